@@ -1,0 +1,121 @@
+//! Records sent by the kernel programs through the `EVENTS` ring buffer.
+//!
+//! Every record is one [`Event`] (fixed size, so the decoder needs no framing). Which fields are
+//! meaningful depends on [`Event::kind`]; see [`EventKind`]. Counters are cumulative: userspace
+//! takes the latest value, so a lost update costs freshness, not bytes.
+
+use crate::sock::{ByteCounters, Owner};
+
+/// What happened. Values are append-only: never reuse a retired number.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// `connect()` on a UDP socket (`cgroup/connect4|6`): remote address known.
+    Connect = 1,
+    /// TCP handshake done (`sock_ops` `ACTIVE|PASSIVE_ESTABLISHED_CB`): full 4-tuple known.
+    /// `FLAG_PASSIVE` marks accepted (inbound) connections.
+    Established = 2,
+    /// TCP socket entered `TCP_CLOSE` (`sock_ops` `STATE_CB`): final wire counters.
+    TcpClose = 3,
+    /// The process released the socket (`cgroup/sock_release`): final payload counters.
+    Release = 4,
+    /// First packet of a socket the monitor had not seen (created before it started).
+    Discovered = 5,
+    /// Periodic update of a socket's counters, from the packet path.
+    Update = 6,
+    /// Periodic update of one unconnected-UDP peer slot.
+    PeerUpdate = 7,
+    /// A peer slot was reused for another peer: final counters of that slot generation.
+    PeerEvicted = 8,
+    /// The socket was released: final counters of a peer slot generation.
+    PeerClosed = 9,
+}
+
+impl TryFrom<u32> for EventKind {
+    type Error = u32;
+
+    fn try_from(raw: u32) -> Result<Self, u32> {
+        Ok(match raw {
+            1 => Self::Connect,
+            2 => Self::Established,
+            3 => Self::TcpClose,
+            4 => Self::Release,
+            5 => Self::Discovered,
+            6 => Self::Update,
+            7 => Self::PeerUpdate,
+            8 => Self::PeerEvicted,
+            9 => Self::PeerClosed,
+            other => return Err(other),
+        })
+    }
+}
+
+/// [`Event::flags`]: the connection was accepted from a listener (inbound).
+pub const FLAG_PASSIVE: u32 = 1;
+/// [`Event::flags`]: no owner storage existed; `owner` is empty or partial.
+pub const FLAG_NO_OWNER: u32 = 2;
+
+/// Addresses and ports of a flow.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tuple {
+    /// Local address, network byte order; IPv4 in word 0.
+    pub local_addr: [u32; 4],
+    /// Remote address, network byte order; IPv4 in word 0.
+    pub remote_addr: [u32; 4],
+    /// Local port, host byte order (0 when not yet bound).
+    pub local_port: u16,
+    /// Remote port, host byte order (0 when unconnected).
+    pub remote_port: u16,
+    /// `AF_INET` or `AF_INET6`.
+    pub family: u16,
+    /// `IPPROTO_TCP` or `IPPROTO_UDP`.
+    pub protocol: u16,
+}
+const _: () = assert!(core::mem::size_of::<Tuple>() == 40);
+
+/// TCP state at a `TcpClose`, from `struct bpf_sock_ops`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpCounters {
+    /// `bytes_acked` (RFC 4898 `tcpEStatsAppHCThruOctetsAcked`; includes SYN and an acked FIN).
+    pub bytes_acked: u64,
+    /// `bytes_received` (RFC 4898 `tcpEStatsAppHCThruOctetsReceived`; includes a received FIN).
+    pub bytes_received: u64,
+    /// State before `TCP_CLOSE` (kernel `TCP_*` numbering).
+    pub old_state: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<TcpCounters>() == 24);
+
+/// One ring-buffer record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Event {
+    /// [`EventKind`] as `u32`. The decoder depends on this being at offset 0.
+    pub kind: u32,
+    /// `FLAG_*` bits.
+    pub flags: u32,
+    /// `bpf_ktime_get_boot_ns()` when the event was produced.
+    pub ts_ns: u64,
+    /// Socket cookie (`bpf_get_socket_cookie`), unique per socket for the boot.
+    pub cookie: u64,
+    /// Peer slot generation (`Peer*` kinds), else 0.
+    pub generation: u64,
+    /// When the flow started: slot claim (`Peer*`), else the owner's `created_ns` or discovery.
+    pub first_ns: u64,
+    /// Owner of the socket (may be empty, see `FLAG_NO_OWNER`).
+    pub owner: Owner,
+    /// Addresses and ports. For `Peer*` kinds `remote_*` is the peer.
+    pub tuple: Tuple,
+    /// Cumulative counters of the socket (or of the peer slot generation).
+    pub bytes: ByteCounters,
+    /// TCP counters (`TcpClose` only).
+    pub tcp: TcpCounters,
+}
+const _: () = assert!(core::mem::size_of::<Event>() == 40 + 56 + 40 + 48 + 24);
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), integers only, no implicit padding (size asserted above).
+unsafe impl aya::Pod for Event {}

@@ -1,0 +1,25 @@
+//! Types shared by the kernel programs (`monitor-ebpf`) and the daemon (`monitor`).
+//!
+//! Everything here is plain `#[repr(C)]` data: fixed-width integers, byte arrays and explicit
+//! padding, so that the kernel and userspace agree on every byte. Sizes are asserted next to each
+//! type. With the `user` feature the map value types implement [`aya::Pod`].
+//!
+//! # Layout
+//! - [`event`]: the records the kernel sends through the `EVENTS` ring buffer.
+//! - [`sock`]: per-socket storage values (owner, counters, UDP peer table).
+//! - [`maps`]: names of maps and programs, statistics slots and load-time globals.
+#![no_std]
+#![warn(missing_docs)]
+
+pub mod event;
+pub mod maps;
+pub mod sock;
+
+/// `AF_INET` from `<sys/socket.h>`.
+pub const AF_INET: u16 = 2;
+/// `AF_INET6` from `<sys/socket.h>`.
+pub const AF_INET6: u16 = 10;
+/// `IPPROTO_TCP`.
+pub const IPPROTO_TCP: u16 = 6;
+/// `IPPROTO_UDP`.
+pub const IPPROTO_UDP: u16 = 17;

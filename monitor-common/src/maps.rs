@@ -1,0 +1,72 @@
+//! Names that cross the kernel/userspace boundary, defined once.
+//!
+//! The kernel's `#[map]`/`#[btf_map]` statics carry these names; userspace looks maps and
+//! programs up only through these constants (a test checks each resolves in the object).
+
+/// Ring buffer of [`crate::event::Event`]s.
+pub const EVENTS: &str = "EVENTS";
+/// Per-CPU array of `u64` statistics, indexed by `STAT_*`.
+pub const STATS: &str = "STATS";
+/// Socket storage of [`crate::sock::Owner`].
+pub const OWNER: &str = "OWNER";
+/// Socket storage of [`crate::sock::Counters`].
+pub const COUNTERS: &str = "COUNTERS";
+/// Socket storage of [`crate::sock::PeerTable`].
+pub const PEERS: &str = "PEERS";
+
+/// Default ring buffer size in bytes (power of two, multiple of the page size).
+pub const EVENTS_DEFAULT_BYTES: u32 = 4 << 20;
+
+/// Load-time global: minimum nanoseconds between two `Update` events of one flow.
+pub const GLOBAL_UPDATE_INTERVAL_NS: &str = "UPDATE_INTERVAL_NS";
+
+/// Events that could not be reserved in the ring buffer (lost).
+pub const STAT_RINGBUF_FULL: u32 = 0;
+/// Events submitted (received + lost must equal this).
+pub const STAT_EVENTS: u32 = 1;
+/// Socket storage could not be created (socket not counted).
+pub const STAT_STORAGE_FAIL: u32 = 2;
+/// Peer slots reused for another peer (not a loss: the old slot is flushed).
+pub const STAT_PEER_EVICTIONS: u32 = 3;
+/// Unconnected-UDP packets whose headers could not be read (counted on the socket only).
+pub const STAT_PEER_PARSE_FAIL: u32 = 4;
+/// Packets with no full socket (request/time-wait sockets, RST replies): not attributable.
+pub const STAT_UNATTRIBUTED_PACKETS: u32 = 5;
+/// IP-layer bytes of those packets.
+pub const STAT_UNATTRIBUTED_BYTES: u32 = 6;
+/// Number of `STAT_*` slots.
+pub const STAT_COUNT: u32 = 7;
+
+/// Program names (the Rust function names in `monitor-ebpf`), in attach order.
+pub mod programs {
+    /// `cgroup/sock_create`.
+    pub const SOCK_CREATE: &str = "sock_create";
+    /// `cgroup/sock_release`.
+    pub const SOCK_RELEASE: &str = "sock_release";
+    /// `cgroup/connect4`.
+    pub const CONNECT4: &str = "sock_addr_connect4";
+    /// `cgroup/connect6`.
+    pub const CONNECT6: &str = "sock_addr_connect6";
+    /// `cgroup/sendmsg4`.
+    pub const SENDMSG4: &str = "sock_addr_sendmsg4";
+    /// `cgroup/sendmsg6`.
+    pub const SENDMSG6: &str = "sock_addr_sendmsg6";
+    /// `cgroup/recvmsg4`.
+    pub const RECVMSG4: &str = "sock_addr_recvmsg4";
+    /// `cgroup/recvmsg6`.
+    pub const RECVMSG6: &str = "sock_addr_recvmsg6";
+    /// `sockops`.
+    pub const SOCK_OPS: &str = "sock_ops_tcp";
+    /// `cgroup_skb/egress`.
+    pub const SKB_EGRESS: &str = "cgroup_skb_egress";
+    /// `cgroup_skb/ingress`.
+    pub const SKB_INGRESS: &str = "cgroup_skb_ingress";
+    /// `tp_btf/sock_send_length`.
+    pub const SEND_LENGTH: &str = "tp_sock_send_length";
+    /// `tp_btf/sock_recv_length`.
+    pub const RECV_LENGTH: &str = "tp_sock_recv_length";
+    /// Kernel tracepoint behind [`SEND_LENGTH`] (Linux 6.3+).
+    pub const SEND_LENGTH_TP: &str = "sock_send_length";
+    /// Kernel tracepoint behind [`RECV_LENGTH`] (Linux 6.3+).
+    pub const RECV_LENGTH_TP: &str = "sock_recv_length";
+}

@@ -1,0 +1,160 @@
+//! Per-socket storage values (`BPF_MAP_TYPE_SK_STORAGE`).
+//!
+//! Three storages hang off every watched socket:
+//! - [`Owner`] in `OWNER` (flags `NO_PREALLOC | CLONE`): who created the socket. `BPF_F_CLONE`
+//!   copies it to sockets accepted from a listener, so inbound connections are charged to the
+//!   server process.
+//! - [`Counters`] in `COUNTERS` (`NO_PREALLOC`, not cloned): the only thing the per-packet path
+//!   touches. Kept apart from `Owner` because a clone would copy the listener's counters.
+//! - [`PeerTable`] in `PEERS` (`NO_PREALLOC`): per-destination counters of unconnected UDP
+//!   sockets, which talk to several peers through one socket.
+
+/// How the owner of a socket was learnt.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OwnerSource {
+    /// No owner recorded (socket older than the monitor, seen first on the packet path).
+    Unknown = 0,
+    /// Recorded by `cgroup/sock_create` in the creating process.
+    SockCreate = 1,
+    /// Recorded lazily by a `connect`/`sendmsg`/`recvmsg` hook in the calling process, for a
+    /// socket created before the monitor started.
+    Syscall = 2,
+}
+
+impl OwnerSource {
+    /// Decodes the raw value stored by the kernel.
+    #[must_use]
+    pub fn from_raw(raw: u32) -> Self {
+        match raw {
+            1 => Self::SockCreate,
+            2 => Self::Syscall,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+/// Who owns a socket. Written in process context (never on the packet path).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Owner {
+    /// Process id (thread group id) of the creator.
+    pub tgid: u32,
+    /// Thread id of the creator.
+    pub pid: u32,
+    /// Real user id.
+    pub uid: u32,
+    /// Real group id.
+    pub gid: u32,
+    /// cgroup v2 id of the creating task.
+    pub cgroup_id: u64,
+    /// `bpf_ktime_get_boot_ns()` when the owner was recorded.
+    pub created_ns: u64,
+    /// `comm` of the creating thread, NUL padded.
+    pub comm: [u8; 16],
+    /// [`OwnerSource`] as `u32`.
+    pub source: u32,
+    /// Explicit padding (Pod types must have none implicit).
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<Owner>() == 56);
+
+/// Byte and packet counters of one flow.
+///
+/// `wire_*` are IP-layer lengths (headers included, link layer excluded) as seen by the
+/// `cgroup_skb` programs; a GSO/GRO super-packet counts once, as on the interface counters.
+/// `app_*` are payload bytes: for sockets, what the process wrote and read (the `sock_send_length`
+/// and `sock_recv_length` tracepoints); for unconnected UDP peers, the UDP payload at the IP layer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ByteCounters {
+    /// IP-layer bytes sent.
+    pub wire_tx_bytes: u64,
+    /// Packets sent.
+    pub wire_tx_packets: u64,
+    /// IP-layer bytes received.
+    pub wire_rx_bytes: u64,
+    /// Packets received.
+    pub wire_rx_packets: u64,
+    /// Payload bytes sent.
+    pub app_tx_bytes: u64,
+    /// Payload bytes received.
+    pub app_rx_bytes: u64,
+}
+const _: () = assert!(core::mem::size_of::<ByteCounters>() == 48);
+
+/// `COUNTERS` storage value: the per-packet path adds to it, nothing else.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Running totals since the monitor first saw the socket.
+    pub bytes: ByteCounters,
+    /// `bpf_ktime_get_boot_ns()` when the storage was created (socket creation or discovery).
+    pub created_ns: u64,
+    /// `bpf_ktime_get_coarse_ns()` of the last `Update` event (or of creation).
+    pub last_report_ns: u64,
+    /// Local address (network byte order), copied from the first packet: `sock_release` may not
+    /// read the socket's source fields.
+    pub local_addr: [u32; 4],
+    /// Local port (host byte order), 0 until the first packet.
+    pub local_port: u16,
+    /// Explicit padding.
+    pub _pad: u16,
+    /// `COUNTER_*` flags.
+    pub flags: u32,
+}
+const _: () = assert!(core::mem::size_of::<Counters>() == 88);
+
+/// [`Counters::flags`]: the socket was first seen on the packet path (created before the monitor).
+pub const COUNTER_DISCOVERED: u32 = 1;
+
+/// Number of peer slots per unconnected UDP socket. When all are taken, the oldest claim is
+/// flushed to userspace (`PeerEvicted`) and reused, so nothing is lost.
+pub const PEER_SLOTS: usize = 8;
+
+/// One remote endpoint of an unconnected UDP socket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerSlot {
+    /// Remote address, network byte order; IPv4 in word 0.
+    pub addr: [u32; 4],
+    /// Remote port, host byte order.
+    pub port: u16,
+    /// `AF_INET` or `AF_INET6` (of the packet, not the socket).
+    pub family: u16,
+    /// 1 when the slot is in use.
+    pub active: u32,
+    /// Claim number, unique per socket: (cookie, generation) names one slot lifetime.
+    pub generation: u64,
+    /// `bpf_ktime_get_boot_ns()` at claim.
+    pub first_ns: u64,
+    /// `bpf_ktime_get_coarse_ns()` of the last `PeerUpdate` (or of the claim).
+    pub last_report_ns: u64,
+    /// Counters since the claim.
+    pub bytes: ByteCounters,
+}
+const _: () = assert!(core::mem::size_of::<PeerSlot>() == 96);
+
+/// `PEERS` storage value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerTable {
+    /// Last generation handed out.
+    pub generation: u64,
+    /// Next slot to evict when all are taken (round robin).
+    pub victim: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// The slots.
+    pub slots: [PeerSlot; PEER_SLOTS],
+}
+const _: () = assert!(core::mem::size_of::<PeerTable>() == 16 + 96 * PEER_SLOTS);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY (all): repr(C), only integers and integer arrays, no implicit padding (sizes asserted
+    // above), so every bit pattern is a valid value.
+    unsafe impl aya::Pod for super::Owner {}
+    unsafe impl aya::Pod for super::Counters {}
+    unsafe impl aya::Pod for super::PeerTable {}
+}

@@ -1,0 +1,177 @@
+//! Maps, load-time globals and the small helpers every program shares.
+
+use core::{
+    ffi::c_void,
+    intrinsics::{AtomicOrdering, atomic_xadd},
+    ptr,
+};
+
+use aya_ebpf::{
+    bindings::BPF_SK_STORAGE_GET_F_CREATE,
+    helpers::generated::{
+        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        bpf_ktime_get_boot_ns, bpf_sk_storage_get,
+    },
+    macros::{btf_map, map},
+    maps::{PerCpuArray, RingBuf},
+};
+use monitor_common::{
+    event::{Event, EventKind, FLAG_NO_OWNER, TcpCounters, Tuple},
+    maps::{EVENTS_DEFAULT_BYTES, STAT_COUNT, STAT_EVENTS, STAT_RINGBUF_FULL},
+    sock::{ByteCounters, Counters, Owner, OwnerSource, PeerTable},
+};
+
+/// `BPF_F_NO_PREALLOC`.
+const NO_PREALLOC: usize = 1;
+/// `BPF_F_NO_PREALLOC | BPF_F_CLONE`.
+const NO_PREALLOC_CLONE: usize = 1 | 512;
+
+/// BTF definition of a `BPF_MAP_TYPE_SK_STORAGE` map with the given flags.
+///
+/// aya-ebpf 0.2.1's `btf_maps::SkStorage` hard-codes its flags (no `BPF_F_CLONE`) and only takes
+/// `SockAddrContext`; the layout below is the one its `btf_map_def!` produces.
+#[repr(C)]
+pub(crate) struct SkStorage<V, const FLAGS: usize> {
+    r#type: *const [i32; 24], // BPF_MAP_TYPE_SK_STORAGE
+    key: *const i32,
+    value: *const V,
+    max_entries: *const [i32; 0],
+    map_flags: *const [i32; FLAGS],
+}
+
+// SAFETY: the fields are placeholders the loader patches; never dereferenced.
+unsafe impl<V, const FLAGS: usize> Sync for SkStorage<V, FLAGS> {}
+
+impl<V, const FLAGS: usize> SkStorage<V, FLAGS> {
+    pub(crate) const fn new() -> Self {
+        Self {
+            r#type: ptr::null(),
+            key: ptr::null(),
+            value: ptr::null(),
+            max_entries: ptr::null(),
+            map_flags: ptr::null(),
+        }
+    }
+
+    /// The value attached to `sk`, created zeroed when `create` is set. Null when absent or when
+    /// the kernel could not allocate it.
+    #[inline(always)]
+    pub(crate) fn get(&self, sk: *mut c_void, create: bool) -> *mut V {
+        let flags = if create { u64::from(BPF_SK_STORAGE_GET_F_CREATE) } else { 0 };
+        let map = ptr::from_ref(self).cast_mut().cast();
+        // SAFETY: `sk` comes from the program context; the helper checks it.
+        unsafe { bpf_sk_storage_get(map, sk, ptr::null_mut(), flags) }.cast()
+    }
+}
+
+// Names: monitor_common::maps::{OWNER, COUNTERS, PEERS}.
+#[btf_map]
+pub(crate) static OWNER: SkStorage<Owner, NO_PREALLOC_CLONE> = SkStorage::new();
+#[btf_map]
+pub(crate) static COUNTERS: SkStorage<Counters, NO_PREALLOC> = SkStorage::new();
+#[btf_map]
+pub(crate) static PEERS: SkStorage<PeerTable, NO_PREALLOC> = SkStorage::new();
+
+// Name: monitor_common::maps::EVENTS. Userspace may resize it at load time.
+#[map]
+pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_DEFAULT_BYTES, 0);
+
+// Name: monitor_common::maps::STATS.
+#[map]
+pub(crate) static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
+
+/// Minimum time between two `Update` events of one flow (set by userspace at load time).
+#[unsafe(no_mangle)]
+static UPDATE_INTERVAL_NS: u64 = 10_000_000_000;
+
+#[inline(always)]
+pub(crate) fn update_interval_ns() -> u64 {
+    // SAFETY: a plain global; volatile so the compiler does not fold the default value.
+    unsafe { ptr::read_volatile(&raw const UPDATE_INTERVAL_NS) }
+}
+
+/// Adds `value` to `*dst` atomically.
+#[inline(always)]
+pub(crate) fn add(dst: *mut u64, value: u64) {
+    // SAFETY: callers pass pointers into map values returned by the kernel.
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(dst, value) };
+}
+
+/// Adds `value` to statistics slot `index`.
+#[inline(always)]
+pub(crate) fn stat(index: u32, value: u64) {
+    if let Some(slot) = STATS.get_ptr_mut(index) {
+        add(slot, value);
+    }
+}
+
+/// Fills `owner` from the current task.
+#[inline(always)]
+pub(crate) fn record_owner(owner: &mut Owner, source: OwnerSource) {
+    // SAFETY: helpers without pointer arguments.
+    let (pid_tgid, uid_gid, cgroup_id, now) = unsafe {
+        (
+            bpf_get_current_pid_tgid(),
+            bpf_get_current_uid_gid(),
+            bpf_get_current_cgroup_id(),
+            bpf_ktime_get_boot_ns(),
+        )
+    };
+    owner.tgid = (pid_tgid >> 32) as u32;
+    owner.pid = pid_tgid as u32;
+    owner.uid = uid_gid as u32;
+    owner.gid = (uid_gid >> 32) as u32;
+    owner.cgroup_id = cgroup_id;
+    owner.created_ns = now;
+    owner.comm = aya_ebpf::helpers::bpf_get_current_comm().unwrap_or_default();
+    owner.source = source as u32;
+}
+
+/// Everything an [`Event`] carries besides its kind.
+pub(crate) struct EventData<'a> {
+    pub(crate) cookie: u64,
+    pub(crate) flags: u32,
+    pub(crate) generation: u64,
+    pub(crate) first_ns: u64,
+    pub(crate) owner: *const Owner,
+    pub(crate) tuple: &'a Tuple,
+    pub(crate) bytes: *const ByteCounters,
+    pub(crate) tcp: TcpCounters,
+}
+
+/// Writes one event into the ring buffer; counts it, or counts its loss.
+#[inline(always)]
+pub(crate) fn emit(kind: EventKind, data: &EventData<'_>) {
+    stat(STAT_EVENTS, 1);
+    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+        stat(STAT_RINGBUF_FULL, 1);
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: `ev` points at a reservation of size_of::<Event>(); every field is written. The
+    // owner and counter pointers are null-checked map values.
+    unsafe {
+        (*ev).kind = kind as u32;
+        (*ev).ts_ns = bpf_ktime_get_boot_ns();
+        (*ev).cookie = data.cookie;
+        (*ev).generation = data.generation;
+        (*ev).first_ns = data.first_ns;
+        if data.owner.is_null() {
+            (*ev).owner = Owner::default();
+            (*ev).flags = data.flags | FLAG_NO_OWNER;
+        } else {
+            (*ev).owner = *data.owner;
+            (*ev).flags = data.flags;
+        }
+        (*ev).tuple = *data.tuple;
+        (*ev).bytes = if data.bytes.is_null() { ByteCounters::default() } else { *data.bytes };
+        (*ev).tcp = data.tcp;
+    }
+    entry.submit(0);
+}
+
+/// Owner of `sk`, or null.
+#[inline(always)]
+pub(crate) fn owner_of(sk: *mut c_void) -> *const Owner {
+    OWNER.get(sk, false).cast_const()
+}

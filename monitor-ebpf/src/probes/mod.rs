@@ -1,0 +1,84 @@
+//! Program entry points, one file per hook family.
+
+pub(crate) mod payload;
+pub(crate) mod skb;
+pub(crate) mod sock;
+pub(crate) mod sock_addr;
+pub(crate) mod sock_ops;
+
+use aya_ebpf::bindings::bpf_sock;
+use monitor_common::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, event::Tuple, sock::Counters};
+
+/// Return value of cgroup programs that lets the operation (or packet) through. `0` would deny
+/// the socket or DROP the packet; no program of the monitor ever returns it.
+pub(crate) const ALLOW: i32 = 1;
+
+/// True for the sockets the monitor tracks: TCP and UDP over IPv4 and IPv6.
+#[inline(always)]
+pub(crate) fn tracked(family: u32, protocol: u32) -> bool {
+    (family == u32::from(AF_INET) || family == u32::from(AF_INET6))
+        && (protocol == u32::from(IPPROTO_TCP) || protocol == u32::from(IPPROTO_UDP))
+}
+
+/// Reads one context field. Volatile, and every field read unconditionally, so LLVM never
+/// turns two branches into one load through a computed context pointer (which the verifier
+/// rejects: "dereference of modified ctx ptr").
+macro_rules! field {
+    ($sk:expr, $($f:tt)+) => {
+        // SAFETY: `$sk` is a context or full-socket pointer, checked non-null by the caller.
+        unsafe { core::ptr::read_volatile(&raw const (*$sk).$($f)+) }
+    };
+}
+pub(crate) use field;
+
+/// Remote address words: IPv6 as is, IPv4 in word 0.
+#[inline(always)]
+fn pick(family: u16, v4: u32, v6: [u32; 4]) -> [u32; 4] {
+    if family == AF_INET6 { v6 } else { [v4, 0, 0, 0] }
+}
+
+/// Remote address and port of a socket as `cgroup/sock_release` may read them (the kernel refuses
+/// source-field reads there); the local side comes from the counters.
+#[inline(always)]
+pub(crate) fn release_tuple(sk: *const bpf_sock, counters: &Counters) -> Tuple {
+    let family = field!(sk, family) as u16;
+    let dst4 = field!(sk, dst_ip4);
+    let dst6 = [field!(sk, dst_ip6[0]), field!(sk, dst_ip6[1]), field!(sk, dst_ip6[2]), field!(sk, dst_ip6[3])];
+    Tuple {
+        family,
+        protocol: field!(sk, protocol) as u16,
+        local_addr: counters.local_addr,
+        local_port: counters.local_port,
+        remote_addr: pick(family, dst4, dst6),
+        remote_port: u16::from_be(field!(sk, dst_port)),
+    }
+}
+
+/// Copies the local address of a full socket into its counters, once.
+#[inline(always)]
+pub(crate) fn remember_local(sk: *const bpf_sock, counters: &mut Counters) {
+    if counters.local_port != 0 {
+        return;
+    }
+    let t = tuple_of(sk);
+    counters.local_addr = t.local_addr;
+    counters.local_port = t.local_port;
+}
+
+/// Addresses and ports of a full socket.
+#[inline(always)]
+pub(crate) fn tuple_of(sk: *const bpf_sock) -> Tuple {
+    let family = field!(sk, family) as u16;
+    let src4 = field!(sk, src_ip4);
+    let src6 = [field!(sk, src_ip6[0]), field!(sk, src_ip6[1]), field!(sk, src_ip6[2]), field!(sk, src_ip6[3])];
+    let dst4 = field!(sk, dst_ip4);
+    let dst6 = [field!(sk, dst_ip6[0]), field!(sk, dst_ip6[1]), field!(sk, dst_ip6[2]), field!(sk, dst_ip6[3])];
+    Tuple {
+        family,
+        protocol: field!(sk, protocol) as u16,
+        local_addr: pick(family, src4, src6),
+        local_port: field!(sk, src_port) as u16,
+        remote_addr: pick(family, dst4, dst6),
+        remote_port: u16::from_be(field!(sk, dst_port)),
+    }
+}

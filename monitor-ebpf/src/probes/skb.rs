@@ -1,0 +1,331 @@
+//! `cgroup_skb/egress|ingress`: the per-packet path.
+//!
+//! For TCP and connected UDP the work is: full socket → `COUNTERS` storage → two atomic adds →
+//! one coarse clock read. No keyed map lookup, no event (except one `Update` per interval).
+//! Unconnected UDP sockets (several peers behind one socket) also read the peer address from the
+//! IP/UDP headers and add to that peer's slot in the socket's `PEERS` storage.
+//! Both programs return [`ALLOW`] on every path: a 0 would drop the packet.
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    bindings::bpf_sock,
+    helpers::generated::{
+        bpf_get_socket_cookie, bpf_get_socket_uid, bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns,
+        bpf_sk_fullsock,
+    },
+    macros::cgroup_skb,
+    programs::SkBuffContext,
+};
+use monitor_common::{
+    AF_INET, AF_INET6, IPPROTO_UDP,
+    event::{EventKind, TcpCounters, Tuple},
+    maps::{
+        STAT_PEER_EVICTIONS, STAT_PEER_PARSE_FAIL, STAT_STORAGE_FAIL, STAT_UNATTRIBUTED_BYTES,
+        STAT_UNATTRIBUTED_PACKETS,
+    },
+    sock::{COUNTER_DISCOVERED, Counters, Owner, OwnerSource, PEER_SLOTS, PeerSlot, PeerTable},
+};
+
+use super::{ALLOW, remember_local, tracked, tuple_of};
+use crate::maps::{COUNTERS, EventData, PEERS, add, emit, owner_of, stat, update_interval_ns};
+
+/// # Minimum kernel version
+/// 5.2 (`bpf_sk_storage_get` in `cgroup_skb`); coarse clock 5.11.
+#[cgroup_skb(egress)]
+pub fn cgroup_skb_egress(ctx: SkBuffContext) -> i32 {
+    count(&ctx, true);
+    ALLOW
+}
+
+/// # Minimum kernel version
+/// 5.2; coarse clock 5.11.
+#[cgroup_skb(ingress)]
+pub fn cgroup_skb_ingress(ctx: SkBuffContext) -> i32 {
+    count(&ctx, false);
+    ALLOW
+}
+
+#[inline(always)]
+fn count(ctx: &SkBuffContext, egress: bool) {
+    let skb = ctx.skb.skb;
+    // SAFETY: ctx field reads; `sk` is null-checked before use.
+    let (len, sk) = unsafe { (u64::from((*skb).len), (*skb).__bindgen_anon_2.sk) };
+    let sk = if sk.is_null() { sk } else { unsafe { bpf_sk_fullsock(sk) } };
+    if sk.is_null() {
+        unattributed(len);
+        return;
+    }
+    let mut counters = COUNTERS.get(sk.cast(), false);
+    if counters.is_null() {
+        counters = discover(ctx, sk);
+    }
+    // SAFETY: null-checked map value.
+    let Some(c) = (unsafe { counters.as_mut() }) else {
+        unattributed(len);
+        return;
+    };
+    if egress {
+        add(&raw mut c.bytes.wire_tx_bytes, len);
+        add(&raw mut c.bytes.wire_tx_packets, 1);
+    } else {
+        add(&raw mut c.bytes.wire_rx_bytes, len);
+        add(&raw mut c.bytes.wire_rx_packets, 1);
+    }
+    remember_local(sk, c);
+    // SAFETY: full-socket field reads.
+    let (protocol, dst_port) = unsafe { ((*sk).protocol, (*sk).dst_port) };
+    if protocol == u32::from(IPPROTO_UDP) && dst_port == 0 {
+        count_peer(ctx, sk, egress, len);
+        return;
+    }
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    if now.wrapping_sub(c.last_report_ns) >= update_interval_ns() {
+        c.last_report_ns = now;
+        report(ctx, sk, EventKind::Update, c);
+    }
+}
+
+#[inline(always)]
+fn unattributed(len: u64) {
+    stat(STAT_UNATTRIBUTED_PACKETS, 1);
+    stat(STAT_UNATTRIBUTED_BYTES, len);
+}
+
+#[inline(always)]
+fn report(ctx: &SkBuffContext, sk: *mut bpf_sock, kind: EventKind, c: &Counters) {
+    let tuple = tuple_of(sk);
+    emit(
+        kind,
+        &EventData {
+            // SAFETY: the context is an skb with a socket.
+            cookie: unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) },
+            flags: 0,
+            generation: 0,
+            first_ns: c.created_ns,
+            owner: owner_of(sk.cast()),
+            tuple: &tuple,
+            bytes: &raw const c.bytes,
+            tcp: TcpCounters::default(),
+        },
+    );
+}
+
+/// First packet of a socket without counters: it predates the monitor. Give it counters and tell
+/// userspace, which finds the owner in /proc unless a syscall hook already recorded it.
+#[inline(always)]
+fn discover(ctx: &SkBuffContext, sk: *mut bpf_sock) -> *mut Counters {
+    // SAFETY: full-socket field reads.
+    let (family, protocol) = unsafe { ((*sk).family, (*sk).protocol) };
+    if !tracked(family, protocol) {
+        return core::ptr::null_mut();
+    }
+    let counters = COUNTERS.get(sk.cast(), true);
+    // SAFETY: null-checked map value.
+    let Some(c) = (unsafe { counters.as_mut() }) else {
+        stat(STAT_STORAGE_FAIL, 1);
+        return counters;
+    };
+    // SAFETY: helpers without pointer arguments.
+    unsafe {
+        c.created_ns = bpf_ktime_get_boot_ns();
+        c.last_report_ns = bpf_ktime_get_coarse_ns();
+    }
+    c.flags |= COUNTER_DISCOVERED;
+    let mut owner = owner_of(sk.cast());
+    let partial;
+    if owner.is_null() {
+        // Only the socket's uid is known here; the packet path runs in an unrelated task.
+        partial = Owner {
+            // SAFETY: the context is an skb.
+            uid: unsafe { bpf_get_socket_uid(ctx.skb.skb) },
+            source: OwnerSource::Unknown as u32,
+            ..Owner::default()
+        };
+        owner = &raw const partial;
+    }
+    let tuple = tuple_of(sk);
+    emit(
+        EventKind::Discovered,
+        &EventData {
+            // SAFETY: the context is an skb with a socket.
+            cookie: unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) },
+            flags: 0,
+            generation: 0,
+            first_ns: c.created_ns,
+            owner,
+            tuple: &tuple,
+            bytes: core::ptr::null(),
+            tcp: TcpCounters::default(),
+        },
+    );
+    counters
+}
+
+/// Remote endpoint of one packet of an unconnected UDP socket.
+struct Peer {
+    addr: [u32; 4],
+    port: u16,
+    family: u16,
+    payload: u64,
+}
+
+/// Reads the peer (destination on egress, source on ingress) and the UDP payload length.
+#[inline(always)]
+fn parse_peer(ctx: &SkBuffContext, egress: bool) -> Option<Peer> {
+    let first: u8 = ctx.load(0).ok()?;
+    let (addr, family, udp_off) = match first >> 4 {
+        4 => {
+            let ihl = usize::from(first & 0x0f) * 4;
+            if ihl < 20 {
+                return None;
+            }
+            let a: u32 = ctx.load(if egress { 16 } else { 12 }).ok()?;
+            ([a, 0, 0, 0], AF_INET, ihl)
+        }
+        6 => {
+            let next: u8 = ctx.load(6).ok()?;
+            if u16::from(next) != IPPROTO_UDP {
+                return None; // extension headers: not parsed
+            }
+            let a: [u32; 4] = ctx.load(if egress { 24 } else { 8 }).ok()?;
+            (a, AF_INET6, 40)
+        }
+        _ => return None,
+    };
+    let udp: [u8; 8] = ctx.load(udp_off).ok()?;
+    let port = if egress {
+        u16::from_be_bytes([udp[2], udp[3]])
+    } else {
+        u16::from_be_bytes([udp[0], udp[1]])
+    };
+    let udp_len = u64::from(u16::from_be_bytes([udp[4], udp[5]]));
+    Some(Peer { addr, port, family, payload: udp_len.saturating_sub(8) })
+}
+
+#[inline(always)]
+fn same(slot: &PeerSlot, peer: &Peer) -> bool {
+    slot.active != 0
+        && slot.port == peer.port
+        && slot.addr[0] == peer.addr[0]
+        && slot.addr[1] == peer.addr[1]
+        && slot.addr[2] == peer.addr[2]
+        && slot.addr[3] == peer.addr[3]
+}
+
+#[inline(always)]
+fn count_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, egress: bool, len: u64) {
+    let Some(peer) = parse_peer(ctx, egress) else {
+        stat(STAT_PEER_PARSE_FAIL, 1);
+        return;
+    };
+    // SAFETY: null-checked map value.
+    let Some(table) = (unsafe { PEERS.get(sk.cast(), true).as_mut() }) else {
+        stat(STAT_STORAGE_FAIL, 1);
+        return;
+    };
+    let mut index = PEER_SLOTS;
+    for i in 0..PEER_SLOTS {
+        if let Some(slot) = table.slots.get(i) {
+            if same(slot, &peer) {
+                index = i;
+                break;
+            }
+        }
+    }
+    if index == PEER_SLOTS {
+        index = claim(ctx, sk, table, &peer);
+    }
+    let Some(slot) = table.slots.get_mut(index) else {
+        return;
+    };
+    if egress {
+        add(&raw mut slot.bytes.wire_tx_bytes, len);
+        add(&raw mut slot.bytes.wire_tx_packets, 1);
+        add(&raw mut slot.bytes.app_tx_bytes, peer.payload);
+    } else {
+        add(&raw mut slot.bytes.wire_rx_bytes, len);
+        add(&raw mut slot.bytes.wire_rx_packets, 1);
+        add(&raw mut slot.bytes.app_rx_bytes, peer.payload);
+    }
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    if now.wrapping_sub(slot.last_report_ns) >= update_interval_ns() {
+        slot.last_report_ns = now;
+        report_peer(ctx, sk, EventKind::PeerUpdate, slot);
+    }
+}
+
+/// Takes a free slot, or flushes and reuses the next victim (round robin). Concurrent claims of
+/// the same new peer may take two slots; userspace merges them by (cookie, peer).
+#[inline(always)]
+fn claim(ctx: &SkBuffContext, sk: *mut bpf_sock, table: &mut PeerTable, peer: &Peer) -> usize {
+    let mut index = PEER_SLOTS;
+    for i in 0..PEER_SLOTS {
+        if let Some(slot) = table.slots.get(i) {
+            if slot.active == 0 {
+                index = i;
+                break;
+            }
+        }
+    }
+    if index == PEER_SLOTS {
+        index = (table.victim as usize) % PEER_SLOTS;
+        table.victim = table.victim.wrapping_add(1);
+        if let Some(old) = table.slots.get(index) {
+            stat(STAT_PEER_EVICTIONS, 1);
+            report_peer(ctx, sk, EventKind::PeerEvicted, old);
+        }
+    }
+    table.generation += 1;
+    let generation = table.generation;
+    if let Some(slot) = table.slots.get_mut(index) {
+        // SAFETY: helpers without arguments.
+        let (boot, coarse) = unsafe { (bpf_ktime_get_boot_ns(), bpf_ktime_get_coarse_ns()) };
+        *slot = PeerSlot {
+            addr: peer.addr,
+            port: peer.port,
+            family: peer.family,
+            active: 1,
+            generation,
+            first_ns: boot,
+            last_report_ns: coarse,
+            ..PeerSlot::default()
+        };
+    }
+    index
+}
+
+/// The tuple of a peer flow: local side of the socket, remote side from the slot.
+#[inline(always)]
+pub(crate) fn peer_tuple(local: &Tuple, slot: &PeerSlot) -> Tuple {
+    Tuple {
+        local_addr: local.local_addr,
+        local_port: local.local_port,
+        remote_addr: slot.addr,
+        remote_port: slot.port,
+        family: slot.family,
+        protocol: local.protocol,
+    }
+}
+
+#[inline(always)]
+fn report_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, kind: EventKind, slot: &PeerSlot) {
+    let tuple = peer_tuple(&tuple_of(sk), slot);
+    let owner: *const Owner = owner_of(sk.cast::<c_void>());
+    emit(
+        kind,
+        &EventData {
+            // SAFETY: the context is an skb with a socket.
+            cookie: unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) },
+            flags: 0,
+            generation: slot.generation,
+            first_ns: slot.first_ns,
+            owner,
+            tuple: &tuple,
+            bytes: &raw const slot.bytes,
+            tcp: TcpCounters::default(),
+        },
+    );
+}

@@ -1,0 +1,117 @@
+//! `cgroup/sock_create` and `cgroup/sock_release`: socket birth and the process letting go.
+
+use aya_ebpf::{
+    helpers::generated::{bpf_get_socket_cookie, bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns},
+    macros::cgroup_sock,
+    programs::SockContext,
+};
+use monitor_common::{
+    IPPROTO_UDP,
+    event::{EventKind, TcpCounters},
+    sock::{OwnerSource, PEER_SLOTS},
+};
+
+use super::{ALLOW, release_tuple, tracked};
+use crate::maps::{COUNTERS, EventData, OWNER, PEERS, emit, owner_of, record_owner, stat};
+
+/// Records the owner of every new TCP/UDP socket and gives it zeroed counters.
+///
+/// # Minimum kernel version
+/// 5.9 (`bpf_sk_storage_get` in `cgroup_sock`); pid/comm helpers need 5.7.
+#[cgroup_sock(sock_create)]
+pub fn sock_create(ctx: SockContext) -> i32 {
+    let sk = ctx.sock;
+    // SAFETY: ctx field reads.
+    let (family, protocol) = unsafe { ((*sk).family, (*sk).protocol) };
+    if !tracked(family, protocol) {
+        return ALLOW;
+    }
+    // SAFETY (below): map values returned non-null by the kernel.
+    match unsafe { OWNER.get(sk.cast(), true).as_mut() } {
+        Some(owner) => record_owner(owner, OwnerSource::SockCreate),
+        None => stat(monitor_common::maps::STAT_STORAGE_FAIL, 1),
+    }
+    match unsafe { COUNTERS.get(sk.cast(), true).as_mut() } {
+        Some(c) => unsafe {
+            c.created_ns = bpf_ktime_get_boot_ns();
+            c.last_report_ns = bpf_ktime_get_coarse_ns();
+        },
+        None => stat(monitor_common::maps::STAT_STORAGE_FAIL, 1),
+    }
+    ALLOW
+}
+
+/// Emits the final payload counters when the process releases a socket, and the final counters
+/// of every peer of an unconnected UDP socket.
+///
+/// # Minimum kernel version
+/// 5.9 (`cgroup/sock_release`).
+#[cgroup_sock(sock_release)]
+pub fn sock_release(ctx: SockContext) -> i32 {
+    let sk = ctx.sock;
+    // SAFETY: ctx field reads.
+    let (family, protocol) = unsafe { ((*sk).family, (*sk).protocol) };
+    if !tracked(family, protocol) {
+        return ALLOW;
+    }
+    let counters = COUNTERS.get(sk.cast(), false);
+    // SAFETY: non-null map value.
+    let Some(c) = (unsafe { counters.as_ref() }) else {
+        return ALLOW; // never seen: created before the monitor and silent since
+    };
+    // SAFETY: the context is a socket.
+    let cookie = unsafe { bpf_get_socket_cookie(sk.cast()) };
+    let tuple = release_tuple(sk, c);
+    let owner = owner_of(sk.cast());
+    // Peers first: when userspace sees `Release`, every peer of the socket has been reported.
+    if protocol == u32::from(IPPROTO_UDP) && tuple.remote_port == 0 {
+        release_peers(sk.cast(), cookie, owner, &tuple);
+    }
+    emit(
+        EventKind::Release,
+        &EventData {
+            cookie,
+            flags: 0,
+            generation: 0,
+            first_ns: c.created_ns,
+            owner,
+            tuple: &tuple,
+            bytes: &raw const c.bytes,
+            tcp: TcpCounters::default(),
+        },
+    );
+    ALLOW
+}
+
+#[inline(always)]
+fn release_peers(
+    sk: *mut core::ffi::c_void,
+    cookie: u64,
+    owner: *const monitor_common::sock::Owner,
+    local: &monitor_common::event::Tuple,
+) {
+    // SAFETY: non-null map value.
+    let Some(table) = (unsafe { PEERS.get(sk, false).as_ref() }) else {
+        return;
+    };
+    for i in 0..PEER_SLOTS {
+        let Some(slot) = table.slots.get(i) else { break };
+        if slot.active == 0 {
+            continue;
+        }
+        let tuple = super::skb::peer_tuple(local, slot);
+        emit(
+            EventKind::PeerClosed,
+            &EventData {
+                cookie,
+                flags: 0,
+                generation: slot.generation,
+                first_ns: slot.first_ns,
+                owner,
+                tuple: &tuple,
+                bytes: &raw const slot.bytes,
+                tcp: TcpCounters::default(),
+            },
+        );
+    }
+}

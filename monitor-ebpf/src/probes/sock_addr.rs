@@ -1,0 +1,142 @@
+//! `cgroup/connect4|6`, `sendmsg4|6`, `recvmsg4|6`: syscall-context hooks.
+//!
+//! They run in the calling process, so they can record the exact owner of a socket created
+//! before the monitor started. `connect` on a UDP socket also announces its remote address.
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    bindings::bpf_sock,
+    helpers::generated::bpf_get_socket_cookie,
+    macros::cgroup_sock_addr,
+    programs::SockAddrContext,
+};
+use monitor_common::{
+    AF_INET6, IPPROTO_UDP,
+    event::{EventKind, TcpCounters},
+    sock::{Owner, OwnerSource},
+};
+
+use super::{ALLOW, field, tuple_of};
+use crate::maps::{COUNTERS, EventData, OWNER, emit, record_owner, stat};
+
+#[inline(always)]
+fn sock_of(ctx: &SockAddrContext) -> *mut bpf_sock {
+    // SAFETY: ctx field read; the kernel always sets `sk` for these hooks.
+    unsafe { (*ctx.sock_addr).__bindgen_anon_1.sk }
+}
+
+/// The owner of the socket, recorded now if the socket predates the monitor.
+#[inline(always)]
+fn lazy_owner(sk: *mut bpf_sock) -> *const Owner {
+    // SAFETY: non-null map value.
+    match unsafe { OWNER.get(sk.cast(), true).as_mut() } {
+        Some(owner) => {
+            if owner.source == OwnerSource::Unknown as u32 {
+                record_owner(owner, OwnerSource::Syscall);
+            }
+            owner
+        }
+        None => {
+            stat(monitor_common::maps::STAT_STORAGE_FAIL, 1);
+            core::ptr::null()
+        }
+    }
+}
+
+#[inline(always)]
+fn on_connect(ctx: &SockAddrContext, v6: bool) -> i32 {
+    let sk = sock_of(ctx);
+    if sk.is_null() {
+        return ALLOW;
+    }
+    let owner = lazy_owner(sk);
+    let protocol = field!(ctx.sock_addr, protocol);
+    if protocol != u32::from(IPPROTO_UDP) {
+        return ALLOW; // TCP: the `Established` event carries the full 4-tuple
+    }
+    let mut tuple = tuple_of(sk);
+    let sa = ctx.sock_addr;
+    // connect4 may only read `user_ip4`, connect6 only `user_ip6` (`v6` is a constant per program).
+    tuple.remote_port = u16::from_be(field!(sa, user_port) as u16);
+    if v6 {
+        tuple.remote_addr =
+            [field!(sa, user_ip6[0]), field!(sa, user_ip6[1]), field!(sa, user_ip6[2]), field!(sa, user_ip6[3])];
+        tuple.family = AF_INET6;
+    } else {
+        tuple.remote_addr = [field!(sa, user_ip4), 0, 0, 0];
+    }
+    let counters = COUNTERS.get(sk.cast(), false);
+    // SAFETY: the context carries a socket; `counters` is a null-checked map value.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
+    let first_ns = unsafe { counters.as_ref() }.map_or(0, |c| c.created_ns);
+    emit(
+        EventKind::Connect,
+        &EventData {
+            cookie,
+            flags: 0,
+            generation: 0,
+            first_ns,
+            owner,
+            tuple: &tuple,
+            bytes: counters.cast_const().cast(),
+            tcp: TcpCounters::default(),
+        },
+    );
+    ALLOW
+}
+
+#[inline(always)]
+fn on_msg(ctx: &SockAddrContext) -> i32 {
+    let sk = sock_of(ctx);
+    if !sk.is_null() {
+        let _: *const c_void = lazy_owner(sk).cast();
+    }
+    ALLOW
+}
+
+/// # Minimum kernel version
+/// 5.7 (pid/comm helpers in `cgroup_sock_addr`).
+#[cgroup_sock_addr(connect4)]
+pub fn sock_addr_connect4(ctx: SockAddrContext) -> i32 {
+    on_connect(&ctx, false)
+}
+
+/// # Minimum kernel version
+/// 5.7.
+#[cgroup_sock_addr(connect6)]
+pub fn sock_addr_connect6(ctx: SockAddrContext) -> i32 {
+    on_connect(&ctx, true)
+}
+
+/// # Minimum kernel version
+/// 5.7.
+#[cgroup_sock_addr(sendmsg4)]
+pub fn sock_addr_sendmsg4(ctx: SockAddrContext) -> i32 {
+    on_msg(&ctx)
+}
+
+/// # Minimum kernel version
+/// 5.7.
+#[cgroup_sock_addr(sendmsg6)]
+pub fn sock_addr_sendmsg6(ctx: SockAddrContext) -> i32 {
+    on_msg(&ctx)
+}
+
+/// Must return 1 (the kernel rejects other values for recvmsg hooks).
+///
+/// # Minimum kernel version
+/// 5.7.
+#[cgroup_sock_addr(recvmsg4)]
+pub fn sock_addr_recvmsg4(ctx: SockAddrContext) -> i32 {
+    on_msg(&ctx)
+}
+
+/// Must return 1.
+///
+/// # Minimum kernel version
+/// 5.7.
+#[cgroup_sock_addr(recvmsg6)]
+pub fn sock_addr_recvmsg6(ctx: SockAddrContext) -> i32 {
+    on_msg(&ctx)
+}

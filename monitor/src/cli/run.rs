@@ -1,0 +1,138 @@
+//! `monitor run`: attach and report flows until SIGINT/SIGTERM.
+
+use std::{
+    io::{self, Write as _},
+    path::PathBuf,
+    process::ExitCode,
+    sync::atomic::{AtomicBool, Ordering},
+};
+
+use anyhow::Context as _;
+use log::{error, info, warn};
+use monitor::{
+    daemon::{self, OUTPUT_QUEUE, Output},
+    privileges,
+    settings::{OutputFormat, RawConfig, Settings},
+    tracker::FlowRecord,
+};
+use tokio::sync::{mpsc, watch};
+
+use super::{args::RunArgs, exit};
+
+/// Runs the daemon.
+pub fn execute(args: RunArgs, mut raw: RawConfig, source: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let RunArgs { json, cgroup } = args;
+    if let Some(cgroup) = cgroup {
+        raw.cgroup = cgroup;
+    }
+    if json {
+        raw.output.format = OutputFormat::Json;
+    }
+    let settings = Settings::resolve(raw, source)?;
+    if let Err(missing) = privileges::check() {
+        error!(
+            "insufficient privileges: missing {}. Run as root (e.g. `sudo monitor run`), or grant \
+             the binary CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (`setcap cap_bpf,cap_net_admin,cap_perfmon+ep`).",
+            missing.join(", ")
+        );
+        return Ok(ExitCode::from(exit::PRIVILEGES));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    runtime.block_on(async {
+        let (tx, rx) = mpsc::channel(OUTPUT_QUEUE);
+        let printer = tokio::spawn(print(rx, settings.output));
+        let result = daemon::run(&settings, tx, shutdown_signal()?).await;
+        let _ = printer.await;
+        result?;
+        Ok(ExitCode::from(exit::OK))
+    })
+}
+
+/// Completes on the first SIGINT or SIGTERM; a second one exits at once.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    static SIGNALLED: AtomicBool = AtomicBool::new(false);
+    let (tx, mut rx) = watch::channel(false);
+    ctrlc::set_handler(move || {
+        if SIGNALLED.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        let _ = tx.send(true);
+    })
+    .context("failed to install the SIGINT/SIGTERM handler")?;
+    Ok(async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    })
+}
+
+async fn print(mut rx: mpsc::Receiver<Output>, format: OutputFormat) {
+    let mut stdout_ok = true;
+    while let Some(output) = rx.recv().await {
+        match format {
+            OutputFormat::Json => {
+                if !stdout_ok {
+                    continue;
+                }
+                let line = match serde_json::to_string(&output) {
+                    Ok(line) => line,
+                    Err(e) => {
+                        warn!("cannot encode output: {e}");
+                        continue;
+                    }
+                };
+                let mut out = io::stdout().lock();
+                if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+                    warn!("stdout closed; records are no longer printed");
+                    stdout_ok = false;
+                }
+            }
+            OutputFormat::Log => log_line(&output),
+        }
+    }
+}
+
+fn log_line(output: &Output) {
+    match output {
+        Output::Started { cgroup, degradations } => {
+            info!("watching cgroup={} degradations={}", cgroup.display(), degradations.len());
+        }
+        Output::Flow(r) => info!("{}", describe(r)),
+        Output::Stats(s) => info!(
+            "stats events={} received={} lost={} decode_errors={} open_flows={} closed_flows={} \
+             unattributed_packets={} storage_failures={}",
+            s.kernel.events_submitted,
+            s.events_received,
+            s.kernel.events_lost,
+            s.decode_errors,
+            s.tracker.open_flows,
+            s.tracker.closed_flows,
+            s.kernel.unattributed_packets,
+            s.kernel.storage_failures,
+        ),
+    }
+}
+
+fn describe(r: &FlowRecord) -> String {
+    let addr = |a: Option<std::net::SocketAddr>| a.map_or_else(|| "?".to_owned(), |a| a.to_string());
+    format!(
+        "{:?} {:?} {:?} {} -> {} pid={} comm={} uid={} payload tx={} rx={} wire tx={}B/{}p rx={}B/{}p",
+        r.event,
+        r.protocol,
+        r.direction,
+        addr(r.local),
+        addr(r.remote),
+        r.owner.tgid,
+        r.owner.comm,
+        r.owner.uid,
+        r.payload.tx_bytes,
+        r.payload.rx_bytes,
+        r.wire.tx_bytes,
+        r.wire.tx_packets,
+        r.wire.rx_bytes,
+        r.wire.rx_packets,
+    )
+    .to_lowercase()
+}

@@ -1,0 +1,44 @@
+//! Kernel timestamps (`CLOCK_BOOTTIME` nanoseconds) to wall-clock time.
+
+use jiff::Timestamp;
+use rustix::time::{ClockId, clock_gettime};
+
+/// Offset between the boot-time clock used by the kernel programs and the wall clock, taken
+/// once at start (the monitor does not follow later wall-clock steps).
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    /// Wall-clock nanoseconds at boot-time zero.
+    offset_ns: i128,
+}
+
+fn ns(ts: rustix::time::Timespec) -> i128 {
+    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+}
+
+impl Clock {
+    /// Reads both clocks now.
+    #[must_use]
+    pub fn now() -> Self {
+        let boot = ns(clock_gettime(ClockId::Boottime));
+        let wall = ns(clock_gettime(ClockId::Realtime));
+        Self { offset_ns: wall - boot }
+    }
+
+    /// A clock with a fixed offset (tests).
+    #[must_use]
+    pub fn with_offset(offset_ns: i128) -> Self {
+        Self { offset_ns }
+    }
+
+    /// Current boot-time nanoseconds.
+    #[must_use]
+    pub fn boot_ns() -> u64 {
+        u64::try_from(ns(clock_gettime(ClockId::Boottime))).unwrap_or(0)
+    }
+
+    /// Wall-clock time of a kernel timestamp.
+    #[must_use]
+    pub fn wall(self, boot_ns: u64) -> Timestamp {
+        Timestamp::from_nanosecond(i128::from(boot_ns) + self.offset_ns).unwrap_or(Timestamp::UNIX_EPOCH)
+    }
+}

@@ -1,0 +1,191 @@
+//! The daemon: wires probe → tracker → output and runs until shutdown.
+//!
+//! Startup order: (1) resolve the cgroup, (2) load and attach the kernel programs, (3) start the
+//! drainer, tracker loop and /proc lookups. Shutdown: stop reading new events, drain what the
+//! kernel already produced, emit every open flow as `shutdown`, report final statistics, detach.
+
+use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
+
+use log::{debug, info, warn};
+use monitor_common::event::{Event, EventKind};
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+
+use crate::{
+    clock::Clock,
+    identity,
+    probe::{self, Degradation, DrainCounters, KernelStats, Probe, ProbeConfig},
+    settings::Settings,
+    tracker::{FlowRecord, Tracker, TrackerConfig, TrackerStats, record::Owner},
+};
+
+/// Batches of events between the drainer and the tracker. Full ⇒ the drainer stops reading and
+/// the kernel counts what it cannot queue.
+pub const TRACKER_QUEUE: usize = 256;
+/// Records and statistics between the daemon and its consumer (printer, journal).
+pub const OUTPUT_QUEUE: usize = 4096;
+/// How often the tracker looks for due updates and expired flows.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Daemon errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The probe stage failed.
+    #[error(transparent)]
+    Probe(#[from] probe::Error),
+}
+
+/// What the daemon reports.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Output {
+    /// Programs attached; flows follow.
+    Started {
+        /// The watched cgroup directory.
+        cgroup: PathBuf,
+        /// Why fidelity is reduced on this host.
+        degradations: Vec<Degradation>,
+    },
+    /// A flow record.
+    Flow(FlowRecord),
+    /// Completeness counters.
+    Stats(Stats),
+}
+
+/// Completeness counters: what the kernel produced, what arrived, what was lost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Kernel-side counters.
+    pub kernel: KernelStats,
+    /// Events read from the ring buffer.
+    pub events_received: u64,
+    /// Events that could not be decoded.
+    pub decode_errors: u64,
+    /// Tracker counters.
+    pub tracker: TrackerStats,
+    /// True for the last statistics of a run.
+    pub last: bool,
+}
+
+/// Runs until `shutdown` completes; returns the final statistics.
+///
+/// # Errors
+/// When the programs cannot be loaded or attached.
+pub async fn run(
+    settings: &Settings,
+    out: mpsc::Sender<Output>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Stats, Error> {
+    let cgroup = probe::resolve_cgroup(&settings.cgroup)?;
+    let mut probe = Probe::load(&ProbeConfig {
+        cgroup: cgroup.clone(),
+        ring_buffer_bytes: settings.ring_buffer_bytes,
+        update_interval: settings.update_interval,
+    })?;
+    let ring = probe.take_events()?;
+    let kernel_stats = probe.take_stats()?;
+    let degradations = probe.degradations().to_vec();
+    for d in &degradations {
+        warn!("degraded: {}", d.describe());
+    }
+    let syscall_payload = !degradations.contains(&Degradation::PayloadFromTcpCounters);
+    let _ = out.send(Output::Started { cgroup, degradations }).await;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (events_tx, mut events_rx) = mpsc::channel::<Vec<(EventKind, Event)>>(TRACKER_QUEUE);
+    let counters = Arc::new(DrainCounters::default());
+    let drainer = tokio::spawn(probe::drain(ring, events_tx, Arc::clone(&counters), stop_rx));
+
+    let mut tracker = Tracker::new(
+        TrackerConfig {
+            update_interval: settings.update_interval,
+            tcp_close_grace: settings.tcp_close_grace,
+            syscall_payload,
+        },
+        Clock::now(),
+    );
+    let (owners_tx, mut owners_rx) = mpsc::channel::<(u64, Owner)>(OUTPUT_QUEUE);
+    let mut tick = tokio::time::interval(TICK);
+    let mut stats_tick = tokio::time::interval(settings.stats_interval);
+    stats_tick.tick().await;
+    let mut records = Vec::new();
+    let mut lost_seen = 0;
+    tokio::pin!(shutdown);
+    let mut stopping = false;
+
+    loop {
+        tokio::select! {
+            batch = events_rx.recv() => {
+                let Some(batch) = batch else { break };
+                for (kind, ev) in &batch {
+                    tracker.handle(*kind, ev, &mut records);
+                }
+                lookup_owners(&mut tracker, &owners_tx);
+            }
+            Some((cookie, owner)) = owners_rx.recv() => tracker.set_owner(cookie, &owner),
+            _ = tick.tick() => tracker.tick(Clock::boot_ns(), &mut records),
+            _ = stats_tick.tick() => {
+                let stats = snapshot(&kernel_stats, &counters, tracker.stats(), false);
+                if stats.kernel.events_lost > lost_seen {
+                    warn!("events lost: {} since start (ring buffer full)", stats.kernel.events_lost);
+                    lost_seen = stats.kernel.events_lost;
+                }
+                let _ = out.send(Output::Stats(stats)).await;
+            }
+            () = &mut shutdown, if !stopping => {
+                info!("stopping: draining remaining events");
+                stopping = true;
+                let _ = stop_tx.send(true);
+            }
+        }
+        for record in records.drain(..) {
+            let _ = out.send(Output::Flow(record)).await;
+        }
+    }
+    match drainer.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!("event drainer stopped: {e}"),
+        Err(e) => warn!("event drainer panicked: {e}"),
+    }
+    while let Ok((cookie, owner)) = owners_rx.try_recv() {
+        tracker.set_owner(cookie, &owner);
+    }
+    tracker.shutdown(Clock::boot_ns(), &mut records);
+    for record in records.drain(..) {
+        let _ = out.send(Output::Flow(record)).await;
+    }
+    let stats = snapshot(&kernel_stats, &counters, tracker.stats(), true);
+    let _ = out.send(Output::Stats(stats)).await;
+    drop(probe);
+    info!("detached");
+    Ok(stats)
+}
+
+fn snapshot(kernel: &probe::StatsReader, drain: &DrainCounters, tracker: TrackerStats, last: bool) -> Stats {
+    let kernel = kernel.read().unwrap_or_else(|e| {
+        warn!("cannot read kernel statistics: {e}");
+        KernelStats::default()
+    });
+    let (events_received, decode_errors) = drain.snapshot();
+    Stats { kernel, events_received, decode_errors, tracker, last }
+}
+
+/// Looks owners of pre-existing sockets up in /proc, off the runtime.
+fn lookup_owners(tracker: &mut Tracker, results: &mpsc::Sender<(u64, Owner)>) {
+    let queries = tracker.take_owner_queries();
+    if queries.is_empty() {
+        return;
+    }
+    let results = results.clone();
+    tokio::task::spawn_blocking(move || {
+        for q in queries {
+            match identity::find_socket_owner(&q.event) {
+                Some(owner) => {
+                    debug!("owner from /proc cookie={} tgid={} comm={}", q.cookie, owner.tgid, owner.comm);
+                    let _ = results.blocking_send((q.cookie, owner));
+                }
+                None => debug!("no owner found in /proc cookie={}", q.cookie),
+            }
+        }
+    });
+}

@@ -1,0 +1,25 @@
+//! `monitor`: where does each app's data go?
+//!
+//! # Layout
+//! One module per pipeline stage, talking through bounded channels:
+//!
+//! ```text
+//! kernel programs ─ring buffer─▶ probe ──▶ tracker ──▶ daemon output (log / JSON)
+//!                                             ▲
+//!                              identity (/proc owners of older sockets)
+//! ```
+//!
+//! - [`probe`]: loads/attaches the kernel programs, drains the ring buffer, reads statistics.
+//! - [`tracker`]: flow table and flow records.
+//! - [`identity`]: /proc lookups.
+//! - [`daemon`]: the run loop and shutdown.
+//! - [`settings`]: configuration.
+#![warn(missing_docs)]
+
+pub mod clock;
+pub mod daemon;
+pub mod identity;
+pub mod privileges;
+pub mod probe;
+pub mod settings;
+pub mod tracker;

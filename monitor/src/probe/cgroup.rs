@@ -1,0 +1,38 @@
+//! Finding the cgroup v2 hierarchy. On hybrid hosts it is not `/sys/fs/cgroup` (it is e.g.
+//! `/sys/fs/cgroup/unified`), so it is read from /proc/mounts, never assumed.
+
+use std::path::{Path, PathBuf};
+
+use super::Error;
+
+/// Mount point of the cgroup v2 hierarchy.
+///
+/// # Errors
+/// [`Error::Mounts`] if /proc/mounts cannot be read, [`Error::NoCgroup2`] if nothing is mounted.
+pub fn cgroup2_mount() -> Result<PathBuf, Error> {
+    procfs::mounts()
+        .map_err(Error::Mounts)?
+        .into_iter()
+        .find(|m| m.fs_vfstype == "cgroup2")
+        .map(|m| PathBuf::from(m.fs_file))
+        .ok_or(Error::NoCgroup2)
+}
+
+/// Turns the configured cgroup into a directory of the cgroup v2 hierarchy. Relative paths (and
+/// `/`) are taken relative to the mount; absolute paths must lie inside it.
+///
+/// # Errors
+/// [`Error::NotACgroup`] when the result is not a directory of the hierarchy.
+pub fn resolve_cgroup(configured: &Path) -> Result<PathBuf, Error> {
+    let mount = cgroup2_mount()?;
+    let path = if configured.starts_with(&mount) {
+        configured.to_path_buf()
+    } else {
+        mount.join(configured.strip_prefix("/").unwrap_or(configured))
+    };
+    if path.join("cgroup.procs").is_file() {
+        Ok(path)
+    } else {
+        Err(Error::NotACgroup { path, mount })
+    }
+}

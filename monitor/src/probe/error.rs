@@ -1,0 +1,43 @@
+use std::path::PathBuf;
+
+/// Errors of the probe stage.
+#[allow(missing_docs, reason = "variant fields are described by the error messages")]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No cgroup v2 hierarchy is mounted.
+    #[error("no cgroup2 mount found in /proc/mounts (the monitor needs the cgroup v2 hierarchy)")]
+    NoCgroup2,
+    /// Reading /proc/mounts failed.
+    #[error("failed to read /proc/mounts")]
+    Mounts(#[source] procfs::ProcError),
+    /// The configured cgroup does not exist or is not a cgroup v2 directory.
+    #[error("cgroup `{}` is not a directory of the cgroup v2 hierarchy mounted at `{}`", path.display(), mount.display())]
+    NotACgroup { path: PathBuf, mount: PathBuf },
+    /// Opening the cgroup directory failed.
+    #[error("failed to open cgroup `{}`", path.display())]
+    OpenCgroup { path: PathBuf, #[source] source: std::io::Error },
+    /// The kernel object could not be loaded (maps or BTF).
+    #[error("failed to load the kernel programs")]
+    Load(#[source] aya::EbpfError),
+    /// A program is missing from the object (build mismatch).
+    #[error("program `{name}` not found in the kernel object")]
+    ProgramNotFound { name: &'static str },
+    /// A map is missing from the object (build mismatch).
+    #[error("map `{name}` not found in the kernel object")]
+    MapNotFound { name: &'static str },
+    /// A program was refused by the kernel (verifier log included in the source).
+    #[error("the kernel refused program `{name}`")]
+    ProgramLoad { name: &'static str, #[source] source: aya::programs::ProgramError },
+    /// A program could not be attached.
+    #[error("failed to attach program `{name}` to `{}`", target.display())]
+    Attach { name: &'static str, target: PathBuf, #[source] source: aya::programs::ProgramError },
+    /// A map has an unexpected type or layout.
+    #[error("map `{name}` has an unexpected type")]
+    Map { name: &'static str, #[source] source: aya::maps::MapError },
+    /// Reading the kernel version failed.
+    #[error("failed to read the kernel version: {0}")]
+    KernelVersion(String),
+    /// The ring buffer could not be registered with the async runtime.
+    #[error("failed to poll the event ring buffer")]
+    Poll(#[source] std::io::Error),
+}

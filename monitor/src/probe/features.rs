@@ -1,0 +1,150 @@
+//! What this kernel offers, for `monitor check` and for degraded operation.
+
+use std::path::Path;
+
+use aya::{
+    Btf,
+    maps::MapType,
+    programs::ProgramType,
+    sys::{BpfHelper, is_helper_supported, is_map_supported, is_program_supported},
+    util::KernelVersion,
+};
+use aya_obj::btf::BtfKind;
+use serde::Serialize;
+
+use super::cgroup::cgroup2_mount;
+
+/// Oldest kernel the full hook set works on (`sock_release` 5.9, coarse clock in cgroup_skb 5.11).
+pub const MIN_KERNEL: (u8, u8) = (5, 11);
+
+/// Why the monitor runs below full fidelity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Degradation {
+    /// No `sock_send_length`/`sock_recv_length` tracepoints (Linux < 6.3 or no kernel BTF):
+    /// TCP payload comes from `bytes_acked`/`bytes_received` less SYN and FIN, which can be off
+    /// by one byte when a FIN's fate is unknown; UDP payload is derived from the IP length.
+    PayloadFromTcpCounters,
+    /// Hybrid cgroup layout: every process sits in the v2 root, so the kernel's cgroup id is the
+    /// root's; services are resolved from /proc/<pid>/cgroup instead.
+    HybridCgroups,
+}
+
+impl Degradation {
+    /// One-line explanation.
+    #[must_use]
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::PayloadFromTcpCounters => {
+                "payload bytes from TCP counters (no sock_send_length tracepoint); may be off by one byte per FIN"
+            }
+            Self::HybridCgroups => "hybrid cgroups: services resolved from /proc/<pid>/cgroup",
+        }
+    }
+}
+
+/// Degradations that follow from the host layout alone.
+#[must_use]
+pub fn host_degradations() -> Vec<Degradation> {
+    let hybrid = cgroup2_mount().is_ok_and(|m| m != Path::new("/sys/fs/cgroup"));
+    if hybrid { vec![Degradation::HybridCgroups] } else { Vec::new() }
+}
+
+/// One line of `monitor check`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// What was checked.
+    pub name: &'static str,
+    /// `Some(true)` present, `Some(false)` missing, `None` could not be determined.
+    pub ok: Option<bool>,
+    /// Whether the monitor can run without it.
+    pub required: bool,
+    /// Detail (version, path, error).
+    pub detail: String,
+}
+
+fn check(name: &'static str, required: bool, result: Result<bool, String>, detail: &str) -> Check {
+    match result {
+        Ok(ok) => Check { name, ok: Some(ok), required, detail: detail.to_owned() },
+        Err(e) => Check { name, ok: None, required, detail: e },
+    }
+}
+
+/// Probes everything the monitor needs, without attaching anything.
+#[must_use]
+pub fn check_all() -> Vec<Check> {
+    let mut out = Vec::new();
+    let version = KernelVersion::current();
+    out.push(match &version {
+        Ok(v) => check(
+            "kernel version",
+            true,
+            Ok(*v >= KernelVersion::new(MIN_KERNEL.0, MIN_KERNEL.1, 0)),
+            &format!("{v} (need {}.{}+)", MIN_KERNEL.0, MIN_KERNEL.1),
+        ),
+        Err(e) => check("kernel version", true, Err(e.to_string()), ""),
+    });
+    out.push(check("bpf() syscall", true, is_map_supported(MapType::Array).map_err(|e| e.to_string()), ""));
+    out.push(match cgroup2_mount() {
+        Ok(p) => check("cgroup v2 mount", true, Ok(true), &p.display().to_string()),
+        Err(e) => check("cgroup v2 mount", true, Ok(false), &e.to_string()),
+    });
+    let btf = Btf::from_sys_fs();
+    out.push(check(
+        "kernel BTF",
+        false,
+        Ok(btf.is_ok()),
+        "/sys/kernel/btf/vmlinux (needed for the payload tracepoints)",
+    ));
+    out.push(check("ring buffer map", true, is_map_supported(MapType::RingBuf).map_err(|e| e.to_string()), "5.8+"));
+    out.push(check(
+        "socket storage map",
+        true,
+        is_map_supported(MapType::SkStorage).map_err(|e| e.to_string()),
+        "5.2+",
+    ));
+    for (name, ty, detail) in [
+        ("cgroup_sock programs", ProgramType::CgroupSock, "sock_create / sock_release"),
+        ("cgroup_sock_addr programs", ProgramType::CgroupSockAddr, "connect / sendmsg / recvmsg"),
+        ("sock_ops programs", ProgramType::SockOps, "TCP handshake and close"),
+        ("cgroup_skb programs", ProgramType::CgroupSkb, "per-packet counters"),
+    ] {
+        out.push(check(name, true, is_program_supported(ty).map_err(|e| e.to_string()), detail));
+    }
+    for (name, ty, helper, detail) in [
+        (
+            "sk_storage in cgroup_sock",
+            ProgramType::CgroupSock,
+            BpfHelper::BPF_FUNC_sk_storage_get,
+            "5.9+",
+        ),
+        (
+            "pid/comm in cgroup_sock_addr",
+            ProgramType::CgroupSockAddr,
+            BpfHelper::BPF_FUNC_get_current_pid_tgid,
+            "5.7+",
+        ),
+        (
+            "coarse clock in cgroup_skb",
+            ProgramType::CgroupSkb,
+            BpfHelper::BPF_FUNC_ktime_get_coarse_ns,
+            "5.11+",
+        ),
+    ] {
+        out.push(check(name, true, is_helper_supported(ty, helper).map_err(|e| e.to_string()), detail));
+    }
+    let tracepoints = btf
+        .map_err(|e| e.to_string())
+        .map(|btf| {
+            ["btf_trace_sock_send_length", "btf_trace_sock_recv_length"]
+                .iter()
+                .all(|name| btf.id_by_type_name_kind(name, BtfKind::Typedef).is_ok())
+        });
+    out.push(check(
+        "sock_send_length/sock_recv_length tracepoints",
+        false,
+        tracepoints,
+        "6.3+; exact payload bytes per socket (else TCP counters)",
+    ));
+    out
+}

@@ -1,0 +1,32 @@
+//! Probe: loads the kernel programs, attaches them to the watched cgroup and hands out the
+//! event ring buffer and the statistics map.
+//!
+//! Owns the [`aya::Ebpf`] object: dropping a [`Probe`] detaches every program. Does not interpret
+//! events (that is the tracker's job).
+
+mod cgroup;
+mod error;
+pub mod features;
+mod load;
+mod ring;
+mod stats;
+
+use std::{path::PathBuf, time::Duration};
+
+pub use cgroup::{cgroup2_mount, resolve_cgroup};
+pub use error::Error;
+pub use features::Degradation;
+pub use load::Probe;
+pub use ring::{EVENT_BATCH, drain};
+pub use stats::{DrainCounters, KernelStats, StatsReader};
+
+/// What to load and where to attach it.
+#[derive(Debug, Clone)]
+pub struct ProbeConfig {
+    /// cgroup v2 directory whose sockets (and its descendants') are watched.
+    pub cgroup: PathBuf,
+    /// Size of the event ring buffer in bytes (power of two, multiple of the page size).
+    pub ring_buffer_bytes: u32,
+    /// Minimum time between two periodic updates of one flow from the kernel.
+    pub update_interval: Duration,
+}

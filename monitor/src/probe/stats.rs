@@ -1,0 +1,82 @@
+//! Kernel-side statistics (`STATS`, a per-CPU array) and the drainer's own counters.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aya::maps::{Map, MapData, PerCpuArray};
+use monitor_common::maps::{self as names, STAT_COUNT};
+use serde::Serialize;
+
+use super::Error;
+
+/// Reads `STATS`, summing over CPUs.
+pub struct StatsReader {
+    array: PerCpuArray<MapData, u64>,
+}
+
+/// Counters that show what the monitor could not see or keep. All are cumulative since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct KernelStats {
+    /// Events the kernel produced.
+    pub events_submitted: u64,
+    /// Events lost because the ring buffer was full.
+    pub events_lost: u64,
+    /// Sockets left uncounted because their storage could not be allocated.
+    pub storage_failures: u64,
+    /// Unconnected-UDP peer slots reused (flushed first; not a loss).
+    pub peer_evictions: u64,
+    /// Unconnected-UDP packets whose headers could not be read (counted on the socket only).
+    pub peer_parse_failures: u64,
+    /// Packets on a watched cgroup with no full socket (handshake and time-wait replies).
+    pub unattributed_packets: u64,
+    /// IP-layer bytes of those packets.
+    pub unattributed_bytes: u64,
+}
+
+impl StatsReader {
+    pub(super) fn new(map: Map) -> Result<Self, Error> {
+        let array = PerCpuArray::try_from(map).map_err(|source| Error::Map { name: names::STATS, source })?;
+        Ok(Self { array })
+    }
+
+    /// Current totals.
+    ///
+    /// # Errors
+    /// When the map cannot be read.
+    pub fn read(&self) -> Result<KernelStats, Error> {
+        let mut sums = [0u64; STAT_COUNT as usize];
+        for (index, sum) in (0..STAT_COUNT).zip(sums.iter_mut()) {
+            let values = self
+                .array
+                .get(&index, 0)
+                .map_err(|source| Error::Map { name: names::STATS, source })?;
+            *sum = values.iter().copied().fold(0u64, u64::wrapping_add);
+        }
+        let at = |i: u32| sums.get(i as usize).copied().unwrap_or(0);
+        Ok(KernelStats {
+            events_submitted: at(names::STAT_EVENTS),
+            events_lost: at(names::STAT_RINGBUF_FULL),
+            storage_failures: at(names::STAT_STORAGE_FAIL),
+            peer_evictions: at(names::STAT_PEER_EVICTIONS),
+            peer_parse_failures: at(names::STAT_PEER_PARSE_FAIL),
+            unattributed_packets: at(names::STAT_UNATTRIBUTED_PACKETS),
+            unattributed_bytes: at(names::STAT_UNATTRIBUTED_BYTES),
+        })
+    }
+}
+
+/// Counters of the userspace drainer.
+#[derive(Debug, Default)]
+pub struct DrainCounters {
+    /// Records read from the ring buffer.
+    pub received: AtomicU64,
+    /// Records that were too short or of an unknown kind (dropped, counted).
+    pub decode_errors: AtomicU64,
+}
+
+impl DrainCounters {
+    /// (received, decode errors).
+    #[must_use]
+    pub fn snapshot(&self) -> (u64, u64) {
+        (self.received.load(Ordering::Relaxed), self.decode_errors.load(Ordering::Relaxed))
+    }
+}

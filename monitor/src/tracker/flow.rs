@@ -1,0 +1,267 @@
+//! State of one flow and how kernel events merge into it.
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+};
+
+use monitor_common::{
+    AF_INET6, IPPROTO_TCP,
+    event::{Event, EventKind, FLAG_NO_OWNER, FLAG_PASSIVE, TcpCounters, Tuple},
+    sock::{ByteCounters, OwnerSource as KernelSource},
+};
+
+use super::record::{Direction, Owner, OwnerSource, Payload, PayloadSource, Protocol, Wire};
+
+/// A flow: one socket, or one peer of an unconnected UDP socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    /// Socket cookie.
+    pub cookie: u64,
+    /// The peer, for unconnected UDP.
+    pub peer: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Flow {
+    pub(super) owner: Owner,
+    pub(super) protocol: Protocol,
+    pub(super) direction: Direction,
+    pub(super) local: Option<SocketAddr>,
+    pub(super) remote: Option<SocketAddr>,
+    /// Cumulative counters: of the socket, or per peer-slot generation.
+    pub(super) generations: BTreeMap<u64, ByteCounters>,
+    pub(super) tcp: Option<TcpCounters>,
+    pub(super) v6: bool,
+    pub(super) established: bool,
+    pub(super) released: bool,
+    pub(super) tcp_closed: bool,
+    pub(super) first_ns: u64,
+    pub(super) last_ns: u64,
+    /// When the flow was released and still waits for TCP_CLOSE.
+    pub(super) released_ns: u64,
+    /// Totals at the previous record.
+    pub(super) reported: (Payload, Wire),
+    pub(super) last_record_ns: u64,
+}
+
+/// Address from the kernel's network-order words; IPv4-mapped IPv6 becomes IPv4.
+pub(crate) fn ip_of(family: u16, words: [u32; 4]) -> IpAddr {
+    let bytes = |w: u32| w.to_ne_bytes();
+    if family == AF_INET6 {
+        let mut b = [0u8; 16];
+        for (chunk, w) in b.chunks_exact_mut(4).zip(words) {
+            chunk.copy_from_slice(&bytes(w));
+        }
+        Ipv6Addr::from(b).to_canonical()
+    } else {
+        IpAddr::V4(Ipv4Addr::from(bytes(words[0])))
+    }
+}
+
+fn endpoint(family: u16, words: [u32; 4], port: u16) -> Option<SocketAddr> {
+    let ip = ip_of(family, words);
+    (!ip.is_unspecified() || port != 0).then_some(SocketAddr::new(ip, port))
+}
+
+fn comm(raw: &[u8; 16]) -> String {
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    String::from_utf8_lossy(raw.get(..end).unwrap_or_default()).into_owned()
+}
+
+/// Owner as recorded by the kernel; `None` when the event carried none.
+pub(super) fn kernel_owner(ev: &Event) -> Option<Owner> {
+    if ev.flags & FLAG_NO_OWNER != 0 {
+        return None;
+    }
+    let o = &ev.owner;
+    let source = match KernelSource::from_raw(o.source) {
+        KernelSource::SockCreate => OwnerSource::SockCreate,
+        KernelSource::Syscall => OwnerSource::Syscall,
+        KernelSource::Unknown => OwnerSource::Unknown,
+    };
+    Some(Owner {
+        tgid: o.tgid,
+        pid: o.pid,
+        uid: o.uid,
+        gid: o.gid,
+        comm: comm(&o.comm),
+        cgroup_id: o.cgroup_id,
+        source,
+    })
+}
+
+fn max_counters(a: &mut ByteCounters, b: &ByteCounters) {
+    a.wire_tx_bytes = a.wire_tx_bytes.max(b.wire_tx_bytes);
+    a.wire_tx_packets = a.wire_tx_packets.max(b.wire_tx_packets);
+    a.wire_rx_bytes = a.wire_rx_bytes.max(b.wire_rx_bytes);
+    a.wire_rx_packets = a.wire_rx_packets.max(b.wire_rx_packets);
+    a.app_tx_bytes = a.app_tx_bytes.max(b.app_tx_bytes);
+    a.app_rx_bytes = a.app_rx_bytes.max(b.app_rx_bytes);
+}
+
+/// Key of the flow an event belongs to.
+pub(super) fn key_of(kind: EventKind, ev: &Event) -> FlowKey {
+    let peer = matches!(kind, EventKind::PeerUpdate | EventKind::PeerEvicted | EventKind::PeerClosed)
+        .then(|| {
+            SocketAddr::new(ip_of(ev.tuple.family, ev.tuple.remote_addr), ev.tuple.remote_port)
+        });
+    FlowKey { cookie: ev.cookie, peer }
+}
+
+impl Flow {
+    pub(super) fn new(kind: EventKind, ev: &Event) -> Self {
+        let protocol = if ev.tuple.protocol == IPPROTO_TCP { Protocol::Tcp } else { Protocol::Udp };
+        let owner = kernel_owner(ev).unwrap_or(Owner {
+            tgid: 0,
+            pid: 0,
+            uid: ev.owner.uid,
+            gid: 0,
+            comm: String::new(),
+            cgroup_id: 0,
+            source: OwnerSource::Unknown,
+        });
+        let first_ns = if ev.first_ns == 0 { ev.ts_ns } else { ev.first_ns };
+        let mut flow = Self {
+            owner,
+            protocol,
+            direction: Direction::Unknown,
+            local: None,
+            remote: None,
+            generations: BTreeMap::new(),
+            tcp: None,
+            v6: ev.tuple.family == AF_INET6,
+            established: false,
+            released: false,
+            tcp_closed: false,
+            first_ns,
+            last_ns: ev.ts_ns,
+            released_ns: 0,
+            reported: (Payload::default(), Wire::default()),
+            last_record_ns: ev.ts_ns,
+        };
+        flow.absorb(kind, ev);
+        flow
+    }
+
+    /// Merges one event. Counters are cumulative, so the larger value wins.
+    pub(super) fn absorb(&mut self, kind: EventKind, ev: &Event) {
+        if let Some(owner) = kernel_owner(ev) {
+            if owner.source > self.owner.source {
+                self.owner = owner;
+            }
+        }
+        self.merge_tuple(kind, &ev.tuple);
+        let entry = self.generations.entry(ev.generation).or_default();
+        max_counters(entry, &ev.bytes);
+        self.last_ns = self.last_ns.max(ev.ts_ns);
+        if ev.first_ns != 0 && ev.first_ns < self.first_ns {
+            self.first_ns = ev.first_ns;
+        }
+        match kind {
+            EventKind::Established => {
+                self.established = true;
+                self.direction =
+                    if ev.flags & FLAG_PASSIVE != 0 { Direction::Inbound } else { Direction::Outbound };
+            }
+            EventKind::Connect => self.direction = Direction::Outbound,
+            EventKind::PeerUpdate | EventKind::PeerEvicted | EventKind::PeerClosed => {
+                self.direction = Direction::Unconnected;
+            }
+            EventKind::TcpClose => {
+                self.tcp_closed = true;
+                self.tcp = Some(ev.tcp);
+            }
+            EventKind::Release => {
+                self.released = true;
+                self.released_ns = ev.ts_ns;
+            }
+            EventKind::Discovered | EventKind::Update => {}
+        }
+    }
+
+    fn merge_tuple(&mut self, kind: EventKind, t: &Tuple) {
+        if let Some(local) = endpoint(t.family, t.local_addr, t.local_port) {
+            if local.port() != 0 || self.local.is_none() {
+                self.local = Some(local);
+            }
+        }
+        let peer_kind = matches!(kind, EventKind::PeerUpdate | EventKind::PeerEvicted | EventKind::PeerClosed);
+        if let Some(remote) = endpoint(t.family, t.remote_addr, t.remote_port) {
+            if remote.port() != 0 || peer_kind {
+                self.remote = Some(remote);
+            }
+        }
+        if t.family == AF_INET6 {
+            self.v6 = true;
+        }
+    }
+
+    /// Sum over slot generations (a single entry for sockets).
+    pub(super) fn totals(&self) -> ByteCounters {
+        self.generations.values().fold(ByteCounters::default(), |mut acc, c| {
+            acc.wire_tx_bytes += c.wire_tx_bytes;
+            acc.wire_tx_packets += c.wire_tx_packets;
+            acc.wire_rx_bytes += c.wire_rx_bytes;
+            acc.wire_rx_packets += c.wire_rx_packets;
+            acc.app_tx_bytes += c.app_tx_bytes;
+            acc.app_rx_bytes += c.app_rx_bytes;
+            acc
+        })
+    }
+
+    pub(super) fn wire(&self) -> Wire {
+        let t = self.totals();
+        Wire {
+            tx_bytes: t.wire_tx_bytes,
+            tx_packets: t.wire_tx_packets,
+            rx_bytes: t.wire_rx_bytes,
+            rx_packets: t.wire_rx_packets,
+        }
+    }
+
+    /// Payload and where it comes from. `syscall_counters` tells whether the payload tracepoints
+    /// are attached.
+    pub(super) fn payload(&self, unconnected_peer: bool, syscall_counters: bool) -> (Payload, PayloadSource) {
+        let t = self.totals();
+        if unconnected_peer {
+            return (Payload { tx_bytes: t.app_tx_bytes, rx_bytes: t.app_rx_bytes }, PayloadSource::IpLayer);
+        }
+        if syscall_counters {
+            return (Payload { tx_bytes: t.app_tx_bytes, rx_bytes: t.app_rx_bytes }, PayloadSource::Syscall);
+        }
+        match self.protocol {
+            Protocol::Tcp => (self.tcp.map(tcp_payload).unwrap_or_default(), PayloadSource::TcpCounters),
+            Protocol::Udp => {
+                let header: u64 = if self.v6 { 48 } else { 28 };
+                (
+                    Payload {
+                        tx_bytes: t.wire_tx_bytes.saturating_sub(t.wire_tx_packets * header),
+                        rx_bytes: t.wire_rx_bytes.saturating_sub(t.wire_rx_packets * header),
+                    },
+                    PayloadSource::WireMinusHeaders,
+                )
+            }
+        }
+    }
+}
+
+/// Kernel TCP states (`include/net/tcp_states.h`).
+mod tcp_state {
+    pub(super) const FIN_WAIT2: u32 = 5;
+    pub(super) const TIME_WAIT: u32 = 6;
+    pub(super) const LAST_ACK: u32 = 9;
+    pub(super) const CLOSING: u32 = 11;
+}
+
+/// `bytes_acked` counts the SYN and an acknowledged FIN; `bytes_received` counts a received FIN.
+/// The state before `TCP_CLOSE` tells which FINs were exchanged (best effort).
+fn tcp_payload(tcp: TcpCounters) -> Payload {
+    use tcp_state::{CLOSING, FIN_WAIT2, LAST_ACK, TIME_WAIT};
+    let fin_acked = u64::from(matches!(tcp.old_state, FIN_WAIT2 | TIME_WAIT | LAST_ACK | CLOSING));
+    let fin_received = u64::from(matches!(tcp.old_state, TIME_WAIT | LAST_ACK | CLOSING));
+    Payload {
+        tx_bytes: tcp.bytes_acked.saturating_sub(1 + fin_acked),
+        rx_bytes: tcp.bytes_received.saturating_sub(fin_received),
+    }
+}

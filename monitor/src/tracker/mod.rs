@@ -1,0 +1,259 @@
+//! Flow tracker: turns kernel events into flows and flows into [`FlowRecord`]s.
+//!
+//! Owns the flow table (keyed by socket cookie, and by peer for unconnected UDP) and decides when
+//! a flow has ended. Does not resolve names, read /proc or write to disk.
+//!
+//! End of a flow:
+//! - UDP socket: `Release`. Peers of an unconnected UDP socket: their socket's `Release` (the
+//!   kernel reports every peer before it).
+//! - TCP socket: `Release` *and* `TcpClose` (the FIN exchange usually ends after the process
+//!   closed; payload can still be read after `TCP_CLOSE`). A socket that never reached
+//!   ESTABLISHED ends at `Release`. If `TcpClose` has not come `tcp_close_grace` after
+//!   `Release`, the flow ends incomplete.
+
+mod flow;
+pub(crate) use flow::ip_of;
+pub mod record;
+
+use std::{collections::HashMap, time::Duration};
+
+pub use flow::FlowKey;
+use flow::{Flow, key_of};
+use jiff::Timestamp;
+use monitor_common::event::{Event, EventKind};
+pub use record::FlowRecord;
+use record::{Owner, OwnerSource, Payload, RecordKind, Wire};
+
+use crate::clock::Clock;
+
+/// Tracker settings.
+#[derive(Debug, Clone, Copy)]
+pub struct TrackerConfig {
+    /// Minimum time between two update records of one open flow.
+    pub update_interval: Duration,
+    /// How long a released TCP flow waits for `TCP_CLOSE` before it ends incomplete.
+    pub tcp_close_grace: Duration,
+    /// Whether payload comes from the syscall tracepoints (else from TCP counters).
+    pub syscall_payload: bool,
+}
+
+/// Counts of the tracker itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TrackerStats {
+    /// Flows currently open.
+    pub open_flows: u64,
+    /// Records emitted with `event = close`.
+    pub closed_flows: u64,
+    /// Sockets that ended without a single byte (e.g. UDP route probes); no record emitted.
+    pub silent_sockets: u64,
+    /// Flows that ended without their final kernel event.
+    pub incomplete_flows: u64,
+}
+
+/// A socket whose owner must be looked up in /proc.
+#[derive(Debug, Clone)]
+pub struct OwnerQuery {
+    /// Socket cookie.
+    pub cookie: u64,
+    /// The socket's addresses and protocol, as the kernel saw them.
+    pub event: Event,
+}
+
+/// The flow table.
+pub struct Tracker {
+    config: TrackerConfig,
+    clock: Clock,
+    flows: HashMap<FlowKey, Flow>,
+    /// Peer flows of each unconnected UDP socket.
+    peers: HashMap<u64, Vec<FlowKey>>,
+    stats: TrackerStats,
+    owner_queries: Vec<OwnerQuery>,
+    /// Owners found in /proc, by cookie, for flows of that socket not seen yet.
+    resolved: HashMap<u64, Owner>,
+}
+
+impl Tracker {
+    /// An empty table.
+    #[must_use]
+    pub fn new(config: TrackerConfig, clock: Clock) -> Self {
+        Self {
+            config,
+            clock,
+            flows: HashMap::new(),
+            peers: HashMap::new(),
+            stats: TrackerStats::default(),
+            owner_queries: Vec::new(),
+            resolved: HashMap::new(),
+        }
+    }
+
+    /// Applies one kernel event; ended flows are appended to `out`.
+    pub fn handle(&mut self, kind: EventKind, ev: &Event, out: &mut Vec<FlowRecord>) {
+        let key = key_of(kind, ev);
+        match self.flows.get_mut(&key) {
+            Some(flow) => flow.absorb(kind, ev),
+            None => {
+                let mut flow = Flow::new(kind, ev);
+                if let Some(owner) = self.resolved.get(&key.cookie) {
+                    if owner.source > flow.owner.source {
+                        flow.owner = owner.clone();
+                    }
+                }
+                if flow.owner.source == OwnerSource::Unknown && !self.resolved.contains_key(&key.cookie) {
+                    self.owner_queries.push(OwnerQuery { cookie: ev.cookie, event: *ev });
+                }
+                self.flows.insert(key, flow);
+                if key.peer.is_some() {
+                    self.peers.entry(key.cookie).or_default().push(key);
+                }
+            }
+        }
+        if kind == EventKind::Release {
+            self.released(key, out);
+        } else if kind == EventKind::TcpClose {
+            if self.flows.get(&key).is_some_and(|f| f.released) {
+                self.finish(key, RecordKind::Close, true, out);
+            }
+        }
+    }
+
+    fn released(&mut self, key: FlowKey, out: &mut Vec<FlowRecord>) {
+        if let Some(peers) = self.peers.remove(&key.cookie) {
+            for peer in peers {
+                self.finish(peer, RecordKind::Close, true, out);
+            }
+            // The socket itself only contains its peers: its own record would count them twice.
+            self.flows.remove(&key);
+            self.resolved.remove(&key.cookie);
+            return;
+        }
+        let Some(flow) = self.flows.get(&key) else { return };
+        if flow.protocol == record::Protocol::Udp || !flow.established || flow.tcp_closed {
+            self.finish(key, RecordKind::Close, true, out);
+        }
+    }
+
+    /// Periodic work: update records for open flows, and ends TCP flows whose close never came.
+    pub fn tick(&mut self, now_ns: u64, out: &mut Vec<FlowRecord>) {
+        let grace = u64::try_from(self.config.tcp_close_grace.as_nanos()).unwrap_or(u64::MAX);
+        let interval = u64::try_from(self.config.update_interval.as_nanos()).unwrap_or(u64::MAX);
+        let mut expired = Vec::new();
+        let mut due = Vec::new();
+        for (key, flow) in &self.flows {
+            if flow.released && now_ns.saturating_sub(flow.released_ns) >= grace {
+                expired.push(*key);
+            } else if now_ns.saturating_sub(flow.last_record_ns) >= interval {
+                due.push(*key);
+            }
+        }
+        for key in expired {
+            self.finish(key, RecordKind::Close, false, out);
+        }
+        for key in due {
+            if let Some(record) = self.record(key, RecordKind::Update, true, now_ns) {
+                out.push(record);
+            }
+        }
+    }
+
+    /// Ends every open flow with a `shutdown` record.
+    pub fn shutdown(&mut self, now_ns: u64, out: &mut Vec<FlowRecord>) {
+        let keys: Vec<FlowKey> = self.flows.keys().copied().collect();
+        for key in keys {
+            if let Some(record) = self.record(key, RecordKind::Shutdown, true, now_ns) {
+                out.push(record);
+            }
+        }
+        self.flows.clear();
+        self.peers.clear();
+    }
+
+    /// Sockets waiting for an owner lookup in /proc (taken once).
+    pub fn take_owner_queries(&mut self) -> Vec<OwnerQuery> {
+        std::mem::take(&mut self.owner_queries)
+    }
+
+    /// Sets the owner found in /proc for every flow of `cookie`, unless the kernel knows better.
+    pub fn set_owner(&mut self, cookie: u64, owner: &Owner) {
+        self.resolved.insert(cookie, owner.clone());
+        for (key, flow) in &mut self.flows {
+            if key.cookie == cookie && owner.source > flow.owner.source {
+                flow.owner = owner.clone();
+            }
+        }
+    }
+
+    /// Current counts.
+    #[must_use]
+    pub fn stats(&self) -> TrackerStats {
+        TrackerStats { open_flows: self.flows.len() as u64, ..self.stats }
+    }
+
+    fn finish(&mut self, key: FlowKey, kind: RecordKind, complete: bool, out: &mut Vec<FlowRecord>) {
+        let Some(flow) = self.flows.get(&key) else { return };
+        let now = flow.last_ns;
+        let record = self.record(key, kind, complete, now);
+        self.flows.remove(&key);
+        if key.peer.is_none() {
+            self.resolved.remove(&key.cookie);
+        }
+        match record {
+            Some(r) => {
+                self.stats.closed_flows += 1;
+                if !complete {
+                    self.stats.incomplete_flows += 1;
+                }
+                out.push(r);
+            }
+            None => self.stats.silent_sockets += 1,
+        }
+    }
+
+    /// Builds a record; `None` for a flow with nothing to say (no bytes at all, or no change
+    /// since the last update).
+    fn record(&mut self, key: FlowKey, kind: RecordKind, complete: bool, now_ns: u64) -> Option<FlowRecord> {
+        let syscall = self.config.syscall_payload;
+        let clock = self.clock;
+        let flow = self.flows.get_mut(&key)?;
+        let wire = flow.wire();
+        let (payload, payload_source) = flow.payload(key.peer.is_some(), syscall);
+        let (last_payload, last_wire) = flow.reported;
+        let changed = payload != last_payload || wire != last_wire;
+        let empty = payload == Payload::default() && wire == Wire::default();
+        if empty || (kind == RecordKind::Update && !changed) {
+            return None;
+        }
+        flow.reported = (payload, wire);
+        flow.last_record_ns = now_ns;
+        let ts = |ns: u64| -> Timestamp { clock.wall(ns) };
+        Some(FlowRecord {
+            event: kind,
+            cookie: key.cookie,
+            owner: flow.owner.clone(),
+            protocol: flow.protocol,
+            direction: flow.direction,
+            local: flow.local,
+            remote: key.peer.or(flow.remote),
+            payload,
+            payload_source,
+            wire,
+            delta_payload: Payload {
+                tx_bytes: payload.tx_bytes.saturating_sub(last_payload.tx_bytes),
+                rx_bytes: payload.rx_bytes.saturating_sub(last_payload.rx_bytes),
+            },
+            delta_wire: Wire {
+                tx_bytes: wire.tx_bytes.saturating_sub(last_wire.tx_bytes),
+                tx_packets: wire.tx_packets.saturating_sub(last_wire.tx_packets),
+                rx_bytes: wire.rx_bytes.saturating_sub(last_wire.rx_bytes),
+                rx_packets: wire.rx_packets.saturating_sub(last_wire.rx_packets),
+            },
+            first_seen: ts(flow.first_ns),
+            last_seen: ts(flow.last_ns),
+            closed: (kind == RecordKind::Close).then(|| ts(flow.last_ns)),
+            complete,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

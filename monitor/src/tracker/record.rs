@@ -1,0 +1,151 @@
+//! What the tracker emits: one [`FlowRecord`] per closed flow, plus periodic updates of open
+//! ones. The JSON form of this type is the `flow` line of `monitor run --json` (schema in
+//! README.md); change it only by adding fields.
+
+use std::net::SocketAddr;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// Why a record was emitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    /// Periodic update of a flow that is still open.
+    Update,
+    /// The flow ended; totals are final.
+    Close,
+    /// The monitor stopped while the flow was open; totals are as far as seen.
+    Shutdown,
+}
+
+/// Transport protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+/// Who opened the flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// This host connected (TCP client, connected UDP).
+    Outbound,
+    /// Accepted from a local listener (TCP server side).
+    Inbound,
+    /// One peer of an unconnected UDP socket (QUIC/DNS style `sendto`/`recvfrom`).
+    Unconnected,
+    /// Not known (socket older than the monitor, or lost events).
+    Unknown,
+}
+
+/// How the owner was learnt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OwnerSource {
+    /// Only the socket's uid is known.
+    Unknown,
+    /// Found in /proc (socket older than the monitor).
+    Procfs,
+    /// Recorded by the kernel in a `connect`/`sendmsg`/`recvmsg` of the owner (older socket).
+    Syscall,
+    /// Recorded by the kernel when the socket was created (exact).
+    SockCreate,
+}
+
+/// The process a flow is charged to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    /// Process id.
+    pub tgid: u32,
+    /// Thread id that created the socket.
+    pub pid: u32,
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+    /// Command name (`comm`) of the creating thread.
+    pub comm: String,
+    /// cgroup v2 id of the creating task (1 = root, e.g. on hybrid hosts).
+    pub cgroup_id: u64,
+    /// How this was learnt.
+    pub source: OwnerSource,
+}
+
+/// Where the payload figures come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PayloadSource {
+    /// Bytes the process wrote and read (`sock_send_length`/`sock_recv_length`).
+    Syscall,
+    /// UDP payload of each datagram at the IP layer (unconnected UDP peers).
+    IpLayer,
+    /// TCP `bytes_acked`/`bytes_received` less SYN and FIN (kernels without the tracepoints);
+    /// only known at close.
+    TcpCounters,
+    /// IP length less IP and UDP headers (UDP on kernels without the tracepoints).
+    WireMinusHeaders,
+}
+
+/// Application payload bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payload {
+    /// Sent by this host.
+    pub tx_bytes: u64,
+    /// Received by this host.
+    pub rx_bytes: u64,
+}
+
+/// IP-layer traffic (headers included, link layer excluded).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wire {
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Packets sent (a GSO super-packet counts once).
+    pub tx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Packets received.
+    pub rx_packets: u64,
+}
+
+/// One flow, as of this record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlowRecord {
+    /// Why this record was emitted.
+    pub event: RecordKind,
+    /// Socket cookie (unique per socket per boot). Peers of one unconnected UDP socket share it.
+    pub cookie: u64,
+    /// Process the flow is charged to.
+    pub owner: Owner,
+    /// Transport.
+    pub protocol: Protocol,
+    /// Who opened the flow.
+    pub direction: Direction,
+    /// Local address, when known.
+    pub local: Option<SocketAddr>,
+    /// Remote address, when known (IPv4-mapped IPv6 addresses shown as IPv4).
+    pub remote: Option<SocketAddr>,
+    /// Payload totals since the monitor first saw the flow.
+    pub payload: Payload,
+    /// How `payload` was measured.
+    pub payload_source: PayloadSource,
+    /// IP-layer totals.
+    pub wire: Wire,
+    /// Payload since the previous record of this flow.
+    pub delta_payload: Payload,
+    /// IP-layer traffic since the previous record of this flow.
+    pub delta_wire: Wire,
+    /// When the flow started (socket creation, first datagram to this peer, or discovery).
+    pub first_seen: Timestamp,
+    /// Latest kernel event of the flow.
+    pub last_seen: Timestamp,
+    /// When it ended (`close` records).
+    pub closed: Option<Timestamp>,
+    /// False when a part of the flow's history is missing (lost events, close never seen).
+    pub complete: bool,
+}

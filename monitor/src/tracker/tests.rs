@@ -1,0 +1,242 @@
+//! Tracker state machine against hand-built kernel events.
+
+use std::{net::SocketAddr, time::Duration};
+
+use monitor_common::{
+    AF_INET, IPPROTO_TCP, IPPROTO_UDP,
+    event::{Event, EventKind, FLAG_NO_OWNER, FLAG_PASSIVE, TcpCounters, Tuple},
+    sock::{ByteCounters, Owner as KOwner, OwnerSource as KSource},
+};
+
+use super::{
+    Tracker, TrackerConfig,
+    record::{Direction, FlowRecord, Owner, OwnerSource, PayloadSource, RecordKind},
+};
+use crate::clock::Clock;
+
+const SEC: u64 = 1_000_000_000;
+
+fn ip(a: [u8; 4]) -> [u32; 4] {
+    [u32::from_ne_bytes(a), 0, 0, 0]
+}
+
+fn tracker() -> Tracker {
+    Tracker::new(
+        TrackerConfig {
+            update_interval: Duration::from_secs(10),
+            tcp_close_grace: Duration::from_secs(120),
+            syscall_payload: true,
+        },
+        Clock::with_offset(0),
+    )
+}
+
+fn owner(tgid: u32) -> KOwner {
+    let mut comm = [0u8; 16];
+    comm[..6].copy_from_slice(b"client");
+    KOwner { tgid, pid: tgid, uid: 1000, gid: 1000, cgroup_id: 1, created_ns: SEC, comm, source: KSource::SockCreate as u32, _pad: 0 }
+}
+
+fn tcp_tuple() -> Tuple {
+    Tuple {
+        local_addr: ip([10, 0, 0, 1]),
+        remote_addr: ip([10, 0, 0, 2]),
+        local_port: 40000,
+        remote_port: 443,
+        family: AF_INET,
+        protocol: IPPROTO_TCP,
+    }
+}
+
+fn ev(kind: EventKind, ts: u64, bytes: ByteCounters) -> Event {
+    Event {
+        kind: kind as u32,
+        ts_ns: ts,
+        cookie: 7,
+        first_ns: SEC,
+        owner: owner(42),
+        tuple: tcp_tuple(),
+        bytes,
+        ..Event::default()
+    }
+}
+
+fn counters(wire_tx: u64, wire_rx: u64, app_tx: u64, app_rx: u64) -> ByteCounters {
+    ByteCounters {
+        wire_tx_bytes: wire_tx,
+        wire_tx_packets: 2,
+        wire_rx_bytes: wire_rx,
+        wire_rx_packets: 3,
+        app_tx_bytes: app_tx,
+        app_rx_bytes: app_rx,
+    }
+}
+
+fn feed(t: &mut Tracker, events: &[(EventKind, Event)]) -> Vec<FlowRecord> {
+    let mut out = Vec::new();
+    for (kind, e) in events {
+        t.handle(*kind, e, &mut out);
+    }
+    out
+}
+
+#[test]
+fn tcp_flow_closes_after_release_and_tcp_close() {
+    let mut t = tracker();
+    let est = ev(EventKind::Established, 2 * SEC, ByteCounters::default());
+    let rel = ev(EventKind::Release, 3 * SEC, counters(1000, 500, 900, 400));
+    let out = feed(&mut t, &[(EventKind::Established, est), (EventKind::Release, rel)]);
+    assert!(out.is_empty(), "TCP must wait for TCP_CLOSE after release");
+    let close = ev(EventKind::TcpClose, 4 * SEC, counters(1100, 600, 900, 400));
+    let out = feed(&mut t, &[(EventKind::TcpClose, close)]);
+    assert_eq!(out.len(), 1);
+    let r = &out[0];
+    assert_eq!(r.event, RecordKind::Close);
+    assert_eq!(r.direction, Direction::Outbound);
+    assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), (900, 400));
+    assert_eq!((r.wire.tx_bytes, r.wire.rx_bytes), (1100, 600));
+    assert_eq!(r.payload_source, PayloadSource::Syscall);
+    assert_eq!(r.owner.tgid, 42);
+    assert_eq!(r.owner.comm, "client");
+    assert_eq!(r.remote, Some("10.0.0.2:443".parse::<SocketAddr>().unwrap()));
+    assert!(r.complete);
+    assert_eq!(t.stats().open_flows, 0);
+}
+
+#[test]
+fn payload_read_after_tcp_close_is_kept_until_release() {
+    let mut t = tracker();
+    let mut est = ev(EventKind::Established, 2 * SEC, ByteCounters::default());
+    est.flags = FLAG_PASSIVE;
+    let close = ev(EventKind::TcpClose, 3 * SEC, counters(100, 5000, 0, 1000));
+    let rel = ev(EventKind::Release, 4 * SEC, counters(100, 5000, 0, 4900));
+    let out = feed(&mut t, &[(EventKind::Established, est), (EventKind::TcpClose, close)]);
+    assert!(out.is_empty(), "the process still holds the socket");
+    let out = feed(&mut t, &[(EventKind::Release, rel)]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].payload.rx_bytes, 4900);
+    assert_eq!(out[0].direction, Direction::Inbound);
+}
+
+#[test]
+fn unconnected_udp_peers_are_separate_flows_and_generations_add_up() {
+    let mut t = tracker();
+    let peer = |kind: EventKind, gen_: u64, addr: [u8; 4], app_tx: u64| {
+        let mut e = ev(kind, 2 * SEC, counters(app_tx + 28, 0, app_tx, 0));
+        e.tuple = Tuple { remote_addr: ip(addr), remote_port: 53, protocol: IPPROTO_UDP, ..tcp_tuple() };
+        e.generation = gen_;
+        (kind, e)
+    };
+    let mut release = ev(EventKind::Release, 3 * SEC, counters(9999, 0, 9999, 0));
+    release.tuple.protocol = IPPROTO_UDP;
+    release.tuple.remote_port = 0;
+    let out = feed(
+        &mut t,
+        &[
+            peer(EventKind::PeerUpdate, 1, [1, 1, 1, 1], 100),
+            peer(EventKind::PeerEvicted, 1, [1, 1, 1, 1], 200),
+            peer(EventKind::PeerClosed, 2, [8, 8, 8, 8], 50),
+            peer(EventKind::PeerClosed, 3, [1, 1, 1, 1], 30),
+            (EventKind::Release, release),
+        ],
+    );
+    assert_eq!(out.len(), 2, "one record per peer, none for the socket itself: {out:#?}");
+    let by_peer = |a: &str| out.iter().find(|r| r.remote == Some(a.parse().unwrap())).unwrap();
+    assert_eq!(by_peer("1.1.1.1:53").payload.tx_bytes, 230);
+    assert_eq!(by_peer("8.8.8.8:53").payload.tx_bytes, 50);
+    assert!(out.iter().all(|r| r.direction == Direction::Unconnected && r.payload_source == PayloadSource::IpLayer));
+    assert_eq!(t.stats().open_flows, 0);
+}
+
+#[test]
+fn missing_tcp_close_ends_flow_incomplete_after_grace() {
+    let mut t = tracker();
+    let est = ev(EventKind::Established, 2 * SEC, ByteCounters::default());
+    let rel = ev(EventKind::Release, 3 * SEC, counters(10, 10, 5, 5));
+    assert!(feed(&mut t, &[(EventKind::Established, est), (EventKind::Release, rel)]).is_empty());
+    let mut out = Vec::new();
+    t.tick(100 * SEC, &mut out);
+    assert!(out.iter().all(|r| r.event == RecordKind::Update), "still within the grace period");
+    out.clear();
+    t.tick(124 * SEC, &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].event, RecordKind::Close);
+    assert!(!out[0].complete);
+    assert_eq!(t.stats().incomplete_flows, 1);
+}
+
+#[test]
+fn updates_carry_deltas_and_only_when_something_changed() {
+    let mut t = tracker();
+    let est = ev(EventKind::Established, 2 * SEC, ByteCounters::default());
+    let up = ev(EventKind::Update, 5 * SEC, counters(1000, 100, 800, 50));
+    feed(&mut t, &[(EventKind::Established, est), (EventKind::Update, up)]);
+    let mut out = Vec::new();
+    t.tick(13 * SEC, &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].event, RecordKind::Update);
+    assert_eq!(out[0].delta_payload.tx_bytes, 800);
+    out.clear();
+    t.tick(30 * SEC, &mut out);
+    assert!(out.is_empty(), "nothing changed");
+    let up2 = ev(EventKind::Update, 31 * SEC, counters(3000, 100, 2500, 50));
+    feed(&mut t, &[(EventKind::Update, up2)]);
+    t.tick(45 * SEC, &mut out);
+    assert_eq!(out[0].delta_payload.tx_bytes, 1700);
+    assert_eq!(out[0].payload.tx_bytes, 2500);
+}
+
+#[test]
+fn silent_sockets_produce_no_record() {
+    let mut t = tracker();
+    let mut rel = ev(EventKind::Release, 3 * SEC, ByteCounters::default());
+    rel.tuple.protocol = IPPROTO_UDP;
+    assert!(feed(&mut t, &[(EventKind::Release, rel)]).is_empty());
+    assert_eq!(t.stats().silent_sockets, 1);
+}
+
+#[test]
+fn owner_from_proc_fills_sockets_the_kernel_could_not_attribute() {
+    let mut t = tracker();
+    let mut disc = ev(EventKind::Discovered, 2 * SEC, ByteCounters::default());
+    disc.flags = FLAG_NO_OWNER;
+    disc.owner = KOwner { uid: 1000, ..KOwner::default() };
+    feed(&mut t, &[(EventKind::Discovered, disc)]);
+    let queries = t.take_owner_queries();
+    assert_eq!(queries.len(), 1);
+    let procfs_owner = Owner { tgid: 77, pid: 77, uid: 1000, gid: 1000, comm: "old".into(), cgroup_id: 0, source: OwnerSource::Procfs };
+    t.set_owner(7, &procfs_owner);
+    let mut rel = ev(EventKind::Release, 3 * SEC, counters(10, 10, 5, 5));
+    rel.flags = FLAG_NO_OWNER;
+    rel.tuple.protocol = IPPROTO_UDP;
+    let out = feed(&mut t, &[(EventKind::Release, rel)]);
+    assert_eq!(out[0].owner, procfs_owner);
+}
+
+#[test]
+fn shutdown_reports_open_flows() {
+    let mut t = tracker();
+    let est = ev(EventKind::Established, 2 * SEC, counters(10, 10, 5, 5));
+    feed(&mut t, &[(EventKind::Established, est)]);
+    let mut out = Vec::new();
+    t.shutdown(9 * SEC, &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].event, RecordKind::Shutdown);
+    assert_eq!(t.stats().open_flows, 0);
+}
+
+#[test]
+fn tcp_counter_fallback_removes_syn_and_fins() {
+    let mut t = Tracker::new(
+        TrackerConfig { update_interval: Duration::from_secs(10), tcp_close_grace: Duration::from_secs(1), syscall_payload: false },
+        Clock::with_offset(0),
+    );
+    let est = ev(EventKind::Established, 2 * SEC, ByteCounters::default());
+    let rel = ev(EventKind::Release, 3 * SEC, counters(10, 10, 0, 0));
+    let mut close = ev(EventKind::TcpClose, 4 * SEC, counters(10, 10, 0, 0));
+    // Passive close: peer's FIN received, our FIN acked (LAST_ACK -> CLOSE).
+    close.tcp = TcpCounters { bytes_acked: 5002, bytes_received: 100_001, old_state: 9, _pad: 0 };
+    let out = feed(&mut t, &[(EventKind::Established, est), (EventKind::Release, rel), (EventKind::TcpClose, close)]);
+    assert_eq!((out[0].payload.tx_bytes, out[0].payload.rx_bytes), (5000, 100_000));
+    assert_eq!(out[0].payload_source, PayloadSource::TcpCounters);
+}
