@@ -107,6 +107,8 @@ const _: () = assert!(core::mem::size_of::<Counters>() == 88);
 
 /// [`Counters::flags`]: the socket was first seen on the packet path (created before the monitor).
 pub const COUNTER_DISCOVERED: u32 = 1;
+/// [`Counters::flags`]: the owner of a discovered socket has been recorded by a syscall hook.
+pub const COUNTER_OWNER_RECORDED: u32 = 2;
 
 /// Number of peer slots per unconnected UDP socket. When all are taken, the oldest claim is
 /// flushed to userspace (`PeerEvicted`) and reused, so nothing is lost.

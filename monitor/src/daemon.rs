@@ -118,18 +118,18 @@ pub async fn run(
             batch = events_rx.recv() => {
                 let Some(batch) = batch else { break };
                 for (kind, ev) in &batch {
+                    log::trace!("event {kind:?} cookie={} flags={} tuple={:?} owner={:?}", ev.cookie, ev.flags, ev.tuple, ev.owner);
                     tracker.handle(*kind, ev, &mut records);
                 }
                 lookup_owners(&mut tracker, &owners_tx);
             }
             Some((cookie, owner)) = owners_rx.recv() => tracker.set_owner(cookie, &owner),
-            _ = tick.tick() => tracker.tick(Clock::boot_ns(), &mut records),
+            _ = tick.tick() => {
+                tracker.tick(Clock::boot_ns(), &mut records);
+                warn_if_lost(&kernel_stats, &mut lost_seen);
+            }
             _ = stats_tick.tick() => {
                 let stats = snapshot(&kernel_stats, &counters, tracker.stats(), false);
-                if stats.kernel.events_lost > lost_seen {
-                    warn!("events lost: {} since start (ring buffer full)", stats.kernel.events_lost);
-                    lost_seen = stats.kernel.events_lost;
-                }
                 let _ = out.send(Output::Stats(stats)).await;
             }
             () = &mut shutdown, if !stopping => {
@@ -154,11 +154,25 @@ pub async fn run(
     for record in records.drain(..) {
         let _ = out.send(Output::Flow(record)).await;
     }
+    warn_if_lost(&kernel_stats, &mut lost_seen);
     let stats = snapshot(&kernel_stats, &counters, tracker.stats(), true);
     let _ = out.send(Output::Stats(stats)).await;
     drop(probe);
     info!("detached");
     Ok(stats)
+}
+
+/// Warns once per increase of the kernel's lost-event counter.
+fn warn_if_lost(kernel: &probe::StatsReader, seen: &mut u64) {
+    if let Ok(stats) = kernel.read() {
+        if stats.events_lost > *seen {
+            warn!(
+                "events lost: {} since start (ring buffer full; raise probe.ring_buffer_kib); flows may be incomplete",
+                stats.events_lost
+            );
+            *seen = stats.events_lost;
+        }
+    }
 }
 
 fn snapshot(kernel: &probe::StatsReader, drain: &DrainCounters, tracker: TrackerStats, last: bool) -> Stats {
@@ -184,7 +198,7 @@ fn lookup_owners(tracker: &mut Tracker, results: &mpsc::Sender<(u64, Owner)>) {
                     debug!("owner from /proc cookie={} tgid={} comm={}", q.cookie, owner.tgid, owner.comm);
                     let _ = results.blocking_send((q.cookie, owner));
                 }
-                None => debug!("no owner found in /proc cookie={}", q.cookie),
+                None => debug!("no owner found in /proc cookie={} tuple={:?}", q.cookie, q.event.tuple),
             }
         }
     });

@@ -18,8 +18,11 @@
 
 pub mod clock;
 pub mod daemon;
+pub mod enrich;
 pub mod identity;
+pub mod journal;
 pub mod privileges;
 pub mod probe;
+pub mod report;
 pub mod settings;
 pub mod tracker;

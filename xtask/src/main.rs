@@ -1,1 +1,58 @@
-fn main(){}
+//! Project workflows: `cargo xtask <command>`.
+//!
+//! - `setup`: installs what building and testing need (idempotent, says what it does).
+//! - `run`:   setup, then builds and runs the monitor with the built-in defaults.
+//! - `test`:  setup, then runs the whole test suite (root/BPF tests included when root).
+//! - `geo`:   fetches the default geolocation data and converts the ASN CSV to MMDB.
+
+mod exec;
+mod geo;
+mod setup;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install the BPF toolchain, test tools and default geolocation data (idempotent).
+    Setup(setup::Args),
+    /// Set up, build (release) and run `monitor run` with the built-in defaults.
+    Run {
+        /// Arguments passed to `monitor run`, e.g. `-- --json`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Set up and run the whole test suite.
+    Test {
+        /// Arguments passed to `cargo test`, e.g. `-- --nocapture`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Geolocation data: install the defaults or convert an ASN CSV.
+    Geo(geo::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Setup(args) => setup::run(&args),
+        Command::Run { args } => setup::run(&setup::Args::default()).and_then(|()| exec::run_monitor(&args)),
+        Command::Test { args } => setup::run(&setup::Args::default()).and_then(|()| exec::run_tests(&args)),
+        Command::Geo(args) => geo::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -3,12 +3,16 @@
 //! The kernel fires these after every `sendmsg`/`recvmsg` on any socket (write(2), sendfile,
 //! io_uring included), with the byte count the process got back. Only sockets that carry our
 //! `COUNTERS` storage (i.e. watched ones) are counted; everything else costs one failed lookup.
+//! They run in the process that reads or writes, so they also record the exact owner of sockets
+//! created before the monitor started (first syscall after their discovery).
 
 use core::ffi::c_void;
 
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 
-use crate::maps::{COUNTERS, add};
+use monitor_common::sock::{COUNTER_DISCOVERED, COUNTER_OWNER_RECORDED, OwnerSource};
+
+use crate::maps::{COUNTERS, OWNER, add, record_owner};
 
 /// `MSG_PEEK`: data looked at, not consumed.
 const MSG_PEEK: i32 = 2;
@@ -25,6 +29,15 @@ fn count(ctx: &BtfTracePointContext, tx: bool) {
     if let Some(c) = unsafe { COUNTERS.get(sk, false).as_mut() } {
         let dst = if tx { &raw mut c.bytes.app_tx_bytes } else { &raw mut c.bytes.app_rx_bytes };
         add(dst, ret as u64);
+        if c.flags & (COUNTER_DISCOVERED | COUNTER_OWNER_RECORDED) == COUNTER_DISCOVERED {
+            // SAFETY: null-checked map value.
+            if let Some(owner) = unsafe { OWNER.get(sk, true).as_mut() } {
+                if owner.source == OwnerSource::Unknown as u32 {
+                    record_owner(owner, OwnerSource::Syscall);
+                }
+            }
+            c.flags |= COUNTER_OWNER_RECORDED;
+        }
     }
 }
 

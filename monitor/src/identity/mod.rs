@@ -1,8 +1,10 @@
 //! Identity: who a socket belongs to when the kernel could not record it (sockets created before
-//! the monitor started), found by walking /proc.
+//! the monitor started), and which app a process is.
 //!
 //! Reads /proc only; never touches the flow table (the daemon hands results to the tracker).
 
+mod app;
 mod sockets;
 
+pub use app::{App, AppSource};
 pub use sockets::find_socket_owner;

@@ -60,6 +60,7 @@ fn inodes_in_netns(p: &Process, tcp: bool, local: SocketAddr, remote: Option<Soc
 #[must_use]
 pub fn find_socket_owner(ev: &Event) -> Option<Owner> {
     let (local, remote) = addresses(ev);
+    log::debug!("lookup local={local} remote={remote:?}");
     let tcp = ev.tuple.protocol == IPPROTO_TCP;
     let mut by_netns: HashMap<u64, HashSet<u64>> = HashMap::new();
     let mut candidates = Vec::new();
@@ -72,6 +73,7 @@ pub fn find_socket_owner(ev: &Event) -> Option<Owner> {
         if inodes.is_empty() {
             continue;
         }
+        log::debug!("netns {netns} pid {} inodes {inodes:?}", p.pid);
         let Ok(fds) = p.fd() else { continue };
         let holds = fds.flatten().any(|fd| matches!(fd.target, FDTarget::Socket(inode) if inodes.contains(&inode)));
         if holds {
@@ -93,4 +95,42 @@ pub fn find_socket_owner(ev: &Event) -> Option<Owner> {
         cgroup_id: 0,
         source: OwnerSource::Procfs,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{TcpListener, TcpStream};
+
+    use monitor_common::{AF_INET, IPPROTO_TCP, event::Tuple};
+
+    use super::*;
+
+    fn words(addr: SocketAddr) -> [u32; 4] {
+        match addr.ip() {
+            std::net::IpAddr::V4(v4) => [u32::from_ne_bytes(v4.octets()), 0, 0, 0],
+            std::net::IpAddr::V6(_) => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn finds_the_process_holding_a_connected_socket() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let _server = listener.accept().unwrap();
+        let (local, remote) = (client.local_addr().unwrap(), client.peer_addr().unwrap());
+        let ev = Event {
+            tuple: Tuple {
+                local_addr: words(local),
+                remote_addr: words(remote),
+                local_port: local.port(),
+                remote_port: remote.port(),
+                family: AF_INET,
+                protocol: IPPROTO_TCP,
+            },
+            ..Event::default()
+        };
+        let owner = find_socket_owner(&ev).expect("own socket found in /proc");
+        assert_eq!(owner.tgid, std::process::id());
+        assert_eq!(owner.source, OwnerSource::Procfs);
+    }
 }

@@ -22,7 +22,7 @@ use monitor_common::maps::{self, programs};
 use super::{Degradation, Error, ProbeConfig, StatsReader, features};
 
 /// The kernel object, built by build.rs.
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor-ebpf"));
 
 /// Loaded and attached kernel programs. Dropping it detaches them.
 pub struct Probe {

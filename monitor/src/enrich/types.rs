@@ -1,0 +1,66 @@
+//! Enrichment results: what the journal stores and reports show for each remote address.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Address class, decided before any database lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Globally routed; looked up in the databases.
+    Public,
+    /// 127.0.0.0/8, ::1.
+    Loopback,
+    /// RFC 1918, fc00::/7 (unique local).
+    Private,
+    /// 169.254.0.0/16, fe80::/10.
+    LinkLocal,
+    /// 100.64.0.0/10 (RFC 6598 carrier-grade NAT).
+    Cgnat,
+    /// 224.0.0.0/4, ff00::/8, 255.255.255.255.
+    Multicast,
+    /// 192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32.
+    Documentation,
+    /// 0.0.0.0/8, ::, and other reserved ranges (240.0.0.0/4, benchmarking 198.18.0.0/15...).
+    Reserved,
+}
+
+/// Which database answered (provenance kept with every enriched record).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DbRef {
+    /// `database_type` from the MMDB metadata, e.g. "DBIP-Country-Lite", "GeoLite2-ASN".
+    pub database_type: String,
+    /// `build_epoch` from the metadata (seconds since the Unix epoch).
+    pub build_epoch: u64,
+}
+
+/// A loaded database, for `monitor status` and reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DbInfo {
+    /// "country" or "asn".
+    pub role: String,
+    /// File it was read from.
+    pub path: PathBuf,
+    /// Provenance.
+    pub db: DbRef,
+    /// Age of the data in days at load time (from `build_epoch`).
+    pub age_days: u64,
+}
+
+/// Country and network owner of one remote address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Destination {
+    /// Address class. Non-public addresses are not looked up.
+    pub scope: Scope,
+    /// ISO 3166-1 alpha-2 code; `None` when unknown (not covered, or no database).
+    pub country: Option<String>,
+    /// Autonomous system number.
+    pub asn: Option<u32>,
+    /// Autonomous system organisation.
+    pub as_org: Option<String>,
+    /// Database that gave `country` (`None` when none answered).
+    pub country_db: Option<DbRef>,
+    /// Database that gave `asn`/`as_org`.
+    pub asn_db: Option<DbRef>,
+}

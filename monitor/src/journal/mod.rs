@@ -1,0 +1,1 @@
+//! Journal: durable SQLite store of connection records and residency rows.

@@ -1,0 +1,1 @@
+//! Reports: per-app residency summaries from the journal.

@@ -1,0 +1,325 @@
+//! The cases of the kernel attribution issue, each against ground truth.
+
+use std::net::SocketAddr;
+
+use monitor::tracker::{
+    FlowRecord,
+    record::{Direction, OwnerSource, PayloadSource, Protocol},
+};
+use nix::sys::signal::{Signal, kill};
+use serde_json::Value;
+
+use crate::{
+    daemon::{Monitor, Output},
+    env::{Counters, Pair, Place, TestCgroup, spawn},
+};
+
+type Case = (&'static str, fn());
+
+pub fn all() -> Vec<Case> {
+    vec![
+        ("tcp_outbound_ipv4_charged_to_client_with_exact_bytes", || tcp_outbound(false)),
+        ("tcp_outbound_ipv6_charged_to_client_with_exact_bytes", || tcp_outbound(true)),
+        ("tcp_inbound_ipv4_charged_to_listening_server", || tcp_inbound(false)),
+        ("tcp_inbound_ipv6_charged_to_listening_server", || tcp_inbound(true)),
+        ("udp_connected_ipv4_exact_bytes", || udp_connected(false)),
+        ("udp_connected_ipv6_exact_bytes", || udp_connected(true)),
+        ("udp_unconnected_ipv4_three_destinations_are_three_flows", || udp_unconnected(false)),
+        ("udp_unconnected_ipv6_three_destinations_are_three_flows", || udp_unconnected(true)),
+        ("process_exiting_right_after_sending_is_attributed", exit_right_after_sending),
+        ("two_hundred_concurrent_connections_from_twenty_processes", concurrent_200),
+        ("socket_opened_before_the_monitor_started", preexisting_socket),
+        ("lost_events_are_counted_with_a_tiny_ring_buffer", lost_events_counted),
+    ]
+}
+
+const CLIENT_UID: u32 = 4242;
+const SERVER_UID: u32 = 4243;
+
+fn s(v: impl ToString) -> String {
+    v.to_string()
+}
+
+fn server_addr(pair: &Pair, v6: bool, i: usize, port: u16) -> SocketAddr {
+    let ip = if v6 { pair.b_v6[i].parse().unwrap() } else { pair.b_v4[i].parse().unwrap() };
+    SocketAddr::new(ip, port)
+}
+
+fn addr(v: &Value) -> SocketAddr {
+    v.as_str().unwrap().parse().unwrap()
+}
+
+fn record_for_local<'a>(out: &'a Output, local: SocketAddr) -> &'a FlowRecord {
+    let found: Vec<&FlowRecord> = out.closed().into_iter().filter(|r| r.local == Some(local)).collect();
+    assert_eq!(found.len(), 1, "expected one closed flow for {local}, got {found:#?}\nall: {:#?}", out.records);
+    found[0]
+}
+
+/// |measured - truth| <= 1 % of truth.
+fn assert_within_1pct(what: &str, measured: u64, truth: u64) {
+    let diff = measured.abs_diff(truth);
+    assert!(diff * 100 <= truth, "{what}: monitor {measured} vs interface {truth} (diff {diff} > 1%)");
+    eprintln!("    {what}: monitor {measured} B, interface {truth} B, diff {diff} B");
+}
+
+/// Sum of the wire counters of every closed flow vs. the interface counters of a namespace that
+/// carried only the test's traffic.
+fn assert_wire_matches(out: &Output, iface: Counters) {
+    let flows = out.closed();
+    let tx: u64 = flows.iter().map(|r| r.wire.tx_bytes).sum();
+    let rx: u64 = flows.iter().map(|r| r.wire.rx_bytes).sum();
+    assert_within_1pct("wire tx", tx, iface.tx_bytes);
+    assert_within_1pct("wire rx", rx, iface.rx_bytes);
+}
+
+fn assert_owner(r: &FlowRecord, pid: u32, comm: &str, uid: u32) {
+    assert_eq!(r.owner.tgid, pid, "owner pid: {r:#?}");
+    assert_eq!(r.owner.comm, comm, "owner comm: {r:#?}");
+    assert_eq!(r.owner.uid, uid, "owner uid: {r:#?}");
+}
+
+fn tcp_outbound(v6: bool) {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let server = server_addr(&pair, v6, 0, 5201);
+    let mut srv = spawn("tcp-server", &[s(server), s(65_536), s(1)], Place { netns: Some(&pair.b), ..Place::default() });
+    srv.line();
+    let mon = Monitor::start(&cg.path, &[]);
+    let before = pair.a.counters("va");
+    let client = spawn(
+        "tcp-client",
+        &[s(server), s(1_000_000), s(1)],
+        Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) },
+    );
+    let pid = client.pid();
+    let lines = client.finish();
+    srv.finish();
+    let out = mon.stop();
+    let iface = pair.a.counters("va").ip_layer_since(before);
+    let r = record_for_local(&out, addr(&lines[0]["local"]));
+    assert_owner(r, pid, "mon-tcp-client", CLIENT_UID);
+    assert_eq!(r.owner.source, OwnerSource::SockCreate);
+    assert_eq!((r.protocol, r.direction), (Protocol::Tcp, Direction::Outbound));
+    assert_eq!(r.remote, Some(server));
+    assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), (1_000_000, 65_536));
+    assert_eq!(r.payload_source, PayloadSource::Syscall);
+    assert!(r.complete);
+    assert!(out.records.iter().all(|r| r.owner.tgid == pid), "only the watched cgroup is reported");
+    assert_wire_matches(&out, iface);
+    out.assert_nothing_lost();
+}
+
+fn tcp_inbound(v6: bool) {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let server = server_addr(&pair, v6, 0, 5202);
+    let mon = Monitor::start(&cg.path, &[]);
+    let before = pair.b.counters("vb");
+    let mut srv = spawn(
+        "tcp-server",
+        &[s(server), s(1_000_000), s(1)],
+        Place { netns: Some(&pair.b), cgroup: Some(&cg), uid: Some(SERVER_UID) },
+    );
+    srv.line();
+    let pid = srv.pid();
+    let client = spawn("tcp-client", &[s(server), s(400_000), s(1)], Place { netns: Some(&pair.a), ..Place::default() });
+    let client_lines = client.finish();
+    let srv_lines = srv.finish();
+    let out = mon.stop();
+    let iface = pair.b.counters("vb").ip_layer_since(before);
+    let accepted: Vec<&FlowRecord> = out.closed().into_iter().filter(|r| r.direction == Direction::Inbound).collect();
+    assert_eq!(accepted.len(), 1, "{:#?}", out.records);
+    let r = accepted[0];
+    assert_owner(r, pid, "mon-tcp-server", SERVER_UID);
+    assert_eq!(r.local, Some(server));
+    assert_eq!(r.remote, Some(addr(&client_lines[0]["local"])));
+    assert_eq!(srv_lines[0]["rx"], 400_000);
+    assert_eq!((r.payload.rx_bytes, r.payload.tx_bytes), (400_000, 1_000_000));
+    assert!(r.complete);
+    assert_wire_matches(&out, iface);
+    out.assert_nothing_lost();
+}
+
+fn udp_connected(v6: bool) {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let server = server_addr(&pair, v6, 0, 5301);
+    let mut echo = spawn("udp-echo", &[s(server), s(200)], Place { netns: Some(&pair.b), ..Place::default() });
+    echo.line();
+    let mon = Monitor::start(&cg.path, &[]);
+    let before = pair.a.counters("va");
+    let client = spawn(
+        "udp-connected",
+        &[s(server), s(1200), s(200)],
+        Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) },
+    );
+    let pid = client.pid();
+    let lines = client.finish();
+    echo.finish();
+    let out = mon.stop();
+    let iface = pair.a.counters("va").ip_layer_since(before);
+    let r = record_for_local(&out, addr(&lines[0]["local"]));
+    assert_owner(r, pid, "mon-udp-conn", CLIENT_UID);
+    assert_eq!((r.protocol, r.direction, r.remote), (Protocol::Udp, Direction::Outbound, Some(server)));
+    assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), (240_000, 240_000));
+    let header = if v6 { 48 } else { 28 };
+    assert_eq!(r.wire.tx_bytes, 200 * (1200 + header));
+    assert_eq!((r.wire.tx_packets, r.wire.rx_packets), (200, 200));
+    assert_wire_matches(&out, iface);
+    out.assert_nothing_lost();
+}
+
+fn udp_unconnected(v6: bool) {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let dests: Vec<SocketAddr> = (0..3).map(|i| server_addr(&pair, v6, i, 5302)).collect();
+    let mut echo_args: Vec<String> = dests.iter().map(s).collect();
+    echo_args.push(s(100));
+    let mut echo = spawn("udp-echo", &echo_args, Place { netns: Some(&pair.b), ..Place::default() });
+    echo.line();
+    let mon = Monitor::start(&cg.path, &[]);
+    let before = pair.a.counters("va");
+    let mut args = vec![s(1000), s(100)];
+    args.extend(dests.iter().map(s));
+    let client = spawn("udp-unconnected", &args, Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) });
+    let pid = client.pid();
+    let lines = client.finish();
+    echo.finish();
+    let out = mon.stop();
+    let iface = pair.a.counters("va").ip_layer_since(before);
+    let port = u16::try_from(lines[0]["local_port"].as_u64().unwrap()).unwrap();
+    let flows: Vec<&FlowRecord> = out.closed().into_iter().filter(|r| r.local.is_some_and(|l| l.port() == port)).collect();
+    assert_eq!(flows.len(), 3, "one flow per destination: {:#?}", out.records);
+    for d in &dests {
+        let r = flows.iter().find(|r| r.remote == Some(*d)).unwrap_or_else(|| panic!("no flow to {d}"));
+        let truth = &lines[0]["peers"][d.to_string()];
+        assert_owner(r, pid, "mon-udp-multi", CLIENT_UID);
+        assert_eq!(r.direction, Direction::Unconnected);
+        assert_eq!(r.payload.tx_bytes, truth["tx"].as_u64().unwrap());
+        assert_eq!(r.payload.rx_bytes, truth["rx"].as_u64().unwrap());
+        assert_eq!((r.wire.tx_packets, r.wire.rx_packets), (100, 100));
+    }
+    assert_wire_matches(&out, iface);
+    out.assert_nothing_lost();
+}
+
+fn exit_right_after_sending() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let tcp_server = server_addr(&pair, false, 0, 5203);
+    let udp_server = server_addr(&pair, false, 1, 5303);
+    let mut srv = spawn("tcp-server", &[s(tcp_server), s(0), s(1)], Place { netns: Some(&pair.b), ..Place::default() });
+    srv.line();
+    let mut echo = spawn("udp-echo", &[s(udp_server), s(1)], Place { netns: Some(&pair.b), ..Place::default() });
+    echo.line();
+    let mon = Monitor::start(&cg.path, &[]);
+    let place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) };
+    let tcp = spawn("tcp-exit", &[s(tcp_server), s(50_000)], place);
+    let tcp_pid = tcp.pid();
+    let tcp_lines = tcp.finish();
+    let udp = spawn("udp-exit", &[s(udp_server), s(500)], place);
+    let udp_pid = udp.pid();
+    let udp_lines = udp.finish();
+    let srv_lines = srv.finish();
+    echo.finish();
+    let out = mon.stop();
+    assert_eq!(srv_lines[0]["rx"], 50_000, "server received everything");
+    let r = record_for_local(&out, addr(&tcp_lines[0]["local"]));
+    assert_owner(r, tcp_pid, "mon-tcp-exit", CLIENT_UID);
+    assert_eq!(r.payload.tx_bytes, 50_000);
+    let port = u16::try_from(udp_lines[0]["local_port"].as_u64().unwrap()).unwrap();
+    let u = out.closed().into_iter().find(|r| r.local.is_some_and(|l| l.port() == port)).expect("udp flow");
+    assert_owner(u, udp_pid, "mon-udp-exit", CLIENT_UID);
+    assert_eq!((u.remote, u.payload.tx_bytes), (Some(udp_server), 500));
+    out.assert_nothing_lost();
+}
+
+fn concurrent_200() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let server = server_addr(&pair, false, 0, 5204);
+    let mut srv = spawn("tcp-server", &[s(server), s(3000), s(200)], Place { netns: Some(&pair.b), ..Place::default() });
+    srv.line();
+    let mon = Monitor::start(&cg.path, &[]);
+    let before = pair.a.counters("va");
+    let place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) };
+    let clients: Vec<_> = (0..20).map(|k| spawn("tcp-client", &[s(server), s(2000 + k * 100), s(10)], place)).collect();
+    let mut truth = Vec::new();
+    for c in clients {
+        let pid = c.pid();
+        for line in c.finish() {
+            truth.push((pid, line));
+        }
+    }
+    srv.finish();
+    let out = mon.stop();
+    let iface = pair.a.counters("va").ip_layer_since(before);
+    assert_eq!(truth.len(), 200);
+    assert_eq!(out.closed().len(), 200, "one closed flow per connection");
+    for (pid, line) in &truth {
+        let r = record_for_local(&out, addr(&line["local"]));
+        assert_owner(r, *pid, "mon-tcp-client", CLIENT_UID);
+        assert_eq!(r.payload.tx_bytes, line["tx"].as_u64().unwrap());
+        assert_eq!(r.payload.rx_bytes, 3000);
+    }
+    assert_wire_matches(&out, iface);
+    out.assert_nothing_lost();
+}
+
+fn preexisting_socket() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let server = server_addr(&pair, false, 0, 5205);
+    let mut srv = spawn("tcp-server", &[s(server), s(20_000), s(1)], Place { netns: Some(&pair.b), ..Place::default() });
+    srv.line();
+    let mut old = spawn(
+        "tcp-preexisting",
+        &[s(server), s(10_000), s(30_000)],
+        Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) },
+    );
+    let connected = old.line();
+    let pid = old.pid();
+    let mon = Monitor::start(&cg.path, &[]);
+    old.send("go");
+    let done = old.line();
+    // Keep the process alive a moment so its socket can be found in /proc.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    old.send("exit");
+    old.finish();
+    srv.finish();
+    let out = mon.stop();
+    let r = record_for_local(&out, addr(&connected["local"]));
+    assert_owner(r, pid, "mon-tcp-old", CLIENT_UID);
+    assert!(matches!(r.owner.source, OwnerSource::Procfs | OwnerSource::Syscall), "{r:#?}");
+    assert_eq!(r.payload.tx_bytes, done["tx_after_go"].as_u64().unwrap(), "bytes sent after the monitor started");
+    assert_eq!(r.payload.rx_bytes, 20_000);
+    out.assert_nothing_lost();
+}
+
+fn lost_events_counted() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(config.path(), "[probe]\nring_buffer_kib = 4\n").unwrap();
+    let server = server_addr(&pair, false, 0, 5206);
+    let mut srv = spawn("tcp-server", &[s(server), s(100), s(200)], Place { netns: Some(&pair.b), ..Place::default() });
+    srv.line();
+    let mon = Monitor::start(&cg.path, &["--config", config.path().to_str().unwrap()]);
+    // Freeze the daemon: the kernel keeps producing events into a 4 KiB ring buffer.
+    kill(mon.pid(), Signal::SIGSTOP).unwrap();
+    let place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None };
+    let clients: Vec<_> = (0..20).map(|_| spawn("tcp-client", &[s(server), s(100), s(10)], place)).collect();
+    for c in clients {
+        c.finish();
+    }
+    srv.finish();
+    kill(mon.pid(), Signal::SIGCONT).unwrap();
+    let out = mon.stop();
+    let k = &out.stats["kernel"];
+    let (submitted, lost) = (k["events_submitted"].as_u64().unwrap(), k["events_lost"].as_u64().unwrap());
+    let received = out.stats["events_received"].as_u64().unwrap();
+    assert!(lost > 0, "a 4 KiB ring buffer cannot hold ~600 events: {}", out.stats);
+    assert_eq!(received + lost, submitted, "every event is either received or counted as lost");
+    assert!(out.log.contains("events lost"), "the loss is reported in the log:\n{}", out.log);
+    eprintln!("    submitted {submitted}, received {received}, lost {lost}");
+}

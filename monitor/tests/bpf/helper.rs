@@ -1,0 +1,189 @@
+//! Traffic generators. The test binary re-executes itself with `MONITOR_TEST_HELPER=<role>`;
+//! the child has already been moved into the test cgroup and network namespace (see spawn.rs).
+//! Every role names its thread (`comm`) after itself and prints JSON lines on stdout: what it
+//! sent and received, which is the ground truth the monitor's records are checked against.
+
+use std::{
+    io::{BufRead as _, Read as _, Write as _},
+    net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    thread,
+    time::Duration,
+};
+
+use serde_json::json;
+
+fn say(v: &serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{v}").unwrap();
+    out.flush().unwrap();
+}
+
+fn name(comm: &str) {
+    nix::sys::prctl::set_name(&std::ffi::CString::new(comm).unwrap()).unwrap();
+}
+
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+fn read_to_end(s: &mut TcpStream) -> usize {
+    let mut buf = vec![0u8; 65536];
+    let mut total = 0;
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return total,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+}
+
+fn wait_stdin(word: &str) {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), word, "unexpected control line");
+}
+
+/// Entry point of a helper process.
+pub fn main(role: &str) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize| -> &str { args.get(i).map_or_else(|| panic!("{role}: missing argument {i}"), String::as_str) };
+    match role {
+        // tcp-server BIND REPLY CONNS: reads each connection to EOF, replies REPLY bytes, closes.
+        "tcp-server" => {
+            name("mon-tcp-server");
+            let listener = TcpListener::bind(arg(0)).unwrap();
+            let reply: usize = arg(1).parse().unwrap();
+            let conns: usize = arg(2).parse().unwrap();
+            say(&json!({"ready": true, "pid": std::process::id(), "addr": listener.local_addr().unwrap().to_string()}));
+            let handles: Vec<_> = (0..conns)
+                .map(|_| {
+                    let (mut s, peer) = listener.accept().unwrap();
+                    thread::spawn(move || {
+                        let rx = read_to_end(&mut s);
+                        s.write_all(&pattern(reply)).unwrap();
+                        s.shutdown(Shutdown::Write).unwrap();
+                        json!({"local": s.local_addr().unwrap().to_string(), "peer": peer.to_string(), "rx": rx, "tx": reply})
+                    })
+                })
+                .collect();
+            for h in handles {
+                say(&h.join().unwrap());
+            }
+        }
+        // tcp-client SERVER SEND CONNS: CONNS concurrent connections, each sends SEND+i*7 bytes.
+        "tcp-client" => {
+            name("mon-tcp-client");
+            let server: SocketAddr = arg(0).parse().unwrap();
+            let send: usize = arg(1).parse().unwrap();
+            let conns: usize = arg(2).parse().unwrap();
+            let mut streams: Vec<TcpStream> = (0..conns).map(|_| TcpStream::connect(server).unwrap()).collect();
+            for (i, s) in streams.iter_mut().enumerate() {
+                s.write_all(&pattern(send + i * 7)).unwrap();
+                s.shutdown(Shutdown::Write).unwrap();
+            }
+            for (i, mut s) in streams.into_iter().enumerate() {
+                let rx = read_to_end(&mut s);
+                say(&json!({"local": s.local_addr().unwrap().to_string(), "tx": send + i * 7, "rx": rx, "pid": std::process::id()}));
+            }
+        }
+        // tcp-exit SERVER SEND: connects, writes, exits at once (close happens at exit).
+        "tcp-exit" => {
+            name("mon-tcp-exit");
+            let mut s = TcpStream::connect(arg(0)).unwrap();
+            let send: usize = arg(1).parse().unwrap();
+            s.write_all(&pattern(send)).unwrap();
+            say(&json!({"local": s.local_addr().unwrap().to_string(), "tx": send, "pid": std::process::id()}));
+            std::process::exit(0);
+        }
+        // tcp-preexisting SERVER FIRST SECOND: sends FIRST, waits for "go", sends SECOND, reads the
+        // reply, reports, waits for "exit".
+        "tcp-preexisting" => {
+            name("mon-tcp-old");
+            let mut s = TcpStream::connect(arg(0)).unwrap();
+            let first: usize = arg(1).parse().unwrap();
+            let second: usize = arg(2).parse().unwrap();
+            s.write_all(&pattern(first)).unwrap();
+            say(&json!({"connected": true, "local": s.local_addr().unwrap().to_string(), "pid": std::process::id()}));
+            wait_stdin("go");
+            s.write_all(&pattern(second)).unwrap();
+            s.shutdown(Shutdown::Write).unwrap();
+            let rx = read_to_end(&mut s);
+            say(&json!({"local": s.local_addr().unwrap().to_string(), "tx_after_go": second, "rx": rx}));
+            wait_stdin("exit");
+        }
+        // udp-echo BIND... COUNT: one socket per address; echoes COUNT datagrams in total per socket.
+        "udp-echo" => {
+            name("mon-udp-echo");
+            let count: usize = arg(args.len() - 1).parse().unwrap();
+            let sockets: Vec<UdpSocket> =
+                args[..args.len() - 1].iter().map(|a| UdpSocket::bind(a.as_str()).unwrap()).collect();
+            say(&json!({"ready": true, "pid": std::process::id()}));
+            let handles: Vec<_> = sockets
+                .into_iter()
+                .map(|s| {
+                    thread::spawn(move || {
+                        let mut buf = vec![0u8; 65536];
+                        for _ in 0..count {
+                            let (n, peer) = s.recv_from(&mut buf).unwrap();
+                            s.send_to(&buf[..n], peer).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().unwrap();
+            }
+        }
+        // udp-connected SERVER SIZE COUNT: connect(), then COUNT request/response pairs.
+        "udp-connected" => {
+            name("mon-udp-conn");
+            let s = UdpSocket::bind(if arg(0).starts_with('[') { "[::]:0" } else { "0.0.0.0:0" }).unwrap();
+            s.connect(arg(0)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let size: usize = arg(1).parse().unwrap();
+            let count: usize = arg(2).parse().unwrap();
+            let mut rx = 0;
+            let mut buf = vec![0u8; 65536];
+            for _ in 0..count {
+                s.send(&pattern(size)).unwrap();
+                rx += s.recv(&mut buf).unwrap();
+            }
+            say(&json!({"local": s.local_addr().unwrap().to_string(), "tx": size * count, "rx": rx, "pid": std::process::id()}));
+        }
+        // udp-unconnected SIZE COUNT DEST...: one socket, sendto() each destination COUNT times.
+        "udp-unconnected" => {
+            name("mon-udp-multi");
+            let size: usize = arg(0).parse().unwrap();
+            let count: usize = arg(1).parse().unwrap();
+            let dests: Vec<SocketAddr> = args[2..].iter().map(|a| a.parse().unwrap()).collect();
+            let s = UdpSocket::bind(if dests[0].is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buf = vec![0u8; 65536];
+            let mut per_peer = serde_json::Map::new();
+            for d in &dests {
+                let mut rx = 0;
+                for _ in 0..count {
+                    s.send_to(&pattern(size), d).unwrap();
+                    let (n, from) = s.recv_from(&mut buf).unwrap();
+                    assert_eq!(&from, d, "reply from an unexpected peer");
+                    rx += n;
+                }
+                per_peer.insert(d.to_string(), json!({"tx": size * count, "rx": rx}));
+            }
+            say(&json!({"local_port": s.local_addr().unwrap().port(), "peers": per_peer, "pid": std::process::id()}));
+        }
+        // udp-exit SERVER SIZE: one datagram, then exit.
+        "udp-exit" => {
+            name("mon-udp-exit");
+            let dest: SocketAddr = arg(0).parse().unwrap();
+            let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+            let size: usize = arg(1).parse().unwrap();
+            s.send_to(&pattern(size), dest).unwrap();
+            say(&json!({"local_port": s.local_addr().unwrap().port(), "tx": size, "pid": std::process::id()}));
+            std::process::exit(0);
+        }
+        other => panic!("unknown helper role {other}"),
+    }
+}

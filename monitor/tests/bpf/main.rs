@@ -1,0 +1,66 @@
+//! Root/BPF tests: the real kernel programs, the real `monitor` binary, real traffic between two
+//! network namespaces, every figure checked against ground truth (bytes the helpers sent and
+//! received, veth interface counters).
+//!
+//! Run by `cargo test` (and so by `cargo xtask test`). Without root they are reported as ignored
+//! with the reason; with `MONITOR_REQUIRE_ROOT_TESTS=1` (set by `cargo xtask test` as root, i.e.
+//! in CI) a test that cannot run fails instead.
+#![expect(clippy::print_stderr, reason = "root tests print why they skip")]
+
+mod cases;
+mod daemon;
+mod env;
+mod helper;
+
+use std::process::ExitCode;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+
+/// Why the BPF tests cannot run here, if they cannot.
+fn gate() -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("not root (run as root: `sudo -E cargo test`, or `cargo xtask test`)".into());
+    }
+    if std::process::Command::new("ip").arg("-V").output().is_err() {
+        return Some("ip(8) not installed (`cargo xtask setup` installs iproute2)".into());
+    }
+    let missing: Vec<String> = monitor::probe::features::check_all()
+        .into_iter()
+        .filter(|c| c.required && c.ok != Some(true))
+        .map(|c| format!("{} ({})", c.name, c.detail))
+        .collect();
+    if !missing.is_empty() {
+        return Some(format!("kernel lacks: {}", missing.join(", ")));
+    }
+    None
+}
+
+fn main() -> ExitCode {
+    if let Ok(role) = std::env::var("MONITOR_TEST_HELPER") {
+        helper::main(&role);
+        return ExitCode::SUCCESS;
+    }
+    let mut args = Arguments::from_args();
+    // One monitor and one set of namespaces at a time: the tests compare interface counters.
+    args.test_threads = Some(1);
+    let gate = gate();
+    let required = std::env::var("MONITOR_REQUIRE_ROOT_TESTS").is_ok_and(|v| v == "1");
+    if let Some(reason) = &gate {
+        eprintln!("skipping BPF tests: {reason}");
+    }
+    let trials = cases::all()
+        .into_iter()
+        .map(|(name, test)| match (&gate, required) {
+            (None, _) => Trial::test(name, move || {
+                test();
+                Ok(())
+            }),
+            (Some(reason), true) => {
+                let reason = reason.clone();
+                Trial::test(name, move || Err(Failed::from(format!("required BPF test cannot run: {reason}"))))
+            }
+            (Some(_), false) => Trial::test(name, || Ok(())).with_ignored_flag(true),
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit_code()
+}

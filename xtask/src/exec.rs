@@ -1,0 +1,71 @@
+//! Running commands, and the `run` and `test` workflows.
+
+use std::{
+    path::PathBuf,
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context as _, bail};
+
+/// Workspace root (xtask lives one level below it).
+pub fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map_or(manifest.clone(), PathBuf::from)
+}
+
+/// Runs `cmd`, failing with the command line on a non-zero exit.
+pub fn exec(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd.status().with_context(|| format!("failed to run {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+/// Runs `cmd` and returns its stdout, or `None` when it cannot run or fails.
+pub fn output(cmd: &mut Command) -> Option<String> {
+    let out = cmd.stderr(Stdio::null()).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `cargo` of the toolchain running xtask.
+pub fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
+fn is_root() -> bool {
+    output(Command::new("id").arg("-u")).is_some_and(|s| s.trim() == "0")
+}
+
+/// Builds the release binary and runs `monitor run` with the given arguments.
+pub fn run_monitor(args: &[String]) -> anyhow::Result<()> {
+    exec(cargo().args(["build", "--release", "--package", "monitor"]))?;
+    let bin = workspace_root().join("target/release/monitor");
+    eprintln!("xtask: starting {} run {} (Ctrl-C stops it)", bin.display(), args.join(" "));
+    let mut cmd = Command::new(bin);
+    cmd.arg("run").args(args);
+    // The monitor handles SIGINT itself; its exit code is what matters.
+    let status = cmd.status().context("failed to start the monitor")?;
+    if !status.success() && status.code() != Some(130) {
+        bail!("monitor exited with {status}");
+    }
+    Ok(())
+}
+
+/// Runs every test. As root, tests that need BPF must run: `MONITOR_REQUIRE_ROOT_TESTS=1` makes a
+/// skipped root test a failure, so CI cannot pass without them.
+pub fn run_tests(args: &[String]) -> anyhow::Result<()> {
+    let mut cmd = cargo();
+    // Default members: monitor-ebpf only builds for the BPF target (monitor/build.rs does that).
+    cmd.arg("test");
+    if is_root() {
+        eprintln!("xtask: running as root: BPF tests are required (MONITOR_REQUIRE_ROOT_TESTS=1)");
+        cmd.env("MONITOR_REQUIRE_ROOT_TESTS", "1");
+    } else {
+        eprintln!("xtask: not root: BPF tests will be skipped (run as root to include them)");
+    }
+    cmd.args(args);
+    exec(&mut cmd)
+}

@@ -1,0 +1,120 @@
+//! `cargo xtask setup`: everything a fresh machine needs, installed idempotently through the
+//! package registries' own clients, each step announced.
+
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+
+use crate::{
+    exec::{exec, output},
+    geo,
+};
+
+/// bpf-linker release and LLVM major that match nightly 1.97 (LLVM 22).
+const BPF_LINKER_VERSION: &str = "0.13.0";
+const LLVM_MAJOR: &str = "22";
+
+/// `cargo xtask setup` options.
+#[derive(clap::Args, Default)]
+pub struct Args {
+    /// Also install the benchmark peers and load generators (iperf3, nethogs, bandwhich).
+    #[arg(long)]
+    pub bench: bool,
+    /// Do not fetch the default geolocation data.
+    #[arg(long)]
+    pub no_geo: bool,
+}
+
+/// Runs every step.
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    nightly_rust_src()?;
+    bpf_linker()?;
+    apt_install(&[("iproute2", "network namespaces in tests")])?;
+    if !args.no_geo {
+        geo::ensure_default()?;
+    }
+    if args.bench {
+        apt_install(&[
+            ("iperf3", "throughput benchmark"),
+            ("nethogs", "benchmark peer"),
+            ("linux-perf", "kernel cost benchmark"),
+        ])?;
+        cargo_install("bandwhich", None, &[])?;
+    }
+    Ok(())
+}
+
+fn say(msg: &str) {
+    eprintln!("xtask setup: {msg}");
+}
+
+fn nightly_rust_src() -> anyhow::Result<()> {
+    let installed = output(Command::new("rustup").args(["component", "list", "--toolchain", "nightly", "--installed"]))
+        .context("rustup cannot list the nightly toolchain's components; the BPF build needs the nightly toolchain")?;
+    if installed.lines().any(|l| l.starts_with("rust-src")) {
+        return Ok(());
+    }
+    say("installing rust-src for the nightly toolchain (the BPF build compiles core from source)");
+    exec(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+}
+
+fn is_installed(package: &str) -> bool {
+    output(Command::new("dpkg-query").args(["-W", "-f=${Status}", package]))
+        .is_some_and(|s| s.contains("install ok installed"))
+}
+
+/// Installs missing Debian packages (`apt-get update` once, only when something is missing).
+pub fn apt_install(packages: &[(&str, &str)]) -> anyhow::Result<()> {
+    let missing: Vec<&(&str, &str)> = packages.iter().filter(|(p, _)| !is_installed(p)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    for (p, why) in &missing {
+        say(&format!("installing Debian package {p} ({why})"));
+    }
+    if output(Command::new("id").arg("-u")).is_none_or(|s| s.trim() != "0") {
+        let names: Vec<&str> = missing.iter().map(|(p, _)| *p).collect();
+        bail!("root is needed to install packages; run as root, or: sudo apt-get install {}", names.join(" "));
+    }
+    exec(Command::new("apt-get").args(["update", "-q"]))?;
+    exec(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(missing.iter().map(|(p, _)| *p))
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+/// Installs a crate's binary with cargo unless that version is already on PATH.
+fn cargo_install(name: &str, version: Option<&str>, extra: &[&str]) -> anyhow::Result<()> {
+    let present = output(Command::new(name).arg("--version"));
+    if present.as_deref().is_some_and(|v| version.is_none_or(|want| v.contains(want))) {
+        return Ok(());
+    }
+    say(&format!("installing {name} {} with cargo install", version.unwrap_or("(latest)")));
+    let mut cmd = Command::new("cargo");
+    cmd.args(["install", "--locked", name]);
+    if let Some(v) = version {
+        cmd.args(["--version", v]);
+    }
+    cmd.args(extra);
+    let path = format!("/usr/lib/llvm-{LLVM_MAJOR}/bin:{}", std::env::var("PATH").unwrap_or_default());
+    exec(cmd.env("PATH", path))
+}
+
+fn bpf_linker() -> anyhow::Result<()> {
+    let ok = output(Command::new("bpf-linker").arg("--version")).is_some_and(|v| v.contains(BPF_LINKER_VERSION));
+    if ok {
+        return Ok(());
+    }
+    let llvm = format!("llvm-{LLVM_MAJOR}-dev");
+    let polly = format!("libpolly-{LLVM_MAJOR}-dev");
+    apt_install(&[
+        (&llvm, "bpf-linker links against LLVM 22, the LLVM of nightly 1.97"),
+        (&polly, "needed by llvm-config of LLVM 22"),
+        ("zlib1g-dev", "bpf-linker build"),
+        ("libzstd-dev", "bpf-linker build"),
+    ])?;
+    let feature = format!("llvm-{LLVM_MAJOR}");
+    cargo_install("bpf-linker", Some(BPF_LINKER_VERSION), &["--no-default-features", "--features", &feature])
+}
