@@ -36,6 +36,12 @@ impl Clock {
         u64::try_from(ns(clock_gettime(ClockId::Boottime))).unwrap_or(0)
     }
 
+    /// Boot-time nanoseconds of a wall-clock time (inverse of [`Clock::wall`]).
+    #[must_use]
+    pub fn boot_ns_of(self, wall: Timestamp) -> u64 {
+        u64::try_from(wall.as_nanosecond() - self.offset_ns).unwrap_or(0)
+    }
+
     /// Wall-clock time of a kernel timestamp.
     #[must_use]
     pub fn wall(self, boot_ns: u64) -> Timestamp {

@@ -29,16 +29,23 @@ pub fn sock_create(ctx: SockContext) -> i32 {
     // SAFETY (below): map values returned non-null by the kernel.
     match unsafe { OWNER.get(sk.cast(), true).as_mut() } {
         Some(owner) => record_owner(owner, OwnerSource::SockCreate),
-        None => stat(monitor_common::maps::STAT_STORAGE_FAIL, 1),
+        None => storage_failed(&ctx),
     }
     match unsafe { COUNTERS.get(sk.cast(), true).as_mut() } {
         Some(c) => unsafe {
             c.created_ns = bpf_ktime_get_boot_ns();
             c.last_report_ns = bpf_ktime_get_coarse_ns();
         },
-        None => stat(monitor_common::maps::STAT_STORAGE_FAIL, 1),
+        None => storage_failed(&ctx),
     }
     ALLOW
+}
+
+/// Counts and logs (aya-log) a socket storage allocation failure: that socket goes uncounted.
+#[inline(never)]
+fn storage_failed(ctx: &SockContext) {
+    stat(monitor_common::maps::STAT_STORAGE_FAIL, 1);
+    aya_log_ebpf::warn!(ctx, "socket storage allocation failed; socket not counted");
 }
 
 /// Emits the final payload counters when the process releases a socket, and the final counters

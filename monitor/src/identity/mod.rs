@@ -4,7 +4,11 @@
 //! Reads /proc only; never touches the flow table (the daemon hands results to the tracker).
 
 mod app;
+mod process;
+pub mod rules;
 mod sockets;
 
 pub use app::{App, AppSource};
+pub use process::{IdentityStats, Identities, container_of, unit_of};
+pub use rules::{AppRule, AppRules};
 pub use sockets::find_socket_owner;

@@ -197,6 +197,20 @@ impl Flow {
         }
     }
 
+    /// Direction, with TCP sockets that never connected and have no peer shown as listeners.
+    pub(super) fn direction(&self) -> Direction {
+        if self.direction == Direction::Unknown
+            && self.protocol == Protocol::Tcp
+            && !self.established
+            && self.remote.is_none()
+            && self.local.is_some()
+        {
+            Direction::Listen
+        } else {
+            self.direction
+        }
+    }
+
     /// Sum over slot generations (a single entry for sockets).
     pub(super) fn totals(&self) -> ByteCounters {
         self.generations.values().fold(ByteCounters::default(), |mut acc, c| {

@@ -231,7 +231,7 @@ impl Tracker {
             cookie: key.cookie,
             owner: flow.owner.clone(),
             protocol: flow.protocol,
-            direction: flow.direction,
+            direction: flow.direction(),
             local: flow.local,
             remote: key.peer.or(flow.remote),
             payload,

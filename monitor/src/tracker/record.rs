@@ -39,6 +39,8 @@ pub enum Direction {
     Inbound,
     /// One peer of an unconnected UDP socket (QUIC/DNS style `sendto`/`recvfrom`).
     Unconnected,
+    /// A TCP listening socket (its bytes are the handshakes it received).
+    Listen,
     /// Not known (socket older than the monitor, or lost events).
     Unknown,
 }

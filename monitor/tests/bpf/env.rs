@@ -212,15 +212,18 @@ impl Helper {
     }
 }
 
-/// Starts `role` with `args` in `place`: the child joins the cgroup and the namespace and drops
-/// to `uid` before exec, so every socket it creates belongs there.
+/// Starts `role` with `args` in `place`: the child joins the cgroup and the namespace before exec,
+/// and drops to `uid` right after exec (the checkout may not be readable by that uid), before it
+/// creates any socket.
 pub fn spawn(role: &str, args: &[String], place: Place<'_>) -> Helper {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.env("MONITOR_TEST_HELPER", role).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
     let ns: Option<File> = place.netns.map(|n| File::open(n.path()).unwrap());
     let procs: Option<File> = place.cgroup.map(|c| OpenOptions::new().write(true).open(c.path.join("cgroup.procs")).unwrap());
-    let uid = place.uid;
-    // SAFETY: only async-signal-safe syscalls between fork and exec (write, setns, setgid, setuid).
+    if let Some(uid) = place.uid {
+        cmd.env("MONITOR_TEST_HELPER_UID", uid.to_string());
+    }
+    // SAFETY: only async-signal-safe syscalls between fork and exec (write, setns).
     unsafe {
         cmd.pre_exec(move || {
             if let Some(f) = &procs {
@@ -230,11 +233,6 @@ pub fn spawn(role: &str, args: &[String], place: Place<'_>) -> Helper {
             }
             if let Some(f) = &ns {
                 setns(f, CloneFlags::CLONE_NEWNET)?;
-            }
-            if let Some(uid) = uid {
-                if libc::setgid(uid) != 0 || libc::setuid(uid) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
             }
             Ok(())
         });

@@ -47,6 +47,11 @@ fn wait_stdin(word: &str) {
 
 /// Entry point of a helper process.
 pub fn main(role: &str) {
+    if let Ok(uid) = std::env::var("MONITOR_TEST_HELPER_UID") {
+        let id: u32 = uid.parse().unwrap();
+        nix::unistd::setgid(id.into()).unwrap();
+        nix::unistd::setuid(id.into()).unwrap();
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| -> &str { args.get(i).map_or_else(|| panic!("{role}: missing argument {i}"), String::as_str) };
     match role {

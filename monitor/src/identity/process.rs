@@ -1,0 +1,260 @@
+//! Process identity from /proc, cached per process. A pid is reused by the kernel, so an entry is
+//! valid only for sockets created after that process started: the cache keeps the start time
+//! and a socket older than the cached process is never charged to it.
+
+use std::collections::{HashMap, VecDeque};
+
+use jiff::Timestamp;
+use procfs::process::Process;
+
+use super::{
+    app::{App, AppSource},
+    rules::{AppRules, Subject},
+};
+use crate::{clock::Clock, tracker::record::Owner};
+
+/// Processes kept in the cache; the oldest are dropped beyond this.
+pub const MAX_PROCESSES: usize = 65_536;
+/// Entries kept per pid (successive processes that reused it).
+const PER_PID: usize = 4;
+
+#[derive(Debug, Clone)]
+struct Cached {
+    /// Start of the process, boot-time nanoseconds.
+    start_ns: u64,
+    app: App,
+}
+
+/// App identities of processes, read from /proc when first seen.
+pub struct Identities {
+    rules: AppRules,
+    clock: Clock,
+    tick_ns: u64,
+    cache: HashMap<u32, Vec<Cached>>,
+    order: VecDeque<u32>,
+    users: HashMap<u32, Option<String>>,
+    /// Lookups answered from /proc (now or earlier) vs. from the kernel's data only.
+    pub stats: IdentityStats,
+}
+
+/// How identities were resolved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IdentityStats {
+    /// Flows whose app came from /proc.
+    pub from_proc: u64,
+    /// Flows whose process was gone (or reused its pid): kernel data only.
+    pub from_kernel: u64,
+}
+
+/// systemd unit in a cgroup path: the innermost `.service` or `.scope` component.
+#[must_use]
+pub fn unit_of(cgroup: &str) -> Option<String> {
+    cgroup
+        .rsplit('/')
+        .find(|c| c.ends_with(".service") || c.ends_with(".scope"))
+        .map(str::to_owned)
+}
+
+/// Container id (64 hex digits) named by a cgroup path: docker, podman, containerd, CRI-O.
+#[must_use]
+pub fn container_of(cgroup: &str) -> Option<String> {
+    cgroup.split(['/', '-', '.', ':']).find(|part| part.len() == 64 && part.bytes().all(|b| b.is_ascii_hexdigit())).map(str::to_owned)
+}
+
+impl Identities {
+    /// An empty cache.
+    #[must_use]
+    pub fn new(rules: AppRules, clock: Clock) -> Self {
+        let tick_ns = 1_000_000_000 / procfs::ticks_per_second().max(1);
+        Self {
+            rules,
+            clock,
+            tick_ns,
+            cache: HashMap::new(),
+            order: VecDeque::new(),
+            users: HashMap::new(),
+            stats: IdentityStats::default(),
+        }
+    }
+
+    /// Reads a process from /proc into the cache if it is not there yet (call as soon as a
+    /// process is seen, so short-lived ones are caught). `created_ns` is the boot-time creation of
+    /// the socket that revealed it.
+    pub fn observe(&mut self, tgid: u32, created_ns: u64) {
+        if self.cached(tgid, created_ns).is_none() {
+            self.read(tgid, created_ns);
+        }
+    }
+
+    /// The app of a flow's owner. `first_seen` is when the flow's socket was created (or found).
+    pub fn app_for(&mut self, owner: &Owner, first_seen: Timestamp) -> App {
+        let created_ns = self.clock.boot_ns_of(first_seen);
+        let found = self.cached(owner.tgid, created_ns).or_else(|| self.read(owner.tgid, created_ns));
+        match found {
+            Some(app) => {
+                self.stats.from_proc += 1;
+                app
+            }
+            None => {
+                self.stats.from_kernel += 1;
+                self.kernel_only(owner)
+            }
+        }
+    }
+
+    fn cached(&self, tgid: u32, created_ns: u64) -> Option<App> {
+        let entries = self.cache.get(&tgid)?;
+        entries
+            .iter()
+            .rev()
+            .find(|c| c.start_ns <= created_ns.saturating_add(self.tick_ns))
+            .map(|c| c.app.clone())
+    }
+
+    fn user(&mut self, uid: u32) -> Option<String> {
+        self.users
+            .entry(uid)
+            .or_insert_with(|| nix::unistd::User::from_uid(uid.into()).ok().flatten().map(|u| u.name))
+            .clone()
+    }
+
+    /// Reads /proc/<tgid>; `None` if gone or started after the socket was created.
+    fn read(&mut self, tgid: u32, created_ns: u64) -> Option<App> {
+        let p = Process::new(i32::try_from(tgid).ok()?).ok()?;
+        let stat = p.stat().ok()?;
+        let start_ns = stat.starttime.saturating_mul(self.tick_ns);
+        if created_ns != 0 && start_ns > created_ns.saturating_add(self.tick_ns) {
+            return None; // a newer process reusing the pid
+        }
+        let exe = p.exe().ok().map(|e| e.to_string_lossy().into_owned());
+        let cmdline = p.cmdline().ok().filter(|c| !c.is_empty()).map(|c| c.join(" "));
+        let uid = p.status().map(|s| s.ruid).unwrap_or_default();
+        let cgroups = p.cgroups().ok();
+        let cgroup = cgroups.as_ref().and_then(|list| {
+            let all = &list.0;
+            all.iter()
+                .find(|g| g.hierarchy == 0)
+                .or_else(|| all.iter().find(|g| g.controllers.iter().any(|c| c == "name=systemd")))
+                .map(|g| g.pathname.clone())
+        });
+        let unit = cgroup.as_deref().and_then(unit_of);
+        let container = cgroup.as_deref().and_then(container_of);
+        let subject = Subject { exe: exe.as_deref(), comm: &stat.comm, unit: unit.as_deref(), uid, cgroup: cgroup.as_deref() };
+        let name = self
+            .rules
+            .name_for(&subject)
+            .map(str::to_owned)
+            .or_else(|| exe.as_deref().and_then(|e| e.rsplit('/').next()).map(str::to_owned))
+            .unwrap_or_else(|| stat.comm.clone());
+        let app = App {
+            name,
+            exe,
+            cmdline,
+            pid: tgid,
+            start_time: stat.starttime,
+            uid,
+            user: self.user(uid),
+            unit,
+            cgroup,
+            container,
+            source: AppSource::Proc,
+        };
+        self.insert(tgid, Cached { start_ns, app: app.clone() });
+        Some(app)
+    }
+
+    fn insert(&mut self, tgid: u32, entry: Cached) {
+        let entries = self.cache.entry(tgid).or_default();
+        entries.push(entry);
+        if entries.len() > PER_PID {
+            entries.remove(0);
+        }
+        self.order.push_back(tgid);
+        while self.order.len() > MAX_PROCESSES {
+            if let Some(old) = self.order.pop_front() {
+                if let Some(list) = self.cache.get_mut(&old) {
+                    if !list.is_empty() {
+                        list.remove(0);
+                    }
+                    if list.is_empty() {
+                        self.cache.remove(&old);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Identity from what the kernel recorded, for a process that is gone.
+    fn kernel_only(&mut self, owner: &Owner) -> App {
+        let subject = Subject { exe: None, comm: &owner.comm, unit: None, uid: owner.uid, cgroup: None };
+        let name = self.rules.name_for(&subject).map_or_else(|| owner.comm.clone(), str::to_owned);
+        App {
+            name,
+            exe: None,
+            cmdline: None,
+            pid: owner.tgid,
+            start_time: 0,
+            uid: owner.uid,
+            user: self.user(owner.uid),
+            unit: None,
+            cgroup: None,
+            container: None,
+            source: AppSource::Kernel,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{identity::rules::AppRule, tracker::record::OwnerSource};
+
+    fn owner(tgid: u32) -> Owner {
+        Owner { tgid, pid: tgid, uid: 4242, gid: 0, comm: "gone-proc".into(), cgroup_id: 0, source: OwnerSource::SockCreate }
+    }
+
+    #[test]
+    fn units_and_containers_from_cgroup_paths() {
+        assert_eq!(unit_of("/system.slice/nginx.service").as_deref(), Some("nginx.service"));
+        assert_eq!(
+            unit_of("/user.slice/user-1000.slice/user@1000.service/app.slice/app-firefox-12.scope").as_deref(),
+            Some("app-firefox-12.scope")
+        );
+        assert_eq!(unit_of("/"), None);
+        let id = "a".repeat(64);
+        assert_eq!(container_of(&format!("/system.slice/docker-{id}.scope")), Some(id.clone()));
+        assert_eq!(container_of(&format!("/kubepods/besteffort/pod1/cri-containerd-{id}.scope")), Some(id.clone()));
+        assert_eq!(container_of(&format!("/docker/{id}")), Some(id));
+        assert_eq!(container_of("/user.slice"), None);
+    }
+
+    #[test]
+    fn live_process_is_read_from_proc_with_its_start_time() {
+        let clock = Clock::now();
+        let mut ids = Identities::new(AppRules::default(), clock);
+        let me = owner(std::process::id());
+        let app = ids.app_for(&me, clock.wall(Clock::boot_ns()));
+        assert_eq!(app.source, AppSource::Proc);
+        assert_eq!(app.pid, std::process::id());
+        let exe = std::env::current_exe().unwrap();
+        assert_eq!(app.exe.as_deref(), exe.to_str());
+        assert_eq!(app.name, exe.file_name().unwrap().to_str().unwrap());
+        assert!(app.start_time > 0);
+        assert!(app.cmdline.is_some());
+    }
+
+    #[test]
+    fn socket_older_than_the_process_holding_its_pid_falls_back_to_kernel_data() {
+        let clock = Clock::now();
+        let rules = AppRules::compile(&[AppRule { name: "grouped".into(), uid: vec![4242], ..AppRule::default() }]).unwrap();
+        let mut ids = Identities::new(rules, clock);
+        // A socket "created" at boot time 1 s: this test process started later, so a pid match
+        // must not charge the socket to it.
+        let app = ids.app_for(&owner(std::process::id()), clock.wall(1_000_000_000));
+        assert_eq!(app.source, AppSource::Kernel);
+        assert_eq!(app.name, "grouped", "rules apply to kernel-only identities too");
+        assert_eq!(ids.stats.from_kernel, 1);
+        let gone = ids.app_for(&owner(u32::MAX - 1), clock.wall(Clock::boot_ns()));
+        assert_eq!((gone.source, gone.name.as_str()), (AppSource::Kernel, "grouped"));
+    }
+}
