@@ -4,7 +4,9 @@
 //! - `run`:   setup, then builds and runs the monitor with the built-in defaults.
 //! - `test`:  setup, then runs the whole test suite (root/BPF tests included when root).
 //! - `geo`:   fetches the default geolocation data and converts the ASN CSV to MMDB.
+//! - `bench`: benchmarks (BENCHMARKS.md).
 
+mod bench;
 mod exec;
 mod geo;
 mod setup;
@@ -38,6 +40,8 @@ enum Command {
     },
     /// Geolocation data: install the defaults or convert an ASN CSV.
     Geo(geo::Args),
+    /// Benchmarks: cost, completeness, comparison with peers (see BENCHMARKS.md).
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +51,7 @@ fn main() -> ExitCode {
         Command::Run { args } => setup::run(&setup::Args::default()).and_then(|()| exec::run_monitor(&args)),
         Command::Test { args } => setup::run(&setup::Args::default()).and_then(|()| exec::run_tests(&args)),
         Command::Geo(args) => geo::run(&args),
+        Command::Bench(args) => setup::run(&setup::Args { bench: true, ..setup::Args::default() }).and_then(|()| bench::run(&args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
