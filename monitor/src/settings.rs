@@ -12,6 +12,8 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+use crate::identity::AppRule;
+
 /// Default config file, read when it exists and no `--config` is given.
 pub const SYSTEM_CONFIG: &str = "/etc/monitor/monitor.toml";
 
@@ -45,6 +47,8 @@ pub struct RawConfig {
     pub tracker: RawTracker,
     /// `[output]`.
     pub output: RawOutput,
+    /// `[[apps]]`: grouping of processes into named apps.
+    pub apps: Vec<AppRule>,
 }
 
 /// `[probe]`.
@@ -93,6 +97,7 @@ impl Default for RawConfig {
             probe: RawProbe::default(),
             tracker: RawTracker::default(),
             output: RawOutput::default(),
+            apps: Vec::new(),
         }
     }
 }
@@ -158,6 +163,8 @@ pub struct Settings {
     pub stats_interval: Duration,
     /// Output format of `monitor run`.
     pub output: OutputFormat,
+    /// App grouping rules (validated when the daemon compiles them).
+    pub apps: Vec<AppRule>,
 }
 
 fn positive_secs(key: &'static str, secs: u64) -> Result<Duration, Error> {
@@ -173,7 +180,8 @@ impl Settings {
     /// # Errors
     /// [`Error::Invalid`] naming the key.
     pub fn resolve(raw: RawConfig, source: Option<PathBuf>) -> Result<Self, Error> {
-        let RawConfig { cgroup, probe, tracker, output } = raw;
+        let RawConfig { cgroup, probe, tracker, output, apps } = raw;
+        crate::identity::AppRules::compile(&apps).map_err(|e| Error::Invalid { key: "apps", reason: e.to_string() })?;
         let kib = probe.ring_buffer_kib;
         if kib < 4 || !kib.is_power_of_two() || kib > 1 << 20 {
             return Err(Error::Invalid {
@@ -189,6 +197,7 @@ impl Settings {
             tcp_close_grace: positive_secs("tracker.tcp_close_grace_secs", tracker.tcp_close_grace_secs)?,
             stats_interval: positive_secs("tracker.stats_interval_secs", tracker.stats_interval_secs)?,
             output: output.format,
+            apps,
         })
     }
 }

@@ -13,7 +13,7 @@ use monitor::{
     daemon::{self, OUTPUT_QUEUE, Output},
     privileges,
     settings::{OutputFormat, RawConfig, Settings},
-    tracker::FlowRecord,
+    daemon::FlowOutput,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -99,7 +99,7 @@ fn log_line(output: &Output) {
         Output::Started { cgroup, degradations } => {
             info!("watching cgroup={} degradations={}", cgroup.display(), degradations.len());
         }
-        Output::Flow(r) => info!("{}", describe(r)),
+        Output::Flow(f) => info!("{}", describe(f)),
         Output::Stats(s) => info!(
             "stats events={} received={} lost={} decode_errors={} open_flows={} closed_flows={} \
              unattributed_packets={} storage_failures={}",
@@ -115,15 +115,18 @@ fn log_line(output: &Output) {
     }
 }
 
-fn describe(r: &FlowRecord) -> String {
+fn describe(f: &FlowOutput) -> String {
+    let r = &f.record;
     let addr = |a: Option<std::net::SocketAddr>| a.map_or_else(|| "?".to_owned(), |a| a.to_string());
+    let name = |v: &dyn std::fmt::Debug| format!("{v:?}").to_lowercase();
     format!(
-        "{:?} {:?} {:?} {} -> {} pid={} comm={} uid={} payload tx={} rx={} wire tx={}B/{}p rx={}B/{}p",
-        r.event,
-        r.protocol,
-        r.direction,
+        "{} {} {} {} -> {} app={} pid={} comm={} uid={} payload tx={} rx={} wire tx={}B/{}p rx={}B/{}p",
+        name(&r.event),
+        name(&r.protocol),
+        name(&r.direction),
         addr(r.local),
         addr(r.remote),
+        f.app.name,
         r.owner.tgid,
         r.owner.comm,
         r.owner.uid,
@@ -134,5 +137,4 @@ fn describe(r: &FlowRecord) -> String {
         r.wire.rx_bytes,
         r.wire.rx_packets,
     )
-    .to_lowercase()
 }

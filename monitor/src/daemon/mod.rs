@@ -4,19 +4,24 @@
 //! drainer, tracker loop and /proc lookups. Shutdown: stop reading new events, drain what the
 //! kernel already produced, emit every open flow as `shutdown`, report final statistics, detach.
 
-use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
+mod sink;
+
+use std::{collections::HashMap, future::Future, path::PathBuf, sync::Arc, sync::mpsc as std_mpsc, time::Duration};
 
 use log::{debug, info, warn};
 use monitor_common::event::{Event, EventKind};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
+pub use sink::{FlowOutput, SinkMsg};
+use sink::Sink;
+
 use crate::{
     clock::Clock,
-    identity,
+    identity::{self, AppRules, Identities},
     probe::{self, Degradation, DrainCounters, KernelStats, Probe, ProbeConfig},
     settings::Settings,
-    tracker::{FlowRecord, Tracker, TrackerConfig, TrackerStats, record::Owner},
+    tracker::{Tracker, TrackerConfig, TrackerStats, record::Owner},
 };
 
 /// Batches of events between the drainer and the tracker. Full ⇒ the drainer stops reading and
@@ -24,6 +29,10 @@ use crate::{
 pub const TRACKER_QUEUE: usize = 256;
 /// Records and statistics between the daemon and its consumer (printer, journal).
 pub const OUTPUT_QUEUE: usize = 4096;
+/// Messages between the tracker loop and the sink thread. Full ⇒ the tracker waits.
+pub const SINK_QUEUE: usize = 65_536;
+/// Processes remembered as already observed (cleared beyond this).
+const OBSERVED_MAX: usize = 65_536;
 /// How often the tracker looks for due updates and expired flows.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -33,6 +42,12 @@ pub enum Error {
     /// The probe stage failed.
     #[error(transparent)]
     Probe(#[from] probe::Error),
+    /// `[[apps]]` rules are invalid.
+    #[error(transparent)]
+    Apps(#[from] identity::rules::Error),
+    /// The sink thread could not be started.
+    #[error("failed to start the sink thread")]
+    Thread(#[source] std::io::Error),
 }
 
 /// What the daemon reports.
@@ -46,8 +61,8 @@ pub enum Output {
         /// Why fidelity is reduced on this host.
         degradations: Vec<Degradation>,
     },
-    /// A flow record.
-    Flow(FlowRecord),
+    /// A flow record with its app.
+    Flow(Box<FlowOutput>),
     /// Completeness counters.
     Stats(Stats),
 }
@@ -77,6 +92,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<Stats, Error> {
     let cgroup = probe::resolve_cgroup(&settings.cgroup)?;
+    let rules = AppRules::compile(&settings.apps)?;
+    let clock = Clock::now();
     let mut probe = Probe::load(&ProbeConfig {
         cgroup: cgroup.clone(),
         ring_buffer_bytes: settings.ring_buffer_bytes,
@@ -90,6 +107,10 @@ pub async fn run(
     }
     let syscall_payload = !degradations.contains(&Degradation::PayloadFromTcpCounters);
     let _ = out.send(Output::Started { cgroup, degradations }).await;
+    let (sink_tx, sink_rx) = std_mpsc::sync_channel::<SinkMsg>(SINK_QUEUE);
+    let sink = Sink { identities: Identities::new(rules, clock), out };
+    let sink_thread =
+        std::thread::Builder::new().name("monitor-sink".into()).spawn(move || sink.run(sink_rx)).map_err(Error::Thread)?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (events_tx, mut events_rx) = mpsc::channel::<Vec<(EventKind, Event)>>(TRACKER_QUEUE);
@@ -102,7 +123,7 @@ pub async fn run(
             tcp_close_grace: settings.tcp_close_grace,
             syscall_payload,
         },
-        Clock::now(),
+        clock,
     );
     let (owners_tx, mut owners_rx) = mpsc::channel::<(u64, Owner)>(OUTPUT_QUEUE);
     let mut tick = tokio::time::interval(TICK);
@@ -110,6 +131,7 @@ pub async fn run(
     stats_tick.tick().await;
     let mut records = Vec::new();
     let mut lost_seen = 0;
+    let mut observed: HashMap<u32, u64> = HashMap::new();
     tokio::pin!(shutdown);
     let mut stopping = false;
 
@@ -119,6 +141,7 @@ pub async fn run(
                 let Some(batch) = batch else { break };
                 for (kind, ev) in &batch {
                     log::trace!("event {kind:?} cookie={} flags={} tuple={:?} owner={:?}", ev.cookie, ev.flags, ev.tuple, ev.owner);
+                    observe(&sink_tx, &mut observed, ev);
                     tracker.handle(*kind, ev, &mut records);
                 }
                 lookup_owners(&mut tracker, &owners_tx);
@@ -127,10 +150,11 @@ pub async fn run(
             _ = tick.tick() => {
                 tracker.tick(Clock::boot_ns(), &mut records);
                 warn_if_lost(&kernel_stats, &mut lost_seen);
+                to_sink(&sink_tx, SinkMsg::Tick);
             }
             _ = stats_tick.tick() => {
                 let stats = snapshot(&kernel_stats, &counters, tracker.stats(), false);
-                let _ = out.send(Output::Stats(stats)).await;
+                to_sink(&sink_tx, SinkMsg::Stats(stats));
             }
             () = &mut shutdown, if !stopping => {
                 info!("stopping: draining remaining events");
@@ -139,7 +163,7 @@ pub async fn run(
             }
         }
         for record in records.drain(..) {
-            let _ = out.send(Output::Flow(record)).await;
+            to_sink(&sink_tx, SinkMsg::Record(Box::new(record)));
         }
     }
     match drainer.await {
@@ -152,14 +176,50 @@ pub async fn run(
     }
     tracker.shutdown(Clock::boot_ns(), &mut records);
     for record in records.drain(..) {
-        let _ = out.send(Output::Flow(record)).await;
+        to_sink(&sink_tx, SinkMsg::Record(Box::new(record)));
     }
     warn_if_lost(&kernel_stats, &mut lost_seen);
     let stats = snapshot(&kernel_stats, &counters, tracker.stats(), true);
-    let _ = out.send(Output::Stats(stats)).await;
+    to_sink(&sink_tx, SinkMsg::Stats(stats));
+    drop(sink_tx);
+    match tokio::task::spawn_blocking(move || sink_thread.join()).await {
+        Ok(Ok(identities)) => info!(
+            "apps resolved from /proc={} from kernel data only={}",
+            identities.stats.from_proc, identities.stats.from_kernel
+        ),
+        _ => warn!("sink thread failed"),
+    }
     drop(probe);
     info!("detached");
     Ok(stats)
+}
+
+/// Hands a message to the sink thread; waits (off the async workers) when its queue is full.
+fn to_sink(tx: &std_mpsc::SyncSender<SinkMsg>, msg: SinkMsg) {
+    match tx.try_send(msg) {
+        Ok(()) | Err(std_mpsc::TrySendError::Disconnected(_)) => {}
+        Err(std_mpsc::TrySendError::Full(msg)) => {
+            let _ = tokio::task::block_in_place(|| tx.send(msg));
+        }
+    }
+}
+
+/// Asks the sink to read a process from /proc the first time it is seen (or when a socket newer
+/// than the last one seen reveals it, which may be a new process reusing the pid).
+fn observe(tx: &std_mpsc::SyncSender<SinkMsg>, observed: &mut HashMap<u32, u64>, ev: &Event) {
+    if ev.flags & monitor_common::event::FLAG_NO_OWNER != 0 || ev.owner.tgid == 0 {
+        return;
+    }
+    let created_ns = ev.owner.created_ns;
+    let last = observed.entry(ev.owner.tgid).or_insert(0);
+    if *last != 0 && created_ns <= last.saturating_add(1_000_000_000) {
+        return;
+    }
+    *last = created_ns;
+    if observed.len() > OBSERVED_MAX {
+        observed.clear();
+    }
+    to_sink(tx, SinkMsg::Observe { tgid: ev.owner.tgid, created_ns });
 }
 
 /// Warns once per increase of the kernel's lost-event counter.
