@@ -9,11 +9,11 @@
 //!                              identity (/proc owners of older sockets)
 //! ```
 //!
-//! - [`probe`]: loads/attaches the kernel programs, drains the ring buffer, reads statistics.
-//! - [`tracker`]: flow table and flow records.
-//! - [`identity`]: /proc lookups.
-//! - [`daemon`]: the run loop and shutdown.
-//! - [`settings`]: configuration.
+//! - [`probe`]   loads/attaches the kernel programs, drains the ring buffer, reads statistics.
+//! - [`tracker`]   flow table and flow records.
+//! - [`identity`]   /proc lookups.
+//! - [`daemon`]   the run loop and shutdown.
+//! - [`settings`]   configuration.
 #![warn(missing_docs)]
 
 pub mod clock;

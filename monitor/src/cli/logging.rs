@@ -9,14 +9,12 @@ pub fn init(verbose: u8) {
         1 => LevelFilter::Debug,
         _ => LevelFilter::Trace,
     };
-    if systemd_journal_logger::connected_to_journal() {
-        if let Ok(logger) = systemd_journal_logger::JournalLog::new() {
-            if logger.install().is_ok() {
+    if systemd_journal_logger::connected_to_journal()
+        && let Ok(logger) = systemd_journal_logger::JournalLog::new()
+            && logger.install().is_ok() {
                 log::set_max_level(level);
                 return;
             }
-        }
-    }
     env_logger::Builder::new()
         .filter_level(level)
         .format_target(false)

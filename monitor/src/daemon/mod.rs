@@ -224,15 +224,14 @@ fn observe(tx: &std_mpsc::SyncSender<SinkMsg>, observed: &mut HashMap<u32, u64>,
 
 /// Warns once per increase of the kernel's lost-event counter.
 fn warn_if_lost(kernel: &probe::StatsReader, seen: &mut u64) {
-    if let Ok(stats) = kernel.read() {
-        if stats.events_lost > *seen {
+    if let Ok(stats) = kernel.read()
+        && stats.events_lost > *seen {
             warn!(
                 "events lost: {} since start (ring buffer full; raise probe.ring_buffer_kib); flows may be incomplete",
                 stats.events_lost
             );
             *seen = stats.events_lost;
         }
-    }
 }
 
 fn snapshot(kernel: &probe::StatsReader, drain: &DrainCounters, tracker: TrackerStats, last: bool) -> Stats {

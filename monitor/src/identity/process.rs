@@ -171,8 +171,8 @@ impl Identities {
         }
         self.order.push_back(tgid);
         while self.order.len() > MAX_PROCESSES {
-            if let Some(old) = self.order.pop_front() {
-                if let Some(list) = self.cache.get_mut(&old) {
+            if let Some(old) = self.order.pop_front()
+                && let Some(list) = self.cache.get_mut(&old) {
                     if !list.is_empty() {
                         list.remove(0);
                     }
@@ -180,7 +180,6 @@ impl Identities {
                         self.cache.remove(&old);
                     }
                 }
-            }
         }
     }
 

@@ -146,11 +146,10 @@ impl Flow {
 
     /// Merges one event. Counters are cumulative, so the larger value wins.
     pub(super) fn absorb(&mut self, kind: EventKind, ev: &Event) {
-        if let Some(owner) = kernel_owner(ev) {
-            if owner.source > self.owner.source {
+        if let Some(owner) = kernel_owner(ev)
+            && owner.source > self.owner.source {
                 self.owner = owner;
             }
-        }
         self.merge_tuple(kind, &ev.tuple);
         let entry = self.generations.entry(ev.generation).or_default();
         max_counters(entry, &ev.bytes);
@@ -181,17 +180,15 @@ impl Flow {
     }
 
     fn merge_tuple(&mut self, kind: EventKind, t: &Tuple) {
-        if let Some(local) = endpoint(t.family, t.local_addr, t.local_port) {
-            if local.port() != 0 || self.local.is_none() {
+        if let Some(local) = endpoint(t.family, t.local_addr, t.local_port)
+            && (local.port() != 0 || self.local.is_none()) {
                 self.local = Some(local);
             }
-        }
         let peer_kind = matches!(kind, EventKind::PeerUpdate | EventKind::PeerEvicted | EventKind::PeerClosed);
-        if let Some(remote) = endpoint(t.family, t.remote_addr, t.remote_port) {
-            if remote.port() != 0 || peer_kind {
+        if let Some(remote) = endpoint(t.family, t.remote_addr, t.remote_port)
+            && (remote.port() != 0 || peer_kind) {
                 self.remote = Some(remote);
             }
-        }
         if t.family == AF_INET6 {
             self.v6 = true;
         }

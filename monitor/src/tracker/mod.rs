@@ -94,11 +94,10 @@ impl Tracker {
             Some(flow) => flow.absorb(kind, ev),
             None => {
                 let mut flow = Flow::new(kind, ev);
-                if let Some(owner) = self.resolved.get(&key.cookie) {
-                    if owner.source > flow.owner.source {
+                if let Some(owner) = self.resolved.get(&key.cookie)
+                    && owner.source > flow.owner.source {
                         flow.owner = owner.clone();
                     }
-                }
                 if flow.owner.source == OwnerSource::Unknown && !self.resolved.contains_key(&key.cookie) {
                     self.owner_queries.push(OwnerQuery { cookie: ev.cookie, event: *ev });
                 }
@@ -110,11 +109,10 @@ impl Tracker {
         }
         if kind == EventKind::Release {
             self.released(key, out);
-        } else if kind == EventKind::TcpClose {
-            if self.flows.get(&key).is_some_and(|f| f.released) {
+        } else if kind == EventKind::TcpClose
+            && self.flows.get(&key).is_some_and(|f| f.released) {
                 self.finish(key, RecordKind::Close, true, out);
             }
-        }
     }
 
     fn released(&mut self, key: FlowKey, out: &mut Vec<FlowRecord>) {

@@ -49,7 +49,7 @@ fn addr(v: &Value) -> SocketAddr {
     v.as_str().unwrap().parse().unwrap()
 }
 
-fn record_for_local<'a>(out: &'a Output, local: SocketAddr) -> &'a FlowRecord {
+fn record_for_local(out: &Output, local: SocketAddr) -> &FlowRecord {
     let found: Vec<&FlowRecord> = out.closed().into_iter().filter(|r| r.local == Some(local)).collect();
     assert_eq!(found.len(), 1, "expected one closed flow for {local}, got {found:#?}\nall: {:#?}", out.records);
     found[0]

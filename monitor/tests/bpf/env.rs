@@ -226,11 +226,10 @@ pub fn spawn(role: &str, args: &[String], place: Place<'_>) -> Helper {
     // SAFETY: only async-signal-safe syscalls between fork and exec (write, setns).
     unsafe {
         cmd.pre_exec(move || {
-            if let Some(f) = &procs {
-                if libc::write(f.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
+            if let Some(f) = &procs
+                && libc::write(f.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
                     return Err(std::io::Error::last_os_error());
                 }
-            }
             if let Some(f) = &ns {
                 setns(f, CloneFlags::CLONE_NEWNET)?;
             }
