@@ -12,7 +12,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::identity::AppRule;
+use crate::{enrich::GeoConfig, identity::AppRule, journal::JournalConfig, report::ReportConfig};
 
 /// Default config file, read when it exists and no `--config` is given.
 pub const SYSTEM_CONFIG: &str = "/etc/monitor/monitor.toml";
@@ -47,6 +47,12 @@ pub struct RawConfig {
     pub tracker: RawTracker,
     /// `[output]`.
     pub output: RawOutput,
+    /// `[geo]`: country and ASN databases.
+    pub geo: GeoConfig,
+    /// `[journal]`: the local database of records and residency rows.
+    pub journal: JournalConfig,
+    /// `[report]`: report periods and weekly exports.
+    pub report: ReportConfig,
     /// `[[apps]]`: grouping of processes into named apps.
     pub apps: Vec<AppRule>,
 }
@@ -97,6 +103,9 @@ impl Default for RawConfig {
             probe: RawProbe::default(),
             tracker: RawTracker::default(),
             output: RawOutput::default(),
+            geo: GeoConfig::default(),
+            journal: JournalConfig::default(),
+            report: ReportConfig::default(),
             apps: Vec::new(),
         }
     }
@@ -163,6 +172,12 @@ pub struct Settings {
     pub stats_interval: Duration,
     /// Output format of `monitor run`.
     pub output: OutputFormat,
+    /// Country and ASN databases.
+    pub geo: GeoConfig,
+    /// Journal.
+    pub journal: JournalConfig,
+    /// Reports and weekly exports.
+    pub report: ReportConfig,
     /// App grouping rules (validated when the daemon compiles them).
     pub apps: Vec<AppRule>,
 }
@@ -180,7 +195,9 @@ impl Settings {
     /// # Errors
     /// [`Error::Invalid`] naming the key.
     pub fn resolve(raw: RawConfig, source: Option<PathBuf>) -> Result<Self, Error> {
-        let RawConfig { cgroup, probe, tracker, output, apps } = raw;
+        let RawConfig { cgroup, probe, tracker, output, geo, journal, report, apps } = raw;
+        journal.validate().map_err(|e| Error::Invalid { key: "journal", reason: e.to_string() })?;
+        report.validate().map_err(|e| Error::Invalid { key: "report", reason: e.to_string() })?;
         crate::identity::AppRules::compile(&apps).map_err(|e| Error::Invalid { key: "apps", reason: e.to_string() })?;
         let kib = probe.ring_buffer_kib;
         if kib < 4 || !kib.is_power_of_two() || kib > 1 << 20 {
@@ -197,6 +214,9 @@ impl Settings {
             tcp_close_grace: positive_secs("tracker.tcp_close_grace_secs", tracker.tcp_close_grace_secs)?,
             stats_interval: positive_secs("tracker.stats_interval_secs", tracker.stats_interval_secs)?,
             output: output.format,
+            geo,
+            journal,
+            report,
             apps,
         })
     }
@@ -210,6 +230,13 @@ mod tests {
     fn shipped_config_file_equals_built_in_defaults() {
         let parsed = RawConfig::parse(DEFAULT_CONFIG_TOML, Path::new("config/monitor.toml")).unwrap();
         assert_eq!(parsed, RawConfig::default());
+    }
+
+    #[test]
+    fn shipped_config_file_documents_every_section() {
+        for section in [crate::enrich::CONFIG_DOC, crate::journal::CONFIG_DOC, crate::report::CONFIG_DOC] {
+            assert!(DEFAULT_CONFIG_TOML.contains(section.trim()), "config/monitor.toml lacks:\n{section}");
+        }
     }
 
     #[test]

@@ -10,11 +10,18 @@ Exit codes:
   1  runtime failure (e.g. the kernel refused a program)
   2  usage or configuration error
   3  insufficient privileges (needs root, or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON)
-  4  the kernel lacks a required feature (see `monitor check`)";
+  4  the kernel lacks a required feature (see `monitor check`)
+  5  the journal cannot be used (unwritable directory, corrupt file, full disk)";
+
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\nIP geolocation by DB-IP (db-ip.com), CC BY 4.0. ASN data: RouteViews (CC BY 4.0), NRO statistics \
+     (CC BY 4.0), DB-IP ASN Lite (CC BY 4.0), via ip-location-db (when the default databases are used)."
+);
 
 /// On-device eBPF network monitor: which process sends how many bytes where.
 #[derive(Debug, Parser)]
-#[command(name = "monitor", version, after_help = AFTER_HELP)]
+#[command(name = "monitor", version, long_version = LONG_VERSION, after_help = AFTER_HELP)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -35,6 +42,10 @@ pub enum Command {
     Run(RunArgs),
     /// Report, without attaching, whether this kernel has what the monitor needs.
     Check(CheckArgs),
+    /// Per-app residency (bytes by country and network owner) for a week or a time range.
+    Report(ReportArgs),
+    /// What the daemon last wrote to its journal, and the geolocation databases in use.
+    Status(StatusArgs),
     /// Show the effective configuration.
     Config(ConfigArgs),
 }
@@ -49,6 +60,49 @@ pub struct RunArgs {
     /// Example: --cgroup system.slice/app.service
     #[arg(long, value_name = "PATH")]
     pub cgroup: Option<PathBuf>,
+    /// Journal file (overrides `journal.path`). Example: --journal /tmp/journal.db
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
+}
+
+/// `monitor report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// ISO week, cut in the report time zone (default: the current week). Example: --week 2026-W47
+    #[arg(long, conflicts_with_all = ["since", "until"])]
+    pub week: Option<String>,
+    /// Start (RFC 3339 time, or a date meaning local midnight). Example: --since 2026-11-16
+    #[arg(long, requires = "until")]
+    pub since: Option<String>,
+    /// End, excluded. Example: --until 2026-11-23T00:00:00Z
+    #[arg(long, requires = "since")]
+    pub until: Option<String>,
+    /// Only this app. Example: --app firefox
+    #[arg(long)]
+    pub app: Option<String>,
+    /// table, json (schema monitor.report/1), csv or markdown. Example: --format json
+    #[arg(long, default_value = "table")]
+    pub format: String,
+    /// IANA time zone of the weeks and dates (overrides `report.time_zone`). Example: --time-zone Europe/Berlin
+    #[arg(long)]
+    pub time_zone: Option<String>,
+    /// Journal file (overrides `journal.path`). Example: --journal /var/lib/monitor/journal.db
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
+    /// Remote endpoints listed per app. Example: --top 20
+    #[arg(long)]
+    pub top: Option<usize>,
+}
+
+/// `monitor status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// JSON output. Example: --json
+    #[arg(long)]
+    pub json: bool,
+    /// Journal file (overrides `journal.path`). Example: --journal /var/lib/monitor/journal.db
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
 }
 
 /// `monitor check`.

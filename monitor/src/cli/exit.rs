@@ -12,19 +12,32 @@ pub const CONFIG: u8 = 2;
 pub const PRIVILEGES: u8 = 3;
 /// The kernel lacks a required feature.
 pub const KERNEL: u8 = 4;
+/// The journal cannot be used.
+pub const JOURNAL: u8 = 5;
 
 /// Exit code for an error that reached `main`.
 pub fn code_for(err: &anyhow::Error) -> ExitCode {
-    if err.downcast_ref::<monitor::settings::Error>().is_some() {
+    if err.downcast_ref::<monitor::settings::Error>().is_some()
+        || err.downcast_ref::<super::report::UsageError>().is_some()
+        || err.downcast_ref::<monitor::report::Error>().is_some_and(|e| !matches!(e, monitor::report::Error::Journal(_)))
+    {
         return ExitCode::from(CONFIG);
     }
-    if let Some(monitor::daemon::Error::Probe(e)) = err.downcast_ref::<monitor::daemon::Error>() {
-        use monitor::probe::Error as P;
-        return ExitCode::from(match e {
-            P::NotACgroup { .. } => CONFIG,
-            P::NoCgroup2 => KERNEL,
-            _ => FAILURE,
-        });
+    if err.chain().any(|e| e.downcast_ref::<monitor::journal::Error>().is_some()) {
+        return ExitCode::from(JOURNAL);
+    }
+    match err.downcast_ref::<monitor::daemon::Error>() {
+        Some(monitor::daemon::Error::Probe(e)) => {
+            use monitor::probe::Error as P;
+            return ExitCode::from(match e {
+                P::NotACgroup { .. } => CONFIG,
+                P::NoCgroup2 => KERNEL,
+                _ => FAILURE,
+            });
+        }
+        Some(monitor::daemon::Error::Geo(_) | monitor::daemon::Error::Apps(_)) => return ExitCode::from(CONFIG),
+        Some(monitor::daemon::Error::Journal(_)) => return ExitCode::from(JOURNAL),
+        _ => {}
     }
     ExitCode::from(FAILURE)
 }

@@ -5,7 +5,9 @@ mod check;
 mod config;
 pub mod exit;
 pub mod logging;
+mod report;
 mod run;
+mod status;
 
 use std::process::ExitCode;
 
@@ -20,6 +22,8 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run(args) => run::execute(args, raw, source),
         Command::Check(args) => Ok(check::execute(&args)),
+        Command::Report(args) => report::execute(args, &raw),
+        Command::Status(args) => status::execute(&args, &raw),
         Command::Config(args) => {
             let _ = Settings::resolve(raw.clone(), source.clone())?;
             config::execute(&args, &raw, source.as_deref())

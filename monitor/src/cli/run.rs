@@ -21,9 +21,12 @@ use super::{args::RunArgs, exit};
 
 /// Runs the daemon.
 pub fn execute(args: RunArgs, mut raw: RawConfig, source: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let RunArgs { json, cgroup } = args;
+    let RunArgs { json, cgroup, journal } = args;
     if let Some(cgroup) = cgroup {
         raw.cgroup = cgroup;
+    }
+    if let Some(journal) = journal {
+        raw.journal.path = journal;
     }
     if json {
         raw.output.format = OutputFormat::Json;

@@ -18,6 +18,8 @@ use sink::Sink;
 
 use crate::{
     clock::Clock,
+    enrich::Enricher,
+    journal::{JournalWriter, RunInfo},
     identity::{self, AppRules, Identities},
     probe::{self, Degradation, DrainCounters, KernelStats, Probe, ProbeConfig},
     settings::Settings,
@@ -45,6 +47,15 @@ pub enum Error {
     /// `[[apps]]` rules are invalid.
     #[error(transparent)]
     Apps(#[from] identity::rules::Error),
+    /// A geolocation database named in the config is unusable.
+    #[error(transparent)]
+    Geo(#[from] crate::enrich::Error),
+    /// The journal cannot be opened.
+    #[error(transparent)]
+    Journal(#[from] crate::journal::Error),
+    /// SIGHUP could not be watched.
+    #[error("failed to watch SIGHUP")]
+    Signal(#[source] std::io::Error),
     /// The sink thread could not be started.
     #[error("failed to start the sink thread")]
     Thread(#[source] std::io::Error),
@@ -93,6 +104,18 @@ pub async fn run(
 ) -> Result<Stats, Error> {
     let cgroup = probe::resolve_cgroup(&settings.cgroup)?;
     let rules = AppRules::compile(&settings.apps)?;
+    let enricher = Enricher::open(&settings.geo)?;
+    for w in enricher.warnings() {
+        warn!("{w}");
+    }
+    for db in enricher.databases() {
+        info!("{} database {} ({}, built {} days ago)", db.role, db.path.display(), db.db.database_type, db.age_days);
+    }
+    let mut journal = JournalWriter::open(&settings.journal, RunInfo::current(settings.source.clone()))?;
+    journal.register_databases(&enricher.databases());
+    info!("journal {}", journal.path().display());
+    let mut hangup =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(Error::Signal)?;
     let clock = Clock::now();
     let mut probe = Probe::load(&ProbeConfig {
         cgroup: cgroup.clone(),
@@ -108,7 +131,14 @@ pub async fn run(
     let syscall_payload = !degradations.contains(&Degradation::PayloadFromTcpCounters);
     let _ = out.send(Output::Started { cgroup, degradations }).await;
     let (sink_tx, sink_rx) = std_mpsc::sync_channel::<SinkMsg>(SINK_QUEUE);
-    let sink = Sink { identities: Identities::new(rules, clock), out };
+    let sink = Sink {
+        identities: Identities::new(rules, clock),
+        enricher,
+        journal,
+        flush_every: settings.journal.flush_interval(),
+        report: settings.report.clone(),
+        out,
+    };
     let sink_thread =
         std::thread::Builder::new().name("monitor-sink".into()).spawn(move || sink.run(sink_rx)).map_err(Error::Thread)?;
 
@@ -147,6 +177,10 @@ pub async fn run(
                 lookup_owners(&mut tracker, &owners_tx);
             }
             Some((cookie, owner)) = owners_rx.recv() => tracker.set_owner(cookie, &owner),
+            _ = hangup.recv() => {
+                info!("SIGHUP: reloading the geolocation databases");
+                to_sink(&sink_tx, SinkMsg::Reload);
+            }
             _ = tick.tick() => {
                 tracker.tick(Clock::boot_ns(), &mut records);
                 warn_if_lost(&kernel_stats, &mut lost_seen);

@@ -1,18 +1,36 @@
-//! Sink stage: gives every flow record its app (identity) and destination (enrichment), and hands
-//! it to the consumers (printer, journal). Runs on its own thread: it reads /proc and database
-//! files, which must not block the async runtime.
+//! Sink stage: gives every flow record its app (identity) and destination (enrichment), journals
+//! it and hands it to the printer. Runs on its own thread: it reads /proc and database files and
+//! writes the journal, none of which may block the async runtime.
+//!
+//! Journal duties, driven by the tracker loop's one-second `Tick`: flush every
+//! `journal.flush_interval_secs` (a failed flush keeps the rows for the next one), apply retention
+//! hourly, and write the report of every completed week to `report.export_dir` once.
 
-use std::sync::mpsc as std_mpsc;
+use std::{
+    sync::mpsc as std_mpsc,
+    time::{Duration, Instant},
+};
 
-use log::warn;
+use jiff::Timestamp;
+use log::{error, info, warn};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::{Output, Stats};
 use crate::{
+    enrich::{Destination, Enricher},
     identity::{App, Identities},
+    journal::{JournalReader, JournalWriter},
+    report::{self, ReportConfig},
     tracker::FlowRecord,
 };
+
+/// How often retention is applied.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+/// How often completed weeks are looked for.
+const EXPORT_CHECK_EVERY: Duration = Duration::from_secs(60);
+/// Repeated journal failures are logged at most this often.
+const ERROR_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// Messages from the tracker loop, in event order (so a process is observed before its records).
 #[derive(Debug)]
@@ -30,9 +48,11 @@ pub enum SinkMsg {
     Stats(Stats),
     /// One second passed.
     Tick,
+    /// Reopen the geolocation databases (SIGHUP).
+    Reload,
 }
 
-/// A flow record with its app, as printed and journaled.
+/// A flow record with its app and destination, as printed and journaled.
 #[derive(Debug, Clone, Serialize)]
 pub struct FlowOutput {
     /// The record.
@@ -40,31 +60,132 @@ pub struct FlowOutput {
     pub record: FlowRecord,
     /// The app it is charged to.
     pub app: App,
+    /// Country and network owner of the remote address (`None` without a remote address).
+    pub destination: Option<Destination>,
 }
 
 /// State of the sink thread.
 pub struct Sink {
     /// Process identities.
     pub identities: Identities,
+    /// Country and ASN lookups.
+    pub enricher: Enricher,
+    /// The journal.
+    pub journal: JournalWriter,
+    /// Flush interval of the journal.
+    pub flush_every: Duration,
+    /// Weekly export settings.
+    pub report: ReportConfig,
     /// Where printed output goes.
     pub out: mpsc::Sender<Output>,
 }
 
+struct Timers {
+    flush: Instant,
+    purge: Instant,
+    export: Option<Instant>,
+    error_logged: Option<Instant>,
+}
+
 impl Sink {
-    /// Runs until the sender side is dropped; returns the identities (for their statistics).
+    /// Runs until the sender side is dropped, then flushes the journal a last time.
     pub fn run(mut self, rx: std_mpsc::Receiver<SinkMsg>) -> Identities {
+        let now = Instant::now();
+        let mut timers = Timers { flush: now, purge: now, export: None, error_logged: None };
         while let Ok(msg) = rx.recv() {
             match msg {
                 SinkMsg::Observe { tgid, created_ns } => self.identities.observe(tgid, created_ns),
-                SinkMsg::Record(record) => {
-                    let app = self.identities.app_for(&record.owner, record.first_seen);
-                    self.emit(Output::Flow(Box::new(FlowOutput { record: *record, app })));
+                SinkMsg::Record(record) => self.record(*record),
+                SinkMsg::Stats(stats) => {
+                    self.journal.record_stats(Timestamp::now(), &stats);
+                    self.emit(Output::Stats(stats));
                 }
-                SinkMsg::Stats(stats) => self.emit(Output::Stats(stats)),
-                SinkMsg::Tick => {}
+                SinkMsg::Tick => self.tick(&mut timers),
+                SinkMsg::Reload => self.reload(),
             }
         }
+        self.flush(&mut timers);
+        if self.journal.buffered_records() > 0 {
+            error!(
+                "journal: {} records could not be written before exit and are lost",
+                self.journal.buffered_records()
+            );
+        }
         self.identities
+    }
+
+    fn record(&mut self, record: FlowRecord) {
+        let app = self.identities.app_for(&record.owner, record.first_seen);
+        let destination = record.remote.map(|r| self.enricher.lookup(r.ip()));
+        self.journal.append(&record, &app, destination.as_ref());
+        self.emit(Output::Flow(Box::new(FlowOutput { record, app, destination })));
+    }
+
+    fn tick(&mut self, t: &mut Timers) {
+        if t.flush.elapsed() >= self.flush_every {
+            self.flush(t);
+        }
+        if t.purge.elapsed() >= PURGE_EVERY {
+            t.purge = Instant::now();
+            match self.journal.purge_expired(Timestamp::now()) {
+                Ok(report) => info!("journal retention applied: {report:?}"),
+                Err(e) => warn!("journal retention failed: {}", chain(&e)),
+            }
+        }
+        if t.export.is_none_or(|last| last.elapsed() >= EXPORT_CHECK_EVERY) {
+            t.export = Some(Instant::now());
+            self.export_weeks();
+        }
+    }
+
+    fn flush(&mut self, t: &mut Timers) {
+        t.flush = Instant::now();
+        if let Err(e) = self.journal.flush() {
+            if t.error_logged.is_none_or(|last| last.elapsed() >= ERROR_LOG_EVERY) {
+                t.error_logged = Some(Instant::now());
+                error!(
+                    "journal write failed, {} records kept in memory for the next attempt: {}",
+                    self.journal.buffered_records(),
+                    chain(&e)
+                );
+            }
+        }
+    }
+
+    /// Writes the report of every completed, not yet exported week (once, across restarts).
+    fn export_weeks(&self) {
+        let formats = &self.report.export_formats;
+        if formats.is_empty() {
+            return;
+        }
+        let tz = &self.report.time_zone;
+        let result = JournalReader::open(self.journal.path()).map_err(report::Error::from).and_then(|reader| {
+            for week in report::pending_exports(&reader, Timestamp::now(), tz, formats)? {
+                for path in report::export_week(&reader, &week, tz, &self.report.export_dir, formats)? {
+                    info!("weekly report {week} written to {}", path.display());
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            warn!("weekly export failed (retried in a minute): {}", chain(&e));
+        }
+    }
+
+    fn reload(&mut self) {
+        match self.enricher.reload() {
+            Ok(()) => {
+                let databases = self.enricher.databases();
+                for db in &databases {
+                    info!("reloaded {} database {} ({}, {} days old)", db.role, db.path.display(), db.db.database_type, db.age_days);
+                }
+                self.journal.register_databases(&databases);
+                for w in self.enricher.warnings() {
+                    warn!("{w}");
+                }
+            }
+            Err(e) => error!("reload failed, keeping the previous databases: {}", chain(&e)),
+        }
     }
 
     fn emit(&self, output: Output) {
@@ -72,4 +193,16 @@ impl Sink {
             warn!("output consumer gone; records are no longer printed");
         }
     }
+}
+
+/// `error: cause: cause...` of an error chain, on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }

@@ -1,5 +1,91 @@
 //! Enrichment: country and network owner (ASN, organisation) of remote addresses.
+//!
+//! Owns the two MMDB (`MaxMind` DB format) readers (country, ASN), the address classification ([`Scope`]), a
+//! bounded answer cache and the lookup counters. Does not decide what an app is, store
+//! anything or fetch data: `cargo xtask setup` installs the default databases in
+//! [`DEFAULT_GEO_DIR`].
+//!
+//! Invariants:
+//! - Addresses are canonicalised (`::ffff:a.b.c.d` → `a.b.c.d`) and only [`Scope::Public`]
+//!   ones are looked up.
+//! - "Not found" is an answer (`None` fields), never an error; unknowns are counted in
+//!   [`EnrichStats`], never dropped.
+//! - Every answer names the database that gave it ([`DbRef`]: `database_type` + `build_epoch`).
+//! - A database named in the config must be valid; a missing *default* database only disables
+//!   its field and yields one warning ([`Enricher::warnings`]).
+//! - Files are read into memory (`Reader::open_readfile`), never mapped, so replacing them
+//!   (by rename) under a running daemon is safe; [`Enricher::reload`] picks the new files up.
+//!
+//! Both country schemas are read: `GeoIP2` / DB-IP official (`country.iso_code`) and
+//! ip-location-db (`country_code`). ASN uses the GeoLite2-ASN field names
+//! (`autonomous_system_number`, `autonomous_system_organization`), which the converted
+//! ip-location-db file shares.
 
+mod cache;
+mod config;
+mod db;
+mod enricher;
+mod scope;
+mod stats;
+#[cfg(test)]
+mod tests;
 mod types;
 
+use std::path::PathBuf;
+
+pub use config::{ASN_DB_FILE, CONFIG_DOC, COUNTRY_DB_FILE, DEFAULT_GEO_DIR, GeoConfig, SETUP_COMMAND};
+pub use db::Role;
+pub use enricher::{Enricher, default_path};
+pub use scope::classify;
+pub use stats::{EnrichStats, ScopeCounts};
 pub use types::{DbInfo, DbRef, Destination, Scope};
+
+/// Why a database cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file is missing, unreadable or not an MMDB file.
+    #[error("cannot open {role} database `{}`", path.display())]
+    Open {
+        /// Role of the database.
+        role: Role,
+        /// File.
+        path: PathBuf,
+        /// Reader error.
+        #[source]
+        source: maxminddb::MaxMindDbError,
+    },
+    /// The file only covers IPv4 (`ip_version` 4): IPv6 peers could not be looked up.
+    #[error(
+        "{role} database `{}` ({database_type}) is IPv4-only; use a file that covers IPv4 and IPv6",
+        path.display()
+    )]
+    Ipv4Only {
+        /// Role of the database.
+        role: Role,
+        /// File.
+        path: PathBuf,
+        /// `database_type` from its metadata.
+        database_type: String,
+    },
+    /// The file has none of the fields its role needs (e.g. an ASN file given as `country_db`).
+    #[error("`{}` ({database_type}) cannot serve as the {role} database: its records have no {}", path.display(), role.fields())]
+    WrongKind {
+        /// Role it was given for.
+        role: Role,
+        /// File.
+        path: PathBuf,
+        /// `database_type` from its metadata.
+        database_type: String,
+    },
+    /// The file opened but its search tree or data is broken.
+    #[error("{role} database `{}` is corrupt", path.display())]
+    Corrupt {
+        /// Role of the database.
+        role: Role,
+        /// File.
+        path: PathBuf,
+        /// Reader error.
+        #[source]
+        source: maxminddb::MaxMindDbError,
+    },
+}

@@ -10,26 +10,28 @@ use serde::{Deserialize, Serialize};
 pub enum Scope {
     /// Globally routed; looked up in the databases.
     Public,
-    /// 127.0.0.0/8, ::1.
+    /// `127.0.0.0/8`, `::1`.
     Loopback,
-    /// RFC 1918, fc00::/7 (unique local).
+    /// RFC 1918, `fc00::/7` (unique local).
     Private,
-    /// 169.254.0.0/16, fe80::/10.
+    /// `169.254.0.0/16`, `fe80::/10`.
     LinkLocal,
-    /// 100.64.0.0/10 (RFC 6598 carrier-grade NAT).
+    /// `100.64.0.0/10` (RFC 6598 carrier-grade NAT).
     Cgnat,
-    /// 224.0.0.0/4, ff00::/8, 255.255.255.255.
+    /// `224.0.0.0/4`, `ff00::/8`, `255.255.255.255`.
     Multicast,
-    /// 192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32.
+    /// `192.0.2.0/24`, `198.51.100.0/24`, `203.0.113.0/24`, `2001:db8::/32`, `3fff::/20`.
     Documentation,
-    /// 0.0.0.0/8, ::, and other reserved ranges (240.0.0.0/4, benchmarking 198.18.0.0/15...).
+    /// `0.0.0.0/8`, `::`, and other reserved ranges (`240.0.0.0/4`, benchmarking `198.18.0.0/15`,
+    /// IPv6 outside `2000::/3` except the ranges above and NAT64 `64:ff9b::/96`).
     Reserved,
 }
 
 /// Which database answered (provenance kept with every enriched record).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DbRef {
-    /// `database_type` from the MMDB metadata, e.g. "DBIP-Country-Lite", "GeoLite2-ASN".
+    /// `database_type` from the MMDB metadata, e.g. "country ipvAll" (the default DB-IP file),
+    /// "ip-location-db-ASN" (the converted default ASN file), "GeoLite2-ASN".
     pub database_type: String,
     /// `build_epoch` from the metadata (seconds since the Unix epoch).
     pub build_epoch: u64,
@@ -44,7 +46,7 @@ pub struct DbInfo {
     pub path: PathBuf,
     /// Provenance.
     pub db: DbRef,
-    /// Age of the data in days at load time (from `build_epoch`).
+    /// Age of the data in whole days (now minus `build_epoch`) when the list was made.
     pub age_days: u64,
 }
 
@@ -59,8 +61,9 @@ pub struct Destination {
     pub asn: Option<u32>,
     /// Autonomous system organisation.
     pub as_org: Option<String>,
-    /// Database that gave `country` (`None` when none answered).
+    /// Database asked for `country`, also when it had no answer (`country` is `None`): "not
+    /// covered by build X". `None` when none was asked (address not public, or no database).
     pub country_db: Option<DbRef>,
-    /// Database that gave `asn`/`as_org`.
+    /// Database asked for `asn`/`as_org`, same rules as `country_db`.
     pub asn_db: Option<DbRef>,
 }

@@ -1,1 +1,157 @@
-//! Journal: durable SQLite store of connection records and residency rows.
+//! Journal: the durable SQLite store of connection records, residency rows and statistics.
+//!
+//! Owns the journal file (`[journal] path`, mode 0600, WAL mode) and its schema. Does not decide
+//! what a flow is (tracker), where an address is (enrich) or how figures are presented (report).
+//!
+//! # Writing
+//! [`JournalWriter`] is owned by the daemon. [`JournalWriter::append`] only buffers in memory;
+//! [`JournalWriter::flush`] (synchronous: run it on `spawn_blocking`) writes everything buffered
+//! in **one** transaction, so a crash loses at most what was appended since the last flush
+//! (`flush_interval_secs`). A failed flush (full disk, I/O error) returns the error and keeps the
+//! buffer for the next attempt; only when the buffer exceeds [`MAX_BUFFERED_RECORDS`] /
+//! [`MAX_BUFFERED_BUCKETS`] are the oldest entries dropped, counted and written to `losses` by
+//! the next successful flush.
+//!
+//! # Residency attribution
+//! Each record's *deltas* (`delta_payload`, `delta_wire`) are added to the residency interval
+//! that contains the record's `last_seen` (the flow's latest kernel event): intervals are
+//! `residency_interval_secs` long and aligned to the Unix epoch. The bytes of a delta were moved
+//! between the previous record of the flow and `last_seen`, so a delta spanning a boundary is
+//! charged to the later interval; with updates every few seconds the skew is at most one update
+//! interval. Totals per flow are the sum of its deltas, so the same bytes are never counted twice.
+//!
+//! # Schema (version [`SCHEMA_VERSION`], migrations in `schema.rs`, append-only)
+//! Times are Unix milliseconds (`*_ms`) or seconds (`interval_start`). Unsigned 64-bit values
+//! that may exceed `i64::MAX` (the socket `cookie`) are stored as their two's-complement bit
+//! pattern; byte counters saturate at `i64::MAX`.
+//!
+//! | table | one row per | columns |
+//! |---|---|---|
+//! | `databases` | geo database (role, type, build) | `id`, `role` (`country`/`asn`), `database_type`, `build_epoch` (s), `path` (NULL when only seen in records), `registered_ms`, `in_use` (1 = named by the running daemon) |
+//! | `apps` | distinct app identity | `id`, `identity` (JSON dedup key), `name`, `exe`, `cmdline`, `uid`, `user`, `unit`, `cgroup`, `container`, `source`, `first_seen_ms`, `last_seen_ms` |
+//! | `connections` | [`FlowRecord`] | `id`, `event` (`update`/`close`/`shutdown`), `time_ms` (= `last_seen`), `first_seen_ms`, `closed_ms`, `cookie`, `app_id` → `apps`, `app_pid`, `app_start_time`, `owner_tgid`, `owner_pid`, `owner_uid`, `owner_gid`, `owner_comm`, `owner_cgroup_id`, `owner_source`, `protocol`, `direction`, `local_ip`, `local_port`, `remote_ip`, `remote_port`, `payload_tx`, `payload_rx`, `wire_tx`, `wire_rx`, `packets_tx`, `packets_rx` (totals), `delta_*` (same six, since the previous record), `payload_source`, `complete`, `scope` (NULL: no remote address; `unenriched`: no [`Destination`]), `country`, `asn`, `as_org`, `country_db`/`asn_db` → `databases` |
+//! | `residency` | interval × app × destination × provenance | key: `interval_start`, `interval_secs`, `app` (`App::name`), `scope` (as above, `none` for no remote address), `country` (`''` = unknown), `asn` (0 = unknown), `as_org` (`''`), `country_db`/`asn_db` (`databases.id`, 0 = none), `payload_source`; sums: `payload_tx`, `payload_rx`, `wire_tx`, `wire_rx`, `packets_tx`, `packets_rx`, `connections` (distinct flows with traffic in the interval), `new_flows` (flows whose first record falls in it: additive over any period), `incomplete_flows` (final records with `complete = 0`) |
+//! | `stats` | [`record_stats`](JournalWriter::record_stats) call | `time_ms`, `run_started_ms`, `last`, increments since the previous row of the same run of `events_submitted`, `events_lost`, `storage_failures`, `peer_evictions`, `peer_parse_failures`, `unattributed_packets`, `unattributed_bytes`, `events_received`, `decode_errors`, `closed_flows`, `silent_sockets`, `incomplete_flows`; gauge `open_flows` |
+//! | `losses` | flush after the buffer overflowed | `time_ms`, `first_ms`/`last_ms` (time range of the dropped data), `records`, `buckets`, `payload_bytes`, `wire_bytes` |
+//! | `daemon_state` | – (single row) | `pid`, `started_ms`, `version`, `config_path`, `last_flush_ms`, `flushes`, `rows_written`, `flush_interval_secs`, `residency_interval_secs` |
+//! | `exports` | exported (week, time zone, format) | `week`, `time_zone`, `format`, `path`, `written_ms` |
+//! | `meta` | key | `key`, `value`: `connections_purged_before_ms`, `residency_purged_before_ms` |
+//!
+//! # Reading
+//! [`JournalReader`] opens the file read-only; WAL lets it read while the daemon writes.
+//!
+//! [`FlowRecord`]: crate::tracker::FlowRecord
+//! [`Destination`]: crate::enrich::Destination
+
+mod buffer;
+mod config;
+mod exports;
+mod flush;
+mod names;
+mod reader;
+mod rows;
+mod schema;
+mod writer;
+
+#[cfg(test)]
+pub(crate) mod tests;
+
+use std::path::PathBuf;
+
+pub use buffer::{Loss, MAX_BUFFERED_BUCKETS, MAX_BUFFERED_RECORDS};
+pub use config::{CONFIG_DOC, JournalConfig};
+pub use exports::{ExportRow, record_export};
+pub use reader::JournalReader;
+pub use rows::{DaemonState, DatabaseRow, EndpointRow, LossTotals, ResidencyRow, RowCounts, StatsTotals, TimeRange};
+pub use schema::SCHEMA_VERSION;
+pub use writer::{FlushReport, JournalWriter, PurgeReport, RunInfo};
+
+/// Journal errors.
+#[allow(missing_docs, reason = "variant fields are described by the error messages")]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The directory of the journal cannot be created.
+    #[error("cannot create journal directory `{}`", path.display())]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The journal file cannot be created, opened or given mode 0600.
+    #[error("cannot open journal `{}` (is its directory writable?)", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// SQLite refused to open the file.
+    #[error("cannot open journal `{}`", path.display())]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The file is not a usable SQLite database. It is never replaced automatically.
+    #[error(
+        "journal `{path}` is corrupt or not a journal ({reason}); move it away \
+         (e.g. `mv {path} {path}.corrupt`) to start a new journal",
+        path = path.display()
+    )]
+    Corrupt { path: PathBuf, reason: String },
+    /// A reader was pointed at a file that does not exist.
+    #[error("journal `{}` does not exist (has the daemon run with this journal path?)", path.display())]
+    Missing { path: PathBuf },
+    /// The file was written by a newer `monitor`.
+    #[error("journal `{}` has schema version {found}; this monitor supports up to {supported}", path.display())]
+    TooNew { path: PathBuf, found: u32, supported: u32 },
+    /// Applying migrations failed.
+    #[error("cannot migrate journal `{}` to schema version {SCHEMA_VERSION}", path.display())]
+    Migrate {
+        path: PathBuf,
+        #[source]
+        source: rusqlite_migration::Error,
+    },
+    /// `SQLITE_FULL`: the disk (or the configured size limit) is full. Buffered rows are kept.
+    #[error("journal `{}` is full (no space left on device); buffered rows are kept for the next flush", path.display())]
+    Full { path: PathBuf },
+    /// Any other failure while writing. Buffered rows are kept.
+    #[error("cannot write journal `{}`; buffered rows are kept for the next flush", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A query failed.
+    #[error("cannot read journal `{}`", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A configuration value is out of range.
+    #[error("invalid value for `journal.{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+impl Error {
+    /// Maps a write-side SQLite error, singling out `SQLITE_FULL`.
+    fn write(path: &std::path::Path, source: rusqlite::Error) -> Self {
+        match source.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => Self::Full { path: path.to_path_buf() },
+            Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
+                Self::Corrupt { path: path.to_path_buf(), reason: source.to_string() }
+            }
+            _ => Self::Write { path: path.to_path_buf(), source },
+        }
+    }
+
+    /// Maps a read-side SQLite error, singling out corruption.
+    fn read(path: &std::path::Path, source: rusqlite::Error) -> Self {
+        match source.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
+                Self::Corrupt { path: path.to_path_buf(), reason: source.to_string() }
+            }
+            _ => Self::Read { path: path.to_path_buf(), source },
+        }
+    }
+}

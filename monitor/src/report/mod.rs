@@ -1,1 +1,144 @@
-//! Reports: per-app residency summaries from the journal.
+//! Reports: per-app residency summaries built from the journal.
+//!
+//! Owns turning journal rows into figures ([`Report::build`]) and presenting them
+//! ([`Report::render`] as `table`, `json`, `csv` or `markdown`), plus the weekly export
+//! ([`export_week`], [`pending_exports`]). Does not write journal rows (except the `exports`
+//! bookkeeping) and does not look anything up: every figure comes from the journal, and the
+//! report says from which rows, databases and statistics.
+//!
+//! Bytes are payload bytes (what the app sent and received), with IP-layer ("wire") bytes beside
+//! them. Periods are ISO 8601 weeks cut in the configured time zone (Monday 00:00 to the next
+//! Monday 00:00 local time) or explicit instants; residency rows count when their interval
+//! *starts* in the period. Output is deterministic: same journal, same query, same bytes.
+//! The JSON form is versioned ([`SCHEMA`]) and documented in `SCHEMA.md` beside this file.
+
+mod build;
+mod config;
+mod export;
+mod fmt;
+mod model;
+mod notes;
+mod period;
+mod render;
+
+#[cfg(test)]
+mod tests;
+
+use std::{path::PathBuf, str::FromStr};
+
+pub use build::{DEFAULT_TOP_ENDPOINTS, ReportQuery};
+pub use config::{CONFIG_DOC, ReportConfig};
+pub use export::{EXPORT_GRACE, export_week, pending_exports};
+pub use model::{
+    AppReport, AsnRef, Attribution, Completeness, DatabaseUse, Endpoint, NewDestinations, PeriodInfo, Report, Share,
+    ShareKind, SourceShare, Traffic, Unknown,
+};
+pub use period::{Period, PeriodKind};
+use serde::{Deserialize, Serialize};
+
+use crate::journal;
+
+/// Version tag of the JSON report (`"schema"`): bumped only for incompatible changes.
+pub const SCHEMA: &str = "monitor.report/1";
+
+/// Attribution required by the licences of the default databases (DB-IP Country Lite and the
+/// ip-location-db ASN data, CC BY 4.0).
+pub const ATTRIBUTION: &str = "IP geolocation by DB-IP (db-ip.com), CC BY 4.0. ASN data: RouteViews (CC BY 4.0), NRO \
+                               statistics (CC BY 4.0), DB-IP ASN Lite (CC BY 4.0), via ip-location-db.";
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// Terminal tables (default of `monitor report`).
+    Table,
+    /// JSON, schema [`SCHEMA`].
+    Json,
+    /// CSV: `#` comment lines with period, completeness, databases and attribution, then rows.
+    Csv,
+    /// Markdown document.
+    Markdown,
+}
+
+impl Format {
+    /// Every format.
+    pub const ALL: [Self; 4] = [Self::Table, Self::Json, Self::Csv, Self::Markdown];
+
+    /// Name as written in the configuration.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Table => "table",
+            Self::Json => "json",
+            Self::Csv => "csv",
+            Self::Markdown => "markdown",
+        }
+    }
+
+    /// File extension of exports.
+    #[must_use]
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Table => "txt",
+            Self::Json => "json",
+            Self::Csv => "csv",
+            Self::Markdown => "md",
+        }
+    }
+}
+
+impl FromStr for Format {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Self::ALL.into_iter().find(|f| f.name() == s).ok_or_else(|| Error::Format { name: s.to_string() })
+    }
+}
+
+/// Report errors.
+#[allow(missing_docs, reason = "variant fields are described by the error messages")]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading the journal failed.
+    #[error(transparent)]
+    Journal(#[from] journal::Error),
+    /// Not an ISO week such as "2026-W47".
+    #[error("invalid ISO week `{week}` (expected e.g. 2026-W47): {reason}")]
+    Week { week: String, reason: String },
+    /// Unknown time zone.
+    #[error("unknown time zone `{name}` (expected an IANA name such as Europe/Berlin)")]
+    TimeZone {
+        name: String,
+        #[source]
+        source: jiff::Error,
+    },
+    /// A period that ends before it starts, or that cannot be represented.
+    #[error("invalid report period: {reason}")]
+    Period { reason: String },
+    /// Unknown format name.
+    #[error("unknown report format `{name}` (expected table, json, csv or markdown)")]
+    Format { name: String },
+    /// Writing the output failed.
+    #[error("cannot write the {format} report")]
+    Write {
+        format: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// JSON serialisation failed.
+    #[error("cannot write the json report")]
+    Json(#[source] serde_json::Error),
+    /// CSV serialisation failed.
+    #[error("cannot write the csv report")]
+    Csv(#[source] csv::Error),
+    /// Writing an export file failed.
+    #[error("cannot write report export `{}`", path.display())]
+    Export {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A configuration value is out of range.
+    #[error("invalid value for `report.{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}

@@ -30,6 +30,7 @@ pub fn all() -> Vec<Case> {
         ("two_hundred_concurrent_connections_from_twenty_processes", concurrent_200),
         ("socket_opened_before_the_monitor_started", preexisting_socket),
         ("lost_events_are_counted_with_a_tiny_ring_buffer", lost_events_counted),
+        ("residency_per_app_bytes_by_country_and_asn_in_journal_and_report", crate::residency::per_app_bytes_by_country_and_asn),
     ]
 }
 
@@ -84,7 +85,7 @@ fn tcp_outbound(v6: bool) {
     let server = server_addr(&pair, v6, 0, 5201);
     let mut srv = spawn("tcp-server", &[s(server), s(65_536), s(1)], Place { netns: Some(&pair.b), ..Place::default() });
     srv.line();
-    let mon = Monitor::start(&cg.path, &[]);
+    let mon = Monitor::start(&cg.path, "");
     let before = pair.a.counters("va");
     let client = spawn(
         "tcp-client",
@@ -113,7 +114,7 @@ fn tcp_inbound(v6: bool) {
     let pair = Pair::private();
     let cg = TestCgroup::new();
     let server = server_addr(&pair, v6, 0, 5202);
-    let mon = Monitor::start(&cg.path, &[]);
+    let mon = Monitor::start(&cg.path, "");
     let before = pair.b.counters("vb");
     let mut srv = spawn(
         "tcp-server",
@@ -146,7 +147,7 @@ fn udp_connected(v6: bool) {
     let server = server_addr(&pair, v6, 0, 5301);
     let mut echo = spawn("udp-echo", &[s(server), s(200)], Place { netns: Some(&pair.b), ..Place::default() });
     echo.line();
-    let mon = Monitor::start(&cg.path, &[]);
+    let mon = Monitor::start(&cg.path, "");
     let before = pair.a.counters("va");
     let client = spawn(
         "udp-connected",
@@ -177,7 +178,7 @@ fn udp_unconnected(v6: bool) {
     echo_args.push(s(100));
     let mut echo = spawn("udp-echo", &echo_args, Place { netns: Some(&pair.b), ..Place::default() });
     echo.line();
-    let mon = Monitor::start(&cg.path, &[]);
+    let mon = Monitor::start(&cg.path, "");
     let before = pair.a.counters("va");
     let mut args = vec![s(1000), s(100)];
     args.extend(dests.iter().map(s));
@@ -212,7 +213,7 @@ fn exit_right_after_sending() {
     srv.line();
     let mut echo = spawn("udp-echo", &[s(udp_server), s(1)], Place { netns: Some(&pair.b), ..Place::default() });
     echo.line();
-    let mon = Monitor::start(&cg.path, &[]);
+    let mon = Monitor::start(&cg.path, "");
     let place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) };
     let tcp = spawn("tcp-exit", &[s(tcp_server), s(50_000)], place);
     let tcp_pid = tcp.pid();
@@ -240,7 +241,7 @@ fn concurrent_200() {
     let server = server_addr(&pair, false, 0, 5204);
     let mut srv = spawn("tcp-server", &[s(server), s(3000), s(200)], Place { netns: Some(&pair.b), ..Place::default() });
     srv.line();
-    let mon = Monitor::start(&cg.path, &[]);
+    let mon = Monitor::start(&cg.path, "");
     let before = pair.a.counters("va");
     let place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) };
     let clients: Vec<_> = (0..20).map(|k| spawn("tcp-client", &[s(server), s(2000 + k * 100), s(10)], place)).collect();
@@ -279,7 +280,7 @@ fn preexisting_socket() {
     );
     let connected = old.line();
     let pid = old.pid();
-    let mon = Monitor::start(&cg.path, &[]);
+    let mon = Monitor::start(&cg.path, "");
     old.send("go");
     let done = old.line();
     // Keep the process alive a moment so its socket can be found in /proc.
@@ -299,12 +300,10 @@ fn preexisting_socket() {
 fn lost_events_counted() {
     let pair = Pair::private();
     let cg = TestCgroup::new();
-    let config = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(config.path(), "[probe]\nring_buffer_kib = 4\n").unwrap();
     let server = server_addr(&pair, false, 0, 5206);
     let mut srv = spawn("tcp-server", &[s(server), s(100), s(200)], Place { netns: Some(&pair.b), ..Place::default() });
     srv.line();
-    let mon = Monitor::start(&cg.path, &["--config", config.path().to_str().unwrap()]);
+    let mon = Monitor::start(&cg.path, "[probe]\nring_buffer_kib = 4\n");
     // Freeze the daemon: the kernel keeps producing events into a 4 KiB ring buffer.
     kill(mon.pid(), Signal::SIGSTOP).unwrap();
     let place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None };

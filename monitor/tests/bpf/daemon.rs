@@ -16,19 +16,24 @@ use nix::{
 };
 use serde_json::Value;
 
-/// A running monitor.
+/// A running monitor, with its own journal and export directory in a temporary directory.
 pub struct Monitor {
     child: Child,
     lines: mpsc::Receiver<Value>,
     collected: Vec<Value>,
     stderr: thread::JoinHandle<String>,
+    dir: tempfile::TempDir,
 }
 
 /// Everything the monitor printed.
 pub struct Output {
     pub records: Vec<FlowRecord>,
+    /// Every `flow` line as printed (with `app` and `destination`).
+    pub flows: Vec<Value>,
     pub stats: Value,
     pub log: String,
+    /// Holds the journal (`journal.db`), the config (`monitor.toml`) and exports (`reports/`).
+    pub dir: tempfile::TempDir,
 }
 
 impl Output {
@@ -49,11 +54,29 @@ impl Output {
     }
 }
 
+/// Config of a test monitor: journal and exports in `dir`, flushed every second, plus `extra`.
+pub fn config_text(dir: &Path, extra: &str) -> String {
+    format!(
+        "[journal]\npath = \"{}\"\nflush_interval_secs = 1\n\n[report]\nexport_dir = \"{}\"\n\n{extra}\n",
+        dir.join("journal.db").display(),
+        dir.join("reports").display()
+    )
+}
+
 impl Monitor {
     /// Starts the monitor on `cgroup` and waits until its programs are attached.
-    pub fn start(cgroup: &Path, extra: &[&str]) -> Self {
+    pub fn start(cgroup: &Path, extra_config: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(cgroup, dir, extra_config)
+    }
+
+    /// Like [`Monitor::start`], on an existing directory (journal kept from an earlier run).
+    pub fn start_in(cgroup: &Path, dir: tempfile::TempDir, extra_config: &str) -> Self {
+        let config = dir.path().join("monitor.toml");
+        std::fs::write(&config, config_text(dir.path(), extra_config)).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_monitor"))
-            .args(extra)
+            .arg("--config")
+            .arg(&config)
             .args(["run", "--json", "--cgroup"])
             .arg(cgroup)
             .stdout(Stdio::piped())
@@ -78,7 +101,7 @@ impl Monitor {
             let _ = stderr.read_to_string(&mut s);
             s
         });
-        let mut m = Self { child, lines: rx, collected: Vec::new(), stderr };
+        let mut m = Self { child, lines: rx, collected: Vec::new(), stderr, dir };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -102,6 +125,13 @@ impl Monitor {
         self.stderr.join().unwrap_or_default()
     }
 
+    /// Kills the daemon with SIGKILL (no shutdown at all) and returns its directory.
+    pub fn kill9(mut self) -> tempfile::TempDir {
+        kill(self.pid(), Signal::SIGKILL).unwrap();
+        let _ = self.child.wait();
+        self.dir
+    }
+
     pub fn pid(&self) -> Pid {
         Pid::from_raw(i32::try_from(self.child.id()).unwrap())
     }
@@ -123,20 +153,26 @@ impl Monitor {
             self.collected.push(v);
         }
         let collected = std::mem::take(&mut self.collected);
+        let dir = tempfile::tempdir().unwrap();
+        let dir = std::mem::replace(&mut self.dir, dir);
         let log = self.stderr_log();
         if std::env::var_os("MONITOR_TEST_LOG").is_some() {
             eprintln!("--- monitor log ---\n{log}--- end of monitor log ---");
         }
         assert!(status.success(), "monitor exited with {status}; log:\n{log}");
         let mut records = Vec::new();
+        let mut flows = Vec::new();
         let mut stats = Value::Null;
         for v in collected {
             match v["type"].as_str() {
-                Some("flow") => records.push(serde_json::from_value(v).unwrap()),
+                Some("flow") => {
+                    records.push(serde_json::from_value(v.clone()).unwrap());
+                    flows.push(v);
+                }
                 Some("stats") => stats = v,
                 _ => {}
             }
         }
-        Output { records, stats, log }
+        Output { records, flows, stats, log, dir }
     }
 }

@@ -11,6 +11,7 @@ mod cases;
 mod daemon;
 mod env;
 mod helper;
+mod residency;
 
 use std::process::ExitCode;
 

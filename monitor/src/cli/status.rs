@@ -1,0 +1,73 @@
+//! `monitor status`: the daemon as its journal last saw it, and the geolocation databases.
+
+use std::{io::Write as _, process::ExitCode};
+
+use jiff::{SignedDuration, Timestamp};
+use monitor::{enrich::Enricher, journal::TimeRange, settings::RawConfig};
+use serde_json::json;
+
+use super::{args::StatusArgs, exit, report::open_journal};
+
+/// Prints the status.
+pub fn execute(args: &StatusArgs, raw: &RawConfig) -> anyhow::Result<ExitCode> {
+    let journal = args.journal.clone().unwrap_or_else(|| raw.journal.path.clone());
+    let reader = open_journal(&journal)?;
+    let state = reader.state()?;
+    let counts = reader.counts()?;
+    let now = Timestamp::now();
+    let day = TimeRange { since: now - SignedDuration::from_hours(24), until: now };
+    let stats = reader.stats(day)?;
+    let running = state.as_ref().is_some_and(|s| {
+        std::fs::read_to_string(format!("/proc/{}/comm", s.pid)).is_ok_and(|c| c.trim() == "monitor")
+    });
+    let (configured, geo_error) = match Enricher::open(&raw.geo) {
+        Ok(e) => (e.databases(), e.warnings().to_vec()),
+        Err(e) => (Vec::new(), vec![format!("{:#}", anyhow::Error::new(e))]),
+    };
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let doc = json!({
+            "journal": journal, "running": running, "daemon": state, "rows": counts,
+            "last_24h": stats, "databases_configured": configured, "geo_warnings": geo_error,
+        });
+        writeln!(out, "{doc}")?;
+        return Ok(ExitCode::from(exit::OK));
+    }
+    writeln!(out, "journal   {}", journal.display())?;
+    match &state {
+        Some(s) => {
+            writeln!(
+                out,
+                "daemon    pid {} ({}), started {}, version {}",
+                s.pid,
+                if running { "running" } else { "not running" },
+                s.started_at,
+                s.version
+            )?;
+            let last = s.last_flush.map_or_else(|| "never".to_owned(), |t| t.to_string());
+            writeln!(out, "flushes   {} (last {last}), {} rows written, every {} s", s.flushes, s.rows_written, s.flush_interval_secs)?;
+            for db in &s.databases {
+                let age = (now.as_second() - i64::try_from(db.build_epoch).unwrap_or(0)) / 86_400;
+                writeln!(out, "in use    {} {} ({}, {age} days old)", db.role, db.path.as_deref().map_or_else(|| "?".into(), |p| p.display().to_string()), db.database_type)?;
+            }
+        }
+        None => writeln!(out, "daemon    never ran on this journal")?,
+    }
+    writeln!(
+        out,
+        "rows      {} connection records, {} residency rows, {} apps, {} exports",
+        counts.connections, counts.residency, counts.apps, counts.exports
+    )?;
+    writeln!(
+        out,
+        "last 24h  events lost {} of {}, unattributed {} B in {} packets, incomplete flows {}",
+        stats.events_lost, stats.events_submitted, stats.unattributed_bytes, stats.unattributed_packets, stats.incomplete_flows
+    )?;
+    for db in &configured {
+        writeln!(out, "geo       {} {} ({}, {} days old)", db.role, db.path.display(), db.db.database_type, db.age_days)?;
+    }
+    for w in &geo_error {
+        writeln!(out, "warning   {w}")?;
+    }
+    Ok(ExitCode::from(exit::OK))
+}

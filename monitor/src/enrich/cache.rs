@@ -1,0 +1,107 @@
+//! Bounded per-address answer cache.
+//!
+//! A plain `HashMap` emptied when full rather than an LRU crate: an uncached lookup is two
+//! MMDB tree walks (~0.2 µs each, see the geodata notes), so the cache only trims repeat work
+//! for the busy destinations, and after a clear those refill within a few flows. No eviction
+//! order to maintain, no dependency, and memory is bounded by the capacity.
+
+use std::{collections::HashMap, net::IpAddr};
+
+use super::Destination;
+
+/// Answers for public addresses, keyed by canonical address.
+#[derive(Debug)]
+pub struct AnswerCache {
+    /// Cached answers.
+    map: HashMap<IpAddr, Destination>,
+    /// Most answers held; 0 disables caching.
+    capacity: usize,
+    /// Times the map was emptied because it was full.
+    clears: u64,
+}
+
+impl AnswerCache {
+    /// An empty cache holding at most `capacity` answers (0: caches nothing).
+    #[must_use]
+    pub fn new(capacity: usize) -> Self {
+        Self { map: HashMap::new(), capacity, clears: 0 }
+    }
+
+    /// The cached answer for `ip`.
+    #[must_use]
+    pub fn get(&self, ip: &IpAddr) -> Option<&Destination> {
+        self.map.get(ip)
+    }
+
+    /// Stores an answer, first emptying the cache when it is full.
+    pub fn insert(&mut self, ip: IpAddr, answer: Destination) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.map.len() >= self.capacity && !self.map.contains_key(&ip) {
+            self.map.clear();
+            self.clears += 1;
+        }
+        self.map.insert(ip, answer);
+    }
+
+    /// Forgets every answer (the databases changed). Not counted as a clear.
+    pub fn invalidate(&mut self) {
+        self.map.clear();
+    }
+
+    /// Answers held.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Times the cache was emptied because it was full.
+    #[must_use]
+    pub fn clears(&self) -> u64 {
+        self.clears
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enrich::Scope;
+
+    fn answer(asn: u32) -> Destination {
+        Destination {
+            scope: Scope::Public,
+            country: None,
+            asn: Some(asn),
+            as_org: None,
+            country_db: None,
+            asn_db: None,
+        }
+    }
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([192, 0, 2, last])
+    }
+
+    #[test]
+    fn cache_is_emptied_when_full_and_never_exceeds_capacity() {
+        let mut cache = AnswerCache::new(2);
+        cache.insert(ip(1), answer(1));
+        cache.insert(ip(2), answer(2));
+        cache.insert(ip(2), answer(22)); // replacing an entry does not clear
+        assert_eq!((cache.len(), cache.clears()), (2, 0));
+        assert_eq!(cache.get(&ip(2)).and_then(|d| d.asn), Some(22));
+        cache.insert(ip(3), answer(3));
+        assert_eq!((cache.len(), cache.clears()), (1, 1));
+        assert!(cache.get(&ip(1)).is_none());
+        assert_eq!(cache.get(&ip(3)).and_then(|d| d.asn), Some(3));
+    }
+
+    #[test]
+    fn zero_capacity_caches_nothing() {
+        let mut cache = AnswerCache::new(0);
+        cache.insert(ip(1), answer(1));
+        assert_eq!(cache.len(), 0);
+        assert!(cache.get(&ip(1)).is_none());
+    }
+}

@@ -1,0 +1,107 @@
+//! The `[geo]` section of the configuration file and the default data location.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Directory of the default databases, written by `cargo xtask setup` (as root) and
+/// `cargo xtask geo install`. Keep in sync with `xtask/src/geo/mod.rs`.
+pub const DEFAULT_GEO_DIR: &str = "/var/lib/monitor/geo";
+
+/// File name of the default country database inside [`DEFAULT_GEO_DIR`]
+/// (DB-IP "IP to Country Lite", CC BY 4.0, via ip-location-db; `country_code` schema).
+pub const COUNTRY_DB_FILE: &str = "dbip-country.mmdb";
+
+/// File name of the default ASN database inside [`DEFAULT_GEO_DIR`]
+/// (ip-location-db ASN CSV converted to MMDB at setup; GeoLite2-ASN field names).
+pub const ASN_DB_FILE: &str = "asn.mmdb";
+
+/// Command that installs the default databases, quoted in warnings.
+pub const SETUP_COMMAND: &str = "cargo xtask setup";
+
+/// The `[geo]` section, documented (every key, a comment and its default). Parses to
+/// [`GeoConfig::default()`]; `config/monitor.toml` carries a copy.
+pub const CONFIG_DOC: &str = r#"[geo]
+# Country database: a MaxMind DB (.mmdb) file covering IPv4 and IPv6, with either the
+# GeoIP2/DB-IP field `country.iso_code` or the ip-location-db field `country_code`.
+# Unset (the default): /var/lib/monitor/geo/dbip-country.mmdb, installed by
+# `cargo xtask setup` (as root); if that file is missing the monitor runs without countries
+# and warns. A file named here must exist and be valid, or the monitor does not start.
+# country_db = "/var/lib/monitor/geo/dbip-country.mmdb"
+
+# ASN database: a MaxMind DB file with `autonomous_system_number` and
+# `autonomous_system_organization` (GeoLite2-ASN layout). Unset (the default):
+# /var/lib/monitor/geo/asn.mmdb, converted from the ip-location-db ASN lists by
+# `cargo xtask setup`; same rules as `country_db`.
+# asn_db = "/var/lib/monitor/geo/asn.mmdb"
+
+# Warn when a database was built more than this many days ago (0: never warn). The data
+# installed by `cargo xtask setup` is a frozen snapshot from June 2026, hence 200.
+max_age_days = 200
+
+# Remote addresses whose answers are kept in memory (about 300 bytes each); the cache is
+# emptied when full. 0 disables it.
+cache_entries = 16384
+"#;
+
+/// `[geo]`: where the country and ASN databases are and how answers are cached.
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GeoConfig {
+    /// Country database. `None` (default): [`DEFAULT_GEO_DIR`]/[`COUNTRY_DB_FILE`], optional.
+    /// `Some`: must exist and be a valid country database.
+    pub country_db: Option<PathBuf>,
+    /// ASN database. `None` (default): [`DEFAULT_GEO_DIR`]/[`ASN_DB_FILE`], optional.
+    /// `Some`: must exist and be a valid ASN database.
+    pub asn_db: Option<PathBuf>,
+    /// Days after a database's `build_epoch` above which a warning is given; 0 never warns.
+    /// Default 200: the bundled data is a frozen June 2026 snapshot.
+    pub max_age_days: u64,
+    /// Capacity of the lookup cache in addresses; 0 disables it. Default 16384 (~5 MB).
+    pub cache_entries: usize,
+}
+
+impl Default for GeoConfig {
+    fn default() -> Self {
+        Self { country_db: None, asn_db: None, max_age_days: 200, cache_entries: 16_384 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        geo: GeoConfig,
+    }
+
+    #[test]
+    fn config_doc_parses_to_the_defaults() {
+        let file: File = toml::from_str(CONFIG_DOC).expect("CONFIG_DOC is valid TOML");
+        assert_eq!(file.geo, GeoConfig::default());
+    }
+
+    #[test]
+    fn config_doc_commented_paths_are_the_default_paths() {
+        let country = format!("# country_db = \"{DEFAULT_GEO_DIR}/{COUNTRY_DB_FILE}\"");
+        let asn = format!("# asn_db = \"{DEFAULT_GEO_DIR}/{ASN_DB_FILE}\"");
+        assert!(CONFIG_DOC.contains(&country), "{country}");
+        assert!(CONFIG_DOC.contains(&asn), "{asn}");
+    }
+
+    #[test]
+    fn geo_section_rejects_unknown_keys() {
+        let err = toml::from_str::<File>("[geo]\ncountry = \"x\"\n").err();
+        assert!(err.is_some_and(|e| e.to_string().contains("unknown field")));
+    }
+
+    #[test]
+    fn geo_section_accepts_explicit_paths() {
+        let file: File = toml::from_str("[geo]\ncountry_db = \"/a.mmdb\"\nasn_db = \"/b.mmdb\"\n").expect("valid");
+        assert_eq!(file.geo.country_db, Some(PathBuf::from("/a.mmdb")));
+        assert_eq!(file.geo.asn_db, Some(PathBuf::from("/b.mmdb")));
+        assert_eq!(file.geo.max_age_days, 200);
+    }
+}

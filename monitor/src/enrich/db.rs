@@ -1,0 +1,163 @@
+//! One opened MMDB file and its role: opening, validation and schema-tolerant field reads.
+
+use std::{
+    fmt,
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
+
+use maxminddb::{LookupResult, MaxMindDbError, PathElement, Reader, WithinOptions};
+
+use super::{DbRef, Error};
+
+/// Networks with data inspected when checking that a database has the fields of its role.
+/// Bounded so that a hostile file cannot make start-up decode without limit.
+const KIND_CHECK_RECORDS: usize = 256;
+
+/// Country code paths, tried in order: `GeoIP2` / DB-IP official, then ip-location-db.
+const COUNTRY_PATHS: [&[PathElement<'static>]; 2] =
+    [&[PathElement::Key("country"), PathElement::Key("iso_code")], &[PathElement::Key("country_code")]];
+
+/// What a database is used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Country of an address.
+    Country,
+    /// Autonomous system (number, organisation) of an address.
+    Asn,
+}
+
+impl Role {
+    /// `"country"` or `"asn"` (as in [`super::DbInfo::role`] and the config keys).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Country => "country",
+            Self::Asn => "asn",
+        }
+    }
+
+    /// The record fields this role reads, for messages.
+    #[must_use]
+    pub fn fields(self) -> &'static str {
+        match self {
+            Self::Country => "`country.iso_code` or `country_code`",
+            Self::Asn => "`autonomous_system_number`",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Autonomous system answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AsAnswer {
+    /// Autonomous system number.
+    pub asn: u32,
+    /// Organisation, when the record has one.
+    pub org: Option<String>,
+}
+
+/// An opened, validated database.
+#[derive(Debug)]
+pub struct Database {
+    /// Role it was opened for.
+    pub role: Role,
+    /// File it was read from.
+    pub path: PathBuf,
+    /// Provenance copied into every answer.
+    pub db_ref: DbRef,
+    /// The whole file, in memory.
+    reader: Reader<Vec<u8>>,
+}
+
+impl Database {
+    /// Reads `path` into memory and checks that it serves `role`: IPv6-capable and carrying
+    /// the role's fields. Reading (not mapping) the file makes later replacement harmless.
+    /// `Reader::verify()` is deliberately not called: it rejects the DB-IP file (empty
+    /// `description`) although every lookup works.
+    ///
+    /// # Errors
+    /// [`Error::Open`] (missing, unreadable, not an MMDB), [`Error::Ipv4Only`],
+    /// [`Error::WrongKind`], [`Error::Corrupt`] (fails while being checked).
+    pub fn open(role: Role, path: &Path) -> Result<Self, Error> {
+        let reader =
+            Reader::open_readfile(path).map_err(|source| Error::Open { role, path: path.to_path_buf(), source })?;
+        let meta = reader.metadata();
+        let db_ref = DbRef { database_type: meta.database_type.clone(), build_epoch: meta.build_epoch };
+        if meta.ip_version != 6 {
+            return Err(Error::Ipv4Only { role, path: path.to_path_buf(), database_type: db_ref.database_type });
+        }
+        let db = Self { role, path: path.to_path_buf(), db_ref, reader };
+        db.check_kind()?;
+        Ok(db)
+    }
+
+    /// Fails unless one of the first [`KIND_CHECK_RECORDS`] networks with data has the
+    /// role's field (some records legitimately lack it, e.g. anycast networks). A record that
+    /// does not decode as the role's schema counts as lacking the field.
+    fn check_kind(&self) -> Result<(), Error> {
+        let corrupt = |source| Error::Corrupt { role: self.role, path: self.path.clone(), source };
+        let networks = self.reader.networks(WithinOptions::default()).map_err(corrupt)?;
+        for item in networks.take(KIND_CHECK_RECORDS) {
+            let item = item.map_err(corrupt)?;
+            let found = match self.role {
+                Role::Country => country_of(&item).is_ok_and(|c| c.is_some()),
+                Role::Asn => asn_of(&item).is_ok_and(|a| a.is_some()),
+            };
+            if found {
+                return Ok(());
+            }
+        }
+        Err(Error::WrongKind {
+            role: self.role,
+            path: self.path.clone(),
+            database_type: self.db_ref.database_type.clone(),
+        })
+    }
+
+    /// Country code of `ip`; `Ok(None)` when not covered or the record has no country.
+    ///
+    /// # Errors
+    /// The file is corrupt where the lookup went.
+    pub fn country(&self, ip: IpAddr) -> Result<Option<String>, MaxMindDbError> {
+        country_of(&self.reader.lookup(ip)?)
+    }
+
+    /// Autonomous system of `ip`; `Ok(None)` when not covered or the record has no number.
+    ///
+    /// # Errors
+    /// The file is corrupt where the lookup went.
+    pub fn asn(&self, ip: IpAddr) -> Result<Option<AsAnswer>, MaxMindDbError> {
+        asn_of(&self.reader.lookup(ip)?)
+    }
+}
+
+/// Schema-tolerant country read: `country.iso_code`, else `country_code`. A path whose shape
+/// does not fit the record (e.g. `country` is a string) is skipped; its error is returned only
+/// when no path gives a code.
+fn country_of(result: &LookupResult<'_, Vec<u8>>) -> Result<Option<String>, MaxMindDbError> {
+    let mut first_error = None;
+    for path in COUNTRY_PATHS {
+        match result.decode_path::<String>(path) {
+            Ok(Some(code)) => return Ok(Some(code)),
+            Ok(None) => {}
+            Err(e) => first_error = first_error.or(Some(e)),
+        }
+    }
+    first_error.map_or(Ok(None), Err)
+}
+
+/// GeoLite2-ASN layout, also written by `cargo xtask geo convert`.
+fn asn_of(result: &LookupResult<'_, Vec<u8>>) -> Result<Option<AsAnswer>, MaxMindDbError> {
+    let Some(record) = result.decode::<maxminddb::geoip2::Asn<'_>>()? else {
+        return Ok(None);
+    };
+    Ok(record
+        .autonomous_system_number
+        .map(|asn| AsAnswer { asn, org: record.autonomous_system_organization.map(str::to_owned) }))
+}

@@ -1,0 +1,268 @@
+//! [`Enricher`]: the opened databases, the answer cache and the counters behind `lookup`.
+
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use maxminddb::MaxMindDbError;
+
+use super::{
+    ASN_DB_FILE, COUNTRY_DB_FILE, DEFAULT_GEO_DIR, DbInfo, Destination, EnrichStats, Error, GeoConfig, SETUP_COMMAND,
+    Scope,
+    cache::AnswerCache,
+    db::{Database, Role},
+    scope::classify,
+};
+
+const SECS_PER_DAY: u64 = 86_400;
+
+/// Looks up the country and network owner of remote addresses.
+///
+/// Used from one task (`lookup` takes `&mut self` for the cache and counters). Not found is
+/// a normal answer with `None` fields.
+#[derive(Debug)]
+pub struct Enricher {
+    /// Configuration the databases were opened from (used again by [`Enricher::reload`]).
+    config: GeoConfig,
+    /// Directory of the default files ([`DEFAULT_GEO_DIR`] outside tests).
+    default_dir: PathBuf,
+    /// Country database, `None` when the default file is absent.
+    country: Option<Database>,
+    /// ASN database, `None` when the default file is absent.
+    asn: Option<Database>,
+    /// Missing defaults and stale data, one line each.
+    warnings: Vec<String>,
+    /// Answers for public addresses.
+    cache: AnswerCache,
+    /// Counters since `open`.
+    stats: EnrichStats,
+    /// Whether a lookup failure was already logged at `warn` (later ones are only counted).
+    failure_logged: bool,
+}
+
+/// Databases and warnings of one load.
+struct Loaded {
+    country: Option<Database>,
+    asn: Option<Database>,
+    warnings: Vec<String>,
+}
+
+impl Enricher {
+    /// Opens the databases `config` names, or the defaults in [`DEFAULT_GEO_DIR`].
+    ///
+    /// A missing default database is not an error: its fields stay `None` and
+    /// [`warnings`](Self::warnings) says so and how to install it. Data older than
+    /// `max_age_days` also gives a warning. Nothing is logged here: the caller logs
+    /// the warnings once.
+    ///
+    /// # Errors
+    /// A configured file that is missing, unreadable, not an MMDB, IPv4-only or of the wrong
+    /// kind; a default file that exists but is unusable. The error names the path.
+    pub fn open(config: &GeoConfig) -> Result<Self, Error> {
+        Self::open_in(config, Path::new(DEFAULT_GEO_DIR))
+    }
+
+    /// [`open`](Self::open) with the default files looked for in `default_dir` instead of
+    /// [`DEFAULT_GEO_DIR`] (tests; installs elsewhere).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_in(config: &GeoConfig, default_dir: &Path) -> Result<Self, Error> {
+        let Loaded { country, asn, warnings } = load(config, default_dir, now_secs())?;
+        Ok(Self {
+            config: config.clone(),
+            default_dir: default_dir.to_path_buf(),
+            country,
+            asn,
+            warnings,
+            cache: AnswerCache::new(config.cache_entries),
+            stats: EnrichStats::default(),
+            failure_logged: false,
+        })
+    }
+
+    /// Re-opens the databases from the same configuration (on SIGHUP, after new files were
+    /// renamed into place). On success the cache is emptied and the warnings replaced; on
+    /// failure nothing changes and the old databases keep answering.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn reload(&mut self) -> Result<(), Error> {
+        let Loaded { country, asn, warnings } = load(&self.config, &self.default_dir, now_secs())?;
+        self.country = country;
+        self.asn = asn;
+        self.warnings = warnings;
+        self.cache.invalidate();
+        Ok(())
+    }
+
+    /// Warnings of the last (re)load: missing default databases (with the command that
+    /// installs them) and data older than `max_age_days`.
+    #[must_use]
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The configuration in use.
+    #[must_use]
+    pub fn config(&self) -> &GeoConfig {
+        &self.config
+    }
+
+    /// Country and network owner of `ip`. Never fails: unknown fields are `None`, and a
+    /// database error on one lookup is counted ([`EnrichStats::lookup_errors`]).
+    pub fn lookup(&mut self, ip: IpAddr) -> Destination {
+        let ip = ip.to_canonical();
+        let scope = classify(ip);
+        let answer = if scope != Scope::Public {
+            not_looked_up(scope)
+        } else if let Some(hit) = self.cache.get(&ip) {
+            self.stats.cache_hits += 1;
+            hit.clone()
+        } else {
+            let answer = self.query(ip);
+            self.cache.insert(ip, answer.clone());
+            answer
+        };
+        self.stats.record(&answer);
+        answer
+    }
+
+    /// Looks a public address up in both databases.
+    fn query(&mut self, ip: IpAddr) -> Destination {
+        let mut answer = not_looked_up(Scope::Public);
+        if let Some(db) = &self.country {
+            answer.country_db = Some(db.db_ref.clone());
+            match db.country(ip) {
+                Ok(country) => answer.country = country,
+                Err(e) => failed(&mut self.stats, &mut self.failure_logged, db, ip, &e),
+            }
+        }
+        if let Some(db) = &self.asn {
+            answer.asn_db = Some(db.db_ref.clone());
+            match db.asn(ip) {
+                Ok(Some(found)) => (answer.asn, answer.as_org) = (Some(found.asn), found.org),
+                Ok(None) => {}
+                Err(e) => failed(&mut self.stats, &mut self.failure_logged, db, ip, &e),
+            }
+        }
+        answer
+    }
+
+    /// Counters since [`open`](Self::open).
+    #[must_use]
+    pub fn stats(&self) -> EnrichStats {
+        EnrichStats { cache_len: self.cache.len(), cache_clears: self.cache.clears(), ..self.stats.clone() }
+    }
+
+    /// The loaded databases (absent defaults are not listed; see [`warnings`](Self::warnings)),
+    /// with their age now.
+    #[must_use]
+    pub fn databases(&self) -> Vec<DbInfo> {
+        let now = now_secs();
+        [&self.country, &self.asn].into_iter().flatten().map(|db| info(db, now)).collect()
+    }
+}
+
+/// Default file of `role`: [`DEFAULT_GEO_DIR`]/[`COUNTRY_DB_FILE`] or [`ASN_DB_FILE`].
+#[must_use]
+pub fn default_path(role: Role) -> PathBuf {
+    file_in(Path::new(DEFAULT_GEO_DIR), role)
+}
+
+fn file_in(dir: &Path, role: Role) -> PathBuf {
+    dir.join(match role {
+        Role::Country => COUNTRY_DB_FILE,
+        Role::Asn => ASN_DB_FILE,
+    })
+}
+
+fn load(config: &GeoConfig, default_dir: &Path, now: u64) -> Result<Loaded, Error> {
+    let mut warnings = Vec::new();
+    let country = open_role(Role::Country, config.country_db.as_deref(), default_dir, &mut warnings)?;
+    let asn = open_role(Role::Asn, config.asn_db.as_deref(), default_dir, &mut warnings)?;
+    for db in [&country, &asn].into_iter().flatten() {
+        let age = info(db, now).age_days;
+        if config.max_age_days > 0 && age > config.max_age_days {
+            warnings.push(format!(
+                "{} database `{}` ({}) is {age} days old (built {}), more than max_age_days = {}: \
+                 install fresher data or raise [geo] max_age_days",
+                db.role,
+                db.path.display(),
+                db.db_ref.database_type,
+                build_date(db.db_ref.build_epoch),
+                config.max_age_days,
+            ));
+        }
+    }
+    Ok(Loaded { country, asn, warnings })
+}
+
+/// Opens the configured file (must work) or the default one (may be absent).
+fn open_role(
+    role: Role,
+    configured: Option<&Path>,
+    default_dir: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Database>, Error> {
+    if let Some(path) = configured {
+        return Database::open(role, path).map(Some);
+    }
+    let path = file_in(default_dir, role);
+    match Database::open(role, &path) {
+        Ok(db) => Ok(Some(db)),
+        Err(Error::Open { source: MaxMindDbError::Io(e), .. }) if e.kind() == std::io::ErrorKind::NotFound => {
+            let what = match role {
+                Role::Country => "countries",
+                Role::Asn => "network owners (ASN)",
+            };
+            warnings.push(format!(
+                "{role} database `{}` not found, {what} are unknown: install the default data with \
+                 `{SETUP_COMMAND}` (as root), or set [geo] {role}_db",
+                path.display()
+            ));
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn info(db: &Database, now: u64) -> DbInfo {
+    DbInfo {
+        role: db.role.as_str().to_owned(),
+        path: db.path.clone(),
+        db: db.db_ref.clone(),
+        age_days: now.saturating_sub(db.db_ref.build_epoch) / SECS_PER_DAY,
+    }
+}
+
+fn not_looked_up(scope: Scope) -> Destination {
+    Destination { scope, country: None, asn: None, as_org: None, country_db: None, asn_db: None }
+}
+
+fn failed(stats: &mut EnrichStats, logged: &mut bool, db: &Database, ip: IpAddr, e: &MaxMindDbError) {
+    stats.lookup_errors += 1;
+    if *logged {
+        log::debug!("lookup failed role={} path={} ip={ip}: {e}", db.role, db.path.display());
+    } else {
+        *logged = true;
+        log::warn!(
+            "lookup failed role={} path={} ip={ip}: {e} (further failures are counted in lookup_errors)",
+            db.role,
+            db.path.display()
+        );
+    }
+}
+
+fn build_date(epoch: u64) -> String {
+    i64::try_from(epoch)
+        .ok()
+        .and_then(|s| jiff::Timestamp::from_second(s).ok())
+        .map_or_else(|| format!("epoch {epoch}"), |t| t.strftime("%Y-%m-%d").to_string())
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,331 @@
+//! In-memory buffer between flushes: pending records, residency buckets, statistics rows.
+//!
+//! Bounded: past [`MAX_BUFFERED_RECORDS`] records or [`MAX_BUFFERED_BUCKETS`] buckets (only
+//! reached while flushes keep failing) the oldest entries are dropped and counted in [`Loss`].
+
+use std::{
+    collections::{BTreeMap, HashMap, VecDeque},
+    hash::{DefaultHasher, Hash, Hasher},
+    net::SocketAddr,
+};
+
+use jiff::Timestamp;
+use log::warn;
+use serde::Serialize;
+
+use super::names;
+use crate::{
+    daemon::Stats,
+    enrich::{DbInfo, DbRef, Destination},
+    identity::App,
+    probe::KernelStats,
+    tracker::{
+        FlowRecord, TrackerStats,
+        record::{Payload, RecordKind, Wire},
+    },
+};
+
+/// Records kept in memory while flushes fail (~100 MB at most), before the oldest are dropped.
+pub const MAX_BUFFERED_RECORDS: usize = 200_000;
+/// Residency buckets kept in memory while flushes fail, before the oldest are dropped.
+pub const MAX_BUFFERED_BUCKETS: usize = 100_000;
+
+/// What the buffer had to drop because it was full (flushes failing for a long time).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Loss {
+    /// Connection records dropped (their bytes are still in residency rows).
+    pub records: u64,
+    /// Residency buckets dropped (their bytes are missing from reports).
+    pub buckets: u64,
+    /// Payload bytes (up + down) of the dropped buckets.
+    pub payload_bytes: u64,
+    /// Wire bytes (up + down) of the dropped buckets.
+    pub wire_bytes: u64,
+    /// Earliest time of dropped data.
+    pub first: Option<Timestamp>,
+    /// Latest time of dropped data.
+    pub last: Option<Timestamp>,
+}
+
+impl Loss {
+    /// Whether anything was dropped.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.records == 0 && self.buckets == 0
+    }
+
+    fn at(&mut self, t: Timestamp) {
+        self.first = Some(self.first.map_or(t, |f| f.min(t)));
+        self.last = Some(self.last.map_or(t, |l| l.max(t)));
+    }
+}
+
+/// Key of one residency row. Unknown values use the stored sentinels ('' and 0).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) struct BucketKey {
+    /// Unix seconds, multiple of the interval (first: `BTreeMap` order is oldest first).
+    pub interval_start: i64,
+    pub app: String,
+    pub scope: &'static str,
+    pub country: String,
+    pub asn: u32,
+    pub as_org: String,
+    /// (database_type, build_epoch) of the country answer.
+    pub country_db: Option<(String, u64)>,
+    /// (database_type, build_epoch) of the ASN answer.
+    pub asn_db: Option<(String, u64)>,
+    pub payload_source: &'static str,
+}
+
+/// Sums of one residency row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Bucket {
+    pub payload_tx: u64,
+    pub payload_rx: u64,
+    pub wire_tx: u64,
+    pub wire_rx: u64,
+    pub packets_tx: u64,
+    pub packets_rx: u64,
+    pub connections: u64,
+    pub new_flows: u64,
+    pub incomplete_flows: u64,
+}
+
+/// A record waiting for the next flush.
+#[derive(Debug, Clone)]
+pub(super) struct Pending {
+    pub record: FlowRecord,
+    pub app: App,
+    pub dest: Option<Destination>,
+}
+
+/// Monotonic counters of [`Stats`], as increments between two snapshots.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Counters {
+    pub events_submitted: u64,
+    pub events_lost: u64,
+    pub storage_failures: u64,
+    pub peer_evictions: u64,
+    pub peer_parse_failures: u64,
+    pub unattributed_packets: u64,
+    pub unattributed_bytes: u64,
+    pub events_received: u64,
+    pub decode_errors: u64,
+    pub closed_flows: u64,
+    pub silent_sockets: u64,
+    pub incomplete_flows: u64,
+}
+
+impl Counters {
+    /// Splits a snapshot into its counters and the `open_flows` gauge.
+    fn of(stats: &Stats) -> (Self, u64) {
+        let Stats { kernel, events_received, decode_errors, tracker, last: _ } = *stats;
+        let KernelStats {
+            events_submitted,
+            events_lost,
+            storage_failures,
+            peer_evictions,
+            peer_parse_failures,
+            unattributed_packets,
+            unattributed_bytes,
+        } = kernel;
+        let TrackerStats { open_flows, closed_flows, silent_sockets, incomplete_flows } = tracker;
+        let counters = Self {
+            events_submitted,
+            events_lost,
+            storage_failures,
+            peer_evictions,
+            peer_parse_failures,
+            unattributed_packets,
+            unattributed_bytes,
+            events_received,
+            decode_errors,
+            closed_flows,
+            silent_sockets,
+            incomplete_flows,
+        };
+        (counters, open_flows)
+    }
+
+    /// `self - prev` per counter; a counter that went down was reset, so its new value counts.
+    fn since(&self, prev: &Self) -> Self {
+        let d = |now: u64, before: u64| now.checked_sub(before).unwrap_or(now);
+        Self {
+            events_submitted: d(self.events_submitted, prev.events_submitted),
+            events_lost: d(self.events_lost, prev.events_lost),
+            storage_failures: d(self.storage_failures, prev.storage_failures),
+            peer_evictions: d(self.peer_evictions, prev.peer_evictions),
+            peer_parse_failures: d(self.peer_parse_failures, prev.peer_parse_failures),
+            unattributed_packets: d(self.unattributed_packets, prev.unattributed_packets),
+            unattributed_bytes: d(self.unattributed_bytes, prev.unattributed_bytes),
+            events_received: d(self.events_received, prev.events_received),
+            decode_errors: d(self.decode_errors, prev.decode_errors),
+            closed_flows: d(self.closed_flows, prev.closed_flows),
+            silent_sockets: d(self.silent_sockets, prev.silent_sockets),
+            incomplete_flows: d(self.incomplete_flows, prev.incomplete_flows),
+        }
+    }
+}
+
+/// A statistics row waiting for the next flush.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct StatsRow {
+    pub time: Timestamp,
+    pub last: bool,
+    pub delta: Counters,
+    pub open_flows: u64,
+}
+
+/// Everything appended since the last successful flush, plus the state needed to count flows.
+#[derive(Debug, Default)]
+pub(super) struct Buffer {
+    pub records: VecDeque<Pending>,
+    pub buckets: BTreeMap<BucketKey, Bucket>,
+    pub stats: Vec<StatsRow>,
+    /// Databases named by the last `register_databases`, not yet written.
+    pub databases: Option<Vec<DbInfo>>,
+    pub loss: Loss,
+    /// Last snapshot passed to `record_stats` (baseline of the next increments).
+    prev_stats: Counters,
+    /// Per flow (cookie, remote): the (interval, bucket hash) it was last counted in, so a flow
+    /// counts once per interval and bucket in `connections`, across flushes.
+    counted: HashMap<(u64, Option<SocketAddr>), (i64, u64)>,
+    /// Newest interval seen (prunes `counted`).
+    newest_interval: i64,
+    warned: bool,
+}
+
+impl Buffer {
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.buckets.is_empty() && self.stats.is_empty() && self.databases.is_none()
+    }
+
+    /// Buffers one record and folds its deltas into its residency bucket.
+    pub fn add(&mut self, record: &FlowRecord, app: &App, dest: Option<&Destination>, interval_secs: i64) {
+        let interval_start = record.last_seen.as_second().div_euclid(interval_secs) * interval_secs;
+        let key = bucket_key(interval_start, record, app, dest);
+        let FlowRecord { event, cookie, remote, delta_payload, delta_wire, complete, .. } = record;
+        let first = is_first_record(record);
+        let moved = *delta_payload != Payload::default() || *delta_wire != Wire::default();
+        let finished = matches!(event, RecordKind::Close | RecordKind::Shutdown);
+        let flow = (*cookie, *remote);
+        let hash = {
+            let mut h = DefaultHasher::new();
+            key.hash(&mut h);
+            h.finish()
+        };
+        let bucket = self.buckets.entry(key).or_default();
+        bucket.payload_tx += delta_payload.tx_bytes;
+        bucket.payload_rx += delta_payload.rx_bytes;
+        bucket.wire_tx += delta_wire.tx_bytes;
+        bucket.wire_rx += delta_wire.rx_bytes;
+        bucket.packets_tx += delta_wire.tx_packets;
+        bucket.packets_rx += delta_wire.rx_packets;
+        if first {
+            bucket.new_flows += 1;
+        }
+        if finished && !complete {
+            bucket.incomplete_flows += 1;
+        }
+        if (moved || first) && self.counted.get(&flow) != Some(&(interval_start, hash)) {
+            bucket.connections += 1;
+            self.counted.insert(flow, (interval_start, hash));
+        }
+        if finished {
+            self.counted.remove(&flow);
+        }
+        self.newest_interval = self.newest_interval.max(interval_start);
+        self.records.push_back(Pending { record: record.clone(), app: app.clone(), dest: dest.cloned() });
+        self.enforce_limits(MAX_BUFFERED_RECORDS, MAX_BUFFERED_BUCKETS);
+    }
+
+    /// Buffers a statistics snapshot as increments since the previous one.
+    pub fn add_stats(&mut self, time: Timestamp, stats: &Stats) {
+        let (now, open_flows) = Counters::of(stats);
+        let delta = now.since(&self.prev_stats);
+        self.prev_stats = now;
+        self.stats.push(StatsRow { time, last: stats.last, delta, open_flows });
+    }
+
+    /// Drops the oldest records / buckets beyond the limits, counting the loss.
+    pub fn enforce_limits(&mut self, max_records: usize, max_buckets: usize) {
+        while self.records.len() > max_records {
+            let Some(p) = self.records.pop_front() else { break };
+            self.loss.records += 1;
+            self.loss.at(p.record.last_seen);
+            self.warn_once();
+        }
+        while self.buckets.len() > max_buckets {
+            let Some((key, b)) = self.buckets.pop_first() else { break };
+            self.loss.buckets += 1;
+            self.loss.payload_bytes += b.payload_tx + b.payload_rx;
+            self.loss.wire_bytes += b.wire_tx + b.wire_rx;
+            if let Ok(t) = Timestamp::from_second(key.interval_start) {
+                self.loss.at(t);
+            }
+            self.warn_once();
+        }
+    }
+
+    fn warn_once(&mut self) {
+        if !self.warned {
+            self.warned = true;
+            warn!(
+                "journal buffer full (flushes failing?): dropping the oldest data, records_limit={MAX_BUFFERED_RECORDS} \
+                 buckets_limit={MAX_BUFFERED_BUCKETS}; the loss is written to the journal by the next successful flush"
+            );
+        }
+    }
+
+    /// Forgets what a successful flush wrote (the flow counting state is kept).
+    pub fn clear_written(&mut self, interval_secs: i64) {
+        self.records.clear();
+        self.buckets.clear();
+        self.stats.clear();
+        self.databases = None;
+        self.loss = Loss::default();
+        self.warned = false;
+        // Records of one flow arrive in time order: a flow last counted before the previous
+        // interval is counted again by its next record whatever the entry says.
+        let horizon = self.newest_interval - interval_secs;
+        self.counted.retain(|_, (interval, _)| *interval >= horizon);
+    }
+}
+
+/// True for the first record of a flow: its totals equal its deltas (totals count from when the
+/// monitor first saw the flow). A record without any byte only counts when it is also the last.
+fn is_first_record(r: &FlowRecord) -> bool {
+    let totals_are_deltas = r.payload == r.delta_payload && r.wire == r.delta_wire;
+    let empty = r.payload == Payload::default() && r.wire == Wire::default();
+    totals_are_deltas && (!empty || r.event != RecordKind::Update)
+}
+
+fn db_key(db: Option<&DbRef>) -> Option<(String, u64)> {
+    db.map(|d| (d.database_type.clone(), d.build_epoch))
+}
+
+fn bucket_key(interval_start: i64, record: &FlowRecord, app: &App, dest: Option<&Destination>) -> BucketKey {
+    let (scope, country, asn, as_org, country_db, asn_db) = match (record.remote, dest) {
+        (None, _) => (names::SCOPE_NONE, String::new(), 0, String::new(), None, None),
+        (Some(_), None) => (names::SCOPE_UNENRICHED, String::new(), 0, String::new(), None, None),
+        (Some(_), Some(d)) => (
+            names::scope(d.scope),
+            d.country.clone().unwrap_or_default(),
+            d.asn.unwrap_or(0),
+            d.as_org.clone().unwrap_or_default(),
+            db_key(d.country_db.as_ref()),
+            db_key(d.asn_db.as_ref()),
+        ),
+    };
+    BucketKey {
+        interval_start,
+        app: app.name.clone(),
+        scope,
+        country,
+        asn,
+        as_org,
+        country_db,
+        asn_db,
+        payload_source: names::payload_source(record.payload_source),
+    }
+}

@@ -1,0 +1,338 @@
+//! Schema migrations and opening the file.
+//!
+//! Migrations are append-only: a released migration is never edited; a change is a new entry at
+//! the end of [`MIGRATIONS`]. The version is SQLite's `user_version` (rusqlite_migration).
+
+use std::{
+    fs::{self, DirBuilder, OpenOptions},
+    io::Read,
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
+    path::Path,
+    time::Duration,
+};
+
+use log::{debug, warn};
+use rusqlite::{Connection, OpenFlags};
+use rusqlite_migration::{M, Migrations};
+
+use super::Error;
+
+/// Schema version this build writes (number of migrations).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// How long a statement waits for the other side's lock (reader vs writer) before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Mode of the journal file (and of the `-wal`/`-shm` files, which SQLite creates alike).
+const FILE_MODE: u32 = 0o600;
+/// Mode of directories created for the journal.
+const DIR_MODE: u32 = 0o700;
+
+/// Version 1: the initial schema (documented in the module docs of `journal`).
+const V1: &str = "
+CREATE TABLE databases (
+    id            INTEGER PRIMARY KEY,
+    role          TEXT    NOT NULL,
+    database_type TEXT    NOT NULL,
+    build_epoch   INTEGER NOT NULL,
+    path          TEXT,
+    registered_ms INTEGER,
+    in_use        INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (role, database_type, build_epoch)
+);
+CREATE TABLE apps (
+    id            INTEGER PRIMARY KEY,
+    identity      TEXT    NOT NULL UNIQUE,
+    name          TEXT    NOT NULL,
+    exe           TEXT,
+    cmdline       TEXT,
+    uid           INTEGER NOT NULL,
+    user          TEXT,
+    unit          TEXT,
+    cgroup        TEXT,
+    container     TEXT,
+    source        TEXT    NOT NULL,
+    first_seen_ms INTEGER NOT NULL,
+    last_seen_ms  INTEGER NOT NULL
+);
+CREATE TABLE connections (
+    id               INTEGER PRIMARY KEY,
+    event            TEXT    NOT NULL,
+    time_ms          INTEGER NOT NULL,
+    first_seen_ms    INTEGER NOT NULL,
+    closed_ms        INTEGER,
+    cookie           INTEGER NOT NULL,
+    app_id           INTEGER NOT NULL REFERENCES apps (id),
+    app_pid          INTEGER NOT NULL,
+    app_start_time   INTEGER NOT NULL,
+    owner_tgid       INTEGER NOT NULL,
+    owner_pid        INTEGER NOT NULL,
+    owner_uid        INTEGER NOT NULL,
+    owner_gid        INTEGER NOT NULL,
+    owner_comm       TEXT    NOT NULL,
+    owner_cgroup_id  INTEGER NOT NULL,
+    owner_source     TEXT    NOT NULL,
+    protocol         TEXT    NOT NULL,
+    direction        TEXT    NOT NULL,
+    local_ip         TEXT,
+    local_port       INTEGER,
+    remote_ip        TEXT,
+    remote_port      INTEGER,
+    payload_tx       INTEGER NOT NULL,
+    payload_rx       INTEGER NOT NULL,
+    wire_tx          INTEGER NOT NULL,
+    wire_rx          INTEGER NOT NULL,
+    packets_tx       INTEGER NOT NULL,
+    packets_rx       INTEGER NOT NULL,
+    delta_payload_tx INTEGER NOT NULL,
+    delta_payload_rx INTEGER NOT NULL,
+    delta_wire_tx    INTEGER NOT NULL,
+    delta_wire_rx    INTEGER NOT NULL,
+    delta_packets_tx INTEGER NOT NULL,
+    delta_packets_rx INTEGER NOT NULL,
+    payload_source   TEXT    NOT NULL,
+    complete         INTEGER NOT NULL,
+    scope            TEXT,
+    country          TEXT,
+    asn              INTEGER,
+    as_org           TEXT,
+    country_db       INTEGER REFERENCES databases (id),
+    asn_db           INTEGER REFERENCES databases (id)
+);
+CREATE INDEX connections_time ON connections (time_ms);
+CREATE TABLE residency (
+    interval_start   INTEGER NOT NULL,
+    interval_secs    INTEGER NOT NULL,
+    app              TEXT    NOT NULL,
+    scope            TEXT    NOT NULL,
+    country          TEXT    NOT NULL,
+    asn              INTEGER NOT NULL,
+    as_org           TEXT    NOT NULL,
+    country_db       INTEGER NOT NULL,
+    asn_db           INTEGER NOT NULL,
+    payload_source   TEXT    NOT NULL,
+    payload_tx       INTEGER NOT NULL,
+    payload_rx       INTEGER NOT NULL,
+    wire_tx          INTEGER NOT NULL,
+    wire_rx          INTEGER NOT NULL,
+    packets_tx       INTEGER NOT NULL,
+    packets_rx       INTEGER NOT NULL,
+    connections      INTEGER NOT NULL,
+    new_flows        INTEGER NOT NULL,
+    incomplete_flows INTEGER NOT NULL,
+    PRIMARY KEY (interval_start, app, scope, country, asn, as_org, country_db, asn_db, payload_source,
+                 interval_secs)
+) WITHOUT ROWID;
+CREATE TABLE stats (
+    id                   INTEGER PRIMARY KEY,
+    time_ms              INTEGER NOT NULL,
+    run_started_ms       INTEGER NOT NULL,
+    last                 INTEGER NOT NULL,
+    events_submitted     INTEGER NOT NULL,
+    events_lost          INTEGER NOT NULL,
+    storage_failures     INTEGER NOT NULL,
+    peer_evictions       INTEGER NOT NULL,
+    peer_parse_failures  INTEGER NOT NULL,
+    unattributed_packets INTEGER NOT NULL,
+    unattributed_bytes   INTEGER NOT NULL,
+    events_received      INTEGER NOT NULL,
+    decode_errors        INTEGER NOT NULL,
+    closed_flows         INTEGER NOT NULL,
+    silent_sockets       INTEGER NOT NULL,
+    incomplete_flows     INTEGER NOT NULL,
+    open_flows           INTEGER NOT NULL
+);
+CREATE INDEX stats_time ON stats (time_ms);
+CREATE TABLE losses (
+    id            INTEGER PRIMARY KEY,
+    time_ms       INTEGER NOT NULL,
+    first_ms      INTEGER NOT NULL,
+    last_ms       INTEGER NOT NULL,
+    records       INTEGER NOT NULL,
+    buckets       INTEGER NOT NULL,
+    payload_bytes INTEGER NOT NULL,
+    wire_bytes    INTEGER NOT NULL
+);
+CREATE TABLE daemon_state (
+    id                      INTEGER PRIMARY KEY CHECK (id = 1),
+    pid                     INTEGER NOT NULL,
+    started_ms              INTEGER NOT NULL,
+    version                 TEXT    NOT NULL,
+    config_path             TEXT,
+    last_flush_ms           INTEGER,
+    flushes                 INTEGER NOT NULL,
+    rows_written            INTEGER NOT NULL,
+    flush_interval_secs     INTEGER NOT NULL,
+    residency_interval_secs INTEGER NOT NULL
+);
+CREATE TABLE exports (
+    week       TEXT    NOT NULL,
+    time_zone  TEXT    NOT NULL,
+    format     TEXT    NOT NULL,
+    path       TEXT    NOT NULL,
+    written_ms INTEGER NOT NULL,
+    PRIMARY KEY (week, time_zone, format)
+);
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+";
+
+/// Every migration, oldest first. Append only.
+const MIGRATIONS: &[M<'static>] = &[M::up(V1)];
+
+fn migrations() -> Migrations<'static> {
+    Migrations::from_slice(MIGRATIONS)
+}
+
+/// Opens (creating when missing) the journal for writing and brings the schema up to date.
+pub(super) fn open_rw(path: &Path) -> Result<Connection, Error> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(parent)
+            .map_err(|source| Error::CreateDir { path: parent.to_path_buf(), source })?;
+    }
+    let existed = check_header(path)?;
+    // Creating the file ourselves gives it mode 0600 from the start (no window with umask bits).
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(FILE_MODE)
+        .open(path)
+        .map_err(|source| Error::Open { path: path.to_path_buf(), source })?;
+    let mode = file.metadata().map_err(|source| Error::Open { path: path.to_path_buf(), source })?.permissions().mode();
+    if mode & 0o777 != FILE_MODE {
+        warn!("journal file mode was {:o}, setting {FILE_MODE:o} path={}", mode & 0o777, path.display());
+        fs::set_permissions(path, fs::Permissions::from_mode(FILE_MODE))
+            .map_err(|source| Error::Open { path: path.to_path_buf(), source })?;
+    }
+    drop(file);
+
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut conn = Connection::open_with_flags(path, flags).map_err(|source| open_error(path, source))?;
+    configure(&conn, path)?;
+    if !existed {
+        // Only effective before the first table exists; lets `purge_expired` return space.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").map_err(|source| open_error(path, source))?;
+    }
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(|source| open_error(path, source))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        warn!("journal is not in WAL mode (journal_mode={mode}) path={}", path.display());
+    }
+    // FULL: a committed flush survives power loss too, at one fsync per flush.
+    conn.pragma_update(None, "synchronous", "FULL").map_err(|source| open_error(path, source))?;
+    check_version(&conn, path)?;
+    let started = std::time::Instant::now();
+    let check = collect_check(&conn, "PRAGMA quick_check").map_err(|source| open_error(path, source))?;
+    if check != "ok" {
+        return Err(Error::Corrupt { path: path.to_path_buf(), reason: format!("quick_check: {check}") });
+    }
+    debug!("journal quick_check ok in {:?} path={}", started.elapsed(), path.display());
+    migrations().to_latest(&mut conn).map_err(|source| Error::Migrate { path: path.to_path_buf(), source })?;
+    Ok(conn)
+}
+
+/// Opens an existing journal read-only.
+pub(super) fn open_ro(path: &Path) -> Result<Connection, Error> {
+    open_existing(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+}
+
+/// Opens an existing journal read-write without migrating (short writes from report tools).
+pub(super) fn open_existing_rw(path: &Path) -> Result<Connection, Error> {
+    open_existing(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+}
+
+fn open_existing(path: &Path, mode: OpenFlags) -> Result<Connection, Error> {
+    if !path.exists() {
+        return Err(Error::Missing { path: path.to_path_buf() });
+    }
+    check_header(path)?;
+    let conn = Connection::open_with_flags(path, mode | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(|source| open_error(path, source))?;
+    configure(&conn, path)?;
+    if check_version(&conn, path)? == 0 {
+        return Err(Error::Corrupt { path: path.to_path_buf(), reason: "no journal schema (user_version 0)".into() });
+    }
+    Ok(conn)
+}
+
+fn configure(conn: &Connection, path: &Path) -> Result<(), Error> {
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(|source| open_error(path, source))?;
+    conn.pragma_update(None, "foreign_keys", "ON").map_err(|source| open_error(path, source))
+}
+
+/// Reads the schema version, refusing files written by a newer schema. Reading `sqlite_schema`
+/// first makes SQLite parse the header and schema, so a corrupt file fails here.
+pub(super) fn check_version(conn: &Connection, path: &Path) -> Result<u32, Error> {
+    let _: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))
+        .map_err(|source| open_error(path, source))?;
+    let found: u32 =
+        conn.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(|source| open_error(path, source))?;
+    if found > SCHEMA_VERSION {
+        return Err(Error::TooNew { path: path.to_path_buf(), found, supported: SCHEMA_VERSION });
+    }
+    Ok(found)
+}
+
+/// Checks the 100-byte SQLite header of an existing, non-empty file. Returns whether the file
+/// existed with content (an empty file is a new database to SQLite, and to us).
+fn check_header(path: &Path) -> Result<bool, Error> {
+    const MAGIC: &[u8; 16] = b"SQLite format 3\0";
+    let mut file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(source) => return Err(Error::Open { path: path.to_path_buf(), source }),
+    };
+    let mut header = Vec::with_capacity(100);
+    file.by_ref()
+        .take(100)
+        .read_to_end(&mut header)
+        .map_err(|source| Error::Open { path: path.to_path_buf(), source })?;
+    if header.is_empty() {
+        return Ok(false);
+    }
+    let corrupt = |reason: String| Error::Corrupt { path: path.to_path_buf(), reason };
+    if !header.starts_with(MAGIC) && !MAGIC.starts_with(&header) {
+        return Err(corrupt("no SQLite header".into()));
+    }
+    if header.len() < 100 {
+        return Err(corrupt(format!("truncated: {} bytes, shorter than the 100-byte header", header.len())));
+    }
+    Ok(true)
+}
+
+fn open_error(path: &Path, source: rusqlite::Error) -> Error {
+    match source.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
+            Error::Corrupt { path: path.to_path_buf(), reason: source.to_string() }
+        }
+        _ => Error::Sqlite { path: path.to_path_buf(), source },
+    }
+}
+
+/// `PRAGMA integrity_check`: "ok", or the problems found, one per line.
+pub(super) fn integrity_check(conn: &Connection) -> Result<String, rusqlite::Error> {
+    collect_check(conn, "PRAGMA integrity_check")
+}
+
+fn collect_check(conn: &Connection, sql: &str) -> Result<String, rusqlite::Error> {
+    let mut stmt = conn.prepare(sql)?;
+    let lines = stmt.query_map([], |row| row.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+    Ok(lines.join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_valid_and_match_schema_version() {
+        migrations().validate().expect("migrations valid");
+        assert_eq!(MIGRATIONS.len(), SCHEMA_VERSION as usize);
+    }
+}

@@ -1,0 +1,160 @@
+//! Failures: unwritable directory, corrupt files, full disk, buffer overflow.
+
+use std::fs;
+
+use super::{
+    fixtures::{self, Flow, at},
+    int, raw, run, tempdir, writer_in,
+};
+use crate::{
+    journal::{Error, JournalConfig, JournalReader, JournalWriter, TimeRange},
+    tracker::record::RecordKind::Close,
+};
+
+const T0: i64 = 1_794_787_200;
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+#[test]
+fn unwritable_directory_is_a_clear_error_naming_the_path() {
+    let dir = tempdir();
+    let blocker = dir.path().join("not-a-dir");
+    fs::write(&blocker, b"x").expect("write");
+    let config = JournalConfig { path: blocker.join("journal.db"), ..JournalConfig::default() };
+    let err = JournalWriter::open(&config, run()).err().expect("must fail");
+    assert!(matches!(&err, Error::CreateDir { path, .. } if *path == blocker), "{err:?}");
+    assert!(err.to_string().contains(&*blocker.to_string_lossy()), "{err}");
+
+    if is_root() {
+        // Root ignores directory permissions; the case above covers it.
+        return;
+    }
+    let ro = dir.path().join("ro");
+    fs::create_dir(&ro).expect("mkdir");
+    fs::set_permissions(&ro, std::os::unix::fs::PermissionsExt::from_mode(0o500)).expect("chmod");
+    let config = JournalConfig { path: ro.join("journal.db"), ..JournalConfig::default() };
+    let err = JournalWriter::open(&config, run()).err().expect("must fail");
+    assert!(matches!(&err, Error::Open { .. }), "{err:?}");
+    assert!(err.to_string().contains("journal.db"), "{err}");
+}
+
+#[test]
+fn corrupt_or_truncated_file_is_a_clear_error_and_left_in_place() {
+    let dir = tempdir();
+    let path = dir.path().join("journal.db");
+    let config = JournalConfig { path: path.clone(), ..JournalConfig::default() };
+
+    let garbage: Vec<u8> = (0..8192u32).map(|i| i.wrapping_mul(2_654_435_761).to_le_bytes()[2]).collect();
+    fs::write(&path, &garbage).expect("write");
+    let err = JournalWriter::open(&config, run()).err().expect("random bytes must fail");
+    assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+    assert!(err.to_string().contains("move it away"), "{err}");
+    assert_eq!(fs::read(&path).expect("read"), garbage, "the file is never replaced");
+    assert!(matches!(JournalReader::open(&path), Err(Error::Corrupt { .. })));
+
+    // A real journal cut inside its header.
+    fs::remove_file(&path).expect("rm");
+    drop(JournalWriter::open(&config, run()).expect("create"));
+    let header = fs::read(&path).expect("read")[..50].to_vec();
+    fs::write(&path, &header).expect("truncate");
+    let err = JournalWriter::open(&config, run()).err().expect("truncated header must fail");
+    assert!(matches!(&err, Error::Corrupt { reason, .. } if reason.contains("truncated")), "{err:?}");
+
+    // A real journal with pages missing at the end.
+    fs::remove_file(&path).expect("rm");
+    {
+        let mut w = JournalWriter::open(&config, run()).expect("create");
+        let app = fixtures::app("browser");
+        let dest = fixtures::public(Some("US"), Some(1), Some("org"));
+        for cookie in 0..2000 {
+            let mut f = Flow::new(cookie, "192.0.2.1:443", at(T0));
+            w.append(&f.record(Close, at(T0 + i64::try_from(cookie).expect("small")), 10, 10), &app, Some(&dest));
+        }
+        w.flush().expect("flush");
+    }
+    let len = fs::metadata(&path).expect("stat").len();
+    assert!(len > 16 * 4096, "fixture must span many pages, has {len} bytes");
+    fs::OpenOptions::new().write(true).open(&path).expect("open").set_len(len / 2).expect("truncate");
+    let err = JournalWriter::open(&config, run()).err().expect("truncated file must fail");
+    assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+}
+
+#[test]
+fn full_disk_keeps_buffered_rows_and_retry_writes_them() {
+    let dir = tempdir();
+    let mut w = writer_in(dir.path());
+    let app = fixtures::app("browser");
+    let dest = fixtures::public(Some("US"), Some(396_986), Some("ByteDance Inc."));
+    let mut first = Flow::new(1, "192.0.2.1:443", at(T0));
+    w.append(&first.record(Close, at(T0 + 1), 1000, 100), &app, Some(&dest));
+    w.flush().expect("first flush");
+
+    // Simulate SQLITE_FULL: the file may not grow past its current size.
+    let pages = int(&w.conn, "PRAGMA page_count");
+    w.conn.pragma_update(None, "max_page_count", pages).expect("limit");
+    for cookie in 2..600u64 {
+        let mut f = Flow::new(cookie, "192.0.2.2:443", at(T0 + 60));
+        w.append(&f.record(Close, at(T0 + 61), 7, 3), &app, Some(&dest));
+    }
+    let err = w.flush().err().expect("flush must fail");
+    assert!(matches!(&err, Error::Full { path } if path == w.path()), "{err:?}");
+    assert!(err.to_string().contains("full"), "{err}");
+    assert_eq!(w.buffered_records(), 598, "buffered rows are kept");
+    let conn = raw(w.path());
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM connections"), 1, "earlier rows intact, nothing partial");
+    assert_eq!(int(&conn, "SELECT SUM(payload_tx) FROM residency"), 1000);
+    assert_eq!(w.integrity_check().expect("check"), "ok", "a failed flush leaves a sound file");
+
+    // Space freed: the retry writes everything, nothing lost, nothing doubled.
+    w.conn.pragma_update(None, "max_page_count", 1_000_000).expect("raise limit");
+    let report = w.flush().expect("retry");
+    assert_eq!((report.connections, report.residency_rows), (598, 1));
+    assert_eq!(w.buffered_records(), 0);
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM connections"), 599);
+    assert_eq!(int(&conn, "SELECT SUM(payload_tx) FROM residency"), 1000 + 598 * 7);
+    assert_eq!(int(&conn, "SELECT connections FROM residency WHERE interval_start = 1794787260"), 598);
+    assert_eq!(w.integrity_check().expect("check"), "ok");
+}
+
+#[test]
+fn buffer_overflow_drops_the_oldest_and_records_the_loss() {
+    let dir = tempdir();
+    let mut w = writer_in(dir.path());
+    let app = fixtures::app("browser");
+    let dest = fixtures::public(Some("US"), Some(13335), Some("Cloudflare, Inc."));
+    // Ten flows in ten consecutive minutes: ten records, ten buckets.
+    for i in 0..10i64 {
+        let mut f = Flow::new(u64::try_from(i).expect("small"), "192.0.2.1:443", at(T0 + 60 * i));
+        w.append(&f.record(Close, at(T0 + 60 * i), 100, 1), &app, Some(&dest));
+    }
+    w.buffer.enforce_limits(4, 3);
+    let report = w.flush().expect("flush");
+    assert_eq!((report.loss.records, report.loss.buckets, report.loss.payload_bytes), (6, 7, 7 * 101));
+    assert_eq!((report.connections, report.residency_rows), (4, 3));
+    let reader = JournalReader::open(w.path()).expect("reader");
+    let loss = reader.losses(TimeRange { since: at(T0), until: at(T0 + 3600) }).expect("losses");
+    assert_eq!((loss.records, loss.buckets, loss.payload_bytes), (6, 7, 707));
+    let conn = raw(w.path());
+    assert_eq!(int(&conn, "SELECT MIN(interval_start) FROM residency"), T0 + 7 * 60, "the newest buckets are kept");
+    assert_eq!(int(&conn, "SELECT MIN(cookie) FROM connections"), 6, "the newest records are kept");
+}
+
+#[test]
+fn reader_sees_new_rows_while_the_writer_writes() {
+    let dir = tempdir();
+    let mut w = writer_in(dir.path());
+    let app = fixtures::app("browser");
+    let dest = fixtures::public(Some("NL"), Some(1136), Some("KPN B.V."));
+    let mut f = Flow::new(1, "192.0.2.1:443", at(T0));
+    w.append(&f.record(Close, at(T0 + 1), 10, 0), &app, Some(&dest));
+    w.flush().expect("flush");
+    let reader = JournalReader::open(w.path()).expect("reader");
+    let range = TimeRange { since: at(T0), until: at(T0 + 3600) };
+    assert_eq!(reader.residency(range, None).expect("rows")[0].payload_tx, 10);
+    let mut g = Flow::new(2, "192.0.2.1:443", at(T0));
+    w.append(&g.record(Close, at(T0 + 2), 5, 0), &app, Some(&dest));
+    w.flush().expect("flush while a reader is open");
+    assert_eq!(reader.residency(range, None).expect("rows")[0].payload_tx, 15);
+}

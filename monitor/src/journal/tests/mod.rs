@@ -1,0 +1,37 @@
+//! Journal tests: real SQLite files in temporary directories, exact numbers.
+
+mod failure;
+pub(crate) mod fixtures;
+mod writer;
+
+use std::path::Path;
+
+use jiff::Timestamp;
+use tempfile::TempDir;
+
+use super::{JournalConfig, JournalWriter, RunInfo};
+
+/// A writer on `<tmp>/state/journal.db` with 60-second intervals.
+pub(crate) fn writer_in(dir: &Path) -> JournalWriter {
+    let config = JournalConfig { path: dir.join("state/journal.db"), ..JournalConfig::default() };
+    JournalWriter::open(&config, run()).expect("open journal")
+}
+
+/// A fixed run (pid 1, started 2026-11-16T00:00:00Z).
+pub(crate) fn run() -> RunInfo {
+    RunInfo { pid: 1, started_at: Timestamp::from_second(1_794_787_200).expect("valid"), config_path: None }
+}
+
+pub(crate) fn tempdir() -> TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+/// A plain connection for checking what is on disk independently of the reader.
+pub(crate) fn raw(path: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(path).expect("raw open")
+}
+
+/// `SELECT`s one integer.
+pub(crate) fn int(conn: &rusqlite::Connection, sql: &str) -> i64 {
+    conn.query_row(sql, [], |row| row.get(0)).expect(sql)
+}

@@ -1,0 +1,247 @@
+//! Normal operation: residency sums, flush accumulation, retention, reopen, statistics.
+
+use std::os::unix::fs::PermissionsExt;
+
+use super::{
+    fixtures::{self, Flow, HEADER, at},
+    int, raw, run, tempdir, writer_in,
+};
+use crate::{
+    daemon::Stats,
+    enrich::{DbInfo, DbRef, Scope},
+    journal::{JournalConfig, JournalReader, JournalWriter, SCHEMA_VERSION, TimeRange},
+    tracker::record::RecordKind::{Close, Update},
+};
+
+/// Monday 2026-11-16T00:00:00Z (a multiple of 60).
+const T0: i64 = 1_794_787_200;
+
+/// One residency row as stored: (interval_start, app, country, asn, payload_tx, payload_rx,
+/// wire_tx, wire_rx, connections, new_flows).
+type Row = (i64, String, String, i64, i64, i64, i64, i64, i64, i64);
+
+fn residency(path: &std::path::Path) -> Vec<Row> {
+    let conn = raw(path);
+    let mut stmt = conn
+        .prepare(
+            "SELECT interval_start, app, country, asn, payload_tx, payload_rx, wire_tx, wire_rx, connections,
+                 new_flows FROM residency ORDER BY interval_start, app, country, asn",
+        )
+        .expect("prepare");
+    stmt.query_map([], |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            r.get(6)?,
+            r.get(7)?,
+            r.get(8)?,
+            r.get(9)?,
+        ))
+    })
+    .expect("query")
+    .collect::<Result<_, _>>()
+    .expect("rows")
+}
+
+#[test]
+fn residency_rows_sum_deltas_per_app_destination_and_interval() {
+    let dir = tempdir();
+    let mut w = writer_in(dir.path());
+    let (browser, sync) = (fixtures::app("browser"), fixtures::app("sync"));
+    let us = fixtures::public(Some("US"), Some(396_986), Some("ByteDance Inc."));
+    let de = fixtures::public(Some("DE"), Some(3320), Some("Deutsche Telekom AG"));
+
+    let mut a = Flow::new(1, "203.0.113.10:443", at(T0 + 5));
+    w.append(&a.record(Update, at(T0 + 10), 1000, 200), &browser, Some(&us));
+    w.append(&a.record(Update, at(T0 + 50), 3000, 0), &browser, Some(&us));
+    w.append(&a.record(Update, at(T0 + 70), 500, 0), &browser, Some(&us));
+    w.append(&a.record(Close, at(T0 + 75), 0, 50), &browser, Some(&us));
+    // A second flow of the same app to the same destination in the first interval.
+    let mut b = Flow::new(2, "203.0.113.11:443", at(T0 + 20));
+    w.append(&b.record(Close, at(T0 + 30), 7, 9), &browser, Some(&us));
+    let mut c = Flow::new(3, "198.51.100.7:443", at(T0));
+    w.append(&c.record(Close, at(T0 + 59), 11, 13), &sync, Some(&de));
+    let report = w.flush().expect("flush");
+    assert_eq!((report.connections, report.residency_rows), (6, 3));
+
+    let h = i64::try_from(HEADER).expect("small");
+    let rows = residency(w.path());
+    let expect: Vec<Row> = vec![
+        // browser/US, interval T0: flow 1 (1000+3000 up, 200 down; 2 up packets, 1 down) + flow 2.
+        (T0, "browser".into(), "US".into(), 396_986, 4007, 209, 4007 + 3 * h, 209 + 2 * h, 2, 2),
+        (T0, "sync".into(), "DE".into(), 3320, 11, 13, 11 + h, 13 + h, 1, 1),
+        // browser/US, interval T0+60: flow 1 only, counted once although it has two records.
+        (T0 + 60, "browser".into(), "US".into(), 396_986, 500, 50, 500 + h, 50 + h, 1, 0),
+    ];
+    assert_eq!(rows, expect);
+    let conn = raw(w.path());
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM connections"), 6);
+    assert_eq!(int(&conn, "SELECT SUM(delta_payload_tx) FROM connections"), 4507 + 11);
+    assert_eq!(int(&conn, "SELECT payload_tx FROM connections WHERE cookie = 1 AND event = 'close'"), 4500);
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM apps"), 2);
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM databases"), 2, "one country and one ASN build");
+}
+
+#[test]
+fn two_flushes_of_one_interval_add_up() {
+    let dir = tempdir();
+    let mut w = writer_in(dir.path());
+    let app = fixtures::app("browser");
+    let us = fixtures::public(Some("US"), Some(15169), Some("Google LLC"));
+    let mut f = Flow::new(7, "192.0.2.1:443", at(T0));
+    w.append(&f.record(Update, at(T0 + 1), 100, 10), &app, Some(&us));
+    w.flush().expect("first flush");
+    w.append(&f.record(Update, at(T0 + 2), 200, 20), &app, Some(&us));
+    w.flush().expect("second flush");
+    w.append(&f.record(Close, at(T0 + 3), 300, 30), &app, Some(&us));
+    w.flush().expect("third flush");
+    let h = i64::try_from(HEADER).expect("small");
+    let rows = residency(w.path());
+    assert_eq!(rows, vec![(T0, "browser".into(), "US".into(), 15169, 600, 60, 600 + 3 * h, 60 + 3 * h, 1, 1)]);
+}
+
+#[test]
+fn retention_deletes_only_expired_rows() {
+    let dir = tempdir();
+    let mut w = writer_in(dir.path());
+    let app = fixtures::app("browser");
+    let dest = fixtures::public(Some("FR"), Some(16276), Some("OVH SAS"));
+    let day = 86_400;
+    let now = T0;
+    // Ages in days: 401 and 399 (residency: 400 days), 31 and 29 (connections: 30 days).
+    for (cookie, age) in [(1, 401), (2, 399), (3, 31), (4, 29)] {
+        let t = at(now - age * day);
+        let mut f = Flow::new(cookie, "192.0.2.9:443", t);
+        w.append(&f.record(Close, t, 1000, 1), &app, Some(&dest));
+        w.record_stats(t, &Stats::default());
+    }
+    w.flush().expect("flush");
+    let purged = w.purge_expired(at(now)).expect("purge");
+    assert_eq!((purged.connections, purged.residency_rows, purged.stats_rows), (3, 1, 1));
+    let conn = raw(w.path());
+    let cookies: Vec<i64> = conn
+        .prepare("SELECT cookie FROM connections ORDER BY cookie")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(cookies, vec![4], "records older than 30 days are gone");
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM residency"), 3);
+    assert_eq!(int(&conn, "SELECT MIN(interval_start) FROM residency"), now - 399 * day);
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM stats"), 3);
+    let reader = JournalReader::open(w.path()).expect("reader");
+    let horizon = reader.connections_purged_before().expect("meta").expect("set");
+    assert_eq!(horizon, at(now - 30 * day));
+}
+
+#[test]
+fn reopen_after_drop_keeps_everything_and_records_schema_version() {
+    let dir = tempdir();
+    let config = JournalConfig { path: dir.path().join("a/b/journal.db"), ..JournalConfig::default() };
+    let app = fixtures::app("browser");
+    let dest = fixtures::public(Some("JP"), Some(2497), Some("Internet Initiative Japan Inc."));
+    {
+        let mut w = JournalWriter::open(&config, run()).expect("open");
+        let mut f = Flow::new(1, "192.0.2.3:443", at(T0));
+        w.append(&f.record(Close, at(T0 + 5), 123, 456), &app, Some(&dest));
+        w.register_databases(&[DbInfo {
+            role: "country".into(),
+            path: "/var/lib/monitor/geo/dbip-country.mmdb".into(),
+            db: DbRef { database_type: "country ipvAll".into(), build_epoch: fixtures::COUNTRY_BUILD },
+            age_days: 168,
+        }]);
+        w.flush().expect("flush");
+    }
+    let mode = std::fs::metadata(&config.path).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "journal file mode");
+    let dir_mode = std::fs::metadata(dir.path().join("a/b")).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(dir_mode, 0o700, "created directory mode");
+
+    let mut w = JournalWriter::open(&config, run()).expect("reopen");
+    let conn = raw(&config.path);
+    assert_eq!(int(&conn, "SELECT SUM(payload_rx) FROM residency"), 456);
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM connections"), 1);
+    assert_eq!(int(&conn, "PRAGMA user_version"), i64::from(SCHEMA_VERSION));
+    let mut f = Flow::new(2, "192.0.2.3:443", at(T0 + 10));
+    w.append(&f.record(Close, at(T0 + 20), 1, 1), &app, Some(&dest));
+    w.flush().expect("flush after reopen");
+    assert_eq!(int(&conn, "SELECT SUM(payload_rx) FROM residency"), 457);
+
+    let reader = JournalReader::open(&config.path).expect("reader");
+    assert_eq!(reader.schema_version().expect("version"), SCHEMA_VERSION);
+    assert_eq!(reader.integrity_check().expect("check"), "ok");
+    let state = reader.state().expect("state").expect("row");
+    assert_eq!((state.pid, state.started_at, state.flushes), (1, run().started_at, 1));
+    assert!(state.last_flush.is_some());
+    assert_eq!(state.databases.len(), 1, "registered database still marked in use");
+    assert_eq!(
+        state.databases[0].path.as_deref(),
+        Some(std::path::Path::new("/var/lib/monitor/geo/dbip-country.mmdb"))
+    );
+    let wal = config.path.with_extension("db-wal");
+    if wal.exists() {
+        assert_eq!(std::fs::metadata(&wal).expect("stat").permissions().mode() & 0o777, 0o600, "WAL file mode");
+    }
+}
+
+#[test]
+fn statistics_are_stored_as_increments_per_run() {
+    let dir = tempdir();
+    let mut w = writer_in(dir.path());
+    let snap = |lost: u64, unattributed: u64| {
+        let mut s = Stats::default();
+        s.kernel.events_lost = lost;
+        s.kernel.unattributed_bytes = unattributed;
+        s
+    };
+    w.record_stats(at(T0 + 60), &snap(0, 100));
+    w.record_stats(at(T0 + 120), &snap(5, 300));
+    w.flush().expect("flush");
+    w.record_stats(at(T0 + 180), &snap(12, 300));
+    w.flush().expect("flush");
+    drop(w);
+    // A new run: counters restart from zero.
+    let mut w = writer_in(dir.path());
+    w.record_stats(at(T0 + 240), &snap(3, 50));
+    w.flush().expect("flush");
+    let reader = JournalReader::open(w.path()).expect("reader");
+    let all = reader.stats(TimeRange { since: at(T0), until: at(T0 + 3600) }).expect("stats");
+    assert_eq!((all.rows, all.events_lost, all.unattributed_bytes), (4, 15, 350));
+    let early = reader.stats(TimeRange { since: at(T0), until: at(T0 + 150) }).expect("stats");
+    assert_eq!((early.rows, early.events_lost, early.unattributed_bytes), (2, 5, 300));
+}
+
+#[test]
+fn records_without_remote_or_destination_keep_their_scope() {
+    let dir = tempdir();
+    let mut w = writer_in(dir.path());
+    let app = fixtures::app("daemon");
+    let mut lan = Flow::new(1, "192.168.1.20:22", at(T0));
+    w.append(&lan.record(Close, at(T0 + 1), 10, 20), &app, Some(&fixtures::scoped(Scope::Private)));
+    let mut unenriched = Flow::new(2, "192.0.2.50:80", at(T0));
+    w.append(&unenriched.record(Close, at(T0 + 1), 30, 40), &app, None);
+    let mut unknown = Flow::new(3, "192.0.2.51:80", at(T0));
+    w.append(&unknown.record(Close, at(T0 + 1), 50, 60), &app, Some(&fixtures::public(None, None, None)));
+    w.flush().expect("flush");
+    let conn = raw(w.path());
+    let scopes: Vec<(String, String, i64, i64)> = conn
+        .prepare("SELECT scope, country, asn, payload_tx FROM residency ORDER BY scope")
+        .expect("prepare")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(
+        scopes,
+        vec![
+            ("private".into(), String::new(), 0, 10),
+            ("public".into(), String::new(), 0, 50),
+            ("unenriched".into(), String::new(), 0, 30)
+        ]
+    );
+}

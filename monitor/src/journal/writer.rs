@@ -1,0 +1,250 @@
+//! [`JournalWriter`]: buffers records in memory, writes them in one transaction per flush.
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use jiff::Timestamp;
+use log::{debug, warn};
+use rusqlite::{Connection, TransactionBehavior, params};
+
+use super::{
+    Error, JournalConfig,
+    buffer::{Buffer, Loss},
+    flush,
+    names::{int, ms},
+    schema,
+};
+use crate::{
+    daemon::Stats,
+    enrich::{DbInfo, Destination},
+    identity::App,
+    tracker::FlowRecord,
+};
+
+/// The daemon run that writes: recorded in `daemon_state` for `monitor status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunInfo {
+    /// Process id of the daemon.
+    pub pid: u32,
+    /// When the daemon started; also tags statistics rows (their counters restart with each run).
+    pub started_at: Timestamp,
+    /// Config file in use, if any.
+    pub config_path: Option<PathBuf>,
+}
+
+impl RunInfo {
+    /// This process, starting now.
+    #[must_use]
+    pub fn current(config_path: Option<PathBuf>) -> Self {
+        Self { pid: std::process::id(), started_at: Timestamp::now(), config_path }
+    }
+}
+
+/// What one [`JournalWriter::flush`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlushReport {
+    /// Connection records inserted.
+    pub connections: usize,
+    /// Residency rows inserted or added to.
+    pub residency_rows: usize,
+    /// Statistics rows inserted.
+    pub stats_rows: usize,
+    /// What the buffer had dropped before this flush (now recorded in `losses`).
+    pub loss: Loss,
+    /// Time spent, commit included.
+    pub duration: Duration,
+}
+
+/// What [`JournalWriter::purge_expired`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PurgeReport {
+    /// Connection records older than `connections_retention_days`.
+    pub connections: usize,
+    /// Residency rows whose interval ended more than `residency_retention_days` ago.
+    pub residency_rows: usize,
+    /// Statistics and loss rows older than `residency_retention_days`.
+    pub stats_rows: usize,
+    /// Apps no longer referenced by any connection record.
+    pub apps: usize,
+}
+
+/// Writes the journal. `Send`: the daemon keeps it in its task and runs [`flush`](Self::flush)
+/// and [`purge_expired`](Self::purge_expired) on `spawn_blocking` (they block on disk I/O).
+///
+/// Dropping the writer does not flush: call `flush` at shutdown.
+pub struct JournalWriter {
+    pub(super) conn: Connection,
+    path: PathBuf,
+    interval_secs: i64,
+    connections_retention_days: u32,
+    residency_retention_days: u32,
+    run: RunInfo,
+    pub(super) buffer: Buffer,
+}
+
+const _: fn() = || {
+    fn assert_send<T: Send>() {}
+    assert_send::<JournalWriter>();
+};
+
+impl JournalWriter {
+    /// Opens (or creates) the journal, checks it (`PRAGMA quick_check`: reads the whole file once),
+    /// applies pending migrations and records this run in `daemon_state`. A journal left by a
+    /// killed daemon is recovered by SQLite (WAL replay).
+    ///
+    /// # Errors
+    /// Invalid configuration; an unwritable directory ([`Error::CreateDir`], [`Error::Open`]);
+    /// a corrupt or foreign file ([`Error::Corrupt`], never replaced); a newer schema.
+    pub fn open(config: &JournalConfig, run: RunInfo) -> Result<Self, Error> {
+        config.validate()?;
+        let path = config.path.clone();
+        let conn = schema::open_rw(&path)?;
+        let RunInfo { pid, started_at, config_path } = &run;
+        conn.execute(
+            "INSERT OR REPLACE INTO daemon_state (id, pid, started_ms, version, config_path, last_flush_ms, flushes,
+                 rows_written, flush_interval_secs, residency_interval_secs)
+             VALUES (1, ?1, ?2, ?3, ?4, NULL, 0, 0, ?5, ?6)",
+            params![
+                pid,
+                ms(*started_at),
+                env!("CARGO_PKG_VERSION"),
+                config_path.as_ref().map(|p| p.to_string_lossy().into_owned()),
+                int(config.flush_interval_secs),
+                int(config.residency_interval_secs),
+            ],
+        )
+        .map_err(|source| Error::write(&path, source))?;
+        Ok(Self {
+            conn,
+            path,
+            interval_secs: int(config.residency_interval_secs),
+            connections_retention_days: config.connections_retention_days,
+            residency_retention_days: config.residency_retention_days,
+            run,
+            buffer: Buffer::default(),
+        })
+    }
+
+    /// The journal file.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Buffers one record (no I/O): the row for `connections`, and its deltas added to the
+    /// residency bucket of the interval containing `record.last_seen`.
+    pub fn append(&mut self, record: &FlowRecord, app: &App, dest: Option<&Destination>) {
+        self.buffer.add(record, app, dest, self.interval_secs);
+    }
+
+    /// Buffers a statistics snapshot (cumulative since the daemon started); stored as increments
+    /// since the previous snapshot given to this writer.
+    pub fn record_stats(&mut self, at: Timestamp, stats: &Stats) {
+        self.buffer.add_stats(at, stats);
+    }
+
+    /// Records the databases in use (written by the next flush; replaces the previous list).
+    pub fn register_databases(&mut self, databases: &[DbInfo]) {
+        self.buffer.databases = Some(databases.to_vec());
+    }
+
+    /// Records waiting for the next flush.
+    #[must_use]
+    pub fn buffered_records(&self) -> usize {
+        self.buffer.records.len()
+    }
+
+    /// Writes everything buffered in one transaction (blocking; includes an fsync).
+    ///
+    /// # Errors
+    /// [`Error::Full`] when the disk is full, [`Error::Write`] for other failures. In both cases
+    /// nothing of this flush is written and the buffer is kept for the next attempt.
+    pub fn flush(&mut self) -> Result<FlushReport, Error> {
+        let started = Instant::now();
+        let now = Timestamp::now();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|source| Error::write(&self.path, source))?;
+        let written = flush::write(&tx, &self.buffer, self.interval_secs, self.run.started_at, now)
+            .map_err(|source| Error::write(&self.path, source))?;
+        tx.commit().map_err(|source| Error::write(&self.path, source))?;
+        let loss = self.buffer.loss;
+        self.buffer.clear_written(self.interval_secs);
+        if !loss.is_empty() {
+            warn!(
+                "journal recorded a loss: records={} buckets={} payload_bytes={} path={}",
+                loss.records,
+                loss.buckets,
+                loss.payload_bytes,
+                self.path.display()
+            );
+        }
+        let report = FlushReport {
+            connections: written.connections,
+            residency_rows: written.residency,
+            stats_rows: written.stats,
+            loss,
+            duration: started.elapsed(),
+        };
+        debug!(
+            "journal flushed connections={} residency={} stats={} in {:?}",
+            report.connections, report.residency_rows, report.stats_rows, report.duration
+        );
+        Ok(report)
+    }
+
+    /// Deletes rows past their retention (`now` minus the configured days), then returns freed
+    /// pages to the file system (incremental vacuum).
+    ///
+    /// # Errors
+    /// When the deletion fails (nothing is deleted then).
+    pub fn purge_expired(&mut self, now: Timestamp) -> Result<PurgeReport, Error> {
+        const DAY_MS: i64 = 86_400_000;
+        let conn_cut = ms(now) - i64::from(self.connections_retention_days) * DAY_MS;
+        let res_cut = ms(now) - i64::from(self.residency_retention_days) * DAY_MS;
+        let path = self.path.clone();
+        let map = |source| Error::write(&path, source);
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map)?;
+        let connections = tx.execute("DELETE FROM connections WHERE time_ms < ?1", [conn_cut]).map_err(map)?;
+        let residency_rows = tx
+            .execute("DELETE FROM residency WHERE (interval_start + interval_secs) * 1000 <= ?1", [res_cut])
+            .map_err(map)?;
+        let stats_rows = tx.execute("DELETE FROM stats WHERE time_ms < ?1", [res_cut]).map_err(map)?
+            + tx.execute("DELETE FROM losses WHERE last_ms < ?1", [res_cut]).map_err(map)?;
+        let apps = tx
+            .execute("DELETE FROM apps WHERE id NOT IN (SELECT DISTINCT app_id FROM connections)", [])
+            .map_err(map)?;
+        {
+            let mut meta = tx
+                .prepare(
+                    "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+                )
+                .map_err(map)?;
+            meta.execute(params!["connections_purged_before_ms", conn_cut]).map_err(map)?;
+            meta.execute(params!["residency_purged_before_ms", res_cut]).map_err(map)?;
+        }
+        tx.commit().map_err(map)?;
+        self.conn.execute_batch("PRAGMA incremental_vacuum").map_err(map)?;
+        Ok(PurgeReport { connections, residency_rows, stats_rows, apps })
+    }
+
+    /// `PRAGMA integrity_check`: "ok" or the problems found.
+    ///
+    /// # Errors
+    /// When the check cannot run.
+    pub fn integrity_check(&self) -> Result<String, Error> {
+        schema::integrity_check(&self.conn).map_err(|source| Error::read(&self.path, source))
+    }
+}
+
+impl Drop for JournalWriter {
+    fn drop(&mut self) {
+        if !self.buffer.is_empty() {
+            warn!("journal closed with {} unflushed records path={}", self.buffer.records.len(), self.path.display());
+        }
+    }
+}

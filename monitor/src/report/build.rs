@@ -1,0 +1,340 @@
+//! [`Report::build`]: journal rows → figures.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use jiff::Timestamp;
+
+use super::{
+    ATTRIBUTION, AppReport, Attribution, Error, Period, Report, SCHEMA, Share, ShareKind, SourceShare, Traffic,
+    Unknown,
+    fmt::share,
+    model::{AsnRef, Endpoint, NewDestinations, PeriodInfo},
+    notes,
+};
+use crate::journal::{DatabaseRow, EndpointRow, JournalReader, ResidencyRow};
+
+/// Endpoints listed per app unless the query says otherwise.
+pub const DEFAULT_TOP_ENDPOINTS: usize = 10;
+
+/// What to report.
+#[derive(Debug, Clone)]
+pub struct ReportQuery {
+    /// The period.
+    pub period: Period,
+    /// Only this app (by name).
+    pub app: Option<String>,
+    /// Endpoints listed per app.
+    pub top_endpoints: usize,
+    /// Stamped into the report when set (leave `None` for byte-identical reruns).
+    pub generated_at: Option<Timestamp>,
+}
+
+impl ReportQuery {
+    /// All apps, [`DEFAULT_TOP_ENDPOINTS`], no generation time.
+    #[must_use]
+    pub fn new(period: Period) -> Self {
+        Self { period, app: None, top_endpoints: DEFAULT_TOP_ENDPOINTS, generated_at: None }
+    }
+}
+
+impl Report {
+    /// Builds the report of `query` from the journal.
+    ///
+    /// # Errors
+    /// When the journal cannot be read or the previous period cannot be computed.
+    pub fn build(reader: &JournalReader, query: &ReportQuery) -> Result<Self, Error> {
+        let period = &query.period;
+        let previous = period.previous()?;
+        let app = query.app.as_deref();
+        let rows = reader.residency(period.time_range(), app)?;
+        let prev_rows = reader.residency(previous.time_range(), app)?;
+        let all_rows = if app.is_some() { reader.residency(period.time_range(), None)? } else { rows.clone() };
+        let endpoints = reader.endpoints(period.time_range(), app)?;
+        let prev_endpoints = reader.endpoints(previous.time_range(), app)?;
+        let purged = reader.connections_purged_before()?;
+        let endpoints_compared = purged.is_none_or(|p| p <= previous.since);
+
+        let mut apps: Vec<AppReport> = group(&rows)
+            .into_iter()
+            .map(|(name, rows)| {
+                let prev: Vec<&ResidencyRow> = prev_rows.iter().filter(|r| r.app == name).collect();
+                let eps: Vec<&EndpointRow> = endpoints.iter().filter(|e| e.app == name).collect();
+                let prev_eps: HashSet<(&str, Option<u16>, &str)> = prev_endpoints
+                    .iter()
+                    .filter(|e| e.app == name)
+                    .map(|e| (e.ip.as_str(), e.port, e.protocol.as_str()))
+                    .collect();
+                let mut report = app_report(name, &rows, &prev, &eps, &prev_eps, query.top_endpoints);
+                report.new_destinations.compared_with.clone_from(&previous.label);
+                report.new_destinations.endpoints_compared = endpoints_compared;
+                report
+            })
+            .collect();
+        apps.sort_by(|a, b| b.traffic.payload().cmp(&a.traffic.payload()).then_with(|| a.app.cmp(&b.app)));
+        let mut totals = Traffic::default();
+        for a in &apps {
+            totals.add(&a.traffic);
+        }
+        let databases = databases(&rows, &reader.databases()?, period.until);
+        let completeness = notes::completeness(reader, query, &rows, &all_rows, &apps, purged)?;
+        Ok(Self {
+            schema: SCHEMA,
+            period: period_info(period),
+            previous_period: period_info(&previous),
+            app_filter: query.app.clone(),
+            generated_at: query.generated_at,
+            totals,
+            apps,
+            completeness,
+            attribution: Attribution { text: ATTRIBUTION, applies: databases.iter().any(|d| d.default_data) },
+            databases,
+        })
+    }
+}
+
+fn period_info(p: &Period) -> PeriodInfo {
+    PeriodInfo {
+        label: p.label.clone(),
+        kind: p.kind,
+        time_zone: p.time_zone_name.clone(),
+        since: p.since,
+        until: p.until,
+        since_local: p.local(p.since),
+        until_local: p.local(p.until),
+        seconds: p.until.duration_since(p.since).as_secs(),
+    }
+}
+
+fn group(rows: &[ResidencyRow]) -> BTreeMap<&str, Vec<&ResidencyRow>> {
+    let mut by_app: BTreeMap<&str, Vec<&ResidencyRow>> = BTreeMap::new();
+    for r in rows {
+        by_app.entry(r.app.as_str()).or_default().push(r);
+    }
+    by_app
+}
+
+pub(super) fn traffic(r: &ResidencyRow) -> Traffic {
+    Traffic {
+        payload_tx: r.payload_tx,
+        payload_rx: r.payload_rx,
+        wire_tx: r.wire_tx,
+        wire_rx: r.wire_rx,
+        packets_tx: r.packets_tx,
+        packets_rx: r.packets_rx,
+    }
+}
+
+/// Breakdown line before shares are known.
+#[derive(Default)]
+struct Acc {
+    traffic: Traffic,
+    flows: u64,
+    country: Option<String>,
+    asn: Option<u32>,
+    /// Organisation names seen for an ASN, with their bytes.
+    orgs: BTreeMap<String, u64>,
+}
+
+fn country_key(r: &ResidencyRow) -> (ShareKind, String) {
+    match (r.scope.as_str(), &r.country) {
+        ("public", Some(c)) => (ShareKind::Country, c.clone()),
+        ("public", None) => (ShareKind::Unknown, "unknown".into()),
+        (scope, _) => (ShareKind::Scope, scope.to_string()),
+    }
+}
+
+fn asn_key(r: &ResidencyRow) -> (ShareKind, String) {
+    match (r.scope.as_str(), r.asn) {
+        ("public", Some(n)) => (ShareKind::Asn, format!("AS{n}")),
+        ("public", None) => (ShareKind::Unknown, "unknown".into()),
+        (scope, _) => (ShareKind::Scope, scope.to_string()),
+    }
+}
+
+fn breakdown(rows: &[&ResidencyRow], total: &Traffic, key: fn(&ResidencyRow) -> (ShareKind, String)) -> Vec<Share> {
+    let mut acc: BTreeMap<(ShareKind, String), Acc> = BTreeMap::new();
+    for r in rows {
+        let k = key(r);
+        let a = acc.entry(k.clone()).or_default();
+        a.traffic.add(&traffic(r));
+        a.flows += r.new_flows;
+        match k.0 {
+            ShareKind::Country => a.country.clone_from(&r.country),
+            ShareKind::Asn => {
+                a.asn = r.asn;
+                if let Some(org) = &r.as_org {
+                    *a.orgs.entry(org.clone()).or_default() += r.payload_tx + r.payload_rx;
+                }
+            }
+            ShareKind::Unknown | ShareKind::Scope => {}
+        }
+    }
+    let mut shares: Vec<Share> = acc
+        .into_iter()
+        .map(|((kind, key), a)| Share {
+            kind,
+            key,
+            country: a.country,
+            asn: a.asn,
+            as_org: most_bytes(&a.orgs),
+            share_pct: share(a.traffic.payload(), total.payload()),
+            tx_share_pct: share(a.traffic.payload_tx, total.payload_tx),
+            rx_share_pct: share(a.traffic.payload_rx, total.payload_rx),
+            traffic: a.traffic,
+            flows: a.flows,
+        })
+        .collect();
+    shares.sort_by(|a, b| {
+        b.traffic
+            .payload()
+            .cmp(&a.traffic.payload())
+            .then_with(|| (a.kind, a.asn, &a.key).cmp(&(b.kind, b.asn, &b.key)))
+    });
+    shares
+}
+
+/// The name with the most bytes; ties go to the alphabetically first.
+fn most_bytes(names: &BTreeMap<String, u64>) -> Option<String> {
+    names.iter().max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0))).map(|(n, _)| n.clone())
+}
+
+fn app_report(
+    name: &str,
+    rows: &[&ResidencyRow],
+    prev: &[&ResidencyRow],
+    eps: &[&EndpointRow],
+    prev_eps: &HashSet<(&str, Option<u16>, &str)>,
+    top: usize,
+) -> AppReport {
+    let mut total = Traffic::default();
+    let (mut flows, mut incomplete) = (0, 0);
+    let mut unknown = Unknown::default();
+    let mut sources: BTreeMap<&str, u64> = BTreeMap::new();
+    for r in rows {
+        total.add(&traffic(r));
+        flows += r.new_flows;
+        incomplete += r.incomplete_flows;
+        let bytes = r.payload_tx + r.payload_rx;
+        if r.scope == "public" && r.country.is_none() {
+            unknown.country_bytes += bytes;
+        }
+        if r.scope == "public" && r.asn.is_none() {
+            unknown.asn_bytes += bytes;
+        }
+        *sources.entry(r.payload_source.as_str()).or_default() += bytes;
+    }
+    unknown.country_share_pct = share(unknown.country_bytes, total.payload());
+    unknown.asn_share_pct = share(unknown.asn_bytes, total.payload());
+    let mut payload_sources: Vec<SourceShare> = sources
+        .into_iter()
+        .map(|(s, b)| SourceShare {
+            payload_source: s.to_string(),
+            payload_bytes: b,
+            share_pct: share(b, total.payload()),
+        })
+        .collect();
+    payload_sources
+        .sort_by(|a, b| b.payload_bytes.cmp(&a.payload_bytes).then_with(|| a.payload_source.cmp(&b.payload_source)));
+
+    let countries = |rs: &[&ResidencyRow]| -> BTreeSet<String> {
+        rs.iter().filter(|r| r.scope == "public").filter_map(|r| r.country.clone()).collect()
+    };
+    let asns = |rs: &[&ResidencyRow]| -> BTreeSet<u32> {
+        rs.iter().filter(|r| r.scope == "public").filter_map(|r| r.asn).collect()
+    };
+    let by_asn = breakdown(rows, &total, asn_key);
+    let new_asns = asns(rows)
+        .difference(&asns(prev))
+        .map(|n| AsnRef { asn: *n, as_org: by_asn.iter().find(|s| s.asn == Some(*n)).and_then(|s| s.as_org.clone()) })
+        .collect();
+
+    let mut endpoints: Vec<Endpoint> = eps
+        .iter()
+        .map(|e| Endpoint {
+            ip: e.ip.clone(),
+            port: e.port,
+            protocol: e.protocol.clone(),
+            scope: e.scope.clone(),
+            country: e.country.clone(),
+            asn: e.asn,
+            as_org: e.as_org.clone(),
+            payload_tx: e.payload_tx,
+            payload_rx: e.payload_rx,
+            wire_tx: e.wire_tx,
+            wire_rx: e.wire_rx,
+            flows: e.flows,
+            share_pct: share(e.payload_tx + e.payload_rx, total.payload()),
+            new: !prev_eps.contains(&(e.ip.as_str(), e.port, e.protocol.as_str())),
+        })
+        .collect();
+    endpoints.sort_by(|a, b| {
+        (b.payload_tx + b.payload_rx)
+            .cmp(&(a.payload_tx + a.payload_rx))
+            .then_with(|| (&a.ip, a.port, &a.protocol).cmp(&(&b.ip, b.port, &b.protocol)))
+    });
+    let new_endpoints = endpoints.iter().filter(|e| e.new).count() as u64;
+    let endpoints_total = endpoints.len() as u64;
+    endpoints.truncate(top);
+
+    AppReport {
+        app: name.to_string(),
+        traffic: total,
+        flows,
+        incomplete_flows: incomplete,
+        by_country: breakdown(rows, &total, country_key),
+        by_asn,
+        unknown,
+        top_endpoints: endpoints,
+        endpoints_total,
+        new_destinations: NewDestinations {
+            compared_with: String::new(),
+            countries: countries(rows).difference(&countries(prev)).cloned().collect(),
+            asns: new_asns,
+            endpoints: new_endpoints,
+            endpoints_compared: true,
+        },
+        payload_sources,
+    }
+}
+
+/// Databases referenced by the period's rows, with the payload bytes each answered.
+fn databases(rows: &[ResidencyRow], known: &[DatabaseRow], until: Timestamp) -> Vec<super::DatabaseUse> {
+    let mut bytes: BTreeMap<i64, u64> = BTreeMap::new();
+    for r in rows {
+        for id in [r.country_db, r.asn_db].into_iter().flatten() {
+            *bytes.entry(id).or_default() += r.payload_tx + r.payload_rx;
+        }
+    }
+    let mut used: Vec<super::DatabaseUse> = known
+        .iter()
+        .filter_map(|db| bytes.get(&db.id).map(|b| (db, *b)))
+        .map(|(db, payload_bytes)| {
+            let build = Timestamp::from_second(i64::try_from(db.build_epoch).unwrap_or(i64::MAX))
+                .unwrap_or(Timestamp::UNIX_EPOCH);
+            super::DatabaseUse {
+                role: db.role.clone(),
+                database_type: db.database_type.clone(),
+                build_epoch: db.build_epoch,
+                build_date: build.strftime("%Y-%m-%d").to_string(),
+                age_days: until.duration_since(build).as_secs().div_euclid(86_400),
+                path: db.path.as_ref().map(|p| p.to_string_lossy().into_owned()),
+                payload_bytes,
+                default_data: is_default(&db.role, &db.database_type, db.path.as_deref()),
+            }
+        })
+        .collect();
+    used.sort_by(|a, b| (&a.role, &a.database_type, a.build_epoch).cmp(&(&b.role, &b.database_type, b.build_epoch)));
+    used
+}
+
+/// Whether a database is one of the defaults the [`ATTRIBUTION`] is for: DB-IP Country Lite as
+/// packaged by ip-location-db (`database_type` "country ipvAll" or a `dbip-country*` file), or the
+/// ip-location-db ASN data (`database_type` containing "ip-location-db").
+fn is_default(role: &str, database_type: &str, path: Option<&std::path::Path>) -> bool {
+    let file = path.and_then(|p| p.file_name()).map(|f| f.to_string_lossy().to_lowercase()).unwrap_or_default();
+    match role {
+        "country" => database_type == "country ipvAll" || file.starts_with("dbip-country"),
+        "asn" => database_type.to_lowercase().contains("ip-location-db"),
+        _ => false,
+    }
+}

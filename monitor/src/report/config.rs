@@ -1,0 +1,105 @@
+//! `[report]` configuration section.
+
+use std::path::PathBuf;
+
+use jiff::tz::TimeZone;
+use serde::{Deserialize, Serialize};
+
+use super::{Error, Format};
+
+/// The documented `[report]` section: every key with its default. Parses to
+/// [`ReportConfig::default`] (checked by a test); meant to be pasted into `config/monitor.toml`.
+pub const CONFIG_DOC: &str = r#"[report]
+# IANA time zone in which report weeks are cut (ISO 8601 weeks: Monday 00:00 to the next Monday
+# 00:00 local time, so a week with a daylight-saving change lasts 167 or 169 hours), e.g.
+# "Europe/Berlin". An unknown name is an error at startup.
+time_zone = "UTC"
+# Directory where the daemon writes the report of each completed week once, as <week>.<ext>
+# (e.g. 2026-W47.json). Created with mode 0700 when missing; files have mode 0600.
+export_dir = "/var/lib/monitor/reports"
+# Formats of the weekly export: any of "json" (schema monitor.report/1), "markdown", "csv",
+# "table". An empty list disables the weekly export.
+export_formats = ["json", "markdown"]
+"#;
+
+/// `[report]`: how reports are cut and where weekly exports go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReportConfig {
+    /// IANA time zone name.
+    pub time_zone: String,
+    /// Directory of weekly exports.
+    pub export_dir: PathBuf,
+    /// Formats of weekly exports.
+    pub export_formats: Vec<Format>,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        Self {
+            // UTC: the same weeks on every host unless configured.
+            time_zone: "UTC".into(),
+            // Beside the journal (FHS variable state).
+            export_dir: PathBuf::from("/var/lib/monitor/reports"),
+            // JSON for machines, Markdown for people.
+            export_formats: vec![Format::Json, Format::Markdown],
+        }
+    }
+}
+
+impl ReportConfig {
+    /// The configured time zone.
+    ///
+    /// # Errors
+    /// [`Error::TimeZone`] for a name not in the time zone database.
+    pub fn time_zone(&self) -> Result<TimeZone, Error> {
+        time_zone(&self.time_zone)
+    }
+
+    /// Checks the time zone and the export directory.
+    ///
+    /// # Errors
+    /// [`Error::TimeZone`], or [`Error::Invalid`] for an empty directory.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.time_zone()?;
+        if self.export_dir.as_os_str().is_empty() {
+            return Err(Error::Invalid { key: "export_dir", reason: "must not be empty".into() });
+        }
+        Ok(())
+    }
+}
+
+/// Looks an IANA time zone name up ("UTC" included).
+///
+/// # Errors
+/// [`Error::TimeZone`] for an unknown name.
+pub(super) fn time_zone(name: &str) -> Result<TimeZone, Error> {
+    TimeZone::get(name).map_err(|source| Error::TimeZone { name: name.to_string(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        report: ReportConfig,
+    }
+
+    #[test]
+    fn config_doc_parses_to_default() {
+        let file: File = toml::from_str(CONFIG_DOC).expect("CONFIG_DOC parses");
+        assert_eq!(file.report, ReportConfig::default());
+        file.report.validate().expect("defaults are valid");
+    }
+
+    #[test]
+    fn config_rejects_unknown_time_zones_and_formats() {
+        let file: File = toml::from_str("[report]\ntime_zone = \"Mars/Olympus\"\n").expect("parses");
+        assert!(matches!(file.report.validate(), Err(Error::TimeZone { .. })));
+        assert!(toml::from_str::<File>("[report]\nexport_formats = [\"pdf\"]\n").is_err());
+        let file: File = toml::from_str("[report]\ntime_zone = \"America/New_York\"\n").expect("parses");
+        file.report.validate().expect("valid zone");
+    }
+}

@@ -1,0 +1,123 @@
+//! Weekly exports: each completed week written once per format, atomically, and recorded in the
+//! journal's `exports` table so a restarted daemon does not write it again.
+
+use std::{
+    collections::BTreeSet,
+    fs::{self, DirBuilder, File, OpenOptions},
+    io::Write,
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
+    path::{Path, PathBuf},
+};
+
+use jiff::{SignedDuration, Timestamp};
+
+use super::{Error, Format, Period, Report, ReportQuery};
+use crate::journal::{ExportRow, JournalReader, record_export};
+
+/// Time after the end of a week before it counts as complete. The last records of a week reach
+/// the journal within one update interval plus one flush interval (seconds); ten minutes is ample.
+/// The daemon should flush its journal before exporting.
+pub const EXPORT_GRACE: SignedDuration = SignedDuration::from_mins(10);
+/// Weeks looked at by [`pending_exports`] at most (longer than the default residency retention).
+const MAX_WEEKS: usize = 600;
+/// Mode of export files (they name apps and destinations, like the journal).
+const FILE_MODE: u32 = 0o600;
+/// Mode of a created export directory.
+const DIR_MODE: u32 = 0o700;
+
+/// Writes the report of ISO week `week` ("2026-W47", cut in `time_zone`) to
+/// `<dir>/<week>.<extension>` for each format not yet exported, atomically (temporary file,
+/// fsync, rename), and records each in the journal. Returns the files written: empty when every
+/// format was already exported (a no-op, also after a restart).
+///
+/// # Errors
+/// Invalid week or time zone, journal errors, or [`Error::Export`] when a file cannot be written.
+pub fn export_week(
+    reader: &JournalReader,
+    week: &str,
+    time_zone: &str,
+    dir: &Path,
+    formats: &[Format],
+) -> Result<Vec<PathBuf>, Error> {
+    let period = Period::iso_week(week, time_zone)?;
+    let mut pending = Vec::new();
+    for format in formats.iter().copied().collect::<BTreeSet<_>>() {
+        if reader.export(&period.label, time_zone, format.name())?.is_none() {
+            pending.push(format);
+        }
+    }
+    if pending.is_empty() {
+        return Ok(Vec::new());
+    }
+    DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)
+        .map_err(|source| Error::Export { path: dir.to_path_buf(), source })?;
+    let report = Report::build(reader, &ReportQuery::new(period.clone()))?;
+    let mut written = Vec::new();
+    for format in pending {
+        let mut text = Vec::new();
+        report.render(format, &mut text)?;
+        let path = dir.join(format!("{}.{}", period.label, format.extension()));
+        write_atomic(&path, &text)?;
+        let row = ExportRow {
+            week: period.label.clone(),
+            time_zone: time_zone.to_string(),
+            format: format.name().to_string(),
+            path: path.clone(),
+            written_at: Timestamp::now(),
+        };
+        record_export(reader.path(), &row)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// Weeks (labels, oldest first) that ended at least [`EXPORT_GRACE`] before `now`, have data in
+/// the journal, and lack an export in one of `formats`.
+///
+/// # Errors
+/// Journal errors, or an unknown time zone.
+pub fn pending_exports(
+    reader: &JournalReader,
+    now: Timestamp,
+    time_zone: &str,
+    formats: &[Format],
+) -> Result<Vec<String>, Error> {
+    let Some(first) = reader.first_data()? else { return Ok(Vec::new()) };
+    let mut week = Period::week_containing(first, time_zone)?;
+    let mut pending = Vec::new();
+    for _ in 0..MAX_WEEKS {
+        let complete = week.until.checked_add(EXPORT_GRACE).is_ok_and(|t| t <= now);
+        if !complete {
+            break;
+        }
+        if reader.has_data(week.time_range())? {
+            let mut missing = false;
+            for format in formats {
+                missing |= reader.export(&week.label, time_zone, format.name())?.is_none();
+            }
+            if missing {
+                pending.push(week.label.clone());
+            }
+        }
+        week = week.next()?;
+    }
+    Ok(pending)
+}
+
+/// Writes `bytes` to `path` so that readers see the old file or the whole new one.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let err = |source| Error::Export { path: path.to_path_buf(), source };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut file =
+        OpenOptions::new().create(true).write(true).truncate(true).mode(FILE_MODE).open(&tmp).map_err(err)?;
+    file.write_all(bytes).map_err(err)?;
+    file.sync_all().map_err(err)?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(err)?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(err)
+}

@@ -1,0 +1,116 @@
+//! The completeness section: statistics, journal losses and retention, as figures and sentences.
+
+use jiff::Timestamp;
+
+use super::{
+    AppReport, Completeness, Error, ReportQuery,
+    fmt::{bytes, grouped, pct, share},
+};
+use crate::journal::{JournalReader, ResidencyRow};
+
+/// Builds the completeness section of a report.
+pub(super) fn completeness(
+    reader: &JournalReader,
+    query: &ReportQuery,
+    rows: &[ResidencyRow],
+    all_rows: &[ResidencyRow],
+    apps: &[AppReport],
+    purged: Option<Timestamp>,
+) -> Result<Completeness, Error> {
+    let range = query.period.time_range();
+    let stats = reader.stats(range)?;
+    let losses = reader.losses(range)?;
+    let attributed_wire_bytes: u64 = all_rows.iter().map(|r| r.wire_tx + r.wire_rx).sum();
+    let incomplete_flows: u64 = apps.iter().map(|a| a.incomplete_flows).sum();
+    let unattributed_share_pct =
+        (stats.rows > 0).then(|| share(stats.unattributed_bytes, attributed_wire_bytes + stats.unattributed_bytes));
+    let straddling: u64 = rows.iter().map(|r| r.straddling_intervals).sum();
+    let endpoints_purged_before = purged.filter(|p| *p > query.period.since);
+
+    let mut notes = Vec::new();
+    if stats.rows == 0 {
+        notes.push(
+            "no statistics were recorded in this period: lost events and unattributed traffic are unknown".into(),
+        );
+    } else {
+        notes.push(format!(
+            "{} statistics snapshots from {} daemon run(s): {} kernel events produced, {} lost (ring buffer full)",
+            grouped(stats.rows),
+            grouped(stats.runs),
+            grouped(stats.events_submitted),
+            grouped(stats.events_lost)
+        ));
+        if stats.events_lost > 0 {
+            notes.push("flows whose events were lost may be missing or undercounted".into());
+        }
+        if stats.decode_errors > 0 {
+            notes.push(format!("{} events could not be decoded", grouped(stats.decode_errors)));
+        }
+        if stats.storage_failures > 0 {
+            notes.push(format!("{} sockets could not be counted (no socket storage)", grouped(stats.storage_failures)));
+        }
+        notes.push(format!(
+            "{} of IP-layer traffic ({} of all wire bytes) could not be charged to any socket (host-wide, e.g. handshakes and time-wait packets)",
+            bytes(stats.unattributed_bytes),
+            pct(unattributed_share_pct.unwrap_or(0.0))
+        ));
+        if query.app.is_some() {
+            notes.push("statistics are host-wide: they are not filtered by app".into());
+        }
+    }
+    if incomplete_flows > 0 {
+        notes
+            .push(format!("{} flows ended incomplete (part of their history was not seen)", grouped(incomplete_flows)));
+    }
+    let sources: Vec<String> = apps
+        .iter()
+        .flat_map(|a| a.payload_sources.iter().map(|s| s.payload_source.clone()))
+        .filter(|s| s != "syscall")
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !sources.is_empty() {
+        notes.push(format!(
+            "payload of some flows was not measured at the syscall layer but by: {} (see payload_sources)",
+            sources.join(", ")
+        ));
+    }
+    if losses.records > 0 || losses.buckets > 0 {
+        notes.push(format!(
+            "the journal dropped {} connection records and {} residency rows ({} of payload) while writes were failing",
+            grouped(losses.records),
+            grouped(losses.buckets),
+            bytes(losses.payload_bytes)
+        ));
+    }
+    if let Some(p) = endpoints_purged_before {
+        notes.push(format!(
+            "endpoint detail covers only the time since {p}: older connection records were purged (retention)"
+        ));
+    }
+    if straddling > 0 {
+        notes.push(format!(
+            "{} residency intervals start in the period but end after it: the period is not aligned to the journal's interval",
+            grouped(straddling)
+        ));
+    }
+    Ok(Completeness {
+        stats_rows: stats.rows,
+        runs: stats.runs,
+        events_submitted: stats.events_submitted,
+        events_lost: stats.events_lost,
+        decode_errors: stats.decode_errors,
+        storage_failures: stats.storage_failures,
+        unattributed_bytes: stats.unattributed_bytes,
+        unattributed_packets: stats.unattributed_packets,
+        attributed_wire_bytes,
+        unattributed_share_pct,
+        incomplete_flows,
+        journal_dropped_records: losses.records,
+        journal_dropped_payload_bytes: losses.payload_bytes,
+        endpoints_purged_before,
+        data_since: rows.iter().map(|r| r.first_interval).min(),
+        data_until: rows.iter().map(|r| r.last_interval_end).max(),
+        notes,
+    })
+}

@@ -1,0 +1,216 @@
+//! CSV rendering: `#` comment lines (period, completeness, databases, attribution), then one
+//! header and one row per figure. Columns are described in `SCHEMA.md`.
+
+use std::io::Write;
+
+use crate::report::{Error, Report, Share};
+
+const HEADER: [&str; 19] = [
+    "section",
+    "app",
+    "key",
+    "kind",
+    "country",
+    "asn",
+    "as_org",
+    "scope",
+    "ip",
+    "port",
+    "protocol",
+    "payload_tx_bytes",
+    "payload_rx_bytes",
+    "payload_bytes",
+    "wire_tx_bytes",
+    "wire_rx_bytes",
+    "flows",
+    "share_pct",
+    "new",
+];
+
+#[derive(Default)]
+struct Row {
+    section: &'static str,
+    app: String,
+    key: String,
+    kind: String,
+    country: String,
+    asn: String,
+    as_org: String,
+    scope: String,
+    ip: String,
+    port: String,
+    protocol: String,
+    payload_tx: String,
+    payload_rx: String,
+    payload: String,
+    wire_tx: String,
+    wire_rx: String,
+    flows: String,
+    share_pct: String,
+    new: String,
+}
+
+impl Row {
+    fn fields(self) -> [String; 19] {
+        let Self {
+            section,
+            app,
+            key,
+            kind,
+            country,
+            asn,
+            as_org,
+            scope,
+            ip,
+            port,
+            protocol,
+            payload_tx,
+            payload_rx,
+            payload,
+            wire_tx,
+            wire_rx,
+            flows,
+            share_pct,
+            new,
+        } = self;
+        [
+            section.into(),
+            app,
+            key,
+            kind,
+            country,
+            asn,
+            as_org,
+            scope,
+            ip,
+            port,
+            protocol,
+            payload_tx,
+            payload_rx,
+            payload,
+            wire_tx,
+            wire_rx,
+            flows,
+            share_pct,
+            new,
+        ]
+    }
+}
+
+fn share_row(section: &'static str, app: &str, s: &Share) -> Row {
+    let kind = s.kind.name().to_string();
+    Row {
+        section,
+        app: app.into(),
+        key: s.key.clone(),
+        scope: if kind == "scope" { s.key.clone() } else { "public".into() },
+        kind,
+        country: s.country.clone().unwrap_or_default(),
+        asn: s.asn.map(|n| n.to_string()).unwrap_or_default(),
+        as_org: s.as_org.clone().unwrap_or_default(),
+        payload_tx: s.traffic.payload_tx.to_string(),
+        payload_rx: s.traffic.payload_rx.to_string(),
+        payload: s.traffic.payload().to_string(),
+        wire_tx: s.traffic.wire_tx.to_string(),
+        wire_rx: s.traffic.wire_rx.to_string(),
+        flows: s.flows.to_string(),
+        share_pct: format!("{:.2}", s.share_pct),
+        ..Row::default()
+    }
+}
+
+/// Writes `r` as CSV.
+pub(super) fn write(r: &Report, out: &mut impl Write) -> Result<(), Error> {
+    let io = |source| Error::Write { format: "csv", source };
+    let p = &r.period;
+    writeln!(out, "# schema: {}", r.schema).map_err(io)?;
+    writeln!(out, "# period: {} ({} to {}, {})", p.label, p.since_local, p.until_local, p.time_zone).map_err(io)?;
+    writeln!(out, "# compared_with: {}", r.previous_period.label).map_err(io)?;
+    if let Some(app) = &r.app_filter {
+        writeln!(out, "# app_filter: {app}").map_err(io)?;
+    }
+    for note in &r.completeness.notes {
+        writeln!(out, "# completeness: {note}").map_err(io)?;
+    }
+    for db in &r.databases {
+        writeln!(
+            out,
+            "# database: {} {} built {} ({} days old), {} payload bytes answered",
+            db.role, db.database_type, db.build_date, db.age_days, db.payload_bytes
+        )
+        .map_err(io)?;
+    }
+    writeln!(out, "# attribution: {} (applies: {})", r.attribution.text, r.attribution.applies).map_err(io)?;
+
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(HEADER).map_err(Error::Csv)?;
+    for a in &r.apps {
+        let t = &a.traffic;
+        let total = Row {
+            section: "app",
+            app: a.app.clone(),
+            key: a.app.clone(),
+            payload_tx: t.payload_tx.to_string(),
+            payload_rx: t.payload_rx.to_string(),
+            payload: t.payload().to_string(),
+            wire_tx: t.wire_tx.to_string(),
+            wire_rx: t.wire_rx.to_string(),
+            flows: a.flows.to_string(),
+            ..Row::default()
+        };
+        let mut rows = vec![total];
+        rows.extend(a.by_country.iter().map(|s| share_row("country", &a.app, s)));
+        rows.extend(a.by_asn.iter().map(|s| share_row("asn", &a.app, s)));
+        rows.extend(a.top_endpoints.iter().map(|e| Row {
+            section: "endpoint",
+            app: a.app.clone(),
+            key: e.port.map_or_else(|| e.ip.clone(), |p| format!("{}:{p}", e.ip)),
+            country: e.country.clone().unwrap_or_default(),
+            asn: e.asn.map(|n| n.to_string()).unwrap_or_default(),
+            as_org: e.as_org.clone().unwrap_or_default(),
+            scope: e.scope.clone().unwrap_or_default(),
+            ip: e.ip.clone(),
+            port: e.port.map(|p| p.to_string()).unwrap_or_default(),
+            protocol: e.protocol.clone(),
+            payload_tx: e.payload_tx.to_string(),
+            payload_rx: e.payload_rx.to_string(),
+            payload: (e.payload_tx + e.payload_rx).to_string(),
+            wire_tx: e.wire_tx.to_string(),
+            wire_rx: e.wire_rx.to_string(),
+            flows: e.flows.to_string(),
+            share_pct: format!("{:.2}", e.share_pct),
+            new: e.new.to_string(),
+            ..Row::default()
+        }));
+        let n = &a.new_destinations;
+        rows.extend(n.countries.iter().map(|c| Row {
+            section: "new_country",
+            app: a.app.clone(),
+            key: c.clone(),
+            country: c.clone(),
+            new: "true".into(),
+            ..Row::default()
+        }));
+        rows.extend(n.asns.iter().map(|x| Row {
+            section: "new_asn",
+            app: a.app.clone(),
+            key: format!("AS{}", x.asn),
+            asn: x.asn.to_string(),
+            as_org: x.as_org.clone().unwrap_or_default(),
+            new: "true".into(),
+            ..Row::default()
+        }));
+        rows.extend(a.payload_sources.iter().map(|s| Row {
+            section: "payload_source",
+            app: a.app.clone(),
+            key: s.payload_source.clone(),
+            payload: s.payload_bytes.to_string(),
+            share_pct: format!("{:.2}", s.share_pct),
+            ..Row::default()
+        }));
+        for row in rows {
+            w.write_record(row.fields()).map_err(Error::Csv)?;
+        }
+    }
+    w.flush().map_err(io)
+}

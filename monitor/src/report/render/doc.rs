@@ -1,0 +1,262 @@
+//! The report as a document: the same content for Markdown and terminal output.
+
+use std::fmt::Write;
+
+use crate::report::{
+    AppReport, Endpoint, Report, Share, ShareKind,
+    fmt::{bytes, grouped, pct},
+};
+
+/// A piece of a document.
+pub(super) enum Block {
+    /// Heading of level 1–3.
+    Heading(u8, String),
+    /// A paragraph.
+    Para(String),
+    /// A bulleted list.
+    List(Vec<String>),
+    /// A table; `numeric[i]` right-aligns column `i`.
+    Table { headers: Vec<&'static str>, numeric: Vec<bool>, rows: Vec<Vec<String>> },
+}
+
+fn table(headers: &[(&'static str, bool)], rows: Vec<Vec<String>>) -> Block {
+    Block::Table {
+        headers: headers.iter().map(|h| h.0).collect(),
+        numeric: headers.iter().map(|h| h.1).collect(),
+        rows,
+    }
+}
+
+/// How a breakdown key reads in a document.
+fn destination(s: &Share) -> String {
+    match (s.kind, s.key.as_str()) {
+        (ShareKind::Country | ShareKind::Asn, key) => key.to_string(),
+        (ShareKind::Unknown, _) => "unknown (public address)".into(),
+        (ShareKind::Scope, "none") => "no remote address".into(),
+        (ShareKind::Scope, "unenriched") => "not looked up".into(),
+        (ShareKind::Scope, scope) => format!("{scope} (not public)"),
+    }
+}
+
+fn endpoint(e: &Endpoint) -> String {
+    let ip = if e.ip.contains(':') { format!("[{}]", e.ip) } else { e.ip.clone() };
+    e.port.map_or_else(|| format!("{} (inbound)", e.ip), |p| format!("{ip}:{p}"))
+}
+
+fn opt<T: ToString>(v: Option<&T>) -> String {
+    v.map_or_else(|| "-".into(), ToString::to_string)
+}
+
+/// Builds the document of `r`.
+pub(super) fn document(r: &Report) -> Vec<Block> {
+    let p = &r.period;
+    let mut d = vec![Block::Heading(1, format!("Residency report {}", p.label))];
+    let mut intro = format!(
+        "Period: {} to {} ({}, {} h). New destinations are compared with {}.",
+        p.since_local,
+        p.until_local,
+        p.time_zone,
+        p.seconds / 3600,
+        r.previous_period.label
+    );
+    if let Some(app) = &r.app_filter {
+        let _ = write!(intro, " Only app {app}.");
+    }
+    if let Some(t) = r.generated_at {
+        let _ = write!(intro, " Generated at {t}.");
+    }
+    d.push(Block::Para(intro));
+    d.push(Block::Para(format!(
+        "Bytes are payload bytes (what apps sent and received); wire bytes include IP and transport headers. Schema {}.",
+        r.schema
+    )));
+    d.push(Block::Heading(2, "Apps".into()));
+    let cols = [
+        ("App", false),
+        ("Payload up", true),
+        ("Payload down", true),
+        ("Wire up", true),
+        ("Wire down", true),
+        ("Flows", true),
+    ];
+    let mut rows: Vec<Vec<String>> = r
+        .apps
+        .iter()
+        .map(|a| {
+            let t = &a.traffic;
+            vec![
+                a.app.clone(),
+                bytes(t.payload_tx),
+                bytes(t.payload_rx),
+                bytes(t.wire_tx),
+                bytes(t.wire_rx),
+                grouped(a.flows),
+            ]
+        })
+        .collect();
+    let t = &r.totals;
+    let flows: u64 = r.apps.iter().map(|a| a.flows).sum();
+    rows.push(vec![
+        "total".into(),
+        bytes(t.payload_tx),
+        bytes(t.payload_rx),
+        bytes(t.wire_tx),
+        bytes(t.wire_rx),
+        grouped(flows),
+    ]);
+    d.push(table(&cols, rows));
+    for a in &r.apps {
+        app(&mut d, a);
+    }
+    d.push(Block::Heading(2, "Completeness".into()));
+    d.push(Block::List(r.completeness.notes.clone()));
+    d.push(Block::Heading(2, "Databases".into()));
+    if r.databases.is_empty() {
+        d.push(Block::Para("No geolocation database answered any figure of this period.".into()));
+    } else {
+        let cols = [
+            ("Role", false),
+            ("Type", false),
+            ("Build date", false),
+            ("Age (days)", true),
+            ("Payload answered", true),
+            ("Path", false),
+        ];
+        let rows = r
+            .databases
+            .iter()
+            .map(|db| {
+                vec![
+                    db.role.clone(),
+                    db.database_type.clone(),
+                    db.build_date.clone(),
+                    db.age_days.to_string(),
+                    bytes(db.payload_bytes),
+                    db.path.clone().unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect();
+        d.push(table(&cols, rows));
+    }
+    d.push(Block::Heading(2, "Attribution".into()));
+    let applies = if r.attribution.applies {
+        "Applies: the default databases answered figures of this report."
+    } else {
+        "Applies when the default databases are used; none of them answered figures of this report (see Databases)."
+    };
+    d.push(Block::Para(format!("{} {applies}", r.attribution.text)));
+    d
+}
+
+fn app(d: &mut Vec<Block>, a: &AppReport) {
+    let t = &a.traffic;
+    d.push(Block::Heading(2, format!("App {}", a.app)));
+    d.push(Block::Para(format!(
+        "{} sent {} and received {} of payload ({} / {} on the wire) in {} flows ({} incomplete).",
+        a.app,
+        bytes(t.payload_tx),
+        bytes(t.payload_rx),
+        bytes(t.wire_tx),
+        bytes(t.wire_rx),
+        grouped(a.flows),
+        grouped(a.incomplete_flows)
+    )));
+    let share_rows = |shares: &[Share], with_org: bool| -> Vec<Vec<String>> {
+        shares
+            .iter()
+            .map(|s| {
+                let mut row = vec![destination(s)];
+                if with_org {
+                    row.push(s.as_org.clone().unwrap_or_else(|| "-".into()));
+                }
+                let t = &s.traffic;
+                row.extend([
+                    bytes(t.payload_tx),
+                    bytes(t.payload_rx),
+                    pct(s.share_pct),
+                    bytes(t.wire_tx),
+                    bytes(t.wire_rx),
+                    grouped(s.flows),
+                ]);
+                row
+            })
+            .collect()
+    };
+    let nums = [
+        ("Payload up", true),
+        ("Payload down", true),
+        ("Share", true),
+        ("Wire up", true),
+        ("Wire down", true),
+        ("Flows", true),
+    ];
+    d.push(Block::Heading(3, "By country".into()));
+    d.push(table(&[&[("Country", false)][..], &nums].concat(), share_rows(&a.by_country, false)));
+    d.push(Block::Heading(3, "By network (ASN)".into()));
+    d.push(table(&[&[("Network", false), ("Organisation", false)][..], &nums].concat(), share_rows(&a.by_asn, true)));
+    d.push(Block::Para(format!(
+        "Public addresses with unknown country: {} ({}); with unknown network: {} ({}).",
+        bytes(a.unknown.country_bytes),
+        pct(a.unknown.country_share_pct),
+        bytes(a.unknown.asn_bytes),
+        pct(a.unknown.asn_share_pct)
+    )));
+    d.push(Block::Heading(3, "Top endpoints".into()));
+    if a.top_endpoints.is_empty() {
+        d.push(Block::Para("No connection records for this period.".into()));
+    } else {
+        let cols = [
+            ("Endpoint", false),
+            ("Proto", false),
+            ("Country", false),
+            ("Network", false),
+            ("Payload up", true),
+            ("Payload down", true),
+            ("Share", true),
+            ("Flows", true),
+            ("New", false),
+        ];
+        let rows = a
+            .top_endpoints
+            .iter()
+            .map(|e| {
+                vec![
+                    endpoint(e),
+                    e.protocol.clone(),
+                    e.country
+                        .clone()
+                        .or_else(|| e.scope.clone().filter(|s| s != "public"))
+                        .unwrap_or_else(|| "-".into()),
+                    e.asn.map_or_else(
+                        || "-".into(),
+                        |n| format!("AS{n} {}", e.as_org.clone().unwrap_or_default()).trim().to_string(),
+                    ),
+                    bytes(e.payload_tx),
+                    bytes(e.payload_rx),
+                    pct(e.share_pct),
+                    grouped(e.flows),
+                    if e.new { "new".into() } else { String::new() },
+                ]
+            })
+            .collect();
+        d.push(table(&cols, rows));
+        d.push(Block::Para(format!("{} endpoints in total.", grouped(a.endpoints_total))));
+    }
+    let n = &a.new_destinations;
+    d.push(Block::Heading(3, format!("New since {}", n.compared_with)));
+    let list = |v: Vec<String>| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+    let asns = n.asns.iter().map(|x| format!("AS{} ({})", x.asn, opt(x.as_org.as_ref()))).collect();
+    let endpoints = if n.endpoints_compared {
+        grouped(n.endpoints)
+    } else {
+        "not compared (older connection records were purged)".into()
+    };
+    d.push(Block::List(vec![
+        format!("countries: {}", list(n.countries.clone())),
+        format!("networks: {}", list(asns)),
+        format!("endpoints: {endpoints}"),
+    ]));
+    let sources: Vec<String> =
+        a.payload_sources.iter().map(|s| format!("{} {}", s.payload_source, pct(s.share_pct))).collect();
+    d.push(Block::Para(format!("Payload measured by: {}.", list(sources))));
+}
