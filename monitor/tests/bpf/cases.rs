@@ -31,6 +31,9 @@ pub fn all() -> Vec<Case> {
         ("socket_opened_before_the_monitor_started", preexisting_socket),
         ("lost_events_are_counted_with_a_tiny_ring_buffer", lost_events_counted),
         ("residency_per_app_bytes_by_country_and_asn_in_journal_and_report", crate::residency::per_app_bytes_by_country_and_asn),
+        ("journal_kill9_during_heavy_writing_loses_nothing_flushed", crate::durability::kill9_during_heavy_writing_loses_nothing_flushed),
+        ("journal_full_disk_keeps_records_until_space_returns", crate::durability::full_disk_keeps_records_until_space_returns),
+        ("run_with_bad_inputs_gives_clear_errors", crate::durability::bad_inputs_to_run_are_clear_errors),
     ]
 }
 

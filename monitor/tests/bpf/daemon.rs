@@ -72,8 +72,14 @@ impl Monitor {
 
     /// Like [`Monitor::start`], on an existing directory (journal kept from an earlier run).
     pub fn start_in(cgroup: &Path, dir: tempfile::TempDir, extra_config: &str) -> Self {
+        let text = config_text(dir.path(), extra_config);
+        Self::start_raw(cgroup, dir, &text)
+    }
+
+    /// Starts with exactly this config text (written to `dir/monitor.toml`).
+    pub fn start_raw(cgroup: &Path, dir: tempfile::TempDir, config_text: &str) -> Self {
         let config = dir.path().join("monitor.toml");
-        std::fs::write(&config, config_text(dir.path(), extra_config)).unwrap();
+        std::fs::write(&config, config_text).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_monitor"))
             .arg("--config")
             .arg(&config)

@@ -241,3 +241,19 @@ pub fn spawn(role: &str, args: &[String], place: Place<'_>) -> Helper {
     let stdout = BufReader::new(child.stdout.take().unwrap());
     Helper { child, stdin, stdout }
 }
+
+/// Runs `cmd` to completion, killing it (and failing) after `limit`: a command expected to fail
+/// must not hang the suite if it unexpectedly starts.
+pub fn output_within(cmd: &mut Command, limit: std::time::Duration) -> std::process::Output {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("{cmd:?} still running after {limit:?}; stderr:\n{}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}

@@ -10,6 +10,7 @@
 mod cases;
 mod daemon;
 mod env;
+mod durability;
 mod helper;
 mod residency;
 

@@ -1,0 +1,169 @@
+//! The journal under the real daemon: SIGKILL during heavy writing, a full disk, bad inputs.
+
+use std::{
+    path::Path,
+    process::Command,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::Duration,
+};
+
+use rusqlite::{Connection, OpenFlags, types::Value};
+
+use crate::{
+    daemon::Monitor,
+    env::{Pair, Place, TestCgroup, spawn},
+};
+
+fn s(v: impl ToString) -> String {
+    v.to_string()
+}
+
+fn rows(journal: &Path) -> Vec<Vec<Value>> {
+    let db = Connection::open_with_flags(journal, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let check: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(check, "ok", "journal integrity");
+    let mut stmt = db.prepare("SELECT * FROM connections ORDER BY id").unwrap();
+    let n = stmt.column_count();
+    stmt.query_map([], |r| (0..n).map(|i| r.get::<_, Value>(i)).collect::<Result<Vec<_>, _>>())
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Runs batches of 20 connections from the cgroup until `stop` is set.
+fn churn(pair: &Pair, cg: &TestCgroup, stop: &AtomicBool) -> usize {
+    let server = format!("{}:5207", pair.b_v4[0]);
+    let mut done = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let mut srv = spawn("tcp-server", &[server.clone(), s(512), s(20)], Place { netns: Some(&pair.b), ..Place::default() });
+        srv.line();
+        let place = Place { netns: Some(&pair.a), cgroup: Some(cg), uid: None };
+        let clients: Vec<_> = (0..2).map(|_| spawn("tcp-client", &[server.clone(), s(2048), s(10)], place)).collect();
+        for c in clients {
+            done += c.finish().len();
+        }
+        srv.finish();
+    }
+    done
+}
+
+pub fn kill9_during_heavy_writing_loses_nothing_flushed() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let mon = Monitor::start(&cg.path, "");
+    let stop = Arc::new(AtomicBool::new(false));
+    let made = thread::scope(|scope| {
+        let worker = scope.spawn(|| churn(&pair, &cg, &stop));
+        thread::sleep(Duration::from_millis(3500));
+        let dir = mon.kill9();
+        stop.store(true, Ordering::Relaxed);
+        (worker.join().unwrap(), dir)
+    });
+    let (connections, dir) = made;
+    let journal = dir.path().join("journal.db");
+    let before = rows(&journal);
+    eprintln!("    {connections} connections made, {} records flushed before SIGKILL", before.len());
+    assert!(before.len() >= 20, "at least the first flushes reached the journal");
+
+    // The daemon starts again on the same journal; nothing flushed earlier changes.
+    let mon = Monitor::start_in(&cg.path, dir, "");
+    let mut srv = spawn("tcp-server", &[format!("{}:5208", pair.b_v4[0]), s(100), s(5)], Place { netns: Some(&pair.b), ..Place::default() });
+    srv.line();
+    let c = spawn("tcp-client", &[format!("{}:5208", pair.b_v4[0]), s(100), s(5)], Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None });
+    c.finish();
+    srv.finish();
+    let out = mon.stop();
+    let after = rows(&out.dir.path().join("journal.db"));
+    assert_eq!(&after[..before.len()], &before[..], "rows flushed before the kill are intact");
+    assert!(after.len() >= before.len() + 5, "the restarted daemon keeps writing");
+}
+
+/// A journal on a 320 KiB tmpfs fills up while traffic goes on: the daemon reports the failure,
+/// keeps the rows in memory, keeps running, and writes them all once space is freed.
+pub fn full_disk_keeps_records_until_space_returns() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let mount = |opts: &str| {
+        let st = Command::new("mount").args(["-t", "tmpfs", "-o", opts, "tmpfs"]).arg(&mnt).status().unwrap();
+        assert!(st.success(), "mount tmpfs {opts}");
+    };
+    mount("size=320k");
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _guard = Unmount(&mnt);
+    let config = format!("[journal]\npath = \"{}\"\nflush_interval_secs = 1\n", mnt.join("journal.db").display());
+    let config_dir = tempfile::tempdir().unwrap();
+    let mon = Monitor::start_raw(&cg.path, config_dir, &config);
+    let stop = AtomicBool::new(false);
+    let made = thread::scope(|scope| {
+        let worker = scope.spawn(|| churn(&pair, &cg, &stop));
+        thread::sleep(Duration::from_secs(4));
+        stop.store(true, Ordering::Relaxed);
+        worker.join().unwrap()
+    });
+    thread::sleep(Duration::from_secs(2));
+    // Free space: grow the file system.
+    mount_remount(&mnt, "size=64m");
+    thread::sleep(Duration::from_secs(3));
+    let out = mon.stop();
+    assert!(out.log.contains("journal write failed"), "the full disk was reported:\n{}", out.log);
+    let closed = out.closed().len();
+    let journaled = rows(&mnt.join("journal.db")).iter().filter(|r| r[1] == Value::Text("close".into())).count();
+    eprintln!("    {made} connections, {closed} close records printed, {journaled} journaled after space returned");
+    assert_eq!(journaled, closed, "every record reached the journal once space returned");
+}
+
+fn mount_remount(mnt: &Path, opts: &str) {
+    let st = Command::new("mount").args(["-o", &format!("remount,{opts}")]).arg(mnt).status().unwrap();
+    assert!(st.success(), "remount {opts}");
+}
+
+/// `monitor run` with unusable inputs: one clear message, a documented exit code, nothing written.
+pub fn bad_inputs_to_run_are_clear_errors() {
+    let cg = TestCgroup::new();
+    let dir = tempfile::tempdir().unwrap();
+    let run_on = |cgroup: &Path, config: &str| {
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_monitor"));
+        cmd.arg("--config").arg(&path).args(["run", "--cgroup"]).arg(cgroup);
+        crate::env::output_within(&mut cmd, Duration::from_secs(20))
+    };
+    let run = |config: &str| run_on(&cg.path, config);
+    let check = |out: std::process::Output, code: i32, needle: &str| {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{err}");
+        assert!(err.contains(needle), "{needle:?} in {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    };
+    let journal = dir.path().join("j.db");
+    // A corrupt database file named explicitly.
+    let garbage = dir.path().join("garbage.mmdb");
+    std::fs::write(&garbage, b"this is not a maxmind database").unwrap();
+    check(run(&format!("[geo]\ncountry_db = \"{}\"\n[journal]\npath = \"{}\"\n", garbage.display(), journal.display())), 2, "garbage.mmdb");
+    // A missing database file named explicitly.
+    check(run(&format!("[geo]\nasn_db = \"/nonexistent/asn.mmdb\"\n[journal]\npath = \"{}\"\n", journal.display())), 2, "/nonexistent/asn.mmdb");
+    assert!(!journal.exists(), "nothing written on a configuration error");
+    // A journal directory that cannot be created (its parent is a file).
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    check(run(&format!("[journal]\npath = \"{}/j.db\"\n", file.display())), 5, "cannot create journal directory");
+    // A corrupt journal is left in place, with advice.
+    let corrupt = dir.path().join("corrupt.db");
+    std::fs::write(&corrupt, vec![0x42u8; 8192]).unwrap();
+    check(run(&format!("[journal]\npath = \"{}\"\n", corrupt.display())), 5, "corrupt.db");
+    assert_eq!(std::fs::read(&corrupt).unwrap(), vec![0x42u8; 8192], "a corrupt journal is never overwritten");
+    // A cgroup that does not exist.
+    check(run_on(Path::new("no-such-cgroup-here"), &format!("[journal]\npath = \"{}\"\n", journal.display())), 2, "no-such-cgroup-here");
+}
