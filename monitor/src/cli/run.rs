@@ -55,17 +55,31 @@ pub fn execute(args: RunArgs, mut raw: RawConfig, source: Option<PathBuf>) -> an
     })
 }
 
-/// Completes on the first SIGINT or SIGTERM; a second one exits at once.
+/// Completes on the first SIGINT (ctrlc) or SIGTERM; a second one exits at once. SIGHUP is left
+/// to the daemon (database reload).
 fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
     static SIGNALLED: AtomicBool = AtomicBool::new(false);
-    let (tx, mut rx) = watch::channel(false);
-    ctrlc::set_handler(move || {
+    fn second_signal_exits(code: i32) -> bool {
         if SIGNALLED.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
+            std::process::exit(code);
         }
-        let _ = tx.send(true);
+        true
+    }
+    let (tx, mut rx) = watch::channel(false);
+    let on_int = tx.clone();
+    ctrlc::set_handler(move || {
+        second_signal_exits(130);
+        let _ = on_int.send(true);
     })
-    .context("failed to install the SIGINT/SIGTERM handler")?;
+    .context("failed to install the SIGINT handler")?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("failed to install the SIGTERM handler")?;
+    tokio::spawn(async move {
+        while term.recv().await.is_some() {
+            second_signal_exits(143);
+            let _ = tx.send(true);
+        }
+    });
     Ok(async move {
         let _ = rx.wait_for(|stop| *stop).await;
     })

@@ -143,10 +143,15 @@ impl Monitor {
     }
 
     /// SIGINT, wait for a clean exit, and return what it printed.
-    pub fn stop(mut self) -> Output {
+    pub fn stop(self) -> Output {
+        self.stop_with(Signal::SIGINT)
+    }
+
+    /// `signal`, wait for a clean exit, and return what it printed.
+    pub fn stop_with(mut self, signal: Signal) -> Output {
         // Let close events of the last flows arrive (FIN exchanges on veth take microseconds).
         thread::sleep(Duration::from_millis(300));
-        kill(self.pid(), Signal::SIGINT).unwrap();
+        kill(self.pid(), signal).unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {

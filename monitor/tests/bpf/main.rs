@@ -12,6 +12,7 @@ mod daemon;
 mod env;
 mod durability;
 mod helper;
+mod lifecycle;
 mod residency;
 
 use std::process::ExitCode;

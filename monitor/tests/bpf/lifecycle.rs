@@ -1,0 +1,175 @@
+//! Daemon lifecycle around the journal: weekly exports written once across restarts, SIGHUP
+//! reloads of the geolocation databases, `monitor status`.
+
+use std::{fs, path::PathBuf, process::Command, time::Duration};
+
+use jiff::Timestamp;
+use monitor::{
+    enrich::{Destination, Scope},
+    identity::{App, AppSource},
+    journal::{JournalConfig, JournalWriter, RunInfo},
+    tracker::{
+        FlowRecord,
+        record::{Direction, Owner, OwnerSource, Payload, PayloadSource, Protocol, RecordKind, Wire},
+    },
+};
+use nix::sys::signal::{Signal, kill};
+use serde_json::Value;
+
+use crate::{
+    daemon::Monitor,
+    env::{Pair, Place, TestCgroup, spawn},
+};
+
+fn s(v: impl ToString) -> String {
+    v.to_string()
+}
+
+/// One closed flow of 1,000 bytes up and 2,000 down at `t`, to a Swedish address.
+fn past_record(t: Timestamp) -> (FlowRecord, App, Destination) {
+    let payload = Payload { tx_bytes: 1000, rx_bytes: 2000 };
+    let wire = Wire { tx_bytes: 1400, tx_packets: 10, rx_bytes: 2400, rx_packets: 10 };
+    let record = FlowRecord {
+        event: RecordKind::Close,
+        cookie: 1,
+        owner: Owner { tgid: 1, pid: 1, uid: 0, gid: 0, comm: "past".into(), cgroup_id: 1, source: OwnerSource::SockCreate },
+        protocol: Protocol::Tcp,
+        direction: Direction::Outbound,
+        local: Some("10.0.0.1:40000".parse().unwrap()),
+        remote: Some("89.160.20.112:443".parse().unwrap()),
+        payload,
+        payload_source: PayloadSource::Syscall,
+        wire,
+        delta_payload: payload,
+        delta_wire: wire,
+        first_seen: t,
+        last_seen: t,
+        closed: Some(t),
+        complete: true,
+    };
+    let app = App {
+        name: "past-app".into(),
+        exe: None,
+        cmdline: None,
+        pid: 1,
+        start_time: 0,
+        uid: 0,
+        user: None,
+        unit: None,
+        cgroup: None,
+        container: None,
+        source: AppSource::Kernel,
+    };
+    let dest = Destination { scope: Scope::Public, country: Some("SE".into()), asn: Some(29518), as_org: None, country_db: None, asn_db: None };
+    (record, app, dest)
+}
+
+/// A completed week in the journal is exported by the daemon at start, as JSON and Markdown, and
+/// not again after a restart.
+pub fn completed_week_is_exported_once_across_restarts() {
+    let cg = TestCgroup::new();
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.db");
+    {
+        let config = JournalConfig { path: journal.clone(), ..JournalConfig::default() };
+        let mut w = JournalWriter::open(&config, RunInfo::current(None)).unwrap();
+        // Wednesday of ISO week 2026-W40 (2026-09-30 12:00 UTC).
+        let (r, app, dest) = past_record("2026-09-30T12:00:00Z".parse().unwrap());
+        w.append(&r, &app, Some(&dest));
+        w.flush().unwrap();
+    }
+    let reports: PathBuf = dir.path().join("reports");
+    let mon = Monitor::start_in(&cg.path, dir, "");
+    std::thread::sleep(Duration::from_secs(2));
+    let out = mon.stop();
+    let json = reports.join("2026-W40.json");
+    let md = reports.join("2026-W40.md");
+    let doc: Value = serde_json::from_slice(&fs::read(&json).expect("2026-W40.json written")).unwrap();
+    assert_eq!(doc["period"]["label"], "2026-W40");
+    assert_eq!(doc["apps"][0]["app"], "past-app");
+    assert_eq!(doc["apps"][0]["traffic"]["payload_tx"], 1000);
+    assert!(fs::read_to_string(&md).unwrap().contains("past-app"));
+    assert!(out.log.contains("weekly report 2026-W40 written"), "{}", out.log);
+    let written = fs::metadata(&json).unwrap().modified().unwrap();
+
+    let mon = Monitor::start_in(&cg.path, out.dir, "");
+    std::thread::sleep(Duration::from_secs(2));
+    let out = mon.stop();
+    assert!(!out.log.contains("weekly report 2026-W40 written"), "exported again:\n{}", out.log);
+    assert_eq!(fs::metadata(&json).unwrap().modified().unwrap(), written, "file left alone");
+    let weeks: Vec<_> = fs::read_dir(&reports).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(weeks.len(), 2, "only the completed week with data: {weeks:?}");
+}
+
+/// SIGHUP reopens the databases; a bad replacement file is refused and the old data keeps working.
+pub fn sighup_reloads_databases_and_keeps_old_ones_on_failure() {
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/geo");
+    let pair = Pair::new("10.77.0.1", &["89.160.20.112"], "fd77::1", &["fd77::2"]);
+    let cg = TestCgroup::new();
+    let geo = tempfile::tempdir().unwrap();
+    let country = geo.path().join("country.mmdb");
+    fs::copy(fixtures.join("GeoIP2-Country-Test.mmdb"), &country).unwrap();
+    let extra = format!("[geo]\ncountry_db = \"{}\"\n", country.display());
+    let mon = Monitor::start(&cg.path, &extra);
+    let flow = |port: u16| {
+        let server = format!("89.160.20.112:{port}");
+        let mut srv = spawn("tcp-server", &[server.clone(), s(10), s(1)], Place { netns: Some(&pair.b), ..Place::default() });
+        srv.line();
+        spawn("tcp-client", &[server, s(10), s(1)], Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None }).finish();
+        srv.finish();
+    };
+    flow(6001);
+    // A corrupt replacement (written by rename, as an updater would): refused, old data kept.
+    let tmp = geo.path().join("new.mmdb");
+    fs::write(&tmp, b"not a database").unwrap();
+    fs::rename(&tmp, &country).unwrap();
+    kill(mon.pid(), Signal::SIGHUP).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    flow(6002);
+    // A valid replacement of the other schema (DB-IP `country_code`).
+    fs::copy(fixtures.join("dbip-country-subset.mmdb"), &tmp).unwrap();
+    fs::rename(&tmp, &country).unwrap();
+    kill(mon.pid(), Signal::SIGHUP).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    flow(6003);
+    let out = mon.stop();
+    assert!(out.log.contains("reload failed, keeping the previous databases"), "{}", out.log);
+    assert!(out.log.contains("reloaded country database"), "{}", out.log);
+    let db_of = |port: u16| -> Value {
+        let f = out.flows.iter().find(|f| f["remote"] == format!("89.160.20.112:{port}")).expect("flow");
+        f["destination"]["country_db"]["database_type"].clone()
+    };
+    assert_eq!(db_of(6001), "GeoIP2-Country");
+    assert_eq!(db_of(6002), "GeoIP2-Country", "old database kept after a failed reload");
+    assert_ne!(db_of(6003), "GeoIP2-Country", "new database after a good reload");
+
+    // `monitor status` shows the daemon's last state and the databases it used.
+    let status = Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .args(["status", "--json", "--journal"])
+        .arg(out.dir.path().join("journal.db"))
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let v: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(v["running"], false);
+    assert!(v["rows"]["connections"].as_u64().unwrap() >= 3, "{v}");
+    assert!(v["daemon"]["flushes"].as_u64().unwrap() >= 1, "{v}");
+}
+
+/// SIGTERM (as systemd sends it) stops the daemon cleanly: open flows reported, statistics
+/// final, exit 0.
+pub fn sigterm_stops_cleanly() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let server = format!("{}:6010", pair.b_v4[0]);
+    let mut srv = spawn("tcp-server", &[server.clone(), s(100), s(1)], Place { netns: Some(&pair.b), ..Place::default() });
+    srv.line();
+    let mon = Monitor::start(&cg.path, "");
+    spawn("tcp-client", &[server, s(4000), s(1)], Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None }).finish();
+    srv.finish();
+    let out = mon.stop_with(Signal::SIGTERM);
+    assert_eq!(out.closed().len(), 1);
+    assert_eq!(out.closed()[0].payload.tx_bytes, 4000);
+    out.assert_nothing_lost();
+    assert!(out.log.contains("detached"), "{}", out.log);
+}
