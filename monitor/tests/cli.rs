@@ -93,3 +93,31 @@ fn run_without_privileges_exits_3_with_one_clear_message() {
     assert_clean_failure(&out, 3, "CAP_BPF");
     assert_eq!(stderr(&out).lines().filter(|l| !l.trim().is_empty()).count(), 1, "one message:\n{}", stderr(&out));
 }
+
+#[test]
+fn report_with_bad_period_or_format_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("none.db");
+    let j = journal.to_str().unwrap();
+    assert_clean_failure(&monitor(&["report", "--week", "2026-47", "--journal", j]), 2, "2026-47");
+    assert_clean_failure(&monitor(&["report", "--format", "xml", "--journal", j]), 2, "xml");
+    assert_clean_failure(&monitor(&["report", "--time-zone", "Mars/Olympus", "--journal", j]), 2, "Mars/Olympus");
+    assert_clean_failure(&monitor(&["report", "--since", "yesterday", "--until", "2026-11-20", "--journal", j]), 2, "yesterday");
+}
+
+#[test]
+fn report_and_status_without_a_journal_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("none.db");
+    let out = monitor(&["report", "--week", "2026-W47", "--journal", journal.to_str().unwrap()]);
+    assert_clean_failure(&out, 5, "none.db");
+    assert!(!journal.exists(), "a reader never creates a journal");
+    assert_clean_failure(&monitor(&["status", "--journal", journal.to_str().unwrap()]), 5, "none.db");
+}
+
+#[test]
+fn report_on_a_corrupt_journal_is_a_journal_error() {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    fs::write(f.path(), vec![7u8; 4096]).unwrap();
+    assert_clean_failure(&monitor(&["report", "--journal", f.path().to_str().unwrap()]), 5, f.path().to_str().unwrap());
+}
