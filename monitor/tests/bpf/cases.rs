@@ -37,6 +37,7 @@ pub fn all() -> Vec<Case> {
         ("weekly_export_written_once_across_restarts", crate::lifecycle::completed_week_is_exported_once_across_restarts),
         ("sighup_reloads_databases_and_keeps_old_ones_on_failure", crate::lifecycle::sighup_reloads_databases_and_keeps_old_ones_on_failure),
         ("sigterm_stops_cleanly", crate::lifecycle::sigterm_stops_cleanly),
+        ("long_lived_flow_gets_periodic_updates_that_add_up", crate::lifecycle::long_lived_flow_gets_periodic_updates_that_add_up),
     ]
 }
 

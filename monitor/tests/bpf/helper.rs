@@ -93,6 +93,21 @@ pub fn main(role: &str) {
                 say(&json!({"local": s.local_addr().unwrap().to_string(), "tx": send + i * 7, "rx": rx, "pid": std::process::id()}));
             }
         }
+        // tcp-trickle SERVER CHUNK COUNT PAUSE_MS: a long-lived connection sending a chunk per pause.
+        "tcp-trickle" => {
+            name("mon-tcp-trickle");
+            let mut s = TcpStream::connect(arg(0)).unwrap();
+            let chunk: usize = arg(1).parse().unwrap();
+            let count: usize = arg(2).parse().unwrap();
+            let pause = Duration::from_millis(arg(3).parse().unwrap());
+            for _ in 0..count {
+                s.write_all(&pattern(chunk)).unwrap();
+                thread::sleep(pause);
+            }
+            s.shutdown(Shutdown::Write).unwrap();
+            let rx = read_to_end(&mut s);
+            say(&json!({"local": s.local_addr().unwrap().to_string(), "tx": chunk * count, "rx": rx}));
+        }
         // tcp-exit SERVER SEND: connects, writes, exits at once (close happens at exit).
         "tcp-exit" => {
             name("mon-tcp-exit");

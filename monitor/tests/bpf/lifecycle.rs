@@ -173,3 +173,33 @@ pub fn sigterm_stops_cleanly() {
     out.assert_nothing_lost();
     assert!(out.log.contains("detached"), "{}", out.log);
 }
+
+/// A long-lived flow gets periodic `update` records whose deltas add up to the final totals.
+pub fn long_lived_flow_gets_periodic_updates_that_add_up() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let server = format!("{}:6011", pair.b_v4[0]);
+    let mut srv = spawn("tcp-server", &[server.clone(), s(777), s(1)], Place { netns: Some(&pair.b), ..Place::default() });
+    srv.line();
+    let mon = Monitor::start(&cg.path, "[probe]\nupdate_interval_secs = 1\n");
+    let lines = spawn("tcp-trickle", &[server, s(10_000), s(40), s(100)], Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None }).finish();
+    srv.finish();
+    let out = mon.stop();
+    let local = &lines[0]["local"];
+    let mine: Vec<_> = out.records.iter().filter(|r| r.local.map(|l| l.to_string()) == local.as_str().map(String::from)).collect();
+    let updates = mine.iter().filter(|r| r.event == monitor::tracker::record::RecordKind::Update).count();
+    assert!(updates >= 2, "a 4 s flow with a 1 s interval has several updates: {mine:#?}");
+    let last = mine.last().unwrap();
+    assert_eq!(last.event, monitor::tracker::record::RecordKind::Close);
+    assert_eq!((last.payload.tx_bytes, last.payload.rx_bytes), (400_000, 777));
+    let tx: u64 = mine.iter().map(|r| r.delta_payload.tx_bytes).sum();
+    let wire: u64 = mine.iter().map(|r| r.delta_wire.tx_bytes).sum();
+    assert_eq!(tx, 400_000, "deltas add up to the total");
+    assert_eq!(wire, last.wire.tx_bytes);
+    let mut previous = 0;
+    for r in &mine {
+        assert!(r.payload.tx_bytes >= previous, "totals never go back");
+        previous = r.payload.tx_bytes;
+    }
+    out.assert_nothing_lost();
+}
