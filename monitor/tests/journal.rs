@@ -255,7 +255,7 @@ fn full_tmpfs_keeps_buffered_rows_until_space_is_freed() {
     for cookie in 11..=1000 {
         writer.append(&record(cookie, now), &app, Some(&dest));
     }
-    let err = writer.flush().err().expect("flush must fail on a full file system");
+    let err = writer.flush().expect_err("flush must fail on a full file system");
     assert!(matches!(&err, monitor::journal::Error::Full { path } if *path == config.path), "{err:?}");
     assert_eq!(writer.buffered_records(), 990, "buffered rows are kept");
     let reader = JournalReader::open(&config.path).expect("reader on the full file system");

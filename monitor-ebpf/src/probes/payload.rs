@@ -31,10 +31,10 @@ fn count(ctx: &BtfTracePointContext, tx: bool) {
         add(dst, ret as u64);
         if c.flags & (COUNTER_DISCOVERED | COUNTER_OWNER_RECORDED) == COUNTER_DISCOVERED {
             // SAFETY: null-checked map value.
-            if let Some(owner) = unsafe { OWNER.get(sk, true).as_mut() } {
-                if owner.source == OwnerSource::Unknown as u32 {
-                    record_owner(owner, OwnerSource::Syscall);
-                }
+            if let Some(owner) = unsafe { OWNER.get(sk, true).as_mut() }
+                && owner.source == OwnerSource::Unknown as u32
+            {
+                record_owner(owner, OwnerSource::Syscall);
             }
             c.flags |= COUNTER_OWNER_RECORDED;
         }

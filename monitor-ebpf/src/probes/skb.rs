@@ -227,11 +227,11 @@ fn count_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, egress: bool, len: u64) {
     };
     let mut index = PEER_SLOTS;
     for i in 0..PEER_SLOTS {
-        if let Some(slot) = table.slots.get(i) {
-            if same(slot, &peer) {
-                index = i;
-                break;
-            }
+        if let Some(slot) = table.slots.get(i)
+            && same(slot, &peer)
+        {
+            index = i;
+            break;
         }
     }
     if index == PEER_SLOTS {
@@ -263,11 +263,11 @@ fn count_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, egress: bool, len: u64) {
 fn claim(ctx: &SkBuffContext, sk: *mut bpf_sock, table: &mut PeerTable, peer: &Peer) -> usize {
     let mut index = PEER_SLOTS;
     for i in 0..PEER_SLOTS {
-        if let Some(slot) = table.slots.get(i) {
-            if slot.active == 0 {
-                index = i;
-                break;
-            }
+        if let Some(slot) = table.slots.get(i)
+            && slot.active == 0
+        {
+            index = i;
+            break;
         }
     }
     if index == PEER_SLOTS {
@@ -312,13 +312,19 @@ pub(crate) fn peer_tuple(local: &Tuple, slot: &PeerSlot) -> Tuple {
 
 #[inline(always)]
 fn report_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, kind: EventKind, slot: &PeerSlot) {
-    let tuple = peer_tuple(&tuple_of(sk), slot);
-    let owner: *const Owner = owner_of(sk.cast::<c_void>());
+    // SAFETY: the context is an skb with a socket.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
+    emit_peer(kind, cookie, owner_of(sk.cast::<c_void>()), &tuple_of(sk), slot);
+}
+
+/// Emits the counters of one peer slot generation; `local` gives the socket's side.
+#[inline(always)]
+pub(crate) fn emit_peer(kind: EventKind, cookie: u64, owner: *const Owner, local: &Tuple, slot: &PeerSlot) {
+    let tuple = peer_tuple(local, slot);
     emit(
         kind,
         &EventData {
-            // SAFETY: the context is an skb with a socket.
-            cookie: unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) },
+            cookie,
             flags: 0,
             generation: slot.generation,
             first_ns: slot.first_ns,

@@ -106,19 +106,6 @@ fn release_peers(
         if slot.active == 0 {
             continue;
         }
-        let tuple = super::skb::peer_tuple(local, slot);
-        emit(
-            EventKind::PeerClosed,
-            &EventData {
-                cookie,
-                flags: 0,
-                generation: slot.generation,
-                first_ns: slot.first_ns,
-                owner,
-                tuple: &tuple,
-                bytes: &raw const slot.bytes,
-                tcp: TcpCounters::default(),
-            },
-        );
+        super::skb::emit_peer(EventKind::PeerClosed, cookie, owner, local, slot);
     }
 }

@@ -1,6 +1,6 @@
 //! `monitor report`: per-app residency for a week or a time range, from the journal.
 
-use std::{io::Write as _, path::PathBuf, process::ExitCode};
+use std::{io::Write as _, process::ExitCode};
 
 use anyhow::Context as _;
 use jiff::{Timestamp, civil::Date, tz::TimeZone};
@@ -65,7 +65,7 @@ fn parse_time(text: &str, tz: &TimeZone) -> anyhow::Result<Timestamp> {
 }
 
 /// Opens the journal read-only, with a hint when it does not exist yet.
-pub fn open_journal(path: &PathBuf) -> anyhow::Result<JournalReader> {
+pub fn open_journal(path: &std::path::Path) -> anyhow::Result<JournalReader> {
     JournalReader::open(path).with_context(|| {
         format!("cannot read the journal `{}` (has `monitor run` written one? is the path right?)", path.display())
     })

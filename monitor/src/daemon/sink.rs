@@ -140,8 +140,8 @@ impl Sink {
 
     fn flush(&mut self, t: &mut Timers) {
         t.flush = Instant::now();
-        if let Err(e) = self.journal.flush() {
-            if t.error_logged.is_none_or(|last| last.elapsed() >= ERROR_LOG_EVERY) {
+        if let Err(e) = self.journal.flush()
+            && t.error_logged.is_none_or(|last| last.elapsed() >= ERROR_LOG_EVERY) {
                 t.error_logged = Some(Instant::now());
                 error!(
                     "journal write failed, {} records kept in memory for the next attempt: {}",
@@ -149,7 +149,6 @@ impl Sink {
                     chain(&e)
                 );
             }
-        }
     }
 
     /// Writes the report of every completed, not yet exported week (once, across restarts).

@@ -98,7 +98,7 @@ fn full_disk_keeps_buffered_rows_and_retry_writes_them() {
         let mut f = Flow::new(cookie, "192.0.2.2:443", at(T0 + 60));
         w.append(&f.record(Close, at(T0 + 61), 7, 3), &app, Some(&dest));
     }
-    let err = w.flush().err().expect("flush must fail");
+    let err = w.flush().expect_err("flush must fail");
     assert!(matches!(&err, Error::Full { path } if path == w.path()), "{err:?}");
     assert!(err.to_string().contains("full"), "{err}");
     assert_eq!(w.buffered_records(), 598, "buffered rows are kept");
