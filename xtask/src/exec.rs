@@ -67,5 +67,7 @@ pub fn run_tests(args: &[String]) -> anyhow::Result<()> {
         eprintln!("xtask: not root: BPF tests will be skipped (run as root to include them)");
     }
     cmd.args(args);
-    exec(&mut cmd)
+    exec(&mut cmd)?;
+    eprintln!("xtask: clippy (warnings are errors)");
+    exec(cargo().args(["clippy", "--package", "monitor", "--package", "monitor-common", "--package", "xtask", "--all-targets", "--", "-D", "warnings"]))
 }
