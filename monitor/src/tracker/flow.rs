@@ -1,9 +1,6 @@
 //! State of one flow and how kernel events merge into it.
 
-use std::{
-    collections::BTreeMap,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use monitor_common::{
     AF_INET6, IPPROTO_TCP,
@@ -29,8 +26,9 @@ pub(super) struct Flow {
     pub(super) direction: Direction,
     pub(super) local: Option<SocketAddr>,
     pub(super) remote: Option<SocketAddr>,
-    /// Cumulative counters: of the socket, or per peer-slot generation.
-    pub(super) generations: BTreeMap<u64, ByteCounters>,
+    /// Cumulative counters per peer-slot generation (one entry, generation 0, for sockets). A
+    /// `Vec`: almost always one element, and a map's first node would cost ten times more.
+    pub(super) generations: Vec<(u64, ByteCounters)>,
     pub(super) tcp: Option<TcpCounters>,
     pub(super) v6: bool,
     pub(super) established: bool,
@@ -128,7 +126,7 @@ impl Flow {
             direction: Direction::Unknown,
             local: None,
             remote: None,
-            generations: BTreeMap::new(),
+            generations: Vec::with_capacity(1),
             tcp: None,
             v6: ev.tuple.family == AF_INET6,
             established: false,
@@ -151,8 +149,10 @@ impl Flow {
                 self.owner = owner;
             }
         self.merge_tuple(kind, &ev.tuple);
-        let entry = self.generations.entry(ev.generation).or_default();
-        max_counters(entry, &ev.bytes);
+        match self.generations.iter_mut().find(|(g, _)| *g == ev.generation) {
+            Some((_, entry)) => max_counters(entry, &ev.bytes),
+            None => self.generations.push((ev.generation, ev.bytes)),
+        }
         self.last_ns = self.last_ns.max(ev.ts_ns);
         if ev.first_ns != 0 && ev.first_ns < self.first_ns {
             self.first_ns = ev.first_ns;
@@ -210,7 +210,7 @@ impl Flow {
 
     /// Sum over slot generations (a single entry for sockets).
     pub(super) fn totals(&self) -> ByteCounters {
-        self.generations.values().fold(ByteCounters::default(), |mut acc, c| {
+        self.generations.iter().map(|(_, c)| c).fold(ByteCounters::default(), |mut acc, c| {
             acc.wire_tx_bytes += c.wire_tx_bytes;
             acc.wire_tx_packets += c.wire_tx_packets;
             acc.wire_rx_bytes += c.wire_rx_bytes;
