@@ -137,16 +137,28 @@ pub struct PeerSlot {
 }
 const _: () = assert!(core::mem::size_of::<PeerSlot>() == 96);
 
-/// `PEERS` storage value.
+/// The kernel's `struct bpf_spin_lock`. The verifier finds a lock in a map value by this BTF type
+/// name, so it must be spelled exactly so.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[allow(non_camel_case_types, reason = "BTF type name the verifier looks for")]
+pub struct bpf_spin_lock {
+    /// Lock word (kernel-owned).
+    pub val: u32,
+}
+
+/// `PEERS` storage value. Every read and write of `slots`, `victim` and `generation` happens
+/// under `lock`: packets of one socket arrive on several CPUs at once, and a slot reused for a
+/// new peer must not take bytes of the old one.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PeerTable {
-    /// Last generation handed out.
-    pub generation: u64,
+    /// `bpf_spin_lock` guarding the table.
+    pub lock: bpf_spin_lock,
     /// Next slot to evict when all are taken (round robin).
     pub victim: u32,
-    /// Explicit padding.
-    pub _pad: u32,
+    /// Last generation handed out.
+    pub generation: u64,
     /// The slots.
     pub slots: [PeerSlot; PEER_SLOTS],
 }

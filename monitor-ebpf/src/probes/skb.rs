@@ -12,7 +12,7 @@ use aya_ebpf::{
     bindings::bpf_sock,
     helpers::generated::{
         bpf_get_socket_cookie, bpf_get_socket_uid, bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns,
-        bpf_sk_fullsock,
+        bpf_sk_fullsock, bpf_spin_lock, bpf_spin_unlock,
     },
     macros::cgroup_skb,
     programs::SkBuffContext,
@@ -225,42 +225,73 @@ fn count_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, egress: bool, len: u64) {
         stat(STAT_STORAGE_FAIL, 1);
         return;
     };
+    // Everything that calls a helper happens outside the lock (the verifier allows none inside).
+    // SAFETY: helpers without arguments.
+    let (now, boot) = unsafe { (bpf_ktime_get_coarse_ns(), bpf_ktime_get_boot_ns()) };
+    let interval = update_interval_ns();
+    let mut evicted = PeerSlot::default();
+    let mut report = PeerSlot::default();
+    lock(table);
+    let mut index = find(table, &peer);
+    if index == PEER_SLOTS {
+        index = claim(table, &peer, boot, now, &mut evicted);
+    }
+    if let Some(slot) = table.slots.get_mut(index) {
+        if egress {
+            slot.bytes.wire_tx_bytes += len;
+            slot.bytes.wire_tx_packets += 1;
+            slot.bytes.app_tx_bytes += peer.payload;
+        } else {
+            slot.bytes.wire_rx_bytes += len;
+            slot.bytes.wire_rx_packets += 1;
+            slot.bytes.app_rx_bytes += peer.payload;
+        }
+        if now.wrapping_sub(slot.last_report_ns) >= interval {
+            slot.last_report_ns = now;
+            report = *slot;
+        }
+    }
+    unlock(table);
+    if evicted.active != 0 {
+        stat(STAT_PEER_EVICTIONS, 1);
+        report_peer(ctx, sk, EventKind::PeerEvicted, &evicted);
+    }
+    if report.active != 0 {
+        report_peer(ctx, sk, EventKind::PeerUpdate, &report);
+    }
+}
+
+#[inline(always)]
+pub(crate) fn lock(table: &mut PeerTable) {
+    // SAFETY: the lock lives in a BTF-described map value; same layout as the kernel's.
+    unsafe { bpf_spin_lock((&raw mut table.lock).cast()) };
+}
+
+#[inline(always)]
+pub(crate) fn unlock(table: &mut PeerTable) {
+    // SAFETY: as `lock`; called on every path after it.
+    unsafe { bpf_spin_unlock((&raw mut table.lock).cast()) };
+}
+
+/// Index of the peer's slot, or `PEER_SLOTS`. Call with the lock held.
+#[inline(always)]
+fn find(table: &PeerTable, peer: &Peer) -> usize {
     let mut index = PEER_SLOTS;
     for i in 0..PEER_SLOTS {
         if let Some(slot) = table.slots.get(i)
-            && same(slot, &peer)
+            && same(slot, peer)
         {
             index = i;
             break;
         }
     }
-    if index == PEER_SLOTS {
-        index = claim(ctx, sk, table, &peer);
-    }
-    let Some(slot) = table.slots.get_mut(index) else {
-        return;
-    };
-    if egress {
-        add(&raw mut slot.bytes.wire_tx_bytes, len);
-        add(&raw mut slot.bytes.wire_tx_packets, 1);
-        add(&raw mut slot.bytes.app_tx_bytes, peer.payload);
-    } else {
-        add(&raw mut slot.bytes.wire_rx_bytes, len);
-        add(&raw mut slot.bytes.wire_rx_packets, 1);
-        add(&raw mut slot.bytes.app_rx_bytes, peer.payload);
-    }
-    // SAFETY: helper without arguments.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
-    if now.wrapping_sub(slot.last_report_ns) >= update_interval_ns() {
-        slot.last_report_ns = now;
-        report_peer(ctx, sk, EventKind::PeerUpdate, slot);
-    }
+    index
 }
 
-/// Takes a free slot, or flushes and reuses the next victim (round robin). Concurrent claims of
-/// the same new peer may take two slots; userspace merges them by (cookie, peer).
+/// Takes a free slot, or the next victim (round robin), whose last state goes to `evicted` for
+/// the caller to report after unlocking. Call with the lock held.
 #[inline(always)]
-fn claim(ctx: &SkBuffContext, sk: *mut bpf_sock, table: &mut PeerTable, peer: &Peer) -> usize {
+fn claim(table: &mut PeerTable, peer: &Peer, boot: u64, now: u64, evicted: &mut PeerSlot) -> usize {
     let mut index = PEER_SLOTS;
     for i in 0..PEER_SLOTS {
         if let Some(slot) = table.slots.get(i)
@@ -274,15 +305,12 @@ fn claim(ctx: &SkBuffContext, sk: *mut bpf_sock, table: &mut PeerTable, peer: &P
         index = (table.victim as usize) % PEER_SLOTS;
         table.victim = table.victim.wrapping_add(1);
         if let Some(old) = table.slots.get(index) {
-            stat(STAT_PEER_EVICTIONS, 1);
-            report_peer(ctx, sk, EventKind::PeerEvicted, old);
+            *evicted = *old;
         }
     }
     table.generation += 1;
     let generation = table.generation;
     if let Some(slot) = table.slots.get_mut(index) {
-        // SAFETY: helpers without arguments.
-        let (boot, coarse) = unsafe { (bpf_ktime_get_boot_ns(), bpf_ktime_get_coarse_ns()) };
         *slot = PeerSlot {
             addr: peer.addr,
             port: peer.port,
@@ -290,7 +318,7 @@ fn claim(ctx: &SkBuffContext, sk: *mut bpf_sock, table: &mut PeerTable, peer: &P
             active: 1,
             generation,
             first_ns: boot,
-            last_report_ns: coarse,
+            last_report_ns: now,
             ..PeerSlot::default()
         };
     }

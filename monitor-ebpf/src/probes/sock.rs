@@ -8,7 +8,7 @@ use aya_ebpf::{
 use monitor_common::{
     IPPROTO_UDP,
     event::{EventKind, TcpCounters},
-    sock::{OwnerSource, PEER_SLOTS},
+    sock::{OwnerSource, PEER_SLOTS, PeerSlot},
 };
 
 use super::{ALLOW, release_tuple, tracked};
@@ -98,14 +98,19 @@ fn release_peers(
     local: &monitor_common::event::Tuple,
 ) {
     // SAFETY: non-null map value.
-    let Some(table) = (unsafe { PEERS.get(sk, false).as_ref() }) else {
+    let Some(table) = (unsafe { PEERS.get(sk, false).as_mut() }) else {
         return;
     };
     for i in 0..PEER_SLOTS {
-        let Some(slot) = table.slots.get(i) else { break };
-        if slot.active == 0 {
-            continue;
+        // One slot at a time under the lock (copies of all eight would not fit on the stack).
+        let mut slot = PeerSlot::default();
+        super::skb::lock(table);
+        if let Some(s) = table.slots.get(i) {
+            slot = *s;
         }
-        super::skb::emit_peer(EventKind::PeerClosed, cookie, owner, local, slot);
+        super::skb::unlock(table);
+        if slot.active != 0 {
+            super::skb::emit_peer(EventKind::PeerClosed, cookie, owner, local, &slot);
+        }
     }
 }

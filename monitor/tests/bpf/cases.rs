@@ -26,6 +26,7 @@ pub fn all() -> Vec<Case> {
         ("udp_connected_ipv6_exact_bytes", || udp_connected(true)),
         ("udp_unconnected_ipv4_three_destinations_are_three_flows", || udp_unconnected(false)),
         ("udp_unconnected_ipv6_three_destinations_are_three_flows", || udp_unconnected(true)),
+        ("udp_server_with_40_concurrent_peers_exact_per_peer", udp_server_many_peers),
         ("process_exiting_right_after_sending_is_attributed", exit_right_after_sending),
         ("two_hundred_concurrent_connections_from_twenty_processes", concurrent_200),
         ("socket_opened_before_the_monitor_started", preexisting_socket),
@@ -328,4 +329,44 @@ fn lost_events_counted() {
     assert_eq!(received + lost, submitted, "every event is either received or counted as lost");
     assert!(out.log.contains("events lost"), "the loss is reported in the log:\n{}", out.log);
     eprintln!("    submitted {submitted}, received {received}, lost {lost}");
+}
+
+/// An unconnected UDP server answering 40 concurrent clients through one socket: far more peers
+/// than the 8 per-socket slots, so slots are flushed and reused while packets of other peers
+/// arrive on both CPUs. Every peer must still get exactly its bytes.
+fn udp_server_many_peers() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let server = server_addr(&pair, false, 0, 5310);
+    let mon = Monitor::start(&cg.path, "");
+    let mut echo = spawn("udp-echo", &[s(server), s(40 * 25)], Place { netns: Some(&pair.b), cgroup: Some(&cg), uid: Some(SERVER_UID) });
+    echo.line();
+    let pid = echo.pid();
+    let clients: Vec<_> =
+        (0..40).map(|i| spawn("udp-connected", &[s(server), s(300 + i * 11), s(25)], Place { netns: Some(&pair.a), ..Place::default() })).collect();
+    let truth: Vec<Value> = clients.into_iter().map(|c| c.finish().remove(0)).collect();
+    echo.finish();
+    let out = mon.stop();
+    let evictions = out.stats["kernel"]["peer_evictions"].as_u64().unwrap();
+    assert!(evictions > 0, "the test must overflow the slot table: {}", out.stats);
+    // Ground truth per peer address: a client port freed by one process may be given to the
+    // next, and the server then rightly sees one peer.
+    let mut per_peer: std::collections::BTreeMap<SocketAddr, (u64, u64, u64)> = std::collections::BTreeMap::new();
+    for t in &truth {
+        let e = per_peer.entry(addr(&t["local"])).or_default();
+        e.0 += t["tx"].as_u64().unwrap();
+        e.1 += t["rx"].as_u64().unwrap();
+        e.2 += 25;
+    }
+    for (client, (tx, rx, datagrams)) in &per_peer {
+        let flows: Vec<&FlowRecord> = out.closed().into_iter().filter(|r| r.remote == Some(*client)).collect();
+        assert_eq!(flows.len(), 1, "one flow for peer {client}: {flows:#?}");
+        let r = flows[0];
+        assert_owner(r, pid, "mon-udp-echo", SERVER_UID);
+        assert_eq!(r.direction, Direction::Unconnected);
+        assert_eq!((r.payload.rx_bytes, r.payload.tx_bytes), (*tx, *rx), "peer {client}: {r:#?}");
+        assert_eq!((r.wire.rx_packets, r.wire.tx_packets), (*datagrams, *datagrams), "peer {client}");
+    }
+    eprintln!("    40 peers exact through 8 slots ({evictions} evictions)");
+    out.assert_nothing_lost();
 }
