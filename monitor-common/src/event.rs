@@ -54,6 +54,9 @@ impl TryFrom<u32> for EventKind {
 pub const FLAG_PASSIVE: u32 = 1;
 /// [`Event::flags`]: no owner storage existed; `owner` is empty or partial.
 pub const FLAG_NO_OWNER: u32 = 2;
+/// [`Event::flags`]: read by the `COUNTERS` iterator (a snapshot asked for by the daemon), not sent
+/// through the ring buffer. Only counters and the local address are filled.
+pub const FLAG_SNAPSHOT: u32 = 4;
 
 /// Addresses and ports of a flow.
 #[repr(C)]

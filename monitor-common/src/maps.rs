@@ -65,6 +65,8 @@ pub mod programs {
     pub const SEND_LENGTH: &str = "tp_sock_send_length";
     /// `tp_btf/sock_recv_length`.
     pub const RECV_LENGTH: &str = "tp_sock_recv_length";
+    /// `iter/bpf_sk_storage_map` over `COUNTERS`.
+    pub const ITER_COUNTERS: &str = "iter_counters";
     /// Kernel tracepoint behind [`SEND_LENGTH`] (Linux 6.3+).
     pub const SEND_LENGTH_TP: &str = "sock_send_length";
     /// Kernel tracepoint behind [`RECV_LENGTH`] (Linux 6.3+).

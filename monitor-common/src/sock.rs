@@ -102,8 +102,23 @@ pub struct Counters {
     pub _pad: u16,
     /// `COUNTER_*` flags.
     pub flags: u32,
+    /// Sum of `bytes` at the last snapshot (`iter_counters` skips sockets that did not change).
+    pub snapshot_mark: u64,
 }
-const _: () = assert!(core::mem::size_of::<Counters>() == 88);
+const _: () = assert!(core::mem::size_of::<Counters>() == 96);
+
+impl ByteCounters {
+    /// Sum of every counter: changes whenever any of them does (they only grow).
+    #[must_use]
+    pub fn mark(&self) -> u64 {
+        self.wire_tx_bytes
+            .wrapping_add(self.wire_tx_packets)
+            .wrapping_add(self.wire_rx_bytes)
+            .wrapping_add(self.wire_rx_packets)
+            .wrapping_add(self.app_tx_bytes)
+            .wrapping_add(self.app_rx_bytes)
+    }
+}
 
 /// [`Counters::flags`]: the socket was first seen on the packet path (created before the monitor).
 pub const COUNTER_DISCOVERED: u32 = 1;

@@ -2,6 +2,7 @@
 
 pub(crate) mod payload;
 pub(crate) mod skb;
+pub(crate) mod snapshot;
 pub(crate) mod sock;
 pub(crate) mod sock_addr;
 pub(crate) mod sock_ops;

@@ -157,6 +157,8 @@ pub async fn run(
     );
     let (owners_tx, mut owners_rx) = mpsc::channel::<(u64, Owner)>(OUTPUT_QUEUE);
     let mut tick = tokio::time::interval(TICK);
+    let mut snapshot_tick = tokio::time::interval(settings.update_interval);
+    snapshot_tick.tick().await;
     let mut stats_tick = tokio::time::interval(settings.stats_interval);
     stats_tick.tick().await;
     let mut records = Vec::new();
@@ -186,8 +188,9 @@ pub async fn run(
                 warn_if_lost(&kernel_stats, &mut lost_seen);
                 to_sink(&sink_tx, SinkMsg::Tick);
             }
+            _ = snapshot_tick.tick() => refresh_from_kernel(&probe, &mut tracker),
             _ = stats_tick.tick() => {
-                let stats = snapshot(&kernel_stats, &counters, tracker.stats(), false);
+                let stats = stats_snapshot(&kernel_stats, &counters, tracker.stats(), false);
                 to_sink(&sink_tx, SinkMsg::Stats(stats));
             }
             () = &mut shutdown, if !stopping => {
@@ -208,12 +211,14 @@ pub async fn run(
     while let Ok((cookie, owner)) = owners_rx.try_recv() {
         tracker.set_owner(cookie, &owner);
     }
+    // Counters of open flows as they are now, not as of their last event.
+    refresh_from_kernel(&probe, &mut tracker);
     tracker.shutdown(Clock::boot_ns(), &mut records);
     for record in records.drain(..) {
         to_sink(&sink_tx, SinkMsg::Record(Box::new(record)));
     }
     warn_if_lost(&kernel_stats, &mut lost_seen);
-    let stats = snapshot(&kernel_stats, &counters, tracker.stats(), true);
+    let stats = stats_snapshot(&kernel_stats, &counters, tracker.stats(), true);
     to_sink(&sink_tx, SinkMsg::Stats(stats));
     drop(sink_tx);
     match tokio::task::spawn_blocking(move || sink_thread.join()).await {
@@ -226,6 +231,21 @@ pub async fn run(
     drop(probe);
     info!("detached");
     Ok(stats)
+}
+
+/// Refreshes open flows from the kernel's counters (idle flows send no events).
+fn refresh_from_kernel(probe: &Probe, tracker: &mut Tracker) {
+    let mut ignored = Vec::new();
+    match tokio::task::block_in_place(|| probe.snapshot()) {
+        None => {}
+        Some(Ok(events)) => {
+            debug!("snapshot sockets={}", events.len());
+            for (kind, ev) in &events {
+                tracker.handle(*kind, ev, &mut ignored);
+            }
+        }
+        Some(Err(e)) => warn!("counter snapshot failed: {e}"),
+    }
 }
 
 /// Hands a message to the sink thread; waits (off the async workers) when its queue is full.
@@ -268,7 +288,7 @@ fn warn_if_lost(kernel: &probe::StatsReader, seen: &mut u64) {
         }
 }
 
-fn snapshot(kernel: &probe::StatsReader, drain: &DrainCounters, tracker: TrackerStats, last: bool) -> Stats {
+fn stats_snapshot(kernel: &probe::StatsReader, drain: &DrainCounters, tracker: TrackerStats, last: bool) -> Stats {
     let kernel = kernel.read().unwrap_or_else(|e| {
         warn!("cannot read kernel statistics: {e}");
         KernelStats::default()

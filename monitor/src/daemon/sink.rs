@@ -31,6 +31,8 @@ const PURGE_EVERY: Duration = Duration::from_secs(3600);
 const EXPORT_CHECK_EVERY: Duration = Duration::from_secs(60);
 /// Repeated journal failures are logged at most this often.
 const ERROR_LOG_EVERY: Duration = Duration::from_secs(60);
+/// Records buffered before the journal is flushed early (bounds memory: ~1 KB per record).
+const FLUSH_BATCH: usize = 8192;
 
 /// Messages from the tracker loop, in event order (so a process is observed before its records).
 #[derive(Debug)]
@@ -81,6 +83,8 @@ pub struct Sink {
 }
 
 struct Timers {
+    /// The last flush failed (full disk...): no early flushes until one succeeds.
+    failing: bool,
     flush: Instant,
     purge: Instant,
     export: Option<Instant>,
@@ -91,11 +95,17 @@ impl Sink {
     /// Runs until the sender side is dropped, then flushes the journal a last time.
     pub fn run(mut self, rx: std_mpsc::Receiver<SinkMsg>) -> Identities {
         let now = Instant::now();
-        let mut timers = Timers { flush: now, purge: now, export: None, error_logged: None };
+        let mut timers = Timers { failing: false, flush: now, purge: now, export: None, error_logged: None };
         while let Ok(msg) = rx.recv() {
             match msg {
                 SinkMsg::Observe { tgid, created_ns } => self.identities.observe(tgid, created_ns),
-                SinkMsg::Record(record) => self.record(*record),
+                SinkMsg::Record(record) => {
+                    self.record(*record);
+                    // Early flush, unless the journal is failing (then only the regular retry).
+                    if self.journal.buffered_records() >= FLUSH_BATCH && !timers.failing {
+                        self.flush(&mut timers);
+                    }
+                }
                 SinkMsg::Stats(stats) => {
                     self.journal.record_stats(Timestamp::now(), &stats);
                     self.emit(Output::Stats(stats));
@@ -140,15 +150,20 @@ impl Sink {
 
     fn flush(&mut self, t: &mut Timers) {
         t.flush = Instant::now();
-        if let Err(e) = self.journal.flush()
-            && t.error_logged.is_none_or(|last| last.elapsed() >= ERROR_LOG_EVERY) {
-                t.error_logged = Some(Instant::now());
-                error!(
-                    "journal write failed, {} records kept in memory for the next attempt: {}",
-                    self.journal.buffered_records(),
-                    chain(&e)
-                );
+        match self.journal.flush() {
+            Ok(_) => t.failing = false,
+            Err(e) => {
+                t.failing = true;
+                if t.error_logged.is_none_or(|last| last.elapsed() >= ERROR_LOG_EVERY) {
+                    t.error_logged = Some(Instant::now());
+                    error!(
+                        "journal write failed, {} records kept in memory for the next attempt: {}",
+                        self.journal.buffered_records(),
+                        chain(&e)
+                    );
+                }
             }
+        }
     }
 
     /// Writes the report of every completed, not yet exported week (once, across restarts).

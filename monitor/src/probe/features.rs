@@ -25,6 +25,10 @@ pub enum Degradation {
     /// TCP payload comes from `bytes_acked`/`bytes_received` less SYN and FIN, which can be off
     /// by one byte when a FIN's fate is unknown; UDP payload is derived from the IP length.
     PayloadFromTcpCounters,
+    /// No socket-storage iterator (no kernel BTF, or a kernel before 5.9/5.12): counters of an
+    /// idle flow reach userspace only with its next packet (after the update interval) or its
+    /// close, and flows still open when the monitor stops are reported as of their last event.
+    NoSnapshots,
     /// Hybrid cgroup layout: every process sits in the v2 root, so the kernel's cgroup id is the
     /// root's; services are resolved from /proc/<pid>/cgroup instead.
     HybridCgroups,
@@ -39,6 +43,7 @@ impl Degradation {
                 "payload bytes from TCP counters (no sock_send_length tracepoint); may be off by one byte per FIN"
             }
             Self::HybridCgroups => "hybrid cgroups: services resolved from /proc/<pid>/cgroup",
+            Self::NoSnapshots => "no counter snapshots: idle flows are updated at their next packet or close",
         }
     }
 }

@@ -9,17 +9,17 @@ use std::{
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{MapData, RingBuf},
+    maps::{Map, MapData, RingBuf},
     programs::{
         BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock,
-        CgroupSockAddr, Program, SockOps,
+        CgroupSockAddr, Iter, Program, SockOps,
     },
     util::KernelVersion,
 };
 use log::{debug, info, warn};
 use monitor_common::maps::{self, programs};
 
-use super::{Degradation, Error, ProbeConfig, StatsReader, features};
+use super::{Degradation, Error, ProbeConfig, StatsReader, features, snapshot::Snapshotter};
 
 /// The kernel object, built by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor-ebpf"));
@@ -29,6 +29,7 @@ pub struct Probe {
     ebpf: Ebpf,
     cgroup: PathBuf,
     degradations: Vec<Degradation>,
+    snapshotter: Option<Snapshotter>,
 }
 
 /// `Single` is right for bpf_link attachments (5.7+): links always coexist with other programs,
@@ -101,9 +102,17 @@ impl Probe {
             prog.load().map_err(|source| Error::ProgramLoad { name, source })?;
             prog.attach(cg, kind, mode).map_err(|source| attach_error(name, target, source))?;
         }
+        let snapshotter = match snapshotter(&mut ebpf) {
+            Ok(s) => Some(s),
+            Err(reason) => {
+                warn!("counter snapshots unavailable ({reason}); idle flows are updated at their next packet or close");
+                degradations.push(Degradation::NoSnapshots);
+                None
+            }
+        };
         degradations.extend(features::host_degradations());
         info!("attached programs=13 cgroup={}", config.cgroup.display());
-        Ok(Self { ebpf, cgroup: config.cgroup.clone(), degradations })
+        Ok(Self { ebpf, cgroup: config.cgroup.clone(), degradations, snapshotter })
     }
 
     /// Takes the event ring buffer (once).
@@ -128,6 +137,15 @@ impl Probe {
     #[must_use]
     pub fn cgroup(&self) -> &Path {
         &self.cgroup
+    }
+
+    /// Current counters of every socket that changed since the previous call (`None` when the
+    /// kernel cannot run the iterator).
+    ///
+    /// # Errors
+    /// When the iterator fails.
+    pub fn snapshot(&self) -> Option<std::io::Result<Vec<(monitor_common::event::EventKind, monitor_common::event::Event)>>> {
+        self.snapshotter.as_ref().map(Snapshotter::read)
     }
 
     /// Why the monitor runs below full fidelity on this host.
@@ -163,6 +181,21 @@ fn attach_payload_tracepoints(ebpf: &mut Ebpf) -> Result<(), String> {
         prog.attach().map_err(|e| format!("{name}: {e}"))?;
     }
     Ok(())
+}
+
+/// The `COUNTERS` iterator (needs kernel BTF and an iterator-capable kernel).
+fn snapshotter(ebpf: &mut Ebpf) -> Result<Snapshotter, String> {
+    let btf = Btf::from_sys_fs().map_err(|e| format!("kernel BTF: {e}"))?;
+    let prog: &mut Iter = program(ebpf, programs::ITER_COUNTERS).map_err(|e| e.to_string())?;
+    prog.load("bpf_sk_storage_map", &btf).map_err(|e| format!("{}: {e}", programs::ITER_COUNTERS))?;
+    let prog_fd = prog.fd().map_err(|e| e.to_string())?.as_fd().try_clone_to_owned().map_err(|e| e.to_string())?;
+    let Some(Map::SkStorage(map)) = ebpf.map(maps::COUNTERS) else {
+        return Err(format!("map `{}` missing or of the wrong type", maps::COUNTERS));
+    };
+    let snap = Snapshotter::new(prog_fd.as_fd(), map.fd().as_fd()).map_err(|e| e.to_string())?;
+    // Try once now: a kernel that loads but cannot run the iterator degrades here, not later.
+    snap.read().map_err(|e| format!("iterator: {e}"))?;
+    Ok(snap)
 }
 
 /// Drains aya-log records of the kernel programs into the `log` facade.

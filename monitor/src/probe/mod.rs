@@ -9,6 +9,7 @@ mod error;
 pub mod features;
 mod load;
 mod ring;
+mod snapshot;
 mod stats;
 
 use std::{path::PathBuf, time::Duration};

@@ -19,16 +19,54 @@ pub struct FlowKey {
     pub peer: Option<SocketAddr>,
 }
 
+/// The owner as kept per flow: `comm` inline (no allocation per flow).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FlowOwner {
+    tgid: u32,
+    pid: u32,
+    uid: u32,
+    gid: u32,
+    cgroup_id: u64,
+    comm: [u8; 16],
+    pub(super) source: OwnerSource,
+}
+
+impl FlowOwner {
+    pub(super) fn of(o: &Owner) -> Self {
+        let mut comm = [0u8; 16];
+        let bytes = o.comm.as_bytes();
+        let n = bytes.len().min(15);
+        comm[..n].copy_from_slice(&bytes[..n]);
+        Self { tgid: o.tgid, pid: o.pid, uid: o.uid, gid: o.gid, cgroup_id: o.cgroup_id, comm, source: o.source }
+    }
+
+    pub(super) fn to_owner(self) -> Owner {
+        Owner {
+            tgid: self.tgid,
+            pid: self.pid,
+            uid: self.uid,
+            gid: self.gid,
+            comm: comm(&self.comm),
+            cgroup_id: self.cgroup_id,
+            source: self.source,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(super) struct Flow {
-    pub(super) owner: Owner,
+    pub(super) owner: FlowOwner,
     pub(super) protocol: Protocol,
     pub(super) direction: Direction,
     pub(super) local: Option<SocketAddr>,
     pub(super) remote: Option<SocketAddr>,
-    /// Cumulative counters per peer-slot generation (one entry, generation 0, for sockets). A
-    /// `Vec`: almost always one element, and a map's first node would cost ten times more.
-    pub(super) generations: Vec<(u64, ByteCounters)>,
+    /// Generation of `bytes` (0 for sockets).
+    pub(super) generation: u64,
+    /// Cumulative counters of the socket, or of the flow's first peer-slot generation.
+    pub(super) bytes: ByteCounters,
+    /// Later peer-slot generations (slot reused for this peer); empty, without allocation, for
+    /// sockets.
+    pub(super) more: Vec<(u64, ByteCounters)>,
     pub(super) tcp: Option<TcpCounters>,
     pub(super) v6: bool,
     pub(super) established: bool,
@@ -110,7 +148,7 @@ pub(super) fn key_of(kind: EventKind, ev: &Event) -> FlowKey {
 impl Flow {
     pub(super) fn new(kind: EventKind, ev: &Event) -> Self {
         let protocol = if ev.tuple.protocol == IPPROTO_TCP { Protocol::Tcp } else { Protocol::Udp };
-        let owner = kernel_owner(ev).unwrap_or(Owner {
+        let owner = FlowOwner::of(&kernel_owner(ev).unwrap_or(Owner {
             tgid: 0,
             pid: 0,
             uid: ev.owner.uid,
@@ -118,7 +156,7 @@ impl Flow {
             comm: String::new(),
             cgroup_id: 0,
             source: OwnerSource::Unknown,
-        });
+        }));
         let first_ns = if ev.first_ns == 0 { ev.ts_ns } else { ev.first_ns };
         let mut flow = Self {
             owner,
@@ -126,7 +164,9 @@ impl Flow {
             direction: Direction::Unknown,
             local: None,
             remote: None,
-            generations: Vec::with_capacity(1),
+            generation: ev.generation,
+            bytes: ByteCounters::default(),
+            more: Vec::new(),
             tcp: None,
             v6: ev.tuple.family == AF_INET6,
             established: false,
@@ -145,13 +185,18 @@ impl Flow {
     /// Merges one event. Counters are cumulative, so the larger value wins.
     pub(super) fn absorb(&mut self, kind: EventKind, ev: &Event) {
         if let Some(owner) = kernel_owner(ev)
-            && owner.source > self.owner.source {
-                self.owner = owner;
-            }
+            && owner.source > self.owner.source
+        {
+            self.owner = FlowOwner::of(&owner);
+        }
         self.merge_tuple(kind, &ev.tuple);
-        match self.generations.iter_mut().find(|(g, _)| *g == ev.generation) {
-            Some((_, entry)) => max_counters(entry, &ev.bytes),
-            None => self.generations.push((ev.generation, ev.bytes)),
+        if ev.generation == self.generation {
+            max_counters(&mut self.bytes, &ev.bytes);
+        } else {
+            match self.more.iter_mut().find(|(g, _)| *g == ev.generation) {
+                Some((_, entry)) => max_counters(entry, &ev.bytes),
+                None => self.more.push((ev.generation, ev.bytes)),
+            }
         }
         self.last_ns = self.last_ns.max(ev.ts_ns);
         if ev.first_ns != 0 && ev.first_ns < self.first_ns {
@@ -210,7 +255,7 @@ impl Flow {
 
     /// Sum over slot generations (a single entry for sockets).
     pub(super) fn totals(&self) -> ByteCounters {
-        self.generations.iter().map(|(_, c)| c).fold(ByteCounters::default(), |mut acc, c| {
+        self.more.iter().map(|(_, c)| c).fold(self.bytes, |mut acc, c| {
             acc.wire_tx_bytes += c.wire_tx_bytes;
             acc.wire_tx_packets += c.wire_tx_packets;
             acc.wire_rx_bytes += c.wire_rx_bytes;

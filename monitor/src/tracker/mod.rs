@@ -18,7 +18,7 @@ pub mod record;
 use std::{collections::HashMap, time::Duration};
 
 pub use flow::FlowKey;
-use flow::{Flow, key_of};
+use flow::{Flow, FlowOwner, key_of};
 use jiff::Timestamp;
 use monitor_common::event::{Event, EventKind};
 pub use record::FlowRecord;
@@ -63,7 +63,8 @@ pub struct OwnerQuery {
 pub struct Tracker {
     config: TrackerConfig,
     clock: Clock,
-    flows: HashMap<FlowKey, Flow>,
+    /// Boxed: a table sized for 100,000 sockets then holds pointers, not 300-byte flows.
+    flows: HashMap<FlowKey, Box<Flow>>,
     /// Peer flows of each unconnected UDP socket.
     peers: HashMap<u64, Vec<FlowKey>>,
     stats: TrackerStats,
@@ -90,18 +91,22 @@ impl Tracker {
     /// Applies one kernel event; ended flows are appended to `out`.
     pub fn handle(&mut self, kind: EventKind, ev: &Event, out: &mut Vec<FlowRecord>) {
         let key = key_of(kind, ev);
+        if ev.flags & monitor_common::event::FLAG_SNAPSHOT != 0 && !self.flows.contains_key(&key) {
+            return; // a snapshot refreshes known flows; it carries no owner or remote address
+        }
         match self.flows.get_mut(&key) {
             Some(flow) => flow.absorb(kind, ev),
             None => {
                 let mut flow = Flow::new(kind, ev);
                 if let Some(owner) = self.resolved.get(&key.cookie)
-                    && owner.source > flow.owner.source {
-                        flow.owner = owner.clone();
-                    }
+                    && owner.source > flow.owner.source
+                {
+                    flow.owner = FlowOwner::of(owner);
+                }
                 if flow.owner.source == OwnerSource::Unknown && !self.resolved.contains_key(&key.cookie) {
                     self.owner_queries.push(OwnerQuery { cookie: ev.cookie, event: *ev });
                 }
-                self.flows.insert(key, flow);
+                self.flows.insert(key, Box::new(flow));
                 if key.peer.is_some() {
                     self.peers.entry(key.cookie).or_default().push(key);
                 }
@@ -176,7 +181,7 @@ impl Tracker {
         self.resolved.insert(cookie, owner.clone());
         for (key, flow) in &mut self.flows {
             if key.cookie == cookie && owner.source > flow.owner.source {
-                flow.owner = owner.clone();
+                flow.owner = FlowOwner::of(owner);
             }
         }
     }
@@ -227,7 +232,7 @@ impl Tracker {
         Some(FlowRecord {
             event: kind,
             cookie: key.cookie,
-            owner: flow.owner.clone(),
+            owner: flow.owner.to_owner(),
             protocol: flow.protocol,
             direction: flow.direction(),
             local: flow.local,

@@ -39,6 +39,7 @@ pub fn all() -> Vec<Case> {
         ("sighup_reloads_databases_and_keeps_old_ones_on_failure", crate::lifecycle::sighup_reloads_databases_and_keeps_old_ones_on_failure),
         ("sigterm_stops_cleanly", crate::lifecycle::sigterm_stops_cleanly),
         ("long_lived_flow_gets_periodic_updates_that_add_up", crate::lifecycle::long_lived_flow_gets_periodic_updates_that_add_up),
+        ("idle_open_flows_are_reported_with_their_bytes_at_shutdown", crate::lifecycle::idle_open_flows_are_reported_with_their_bytes_at_shutdown),
     ]
 }
 

@@ -108,6 +108,31 @@ pub fn main(role: &str) {
             let rx = read_to_end(&mut s);
             say(&json!({"local": s.local_addr().unwrap().to_string(), "tx": chunk * count, "rx": rx}));
         }
+        // tcp-hold-server BIND N M: accepts one connection, reads N bytes, answers M, then holds
+        // the idle connection until "exit".
+        "tcp-hold-server" => {
+            name("mon-hold-server");
+            let listener = TcpListener::bind(arg(0)).unwrap();
+            let (n, m): (usize, usize) = (arg(1).parse().unwrap(), arg(2).parse().unwrap());
+            say(&json!({"ready": true}));
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = vec![0u8; n];
+            s.read_exact(&mut buf).unwrap();
+            s.write_all(&pattern(m)).unwrap();
+            say(&json!({"local": s.local_addr().unwrap().to_string(), "rx": n, "tx": m}));
+            wait_stdin("exit");
+        }
+        // tcp-hold-client SERVER N M: sends N bytes, reads M, then holds the idle connection.
+        "tcp-hold-client" => {
+            name("mon-hold-client");
+            let mut s = TcpStream::connect(arg(0)).unwrap();
+            let (n, m): (usize, usize) = (arg(1).parse().unwrap(), arg(2).parse().unwrap());
+            s.write_all(&pattern(n)).unwrap();
+            let mut buf = vec![0u8; m];
+            s.read_exact(&mut buf).unwrap();
+            say(&json!({"local": s.local_addr().unwrap().to_string(), "tx": n, "rx": m}));
+            wait_stdin("exit");
+        }
         // tcp-exit SERVER SEND: connects, writes, exits at once (close happens at exit).
         "tcp-exit" => {
             name("mon-tcp-exit");

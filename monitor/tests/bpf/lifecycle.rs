@@ -203,3 +203,34 @@ pub fn long_lived_flow_gets_periodic_updates_that_add_up() {
     }
     out.assert_nothing_lost();
 }
+
+/// A connection that exchanged data and then went idle: when the monitor stops, both sides'
+/// `shutdown` records carry the bytes (read from the kernel, not the last event).
+pub fn idle_open_flows_are_reported_with_their_bytes_at_shutdown() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let server = format!("{}:6012", pair.b_v4[0]);
+    let mon = Monitor::start(&cg.path, "");
+    let mut srv = spawn("tcp-hold-server", &[server.clone(), s(3000), s(5000)], Place { netns: Some(&pair.b), cgroup: Some(&cg), uid: None });
+    srv.line();
+    let mut cli = spawn("tcp-hold-client", &[server, s(3000), s(5000)], Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None });
+    let c = cli.line();
+    let d = srv.line();
+    let out = mon.stop();
+    cli.send("exit");
+    srv.send("exit");
+    cli.finish();
+    srv.finish();
+    let find = |local: &Value| {
+        out.records
+            .iter()
+            .find(|r| r.local.map(|l| l.to_string()).as_deref() == local.as_str() && r.event == monitor::tracker::record::RecordKind::Shutdown)
+            .unwrap_or_else(|| panic!("no shutdown record for {local}: {:#?}", out.records))
+    };
+    let client = find(&c["local"]);
+    assert_eq!((client.payload.tx_bytes, client.payload.rx_bytes), (3000, 5000));
+    let server = find(&d["local"]);
+    assert_eq!((server.payload.rx_bytes, server.payload.tx_bytes), (3000, 5000));
+    assert!(client.wire.tx_bytes > 3000 && server.wire.tx_bytes > 5000, "wire counters fresh too");
+    out.assert_nothing_lost();
+}
