@@ -253,6 +253,11 @@ impl Flow {
         }
     }
 
+    /// True when `generation` is the only one the flow has seen.
+    pub(super) fn only_generation(&self, generation: u64) -> bool {
+        self.generation == generation && self.more.is_empty()
+    }
+
     /// Sum over slot generations (a single entry for sockets).
     pub(super) fn totals(&self) -> ByteCounters {
         self.more.iter().map(|(_, c)| c).fold(self.bytes, |mut acc, c| {

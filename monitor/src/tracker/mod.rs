@@ -112,12 +112,22 @@ impl Tracker {
                 }
             }
         }
-        if kind == EventKind::Release {
-            self.released(key, out);
-        } else if kind == EventKind::TcpClose
-            && self.flows.get(&key).is_some_and(|f| f.released) {
+        match kind {
+            EventKind::Release => self.released(key, out),
+            EventKind::TcpClose if self.flows.get(&key).is_some_and(|f| f.released) => {
                 self.finish(key, RecordKind::Close, true, out);
             }
+            // A flushed peer slot is final, and the peer no longer has a slot: close its flow
+            // now rather than keep every peer a busy server ever saw until the socket closes.
+            // (Not when a later generation of the same peer is already in the flow.)
+            EventKind::PeerEvicted if self.flows.get(&key).is_some_and(|f| f.only_generation(ev.generation)) => {
+                self.finish(key, RecordKind::Close, true, out);
+                if let Some(list) = self.peers.get_mut(&key.cookie) {
+                    list.retain(|k| *k != key);
+                }
+            }
+            _ => {}
+        }
     }
 
     fn released(&mut self, key: FlowKey, out: &mut Vec<FlowRecord>) {

@@ -134,7 +134,16 @@ fn unconnected_udp_peers_are_separate_flows_and_generations_add_up() {
         &mut t,
         &[
             peer(EventKind::PeerUpdate, 1, [1, 1, 1, 1], 100),
+            peer(EventKind::PeerUpdate, 2, [8, 8, 8, 8], 20),
             peer(EventKind::PeerEvicted, 1, [1, 1, 1, 1], 200),
+        ],
+    );
+    assert_eq!(out.len(), 1, "a flushed slot closes its peer's flow at once: {out:#?}");
+    assert_eq!(out[0].payload.tx_bytes, 200);
+    assert_eq!(t.stats().open_flows, 1, "only the live peer stays in the table");
+    let out = feed(
+        &mut t,
+        &[
             peer(EventKind::PeerClosed, 2, [8, 8, 8, 8], 50),
             peer(EventKind::PeerClosed, 3, [1, 1, 1, 1], 30),
             (EventKind::Release, release),
@@ -142,10 +151,25 @@ fn unconnected_udp_peers_are_separate_flows_and_generations_add_up() {
     );
     assert_eq!(out.len(), 2, "one record per peer, none for the socket itself: {out:#?}");
     let by_peer = |a: &str| out.iter().find(|r| r.remote == Some(a.parse().unwrap())).unwrap();
-    assert_eq!(by_peer("1.1.1.1:53").payload.tx_bytes, 230);
+    assert_eq!(by_peer("1.1.1.1:53").payload.tx_bytes, 30, "the returning peer is a new flow");
     assert_eq!(by_peer("8.8.8.8:53").payload.tx_bytes, 50);
     assert!(out.iter().all(|r| r.direction == Direction::Unconnected && r.payload_source == PayloadSource::IpLayer));
     assert_eq!(t.stats().open_flows, 0);
+}
+
+#[test]
+fn eviction_does_not_close_a_flow_that_already_has_a_later_generation() {
+    let mut t = tracker();
+    let peer = |kind: EventKind, gen_: u64, app_tx: u64| {
+        let mut e = ev(kind, 2 * SEC, counters(app_tx + 28, 0, app_tx, 0));
+        e.tuple = Tuple { remote_addr: ip([1, 1, 1, 1]), remote_port: 53, protocol: IPPROTO_UDP, ..tcp_tuple() };
+        e.generation = gen_;
+        (kind, e)
+    };
+    // Generation 2 of the peer reported before the eviction of generation 1 (events of two CPUs).
+    let out = feed(&mut t, &[peer(EventKind::PeerUpdate, 1, 10), peer(EventKind::PeerUpdate, 2, 5), peer(EventKind::PeerEvicted, 1, 40)]);
+    assert!(out.is_empty(), "generation 2 is live: {out:#?}");
+    assert_eq!(t.stats().open_flows, 1);
 }
 
 #[test]

@@ -360,13 +360,16 @@ fn udp_server_many_peers() {
         e.2 += 25;
     }
     for (client, (tx, rx, datagrams)) in &per_peer {
+        // A peer whose slot was flushed while it was idle and who came back has several records.
         let flows: Vec<&FlowRecord> = out.closed().into_iter().filter(|r| r.remote == Some(*client)).collect();
-        assert_eq!(flows.len(), 1, "one flow for peer {client}: {flows:#?}");
-        let r = flows[0];
-        assert_owner(r, pid, "mon-udp-echo", SERVER_UID);
-        assert_eq!(r.direction, Direction::Unconnected);
-        assert_eq!((r.payload.rx_bytes, r.payload.tx_bytes), (*tx, *rx), "peer {client}: {r:#?}");
-        assert_eq!((r.wire.rx_packets, r.wire.tx_packets), (*datagrams, *datagrams), "peer {client}");
+        assert!(!flows.is_empty(), "no flow for peer {client}");
+        for r in &flows {
+            assert_owner(r, pid, "mon-udp-echo", SERVER_UID);
+            assert_eq!(r.direction, Direction::Unconnected);
+        }
+        let sum = |f: fn(&FlowRecord) -> u64| flows.iter().map(|r| f(r)).sum::<u64>();
+        assert_eq!((sum(|r| r.payload.rx_bytes), sum(|r| r.payload.tx_bytes)), (*tx, *rx), "peer {client}: {flows:#?}");
+        assert_eq!((sum(|r| r.wire.rx_packets), sum(|r| r.wire.tx_packets)), (*datagrams, *datagrams), "peer {client}");
     }
     eprintln!("    40 peers exact through 8 slots ({evictions} evictions)");
     out.assert_nothing_lost();
