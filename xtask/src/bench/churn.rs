@@ -29,7 +29,8 @@ use super::{
     observer::{self, Cost, Observer, Target},
     output::{Row, Section},
     parse::{self, FinalStats},
-    stats::{Summary, alternate, paired_ratios, show},
+    procstat::{MachineLoad, MachineTicks},
+    stats::{Summary, alternate, bracketing_baseline, paired_ratios, show},
 };
 
 /// First server port; [`PORTS`] consecutive ports.
@@ -101,6 +102,8 @@ struct Sample {
     failed: u64,
     elapsed_s: f64,
     cost: Option<Cost>,
+    /// The whole machine over the sample.
+    machine: MachineLoad,
     client: Option<Completeness>,
     server: Option<Completeness>,
     stats: Option<FinalStats>,
@@ -118,7 +121,7 @@ pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
         let results = alternate(&configs, rounds, |o, round| sample(ctx, proto, o, count, round));
         let results: Vec<Vec<Option<Sample>>> = results.into_iter().map(|v| v.into_iter().map(Result::ok).collect()).collect();
         let rates = |i: usize| -> Vec<Option<f64>> { results[i].iter().map(|s| s.as_ref().map(|s| s.rate)).collect() };
-        let base = rates(0);
+        let base = bracketing_baseline(&rates(0));
         let mut per_config = serde_json::Map::new();
         for (i, o) in configs.iter().enumerate() {
             let samples: Vec<&Sample> = results[i].iter().flatten().collect();
@@ -213,7 +216,9 @@ fn sample(ctx: &Ctx<'_>, proto: Proto, o: Observer, count: usize, round: usize) 
     let running = observer::start(o, target, ctx.tools, &tag)?;
     let (server, server_pid) = start_server(ctx, proto)?;
     let log = ctx.tools.work.join(format!("{tag}-truth"));
+    let ticks = MachineTicks::now();
     let summary = run_clients(ctx, proto, count, &log)?;
+    let machine = ticks.load_since();
     // End the server before the observer: its sockets' release reports everything the kernel
     // still holds for them (e.g. the last unconnected-UDP peers, kept in per-socket slots).
     drop(server);
@@ -229,6 +234,7 @@ fn sample(ctx: &Ctx<'_>, proto: Proto, o: Observer, count: usize, round: usize) 
         failed: summary["failed"].as_u64().unwrap_or(0),
         elapsed_s,
         cost,
+        machine,
         client: None,
         server: None,
         stats: None,

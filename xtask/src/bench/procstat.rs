@@ -102,3 +102,44 @@ pub fn resident(pid: u32) -> Option<Resident> {
     r.file_kib = r.total_kib.saturating_sub(r.anon_kib).saturating_sub(r.mmdb_kib);
     Some(r)
 }
+
+/// Machine-wide CPU time from the first line of /proc/stat, in clock ticks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MachineTicks {
+    busy: u64,
+    steal: u64,
+    total: u64,
+}
+
+/// How busy the whole machine was over a sample (all cores together, 100 % = every core busy).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct MachineLoad {
+    /// Non-idle time, the load under test included.
+    pub busy_percent: f64,
+    /// Time the hypervisor gave to someone else (`steal`): a noisy neighbour.
+    pub steal_percent: f64,
+}
+
+impl MachineTicks {
+    /// Reads /proc/stat now.
+    pub fn now() -> Self {
+        let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
+        let v: Vec<u64> = stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+        let at = |i: usize| v.get(i).copied().unwrap_or(0);
+        // user nice system idle iowait irq softirq steal (guest time is already in user).
+        let idle = at(3) + at(4);
+        let steal = at(7);
+        let total = (0..8).map(at).sum();
+        Self { busy: total - idle - steal, steal, total }
+    }
+
+    /// Load since `self`.
+    pub fn load_since(self) -> MachineLoad {
+        let now = Self::now();
+        let total = now.total.saturating_sub(self.total).max(1) as f64;
+        MachineLoad {
+            busy_percent: 100.0 * now.busy.saturating_sub(self.busy) as f64 / total,
+            steal_percent: 100.0 * now.steal.saturating_sub(self.steal) as f64 / total,
+        }
+    }
+}

@@ -71,6 +71,13 @@ pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
                 let ok = mib(r.without_mmdb_kib()) < GOAL_MIB && s.connections >= connections as u64;
                 section.rows.push(Row::goal(format!("{m}: memory"), o.name(), value, "< 64 MiB", ok));
                 let open = s.open_flows.unwrap_or(0);
+                if open > 0 {
+                    section.rows.push(Row::info(
+                        format!("{m}: anonymous memory ÷ open flows"),
+                        o.name(),
+                        format!("{:.0} B per flow (upper bound: includes the idle daemon)", r.anon_kib as f64 * 1024.0 / open as f64),
+                    ));
+                }
                 section.rows.push(Row::goal(
                     format!("{m}: flows in the monitor's table"),
                     o.name(),
@@ -155,6 +162,7 @@ fn sample(ctx: &Ctx<'_>, o: Observer, connections: usize) -> anyhow::Result<Samp
         stats = Some(run.stats);
     }
     observer::discard(&out);
+    let _ = std::fs::remove_file(&config);
     Ok(Sample { connections: held, failed, processes: procs, cost, open_flows, shutdown_records, stats })
 }
 

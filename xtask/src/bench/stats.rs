@@ -84,6 +84,18 @@ pub fn paired_ratios(x: &[Option<f64>], base: &[Option<f64>]) -> Vec<f64> {
         .collect()
 }
 
+/// Baseline for each round: the mean of this round's baseline sample and the next round's (the
+/// baseline runs first in every round, so a round's other samples sit between the two), or this
+/// round's alone for the last round or when the next one failed. Cancels a linear drift.
+pub fn bracketing_baseline(base: &[Option<f64>]) -> Vec<Option<f64>> {
+    (0..base.len())
+        .map(|r| match (base[r], base.get(r + 1).copied().flatten()) {
+            (Some(a), Some(b)) => Some(f64::midpoint(a, b)),
+            (a, _) => a,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +106,12 @@ mod tests {
         let s = Summary::of(&[4.0, 1.0, 3.0, 2.0]).unwrap();
         assert_eq!((s.median, s.min, s.max, s.n), (2.5, 1.0, 4.0, 4));
         assert!(Summary::of(&[]).is_none());
+    }
+
+    #[test]
+    fn bracketing_uses_the_next_round() {
+        assert_eq!(bracketing_baseline(&[Some(10.0), Some(20.0), None]), vec![Some(15.0), Some(20.0), None]);
+        assert_eq!(bracketing_baseline(&[Some(10.0), None]), vec![Some(10.0), None]);
     }
 
     #[test]

@@ -19,7 +19,8 @@ use super::{
     observer::{self, Cost, Observer, Target},
     output::{Row, Section},
     parse,
-    stats::{Summary, alternate, paired_ratios, show},
+    procstat::{MachineLoad, MachineTicks},
+    stats::{Summary, alternate, bracketing_baseline, paired_ratios, show},
 };
 
 const PORT: u16 = 5201;
@@ -49,6 +50,8 @@ struct Sample {
     gbps: f64,
     bytes_sent: u64,
     cost: Option<Cost>,
+    /// The whole machine over the sample.
+    machine: MachineLoad,
     /// Monitor only: largest payload the monitor recorded for the client's data socket ÷ bytes
     /// iperf3 sent (1.0 = exact).
     monitor_payload_ratio: Option<f64>,
@@ -57,14 +60,18 @@ struct Sample {
 /// Runs the benchmark.
 pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
     let mut section = Section::new("throughput");
-    let (seconds, rounds) = if ctx.quick { (2, 1) } else { (10, 5) };
+    // Short samples, many rounds: on a shared VM single-stream throughput swings by ±20 % from
+    // one sample to the next (steal, vCPU placement); the more pairs, the steadier the median.
+    let (seconds, rounds) = if ctx.quick { (2, 1) } else { (5, 10) };
     let configs = ctx.tools.configs();
     let mut data = serde_json::Map::new();
+    let mut all_steal = Vec::new();
     for path in [Path::Veth, Path::Loopback] {
         let results = alternate(&configs, rounds, |o, round| sample(ctx, path, o, seconds, round));
         let results: Vec<Vec<Option<Sample>>> = results.into_iter().map(|v| v.into_iter().map(Result::ok).collect()).collect();
         let gbps = |i: usize| -> Vec<Option<f64>> { results[i].iter().map(|s| s.as_ref().map(|s| s.gbps)).collect() };
-        let base = gbps(0);
+        let base = bracketing_baseline(&gbps(0));
+        all_steal.extend(results.iter().flatten().flatten().map(|s| s.machine.steal_percent));
         let mut per_config = serde_json::Map::new();
         for (i, o) in configs.iter().enumerate() {
             let abs = Summary::of(&gbps(i).into_iter().flatten().collect::<Vec<_>>());
@@ -102,9 +109,12 @@ pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
     }
     section.data = json!({ "seconds_per_transfer": seconds, "rounds": rounds, "paths": data });
     section.notes.push(format!(
-        "iperf3 -t {seconds}, 1 TCP stream, {rounds} round(s) alternating {}; both iperf3 ends in the watched cgroup",
+        "iperf3 -t {seconds}, 1 TCP stream, {rounds} round(s) alternating {}; both iperf3 ends in the watched cgroup; relative = \
+         per-round ratio to the mean of the baselines before and after",
         configs.iter().map(|o| o.name()).collect::<Vec<_>>().join(" ")
     ));
+    let steal = Summary::of(&all_steal);
+    section.notes.push(format!("hypervisor steal during throughput samples: {} % of all CPU time", show(steal, 1)));
     Ok(section)
 }
 
@@ -116,6 +126,7 @@ fn sample(ctx: &Ctx<'_>, path: Path, o: Observer, seconds: u32, round: usize) ->
     };
     let target = Target { cgroup: ctx.cgroup, netns: &ctx.pair.a, device, monitor_config: None };
     let running = observer::start(o, target, ctx.tools, &tag)?;
+    let ticks = MachineTicks::now();
     let work = &ctx.tools.work;
     let server_out = work.join(format!("{tag}-iperf3-server.out"));
     let client_out = work.join(format!("{tag}-iperf3-client.json"));
@@ -133,6 +144,7 @@ fn sample(ctx: &Ctx<'_>, path: Path, o: Observer, seconds: u32, round: usize) ->
     let client_pid = client.pid();
     let finished = client.wait_timeout(Duration::from_secs(u64::from(seconds) + 30))?;
     let _ = server.wait_timeout(Duration::from_secs(5));
+    let machine = ticks.load_since();
     let (cost, out) = running.stop()?;
     let report: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(&client_out)?).with_context(|| format!("iperf3 report {}", client_out.display()))?;
@@ -149,5 +161,5 @@ fn sample(ctx: &Ctx<'_>, path: Path, o: Observer, seconds: u32, round: usize) ->
     for p in [&server_out, &client_out, &out] {
         observer::discard(p);
     }
-    Ok(Sample { gbps, bytes_sent, cost, monitor_payload_ratio })
+    Ok(Sample { gbps, bytes_sent, cost, machine, monitor_payload_ratio })
 }
