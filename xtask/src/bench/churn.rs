@@ -30,7 +30,7 @@ use super::{
     output::{Row, Section},
     parse::{self, FinalStats},
     procstat::{MachineLoad, MachineTicks},
-    stats::{Summary, alternate, bracketing_baseline, paired_ratios, show},
+    stats::{Summary, alternate, bracketing_baseline, paired_ratios, show, steal_adjusted},
 };
 
 /// First server port; [`PORTS`] consecutive ports.
@@ -122,11 +122,16 @@ pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
         let results: Vec<Vec<Option<Sample>>> = results.into_iter().map(|v| v.into_iter().map(Result::ok).collect()).collect();
         let rates = |i: usize| -> Vec<Option<f64>> { results[i].iter().map(|s| s.as_ref().map(|s| s.rate)).collect() };
         let base = bracketing_baseline(&rates(0));
+        let adjusted = |i: usize| -> Vec<Option<f64>> {
+            results[i].iter().map(|s| s.as_ref().map(|s| steal_adjusted(s.rate, s.machine.steal_percent))).collect()
+        };
+        let base_adj = bracketing_baseline(&adjusted(0));
         let mut per_config = serde_json::Map::new();
         for (i, o) in configs.iter().enumerate() {
             let samples: Vec<&Sample> = results[i].iter().flatten().collect();
             let abs = Summary::of(&rates(i).into_iter().flatten().collect::<Vec<_>>());
             let rel = Summary::of(&paired_ratios(&rates(i), &base));
+            let rel_adj = Summary::of(&paired_ratios(&adjusted(i), &base_adj));
             let costs: Vec<&Cost> = samples.iter().filter_map(|s| s.cost.as_ref()).collect();
             let cpu = Summary::of(&costs.iter().map(|c| c.core_percent()).collect::<Vec<_>>());
             let peak = Summary::of(&costs.iter().map(|c| c.peak_rss_kib as f64 / 1024.0).collect::<Vec<_>>());
@@ -134,7 +139,11 @@ pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
             if *o == Observer::None {
                 section.rows.push(Row::info(format!("{m} rate (exchanges/s)"), o.name(), show(abs, 0)));
             } else {
-                section.rows.push(Row::info(format!("{m} rate (relative)"), o.name(), format!("{} of none ({}/s)", show(rel, 3), show(abs, 0))));
+                section.rows.push(Row::info(
+                    format!("{m} rate (relative, raw / steal-adjusted)"),
+                    o.name(),
+                    format!("{} of none ({}/s) / {}", show(rel, 3), show(abs, 0), show(rel_adj, 3)),
+                ));
                 section.rows.push(Row::info(format!("{m}: CPU % of a core / peak RSS MiB"), o.name(), format!("{} / {}", show(cpu, 1), show(peak, 1))));
             }
             if *o == Observer::Monitor {
@@ -145,7 +154,7 @@ pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
             }
             per_config.insert(
                 o.name().into(),
-                json!({ "rate": abs, "relative": rel, "cpu_core_percent": cpu, "peak_rss_mib": peak, "samples": results[i] }),
+                json!({ "rate": abs, "relative": rel, "relative_steal_adjusted": rel_adj, "cpu_core_percent": cpu, "peak_rss_mib": peak, "samples": results[i] }),
             );
         }
         data.insert(p.into(), serde_json::Value::Object(per_config));

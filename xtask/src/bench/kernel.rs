@@ -115,14 +115,33 @@ pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
         return Ok(section);
     }
     let (seconds, exchanges, rounds) = if ctx.quick { (1, 2_000, 1) } else { (5, 20_000, 3) };
-    let mut per_round: Vec<BTreeMap<String, (Prog, u64, u64)>> = Vec::new();
+    let mut per_round: Vec<Deltas> = Vec::new();
+    let mut phases: Vec<[Phase; 3]> = Vec::new();
     for round in 0..rounds {
         match measure(ctx, seconds, exchanges, round) {
-            Ok(r) => per_round.push(r),
+            Ok(r) => {
+                per_round.push(r.programs);
+                phases.push(r.phases);
+            }
             Err(e) => eprintln!("bench: kernel round {}: {e:#}", round + 1),
         }
     }
     anyhow::ensure!(!per_round.is_empty(), "every kernel-cost round failed");
+    // BPF time per Gbit/s: (BPF seconds per second) ÷ (Gbit per second) = BPF s per Gbit, as %.
+    let per_gbit = Summary::of(&phases.iter().map(|p| 100.0 * (p[0].bpf_ns as f64 / 1e9) / (p[0].work * 8.0 / 1e9)).collect::<Vec<_>>());
+    section.rows.push(Row::info(
+        "all programs, iperf3 over veth (both ends watched)",
+        "monitor",
+        format!("{} % of a core per Gbit/s", show(per_gbit, 3)),
+    ));
+    for (i, proto) in [(1, "TCP"), (2, "UDP")] {
+        let us = Summary::of(&phases.iter().filter(|p| p[i].work > 0.0).map(|p| p[i].bpf_ns as f64 / 1e3 / p[i].work).collect::<Vec<_>>());
+        section.rows.push(Row::info(
+            format!("all programs, {proto} churn (both ends watched)"),
+            "monitor",
+            format!("{} µs of BPF per exchange", show(us, 2)),
+        ));
+    }
     let mut programs = serde_json::Map::new();
     let names: Vec<String> = per_round[0].keys().cloned().collect();
     for name in names {
@@ -144,58 +163,99 @@ pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
         ));
         programs.insert(name, json!({ "ns_per_run": ns, "runs": runs, "program": p, "rounds": rows.iter().map(|r| json!({"run_time_ns": r.1, "run_count": r.2})).collect::<Vec<_>>() }));
     }
-    section.data = json!({ "iperf_seconds": seconds, "exchanges_per_protocol": exchanges, "rounds": rounds, "programs": programs });
+    section.data = json!({ "iperf_seconds": seconds, "exchanges_per_protocol": exchanges, "rounds": rounds, "programs": programs,
+                           "bpf_percent_of_core_per_gbps": per_gbit, "phases": phases });
     section.notes.push(format!(
         "BPF run-time stats on only during the workload (iperf3 {seconds} s over veth + {exchanges} TCP + {exchanges} UDP exchanges), {rounds} round(s); ns/run includes the stats' own clock reads"
     ));
     Ok(section)
 }
 
-/// One round: (name → (program, Δrun_time_ns, Δrun_count)).
-fn measure(ctx: &Ctx<'_>, seconds: u32, exchanges: usize, round: usize) -> anyhow::Result<BTreeMap<String, (Prog, u64, u64)>> {
+/// Δrun_time_ns and Δrun_count of every program between two snapshots, by name.
+type Deltas = BTreeMap<String, (Prog, u64, u64)>;
+
+fn deltas(before: &BTreeMap<u32, Prog>, after: BTreeMap<u32, Prog>) -> Deltas {
+    let mut result = BTreeMap::new();
+    for (id, a) in after {
+        let b = before.get(&id);
+        let dt = a.run_time_ns.saturating_sub(b.map_or(0, |b| b.run_time_ns));
+        let dn = a.run_count.saturating_sub(b.map_or(0, |b| b.run_count));
+        result.insert(a.name.clone(), (a, dt, dn));
+    }
+    result
+}
+
+/// BPF time of one workload phase, over all programs.
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Phase {
+    bpf_ns: u64,
+    /// iperf3: bytes received; churn: exchanges.
+    work: f64,
+    seconds: f64,
+}
+
+/// One round: per-program deltas over the whole workload, and the phases (iperf3, TCP, UDP).
+struct Round {
+    programs: Deltas,
+    phases: [Phase; 3],
+}
+
+fn measure(ctx: &Ctx<'_>, seconds: u32, exchanges: usize, round: usize) -> anyhow::Result<Round> {
     let target = Target { cgroup: ctx.cgroup, netns: &ctx.pair.a, device: DEV_A, monitor_config: None };
     let running = observer::start(Observer::Monitor, target, ctx.tools, &format!("kernel-{round}"))?;
     let pid = running.pid().context("monitor pid")?;
     let stats_fd = aya::sys::enable_stats(aya::sys::Stats::RunTime).context("BPF_ENABLE_STATS failed")?;
-    let before = snapshot(pid)?;
-    workload(ctx, seconds, exchanges, round)?;
-    let after = snapshot(pid)?;
+    let first = snapshot(pid)?;
+    let mut last = first.clone();
+    let mut phases = [Phase { bpf_ns: 0, work: 0.0, seconds: 0.0 }; 3];
+    for (i, phase) in phases.iter_mut().enumerate() {
+        let t = std::time::Instant::now();
+        phase.work = match i {
+            0 => iperf(ctx, seconds, round)?,
+            1 => churn(ctx, Proto::Tcp, exchanges, round)?,
+            _ => churn(ctx, Proto::Udp, exchanges, round)?,
+        };
+        phase.seconds = t.elapsed().as_secs_f64();
+        let now = snapshot(pid)?;
+        phase.bpf_ns = deltas(&last, now.clone()).values().map(|d| d.1).sum();
+        last = now;
+    }
     drop(stats_fd);
     let (_, out) = running.stop()?;
     observer::discard(&out);
-    let mut result = BTreeMap::new();
-    for (id, a) in after {
-        let b = before.get(&id);
-        let dt = a.run_time_ns - b.map_or(0, |b| b.run_time_ns);
-        let dn = a.run_count - b.map_or(0, |b| b.run_count);
-        result.insert(a.name.clone(), (a, dt, dn));
-    }
-    Ok(result)
+    Ok(Round { programs: deltas(&first, last), phases })
 }
 
-fn workload(ctx: &Ctx<'_>, seconds: u32, exchanges: usize, round: usize) -> anyhow::Result<()> {
+/// iperf3 over the veth pair; returns the bytes received.
+fn iperf(ctx: &Ctx<'_>, seconds: u32, round: usize) -> anyhow::Result<f64> {
     let work = &ctx.tools.work;
     let server_out = work.join(format!("kernel-{round}-iperf3.out"));
+    let client_out = work.join(format!("kernel-{round}-iperf3.json"));
     let mut cmd = std::process::Command::new("iperf3");
     cmd.args(["-s", "-1", "--forceflush", "-B", ADDR_B, "-p", "5202"]).stdout(fs::File::create(&server_out)?).stderr(std::process::Stdio::null());
     let mut server = Proc::spawn("iperf3 server", &mut cmd, Place { netns: Some(&ctx.pair.b), cgroup: Some(ctx.cgroup) })?;
     wait_for_text(&server_out, "listening", Duration::from_secs(10), &mut server)?;
     let mut cmd = std::process::Command::new("iperf3");
-    cmd.args(["-c", ADDR_B, "-B", ADDR_A, "-p", "5202", "-t", &seconds.to_string()])
-        .stdout(std::process::Stdio::null())
+    cmd.args(["-c", ADDR_B, "-B", ADDR_A, "-p", "5202", "-t", &seconds.to_string(), "-J"])
+        .stdout(fs::File::create(&client_out)?)
         .stderr(std::process::Stdio::null());
     let mut client = Proc::spawn("iperf3 client", &mut cmd, Place { netns: Some(&ctx.pair.a), cgroup: Some(ctx.cgroup) })?;
     client.wait_timeout(Duration::from_secs(u64::from(seconds) + 30))?;
     let _ = server.wait_timeout(Duration::from_secs(5));
+    let report: serde_json::Value = serde_json::from_str(&fs::read_to_string(&client_out)?).context("iperf3 report")?;
     observer::discard(&server_out);
-    for proto in [Proto::Tcp, Proto::Udp] {
-        let (srv, _) = start_server(ctx, proto)?;
-        let log = work.join(format!("kernel-{round}-truth"));
-        run_clients(ctx, proto, exchanges, &log)?;
-        drop(srv);
-        for i in 0..PROCS {
-            observer::discard(&std::path::PathBuf::from(format!("{}.{i}", log.display())));
-        }
+    observer::discard(&client_out);
+    report["end"]["sum_received"]["bytes"].as_f64().context("no byte count in the iperf3 report")
+}
+
+/// `exchanges` churn exchanges; returns how many succeeded.
+fn churn(ctx: &Ctx<'_>, proto: Proto, exchanges: usize, round: usize) -> anyhow::Result<f64> {
+    let (srv, _) = start_server(ctx, proto)?;
+    let log = ctx.tools.work.join(format!("kernel-{round}-truth"));
+    let summary = run_clients(ctx, proto, exchanges, &log)?;
+    drop(srv);
+    for i in 0..PROCS {
+        observer::discard(&std::path::PathBuf::from(format!("{}.{i}", log.display())));
     }
-    Ok(())
+    Ok(summary["ok"].as_f64().unwrap_or(0.0))
 }

@@ -1,20 +1,22 @@
-//! Benchmarks 5 (enrichment) and 6 (reports): benchmarks of library code that is still being written
+//! Benchmarks 5 (enrichment) and 6 (reports): library code of the `monitor` crate
 //! (`monitor::enrich` lookups, `monitor::journal` + `monitor::report`).
 //!
 //! xtask cannot link the `monitor` crate (building xtask must not need the BPF toolchain that
-//! `cargo xtask setup` installs), so these benchmarks drive small example programs of the
-//! `monitor` crate, built on demand; each is skipped until its file exists. Contract:
+//! `cargo xtask setup` installs), so these benchmarks drive two example programs of the `monitor`
+//! crate, built on demand, and are skipped until those files exist. Their reference sources are
+//! `xtask/bench-plugins/{bench_enrich,bench_report}.rs`, written against the enrich/journal/report
+//! API; they go to `monitor/examples/` once that API is in the tree. Contract:
 //!
-//! - `monitor/examples/bench_enrich.rs`: `bench_enrich --addresses FILE --mode cached|uncached`
-//!   loads the default databases, then looks up every address of FILE (one per line: the
-//!   harness writes random public IPv4/IPv6 addresses) and prints one JSON line
-//!   `{"lookups": N, "seconds": S, "country_found": N, "asn_found": N}` where S covers the
-//!   lookups only. `uncached`: every lookup goes to the databases; `cached`: through the
-//!   enrichment cache, over the same list twice (the second pass is timed).
-//! - `monitor/examples/bench_report.rs`: `bench_report generate --journal DIR --records N --days 7`
-//!   writes a synthetic journal (N connection records and a week of residency rows);
-//!   `bench_report weekly --journal DIR` generates the weekly report on stdout. The harness
-//!   times the `weekly` process and takes its peak memory from `wait4`.
+//! - `bench_enrich --addresses FILE --mode uncached|cached`: loads the default databases, then
+//!   times lookups and prints one JSON line `{"lookups": N, "seconds": S, "country_found": N,
+//!   "asn_found": N}` (S covers the lookups only). FILE holds random public IPv4/IPv6 addresses,
+//!   one per line (written by the harness from a fixed seed). `uncached`: cache disabled, each
+//!   address once. `cached`: default cache, warmed with the first 10,000 addresses, then as many
+//!   lookups as FILE has lines cycling over those (a device's working set of destinations).
+//! - `bench_report generate --journal DIR --records N --days 7`: writes a synthetic journal
+//!   (N connection records over one week, and that week's residency rows) with the daemon's
+//!   writer; `bench_report weekly --journal DIR` builds the weekly report and prints it. The
+//!   harness times both processes and takes the report's peak memory from `wait4`.
 
 use std::{
     fs,
@@ -130,7 +132,9 @@ pub fn reports(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
     let dir = ctx.tools.work.join("journal");
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir)?;
-    let (_, gen_wall, _, _) = measured(Command::new(&bin).args(["generate", "--journal"]).arg(&dir).args(["--records", &records.to_string(), "--days", "7"]))?;
+    let (_, gen_wall, _, gen_peak) =
+        measured(Command::new(&bin).args(["generate", "--journal"]).arg(&dir).args(["--records", &records.to_string(), "--days", "7"]))?;
+    let journal_mib = fs::read_dir(&dir)?.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum::<u64>() as f64 / 1_048_576.0;
     let mut walls = Vec::new();
     let mut peaks = Vec::new();
     let mut cpus = Vec::new();
@@ -147,7 +151,13 @@ pub fn reports(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
         "-",
         format!("{} s, CPU {} s, peak RSS {} MiB", show(w, 2), show(c, 2), show(p, 1)),
     ));
-    section.data = json!({ "records": records, "rounds": rounds, "generate_seconds": gen_wall, "report_seconds": w, "report_cpu_seconds": c, "report_peak_rss_mib": p });
+    section.rows.push(Row::info(
+        format!("writing the synthetic journal, {records} records"),
+        "-",
+        format!("{gen_wall:.1} s, peak RSS {:.1} MiB, journal {journal_mib:.0} MiB", gen_peak as f64 / 1024.0),
+    ));
+    section.data = json!({ "records": records, "rounds": rounds, "generate_seconds": gen_wall, "generate_peak_rss_kib": gen_peak,
+                           "journal_mib": journal_mib, "report_seconds": w, "report_cpu_seconds": c, "report_peak_rss_mib": p });
     Ok(section)
 }
 

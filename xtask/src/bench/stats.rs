@@ -96,6 +96,12 @@ pub fn bracketing_baseline(base: &[Option<f64>]) -> Vec<Option<f64>> {
         .collect()
 }
 
+/// A CPU-bound rate scaled to the CPU the hypervisor left (`rate ÷ (1 − steal)`), so that
+/// samples taken while a neighbour stole time compare with the others. Steal is capped at 90 %.
+pub fn steal_adjusted(rate: f64, steal_percent: f64) -> f64 {
+    rate / (1.0 - steal_percent.clamp(0.0, 90.0) / 100.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
