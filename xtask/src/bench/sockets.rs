@@ -96,13 +96,34 @@ pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
         }
         data.insert(o.name().into(), serde_json::to_value(&s)?);
     }
-    section.data = json!({ "connections": connections, "runs": data });
+    let dbs = database_files();
+    if !dbs.is_empty() {
+        let total: u64 = dbs.iter().map(|(_, n)| n).sum();
+        section.notes.push(format!(
+            "geolocation databases in {GEO_DIR}: {:.1} MiB; mapped ones show as `mmdb` above, ones read into the heap count as anon",
+            total as f64 / 1_048_576.0
+        ));
+    }
+    section.data = json!({ "connections": connections, "runs": data, "database_files": dbs });
     section.notes.push(format!(
         "{connections} TCP connections ({} sockets) opened one after the other, 1 KiB each way, held; spread over {} client and as many server processes (≤ {PER_PROCESS} each: RLIMIT_NOFILE)",
         2 * connections,
         connections.div_ceil(PER_PROCESS)
     ));
     Ok(section)
+}
+
+/// Where `cargo xtask setup` installs the default geolocation databases.
+const GEO_DIR: &str = "/var/lib/monitor/geo";
+
+/// (file, bytes) of the `*.mmdb` files in [`GEO_DIR`].
+fn database_files() -> Vec<(String, u64)> {
+    let Ok(entries) = std::fs::read_dir(GEO_DIR) else { return Vec::new() };
+    entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "mmdb"))
+        .filter_map(|e| Some((e.file_name().to_string_lossy().into_owned(), e.metadata().ok()?.len())))
+        .collect()
 }
 
 /// Connections per load process pair: below the usual 20,000 hard RLIMIT_NOFILE, which root
