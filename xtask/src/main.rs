@@ -42,6 +42,9 @@ enum Command {
     Geo(geo::Args),
     /// Benchmarks: cost, completeness, comparison with peers (see BENCHMARKS.md).
     Bench(bench::Args),
+    /// Load generator of the benchmarks (run by `bench` inside its namespaces).
+    #[command(hide = true)]
+    BenchLoad(bench::load::Args),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Command::Test { args } => setup::run(&setup::Args::default()).and_then(|()| exec::run_tests(&args)),
         Command::Geo(args) => geo::run(&args),
         Command::Bench(args) => setup::run(&setup::Args { bench: true, ..setup::Args::default() }).and_then(|()| bench::run(&args)),
+        Command::BenchLoad(args) => bench::load::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -37,7 +37,6 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         apt_install(&[
             ("iperf3", "throughput benchmark"),
             ("nethogs", "benchmark peer"),
-            ("linux-perf", "kernel cost benchmark"),
         ])?;
         cargo_install("bandwhich", None, &[])?;
     }

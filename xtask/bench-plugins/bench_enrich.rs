@@ -1,0 +1,62 @@
+//! Plug-in of `cargo xtask bench` (xtask/src/bench/plugin.rs): country + ASN lookups per second
+//! with the default databases. Belongs in `monitor/examples/` (the harness builds it with
+//! `cargo build -p monitor --example bench_enrich`); kept in xtask/bench-plugins/ until then.
+//!
+//! `bench_enrich --addresses FILE --mode uncached|cached [--working-set N]`
+//! - `uncached`: cache disabled (`cache_entries = 0`), every address of FILE looked up once.
+//! - `cached`: default cache; the first N addresses (default 10,000, within the default cache of
+//!   16,384) are looked up once to warm it, then as many lookups as FILE has lines cycle over them.
+//!
+//! Prints `{"lookups":…,"seconds":…,"country_found":…,"asn_found":…}`; `seconds` covers the
+//! timed lookups only (not loading the databases or reading FILE).
+
+use std::{
+    fs::File,
+    io::{BufRead as _, BufReader},
+    net::IpAddr,
+    time::Instant,
+};
+
+use anyhow::{Context as _, bail};
+use monitor::enrich::{Enricher, GeoConfig};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let path = arg("--addresses").context("usage: bench_enrich --addresses FILE --mode uncached|cached")?;
+    let mode = arg("--mode").unwrap_or_else(|| "uncached".into());
+    let working_set: usize = arg("--working-set").map_or(Ok(10_000), |v| v.parse()).context("--working-set")?;
+    let mut addrs: Vec<IpAddr> = Vec::new();
+    for line in BufReader::new(File::open(&path).with_context(|| format!("cannot open {path}"))?).lines() {
+        addrs.push(line?.trim().parse().context("not an address")?);
+    }
+    let defaults = GeoConfig::default();
+    let cache_entries = match mode.as_str() {
+        "uncached" => 0,
+        "cached" => defaults.cache_entries,
+        other => bail!("unknown mode {other}"),
+    };
+    let mut enricher = Enricher::open(&GeoConfig { cache_entries, ..defaults })?;
+    for w in enricher.warnings() {
+        eprintln!("bench_enrich: {w}");
+    }
+    let set: &[IpAddr] = if mode == "cached" { &addrs[..working_set.min(addrs.len()).max(1)] } else { &addrs };
+    if mode == "cached" {
+        for ip in set {
+            enricher.lookup(*ip);
+        }
+    }
+    let (mut country, mut asn) = (0u64, 0u64);
+    let start = Instant::now();
+    for i in 0..addrs.len() {
+        let d = enricher.lookup(set[i % set.len()]);
+        country += u64::from(d.country.is_some());
+        asn += u64::from(d.asn.is_some());
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({ "lookups": addrs.len(), "seconds": seconds, "country_found": country, "asn_found": asn, "mode": mode })
+    );
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! Plug-in of `cargo xtask bench` (xtask/src/bench/plugin.rs): the weekly report over a large
+//! synthetic journal. Belongs in `monitor/examples/` (the harness builds it with
+//! `cargo build -p monitor --example bench_report`); kept in xtask/bench-plugins/ until then.
+//!
+//! - `bench_report generate --journal DIR --records N --days 7`: writes `DIR/journal.db` through
+//!   the daemon's own writer: N `close` records spread evenly over ISO week 2026-W46 (UTC), from
+//!   50 apps to 20,000 public destinations (30 countries, 500 ASNs), which also fills the week's
+//!   residency rows (one per interval × app × destination with traffic).
+//! - `bench_report weekly --journal DIR`: builds the report of that week and prints it as JSON
+//!   (the harness times this process and takes its peak memory).
+
+use std::{
+    io::Write as _,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::PathBuf,
+};
+
+use anyhow::{Context as _, bail};
+use jiff::SignedDuration;
+use monitor::{
+    enrich::{DbRef, Destination, Scope},
+    identity::{App, AppSource},
+    journal::{JournalConfig, JournalReader, JournalWriter, RunInfo},
+    report::{Format, Period, Report, ReportQuery},
+    tracker::{
+        FlowRecord,
+        record::{Direction, Owner, OwnerSource, Payload, PayloadSource, Protocol, RecordKind, Wire},
+    },
+};
+
+const WEEK: &str = "2026-W46";
+const APPS: u64 = 50;
+const DESTINATIONS: u64 = 20_000;
+const COUNTRIES: [&str; 30] = [
+    "US", "DE", "NL", "IE", "GB", "FR", "SG", "JP", "CN", "IN", "BR", "CA", "AU", "SE", "FI", "CH", "KR", "HK", "TW",
+    "RU", "PL", "IT", "ES", "BE", "AT", "NO", "DK", "ZA", "MX", "AE",
+];
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let dir = PathBuf::from(arg("--journal").context("--journal DIR")?);
+    let path = dir.join("journal.db");
+    match args.get(1).map(String::as_str) {
+        Some("generate") => {
+            let records: u64 = arg("--records").context("--records N")?.parse()?;
+            generate(path, records)
+        }
+        Some("weekly") => {
+            let reader = JournalReader::open(&path)?;
+            let report = Report::build(&reader, &ReportQuery::new(Period::iso_week(WEEK, "UTC")?))?;
+            let mut out = std::io::stdout().lock();
+            report.render(Format::Json, &mut out)?;
+            out.flush()?;
+            Ok(())
+        }
+        _ => bail!("usage: bench_report generate|weekly --journal DIR [--records N --days 7]"),
+    }
+}
+
+fn generate(path: PathBuf, records: u64) -> anyhow::Result<()> {
+    let mut writer = JournalWriter::open(&JournalConfig { path, ..JournalConfig::default() }, RunInfo::current(None))?;
+    let start = Period::iso_week(WEEK, "UTC")?.since;
+    let step_ns = 7 * 86_400 * 1_000_000_000 / i128::from(records.max(1));
+    let country_db = DbRef { database_type: "DBIP-Country-Lite".into(), build_epoch: 1_780_000_000 };
+    let asn_db = DbRef { database_type: "GeoLite2-ASN".into(), build_epoch: 1_780_000_000 };
+    let apps: Vec<App> = (0..APPS)
+        .map(|i| App {
+            name: format!("app{i:02}"),
+            exe: Some(format!("/usr/bin/app{i:02}")),
+            cmdline: None,
+            pid: 1000 + i as u32,
+            start_time: 1,
+            uid: 1000,
+            user: None,
+            unit: None,
+            cgroup: None,
+            container: None,
+            source: AppSource::Proc,
+        })
+        .collect();
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for i in 0..records {
+        let r = next();
+        let app = &apps[(r % APPS) as usize];
+        let d = (r >> 8) % DESTINATIONS;
+        // 20,000 addresses in 1.0.0.0/8 .. 223.0.0.0/8 avoiding 10/8 and 127/8: public scope.
+        let ip = Ipv4Addr::from(0x0b00_0000u32 + (d as u32) * 4099);
+        let last = start + SignedDuration::from_nanos((i128::from(i) * step_ns) as i64);
+        let tx = 200 + (r >> 20) % 50_000;
+        let rx = 500 + (r >> 36) % 500_000;
+        let payload = Payload { tx_bytes: tx, rx_bytes: rx };
+        let wire = Wire { tx_bytes: tx + 400, tx_packets: 10, rx_bytes: rx + 800, rx_packets: 20 };
+        let record = FlowRecord {
+            event: RecordKind::Close,
+            cookie: i,
+            owner: Owner {
+                tgid: app.pid,
+                pid: app.pid,
+                uid: app.uid,
+                gid: app.uid,
+                comm: app.name.clone(),
+                cgroup_id: 1,
+                source: OwnerSource::SockCreate,
+            },
+            protocol: if r % 5 == 0 { Protocol::Udp } else { Protocol::Tcp },
+            direction: Direction::Outbound,
+            local: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 168, 1, 10)), 1024 + (i % 60_000) as u16)),
+            remote: Some(SocketAddr::new(IpAddr::V4(ip), 443)),
+            payload,
+            payload_source: PayloadSource::Syscall,
+            wire,
+            delta_payload: payload,
+            delta_wire: wire,
+            first_seen: last - SignedDuration::from_millis(200),
+            last_seen: last,
+            closed: Some(last),
+            complete: true,
+        };
+        let dest = Destination {
+            scope: Scope::Public,
+            country: Some(COUNTRIES[(d % 30) as usize].to_owned()),
+            asn: Some(64_000 + (d % 500) as u32),
+            as_org: Some(format!("Org {}", d % 500)),
+            country_db: Some(country_db.clone()),
+            asn_db: Some(asn_db.clone()),
+        };
+        writer.append(&record, app, Some(&dest));
+        if i % 100_000 == 99_999 {
+            writer.flush()?;
+        }
+    }
+    writer.flush()?;
+    Ok(())
+}

@@ -1,0 +1,450 @@
+//! Benchmark 2, connection churn: short exchanges (see `load`) from 4 processes × 2 threads in namespace
+//! `a` to a server in `b`, as fast as the machine goes, over TCP and then UDP, with each observer.
+//! Clients and server are in the watched cgroup, so the monitor records both ends.
+//!
+//! Completeness (monitor): every exchange in the clients' ground-truth logs must have a flow
+//! record on the client side (`outbound`, matched by local and remote port) with the client's
+//! tgid and payload exactly as logged (1024/1024), and one on the server side (`inbound` for TCP,
+//! an `unconnected` peer for UDP). Ports are reused across 100,000 exchanges, so records are
+//! counted per port pair and process (a multiset), never "any record with that port".
+
+use std::{
+    collections::HashMap,
+    fs,
+    io::{BufRead as _, BufReader, Read as _},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    thread,
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use serde::Serialize;
+use serde_json::json;
+
+use super::{
+    Ctx,
+    env::{ADDR_A, ADDR_B, DEV_A, Place, Proc},
+    load::{EXCHANGE_BYTES, Proto},
+    observer::{self, Cost, Observer, Target},
+    output::{Row, Section},
+    parse::{self, FinalStats},
+    procstat::{MachineLoad, MachineTicks},
+    stats::{Summary, alternate, bracketing_baseline, paired_ratios, show, steal_adjusted},
+};
+
+/// First server port; [`PORTS`] consecutive ports.
+pub const SERVER_PORT: u16 = 7000;
+const PORTS: u16 = 4;
+/// Client worker processes.
+pub const PROCS: usize = 4;
+const THREADS: usize = 2;
+
+/// One exchange from a client's log.
+#[derive(Debug, Clone, Copy)]
+pub struct Truth {
+    pid: u32,
+    local_port: u16,
+    remote_port: u16,
+    tx: u64,
+    rx: u64,
+    ok: bool,
+}
+
+/// How many expected flows were recorded, with the right owner, with exact payload bytes.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Completeness {
+    /// Exchanges whose request was sent (the denominator).
+    pub expected: u64,
+    /// With a record for the same port pair.
+    pub recorded: u64,
+    /// ... whose owner tgid is the load process.
+    pub right_process: u64,
+    /// ... and whose payload is exactly what the load sent and received (1024/1024).
+    pub exact: u64,
+}
+
+impl Completeness {
+    fn frac(n: u64, d: u64) -> f64 {
+        if d == 0 { 1.0 } else { n as f64 / d as f64 }
+    }
+    /// exact / expected.
+    pub fn exact_fraction(&self) -> f64 {
+        Self::frac(self.exact, self.expected)
+    }
+    fn show(&self) -> String {
+        let p = |n| 100.0 * Self::frac(n, self.expected);
+        format!(
+            "{:.3} % recorded, {:.3} % right tgid, {:.3} % exact bytes (of {})",
+            p(self.recorded),
+            p(self.right_process),
+            p(self.exact),
+            self.expected
+        )
+    }
+}
+
+/// What a peer could attribute.
+#[derive(Debug, Clone, Serialize)]
+struct PeerCompleteness {
+    /// Bytes the peer charged to the load processes ÷ all bytes it counted.
+    bytes_attributed: f64,
+    /// bandwhich: exchanges whose (local port, remote port) it listed at least once (distinct pairs).
+    connections_listed: Option<f64>,
+    /// bandwhich: ... listed under the load's process name.
+    connections_right_name: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Sample {
+    rate: f64,
+    ok: u64,
+    failed: u64,
+    elapsed_s: f64,
+    cost: Option<Cost>,
+    /// The whole machine over the sample.
+    machine: MachineLoad,
+    client: Option<Completeness>,
+    server: Option<Completeness>,
+    stats: Option<FinalStats>,
+    peer: Option<PeerCompleteness>,
+}
+
+/// Runs the benchmark.
+pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
+    let mut section = Section::new("churn");
+    let (count, rounds) = if ctx.quick { (5_000, 1) } else { (100_000, 3) };
+    let configs = ctx.tools.configs();
+    let mut data = serde_json::Map::new();
+    for proto in [Proto::Tcp, Proto::Udp] {
+        let p = if proto == Proto::Tcp { "tcp" } else { "udp" };
+        let results = alternate(&configs, rounds, |o, round| sample(ctx, proto, o, count, round));
+        let results: Vec<Vec<Option<Sample>>> = results.into_iter().map(|v| v.into_iter().map(Result::ok).collect()).collect();
+        let rates = |i: usize| -> Vec<Option<f64>> { results[i].iter().map(|s| s.as_ref().map(|s| s.rate)).collect() };
+        let base = bracketing_baseline(&rates(0));
+        let adjusted = |i: usize| -> Vec<Option<f64>> {
+            results[i].iter().map(|s| s.as_ref().map(|s| steal_adjusted(s.rate, s.machine.steal_percent))).collect()
+        };
+        let base_adj = bracketing_baseline(&adjusted(0));
+        let mut per_config = serde_json::Map::new();
+        for (i, o) in configs.iter().enumerate() {
+            let samples: Vec<&Sample> = results[i].iter().flatten().collect();
+            let abs = Summary::of(&rates(i).into_iter().flatten().collect::<Vec<_>>());
+            let rel = Summary::of(&paired_ratios(&rates(i), &base));
+            let rel_adj = Summary::of(&paired_ratios(&adjusted(i), &base_adj));
+            let costs: Vec<&Cost> = samples.iter().filter_map(|s| s.cost.as_ref()).collect();
+            let cpu = Summary::of(&costs.iter().map(|c| c.core_percent()).collect::<Vec<_>>());
+            let peak = Summary::of(&costs.iter().map(|c| c.peak_rss_kib as f64 / 1024.0).collect::<Vec<_>>());
+            let m = format!("{p} churn");
+            if *o == Observer::None {
+                section.rows.push(Row::info(format!("{m} rate (exchanges/s)"), o.name(), show(abs, 0)));
+            } else {
+                section.rows.push(Row::info(
+                    format!("{m} rate (relative, raw / steal-adjusted)"),
+                    o.name(),
+                    format!("{} of none ({}/s) / {}", show(rel, 3), show(abs, 0), show(rel_adj, 3)),
+                ));
+                section.rows.push(Row::info(format!("{m}: CPU % of a core / peak RSS MiB"), o.name(), format!("{} / {}", show(cpu, 1), show(peak, 1))));
+            }
+            if *o == Observer::Monitor {
+                monitor_rows(&mut section, &m, &samples);
+            }
+            if matches!(o, Observer::Nethogs | Observer::Bandwhich) {
+                peer_rows(&mut section, &m, *o, &samples);
+            }
+            per_config.insert(
+                o.name().into(),
+                json!({ "rate": abs, "relative": rel, "relative_steal_adjusted": rel_adj, "cpu_core_percent": cpu, "peak_rss_mib": peak, "samples": results[i] }),
+            );
+        }
+        data.insert(p.into(), serde_json::Value::Object(per_config));
+    }
+    section.data = json!({ "exchanges": count, "rounds": rounds, "client_processes": PROCS, "threads_per_process": THREADS, "protocols": data });
+    section.notes.push(format!(
+        "{count} exchanges of 1 KiB each way per run, {PROCS} client processes × {THREADS} threads, closed loop (as fast as it goes), \
+         {rounds} round(s); client, server, observer and softirq share the 2 cores"
+    ));
+    section.notes.push(
+        "peers aggregate per process: nethogs shows pid but no ports (figure: bytes charged to the load pids); bandwhich lists \
+         connections by port and process name, no pid (figures: distinct port pairs listed, with the load's name)"
+            .into(),
+    );
+    Ok(section)
+}
+
+fn monitor_rows(section: &mut Section, m: &str, samples: &[&Sample]) {
+    let client: Vec<Completeness> = samples.iter().filter_map(|s| s.client).collect();
+    let server: Vec<Completeness> = samples.iter().filter_map(|s| s.server).collect();
+    let worst = |v: &[Completeness]| v.iter().copied().min_by(|a, b| a.exact_fraction().total_cmp(&b.exact_fraction()));
+    if let Some(c) = worst(&client) {
+        let ok = client.iter().all(|c| c.exact == c.expected);
+        section.rows.push(Row::goal(format!("{m}: recorded, client side (worst run)"), "monitor", c.show(), "100 %", ok));
+    }
+    if let Some(c) = worst(&server) {
+        let ok = server.iter().all(|c| c.exact == c.expected);
+        section.rows.push(Row::goal(format!("{m}: recorded, server side (worst run)"), "monitor", c.show(), "100 %", ok));
+    }
+    let stats: Vec<&FinalStats> = samples.iter().filter_map(|s| s.stats.as_ref()).collect();
+    if !stats.is_empty() {
+        let lost: u64 = stats.iter().map(|s| s.events_lost).sum();
+        let gap: u64 = stats.iter().map(|s| s.events_submitted.abs_diff(s.events_received + s.events_lost)).sum();
+        let submitted: u64 = stats.iter().map(|s| s.events_submitted).sum();
+        let ok = stats.iter().all(|s| s.lossless());
+        let rate = Summary::of(&samples.iter().map(|s| s.rate).collect::<Vec<_>>());
+        section.rows.push(Row::goal(
+            format!("{m}: events lost (all runs)"),
+            "monitor",
+            format!("{lost} lost of {submitted}; submitted − received − lost = {gap}; at {}/s", show(rate, 0)),
+            "0 lost, submitted = received",
+            ok,
+        ));
+    }
+}
+
+fn peer_rows(section: &mut Section, m: &str, o: Observer, samples: &[&Sample]) {
+    let peers: Vec<&PeerCompleteness> = samples.iter().filter_map(|s| s.peer.as_ref()).collect();
+    let bytes = Summary::of(&peers.iter().map(|p| 100.0 * p.bytes_attributed).collect::<Vec<_>>());
+    let mut value = format!("{} % of bytes on the load's pids", show(bytes, 1));
+    if o == Observer::Bandwhich {
+        let listed = Summary::of(&peers.iter().filter_map(|p| p.connections_listed).map(|x| 100.0 * x).collect::<Vec<_>>());
+        let named = Summary::of(&peers.iter().filter_map(|p| p.connections_right_name).map(|x| 100.0 * x).collect::<Vec<_>>());
+        value = format!(
+            "{} % of bytes under the load's name; {} % of port pairs listed, {} % with the load's name",
+            show(bytes, 1),
+            show(listed, 1),
+            show(named, 1)
+        );
+    }
+    section.rows.push(Row::info(format!("{m}: attributed"), o.name(), value));
+}
+
+fn sample(ctx: &Ctx<'_>, proto: Proto, o: Observer, count: usize, round: usize) -> anyhow::Result<Sample> {
+    let p = if proto == Proto::Tcp { "tcp" } else { "udp" };
+    let tag = format!("churn-{p}-{round}-{}", o.name());
+    let target = Target { cgroup: ctx.cgroup, netns: &ctx.pair.a, device: DEV_A, monitor_config: None };
+    let running = observer::start(o, target, ctx.tools, &tag)?;
+    let (server, server_pid) = start_server(ctx, proto)?;
+    let log = ctx.tools.work.join(format!("{tag}-truth"));
+    let ticks = MachineTicks::now();
+    let summary = run_clients(ctx, proto, count, &log)?;
+    let machine = ticks.load_since();
+    // End the server before the observer: its sockets' release reports everything the kernel
+    // still holds for them (e.g. the last unconnected-UDP peers, kept in per-socket slots).
+    drop(server);
+    // Let the last FIN exchanges and close events arrive.
+    thread::sleep(Duration::from_millis(500));
+    let (cost, out) = running.stop()?;
+    let truth = read_truth(&log, PROCS)?;
+    let ok = summary["ok"].as_u64().unwrap_or(0);
+    let elapsed_s = summary["elapsed_s"].as_f64().unwrap_or(0.0);
+    let mut s = Sample {
+        rate: summary["rate"].as_f64().unwrap_or(0.0),
+        ok,
+        failed: summary["failed"].as_u64().unwrap_or(0),
+        elapsed_s,
+        cost,
+        machine,
+        client: None,
+        server: None,
+        stats: None,
+        peer: None,
+    };
+    let pids: Vec<u32> = summary["pids"].as_array().map(|a| a.iter().filter_map(|p| p.as_u64()).map(|p| p as u32).collect()).unwrap_or_default();
+    match o {
+        Observer::None => {}
+        Observer::Monitor => {
+            let run = parse::monitor(&out)?;
+            let (client, server) = monitor_completeness(&run.flows, &truth, proto, server_pid);
+            s.client = Some(client);
+            s.server = Some(server);
+            s.stats = Some(run.stats);
+        }
+        Observer::Nethogs => {
+            let run = parse::nethogs(&out)?;
+            let total = run.processes.iter().fold(0.0, |a, p| a + p.sent + p.received);
+            let mine = run.processes.iter().filter(|p| p.pid.is_some_and(|pid| pids.contains(&pid))).fold(0.0, |a, p| a + p.sent + p.received);
+            s.peer = Some(PeerCompleteness { bytes_attributed: ratio(mine, total), connections_listed: None, connections_right_name: None });
+        }
+        Observer::Bandwhich => {
+            let run = parse::bandwhich(&out)?;
+            let total = run.processes.iter().fold(0.0, |a, p| a + p.sent + p.received);
+            let mine = run.processes.iter().filter(|p| p.name == "bench-load").fold(0.0, |a, p| a + p.sent + p.received);
+            let wanted: std::collections::HashSet<(u16, u16)> = truth.iter().filter(|t| t.ok).map(|t| (t.local_port, t.remote_port)).collect();
+            let listed: std::collections::HashSet<(u16, u16)> =
+                run.connections.iter().filter(|c| c.2 == p).map(|c| (c.0, c.1)).filter(|k| wanted.contains(k)).collect();
+            let named: std::collections::HashSet<(u16, u16)> = run
+                .connections
+                .iter()
+                .filter(|c| c.2 == p && c.3 == "bench-load")
+                .map(|c| (c.0, c.1))
+                .filter(|k| wanted.contains(k))
+                .collect();
+            let n = wanted.len() as f64;
+            s.peer = Some(PeerCompleteness {
+                bytes_attributed: ratio(mine, total),
+                connections_listed: Some(ratio(listed.len() as f64, n)),
+                connections_right_name: Some(ratio(named.len() as f64, n)),
+            });
+        }
+    }
+    observer::discard(&out);
+    for i in 0..PROCS {
+        observer::discard(&PathBuf::from(format!("{}.{i}", log.display())));
+    }
+    Ok(s)
+}
+
+fn ratio(n: f64, d: f64) -> f64 {
+    if d > 0.0 { n / d } else { 0.0 }
+}
+
+/// Starts the churn server in namespace `b` and the load cgroup; returns it and its pid.
+pub fn start_server(ctx: &Ctx<'_>, proto: Proto) -> anyhow::Result<(Proc, u32)> {
+    let mut cmd = Command::new(&ctx.tools.load);
+    cmd.args(["bench-load", "server", "--proto", proto_arg(proto), "--listen", &format!("{ADDR_B}:{SERVER_PORT}")])
+        .args(["--ports", &PORTS.to_string(), "--threads", &(PROCS * THREADS / 2).max(2).to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    let mut server = Proc::spawn("churn server", &mut cmd, Place { netns: Some(&ctx.pair.b), cgroup: Some(ctx.cgroup) })?;
+    let mut line = String::new();
+    BufReader::new(server.child.stdout.take().context("server stdout")?).read_line(&mut line)?;
+    let v: serde_json::Value = serde_json::from_str(&line).with_context(|| format!("churn server said {line:?}"))?;
+    let pid = v["pid"].as_u64().context("no pid from the churn server")? as u32;
+    Ok((server, pid))
+}
+
+fn proto_arg(proto: Proto) -> &'static str {
+    if proto == Proto::Tcp { "tcp" } else { "udp" }
+}
+
+/// Runs `count` exchanges from the client processes; returns their JSON summary.
+pub fn run_clients(ctx: &Ctx<'_>, proto: Proto, count: usize, log: &Path) -> anyhow::Result<serde_json::Value> {
+    let mut cmd = Command::new(&ctx.tools.load);
+    cmd.args(["bench-load", "client", "--proto", proto_arg(proto), "--local", ADDR_A])
+        .args(["--server", &format!("{ADDR_B}:{SERVER_PORT}"), "--ports", &PORTS.to_string()])
+        .args(["--count", &count.to_string(), "--procs", &PROCS.to_string(), "--threads", &THREADS.to_string()])
+        .arg("--log")
+        .arg(log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    let mut client = Proc::spawn("churn client", &mut cmd, Place { netns: Some(&ctx.pair.a), cgroup: Some(ctx.cgroup) })?;
+    let mut text = String::new();
+    client.child.stdout.take().context("client stdout")?.read_to_string(&mut text)?;
+    let finished = client.wait_timeout(Duration::from_secs(10))?;
+    anyhow::ensure!(finished, "churn client failed; it said {text:?}");
+    serde_json::from_str(text.trim()).with_context(|| format!("churn client said {text:?}"))
+}
+
+/// Reads the ground-truth logs `<log>.0` … `<log>.<procs-1>`.
+pub fn read_truth(log: &Path, procs: usize) -> anyhow::Result<Vec<Truth>> {
+    let mut out = Vec::new();
+    for i in 0..procs {
+        let path = PathBuf::from(format!("{}.{i}", log.display()));
+        let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        for line in text.lines() {
+            let f: Vec<u64> = line.split(',').filter_map(|x| x.parse().ok()).collect();
+            if let [pid, local, remote, tx, rx] = f[..] {
+                let ok = tx == EXCHANGE_BYTES as u64 && rx == EXCHANGE_BYTES as u64;
+                out.push(Truth { pid: pid as u32, local_port: local as u16, remote_port: remote as u16, tx, rx, ok });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Records by (local port, remote port): (tgid, payload tx, payload rx).
+type Index = HashMap<(u16, u16), Vec<(u32, u64, u64)>>;
+
+fn index(flows: &[parse::Flow], proto: &str, directions: &[&str]) -> Index {
+    let mut idx: Index = HashMap::new();
+    for f in flows.iter().filter(|f| f.protocol == proto && directions.contains(&f.direction.as_str())) {
+        if let (Some(l), Some(r)) = (parse::Flow::port(f.local.as_ref()), parse::Flow::port(f.remote.as_ref())) {
+            idx.entry((l, r)).or_default().push((f.owner.tgid, f.payload.tx_bytes, f.payload.rx_bytes));
+        }
+    }
+    idx
+}
+
+/// Exchanges one record stands for: one per socket, except that a UDP server sees a client
+/// port reused later in the run as the same peer, so one record may sum several exchanges.
+fn covers(tx: u64, rx: u64) -> u64 {
+    (tx.max(rx) / EXCHANGE_BYTES as u64).max(1)
+}
+
+/// Matches expected exchanges `(pid, (local port, remote port), tx, rx)` with the records of the
+/// same port pair. Per port pair and process, the records must stand for as many exchanges as
+/// expected (recorded / right process) and their payload must add up exactly to the ground
+/// truth (exact).
+/// Expected exchanges of one port pair by process: (count, tx, rx).
+type PerPid = HashMap<u32, (u64, u64, u64)>;
+
+/// An expected exchange: (pid, (local port, remote port), payload tx, payload rx).
+type Expected = (u32, (u16, u16), u64, u64);
+
+fn complete(idx: &Index, expected: impl Iterator<Item = Expected>) -> Completeness {
+    // port pair -> pid -> (exchanges, tx, rx)
+    let mut want: HashMap<(u16, u16), PerPid> = HashMap::new();
+    for (pid, key, tx, rx) in expected {
+        let e = want.entry(key).or_default().entry(pid).or_default();
+        *e = (e.0 + 1, e.1 + tx, e.2 + rx);
+    }
+    let mut c = Completeness::default();
+    for (key, pids) in &want {
+        let recs = idx.get(key).map_or(&[][..], Vec::as_slice);
+        let n_key: u64 = pids.values().map(|v| v.0).sum();
+        c.expected += n_key;
+        c.recorded += n_key.min(recs.iter().map(|r| covers(r.1, r.2)).sum());
+        for (pid, &(n, tx, rx)) in pids {
+            let mine: Vec<_> = recs.iter().filter(|r| r.0 == *pid).collect();
+            let right = n.min(mine.iter().map(|r| covers(r.1, r.2)).sum());
+            c.right_process += right;
+            let (rtx, rrx) = mine.iter().fold((0, 0), |a, r| (a.0 + r.1, a.1 + r.2));
+            if rtx == tx && rrx == rx {
+                c.exact += right;
+            }
+        }
+    }
+    c
+}
+
+/// Client-side and server-side completeness of one monitor run. Expected: every exchange whose
+/// client sent its request (failed ones with the bytes they did move).
+pub fn monitor_completeness(flows: &[parse::Flow], truth: &[Truth], proto: Proto, server_pid: u32) -> (Completeness, Completeness) {
+    let p = proto_arg(proto);
+    let sent = || truth.iter().filter(|t| t.tx > 0);
+    let client = complete(&index(flows, p, &["outbound"]), sent().map(|t| (t.pid, (t.local_port, t.remote_port), t.tx, t.rx)));
+    let server_dirs: &[&str] = if proto == Proto::Tcp { &["inbound"] } else { &["unconnected"] };
+    let server = complete(&index(flows, p, server_dirs), sent().map(|t| (server_pid, (t.remote_port, t.local_port), t.rx, t.tx)));
+    (client, server)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn idx(recs: &[((u16, u16), u32, u64, u64)]) -> Index {
+        let mut i: Index = HashMap::new();
+        for &(k, pid, tx, rx) in recs {
+            i.entry(k).or_default().push((pid, tx, rx));
+        }
+        i
+    }
+
+    #[test]
+    fn reused_ports_match_one_to_one_and_merged_peers_count_fully() {
+        let k = (40000, 7000);
+        // Two exchanges on one port pair by two processes, both recorded exactly.
+        let c = complete(&idx(&[(k, 1, 1024, 1024), (k, 2, 1024, 1024)]), [(1, k, 1024, 1024), (2, k, 1024, 1024)].into_iter());
+        assert_eq!((c.expected, c.recorded, c.right_process, c.exact), (2, 2, 2, 2));
+        // A UDP server peer seen twice: one record of 2048/2048.
+        let c = complete(&idx(&[(k, 9, 2048, 2048)]), [(9, k, 1024, 1024), (9, k, 1024, 1024)].into_iter());
+        assert_eq!((c.recorded, c.exact), (2, 2));
+        // One of two missing; wrong owner; wrong bytes.
+        let c = complete(&idx(&[(k, 1, 1024, 1024)]), [(1, k, 1024, 1024), (1, k, 1024, 1024)].into_iter());
+        assert_eq!((c.recorded, c.right_process, c.exact), (1, 1, 0));
+        let c = complete(&idx(&[(k, 3, 1024, 1024)]), [(1, k, 1024, 1024)].into_iter());
+        assert_eq!((c.recorded, c.right_process, c.exact), (1, 0, 0));
+        let c = complete(&idx(&[(k, 1, 1024, 1000)]), [(1, k, 1024, 1024)].into_iter());
+        assert_eq!((c.recorded, c.right_process, c.exact), (1, 1, 0));
+    }
+}

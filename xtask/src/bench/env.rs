@@ -1,0 +1,297 @@
+//! Where the benchmarks run: two network namespaces joined by a veth pair (host routes and
+//! static neighbours only: nothing outside the pair is reachable), a child cgroup of the cgroup v2
+//! root that holds the load, and processes started inside them. Every resource is a `Drop` guard,
+//! so an error or a panic anywhere still removes namespaces and cgroups and kills children.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    os::{
+        fd::AsRawFd as _,
+        unix::process::{CommandExt as _, ExitStatusExt as _},
+    },
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+
+/// Address of namespace `a` (clients) on the veth pair.
+pub const ADDR_A: &str = "10.199.0.1";
+/// Address of namespace `b` (servers) on the veth pair.
+pub const ADDR_B: &str = "10.199.0.2";
+/// Device of the pair inside namespace `a`.
+pub const DEV_A: &str = "bva";
+const DEV_B: &str = "bvb";
+const MAC_A: &str = "02:00:00:00:01:0a";
+const MAC_B: &str = "02:00:00:00:01:0b";
+
+fn ip(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("ip").args(args).output().context("failed to run ip(8) (iproute2)")?;
+    if !out.status.success() {
+        bail!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+/// One network namespace, deleted on drop.
+pub struct Netns {
+    /// Name under /var/run/netns.
+    pub name: String,
+}
+
+impl Netns {
+    fn new(name: String) -> anyhow::Result<Self> {
+        // A namespace left by a killed earlier run would make `add` fail.
+        let _ = Command::new("ip").args(["netns", "del", &name]).stderr(Stdio::null()).status();
+        ip(&["netns", "add", &name])?;
+        let ns = Self { name };
+        ip(&["-n", &ns.name, "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    fn path(&self) -> PathBuf {
+        PathBuf::from("/var/run/netns").join(&self.name)
+    }
+
+    /// Sets a per-namespace sysctl (e.g. `net.ipv4.tcp_tw_reuse`).
+    pub fn sysctl(&self, key: &str, value: &str) -> anyhow::Result<()> {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        let status = Command::new("ip")
+            .args(["netns", "exec", &self.name, "sh", "-c", &format!("echo '{value}' > {path}")])
+            .status()
+            .context("failed to run ip netns exec")?;
+        if !status.success() {
+            bail!("cannot set {key}={value} in namespace {}", self.name);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// Namespaces `a` (device [`DEV_A`], [`ADDR_A`]) and `b` ([`ADDR_B`]) joined by a veth pair.
+pub struct Pair {
+    /// Client side.
+    pub a: Netns,
+    /// Server side.
+    pub b: Netns,
+}
+
+impl Pair {
+    /// Creates the pair; names carry this process's id so concurrent runs do not collide.
+    pub fn new() -> anyhow::Result<Self> {
+        let id = std::process::id();
+        let a = Netns::new(format!("mbench{id}a"))?;
+        let b = Netns::new(format!("mbench{id}b"))?;
+        // 100,000 short connections from one address: use the whole port range and reuse
+        // TIME_WAIT ports (client side closes first).
+        a.sysctl("net.ipv4.ip_local_port_range", "1024 65535")?;
+        a.sysctl("net.ipv4.tcp_tw_reuse", "1")?;
+        for ns in [&a, &b] {
+            // IPv4 only: no router solicitations, DAD or MLD reports on the pair.
+            ns.sysctl("net.ipv6.conf.all.disable_ipv6", "1")?;
+            ns.sysctl("net.ipv6.conf.default.disable_ipv6", "1")?;
+            ns.sysctl("net.core.somaxconn", "65535")?;
+            ns.sysctl("net.ipv4.tcp_max_syn_backlog", "65535")?;
+        }
+        ip(&["-n", &a.name, "link", "add", DEV_A, "address", MAC_A, "type", "veth", "peer", "name", DEV_B, "address", MAC_B, "netns", &b.name])?;
+        ip(&["-n", &a.name, "addr", "add", &format!("{ADDR_A}/32"), "dev", DEV_A])?;
+        ip(&["-n", &b.name, "addr", "add", &format!("{ADDR_B}/32"), "dev", DEV_B])?;
+        ip(&["-n", &a.name, "link", "set", DEV_A, "up"])?;
+        ip(&["-n", &b.name, "link", "set", DEV_B, "up"])?;
+        // Host routes only: no default route, so nothing outside the pair is reachable.
+        ip(&["-n", &a.name, "route", "add", &format!("{ADDR_B}/32"), "dev", DEV_A])?;
+        ip(&["-n", &b.name, "route", "add", &format!("{ADDR_A}/32"), "dev", DEV_B])?;
+        ip(&["-n", &a.name, "neigh", "replace", ADDR_B, "lladdr", MAC_B, "dev", DEV_A, "nud", "permanent"])?;
+        ip(&["-n", &b.name, "neigh", "replace", ADDR_A, "lladdr", MAC_A, "dev", DEV_B, "nud", "permanent"])?;
+        Ok(Self { a, b })
+    }
+}
+
+/// A child of the cgroup v2 root holding the load, removed on drop.
+pub struct Cgroup {
+    /// Absolute path (the monitor is given this path with `--cgroup`).
+    pub path: PathBuf,
+}
+
+impl Cgroup {
+    /// Creates `<cgroup2 mount>/<name>`.
+    pub fn new(name: &str) -> anyhow::Result<Self> {
+        let path = cgroup2_mount()?.join(name);
+        if path.exists() {
+            evacuate(&path);
+            let _ = fs::remove_dir(&path);
+        }
+        fs::create_dir(&path).with_context(|| format!("cannot create cgroup {}", path.display()))?;
+        Ok(Self { path })
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        evacuate(&self.path);
+        // rmdir fails while exiting processes are still being reaped; retry briefly.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while fs::remove_dir(&self.path).is_err() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Moves every process of `cgroup` back to the root cgroup.
+fn evacuate(cgroup: &Path) {
+    let (Ok(procs), Some(parent)) = (fs::read_to_string(cgroup.join("cgroup.procs")), cgroup.parent()) else { return };
+    for pid in procs.lines() {
+        let _ = fs::write(parent.join("cgroup.procs"), pid);
+    }
+}
+
+/// The cgroup v2 mount point from /proc/mounts (`/sys/fs/cgroup/unified` on hybrid hosts).
+pub fn cgroup2_mount() -> anyhow::Result<PathBuf> {
+    let mounts = fs::read_to_string("/proc/mounts")?;
+    mounts
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.get(2) == Some(&"cgroup2"))
+        .and_then(|f| f.get(1).map(PathBuf::from))
+        .context("no cgroup2 mount in /proc/mounts")
+}
+
+/// Where a process runs.
+#[derive(Clone, Copy, Default)]
+pub struct Place<'a> {
+    /// Network namespace to join (none: the harness's).
+    pub netns: Option<&'a Netns>,
+    /// cgroup to join (none: the harness's).
+    pub cgroup: Option<&'a Cgroup>,
+}
+
+impl Place<'_> {
+    /// Makes `cmd` join this place between fork and exec.
+    pub fn apply(self, cmd: &mut Command) -> anyhow::Result<()> {
+        let ns: Option<File> = self.netns.map(|n| File::open(n.path())).transpose().context("cannot open the namespace")?;
+        let procs: Option<File> = self
+            .cgroup
+            .map(|c| OpenOptions::new().write(true).open(c.path.join("cgroup.procs")))
+            .transpose()
+            .context("cannot open cgroup.procs")?;
+        // SAFETY: only async-signal-safe syscalls (write, setns) run between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if let Some(f) = &procs
+                    && libc::write(f.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                if let Some(f) = &ns
+                    && libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                Ok(())
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A child process, killed (SIGKILL) and reaped on drop unless it was waited for.
+pub struct Proc {
+    /// The child.
+    pub child: Child,
+    /// What it is, for error messages.
+    pub what: String,
+}
+
+impl Proc {
+    /// Starts `cmd` in `place`.
+    pub fn spawn(what: &str, cmd: &mut Command, place: Place<'_>) -> anyhow::Result<Self> {
+        place.apply(cmd)?;
+        let child = cmd.spawn().with_context(|| format!("failed to start {what} ({cmd:?})"))?;
+        Ok(Self { child, what: what.to_owned() })
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGINT`).
+    pub fn signal(&self, signal: i32) {
+        if let Ok(pid) = i32::try_from(self.pid()) {
+            // SAFETY: kill(2) on our own child's pid; it is not reaped yet, so the pid is still ours.
+            unsafe { libc::kill(pid, signal) };
+        }
+    }
+
+    /// Waits up to `timeout` for exit; kills it after that. Returns whether it exited by itself,
+    /// successfully or by the SIGINT it was sent.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> anyhow::Result<bool> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status.success() || status.signal() == Some(libc::SIGINT));
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return Ok(false);
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Waits until `path` contains `needle` (e.g. a "listening" line), failing after `timeout`.
+pub fn wait_for_text(path: &Path, needle: &str, timeout: Duration, proc: &mut Proc) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if fs::read_to_string(path).is_ok_and(|s| s.contains(needle)) {
+            return Ok(());
+        }
+        if let Some(status) = proc.child.try_wait()? {
+            bail!("{} exited ({status}) before it was ready; output in {}", proc.what, path.display());
+        }
+        if Instant::now() >= deadline {
+            bail!("{} not ready within {timeout:?}; output in {}", proc.what, path.display());
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Removes namespaces and cgroups left by earlier runs that were killed (their pid is gone).
+pub fn remove_stale() {
+    let alive = |pid: &str| pid.parse::<u32>().is_ok_and(|p| Path::new(&format!("/proc/{p}")).exists());
+    if let Ok(entries) = fs::read_dir("/var/run/netns") {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("mbench").and_then(|r| r.strip_suffix(['a', 'b']))
+                && !alive(pid) {
+                    let _ = Command::new("ip").args(["netns", "del", &name]).status();
+                }
+        }
+    }
+    if let Ok(root) = cgroup2_mount()
+        && let Ok(entries) = fs::read_dir(&root) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.strip_prefix("monitor-bench-").is_some_and(|pid| !alive(pid)) {
+                    evacuate(&e.path());
+                    let _ = fs::remove_dir(e.path());
+                }
+            }
+        }
+}
