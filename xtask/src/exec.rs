@@ -35,7 +35,8 @@ pub fn cargo() -> Command {
     cmd
 }
 
-fn is_root() -> bool {
+/// Whether xtask runs as root.
+pub fn is_root() -> bool {
     output(Command::new("id").arg("-u")).is_some_and(|s| s.trim() == "0")
 }
 

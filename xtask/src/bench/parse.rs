@@ -103,9 +103,12 @@ pub fn monitor(path: &Path) -> anyhow::Result<MonitorRun> {
         if line.contains("\"type\":\"flow\"") {
             let flow: Flow = serde_json::from_str(&line).with_context(|| format!("unexpected flow record: {line}"))?;
             let key = (flow.cookie, flow.local.clone(), flow.remote.clone());
+            // Records of one flow are cumulative (updates, then close): keep the last. A record
+            // after a `close` of the same key is a new flow (a peer of an unconnected UDP socket
+            // whose slot was flushed, coming back).
             match index.get(&key) {
-                Some(&i) => flows[i] = flow,
-                None => {
+                Some(&i) if flows[i].event != "close" => flows[i] = flow,
+                _ => {
                     index.insert(key, flows.len());
                     flows.push(flow);
                 }

@@ -4,8 +4,8 @@
 //! xtask cannot link the `monitor` crate (building xtask must not need the BPF toolchain that
 //! `cargo xtask setup` installs), so these benchmarks drive two example programs of the `monitor`
 //! crate, built on demand, and are skipped until those files exist. Their reference sources are
-//! `xtask/bench-plugins/{bench_enrich,bench_report}.rs`, written against the enrich/journal/report
-//! API; they go to `monitor/examples/` once that API is in the tree. Contract:
+//! `monitor/examples/{bench_enrich,bench_report}.rs`, written against the enrich/journal/report
+//! API. Contract:
 //!
 //! - `bench_enrich --addresses FILE --mode uncached|cached`: loads the default databases, then
 //!   times lookups and prints one JSON line `{"lookups": N, "seconds": S, "country_found": N,
