@@ -29,10 +29,11 @@ use crate::{
 /// Batches of events between the drainer and the tracker. Full ⇒ the drainer stops reading and
 /// the kernel counts what it cannot queue.
 pub const TRACKER_QUEUE: usize = 256;
-/// Records and statistics between the daemon and its consumer (printer, journal).
-pub const OUTPUT_QUEUE: usize = 4096;
-/// Messages between the tracker loop and the sink thread. Full ⇒ the tracker waits.
-pub const SINK_QUEUE: usize = 65_536;
+/// Records and statistics between the sink and the printer (~1 KB each).
+pub const OUTPUT_QUEUE: usize = 1024;
+/// Messages between the tracker loop and the sink thread. Full ⇒ the tracker waits (and behind
+/// it the ring buffer fills: lost events are counted). 8192 records: ~2 MB, ~0.4 s of a burst.
+pub const SINK_QUEUE: usize = 8192;
 /// Processes remembered as already observed (cleared beyond this).
 const OBSERVED_MAX: usize = 65_536;
 /// How often the tracker looks for due updates and expired flows.

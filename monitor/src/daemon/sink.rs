@@ -32,7 +32,7 @@ const EXPORT_CHECK_EVERY: Duration = Duration::from_secs(60);
 /// Repeated journal failures are logged at most this often.
 const ERROR_LOG_EVERY: Duration = Duration::from_secs(60);
 /// Records buffered before the journal is flushed early (bounds memory: ~1 KB per record).
-const FLUSH_BATCH: usize = 8192;
+const FLUSH_BATCH: usize = 2048;
 
 /// Messages from the tracker loop, in event order (so a process is observed before its records).
 #[derive(Debug)]

@@ -264,3 +264,10 @@ fn tcp_counter_fallback_removes_syn_and_fins() {
     assert_eq!((out[0].payload.tx_bytes, out[0].payload.rx_bytes), (5000, 100_000));
     assert_eq!(out[0].payload_source, PayloadSource::TcpCounters);
 }
+
+#[test]
+fn flow_state_stays_small() {
+    // Held per open socket (100,000 sockets must fit in well under 64 MiB).
+    let size = std::mem::size_of::<super::flow::Flow>();
+    assert!(size <= 320, "Flow is {size} bytes");
+}
