@@ -94,6 +94,9 @@ pub enum OutputFormat {
     Log,
     /// JSON lines on stdout.
     Json,
+    /// No per-flow output (services: records go to the journal); lifecycle and statistics lines
+    /// are still logged.
+    None,
 }
 
 impl Default for RawConfig {

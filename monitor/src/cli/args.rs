@@ -53,9 +53,13 @@ pub enum Command {
 /// `monitor run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// One JSON object per line on stdout instead of log lines. Example: --json
-    #[arg(long)]
+    /// One JSON object per line on stdout instead of log lines (same as `--output json`).
+    /// Example: --json
+    #[arg(long, conflicts_with = "output")]
     pub json: bool,
+    /// How flows are shown: log, json or none (overrides `output.format`). Example: --output none
+    #[arg(long, value_parser = ["log", "json", "none"])]
+    pub output: Option<String>,
     /// cgroup v2 directory to watch (relative to the cgroup2 mount, or absolute).
     /// Example: --cgroup system.slice/app.service
     #[arg(long, value_name = "PATH")]

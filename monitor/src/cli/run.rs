@@ -21,7 +21,13 @@ use super::{args::RunArgs, exit};
 
 /// Runs the daemon.
 pub fn execute(args: RunArgs, mut raw: RawConfig, source: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let RunArgs { json, cgroup, journal } = args;
+    let RunArgs { json, output, cgroup, journal } = args;
+    match output.as_deref() {
+        Some("json") => raw.output.format = OutputFormat::Json,
+        Some("none") => raw.output.format = OutputFormat::None,
+        Some(_) => raw.output.format = OutputFormat::Log,
+        None => {}
+    }
     if let Some(cgroup) = cgroup {
         raw.cgroup = cgroup;
     }
@@ -107,6 +113,11 @@ async fn print(mut rx: mpsc::Receiver<Output>, format: OutputFormat) {
                 }
             }
             OutputFormat::Log => log_line(&output),
+            OutputFormat::None => {
+                if !matches!(output, Output::Flow(_)) {
+                    log_line(&output);
+                }
+            }
         }
     }
 }
