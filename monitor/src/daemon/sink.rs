@@ -108,6 +108,11 @@ impl Sink {
                 }
                 SinkMsg::Stats(stats) => {
                     self.journal.record_stats(Timestamp::now(), &stats);
+                    let e = self.enricher.stats();
+                    info!(
+                        "enrichment lookups={} public={} unknown_country={} unknown_asn={} lookup_errors={} cache_hits={}",
+                        e.lookups, e.scopes.public, e.unknown_country, e.unknown_asn, e.lookup_errors, e.cache_hits
+                    );
                     self.emit(Output::Stats(stats));
                 }
                 SinkMsg::Tick => self.tick(&mut timers),
