@@ -33,6 +33,12 @@ impl AnswerCache {
         self.map.get(ip)
     }
 
+    /// Whether answers are kept at all (capacity above 0).
+    #[must_use]
+    pub fn is_enabled(&self) -> bool {
+        self.capacity > 0
+    }
+
     /// Stores an answer, first emptying the cache when it is full.
     pub fn insert(&mut self, ip: IpAddr, answer: Destination) {
         if self.capacity == 0 {

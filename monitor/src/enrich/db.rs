@@ -73,6 +73,9 @@ pub struct Database {
     pub db_ref: DbRef,
     /// The whole file, in memory.
     reader: Reader<Vec<u8>>,
+    /// Index in `COUNTRY_PATHS` of the schema that answered last: a file uses one schema, so
+    /// trying it first saves a failed path walk per lookup.
+    country_path: std::sync::atomic::AtomicUsize,
 }
 
 impl Database {
@@ -92,7 +95,7 @@ impl Database {
         if meta.ip_version != 6 {
             return Err(Error::Ipv4Only { role, path: path.to_path_buf(), database_type: db_ref.database_type });
         }
-        let db = Self { role, path: path.to_path_buf(), db_ref, reader };
+        let db = Self { role, path: path.to_path_buf(), db_ref, reader, country_path: std::sync::atomic::AtomicUsize::new(0) };
         db.check_kind()?;
         Ok(db)
     }
@@ -125,7 +128,21 @@ impl Database {
     /// # Errors
     /// The file is corrupt where the lookup went.
     pub fn country(&self, ip: IpAddr) -> Result<Option<String>, MaxMindDbError> {
-        country_of(&self.reader.lookup(ip)?)
+        use std::sync::atomic::Ordering::Relaxed;
+        let result = self.reader.lookup(ip)?;
+        let first = self.country_path.load(Relaxed) % COUNTRY_PATHS.len();
+        let mut first_error = None;
+        for i in (0..COUNTRY_PATHS.len()).map(|k| (first + k) % COUNTRY_PATHS.len()) {
+            match result.decode_path::<&str>(COUNTRY_PATHS[i]) {
+                Ok(Some(code)) => {
+                    self.country_path.store(i, Relaxed);
+                    return Ok(Some(code.to_owned()));
+                }
+                Ok(None) => {}
+                Err(e) => first_error = first_error.or(Some(e)),
+            }
+        }
+        first_error.map_or(Ok(None), Err)
     }
 
     /// Autonomous system of `ip`; `Ok(None)` when not covered or the record has no number.

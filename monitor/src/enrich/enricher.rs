@@ -123,7 +123,9 @@ impl Enricher {
             hit.clone()
         } else {
             let answer = self.query(ip);
-            self.cache.insert(ip, answer.clone());
+            if self.cache.is_enabled() {
+                self.cache.insert(ip, answer.clone());
+            }
             answer
         };
         self.stats.record(&answer);
