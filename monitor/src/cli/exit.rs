@@ -31,7 +31,7 @@ pub fn code_for(err: &anyhow::Error) -> ExitCode {
             use monitor::probe::Error as P;
             return ExitCode::from(match e {
                 P::NotACgroup { .. } => CONFIG,
-                P::NoCgroup2 => KERNEL,
+                P::NoCgroup2 | P::KernelLacks { .. } => KERNEL,
                 _ => FAILURE,
             });
         }

@@ -37,6 +37,9 @@ pub enum Error {
     /// Reading the kernel version failed.
     #[error("failed to read the kernel version: {0}")]
     KernelVersion(String),
+    /// Loading failed and the kernel lacks features the monitor requires (from `monitor check`).
+    #[error("this kernel lacks what the monitor needs: {} (details: `monitor check`)", missing.join("; "))]
+    KernelLacks { missing: Vec<String>, #[source] source: Box<Error> },
     /// The ring buffer could not be registered with the async runtime.
     #[error("failed to poll the event ring buffer")]
     Poll(#[source] std::io::Error),

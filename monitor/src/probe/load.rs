@@ -51,6 +51,20 @@ impl Probe {
     /// Any program or map the kernel refuses, except the payload tracepoints, which degrade to
     /// TCP counters ([`Degradation::PayloadFromTcpCounters`]).
     pub fn load(config: &ProbeConfig) -> Result<Self, Error> {
+        Self::load_attach(config).map_err(|e| match e {
+            Error::Load(_) | Error::ProgramLoad { .. } | Error::Attach { .. } => {
+                let missing: Vec<String> = features::check_all()
+                    .into_iter()
+                    .filter(|c| c.required && c.ok == Some(false))
+                    .map(|c| format!("{} ({})", c.name, c.detail))
+                    .collect();
+                if missing.is_empty() { e } else { Error::KernelLacks { missing, source: Box::new(e) } }
+            }
+            other => other,
+        })
+    }
+
+    fn load_attach(config: &ProbeConfig) -> Result<Self, Error> {
         let interval_ns = u64::try_from(config.update_interval.as_nanos()).unwrap_or(u64::MAX);
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(maps::EVENTS, config.ring_buffer_bytes)
