@@ -2,6 +2,7 @@
 
 mod failure;
 pub(crate) mod fixtures;
+mod timing;
 mod writer;
 
 use std::path::Path;
