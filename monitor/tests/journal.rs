@@ -103,10 +103,12 @@ fn record(cookie: u64, at: Timestamp) -> FlowRecord {
 /// after each successful flush.
 #[test]
 fn crash_child() {
-    let Some(dir) = std::env::var_os(CHILD_ENV).map(PathBuf::from) else { return };
+    let Some(dir) = std::env::var_os(CHILD_ENV).map(PathBuf::from) else {
+        return;
+    };
     let first: u64 = std::env::var(FIRST_COOKIE_ENV).ok().and_then(|v| v.parse().ok()).unwrap_or(1);
     let config = JournalConfig { path: journal(&dir), ..JournalConfig::default() };
-    let mut writer = JournalWriter::open(&config, RunInfo::current(None)).expect("child: open");
+    let mut writer = JournalWriter::open(&config, RunInfo::current(None), "UTC").expect("child: open");
     let mut side = fs::OpenOptions::new().create(true).append(true).open(side_file(&dir)).expect("child: side file");
     let (app, dest) = (app(), dest());
     let mut next = first;
@@ -197,7 +199,7 @@ fn journal_survives_sigkill_during_writes() {
 
     // Writing continues in this process too.
     let config = JournalConfig { path: journal(dir.path()), ..JournalConfig::default() };
-    let mut writer = JournalWriter::open(&config, RunInfo::current(None)).expect("open after crashes");
+    let mut writer = JournalWriter::open(&config, RunInfo::current(None), "UTC").expect("open after crashes");
     writer.append(&record(first_cookie, Timestamp::now()), &app(), Some(&dest()));
     writer.flush().expect("flush after crashes");
     let reader = JournalReader::open(&journal(dir.path())).expect("reader");
@@ -243,7 +245,7 @@ fn full_tmpfs_keeps_buffered_rows_until_space_is_freed() {
     nix::mount::mount(Some("tmpfs"), &mnt, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("size=256k"))
         .expect("mount a 256 KiB tmpfs");
     let config = JournalConfig { path: mnt.join("journal.db"), ..JournalConfig::default() };
-    let mut writer = JournalWriter::open(&config, RunInfo::current(None)).expect("open");
+    let mut writer = JournalWriter::open(&config, RunInfo::current(None), "UTC").expect("open");
     let (app, dest) = (app(), dest());
     let now = Timestamp::now();
     for cookie in 1..=10 {

@@ -13,14 +13,14 @@ use monitor_common::event::{Event, EventKind};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
-pub use sink::{FlowOutput, SinkMsg};
 use sink::Sink;
+pub use sink::{FlowOutput, SinkMsg};
 
 use crate::{
     clock::Clock,
     enrich::Enricher,
-    journal::{JournalWriter, RunInfo},
     identity::{self, AppRules, Identities},
+    journal::{JournalWriter, RunInfo},
     probe::{self, Degradation, DrainCounters, KernelStats, Probe, ProbeConfig},
     settings::Settings,
     tracker::{Tracker, TrackerConfig, TrackerStats, record::Owner},
@@ -112,11 +112,11 @@ pub async fn run(
     for db in enricher.databases() {
         info!("{} database {} ({}, built {} days ago)", db.role, db.path.display(), db.db.database_type, db.age_days);
     }
-    let mut journal = JournalWriter::open(&settings.journal, RunInfo::current(settings.source.clone()))?;
+    let mut journal =
+        JournalWriter::open(&settings.journal, RunInfo::current(settings.source.clone()), &settings.report.time_zone)?;
     journal.register_databases(&enricher.databases());
     info!("journal {}", journal.path().display());
-    let mut hangup =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(Error::Signal)?;
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(Error::Signal)?;
     let clock = Clock::now();
     let mut probe = Probe::load(&ProbeConfig {
         cgroup: cgroup.clone(),
@@ -140,8 +140,10 @@ pub async fn run(
         report: settings.report.clone(),
         out,
     };
-    let sink_thread =
-        std::thread::Builder::new().name("monitor-sink".into()).spawn(move || sink.run(sink_rx)).map_err(Error::Thread)?;
+    let sink_thread = std::thread::Builder::new()
+        .name("monitor-sink".into())
+        .spawn(move || sink.run(sink_rx))
+        .map_err(Error::Thread)?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (events_tx, mut events_rx) = mpsc::channel::<Vec<(EventKind, Event)>>(TRACKER_QUEUE);
@@ -280,13 +282,14 @@ fn observe(tx: &std_mpsc::SyncSender<SinkMsg>, observed: &mut HashMap<u32, u64>,
 /// Warns once per increase of the kernel's lost-event counter.
 fn warn_if_lost(kernel: &probe::StatsReader, seen: &mut u64) {
     if let Ok(stats) = kernel.read()
-        && stats.events_lost > *seen {
-            warn!(
-                "events lost: {} since start (ring buffer full; raise probe.ring_buffer_kib); flows may be incomplete",
-                stats.events_lost
-            );
-            *seen = stats.events_lost;
-        }
+        && stats.events_lost > *seen
+    {
+        warn!(
+            "events lost: {} since start (ring buffer full; raise probe.ring_buffer_kib); flows may be incomplete",
+            stats.events_lost
+        );
+        *seen = stats.events_lost;
+    }
 }
 
 fn stats_snapshot(kernel: &probe::StatsReader, drain: &DrainCounters, tracker: TrackerStats, last: bool) -> Stats {

@@ -10,6 +10,7 @@ use serde_json::json;
 use super::{
     buffer::{Bucket, BucketKey, Buffer, Pending},
     names::{self, int, ms},
+    rollup::{Fold, Rollup},
 };
 use crate::{
     enrich::{DbRef, Destination},
@@ -25,10 +26,12 @@ pub(super) struct Written {
     pub stats: usize,
 }
 
-/// Writes everything in `buf`. `run_started` tags statistics rows with the daemon run.
+/// Writes everything in `buf` and folds it into the weekly rollups. `run_started` tags
+/// statistics rows with the daemon run.
 pub(super) fn write(
     tx: &Transaction<'_>,
     buf: &Buffer,
+    rollup: &mut Rollup,
     interval_secs: i64,
     run_started: Timestamp,
     now: Timestamp,
@@ -47,14 +50,22 @@ pub(super) fn write(
             stmt.execute(params![info.role, info.db.database_type, int(info.db.build_epoch), path, ms(now)])?;
         }
     }
+    let mut fold = Fold::default();
     for pending in &buf.records {
+        // Before the insert: the probe asks whether an earlier record of the socket is there.
+        let probed = rollup.probe(tx, pending)?;
         insert_connection(tx, &mut dbs, pending)?;
+        if let Some(probed) = probed {
+            fold.add_record(probed, pending);
+        }
     }
     for (key, bucket) in &buf.buckets {
         let country_db = dbs.id_of(tx, "country", key.country_db.as_ref())?.unwrap_or(0);
         let asn_db = dbs.id_of(tx, "asn", key.asn_db.as_ref())?.unwrap_or(0);
         upsert_bucket(tx, key, bucket, (country_db, asn_db), interval_secs)?;
+        fold.add_bucket(rollup, key, bucket, (country_db, asn_db), interval_secs);
     }
+    fold.write(tx, rollup)?;
     let mut stmt = tx.prepare_cached(
         "INSERT INTO stats (time_ms, run_started_ms, last, events_submitted, events_lost, storage_failures,
              peer_evictions, peer_parse_failures, unattributed_packets, unattributed_bytes, events_received,
@@ -118,7 +129,9 @@ impl DbIds {
         role: &'static str,
         db: Option<&(String, u64)>,
     ) -> rusqlite::Result<Option<i64>> {
-        let Some((database_type, build_epoch)) = db else { return Ok(None) };
+        let Some((database_type, build_epoch)) = db else {
+            return Ok(None);
+        };
         let key = (role, database_type.clone(), *build_epoch);
         if let Some(id) = self.0.get(&key) {
             return Ok(Some(*id));

@@ -49,6 +49,7 @@ mod exports;
 mod flush;
 mod names;
 mod reader;
+mod rollup;
 mod rows;
 mod schema;
 mod writer;
@@ -62,6 +63,7 @@ pub use buffer::{Loss, MAX_BUFFERED_BUCKETS, MAX_BUFFERED_RECORDS};
 pub use config::{CONFIG_DOC, JournalConfig};
 pub use exports::{ExportRow, record_export};
 pub use reader::JournalReader;
+pub use rollup::{AppEndpoints, DestinationRow, RollupState};
 pub use rows::{DaemonState, DatabaseRow, EndpointRow, LossTotals, ResidencyRow, RowCounts, StatsTotals, TimeRange};
 pub use schema::SCHEMA_VERSION;
 pub use writer::{FlushReport, JournalWriter, PurgeReport, RunInfo};
@@ -131,6 +133,15 @@ pub enum Error {
     /// A configuration value is out of range.
     #[error("invalid value for `journal.{key}`: {reason}")]
     Invalid { key: &'static str, reason: String },
+    /// The time zone of the weekly rollups is not in the time zone database.
+    #[error(
+        "unknown time zone `{name}` for the journal's weekly rollups (expected an IANA name such as Europe/Berlin)"
+    )]
+    TimeZone {
+        name: String,
+        #[source]
+        source: jiff::Error,
+    },
 }
 
 impl Error {

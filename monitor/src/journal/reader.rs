@@ -236,7 +236,9 @@ impl JournalReader {
             )
             .optional()
             .map_err(|e| self.err(e))?;
-        let Some(mut state) = state else { return Ok(None) };
+        let Some(mut state) = state else {
+            return Ok(None);
+        };
         state.databases = self.databases()?.into_iter().filter(|d| d.in_use).collect();
         Ok(Some(state))
     }
@@ -308,7 +310,7 @@ impl JournalReader {
     }
 }
 
-fn residency_row(row: &Row<'_>) -> rusqlite::Result<ResidencyRow> {
+pub(super) fn residency_row(row: &Row<'_>) -> rusqlite::Result<ResidencyRow> {
     let country: String = row.get(2)?;
     let asn: u32 = row.get(3)?;
     let as_org: String = row.get(4)?;

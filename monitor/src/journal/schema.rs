@@ -18,7 +18,7 @@ use rusqlite_migration::{M, Migrations};
 use super::Error;
 
 /// Schema version this build writes (number of migrations).
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// How long a statement waits for the other side's lock (reader vs writer) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -178,8 +178,62 @@ CREATE TABLE meta (
 );
 ";
 
+/// Version 2: weekly rollups (module `rollup`) and the index their flow counting probes. The
+/// rollup tables start empty: `JournalWriter::open` fills them for its time zone.
+const V2: &str = "
+CREATE INDEX connections_cookie ON connections (cookie, time_ms);
+CREATE TABLE rollup_state (
+    id           INTEGER PRIMARY KEY CHECK (id = 1),
+    time_zone    TEXT    NOT NULL,
+    covered_from INTEGER NOT NULL,
+    built_ms     INTEGER NOT NULL
+);
+CREATE TABLE residency_week (
+    week_start        INTEGER NOT NULL,
+    app               TEXT    NOT NULL,
+    scope             TEXT    NOT NULL,
+    country           TEXT    NOT NULL,
+    asn               INTEGER NOT NULL,
+    as_org            TEXT    NOT NULL,
+    country_db        INTEGER NOT NULL,
+    asn_db            INTEGER NOT NULL,
+    payload_source    TEXT    NOT NULL,
+    payload_tx        INTEGER NOT NULL,
+    payload_rx        INTEGER NOT NULL,
+    wire_tx           INTEGER NOT NULL,
+    wire_rx           INTEGER NOT NULL,
+    packets_tx        INTEGER NOT NULL,
+    packets_rx        INTEGER NOT NULL,
+    new_flows         INTEGER NOT NULL,
+    incomplete_flows  INTEGER NOT NULL,
+    flow_intervals    INTEGER NOT NULL,
+    first_interval    INTEGER NOT NULL,
+    last_interval_end INTEGER NOT NULL,
+    PRIMARY KEY (week_start, app, scope, country, asn, as_org, country_db, asn_db, payload_source)
+) WITHOUT ROWID;
+CREATE TABLE endpoint_week (
+    week_start INTEGER NOT NULL,
+    app        TEXT    NOT NULL,
+    remote_ip  TEXT    NOT NULL,
+    port       INTEGER NOT NULL,
+    protocol   TEXT    NOT NULL,
+    payload_tx INTEGER NOT NULL,
+    payload_rx INTEGER NOT NULL,
+    wire_tx    INTEGER NOT NULL,
+    wire_rx    INTEGER NOT NULL,
+    flows      INTEGER NOT NULL,
+    latest_ms  INTEGER NOT NULL,
+    scope      TEXT,
+    country    TEXT,
+    asn        INTEGER,
+    as_org     TEXT,
+    new        INTEGER NOT NULL,
+    PRIMARY KEY (week_start, app, remote_ip, port, protocol)
+) WITHOUT ROWID;
+";
+
 /// Every migration, oldest first. Append only.
-const MIGRATIONS: &[M<'static>] = &[M::up(V1)];
+const MIGRATIONS: &[M<'static>] = &[M::up(V1), M::up(V2)];
 
 fn migrations() -> Migrations<'static> {
     Migrations::from_slice(MIGRATIONS)
@@ -286,7 +340,9 @@ fn check_header(path: &Path) -> Result<bool, Error> {
     let mut file = match fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(source) => return Err(Error::Open { path: path.to_path_buf(), source }),
+        Err(source) => {
+            return Err(Error::Open { path: path.to_path_buf(), source });
+        }
     };
     let mut header = Vec::with_capacity(100);
     file.by_ref()

@@ -5,7 +5,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use jiff::Timestamp;
+use jiff::{Timestamp, tz::TimeZone};
 use log::{debug, warn};
 use rusqlite::{Connection, TransactionBehavior, params};
 
@@ -14,6 +14,7 @@ use super::{
     buffer::{Buffer, Loss},
     flush,
     names::{int, ms},
+    rollup::Rollup,
     schema,
 };
 use crate::{
@@ -68,6 +69,8 @@ pub struct PurgeReport {
     pub stats_rows: usize,
     /// Apps no longer referenced by any connection record.
     pub apps: usize,
+    /// Rollup rows of weeks that started before the purge horizon of their fine table.
+    pub rollup_rows: usize,
 }
 
 /// Writes the journal. `Send`: the daemon keeps it in its task and runs [`flush`](Self::flush)
@@ -81,6 +84,8 @@ pub struct JournalWriter {
     connections_retention_days: u32,
     residency_retention_days: u32,
     run: RunInfo,
+    /// Weekly rollups maintained by every flush.
+    rollup: Rollup,
     pub(super) buffer: Buffer,
 }
 
@@ -94,13 +99,22 @@ impl JournalWriter {
     /// applies pending migrations and records this run in `daemon_state`. A journal left by a
     /// killed daemon is recovered by SQLite (WAL replay).
     ///
+    /// Weekly rollups are kept for ISO weeks cut in `rollup_time_zone` (an IANA name: the
+    /// daemon passes `report.time_zone`). When the journal has none for that zone (first open
+    /// after migrating to schema version 2, or another zone), they are built here from the
+    /// fine rows of the latest two weeks with data (one transaction; seconds per million rows).
+    ///
     /// # Errors
-    /// Invalid configuration; an unwritable directory ([`Error::CreateDir`], [`Error::Open`]);
-    /// a corrupt or foreign file ([`Error::Corrupt`], never replaced); a newer schema.
-    pub fn open(config: &JournalConfig, run: RunInfo) -> Result<Self, Error> {
+    /// Invalid configuration or time zone ([`Error::TimeZone`]); an unwritable directory
+    /// ([`Error::CreateDir`], [`Error::Open`]); a corrupt or foreign file ([`Error::Corrupt`],
+    /// never replaced); a newer schema.
+    pub fn open(config: &JournalConfig, run: RunInfo, rollup_time_zone: &str) -> Result<Self, Error> {
         config.validate()?;
+        let tz = TimeZone::get(rollup_time_zone)
+            .map_err(|source| Error::TimeZone { name: rollup_time_zone.to_string(), source })?;
         let path = config.path.clone();
-        let conn = schema::open_rw(&path)?;
+        let mut conn = schema::open_rw(&path)?;
+        let rollup = Rollup::open(&mut conn, rollup_time_zone, tz).map_err(|source| Error::write(&path, source))?;
         let RunInfo { pid, started_at, config_path } = &run;
         conn.execute(
             "INSERT OR REPLACE INTO daemon_state (id, pid, started_ms, version, config_path, last_flush_ms, flushes,
@@ -123,6 +137,7 @@ impl JournalWriter {
             connections_retention_days: config.connections_retention_days,
             residency_retention_days: config.residency_retention_days,
             run,
+            rollup,
             buffer: Buffer::default(),
         })
     }
@@ -168,7 +183,7 @@ impl JournalWriter {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|source| Error::write(&self.path, source))?;
-        let written = flush::write(&tx, &self.buffer, self.interval_secs, self.run.started_at, now)
+        let written = flush::write(&tx, &self.buffer, &mut self.rollup, self.interval_secs, self.run.started_at, now)
             .map_err(|source| Error::write(&self.path, source))?;
         tx.commit().map_err(|source| Error::write(&self.path, source))?;
         let loss = self.buffer.loss;
@@ -217,6 +232,11 @@ impl JournalWriter {
         let apps = tx
             .execute("DELETE FROM apps WHERE id NOT IN (SELECT DISTINCT app_id FROM connections)", [])
             .map_err(map)?;
+        // A week that started before a horizon lost rows: its rollups are never read again.
+        let rollup_rows =
+            tx.execute("DELETE FROM endpoint_week WHERE week_start < ?1", [conn_cut.div_euclid(1000)]).map_err(map)?
+                + tx.execute("DELETE FROM residency_week WHERE week_start < ?1", [res_cut.div_euclid(1000)])
+                    .map_err(map)?;
         {
             let mut meta = tx
                 .prepare(
@@ -229,7 +249,7 @@ impl JournalWriter {
         }
         tx.commit().map_err(map)?;
         self.conn.execute_batch("PRAGMA incremental_vacuum").map_err(map)?;
-        Ok(PurgeReport { connections, residency_rows, stats_rows, apps })
+        Ok(PurgeReport { connections, residency_rows, stats_rows, apps, rollup_rows })
     }
 
     /// `PRAGMA integrity_check`: "ok" or the problems found.

@@ -1,6 +1,6 @@
 //! [`Report::build`]: journal rows → figures.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 
@@ -10,8 +10,9 @@ use super::{
     fmt::share,
     model::{AsnRef, Endpoint, NewDestinations, PeriodInfo},
     notes,
+    source::{self, Inputs, Seen, Source},
 };
-use crate::journal::{DatabaseRow, EndpointRow, JournalReader, ResidencyRow};
+use crate::journal::{AppEndpoints, DatabaseRow, EndpointRow, JournalReader, ResidencyRow};
 
 /// Endpoints listed per app unless the query says otherwise.
 pub const DEFAULT_TOP_ENDPOINTS: usize = 10;
@@ -38,58 +39,56 @@ impl ReportQuery {
 }
 
 impl Report {
-    /// Builds the report of `query` from the journal.
+    /// Builds the report of `query` from the journal: from its weekly rollups when they hold
+    /// the week and the previous one completely, else from its fine tables (same figures).
     ///
     /// # Errors
     /// When the journal cannot be read or the previous period cannot be computed.
     pub fn build(reader: &JournalReader, query: &ReportQuery) -> Result<Self, Error> {
-        let period = &query.period;
-        let previous = period.previous()?;
-        let app = query.app.as_deref();
-        let rows = reader.residency(period.time_range(), app)?;
-        let prev_rows = reader.residency(previous.time_range(), app)?;
-        let all_rows = if app.is_some() { reader.residency(period.time_range(), None)? } else { rows.clone() };
-        let endpoints = reader.endpoints(period.time_range(), app)?;
-        let prev_endpoints = reader.endpoints(previous.time_range(), app)?;
-        let purged = reader.connections_purged_before()?;
-        let endpoints_compared = purged.is_none_or(|p| p <= previous.since);
-
-        let mut apps: Vec<AppReport> = group(&rows)
-            .into_iter()
-            .map(|(name, rows)| {
-                let prev: Vec<&ResidencyRow> = prev_rows.iter().filter(|r| r.app == name).collect();
-                let eps: Vec<&EndpointRow> = endpoints.iter().filter(|e| e.app == name).collect();
-                let prev_eps: HashSet<(&str, Option<u16>, &str)> = prev_endpoints
-                    .iter()
-                    .filter(|e| e.app == name)
-                    .map(|e| (e.ip.as_str(), e.port, e.protocol.as_str()))
-                    .collect();
-                let mut report = app_report(name, &rows, &prev, &eps, &prev_eps, query.top_endpoints);
-                report.new_destinations.compared_with.clone_from(&previous.label);
-                report.new_destinations.endpoints_compared = endpoints_compared;
-                report
-            })
-            .collect();
-        apps.sort_by(|a, b| b.traffic.payload().cmp(&a.traffic.payload()).then_with(|| a.app.cmp(&b.app)));
-        let mut totals = Traffic::default();
-        for a in &apps {
-            totals.add(&a.traffic);
-        }
-        let databases = databases(&rows, &reader.databases()?, period.until);
-        let completeness = notes::completeness(reader, query, &rows, &all_rows, &apps, purged)?;
-        Ok(Self {
-            schema: SCHEMA,
-            period: period_info(period),
-            previous_period: period_info(&previous),
-            app_filter: query.app.clone(),
-            generated_at: query.generated_at,
-            totals,
-            apps,
-            completeness,
-            attribution: Attribution { text: ATTRIBUTION, applies: databases.iter().any(|d| d.default_data) },
-            databases,
-        })
+        build_from(reader, query, Source::Auto)
     }
+}
+
+/// [`Report::build`] reading the tables `source` allows.
+pub(crate) fn build_from(reader: &JournalReader, query: &ReportQuery, source: Source) -> Result<Report, Error> {
+    let period = &query.period;
+    let previous = period.previous()?;
+    let purged = reader.connections_purged_before()?;
+    let endpoints_compared = purged.is_none_or(|p| p <= previous.since);
+    let plan = source::plan(reader, period, &previous, purged, source)?;
+    let Inputs { rows, attributed_wire_bytes, previous: seen, endpoints } =
+        source::read(reader, query, &previous, plan)?;
+
+    let no_destinations = Seen::default();
+    let mut apps: Vec<AppReport> = group(&rows)
+        .into_iter()
+        .map(|(name, rows)| {
+            let prev = seen.get(name).unwrap_or(&no_destinations);
+            let mut report = app_report(name, &rows, prev, endpoints.get(name));
+            report.new_destinations.compared_with.clone_from(&previous.label);
+            report.new_destinations.endpoints_compared = endpoints_compared;
+            report
+        })
+        .collect();
+    apps.sort_by(|a, b| b.traffic.payload().cmp(&a.traffic.payload()).then_with(|| a.app.cmp(&b.app)));
+    let mut totals = Traffic::default();
+    for a in &apps {
+        totals.add(&a.traffic);
+    }
+    let databases = databases(&rows, &reader.databases()?, period.until);
+    let completeness = notes::completeness(reader, query, &rows, attributed_wire_bytes, &apps, purged)?;
+    Ok(Report {
+        schema: SCHEMA,
+        period: period_info(period),
+        previous_period: period_info(&previous),
+        app_filter: query.app.clone(),
+        generated_at: query.generated_at,
+        totals,
+        apps,
+        completeness,
+        attribution: Attribution { text: ATTRIBUTION, applies: databases.iter().any(|d| d.default_data) },
+        databases,
+    })
 }
 
 fn period_info(p: &Period) -> PeriodInfo {
@@ -198,14 +197,7 @@ fn most_bytes(names: &BTreeMap<String, u64>) -> Option<String> {
     names.iter().max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0))).map(|(n, _)| n.clone())
 }
 
-fn app_report(
-    name: &str,
-    rows: &[&ResidencyRow],
-    prev: &[&ResidencyRow],
-    eps: &[&EndpointRow],
-    prev_eps: &HashSet<(&str, Option<u16>, &str)>,
-    top: usize,
-) -> AppReport {
+fn app_report(name: &str, rows: &[&ResidencyRow], prev: &Seen, eps: Option<&AppEndpoints>) -> AppReport {
     let mut total = Traffic::default();
     let (mut flows, mut incomplete) = (0, 0);
     let mut unknown = Unknown::default();
@@ -244,37 +236,28 @@ fn app_report(
     };
     let by_asn = breakdown(rows, &total, asn_key);
     let new_asns = asns(rows)
-        .difference(&asns(prev))
+        .difference(&prev.asns)
         .map(|n| AsnRef { asn: *n, as_org: by_asn.iter().find(|s| s.asn == Some(*n)).and_then(|s| s.as_org.clone()) })
         .collect();
 
-    let mut endpoints: Vec<Endpoint> = eps
-        .iter()
-        .map(|e| Endpoint {
-            ip: e.ip.clone(),
-            port: e.port,
-            protocol: e.protocol.clone(),
-            scope: e.scope.clone(),
-            country: e.country.clone(),
-            asn: e.asn,
-            as_org: e.as_org.clone(),
-            payload_tx: e.payload_tx,
-            payload_rx: e.payload_rx,
-            wire_tx: e.wire_tx,
-            wire_rx: e.wire_rx,
-            flows: e.flows,
-            share_pct: share(e.payload_tx + e.payload_rx, total.payload()),
-            new: !prev_eps.contains(&(e.ip.as_str(), e.port, e.protocol.as_str())),
-        })
-        .collect();
-    endpoints.sort_by(|a, b| {
-        (b.payload_tx + b.payload_rx)
-            .cmp(&(a.payload_tx + a.payload_rx))
-            .then_with(|| (&a.ip, a.port, &a.protocol).cmp(&(&b.ip, b.port, &b.protocol)))
-    });
-    let new_endpoints = endpoints.iter().filter(|e| e.new).count() as u64;
-    let endpoints_total = endpoints.len() as u64;
-    endpoints.truncate(top);
+    let endpoint = |(e, new): &(EndpointRow, bool)| Endpoint {
+        ip: e.ip.clone(),
+        port: e.port,
+        protocol: e.protocol.clone(),
+        scope: e.scope.clone(),
+        country: e.country.clone(),
+        asn: e.asn,
+        as_org: e.as_org.clone(),
+        payload_tx: e.payload_tx,
+        payload_rx: e.payload_rx,
+        wire_tx: e.wire_tx,
+        wire_rx: e.wire_rx,
+        flows: e.flows,
+        share_pct: share(e.payload_tx + e.payload_rx, total.payload()),
+        new: *new,
+    };
+    let (endpoints, endpoints_total, new_endpoints) =
+        eps.map_or((Vec::new(), 0, 0), |a| (a.top.iter().map(endpoint).collect(), a.total, a.new));
 
     AppReport {
         app: name.to_string(),
@@ -288,7 +271,7 @@ fn app_report(
         endpoints_total,
         new_destinations: NewDestinations {
             compared_with: String::new(),
-            countries: countries(rows).difference(&countries(prev)).cloned().collect(),
+            countries: countries(rows).difference(&prev.countries).cloned().collect(),
             asns: new_asns,
             endpoints: new_endpoints,
             endpoints_compared: true,

@@ -20,6 +20,7 @@ mod model;
 mod notes;
 mod period;
 mod render;
+mod source;
 
 #[cfg(test)]
 mod tests;

@@ -13,14 +13,13 @@ pub(super) fn completeness(
     reader: &JournalReader,
     query: &ReportQuery,
     rows: &[ResidencyRow],
-    all_rows: &[ResidencyRow],
+    attributed_wire_bytes: u64,
     apps: &[AppReport],
     purged: Option<Timestamp>,
 ) -> Result<Completeness, Error> {
     let range = query.period.time_range();
     let stats = reader.stats(range)?;
     let losses = reader.losses(range)?;
-    let attributed_wire_bytes: u64 = all_rows.iter().map(|r| r.wire_tx + r.wire_rx).sum();
     let incomplete_flows: u64 = apps.iter().map(|a| a.incomplete_flows).sum();
     let unattributed_share_pct =
         (stats.rows > 0).then(|| share(stats.unattributed_bytes, attributed_wire_bytes + stats.unattributed_bytes));

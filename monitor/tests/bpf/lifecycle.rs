@@ -32,7 +32,15 @@ fn past_record(t: Timestamp) -> (FlowRecord, App, Destination) {
     let record = FlowRecord {
         event: RecordKind::Close,
         cookie: 1,
-        owner: Owner { tgid: 1, pid: 1, uid: 0, gid: 0, comm: "past".into(), cgroup_id: 1, source: OwnerSource::SockCreate },
+        owner: Owner {
+            tgid: 1,
+            pid: 1,
+            uid: 0,
+            gid: 0,
+            comm: "past".into(),
+            cgroup_id: 1,
+            source: OwnerSource::SockCreate,
+        },
         protocol: Protocol::Tcp,
         direction: Direction::Outbound,
         local: Some("10.0.0.1:40000".parse().unwrap()),
@@ -60,7 +68,14 @@ fn past_record(t: Timestamp) -> (FlowRecord, App, Destination) {
         container: None,
         source: AppSource::Kernel,
     };
-    let dest = Destination { scope: Scope::Public, country: Some("SE".into()), asn: Some(29518), as_org: None, country_db: None, asn_db: None };
+    let dest = Destination {
+        scope: Scope::Public,
+        country: Some("SE".into()),
+        asn: Some(29518),
+        as_org: None,
+        country_db: None,
+        asn_db: None,
+    };
     (record, app, dest)
 }
 
@@ -72,7 +87,7 @@ pub fn completed_week_is_exported_once_across_restarts() {
     let journal = dir.path().join("journal.db");
     {
         let config = JournalConfig { path: journal.clone(), ..JournalConfig::default() };
-        let mut w = JournalWriter::open(&config, RunInfo::current(None)).unwrap();
+        let mut w = JournalWriter::open(&config, RunInfo::current(None), "UTC").unwrap();
         // Wednesday of ISO week 2026-W40 (2026-09-30 12:00 UTC).
         let (r, app, dest) = past_record("2026-09-30T12:00:00Z".parse().unwrap());
         w.append(&r, &app, Some(&dest));
@@ -113,9 +128,11 @@ pub fn sighup_reloads_databases_and_keeps_old_ones_on_failure() {
     let mon = Monitor::start(&cg.path, &extra);
     let flow = |port: u16| {
         let server = format!("89.160.20.112:{port}");
-        let mut srv = spawn("tcp-server", &[server.clone(), s(10), s(1)], Place { netns: Some(&pair.b), ..Place::default() });
+        let mut srv =
+            spawn("tcp-server", &[server.clone(), s(10), s(1)], Place { netns: Some(&pair.b), ..Place::default() });
         srv.line();
-        spawn("tcp-client", &[server, s(10), s(1)], Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None }).finish();
+        spawn("tcp-client", &[server, s(10), s(1)], Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None })
+            .finish();
         srv.finish();
     };
     flow(6001);
@@ -162,10 +179,12 @@ pub fn sigterm_stops_cleanly() {
     let pair = Pair::private();
     let cg = TestCgroup::new();
     let server = format!("{}:6010", pair.b_v4[0]);
-    let mut srv = spawn("tcp-server", &[server.clone(), s(100), s(1)], Place { netns: Some(&pair.b), ..Place::default() });
+    let mut srv =
+        spawn("tcp-server", &[server.clone(), s(100), s(1)], Place { netns: Some(&pair.b), ..Place::default() });
     srv.line();
     let mon = Monitor::start(&cg.path, "");
-    spawn("tcp-client", &[server, s(4000), s(1)], Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None }).finish();
+    spawn("tcp-client", &[server, s(4000), s(1)], Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None })
+        .finish();
     srv.finish();
     let out = mon.stop_with(Signal::SIGTERM);
     assert_eq!(out.closed().len(), 1);
@@ -179,14 +198,21 @@ pub fn long_lived_flow_gets_periodic_updates_that_add_up() {
     let pair = Pair::private();
     let cg = TestCgroup::new();
     let server = format!("{}:6011", pair.b_v4[0]);
-    let mut srv = spawn("tcp-server", &[server.clone(), s(777), s(1)], Place { netns: Some(&pair.b), ..Place::default() });
+    let mut srv =
+        spawn("tcp-server", &[server.clone(), s(777), s(1)], Place { netns: Some(&pair.b), ..Place::default() });
     srv.line();
     let mon = Monitor::start(&cg.path, "[probe]\nupdate_interval_secs = 1\n");
-    let lines = spawn("tcp-trickle", &[server, s(10_000), s(40), s(100)], Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None }).finish();
+    let lines = spawn(
+        "tcp-trickle",
+        &[server, s(10_000), s(40), s(100)],
+        Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None },
+    )
+    .finish();
     srv.finish();
     let out = mon.stop();
     let local = &lines[0]["local"];
-    let mine: Vec<_> = out.records.iter().filter(|r| r.local.map(|l| l.to_string()) == local.as_str().map(String::from)).collect();
+    let mine: Vec<_> =
+        out.records.iter().filter(|r| r.local.map(|l| l.to_string()) == local.as_str().map(String::from)).collect();
     let updates = mine.iter().filter(|r| r.event == monitor::tracker::record::RecordKind::Update).count();
     assert!(updates >= 2, "a 4 s flow with a 1 s interval has several updates: {mine:#?}");
     let last = mine.last().unwrap();
@@ -211,9 +237,17 @@ pub fn idle_open_flows_are_reported_with_their_bytes_at_shutdown() {
     let cg = TestCgroup::new();
     let server = format!("{}:6012", pair.b_v4[0]);
     let mon = Monitor::start(&cg.path, "");
-    let mut srv = spawn("tcp-hold-server", &[server.clone(), s(3000), s(5000)], Place { netns: Some(&pair.b), cgroup: Some(&cg), uid: None });
+    let mut srv = spawn(
+        "tcp-hold-server",
+        &[server.clone(), s(3000), s(5000)],
+        Place { netns: Some(&pair.b), cgroup: Some(&cg), uid: None },
+    );
     srv.line();
-    let mut cli = spawn("tcp-hold-client", &[server, s(3000), s(5000)], Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None });
+    let mut cli = spawn(
+        "tcp-hold-client",
+        &[server, s(3000), s(5000)],
+        Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None },
+    );
     let c = cli.line();
     let d = srv.line();
     let out = mon.stop();
@@ -224,7 +258,10 @@ pub fn idle_open_flows_are_reported_with_their_bytes_at_shutdown() {
     let find = |local: &Value| {
         out.records
             .iter()
-            .find(|r| r.local.map(|l| l.to_string()).as_deref() == local.as_str() && r.event == monitor::tracker::record::RecordKind::Shutdown)
+            .find(|r| {
+                r.local.map(|l| l.to_string()).as_deref() == local.as_str()
+                    && r.event == monitor::tracker::record::RecordKind::Shutdown
+            })
             .unwrap_or_else(|| panic!("no shutdown record for {local}: {:#?}", out.records))
     };
     let client = find(&c["local"]);

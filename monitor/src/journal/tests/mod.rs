@@ -2,6 +2,7 @@
 
 mod failure;
 pub(crate) mod fixtures;
+mod timing;
 mod writer;
 
 use std::path::Path;
@@ -14,7 +15,7 @@ use super::{JournalConfig, JournalWriter, RunInfo};
 /// A writer on `<tmp>/state/journal.db` with 60-second intervals.
 pub(crate) fn writer_in(dir: &Path) -> JournalWriter {
     let config = JournalConfig { path: dir.join("state/journal.db"), ..JournalConfig::default() };
-    JournalWriter::open(&config, run()).expect("open journal")
+    JournalWriter::open(&config, run(), "UTC").expect("open journal")
 }
 
 /// A fixed run (pid 1, started 2026-11-16T00:00:00Z).

@@ -2,6 +2,7 @@
 
 mod export;
 mod figures;
+mod rollup;
 
 use std::path::{Path, PathBuf};
 

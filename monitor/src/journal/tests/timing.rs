@@ -1,0 +1,58 @@
+//! Cost of large flushes (ignored: a measurement, not a check). Run in release:
+//! `cargo test --release -p monitor --lib flush_of_100k_records -- --ignored --nocapture`.
+
+use std::time::Instant;
+
+use super::{
+    fixtures::{self, Flow, at},
+    tempdir, writer_in,
+};
+use crate::tracker::record::RecordKind::Close;
+
+/// Monday 2026-11-09T00:00:00Z: start of 2026-W46, the week of `bench_report`.
+const WEEK_START: i64 = 1_794_182_400;
+const APPS: u64 = 50;
+const DESTINATIONS: u64 = 20_000;
+const BATCH: u64 = 100_000;
+const BATCHES: u64 = 10;
+const COUNTRIES: [&str; 6] = ["US", "DE", "NL", "IE", "GB", "FR"];
+
+#[test]
+#[ignore = "measurement: run by hand in release with --nocapture"]
+#[expect(clippy::print_stderr, reason = "prints the measurement")]
+fn flush_of_100k_records() {
+    let dir = tempdir();
+    let mut w = writer_in(dir.path());
+    let apps: Vec<_> = (0..APPS).map(|i| fixtures::app(&format!("app{i:02}"))).collect();
+    let dests: Vec<_> = (0..DESTINATIONS)
+        .map(|d| {
+            let asn = 64_000 + u32::try_from(d % 500).expect("small");
+            fixtures::public(Some(COUNTRIES[usize::try_from(d % 6).expect("small")]), Some(asn), Some("Org"))
+        })
+        .collect();
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    // Records spread like `bench_report generate --records 10000000` (one per ~60 ms).
+    let step_ms = 7 * 86_400 * 1000 / 10_000_000;
+    let mut times = Vec::new();
+    for batch in 0..BATCHES {
+        for i in batch * BATCH..(batch + 1) * BATCH {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let app = &apps[usize::try_from(state % APPS).expect("small")];
+            let d = (state >> 8) % DESTINATIONS;
+            let ip = std::net::Ipv4Addr::from(0x0b00_0000u32 + u32::try_from(d).expect("small") * 4099);
+            let t = at(WEEK_START) + jiff::SignedDuration::from_millis(i64::try_from(i * step_ms).expect("small"));
+            let mut flow = Flow::new(i, &format!("{ip}:443"), t);
+            let record = flow.record(Close, t, 200 + (state >> 20) % 50_000, 500 + (state >> 36) % 500_000);
+            w.append(&record, app, Some(&dests[usize::try_from(d).expect("small")]));
+        }
+        let started = Instant::now();
+        w.flush().expect("flush");
+        let took = started.elapsed();
+        eprintln!("flush {batch}: {BATCH} records in {took:?}");
+        times.push(took);
+    }
+    times.sort();
+    eprintln!("median flush of {BATCH} records: {:?}", times[times.len() / 2]);
+}

@@ -1,0 +1,154 @@
+//! Where a report's rows come from: the journal's weekly rollups when they hold the period and the
+//! previous one completely, else the fine tables. Both give the same rows, so the same report.
+//!
+//! The rollups are used for an ISO week cut in the journal's rollup time zone when
+//! - the rollups cover the previous week (and so this one): see `journal::RollupState`;
+//! - retention has not deleted residency rows (for the residency figures) or connection records
+//!   (for the endpoints) of the previous week or later: a purge shrinks the fine tables, and
+//!   the report must say what they still hold.
+//!
+//! Anything else (ranges, another time zone, older weeks) reads the fine tables.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use jiff::Timestamp;
+
+use super::{Error, Period, PeriodKind, ReportQuery};
+use crate::journal::{AppEndpoints, EndpointRow, JournalReader, ResidencyRow};
+
+/// Which tables a report reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// The rollups when they can answer, else the fine tables.
+    Auto,
+    /// Always the fine tables (tests compare the two).
+    Fine,
+}
+
+/// What [`read`] takes from the rollups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// Residency figures of the period and of the previous one.
+    pub residency: bool,
+    /// Endpoints.
+    pub endpoints: bool,
+}
+
+/// Public destinations of one app in the previous period.
+#[derive(Debug, Default)]
+pub(super) struct Seen {
+    pub countries: BTreeSet<String>,
+    pub asns: BTreeSet<u32>,
+}
+
+/// The rows a report is built from.
+#[derive(Debug)]
+pub(super) struct Inputs {
+    /// Residency rows of the period (of the app, with a filter), sorted by key.
+    pub rows: Vec<ResidencyRow>,
+    /// IP-layer bytes of every app in the period.
+    pub attributed_wire_bytes: u64,
+    /// Per app: destinations of the previous period.
+    pub previous: BTreeMap<String, Seen>,
+    /// Per app: endpoints of the period.
+    pub endpoints: BTreeMap<String, AppEndpoints>,
+}
+
+/// Decides which rollups a report of `period` may read.
+///
+/// # Errors
+/// When the journal cannot be read.
+pub(crate) fn plan(
+    reader: &JournalReader,
+    period: &Period,
+    previous: &Period,
+    connections_purged: Option<Timestamp>,
+    source: Source,
+) -> Result<Plan, Error> {
+    let none = Plan { residency: false, endpoints: false };
+    if source == Source::Fine || period.kind != PeriodKind::IsoWeek {
+        return Ok(none);
+    }
+    let Some(state) = reader.rollup_state()? else {
+        return Ok(none);
+    };
+    if state.time_zone != period.time_zone_name || !state.covers(previous.since) {
+        return Ok(none);
+    }
+    let intact = |horizon: Option<Timestamp>| horizon.is_none_or(|h| h <= previous.since);
+    Ok(Plan { residency: intact(reader.residency_purged_before()?), endpoints: intact(connections_purged) })
+}
+
+/// Reads the rows of `query` (previous period `previous`) from the tables `plan` names.
+///
+/// # Errors
+/// When the journal cannot be read.
+pub(super) fn read(
+    reader: &JournalReader,
+    query: &ReportQuery,
+    previous: &Period,
+    plan: Plan,
+) -> Result<Inputs, Error> {
+    let (period, app) = (&query.period, query.app.as_deref());
+    let wire = |rows: &[ResidencyRow]| rows.iter().map(|r| r.wire_tx + r.wire_rx).sum::<u64>();
+    let (rows, attributed_wire_bytes, previous_seen) = if plan.residency {
+        let rows = reader.residency_week(period.time_range(), app)?;
+        let all = if app.is_some() { wire(&reader.residency_week(period.time_range(), None)?) } else { wire(&rows) };
+        let mut seen: BTreeMap<String, Seen> = BTreeMap::new();
+        for d in reader.destinations_week(previous.since, app)? {
+            let s = seen.entry(d.app).or_default();
+            s.countries.extend(d.country);
+            s.asns.extend(d.asn);
+        }
+        (rows, all, seen)
+    } else {
+        let rows = reader.residency(period.time_range(), app)?;
+        let all = if app.is_some() { wire(&reader.residency(period.time_range(), None)?) } else { wire(&rows) };
+        (rows, all, seen_in(&reader.residency(previous.time_range(), app)?))
+    };
+    let endpoints = if plan.endpoints {
+        reader.endpoints_week(period.since, app, query.top_endpoints)?.into_iter().map(|e| (e.app.clone(), e)).collect()
+    } else {
+        let current = reader.endpoints(period.time_range(), app)?;
+        let before = reader.endpoints(previous.time_range(), app)?;
+        summarise(current, &before, query.top_endpoints)
+    };
+    Ok(Inputs { rows, attributed_wire_bytes, previous: previous_seen, endpoints })
+}
+
+/// Public countries and ASNs per app.
+fn seen_in(rows: &[ResidencyRow]) -> BTreeMap<String, Seen> {
+    let mut seen: BTreeMap<String, Seen> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.scope == "public") {
+        let s = seen.entry(r.app.clone()).or_default();
+        s.countries.extend(r.country.clone());
+        s.asns.extend(r.asn);
+    }
+    seen
+}
+
+/// Per app: the endpoints of `current` with whether `before` lacks them, sorted by payload
+/// (up + down) descending, then address, port, protocol; counted, then cut to `top`.
+fn summarise(current: Vec<EndpointRow>, before: &[EndpointRow], top: usize) -> BTreeMap<String, AppEndpoints> {
+    let known: HashSet<(&str, &str, Option<u16>, &str)> =
+        before.iter().map(|e| (e.app.as_str(), e.ip.as_str(), e.port, e.protocol.as_str())).collect();
+    let mut by_app: BTreeMap<String, Vec<(EndpointRow, bool)>> = BTreeMap::new();
+    for e in current {
+        let new = !known.contains(&(e.app.as_str(), e.ip.as_str(), e.port, e.protocol.as_str()));
+        by_app.entry(e.app.clone()).or_default().push((e, new));
+    }
+    by_app
+        .into_iter()
+        .map(|(app, mut list)| {
+            list.sort_by(|(a, _), (b, _)| {
+                (b.payload_tx + b.payload_rx)
+                    .cmp(&(a.payload_tx + a.payload_rx))
+                    .then_with(|| (&a.ip, a.port, &a.protocol).cmp(&(&b.ip, b.port, &b.protocol)))
+            });
+            let total = list.len() as u64;
+            let new = list.iter().filter(|(_, new)| *new).count() as u64;
+            list.truncate(top);
+            (app.clone(), AppEndpoints { app, total, new, top: list })
+        })
+        .collect()
+}

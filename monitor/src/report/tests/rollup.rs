@@ -1,0 +1,195 @@
+//! The weekly rollups give byte for byte the report the fine tables give: kept up by flushes
+//! (records in any order, sockets spanning weeks, several records per socket) and backfilled
+//! when a journal is opened with another time zone.
+
+use std::path::Path;
+
+use super::{DAY, NY, W};
+use crate::{
+    enrich::{Destination, Scope},
+    journal::{
+        JournalConfig, JournalReader, JournalWriter,
+        tests::{
+            fixtures::{self, Flow, at},
+            run, tempdir,
+        },
+    },
+    report::{
+        Format, Period, Report, ReportQuery,
+        build::build_from,
+        source::{self, Plan, Source},
+    },
+    tracker::record::{Direction, Protocol, RecordKind},
+};
+
+const APPS: [&str; 3] = ["browser", "sync", "game"];
+
+fn writer(dir: &Path, zone: &str) -> JournalWriter {
+    let config = JournalConfig { path: dir.join("journal.db"), ..JournalConfig::default() };
+    JournalWriter::open(&config, run(), zone).expect("open journal")
+}
+
+/// xorshift64: the same "random" journal on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn destination(i: u64) -> Destination {
+    const COUNTRIES: [&str; 4] = ["US", "CN", "DE", "JP"];
+    match i % 7 {
+        5 => fixtures::scoped(Scope::Private),
+        6 => fixtures::public(None, None, None),
+        k => {
+            let asn = 100 + (i % 5) as u32;
+            fixtures::public(Some(COUNTRIES[(k % 4) as usize]), Some(asn), Some(&format!("Org {asn}")))
+        }
+    }
+}
+
+/// Writes `sockets` flows with 1-4 records each, spread over `[from, from + days)`, flushed at
+/// random points; a tenth of the sockets get a late record written after later ones.
+fn write_traffic(w: &mut JournalWriter, rng: &mut Rng, cookie_base: u64, sockets: u64, from: i64, days: i64) {
+    let mut late = Vec::new();
+    for i in 0..sockets {
+        // Cookies out of order (the kernel hands them out in per-CPU batches).
+        let cookie = cookie_base + i * 7919 % sockets;
+        let app = fixtures::app(APPS[rng.below(3) as usize]);
+        let t0 = from + rng.below((days * DAY) as u64) as i64;
+        // Endpoints 30-39 first appear in 2026-W47: new destinations against W46.
+        let e = if t0 < W { rng.below(30) } else { rng.below(40) };
+        let remote =
+            if e % 4 == 0 { format!("[2001:db8::{e:x}]:443") } else { format!("198.51.100.{e}:{}", 400 + e % 3) };
+        let mut t = t0;
+        let mut flow = Flow::new(cookie, &remote, at(t));
+        if e % 9 == 0 {
+            flow.direction = Direction::Inbound;
+            flow.remote.set_port(30_000 + rng.below(1000) as u16);
+        }
+        let dest = destination(e);
+        let records = 1 + rng.below(4);
+        for n in 0..records {
+            // Up to two days between records: some sockets span a week boundary.
+            t += rng.below(2 * DAY as u64) as i64;
+            let kind = if n + 1 == records { RecordKind::Close } else { RecordKind::Update };
+            let mut record = flow.record(kind, at(t), rng.below(100_000), rng.below(1_000_000));
+            if e % 5 == 0 {
+                record.protocol = Protocol::Udp;
+            }
+            if rng.below(10) == 0 {
+                late.push((record, app.clone(), dest.clone()));
+            } else {
+                w.append(&record, &app, Some(&dest));
+            }
+        }
+        if rng.below(50) == 0 {
+            w.flush().expect("flush");
+        }
+    }
+    w.flush().expect("flush");
+    for (record, app, dest) in &late {
+        w.append(record, app, Some(dest));
+    }
+    w.flush().expect("flush late records");
+}
+
+fn render(r: &Report) -> String {
+    let mut out = Vec::new();
+    r.render(Format::Json, &mut out).expect("render");
+    String::from_utf8(out).expect("utf-8")
+}
+
+/// Builds `week` (New York) for `app` from the rollups and from the fine tables, checks they
+/// are identical, and returns which rollups were used.
+fn same_report(reader: &JournalReader, week: &str, app: Option<&str>) -> Plan {
+    let mut q = ReportQuery::new(Period::iso_week(week, NY).expect("week"));
+    q.app = app.map(str::to_string);
+    q.generated_at = Some(at(W));
+    let previous = q.period.previous().expect("previous");
+    let purged = reader.connections_purged_before().expect("purge horizon");
+    let plan = source::plan(reader, &q.period, &previous, purged, Source::Auto).expect("plan");
+    let auto = render(&build_from(reader, &q, Source::Auto).expect("from rollups"));
+    let fine = render(&build_from(reader, &q, Source::Fine).expect("from fine tables"));
+    assert_eq!(auto, fine, "{week} app {app:?}: the rollups must give the fine tables' report");
+    plan
+}
+
+#[test]
+fn rollups_kept_by_flushes_give_the_fine_tables_report() {
+    let dir = tempdir();
+    let mut w = writer(dir.path(), NY);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    write_traffic(&mut w, &mut rng, 1, 3000, W - 14 * DAY, 28);
+    // An endpoint first met in 2026-W50 (the latest week), then a late record of it in W49:
+    // the W50 row stops being new.
+    let us = fixtures::public(Some("US"), Some(7018), Some("AT&T"));
+    for (cookie, t) in [(90_001, W + 22 * DAY), (90_002, W + 15 * DAY)] {
+        let mut flow = Flow::new(cookie, "203.0.113.99:443", at(t));
+        w.append(&flow.record(RecordKind::Close, at(t), 10, 20), &fixtures::app("sync"), Some(&us));
+        w.flush().expect("flush");
+    }
+    drop(w);
+    let reader = JournalReader::open(&dir.path().join("journal.db")).expect("reader");
+    let both = Plan { residency: true, endpoints: true };
+    for week in ["2026-W45", "2026-W46", "2026-W47", "2026-W48", "2026-W49", "2026-W50"] {
+        for app in [None, Some("browser"), Some("sync")] {
+            assert_eq!(same_report(&reader, week, app), both, "{week}: a new journal's rollups cover every week");
+        }
+    }
+    // The fixture has what the comparison needs to mean something.
+    let mut q = ReportQuery::new(Period::iso_week("2026-W47", NY).expect("week"));
+    q.top_endpoints = 100;
+    let r = Report::build(&reader, &q).expect("build");
+    assert_eq!(r.apps.len(), 3);
+    assert!(r.apps.iter().all(|a| a.endpoints_total > 20 && a.top_endpoints.iter().any(|e| e.flows > 1)));
+    assert!(r.apps.iter().any(|a| a.top_endpoints.iter().any(|e| e.port.is_none())), "inbound endpoints");
+    assert!(r.apps.iter().any(|a| a.new_destinations.endpoints > 0), "new endpoints against W46");
+    let w50 =
+        Report::build(&reader, &ReportQuery::new(Period::iso_week("2026-W50", NY).expect("week"))).expect("build");
+    assert_eq!((w50.apps.len(), w50.apps[0].new_destinations.endpoints), (1, 0), "seen in W49 already");
+}
+
+#[test]
+fn rollups_rebuilt_for_another_time_zone_give_the_fine_tables_report() {
+    let dir = tempdir();
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    // Written with UTC rollups (as a journal migrated from schema 1 has none at all).
+    let mut w = writer(dir.path(), "UTC");
+    write_traffic(&mut w, &mut rng, 1, 2000, W - 14 * DAY, 24);
+    drop(w);
+    // Reopened for New York: backfilled for the week of the latest data and the one before.
+    let mut w = writer(dir.path(), NY);
+    let reader = JournalReader::open(&dir.path().join("journal.db")).expect("reader");
+    let state = reader.rollup_state().expect("state").expect("rollups built");
+    assert_eq!(state.time_zone, NY);
+    let both = Plan { residency: true, endpoints: true };
+    let none = Plan { residency: false, endpoints: false };
+    let mut used = Vec::new();
+    for week in ["2026-W45", "2026-W46", "2026-W47", "2026-W48", "2026-W49"] {
+        let previous = Period::iso_week(week, NY).and_then(|p| p.previous()).expect("previous week");
+        let expected = if state.covers(previous.since) { both } else { none };
+        assert_eq!(same_report(&reader, week, None), expected, "{week}");
+        same_report(&reader, week, Some("sync"));
+        used.push(expected == both);
+    }
+    // Only the week of the latest data has its previous week covered too.
+    assert_eq!(used.iter().filter(|u| **u).count(), 1, "{used:?}");
+    // Flushes after the rebuild keep the covered weeks exact.
+    write_traffic(&mut w, &mut rng, 10_000, 1000, W, 14);
+    drop(w);
+    for week in ["2026-W45", "2026-W46", "2026-W47", "2026-W48", "2026-W49"] {
+        for app in [None, Some("browser")] {
+            same_report(&reader, week, app);
+        }
+    }
+}
