@@ -91,9 +91,9 @@ impl Database {
         let reader =
             Reader::open_readfile(path).map_err(|source| Error::Open { role, path: path.to_path_buf(), source })?;
         let meta = reader.metadata();
-        let db_ref = DbRef { database_type: meta.database_type.clone(), build_epoch: meta.build_epoch };
+        let db_ref = DbRef { database_type: meta.database_type.as_str().into(), build_epoch: meta.build_epoch };
         if meta.ip_version != 6 {
-            return Err(Error::Ipv4Only { role, path: path.to_path_buf(), database_type: db_ref.database_type });
+            return Err(Error::Ipv4Only { role, path: path.to_path_buf(), database_type: db_ref.database_type.to_string() });
         }
         let db = Self { role, path: path.to_path_buf(), db_ref, reader, country_path: std::sync::atomic::AtomicUsize::new(0) };
         db.check_kind()?;
@@ -119,7 +119,7 @@ impl Database {
         Err(Error::WrongKind {
             role: self.role,
             path: self.path.clone(),
-            database_type: self.db_ref.database_type.clone(),
+            database_type: self.db_ref.database_type.to_string(),
         })
     }
 

@@ -23,7 +23,7 @@ fn ip(s: &str) -> IpAddr {
 /// Provenance of a fixture, read independently of the code under test.
 fn db_ref(path: &Path) -> DbRef {
     let reader = maxminddb::Reader::open_readfile(path).expect("fixture opens");
-    DbRef { database_type: reader.metadata().database_type.clone(), build_epoch: reader.metadata().build_epoch }
+    DbRef { database_type: reader.metadata().database_type.as_str().into(), build_epoch: reader.metadata().build_epoch }
 }
 
 /// Explicit paths; no age warnings (the fixtures are older than the default limit).
@@ -52,7 +52,7 @@ fn geoip2_country_schema_gives_known_countries() {
     let mut e = maxmind();
     assert!(e.warnings().is_empty(), "{:?}", e.warnings());
     let provenance = Some(db_ref(&fixture("GeoIP2-Country-Test.mmdb")));
-    assert_eq!(provenance.as_ref().map(|d| d.database_type.as_str()), Some("GeoIP2-Country"));
+    assert_eq!(provenance.as_ref().map(|d| &*d.database_type), Some("GeoIP2-Country"));
     for (addr, want) in [
         ("81.2.69.160", Some("GB")),
         ("89.160.20.112", Some("SE")),
@@ -110,7 +110,7 @@ fn city_database_serves_as_country_database() {
     {
         assert_eq!(e.lookup(ip(addr)).country.as_deref(), Some(want), "{addr}");
     }
-    assert_eq!(e.databases()[0].db.database_type, "GeoIP2-City");
+    assert_eq!(&*e.databases()[0].db.database_type, "GeoIP2-City");
 }
 
 #[test]
@@ -310,13 +310,13 @@ fn failed_reload_keeps_the_old_databases() {
     let err = e.reload().expect_err("broken replacement");
     assert!(err.to_string().contains(&path.display().to_string()), "{err}");
     assert_eq!(e.lookup(ip("89.160.20.112")).country.as_deref(), Some("SE"), "old reader still answers");
-    assert_eq!(e.databases()[0].db.database_type, "GeoIP2-Country");
+    assert_eq!(&*e.databases()[0].db.database_type, "GeoIP2-Country");
 
     // A good replacement is picked up and the cache is emptied.
     fs::copy(fixture("GeoIP2-City-Test.mmdb"), &tmp).expect("copy");
     fs::rename(&tmp, &path).expect("rename");
     e.reload().expect("good replacement");
-    assert_eq!(e.databases()[0].db.database_type, "GeoIP2-City");
+    assert_eq!(&*e.databases()[0].db.database_type, "GeoIP2-City");
     let d = e.lookup(ip("81.2.69.160"));
     assert_eq!(d.country.as_deref(), Some("GB"));
     assert_eq!(d.country_db.map(|r| r.database_type).as_deref(), Some("GeoIP2-City"), "not the cached answer");
@@ -378,7 +378,7 @@ fn installed_default_data_gives_known_answers() {
         }
     }
     assert_eq!(e.lookup(ip("10.0.0.1")).scope, Scope::Private);
-    let types: Vec<String> = e.databases().into_iter().map(|d| d.db.database_type).collect();
+    let types: Vec<String> = e.databases().into_iter().map(|d| d.db.database_type.to_string()).collect();
     assert_eq!(types, ["country ipvAll", "ip-location-db-ASN"]);
 }
 

@@ -1,6 +1,6 @@
 //! Enrichment results: what the journal stores and reports show for each remote address.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 
@@ -31,8 +31,9 @@ pub enum Scope {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DbRef {
     /// `database_type` from the MMDB metadata, e.g. "country ipvAll" (the default DB-IP file),
-    /// "ip-location-db-ASN" (the converted default ASN file), "GeoLite2-ASN".
-    pub database_type: String,
+    /// "ip-location-db-ASN" (the converted default ASN file), "GeoLite2-ASN". Shared: every
+    /// answer of a database carries it without copying it.
+    pub database_type: Arc<str>,
     /// `build_epoch` from the metadata (seconds since the Unix epoch).
     pub build_epoch: u64,
 }

@@ -7,6 +7,7 @@ use std::{
     collections::{BTreeMap, HashMap, VecDeque},
     hash::{DefaultHasher, Hash, Hasher},
     net::SocketAddr,
+    sync::Arc,
 };
 
 use jiff::Timestamp;
@@ -71,9 +72,9 @@ pub(super) struct BucketKey {
     pub asn: u32,
     pub as_org: String,
     /// (database_type, build_epoch) of the country answer.
-    pub country_db: Option<(String, u64)>,
+    pub country_db: Option<(Arc<str>, u64)>,
     /// (database_type, build_epoch) of the ASN answer.
-    pub asn_db: Option<(String, u64)>,
+    pub asn_db: Option<(Arc<str>, u64)>,
     pub payload_source: &'static str,
 }
 
@@ -300,7 +301,7 @@ fn is_first_record(r: &FlowRecord) -> bool {
     totals_are_deltas && (!empty || r.event != RecordKind::Update)
 }
 
-fn db_key(db: Option<&DbRef>) -> Option<(String, u64)> {
+fn db_key(db: Option<&DbRef>) -> Option<(Arc<str>, u64)> {
     db.map(|d| (d.database_type.clone(), d.build_epoch))
 }
 

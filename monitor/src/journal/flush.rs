@@ -1,7 +1,7 @@
 //! Writing a [`Buffer`] inside one transaction. Reads the buffer only: the caller clears it after
 //! the commit succeeded, so a failed flush loses nothing.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use jiff::Timestamp;
 use rusqlite::{Transaction, params};
@@ -47,7 +47,7 @@ pub(super) fn write(
         )?;
         for info in list {
             let path = info.path.to_string_lossy();
-            stmt.execute(params![info.role, info.db.database_type, int(info.db.build_epoch), path, ms(now)])?;
+            stmt.execute(params![info.role, &*info.db.database_type, int(info.db.build_epoch), path, ms(now)])?;
         }
     }
     let mut fold = Fold::default();
@@ -120,14 +120,14 @@ pub(super) fn write(
 
 /// `databases.id` of each (role, type, build) seen in this flush.
 #[derive(Default)]
-struct DbIds(HashMap<(&'static str, String, u64), i64>);
+struct DbIds(HashMap<(&'static str, Arc<str>, u64), i64>);
 
 impl DbIds {
     fn id_of(
         &mut self,
         tx: &Transaction<'_>,
         role: &'static str,
-        db: Option<&(String, u64)>,
+        db: Option<&(Arc<str>, u64)>,
     ) -> rusqlite::Result<Option<i64>> {
         let Some((database_type, build_epoch)) = db else {
             return Ok(None);
@@ -142,7 +142,7 @@ impl DbIds {
                  ON CONFLICT (role, database_type, build_epoch) DO UPDATE SET role = excluded.role
                  RETURNING id",
             )?
-            .query_row(params![role, database_type, int(*build_epoch)], |row| row.get(0))?;
+            .query_row(params![role, &**database_type, int(*build_epoch)], |row| row.get(0))?;
         self.0.insert(key, id);
         Ok(Some(id))
     }
