@@ -12,7 +12,8 @@ use super::{Error, Format};
 pub const CONFIG_DOC: &str = r#"[report]
 # IANA time zone in which report weeks are cut (ISO 8601 weeks: Monday 00:00 to the next Monday
 # 00:00 local time, so a week with a daylight-saving change lasts 167 or 169 hours), e.g.
-# "Europe/Berlin". An unknown name is an error at startup.
+# "Europe/Berlin". An unknown name is an error at startup. The journal keeps its weekly rollups
+# (what makes weekly reports fast) in this zone; changing it rebuilds them at the next start.
 time_zone = "UTC"
 # Directory where the daemon writes the report of each completed week once, as <week>.<ext>
 # (e.g. 2026-W47.json). Created with mode 0700 when missing; files have mode 0600.
