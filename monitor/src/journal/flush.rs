@@ -50,11 +50,13 @@ pub(super) fn write(
             stmt.execute(params![info.role, &*info.db.database_type, int(info.db.build_epoch), path, ms(now)])?;
         }
     }
+    let app_ids = app_ids(tx, buf)?;
     let mut fold = Fold::default();
     for pending in &buf.records {
         // Before the insert: the probe asks whether an earlier record of the socket is there.
         let probed = rollup.probe(tx, pending)?;
-        insert_connection(tx, &mut dbs, pending)?;
+        let app_id = app_ids.get(&*pending.app).copied().unwrap_or_default();
+        insert_connection(tx, &mut dbs, pending, app_id)?;
         if let Some(probed) = probed {
             fold.add_record(probed, pending);
         }
@@ -159,6 +161,16 @@ impl DbIds {
 }
 
 /// `apps.id` of `app` (pid and start time are per process: they stay in `connections`).
+/// `apps.id` of every app of the buffered records: one upsert per app and flush (not per record),
+/// with the latest time any of its records was seen.
+fn app_ids<'a>(tx: &Transaction<'_>, buf: &'a Buffer) -> rusqlite::Result<HashMap<&'a App, i64>> {
+    let mut latest: HashMap<&App, Timestamp> = HashMap::new();
+    for Pending { record, app, .. } in &buf.records {
+        latest.entry(&**app).and_modify(|t| *t = (*t).max(record.last_seen)).or_insert(record.last_seen);
+    }
+    latest.into_iter().map(|(app, seen)| Ok((app, app_id(tx, app, seen)?))).collect()
+}
+
 fn app_id(tx: &Transaction<'_>, app: &App, seen: Timestamp) -> rusqlite::Result<i64> {
     let App { name, exe, cmdline, pid: _, start_time: _, uid, user, unit, cgroup, container, source } = app;
     let source = names::app_source(*source);
@@ -175,7 +187,7 @@ fn app_id(tx: &Transaction<'_>, app: &App, seen: Timestamp) -> rusqlite::Result<
     })
 }
 
-fn insert_connection(tx: &Transaction<'_>, dbs: &mut DbIds, pending: &Pending) -> rusqlite::Result<()> {
+fn insert_connection(tx: &Transaction<'_>, dbs: &mut DbIds, pending: &Pending, app_id: i64) -> rusqlite::Result<()> {
     let Pending { record, app, dest } = pending;
     let FlowRecord {
         event,
@@ -195,7 +207,6 @@ fn insert_connection(tx: &Transaction<'_>, dbs: &mut DbIds, pending: &Pending) -
         closed,
         complete,
     } = record;
-    let app_id = app_id(tx, app, *last_seen)?;
     let (scope, country, asn, as_org, country_db, asn_db) = match (remote, dest) {
         (None, _) => (None, None, None, None, None, None),
         (Some(_), None) => (Some(names::SCOPE_UNENRICHED), None, None, None, None, None),

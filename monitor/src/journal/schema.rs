@@ -181,7 +181,7 @@ CREATE TABLE meta (
 /// Version 2: weekly rollups (module `rollup`) and the index their flow counting probes. The
 /// rollup tables start empty: `JournalWriter::open` fills them for its time zone.
 const V2: &str = "
-CREATE INDEX connections_cookie ON connections (cookie, time_ms);
+CREATE INDEX connections_cookie ON connections (cookie, remote_ip, remote_port, time_ms);
 CREATE TABLE rollup_state (
     id           INTEGER PRIMARY KEY CHECK (id = 1),
     time_zone    TEXT    NOT NULL,

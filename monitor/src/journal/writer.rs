@@ -2,6 +2,7 @@
 
 use std::{
     path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -150,7 +151,7 @@ impl JournalWriter {
 
     /// Buffers one record (no I/O): the row for `connections`, and its deltas added to the
     /// residency bucket of the interval containing `record.last_seen`.
-    pub fn append(&mut self, record: &FlowRecord, app: &App, dest: Option<&Destination>) {
+    pub fn append(&mut self, record: &FlowRecord, app: &Arc<App>, dest: Option<&Destination>) {
         self.buffer.add(record, app, dest, self.interval_secs);
     }
 
@@ -184,8 +185,11 @@ impl JournalWriter {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|source| Error::write(&self.path, source))?;
         let written = flush::write(&tx, &self.buffer, &mut self.rollup, self.interval_secs, self.run.started_at, now)
-            .map_err(|source| Error::write(&self.path, source))?;
-        tx.commit().map_err(|source| Error::write(&self.path, source))?;
+            .and_then(|written| tx.commit().map(|()| written))
+            .map_err(|source| {
+                self.rollup.forget();
+                Error::write(&self.path, source)
+            })?;
         let loss = self.buffer.loss;
         self.buffer.clear_written(self.interval_secs);
         if !loss.is_empty() {

@@ -1,7 +1,7 @@
 //! Folding one flush into the rollups, inside the flush transaction: what the flush writes to
 //! `connections` and `residency` is added to `endpoint_week` and `residency_week`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use rusqlite::{Transaction, params};
 
@@ -27,6 +27,28 @@ type EndpointId = (i64, String, String, i64, &'static str);
 /// payload_source).
 type ResidencyId = (i64, String, &'static str, String, i64, String, i64, i64, &'static str);
 
+/// Bound of [`Counted`]: about 2 MiB of keys.
+const COUNTED_KEYS: usize = 16_384;
+
+/// (cookie, endpoint in its week) of records written by this writer: a later record with the
+/// same key is not the first of its socket there. A cache: emptied when full (the table answers
+/// then) and when a flush is rolled back ([`Rollup::forget`]).
+#[derive(Debug, Default)]
+pub(crate) struct Counted(HashSet<(u64, EndpointId)>);
+
+impl Counted {
+    fn contains(&self, key: &(u64, EndpointId)) -> bool {
+        self.0.contains(key)
+    }
+
+    fn insert(&mut self, key: (u64, EndpointId)) {
+        if self.0.len() >= COUNTED_KEYS {
+            self.0.clear();
+        }
+        self.0.insert(key);
+    }
+}
+
 /// A record's endpoint in its week, and whether it is the first record of its socket there.
 pub(crate) struct Probed {
     id: EndpointId,
@@ -42,6 +64,12 @@ pub(crate) struct Fold {
 }
 
 impl Rollup {
+    /// Forgets what the cache of counted records holds (a flush was rolled back: its records
+    /// are not in the table).
+    pub(crate) fn forget(&mut self) {
+        self.counted.0.clear();
+    }
+
     /// Call **before** inserting `pending` into `connections`: its endpoint and week, and whether
     /// no record of the same socket at that endpoint is in that week yet (the report's `flows`
     /// is `COUNT(DISTINCT cookie)` per endpoint and week; `connections_cookie` makes this cheap).
@@ -61,19 +89,30 @@ impl Rollup {
         };
         let port = if *direction == Direction::Inbound { INBOUND_PORT } else { i64::from(remote.port()) };
         let id = (week.start, app.name.clone(), remote.ip().to_string(), port, names::protocol(*protocol));
+        let key = (*cookie, id.clone());
         let seen: bool = if fresh {
             false
+        } else if self.counted.contains(&key) {
+            true
         } else {
-            tx.prepare_cached(
+            // `connections_cookie` (cookie, remote_ip, remote_port, time_ms) narrows this to the
+            // socket's records at that endpoint in that week (inbound: at that address).
+            let sql = if id.3 == INBOUND_PORT {
                 "SELECT EXISTS (SELECT 1 FROM connections c JOIN apps a ON a.id = c.app_id
-                     WHERE c.cookie = ?1 AND c.time_ms >= ?2 AND c.time_ms < ?3 AND c.remote_ip = ?4
-                         AND (CASE WHEN c.direction = 'inbound' THEN -1 ELSE c.remote_port END) = ?5
-                         AND c.protocol = ?6 AND a.name = ?7)",
+                     WHERE c.cookie = ?1 AND c.remote_ip = ?4 AND c.time_ms >= ?2 AND c.time_ms < ?3
+                         AND c.direction = 'inbound' AND ?5 = ?5 AND c.protocol = ?6 AND a.name = ?7)"
+            } else {
+                "SELECT EXISTS (SELECT 1 FROM connections c JOIN apps a ON a.id = c.app_id
+                     WHERE c.cookie = ?1 AND c.remote_ip = ?4 AND c.remote_port = ?5 AND c.time_ms >= ?2
+                         AND c.time_ms < ?3 AND c.direction != 'inbound' AND c.protocol = ?6 AND a.name = ?7)"
+            };
+            tx.prepare_cached(sql)?.query_row(
+                params![cookie.cast_signed(), week.start_ms(), week.end_ms(), id.2, id.3, id.4, id.1],
+                |row| row.get(0),
             )?
-            .query_row(params![cookie.cast_signed(), week.start_ms(), week.end_ms(), id.2, id.3, id.4, id.1], |row| {
-                row.get(0)
-            })?
         };
+        // The caller inserts the record next: any later record of the key has an earlier one.
+        self.counted.insert(key);
         Ok(Some(Probed { id, first: !seen }))
     }
 }

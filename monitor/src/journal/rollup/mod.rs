@@ -65,6 +65,10 @@ pub(crate) struct Rollup {
     /// Latest `week_start` in `endpoint_week` (`i64::MIN`: none): a record's endpoint row has
     /// no next week's row to correct while its week is the latest.
     pub latest_endpoint_week: i64,
+    /// Records known to have an earlier record of their socket at their endpoint in their week
+    /// (`fold::Counted`): spares the table lookup for sockets with many records, e.g. the peers of
+    /// a busy UDP server socket.
+    pub counted: fold::Counted,
 }
 
 impl Rollup {
@@ -74,7 +78,7 @@ impl Rollup {
         let mut weeks = Weeks::new(tz);
         if let Some(s) = state(conn)?.filter(|s| s.time_zone == time_zone) {
             let (max_cookie, latest_endpoint_week) = bounds(conn)?;
-            return Ok(Self { weeks, covered_from: s.covered_from, max_cookie, latest_endpoint_week });
+            return Ok(Self { weeks, covered_from: s.covered_from, max_cookie, latest_endpoint_week, counted: fold::Counted::default() });
         }
         let started = Instant::now();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -95,7 +99,7 @@ impl Rollup {
             started.elapsed()
         );
         let (max_cookie, latest_endpoint_week) = bounds(conn)?;
-        Ok(Self { weeks, covered_from, max_cookie, latest_endpoint_week })
+        Ok(Self { weeks, covered_from, max_cookie, latest_endpoint_week, counted: fold::Counted::default() })
     }
 }
 
