@@ -13,6 +13,7 @@ use std::{
     io::Write as _,
     net::{IpAddr, Ipv4Addr, SocketAddr},
     path::PathBuf,
+    sync::Arc,
 };
 
 use anyhow::{Context as _, bail};
@@ -65,8 +66,9 @@ fn generate(path: PathBuf, records: u64) -> anyhow::Result<()> {
     let step_ns = 7 * 86_400 * 1_000_000_000 / i128::from(records.max(1));
     let country_db = DbRef { database_type: "DBIP-Country-Lite".into(), build_epoch: 1_780_000_000 };
     let asn_db = DbRef { database_type: "GeoLite2-ASN".into(), build_epoch: 1_780_000_000 };
-    let apps: Vec<App> = (0..APPS)
-        .map(|i| App {
+    let apps: Vec<Arc<App>> = (0..APPS)
+        .map(|i| {
+            Arc::new(App {
             name: format!("app{i:02}"),
             exe: Some(format!("/usr/bin/app{i:02}")),
             cmdline: None,
@@ -78,6 +80,7 @@ fn generate(path: PathBuf, records: u64) -> anyhow::Result<()> {
             cgroup: None,
             container: None,
             source: AppSource::Proc,
+            })
         })
         .collect();
     let mut state = 0x2545_f491_4f6c_dd1d_u64;

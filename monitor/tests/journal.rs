@@ -8,6 +8,7 @@ use std::{
     io::Write,
     path::{Path, PathBuf},
     process::{Command, Stdio},
+    sync::Arc,
     thread,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -40,8 +41,8 @@ fn side_file(dir: &Path) -> PathBuf {
     dir.join("committed")
 }
 
-fn app() -> App {
-    App {
+fn app() -> Arc<App> {
+    Arc::new(App {
         name: "crash-writer".into(),
         exe: Some("/usr/bin/crash-writer".into()),
         cmdline: None,
@@ -53,7 +54,7 @@ fn app() -> App {
         cgroup: None,
         container: None,
         source: AppSource::Kernel,
-    }
+    })
 }
 
 fn dest() -> Destination {

@@ -4,15 +4,18 @@
 //! drainer, tracker loop and /proc lookups. Shutdown: stop reading new events, drain what the
 //! kernel already produced, emit every open flow as `shutdown`, report final statistics, detach.
 
+mod queue;
 mod sink;
 
-use std::{collections::HashMap, future::Future, path::PathBuf, sync::Arc, sync::mpsc as std_mpsc, time::Duration};
+use std::{collections::HashMap, future::Future, path::PathBuf, sync::Arc, time::Duration};
 
 use log::{debug, info, warn};
 use monitor_common::event::{Event, EventKind};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
+pub use queue::SINK_QUEUE;
+use queue::SinkTx;
 use sink::Sink;
 pub use sink::{FlowOutput, SinkMsg};
 
@@ -31,9 +34,6 @@ use crate::{
 pub const TRACKER_QUEUE: usize = 256;
 /// Records and statistics between the sink and the printer (~1 KB each).
 pub const OUTPUT_QUEUE: usize = 1024;
-/// Messages between the tracker loop and the sink thread. Full ⇒ the tracker waits (and behind
-/// it the ring buffer fills: lost events are counted). 8192 records: ~2 MB, ~0.4 s of a burst.
-pub const SINK_QUEUE: usize = 8192;
 /// Processes remembered as already observed (cleared beyond this).
 const OBSERVED_MAX: usize = 65_536;
 /// How often the tracker looks for due updates and expired flows.
@@ -131,7 +131,7 @@ pub async fn run(
     }
     let syscall_payload = !degradations.contains(&Degradation::PayloadFromTcpCounters);
     let _ = out.send(Output::Started { cgroup, degradations }).await;
-    let (sink_tx, sink_rx) = std_mpsc::sync_channel::<SinkMsg>(SINK_QUEUE);
+    let (sink_tx, sink_rx) = queue::sink_queue(SINK_QUEUE);
     let sink = Sink {
         identities: Identities::new(rules, clock),
         enricher,
@@ -184,17 +184,20 @@ pub async fn run(
             Some((cookie, owner)) = owners_rx.recv() => tracker.set_owner(cookie, &owner),
             _ = hangup.recv() => {
                 info!("SIGHUP: reloading the geolocation databases");
-                to_sink(&sink_tx, SinkMsg::Reload);
+                sink_tx.send(SinkMsg::Reload);
             }
             _ = tick.tick() => {
                 tracker.tick(Clock::boot_ns(), &mut records);
                 warn_if_lost(&kernel_stats, &mut lost_seen);
-                to_sink(&sink_tx, SinkMsg::Tick);
+                if sink_tx.len() > SINK_QUEUE / 2 {
+                    warn!("{} of {SINK_QUEUE} records wait for the journal: it is behind the traffic", sink_tx.len());
+                }
+                sink_tx.send(SinkMsg::Tick);
             }
             _ = snapshot_tick.tick() => refresh_from_kernel(&probe, &mut tracker),
             _ = stats_tick.tick() => {
                 let stats = stats_snapshot(&kernel_stats, &counters, tracker.stats(), false);
-                to_sink(&sink_tx, SinkMsg::Stats(stats));
+                sink_tx.send(SinkMsg::Stats(stats));
             }
             () = &mut shutdown, if !stopping => {
                 info!("stopping: draining remaining events");
@@ -203,7 +206,7 @@ pub async fn run(
             }
         }
         for record in records.drain(..) {
-            to_sink(&sink_tx, SinkMsg::Record(Box::new(record)));
+            sink_tx.send(SinkMsg::Record(Box::new(record)));
         }
     }
     match drainer.await {
@@ -218,11 +221,11 @@ pub async fn run(
     refresh_from_kernel(&probe, &mut tracker);
     tracker.shutdown(Clock::boot_ns(), &mut records);
     for record in records.drain(..) {
-        to_sink(&sink_tx, SinkMsg::Record(Box::new(record)));
+        sink_tx.send(SinkMsg::Record(Box::new(record)));
     }
     warn_if_lost(&kernel_stats, &mut lost_seen);
     let stats = stats_snapshot(&kernel_stats, &counters, tracker.stats(), true);
-    to_sink(&sink_tx, SinkMsg::Stats(stats));
+    sink_tx.send(SinkMsg::Stats(stats));
     drop(sink_tx);
     match tokio::task::spawn_blocking(move || sink_thread.join()).await {
         Ok(Ok(identities)) => info!(
@@ -251,19 +254,9 @@ fn refresh_from_kernel(probe: &Probe, tracker: &mut Tracker) {
     }
 }
 
-/// Hands a message to the sink thread; waits (off the async workers) when its queue is full.
-fn to_sink(tx: &std_mpsc::SyncSender<SinkMsg>, msg: SinkMsg) {
-    match tx.try_send(msg) {
-        Ok(()) | Err(std_mpsc::TrySendError::Disconnected(_)) => {}
-        Err(std_mpsc::TrySendError::Full(msg)) => {
-            let _ = tokio::task::block_in_place(|| tx.send(msg));
-        }
-    }
-}
-
 /// Asks the sink to read a process from /proc the first time it is seen (or when a socket newer
 /// than the last one seen reveals it, which may be a new process reusing the pid).
-fn observe(tx: &std_mpsc::SyncSender<SinkMsg>, observed: &mut HashMap<u32, u64>, ev: &Event) {
+fn observe(tx: &SinkTx, observed: &mut HashMap<u32, u64>, ev: &Event) {
     if ev.flags & monitor_common::event::FLAG_NO_OWNER != 0 || ev.owner.tgid == 0 {
         return;
     }
@@ -276,7 +269,7 @@ fn observe(tx: &std_mpsc::SyncSender<SinkMsg>, observed: &mut HashMap<u32, u64>,
     if observed.len() > OBSERVED_MAX {
         observed.clear();
     }
-    to_sink(tx, SinkMsg::Observe { tgid: ev.owner.tgid, created_ns });
+    tx.send(SinkMsg::Observe { tgid: ev.owner.tgid, created_ns });
 }
 
 /// Warns once per increase of the kernel's lost-event counter.

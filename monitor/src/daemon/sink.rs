@@ -7,7 +7,7 @@
 //! hourly, and write the report of every completed week to `report.export_dir` once.
 
 use std::{
-    sync::mpsc as std_mpsc,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -16,7 +16,7 @@ use log::{error, info, warn};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::{Output, Stats};
+use super::{Output, Stats, queue::SinkRx};
 use crate::{
     enrich::{Destination, Enricher},
     identity::{App, Identities},
@@ -61,7 +61,7 @@ pub struct FlowOutput {
     #[serde(flatten)]
     pub record: FlowRecord,
     /// The app it is charged to.
-    pub app: App,
+    pub app: Arc<App>,
     /// Country and network owner of the remote address (`None` without a remote address).
     pub destination: Option<Destination>,
 }
@@ -93,10 +93,10 @@ struct Timers {
 
 impl Sink {
     /// Runs until the sender side is dropped, then flushes the journal a last time.
-    pub fn run(mut self, rx: std_mpsc::Receiver<SinkMsg>) -> Identities {
+    pub fn run(mut self, rx: SinkRx) -> Identities {
         let now = Instant::now();
         let mut timers = Timers { failing: false, flush: now, purge: now, export: None, error_logged: None };
-        while let Ok(msg) = rx.recv() {
+        while let Some(msg) = rx.recv() {
             match msg {
                 SinkMsg::Observe { tgid, created_ns } => self.identities.observe(tgid, created_ns),
                 SinkMsg::Record(record) => {

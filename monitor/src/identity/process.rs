@@ -2,7 +2,10 @@
 //! valid only for sockets created after that process started: the cache keeps the start time
 //! and a socket older than the cached process is never charged to it.
 
-use std::collections::{HashMap, VecDeque};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+};
 
 use jiff::Timestamp;
 use procfs::process::Process;
@@ -22,7 +25,8 @@ const PER_PID: usize = 4;
 struct Cached {
     /// Start of the process, boot-time nanoseconds.
     start_ns: u64,
-    app: App,
+    /// Shared with every record of the process (cloning it is a reference count).
+    app: Arc<App>,
 }
 
 /// App identities of processes, read from /proc when first seen.
@@ -87,7 +91,7 @@ impl Identities {
     }
 
     /// The app of a flow's owner. `first_seen` is when the flow's socket was created (or found).
-    pub fn app_for(&mut self, owner: &Owner, first_seen: Timestamp) -> App {
+    pub fn app_for(&mut self, owner: &Owner, first_seen: Timestamp) -> Arc<App> {
         let created_ns = self.clock.boot_ns_of(first_seen);
         let found = self.cached(owner.tgid, created_ns).or_else(|| self.read(owner.tgid, created_ns));
         match found {
@@ -97,18 +101,18 @@ impl Identities {
             }
             None => {
                 self.stats.from_kernel += 1;
-                self.kernel_only(owner)
+                Arc::new(self.kernel_only(owner))
             }
         }
     }
 
-    fn cached(&self, tgid: u32, created_ns: u64) -> Option<App> {
+    fn cached(&self, tgid: u32, created_ns: u64) -> Option<Arc<App>> {
         let entries = self.cache.get(&tgid)?;
         entries
             .iter()
             .rev()
             .find(|c| c.start_ns <= created_ns.saturating_add(self.tick_ns))
-            .map(|c| c.app.clone())
+            .map(|c| Arc::clone(&c.app))
     }
 
     fn user(&mut self, uid: u32) -> Option<String> {
@@ -119,7 +123,7 @@ impl Identities {
     }
 
     /// Reads /proc/<tgid>; `None` if gone or started after the socket was created.
-    fn read(&mut self, tgid: u32, created_ns: u64) -> Option<App> {
+    fn read(&mut self, tgid: u32, created_ns: u64) -> Option<Arc<App>> {
         let p = Process::new(i32::try_from(tgid).ok()?).ok()?;
         let stat = p.stat().ok()?;
         let start_ns = stat.starttime.saturating_mul(self.tick_ns);
@@ -146,7 +150,7 @@ impl Identities {
             .map(str::to_owned)
             .or_else(|| exe.as_deref().and_then(|e| e.rsplit('/').next()).map(str::to_owned))
             .unwrap_or_else(|| stat.comm.clone());
-        let app = App {
+        let app = Arc::new(App {
             name,
             exe,
             cmdline,
@@ -158,8 +162,8 @@ impl Identities {
             cgroup,
             container,
             source: AppSource::Proc,
-        };
-        self.insert(tgid, Cached { start_ns, app: app.clone() });
+        });
+        self.insert(tgid, Cached { start_ns, app: Arc::clone(&app) });
         Some(app)
     }
 

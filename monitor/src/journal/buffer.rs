@@ -96,7 +96,7 @@ pub(super) struct Bucket {
 #[derive(Debug, Clone)]
 pub(super) struct Pending {
     pub record: FlowRecord,
-    pub app: App,
+    pub app: Arc<App>,
     pub dest: Option<Destination>,
 }
 
@@ -202,7 +202,7 @@ impl Buffer {
     }
 
     /// Buffers one record and folds its deltas into its residency bucket.
-    pub fn add(&mut self, record: &FlowRecord, app: &App, dest: Option<&Destination>, interval_secs: i64) {
+    pub fn add(&mut self, record: &FlowRecord, app: &Arc<App>, dest: Option<&Destination>, interval_secs: i64) {
         let interval_start = record.last_seen.as_second().div_euclid(interval_secs) * interval_secs;
         let key = bucket_key(interval_start, record, app, dest);
         let FlowRecord { event, cookie, remote, delta_payload, delta_wire, complete, .. } = record;
@@ -236,7 +236,7 @@ impl Buffer {
             self.counted.remove(&flow);
         }
         self.newest_interval = self.newest_interval.max(interval_start);
-        self.records.push_back(Pending { record: record.clone(), app: app.clone(), dest: dest.cloned() });
+        self.records.push_back(Pending { record: record.clone(), app: Arc::clone(app), dest: dest.cloned() });
         self.enforce_limits(MAX_BUFFERED_RECORDS, MAX_BUFFERED_BUCKETS);
     }
 

@@ -90,7 +90,7 @@ pub fn completed_week_is_exported_once_across_restarts() {
         let mut w = JournalWriter::open(&config, RunInfo::current(None), "UTC").unwrap();
         // Wednesday of ISO week 2026-W40 (2026-09-30 12:00 UTC).
         let (r, app, dest) = past_record("2026-09-30T12:00:00Z".parse().unwrap());
-        w.append(&r, &app, Some(&dest));
+        w.append(&r, &std::sync::Arc::new(app), Some(&dest));
         w.flush().unwrap();
     }
     let reports: PathBuf = dir.path().join("reports");

@@ -1,6 +1,6 @@
 //! Builders of records, apps and destinations with known numbers (shared with report tests).
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc};
 
 use jiff::Timestamp;
 
@@ -26,8 +26,8 @@ pub(crate) fn at(secs: i64) -> Timestamp {
 }
 
 /// An app as /proc would describe it.
-pub(crate) fn app(name: &str) -> App {
-    App {
+pub(crate) fn app(name: &str) -> Arc<App> {
+    Arc::new(App {
         name: name.to_string(),
         exe: Some(format!("/usr/bin/{name}")),
         cmdline: Some(format!("{name} --flag")),
@@ -39,7 +39,7 @@ pub(crate) fn app(name: &str) -> App {
         cgroup: Some(format!("/system.slice/{name}.service")),
         container: None,
         source: AppSource::Proc,
-    }
+    })
 }
 
 /// A public destination answered by the default-like fixture databases.
