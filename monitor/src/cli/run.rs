@@ -92,6 +92,10 @@ fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
 }
 
 async fn print(mut rx: mpsc::Receiver<Output>, format: OutputFormat) {
+    // JSON lines go out in blocks (one write per 64 KiB, not per line) and are flushed whenever
+    // the queue is empty, so a reader sees each line as soon as a burst of records ends.
+    let mut out = io::BufWriter::with_capacity(64 * 1024, io::stdout());
+    let mut line = Vec::with_capacity(1024);
     let mut stdout_ok = true;
     while let Some(output) = rx.recv().await {
         match format {
@@ -99,15 +103,14 @@ async fn print(mut rx: mpsc::Receiver<Output>, format: OutputFormat) {
                 if !stdout_ok {
                     continue;
                 }
-                let line = match serde_json::to_string(&output) {
-                    Ok(line) => line,
-                    Err(e) => {
-                        warn!("cannot encode output: {e}");
-                        continue;
-                    }
-                };
-                let mut out = io::stdout().lock();
-                if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+                line.clear();
+                if let Err(e) = serde_json::to_writer(&mut line, &output) {
+                    warn!("cannot encode output: {e}");
+                    continue;
+                }
+                line.push(b'\n');
+                let written = out.write_all(&line).and_then(|()| if rx.is_empty() { out.flush() } else { Ok(()) });
+                if written.is_err() {
                     warn!("stdout closed; records are no longer printed");
                     stdout_ok = false;
                 }
@@ -119,6 +122,9 @@ async fn print(mut rx: mpsc::Receiver<Output>, format: OutputFormat) {
                 }
             }
         }
+    }
+    if stdout_ok && out.flush().is_err() {
+        warn!("stdout closed; records are no longer printed");
     }
 }
 
