@@ -132,7 +132,12 @@ pub fn start(observer: Observer, target: Target<'_>, tools: &Tools, tag: &str) -
             if let Some(config) = target.monitor_config {
                 cmd.arg("--config").arg(config);
             }
-            cmd.args(["run", "--json", "--cgroup"]).arg(&target.cgroup.path).env("RUST_LOG", "warn");
+            // A fresh journal per sample in the work directory: figures do not depend on what
+            // earlier runs left, and the benchmark never writes to the host's own journal.
+            let journal = tools.work.join(format!("{tag}-journal"));
+            let _ = std::fs::remove_dir_all(&journal);
+            cmd.args(["run", "--json", "--journal"]).arg(journal.join("journal.db"));
+            cmd.arg("--cgroup").arg(&target.cgroup.path).env("RUST_LOG", "warn");
             (cmd, Place::default())
         }
         Observer::Nethogs => {
