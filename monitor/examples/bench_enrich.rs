@@ -1,6 +1,6 @@
 //! Plug-in of `cargo xtask bench` (xtask/src/bench/plugin.rs): country + ASN lookups per second
-//! with the default databases. Belongs in `monitor/examples/` (the harness builds it with
-//! `cargo build -p monitor --example bench_enrich`); kept in xtask/bench-plugins/ until then.
+//! with the default databases. The harness builds it with
+//! `cargo build -p monitor --example bench_enrich`.
 //!
 //! `bench_enrich --addresses FILE --mode uncached|cached [--working-set N]`
 //! - `uncached`: cache disabled (`cache_entries = 0`), every address of FILE looked up once.

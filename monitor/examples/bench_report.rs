@@ -1,6 +1,6 @@
 //! Plug-in of `cargo xtask bench` (xtask/src/bench/plugin.rs): the weekly report over a large
-//! synthetic journal. Belongs in `monitor/examples/` (the harness builds it with
-//! `cargo build -p monitor --example bench_report`); kept in xtask/bench-plugins/ until then.
+//! synthetic journal. The harness builds it with
+//! `cargo build -p monitor --example bench_report`.
 //!
 //! - `bench_report generate --journal DIR --records N --days 7`: writes `DIR/journal.db` through
 //!   the daemon's own writer: N `close` records spread evenly over ISO week 2026-W46 (UTC), from

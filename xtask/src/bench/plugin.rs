@@ -61,6 +61,23 @@ fn measured(cmd: &mut Command) -> anyhow::Result<(String, f64, f64, u64)> {
     let start = Instant::now();
     let child = cmd.spawn().with_context(|| format!("failed to run {cmd:?}"))?;
     let pid = i32::try_from(child.id())?;
+    // Peak memory from the child's own VmHWM, read until it exits: `ru_maxrss` would include the
+    // memory of this (large) process, which the child starts as a copy of before `exec`.
+    let mut peak_kib = 0;
+    loop {
+        peak_kib = peak_kib.max(vm_hwm_kib(child.id()).unwrap_or(0));
+        // SAFETY: zeroed siginfo is valid; WNOWAIT leaves the child to be reaped by wait4 below.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: our own child; `info` is valid for writes.
+        let r = unsafe {
+            libc::waitid(libc::P_PID, child.id(), &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT)
+        };
+        // SAFETY: reading the pid field waitid filled (0 while the child runs).
+        if r != 0 || unsafe { info.si_pid() } != 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     let mut status = 0;
     // SAFETY: zeroed rusage is a valid value; wait4 fills it for our own child.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -77,7 +94,14 @@ fn measured(cmd: &mut Command) -> anyhow::Result<(String, f64, f64, u64)> {
         bail!("{cmd:?} failed: {status}");
     }
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    Ok((stdout, wall, secs(usage.ru_utime) + secs(usage.ru_stime), u64::try_from(usage.ru_maxrss).unwrap_or(0)))
+    Ok((stdout, wall, secs(usage.ru_utime) + secs(usage.ru_stime), peak_kib))
+}
+
+/// `VmHWM` (peak resident set) of a running process, KiB.
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// 5. Country and ASN lookups per second, cached and uncached.
