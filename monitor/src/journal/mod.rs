@@ -86,6 +86,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Another daemon holds the journal's lock file: two writers would record every flow twice.
+    #[error(
+        "another monitor daemon is writing the journal `{}` (it holds `{}`); stop it, or give this one \
+         another journal (--journal)",
+        path.display(),
+        lock.display()
+    )]
+    Locked { path: PathBuf, lock: PathBuf },
     /// SQLite refused to open the file.
     #[error("cannot open journal `{}`", path.display())]
     Sqlite {

@@ -1,6 +1,8 @@
 //! [`JournalWriter`]: buffers records in memory, writes them in one transaction per flush.
 
 use std::{
+    fs::{File, OpenOptions, TryLockError},
+    os::unix::fs::OpenOptionsExt as _,
     path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
@@ -87,6 +89,8 @@ pub struct JournalWriter {
     run: RunInfo,
     /// Weekly rollups maintained by every flush.
     rollup: Rollup,
+    /// `<journal>.lock`, locked (`flock`) while this writer lives: one daemon per journal.
+    _lock: File,
     pub(super) buffer: Buffer,
 }
 
@@ -106,7 +110,8 @@ impl JournalWriter {
     /// fine rows of the latest two weeks with data (one transaction; seconds per million rows).
     ///
     /// # Errors
-    /// Invalid configuration or time zone ([`Error::TimeZone`]); an unwritable directory
+    /// Invalid configuration or time zone ([`Error::TimeZone`]); another writer on the same
+    /// journal ([`Error::Locked`]: readers never lock); an unwritable directory
     /// ([`Error::CreateDir`], [`Error::Open`]); a corrupt or foreign file ([`Error::Corrupt`],
     /// never replaced); a newer schema.
     pub fn open(config: &JournalConfig, run: RunInfo, rollup_time_zone: &str) -> Result<Self, Error> {
@@ -115,6 +120,7 @@ impl JournalWriter {
             .map_err(|source| Error::TimeZone { name: rollup_time_zone.to_string(), source })?;
         let path = config.path.clone();
         let mut conn = schema::open_rw(&path)?;
+        let lock = lock(&path)?;
         let rollup = Rollup::open(&mut conn, rollup_time_zone, tz).map_err(|source| Error::write(&path, source))?;
         let RunInfo { pid, started_at, config_path } = &run;
         conn.execute(
@@ -139,6 +145,7 @@ impl JournalWriter {
             residency_retention_days: config.residency_retention_days,
             run,
             rollup,
+            _lock: lock,
             buffer: Buffer::default(),
         })
     }
@@ -270,5 +277,25 @@ impl Drop for JournalWriter {
         if !self.buffer.is_empty() {
             warn!("journal closed with {} unflushed records path={}", self.buffer.records.len(), self.path.display());
         }
+    }
+}
+
+/// Takes the writer's lock on `<path>.lock` (created with mode 0600), released when the file is
+/// closed, also by a killed daemon.
+fn lock(path: &Path) -> Result<File, Error> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(|source| Error::Open { path: lock_path.clone(), source })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(Error::Locked { path: path.to_path_buf(), lock: lock_path }),
+        Err(TryLockError::Error(source)) => Err(Error::Open { path: lock_path, source }),
     }
 }

@@ -158,3 +158,23 @@ fn reader_sees_new_rows_while_the_writer_writes() {
     w.flush().expect("flush while a reader is open");
     assert_eq!(reader.residency(range, None).expect("rows")[0].payload_tx, 15);
 }
+
+#[test]
+fn a_second_writer_on_the_same_journal_is_refused_and_readers_are_not() {
+    let dir = tempdir();
+    let config = JournalConfig { path: dir.path().join("journal.db"), ..JournalConfig::default() };
+    let mut first = JournalWriter::open(&config, run(), "UTC").expect("first writer");
+    let err = JournalWriter::open(&config, run(), "UTC").err().expect("a second writer must be refused");
+    assert!(matches!(&err, Error::Locked { path, .. } if *path == config.path), "{err:?}");
+    assert!(err.to_string().contains("another monitor daemon"), "{err}");
+    // The first writer keeps working, and readers need no lock.
+    let mut flow = Flow::new(1, "192.0.2.1:443", at(T0));
+    first.append(&flow.record(Close, at(T0), 10, 20), &fixtures::app("a"), None);
+    first.flush().expect("first writer flushes");
+    let reader = JournalReader::open(&config.path).expect("reader while a writer runs");
+    drop(reader);
+    assert_eq!(int(&raw(&config.path), "SELECT COUNT(*) FROM connections"), 1);
+    // Released with the writer (and by the kernel when a daemon dies).
+    drop(first);
+    drop(JournalWriter::open(&config, run(), "UTC").expect("writer after the first is gone"));
+}
