@@ -1,6 +1,7 @@
 //! Running commands, and the `run` and `test` workflows.
 
 use std::{
+    os::unix::process::CommandExt as _,
     path::PathBuf,
     process::{Command, Stdio},
 };
@@ -47,12 +48,10 @@ pub fn run_monitor(args: &[String]) -> anyhow::Result<()> {
     eprintln!("xtask: starting {} run {} (Ctrl-C stops it)", bin.display(), args.join(" "));
     let mut cmd = Command::new(bin);
     cmd.arg("run").args(args);
-    // The monitor handles SIGINT itself; its exit code is what matters.
-    let status = cmd.status().context("failed to start the monitor")?;
-    if !status.success() && status.code() != Some(130) {
-        bail!("monitor exited with {status}");
-    }
-    Ok(())
+    // Become the monitor: signals (Ctrl-C, `timeout`, `kill`) reach it directly, it shuts down
+    // cleanly, and its exit code is this command's.
+    let err = cmd.exec();
+    Err(err).context("failed to start the monitor")
 }
 
 /// Runs every test. As root, tests that need BPF must run: `MONITOR_REQUIRE_ROOT_TESTS=1` makes a
