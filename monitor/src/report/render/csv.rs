@@ -27,7 +27,9 @@ const HEADER: [&str; 19] = [
     "new",
 ];
 
-#[derive(Default)]
+/// One CSV line; its fields in [`HEADER`]'s order (the header is written once, also for an
+/// empty report).
+#[derive(Default, serde::Serialize)]
 struct Row {
     section: &'static str,
     app: String,
@@ -50,52 +52,6 @@ struct Row {
     new: String,
 }
 
-impl Row {
-    fn fields(self) -> [String; 19] {
-        let Self {
-            section,
-            app,
-            key,
-            kind,
-            country,
-            asn,
-            as_org,
-            scope,
-            ip,
-            port,
-            protocol,
-            payload_tx,
-            payload_rx,
-            payload,
-            wire_tx,
-            wire_rx,
-            flows,
-            share_pct,
-            new,
-        } = self;
-        [
-            section.into(),
-            app,
-            key,
-            kind,
-            country,
-            asn,
-            as_org,
-            scope,
-            ip,
-            port,
-            protocol,
-            payload_tx,
-            payload_rx,
-            payload,
-            wire_tx,
-            wire_rx,
-            flows,
-            share_pct,
-            new,
-        ]
-    }
-}
 
 fn share_row(section: &'static str, app: &str, s: &Share) -> Row {
     let kind = s.kind.name().to_string();
@@ -142,7 +98,7 @@ pub(super) fn write(r: &Report, out: &mut impl Write) -> Result<(), Error> {
     }
     writeln!(out, "# attribution: {} (applies: {})", r.attribution.text, r.attribution.applies).map_err(io)?;
 
-    let mut w = csv::Writer::from_writer(out);
+    let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(out);
     w.write_record(HEADER).map_err(Error::Csv)?;
     for a in &r.apps {
         let t = &a.traffic;
@@ -209,7 +165,7 @@ pub(super) fn write(r: &Report, out: &mut impl Write) -> Result<(), Error> {
             ..Row::default()
         }));
         for row in rows {
-            w.write_record(row.fields()).map_err(Error::Csv)?;
+            w.serialize(row).map_err(Error::Csv)?;
         }
     }
     w.flush().map_err(io)
