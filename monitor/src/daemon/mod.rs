@@ -130,6 +130,7 @@ pub async fn run(
         warn!("degraded: {}", d.describe());
     }
     let syscall_payload = !degradations.contains(&Degradation::PayloadFromTcpCounters);
+    let fresh_at_shutdown = !degradations.contains(&Degradation::NoSnapshots);
     let _ = out.send(Output::Started { cgroup, degradations }).await;
     let (sink_tx, sink_rx) = queue::sink_queue(SINK_QUEUE);
     let sink = Sink {
@@ -155,6 +156,7 @@ pub async fn run(
             update_interval: settings.update_interval,
             tcp_close_grace: settings.tcp_close_grace,
             syscall_payload,
+            fresh_at_shutdown,
         },
         clock,
     );

@@ -1,7 +1,8 @@
 //! Reading the `COUNTERS` iterator: a snapshot of every watched socket's counters on demand.
 //!
 //! aya 0.14 attaches iterators without a map (`Iter::attach`), and a map-element iterator needs
-//! one, so the link is created here with `BPF_LINK_CREATE` and `iter_info.map.map_fd`.
+//! one, so the link is created here with `BPF_LINK_CREATE` and `iter_info.map.map_fd`, using
+//! aya-obj's generated `bpf_attr` (the kernel's UAPI layout) rather than hand-placed offsets.
 
 use std::{
     fs::File,
@@ -10,35 +11,38 @@ use std::{
     os::fd::{AsFd, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
 };
 
+use aya_obj::generated::{bpf_attach_type, bpf_attr, bpf_cmd};
 use monitor_common::event::{Event, EventKind};
 
 use super::ring::decode;
 
-const BPF_LINK_CREATE: libc::c_long = 28;
-const BPF_ITER_CREATE: libc::c_long = 33;
-const BPF_TRACE_ITER: u32 = 28;
-
-/// `union bpf_attr`, as large as the kernel may read (unused bytes must be zero).
-#[repr(C, align(8))]
-struct Attr([u8; 128]);
-
-impl Attr {
-    fn put_u32(&mut self, at: usize, v: u32) {
-        self.0[at..at + 4].copy_from_slice(&v.to_ne_bytes());
-    }
-    fn put_u64(&mut self, at: usize, v: u64) {
-        self.0[at..at + 8].copy_from_slice(&v.to_ne_bytes());
-    }
+/// `struct bpf_iter_link_info` (include/uapi/linux/bpf.h): the map a map-element iterator walks.
+/// Not part of aya-obj's generated bindings.
+#[repr(C)]
+struct IterLinkInfo {
+    map_fd: u32,
 }
 
-fn bpf(cmd: libc::c_long, attr: &Attr) -> std::io::Result<OwnedFd> {
-    // SAFETY: `attr` is a zero-initialised, 8-byte aligned bpf_attr of the given size.
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.0.as_ptr(), attr.0.len()) };
+/// An all-zero `bpf_attr` (unused bytes must be zero for the kernel).
+fn zeroed_attr() -> bpf_attr {
+    // SAFETY: `bpf_attr` is a plain-data C union of integers; all-zero is a valid value.
+    unsafe { std::mem::zeroed() }
+}
+
+fn bpf(cmd: bpf_cmd, attr: &bpf_attr) -> std::io::Result<OwnedFd> {
+    // SAFETY: `attr` is a fully initialised bpf_attr of the size passed.
+    let fd = unsafe {
+        libc::syscall(libc::SYS_bpf, cmd as libc::c_long, std::ptr::from_ref(attr), size_of::<bpf_attr>())
+    };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }
     // SAFETY: the kernel returned a new file descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(i32::try_from(fd).map_err(|_| std::io::Error::other("fd out of range"))?) })
+}
+
+fn fd_u32(fd: BorrowedFd<'_>) -> std::io::Result<u32> {
+    u32::try_from(fd.as_raw_fd()).map_err(|_| std::io::Error::other("negative file descriptor"))
 }
 
 /// A loaded iterator program and the map it walks.
@@ -62,17 +66,17 @@ impl Snapshotter {
     /// # Errors
     /// When the kernel refuses the iterator or the read fails.
     pub fn read(&self) -> std::io::Result<Vec<(EventKind, Event)>> {
-        // struct bpf_iter_link_info { struct { __u32 map_fd; } map; }
-        let info: u32 = u32::try_from(self.map.as_raw_fd()).map_err(|_| std::io::Error::other("bad map fd"))?;
-        let mut attr = Attr([0; 128]);
-        attr.put_u32(0, u32::try_from(self.program.as_raw_fd()).map_err(|_| std::io::Error::other("bad prog fd"))?);
-        attr.put_u32(8, BPF_TRACE_ITER);
-        attr.put_u64(16, std::ptr::from_ref(&info) as u64);
-        attr.put_u32(24, u32::try_from(size_of::<u32>()).unwrap_or(4));
-        let link = bpf(BPF_LINK_CREATE, &attr)?;
-        let mut attr = Attr([0; 128]);
-        attr.put_u32(0, u32::try_from(link.as_fd().as_raw_fd()).map_err(|_| std::io::Error::other("bad link fd"))?);
-        let iter = bpf(BPF_ITER_CREATE, &attr)?;
+        let info = IterLinkInfo { map_fd: fd_u32(self.map.as_fd())? };
+        let mut attr = zeroed_attr();
+        // Writing `Copy` fields of a union is safe; the rest stays zero.
+        attr.link_create.__bindgen_anon_1.prog_fd = fd_u32(self.program.as_fd())?;
+        attr.link_create.attach_type = bpf_attach_type::BPF_TRACE_ITER as u32;
+        attr.link_create.__bindgen_anon_3.__bindgen_anon_1.iter_info = std::ptr::from_ref(&info) as u64;
+        attr.link_create.__bindgen_anon_3.__bindgen_anon_1.iter_info_len = size_of::<IterLinkInfo>() as u32;
+        let link = bpf(bpf_cmd::BPF_LINK_CREATE, &attr)?;
+        let mut attr = zeroed_attr();
+        attr.iter_create.link_fd = fd_u32(link.as_fd())?;
+        let iter = bpf(bpf_cmd::BPF_ITER_CREATE, &attr)?;
         let mut bytes = Vec::new();
         File::from(iter).read_to_end(&mut bytes)?;
         Ok(bytes.chunks_exact(size_of::<Event>()).filter_map(decode).collect())

@@ -35,6 +35,10 @@ pub struct TrackerConfig {
     pub tcp_close_grace: Duration,
     /// Whether payload comes from the syscall tracepoints (else from TCP counters).
     pub syscall_payload: bool,
+    /// Whether open flows are refreshed from the kernel's counters before `shutdown` (the
+    /// counter iterator loaded). Without it a `shutdown` record carries the counters of the
+    /// flow's last event, which may be behind, and is marked incomplete.
+    pub fresh_at_shutdown: bool,
 }
 
 /// Counts of the tracker itself.
@@ -173,7 +177,7 @@ impl Tracker {
     pub fn shutdown(&mut self, now_ns: u64, out: &mut Vec<FlowRecord>) {
         let keys: Vec<FlowKey> = self.flows.keys().copied().collect();
         for key in keys {
-            if let Some(record) = self.record(key, RecordKind::Shutdown, true, now_ns) {
+            if let Some(record) = self.record(key, RecordKind::Shutdown, self.config.fresh_at_shutdown, now_ns) {
                 out.push(record);
             }
         }

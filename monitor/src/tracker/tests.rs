@@ -26,6 +26,7 @@ fn tracker() -> Tracker {
             update_interval: Duration::from_secs(10),
             tcp_close_grace: Duration::from_secs(120),
             syscall_payload: true,
+            fresh_at_shutdown: true,
         },
         Clock::with_offset(0),
     )
@@ -252,7 +253,7 @@ fn shutdown_reports_open_flows() {
 #[test]
 fn tcp_counter_fallback_removes_syn_and_fins() {
     let mut t = Tracker::new(
-        TrackerConfig { update_interval: Duration::from_secs(10), tcp_close_grace: Duration::from_secs(1), syscall_payload: false },
+        TrackerConfig { update_interval: Duration::from_secs(10), tcp_close_grace: Duration::from_secs(1), syscall_payload: false, fresh_at_shutdown: true },
         Clock::with_offset(0),
     );
     let est = ev(EventKind::Established, 2 * SEC, ByteCounters::default());

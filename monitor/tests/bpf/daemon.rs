@@ -31,6 +31,8 @@ pub struct Output {
     /// Every `flow` line as printed (with `app` and `destination`).
     pub flows: Vec<Value>,
     pub stats: Value,
+    /// Degradations the monitor announced in its `started` line (snake_case names).
+    pub degradations: Vec<String>,
     pub log: String,
     /// Holds the journal (`journal.db`), the config (`monitor.toml`) and exports (`reports/`).
     pub dir: tempfile::TempDir,
@@ -174,8 +176,15 @@ impl Monitor {
         let mut records = Vec::new();
         let mut flows = Vec::new();
         let mut stats = Value::Null;
+        let mut degradations = Vec::new();
         for v in collected {
             match v["type"].as_str() {
+                Some("started") => {
+                    degradations = v["degradations"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(|d| d.as_str().map(str::to_string)).collect())
+                        .unwrap_or_default();
+                }
                 Some("flow") => {
                     records.push(serde_json::from_value(v.clone()).unwrap());
                     flows.push(v);
@@ -184,6 +193,6 @@ impl Monitor {
                 _ => {}
             }
         }
-        Output { records, flows, stats, log, dir }
+        Output { records, flows, stats, degradations, log, dir }
     }
 }

@@ -255,6 +255,17 @@ pub fn idle_open_flows_are_reported_with_their_bytes_at_shutdown() {
     srv.send("exit");
     cli.finish();
     srv.finish();
+    if out.degradations.iter().any(|d| d == "no_snapshots") {
+        // This kernel refuses the counter iterator (a tracing program): the monitor cannot read
+        // idle flows' counters, says so at start, and must not claim such records complete.
+        eprintln!("    DEGRADED: no counter snapshots on this kernel; checking that shutdown records say incomplete");
+        let shutdown: Vec<_> =
+            out.records.iter().filter(|r| r.event == monitor::tracker::record::RecordKind::Shutdown).collect();
+        assert!(!shutdown.is_empty(), "no shutdown records: {:#?}", out.records);
+        assert!(shutdown.iter().all(|r| !r.complete), "stale shutdown records claimed complete: {shutdown:#?}");
+        out.assert_nothing_lost();
+        return;
+    }
     let find = |local: &Value| {
         out.records
             .iter()
@@ -265,9 +276,10 @@ pub fn idle_open_flows_are_reported_with_their_bytes_at_shutdown() {
             .unwrap_or_else(|| panic!("no shutdown record for {local}: {:#?}", out.records))
     };
     let client = find(&c["local"]);
-    assert_eq!((client.payload.tx_bytes, client.payload.rx_bytes), (3000, 5000));
     let server = find(&d["local"]);
+    assert_eq!((client.payload.tx_bytes, client.payload.rx_bytes), (3000, 5000));
     assert_eq!((server.payload.rx_bytes, server.payload.tx_bytes), (3000, 5000));
     assert!(client.wire.tx_bytes > 3000 && server.wire.tx_bytes > 5000, "wire counters fresh too");
+    assert!(client.complete && server.complete);
     out.assert_nothing_lost();
 }
