@@ -14,6 +14,7 @@
 //! - [`identity`]   /proc lookups.
 //! - [`daemon`]   the run loop and shutdown.
 //! - [`settings`]   configuration.
+//! - [`stats`]   completeness counters shared by the stages and the journal (a leaf).
 #![warn(missing_docs)]
 
 pub mod clock;
@@ -25,4 +26,5 @@ pub mod privileges;
 pub mod probe;
 pub mod report;
 pub mod settings;
+pub mod stats;
 pub mod tracker;

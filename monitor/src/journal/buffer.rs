@@ -16,12 +16,11 @@ use serde::Serialize;
 
 use super::names;
 use crate::{
-    daemon::Stats,
     enrich::{DbInfo, DbRef, Destination},
     identity::App,
-    probe::KernelStats,
+    stats::{KernelStats, Stats, TrackerStats},
     tracker::{
-        FlowRecord, TrackerStats,
+        FlowRecord,
         record::{Payload, RecordKind, Wire},
     },
 };

@@ -1,8 +1,7 @@
 //! [`JournalWriter`]: buffers records in memory, writes them in one transaction per flush.
 
 use std::{
-    fs::{File, OpenOptions, TryLockError},
-    os::unix::fs::OpenOptionsExt as _,
+    fs::File,
     path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
@@ -21,9 +20,9 @@ use super::{
     schema,
 };
 use crate::{
-    daemon::Stats,
     enrich::{DbInfo, Destination},
     identity::App,
+    stats::Stats,
     tracker::FlowRecord,
 };
 
@@ -119,8 +118,7 @@ impl JournalWriter {
         let tz = TimeZone::get(rollup_time_zone)
             .map_err(|source| Error::TimeZone { name: rollup_time_zone.to_string(), source })?;
         let path = config.path.clone();
-        let mut conn = schema::open_rw(&path)?;
-        let lock = lock(&path)?;
+        let (mut conn, lock) = schema::open_rw(&path)?;
         let rollup = Rollup::open(&mut conn, rollup_time_zone, tz).map_err(|source| Error::write(&path, source))?;
         let RunInfo { pid, started_at, config_path } = &run;
         conn.execute(
@@ -277,25 +275,5 @@ impl Drop for JournalWriter {
         if !self.buffer.is_empty() {
             warn!("journal closed with {} unflushed records path={}", self.buffer.records.len(), self.path.display());
         }
-    }
-}
-
-/// Takes the writer's lock on `<path>.lock` (created with mode 0600), released when the file is
-/// closed, also by a killed daemon.
-fn lock(path: &Path) -> Result<File, Error> {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".lock");
-    let lock_path = PathBuf::from(name);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&lock_path)
-        .map_err(|source| Error::Open { path: lock_path.clone(), source })?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => Err(Error::Locked { path: path.to_path_buf(), lock: lock_path }),
-        Err(TryLockError::Error(source)) => Err(Error::Open { path: lock_path, source }),
     }
 }

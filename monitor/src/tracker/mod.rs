@@ -25,6 +25,7 @@ pub use record::FlowRecord;
 use record::{Owner, OwnerSource, Payload, RecordKind, Wire};
 
 use crate::clock::Clock;
+pub use crate::stats::TrackerStats;
 
 /// Tracker settings.
 #[derive(Debug, Clone, Copy)]
@@ -35,19 +36,6 @@ pub struct TrackerConfig {
     pub tcp_close_grace: Duration,
     /// Whether payload comes from the syscall tracepoints (else from TCP counters).
     pub syscall_payload: bool,
-}
-
-/// Counts of the tracker itself.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct TrackerStats {
-    /// Flows currently open.
-    pub open_flows: u64,
-    /// Records emitted with `event = close`.
-    pub closed_flows: u64,
-    /// Sockets that ended without a single byte (e.g. UDP route probes); no record emitted.
-    pub silent_sockets: u64,
-    /// Flows that ended without their final kernel event.
-    pub incomplete_flows: u64,
 }
 
 /// A socket whose owner must be looked up in /proc.
