@@ -15,6 +15,7 @@
 //! - [`daemon`]   the run loop and shutdown.
 //! - [`settings`]   configuration.
 //! - [`stats`]   completeness counters shared by the stages and the journal (a leaf).
+//! - [`week`]   ISO week bounds in a time zone, for reports and rollups alike (a leaf).
 #![warn(missing_docs)]
 
 pub mod clock;
@@ -28,3 +29,4 @@ pub mod report;
 pub mod settings;
 pub mod stats;
 pub mod tracker;
+pub mod week;
