@@ -297,8 +297,14 @@ pub(super) fn open_existing_rw(path: &Path) -> Result<Connection, Error> {
 /// Only SQLite opens the file here: readers run inside the daemon too (weekly exports), where
 /// closing a plain descriptor of the database would drop the writer's locks.
 fn open_existing(path: &Path, mode: OpenFlags) -> Result<Connection, Error> {
-    if !path.exists() {
-        return Err(Error::Missing { path: path.to_path_buf() });
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::Missing { path: path.to_path_buf() }),
+        Err(source) => return Err(Error::Open { path: path.to_path_buf(), source }),
+        // A FIFO would block SQLite's open, a device would be read as a database.
+        Ok(meta) if !meta.is_file() => {
+            return Err(Error::NotJournal { path: path.to_path_buf(), reason: "not a regular file".into() });
+        }
+        Ok(_) => {}
     }
     let conn = Connection::open_with_flags(path, mode | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .map_err(|source| open_error(path, source))?;

@@ -99,9 +99,10 @@ const _: fn() = || {
 };
 
 impl JournalWriter {
-    /// Opens (or creates) the journal, checks it (`PRAGMA quick_check`: reads the whole file once),
-    /// applies pending migrations and records this run in `daemon_state`. A journal left by a
-    /// killed daemon is recovered by SQLite (WAL replay).
+    /// Takes the single-writer lock (`<journal>.lock`) first, then opens (or creates) the journal,
+    /// checks it (`PRAGMA quick_check`: reads the whole file once), applies pending migrations and
+    /// records this run in `daemon_state`. A journal left by a killed daemon is recovered by SQLite
+    /// (WAL replay).
     ///
     /// Weekly rollups are kept for ISO weeks cut in `rollup_time_zone` (an IANA name: the
     /// daemon passes `report.time_zone`). When the journal has none for that zone (first open
@@ -111,8 +112,10 @@ impl JournalWriter {
     /// # Errors
     /// Invalid configuration or time zone ([`Error::TimeZone`]); another writer on the same
     /// journal ([`Error::Locked`]: readers never lock); an unwritable directory
-    /// ([`Error::CreateDir`], [`Error::Open`]); a corrupt or foreign file ([`Error::Corrupt`],
-    /// never replaced); a newer schema.
+    /// ([`Error::CreateDir`], [`Error::Open`]); a journal or lock path that is a symlink, device
+    /// node, FIFO or another user's file ([`Error::Unsafe`], nothing changed); a file that is not
+    /// a journal ([`Error::NotJournal`], left alone); a damaged journal ([`Error::Corrupt`], never
+    /// replaced); a newer schema.
     pub fn open(config: &JournalConfig, run: RunInfo, rollup_time_zone: &str) -> Result<Self, Error> {
         config.validate()?;
         let tz = TimeZone::get(rollup_time_zone)

@@ -199,3 +199,12 @@ fn an_own_journal_with_loose_mode_gets_0600() {
     drop(open(&path).expect("reopen"));
     assert_eq!(fs::metadata(&path).expect("stat").mode() & 0o777, 0o600, "tightened");
 }
+
+#[test]
+fn readers_refuse_a_fifo_instead_of_blocking() {
+    let dir = tempdir();
+    let fifo = dir.path().join("journal.db");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let err = crate::journal::JournalReader::open(&fifo).err().expect("a FIFO is not a journal");
+    assert!(matches!(err, Error::NotJournal { .. }), "{err:?}");
+}
