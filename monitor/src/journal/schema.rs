@@ -350,7 +350,7 @@ fn check_ours(conn: &Connection, path: &Path) -> Result<u32, Error> {
     let version: u32 =
         conn.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(|source| open_error(path, source))?;
     if version == 0 && objects > 0 {
-        return Err(not_journal(format!("a SQLite database of another application: {objects} objects, no journal schema")));
+        return Err(not_journal("a SQLite database of another application: it has tables but no journal schema".into()));
     }
     if version > 0 && ours != 3 {
         return Err(not_journal(format!("a SQLite database with user_version {version} but without the journal tables")));
