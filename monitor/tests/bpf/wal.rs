@@ -9,6 +9,10 @@ use std::{
     time::Duration,
 };
 
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
 use rusqlite::{Connection, OpenFlags, types::Value};
 
 use crate::{
@@ -60,6 +64,18 @@ fn monitor(config: &Path, args: &[&str], journal: &Path) -> std::process::Output
     output_within(&mut cmd, Duration::from_secs(30))
 }
 
+/// Kills the daemon when the test fails before it does: a daemon left running would keep the
+/// root-test lock (inherited from `flock`) and everything else attached.
+struct Reaper(Option<Pid>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.take() {
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+    }
+}
+
 /// Waits past one flush (`flush_interval_secs = 1` in test configs) and the close grace.
 fn wait_for_flush() {
     thread::sleep(Duration::from_millis(2500));
@@ -74,6 +90,7 @@ pub fn wal_survives_second_daemon_sqlite3_and_readers_then_kill9() {
     let cg = TestCgroup::new();
     // Weekly exports on (the default formats): the daemon's export check runs at start and every minute.
     let mon = Monitor::start(&cg.path, "");
+    let mut reaper = Reaper(Some(mon.pid()));
     let pid = mon.pid().as_raw();
     let dir = mon.dir().to_path_buf();
     let journal = dir.join("journal.db");
@@ -113,6 +130,7 @@ pub fn wal_survives_second_daemon_sqlite3_and_readers_then_kill9() {
     eprintln!("    {} records ({} close) flushed before SIGKILL", before.len(), closes(&before));
     assert!(closes(&before) >= first + 200, "the 200 later connections are visible to other processes");
 
+    reaper.0 = None;
     let dir = mon.kill9();
     let after = rows(&dir.path().join("journal.db"));
     assert!(after.len() >= before.len(), "rows lost by the kill: {} before, {} after", before.len(), after.len());
