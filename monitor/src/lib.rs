@@ -14,6 +14,8 @@
 //! - [`identity`]   /proc lookups.
 //! - [`daemon`]   the run loop and shutdown.
 //! - [`settings`]   configuration.
+//! - [`stats`]   completeness counters shared by the stages and the journal (a leaf).
+//! - [`week`]   ISO week bounds in a time zone, for reports and rollups alike (a leaf).
 #![warn(missing_docs)]
 
 pub mod clock;
@@ -25,4 +27,6 @@ pub mod privileges;
 pub mod probe;
 pub mod report;
 pub mod settings;
+pub mod stats;
 pub mod tracker;
+pub mod week;

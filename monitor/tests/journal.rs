@@ -276,3 +276,25 @@ fn full_tmpfs_keeps_buffered_rows_until_space_is_freed() {
     drop((reader, conn, writer));
     nix::mount::umount2(&mnt, nix::mount::MntFlags::MNT_DETACH).expect("unmount");
 }
+
+/// `report` and `status` on a file that is not a journal: exit 5, saying so, without advising to
+/// move the file (it may be anything, e.g. /etc/passwd), and without changing it.
+#[test]
+fn readers_on_a_file_that_is_not_a_journal_say_so_and_leave_it_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("passwd");
+    fs::write(&text, b"root:x:0:0:root:/root:/bin/bash\n").unwrap();
+    let foreign = dir.path().join("app.sqlite");
+    rusqlite::Connection::open(&foreign).unwrap().execute_batch("CREATE TABLE notes (x); INSERT INTO notes VALUES (1);").unwrap();
+    for path in [&text, &foreign] {
+        let before = fs::read(path).unwrap();
+        for cmd in ["report", "status"] {
+            let out = Command::new(env!("CARGO_BIN_EXE_monitor")).args([cmd, "--journal"]).arg(path).output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(5), "{cmd} {}: {err}", path.display());
+            assert!(err.contains("not a monitor journal"), "{err}");
+            assert!(!err.contains("mv "), "no advice to move an arbitrary file: {err}");
+        }
+        assert_eq!(fs::read(path).unwrap(), before, "{} unchanged", path.display());
+    }
+}

@@ -29,7 +29,10 @@ pub struct Args {
 pub fn run(args: &Args) -> anyhow::Result<()> {
     nightly_rust_src()?;
     bpf_linker()?;
-    apt_install(&[("iproute2", "network namespaces in tests")])?;
+    apt_install(&[
+        ("iproute2", "network namespaces in tests"),
+        ("sqlite3", "root tests open the journal with an external sqlite3 session while the daemon writes"),
+    ])?;
     if !args.no_geo {
         geo::ensure_default()?;
     }

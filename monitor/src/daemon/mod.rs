@@ -19,6 +19,8 @@ use queue::SinkTx;
 use sink::Sink;
 pub use sink::{FlowOutput, SinkMsg};
 
+pub use crate::stats::Stats;
+
 use crate::{
     clock::Clock,
     enrich::Enricher,
@@ -77,21 +79,6 @@ pub enum Output {
     Flow(Box<FlowOutput>),
     /// Completeness counters.
     Stats(Stats),
-}
-
-/// Completeness counters: what the kernel produced, what arrived, what was lost.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Stats {
-    /// Kernel-side counters.
-    pub kernel: KernelStats,
-    /// Events read from the ring buffer.
-    pub events_received: u64,
-    /// Events that could not be decoded.
-    pub decode_errors: u64,
-    /// Tracker counters.
-    pub tracker: TrackerStats,
-    /// True for the last statistics of a run.
-    pub last: bool,
 }
 
 /// Runs until `shutdown` completes; returns the final statistics.

@@ -3,11 +3,17 @@
 //! writes the journal, none of which may block the async runtime.
 //!
 //! Journal duties, driven by the tracker loop's one-second `Tick`: flush every
-//! `journal.flush_interval_secs` (a failed flush keeps the rows for the next one), apply retention
-//! hourly, and write the report of every completed week to `report.export_dir` once.
+//! `journal.flush_interval_secs` (a failed flush keeps the rows for the next one) and apply
+//! retention hourly. The report of every completed week is written to `report.export_dir` once,
+//! by a thread of its own with its own reader ([`Exporter`]): a slow report never stalls the sink.
 
 use std::{
-    sync::Arc,
+    path::PathBuf,
+    sync::{
+        Arc,
+        mpsc::{self as std_mpsc, RecvTimeoutError},
+    },
+    thread::{self, JoinHandle},
     time::{Duration, Instant},
 };
 
@@ -87,7 +93,6 @@ struct Timers {
     failing: bool,
     flush: Instant,
     purge: Instant,
-    export: Option<Instant>,
     error_logged: Option<Instant>,
 }
 
@@ -95,7 +100,8 @@ impl Sink {
     /// Runs until the sender side is dropped, then flushes the journal a last time.
     pub fn run(mut self, rx: SinkRx) -> Identities {
         let now = Instant::now();
-        let mut timers = Timers { failing: false, flush: now, purge: now, export: None, error_logged: None };
+        let mut timers = Timers { failing: false, flush: now, purge: now, error_logged: None };
+        let exporter = Exporter::spawn(self.journal.path().to_path_buf(), self.report.clone());
         while let Some(msg) = rx.recv() {
             match msg {
                 SinkMsg::Observe { tgid, created_ns } => self.identities.observe(tgid, created_ns),
@@ -120,6 +126,9 @@ impl Sink {
             }
         }
         self.flush(&mut timers);
+        if let Some(exporter) = exporter {
+            exporter.stop();
+        }
         if self.journal.buffered_records() > 0 {
             error!(
                 "journal: {} records could not be written before exit and are lost",
@@ -147,10 +156,6 @@ impl Sink {
                 Err(e) => warn!("journal retention failed: {}", chain(&e)),
             }
         }
-        if t.export.is_none_or(|last| last.elapsed() >= EXPORT_CHECK_EVERY) {
-            t.export = Some(Instant::now());
-            self.export_weeks();
-        }
     }
 
     fn flush(&mut self, t: &mut Timers) {
@@ -168,26 +173,6 @@ impl Sink {
                     );
                 }
             }
-        }
-    }
-
-    /// Writes the report of every completed, not yet exported week (once, across restarts).
-    fn export_weeks(&self) {
-        let formats = &self.report.export_formats;
-        if formats.is_empty() {
-            return;
-        }
-        let tz = &self.report.time_zone;
-        let result = JournalReader::open(self.journal.path()).map_err(report::Error::from).and_then(|reader| {
-            for week in report::pending_exports(&reader, Timestamp::now(), tz, formats)? {
-                for path in report::export_week(&reader, &week, tz, &self.report.export_dir, formats)? {
-                    info!("weekly report {week} written to {}", path.display());
-                }
-            }
-            Ok(())
-        });
-        if let Err(e) = result {
-            warn!("weekly export failed (retried in a minute): {}", chain(&e));
         }
     }
 
@@ -211,6 +196,78 @@ impl Sink {
         if self.out.blocking_send(output).is_err() {
             warn!("output consumer gone; records are no longer printed");
         }
+    }
+}
+
+/// The weekly-export thread: checks for completed weeks at start and every
+/// [`EXPORT_CHECK_EVERY`], with its own [`JournalReader`] (SQLite connections only: the journal
+/// file is never opened otherwise in the daemon, see `journal`).
+struct Exporter {
+    stop: std_mpsc::Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+impl Exporter {
+    /// Starts the thread; `None` when exports are off (no formats) or the thread cannot start.
+    fn spawn(journal: PathBuf, report: ReportConfig) -> Option<Self> {
+        if report.export_formats.is_empty() {
+            return None;
+        }
+        let (stop, stopped) = std_mpsc::channel::<()>();
+        let spawned = thread::Builder::new().name("weekly-export".into()).spawn(move || {
+            let mut reader = None;
+            loop {
+                export_weeks(&journal, &report, &mut reader);
+                match stopped.recv_timeout(EXPORT_CHECK_EVERY) {
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        });
+        match spawned {
+            Ok(thread) => Some(Self { stop, thread }),
+            Err(e) => {
+                error!("cannot start the weekly-export thread, no weekly reports are written: {e}");
+                None
+            }
+        }
+    }
+
+    /// Stops the thread after the export in progress, if any.
+    fn stop(self) {
+        let _ = self.stop.send(());
+        if self.thread.join().is_err() {
+            error!("the weekly-export thread panicked");
+        }
+    }
+}
+
+/// Writes the report of every completed, not yet exported week (once, across restarts). The
+/// reader is opened on first use and reopened after a failure.
+fn export_weeks(journal: &std::path::Path, config: &ReportConfig, reader: &mut Option<JournalReader>) {
+    let formats = &config.export_formats;
+    let tz = &config.time_zone;
+    if reader.is_none() {
+        match JournalReader::open(journal) {
+            Ok(r) => *reader = Some(r),
+            Err(e) => {
+                warn!("weekly export failed (retried in a minute): {}", chain(&e));
+                return;
+            }
+        }
+    }
+    let Some(r) = reader.as_ref() else { return };
+    let result = report::pending_exports(r, Timestamp::now(), tz, formats).and_then(|weeks| {
+        for week in weeks {
+            for path in report::export_week(r, &week, tz, &config.export_dir, formats)? {
+                info!("weekly report {week} written to {}", path.display());
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        warn!("weekly export failed (retried in a minute): {}", chain(&e));
+        *reader = None;
     }
 }
 

@@ -16,12 +16,11 @@ use serde::Serialize;
 
 use super::names;
 use crate::{
-    daemon::Stats,
     enrich::{DbInfo, DbRef, Destination},
     identity::App,
-    probe::KernelStats,
+    stats::{KernelStats, Stats, TrackerStats},
     tracker::{
-        FlowRecord, TrackerStats,
+        FlowRecord,
         record::{Payload, RecordKind, Wire},
     },
 };
@@ -310,7 +309,7 @@ fn bucket_key(interval_start: i64, record: &FlowRecord, app: &App, dest: Option<
         (None, _) => (names::SCOPE_NONE, String::new(), 0, String::new(), None, None),
         (Some(_), None) => (names::SCOPE_UNENRICHED, String::new(), 0, String::new(), None, None),
         (Some(_), Some(d)) => (
-            names::scope(d.scope),
+            names::name(d.scope),
             d.country.clone().unwrap_or_default(),
             d.asn.unwrap_or(0),
             d.as_org.clone().unwrap_or_default(),
@@ -327,6 +326,6 @@ fn bucket_key(interval_start: i64, record: &FlowRecord, app: &App, dest: Option<
         as_org,
         country_db,
         asn_db,
-        payload_source: names::payload_source(record.payload_source),
+        payload_source: names::name(record.payload_source),
     }
 }

@@ -10,8 +10,10 @@ use super::Error;
 /// [`JournalConfig::default`] (checked by a test); meant to be pasted into `config/monitor.toml`.
 pub const CONFIG_DOC: &str = r#"[journal]
 # SQLite file holding connection records, residency rows and statistics. Created with mode 0600
-# (parent directories with mode 0700) when missing. A file that is not a valid journal is an
-# error, never replaced: move it away to start a new journal.
+# (parent directories with mode 0700) when missing. It and its `.lock` must be regular files owned
+# by the user running the monitor: a symlink, device node or another user's file is refused before
+# anything is changed. A file that is not a journal (or another application's database) is an
+# error and left alone; a damaged journal is never replaced: move it away to start a new one.
 path = "/var/lib/monitor/journal.db"
 # Seconds between two writes of buffered records (one transaction each). At most this much is
 # lost when the daemon is killed. A failed write (full disk) keeps the records for the next one.

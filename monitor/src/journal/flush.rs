@@ -173,7 +173,7 @@ fn app_ids<'a>(tx: &Transaction<'_>, buf: &'a Buffer) -> rusqlite::Result<HashMa
 
 fn app_id(tx: &Transaction<'_>, app: &App, seen: Timestamp) -> rusqlite::Result<i64> {
     let App { name, exe, cmdline, pid: _, start_time: _, uid, user, unit, cgroup, container, source } = app;
-    let source = names::app_source(*source);
+    let source = names::name(*source);
     let identity = json!([name, exe, cmdline, uid, user, unit, cgroup, container, source]).to_string();
     tx.prepare_cached(
         "INSERT INTO apps (identity, name, exe, cmdline, uid, user, unit, cgroup, container, source,
@@ -211,7 +211,7 @@ fn insert_connection(tx: &Transaction<'_>, dbs: &mut DbIds, pending: &Pending, a
         (None, _) => (None, None, None, None, None, None),
         (Some(_), None) => (Some(names::SCOPE_UNENRICHED), None, None, None, None, None),
         (Some(_), Some(Destination { scope, country, asn, as_org, country_db, asn_db })) => (
-            Some(names::scope(*scope)),
+            Some(names::name(*scope)),
             country.as_deref(),
             *asn,
             as_org.as_deref(),
@@ -231,7 +231,7 @@ fn insert_connection(tx: &Transaction<'_>, dbs: &mut DbIds, pending: &Pending, a
              ?40, ?41)",
     )?
     .execute(params![
-        names::record_kind(*event),
+        names::name(*event),
         ms(*last_seen),
         ms(*first_seen),
         closed.map(ms),
@@ -245,9 +245,9 @@ fn insert_connection(tx: &Transaction<'_>, dbs: &mut DbIds, pending: &Pending, a
         owner.gid,
         owner.comm,
         owner.cgroup_id.cast_signed(),
-        names::owner_source(owner.source),
-        names::protocol(*protocol),
-        names::direction(*direction),
+        names::name(owner.source),
+        names::name(*protocol),
+        names::name(*direction),
         local.map(|a| a.ip().to_string()),
         local.map(|a| a.port()),
         remote.map(|a| a.ip().to_string()),
@@ -264,7 +264,7 @@ fn insert_connection(tx: &Transaction<'_>, dbs: &mut DbIds, pending: &Pending, a
         int(delta_wire.rx_bytes),
         int(delta_wire.tx_packets),
         int(delta_wire.rx_packets),
-        names::payload_source(*payload_source),
+        names::name(*payload_source),
         complete,
         scope,
         country,

@@ -46,6 +46,7 @@
 mod buffer;
 mod config;
 mod exports;
+mod files;
 mod flush;
 mod names;
 mod reader;
@@ -101,13 +102,29 @@ pub enum Error {
         #[source]
         source: rusqlite::Error,
     },
-    /// The file is not a usable SQLite database. It is never replaced automatically.
+    /// A journal (a SQLite database with the journal's schema, or a cut one) that is damaged. It
+    /// is never replaced automatically.
     #[error(
-        "journal `{path}` is corrupt or not a journal ({reason}); move it away \
+        "journal `{path}` is corrupt ({reason}); move it away \
          (e.g. `mv {path} {path}.corrupt`) to start a new journal",
         path = path.display()
     )]
     Corrupt { path: PathBuf, reason: String },
+    /// The file is not a journal: not SQLite, or another application's database. Left untouched.
+    #[error(
+        "`{}` is not a monitor journal ({reason}); it was left untouched: give the journal another path \
+         (--journal or journal.path)",
+        path.display()
+    )]
+    NotJournal { path: PathBuf, reason: String },
+    /// The journal or its lock file is not a regular file owned by the user running the monitor
+    /// (a symlink, a device node, another user's file...). Refused before anything is changed.
+    #[error(
+        "refusing to use `{}` for the journal: {reason}; it must be a regular file owned by the user \
+         running the monitor (nothing was changed)",
+        path.display()
+    )]
+    Unsafe { path: PathBuf, reason: String },
     /// A reader was pointed at a file that does not exist.
     #[error("journal `{}` does not exist (has the daemon run with this journal path?)", path.display())]
     Missing { path: PathBuf },

@@ -1,8 +1,9 @@
-//! Text stored for enum values and integer conversions. The strings equal the serde
-//! (`snake_case`) names of the types, so JSON output and the journal agree; they are part of the
-//! schema: never rename one.
+//! Text stored for enum values and integer conversions. The strings are the serde (`snake_case`)
+//! names of the types, taken from serde itself ([`name`]), so JSON output and the journal cannot
+//! disagree; they are part of the schema: never rename one (a test pins them).
 
 use jiff::Timestamp;
+use serde::Serialize;
 
 use crate::{
     enrich::Scope,
@@ -15,69 +16,21 @@ pub(super) const SCOPE_NONE: &str = "none";
 /// `scope` of a record with a remote address but no [`Destination`](crate::enrich::Destination).
 pub(super) const SCOPE_UNENRICHED: &str = "unenriched";
 
-pub(super) fn record_kind(v: RecordKind) -> &'static str {
-    match v {
-        RecordKind::Update => "update",
-        RecordKind::Close => "close",
-        RecordKind::Shutdown => "shutdown",
-    }
-}
+/// Enums stored as text: unit variants only, named by serde (`rename_all = "snake_case"`).
+pub(crate) trait Stored: Serialize + Copy {}
 
-pub(super) fn protocol(v: Protocol) -> &'static str {
-    match v {
-        Protocol::Tcp => "tcp",
-        Protocol::Udp => "udp",
-    }
-}
+impl Stored for RecordKind {}
+impl Stored for Protocol {}
+impl Stored for Direction {}
+impl Stored for OwnerSource {}
+impl Stored for PayloadSource {}
+impl Stored for AppSource {}
+impl Stored for Scope {}
 
-pub(super) fn direction(v: Direction) -> &'static str {
-    match v {
-        Direction::Outbound => "outbound",
-        Direction::Inbound => "inbound",
-        Direction::Unconnected => "unconnected",
-        Direction::Listen => "listen",
-        Direction::Unknown => "unknown",
-    }
-}
-
-pub(super) fn owner_source(v: OwnerSource) -> &'static str {
-    match v {
-        OwnerSource::Unknown => "unknown",
-        OwnerSource::Procfs => "procfs",
-        OwnerSource::Syscall => "syscall",
-        OwnerSource::SockCreate => "sock_create",
-    }
-}
-
-pub(super) fn payload_source(v: PayloadSource) -> &'static str {
-    match v {
-        PayloadSource::Syscall => "syscall",
-        PayloadSource::IpLayer => "ip_layer",
-        PayloadSource::TcpCounters => "tcp_counters",
-        PayloadSource::WireMinusHeaders => "wire_minus_headers",
-    }
-}
-
-pub(super) fn app_source(v: AppSource) -> &'static str {
-    match v {
-        AppSource::Proc => "proc",
-        AppSource::Kernel => "kernel",
-    }
-}
-
-/// Name of a scope as stored (`snake_case` serde name).
-#[must_use]
-pub(crate) fn scope(v: Scope) -> &'static str {
-    match v {
-        Scope::Public => "public",
-        Scope::Loopback => "loopback",
-        Scope::Private => "private",
-        Scope::LinkLocal => "link_local",
-        Scope::Cgnat => "cgnat",
-        Scope::Multicast => "multicast",
-        Scope::Documentation => "documentation",
-        Scope::Reserved => "reserved",
-    }
+/// The stored name of `v`: its serde name, the one JSON output uses (no allocation).
+pub(crate) fn name<T: Stored>(v: T) -> &'static str {
+    // Cannot fail for a unit variant, the only kind `Stored` types have (checked by a test).
+    serde_variant::to_variant_name(&v).unwrap_or("unnamed")
 }
 
 /// A counter as an SQLite integer (saturating: byte counts never reach `i64::MAX` in practice).
@@ -106,4 +59,52 @@ pub(super) fn ts(column: usize, v: i64) -> Result<Timestamp, rusqlite::Error> {
 pub(super) fn ts_secs(column: usize, v: i64) -> Result<Timestamp, rusqlite::Error> {
     Timestamp::from_second(v)
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Integer, Box::new(e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every variant, with the name stored in journals written so far.
+    #[test]
+    fn stored_names_are_the_serde_names_and_never_change() {
+        fn check<T: Stored + std::fmt::Debug>(pairs: &[(T, &str)]) {
+            for (v, stored) in pairs {
+                assert_eq!(name(*v), *stored, "{v:?}");
+                assert_eq!(serde_json::to_value(v).expect("json"), *stored, "{v:?}: JSON and journal agree");
+            }
+        }
+        check(&[(RecordKind::Update, "update"), (RecordKind::Close, "close"), (RecordKind::Shutdown, "shutdown")]);
+        check(&[(Protocol::Tcp, "tcp"), (Protocol::Udp, "udp")]);
+        check(&[
+            (Direction::Outbound, "outbound"),
+            (Direction::Inbound, "inbound"),
+            (Direction::Unconnected, "unconnected"),
+            (Direction::Listen, "listen"),
+            (Direction::Unknown, "unknown"),
+        ]);
+        check(&[
+            (OwnerSource::Unknown, "unknown"),
+            (OwnerSource::Procfs, "procfs"),
+            (OwnerSource::Syscall, "syscall"),
+            (OwnerSource::SockCreate, "sock_create"),
+        ]);
+        check(&[
+            (PayloadSource::Syscall, "syscall"),
+            (PayloadSource::IpLayer, "ip_layer"),
+            (PayloadSource::TcpCounters, "tcp_counters"),
+            (PayloadSource::WireMinusHeaders, "wire_minus_headers"),
+        ]);
+        check(&[(AppSource::Proc, "proc"), (AppSource::Kernel, "kernel")]);
+        check(&[
+            (Scope::Public, "public"),
+            (Scope::Loopback, "loopback"),
+            (Scope::Private, "private"),
+            (Scope::LinkLocal, "link_local"),
+            (Scope::Cgnat, "cgnat"),
+            (Scope::Multicast, "multicast"),
+            (Scope::Documentation, "documentation"),
+            (Scope::Reserved, "reserved"),
+        ]);
+    }
 }

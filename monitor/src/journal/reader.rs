@@ -21,7 +21,8 @@ impl JournalReader {
     /// Opens an existing journal read-only.
     ///
     /// # Errors
-    /// [`Error::Missing`], [`Error::Corrupt`], [`Error::TooNew`], or SQLite failing to open it.
+    /// [`Error::Missing`], [`Error::NotJournal`], [`Error::Corrupt`], [`Error::TooNew`], or SQLite
+    /// failing to open it.
     pub fn open(path: &Path) -> Result<Self, Error> {
         Ok(Self { conn: schema::open_ro(path)?, path: path.to_path_buf() })
     }

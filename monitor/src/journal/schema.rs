@@ -4,9 +4,8 @@
 //! the end of [`MIGRATIONS`]. The version is SQLite's `user_version` (rusqlite_migration).
 
 use std::{
-    fs::{self, DirBuilder, OpenOptions},
-    io::Read,
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
+    fs::{DirBuilder, File},
+    os::unix::fs::DirBuilderExt,
     path::Path,
     time::Duration,
 };
@@ -15,15 +14,13 @@ use log::{debug, warn};
 use rusqlite::{Connection, OpenFlags};
 use rusqlite_migration::{M, Migrations};
 
-use super::Error;
+use super::{Error, files};
 
 /// Schema version this build writes (number of migrations).
 pub const SCHEMA_VERSION: u32 = 2;
 
 /// How long a statement waits for the other side's lock (reader vs writer) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Mode of the journal file (and of the `-wal`/`-shm` files, which SQLite creates alike).
-const FILE_MODE: u32 = 0o600;
 /// Mode of directories created for the journal.
 const DIR_MODE: u32 = 0o700;
 
@@ -240,7 +237,13 @@ fn migrations() -> Migrations<'static> {
 }
 
 /// Opens (creating when missing) the journal for writing and brings the schema up to date.
-pub(super) fn open_rw(path: &Path) -> Result<Connection, Error> {
+///
+/// In this order: the directory; the single-writer lock on `<journal>.lock` (a second daemon is
+/// refused before it touches the database); the file, checked without following symlinks
+/// (`files`); SQLite; the schema, which must be empty or the monitor's (another application's
+/// database is refused unchanged); only then modes, WAL, `quick_check` and migrations. Returns
+/// the connection and the lock file (keep it open as long as the connection).
+pub(super) fn open_rw(path: &Path) -> Result<(Connection, File), Error> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         DirBuilder::new()
             .recursive(true)
@@ -248,26 +251,18 @@ pub(super) fn open_rw(path: &Path) -> Result<Connection, Error> {
             .create(parent)
             .map_err(|source| Error::CreateDir { path: parent.to_path_buf(), source })?;
     }
-    let existed = check_header(path)?;
-    // Creating the file ourselves gives it mode 0600 from the start (no window with umask bits).
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(FILE_MODE)
-        .open(path)
-        .map_err(|source| Error::Open { path: path.to_path_buf(), source })?;
-    let mode = file.metadata().map_err(|source| Error::Open { path: path.to_path_buf(), source })?.permissions().mode();
-    if mode & 0o777 != FILE_MODE {
-        warn!("journal file mode was {:o}, setting {FILE_MODE:o} path={}", mode & 0o777, path.display());
-        fs::set_permissions(path, fs::Permissions::from_mode(FILE_MODE))
-            .map_err(|source| Error::Open { path: path.to_path_buf(), source })?;
-    }
-    drop(file);
-
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    // A device node, symlink or foreign file is refused before even its lock file is created.
+    files::precheck(path)?;
+    let lock = files::lock(path)?;
+    let checked = files::check_database(path)?;
+    // NOFOLLOW: SQLite refuses a symlink too. The descriptor `check_database` used is closed.
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_NOFOLLOW;
     let mut conn = Connection::open_with_flags(path, flags).map_err(|source| open_error(path, source))?;
+    files::verify_same(path, &checked)?;
     configure(&conn, path)?;
-    if !existed {
+    check_ours(&conn, path)?;
+    files::fix_modes(path, &checked)?;
+    if !checked.existed {
         // Only effective before the first table exists; lets `purge_expired` return space.
         conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").map_err(|source| open_error(path, source))?;
     }
@@ -279,7 +274,6 @@ pub(super) fn open_rw(path: &Path) -> Result<Connection, Error> {
     }
     // FULL: a committed flush survives power loss too, at one fsync per flush.
     conn.pragma_update(None, "synchronous", "FULL").map_err(|source| open_error(path, source))?;
-    check_version(&conn, path)?;
     let started = std::time::Instant::now();
     let check = collect_check(&conn, "PRAGMA quick_check").map_err(|source| open_error(path, source))?;
     if check != "ok" {
@@ -287,7 +281,7 @@ pub(super) fn open_rw(path: &Path) -> Result<Connection, Error> {
     }
     debug!("journal quick_check ok in {:?} path={}", started.elapsed(), path.display());
     migrations().to_latest(&mut conn).map_err(|source| Error::Migrate { path: path.to_path_buf(), source })?;
-    Ok(conn)
+    Ok((conn, lock))
 }
 
 /// Opens an existing journal read-only.
@@ -300,16 +294,23 @@ pub(super) fn open_existing_rw(path: &Path) -> Result<Connection, Error> {
     open_existing(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
 }
 
+/// Only SQLite opens the file here: readers run inside the daemon too (weekly exports), where
+/// closing a plain descriptor of the database would drop the writer's locks.
 fn open_existing(path: &Path, mode: OpenFlags) -> Result<Connection, Error> {
-    if !path.exists() {
-        return Err(Error::Missing { path: path.to_path_buf() });
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::Missing { path: path.to_path_buf() }),
+        Err(source) => return Err(Error::Open { path: path.to_path_buf(), source }),
+        // A FIFO would block SQLite's open, a device would be read as a database.
+        Ok(meta) if !meta.is_file() => {
+            return Err(Error::NotJournal { path: path.to_path_buf(), reason: "not a regular file".into() });
+        }
+        Ok(_) => {}
     }
-    check_header(path)?;
     let conn = Connection::open_with_flags(path, mode | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .map_err(|source| open_error(path, source))?;
     configure(&conn, path)?;
-    if check_version(&conn, path)? == 0 {
-        return Err(Error::Corrupt { path: path.to_path_buf(), reason: "no journal schema (user_version 0)".into() });
+    if check_ours(&conn, path)? == 0 {
+        return Err(Error::NotJournal { path: path.to_path_buf(), reason: "an empty database".into() });
     }
     Ok(conn)
 }
@@ -333,40 +334,35 @@ pub(super) fn check_version(conn: &Connection, path: &Path) -> Result<u32, Error
     Ok(found)
 }
 
-/// Checks the 100-byte SQLite header of an existing, non-empty file. Returns whether the file
-/// existed with content (an empty file is a new database to SQLite, and to us).
-fn check_header(path: &Path) -> Result<bool, Error> {
-    const MAGIC: &[u8; 16] = b"SQLite format 3\0";
-    let mut file = match fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(source) => {
-            return Err(Error::Open { path: path.to_path_buf(), source });
-        }
-    };
-    let mut header = Vec::with_capacity(100);
-    file.by_ref()
-        .take(100)
-        .read_to_end(&mut header)
-        .map_err(|source| Error::Open { path: path.to_path_buf(), source })?;
-    if header.is_empty() {
-        return Ok(false);
+/// Refuses a database that is not a monitor journal: tables without a `user_version` (another
+/// application's database), or a `user_version` without the monitor's tables. Returns the
+/// schema version (0: an empty database, which becomes a journal).
+fn check_ours(conn: &Connection, path: &Path) -> Result<u32, Error> {
+    let not_journal = |reason: String| Error::NotJournal { path: path.to_path_buf(), reason };
+    let (objects, ours): (i64, i64) = conn
+        .query_row(
+            "SELECT count(*), count(CASE WHEN type = 'table' AND name IN ('connections', 'daemon_state', 'meta')
+                 THEN 1 END) FROM sqlite_schema",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .map_err(|source| open_error(path, source))?;
+    let version: u32 =
+        conn.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(|source| open_error(path, source))?;
+    if version == 0 && objects > 0 {
+        return Err(not_journal("a SQLite database of another application: it has tables but no journal schema".into()));
     }
-    let corrupt = |reason: String| Error::Corrupt { path: path.to_path_buf(), reason };
-    if !header.starts_with(MAGIC) && !MAGIC.starts_with(&header) {
-        return Err(corrupt("no SQLite header".into()));
+    if version > 0 && ours != 3 {
+        return Err(not_journal(format!("a SQLite database with user_version {version} but without the journal tables")));
     }
-    if header.len() < 100 {
-        return Err(corrupt(format!("truncated: {} bytes, shorter than the 100-byte header", header.len())));
-    }
-    Ok(true)
+    check_version(conn, path)
 }
 
 fn open_error(path: &Path, source: rusqlite::Error) -> Error {
     match source.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
-            Error::Corrupt { path: path.to_path_buf(), reason: source.to_string() }
-        }
+        // No SQLite header: any file at all (never suggest moving it).
+        Some(rusqlite::ErrorCode::NotADatabase) => Error::NotJournal { path: path.to_path_buf(), reason: source.to_string() },
+        Some(rusqlite::ErrorCode::DatabaseCorrupt) => Error::Corrupt { path: path.to_path_buf(), reason: source.to_string() },
         _ => Error::Sqlite { path: path.to_path_buf(), source },
     }
 }

@@ -1,8 +1,7 @@
 //! [`JournalWriter`]: buffers records in memory, writes them in one transaction per flush.
 
 use std::{
-    fs::{File, OpenOptions, TryLockError},
-    os::unix::fs::OpenOptionsExt as _,
+    fs::File,
     path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
@@ -21,9 +20,9 @@ use super::{
     schema,
 };
 use crate::{
-    daemon::Stats,
     enrich::{DbInfo, Destination},
     identity::App,
+    stats::Stats,
     tracker::FlowRecord,
 };
 
@@ -100,9 +99,10 @@ const _: fn() = || {
 };
 
 impl JournalWriter {
-    /// Opens (or creates) the journal, checks it (`PRAGMA quick_check`: reads the whole file once),
-    /// applies pending migrations and records this run in `daemon_state`. A journal left by a
-    /// killed daemon is recovered by SQLite (WAL replay).
+    /// Takes the single-writer lock (`<journal>.lock`) first, then opens (or creates) the journal,
+    /// checks it (`PRAGMA quick_check`: reads the whole file once), applies pending migrations and
+    /// records this run in `daemon_state`. A journal left by a killed daemon is recovered by SQLite
+    /// (WAL replay).
     ///
     /// Weekly rollups are kept for ISO weeks cut in `rollup_time_zone` (an IANA name: the
     /// daemon passes `report.time_zone`). When the journal has none for that zone (first open
@@ -112,15 +112,16 @@ impl JournalWriter {
     /// # Errors
     /// Invalid configuration or time zone ([`Error::TimeZone`]); another writer on the same
     /// journal ([`Error::Locked`]: readers never lock); an unwritable directory
-    /// ([`Error::CreateDir`], [`Error::Open`]); a corrupt or foreign file ([`Error::Corrupt`],
-    /// never replaced); a newer schema.
+    /// ([`Error::CreateDir`], [`Error::Open`]); a journal or lock path that is a symlink, device
+    /// node, FIFO or another user's file ([`Error::Unsafe`], nothing changed); a file that is not
+    /// a journal ([`Error::NotJournal`], left alone); a damaged journal ([`Error::Corrupt`], never
+    /// replaced); a newer schema.
     pub fn open(config: &JournalConfig, run: RunInfo, rollup_time_zone: &str) -> Result<Self, Error> {
         config.validate()?;
         let tz = TimeZone::get(rollup_time_zone)
             .map_err(|source| Error::TimeZone { name: rollup_time_zone.to_string(), source })?;
         let path = config.path.clone();
-        let mut conn = schema::open_rw(&path)?;
-        let lock = lock(&path)?;
+        let (mut conn, lock) = schema::open_rw(&path)?;
         let rollup = Rollup::open(&mut conn, rollup_time_zone, tz).map_err(|source| Error::write(&path, source))?;
         let RunInfo { pid, started_at, config_path } = &run;
         conn.execute(
@@ -277,25 +278,5 @@ impl Drop for JournalWriter {
         if !self.buffer.is_empty() {
             warn!("journal closed with {} unflushed records path={}", self.buffer.records.len(), self.path.display());
         }
-    }
-}
-
-/// Takes the writer's lock on `<path>.lock` (created with mode 0600), released when the file is
-/// closed, also by a killed daemon.
-fn lock(path: &Path) -> Result<File, Error> {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".lock");
-    let lock_path = PathBuf::from(name);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&lock_path)
-        .map_err(|source| Error::Open { path: lock_path.clone(), source })?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => Err(Error::Locked { path: path.to_path_buf(), lock: lock_path }),
-        Err(TryLockError::Error(source)) => Err(Error::Open { path: lock_path, source }),
     }
 }

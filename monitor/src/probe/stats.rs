@@ -4,32 +4,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use aya::maps::{Map, MapData, PerCpuArray};
 use monitor_common::maps::{self as names, STAT_COUNT};
-use serde::Serialize;
 
 use super::Error;
+pub use crate::stats::KernelStats;
 
 /// Reads `STATS`, summing over CPUs.
 pub struct StatsReader {
     array: PerCpuArray<MapData, u64>,
-}
-
-/// Counters that show what the monitor could not see or keep. All are cumulative since start.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct KernelStats {
-    /// Events the kernel produced.
-    pub events_submitted: u64,
-    /// Events lost because the ring buffer was full.
-    pub events_lost: u64,
-    /// Sockets left uncounted because their storage could not be allocated.
-    pub storage_failures: u64,
-    /// Unconnected-UDP peer slots reused (flushed first; not a loss).
-    pub peer_evictions: u64,
-    /// Unconnected-UDP packets whose headers could not be read (counted on the socket only).
-    pub peer_parse_failures: u64,
-    /// Packets on a watched cgroup with no full socket (handshake and time-wait replies).
-    pub unattributed_packets: u64,
-    /// IP-layer bytes of those packets.
-    pub unattributed_bytes: u64,
 }
 
 impl StatsReader {

@@ -16,7 +16,8 @@ pub const CONFIG_DOC: &str = r#"[report]
 # (what makes weekly reports fast) in this zone; changing it rebuilds them at the next start.
 time_zone = "UTC"
 # Directory where the daemon writes the report of each completed week once, as <week>.<ext>
-# (e.g. 2026-W47.json). Created with mode 0700 when missing; files have mode 0600.
+# (e.g. 2026-W47.json). Created with mode 0700 when missing; files have mode 0600. A directory
+# other users can write to is refused unless it is sticky and owned by the user running the monitor.
 export_dir = "/var/lib/monitor/reports"
 # Formats of the weekly export: any of "json" (schema monitor.report/1), "markdown", "csv",
 # "table". An empty list disables the weekly export.

@@ -3,9 +3,9 @@
 
 use std::{
     collections::BTreeSet,
-    fs::{self, DirBuilder, File, OpenOptions},
+    fs::{self, DirBuilder, File},
     io::Write,
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
+    os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt},
     path::{Path, PathBuf},
 };
 
@@ -54,6 +54,7 @@ pub fn export_week(
         .mode(DIR_MODE)
         .create(dir)
         .map_err(|source| Error::Export { path: dir.to_path_buf(), source })?;
+    check_dir(dir)?;
     let report = Report::build(reader, &ReportQuery::new(period.clone()))?;
     let mut written = Vec::new();
     for format in pending {
@@ -107,17 +108,45 @@ pub fn pending_exports(
     Ok(pending)
 }
 
-/// Writes `bytes` to `path` so that readers see the old file or the whole new one.
+/// Refuses an export directory that another user could write to (they could plant or swap
+/// files there), unless it is sticky and ours (like a private `/tmp`: others cannot touch our
+/// files in it).
+fn check_dir(dir: &Path) -> Result<(), Error> {
+    let meta = fs::metadata(dir).map_err(|source| Error::Export { path: dir.to_path_buf(), source })?;
+    let refuse = |reason: String| Error::ExportDir { path: dir.to_path_buf(), reason };
+    if !meta.is_dir() {
+        return Err(refuse("not a directory".into()));
+    }
+    let mode = meta.mode();
+    let euid = rustix::process::geteuid().as_raw();
+    if mode & 0o022 != 0 && !(mode & 0o1000 != 0 && meta.uid() == euid) {
+        return Err(refuse(format!(
+            "it is writable by {} (mode {:o}, owner uid {}); use a directory only uid {euid} can write, or a sticky one \
+             owned by uid {euid}",
+            if mode & 0o002 != 0 { "every user" } else { "its group" },
+            mode & 0o7777,
+            meta.uid()
+        )));
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` so that readers see the old file or the whole new one: a new
+/// temporary file in the same directory (random name, `O_EXCL`: never an existing file or a
+/// symlink), fsync, rename over `path` (replaces a symlink there, never follows it), fsync of the
+/// directory.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let err = |source| Error::Export { path: path.to_path_buf(), source };
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut file =
-        OpenOptions::new().create(true).write(true).truncate(true).mode(FILE_MODE).open(&tmp).map_err(err)?;
-    file.write_all(bytes).map_err(err)?;
-    file.sync_all().map_err(err)?;
-    drop(file);
-    fs::rename(&tmp, path).map_err(err)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .permissions(fs::Permissions::from_mode(FILE_MODE))
+        .tempfile_in(dir)
+        .map_err(err)?;
+    tmp.write_all(bytes).map_err(err)?;
+    tmp.as_file().sync_all().map_err(err)?;
+    tmp.persist(path).map_err(|e| err(e.error))?;
     File::open(dir).and_then(|d| d.sync_all()).map_err(err)
 }

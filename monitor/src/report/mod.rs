@@ -139,6 +139,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The export directory is not safe to write to (another user could plant files there).
+    #[error("refusing to write reports to `{}`: {reason}", path.display())]
+    ExportDir { path: PathBuf, reason: String },
     /// A configuration value is out of range.
     #[error("invalid value for `report.{key}`: {reason}")]
     Invalid { key: &'static str, reason: String },

@@ -1,7 +1,7 @@
 //! Report periods: ISO 8601 weeks cut in a time zone, or explicit instants.
 
 use jiff::{
-    SignedDuration, Span, Timestamp,
+    SignedDuration, Timestamp,
     civil::{Date, ISOWeekDate, Weekday},
     tz::TimeZone,
 };
@@ -61,10 +61,7 @@ impl Period {
     /// [`Error::TimeZone`], or [`Error::Period`] at the ends of the representable range.
     pub fn week_containing(t: Timestamp, time_zone: &str) -> Result<Self, Error> {
         let tz = super::config::time_zone(time_zone)?;
-        let iso = t.to_zoned(tz.clone()).date().iso_week_date();
-        let monday = ISOWeekDate::new(iso.year(), iso.week(), Weekday::Monday)
-            .map_err(|e| Error::Period { reason: e.to_string() })?
-            .date();
+        let monday = crate::week::monday_of(t, &tz).map_err(|e| Error::Period { reason: e.to_string() })?;
         Self::week_from_monday(monday, tz, time_zone)
     }
 
@@ -88,14 +85,13 @@ impl Period {
     }
 
     fn week_from_monday(monday: Date, tz: TimeZone, name: &str) -> Result<Self, Error> {
-        let err = |e: jiff::Error| Error::Period { reason: e.to_string() };
-        let next = monday.checked_add(Span::new().days(7)).map_err(err)?;
-        let iso = monday.iso_week_date();
+        let (since, until) =
+            crate::week::bounds(monday, &tz).map_err(|e| Error::Period { reason: e.to_string() })?;
         Ok(Self {
-            label: format!("{:04}-W{:02}", iso.year(), iso.week()),
+            label: crate::week::label(monday),
             kind: PeriodKind::IsoWeek,
-            since: monday.to_zoned(tz.clone()).map_err(err)?.timestamp(),
-            until: next.to_zoned(tz.clone()).map_err(err)?.timestamp(),
+            since,
+            until,
             time_zone: tz,
             time_zone_name: name.to_string(),
         })

@@ -25,6 +25,7 @@ pub use record::FlowRecord;
 use record::{Owner, OwnerSource, Payload, RecordKind, Wire};
 
 use crate::clock::Clock;
+pub use crate::stats::TrackerStats;
 
 /// Tracker settings.
 #[derive(Debug, Clone, Copy)]
@@ -39,19 +40,6 @@ pub struct TrackerConfig {
     /// counter iterator loaded). Without it a `shutdown` record carries the counters of the
     /// flow's last event, which may be behind, and is marked incomplete.
     pub fresh_at_shutdown: bool,
-}
-
-/// Counts of the tracker itself.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct TrackerStats {
-    /// Flows currently open.
-    pub open_flows: u64,
-    /// Records emitted with `event = close`.
-    pub closed_flows: u64,
-    /// Sockets that ended without a single byte (e.g. UDP route probes); no record emitted.
-    pub silent_sockets: u64,
-    /// Flows that ended without their final kernel event.
-    pub incomplete_flows: u64,
 }
 
 /// A socket whose owner must be looked up in /proc.

@@ -35,6 +35,7 @@ pub fn all() -> Vec<Case> {
         ("journal_kill9_during_heavy_writing_loses_nothing_flushed", crate::durability::kill9_during_heavy_writing_loses_nothing_flushed),
         ("journal_full_disk_keeps_records_until_space_returns", crate::durability::full_disk_keeps_records_until_space_returns),
         ("run_with_bad_inputs_gives_clear_errors", crate::durability::bad_inputs_to_run_are_clear_errors),
+        ("journal_wal_survives_second_daemon_sqlite3_and_readers_then_kill9", crate::wal::wal_survives_second_daemon_sqlite3_and_readers_then_kill9),
         ("weekly_export_written_once_across_restarts", crate::lifecycle::completed_week_is_exported_once_across_restarts),
         ("sighup_reloads_databases_and_keeps_old_ones_on_failure", crate::lifecycle::sighup_reloads_databases_and_keeps_old_ones_on_failure),
         ("sigterm_stops_cleanly", crate::lifecycle::sigterm_stops_cleanly),

@@ -140,6 +140,11 @@ impl Monitor {
         self.dir
     }
 
+    /// The directory with the journal (`journal.db`) and the config (`monitor.toml`).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     pub fn pid(&self) -> Pid {
         Pid::from_raw(i32::try_from(self.child.id()).unwrap())
     }

@@ -164,6 +164,24 @@ pub fn bad_inputs_to_run_are_clear_errors() {
     std::fs::write(&corrupt, vec![0x42u8; 8192]).unwrap();
     check(run(&format!("[journal]\npath = \"{}\"\n", corrupt.display())), 5, "corrupt.db");
     assert_eq!(std::fs::read(&corrupt).unwrap(), vec![0x42u8; 8192], "a corrupt journal is never overwritten");
+    // Root does not write through a journal path it does not own: a symlink to a 0644 file, a
+    // device node, another application's database. Refused before anything changes.
+    let precious = dir.path().join("precious");
+    std::fs::write(&precious, b"keep").unwrap();
+    std::fs::set_permissions(&precious, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let link = dir.path().join("link.db");
+    std::os::unix::fs::symlink(&precious, &link).unwrap();
+    check(run(&format!("[journal]\npath = \"{}\"\n", link.display())), 5, "symbolic link");
+    let meta = std::fs::metadata(&precious).unwrap();
+    assert_eq!((std::fs::read(&precious).unwrap(), std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777), (b"keep".to_vec(), 0o644));
+    let null_mode = std::fs::metadata("/dev/null").unwrap().permissions();
+    check(run("[journal]\npath = \"/dev/null\"\n"), 5, "character device");
+    assert_eq!(std::fs::metadata("/dev/null").unwrap().permissions(), null_mode, "/dev/null untouched");
+    let foreign = dir.path().join("app.sqlite");
+    Connection::open(&foreign).unwrap().execute_batch("CREATE TABLE notes (x); INSERT INTO notes VALUES (1);").unwrap();
+    let before = std::fs::read(&foreign).unwrap();
+    check(run(&format!("[journal]\npath = \"{}\"\n", foreign.display())), 5, "not a monitor journal");
+    assert_eq!(std::fs::read(&foreign).unwrap(), before, "no monitor tables added to another application's database");
     // A cgroup that does not exist.
     check(run_on(Path::new("no-such-cgroup-here"), &format!("[journal]\npath = \"{}\"\n", journal.display())), 2, "no-such-cgroup-here");
 }

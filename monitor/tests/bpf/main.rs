@@ -14,6 +14,7 @@ mod durability;
 mod helper;
 mod lifecycle;
 mod residency;
+mod wal;
 
 use std::process::ExitCode;
 

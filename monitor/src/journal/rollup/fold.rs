@@ -88,7 +88,7 @@ impl Rollup {
             return Ok(None);
         };
         let port = if *direction == Direction::Inbound { INBOUND_PORT } else { i64::from(remote.port()) };
-        let id = (week.start, app.name.clone(), remote.ip().to_string(), port, names::protocol(*protocol));
+        let id = (week.start, app.name.clone(), remote.ip().to_string(), port, names::name(*protocol));
         let key = (*cookie, id.clone());
         let seen: bool = if fresh {
             false
@@ -223,7 +223,7 @@ fn latest_of(pending: &Pending) -> Latest<String> {
             Latest { scope: Some(names::SCOPE_UNENRICHED.into()), country: None, asn: None, as_org: None }
         }
         (Some(_), Some(Destination { scope, country, asn, as_org, .. })) => Latest {
-            scope: Some(names::scope(*scope).into()),
+            scope: Some(names::name(*scope).into()),
             country: country.clone(),
             asn: asn.map(i64::from),
             as_org: as_org.clone(),

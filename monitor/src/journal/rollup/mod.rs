@@ -92,14 +92,26 @@ impl Rollup {
         )?;
         tx.commit()?;
         info!(
-            "journal rollups built time_zone={time_zone} covered_from={covered_from} residency_rows={} \
-             connection_records={} in {:?}",
+            "journal rollups built time_zone={time_zone} covering={} residency_rows={} connection_records={} in {:?}",
+            describe_covered(covered_from),
             rows.residency,
             rows.connections,
             started.elapsed()
         );
         let (max_cookie, latest_endpoint_week) = bounds(conn)?;
         Ok(Self { weeks, covered_from, max_cookie, latest_endpoint_week, counted: fold::Counted::default() })
+    }
+}
+
+/// `covered_from` for people: "all weeks (no data yet)" on a new journal, else the first week's
+/// start as a timestamp.
+fn describe_covered(covered_from: i64) -> String {
+    if covered_from == i64::MIN {
+        return "all weeks (no data yet)".to_string();
+    }
+    match Timestamp::from_second(covered_from) {
+        Ok(t) => format!("weeks from {t}"),
+        Err(_) => format!("weeks from Unix second {covered_from}"),
     }
 }
 

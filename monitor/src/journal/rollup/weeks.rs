@@ -1,14 +1,12 @@
 //! ISO weeks in the rollup time zone: which week an instant falls in.
 //!
-//! A week runs from Monday 00:00 local time to the next Monday 00:00, computed exactly as
-//! `report::Period` does (civil Monday, `Date::to_zoned`), so a rollup week and a report week
-//! have the same bounds.
+//! A week runs from Monday 00:00 local time to the next Monday 00:00, computed by
+//! [`crate::week`] as `report::Period` does, so a rollup week and a report week have the same
+//! bounds. This module only adds a small cache (records arrive in time order).
 
-use jiff::{
-    Span, Timestamp,
-    civil::{Date, ISOWeekDate, Weekday},
-    tz::TimeZone,
-};
+use jiff::{Timestamp, tz::TimeZone};
+
+use crate::week;
 
 /// One week: `[start, end)` in Unix seconds. `start` is the key of the rollup rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -84,14 +82,8 @@ impl Weeks {
 
     fn compute(&self, secs: i64) -> Option<Week> {
         let t = Timestamp::from_second(secs).ok()?;
-        let iso = t.to_zoned(self.tz.clone()).date().iso_week_date();
-        let monday = ISOWeekDate::new(iso.year(), iso.week(), Weekday::Monday).ok()?.date();
-        let next = monday.checked_add(Span::new().days(7)).ok()?;
-        Some(Week { start: self.local_midnight(monday)?, end: self.local_midnight(next)? })
-    }
-
-    fn local_midnight(&self, date: Date) -> Option<i64> {
-        Some(date.to_zoned(self.tz.clone()).ok()?.timestamp().as_second())
+        let (start, end) = week::bounds(week::monday_of(t, &self.tz).ok()?, &self.tz).ok()?;
+        Some(Week { start: start.as_second(), end: end.as_second() })
     }
 }
 

@@ -1,8 +1,10 @@
 //! Journal tests: real SQLite files in temporary directories, exact numbers.
 
 mod failure;
+mod paths;
 pub(crate) mod fixtures;
 mod timing;
+mod wal;
 mod writer;
 
 use std::path::Path;

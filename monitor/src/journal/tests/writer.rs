@@ -7,9 +7,9 @@ use super::{
     int, raw, run, tempdir, writer_in,
 };
 use crate::{
-    daemon::Stats,
     enrich::{DbInfo, DbRef, Scope},
     journal::{JournalConfig, JournalReader, JournalWriter, SCHEMA_VERSION, TimeRange},
+    stats::Stats,
     tracker::record::RecordKind::{Close, Update},
 };
 

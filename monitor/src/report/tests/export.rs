@@ -60,3 +60,43 @@ fn pending_exports_lists_complete_unexported_weeks() {
         "no formats, nothing to do"
     );
 }
+
+#[test]
+fn planted_symlinks_in_the_export_directory_are_never_followed() {
+    let dir = crate::journal::tests::tempdir();
+    let reader = JournalReader::open(&fixture_journal(dir.path())).expect("reader");
+    let out = dir.path().join("reports");
+    fs::create_dir(&out).expect("mkdir");
+    let victim = dir.path().join("victim");
+    fs::write(&victim, b"precious").expect("write");
+    fs::set_permissions(&victim, fs::Permissions::from_mode(0o644)).expect("chmod");
+    // The old temporary name, and the final name of another format.
+    std::os::unix::fs::symlink(&victim, out.join(".2026-W47.json.tmp")).expect("symlink");
+    std::os::unix::fs::symlink(&victim, out.join("2026-W47.md")).expect("symlink");
+    let written = export_week(&reader, "2026-W47", NY, &out, &[Format::Json, Format::Markdown]).expect("export");
+    assert_eq!(written, vec![out.join("2026-W47.json"), out.join("2026-W47.md")]);
+    assert_eq!(fs::read(&victim).expect("read"), b"precious", "the symlinks' target is untouched");
+    assert_eq!(fs::metadata(&victim).expect("stat").permissions().mode() & 0o777, 0o644);
+    assert!(fs::symlink_metadata(out.join("2026-W47.md")).expect("stat").is_file(), "the link was replaced");
+    assert!(fs::read(out.join("2026-W47.json")).expect("read").starts_with(b"{"), "the report was written");
+}
+
+#[test]
+fn an_export_directory_others_can_write_is_refused_unless_sticky_and_ours() {
+    let dir = crate::journal::tests::tempdir();
+    let reader = JournalReader::open(&fixture_journal(dir.path())).expect("reader");
+    let out = dir.path().join("shared");
+    fs::create_dir(&out).expect("mkdir");
+    for mode in [0o777, 0o770, 0o757] {
+        fs::set_permissions(&out, fs::Permissions::from_mode(mode)).expect("chmod");
+        let err = export_week(&reader, "2026-W47", NY, &out, &[Format::Json]).expect_err("must be refused");
+        assert!(matches!(err, crate::report::Error::ExportDir { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("shared") && text.contains("writable by"), "{text}");
+        assert_eq!(fs::read_dir(&out).expect("ls").count(), 0, "nothing written into {mode:o}");
+    }
+    // Sticky and ours (like a private /tmp): others cannot replace our files there.
+    fs::set_permissions(&out, fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let written = export_week(&reader, "2026-W47", NY, &out, &[Format::Json]).expect("sticky and ours is fine");
+    assert_eq!(written, vec![out.join("2026-W47.json")]);
+}

@@ -1,0 +1,200 @@
+//! The journal's files as the daemon (often root) opens them: `<journal>.lock` and the database.
+//!
+//! Nothing here follows a symbolic link or changes a file before it is known to be ours: each file
+//! is opened with `O_NOFOLLOW` and checked with `fstat` on the opened descriptor (a regular file,
+//! owned by the effective uid, one link) before its mode is touched. A device node, a FIFO, a
+//! (dangling) symlink or a file planted by another user is refused with [`Error::Unsafe`].
+//!
+//! The database file is opened outside SQLite only here, before SQLite opens it, and that
+//! descriptor is closed before: closing any descriptor of a database file drops the POSIX locks
+//! the process holds on it (SQLite's documented pitfall), which would let another process delete
+//! the live WAL. The single-writer lock lives on the separate `.lock` file (`flock`, unaffected).
+
+use std::{
+    fs::{self, File, Metadata, OpenOptions, TryLockError},
+    io::{self, Read as _},
+    os::unix::fs::{FileTypeExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _},
+    path::{Path, PathBuf},
+};
+
+use log::warn;
+
+use super::Error;
+
+/// Mode of the journal file, of the `-wal`/`-shm` files (SQLite copies it) and of the lock file.
+pub(super) const FILE_MODE: u32 = 0o600;
+
+/// What [`check_database`] found.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Checked {
+    dev: u64,
+    ino: u64,
+    mode: u32,
+    /// The file existed with content (an empty file is a new database to SQLite, and to us).
+    pub existed: bool,
+}
+
+/// `<journal>.lock`.
+pub(super) fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// Takes the single-writer lock: `flock` on `<journal>.lock` (created with mode 0600), held while
+/// the returned file is open and released by the kernel when the process dies.
+pub(super) fn lock(journal: &Path) -> Result<File, Error> {
+    let path = lock_path(journal);
+    let (file, meta) = open_checked(&path)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => return Err(Error::Locked { path: journal.to_path_buf(), lock: path }),
+        Err(TryLockError::Error(source)) => return Err(Error::Open { path, source }),
+    }
+    if meta.mode() & 0o777 != FILE_MODE {
+        file.set_permissions(fs::Permissions::from_mode(FILE_MODE)).map_err(|source| Error::Open { path, source })?;
+    }
+    Ok(file)
+}
+
+/// Refuses an existing `path` that is not a regular file of ours, without opening it (so that
+/// nothing, not even the lock file, is created beside a wrong path such as `/dev/null`).
+pub(super) fn precheck(path: &Path) -> Result<(), Error> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) => check_meta(path, &meta),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(Error::Open { path: path.to_path_buf(), source }),
+    }
+}
+
+/// Opens (creating when missing, mode 0600) and checks the database file, reads its header, and
+/// closes it again. Changes nothing on a file it refuses.
+pub(super) fn check_database(path: &Path) -> Result<Checked, Error> {
+    let (file, meta) = open_checked(path)?;
+    let mut header = Vec::with_capacity(100);
+    file.take(100).read_to_end(&mut header).map_err(|source| Error::Open { path: path.to_path_buf(), source })?;
+    let checked = Checked { dev: meta.dev(), ino: meta.ino(), mode: meta.mode(), existed: !header.is_empty() };
+    check_header(path, &header)?;
+    for suffix in ["-wal", "-shm"] {
+        check_sidecar(&sidecar(path, suffix))?;
+    }
+    Ok(checked)
+}
+
+/// After SQLite opened `path`: it is still the file [`check_database`] checked (no symlink, not
+/// replaced in between).
+pub(super) fn verify_same(path: &Path, checked: &Checked) -> Result<(), Error> {
+    let meta = fs::symlink_metadata(path).map_err(|source| Error::Open { path: path.to_path_buf(), source })?;
+    if meta.dev() != checked.dev || meta.ino() != checked.ino {
+        return Err(unsafe_file(path, "it was replaced while being opened"));
+    }
+    Ok(())
+}
+
+/// Gives the checked journal and its existing `-wal`/`-shm` files mode 0600 (only called once the
+/// file is known to be a journal of ours).
+pub(super) fn fix_modes(path: &Path, checked: &Checked) -> Result<(), Error> {
+    if checked.mode & 0o777 != FILE_MODE {
+        warn!("journal file mode was {:o}, setting {FILE_MODE:o} path={}", checked.mode & 0o777, path.display());
+        verify_same(path, checked)?;
+        fs::set_permissions(path, fs::Permissions::from_mode(FILE_MODE))
+            .map_err(|source| Error::Open { path: path.to_path_buf(), source })?;
+    }
+    for suffix in ["-wal", "-shm"] {
+        let side = sidecar(path, suffix);
+        if let Ok(meta) = fs::symlink_metadata(&side)
+            && meta.file_type().is_file()
+            && meta.mode() & 0o777 != FILE_MODE
+        {
+            fs::set_permissions(&side, fs::Permissions::from_mode(FILE_MODE))
+                .map_err(|source| Error::Open { path: side, source })?;
+        }
+    }
+    Ok(())
+}
+
+fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// An existing `-wal` or `-shm` file must be a regular file of ours: SQLite opens it following
+/// symlinks.
+fn check_sidecar(path: &Path) -> Result<(), Error> {
+    precheck(path)
+}
+
+/// Opens `path` read-write, creating it with mode 0600, without following a symlink or opening
+/// a device node, FIFO or socket, and checks the opened file.
+fn open_checked(path: &Path) -> Result<(File, Metadata), Error> {
+    // Look first, so a device node or FIFO is never even opened (opening some has side effects).
+    precheck(path)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|source| match source.raw_os_error() {
+            Some(libc::ELOOP) => unsafe_file(path, "it is a symbolic link"),
+            _ => Error::Open { path: path.to_path_buf(), source },
+        })?;
+    // The descriptor decides: the path may have changed since it was looked at.
+    let meta = file.metadata().map_err(|source| Error::Open { path: path.to_path_buf(), source })?;
+    check_meta(path, &meta)?;
+    Ok((file, meta))
+}
+
+fn check_meta(path: &Path, meta: &Metadata) -> Result<(), Error> {
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_symlink() {
+            "a symbolic link"
+        } else if kind.is_dir() {
+            "a directory"
+        } else if kind.is_char_device() {
+            "a character device"
+        } else if kind.is_block_device() {
+            "a block device"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(unsafe_file(path, &format!("it is {what}, not a regular file")));
+    }
+    let euid = rustix::process::geteuid().as_raw();
+    if meta.uid() != euid {
+        return Err(unsafe_file(path, &format!("it is owned by uid {}, not by uid {euid} running the monitor", meta.uid())));
+    }
+    if meta.nlink() > 1 {
+        return Err(unsafe_file(path, &format!("it has {} hard links", meta.nlink())));
+    }
+    Ok(())
+}
+
+fn unsafe_file(path: &Path, reason: &str) -> Error {
+    Error::Unsafe { path: path.to_path_buf(), reason: reason.to_string() }
+}
+
+/// Checks the 100-byte SQLite header of a non-empty file: a file that is not SQLite at all is not
+/// a journal (never suggest moving it: it may be any file); a cut header is a damaged journal.
+fn check_header(path: &Path, header: &[u8]) -> Result<(), Error> {
+    const MAGIC: &[u8; 16] = b"SQLite format 3\0";
+    if header.is_empty() {
+        return Ok(());
+    }
+    if !header.starts_with(MAGIC) && !MAGIC.starts_with(header) {
+        return Err(Error::NotJournal { path: path.to_path_buf(), reason: "no SQLite header".into() });
+    }
+    if header.len() < 100 {
+        let reason = format!("truncated: {} bytes, shorter than the 100-byte header", header.len());
+        return Err(Error::Corrupt { path: path.to_path_buf(), reason });
+    }
+    Ok(())
+}

@@ -1,0 +1,52 @@
+//! Counter types shared by the pipeline stages (probe, tracker, daemon) and the journal, which
+//! stores them. A leaf: it imports no other module of the crate, so the journal does not depend
+//! on the daemon or the probe for them. Re-exported from their former places.
+
+use serde::Serialize;
+
+/// Counters that show what the monitor could not see or keep. All are cumulative since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct KernelStats {
+    /// Events the kernel produced.
+    pub events_submitted: u64,
+    /// Events lost because the ring buffer was full.
+    pub events_lost: u64,
+    /// Sockets left uncounted because their storage could not be allocated.
+    pub storage_failures: u64,
+    /// Unconnected-UDP peer slots reused (flushed first; not a loss).
+    pub peer_evictions: u64,
+    /// Unconnected-UDP packets whose headers could not be read (counted on the socket only).
+    pub peer_parse_failures: u64,
+    /// Packets on a watched cgroup with no full socket (handshake and time-wait replies).
+    pub unattributed_packets: u64,
+    /// IP-layer bytes of those packets.
+    pub unattributed_bytes: u64,
+}
+
+/// Counts of the tracker itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TrackerStats {
+    /// Flows currently open.
+    pub open_flows: u64,
+    /// Records emitted with `event = close`.
+    pub closed_flows: u64,
+    /// Sockets that ended without a single byte (e.g. UDP route probes); no record emitted.
+    pub silent_sockets: u64,
+    /// Flows that ended without their final kernel event.
+    pub incomplete_flows: u64,
+}
+
+/// Completeness counters: what the kernel produced, what arrived, what was lost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Kernel-side counters.
+    pub kernel: KernelStats,
+    /// Events read from the ring buffer.
+    pub events_received: u64,
+    /// Events that could not be decoded.
+    pub decode_errors: u64,
+    /// Tracker counters.
+    pub tracker: TrackerStats,
+    /// True for the last statistics of a run.
+    pub last: bool,
+}
