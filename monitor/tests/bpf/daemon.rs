@@ -21,8 +21,19 @@ pub struct Monitor {
     child: Child,
     lines: mpsc::Receiver<Value>,
     collected: Vec<Value>,
-    stderr: thread::JoinHandle<String>,
+    stderr: Option<thread::JoinHandle<String>>,
     dir: tempfile::TempDir,
+}
+
+/// A test that panics must not leave its daemon running (it would hold the root-test lock and
+/// keep its programs attached): kill it on drop unless it has already exited.
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 /// Everything the monitor printed.
@@ -109,7 +120,7 @@ impl Monitor {
             let _ = stderr.read_to_string(&mut s);
             s
         });
-        let mut m = Self { child, lines: rx, collected: Vec::new(), stderr, dir };
+        let mut m = Self { child, lines: rx, collected: Vec::new(), stderr: Some(stderr), dir };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -129,15 +140,15 @@ impl Monitor {
         m
     }
 
-    fn stderr_log(self) -> String {
-        self.stderr.join().unwrap_or_default()
+    fn stderr_log(mut self) -> String {
+        self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default()
     }
 
     /// Kills the daemon with SIGKILL (no shutdown at all) and returns its directory.
     pub fn kill9(mut self) -> tempfile::TempDir {
         kill(self.pid(), Signal::SIGKILL).unwrap();
         let _ = self.child.wait();
-        self.dir
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
     }
 
     /// The directory with the journal (`journal.db`) and the config (`monitor.toml`).
