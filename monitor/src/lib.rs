@@ -14,11 +14,13 @@
 //! - [`identity`]   /proc lookups.
 //! - [`daemon`]   the run loop and shutdown.
 //! - [`settings`]   configuration.
+//! - [`escape`]   escaping of foreign text (names, command lines) for each output format.
 #![warn(missing_docs)]
 
 pub mod clock;
 pub mod daemon;
 pub mod enrich;
+pub mod escape;
 pub mod identity;
 pub mod journal;
 pub mod privileges;

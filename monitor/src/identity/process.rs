@@ -4,6 +4,8 @@
 
 use std::{
     collections::{HashMap, VecDeque},
+    io::Read as _,
+    os::unix::ffi::OsStrExt as _,
     sync::Arc,
 };
 
@@ -14,12 +16,15 @@ use super::{
     app::{App, AppSource},
     rules::{AppRules, Subject},
 };
-use crate::{clock::Clock, tracker::record::Owner};
+use crate::{clock::Clock, escape, tracker::record::Owner};
 
 /// Processes kept in the cache; the oldest are dropped beyond this.
 pub const MAX_PROCESSES: usize = 65_536;
 /// Entries kept per pid (successive processes that reused it).
 const PER_PID: usize = 4;
+/// Bytes of `/proc/<pid>/cmdline` read at most; a longer command line is cut and ends in
+/// ` # truncated` (a bash comment, so it reads as no argument).
+const MAX_CMDLINE: usize = 16 * 1024;
 
 #[derive(Debug, Clone)]
 struct Cached {
@@ -130,8 +135,8 @@ impl Identities {
         if created_ns != 0 && start_ns > created_ns.saturating_add(self.tick_ns) {
             return None; // a newer process reusing the pid
         }
-        let exe = p.exe().ok().map(|e| e.to_string_lossy().into_owned());
-        let cmdline = p.cmdline().ok().filter(|c| !c.is_empty()).map(|c| c.join(" "));
+        let exe = p.exe().ok().map(|e| escape::utf8_or_hex(e.as_os_str().as_bytes()).into_owned());
+        let cmdline = cmdline(&p);
         let uid = p.status().map(|s| s.ruid).unwrap_or_default();
         let cgroups = p.cgroups().ok();
         let cgroup = cgroups.as_ref().and_then(|list| {
@@ -205,6 +210,24 @@ impl Identities {
             source: AppSource::Kernel,
         }
     }
+}
+
+/// The command line of `p`, its arguments quoted for bash ([`escape::shell_words`]: lossless,
+/// also for arguments that are not UTF-8); `None` when unreadable or empty (kernel threads,
+/// zombies). Trailing empty arguments are dropped: a process that rewrote its title
+/// (setproctitle) pads the rest of its argument area with NULs.
+fn cmdline(p: &Process) -> Option<String> {
+    let mut raw = Vec::new();
+    let limit = u64::try_from(MAX_CMDLINE + 1).unwrap_or(u64::MAX);
+    p.open_relative("cmdline").ok()?.take(limit).read_to_end(&mut raw).ok()?;
+    let truncated = raw.len() > MAX_CMDLINE;
+    raw.truncate(MAX_CMDLINE);
+    let end = raw.iter().rposition(|b| *b != 0)? + 1;
+    let mut line = escape::shell_words(raw[..end].split(|b| *b == 0));
+    if truncated {
+        line.push_str(" # truncated");
+    }
+    Some(line)
 }
 
 #[cfg(test)]
