@@ -270,6 +270,32 @@ mod tests {
     }
 
     #[test]
+    fn non_utf8_arguments_keep_the_command_line_and_its_argument_boundaries() {
+        use std::{ffi::OsStr, os::unix::ffi::OsStrExt as _, process::Command};
+        let args: [&[u8]; 6] = [b"-c", b"sleep 30; :", b"x\xff\x1b]0;t\x07", b"a b", b"", b"end"];
+        let mut child = Command::new("sh").args(args.map(OsStr::from_bytes)).spawn().unwrap();
+        let p = Process::new(i32::try_from(child.id()).unwrap()).unwrap();
+        // The spawn returns when exec is past its point of no return, before the kernel has set up
+        // the new arguments: until then the command line reads empty.
+        let mut line = None;
+        for _ in 0..200 {
+            line = cmdline(&p);
+            if line.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let line = line.expect("a command line, although one argument is not UTF-8");
+        assert_eq!(line, r"sh -c $'sleep 30; :' $'x\xFF\e]0;t\a' $'a b' '' end");
+        // bash reads it back as the same arguments.
+        let out = Command::new("bash").arg("-c").arg(format!("printf '%s\\0' {line}")).output().unwrap();
+        let expected: Vec<u8> = [b"sh".as_slice()].iter().chain(&args).flat_map(|a| a.iter().copied().chain([0])).collect();
+        assert_eq!(out.stdout, expected);
+    }
+
+    #[test]
     fn socket_older_than_the_process_holding_its_pid_falls_back_to_kernel_data() {
         let clock = Clock::now();
         let rules = AppRules::compile(&[AppRule { name: "grouped".into(), uid: vec![4242], ..AppRule::default() }]).unwrap();
