@@ -170,7 +170,8 @@ fn rendered_text<'a>(node: &'a comrak::nodes::AstNode<'a>, allowed_blocks: &[&st
             NodeValue::Escaped => {}
             NodeValue::Document | NodeValue::Paragraph => {}
             NodeValue::Heading(_) if allowed_blocks.contains(&"heading") => {}
-            NodeValue::Table(_) | NodeValue::TableRow(_) | NodeValue::TableCell if allowed_blocks.contains(&"table") => {}
+            NodeValue::Table(_) | NodeValue::TableRow(_) | NodeValue::TableCell
+                if allowed_blocks.contains(&"table") => {}
             NodeValue::List(_) | NodeValue::Item(_) if allowed_blocks.contains(&"list") => {}
             other => panic!("foreign text formed {other:?}"),
         }

@@ -291,7 +291,8 @@ mod tests {
         assert_eq!(line, r"sh -c $'sleep 30; :' $'x\xFF\e]0;t\a' $'a b' '' end");
         // bash reads it back as the same arguments.
         let out = Command::new("bash").arg("-c").arg(format!("printf '%s\\0' {line}")).output().unwrap();
-        let expected: Vec<u8> = [b"sh".as_slice()].iter().chain(&args).flat_map(|a| a.iter().copied().chain([0])).collect();
+        let expected: Vec<u8> =
+            [b"sh".as_slice()].iter().chain(&args).flat_map(|a| a.iter().copied().chain([0])).collect();
         assert_eq!(out.stdout, expected);
     }
 

@@ -96,10 +96,11 @@ fn markdown_report_forms_no_tag_link_line_or_cell_from_hostile_names() {
         let doc = parse_document(&arena, &md, &gfm());
         for n in doc.descendants() {
             let value = &n.data().value;
-            assert!(
-                !matches!(value, NodeValue::HtmlInline(_) | NodeValue::HtmlBlock(_) | NodeValue::Link(_) | NodeValue::Image(_)),
-                "{value:?} formed in\n{md}"
+            let formed = matches!(
+                value,
+                NodeValue::HtmlInline(_) | NodeValue::HtmlBlock(_) | NodeValue::Link(_) | NodeValue::Image(_)
             );
+            assert!(!formed, "{value:?} formed in\n{md}");
         }
         let headings: Vec<String> = doc
             .descendants()
@@ -172,7 +173,8 @@ fn json_report_keeps_names_exact_with_every_control_escaped() {
         assert!(out.contains(r"\u001b]0;pwned\u0007evil|app\n## injected"), "{out}");
         assert!(out.contains(r"\u202efdp.exe"), "{out}");
         let v: serde_json::Value = serde_json::from_str(&out).expect("json");
-        let names: Vec<&str> = v["apps"].as_array().expect("apps").iter().map(|a| a["app"].as_str().expect("app")).collect();
+        let apps = v["apps"].as_array().expect("apps");
+        let names: Vec<&str> = apps.iter().map(|a| a["app"].as_str().expect("app")).collect();
         assert!(names.contains(&EVIL), "names are exact in JSON: {names:?}");
         if app.is_some() {
             assert_eq!(v["app_filter"], EVIL);
