@@ -19,6 +19,9 @@
 //! - [`csv_cell`]: [`terminal`] first, then the OWASP rule against formula injection: a cell
 //!   starting with `=`, `+`, `-`, `@`, tab or carriage return (or their full-width forms) gets a
 //!   leading `'`. Quoting is left to the `csv` crate.
+//! - [`html`] (for an HTML renderer): [`terminal`] first, then `&`, `<`, `>`, `"` and `'` as
+//!   character references; safe in element content and in quoted attribute values (not in URLs,
+//!   scripts or styles).
 //! - [`json`]: serde_json escapes C0 controls, `"` and `\`; its [`json::SafeFormatter`]
 //!   also writes every other [`is_invisible`] character as `\uNNNN`. The JSON value is unchanged.
 //! - [`utf8_or_hex`]: paths that are not UTF-8 (`/proc/<pid>/exe`) with `\xNN` for each
@@ -57,6 +60,25 @@ pub fn is_invisible(c: char) -> bool {
 /// Characters that make a spreadsheet read a CSV cell as a formula when they come first
 /// (OWASP "CSV Injection"), plus the full-width forms some spreadsheets map to them.
 const FORMULA_PREFIXES: [char; 10] = ['=', '+', '-', '@', '\t', '\r', '＝', '＋', '－', '＠'];
+
+/// `s` for HTML text or a quoted attribute value: [`terminal`] escaping, then `&`, `<`, `>`,
+/// `"`, `'` as character references. Not for URLs, `<script>` or `<style>` content.
+#[must_use]
+pub fn html(s: &str) -> String {
+    let t = terminal(s);
+    let mut out = String::with_capacity(t.len() + t.len() / 8);
+    for c in t.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
 
 /// `s` as one CSV cell: [`terminal`] escaping, then a `'` before a formula prefix.
 #[must_use]

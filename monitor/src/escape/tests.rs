@@ -126,6 +126,12 @@ fn csv_cells_get_the_owasp_quote() {
 }
 
 #[test]
+fn html_examples() {
+    assert_eq!(html("<a href=\"x\">'&'</a>\x1b\u{202e}"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;\\x1b\\u{202e}");
+    assert_eq!(html("firefox"), "firefox");
+}
+
+#[test]
 fn json_escapes_every_control_and_invisible_char() {
     let s = "\x1b]0;x\x07\n\u{7f}\u{85}\u{202e}\u{2028}\u{e0041}ok";
     let mut out = Vec::new();
@@ -288,6 +294,16 @@ proptest! {
         prop_assert!(!cell.starts_with(FORMULA_PREFIXES), "{:?}", cell);
         let body = cell.strip_prefix('\'').filter(|_| terminal(&s).starts_with(FORMULA_PREFIXES));
         prop_assert_eq!(body.unwrap_or(&cell), terminal(&s));
+    }
+
+    #[test]
+    fn html_has_no_markup_and_reads_back_as_the_terminal_form(s in hostile()) {
+        let h = html(&s);
+        assert_terminal_safe(&h);
+        prop_assert!(!h.contains(['<', '>', '"', '\'']), "{:?}", h);
+        let back = h.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&#39;", "'");
+        prop_assert!(back.matches('&').count() == back.matches("&amp;").count(), "bare & in {:?}", h);
+        prop_assert_eq!(back.replace("&amp;", "&"), terminal(&s));
     }
 
     #[test]
