@@ -137,7 +137,7 @@ impl Identities {
         }
         let exe = p.exe().ok().map(|e| escape::utf8_or_hex(e.as_os_str().as_bytes()).into_owned());
         let cmdline = cmdline(&p);
-        let uid = p.status().map(|s| s.ruid).unwrap_or_default();
+        let uid = real_uid(&p)?;
         let cgroups = p.cgroups().ok();
         let cgroup = cgroups.as_ref().and_then(|list| {
             let all = &list.0;
@@ -210,6 +210,17 @@ impl Identities {
             source: AppSource::Kernel,
         }
     }
+}
+
+/// The real uid of `p`, from the `Uid:` line of `/proc/<pid>/status` read as bytes: procfs'
+/// `status()` fails on a process name that is not UTF-8 (the kernel writes such bytes raw; it
+/// escapes newlines, so the name cannot forge a line).
+fn real_uid(p: &Process) -> Option<u32> {
+    let mut raw = Vec::new();
+    p.open_relative("status").ok()?.take(64 * 1024).read_to_end(&mut raw).ok()?;
+    let fields = raw.split(|b| *b == b'\n').find_map(|line| line.strip_prefix(b"Uid:"))?;
+    let ruid = fields.split(u8::is_ascii_whitespace).find(|f| !f.is_empty())?;
+    std::str::from_utf8(ruid).ok()?.parse().ok()
 }
 
 /// The command line of `p`, its arguments quoted for bash ([`escape::shell_words`]: lossless,
@@ -294,6 +305,49 @@ mod tests {
         let expected: Vec<u8> =
             [b"sh".as_slice()].iter().chain(&args).flat_map(|a| a.iter().copied().chain([0])).collect();
         assert_eq!(out.stdout, expected);
+    }
+
+    #[test]
+    fn process_with_a_non_utf8_name_keeps_its_uid_exe_and_command_line() {
+        use std::{
+            ffi::OsStr,
+            fs,
+            os::unix::{ffi::OsStrExt as _, fs::PermissionsExt as _, process::CommandExt as _},
+            process::Command,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let exe = dir.path().join(OsStr::from_bytes(b"sl\xffp"));
+        fs::copy("/bin/sleep", &exe).unwrap();
+        let mut command = Command::new(&exe);
+        command.arg("30");
+        // As root (CI), run it as another user, so a fallback to uid 0 cannot pass.
+        let uid = if nix::unistd::geteuid().is_root() { 4242 } else { nix::unistd::getuid().as_raw() };
+        if nix::unistd::geteuid().is_root() {
+            command.uid(uid);
+        }
+        let mut child = command.spawn().unwrap();
+        let pid = child.id();
+        assert!(Process::new(i32::try_from(pid).unwrap()).unwrap().status().is_err(), "procfs cannot read its status");
+        let clock = Clock::now();
+        let mut ids = Identities::new(AppRules::default(), clock);
+        let mut app = ids.app_for(&owner(pid), clock.wall(Clock::boot_ns()));
+        for _ in 0..200 {
+            if app.cmdline.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10)); // exec still setting up
+            ids = Identities::new(AppRules::default(), clock);
+            app = ids.app_for(&owner(pid), clock.wall(Clock::boot_ns()));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(app.source, AppSource::Proc);
+        assert_eq!(app.uid, uid);
+        assert_eq!(app.name, "sl\\xffp");
+        let dir = dir.path().to_str().unwrap();
+        assert_eq!(app.exe.as_deref(), Some(format!("{dir}/sl\\xffp").as_str()));
+        assert_eq!(app.cmdline.as_deref(), Some(format!("$'{dir}/sl\\xFFp' 30").as_str()));
     }
 
     #[test]
