@@ -16,11 +16,13 @@
 //! - [`settings`]   configuration.
 //! - [`stats`]   completeness counters shared by the stages and the journal (a leaf).
 //! - [`week`]   ISO week bounds in a time zone, for reports and rollups alike (a leaf).
+//! - [`escape`]   escaping of foreign text (names, command lines) for each output format.
 #![warn(missing_docs)]
 
 pub mod clock;
 pub mod daemon;
 pub mod enrich;
+pub mod escape;
 pub mod identity;
 pub mod journal;
 pub mod privileges;

@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use log::{error, info, warn};
 use monitor::{
     daemon::{self, OUTPUT_QUEUE, Output},
+    escape::{self, Terminal},
     privileges,
     settings::{OutputFormat, RawConfig, Settings},
     daemon::FlowOutput,
@@ -104,7 +105,7 @@ async fn print(mut rx: mpsc::Receiver<Output>, format: OutputFormat) {
                     continue;
                 }
                 line.clear();
-                if let Err(e) = serde_json::to_writer(&mut line, &output) {
+                if let Err(e) = escape::json::to_writer(&mut line, &output) {
                     warn!("cannot encode output: {e}");
                     continue;
                 }
@@ -149,6 +150,8 @@ fn log_line(output: &Output) {
     }
 }
 
+/// One log line per flow record; names from the process are escaped ([`Terminal`]): one line,
+/// no terminal control sequences.
 fn describe(f: &FlowOutput) -> String {
     let r = &f.record;
     let addr = |a: Option<std::net::SocketAddr>| a.map_or_else(|| "?".to_owned(), |a| a.to_string());
@@ -160,9 +163,9 @@ fn describe(f: &FlowOutput) -> String {
         name(&r.direction),
         addr(r.local),
         addr(r.remote),
-        f.app.name,
+        Terminal(&f.app.name),
         r.owner.tgid,
-        r.owner.comm,
+        Terminal(&r.owner.comm),
         r.owner.uid,
         r.payload.tx_bytes,
         r.payload.rx_bytes,
@@ -172,3 +175,6 @@ fn describe(f: &FlowOutput) -> String {
         r.wire.rx_packets,
     )
 }
+
+#[cfg(test)]
+mod tests;

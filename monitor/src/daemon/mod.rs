@@ -294,7 +294,8 @@ fn lookup_owners(tracker: &mut Tracker, results: &mpsc::Sender<(u64, Owner)>) {
         for q in queries {
             match identity::find_socket_owner(&q.event) {
                 Some(owner) => {
-                    debug!("owner from /proc cookie={} tgid={} comm={}", q.cookie, owner.tgid, owner.comm);
+                    let comm = crate::escape::Terminal(&owner.comm);
+                    debug!("owner from /proc cookie={} tgid={} comm={comm}", q.cookie, owner.tgid);
                     let _ = results.blocking_send((q.cookie, owner));
                 }
                 None => debug!("no owner found in /proc cookie={} tuple={:?}", q.cookie, q.event.tuple),

@@ -19,7 +19,8 @@ pub struct App {
     pub name: String,
     /// Executable path (`/proc/<pid>/exe`).
     pub exe: Option<String>,
-    /// Command line, arguments joined by spaces.
+    /// Command line: arguments quoted for bash and joined by spaces (lossless, see
+    /// [`crate::escape::shell_words`]).
     pub cmdline: Option<String>,
     /// Process id and its start time (clock ticks since boot): together unique across pid reuse.
     pub pid: u32,

@@ -4,6 +4,8 @@
 
 use std::{
     collections::{HashMap, VecDeque},
+    io::Read as _,
+    os::unix::ffi::OsStrExt as _,
     sync::Arc,
 };
 
@@ -14,12 +16,15 @@ use super::{
     app::{App, AppSource},
     rules::{AppRules, Subject},
 };
-use crate::{clock::Clock, tracker::record::Owner};
+use crate::{clock::Clock, escape, tracker::record::Owner};
 
 /// Processes kept in the cache; the oldest are dropped beyond this.
 pub const MAX_PROCESSES: usize = 65_536;
 /// Entries kept per pid (successive processes that reused it).
 const PER_PID: usize = 4;
+/// Bytes of `/proc/<pid>/cmdline` read at most; a longer command line is cut and ends in
+/// ` # truncated` (a bash comment, so it reads as no argument).
+const MAX_CMDLINE: usize = 16 * 1024;
 
 #[derive(Debug, Clone)]
 struct Cached {
@@ -130,9 +135,9 @@ impl Identities {
         if created_ns != 0 && start_ns > created_ns.saturating_add(self.tick_ns) {
             return None; // a newer process reusing the pid
         }
-        let exe = p.exe().ok().map(|e| e.to_string_lossy().into_owned());
-        let cmdline = p.cmdline().ok().filter(|c| !c.is_empty()).map(|c| c.join(" "));
-        let uid = p.status().map(|s| s.ruid).unwrap_or_default();
+        let exe = p.exe().ok().map(|e| escape::utf8_or_hex(e.as_os_str().as_bytes()).into_owned());
+        let cmdline = cmdline(&p);
+        let uid = real_uid(&p)?;
         let cgroups = p.cgroups().ok();
         let cgroup = cgroups.as_ref().and_then(|list| {
             let all = &list.0;
@@ -207,6 +212,35 @@ impl Identities {
     }
 }
 
+/// The real uid of `p`, from the `Uid:` line of `/proc/<pid>/status` read as bytes: procfs'
+/// `status()` fails on a process name that is not UTF-8 (the kernel writes such bytes raw; it
+/// escapes newlines, so the name cannot forge a line).
+fn real_uid(p: &Process) -> Option<u32> {
+    let mut raw = Vec::new();
+    p.open_relative("status").ok()?.take(64 * 1024).read_to_end(&mut raw).ok()?;
+    let fields = raw.split(|b| *b == b'\n').find_map(|line| line.strip_prefix(b"Uid:"))?;
+    let ruid = fields.split(u8::is_ascii_whitespace).find(|f| !f.is_empty())?;
+    std::str::from_utf8(ruid).ok()?.parse().ok()
+}
+
+/// The command line of `p`, its arguments quoted for bash ([`escape::shell_words`]: lossless,
+/// also for arguments that are not UTF-8); `None` when unreadable or empty (kernel threads,
+/// zombies). Trailing empty arguments are dropped: a process that rewrote its title
+/// (setproctitle) pads the rest of its argument area with NULs.
+fn cmdline(p: &Process) -> Option<String> {
+    let mut raw = Vec::new();
+    let limit = u64::try_from(MAX_CMDLINE + 1).unwrap_or(u64::MAX);
+    p.open_relative("cmdline").ok()?.take(limit).read_to_end(&mut raw).ok()?;
+    let truncated = raw.len() > MAX_CMDLINE;
+    raw.truncate(MAX_CMDLINE);
+    let end = raw.iter().rposition(|b| *b != 0)? + 1;
+    let mut line = escape::shell_words(raw[..end].split(|b| *b == 0));
+    if truncated {
+        line.push_str(" # truncated");
+    }
+    Some(line)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,6 +278,76 @@ mod tests {
         assert_eq!(app.name, exe.file_name().unwrap().to_str().unwrap());
         assert!(app.start_time > 0);
         assert!(app.cmdline.is_some());
+    }
+
+    #[test]
+    fn non_utf8_arguments_keep_the_command_line_and_its_argument_boundaries() {
+        use std::{ffi::OsStr, os::unix::ffi::OsStrExt as _, process::Command};
+        let args: [&[u8]; 6] = [b"-c", b"sleep 30; :", b"x\xff\x1b]0;t\x07", b"a b", b"", b"end"];
+        let mut child = Command::new("sh").args(args.map(OsStr::from_bytes)).spawn().unwrap();
+        let p = Process::new(i32::try_from(child.id()).unwrap()).unwrap();
+        // The spawn returns when exec is past its point of no return, before the kernel has set up
+        // the new arguments: until then the command line reads empty.
+        let mut line = None;
+        for _ in 0..200 {
+            line = cmdline(&p);
+            if line.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let line = line.expect("a command line, although one argument is not UTF-8");
+        assert_eq!(line, r"sh -c $'sleep 30; :' $'x\xFF\e]0;t\a' $'a b' '' end");
+        // bash reads it back as the same arguments.
+        let out = Command::new("bash").arg("-c").arg(format!("printf '%s\\0' {line}")).output().unwrap();
+        let expected: Vec<u8> =
+            [b"sh".as_slice()].iter().chain(&args).flat_map(|a| a.iter().copied().chain([0])).collect();
+        assert_eq!(out.stdout, expected);
+    }
+
+    #[test]
+    fn process_with_a_non_utf8_name_keeps_its_uid_exe_and_command_line() {
+        use std::{
+            ffi::OsStr,
+            fs,
+            os::unix::{ffi::OsStrExt as _, fs::PermissionsExt as _, process::CommandExt as _},
+            process::Command,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let exe = dir.path().join(OsStr::from_bytes(b"sl\xffp"));
+        fs::copy("/bin/sleep", &exe).unwrap();
+        let mut command = Command::new(&exe);
+        command.arg("30");
+        // As root (CI), run it as another user, so a fallback to uid 0 cannot pass.
+        let uid = if nix::unistd::geteuid().is_root() { 4242 } else { nix::unistd::getuid().as_raw() };
+        if nix::unistd::geteuid().is_root() {
+            command.uid(uid);
+        }
+        let mut child = command.spawn().unwrap();
+        let pid = child.id();
+        assert!(Process::new(i32::try_from(pid).unwrap()).unwrap().status().is_err(), "procfs cannot read its status");
+        let clock = Clock::now();
+        let mut ids = Identities::new(AppRules::default(), clock);
+        let mut app = ids.app_for(&owner(pid), clock.wall(Clock::boot_ns()));
+        for _ in 0..200 {
+            if app.cmdline.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10)); // exec still setting up
+            ids = Identities::new(AppRules::default(), clock);
+            app = ids.app_for(&owner(pid), clock.wall(Clock::boot_ns()));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(app.source, AppSource::Proc);
+        assert_eq!(app.uid, uid);
+        assert_eq!(app.name, "sl\\xffp");
+        let dir = dir.path().to_str().unwrap();
+        assert_eq!(app.exe.as_deref(), Some(format!("{dir}/sl\\xffp").as_str()));
+        assert_eq!(app.cmdline.as_deref(), Some(format!("$'{dir}/sl\\xFFp' 30").as_str()));
     }
 
     #[test]

@@ -1,9 +1,14 @@
 //! CSV rendering: `#` comment lines (period, completeness, databases, attribution), then one
-//! header and one row per figure. Columns are described in `SCHEMA.md`.
+//! header and one row per figure. Columns are described in `SCHEMA.md`. Text cells go through
+//! [`escape::csv_cell`] (visible control characters, no formula prefix); foreign text in comment
+//! lines through [`escape::terminal`], so each comment stays one line.
 
 use std::io::Write;
 
-use crate::report::{Error, Report, Share};
+use crate::{
+    escape::{self, Terminal},
+    report::{Error, Report, Share},
+};
 
 const HEADER: [&str; 19] = [
     "section",
@@ -52,6 +57,54 @@ struct Row {
     new: String,
 }
 
+impl Row {
+    /// The row with its text cells escaped ([`escape::csv_cell`]); numbers are left alone.
+    fn escaped(self) -> Self {
+        let Self {
+            section,
+            app,
+            key,
+            kind,
+            country,
+            asn,
+            as_org,
+            scope,
+            ip,
+            port,
+            protocol,
+            payload_tx,
+            payload_rx,
+            payload,
+            wire_tx,
+            wire_rx,
+            flows,
+            share_pct,
+            new,
+        } = self;
+        let e = |s: String| escape::csv_cell(&s);
+        Self {
+            section,
+            app: e(app),
+            key: e(key),
+            kind: e(kind),
+            country: e(country),
+            asn,
+            as_org: e(as_org),
+            scope: e(scope),
+            ip: e(ip),
+            port,
+            protocol: e(protocol),
+            payload_tx,
+            payload_rx,
+            payload,
+            wire_tx,
+            wire_rx,
+            flows,
+            share_pct,
+            new,
+        }
+    }
+}
 
 fn share_row(section: &'static str, app: &str, s: &Share) -> Row {
     let kind = s.kind.name().to_string();
@@ -83,7 +136,7 @@ pub(super) fn write(r: &Report, out: &mut impl Write) -> Result<(), Error> {
     writeln!(out, "# period: {} ({} to {}, {})", p.label, p.since_local, p.until_local, p.time_zone).map_err(io)?;
     writeln!(out, "# compared_with: {}", r.previous_period.label).map_err(io)?;
     if let Some(app) = &r.app_filter {
-        writeln!(out, "# app_filter: {app}").map_err(io)?;
+        writeln!(out, "# app_filter: {}", Terminal(app)).map_err(io)?;
     }
     for note in &r.completeness.notes {
         writeln!(out, "# completeness: {note}").map_err(io)?;
@@ -92,7 +145,11 @@ pub(super) fn write(r: &Report, out: &mut impl Write) -> Result<(), Error> {
         writeln!(
             out,
             "# database: {} {} built {} ({} days old), {} payload bytes answered",
-            db.role, db.database_type, db.build_date, db.age_days, db.payload_bytes
+            db.role,
+            Terminal(&db.database_type),
+            db.build_date,
+            db.age_days,
+            db.payload_bytes
         )
         .map_err(io)?;
     }
@@ -165,7 +222,7 @@ pub(super) fn write(r: &Report, out: &mut impl Write) -> Result<(), Error> {
             ..Row::default()
         }));
         for row in rows {
-            w.serialize(row).map_err(Error::Csv)?;
+            w.serialize(row.escaped()).map_err(Error::Csv)?;
         }
     }
     w.flush().map_err(io)

@@ -7,6 +7,9 @@ use crate::report::{
     fmt::{bytes, grouped, pct},
 };
 
+/// Escapes foreign text (app names, the app filter, database strings) for the output format.
+pub(super) type Escape = fn(&str) -> String;
+
 /// A piece of a document.
 pub(super) enum Block {
     /// Heading of level 1–3.
@@ -28,9 +31,9 @@ fn table(headers: &[(&'static str, bool)], rows: Vec<Vec<String>>) -> Block {
 }
 
 /// How a breakdown key reads in a document.
-fn destination(s: &Share) -> String {
+fn destination(s: &Share, esc: Escape) -> String {
     match (s.kind, s.key.as_str()) {
-        (ShareKind::Country | ShareKind::Asn, key) => key.to_string(),
+        (ShareKind::Country | ShareKind::Asn, key) => esc(key),
         (ShareKind::Unknown, _) => "unknown (public address)".into(),
         (ShareKind::Scope, "none") => "no remote address".into(),
         (ShareKind::Scope, "unenriched") => "not looked up".into(),
@@ -43,12 +46,12 @@ fn endpoint(e: &Endpoint) -> String {
     e.port.map_or_else(|| format!("{} (inbound)", e.ip), |p| format!("{ip}:{p}"))
 }
 
-fn opt<T: ToString>(v: Option<&T>) -> String {
-    v.map_or_else(|| "-".into(), ToString::to_string)
+fn opt(v: Option<&String>, esc: Escape) -> String {
+    v.map_or_else(|| "-".into(), |s| esc(s))
 }
 
-/// Builds the document of `r`.
-pub(super) fn document(r: &Report) -> Vec<Block> {
+/// Builds the document of `r`; `esc` escapes every string that did not come from the monitor.
+pub(super) fn document(r: &Report, esc: Escape) -> Vec<Block> {
     let p = &r.period;
     let mut d = vec![Block::Heading(1, format!("Residency report {}", p.label))];
     let mut intro = format!(
@@ -60,7 +63,7 @@ pub(super) fn document(r: &Report) -> Vec<Block> {
         r.previous_period.label
     );
     if let Some(app) = &r.app_filter {
-        let _ = write!(intro, " Only app {app}.");
+        let _ = write!(intro, " Only app {}.", esc(app));
     }
     if let Some(t) = r.generated_at {
         let _ = write!(intro, " Generated at {t}.");
@@ -85,7 +88,7 @@ pub(super) fn document(r: &Report) -> Vec<Block> {
         .map(|a| {
             let t = &a.traffic;
             vec![
-                a.app.clone(),
+                esc(&a.app),
                 bytes(t.payload_tx),
                 bytes(t.payload_rx),
                 bytes(t.wire_tx),
@@ -106,7 +109,7 @@ pub(super) fn document(r: &Report) -> Vec<Block> {
     ]);
     d.push(table(&cols, rows));
     for a in &r.apps {
-        app(&mut d, a);
+        app(&mut d, a, esc);
     }
     d.push(Block::Heading(2, "Completeness".into()));
     d.push(Block::List(r.completeness.notes.clone()));
@@ -128,11 +131,11 @@ pub(super) fn document(r: &Report) -> Vec<Block> {
             .map(|db| {
                 vec![
                     db.role.clone(),
-                    db.database_type.clone(),
+                    esc(&db.database_type),
                     db.build_date.clone(),
                     db.age_days.to_string(),
                     bytes(db.payload_bytes),
-                    db.path.clone().unwrap_or_else(|| "-".into()),
+                    opt(db.path.as_ref(), esc),
                 ]
             })
             .collect();
@@ -148,12 +151,12 @@ pub(super) fn document(r: &Report) -> Vec<Block> {
     d
 }
 
-fn app(d: &mut Vec<Block>, a: &AppReport) {
+fn app(d: &mut Vec<Block>, a: &AppReport, esc: Escape) {
     let t = &a.traffic;
-    d.push(Block::Heading(2, format!("App {}", a.app)));
+    let name = esc(&a.app);
+    d.push(Block::Heading(2, format!("App {name}")));
     d.push(Block::Para(format!(
-        "{} sent {} and received {} of payload ({} / {} on the wire) in {} flows ({} incomplete).",
-        a.app,
+        "{name} sent {} and received {} of payload ({} / {} on the wire) in {} flows ({} incomplete).",
         bytes(t.payload_tx),
         bytes(t.payload_rx),
         bytes(t.wire_tx),
@@ -165,9 +168,9 @@ fn app(d: &mut Vec<Block>, a: &AppReport) {
         shares
             .iter()
             .map(|s| {
-                let mut row = vec![destination(s)];
+                let mut row = vec![destination(s, esc)];
                 if with_org {
-                    row.push(s.as_org.clone().unwrap_or_else(|| "-".into()));
+                    row.push(opt(s.as_org.as_ref(), esc));
                 }
                 let t = &s.traffic;
                 row.extend([
@@ -224,12 +227,13 @@ fn app(d: &mut Vec<Block>, a: &AppReport) {
                     endpoint(e),
                     e.protocol.clone(),
                     e.country
-                        .clone()
+                        .as_deref()
+                        .map(esc)
                         .or_else(|| e.scope.clone().filter(|s| s != "public"))
                         .unwrap_or_else(|| "-".into()),
                     e.asn.map_or_else(
                         || "-".into(),
-                        |n| format!("AS{n} {}", e.as_org.clone().unwrap_or_default()).trim().to_string(),
+                        |n| format!("AS{n} {}", e.as_org.as_deref().map(esc).unwrap_or_default()).trim_end().into(),
                     ),
                     bytes(e.payload_tx),
                     bytes(e.payload_rx),
@@ -245,14 +249,14 @@ fn app(d: &mut Vec<Block>, a: &AppReport) {
     let n = &a.new_destinations;
     d.push(Block::Heading(3, format!("New since {}", n.compared_with)));
     let list = |v: Vec<String>| if v.is_empty() { "none".to_string() } else { v.join(", ") };
-    let asns = n.asns.iter().map(|x| format!("AS{} ({})", x.asn, opt(x.as_org.as_ref()))).collect();
+    let asns = n.asns.iter().map(|x| format!("AS{} ({})", x.asn, opt(x.as_org.as_ref(), esc))).collect();
     let endpoints = if n.endpoints_compared {
         grouped(n.endpoints)
     } else {
         "not compared (older connection records were purged)".into()
     };
     d.push(Block::List(vec![
-        format!("countries: {}", list(n.countries.clone())),
+        format!("countries: {}", list(n.countries.iter().map(|c| esc(c)).collect())),
         format!("networks: {}", list(asns)),
         format!("endpoints: {endpoints}"),
     ]));

@@ -1,12 +1,9 @@
-//! Markdown rendering of a document (GitHub-flavoured tables).
+//! Markdown rendering of a document (GitHub-flavoured tables). Foreign text in the document is
+//! already escaped by [`crate::escape::markdown`]: nothing in it can open a cell, a line or a link.
 
 use std::io::{self, Write};
 
 use super::doc::Block;
-
-fn cell(s: &str) -> String {
-    s.replace('|', "\\|")
-}
 
 /// Writes `doc` as Markdown.
 pub(super) fn write(doc: &[Block], out: &mut impl Write) -> io::Result<()> {
@@ -27,8 +24,7 @@ pub(super) fn write(doc: &[Block], out: &mut impl Write) -> io::Result<()> {
                 let rule: Vec<&str> = numeric.iter().map(|n| if *n { "---:" } else { "---" }).collect();
                 writeln!(out, "| {} |", rule.join(" | "))?;
                 for row in rows {
-                    let cells: Vec<String> = row.iter().map(|c| cell(c)).collect();
-                    writeln!(out, "| {} |", cells.join(" | "))?;
+                    writeln!(out, "| {} |", row.join(" | "))?;
                 }
             }
         }

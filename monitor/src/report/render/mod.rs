@@ -1,5 +1,7 @@
 //! Presenting a [`Report`]: JSON (the data as is), CSV (rows), and a document (headings,
-//! paragraphs, tables) rendered as Markdown or terminal tables.
+//! paragraphs, tables) rendered as Markdown or terminal tables. Every string that did not come
+//! from the monitor (app names, the app filter, database strings) is escaped for the format by
+//! [`crate::escape`]; JSON strings are escaped by its [`SafeFormatter`](crate::escape::json::SafeFormatter).
 
 mod csv;
 mod doc;
@@ -9,6 +11,7 @@ mod text;
 use std::io::Write;
 
 use super::{Error, Format, Report};
+use crate::escape;
 
 impl Report {
     /// Writes the report in `format`. Same report, same bytes.
@@ -19,12 +22,12 @@ impl Report {
         let io = |source| Error::Write { format: format.name(), source };
         match format {
             Format::Json => {
-                serde_json::to_writer_pretty(&mut *out, self).map_err(Error::Json)?;
+                escape::json::to_writer_pretty(&mut *out, self).map_err(Error::Json)?;
                 writeln!(out).map_err(io)
             }
             Format::Csv => csv::write(self, out),
-            Format::Markdown => markdown::write(&doc::document(self), out).map_err(io),
-            Format::Table => text::write(&doc::document(self), out).map_err(io),
+            Format::Markdown => markdown::write(&doc::document(self, escape::markdown), out).map_err(io),
+            Format::Table => text::write(&doc::document(self, escape::terminal), out).map_err(io),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Terminal rendering of a document: underlined headings, comfy-table tables. Independent of the
-//! terminal (no width detection, no colour), so the same report prints the same bytes.
+//! terminal (no width detection, no colour), so the same report prints the same bytes. Foreign
+//! text in the document is already escaped by [`crate::escape::terminal`].
 
 use std::io::{self, Write};
 

@@ -2,6 +2,7 @@
 
 mod export;
 mod figures;
+mod hostile;
 mod rollup;
 
 use std::path::{Path, PathBuf};
