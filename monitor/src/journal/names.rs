@@ -55,6 +55,7 @@ pub(super) fn payload_source(v: PayloadSource) -> &'static str {
         PayloadSource::IpLayer => "ip_layer",
         PayloadSource::TcpCounters => "tcp_counters",
         PayloadSource::WireMinusHeaders => "wire_minus_headers",
+        PayloadSource::Mixed => "mixed",
     }
 }
 
