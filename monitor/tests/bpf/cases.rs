@@ -42,6 +42,7 @@ pub fn all() -> Vec<Case> {
         ("idle_open_flows_are_reported_with_their_bytes_at_shutdown", crate::lifecycle::idle_open_flows_are_reported_with_their_bytes_at_shutdown),
         ("path_splice_receive_8mib_exact", crate::paths::splice_receive),
         ("path_splice_receive_accepted_socket_exact", crate::paths::splice_receive_server),
+        ("path_splice_receive_updates_show_progress", crate::paths::splice_receive_updates),
         ("path_sendfile_send_exact", crate::paths::sendfile_send),
         ("path_vmsplice_splice_send_exact", crate::paths::vmsplice_splice_send),
         ("path_msg_zerocopy_send_exact", crate::paths::msg_zerocopy_send),

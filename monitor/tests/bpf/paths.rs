@@ -93,6 +93,33 @@ pub fn splice_receive() {
     assert!(r.wire.rx_bytes > DOWNLOAD as u64, "wire counts headers too");
 }
 
+/// A slow download read with splice(2): the periodic updates show its progress too (the TCP
+/// counters travel in the kernel's updates), never more than the final total, and their deltas add
+/// up to it.
+pub fn splice_receive_updates() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let server = v4(&pair, 0, 5409);
+    let mut srv = spawn("tcp-trickle-server", &[s(server), s(100_000), s(40), s(100)], Place { netns: Some(&pair.b), ..Place::default() });
+    srv.line();
+    let mon = Monitor::start(&cg.path, "[probe]\nupdate_interval_secs = 1\n");
+    let client = spawn("tcp-splice-client", &[s(server), s(100)], Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None });
+    let line = client.finish().remove(0);
+    srv.finish();
+    let out = mon.stop();
+    out.assert_nothing_lost();
+    let total = 4_000_000u64;
+    assert_eq!(n(&line["rx"]), total);
+    let local = addr(&line["local"]);
+    let mine: Vec<&FlowRecord> = out.records.iter().filter(|r| r.local == Some(local)).collect();
+    let updates: Vec<&&FlowRecord> = mine.iter().filter(|r| r.event == RecordKind::Update && r.payload.rx_bytes > 0).collect();
+    assert!(updates.len() >= 2, "a 4 s download with a 1 s interval shows progress: {mine:#?}");
+    assert!(updates.iter().all(|r| r.payload.rx_bytes < total && r.payload_sources.rx == PayloadSource::TcpCounters), "{updates:#?}");
+    let last = mine.last().unwrap();
+    assert_eq!((last.event, last.payload.rx_bytes, last.payload.tx_bytes), (RecordKind::Close, total, 100), "{last:#?}");
+    assert_eq!(mine.iter().map(|r| r.delta_payload.rx_bytes).sum::<u64>(), total, "deltas add up");
+}
+
 /// The server side: an 8 MiB upload read with splice(2) by an accepted socket (the peer's FIN
 /// arrives in ESTABLISHED, the server closes from CLOSE_WAIT).
 pub fn splice_receive_server() {

@@ -184,6 +184,24 @@ pub fn run(role: &str, args: &[String]) -> bool {
             s.write_all(&pattern(reply)).unwrap();
             report(&s, reply, rx, json!({}));
         }
+        // tcp-trickle-server BIND CHUNK COUNT PAUSE_MS: accepts one connection, reads the request to
+        // the end, then writes a chunk per pause and closes.
+        "tcp-trickle-server" => {
+            name("mon-trickle-srv");
+            let listener = TcpListener::bind(arg(0)).unwrap();
+            let chunk: usize = arg(1).parse().unwrap();
+            let count: usize = arg(2).parse().unwrap();
+            let pause = Duration::from_millis(arg(3).parse().unwrap());
+            say(&json!({"ready": true}));
+            let (mut s, _) = listener.accept().unwrap();
+            let rx = read_to_end(&mut s);
+            let data = pattern(chunk * count);
+            for part in data.chunks(chunk) {
+                s.write_all(part).unwrap();
+                thread::sleep(pause);
+            }
+            report(&s, chunk * count, rx, json!({}));
+        }
         // tcp-sendfile-client SERVER SIZE: sends SIZE bytes from a file with sendfile(2), reads the reply.
         "tcp-sendfile-client" => {
             name("mon-tcp-sendfile");
