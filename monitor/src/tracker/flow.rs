@@ -5,13 +5,15 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use monitor_common::{
     AF_INET6, IPPROTO_TCP,
     event::{
-        Event, EventKind, FLAG_NO_OWNER, FLAG_PASSIVE, FLAG_TCP_COUNTERS, TCP_ALL_ACKED, TCP_FIN_RECEIVED, TcpCounters,
-        Tuple,
+        Event, EventKind, FLAG_NO_OWNER, FLAG_PASSIVE, FLAG_TCP_COUNTERS, TcpCounters, Tuple,
     },
     sock::{ByteCounters, OwnerSource as KernelSource},
 };
 
-use super::record::{Direction, Owner, OwnerSource, Payload, PayloadSource, PayloadSources, Protocol, Wire};
+use super::{
+    record::{Direction, Owner, OwnerSource, Payload, PayloadSource, PayloadSources, Protocol, Wire},
+    tcp::tcp_payload,
+};
 
 /// A flow: one socket, or one peer of an unconnected UDP socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -155,12 +157,12 @@ pub(super) fn kernel_owner(ev: &Event) -> Option<Owner> {
 }
 
 fn add_counters(a: &mut ByteCounters, b: &ByteCounters) {
-    a.wire_tx_bytes += b.wire_tx_bytes;
-    a.wire_tx_packets += b.wire_tx_packets;
-    a.wire_rx_bytes += b.wire_rx_bytes;
-    a.wire_rx_packets += b.wire_rx_packets;
-    a.app_tx_bytes += b.app_tx_bytes;
-    a.app_rx_bytes += b.app_rx_bytes;
+    a.wire_tx_bytes = a.wire_tx_bytes.saturating_add(b.wire_tx_bytes);
+    a.wire_tx_packets = a.wire_tx_packets.saturating_add(b.wire_tx_packets);
+    a.wire_rx_bytes = a.wire_rx_bytes.saturating_add(b.wire_rx_bytes);
+    a.wire_rx_packets = a.wire_rx_packets.saturating_add(b.wire_rx_packets);
+    a.app_tx_bytes = a.app_tx_bytes.saturating_add(b.app_tx_bytes);
+    a.app_rx_bytes = a.app_rx_bytes.saturating_add(b.app_rx_bytes);
 }
 
 fn max_counters(a: &mut ByteCounters, b: &ByteCounters) {
@@ -392,31 +394,5 @@ impl Flow {
                 )
             }
         }
-    }
-}
-
-/// Kernel TCP states (`include/net/tcp_states.h`).
-mod tcp_state {
-    pub(super) const FIN_WAIT2: u32 = 5;
-    pub(super) const TIME_WAIT: u32 = 6;
-    pub(super) const LAST_ACK: u32 = 9;
-    pub(super) const CLOSING: u32 = 11;
-}
-
-/// Payload from the kernel's TCP counters. `bytes_acked` counts the SYN (active side) and an
-/// acknowledged FIN; `bytes_received` counts a received FIN. `base` (counters at `ESTABLISHED`)
-/// removes the handshake exactly; without it (kernels without the payload tracepoints, flow seen
-/// late) the SYN is taken as the only byte before. The FINs come from the kernel's flags: ours is
-/// counted when it was sent (state) and everything sent is acknowledged; the peer's when the
-/// socket saw it (`sock_ops` tracks that exactly).
-pub(super) fn tcp_payload(base: Option<[u64; 2]>, tcp: TcpCounters) -> Payload {
-    use tcp_state::{CLOSING, FIN_WAIT2, LAST_ACK, TIME_WAIT};
-    let [base_acked, base_received] = base.unwrap_or([1, 0]);
-    let fin_sent = matches!(tcp.old_state, FIN_WAIT2 | TIME_WAIT | LAST_ACK | CLOSING);
-    let fin_acked = u64::from(fin_sent && tcp.flags & TCP_ALL_ACKED != 0);
-    let fin_received = u64::from(tcp.flags & TCP_FIN_RECEIVED != 0);
-    Payload {
-        tx_bytes: tcp.bytes_acked.saturating_sub(base_acked + fin_acked),
-        rx_bytes: tcp.bytes_received.saturating_sub(base_received + fin_received),
     }
 }

@@ -20,6 +20,7 @@
 mod flow;
 pub(crate) use flow::ip_of;
 pub mod record;
+mod tcp;
 
 use std::{collections::HashMap, time::Duration};
 
@@ -34,8 +35,8 @@ use crate::clock::Clock;
 
 /// Most peer flows one unconnected UDP socket keeps until its release (see the module header).
 pub const MAX_PEER_FLOWS_PER_SOCKET: usize = 4096;
-/// Most peer flows kept in total (about 300 bytes each).
-pub const MAX_PEER_FLOWS: usize = 65_536;
+/// Most peer flows kept in total (about 400 bytes each with their table entries: 6.5 MiB).
+pub const MAX_PEER_FLOWS: usize = 16_384;
 
 /// Tracker settings.
 #[derive(Debug, Clone, Copy)]

@@ -165,58 +165,6 @@ fn unconnected_udp_peers_are_separate_flows_and_generations_add_up() {
     assert_eq!(t.stats().open_flows, 0);
 }
 
-/// The case: one socket, 9 destinations round robin through 8 slots, 20 datagrams of
-/// 1,200 bytes each; every datagram flushes a slot. One record per peer, exact totals.
-#[test]
-fn round_robin_over_more_peers_than_slots_gives_one_record_per_peer() {
-    const SLOTS: usize = monitor_common::sock::PEER_SLOTS;
-    let mut t = tracker();
-    let peers = 9usize;
-    let mut out = Vec::new();
-    // Simulate the kernel's slot table: round-robin victim, one generation per claim.
-    let mut slots: Vec<Option<(usize, u64, u64)>> = vec![None; SLOTS]; // (peer, generation, bytes)
-    let (mut victim, mut generation) = (0usize, 0u64);
-    let addr = |p: usize| [10, 0, 1, u8::try_from(p).unwrap()];
-    for _round in 0..20 {
-        for p in 0..peers {
-            let index = match slots.iter().position(|s| s.is_some_and(|(q, _, _)| q == p)) {
-                Some(i) => i,
-                None => {
-                    let i = slots.iter().position(Option::is_none).unwrap_or_else(|| {
-                        let i = victim % SLOTS;
-                        victim += 1;
-                        i
-                    });
-                    if let Some((q, g, bytes)) = slots[i] {
-                        let (k, e) = peer_event(EventKind::PeerEvicted, g, addr(q), bytes);
-                        t.handle(k, &e, &mut out);
-                    }
-                    generation += 1;
-                    slots[i] = Some((p, generation, 0));
-                    i
-                }
-            };
-            let slot = slots[index].as_mut().unwrap();
-            slot.2 += 1200;
-            let (k, e) = peer_event(EventKind::PeerUpdate, slot.1, addr(p), slot.2);
-            t.handle(k, &e, &mut out);
-        }
-    }
-    assert!(out.is_empty(), "nothing closes before the socket: {out:#?}");
-    for (q, g, bytes) in slots.iter().flatten() {
-        let (k, e) = peer_event(EventKind::PeerClosed, *g, addr(*q), *bytes);
-        t.handle(k, &e, &mut out);
-    }
-    let (k, e) = udp_release(7);
-    t.handle(k, &e, &mut out);
-    assert_eq!(out.len(), peers, "{out:#?}");
-    for r in &out {
-        assert_eq!((r.event, r.payload.tx_bytes, r.wire.tx_packets), (RecordKind::Close, 24_000, 40), "{r:#?}");
-    }
-    assert!(generation > 150, "the simulation must flush slots ({generation} claims)");
-    assert_eq!((t.stats().open_flows, t.stats().closed_flows, t.stats().split_peer_flows), (0, 9, 0));
-}
-
 #[test]
 fn eviction_does_not_close_a_flow_that_already_has_a_later_generation() {
     let mut t = tracker();
@@ -229,30 +177,6 @@ fn eviction_does_not_close_a_flow_that_already_has_a_later_generation() {
     let out = feed(&mut t, &[peer(EventKind::PeerUpdate, 1, 30), peer(EventKind::PeerClosed, 2, 7), udp_release(7)]);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].payload.tx_bytes, 47, "generation 1 counted once (40), generation 2 (7)");
-}
-
-#[test]
-fn peer_flows_over_the_per_socket_cap_close_at_eviction_and_are_counted() {
-    let mut t = tracker();
-    let cap = super::MAX_PEER_FLOWS_PER_SOCKET;
-    let mut out = Vec::new();
-    let addr = |i: usize| [10, 1 + u8::try_from(i >> 16).unwrap(), (i >> 8) as u8, i as u8];
-    // cap + 10 peers, each claimed and flushed once (generation = index + 1).
-    for i in 0..cap + 10 {
-        let g = u64::try_from(i).unwrap() + 1;
-        let (k, e) = peer_event(EventKind::PeerUpdate, g, addr(i), 100);
-        t.handle(k, &e, &mut out);
-        let (k, e) = peer_event(EventKind::PeerEvicted, g, addr(i), 100);
-        t.handle(k, &e, &mut out);
-    }
-    assert_eq!(out.len(), 10, "peers past the cap are closed at their flush");
-    assert_eq!(t.stats().split_peer_flows, 10);
-    assert_eq!(t.stats().open_flows, u64::try_from(cap).unwrap());
-    let (k, e) = udp_release(7);
-    t.handle(k, &e, &mut out);
-    assert_eq!(out.len(), cap + 10);
-    assert!(out.iter().all(|r| r.payload.tx_bytes == 100 && r.event == RecordKind::Close));
-    assert_eq!(t.stats().open_flows, 0);
 }
 
 #[test]
@@ -353,90 +277,12 @@ fn tcp_counter_fallback_removes_syn_and_fins() {
     assert_eq!(out[0].payload_source, PayloadSource::TcpCounters);
 }
 
-fn established_with_base(acked: u64, received: u64) -> (EventKind, Event) {
-    let mut est = ev(EventKind::Established, 2 * SEC, ByteCounters::default());
-    est.flags = FLAG_TCP_COUNTERS;
-    est.tcp = TcpCounters { bytes_acked: acked, bytes_received: received, old_state: 1, flags: 0 };
-    (EventKind::Established, est)
-}
-
-fn tcp_close(old_state: u32, acked: u64, received: u64, flags: u32, app_tx: u64, app_rx: u64) -> Vec<(EventKind, Event)> {
-    let rel = ev(EventKind::Release, 3 * SEC, counters(10, 10, app_tx, app_rx));
-    let mut close = ev(EventKind::TcpClose, 4 * SEC, counters(10, 10, app_tx, app_rx));
-    close.tcp = TcpCounters { bytes_acked: acked, bytes_received: received, old_state, flags };
-    vec![(EventKind::Release, rel), (EventKind::TcpClose, close)]
-}
-
-/// A download read with splice(2): the syscall tracepoints saw the request, not the 8 MiB.
-#[test]
-fn bytes_that_bypass_the_syscalls_come_from_the_tcp_counters_per_direction() {
-    let mut t = tracker();
-    let mut events = vec![established_with_base(1, 0)];
-    // Active close after reading everything: FIN_WAIT2 -> CLOSE, both FINs exchanged.
-    events.extend(tcp_close(5, 1 + 100 + 1, 8_388_608 + 1, TCP_FIN_RECEIVED | TCP_ALL_ACKED, 100, 0));
-    let out = feed(&mut t, &events);
-    assert_eq!((out[0].payload.tx_bytes, out[0].payload.rx_bytes), (100, 8_388_608));
-    assert_eq!(out[0].payload_sources, PayloadSources { tx: PayloadSource::Syscall, rx: PayloadSource::TcpCounters });
-    assert_eq!(out[0].payload_source, PayloadSource::Mixed);
-}
-
-#[test]
-fn fin_not_received_in_fin_wait2_is_not_subtracted() {
-    let mut t = tracker();
-    let mut events = vec![established_with_base(1, 0)];
-    events.extend(tcp_close(5, 1 + 300 + 1, 700, TCP_ALL_ACKED, 0, 0));
-    let out = feed(&mut t, &events);
-    assert_eq!((out[0].payload.tx_bytes, out[0].payload.rx_bytes), (300, 700));
-    assert_eq!(out[0].payload_source, PayloadSource::TcpCounters);
-}
-
-#[test]
-fn unacknowledged_fin_and_passive_base_are_exact() {
-    let mut t = tracker();
-    // Accepted socket: the SYN-ACK is not in bytes_acked (base 0). Reset in LAST_ACK: FIN unacked.
-    let mut events = vec![established_with_base(0, 0)];
-    events.extend(tcp_close(9, 4000, 51, TCP_FIN_RECEIVED, 10, 10));
-    let out = feed(&mut t, &events);
-    assert_eq!((out[0].payload.tx_bytes, out[0].payload.rx_bytes), (4000, 50));
-}
-
-#[test]
-fn syscall_counts_stay_when_the_tcp_counters_lag_or_the_flow_was_seen_late() {
-    // In flight: bytes_acked lags the bytes written.
-    let mut t = tracker();
-    let mut up = ev(EventKind::Update, 3 * SEC, counters(10, 10, 5000, 0));
-    up.flags = FLAG_TCP_COUNTERS;
-    up.tcp = TcpCounters { bytes_acked: 1 + 3000, bytes_received: 0, old_state: 1, flags: 0 };
-    feed(&mut t, &[established_with_base(1, 0), (EventKind::Update, up)]);
-    let mut out = Vec::new();
-    t.tick(20 * SEC, &mut out);
-    assert_eq!(out[0].payload.tx_bytes, 5000);
-    assert_eq!(out[0].payload_source, PayloadSource::Syscall);
-    // Socket older than the monitor (no handshake seen): lifetime TCP counters never replace the
-    // counts since the monitor started.
-    let mut t = tracker();
-    let out = feed(&mut t, &tcp_close(5, 1 + 90_000 + 1, 70_000, TCP_FIN_RECEIVED | TCP_ALL_ACKED, 10_000, 0));
-    assert_eq!((out[0].payload.tx_bytes, out[0].payload.rx_bytes), (10_000, 0));
-    assert_eq!(out[0].payload_source, PayloadSource::Syscall);
-}
-
-/// kTLS: the process wrote 32,768 bytes of plaintext, the stream carried two TLS 1.2 records.
-#[test]
-fn ktls_records_are_counted_as_the_stream_carried_them() {
-    let mut t = tracker();
-    let mut up = ev(EventKind::Update, 3 * SEC, counters(10, 10, 32_768, 0));
-    up.flags = FLAG_TCP_COUNTERS;
-    up.tcp = TcpCounters { bytes_acked: 1 + 32_768 + 2 * 29, bytes_received: 0, old_state: 1, flags: TCP_ALL_ACKED };
-    feed(&mut t, &[established_with_base(1, 0), (EventKind::Update, up)]);
-    let mut out = Vec::new();
-    t.tick(20 * SEC, &mut out);
-    assert_eq!((out[0].event, out[0].payload.tx_bytes), (RecordKind::Update, 32_826), "updates use the TCP counters too");
-    assert_eq!(out[0].payload_sources.tx, PayloadSource::TcpCounters);
-}
-
 #[test]
 fn flow_state_stays_small() {
     // Held per open socket (100,000 sockets must fit in well under 64 MiB).
     let size = std::mem::size_of::<super::flow::Flow>();
     assert!(size <= 320, "Flow is {size} bytes");
 }
+
+mod payload;
+mod peers;
