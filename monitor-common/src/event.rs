@@ -58,6 +58,9 @@ pub const FLAG_NO_OWNER: u32 = 2;
 /// through the ring buffer. Only counters and the local address are filled.
 pub const FLAG_SNAPSHOT: u32 = 4;
 
+/// [`Event::flags`]: `tcp` holds the socket's TCP counters (`Established`, TCP `Update`).
+pub const FLAG_TCP_COUNTERS: u32 = 8;
+
 /// Addresses and ports of a flow.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -77,7 +80,10 @@ pub struct Tuple {
 }
 const _: () = assert!(core::mem::size_of::<Tuple>() == 40);
 
-/// TCP state at a `TcpClose`, from `struct bpf_sock_ops`.
+/// The kernel's own TCP byte counters: final at `TcpClose` (from `struct bpf_sock_ops`), the
+/// baseline at `Established`, a running value in TCP `Update` events (`bpf_tcp_sock`); valid in
+/// the last two only with [`FLAG_TCP_COUNTERS`]. They count every byte of the stream, whichever
+/// path moved it (splice, zero-copy receive, kTLS records), unlike the syscall tracepoints.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TcpCounters {
@@ -85,11 +91,17 @@ pub struct TcpCounters {
     pub bytes_acked: u64,
     /// `bytes_received` (RFC 4898 `tcpEStatsAppHCThruOctetsReceived`; includes a received FIN).
     pub bytes_received: u64,
-    /// State before `TCP_CLOSE` (kernel `TCP_*` numbering).
+    /// State before `TCP_CLOSE` (`TcpClose`), or the current state (kernel `TCP_*` numbering).
     pub old_state: u32,
-    /// Explicit padding.
-    pub _pad: u32,
+    /// `TCP_*` bits below.
+    pub flags: u32,
 }
+
+/// [`TcpCounters::flags`]: the socket received the peer's FIN (counted in `bytes_received`).
+pub const TCP_FIN_RECEIVED: u32 = 1;
+/// [`TcpCounters::flags`]: everything sent was acknowledged (`snd_una == snd_nxt`): a FIN that
+/// was sent is counted in `bytes_acked`.
+pub const TCP_ALL_ACKED: u32 = 2;
 const _: () = assert!(core::mem::size_of::<TcpCounters>() == 24);
 
 /// One ring-buffer record.
@@ -114,7 +126,7 @@ pub struct Event {
     pub tuple: Tuple,
     /// Cumulative counters of the socket (or of the peer slot generation).
     pub bytes: ByteCounters,
-    /// TCP counters (`TcpClose` only).
+    /// TCP counters (`TcpClose`; `Established` and `Update` with [`FLAG_TCP_COUNTERS`]).
     pub tcp: TcpCounters,
 }
 const _: () = assert!(core::mem::size_of::<Event>() == 40 + 56 + 40 + 48 + 24);

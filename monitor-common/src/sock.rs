@@ -98,8 +98,9 @@ pub struct Counters {
     pub local_addr: [u32; 4],
     /// Local port (host byte order), 0 until the first packet.
     pub local_port: u16,
-    /// Explicit padding.
-    pub _pad: u16,
+    /// TCP only, written by `sock_ops` alone: `event::TCP_FIN_RECEIVED` once the peer's FIN
+    /// reached the socket.
+    pub tcp_flags: u16,
     /// `COUNTER_*` flags.
     pub flags: u32,
     /// Sum of `bytes` at the last snapshot (`iter_counters` skips sockets that did not change).

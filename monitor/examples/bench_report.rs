@@ -119,6 +119,7 @@ fn generate(path: PathBuf, records: u64) -> anyhow::Result<()> {
             remote: Some(SocketAddr::new(IpAddr::V4(ip), 443)),
             payload,
             payload_source: PayloadSource::Syscall,
+            payload_sources: Default::default(),
             wire,
             delta_payload: payload,
             delta_wire: wire,

@@ -34,6 +34,10 @@ pub struct TrackerStats {
     pub silent_sockets: u64,
     /// Flows that ended without their final kernel event.
     pub incomplete_flows: u64,
+    /// Peer flows of unconnected UDP sockets closed when their kernel slot was flushed, because
+    /// a peer-flow cap was reached (`tracker::MAX_PEER_FLOWS_PER_SOCKET`, `tracker::MAX_PEER_FLOWS`):
+    /// such a peer can have several records.
+    pub split_peer_flows: u64,
 }
 
 /// Completeness counters: what the kernel produced, what arrived, what was lost.

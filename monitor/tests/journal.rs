@@ -90,6 +90,7 @@ fn record(cookie: u64, at: Timestamp) -> FlowRecord {
         remote: Some("192.0.2.1:443".parse().expect("address")),
         payload,
         payload_source: PayloadSource::Syscall,
+        payload_sources: Default::default(),
         wire,
         delta_payload: payload,
         delta_wire: wire,

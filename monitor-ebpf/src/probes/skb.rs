@@ -12,14 +12,14 @@ use aya_ebpf::{
     bindings::bpf_sock,
     helpers::generated::{
         bpf_get_socket_cookie, bpf_get_socket_uid, bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns,
-        bpf_sk_fullsock, bpf_spin_lock, bpf_spin_unlock,
+        bpf_sk_fullsock, bpf_spin_lock, bpf_spin_unlock, bpf_tcp_sock,
     },
     macros::cgroup_skb,
     programs::SkBuffContext,
 };
 use monitor_common::{
     AF_INET, AF_INET6, IPPROTO_UDP,
-    event::{EventKind, TcpCounters, Tuple},
+    event::{EventKind, FLAG_TCP_COUNTERS, TCP_ALL_ACKED, TCP_FIN_RECEIVED, TcpCounters, Tuple},
     maps::{
         STAT_PEER_EVICTIONS, STAT_PEER_PARSE_FAIL, STAT_STORAGE_FAIL, STAT_UNATTRIBUTED_BYTES,
         STAT_UNATTRIBUTED_PACKETS,
@@ -27,7 +27,7 @@ use monitor_common::{
     sock::{COUNTER_DISCOVERED, Counters, Owner, OwnerSource, PEER_SLOTS, PeerSlot, PeerTable},
 };
 
-use super::{ALLOW, remember_local, tracked, tuple_of};
+use super::{ALLOW, field, remember_local, tracked, tuple_of};
 use crate::maps::{COUNTERS, EventData, PEERS, add, emit, owner_of, stat, update_interval_ns};
 
 /// # Minimum kernel version
@@ -96,20 +96,40 @@ fn unattributed(len: u64) {
 #[inline(always)]
 fn report(ctx: &SkBuffContext, sk: *mut bpf_sock, kind: EventKind, c: &Counters) {
     let tuple = tuple_of(sk);
+    let (flags, tcp) = tcp_counters(sk, c);
     emit(
         kind,
         &EventData {
             // SAFETY: the context is an skb with a socket.
             cookie: unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) },
-            flags: 0,
+            flags,
             generation: 0,
             first_ns: c.created_ns,
             owner: owner_of(sk.cast()),
             tuple: &tuple,
             bytes: &raw const c.bytes,
-            tcp: TcpCounters::default(),
+            tcp,
         },
     );
+}
+
+/// The kernel's running TCP byte counters of a TCP socket (once per `Update`, not per packet):
+/// payload that bypasses the syscall tracepoints (splice, zero-copy receive, kTLS) shows in
+/// updates too, not only at close.
+#[inline(always)]
+fn tcp_counters(sk: *mut bpf_sock, c: &Counters) -> (u32, TcpCounters) {
+    // SAFETY: `sk` is a full socket; the helper returns null for non-TCP sockets.
+    let Some(tp) = (unsafe { bpf_tcp_sock(sk).as_ref() }) else {
+        return (0, TcpCounters::default());
+    };
+    let all_acked = field!(tp, snd_una) == field!(tp, snd_nxt);
+    let tcp = TcpCounters {
+        bytes_acked: field!(tp, bytes_acked),
+        bytes_received: field!(tp, bytes_received),
+        old_state: field!(sk, state),
+        flags: u32::from(c.tcp_flags) & TCP_FIN_RECEIVED | if all_acked { TCP_ALL_ACKED } else { 0 },
+    };
+    (FLAG_TCP_COUNTERS, tcp)
 }
 
 /// First packet of a socket without counters: it predates the monitor. Give it counters and tell

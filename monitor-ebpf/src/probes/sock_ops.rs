@@ -1,21 +1,30 @@
 //! `sockops`: TCP handshake and close.
 //!
-//! `ESTABLISHED` callbacks give the full 4-tuple and turn on state callbacks; the transition to
-//! `TCP_CLOSE` carries the final wire counters (it comes after the FIN exchange, unlike
-//! `sock_release`). Accepted sockets already hold the listener's owner (`BPF_F_CLONE`).
+//! `ESTABLISHED` callbacks give the full 4-tuple, the baseline of the kernel's TCP byte counters
+//! and turn on state callbacks; the transition to `TCP_CLOSE` carries the final counters (it
+//! comes after the FIN exchange, unlike `sock_release`). Accepted sockets already hold the
+//! listener's owner (`BPF_F_CLONE`).
+//!
+//! `bytes_received` counts a received FIN. Whether one was received is tracked exactly: a FIN
+//! in `ESTABLISHED` or `FIN_WAIT1` shows as a move to `CLOSE_WAIT`/`CLOSING`; for a FIN that
+//! arrives in `FIN_WAIT2` (no state callback before `TCP_CLOSE`) the header callback is turned on
+//! once this side has sent its FIN, so only the few closing segments of a connection pay for it.
 
 use aya_ebpf::{
     bindings::{
-        BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB,
-        BPF_SOCK_OPS_STATE_CB, BPF_SOCK_OPS_STATE_CB_FLAG, BPF_TCP_CLOSE, bpf_sock,
+        BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_PARSE_ALL_HDR_OPT_CB_FLAG, BPF_SOCK_OPS_PARSE_HDR_OPT_CB,
+        BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB, BPF_SOCK_OPS_STATE_CB, BPF_SOCK_OPS_STATE_CB_FLAG, BPF_TCP_CLOSE,
+        BPF_TCP_CLOSE_WAIT, BPF_TCP_CLOSING, BPF_TCP_ESTABLISHED, BPF_TCP_FIN_WAIT1, BPF_TCP_FIN_WAIT2, bpf_sock,
     },
     helpers::generated::{bpf_get_socket_cookie, bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns},
     macros::sock_ops,
     programs::SockOpsContext,
 };
-use monitor_common::event::{EventKind, FLAG_PASSIVE, TcpCounters};
+use monitor_common::event::{
+    EventKind, FLAG_PASSIVE, FLAG_TCP_COUNTERS, TCP_ALL_ACKED, TCP_FIN_RECEIVED, TcpCounters,
+};
 
-use super::tuple_of;
+use super::{field, tuple_of};
 use crate::maps::{COUNTERS, EventData, emit, owner_of, stat};
 
 /// `sock_ops` programs return 1; the value is ignored for these callbacks.
@@ -30,10 +39,38 @@ pub fn sock_ops_tcp(ctx: SockOpsContext) -> u32 {
         // Failure only means no close callback; the release event still ends the flow.
         let _ = ctx.set_cb_flags((ctx.cb_flags() | BPF_SOCK_OPS_STATE_CB_FLAG) as i32);
         established(&ctx, op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB);
-    } else if op == BPF_SOCK_OPS_STATE_CB && ctx.arg(1) == BPF_TCP_CLOSE {
-        closed(&ctx);
+    } else if op == BPF_SOCK_OPS_STATE_CB {
+        let new = ctx.arg(1);
+        if new == BPF_TCP_CLOSE {
+            closed(&ctx);
+        } else if new == BPF_TCP_CLOSE_WAIT || new == BPF_TCP_CLOSING {
+            fin_received(&ctx);
+        } else if new == BPF_TCP_FIN_WAIT1 || new == BPF_TCP_FIN_WAIT2 {
+            // Failure only means a FIN received in FIN_WAIT2 goes unnoticed (payload one byte high
+            // when it comes from the TCP counters).
+            let _ = ctx.set_cb_flags((ctx.cb_flags() | BPF_SOCK_OPS_PARSE_ALL_HDR_OPT_CB_FLAG) as i32);
+        }
+    } else if op == BPF_SOCK_OPS_PARSE_HDR_OPT_CB && field!(ctx.ops, skb_tcp_flags) & TCPHDR_FIN != 0 {
+        fin_received(&ctx);
     }
     SOCK_OPS_OK
+}
+
+/// FIN bit of the TCP header flags.
+const TCPHDR_FIN: u32 = 1;
+
+/// Marks the socket as having received the peer's FIN (only `sock_ops` writes `tcp_flags`; it
+/// runs with the socket locked).
+#[inline(always)]
+fn fin_received(ctx: &SockOpsContext) {
+    let sk = sock_of(ctx);
+    if sk.is_null() {
+        return;
+    }
+    // SAFETY: null-checked map value.
+    if let Some(c) = unsafe { COUNTERS.get(sk.cast(), false).as_mut() } {
+        c.tcp_flags |= TCP_FIN_RECEIVED as u16;
+    }
 }
 
 #[inline(always)]
@@ -65,17 +102,24 @@ fn established(ctx: &SockOpsContext, passive: bool) {
     let tuple = tuple_of(sk);
     // SAFETY: the context is a sock_ops context.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.ops.cast()) };
+    // Baseline: the SYN (active side) and any handshake data are counted before this point.
+    let tcp = TcpCounters {
+        bytes_acked: field!(ctx.ops, bytes_acked),
+        bytes_received: field!(ctx.ops, bytes_received),
+        old_state: BPF_TCP_ESTABLISHED,
+        flags: 0,
+    };
     emit(
         EventKind::Established,
         &EventData {
             cookie,
-            flags: if passive { FLAG_PASSIVE } else { 0 },
+            flags: FLAG_TCP_COUNTERS | if passive { FLAG_PASSIVE } else { 0 },
             generation: 0,
             first_ns: c.created_ns,
             owner: owner_of(sk.cast()),
             tuple: &tuple,
             bytes: &raw const c.bytes,
-            tcp: TcpCounters::default(),
+            tcp,
         },
     );
 }
@@ -92,18 +136,15 @@ fn closed(ctx: &SockOpsContext) {
         return;
     };
     let tuple = tuple_of(sk);
-    // SAFETY: ctx field reads and a helper on the context.
-    let (cookie, tcp) = unsafe {
-        (
-            bpf_get_socket_cookie(ctx.ops.cast()),
-            TcpCounters {
-                bytes_acked: (*ctx.ops).bytes_acked,
-                bytes_received: (*ctx.ops).bytes_received,
-                old_state: ctx.arg(0),
-                _pad: 0,
-            },
-        )
+    let all_acked = field!(ctx.ops, snd_una) == field!(ctx.ops, snd_nxt);
+    let tcp = TcpCounters {
+        bytes_acked: field!(ctx.ops, bytes_acked),
+        bytes_received: field!(ctx.ops, bytes_received),
+        old_state: ctx.arg(0),
+        flags: u32::from(c.tcp_flags) & TCP_FIN_RECEIVED | if all_acked { TCP_ALL_ACKED } else { 0 },
     };
+    // SAFETY: a helper on the context.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.ops.cast()) };
     emit(
         EventKind::TcpClose,
         &EventData {

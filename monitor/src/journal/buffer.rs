@@ -129,7 +129,7 @@ impl Counters {
             unattributed_packets,
             unattributed_bytes,
         } = kernel;
-        let TrackerStats { open_flows, closed_flows, silent_sockets, incomplete_flows } = tracker;
+        let TrackerStats { open_flows, closed_flows, silent_sockets, incomplete_flows, split_peer_flows: _ } = tracker;
         let counters = Self {
             events_submitted,
             events_lost,

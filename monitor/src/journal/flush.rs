@@ -199,6 +199,7 @@ fn insert_connection(tx: &Transaction<'_>, dbs: &mut DbIds, pending: &Pending, a
         remote,
         payload,
         payload_source,
+        payload_sources: _,
         wire,
         delta_payload,
         delta_wire,

@@ -4,11 +4,16 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use monitor_common::{
     AF_INET6, IPPROTO_TCP,
-    event::{Event, EventKind, FLAG_NO_OWNER, FLAG_PASSIVE, TcpCounters, Tuple},
+    event::{
+        Event, EventKind, FLAG_NO_OWNER, FLAG_PASSIVE, FLAG_TCP_COUNTERS, TcpCounters, Tuple,
+    },
     sock::{ByteCounters, OwnerSource as KernelSource},
 };
 
-use super::record::{Direction, Owner, OwnerSource, Payload, PayloadSource, Protocol, Wire};
+use super::{
+    record::{Direction, Owner, OwnerSource, Payload, PayloadSource, PayloadSources, Protocol, Wire},
+    tcp::tcp_payload,
+};
 
 /// A flow: one socket, or one peer of an unconnected UDP socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -60,14 +65,11 @@ pub(super) struct Flow {
     pub(super) direction: Direction,
     pub(super) local: Option<SocketAddr>,
     pub(super) remote: Option<SocketAddr>,
-    /// Generation of `bytes` (0 for sockets).
-    pub(super) generation: u64,
-    /// Cumulative counters of the socket, or of the flow's first peer-slot generation.
+    /// Cumulative counters of the socket; for a peer flow, the sum of its finished slot
+    /// generations.
     pub(super) bytes: ByteCounters,
-    /// Later peer-slot generations (slot reused for this peer); empty, without allocation, for
-    /// sockets.
-    pub(super) more: Vec<(u64, ByteCounters)>,
-    pub(super) tcp: Option<TcpCounters>,
+    /// What only TCP sockets or only peer flows keep.
+    pub(super) extra: Extra,
     pub(super) v6: bool,
     pub(super) established: bool,
     pub(super) released: bool,
@@ -79,6 +81,33 @@ pub(super) struct Flow {
     /// Totals at the previous record.
     pub(super) reported: (Payload, Wire),
     pub(super) last_record_ns: u64,
+}
+
+/// Number of finished slot generations a peer flow remembers (see [`Extra::Peer`]).
+const FINISHED_GENERATIONS: usize = 4;
+
+/// Per-kind state of a flow.
+#[derive(Debug, Clone)]
+pub(super) enum Extra {
+    /// A UDP socket.
+    Socket,
+    /// A TCP socket: the kernel's TCP byte counters.
+    Tcp {
+        /// `bytes_acked`, `bytes_received` at `ESTABLISHED` (the SYN and handshake data), when the
+        /// flow was seen from its handshake.
+        base: Option<[u64; 2]>,
+        /// Latest counters: from a TCP `Update`, final from `TcpClose`.
+        last: Option<TcpCounters>,
+    },
+    /// One peer of an unconnected UDP socket. The kernel reports it per slot generation (the
+    /// slot may be flushed and claimed again many times while the socket lives).
+    Peer {
+        /// Generations still open in a kernel slot, with their latest counters (usually one).
+        live: Vec<(u64, ByteCounters)>,
+        /// The last finished generations (already added to `bytes`): a late update of one,
+        /// reordered across CPUs, must not count it again.
+        finished: [u64; FINISHED_GENERATIONS],
+    },
 }
 
 /// Address from the kernel's network-order words; IPv4-mapped IPv6 becomes IPv4.
@@ -127,6 +156,15 @@ pub(super) fn kernel_owner(ev: &Event) -> Option<Owner> {
     })
 }
 
+fn add_counters(a: &mut ByteCounters, b: &ByteCounters) {
+    a.wire_tx_bytes = a.wire_tx_bytes.saturating_add(b.wire_tx_bytes);
+    a.wire_tx_packets = a.wire_tx_packets.saturating_add(b.wire_tx_packets);
+    a.wire_rx_bytes = a.wire_rx_bytes.saturating_add(b.wire_rx_bytes);
+    a.wire_rx_packets = a.wire_rx_packets.saturating_add(b.wire_rx_packets);
+    a.app_tx_bytes = a.app_tx_bytes.saturating_add(b.app_tx_bytes);
+    a.app_rx_bytes = a.app_rx_bytes.saturating_add(b.app_rx_bytes);
+}
+
 fn max_counters(a: &mut ByteCounters, b: &ByteCounters) {
     a.wire_tx_bytes = a.wire_tx_bytes.max(b.wire_tx_bytes);
     a.wire_tx_packets = a.wire_tx_packets.max(b.wire_tx_packets);
@@ -137,8 +175,12 @@ fn max_counters(a: &mut ByteCounters, b: &ByteCounters) {
 }
 
 /// Key of the flow an event belongs to.
+fn peer_kind(kind: EventKind) -> bool {
+    matches!(kind, EventKind::PeerUpdate | EventKind::PeerEvicted | EventKind::PeerClosed)
+}
+
 pub(super) fn key_of(kind: EventKind, ev: &Event) -> FlowKey {
-    let peer = matches!(kind, EventKind::PeerUpdate | EventKind::PeerEvicted | EventKind::PeerClosed)
+    let peer = peer_kind(kind)
         .then(|| {
             SocketAddr::new(ip_of(ev.tuple.family, ev.tuple.remote_addr), ev.tuple.remote_port)
         });
@@ -164,10 +206,14 @@ impl Flow {
             direction: Direction::Unknown,
             local: None,
             remote: None,
-            generation: ev.generation,
             bytes: ByteCounters::default(),
-            more: Vec::new(),
-            tcp: None,
+            extra: if peer_kind(kind) {
+                Extra::Peer { live: Vec::new(), finished: [0; FINISHED_GENERATIONS] }
+            } else if protocol == Protocol::Tcp {
+                Extra::Tcp { base: None, last: None }
+            } else {
+                Extra::Socket
+            },
             v6: ev.tuple.family == AF_INET6,
             established: false,
             released: false,
@@ -190,13 +236,42 @@ impl Flow {
             self.owner = FlowOwner::of(&owner);
         }
         self.merge_tuple(kind, &ev.tuple);
-        if ev.generation == self.generation {
-            max_counters(&mut self.bytes, &ev.bytes);
-        } else {
-            match self.more.iter_mut().find(|(g, _)| *g == ev.generation) {
-                Some((_, entry)) => max_counters(entry, &ev.bytes),
-                None => self.more.push((ev.generation, ev.bytes)),
+        match &mut self.extra {
+            Extra::Peer { live, finished } => {
+                if finished.contains(&ev.generation) {
+                    return; // late update of a generation already counted
+                }
+                let index = match live.iter().position(|(g, _)| *g == ev.generation) {
+                    Some(i) => i,
+                    None => {
+                        live.push((ev.generation, ByteCounters::default()));
+                        live.len() - 1
+                    }
+                };
+                if let Some((_, entry)) = live.get_mut(index) {
+                    max_counters(entry, &ev.bytes);
+                }
+                if matches!(kind, EventKind::PeerEvicted | EventKind::PeerClosed) {
+                    // Final counters of the generation: fold them into the flow's total.
+                    let (generation, done) = live.swap_remove(index);
+                    add_counters(&mut self.bytes, &done);
+                    finished.rotate_right(1);
+                    finished[0] = generation;
+                }
             }
+            Extra::Tcp { base, last } => {
+                max_counters(&mut self.bytes, &ev.bytes);
+                let tcp_valid = ev.flags & FLAG_TCP_COUNTERS != 0;
+                match kind {
+                    EventKind::Established if tcp_valid && base.is_none() => {
+                        *base = Some([ev.tcp.bytes_acked, ev.tcp.bytes_received]);
+                    }
+                    EventKind::Update if tcp_valid && !self.tcp_closed => *last = Some(ev.tcp),
+                    EventKind::TcpClose => *last = Some(ev.tcp),
+                    _ => {}
+                }
+            }
+            Extra::Socket => max_counters(&mut self.bytes, &ev.bytes),
         }
         self.last_ns = self.last_ns.max(ev.ts_ns);
         if ev.first_ns != 0 && ev.first_ns < self.first_ns {
@@ -212,10 +287,7 @@ impl Flow {
             EventKind::PeerUpdate | EventKind::PeerEvicted | EventKind::PeerClosed => {
                 self.direction = Direction::Unconnected;
             }
-            EventKind::TcpClose => {
-                self.tcp_closed = true;
-                self.tcp = Some(ev.tcp);
-            }
+            EventKind::TcpClose => self.tcp_closed = true,
             EventKind::Release => {
                 self.released = true;
                 self.released_ns = ev.ts_ns;
@@ -253,22 +325,20 @@ impl Flow {
         }
     }
 
-    /// True when `generation` is the only one the flow has seen.
-    pub(super) fn only_generation(&self, generation: u64) -> bool {
-        self.generation == generation && self.more.is_empty()
+    /// True for a peer flow with no generation open in a kernel slot (flushed, idle).
+    pub(super) fn parked(&self) -> bool {
+        matches!(&self.extra, Extra::Peer { live, .. } if live.is_empty())
     }
 
-    /// Sum over slot generations (a single entry for sockets).
+    /// Sum over slot generations (the socket's counters for sockets).
     pub(super) fn totals(&self) -> ByteCounters {
-        self.more.iter().map(|(_, c)| c).fold(self.bytes, |mut acc, c| {
-            acc.wire_tx_bytes += c.wire_tx_bytes;
-            acc.wire_tx_packets += c.wire_tx_packets;
-            acc.wire_rx_bytes += c.wire_rx_bytes;
-            acc.wire_rx_packets += c.wire_rx_packets;
-            acc.app_tx_bytes += c.app_tx_bytes;
-            acc.app_rx_bytes += c.app_rx_bytes;
-            acc
-        })
+        let mut acc = self.bytes;
+        if let Extra::Peer { live, .. } = &self.extra {
+            for (_, c) in live {
+                add_counters(&mut acc, c);
+            }
+        }
+        acc
     }
 
     pub(super) fn wire(&self) -> Wire {
@@ -281,48 +351,48 @@ impl Flow {
         }
     }
 
-    /// Payload and where it comes from. `syscall_counters` tells whether the payload tracepoints
-    /// are attached.
-    pub(super) fn payload(&self, unconnected_peer: bool, syscall_counters: bool) -> (Payload, PayloadSource) {
+    /// Payload and where each direction comes from. `syscall_counters` tells whether the payload
+    /// tracepoints are attached.
+    ///
+    /// TCP: the syscall counts miss bytes moved without `sendmsg`/`recvmsg` (splice and
+    /// `tcp_read_sock`, `TCP_ZEROCOPY_RECEIVE`, io_uring zero-copy receive) and count kTLS
+    /// plaintext, not the records on the stream. The kernel's TCP counters count the stream
+    /// itself, so per direction the larger of the two wins. They are only used for flows seen
+    /// from their handshake (their baseline is known), and `bytes_acked` lags the bytes written
+    /// by what is in flight, so on a plain socket the syscall count stays (equal at close).
+    pub(super) fn payload(&self, unconnected_peer: bool, syscall_counters: bool) -> (Payload, PayloadSources) {
         let t = self.totals();
+        let app = Payload { tx_bytes: t.app_tx_bytes, rx_bytes: t.app_rx_bytes };
         if unconnected_peer {
-            return (Payload { tx_bytes: t.app_tx_bytes, rx_bytes: t.app_rx_bytes }, PayloadSource::IpLayer);
+            return (app, PayloadSources::both(PayloadSource::IpLayer));
         }
-        if syscall_counters {
-            return (Payload { tx_bytes: t.app_tx_bytes, rx_bytes: t.app_rx_bytes }, PayloadSource::Syscall);
-        }
-        match self.protocol {
-            Protocol::Tcp => (self.tcp.map(tcp_payload).unwrap_or_default(), PayloadSource::TcpCounters),
-            Protocol::Udp => {
+        match (&self.extra, syscall_counters) {
+            (Extra::Tcp { base, last }, true) => {
+                let Some(kernel) = last.filter(|_| base.is_some()).map(|tcp| tcp_payload(*base, tcp)) else {
+                    return (app, PayloadSources::both(PayloadSource::Syscall));
+                };
+                let pick = |syscall: u64, tcp: u64| {
+                    if tcp > syscall { (tcp, PayloadSource::TcpCounters) } else { (syscall, PayloadSource::Syscall) }
+                };
+                let (tx_bytes, tx) = pick(app.tx_bytes, kernel.tx_bytes);
+                let (rx_bytes, rx) = pick(app.rx_bytes, kernel.rx_bytes);
+                (Payload { tx_bytes, rx_bytes }, PayloadSources { tx, rx })
+            }
+            (Extra::Tcp { base, last }, false) => (
+                last.map(|tcp| tcp_payload(*base, tcp)).unwrap_or_default(),
+                PayloadSources::both(PayloadSource::TcpCounters),
+            ),
+            (_, true) => (app, PayloadSources::both(PayloadSource::Syscall)),
+            (_, false) => {
                 let header: u64 = if self.v6 { 48 } else { 28 };
                 (
                     Payload {
                         tx_bytes: t.wire_tx_bytes.saturating_sub(t.wire_tx_packets * header),
                         rx_bytes: t.wire_rx_bytes.saturating_sub(t.wire_rx_packets * header),
                     },
-                    PayloadSource::WireMinusHeaders,
+                    PayloadSources::both(PayloadSource::WireMinusHeaders),
                 )
             }
         }
-    }
-}
-
-/// Kernel TCP states (`include/net/tcp_states.h`).
-mod tcp_state {
-    pub(super) const FIN_WAIT2: u32 = 5;
-    pub(super) const TIME_WAIT: u32 = 6;
-    pub(super) const LAST_ACK: u32 = 9;
-    pub(super) const CLOSING: u32 = 11;
-}
-
-/// `bytes_acked` counts the SYN and an acknowledged FIN; `bytes_received` counts a received FIN.
-/// The state before `TCP_CLOSE` tells which FINs were exchanged (best effort).
-fn tcp_payload(tcp: TcpCounters) -> Payload {
-    use tcp_state::{CLOSING, FIN_WAIT2, LAST_ACK, TIME_WAIT};
-    let fin_acked = u64::from(matches!(tcp.old_state, FIN_WAIT2 | TIME_WAIT | LAST_ACK | CLOSING));
-    let fin_received = u64::from(matches!(tcp.old_state, TIME_WAIT | LAST_ACK | CLOSING));
-    Payload {
-        tx_bytes: tcp.bytes_acked.saturating_sub(1 + fin_acked),
-        rx_bytes: tcp.bytes_received.saturating_sub(fin_received),
     }
 }

@@ -5,7 +5,13 @@
 //!
 //! End of a flow:
 //! - UDP socket: `Release`. Peers of an unconnected UDP socket: their socket's `Release` (the
-//!   kernel reports every peer before it).
+//!   kernel reports every peer before it). A peer is one flow, with one `close` record, however
+//!   often the kernel flushed its slot (8 slots per socket; a socket talking to more peers
+//!   flushes one per new peer): a flushed slot's final counters are merged into the peer's flow,
+//!   which waits, parked, for the socket's release. Memory stays bounded: at most
+//!   [`MAX_PEER_FLOWS_PER_SOCKET`] peer flows per socket and [`MAX_PEER_FLOWS`] in total; past
+//!   either, a flushed peer's flow is closed at once (its bytes stay exact, the peer may then
+//!   have several records) and counted in `split_peer_flows`.
 //! - TCP socket: `Release` *and* `TcpClose` (the FIN exchange usually ends after the process
 //!   closed; payload can still be read after `TCP_CLOSE`). A socket that never reached
 //!   ESTABLISHED ends at `Release`. If `TcpClose` has not come `tcp_close_grace` after
@@ -14,6 +20,7 @@
 mod flow;
 pub(crate) use flow::ip_of;
 pub mod record;
+mod tcp;
 
 use std::{collections::HashMap, time::Duration};
 
@@ -26,6 +33,11 @@ use record::{Owner, OwnerSource, Payload, RecordKind, Wire};
 
 use crate::clock::Clock;
 pub use crate::stats::TrackerStats;
+
+/// Most peer flows one unconnected UDP socket keeps until its release (see the module header).
+pub const MAX_PEER_FLOWS_PER_SOCKET: usize = 4096;
+/// Most peer flows kept in total (about 400 bytes each with their table entries: 6.5 MiB).
+pub const MAX_PEER_FLOWS: usize = 16_384;
 
 /// Tracker settings.
 #[derive(Debug, Clone, Copy)]
@@ -59,6 +71,8 @@ pub struct Tracker {
     flows: HashMap<FlowKey, Box<Flow>>,
     /// Peer flows of each unconnected UDP socket.
     peers: HashMap<u64, Vec<FlowKey>>,
+    /// Peer flows in `flows`.
+    peer_flows: usize,
     stats: TrackerStats,
     owner_queries: Vec<OwnerQuery>,
     /// Owners found in /proc, by cookie, for flows of that socket not seen yet.
@@ -74,6 +88,7 @@ impl Tracker {
             clock,
             flows: HashMap::new(),
             peers: HashMap::new(),
+            peer_flows: 0,
             stats: TrackerStats::default(),
             owner_queries: Vec::new(),
             resolved: HashMap::new(),
@@ -101,6 +116,7 @@ impl Tracker {
                 self.flows.insert(key, Box::new(flow));
                 if key.peer.is_some() {
                     self.peers.entry(key.cookie).or_default().push(key);
+                    self.peer_flows += 1;
                 }
             }
         }
@@ -109,13 +125,22 @@ impl Tracker {
             EventKind::TcpClose if self.flows.get(&key).is_some_and(|f| f.released) => {
                 self.finish(key, RecordKind::Close, true, out);
             }
-            // A flushed peer slot is final, and the peer no longer has a slot: close its flow
-            // now rather than keep every peer a busy server ever saw until the socket closes.
-            // (Not when a later generation of the same peer is already in the flow.)
-            EventKind::PeerEvicted if self.flows.get(&key).is_some_and(|f| f.only_generation(ev.generation)) => {
-                self.finish(key, RecordKind::Close, true, out);
-                if let Some(list) = self.peers.get_mut(&key.cookie) {
-                    list.retain(|k| *k != key);
+            // The peer's slot was flushed: its flow waits, parked, for the socket's release,
+            // unless a cap is reached.
+            EventKind::PeerEvicted if self.flows.get(&key).is_some_and(|f| f.parked()) => {
+                let per_socket = self.peers.get(&key.cookie).map_or(0, Vec::len);
+                if per_socket > MAX_PEER_FLOWS_PER_SOCKET || self.peer_flows > MAX_PEER_FLOWS {
+                    if self.stats.split_peer_flows == 0 {
+                        log::warn!(
+                            "more than {MAX_PEER_FLOWS_PER_SOCKET} peers on one UDP socket or {MAX_PEER_FLOWS} in \
+                             total: flushed peers get a record each (counted in split_peer_flows)"
+                        );
+                    }
+                    self.stats.split_peer_flows += 1;
+                    self.finish(key, RecordKind::Close, true, out);
+                    if let Some(list) = self.peers.get_mut(&key.cookie) {
+                        list.retain(|k| *k != key);
+                    }
                 }
             }
             _ => {}
@@ -171,6 +196,7 @@ impl Tracker {
         }
         self.flows.clear();
         self.peers.clear();
+        self.peer_flows = 0;
     }
 
     /// Sockets waiting for an owner lookup in /proc (taken once).
@@ -201,6 +227,8 @@ impl Tracker {
         self.flows.remove(&key);
         if key.peer.is_none() {
             self.resolved.remove(&key.cookie);
+        } else {
+            self.peer_flows = self.peer_flows.saturating_sub(1);
         }
         match record {
             Some(r) => {
@@ -221,7 +249,7 @@ impl Tracker {
         let clock = self.clock;
         let flow = self.flows.get_mut(&key)?;
         let wire = flow.wire();
-        let (payload, payload_source) = flow.payload(key.peer.is_some(), syscall);
+        let (payload, payload_sources) = flow.payload(key.peer.is_some(), syscall);
         let (last_payload, last_wire) = flow.reported;
         let changed = payload != last_payload || wire != last_wire;
         let empty = payload == Payload::default() && wire == Wire::default();
@@ -240,7 +268,8 @@ impl Tracker {
             local: flow.local,
             remote: key.peer.or(flow.remote),
             payload,
-            payload_source,
+            payload_source: payload_sources.overall(),
+            payload_sources,
             wire,
             delta_payload: Payload {
                 tx_bytes: payload.tx_bytes.saturating_sub(last_payload.tx_bytes),

@@ -79,18 +79,46 @@ pub struct Owner {
 }
 
 /// Where the payload figures come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PayloadSource {
     /// Bytes the process wrote and read (`sock_send_length`/`sock_recv_length`).
+    #[default]
     Syscall,
     /// UDP payload of each datagram at the IP layer (unconnected UDP peers).
     IpLayer,
-    /// TCP `bytes_acked`/`bytes_received` less SYN and FIN (kernels without the tracepoints);
-    /// only known at close.
+    /// The kernel's TCP counters (`bytes_acked`/`bytes_received` less SYN and FIN): TCP bytes
+    /// that bypass the syscalls (splice, zero-copy receive, kTLS records), and kernels without
+    /// the tracepoints (there only known at close).
     TcpCounters,
     /// IP length less IP and UDP headers (UDP on kernels without the tracepoints).
     WireMinusHeaders,
+    /// `payload_source` only: the two directions were measured differently (see
+    /// [`FlowRecord::payload_sources`]).
+    Mixed,
+}
+
+/// Where each direction of the payload comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayloadSources {
+    /// Source of `payload.tx_bytes`.
+    pub tx: PayloadSource,
+    /// Source of `payload.rx_bytes`.
+    pub rx: PayloadSource,
+}
+
+impl PayloadSources {
+    /// The same source both ways.
+    #[must_use]
+    pub fn both(source: PayloadSource) -> Self {
+        Self { tx: source, rx: source }
+    }
+
+    /// The single value of `payload_source`: the common source, else `mixed`.
+    #[must_use]
+    pub fn overall(self) -> PayloadSource {
+        if self.tx == self.rx { self.tx } else { PayloadSource::Mixed }
+    }
 }
 
 /// Application payload bytes.
@@ -134,8 +162,11 @@ pub struct FlowRecord {
     pub remote: Option<SocketAddr>,
     /// Payload totals since the monitor first saw the flow.
     pub payload: Payload,
-    /// How `payload` was measured.
+    /// How `payload` was measured (`mixed` when the directions differ).
     pub payload_source: PayloadSource,
+    /// How each direction of `payload` was measured.
+    #[serde(default)]
+    pub payload_sources: PayloadSources,
     /// IP-layer totals.
     pub wire: Wire,
     /// Payload since the previous record of this flow.

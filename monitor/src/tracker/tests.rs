@@ -4,13 +4,16 @@ use std::{net::SocketAddr, time::Duration};
 
 use monitor_common::{
     AF_INET, IPPROTO_TCP, IPPROTO_UDP,
-    event::{Event, EventKind, FLAG_NO_OWNER, FLAG_PASSIVE, TcpCounters, Tuple},
+    event::{
+        Event, EventKind, FLAG_NO_OWNER, FLAG_PASSIVE, FLAG_TCP_COUNTERS, TCP_ALL_ACKED, TCP_FIN_RECEIVED, TcpCounters,
+        Tuple,
+    },
     sock::{ByteCounters, Owner as KOwner, OwnerSource as KSource},
 };
 
 use super::{
     Tracker, TrackerConfig,
-    record::{Direction, FlowRecord, Owner, OwnerSource, PayloadSource, RecordKind},
+    record::{Direction, FlowRecord, Owner, OwnerSource, PayloadSource, PayloadSources, RecordKind},
 };
 use crate::clock::Clock;
 
@@ -119,40 +122,45 @@ fn payload_read_after_tcp_close_is_kept_until_release() {
     assert_eq!(out[0].direction, Direction::Inbound);
 }
 
+fn peer_event(kind: EventKind, gen_: u64, addr: [u8; 4], app_tx: u64) -> (EventKind, Event) {
+    let mut e = ev(kind, 2 * SEC, counters(app_tx + 28, 0, app_tx, 0));
+    e.tuple = Tuple { remote_addr: ip(addr), remote_port: 53, protocol: IPPROTO_UDP, ..tcp_tuple() };
+    e.generation = gen_;
+    (kind, e)
+}
+
+fn udp_release(cookie: u64) -> (EventKind, Event) {
+    let mut release = ev(EventKind::Release, 3 * SEC, counters(9999, 0, 9999, 0));
+    release.cookie = cookie;
+    release.tuple.protocol = IPPROTO_UDP;
+    release.tuple.remote_port = 0;
+    (EventKind::Release, release)
+}
+
 #[test]
 fn unconnected_udp_peers_are_separate_flows_and_generations_add_up() {
     let mut t = tracker();
-    let peer = |kind: EventKind, gen_: u64, addr: [u8; 4], app_tx: u64| {
-        let mut e = ev(kind, 2 * SEC, counters(app_tx + 28, 0, app_tx, 0));
-        e.tuple = Tuple { remote_addr: ip(addr), remote_port: 53, protocol: IPPROTO_UDP, ..tcp_tuple() };
-        e.generation = gen_;
-        (kind, e)
-    };
-    let mut release = ev(EventKind::Release, 3 * SEC, counters(9999, 0, 9999, 0));
-    release.tuple.protocol = IPPROTO_UDP;
-    release.tuple.remote_port = 0;
     let out = feed(
         &mut t,
         &[
-            peer(EventKind::PeerUpdate, 1, [1, 1, 1, 1], 100),
-            peer(EventKind::PeerUpdate, 2, [8, 8, 8, 8], 20),
-            peer(EventKind::PeerEvicted, 1, [1, 1, 1, 1], 200),
+            peer_event(EventKind::PeerUpdate, 1, [1, 1, 1, 1], 100),
+            peer_event(EventKind::PeerUpdate, 2, [8, 8, 8, 8], 20),
+            peer_event(EventKind::PeerEvicted, 1, [1, 1, 1, 1], 200),
         ],
     );
-    assert_eq!(out.len(), 1, "a flushed slot closes its peer's flow at once: {out:#?}");
-    assert_eq!(out[0].payload.tx_bytes, 200);
-    assert_eq!(t.stats().open_flows, 1, "only the live peer stays in the table");
+    assert!(out.is_empty(), "a flushed slot parks its peer's flow until the socket closes: {out:#?}");
+    assert_eq!(t.stats().open_flows, 2);
     let out = feed(
         &mut t,
         &[
-            peer(EventKind::PeerClosed, 2, [8, 8, 8, 8], 50),
-            peer(EventKind::PeerClosed, 3, [1, 1, 1, 1], 30),
-            (EventKind::Release, release),
+            peer_event(EventKind::PeerClosed, 2, [8, 8, 8, 8], 50),
+            peer_event(EventKind::PeerClosed, 3, [1, 1, 1, 1], 30),
+            udp_release(7),
         ],
     );
     assert_eq!(out.len(), 2, "one record per peer, none for the socket itself: {out:#?}");
     let by_peer = |a: &str| out.iter().find(|r| r.remote == Some(a.parse().unwrap())).unwrap();
-    assert_eq!(by_peer("1.1.1.1:53").payload.tx_bytes, 30, "the returning peer is a new flow");
+    assert_eq!(by_peer("1.1.1.1:53").payload.tx_bytes, 230, "both generations of the returning peer");
     assert_eq!(by_peer("8.8.8.8:53").payload.tx_bytes, 50);
     assert!(out.iter().all(|r| r.direction == Direction::Unconnected && r.payload_source == PayloadSource::IpLayer));
     assert_eq!(t.stats().open_flows, 0);
@@ -161,16 +169,15 @@ fn unconnected_udp_peers_are_separate_flows_and_generations_add_up() {
 #[test]
 fn eviction_does_not_close_a_flow_that_already_has_a_later_generation() {
     let mut t = tracker();
-    let peer = |kind: EventKind, gen_: u64, app_tx: u64| {
-        let mut e = ev(kind, 2 * SEC, counters(app_tx + 28, 0, app_tx, 0));
-        e.tuple = Tuple { remote_addr: ip([1, 1, 1, 1]), remote_port: 53, protocol: IPPROTO_UDP, ..tcp_tuple() };
-        e.generation = gen_;
-        (kind, e)
-    };
+    let peer = |kind, gen_, app_tx| peer_event(kind, gen_, [1, 1, 1, 1], app_tx);
     // Generation 2 of the peer reported before the eviction of generation 1 (events of two CPUs).
     let out = feed(&mut t, &[peer(EventKind::PeerUpdate, 1, 10), peer(EventKind::PeerUpdate, 2, 5), peer(EventKind::PeerEvicted, 1, 40)]);
     assert!(out.is_empty(), "generation 2 is live: {out:#?}");
     assert_eq!(t.stats().open_flows, 1);
+    // A late update of the finished generation 1 (emitted before its eviction on another CPU).
+    let out = feed(&mut t, &[peer(EventKind::PeerUpdate, 1, 30), peer(EventKind::PeerClosed, 2, 7), udp_release(7)]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].payload.tx_bytes, 47, "generation 1 counted once (40), generation 2 (7)");
 }
 
 #[test]
@@ -260,7 +267,12 @@ fn tcp_counter_fallback_removes_syn_and_fins() {
     let rel = ev(EventKind::Release, 3 * SEC, counters(10, 10, 0, 0));
     let mut close = ev(EventKind::TcpClose, 4 * SEC, counters(10, 10, 0, 0));
     // Passive close: peer's FIN received, our FIN acked (LAST_ACK -> CLOSE).
-    close.tcp = TcpCounters { bytes_acked: 5002, bytes_received: 100_001, old_state: 9, _pad: 0 };
+    close.tcp = TcpCounters {
+        bytes_acked: 5002,
+        bytes_received: 100_001,
+        old_state: 9,
+        flags: TCP_FIN_RECEIVED | TCP_ALL_ACKED,
+    };
     let out = feed(&mut t, &[(EventKind::Established, est), (EventKind::Release, rel), (EventKind::TcpClose, close)]);
     assert_eq!((out[0].payload.tx_bytes, out[0].payload.rx_bytes), (5000, 100_000));
     assert_eq!(out[0].payload_source, PayloadSource::TcpCounters);
@@ -272,3 +284,6 @@ fn flow_state_stays_small() {
     let size = std::mem::size_of::<super::flow::Flow>();
     assert!(size <= 320, "Flow is {size} bytes");
 }
+
+mod payload;
+mod peers;

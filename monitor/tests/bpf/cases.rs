@@ -41,6 +41,16 @@ pub fn all() -> Vec<Case> {
         ("sigterm_stops_cleanly", crate::lifecycle::sigterm_stops_cleanly),
         ("long_lived_flow_gets_periodic_updates_that_add_up", crate::lifecycle::long_lived_flow_gets_periodic_updates_that_add_up),
         ("idle_open_flows_are_reported_with_their_bytes_at_shutdown", crate::lifecycle::idle_open_flows_are_reported_with_their_bytes_at_shutdown),
+        ("path_splice_receive_8mib_exact", crate::paths::splice_receive),
+        ("path_splice_receive_accepted_socket_exact", crate::paths::splice_receive_server),
+        ("path_splice_receive_updates_show_progress", crate::paths::splice_receive_updates),
+        ("path_sendfile_send_exact", crate::paths::sendfile_send),
+        ("path_vmsplice_splice_send_exact", crate::paths::vmsplice_splice_send),
+        ("path_msg_zerocopy_send_exact", crate::paths::msg_zerocopy_send),
+        ("path_tcp_zerocopy_receive_exact", crate::paths::tcp_zerocopy_receive),
+        ("path_ktls_both_ways_counts_the_stream", crate::paths::ktls),
+        ("path_io_uring_zero_copy_receive", crate::paths::io_uring_zero_copy_receive),
+        ("udp_round_robin_100_peers_through_8_slots_is_100_flows", crate::paths::udp_round_robin_100_peers),
     ]
 }
 

@@ -12,21 +12,21 @@ use std::{
 
 use serde_json::json;
 
-fn say(v: &serde_json::Value) {
+pub(crate) fn say(v: &serde_json::Value) {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{v}").unwrap();
     out.flush().unwrap();
 }
 
-fn name(comm: &str) {
+pub(crate) fn name(comm: &str) {
     nix::sys::prctl::set_name(&std::ffi::CString::new(comm).unwrap()).unwrap();
 }
 
-fn pattern(n: usize) -> Vec<u8> {
+pub(crate) fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i % 251) as u8).collect()
 }
 
-fn read_to_end(s: &mut TcpStream) -> usize {
+pub(crate) fn read_to_end(s: &mut TcpStream) -> usize {
     let mut buf = vec![0u8; 65536];
     let mut total = 0;
     loop {
@@ -229,6 +229,6 @@ pub fn main(role: &str) {
             say(&json!({"local_port": s.local_addr().unwrap().port(), "tx": size, "pid": std::process::id()}));
             std::process::exit(0);
         }
-        other => panic!("unknown helper role {other}"),
+        other => assert!(crate::paths_helper::run(other, &args), "unknown helper role {other}"),
     }
 }

@@ -47,6 +47,7 @@ fn past_record(t: Timestamp) -> (FlowRecord, App, Destination) {
         remote: Some("89.160.20.112:443".parse().unwrap()),
         payload,
         payload_source: PayloadSource::Syscall,
+        payload_sources: Default::default(),
         wire,
         delta_payload: payload,
         delta_wire: wire,

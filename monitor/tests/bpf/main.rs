@@ -13,12 +13,34 @@ mod env;
 mod durability;
 mod helper;
 mod lifecycle;
+mod paths;
+mod paths_helper;
 mod residency;
 mod wal;
 
 use std::process::ExitCode;
 
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
+
+/// Why the running case cannot test what it should (a kernel feature is absent); see [`missing`].
+static MISSING: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Marks the running case as missing: it returns at once and is reported as ignored with
+/// `MISSING: <reason>` (loudly, never as passed).
+pub fn missing(reason: String) {
+    eprintln!("MISSING: {reason}");
+    *MISSING.lock().unwrap() = Some(reason);
+}
+
+/// Runs a case; one that called [`missing`] becomes an ignored trial with its reason.
+fn run_case(test: fn()) -> Completion {
+    *MISSING.lock().unwrap() = None;
+    test();
+    match MISSING.lock().unwrap().take() {
+        Some(reason) => Completion::ignored_with(format!("MISSING: {reason}")),
+        None => Completion::Completed,
+    }
+}
 
 /// Why the BPF tests cannot run here, if they cannot.
 fn gate() -> Option<String> {
@@ -55,10 +77,7 @@ fn main() -> ExitCode {
     let trials = cases::all()
         .into_iter()
         .map(|(name, test)| match (&gate, required) {
-            (None, _) => Trial::test(name, move || {
-                test();
-                Ok(())
-            }),
+            (None, _) => Trial::ignorable_test(name, move || Ok(run_case(test))),
             (Some(reason), true) => {
                 let reason = reason.clone();
                 Trial::test(name, move || Err(Failed::from(format!("required BPF test cannot run: {reason}"))))

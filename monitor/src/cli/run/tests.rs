@@ -35,6 +35,7 @@ fn flow() -> FlowOutput {
         remote: Some("203.0.113.10:443".parse().unwrap()),
         payload: Payload { tx_bytes: 1, rx_bytes: 2 },
         payload_source: PayloadSource::Syscall,
+        payload_sources: Default::default(),
         wire: Wire { tx_bytes: 41, tx_packets: 1, rx_bytes: 42, rx_packets: 1 },
         delta_payload: Payload { tx_bytes: 1, rx_bytes: 2 },
         delta_wire: Wire { tx_bytes: 41, tx_packets: 1, rx_bytes: 42, rx_packets: 1 },

@@ -113,6 +113,7 @@ impl Flow {
             remote: Some(self.remote),
             payload: self.payload,
             payload_source: PayloadSource::Syscall,
+            payload_sources: Default::default(),
             wire: self.wire,
             delta_payload,
             delta_wire,

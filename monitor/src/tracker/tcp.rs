@@ -1,0 +1,31 @@
+//! Payload from the kernel's TCP byte counters (`bytes_acked`, `bytes_received`).
+
+use monitor_common::event::{TCP_ALL_ACKED, TCP_FIN_RECEIVED, TcpCounters};
+
+use super::record::Payload;
+
+/// Kernel TCP states (`include/net/tcp_states.h`).
+mod tcp_state {
+    pub(super) const FIN_WAIT2: u32 = 5;
+    pub(super) const TIME_WAIT: u32 = 6;
+    pub(super) const LAST_ACK: u32 = 9;
+    pub(super) const CLOSING: u32 = 11;
+}
+
+/// Payload from the kernel's TCP counters. `bytes_acked` counts the SYN (active side) and an
+/// acknowledged FIN; `bytes_received` counts a received FIN. `base` (counters at `ESTABLISHED`)
+/// removes the handshake exactly; without it (kernels without the payload tracepoints, flow seen
+/// late) the SYN is taken as the only byte before. The FINs come from the kernel's flags: ours is
+/// counted when it was sent (state) and everything sent is acknowledged; the peer's when the
+/// socket saw it (`sock_ops` tracks that exactly).
+pub(super) fn tcp_payload(base: Option<[u64; 2]>, tcp: TcpCounters) -> Payload {
+    use tcp_state::{CLOSING, FIN_WAIT2, LAST_ACK, TIME_WAIT};
+    let [base_acked, base_received] = base.unwrap_or([1, 0]);
+    let fin_sent = matches!(tcp.old_state, FIN_WAIT2 | TIME_WAIT | LAST_ACK | CLOSING);
+    let fin_acked = u64::from(fin_sent && tcp.flags & TCP_ALL_ACKED != 0);
+    let fin_received = u64::from(tcp.flags & TCP_FIN_RECEIVED != 0);
+    Payload {
+        tx_bytes: tcp.bytes_acked.saturating_sub(base_acked.saturating_add(fin_acked)),
+        rx_bytes: tcp.bytes_received.saturating_sub(base_received.saturating_add(fin_received)),
+    }
+}

@@ -1,0 +1,107 @@
+//! Unconnected UDP peers: one flow per (socket, peer) across slot flushes, and the caps.
+
+use super::*;
+
+/// The case: one socket, 9 destinations round robin through 8 slots, 20 datagrams of
+/// 1,200 bytes each; every datagram flushes a slot. One record per peer, exact totals.
+#[test]
+fn round_robin_over_more_peers_than_slots_gives_one_record_per_peer() {
+    const SLOTS: usize = monitor_common::sock::PEER_SLOTS;
+    let mut t = tracker();
+    let peers = 9usize;
+    let mut out = Vec::new();
+    // Simulate the kernel's slot table: round-robin victim, one generation per claim.
+    let mut slots: Vec<Option<(usize, u64, u64)>> = vec![None; SLOTS]; // (peer, generation, bytes)
+    let (mut victim, mut generation) = (0usize, 0u64);
+    let addr = |p: usize| [10, 0, 1, u8::try_from(p).unwrap()];
+    for _round in 0..20 {
+        for p in 0..peers {
+            let index = match slots.iter().position(|s| s.is_some_and(|(q, _, _)| q == p)) {
+                Some(i) => i,
+                None => {
+                    let i = slots.iter().position(Option::is_none).unwrap_or_else(|| {
+                        let i = victim % SLOTS;
+                        victim += 1;
+                        i
+                    });
+                    if let Some((q, g, bytes)) = slots[i] {
+                        let (k, e) = peer_event(EventKind::PeerEvicted, g, addr(q), bytes);
+                        t.handle(k, &e, &mut out);
+                    }
+                    generation += 1;
+                    slots[i] = Some((p, generation, 0));
+                    i
+                }
+            };
+            let slot = slots[index].as_mut().unwrap();
+            slot.2 += 1200;
+            let (k, e) = peer_event(EventKind::PeerUpdate, slot.1, addr(p), slot.2);
+            t.handle(k, &e, &mut out);
+        }
+    }
+    assert!(out.is_empty(), "nothing closes before the socket: {out:#?}");
+    for (q, g, bytes) in slots.iter().flatten() {
+        let (k, e) = peer_event(EventKind::PeerClosed, *g, addr(*q), *bytes);
+        t.handle(k, &e, &mut out);
+    }
+    let (k, e) = udp_release(7);
+    t.handle(k, &e, &mut out);
+    assert_eq!(out.len(), peers, "{out:#?}");
+    for r in &out {
+        assert_eq!((r.event, r.payload.tx_bytes, r.wire.tx_packets), (RecordKind::Close, 24_000, 40), "{r:#?}");
+    }
+    assert!(generation > 150, "the simulation must flush slots ({generation} claims)");
+    assert_eq!((t.stats().open_flows, t.stats().closed_flows, t.stats().split_peer_flows), (0, 9, 0));
+}
+
+#[test]
+fn peer_flows_over_the_per_socket_cap_close_at_eviction_and_are_counted() {
+    let mut t = tracker();
+    let cap = crate::tracker::MAX_PEER_FLOWS_PER_SOCKET;
+    let mut out = Vec::new();
+    let addr = |i: usize| [10, 1 + u8::try_from(i >> 16).unwrap(), (i >> 8) as u8, i as u8];
+    // cap + 10 peers, each claimed and flushed once (generation = index + 1).
+    for i in 0..cap + 10 {
+        let g = u64::try_from(i).unwrap() + 1;
+        let (k, e) = peer_event(EventKind::PeerUpdate, g, addr(i), 100);
+        t.handle(k, &e, &mut out);
+        let (k, e) = peer_event(EventKind::PeerEvicted, g, addr(i), 100);
+        t.handle(k, &e, &mut out);
+    }
+    assert_eq!(out.len(), 10, "peers past the cap are closed at their flush");
+    assert_eq!(t.stats().split_peer_flows, 10);
+    assert_eq!(t.stats().open_flows, u64::try_from(cap).unwrap());
+    let (k, e) = udp_release(7);
+    t.handle(k, &e, &mut out);
+    assert_eq!(out.len(), cap + 10);
+    assert!(out.iter().all(|r| r.payload.tx_bytes == 100 && r.event == RecordKind::Close));
+    assert_eq!(t.stats().open_flows, 0);
+}
+
+#[test]
+fn peer_flows_over_the_total_cap_close_at_eviction_and_are_counted() {
+    let mut t = tracker();
+    let mut out = Vec::new();
+    let (sockets, per_socket) = (5u64, 4000usize);
+    for cookie in 1..=sockets {
+        for i in 0..per_socket {
+            let g = u64::try_from(i).unwrap() + 1;
+            for kind in [EventKind::PeerUpdate, EventKind::PeerEvicted] {
+                let (k, mut e) = peer_event(kind, g, [10, 2, (i >> 8) as u8, i as u8], 100);
+                e.cookie = cookie;
+                t.handle(k, &e, &mut out);
+            }
+        }
+    }
+    let total = usize::try_from(sockets).unwrap() * per_socket;
+    assert_eq!(t.stats().open_flows, u64::try_from(crate::tracker::MAX_PEER_FLOWS).unwrap(), "the table stops at the cap");
+    assert_eq!(out.len(), total - crate::tracker::MAX_PEER_FLOWS);
+    assert_eq!(t.stats().split_peer_flows, u64::try_from(out.len()).unwrap());
+    for cookie in 1..=sockets {
+        let (k, e) = udp_release(cookie);
+        t.handle(k, &e, &mut out);
+    }
+    assert_eq!(out.len(), total, "every peer's bytes reported once");
+    assert!(out.iter().all(|r| r.payload.tx_bytes == 100));
+    assert_eq!(t.stats().open_flows, 0);
+}
