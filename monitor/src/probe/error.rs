@@ -19,12 +19,21 @@ pub enum Error {
     /// The kernel object could not be loaded (maps or BTF).
     #[error("failed to load the kernel programs")]
     Load(#[source] aya::EbpfError),
+    /// The embedded kernel object is not a valid BPF ELF file (build bug).
+    #[error("failed to parse the embedded kernel object (build mismatch)")]
+    Parse(#[source] aya_obj::ParseError),
     /// A program is missing from the object (build mismatch).
-    #[error("program `{name}` not found in the kernel object")]
+    #[error("program `{name}` not found in the kernel object (build mismatch)")]
     ProgramNotFound { name: &'static str },
-    /// A map is missing from the object (build mismatch).
+    /// A program of the object was built for another hook than the loader attaches it to.
+    #[error("program `{name}` in the kernel object has section {found}, not the one the loader expects (build mismatch)")]
+    ProgramKind { name: &'static str, found: String },
+    /// A map is missing from the object (build mismatch), or was already taken.
     #[error("map `{name}` not found in the kernel object")]
     MapNotFound { name: &'static str },
+    /// A map of the object has another type than the loader expects (build mismatch).
+    #[error("map `{name}` in the kernel object is {found}, not what the loader expects (build mismatch)")]
+    MapKind { name: &'static str, found: String },
     /// A program was refused by the kernel (verifier log included in the source).
     #[error("the kernel refused program `{name}`")]
     ProgramLoad { name: &'static str, #[source] source: aya::programs::ProgramError },

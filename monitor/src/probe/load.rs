@@ -19,10 +19,7 @@ use aya::{
 use log::{debug, info, warn};
 use monitor_common::maps::{self, programs};
 
-use super::{Degradation, Error, ProbeConfig, StatsReader, features, snapshot::Snapshotter};
-
-/// The kernel object, built by build.rs.
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor-ebpf"));
+use super::{Degradation, Error, ProbeConfig, StatsReader, features, object, snapshot::Snapshotter};
 
 /// Loaded and attached kernel programs. Dropping it detaches them.
 pub struct Probe {
@@ -48,8 +45,10 @@ impl Probe {
     /// Loads the programs and attaches them to `config.cgroup`.
     ///
     /// # Errors
-    /// Any program or map the kernel refuses, except the payload tracepoints, which degrade to
-    /// TCP counters ([`Degradation::PayloadFromTcpCounters`]).
+    /// Any program or map missing from our object or of the wrong kind (a build bug, checked
+    /// before anything is loaded), and any program or map the kernel refuses, except the payload
+    /// tracepoints and the counter iterator, which degrade ([`Degradation::PayloadFromTcpCounters`],
+    /// [`Degradation::NoSnapshots`]).
     pub fn load(config: &ProbeConfig) -> Result<Self, Error> {
         Self::load_attach(config).map_err(|e| match e {
             Error::Load(_) | Error::ProgramLoad { .. } | Error::Attach { .. } => {
@@ -65,11 +64,12 @@ impl Probe {
     }
 
     fn load_attach(config: &ProbeConfig) -> Result<Self, Error> {
+        object::verify_embedded()?;
         let interval_ns = u64::try_from(config.update_interval.as_nanos()).unwrap_or(u64::MAX);
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(maps::EVENTS, config.ring_buffer_bytes)
             .override_global(maps::GLOBAL_UPDATE_INTERVAL_NS, &interval_ns, true)
-            .load(OBJECT)
+            .load(object::object_bytes())
             .map_err(Error::Load)?;
         match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(logger) => spawn_kernel_logger(logger),
@@ -103,9 +103,13 @@ impl Probe {
         sock_ops.load().map_err(|source| Error::ProgramLoad { name: programs::SOCK_OPS, source })?;
         sock_ops.attach(cg, mode).map_err(|source| attach_error(programs::SOCK_OPS, target, source))?;
 
-        if let Err(reason) = attach_payload_tracepoints(&mut ebpf) {
-            warn!("payload tracepoints unavailable ({reason}); TCP payload falls back to kernel TCP counters");
-            degradations.push(Degradation::PayloadFromTcpCounters);
+        match attach_payload_tracepoints(&mut ebpf) {
+            Ok(()) => {}
+            Err(Optional::Kernel(reason)) => {
+                warn!("payload tracepoints unavailable ({reason}); TCP payload falls back to kernel TCP counters");
+                degradations.push(Degradation::PayloadFromTcpCounters);
+            }
+            Err(Optional::Object(e)) => return Err(e),
         }
 
         for (name, kind) in [
@@ -118,11 +122,12 @@ impl Probe {
         }
         let snapshotter = match snapshotter(&mut ebpf) {
             Ok(s) => Some(s),
-            Err(reason) => {
+            Err(Optional::Kernel(reason)) => {
                 warn!("counter snapshots unavailable ({reason}); idle flows are updated at their next packet or close");
                 degradations.push(Degradation::NoSnapshots);
                 None
             }
+            Err(Optional::Object(e)) => return Err(e),
         };
         degradations.extend(features::host_degradations());
         info!("attached programs=13 cgroup={}", config.cgroup.display());
@@ -173,42 +178,61 @@ fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, E
 where
     &'a mut T: TryFrom<&'a mut Program, Error = aya::programs::ProgramError>,
 {
-    ebpf.program_mut(name)
-        .ok_or(Error::ProgramNotFound { name })?
-        .try_into()
-        .map_err(|source| Error::ProgramLoad { name, source })
+    let prog = ebpf.program_mut(name).ok_or(Error::ProgramNotFound { name })?;
+    let found = format!("{:?}", prog.prog_type());
+    prog.try_into().map_err(|_| Error::ProgramKind { name, found })
+}
+
+/// Why an optional stage did not start: the kernel refused it (degrade), or our object is broken
+/// (a build bug: fail like a required stage).
+enum Optional {
+    Kernel(String),
+    Object(Error),
+}
+
+impl From<Error> for Optional {
+    fn from(e: Error) -> Self {
+        Self::Object(e)
+    }
 }
 
 fn attach_error(name: &'static str, target: &Path, source: aya::programs::ProgramError) -> Error {
     Error::Attach { name, target: target.to_path_buf(), source }
 }
 
-/// The payload tracepoints need kernel BTF and Linux 6.3+; failure is a degradation, not fatal.
-fn attach_payload_tracepoints(ebpf: &mut Ebpf) -> Result<(), String> {
-    let btf = Btf::from_sys_fs().map_err(|e| format!("kernel BTF: {e}"))?;
+/// The payload tracepoints need kernel BTF and Linux 6.3+; a kernel refusal is a degradation.
+fn attach_payload_tracepoints(ebpf: &mut Ebpf) -> Result<(), Optional> {
+    let btf = Btf::from_sys_fs().map_err(|e| Optional::Kernel(format!("kernel BTF: {e}")))?;
     for (name, tracepoint) in [
         (programs::SEND_LENGTH, programs::SEND_LENGTH_TP),
         (programs::RECV_LENGTH, programs::RECV_LENGTH_TP),
     ] {
-        let prog: &mut BtfTracePoint = program(ebpf, name).map_err(|e| e.to_string())?;
-        prog.load(tracepoint, &btf).map_err(|e| format!("{name}: {e}"))?;
-        prog.attach().map_err(|e| format!("{name}: {e}"))?;
+        let prog: &mut BtfTracePoint = program(ebpf, name)?;
+        prog.load(tracepoint, &btf).map_err(|e| Optional::Kernel(format!("{name}: {e}")))?;
+        prog.attach().map_err(|e| Optional::Kernel(format!("{name}: {e}")))?;
     }
     Ok(())
 }
 
-/// The `COUNTERS` iterator (needs kernel BTF and an iterator-capable kernel).
-fn snapshotter(ebpf: &mut Ebpf) -> Result<Snapshotter, String> {
-    let btf = Btf::from_sys_fs().map_err(|e| format!("kernel BTF: {e}"))?;
-    let prog: &mut Iter = program(ebpf, programs::ITER_COUNTERS).map_err(|e| e.to_string())?;
-    prog.load("bpf_sk_storage_map", &btf).map_err(|e| format!("{}: {e}", programs::ITER_COUNTERS))?;
-    let prog_fd = prog.fd().map_err(|e| e.to_string())?.as_fd().try_clone_to_owned().map_err(|e| e.to_string())?;
-    let Some(Map::SkStorage(map)) = ebpf.map(maps::COUNTERS) else {
-        return Err(format!("map `{}` missing or of the wrong type", maps::COUNTERS));
+/// The `COUNTERS` iterator (needs kernel BTF and an iterator-capable kernel); a kernel refusal
+/// is a degradation.
+fn snapshotter(ebpf: &mut Ebpf) -> Result<Snapshotter, Optional> {
+    let kernel = |what: &str, e: &dyn std::fmt::Display| Optional::Kernel(format!("{what}: {e}"));
+    let name = programs::ITER_COUNTERS;
+    let btf = Btf::from_sys_fs().map_err(|e| kernel("kernel BTF", &e))?;
+    let prog: &mut Iter = program(ebpf, name)?;
+    prog.load("bpf_sk_storage_map", &btf).map_err(|e| kernel(name, &e))?;
+    let prog_fd = prog.fd().map_err(|e| kernel(name, &e))?.as_fd().try_clone_to_owned().map_err(|e| kernel(name, &e))?;
+    let map = match ebpf.map(maps::COUNTERS) {
+        Some(Map::SkStorage(map)) => map,
+        Some(_) => {
+            return Err(Error::MapKind { name: maps::COUNTERS, found: "not socket storage".to_owned() }.into());
+        }
+        None => return Err(Error::MapNotFound { name: maps::COUNTERS }.into()),
     };
-    let snap = Snapshotter::new(prog_fd.as_fd(), map.fd().as_fd()).map_err(|e| e.to_string())?;
+    let snap = Snapshotter::new(prog_fd.as_fd(), map.fd().as_fd()).map_err(|e| kernel("descriptors", &e))?;
     // Try once now: a kernel that loads but cannot run the iterator degrades here, not later.
-    snap.read().map_err(|e| format!("iterator: {e}"))?;
+    snap.read().map_err(|e| kernel("iterator", &e))?;
     Ok(snap)
 }
 

@@ -8,6 +8,7 @@ mod cgroup;
 mod error;
 pub mod features;
 mod load;
+mod object;
 mod ring;
 mod snapshot;
 mod stats;
@@ -18,6 +19,7 @@ pub use cgroup::{cgroup2_mount, resolve_cgroup};
 pub use error::Error;
 pub use features::Degradation;
 pub use load::Probe;
+pub use object::object_bytes;
 pub use ring::{EVENT_BATCH, drain};
 pub use stats::{DrainCounters, KernelStats, StatsReader};
 

@@ -1,0 +1,159 @@
+//! The embedded kernel object and its contract with the loader: every name in
+//! `monitor_common::maps` resolves in it, with the program section and map type the loader expects.
+//!
+//! `verify` runs before anything is loaded, so a program or map missing from our object (a build
+//! bug) fails start-up with a clear error instead of degrading like a feature the kernel lacks.
+//! Parsing needs no privileges, so the unit tests below check the real object without root.
+
+use aya_obj::{
+    Object, ProgramSection,
+    generated::bpf_map_type,
+    programs::{CgroupSkbAttachType, CgroupSockAddrAttachType, CgroupSockAttachType},
+};
+use monitor_common::maps::{self, programs};
+
+use super::Error;
+
+/// The kernel object, built by build.rs.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor-ebpf"));
+
+/// The kernel object embedded in this binary (an ELF file for `bpfel-unknown-none`).
+#[must_use]
+pub fn object_bytes() -> &'static [u8] {
+    OBJECT
+}
+
+/// Every program the loader takes from the object, with the section it must have been built for.
+/// Kernel tracepoint names (`*_TP`) are attach targets, not programs, and are not listed.
+const PROGRAMS: [(&str, fn(&ProgramSection) -> bool); 14] = [
+    (programs::SOCK_CREATE, |s| {
+        matches!(s, ProgramSection::CgroupSock { attach_type: CgroupSockAttachType::SockCreate })
+    }),
+    (programs::SOCK_RELEASE, |s| {
+        matches!(s, ProgramSection::CgroupSock { attach_type: CgroupSockAttachType::SockRelease })
+    }),
+    (programs::CONNECT4, |s| {
+        matches!(s, ProgramSection::CgroupSockAddr { attach_type: CgroupSockAddrAttachType::Connect4 })
+    }),
+    (programs::CONNECT6, |s| {
+        matches!(s, ProgramSection::CgroupSockAddr { attach_type: CgroupSockAddrAttachType::Connect6 })
+    }),
+    (programs::SENDMSG4, |s| {
+        matches!(s, ProgramSection::CgroupSockAddr { attach_type: CgroupSockAddrAttachType::UDPSendMsg4 })
+    }),
+    (programs::SENDMSG6, |s| {
+        matches!(s, ProgramSection::CgroupSockAddr { attach_type: CgroupSockAddrAttachType::UDPSendMsg6 })
+    }),
+    (programs::RECVMSG4, |s| {
+        matches!(s, ProgramSection::CgroupSockAddr { attach_type: CgroupSockAddrAttachType::UDPRecvMsg4 })
+    }),
+    (programs::RECVMSG6, |s| {
+        matches!(s, ProgramSection::CgroupSockAddr { attach_type: CgroupSockAddrAttachType::UDPRecvMsg6 })
+    }),
+    (programs::SOCK_OPS, |s| matches!(s, ProgramSection::SockOps)),
+    (programs::SKB_EGRESS, |s| {
+        matches!(s, ProgramSection::CgroupSkb { attach_type: Some(CgroupSkbAttachType::Egress) })
+    }),
+    (programs::SKB_INGRESS, |s| {
+        matches!(s, ProgramSection::CgroupSkb { attach_type: Some(CgroupSkbAttachType::Ingress) })
+    }),
+    (programs::SEND_LENGTH, |s| matches!(s, ProgramSection::BtfTracePoint)),
+    (programs::RECV_LENGTH, |s| matches!(s, ProgramSection::BtfTracePoint)),
+    (programs::ITER_COUNTERS, |s| matches!(s, ProgramSection::Iter { sleepable: false })),
+];
+
+/// Every map userspace touches, with its kernel map type.
+const MAPS: [(&str, bpf_map_type); 5] = [
+    (maps::EVENTS, bpf_map_type::BPF_MAP_TYPE_RINGBUF),
+    (maps::STATS, bpf_map_type::BPF_MAP_TYPE_PERCPU_ARRAY),
+    (maps::OWNER, bpf_map_type::BPF_MAP_TYPE_SK_STORAGE),
+    (maps::COUNTERS, bpf_map_type::BPF_MAP_TYPE_SK_STORAGE),
+    (maps::PEERS, bpf_map_type::BPF_MAP_TYPE_SK_STORAGE),
+];
+
+/// Parses the embedded object and checks it against [`PROGRAMS`] and [`MAPS`].
+///
+/// # Errors
+/// [`Error::Parse`], or the first program or map that is missing or of the wrong kind.
+pub fn verify_embedded() -> Result<(), Error> {
+    verify(&Object::parse(OBJECT).map_err(Error::Parse)?)
+}
+
+/// Checks that every program and map the loader uses is in `object` with the expected kind.
+fn verify(object: &Object) -> Result<(), Error> {
+    for (name, expected) in PROGRAMS {
+        let program = object.programs.get(name).ok_or(Error::ProgramNotFound { name })?;
+        if !expected(&program.section) {
+            return Err(Error::ProgramKind { name, found: format!("{:?}", program.section) });
+        }
+    }
+    for (name, expected) in MAPS {
+        let map = object.maps.get(name).ok_or(Error::MapNotFound { name })?;
+        if map.map_type() != expected as u32 {
+            return Err(Error::MapKind { name, found: format!("of map type {}", map.map_type()) });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn parsed() -> Object {
+        Object::parse(object_bytes()).unwrap()
+    }
+
+    #[test]
+    fn every_program_and_map_name_resolves_with_the_expected_kind() {
+        verify(&parsed()).unwrap();
+        verify_embedded().unwrap();
+    }
+
+    #[test]
+    fn object_has_no_program_the_loader_does_not_know() {
+        let object = parsed();
+        let mut found: Vec<&str> = object.programs.keys().map(String::as_str).collect();
+        found.sort_unstable();
+        let mut known: Vec<&str> = PROGRAMS.iter().map(|(name, _)| *name).collect();
+        known.sort_unstable();
+        assert_eq!(found, known);
+    }
+
+    #[test]
+    fn load_time_global_exists_with_its_size() {
+        let mut object = parsed();
+        let value = 0_u64.to_ne_bytes();
+        object.patch_map_data(HashMap::from([(maps::GLOBAL_UPDATE_INTERVAL_NS, (&value[..], true))])).unwrap();
+        // The check can fail: a name that is not in the object is refused.
+        let missing = object.patch_map_data(HashMap::from([("NO_SUCH_GLOBAL", (&value[..], true))]));
+        assert!(missing.is_err());
+    }
+
+    #[test]
+    fn a_missing_program_is_a_hard_error_naming_it() {
+        for (name, _) in PROGRAMS {
+            let mut object = parsed();
+            object.programs.remove(name);
+            let err = verify(&object).unwrap_err();
+            assert!(matches!(err, Error::ProgramNotFound { name: n } if n == name), "{name}: {err:?}");
+            assert_eq!(err.to_string(), format!("program `{name}` not found in the kernel object (build mismatch)"));
+        }
+    }
+
+    #[test]
+    fn a_program_of_another_kind_or_a_missing_map_is_refused() {
+        let mut object = parsed();
+        let send = object.programs.get(programs::SEND_LENGTH).unwrap().clone();
+        object.programs.insert(programs::SOCK_OPS.to_owned(), send);
+        assert!(matches!(verify(&object), Err(Error::ProgramKind { name: programs::SOCK_OPS, .. })));
+
+        for (name, _) in MAPS {
+            let mut object = parsed();
+            object.maps.remove(name);
+            assert!(matches!(verify(&object), Err(Error::MapNotFound { name: n }) if n == name));
+        }
+    }
+}
