@@ -1,7 +1,7 @@
 //! Kernel timestamps (`CLOCK_BOOTTIME` nanoseconds) to wall-clock time.
 
 use jiff::Timestamp;
-use rustix::time::{ClockId, clock_gettime};
+use nix::time::{ClockId, clock_gettime};
 
 /// Offset between the boot-time clock used by the kernel programs and the wall clock, taken
 /// once at start (the monitor does not follow later wall-clock steps).
@@ -11,16 +11,18 @@ pub struct Clock {
     offset_ns: i128,
 }
 
-fn ns(ts: rustix::time::Timespec) -> i128 {
-    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+/// Nanoseconds of `clock`. Both clocks used here exist on every kernel the monitor supports,
+/// so `clock_gettime` cannot fail; if it did, the reading is 0.
+fn ns(clock: ClockId) -> i128 {
+    clock_gettime(clock).map_or(0, |ts| i128::from(ts.tv_sec()) * 1_000_000_000 + i128::from(ts.tv_nsec()))
 }
 
 impl Clock {
     /// Reads both clocks now.
     #[must_use]
     pub fn now() -> Self {
-        let boot = ns(clock_gettime(ClockId::Boottime));
-        let wall = ns(clock_gettime(ClockId::Realtime));
+        let boot = ns(ClockId::CLOCK_BOOTTIME);
+        let wall = ns(ClockId::CLOCK_REALTIME);
         Self { offset_ns: wall - boot }
     }
 
@@ -33,7 +35,7 @@ impl Clock {
     /// Current boot-time nanoseconds.
     #[must_use]
     pub fn boot_ns() -> u64 {
-        u64::try_from(ns(clock_gettime(ClockId::Boottime))).unwrap_or(0)
+        u64::try_from(ns(ClockId::CLOCK_BOOTTIME)).unwrap_or(0)
     }
 
     /// Boot-time nanoseconds of a wall-clock time (inverse of [`Clock::wall`]).

@@ -118,7 +118,7 @@ fn check_dir(dir: &Path) -> Result<(), Error> {
         return Err(refuse("not a directory".into()));
     }
     let mode = meta.mode();
-    let euid = rustix::process::geteuid().as_raw();
+    let euid = nix::unistd::geteuid().as_raw();
     if mode & 0o022 != 0 && !(mode & 0o1000 != 0 && meta.uid() == euid) {
         return Err(refuse(format!(
             "it is writable by {} (mode {:o}, owner uid {}); use a directory only uid {euid} can write, or a sticky one \
