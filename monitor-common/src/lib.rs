@@ -8,10 +8,12 @@
 //! - [`event`]: the records the kernel sends through the `EVENTS` ring buffer.
 //! - [`sock`]: per-socket storage values (owner, counters, UDP peer table).
 //! - [`maps`]: names of maps and programs, statistics slots and load-time globals.
+//! - [`geo`]: location of the default geolocation databases (shared with xtask, not the kernel).
 #![no_std]
 #![warn(missing_docs)]
 
 pub mod event;
+pub mod geo;
 pub mod maps;
 pub mod sock;
 

@@ -36,9 +36,9 @@ pub fn cargo() -> Command {
     cmd
 }
 
-/// Whether xtask runs as root.
+/// Whether xtask runs as root (effective uid 0).
 pub fn is_root() -> bool {
-    output(Command::new("id").arg("-u")).is_some_and(|s| s.trim() == "0")
+    nix::unistd::geteuid().is_root()
 }
 
 /// Builds the release binary and runs `monitor run` with the given arguments.

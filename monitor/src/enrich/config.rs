@@ -5,16 +5,16 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// Directory of the default databases, written by `cargo xtask setup` (as root) and
-/// `cargo xtask geo install`. Keep in sync with `xtask/src/geo/mod.rs`.
-pub const DEFAULT_GEO_DIR: &str = "/var/lib/monitor/geo";
+/// `cargo xtask geo install` (both take it from `monitor_common::geo`).
+pub const DEFAULT_GEO_DIR: &str = monitor_common::geo::DEFAULT_DIR;
 
 /// File name of the default country database inside [`DEFAULT_GEO_DIR`]
 /// (DB-IP "IP to Country Lite", CC BY 4.0, via ip-location-db; `country_code` schema).
-pub const COUNTRY_DB_FILE: &str = "dbip-country.mmdb";
+pub const COUNTRY_DB_FILE: &str = monitor_common::geo::COUNTRY_DB_FILE;
 
 /// File name of the default ASN database inside [`DEFAULT_GEO_DIR`]
 /// (ip-location-db ASN CSV converted to MMDB at setup; GeoLite2-ASN field names).
-pub const ASN_DB_FILE: &str = "asn.mmdb";
+pub const ASN_DB_FILE: &str = monitor_common::geo::ASN_DB_FILE;
 
 /// Command that installs the default databases, quoted in warnings.
 pub const SETUP_COMMAND: &str = "cargo xtask setup";

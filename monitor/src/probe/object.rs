@@ -23,9 +23,12 @@ pub fn object_bytes() -> &'static [u8] {
     OBJECT
 }
 
+/// Whether a program's section is the one the loader attaches it as.
+type IsExpected = fn(&ProgramSection) -> bool;
+
 /// Every program the loader takes from the object, with the section it must have been built for.
 /// Kernel tracepoint names (`*_TP`) are attach targets, not programs, and are not listed.
-const PROGRAMS: [(&str, fn(&ProgramSection) -> bool); 14] = [
+const PROGRAMS: [(&str, IsExpected); 14] = [
     (programs::SOCK_CREATE, |s| {
         matches!(s, ProgramSection::CgroupSock { attach_type: CgroupSockAttachType::SockCreate })
     }),

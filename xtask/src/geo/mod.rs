@@ -17,10 +17,8 @@ mod subset;
 
 use std::{net::IpAddr, path::PathBuf};
 
-/// Where the monitor looks for its default databases. Must equal
-/// `monitor::enrich::DEFAULT_GEO_DIR` (xtask cannot depend on `monitor`, whose build compiles
-/// the kernel programs).
-pub const DEFAULT_GEO_DIR: &str = "/var/lib/monitor/geo";
+/// Where the monitor looks for its default databases (one definition, shared with the monitor).
+pub use monitor_common::geo::DEFAULT_DIR as DEFAULT_GEO_DIR;
 
 /// `cargo xtask geo` options.
 #[derive(clap::Args)]
