@@ -182,9 +182,11 @@ const _: () = assert!(core::mem::size_of::<PeerTable>() == 16 + 96 * PEER_SLOTS)
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY (all): repr(C), only integers and integer arrays, no implicit padding (sizes asserted
-    // above), so every bit pattern is a valid value.
+    // SAFETY: repr(C), only integers and integer arrays, no implicit padding (sizes asserted
+    // above), so every bit pattern is a valid value. The same holds for the two types below.
     unsafe impl aya::Pod for super::Owner {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::Counters {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::PeerTable {}
 }

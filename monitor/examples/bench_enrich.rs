@@ -9,6 +9,7 @@
 //!
 //! Prints `{"lookups":…,"seconds":…,"country_found":…,"asn_found":…}`; `seconds` covers the
 //! timed lookups only (not loading the databases or reading FILE).
+#![expect(clippy::print_stdout, clippy::print_stderr, reason = "a bench plug-in: prints its result and usage errors")]
 
 use std::{
     fs::File,

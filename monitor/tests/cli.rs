@@ -1,5 +1,6 @@
 //! The `monitor` binary as a user runs it: bad input gives one clear error and a documented exit
 //! code, never a panic or a backtrace.
+#![expect(clippy::unwrap_used, reason = "test helpers panic on failure (house style R16)")]
 
 use std::{
     fs,

@@ -2,6 +2,7 @@
 //! random moment; everything it reported as flushed must be there, intact, and writing goes on.
 //!
 //! The child is this test binary again (`crash_child`, a no-op unless `CHILD_ENV` is set).
+#![expect(clippy::print_stderr, clippy::expect_used, reason = "test helpers say why they skip and panic on failure")]
 
 use std::{
     fs,

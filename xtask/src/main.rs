@@ -6,6 +6,8 @@
 //! - `geo`:   fetches the default geolocation data and converts the ASN CSV to MMDB.
 //! - `bench`: benchmarks (BENCHMARKS.md).
 
+#![expect(clippy::print_stdout, clippy::print_stderr, reason = "a command-line tool: it reports on stdout and stderr")]
+
 mod bench;
 mod exec;
 mod geo;

@@ -6,6 +6,7 @@
 //! with the reason; with `MONITOR_REQUIRE_ROOT_TESTS=1` (set by `cargo xtask test` as root, i.e.
 //! in CI) a test that cannot run fails instead.
 #![expect(clippy::print_stderr, reason = "root tests print why they skip")]
+#![expect(clippy::unwrap_used, clippy::expect_used, reason = "test helpers panic on failure (house style R16)")]
 
 mod cases;
 mod daemon;

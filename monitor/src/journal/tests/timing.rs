@@ -19,7 +19,6 @@ const COUNTRIES: [&str; 6] = ["US", "DE", "NL", "IE", "GB", "FR"];
 
 #[test]
 #[ignore = "measurement: run by hand in release with --nocapture"]
-#[expect(clippy::print_stderr, reason = "prints the measurement")]
 fn flush_of_100k_records() {
     let dir = tempdir();
     let mut w = writer_in(dir.path());
