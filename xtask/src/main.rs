@@ -2,7 +2,8 @@
 //!
 //! - `setup`: installs what building and testing need (idempotent, says what it does).
 //! - `run`:   setup, then builds and runs the monitor with the built-in defaults.
-//! - `test`:  setup, then runs the whole test suite (root/BPF tests included when root).
+//! - `test`:  setup, then runs the whole test suite (root/BPF tests included when root), clippy
+//!   and `cargo fmt --check`.
 //! - `geo`:   fetches the default geolocation data and converts the ASN CSV to MMDB.
 //! - `bench`: benchmarks (BENCHMARKS.md).
 
