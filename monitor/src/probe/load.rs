@@ -103,8 +103,10 @@ impl Probe {
         sock_ops.load().map_err(|source| Error::ProgramLoad { name: programs::SOCK_OPS, source })?;
         sock_ops.attach(cg, mode).map_err(|source| attach_error(programs::SOCK_OPS, target, source))?;
 
+        // Attached so far: 2 cgroup_sock, 6 cgroup_sock_addr, 1 sock_ops; 2 cgroup_skb follow.
+        let mut attached = 9 + 2;
         match attach_payload_tracepoints(&mut ebpf) {
-            Ok(()) => {}
+            Ok(()) => attached += 2,
             Err(Optional::Kernel(reason)) => {
                 warn!("payload tracepoints unavailable ({reason}); TCP payload falls back to kernel TCP counters");
                 degradations.push(Degradation::PayloadFromTcpCounters);
@@ -130,7 +132,7 @@ impl Probe {
             Err(Optional::Object(e)) => return Err(e),
         };
         degradations.extend(features::host_degradations());
-        info!("attached programs=13 cgroup={}", config.cgroup.display());
+        info!("attached programs={attached} cgroup={}", config.cgroup.display());
         Ok(Self { ebpf, cgroup: config.cgroup.clone(), degradations, snapshotter })
     }
 
