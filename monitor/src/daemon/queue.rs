@@ -12,15 +12,16 @@
 //! channel's slots lazily, in blocks of 32 messages linked as the sender advances (the capacity is
 //! a semaphore, not an array); a block the receiver has emptied is reused at the tail (at most
 //! three spare blocks) or freed (`tokio/src/sync/mpsc/list.rs`, `reclaim_block`). An empty queue
-//! is one block; a full one ~[`SINK_QUEUE`] × `size_of::<SinkMsg>()` plus the boxed records.
-//! `tests/sink_queue.rs` measures both.
+//! is one block; a full one [`SINK_QUEUE`] × 16 bytes (`size_of::<SinkMsg>()`) plus the boxed
+//! records. Measured (`tests/sink_queue.rs`): empty 1 KiB, 100,000 messages 1.7 MB, drained
+//! again 2.7 KiB.
 
 use tokio::sync::mpsc;
 
 use super::sink::SinkMsg;
 
-/// Messages the queue holds at most: a flow record is a 24-byte slot plus a ~350-byte boxed
-/// record, so ~100 MB when full; a burst of 260,000 records (130,000 short connections with
+/// Messages the queue holds at most: a flow record is a 16-byte slot plus a ~350-byte boxed
+/// record, so ~96 MB when full; a burst of 260,000 records (130,000 short connections with
 /// both ends watched) fits.
 pub const SINK_QUEUE: usize = 262_144;
 
@@ -106,6 +107,6 @@ mod tests {
     #[test]
     fn a_message_is_a_small_slot() {
         // The queue's memory when full is SINK_QUEUE slots of this size (plus boxed records).
-        assert!(std::mem::size_of::<SinkMsg>() <= 24, "{}", std::mem::size_of::<SinkMsg>());
+        assert!(std::mem::size_of::<SinkMsg>() <= 16, "{}", std::mem::size_of::<SinkMsg>());
     }
 }
