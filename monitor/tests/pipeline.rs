@@ -377,7 +377,8 @@ async fn b_reload_keeps_the_old_database_when_the_new_one_is_bad_and_switches_to
     );
     let journaled: Vec<(i64, String)> = journal(dir.path())
         .prepare(
-            "SELECT c.cookie, d.database_type FROM connections c JOIN databases d ON d.id = c.country_db ORDER BY c.cookie",
+            "SELECT c.cookie, d.database_type FROM connections c JOIN databases d ON d.id = c.country_db \
+             ORDER BY c.cookie",
         )
         .unwrap()
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))

@@ -144,10 +144,11 @@ impl Pipeline {
             warn!("{w}");
         }
         for db in enricher.databases() {
-            info!("{} database {} ({}, built {} days ago)", db.role, db.path.display(), db.db.database_type, db.age_days);
+            let (role, path, kind) = (&db.role, db.path.display(), &db.db.database_type);
+            info!("{role} database {path} ({kind}, built {} days ago)", db.age_days);
         }
-        let mut journal =
-            JournalWriter::open(&settings.journal, RunInfo::current(settings.source.clone()), &settings.report.time_zone)?;
+        let run = RunInfo::current(settings.source.clone());
+        let mut journal = JournalWriter::open(&settings.journal, run, &settings.report.time_zone)?;
         journal.register_databases(&enricher.databases());
         info!("journal {}", journal.path().display());
         Ok(Self {
@@ -157,6 +158,7 @@ impl Pipeline {
             tracker: TrackerConfig {
                 update_interval: settings.update_interval,
                 tcp_close_grace: settings.tcp_close_grace,
+                // These two follow the source's degradations, in `run`.
                 syscall_payload: true,
                 fresh_at_shutdown: true,
             },
@@ -221,7 +223,10 @@ impl Pipeline {
                 batch = events_rx.recv() => {
                     let Some(batch) = batch else { break };
                     for (kind, ev) in &batch {
-                        log::trace!("event {kind:?} cookie={} flags={} tuple={:?} owner={:?}", ev.cookie, ev.flags, ev.tuple, ev.owner);
+                        log::trace!(
+                            "event {kind:?} cookie={} flags={} tuple={:?} owner={:?}",
+                            ev.cookie, ev.flags, ev.tuple, ev.owner
+                        );
                         observe(&st.sink_tx, &mut observed, ev).await;
                         st.tracker.handle(*kind, ev, &mut st.records);
                     }
