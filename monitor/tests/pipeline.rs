@@ -427,6 +427,24 @@ async fn c_a_long_lived_flow_gets_periodic_updates_whose_deltas_add_up() {
     assert_eq!((close.tx_bytes, close.rx_bytes), (3500, 130_000));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e_open_flows_end_as_shutdown_records_with_the_counters_of_the_last_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = Run::start(&settings(dir.path()));
+    let now = run.now_ns();
+    run.send(vec![tcp(EventKind::Established, 9, now, bytes(10, 20))]).await;
+    // The kernel counted more since the last event; only a snapshot at shutdown can tell.
+    run.set_counters(tcp(EventKind::Update, 9, now + SEC, bytes(777, 8888)).1);
+    let (outputs, stats) = run.stop().await;
+
+    let flows = flows(&outputs);
+    assert_eq!(flows.len(), 1, "{flows:#?}");
+    let r = &flows[0].record;
+    assert_eq!((r.event, r.cookie, r.complete), (RecordKind::Shutdown, 9, true));
+    assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), (777, 8888));
+    assert_eq!((stats.tracker.open_flows, stats.tracker.closed_flows), (0, 0));
+}
+
 /// ISO week label ("2026-W47") of `t` in UTC.
 fn week_of(t: Timestamp) -> String {
     let week = t.to_zoned(TimeZone::UTC).date().iso_week_date();
