@@ -1,34 +1,40 @@
-//! The daemon: wires probe → tracker → output and runs until shutdown.
+//! The daemon: wires probe → tracker → sink → output and runs until shutdown.
 //!
-//! Startup order: (1) resolve the cgroup, (2) load and attach the kernel programs, (3) start the
-//! drainer, tracker loop and /proc lookups. Shutdown: stop reading new events, drain what the
-//! kernel already produced, emit every open flow as `shutdown`, report final statistics, detach.
+//! Two halves, joined by the [`EventSource`] seam ([`source`]):
+//! - start-up ([`run`]): resolve the cgroup, open the [`Pipeline`] (app rules, databases,
+//!   journal), watch SIGHUP, load and attach the kernel programs ([`ProbeSource`]);
+//! - the pipeline ([`Pipeline::run`]): the event task, the tracker loop, /proc lookups and the
+//!   sink thread. It needs no root: tests feed it recorded events (`tests/pipeline.rs`).
+//!
+//! Shutdown: stop reading new events, drain what the kernel already produced, emit every open
+//! flow as `shutdown`, report final statistics, detach.
 
 mod queue;
 mod sink;
+pub mod source;
 
-use std::{collections::HashMap, future::Future, path::PathBuf, sync::Arc, time::Duration};
+use std::{collections::HashMap, future::Future, path::PathBuf, time::Duration};
 
 use log::{debug, info, warn};
-use monitor_common::event::{Event, EventKind};
+use monitor_common::event::Event;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
-pub use queue::SINK_QUEUE;
-use queue::SinkTx;
+pub use queue::{SINK_QUEUE, SinkRx, SinkTx, sink_queue};
 use sink::Sink;
 pub use sink::{FlowOutput, SinkMsg};
+pub use source::{Batch, EventSource, ProbeSource, Reloads};
 
 pub use crate::stats::Stats;
 
 use crate::{
-    clock::Clock,
     enrich::Enricher,
     identity::{self, AppRules, Identities},
     journal::{JournalWriter, RunInfo},
-    probe::{self, Degradation, DrainCounters, KernelStats, Probe, ProbeConfig},
+    probe::{self, Degradation, KernelStats, ProbeConfig},
+    report::ReportConfig,
     settings::Settings,
-    tracker::{Tracker, TrackerConfig, TrackerStats, record::Owner},
+    tracker::{FlowRecord, Tracker, TrackerConfig, TrackerStats, record::Owner},
 };
 
 /// Batches of events between the drainer and the tracker. Full ⇒ the drainer stops reading and
@@ -83,139 +89,209 @@ pub enum Output {
 
 /// Runs until `shutdown` completes; returns the final statistics.
 ///
+/// Start-up: resolve the cgroup, open the pipeline (app rules, databases, journal), watch
+/// SIGHUP, load and attach the kernel programs; then [`Pipeline::run`] with them.
+///
 /// # Errors
-/// When the programs cannot be loaded or attached.
+/// When the programs cannot be loaded or attached, or the pipeline cannot be opened.
 pub async fn run(
     settings: &Settings,
     out: mpsc::Sender<Output>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Stats, Error> {
     let cgroup = probe::resolve_cgroup(&settings.cgroup)?;
-    let rules = AppRules::compile(&settings.apps)?;
-    let enricher = Enricher::open(&settings.geo)?;
-    for w in enricher.warnings() {
-        warn!("{w}");
-    }
-    for db in enricher.databases() {
-        info!("{} database {} ({}, built {} days ago)", db.role, db.path.display(), db.db.database_type, db.age_days);
-    }
-    let mut journal =
-        JournalWriter::open(&settings.journal, RunInfo::current(settings.source.clone()), &settings.report.time_zone)?;
-    journal.register_databases(&enricher.databases());
-    info!("journal {}", journal.path().display());
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(Error::Signal)?;
-    let clock = Clock::now();
-    let mut probe = Probe::load(&ProbeConfig {
-        cgroup: cgroup.clone(),
+    let pipeline = Pipeline::open(settings)?;
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(Error::Signal)?;
+    let source = ProbeSource::load(&ProbeConfig {
+        cgroup,
         ring_buffer_bytes: settings.ring_buffer_bytes,
         update_interval: settings.update_interval,
     })?;
-    let ring = probe.take_events()?;
-    let kernel_stats = probe.take_stats()?;
-    let degradations = probe.degradations().to_vec();
-    for d in &degradations {
-        warn!("degraded: {}", d.describe());
+    pipeline.run(source, hangup, out, shutdown).await
+}
+
+/// Everything after the kernel: the tracker loop, the sink thread (identity, enrichment,
+/// journal, weekly export) and the output. Fed by an [`EventSource`].
+pub struct Pipeline {
+    rules: AppRules,
+    enricher: Enricher,
+    journal: JournalWriter,
+    tracker: TrackerConfig,
+    stats_interval: Duration,
+    flush_every: Duration,
+    report: ReportConfig,
+}
+
+/// The loop's state that shutdown takes over.
+struct Stages<S> {
+    source: S,
+    tracker: Tracker,
+    sink_tx: SinkTx,
+    records: Vec<FlowRecord>,
+    lost_seen: u64,
+}
+
+impl Pipeline {
+    /// Compiles the app rules, opens the geolocation databases and the journal (no kernel, no
+    /// root: a bad config fails here, before anything is attached).
+    ///
+    /// # Errors
+    /// Invalid `[[apps]]` rules, unusable databases, a journal that cannot be opened.
+    pub fn open(settings: &Settings) -> Result<Self, Error> {
+        let rules = AppRules::compile(&settings.apps)?;
+        let enricher = Enricher::open(&settings.geo)?;
+        for w in enricher.warnings() {
+            warn!("{w}");
+        }
+        for db in enricher.databases() {
+            let (role, path, kind) = (&db.role, db.path.display(), &db.db.database_type);
+            info!("{role} database {path} ({kind}, built {} days ago)", db.age_days);
+        }
+        let run = RunInfo::current(settings.source.clone());
+        let mut journal = JournalWriter::open(&settings.journal, run, &settings.report.time_zone)?;
+        journal.register_databases(&enricher.databases());
+        info!("journal {}", journal.path().display());
+        Ok(Self {
+            rules,
+            enricher,
+            journal,
+            tracker: TrackerConfig {
+                update_interval: settings.update_interval,
+                tcp_close_grace: settings.tcp_close_grace,
+                // These two follow the source's degradations, in `run`.
+                syscall_payload: true,
+                fresh_at_shutdown: true,
+            },
+            stats_interval: settings.stats_interval,
+            flush_every: settings.journal.flush_interval(),
+            report: settings.report.clone(),
+        })
     }
-    let syscall_payload = !degradations.contains(&Degradation::PayloadFromTcpCounters);
-    let fresh_at_shutdown = !degradations.contains(&Degradation::NoSnapshots);
-    let _ = out.send(Output::Started { cgroup, degradations }).await;
-    let (sink_tx, sink_rx) = queue::sink_queue(SINK_QUEUE);
-    let sink = Sink {
-        identities: Identities::new(rules, clock),
-        enricher,
-        journal,
-        flush_every: settings.journal.flush_interval(),
-        report: settings.report.clone(),
-        out,
-    };
-    let sink_thread = std::thread::Builder::new()
-        .name("monitor-sink".into())
-        .spawn(move || sink.run(sink_rx))
-        .map_err(Error::Thread)?;
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (events_tx, mut events_rx) = mpsc::channel::<Vec<(EventKind, Event)>>(TRACKER_QUEUE);
-    let counters = Arc::new(DrainCounters::default());
-    let drainer = tokio::spawn(probe::drain(ring, events_tx, Arc::clone(&counters), stop_rx));
+    /// Runs until `shutdown` completes (or the source's event task ends); returns the final
+    /// statistics. Reload requests from `reloads` reopen the databases.
+    ///
+    /// # Errors
+    /// When the sink thread cannot be started.
+    pub async fn run<S: EventSource>(
+        self,
+        mut source: S,
+        mut reloads: impl Reloads,
+        out: mpsc::Sender<Output>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<Stats, Error> {
+        let degradations = source.degradations();
+        for d in &degradations {
+            warn!("degraded: {}", d.describe());
+        }
+        let syscall_payload = !degradations.contains(&Degradation::PayloadFromTcpCounters);
+        let fresh_at_shutdown = !degradations.contains(&Degradation::NoSnapshots);
+        let clock = source.clock();
+        let _ = out.send(Output::Started { cgroup: source.cgroup(), degradations }).await;
+        let (sink_tx, sink_rx) = queue::sink_queue(SINK_QUEUE);
+        let sink = Sink {
+            identities: Identities::new(self.rules, clock),
+            enricher: self.enricher,
+            journal: self.journal,
+            flush_every: self.flush_every,
+            report: self.report,
+            out,
+        };
+        let sink_thread = std::thread::Builder::new()
+            .name("monitor-sink".into())
+            .spawn(move || sink.run(sink_rx))
+            .map_err(Error::Thread)?;
 
-    let mut tracker = Tracker::new(
-        TrackerConfig {
-            update_interval: settings.update_interval,
-            tcp_close_grace: settings.tcp_close_grace,
-            syscall_payload,
-            fresh_at_shutdown,
-        },
-        clock,
-    );
-    let (owners_tx, mut owners_rx) = mpsc::channel::<(u64, Owner)>(OUTPUT_QUEUE);
-    let mut tick = tokio::time::interval(TICK);
-    let mut snapshot_tick = tokio::time::interval(settings.update_interval);
-    snapshot_tick.tick().await;
-    let mut stats_tick = tokio::time::interval(settings.stats_interval);
-    stats_tick.tick().await;
-    let mut records = Vec::new();
-    let mut lost_seen = 0;
-    let mut observed: HashMap<u32, u64> = HashMap::new();
-    tokio::pin!(shutdown);
-    let mut stopping = false;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (events_tx, mut events_rx) = mpsc::channel::<Batch>(TRACKER_QUEUE);
+        let drainer = tokio::spawn(source.events(events_tx, stop_rx));
 
-    loop {
-        tokio::select! {
-            batch = events_rx.recv() => {
-                let Some(batch) = batch else { break };
-                for (kind, ev) in &batch {
-                    log::trace!("event {kind:?} cookie={} flags={} tuple={:?} owner={:?}", ev.cookie, ev.flags, ev.tuple, ev.owner);
-                    observe(&sink_tx, &mut observed, ev);
-                    tracker.handle(*kind, ev, &mut records);
+        let tracker = Tracker::new(TrackerConfig { syscall_payload, fresh_at_shutdown, ..self.tracker }, clock);
+        let mut st = Stages { source, tracker, sink_tx, records: Vec::new(), lost_seen: 0 };
+        let (owners_tx, mut owners_rx) = mpsc::channel::<(u64, Owner)>(OUTPUT_QUEUE);
+        let mut tick = tokio::time::interval(TICK);
+        let mut snapshot_tick = tokio::time::interval(self.tracker.update_interval);
+        snapshot_tick.tick().await;
+        let mut stats_tick = tokio::time::interval(self.stats_interval);
+        stats_tick.tick().await;
+        let mut observed: HashMap<u32, u64> = HashMap::new();
+        tokio::pin!(shutdown);
+        let mut stopping = false;
+
+        loop {
+            tokio::select! {
+                batch = events_rx.recv() => {
+                    let Some(batch) = batch else { break };
+                    for (kind, ev) in &batch {
+                        log::trace!(
+                            "event {kind:?} cookie={} flags={} tuple={:?} owner={:?}",
+                            ev.cookie, ev.flags, ev.tuple, ev.owner
+                        );
+                        observe(&st.sink_tx, &mut observed, ev).await;
+                        st.tracker.handle(*kind, ev, &mut st.records);
+                    }
+                    lookup_owners(&mut st.tracker, &owners_tx);
                 }
-                lookup_owners(&mut tracker, &owners_tx);
-            }
-            Some((cookie, owner)) = owners_rx.recv() => tracker.set_owner(cookie, &owner),
-            _ = hangup.recv() => {
-                info!("SIGHUP: reloading the geolocation databases");
-                sink_tx.send(SinkMsg::Reload);
-            }
-            _ = tick.tick() => {
-                tracker.tick(Clock::boot_ns(), &mut records);
-                warn_if_lost(&kernel_stats, &mut lost_seen);
-                if sink_tx.len() > SINK_QUEUE / 2 {
-                    warn!("{} of {SINK_QUEUE} records wait for the journal: it is behind the traffic", sink_tx.len());
+                Some((cookie, owner)) = owners_rx.recv() => st.tracker.set_owner(cookie, &owner),
+                Some(()) = reloads.next() => {
+                    info!("SIGHUP: reloading the geolocation databases");
+                    st.sink_tx.send(SinkMsg::Reload).await;
                 }
-                sink_tx.send(SinkMsg::Tick);
+                _ = tick.tick() => {
+                    st.tracker.tick(st.source.now_ns(), &mut st.records);
+                    warn_if_lost(&st.source, &mut st.lost_seen);
+                    let queued = st.sink_tx.len();
+                    if queued > st.sink_tx.max_len() / 2 {
+                        warn!("{queued} of {SINK_QUEUE} records wait for the journal: it is behind the traffic");
+                    }
+                    st.sink_tx.send(SinkMsg::Tick).await;
+                }
+                _ = snapshot_tick.tick() => refresh_from_kernel(&mut st.source, &mut st.tracker),
+                _ = stats_tick.tick() => {
+                    let stats = stats_snapshot(&st.source, st.tracker.stats(), false);
+                    st.sink_tx.send(SinkMsg::Stats(Box::new(stats))).await;
+                }
+                () = &mut shutdown, if !stopping => {
+                    info!("stopping: draining remaining events");
+                    stopping = true;
+                    let _ = stop_tx.send(true);
+                }
             }
-            _ = snapshot_tick.tick() => refresh_from_kernel(&probe, &mut tracker),
-            _ = stats_tick.tick() => {
-                let stats = stats_snapshot(&kernel_stats, &counters, tracker.stats(), false);
-                sink_tx.send(SinkMsg::Stats(stats));
-            }
-            () = &mut shutdown, if !stopping => {
-                info!("stopping: draining remaining events");
-                stopping = true;
-                let _ = stop_tx.send(true);
+            for record in st.records.drain(..) {
+                st.sink_tx.send(SinkMsg::Record(Box::new(record))).await;
             }
         }
-        for record in records.drain(..) {
-            sink_tx.send(SinkMsg::Record(Box::new(record)));
-        }
+        Ok(shutdown_drain(st, drainer, &mut owners_rx, sink_thread).await)
     }
+}
+
+/// After the loop: waits for the event task's last drain, applies owners found meanwhile, ends
+/// every open flow as `shutdown` with fresh counters, sends the final statistics, waits for the
+/// sink, and drops the source (detaching the programs).
+async fn shutdown_drain<S: EventSource>(
+    mut st: Stages<S>,
+    drainer: tokio::task::JoinHandle<Result<(), probe::Error>>,
+    owners_rx: &mut mpsc::Receiver<(u64, Owner)>,
+    sink_thread: std::thread::JoinHandle<Identities>,
+) -> Stats {
     match drainer.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => warn!("event drainer stopped: {e}"),
         Err(e) => warn!("event drainer panicked: {e}"),
     }
     while let Ok((cookie, owner)) = owners_rx.try_recv() {
-        tracker.set_owner(cookie, &owner);
+        st.tracker.set_owner(cookie, &owner);
     }
     // Counters of open flows as they are now, not as of their last event.
-    refresh_from_kernel(&probe, &mut tracker);
-    tracker.shutdown(Clock::boot_ns(), &mut records);
-    for record in records.drain(..) {
-        sink_tx.send(SinkMsg::Record(Box::new(record)));
+    refresh_from_kernel(&mut st.source, &mut st.tracker);
+    st.tracker.shutdown(st.source.now_ns(), &mut st.records);
+    for record in st.records.drain(..) {
+        st.sink_tx.send(SinkMsg::Record(Box::new(record))).await;
     }
-    warn_if_lost(&kernel_stats, &mut lost_seen);
-    let stats = stats_snapshot(&kernel_stats, &counters, tracker.stats(), true);
-    sink_tx.send(SinkMsg::Stats(stats));
-    drop(sink_tx);
+    warn_if_lost(&st.source, &mut st.lost_seen);
+    let stats = stats_snapshot(&st.source, st.tracker.stats(), true);
+    st.sink_tx.send(SinkMsg::Stats(Box::new(stats))).await;
+    drop(st.sink_tx);
     match tokio::task::spawn_blocking(move || sink_thread.join()).await {
         Ok(Ok(identities)) => info!(
             "apps resolved from /proc={} from kernel data only={}",
@@ -223,15 +299,15 @@ pub async fn run(
         ),
         _ => warn!("sink thread failed"),
     }
-    drop(probe);
+    drop(st.source);
     info!("detached");
-    Ok(stats)
+    stats
 }
 
 /// Refreshes open flows from the kernel's counters (idle flows send no events).
-fn refresh_from_kernel(probe: &Probe, tracker: &mut Tracker) {
+fn refresh_from_kernel(source: &mut impl EventSource, tracker: &mut Tracker) {
     let mut ignored = Vec::new();
-    match tokio::task::block_in_place(|| probe.snapshot()) {
+    match source.snapshot() {
         None => {}
         Some(Ok(events)) => {
             debug!("snapshot sockets={}", events.len());
@@ -245,7 +321,7 @@ fn refresh_from_kernel(probe: &Probe, tracker: &mut Tracker) {
 
 /// Asks the sink to read a process from /proc the first time it is seen (or when a socket newer
 /// than the last one seen reveals it, which may be a new process reusing the pid).
-fn observe(tx: &SinkTx, observed: &mut HashMap<u32, u64>, ev: &Event) {
+async fn observe(tx: &SinkTx, observed: &mut HashMap<u32, u64>, ev: &Event) {
     if ev.flags & monitor_common::event::FLAG_NO_OWNER != 0 || ev.owner.tgid == 0 {
         return;
     }
@@ -258,12 +334,12 @@ fn observe(tx: &SinkTx, observed: &mut HashMap<u32, u64>, ev: &Event) {
     if observed.len() > OBSERVED_MAX {
         observed.clear();
     }
-    tx.send(SinkMsg::Observe { tgid: ev.owner.tgid, created_ns });
+    tx.send(SinkMsg::Observe { tgid: ev.owner.tgid, created_ns }).await;
 }
 
 /// Warns once per increase of the kernel's lost-event counter.
-fn warn_if_lost(kernel: &probe::StatsReader, seen: &mut u64) {
-    if let Ok(stats) = kernel.read()
+fn warn_if_lost(source: &impl EventSource, seen: &mut u64) {
+    if let Ok(stats) = source.kernel_stats()
         && stats.events_lost > *seen
     {
         warn!(
@@ -274,12 +350,12 @@ fn warn_if_lost(kernel: &probe::StatsReader, seen: &mut u64) {
     }
 }
 
-fn stats_snapshot(kernel: &probe::StatsReader, drain: &DrainCounters, tracker: TrackerStats, last: bool) -> Stats {
-    let kernel = kernel.read().unwrap_or_else(|e| {
+fn stats_snapshot(source: &impl EventSource, tracker: TrackerStats, last: bool) -> Stats {
+    let kernel = source.kernel_stats().unwrap_or_else(|e| {
         warn!("cannot read kernel statistics: {e}");
         KernelStats::default()
     });
-    let (events_received, decode_errors) = drain.snapshot();
+    let (events_received, decode_errors) = source.drained();
     Stats { kernel, events_received, decode_errors, tracker, last }
 }
 

@@ -52,8 +52,8 @@ pub enum SinkMsg {
     },
     /// A flow record.
     Record(Box<FlowRecord>),
-    /// Completeness counters.
-    Stats(Stats),
+    /// Completeness counters (boxed: every message takes a slot of the largest variant).
+    Stats(Box<Stats>),
     /// One second passed.
     Tick,
     /// Reopen the geolocation databases (SIGHUP).
@@ -98,7 +98,7 @@ struct Timers {
 
 impl Sink {
     /// Runs until the sender side is dropped, then flushes the journal a last time.
-    pub fn run(mut self, rx: SinkRx) -> Identities {
+    pub fn run(mut self, mut rx: SinkRx) -> Identities {
         let now = Instant::now();
         let mut timers = Timers { failing: false, flush: now, purge: now, error_logged: None };
         let exporter = Exporter::spawn(self.journal.path().to_path_buf(), self.report.clone());
@@ -119,7 +119,7 @@ impl Sink {
                         "enrichment lookups={} public={} unknown_country={} unknown_asn={} lookup_errors={} cache_hits={}",
                         e.lookups, e.scopes.public, e.unknown_country, e.unknown_asn, e.lookup_errors, e.cache_hits
                     );
-                    self.emit(Output::Stats(stats));
+                    self.emit(Output::Stats(*stats));
                 }
                 SinkMsg::Tick => self.tick(&mut timers),
                 SinkMsg::Reload => self.reload(),

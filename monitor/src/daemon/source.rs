@@ -1,0 +1,152 @@
+//! The seam between start-up and the pipeline: where the kernel's data comes from.
+//!
+//! The pipeline (tracker loop, sink, output; [`super::Pipeline`]) reads an [`EventSource`]: event
+//! batches, kernel statistics, counter snapshots, degradations, and the clock of the event
+//! timestamps. [`ProbeSource`] is the loaded kernel programs (needs root); tests replay recorded
+//! events through the same trait without root (`tests/pipeline.rs`). Reload requests come
+//! through [`Reloads`]: SIGHUP in the daemon, a channel in tests.
+
+use std::{future::Future, path::PathBuf, sync::Arc};
+
+use aya::maps::{MapData, RingBuf};
+use monitor_common::event::{Event, EventKind};
+use tokio::sync::{mpsc, watch};
+
+use crate::{
+    clock::Clock,
+    probe::{self, Degradation, DrainCounters, KernelStats, Probe, ProbeConfig, StatsReader},
+};
+
+/// Decoded kernel events, in the order the kernel produced them.
+pub type Batch = Vec<(EventKind, Event)>;
+
+/// What the pipeline reads from the kernel (or from a recording).
+pub trait EventSource: Send + 'static {
+    /// The watched cgroup, as reported in [`super::Output::Started`].
+    fn cgroup(&self) -> PathBuf;
+
+    /// Why fidelity is reduced on this host.
+    fn degradations(&self) -> Vec<Degradation>;
+
+    /// Converts event timestamps to wall-clock time.
+    fn clock(&self) -> Clock;
+
+    /// Now, on the clock of the event timestamps (boot-time nanoseconds for the kernel): drives
+    /// periodic updates, the TCP close grace and `shutdown` records.
+    fn now_ns(&self) -> u64;
+
+    /// The event task (spawned once by the pipeline): sends batches to `tx` until `stop` turns
+    /// true, then what was produced before the stop, then returns (dropping `tx` ends the
+    /// pipeline's loop). When `tx` is full it waits; what the source cannot hold meanwhile is its
+    /// own loss to count (the kernel counts `events_lost`).
+    fn events(
+        &mut self,
+        tx: mpsc::Sender<Batch>,
+        stop: watch::Receiver<bool>,
+    ) -> impl Future<Output = Result<(), probe::Error>> + Send + 'static;
+
+    /// Kernel-side counters, cumulative since start.
+    ///
+    /// # Errors
+    /// When they cannot be read.
+    fn kernel_stats(&self) -> Result<KernelStats, probe::Error>;
+
+    /// Events the event task read and could not decode so far: `(received, decode_errors)`.
+    fn drained(&self) -> (u64, u64);
+
+    /// Current counters of the sockets whose counters changed since the previous call, as
+    /// `Update` events with `FLAG_SNAPSHOT`; `None` when the host cannot take snapshots.
+    fn snapshot(&mut self) -> Option<std::io::Result<Batch>>;
+}
+
+/// Requests to reopen the geolocation databases.
+pub trait Reloads: Send {
+    /// Completes with the next request; `None` when no more can come.
+    fn next(&mut self) -> impl Future<Output = Option<()>> + Send;
+}
+
+impl Reloads for tokio::signal::unix::Signal {
+    fn next(&mut self) -> impl Future<Output = Option<()>> + Send {
+        self.recv()
+    }
+}
+
+impl Reloads for mpsc::Receiver<()> {
+    fn next(&mut self) -> impl Future<Output = Option<()>> + Send {
+        self.recv()
+    }
+}
+
+/// The kernel programs, loaded and attached: the ring buffer drainer, the `STATS` reader and the
+/// counter snapshotter. Dropping it detaches the programs.
+pub struct ProbeSource {
+    probe: Probe,
+    ring: Option<RingBuf<MapData>>,
+    stats: StatsReader,
+    counters: Arc<DrainCounters>,
+    clock: Clock,
+}
+
+impl ProbeSource {
+    /// Loads and attaches the programs (see [`Probe::load`]).
+    ///
+    /// # Errors
+    /// As [`Probe::load`], and when the ring buffer or statistics map is missing.
+    pub fn load(config: &ProbeConfig) -> Result<Self, probe::Error> {
+        let clock = Clock::now();
+        let mut probe = Probe::load(config)?;
+        let ring = probe.take_events()?;
+        let stats = probe.take_stats()?;
+        Ok(Self { probe, ring: Some(ring), stats, counters: Arc::new(DrainCounters::default()), clock })
+    }
+
+    /// The loaded programs (e.g. to write into their maps before the pipeline starts).
+    pub fn probe_mut(&mut self) -> &mut Probe {
+        &mut self.probe
+    }
+}
+
+impl EventSource for ProbeSource {
+    fn cgroup(&self) -> PathBuf {
+        self.probe.cgroup().to_path_buf()
+    }
+
+    fn degradations(&self) -> Vec<Degradation> {
+        self.probe.degradations().to_vec()
+    }
+
+    fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    fn now_ns(&self) -> u64 {
+        Clock::boot_ns()
+    }
+
+    fn events(
+        &mut self,
+        tx: mpsc::Sender<Batch>,
+        stop: watch::Receiver<bool>,
+    ) -> impl Future<Output = Result<(), probe::Error>> + Send + 'static {
+        let ring = self.ring.take();
+        let counters = Arc::clone(&self.counters);
+        async move {
+            let ring = ring.ok_or(probe::Error::MapNotFound { name: monitor_common::maps::EVENTS })?;
+            probe::drain(ring, tx, counters, stop).await
+        }
+    }
+
+    fn kernel_stats(&self) -> Result<KernelStats, probe::Error> {
+        self.stats.read()
+    }
+
+    fn drained(&self) -> (u64, u64) {
+        self.counters.snapshot()
+    }
+
+    /// One iterator pass (a syscall that walks every socket): run off the async workers with
+    /// `block_in_place`, so this source needs the multi-threaded runtime.
+    fn snapshot(&mut self) -> Option<std::io::Result<Batch>> {
+        tokio::task::block_in_place(|| self.probe.snapshot())
+    }
+}

@@ -1,0 +1,485 @@
+//! The daemon's pipeline without root: recorded kernel events go through the real tracker, sink
+//! (identity, enrichment with the MaxMind test databases, journal in a temporary directory,
+//! weekly export) and output, fed by [`Replay`], an [`EventSource`] the test drives. The kernel
+//! side is covered by the root tests in `tests/bpf`.
+
+use std::{
+    collections::{HashMap, HashSet},
+    fs,
+    path::Path,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use jiff::{Timestamp, ToSpan as _, tz::TimeZone};
+use monitor::{
+    clock::Clock,
+    daemon::{Batch, EventSource, FlowOutput, OUTPUT_QUEUE, Output, Pipeline, Stats},
+    probe::{self, Degradation, KernelStats},
+    settings::{RawConfig, Settings},
+    tracker::record::RecordKind,
+};
+use monitor_common::{
+    AF_INET, IPPROTO_TCP,
+    event::{Event, EventKind, FLAG_SNAPSHOT, Tuple},
+    sock::{ByteCounters, Owner as KOwner, OwnerSource as KSource},
+};
+use tokio::sync::{mpsc, oneshot, watch};
+
+const SEC: u64 = 1_000_000_000;
+/// Boot-time of the replay's start: 30 days, so that events can lie weeks in the past.
+const BASE_NS: u64 = 30 * 24 * 3600 * SEC;
+/// Remote address with known answers in the test databases: GB, in `GeoIP2-Country-Test`.
+const REMOTE: [u8; 4] = [81, 2, 69, 160];
+
+/// What the replayed kernel holds: per-socket counters for snapshots.
+#[derive(Default)]
+struct Kernel {
+    sockets: HashMap<u64, Event>,
+    changed: HashSet<u64>,
+}
+
+/// The source the pipeline reads: batches the test sends, snapshots of [`Kernel`].
+struct Replay {
+    events: Option<mpsc::Receiver<Batch>>,
+    kernel: Arc<Mutex<Kernel>>,
+    received: Arc<AtomicU64>,
+    start: tokio::time::Instant,
+    clock: Clock,
+}
+
+impl EventSource for Replay {
+    fn cgroup(&self) -> std::path::PathBuf {
+        "/replay".into()
+    }
+
+    fn degradations(&self) -> Vec<Degradation> {
+        Vec::new()
+    }
+
+    fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    fn now_ns(&self) -> u64 {
+        BASE_NS + u64::try_from(self.start.elapsed().as_nanos()).unwrap()
+    }
+
+    fn events(
+        &mut self,
+        tx: mpsc::Sender<Batch>,
+        mut stop: watch::Receiver<bool>,
+    ) -> impl Future<Output = Result<(), probe::Error>> + Send + 'static {
+        let mut rx = self.events.take().expect("events() is called once");
+        let received = Arc::clone(&self.received);
+        async move {
+            loop {
+                tokio::select! {
+                    batch = rx.recv() => {
+                        let Some(batch) = batch else {
+                            let _ = stop.changed().await;
+                            return Ok(());
+                        };
+                        received.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        if tx.send(batch).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    _ = stop.changed() => {
+                        // What was produced before the stop still goes through.
+                        while let Ok(batch) = rx.try_recv() {
+                            received.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                            let _ = tx.send(batch).await;
+                        }
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    fn kernel_stats(&self) -> Result<KernelStats, probe::Error> {
+        Ok(KernelStats { events_submitted: self.received.load(Ordering::Relaxed), ..KernelStats::default() })
+    }
+
+    fn drained(&self) -> (u64, u64) {
+        (self.received.load(Ordering::Relaxed), 0)
+    }
+
+    fn snapshot(&mut self) -> Option<std::io::Result<Batch>> {
+        let mut kernel = self.kernel.lock().unwrap();
+        let changed: Vec<u64> = kernel.changed.drain().collect();
+        let batch = changed
+            .iter()
+            .filter_map(|cookie| kernel.sockets.get(cookie))
+            .map(|ev| (EventKind::Update, Event { flags: FLAG_SNAPSHOT, ..*ev }))
+            .collect();
+        Some(Ok(batch))
+    }
+}
+
+/// The test's side of a running pipeline.
+struct Run {
+    events: mpsc::Sender<Batch>,
+    kernel: Arc<Mutex<Kernel>>,
+    reload: mpsc::Sender<()>,
+    shutdown: oneshot::Sender<()>,
+    out: mpsc::Receiver<Output>,
+    /// Outputs read before [`Run::stop`].
+    seen: Vec<Output>,
+    pipeline: tokio::task::JoinHandle<Result<Stats, monitor::daemon::Error>>,
+    start: tokio::time::Instant,
+}
+
+impl Run {
+    /// Opens the pipeline of `settings` and starts it on a replay.
+    fn start(settings: &Settings) -> Self {
+        let pipeline = Pipeline::open(settings).expect("pipeline opens");
+        let (events, events_rx) = mpsc::channel(16);
+        let kernel = Arc::new(Mutex::new(Kernel::default()));
+        let start = tokio::time::Instant::now();
+        // Wall clock of BASE_NS is now: records carry today's dates.
+        let clock = Clock::with_offset(Timestamp::now().as_nanosecond() - i128::from(BASE_NS));
+        let replay =
+            Replay { events: Some(events_rx), kernel: Arc::clone(&kernel), received: Arc::default(), start, clock };
+        let (reload, reload_rx) = mpsc::channel(1);
+        let (shutdown, shutdown_rx) = oneshot::channel::<()>();
+        let (out_tx, out) = mpsc::channel(OUTPUT_QUEUE);
+        let pipeline = tokio::spawn(pipeline.run(replay, reload_rx, out_tx, async move {
+            let _ = shutdown_rx.await;
+        }));
+        Self { events, kernel, reload, shutdown, out, seen: Vec::new(), pipeline, start }
+    }
+
+    fn now_ns(&self) -> u64 {
+        BASE_NS + u64::try_from(self.start.elapsed().as_nanos()).unwrap()
+    }
+
+    async fn send(&self, batch: Batch) {
+        self.events.send(batch).await.expect("replay running");
+    }
+
+    /// Sets a socket's counters as the next snapshot reports them.
+    fn set_counters(&self, ev: Event) {
+        let mut kernel = self.kernel.lock().unwrap();
+        kernel.sockets.insert(ev.cookie, ev);
+        kernel.changed.insert(ev.cookie);
+    }
+
+    /// Asks for a reload (as SIGHUP does) and waits until the loop has taken the request: what
+    /// is sent afterwards reaches the sink after the reload.
+    async fn reload(&self) {
+        self.reload.send(()).await.expect("pipeline running");
+        drop(self.reload.reserve().await.expect("pipeline running"));
+    }
+
+    /// Waits for the next flow record the sink has finished (enriched, journaled, printed).
+    async fn next_flow(&mut self) -> FlowOutput {
+        loop {
+            let output = self.out.recv().await.expect("pipeline running");
+            self.seen.push(output.clone());
+            if let Output::Flow(f) = output {
+                return *f;
+            }
+        }
+    }
+
+    /// Stops the pipeline; returns everything it output and its final statistics.
+    async fn stop(self) -> (Vec<Output>, Stats) {
+        let Self { shutdown, mut out, seen: mut outputs, pipeline, .. } = self;
+        shutdown.send(()).expect("pipeline running");
+        while let Some(o) = out.recv().await {
+            outputs.push(o);
+        }
+        let stats = pipeline.await.expect("pipeline task").expect("pipeline ends without error");
+        (outputs, stats)
+    }
+}
+
+fn flows(outputs: &[Output]) -> Vec<&FlowOutput> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Flow(f) => Some(&**f),
+            _ => None,
+        })
+        .collect()
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/geo").join(name)
+}
+
+/// Replaces `path` by a copy of `from` the way installers do (rename over it).
+fn install(from: &Path, path: &Path) {
+    let tmp = path.with_extension("new");
+    fs::copy(from, &tmp).unwrap();
+    fs::rename(&tmp, path).unwrap();
+}
+
+/// Settings with everything in `dir`: country and ASN test databases, journal, weekly exports.
+fn settings(dir: &Path) -> Settings {
+    let country = dir.join("country.mmdb");
+    if !country.exists() {
+        install(&fixture("GeoIP2-Country-Test.mmdb"), &country);
+    }
+    let d = dir.display();
+    let raw: RawConfig = toml::from_str(&format!(
+        r#"
+        [probe]
+        update_interval_secs = 10
+        [tracker]
+        tcp_close_grace_secs = 120
+        stats_interval_secs = 3600
+        [geo]
+        country_db = "{d}/country.mmdb"
+        asn_db = "{asn}"
+        max_age_days = 0
+        [journal]
+        path = "{d}/journal.db"
+        [report]
+        time_zone = "UTC"
+        export_dir = "{d}/reports"
+        export_formats = ["json"]
+        "#,
+        asn = fixture("GeoLite2-ASN-Test.mmdb").display(),
+    ))
+    .unwrap();
+    Settings::resolve(raw, None).unwrap()
+}
+
+fn ip(a: [u8; 4]) -> [u32; 4] {
+    [u32::from_ne_bytes(a), 0, 0, 0]
+}
+
+/// A kernel event of TCP socket `cookie` (10.0.0.1:40000 → 81.2.69.160:443, process "replayed").
+fn tcp(kind: EventKind, cookie: u64, ts_ns: u64, bytes: ByteCounters) -> (EventKind, Event) {
+    let mut comm = [0u8; 16];
+    comm[..8].copy_from_slice(b"replayed");
+    // No such process: the app comes from the kernel's data (its name is `comm`).
+    let owner = KOwner {
+        tgid: u32::MAX - 1,
+        pid: u32::MAX - 1,
+        uid: 1000,
+        gid: 1000,
+        cgroup_id: 1,
+        created_ns: ts_ns,
+        comm,
+        source: KSource::SockCreate as u32,
+        _pad: 0,
+    };
+    let tuple = Tuple {
+        local_addr: ip([10, 0, 0, 1]),
+        remote_addr: ip(REMOTE),
+        local_port: 40000,
+        remote_port: 443,
+        family: AF_INET,
+        protocol: IPPROTO_TCP,
+    };
+    let ev = Event { kind: kind as u32, ts_ns, cookie, first_ns: ts_ns, owner, tuple, bytes, ..Event::default() };
+    (kind, ev)
+}
+
+/// Counters of a flow that sent `tx` and received `rx` payload bytes (wire: +40 per direction).
+fn bytes(tx: u64, rx: u64) -> ByteCounters {
+    ByteCounters {
+        wire_tx_bytes: tx + 40,
+        wire_tx_packets: 2,
+        wire_rx_bytes: rx + 40,
+        wire_rx_packets: 3,
+        app_tx_bytes: tx,
+        app_rx_bytes: rx,
+    }
+}
+
+/// A whole TCP flow: established at `ts`, released and closed one and two seconds later.
+fn tcp_flow(cookie: u64, ts: u64, tx: u64, rx: u64) -> Batch {
+    vec![
+        tcp(EventKind::Established, cookie, ts, ByteCounters::default()),
+        tcp(EventKind::Release, cookie, ts + SEC, bytes(tx, rx)),
+        tcp(EventKind::TcpClose, cookie, ts + 2 * SEC, bytes(tx, rx)),
+    ]
+}
+
+fn journal(dir: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open_with_flags(dir.join("journal.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_flow_gives_one_close_record_in_output_and_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = Run::start(&settings(dir.path()));
+    run.send(tcp_flow(7, run.now_ns(), 9000, 4000)).await;
+    let (outputs, stats) = run.stop().await;
+
+    assert!(matches!(outputs.first(), Some(Output::Started { .. })), "{outputs:#?}");
+    let flows = flows(&outputs);
+    assert_eq!(flows.len(), 1, "{flows:#?}");
+    let f = flows[0];
+    assert_eq!((f.record.event, f.record.cookie), (RecordKind::Close, 7));
+    assert_eq!((f.record.payload.tx_bytes, f.record.payload.rx_bytes), (9000, 4000));
+    assert_eq!((f.record.wire.tx_bytes, f.record.wire.rx_bytes), (9040, 4040));
+    assert!(f.record.complete);
+    assert_eq!(f.app.name, "replayed");
+    let dest = f.destination.as_ref().expect("public remote address");
+    assert_eq!(dest.country.as_deref(), Some("GB"));
+    assert_eq!(dest.country_db.as_ref().map(|d| &*d.database_type), Some("GeoIP2-Country"));
+    // The final statistics, printed last and returned.
+    assert!(matches!(outputs.last(), Some(Output::Stats(s)) if s.last && *s == stats));
+    assert_eq!((stats.events_received, stats.kernel.events_submitted), (3, 3));
+    assert_eq!((stats.tracker.closed_flows, stats.tracker.open_flows), (1, 0));
+
+    let rows: Vec<(String, i64, i64, i64, i64, i64, String)> = journal(dir.path())
+        .prepare("SELECT event, cookie, payload_tx, payload_rx, wire_tx, wire_rx, country FROM connections")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(rows, [("close".to_string(), 7, 9000, 4000, 9040, 4040, "GB".to_string())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b_reload_keeps_the_old_database_when_the_new_one_is_bad_and_switches_to_a_good_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let country = dir.path().join("country.mmdb");
+    let mut run = Run::start(&settings(dir.path()));
+    // Each step waits for its record: the sink reopens the file when it takes the request.
+    run.send(tcp_flow(1, run.now_ns(), 100, 100)).await;
+    run.next_flow().await;
+
+    fs::write(dir.path().join("broken"), b"not a MaxMind database").unwrap();
+    install(&dir.path().join("broken"), &country);
+    run.reload().await;
+    run.send(tcp_flow(2, run.now_ns(), 200, 200)).await;
+    run.next_flow().await;
+
+    install(&fixture("GeoIP2-City-Test.mmdb"), &country);
+    run.reload().await;
+    run.send(tcp_flow(3, run.now_ns(), 300, 300)).await;
+    let (outputs, _) = run.stop().await;
+
+    let provenance: Vec<(u64, Option<String>, Option<String>)> = flows(&outputs)
+        .iter()
+        .map(|f| {
+            let d = f.destination.as_ref().expect("public remote address");
+            (f.record.cookie, d.country.clone(), d.country_db.as_ref().map(|r| r.database_type.to_string()))
+        })
+        .collect();
+    let gb = |cookie: u64, db: &str| (cookie, Some("GB".to_string()), Some(db.to_string()));
+    assert_eq!(
+        provenance,
+        [gb(1, "GeoIP2-Country"), gb(2, "GeoIP2-Country"), gb(3, "GeoIP2-City")],
+        "a bad file keeps the old database, a good one replaces it"
+    );
+    let journaled: Vec<(i64, String)> = journal(dir.path())
+        .prepare(
+            "SELECT c.cookie, d.database_type FROM connections c JOIN databases d ON d.id = c.country_db \
+             ORDER BY c.cookie",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        journaled,
+        [(1, "GeoIP2-Country".to_string()), (2, "GeoIP2-Country".to_string()), (3, "GeoIP2-City".to_string())]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn c_a_long_lived_flow_gets_periodic_updates_whose_deltas_add_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = Run::start(&settings(dir.path())); // updates every 10 s
+    let start = run.now_ns();
+    run.send(vec![tcp(EventKind::Established, 5, start, ByteCounters::default())]).await;
+    // The kernel's counters grow; the pipeline sees them only through its periodic snapshots.
+    run.set_counters(tcp(EventKind::Update, 5, start + 5 * SEC, bytes(1000, 50_000)).1);
+    tokio::time::sleep(Duration::from_millis(10_500)).await;
+    run.set_counters(tcp(EventKind::Update, 5, start + 15 * SEC, bytes(3000, 120_000)).1);
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let now = run.now_ns();
+    run.send(vec![
+        tcp(EventKind::Release, 5, now, bytes(3500, 130_000)),
+        tcp(EventKind::TcpClose, 5, now + SEC, bytes(3500, 130_000)),
+    ])
+    .await;
+    let (outputs, _) = run.stop().await;
+
+    let records: Vec<_> = flows(&outputs)
+        .iter()
+        .map(|f| (f.record.event, f.record.delta_payload.tx_bytes, f.record.delta_payload.rx_bytes))
+        .collect();
+    assert_eq!(
+        records,
+        [
+            (RecordKind::Update, 1000, 50_000),
+            (RecordKind::Update, 2000, 70_000),
+            (RecordKind::Close, 500, 10_000),
+        ],
+        "one update per interval with what changed, then the close with the rest"
+    );
+    let close = flows(&outputs).last().map(|f| f.record.payload).unwrap();
+    assert_eq!((close.tx_bytes, close.rx_bytes), (3500, 130_000));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e_open_flows_end_as_shutdown_records_with_the_counters_of_the_last_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = Run::start(&settings(dir.path()));
+    let now = run.now_ns();
+    run.send(vec![tcp(EventKind::Established, 9, now, bytes(10, 20))]).await;
+    // The kernel counted more since the last event; only a snapshot at shutdown can tell.
+    run.set_counters(tcp(EventKind::Update, 9, now + SEC, bytes(777, 8888)).1);
+    let (outputs, stats) = run.stop().await;
+
+    let flows = flows(&outputs);
+    assert_eq!(flows.len(), 1, "{flows:#?}");
+    let r = &flows[0].record;
+    assert_eq!((r.event, r.cookie, r.complete), (RecordKind::Shutdown, 9, true));
+    assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), (777, 8888));
+    assert_eq!((stats.tracker.open_flows, stats.tracker.closed_flows), (0, 0));
+}
+
+/// ISO week label ("2026-W47") of `t` in UTC.
+fn week_of(t: Timestamp) -> String {
+    let week = t.to_zoned(TimeZone::UTC).date().iso_week_date();
+    format!("{}-W{:02}", week.year(), week.week())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d_a_completed_week_is_exported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let reports = dir.path().join("reports");
+    // A flow two weeks ago (a completed week) and one now (the current week: not exported).
+    let run = Run::start(&settings(dir.path()));
+    let past = run.now_ns() - 14 * 24 * 3600 * SEC;
+    run.send(tcp_flow(1, past, 123_457, 765_433)).await;
+    run.send(tcp_flow(2, run.now_ns(), 11, 22)).await;
+    run.stop().await;
+
+    // The export thread looks at start: this run exports the week, if the first did not.
+    Run::start(&settings(dir.path())).stop().await;
+    let past_week = week_of(Timestamp::now() - (14 * 24).hours());
+    let file = reports.join(format!("{past_week}.json"));
+    let text = fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    assert!(text.contains("replayed") && text.contains("123457") && text.contains("765433"), "{text}");
+    let exported: Vec<String> = fs::read_dir(&reports)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(exported, [format!("{past_week}.json")], "only the completed week");
+
+    // Once: a later start does not write it again, even when the file is gone.
+    fs::remove_file(&file).unwrap();
+    Run::start(&settings(dir.path())).stop().await;
+    assert!(!file.exists(), "exported again");
+    let rows: i64 = journal(dir.path())
+        .query_row("SELECT count(*) FROM exports WHERE week = ?1", [&past_week], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 1);
+}
