@@ -3,6 +3,8 @@
 //! weekly export) and output, fed by [`Replay`], an [`EventSource`] the test drives. The kernel
 //! side is covered by the root tests in `tests/bpf`.
 
+#![expect(clippy::unwrap_used, clippy::expect_used, reason = "test helpers panic on failure (house style R16)")]
+
 use std::{
     collections::{HashMap, HashSet},
     fs,
