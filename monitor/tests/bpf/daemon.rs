@@ -156,6 +156,25 @@ impl Monitor {
         self.dir.path()
     }
 
+    /// Waits (up to 20 s) until the monitor has printed a flow line for which `matches` holds,
+    /// keeping every line for [`Monitor::stop`]. Used to order a test's steps after the daemon's
+    /// own processing (e.g. a reload) instead of sleeping.
+    pub fn wait_for_flow(&mut self, matches: impl Fn(&Value) -> bool) {
+        if self.collected.iter().any(|v| v["type"] == "flow" && matches(v)) {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let v = self.lines.recv_timeout(left).unwrap_or_else(|_| panic!("no matching flow line within 20 s"));
+            let found = v["type"] == "flow" && matches(&v);
+            self.collected.push(v);
+            if found {
+                return;
+            }
+        }
+    }
+
     pub fn pid(&self) -> Pid {
         Pid::from_raw(i32::try_from(self.child.id()).unwrap())
     }

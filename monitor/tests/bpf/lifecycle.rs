@@ -126,7 +126,7 @@ pub fn sighup_reloads_databases_and_keeps_old_ones_on_failure() {
     let country = geo.path().join("country.mmdb");
     fs::copy(fixtures.join("GeoIP2-Country-Test.mmdb"), &country).unwrap();
     let extra = format!("[geo]\ncountry_db = \"{}\"\n", country.display());
-    let mon = Monitor::start(&cg.path, &extra);
+    let mut mon = Monitor::start(&cg.path, &extra);
     let flow = |port: u16| {
         let server = format!("89.160.20.112:{port}");
         let mut srv =
@@ -144,6 +144,9 @@ pub fn sighup_reloads_databases_and_keeps_old_ones_on_failure() {
     kill(mon.pid(), Signal::SIGHUP).unwrap();
     std::thread::sleep(Duration::from_millis(500));
     flow(6002);
+    // The sink reads the file when it handles the reload: replace it again only once the flow
+    // after the first reload has been enriched (it is queued behind that reload).
+    mon.wait_for_flow(|f| f["remote"] == "89.160.20.112:6002");
     // A valid replacement of the other schema (DB-IP `country_code`).
     fs::copy(fixtures.join("dbip-country-subset.mmdb"), &tmp).unwrap();
     fs::rename(&tmp, &country).unwrap();
