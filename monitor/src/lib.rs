@@ -14,11 +14,13 @@
 //! - [`identity`]   /proc lookups.
 //! - [`daemon`]   the run loop and shutdown.
 //! - [`settings`]   configuration.
+//! - [`files`]   reading input files (regular files only, size-capped).
 #![warn(missing_docs)]
 
 pub mod clock;
 pub mod daemon;
 pub mod enrich;
+pub mod files;
 pub mod identity;
 pub mod journal;
 pub mod privileges;

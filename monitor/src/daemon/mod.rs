@@ -22,7 +22,7 @@ pub use sink::{FlowOutput, SinkMsg};
 use crate::{
     clock::Clock,
     enrich::Enricher,
-    identity::{self, AppRules, Identities},
+    identity::{self, Identities},
     journal::{JournalWriter, RunInfo},
     probe::{self, Degradation, DrainCounters, KernelStats, Probe, ProbeConfig},
     settings::Settings,
@@ -104,7 +104,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<Stats, Error> {
     let cgroup = probe::resolve_cgroup(&settings.cgroup)?;
-    let rules = AppRules::compile(&settings.apps)?;
+    let rules = settings.apps.clone();
     let enricher = Enricher::open(&settings.geo)?;
     for w in enricher.warnings() {
         warn!("{w}");
