@@ -44,9 +44,16 @@ pub fn execute(args: ReportArgs, settings: &Settings) -> anyhow::Result<ExitCode
 #[error("{0}")]
 pub struct UsageError(pub String);
 
-/// Opens the journal read-only, with a hint when it does not exist yet.
+/// Opens the journal read-only, with a hint when it does not exist yet. A file that has the
+/// journal's schema version but not its tables (another application's database) is refused
+/// here, with the same message and exit code (5) for `report` and `status`.
 pub fn open_journal(path: &std::path::Path) -> anyhow::Result<JournalReader> {
-    JournalReader::open(path).with_context(|| {
+    let reader = JournalReader::open(path).with_context(|| {
         format!("cannot read the journal `{}` (has `monitor run` written one? is the path right?)", path.display())
-    })
+    })?;
+    reader
+        .state()
+        .and_then(|_| reader.counts())
+        .with_context(|| format!("`{}` is not a monitor journal, or it is damaged", path.display()))?;
+    Ok(reader)
 }
