@@ -2,7 +2,8 @@
 //!
 //! Startup order: (1) resolve the cgroup, (2) load and attach the kernel programs, (3) start the
 //! drainer, tracker loop and /proc lookups. Shutdown: stop reading new events, drain what the
-//! kernel already produced, emit every open flow as `shutdown`, report final statistics, detach.
+//! kernel already produced (for at most [`SHUTDOWN_DRAIN`]; what is left is counted in a
+//! warning), emit every open flow as `shutdown`, report final statistics, detach.
 
 mod queue;
 mod sink;
@@ -36,6 +37,11 @@ pub const TRACKER_QUEUE: usize = 256;
 pub const OUTPUT_QUEUE: usize = 1024;
 /// Processes remembered as already observed (cleared beyond this).
 const OBSERVED_MAX: usize = 65_536;
+/// Longest time shutdown spends handling events the kernel produced before the stop. Under heavy
+/// load the tracker waits for the journal, so draining everything could take minutes; events
+/// still unread after this are counted in a warning (their flows are still closed as `shutdown`
+/// with the counters the kernel has, where counter snapshots are available).
+pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(3);
 /// How often the tracker looks for due updates and expired flows.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -169,6 +175,8 @@ pub async fn run(
     let mut observed: HashMap<u32, u64> = HashMap::new();
     tokio::pin!(shutdown);
     let mut stopping = false;
+    let mut drain_deadline = None;
+    let mut drain_cut = false;
 
     loop {
         tokio::select! {
@@ -200,18 +208,33 @@ pub async fn run(
                 sink_tx.send(SinkMsg::Stats(stats));
             }
             () = &mut shutdown, if !stopping => {
-                info!("stopping: draining remaining events");
+                info!("stopping: draining remaining events (at most {} s)", SHUTDOWN_DRAIN.as_secs());
                 stopping = true;
+                drain_deadline = Some(tokio::time::Instant::now() + SHUTDOWN_DRAIN);
                 let _ = stop_tx.send(true);
+            }
+            () = tokio::time::sleep_until(drain_deadline.unwrap_or_else(tokio::time::Instant::now)),
+                if drain_deadline.is_some() => {
+                drain_cut = true;
+                break;
             }
         }
         for record in records.drain(..) {
             sink_tx.send(SinkMsg::Record(Box::new(record)));
         }
     }
+    let mut undrained = 0;
+    if drain_cut {
+        drainer.abort();
+        events_rx.close();
+        while let Ok(batch) = events_rx.try_recv() {
+            undrained += batch.len() as u64;
+        }
+    }
     match drainer.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => warn!("event drainer stopped: {e}"),
+        Err(e) if e.is_cancelled() => {}
         Err(e) => warn!("event drainer panicked: {e}"),
     }
     while let Ok((cookie, owner)) = owners_rx.try_recv() {
@@ -225,6 +248,18 @@ pub async fn run(
     }
     warn_if_lost(&kernel_stats, &mut lost_seen);
     let stats = stats_snapshot(&kernel_stats, &counters, tracker.stats(), true);
+    if drain_cut {
+        // Submitted counts lost events too; what was neither lost nor read is still in the ring.
+        let in_ring = stats.kernel.events_submitted.saturating_sub(stats.kernel.events_lost + stats.events_received);
+        warn!(
+            "shutdown: stopped draining after {} s; {} events left undrained ({undrained} read but not handled, \
+             ~{in_ring} still in the ring buffer); their flows end as `shutdown` records with the counters known; \
+             {} records still queued for the journal are written before exit",
+            SHUTDOWN_DRAIN.as_secs(),
+            undrained + in_ring,
+            sink_tx.len(),
+        );
+    }
     sink_tx.send(SinkMsg::Stats(stats));
     drop(sink_tx);
     match tokio::task::spawn_blocking(move || sink_thread.join()).await {
