@@ -263,8 +263,8 @@ impl Settings {
         let RawConfig { cgroup, probe, tracker, output, geo, journal, report, apps } = raw;
         journal.validate().map_err(|e| Error::Invalid { key: "journal", reason: e.to_string() })?;
         report.validate().map_err(|e| Error::Invalid { key: "report", reason: e.to_string() })?;
-        let time_zone =
-            Zone::get(&report.time_zone).map_err(|e| Error::Invalid { key: "report.time_zone", reason: e.to_string() })?;
+        let time_zone = Zone::get(&report.time_zone)
+            .map_err(|e| Error::Invalid { key: "report.time_zone", reason: e.to_string() })?;
         let apps = AppRules::compile(&apps).map_err(|e| Error::Invalid { key: "apps", reason: e.to_string() })?;
         let kib = probe.ring_buffer_kib;
         if kib < 4 || !kib.is_power_of_two() || kib > 1 << 20 {

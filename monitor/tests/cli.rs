@@ -162,11 +162,13 @@ fn config_that_is_a_fifo_a_device_or_too_large_is_refused_naming_it() {
     let out = monitor_bounded(&["--config", fifo.to_str().unwrap(), "config", "dump"]);
     assert_clean_failure(&out, 2, "is a FIFO, not a regular file");
     assert!(stderr(&out).contains(fifo.to_str().unwrap()), "{}", stderr(&out));
-    assert_clean_failure(&monitor_bounded(&["--config", "/dev/zero", "config", "dump"]), 2, "`/dev/zero` is a character device");
+    let out = monitor_bounded(&["--config", "/dev/zero", "config", "dump"]);
+    assert_clean_failure(&out, 2, "`/dev/zero` is a character device");
     let huge = dir.path().join("huge.toml");
     // 1 MiB + 1 of comment: valid TOML, but above the cap.
     fs::write(&huge, format!("#{}\n", "x".repeat(1 << 20))).unwrap();
-    assert_clean_failure(&monitor_bounded(&["--config", huge.to_str().unwrap(), "config", "dump"]), 2, "larger than the limit of 1048576 bytes");
+    let out = monitor_bounded(&["--config", huge.to_str().unwrap(), "config", "dump"]);
+    assert_clean_failure(&out, 2, "larger than the limit of 1048576 bytes");
     let many = dir.path().join("many.toml");
     fs::write(&many, "[[apps]]\nname = \"a\"\nuid = [1]\n".repeat(10_001)).unwrap();
     assert_clean_failure(&monitor_bounded(&["--config", many.to_str().unwrap(), "config", "dump"]), 2, "at most 10000");
@@ -197,16 +199,17 @@ fn a_range_with_times_of_day_keeps_them_in_the_report_time_zone() {
     let journal = empty_journal(dir.path());
     let j = journal.to_str().unwrap();
     let period = |since: &str, until: &str| {
-        let args = ["report", "--since", since, "--until", until, "--time-zone", "Europe/Berlin", "--format", "json", "--journal", j];
-        let out = monitor(&args);
+        let zone = ["--time-zone", "Europe/Berlin", "--format", "json", "--journal", j];
+        let out = monitor(&[&["report", "--since", since, "--until", until][..], &zone[..]].concat());
         assert!(out.status.success(), "{since}..{until}: {}", stderr(&out));
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         (v["period"]["since"].as_str().unwrap().to_owned(), v["period"]["until"].as_str().unwrap().to_owned())
     };
     // The forms README and --help show: one hour is a range, not "empty".
-    assert_eq!(period("2026-11-19T11:00", "2026-11-19T12:00"), ("2026-11-19T10:00:00Z".into(), "2026-11-19T11:00:00Z".into()));
-    assert_eq!(period("2026-11-19T11:00:30", "2026-11-19T12:00Z"), ("2026-11-19T10:00:30Z".into(), "2026-11-19T12:00:00Z".into()));
-    assert_eq!(period("2026-11-19", "2026-11-19T12:00:00+03:00"), ("2026-11-18T23:00:00Z".into(), "2026-11-19T09:00:00Z".into()));
+    let utc = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+    assert_eq!(period("2026-11-19T11:00", "2026-11-19T12:00"), utc("2026-11-19T10:00:00Z", "2026-11-19T11:00:00Z"));
+    assert_eq!(period("2026-11-19T11:00:30", "2026-11-19T12:00Z"), utc("2026-11-19T10:00:30Z", "2026-11-19T12:00:00Z"));
+    assert_eq!(period("2026-11-19", "2026-11-19T12:00:00+03:00"), utc("2026-11-18T23:00:00Z", "2026-11-19T09:00:00Z"));
     let out = monitor(&["report", "--since", "2026-11-19T12:00", "--until", "2026-11-19T12:00", "--journal", j]);
     assert_clean_failure(&out, 2, "is not after");
 }

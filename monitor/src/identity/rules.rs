@@ -161,7 +161,8 @@ impl AppRules {
         if rules.len() > MAX_RULES {
             return Err(Error::TooMany { count: rules.len() });
         }
-        let globs = rules.iter().flat_map(|r| r.exe.iter().chain(&r.unit).chain(&r.cgroup)).filter(|p| is_glob(p)).count();
+        let globs =
+            rules.iter().flat_map(|r| r.exe.iter().chain(&r.unit).chain(&r.cgroup)).filter(|p| is_glob(p)).count();
         if globs > MAX_GLOBS {
             return Err(Error::TooManyGlobs { count: globs });
         }
@@ -172,7 +173,8 @@ impl AppRules {
                 return Err(Error::Invalid { index, reason: "`name` is empty".into() });
             }
             if r.exe.is_empty() && r.comm.is_empty() && r.unit.is_empty() && r.uid.is_empty() && r.cgroup.is_empty() {
-                return Err(Error::Invalid { index, reason: format!("`{}` has no exe, comm, unit, uid or cgroup", r.name) });
+                let reason = format!("`{}` has no exe, comm, unit, uid or cgroup", r.name);
+                return Err(Error::Invalid { index, reason });
             }
             for c in &r.comm {
                 comm.entry(c.clone()).or_insert(index);
@@ -247,8 +249,8 @@ mod tests {
         ])
         .unwrap();
         let s = |exe, comm, uid| Subject { exe: Some(exe), comm, unit: None, uid, cgroup: None };
-        assert_eq!(rules.name_for(&s("/usr/bin/curl", "curl", 1000)), Some("user"), "rule 0 by uid beats later exe rules");
-        assert_eq!(rules.name_for(&s("/usr/bin/curl", "curl", 1)), Some("tools"), "literal exe of rule 1 beats glob of rule 2");
+        assert_eq!(rules.name_for(&s("/usr/bin/curl", "curl", 1000)), Some("user"), "rule 0 by uid beats exe rules");
+        assert_eq!(rules.name_for(&s("/usr/bin/curl", "curl", 1)), Some("tools"), "literal exe of rule 1 beats rule 2");
         assert_eq!(rules.name_for(&s("/opt/x", "curl", 1)), Some("tools"), "glob of rule 1 beats comm of rule 2");
         assert_eq!(rules.name_for(&s("/usr/bin/wget", "wget", 1)), Some("usr"));
         assert_eq!(rules.name_for(&s("/usr/sbin/curl", "curl", 1)), Some("usr"), "comm");
@@ -261,7 +263,9 @@ mod tests {
     fn many(count: usize, globs: usize) -> Vec<AppRule> {
         (0..count)
             .map(|i| AppRule {
-                exe: [format!("/usr/bin/app{i}")].into_iter().chain((i < globs / 2).then(|| format!("/opt/app{i}/bin/*"))).collect(),
+                exe: std::iter::once(format!("/usr/bin/app{i}"))
+                    .chain((i < globs / 2).then(|| format!("/opt/app{i}/bin/*")))
+                    .collect(),
                 comm: vec![format!("app{i}")],
                 unit: (i < globs / 2).then(|| format!("app{i}-*.service")).into_iter().collect(),
                 uid: vec![100_000 + u32::try_from(i).unwrap()],
@@ -288,8 +292,9 @@ mod tests {
         assert!(err.to_string().contains("10002 glob patterns"), "{err}");
     }
 
-    /// Cost of compiling and matching many rules (`MONITOR_RULES` rules, half of them with two
-    /// globs): `MONITOR_RULES=5000 cargo test --release -p monitor --lib rules::tests::compile_cost -- --ignored --nocapture`.
+    /// Cost of compiling and matching `MONITOR_RULES` rules with two globs each:
+    /// `MONITOR_RULES=5000 cargo test --release -p monitor --lib rules::tests::compile_cost -- --ignored
+    /// --nocapture`.
     #[test]
     #[ignore = "measurement, prints figures"]
     fn compile_cost() {
