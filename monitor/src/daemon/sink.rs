@@ -80,6 +80,9 @@ pub struct Sink {
     pub report: ReportConfig,
     /// Where printed output goes.
     pub out: mpsc::Sender<Output>,
+    /// Set at shutdown: records and process lookups arriving after this instant are dropped
+    /// (counted in a warning) so that exit takes bounded time.
+    pub stop_by: Arc<std::sync::OnceLock<Instant>>,
 }
 
 struct Timers {
@@ -96,8 +99,13 @@ impl Sink {
     pub fn run(mut self, rx: SinkRx) -> Identities {
         let now = Instant::now();
         let mut timers = Timers { failing: false, flush: now, purge: now, export: None, error_logged: None };
+        let mut dropped = 0_u64;
         while let Some(msg) = rx.recv() {
+            let late = || self.stop_by.get().is_some_and(|t| Instant::now() >= *t);
             match msg {
+                SinkMsg::Observe { .. } | SinkMsg::Record(_) if late() => {
+                    dropped += u64::from(matches!(msg, SinkMsg::Record(_)));
+                }
                 SinkMsg::Observe { tgid, created_ns } => self.identities.observe(tgid, created_ns),
                 SinkMsg::Record(record) => {
                     self.record(*record);
@@ -118,6 +126,13 @@ impl Sink {
                 SinkMsg::Tick => self.tick(&mut timers),
                 SinkMsg::Reload => self.reload(),
             }
+        }
+        if dropped > 0 {
+            warn!(
+                "shutdown: {dropped} flow records still queued at the shutdown limit ({} s) were not written to the \
+                 journal",
+                super::SHUTDOWN_DRAIN.as_secs()
+            );
         }
         self.flush(&mut timers);
         if self.journal.buffered_records() > 0 {

@@ -40,6 +40,7 @@ pub fn all() -> Vec<Case> {
         ("sigterm_stops_cleanly", crate::lifecycle::sigterm_stops_cleanly),
         ("long_lived_flow_gets_periodic_updates_that_add_up", crate::lifecycle::long_lived_flow_gets_periodic_updates_that_add_up),
         ("idle_open_flows_are_reported_with_their_bytes_at_shutdown", crate::lifecycle::idle_open_flows_are_reported_with_their_bytes_at_shutdown),
+        ("shutdown_under_load_takes_bounded_time_and_counts_what_is_left", crate::shutdown::bounded_under_load),
     ]
 }
 

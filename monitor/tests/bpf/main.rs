@@ -14,6 +14,7 @@ mod durability;
 mod helper;
 mod lifecycle;
 mod residency;
+mod shutdown;
 
 use std::process::ExitCode;
 
