@@ -245,6 +245,7 @@ pub async fn run(
     }
     // Counters of open flows as they are now, not as of their last event.
     refresh_from_kernel(&probe, &mut tracker);
+    sink_tx.send(SinkMsg::Final);
     tracker.shutdown(Clock::boot_ns(), &mut records);
     for record in records.drain(..) {
         sink_tx.send(SinkMsg::Record(Box::new(record)));

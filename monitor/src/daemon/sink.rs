@@ -52,6 +52,9 @@ pub enum SinkMsg {
     Tick,
     /// Reopen the geolocation databases (SIGHUP).
     Reload,
+    /// Shutdown: what follows (open flows closed as `shutdown`, the final statistics) is written
+    /// even past the shutdown limit.
+    Final,
 }
 
 /// A flow record with its app and destination, as printed and journaled.
@@ -100,8 +103,9 @@ impl Sink {
         let now = Instant::now();
         let mut timers = Timers { failing: false, flush: now, purge: now, export: None, error_logged: None };
         let mut dropped = 0_u64;
+        let mut final_part = false;
         while let Some(msg) = rx.recv() {
-            let late = || self.stop_by.get().is_some_and(|t| Instant::now() >= *t);
+            let late = || !final_part && self.stop_by.get().is_some_and(|t| Instant::now() >= *t);
             match msg {
                 SinkMsg::Observe { .. } | SinkMsg::Record(_) if late() => {
                     dropped += u64::from(matches!(msg, SinkMsg::Record(_)));
@@ -125,6 +129,7 @@ impl Sink {
                 }
                 SinkMsg::Tick => self.tick(&mut timers),
                 SinkMsg::Reload => self.reload(),
+                SinkMsg::Final => final_part = true,
             }
         }
         if dropped > 0 {

@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use monitor::daemon::SHUTDOWN_DRAIN;
+use monitor::{daemon::SHUTDOWN_DRAIN, tracker::record::RecordKind};
 
 use crate::{
     daemon::Monitor,
@@ -27,6 +27,13 @@ pub fn bounded_under_load() {
     // connection are recorded, so each connection is two records.
     let place_a = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None };
     let place_b = Place { netns: Some(&pair.b), cgroup: Some(&cg), uid: None };
+    // One idle connection stays open throughout: it must still be reported at exit.
+    let hold = format!("{}:5312", pair.b_v4[0]);
+    let mut hold_srv = spawn("tcp-hold-server", &[hold.clone(), "100".into(), "200".into()], place_b);
+    hold_srv.line();
+    let mut hold_cli = spawn("tcp-hold-client", &[hold, "100".into(), "200".into()], place_a);
+    let held = hold_cli.line();
+    hold_srv.line();
     let secs = "18".to_owned();
     let mut churners = vec![spawn("tcp-churn", &[server.clone(), "-".into(), secs.clone()], place_b)];
     churners[0].line();
@@ -47,6 +54,10 @@ pub fn bounded_under_load() {
     let signalled = Instant::now() + STOP_PAUSE;
     let out = mon.stop();
     let took = gone.join().unwrap().saturating_duration_since(signalled);
+    hold_cli.send("exit");
+    hold_srv.send("exit");
+    hold_cli.finish();
+    hold_srv.finish();
     let made: u64 = churners.into_iter().map(|c| c.finish().last().unwrap()["connections"].as_u64().unwrap()).sum();
     let left = out.log.lines().filter(|l| l.contains("shutdown:")).collect::<Vec<_>>();
     eprintln!("    {made} connections made, exit {took:?} after SIGINT; {left:?}");
@@ -58,4 +69,9 @@ pub fn bounded_under_load() {
         .filter_map(|l| l.split("shutdown: ").nth(1)?.split(' ').next()?.parse::<u64>().ok())
         .sum();
     assert!(dropped > 0, "the journal kept up with the load; nothing was left to count:\n{}", out.log);
+    let local = held["local"].as_str().unwrap();
+    assert!(
+        out.records.iter().any(|r| r.event == RecordKind::Shutdown && r.local.is_some_and(|l| l.to_string() == local)),
+        "the open connection from {local} is reported as `shutdown` despite the limit"
+    );
 }
