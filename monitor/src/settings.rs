@@ -344,6 +344,22 @@ mod tests {
     }
 
     #[test]
+    fn report_format_names_agree_in_config_cli_and_display() {
+        use clap::ValueEnum as _;
+        use crate::report::Format;
+        let names: Vec<String> = Format::ALL.iter().map(|f| format!("\"{f}\"")).collect();
+        let text = format!("[report]\nexport_formats = [{}]\n", names.join(", "));
+        let raw = RawConfig::parse(&text, Path::new("x.toml")).unwrap();
+        assert_eq!(raw.report.export_formats, Format::ALL);
+        for format in Format::ALL {
+            assert_eq!(Format::from_str(format.name(), false), Ok(format));
+            assert_eq!(format.name().parse::<Format>().unwrap(), format);
+        }
+        let err = RawConfig::parse("[report]\nexport_formats = [\"pdf\"]\n", Path::new("x.toml")).unwrap_err();
+        assert!(format!("{:#}", anyhow::Error::new(err)).contains("unknown report format `pdf`"));
+    }
+
+    #[test]
     fn resolved_settings_carry_the_time_zone_and_compiled_rules() {
         let text = "[report]\ntime_zone = \"Europe/Berlin\"\n[[apps]]\nname = \"web\"\ncomm = [\"nginx\"]\n";
         let settings = Settings::resolve(RawConfig::parse(text, Path::new("x.toml")).unwrap(), None).unwrap();
