@@ -49,7 +49,8 @@ fn main() -> anyhow::Result<()> {
         }
         Some("weekly") => {
             let reader = JournalReader::open(&path)?;
-            let report = Report::build(&reader, &ReportQuery::new(Period::iso_week(WEEK, "UTC")?))?;
+            let week = Period::iso_week(WEEK, &monitor::report::Zone::get("UTC")?)?;
+            let report = Report::build(&reader, &ReportQuery::new(week))?;
             let mut out = std::io::stdout().lock();
             report.render(Format::Json, &mut out)?;
             out.flush()?;
@@ -62,7 +63,7 @@ fn main() -> anyhow::Result<()> {
 fn generate(path: PathBuf, records: u64) -> anyhow::Result<()> {
     let mut writer =
         JournalWriter::open(&JournalConfig { path, ..JournalConfig::default() }, RunInfo::current(None), "UTC")?;
-    let start = Period::iso_week(WEEK, "UTC")?.since;
+    let start = Period::iso_week(WEEK, &monitor::report::Zone::get("UTC")?)?.since;
     let step_ns = 7 * 86_400 * 1_000_000_000 / i128::from(records.max(1));
     let country_db = DbRef { database_type: "DBIP-Country-Lite".into(), build_epoch: 1_780_000_000 };
     let asn_db = DbRef { database_type: "GeoLite2-ASN".into(), build_epoch: 1_780_000_000 };

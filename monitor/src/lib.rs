@@ -17,12 +17,14 @@
 //! - [`stats`]   completeness counters shared by the stages and the journal (a leaf).
 //! - [`week`]   ISO week bounds in a time zone, for reports and rollups alike (a leaf).
 //! - [`escape`]   escaping of foreign text (names, command lines) for each output format.
+//! - [`files`]   reading input files (regular files only, size-capped).
 #![warn(missing_docs)]
 
 pub mod clock;
 pub mod daemon;
 pub mod enrich;
 pub mod escape;
+pub mod files;
 pub mod identity;
 pub mod journal;
 pub mod privileges;

@@ -5,14 +5,20 @@
 //! missing or does not parse is an error, never a silent fallback to defaults.
 
 use std::{
-    fs,
+    fmt,
     path::{Path, PathBuf},
     time::Duration,
 };
 
 use serde::{Deserialize, Serialize};
 
-use crate::{enrich::GeoConfig, identity::AppRule, journal::JournalConfig, report::ReportConfig};
+use crate::{
+    enrich::GeoConfig,
+    files,
+    identity::{AppRule, AppRules},
+    journal::JournalConfig,
+    report::{ReportConfig, Zone},
+};
 
 /// Default config file, read when it exists and no `--config` is given.
 pub const SYSTEM_CONFIG: &str = "/etc/monitor/monitor.toml";
@@ -20,13 +26,17 @@ pub const SYSTEM_CONFIG: &str = "/etc/monitor/monitor.toml";
 /// The documented defaults (this repository's `config/monitor.toml`).
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../config/monitor.toml");
 
+/// Largest config file read (1 MiB): a documented config is ~6 KiB; thousands of `[[apps]]`
+/// rules fit. Larger files, FIFOs and devices are refused (see [`files::read_regular`]).
+pub const CONFIG_MAX_BYTES: u64 = 1 << 20;
+
 /// Configuration errors (exit code 2).
 #[allow(missing_docs, reason = "variant fields are described by the error messages")]
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The file could not be read.
     #[error("cannot read config file `{}`", path.display())]
-    Read { path: PathBuf, #[source] source: std::io::Error },
+    Read { path: PathBuf, #[source] source: files::Error },
     /// The file is not valid TOML for this schema (unknown key, wrong type...).
     #[error("invalid config file `{}`", path.display())]
     Parse { path: PathBuf, #[source] source: Box<toml::de::Error> },
@@ -85,9 +95,10 @@ pub struct RawOutput {
     pub format: OutputFormat,
 }
 
-/// How `monitor run` shows records.
+/// How `monitor run` shows records. The names ([`OutputFormat::name`]) are the only spelling:
+/// config (serde), `--output` (clap) and messages use them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
+#[serde(into = "&'static str", try_from = "String")]
 pub enum OutputFormat {
     /// Human-readable log lines on stderr.
     #[default]
@@ -97,6 +108,54 @@ pub enum OutputFormat {
     /// No per-flow output (services: records go to the journal); lifecycle and statistics lines
     /// are still logged.
     None,
+}
+
+impl OutputFormat {
+    /// Every format.
+    pub const ALL: [Self; 3] = [Self::Log, Self::Json, Self::None];
+
+    /// Name in the config and on the command line.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Log => "log",
+            Self::Json => "json",
+            Self::None => "none",
+        }
+    }
+}
+
+impl fmt::Display for OutputFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl From<OutputFormat> for &'static str {
+    fn from(format: OutputFormat) -> Self {
+        format.name()
+    }
+}
+
+impl TryFrom<String> for OutputFormat {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|f| f.name() == name)
+            .ok_or_else(|| format!("unknown output format `{name}` (expected log, json or none)"))
+    }
+}
+
+impl clap::ValueEnum for OutputFormat {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Self::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
+    }
 }
 
 impl Default for RawConfig {
@@ -153,13 +212,14 @@ impl RawConfig {
             None if Path::new(SYSTEM_CONFIG).exists() => PathBuf::from(SYSTEM_CONFIG),
             None => return Ok((Self::default(), None)),
         };
-        let text = fs::read_to_string(&path).map_err(|source| Error::Read { path: path.clone(), source })?;
+        let text = files::read_regular_to_string(&path, CONFIG_MAX_BYTES)
+            .map_err(|source| Error::Read { path: path.clone(), source })?;
         Ok((Self::parse(&text, &path)?, Some(path)))
     }
 }
 
-/// Validated settings.
-#[derive(Debug, Clone, Serialize)]
+/// Validated settings: what every command uses (never the [`RawConfig`]).
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// Config file the settings came from, if any.
     pub source: Option<PathBuf>,
@@ -181,8 +241,10 @@ pub struct Settings {
     pub journal: JournalConfig,
     /// Reports and weekly exports.
     pub report: ReportConfig,
-    /// App grouping rules (validated when the daemon compiles them).
-    pub apps: Vec<AppRule>,
+    /// `report.time_zone`, looked up.
+    pub time_zone: Zone,
+    /// App grouping rules, compiled.
+    pub apps: AppRules,
 }
 
 fn positive_secs(key: &'static str, secs: u64) -> Result<Duration, Error> {
@@ -201,7 +263,9 @@ impl Settings {
         let RawConfig { cgroup, probe, tracker, output, geo, journal, report, apps } = raw;
         journal.validate().map_err(|e| Error::Invalid { key: "journal", reason: e.to_string() })?;
         report.validate().map_err(|e| Error::Invalid { key: "report", reason: e.to_string() })?;
-        crate::identity::AppRules::compile(&apps).map_err(|e| Error::Invalid { key: "apps", reason: e.to_string() })?;
+        let time_zone = Zone::get(&report.time_zone)
+            .map_err(|e| Error::Invalid { key: "report.time_zone", reason: e.to_string() })?;
+        let apps = AppRules::compile(&apps).map_err(|e| Error::Invalid { key: "apps", reason: e.to_string() })?;
         let kib = probe.ring_buffer_kib;
         if kib < 4 || !kib.is_power_of_two() || kib > 1 << 20 {
             return Err(Error::Invalid {
@@ -220,6 +284,7 @@ impl Settings {
             geo,
             journal,
             report,
+            time_zone,
             apps,
         })
     }
@@ -263,5 +328,46 @@ mod tests {
     fn explicit_missing_file_is_an_error() {
         let err = RawConfig::load(Some(Path::new("/nonexistent/monitor.toml"))).unwrap_err();
         assert!(matches!(err, Error::Read { .. }));
+    }
+
+    #[test]
+    fn output_format_names_agree_in_config_cli_and_display() {
+        use clap::ValueEnum as _;
+        for format in OutputFormat::ALL {
+            let raw = RawConfig::parse(&format!("[output]\nformat = \"{format}\"\n"), Path::new("x.toml")).unwrap();
+            assert_eq!(raw.output.format, format);
+            assert_eq!(OutputFormat::from_str(format.name(), false), Ok(format));
+            assert_eq!(toml::to_string(&raw.output).unwrap(), format!("format = \"{}\"\n", format.name()));
+        }
+        let err = RawConfig::parse("[output]\nformat = \"xml\"\n", Path::new("x.toml")).unwrap_err();
+        assert!(format!("{:#}", anyhow::Error::new(err)).contains("expected log, json or none"));
+    }
+
+    #[test]
+    fn report_format_names_agree_in_config_cli_and_display() {
+        use clap::ValueEnum as _;
+        use crate::report::Format;
+        let names: Vec<String> = Format::ALL.iter().map(|f| format!("\"{f}\"")).collect();
+        let text = format!("[report]\nexport_formats = [{}]\n", names.join(", "));
+        let raw = RawConfig::parse(&text, Path::new("x.toml")).unwrap();
+        assert_eq!(raw.report.export_formats, Format::ALL);
+        for format in Format::ALL {
+            assert_eq!(Format::from_str(format.name(), false), Ok(format));
+            assert_eq!(format.name().parse::<Format>().unwrap(), format);
+        }
+        let err = RawConfig::parse("[report]\nexport_formats = [\"pdf\"]\n", Path::new("x.toml")).unwrap_err();
+        assert!(format!("{:#}", anyhow::Error::new(err)).contains("unknown report format `pdf`"));
+    }
+
+    #[test]
+    fn resolved_settings_carry_the_time_zone_and_compiled_rules() {
+        let text = "[report]\ntime_zone = \"Europe/Berlin\"\n[[apps]]\nname = \"web\"\ncomm = [\"nginx\"]\n";
+        let settings = Settings::resolve(RawConfig::parse(text, Path::new("x.toml")).unwrap(), None).unwrap();
+        assert_eq!(settings.time_zone.name, "Europe/Berlin");
+        assert_eq!(settings.time_zone.tz.iana_name(), Some("Europe/Berlin"));
+        let subject = crate::identity::rules::Subject { comm: "nginx", ..Default::default() };
+        assert_eq!(settings.apps.name_for(&subject), Some("web"));
+        let raw = RawConfig::parse("[report]\ntime_zone = \"Mars/Olympus\"\n", Path::new("x.toml")).unwrap();
+        assert!(Settings::resolve(raw, None).unwrap_err().to_string().contains("Mars/Olympus"));
     }
 }

@@ -5,8 +5,9 @@
 use std::{
     fs,
     os::unix::{fs::PermissionsExt as _, process::CommandExt as _},
-    path::Path,
-    process::{Command, Output},
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
 };
 
 fn monitor(args: &[&str]) -> Output {
@@ -121,4 +122,168 @@ fn report_on_a_corrupt_journal_is_a_journal_error() {
     let f = tempfile::NamedTempFile::new().unwrap();
     fs::write(f.path(), vec![7u8; 4096]).unwrap();
     assert_clean_failure(&monitor(&["report", "--journal", f.path().to_str().unwrap()]), 5, f.path().to_str().unwrap());
+}
+
+/// An empty journal, as the daemon creates it.
+fn empty_journal(dir: &Path) -> PathBuf {
+    use monitor::journal::{JournalConfig, JournalWriter, RunInfo};
+    let path = dir.join("journal.db");
+    let config = JournalConfig { path: path.clone(), ..JournalConfig::default() };
+    drop(JournalWriter::open(&config, RunInfo::current(None), "UTC").unwrap());
+    path
+}
+
+/// Runs `monitor args` with `Stdio::null()` as stdin and waits at most 20 s (a read of a FIFO
+/// would block forever).
+fn monitor_bounded(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(20) {
+            child.kill().unwrap();
+            panic!("monitor {args:?} still runs after 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn config_that_is_a_fifo_a_device_or_too_large_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("monitor.toml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let out = monitor_bounded(&["--config", fifo.to_str().unwrap(), "config", "dump"]);
+    assert_clean_failure(&out, 2, "is a FIFO, not a regular file");
+    assert!(stderr(&out).contains(fifo.to_str().unwrap()), "{}", stderr(&out));
+    let out = monitor_bounded(&["--config", "/dev/zero", "config", "dump"]);
+    assert_clean_failure(&out, 2, "`/dev/zero` is a character device");
+    let huge = dir.path().join("huge.toml");
+    // 1 MiB + 1 of comment: valid TOML, but above the cap.
+    fs::write(&huge, format!("#{}\n", "x".repeat(1 << 20))).unwrap();
+    let out = monitor_bounded(&["--config", huge.to_str().unwrap(), "config", "dump"]);
+    assert_clean_failure(&out, 2, "larger than the limit of 1048576 bytes");
+    let many = dir.path().join("many.toml");
+    fs::write(&many, "[[apps]]\nname = \"a\"\nuid = [1]\n".repeat(10_001)).unwrap();
+    assert_clean_failure(&monitor_bounded(&["--config", many.to_str().unwrap(), "config", "dump"]), 2, "at most 10000");
+}
+
+#[test]
+fn report_and_status_use_the_validated_config() {
+    let f = config("[report]\ntime_zone = \"Mars/Olympus\"\n");
+    let c = f.path().to_str().unwrap();
+    assert_clean_failure(&monitor(&["--config", c, "status", "--journal", "/nonexistent/j.db"]), 2, "Mars/Olympus");
+    assert_clean_failure(&monitor(&["--config", c, "report", "--journal", "/nonexistent/j.db"]), 2, "Mars/Olympus");
+    let f = config("[[apps]]\nname = \"x\"\n");
+    let c = f.path().to_str().unwrap();
+    assert_clean_failure(&monitor(&["--config", c, "status", "--journal", "/nonexistent/j.db"]), 2, "no exe, comm");
+}
+
+#[test]
+fn run_and_report_refuse_unknown_enum_values_listing_the_known_ones() {
+    let out = monitor(&["run", "--output", "xml"]);
+    assert_clean_failure(&out, 2, "[possible values: log, json, none]");
+    let out = monitor(&["report", "--format", "pdf"]);
+    assert_clean_failure(&out, 2, "[possible values: table, json, csv, markdown]");
+}
+
+#[test]
+fn a_range_with_times_of_day_keeps_them_in_the_report_time_zone() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = empty_journal(dir.path());
+    let j = journal.to_str().unwrap();
+    let period = |since: &str, until: &str| {
+        let zone = ["--time-zone", "Europe/Berlin", "--format", "json", "--journal", j];
+        let out = monitor(&[&["report", "--since", since, "--until", until][..], &zone[..]].concat());
+        assert!(out.status.success(), "{since}..{until}: {}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (v["period"]["since"].as_str().unwrap().to_owned(), v["period"]["until"].as_str().unwrap().to_owned())
+    };
+    // The forms README and --help show: one hour is a range, not "empty".
+    let utc = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+    assert_eq!(period("2026-11-19T11:00", "2026-11-19T12:00"), utc("2026-11-19T10:00:00Z", "2026-11-19T11:00:00Z"));
+    assert_eq!(period("2026-11-19T11:00:30", "2026-11-19T12:00Z"), utc("2026-11-19T10:00:30Z", "2026-11-19T12:00:00Z"));
+    assert_eq!(period("2026-11-19", "2026-11-19T12:00:00+03:00"), utc("2026-11-18T23:00:00Z", "2026-11-19T09:00:00Z"));
+    let out = monitor(&["report", "--since", "2026-11-19T12:00", "--until", "2026-11-19T12:00", "--journal", j]);
+    assert_clean_failure(&out, 2, "is not after");
+}
+
+#[test]
+fn top_must_be_at_least_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = empty_journal(dir.path());
+    let j = journal.to_str().unwrap();
+    assert_clean_failure(&monitor(&["report", "--top", "0", "--journal", j]), 2, "--top");
+    assert!(monitor(&["report", "--top", "1", "--journal", j]).status.success());
+}
+
+/// `monitor report ... | head -c0`: the reader is gone before the first byte; exit 0, silence.
+#[test]
+fn a_closed_stdout_is_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = empty_journal(dir.path());
+    let j = journal.to_str().unwrap();
+    for args in [
+        vec!["report", "--format", "json", "--journal", j],
+        vec!["report", "--format", "csv", "--journal", j],
+        vec!["report", "--journal", j],
+        vec!["status", "--json", "--journal", j],
+        vec!["status", "--journal", j],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_monitor"))
+            .args(&args)
+            .env_remove("RUST_LOG")
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out), "", "{args:?}");
+    }
+}
+
+#[test]
+fn report_and_status_agree_on_a_foreign_database() {
+    let dir = tempfile::tempdir().unwrap();
+    // Another application's SQLite file that happens to carry the journal's schema version.
+    let foreign = dir.path().join("other.db");
+    let conn = rusqlite::Connection::open(&foreign).unwrap();
+    conn.execute_batch("CREATE TABLE notes (text TEXT); PRAGMA user_version = 2;").unwrap();
+    drop(conn);
+    let f = foreign.to_str().unwrap();
+    let report = monitor(&["report", "--journal", f]);
+    let status = monitor(&["status", "--journal", f]);
+    assert_clean_failure(&report, 5, "is not a monitor journal");
+    assert_clean_failure(&status, 5, "is not a monitor journal");
+    assert_eq!(stderr(&report), stderr(&status));
+}
+
+/// Root whose bounding set lacks CAP_BPF: exit 3 naming it, before the journal is created.
+#[test]
+fn root_without_cap_bpf_exits_3_before_creating_the_journal() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED root_without_cap_bpf_exits_3_before_creating_the_journal: needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.db");
+    let out = Command::new("setpriv")
+        .args(["--inh-caps=-bpf", "--bounding-set=-bpf", env!("CARGO_BIN_EXE_monitor"), "run", "--journal"])
+        .arg(&journal)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_clean_failure(&out, 3, "missing CAP_BPF");
+    assert!(!stderr(&out).contains("CAP_NET_ADMIN,") && !stderr(&out).contains("PEERS"), "{}", stderr(&out));
+    assert!(!journal.exists(), "no journal before the privilege check");
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0, "nothing created");
 }

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use monitor::{report::Format, settings::OutputFormat};
 
 const AFTER_HELP: &str = "\
 Exit codes:
@@ -57,9 +58,9 @@ pub struct RunArgs {
     /// Example: --json
     #[arg(long, conflicts_with = "output")]
     pub json: bool,
-    /// How flows are shown: log, json or none (overrides `output.format`). Example: --output none
-    #[arg(long, value_parser = ["log", "json", "none"])]
-    pub output: Option<String>,
+    /// How flows are shown (overrides `output.format`). Example: --output none
+    #[arg(long)]
+    pub output: Option<OutputFormat>,
     /// cgroup v2 directory to watch (relative to the cgroup2 mount, or absolute).
     /// Example: --cgroup system.slice/app.service
     #[arg(long, value_name = "PATH")]
@@ -75,27 +76,28 @@ pub struct ReportArgs {
     /// ISO week, cut in the report time zone (default: the current week). Example: --week 2026-W47
     #[arg(long, conflicts_with_all = ["since", "until"])]
     pub week: Option<String>,
-    /// Start (RFC 3339 time, or a date meaning local midnight). Example: --since 2026-11-16
+    /// Start: a date (midnight) or a date and time of day (seconds optional), in the report
+    /// time zone unless an offset or `Z` follows. Example: --since 2026-11-19T08:00
     #[arg(long, requires = "until")]
     pub since: Option<String>,
-    /// End, excluded. Example: --until 2026-11-23T00:00:00Z
+    /// End, excluded; same forms as --since. Example: --until 2026-11-19T12:00
     #[arg(long, requires = "since")]
     pub until: Option<String>,
     /// Only this app. Example: --app firefox
     #[arg(long)]
     pub app: Option<String>,
-    /// table, json (schema monitor.report/1), csv or markdown. Example: --format json
-    #[arg(long, default_value = "table")]
-    pub format: String,
+    /// Output format; json follows schema monitor.report/1. Example: --format json
+    #[arg(long, default_value_t = Format::Table)]
+    pub format: Format,
     /// IANA time zone of the weeks and dates (overrides `report.time_zone`). Example: --time-zone Europe/Berlin
     #[arg(long)]
     pub time_zone: Option<String>,
     /// Journal file (overrides `journal.path`). Example: --journal /var/lib/monitor/journal.db
     #[arg(long, value_name = "FILE")]
     pub journal: Option<PathBuf>,
-    /// Remote endpoints listed per app. Example: --top 20
-    #[arg(long)]
-    pub top: Option<usize>,
+    /// Remote endpoints listed per app (at least 1; default 10). Example: --top 20
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub top: Option<u32>,
 }
 
 /// `monitor status`.

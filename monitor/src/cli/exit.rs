@@ -23,7 +23,11 @@ pub fn code_for(err: &anyhow::Error) -> ExitCode {
     {
         return ExitCode::from(CONFIG);
     }
-    if err.chain().any(|e| e.downcast_ref::<monitor::journal::Error>().is_some()) {
+    // `report::Error::Journal` is transparent: the journal error is not a separate link.
+    if err.chain().any(|e| {
+        e.downcast_ref::<monitor::journal::Error>().is_some()
+            || matches!(e.downcast_ref::<monitor::report::Error>(), Some(monitor::report::Error::Journal(_)))
+    }) {
         return ExitCode::from(JOURNAL);
     }
     match err.downcast_ref::<monitor::daemon::Error>() {

@@ -9,24 +9,41 @@ mod report;
 mod run;
 mod status;
 
-use std::process::ExitCode;
+use std::{
+    io::{self, Write as _},
+    process::ExitCode,
+};
 
 use monitor::settings::{RawConfig, Settings};
 
 use args::{Cli, Command};
 
-/// Runs the chosen subcommand.
+/// Runs the chosen subcommand. The config is validated once ([`Settings::resolve`]) and every
+/// command works from the result; `run` applies its flags to the file's values first.
 pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     let Cli { command, verbose: _, config } = cli;
     let (raw, source) = RawConfig::load(config.as_deref())?;
     match command {
         Command::Run(args) => run::execute(args, raw, source),
         Command::Check(args) => Ok(check::execute(&args)),
-        Command::Report(args) => report::execute(args, &raw),
-        Command::Status(args) => status::execute(&args, &raw),
+        Command::Report(args) => report::execute(args, &Settings::resolve(raw, source)?),
+        Command::Status(args) => status::execute(&args, &Settings::resolve(raw, source)?),
         Command::Config(args) => {
             let _ = Settings::resolve(raw.clone(), source.clone())?;
             config::execute(&args, &raw, source.as_deref())
         }
+    }
+}
+
+/// Writes a command's whole output to stdout. A reader that closed the pipe early
+/// (`monitor report | head`) is not an error: the rest is dropped silently.
+///
+/// # Errors
+/// Other write errors (e.g. a full disk behind a redirection).
+pub fn write_stdout(bytes: &[u8]) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        result => result,
     }
 }

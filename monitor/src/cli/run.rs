@@ -23,11 +23,8 @@ use super::{args::RunArgs, exit};
 /// Runs the daemon.
 pub fn execute(args: RunArgs, mut raw: RawConfig, source: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let RunArgs { json, output, cgroup, journal } = args;
-    match output.as_deref() {
-        Some("json") => raw.output.format = OutputFormat::Json,
-        Some("none") => raw.output.format = OutputFormat::None,
-        Some(_) => raw.output.format = OutputFormat::Log,
-        None => {}
+    if let Some(output) = output {
+        raw.output.format = output;
     }
     if let Some(cgroup) = cgroup {
         raw.cgroup = cgroup;
@@ -39,10 +36,12 @@ pub fn execute(args: RunArgs, mut raw: RawConfig, source: Option<PathBuf>) -> an
         raw.output.format = OutputFormat::Json;
     }
     let settings = Settings::resolve(raw, source)?;
+    // Before anything is created or opened: without these the kernel refuses the programs.
     if let Err(missing) = privileges::check() {
         error!(
-            "insufficient privileges: missing {}. Run as root (e.g. `sudo monitor run`), or grant \
-             the binary CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (`setcap cap_bpf,cap_net_admin,cap_perfmon+ep`).",
+            "insufficient privileges: missing {} in the effective capability set. Run as root with \
+             every capability (e.g. `sudo monitor run`), or grant the binary CAP_BPF, CAP_NET_ADMIN and \
+             CAP_PERFMON (`setcap cap_bpf,cap_net_admin,cap_perfmon+ep`).",
             missing.join(", ")
         );
         return Ok(ExitCode::from(exit::PRIVILEGES));

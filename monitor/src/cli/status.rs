@@ -1,16 +1,17 @@
 //! `monitor status`: the daemon as its journal last saw it, and the geolocation databases.
 
-use std::{io::Write as _, process::ExitCode};
+use std::{fmt::Write as _, process::ExitCode};
 
+use anyhow::Context as _;
 use jiff::{SignedDuration, Timestamp};
-use monitor::{enrich::Enricher, journal::TimeRange, settings::RawConfig};
+use monitor::{enrich::Enricher, journal::TimeRange, settings::Settings};
 use serde_json::json;
 
 use super::{args::StatusArgs, exit, report::open_journal};
 
 /// Prints the status.
-pub fn execute(args: &StatusArgs, raw: &RawConfig) -> anyhow::Result<ExitCode> {
-    let journal = args.journal.clone().unwrap_or_else(|| raw.journal.path.clone());
+pub fn execute(args: &StatusArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let journal = args.journal.clone().unwrap_or_else(|| settings.journal.path.clone());
     let reader = open_journal(&journal)?;
     let state = reader.state()?;
     let counts = reader.counts()?;
@@ -20,17 +21,18 @@ pub fn execute(args: &StatusArgs, raw: &RawConfig) -> anyhow::Result<ExitCode> {
     let running = state.as_ref().is_some_and(|s| {
         std::fs::read_to_string(format!("/proc/{}/comm", s.pid)).is_ok_and(|c| c.trim() == "monitor")
     });
-    let (configured, geo_error) = match Enricher::open(&raw.geo) {
+    let (configured, geo_error) = match Enricher::open(&settings.geo) {
         Ok(e) => (e.databases(), e.warnings().to_vec()),
         Err(e) => (Vec::new(), vec![format!("{:#}", anyhow::Error::new(e))]),
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = String::new();
     if args.json {
         let doc = json!({
             "journal": journal, "running": running, "daemon": state, "rows": counts,
             "last_24h": stats, "databases_configured": configured, "geo_warnings": geo_error,
         });
         writeln!(out, "{doc}")?;
+        super::write_stdout(out.as_bytes()).context("cannot write the status")?;
         return Ok(ExitCode::from(exit::OK));
     }
     writeln!(out, "journal   {}", journal.display())?;
@@ -69,5 +71,6 @@ pub fn execute(args: &StatusArgs, raw: &RawConfig) -> anyhow::Result<ExitCode> {
     for w in &geo_error {
         writeln!(out, "warning   {w}")?;
     }
+    super::write_stdout(out.as_bytes()).context("cannot write the status")?;
     Ok(ExitCode::from(exit::OK))
 }

@@ -6,14 +6,15 @@
 //! - the pipeline ([`Pipeline::run`]): the event task, the tracker loop, /proc lookups and the
 //!   sink thread. It needs no root: tests feed it recorded events (`tests/pipeline.rs`).
 //!
-//! Shutdown: stop reading new events, drain what the kernel already produced, emit every open
-//! flow as `shutdown`, report final statistics, detach.
+//! Shutdown: stop reading new events, drain what the kernel already produced (for at most
+//! [`SHUTDOWN_DRAIN`]; what is left is counted in a warning), emit every open flow as
+//! `shutdown`, report final statistics, detach.
 
 mod queue;
 mod sink;
 pub mod source;
 
-use std::{collections::HashMap, future::Future, path::PathBuf, time::Duration};
+use std::{collections::HashMap, future::Future, path::PathBuf, sync::Arc, time::Duration};
 
 use log::{debug, info, warn};
 use monitor_common::event::Event;
@@ -44,6 +45,11 @@ pub const TRACKER_QUEUE: usize = 256;
 pub const OUTPUT_QUEUE: usize = 1024;
 /// Processes remembered as already observed (cleared beyond this).
 const OBSERVED_MAX: usize = 65_536;
+/// Longest time shutdown spends on what arrived before the stop: events the kernel produced and
+/// records queued for the journal. Under heavy load the journal is behind the traffic, so
+/// working everything off could take minutes; after this, events still unread and records still
+/// queued are dropped and counted in warnings (open flows are still closed as `shutdown`).
+pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
 /// How often the tracker looks for due updates and expired flows.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -138,7 +144,7 @@ impl Pipeline {
     /// # Errors
     /// Invalid `[[apps]]` rules, unusable databases, a journal that cannot be opened.
     pub fn open(settings: &Settings) -> Result<Self, Error> {
-        let rules = AppRules::compile(&settings.apps)?;
+        let rules = settings.apps.clone();
         let enricher = Enricher::open(&settings.geo)?;
         for w in enricher.warnings() {
             warn!("{w}");
@@ -189,7 +195,9 @@ impl Pipeline {
         let clock = source.clock();
         let _ = out.send(Output::Started { cgroup: source.cgroup(), degradations }).await;
         let (sink_tx, sink_rx) = queue::sink_queue(SINK_QUEUE);
+        let stop_by = Arc::new(std::sync::OnceLock::new());
         let sink = Sink {
+            stop_by: Arc::clone(&stop_by),
             identities: Identities::new(self.rules, clock),
             enricher: self.enricher,
             journal: self.journal,
@@ -217,6 +225,8 @@ impl Pipeline {
         let mut observed: HashMap<u32, u64> = HashMap::new();
         tokio::pin!(shutdown);
         let mut stopping = false;
+        let mut drain_deadline = None;
+        let mut drain_cut = false;
 
         loop {
             tokio::select! {
@@ -252,17 +262,33 @@ impl Pipeline {
                     st.sink_tx.send(SinkMsg::Stats(Box::new(stats))).await;
                 }
                 () = &mut shutdown, if !stopping => {
-                    info!("stopping: draining remaining events");
+                    info!("stopping: draining remaining events (at most {} s)", SHUTDOWN_DRAIN.as_secs());
                     stopping = true;
+                    drain_deadline = Some(tokio::time::Instant::now() + SHUTDOWN_DRAIN);
+                    let _ = stop_by.set(std::time::Instant::now() + SHUTDOWN_DRAIN);
                     let _ = stop_tx.send(true);
+                }
+                () = tokio::time::sleep_until(drain_deadline.unwrap_or_else(tokio::time::Instant::now)),
+                    if drain_deadline.is_some() => {
+                    drain_cut = true;
+                    break;
                 }
             }
             for record in st.records.drain(..) {
                 st.sink_tx.send(SinkMsg::Record(Box::new(record))).await;
             }
         }
-        Ok(shutdown_drain(st, drainer, &mut owners_rx, sink_thread).await)
+        let drain = Drain { drainer, events_rx, cut: drain_cut };
+        Ok(shutdown_drain(st, drain, &mut owners_rx, sink_thread).await)
     }
+}
+
+/// The event task and its channel, as the loop left them.
+struct Drain {
+    drainer: tokio::task::JoinHandle<Result<(), probe::Error>>,
+    events_rx: mpsc::Receiver<Batch>,
+    /// The loop stopped at the shutdown limit, not when the event task ended.
+    cut: bool,
 }
 
 /// After the loop: waits for the event task's last drain, applies owners found meanwhile, ends
@@ -270,10 +296,19 @@ impl Pipeline {
 /// sink, and drops the source (detaching the programs).
 async fn shutdown_drain<S: EventSource>(
     mut st: Stages<S>,
-    drainer: tokio::task::JoinHandle<Result<(), probe::Error>>,
+    drain: Drain,
     owners_rx: &mut mpsc::Receiver<(u64, Owner)>,
     sink_thread: std::thread::JoinHandle<Identities>,
 ) -> Stats {
+    let Drain { drainer, mut events_rx, cut } = drain;
+    let mut undrained = 0;
+    if cut {
+        drainer.abort();
+        events_rx.close();
+        while let Ok(batch) = events_rx.try_recv() {
+            undrained += batch.len() as u64;
+        }
+    }
     match drainer.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => warn!("event drainer stopped: {e}"),
@@ -284,12 +319,24 @@ async fn shutdown_drain<S: EventSource>(
     }
     // Counters of open flows as they are now, not as of their last event.
     refresh_from_kernel(&mut st.source, &mut st.tracker);
+    // What follows is written even past the shutdown limit: open flows and the final statistics.
+    st.sink_tx.send(SinkMsg::Final).await;
     st.tracker.shutdown(st.source.now_ns(), &mut st.records);
     for record in st.records.drain(..) {
         st.sink_tx.send(SinkMsg::Record(Box::new(record))).await;
     }
     warn_if_lost(&st.source, &mut st.lost_seen);
     let stats = stats_snapshot(&st.source, st.tracker.stats(), true);
+    if cut {
+        // Submitted counts lost events too; what was neither lost nor read is still in the ring.
+        let in_ring = stats.kernel.events_submitted.saturating_sub(stats.kernel.events_lost + stats.events_received);
+        warn!(
+            "shutdown: stopped draining after {} s; {} events left undrained ({undrained} read but not handled, \
+             ~{in_ring} still in the ring buffer); their flows end as `shutdown` records with the counters known",
+            SHUTDOWN_DRAIN.as_secs(),
+            undrained + in_ring,
+        );
+    }
     st.sink_tx.send(SinkMsg::Stats(Box::new(stats))).await;
     drop(st.sink_tx);
     match tokio::task::spawn_blocking(move || sink_thread.join()).await {

@@ -58,6 +58,9 @@ pub enum SinkMsg {
     Tick,
     /// Reopen the geolocation databases (SIGHUP).
     Reload,
+    /// Shutdown: what follows (open flows closed as `shutdown`, the final statistics) is written
+    /// even past the shutdown limit.
+    Final,
 }
 
 /// A flow record with its app and destination, as printed and journaled.
@@ -86,6 +89,9 @@ pub struct Sink {
     pub report: ReportConfig,
     /// Where printed output goes.
     pub out: mpsc::Sender<Output>,
+    /// Set at shutdown: records and process lookups arriving after this instant are dropped
+    /// (counted in a warning) so that exit takes bounded time.
+    pub stop_by: Arc<std::sync::OnceLock<Instant>>,
 }
 
 struct Timers {
@@ -102,8 +108,14 @@ impl Sink {
         let now = Instant::now();
         let mut timers = Timers { failing: false, flush: now, purge: now, error_logged: None };
         let exporter = Exporter::spawn(self.journal.path().to_path_buf(), self.report.clone());
+        let mut dropped = 0_u64;
+        let mut final_part = false;
         while let Some(msg) = rx.recv() {
+            let late = || !final_part && self.stop_by.get().is_some_and(|t| Instant::now() >= *t);
             match msg {
+                SinkMsg::Observe { .. } | SinkMsg::Record(_) if late() => {
+                    dropped += u64::from(matches!(msg, SinkMsg::Record(_)));
+                }
                 SinkMsg::Observe { tgid, created_ns } => self.identities.observe(tgid, created_ns),
                 SinkMsg::Record(record) => {
                     self.record(*record);
@@ -123,7 +135,15 @@ impl Sink {
                 }
                 SinkMsg::Tick => self.tick(&mut timers),
                 SinkMsg::Reload => self.reload(),
+                SinkMsg::Final => final_part = true,
             }
+        }
+        if dropped > 0 {
+            warn!(
+                "shutdown: {dropped} flow records still queued at the shutdown limit ({} s) were not written to the \
+                 journal",
+                super::SHUTDOWN_DRAIN.as_secs()
+            );
         }
         self.flush(&mut timers);
         if let Some(exporter) = exporter {

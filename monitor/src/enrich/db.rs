@@ -10,6 +10,10 @@ use maxminddb::{LookupResult, MaxMindDbError, PathElement, Reader, WithinOptions
 
 use super::{DbRef, Error};
 
+/// Largest database file read (1 GiB): the largest public country/ASN files are a few hundred
+/// MiB (DB-IP's full city file ~130 MiB). Larger files are refused with [`Error::Unusable`].
+pub const MAX_DB_BYTES: u64 = 1 << 30;
+
 /// Networks with data inspected when checking that a database has the fields of its role.
 /// Bounded so that a hostile file cannot make start-up decode without limit.
 const KIND_CHECK_RECORDS: usize = 256;
@@ -85,11 +89,18 @@ impl Database {
     /// `description`) although every lookup works.
     ///
     /// # Errors
-    /// [`Error::Open`] (missing, unreadable, not an MMDB), [`Error::Ipv4Only`],
-    /// [`Error::WrongKind`], [`Error::Corrupt`] (fails while being checked).
+    /// [`Error::Open`] (missing, unreadable, not an MMDB), [`Error::Unusable`] (not a regular
+    /// file, larger than [`MAX_DB_BYTES`]), [`Error::Ipv4Only`], [`Error::WrongKind`],
+    /// [`Error::Corrupt`] (fails while being checked).
     pub fn open(role: Role, path: &Path) -> Result<Self, Error> {
+        let bytes = crate::files::read_regular(path, MAX_DB_BYTES).map_err(|e| match e {
+            crate::files::Error::Io { source, .. } => {
+                Error::Open { role, path: path.to_path_buf(), source: MaxMindDbError::Io(source) }
+            }
+            other => Error::Unusable { role, path: path.to_path_buf(), source: other },
+        })?;
         let reader =
-            Reader::open_readfile(path).map_err(|source| Error::Open { role, path: path.to_path_buf(), source })?;
+            Reader::from_source(bytes).map_err(|source| Error::Open { role, path: path.to_path_buf(), source })?;
         let meta = reader.metadata();
         let db_ref = DbRef { database_type: meta.database_type.as_str().into(), build_epoch: meta.build_epoch };
         if meta.ip_version != 6 {

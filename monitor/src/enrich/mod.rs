@@ -13,8 +13,9 @@
 //! - Every answer names the database that gave it ([`DbRef`]: `database_type` + `build_epoch`).
 //! - A database named in the config must be valid; a missing *default* database only disables
 //!   its field and yields one warning ([`Enricher::warnings`]).
-//! - Files are read into memory (`Reader::open_readfile`), never mapped, so replacing them
-//!   (by rename) under a running daemon is safe; [`Enricher::reload`] picks the new files up.
+//! - Files are read into memory, never mapped, so replacing them (by rename) under a running
+//!   daemon is safe; [`Enricher::reload`] picks the new files up. Only regular files of at most
+//!   [`MAX_DB_BYTES`] are read (a FIFO would block, `/dev/zero` would exhaust memory).
 //!
 //! Both country schemas are read: `GeoIP2` / DB-IP official (`country.iso_code`) and
 //! ip-location-db (`country_code`). ASN uses the GeoLite2-ASN field names
@@ -34,7 +35,7 @@ mod types;
 use std::path::PathBuf;
 
 pub use config::{ASN_DB_FILE, CONFIG_DOC, COUNTRY_DB_FILE, DEFAULT_GEO_DIR, GeoConfig, SETUP_COMMAND};
-pub use db::Role;
+pub use db::{MAX_DB_BYTES, Role};
 pub use enricher::{Enricher, default_path};
 pub use scope::classify;
 pub use stats::{EnrichStats, ScopeCounts};
@@ -53,6 +54,17 @@ pub enum Error {
         /// Reader error.
         #[source]
         source: maxminddb::MaxMindDbError,
+    },
+    /// The file is not a regular file (FIFO, device...) or is larger than [`MAX_DB_BYTES`].
+    #[error("cannot use {role} database `{}`", path.display())]
+    Unusable {
+        /// Role of the database.
+        role: Role,
+        /// File.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: crate::files::Error,
     },
     /// The file only covers IPv4 (`ip_version` 4): IPv6 peers could not be looked up.
     #[error(

@@ -387,3 +387,25 @@ fn enricher_can_move_to_another_task() {
     fn assert_send<T: Send + 'static>() {}
     assert_send::<Enricher>();
 }
+
+#[test]
+fn fifo_or_device_as_database_is_refused_at_once_and_on_reload_the_old_one_stays() {
+    let dir = empty_default_dir();
+    let fifo = dir.path().join("fifo.mmdb");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    // No writer: a blocking open or read would never return.
+    let err = Enricher::open_in(&config(Some(&fifo), None), dir.path()).expect_err("a FIFO is no database");
+    assert!(matches!(err, Error::Unusable { role: Role::Country, .. }), "{err:?}");
+    let text = format!("{:#}", anyhow::Error::new(err));
+    assert!(text.contains(&fifo.display().to_string()) && text.contains("a FIFO, not a regular file"), "{text}");
+    let err = Enricher::open_in(&config(None, Some(Path::new("/dev/zero"))), dir.path()).expect_err("device");
+    assert!(format!("{:#}", anyhow::Error::new(err)).contains("a character device"));
+
+    let path = dir.path().join("country.mmdb");
+    fs::copy(fixture("GeoIP2-Country-Test.mmdb"), &path).expect("copy");
+    let mut e = Enricher::open_in(&config(Some(&path), None), dir.path()).expect("opens");
+    fs::remove_file(&path).expect("remove");
+    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    assert!(matches!(e.reload(), Err(Error::Unusable { .. })), "reload refuses the FIFO");
+    assert_eq!(e.lookup(ip("81.2.69.160")).country.as_deref(), Some("GB"), "old reader still answers");
+}

@@ -11,7 +11,7 @@ use std::{
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::{Error, Format, Period, Report, ReportQuery};
+use super::{Error, Format, Period, Report, ReportQuery, Zone};
 use crate::journal::{ExportRow, JournalReader, record_export};
 
 /// Time after the end of a week before it counts as complete. The last records of a week reach
@@ -39,7 +39,7 @@ pub fn export_week(
     dir: &Path,
     formats: &[Format],
 ) -> Result<Vec<PathBuf>, Error> {
-    let period = Period::iso_week(week, time_zone)?;
+    let period = Period::iso_week(week, &Zone::get(time_zone)?)?;
     let mut pending = Vec::new();
     for format in formats.iter().copied().collect::<BTreeSet<_>>() {
         if reader.export(&period.label, time_zone, format.name())?.is_none() {
@@ -87,7 +87,7 @@ pub fn pending_exports(
     formats: &[Format],
 ) -> Result<Vec<String>, Error> {
     let Some(first) = reader.first_data()? else { return Ok(Vec::new()) };
-    let mut week = Period::week_containing(first, time_zone)?;
+    let mut week = Period::week_containing(first, &Zone::get(time_zone)?)?;
     let mut pending = Vec::new();
     for _ in 0..MAX_WEEKS {
         let complete = week.until.checked_add(EXPORT_GRACE).is_ok_and(|t| t <= now);

@@ -34,7 +34,7 @@ pub use model::{
     AppReport, AsnRef, Attribution, Completeness, DatabaseUse, Endpoint, NewDestinations, PeriodInfo, Report, Share,
     ShareKind, SourceShare, Traffic, Unknown,
 };
-pub use period::{Period, PeriodKind};
+pub use period::{Period, PeriodKind, Zone};
 use serde::{Deserialize, Serialize};
 
 use crate::journal;
@@ -47,9 +47,10 @@ pub const SCHEMA: &str = "monitor.report/1";
 pub const ATTRIBUTION: &str = "IP geolocation by DB-IP (db-ip.com), CC BY 4.0. ASN data: RouteViews (CC BY 4.0), NRO \
                                statistics (CC BY 4.0), DB-IP ASN Lite (CC BY 4.0), via ip-location-db.";
 
-/// Output format.
+/// Output format. The names ([`Format::name`]) are the only spelling: config (serde),
+/// `--format` (clap), the journal's `exports` rows and messages use them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(into = "&'static str", try_from = "String")]
 pub enum Format {
     /// Terminal tables (default of `monitor report`).
     Table,
@@ -96,6 +97,36 @@ impl FromStr for Format {
     }
 }
 
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl From<Format> for &'static str {
+    fn from(format: Format) -> Self {
+        format.name()
+    }
+}
+
+impl TryFrom<String> for Format {
+    type Error = Error;
+
+    fn try_from(name: String) -> Result<Self, Error> {
+        name.parse()
+    }
+}
+
+impl clap::ValueEnum for Format {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Self::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
+    }
+}
+
 /// Report errors.
 #[allow(missing_docs, reason = "variant fields are described by the error messages")]
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +144,9 @@ pub enum Error {
         #[source]
         source: jiff::Error,
     },
+    /// Not a date or date-time.
+    #[error("invalid time `{text}` (expected e.g. 2026-11-16, 2026-11-16T08:00 or 2026-11-16T08:00:00Z)")]
+    Time { text: String },
     /// A period that ends before it starts, or that cannot be represented.
     #[error("invalid report period: {reason}")]
     Period { reason: String },

@@ -2,13 +2,52 @@
 
 use jiff::{
     SignedDuration, Timestamp,
-    civil::{Date, ISOWeekDate, Weekday},
+    civil::{Date, DateTime, ISOWeekDate, Weekday},
     tz::TimeZone,
 };
 use serde::Serialize;
 
 use super::Error;
 use crate::journal::TimeRange;
+
+/// A time zone looked up once, with the IANA name it was given by (reports, rollups and exports
+/// are keyed by the name).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Zone {
+    /// IANA name as configured ("UTC", "Europe/Berlin").
+    pub name: String,
+    /// The zone.
+    pub tz: TimeZone,
+}
+
+impl Zone {
+    /// Looks `name` up in the time zone database.
+    ///
+    /// # Errors
+    /// [`Error::TimeZone`] for an unknown name.
+    pub fn get(name: &str) -> Result<Self, Error> {
+        Ok(Self { name: name.to_string(), tz: super::config::time_zone(name)? })
+    }
+
+    /// A civil date-time (or date: midnight) in this zone as an instant, or an instant written
+    /// with an offset or `Z`. Accepted: `2026-11-16`, `2026-11-16T08:00`, `2026-11-16T08:00:30`,
+    /// `2026-11-16T08:00Z`, `2026-11-16T08:00:00+01:00` (a space may replace the `T`). A local
+    /// time that a daylight-saving change skips is moved forward; one it repeats takes the
+    /// earlier instant.
+    ///
+    /// # Errors
+    /// [`Error::Time`] for anything else.
+    pub fn parse_time(&self, text: &str) -> Result<Timestamp, Error> {
+        let bad = || Error::Time { text: text.to_string() };
+        if let Ok(ts) = text.parse::<Timestamp>() {
+            return Ok(ts);
+        }
+        // `DateTime` accepts a bare date (midnight); parsing a `Date` would accept a date-time
+        // and silently drop its time of day.
+        let civil = text.parse::<DateTime>().map_err(|_| bad())?;
+        Ok(civil.to_zoned(self.tz.clone()).map_err(|_| bad())?.timestamp())
+    }
+}
 
 /// How a period was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -38,12 +77,19 @@ pub struct Period {
 }
 
 impl Period {
-    /// The ISO week `week` ("2026-W47") in `time_zone` (an IANA name).
+    /// The zone of the period.
+    #[must_use]
+    pub fn zone(&self) -> Zone {
+        Zone { name: self.time_zone_name.clone(), tz: self.time_zone.clone() }
+    }
+}
+
+impl Period {
+    /// The ISO week `week` ("2026-W47") in `zone`.
     ///
     /// # Errors
-    /// [`Error::Week`] for a malformed or nonexistent week, [`Error::TimeZone`].
-    pub fn iso_week(week: &str, time_zone: &str) -> Result<Self, Error> {
-        let tz = super::config::time_zone(time_zone)?;
+    /// [`Error::Week`] for a malformed or nonexistent week.
+    pub fn iso_week(week: &str, zone: &Zone) -> Result<Self, Error> {
         let bad = |reason: &str| Error::Week { week: week.to_string(), reason: reason.to_string() };
         let (year, w) = week.split_once("-W").ok_or_else(|| bad("no `-W`"))?;
         if year.len() != 4 || w.len() != 2 {
@@ -52,25 +98,23 @@ impl Period {
         let year: i16 = year.parse().map_err(|_| bad("year is not a number"))?;
         let w: i8 = w.parse().map_err(|_| bad("week is not a number"))?;
         let monday = ISOWeekDate::new(year, w, Weekday::Monday).map_err(|e| bad(&e.to_string()))?.date();
-        Self::week_from_monday(monday, tz, time_zone)
+        Self::week_from_monday(monday, zone)
     }
 
-    /// The ISO week containing `t` in `time_zone`.
+    /// The ISO week containing `t` in `zone`.
     ///
     /// # Errors
-    /// [`Error::TimeZone`], or [`Error::Period`] at the ends of the representable range.
-    pub fn week_containing(t: Timestamp, time_zone: &str) -> Result<Self, Error> {
-        let tz = super::config::time_zone(time_zone)?;
-        let monday = crate::week::monday_of(t, &tz).map_err(|e| Error::Period { reason: e.to_string() })?;
-        Self::week_from_monday(monday, tz, time_zone)
+    /// [`Error::Period`] at the ends of the representable range.
+    pub fn week_containing(t: Timestamp, zone: &Zone) -> Result<Self, Error> {
+        let monday = crate::week::monday_of(t, &zone.tz).map_err(|e| Error::Period { reason: e.to_string() })?;
+        Self::week_from_monday(monday, zone)
     }
 
-    /// Explicit instants; shown in `time_zone`.
+    /// Explicit instants; shown in `zone`.
     ///
     /// # Errors
-    /// [`Error::Period`] when `until` is not after `since`, [`Error::TimeZone`].
-    pub fn range(since: Timestamp, until: Timestamp, time_zone: &str) -> Result<Self, Error> {
-        let tz = super::config::time_zone(time_zone)?;
+    /// [`Error::Period`] when `until` is not after `since`.
+    pub fn range(since: Timestamp, until: Timestamp, zone: &Zone) -> Result<Self, Error> {
         if until <= since {
             return Err(Error::Period { reason: format!("until ({until}) is not after since ({since})") });
         }
@@ -79,21 +123,21 @@ impl Period {
             kind: PeriodKind::Range,
             since,
             until,
-            time_zone: tz,
-            time_zone_name: time_zone.to_string(),
+            time_zone: zone.tz.clone(),
+            time_zone_name: zone.name.clone(),
         })
     }
 
-    fn week_from_monday(monday: Date, tz: TimeZone, name: &str) -> Result<Self, Error> {
+    fn week_from_monday(monday: Date, zone: &Zone) -> Result<Self, Error> {
         let (since, until) =
-            crate::week::bounds(monday, &tz).map_err(|e| Error::Period { reason: e.to_string() })?;
+            crate::week::bounds(monday, &zone.tz).map_err(|e| Error::Period { reason: e.to_string() })?;
         Ok(Self {
             label: crate::week::label(monday),
             kind: PeriodKind::IsoWeek,
             since,
             until,
-            time_zone: tz,
-            time_zone_name: name.to_string(),
+            time_zone: zone.tz.clone(),
+            time_zone_name: zone.name.clone(),
         })
     }
 
@@ -109,12 +153,12 @@ impl Period {
                     .since
                     .checked_sub(SignedDuration::from_hours(24))
                     .map_err(|e| Error::Period { reason: e.to_string() })?;
-                Self::week_containing(prev, &self.time_zone_name)
+                Self::week_containing(prev, &self.zone())
             }
             PeriodKind::Range => {
                 let len = self.until.duration_since(self.since);
                 let since = self.since.checked_sub(len).map_err(|e| Error::Period { reason: e.to_string() })?;
-                Self::range(since, self.since, &self.time_zone_name)
+                Self::range(since, self.since, &self.zone())
             }
         }
     }
@@ -130,12 +174,12 @@ impl Period {
                     .until
                     .checked_add(SignedDuration::from_hours(24))
                     .map_err(|e| Error::Period { reason: e.to_string() })?;
-                Self::week_containing(next, &self.time_zone_name)
+                Self::week_containing(next, &self.zone())
             }
             PeriodKind::Range => {
                 let len = self.until.duration_since(self.since);
                 let until = self.until.checked_add(len).map_err(|e| Error::Period { reason: e.to_string() })?;
-                Self::range(self.until, until, &self.time_zone_name)
+                Self::range(self.until, until, &self.zone())
             }
         }
     }
@@ -161,40 +205,68 @@ mod tests {
         s.parse().expect("timestamp")
     }
 
+    fn z(name: &str) -> Zone {
+        Zone::get(name).expect("zone")
+    }
+
     #[test]
     fn iso_week_boundaries_follow_the_time_zone() {
-        let w = Period::iso_week("2026-W47", "America/New_York").expect("week");
+        let w = Period::iso_week("2026-W47", &z("America/New_York")).expect("week");
         assert_eq!((w.since, w.until), (ts("2026-11-16T05:00:00Z"), ts("2026-11-23T05:00:00Z")));
         assert_eq!(w.local(w.since), "2026-11-16T00:00:00-05:00");
-        let utc = Period::iso_week("2026-W47", "UTC").expect("week");
+        let utc = Period::iso_week("2026-W47", &z("UTC")).expect("week");
         assert_eq!((utc.since, utc.until), (ts("2026-11-16T00:00:00Z"), ts("2026-11-23T00:00:00Z")));
         // Week 1 of 2027 starts on Monday 2027-01-04; 2026-W53 exists (2026 ends on a Thursday).
-        let w1 = Period::iso_week("2027-W01", "UTC").expect("week");
+        let w1 = Period::iso_week("2027-W01", &z("UTC")).expect("week");
         assert_eq!(w1.since, ts("2027-01-04T00:00:00Z"));
-        assert_eq!(Period::iso_week("2026-W53", "UTC").expect("week").until, w1.since);
+        assert_eq!(Period::iso_week("2026-W53", &z("UTC")).expect("week").until, w1.since);
     }
 
     #[test]
     fn a_week_with_a_dst_change_lasts_169_hours() {
         // US daylight saving time ends on Sunday 2026-11-01 02:00 local time.
-        let w = Period::iso_week("2026-W44", "America/New_York").expect("week");
+        let w = Period::iso_week("2026-W44", &z("America/New_York")).expect("week");
         assert_eq!((w.since, w.until), (ts("2026-10-26T04:00:00Z"), ts("2026-11-02T05:00:00Z")));
         assert_eq!(w.until.duration_since(w.since), SignedDuration::from_hours(169));
         assert_eq!(w.next().expect("next").label, "2026-W45");
         assert_eq!(w.previous().expect("previous").label, "2026-W43");
-        let contains = Period::week_containing(ts("2026-11-02T04:30:00Z"), "America/New_York").expect("week");
+        let contains = Period::week_containing(ts("2026-11-02T04:30:00Z"), &z("America/New_York")).expect("week");
         assert_eq!(contains.label, "2026-W44", "Sunday 23:30 local time is still week 44");
     }
 
     #[test]
     fn malformed_weeks_and_ranges_are_errors() {
         for bad in ["2026-47", "2026-W4", "26-W47", "2026-W54", "2026-Wxx"] {
-            assert!(matches!(Period::iso_week(bad, "UTC"), Err(Error::Week { .. })), "{bad}");
+            assert!(matches!(Period::iso_week(bad, &z("UTC")), Err(Error::Week { .. })), "{bad}");
         }
-        assert!(matches!(Period::iso_week("2026-W47", "Nowhere/Town"), Err(Error::TimeZone { .. })));
+        assert!(matches!(Zone::get("Nowhere/Town"), Err(Error::TimeZone { .. })));
         let t = ts("2026-11-16T00:00:00Z");
-        assert!(matches!(Period::range(t, t, "UTC"), Err(Error::Period { .. })));
-        let r = Period::range(t, ts("2026-11-17T00:00:00Z"), "UTC").expect("range");
+        assert!(matches!(Period::range(t, t, &z("UTC")), Err(Error::Period { .. })));
+        let r = Period::range(t, ts("2026-11-17T00:00:00Z"), &z("UTC")).expect("range");
         assert_eq!(r.previous().expect("previous").since, ts("2026-11-15T00:00:00Z"));
+    }
+
+    #[test]
+    fn times_of_day_are_kept_in_the_zone_or_at_their_offset() {
+        let berlin = z("Europe/Berlin");
+        for (text, expected) in [
+            ("2026-11-19", "2026-11-18T23:00:00Z"),
+            ("2026-11-19T12:00", "2026-11-19T11:00:00Z"),
+            ("2026-11-19 12:00", "2026-11-19T11:00:00Z"),
+            ("2026-11-19T12:00:30", "2026-11-19T11:00:30Z"),
+            ("2026-11-19T12:00Z", "2026-11-19T12:00:00Z"),
+            ("2026-11-19T12:00:00Z", "2026-11-19T12:00:00Z"),
+            ("2026-11-19T12:00-05:00", "2026-11-19T17:00:00Z"),
+            // Berlin skips 02:00-03:00 on 2026-03-29: moved forward.
+            ("2026-03-29T02:30", "2026-03-29T01:30:00Z"),
+        ] {
+            assert_eq!(berlin.parse_time(text).expect(text), ts(expected), "{text}");
+        }
+        for bad in ["2026-11-19T25:00", "yesterday", "2026-11", "12:00", ""] {
+            assert!(matches!(berlin.parse_time(bad), Err(Error::Time { .. })), "{bad}");
+        }
+        let (since, until) = (berlin.parse_time("2026-11-19T12:00").unwrap(), berlin.parse_time("2026-11-19T13:00").unwrap());
+        let hour = Period::range(since, until, &berlin).expect("a one-hour range is a range");
+        assert_eq!(hour.until.duration_since(hour.since), SignedDuration::from_hours(1));
     }
 }

@@ -51,6 +51,7 @@ pub fn all() -> Vec<Case> {
         ("path_ktls_both_ways_counts_the_stream", crate::paths::ktls),
         ("path_io_uring_zero_copy_receive", crate::paths::io_uring_zero_copy_receive),
         ("udp_round_robin_100_peers_through_8_slots_is_100_flows", crate::paths::udp_round_robin_100_peers),
+        ("shutdown_under_load_takes_bounded_time_and_counts_what_is_left", crate::shutdown::bounded_under_load),
     ]
 }
 

@@ -229,6 +229,45 @@ pub fn main(role: &str) {
             say(&json!({"local_port": s.local_addr().unwrap().port(), "tx": size, "pid": std::process::id()}));
             std::process::exit(0);
         }
+        // tcp-churn BIND|- SERVER|- SECS: for SECS seconds, serves on BIND (64 bytes echoed per
+        // connection) and, from 2 threads, makes short connections to SERVER as fast as it can;
+        // then prints the number of connections it made.
+        "tcp-churn" => {
+            name("mon-tcp-churn");
+            let until = std::time::Instant::now() + Duration::from_secs(arg(2).parse().unwrap());
+            if arg(0) != "-" {
+                let listener = TcpListener::bind(arg(0)).unwrap();
+                for _ in 0..2 {
+                    let listener = listener.try_clone().unwrap();
+                    thread::spawn(move || {
+                        for mut s in listener.incoming().map_while(Result::ok) {
+                            let mut buf = [0u8; 64];
+                            let _ = s.read_exact(&mut buf).and_then(|()| s.write_all(&buf));
+                        }
+                    });
+                }
+            }
+            say(&json!({"ready": true}));
+            let server: Option<SocketAddr> = (arg(1) != "-").then(|| arg(1).parse().unwrap());
+            let clients: Vec<_> = (0..if server.is_some() { 2 } else { 0 })
+                .map(|_| {
+                    thread::spawn(move || {
+                        let mut n = 0_u64;
+                        while let Some(server) = server.filter(|_| std::time::Instant::now() < until) {
+                            let Ok(mut s) = TcpStream::connect(server) else { continue };
+                            let mut buf = [7u8; 64];
+                            if s.write_all(&buf).and_then(|()| s.read_exact(&mut buf)).is_ok() {
+                                n += 1;
+                            }
+                        }
+                        n
+                    })
+                })
+                .collect();
+            let made: u64 = clients.into_iter().map(|c| c.join().unwrap()).sum();
+            thread::sleep(until.saturating_duration_since(std::time::Instant::now()));
+            say(&json!({"connections": made}));
+        }
         other => assert!(crate::paths_helper::run(other, &args), "unknown helper role {other}"),
     }
 }

@@ -18,6 +18,7 @@ mod paths;
 mod paths_helper;
 mod residency;
 mod wal;
+mod shutdown;
 
 use std::process::ExitCode;
 

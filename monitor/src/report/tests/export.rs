@@ -2,7 +2,7 @@
 
 use std::{fs, os::unix::fs::PermissionsExt};
 
-use super::{DAY, NY, W, fixture_journal};
+use super::{DAY, NY, W, fixture_journal, ny};
 use crate::{
     journal::{JournalReader, tests::fixtures::at},
     report::{EXPORT_GRACE, Format, Period, Report, ReportQuery, export_week, pending_exports},
@@ -21,7 +21,7 @@ fn export_week_writes_each_format_once() {
     }
     let mut expected = Vec::new();
     let report =
-        Report::build(&reader, &ReportQuery::new(Period::iso_week("2026-W47", NY).expect("week"))).expect("build");
+        Report::build(&reader, &ReportQuery::new(Period::iso_week("2026-W47", &ny()).expect("week"))).expect("build");
     report.render(Format::Json, &mut expected).expect("render");
     assert_eq!(fs::read(out.join("2026-W47.json")).expect("read"), expected, "the export is the report");
     let names: Vec<String> =

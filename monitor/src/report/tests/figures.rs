@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::{NY, fixture_journal};
+use super::{fixture_journal, ny};
 use crate::{
     journal::{
         JournalReader,
@@ -16,7 +16,7 @@ use crate::{
 };
 
 fn report(reader: &JournalReader, week: &str, app: Option<&str>) -> Report {
-    let mut q = ReportQuery::new(Period::iso_week(week, NY).expect("week"));
+    let mut q = ReportQuery::new(Period::iso_week(week, &ny()).expect("week"));
     q.app = app.map(str::to_string);
     Report::build(reader, &q).expect("build")
 }

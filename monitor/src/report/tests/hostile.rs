@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use comrak::{Arena, Options, nodes::NodeValue, parse_document};
 
-use super::{NY, W};
+use super::W;
 use crate::{
     escape,
     journal::{
@@ -40,7 +40,7 @@ fn hostile_journal(dir: &Path) -> PathBuf {
 }
 
 fn render(reader: &JournalReader, app: Option<&str>, format: Format) -> String {
-    let mut q = ReportQuery::new(Period::iso_week("2026-W47", NY).expect("week"));
+    let mut q = ReportQuery::new(Period::iso_week("2026-W47", &super::ny()).expect("week"));
     q.app = app.map(str::to_string);
     let mut out = Vec::new();
     Report::build(reader, &q).expect("build").render(format, &mut out).expect("render");

@@ -25,6 +25,11 @@ pub(super) const W: i64 = 1_794_805_200;
 pub(super) const DAY: i64 = 86_400;
 pub(super) const NY: &str = "America/New_York";
 
+/// [`NY`], looked up.
+pub(super) fn ny() -> crate::report::Zone {
+    crate::report::Zone::get(NY).expect("zone")
+}
+
 /// One flow of one record: `(tx, rx)` payload bytes at Unix second `t`.
 fn close(
     w: &mut JournalWriter,

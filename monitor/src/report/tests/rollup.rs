@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::{DAY, NY, W};
+use super::{DAY, NY, W, ny};
 use crate::{
     enrich::{Destination, Scope},
     journal::{
@@ -123,7 +123,7 @@ fn render(r: &Report) -> String {
 /// Builds `week` (New York) for `app` from the rollups and from the fine tables, checks they
 /// are identical, and returns which rollups were used.
 fn same_report(reader: &JournalReader, week: &str, app: Option<&str>) -> Plan {
-    let mut q = ReportQuery::new(Period::iso_week(week, NY).expect("week"));
+    let mut q = ReportQuery::new(Period::iso_week(week, &ny()).expect("week"));
     q.app = app.map(str::to_string);
     q.generated_at = Some(at(W));
     let previous = q.period.previous().expect("previous");
@@ -158,7 +158,7 @@ fn rollups_kept_by_flushes_give_the_fine_tables_report() {
         }
     }
     // The fixture has what the comparison needs to mean something.
-    let mut q = ReportQuery::new(Period::iso_week("2026-W47", NY).expect("week"));
+    let mut q = ReportQuery::new(Period::iso_week("2026-W47", &ny()).expect("week"));
     q.top_endpoints = 100;
     let r = Report::build(&reader, &q).expect("build");
     assert_eq!(r.apps.len(), 4);
@@ -170,7 +170,7 @@ fn rollups_kept_by_flushes_give_the_fine_tables_report() {
     assert!(r.apps.iter().any(|a| a.top_endpoints.iter().any(|e| e.port.is_none())), "inbound endpoints");
     assert!(r.apps.iter().any(|a| a.new_destinations.endpoints > 0), "new endpoints against W46");
     let w50 =
-        Report::build(&reader, &ReportQuery::new(Period::iso_week("2026-W50", NY).expect("week"))).expect("build");
+        Report::build(&reader, &ReportQuery::new(Period::iso_week("2026-W50", &ny()).expect("week"))).expect("build");
     assert_eq!((w50.apps.len(), w50.apps[0].new_destinations.endpoints), (1, 0), "seen in W49 already");
 }
 
@@ -191,7 +191,7 @@ fn rollups_rebuilt_for_another_time_zone_give_the_fine_tables_report() {
     let none = Plan { residency: false, endpoints: false };
     let mut used = Vec::new();
     for week in ["2026-W45", "2026-W46", "2026-W47", "2026-W48", "2026-W49"] {
-        let previous = Period::iso_week(week, NY).and_then(|p| p.previous()).expect("previous week");
+        let previous = Period::iso_week(week, &ny()).and_then(|p| p.previous()).expect("previous week");
         let expected = if state.covers(previous.since) { both } else { none };
         assert_eq!(same_report(&reader, week, None), expected, "{week}");
         same_report(&reader, week, Some("sync"));
