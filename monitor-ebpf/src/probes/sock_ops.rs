@@ -13,7 +13,10 @@ use aya_ebpf::{
     macros::sock_ops,
     programs::SockOpsContext,
 };
-use monitor_common::event::{EventKind, FLAG_PASSIVE, TcpCounters};
+use monitor_common::{
+    event::{EventKind, FLAG_PASSIVE, TcpCounters},
+    sock::COUNTER_DISCOVERED,
+};
 
 use super::tuple_of;
 use crate::maps::{COUNTERS, EventData, emit, owner_of, stat};
@@ -62,6 +65,12 @@ fn established(ctx: &SockOpsContext, passive: bool) {
             c.last_report_ns = bpf_ktime_get_coarse_ns();
         }
     }
+    let owner = owner_of(sk.cast());
+    if owner.is_null() {
+        // Accepted from a listener nobody recorded (older than the monitor, not found at start):
+        // the payload tracepoints record the owner at the first read or write, in its process.
+        c.flags |= COUNTER_DISCOVERED;
+    }
     let tuple = tuple_of(sk);
     // SAFETY: the context is a sock_ops context.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.ops.cast()) };
@@ -72,7 +81,7 @@ fn established(ctx: &SockOpsContext, passive: bool) {
             flags: if passive { FLAG_PASSIVE } else { 0 },
             generation: 0,
             first_ns: c.created_ns,
-            owner: owner_of(sk.cast()),
+            owner,
             tuple: &tuple,
             bytes: &raw const c.bytes,
             tcp: TcpCounters::default(),

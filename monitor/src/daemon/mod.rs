@@ -4,6 +4,7 @@
 //! drainer, tracker loop and /proc lookups. Shutdown: stop reading new events, drain what the
 //! kernel already produced, emit every open flow as `shutdown`, report final statistics, detach.
 
+mod owners;
 mod queue;
 mod sink;
 
@@ -60,6 +61,9 @@ pub enum Error {
     /// The sink thread could not be started.
     #[error("failed to start the sink thread")]
     Thread(#[source] std::io::Error),
+    /// The owner lookup thread could not be started.
+    #[error("failed to start the owner lookup thread")]
+    OwnerThread(#[source] std::io::Error),
 }
 
 /// What the daemon reports.
@@ -130,6 +134,8 @@ pub async fn run(
         warn!("degraded: {}", d.describe());
     }
     let syscall_payload = !degradations.contains(&Degradation::PayloadFromTcpCounters);
+    // Before `Started`: listeners older than the monitor carry their owner before its first accept.
+    prefill_owners(&mut probe, &cgroup);
     let _ = out.send(Output::Started { cgroup, degradations }).await;
     let (sink_tx, sink_rx) = queue::sink_queue(SINK_QUEUE);
     let sink = Sink {
@@ -159,6 +165,7 @@ pub async fn run(
         clock,
     );
     let (owners_tx, mut owners_rx) = mpsc::channel::<(u64, Owner)>(OUTPUT_QUEUE);
+    let mut lookups = owners::Lookups::start(owners_tx).map_err(Error::OwnerThread)?;
     let mut tick = tokio::time::interval(TICK);
     let mut snapshot_tick = tokio::time::interval(settings.update_interval);
     snapshot_tick.tick().await;
@@ -179,7 +186,7 @@ pub async fn run(
                     observe(&sink_tx, &mut observed, ev);
                     tracker.handle(*kind, ev, &mut records);
                 }
-                lookup_owners(&mut tracker, &owners_tx);
+                lookups.submit(tracker.take_owner_queries());
             }
             Some((cookie, owner)) = owners_rx.recv() => tracker.set_owner(cookie, &owner),
             _ = hangup.recv() => {
@@ -216,6 +223,9 @@ pub async fn run(
     }
     while let Ok((cookie, owner)) = owners_rx.try_recv() {
         tracker.set_owner(cookie, &owner);
+    }
+    if lookups.dropped > 0 {
+        warn!("owner lookups dropped (queue full): {}", lookups.dropped);
     }
     // Counters of open flows as they are now, not as of their last event.
     refresh_from_kernel(&probe, &mut tracker);
@@ -294,22 +304,17 @@ fn stats_snapshot(kernel: &probe::StatsReader, drain: &DrainCounters, tracker: T
     Stats { kernel, events_received, decode_errors, tracker, last }
 }
 
-/// Looks owners of pre-existing sockets up in /proc, off the runtime.
-fn lookup_owners(tracker: &mut Tracker, results: &mpsc::Sender<(u64, Owner)>) {
-    let queries = tracker.take_owner_queries();
-    if queries.is_empty() {
-        return;
-    }
-    let results = results.clone();
-    tokio::task::spawn_blocking(move || {
-        for q in queries {
-            match identity::find_socket_owner(&q.event) {
-                Some(owner) => {
-                    debug!("owner from /proc cookie={} tgid={} comm={}", q.cookie, owner.tgid, owner.comm);
-                    let _ = results.blocking_send((q.cookie, owner));
-                }
-                None => debug!("no owner found in /proc cookie={} tuple={:?}", q.cookie, q.event.tuple),
-            }
+/// Records the owners of sockets older than the monitor in the kernel (see [`owners`]).
+fn prefill_owners(probe: &mut Probe, cgroup: &std::path::Path) {
+    let mount = match probe::cgroup2_mount() {
+        Ok(m) => m,
+        Err(e) => return warn!("owners of older sockets not recorded: {e}"),
+    };
+    match probe.owner_storage() {
+        Ok(mut storage) => {
+            let done = tokio::task::block_in_place(|| owners::prefill(&mut storage, cgroup, &mount));
+            owners::report(&done);
         }
-    });
+        Err(e) => warn!("owners of older sockets not recorded: {e}"),
+    }
 }

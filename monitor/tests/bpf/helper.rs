@@ -12,21 +12,21 @@ use std::{
 
 use serde_json::json;
 
-fn say(v: &serde_json::Value) {
+pub(crate) fn say(v: &serde_json::Value) {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{v}").unwrap();
     out.flush().unwrap();
 }
 
-fn name(comm: &str) {
+pub(crate) fn name(comm: &str) {
     nix::sys::prctl::set_name(&std::ffi::CString::new(comm).unwrap()).unwrap();
 }
 
-fn pattern(n: usize) -> Vec<u8> {
+pub(crate) fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i % 251) as u8).collect()
 }
 
-fn read_to_end(s: &mut TcpStream) -> usize {
+pub(crate) fn read_to_end(s: &mut TcpStream) -> usize {
     let mut buf = vec![0u8; 65536];
     let mut total = 0;
     loop {
@@ -55,6 +55,7 @@ pub fn main(role: &str) {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| -> &str { args.get(i).map_or_else(|| panic!("{role}: missing argument {i}"), String::as_str) };
     match role {
+        "churn-server" | "churn-client" => crate::listeners::helper(role, &args),
         // tcp-server BIND REPLY CONNS: reads each connection to EOF, replies REPLY bytes, closes.
         "tcp-server" => {
             name("mon-tcp-server");

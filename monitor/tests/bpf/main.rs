@@ -13,6 +13,7 @@ mod env;
 mod durability;
 mod helper;
 mod lifecycle;
+mod listeners;
 mod residency;
 
 use std::process::ExitCode;
