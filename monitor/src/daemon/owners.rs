@@ -141,7 +141,8 @@ fn record(
     owner: &sock::Owner,
 ) -> Result<(), Skip> {
     let pidfd = pidfd.ok_or_else(|| Skip::Failed("no pidfd".into()))?;
-    let dup = pidfd_getfd(pidfd, fd, PidfdGetfdFlags::empty()).map_err(|e| Skip::Failed(format!("pidfd_getfd: {e}")))?;
+    let dup =
+        pidfd_getfd(pidfd, fd, PidfdGetfdFlags::empty()).map_err(|e| Skip::Failed(format!("pidfd_getfd: {e}")))?;
     let file = File::from(dup);
     let inode = file.metadata().map_err(|e| Skip::Failed(format!("fstat: {e}")))?.ino();
     if inode != s.inode {
@@ -179,7 +180,9 @@ impl Lookups {
                 Ok(()) => {}
                 Err(TrySendError::Full(q)) => {
                     if self.dropped == 0 {
-                        warn!("owner lookup queue full ({LOOKUP_QUEUE}); sockets without owner wait for a syscall of it");
+                        warn!(
+                            "owner lookup queue full ({LOOKUP_QUEUE}); sockets without owner wait for a syscall of it"
+                        );
                     }
                     self.dropped += 1;
                     debug!("owner lookup dropped cookie={}", q.cookie);
@@ -207,7 +210,12 @@ fn worker(mut rx: mpsc::Receiver<OwnerQuery>, results: &mpsc::Sender<(u64, Owner
         last_pass = Some(started);
         let scan = SocketScan::run();
         let owners = scan.owners(batch.iter().map(|q| (q.cookie, &q.event)));
-        debug!("owner lookups: {} asked, {} found, one /proc pass in {:?}", batch.len(), owners.len(), started.elapsed());
+        debug!(
+            "owner lookups: {} asked, {} found, one /proc pass in {:?}",
+            batch.len(),
+            owners.len(),
+            started.elapsed()
+        );
         for answer in owners {
             if results.blocking_send(answer).is_err() {
                 return;
@@ -228,7 +236,10 @@ pub fn report(p: &Prefilled) {
         p.elapsed.as_millis()
     );
     if p.failed > 0 {
-        warn!("{} sockets older than the monitor could not be given an owner; their flows are looked up in /proc", p.failed);
+        warn!(
+            "{} sockets older than the monitor could not be given an owner; their flows are looked up in /proc",
+            p.failed
+        );
     }
 }
 

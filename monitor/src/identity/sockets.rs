@@ -5,7 +5,7 @@
 //! whole batch of owner lookups. Works across network namespaces.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, hash_map::Entry},
     net::SocketAddr,
     os::unix::fs::MetadataExt as _,
 };
@@ -75,15 +75,15 @@ pub struct SocketScan {
 /// One row of a net table: (tcp, listening, local, remote, uid).
 type Row = (bool, bool, SocketAddr, SocketAddr, u32);
 
-/// Inet sockets of the network namespace `p` lives in, by inode.
-fn net_tables(p: &Process) -> HashMap<u64, Row> {
+/// Inet sockets of the network namespace `p` lives in, by inode; `None` when `p` vanished
+/// (the namespace is then read through its next process).
+fn net_tables(p: &Process) -> Option<HashMap<u64, Row>> {
     let mut rows = HashMap::new();
-    for table in [p.tcp(), p.tcp6()] {
-        for e in table.into_iter().flatten() {
-            // TIME_WAIT and request sockets have no inode and no holder.
-            if e.inode != 0 {
-                rows.insert(e.inode, (true, e.state == TcpState::Listen, e.local_address, e.remote_address, e.uid));
-            }
+    // IPv6 tables are absent on kernels without IPv6: only the IPv4 one must be readable.
+    for e in p.tcp().ok()?.into_iter().chain(p.tcp6().into_iter().flatten()) {
+        // TIME_WAIT and request sockets have no inode and no holder.
+        if e.inode != 0 {
+            rows.insert(e.inode, (true, e.state == TcpState::Listen, e.local_address, e.remote_address, e.uid));
         }
     }
     for table in [p.udp(), p.udp6()] {
@@ -93,7 +93,7 @@ fn net_tables(p: &Process) -> HashMap<u64, Row> {
             }
         }
     }
-    rows
+    Some(rows)
 }
 
 fn process_info(p: &Process) -> Option<ProcessInfo> {
@@ -117,7 +117,13 @@ impl SocketScan {
         let mut index: HashMap<u64, usize> = HashMap::new();
         for p in all.flatten() {
             let Ok(netns) = std::fs::metadata(format!("/proc/{}/ns/net", p.pid)).map(|m| m.ino()) else { continue };
-            let rows = tables.entry(netns).or_insert_with(|| net_tables(&p));
+            let rows = match tables.entry(netns) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => match net_tables(&p) {
+                    Some(rows) => e.insert(rows),
+                    None => continue,
+                },
+            };
             let Ok(fds) = p.fd() else { continue };
             let mut holds = false;
             for fd in fds.flatten() {
@@ -129,7 +135,15 @@ impl SocketScan {
                     Some(&i) => scan.sockets[i].holders.push(holder),
                     None => {
                         index.insert(inode, scan.sockets.len());
-                        scan.sockets.push(InetSocket { inode, tcp, listening, local, remote, uid, holders: vec![holder] });
+                        scan.sockets.push(InetSocket {
+                            inode,
+                            tcp,
+                            listening,
+                            local,
+                            remote,
+                            uid,
+                            holders: vec![holder],
+                        });
                     }
                 }
             }
@@ -148,7 +162,9 @@ impl SocketScan {
     #[must_use]
     pub fn holder(&self, socket: &InetSocket, uid: u32) -> Option<(Holder, &ProcessInfo)> {
         let known = socket.holders.iter().filter_map(|h| self.processes.get(&h.pid).map(|p| (*h, p)));
-        let oldest = |a: &(Holder, &ProcessInfo), b: &(Holder, &ProcessInfo)| (a.1.start_time, a.0.pid).cmp(&(b.1.start_time, b.0.pid));
+        let oldest = |a: &(Holder, &ProcessInfo), b: &(Holder, &ProcessInfo)| {
+            (a.1.start_time, a.0.pid).cmp(&(b.1.start_time, b.0.pid))
+        };
         known.clone().filter(|(_, p)| p.uid == uid).min_by(oldest).or_else(|| known.min_by(oldest))
     }
 
@@ -212,7 +228,8 @@ fn addresses(ev: &Event) -> (SocketAddr, Option<SocketAddr>) {
 fn matches(local: SocketAddr, remote: Option<SocketAddr>, entry_local: SocketAddr, entry_remote: SocketAddr) -> bool {
     let (el, er) = (canonical(entry_local), canonical(entry_remote));
     let local = canonical(local);
-    let local_ok = el.port() == local.port() && (el.ip() == local.ip() || el.ip().is_unspecified() || local.ip().is_unspecified());
+    let local_ok =
+        el.port() == local.port() && (el.ip() == local.ip() || el.ip().is_unspecified() || local.ip().is_unspecified());
     let remote_ok = remote.is_none_or(|r| er == canonical(r));
     local_ok && remote_ok
 }
@@ -257,7 +274,9 @@ mod tests {
         let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
         let scan = SocketScan::run();
         let me = std::process::id();
-        let inode = |fd: &dyn std::os::fd::AsRawFd| std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap().ino();
+        let inode = |fd: &dyn std::os::fd::AsRawFd| {
+            std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap().ino()
+        };
 
         let l = scan.find(&event(IPPROTO_TCP, listener.local_addr().unwrap(), None)).expect("listener");
         assert!(l.listening && l.tcp);

@@ -136,7 +136,8 @@ fn run(old: bool, port: u16) -> Run {
     let cpu_before = cpu_time(mon_pid);
     let started = Instant::now();
     let client_args = [server.to_string(), REQUEST.to_string(), CONNECTIONS.to_string(), CLIENT_THREADS.to_string()];
-    let truth = spawn("churn-client", &client_args, Place { netns: Some(&pair.a), ..Place::default() }).finish().remove(0);
+    let truth =
+        spawn("churn-client", &client_args, Place { netns: Some(&pair.a), ..Place::default() }).finish().remove(0);
     let churn = started.elapsed();
     let served = srv.finish();
     assert_eq!(served[0]["rx"], CONNECTIONS * REQUEST, "the server received every request");
@@ -178,7 +179,12 @@ fn run(old: bool, port: u16) -> Run {
         let app = f["app"]["name"].as_str().unwrap_or_default();
         assert!(!app.is_empty(), "flow with an empty app name: {f}");
     }
-    assert!(wrong.is_empty(), "{} of {CONNECTIONS} inbound flows wrong or missing, first: {:?}", wrong.len(), wrong.first());
+    assert!(
+        wrong.is_empty(),
+        "{} of {CONNECTIONS} inbound flows wrong or missing, first: {:?}",
+        wrong.len(),
+        wrong.first()
+    );
     out.assert_nothing_lost();
     Run { churn, total, cpu, attributed }
 }
@@ -201,7 +207,17 @@ pub fn old_listener_inbound_churn() {
     // A floor keeps scheduling noise of sub-second figures from failing the comparison; the
     // defect this guards against cost a hundred times more.
     let bound = |d: Duration| 3 * d.max(Duration::from_secs(1));
-    assert!(old.churn < bound(new.churn), "churn to the old listener took {:?}, to a new one {:?}", old.churn, new.churn);
-    assert!(old.total < bound(new.total), "recording took {:?} for the old listener, {:?} for a new one", old.total, new.total);
+    assert!(
+        old.churn < bound(new.churn),
+        "churn to the old listener took {:?}, to a new one {:?}",
+        old.churn,
+        new.churn
+    );
+    assert!(
+        old.total < bound(new.total),
+        "recording took {:?} for the old listener, {:?} for a new one",
+        old.total,
+        new.total
+    );
     assert!(old.cpu < bound(new.cpu), "monitor CPU {:?} for the old listener, {:?} for a new one", old.cpu, new.cpu);
 }

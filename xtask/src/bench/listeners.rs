@@ -55,7 +55,8 @@ pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
         let o = if c == Case::None { Observer::None } else { Observer::Monitor };
         churn::sample(ctx, Proto::Tcp, o, count, round, c == Case::OldListener)
     });
-    let results: Vec<Vec<Option<Sample>>> = results.into_iter().map(|v| v.into_iter().map(Result::ok).collect()).collect();
+    let results: Vec<Vec<Option<Sample>>> =
+        results.into_iter().map(|v| v.into_iter().map(Result::ok).collect()).collect();
     let rates = |i: usize| -> Vec<Option<f64>> { results[i].iter().map(|s| s.as_ref().map(|s| s.rate)).collect() };
     let base = bracketing_baseline(&rates(0));
     let mut data = serde_json::Map::new();
@@ -64,8 +65,11 @@ pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
         let abs = Summary::of(&rates(i).into_iter().flatten().collect::<Vec<_>>());
         let rel = Summary::of(&paired_ratios(&rates(i), &base));
         let per_1000 = Summary::of(&samples.iter().filter_map(|s| cpu_per_1000(s)).collect::<Vec<_>>());
-        let cpu = Summary::of(&samples.iter().filter_map(|s| s.cost.as_ref()).map(|c| c.core_percent()).collect::<Vec<_>>());
-        let peak = Summary::of(&samples.iter().filter_map(|s| s.cost.as_ref()).map(|c| c.peak_rss_kib as f64 / 1024.0).collect::<Vec<_>>());
+        let cpu =
+            Summary::of(&samples.iter().filter_map(|s| s.cost.as_ref()).map(|c| c.core_percent()).collect::<Vec<_>>());
+        let peak = Summary::of(
+            &samples.iter().filter_map(|s| s.cost.as_ref()).map(|c| c.peak_rss_kib as f64 / 1024.0).collect::<Vec<_>>(),
+        );
         if *c == Case::None {
             section.rows.push(Row::info("inbound churn rate (exchanges/s)", c.name(), show(abs, 0)));
         } else {
@@ -83,10 +87,22 @@ pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
             let worst = server.iter().copied().min_by(|a, b| a.exact_fraction().total_cmp(&b.exact_fraction()));
             if let Some(w) = worst {
                 let ok = server.iter().all(|s| s.exact == s.expected);
-                section.rows.push(Row::goal("inbound churn: attributed to the server (worst run)", c.name(), w.show(), "100 %", ok));
+                section.rows.push(Row::goal(
+                    "inbound churn: attributed to the server (worst run)",
+                    c.name(),
+                    w.show(),
+                    "100 %",
+                    ok,
+                ));
             }
             let lossless = samples.iter().filter_map(|s| s.stats.as_ref()).all(|s| s.lossless());
-            section.rows.push(Row::goal("inbound churn: events lost", c.name(), if lossless { "none" } else { "some" }, "none", lossless));
+            section.rows.push(Row::goal(
+                "inbound churn: events lost",
+                c.name(),
+                if lossless { "none" } else { "some" },
+                "none",
+                lossless,
+            ));
         }
         data.insert(
             c.name().into(),
