@@ -3,6 +3,7 @@
 mod export;
 mod figures;
 mod rollup;
+mod unknown;
 
 use std::path::{Path, PathBuf};
 
