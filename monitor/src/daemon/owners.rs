@@ -169,7 +169,8 @@ impl Lookups {
     /// When the thread cannot be started.
     pub fn start(results: mpsc::Sender<(u64, Owner)>) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(LOOKUP_QUEUE);
-        thread::Builder::new().name("monitor-owners".into()).spawn(move || worker(rx, &results))?;
+        let pass = |batch: &[OwnerQuery]| SocketScan::run().owners(batch.iter().map(|q| (q.cookie, &q.event)));
+        thread::Builder::new().name("monitor-owners".into()).spawn(move || worker(rx, &results, pass))?;
         Ok(Self { tx, dropped: 0 })
     }
 
@@ -193,8 +194,12 @@ impl Lookups {
     }
 }
 
-/// Takes everything queued (at least one query), passes over /proc once, answers the batch.
-fn worker(mut rx: mpsc::Receiver<OwnerQuery>, results: &mpsc::Sender<(u64, Owner)>) {
+/// Takes everything queued (at least one query), answers the batch with one `pass` over /proc.
+fn worker(
+    mut rx: mpsc::Receiver<OwnerQuery>,
+    results: &mpsc::Sender<(u64, Owner)>,
+    mut pass: impl FnMut(&[OwnerQuery]) -> Vec<(u64, Owner)>,
+) {
     let mut last_pass: Option<Instant> = None;
     while let Some(first) = rx.blocking_recv() {
         if let Some(wait) = last_pass.and_then(|t| MIN_PASS_INTERVAL.checked_sub(t.elapsed())) {
@@ -208,8 +213,7 @@ fn worker(mut rx: mpsc::Receiver<OwnerQuery>, results: &mpsc::Sender<(u64, Owner
         batch.retain(|q| seen.insert(q.cookie));
         let started = Instant::now();
         last_pass = Some(started);
-        let scan = SocketScan::run();
-        let owners = scan.owners(batch.iter().map(|q| (q.cookie, &q.event)));
+        let owners = pass(&batch);
         debug!(
             "owner lookups: {} asked, {} found, one /proc pass in {:?}",
             batch.len(),
@@ -258,6 +262,47 @@ mod tests {
         assert!(!inside("/test.slice/ab", &w));
         assert!(!inside("/", &w));
         assert!(inside("/anything", "/"));
+    }
+
+    fn query(cookie: u64) -> OwnerQuery {
+        OwnerQuery { cookie, event: monitor_common::event::Event::default() }
+    }
+
+    #[test]
+    fn lookups_are_bounded_deduplicated_and_answered_by_one_pass_per_batch() {
+        let (tx, rx) = mpsc::channel(LOOKUP_QUEUE);
+        let mut lookups = Lookups { tx, dropped: 0 };
+        // Twice the same 2,000 sockets, then more than the queue holds.
+        lookups.submit((0..2_000).chain(0..2_000).map(query).collect());
+        assert_eq!(lookups.dropped, 0);
+        lookups.submit((10_000..10_200).map(query).collect());
+        assert_eq!(lookups.dropped, 4_000 + 200 - LOOKUP_QUEUE as u64, "beyond the queue: counted, not queued");
+        drop(lookups);
+        let (results_tx, mut results_rx) = mpsc::channel(LOOKUP_QUEUE);
+        let mut batches = Vec::new();
+        worker(rx, &results_tx, |batch| {
+            batches.push(batch.len());
+            batch.iter().map(|q| (q.cookie, owner_for_test())).collect()
+        });
+        assert_eq!(batches, [2_000 + (LOOKUP_QUEUE - 4_000)], "one pass for the whole queue, each socket once");
+        drop(results_tx);
+        let mut answered = 0;
+        while results_rx.try_recv().is_ok() {
+            answered += 1;
+        }
+        assert_eq!(answered, batches[0]);
+    }
+
+    fn owner_for_test() -> Owner {
+        Owner {
+            tgid: 1,
+            pid: 1,
+            uid: 0,
+            gid: 0,
+            comm: "init".into(),
+            cgroup_id: 0,
+            source: crate::tracker::record::OwnerSource::Procfs,
+        }
     }
 
     #[test]
