@@ -20,6 +20,9 @@ pub enum OwnerSource {
     /// Recorded lazily by a `connect`/`sendmsg`/`recvmsg` hook in the calling process, for a
     /// socket created before the monitor started.
     Syscall = 2,
+    /// Written by the daemon at start, from /proc, for a socket created before the monitor
+    /// started (its holder then); accepted sockets of such a listener inherit it.
+    Procfs = 3,
 }
 
 impl OwnerSource {
@@ -29,6 +32,7 @@ impl OwnerSource {
         match raw {
             1 => Self::SockCreate,
             2 => Self::Syscall,
+            3 => Self::Procfs,
             _ => Self::Unknown,
         }
     }

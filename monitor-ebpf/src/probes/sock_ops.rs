@@ -20,8 +20,9 @@ use aya_ebpf::{
     macros::sock_ops,
     programs::SockOpsContext,
 };
-use monitor_common::event::{
-    EventKind, FLAG_PASSIVE, FLAG_TCP_COUNTERS, TCP_ALL_ACKED, TCP_FIN_RECEIVED, TcpCounters,
+use monitor_common::{
+    event::{EventKind, FLAG_PASSIVE, FLAG_TCP_COUNTERS, TCP_ALL_ACKED, TCP_FIN_RECEIVED, TcpCounters},
+    sock::COUNTER_DISCOVERED,
 };
 
 use super::{field, tuple_of};
@@ -99,6 +100,12 @@ fn established(ctx: &SockOpsContext, passive: bool) {
             c.last_report_ns = bpf_ktime_get_coarse_ns();
         }
     }
+    let owner = owner_of(sk.cast());
+    if owner.is_null() {
+        // Accepted from a listener nobody recorded (older than the monitor, not found at start):
+        // the payload tracepoints record the owner at the first read or write, in its process.
+        c.flags |= COUNTER_DISCOVERED;
+    }
     let tuple = tuple_of(sk);
     // SAFETY: the context is a sock_ops context.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.ops.cast()) };
@@ -116,7 +123,7 @@ fn established(ctx: &SockOpsContext, passive: bool) {
             flags: FLAG_TCP_COUNTERS | if passive { FLAG_PASSIVE } else { 0 },
             generation: 0,
             first_ns: c.created_ns,
-            owner: owner_of(sk.cast()),
+            owner,
             tuple: &tuple,
             bytes: &raw const c.bytes,
             tcp,

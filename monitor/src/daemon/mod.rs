@@ -10,6 +10,7 @@
 //! [`SHUTDOWN_DRAIN`]; what is left is counted in a warning), emit every open flow as
 //! `shutdown`, report final statistics, detach.
 
+mod owners;
 mod queue;
 mod sink;
 pub mod source;
@@ -29,6 +30,7 @@ pub use source::{Batch, EventSource, ProbeSource, Reloads};
 pub use crate::stats::Stats;
 
 use crate::{
+    probe::Probe,
     enrich::Enricher,
     identity::{self, AppRules, Identities},
     journal::{JournalWriter, RunInfo},
@@ -74,6 +76,9 @@ pub enum Error {
     /// The sink thread could not be started.
     #[error("failed to start the sink thread")]
     Thread(#[source] std::io::Error),
+    /// The owner lookup thread could not be started.
+    #[error("failed to start the owner lookup thread")]
+    OwnerThread(#[source] std::io::Error),
 }
 
 /// What the daemon reports.
@@ -108,11 +113,13 @@ pub async fn run(
     let cgroup = probe::resolve_cgroup(&settings.cgroup)?;
     let pipeline = Pipeline::open(settings)?;
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(Error::Signal)?;
-    let source = ProbeSource::load(&ProbeConfig {
-        cgroup,
+    let mut source = ProbeSource::load(&ProbeConfig {
+        cgroup: cgroup.clone(),
         ring_buffer_bytes: settings.ring_buffer_bytes,
         update_interval: settings.update_interval,
     })?;
+    // Before `Started`: listeners older than the monitor carry their owner before its first accept.
+    prefill_owners(source.probe_mut(), &cgroup);
     pipeline.run(source, hangup, out, shutdown).await
 }
 
@@ -217,6 +224,7 @@ impl Pipeline {
         let tracker = Tracker::new(TrackerConfig { syscall_payload, fresh_at_shutdown, ..self.tracker }, clock);
         let mut st = Stages { source, tracker, sink_tx, records: Vec::new(), lost_seen: 0 };
         let (owners_tx, mut owners_rx) = mpsc::channel::<(u64, Owner)>(OUTPUT_QUEUE);
+        let mut lookups = owners::Lookups::start(owners_tx).map_err(Error::OwnerThread)?;
         let mut tick = tokio::time::interval(TICK);
         let mut snapshot_tick = tokio::time::interval(self.tracker.update_interval);
         snapshot_tick.tick().await;
@@ -240,7 +248,7 @@ impl Pipeline {
                         observe(&st.sink_tx, &mut observed, ev).await;
                         st.tracker.handle(*kind, ev, &mut st.records);
                     }
-                    lookup_owners(&mut st.tracker, &owners_tx);
+                    lookups.submit(st.tracker.take_owner_queries());
                 }
                 Some((cookie, owner)) = owners_rx.recv() => st.tracker.set_owner(cookie, &owner),
                 Some(()) = reloads.next() => {
@@ -278,7 +286,7 @@ impl Pipeline {
                 st.sink_tx.send(SinkMsg::Record(Box::new(record))).await;
             }
         }
-        let drain = Drain { drainer, events_rx, cut: drain_cut };
+        let drain = Drain { drainer, events_rx, cut: drain_cut, lookups };
         Ok(shutdown_drain(st, drain, &mut owners_rx, sink_thread).await)
     }
 }
@@ -289,6 +297,8 @@ struct Drain {
     events_rx: mpsc::Receiver<Batch>,
     /// The loop stopped at the shutdown limit, not when the event task ended.
     cut: bool,
+    /// The /proc owner lookups of sockets older than the monitor.
+    lookups: owners::Lookups,
 }
 
 /// After the loop: waits for the event task's last drain, applies owners found meanwhile, ends
@@ -300,7 +310,7 @@ async fn shutdown_drain<S: EventSource>(
     owners_rx: &mut mpsc::Receiver<(u64, Owner)>,
     sink_thread: std::thread::JoinHandle<Identities>,
 ) -> Stats {
-    let Drain { drainer, mut events_rx, cut } = drain;
+    let Drain { drainer, mut events_rx, cut, lookups } = drain;
     let mut undrained = 0;
     if cut {
         drainer.abort();
@@ -316,6 +326,9 @@ async fn shutdown_drain<S: EventSource>(
     }
     while let Ok((cookie, owner)) = owners_rx.try_recv() {
         st.tracker.set_owner(cookie, &owner);
+    }
+    if lookups.dropped > 0 {
+        warn!("owner lookups dropped (queue full): {}", lookups.dropped);
     }
     // Counters of open flows as they are now, not as of their last event.
     refresh_from_kernel(&mut st.source, &mut st.tracker);
@@ -406,23 +419,17 @@ fn stats_snapshot(source: &impl EventSource, tracker: TrackerStats, last: bool) 
     Stats { kernel, events_received, decode_errors, tracker, last }
 }
 
-/// Looks owners of pre-existing sockets up in /proc, off the runtime.
-fn lookup_owners(tracker: &mut Tracker, results: &mpsc::Sender<(u64, Owner)>) {
-    let queries = tracker.take_owner_queries();
-    if queries.is_empty() {
-        return;
-    }
-    let results = results.clone();
-    tokio::task::spawn_blocking(move || {
-        for q in queries {
-            match identity::find_socket_owner(&q.event) {
-                Some(owner) => {
-                    let comm = crate::escape::Terminal(&owner.comm);
-                    debug!("owner from /proc cookie={} tgid={} comm={comm}", q.cookie, owner.tgid);
-                    let _ = results.blocking_send((q.cookie, owner));
-                }
-                None => debug!("no owner found in /proc cookie={} tuple={:?}", q.cookie, q.event.tuple),
-            }
+/// Records the owners of sockets older than the monitor in the kernel (see [`owners`]).
+fn prefill_owners(probe: &mut Probe, cgroup: &std::path::Path) {
+    let mount = match probe::cgroup2_mount() {
+        Ok(m) => m,
+        Err(e) => return warn!("owners of older sockets not recorded: {e}"),
+    };
+    match probe.owner_storage() {
+        Ok(mut storage) => {
+            let done = tokio::task::block_in_place(|| owners::prefill(&mut storage, cgroup, &mount));
+            owners::report(&done);
         }
-    });
+        Err(e) => warn!("owners of older sockets not recorded: {e}"),
+    }
 }

@@ -2,6 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// App name of flows whose process is not known (never an empty name in reports).
+pub const UNKNOWN_APP: &str = "unknown";
+
 /// How the app identity was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

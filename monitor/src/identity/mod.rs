@@ -8,7 +8,7 @@ mod process;
 pub mod rules;
 mod sockets;
 
-pub use app::{App, AppSource};
+pub use app::{App, AppSource, UNKNOWN_APP};
 pub use process::{IdentityStats, Identities, container_of, unit_of};
 pub use rules::{AppRule, AppRules};
-pub use sockets::find_socket_owner;
+pub use sockets::{Holder, InetSocket, ProcessInfo, SocketScan};

@@ -13,7 +13,7 @@ use jiff::Timestamp;
 use procfs::process::Process;
 
 use super::{
-    app::{App, AppSource},
+    app::{App, AppSource, UNKNOWN_APP},
     rules::{AppRules, Subject},
 };
 use crate::{clock::Clock, escape, tracker::record::Owner};
@@ -155,6 +155,7 @@ impl Identities {
             .map(str::to_owned)
             .or_else(|| exe.as_deref().and_then(|e| e.rsplit('/').next()).map(str::to_owned))
             .unwrap_or_else(|| stat.comm.clone());
+        let name = if name.is_empty() { UNKNOWN_APP.to_owned() } else { name };
         let app = Arc::new(App {
             name,
             exe,
@@ -196,6 +197,8 @@ impl Identities {
     fn kernel_only(&mut self, owner: &Owner) -> App {
         let subject = Subject { exe: None, comm: &owner.comm, unit: None, uid: owner.uid, cgroup: None };
         let name = self.rules.name_for(&subject).map_or_else(|| owner.comm.clone(), str::to_owned);
+        // No process at all (owner never found): a clear name, not an empty one.
+        let name = if name.is_empty() { UNKNOWN_APP.to_owned() } else { name };
         App {
             name,
             exe: None,
@@ -363,5 +366,14 @@ mod tests {
         assert_eq!(ids.stats.from_kernel, 1);
         let gone = ids.app_for(&owner(u32::MAX - 1), clock.wall(Clock::boot_ns()));
         assert_eq!((gone.source, gone.name.as_str()), (AppSource::Kernel, "grouped"));
+    }
+
+    #[test]
+    fn flow_without_any_owner_gets_a_clear_app_name_not_an_empty_one() {
+        let clock = Clock::now();
+        let mut ids = Identities::new(AppRules::default(), clock);
+        let nobody = Owner { tgid: 0, pid: 0, uid: 0, gid: 0, comm: String::new(), cgroup_id: 0, source: OwnerSource::Unknown };
+        let app = ids.app_for(&nobody, clock.wall(Clock::boot_ns()));
+        assert_eq!((app.name.as_str(), app.source), (UNKNOWN_APP, AppSource::Kernel));
     }
 }

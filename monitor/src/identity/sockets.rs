@@ -1,16 +1,220 @@
-//! Socket → process through /proc: the socket's addresses give its inode in the net tables of its
-//! network namespace (`/proc/<pid>/net/{tcp,udp}{,6}`), and the inode gives the process holding
-//! it (`/proc/<pid>/fd`). Works across network namespaces.
+//! Sockets → processes through /proc, in one pass: the net tables of each network namespace
+//! (`/proc/<pid>/net/{tcp,udp}{,6}`, read once per namespace) give every inet socket's inode,
+//! state and addresses; the descriptors of every process (`/proc/<pid>/fd`) give who holds each
+//! inode. One pass answers many questions: every socket older than the monitor at start, or a
+//! whole batch of owner lookups. Works across network namespaces.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, hash_map::Entry},
     net::SocketAddr,
+    os::unix::fs::MetadataExt as _,
 };
 
 use monitor_common::{IPPROTO_TCP, event::Event};
-use procfs::process::{FDTarget, Process};
+use procfs::{
+    net::TcpState,
+    process::{FDTarget, Process},
+};
 
 use crate::tracker::record::{Owner, OwnerSource};
+
+/// A process holding a socket, and the descriptor it holds it under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holder {
+    /// Process id.
+    pub pid: i32,
+    /// Descriptor number in that process.
+    pub fd: i32,
+}
+
+/// One TCP or UDP socket held by at least one process.
+#[derive(Debug, Clone)]
+pub struct InetSocket {
+    /// Socket inode.
+    pub inode: u64,
+    /// TCP (else UDP).
+    pub tcp: bool,
+    /// A TCP socket in `LISTEN`.
+    pub listening: bool,
+    /// Local address as the net table shows it.
+    pub local: SocketAddr,
+    /// Remote address (unspecified, port 0, when none).
+    pub remote: SocketAddr,
+    /// Socket uid.
+    pub uid: u32,
+    /// Processes holding it.
+    pub holders: Vec<Holder>,
+}
+
+/// What the scan read about a process holding inet sockets.
+#[derive(Debug, Clone)]
+pub struct ProcessInfo {
+    /// `comm`.
+    pub comm: String,
+    /// Real uid.
+    pub uid: u32,
+    /// Real gid.
+    pub gid: u32,
+    /// Start time in clock ticks since boot.
+    pub start_time: u64,
+    /// cgroup v2 path (`0::` line of `/proc/<pid>/cgroup`), relative to the hierarchy's root.
+    pub cgroup: Option<String>,
+}
+
+/// Every inet socket held by a process, and those processes.
+#[derive(Debug, Default)]
+pub struct SocketScan {
+    /// Sockets with at least one holder.
+    pub sockets: Vec<InetSocket>,
+    /// Holders of the sockets, by pid.
+    pub processes: HashMap<i32, ProcessInfo>,
+    /// Indices into `sockets` by local port.
+    by_port: HashMap<u16, Vec<usize>>,
+}
+
+/// One row of a net table: (tcp, listening, local, remote, uid).
+type Row = (bool, bool, SocketAddr, SocketAddr, u32);
+
+/// Inet sockets of the network namespace `p` lives in, by inode; `None` when `p` vanished
+/// (the namespace is then read through its next process).
+fn net_tables(p: &Process) -> Option<HashMap<u64, Row>> {
+    let mut rows = HashMap::new();
+    // IPv6 tables are absent on kernels without IPv6: only the IPv4 one must be readable.
+    for e in p.tcp().ok()?.into_iter().chain(p.tcp6().into_iter().flatten()) {
+        // TIME_WAIT and request sockets have no inode and no holder.
+        if e.inode != 0 {
+            rows.insert(e.inode, (true, e.state == TcpState::Listen, e.local_address, e.remote_address, e.uid));
+        }
+    }
+    for table in [p.udp(), p.udp6()] {
+        for e in table.into_iter().flatten() {
+            if e.inode != 0 {
+                rows.insert(e.inode, (false, false, e.local_address, e.remote_address, e.uid));
+            }
+        }
+    }
+    Some(rows)
+}
+
+fn process_info(p: &Process) -> Option<ProcessInfo> {
+    let stat = p.stat().ok()?;
+    let status = p.status().ok()?;
+    let cgroup = p.cgroups().ok().and_then(|list| list.0.into_iter().find(|g| g.hierarchy == 0).map(|g| g.pathname));
+    Some(ProcessInfo { comm: stat.comm, uid: status.ruid, gid: status.rgid, start_time: stat.starttime, cgroup })
+}
+
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
+impl SocketScan {
+    /// One pass over /proc. Processes that vanish or cannot be read meanwhile are skipped.
+    #[must_use]
+    pub fn run() -> Self {
+        let mut scan = Self::default();
+        let Ok(all) = procfs::process::all_processes() else { return scan };
+        let mut tables: HashMap<u64, HashMap<u64, Row>> = HashMap::new();
+        let mut index: HashMap<u64, usize> = HashMap::new();
+        for p in all.flatten() {
+            let Ok(netns) = std::fs::metadata(format!("/proc/{}/ns/net", p.pid)).map(|m| m.ino()) else { continue };
+            let rows = match tables.entry(netns) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => match net_tables(&p) {
+                    Some(rows) => e.insert(rows),
+                    None => continue,
+                },
+            };
+            let Ok(fds) = p.fd() else { continue };
+            let mut holds = false;
+            for fd in fds.flatten() {
+                let FDTarget::Socket(inode) = fd.target else { continue };
+                let Some(&(tcp, listening, local, remote, uid)) = rows.get(&inode) else { continue };
+                holds = true;
+                let holder = Holder { pid: p.pid, fd: fd.fd };
+                match index.get(&inode) {
+                    Some(&i) => scan.sockets[i].holders.push(holder),
+                    None => {
+                        index.insert(inode, scan.sockets.len());
+                        scan.sockets.push(InetSocket {
+                            inode,
+                            tcp,
+                            listening,
+                            local,
+                            remote,
+                            uid,
+                            holders: vec![holder],
+                        });
+                    }
+                }
+            }
+            if holds && let Some(info) = process_info(&p) {
+                scan.processes.insert(p.pid, info);
+            }
+        }
+        for (i, s) in scan.sockets.iter().enumerate() {
+            scan.by_port.entry(s.local.port()).or_default().push(i);
+        }
+        scan
+    }
+
+    /// The holder a socket is charged to: the oldest process whose uid is the socket's (the
+    /// creator of a socket shared after `fork` is usually the oldest holder), else the oldest.
+    #[must_use]
+    pub fn holder(&self, socket: &InetSocket, uid: u32) -> Option<(Holder, &ProcessInfo)> {
+        let known = socket.holders.iter().filter_map(|h| self.processes.get(&h.pid).map(|p| (*h, p)));
+        let oldest = |a: &(Holder, &ProcessInfo), b: &(Holder, &ProcessInfo)| {
+            (a.1.start_time, a.0.pid).cmp(&(b.1.start_time, b.0.pid))
+        };
+        known.clone().filter(|(_, p)| p.uid == uid).min_by(oldest).or_else(|| known.min_by(oldest))
+    }
+
+    /// The owner of `socket` as a flow owner.
+    #[must_use]
+    pub fn owner(&self, socket: &InetSocket, uid: u32) -> Option<Owner> {
+        let (h, p) = self.holder(socket, uid)?;
+        let pid = u32::try_from(h.pid).ok()?;
+        Some(Owner {
+            tgid: pid,
+            pid,
+            uid: p.uid,
+            gid: p.gid,
+            comm: p.comm.clone(),
+            cgroup_id: 0,
+            source: OwnerSource::Procfs,
+        })
+    }
+
+    /// The socket an event describes. When the event names no remote address (a listener or an
+    /// unconnected UDP socket), a socket without one is preferred to the connections sharing
+    /// its local port.
+    #[must_use]
+    pub fn find(&self, ev: &Event) -> Option<&InetSocket> {
+        let (local, remote) = addresses(ev);
+        let tcp = ev.tuple.protocol == IPPROTO_TCP;
+        let candidates = self.by_port.get(&local.port())?;
+        let mut found = candidates
+            .iter()
+            .filter_map(|&i| self.sockets.get(i))
+            .filter(|s| s.tcp == tcp && matches(local, remote, s.local, s.remote));
+        let first = found.next()?;
+        if remote.is_some() || first.remote.port() == 0 {
+            return Some(first);
+        }
+        Some(found.find(|s| s.remote.port() == 0).unwrap_or(first))
+    }
+
+    /// Owners of a batch of sockets (cookie, event), from this one pass: unknown ones are left
+    /// out (closed meanwhile, or no longer held by any process).
+    #[must_use]
+    pub fn owners<'a>(&self, queries: impl IntoIterator<Item = (u64, &'a Event)>) -> Vec<(u64, Owner)> {
+        let mut seen = HashSet::new();
+        queries
+            .into_iter()
+            .filter(|(cookie, _)| seen.insert(*cookie))
+            .filter_map(|(cookie, ev)| self.find(ev).and_then(|s| self.owner(s, ev.owner.uid)).map(|o| (cookie, o)))
+            .collect()
+    }
+}
 
 /// Local and remote address of the socket an event describes.
 fn addresses(ev: &Event) -> (SocketAddr, Option<SocketAddr>) {
@@ -21,87 +225,23 @@ fn addresses(ev: &Event) -> (SocketAddr, Option<SocketAddr>) {
     (local, remote)
 }
 
-fn canonical(addr: SocketAddr) -> SocketAddr {
-    SocketAddr::new(addr.ip().to_canonical(), addr.port())
-}
-
 fn matches(local: SocketAddr, remote: Option<SocketAddr>, entry_local: SocketAddr, entry_remote: SocketAddr) -> bool {
     let (el, er) = (canonical(entry_local), canonical(entry_remote));
-    let local_ok = el.port() == local.port() && (el.ip() == local.ip() || el.ip().is_unspecified() || local.ip().is_unspecified());
-    let remote_ok = remote.is_none_or(|r| er == r);
+    let local = canonical(local);
+    let local_ok =
+        el.port() == local.port() && (el.ip() == local.ip() || el.ip().is_unspecified() || local.ip().is_unspecified());
+    let remote_ok = remote.is_none_or(|r| er == canonical(r));
     local_ok && remote_ok
-}
-
-/// Inodes of sockets in one network namespace whose addresses match.
-fn inodes_in_netns(p: &Process, tcp: bool, local: SocketAddr, remote: Option<SocketAddr>) -> HashSet<u64> {
-    let mut found = HashSet::new();
-    if tcp {
-        for table in [p.tcp(), p.tcp6()] {
-            for e in table.into_iter().flatten() {
-                if matches(local, remote, e.local_address, e.remote_address) {
-                    found.insert(e.inode);
-                }
-            }
-        }
-    } else {
-        for table in [p.udp(), p.udp6()] {
-            for e in table.into_iter().flatten() {
-                if matches(local, remote, e.local_address, e.remote_address) {
-                    found.insert(e.inode);
-                }
-            }
-        }
-    }
-    found
-}
-
-/// The process holding the socket an event describes, or `None` (process gone, or no match).
-/// Prefers a process whose uid is the socket's.
-#[must_use]
-pub fn find_socket_owner(ev: &Event) -> Option<Owner> {
-    let (local, remote) = addresses(ev);
-    log::debug!("lookup local={local} remote={remote:?}");
-    let tcp = ev.tuple.protocol == IPPROTO_TCP;
-    let mut by_netns: HashMap<u64, HashSet<u64>> = HashMap::new();
-    let mut candidates = Vec::new();
-    for p in procfs::process::all_processes().ok()?.flatten() {
-        let Ok(netns) = p.namespaces().map(|ns| ns.0.get(std::ffi::OsStr::new("net")).map(|n| n.identifier)) else {
-            continue;
-        };
-        let Some(netns) = netns else { continue };
-        let inodes = by_netns.entry(netns).or_insert_with(|| inodes_in_netns(&p, tcp, local, remote));
-        if inodes.is_empty() {
-            continue;
-        }
-        log::debug!("netns {netns} pid {} inodes {inodes:?}", p.pid);
-        let Ok(fds) = p.fd() else { continue };
-        let holds = fds.flatten().any(|fd| matches!(fd.target, FDTarget::Socket(inode) if inodes.contains(&inode)));
-        if holds {
-            candidates.push(p);
-        }
-    }
-    let pick = candidates
-        .iter()
-        .find(|p| p.uid().is_ok_and(|uid| uid == ev.owner.uid))
-        .or_else(|| candidates.first())?;
-    let stat = pick.stat().ok()?;
-    let status = pick.status().ok()?;
-    Some(Owner {
-        tgid: u32::try_from(pick.pid).ok()?,
-        pid: u32::try_from(pick.pid).ok()?,
-        uid: status.ruid,
-        gid: status.rgid,
-        comm: stat.comm,
-        cgroup_id: 0,
-        source: OwnerSource::Procfs,
-    })
 }
 
 #[cfg(test)]
 mod tests {
-    use std::net::{TcpListener, TcpStream};
+    use std::{
+        net::{TcpListener, TcpStream, UdpSocket},
+        os::fd::AsRawFd as _,
+    };
 
-    use monitor_common::{AF_INET, IPPROTO_TCP, event::Tuple};
+    use monitor_common::{AF_INET, IPPROTO_TCP, IPPROTO_UDP, event::Tuple};
 
     use super::*;
 
@@ -112,25 +252,49 @@ mod tests {
         }
     }
 
-    #[test]
-    fn finds_the_process_holding_a_connected_socket() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let _server = listener.accept().unwrap();
-        let (local, remote) = (client.local_addr().unwrap(), client.peer_addr().unwrap());
-        let ev = Event {
+    fn event(protocol: u16, local: SocketAddr, remote: Option<SocketAddr>) -> Event {
+        Event {
             tuple: Tuple {
                 local_addr: words(local),
-                remote_addr: words(remote),
+                remote_addr: remote.map_or([0; 4], words),
                 local_port: local.port(),
-                remote_port: remote.port(),
+                remote_port: remote.map_or(0, |r| r.port()),
                 family: AF_INET,
-                protocol: IPPROTO_TCP,
+                protocol,
             },
             ..Event::default()
+        }
+    }
+
+    #[test]
+    fn one_pass_finds_a_listener_its_connection_and_a_udp_socket() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let scan = SocketScan::run();
+        let me = std::process::id();
+        let inode = |fd: &dyn std::os::fd::AsRawFd| {
+            std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap().ino()
         };
-        let owner = find_socket_owner(&ev).expect("own socket found in /proc");
-        assert_eq!(owner.tgid, std::process::id());
-        assert_eq!(owner.source, OwnerSource::Procfs);
+
+        let l = scan.find(&event(IPPROTO_TCP, listener.local_addr().unwrap(), None)).expect("listener");
+        assert!(l.listening && l.tcp);
+        assert_eq!(l.inode, inode(&listener), "the listener, not a connection on its port");
+        assert_eq!(l.holders, vec![Holder { pid: i32::try_from(me).unwrap(), fd: listener.as_raw_fd() }]);
+        let accepted = event(IPPROTO_TCP, server.local_addr().unwrap(), Some(server.peer_addr().unwrap()));
+        assert_eq!(scan.find(&accepted).map(|s| s.inode), Some(inode(&server)));
+        let c = event(IPPROTO_TCP, client.local_addr().unwrap(), Some(client.peer_addr().unwrap()));
+        assert_eq!(scan.find(&c).map(|s| s.inode), Some(inode(&client)));
+        let u = scan.find(&event(IPPROTO_UDP, udp.local_addr().unwrap(), None)).expect("udp socket");
+        assert!(!u.tcp && !u.listening);
+        assert!(scan.find(&event(IPPROTO_UDP, listener.local_addr().unwrap(), None)).is_none(), "protocol matters");
+
+        let owners = scan.owners([(1, &c), (2, &accepted), (1, &c)]);
+        assert_eq!(owners.len(), 2, "one answer per cookie: {owners:?}");
+        for (_, owner) in owners {
+            assert_eq!((owner.tgid, owner.source), (me, OwnerSource::Procfs));
+            assert_eq!(owner.uid, nix::unistd::getuid().as_raw());
+        }
     }
 }

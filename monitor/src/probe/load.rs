@@ -9,7 +9,7 @@ use std::{
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{Map, MapData, RingBuf},
+    maps::{Map, MapData, RingBuf, SkStorage},
     programs::{
         BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock,
         CgroupSockAddr, Iter, Program, SockOps,
@@ -152,6 +152,15 @@ impl Probe {
     pub fn take_stats(&mut self) -> Result<StatsReader, Error> {
         let map = self.ebpf.take_map(maps::STATS).ok_or(Error::MapNotFound { name: maps::STATS })?;
         StatsReader::new(map)
+    }
+
+    /// The `OWNER` socket storage, to record owners of sockets older than the monitor.
+    ///
+    /// # Errors
+    /// When the map is missing or of the wrong type.
+    pub fn owner_storage(&mut self) -> Result<SkStorage<&mut MapData, monitor_common::sock::Owner>, Error> {
+        let map = self.ebpf.map_mut(maps::OWNER).ok_or(Error::MapNotFound { name: maps::OWNER })?;
+        SkStorage::try_from(map).map_err(|source| Error::Map { name: maps::OWNER, source })
     }
 
     /// The cgroup the programs are attached to.

@@ -107,7 +107,9 @@ fn period_info(p: &Period) -> PeriodInfo {
 fn group(rows: &[ResidencyRow]) -> BTreeMap<&str, Vec<&ResidencyRow>> {
     let mut by_app: BTreeMap<&str, Vec<&ResidencyRow>> = BTreeMap::new();
     for r in rows {
-        by_app.entry(r.app.as_str()).or_default().push(r);
+        // Journals written before unattributed flows were named `unknown` hold an empty name.
+        let name = if r.app.is_empty() { crate::identity::UNKNOWN_APP } else { r.app.as_str() };
+        by_app.entry(name).or_default().push(r);
     }
     by_app
 }

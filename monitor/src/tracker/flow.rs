@@ -143,6 +143,7 @@ pub(super) fn kernel_owner(ev: &Event) -> Option<Owner> {
     let source = match KernelSource::from_raw(o.source) {
         KernelSource::SockCreate => OwnerSource::SockCreate,
         KernelSource::Syscall => OwnerSource::Syscall,
+        KernelSource::Procfs => OwnerSource::Procfs,
         KernelSource::Unknown => OwnerSource::Unknown,
     };
     Some(Owner {

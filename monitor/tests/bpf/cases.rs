@@ -30,6 +30,7 @@ pub fn all() -> Vec<Case> {
         ("process_exiting_right_after_sending_is_attributed", exit_right_after_sending),
         ("two_hundred_concurrent_connections_from_twenty_processes", concurrent_200),
         ("socket_opened_before_the_monitor_started", preexisting_socket),
+        ("inbound_churn_to_a_listener_older_than_the_monitor", crate::listeners::old_listener_inbound_churn),
         ("lost_events_are_counted_with_a_tiny_ring_buffer", lost_events_counted),
         ("residency_per_app_bytes_by_country_and_asn_in_journal_and_report", crate::residency::per_app_bytes_by_country_and_asn),
         ("journal_kill9_during_heavy_writing_loses_nothing_flushed", crate::durability::kill9_during_heavy_writing_loses_nothing_flushed),

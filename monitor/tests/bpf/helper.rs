@@ -55,6 +55,7 @@ pub fn main(role: &str) {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| -> &str { args.get(i).map_or_else(|| panic!("{role}: missing argument {i}"), String::as_str) };
     match role {
+        "churn-server" | "churn-client" => crate::listeners::helper(role, &args),
         // tcp-server BIND REPLY CONNS: reads each connection to EOF, replies REPLY bytes, closes.
         "tcp-server" => {
             name("mon-tcp-server");

@@ -16,6 +16,7 @@ mod helper;
 mod lifecycle;
 mod paths;
 mod paths_helper;
+mod listeners;
 mod residency;
 mod wal;
 mod shutdown;

@@ -72,7 +72,7 @@ impl Completeness {
     pub fn exact_fraction(&self) -> f64 {
         Self::frac(self.exact, self.expected)
     }
-    fn show(&self) -> String {
+    pub(super) fn show(&self) -> String {
         let p = |n| 100.0 * Self::frac(n, self.expected);
         format!(
             "{:.3} % recorded, {:.3} % right tgid, {:.3} % exact bytes (of {})",
@@ -96,17 +96,17 @@ struct PeerCompleteness {
 }
 
 #[derive(Debug, Serialize)]
-struct Sample {
-    rate: f64,
-    ok: u64,
+pub(super) struct Sample {
+    pub(super) rate: f64,
+    pub(super) ok: u64,
     failed: u64,
     elapsed_s: f64,
-    cost: Option<Cost>,
+    pub(super) cost: Option<Cost>,
     /// The whole machine over the sample.
-    machine: MachineLoad,
-    client: Option<Completeness>,
-    server: Option<Completeness>,
-    stats: Option<FinalStats>,
+    pub(super) machine: MachineLoad,
+    pub(super) client: Option<Completeness>,
+    pub(super) server: Option<Completeness>,
+    pub(super) stats: Option<FinalStats>,
     peer: Option<PeerCompleteness>,
 }
 
@@ -118,7 +118,7 @@ pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
     let mut data = serde_json::Map::new();
     for proto in [Proto::Tcp, Proto::Udp] {
         let p = if proto == Proto::Tcp { "tcp" } else { "udp" };
-        let results = alternate(&configs, rounds, |o, round| sample(ctx, proto, o, count, round));
+        let results = alternate(&configs, rounds, |o, round| sample(ctx, proto, o, count, round, false));
         let results: Vec<Vec<Option<Sample>>> = results.into_iter().map(|v| v.into_iter().map(Result::ok).collect()).collect();
         let rates = |i: usize| -> Vec<Option<f64>> { results[i].iter().map(|s| s.as_ref().map(|s| s.rate)).collect() };
         let base = bracketing_baseline(&rates(0));
@@ -218,12 +218,26 @@ fn peer_rows(section: &mut Section, m: &str, o: Observer, samples: &[&Sample]) {
     section.rows.push(Row::info(format!("{m}: attributed"), o.name(), value));
 }
 
-fn sample(ctx: &Ctx<'_>, proto: Proto, o: Observer, count: usize, round: usize) -> anyhow::Result<Sample> {
+/// One churn run with observer `o`. `old_listener`: the server starts before the observer (its
+/// listening sockets are older than the monitor), else after it.
+pub(super) fn sample(
+    ctx: &Ctx<'_>,
+    proto: Proto,
+    o: Observer,
+    count: usize,
+    round: usize,
+    old_listener: bool,
+) -> anyhow::Result<Sample> {
     let p = if proto == Proto::Tcp { "tcp" } else { "udp" };
-    let tag = format!("churn-{p}-{round}-{}", o.name());
+    let age = if old_listener { "-old" } else { "" };
+    let tag = format!("churn-{p}-{round}-{}{age}", o.name());
     let target = Target { cgroup: ctx.cgroup, netns: &ctx.pair.a, device: DEV_A, monitor_config: None };
+    let early = if old_listener { Some(start_server(ctx, proto)?) } else { None };
     let running = observer::start(o, target, ctx.tools, &tag)?;
-    let (server, server_pid) = start_server(ctx, proto)?;
+    let (server, server_pid) = match early {
+        Some(started) => started,
+        None => start_server(ctx, proto)?,
+    };
     let log = ctx.tools.work.join(format!("{tag}-truth"));
     let ticks = MachineTicks::now();
     let summary = run_clients(ctx, proto, count, &log)?;

@@ -11,7 +11,7 @@
 //! Modules: [`machine`] (description), [`env`] (namespaces, cgroup, processes; all `Drop`
 //! guards), [`stats`] (alternation, medians), [`observer`] (starting/stopping/costing the
 //! monitor and the peers), [`parse`] (their outputs), one module per benchmark
-//! ([`throughput`], [`churn`], [`sockets`], [`kernel`], [`plugin`] for enrichment and reports),
+//! ([`throughput`], [`churn`], [`listeners`], [`sockets`], [`kernel`], [`plugin`] for enrichment and reports),
 //! [`output`] (table, JSON) and [`load`] (the load generator, `xtask bench-load`).
 //!
 //! Everything runs on this machine's cores, shared: load generator, server, observer and the
@@ -20,6 +20,7 @@
 mod churn;
 mod env;
 mod kernel;
+mod listeners;
 pub mod load;
 mod machine;
 mod observer;
@@ -54,8 +55,8 @@ pub struct Args {
     /// Run each benchmark briefly (used by the test suite so the harness cannot rot).
     #[arg(long)]
     pub quick: bool,
-    /// Run only these benchmarks (comma-separated: throughput, churn, sockets, kernel,
-    /// enrichment, reports). Example: --only churn,kernel
+    /// Run only these benchmarks (comma-separated: throughput, churn, listeners, sockets,
+    /// kernel, enrichment, reports). Example: --only churn,kernel
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
 }
@@ -100,9 +101,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let pair = Pair::new()?;
     let cgroup = Cgroup::new(&format!("monitor-bench-{}", std::process::id()))?;
     let ctx = Ctx { tools: &tools, pair: &pair, cgroup: &cgroup, quick: args.quick };
-    let benchmarks: [(&str, Benchmark); 6] = [
+    let benchmarks: [(&str, Benchmark); 7] = [
         ("throughput", throughput::run),
         ("churn", churn::run),
+        ("listeners", listeners::run),
         ("sockets", sockets::run),
         ("kernel", kernel::run),
         ("enrichment", plugin::enrichment),
