@@ -27,6 +27,10 @@ pub(super) fn protocol(v: Protocol) -> &'static str {
     match v {
         Protocol::Tcp => "tcp",
         Protocol::Udp => "udp",
+        Protocol::Icmp => "icmp",
+        Protocol::Icmpv6 => "icmpv6",
+        Protocol::Sctp => "sctp",
+        Protocol::Raw => "raw",
     }
 }
 

@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use monitor_common::{
-    AF_INET6, IPPROTO_TCP,
+    AF_INET6,
     event::{Event, EventKind, FLAG_NO_OWNER, FLAG_PASSIVE, TcpCounters, Tuple},
     sock::{ByteCounters, OwnerSource as KernelSource},
 };
@@ -57,6 +57,7 @@ impl FlowOwner {
 pub(super) struct Flow {
     pub(super) owner: FlowOwner,
     pub(super) protocol: Protocol,
+    pub(super) ip_protocol: u8,
     pub(super) direction: Direction,
     pub(super) local: Option<SocketAddr>,
     pub(super) remote: Option<SocketAddr>,
@@ -147,7 +148,7 @@ pub(super) fn key_of(kind: EventKind, ev: &Event) -> FlowKey {
 
 impl Flow {
     pub(super) fn new(kind: EventKind, ev: &Event) -> Self {
-        let protocol = if ev.tuple.protocol == IPPROTO_TCP { Protocol::Tcp } else { Protocol::Udp };
+        let protocol = super::protocols::protocol_of(ev.tuple.protocol);
         let owner = FlowOwner::of(&kernel_owner(ev).unwrap_or(Owner {
             tgid: 0,
             pid: 0,
@@ -161,6 +162,7 @@ impl Flow {
         let mut flow = Self {
             owner,
             protocol,
+            ip_protocol: u8::try_from(ev.tuple.protocol).unwrap_or(u8::MAX),
             direction: Direction::Unknown,
             local: None,
             remote: None,
@@ -302,6 +304,9 @@ impl Flow {
                     },
                     PayloadSource::WireMinusHeaders,
                 )
+            }
+            Protocol::Icmp | Protocol::Icmpv6 | Protocol::Sctp | Protocol::Raw => {
+                (super::protocols::wire_minus_ip_header(self.v6, &t), PayloadSource::WireMinusHeaders)
             }
         }
     }

@@ -4,8 +4,9 @@
 //! a flow has ended. Does not resolve names, read /proc or write to disk.
 //!
 //! End of a flow:
-//! - UDP socket: `Release`. Peers of an unconnected UDP socket: their socket's `Release` (the
-//!   kernel reports every peer before it).
+//! - UDP, ping, raw and SCTP socket: `Release`. Peers of an unconnected UDP socket (and of ping,
+//!   raw and SCTP sockets, always counted per peer): their socket's `Release` (the kernel reports
+//!   every peer before it).
 //! - TCP socket: `Release` *and* `TcpClose` (the FIN exchange usually ends after the process
 //!   closed; payload can still be read after `TCP_CLOSE`). A socket that never reached
 //!   ESTABLISHED ends at `Release`. If `TcpClose` has not come `tcp_close_grace` after
@@ -13,6 +14,7 @@
 
 mod flow;
 pub(crate) use flow::ip_of;
+mod protocols;
 pub mod record;
 
 use std::{collections::HashMap, time::Duration};
@@ -141,7 +143,7 @@ impl Tracker {
             return;
         }
         let Some(flow) = self.flows.get(&key) else { return };
-        if flow.protocol == record::Protocol::Udp || !flow.established || flow.tcp_closed {
+        if flow.protocol != record::Protocol::Tcp || !flow.established || flow.tcp_closed {
             self.finish(key, RecordKind::Close, true, out);
         }
     }
@@ -244,8 +246,9 @@ impl Tracker {
             cookie: key.cookie,
             owner: flow.owner.to_owner(),
             protocol: flow.protocol,
+            ip_protocol: flow.ip_protocol,
             direction: flow.direction(),
-            local: flow.local,
+            local: protocols::local(flow.protocol, flow.local),
             remote: key.peer.or(flow.remote),
             payload,
             payload_source,
