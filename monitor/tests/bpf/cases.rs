@@ -40,6 +40,14 @@ pub fn all() -> Vec<Case> {
         ("sigterm_stops_cleanly", crate::lifecycle::sigterm_stops_cleanly),
         ("long_lived_flow_gets_periodic_updates_that_add_up", crate::lifecycle::long_lived_flow_gets_periodic_updates_that_add_up),
         ("idle_open_flows_are_reported_with_their_bytes_at_shutdown", crate::lifecycle::idle_open_flows_are_reported_with_their_bytes_at_shutdown),
+        ("ping_socket_ipv4_two_hosts_exact_per_host", || crate::protocols::ping(false, false)),
+        ("ping_socket_ipv6_two_hosts_exact_per_host", || crate::protocols::ping(true, false)),
+        ("raw_icmp_socket_ipv4_two_hosts_exact_per_host", || crate::protocols::ping(false, true)),
+        ("raw_icmpv6_socket_two_hosts_exact_per_host", || crate::protocols::ping(true, true)),
+        ("raw_ip_protocol_253_ipv4_exact", || crate::protocols::raw_ip(false)),
+        ("raw_ip_protocol_253_ipv6_exact", || crate::protocols::raw_ip(true)),
+        ("ipproto_raw_send_charged_with_its_ip_header", crate::protocols::ipproto_raw_send),
+        ("packet_socket_frames_counted_as_unattributed", crate::protocols::packet_socket_frames),
     ]
 }
 

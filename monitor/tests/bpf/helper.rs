@@ -12,17 +12,17 @@ use std::{
 
 use serde_json::json;
 
-fn say(v: &serde_json::Value) {
+pub fn say(v: &serde_json::Value) {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{v}").unwrap();
     out.flush().unwrap();
 }
 
-fn name(comm: &str) {
+pub fn name(comm: &str) {
     nix::sys::prctl::set_name(&std::ffi::CString::new(comm).unwrap()).unwrap();
 }
 
-fn pattern(n: usize) -> Vec<u8> {
+pub fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i % 251) as u8).collect()
 }
 
@@ -49,8 +49,16 @@ fn wait_stdin(word: &str) {
 pub fn main(role: &str) {
     if let Ok(uid) = std::env::var("MONITOR_TEST_HELPER_UID") {
         let id: u32 = uid.parse().unwrap();
+        let net_raw = crate::raw_helpers::needs_net_raw(role);
+        if net_raw {
+            nix::sys::prctl::set_keepcaps(true).unwrap();
+        }
         nix::unistd::setgid(id.into()).unwrap();
         nix::unistd::setuid(id.into()).unwrap();
+        if net_raw {
+            // Like ping(8) with file capabilities: an unprivileged user with CAP_NET_RAW.
+            caps::raise(None, caps::CapSet::Effective, caps::Capability::CAP_NET_RAW).unwrap();
+        }
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| -> &str { args.get(i).map_or_else(|| panic!("{role}: missing argument {i}"), String::as_str) };
@@ -229,6 +237,6 @@ pub fn main(role: &str) {
             say(&json!({"local_port": s.local_addr().unwrap().port(), "tx": size, "pid": std::process::id()}));
             std::process::exit(0);
         }
-        other => panic!("unknown helper role {other}"),
+        other => crate::raw_helpers::main(other, &args),
     }
 }

@@ -13,6 +13,8 @@ mod env;
 mod durability;
 mod helper;
 mod lifecycle;
+mod protocols;
+mod raw_helpers;
 mod residency;
 
 use std::process::ExitCode;
