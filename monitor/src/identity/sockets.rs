@@ -7,7 +7,7 @@ use std::{
     net::SocketAddr,
 };
 
-use monitor_common::{IPPROTO_TCP, event::Event};
+use monitor_common::{IPPROTO_TCP, IPPROTO_UDP, event::Event};
 use procfs::process::{FDTarget, Process};
 
 use crate::tracker::record::{Owner, OwnerSource};
@@ -59,6 +59,11 @@ fn inodes_in_netns(p: &Process, tcp: bool, local: SocketAddr, remote: Option<Soc
 /// Prefers a process whose uid is the socket's.
 #[must_use]
 pub fn find_socket_owner(ev: &Event) -> Option<Owner> {
+    if ev.tuple.protocol != IPPROTO_TCP && ev.tuple.protocol != IPPROTO_UDP {
+        // Ping and raw sockets: their "port" (echo identifier, protocol number) would match UDP
+        // sockets of the tables read here. Their owner comes from their next syscall instead.
+        return None;
+    }
     let (local, remote) = addresses(ev);
     log::debug!("lookup local={local} remote={remote:?}");
     let tcp = ev.tuple.protocol == IPPROTO_TCP;

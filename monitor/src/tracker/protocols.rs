@@ -45,7 +45,89 @@ pub(super) fn wire_minus_ip_header(v6: bool, t: &ByteCounters) -> Payload {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use monitor_common::{
+        AF_INET,
+        event::{Event, EventKind, Tuple},
+    };
+
     use super::*;
+    use crate::{
+        clock::Clock,
+        tracker::{
+            Tracker, TrackerConfig,
+            record::{Direction, PayloadSource},
+        },
+    };
+
+    const SEC: u64 = 1_000_000_000;
+
+    fn v4(a: [u8; 4]) -> [u32; 4] {
+        [u32::from_ne_bytes(a), 0, 0, 0]
+    }
+
+    /// An event of ping socket 9 (local port 77 = its echo identifier).
+    fn ping_event(kind: EventKind, remote: [u8; 4], generation: u64, bytes: ByteCounters) -> Event {
+        let tuple = Tuple {
+            local_addr: v4([10, 0, 0, 1]),
+            remote_addr: v4(remote),
+            local_port: 77,
+            remote_port: 0,
+            family: AF_INET,
+            protocol: IPPROTO_ICMP,
+        };
+        Event { kind: kind as u32, ts_ns: 2 * SEC, cookie: 9, generation, first_ns: SEC, tuple, bytes, ..Event::default() }
+    }
+
+    fn tracker() -> Tracker {
+        let config = TrackerConfig {
+            update_interval: Duration::from_secs(10),
+            tcp_close_grace: Duration::from_secs(120),
+            syscall_payload: true,
+        };
+        Tracker::new(config, Clock::with_offset(0))
+    }
+
+    #[test]
+    fn ping_socket_peers_close_with_the_socket_one_record_per_host() {
+        let mut t = tracker();
+        let bytes = |n: u64| ByteCounters {
+            wire_tx_bytes: n + 20,
+            wire_tx_packets: 1,
+            wire_rx_bytes: n + 20,
+            wire_rx_packets: 1,
+            app_tx_bytes: n,
+            app_rx_bytes: n,
+        };
+        let mut out = Vec::new();
+        for (kind, host, generation, n) in
+            [(EventKind::PeerUpdate, [10, 0, 0, 2], 1, 64), (EventKind::PeerClosed, [10, 0, 0, 2], 1, 128), (EventKind::PeerClosed, [10, 0, 0, 3], 2, 64)]
+        {
+            t.handle(kind, &ping_event(kind, host, generation, bytes(n)), &mut out);
+        }
+        assert!(out.is_empty(), "peers stay open until the socket is released: {out:#?}");
+        t.handle(EventKind::Release, &ping_event(EventKind::Release, [0; 4], 0, bytes(999)), &mut out);
+        assert_eq!(out.len(), 2, "one record per host, none for the socket: {out:#?}");
+        for (host, n) in [("10.0.0.2:0", 128), ("10.0.0.3:0", 64)] {
+            let r = out.iter().find(|r| r.remote == Some(host.parse().unwrap())).unwrap();
+            assert_eq!((r.protocol, r.ip_protocol, r.direction), (Protocol::Icmp, 1, Direction::Unconnected));
+            assert_eq!((r.payload.tx_bytes, r.payload_source), (n, PayloadSource::IpLayer));
+            assert_eq!(r.local, Some("10.0.0.1:0".parse().unwrap()), "the echo identifier is no port");
+        }
+        assert_eq!(t.stats().open_flows, 0);
+    }
+
+    #[test]
+    fn raw_socket_without_peers_closes_at_release() {
+        let mut t = tracker();
+        let mut ev = ping_event(EventKind::Release, [0; 4], 0, ByteCounters { app_tx_bytes: 5, wire_tx_bytes: 25, wire_tx_packets: 1, ..ByteCounters::default() });
+        ev.tuple.protocol = 253;
+        let mut out = Vec::new();
+        t.handle(EventKind::Release, &ev, &mut out);
+        assert_eq!(out.len(), 1, "no TCP close to wait for");
+        assert_eq!((out[0].protocol, out[0].ip_protocol, out[0].remote), (Protocol::Raw, 253, None));
+    }
 
     #[test]
     fn protocol_numbers_map_to_names() {
