@@ -23,8 +23,9 @@ pub(crate) fn tracked(family: u32) -> bool {
 
 /// True when a socket's traffic is counted per peer (remote address read from each packet):
 /// unconnected UDP (no destination port), and every socket that is neither TCP nor UDP (ping,
-/// raw and SCTP sockets: no `connect`/`sendmsg` hook runs for them, and one socket may talk to
-/// many hosts). TCP is tested first, so its packets pay one comparison.
+/// raw and SCTP sockets: the kernel runs `sendmsg` hooks for UDP only, `connect` hooks for ping
+/// sockets but not raw ones, and one socket may talk to many hosts). TCP is tested first, so its
+/// packets pay one comparison.
 #[inline(always)]
 pub(crate) fn per_peer(protocol: u32, dst_port: u32) -> bool {
     protocol != u32::from(IPPROTO_TCP) && (protocol != u32::from(IPPROTO_UDP) || dst_port == 0)

@@ -33,7 +33,8 @@ pub enum Protocol {
     Icmpv6,
     /// SCTP.
     Sctp,
-    /// A raw IP socket of any other protocol (`ip_protocol` tells which; 255 = `IPPROTO_RAW`).
+    /// Any other IP protocol: raw sockets (and UDP-Lite); `ip_protocol` tells which (255 =
+    /// `IPPROTO_RAW`).
     Raw,
 }
 
