@@ -11,6 +11,7 @@ use monitor::tracker::{
     FlowRecord,
     record::{Direction, Protocol},
 };
+use serde_json::{Value, json};
 
 use crate::{
     daemon::{Monitor, Output},
@@ -52,6 +53,17 @@ fn assert_within_1pct(what: &str, measured: u64, truth: u64) {
     let diff = measured.abs_diff(truth);
     assert!(diff * 100 <= truth, "{what}: monitor {measured} vs interface {truth} (diff {diff} > 1%)");
     eprintln!("    {what}: monitor {measured} B, interface {truth} B, diff {diff} B");
+}
+
+/// `monitor report --format json` over the whole journal of `out`.
+fn report(out: &Output) -> Value {
+    let report = Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .args(["report", "--format", "json", "--since", "2000-01-01T00:00:00Z", "--until", "2100-01-01T00:00:00Z", "--journal"])
+        .arg(out.dir.path().join("journal.db"))
+        .output()
+        .unwrap();
+    assert!(report.status.success(), "{}", String::from_utf8_lossy(&report.stderr));
+    serde_json::from_slice(&report.stdout).unwrap()
 }
 
 fn assert_wire_matches(records: &[&FlowRecord], iface: Counters) {
@@ -132,6 +144,20 @@ pub fn raw_ip(v6: bool) {
     assert_eq!((r.wire.tx_bytes, r.wire.rx_bytes), (count * (size + header), count * (size + header)));
     assert_wire_matches(&records, iface);
     out.assert_nothing_lost();
+    // The journal keeps the protocol number; the report names the endpoint `raw`, port 0.
+    let conn = rusqlite::Connection::open(out.dir.path().join("journal.db")).unwrap();
+    let row: (String, i64, i64, i64) = conn
+        .query_row(
+            "SELECT protocol, ip_protocol, remote_port, payload_tx FROM connections WHERE event = 'close' AND owner_tgid = ?1",
+            [pid],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(row, ("raw".into(), 253, 0, i64::try_from(size * count).unwrap()));
+    let doc = report(&out);
+    let endpoint = &doc["apps"][0]["top_endpoints"][0];
+    assert_eq!((&endpoint["ip"], &endpoint["port"], &endpoint["protocol"]), (&json!(host.to_string()), &json!(0), &json!("raw")), "{doc:#}");
+    assert_eq!(endpoint["payload_tx"], size * count);
 }
 
 /// An `IPPROTO_RAW` socket writes whole IPv4 packets (header included) of protocol 253: the
@@ -199,6 +225,8 @@ pub fn packet_socket_frames() {
         out.stats
     );
     assert!(closed_of(&out, pid).is_empty(), "a packet socket has no flow: {:#?}", out.records);
+    let doc = report(&out);
+    assert_eq!(doc["completeness"]["unattributed_bytes"], size * frames, "the report's completeness covers them: {doc:#}");
     eprintln!("    {frames} frames, {} B unattributed", size * frames);
     out.assert_nothing_lost();
 }
