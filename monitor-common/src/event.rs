@@ -75,7 +75,8 @@ pub struct Tuple {
     pub remote_port: u16,
     /// `AF_INET` or `AF_INET6`.
     pub family: u16,
-    /// `IPPROTO_TCP` or `IPPROTO_UDP`.
+    /// IP protocol of the socket (`IPPROTO_TCP`, `IPPROTO_UDP`, `IPPROTO_ICMP`, or the protocol of a
+    /// raw socket).
     pub protocol: u16,
 }
 const _: () = assert!(core::mem::size_of::<Tuple>() == 40);

@@ -25,3 +25,15 @@ pub const AF_INET6: u16 = 10;
 pub const IPPROTO_TCP: u16 = 6;
 /// `IPPROTO_UDP`.
 pub const IPPROTO_UDP: u16 = 17;
+/// `IPPROTO_ICMP`.
+pub const IPPROTO_ICMP: u16 = 1;
+/// `IPPROTO_ICMPV6`.
+pub const IPPROTO_ICMPV6: u16 = 58;
+/// `IPPROTO_SCTP`.
+pub const IPPROTO_SCTP: u16 = 132;
+/// `IPPROTO_RAW`: raw sockets of this protocol always send their own IP header.
+pub const IPPROTO_RAW: u16 = 255;
+/// `AF_PACKET`: link-layer sockets, which no cgroup socket or packet hook sees.
+pub const AF_PACKET: u16 = 17;
+/// `SOCK_RAW` from `<sys/socket.h>`.
+pub const SOCK_RAW: u32 = 3;

@@ -19,6 +19,10 @@ pub const EVENTS_DEFAULT_BYTES: u32 = 4 << 20;
 
 /// Load-time global: minimum nanoseconds between two `Update` events of one flow.
 pub const GLOBAL_UPDATE_INTERVAL_NS: &str = "UPDATE_INTERVAL_NS";
+/// Load-time global: cgroup v2 id of the watched cgroup (`u64`).
+pub const GLOBAL_WATCHED_CGROUP_ID: &str = "WATCHED_CGROUP_ID";
+/// Load-time global: depth of the watched cgroup below the root (`u32`).
+pub const GLOBAL_WATCHED_CGROUP_LEVEL: &str = "WATCHED_CGROUP_LEVEL";
 
 /// Events that could not be reserved in the ring buffer (lost).
 pub const STAT_RINGBUF_FULL: u32 = 0;
@@ -30,9 +34,10 @@ pub const STAT_STORAGE_FAIL: u32 = 2;
 pub const STAT_PEER_EVICTIONS: u32 = 3;
 /// Unconnected-UDP packets whose headers could not be read (counted on the socket only).
 pub const STAT_PEER_PARSE_FAIL: u32 = 4;
-/// Packets with no full socket (request/time-wait sockets, RST replies): not attributable.
+/// Packets with no full socket (request/time-wait sockets, RST replies), and frames watched
+/// processes send through `AF_PACKET` sockets: not attributable.
 pub const STAT_UNATTRIBUTED_PACKETS: u32 = 5;
-/// IP-layer bytes of those packets.
+/// IP-layer bytes of those packets (for `AF_PACKET` frames: the bytes written, see README.md).
 pub const STAT_UNATTRIBUTED_BYTES: u32 = 6;
 /// Number of `STAT_*` slots.
 pub const STAT_COUNT: u32 = 7;

@@ -9,7 +9,7 @@ use core::{
 use aya_ebpf::{
     bindings::BPF_SK_STORAGE_GET_F_CREATE,
     helpers::generated::{
-        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         bpf_ktime_get_boot_ns, bpf_sk_storage_get,
     },
     macros::{btf_map, map},
@@ -83,6 +83,23 @@ pub(crate) static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_C
 /// Minimum time between two `Update` events of one flow (set by userspace at load time).
 #[unsafe(no_mangle)]
 static UPDATE_INTERVAL_NS: u64 = 10_000_000_000;
+
+/// cgroup v2 id of the watched cgroup, and its depth below the root (set by userspace at load
+/// time): tracing programs, which are not attached to a cgroup, check the current task against it.
+#[unsafe(no_mangle)]
+static WATCHED_CGROUP_ID: u64 = 1;
+#[unsafe(no_mangle)]
+static WATCHED_CGROUP_LEVEL: u32 = 0;
+
+/// True when the current task is in the watched cgroup or below it.
+#[inline(always)]
+pub(crate) fn current_task_watched() -> bool {
+    // SAFETY: plain globals, volatile so the compiler does not fold the defaults.
+    let (id, level) =
+        unsafe { (ptr::read_volatile(&raw const WATCHED_CGROUP_ID), ptr::read_volatile(&raw const WATCHED_CGROUP_LEVEL)) };
+    // SAFETY: helper without pointer arguments; 0 when `level` is deeper than the task's cgroup.
+    unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) == id }
+}
 
 #[inline(always)]
 pub(crate) fn update_interval_ns() -> u64 {

@@ -115,6 +115,7 @@ fn generate(path: PathBuf, records: u64) -> anyhow::Result<()> {
                 source: OwnerSource::SockCreate,
             },
             protocol: if r % 5 == 0 { Protocol::Udp } else { Protocol::Tcp },
+            ip_protocol: if r % 5 == 0 { 17 } else { 6 },
             direction: Direction::Outbound,
             local: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 168, 1, 10)), 1024 + (i % 60_000) as u16)),
             remote: Some(SocketAddr::new(IpAddr::V4(ip), 443)),

@@ -86,6 +86,7 @@ fn record(cookie: u64, at: Timestamp) -> FlowRecord {
             source: OwnerSource::SockCreate,
         },
         protocol: Protocol::Tcp,
+        ip_protocol: 6,
         direction: Direction::Outbound,
         local: Some("10.0.0.1:40000".parse().expect("address")),
         remote: Some("192.0.2.1:443".parse().expect("address")),

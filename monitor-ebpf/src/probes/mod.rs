@@ -14,11 +14,21 @@ use monitor_common::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, event::Tuple, 
 /// the socket or DROP the packet; no program of the monitor ever returns it.
 pub(crate) const ALLOW: i32 = 1;
 
-/// True for the sockets the monitor tracks: TCP and UDP over IPv4 and IPv6.
+/// True for the sockets the monitor tracks: every IPv4 and IPv6 socket (TCP, UDP, ping sockets,
+/// raw sockets of any protocol, SCTP).
 #[inline(always)]
-pub(crate) fn tracked(family: u32, protocol: u32) -> bool {
-    (family == u32::from(AF_INET) || family == u32::from(AF_INET6))
-        && (protocol == u32::from(IPPROTO_TCP) || protocol == u32::from(IPPROTO_UDP))
+pub(crate) fn tracked(family: u32) -> bool {
+    family == u32::from(AF_INET) || family == u32::from(AF_INET6)
+}
+
+/// True when a socket's traffic is counted per peer (remote address read from each packet):
+/// unconnected UDP (no destination port), and every socket that is neither TCP nor UDP (ping,
+/// raw and SCTP sockets: the kernel runs `sendmsg` hooks for UDP only, `connect` hooks for ping
+/// sockets but not raw ones, and one socket may talk to many hosts). TCP is tested first, so its
+/// packets pay one comparison.
+#[inline(always)]
+pub(crate) fn per_peer(protocol: u32, dst_port: u32) -> bool {
+    protocol != u32::from(IPPROTO_TCP) && (protocol != u32::from(IPPROTO_UDP) || dst_port == 0)
 }
 
 /// Reads one context field. Volatile, and every field read unconditionally, so LLVM never

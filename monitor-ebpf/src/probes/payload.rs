@@ -4,18 +4,43 @@
 //! io_uring included), with the byte count the process got back. Only sockets that carry our
 //! `COUNTERS` storage (i.e. watched ones) are counted; everything else costs one failed lookup.
 //! They run in the process that reads or writes, so they also record the exact owner of sockets
-//! created before the monitor started (first syscall after their discovery).
+//! created before the monitor started (first syscall after their discovery), and they count the
+//! frames watched processes send through `AF_PACKET` sockets, which no other hook sees.
 
 use core::ffi::c_void;
 
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 
-use monitor_common::sock::{COUNTER_DISCOVERED, COUNTER_OWNER_RECORDED, OwnerSource};
+use monitor_common::{
+    AF_PACKET,
+    maps::{STAT_UNATTRIBUTED_BYTES, STAT_UNATTRIBUTED_PACKETS},
+    sock::{COUNTER_DISCOVERED, COUNTER_OWNER_RECORDED, OwnerSource},
+};
 
-use crate::maps::{COUNTERS, OWNER, add, record_owner};
+use crate::maps::{COUNTERS, OWNER, add, current_task_watched, record_owner, stat};
 
 /// `MSG_PEEK`: data looked at, not consumed.
 const MSG_PEEK: i32 = 2;
+
+/// Offset of `skc_family` in `struct sock` (`struct sock_common` comes first: an 8-byte address
+/// pair, a 4-byte hash and two 2-byte port hashes precede it; unchanged since Linux 2.6). The
+/// verifier checks the read against the kernel's BTF, so a different layout fails at load.
+const SKC_FAMILY_OFFSET: usize = 16;
+
+/// A frame written to an `AF_PACKET` socket by a watched process: it leaves without passing any
+/// cgroup socket or packet hook (those run for IPv4/IPv6 sockets only), so it is counted here as
+/// unattributed traffic: one packet per `sendmsg`, the bytes the process wrote (link-layer header
+/// included for `SOCK_RAW` packet sockets).
+#[inline(always)]
+fn packet_socket_send(sk: *mut c_void, ret: i32) {
+    // SAFETY: `sk` is the tracepoint's `struct sock *` (BTF-typed, non-null); the verifier checks
+    // this read against the kernel's `struct sock`.
+    let family = unsafe { core::ptr::read_volatile(sk.cast::<u8>().add(SKC_FAMILY_OFFSET).cast::<u16>()) };
+    if family == AF_PACKET && current_task_watched() {
+        stat(STAT_UNATTRIBUTED_PACKETS, 1);
+        stat(STAT_UNATTRIBUTED_BYTES, ret as u64);
+    }
+}
 
 #[inline(always)]
 fn count(ctx: &BtfTracePointContext, tx: bool) {
@@ -25,8 +50,12 @@ fn count(ctx: &BtfTracePointContext, tx: bool) {
     if sk.is_null() || ret <= 0 || (!tx && flags & MSG_PEEK != 0) {
         return;
     }
+    let counters = COUNTERS.get(sk, false);
+    if counters.is_null() && tx {
+        packet_socket_send(sk, ret);
+    }
     // SAFETY: null-checked map value.
-    if let Some(c) = unsafe { COUNTERS.get(sk, false).as_mut() } {
+    if let Some(c) = unsafe { counters.as_mut() } {
         let dst = if tx { &raw mut c.bytes.app_tx_bytes } else { &raw mut c.bytes.app_rx_bytes };
         add(dst, ret as u64);
         if c.flags & (COUNTER_DISCOVERED | COUNTER_OWNER_RECORDED) == COUNTER_DISCOVERED {

@@ -2,8 +2,9 @@
 //!
 //! For TCP and connected UDP the work is: full socket → `COUNTERS` storage → two atomic adds →
 //! one coarse clock read. No keyed map lookup, no event (except one `Update` per interval).
-//! Unconnected UDP sockets (several peers behind one socket) also read the peer address from the
-//! IP/UDP headers and add to that peer's slot in the socket's `PEERS` storage.
+//! Unconnected UDP sockets (several peers behind one socket), and ping, raw and SCTP sockets
+//! (no syscall hook gives their peers) also read the peer address from the IP header (and the
+//! port from the UDP/SCTP header) and add to that peer's slot in the socket's `PEERS` storage.
 //! Both programs return [`ALLOW`] on every path: a 0 would drop the packet.
 
 use core::ffi::c_void;
@@ -18,7 +19,7 @@ use aya_ebpf::{
     programs::SkBuffContext,
 };
 use monitor_common::{
-    AF_INET, AF_INET6, IPPROTO_UDP,
+    AF_INET, AF_INET6, IPPROTO_RAW, IPPROTO_SCTP, IPPROTO_UDP, SOCK_RAW,
     event::{EventKind, FLAG_TCP_COUNTERS, TCP_ALL_ACKED, TCP_FIN_RECEIVED, TcpCounters, Tuple},
     maps::{
         STAT_PEER_EVICTIONS, STAT_PEER_PARSE_FAIL, STAT_STORAGE_FAIL, STAT_UNATTRIBUTED_BYTES,
@@ -27,7 +28,7 @@ use monitor_common::{
     sock::{COUNTER_DISCOVERED, Counters, Owner, OwnerSource, PEER_SLOTS, PeerSlot, PeerTable},
 };
 
-use super::{ALLOW, field, remember_local, tracked, tuple_of};
+use super::{ALLOW, field, per_peer, remember_local, tracked, tuple_of};
 use crate::maps::{COUNTERS, EventData, PEERS, add, emit, owner_of, stat, update_interval_ns};
 
 /// # Minimum kernel version
@@ -75,8 +76,8 @@ fn count(ctx: &SkBuffContext, egress: bool) {
     remember_local(sk, c);
     // SAFETY: full-socket field reads.
     let (protocol, dst_port) = unsafe { ((*sk).protocol, (*sk).dst_port) };
-    if protocol == u32::from(IPPROTO_UDP) && dst_port == 0 {
-        count_peer(ctx, sk, egress, len);
+    if per_peer(protocol, u32::from(dst_port)) {
+        count_peer(ctx, sk, egress, len, protocol);
         return;
     }
     // SAFETY: helper without arguments.
@@ -137,8 +138,8 @@ fn tcp_counters(sk: *mut bpf_sock, c: &Counters) -> (u32, TcpCounters) {
 #[inline(always)]
 fn discover(ctx: &SkBuffContext, sk: *mut bpf_sock) -> *mut Counters {
     // SAFETY: full-socket field reads.
-    let (family, protocol) = unsafe { ((*sk).family, (*sk).protocol) };
-    if !tracked(family, protocol) {
+    let family = unsafe { (*sk).family };
+    if !tracked(family) {
         return core::ptr::null_mut();
     }
     let counters = COUNTERS.get(sk.cast(), true);
@@ -183,7 +184,7 @@ fn discover(ctx: &SkBuffContext, sk: *mut bpf_sock) -> *mut Counters {
     counters
 }
 
-/// Remote endpoint of one packet of an unconnected UDP socket.
+/// Remote endpoint of one packet of a socket counted per peer.
 struct Peer {
     addr: [u32; 4],
     port: u16,
@@ -191,37 +192,66 @@ struct Peer {
     payload: u64,
 }
 
-/// Reads the peer (destination on egress, source on ingress) and the UDP payload length.
+/// Reads the peer (destination on egress, source on ingress) and the payload length of one packet
+/// of a socket of IP protocol `protocol` (see [`payload_of`] for what the payload is).
 #[inline(always)]
-fn parse_peer(ctx: &SkBuffContext, egress: bool) -> Option<Peer> {
+fn parse_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, egress: bool, protocol: u32) -> Option<Peer> {
+    let udp = protocol == u32::from(IPPROTO_UDP);
     let first: u8 = ctx.load(0).ok()?;
-    let (addr, family, udp_off) = match first >> 4 {
+    let (addr, family, l4_off, ip_len) = match first >> 4 {
         4 => {
             let ihl = usize::from(first & 0x0f) * 4;
             if ihl < 20 {
                 return None;
             }
             let a: u32 = ctx.load(if egress { 16 } else { 12 }).ok()?;
-            ([a, 0, 0, 0], AF_INET, ihl)
+            let total: [u8; 2] = ctx.load(2).ok()?;
+            ([a, 0, 0, 0], AF_INET, ihl, u64::from(u16::from_be_bytes(total)))
         }
         6 => {
             let next: u8 = ctx.load(6).ok()?;
-            if u16::from(next) != IPPROTO_UDP {
+            if udp && u16::from(next) != IPPROTO_UDP {
                 return None; // extension headers: not parsed
             }
             let a: [u32; 4] = ctx.load(if egress { 24 } else { 8 }).ok()?;
-            (a, AF_INET6, 40)
+            let payload: [u8; 2] = ctx.load(4).ok()?;
+            (a, AF_INET6, 40, 40 + u64::from(u16::from_be_bytes(payload)))
         }
         _ => return None,
     };
-    let udp: [u8; 8] = ctx.load(udp_off).ok()?;
-    let port = if egress {
-        u16::from_be_bytes([udp[2], udp[3]])
+    if udp || protocol == u32::from(IPPROTO_SCTP) {
+        // UDP and SCTP headers both start with the source and destination ports.
+        let head: [u8; 8] = ctx.load(l4_off).ok()?;
+        let port = if egress {
+            u16::from_be_bytes([head[2], head[3]])
+        } else {
+            u16::from_be_bytes([head[0], head[1]])
+        };
+        let payload = if udp {
+            u64::from(u16::from_be_bytes([head[4], head[5]])).saturating_sub(8)
+        } else {
+            ip_len.saturating_sub(l4_off as u64)
+        };
+        return Some(Peer { addr, port, family, payload });
+    }
+    let payload = payload_of(sk, egress, protocol, family, ip_len, l4_off as u64);
+    Some(Peer { addr, port: 0, family, payload })
+}
+
+/// What the application of a ping or raw socket wrote or read for one packet: the IP payload
+/// (the ICMP message, or the data of the raw protocol), plus the IP header where the application
+/// handles it itself: `IPPROTO_RAW` sockets send it, IPv4 raw sockets receive it. (Raw sockets of
+/// another protocol that set `IP_HDRINCL` also send it; that option is invisible here, so such
+/// sends count without it.) IPv6 extension headers count as payload.
+#[inline(always)]
+fn payload_of(sk: *mut bpf_sock, egress: bool, protocol: u32, family: u16, ip_len: u64, header: u64) -> u64 {
+    // SAFETY: full-socket field read.
+    let raw = unsafe { (*sk).type_ } == SOCK_RAW;
+    if raw && ((egress && protocol == u32::from(IPPROTO_RAW)) || (!egress && family == AF_INET)) {
+        ip_len
     } else {
-        u16::from_be_bytes([udp[0], udp[1]])
-    };
-    let udp_len = u64::from(u16::from_be_bytes([udp[4], udp[5]]));
-    Some(Peer { addr, port, family, payload: udp_len.saturating_sub(8) })
+        ip_len.saturating_sub(header)
+    }
 }
 
 #[inline(always)]
@@ -235,8 +265,8 @@ fn same(slot: &PeerSlot, peer: &Peer) -> bool {
 }
 
 #[inline(always)]
-fn count_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, egress: bool, len: u64) {
-    let Some(peer) = parse_peer(ctx, egress) else {
+fn count_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, egress: bool, len: u64, protocol: u32) {
+    let Some(peer) = parse_peer(ctx, sk, egress, protocol) else {
         stat(STAT_PEER_PARSE_FAIL, 1);
         return;
     };

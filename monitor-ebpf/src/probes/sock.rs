@@ -6,15 +6,14 @@ use aya_ebpf::{
     programs::SockContext,
 };
 use monitor_common::{
-    IPPROTO_UDP,
     event::{EventKind, TcpCounters},
     sock::{OwnerSource, PEER_SLOTS, PeerSlot},
 };
 
-use super::{ALLOW, release_tuple, tracked};
+use super::{ALLOW, per_peer, release_tuple, tracked};
 use crate::maps::{COUNTERS, EventData, OWNER, PEERS, emit, owner_of, record_owner, stat};
 
-/// Records the owner of every new TCP/UDP socket and gives it zeroed counters.
+/// Records the owner of every new IPv4/IPv6 socket and gives it zeroed counters.
 ///
 /// # Minimum kernel version
 /// 5.9 (`bpf_sk_storage_get` in `cgroup_sock`); pid/comm helpers need 5.7.
@@ -22,8 +21,8 @@ use crate::maps::{COUNTERS, EventData, OWNER, PEERS, emit, owner_of, record_owne
 pub fn sock_create(ctx: SockContext) -> i32 {
     let sk = ctx.sock;
     // SAFETY: ctx field reads.
-    let (family, protocol) = unsafe { ((*sk).family, (*sk).protocol) };
-    if !tracked(family, protocol) {
+    let family = unsafe { (*sk).family };
+    if !tracked(family) {
         return ALLOW;
     }
     // SAFETY (below): map values returned non-null by the kernel.
@@ -49,7 +48,7 @@ fn storage_failed(ctx: &SockContext) {
 }
 
 /// Emits the final payload counters when the process releases a socket, and the final counters
-/// of every peer of an unconnected UDP socket.
+/// of every peer of a socket counted per peer (unconnected UDP, ping, raw).
 ///
 /// # Minimum kernel version
 /// 5.9 (`cgroup/sock_release`).
@@ -57,8 +56,8 @@ fn storage_failed(ctx: &SockContext) {
 pub fn sock_release(ctx: SockContext) -> i32 {
     let sk = ctx.sock;
     // SAFETY: ctx field reads.
-    let (family, protocol) = unsafe { ((*sk).family, (*sk).protocol) };
-    if !tracked(family, protocol) {
+    let family = unsafe { (*sk).family };
+    if !tracked(family) {
         return ALLOW;
     }
     let counters = COUNTERS.get(sk.cast(), false);
@@ -71,7 +70,7 @@ pub fn sock_release(ctx: SockContext) -> i32 {
     let tuple = release_tuple(sk, c);
     let owner = owner_of(sk.cast());
     // Peers first: when userspace sees `Release`, every peer of the socket has been reported.
-    if protocol == u32::from(IPPROTO_UDP) && tuple.remote_port == 0 {
+    if per_peer(u32::from(tuple.protocol), u32::from(tuple.remote_port)) {
         release_peers(sk.cast(), cookie, owner, &tuple);
     }
     emit(

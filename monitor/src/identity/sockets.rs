@@ -10,7 +10,7 @@ use std::{
     os::unix::fs::MetadataExt as _,
 };
 
-use monitor_common::{IPPROTO_TCP, event::Event};
+use monitor_common::{IPPROTO_TCP, IPPROTO_UDP, event::Event};
 use procfs::{
     net::TcpState,
     process::{FDTarget, Process},
@@ -189,6 +189,11 @@ impl SocketScan {
     /// its local port.
     #[must_use]
     pub fn find(&self, ev: &Event) -> Option<&InetSocket> {
+        if ev.tuple.protocol != IPPROTO_TCP && ev.tuple.protocol != IPPROTO_UDP {
+            // Ping and raw sockets: their "port" (echo identifier, protocol number) would match
+            // UDP sockets of the tables read here. Their owner comes from their next syscall.
+            return None;
+        }
         let (local, remote) = addresses(ev);
         let tcp = ev.tuple.protocol == IPPROTO_TCP;
         let candidates = self.by_port.get(&local.port())?;

@@ -194,6 +194,7 @@ fn insert_connection(tx: &Transaction<'_>, dbs: &mut DbIds, pending: &Pending, a
         cookie,
         owner,
         protocol,
+        ip_protocol,
         direction,
         local,
         remote,
@@ -226,10 +227,11 @@ fn insert_connection(tx: &Transaction<'_>, dbs: &mut DbIds, pending: &Pending, a
              owner_source, protocol, direction, local_ip, local_port, remote_ip, remote_port,
              payload_tx, payload_rx, wire_tx, wire_rx, packets_tx, packets_rx,
              delta_payload_tx, delta_payload_rx, delta_wire_tx, delta_wire_rx, delta_packets_tx,
-             delta_packets_rx, payload_source, complete, scope, country, asn, as_org, country_db, asn_db)
+             delta_packets_rx, payload_source, complete, scope, country, asn, as_org, country_db, asn_db,
+             ip_protocol)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
              ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39,
-             ?40, ?41)",
+             ?40, ?41, ?42)",
     )?
     .execute(params![
         names::name(*event),
@@ -273,6 +275,7 @@ fn insert_connection(tx: &Transaction<'_>, dbs: &mut DbIds, pending: &Pending, a
         as_org,
         country_db,
         asn_db,
+        ip_protocol,
     ])?;
     Ok(())
 }

@@ -17,7 +17,7 @@ use rusqlite_migration::{M, Migrations};
 use super::{Error, files};
 
 /// Schema version this build writes (number of migrations).
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// How long a statement waits for the other side's lock (reader vs writer) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -229,8 +229,14 @@ CREATE TABLE endpoint_week (
 ) WITHOUT ROWID;
 ";
 
+/// Version 3: the IP protocol number of each connection record (`protocol` names raw sockets of
+/// every protocol `raw`). NULL in rows written before.
+const V3: &str = "
+ALTER TABLE connections ADD COLUMN ip_protocol INTEGER;
+";
+
 /// Every migration, oldest first. Append only.
-const MIGRATIONS: &[M<'static>] = &[M::up(V1), M::up(V2)];
+const MIGRATIONS: &[M<'static>] = &[M::up(V1), M::up(V2), M::up(V3)];
 
 fn migrations() -> Migrations<'static> {
     Migrations::from_slice(MIGRATIONS)

@@ -66,9 +66,12 @@ impl Probe {
     fn load_attach(config: &ProbeConfig) -> Result<Self, Error> {
         object::verify_embedded()?;
         let interval_ns = u64::try_from(config.update_interval.as_nanos()).unwrap_or(u64::MAX);
+        let (cgroup_id, cgroup_level) = super::cgroup::cgroup_id_and_level(&config.cgroup)?;
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(maps::EVENTS, config.ring_buffer_bytes)
             .override_global(maps::GLOBAL_UPDATE_INTERVAL_NS, &interval_ns, true)
+            .override_global(maps::GLOBAL_WATCHED_CGROUP_ID, &cgroup_id, true)
+            .override_global(maps::GLOBAL_WATCHED_CGROUP_LEVEL, &cgroup_level, true)
             .load(object::object_bytes())
             .map_err(Error::Load)?;
         match aya_log::EbpfLogger::init(&mut ebpf) {

@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use monitor_common::{
-    AF_INET6, IPPROTO_TCP,
+    AF_INET6,
     event::{
         Event, EventKind, FLAG_NO_OWNER, FLAG_PASSIVE, FLAG_TCP_COUNTERS, TcpCounters, Tuple,
     },
@@ -62,6 +62,7 @@ impl FlowOwner {
 pub(super) struct Flow {
     pub(super) owner: FlowOwner,
     pub(super) protocol: Protocol,
+    pub(super) ip_protocol: u8,
     pub(super) direction: Direction,
     pub(super) local: Option<SocketAddr>,
     pub(super) remote: Option<SocketAddr>,
@@ -190,7 +191,7 @@ pub(super) fn key_of(kind: EventKind, ev: &Event) -> FlowKey {
 
 impl Flow {
     pub(super) fn new(kind: EventKind, ev: &Event) -> Self {
-        let protocol = if ev.tuple.protocol == IPPROTO_TCP { Protocol::Tcp } else { Protocol::Udp };
+        let protocol = super::protocols::protocol_of(ev.tuple.protocol);
         let owner = FlowOwner::of(&kernel_owner(ev).unwrap_or(Owner {
             tgid: 0,
             pid: 0,
@@ -204,6 +205,7 @@ impl Flow {
         let mut flow = Self {
             owner,
             protocol,
+            ip_protocol: u8::try_from(ev.tuple.protocol).unwrap_or(u8::MAX),
             direction: Direction::Unknown,
             local: None,
             remote: None,
@@ -384,6 +386,9 @@ impl Flow {
                 PayloadSources::both(PayloadSource::TcpCounters),
             ),
             (_, true) => (app, PayloadSources::both(PayloadSource::Syscall)),
+            (_, false) if self.protocol != Protocol::Udp => {
+                (super::protocols::wire_minus_ip_header(self.v6, &t), PayloadSources::both(PayloadSource::WireMinusHeaders))
+            }
             (_, false) => {
                 let header: u64 = if self.v6 { 48 } else { 28 };
                 (

@@ -12,6 +12,8 @@
 //!   [`MAX_PEER_FLOWS_PER_SOCKET`] peer flows per socket and [`MAX_PEER_FLOWS`] in total; past
 //!   either, a flushed peer's flow is closed at once (its bytes stay exact, the peer may then
 //!   have several records) and counted in `split_peer_flows`.
+//! - Ping, raw and SCTP sockets are always counted per peer, like unconnected UDP, and end at
+//!   their socket's `Release` in the same way.
 //! - TCP socket: `Release` *and* `TcpClose` (the FIN exchange usually ends after the process
 //!   closed; payload can still be read after `TCP_CLOSE`). A socket that never reached
 //!   ESTABLISHED ends at `Release`. If `TcpClose` has not come `tcp_close_grace` after
@@ -19,6 +21,7 @@
 
 mod flow;
 pub(crate) use flow::ip_of;
+mod protocols;
 pub mod record;
 mod tcp;
 
@@ -158,7 +161,7 @@ impl Tracker {
             return;
         }
         let Some(flow) = self.flows.get(&key) else { return };
-        if flow.protocol == record::Protocol::Udp || !flow.established || flow.tcp_closed {
+        if flow.protocol != record::Protocol::Tcp || !flow.established || flow.tcp_closed {
             self.finish(key, RecordKind::Close, true, out);
         }
     }
@@ -264,8 +267,9 @@ impl Tracker {
             cookie: key.cookie,
             owner: flow.owner.to_owner(),
             protocol: flow.protocol,
+            ip_protocol: flow.ip_protocol,
             direction: flow.direction(),
-            local: flow.local,
+            local: protocols::local(flow.protocol, flow.local),
             remote: key.peer.or(flow.remote),
             payload,
             payload_source: payload_sources.overall(),

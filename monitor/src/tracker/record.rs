@@ -19,7 +19,7 @@ pub enum RecordKind {
     Shutdown,
 }
 
-/// Transport protocol.
+/// Transport protocol. The IP protocol number is in [`FlowRecord::ip_protocol`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
@@ -27,6 +27,15 @@ pub enum Protocol {
     Tcp,
     /// UDP.
     Udp,
+    /// ICMP (ping sockets and raw ICMP sockets).
+    Icmp,
+    /// ICMPv6 (ping sockets and raw ICMPv6 sockets).
+    Icmpv6,
+    /// SCTP.
+    Sctp,
+    /// Any other IP protocol: raw sockets (and UDP-Lite); `ip_protocol` tells which (255 =
+    /// `IPPROTO_RAW`).
+    Raw,
 }
 
 /// Who opened the flow.
@@ -154,6 +163,10 @@ pub struct FlowRecord {
     pub owner: Owner,
     /// Transport.
     pub protocol: Protocol,
+    /// IP protocol number of the socket (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6, 132 SCTP, or the
+    /// protocol of a raw socket). 0 in records written before the field existed.
+    #[serde(default)]
+    pub ip_protocol: u8,
     /// Who opened the flow.
     pub direction: Direction,
     /// Local address, when known.

@@ -53,6 +53,14 @@ pub fn all() -> Vec<Case> {
         ("path_io_uring_zero_copy_receive", crate::paths::io_uring_zero_copy_receive),
         ("udp_round_robin_100_peers_through_8_slots_is_100_flows", crate::paths::udp_round_robin_100_peers),
         ("shutdown_under_load_takes_bounded_time_and_counts_what_is_left", crate::shutdown::bounded_under_load),
+        ("ping_socket_ipv4_two_hosts_exact_per_host", || crate::protocols::ping(false, false)),
+        ("ping_socket_ipv6_two_hosts_exact_per_host", || crate::protocols::ping(true, false)),
+        ("raw_icmp_socket_ipv4_two_hosts_exact_per_host", || crate::protocols::ping(false, true)),
+        ("raw_icmpv6_socket_two_hosts_exact_per_host", || crate::protocols::ping(true, true)),
+        ("raw_ip_protocol_253_ipv4_exact", || crate::protocols::raw_ip(false)),
+        ("raw_ip_protocol_253_ipv6_exact", || crate::protocols::raw_ip(true)),
+        ("ipproto_raw_send_charged_with_its_ip_header", crate::protocols::ipproto_raw_send),
+        ("packet_socket_frames_counted_as_unattributed", crate::protocols::packet_socket_frames),
     ]
 }
 

@@ -49,8 +49,16 @@ fn wait_stdin(word: &str) {
 pub fn main(role: &str) {
     if let Ok(uid) = std::env::var("MONITOR_TEST_HELPER_UID") {
         let id: u32 = uid.parse().unwrap();
+        let net_raw = crate::raw_helpers::needs_net_raw(role);
+        if net_raw {
+            nix::sys::prctl::set_keepcaps(true).unwrap();
+        }
         nix::unistd::setgid(id.into()).unwrap();
         nix::unistd::setuid(id.into()).unwrap();
+        if net_raw {
+            // Like ping(8) with file capabilities: an unprivileged user with CAP_NET_RAW.
+            caps::raise(None, caps::CapSet::Effective, caps::Capability::CAP_NET_RAW).unwrap();
+        }
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| -> &str { args.get(i).map_or_else(|| panic!("{role}: missing argument {i}"), String::as_str) };
@@ -269,6 +277,10 @@ pub fn main(role: &str) {
             thread::sleep(until.saturating_duration_since(std::time::Instant::now()));
             say(&json!({"connections": made}));
         }
-        other => assert!(crate::paths_helper::run(other, &args), "unknown helper role {other}"),
+        other => {
+            if !crate::paths_helper::run(other, &args) {
+                crate::raw_helpers::main(other, &args);
+            }
+        }
     }
 }

@@ -42,6 +42,7 @@ fn past_record(t: Timestamp) -> (FlowRecord, App, Destination) {
             source: OwnerSource::SockCreate,
         },
         protocol: Protocol::Tcp,
+        ip_protocol: 6,
         direction: Direction::Outbound,
         local: Some("10.0.0.1:40000".parse().unwrap()),
         remote: Some("89.160.20.112:443".parse().unwrap()),

@@ -17,6 +17,8 @@ mod lifecycle;
 mod paths;
 mod paths_helper;
 mod listeners;
+mod protocols;
+mod raw_helpers;
 mod residency;
 mod wal;
 mod shutdown;

@@ -30,6 +30,7 @@ fn flow() -> FlowOutput {
             source: OwnerSource::SockCreate,
         },
         protocol: Protocol::Tcp,
+        ip_protocol: 6,
         direction: Direction::Outbound,
         local: Some("10.0.0.2:50000".parse().unwrap()),
         remote: Some("203.0.113.10:443".parse().unwrap()),

@@ -108,6 +108,7 @@ impl Flow {
                 source: OwnerSource::SockCreate,
             },
             protocol: Protocol::Tcp,
+            ip_protocol: 6,
             direction: self.direction,
             local: Some("10.0.0.2:50000".parse().expect("fixture address")),
             remote: Some(self.remote),

@@ -1,0 +1,155 @@
+//! Sockets other than TCP and UDP: ping sockets, raw IP sockets and SCTP.
+//!
+//! The kernel counts their traffic per peer (remote address from each packet's IP header, port
+//! from the SCTP header, 0 otherwise), like unconnected UDP, so they arrive as peer flows. What
+//! differs is kept here: the name of the protocol, ports that are not ports, and the payload
+//! estimate of kernels without the payload tracepoints.
+
+use std::net::SocketAddr;
+
+use monitor_common::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, sock::ByteCounters};
+
+use super::record::{Payload, Protocol};
+
+/// The protocol of a socket of IP protocol `ip_protocol`.
+pub(super) fn protocol_of(ip_protocol: u16) -> Protocol {
+    match ip_protocol {
+        IPPROTO_TCP => Protocol::Tcp,
+        IPPROTO_UDP => Protocol::Udp,
+        IPPROTO_ICMP => Protocol::Icmp,
+        IPPROTO_ICMPV6 => Protocol::Icmpv6,
+        IPPROTO_SCTP => Protocol::Sctp,
+        _ => Protocol::Raw,
+    }
+}
+
+/// The local endpoint as reported: protocols without ports show port 0 (the kernel's local
+/// "port" of a ping socket is its echo identifier, of a raw socket its protocol number).
+pub(super) fn local(protocol: Protocol, local: Option<SocketAddr>) -> Option<SocketAddr> {
+    match protocol {
+        Protocol::Icmp | Protocol::Icmpv6 | Protocol::Raw => local.map(|a| SocketAddr::new(a.ip(), 0)),
+        Protocol::Tcp | Protocol::Udp | Protocol::Sctp => local,
+    }
+}
+
+/// Payload of a socket flow of a protocol other than TCP and UDP on kernels without the payload
+/// tracepoints: IP length less the IP header of each packet (IPv6 extension headers included).
+/// Peer flows, the usual case, carry their payload from the IP layer instead.
+pub(super) fn wire_minus_ip_header(v6: bool, t: &ByteCounters) -> Payload {
+    let header: u64 = if v6 { 40 } else { 20 };
+    Payload {
+        tx_bytes: t.wire_tx_bytes.saturating_sub(t.wire_tx_packets * header),
+        rx_bytes: t.wire_rx_bytes.saturating_sub(t.wire_rx_packets * header),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use monitor_common::{
+        AF_INET,
+        event::{Event, EventKind, Tuple},
+    };
+
+    use super::*;
+    use crate::{
+        clock::Clock,
+        tracker::{
+            Tracker, TrackerConfig,
+            record::{Direction, PayloadSource},
+        },
+    };
+
+    const SEC: u64 = 1_000_000_000;
+
+    fn v4(a: [u8; 4]) -> [u32; 4] {
+        [u32::from_ne_bytes(a), 0, 0, 0]
+    }
+
+    /// An event of ping socket 9 (local port 77 = its echo identifier).
+    fn ping_event(kind: EventKind, remote: [u8; 4], generation: u64, bytes: ByteCounters) -> Event {
+        let tuple = Tuple {
+            local_addr: v4([10, 0, 0, 1]),
+            remote_addr: v4(remote),
+            local_port: 77,
+            remote_port: 0,
+            family: AF_INET,
+            protocol: IPPROTO_ICMP,
+        };
+        Event { kind: kind as u32, ts_ns: 2 * SEC, cookie: 9, generation, first_ns: SEC, tuple, bytes, ..Event::default() }
+    }
+
+    fn tracker() -> Tracker {
+        let config = TrackerConfig {
+            update_interval: Duration::from_secs(10),
+            tcp_close_grace: Duration::from_secs(120),
+            syscall_payload: true,
+            fresh_at_shutdown: true,
+        };
+        Tracker::new(config, Clock::with_offset(0))
+    }
+
+    #[test]
+    fn ping_socket_peers_close_with_the_socket_one_record_per_host() {
+        let mut t = tracker();
+        let bytes = |n: u64| ByteCounters {
+            wire_tx_bytes: n + 20,
+            wire_tx_packets: 1,
+            wire_rx_bytes: n + 20,
+            wire_rx_packets: 1,
+            app_tx_bytes: n,
+            app_rx_bytes: n,
+        };
+        let mut out = Vec::new();
+        for (kind, host, generation, n) in
+            [(EventKind::PeerUpdate, [10, 0, 0, 2], 1, 64), (EventKind::PeerClosed, [10, 0, 0, 2], 1, 128), (EventKind::PeerClosed, [10, 0, 0, 3], 2, 64)]
+        {
+            t.handle(kind, &ping_event(kind, host, generation, bytes(n)), &mut out);
+        }
+        assert!(out.is_empty(), "peers stay open until the socket is released: {out:#?}");
+        t.handle(EventKind::Release, &ping_event(EventKind::Release, [0; 4], 0, bytes(999)), &mut out);
+        assert_eq!(out.len(), 2, "one record per host, none for the socket: {out:#?}");
+        for (host, n) in [("10.0.0.2:0", 128), ("10.0.0.3:0", 64)] {
+            let r = out.iter().find(|r| r.remote == Some(host.parse().unwrap())).unwrap();
+            assert_eq!((r.protocol, r.ip_protocol, r.direction), (Protocol::Icmp, 1, Direction::Unconnected));
+            assert_eq!((r.payload.tx_bytes, r.payload_source), (n, PayloadSource::IpLayer));
+            assert_eq!(r.local, Some("10.0.0.1:0".parse().unwrap()), "the echo identifier is no port");
+        }
+        assert_eq!(t.stats().open_flows, 0);
+    }
+
+    #[test]
+    fn raw_socket_without_peers_closes_at_release() {
+        let mut t = tracker();
+        let mut ev = ping_event(EventKind::Release, [0; 4], 0, ByteCounters { app_tx_bytes: 5, wire_tx_bytes: 25, wire_tx_packets: 1, ..ByteCounters::default() });
+        ev.tuple.protocol = 253;
+        let mut out = Vec::new();
+        t.handle(EventKind::Release, &ev, &mut out);
+        assert_eq!(out.len(), 1, "no TCP close to wait for");
+        assert_eq!((out[0].protocol, out[0].ip_protocol, out[0].remote), (Protocol::Raw, 253, None));
+    }
+
+    #[test]
+    fn protocol_numbers_map_to_names() {
+        let names: Vec<Protocol> = [6, 17, 1, 58, 132, 253, 255, 0].into_iter().map(protocol_of).collect();
+        use Protocol::{Icmp, Icmpv6, Raw, Sctp, Tcp, Udp};
+        assert_eq!(names, [Tcp, Udp, Icmp, Icmpv6, Sctp, Raw, Raw, Raw]);
+    }
+
+    #[test]
+    fn portless_protocols_report_local_port_zero() {
+        let a: SocketAddr = "10.0.0.1:253".parse().unwrap();
+        assert_eq!(local(Protocol::Raw, Some(a)), Some("10.0.0.1:0".parse().unwrap()));
+        assert_eq!(local(Protocol::Icmp, Some(a)), Some("10.0.0.1:0".parse().unwrap()));
+        assert_eq!(local(Protocol::Sctp, Some(a)), Some(a));
+        assert_eq!(local(Protocol::Raw, None), None);
+    }
+
+    #[test]
+    fn fallback_payload_removes_one_ip_header_per_packet() {
+        let t = ByteCounters { wire_tx_bytes: 3 * 84, wire_tx_packets: 3, wire_rx_bytes: 2 * 104, wire_rx_packets: 2, ..ByteCounters::default() };
+        assert_eq!(wire_minus_ip_header(false, &t), Payload { tx_bytes: 3 * 64, rx_bytes: 2 * 84 });
+        assert_eq!(wire_minus_ip_header(true, &t), Payload { tx_bytes: 3 * 44, rx_bytes: 2 * 64 });
+    }
+}
