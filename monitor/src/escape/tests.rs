@@ -337,3 +337,20 @@ proptest! {
         prop_assert_eq!(out.stdout, expected, "{}", line);
     }
 }
+
+/// The ASCII fast path of [`is_invisible`] agrees with the category definition on every char.
+#[test]
+fn is_invisible_fast_path_matches_the_categories() {
+    for c in (0..=0x7f_u8).map(char::from) {
+        let by_category = c.is_control()
+            || matches!(
+                c.general_category(),
+                GeneralCategory::Format
+                    | GeneralCategory::LineSeparator
+                    | GeneralCategory::ParagraphSeparator
+                    | GeneralCategory::Unassigned
+            );
+        assert_eq!(is_invisible(c), by_category, "{c:?}");
+    }
+    assert!(is_invisible('\u{7f}') && is_invisible('\0') && is_invisible('\u{1b}') && !is_invisible('~'));
+}
