@@ -1,8 +1,9 @@
 //! Writing a [`Buffer`] inside one transaction. Reads the buffer only: the caller clears it after
 //! the commit succeeded, so a failed flush loses nothing.
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
+use foldhash::HashMap;
 use jiff::Timestamp;
 use rusqlite::{Transaction, params};
 use serde_json::json;
@@ -173,7 +174,7 @@ impl DbIds {
 /// `apps.id` of every app of the buffered records: one upsert per app and flush (not per record),
 /// with the latest time any of its records was seen.
 fn app_ids<'a>(tx: &Transaction<'_>, buf: &'a Buffer) -> rusqlite::Result<HashMap<&'a App, i64>> {
-    let mut latest: HashMap<&App, Timestamp> = HashMap::new();
+    let mut latest: HashMap<&App, Timestamp> = HashMap::default();
     for Pending { record, app, .. } in &buf.records {
         latest.entry(&**app).and_modify(|t| *t = (*t).max(record.last_seen)).or_insert(record.last_seen);
     }

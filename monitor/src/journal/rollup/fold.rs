@@ -1,7 +1,9 @@
 //! Folding one flush into the rollups, inside the flush transaction: what the flush writes to
 //! `connections` and `residency` is added to `endpoint_week` and `residency_week`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
+
+use foldhash::HashSet;
 
 use rusqlite::{Transaction, params};
 
