@@ -87,6 +87,21 @@ pub fn read_regular_to_string(path: &Path, max_bytes: u64) -> Result<String, Err
 }
 
 /// Opens `path` for reading without blocking on a FIFO and checks the opened descriptor.
+/// Opens `path` for reading without blocking (a FIFO would block a plain open) and checks, on
+/// the opened descriptor, that it is a regular file of at most `max_bytes`: for callers that map
+/// the file instead of reading it.
+///
+/// # Errors
+/// As [`read_regular`].
+pub fn open_regular_capped(path: &Path, max_bytes: u64) -> Result<File, Error> {
+    let file = open_regular(path)?;
+    let len = file.metadata().map_err(|source| Error::Io { path: path.to_path_buf(), source })?.len();
+    if len > max_bytes {
+        return Err(Error::TooLarge { path: path.to_path_buf(), max: max_bytes });
+    }
+    Ok(file)
+}
+
 fn open_regular(path: &Path) -> Result<File, Error> {
     let file = OpenOptions::new()
         .read(true)

@@ -2,11 +2,14 @@
 
 use std::{
     fmt,
+    fs::File,
+    io,
     net::IpAddr,
     path::{Path, PathBuf},
 };
 
 use maxminddb::{LookupResult, MaxMindDbError, PathElement, Reader, WithinOptions};
+use memmap2::Mmap;
 
 use super::{DbRef, Error};
 
@@ -75,16 +78,18 @@ pub struct Database {
     pub path: PathBuf,
     /// Provenance copied into every answer.
     pub db_ref: DbRef,
-    /// The whole file, in memory.
-    reader: Reader<Vec<u8>>,
+    /// The whole file, memory-mapped (read-only, private): its pages are the page cache's,
+    /// shared and reclaimable, not heap.
+    reader: Reader<Mmap>,
     /// Index in `COUNTRY_PATHS` of the schema that answered last: a file uses one schema, so
     /// trying it first saves a failed path walk per lookup.
     country_path: std::sync::atomic::AtomicUsize,
 }
 
 impl Database {
-    /// Reads `path` into memory and checks that it serves `role`: IPv6-capable and carrying
-    /// the role's fields. Reading (not mapping) the file makes later replacement harmless.
+    /// Maps `path` ([`map_file`]) and checks that it serves `role`: IPv6-capable and carrying
+    /// the role's fields. The mapping keeps the opened inode: a file replaced by rename (how
+    /// installers and `cargo xtask geo` write) leaves this one intact until [`super::Enricher::reload`].
     /// `Reader::verify()` is deliberately not called: it rejects the DB-IP file (empty
     /// `description`) although every lookup works.
     ///
@@ -93,14 +98,15 @@ impl Database {
     /// file, larger than [`MAX_DB_BYTES`]), [`Error::Ipv4Only`], [`Error::WrongKind`],
     /// [`Error::Corrupt`] (fails while being checked).
     pub fn open(role: Role, path: &Path) -> Result<Self, Error> {
-        let bytes = crate::files::read_regular(path, MAX_DB_BYTES).map_err(|e| match e {
+        let file = crate::files::open_regular_capped(path, MAX_DB_BYTES).map_err(|e| match e {
             crate::files::Error::Io { source, .. } => {
                 Error::Open { role, path: path.to_path_buf(), source: MaxMindDbError::Io(source) }
             }
             other => Error::Unusable { role, path: path.to_path_buf(), source: other },
         })?;
-        let reader =
-            Reader::from_source(bytes).map_err(|source| Error::Open { role, path: path.to_path_buf(), source })?;
+        let open_error = |source| Error::Open { role, path: path.to_path_buf(), source };
+        let reader = Reader::from_source(map_file(&file).map_err(|e| open_error(MaxMindDbError::Io(e)))?)
+            .map_err(open_error)?;
         let meta = reader.metadata();
         let db_ref = DbRef { database_type: meta.database_type.as_str().into(), build_epoch: meta.build_epoch };
         if meta.ip_version != 6 {
@@ -165,10 +171,26 @@ impl Database {
     }
 }
 
+/// Opens `path` (symlinks followed, as configured paths may be links) and maps it read-only.
+/// Only a regular file is mapped (checked on the opened descriptor: no race with a rename): a
+/// FIFO would block, a device could change under the mapping.
+///
+/// The mapping is `MAP_PRIVATE` of a file that the monitor never writes. What stays unsafe, and
+/// is documented in the README: **truncating or rewriting the file in place** while the daemon
+/// runs (e.g. `cp new.mmdb asn.mmdb` over it) makes reads of the vanished pages fault (`SIGBUS`)
+/// or see mixed data. Replacing it by rename, as every installer does, is safe.
+fn map_file(file: &File) -> io::Result<Mmap> {
+    // SAFETY: a read-only private mapping of a regular file (checked on this descriptor by the
+    // caller) the monitor never writes. Another process truncating or rewriting that inode in
+    // place would break the `&[u8]` guarantee; the README requires replacement by rename, which
+    // leaves this inode unchanged.
+    unsafe { Mmap::map(file) }
+}
+
 /// Schema-tolerant country read: `country.iso_code`, else `country_code`. A path whose shape
 /// does not fit the record (e.g. `country` is a string) is skipped; its error is returned only
 /// when no path gives a code.
-fn country_of(result: &LookupResult<'_, Vec<u8>>) -> Result<Option<String>, MaxMindDbError> {
+fn country_of(result: &LookupResult<'_, Mmap>) -> Result<Option<String>, MaxMindDbError> {
     let mut first_error = None;
     for path in COUNTRY_PATHS {
         match result.decode_path::<String>(path) {
@@ -181,7 +203,7 @@ fn country_of(result: &LookupResult<'_, Vec<u8>>) -> Result<Option<String>, MaxM
 }
 
 /// GeoLite2-ASN layout, also written by `cargo xtask geo convert`.
-fn asn_of(result: &LookupResult<'_, Vec<u8>>) -> Result<Option<AsAnswer>, MaxMindDbError> {
+fn asn_of(result: &LookupResult<'_, Mmap>) -> Result<Option<AsAnswer>, MaxMindDbError> {
     let Some(record) = result.decode::<maxminddb::geoip2::Asn<'_>>()? else {
         return Ok(None);
     };

@@ -13,9 +13,11 @@
 //! - Every answer names the database that gave it ([`DbRef`]: `database_type` + `build_epoch`).
 //! - A database named in the config must be valid; a missing *default* database only disables
 //!   its field and yields one warning ([`Enricher::warnings`]).
-//! - Files are read into memory, never mapped, so replacing them (by rename) under a running
-//!   daemon is safe; [`Enricher::reload`] picks the new files up. Only regular files of at most
-//!   [`MAX_DB_BYTES`] are read (a FIFO would block, `/dev/zero` would exhaust memory).
+//! - Files are memory-mapped read-only, not copied into the heap; only regular files of at most
+//!   [`MAX_DB_BYTES`] are opened (checked on the opened descriptor: a FIFO would block). A file
+//!   replaced by rename under a running daemon is safe (the mapping keeps the old inode until
+//!   [`Enricher::reload`] picks the new file up); rewriting or truncating a mapped file in place
+//!   is not (reads would fault): the README says so.
 //!
 //! Both country schemas are read: `GeoIP2` / DB-IP official (`country.iso_code`) and
 //! ip-location-db (`country_code`). ASN uses the GeoLite2-ASN field names

@@ -288,6 +288,16 @@ fn corrupt_database_is_an_error() {
 }
 
 #[test]
+fn only_regular_files_are_mapped() {
+    // A directory opens (O_RDONLY) but is refused before mapping; so would a FIFO or a device.
+    let dir = empty_default_dir();
+    let err = Enricher::open_in(&config(Some(dir.path()), None), dir.path()).expect_err("a directory");
+    assert!(matches!(err, Error::Unusable { role: Role::Country, .. }), "{err:?}");
+    let chain = format!("{}", std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default());
+    assert!(chain.contains("a directory, not a regular file"), "{chain}");
+}
+
+#[test]
 fn corrupt_default_database_is_an_error_not_a_warning() {
     let dir = empty_default_dir();
     fs::write(dir.path().join(ASN_DB_FILE), b"truncated").expect("write");

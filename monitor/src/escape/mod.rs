@@ -47,6 +47,11 @@ use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 /// points (Cn, whose meaning a terminal may know better than this table).
 #[must_use]
 pub fn is_invisible(c: char) -> bool {
+    // ASCII first: no ASCII character is Cf, Zl, Zp or Cn, so only its controls count. Every
+    // char of every printed name passes here; the category table is a binary search.
+    if c.is_ascii() {
+        return c.is_ascii_control();
+    }
     c.is_control()
         || matches!(
             c.general_category(),

@@ -4,11 +4,13 @@
 //! reached while flushes keep failing) the oldest entries are dropped and counted in [`Loss`].
 
 use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
-    hash::{DefaultHasher, Hash, Hasher},
+    collections::{BTreeMap, VecDeque},
+    hash::BuildHasher,
     net::SocketAddr,
     sync::Arc,
 };
+
+use foldhash::{HashMap, fast::FixedState};
 
 use jiff::Timestamp;
 use log::warn;
@@ -209,11 +211,8 @@ impl Buffer {
         let moved = *delta_payload != Payload::default() || *delta_wire != Wire::default();
         let finished = matches!(event, RecordKind::Close | RecordKind::Shutdown);
         let flow = (*cookie, *remote);
-        let hash = {
-            let mut h = DefaultHasher::new();
-            key.hash(&mut h);
-            h.finish()
-        };
+        // Fixed seed: equal keys hash alike across flushes.
+        let hash = FixedState::default().hash_one(&key);
         let bucket = self.buckets.entry(key).or_default();
         bucket.payload_tx += delta_payload.tx_bytes;
         bucket.payload_rx += delta_payload.rx_bytes;

@@ -1,8 +1,9 @@
 //! Writing a [`Buffer`] inside one transaction. Reads the buffer only: the caller clears it after
 //! the commit succeeded, so a failed flush loses nothing.
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
+use foldhash::HashMap;
 use jiff::Timestamp;
 use rusqlite::{Transaction, params};
 use serde_json::json;
@@ -52,15 +53,24 @@ pub(super) fn write(
     }
     let app_ids = app_ids(tx, buf)?;
     let mut fold = Fold::default();
+    let mut connections = Connections::default();
     for pending in &buf.records {
-        // Before the insert: the probe asks whether an earlier record of the socket is there.
-        let probed = rollup.probe(tx, pending)?;
+        // Before the insert: the probe asks whether an earlier record of the socket is there
+        // (first writing the rows collected so far, when it has to ask the table).
+        let probed = rollup.probe(tx, pending, || connections.write_out(tx))?;
         let app_id = app_ids.get(&*pending.app).copied().unwrap_or_default();
-        insert_connection(tx, &mut dbs, pending, app_id)?;
+        let (country_db, asn_db) = match (&pending.record.remote, &pending.dest) {
+            (Some(_), Some(d)) => {
+                (dbs.id_of_ref(tx, "country", d.country_db.as_ref())?, dbs.id_of_ref(tx, "asn", d.asn_db.as_ref())?)
+            }
+            _ => (None, None),
+        };
+        connections.push(tx, ConnectionRow { pending, app_id, country_db, asn_db })?;
         if let Some(probed) = probed {
             fold.add_record(probed, pending);
         }
     }
+    connections.write_out(tx)?;
     for (key, bucket) in &buf.buckets {
         let country_db = dbs.id_of(tx, "country", key.country_db.as_ref())?.unwrap_or(0);
         let asn_db = dbs.id_of(tx, "asn", key.asn_db.as_ref())?.unwrap_or(0);
@@ -164,7 +174,7 @@ impl DbIds {
 /// `apps.id` of every app of the buffered records: one upsert per app and flush (not per record),
 /// with the latest time any of its records was seen.
 fn app_ids<'a>(tx: &Transaction<'_>, buf: &'a Buffer) -> rusqlite::Result<HashMap<&'a App, i64>> {
-    let mut latest: HashMap<&App, Timestamp> = HashMap::new();
+    let mut latest: HashMap<&App, Timestamp> = HashMap::default();
     for Pending { record, app, .. } in &buf.records {
         latest.entry(&**app).and_modify(|t| *t = (*t).max(record.last_seen)).or_insert(record.last_seen);
     }
@@ -187,8 +197,82 @@ fn app_id(tx: &Transaction<'_>, app: &App, seen: Timestamp) -> rusqlite::Result<
     })
 }
 
-fn insert_connection(tx: &Transaction<'_>, dbs: &mut DbIds, pending: &Pending, app_id: i64) -> rusqlite::Result<()> {
-    let Pending { record, app, dest } = pending;
+/// Rows per multi-row `INSERT` into `connections` (42 values each: 1,344 bound parameters, far
+/// below SQLite's limit of 32,766). A flush's remainder goes in with the one-row statement.
+const ROWS_PER_INSERT: usize = 32;
+
+/// Columns of `connections` written per record, in binding order.
+const CONNECTION_COLUMNS: &str = "event, time_ms, first_seen_ms, closed_ms, cookie, app_id, app_pid, app_start_time,
+    owner_tgid, owner_pid, owner_uid, owner_gid, owner_comm, owner_cgroup_id, owner_source, protocol, direction,
+    local_ip, local_port, remote_ip, remote_port, payload_tx, payload_rx, wire_tx, wire_rx, packets_tx, packets_rx,
+    delta_payload_tx, delta_payload_rx, delta_wire_tx, delta_wire_rx, delta_packets_tx, delta_packets_rx,
+    payload_source, complete, scope, country, asn, as_org, country_db, asn_db, ip_protocol";
+/// Number of names in [`CONNECTION_COLUMNS`].
+const CONNECTION_VALUES: usize = 42;
+
+/// `INSERT INTO connections (...) VALUES (?, ...), ...` for `rows` rows.
+fn insert_sql(rows: usize) -> String {
+    let row = format!("({})", vec!["?"; CONNECTION_VALUES].join(", "));
+    format!("INSERT INTO connections ({CONNECTION_COLUMNS}) VALUES {}", vec![row; rows].join(",\n"))
+}
+
+/// The SQL of both insert statements, built once per process.
+static INSERT_SQL: std::sync::LazyLock<[String; 2]> =
+    std::sync::LazyLock::new(|| [insert_sql(1), insert_sql(ROWS_PER_INSERT)]);
+
+/// A record ready for `connections`, with its ids resolved.
+struct ConnectionRow<'a> {
+    pending: &'a Pending,
+    app_id: i64,
+    country_db: Option<i64>,
+    asn_db: Option<i64>,
+}
+
+/// Records waiting for their multi-row insert. Written when [`ROWS_PER_INSERT`] are collected,
+/// before the rollup probe asks the table about a socket (so it sees every earlier record), and
+/// at the end of the flush: the rows are in the table before the transaction commits.
+#[derive(Default)]
+struct Connections<'a> {
+    rows: Vec<ConnectionRow<'a>>,
+    /// Address text of the row being bound (SQLite copies bound text: one buffer serves all).
+    text: String,
+}
+
+impl<'a> Connections<'a> {
+    fn push(&mut self, tx: &Transaction<'_>, row: ConnectionRow<'a>) -> rusqlite::Result<()> {
+        self.rows.push(row);
+        if self.rows.len() == ROWS_PER_INSERT { self.write_out(tx) } else { Ok(()) }
+    }
+
+    /// Inserts every collected row.
+    fn write_out(&mut self, tx: &Transaction<'_>) -> rusqlite::Result<()> {
+        if self.rows.len() == ROWS_PER_INSERT {
+            let mut stmt = tx.prepare_cached(&INSERT_SQL[1])?;
+            for (i, row) in self.rows.iter().enumerate() {
+                bind_connection(&mut stmt, i * CONNECTION_VALUES, row, &mut self.text)?;
+            }
+            stmt.raw_execute()?;
+        } else if !self.rows.is_empty() {
+            let mut stmt = tx.prepare_cached(&INSERT_SQL[0])?;
+            for row in &self.rows {
+                bind_connection(&mut stmt, 0, row, &mut self.text)?;
+                stmt.raw_execute()?;
+            }
+        }
+        self.rows.clear();
+        Ok(())
+    }
+}
+
+/// Binds one record to parameters `base + 1 ..= base + 42`, in [`CONNECTION_COLUMNS`] order.
+fn bind_connection(
+    stmt: &mut rusqlite::Statement<'_>,
+    base: usize,
+    row: &ConnectionRow<'_>,
+    text: &mut String,
+) -> rusqlite::Result<()> {
+    use std::fmt::Write as _;
+    let ConnectionRow { pending: Pending { record, app, dest }, app_id, country_db, asn_db } = row;
     let FlowRecord {
         event,
         cookie,
@@ -209,74 +293,71 @@ fn insert_connection(tx: &Transaction<'_>, dbs: &mut DbIds, pending: &Pending, a
         closed,
         complete,
     } = record;
-    let (scope, country, asn, as_org, country_db, asn_db) = match (remote, dest) {
-        (None, _) => (None, None, None, None, None, None),
-        (Some(_), None) => (Some(names::SCOPE_UNENRICHED), None, None, None, None, None),
-        (Some(_), Some(Destination { scope, country, asn, as_org, country_db, asn_db })) => (
-            Some(names::name(*scope)),
-            country.as_deref(),
-            *asn,
-            as_org.as_deref(),
-            dbs.id_of_ref(tx, "country", country_db.as_ref())?,
-            dbs.id_of_ref(tx, "asn", asn_db.as_ref())?,
-        ),
+    let (scope, country, asn, as_org) = match (remote, dest) {
+        (None, _) => (None, None, None, None),
+        (Some(_), None) => (Some(names::SCOPE_UNENRICHED), None, None, None),
+        (Some(_), Some(Destination { scope, country, asn, as_org, .. })) => {
+            (Some(names::name(*scope)), country.as_deref(), *asn, as_org.as_deref())
+        }
     };
-    tx.prepare_cached(
-        "INSERT INTO connections (event, time_ms, first_seen_ms, closed_ms, cookie, app_id, app_pid,
-             app_start_time, owner_tgid, owner_pid, owner_uid, owner_gid, owner_comm, owner_cgroup_id,
-             owner_source, protocol, direction, local_ip, local_port, remote_ip, remote_port,
-             payload_tx, payload_rx, wire_tx, wire_rx, packets_tx, packets_rx,
-             delta_payload_tx, delta_payload_rx, delta_wire_tx, delta_wire_rx, delta_packets_tx,
-             delta_packets_rx, payload_source, complete, scope, country, asn, as_org, country_db, asn_db,
-             ip_protocol)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-             ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39,
-             ?40, ?41, ?42)",
-    )?
-    .execute(params![
-        names::name(*event),
-        ms(*last_seen),
-        ms(*first_seen),
-        closed.map(ms),
-        cookie.cast_signed(),
-        app_id,
-        app.pid,
-        int(app.start_time),
-        owner.tgid,
-        owner.pid,
-        owner.uid,
-        owner.gid,
-        owner.comm,
-        owner.cgroup_id.cast_signed(),
-        names::name(owner.source),
-        names::name(*protocol),
-        names::name(*direction),
-        local.map(|a| a.ip().to_string()),
-        local.map(|a| a.port()),
-        remote.map(|a| a.ip().to_string()),
-        remote.map(|a| a.port()),
-        int(payload.tx_bytes),
-        int(payload.rx_bytes),
-        int(wire.tx_bytes),
-        int(wire.rx_bytes),
-        int(wire.tx_packets),
-        int(wire.rx_packets),
-        int(delta_payload.tx_bytes),
-        int(delta_payload.rx_bytes),
-        int(delta_wire.tx_bytes),
-        int(delta_wire.rx_bytes),
-        int(delta_wire.tx_packets),
-        int(delta_wire.rx_packets),
-        names::name(*payload_source),
-        complete,
-        scope,
-        country,
-        asn,
-        as_org,
-        country_db,
-        asn_db,
-        ip_protocol,
-    ])?;
+    let mut i = base;
+    let mut bind = |stmt: &mut rusqlite::Statement<'_>, value: &dyn rusqlite::ToSql| {
+        i += 1;
+        stmt.raw_bind_parameter(i, value)
+    };
+    bind(stmt, &names::name(*event))?;
+    bind(stmt, &ms(*last_seen))?;
+    bind(stmt, &ms(*first_seen))?;
+    bind(stmt, &closed.map(ms))?;
+    bind(stmt, &cookie.cast_signed())?;
+    bind(stmt, app_id)?;
+    bind(stmt, &app.pid)?;
+    bind(stmt, &int(app.start_time))?;
+    bind(stmt, &owner.tgid)?;
+    bind(stmt, &owner.pid)?;
+    bind(stmt, &owner.uid)?;
+    bind(stmt, &owner.gid)?;
+    bind(stmt, &owner.comm)?;
+    bind(stmt, &owner.cgroup_id.cast_signed())?;
+    bind(stmt, &names::name(owner.source))?;
+    bind(stmt, &names::name(*protocol))?;
+    bind(stmt, &names::name(*direction))?;
+    for addr in [local, remote] {
+        match addr {
+            Some(a) => {
+                text.clear();
+                // Writing to a String cannot fail.
+                let _ = write!(text, "{}", a.ip());
+                bind(stmt, &text.as_str())?;
+                bind(stmt, &a.port())?;
+            }
+            None => {
+                bind(stmt, &rusqlite::types::Null)?;
+                bind(stmt, &rusqlite::types::Null)?;
+            }
+        }
+    }
+    bind(stmt, &int(payload.tx_bytes))?;
+    bind(stmt, &int(payload.rx_bytes))?;
+    bind(stmt, &int(wire.tx_bytes))?;
+    bind(stmt, &int(wire.rx_bytes))?;
+    bind(stmt, &int(wire.tx_packets))?;
+    bind(stmt, &int(wire.rx_packets))?;
+    bind(stmt, &int(delta_payload.tx_bytes))?;
+    bind(stmt, &int(delta_payload.rx_bytes))?;
+    bind(stmt, &int(delta_wire.tx_bytes))?;
+    bind(stmt, &int(delta_wire.rx_bytes))?;
+    bind(stmt, &int(delta_wire.tx_packets))?;
+    bind(stmt, &int(delta_wire.rx_packets))?;
+    bind(stmt, &names::name(*payload_source))?;
+    bind(stmt, complete)?;
+    bind(stmt, &scope)?;
+    bind(stmt, &country)?;
+    bind(stmt, &asn)?;
+    bind(stmt, &as_org)?;
+    bind(stmt, country_db)?;
+    bind(stmt, asn_db)?;
+    bind(stmt, ip_protocol)?;
     Ok(())
 }
 

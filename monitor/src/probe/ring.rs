@@ -3,6 +3,7 @@
 use std::{
     mem::size_of,
     sync::{Arc, atomic::Ordering},
+    time::Duration,
 };
 
 use aya::maps::{MapData, RingBuf};
@@ -18,7 +19,16 @@ use super::{Error, stats::DrainCounters};
 /// Most events handed to the tracker in one message.
 pub const EVENT_BATCH: usize = 1024;
 
-/// Reads every record as soon as the kernel signals, decodes it and sends batches to `tx`.
+/// Pause after a drain that found less than a full batch, before looking again. The kernel
+/// signals the ring buffer only when the reader has caught up, so while the reader pauses, new
+/// events are queued without a wake-up each: under a burst of short connections (≈ 9 events per
+/// TCP exchange) this turns one wake-up of the drainer, the tracker and the sink per event into
+/// one per pause. Events wait at most this long; the ring buffer (4 MiB by default) holds far
+/// more than a millisecond of events.
+pub const DRAIN_PAUSE: Duration = Duration::from_millis(1);
+
+/// Reads the records when the kernel signals, decodes them and sends batches to `tx`; after a
+/// drain of less than [`EVENT_BATCH`] records it waits [`DRAIN_PAUSE`] before the next.
 /// When `tx` is full this waits, the ring buffer fills, and the kernel counts what it loses.
 /// Returns when `shutdown` changes (after a last full drain) or the receiver is gone.
 ///
@@ -39,12 +49,16 @@ pub async fn drain(
                 let mut guard = guard.map_err(Error::Poll)?;
                 let batches = read_all(guard.get_inner_mut(), &counters);
                 guard.clear_ready();
+                let pause = batches.iter().map(Vec::len).sum::<usize>() < EVENT_BATCH;
                 for batch in batches {
                     if tx.send(batch).await.is_err() {
                         return Ok(());
                     }
                 }
-                false
+                pause && tokio::select! {
+                    () = tokio::time::sleep(DRAIN_PAUSE) => false,
+                    _ = shutdown.changed() => true,
+                }
             }
             _ = shutdown.changed() => true,
         };

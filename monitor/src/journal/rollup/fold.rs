@@ -1,7 +1,9 @@
 //! Folding one flush into the rollups, inside the flush transaction: what the flush writes to
 //! `connections` and `residency` is added to `endpoint_week` and `residency_week`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
+
+use foldhash::HashSet;
 
 use rusqlite::{Transaction, params};
 
@@ -74,7 +76,14 @@ impl Rollup {
     /// no record of the same socket at that endpoint is in that week yet (the report's `flows`
     /// is `COUNT(DISTINCT cookie)` per endpoint and week; `connections_cookie` makes this cheap).
     /// `None` without a remote address or before the covered weeks.
-    pub(crate) fn probe(&mut self, tx: &Transaction<'_>, pending: &Pending) -> rusqlite::Result<Option<Probed>> {
+    /// `before_query` runs before the table is asked: the caller writes the records it holds
+    /// back (batched inserts), so that the lookup sees every earlier record.
+    pub(crate) fn probe(
+        &mut self,
+        tx: &Transaction<'_>,
+        pending: &Pending,
+        before_query: impl FnOnce() -> rusqlite::Result<()>,
+    ) -> rusqlite::Result<Option<Probed>> {
         let Pending { record, app, dest: _ } = pending;
         let FlowRecord { cookie, protocol, direction, remote, last_seen, .. } = record;
         // No record of a cookie above `max_cookie` is stored; the caller inserts this one next
@@ -95,6 +104,7 @@ impl Rollup {
         } else if self.counted.contains(&key) {
             true
         } else {
+            before_query()?;
             // `connections_cookie` (cookie, remote_ip, remote_port, time_ms) narrows this to the
             // socket's records at that endpoint in that week (inbound: at that address).
             let sql = if id.3 == INBOUND_PORT {

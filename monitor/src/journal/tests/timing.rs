@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use jiff::Timestamp;
+
 use super::{
     fixtures::{self, Flow, at},
     tempdir, writer_in,
@@ -54,4 +56,35 @@ fn flush_of_100k_records() {
     }
     times.sort();
     eprintln!("median flush of {BATCH} records: {:?}", times[times.len() / 2]);
+}
+
+/// Records shaped like `cargo xtask bench`'s churn: one close record per socket (cookies rising),
+/// a handful of endpoints, two apps, flushed in the sink's early-flush batches (2,048 records).
+#[test]
+#[ignore = "measurement: run by hand in release with --nocapture"]
+fn churn_records_per_record_cost() {
+    const RECORDS: u64 = 200_000;
+    const FLUSH: u64 = 2048;
+    let dir = tempdir();
+    let mut w = writer_in(dir.path());
+    let apps = [fixtures::app("bench-load"), fixtures::app("bench-server")];
+    let dest = fixtures::scoped(crate::enrich::Scope::Private);
+    let t0 = Timestamp::now();
+    let started = Instant::now();
+    let mut in_flush = std::time::Duration::ZERO;
+    for i in 0..RECORDS {
+        let t = t0 + jiff::SignedDuration::from_micros(i64::try_from(i * 30).expect("small"));
+        let mut flow = Flow::new(1_000_000 + i, &format!("10.200.0.2:{}", 5000 + i % 4), t);
+        let record = flow.record(Close, t, 1024, 1024);
+        w.append(&record, &apps[usize::try_from(i % 2).expect("small")], Some(&dest));
+        if (i + 1) % FLUSH == 0 {
+            let f = Instant::now();
+            w.flush().expect("flush");
+            in_flush += f.elapsed();
+        }
+    }
+    w.flush().expect("flush");
+    let total = started.elapsed();
+    let per = |d: std::time::Duration| d.as_secs_f64() * 1e6 / RECORDS as f64;
+    eprintln!("churn-shaped: {:.2} µs per record in total, {:.2} µs in flush", per(total), per(in_flush));
 }

@@ -245,3 +245,37 @@ fn records_without_remote_or_destination_keep_their_scope() {
         ]
     );
 }
+
+/// Batched inserts and the rollups' socket counting: 20,000 sockets of two records each, seven
+/// records apart, in one flush. The counting cache empties itself twice on the way (16,384 keys),
+/// so some second records are looked up in the table while their first record still waits for
+/// its multi-row insert: each socket must still count once per endpoint and week.
+#[test]
+fn batched_inserts_count_every_socket_once_in_the_rollups() {
+    const SOCKETS: u64 = 20_000;
+    const GAP: u64 = 7;
+    let dir = tempdir();
+    let mut w = writer_in(dir.path());
+    let app = fixtures::app("load");
+    let us = fixtures::public(Some("US"), Some(15169), Some("Google LLC"));
+    let mut flows: Vec<Flow> =
+        (0..SOCKETS).map(|c| Flow::new(1 + c, &format!("192.0.2.{}:443", c % 4), at(T0))).collect();
+    // Record n: the first record of socket n, and the second of socket n - GAP.
+    for n in 0..SOCKETS + GAP {
+        let t = at(T0 + i64::try_from(n / 1000).expect("small"));
+        if let Some(f) = flows.get_mut(usize::try_from(n).expect("small")) {
+            w.append(&f.record(Update, t, 10, 1), &app, Some(&us));
+        }
+        if let Some(f) = n.checked_sub(GAP).and_then(|m| flows.get_mut(usize::try_from(m).expect("small"))) {
+            w.append(&f.record(Close, t, 20, 2), &app, Some(&us));
+        }
+    }
+    w.flush().expect("flush");
+    let conn = raw(w.path());
+    let records = i64::try_from(2 * SOCKETS).expect("small");
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM connections"), records);
+    assert_eq!(int(&conn, "SELECT SUM(delta_payload_tx) FROM connections"), i64::try_from(30 * SOCKETS).expect("small"));
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM endpoint_week"), 4, "four endpoints, one week");
+    assert_eq!(int(&conn, "SELECT SUM(flows) FROM endpoint_week"), i64::try_from(SOCKETS).expect("small"));
+    assert_eq!(int(&conn, "SELECT SUM(payload_tx) FROM endpoint_week"), i64::try_from(30 * SOCKETS).expect("small"));
+}
