@@ -293,7 +293,7 @@ fn only_regular_files_are_mapped() {
     let dir = empty_default_dir();
     let err = Enricher::open_in(&config(Some(dir.path()), None), dir.path()).expect_err("a directory");
     assert!(matches!(err, Error::Unusable { role: Role::Country, .. }), "{err:?}");
-    let chain = format!("{}", std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default());
+    let chain = std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default();
     assert!(chain.contains("a directory, not a regular file"), "{chain}");
 }
 
