@@ -9,8 +9,8 @@ use core::{
 use aya_ebpf::{
     bindings::BPF_SK_STORAGE_GET_F_CREATE,
     helpers::generated::{
-        bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-        bpf_ktime_get_boot_ns, bpf_sk_storage_get,
+        bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_pid_tgid,
+        bpf_get_current_uid_gid, bpf_ktime_get_boot_ns, bpf_sk_storage_get,
     },
     macros::{btf_map, map},
     maps::{PerCpuArray, RingBuf},
@@ -95,8 +95,9 @@ static WATCHED_CGROUP_LEVEL: u32 = 0;
 #[inline(always)]
 pub(crate) fn current_task_watched() -> bool {
     // SAFETY: plain globals, volatile so the compiler does not fold the defaults.
-    let (id, level) =
-        unsafe { (ptr::read_volatile(&raw const WATCHED_CGROUP_ID), ptr::read_volatile(&raw const WATCHED_CGROUP_LEVEL)) };
+    let (id, level) = unsafe {
+        (ptr::read_volatile(&raw const WATCHED_CGROUP_ID), ptr::read_volatile(&raw const WATCHED_CGROUP_LEVEL))
+    };
     // SAFETY: helper without pointer arguments; 0 when `level` is deeper than the task's cgroup.
     unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) == id }
 }
@@ -127,12 +128,7 @@ pub(crate) fn stat(index: u32, value: u64) {
 pub(crate) fn record_owner(owner: &mut Owner, source: OwnerSource) {
     // SAFETY: helpers without pointer arguments.
     let (pid_tgid, uid_gid, cgroup_id, now) = unsafe {
-        (
-            bpf_get_current_pid_tgid(),
-            bpf_get_current_uid_gid(),
-            bpf_get_current_cgroup_id(),
-            bpf_ktime_get_boot_ns(),
-        )
+        (bpf_get_current_pid_tgid(), bpf_get_current_uid_gid(), bpf_get_current_cgroup_id(), bpf_ktime_get_boot_ns())
     };
     owner.tgid = (pid_tgid >> 32) as u32;
     owner.pid = pid_tgid as u32;

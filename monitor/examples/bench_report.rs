@@ -70,17 +70,17 @@ fn generate(path: PathBuf, records: u64) -> anyhow::Result<()> {
     let apps: Vec<Arc<App>> = (0..APPS)
         .map(|i| {
             Arc::new(App {
-            name: format!("app{i:02}"),
-            exe: Some(format!("/usr/bin/app{i:02}")),
-            cmdline: None,
-            pid: 1000 + i as u32,
-            start_time: 1,
-            uid: 1000,
-            user: None,
-            unit: None,
-            cgroup: None,
-            container: None,
-            source: AppSource::Proc,
+                name: format!("app{i:02}"),
+                exe: Some(format!("/usr/bin/app{i:02}")),
+                cmdline: None,
+                pid: 1000 + i as u32,
+                start_time: 1,
+                uid: 1000,
+                user: None,
+                unit: None,
+                cgroup: None,
+                container: None,
+                source: AppSource::Proc,
             })
         })
         .collect();

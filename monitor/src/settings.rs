@@ -36,10 +36,18 @@ pub const CONFIG_MAX_BYTES: u64 = 1 << 20;
 pub enum Error {
     /// The file could not be read.
     #[error("cannot read config file `{}`", path.display())]
-    Read { path: PathBuf, #[source] source: files::Error },
+    Read {
+        path: PathBuf,
+        #[source]
+        source: files::Error,
+    },
     /// The file is not valid TOML for this schema (unknown key, wrong type...).
     #[error("invalid config file `{}`", path.display())]
-    Parse { path: PathBuf, #[source] source: Box<toml::de::Error> },
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
     /// A value is out of range.
     #[error("invalid value for `{key}`: {reason}")]
     Invalid { key: &'static str, reason: String },
@@ -345,8 +353,8 @@ mod tests {
 
     #[test]
     fn report_format_names_agree_in_config_cli_and_display() {
-        use clap::ValueEnum as _;
         use crate::report::Format;
+        use clap::ValueEnum as _;
         let names: Vec<String> = Format::ALL.iter().map(|f| format!("\"{f}\"")).collect();
         let text = format!("[report]\nexport_formats = [{}]\n", names.join(", "));
         let raw = RawConfig::parse(&text, Path::new("x.toml")).unwrap();

@@ -46,6 +46,9 @@ mod tests {
         let monday = monday_of(t, &ny).expect("monday");
         assert_eq!(label(monday), "2026-W44");
         let (since, until) = bounds(monday, &ny).expect("bounds");
-        assert_eq!((since.to_string(), until.to_string()), ("2026-10-26T04:00:00Z".into(), "2026-11-02T05:00:00Z".into()));
+        assert_eq!(
+            (since.to_string(), until.to_string()),
+            ("2026-10-26T04:00:00Z".into(), "2026-11-02T05:00:00Z".into())
+        );
     }
 }

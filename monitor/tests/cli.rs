@@ -42,16 +42,28 @@ fn unknown_config_key_is_a_usage_error_naming_key_and_file() {
 #[test]
 fn wrong_type_and_out_of_range_values_are_usage_errors() {
     let f = config("[probe]\nupdate_interval_secs = \"often\"\n");
-    assert_clean_failure(&monitor(&["--config", f.path().to_str().unwrap(), "config", "dump"]), 2, "update_interval_secs");
+    assert_clean_failure(
+        &monitor(&["--config", f.path().to_str().unwrap(), "config", "dump"]),
+        2,
+        "update_interval_secs",
+    );
     let f = config("[probe]\nring_buffer_kib = 3\n");
-    assert_clean_failure(&monitor(&["--config", f.path().to_str().unwrap(), "config", "dump"]), 2, "probe.ring_buffer_kib");
+    assert_clean_failure(
+        &monitor(&["--config", f.path().to_str().unwrap(), "config", "dump"]),
+        2,
+        "probe.ring_buffer_kib",
+    );
     let f = config("[[apps]]\nname = \"x\"\n");
     assert_clean_failure(&monitor(&["--config", f.path().to_str().unwrap(), "config", "dump"]), 2, "no exe, comm");
 }
 
 #[test]
 fn missing_or_unreadable_config_file_is_a_usage_error() {
-    assert_clean_failure(&monitor(&["--config", "/nonexistent/monitor.toml", "config", "dump"]), 2, "/nonexistent/monitor.toml");
+    assert_clean_failure(
+        &monitor(&["--config", "/nonexistent/monitor.toml", "config", "dump"]),
+        2,
+        "/nonexistent/monitor.toml",
+    );
 }
 
 #[test]
@@ -104,7 +116,11 @@ fn report_with_bad_period_or_format_is_a_usage_error() {
     assert_clean_failure(&monitor(&["report", "--week", "2026-47", "--journal", j]), 2, "2026-47");
     assert_clean_failure(&monitor(&["report", "--format", "xml", "--journal", j]), 2, "xml");
     assert_clean_failure(&monitor(&["report", "--time-zone", "Mars/Olympus", "--journal", j]), 2, "Mars/Olympus");
-    assert_clean_failure(&monitor(&["report", "--since", "yesterday", "--until", "2026-11-20", "--journal", j]), 2, "yesterday");
+    assert_clean_failure(
+        &monitor(&["report", "--since", "yesterday", "--until", "2026-11-20", "--journal", j]),
+        2,
+        "yesterday",
+    );
 }
 
 #[test]

@@ -288,7 +288,10 @@ fn readers_on_a_file_that_is_not_a_journal_say_so_and_leave_it_alone() {
     let text = dir.path().join("passwd");
     fs::write(&text, b"root:x:0:0:root:/root:/bin/bash\n").unwrap();
     let foreign = dir.path().join("app.sqlite");
-    rusqlite::Connection::open(&foreign).unwrap().execute_batch("CREATE TABLE notes (x); INSERT INTO notes VALUES (1);").unwrap();
+    rusqlite::Connection::open(&foreign)
+        .unwrap()
+        .execute_batch("CREATE TABLE notes (x); INSERT INTO notes VALUES (1);")
+        .unwrap();
     for path in [&text, &foreign] {
         let before = fs::read(path).unwrap();
         for cmd in ["report", "status"] {

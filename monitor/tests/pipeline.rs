@@ -418,11 +418,7 @@ async fn c_a_long_lived_flow_gets_periodic_updates_whose_deltas_add_up() {
         .collect();
     assert_eq!(
         records,
-        [
-            (RecordKind::Update, 1000, 50_000),
-            (RecordKind::Update, 2000, 70_000),
-            (RecordKind::Close, 500, 10_000),
-        ],
+        [(RecordKind::Update, 1000, 50_000), (RecordKind::Update, 2000, 70_000), (RecordKind::Close, 500, 10_000),],
         "one update per interval with what changed, then the close with the rest"
     );
     let close = flows(&outputs).last().map(|f| f.record.payload).unwrap();
@@ -470,10 +466,8 @@ async fn d_a_completed_week_is_exported_once() {
     let file = reports.join(format!("{past_week}.json"));
     let text = fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     assert!(text.contains("replayed") && text.contains("123457") && text.contains("765433"), "{text}");
-    let exported: Vec<String> = fs::read_dir(&reports)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let exported: Vec<String> =
+        fs::read_dir(&reports).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(exported, [format!("{past_week}.json")], "only the completed week");
 
     // Once: a later start does not write it again, even when the file is gone.

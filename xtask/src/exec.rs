@@ -69,7 +69,19 @@ pub fn run_tests(args: &[String]) -> anyhow::Result<()> {
     cmd.args(args);
     exec(&mut cmd)?;
     eprintln!("xtask: clippy (warnings are errors)");
-    exec(cargo().args(["clippy", "--package", "monitor", "--package", "monitor-common", "--package", "xtask", "--all-targets", "--", "-D", "warnings"]))?;
+    exec(cargo().args([
+        "clippy",
+        "--package",
+        "monitor",
+        "--package",
+        "monitor-common",
+        "--package",
+        "xtask",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     eprintln!("xtask: formatting (rustfmt.toml; `cargo fmt --all` fixes it)");
     exec(cargo().args(["fmt", "--all", "--check"]))
 }

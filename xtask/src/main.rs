@@ -55,20 +55,24 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Setup(args) => setup::run(&args),
         Command::Run { args } => setup::run(&setup::Args::default()).and_then(|()| exec::run_monitor(&args)),
-        Command::Test { args } => setup::run(&setup::Args::default()).and_then(|()| exec::run_tests(&args)).and_then(|()| {
-            // The quick benchmark run keeps the harness from rotting; it fails only if the harness
-            // itself breaks, never on a figure. Benchmarks load BPF programs: root only.
-            if exec::is_root() {
-                eprintln!("xtask: benchmark harness, quick mode (figures are not checked)");
-                setup::run(&setup::Args { bench: true, ..setup::Args::default() })?;
-                bench::run(&bench::Args { quick: true, ..bench::Args::default() })
-            } else {
-                eprintln!("xtask: not root: skipping the benchmark harness check");
-                Ok(())
-            }
-        }),
+        Command::Test { args } => {
+            setup::run(&setup::Args::default()).and_then(|()| exec::run_tests(&args)).and_then(|()| {
+                // The quick benchmark run keeps the harness from rotting; it fails only if the harness
+                // itself breaks, never on a figure. Benchmarks load BPF programs: root only.
+                if exec::is_root() {
+                    eprintln!("xtask: benchmark harness, quick mode (figures are not checked)");
+                    setup::run(&setup::Args { bench: true, ..setup::Args::default() })?;
+                    bench::run(&bench::Args { quick: true, ..bench::Args::default() })
+                } else {
+                    eprintln!("xtask: not root: skipping the benchmark harness check");
+                    Ok(())
+                }
+            })
+        }
         Command::Geo(args) => geo::run(&args),
-        Command::Bench(args) => setup::run(&setup::Args { bench: true, ..setup::Args::default() }).and_then(|()| bench::run(&args)),
+        Command::Bench(args) => {
+            setup::run(&setup::Args { bench: true, ..setup::Args::default() }).and_then(|()| bench::run(&args))
+        }
         Command::BenchLoad(args) => bench::load::run(&args),
     };
     match result {

@@ -37,10 +37,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         geo::ensure_default()?;
     }
     if args.bench {
-        apt_install(&[
-            ("iperf3", "throughput benchmark"),
-            ("nethogs", "benchmark peer"),
-        ])?;
+        apt_install(&[("iperf3", "throughput benchmark"), ("nethogs", "benchmark peer")])?;
         cargo_install("bandwhich", None, &[])?;
     }
     Ok(())

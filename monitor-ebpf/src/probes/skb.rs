@@ -12,8 +12,8 @@ use core::ffi::c_void;
 use aya_ebpf::{
     bindings::bpf_sock,
     helpers::generated::{
-        bpf_get_socket_cookie, bpf_get_socket_uid, bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns,
-        bpf_sk_fullsock, bpf_spin_lock, bpf_spin_unlock, bpf_tcp_sock,
+        bpf_get_socket_cookie, bpf_get_socket_uid, bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns, bpf_sk_fullsock,
+        bpf_spin_lock, bpf_spin_unlock, bpf_tcp_sock,
     },
     macros::cgroup_skb,
     programs::SkBuffContext,
@@ -222,11 +222,7 @@ fn parse_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, egress: bool, protocol: u3
     if udp || protocol == u32::from(IPPROTO_SCTP) {
         // UDP and SCTP headers both start with the source and destination ports.
         let head: [u8; 8] = ctx.load(l4_off).ok()?;
-        let port = if egress {
-            u16::from_be_bytes([head[2], head[3]])
-        } else {
-            u16::from_be_bytes([head[0], head[1]])
-        };
+        let port = if egress { u16::from_be_bytes([head[2], head[3]]) } else { u16::from_be_bytes([head[0], head[1]]) };
         let payload = if udp {
             u64::from(u16::from_be_bytes([head[4], head[5]])).saturating_sub(8)
         } else {

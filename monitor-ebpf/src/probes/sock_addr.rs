@@ -6,10 +6,7 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    bindings::bpf_sock,
-    helpers::generated::bpf_get_socket_cookie,
-    macros::cgroup_sock_addr,
-    programs::SockAddrContext,
+    bindings::bpf_sock, helpers::generated::bpf_get_socket_cookie, macros::cgroup_sock_addr, programs::SockAddrContext,
 };
 use monitor_common::{
     AF_INET6, IPPROTO_UDP,

@@ -19,7 +19,9 @@ pub const JOURNAL: u8 = 5;
 pub fn code_for(err: &anyhow::Error) -> ExitCode {
     if err.downcast_ref::<monitor::settings::Error>().is_some()
         || err.downcast_ref::<super::report::UsageError>().is_some()
-        || err.downcast_ref::<monitor::report::Error>().is_some_and(|e| !matches!(e, monitor::report::Error::Journal(_)))
+        || err
+            .downcast_ref::<monitor::report::Error>()
+            .is_some_and(|e| !matches!(e, monitor::report::Error::Journal(_)))
     {
         return ExitCode::from(CONFIG);
     }

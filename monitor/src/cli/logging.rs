@@ -11,13 +11,10 @@ pub fn init(verbose: u8) {
     };
     if systemd_journal_logger::connected_to_journal()
         && let Ok(logger) = systemd_journal_logger::JournalLog::new()
-            && logger.install().is_ok() {
-                log::set_max_level(level);
-                return;
-            }
-    env_logger::Builder::new()
-        .filter_level(level)
-        .format_target(false)
-        .parse_default_env()
-        .init();
+        && logger.install().is_ok()
+    {
+        log::set_max_level(level);
+        return;
+    }
+    env_logger::Builder::new().filter_level(level).format_target(false).parse_default_env().init();
 }

@@ -10,11 +10,11 @@ use std::{
 use anyhow::Context as _;
 use log::{error, info, warn};
 use monitor::{
+    daemon::FlowOutput,
     daemon::{self, OUTPUT_QUEUE, Output},
     escape::{self, Terminal},
     privileges,
     settings::{OutputFormat, RawConfig, Settings},
-    daemon::FlowOutput,
 };
 use tokio::sync::{mpsc, watch};
 

@@ -18,9 +18,9 @@ pub fn execute(args: &StatusArgs, settings: &Settings) -> anyhow::Result<ExitCod
     let now = Timestamp::now();
     let day = TimeRange { since: now - SignedDuration::from_hours(24), until: now };
     let stats = reader.stats(day)?;
-    let running = state.as_ref().is_some_and(|s| {
-        std::fs::read_to_string(format!("/proc/{}/comm", s.pid)).is_ok_and(|c| c.trim() == "monitor")
-    });
+    let running = state
+        .as_ref()
+        .is_some_and(|s| std::fs::read_to_string(format!("/proc/{}/comm", s.pid)).is_ok_and(|c| c.trim() == "monitor"));
     let (configured, geo_error) = match Enricher::open(&settings.geo) {
         Ok(e) => (e.databases(), e.warnings().to_vec()),
         Err(e) => (Vec::new(), vec![format!("{:#}", anyhow::Error::new(e))]),
@@ -47,10 +47,20 @@ pub fn execute(args: &StatusArgs, settings: &Settings) -> anyhow::Result<ExitCod
                 s.version
             )?;
             let last = s.last_flush.map_or_else(|| "never".to_owned(), |t| t.to_string());
-            writeln!(out, "flushes   {} (last {last}), {} rows written, every {} s", s.flushes, s.rows_written, s.flush_interval_secs)?;
+            writeln!(
+                out,
+                "flushes   {} (last {last}), {} rows written, every {} s",
+                s.flushes, s.rows_written, s.flush_interval_secs
+            )?;
             for db in &s.databases {
                 let age = (now.as_second() - i64::try_from(db.build_epoch).unwrap_or(0)) / 86_400;
-                writeln!(out, "in use    {} {} ({}, {age} days old)", db.role, db.path.as_deref().map_or_else(|| "?".into(), |p| p.display().to_string()), db.database_type)?;
+                writeln!(
+                    out,
+                    "in use    {} {} ({}, {age} days old)",
+                    db.role,
+                    db.path.as_deref().map_or_else(|| "?".into(), |p| p.display().to_string()),
+                    db.database_type
+                )?;
             }
         }
         None => writeln!(out, "daemon    never ran on this journal")?,
@@ -63,10 +73,21 @@ pub fn execute(args: &StatusArgs, settings: &Settings) -> anyhow::Result<ExitCod
     writeln!(
         out,
         "last 24h  events lost {} of {}, unattributed {} B in {} packets, incomplete flows {}",
-        stats.events_lost, stats.events_submitted, stats.unattributed_bytes, stats.unattributed_packets, stats.incomplete_flows
+        stats.events_lost,
+        stats.events_submitted,
+        stats.unattributed_bytes,
+        stats.unattributed_packets,
+        stats.incomplete_flows
     )?;
     for db in &configured {
-        writeln!(out, "geo       {} {} ({}, {} days old)", db.role, db.path.display(), db.db.database_type, db.age_days)?;
+        writeln!(
+            out,
+            "geo       {} {} ({}, {} days old)",
+            db.role,
+            db.path.display(),
+            db.db.database_type,
+            db.age_days
+        )?;
     }
     for w in &geo_error {
         writeln!(out, "warning   {w}")?;

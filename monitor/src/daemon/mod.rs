@@ -30,10 +30,10 @@ pub use source::{Batch, EventSource, ProbeSource, Reloads};
 pub use crate::stats::Stats;
 
 use crate::{
-    probe::Probe,
     enrich::Enricher,
     identity::{self, AppRules, Identities},
     journal::{JournalWriter, RunInfo},
+    probe::Probe,
     probe::{self, Degradation, KernelStats, ProbeConfig},
     report::ReportConfig,
     settings::Settings,

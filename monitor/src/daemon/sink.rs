@@ -201,7 +201,13 @@ impl Sink {
             Ok(()) => {
                 let databases = self.enricher.databases();
                 for db in &databases {
-                    info!("reloaded {} database {} ({}, {} days old)", db.role, db.path.display(), db.db.database_type, db.age_days);
+                    info!(
+                        "reloaded {} database {} ({}, {} days old)",
+                        db.role,
+                        db.path.display(),
+                        db.db.database_type,
+                        db.age_days
+                    );
                 }
                 self.journal.register_databases(&databases);
                 for w in self.enricher.warnings() {

@@ -105,14 +105,24 @@ impl Database {
             other => Error::Unusable { role, path: path.to_path_buf(), source: other },
         })?;
         let open_error = |source| Error::Open { role, path: path.to_path_buf(), source };
-        let reader = Reader::from_source(map_file(&file).map_err(|e| open_error(MaxMindDbError::Io(e)))?)
-            .map_err(open_error)?;
+        let reader =
+            Reader::from_source(map_file(&file).map_err(|e| open_error(MaxMindDbError::Io(e)))?).map_err(open_error)?;
         let meta = reader.metadata();
         let db_ref = DbRef { database_type: meta.database_type.as_str().into(), build_epoch: meta.build_epoch };
         if meta.ip_version != 6 {
-            return Err(Error::Ipv4Only { role, path: path.to_path_buf(), database_type: db_ref.database_type.to_string() });
+            return Err(Error::Ipv4Only {
+                role,
+                path: path.to_path_buf(),
+                database_type: db_ref.database_type.to_string(),
+            });
         }
-        let db = Self { role, path: path.to_path_buf(), db_ref, reader, country_path: std::sync::atomic::AtomicUsize::new(0) };
+        let db = Self {
+            role,
+            path: path.to_path_buf(),
+            db_ref,
+            reader,
+            country_path: std::sync::atomic::AtomicUsize::new(0),
+        };
         db.check_kind()?;
         Ok(db)
     }

@@ -127,7 +127,10 @@ fn csv_cells_get_the_owasp_quote() {
 
 #[test]
 fn html_examples() {
-    assert_eq!(html("<a href=\"x\">'&'</a>\x1b\u{202e}"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;\\x1b\\u{202e}");
+    assert_eq!(
+        html("<a href=\"x\">'&'</a>\x1b\u{202e}"),
+        "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;\\x1b\\u{202e}"
+    );
     assert_eq!(html("firefox"), "firefox");
 }
 

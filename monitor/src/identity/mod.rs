@@ -9,6 +9,6 @@ pub mod rules;
 mod sockets;
 
 pub use app::{App, AppSource, UNKNOWN_APP};
-pub use process::{IdentityStats, Identities, container_of, unit_of};
+pub use process::{Identities, IdentityStats, container_of, unit_of};
 pub use rules::{AppRule, AppRules};
 pub use sockets::{Holder, InetSocket, ProcessInfo, SocketScan};

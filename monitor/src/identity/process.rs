@@ -58,16 +58,16 @@ pub struct IdentityStats {
 /// systemd unit in a cgroup path: the innermost `.service` or `.scope` component.
 #[must_use]
 pub fn unit_of(cgroup: &str) -> Option<String> {
-    cgroup
-        .rsplit('/')
-        .find(|c| c.ends_with(".service") || c.ends_with(".scope"))
-        .map(str::to_owned)
+    cgroup.rsplit('/').find(|c| c.ends_with(".service") || c.ends_with(".scope")).map(str::to_owned)
 }
 
 /// Container id (64 hex digits) named by a cgroup path: docker, podman, containerd, CRI-O.
 #[must_use]
 pub fn container_of(cgroup: &str) -> Option<String> {
-    cgroup.split(['/', '-', '.', ':']).find(|part| part.len() == 64 && part.bytes().all(|b| b.is_ascii_hexdigit())).map(str::to_owned)
+    cgroup
+        .split(['/', '-', '.', ':'])
+        .find(|part| part.len() == 64 && part.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_owned)
 }
 
 impl Identities {
@@ -113,11 +113,7 @@ impl Identities {
 
     fn cached(&self, tgid: u32, created_ns: u64) -> Option<Arc<App>> {
         let entries = self.cache.get(&tgid)?;
-        entries
-            .iter()
-            .rev()
-            .find(|c| c.start_ns <= created_ns.saturating_add(self.tick_ns))
-            .map(|c| Arc::clone(&c.app))
+        entries.iter().rev().find(|c| c.start_ns <= created_ns.saturating_add(self.tick_ns)).map(|c| Arc::clone(&c.app))
     }
 
     fn user(&mut self, uid: u32) -> Option<String> {
@@ -148,7 +144,8 @@ impl Identities {
         });
         let unit = cgroup.as_deref().and_then(unit_of);
         let container = cgroup.as_deref().and_then(container_of);
-        let subject = Subject { exe: exe.as_deref(), comm: &stat.comm, unit: unit.as_deref(), uid, cgroup: cgroup.as_deref() };
+        let subject =
+            Subject { exe: exe.as_deref(), comm: &stat.comm, unit: unit.as_deref(), uid, cgroup: cgroup.as_deref() };
         let name = self
             .rules
             .name_for(&subject)
@@ -182,14 +179,15 @@ impl Identities {
         self.order.push_back(tgid);
         while self.order.len() > MAX_PROCESSES {
             if let Some(old) = self.order.pop_front()
-                && let Some(list) = self.cache.get_mut(&old) {
-                    if !list.is_empty() {
-                        list.remove(0);
-                    }
-                    if list.is_empty() {
-                        self.cache.remove(&old);
-                    }
+                && let Some(list) = self.cache.get_mut(&old)
+            {
+                if !list.is_empty() {
+                    list.remove(0);
                 }
+                if list.is_empty() {
+                    self.cache.remove(&old);
+                }
+            }
         }
     }
 
@@ -250,7 +248,15 @@ mod tests {
     use crate::{identity::rules::AppRule, tracker::record::OwnerSource};
 
     fn owner(tgid: u32) -> Owner {
-        Owner { tgid, pid: tgid, uid: 4242, gid: 0, comm: "gone-proc".into(), cgroup_id: 0, source: OwnerSource::SockCreate }
+        Owner {
+            tgid,
+            pid: tgid,
+            uid: 4242,
+            gid: 0,
+            comm: "gone-proc".into(),
+            cgroup_id: 0,
+            source: OwnerSource::SockCreate,
+        }
     }
 
     #[test]
@@ -356,7 +362,8 @@ mod tests {
     #[test]
     fn socket_older_than_the_process_holding_its_pid_falls_back_to_kernel_data() {
         let clock = Clock::now();
-        let rules = AppRules::compile(&[AppRule { name: "grouped".into(), uid: vec![4242], ..AppRule::default() }]).unwrap();
+        let rules =
+            AppRules::compile(&[AppRule { name: "grouped".into(), uid: vec![4242], ..AppRule::default() }]).unwrap();
         let mut ids = Identities::new(rules, clock);
         // A socket "created" at boot time 1 s: this test process started later, so a pid match
         // must not charge the socket to it.
@@ -372,7 +379,8 @@ mod tests {
     fn flow_without_any_owner_gets_a_clear_app_name_not_an_empty_one() {
         let clock = Clock::now();
         let mut ids = Identities::new(AppRules::default(), clock);
-        let nobody = Owner { tgid: 0, pid: 0, uid: 0, gid: 0, comm: String::new(), cgroup_id: 0, source: OwnerSource::Unknown };
+        let nobody =
+            Owner { tgid: 0, pid: 0, uid: 0, gid: 0, comm: String::new(), cgroup_id: 0, source: OwnerSource::Unknown };
         let app = ids.app_for(&nobody, clock.wall(Clock::boot_ns()));
         assert_eq!((app.name.as_str(), app.source), (UNKNOWN_APP, AppSource::Kernel));
     }

@@ -90,8 +90,11 @@ impl FieldIndex {
         let mut glob_rules = Vec::new();
         for (index, rule) in rules.iter().enumerate() {
             for p in patterns(rule) {
-                let glob = Glob::new(p)
-                    .map_err(|source| Error::Glob { name: rule.name.clone(), pattern: p.clone(), source })?;
+                let glob = Glob::new(p).map_err(|source| Error::Glob {
+                    name: rule.name.clone(),
+                    pattern: p.clone(),
+                    source,
+                })?;
                 if is_glob(p) {
                     builder.add(glob);
                     glob_rules.push(index);

@@ -170,7 +170,10 @@ fn check_meta(path: &Path, meta: &Metadata) -> Result<(), Error> {
     }
     let euid = rustix::process::geteuid().as_raw();
     if meta.uid() != euid {
-        return Err(unsafe_file(path, &format!("it is owned by uid {}, not by uid {euid} running the monitor", meta.uid())));
+        return Err(unsafe_file(
+            path,
+            &format!("it is owned by uid {}, not by uid {euid} running the monitor", meta.uid()),
+        ));
     }
     if meta.nlink() > 1 {
         return Err(unsafe_file(path, &format!("it has {} hard links", meta.nlink())));

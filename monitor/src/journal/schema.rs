@@ -356,10 +356,14 @@ fn check_ours(conn: &Connection, path: &Path) -> Result<u32, Error> {
     let version: u32 =
         conn.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(|source| open_error(path, source))?;
     if version == 0 && objects > 0 {
-        return Err(not_journal("a SQLite database of another application: it has tables but no journal schema".into()));
+        return Err(not_journal(
+            "a SQLite database of another application: it has tables but no journal schema".into(),
+        ));
     }
     if version > 0 && ours != 3 {
-        return Err(not_journal(format!("a SQLite database with user_version {version} but without the journal tables")));
+        return Err(not_journal(format!(
+            "a SQLite database with user_version {version} but without the journal tables"
+        )));
     }
     check_version(conn, path)
 }
@@ -367,8 +371,12 @@ fn check_ours(conn: &Connection, path: &Path) -> Result<u32, Error> {
 fn open_error(path: &Path, source: rusqlite::Error) -> Error {
     match source.sqlite_error_code() {
         // No SQLite header: any file at all (never suggest moving it).
-        Some(rusqlite::ErrorCode::NotADatabase) => Error::NotJournal { path: path.to_path_buf(), reason: source.to_string() },
-        Some(rusqlite::ErrorCode::DatabaseCorrupt) => Error::Corrupt { path: path.to_path_buf(), reason: source.to_string() },
+        Some(rusqlite::ErrorCode::NotADatabase) => {
+            Error::NotJournal { path: path.to_path_buf(), reason: source.to_string() }
+        }
+        Some(rusqlite::ErrorCode::DatabaseCorrupt) => {
+            Error::Corrupt { path: path.to_path_buf(), reason: source.to_string() }
+        }
         _ => Error::Sqlite { path: path.to_path_buf(), source },
     }
 }

@@ -30,11 +30,7 @@ pub fn resolve_cgroup(configured: &Path) -> Result<PathBuf, Error> {
     } else {
         mount.join(configured.strip_prefix("/").unwrap_or(configured))
     };
-    if path.join("cgroup.procs").is_file() {
-        Ok(path)
-    } else {
-        Err(Error::NotACgroup { path, mount })
-    }
+    if path.join("cgroup.procs").is_file() { Ok(path) } else { Err(Error::NotACgroup { path, mount }) }
 }
 
 /// The cgroup v2 id of `cgroup` (the inode number of its directory) and its depth below the
@@ -44,9 +40,8 @@ pub fn resolve_cgroup(configured: &Path) -> Result<PathBuf, Error> {
 /// [`Error::OpenCgroup`] when the directory cannot be read; the mount errors of [`cgroup2_mount`].
 pub fn cgroup_id_and_level(cgroup: &Path) -> Result<(u64, u32), Error> {
     use std::os::unix::fs::MetadataExt as _;
-    let id = std::fs::metadata(cgroup)
-        .map_err(|source| Error::OpenCgroup { path: cgroup.to_path_buf(), source })?
-        .ino();
+    let id =
+        std::fs::metadata(cgroup).map_err(|source| Error::OpenCgroup { path: cgroup.to_path_buf(), source })?.ino();
     let mount = cgroup2_mount()?;
     let below = cgroup.strip_prefix(&mount).map_or(0, |rest| rest.components().count());
     Ok((id, u32::try_from(below).unwrap_or(u32::MAX)))

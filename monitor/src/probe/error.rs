@@ -15,7 +15,11 @@ pub enum Error {
     NotACgroup { path: PathBuf, mount: PathBuf },
     /// Opening the cgroup directory failed.
     #[error("failed to open cgroup `{}`", path.display())]
-    OpenCgroup { path: PathBuf, #[source] source: std::io::Error },
+    OpenCgroup {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// The kernel object could not be loaded (maps or BTF).
     #[error("failed to load the kernel programs")]
     Load(#[source] aya::EbpfError),
@@ -26,7 +30,9 @@ pub enum Error {
     #[error("program `{name}` not found in the kernel object (build mismatch)")]
     ProgramNotFound { name: &'static str },
     /// A program of the object was built for another hook than the loader attaches it to.
-    #[error("program `{name}` in the kernel object has section {found}, not the one the loader expects (build mismatch)")]
+    #[error(
+        "program `{name}` in the kernel object has section {found}, not the one the loader expects (build mismatch)"
+    )]
     ProgramKind { name: &'static str, found: String },
     /// A map is missing from the object (build mismatch), or was already taken.
     #[error("map `{name}` not found in the kernel object")]
@@ -36,19 +42,36 @@ pub enum Error {
     MapKind { name: &'static str, found: String },
     /// A program was refused by the kernel (verifier log included in the source).
     #[error("the kernel refused program `{name}`")]
-    ProgramLoad { name: &'static str, #[source] source: aya::programs::ProgramError },
+    ProgramLoad {
+        name: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
     /// A program could not be attached.
     #[error("failed to attach program `{name}` to `{}`", target.display())]
-    Attach { name: &'static str, target: PathBuf, #[source] source: aya::programs::ProgramError },
+    Attach {
+        name: &'static str,
+        target: PathBuf,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
     /// A map has an unexpected type or layout.
     #[error("map `{name}` has an unexpected type")]
-    Map { name: &'static str, #[source] source: aya::maps::MapError },
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
     /// Reading the kernel version failed.
     #[error("failed to read the kernel version: {0}")]
     KernelVersion(String),
     /// Loading failed and the kernel lacks features the monitor requires (from `monitor check`).
     #[error("this kernel lacks what the monitor needs: {} (details: `monitor check`)", missing.join("; "))]
-    KernelLacks { missing: Vec<String>, #[source] source: Box<Error> },
+    KernelLacks {
+        missing: Vec<String>,
+        #[source]
+        source: Box<Error>,
+    },
     /// The ring buffer could not be registered with the async runtime.
     #[error("failed to poll the event ring buffer")]
     Poll(#[source] std::io::Error),

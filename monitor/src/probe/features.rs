@@ -117,34 +117,17 @@ pub fn check_all() -> Vec<Check> {
         out.push(check(name, true, is_program_supported(ty).map_err(|e| e.to_string()), detail));
     }
     for (name, ty, helper, detail) in [
-        (
-            "sk_storage in cgroup_sock",
-            ProgramType::CgroupSock,
-            BpfHelper::BPF_FUNC_sk_storage_get,
-            "5.9+",
-        ),
-        (
-            "pid/comm in cgroup_sock_addr",
-            ProgramType::CgroupSockAddr,
-            BpfHelper::BPF_FUNC_get_current_pid_tgid,
-            "5.7+",
-        ),
-        (
-            "coarse clock in cgroup_skb",
-            ProgramType::CgroupSkb,
-            BpfHelper::BPF_FUNC_ktime_get_coarse_ns,
-            "5.11+",
-        ),
+        ("sk_storage in cgroup_sock", ProgramType::CgroupSock, BpfHelper::BPF_FUNC_sk_storage_get, "5.9+"),
+        ("pid/comm in cgroup_sock_addr", ProgramType::CgroupSockAddr, BpfHelper::BPF_FUNC_get_current_pid_tgid, "5.7+"),
+        ("coarse clock in cgroup_skb", ProgramType::CgroupSkb, BpfHelper::BPF_FUNC_ktime_get_coarse_ns, "5.11+"),
     ] {
         out.push(check(name, true, is_helper_supported(ty, helper).map_err(|e| e.to_string()), detail));
     }
-    let tracepoints = btf
-        .map_err(|e| e.to_string())
-        .map(|btf| {
-            ["btf_trace_sock_send_length", "btf_trace_sock_recv_length"]
-                .iter()
-                .all(|name| btf.id_by_type_name_kind(name, BtfKind::Typedef).is_ok())
-        });
+    let tracepoints = btf.map_err(|e| e.to_string()).map(|btf| {
+        ["btf_trace_sock_send_length", "btf_trace_sock_recv_length"]
+            .iter()
+            .all(|name| btf.id_by_type_name_kind(name, BtfKind::Typedef).is_ok())
+    });
     out.push(check(
         "sock_send_length/sock_recv_length tracepoints",
         false,

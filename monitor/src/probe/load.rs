@@ -11,8 +11,8 @@ use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::{Map, MapData, RingBuf, SkStorage},
     programs::{
-        BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock,
-        CgroupSockAddr, Iter, Program, SockOps,
+        BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, Iter, Program,
+        SockOps,
     },
     util::KernelVersion,
 };
@@ -34,11 +34,7 @@ pub struct Probe {
 /// `BPF_PROG_ATTACH`, where `AllowMultiple` is what lets us coexist.
 fn attach_mode() -> Result<CgroupAttachMode, Error> {
     let current = KernelVersion::current().map_err(|e| Error::KernelVersion(e.to_string()))?;
-    Ok(if current >= KernelVersion::new(5, 7, 0) {
-        CgroupAttachMode::Single
-    } else {
-        CgroupAttachMode::AllowMultiple
-    })
+    Ok(if current >= KernelVersion::new(5, 7, 0) { CgroupAttachMode::Single } else { CgroupAttachMode::AllowMultiple })
 }
 
 impl Probe {
@@ -78,8 +74,8 @@ impl Probe {
             Ok(logger) => spawn_kernel_logger(logger),
             Err(e) => debug!("kernel logger not started: {e}"),
         }
-        let cgroup_file = File::open(&config.cgroup)
-            .map_err(|source| Error::OpenCgroup { path: config.cgroup.clone(), source })?;
+        let cgroup_file =
+            File::open(&config.cgroup).map_err(|source| Error::OpenCgroup { path: config.cgroup.clone(), source })?;
         let cg = cgroup_file.as_fd();
         let target = config.cgroup.as_path();
         let mode = attach_mode()?;
@@ -117,10 +113,9 @@ impl Probe {
             Err(Optional::Object(e)) => return Err(e),
         }
 
-        for (name, kind) in [
-            (programs::SKB_EGRESS, CgroupSkbAttachType::Egress),
-            (programs::SKB_INGRESS, CgroupSkbAttachType::Ingress),
-        ] {
+        for (name, kind) in
+            [(programs::SKB_EGRESS, CgroupSkbAttachType::Egress), (programs::SKB_INGRESS, CgroupSkbAttachType::Ingress)]
+        {
             let prog: &mut CgroupSkb = program(&mut ebpf, name)?;
             prog.load().map_err(|source| Error::ProgramLoad { name, source })?;
             prog.attach(cg, kind, mode).map_err(|source| attach_error(name, target, source))?;
@@ -177,7 +172,9 @@ impl Probe {
     ///
     /// # Errors
     /// When the iterator fails.
-    pub fn snapshot(&self) -> Option<std::io::Result<Vec<(monitor_common::event::EventKind, monitor_common::event::Event)>>> {
+    pub fn snapshot(
+        &self,
+    ) -> Option<std::io::Result<Vec<(monitor_common::event::EventKind, monitor_common::event::Event)>>> {
         self.snapshotter.as_ref().map(Snapshotter::read)
     }
 
@@ -217,10 +214,9 @@ fn attach_error(name: &'static str, target: &Path, source: aya::programs::Progra
 /// The payload tracepoints need kernel BTF and Linux 6.3+; a kernel refusal is a degradation.
 fn attach_payload_tracepoints(ebpf: &mut Ebpf) -> Result<(), Optional> {
     let btf = Btf::from_sys_fs().map_err(|e| Optional::Kernel(format!("kernel BTF: {e}")))?;
-    for (name, tracepoint) in [
-        (programs::SEND_LENGTH, programs::SEND_LENGTH_TP),
-        (programs::RECV_LENGTH, programs::RECV_LENGTH_TP),
-    ] {
+    for (name, tracepoint) in
+        [(programs::SEND_LENGTH, programs::SEND_LENGTH_TP), (programs::RECV_LENGTH, programs::RECV_LENGTH_TP)]
+    {
         let prog: &mut BtfTracePoint = program(ebpf, name)?;
         prog.load(tracepoint, &btf).map_err(|e| Optional::Kernel(format!("{name}: {e}")))?;
         prog.attach().map_err(|e| Optional::Kernel(format!("{name}: {e}")))?;
@@ -236,7 +232,8 @@ fn snapshotter(ebpf: &mut Ebpf) -> Result<Snapshotter, Optional> {
     let btf = Btf::from_sys_fs().map_err(|e| kernel("kernel BTF", &e))?;
     let prog: &mut Iter = program(ebpf, name)?;
     prog.load("bpf_sk_storage_map", &btf).map_err(|e| kernel(name, &e))?;
-    let prog_fd = prog.fd().map_err(|e| kernel(name, &e))?.as_fd().try_clone_to_owned().map_err(|e| kernel(name, &e))?;
+    let prog_fd =
+        prog.fd().map_err(|e| kernel(name, &e))?.as_fd().try_clone_to_owned().map_err(|e| kernel(name, &e))?;
     let map = match ebpf.map(maps::COUNTERS) {
         Some(Map::SkStorage(map)) => map,
         Some(_) => {
@@ -253,8 +250,7 @@ fn snapshotter(ebpf: &mut Ebpf) -> Result<Snapshotter, Optional> {
 /// Drains aya-log records of the kernel programs into the `log` facade.
 fn spawn_kernel_logger<T: log::Log + Send + 'static>(logger: aya_log::EbpfLogger<T>) {
     // SAFETY: the logger owns its ring-buffer fd, which stays open until the AsyncFd drops it.
-    let registered =
-        unsafe { tokio::io::unix::AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE) };
+    let registered = unsafe { tokio::io::unix::AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE) };
     let Ok(mut fd) = registered else {
         warn!("kernel log ring buffer cannot be polled; kernel diagnostics are not shown");
         return;

@@ -117,9 +117,7 @@ mod tests {
     fn decode_rejects_short_and_unknown_records() {
         let ev = Event { kind: EventKind::Release as u32, cookie: 7, ..Event::default() };
         // SAFETY: Event is repr(C) plain data.
-        let bytes = unsafe {
-            std::slice::from_raw_parts(std::ptr::from_ref(&ev).cast::<u8>(), size_of::<Event>())
-        };
+        let bytes = unsafe { std::slice::from_raw_parts(std::ptr::from_ref(&ev).cast::<u8>(), size_of::<Event>()) };
         assert_eq!(decode(bytes), Some((EventKind::Release, ev)));
         assert_eq!(decode(&bytes[..bytes.len() - 1]), None);
         let mut unknown = bytes.to_vec();

@@ -26,10 +26,7 @@ impl StatsReader {
     pub fn read(&self) -> Result<KernelStats, Error> {
         let mut sums = [0u64; STAT_COUNT as usize];
         for (index, sum) in (0..STAT_COUNT).zip(sums.iter_mut()) {
-            let values = self
-                .array
-                .get(&index, 0)
-                .map_err(|source| Error::Map { name: names::STATS, source })?;
+            let values = self.array.get(&index, 0).map_err(|source| Error::Map { name: names::STATS, source })?;
             *sum = values.iter().copied().fold(0u64, u64::wrapping_add);
         }
         let at = |i: u32| sums.get(i as usize).copied().unwrap_or(0);

@@ -265,7 +265,8 @@ mod tests {
         for bad in ["2026-11-19T25:00", "yesterday", "2026-11", "12:00", ""] {
             assert!(matches!(berlin.parse_time(bad), Err(Error::Time { .. })), "{bad}");
         }
-        let (since, until) = (berlin.parse_time("2026-11-19T12:00").unwrap(), berlin.parse_time("2026-11-19T13:00").unwrap());
+        let (since, until) =
+            (berlin.parse_time("2026-11-19T12:00").unwrap(), berlin.parse_time("2026-11-19T13:00").unwrap());
         let hour = Period::range(since, until, &berlin).expect("a one-hour range is a range");
         assert_eq!(hour.until.duration_since(hour.since), SignedDuration::from_hours(1));
     }

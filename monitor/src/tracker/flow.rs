@@ -4,9 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use monitor_common::{
     AF_INET6,
-    event::{
-        Event, EventKind, FLAG_NO_OWNER, FLAG_PASSIVE, FLAG_TCP_COUNTERS, TcpCounters, Tuple,
-    },
+    event::{Event, EventKind, FLAG_NO_OWNER, FLAG_PASSIVE, FLAG_TCP_COUNTERS, TcpCounters, Tuple},
     sock::{ByteCounters, OwnerSource as KernelSource},
 };
 
@@ -182,10 +180,8 @@ fn peer_kind(kind: EventKind) -> bool {
 }
 
 pub(super) fn key_of(kind: EventKind, ev: &Event) -> FlowKey {
-    let peer = peer_kind(kind)
-        .then(|| {
-            SocketAddr::new(ip_of(ev.tuple.family, ev.tuple.remote_addr), ev.tuple.remote_port)
-        });
+    let peer =
+        peer_kind(kind).then(|| SocketAddr::new(ip_of(ev.tuple.family, ev.tuple.remote_addr), ev.tuple.remote_port));
     FlowKey { cookie: ev.cookie, peer }
 }
 
@@ -283,8 +279,7 @@ impl Flow {
         match kind {
             EventKind::Established => {
                 self.established = true;
-                self.direction =
-                    if ev.flags & FLAG_PASSIVE != 0 { Direction::Inbound } else { Direction::Outbound };
+                self.direction = if ev.flags & FLAG_PASSIVE != 0 { Direction::Inbound } else { Direction::Outbound };
             }
             EventKind::Connect => self.direction = Direction::Outbound,
             EventKind::PeerUpdate | EventKind::PeerEvicted | EventKind::PeerClosed => {
@@ -301,14 +296,16 @@ impl Flow {
 
     fn merge_tuple(&mut self, kind: EventKind, t: &Tuple) {
         if let Some(local) = endpoint(t.family, t.local_addr, t.local_port)
-            && (local.port() != 0 || self.local.is_none()) {
-                self.local = Some(local);
-            }
+            && (local.port() != 0 || self.local.is_none())
+        {
+            self.local = Some(local);
+        }
         let peer_kind = matches!(kind, EventKind::PeerUpdate | EventKind::PeerEvicted | EventKind::PeerClosed);
         if let Some(remote) = endpoint(t.family, t.remote_addr, t.remote_port)
-            && (remote.port() != 0 || peer_kind) {
-                self.remote = Some(remote);
-            }
+            && (remote.port() != 0 || peer_kind)
+        {
+            self.remote = Some(remote);
+        }
         if t.family == AF_INET6 {
             self.v6 = true;
         }
@@ -386,9 +383,10 @@ impl Flow {
                 PayloadSources::both(PayloadSource::TcpCounters),
             ),
             (_, true) => (app, PayloadSources::both(PayloadSource::Syscall)),
-            (_, false) if self.protocol != Protocol::Udp => {
-                (super::protocols::wire_minus_ip_header(self.v6, &t), PayloadSources::both(PayloadSource::WireMinusHeaders))
-            }
+            (_, false) if self.protocol != Protocol::Udp => (
+                super::protocols::wire_minus_ip_header(self.v6, &t),
+                PayloadSources::both(PayloadSource::WireMinusHeaders),
+            ),
             (_, false) => {
                 let header: u64 = if self.v6 { 48 } else { 28 };
                 (

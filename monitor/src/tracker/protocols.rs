@@ -77,7 +77,16 @@ mod tests {
             family: AF_INET,
             protocol: IPPROTO_ICMP,
         };
-        Event { kind: kind as u32, ts_ns: 2 * SEC, cookie: 9, generation, first_ns: SEC, tuple, bytes, ..Event::default() }
+        Event {
+            kind: kind as u32,
+            ts_ns: 2 * SEC,
+            cookie: 9,
+            generation,
+            first_ns: SEC,
+            tuple,
+            bytes,
+            ..Event::default()
+        }
     }
 
     fn tracker() -> Tracker {
@@ -102,9 +111,11 @@ mod tests {
             app_rx_bytes: n,
         };
         let mut out = Vec::new();
-        for (kind, host, generation, n) in
-            [(EventKind::PeerUpdate, [10, 0, 0, 2], 1, 64), (EventKind::PeerClosed, [10, 0, 0, 2], 1, 128), (EventKind::PeerClosed, [10, 0, 0, 3], 2, 64)]
-        {
+        for (kind, host, generation, n) in [
+            (EventKind::PeerUpdate, [10, 0, 0, 2], 1, 64),
+            (EventKind::PeerClosed, [10, 0, 0, 2], 1, 128),
+            (EventKind::PeerClosed, [10, 0, 0, 3], 2, 64),
+        ] {
             t.handle(kind, &ping_event(kind, host, generation, bytes(n)), &mut out);
         }
         assert!(out.is_empty(), "peers stay open until the socket is released: {out:#?}");
@@ -122,7 +133,12 @@ mod tests {
     #[test]
     fn raw_socket_without_peers_closes_at_release() {
         let mut t = tracker();
-        let mut ev = ping_event(EventKind::Release, [0; 4], 0, ByteCounters { app_tx_bytes: 5, wire_tx_bytes: 25, wire_tx_packets: 1, ..ByteCounters::default() });
+        let mut ev = ping_event(
+            EventKind::Release,
+            [0; 4],
+            0,
+            ByteCounters { app_tx_bytes: 5, wire_tx_bytes: 25, wire_tx_packets: 1, ..ByteCounters::default() },
+        );
         ev.tuple.protocol = 253;
         let mut out = Vec::new();
         t.handle(EventKind::Release, &ev, &mut out);
@@ -148,7 +164,13 @@ mod tests {
 
     #[test]
     fn fallback_payload_removes_one_ip_header_per_packet() {
-        let t = ByteCounters { wire_tx_bytes: 3 * 84, wire_tx_packets: 3, wire_rx_bytes: 2 * 104, wire_rx_packets: 2, ..ByteCounters::default() };
+        let t = ByteCounters {
+            wire_tx_bytes: 3 * 84,
+            wire_tx_packets: 3,
+            wire_rx_bytes: 2 * 104,
+            wire_rx_packets: 2,
+            ..ByteCounters::default()
+        };
         assert_eq!(wire_minus_ip_header(false, &t), Payload { tx_bytes: 3 * 64, rx_bytes: 2 * 84 });
         assert_eq!(wire_minus_ip_header(true, &t), Payload { tx_bytes: 3 * 44, rx_bytes: 2 * 64 });
     }

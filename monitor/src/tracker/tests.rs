@@ -38,7 +38,17 @@ fn tracker() -> Tracker {
 fn owner(tgid: u32) -> KOwner {
     let mut comm = [0u8; 16];
     comm[..6].copy_from_slice(b"client");
-    KOwner { tgid, pid: tgid, uid: 1000, gid: 1000, cgroup_id: 1, created_ns: SEC, comm, source: KSource::SockCreate as u32, _pad: 0 }
+    KOwner {
+        tgid,
+        pid: tgid,
+        uid: 1000,
+        gid: 1000,
+        cgroup_id: 1,
+        created_ns: SEC,
+        comm,
+        source: KSource::SockCreate as u32,
+        _pad: 0,
+    }
 }
 
 fn tcp_tuple() -> Tuple {
@@ -171,7 +181,10 @@ fn eviction_does_not_close_a_flow_that_already_has_a_later_generation() {
     let mut t = tracker();
     let peer = |kind, gen_, app_tx| peer_event(kind, gen_, [1, 1, 1, 1], app_tx);
     // Generation 2 of the peer reported before the eviction of generation 1 (events of two CPUs).
-    let out = feed(&mut t, &[peer(EventKind::PeerUpdate, 1, 10), peer(EventKind::PeerUpdate, 2, 5), peer(EventKind::PeerEvicted, 1, 40)]);
+    let out = feed(
+        &mut t,
+        &[peer(EventKind::PeerUpdate, 1, 10), peer(EventKind::PeerUpdate, 2, 5), peer(EventKind::PeerEvicted, 1, 40)],
+    );
     assert!(out.is_empty(), "generation 2 is live: {out:#?}");
     assert_eq!(t.stats().open_flows, 1);
     // A late update of the finished generation 1 (emitted before its eviction on another CPU).
@@ -236,7 +249,15 @@ fn owner_from_proc_fills_sockets_the_kernel_could_not_attribute() {
     feed(&mut t, &[(EventKind::Discovered, disc)]);
     let queries = t.take_owner_queries();
     assert_eq!(queries.len(), 1);
-    let procfs_owner = Owner { tgid: 77, pid: 77, uid: 1000, gid: 1000, comm: "old".into(), cgroup_id: 0, source: OwnerSource::Procfs };
+    let procfs_owner = Owner {
+        tgid: 77,
+        pid: 77,
+        uid: 1000,
+        gid: 1000,
+        comm: "old".into(),
+        cgroup_id: 0,
+        source: OwnerSource::Procfs,
+    };
     t.set_owner(7, &procfs_owner);
     let mut rel = ev(EventKind::Release, 3 * SEC, counters(10, 10, 5, 5));
     rel.flags = FLAG_NO_OWNER;
@@ -260,7 +281,12 @@ fn shutdown_reports_open_flows() {
 #[test]
 fn tcp_counter_fallback_removes_syn_and_fins() {
     let mut t = Tracker::new(
-        TrackerConfig { update_interval: Duration::from_secs(10), tcp_close_grace: Duration::from_secs(1), syscall_payload: false, fresh_at_shutdown: true },
+        TrackerConfig {
+            update_interval: Duration::from_secs(10),
+            tcp_close_grace: Duration::from_secs(1),
+            syscall_payload: false,
+            fresh_at_shutdown: true,
+        },
         Clock::with_offset(0),
     );
     let est = ev(EventKind::Established, 2 * SEC, ByteCounters::default());

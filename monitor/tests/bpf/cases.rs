@@ -32,16 +32,40 @@ pub fn all() -> Vec<Case> {
         ("socket_opened_before_the_monitor_started", preexisting_socket),
         ("inbound_churn_to_a_listener_older_than_the_monitor", crate::listeners::old_listener_inbound_churn),
         ("lost_events_are_counted_with_a_tiny_ring_buffer", lost_events_counted),
-        ("residency_per_app_bytes_by_country_and_asn_in_journal_and_report", crate::residency::per_app_bytes_by_country_and_asn),
-        ("journal_kill9_during_heavy_writing_loses_nothing_flushed", crate::durability::kill9_during_heavy_writing_loses_nothing_flushed),
-        ("journal_full_disk_keeps_records_until_space_returns", crate::durability::full_disk_keeps_records_until_space_returns),
+        (
+            "residency_per_app_bytes_by_country_and_asn_in_journal_and_report",
+            crate::residency::per_app_bytes_by_country_and_asn,
+        ),
+        (
+            "journal_kill9_during_heavy_writing_loses_nothing_flushed",
+            crate::durability::kill9_during_heavy_writing_loses_nothing_flushed,
+        ),
+        (
+            "journal_full_disk_keeps_records_until_space_returns",
+            crate::durability::full_disk_keeps_records_until_space_returns,
+        ),
         ("run_with_bad_inputs_gives_clear_errors", crate::durability::bad_inputs_to_run_are_clear_errors),
-        ("journal_wal_survives_second_daemon_sqlite3_and_readers_then_kill9", crate::wal::wal_survives_second_daemon_sqlite3_and_readers_then_kill9),
-        ("weekly_export_written_once_across_restarts", crate::lifecycle::completed_week_is_exported_once_across_restarts),
-        ("sighup_reloads_databases_and_keeps_old_ones_on_failure", crate::lifecycle::sighup_reloads_databases_and_keeps_old_ones_on_failure),
+        (
+            "journal_wal_survives_second_daemon_sqlite3_and_readers_then_kill9",
+            crate::wal::wal_survives_second_daemon_sqlite3_and_readers_then_kill9,
+        ),
+        (
+            "weekly_export_written_once_across_restarts",
+            crate::lifecycle::completed_week_is_exported_once_across_restarts,
+        ),
+        (
+            "sighup_reloads_databases_and_keeps_old_ones_on_failure",
+            crate::lifecycle::sighup_reloads_databases_and_keeps_old_ones_on_failure,
+        ),
         ("sigterm_stops_cleanly", crate::lifecycle::sigterm_stops_cleanly),
-        ("long_lived_flow_gets_periodic_updates_that_add_up", crate::lifecycle::long_lived_flow_gets_periodic_updates_that_add_up),
-        ("idle_open_flows_are_reported_with_their_bytes_at_shutdown", crate::lifecycle::idle_open_flows_are_reported_with_their_bytes_at_shutdown),
+        (
+            "long_lived_flow_gets_periodic_updates_that_add_up",
+            crate::lifecycle::long_lived_flow_gets_periodic_updates_that_add_up,
+        ),
+        (
+            "idle_open_flows_are_reported_with_their_bytes_at_shutdown",
+            crate::lifecycle::idle_open_flows_are_reported_with_their_bytes_at_shutdown,
+        ),
         ("path_splice_receive_8mib_exact", crate::paths::splice_receive),
         ("path_splice_receive_accepted_socket_exact", crate::paths::splice_receive_server),
         ("path_splice_receive_updates_show_progress", crate::paths::splice_receive_updates),
@@ -113,7 +137,8 @@ fn tcp_outbound(v6: bool) {
     let pair = Pair::private();
     let cg = TestCgroup::new();
     let server = server_addr(&pair, v6, 0, 5201);
-    let mut srv = spawn("tcp-server", &[s(server), s(65_536), s(1)], Place { netns: Some(&pair.b), ..Place::default() });
+    let mut srv =
+        spawn("tcp-server", &[s(server), s(65_536), s(1)], Place { netns: Some(&pair.b), ..Place::default() });
     srv.line();
     let mon = Monitor::start(&cg.path, "");
     let before = pair.a.counters("va");
@@ -153,7 +178,8 @@ fn tcp_inbound(v6: bool) {
     );
     srv.line();
     let pid = srv.pid();
-    let client = spawn("tcp-client", &[s(server), s(400_000), s(1)], Place { netns: Some(&pair.a), ..Place::default() });
+    let client =
+        spawn("tcp-client", &[s(server), s(400_000), s(1)], Place { netns: Some(&pair.a), ..Place::default() });
     let client_lines = client.finish();
     let srv_lines = srv.finish();
     let out = mon.stop();
@@ -212,14 +238,16 @@ fn udp_unconnected(v6: bool) {
     let before = pair.a.counters("va");
     let mut args = vec![s(1000), s(100)];
     args.extend(dests.iter().map(s));
-    let client = spawn("udp-unconnected", &args, Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) });
+    let client =
+        spawn("udp-unconnected", &args, Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) });
     let pid = client.pid();
     let lines = client.finish();
     echo.finish();
     let out = mon.stop();
     let iface = pair.a.counters("va").ip_layer_since(before);
     let port = u16::try_from(lines[0]["local_port"].as_u64().unwrap()).unwrap();
-    let flows: Vec<&FlowRecord> = out.closed().into_iter().filter(|r| r.local.is_some_and(|l| l.port() == port)).collect();
+    let flows: Vec<&FlowRecord> =
+        out.closed().into_iter().filter(|r| r.local.is_some_and(|l| l.port() == port)).collect();
     assert_eq!(flows.len(), 3, "one flow per destination: {:#?}", out.records);
     for d in &dests {
         let r = flows.iter().find(|r| r.remote == Some(*d)).unwrap_or_else(|| panic!("no flow to {d}"));
@@ -269,7 +297,8 @@ fn concurrent_200() {
     let pair = Pair::private();
     let cg = TestCgroup::new();
     let server = server_addr(&pair, false, 0, 5204);
-    let mut srv = spawn("tcp-server", &[s(server), s(3000), s(200)], Place { netns: Some(&pair.b), ..Place::default() });
+    let mut srv =
+        spawn("tcp-server", &[s(server), s(3000), s(200)], Place { netns: Some(&pair.b), ..Place::default() });
     srv.line();
     let mon = Monitor::start(&cg.path, "");
     let before = pair.a.counters("va");
@@ -301,7 +330,8 @@ fn preexisting_socket() {
     let pair = Pair::private();
     let cg = TestCgroup::new();
     let server = server_addr(&pair, false, 0, 5205);
-    let mut srv = spawn("tcp-server", &[s(server), s(20_000), s(1)], Place { netns: Some(&pair.b), ..Place::default() });
+    let mut srv =
+        spawn("tcp-server", &[s(server), s(20_000), s(1)], Place { netns: Some(&pair.b), ..Place::default() });
     srv.line();
     let mut old = spawn(
         "tcp-preexisting",
@@ -361,11 +391,22 @@ fn udp_server_many_peers() {
     let cg = TestCgroup::new();
     let server = server_addr(&pair, false, 0, 5310);
     let mon = Monitor::start(&cg.path, "");
-    let mut echo = spawn("udp-echo", &[s(server), s(40 * 25)], Place { netns: Some(&pair.b), cgroup: Some(&cg), uid: Some(SERVER_UID) });
+    let mut echo = spawn(
+        "udp-echo",
+        &[s(server), s(40 * 25)],
+        Place { netns: Some(&pair.b), cgroup: Some(&cg), uid: Some(SERVER_UID) },
+    );
     echo.line();
     let pid = echo.pid();
-    let clients: Vec<_> =
-        (0..40).map(|i| spawn("udp-connected", &[s(server), s(300 + i * 11), s(25)], Place { netns: Some(&pair.a), ..Place::default() })).collect();
+    let clients: Vec<_> = (0..40)
+        .map(|i| {
+            spawn(
+                "udp-connected",
+                &[s(server), s(300 + i * 11), s(25)],
+                Place { netns: Some(&pair.a), ..Place::default() },
+            )
+        })
+        .collect();
     let truth: Vec<Value> = clients.into_iter().map(|c| c.finish().remove(0)).collect();
     echo.finish();
     let out = mon.stop();

@@ -39,7 +39,8 @@ fn churn(pair: &Pair, cg: &TestCgroup, stop: &AtomicBool) -> usize {
     let server = format!("{}:5207", pair.b_v4[0]);
     let mut done = 0;
     while !stop.load(Ordering::Relaxed) {
-        let mut srv = spawn("tcp-server", &[server.clone(), s(512), s(20)], Place { netns: Some(&pair.b), ..Place::default() });
+        let mut srv =
+            spawn("tcp-server", &[server.clone(), s(512), s(20)], Place { netns: Some(&pair.b), ..Place::default() });
         srv.line();
         let place = Place { netns: Some(&pair.a), cgroup: Some(cg), uid: None };
         let clients: Vec<_> = (0..2).map(|_| spawn("tcp-client", &[server.clone(), s(2048), s(10)], place)).collect();
@@ -71,9 +72,17 @@ pub fn kill9_during_heavy_writing_loses_nothing_flushed() {
 
     // The daemon starts again on the same journal; nothing flushed earlier changes.
     let mon = Monitor::start_in(&cg.path, dir, "");
-    let mut srv = spawn("tcp-server", &[format!("{}:5208", pair.b_v4[0]), s(100), s(5)], Place { netns: Some(&pair.b), ..Place::default() });
+    let mut srv = spawn(
+        "tcp-server",
+        &[format!("{}:5208", pair.b_v4[0]), s(100), s(5)],
+        Place { netns: Some(&pair.b), ..Place::default() },
+    );
     srv.line();
-    let c = spawn("tcp-client", &[format!("{}:5208", pair.b_v4[0]), s(100), s(5)], Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None });
+    let c = spawn(
+        "tcp-client",
+        &[format!("{}:5208", pair.b_v4[0]), s(100), s(5)],
+        Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None },
+    );
     c.finish();
     srv.finish();
     let out = mon.stop();
@@ -151,9 +160,17 @@ pub fn bad_inputs_to_run_are_clear_errors() {
     // A corrupt database file named explicitly.
     let garbage = dir.path().join("garbage.mmdb");
     std::fs::write(&garbage, b"this is not a maxmind database").unwrap();
-    check(run(&format!("[geo]\ncountry_db = \"{}\"\n[journal]\npath = \"{}\"\n", garbage.display(), journal.display())), 2, "garbage.mmdb");
+    check(
+        run(&format!("[geo]\ncountry_db = \"{}\"\n[journal]\npath = \"{}\"\n", garbage.display(), journal.display())),
+        2,
+        "garbage.mmdb",
+    );
     // A missing database file named explicitly.
-    check(run(&format!("[geo]\nasn_db = \"/nonexistent/asn.mmdb\"\n[journal]\npath = \"{}\"\n", journal.display())), 2, "/nonexistent/asn.mmdb");
+    check(
+        run(&format!("[geo]\nasn_db = \"/nonexistent/asn.mmdb\"\n[journal]\npath = \"{}\"\n", journal.display())),
+        2,
+        "/nonexistent/asn.mmdb",
+    );
     assert!(!journal.exists(), "nothing written on a configuration error");
     // A journal directory that cannot be created (its parent is a file).
     let file = dir.path().join("file");
@@ -173,7 +190,10 @@ pub fn bad_inputs_to_run_are_clear_errors() {
     std::os::unix::fs::symlink(&precious, &link).unwrap();
     check(run(&format!("[journal]\npath = \"{}\"\n", link.display())), 5, "symbolic link");
     let meta = std::fs::metadata(&precious).unwrap();
-    assert_eq!((std::fs::read(&precious).unwrap(), std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777), (b"keep".to_vec(), 0o644));
+    assert_eq!(
+        (std::fs::read(&precious).unwrap(), std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777),
+        (b"keep".to_vec(), 0o644)
+    );
     let null_mode = std::fs::metadata("/dev/null").unwrap().permissions();
     check(run("[journal]\npath = \"/dev/null\"\n"), 5, "character device");
     assert_eq!(std::fs::metadata("/dev/null").unwrap().permissions(), null_mode, "/dev/null untouched");
@@ -183,5 +203,9 @@ pub fn bad_inputs_to_run_are_clear_errors() {
     check(run(&format!("[journal]\npath = \"{}\"\n", foreign.display())), 5, "not a monitor journal");
     assert_eq!(std::fs::read(&foreign).unwrap(), before, "no monitor tables added to another application's database");
     // A cgroup that does not exist.
-    check(run_on(Path::new("no-such-cgroup-here"), &format!("[journal]\npath = \"{}\"\n", journal.display())), 2, "no-such-cgroup-here");
+    check(
+        run_on(Path::new("no-such-cgroup-here"), &format!("[journal]\npath = \"{}\"\n", journal.display())),
+        2,
+        "no-such-cgroup-here",
+    );
 }

@@ -48,7 +48,12 @@ impl Netns {
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         let s = &v[0]["stats64"];
         let n = |p: &str, k: &str| s[p][k].as_u64().unwrap();
-        Counters { rx_bytes: n("rx", "bytes"), rx_packets: n("rx", "packets"), tx_bytes: n("tx", "bytes"), tx_packets: n("tx", "packets") }
+        Counters {
+            rx_bytes: n("rx", "bytes"),
+            rx_packets: n("rx", "packets"),
+            tx_bytes: n("tx", "bytes"),
+            tx_packets: n("tx", "packets"),
+        }
     }
 }
 
@@ -98,11 +103,20 @@ impl Pair {
     pub fn new(a_v4: &str, b_v4: &[&str], a_v6: &str, b_v6: &[&str]) -> Self {
         let a = Netns::new("a");
         let b = Netns::new("b");
-        ip(&["-n", &a.name, "link", "add", "va", "address", MAC_A, "type", "veth", "peer", "name", "vb", "address", MAC_B, "netns", &b.name]);
+        ip(&[
+            "-n", &a.name, "link", "add", "va", "address", MAC_A, "type", "veth", "peer", "name", "vb", "address",
+            MAC_B, "netns", &b.name,
+        ]);
         for (ns, dev) in [(&a, "va"), (&b, "vb")] {
-            for (key, value) in [("accept_dad", "0"), ("dad_transmits", "0"), ("router_solicitations", "0"), ("accept_ra", "0")] {
-                let _ = Command::new("ip").args(["netns", "exec", &ns.name, "sysctl", "-qw", &format!("net.ipv6.conf.{dev}.{key}={value}")]).status();
-                let _ = Command::new("ip").args(["netns", "exec", &ns.name, "sysctl", "-qw", &format!("net.ipv6.conf.default.{key}={value}")]).status();
+            for (key, value) in
+                [("accept_dad", "0"), ("dad_transmits", "0"), ("router_solicitations", "0"), ("accept_ra", "0")]
+            {
+                let _ = Command::new("ip")
+                    .args(["netns", "exec", &ns.name, "sysctl", "-qw", &format!("net.ipv6.conf.{dev}.{key}={value}")])
+                    .status();
+                let _ = Command::new("ip")
+                    .args(["netns", "exec", &ns.name, "sysctl", "-qw", &format!("net.ipv6.conf.default.{key}={value}")])
+                    .status();
             }
         }
         ip(&["-n", &a.name, "addr", "add", &format!("{a_v4}/32"), "dev", "va"]);
@@ -128,7 +142,12 @@ impl Pair {
         ip(&["-n", &b.name, "neigh", "replace", a_v4, "lladdr", MAC_A, "dev", "vb", "nud", "permanent"]);
         ip(&["-n", &b.name, "-6", "route", "add", &format!("{a_v6}/128"), "dev", "vb"]);
         ip(&["-n", &b.name, "neigh", "replace", a_v6, "lladdr", MAC_A, "dev", "vb", "nud", "permanent"]);
-        Self { a, b, b_v4: b_v4.iter().map(|s| (*s).into()).collect(), b_v6: b_v6.iter().map(|s| (*s).into()).collect() }
+        Self {
+            a,
+            b,
+            b_v4: b_v4.iter().map(|s| (*s).into()).collect(),
+            b_v6: b_v6.iter().map(|s| (*s).into()).collect(),
+        }
     }
 
     /// Default test addresses (private ranges).
@@ -217,9 +236,14 @@ impl Helper {
 /// creates any socket.
 pub fn spawn(role: &str, args: &[String], place: Place<'_>) -> Helper {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.env("MONITOR_TEST_HELPER", role).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    cmd.env("MONITOR_TEST_HELPER", role)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
     let ns: Option<File> = place.netns.map(|n| File::open(n.path()).unwrap());
-    let procs: Option<File> = place.cgroup.map(|c| OpenOptions::new().write(true).open(c.path.join("cgroup.procs")).unwrap());
+    let procs: Option<File> =
+        place.cgroup.map(|c| OpenOptions::new().write(true).open(c.path.join("cgroup.procs")).unwrap());
     if let Some(uid) = place.uid {
         cmd.env("MONITOR_TEST_HELPER_UID", uid.to_string());
     }
@@ -227,9 +251,10 @@ pub fn spawn(role: &str, args: &[String], place: Place<'_>) -> Helper {
     unsafe {
         cmd.pre_exec(move || {
             if let Some(f) = &procs
-                && libc::write(f.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
-                    return Err(std::io::Error::last_os_error());
-                }
+                && libc::write(f.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1
+            {
+                return Err(std::io::Error::last_os_error());
+            }
             if let Some(f) = &ns {
                 setns(f, CloneFlags::CLONE_NEWNET)?;
             }

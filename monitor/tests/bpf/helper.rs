@@ -99,7 +99,9 @@ pub fn main(role: &str) {
             }
             for (i, mut s) in streams.into_iter().enumerate() {
                 let rx = read_to_end(&mut s);
-                say(&json!({"local": s.local_addr().unwrap().to_string(), "tx": send + i * 7, "rx": rx, "pid": std::process::id()}));
+                say(
+                    &json!({"local": s.local_addr().unwrap().to_string(), "tx": send + i * 7, "rx": rx, "pid": std::process::id()}),
+                );
             }
         }
         // tcp-trickle SERVER CHUNK COUNT PAUSE_MS: a long-lived connection sending a chunk per pause.
@@ -204,7 +206,9 @@ pub fn main(role: &str) {
                 s.send(&pattern(size)).unwrap();
                 rx += s.recv(&mut buf).unwrap();
             }
-            say(&json!({"local": s.local_addr().unwrap().to_string(), "tx": size * count, "rx": rx, "pid": std::process::id()}));
+            say(
+                &json!({"local": s.local_addr().unwrap().to_string(), "tx": size * count, "rx": rx, "pid": std::process::id()}),
+            );
         }
         // udp-unconnected SIZE COUNT DEST...: one socket, sendto() each destination COUNT times.
         "udp-unconnected" => {

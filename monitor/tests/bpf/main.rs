@@ -10,18 +10,18 @@
 
 mod cases;
 mod daemon;
-mod env;
 mod durability;
+mod env;
 mod helper;
 mod lifecycle;
+mod listeners;
 mod paths;
 mod paths_helper;
-mod listeners;
 mod protocols;
 mod raw_helpers;
 mod residency;
-mod wal;
 mod shutdown;
+mod wal;
 
 use std::process::ExitCode;
 

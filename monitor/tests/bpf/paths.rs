@@ -21,8 +21,8 @@ use serde_json::Value;
 
 use crate::{
     daemon::Monitor,
-    missing,
     env::{Pair, Place, TestCgroup, spawn},
+    missing,
 };
 
 const CLIENT_UID: u32 = 4242;
@@ -100,10 +100,15 @@ pub fn splice_receive_updates() {
     let pair = Pair::private();
     let cg = TestCgroup::new();
     let server = v4(&pair, 0, 5409);
-    let mut srv = spawn("tcp-trickle-server", &[s(server), s(100_000), s(40), s(100)], Place { netns: Some(&pair.b), ..Place::default() });
+    let mut srv = spawn(
+        "tcp-trickle-server",
+        &[s(server), s(100_000), s(40), s(100)],
+        Place { netns: Some(&pair.b), ..Place::default() },
+    );
     srv.line();
     let mon = Monitor::start(&cg.path, "[probe]\nupdate_interval_secs = 1\n");
-    let client = spawn("tcp-splice-client", &[s(server), s(100)], Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None });
+    let client =
+        spawn("tcp-splice-client", &[s(server), s(100)], Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None });
     let line = client.finish().remove(0);
     srv.finish();
     let out = mon.stop();
@@ -112,11 +117,19 @@ pub fn splice_receive_updates() {
     assert_eq!(n(&line["rx"]), total);
     let local = addr(&line["local"]);
     let mine: Vec<&FlowRecord> = out.records.iter().filter(|r| r.local == Some(local)).collect();
-    let updates: Vec<&&FlowRecord> = mine.iter().filter(|r| r.event == RecordKind::Update && r.payload.rx_bytes > 0).collect();
+    let updates: Vec<&&FlowRecord> =
+        mine.iter().filter(|r| r.event == RecordKind::Update && r.payload.rx_bytes > 0).collect();
     assert!(updates.len() >= 2, "a 4 s download with a 1 s interval shows progress: {mine:#?}");
-    assert!(updates.iter().all(|r| r.payload.rx_bytes < total && r.payload_sources.rx == PayloadSource::TcpCounters), "{updates:#?}");
+    assert!(
+        updates.iter().all(|r| r.payload.rx_bytes < total && r.payload_sources.rx == PayloadSource::TcpCounters),
+        "{updates:#?}"
+    );
     let last = mine.last().unwrap();
-    assert_eq!((last.event, last.payload.rx_bytes, last.payload.tx_bytes), (RecordKind::Close, total, 100), "{last:#?}");
+    assert_eq!(
+        (last.event, last.payload.rx_bytes, last.payload.tx_bytes),
+        (RecordKind::Close, total, 100),
+        "{last:#?}"
+    );
     assert_eq!(mine.iter().map(|r| r.delta_payload.rx_bytes).sum::<u64>(), total, "deltas add up");
 }
 
@@ -127,9 +140,14 @@ pub fn splice_receive_server() {
     let cg = TestCgroup::new();
     let server = v4(&pair, 0, 5408);
     let mon = Monitor::start(&cg.path, "");
-    let mut srv = spawn("tcp-splice-server", &[s(server), s(100)], Place { netns: Some(&pair.b), cgroup: Some(&cg), uid: Some(SERVER_UID) });
+    let mut srv = spawn(
+        "tcp-splice-server",
+        &[s(server), s(100)],
+        Place { netns: Some(&pair.b), cgroup: Some(&cg), uid: Some(SERVER_UID) },
+    );
     srv.line();
-    let client = spawn("tcp-client", &[s(server), s(DOWNLOAD), s(1)], Place { netns: Some(&pair.a), ..Place::default() });
+    let client =
+        spawn("tcp-client", &[s(server), s(DOWNLOAD), s(1)], Place { netns: Some(&pair.a), ..Place::default() });
     let client = client.finish().remove(0);
     let line = srv.finish().remove(0);
     let out = mon.stop();
@@ -197,7 +215,10 @@ fn ktls_probe() -> Result<(), String> {
         return Ok(());
     }
     let config = Command::new("zcat").arg("/proc/config.gz").output().ok().and_then(|o| {
-        String::from_utf8_lossy(&o.stdout).lines().find(|l| l.contains("CONFIG_TLS ") || l.starts_with("CONFIG_TLS=")).map(str::to_owned)
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .find(|l| l.contains("CONFIG_TLS ") || l.starts_with("CONFIG_TLS="))
+            .map(str::to_owned)
     });
     Err(format!(
         "kTLS is not available on this kernel ({}): TCP_ULP \"tls\" gives ENOENT, `modprobe tls`: {}",
@@ -228,7 +249,8 @@ pub fn ktls() {
     let cg = TestCgroup::new();
     let server = v4(&pair, 0, 5407);
     let mon = Monitor::start(&cg.path, "");
-    let mut srv = spawn("ktls-server", &[s(server)], Place { netns: Some(&pair.b), cgroup: Some(&cg), uid: Some(SERVER_UID) });
+    let mut srv =
+        spawn("ktls-server", &[s(server)], Place { netns: Some(&pair.b), cgroup: Some(&cg), uid: Some(SERVER_UID) });
     srv.line();
     spawn("ktls-client", &[s(server), s(size)], Place { netns: Some(&pair.a), ..Place::default() }).finish();
     let srv_line = srv.finish().remove(0);
@@ -260,13 +282,18 @@ pub fn udp_round_robin_100_peers() {
     let pair = Pair::private();
     let cg = TestCgroup::new();
     let ip = pair.b_v4[0].clone();
-    let mut sink = spawn("udp-sink", &[ip.clone(), s(6000), s(PEERS), s(ROUNDS)], Place { netns: Some(&pair.b), ..Place::default() });
+    let mut sink = spawn(
+        "udp-sink",
+        &[ip.clone(), s(6000), s(PEERS), s(ROUNDS)],
+        Place { netns: Some(&pair.b), ..Place::default() },
+    );
     sink.line();
     let mon = Monitor::start(&cg.path, "[[apps]]\nname = \"round-robin\"\nuid = [4242]\n");
     let dests: Vec<SocketAddr> = (0..PEERS).map(|i| format!("{ip}:{}", 6000 + i).parse().unwrap()).collect();
     let mut args = vec![s(SIZE), s(ROUNDS)];
     args.extend(dests.iter().map(s));
-    let client = spawn("udp-round-robin", &args, Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) });
+    let client =
+        spawn("udp-round-robin", &args, Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) });
     let line = client.finish().remove(0);
     sink.finish();
     let out = mon.stop();
@@ -289,7 +316,9 @@ pub fn udp_round_robin_100_peers() {
     let journal = out.dir.path().join("journal.db");
     let db = rusqlite::Connection::open(&journal).unwrap();
     let count: i64 = db
-        .query_row("SELECT COUNT(*) FROM connections WHERE event = 'close' AND local_port = ?1", [port], |row| row.get(0))
+        .query_row("SELECT COUNT(*) FROM connections WHERE event = 'close' AND local_port = ?1", [port], |row| {
+            row.get(0)
+        })
         .unwrap();
     assert_eq!(count, i64::from(PEERS), "close records in the journal");
     let new_flows: i64 =
@@ -298,13 +327,23 @@ pub fn udp_round_robin_100_peers() {
 
     // The report.
     let report = Command::new(env!("CARGO_BIN_EXE_monitor"))
-        .args(["report", "--format", "json", "--since", "2000-01-01T00:00:00Z", "--until", "2100-01-01T00:00:00Z", "--journal"])
+        .args([
+            "report",
+            "--format",
+            "json",
+            "--since",
+            "2000-01-01T00:00:00Z",
+            "--until",
+            "2100-01-01T00:00:00Z",
+            "--journal",
+        ])
         .arg(&journal)
         .output()
         .unwrap();
     assert!(report.status.success(), "{}", String::from_utf8_lossy(&report.stderr));
     let doc: Value = serde_json::from_slice(&report.stdout).unwrap();
-    let app = doc["apps"].as_array().unwrap().iter().find(|a| a["app"] == "round-robin").unwrap_or_else(|| panic!("{doc:#}"));
+    let app =
+        doc["apps"].as_array().unwrap().iter().find(|a| a["app"] == "round-robin").unwrap_or_else(|| panic!("{doc:#}"));
     assert_eq!(n(&app["flows"]), u64::from(PEERS), "flows in the report: {app:#}");
     assert_eq!(n(&app["endpoints_total"]), u64::from(PEERS), "{app:#}");
     assert_eq!(n(&app["traffic"]["payload_tx"]), u64::from(PEERS) * (SIZE * ROUNDS) as u64);

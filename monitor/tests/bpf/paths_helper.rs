@@ -38,7 +38,9 @@ fn request(server: &str, send: usize) -> TcpStream {
 }
 
 fn report(s: &TcpStream, tx: usize, rx: usize, extra: serde_json::Value) {
-    say(&json!({"local": s.local_addr().unwrap().to_string(), "tx": tx, "rx": rx, "pid": std::process::id(), "extra": extra}));
+    say(
+        &json!({"local": s.local_addr().unwrap().to_string(), "tx": tx, "rx": rx, "pid": std::process::id(), "extra": extra}),
+    );
 }
 
 /// Fixed kTLS test key (TLS 1.2, AES-128-GCM), the same for both ends.
@@ -106,7 +108,9 @@ fn zerocopy_receive(s: &TcpStream) -> (usize, usize) {
         };
         let mut len = libc::socklen_t::try_from(std::mem::size_of::<ZerocopyReceive>()).unwrap();
         // SAFETY: `zc` is a tcp_zerocopy_receive of the size passed.
-        let r = unsafe { libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_ZEROCOPY_RECEIVE, (&raw mut zc).cast(), &raw mut len) };
+        let r = unsafe {
+            libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_ZEROCOPY_RECEIVE, (&raw mut zc).cast(), &raw mut len)
+        };
         if r != 0 {
             match std::io::Error::last_os_error().raw_os_error() {
                 Some(libc::EIO) => break, // end of stream
@@ -142,7 +146,9 @@ fn splice_to_end(s: &TcpStream) -> usize {
     let mut rx = 0usize;
     loop {
         // SAFETY: valid descriptors, null offsets (socket and pipe have none).
-        let n = unsafe { libc::splice(s.as_raw_fd(), std::ptr::null_mut(), w, std::ptr::null_mut(), CHUNK, libc::SPLICE_F_MOVE) };
+        let n = unsafe {
+            libc::splice(s.as_raw_fd(), std::ptr::null_mut(), w, std::ptr::null_mut(), CHUNK, libc::SPLICE_F_MOVE)
+        };
         let n = check(n, "splice socket -> pipe");
         if n == 0 {
             return rx;
@@ -231,13 +237,23 @@ pub fn run(role: &str, args: &[String]) -> bool {
             let (r, w) = pipe();
             let mut sent = 0usize;
             while sent < size {
-                let iov = libc::iovec { iov_base: data[sent..].as_ptr().cast_mut().cast(), iov_len: (size - sent).min(CHUNK) };
+                let iov = libc::iovec {
+                    iov_base: data[sent..].as_ptr().cast_mut().cast(),
+                    iov_len: (size - sent).min(CHUNK),
+                };
                 // SAFETY: `iov` points into `data`, alive until the end.
                 let mut in_pipe = check(unsafe { libc::vmsplice(w, &raw const iov, 1, 0) }, "vmsplice");
                 while in_pipe > 0 {
                     // SAFETY: valid descriptors, null offsets.
                     let n = unsafe {
-                        libc::splice(r, std::ptr::null_mut(), s.as_raw_fd(), std::ptr::null_mut(), in_pipe, libc::SPLICE_F_MOVE)
+                        libc::splice(
+                            r,
+                            std::ptr::null_mut(),
+                            s.as_raw_fd(),
+                            std::ptr::null_mut(),
+                            in_pipe,
+                            libc::SPLICE_F_MOVE,
+                        )
                     };
                     let n = check(n, "splice pipe -> socket");
                     in_pipe -= n;
@@ -338,7 +354,9 @@ pub fn run(role: &str, args: &[String]) -> bool {
                 // Let the receivers keep up (their queues, not the monitor, are the limit).
                 thread::sleep(Duration::from_millis(2));
             }
-            say(&json!({"local_port": s.local_addr().unwrap().port(), "tx_per_dest": size * rounds, "pid": std::process::id()}));
+            say(
+                &json!({"local_port": s.local_addr().unwrap().port(), "tx_per_dest": size * rounds, "pid": std::process::id()}),
+            );
         }
         // udp-sink IP FIRST_PORT N COUNT: N sockets on consecutive ports, each reads COUNT datagrams.
         "udp-sink" => {
@@ -347,7 +365,8 @@ pub fn run(role: &str, args: &[String]) -> bool {
             let first: u16 = arg(1).parse().unwrap();
             let n: u16 = arg(2).parse().unwrap();
             let count: usize = arg(3).parse().unwrap();
-            let sockets: Vec<UdpSocket> = (0..n).map(|i| UdpSocket::bind(format!("{ip}:{}", first + i)).unwrap()).collect();
+            let sockets: Vec<UdpSocket> =
+                (0..n).map(|i| UdpSocket::bind(format!("{ip}:{}", first + i)).unwrap()).collect();
             say(&json!({"ready": true}));
             let handles: Vec<_> = sockets
                 .into_iter()

@@ -58,7 +58,16 @@ fn assert_within_1pct(what: &str, measured: u64, truth: u64) {
 /// `monitor report --format json` over the whole journal of `out`.
 fn report(out: &Output) -> Value {
     let report = Command::new(env!("CARGO_BIN_EXE_monitor"))
-        .args(["report", "--format", "json", "--since", "2000-01-01T00:00:00Z", "--until", "2100-01-01T00:00:00Z", "--journal"])
+        .args([
+            "report",
+            "--format",
+            "json",
+            "--since",
+            "2000-01-01T00:00:00Z",
+            "--until",
+            "2100-01-01T00:00:00Z",
+            "--journal",
+        ])
         .arg(out.dir.path().join("journal.db"))
         .output()
         .unwrap();
@@ -116,7 +125,8 @@ pub fn raw_ip(v6: bool) {
     let cg = TestCgroup::new();
     let host = dests(&pair, v6, 1)[0];
     let (size, count) = (1200u64, 40u64);
-    let mut echo = spawn("raw-echo", &[s(253), s(count), s(1), s(host)], Place { netns: Some(&pair.b), ..Place::default() });
+    let mut echo =
+        spawn("raw-echo", &[s(253), s(count), s(1), s(host)], Place { netns: Some(&pair.b), ..Place::default() });
     echo.line();
     let mon = Monitor::start(&cg.path, "");
     let before = pair.a.counters("va");
@@ -156,7 +166,11 @@ pub fn raw_ip(v6: bool) {
     assert_eq!(row, ("raw".into(), 253, 0, i64::try_from(size * count).unwrap()));
     let doc = report(&out);
     let endpoint = &doc["apps"][0]["top_endpoints"][0];
-    assert_eq!((&endpoint["ip"], &endpoint["port"], &endpoint["protocol"]), (&json!(host.to_string()), &json!(0), &json!("raw")), "{doc:#}");
+    assert_eq!(
+        (&endpoint["ip"], &endpoint["port"], &endpoint["protocol"]),
+        (&json!(host.to_string()), &json!(0), &json!("raw")),
+        "{doc:#}"
+    );
     assert_eq!(endpoint["payload_tx"], size * count);
 }
 
@@ -168,7 +182,8 @@ pub fn ipproto_raw_send() {
     let host = dests(&pair, false, 1)[0];
     let (size, count) = (1000u64, 20u64);
     // A raw socket of protocol 253 on the far side, so it answers no "protocol unreachable".
-    let mut sink = spawn("raw-echo", &[s(253), s(count), s(0), s(host)], Place { netns: Some(&pair.b), ..Place::default() });
+    let mut sink =
+        spawn("raw-echo", &[s(253), s(count), s(0), s(host)], Place { netns: Some(&pair.b), ..Place::default() });
     sink.line();
     let mon = Monitor::start(&cg.path, "");
     let before = pair.a.counters("va");
@@ -226,7 +241,11 @@ pub fn packet_socket_frames() {
     );
     assert!(closed_of(&out, pid).is_empty(), "a packet socket has no flow: {:#?}", out.records);
     let doc = report(&out);
-    assert_eq!(doc["completeness"]["unattributed_bytes"], size * frames, "the report's completeness covers them: {doc:#}");
+    assert_eq!(
+        doc["completeness"]["unattributed_bytes"],
+        size * frames,
+        "the report's completeness covers them: {doc:#}"
+    );
     eprintln!("    {frames} frames, {} B unattributed", size * frames);
     out.assert_nothing_lost();
 }

@@ -4,8 +4,7 @@
 
 use std::{
     ffi::CString,
-    io,
-    mem,
+    io, mem,
     net::IpAddr,
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
 };
@@ -71,7 +70,8 @@ fn sockaddr(ip: IpAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
 fn send_to(fd: &OwnedFd, buf: &[u8], dest: IpAddr) -> usize {
     let (ss, len) = sockaddr(dest);
     // SAFETY: valid buffer and address.
-    let n = unsafe { libc::sendto(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), 0, std::ptr::from_ref(&ss).cast(), len) };
+    let n =
+        unsafe { libc::sendto(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), 0, std::ptr::from_ref(&ss).cast(), len) };
     assert!(n >= 0, "sendto {dest}: {}", io::Error::last_os_error());
     n as usize
 }
@@ -83,7 +83,14 @@ fn recv_from(fd: &OwnedFd, buf: &mut [u8]) -> (usize, IpAddr) {
     let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     // SAFETY: valid buffer and address storage.
     let n = unsafe {
-        libc::recvfrom(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0, std::ptr::from_mut(&mut ss).cast(), &raw mut len)
+        libc::recvfrom(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            0,
+            std::ptr::from_mut(&mut ss).cast(),
+            &raw mut len,
+        )
     };
     assert!(n >= 0, "recvfrom: {}", io::Error::last_os_error());
     let from = if i32::from(ss.ss_family) == libc::AF_INET6 {
@@ -201,7 +208,8 @@ pub fn main(role: &str, args: &[String]) {
             let count: usize = arg(2).parse().unwrap();
             let dest: IpAddr = arg(3).parse().unwrap();
             let hdrincl = arg(4) == "1";
-            let fd = socket(family(dest), libc::SOCK_RAW, if hdrincl { libc::IPPROTO_RAW } else { i32::from(protocol) });
+            let fd =
+                socket(family(dest), libc::SOCK_RAW, if hdrincl { libc::IPPROTO_RAW } else { i32::from(protocol) });
             let (mut tx, mut rx) = (0, 0);
             let mut buf = vec![0u8; 65536];
             for _ in 0..count {

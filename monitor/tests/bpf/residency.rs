@@ -33,7 +33,10 @@ fn shares(app: &Value, list: &str) -> BTreeMap<String, (u64, u64)> {
         .iter()
         .map(|s| {
             let t = &s["traffic"];
-            (s["key"].as_str().unwrap().to_owned(), (t["payload_tx"].as_u64().unwrap(), t["payload_rx"].as_u64().unwrap()))
+            (
+                s["key"].as_str().unwrap().to_owned(),
+                (t["payload_tx"].as_u64().unwrap(), t["payload_rx"].as_u64().unwrap()),
+            )
         })
         .collect()
 }
@@ -84,14 +87,31 @@ pub fn per_app_bytes_by_country_and_asn() {
 
     let journal = out.dir.path().join("journal.db");
     let report = Command::new(env!("CARGO_BIN_EXE_monitor"))
-        .args(["report", "--format", "json", "--since", "2000-01-01T00:00:00Z", "--until", "2100-01-01T00:00:00Z", "--journal"])
+        .args([
+            "report",
+            "--format",
+            "json",
+            "--since",
+            "2000-01-01T00:00:00Z",
+            "--until",
+            "2100-01-01T00:00:00Z",
+            "--journal",
+        ])
         .arg(&journal)
         .output()
         .unwrap();
     assert!(report.status.success(), "{}", String::from_utf8_lossy(&report.stderr));
     let doc: Value = serde_json::from_slice(&report.stdout).unwrap();
     assert_eq!(doc["schema"], "monitor.report/1");
-    let app = |name: &str| doc["apps"].as_array().unwrap().iter().find(|a| a["app"] == name).unwrap_or_else(|| panic!("no {name} in {doc:#}")).clone();
+    let app = |name: &str| {
+        doc["apps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["app"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {doc:#}"))
+            .clone()
+    };
 
     let a = app("app-a");
     let by_country = shares(&a, "by_country");
@@ -120,6 +140,7 @@ pub fn per_app_bytes_by_country_and_asn() {
         let asns: u64 = shares(&x, "by_asn").values().map(|(u, d)| u + d).sum();
         assert_eq!((countries, asns), (total, total), "{name}: shares add up to the total");
     }
-    let names: Vec<&str> = doc["databases"].as_array().unwrap().iter().map(|d| d["database_type"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        doc["databases"].as_array().unwrap().iter().map(|d| d["database_type"].as_str().unwrap()).collect();
     assert!(names.contains(&"GeoIP2-Country") && names.contains(&"GeoLite2-ASN"), "provenance: {names:?}");
 }

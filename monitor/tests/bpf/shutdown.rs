@@ -64,10 +64,8 @@ pub fn bounded_under_load() {
     assert!(took <= SHUTDOWN_DRAIN + SLACK, "exit took {took:?}, limit {SHUTDOWN_DRAIN:?} + {SLACK:?}");
     assert!(out.stats["last"].as_bool().unwrap(), "final statistics: {}", out.stats);
     // The load outran the journal (else this test shows nothing): what was left is counted.
-    let dropped: u64 = left
-        .iter()
-        .filter_map(|l| l.split("shutdown: ").nth(1)?.split(' ').next()?.parse::<u64>().ok())
-        .sum();
+    let dropped: u64 =
+        left.iter().filter_map(|l| l.split("shutdown: ").nth(1)?.split(' ').next()?.parse::<u64>().ok()).sum();
     assert!(dropped > 0, "the journal kept up with the load; nothing was left to count:\n{}", out.log);
     let local = held["local"].as_str().unwrap();
     assert!(

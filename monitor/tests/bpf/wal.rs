@@ -2,12 +2,7 @@
 //! an external `sqlite3` session, `monitor status` and `monitor report`, then `kill -9`. Every
 //! row flushed before the kill must survive, and the daemon must never write into a deleted WAL.
 
-use std::{
-    path::Path,
-    process::Command,
-    thread,
-    time::Duration,
-};
+use std::{path::Path, process::Command, thread, time::Duration};
 
 use nix::{
     sys::signal::{Signal, kill},
@@ -24,7 +19,11 @@ use crate::{
 /// have closed on both sides.
 fn connections(pair: &Pair, cg: &TestCgroup, port: u16, n: usize) {
     let server = format!("{}:{port}", pair.b_v4[0]);
-    let mut srv = spawn("tcp-server", &[server.clone(), "300".into(), n.to_string()], Place { netns: Some(&pair.b), ..Place::default() });
+    let mut srv = spawn(
+        "tcp-server",
+        &[server.clone(), "300".into(), n.to_string()],
+        Place { netns: Some(&pair.b), ..Place::default() },
+    );
     srv.line();
     let place = Place { netns: Some(&pair.a), cgroup: Some(cg), uid: None };
     assert_eq!(spawn("tcp-client", &[server, "1000".into(), n.to_string()], place).finish().len(), n);
@@ -102,7 +101,13 @@ pub fn wal_survives_second_daemon_sqlite3_and_readers_then_kill9() {
 
     // (a) A second daemon on the same journal is refused before it touches the database.
     let mut second = Command::new(env!("CARGO_BIN_EXE_monitor"));
-    second.arg("--config").arg(&config).args(["run", "--json", "--cgroup"]).arg(&cg.path).arg("--journal").arg(&journal);
+    second
+        .arg("--config")
+        .arg(&config)
+        .args(["run", "--json", "--cgroup"])
+        .arg(&cg.path)
+        .arg("--journal")
+        .arg(&journal);
     let out = output_within(&mut second, Duration::from_secs(30));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(5), "second daemon: {err}");

@@ -119,7 +119,8 @@ pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
     for proto in [Proto::Tcp, Proto::Udp] {
         let p = if proto == Proto::Tcp { "tcp" } else { "udp" };
         let results = alternate(&configs, rounds, |o, round| sample(ctx, proto, o, count, round, false));
-        let results: Vec<Vec<Option<Sample>>> = results.into_iter().map(|v| v.into_iter().map(Result::ok).collect()).collect();
+        let results: Vec<Vec<Option<Sample>>> =
+            results.into_iter().map(|v| v.into_iter().map(Result::ok).collect()).collect();
         let rates = |i: usize| -> Vec<Option<f64>> { results[i].iter().map(|s| s.as_ref().map(|s| s.rate)).collect() };
         let base = bracketing_baseline(&rates(0));
         let adjusted = |i: usize| -> Vec<Option<f64>> {
@@ -144,7 +145,11 @@ pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
                     o.name(),
                     format!("{} of none ({}/s) / {}", show(rel, 3), show(abs, 0), show(rel_adj, 3)),
                 ));
-                section.rows.push(Row::info(format!("{m}: CPU % of a core / peak RSS MiB"), o.name(), format!("{} / {}", show(cpu, 1), show(peak, 1))));
+                section.rows.push(Row::info(
+                    format!("{m}: CPU % of a core / peak RSS MiB"),
+                    o.name(),
+                    format!("{} / {}", show(cpu, 1), show(peak, 1)),
+                ));
             }
             if *o == Observer::Monitor {
                 monitor_rows(&mut section, &m, &samples);
@@ -178,11 +183,23 @@ fn monitor_rows(section: &mut Section, m: &str, samples: &[&Sample]) {
     let worst = |v: &[Completeness]| v.iter().copied().min_by(|a, b| a.exact_fraction().total_cmp(&b.exact_fraction()));
     if let Some(c) = worst(&client) {
         let ok = client.iter().all(|c| c.exact == c.expected);
-        section.rows.push(Row::goal(format!("{m}: recorded, client side (worst run)"), "monitor", c.show(), "100 %", ok));
+        section.rows.push(Row::goal(
+            format!("{m}: recorded, client side (worst run)"),
+            "monitor",
+            c.show(),
+            "100 %",
+            ok,
+        ));
     }
     if let Some(c) = worst(&server) {
         let ok = server.iter().all(|c| c.exact == c.expected);
-        section.rows.push(Row::goal(format!("{m}: recorded, server side (worst run)"), "monitor", c.show(), "100 %", ok));
+        section.rows.push(Row::goal(
+            format!("{m}: recorded, server side (worst run)"),
+            "monitor",
+            c.show(),
+            "100 %",
+            ok,
+        ));
     }
     let stats: Vec<&FinalStats> = samples.iter().filter_map(|s| s.stats.as_ref()).collect();
     if !stats.is_empty() {
@@ -206,8 +223,10 @@ fn peer_rows(section: &mut Section, m: &str, o: Observer, samples: &[&Sample]) {
     let bytes = Summary::of(&peers.iter().map(|p| 100.0 * p.bytes_attributed).collect::<Vec<_>>());
     let mut value = format!("{} % of bytes on the load's pids", show(bytes, 1));
     if o == Observer::Bandwhich {
-        let listed = Summary::of(&peers.iter().filter_map(|p| p.connections_listed).map(|x| 100.0 * x).collect::<Vec<_>>());
-        let named = Summary::of(&peers.iter().filter_map(|p| p.connections_right_name).map(|x| 100.0 * x).collect::<Vec<_>>());
+        let listed =
+            Summary::of(&peers.iter().filter_map(|p| p.connections_listed).map(|x| 100.0 * x).collect::<Vec<_>>());
+        let named =
+            Summary::of(&peers.iter().filter_map(|p| p.connections_right_name).map(|x| 100.0 * x).collect::<Vec<_>>());
         value = format!(
             "{} % of bytes under the load's name; {} % of port pairs listed, {} % with the load's name",
             show(bytes, 1),
@@ -263,7 +282,10 @@ pub(super) fn sample(
         stats: None,
         peer: None,
     };
-    let pids: Vec<u32> = summary["pids"].as_array().map(|a| a.iter().filter_map(|p| p.as_u64()).map(|p| p as u32).collect()).unwrap_or_default();
+    let pids: Vec<u32> = summary["pids"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|p| p.as_u64()).map(|p| p as u32).collect())
+        .unwrap_or_default();
     match o {
         Observer::None => {}
         Observer::Monitor => {
@@ -276,16 +298,31 @@ pub(super) fn sample(
         Observer::Nethogs => {
             let run = parse::nethogs(&out)?;
             let total = run.processes.iter().fold(0.0, |a, p| a + p.sent + p.received);
-            let mine = run.processes.iter().filter(|p| p.pid.is_some_and(|pid| pids.contains(&pid))).fold(0.0, |a, p| a + p.sent + p.received);
-            s.peer = Some(PeerCompleteness { bytes_attributed: ratio(mine, total), connections_listed: None, connections_right_name: None });
+            let mine = run
+                .processes
+                .iter()
+                .filter(|p| p.pid.is_some_and(|pid| pids.contains(&pid)))
+                .fold(0.0, |a, p| a + p.sent + p.received);
+            s.peer = Some(PeerCompleteness {
+                bytes_attributed: ratio(mine, total),
+                connections_listed: None,
+                connections_right_name: None,
+            });
         }
         Observer::Bandwhich => {
             let run = parse::bandwhich(&out)?;
             let total = run.processes.iter().fold(0.0, |a, p| a + p.sent + p.received);
-            let mine = run.processes.iter().filter(|p| p.name == "bench-load").fold(0.0, |a, p| a + p.sent + p.received);
-            let wanted: std::collections::HashSet<(u16, u16)> = truth.iter().filter(|t| t.ok).map(|t| (t.local_port, t.remote_port)).collect();
-            let listed: std::collections::HashSet<(u16, u16)> =
-                run.connections.iter().filter(|c| c.2 == p).map(|c| (c.0, c.1)).filter(|k| wanted.contains(k)).collect();
+            let mine =
+                run.processes.iter().filter(|p| p.name == "bench-load").fold(0.0, |a, p| a + p.sent + p.received);
+            let wanted: std::collections::HashSet<(u16, u16)> =
+                truth.iter().filter(|t| t.ok).map(|t| (t.local_port, t.remote_port)).collect();
+            let listed: std::collections::HashSet<(u16, u16)> = run
+                .connections
+                .iter()
+                .filter(|c| c.2 == p)
+                .map(|c| (c.0, c.1))
+                .filter(|k| wanted.contains(k))
+                .collect();
             let named: std::collections::HashSet<(u16, u16)> = run
                 .connections
                 .iter()
@@ -319,7 +356,8 @@ pub fn start_server(ctx: &Ctx<'_>, proto: Proto) -> anyhow::Result<(Proc, u32)> 
         .args(["--ports", &PORTS.to_string(), "--threads", &(PROCS * THREADS / 2).max(2).to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
-    let mut server = Proc::spawn("churn server", &mut cmd, Place { netns: Some(&ctx.pair.b), cgroup: Some(ctx.cgroup) })?;
+    let mut server =
+        Proc::spawn("churn server", &mut cmd, Place { netns: Some(&ctx.pair.b), cgroup: Some(ctx.cgroup) })?;
     let mut line = String::new();
     BufReader::new(server.child.stdout.take().context("server stdout")?).read_line(&mut line)?;
     let v: serde_json::Value = serde_json::from_str(&line).with_context(|| format!("churn server said {line:?}"))?;
@@ -341,7 +379,8 @@ pub fn run_clients(ctx: &Ctx<'_>, proto: Proto, count: usize, log: &Path) -> any
         .arg(log)
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
-    let mut client = Proc::spawn("churn client", &mut cmd, Place { netns: Some(&ctx.pair.a), cgroup: Some(ctx.cgroup) })?;
+    let mut client =
+        Proc::spawn("churn client", &mut cmd, Place { netns: Some(&ctx.pair.a), cgroup: Some(ctx.cgroup) })?;
     let mut text = String::new();
     client.child.stdout.take().context("client stdout")?.read_to_string(&mut text)?;
     let finished = client.wait_timeout(Duration::from_secs(10))?;
@@ -423,12 +462,21 @@ fn complete(idx: &Index, expected: impl Iterator<Item = Expected>) -> Completene
 
 /// Client-side and server-side completeness of one monitor run. Expected: every exchange whose
 /// client sent its request (failed ones with the bytes they did move).
-pub fn monitor_completeness(flows: &[parse::Flow], truth: &[Truth], proto: Proto, server_pid: u32) -> (Completeness, Completeness) {
+pub fn monitor_completeness(
+    flows: &[parse::Flow],
+    truth: &[Truth],
+    proto: Proto,
+    server_pid: u32,
+) -> (Completeness, Completeness) {
     let p = proto_arg(proto);
     let sent = || truth.iter().filter(|t| t.tx > 0);
-    let client = complete(&index(flows, p, &["outbound"]), sent().map(|t| (t.pid, (t.local_port, t.remote_port), t.tx, t.rx)));
+    let client =
+        complete(&index(flows, p, &["outbound"]), sent().map(|t| (t.pid, (t.local_port, t.remote_port), t.tx, t.rx)));
     let server_dirs: &[&str] = if proto == Proto::Tcp { &["inbound"] } else { &["unconnected"] };
-    let server = complete(&index(flows, p, server_dirs), sent().map(|t| (server_pid, (t.remote_port, t.local_port), t.rx, t.tx)));
+    let server = complete(
+        &index(flows, p, server_dirs),
+        sent().map(|t| (server_pid, (t.remote_port, t.local_port), t.rx, t.tx)),
+    );
     (client, server)
 }
 
@@ -448,7 +496,10 @@ mod tests {
     fn reused_ports_match_one_to_one_and_merged_peers_count_fully() {
         let k = (40000, 7000);
         // Two exchanges on one port pair by two processes, both recorded exactly.
-        let c = complete(&idx(&[(k, 1, 1024, 1024), (k, 2, 1024, 1024)]), [(1, k, 1024, 1024), (2, k, 1024, 1024)].into_iter());
+        let c = complete(
+            &idx(&[(k, 1, 1024, 1024), (k, 2, 1024, 1024)]),
+            [(1, k, 1024, 1024), (2, k, 1024, 1024)].into_iter(),
+        );
         assert_eq!((c.expected, c.recorded, c.right_process, c.exact), (2, 2, 2, 2));
         // A UDP server peer seen twice: one record of 2048/2048.
         let c = complete(&idx(&[(k, 9, 2048, 2048)]), [(9, k, 1024, 1024), (9, k, 1024, 1024)].into_iter());

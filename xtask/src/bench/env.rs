@@ -100,7 +100,10 @@ impl Pair {
             ns.sysctl("net.core.somaxconn", "65535")?;
             ns.sysctl("net.ipv4.tcp_max_syn_backlog", "65535")?;
         }
-        ip(&["-n", &a.name, "link", "add", DEV_A, "address", MAC_A, "type", "veth", "peer", "name", DEV_B, "address", MAC_B, "netns", &b.name])?;
+        ip(&[
+            "-n", &a.name, "link", "add", DEV_A, "address", MAC_A, "type", "veth", "peer", "name", DEV_B, "address",
+            MAC_B, "netns", &b.name,
+        ])?;
         ip(&["-n", &a.name, "addr", "add", &format!("{ADDR_A}/32"), "dev", DEV_A])?;
         ip(&["-n", &b.name, "addr", "add", &format!("{ADDR_B}/32"), "dev", DEV_B])?;
         ip(&["-n", &a.name, "link", "set", DEV_A, "up"])?;
@@ -175,7 +178,8 @@ pub struct Place<'a> {
 impl Place<'_> {
     /// Makes `cmd` join this place between fork and exec.
     pub fn apply(self, cmd: &mut Command) -> anyhow::Result<()> {
-        let ns: Option<File> = self.netns.map(|n| File::open(n.path())).transpose().context("cannot open the namespace")?;
+        let ns: Option<File> =
+            self.netns.map(|n| File::open(n.path())).transpose().context("cannot open the namespace")?;
         let procs: Option<File> = self
             .cgroup
             .map(|c| OpenOptions::new().write(true).open(c.path.join("cgroup.procs")))
@@ -185,13 +189,15 @@ impl Place<'_> {
         unsafe {
             cmd.pre_exec(move || {
                 if let Some(f) = &procs
-                    && libc::write(f.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
-                        return Err(std::io::Error::last_os_error());
-                    }
+                    && libc::write(f.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
                 if let Some(f) = &ns
-                    && libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
+                    && libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
                 Ok(())
             });
         }
@@ -279,19 +285,21 @@ pub fn remove_stale() {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if let Some(pid) = name.strip_prefix("mbench").and_then(|r| r.strip_suffix(['a', 'b']))
-                && !alive(pid) {
-                    let _ = Command::new("ip").args(["netns", "del", &name]).status();
-                }
+                && !alive(pid)
+            {
+                let _ = Command::new("ip").args(["netns", "del", &name]).status();
+            }
         }
     }
     if let Ok(root) = cgroup2_mount()
-        && let Ok(entries) = fs::read_dir(&root) {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if name.strip_prefix("monitor-bench-").is_some_and(|pid| !alive(pid)) {
-                    evacuate(&e.path());
-                    let _ = fs::remove_dir(e.path());
-                }
+        && let Ok(entries) = fs::read_dir(&root)
+    {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.strip_prefix("monitor-bench-").is_some_and(|pid| !alive(pid)) {
+                evacuate(&e.path());
+                let _ = fs::remove_dir(e.path());
             }
         }
+    }
 }

@@ -70,7 +70,8 @@ fn snapshot(pid: u32) -> anyhow::Result<BTreeMap<u32, Prog>> {
     for entry in fs::read_dir(format!("/proc/{pid}/fd"))? {
         let entry = entry?;
         let Ok(link) = fs::read_link(entry.path()) else { continue };
-        let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", entry.file_name().to_string_lossy())).unwrap_or_default();
+        let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", entry.file_name().to_string_lossy()))
+            .unwrap_or_default();
         match link.to_string_lossy().as_ref() {
             "anon_inode:bpf-prog" => ids.extend(fdinfo_field(&info, "prog_id")),
             "anon_inode:bpf_link" => {
@@ -89,11 +90,15 @@ fn snapshot(pid: u32) -> anyhow::Result<BTreeMap<u32, Prog>> {
         out.insert(
             info.id(),
             Prog {
-                name: format!("{} [{}]", info.name_as_str().unwrap_or("?"), hooks.get(&info.id()).map_or(
-                    // tp_btf programs are attached through raw tracepoint descriptors, not links.
-                    if format!("{:?}", info.program_type()) == "BPF_PROG_TYPE_TRACING" { "tp_btf" } else { "?" },
-                    String::as_str
-                )),
+                name: format!(
+                    "{} [{}]",
+                    info.name_as_str().unwrap_or("?"),
+                    hooks.get(&info.id()).map_or(
+                        // tp_btf programs are attached through raw tracepoint descriptors, not links.
+                        if format!("{:?}", info.program_type()) == "BPF_PROG_TYPE_TRACING" { "tp_btf" } else { "?" },
+                        String::as_str
+                    )
+                ),
                 prog_type: format!("{:?}", info.program_type()),
                 run_time_ns: u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX),
                 run_count: info.run_count(),
@@ -128,14 +133,22 @@ pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
     }
     anyhow::ensure!(!per_round.is_empty(), "every kernel-cost round failed");
     // BPF time per Gbit/s: (BPF seconds per second) ÷ (Gbit per second) = BPF s per Gbit, as %.
-    let per_gbit = Summary::of(&phases.iter().map(|p| 100.0 * (p[0].bpf_ns as f64 / 1e9) / (p[0].work * 8.0 / 1e9)).collect::<Vec<_>>());
+    let per_gbit = Summary::of(
+        &phases.iter().map(|p| 100.0 * (p[0].bpf_ns as f64 / 1e9) / (p[0].work * 8.0 / 1e9)).collect::<Vec<_>>(),
+    );
     section.rows.push(Row::info(
         "all programs, iperf3 over veth (both ends watched)",
         "monitor",
         format!("{} % of a core per Gbit/s", show(per_gbit, 3)),
     ));
     for (i, proto) in [(1, "TCP"), (2, "UDP")] {
-        let us = Summary::of(&phases.iter().filter(|p| p[i].work > 0.0).map(|p| p[i].bpf_ns as f64 / 1e3 / p[i].work).collect::<Vec<_>>());
+        let us = Summary::of(
+            &phases
+                .iter()
+                .filter(|p| p[i].work > 0.0)
+                .map(|p| p[i].bpf_ns as f64 / 1e3 / p[i].work)
+                .collect::<Vec<_>>(),
+        );
         section.rows.push(Row::info(
             format!("all programs, {proto} churn (both ends watched)"),
             "monitor",
@@ -232,14 +245,18 @@ fn iperf(ctx: &Ctx<'_>, seconds: u32, round: usize) -> anyhow::Result<f64> {
     let server_out = work.join(format!("kernel-{round}-iperf3.out"));
     let client_out = work.join(format!("kernel-{round}-iperf3.json"));
     let mut cmd = std::process::Command::new("iperf3");
-    cmd.args(["-s", "-1", "--forceflush", "-B", ADDR_B, "-p", "5202"]).stdout(fs::File::create(&server_out)?).stderr(std::process::Stdio::null());
-    let mut server = Proc::spawn("iperf3 server", &mut cmd, Place { netns: Some(&ctx.pair.b), cgroup: Some(ctx.cgroup) })?;
+    cmd.args(["-s", "-1", "--forceflush", "-B", ADDR_B, "-p", "5202"])
+        .stdout(fs::File::create(&server_out)?)
+        .stderr(std::process::Stdio::null());
+    let mut server =
+        Proc::spawn("iperf3 server", &mut cmd, Place { netns: Some(&ctx.pair.b), cgroup: Some(ctx.cgroup) })?;
     wait_for_text(&server_out, "listening", Duration::from_secs(10), &mut server)?;
     let mut cmd = std::process::Command::new("iperf3");
     cmd.args(["-c", ADDR_B, "-B", ADDR_A, "-p", "5202", "-t", &seconds.to_string(), "-J"])
         .stdout(fs::File::create(&client_out)?)
         .stderr(std::process::Stdio::null());
-    let mut client = Proc::spawn("iperf3 client", &mut cmd, Place { netns: Some(&ctx.pair.a), cgroup: Some(ctx.cgroup) })?;
+    let mut client =
+        Proc::spawn("iperf3 client", &mut cmd, Place { netns: Some(&ctx.pair.a), cgroup: Some(ctx.cgroup) })?;
     client.wait_timeout(Duration::from_secs(u64::from(seconds) + 30))?;
     let _ = server.wait_timeout(Duration::from_secs(5));
     let report: serde_json::Value = serde_json::from_str(&fs::read_to_string(&client_out)?).context("iperf3 report")?;

@@ -56,7 +56,9 @@ pub fn describe() -> Machine {
         memory_mib: memory_kib / 1024,
         bpf_jit_enable: read("/proc/sys/net/core/bpf_jit_enable"),
         load_average_at_start: read("/proc/loadavg").split_whitespace().next().unwrap_or("").to_owned(),
-        commit: trimmed(Command::new("git").args(["describe", "--always", "--dirty"]).current_dir(crate::exec::workspace_root())),
+        commit: trimmed(
+            Command::new("git").args(["describe", "--always", "--dirty"]).current_dir(crate::exec::workspace_root()),
+        ),
     }
 }
 

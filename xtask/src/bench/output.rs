@@ -53,17 +53,41 @@ pub struct Row {
 impl Row {
     /// A row without a goal.
     pub fn info(metric: impl Into<String>, config: impl Into<String>, value: impl Into<String>) -> Self {
-        Self { metric: metric.into(), config: config.into(), value: value.into(), goal: String::new(), verdict: Verdict::Info }
+        Self {
+            metric: metric.into(),
+            config: config.into(),
+            value: value.into(),
+            goal: String::new(),
+            verdict: Verdict::Info,
+        }
     }
 
     /// A row with a goal.
-    pub fn goal(metric: impl Into<String>, config: impl Into<String>, value: impl Into<String>, goal: &str, ok: bool) -> Self {
-        Self { metric: metric.into(), config: config.into(), value: value.into(), goal: goal.to_owned(), verdict: Verdict::goal(ok) }
+    pub fn goal(
+        metric: impl Into<String>,
+        config: impl Into<String>,
+        value: impl Into<String>,
+        goal: &str,
+        ok: bool,
+    ) -> Self {
+        Self {
+            metric: metric.into(),
+            config: config.into(),
+            value: value.into(),
+            goal: goal.to_owned(),
+            verdict: Verdict::goal(ok),
+        }
     }
 
     /// A skipped measurement.
     pub fn skipped(metric: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self { metric: metric.into(), config: "-".into(), value: reason.into(), goal: String::new(), verdict: Verdict::Skipped }
+        Self {
+            metric: metric.into(),
+            config: "-".into(),
+            value: reason.into(),
+            goal: String::new(),
+            verdict: Verdict::Skipped,
+        }
     }
 }
 
@@ -87,7 +111,14 @@ pub struct Section {
 impl Section {
     /// An empty section.
     pub fn new(name: &str) -> Self {
-        Self { name: name.to_owned(), rows: Vec::new(), data: serde_json::Value::Null, notes: Vec::new(), error: None, seconds: 0.0 }
+        Self {
+            name: name.to_owned(),
+            rows: Vec::new(),
+            data: serde_json::Value::Null,
+            notes: Vec::new(),
+            error: None,
+            seconds: 0.0,
+        }
     }
 }
 
@@ -100,7 +131,14 @@ pub fn table(sections: &[Section]) -> String {
             lines.push([s.name.clone(), "error".into(), "-".into(), e.clone(), String::new(), "ERROR".into()]);
         }
         for r in &s.rows {
-            lines.push([s.name.clone(), r.metric.clone(), r.config.clone(), r.value.clone(), r.goal.clone(), r.verdict.mark().into()]);
+            lines.push([
+                s.name.clone(),
+                r.metric.clone(),
+                r.config.clone(),
+                r.value.clone(),
+                r.goal.clone(),
+                r.verdict.mark().into(),
+            ]);
         }
     }
     let mut widths = header.map(|h| h.chars().count());

@@ -77,7 +77,10 @@ pub struct FinalStats {
 impl FinalStats {
     /// Nothing lost: no lost events, every event received and decoded.
     pub fn lossless(&self) -> bool {
-        self.present && self.events_lost == 0 && self.events_submitted == self.events_received && self.decode_errors == 0
+        self.present
+            && self.events_lost == 0
+            && self.events_submitted == self.events_received
+            && self.decode_errors == 0
     }
 }
 
@@ -157,14 +160,20 @@ pub struct PeerRun {
     pub connections: Vec<PeerConnection>,
 }
 
-fn keep_max(map: &mut HashMap<(String, Option<u32>), (f64, f64)>, key: (String, Option<u32>), sent: f64, received: f64) {
+fn keep_max(
+    map: &mut HashMap<(String, Option<u32>), (f64, f64)>,
+    key: (String, Option<u32>),
+    sent: f64,
+    received: f64,
+) {
     let e = map.entry(key).or_insert((0.0, 0.0));
     e.0 = e.0.max(sent);
     e.1 = e.1.max(received);
 }
 
 fn finish(map: HashMap<(String, Option<u32>), (f64, f64)>, connections: Vec<PeerConnection>) -> PeerRun {
-    let processes = map.into_iter().map(|((name, pid), (sent, received))| PeerProcess { name, pid, sent, received }).collect();
+    let processes =
+        map.into_iter().map(|((name, pid), (sent, received))| PeerProcess { name, pid, sent, received }).collect();
     PeerRun { processes, connections }
 }
 

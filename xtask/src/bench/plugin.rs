@@ -51,7 +51,15 @@ fn build_example(ctx: &Ctx<'_>, name: &str) -> anyhow::Result<PathBuf> {
     }
     exec(&mut cmd)?;
     let profile = if ctx.quick { "debug" } else { "release" };
-    Ok(ctx.tools.monitor.parent().and_then(Path::parent).unwrap_or(Path::new("target")).join(profile).join("examples").join(name))
+    Ok(ctx
+        .tools
+        .monitor
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("target"))
+        .join(profile)
+        .join("examples")
+        .join(name))
 }
 
 /// Runs `cmd` to the end; returns (stdout, wall seconds, user+system CPU seconds, peak RSS KiB).
@@ -69,9 +77,8 @@ fn measured(cmd: &mut Command) -> anyhow::Result<(String, f64, f64, u64)> {
         // SAFETY: zeroed siginfo is valid; WNOWAIT leaves the child to be reaped by wait4 below.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         // SAFETY: our own child; `info` is valid for writes.
-        let r = unsafe {
-            libc::waitid(libc::P_PID, child.id(), &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT)
-        };
+        let r =
+            unsafe { libc::waitid(libc::P_PID, child.id(), &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
         // SAFETY: reading the pid field waitid filled (0 while the child runs).
         if r != 0 || unsafe { info.si_pid() } != 0 {
             break;
@@ -122,8 +129,10 @@ pub fn enrichment(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
     let mut raw = Vec::new();
     for _ in 0..rounds {
         for (i, mode) in modes.iter().enumerate() {
-            let (out, _, _, peak) = measured(Command::new(&bin).arg("--addresses").arg(&addresses).args(["--mode", mode]))?;
-            let v: serde_json::Value = serde_json::from_str(out.trim()).with_context(|| format!("bench_enrich said {out:?}"))?;
+            let (out, _, _, peak) =
+                measured(Command::new(&bin).arg("--addresses").arg(&addresses).args(["--mode", mode]))?;
+            let v: serde_json::Value =
+                serde_json::from_str(out.trim()).with_context(|| format!("bench_enrich said {out:?}"))?;
             let lookups = v["lookups"].as_f64().unwrap_or(0.0);
             let seconds = v["seconds"].as_f64().unwrap_or(0.0);
             if seconds > 0.0 {
@@ -162,9 +171,15 @@ pub fn reports(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
     let dir = ctx.tools.work.join("journal");
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir)?;
-    let (_, gen_wall, _, gen_peak) =
-        measured(Command::new(&bin).args(["generate", "--journal"]).arg(&dir).args(["--records", &records.to_string(), "--days", "7"]))?;
-    let journal_mib = fs::read_dir(&dir)?.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum::<u64>() as f64 / 1_048_576.0;
+    let (_, gen_wall, _, gen_peak) = measured(Command::new(&bin).args(["generate", "--journal"]).arg(&dir).args([
+        "--records",
+        &records.to_string(),
+        "--days",
+        "7",
+    ]))?;
+    let journal_mib = fs::read_dir(&dir)?.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum::<u64>()
+        as f64
+        / 1_048_576.0;
     let mut walls = Vec::new();
     let mut peaks = Vec::new();
     let mut cpus = Vec::new();
@@ -252,7 +267,19 @@ mod tests {
 
     #[test]
     fn public_v4_excludes_special_ranges() {
-        for s in ["10.1.2.3", "100.64.0.1", "127.0.0.1", "169.254.1.1", "172.16.0.1", "192.168.1.1", "198.18.0.1", "203.0.113.5", "224.0.0.1", "240.0.0.1", "0.1.2.3"] {
+        for s in [
+            "10.1.2.3",
+            "100.64.0.1",
+            "127.0.0.1",
+            "169.254.1.1",
+            "172.16.0.1",
+            "192.168.1.1",
+            "198.18.0.1",
+            "203.0.113.5",
+            "224.0.0.1",
+            "240.0.0.1",
+            "0.1.2.3",
+        ] {
             assert!(!is_public_v4(s.parse().unwrap()), "{s}");
         }
         for s in ["1.1.1.1", "8.8.8.8", "100.128.0.1", "198.20.0.1"] {

@@ -124,7 +124,8 @@ impl MachineTicks {
     /// Reads /proc/stat now.
     pub fn now() -> Self {
         let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
-        let v: Vec<u64> = stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+        let v: Vec<u64> =
+            stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
         let at = |i: usize| v.get(i).copied().unwrap_or(0);
         // user nice system idle iowait irq softirq steal (guest time is already in user).
         let idle = at(3) + at(4);

@@ -54,7 +54,10 @@ pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("bench: sockets {}: {e:#}", o.name());
-                section.rows.push(Row::skipped(format!("{} sockets open", 2 * connections), format!("{}: failed: {e:#}", o.name())));
+                section.rows.push(Row::skipped(
+                    format!("{} sockets open", 2 * connections),
+                    format!("{}: failed: {e:#}", o.name()),
+                ));
                 continue;
             }
         };
@@ -84,7 +87,10 @@ pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
                     section.rows.push(Row::info(
                         format!("{m}: anonymous memory ÷ open flows"),
                         o.name(),
-                        format!("{:.0} B per flow (upper bound: includes the idle daemon)", r.anon_kib as f64 * 1024.0 / open as f64),
+                        format!(
+                            "{:.0} B per flow (upper bound: includes the idle daemon)",
+                            r.anon_kib as f64 * 1024.0 / open as f64
+                        ),
                     ));
                 }
                 section.rows.push(Row::goal(
@@ -151,13 +157,15 @@ fn sample(ctx: &Ctx<'_>, o: Observer, connections: usize) -> anyhow::Result<Samp
         let listen = format!("{ADDR_B}:{}", PORT + u16::try_from(i)?);
         let mut cmd = Command::new(&ctx.tools.load);
         cmd.args(["bench-load", "hold-server", "--listen", &listen]).stdin(Stdio::piped()).stdout(Stdio::piped());
-        let mut server = Proc::spawn("hold server", &mut cmd, Place { netns: Some(&ctx.pair.b), cgroup: Some(ctx.cgroup) })?;
+        let mut server =
+            Proc::spawn("hold server", &mut cmd, Place { netns: Some(&ctx.pair.b), cgroup: Some(ctx.cgroup) })?;
         pids.push(first_line(&mut server)?["pid"].as_u64().context("no pid from the hold server")? as u32);
         let mut cmd = Command::new(&ctx.tools.load);
         cmd.args(["bench-load", "hold-client", "--server", &listen, "--count", &share.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped());
-        let mut client = Proc::spawn("hold client", &mut cmd, Place { netns: Some(&ctx.pair.a), cgroup: Some(ctx.cgroup) })?;
+        let mut client =
+            Proc::spawn("hold client", &mut cmd, Place { netns: Some(&ctx.pair.a), cgroup: Some(ctx.cgroup) })?;
         let line = first_line(&mut client)?;
         pids.push(line["pid"].as_u64().context("no pid from the hold client")? as u32);
         held += line["held"].as_u64().unwrap_or(0);

@@ -64,7 +64,11 @@ pub fn alternate<C: Copy + std::fmt::Debug, T>(
             let result = sample(config, round);
             match &result {
                 Err(e) => eprintln!("bench: {config:?} round {}: {e:#}", round + 1),
-                Ok(_) => eprintln!("bench:   {config:?} round {}/{rounds}: {:.1} s", round + 1, started.elapsed().as_secs_f64()),
+                Ok(_) => eprintln!(
+                    "bench:   {config:?} round {}/{rounds}: {:.1} s",
+                    round + 1,
+                    started.elapsed().as_secs_f64()
+                ),
             }
             out[i].push(result);
         }

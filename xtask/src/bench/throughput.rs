@@ -68,7 +68,8 @@ pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
     let mut all_steal = Vec::new();
     for path in [Path::Veth, Path::Loopback] {
         let results = alternate(&configs, rounds, |o, round| sample(ctx, path, o, seconds, round));
-        let results: Vec<Vec<Option<Sample>>> = results.into_iter().map(|v| v.into_iter().map(Result::ok).collect()).collect();
+        let results: Vec<Vec<Option<Sample>>> =
+            results.into_iter().map(|v| v.into_iter().map(Result::ok).collect()).collect();
         let gbps = |i: usize| -> Vec<Option<f64>> { results[i].iter().map(|s| s.as_ref().map(|s| s.gbps)).collect() };
         let adjusted = |i: usize| -> Vec<Option<f64>> {
             results[i].iter().map(|s| s.as_ref().map(|s| steal_adjusted(s.gbps, s.machine.steal_percent))).collect()
@@ -84,7 +85,8 @@ pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
             let costs: Vec<(&Cost, f64)> =
                 results[i].iter().flatten().filter_map(|s| s.cost.as_ref().map(|c| (c, s.gbps))).collect();
             let cpu = Summary::of(&costs.iter().map(|(c, _)| c.core_percent()).collect::<Vec<_>>());
-            let cpu_per_gbps = Summary::of(&costs.iter().map(|(c, g)| c.core_percent() / g.max(1e-9)).collect::<Vec<_>>());
+            let cpu_per_gbps =
+                Summary::of(&costs.iter().map(|(c, g)| c.core_percent() / g.max(1e-9)).collect::<Vec<_>>());
             let peak = Summary::of(&costs.iter().map(|(c, _)| c.peak_rss_kib as f64 / 1024.0).collect::<Vec<_>>());
             let m = format!("{} throughput", path.name());
             if *o == Observer::None {
@@ -94,16 +96,46 @@ pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
                 if *o == Observer::Monitor {
                     section.rows.push(Row::info(format!("{m} (relative, raw)"), o.name(), rel_s));
                     let ok = rel_adj.is_some_and(|r| r.median >= GOAL_RELATIVE);
-                    section.rows.push(Row::goal(format!("{m} (relative, steal-adjusted)"), o.name(), show(rel_adj, 3), "≥ 0.97", ok));
-                    let acc = Summary::of(&results[i].iter().flatten().filter_map(|s| s.monitor_payload_ratio).collect::<Vec<_>>());
-                    section.rows.push(Row::info(format!("{m}: payload recorded ÷ bytes iperf3 sent"), o.name(), show(acc, 6)));
+                    section.rows.push(Row::goal(
+                        format!("{m} (relative, steal-adjusted)"),
+                        o.name(),
+                        show(rel_adj, 3),
+                        "≥ 0.97",
+                        ok,
+                    ));
+                    let acc = Summary::of(
+                        &results[i].iter().flatten().filter_map(|s| s.monitor_payload_ratio).collect::<Vec<_>>(),
+                    );
+                    section.rows.push(Row::info(
+                        format!("{m}: payload recorded ÷ bytes iperf3 sent"),
+                        o.name(),
+                        show(acc, 6),
+                    ));
                     let ok = cpu_per_gbps.is_some_and(|c| c.median < GOAL_CPU_PER_GBPS);
-                    section.rows.push(Row::goal(format!("{m}: CPU % of a core per Gbit/s"), o.name(), show(cpu_per_gbps, 3), "< 2", ok));
+                    section.rows.push(Row::goal(
+                        format!("{m}: CPU % of a core per Gbit/s"),
+                        o.name(),
+                        show(cpu_per_gbps, 3),
+                        "< 2",
+                        ok,
+                    ));
                 } else {
-                    section.rows.push(Row::info(format!("{m} (relative, raw / steal-adjusted)"), o.name(), format!("{rel_s} / {}", show(rel_adj, 3))));
-                    section.rows.push(Row::info(format!("{m}: CPU % of a core per Gbit/s"), o.name(), show(cpu_per_gbps, 3)));
+                    section.rows.push(Row::info(
+                        format!("{m} (relative, raw / steal-adjusted)"),
+                        o.name(),
+                        format!("{rel_s} / {}", show(rel_adj, 3)),
+                    ));
+                    section.rows.push(Row::info(
+                        format!("{m}: CPU % of a core per Gbit/s"),
+                        o.name(),
+                        show(cpu_per_gbps, 3),
+                    ));
                 }
-                section.rows.push(Row::info(format!("{m}: CPU % of a core / peak RSS MiB"), o.name(), format!("{} / {}", show(cpu, 2), show(peak, 1))));
+                section.rows.push(Row::info(
+                    format!("{m}: CPU % of a core / peak RSS MiB"),
+                    o.name(),
+                    format!("{} / {}", show(cpu, 2), show(peak, 1)),
+                ));
             }
             per_config.insert(
                 o.name().into(),
@@ -138,8 +170,12 @@ fn sample(ctx: &Ctx<'_>, path: Path, o: Observer, seconds: u32, round: usize) ->
     let server_out = work.join(format!("{tag}-iperf3-server.out"));
     let client_out = work.join(format!("{tag}-iperf3-client.json"));
     let mut server_cmd = Command::new("iperf3");
-    server_cmd.args(["-s", "-1", "--forceflush", "-B", addr, "-p", &PORT.to_string()]).stdout(fs::File::create(&server_out)?).stderr(Stdio::null());
-    let mut server = Proc::spawn("iperf3 server", &mut server_cmd, Place { netns: Some(server_ns), cgroup: Some(ctx.cgroup) })?;
+    server_cmd
+        .args(["-s", "-1", "--forceflush", "-B", addr, "-p", &PORT.to_string()])
+        .stdout(fs::File::create(&server_out)?)
+        .stderr(Stdio::null());
+    let mut server =
+        Proc::spawn("iperf3 server", &mut server_cmd, Place { netns: Some(server_ns), cgroup: Some(ctx.cgroup) })?;
     wait_for_text(&server_out, "listening", Duration::from_secs(10), &mut server)?;
     let mut client_cmd = Command::new("iperf3");
     let bind = if matches!(path, Path::Veth) { ADDR_A } else { "127.0.0.1" };
@@ -147,20 +183,23 @@ fn sample(ctx: &Ctx<'_>, path: Path, o: Observer, seconds: u32, round: usize) ->
         .args(["-c", addr, "-B", bind, "-p", &PORT.to_string(), "-t", &seconds.to_string(), "-J"])
         .stdout(fs::File::create(&client_out)?)
         .stderr(Stdio::null());
-    let mut client = Proc::spawn("iperf3 client", &mut client_cmd, Place { netns: Some(&ctx.pair.a), cgroup: Some(ctx.cgroup) })?;
+    let mut client =
+        Proc::spawn("iperf3 client", &mut client_cmd, Place { netns: Some(&ctx.pair.a), cgroup: Some(ctx.cgroup) })?;
     let client_pid = client.pid();
     let finished = client.wait_timeout(Duration::from_secs(u64::from(seconds) + 30))?;
     let _ = server.wait_timeout(Duration::from_secs(5));
     let machine = ticks.load_since();
     let (cost, out) = running.stop()?;
-    let report: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(&client_out)?).with_context(|| format!("iperf3 report {}", client_out.display()))?;
+    let report: serde_json::Value = serde_json::from_str(&fs::read_to_string(&client_out)?)
+        .with_context(|| format!("iperf3 report {}", client_out.display()))?;
     anyhow::ensure!(finished, "iperf3 client failed: {}", report["error"]);
-    let gbps = report["end"]["sum_received"]["bits_per_second"].as_f64().context("no throughput in the iperf3 report")? / 1e9;
+    let gbps =
+        report["end"]["sum_received"]["bits_per_second"].as_f64().context("no throughput in the iperf3 report")? / 1e9;
     let bytes_sent = report["end"]["sum_sent"]["bytes"].as_u64().unwrap_or(0);
     let monitor_payload_ratio = if o == Observer::Monitor {
         let run = parse::monitor(&out)?;
-        let max_tx = run.flows.iter().filter(|f| f.owner.tgid == client_pid).map(|f| f.payload.tx_bytes).max().unwrap_or(0);
+        let max_tx =
+            run.flows.iter().filter(|f| f.owner.tgid == client_pid).map(|f| f.payload.tx_bytes).max().unwrap_or(0);
         Some(max_tx as f64 / bytes_sent.max(1) as f64)
     } else {
         None

@@ -82,10 +82,8 @@ pub fn install(dest: &Path, force: bool) -> anyhow::Result<bool> {
         COUNTRY.spec,
         ASN.spec
     ));
-    let work = tempfile::Builder::new()
-        .prefix("monitor-geo-")
-        .tempdir()
-        .context("cannot create a temporary directory")?;
+    let work =
+        tempfile::Builder::new().prefix("monitor-geo-").tempdir().context("cannot create a temporary directory")?;
     let w = work.path();
     let country_tgz = fetch::npm_pack(&COUNTRY, w)?;
     let asn_tgz = fetch::npm_pack(&ASN, w)?;

@@ -78,7 +78,13 @@ impl Rollup {
         let mut weeks = Weeks::new(tz);
         if let Some(s) = state(conn)?.filter(|s| s.time_zone == time_zone) {
             let (max_cookie, latest_endpoint_week) = bounds(conn)?;
-            return Ok(Self { weeks, covered_from: s.covered_from, max_cookie, latest_endpoint_week, counted: fold::Counted::default() });
+            return Ok(Self {
+                weeks,
+                covered_from: s.covered_from,
+                max_cookie,
+                latest_endpoint_week,
+                counted: fold::Counted::default(),
+            });
         }
         let started = Instant::now();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;

@@ -1,8 +1,8 @@
 //! Journal tests: real SQLite files in temporary directories, exact numbers.
 
 mod failure;
-mod paths;
 pub(crate) mod fixtures;
+mod paths;
 mod timing;
 mod wal;
 mod writer;

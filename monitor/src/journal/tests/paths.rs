@@ -116,8 +116,10 @@ fn another_applications_sqlite_database_is_refused_unchanged() {
     let path = dir.path().join("app.sqlite");
     {
         let conn = rusqlite::Connection::open(&path).expect("create");
-        conn.execute_batch("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT); INSERT INTO notes VALUES (1, 'x');")
-            .expect("schema");
+        conn.execute_batch(
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT); INSERT INTO notes VALUES (1, 'x');",
+        )
+        .expect("schema");
     }
     fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
     let before = snapshot(&path);

@@ -274,7 +274,10 @@ fn batched_inserts_count_every_socket_once_in_the_rollups() {
     let conn = raw(w.path());
     let records = i64::try_from(2 * SOCKETS).expect("small");
     assert_eq!(int(&conn, "SELECT COUNT(*) FROM connections"), records);
-    assert_eq!(int(&conn, "SELECT SUM(delta_payload_tx) FROM connections"), i64::try_from(30 * SOCKETS).expect("small"));
+    assert_eq!(
+        int(&conn, "SELECT SUM(delta_payload_tx) FROM connections"),
+        i64::try_from(30 * SOCKETS).expect("small")
+    );
     assert_eq!(int(&conn, "SELECT COUNT(*) FROM endpoint_week"), 4, "four endpoints, one week");
     assert_eq!(int(&conn, "SELECT SUM(flows) FROM endpoint_week"), i64::try_from(SOCKETS).expect("small"));
     assert_eq!(int(&conn, "SELECT SUM(payload_tx) FROM endpoint_week"), i64::try_from(30 * SOCKETS).expect("small"));

@@ -102,11 +102,8 @@ fn markdown_report_forms_no_tag_link_line_or_cell_from_hostile_names() {
             );
             assert!(!formed, "{value:?} formed in\n{md}");
         }
-        let headings: Vec<String> = doc
-            .descendants()
-            .filter(|n| matches!(n.data().value, NodeValue::Heading(_)))
-            .map(|n| text_of(n))
-            .collect();
+        let headings: Vec<String> =
+            doc.descendants().filter(|n| matches!(n.data().value, NodeValue::Heading(_))).map(|n| text_of(n)).collect();
         assert!(headings.contains(&format!("App {evil}")), "{headings:?}");
         assert!(!headings.iter().any(|h| h.starts_with("injected")), "{headings:?}");
         // Every table keeps its column count; the names are single cells, rendered as escaped.

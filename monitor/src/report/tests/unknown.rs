@@ -23,8 +23,8 @@ fn an_app_with_an_empty_name_is_reported_as_unknown() {
     w.append(&f.record(Close, at(W + 3600), 111, 222), &fixtures::app(""), Some(&us));
     w.flush().expect("flush");
     let reader = JournalReader::open(w.path()).expect("reader");
-    let report =
-        Report::build(&reader, &ReportQuery::new(Period::iso_week("2026-W47", &super::ny()).expect("week"))).expect("build");
+    let report = Report::build(&reader, &ReportQuery::new(Period::iso_week("2026-W47", &super::ny()).expect("week")))
+        .expect("build");
     assert_eq!(report.apps.iter().map(|a| a.app.as_str()).collect::<Vec<_>>(), ["unknown"]);
     let mut md = Vec::new();
     report.render(Format::Markdown, &mut md).expect("render");

@@ -9,7 +9,14 @@ fn established_with_base(acked: u64, received: u64) -> (EventKind, Event) {
     (EventKind::Established, est)
 }
 
-fn tcp_close(old_state: u32, acked: u64, received: u64, flags: u32, app_tx: u64, app_rx: u64) -> Vec<(EventKind, Event)> {
+fn tcp_close(
+    old_state: u32,
+    acked: u64,
+    received: u64,
+    flags: u32,
+    app_tx: u64,
+    app_rx: u64,
+) -> Vec<(EventKind, Event)> {
     let rel = ev(EventKind::Release, 3 * SEC, counters(10, 10, app_tx, app_rx));
     let mut close = ev(EventKind::TcpClose, 4 * SEC, counters(10, 10, app_tx, app_rx));
     close.tcp = TcpCounters { bytes_acked: acked, bytes_received: received, old_state, flags };
@@ -79,6 +86,10 @@ fn ktls_records_are_counted_as_the_stream_carried_them() {
     feed(&mut t, &[established_with_base(1, 0), (EventKind::Update, up)]);
     let mut out = Vec::new();
     t.tick(20 * SEC, &mut out);
-    assert_eq!((out[0].event, out[0].payload.tx_bytes), (RecordKind::Update, 32_826), "updates use the TCP counters too");
+    assert_eq!(
+        (out[0].event, out[0].payload.tx_bytes),
+        (RecordKind::Update, 32_826),
+        "updates use the TCP counters too"
+    );
     assert_eq!(out[0].payload_sources.tx, PayloadSource::TcpCounters);
 }

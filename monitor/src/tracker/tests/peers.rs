@@ -94,7 +94,11 @@ fn peer_flows_over_the_total_cap_close_at_eviction_and_are_counted() {
         }
     }
     let total = usize::try_from(sockets).unwrap() * per_socket;
-    assert_eq!(t.stats().open_flows, u64::try_from(crate::tracker::MAX_PEER_FLOWS).unwrap(), "the table stops at the cap");
+    assert_eq!(
+        t.stats().open_flows,
+        u64::try_from(crate::tracker::MAX_PEER_FLOWS).unwrap(),
+        "the table stops at the cap"
+    );
     assert_eq!(out.len(), total - crate::tracker::MAX_PEER_FLOWS);
     assert_eq!(t.stats().split_peer_flows, u64::try_from(out.len()).unwrap());
     for cookie in 1..=sockets {

@@ -164,7 +164,8 @@ pub fn client(args: &ClientArgs) -> anyhow::Result<()> {
         let mut line = String::new();
         out.read_line(&mut line)?;
         let status = child.wait()?;
-        let v: serde_json::Value = serde_json::from_str(&line).with_context(|| format!("worker said {line:?} ({status})"))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&line).with_context(|| format!("worker said {line:?} ({status})"))?;
         ok += v["ok"].as_u64().unwrap_or(0);
         failed += v["failed"].as_u64().unwrap_or(0);
     }

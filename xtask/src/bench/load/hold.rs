@@ -57,7 +57,11 @@ pub fn server(args: &ServerArgs) -> anyhow::Result<()> {
 pub fn client(args: &ClientArgs) -> anyhow::Result<()> {
     set_comm("bench-load");
     let limit = raise_nofile(args.nofile)?;
-    anyhow::ensure!((args.count as u64) + 64 <= limit, "{} connections need more descriptors than RLIMIT_NOFILE allows ({limit})", args.count);
+    anyhow::ensure!(
+        (args.count as u64) + 64 <= limit,
+        "{} connections need more descriptors than RLIMIT_NOFILE allows ({limit})",
+        args.count
+    );
     let mut held = Vec::with_capacity(args.count);
     let mut failed = 0u64;
     for _ in 0..args.count {
