@@ -112,7 +112,17 @@ fn open_regular(path: &Path) -> Result<File, Error> {
     if kind.is_file() {
         return Ok(file);
     }
-    let kind = if kind.is_dir() {
+    Err(Error::NotRegular { path: path.to_path_buf(), kind: describe(kind) })
+}
+
+/// What a file that is not a regular file is, for messages ("a FIFO", "a symbolic link"...).
+#[must_use]
+pub fn describe(kind: std::fs::FileType) -> &'static str {
+    if kind.is_file() {
+        "a regular file"
+    } else if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_dir() {
         "a directory"
     } else if kind.is_fifo() {
         "a FIFO"
@@ -124,8 +134,7 @@ fn open_regular(path: &Path) -> Result<File, Error> {
         "a socket"
     } else {
         "a special file"
-    };
-    Err(Error::NotRegular { path: path.to_path_buf(), kind })
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 use std::{
     fs::{self, File, Metadata, OpenOptions, TryLockError},
     io::{self, Read as _},
-    os::unix::fs::{FileTypeExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _},
+    os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
 };
 
@@ -151,21 +151,7 @@ fn open_checked(path: &Path) -> Result<(File, Metadata), Error> {
 fn check_meta(path: &Path, meta: &Metadata) -> Result<(), Error> {
     let kind = meta.file_type();
     if !kind.is_file() {
-        let what = if kind.is_symlink() {
-            "a symbolic link"
-        } else if kind.is_dir() {
-            "a directory"
-        } else if kind.is_char_device() {
-            "a character device"
-        } else if kind.is_block_device() {
-            "a block device"
-        } else if kind.is_fifo() {
-            "a FIFO"
-        } else if kind.is_socket() {
-            "a socket"
-        } else {
-            "not a regular file"
-        };
+        let what = crate::files::describe(kind);
         return Err(unsafe_file(path, &format!("it is {what}, not a regular file")));
     }
     let euid = rustix::process::geteuid().as_raw();
