@@ -62,6 +62,31 @@ impl<V, const FLAGS: usize> SkStorage<V, FLAGS> {
         // SAFETY: `sk` comes from the program context; the helper checks it.
         unsafe { bpf_sk_storage_get(map, sk, ptr::null_mut(), flags) }.cast()
     }
+
+    /// The value attached to `sk`, created zeroed when absent; null only when the kernel could
+    /// not allocate it.
+    ///
+    /// A creation that races with another CPU creating storage for the same socket returns null
+    /// although nothing failed: `bpf_sk_storage_get` (net/core/bpf_sk_storage.c) looks up, then
+    /// calls `bpf_local_storage_update(..., BPF_NOEXIST, ...)` (kernel/bpf/bpf_local_storage.c),
+    /// which returns `-EEXIST` when the other CPU linked this map's value in between (`check_flags`
+    /// under `local_storage->lock`) and `-EAGAIN` when it installed the socket's first storage of
+    /// any map first (`cmpxchg` on `sk->sk_bpf_storage` in `bpf_local_storage_alloc`). Seen on a
+    /// listener older than the monitor, whose SYNs arrive on both CPUs at once. So: after a null,
+    /// look up (the `-EEXIST` case), then create once more (the `-EAGAIN` case: the socket now has
+    /// storage, so this takes the locked path).
+    #[inline(always)]
+    pub(crate) fn get_or_create(&self, sk: *mut c_void) -> *mut V {
+        let value = self.get(sk, true);
+        if !value.is_null() {
+            return value;
+        }
+        let value = self.get(sk, false);
+        if !value.is_null() {
+            return value;
+        }
+        self.get(sk, true)
+    }
 }
 
 // Names: monitor_common::maps::{OWNER, COUNTERS, PEERS}.

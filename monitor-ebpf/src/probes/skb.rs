@@ -142,7 +142,16 @@ fn discover(ctx: &SkBuffContext, sk: *mut bpf_sock) -> *mut Counters {
     if !tracked(family) {
         return core::ptr::null_mut();
     }
-    let counters = COUNTERS.get(sk.cast(), true);
+    let mut counters = COUNTERS.get(sk.cast(), true);
+    if counters.is_null() {
+        // Lost a creation race (see `SkStorage::get_or_create`): a packet of the same socket on
+        // the other CPU created the counters first and reports the discovery; count into them.
+        let other = COUNTERS.get(sk.cast(), false);
+        if !other.is_null() {
+            return other;
+        }
+        counters = COUNTERS.get(sk.cast(), true);
+    }
     // SAFETY: null-checked map value.
     let Some(c) = (unsafe { counters.as_mut() }) else {
         stat(STAT_STORAGE_FAIL, 1);
@@ -267,7 +276,7 @@ fn count_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, egress: bool, len: u64, pr
         return;
     };
     // SAFETY: null-checked map value.
-    let Some(table) = (unsafe { PEERS.get(sk.cast(), true).as_mut() }) else {
+    let Some(table) = (unsafe { PEERS.get_or_create(sk.cast()).as_mut() }) else {
         stat(STAT_STORAGE_FAIL, 1);
         return;
     };

@@ -26,11 +26,11 @@ pub fn sock_create(ctx: SockContext) -> i32 {
         return ALLOW;
     }
     // SAFETY (below): map values returned non-null by the kernel.
-    match unsafe { OWNER.get(sk.cast(), true).as_mut() } {
+    match unsafe { OWNER.get_or_create(sk.cast()).as_mut() } {
         Some(owner) => record_owner(owner, OwnerSource::SockCreate),
         None => storage_failed(&ctx),
     }
-    match unsafe { COUNTERS.get(sk.cast(), true).as_mut() } {
+    match unsafe { COUNTERS.get_or_create(sk.cast()).as_mut() } {
         Some(c) => unsafe {
             c.created_ns = bpf_ktime_get_boot_ns();
             c.last_report_ns = bpf_ktime_get_coarse_ns();

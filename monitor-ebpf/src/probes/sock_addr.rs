@@ -27,7 +27,7 @@ fn sock_of(ctx: &SockAddrContext) -> *mut bpf_sock {
 #[inline(always)]
 fn lazy_owner(sk: *mut bpf_sock) -> *const Owner {
     // SAFETY: non-null map value.
-    match unsafe { OWNER.get(sk.cast(), true).as_mut() } {
+    match unsafe { OWNER.get_or_create(sk.cast()).as_mut() } {
         Some(owner) => {
             if owner.source == OwnerSource::Unknown as u32 {
                 record_owner(owner, OwnerSource::Syscall);

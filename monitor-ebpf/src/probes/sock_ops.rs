@@ -87,7 +87,7 @@ fn established(ctx: &SockOpsContext, passive: bool) {
         return;
     }
     // Accepted sockets get their counters here (not cloned from the listener).
-    let counters = COUNTERS.get(sk.cast(), true);
+    let counters = COUNTERS.get_or_create(sk.cast());
     // SAFETY: non-null map value.
     let Some(c) = (unsafe { counters.as_mut() }) else {
         stat(monitor_common::maps::STAT_STORAGE_FAIL, 1);
