@@ -287,3 +287,22 @@ fn asn_of(result: &LookupResult<'_, Mmap>) -> Result<Option<AsAnswer>, MaxMindDb
         .autonomous_system_number
         .map(|asn| AsAnswer { asn, org: record.autonomous_system_organization.map(Arc::from) }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_cache_decodes_once_is_bounded_and_keeps_no_errors() {
+        let mut cache = RecordCache::<usize>::new();
+        for offset in 0..RECORD_CACHE_ENTRIES {
+            assert_eq!(cache.get_or_decode(offset, || Ok::<_, ()>(offset)), Ok(offset));
+        }
+        assert_eq!(cache.map.len(), RECORD_CACHE_ENTRIES);
+        assert_eq!(cache.get_or_decode(3, || Err(())), Ok(3), "cached: not decoded again");
+        assert_eq!(cache.get_or_decode(RECORD_CACHE_ENTRIES, || Ok::<_, ()>(7)), Ok(7));
+        assert_eq!(cache.map.len(), 1, "emptied when full");
+        assert_eq!(cache.get_or_decode(3, || Err(())), Err(()), "forgotten after the clear");
+        assert_eq!(cache.map.len(), 1, "a failed decode is not cached");
+    }
+}
