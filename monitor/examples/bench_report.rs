@@ -132,9 +132,9 @@ fn generate(path: PathBuf, records: u64) -> anyhow::Result<()> {
         };
         let dest = Destination {
             scope: Scope::Public,
-            country: Some(COUNTRIES[(d % 30) as usize].to_owned()),
+            country: Some(COUNTRIES[(d % 30) as usize].into()),
             asn: Some(64_000 + (d % 500) as u32),
-            as_org: Some(format!("Org {}", d % 500)),
+            as_org: Some(format!("Org {}", d % 500).into()),
             country_db: Some(country_db.clone()),
             asn_db: Some(asn_db.clone()),
         };

@@ -368,7 +368,11 @@ async fn b_reload_keeps_the_old_database_when_the_new_one_is_bad_and_switches_to
         .iter()
         .map(|f| {
             let d = f.destination.as_ref().expect("public remote address");
-            (f.record.cookie, d.country.clone(), d.country_db.as_ref().map(|r| r.database_type.to_string()))
+            (
+                f.record.cookie,
+                d.country.as_deref().map(str::to_owned),
+                d.country_db.as_ref().map(|r| r.database_type.to_string()),
+            )
         })
         .collect();
     let gb = |cookie: u64, db: &str| (cookie, Some("GB".to_string()), Some(db.to_string()));

@@ -6,10 +6,12 @@ use std::{
     io,
     net::IpAddr,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use maxminddb::{LookupResult, MaxMindDbError, PathElement, Reader, WithinOptions};
 use memmap2::Mmap;
+use serde::Deserialize;
 
 use super::{DbRef, Error};
 
@@ -20,6 +22,12 @@ pub const MAX_DB_BYTES: u64 = 1 << 30;
 /// Networks with data inspected when checking that a database has the fields of its role.
 /// Bounded so that a hostile file cannot make start-up decode without limit.
 const KIND_CHECK_RECORDS: usize = 256;
+
+/// Most decoded records kept per database ([`RecordCache`]). A record is one country, or one
+/// autonomous system with its organisation: the country files have a few hundred, the ASN files
+/// ~100,000 (~60 bytes each here), so this bounds the ASN cache to a few MiB, reached only by a
+/// host that talks to that many networks.
+const RECORD_CACHE_ENTRIES: usize = 65_536;
 
 /// Country code paths, tried in order: `GeoIP2` / DB-IP official, then ip-location-db.
 const COUNTRY_PATHS: [&[PathElement<'static>]; 2] =
@@ -65,8 +73,66 @@ impl fmt::Display for Role {
 pub struct AsAnswer {
     /// Autonomous system number.
     pub asn: u32,
-    /// Organisation, when the record has one.
-    pub org: Option<String>,
+    /// Organisation, when the record has one (shared by every answer from the same record).
+    pub org: Option<Arc<str>>,
+}
+
+/// The fields a country lookup reads, both schemas at once (serde skips the other fields,
+/// without expanding their pointers).
+#[derive(Deserialize)]
+struct CountryRecord<'a> {
+    /// `GeoIP2` / DB-IP official: `country.iso_code`.
+    #[serde(borrow)]
+    country: Option<CountryField<'a>>,
+    /// ip-location-db: `country_code`.
+    #[serde(borrow)]
+    country_code: Option<&'a str>,
+}
+
+/// `country` of a [`CountryRecord`].
+#[derive(Deserialize)]
+struct CountryField<'a> {
+    /// ISO 3166-1 alpha-2 code.
+    #[serde(borrow)]
+    iso_code: Option<&'a str>,
+}
+
+/// The fields an ASN lookup reads (GeoLite2-ASN layout), borrowed from the mapped file.
+#[derive(Deserialize)]
+struct AsnRecord<'a> {
+    /// Autonomous system number.
+    autonomous_system_number: Option<u32>,
+    /// Organisation.
+    #[serde(borrow)]
+    autonomous_system_organization: Option<&'a str>,
+}
+
+/// Decoded answers by data-section offset: many networks share one record (every network of a
+/// country, of an AS), so a record is decoded and its strings allocated once, and later lookups
+/// that reach it only walk the tree. Emptied when full, like the answer cache.
+#[derive(Debug)]
+struct RecordCache<V> {
+    /// Answer per record offset.
+    map: foldhash::HashMap<usize, V>,
+}
+
+impl<V: Clone> RecordCache<V> {
+    fn new() -> Self {
+        Self { map: foldhash::HashMap::default() }
+    }
+
+    /// The cached answer of the record at `offset`, else `decode`'s (cached when it succeeds).
+    fn get_or_decode<E>(&mut self, offset: usize, decode: impl FnOnce() -> Result<V, E>) -> Result<V, E> {
+        if let Some(v) = self.map.get(&offset) {
+            return Ok(v.clone());
+        }
+        let v = decode()?;
+        if self.map.len() >= RECORD_CACHE_ENTRIES {
+            self.map.clear();
+        }
+        self.map.insert(offset, v.clone());
+        Ok(v)
+    }
 }
 
 /// An opened, validated database.
@@ -81,9 +147,10 @@ pub struct Database {
     /// The whole file, memory-mapped (read-only, private): its pages are the page cache's,
     /// shared and reclaimable, not heap.
     reader: Reader<Mmap>,
-    /// Index in `COUNTRY_PATHS` of the schema that answered last: a file uses one schema, so
-    /// trying it first saves a failed path walk per lookup.
-    country_path: std::sync::atomic::AtomicUsize,
+    /// Country answers by record (country role).
+    countries: RecordCache<Option<Arc<str>>>,
+    /// ASN answers by record (ASN role).
+    networks: RecordCache<Option<AsAnswer>>,
 }
 
 impl Database {
@@ -121,7 +188,8 @@ impl Database {
             path: path.to_path_buf(),
             db_ref,
             reader,
-            country_path: std::sync::atomic::AtomicUsize::new(0),
+            countries: RecordCache::new(),
+            networks: RecordCache::new(),
         };
         db.check_kind()?;
         Ok(db)
@@ -154,30 +222,24 @@ impl Database {
     ///
     /// # Errors
     /// The file is corrupt where the lookup went.
-    pub fn country(&self, ip: IpAddr) -> Result<Option<String>, MaxMindDbError> {
-        use std::sync::atomic::Ordering::Relaxed;
+    pub fn country(&mut self, ip: IpAddr) -> Result<Option<Arc<str>>, MaxMindDbError> {
         let result = self.reader.lookup(ip)?;
-        let first = self.country_path.load(Relaxed) % COUNTRY_PATHS.len();
-        let mut first_error = None;
-        for i in (0..COUNTRY_PATHS.len()).map(|k| (first + k) % COUNTRY_PATHS.len()) {
-            match result.decode_path::<&str>(COUNTRY_PATHS[i]) {
-                Ok(Some(code)) => {
-                    self.country_path.store(i, Relaxed);
-                    return Ok(Some(code.to_owned()));
-                }
-                Ok(None) => {}
-                Err(e) => first_error = first_error.or(Some(e)),
-            }
-        }
-        first_error.map_or(Ok(None), Err)
+        let Some(offset) = result.offset() else {
+            return Ok(None);
+        };
+        self.countries.get_or_decode(offset, || Ok(country_of(&result)?.map(Arc::from)))
     }
 
     /// Autonomous system of `ip`; `Ok(None)` when not covered or the record has no number.
     ///
     /// # Errors
     /// The file is corrupt where the lookup went.
-    pub fn asn(&self, ip: IpAddr) -> Result<Option<AsAnswer>, MaxMindDbError> {
-        asn_of(&self.reader.lookup(ip)?)
+    pub fn asn(&mut self, ip: IpAddr) -> Result<Option<AsAnswer>, MaxMindDbError> {
+        let result = self.reader.lookup(ip)?;
+        let Some(offset) = result.offset() else {
+            return Ok(None);
+        };
+        self.networks.get_or_decode(offset, || asn_of(&result))
     }
 }
 
@@ -197,13 +259,17 @@ fn map_file(file: &File) -> io::Result<Mmap> {
     unsafe { Mmap::map(file) }
 }
 
-/// Schema-tolerant country read: `country.iso_code`, else `country_code`. A path whose shape
-/// does not fit the record (e.g. `country` is a string) is skipped; its error is returned only
-/// when no path gives a code.
-fn country_of(result: &LookupResult<'_, Mmap>) -> Result<Option<String>, MaxMindDbError> {
+/// Schema-tolerant country read: `country.iso_code`, else `country_code`. One decode of both
+/// fields; a record that does not fit that shape (e.g. `country` is a string) is read path by
+/// path, a path that does not fit is skipped, and its error is returned only when no path gives
+/// a code.
+fn country_of<'a>(result: &LookupResult<'a, Mmap>) -> Result<Option<&'a str>, MaxMindDbError> {
+    if let Ok(Some(record)) = result.decode::<CountryRecord<'a>>() {
+        return Ok(record.country.and_then(|c| c.iso_code).or(record.country_code));
+    }
     let mut first_error = None;
     for path in COUNTRY_PATHS {
-        match result.decode_path::<String>(path) {
+        match result.decode_path::<&'a str>(path) {
             Ok(Some(code)) => return Ok(Some(code)),
             Ok(None) => {}
             Err(e) => first_error = first_error.or(Some(e)),
@@ -214,10 +280,29 @@ fn country_of(result: &LookupResult<'_, Mmap>) -> Result<Option<String>, MaxMind
 
 /// GeoLite2-ASN layout, also written by `cargo xtask geo convert`.
 fn asn_of(result: &LookupResult<'_, Mmap>) -> Result<Option<AsAnswer>, MaxMindDbError> {
-    let Some(record) = result.decode::<maxminddb::geoip2::Asn<'_>>()? else {
+    let Some(record) = result.decode::<AsnRecord<'_>>()? else {
         return Ok(None);
     };
     Ok(record
         .autonomous_system_number
-        .map(|asn| AsAnswer { asn, org: record.autonomous_system_organization.map(str::to_owned) }))
+        .map(|asn| AsAnswer { asn, org: record.autonomous_system_organization.map(Arc::from) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_cache_decodes_once_is_bounded_and_keeps_no_errors() {
+        let mut cache = RecordCache::<usize>::new();
+        for offset in 0..RECORD_CACHE_ENTRIES {
+            assert_eq!(cache.get_or_decode(offset, || Ok::<_, ()>(offset)), Ok(offset));
+        }
+        assert_eq!(cache.map.len(), RECORD_CACHE_ENTRIES);
+        assert_eq!(cache.get_or_decode(3, || Err(())), Ok(3), "cached: not decoded again");
+        assert_eq!(cache.get_or_decode(RECORD_CACHE_ENTRIES, || Ok::<_, ()>(7)), Ok(7));
+        assert_eq!(cache.map.len(), 1, "emptied when full");
+        assert_eq!(cache.get_or_decode(3, || Err(())), Err(()), "forgotten after the clear");
+        assert_eq!(cache.map.len(), 1, "a failed decode is not cached");
+    }
 }

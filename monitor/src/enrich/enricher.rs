@@ -135,14 +135,14 @@ impl Enricher {
     /// Looks a public address up in both databases.
     fn query(&mut self, ip: IpAddr) -> Destination {
         let mut answer = not_looked_up(Scope::Public);
-        if let Some(db) = &self.country {
+        if let Some(db) = &mut self.country {
             answer.country_db = Some(db.db_ref.clone());
             match db.country(ip) {
                 Ok(country) => answer.country = country,
                 Err(e) => failed(&mut self.stats, &mut self.failure_logged, db, ip, &e),
             }
         }
-        if let Some(db) = &self.asn {
+        if let Some(db) = &mut self.asn {
             answer.asn_db = Some(db.db_ref.clone());
             match db.asn(ip) {
                 Ok(Some(found)) => (answer.asn, answer.as_org) = (Some(found.asn), found.org),

@@ -6,6 +6,7 @@ use std::{
     fs,
     net::IpAddr,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use super::*;
@@ -418,4 +419,31 @@ fn fifo_or_device_as_database_is_refused_at_once_and_on_reload_the_old_one_stays
     nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
     assert!(matches!(e.reload(), Err(Error::Unusable { .. })), "reload refuses the FIFO");
     assert_eq!(e.lookup(ip("81.2.69.160")).country.as_deref(), Some("GB"), "old reader still answers");
+}
+
+#[test]
+fn records_are_decoded_once_and_answers_share_their_strings() {
+    // Answer cache off: every lookup walks the trees; the record cache alone shares answers.
+    let cfg = GeoConfig {
+        cache_entries: 0,
+        ..config(Some(&fixture("GeoIP2-Country-Test.mmdb")), Some(&fixture("GeoLite2-ASN-Test.mmdb")))
+    };
+    let mut e = Enricher::open_in(&cfg, empty_default_dir().path()).expect("test databases open");
+    let (a, b) = (e.lookup(ip("1.128.0.1")), e.lookup(ip("1.128.0.2")));
+    assert_eq!((a.asn, a.as_org.as_deref()), (Some(1221), Some("Telstra Pty Ltd")));
+    assert_eq!(a, b);
+    let (Some(org_a), Some(org_b)) = (&a.as_org, &b.as_org) else { panic!("organisation expected") };
+    assert!(Arc::ptr_eq(org_a, org_b), "one record, one shared organisation string");
+    // Same AS, two records (one without organisation): cached per record, not per number.
+    assert_eq!(
+        (e.lookup(ip("12.81.92.1")).as_org.as_deref(), e.lookup(ip("12.81.96.1")).as_org.as_deref()),
+        (Some("AT&T Services"), None)
+    );
+    assert_eq!(e.lookup(ip("12.81.92.1")).as_org.as_deref(), Some("AT&T Services"));
+    let (gb, gb2, se) = (e.lookup(ip("81.2.69.160")), e.lookup(ip("81.2.69.161")), e.lookup(ip("89.160.20.112")));
+    assert_eq!(
+        (gb.country.as_deref(), gb2.country.as_deref(), se.country.as_deref()),
+        (Some("GB"), Some("GB"), Some("SE"))
+    );
+    assert_eq!(e.stats().cache_len, 0, "the answer cache stayed off");
 }

@@ -56,12 +56,13 @@ pub struct DbInfo {
 pub struct Destination {
     /// Address class. Non-public addresses are not looked up.
     pub scope: Scope,
-    /// ISO 3166-1 alpha-2 code; `None` when unknown (not covered, or no database).
-    pub country: Option<String>,
+    /// ISO 3166-1 alpha-2 code; `None` when unknown (not covered, or no database). Shared
+    /// (serialized as a plain string): answers from the same database record share one copy.
+    pub country: Option<Arc<str>>,
     /// Autonomous system number.
     pub asn: Option<u32>,
-    /// Autonomous system organisation.
-    pub as_org: Option<String>,
+    /// Autonomous system organisation, shared like `country`.
+    pub as_org: Option<Arc<str>>,
     /// Database asked for `country`, also when it had no answer (`country` is `None`): "not
     /// covered by build X". `None` when none was asked (address not public, or no database).
     pub country_db: Option<DbRef>,

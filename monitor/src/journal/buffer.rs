@@ -309,9 +309,9 @@ fn bucket_key(interval_start: i64, record: &FlowRecord, app: &App, dest: Option<
         (Some(_), None) => (names::SCOPE_UNENRICHED, String::new(), 0, String::new(), None, None),
         (Some(_), Some(d)) => (
             names::name(d.scope),
-            d.country.clone().unwrap_or_default(),
+            d.country.as_deref().unwrap_or_default().to_owned(),
             d.asn.unwrap_or(0),
-            d.as_org.clone().unwrap_or_default(),
+            d.as_org.as_deref().unwrap_or_default().to_owned(),
             db_key(d.country_db.as_ref()),
             db_key(d.asn_db.as_ref()),
         ),

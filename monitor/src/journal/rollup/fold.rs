@@ -234,9 +234,9 @@ fn latest_of(pending: &Pending) -> Latest<String> {
         }
         (Some(_), Some(Destination { scope, country, asn, as_org, .. })) => Latest {
             scope: Some(names::name(*scope).into()),
-            country: country.clone(),
+            country: country.as_deref().map(str::to_owned),
             asn: asn.map(i64::from),
-            as_org: as_org.clone(),
+            as_org: as_org.as_deref().map(str::to_owned),
         },
     }
 }

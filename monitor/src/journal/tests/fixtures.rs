@@ -46,9 +46,9 @@ pub(crate) fn app(name: &str) -> Arc<App> {
 pub(crate) fn public(country: Option<&str>, asn: Option<u32>, as_org: Option<&str>) -> Destination {
     Destination {
         scope: Scope::Public,
-        country: country.map(str::to_string),
+        country: country.map(Into::into),
         asn,
-        as_org: as_org.map(str::to_string),
+        as_org: as_org.map(Into::into),
         country_db: country.map(|_| DbRef { database_type: "country ipvAll".into(), build_epoch: COUNTRY_BUILD }),
         asn_db: asn.map(|_| DbRef { database_type: "ip-location-db-ASN".into(), build_epoch: ASN_BUILD }),
     }
