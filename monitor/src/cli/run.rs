@@ -4,7 +4,8 @@ use std::{
     io::{self, Write as _},
     path::PathBuf,
     process::ExitCode,
-    sync::atomic::{AtomicBool, Ordering},
+    sync::OnceLock,
+    time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
@@ -19,6 +20,10 @@ use monitor::{
 use tokio::sync::{mpsc, watch};
 
 use super::{args::RunArgs, exit};
+
+/// A stop signal this long after the first one ends the monitor at once (the first one starts a
+/// clean shutdown); signals closer together are one request delivered twice.
+const SECOND_SIGNAL_AFTER: Duration = Duration::from_millis(500);
 
 /// Runs the daemon.
 pub fn execute(args: RunArgs, mut raw: RawConfig, source: Option<PathBuf>) -> anyhow::Result<ExitCode> {
@@ -61,12 +66,15 @@ pub fn execute(args: RunArgs, mut raw: RawConfig, source: Option<PathBuf>) -> an
     })
 }
 
-/// Completes on the first SIGINT (ctrlc) or SIGTERM; a second one exits at once. SIGHUP is left
-/// to the daemon (database reload).
+/// Completes on the first SIGINT (ctrlc) or SIGTERM; a second one, at least
+/// [`SECOND_SIGNAL_AFTER`] later, exits at once. SIGHUP is left to the daemon (database reload).
 fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
-    static SIGNALLED: AtomicBool = AtomicBool::new(false);
+    static FIRST: OnceLock<Instant> = OnceLock::new();
     fn second_signal_exits(code: i32) -> bool {
-        if SIGNALLED.swap(true, Ordering::SeqCst) {
+        let first = *FIRST.get_or_init(Instant::now);
+        // One stop can arrive twice at once: `timeout(1)` signals the child and then its whole
+        // process group, which holds the child too. Only a later signal means "now".
+        if first.elapsed() >= SECOND_SIGNAL_AFTER {
             std::process::exit(code);
         }
         true
