@@ -55,6 +55,18 @@ impl Output {
         self.records.iter().filter(|r| r.event == RecordKind::Close).collect()
     }
 
+    /// `monitor report --format json` over this run's whole journal.
+    pub fn report_json(&self) -> Value {
+        let report = Command::new(env!("CARGO_BIN_EXE_monitor"))
+            .args(["report", "--format", "json", "--since", "2000-01-01T00:00:00Z", "--until", "2100-01-01T00:00:00Z"])
+            .arg("--journal")
+            .arg(self.dir.path().join("journal.db"))
+            .output()
+            .unwrap();
+        assert!(report.status.success(), "{}", String::from_utf8_lossy(&report.stderr));
+        serde_json::from_slice(&report.stdout).unwrap()
+    }
+
     /// Asserts the completeness counters: nothing lost, every event received and decoded.
     pub fn assert_nothing_lost(&self) {
         let s = &self.stats;

@@ -22,7 +22,8 @@ fn s(v: impl ToString) -> String {
     v.to_string()
 }
 
-fn rows(journal: &Path) -> Vec<Vec<Value>> {
+/// Every `connections` row (read from another process than the daemon) after an integrity check.
+pub(crate) fn rows(journal: &Path) -> Vec<Vec<Value>> {
     let db = Connection::open_with_flags(journal, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     let check: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(check, "ok", "journal integrity");

@@ -326,22 +326,7 @@ pub fn udp_round_robin_100_peers() {
     assert_eq!(new_flows, i64::from(PEERS), "flows in the journal's residency rows");
 
     // The report.
-    let report = Command::new(env!("CARGO_BIN_EXE_monitor"))
-        .args([
-            "report",
-            "--format",
-            "json",
-            "--since",
-            "2000-01-01T00:00:00Z",
-            "--until",
-            "2100-01-01T00:00:00Z",
-            "--journal",
-        ])
-        .arg(&journal)
-        .output()
-        .unwrap();
-    assert!(report.status.success(), "{}", String::from_utf8_lossy(&report.stderr));
-    let doc: Value = serde_json::from_slice(&report.stdout).unwrap();
+    let doc = out.report_json();
     let app =
         doc["apps"].as_array().unwrap().iter().find(|a| a["app"] == "round-robin").unwrap_or_else(|| panic!("{doc:#}"));
     assert_eq!(n(&app["flows"]), u64::from(PEERS), "flows in the report: {app:#}");

@@ -11,7 +11,7 @@ use monitor::tracker::{
     FlowRecord,
     record::{Direction, Protocol},
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::{
     daemon::{Monitor, Output},
@@ -53,26 +53,6 @@ fn assert_within_1pct(what: &str, measured: u64, truth: u64) {
     let diff = measured.abs_diff(truth);
     assert!(diff * 100 <= truth, "{what}: monitor {measured} vs interface {truth} (diff {diff} > 1%)");
     eprintln!("    {what}: monitor {measured} B, interface {truth} B, diff {diff} B");
-}
-
-/// `monitor report --format json` over the whole journal of `out`.
-fn report(out: &Output) -> Value {
-    let report = Command::new(env!("CARGO_BIN_EXE_monitor"))
-        .args([
-            "report",
-            "--format",
-            "json",
-            "--since",
-            "2000-01-01T00:00:00Z",
-            "--until",
-            "2100-01-01T00:00:00Z",
-            "--journal",
-        ])
-        .arg(out.dir.path().join("journal.db"))
-        .output()
-        .unwrap();
-    assert!(report.status.success(), "{}", String::from_utf8_lossy(&report.stderr));
-    serde_json::from_slice(&report.stdout).unwrap()
 }
 
 fn assert_wire_matches(records: &[&FlowRecord], iface: Counters) {
@@ -164,7 +144,7 @@ pub fn raw_ip(v6: bool) {
         )
         .unwrap();
     assert_eq!(row, ("raw".into(), 253, 0, i64::try_from(size * count).unwrap()));
-    let doc = report(&out);
+    let doc = out.report_json();
     let endpoint = &doc["apps"][0]["top_endpoints"][0];
     assert_eq!(
         (&endpoint["ip"], &endpoint["port"], &endpoint["protocol"]),
@@ -240,7 +220,7 @@ pub fn packet_socket_frames() {
         out.stats
     );
     assert!(closed_of(&out, pid).is_empty(), "a packet socket has no flow: {:#?}", out.records);
-    let doc = report(&out);
+    let doc = out.report_json();
     assert_eq!(
         doc["completeness"]["unattributed_bytes"],
         size * frames,

@@ -2,7 +2,7 @@
 //! the MaxMind test databases' ranges; the journal and `monitor report --format json` must show,
 //! per app, exactly the bytes each helper sent and received per country and per ASN.
 
-use std::{collections::BTreeMap, path::PathBuf, process::Command};
+use std::{collections::BTreeMap, path::PathBuf};
 
 use serde_json::Value;
 
@@ -85,23 +85,7 @@ pub fn per_app_bytes_by_country_and_asn() {
     assert_eq!(se_flow["destination"]["asn"], 29518);
     assert_eq!(se_flow["destination"]["country_db"]["database_type"], "GeoIP2-Country");
 
-    let journal = out.dir.path().join("journal.db");
-    let report = Command::new(env!("CARGO_BIN_EXE_monitor"))
-        .args([
-            "report",
-            "--format",
-            "json",
-            "--since",
-            "2000-01-01T00:00:00Z",
-            "--until",
-            "2100-01-01T00:00:00Z",
-            "--journal",
-        ])
-        .arg(&journal)
-        .output()
-        .unwrap();
-    assert!(report.status.success(), "{}", String::from_utf8_lossy(&report.stderr));
-    let doc: Value = serde_json::from_slice(&report.stdout).unwrap();
+    let doc = out.report_json();
     assert_eq!(doc["schema"], "monitor.report/1");
     let app = |name: &str| {
         doc["apps"]

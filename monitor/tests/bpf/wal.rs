@@ -8,10 +8,11 @@ use nix::{
     sys::signal::{Signal, kill},
     unistd::Pid,
 };
-use rusqlite::{Connection, OpenFlags, types::Value};
+use rusqlite::types::Value;
 
 use crate::{
     daemon::Monitor,
+    durability::rows,
     env::{Pair, Place, TestCgroup, output_within, spawn},
 };
 
@@ -28,19 +29,6 @@ fn connections(pair: &Pair, cg: &TestCgroup, port: u16, n: usize) {
     let place = Place { netns: Some(&pair.a), cgroup: Some(cg), uid: None };
     assert_eq!(spawn("tcp-client", &[server, "1000".into(), n.to_string()], place).finish().len(), n);
     assert_eq!(srv.finish().len(), n);
-}
-
-/// Every `connections` row (read from another process than the daemon) after an integrity check.
-fn rows(journal: &Path) -> Vec<Vec<Value>> {
-    let db = Connection::open_with_flags(journal, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    let check: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
-    assert_eq!(check, "ok", "journal integrity");
-    let mut stmt = db.prepare("SELECT * FROM connections ORDER BY id").unwrap();
-    let n = stmt.column_count();
-    stmt.query_map([], |r| (0..n).map(|i| r.get::<_, Value>(i)).collect::<Result<Vec<_>, _>>())
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
 }
 
 fn closes(rows: &[Vec<Value>]) -> usize {
