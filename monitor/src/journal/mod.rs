@@ -35,6 +35,7 @@
 //! | `losses` | flush after the buffer overflowed | `time_ms`, `first_ms`/`last_ms` (time range of the dropped data), `records`, `buckets`, `payload_bytes`, `wire_bytes` |
 //! | `daemon_state` | – (single row) | `pid`, `started_ms`, `version`, `config_path`, `last_flush_ms`, `flushes`, `rows_written`, `flush_interval_secs`, `residency_interval_secs` |
 //! | `exports` | exported (week, time zone, format) | `week`, `time_zone`, `format`, `path`, `written_ms` |
+//! | `alerts` | (ISO week, claim, remote address) violated | `period`, `claim`, `destination`, `app`, `exe`, `pid`, `user`, `country`, `asn`, `as_org`, `rule`, `first_ms`, `last_ms`, `repeats` (later violating records), `payload_tx`/`payload_rx` (bytes of the violating records) |
 //! | `meta` | key | `key`, `value`: `connections_purged_before_ms`, `residency_purged_before_ms` |
 //!
 //! # Reading
@@ -43,8 +44,10 @@
 //! [`FlowRecord`]: crate::tracker::FlowRecord
 //! [`Destination`]: crate::enrich::Destination
 
+mod alerts;
 mod buffer;
 mod config;
+mod evidence;
 mod exports;
 mod files;
 mod flush;
@@ -60,8 +63,10 @@ pub(crate) mod tests;
 
 use std::path::PathBuf;
 
+pub use alerts::AlertRow;
 pub use buffer::{Loss, MAX_BUFFERED_BUCKETS, MAX_BUFFERED_RECORDS};
 pub use config::{CONFIG_DOC, JournalConfig};
+pub use evidence::{DatabaseRef, EvidenceRow};
 pub use exports::{ExportRow, record_export};
 pub use reader::JournalReader;
 pub use rollup::{AppEndpoints, DestinationRow, RollupState};

@@ -17,7 +17,7 @@ use rusqlite_migration::{M, Migrations};
 use super::{Error, files};
 
 /// Schema version this build writes (number of migrations).
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// How long a statement waits for the other side's lock (reader vs writer) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -235,8 +235,33 @@ const V3: &str = "
 ALTER TABLE connections ADD COLUMN ip_protocol INTEGER;
 ";
 
+/// Claims (issue 11): live alerts, one row per (period, claim, destination); repeats counted.
+const V_ALERTS: &str = "
+CREATE TABLE alerts (
+    id          INTEGER PRIMARY KEY,
+    period      TEXT    NOT NULL,
+    claim       TEXT    NOT NULL,
+    destination TEXT    NOT NULL,
+    app         TEXT    NOT NULL,
+    exe         TEXT,
+    pid         INTEGER NOT NULL,
+    user        TEXT,
+    country     TEXT,
+    asn         INTEGER,
+    as_org      TEXT,
+    rule        TEXT    NOT NULL,
+    first_ms    INTEGER NOT NULL,
+    last_ms     INTEGER NOT NULL,
+    repeats     INTEGER NOT NULL,
+    payload_tx  INTEGER NOT NULL,
+    payload_rx  INTEGER NOT NULL,
+    UNIQUE (period, claim, destination)
+);
+CREATE INDEX alerts_last ON alerts (last_ms);
+";
+
 /// Every migration, oldest first. Append only.
-const MIGRATIONS: &[M<'static>] = &[M::up(V1), M::up(V2), M::up(V3)];
+const MIGRATIONS: &[M<'static>] = &[M::up(V1), M::up(V2), M::up(V3), M::up(V_ALERTS)];
 
 fn migrations() -> Migrations<'static> {
     Migrations::from_slice(MIGRATIONS)

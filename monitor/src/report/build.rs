@@ -28,13 +28,16 @@ pub struct ReportQuery {
     pub top_endpoints: usize,
     /// Stamped into the report when set (leave `None` for byte-identical reruns).
     pub generated_at: Option<Timestamp>,
+    /// Also list every destination of each app with its evidence ([`AppReport::destinations`]),
+    /// from connection records.
+    pub evidence: bool,
 }
 
 impl ReportQuery {
     /// All apps, [`DEFAULT_TOP_ENDPOINTS`], no generation time.
     #[must_use]
     pub fn new(period: Period) -> Self {
-        Self { period, app: None, top_endpoints: DEFAULT_TOP_ENDPOINTS, generated_at: None }
+        Self { period, app: None, top_endpoints: DEFAULT_TOP_ENDPOINTS, generated_at: None, evidence: false }
     }
 }
 
@@ -71,6 +74,12 @@ pub(crate) fn build_from(reader: &JournalReader, query: &ReportQuery, source: So
         })
         .collect();
     apps.sort_by(|a, b| b.traffic.payload().cmp(&a.traffic.payload()).then_with(|| a.app.cmp(&b.app)));
+    if query.evidence {
+        let mut details = super::destinations::read(reader, query)?;
+        for a in &mut apps {
+            a.destinations = details.remove(&a.app).unwrap_or_default();
+        }
+    }
     let mut totals = Traffic::default();
     for a in &apps {
         totals.add(&a.traffic);
@@ -279,6 +288,7 @@ fn app_report(name: &str, rows: &[&ResidencyRow], prev: &Seen, eps: Option<&AppE
             endpoints_compared: true,
         },
         payload_sources,
+        destinations: Vec::new(),
     }
 }
 

@@ -14,6 +14,7 @@
 
 mod build;
 mod config;
+mod destinations;
 mod export;
 mod fmt;
 mod model;
@@ -29,6 +30,7 @@ use std::{path::PathBuf, str::FromStr};
 
 pub use build::{DEFAULT_TOP_ENDPOINTS, ReportQuery};
 pub use config::{CONFIG_DOC, ReportConfig};
+pub use destinations::{DatabaseAnswer, DestinationDetail, ProcessUse};
 pub use export::{EXPORT_GRACE, export_week, pending_exports};
 pub use model::{
     AppReport, AsnRef, Attribution, Completeness, DatabaseUse, Endpoint, NewDestinations, PeriodInfo, Report, Share,

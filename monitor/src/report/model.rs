@@ -111,6 +111,10 @@ pub struct AppReport {
     pub new_destinations: NewDestinations,
     /// Payload bytes by how they were measured.
     pub payload_sources: Vec<SourceShare>,
+    /// Every remote address with its evidence (only when the query asks for evidence; left
+    /// out of the JSON otherwise).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub destinations: Vec<super::DestinationDetail>,
 }
 
 /// What a [`Share`] entry stands for.

@@ -1,0 +1,195 @@
+//! Per-destination evidence of a report (asked for with [`ReportQuery::evidence`]): every remote
+//! address of an app with its geolocation answer and the databases that gave it, bytes each way,
+//! flows, first and last seen, and the processes behind it. Claims are judged on these.
+//!
+//! [`ReportQuery::evidence`]: super::ReportQuery::evidence
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use super::{Error, ReportQuery};
+use crate::journal::{DatabaseRef, EvidenceRow, JournalReader};
+
+/// One remote address of an app with one geolocation answer (an address answered differently
+/// by two database builds in the period appears once per answer).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DestinationDetail {
+    /// Remote address.
+    pub ip: String,
+    /// Scope of the address (`public`, `private`, ..., `unenriched`).
+    pub scope: String,
+    /// Hostname the app used for the address, when known (filled once names are recorded).
+    pub hostname: Option<String>,
+    /// Registrable domain of `hostname` ("example.co.uk"), when known.
+    pub registrable_domain: Option<String>,
+    /// ISO country code.
+    pub country: Option<String>,
+    /// The configured databases disagree on the country (filled once database consensus
+    /// exists; claims may count such bytes as of unknown country).
+    pub country_disputed: bool,
+    /// ASN.
+    pub asn: Option<u32>,
+    /// AS organisation.
+    pub as_org: Option<String>,
+    /// Database asked for the country.
+    pub country_db: Option<DatabaseAnswer>,
+    /// Database asked for the ASN.
+    pub asn_db: Option<DatabaseAnswer>,
+    /// Payload bytes sent.
+    pub payload_tx: u64,
+    /// Payload bytes received.
+    pub payload_rx: u64,
+    /// IP-layer bytes sent.
+    pub wire_tx: u64,
+    /// IP-layer bytes received.
+    pub wire_rx: u64,
+    /// Distinct sockets.
+    pub flows: u64,
+    /// Earliest start of those flows.
+    pub first_seen: Timestamp,
+    /// Latest record of those flows in the period.
+    pub last_seen: Timestamp,
+    /// Processes that sent or received the bytes, by payload bytes descending.
+    pub processes: Vec<ProcessUse>,
+}
+
+/// A database build that answered.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct DatabaseAnswer {
+    /// MMDB `database_type`.
+    pub database_type: String,
+    /// MMDB `build_epoch` (seconds).
+    pub build_epoch: u64,
+    /// Build date (UTC), YYYY-MM-DD.
+    pub build_date: String,
+}
+
+/// One process's part of a destination's traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProcessUse {
+    /// Executable path, when known.
+    pub exe: Option<String>,
+    /// Process id.
+    pub pid: u32,
+    /// User id.
+    pub uid: u32,
+    /// User name, when known.
+    pub user: Option<String>,
+    /// systemd unit, when known.
+    pub unit: Option<String>,
+    /// Android package, when known (filled once Android identities are recorded).
+    pub package: Option<String>,
+    /// Payload bytes sent.
+    pub payload_tx: u64,
+    /// Payload bytes received.
+    pub payload_rx: u64,
+    /// Distinct sockets.
+    pub flows: u64,
+}
+
+impl DestinationDetail {
+    /// Payload up + down.
+    #[must_use]
+    pub fn payload(&self) -> u64 {
+        self.payload_tx + self.payload_rx
+    }
+}
+
+/// Reads the evidence of `query` from the journal's connection records, per app.
+///
+/// # Errors
+/// When the journal cannot be read.
+pub(super) fn read(
+    reader: &JournalReader,
+    query: &ReportQuery,
+) -> Result<BTreeMap<String, Vec<DestinationDetail>>, Error> {
+    Ok(group(reader.evidence(query.period.time_range(), query.app.as_deref())?))
+}
+
+fn answer(db: Option<&DatabaseRef>) -> Option<DatabaseAnswer> {
+    db.map(|d| DatabaseAnswer {
+        database_type: d.database_type.clone(),
+        build_epoch: d.build_epoch,
+        build_date: i64::try_from(d.build_epoch)
+            .ok()
+            .and_then(|s| Timestamp::from_second(s).ok())
+            .map_or_else(String::new, |t| t.strftime("%Y-%m-%d").to_string()),
+    })
+}
+
+type Key =
+    (String, String, Option<String>, Option<u32>, Option<String>, Option<DatabaseAnswer>, Option<DatabaseAnswer>);
+
+/// Rows (sorted by app, then destination key) → destinations per app.
+fn group(rows: Vec<EvidenceRow>) -> BTreeMap<String, Vec<DestinationDetail>> {
+    let mut by_app: BTreeMap<String, BTreeMap<Key, DestinationDetail>> = BTreeMap::new();
+    for r in rows {
+        let EvidenceRow {
+            app,
+            ip,
+            scope,
+            country,
+            asn,
+            as_org,
+            country_db,
+            asn_db,
+            exe,
+            pid,
+            uid,
+            user,
+            unit,
+            payload_tx,
+            payload_rx,
+            wire_tx,
+            wire_rx,
+            flows,
+            first_seen,
+            last_seen,
+        } = r;
+        let (country_db, asn_db) = (answer(country_db.as_ref()), answer(asn_db.as_ref()));
+        let key = (ip.clone(), scope.clone(), country.clone(), asn, as_org.clone(), country_db.clone(), asn_db.clone());
+        let d = by_app.entry(app).or_default().entry(key).or_insert_with(|| DestinationDetail {
+            ip,
+            scope,
+            hostname: None,
+            registrable_domain: None,
+            country,
+            country_disputed: false,
+            asn,
+            as_org,
+            country_db,
+            asn_db,
+            payload_tx: 0,
+            payload_rx: 0,
+            wire_tx: 0,
+            wire_rx: 0,
+            flows: 0,
+            first_seen,
+            last_seen,
+            processes: Vec::new(),
+        });
+        d.payload_tx += payload_tx;
+        d.payload_rx += payload_rx;
+        d.wire_tx += wire_tx;
+        d.wire_rx += wire_rx;
+        d.flows += flows;
+        d.first_seen = d.first_seen.min(first_seen);
+        d.last_seen = d.last_seen.max(last_seen);
+        d.processes.push(ProcessUse { exe, pid, uid, user, unit, package: None, payload_tx, payload_rx, flows });
+    }
+    by_app
+        .into_iter()
+        .map(|(app, dests)| {
+            let mut list: Vec<DestinationDetail> = dests.into_values().collect();
+            for d in &mut list {
+                d.processes.sort_by(|a, b| {
+                    (b.payload_tx + b.payload_rx).cmp(&(a.payload_tx + a.payload_rx)).then_with(|| a.pid.cmp(&b.pid))
+                });
+            }
+            list.sort_by(|a, b| b.payload().cmp(&a.payload()).then_with(|| a.ip.cmp(&b.ip)));
+            (app, list)
+        })
+        .collect()
+}
