@@ -12,6 +12,7 @@
 //! - [`probe`]   loads/attaches the kernel programs, drains the ring buffer, reads statistics.
 //! - [`tracker`]   flow table and flow records.
 //! - [`identity`]   /proc lookups.
+//! - [`claims`]   residency claims: verdicts with evidence over reports, live alerts.
 //! - [`daemon`]   the run loop and shutdown.
 //! - [`settings`]   configuration.
 //! - [`stats`]   completeness counters shared by the stages and the journal (a leaf).
@@ -20,6 +21,7 @@
 //! - [`files`]   reading input files (regular files only, size-capped).
 #![warn(missing_docs)]
 
+pub mod claims;
 pub mod clock;
 pub mod daemon;
 pub mod enrich;

@@ -85,6 +85,10 @@ pub struct ProcessUse {
     pub payload_tx: u64,
     /// Payload bytes received.
     pub payload_rx: u64,
+    /// IP-layer bytes sent.
+    pub wire_tx: u64,
+    /// IP-layer bytes received.
+    pub wire_rx: u64,
     /// Distinct sockets.
     pub flows: u64,
 }
@@ -177,7 +181,19 @@ fn group(rows: Vec<EvidenceRow>) -> BTreeMap<String, Vec<DestinationDetail>> {
         d.flows += flows;
         d.first_seen = d.first_seen.min(first_seen);
         d.last_seen = d.last_seen.max(last_seen);
-        d.processes.push(ProcessUse { exe, pid, uid, user, unit, package: None, payload_tx, payload_rx, flows });
+        d.processes.push(ProcessUse {
+            exe,
+            pid,
+            uid,
+            user,
+            unit,
+            package: None,
+            payload_tx,
+            payload_rx,
+            wire_tx,
+            wire_rx,
+            flows,
+        });
     }
     by_app
         .into_iter()

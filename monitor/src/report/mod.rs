@@ -20,7 +20,7 @@ mod fmt;
 mod model;
 mod notes;
 mod period;
-mod render;
+pub(crate) mod render;
 mod source;
 
 #[cfg(test)]

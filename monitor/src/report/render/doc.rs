@@ -11,7 +11,7 @@ use crate::report::{
 pub(super) type Escape = fn(&str) -> String;
 
 /// A piece of a document.
-pub(super) enum Block {
+pub(crate) enum Block {
     /// Heading of level 1–3.
     Heading(u8, String),
     /// A paragraph.

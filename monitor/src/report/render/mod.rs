@@ -10,6 +10,8 @@ mod text;
 
 use std::io::Write;
 
+pub(crate) use doc::Block;
+
 use super::{Error, Format, Report};
 use crate::escape;
 
@@ -30,4 +32,14 @@ impl Report {
             Format::Table => text::write(&doc::document(self, escape::terminal), out).map_err(io),
         }
     }
+}
+
+/// Writes a document (other stages' documents, e.g. claim verdicts) as Markdown.
+pub(crate) fn write_markdown(doc: &[Block], out: &mut impl Write) -> std::io::Result<()> {
+    markdown::write(doc, out)
+}
+
+/// Writes a document for a terminal.
+pub(crate) fn write_table(doc: &[Block], out: &mut impl Write) -> std::io::Result<()> {
+    text::write(doc, out)
 }

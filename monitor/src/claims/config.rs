@@ -1,0 +1,68 @@
+//! `[claims]` configuration section.
+
+use std::{path::PathBuf, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+/// The documented `[claims]` section: every key with its default. Parses to
+/// [`ClaimsConfig::default`] (checked by a test); pasted into `config/monitor.toml`.
+pub const CONFIG_DOC: &str = r#"[claims]
+# Claims file (TOML, every key documented in config/claims.example.toml): residency claims that
+# `monitor verify` judges and the daemon watches live. Empty: no claims (`monitor verify` then
+# needs --claims). Reread on SIGHUP; a file that fails to load keeps the previous claims.
+file = ""
+# Command run for every live alert (the first violation of a claim by a destination in an ISO
+# week), as an argument list (no shell), with the alert as one JSON object on stdin. Runs on its
+# own thread, at most 64 waiting (more are dropped and counted); failures are logged. Empty: none.
+# Example: alert_command = ["/usr/local/bin/notify-residency", "--channel", "ops"]
+alert_command = []
+# Seconds an alert command may run before it is killed.
+alert_timeout_secs = 10
+"#;
+
+/// `[claims]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClaimsConfig {
+    /// Claims file; empty for none.
+    pub file: PathBuf,
+    /// Alert command (argv); empty for none.
+    pub alert_command: Vec<String>,
+    /// Timeout of the alert command, seconds.
+    pub alert_timeout_secs: u64,
+}
+
+impl Default for ClaimsConfig {
+    fn default() -> Self {
+        // No claims unless configured; 10 s is ample for a notifier and bounds a hung one.
+        Self { file: PathBuf::new(), alert_command: Vec::new(), alert_timeout_secs: 10 }
+    }
+}
+
+impl ClaimsConfig {
+    /// The claims file, if one is configured.
+    #[must_use]
+    pub fn file(&self) -> Option<&std::path::Path> {
+        (!self.file.as_os_str().is_empty()).then_some(self.file.as_path())
+    }
+
+    /// Timeout of the alert command.
+    #[must_use]
+    pub fn alert_timeout(&self) -> Duration {
+        Duration::from_secs(self.alert_timeout_secs)
+    }
+
+    /// Checks the values.
+    ///
+    /// # Errors
+    /// A reason naming the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.alert_timeout_secs == 0 {
+            return Err("alert_timeout_secs must be at least 1".into());
+        }
+        if self.alert_command.first().is_some_and(String::is_empty) {
+            return Err("alert_command: the program (first element) is empty".into());
+        }
+        Ok(())
+    }
+}

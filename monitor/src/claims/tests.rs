@@ -1,0 +1,369 @@
+//! Claims: parsing (strict keys, country codes, impossible shares) and verdicts over hand-built
+//! report models with known bytes.
+
+use std::path::Path;
+
+use jiff::Timestamp;
+
+use super::*;
+use crate::report::{
+    AppReport, Attribution, Completeness, DatabaseAnswer, DestinationDetail, NewDestinations, PeriodInfo, PeriodKind,
+    ProcessUse, Report, Traffic, Unknown,
+};
+
+fn parse(text: &str) -> Result<ClaimSet, Error> {
+    ClaimSet::parse(text, Path::new("claims.toml"))
+}
+
+fn message(e: &Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
+}
+
+#[test]
+fn the_example_file_parses_and_documents_every_key() {
+    let text = include_str!("../../../config/claims.example.toml");
+    let set = parse(text).unwrap();
+    assert!(set.claims.len() >= 2);
+    for key in [
+        "name",
+        "description",
+        "apps",
+        "groups",
+        "exe",
+        "units",
+        "android_packages",
+        "direction",
+        "allowed_countries",
+        "denied_countries",
+        "allowed_asns",
+        "denied_asns",
+        "allowed_orgs",
+        "denied_orgs",
+        "allowed_hosts",
+        "denied_hosts",
+        "min_share",
+        "percent",
+        "countries",
+        "asns",
+        "orgs",
+        "unknown_country_pct",
+        "unknown_asn_pct",
+        "unnamed_pct",
+        "lost_events",
+        "disputed_as_unknown",
+        "no_traffic",
+    ] {
+        assert!(text.contains(&format!("{key} =")) || text.contains(&format!("{key} = ")), "undocumented: {key}");
+    }
+}
+
+#[test]
+fn unknown_keys_are_errors_naming_the_key() {
+    let err = parse("[[claims]]\nname = \"x\"\napps = [\"a\"]\nallowed_country = [\"US\"]\n").unwrap_err();
+    assert!(matches!(err, Error::Parse { .. }));
+    assert!(message(&err).contains("allowed_country"), "{}", message(&err));
+    let err = parse("[[claims]]\nname = \"x\"\napps = [\"a\"]\n[claims.inconclusive]\nunknown_pct = 2\n").unwrap_err();
+    assert!(message(&err).contains("unknown_pct"), "{}", message(&err));
+    assert!(parse("[[claim]]\nname = \"x\"\n").is_err());
+}
+
+#[test]
+fn bad_country_codes_are_errors() {
+    for (code, why) in
+        [("USA", "two letters"), ("U1", "two letters"), ("QQ", "not an assigned code"), ("", "two letters")]
+    {
+        let err =
+            parse(&format!("[[claims]]\nname = \"x\"\napps = [\"a\"]\ndenied_countries = [\"{code}\"]\n")).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("denied_countries") && text.contains(why) && text.contains("claim `x`"), "{text}");
+    }
+    let ok = parse("[[claims]]\nname = \"x\"\napps = [\"a\"]\nallowed_countries = [\"us\", \"XK\"]\n").unwrap();
+    assert_eq!(ok.claims[0].allowed_countries, ["US", "XK"]);
+}
+
+#[test]
+fn impossible_shares_and_contradictions_are_errors() {
+    let base = "[[claims]]\nname = \"x\"\napps = [\"a\"]\n";
+    for (extra, needle) in [
+        ("min_share = { percent = 101, countries = [\"US\"] }", "impossible"),
+        ("min_share = { percent = 0, countries = [\"US\"] }", "impossible"),
+        ("min_share = { percent = -5, countries = [\"US\"] }", "impossible"),
+        ("min_share = { percent = 50 }", "names no destination"),
+        ("denied_countries = [\"US\"]\nmin_share = { percent = 50, countries = [\"US\"] }", "denied_countries"),
+        ("allowed_countries = [\"DE\"]\nmin_share = { percent = 50, countries = [\"US\"] }", "not in allowed"),
+        ("allowed_countries = [\"US\"]\ndenied_countries = [\"US\"]", "also in allowed"),
+        ("allowed_asns = [1]\ndenied_asns = [1]", "also in allowed"),
+        ("[claims.inconclusive]\nunknown_country_pct = 120", "between 0 and 100"),
+    ] {
+        let err = parse(&format!("{base}{extra}\n")).unwrap_err();
+        assert!(err.to_string().contains(needle), "{extra}: {err}");
+    }
+    let err = parse("[[claims]]\nname = \"x\"\ndenied_countries = [\"CN\"]\n").unwrap_err();
+    assert!(err.to_string().contains("select at least one app"), "{err}");
+    let err = parse(&format!("{base}{base}")).unwrap_err();
+    assert!(err.to_string().contains("used by two claims"), "{err}");
+    let err = parse(&format!("{base}allowed_orgs = [\"Oracle[\"]\n")).unwrap_err();
+    assert!(matches!(err, Error::Glob { key: "allowed_orgs", .. }), "{err}");
+}
+
+fn ts(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+fn process(exe: &str, pid: u32, tx: u64, rx: u64) -> ProcessUse {
+    ProcessUse {
+        exe: Some(exe.into()),
+        pid,
+        uid: 1000,
+        user: Some("alice".into()),
+        unit: None,
+        package: None,
+        payload_tx: tx,
+        payload_rx: rx,
+        wire_tx: tx + 52,
+        wire_rx: rx + 52,
+        flows: 1,
+    }
+}
+
+fn dest(ip: &str, country: Option<&str>, asn: Option<(u32, &str)>, procs: Vec<ProcessUse>) -> DestinationDetail {
+    let db = |t: &str| {
+        Some(DatabaseAnswer { database_type: t.into(), build_epoch: 1_700_000_000, build_date: "2023-11-14".into() })
+    };
+    DestinationDetail {
+        ip: ip.into(),
+        scope: if ip.starts_with("10.") { "private".into() } else { "public".into() },
+        hostname: None,
+        registrable_domain: None,
+        country: country.map(Into::into),
+        country_disputed: false,
+        asn: asn.map(|a| a.0),
+        as_org: asn.map(|a| a.1.into()),
+        country_db: db("GeoIP2-Country"),
+        asn_db: db("GeoLite2-ASN"),
+        payload_tx: procs.iter().map(|p| p.payload_tx).sum(),
+        payload_rx: procs.iter().map(|p| p.payload_rx).sum(),
+        wire_tx: procs.iter().map(|p| p.wire_tx).sum(),
+        wire_rx: procs.iter().map(|p| p.wire_rx).sum(),
+        flows: procs.len() as u64,
+        first_seen: ts("2026-11-17T10:00:00Z"),
+        last_seen: ts("2026-11-17T11:00:00Z"),
+        processes: procs,
+    }
+}
+
+fn app(name: &str, destinations: Vec<DestinationDetail>) -> AppReport {
+    AppReport {
+        app: name.into(),
+        traffic: Traffic::default(),
+        flows: 0,
+        incomplete_flows: 0,
+        by_country: Vec::new(),
+        by_asn: Vec::new(),
+        unknown: Unknown::default(),
+        top_endpoints: Vec::new(),
+        endpoints_total: 0,
+        new_destinations: NewDestinations {
+            compared_with: String::new(),
+            countries: Vec::new(),
+            asns: Vec::new(),
+            endpoints: 0,
+            endpoints_compared: true,
+        },
+        payload_sources: Vec::new(),
+        destinations,
+    }
+}
+
+fn report(apps: Vec<AppReport>, events_lost: u64) -> Report {
+    let period = PeriodInfo {
+        label: "2026-W47".into(),
+        kind: PeriodKind::IsoWeek,
+        time_zone: "UTC".into(),
+        since: ts("2026-11-16T00:00:00Z"),
+        until: ts("2026-11-23T00:00:00Z"),
+        since_local: "2026-11-16T00:00:00+00:00".into(),
+        until_local: "2026-11-23T00:00:00+00:00".into(),
+        seconds: 604_800,
+    };
+    Report {
+        schema: crate::report::SCHEMA,
+        previous_period: period.clone(),
+        period,
+        app_filter: None,
+        generated_at: None,
+        totals: Traffic::default(),
+        apps,
+        completeness: Completeness {
+            stats_rows: 1,
+            runs: 1,
+            events_submitted: 100,
+            events_lost,
+            decode_errors: 0,
+            storage_failures: 0,
+            unattributed_bytes: 0,
+            unattributed_packets: 0,
+            attributed_wire_bytes: 0,
+            unattributed_share_pct: None,
+            incomplete_flows: 0,
+            journal_dropped_records: 0,
+            journal_dropped_payload_bytes: 0,
+            endpoints_purged_before: None,
+            data_since: None,
+            data_until: None,
+            notes: Vec::new(),
+        },
+        databases: Vec::new(),
+        attribution: Attribution { text: crate::report::ATTRIBUTION, applies: false },
+    }
+}
+
+/// app-a: 300,000 up / 20,000 down to SE (AS29518), 100,000 / 50,000 to AU (AS1221), 5,000 / 0
+/// to a private address; app-b: 1,000 up to an address of unknown country.
+fn sample(events_lost: u64) -> Report {
+    report(
+        vec![
+            app(
+                "app-a",
+                vec![
+                    dest(
+                        "89.160.20.112",
+                        Some("SE"),
+                        Some((29518, "Bredband2 AB")),
+                        vec![process("/usr/bin/a", 7, 300_000, 20_000)],
+                    ),
+                    dest(
+                        "1.128.0.1",
+                        Some("AU"),
+                        Some((1221, "Telstra Pty Ltd")),
+                        vec![process("/usr/bin/a", 7, 100_000, 50_000)],
+                    ),
+                    dest("10.0.0.9", None, None, vec![process("/usr/bin/a", 7, 5_000, 0)]),
+                ],
+            ),
+            app("app-b", vec![dest("203.0.113.200", None, None, vec![process("/opt/b/bin/b", 9, 1_000, 0)])]),
+        ],
+        events_lost,
+    )
+}
+
+fn verdicts(claims: &str, report: &Report) -> Verdicts {
+    evaluate(&parse(claims).unwrap(), report, None)
+}
+
+#[test]
+fn a_claim_that_holds_passes_with_exact_bytes() {
+    let v = verdicts(
+        "[[claims]]\nname = \"eu-only\"\napps = [\"app-a\"]\ndirection = \"upload\"\ndenied_countries = [\"CN\", \"US\"]\n",
+        &sample(0),
+    );
+    let c = &v.claims[0];
+    assert_eq!(c.verdict, Verdict::Pass, "{c:#?}");
+    assert_eq!(c.bytes.total, 405_000);
+    assert_eq!(c.bytes.satisfying, 400_000);
+    assert_eq!(c.bytes.exempt, 5_000);
+    assert_eq!(c.bytes.violating, 0);
+    assert!(c.violations.is_empty());
+    assert_eq!(v.summary, Summary { pass: 1, fail: 0, inconclusive: 0 });
+}
+
+#[test]
+fn a_violated_claim_fails_with_exact_bytes_and_evidence() {
+    let v =
+        verdicts("[[claims]]\nname = \"se-only\"\nexe = [\"/usr/bin/*\"]\nallowed_countries = [\"SE\"]\n", &sample(0));
+    let c = &v.claims[0];
+    assert_eq!(c.verdict, Verdict::Fail);
+    assert_eq!((c.bytes.satisfying, c.bytes.violating), (320_000, 150_000));
+    assert_eq!(c.violations.len(), 1);
+    let x = &c.violations[0];
+    assert_eq!((x.app.as_str(), x.rule, x.bytes), ("app-a", "allowed_countries", 150_000));
+    assert_eq!(x.destination.ip, "1.128.0.1");
+    assert_eq!((x.destination.payload_tx, x.destination.payload_rx), (100_000, 50_000));
+    assert_eq!(x.destination.asn, Some(1221));
+    assert_eq!(x.destination.country_db.as_ref().unwrap().database_type, "GeoIP2-Country");
+    assert_eq!(x.destination.processes[0].pid, 7);
+
+    let v =
+        verdicts("[[claims]]\nname = \"no-telstra\"\napps = [\"app-a\"]\ndenied_orgs = [\"telstra*\"]\n", &sample(0));
+    assert_eq!(v.claims[0].violations[0].rule, "denied_orgs");
+    assert_eq!(v.claims[0].bytes.violating, 150_000);
+}
+
+#[test]
+fn min_share_fails_below_the_share_and_passes_above() {
+    let claim = |p: u32| {
+        format!(
+            "[[claims]]\nname = \"s\"\napps = [\"app-a\"]\ndirection = \"upload\"\nmin_share = {{ percent = {p}, countries = [\"SE\"] }}\n"
+        )
+    };
+    // 300,000 of 400,000 judged upload bytes: 75 %.
+    let pass = verdicts(&claim(75), &sample(0));
+    assert_eq!(pass.claims[0].verdict, Verdict::Pass);
+    assert_eq!(pass.claims[0].min_share_pct, Some(75.0));
+    let fail = verdicts(&claim(76), &sample(0));
+    let c = &fail.claims[0];
+    assert_eq!(c.verdict, Verdict::Fail);
+    assert_eq!((c.bytes.violating, c.violations[0].rule), (100_000, "min_share"));
+}
+
+#[test]
+fn unknowns_and_losses_past_the_thresholds_are_inconclusive() {
+    let claim = "[[claims]]\nname = \"b\"\napps = [\"app-b\"]\ndenied_countries = [\"CN\"]\n";
+    let c = &verdicts(claim, &sample(0)).claims[0];
+    assert_eq!(c.verdict, Verdict::Inconclusive);
+    assert_eq!((c.bytes.unknown_country, c.unknown_country_pct), (1_000, 100.0));
+    assert!(c.reasons[0].contains("unknown country"), "{:?}", c.reasons);
+    let tolerant = format!("{claim}[claims.inconclusive]\nunknown_country_pct = 100\n");
+    assert_eq!(verdicts(&tolerant, &sample(0)).claims[0].verdict, Verdict::Pass);
+    // A hostname rule without names: unnamed bytes.
+    let c = &verdicts("[[claims]]\nname = \"h\"\napps = [\"app-a\"]\nallowed_hosts = [\"*.example.se\"]\n", &sample(0))
+        .claims[0];
+    assert_eq!((c.verdict, c.bytes.unnamed), (Verdict::Inconclusive, 470_000));
+    // Lost events.
+    let lossy = "[[claims]]\nname = \"a\"\napps = [\"app-a\"]\ndenied_countries = [\"CN\"]\n";
+    let c = &verdicts(lossy, &sample(3)).claims[0];
+    assert_eq!(c.verdict, Verdict::Inconclusive);
+    assert!(c.reasons.iter().any(|r| r.contains("3 events were lost")), "{:?}", c.reasons);
+    let c = &verdicts(&format!("{lossy}[claims.inconclusive]\nlost_events = 3\n"), &sample(3)).claims[0];
+    assert_eq!(c.verdict, Verdict::Pass);
+    // No traffic at all.
+    let c =
+        &verdicts("[[claims]]\nname = \"z\"\napps = [\"nobody\"]\ndenied_countries = [\"CN\"]\n", &sample(0)).claims[0];
+    assert_eq!((c.verdict, c.bytes.total), (Verdict::Inconclusive, 0));
+}
+
+#[test]
+fn disputed_countries_count_as_unknown_when_configured() {
+    let mut r = sample(0);
+    r.apps[0].destinations[1].country_disputed = true;
+    let claim = "[[claims]]\nname = \"d\"\napps = [\"app-a\"]\ndenied_countries = [\"CN\"]\n";
+    let c = &verdicts(claim, &r).claims[0];
+    assert_eq!((c.verdict, c.bytes.unknown_country), (Verdict::Inconclusive, 150_000));
+    let c = &verdicts(&format!("{claim}[claims.inconclusive]\ndisputed_as_unknown = false\n"), &r).claims[0];
+    assert_eq!(c.verdict, Verdict::Pass);
+}
+
+#[test]
+fn renderings_carry_the_verdicts_and_escape_foreign_text() {
+    let v = verdicts("[[claims]]\nname = \"se|only\"\napps = [\"app-a\"]\nallowed_countries = [\"SE\"]\n", &sample(0));
+    let mut json = Vec::new();
+    v.render(crate::report::Format::Json, &mut json).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(doc["schema"], VERDICTS_SCHEMA);
+    assert_eq!(doc["claims"][0]["verdict"], "fail");
+    assert_eq!(doc["claims"][0]["violations"][0]["destination"]["ip"], "1.128.0.1");
+    let mut md = Vec::new();
+    v.render(crate::report::Format::Markdown, &mut md).unwrap();
+    let md = String::from_utf8(md).unwrap();
+    assert!(md.contains("FAIL") && md.contains("1\\.128.0.1") && md.contains("150,000"), "{md}");
+    assert!(!md.contains("se|only"), "a pipe in a claim name must not open a cell:\n{md}");
+    let mut table = Vec::new();
+    v.render(crate::report::Format::Table, &mut table).unwrap();
+    assert!(String::from_utf8(table).unwrap().contains("FAIL"));
+}
