@@ -12,7 +12,9 @@ Exit codes:
   2  usage or configuration error
   3  insufficient privileges (needs root, or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON)
   4  the kernel lacks a required feature (see `monitor check`)
-  5  the journal cannot be used (unwritable directory, corrupt file, full disk)";
+  5  the journal cannot be used (unwritable directory, corrupt file, full disk)
+ 10  `monitor verify`: at least one claim FAILED
+ 11  `monitor verify`: no claim failed, at least one is INCONCLUSIVE";
 
 const LONG_VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
@@ -49,6 +51,10 @@ pub enum Command {
     Status(StatusArgs),
     /// Show the effective configuration.
     Config(ConfigArgs),
+    /// Judge residency claims (PASS/FAIL/INCONCLUSIVE with evidence) over a week or a range.
+    Verify(super::verify::VerifyArgs),
+    /// List the live alerts the daemon raised for violated claims.
+    Alerts(super::alerts::AlertsArgs),
 }
 
 /// `monitor run`.

@@ -14,11 +14,16 @@ pub const PRIVILEGES: u8 = 3;
 pub const KERNEL: u8 = 4;
 /// The journal cannot be used.
 pub const JOURNAL: u8 = 5;
+/// `monitor verify`: at least one claim failed.
+pub const CLAIM_FAILED: u8 = 10;
+/// `monitor verify`: no claim failed, at least one is inconclusive.
+pub const CLAIM_INCONCLUSIVE: u8 = 11;
 
 /// Exit code for an error that reached `main`.
 pub fn code_for(err: &anyhow::Error) -> ExitCode {
     if err.downcast_ref::<monitor::settings::Error>().is_some()
         || err.downcast_ref::<super::report::UsageError>().is_some()
+        || err.downcast_ref::<monitor::claims::Error>().is_some()
         || err
             .downcast_ref::<monitor::report::Error>()
             .is_some_and(|e| !matches!(e, monitor::report::Error::Journal(_)))

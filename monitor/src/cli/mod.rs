@@ -1,5 +1,6 @@
 //! Subcommands. Each file has its `Args` and an `execute` returning the exit code.
 
+mod alerts;
 pub mod args;
 mod check;
 mod config;
@@ -8,6 +9,7 @@ pub mod logging;
 mod report;
 mod run;
 mod status;
+mod verify;
 
 use std::{
     io::{self, Write as _},
@@ -28,6 +30,8 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => Ok(check::execute(&args)),
         Command::Report(args) => report::execute(args, &Settings::resolve(raw, source)?),
         Command::Status(args) => status::execute(&args, &Settings::resolve(raw, source)?),
+        Command::Verify(args) => verify::execute(args, &Settings::resolve(raw, source)?),
+        Command::Alerts(args) => alerts::execute(args, &Settings::resolve(raw, source)?),
         Command::Config(args) => {
             let _ = Settings::resolve(raw.clone(), source.clone())?;
             config::execute(&args, &raw, source.as_deref())

@@ -1,0 +1,81 @@
+//! `monitor verify`: judges the claims file over a week or a time range of the journal.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context as _;
+use clap::Args;
+use jiff::Timestamp;
+use monitor::{
+    claims::{self, ClaimSet, Verdict},
+    report::{Format, Period, Report, ReportQuery, Zone},
+    settings::Settings,
+};
+
+use super::{
+    exit,
+    report::{UsageError, open_journal},
+};
+
+/// `monitor verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Claims file (overrides `claims.file`; keys in config/claims.example.toml).
+    /// Example: --claims /etc/monitor/claims.toml
+    #[arg(long, value_name = "FILE")]
+    pub claims: Option<PathBuf>,
+    /// ISO week, cut in the report time zone (default: the current week). Example: --week 2026-W47
+    #[arg(long, conflicts_with_all = ["since", "until"])]
+    pub week: Option<String>,
+    /// Start: a date or a date and time, in the report time zone unless an offset or `Z` follows.
+    /// Example: --since 2026-11-19T08:00
+    #[arg(long, requires = "until")]
+    pub since: Option<String>,
+    /// End, excluded; same forms as --since. Example: --until 2026-11-19T12:00
+    #[arg(long, requires = "since")]
+    pub until: Option<String>,
+    /// Output format: table, json (schema monitor.verdicts/1) or markdown. Example: --format json
+    #[arg(long, default_value_t = Format::Table)]
+    pub format: Format,
+    /// IANA time zone of the weeks and dates (overrides `report.time_zone`). Example: --time-zone Europe/Berlin
+    #[arg(long)]
+    pub time_zone: Option<String>,
+    /// Journal file (overrides `journal.path`). Example: --journal /var/lib/monitor/journal.db
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
+}
+
+/// Prints the verdicts; the exit code says whether every claim passed.
+pub fn execute(args: VerifyArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let VerifyArgs { claims, week, since, until, format, time_zone, journal } = args;
+    if format == Format::Csv {
+        anyhow::bail!(UsageError("verdicts are written as table, json or markdown".into()));
+    }
+    let file = claims
+        .or_else(|| settings.claims.file().map(std::path::Path::to_path_buf))
+        .ok_or_else(|| UsageError("no claims file: give --claims FILE or set `file` in the [claims] section".into()))?;
+    let set = ClaimSet::load(&file)?;
+    let zone = match time_zone {
+        Some(name) => Zone::get(&name)?,
+        None => settings.time_zone.clone(),
+    };
+    let period = match (week, since, until) {
+        (Some(week), None, None) => Period::iso_week(&week, &zone)?,
+        (None, Some(since), Some(until)) => Period::range(zone.parse_time(&since)?, zone.parse_time(&until)?, &zone)?,
+        (None, None, None) => Period::week_containing(Timestamp::now(), &zone)?,
+        _ => anyhow::bail!(UsageError("give either --week, or both --since and --until".into())),
+    };
+    let reader = open_journal(&journal.unwrap_or_else(|| settings.journal.path.clone()))?;
+    let mut query = ReportQuery::new(period);
+    query.evidence = true;
+    let report = Report::build(&reader, &query)?;
+    let verdicts = claims::evaluate(&set, &report, Some(&file));
+    let mut text = Vec::new();
+    verdicts.render(format, &mut text)?;
+    super::write_stdout(&text).context("cannot write the verdicts")?;
+    let worst = verdicts.claims.iter().map(|c| c.verdict).max().unwrap_or(Verdict::Pass);
+    Ok(ExitCode::from(match worst {
+        Verdict::Pass => exit::OK,
+        Verdict::Inconclusive => exit::CLAIM_INCONCLUSIVE,
+        Verdict::Fail => exit::CLAIM_FAILED,
+    }))
+}

@@ -1,0 +1,203 @@
+//! `monitor verify` and `monitor alerts` as a CI pipeline runs them: a journal with known bytes,
+//! claims that pass, fail and are inconclusive, and the documented exit codes (0, 10, 11, 2).
+#![expect(clippy::unwrap_used, clippy::expect_used, reason = "test helpers panic on failure (house style R16)")]
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    sync::Arc,
+};
+
+use jiff::Timestamp;
+use monitor::{
+    enrich::{DbRef, Destination, Scope},
+    identity::{App, AppSource},
+    journal::{JournalConfig, JournalWriter, RunInfo},
+    tracker::{
+        FlowRecord,
+        record::{Direction, Owner, OwnerSource, Payload, PayloadSource, Protocol, RecordKind, Wire},
+    },
+};
+use serde_json::Value;
+
+fn app(name: &str, exe: &str) -> Arc<App> {
+    Arc::new(App {
+        name: name.into(),
+        exe: Some(exe.into()),
+        cmdline: None,
+        pid: 77,
+        start_time: 1,
+        uid: 1000,
+        user: Some("alice".into()),
+        unit: None,
+        cgroup: None,
+        container: None,
+        source: AppSource::Proc,
+    })
+}
+
+fn dest(country: Option<&str>, asn: u32, org: &str) -> Destination {
+    Destination {
+        scope: Scope::Public,
+        country: country.map(Into::into),
+        asn: Some(asn),
+        as_org: Some(org.into()),
+        country_db: Some(DbRef { database_type: "GeoIP2-Country".into(), build_epoch: 1_780_272_000 }),
+        asn_db: Some(DbRef { database_type: "GeoLite2-ASN".into(), build_epoch: 1_780_272_000 }),
+    }
+}
+
+fn record(cookie: u64, remote: &str, tx: u64, rx: u64, at: Timestamp) -> FlowRecord {
+    let payload = Payload { tx_bytes: tx, rx_bytes: rx };
+    let wire = Wire { tx_bytes: tx + 40, tx_packets: 1, rx_bytes: rx + 40, rx_packets: 1 };
+    FlowRecord {
+        event: RecordKind::Close,
+        cookie,
+        owner: Owner {
+            tgid: 77,
+            pid: 77,
+            uid: 1000,
+            gid: 1000,
+            comm: "shop".into(),
+            cgroup_id: 1,
+            source: OwnerSource::SockCreate,
+        },
+        protocol: Protocol::Tcp,
+        ip_protocol: 6,
+        direction: Direction::Outbound,
+        local: Some("10.0.0.1:40000".parse().unwrap()),
+        remote: Some(remote.parse().unwrap()),
+        payload,
+        payload_source: PayloadSource::Syscall,
+        payload_sources: Default::default(),
+        wire,
+        delta_payload: payload,
+        delta_wire: wire,
+        first_seen: at,
+        last_seen: at,
+        closed: Some(at),
+        complete: true,
+    }
+}
+
+/// In 2026-W47: app `shop` sends 9,000 bytes to a US address (AS64500 "Oracle Corporation") and
+/// 1,000 to a CN address; app `notes` sends 500 bytes to an address of unknown country.
+fn journal(dir: &Path) -> PathBuf {
+    let config = JournalConfig { path: dir.join("journal.db"), ..JournalConfig::default() };
+    let mut w = JournalWriter::open(&config, RunInfo::current(None), "UTC").unwrap();
+    let at: Timestamp = "2026-11-18T12:00:00Z".parse().unwrap();
+    let shop = app("shop", "/opt/shop/bin/shop");
+    w.append(
+        &record(1, "198.51.100.7:443", 9_000, 4_000, at),
+        &shop,
+        Some(&dest(Some("US"), 64_500, "Oracle Corporation")),
+    );
+    w.append(&record(2, "203.0.113.9:443", 1_000, 200, at), &shop, Some(&dest(Some("CN"), 64_501, "Example CN")));
+    let notes = app("notes", "/usr/bin/notes");
+    w.append(&record(3, "192.0.2.44:443", 500, 0, at), &notes, Some(&dest(None, 64_502, "Example")));
+    w.flush().unwrap();
+    config.path
+}
+
+fn verify(dir: &Path, journal: &Path, claims: &str, format: &str) -> Output {
+    let file = dir.join("claims.toml");
+    fs::write(&file, claims).unwrap();
+    let config = dir.join("monitor.toml");
+    fs::write(&config, "").unwrap();
+    Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .args(["--config", config.to_str().unwrap(), "verify", "--claims", file.to_str().unwrap()])
+        .args(["--journal", journal.to_str().unwrap(), "--week", "2026-W47", "--format", format])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+const PASS: &str = "[[claims]]\nname = \"shop-not-ru\"\napps = [\"shop\"]\ndenied_countries = [\"RU\"]\n";
+const FAIL: &str = "[[claims]]\nname = \"shop-us-only\"\nexe = [\"/opt/shop/*\"]\ndirection = \"upload\"\n\
+                    allowed_countries = [\"US\"]\n";
+const INCONCLUSIVE: &str = "[[claims]]\nname = \"notes-not-cn\"\napps = [\"notes\"]\ndenied_countries = [\"CN\"]\n";
+
+#[test]
+fn verify_exit_codes_gate_on_pass_fail_and_inconclusive() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(dir.path());
+
+    let out = verify(dir.path(), &j, PASS, "json");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc = json(&out);
+    assert_eq!(doc["schema"], "monitor.verdicts/1");
+    assert_eq!(doc["claims"][0]["verdict"], "pass");
+    assert_eq!(doc["claims"][0]["bytes"]["satisfying"], 9_000 + 4_000 + 1_000 + 200);
+
+    let out = verify(dir.path(), &j, FAIL, "json");
+    assert_eq!(out.status.code(), Some(10));
+    let c = &json(&out)["claims"][0];
+    assert_eq!(c["verdict"], "fail");
+    assert_eq!((c["bytes"]["violating"].as_u64(), c["bytes"]["satisfying"].as_u64()), (Some(1_000), Some(9_000)));
+    let v = &c["violations"][0];
+    assert_eq!((v["rule"].as_str(), v["bytes"].as_u64()), (Some("allowed_countries"), Some(1_000)));
+    let d = &v["destination"];
+    assert_eq!(
+        (d["ip"].as_str(), d["country"].as_str(), d["asn"].as_u64()),
+        (Some("203.0.113.9"), Some("CN"), Some(64_501))
+    );
+    assert_eq!(
+        (d["payload_tx"].as_u64(), d["payload_rx"].as_u64(), d["flows"].as_u64()),
+        (Some(1_000), Some(200), Some(1))
+    );
+    assert_eq!(d["country_db"]["database_type"], "GeoIP2-Country");
+    assert_eq!(d["processes"][0]["exe"], "/opt/shop/bin/shop");
+    assert_eq!(d["processes"][0]["pid"], 77);
+    assert_eq!(d["first_seen"], "2026-11-18T12:00:00Z");
+
+    let out = verify(dir.path(), &j, INCONCLUSIVE, "json");
+    assert_eq!(out.status.code(), Some(11));
+    assert_eq!(json(&out)["claims"][0]["verdict"], "inconclusive");
+
+    // All three: the worst verdict decides; the table and Markdown forms say the same.
+    let all = format!("{PASS}{FAIL}{INCONCLUSIVE}");
+    for format in ["table", "markdown"] {
+        let out = verify(dir.path(), &j, &all, format);
+        assert_eq!(out.status.code(), Some(10));
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains("PASS") && text.contains("FAIL") && text.contains("INCONCLUSIVE"), "{text}");
+    }
+    let out = verify(dir.path(), &j, &format!("{PASS}{INCONCLUSIVE}"), "json");
+    assert_eq!(out.status.code(), Some(11));
+}
+
+#[test]
+fn malformed_claims_are_usage_errors_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(dir.path());
+    for (claims, needle) in [
+        ("[[claims]]\nname = \"x\"\napps = [\"a\"]\ndenied_country = [\"CN\"]\n", "denied_country"),
+        ("[[claims]]\nname = \"x\"\napps = [\"a\"]\ndenied_countries = [\"China\"]\n", "not an ISO 3166-1 alpha-2"),
+        (
+            "[[claims]]\nname = \"x\"\napps = [\"a\"]\nmin_share = { percent = 150, countries = [\"US\"] }\n",
+            "impossible",
+        ),
+    ] {
+        let out = verify(dir.path(), &j, claims, "json");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(needle) && !err.contains("panicked"), "{needle}: {err}");
+    }
+}
+
+#[test]
+fn alerts_lists_nothing_on_a_journal_without_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(dir.path());
+    let out = Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .args(["alerts", "--json", "--journal", j.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json(&out), serde_json::json!([]));
+}
