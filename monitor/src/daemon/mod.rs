@@ -10,6 +10,7 @@
 //! [`SHUTDOWN_DRAIN`]; what is left is counted in a warning), emit every open flow as
 //! `shutdown`, report final statistics, detach.
 
+mod alert;
 mod owners;
 mod queue;
 mod sink;
@@ -30,6 +31,7 @@ pub use source::{Batch, EventSource, ProbeSource, Reloads};
 pub use crate::stats::Stats;
 
 use crate::{
+    claims::{ClaimSet, ClaimsConfig, live::Alerts},
     enrich::Enricher,
     identity::{self, AppRules, Identities},
     journal::{JournalWriter, RunInfo},
@@ -70,6 +72,9 @@ pub enum Error {
     /// The journal cannot be opened.
     #[error(transparent)]
     Journal(#[from] crate::journal::Error),
+    /// The claims file is unusable.
+    #[error(transparent)]
+    Claims(#[from] crate::claims::Error),
     /// SIGHUP could not be watched.
     #[error("failed to watch SIGHUP")]
     Signal(#[source] std::io::Error),
@@ -133,6 +138,9 @@ pub struct Pipeline {
     stats_interval: Duration,
     flush_every: Duration,
     report: ReportConfig,
+    claims: ClaimSet,
+    claims_config: ClaimsConfig,
+    time_zone: jiff::tz::TimeZone,
 }
 
 /// The loop's state that shutdown takes over.
@@ -145,7 +153,7 @@ struct Stages<S> {
 }
 
 impl Pipeline {
-    /// Compiles the app rules, opens the geolocation databases and the journal (no kernel, no
+    /// Compiles the app rules, reads the claims file, opens the geolocation databases and the journal (no kernel, no
     /// root: a bad config fails here, before anything is attached).
     ///
     /// # Errors
@@ -160,6 +168,10 @@ impl Pipeline {
             let (role, path, kind) = (&db.role, db.path.display(), &db.db.database_type);
             info!("{role} database {path} ({kind}, built {} days ago)", db.age_days);
         }
+        let claims = match settings.claims.file() {
+            Some(path) => ClaimSet::load(path)?,
+            None => ClaimSet::default(),
+        };
         let run = RunInfo::current(settings.source.clone());
         let mut journal = JournalWriter::open(&settings.journal, run, &settings.report.time_zone)?;
         journal.register_databases(&enricher.databases());
@@ -178,6 +190,9 @@ impl Pipeline {
             stats_interval: settings.stats_interval,
             flush_every: settings.journal.flush_interval(),
             report: settings.report.clone(),
+            claims,
+            claims_config: settings.claims.clone(),
+            time_zone: settings.time_zone.tz.clone(),
         })
     }
 
@@ -211,6 +226,8 @@ impl Pipeline {
             flush_every: self.flush_every,
             report: self.report,
             out,
+            alerts: Alerts::new(self.claims, self.time_zone),
+            claims: self.claims_config,
         };
         let sink_thread = std::thread::Builder::new()
             .name("monitor-sink".into())
@@ -252,7 +269,7 @@ impl Pipeline {
                 }
                 Some((cookie, owner)) = owners_rx.recv() => st.tracker.set_owner(cookie, &owner),
                 Some(()) = reloads.next() => {
-                    info!("SIGHUP: reloading the geolocation databases");
+                    info!("SIGHUP: reloading the geolocation databases and the claims file");
                     st.sink_tx.send(SinkMsg::Reload).await;
                 }
                 _ = tick.tick() => {

@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 
 use super::{Output, Stats, queue::SinkRx};
 use crate::{
+    claims::{ClaimSet, ClaimsConfig, command::AlertCommand, live::Alerts},
     enrich::{Destination, Enricher},
     identity::{App, Identities},
     journal::{JournalReader, JournalWriter},
@@ -92,6 +93,10 @@ pub struct Sink {
     /// Set at shutdown: records and process lookups arriving after this instant are dropped
     /// (counted in a warning) so that exit takes bounded time.
     pub stop_by: Arc<std::sync::OnceLock<Instant>>,
+    /// Live claims (empty without a claims file).
+    pub alerts: Alerts,
+    /// `[claims]`: the file reread on SIGHUP and the alert command.
+    pub claims: ClaimsConfig,
 }
 
 struct Timers {
@@ -108,6 +113,7 @@ impl Sink {
         let now = Instant::now();
         let mut timers = Timers { failing: false, flush: now, purge: now, error_logged: None };
         let exporter = Exporter::spawn(self.journal.path().to_path_buf(), self.report.clone());
+        let command = self.start_alerts();
         let mut dropped = 0_u64;
         let mut final_part = false;
         while let Some(msg) = rx.recv() {
@@ -118,7 +124,7 @@ impl Sink {
                 }
                 SinkMsg::Observe { tgid, created_ns } => self.identities.observe(tgid, created_ns),
                 SinkMsg::Record(record) => {
-                    self.record(*record);
+                    self.record(*record, command.as_ref());
                     // Early flush, unless the journal is failing (then only the regular retry).
                     if self.journal.buffered_records() >= FLUSH_BATCH && !timers.failing {
                         self.flush(&mut timers);
@@ -149,6 +155,9 @@ impl Sink {
         if let Some(exporter) = exporter {
             exporter.stop();
         }
+        if let Some(command) = command {
+            command.stop();
+        }
         if self.journal.buffered_records() > 0 {
             error!(
                 "journal: {} records could not be written before exit and are lost",
@@ -158,10 +167,41 @@ impl Sink {
         self.identities
     }
 
-    fn record(&mut self, record: FlowRecord) {
+    /// Remembers the alerts of the current week already in the journal (not raised again after a
+    /// restart) and starts the alert command, if one is configured.
+    fn start_alerts(&mut self) -> Option<AlertCommand> {
+        if self.alerts.is_empty() {
+            return None;
+        }
+        if let Some(week) = self.alerts.period_of(Timestamp::now()) {
+            match self.journal.alerts_of_period(&week) {
+                Ok(rows) => self.alerts.remember(rows),
+                Err(e) => warn!("cannot read this week's alerts, they may be raised again: {}", chain(&e)),
+            }
+        }
+        info!("claims watched live: {}", self.alerts.len());
+        if self.claims.alert_command.is_empty() {
+            return None;
+        }
+        match AlertCommand::spawn(self.claims.alert_command.clone(), self.claims.alert_timeout()) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                error!("cannot start the alert-command thread, alerts are only logged and journaled: {e}");
+                None
+            }
+        }
+    }
+
+    fn record(&mut self, record: FlowRecord, command: Option<&AlertCommand>) {
         let app = self.identities.app_for(&record.owner, record.first_seen);
         let destination = record.remote.map(|r| self.enricher.lookup(r.ip()));
         self.journal.append(&record, &app, destination.as_ref());
+        for alert in self.alerts.check(&record, &app, destination.as_ref()) {
+            super::alert::log(&alert);
+            if let Some(command) = command {
+                command.send(alert);
+            }
+        }
         self.emit(Output::Flow(Box::new(FlowOutput { record, app, destination })));
     }
 
@@ -180,6 +220,13 @@ impl Sink {
 
     fn flush(&mut self, t: &mut Timers) {
         t.flush = Instant::now();
+        let alerts = self.alerts.take_changed();
+        if !alerts.is_empty()
+            && let Err(e) = self.journal.save_alerts(&alerts)
+        {
+            warn!("cannot store {} alerts, retried at the next flush: {}", alerts.len(), chain(&e));
+            self.alerts.restore(alerts);
+        }
         match self.journal.flush() {
             Ok(_) => t.failing = false,
             Err(e) => {
@@ -197,6 +244,15 @@ impl Sink {
     }
 
     fn reload(&mut self) {
+        if let Some(path) = self.claims.file() {
+            match ClaimSet::load(path) {
+                Ok(set) => {
+                    info!("reloaded claims file={} claims={}", path.display(), set.claims.len());
+                    self.alerts.replace(set);
+                }
+                Err(e) => error!("claims reload failed, keeping the previous claims: {}", chain(&e)),
+            }
+        }
         match self.enricher.reload() {
             Ok(()) => {
                 let databases = self.enricher.databases();

@@ -27,7 +27,7 @@ fn message(e: &Error) -> String {
 
 #[test]
 fn the_example_file_parses_and_documents_every_key() {
-    let text = include_str!("../../../config/claims.example.toml");
+    let text = include_str!("../../../../config/claims.example.toml");
     let set = parse(text).unwrap();
     assert!(set.claims.len() >= 2);
     for key in [
@@ -367,3 +367,5 @@ fn renderings_carry_the_verdicts_and_escape_foreign_text() {
     v.render(crate::report::Format::Table, &mut table).unwrap();
     assert!(String::from_utf8(table).unwrap().contains("FAIL"));
 }
+
+mod live;
