@@ -201,3 +201,22 @@ fn alerts_lists_nothing_on_a_journal_without_alerts() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(json(&out), serde_json::json!([]));
 }
+
+#[test]
+fn weekly_export_of_verdicts_writes_json_and_markdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(dir.path());
+    let file = dir.path().join("claims.toml");
+    fs::write(&file, format!("{PASS}{FAIL}")).unwrap();
+    let set = monitor::claims::ClaimSet::load(&file).unwrap();
+    let reader = monitor::journal::JournalReader::open(&j).unwrap();
+    let out = dir.path().join("reports");
+    fs::create_dir(&out).unwrap();
+    let formats = [monitor::report::Format::Json, monitor::report::Format::Markdown, monitor::report::Format::Csv];
+    let written = monitor::claims::export_verdicts(&reader, "2026-W47", "UTC", &out, &formats, &set, &file).unwrap();
+    assert_eq!(written, [out.join("2026-W47.verdicts.json"), out.join("2026-W47.verdicts.md")]);
+    let doc: Value = serde_json::from_slice(&fs::read(&written[0]).unwrap()).unwrap();
+    assert_eq!(doc["summary"], serde_json::json!({"pass": 1, "fail": 1, "inconclusive": 0}));
+    assert_eq!(doc["claims"][1]["bytes"]["violating"], 1_000);
+    assert!(fs::read_to_string(&written[1]).unwrap().contains("shop-us-only: FAIL"));
+}

@@ -14,6 +14,7 @@
 pub mod command;
 mod config;
 mod eval;
+mod export;
 mod file;
 mod iso;
 pub mod live;
@@ -27,6 +28,7 @@ use std::path::PathBuf;
 
 pub use config::{CONFIG_DOC, ClaimsConfig};
 pub use eval::{Facts, Judgement, ShareStatus, evaluate};
+pub use export::export_verdicts;
 pub use file::{
     CLAIMS_MAX_BYTES, Claim, ClaimSet, Direction, Globs, Inconclusive, MinShare, RawClaim, RawClaims, RawMinShare,
 };
@@ -67,6 +69,9 @@ pub enum Error {
         #[source]
         source: globset::Error,
     },
+    /// Building the report the verdicts are judged on, or writing an export, failed.
+    #[error(transparent)]
+    Report(#[from] crate::report::Error),
     /// Writing verdicts failed.
     #[error("cannot write the {format} verdicts")]
     Write {

@@ -112,7 +112,7 @@ impl Sink {
     pub fn run(mut self, mut rx: SinkRx) -> Identities {
         let now = Instant::now();
         let mut timers = Timers { failing: false, flush: now, purge: now, error_logged: None };
-        let exporter = Exporter::spawn(self.journal.path().to_path_buf(), self.report.clone());
+        let exporter = Exporter::spawn(self.journal.path().to_path_buf(), self.report.clone(), self.claims.clone());
         let command = self.start_alerts();
         let mut dropped = 0_u64;
         let mut final_part = false;
@@ -291,7 +291,7 @@ struct Exporter {
 
 impl Exporter {
     /// Starts the thread; `None` when exports are off (no formats) or the thread cannot start.
-    fn spawn(journal: PathBuf, report: ReportConfig) -> Option<Self> {
+    fn spawn(journal: PathBuf, report: ReportConfig, claims: ClaimsConfig) -> Option<Self> {
         if report.export_formats.is_empty() {
             return None;
         }
@@ -299,7 +299,7 @@ impl Exporter {
         let spawned = thread::Builder::new().name("weekly-export".into()).spawn(move || {
             let mut reader = None;
             loop {
-                export_weeks(&journal, &report, &mut reader);
+                export_weeks(&journal, &report, &claims, &mut reader);
                 match stopped.recv_timeout(EXPORT_CHECK_EVERY) {
                     Err(RecvTimeoutError::Timeout) => {}
                     Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
@@ -326,7 +326,12 @@ impl Exporter {
 
 /// Writes the report of every completed, not yet exported week (once, across restarts). The
 /// reader is opened on first use and reopened after a failure.
-fn export_weeks(journal: &std::path::Path, config: &ReportConfig, reader: &mut Option<JournalReader>) {
+fn export_weeks(
+    journal: &std::path::Path,
+    config: &ReportConfig,
+    claims: &ClaimsConfig,
+    reader: &mut Option<JournalReader>,
+) {
     let formats = &config.export_formats;
     let tz = &config.time_zone;
     if reader.is_none() {
@@ -341,8 +346,12 @@ fn export_weeks(journal: &std::path::Path, config: &ReportConfig, reader: &mut O
     let Some(r) = reader.as_ref() else { return };
     let result = report::pending_exports(r, Timestamp::now(), tz, formats).and_then(|weeks| {
         for week in weeks {
-            for path in report::export_week(r, &week, tz, &config.export_dir, formats)? {
+            let written = report::export_week(r, &week, tz, &config.export_dir, formats)?;
+            for path in &written {
                 info!("weekly report {week} written to {}", path.display());
+            }
+            if !written.is_empty() {
+                export_verdicts(r, &week, config, claims);
             }
         }
         Ok(())
@@ -350,6 +359,32 @@ fn export_weeks(journal: &std::path::Path, config: &ReportConfig, reader: &mut O
     if let Err(e) = result {
         warn!("weekly export failed (retried in a minute): {}", chain(&e));
         *reader = None;
+    }
+}
+
+/// Writes the claim verdicts of a week just exported, when a claims file is configured (read
+/// afresh: the export thread does not share the sink's claims). Failures are logged: the
+/// report itself is written.
+fn export_verdicts(r: &JournalReader, week: &str, config: &ReportConfig, claims: &ClaimsConfig) {
+    let Some(file) = claims.file() else { return };
+    let result = ClaimSet::load(file).and_then(|set| {
+        crate::claims::export_verdicts(
+            r,
+            week,
+            &config.time_zone,
+            &config.export_dir,
+            &config.export_formats,
+            &set,
+            file,
+        )
+    });
+    match result {
+        Ok(paths) => {
+            for path in paths {
+                info!("claim verdicts {week} written to {}", path.display());
+            }
+        }
+        Err(e) => warn!("claim verdicts of {week} not written: {}", chain(&e)),
     }
 }
 

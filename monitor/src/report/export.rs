@@ -135,7 +135,7 @@ fn check_dir(dir: &Path) -> Result<(), Error> {
 /// temporary file in the same directory (random name, `O_EXCL`: never an existing file or a
 /// symlink), fsync, rename over `path` (replaces a symlink there, never follows it), fsync of the
 /// directory.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let err = |source| Error::Export { path: path.to_path_buf(), source };
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

@@ -31,6 +31,7 @@ use std::{path::PathBuf, str::FromStr};
 pub use build::{DEFAULT_TOP_ENDPOINTS, ReportQuery};
 pub use config::{CONFIG_DOC, ReportConfig};
 pub use destinations::{DatabaseAnswer, DestinationDetail, ProcessUse};
+pub(crate) use export::write_atomic;
 pub use export::{EXPORT_GRACE, export_week, pending_exports};
 pub use model::{
     AppReport, AsnRef, Attribution, Completeness, DatabaseUse, Endpoint, NewDestinations, PeriodInfo, Report, Share,

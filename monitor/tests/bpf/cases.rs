@@ -36,6 +36,7 @@ pub fn all() -> Vec<Case> {
             "residency_per_app_bytes_by_country_and_asn_in_journal_and_report",
             crate::residency::per_app_bytes_by_country_and_asn,
         ),
+        ("claims_verdicts_with_evidence_and_one_live_alert_per_destination", crate::claims::verdicts_and_live_alert),
         (
             "journal_kill9_during_heavy_writing_loses_nothing_flushed",
             crate::durability::kill9_during_heavy_writing_loses_nothing_flushed,
