@@ -1,6 +1,6 @@
 //! `monitor verify` and `monitor alerts` as a CI pipeline runs them: a journal with known bytes,
 //! claims that pass, fail and are inconclusive, and the documented exit codes (0, 10, 11, 2).
-#![expect(clippy::unwrap_used, clippy::expect_used, reason = "test helpers panic on failure (house style R16)")]
+#![expect(clippy::unwrap_used, reason = "test helpers panic on failure (house style R16)")]
 
 use std::{
     fs,

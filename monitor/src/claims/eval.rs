@@ -251,9 +251,11 @@ fn evaluate_claim(claim: &Claim, report: &Report, lost: u64) -> ClaimVerdict {
             entries.push(Entry { app: app.app.clone(), bytes, detail, judgement });
         }
     }
-    let mut b = ClaimBytes::default();
-    b.total = entries.iter().map(|e| e.bytes).sum();
-    b.exempt = entries.iter().filter(|e| e.judgement.exempt).map(|e| e.bytes).sum();
+    let mut b = ClaimBytes {
+        total: entries.iter().map(|e| e.bytes).sum(),
+        exempt: entries.iter().filter(|e| e.judgement.exempt).map(|e| e.bytes).sum(),
+        ..ClaimBytes::default()
+    };
     let judged = b.total - b.exempt;
     let mut reasons = Vec::new();
 
