@@ -220,3 +220,17 @@ fn weekly_export_of_verdicts_writes_json_and_markdown() {
     assert_eq!(doc["claims"][1]["bytes"]["violating"], 1_000);
     assert!(fs::read_to_string(&written[1]).unwrap().contains("shop-us-only: FAIL"));
 }
+
+#[test]
+fn alerts_of_a_journal_from_before_the_alerts_table_are_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(dir.path());
+    let conn = rusqlite::Connection::open(&j).unwrap();
+    conn.execute_batch("DROP TABLE alerts; PRAGMA user_version = 3;").unwrap();
+    drop(conn);
+    let reader = monitor::journal::JournalReader::open(&j).unwrap();
+    assert_eq!(reader.alerts(None).unwrap(), []);
+    // verify needs no new table: the evidence comes from connection records.
+    let out = verify(dir.path(), &j, FAIL, "json");
+    assert_eq!(out.status.code(), Some(10), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -112,10 +112,20 @@ impl JournalWriter {
 
 impl JournalReader {
     /// Alerts whose latest violation is at or after `since` (all when `None`), oldest first.
+    /// A journal from before the `alerts` table (not yet migrated by a daemon) has none.
     ///
     /// # Errors
     /// When the query fails.
     pub fn alerts(&self, since: Option<Timestamp>) -> Result<Vec<AlertRow>, Error> {
+        let exists: i64 = self
+            .conn()
+            .query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'alerts'", [], |row| {
+                row.get(0)
+            })
+            .map_err(|e| Error::read(self.path(), e))?;
+        if exists == 0 {
+            return Ok(Vec::new());
+        }
         let mut stmt = self
             .conn()
             .prepare_cached(&format!(
