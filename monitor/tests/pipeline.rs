@@ -483,3 +483,41 @@ async fn d_a_completed_week_is_exported_once() {
         .unwrap();
     assert_eq!(rows, 1);
 }
+
+/// Claims (issue 11): the live alert of a destination is raised once and its repeats counted;
+/// a reload (SIGHUP) rereads the claims file, and a file that no longer loads keeps the claims.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d_live_claim_alerts_count_repeats_and_follow_reloads_of_the_claims_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let claims = dir.path().join("claims.toml");
+    let claim =
+        |name: &str| format!("[[claims]]\nname = \"{name}\"\napps = [\"replayed\"]\ndenied_countries = [\"GB\"]\n");
+    fs::write(&claims, claim("no-gb")).unwrap();
+    let mut s = settings(dir.path());
+    s.claims.file = claims.clone();
+    let mut run = Run::start(&s);
+    run.send(tcp_flow(1, run.now_ns(), 100, 10)).await;
+    run.send(tcp_flow(2, run.now_ns(), 200, 20)).await;
+    run.next_flow().await;
+    run.next_flow().await;
+
+    fs::write(&claims, claim("no-gb-v2")).unwrap();
+    run.reload().await;
+    run.send(tcp_flow(3, run.now_ns(), 300, 30)).await;
+    run.next_flow().await;
+
+    fs::write(&claims, "[[claims]]\nname = \"broken\"\nunknown_key = 1\n").unwrap();
+    run.reload().await;
+    run.send(tcp_flow(4, run.now_ns(), 400, 40)).await;
+    let _ = run.stop().await;
+
+    let rows: Vec<(String, String, i64, i64, i64)> = journal(dir.path())
+        .prepare("SELECT claim, country, repeats, payload_tx, payload_rx FROM alerts ORDER BY claim")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let gb = |claim: &str, repeats, tx, rx| (claim.to_string(), "GB".to_string(), repeats, tx, rx);
+    assert_eq!(rows, [gb("no-gb", 1, 300, 30), gb("no-gb-v2", 1, 700, 70)], "the broken file kept no-gb-v2");
+}
