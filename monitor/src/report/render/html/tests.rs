@@ -226,3 +226,18 @@ fn a_week_of_50_apps_and_100_countries_stays_under_2_mb() {
     assert_eq!(page.matches("<section class=\"app\"").count(), 50);
     assert_eq!(page.matches("<g class=\"t").count(), 50 * 100, "every country of every app on its map");
 }
+
+#[test]
+fn the_default_weekly_export_writes_the_page_next_to_the_json() {
+    let dir = tempdir();
+    let reader = JournalReader::open(&fixture_journal(dir.path())).expect("reader");
+    let out = dir.path().join("reports");
+    let formats = crate::report::ReportConfig::default().export_formats;
+    let written =
+        crate::report::export_week(&reader, "2026-W47", crate::report::tests::NY, &out, &formats).expect("export");
+    assert!(
+        written.contains(&out.join("2026-W47.json")) && written.contains(&out.join("2026-W47.html")),
+        "{written:?}"
+    );
+    assert_eq!(std::fs::read_to_string(out.join("2026-W47.html")).expect("page"), html(&fixture_report()));
+}
