@@ -207,7 +207,7 @@ fn run_and_report_refuse_unknown_enum_values_listing_the_known_ones() {
     let out = monitor(&["run", "--output", "xml"]);
     assert_clean_failure(&out, 2, "[possible values: log, json, none]");
     let out = monitor(&["report", "--format", "pdf"]);
-    assert_clean_failure(&out, 2, "[possible values: table, json, csv, markdown]");
+    assert_clean_failure(&out, 2, "[possible values: table, json, csv, markdown, html]");
 }
 
 #[test]

@@ -75,6 +75,25 @@ fn the_page_shows_every_figure_of_the_json_report() {
 }
 
 #[test]
+fn a_day_long_range_has_an_hourly_timeline() {
+    let dir = tempdir();
+    let reader = JournalReader::open(&fixture_journal(dir.path())).expect("reader");
+    let zone = ny();
+    let (since, until) = (zone.parse_time("2026-11-16").expect("since"), zone.parse_time("2026-11-17").expect("until"));
+    let r =
+        Report::build(&reader, &ReportQuery::new(Period::range(since, until, &zone).expect("range"))).expect("build");
+    assert_eq!(r.timeline.unit, crate::report::TimelineUnit::Hour);
+    let browser = r.apps.iter().find(|a| a.app == "browser").expect("browser");
+    assert_eq!(browser.timeline.len(), 24);
+    assert_eq!(browser.timeline[1].label, "2026-11-16T01:00");
+    // 40,000,000 + 1,000,000 up at 01:00 and 01:01 local; 2,000,000 + 100,000 + 50,000 at 02:00.
+    assert_eq!(browser.timeline[1].payload_tx, 41_000_000);
+    assert_eq!(browser.timeline[2].payload_tx, 2_150_000);
+    assert_eq!(browser.timeline.iter().map(|b| b.payload_tx).sum::<u64>(), browser.traffic.payload_tx);
+    assert!(html(&r).contains("Timeline (per hour)"));
+}
+
+#[test]
 fn the_timeline_has_a_bucket_per_day_adding_up_to_the_payload() {
     let r = fixture_report();
     let browser = r.apps.iter().find(|a| a.app == "browser").expect("browser");
