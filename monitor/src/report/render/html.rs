@@ -148,6 +148,8 @@ struct Region {
 
 #[derive(Serialize)]
 struct LegendItem {
+    /// Colour class.
+    class: usize,
     /// Lower bound of the class ("≥ 2.4 kB").
     text: String,
 }
@@ -171,7 +173,12 @@ struct MapView {
 fn legend(mode: &'static str, label: &'static str, scale: Option<Scale>) -> Legend {
     let items = scale.map_or_else(Vec::new, |s| {
         let b = s.bounds();
-        b.iter().map(|lo| LegendItem { text: format!("≥ {}", short_bytes(*lo)) }).collect()
+        // Classes no value can fall in (equal bounds, e.g. a single country) are left out.
+        b.iter()
+            .enumerate()
+            .filter(|(i, lo)| b.get(i + 1).is_none_or(|next| *lo < next))
+            .map(|(class, lo)| LegendItem { class, text: format!("≥ {}", short_bytes(*lo)) })
+            .collect()
     });
     Legend { mode, label, items }
 }

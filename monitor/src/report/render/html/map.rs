@@ -283,6 +283,8 @@ mod tests {
         assert_eq!(b[0], 10);
         assert!(b.windows(2).all(|w| w[0] < w[1]));
         assert!(b.iter().enumerate().all(|(i, v)| s.class(*v) == i), "{b:?}");
+        let single = Scale::of([11_000].into_iter()).unwrap();
+        assert_eq!(single.bounds(), vec![11_000; PALETTE.len()]);
         assert_eq!(Scale::of([5, 5].into_iter()).unwrap().class(5), PALETTE.len() - 1);
         assert!(Scale::of([0].into_iter()).is_none());
     }

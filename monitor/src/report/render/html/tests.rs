@@ -161,6 +161,12 @@ fn the_busiest_country_has_the_darkest_fill_and_small_ones_a_marker() {
     let us = first_app.split("<g class=\"t").find(|g| g.contains("<title>United States:")).expect("US drawn");
     assert!(us.contains("<use href=\"#US\"/>") && !us.contains("<circle"), "the US is big enough: {us}");
     assert!(first_app.contains("class=\"legend lt\""), "legend present");
+    // sync sends to Germany only: its legend has the one class its value is drawn in.
+    let sync = &page[page.rfind("<section class=\"app\"").expect("sync")..];
+    let legend = &sync[sync.find("class=\"legend lt\"").expect("legend")..];
+    let legend = &legend[..legend.find("</p>").expect("end")];
+    assert_eq!(legend.matches("</i>≥").count(), 1, "{legend}");
+    assert!(legend.contains(&format!("<i class=\"s{}\"></i>≥ 11.0 kB", super::PALETTE.len() - 1)), "{legend}");
 }
 
 const EVIL: &str = "<script>alert(\"x\")</script>\x1b]0;pwned\x07 ' \u{202e}";
