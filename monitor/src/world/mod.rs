@@ -9,8 +9,9 @@
 //!   names come from Debian's `iso-codes`, not from hand-typed tables.
 //! - Coordinates are longitude/latitude in degrees (`f32`, quantised to 0.01°). Rings are open
 //!   (the closing point is implied); the first ring of a [`Polygon`] is its exterior.
-//! - Features crossing the antimeridian (Russia, Fiji, the Aleutians of the United States) are
-//!   kept as Natural Earth cuts them, at ±180°; so their [`BBox`] may span the whole width.
+//! - Features crossing the antimeridian (Russia, Fiji) are kept as world-atlas gives them: not
+//!   cut at ±180°, some rings step from one edge to the other (a projection must unwrap them), and
+//!   their [`BBox`] spans the whole width. At 1:110m the Aleutians end at 171.8°W.
 //! - The smallest countries (Vatican, Monaco) may have no polygon left after quantisation;
 //!   every country has a [`Country::point`] inside its largest polygon.
 

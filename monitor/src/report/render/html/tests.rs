@@ -75,6 +75,19 @@ fn the_page_shows_every_figure_of_the_json_report() {
 }
 
 #[test]
+fn a_week_without_traffic_renders_a_page_without_apps() {
+    let dir = tempdir();
+    let reader = JournalReader::open(&fixture_journal(dir.path())).expect("reader");
+    let r =
+        Report::build(&reader, &ReportQuery::new(Period::iso_week("2026-W30", &ny()).expect("week"))).expect("build");
+    assert!(r.apps.is_empty());
+    let page = html(&r);
+    assert!(page.contains("<p>No app traffic in this period.</p>"));
+    assert!(!page.contains("<section class=\"app\""));
+    assert!(page.contains("<h2 id=\"completeness\">") && page.contains("<h2 id=\"attribution\">"));
+}
+
+#[test]
 fn a_day_long_range_has_an_hourly_timeline() {
     let dir = tempdir();
     let reader = JournalReader::open(&fixture_journal(dir.path())).expect("reader");
