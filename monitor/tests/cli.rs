@@ -303,3 +303,18 @@ fn root_without_cap_bpf_exits_3_before_creating_the_journal() {
     assert!(!journal.exists(), "no journal before the privilege check");
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0, "nothing created");
 }
+
+#[test]
+fn report_format_html_prints_one_self_contained_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = empty_journal(dir.path());
+    let out = monitor(&["report", "--week", "2026-W47", "--format", "html", "--journal", journal.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>") && page.trim_end().ends_with("</html>"), "{page}");
+    assert!(page.contains("Where the data went: 2026-W47") && page.contains("No app traffic in this period."));
+    assert!(
+        !page.contains("http://") && !page.contains("https://www") && !page.contains("<script"),
+        "nothing to fetch"
+    );
+}
