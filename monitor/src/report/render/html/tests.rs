@@ -184,8 +184,8 @@ fn the_busiest_country_has_the_darkest_fill_and_small_ones_a_marker() {
 
 const EVIL: &str = "<script>alert(\"x\")</script>\x1b]0;pwned\x07 ' \u{202e}";
 
-#[test]
-fn hostile_names_are_escaped_everywhere() {
+/// The fixture report with hostile text in every kind of foreign string.
+pub(super) fn hostile_report() -> Report {
     let mut r = fixture_report();
     r.app_filter = Some(EVIL.into());
     let app = &mut r.apps[0];
@@ -195,7 +195,12 @@ fn hostile_names_are_escaped_everywhere() {
     app.top_endpoints[0].ip = "<img src=x onerror=alert(1)>".into();
     app.new_destinations.countries.push("<b>".into());
     r.completeness.notes.push(EVIL.into());
-    let page = html(&r);
+    r
+}
+
+#[test]
+fn hostile_names_are_escaped_everywhere() {
+    let page = html(&hostile_report());
     assert!(!page.contains("<script"), "no script element at all");
     assert!(!page.contains("<svg onload") && !page.contains("<img") && !page.contains("<b>"), "no injected element");
     assert!(page.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;&#x2f;script&gt;"), "text escaped:\n{page}");

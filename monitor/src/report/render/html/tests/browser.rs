@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{darkest, fixture_report, html, regions};
+use super::{darkest, fixture_report, hostile_report, html, regions};
 use crate::report::render::html::map::PALETTE;
 
 /// Chromium on `PATH`, if any.
@@ -163,6 +163,15 @@ fn chromium_renders_the_page_offline_with_the_busiest_country_darkest() {
     for (code, class) in &regions {
         assert_eq!(code == "US", *class == darkest(), "only the US (most bytes) is darkest: {regions:?}");
     }
+
+    // Hostile names stay text in the browser: no element, no request, no script runs.
+    let hostile = work.path().join("hostile.html");
+    fs::write(&hostile, html(&hostile_report())).expect("write hostile page");
+    let (dom, stderr, log) = run(&chromium, work.path(), &hostile, &["--dump-dom".into()]);
+    assert_eq!(console(&stderr), Vec::<&str>::new(), "no console message");
+    assert_eq!(page_requests(&log), Vec::<String>::new(), "no network request");
+    assert!(!dom.contains("<img") && !dom.contains("<script") && !dom.contains("<svg onload"), "no injected element");
+    assert!(dom.contains("&lt;script&gt;alert(\"x\")&lt;/script&gt;"), "the name is shown as text");
 
     let png = out.join("report.png");
     let (_, stderr, _) = run(
