@@ -205,6 +205,11 @@ struct AppView {
     country_bars: charts::Bars,
     asns: Vec<ShareRow>,
     asn_bars: charts::Bars,
+    /// By service (hostname). Seam: filled when the report model has names (hostnames are being
+    /// added to it); the section is drawn only when there are lines.
+    services: Vec<ShareRow>,
+    /// Bars of [`Self::services`].
+    service_bars: charts::Bars,
     unknown_country: String,
     unknown_country_share: String,
     unknown_asn: String,
@@ -235,6 +240,8 @@ fn app_view(i: usize, a: &AppReport, unit: TimelineUnit, all: &Traffic) -> AppVi
         country_bars: share_bars(&a.by_country),
         asns: share_rows(&a.by_asn),
         asn_bars: share_bars(&a.by_asn),
+        services: Vec::new(),
+        service_bars: share_bars(&[]),
         unknown_country: bytes(a.unknown.country_bytes),
         unknown_country_share: pct(a.unknown.country_share_pct),
         unknown_asn: bytes(a.unknown.asn_bytes),
@@ -289,6 +296,21 @@ struct Page {
     databases: Vec<Database>,
     attribution: String,
     attribution_applies: bool,
+    /// Claim verdicts. Seam: filled when the report model has claims; drawn only when present.
+    claims: Vec<Claim>,
+}
+
+/// One claim and its verdict, as text (escaped by the template).
+#[derive(Serialize)]
+struct Claim {
+    /// App the claim is about.
+    app: String,
+    /// What is claimed ("data stays in the EU").
+    claim: String,
+    /// Verdict ("holds", "broken", "unknown").
+    verdict: String,
+    /// The figures behind the verdict.
+    evidence: String,
 }
 
 #[derive(Serialize)]
@@ -370,6 +392,7 @@ pub(super) fn write(r: &Report, out: &mut impl Write) -> Result<(), Error> {
             .collect(),
         attribution: t(r.attribution.text),
         attribution_applies: r.attribution.applies,
+        claims: Vec::new(),
     };
     let mut env = minijinja::Environment::new();
     env.add_template("report.html", TEMPLATE).map_err(Error::Html)?;
