@@ -207,7 +207,7 @@ fn run_and_report_refuse_unknown_enum_values_listing_the_known_ones() {
     let out = monitor(&["run", "--output", "xml"]);
     assert_clean_failure(&out, 2, "[possible values: log, json, none]");
     let out = monitor(&["report", "--format", "pdf"]);
-    assert_clean_failure(&out, 2, "[possible values: table, json, csv, markdown]");
+    assert_clean_failure(&out, 2, "[possible values: table, json, csv, markdown, html]");
 }
 
 #[test]
@@ -302,4 +302,19 @@ fn root_without_cap_bpf_exits_3_before_creating_the_journal() {
     assert!(!stderr(&out).contains("CAP_NET_ADMIN,") && !stderr(&out).contains("PEERS"), "{}", stderr(&out));
     assert!(!journal.exists(), "no journal before the privilege check");
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0, "nothing created");
+}
+
+#[test]
+fn report_format_html_prints_one_self_contained_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = empty_journal(dir.path());
+    let out = monitor(&["report", "--week", "2026-W47", "--format", "html", "--journal", journal.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>") && page.trim_end().ends_with("</html>"), "{page}");
+    assert!(page.contains("Where the data went: 2026-W47") && page.contains("No app traffic in this period."));
+    assert!(
+        !page.contains("http://") && !page.contains("https://www") && !page.contains("<script"),
+        "nothing to fetch"
+    );
 }

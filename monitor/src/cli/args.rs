@@ -92,7 +92,8 @@ pub struct ReportArgs {
     /// Only this app. Example: --app firefox
     #[arg(long)]
     pub app: Option<String>,
-    /// Output format; json follows schema monitor.report/1. Example: --format json
+    /// Output format; json follows schema monitor.report/1; html is one self-contained page with
+    /// maps and charts (`> week.html`). Example: --format html
     #[arg(long, default_value_t = Format::Table)]
     pub format: Format,
     /// IANA time zone of the weeks and dates (overrides `report.time_zone`). Example: --time-zone Europe/Berlin

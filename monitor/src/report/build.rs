@@ -84,6 +84,7 @@ pub(crate) fn build_from(reader: &JournalReader, query: &ReportQuery, source: So
     for a in &apps {
         totals.add(&a.traffic);
     }
+    let timeline = super::timeline::fill(reader, query, &mut apps)?;
     let databases = databases(&rows, &reader.databases()?, period.until);
     let completeness = notes::completeness(reader, query, &rows, attributed_wire_bytes, &apps, purged)?;
     Ok(Report {
@@ -97,6 +98,7 @@ pub(crate) fn build_from(reader: &JournalReader, query: &ReportQuery, source: So
         completeness,
         attribution: Attribution { text: ATTRIBUTION, applies: databases.iter().any(|d| d.default_data) },
         databases,
+        timeline,
     })
 }
 
@@ -289,6 +291,7 @@ fn app_report(name: &str, rows: &[&ResidencyRow], prev: &Seen, eps: Option<&AppE
         },
         payload_sources,
         destinations: Vec::new(),
+        timeline: Vec::new(),
     }
 }
 

@@ -20,8 +20,9 @@ time_zone = "UTC"
 # other users can write to is refused unless it is sticky and owned by the user running the monitor.
 export_dir = "/var/lib/monitor/reports"
 # Formats of the weekly export: any of "json" (schema monitor.report/1), "markdown", "csv",
-# "table". An empty list disables the weekly export.
-export_formats = ["json", "markdown"]
+# "table", "html" (a self-contained page with maps and charts). An empty list disables the
+# weekly export.
+export_formats = ["json", "markdown", "html"]
 "#;
 
 /// `[report]`: how reports are cut and where weekly exports go.
@@ -43,8 +44,8 @@ impl Default for ReportConfig {
             time_zone: "UTC".into(),
             // Beside the journal (FHS variable state).
             export_dir: PathBuf::from("/var/lib/monitor/reports"),
-            // JSON for machines, Markdown for people.
-            export_formats: vec![Format::Json, Format::Markdown],
+            // JSON for machines, Markdown and the HTML page for people.
+            export_formats: vec![Format::Json, Format::Markdown, Format::Html],
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Reports: per-app residency summaries built from the journal.
 //!
 //! Owns turning journal rows into figures ([`Report::build`]) and presenting them
-//! ([`Report::render`] as `table`, `json`, `csv` or `markdown`), plus the weekly export
+//! ([`Report::render`] as `table`, `json`, `csv`, `markdown` or `html`), plus the weekly export
 //! ([`export_week`], [`pending_exports`]). Does not write journal rows (except the `exports`
 //! bookkeeping) and does not look anything up: every figure comes from the journal, and the
 //! report says from which rows, databases and statistics.
@@ -22,6 +22,7 @@ mod notes;
 mod period;
 pub(crate) mod render;
 mod source;
+mod timeline;
 
 #[cfg(test)]
 mod tests;
@@ -35,7 +36,7 @@ pub(crate) use export::write_atomic;
 pub use export::{EXPORT_GRACE, export_week, pending_exports};
 pub use model::{
     AppReport, AsnRef, Attribution, Completeness, DatabaseUse, Endpoint, NewDestinations, PeriodInfo, Report, Share,
-    ShareKind, SourceShare, Traffic, Unknown,
+    ShareKind, SourceShare, TimeBucket, TimelineInfo, TimelineUnit, Traffic, Unknown,
 };
 pub use period::{Period, PeriodKind, Zone};
 use serde::{Deserialize, Serialize};
@@ -63,11 +64,13 @@ pub enum Format {
     Csv,
     /// Markdown document.
     Markdown,
+    /// Self-contained HTML page with maps and charts (inline CSS and SVG, no script).
+    Html,
 }
 
 impl Format {
     /// Every format.
-    pub const ALL: [Self; 4] = [Self::Table, Self::Json, Self::Csv, Self::Markdown];
+    pub const ALL: [Self; 5] = [Self::Table, Self::Json, Self::Csv, Self::Markdown, Self::Html];
 
     /// Name as written in the configuration.
     #[must_use]
@@ -77,6 +80,7 @@ impl Format {
             Self::Json => "json",
             Self::Csv => "csv",
             Self::Markdown => "markdown",
+            Self::Html => "html",
         }
     }
 
@@ -88,6 +92,7 @@ impl Format {
             Self::Json => "json",
             Self::Csv => "csv",
             Self::Markdown => "md",
+            Self::Html => "html",
         }
     }
 }
@@ -154,7 +159,7 @@ pub enum Error {
     #[error("invalid report period: {reason}")]
     Period { reason: String },
     /// Unknown format name.
-    #[error("unknown report format `{name}` (expected table, json, csv or markdown)")]
+    #[error("unknown report format `{name}` (expected table, json, csv, markdown or html)")]
     Format { name: String },
     /// Writing the output failed.
     #[error("cannot write the {format} report")]
@@ -166,6 +171,9 @@ pub enum Error {
     /// JSON serialisation failed.
     #[error("cannot write the json report")]
     Json(#[source] serde_json::Error),
+    /// The HTML template failed to render.
+    #[error("cannot render the html report")]
+    Html(#[source] minijinja::Error),
     /// CSV serialisation failed.
     #[error("cannot write the csv report")]
     Csv(#[source] csv::Error),

@@ -29,6 +29,43 @@ pub struct Report {
     pub databases: Vec<DatabaseUse>,
     /// Data licence attribution.
     pub attribution: Attribution,
+    /// How the apps' `timeline`s are cut (added in the HTML report round).
+    pub timeline: TimelineInfo,
+}
+
+/// Unit of the per-app timelines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimelineUnit {
+    /// Local calendar days (periods longer than two days).
+    Day,
+    /// Hours (periods of two days or less).
+    Hour,
+}
+
+/// How the apps' timelines are cut, and whether they add up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TimelineInfo {
+    /// Bucket size.
+    pub unit: TimelineUnit,
+    /// Every app's buckets add up to its payload (false when the fine residency rows of the
+    /// period were purged and the figures came from the weekly rollups).
+    pub complete: bool,
+}
+
+/// Payload of an app in one time bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TimeBucket {
+    /// First instant included (UTC).
+    pub since: Timestamp,
+    /// First instant excluded (UTC).
+    pub until: Timestamp,
+    /// `since` in the period's time zone: `2026-11-16` (days) or `2026-11-16T05:00` (hours).
+    pub label: String,
+    /// Payload bytes sent.
+    pub payload_tx: u64,
+    /// Payload bytes received.
+    pub payload_rx: u64,
 }
 
 /// A period in UTC and local time.
@@ -115,6 +152,8 @@ pub struct AppReport {
     /// out of the JSON otherwise).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub destinations: Vec<super::DestinationDetail>,
+    /// Payload per day (per hour for short periods), every bucket of the period, in order.
+    pub timeline: Vec<TimeBucket>,
 }
 
 /// What a [`Share`] entry stands for.

@@ -106,6 +106,7 @@ pub fn completed_week_is_exported_once_across_restarts() {
     assert_eq!(doc["apps"][0]["app"], "past-app");
     assert_eq!(doc["apps"][0]["traffic"]["payload_tx"], 1000);
     assert!(fs::read_to_string(&md).unwrap().contains("past-app"));
+    assert!(fs::read_to_string(reports.join("2026-W40.html")).unwrap().contains("past-app"), "the page too");
     assert!(out.log.contains("weekly report 2026-W40 written"), "{}", out.log);
     let written = fs::metadata(&json).unwrap().modified().unwrap();
 
@@ -115,7 +116,7 @@ pub fn completed_week_is_exported_once_across_restarts() {
     assert!(!out.log.contains("weekly report 2026-W40 written"), "exported again:\n{}", out.log);
     assert_eq!(fs::metadata(&json).unwrap().modified().unwrap(), written, "file left alone");
     let weeks: Vec<_> = fs::read_dir(&reports).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(weeks.len(), 2, "only the completed week with data: {weeks:?}");
+    assert_eq!(weeks.len(), 3, "only the completed week with data (json, md, html): {weeks:?}");
 }
 
 /// SIGHUP reopens the databases; a bad replacement file is refused and the old data keeps working.

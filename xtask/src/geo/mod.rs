@@ -9,7 +9,7 @@
 
 mod cidr;
 mod convert;
-mod fetch;
+pub(crate) mod fetch;
 mod install;
 mod mmdb;
 mod overlap;

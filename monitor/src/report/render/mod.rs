@@ -1,10 +1,12 @@
-//! Presenting a [`Report`]: JSON (the data as is), CSV (rows), and a document (headings,
-//! paragraphs, tables) rendered as Markdown or terminal tables. Every string that did not come
+//! Presenting a [`Report`]: JSON (the data as is), CSV (rows), a document (headings,
+//! paragraphs, tables) rendered as Markdown or terminal tables, and an HTML page with maps and
+//! charts (`html.rs`, template in `templates/`). Every string that did not come
 //! from the monitor (app names, the app filter, database strings) is escaped for the format by
 //! [`crate::escape`]; JSON strings are escaped by its [`SafeFormatter`](crate::escape::json::SafeFormatter).
 
 mod csv;
 mod doc;
+mod html;
 mod markdown;
 mod text;
 
@@ -30,6 +32,7 @@ impl Report {
             Format::Csv => csv::write(self, out),
             Format::Markdown => markdown::write(&doc::document(self, escape::markdown), out).map_err(io),
             Format::Table => text::write(&doc::document(self, escape::terminal), out).map_err(io),
+            Format::Html => html::write(self, out),
         }
     }
 }

@@ -1,0 +1,98 @@
+//! Per-app timelines: payload per local day (per hour for periods of two days or less), from the
+//! journal's fine residency rows. A row counts in the bucket its interval starts in, the same
+//! rule as for the period, so the buckets of an app add up to its payload while the fine rows
+//! are there ([`TimelineInfo::complete`] says whether they did).
+
+use std::collections::BTreeMap;
+
+use jiff::{SignedDuration, Timestamp};
+
+use super::{AppReport, Error, ReportQuery, TimeBucket, TimelineInfo, TimelineUnit};
+use crate::journal::{JournalReader, TimeRange};
+
+/// Periods up to this long get hourly buckets.
+const HOURLY_UP_TO: SignedDuration = SignedDuration::from_hours(48);
+/// Buckets per timeline at most (a year of days fits); the last bucket of a longer range
+/// extends to the end of the period.
+const MAX_BUCKETS: usize = 400;
+
+/// Bucket bounds of `[since, until)`: local midnights (or whole UTC hours) in between.
+fn bounds(query: &ReportQuery, unit: TimelineUnit) -> Vec<(Timestamp, Timestamp)> {
+    let p = &query.period;
+    let mut out = Vec::new();
+    let mut t = p.since;
+    while t < p.until && out.len() < MAX_BUCKETS {
+        let next = match unit {
+            TimelineUnit::Hour => Timestamp::from_second((t.as_second().div_euclid(3600) + 1) * 3600).ok(),
+            TimelineUnit::Day => t
+                .to_zoned(p.time_zone.clone())
+                .date()
+                .tomorrow()
+                .ok()
+                .and_then(|d| d.to_zoned(p.time_zone.clone()).ok())
+                .map(|z| z.timestamp()),
+        };
+        let end = next.filter(|n| *n > t).map_or(p.until, |n| n.min(p.until));
+        out.push((t, end));
+        t = end;
+    }
+    if let Some(last) = out.last_mut() {
+        last.1 = p.until;
+    }
+    out
+}
+
+fn label(query: &ReportQuery, unit: TimelineUnit, t: Timestamp) -> String {
+    let z = t.to_zoned(query.period.time_zone.clone());
+    match unit {
+        TimelineUnit::Day => z.strftime("%Y-%m-%d").to_string(),
+        TimelineUnit::Hour => z.strftime("%Y-%m-%dT%H:%M").to_string(),
+    }
+}
+
+/// Fills every app's `timeline` and says how it was cut.
+///
+/// # Errors
+/// When the journal cannot be read.
+pub(super) fn fill(reader: &JournalReader, query: &ReportQuery, apps: &mut [AppReport]) -> Result<TimelineInfo, Error> {
+    let p = &query.period;
+    let unit = if p.until.duration_since(p.since) <= HOURLY_UP_TO { TimelineUnit::Hour } else { TimelineUnit::Day };
+    let buckets = bounds(query, unit);
+    for app in apps.iter_mut() {
+        app.timeline = buckets
+            .iter()
+            .map(|&(since, until)| TimeBucket {
+                since,
+                until,
+                label: label(query, unit, since),
+                payload_tx: 0,
+                payload_rx: 0,
+            })
+            .collect();
+    }
+    if apps.is_empty() {
+        return Ok(TimelineInfo { unit, complete: true });
+    }
+    let index: BTreeMap<&str, usize> = apps.iter().enumerate().map(|(i, a)| (a.app.as_str(), i)).collect();
+    let mut sums: Vec<Vec<(u64, u64)>> = vec![vec![(0, 0); buckets.len()]; apps.len()];
+    for (b, &(since, until)) in buckets.iter().enumerate() {
+        for r in reader.residency(TimeRange { since, until }, query.app.as_deref())? {
+            let name = if r.app.is_empty() { crate::identity::UNKNOWN_APP } else { r.app.as_str() };
+            if let Some(&i) = index.get(name) {
+                sums[i][b].0 += r.payload_tx;
+                sums[i][b].1 += r.payload_rx;
+            }
+        }
+    }
+    let mut complete = true;
+    for (app, sums) in apps.iter_mut().zip(sums) {
+        for (bucket, (tx, rx)) in app.timeline.iter_mut().zip(sums) {
+            bucket.payload_tx = tx;
+            bucket.payload_rx = rx;
+        }
+        let tx: u64 = app.timeline.iter().map(|b| b.payload_tx).sum();
+        let rx: u64 = app.timeline.iter().map(|b| b.payload_rx).sum();
+        complete &= tx == app.traffic.payload_tx && rx == app.traffic.payload_rx;
+    }
+    Ok(TimelineInfo { unit, complete })
+}
