@@ -17,7 +17,8 @@ use crate::{
 type Escape = fn(&str) -> String;
 
 impl Verdicts {
-    /// Writes the verdicts in `format` (`csv` is written as the table document).
+    /// Writes the verdicts in `format` (`csv` and `html` are written as the table document;
+    /// `monitor verify` refuses them).
     ///
     /// # Errors
     /// When writing fails.
@@ -29,7 +30,7 @@ impl Verdicts {
                 writeln!(out).map_err(io)
             }
             Format::Markdown => write_markdown(&document(self, escape::markdown), out).map_err(io),
-            Format::Table | Format::Csv => write_table(&document(self, escape::terminal), out).map_err(io),
+            Format::Table | Format::Csv | Format::Html => write_table(&document(self, escape::terminal), out).map_err(io),
         }
     }
 }

@@ -47,7 +47,7 @@ pub struct VerifyArgs {
 /// Prints the verdicts; the exit code says whether every claim passed.
 pub fn execute(args: VerifyArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
     let VerifyArgs { claims, week, since, until, format, time_zone, journal } = args;
-    if format == Format::Csv {
+    if matches!(format, Format::Csv | Format::Html) {
         anyhow::bail!(UsageError("verdicts are written as table, json or markdown".into()));
     }
     let file = claims

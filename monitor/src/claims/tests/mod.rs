@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use super::*;
 use crate::report::{
     AppReport, Attribution, Completeness, DatabaseAnswer, DestinationDetail, NewDestinations, PeriodInfo, PeriodKind,
-    ProcessUse, Report, Traffic, Unknown,
+    ProcessUse, Report, TimelineInfo, TimelineUnit, Traffic, Unknown,
 };
 
 fn parse(text: &str) -> Result<ClaimSet, Error> {
@@ -178,6 +178,7 @@ fn app(name: &str, destinations: Vec<DestinationDetail>) -> AppReport {
         },
         payload_sources: Vec::new(),
         destinations,
+        timeline: Vec::new(),
     }
 }
 
@@ -221,6 +222,7 @@ fn report(apps: Vec<AppReport>, events_lost: u64) -> Report {
         },
         databases: Vec::new(),
         attribution: Attribution { text: crate::report::ATTRIBUTION, applies: false },
+        timeline: TimelineInfo { unit: TimelineUnit::Day, complete: true },
     }
 }
 
