@@ -30,7 +30,9 @@ impl Verdicts {
                 writeln!(out).map_err(io)
             }
             Format::Markdown => write_markdown(&document(self, escape::markdown), out).map_err(io),
-            Format::Table | Format::Csv | Format::Html => write_table(&document(self, escape::terminal), out).map_err(io),
+            Format::Table | Format::Csv | Format::Html => {
+                write_table(&document(self, escape::terminal), out).map_err(io)
+            }
         }
     }
 }
