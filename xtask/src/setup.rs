@@ -32,6 +32,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     apt_install(&[
         ("iproute2", "network namespaces in tests"),
         ("sqlite3", "root tests open the journal with an external sqlite3 session while the daemon writes"),
+        ("systemd", "systemd-analyze rates the service unit's exposure in tests"),
+        ("prometheus", "promtool checks the metrics and alerting rules; root tests scrape with a real server"),
     ])?;
     if !args.no_geo {
         geo::ensure_default()?;

@@ -10,7 +10,7 @@ Exit codes:
   0  success
   1  runtime failure (e.g. the kernel refused a program)
   2  usage or configuration error
-  3  insufficient privileges (needs root, or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON)
+  3  insufficient privileges (needs CAP_BPF CAP_NET_ADMIN CAP_PERFMON CAP_SYS_PTRACE CAP_DAC_READ_SEARCH)
   4  the kernel lacks a required feature (see `monitor check`)
   5  the journal cannot be used (unwritable directory, corrupt file, full disk)";
 

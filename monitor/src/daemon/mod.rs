@@ -10,6 +10,7 @@
 //! [`SHUTDOWN_DRAIN`]; what is left is counted in a warning), emit every open flow as
 //! `shutdown`, report final statistics, detach.
 
+pub mod notify;
 mod owners;
 mod queue;
 mod sink;
@@ -201,6 +202,8 @@ impl Pipeline {
         let fresh_at_shutdown = !degradations.contains(&Degradation::NoSnapshots);
         let clock = source.clock();
         let _ = out.send(Output::Started { cgroup: source.cgroup(), degradations }).await;
+        // Programs attached (the source is loaded) and the journal open (`Pipeline::open`).
+        notify::ready();
         let (sink_tx, sink_rx) = queue::sink_queue(SINK_QUEUE);
         let stop_by = Arc::new(std::sync::OnceLock::new());
         let sink = Sink {
@@ -211,6 +214,8 @@ impl Pipeline {
             flush_every: self.flush_every,
             report: self.report,
             out,
+            watchdog: notify::Watchdog::from_env(),
+            records: 0,
         };
         let sink_thread = std::thread::Builder::new()
             .name("monitor-sink".into())
@@ -272,6 +277,7 @@ impl Pipeline {
                 () = &mut shutdown, if !stopping => {
                     info!("stopping: draining remaining events (at most {} s)", SHUTDOWN_DRAIN.as_secs());
                     stopping = true;
+                    notify::stopping();
                     drain_deadline = Some(tokio::time::Instant::now() + SHUTDOWN_DRAIN);
                     let _ = stop_by.set(std::time::Instant::now() + SHUTDOWN_DRAIN);
                     let _ = stop_tx.send(true);

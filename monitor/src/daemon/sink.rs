@@ -22,7 +22,7 @@ use log::{error, info, warn};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::{Output, Stats, queue::SinkRx};
+use super::{Output, Stats, notify, queue::SinkRx};
 use crate::{
     enrich::{Destination, Enricher},
     identity::{App, Identities},
@@ -92,6 +92,10 @@ pub struct Sink {
     /// Set at shutdown: records and process lookups arriving after this instant are dropped
     /// (counted in a warning) so that exit takes bounded time.
     pub stop_by: Arc<std::sync::OnceLock<Instant>>,
+    /// systemd's watchdog, pinged from [`SinkMsg::Tick`] (see [`notify`]).
+    pub watchdog: notify::Watchdog,
+    /// Flow records handled since start (for `STATUS=`).
+    pub records: u64,
 }
 
 struct Timers {
@@ -126,6 +130,7 @@ impl Sink {
                 }
                 SinkMsg::Stats(stats) => {
                     self.journal.record_stats(Timestamp::now(), &stats);
+                    notify::status(&stats, self.records);
                     let e = self.enricher.stats();
                     info!(
                         "enrichment lookups={} public={} unknown_country={} unknown_asn={} lookup_errors={} cache_hits={}",
@@ -159,6 +164,7 @@ impl Sink {
     }
 
     fn record(&mut self, record: FlowRecord) {
+        self.records += 1;
         let app = self.identities.app_for(&record.owner, record.first_seen);
         let destination = record.remote.map(|r| self.enricher.lookup(r.ip()));
         self.journal.append(&record, &app, destination.as_ref());
@@ -166,6 +172,7 @@ impl Sink {
     }
 
     fn tick(&mut self, t: &mut Timers) {
+        self.watchdog.tick(Instant::now());
         if t.flush.elapsed() >= self.flush_every {
             self.flush(t);
         }
