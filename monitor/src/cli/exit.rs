@@ -41,7 +41,9 @@ pub fn code_for(err: &anyhow::Error) -> ExitCode {
                 _ => FAILURE,
             });
         }
-        Some(monitor::daemon::Error::Geo(_) | monitor::daemon::Error::Apps(_)) => return ExitCode::from(CONFIG),
+        Some(monitor::daemon::Error::Geo(_) | monitor::daemon::Error::Apps(_) | monitor::daemon::Error::Metrics(_)) => {
+            return ExitCode::from(CONFIG);
+        }
         Some(monitor::daemon::Error::Journal(_)) => return ExitCode::from(JOURNAL),
         _ => {}
     }

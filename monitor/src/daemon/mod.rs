@@ -34,6 +34,7 @@ use crate::{
     enrich::Enricher,
     identity::{self, AppRules, Identities},
     journal::{JournalWriter, RunInfo},
+    metrics::Metrics,
     probe::Probe,
     probe::{self, Degradation, KernelStats, ProbeConfig},
     report::ReportConfig,
@@ -71,6 +72,9 @@ pub enum Error {
     /// The journal cannot be opened.
     #[error(transparent)]
     Journal(#[from] crate::journal::Error),
+    /// The metrics endpoint cannot start (token file, address in use).
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::Error),
     /// SIGHUP could not be watched.
     #[error("failed to watch SIGHUP")]
     Signal(#[source] std::io::Error),
@@ -113,6 +117,11 @@ pub async fn run(
 ) -> Result<Stats, Error> {
     let cgroup = probe::resolve_cgroup(&settings.cgroup)?;
     let pipeline = Pipeline::open(settings)?;
+    // Its own thread, outside the pipeline; stopped after the pipeline's last records.
+    let server = match pipeline.metrics() {
+        Some(m) => Some(crate::metrics::Server::start(&settings.metrics, m)?),
+        None => None,
+    };
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(Error::Signal)?;
     let mut source = ProbeSource::load(&ProbeConfig {
         cgroup: cgroup.clone(),
@@ -121,7 +130,11 @@ pub async fn run(
     })?;
     // Before `Started`: listeners older than the monitor carry their owner before its first accept.
     prefill_owners(source.probe_mut(), &cgroup);
-    pipeline.run(source, hangup, out, shutdown).await
+    let stats = pipeline.run(source, hangup, out, shutdown).await;
+    if let Some(server) = server {
+        tokio::task::block_in_place(|| server.stop());
+    }
+    stats
 }
 
 /// Everything after the kernel: the tracker loop, the sink thread (identity, enrichment,
@@ -134,6 +147,7 @@ pub struct Pipeline {
     stats_interval: Duration,
     flush_every: Duration,
     report: ReportConfig,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// The loop's state that shutdown takes over.
@@ -165,6 +179,13 @@ impl Pipeline {
         let mut journal = JournalWriter::open(&settings.journal, run, &settings.report.time_zone)?;
         journal.register_databases(&enricher.databases());
         info!("journal {}", journal.path().display());
+        let metrics = settings.metrics.enabled.then(|| {
+            let now = jiff::Timestamp::now();
+            #[expect(clippy::cast_precision_loss, reason = "Unix seconds are far below 2^52")]
+            let m = Metrics::new(&settings.metrics, now.as_millisecond() as f64 / 1000.0);
+            m.databases(&enricher.databases(), now.as_second().try_into().unwrap_or(0));
+            Arc::new(m)
+        });
         Ok(Self {
             rules,
             enricher,
@@ -179,7 +200,14 @@ impl Pipeline {
             stats_interval: settings.stats_interval,
             flush_every: settings.journal.flush_interval(),
             report: settings.report.clone(),
+            metrics,
         })
+    }
+
+    /// The metric registry, when `[metrics]` is enabled.
+    #[must_use]
+    pub fn metrics(&self) -> Option<Arc<Metrics>> {
+        self.metrics.clone()
     }
 
     /// Runs until `shutdown` completes (or the source's event task ends); returns the final
@@ -215,6 +243,7 @@ impl Pipeline {
             report: self.report,
             out,
             watchdog: notify::Watchdog::from_env(),
+            metrics: self.metrics.clone(),
             records: 0,
         };
         let sink_thread = std::thread::Builder::new()
@@ -264,6 +293,9 @@ impl Pipeline {
                     st.tracker.tick(st.source.now_ns(), &mut st.records);
                     warn_if_lost(&st.source, &mut st.lost_seen);
                     let queued = st.sink_tx.len();
+                    if let Some(m) = &self.metrics {
+                        m.queue_depth(queued);
+                    }
                     if queued > st.sink_tx.max_len() / 2 {
                         warn!("{queued} of {SINK_QUEUE} records wait for the journal: it is behind the traffic");
                     }

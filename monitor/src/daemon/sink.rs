@@ -27,6 +27,7 @@ use crate::{
     enrich::{Destination, Enricher},
     identity::{App, Identities},
     journal::{JournalReader, JournalWriter},
+    metrics::Metrics,
     report::{self, ReportConfig},
     tracker::FlowRecord,
 };
@@ -96,6 +97,8 @@ pub struct Sink {
     pub watchdog: notify::Watchdog,
     /// Flow records handled since start (for `STATUS=`).
     pub records: u64,
+    /// The metric registry (`[metrics]` on): fed from the same records as the journal.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 struct Timers {
@@ -131,6 +134,9 @@ impl Sink {
                 SinkMsg::Stats(stats) => {
                     self.journal.record_stats(Timestamp::now(), &stats);
                     notify::status(&stats, self.records);
+                    if let Some(m) = &self.metrics {
+                        m.stats(&stats);
+                    }
                     let e = self.enricher.stats();
                     info!(
                         "enrichment lookups={} public={} unknown_country={} unknown_asn={} lookup_errors={} cache_hits={}",
@@ -168,6 +174,9 @@ impl Sink {
         let app = self.identities.app_for(&record.owner, record.first_seen);
         let destination = record.remote.map(|r| self.enricher.lookup(r.ip()));
         self.journal.append(&record, &app, destination.as_ref());
+        if let Some(m) = &self.metrics {
+            m.observe(&record, &app, destination.as_ref());
+        }
         self.emit(Output::Flow(Box::new(FlowOutput { record, app, destination })));
     }
 
@@ -187,7 +196,11 @@ impl Sink {
 
     fn flush(&mut self, t: &mut Timers) {
         t.flush = Instant::now();
-        match self.journal.flush() {
+        let result = self.journal.flush();
+        if let Some(m) = &self.metrics {
+            m.flush(t.flush.elapsed(), result.is_ok());
+        }
+        match result {
             Ok(_) => t.failing = false,
             Err(e) => {
                 t.failing = true;
@@ -217,6 +230,9 @@ impl Sink {
                     );
                 }
                 self.journal.register_databases(&databases);
+                if let Some(m) = &self.metrics {
+                    m.databases(&databases, Timestamp::now().as_second().try_into().unwrap_or(0));
+                }
                 for w in self.enricher.warnings() {
                     warn!("{w}");
                 }
