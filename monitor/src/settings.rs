@@ -337,6 +337,16 @@ mod tests {
     }
 
     #[test]
+    fn non_loopback_metrics_listen_is_refused_at_config_load() {
+        let raw =
+            RawConfig::parse("[metrics]\nenabled = true\nlisten = \"0.0.0.0:9464\"\n", Path::new("x.toml")).unwrap();
+        let err = Settings::resolve(raw, None).unwrap_err();
+        assert!(err.to_string().contains("metrics") && err.to_string().contains("allow_remote"), "{err}");
+        let text = "[metrics]\nenabled = true\nlisten = \"0.0.0.0:9464\"\nallow_remote = true\n";
+        assert!(Settings::resolve(RawConfig::parse(text, Path::new("x.toml")).unwrap(), None).is_ok());
+    }
+
+    #[test]
     fn out_of_range_values_name_their_key() {
         let raw = RawConfig::parse("[probe]\nring_buffer_kib = 6\n", Path::new("x.toml")).unwrap();
         let err = Settings::resolve(raw, None).unwrap_err();

@@ -103,3 +103,61 @@ fn respond(request: Request, metrics: &Metrics, token: Option<&str>) {
         log::debug!("metrics response not delivered: {e}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::{Read as _, Write as _},
+        net::TcpStream,
+    };
+
+    use super::*;
+
+    /// Status code and body of a raw HTTP/1.0 request to the server.
+    fn get(addr: SocketAddr, path: &str, auth: Option<&str>) -> (u16, String) {
+        let mut s = TcpStream::connect(addr).unwrap();
+        let auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
+        write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n{auth}\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let code = text.split(' ').nth(1).unwrap().parse().unwrap();
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+        (code, body)
+    }
+
+    #[test]
+    fn token_is_required_when_set_and_accepted_when_right() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "s3cret-token-0123456789\n").unwrap();
+        let config = MetricsConfig {
+            enabled: true,
+            listen: "127.0.0.1:0".parse().unwrap(),
+            token_file: Some(token),
+            ..MetricsConfig::default()
+        };
+        let server = Server::start(&config, Arc::new(Metrics::new(&config, 0.0))).unwrap();
+        let addr = server.local_addr();
+        assert_ne!(addr.port(), 0);
+        assert_eq!(get(addr, "/metrics", None).0, 401);
+        assert_eq!(get(addr, "/metrics", Some("Bearer wrong-token-0123456789")).0, 401);
+        assert_eq!(get(addr, "/metrics", Some("Basic czNjcmV0LXRva2Vu")).0, 401);
+        let (code, body) = get(addr, "/metrics", Some("Bearer s3cret-token-0123456789"));
+        assert_eq!(code, 200);
+        assert!(body.contains("monitor_events_submitted_total 0") && body.ends_with("# EOF\n"), "{body}");
+        assert_eq!(get(addr, "/other", Some("Bearer s3cret-token-0123456789")).0, 404);
+        server.stop();
+    }
+
+    #[test]
+    fn without_a_token_scrapes_are_open_and_a_busy_port_is_an_error() {
+        let config =
+            MetricsConfig { enabled: true, listen: "127.0.0.1:0".parse().unwrap(), ..MetricsConfig::default() };
+        let server = Server::start(&config, Arc::new(Metrics::new(&config, 0.0))).unwrap();
+        assert_eq!(get(server.local_addr(), "/metrics", None).0, 200);
+        let busy = MetricsConfig { listen: server.local_addr(), ..config };
+        let err = Server::start(&busy, Arc::new(Metrics::new(&busy, 0.0))).err().unwrap();
+        assert!(err.to_string().contains("cannot listen for metrics on 127.0.0.1:"), "{err}");
+        server.stop();
+    }
+}
