@@ -8,17 +8,14 @@ use std::fmt::Write as _;
 use prometheus_client::encoding::{EncodeLabelValue, LabelValueEncoder};
 
 /// A label value, escaped when encoded.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Label(pub String);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Label<'a>(pub &'a str);
 
-impl From<&str> for Label {
-    fn from(s: &str) -> Self {
-        Self(s.to_owned())
-    }
-}
-
-impl EncodeLabelValue for Label {
+impl EncodeLabelValue for Label<'_> {
     fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        if !self.0.contains(['\\', '"', '\n']) {
+            return encoder.write_str(self.0);
+        }
         for c in self.0.chars() {
             match c {
                 '\\' => encoder.write_str("\\\\")?,
@@ -28,6 +25,16 @@ impl EncodeLabelValue for Label {
             }
         }
         Ok(())
+    }
+}
+
+/// An owned label value (database types from file metadata), escaped like [`Label`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OwnedLabel(pub String);
+
+impl EncodeLabelValue for OwnedLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        Label(&self.0).encode(encoder)
     }
 }
 
@@ -43,14 +50,14 @@ mod tests {
 
     #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
     struct L {
-        app: Label,
+        app: Label<'static>,
     }
 
     #[test]
     fn hostile_names_cannot_end_the_value_or_forge_series() {
         let family = Family::<L, Counter>::default();
         let hostile = "x\"} 1\nmonitor_fake_total{app=\"y\\";
-        family.get_or_create(&L { app: Label(hostile.into()) }).inc();
+        family.get_or_create(&L { app: Label(hostile) }).inc();
         let mut registry = Registry::default();
         registry.register("t", "test", family);
         let mut text = String::new();

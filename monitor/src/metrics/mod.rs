@@ -15,8 +15,8 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use label::Label;
-pub use registry::{Metrics, OTHER};
+pub use label::{Label, OwnedLabel};
+pub use registry::{MAX_TOP, Metrics, OTHER};
 pub use server::Server;
 
 /// The documented `[metrics]` section: every key with its default. Parses to
@@ -33,9 +33,11 @@ allow_remote = false
 # File holding a bearer token (one line, at least 16 characters; keep it mode 0600). When set,
 # scrapes without `Authorization: Bearer <token>` get 401. Unset: no authentication.
 # token_file = "/etc/monitor/metrics.token"
-# Apps with their own series (the first ones seen); later apps are counted under app="other".
+# Apps with their own series (the first ones seen, 1 to 10000); later apps are counted under
+# app="other" (and in monitor_metrics_folded_total{kind="app"}).
 top_apps = 200
-# Autonomous systems with their own series (the first ones seen); later ones fold into asn="other".
+# Autonomous systems with their own series (the first ones seen, 1 to 10000); later ones fold
+# into asn="other" (counted in monitor_metrics_folded_total{kind="asn"}).
 top_asns = 500
 "#;
 
@@ -89,8 +91,8 @@ pub enum Error {
         /// The configured address.
         listen: SocketAddr,
     },
-    /// A top-N of zero.
-    #[error("metrics.{key} must be at least 1")]
+    /// A top-N of zero or above [`MAX_TOP`].
+    #[error("metrics.{key} must be between 1 and {MAX_TOP}")]
     ZeroTop {
         /// The key.
         key: &'static str,
@@ -130,10 +132,10 @@ impl MetricsConfig {
         if !self.listen.ip().is_loopback() && !self.allow_remote {
             return Err(Error::Remote { listen: self.listen });
         }
-        if self.top_apps == 0 {
+        if !(1..=MAX_TOP).contains(&self.top_apps) {
             return Err(Error::ZeroTop { key: "top_apps" });
         }
-        if self.top_asns == 0 {
+        if !(1..=MAX_TOP).contains(&self.top_asns) {
             return Err(Error::ZeroTop { key: "top_asns" });
         }
         Ok(())

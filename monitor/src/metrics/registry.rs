@@ -8,15 +8,17 @@
 //! `rx` (received), payload bytes as the journal counts them (`delta_payload` of each record).
 
 use std::{
-    collections::HashSet,
-    sync::{Mutex, atomic::AtomicU64},
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError, atomic::AtomicU64},
     time::Duration,
 };
 
 use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _, text::encode},
     metrics::{
-        counter::Counter,
+        MetricType,
+        counter::{ConstCounter, Counter},
         family::Family,
         gauge::Gauge,
         histogram::{Histogram, exponential_buckets},
@@ -24,7 +26,7 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
-use super::{Label, MetricsConfig};
+use super::{Label, MetricsConfig, OwnedLabel};
 use crate::{
     enrich::{DbInfo, Destination, Scope},
     identity::App,
@@ -34,27 +36,8 @@ use crate::{
 
 /// Label value of apps and ASNs beyond the top N.
 pub const OTHER: &str = "other";
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct PayloadLabels {
-    app: Label,
-    direction: &'static str,
-    country: Label,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct AsnLabels {
-    app: Label,
-    direction: &'static str,
-    asn: Label,
-    as_org: Label,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct FlowLabels {
-    app: Label,
-    protocol: &'static str,
-}
+/// Largest `top_apps`/`top_asns` (indices are `u16`; 10,000 apps is far beyond any dashboard).
+pub const MAX_TOP: usize = 10_000;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
@@ -63,22 +46,128 @@ struct KindLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DbLabels {
-    role: Label,
-    database_type: Label,
+    role: OwnedLabel,
+    database_type: OwnedLabel,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
-    country_db: Label,
-    asn_db: Label,
+    country_db: OwnedLabel,
+    asn_db: OwnedLabel,
 }
 
-/// Apps and ASNs that have series of their own (the first N seen).
+/// Names numbered in order of first sight, at most `max` (then [`OTHER`]'s index).
 #[derive(Debug, Default)]
-struct Top {
-    apps: HashSet<String>,
-    asns: HashSet<String>,
+struct Names {
+    names: Vec<Arc<str>>,
+    index: HashMap<Arc<str>, u16>,
+}
+
+impl Names {
+    /// The index of `name`, or of [`OTHER`] once `max` names are known; `true` when folded.
+    fn get(&mut self, name: &str, max: usize) -> (u16, bool) {
+        if let Some(&i) = self.index.get(name) {
+            return (i, false);
+        }
+        let folded = self.names.len() >= max;
+        let name = if folded { OTHER } else { name };
+        if let Some(&i) = self.index.get(name) {
+            return (i, folded);
+        }
+        let i = u16::try_from(self.names.len()).unwrap_or(u16::MAX);
+        let name: Arc<str> = name.into();
+        self.names.push(Arc::clone(&name));
+        self.index.insert(name, i);
+        (i, folded)
+    }
+
+    fn name(&self, i: u16) -> &str {
+        self.names.get(usize::from(i)).map_or(OTHER, |n| n)
+    }
+}
+
+/// The per-app series in compact form: names once, series as small integer keys (~1 MiB at
+/// 200 apps × 50 countries, against ~7 MiB as `prometheus-client` families of string labels).
+#[derive(Debug, Default)]
+struct Tables {
+    apps: Names,
+    /// Country labels (ISO codes and the report's fallback keys): a few hundred at most.
+    countries: Names,
+    asns: Names,
+    /// `as_org` of each ASN index (the first seen).
+    as_orgs: Vec<Arc<str>>,
+    /// (app, country) → payload bytes [tx, rx].
+    payload: HashMap<(u16, u16), [u64; 2]>,
+    /// (app, asn) → payload bytes [tx, rx].
+    asn_payload: HashMap<(u16, u16), [u64; 2]>,
+    /// (app, protocol) → flows started.
+    flows: HashMap<(u16, &'static str), u64>,
+}
+
+/// The per-app series, encoded at scrape time (a [`Collector`]).
+#[derive(Debug, Default)]
+struct AppSeries {
+    tables: Mutex<Tables>,
+}
+
+const DIRECTIONS: [&str; 2] = ["tx", "rx"];
+
+impl Collector for AppSeries {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let t = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut payload: Vec<_> = t.payload.iter().collect();
+        payload.sort_unstable_by_key(|(k, _)| **k);
+        let mut e = encoder.encode_descriptor(
+            "monitor_app_payload",
+            "Payload bytes per app, direction (tx sent, rx received) and destination country",
+            Some(&Unit::Bytes),
+            MetricType::Counter,
+        )?;
+        for (&(app, country), bytes) in payload {
+            for (direction, &v) in DIRECTIONS.iter().zip(bytes) {
+                let labels = [
+                    ("app", Label(t.apps.name(app))),
+                    ("direction", Label(direction)),
+                    ("country", Label(t.countries.name(country))),
+                ];
+                ConstCounter::new(v).encode(e.encode_family(&labels)?)?;
+            }
+        }
+        let mut asn_payload: Vec<_> = t.asn_payload.iter().collect();
+        asn_payload.sort_unstable_by_key(|(k, _)| **k);
+        let mut e = encoder.encode_descriptor(
+            "monitor_app_asn_payload",
+            "Payload bytes per app, direction and destination autonomous system",
+            Some(&Unit::Bytes),
+            MetricType::Counter,
+        )?;
+        for (&(app, asn), bytes) in asn_payload {
+            let org = t.as_orgs.get(usize::from(asn)).map_or("", |o| o);
+            for (direction, &v) in DIRECTIONS.iter().zip(bytes) {
+                let labels = [
+                    ("app", Label(t.apps.name(app))),
+                    ("direction", Label(direction)),
+                    ("asn", Label(t.asns.name(asn))),
+                    ("as_org", Label(org)),
+                ];
+                ConstCounter::new(v).encode(e.encode_family(&labels)?)?;
+            }
+        }
+        let mut flows: Vec<_> = t.flows.iter().collect();
+        flows.sort_unstable_by_key(|(k, _)| **k);
+        let mut e = encoder.encode_descriptor(
+            "monitor_app_flows",
+            "Flows started per app and protocol",
+            None,
+            MetricType::Counter,
+        )?;
+        for (&(app, protocol), &v) in flows {
+            let labels = [("app", Label(t.apps.name(app))), ("protocol", Label(protocol))];
+            ConstCounter::new(v).encode(e.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
 }
 
 /// Counters since start of the health series fed from [`Stats`] (cumulative there).
@@ -94,9 +183,7 @@ struct Seen {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    payload: Family<PayloadLabels, Counter>,
-    asn_payload: Family<AsnLabels, Counter>,
-    flows: Family<FlowLabels, Counter>,
+    apps: Arc<AppSeries>,
     folded: Family<KindLabels, Counter>,
     events_submitted: Counter,
     events_lost: Counter,
@@ -110,7 +197,6 @@ pub struct Metrics {
     build_info: Family<BuildLabels, Gauge>,
     top_apps: usize,
     top_asns: usize,
-    top: Mutex<Top>,
     seen: Mutex<Seen>,
 }
 
@@ -119,23 +205,9 @@ impl Metrics {
     #[must_use]
     pub fn new(config: &MetricsConfig, start_time_secs: f64) -> Self {
         let mut registry = Registry::default();
-        let payload = Family::<PayloadLabels, Counter>::default();
-        let asn_payload = Family::<AsnLabels, Counter>::default();
-        let flows = Family::<FlowLabels, Counter>::default();
+        let apps = Arc::new(AppSeries::default());
+        registry.register_collector(Box::new(Arc::clone(&apps)));
         let folded = Family::<KindLabels, Counter>::default();
-        registry.register_with_unit(
-            "monitor_app_payload",
-            "Payload bytes per app, direction (tx sent, rx received) and destination country",
-            Unit::Bytes,
-            payload.clone(),
-        );
-        registry.register_with_unit(
-            "monitor_app_asn_payload",
-            "Payload bytes per app, direction and destination autonomous system",
-            Unit::Bytes,
-            asn_payload.clone(),
-        );
-        registry.register("monitor_app_flows", "Flows started per app and protocol", flows.clone());
         registry.register(
             "monitor_metrics_folded",
             "Flow records whose app (kind=app) or ASN (kind=asn) was beyond the top N, counted under other",
@@ -194,9 +266,7 @@ impl Metrics {
         );
         Self {
             registry,
-            payload,
-            asn_payload,
-            flows,
+            apps,
             folded,
             events_submitted,
             events_lost,
@@ -210,7 +280,6 @@ impl Metrics {
             build_info,
             top_apps: config.top_apps,
             top_asns: config.top_asns,
-            top: Mutex::new(Top::default()),
             seen: Mutex::new(Seen::default()),
         }
     }
@@ -218,37 +287,33 @@ impl Metrics {
     /// Counts one flow record as the journal does (called by the sink next to `append`).
     pub fn observe(&self, record: &FlowRecord, app: &App, dest: Option<&Destination>) {
         let (country, asn, as_org) = destination_labels(record, dest);
-        let (app, asn, as_org) = {
-            let mut top = self.top.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let app = fold(&mut top.apps, &app.name, self.top_apps);
-            let asn_folded = fold(&mut top.asns, &asn, self.top_asns);
-            let as_org = if asn_folded == OTHER { OTHER.to_owned() } else { as_org };
-            (app, asn_folded, as_org)
-        };
-        if app == OTHER {
-            self.folded.get_or_create(&KindLabels { kind: "app" }).inc();
-        }
-        if asn == OTHER {
-            self.folded.get_or_create(&KindLabels { kind: "asn" }).inc();
+        let mut t = self.apps.tables.lock().unwrap_or_else(PoisonError::into_inner);
+        let (app, app_folded) = t.apps.get(&app.name, self.top_apps);
+        let (country, _) = t.countries.get(&country, usize::MAX);
+        let (asn, asn_folded) = t.asns.get(&asn, self.top_asns);
+        if t.as_orgs.len() <= usize::from(asn) {
+            let org: Arc<str> = if asn_folded { OTHER.into() } else { as_org.into() };
+            t.as_orgs.push(org);
         }
         let p = record.delta_payload;
-        for (direction, bytes) in [("tx", p.tx_bytes), ("rx", p.rx_bytes)] {
-            if bytes == 0 {
-                continue;
-            }
-            let labels = PayloadLabels { app: Label(app.clone()), direction, country: Label(country.clone()) };
-            self.payload.get_or_create(&labels).inc_by(bytes);
-            let labels = AsnLabels {
-                app: Label(app.clone()),
-                direction,
-                asn: Label(asn.clone()),
-                as_org: Label(as_org.clone()),
-            };
-            self.asn_payload.get_or_create(&labels).inc_by(bytes);
+        if p.tx_bytes != 0 || p.rx_bytes != 0 {
+            let v = t.payload.entry((app, country)).or_default();
+            v[0] += p.tx_bytes;
+            v[1] += p.rx_bytes;
+            let v = t.asn_payload.entry((app, asn)).or_default();
+            v[0] += p.tx_bytes;
+            v[1] += p.rx_bytes;
         }
         if crate::journal::is_first_record(record) {
             let protocol = serde_variant::to_variant_name(&record.protocol).unwrap_or("unnamed");
-            self.flows.get_or_create(&FlowLabels { app: Label(app), protocol }).inc();
+            *t.flows.entry((app, protocol)).or_default() += 1;
+        }
+        drop(t);
+        if app_folded {
+            self.folded.get_or_create(&KindLabels { kind: "app" }).inc();
+        }
+        if asn_folded {
+            self.folded.get_or_create(&KindLabels { kind: "asn" }).inc();
         }
     }
 
@@ -292,13 +357,19 @@ impl Metrics {
         };
         let (country_db, asn_db) = (build("country"), build("asn"));
         for d in databases {
-            let labels = DbLabels { role: Label(d.role.clone()), database_type: Label(d.db.database_type.to_string()) };
+            let labels = DbLabels {
+                role: OwnedLabel(d.role.clone()),
+                database_type: OwnedLabel(d.db.database_type.to_string()),
+            };
             #[expect(clippy::cast_precision_loss, reason = "ages in seconds are far below 2^52")]
             let age = now_secs.saturating_sub(d.db.build_epoch) as f64;
             self.database_age.get_or_create(&labels).set(age);
         }
-        let labels =
-            BuildLabels { version: env!("CARGO_PKG_VERSION"), country_db: Label(country_db), asn_db: Label(asn_db) };
+        let labels = BuildLabels {
+            version: env!("CARGO_PKG_VERSION"),
+            country_db: OwnedLabel(country_db),
+            asn_db: OwnedLabel(asn_db),
+        };
         self.build_info.get_or_create(&labels).set(1);
     }
 
@@ -311,18 +382,6 @@ impl Metrics {
         encode(&mut text, &self.registry)?;
         Ok(text)
     }
-}
-
-/// `name`, or [`OTHER`] once `top` holds `max` names and not this one.
-fn fold(top: &mut HashSet<String>, name: &str, max: usize) -> String {
-    if top.contains(name) {
-        return name.to_owned();
-    }
-    if top.len() < max {
-        top.insert(name.to_owned());
-        return name.to_owned();
-    }
-    OTHER.to_owned()
 }
 
 /// `(country, asn, as_org)` labels, with the report's keys (see the module doc).

@@ -35,7 +35,10 @@ fn payload_and_flows_count_each_record_delta_once_with_report_keys() {
     assert_eq!(v(r#"monitor_app_payload_bytes_total{app="alpha",direction="rx",country="SE"}"#), 250.0);
     assert_eq!(v(r#"monitor_app_payload_bytes_total{app="beta",direction="tx",country="private"}"#), 40.0);
     assert_eq!(v(r#"monitor_app_payload_bytes_total{app="beta",direction="tx",country="unknown"}"#), 7.0);
-    assert_eq!(value(&text, r#"monitor_app_payload_bytes_total{app="beta",direction="rx",country="unknown"}"#), None);
+    assert_eq!(
+        value(&text, r#"monitor_app_payload_bytes_total{app="beta",direction="rx",country="unknown"}"#),
+        Some(0.0)
+    );
     assert_eq!(
         v(r#"monitor_app_asn_payload_bytes_total{app="alpha",direction="tx",asn="AS29518",as_org="Bredband2 AB"}"#),
         1500.0
