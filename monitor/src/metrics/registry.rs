@@ -208,6 +208,10 @@ impl Metrics {
         let apps = Arc::new(AppSeries::default());
         registry.register_collector(Box::new(Arc::clone(&apps)));
         let folded = Family::<KindLabels, Counter>::default();
+        // Present from the start (at 0), so that rules on them have a series to evaluate.
+        for kind in ["app", "asn"] {
+            let _ = folded.get_or_create(&KindLabels { kind });
+        }
         registry.register(
             "monitor_metrics_folded",
             "Flow records whose app (kind=app) or ASN (kind=asn) was beyond the top N, counted under other",
