@@ -87,8 +87,8 @@ pub fn sandboxed_with_the_unit_capabilities_attaches_records_exactly_and_notifie
     srv.line();
     let wrapper = sandbox(dir.path());
     let env = [("NOTIFY_SOCKET", notify_path.display().to_string()), ("WATCHDOG_USEC", "4000000".to_owned())];
-    let started = Instant::now();
     let mut mon = Monitor::start_under(&cg.path, dir, &config, &wrapper, &env);
+    let started = Instant::now();
     let client = spawn(
         "tcp-client",
         &[server.clone(), "1000000".into(), "1".into()],
@@ -97,8 +97,8 @@ pub fn sandboxed_with_the_unit_capabilities_attaches_records_exactly_and_notifie
     client.finish();
     srv.finish();
     mon.wait_for_flow(|v| v["remote"] == server.as_str() && v["event"] == "close");
-    // Statistics every second and watchdog pings every second (a quarter of 4 s): run for 3 s.
-    std::thread::sleep(Duration::from_secs(3).saturating_sub(started.elapsed()));
+    // Statistics every second and watchdog pings every second (a quarter of 4 s): run 3.5 s.
+    std::thread::sleep(Duration::from_millis(3500).saturating_sub(started.elapsed()));
     let out = mon.stop();
 
     // Attached, recorded exactly, journaled.
@@ -124,8 +124,10 @@ pub fn sandboxed_with_the_unit_capabilities_attaches_records_exactly_and_notifie
     assert!(notes.first().is_some_and(|n| n.contains("READY=1")), "{notes:#?}");
     assert!(notes.last().is_some_and(|n| n.contains("STATUS=")), "{notes:#?}");
     assert!(notes.iter().any(|n| n.contains("STOPPING=1")), "{notes:#?}");
-    let pings = notes.iter().filter(|n| n.as_str() == "WATCHDOG=1").count();
-    assert!(pings >= 2, "watchdog pings: {notes:#?}");
+    let pings = notes.iter().filter(|n| n.as_str() == "WATCHDOG=1\n").count();
+    assert!(pings >= 3, "watchdog pings: {notes:#?}");
+    let statuses = notes.iter().filter(|n| n.starts_with("STATUS=flows")).count();
+    assert!(statuses >= 3, "a STATUS= line per statistics interval: {notes:#?}");
     let last_status = notes.iter().rev().find(|n| n.starts_with("STATUS=flows")).unwrap();
     let expected = format!("closed={} records={} events lost=0 decode errors=0", closed.len(), out.records.len());
     assert!(last_status.contains(&expected), "{last_status} lacks {expected}");
