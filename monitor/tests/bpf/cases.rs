@@ -93,6 +93,10 @@ pub fn all() -> Vec<Case> {
             "service_each_unit_capability_dropped_exits_3_naming_it",
             crate::service::each_unit_capability_dropped_exits_3_naming_it,
         ),
+        (
+            "fleet_prometheus_returns_each_journals_bytes_per_app_and_country",
+            crate::fleet::prometheus_returns_each_journals_bytes_per_app_and_country,
+        ),
     ]
 }
 

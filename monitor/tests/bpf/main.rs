@@ -12,6 +12,7 @@ mod cases;
 mod daemon;
 mod durability;
 mod env;
+mod fleet;
 mod helper;
 mod lifecycle;
 mod listeners;
