@@ -72,7 +72,11 @@ pub struct RunArgs {
 
 /// `monitor report`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ReportArgs {
+    /// Fleet reports from several machines' exports.
+    #[command(subcommand)]
+    pub fleet: Option<super::report_merge::ReportCommand>,
     /// ISO week, cut in the report time zone (default: the current week). Example: --week 2026-W47
     #[arg(long, conflicts_with_all = ["since", "until"])]
     pub week: Option<String>,

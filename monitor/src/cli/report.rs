@@ -14,7 +14,10 @@ use super::{args::ReportArgs, exit};
 
 /// Prints the report.
 pub fn execute(args: ReportArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let ReportArgs { week, since, until, app, format, time_zone, journal, top } = args;
+    let ReportArgs { fleet, week, since, until, app, format, time_zone, journal, top } = args;
+    if let Some(command) = fleet {
+        return super::report_merge::execute(command);
+    }
     let zone = match time_zone {
         Some(name) => Zone::get(&name)?,
         None => settings.time_zone.clone(),

@@ -16,6 +16,7 @@ mod build;
 mod config;
 mod export;
 mod fmt;
+pub mod merge;
 mod model;
 mod notes;
 mod period;
