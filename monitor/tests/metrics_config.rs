@@ -2,7 +2,6 @@
 //! (skips loudly without promtool unless `MONITOR_REQUIRE_ROOT_TESTS=1`), and every series they
 //! query is one the endpoint serves.
 #![expect(clippy::unwrap_used, reason = "tests panic on failure (house style R16)")]
-#![expect(clippy::print_stderr, reason = "tests print skip reasons")]
 
 use std::{collections::BTreeSet, path::PathBuf, process::Command};
 

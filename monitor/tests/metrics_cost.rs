@@ -3,7 +3,6 @@
 //! scrape cost is the time to encode the exposition, as a share of one core at a 15 s interval.
 //! Figures are printed (BENCHMARKS.md) and held to the bounds: < 2 MiB, < 0.1 % of a core.
 #![expect(clippy::unwrap_used, reason = "tests panic on failure (house style R16)")]
-#![expect(clippy::print_stderr, reason = "the test reports its measurements")]
 
 use std::{
     alloc::{GlobalAlloc, Layout, System},

@@ -3,7 +3,6 @@
 //! when systemd-analyze is missing (`cargo xtask setup` installs it), and fails instead when
 //! `MONITOR_REQUIRE_ROOT_TESTS=1` says nothing may be skipped.
 #![expect(clippy::unwrap_used, reason = "tests panic on failure (house style R16)")]
-#![expect(clippy::print_stderr, reason = "tests print skip reasons")]
 
 use std::{path::PathBuf, process::Command};
 
@@ -14,6 +13,7 @@ fn unit() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/monitor.service")
 }
 
+#[expect(clippy::print_stderr, reason = "a loud skip")]
 fn skip(test: &str, reason: &str) {
     assert!(std::env::var_os("MONITOR_REQUIRE_ROOT_TESTS").is_none(), "{test} cannot run: {reason}");
     eprintln!("skipping {test}: {reason} (run `cargo xtask setup`)");

@@ -131,10 +131,7 @@ fn promtool_accepts_the_exposition() {
         Ok(c) => c,
         Err(e) => {
             assert!(std::env::var_os("MONITOR_REQUIRE_ROOT_TESTS").is_none(), "promtool: {e}");
-            #[expect(clippy::print_stderr, reason = "loud skip")]
-            {
-                eprintln!("skipping promtool_accepts_the_exposition: promtool: {e} (run `cargo xtask setup`)");
-            }
+            eprintln!("skipping promtool_accepts_the_exposition: promtool: {e} (run `cargo xtask setup`)");
             return;
         }
     };
