@@ -39,17 +39,24 @@ fn queried_families(text: &str) -> BTreeSet<String> {
 }
 
 #[test]
-fn promtool_accepts_the_alerting_rules() {
+fn promtool_accepts_the_alerting_rules_and_their_unit_tests() {
     let rules = config_file("prometheus-rules.yml");
     match Command::new("promtool").arg("check").arg("rules").arg(&rules).output() {
         Ok(out) => {
             let said = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
             assert!(out.status.success(), "promtool rejects the rules:\n{said}");
             assert!(said.contains("SUCCESS: 7 rules found"), "{said}");
+            // Alert behaviour: a denied country's first flow (a new series) fires; lost events fire.
+            let tests = config_file("prometheus-rules.test.yml");
+            let out = Command::new("promtool").arg("test").arg("rules").arg(&tests).output().unwrap();
+            let said = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success() && said.contains("SUCCESS"), "promtool test rules:\n{said}");
         }
         Err(e) => {
             assert!(std::env::var_os("MONITOR_REQUIRE_ROOT_TESTS").is_none(), "promtool: {e}");
-            eprintln!("skipping promtool_accepts_the_alerting_rules: promtool: {e} (run `cargo xtask setup`)");
+            eprintln!(
+                "skipping promtool_accepts_the_alerting_rules_and_their_unit_tests: promtool: {e} (run `cargo xtask setup`)"
+            );
         }
     }
 }
