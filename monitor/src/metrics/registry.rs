@@ -9,7 +9,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, PoisonError, atomic::AtomicU64},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -198,6 +201,8 @@ pub struct Metrics {
     top_apps: usize,
     top_asns: usize,
     seen: Mutex<Seen>,
+    /// Length of the last exposition.
+    last_len: AtomicUsize,
 }
 
 impl Metrics {
@@ -284,6 +289,7 @@ impl Metrics {
             build_info,
             top_apps: config.top_apps,
             top_asns: config.top_asns,
+            last_len: AtomicUsize::new(0),
             seen: Mutex::new(Seen::default()),
         }
     }
@@ -382,8 +388,10 @@ impl Metrics {
     /// # Errors
     /// Only if formatting fails (never for a `String`).
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
-        let mut text = String::with_capacity(64 * 1024);
+        // Sized like the previous exposition (several MiB at hundreds of apps): no regrowth.
+        let mut text = String::with_capacity(self.last_len.load(Ordering::Relaxed).saturating_add(4096));
         encode(&mut text, &self.registry)?;
+        self.last_len.store(text.len(), Ordering::Relaxed);
         Ok(text)
     }
 }

@@ -111,9 +111,9 @@ impl Prometheus {
         v["data"]["result"].as_array().unwrap().clone()
     }
 
-    /// Scrapes of `host` that succeeded since the start.
+    /// Scrapes of `host` that succeeded since the start (`up` is 1 for each).
     fn scrapes(&self, host: &str) -> u64 {
-        let r = self.query(&format!("count_over_time(up{{host=\"{host}\"}}[1h])"));
+        let r = self.query(&format!("sum_over_time(up{{host=\"{host}\"}}[1h])"));
         r.first().and_then(|v| v["value"][1].as_str()?.parse().ok()).unwrap_or(0)
     }
 }
