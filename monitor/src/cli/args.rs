@@ -102,6 +102,16 @@ pub struct ReportArgs {
     /// Remote endpoints listed per app (at least 1; default 10). Example: --top 20
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub top: Option<u32>,
+    /// Fleet report from the monitors' metrics in Prometheus instead of the journal (JSON, with
+    /// `hosts` and per-app `by_host`). Example: --prometheus http://prometheus:9090
+    #[arg(long, value_name = "URL", conflicts_with_all = ["journal", "app", "top"])]
+    pub prometheus: Option<String>,
+    /// With --prometheus: only this machine (a value of --host-label; repeatable). Example: --host lab-01:9464
+    #[arg(long = "host", value_name = "LABEL", requires = "prometheus")]
+    pub hosts: Vec<String>,
+    /// With --prometheus: the label that names a machine (default `instance`). Example: --host-label host
+    #[arg(long, value_name = "NAME", requires = "prometheus")]
+    pub host_label: Option<String>,
 }
 
 /// `monitor status`.

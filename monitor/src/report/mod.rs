@@ -20,6 +20,7 @@ pub mod merge;
 mod model;
 mod notes;
 mod period;
+pub mod promql;
 mod render;
 mod source;
 

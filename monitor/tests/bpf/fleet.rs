@@ -202,6 +202,7 @@ pub fn prometheus_returns_each_journals_bytes_per_app_and_country() {
     }
     let from_prom_a = promql_bytes(&prom, "lab-a");
     let from_prom_b = promql_bytes(&prom, "lab-b");
+    let fleet = fleet_report(&prom);
     let (out_a, out_b) = (mon_a.stop(), mon_b.stop());
     out_a.assert_nothing_lost();
     out_b.assert_nothing_lost();
@@ -220,4 +221,45 @@ pub fn prometheus_returns_each_journals_bytes_per_app_and_country() {
     assert_eq!(from_prom_a, journal_a, "PromQL for lab-a vs its journal");
     assert_eq!(from_prom_b, journal_b, "PromQL for lab-b vs its journal");
     eprintln!("    PromQL equals both journals: lab-a {from_prom_a:?}, lab-b {from_prom_b:?}");
+
+    // `monitor report --prometheus`: the same numbers as the local reports added up.
+    let hosts: Vec<&str> = fleet["hosts"].as_array().unwrap().iter().map(|h| h["host"].as_str().unwrap()).collect();
+    assert_eq!(hosts, ["lab-a", "lab-b"], "{fleet:#}");
+    let mut both = journal_a.clone();
+    both.extend(journal_b.clone());
+    let mut from_report = BTreeMap::new();
+    for app in fleet["apps"].as_array().unwrap() {
+        for share in app["by_country"].as_array().unwrap() {
+            for (direction, field) in [("tx", "payload_tx"), ("rx", "payload_rx")] {
+                let bytes = share["traffic"][field].as_u64().unwrap();
+                if bytes > 0 {
+                    from_report
+                        .insert(key(app["app"].as_str().unwrap(), share["key"].as_str().unwrap(), direction), bytes);
+                }
+            }
+        }
+    }
+    assert_eq!(from_report, both, "monitor report --prometheus vs the journals");
+    let by_host = |app: &str| -> Vec<(String, u64)> {
+        let a = fleet["apps"].as_array().unwrap().iter().find(|a| a["app"] == app).unwrap();
+        a["by_host"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| (s(h["host"].as_str().unwrap()), h["traffic"]["payload_tx"].as_u64().unwrap()))
+            .collect()
+    };
+    assert_eq!(by_host("app-a"), [(s("lab-a"), 300_000)]);
+    assert_eq!(by_host("app-c"), [(s("lab-b"), 50_000)]);
+}
+
+/// `monitor report --prometheus` over the current week, hosts named by the `host` label.
+fn fleet_report(prom: &Prometheus) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .args(["report", "--prometheus", &format!("http://127.0.0.1:{}", prom.port), "--host-label", "host"])
+        .args(["--host", "lab-a", "--host", "lab-b", "--format", "json", "--time-zone", "UTC"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
 }
