@@ -14,6 +14,7 @@
 //! - [`identity`]   /proc lookups.
 //! - [`claims`]   residency claims: verdicts with evidence over reports, live alerts.
 //! - [`daemon`]   the run loop and shutdown.
+//! - [`metrics`]   the Prometheus endpoint (own thread; fed by the sink like the journal).
 //! - [`settings`]   configuration.
 //! - [`stats`]   completeness counters shared by the stages and the journal (a leaf).
 //! - [`week`]   ISO week bounds in a time zone, for reports and rollups alike (a leaf).
@@ -30,6 +31,7 @@ pub mod escape;
 pub mod files;
 pub mod identity;
 pub mod journal;
+pub mod metrics;
 pub mod privileges;
 pub mod probe;
 pub mod report;

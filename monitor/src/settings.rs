@@ -18,6 +18,7 @@ use crate::{
     files,
     identity::{AppRule, AppRules},
     journal::JournalConfig,
+    metrics::MetricsConfig,
     report::{ReportConfig, Zone},
 };
 
@@ -72,6 +73,8 @@ pub struct RawConfig {
     pub journal: JournalConfig,
     /// `[report]`: report periods and weekly exports.
     pub report: ReportConfig,
+    /// `[metrics]`: the Prometheus endpoint.
+    pub metrics: MetricsConfig,
     /// `[[apps]]`: grouping of processes into named apps.
     pub apps: Vec<AppRule>,
     /// `[claims]`: the claims file and live alerts.
@@ -179,6 +182,7 @@ impl Default for RawConfig {
             geo: GeoConfig::default(),
             journal: JournalConfig::default(),
             report: ReportConfig::default(),
+            metrics: MetricsConfig::default(),
             apps: Vec::new(),
             claims: ClaimsConfig::default(),
         }
@@ -255,6 +259,8 @@ pub struct Settings {
     pub report: ReportConfig,
     /// `report.time_zone`, looked up.
     pub time_zone: Zone,
+    /// The Prometheus endpoint (validated: loopback unless explicitly allowed).
+    pub metrics: MetricsConfig,
     /// App grouping rules, compiled.
     pub apps: AppRules,
     /// Claims file and alert command.
@@ -274,8 +280,9 @@ impl Settings {
     /// # Errors
     /// [`Error::Invalid`] naming the key.
     pub fn resolve(raw: RawConfig, source: Option<PathBuf>) -> Result<Self, Error> {
-        let RawConfig { cgroup, probe, tracker, output, geo, journal, report, apps, claims } = raw;
+        let RawConfig { cgroup, probe, tracker, output, geo, journal, report, metrics, apps, claims } = raw;
         claims.validate().map_err(|reason| Error::Invalid { key: "claims", reason })?;
+        metrics.validate().map_err(|e| Error::Invalid { key: "metrics", reason: e.to_string() })?;
         journal.validate().map_err(|e| Error::Invalid { key: "journal", reason: e.to_string() })?;
         report.validate().map_err(|e| Error::Invalid { key: "report", reason: e.to_string() })?;
         let time_zone = Zone::get(&report.time_zone)
@@ -300,6 +307,7 @@ impl Settings {
             journal,
             report,
             time_zone,
+            metrics,
             apps,
             claims,
         })
@@ -323,6 +331,7 @@ mod tests {
             crate::journal::CONFIG_DOC,
             crate::report::CONFIG_DOC,
             crate::claims::CONFIG_DOC,
+            crate::metrics::CONFIG_DOC,
         ] {
             assert!(DEFAULT_CONFIG_TOML.contains(section.trim()), "config/monitor.toml lacks:\n{section}");
         }
@@ -334,6 +343,16 @@ mod tests {
         assert!(format!("{:#}", anyhow::Error::new(err)).contains("ring_bufer_kib"));
         let err = RawConfig::parse("[probe]\nring_buffer_kib = \"big\"\n", Path::new("x.toml")).unwrap_err();
         assert!(matches!(err, Error::Parse { .. }));
+    }
+
+    #[test]
+    fn non_loopback_metrics_listen_is_refused_at_config_load() {
+        let raw =
+            RawConfig::parse("[metrics]\nenabled = true\nlisten = \"0.0.0.0:9464\"\n", Path::new("x.toml")).unwrap();
+        let err = Settings::resolve(raw, None).unwrap_err();
+        assert!(err.to_string().contains("metrics") && err.to_string().contains("allow_remote"), "{err}");
+        let text = "[metrics]\nenabled = true\nlisten = \"0.0.0.0:9464\"\nallow_remote = true\n";
+        assert!(Settings::resolve(RawConfig::parse(text, Path::new("x.toml")).unwrap(), None).is_ok());
     }
 
     #[test]

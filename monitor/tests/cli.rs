@@ -318,3 +318,29 @@ fn report_format_html_prints_one_self_contained_page() {
         "nothing to fetch"
     );
 }
+
+/// `monitor report merge`: hosts from HOST=FILE or the file's directory; sums; overlap refused.
+#[test]
+fn report_merge_sums_exports_and_refuses_a_host_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let doc = |tx: u64| {
+        format!(
+            r#"{{"schema":"monitor.report/1","period":{{"label":"2026-W47"}},"totals":{{"payload_tx":{tx},"payload_rx":1}},
+               "apps":[{{"app":"a","traffic":{{"payload_tx":{tx},"payload_rx":1}},"by_country":[],"by_asn":[]}}],
+               "completeness":{{"notes":[]}},"databases":[],"attribution":{{"applies":false}}}}"#
+        )
+    };
+    fs::create_dir(dir.path().join("lab-02")).unwrap();
+    let (one, two) = (dir.path().join("one.json"), dir.path().join("lab-02/2026-W47.json"));
+    fs::write(&one, doc(10)).unwrap();
+    fs::write(&two, doc(32)).unwrap();
+    let first = format!("lab-01={}", one.display());
+    let out = monitor(&["report", "merge", &first, two.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let merged: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(merged["totals"]["payload_tx"], 42);
+    assert_eq!(merged["hosts"][1]["host"], "lab-02");
+    let twice = format!("lab-02={}", one.display());
+    let out = monitor(&["report", "merge", &twice, two.to_str().unwrap()]);
+    assert_clean_failure(&out, 2, "host `lab-02` appears in more than one input");
+}

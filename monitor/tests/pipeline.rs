@@ -134,12 +134,15 @@ struct Run {
     seen: Vec<Output>,
     pipeline: tokio::task::JoinHandle<Result<Stats, monitor::daemon::Error>>,
     start: tokio::time::Instant,
+    /// The metric registry (`[metrics]` enabled in the settings).
+    metrics: Option<Arc<monitor::metrics::Metrics>>,
 }
 
 impl Run {
     /// Opens the pipeline of `settings` and starts it on a replay.
     fn start(settings: &Settings) -> Self {
         let pipeline = Pipeline::open(settings).expect("pipeline opens");
+        let metrics = pipeline.metrics();
         let (events, events_rx) = mpsc::channel(16);
         let kernel = Arc::new(Mutex::new(Kernel::default()));
         let start = tokio::time::Instant::now();
@@ -153,7 +156,7 @@ impl Run {
         let pipeline = tokio::spawn(pipeline.run(replay, reload_rx, out_tx, async move {
             let _ = shutdown_rx.await;
         }));
-        Self { events, kernel, reload, shutdown, out, seen: Vec::new(), pipeline, start }
+        Self { events, kernel, reload, shutdown, out, seen: Vec::new(), pipeline, start, metrics }
     }
 
     fn now_ns(&self) -> u64 {
@@ -520,4 +523,37 @@ async fn d_live_claim_alerts_count_repeats_and_follow_reloads_of_the_claims_file
         .unwrap();
     let gb = |claim: &str, repeats, tx, rx| (claim.to_string(), "GB".to_string(), repeats, tx, rx);
     assert_eq!(rows, [gb("no-gb", 1, 300, 30), gb("no-gb-v2", 1, 700, 70)], "the broken file kept no-gb-v2");
+}
+
+/// `[metrics]` on: the registry counts exactly what the journal stores (same records).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f_metrics_count_exactly_what_the_journal_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(dir.path());
+    settings.metrics.enabled = true;
+    let run = Run::start(&settings);
+    let metrics = run.metrics.clone().expect("metrics enabled");
+    run.send(tcp_flow(7, run.now_ns(), 9000, 4000)).await;
+    run.send(tcp_flow(8, run.now_ns(), 123, 456)).await;
+    let _ = run.stop().await;
+
+    let rows: Vec<(String, String, i64, i64)> = journal(dir.path())
+        .prepare("SELECT app, country, SUM(payload_tx), SUM(payload_rx) FROM residency GROUP BY app, country")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(rows, [("replayed".to_owned(), "GB".to_owned(), 9123, 4456)]);
+    let text = metrics.encode().unwrap();
+    for (app, country, tx, rx) in rows {
+        for (direction, bytes) in [("tx", tx), ("rx", rx)] {
+            let line = format!(
+                "monitor_app_payload_bytes_total{{app=\"{app}\",direction=\"{direction}\",country=\"{country}\"}} {bytes}\n"
+            );
+            assert!(text.contains(&line), "{line} missing in\n{text}");
+        }
+    }
+    assert!(text.contains("monitor_app_flows_total{app=\"replayed\",protocol=\"tcp\"} 2\n"), "{text}");
+    assert!(text.contains("monitor_events_submitted_total 6\n"), "final statistics: {text}");
 }

@@ -7,12 +7,14 @@
 //! - `geo`:   fetches the default geolocation data and converts the ASN CSV to MMDB.
 //! - `world`: converts world-atlas TopoJSON into the committed country geometry.
 //! - `bench`: benchmarks (BENCHMARKS.md).
+//! - `install`/`uninstall`: the binary, the hardened unit, config and geolocation data.
 
 #![expect(clippy::print_stdout, clippy::print_stderr, reason = "a command-line tool: it reports on stdout and stderr")]
 
 mod bench;
 mod exec;
 mod geo;
+mod install;
 mod setup;
 mod world;
 
@@ -49,6 +51,10 @@ enum Command {
     World(world::Args),
     /// Benchmarks: cost, completeness, comparison with peers (see BENCHMARKS.md).
     Bench(bench::Args),
+    /// Install the release binary, the hardened systemd unit, the config and the geolocation data.
+    Install(install::Args),
+    /// Remove what `install` wrote (not the config, the geolocation data or the journal).
+    Uninstall(install::UninstallArgs),
     /// Load generator of the benchmarks (run by `bench` inside its namespaces).
     #[command(hide = true)]
     BenchLoad(bench::load::Args),
@@ -79,6 +85,8 @@ fn main() -> ExitCode {
             setup::run(&setup::Args { bench: true, ..setup::Args::default() }).and_then(|()| bench::run(&args))
         }
         Command::BenchLoad(args) => bench::load::run(&args),
+        Command::Install(args) => install::run(&args),
+        Command::Uninstall(args) => install::uninstall(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

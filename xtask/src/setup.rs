@@ -34,6 +34,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         ("sqlite3", "root tests open the journal with an external sqlite3 session while the daemon writes"),
         ("iso-codes", "ISO 3166 country codes for `cargo xtask world`"),
         ("chromium", "the HTML report's browser test renders the page headless, offline"),
+        ("systemd", "systemd-analyze rates the service unit's exposure in tests"),
+        ("prometheus", "promtool checks the metrics and alerting rules; root tests scrape with a real server"),
     ])?;
     if !args.no_geo {
         geo::ensure_default()?;

@@ -10,7 +10,7 @@ Exit codes:
   0  success
   1  runtime failure (e.g. the kernel refused a program)
   2  usage or configuration error
-  3  insufficient privileges (needs root, or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON)
+  3  insufficient privileges (needs CAP_BPF CAP_NET_ADMIN CAP_PERFMON CAP_SYS_PTRACE CAP_DAC_READ_SEARCH)
   4  the kernel lacks a required feature (see `monitor check`)
   5  the journal cannot be used (unwritable directory, corrupt file, full disk)
  10  `monitor verify`: at least one claim FAILED
@@ -78,7 +78,11 @@ pub struct RunArgs {
 
 /// `monitor report`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ReportArgs {
+    /// Fleet reports from several machines' exports.
+    #[command(subcommand)]
+    pub fleet: Option<super::report_merge::ReportCommand>,
     /// ISO week, cut in the report time zone (default: the current week). Example: --week 2026-W47
     #[arg(long, conflicts_with_all = ["since", "until"])]
     pub week: Option<String>,
@@ -105,6 +109,16 @@ pub struct ReportArgs {
     /// Remote endpoints listed per app (at least 1; default 10). Example: --top 20
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub top: Option<u32>,
+    /// Fleet report from the monitors' metrics in Prometheus instead of the journal (JSON, with
+    /// `hosts` and per-app `by_host`). Example: --prometheus http://prometheus:9090
+    #[arg(long, value_name = "URL", conflicts_with_all = ["journal", "app", "top"])]
+    pub prometheus: Option<String>,
+    /// With --prometheus: only this machine (a value of --host-label; repeatable). Example: --host lab-01:9464
+    #[arg(long = "host", value_name = "LABEL", requires = "prometheus")]
+    pub hosts: Vec<String>,
+    /// With --prometheus: the label that names a machine (default `instance`). Example: --host-label host
+    #[arg(long, value_name = "NAME", requires = "prometheus")]
+    pub host_label: Option<String>,
 }
 
 /// `monitor status`.

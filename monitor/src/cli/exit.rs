@@ -46,7 +46,12 @@ pub fn code_for(err: &anyhow::Error) -> ExitCode {
                 _ => FAILURE,
             });
         }
-        Some(monitor::daemon::Error::Geo(_) | monitor::daemon::Error::Apps(_) | monitor::daemon::Error::Claims(_)) => {
+        Some(
+            monitor::daemon::Error::Geo(_)
+            | monitor::daemon::Error::Apps(_)
+            | monitor::daemon::Error::Claims(_)
+            | monitor::daemon::Error::Metrics(_),
+        ) => {
             return ExitCode::from(CONFIG);
         }
         Some(monitor::daemon::Error::Journal(_)) => return ExitCode::from(JOURNAL),

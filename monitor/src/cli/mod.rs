@@ -7,6 +7,7 @@ mod config;
 pub mod exit;
 pub mod logging;
 mod report;
+mod report_merge;
 mod run;
 mod status;
 mod verify;

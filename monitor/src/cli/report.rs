@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use jiff::Timestamp;
 use monitor::{
     journal::JournalReader,
-    report::{Period, Report, ReportQuery, Zone},
+    report::{Format, Period, Report, ReportQuery, Zone, promql},
     settings::Settings,
 };
 
@@ -14,7 +14,11 @@ use super::{args::ReportArgs, exit};
 
 /// Prints the report.
 pub fn execute(args: ReportArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let ReportArgs { week, since, until, app, format, time_zone, journal, top } = args;
+    let ReportArgs { fleet, week, since, until, app, format, time_zone, journal, top, prometheus, hosts, host_label } =
+        args;
+    if let Some(command) = fleet {
+        return super::report_merge::execute(command);
+    }
     let zone = match time_zone {
         Some(name) => Zone::get(&name)?,
         None => settings.time_zone.clone(),
@@ -26,6 +30,17 @@ pub fn execute(args: ReportArgs, settings: &Settings) -> anyhow::Result<ExitCode
         (None, None, None) => Period::week_containing(Timestamp::now(), &zone)?,
         _ => anyhow::bail!(UsageError("give either --week, or both --since and --until".into())),
     };
+    if let Some(url) = prometheus {
+        if format != Format::Json {
+            anyhow::bail!(UsageError("fleet reports from Prometheus are JSON: add --format json".into()));
+        }
+        let source = promql::Source { url, host_label: host_label.unwrap_or_else(|| "instance".into()), hosts };
+        let report = promql::fleet_report(&source, &period)?;
+        let mut text = serde_json::to_vec_pretty(&report).context("cannot encode the fleet report")?;
+        text.push(b'\n');
+        super::write_stdout(&text).context("cannot write the report")?;
+        return Ok(ExitCode::from(exit::OK));
+    }
     let reader = open_journal(&journal)?;
     let mut query = ReportQuery::new(period);
     query.app = app;

@@ -45,8 +45,9 @@ pub fn execute(args: RunArgs, mut raw: RawConfig, source: Option<PathBuf>) -> an
     if let Err(missing) = privileges::check() {
         error!(
             "insufficient privileges: missing {} in the effective capability set. Run as root with \
-             every capability (e.g. `sudo monitor run`), or grant the binary CAP_BPF, CAP_NET_ADMIN and \
-             CAP_PERFMON (`setcap cap_bpf,cap_net_admin,cap_perfmon+ep`).",
+             every capability (e.g. `sudo monitor run`), or grant the binary the five it needs \
+             (`setcap cap_bpf,cap_net_admin,cap_perfmon,cap_sys_ptrace,cap_dac_read_search+ep`; \
+             config/monitor.service grants them).",
             missing.join(", ")
         );
         return Ok(ExitCode::from(exit::PRIVILEGES));

@@ -11,6 +11,7 @@
 //! `shutdown`, report final statistics, detach.
 
 mod alert;
+pub mod notify;
 mod owners;
 mod queue;
 mod sink;
@@ -35,6 +36,7 @@ use crate::{
     enrich::Enricher,
     identity::{self, AppRules, Identities},
     journal::{JournalWriter, RunInfo},
+    metrics::Metrics,
     probe::Probe,
     probe::{self, Degradation, KernelStats, ProbeConfig},
     report::ReportConfig,
@@ -75,6 +77,9 @@ pub enum Error {
     /// The claims file is unusable.
     #[error(transparent)]
     Claims(#[from] crate::claims::Error),
+    /// The metrics endpoint cannot start (token file, address in use).
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::Error),
     /// SIGHUP could not be watched.
     #[error("failed to watch SIGHUP")]
     Signal(#[source] std::io::Error),
@@ -117,6 +122,11 @@ pub async fn run(
 ) -> Result<Stats, Error> {
     let cgroup = probe::resolve_cgroup(&settings.cgroup)?;
     let pipeline = Pipeline::open(settings)?;
+    // Its own thread, outside the pipeline; stopped after the pipeline's last records.
+    let server = match pipeline.metrics() {
+        Some(m) => Some(crate::metrics::Server::start(&settings.metrics, m)?),
+        None => None,
+    };
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(Error::Signal)?;
     let mut source = ProbeSource::load(&ProbeConfig {
         cgroup: cgroup.clone(),
@@ -125,7 +135,11 @@ pub async fn run(
     })?;
     // Before `Started`: listeners older than the monitor carry their owner before its first accept.
     prefill_owners(source.probe_mut(), &cgroup);
-    pipeline.run(source, hangup, out, shutdown).await
+    let stats = pipeline.run(source, hangup, out, shutdown).await;
+    if let Some(server) = server {
+        tokio::task::block_in_place(|| server.stop());
+    }
+    stats
 }
 
 /// Everything after the kernel: the tracker loop, the sink thread (identity, enrichment,
@@ -141,6 +155,7 @@ pub struct Pipeline {
     claims: ClaimSet,
     claims_config: ClaimsConfig,
     time_zone: jiff::tz::TimeZone,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// The loop's state that shutdown takes over.
@@ -176,6 +191,13 @@ impl Pipeline {
         let mut journal = JournalWriter::open(&settings.journal, run, &settings.report.time_zone)?;
         journal.register_databases(&enricher.databases());
         info!("journal {}", journal.path().display());
+        let metrics = settings.metrics.enabled.then(|| {
+            let now = jiff::Timestamp::now();
+            #[expect(clippy::cast_precision_loss, reason = "Unix seconds are far below 2^52")]
+            let m = Metrics::new(&settings.metrics, now.as_millisecond() as f64 / 1000.0);
+            m.databases(&enricher.databases(), now.as_second().try_into().unwrap_or(0));
+            Arc::new(m)
+        });
         Ok(Self {
             rules,
             enricher,
@@ -193,7 +215,14 @@ impl Pipeline {
             claims,
             claims_config: settings.claims.clone(),
             time_zone: settings.time_zone.tz.clone(),
+            metrics,
         })
+    }
+
+    /// The metric registry, when `[metrics]` is enabled.
+    #[must_use]
+    pub fn metrics(&self) -> Option<Arc<Metrics>> {
+        self.metrics.clone()
     }
 
     /// Runs until `shutdown` completes (or the source's event task ends); returns the final
@@ -216,6 +245,8 @@ impl Pipeline {
         let fresh_at_shutdown = !degradations.contains(&Degradation::NoSnapshots);
         let clock = source.clock();
         let _ = out.send(Output::Started { cgroup: source.cgroup(), degradations }).await;
+        // Programs attached (the source is loaded) and the journal open (`Pipeline::open`).
+        notify::ready();
         let (sink_tx, sink_rx) = queue::sink_queue(SINK_QUEUE);
         let stop_by = Arc::new(std::sync::OnceLock::new());
         let sink = Sink {
@@ -228,6 +259,9 @@ impl Pipeline {
             out,
             alerts: Alerts::new(self.claims, self.time_zone),
             claims: self.claims_config,
+            watchdog: notify::Watchdog::from_env(),
+            metrics: self.metrics.clone(),
+            records: 0,
         };
         let sink_thread = std::thread::Builder::new()
             .name("monitor-sink".into())
@@ -276,6 +310,9 @@ impl Pipeline {
                     st.tracker.tick(st.source.now_ns(), &mut st.records);
                     warn_if_lost(&st.source, &mut st.lost_seen);
                     let queued = st.sink_tx.len();
+                    if let Some(m) = &self.metrics {
+                        m.queue_depth(queued);
+                    }
                     if queued > st.sink_tx.max_len() / 2 {
                         warn!("{queued} of {SINK_QUEUE} records wait for the journal: it is behind the traffic");
                     }
@@ -289,6 +326,7 @@ impl Pipeline {
                 () = &mut shutdown, if !stopping => {
                     info!("stopping: draining remaining events (at most {} s)", SHUTDOWN_DRAIN.as_secs());
                     stopping = true;
+                    notify::stopping();
                     drain_deadline = Some(tokio::time::Instant::now() + SHUTDOWN_DRAIN);
                     let _ = stop_by.set(std::time::Instant::now() + SHUTDOWN_DRAIN);
                     let _ = stop_tx.send(true);

@@ -22,12 +22,13 @@ use log::{error, info, warn};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::{Output, Stats, queue::SinkRx};
+use super::{Output, Stats, notify, queue::SinkRx};
 use crate::{
     claims::{ClaimSet, ClaimsConfig, command::AlertCommand, live::Alerts},
     enrich::{Destination, Enricher},
     identity::{App, Identities},
     journal::{JournalReader, JournalWriter},
+    metrics::Metrics,
     report::{self, ReportConfig},
     tracker::FlowRecord,
 };
@@ -97,6 +98,12 @@ pub struct Sink {
     pub alerts: Alerts,
     /// `[claims]`: the file reread on SIGHUP and the alert command.
     pub claims: ClaimsConfig,
+    /// systemd's watchdog, pinged from [`SinkMsg::Tick`] (see [`notify`]).
+    pub watchdog: notify::Watchdog,
+    /// Flow records handled since start (for `STATUS=`).
+    pub records: u64,
+    /// The metric registry (`[metrics]` on): fed from the same records as the journal.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 struct Timers {
@@ -132,6 +139,10 @@ impl Sink {
                 }
                 SinkMsg::Stats(stats) => {
                     self.journal.record_stats(Timestamp::now(), &stats);
+                    notify::status(&stats, self.records);
+                    if let Some(m) = &self.metrics {
+                        m.stats(&stats);
+                    }
                     let e = self.enricher.stats();
                     info!(
                         "enrichment lookups={} public={} unknown_country={} unknown_asn={} lookup_errors={} cache_hits={}",
@@ -193,9 +204,13 @@ impl Sink {
     }
 
     fn record(&mut self, record: FlowRecord, command: Option<&AlertCommand>) {
+        self.records += 1;
         let app = self.identities.app_for(&record.owner, record.first_seen);
         let destination = record.remote.map(|r| self.enricher.lookup(r.ip()));
         self.journal.append(&record, &app, destination.as_ref());
+        if let Some(m) = &self.metrics {
+            m.observe(&record, &app, destination.as_ref());
+        }
         for alert in self.alerts.check(&record, &app, destination.as_ref()) {
             super::alert::log(&alert);
             if let Some(command) = command {
@@ -206,6 +221,7 @@ impl Sink {
     }
 
     fn tick(&mut self, t: &mut Timers) {
+        self.watchdog.tick(Instant::now());
         if t.flush.elapsed() >= self.flush_every {
             self.flush(t);
         }
@@ -227,7 +243,11 @@ impl Sink {
             warn!("cannot store {} alerts, retried at the next flush: {}", alerts.len(), chain(&e));
             self.alerts.restore(alerts);
         }
-        match self.journal.flush() {
+        let result = self.journal.flush();
+        if let Some(m) = &self.metrics {
+            m.flush(t.flush.elapsed(), result.is_ok());
+        }
+        match result {
             Ok(_) => t.failing = false,
             Err(e) => {
                 t.failing = true;
@@ -266,6 +286,9 @@ impl Sink {
                     );
                 }
                 self.journal.register_databases(&databases);
+                if let Some(m) = &self.metrics {
+                    m.databases(&databases, Timestamp::now().as_second().try_into().unwrap_or(0));
+                }
                 for w in self.enricher.warnings() {
                     warn!("{w}");
                 }

@@ -293,7 +293,7 @@ impl Buffer {
 
 /// True for the first record of a flow: its totals equal its deltas (totals count from when the
 /// monitor first saw the flow). A record without any byte only counts when it is also the last.
-fn is_first_record(r: &FlowRecord) -> bool {
+pub(crate) fn is_first_record(r: &FlowRecord) -> bool {
     let totals_are_deltas = r.payload == r.delta_payload && r.wire == r.delta_wire;
     let empty = r.payload == Payload::default() && r.wire == Wire::default();
     totals_are_deltas && (!empty || r.event != RecordKind::Update)

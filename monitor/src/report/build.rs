@@ -102,7 +102,7 @@ pub(crate) fn build_from(reader: &JournalReader, query: &ReportQuery, source: So
     })
 }
 
-fn period_info(p: &Period) -> PeriodInfo {
+pub(super) fn period_info(p: &Period) -> PeriodInfo {
     PeriodInfo {
         label: p.label.clone(),
         kind: p.kind,

@@ -86,6 +86,18 @@ pub fn all() -> Vec<Case> {
         ("raw_ip_protocol_253_ipv6_exact", || crate::protocols::raw_ip(true)),
         ("ipproto_raw_send_charged_with_its_ip_header", crate::protocols::ipproto_raw_send),
         ("packet_socket_frames_counted_as_unattributed", crate::protocols::packet_socket_frames),
+        (
+            "service_sandboxed_with_the_unit_capabilities_attaches_records_exactly_and_notifies",
+            crate::service::sandboxed_with_the_unit_capabilities_attaches_records_exactly_and_notifies,
+        ),
+        (
+            "service_each_unit_capability_dropped_exits_3_naming_it",
+            crate::service::each_unit_capability_dropped_exits_3_naming_it,
+        ),
+        (
+            "fleet_prometheus_returns_each_journals_bytes_per_app_and_country",
+            crate::fleet::prometheus_returns_each_journals_bytes_per_app_and_country,
+        ),
     ]
 }
 

@@ -103,9 +103,30 @@ impl Monitor {
 
     /// Starts with exactly this config text (written to `dir/monitor.toml`).
     pub fn start_raw(cgroup: &Path, dir: tempfile::TempDir, config_text: &str) -> Self {
+        Self::start_under(cgroup, dir, config_text, &[], &[])
+    }
+
+    /// Like [`Monitor::start_raw`], run through `wrapper` (e.g. `setpriv --bounding-set …`: its
+    /// last word is followed by the monitor's path), with `env` added.
+    pub fn start_under(
+        cgroup: &Path,
+        dir: tempfile::TempDir,
+        config_text: &str,
+        wrapper: &[String],
+        env: &[(&str, String)],
+    ) -> Self {
         let config = dir.path().join("monitor.toml");
         std::fs::write(&config, config_text).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_monitor"))
+        let mut command = match wrapper.split_first() {
+            None => Command::new(env!("CARGO_BIN_EXE_monitor")),
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_monitor"));
+                c
+            }
+        };
+        command.envs(env.iter().map(|(k, v)| (k, v)));
+        let mut child = command
             .arg("--config")
             .arg(&config)
             .args(["run", "--json", "--cgroup"])

@@ -13,6 +13,7 @@ mod claims;
 mod daemon;
 mod durability;
 mod env;
+mod fleet;
 mod helper;
 mod lifecycle;
 mod listeners;
@@ -21,6 +22,7 @@ mod paths_helper;
 mod protocols;
 mod raw_helpers;
 mod residency;
+mod service;
 mod shutdown;
 mod wal;
 

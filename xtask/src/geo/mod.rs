@@ -86,6 +86,11 @@ pub fn ensure_default() -> anyhow::Result<()> {
     install::install(std::path::Path::new(DEFAULT_GEO_DIR), false).map(drop)
 }
 
+/// Installs the default databases into `dir` (a no-op when current there).
+pub fn install_into(dir: &std::path::Path) -> anyhow::Result<()> {
+    install::install(dir, false).map(drop)
+}
+
 fn say(msg: &str) {
     eprintln!("xtask setup: {msg}");
 }

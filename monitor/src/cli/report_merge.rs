@@ -1,0 +1,65 @@
+//! `monitor report merge`: several machines' weekly JSON exports → one fleet report.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use monitor::report::merge;
+
+use super::{exit, report::UsageError};
+
+/// Largest export read (a week of a busy machine is a few MiB).
+const EXPORT_MAX_BYTES: u64 = 256 << 20;
+
+/// `monitor report` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Merge weekly JSON exports of several machines (same week, same schema) into one fleet
+    /// report: schema monitor.report/1 with `hosts` and per-app `by_host` columns.
+    /// Example: monitor report merge lab-01=lab-01/2026-W47.json lab-02/2026-W47.json
+    Merge(MergeArgs),
+}
+
+/// `monitor report merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Exports as HOST=FILE, or FILE (the host is then the name of the file's directory).
+    /// Example: lab-01=/srv/exports/lab-01/2026-W47.json
+    #[arg(required = true, value_name = "[HOST=]FILE")]
+    pub files: Vec<String>,
+}
+
+/// Host label and path of one argument.
+fn host_and_path(arg: &str) -> anyhow::Result<(String, PathBuf)> {
+    if let Some((host, path)) = arg.split_once('=')
+        && !host.is_empty()
+        && !host.contains('/')
+    {
+        return Ok((host.to_owned(), PathBuf::from(path)));
+    }
+    let path = PathBuf::from(arg);
+    let host = std::fs::canonicalize(&path)
+        .ok()
+        .and_then(|p| p.parent()?.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .ok_or_else(|| UsageError(format!("cannot tell the host of `{arg}`: give it as HOST=FILE")))?;
+    Ok((host, path))
+}
+
+/// Prints the merged report (JSON).
+pub fn execute(command: ReportCommand) -> anyhow::Result<ExitCode> {
+    let ReportCommand::Merge(MergeArgs { files }) = command;
+    let mut inputs = Vec::with_capacity(files.len());
+    for arg in &files {
+        let (host, path) = host_and_path(arg)?;
+        let text = monitor::files::read_regular_to_string(&path, EXPORT_MAX_BYTES)
+            .with_context(|| format!("cannot read the export `{}`", path.display()))?;
+        let report: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| UsageError(format!("`{}` is not a JSON report: {e}", path.display())))?;
+        inputs.push((host, report));
+    }
+    let merged = merge::merge(&inputs).map_err(|e| UsageError(e.to_string()))?;
+    let mut text = serde_json::to_vec_pretty(&merged).context("cannot encode the fleet report")?;
+    text.push(b'\n');
+    super::write_stdout(&text).context("cannot write the report")?;
+    Ok(ExitCode::from(exit::OK))
+}

@@ -1,0 +1,249 @@
+//! `monitor report --prometheus URL`: the fleet report from the monitors' metrics in Prometheus
+//! (or anything answering its HTTP query API: Thanos, Mimir, VictoriaMetrics).
+//!
+//! Payload bytes per host, app, country / ASN and direction over the period come from one PromQL
+//! query each, evaluated at the period's end:
+//!
+//! ```text
+//! sum by (<host>, app, country, direction) (sum_over_time(
+//!   ((x - x offset 5m) >= 0 or x)[<period>s:5m]))        x = monitor_app_payload_bytes_total{…}
+//! ```
+//!
+//! i.e. the counter's growth summed over 5-minute steps: it telescopes to exact totals, counts a
+//! series' first value when it appears (a new app or country) and restarts from the value after a
+//! daemon restart (counter reset). Unlike `increase()` it does not extrapolate. What it can miss:
+//! the traffic of the last step (≤ 5 min) before a restart, and it attributes traffic to the step
+//! (5-minute resolution at the period's edges). Each host becomes a report of the journal's
+//! schema with payload figures only (no wire bytes, flows or endpoints: the metrics do not have
+//! them), then the hosts are combined by [`merge`](super::merge) (same `hosts` / `by_host`).
+
+use std::{collections::BTreeMap, time::Duration};
+
+use serde_json::{Value, json};
+
+use super::{ATTRIBUTION, Period, SCHEMA, build::period_info, merge};
+
+/// Step of the growth sum (see the module doc).
+const STEP: &str = "5m";
+/// Longest wait for one query.
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Errors of `monitor report --prometheus`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The HTTP request failed.
+    #[error("query to {url} failed")]
+    Http {
+        /// The server.
+        url: String,
+        /// Why.
+        #[source]
+        source: Box<ureq::Error>,
+    },
+    /// The answer is not a PromQL vector result.
+    #[error("unexpected answer from {url}: {reason}")]
+    Answer {
+        /// The server.
+        url: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A label value is unusable in a selector.
+    #[error("host `{0}` contains a quote or backslash")]
+    Host(String),
+    /// Combining the hosts failed.
+    #[error(transparent)]
+    Merge(#[from] merge::Error),
+}
+
+/// Where and what to ask.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// Base URL of the Prometheus HTTP API, e.g. `http://prometheus:9090`.
+    pub url: String,
+    /// Label that names a machine (`instance` by default).
+    pub host_label: String,
+    /// Only these machines (empty: all).
+    pub hosts: Vec<String>,
+}
+
+impl Source {
+    fn selector(&self, metric: &str) -> Result<String, Error> {
+        if let Some(bad) = self.hosts.iter().find(|h| h.contains(['"', '\\'])) {
+            return Err(Error::Host(bad.clone()));
+        }
+        if self.hosts.is_empty() {
+            return Ok(metric.to_owned());
+        }
+        let alternatives: Vec<String> = self.hosts.iter().map(|h| regex_escape(h)).collect();
+        Ok(format!("{metric}{{{}=~\"{}\"}}", self.host_label, alternatives.join("|")))
+    }
+
+    /// An instant query at `time` (Unix seconds); the result vector.
+    fn query(&self, promql: &str, time: i64) -> Result<Vec<Value>, Error> {
+        let url = format!("{}/api/v1/query", self.url.trim_end_matches('/'));
+        let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(TIMEOUT)).build().into();
+        let http = |source| Error::Http { url: url.clone(), source: Box::new(source) };
+        let mut response =
+            agent.get(&url).query("query", promql).query("time", time.to_string()).call().map_err(http)?;
+        let body = response.body_mut().read_to_string().map_err(http)?;
+        let answer = |reason: String| Error::Answer { url: url.clone(), reason };
+        let v: Value = serde_json::from_str(&body).map_err(|e| answer(e.to_string()))?;
+        if v["status"] != "success" {
+            return Err(answer(format!("{}: {}", v["errorType"], v["error"])));
+        }
+        v["data"]["result"].as_array().cloned().ok_or_else(|| answer("no result vector".into()))
+    }
+}
+
+/// `.` and other regex metacharacters of a host name, escaped for `=~`.
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push_str("\\\\");
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Growth of `metric` per (host, app, key label, direction) over the period.
+fn growth(src: &Source, period: &Period, metric: &str, key: &str) -> Result<Vec<Value>, Error> {
+    let x = src.selector(metric)?;
+    let seconds = period.until.duration_since(period.since).as_secs();
+    let promql = format!(
+        "sum by ({h}, app, {key}, direction) (sum_over_time((({x} - {x} offset {STEP}) >= 0 or {x})[{seconds}s:{STEP}]))",
+        h = src.host_label,
+    );
+    src.query(&promql, period.until.as_second())
+}
+
+/// One host's figures as they accumulate.
+#[derive(Default)]
+struct HostApps {
+    /// app → (kind, key) → [tx, rx].
+    apps: BTreeMap<String, BTreeMap<(&'static str, String), [u64; 2]>>,
+}
+
+fn add(hosts: &mut BTreeMap<String, HostApps>, src: &Source, list: &'static str, key: &str, rows: &[Value]) {
+    for r in rows {
+        let m = &r["metric"];
+        let (Some(host), Some(app), Some(k), Some(dir)) =
+            (m[&src.host_label].as_str(), m["app"].as_str(), m[key].as_str(), m["direction"].as_str())
+        else {
+            continue;
+        };
+        let bytes = r["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "byte counts, rounded")]
+        let bytes = bytes.round().max(0.0) as u64;
+        let slot = hosts.entry(host.to_owned()).or_default().apps.entry(app.to_owned()).or_default();
+        let v = slot.entry((list, k.to_owned())).or_default();
+        v[usize::from(dir == "rx")] += bytes;
+    }
+}
+
+/// The kind of a share key, as the report names it.
+fn kind(list: &str, key: &str) -> &'static str {
+    match (list, key) {
+        (_, "unknown") => "unknown",
+        ("by_country", k) if k.len() == 2 && k.bytes().all(|b| b.is_ascii_uppercase()) => "country",
+        ("by_asn", k) if k.starts_with("AS") && k[2..].bytes().all(|b| b.is_ascii_digit()) => "asn",
+        _ => "scope",
+    }
+}
+
+fn host_report(period: &Value, figures: &HostApps) -> Value {
+    let mut apps = Vec::new();
+    let mut totals = [0_u64; 2];
+    for (app, shares) in &figures.apps {
+        let mut lists: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+        let mut traffic = [0_u64; 2];
+        for ((list, key), [tx, rx]) in shares {
+            if *list == "by_country" {
+                traffic[0] += tx;
+                traffic[1] += rx;
+            }
+            let kind = kind(list, key);
+            let asn = key.strip_prefix("AS").and_then(|n| n.parse::<u32>().ok()).filter(|_| kind == "asn");
+            lists.entry(list).or_default().push(json!({
+                "kind": kind, "key": key,
+                "country": (kind == "country").then_some(key), "asn": asn, "as_org": Value::Null,
+                "traffic": {"payload_tx": tx, "payload_rx": rx, "wire_tx": 0, "wire_rx": 0, "packets_tx": 0, "packets_rx": 0},
+                "flows": 0,
+            }));
+        }
+        totals[0] += traffic[0];
+        totals[1] += traffic[1];
+        apps.push(json!({
+            "app": app,
+            "traffic": {"payload_tx": traffic[0], "payload_rx": traffic[1], "wire_tx": 0, "wire_rx": 0, "packets_tx": 0, "packets_rx": 0},
+            "flows": 0, "incomplete_flows": 0,
+            "by_country": lists.remove("by_country").unwrap_or_default(),
+            "by_asn": lists.remove("by_asn").unwrap_or_default(),
+            "unknown": {"country_bytes": 0, "asn_bytes": 0},
+            "top_endpoints": [], "endpoints_total": 0, "payload_sources": [],
+        }));
+    }
+    json!({
+        "schema": SCHEMA,
+        "period": period,
+        "previous_period": Value::Null,
+        "app_filter": Value::Null,
+        "generated_at": Value::Null,
+        "totals": {"payload_tx": totals[0], "payload_rx": totals[1], "wire_tx": 0, "wire_rx": 0, "packets_tx": 0, "packets_rx": 0},
+        "apps": apps,
+        "completeness": {"notes": ["payload bytes from Prometheus (monitor_app_payload_bytes_total, monitor_app_asn_payload_bytes_total); \
+            no wire bytes, flows, endpoints or completeness counters"]},
+        "databases": [],
+        "attribution": {"text": ATTRIBUTION, "applies": false},
+    })
+}
+
+/// The fleet report of `period` from Prometheus at `src`.
+///
+/// # Errors
+/// A failed query or an unexpected answer.
+pub fn fleet_report(src: &Source, period: &Period) -> Result<Value, Error> {
+    let mut hosts: BTreeMap<String, HostApps> = BTreeMap::new();
+    let by_country = growth(src, period, "monitor_app_payload_bytes_total", "country")?;
+    add(&mut hosts, src, "by_country", "country", &by_country);
+    let by_asn = growth(src, period, "monitor_app_asn_payload_bytes_total", "asn")?;
+    add(&mut hosts, src, "by_asn", "asn", &by_asn);
+    let period = serde_json::to_value(period_info(period))
+        .map_err(|e| Error::Answer { url: src.url.clone(), reason: e.to_string() })?;
+    let inputs: Vec<(String, Value)> =
+        hosts.iter().map(|(host, figures)| (host.clone(), host_report(&period, figures))).collect();
+    if inputs.is_empty() {
+        let mut empty = host_report(&period, &HostApps::default());
+        empty["hosts"] = json!([]);
+        return Ok(empty);
+    }
+    Ok(merge::merge(&inputs)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names_are_escaped_in_the_selector() {
+        let src = Source {
+            url: "http://x".into(),
+            host_label: "instance".into(),
+            hosts: vec!["lab-01.example:9464".into(), "lab-02".into()],
+        };
+        assert_eq!(src.selector("m").unwrap(), r#"m{instance=~"lab-01\\.example:9464|lab-02"}"#);
+        let bad = Source { hosts: vec!["a\"b".into()], ..src };
+        assert!(matches!(bad.selector("m"), Err(Error::Host(_))));
+    }
+
+    #[test]
+    fn share_kinds_follow_the_report() {
+        assert_eq!(kind("by_country", "SE"), "country");
+        assert_eq!(kind("by_country", "private"), "scope");
+        assert_eq!(kind("by_country", "unknown"), "unknown");
+        assert_eq!(kind("by_asn", "AS29518"), "asn");
+        assert_eq!(kind("by_asn", "loopback"), "scope");
+    }
+}

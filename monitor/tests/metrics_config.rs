@@ -1,0 +1,80 @@
+//! The shipped Prometheus rules and Grafana dashboard: `promtool check rules` accepts the rules
+//! (skips loudly without promtool unless `MONITOR_REQUIRE_ROOT_TESTS=1`), and every series they
+//! query is one the endpoint serves.
+#![expect(clippy::unwrap_used, reason = "tests panic on failure (house style R16)")]
+
+use std::{collections::BTreeSet, path::PathBuf, process::Command};
+
+use monitor::{
+    enrich::{DbInfo, DbRef},
+    metrics::{Metrics, MetricsConfig},
+};
+
+fn config_file(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config").join(name)
+}
+
+/// Metric families the endpoint serves (from the `# TYPE` lines of a real exposition).
+fn served_families() -> BTreeSet<String> {
+    let m = Metrics::new(&MetricsConfig { enabled: true, ..MetricsConfig::default() }, 0.0);
+    let db = DbRef { database_type: "country ipvAll".into(), build_epoch: 1_780_000_000 };
+    m.databases(&[DbInfo { role: "country".into(), path: "/x.mmdb".into(), db, age_days: 1 }], 1_780_086_400);
+    let text = m.encode().unwrap();
+    text.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next().map(str::to_owned)).collect()
+}
+
+/// Every `monitor_*` series name in `text`, mapped to its family (suffixes dropped).
+fn queried_families(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("monitor_") {
+        let tail = &rest[i..];
+        let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
+        let name = &tail[..end];
+        let family = ["_total", "_bucket", "_count", "_sum"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
+        out.insert(family.to_owned());
+        rest = &tail[end..];
+    }
+    out
+}
+
+#[test]
+fn promtool_accepts_the_alerting_rules_and_their_unit_tests() {
+    let rules = config_file("prometheus-rules.yml");
+    match Command::new("promtool").arg("check").arg("rules").arg(&rules).output() {
+        Ok(out) => {
+            let said = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "promtool rejects the rules:\n{said}");
+            assert!(said.contains("SUCCESS: 7 rules found"), "{said}");
+            // Alert behaviour: a denied country's first flow (a new series) fires; lost events fire.
+            let tests = config_file("prometheus-rules.test.yml");
+            let out = Command::new("promtool").arg("test").arg("rules").arg(&tests).output().unwrap();
+            let said = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success() && said.contains("SUCCESS"), "promtool test rules:\n{said}");
+        }
+        Err(e) => {
+            assert!(std::env::var_os("MONITOR_REQUIRE_ROOT_TESTS").is_none(), "promtool: {e}");
+            eprintln!(
+                "skipping promtool_accepts_the_alerting_rules_and_their_unit_tests: promtool: {e} (run `cargo xtask setup`)"
+            );
+        }
+    }
+}
+
+#[test]
+fn rules_and_dashboard_query_only_served_series() {
+    let served = served_families();
+    for name in ["prometheus-rules.yml", "grafana-dashboard.json"] {
+        let text = std::fs::read_to_string(config_file(name)).unwrap();
+        let queried = queried_families(&text);
+        assert!(queried.len() >= 5, "{name} queries {queried:?}");
+        let unknown: Vec<&String> = queried.difference(&served).collect();
+        assert!(
+            unknown.is_empty(),
+            "{name} queries series the endpoint does not serve: {unknown:?}\nserved: {served:?}"
+        );
+    }
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(config_file("grafana-dashboard.json")).unwrap()).unwrap();
+    assert!(dashboard["panels"].as_array().unwrap().iter().all(|p| p["targets"][0]["expr"].is_string()));
+}
