@@ -32,6 +32,25 @@ pub enum Degradation {
     /// Hybrid cgroup layout: every process sits in the v2 root, so the kernel's cgroup id is the
     /// root's; services are resolved from /proc/<pid>/cgroup instead.
     HybridCgroups,
+    /// `cgroup/sock_create` refused (an exclusive program above, e.g. Android's netd): a socket
+    /// gets its owner and counters at its first connect, send or receive, in that process;
+    /// sockets never used are not seen.
+    NoSocketCreateHook,
+    /// `cgroup/sock_release` refused and `fentry/inet_release` unavailable: flows end only when
+    /// the monitor stops.
+    NoReleaseHook,
+    /// `connect`/`sendmsg`/`recvmsg` hooks refused: a UDP socket's destination is read from the
+    /// socket at its first send (connected sockets only).
+    NoSockAddrHooks,
+    /// `sock_ops` refused: no TCP handshake or close events and no kernel TCP counters; TCP
+    /// sockets are found at their first send or receive.
+    NoSockOps,
+    /// `cgroup_skb` refused: no wire bytes or packets; payload bytes come from the syscall
+    /// tracepoints.
+    NoWireCounters,
+    /// `cgroup_skb` refused: unconnected UDP, ping and raw sockets are counted per socket, without
+    /// their destinations.
+    NoUnconnectedUdpPeers,
 }
 
 impl Degradation {
@@ -44,6 +63,19 @@ impl Degradation {
             }
             Self::HybridCgroups => "hybrid cgroups: services resolved from /proc/<pid>/cgroup",
             Self::NoSnapshots => "no counter snapshots: idle flows are updated at their next packet or close",
+            Self::NoSocketCreateHook => {
+                "no sock_create hook (exclusive program above the cgroup): owners taken at a socket's first \
+                 connect, send or receive"
+            }
+            Self::NoReleaseHook => "no release hook (exclusive program, no fentry): flows end when the monitor stops",
+            Self::NoSockAddrHooks => {
+                "no connect/sendmsg/recvmsg hooks (exclusive program): UDP destinations read at the first send"
+            }
+            Self::NoSockOps => "no sock_ops hook (exclusive program): no TCP handshake/close events or TCP counters",
+            Self::NoWireCounters => "no packet hooks (exclusive program): no wire bytes or packets, payload only",
+            Self::NoUnconnectedUdpPeers => {
+                "no packet hooks (exclusive program): unconnected UDP, ping and raw sockets without destinations"
+            }
         }
     }
 }
