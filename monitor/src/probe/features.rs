@@ -80,11 +80,77 @@ impl Degradation {
     }
 }
 
+/// Degradations that follow from the kernel refusing the hooks in `refused` (program names of
+/// `monitor_common::maps::programs`), when `fentry/inet_release` stands in for `sock_release`
+/// (`release_fallback`) or not.
+#[must_use]
+pub fn refused_degradations(refused: &[&str], release_fallback: bool) -> Vec<Degradation> {
+    use monitor_common::maps::programs as p;
+    let is = |name: &str| refused.contains(&name);
+    let mut out = Vec::new();
+    if is(p::SOCK_CREATE) {
+        out.push(Degradation::NoSocketCreateHook);
+    }
+    if is(p::SOCK_RELEASE) && !release_fallback {
+        out.push(Degradation::NoReleaseHook);
+    }
+    if [p::CONNECT4, p::CONNECT6, p::SENDMSG4, p::SENDMSG6, p::RECVMSG4, p::RECVMSG6].iter().any(|n| is(n)) {
+        out.push(Degradation::NoSockAddrHooks);
+    }
+    if is(p::SOCK_OPS) {
+        out.push(Degradation::NoSockOps);
+    }
+    if is(p::SKB_EGRESS) || is(p::SKB_INGRESS) {
+        out.push(Degradation::NoWireCounters);
+        out.push(Degradation::NoUnconnectedUdpPeers);
+    }
+    out
+}
+
 /// Degradations that follow from the host layout alone.
 #[must_use]
 pub fn host_degradations() -> Vec<Degradation> {
     let hybrid = cgroup2_mount().is_ok_and(|m| m != Path::new("/sys/fs/cgroup"));
     if hybrid { vec![Degradation::HybridCgroups] } else { Vec::new() }
+}
+
+#[cfg(test)]
+mod tests {
+    use monitor_common::maps::programs as p;
+
+    use super::{Degradation as D, refused_degradations};
+
+    #[test]
+    fn netd_hook_sets_map_to_their_degradations() {
+        let before_v = [p::SKB_INGRESS, p::SKB_EGRESS, p::SOCK_CREATE, p::SOCK_RELEASE];
+        assert_eq!(
+            refused_degradations(&before_v, true),
+            [D::NoSocketCreateHook, D::NoWireCounters, D::NoUnconnectedUdpPeers]
+        );
+        assert_eq!(
+            refused_degradations(&before_v, false),
+            [D::NoSocketCreateHook, D::NoReleaseHook, D::NoWireCounters, D::NoUnconnectedUdpPeers]
+        );
+        let mut v = before_v.to_vec();
+        v.push(p::RECVMSG6);
+        assert!(refused_degradations(&v, true).contains(&D::NoSockAddrHooks));
+        assert_eq!(refused_degradations(&[p::SOCK_OPS], true), [D::NoSockOps]);
+        assert!(refused_degradations(&[], false).is_empty());
+        let names: Vec<String> = refused_degradations(&v, false)
+            .iter()
+            .map(|d| serde_json::to_value(d).unwrap().as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "no_socket_create_hook",
+                "no_release_hook",
+                "no_sock_addr_hooks",
+                "no_wire_counters",
+                "no_unconnected_udp_peers"
+            ]
+        );
+    }
 }
 
 /// One line of `monitor check`.

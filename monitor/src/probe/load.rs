@@ -283,37 +283,20 @@ fn fall_back(
                 .map_err(|source| Error::Map { name: maps::FALLBACK, source })?;
         bits.set(0, maps::FALLBACK_DISCOVER, 0).map_err(|source| Error::Map { name: maps::FALLBACK, source })?;
     }
-    if no_create {
-        degradations.push(Degradation::NoSocketCreateHook);
-    }
+    let mut release_fallback = false;
     if is(programs::SOCK_RELEASE) {
         match attach_fentry_release(ebpf) {
-            Ok(()) => attached += 1,
+            Ok(()) => {
+                attached += 1;
+                release_fallback = true;
+            }
             Err(Optional::Kernel(reason)) => {
                 warn!("release fallback unavailable ({reason}); flows end only when the monitor stops");
-                degradations.push(Degradation::NoReleaseHook);
             }
             Err(Optional::Object(e)) => return Err(e),
         }
     }
-    let sock_addr = [
-        programs::CONNECT4,
-        programs::CONNECT6,
-        programs::SENDMSG4,
-        programs::SENDMSG6,
-        programs::RECVMSG4,
-        programs::RECVMSG6,
-    ];
-    if sock_addr.iter().any(|n| is(n)) {
-        degradations.push(Degradation::NoSockAddrHooks);
-    }
-    if is(programs::SOCK_OPS) {
-        degradations.push(Degradation::NoSockOps);
-    }
-    if no_skb {
-        degradations.push(Degradation::NoWireCounters);
-        degradations.push(Degradation::NoUnconnectedUdpPeers);
-    }
+    degradations.extend(features::refused_degradations(refused, release_fallback));
     info!("fallback hook set: refused={} replacements={attached}", refused.join(","));
     Ok(attached)
 }

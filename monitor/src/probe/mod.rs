@@ -7,6 +7,7 @@
 mod btf_layout;
 mod cgroup;
 mod error;
+pub mod exclusive;
 pub mod features;
 mod load;
 mod object;
