@@ -200,6 +200,14 @@ impl Pipeline {
         let syscall_payload = !degradations.contains(&Degradation::PayloadFromTcpCounters);
         let fresh_at_shutdown = !degradations.contains(&Degradation::NoSnapshots);
         let clock = source.clock();
+        let mut journal = self.journal;
+        let names: Vec<String> = degradations
+            .iter()
+            .filter_map(|d| serde_json::to_value(d).ok().and_then(|v| v.as_str().map(str::to_owned)))
+            .collect();
+        if let Err(e) = journal.record_degradations(&names) {
+            warn!("degradations not recorded in the journal: {e}");
+        }
         let _ = out.send(Output::Started { cgroup: source.cgroup(), degradations }).await;
         let (sink_tx, sink_rx) = queue::sink_queue(SINK_QUEUE);
         let stop_by = Arc::new(std::sync::OnceLock::new());
@@ -207,7 +215,7 @@ impl Pipeline {
             stop_by: Arc::clone(&stop_by),
             identities: Identities::new(self.rules, clock),
             enricher: self.enricher,
-            journal: self.journal,
+            journal,
             flush_every: self.flush_every,
             report: self.report,
             out,

@@ -33,7 +33,7 @@
 //! | `residency` | interval × app × destination × provenance | key: `interval_start`, `interval_secs`, `app` (`App::name`), `scope` (as above, `none` for no remote address), `country` (`''` = unknown), `asn` (0 = unknown), `as_org` (`''`), `country_db`/`asn_db` (`databases.id`, 0 = none), `payload_source`; sums: `payload_tx`, `payload_rx`, `wire_tx`, `wire_rx`, `packets_tx`, `packets_rx`, `connections` (distinct flows with traffic in the interval), `new_flows` (flows whose first record falls in it: additive over any period), `incomplete_flows` (final records with `complete = 0`) |
 //! | `stats` | [`record_stats`](JournalWriter::record_stats) call | `time_ms`, `run_started_ms`, `last`, increments since the previous row of the same run of `events_submitted`, `events_lost`, `storage_failures`, `peer_evictions`, `peer_parse_failures`, `unattributed_packets`, `unattributed_bytes`, `events_received`, `decode_errors`, `closed_flows`, `silent_sockets`, `incomplete_flows`; gauge `open_flows` |
 //! | `losses` | flush after the buffer overflowed | `time_ms`, `first_ms`/`last_ms` (time range of the dropped data), `records`, `buckets`, `payload_bytes`, `wire_bytes` |
-//! | `daemon_state` | – (single row) | `pid`, `started_ms`, `version`, `config_path`, `last_flush_ms`, `flushes`, `rows_written`, `flush_interval_secs`, `residency_interval_secs` |
+//! | `daemon_state` | – (single row) | `pid`, `started_ms`, `version`, `config_path`, `last_flush_ms`, `flushes`, `rows_written`, `flush_interval_secs`, `residency_interval_secs`, `degradations` |
 //! | `exports` | exported (week, time zone, format) | `week`, `time_zone`, `format`, `path`, `written_ms` |
 //! | `meta` | key | `key`, `value`: `connections_purged_before_ms`, `residency_purged_before_ms` |
 //!
