@@ -21,6 +21,10 @@ pub const FALLBACK: &str = "FALLBACK";
 /// socket without counters its counters and owner and report it (`Connect`/`Discovered`), and
 /// send periodic `Update`s (no packet path either).
 pub const FALLBACK_DISCOVER: u32 = 1;
+/// `FALLBACK` bit: no release hook at all, so the last event of a socket must carry its final
+/// counters: the payload tracepoints send an `Update` after every read or write of a non-TCP
+/// socket, and of a TCP socket once it reached `TCP_CLOSE`.
+pub const FALLBACK_EVERY_CALL: u32 = 2;
 
 /// Default ring buffer size in bytes (power of two, multiple of the page size).
 pub const EVENTS_DEFAULT_BYTES: u32 = 4 << 20;

@@ -109,10 +109,16 @@ pub(crate) static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_C
 #[map]
 pub(crate) static FALLBACK: Array<u32> = Array::with_max_entries(1, 0);
 
-/// True when userspace asked for `bit` (see `monitor_common::maps::FALLBACK_*`).
+/// The `FALLBACK_*` bits userspace set (see `monitor_common::maps`).
+#[inline(always)]
+pub(crate) fn fallback_bits() -> u32 {
+    FALLBACK.get(0).map_or(0, |v| *v)
+}
+
+/// True when userspace asked for `bit`.
 #[inline(always)]
 pub(crate) fn fallback(bit: u32) -> bool {
-    FALLBACK.get(0).is_some_and(|v| *v & bit != 0)
+    fallback_bits() & bit != 0
 }
 
 /// Offsets in `struct sock` of fields whose place depends on the kernel's configuration (set by

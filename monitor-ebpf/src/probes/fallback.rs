@@ -19,15 +19,15 @@ use core::ffi::c_void;
 use aya_ebpf::{
     helpers::{
         bpf_probe_read_kernel,
-        generated::{bpf_get_socket_cookie, bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns},
+        generated::{bpf_get_socket_cookie, bpf_ktime_get_boot_ns, bpf_ktime_get_ns},
     },
     macros::fentry,
     programs::FEntryContext,
 };
 use monitor_common::{
-    AF_INET6, IPPROTO_UDP,
+    AF_INET6, IPPROTO_TCP, IPPROTO_UDP,
     event::{EventKind, TcpCounters, Tuple},
-    sock::{COUNTER_OWNER_RECORDED, Counters, OwnerSource},
+    sock::{COUNTER_OWNER_RECORDED, COUNTER_TCP_CLOSED, Counters, OwnerSource},
 };
 
 use super::tracked;
@@ -62,10 +62,17 @@ pub(crate) fn family_of(sk: *const c_void) -> u16 {
     read::<u16>(sk, SKC_FAMILY)
 }
 
+/// Protocol of a BTF socket (0 when its offset is unknown).
+#[inline(always)]
+fn protocol_of(sk: *const c_void) -> u16 {
+    let (_, _, offset) = sock_offsets();
+    if offset == 0 { 0 } else { read::<u16>(sk, offset as usize) }
+}
+
 /// Addresses, ports and protocol of a BTF socket.
 #[inline(always)]
 pub(crate) fn sock_tuple(sk: *const c_void) -> Tuple {
-    let (v6_daddr, v6_saddr, protocol_offset) = sock_offsets();
+    let (v6_daddr, v6_saddr, _) = sock_offsets();
     let family = family_of(sk);
     let (local_addr, remote_addr) = if family == AF_INET6 && v6_daddr != 0 && v6_saddr != 0 {
         (read::<[u32; 4]>(sk, v6_saddr as usize), read::<[u32; 4]>(sk, v6_daddr as usize))
@@ -74,7 +81,7 @@ pub(crate) fn sock_tuple(sk: *const c_void) -> Tuple {
     };
     Tuple {
         family,
-        protocol: if protocol_offset == 0 { 0 } else { read::<u16>(sk, protocol_offset as usize) },
+        protocol: protocol_of(sk),
         local_addr,
         local_port: read::<u16>(sk, SKC_NUM),
         remote_addr,
@@ -100,7 +107,7 @@ pub(crate) fn discover(sk: *mut c_void) -> *mut Counters {
     // SAFETY: helpers without arguments.
     unsafe {
         c.created_ns = bpf_ktime_get_boot_ns();
-        c.last_report_ns = bpf_ktime_get_coarse_ns();
+        c.last_report_ns = bpf_ktime_get_ns();
     }
     c.flags |= COUNTER_OWNER_RECORDED;
     // SAFETY: null-checked map value.
@@ -140,17 +147,22 @@ pub(crate) fn discover(sk: *mut c_void) -> *mut Counters {
 }
 
 /// After a payload tracepoint counted: remembers the local address once it is bound, and sends
-/// the periodic `Update` the packet path would send.
+/// the periodic `Update` the packet path would send; with `every_call` (no release hook) also
+/// after every call on a non-TCP socket or a TCP socket past `TCP_CLOSE`, so that the socket's
+/// last event carries its final counters.
 #[inline(always)]
-pub(crate) fn after_count(sk: *mut c_void, c: &mut Counters) {
+pub(crate) fn after_count(sk: *mut c_void, c: &mut Counters, every_call: bool) {
     if c.local_port == 0 {
         let tuple = sock_tuple(sk);
         c.local_addr = tuple.local_addr;
         c.local_port = tuple.local_port;
     }
-    // SAFETY: helper without arguments.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
-    if now.wrapping_sub(c.last_report_ns) < update_interval_ns() {
+    // CLOCK_MONOTONIC like the coarse clock of the cgroup programs, which tracing programs may
+    // not call. SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let due = now.wrapping_sub(c.last_report_ns) >= update_interval_ns()
+        || (every_call && (c.flags & COUNTER_TCP_CLOSED != 0 || protocol_of(sk) != u16::from(IPPROTO_TCP)));
+    if !due {
         return;
     }
     c.last_report_ns = now;

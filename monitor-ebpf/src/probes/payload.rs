@@ -14,11 +14,11 @@ use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 
 use monitor_common::{
     AF_PACKET,
-    maps::{FALLBACK_DISCOVER, STAT_UNATTRIBUTED_BYTES, STAT_UNATTRIBUTED_PACKETS},
+    maps::{FALLBACK_DISCOVER, FALLBACK_EVERY_CALL, STAT_UNATTRIBUTED_BYTES, STAT_UNATTRIBUTED_PACKETS},
     sock::{COUNTER_DISCOVERED, COUNTER_OWNER_RECORDED, OwnerSource},
 };
 
-use crate::maps::{COUNTERS, OWNER, add, current_task_watched, fallback, record_owner, stat};
+use crate::maps::{COUNTERS, OWNER, add, current_task_watched, fallback_bits, record_owner, stat};
 
 /// `MSG_PEEK`: data looked at, not consumed.
 const MSG_PEEK: i32 = 2;
@@ -53,7 +53,8 @@ fn count(ctx: &BtfTracePointContext, tx: bool) {
     }
     let mut counters = COUNTERS.get(sk, false);
     // One array lookup per call: whether the fallback hook set is on (see `fallback`).
-    let fallback_on = fallback(FALLBACK_DISCOVER);
+    let bits = fallback_bits();
+    let fallback_on = bits & FALLBACK_DISCOVER != 0;
     if counters.is_null() {
         if fallback_on {
             counters = super::fallback::discover(sk);
@@ -76,7 +77,7 @@ fn count(ctx: &BtfTracePointContext, tx: bool) {
             c.flags |= COUNTER_OWNER_RECORDED;
         }
         if fallback_on {
-            super::fallback::after_count(sk, c);
+            super::fallback::after_count(sk, c, bits & FALLBACK_EVERY_CALL != 0);
         }
     }
 }

@@ -174,6 +174,7 @@ impl Pipeline {
                 // These two follow the source's degradations, in `run`.
                 syscall_payload: true,
                 fresh_at_shutdown: true,
+                release_events: true,
             },
             stats_interval: settings.stats_interval,
             flush_every: settings.journal.flush_interval(),
@@ -199,6 +200,7 @@ impl Pipeline {
         }
         let syscall_payload = !degradations.contains(&Degradation::PayloadFromTcpCounters);
         let fresh_at_shutdown = !degradations.contains(&Degradation::NoSnapshots);
+        let release_events = !degradations.contains(&Degradation::NoReleaseHook);
         let clock = source.clock();
         let mut journal = self.journal;
         let names: Vec<String> = degradations
@@ -229,7 +231,8 @@ impl Pipeline {
         let (events_tx, mut events_rx) = mpsc::channel::<Batch>(TRACKER_QUEUE);
         let drainer = tokio::spawn(source.events(events_tx, stop_rx));
 
-        let tracker = Tracker::new(TrackerConfig { syscall_payload, fresh_at_shutdown, ..self.tracker }, clock);
+        let tracker =
+            Tracker::new(TrackerConfig { syscall_payload, fresh_at_shutdown, release_events, ..self.tracker }, clock);
         let mut st = Stages { source, tracker, sink_tx, records: Vec::new(), lost_seen: 0 };
         let (owners_tx, mut owners_rx) = mpsc::channel::<(u64, Owner)>(OUTPUT_QUEUE);
         let mut lookups = owners::Lookups::start(owners_tx).map_err(Error::OwnerThread)?;

@@ -36,8 +36,9 @@ pub enum Degradation {
     /// gets its owner and counters at its first connect, send or receive, in that process;
     /// sockets never used are not seen.
     NoSocketCreateHook,
-    /// `cgroup/sock_release` refused and `fentry/inet_release` unavailable: flows end only when
-    /// the monitor stops.
+    /// `cgroup/sock_release` refused and `fentry/inet_release` unavailable: a TCP flow ends
+    /// `tcp_close_grace` after `TCP_CLOSE`, other flows when the monitor stops; every read or
+    /// write of them is then an event (so their last event is final).
     NoReleaseHook,
     /// `connect`/`sendmsg`/`recvmsg` hooks refused: a UDP socket's destination is read from the
     /// socket at its first send (connected sockets only).
@@ -67,7 +68,10 @@ impl Degradation {
                 "no sock_create hook (exclusive program above the cgroup): owners taken at a socket's first \
                  connect, send or receive"
             }
-            Self::NoReleaseHook => "no release hook (exclusive program, no fentry): flows end when the monitor stops",
+            Self::NoReleaseHook => {
+                "no release hook (exclusive program, no fentry): TCP flows end after TCP close plus the grace, \
+                 others when the monitor stops"
+            }
             Self::NoSockAddrHooks => {
                 "no connect/sendmsg/recvmsg hooks (exclusive program): UDP destinations read at the first send"
             }

@@ -278,10 +278,7 @@ fn fall_back(
         if let Some(reason) = reason {
             return Err(Error::NoFallback { refused: refused.join(", "), reason });
         }
-        let mut bits: Array<&mut MapData, u32> =
-            Array::try_from(ebpf.map_mut(maps::FALLBACK).ok_or(Error::MapNotFound { name: maps::FALLBACK })?)
-                .map_err(|source| Error::Map { name: maps::FALLBACK, source })?;
-        bits.set(0, maps::FALLBACK_DISCOVER, 0).map_err(|source| Error::Map { name: maps::FALLBACK, source })?;
+        set_fallback_bits(ebpf, maps::FALLBACK_DISCOVER)?;
     }
     let mut release_fallback = false;
     if is(programs::SOCK_RELEASE) {
@@ -296,9 +293,27 @@ fn fall_back(
             Err(Optional::Object(e)) => return Err(e),
         }
     }
+    if is(programs::SOCK_RELEASE) && !release_fallback {
+        if !payload_tracepoints {
+            return Err(Error::NoFallback {
+                refused: refused.join(", "),
+                reason: "no release hook can stand in and the payload tracepoints are unavailable".to_owned(),
+            });
+        }
+        // Without any release hook a socket's last event must carry its final counters.
+        set_fallback_bits(ebpf, maps::FALLBACK_DISCOVER | maps::FALLBACK_EVERY_CALL)?;
+    }
     degradations.extend(features::refused_degradations(refused, release_fallback));
     info!("fallback hook set: refused={} replacements={attached}", refused.join(","));
     Ok(attached)
+}
+
+/// Sets the `FALLBACK` bits the kernel programs read.
+fn set_fallback_bits(ebpf: &mut Ebpf, value: u32) -> Result<(), Error> {
+    let map = ebpf.map_mut(maps::FALLBACK).ok_or(Error::MapNotFound { name: maps::FALLBACK })?;
+    let mut bits: Array<&mut MapData, u32> =
+        Array::try_from(map).map_err(|source| Error::Map { name: maps::FALLBACK, source })?;
+    bits.set(0, value, 0).map_err(|source| Error::Map { name: maps::FALLBACK, source })
 }
 
 /// `fentry/inet_release` in place of `cgroup/sock_release` (needs BTF and BPF trampolines).

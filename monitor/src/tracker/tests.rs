@@ -30,6 +30,7 @@ fn tracker() -> Tracker {
             tcp_close_grace: Duration::from_secs(120),
             syscall_payload: true,
             fresh_at_shutdown: true,
+            release_events: true,
         },
         Clock::with_offset(0),
     )
@@ -286,6 +287,7 @@ fn tcp_counter_fallback_removes_syn_and_fins() {
             tcp_close_grace: Duration::from_secs(1),
             syscall_payload: false,
             fresh_at_shutdown: true,
+            release_events: true,
         },
         Clock::with_offset(0),
     );

@@ -15,12 +15,15 @@ use std::{
 };
 
 use aya_obj::generated::{bpf_attach_type, bpf_attr, bpf_cmd, bpf_prog_type};
-use monitor::tracker::record::{Direction, OwnerSource, Protocol};
+use monitor::tracker::{
+    FlowRecord,
+    record::{Direction, OwnerSource, Protocol, RecordKind},
+};
 
 use crate::{
     cases::{CLIENT_UID, addr, assert_owner, record_for_local, s, server_addr},
     daemon::Monitor,
-    env::{Pair, Place, TestCgroup, spawn},
+    env::{Helper, Pair, Place, TestCgroup, spawn},
 };
 
 /// `r0 = 1; exit` as two `struct bpf_insn`.
@@ -97,6 +100,29 @@ impl Drop for Exclusive {
     }
 }
 
+/// A server helper killed if the test fails before it finishes: an orphaned helper would keep
+/// the root-test lock (inherited descriptor) held forever.
+struct Reaped(Option<Helper>);
+
+impl Reaped {
+    fn get(&mut self) -> &mut Helper {
+        self.0.as_mut().unwrap()
+    }
+
+    fn finish(mut self) -> Vec<serde_json::Value> {
+        self.0.take().unwrap().finish()
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.as_mut() {
+            let _ = h.child.kill();
+            let _ = h.child.wait();
+        }
+    }
+}
+
 /// What netd attaches on every release: packet hooks, `inet/create`, `inet_release`.
 const NETD: [(bpf_prog_type, bpf_attach_type); 4] = [
     (bpf_prog_type::BPF_PROG_TYPE_CGROUP_SKB, bpf_attach_type::BPF_CGROUP_INET_INGRESS),
@@ -127,11 +153,15 @@ pub fn tcp_and_connected_udp_exact(sock_addr: bool, v6: bool) {
     let exclusive = Exclusive::attach(&cg.path, &hooks);
     let tcp_server = server_addr(&pair, v6, 0, 5801);
     let udp_server = server_addr(&pair, v6, 1, 5802);
-    let mut srv =
-        spawn("tcp-server", &[s(tcp_server), s(65_536), s(1)], Place { netns: Some(&pair.b), ..Place::default() });
-    srv.line();
-    let mut echo = spawn("udp-echo", &[s(udp_server), s(150)], Place { netns: Some(&pair.b), ..Place::default() });
-    echo.line();
+    let mut srv = Reaped(Some(spawn(
+        "tcp-server",
+        &[s(tcp_server), s(65_536), s(1)],
+        Place { netns: Some(&pair.b), ..Place::default() },
+    )));
+    srv.get().line();
+    let mut echo =
+        Reaped(Some(spawn("udp-echo", &[s(udp_server), s(150)], Place { netns: Some(&pair.b), ..Place::default() })));
+    echo.get().line();
 
     let mon = Monitor::start(&cg.path, "");
     let client = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) };
@@ -153,11 +183,11 @@ pub fn tcp_and_connected_udp_exact(sock_addr: bool, v6: bool) {
     for d in &expected {
         assert!(out.degradations.iter().any(|x| x == d), "degradation {d} not announced: {:?}", out.degradations);
     }
-    assert!(
-        !out.degradations.iter().any(|x| x == "no_release_hook" || x == "no_sock_ops"),
-        "fentry/inet_release and sock_ops should stand: {:?}",
-        out.degradations
-    );
+    assert!(!out.degradations.iter().any(|x| x == "no_sock_ops"), "sock_ops stands: {:?}", out.degradations);
+    // fentry/inet_release stands in for sock_release where tracing programs may attach to
+    // functions; where not (the CI kernel), UDP flows end at shutdown with their final counters.
+    let release_hook = !out.degradations.iter().any(|x| x == "no_release_hook");
+    eprintln!("    release hook: {}", if release_hook { "fentry/inet_release" } else { "none" });
     assert!(out.log.contains("kernel refused"), "the refusal is logged: {}", out.log);
 
     let r = record_for_local(&out, addr(&tcp_lines[0]["local"]));
@@ -168,11 +198,16 @@ pub fn tcp_and_connected_udp_exact(sock_addr: bool, v6: bool) {
     assert!(r.complete, "{r:#?}");
     assert_eq!(r.wire.tx_packets + r.wire.rx_packets, 0, "no packet path: {r:#?}");
 
-    let r = record_for_local(&out, addr(&udp_lines[0]["local"]));
+    let udp_local = addr(&udp_lines[0]["local"]);
+    let last_kind = if release_hook { RecordKind::Close } else { RecordKind::Shutdown };
+    let found: Vec<&FlowRecord> =
+        out.records.iter().filter(|r| r.local == Some(udp_local) && r.event == last_kind).collect();
+    assert_eq!(found.len(), 1, "one {last_kind:?} record for {udp_local}: {:#?}", out.records);
+    let r = found[0];
     assert_owner(r, udp_pid, "mon-udp-conn", CLIENT_UID);
     assert_eq!((r.protocol, r.direction, r.remote), (Protocol::Udp, Direction::Outbound, Some(udp_server)));
     assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), (165_000, 165_000));
-    assert!(r.complete, "{r:#?}");
+    assert_eq!(r.owner.source, OwnerSource::Syscall, "{r:#?}");
     assert!(
         out.records.iter().all(|r| r.owner.tgid == tcp_pid || r.owner.tgid == udp_pid),
         "only the watched cgroup is reported: {:#?}",
