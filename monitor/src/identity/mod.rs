@@ -3,6 +3,7 @@
 //!
 //! Reads /proc only; never touches the flow table (the daemon hands results to the tracker).
 
+pub mod android;
 mod app;
 mod process;
 pub mod rules;
