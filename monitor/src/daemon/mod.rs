@@ -215,7 +215,10 @@ impl Pipeline {
         let stop_by = Arc::new(std::sync::OnceLock::new());
         let sink = Sink {
             stop_by: Arc::clone(&stop_by),
-            identities: Identities::new(self.rules, clock),
+            identities: match crate::identity::android::load_default() {
+                Some(packages) => Identities::new(self.rules, clock).with_android(packages),
+                None => Identities::new(self.rules, clock),
+            },
             enricher: self.enricher,
             journal,
             flush_every: self.flush_every,

@@ -61,6 +61,28 @@ pub struct AndroidIdentity {
     pub kind: UidKind,
 }
 
+/// Where Android keeps the list; read at start when it exists.
+pub const PACKAGES_LIST: &str = "/data/system/packages.list";
+
+/// Reads [`PACKAGES_LIST`] when it exists (an Android guest); problems are logged, not fatal.
+#[must_use]
+pub fn load_default() -> Option<Packages> {
+    let path = Path::new(PACKAGES_LIST);
+    if !path.exists() {
+        return None;
+    }
+    match Packages::read(path) {
+        Ok(p) => {
+            log::info!("android packages={} bad_lines={} from {}", p.len(), p.bad_lines, path.display());
+            Some(p)
+        }
+        Err(e) => {
+            log::warn!("android packages not read from {}: {e}", path.display());
+            None
+        }
+    }
+}
+
 /// Packages by app ID.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Packages {

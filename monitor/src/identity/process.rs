@@ -13,6 +13,7 @@ use jiff::Timestamp;
 use procfs::process::Process;
 
 use super::{
+    android::{Packages, UidKind},
     app::{App, AppSource, UNKNOWN_APP},
     rules::{AppRules, Subject},
 };
@@ -42,6 +43,9 @@ pub struct Identities {
     cache: HashMap<u32, Vec<Cached>>,
     order: VecDeque<u32>,
     users: HashMap<u32, Option<String>>,
+    /// Android packages by app ID (a packages.list was found): an app UID's default name is its
+    /// package.
+    android: Option<Packages>,
     /// Lookups answered from /proc (now or earlier) vs. from the kernel's data only.
     pub stats: IdentityStats,
 }
@@ -82,8 +86,23 @@ impl Identities {
             cache: HashMap::new(),
             order: VecDeque::new(),
             users: HashMap::new(),
+            android: None,
             stats: IdentityStats::default(),
         }
+    }
+
+    /// Names app UIDs (10000 and above within each Android user) by their package from `packages`,
+    /// unless an `[[apps]]` rule names them.
+    #[must_use]
+    pub fn with_android(mut self, packages: Packages) -> Self {
+        self.android = Some(packages);
+        self
+    }
+
+    /// The package of an Android app UID, if a packages.list names it.
+    fn package_of(&self, uid: u32) -> Option<String> {
+        let id = self.android.as_ref()?.identify(uid);
+        if id.kind == UidKind::System { None } else { id.package }
     }
 
     /// Reads a process from /proc into the cache if it is not there yet (call as soon as a
@@ -150,6 +169,7 @@ impl Identities {
             .rules
             .name_for(&subject)
             .map(str::to_owned)
+            .or_else(|| self.package_of(uid))
             .or_else(|| exe.as_deref().and_then(|e| e.rsplit('/').next()).map(str::to_owned))
             .unwrap_or_else(|| stat.comm.clone());
         let name = if name.is_empty() { UNKNOWN_APP.to_owned() } else { name };
@@ -194,7 +214,12 @@ impl Identities {
     /// Identity from what the kernel recorded, for a process that is gone.
     fn kernel_only(&mut self, owner: &Owner) -> App {
         let subject = Subject { exe: None, comm: &owner.comm, unit: None, uid: owner.uid, cgroup: None };
-        let name = self.rules.name_for(&subject).map_or_else(|| owner.comm.clone(), str::to_owned);
+        let name = self
+            .rules
+            .name_for(&subject)
+            .map(str::to_owned)
+            .or_else(|| self.package_of(owner.uid))
+            .unwrap_or_else(|| owner.comm.clone());
         // No process at all (owner never found): a clear name, not an empty one.
         let name = if name.is_empty() { UNKNOWN_APP.to_owned() } else { name };
         App {
@@ -373,6 +398,34 @@ mod tests {
         assert_eq!(ids.stats.from_kernel, 1);
         let gone = ids.app_for(&owner(u32::MAX - 1), clock.wall(Clock::boot_ns()));
         assert_eq!((gone.source, gone.name.as_str()), (AppSource::Kernel, "grouped"));
+    }
+
+    #[test]
+    fn android_app_uids_are_named_by_their_package_unless_a_rule_names_them() {
+        let clock = Clock::now();
+        let packages = Packages::parse(
+            "com.zhiliaoapp.musically 10123 0 /data/user/0/com.zhiliaoapp.musically default 3003\n\
+             com.android.shell 2000 0 /data/user_de/0/com.android.shell platform none\n",
+        );
+        let mut ids = Identities::new(AppRules::default(), clock).with_android(packages.clone());
+        let gone = |uid: u32| Owner {
+            tgid: u32::MAX - 1,
+            pid: u32::MAX - 1,
+            uid,
+            gid: uid,
+            comm: "Binder:123_4".into(),
+            cgroup_id: 0,
+            source: OwnerSource::SockCreate,
+        };
+        let now = clock.wall(Clock::boot_ns());
+        assert_eq!(ids.app_for(&gone(10_123), now).name, "com.zhiliaoapp.musically");
+        assert_eq!(ids.app_for(&gone(1_010_123), now).name, "com.zhiliaoapp.musically", "second user");
+        assert_eq!(ids.app_for(&gone(2000), now).name, "Binder:123_4", "system uids keep their process name");
+        assert_eq!(ids.app_for(&gone(10_124), now).name, "Binder:123_4", "unknown app id");
+        let rules =
+            AppRules::compile(&[AppRule { name: "tiktok".into(), uid: vec![10_123], ..AppRule::default() }]).unwrap();
+        let mut ids = Identities::new(rules, clock).with_android(packages);
+        assert_eq!(ids.app_for(&gone(10_123), now).name, "tiktok");
     }
 
     #[test]
