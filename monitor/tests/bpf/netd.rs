@@ -68,8 +68,9 @@ impl Exclusive {
             let fd = bpf(bpf_cmd::BPF_PROG_LOAD, &mut attr).unwrap_or_else(|e| panic!("load {prog_type:?}: {e}"));
             // SAFETY: a new descriptor the kernel returned.
             let prog = unsafe { OwnedFd::from_raw_fd(i32::try_from(fd).unwrap()) };
-            // SAFETY: all-zero is a valid bpf_attr; writing the PROG_ATTACH member.
+            // SAFETY: all-zero is a valid bpf_attr.
             let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+            // SAFETY: a reference to the PROG_ATTACH member of a plain-data union.
             unsafe {
                 let u = &mut attr.__bindgen_anon_5;
                 u.__bindgen_anon_1.target_fd = file.as_raw_fd() as u32;
@@ -87,8 +88,9 @@ impl Exclusive {
 impl Drop for Exclusive {
     fn drop(&mut self) {
         for (prog, attach_type) in &self.attached {
-            // SAFETY: all-zero is a valid bpf_attr; writing the PROG_DETACH member.
+            // SAFETY: all-zero is a valid bpf_attr.
             let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+            // SAFETY: a reference to the PROG_DETACH member of a plain-data union.
             unsafe {
                 let u = &mut attr.__bindgen_anon_5;
                 u.__bindgen_anon_1.target_fd = self.cgroup.as_raw_fd() as u32;
