@@ -5,6 +5,7 @@
 
 pub mod android;
 mod app;
+pub mod emulator;
 mod process;
 pub mod rules;
 mod sockets;

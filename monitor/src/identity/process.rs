@@ -15,6 +15,7 @@ use procfs::process::Process;
 use super::{
     android::{Packages, UidKind},
     app::{App, AppSource, UNKNOWN_APP},
+    emulator::emulator_app,
     rules::{AppRules, Subject},
 };
 use crate::{clock::Clock, escape, tracker::record::Owner};
@@ -151,7 +152,7 @@ impl Identities {
             return None; // a newer process reusing the pid
         }
         let exe = p.exe().ok().map(|e| escape::utf8_or_hex(e.as_os_str().as_bytes()).into_owned());
-        let cmdline = cmdline(&p);
+        let (cmdline, emulator) = cmdline(&p);
         let uid = real_uid(&p)?;
         let cgroups = p.cgroups().ok();
         let cgroup = cgroups.as_ref().and_then(|list| {
@@ -170,6 +171,7 @@ impl Identities {
             .name_for(&subject)
             .map(str::to_owned)
             .or_else(|| self.package_of(uid))
+            .or(emulator)
             .or_else(|| exe.as_deref().and_then(|e| e.rsplit('/').next()).map(str::to_owned))
             .unwrap_or_else(|| stat.comm.clone());
         let name = if name.is_empty() { UNKNOWN_APP.to_owned() } else { name };
@@ -253,18 +255,23 @@ fn real_uid(p: &Process) -> Option<u32> {
 /// also for arguments that are not UTF-8); `None` when unreadable or empty (kernel threads,
 /// zombies). Trailing empty arguments are dropped: a process that rewrote its title
 /// (setproctitle) pads the rest of its argument area with NULs.
-fn cmdline(p: &Process) -> Option<String> {
+/// The command line, quoted for bash, and the emulator app name it gives (if any).
+fn cmdline(p: &Process) -> (Option<String>, Option<String>) {
     let mut raw = Vec::new();
     let limit = u64::try_from(MAX_CMDLINE + 1).unwrap_or(u64::MAX);
-    p.open_relative("cmdline").ok()?.take(limit).read_to_end(&mut raw).ok()?;
+    let Some(mut file) = p.open_relative("cmdline").ok() else { return (None, None) };
+    if (&mut file).take(limit).read_to_end(&mut raw).is_err() {
+        return (None, None);
+    }
     let truncated = raw.len() > MAX_CMDLINE;
     raw.truncate(MAX_CMDLINE);
-    let end = raw.iter().rposition(|b| *b != 0)? + 1;
+    let Some(end) = raw.iter().rposition(|b| *b != 0).map(|e| e + 1) else { return (None, None) };
+    let emulator = emulator_app(raw[..end].split(|b| *b == 0));
     let mut line = escape::shell_words(raw[..end].split(|b| *b == 0));
     if truncated {
         line.push_str(" # truncated");
     }
-    Some(line)
+    (Some(line), emulator)
 }
 
 #[cfg(test)]
@@ -324,7 +331,7 @@ mod tests {
         // the new arguments: until then the command line reads empty.
         let mut line = None;
         for _ in 0..200 {
-            line = cmdline(&p);
+            line = cmdline(&p).0;
             if line.is_some() {
                 break;
             }
