@@ -6,9 +6,11 @@
 //!   and `cargo fmt --check`.
 //! - `geo`:   fetches the default geolocation data and converts the ASN CSV to MMDB.
 //! - `bench`: benchmarks (BENCHMARKS.md).
+//! - `android`: deploy the monitor to an Android emulator or rooted device, pull its journal.
 
 #![expect(clippy::print_stdout, clippy::print_stderr, reason = "a command-line tool: it reports on stdout and stderr")]
 
+mod android;
 mod bench;
 mod exec;
 mod geo;
@@ -45,6 +47,8 @@ enum Command {
     Geo(geo::Args),
     /// Benchmarks: cost, completeness, comparison with peers (see BENCHMARKS.md).
     Bench(bench::Args),
+    /// Android guest: `deploy` the monitor with adb, `pull` its journal.
+    Android(android::Args),
     /// Load generator of the benchmarks (run by `bench` inside its namespaces).
     #[command(hide = true)]
     BenchLoad(bench::load::Args),
@@ -74,6 +78,7 @@ fn main() -> ExitCode {
             setup::run(&setup::Args { bench: true, ..setup::Args::default() }).and_then(|()| bench::run(&args))
         }
         Command::BenchLoad(args) => bench::load::run(&args),
+        Command::Android(args) => android::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
