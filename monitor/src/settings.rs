@@ -73,6 +73,17 @@ pub struct RawConfig {
     pub report: ReportConfig,
     /// `[[apps]]`: grouping of processes into named apps.
     pub apps: Vec<AppRule>,
+    /// `[android]`: app identity inside an Android guest.
+    pub android: RawAndroid,
+}
+
+/// `[android]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawAndroid {
+    /// `packages.list` naming app UIDs by package; unset: `/data/system/packages.list` when it
+    /// exists.
+    pub packages_list: Option<PathBuf>,
 }
 
 /// `[probe]`.
@@ -177,6 +188,7 @@ impl Default for RawConfig {
             journal: JournalConfig::default(),
             report: ReportConfig::default(),
             apps: Vec::new(),
+            android: RawAndroid::default(),
         }
     }
 }
@@ -253,6 +265,8 @@ pub struct Settings {
     pub time_zone: Zone,
     /// App grouping rules, compiled.
     pub apps: AppRules,
+    /// `android.packages_list` (unset: the Android default when it exists).
+    pub android_packages_list: Option<PathBuf>,
 }
 
 fn positive_secs(key: &'static str, secs: u64) -> Result<Duration, Error> {
@@ -268,7 +282,7 @@ impl Settings {
     /// # Errors
     /// [`Error::Invalid`] naming the key.
     pub fn resolve(raw: RawConfig, source: Option<PathBuf>) -> Result<Self, Error> {
-        let RawConfig { cgroup, probe, tracker, output, geo, journal, report, apps } = raw;
+        let RawConfig { cgroup, probe, tracker, output, geo, journal, report, apps, android } = raw;
         journal.validate().map_err(|e| Error::Invalid { key: "journal", reason: e.to_string() })?;
         report.validate().map_err(|e| Error::Invalid { key: "report", reason: e.to_string() })?;
         let time_zone = Zone::get(&report.time_zone)
@@ -294,6 +308,7 @@ impl Settings {
             report,
             time_zone,
             apps,
+            android_packages_list: android.packages_list,
         })
     }
 }

@@ -127,6 +127,8 @@ pub async fn run(
 /// journal, weekly export) and the output. Fed by an [`EventSource`].
 pub struct Pipeline {
     rules: AppRules,
+    /// Android packages (`[android]`, or /data/system/packages.list when it exists).
+    android: Option<crate::identity::android::Packages>,
     enricher: Enricher,
     journal: JournalWriter,
     tracker: TrackerConfig,
@@ -152,6 +154,7 @@ impl Pipeline {
     /// Invalid `[[apps]]` rules, unusable databases, a journal that cannot be opened.
     pub fn open(settings: &Settings) -> Result<Self, Error> {
         let rules = settings.apps.clone();
+        let android = crate::identity::android::load(settings.android_packages_list.as_deref());
         let enricher = Enricher::open(&settings.geo)?;
         for w in enricher.warnings() {
             warn!("{w}");
@@ -166,6 +169,7 @@ impl Pipeline {
         info!("journal {}", journal.path().display());
         Ok(Self {
             rules,
+            android,
             enricher,
             journal,
             tracker: TrackerConfig {
@@ -215,7 +219,7 @@ impl Pipeline {
         let stop_by = Arc::new(std::sync::OnceLock::new());
         let sink = Sink {
             stop_by: Arc::clone(&stop_by),
-            identities: match crate::identity::android::load_default() {
+            identities: match self.android {
                 Some(packages) => Identities::new(self.rules, clock).with_android(packages),
                 None => Identities::new(self.rules, clock),
             },

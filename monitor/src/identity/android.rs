@@ -64,11 +64,12 @@ pub struct AndroidIdentity {
 /// Where Android keeps the list; read at start when it exists.
 pub const PACKAGES_LIST: &str = "/data/system/packages.list";
 
-/// Reads [`PACKAGES_LIST`] when it exists (an Android guest); problems are logged, not fatal.
+/// Reads `configured`, or [`PACKAGES_LIST`] when it exists (an Android guest); problems are
+/// logged, not fatal (flows are then named by process, as elsewhere).
 #[must_use]
-pub fn load_default() -> Option<Packages> {
-    let path = Path::new(PACKAGES_LIST);
-    if !path.exists() {
+pub fn load(configured: Option<&Path>) -> Option<Packages> {
+    let path = configured.unwrap_or(Path::new(PACKAGES_LIST));
+    if configured.is_none() && !path.exists() {
         return None;
     }
     match Packages::read(path) {
