@@ -85,6 +85,7 @@ pub fn all() -> Vec<Case> {
         ("raw_ip_protocol_253_ipv6_exact", || crate::protocols::raw_ip(true)),
         ("ipproto_raw_send_charged_with_its_ip_header", crate::protocols::ipproto_raw_send),
         ("packet_socket_frames_counted_as_unattributed", crate::protocols::packet_socket_frames),
+        ("android_packages_named_by_uid_with_exact_bytes", crate::android::packages_named_with_exact_bytes),
         ("netd_skb_sock_exclusive_ipv4_falls_back_exact", || crate::netd::tcp_and_connected_udp_exact(false, false)),
         ("netd_skb_sock_exclusive_ipv6_falls_back_exact", || crate::netd::tcp_and_connected_udp_exact(false, true)),
         ("netd_all_hooks_exclusive_ipv4_falls_back_exact", || crate::netd::tcp_and_connected_udp_exact(true, false)),
