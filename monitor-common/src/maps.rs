@@ -14,6 +14,18 @@ pub const COUNTERS: &str = "COUNTERS";
 /// Socket storage of [`crate::sock::PeerTable`].
 pub const PEERS: &str = "PEERS";
 
+/// Array of one `u32` of `FALLBACK_*` bits, written by userspace after attaching (the hooks the
+/// kernel refused are known only then).
+pub const FALLBACK: &str = "FALLBACK";
+/// `FALLBACK` bit: no `sock_create` hook, so the payload tracepoints give a watched IPv4/IPv6
+/// socket without counters its counters and owner and report it (`Connect`/`Discovered`), and
+/// send periodic `Update`s (no packet path either).
+pub const FALLBACK_DISCOVER: u32 = 1;
+/// `FALLBACK` bit: no release hook at all, so the last event of a socket must carry its final
+/// counters: the payload tracepoints send an `Update` after every read or write of a non-TCP
+/// socket, and of a TCP socket once it reached `TCP_CLOSE`.
+pub const FALLBACK_EVERY_CALL: u32 = 2;
+
 /// Default ring buffer size in bytes (power of two, multiple of the page size).
 pub const EVENTS_DEFAULT_BYTES: u32 = 4 << 20;
 
@@ -23,6 +35,12 @@ pub const GLOBAL_UPDATE_INTERVAL_NS: &str = "UPDATE_INTERVAL_NS";
 pub const GLOBAL_WATCHED_CGROUP_ID: &str = "WATCHED_CGROUP_ID";
 /// Load-time global: depth of the watched cgroup below the root (`u32`).
 pub const GLOBAL_WATCHED_CGROUP_LEVEL: &str = "WATCHED_CGROUP_LEVEL";
+/// Load-time global: offset of `skc_v6_daddr` in `struct sock` (`u32`, from kernel BTF; 0 unknown).
+pub const GLOBAL_SK_V6_DADDR_OFFSET: &str = "SK_V6_DADDR_OFFSET";
+/// Load-time global: offset of `skc_v6_rcv_saddr` in `struct sock` (`u32`; 0 unknown).
+pub const GLOBAL_SK_V6_RCV_SADDR_OFFSET: &str = "SK_V6_RCV_SADDR_OFFSET";
+/// Load-time global: offset of the 16-bit `sk_protocol` in `struct sock` (`u32`; 0 unknown).
+pub const GLOBAL_SK_PROTOCOL_OFFSET: &str = "SK_PROTOCOL_OFFSET";
 
 /// Events that could not be reserved in the ring buffer (lost).
 pub const STAT_RINGBUF_FULL: u32 = 0;
@@ -70,6 +88,10 @@ pub mod programs {
     pub const SEND_LENGTH: &str = "tp_sock_send_length";
     /// `tp_btf/sock_recv_length`.
     pub const RECV_LENGTH: &str = "tp_sock_recv_length";
+    /// `fentry/inet_release`: the release hook when `cgroup/sock_release` is refused.
+    pub const FENTRY_RELEASE: &str = "fentry_inet_release";
+    /// Kernel function behind [`FENTRY_RELEASE`].
+    pub const FENTRY_RELEASE_FN: &str = "inet_release";
     /// `iter/bpf_sk_storage_map` over `COUNTERS`.
     pub const ITER_COUNTERS: &str = "iter_counters";
     /// Kernel tracepoint behind [`SEND_LENGTH`] (Linux 6.3+).

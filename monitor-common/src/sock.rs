@@ -129,6 +129,9 @@ impl ByteCounters {
 pub const COUNTER_DISCOVERED: u32 = 1;
 /// [`Counters::flags`]: the owner of a discovered socket has been recorded by a syscall hook.
 pub const COUNTER_OWNER_RECORDED: u32 = 2;
+/// `Counters::flags`: `sock_ops` saw the TCP socket reach `TCP_CLOSE` (the fallback hook set
+/// without a release hook then reports every later read or write).
+pub const COUNTER_TCP_CLOSED: u32 = 4;
 
 /// Number of peer slots per unconnected UDP socket. When all are taken, the oldest claim is
 /// flushed to userspace (`PeerEvicted`) and reused, so nothing is lost.

@@ -13,7 +13,7 @@ use aya_ebpf::{
         bpf_get_current_uid_gid, bpf_ktime_get_boot_ns, bpf_sk_storage_get,
     },
     macros::{btf_map, map},
-    maps::{PerCpuArray, RingBuf},
+    maps::{Array, PerCpuArray, RingBuf},
 };
 use monitor_common::{
     event::{Event, EventKind, FLAG_NO_OWNER, TcpCounters, Tuple},
@@ -104,6 +104,44 @@ pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_DEFAULT_BYTES
 // Name: monitor_common::maps::STATS.
 #[map]
 pub(crate) static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
+
+// Name: monitor_common::maps::FALLBACK. One u32 of FALLBACK_* bits, set by userspace.
+#[map]
+pub(crate) static FALLBACK: Array<u32> = Array::with_max_entries(1, 0);
+
+/// The `FALLBACK_*` bits userspace set (see `monitor_common::maps`).
+#[inline(always)]
+pub(crate) fn fallback_bits() -> u32 {
+    FALLBACK.get(0).map_or(0, |v| *v)
+}
+
+/// True when userspace asked for `bit`.
+#[inline(always)]
+pub(crate) fn fallback(bit: u32) -> bool {
+    fallback_bits() & bit != 0
+}
+
+/// Offsets in `struct sock` of fields whose place depends on the kernel's configuration (set by
+/// userspace at load time from kernel BTF; 0 when unknown).
+#[unsafe(no_mangle)]
+static SK_V6_DADDR_OFFSET: u32 = 0;
+#[unsafe(no_mangle)]
+static SK_V6_RCV_SADDR_OFFSET: u32 = 0;
+#[unsafe(no_mangle)]
+static SK_PROTOCOL_OFFSET: u32 = 0;
+
+/// The three offsets above, volatile so the compiler does not fold the defaults.
+#[inline(always)]
+pub(crate) fn sock_offsets() -> (u32, u32, u32) {
+    // SAFETY: plain globals.
+    unsafe {
+        (
+            ptr::read_volatile(&raw const SK_V6_DADDR_OFFSET),
+            ptr::read_volatile(&raw const SK_V6_RCV_SADDR_OFFSET),
+            ptr::read_volatile(&raw const SK_PROTOCOL_OFFSET),
+        )
+    }
+}
 
 /// Minimum time between two `Update` events of one flow (set by userspace at load time).
 #[unsafe(no_mangle)]

@@ -79,6 +79,17 @@ pub struct RawConfig {
     pub apps: Vec<AppRule>,
     /// `[claims]`: the claims file and live alerts.
     pub claims: ClaimsConfig,
+    /// `[android]`: app identity inside an Android guest.
+    pub android: RawAndroid,
+}
+
+/// `[android]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawAndroid {
+    /// `packages.list` naming app UIDs by package; unset: `/data/system/packages.list` when it
+    /// exists.
+    pub packages_list: Option<PathBuf>,
 }
 
 /// `[probe]`.
@@ -185,6 +196,7 @@ impl Default for RawConfig {
             metrics: MetricsConfig::default(),
             apps: Vec::new(),
             claims: ClaimsConfig::default(),
+            android: RawAndroid::default(),
         }
     }
 }
@@ -265,6 +277,8 @@ pub struct Settings {
     pub apps: AppRules,
     /// Claims file and alert command.
     pub claims: ClaimsConfig,
+    /// `android.packages_list` (unset: the Android default when it exists).
+    pub android_packages_list: Option<PathBuf>,
 }
 
 fn positive_secs(key: &'static str, secs: u64) -> Result<Duration, Error> {
@@ -280,7 +294,7 @@ impl Settings {
     /// # Errors
     /// [`Error::Invalid`] naming the key.
     pub fn resolve(raw: RawConfig, source: Option<PathBuf>) -> Result<Self, Error> {
-        let RawConfig { cgroup, probe, tracker, output, geo, journal, report, metrics, apps, claims } = raw;
+        let RawConfig { cgroup, probe, tracker, output, geo, journal, report, metrics, apps, claims, android } = raw;
         claims.validate().map_err(|reason| Error::Invalid { key: "claims", reason })?;
         metrics.validate().map_err(|e| Error::Invalid { key: "metrics", reason: e.to_string() })?;
         journal.validate().map_err(|e| Error::Invalid { key: "journal", reason: e.to_string() })?;
@@ -310,6 +324,7 @@ impl Settings {
             metrics,
             apps,
             claims,
+            android_packages_list: android.packages_list,
         })
     }
 }

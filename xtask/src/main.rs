@@ -8,9 +8,11 @@
 //! - `world`: converts world-atlas TopoJSON into the committed country geometry.
 //! - `bench`: benchmarks (BENCHMARKS.md).
 //! - `install`/`uninstall`: the binary, the hardened unit, config and geolocation data.
+//! - `android`: deploy the monitor to an Android emulator or rooted device, pull its journal.
 
 #![expect(clippy::print_stdout, clippy::print_stderr, reason = "a command-line tool: it reports on stdout and stderr")]
 
+mod android;
 mod bench;
 mod exec;
 mod geo;
@@ -55,6 +57,8 @@ enum Command {
     Install(install::Args),
     /// Remove what `install` wrote (not the config, the geolocation data or the journal).
     Uninstall(install::UninstallArgs),
+    /// Android guest: `deploy` the monitor with adb, `pull` its journal.
+    Android(android::Args),
     /// Load generator of the benchmarks (run by `bench` inside its namespaces).
     #[command(hide = true)]
     BenchLoad(bench::load::Args),
@@ -87,6 +91,7 @@ fn main() -> ExitCode {
         Command::BenchLoad(args) => bench::load::run(&args),
         Command::Install(args) => install::run(&args),
         Command::Uninstall(args) => install::uninstall(&args),
+        Command::Android(args) => android::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,6 +6,7 @@
 //! They run in the process that reads or writes, so they also record the exact owner of sockets
 //! created before the monitor started (first syscall after their discovery), and they count the
 //! frames watched processes send through `AF_PACKET` sockets, which no other hook sees.
+//! When the kernel refused `sock_create` (netd), they also discover sockets ([`super::fallback`]).
 
 use core::ffi::c_void;
 
@@ -13,11 +14,11 @@ use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 
 use monitor_common::{
     AF_PACKET,
-    maps::{STAT_UNATTRIBUTED_BYTES, STAT_UNATTRIBUTED_PACKETS},
+    maps::{FALLBACK_DISCOVER, FALLBACK_EVERY_CALL, STAT_UNATTRIBUTED_BYTES, STAT_UNATTRIBUTED_PACKETS},
     sock::{COUNTER_DISCOVERED, COUNTER_OWNER_RECORDED, OwnerSource},
 };
 
-use crate::maps::{COUNTERS, OWNER, add, current_task_watched, record_owner, stat};
+use crate::maps::{COUNTERS, OWNER, add, current_task_watched, fallback_bits, record_owner, stat};
 
 /// `MSG_PEEK`: data looked at, not consumed.
 const MSG_PEEK: i32 = 2;
@@ -50,9 +51,17 @@ fn count(ctx: &BtfTracePointContext, tx: bool) {
     if sk.is_null() || ret <= 0 || (!tx && flags & MSG_PEEK != 0) {
         return;
     }
-    let counters = COUNTERS.get(sk, false);
-    if counters.is_null() && tx {
-        packet_socket_send(sk, ret);
+    let mut counters = COUNTERS.get(sk, false);
+    // One array lookup per call: whether the fallback hook set is on (see `fallback`).
+    let bits = fallback_bits();
+    let fallback_on = bits & FALLBACK_DISCOVER != 0;
+    if counters.is_null() {
+        if fallback_on {
+            counters = super::fallback::discover(sk);
+        }
+        if counters.is_null() && tx {
+            packet_socket_send(sk, ret);
+        }
     }
     // SAFETY: null-checked map value.
     if let Some(c) = unsafe { counters.as_mut() } {
@@ -66,6 +75,9 @@ fn count(ctx: &BtfTracePointContext, tx: bool) {
                 record_owner(owner, OwnerSource::Syscall);
             }
             c.flags |= COUNTER_OWNER_RECORDED;
+        }
+        if fallback_on {
+            super::fallback::after_count(sk, c, bits & FALLBACK_EVERY_CALL != 0);
         }
     }
 }

@@ -6,16 +6,20 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    bindings::bpf_sock, helpers::generated::bpf_get_socket_cookie, macros::cgroup_sock_addr, programs::SockAddrContext,
+    bindings::bpf_sock,
+    helpers::generated::{bpf_get_socket_cookie, bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns},
+    macros::cgroup_sock_addr,
+    programs::SockAddrContext,
 };
 use monitor_common::{
     AF_INET6, IPPROTO_UDP,
     event::{EventKind, TcpCounters},
-    sock::{Owner, OwnerSource},
+    maps::FALLBACK_DISCOVER,
+    sock::{COUNTER_OWNER_RECORDED, Owner, OwnerSource},
 };
 
 use super::{ALLOW, field, tuple_of};
-use crate::maps::{COUNTERS, EventData, OWNER, emit, record_owner, stat};
+use crate::maps::{COUNTERS, EventData, OWNER, emit, fallback, record_owner, stat};
 
 #[inline(always)]
 fn sock_of(ctx: &SockAddrContext) -> *mut bpf_sock {
@@ -63,7 +67,20 @@ fn on_connect(ctx: &SockAddrContext, v6: bool) -> i32 {
     } else {
         tuple.remote_addr = [field!(sa, user_ip4), 0, 0, 0];
     }
-    let counters = COUNTERS.get(sk.cast(), false);
+    let mut counters = COUNTERS.get(sk.cast(), false);
+    if counters.is_null() && fallback(FALLBACK_DISCOVER) {
+        // No sock_create hook: the socket gets its counters here (its address follows at the
+        // first send, in the payload tracepoint).
+        counters = COUNTERS.get_or_create(sk.cast());
+        // SAFETY: null-checked map value; helpers without arguments.
+        if let Some(c) = unsafe { counters.as_mut() } {
+            unsafe {
+                c.created_ns = bpf_ktime_get_boot_ns();
+                c.last_report_ns = bpf_ktime_get_coarse_ns();
+            }
+            c.flags |= COUNTER_OWNER_RECORDED;
+        }
+    }
     // SAFETY: the context carries a socket; `counters` is a null-checked map value.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
     let first_ns = unsafe { counters.as_ref() }.map_or(0, |c| c.created_ns);

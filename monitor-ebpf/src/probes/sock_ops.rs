@@ -22,7 +22,7 @@ use aya_ebpf::{
 };
 use monitor_common::{
     event::{EventKind, FLAG_PASSIVE, FLAG_TCP_COUNTERS, TCP_ALL_ACKED, TCP_FIN_RECEIVED, TcpCounters},
-    sock::COUNTER_DISCOVERED,
+    sock::{COUNTER_DISCOVERED, COUNTER_TCP_CLOSED},
 };
 
 use super::{field, tuple_of};
@@ -139,9 +139,10 @@ fn closed(ctx: &SockOpsContext) {
     }
     let counters = COUNTERS.get(sk.cast(), false);
     // SAFETY: null-checked map value.
-    let Some(c) = (unsafe { counters.as_ref() }) else {
+    let Some(c) = (unsafe { counters.as_mut() }) else {
         return;
     };
+    c.flags |= COUNTER_TCP_CLOSED;
     let tuple = tuple_of(sk);
     let all_acked = field!(ctx.ops, snd_una) == field!(ctx.ops, snd_nxt);
     let tcp = TcpCounters {

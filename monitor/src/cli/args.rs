@@ -138,6 +138,9 @@ pub struct CheckArgs {
     /// JSON output. Example: --json
     #[arg(long)]
     pub json: bool,
+    /// cgroup to check for exclusive programs (e.g. Android's netd) that block hooks. Example: --cgroup /
+    #[arg(long, value_name = "PATH", default_value = "/")]
+    pub cgroup: PathBuf,
 }
 
 /// `monitor config`.

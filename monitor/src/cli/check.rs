@@ -2,15 +2,24 @@
 
 use std::{io::Write as _, process::ExitCode};
 
-use monitor::probe::features::{self, Check};
+use std::path::Path;
+
+use monitor::probe::{
+    self,
+    exclusive::{self, Blocked},
+    features::{self, Check},
+};
 
 use super::{args::CheckArgs, exit};
 
 /// Prints one line per feature; exit 4 if a required one is missing, 3 if some could not be
 /// determined for lack of privileges.
 pub fn execute(args: &CheckArgs) -> ExitCode {
-    let checks = features::check_all();
-    let degradations = features::host_degradations();
+    let mut checks = features::check_all();
+    let mut degradations = features::host_degradations();
+    let (check, refused) = exclusive_check(&args.cgroup);
+    checks.push(check);
+    degradations.extend(features::refused_degradations(&refused, true));
     let mut out = std::io::stdout().lock();
     if args.json {
         let doc = serde_json::json!({ "checks": checks, "degradations": degradations });
@@ -37,5 +46,32 @@ pub fn execute(args: &CheckArgs) -> ExitCode {
         ExitCode::from(exit::PRIVILEGES)
     } else {
         ExitCode::from(exit::OK)
+    }
+}
+
+/// Hooks that exclusive programs (Android's netd) block for `cgroup`: the monitor falls back
+/// for them (degradations), so this check is optional. `fentry/inet_release` is assumed to
+/// stand in for `sock_release` (the `started` line says whether it did).
+fn exclusive_check(cgroup: &Path) -> (Check, Vec<&'static str>) {
+    let name = "no exclusive programs block our hooks";
+    let unknown = |detail: String| Check { name, ok: None, required: false, detail };
+    let (path, mount) = match (probe::resolve_cgroup(cgroup), probe::cgroup2_mount()) {
+        (Ok(path), Ok(mount)) => (path, mount),
+        (Err(e), _) | (_, Err(e)) => return (unknown(e.to_string()), Vec::new()),
+    };
+    match exclusive::blocked_hooks(&path, &mount) {
+        Ok(blocked) if blocked.is_empty() => {
+            (Check { name, ok: Some(true), required: false, detail: path.display().to_string() }, Vec::new())
+        }
+        Ok(blocked) => {
+            let detail = blocked
+                .iter()
+                .map(|Blocked { hook, at }| format!("{hook} (at {})", at.display()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let hooks = blocked.iter().map(|b| b.hook).collect();
+            (Check { name, ok: Some(false), required: false, detail: format!("fallback for: {detail}") }, hooks)
+        }
+        Err(e) => (unknown(format!("BPF_PROG_QUERY on {}: {e}", path.display())), Vec::new()),
     }
 }

@@ -46,6 +46,11 @@ pub fn execute(args: &StatusArgs, settings: &Settings) -> anyhow::Result<ExitCod
                 s.started_at,
                 s.version
             )?;
+            match &s.degradations {
+                Some(d) if d.is_empty() => writeln!(out, "degraded  no (full hook set)")?,
+                Some(d) => writeln!(out, "degraded  {}", d.join(", "))?,
+                None => {}
+            }
             let last = s.last_flush.map_or_else(|| "never".to_owned(), |t| t.to_string());
             writeln!(
                 out,

@@ -146,6 +146,8 @@ pub async fn run(
 /// journal, weekly export) and the output. Fed by an [`EventSource`].
 pub struct Pipeline {
     rules: AppRules,
+    /// Android packages (`[android]`, or /data/system/packages.list when it exists).
+    android: Option<crate::identity::android::Packages>,
     enricher: Enricher,
     journal: JournalWriter,
     tracker: TrackerConfig,
@@ -175,6 +177,7 @@ impl Pipeline {
     /// Invalid `[[apps]]` rules, unusable databases, a journal that cannot be opened.
     pub fn open(settings: &Settings) -> Result<Self, Error> {
         let rules = settings.apps.clone();
+        let android = crate::identity::android::load(settings.android_packages_list.as_deref());
         let enricher = Enricher::open(&settings.geo)?;
         for w in enricher.warnings() {
             warn!("{w}");
@@ -200,6 +203,7 @@ impl Pipeline {
         });
         Ok(Self {
             rules,
+            android,
             enricher,
             journal,
             tracker: TrackerConfig {
@@ -208,6 +212,7 @@ impl Pipeline {
                 // These two follow the source's degradations, in `run`.
                 syscall_payload: true,
                 fresh_at_shutdown: true,
+                release_events: true,
             },
             stats_interval: settings.stats_interval,
             flush_every: settings.journal.flush_interval(),
@@ -243,7 +248,16 @@ impl Pipeline {
         }
         let syscall_payload = !degradations.contains(&Degradation::PayloadFromTcpCounters);
         let fresh_at_shutdown = !degradations.contains(&Degradation::NoSnapshots);
+        let release_events = !degradations.contains(&Degradation::NoReleaseHook);
         let clock = source.clock();
+        let mut journal = self.journal;
+        let names: Vec<String> = degradations
+            .iter()
+            .filter_map(|d| serde_json::to_value(d).ok().and_then(|v| v.as_str().map(str::to_owned)))
+            .collect();
+        if let Err(e) = journal.record_degradations(&names) {
+            warn!("degradations not recorded in the journal: {e}");
+        }
         let _ = out.send(Output::Started { cgroup: source.cgroup(), degradations }).await;
         // Programs attached (the source is loaded) and the journal open (`Pipeline::open`).
         notify::ready();
@@ -251,9 +265,12 @@ impl Pipeline {
         let stop_by = Arc::new(std::sync::OnceLock::new());
         let sink = Sink {
             stop_by: Arc::clone(&stop_by),
-            identities: Identities::new(self.rules, clock),
+            identities: match self.android {
+                Some(packages) => Identities::new(self.rules, clock).with_android(packages),
+                None => Identities::new(self.rules, clock),
+            },
             enricher: self.enricher,
-            journal: self.journal,
+            journal,
             flush_every: self.flush_every,
             report: self.report,
             out,
@@ -272,7 +289,8 @@ impl Pipeline {
         let (events_tx, mut events_rx) = mpsc::channel::<Batch>(TRACKER_QUEUE);
         let drainer = tokio::spawn(source.events(events_tx, stop_rx));
 
-        let tracker = Tracker::new(TrackerConfig { syscall_payload, fresh_at_shutdown, ..self.tracker }, clock);
+        let tracker =
+            Tracker::new(TrackerConfig { syscall_payload, fresh_at_shutdown, release_events, ..self.tracker }, clock);
         let mut st = Stages { source, tracker, sink_tx, records: Vec::new(), lost_seen: 0 };
         let (owners_tx, mut owners_rx) = mpsc::channel::<(u64, Owner)>(OUTPUT_QUEUE);
         let mut lookups = owners::Lookups::start(owners_tx).map_err(Error::OwnerThread)?;

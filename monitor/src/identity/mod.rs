@@ -3,7 +3,9 @@
 //!
 //! Reads /proc only; never touches the flow table (the daemon hands results to the tracker).
 
+pub mod android;
 mod app;
+pub mod emulator;
 mod process;
 pub mod rules;
 mod sockets;

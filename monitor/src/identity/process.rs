@@ -13,7 +13,9 @@ use jiff::Timestamp;
 use procfs::process::Process;
 
 use super::{
+    android::{Packages, UidKind},
     app::{App, AppSource, UNKNOWN_APP},
+    emulator::emulator_app,
     rules::{AppRules, Subject},
 };
 use crate::{clock::Clock, escape, tracker::record::Owner};
@@ -42,6 +44,9 @@ pub struct Identities {
     cache: HashMap<u32, Vec<Cached>>,
     order: VecDeque<u32>,
     users: HashMap<u32, Option<String>>,
+    /// Android packages by app ID (a packages.list was found): an app UID's default name is its
+    /// package.
+    android: Option<Packages>,
     /// Lookups answered from /proc (now or earlier) vs. from the kernel's data only.
     pub stats: IdentityStats,
 }
@@ -82,8 +87,23 @@ impl Identities {
             cache: HashMap::new(),
             order: VecDeque::new(),
             users: HashMap::new(),
+            android: None,
             stats: IdentityStats::default(),
         }
+    }
+
+    /// Names app UIDs (10000 and above within each Android user) by their package from `packages`,
+    /// unless an `[[apps]]` rule names them.
+    #[must_use]
+    pub fn with_android(mut self, packages: Packages) -> Self {
+        self.android = Some(packages);
+        self
+    }
+
+    /// The package of an Android app UID, if a packages.list names it.
+    fn package_of(&self, uid: u32) -> Option<String> {
+        let id = self.android.as_ref()?.identify(uid);
+        if id.kind == UidKind::System { None } else { id.package }
     }
 
     /// Reads a process from /proc into the cache if it is not there yet (call as soon as a
@@ -132,7 +152,7 @@ impl Identities {
             return None; // a newer process reusing the pid
         }
         let exe = p.exe().ok().map(|e| escape::utf8_or_hex(e.as_os_str().as_bytes()).into_owned());
-        let cmdline = cmdline(&p);
+        let (cmdline, emulator) = cmdline(&p);
         let uid = real_uid(&p)?;
         let cgroups = p.cgroups().ok();
         let cgroup = cgroups.as_ref().and_then(|list| {
@@ -150,6 +170,8 @@ impl Identities {
             .rules
             .name_for(&subject)
             .map(str::to_owned)
+            .or_else(|| self.package_of(uid))
+            .or(emulator)
             .or_else(|| exe.as_deref().and_then(|e| e.rsplit('/').next()).map(str::to_owned))
             .unwrap_or_else(|| stat.comm.clone());
         let name = if name.is_empty() { UNKNOWN_APP.to_owned() } else { name };
@@ -194,7 +216,12 @@ impl Identities {
     /// Identity from what the kernel recorded, for a process that is gone.
     fn kernel_only(&mut self, owner: &Owner) -> App {
         let subject = Subject { exe: None, comm: &owner.comm, unit: None, uid: owner.uid, cgroup: None };
-        let name = self.rules.name_for(&subject).map_or_else(|| owner.comm.clone(), str::to_owned);
+        let name = self
+            .rules
+            .name_for(&subject)
+            .map(str::to_owned)
+            .or_else(|| self.package_of(owner.uid))
+            .unwrap_or_else(|| owner.comm.clone());
         // No process at all (owner never found): a clear name, not an empty one.
         let name = if name.is_empty() { UNKNOWN_APP.to_owned() } else { name };
         App {
@@ -228,18 +255,23 @@ fn real_uid(p: &Process) -> Option<u32> {
 /// also for arguments that are not UTF-8); `None` when unreadable or empty (kernel threads,
 /// zombies). Trailing empty arguments are dropped: a process that rewrote its title
 /// (setproctitle) pads the rest of its argument area with NULs.
-fn cmdline(p: &Process) -> Option<String> {
+/// The command line, quoted for bash, and the emulator app name it gives (if any).
+fn cmdline(p: &Process) -> (Option<String>, Option<String>) {
     let mut raw = Vec::new();
     let limit = u64::try_from(MAX_CMDLINE + 1).unwrap_or(u64::MAX);
-    p.open_relative("cmdline").ok()?.take(limit).read_to_end(&mut raw).ok()?;
+    let Some(mut file) = p.open_relative("cmdline").ok() else { return (None, None) };
+    if (&mut file).take(limit).read_to_end(&mut raw).is_err() {
+        return (None, None);
+    }
     let truncated = raw.len() > MAX_CMDLINE;
     raw.truncate(MAX_CMDLINE);
-    let end = raw.iter().rposition(|b| *b != 0)? + 1;
+    let Some(end) = raw.iter().rposition(|b| *b != 0).map(|e| e + 1) else { return (None, None) };
+    let emulator = emulator_app(raw[..end].split(|b| *b == 0));
     let mut line = escape::shell_words(raw[..end].split(|b| *b == 0));
     if truncated {
         line.push_str(" # truncated");
     }
-    Some(line)
+    (Some(line), emulator)
 }
 
 #[cfg(test)]
@@ -299,7 +331,7 @@ mod tests {
         // the new arguments: until then the command line reads empty.
         let mut line = None;
         for _ in 0..200 {
-            line = cmdline(&p);
+            line = cmdline(&p).0;
             if line.is_some() {
                 break;
             }
@@ -373,6 +405,34 @@ mod tests {
         assert_eq!(ids.stats.from_kernel, 1);
         let gone = ids.app_for(&owner(u32::MAX - 1), clock.wall(Clock::boot_ns()));
         assert_eq!((gone.source, gone.name.as_str()), (AppSource::Kernel, "grouped"));
+    }
+
+    #[test]
+    fn android_app_uids_are_named_by_their_package_unless_a_rule_names_them() {
+        let clock = Clock::now();
+        let packages = Packages::parse(
+            "com.zhiliaoapp.musically 10123 0 /data/user/0/com.zhiliaoapp.musically default 3003\n\
+             com.android.shell 2000 0 /data/user_de/0/com.android.shell platform none\n",
+        );
+        let mut ids = Identities::new(AppRules::default(), clock).with_android(packages.clone());
+        let gone = |uid: u32| Owner {
+            tgid: u32::MAX - 1,
+            pid: u32::MAX - 1,
+            uid,
+            gid: uid,
+            comm: "Binder:123_4".into(),
+            cgroup_id: 0,
+            source: OwnerSource::SockCreate,
+        };
+        let now = clock.wall(Clock::boot_ns());
+        assert_eq!(ids.app_for(&gone(10_123), now).name, "com.zhiliaoapp.musically");
+        assert_eq!(ids.app_for(&gone(1_010_123), now).name, "com.zhiliaoapp.musically", "second user");
+        assert_eq!(ids.app_for(&gone(2000), now).name, "Binder:123_4", "system uids keep their process name");
+        assert_eq!(ids.app_for(&gone(10_124), now).name, "Binder:123_4", "unknown app id");
+        let rules =
+            AppRules::compile(&[AppRule { name: "tiktok".into(), uid: vec![10_123], ..AppRule::default() }]).unwrap();
+        let mut ids = Identities::new(rules, clock).with_android(packages);
+        assert_eq!(ids.app_for(&gone(10_123), now).name, "tiktok");
     }
 
     #[test]

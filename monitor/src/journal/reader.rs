@@ -218,7 +218,7 @@ impl JournalReader {
             .conn
             .query_row(
                 "SELECT pid, started_ms, version, config_path, last_flush_ms, flushes, rows_written,
-                     flush_interval_secs, residency_interval_secs FROM daemon_state WHERE id = 1",
+                     flush_interval_secs, residency_interval_secs, degradations FROM daemon_state WHERE id = 1",
                 [],
                 |row| {
                     Ok(DaemonState {
@@ -231,6 +231,9 @@ impl JournalReader {
                         rows_written: count(row.get(6)?),
                         flush_interval_secs: count(row.get(7)?),
                         residency_interval_secs: count(row.get(8)?),
+                        degradations: row
+                            .get::<_, Option<String>>(9)?
+                            .map(|s| s.split_whitespace().map(str::to_owned).collect()),
                         databases: Vec::new(),
                     })
                 },

@@ -168,6 +168,8 @@ pub struct DaemonState {
     pub residency_interval_secs: u64,
     /// Databases in use.
     pub databases: Vec<DatabaseRow>,
+    /// Degradations of the run (snake_case names); `None` when written by an older daemon.
+    pub degradations: Option<Vec<String>>,
 }
 
 /// Row counts per table.

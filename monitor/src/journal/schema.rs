@@ -17,7 +17,7 @@ use rusqlite_migration::{M, Migrations};
 use super::{Error, files};
 
 /// Schema version this build writes (number of migrations).
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// How long a statement waits for the other side's lock (reader vs writer) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -260,8 +260,14 @@ CREATE TABLE alerts (
 CREATE INDEX alerts_last ON alerts (last_ms);
 ";
 
+/// Degradations of the daemon run (space-separated snake_case names, as in the `started` line;
+/// empty: full fidelity; NULL: written by a daemon before this version).
+const V_DEGRADATIONS: &str = "
+ALTER TABLE daemon_state ADD COLUMN degradations TEXT;
+";
+
 /// Every migration, oldest first. Append only.
-const MIGRATIONS: &[M<'static>] = &[M::up(V1), M::up(V2), M::up(V3), M::up(V_ALERTS)];
+const MIGRATIONS: &[M<'static>] = &[M::up(V1), M::up(V2), M::up(V3), M::up(V_ALERTS), M::up(V_DEGRADATIONS)];
 
 fn migrations() -> Migrations<'static> {
     Migrations::from_slice(MIGRATIONS)

@@ -99,6 +99,17 @@ const _: fn() = || {
 };
 
 impl JournalWriter {
+    /// Records the degradations of this run in `daemon_state` (for `monitor status` and reports).
+    ///
+    /// # Errors
+    /// When the journal cannot be written.
+    pub fn record_degradations(&mut self, names: &[String]) -> Result<(), Error> {
+        self.conn
+            .execute("UPDATE daemon_state SET degradations = ?1 WHERE id = 1", params![names.join(" ")])
+            .map(drop)
+            .map_err(|source| Error::write(&self.path, source))
+    }
+
     /// Takes the single-writer lock (`<journal>.lock`) first, then opens (or creates) the journal,
     /// checks it (`PRAGMA quick_check`: reads the whole file once), applies pending migrations and
     /// records this run in `daemon_state`. A journal left by a killed daemon is recovered by SQLite

@@ -72,6 +72,12 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// Exclusive programs block hooks the monitor needs, and the fallback cannot stand in.
+    #[error(
+        "the kernel refused {refused} (an exclusive program, e.g. Android's netd, is attached to the cgroup or an \
+         ancestor) and the fallback hook set cannot run: {reason}"
+    )]
+    NoFallback { refused: String, reason: String },
     /// The ring buffer could not be registered with the async runtime.
     #[error("failed to poll the event ring buffer")]
     Poll(#[source] std::io::Error),

@@ -32,6 +32,26 @@ pub enum Degradation {
     /// Hybrid cgroup layout: every process sits in the v2 root, so the kernel's cgroup id is the
     /// root's; services are resolved from /proc/<pid>/cgroup instead.
     HybridCgroups,
+    /// `cgroup/sock_create` refused (an exclusive program above, e.g. Android's netd): a socket
+    /// gets its owner and counters at its first connect, send or receive, in that process;
+    /// sockets never used are not seen.
+    NoSocketCreateHook,
+    /// `cgroup/sock_release` refused and `fentry/inet_release` unavailable: a TCP flow ends
+    /// `tcp_close_grace` after `TCP_CLOSE`, other flows when the monitor stops; every read or
+    /// write of them is then an event (so their last event is final).
+    NoReleaseHook,
+    /// `connect`/`sendmsg`/`recvmsg` hooks refused: a UDP socket's destination is read from the
+    /// socket at its first send (connected sockets only).
+    NoSockAddrHooks,
+    /// `sock_ops` refused: no TCP handshake or close events and no kernel TCP counters; TCP
+    /// sockets are found at their first send or receive.
+    NoSockOps,
+    /// `cgroup_skb` refused: no wire bytes or packets; payload bytes come from the syscall
+    /// tracepoints.
+    NoWireCounters,
+    /// `cgroup_skb` refused: unconnected UDP, ping and raw sockets are counted per socket, without
+    /// their destinations.
+    NoUnconnectedUdpPeers,
 }
 
 impl Degradation {
@@ -44,8 +64,51 @@ impl Degradation {
             }
             Self::HybridCgroups => "hybrid cgroups: services resolved from /proc/<pid>/cgroup",
             Self::NoSnapshots => "no counter snapshots: idle flows are updated at their next packet or close",
+            Self::NoSocketCreateHook => {
+                "no sock_create hook (exclusive program above the cgroup): owners taken at a socket's first \
+                 connect, send or receive"
+            }
+            Self::NoReleaseHook => {
+                "no release hook (exclusive program, no fentry): TCP flows end after TCP close plus the grace, \
+                 others when the monitor stops"
+            }
+            Self::NoSockAddrHooks => {
+                "no connect/sendmsg/recvmsg hooks (exclusive program): UDP destinations read at the first send"
+            }
+            Self::NoSockOps => "no sock_ops hook (exclusive program): no TCP handshake/close events or TCP counters",
+            Self::NoWireCounters => "no packet hooks (exclusive program): no wire bytes or packets, payload only",
+            Self::NoUnconnectedUdpPeers => {
+                "no packet hooks (exclusive program): unconnected UDP, ping and raw sockets without destinations"
+            }
         }
     }
+}
+
+/// Degradations that follow from the kernel refusing the hooks in `refused` (program names of
+/// `monitor_common::maps::programs`), when `fentry/inet_release` stands in for `sock_release`
+/// (`release_fallback`) or not.
+#[must_use]
+pub fn refused_degradations(refused: &[&str], release_fallback: bool) -> Vec<Degradation> {
+    use monitor_common::maps::programs as p;
+    let is = |name: &str| refused.contains(&name);
+    let mut out = Vec::new();
+    if is(p::SOCK_CREATE) {
+        out.push(Degradation::NoSocketCreateHook);
+    }
+    if is(p::SOCK_RELEASE) && !release_fallback {
+        out.push(Degradation::NoReleaseHook);
+    }
+    if [p::CONNECT4, p::CONNECT6, p::SENDMSG4, p::SENDMSG6, p::RECVMSG4, p::RECVMSG6].iter().any(|n| is(n)) {
+        out.push(Degradation::NoSockAddrHooks);
+    }
+    if is(p::SOCK_OPS) {
+        out.push(Degradation::NoSockOps);
+    }
+    if is(p::SKB_EGRESS) || is(p::SKB_INGRESS) {
+        out.push(Degradation::NoWireCounters);
+        out.push(Degradation::NoUnconnectedUdpPeers);
+    }
+    out
 }
 
 /// Degradations that follow from the host layout alone.
@@ -53,6 +116,45 @@ impl Degradation {
 pub fn host_degradations() -> Vec<Degradation> {
     let hybrid = cgroup2_mount().is_ok_and(|m| m != Path::new("/sys/fs/cgroup"));
     if hybrid { vec![Degradation::HybridCgroups] } else { Vec::new() }
+}
+
+#[cfg(test)]
+mod tests {
+    use monitor_common::maps::programs as p;
+
+    use super::{Degradation as D, refused_degradations};
+
+    #[test]
+    fn netd_hook_sets_map_to_their_degradations() {
+        let before_v = [p::SKB_INGRESS, p::SKB_EGRESS, p::SOCK_CREATE, p::SOCK_RELEASE];
+        assert_eq!(
+            refused_degradations(&before_v, true),
+            [D::NoSocketCreateHook, D::NoWireCounters, D::NoUnconnectedUdpPeers]
+        );
+        assert_eq!(
+            refused_degradations(&before_v, false),
+            [D::NoSocketCreateHook, D::NoReleaseHook, D::NoWireCounters, D::NoUnconnectedUdpPeers]
+        );
+        let mut v = before_v.to_vec();
+        v.push(p::RECVMSG6);
+        assert!(refused_degradations(&v, true).contains(&D::NoSockAddrHooks));
+        assert_eq!(refused_degradations(&[p::SOCK_OPS], true), [D::NoSockOps]);
+        assert!(refused_degradations(&[], false).is_empty());
+        let names: Vec<String> = refused_degradations(&v, false)
+            .iter()
+            .map(|d| serde_json::to_value(d).unwrap().as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "no_socket_create_hook",
+                "no_release_hook",
+                "no_sock_addr_hooks",
+                "no_wire_counters",
+                "no_unconnected_udp_peers"
+            ]
+        );
+    }
 }
 
 /// One line of `monitor check`.

@@ -9,17 +9,22 @@ use std::{
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{Map, MapData, RingBuf, SkStorage},
+    maps::{Array, Map, MapData, RingBuf, SkStorage},
     programs::{
-        BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, Iter, Program,
-        SockOps,
+        BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, FEntry, Iter,
+        Program, ProgramError, SockOps,
     },
     util::KernelVersion,
 };
 use log::{debug, info, warn};
 use monitor_common::maps::{self, programs};
 
-use super::{Degradation, Error, ProbeConfig, StatsReader, features, object, snapshot::Snapshotter};
+use super::{
+    Degradation, Error, ProbeConfig, StatsReader,
+    btf_layout::{self, LayoutError, SockLayout},
+    features, object,
+    snapshot::Snapshotter,
+};
 
 /// Loaded and attached kernel programs. Dropping it detaches them.
 pub struct Probe {
@@ -63,11 +68,17 @@ impl Probe {
         object::verify_embedded()?;
         let interval_ns = u64::try_from(config.update_interval.as_nanos()).unwrap_or(u64::MAX);
         let (cgroup_id, cgroup_level) = super::cgroup::cgroup_id_and_level(&config.cgroup)?;
+        // Only the fallback hook set reads these; a kernel without usable BTF fails there.
+        let layout = btf_layout::kernel_sock_layout();
+        let offsets = layout.as_ref().map_or((0, 0, 0), |l| (l.v6_daddr, l.v6_rcv_saddr, l.protocol));
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(maps::EVENTS, config.ring_buffer_bytes)
             .override_global(maps::GLOBAL_UPDATE_INTERVAL_NS, &interval_ns, true)
             .override_global(maps::GLOBAL_WATCHED_CGROUP_ID, &cgroup_id, true)
             .override_global(maps::GLOBAL_WATCHED_CGROUP_LEVEL, &cgroup_level, true)
+            .override_global(maps::GLOBAL_SK_V6_DADDR_OFFSET, &offsets.0, true)
+            .override_global(maps::GLOBAL_SK_V6_RCV_SADDR_OFFSET, &offsets.1, true)
+            .override_global(maps::GLOBAL_SK_PROTOCOL_OFFSET, &offsets.2, true)
             .load(object::object_bytes())
             .map_err(Error::Load)?;
         match aya_log::EbpfLogger::init(&mut ebpf) {
@@ -81,10 +92,14 @@ impl Probe {
         let mode = attach_mode()?;
         let mut degradations = Vec::new();
 
+        // A hook the kernel refuses with EPERM sits below an exclusive program (Android's netd):
+        // it is left out and the fallback hook set stands in (see `fallback` in monitor-ebpf).
+        let mut refused: Vec<&'static str> = Vec::new();
+        let mut attached = 0_u32;
         for name in [programs::SOCK_CREATE, programs::SOCK_RELEASE] {
             let prog: &mut CgroupSock = program(&mut ebpf, name)?;
             prog.load().map_err(|source| Error::ProgramLoad { name, source })?;
-            prog.attach(cg, mode).map_err(|source| attach_error(name, target, source))?;
+            attached += outcome(name, target, prog.attach(cg, mode).map(drop), &mut refused)?;
         }
         for name in [
             programs::CONNECT4,
@@ -96,19 +111,19 @@ impl Probe {
         ] {
             let prog: &mut CgroupSockAddr = program(&mut ebpf, name)?;
             prog.load().map_err(|source| Error::ProgramLoad { name, source })?;
-            prog.attach(cg, mode).map_err(|source| attach_error(name, target, source))?;
+            attached += outcome(name, target, prog.attach(cg, mode).map(drop), &mut refused)?;
         }
         let sock_ops: &mut SockOps = program(&mut ebpf, programs::SOCK_OPS)?;
         sock_ops.load().map_err(|source| Error::ProgramLoad { name: programs::SOCK_OPS, source })?;
-        sock_ops.attach(cg, mode).map_err(|source| attach_error(programs::SOCK_OPS, target, source))?;
+        attached += outcome(programs::SOCK_OPS, target, sock_ops.attach(cg, mode).map(drop), &mut refused)?;
 
-        // Attached so far: 2 cgroup_sock, 6 cgroup_sock_addr, 1 sock_ops; 2 cgroup_skb follow.
-        let mut attached = 9 + 2;
+        let mut payload_tracepoints = true;
         match attach_payload_tracepoints(&mut ebpf) {
             Ok(()) => attached += 2,
             Err(Optional::Kernel(reason)) => {
                 warn!("payload tracepoints unavailable ({reason}); TCP payload falls back to kernel TCP counters");
                 degradations.push(Degradation::PayloadFromTcpCounters);
+                payload_tracepoints = false;
             }
             Err(Optional::Object(e)) => return Err(e),
         }
@@ -118,7 +133,10 @@ impl Probe {
         {
             let prog: &mut CgroupSkb = program(&mut ebpf, name)?;
             prog.load().map_err(|source| Error::ProgramLoad { name, source })?;
-            prog.attach(cg, kind, mode).map_err(|source| attach_error(name, target, source))?;
+            attached += outcome(name, target, prog.attach(cg, kind, mode).map(drop), &mut refused)?;
+        }
+        if !refused.is_empty() {
+            attached += fall_back(&mut ebpf, &refused, payload_tracepoints, layout.as_ref(), &mut degradations)?;
         }
         let snapshotter = match snapshotter(&mut ebpf) {
             Ok(s) => Some(s),
@@ -207,8 +225,105 @@ impl From<Error> for Optional {
     }
 }
 
-fn attach_error(name: &'static str, target: &Path, source: aya::programs::ProgramError) -> Error {
-    Error::Attach { name, target: target.to_path_buf(), source }
+/// Whether the kernel refused an attachment because an exclusive program (attached without
+/// `BPF_F_ALLOW_MULTI`, as Android's netd does) sits on the cgroup or an ancestor: EPERM
+/// (`kernel/bpf/cgroup.c`, `hierarchy_allows_attach` and the flags check of `__cgroup_bpf_attach`).
+fn refused_by_exclusive(e: &ProgramError) -> bool {
+    matches!(e, ProgramError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::EPERM))
+}
+
+/// 1 when attached; 0 (and `name` in `refused`) when an exclusive program blocks it; otherwise
+/// the error.
+fn outcome(
+    name: &'static str,
+    target: &Path,
+    result: Result<(), ProgramError>,
+    refused: &mut Vec<&'static str>,
+) -> Result<u32, Error> {
+    match result {
+        Ok(()) => Ok(1),
+        Err(e) if refused_by_exclusive(&e) => {
+            warn!(
+                "kernel refused {name} on {} (EPERM: an exclusive program is attached there or above)",
+                target.display()
+            );
+            refused.push(name);
+            Ok(0)
+        }
+        Err(source) => Err(Error::Attach { name, target: target.to_path_buf(), source }),
+    }
+}
+
+/// Stands in for the hooks in `refused` with what still attributes exactly, and records what is
+/// lost. Returns the number of programs it attached.
+fn fall_back(
+    ebpf: &mut Ebpf,
+    refused: &[&'static str],
+    payload_tracepoints: bool,
+    layout: Result<&SockLayout, &LayoutError>,
+    degradations: &mut Vec<Degradation>,
+) -> Result<u32, Error> {
+    let is = |name: &str| refused.contains(&name);
+    let mut attached = 0;
+    let no_create = is(programs::SOCK_CREATE);
+    let no_skb = is(programs::SKB_EGRESS) || is(programs::SKB_INGRESS);
+    if no_create || no_skb {
+        // The payload tracepoints find sockets and send updates in place of sock_create and the
+        // packet path; they need their socket layout.
+        let reason = if payload_tracepoints {
+            layout.err().map(ToString::to_string)
+        } else {
+            Some("the payload tracepoints (Linux 6.3+ with BTF) are unavailable".to_owned())
+        };
+        if let Some(reason) = reason {
+            return Err(Error::NoFallback { refused: refused.join(", "), reason });
+        }
+        set_fallback_bits(ebpf, maps::FALLBACK_DISCOVER)?;
+    }
+    let mut release_fallback = false;
+    if is(programs::SOCK_RELEASE) {
+        match attach_fentry_release(ebpf) {
+            Ok(()) => {
+                attached += 1;
+                release_fallback = true;
+            }
+            Err(Optional::Kernel(reason)) => {
+                warn!("release fallback unavailable ({reason}); flows end only when the monitor stops");
+            }
+            Err(Optional::Object(e)) => return Err(e),
+        }
+    }
+    if is(programs::SOCK_RELEASE) && !release_fallback {
+        if !payload_tracepoints {
+            return Err(Error::NoFallback {
+                refused: refused.join(", "),
+                reason: "no release hook can stand in and the payload tracepoints are unavailable".to_owned(),
+            });
+        }
+        // Without any release hook a socket's last event must carry its final counters.
+        set_fallback_bits(ebpf, maps::FALLBACK_DISCOVER | maps::FALLBACK_EVERY_CALL)?;
+    }
+    degradations.extend(features::refused_degradations(refused, release_fallback));
+    info!("fallback hook set: refused={} replacements={attached}", refused.join(","));
+    Ok(attached)
+}
+
+/// Sets the `FALLBACK` bits the kernel programs read.
+fn set_fallback_bits(ebpf: &mut Ebpf, value: u32) -> Result<(), Error> {
+    let map = ebpf.map_mut(maps::FALLBACK).ok_or(Error::MapNotFound { name: maps::FALLBACK })?;
+    let mut bits: Array<&mut MapData, u32> =
+        Array::try_from(map).map_err(|source| Error::Map { name: maps::FALLBACK, source })?;
+    bits.set(0, value, 0).map_err(|source| Error::Map { name: maps::FALLBACK, source })
+}
+
+/// `fentry/inet_release` in place of `cgroup/sock_release` (needs BTF and BPF trampolines).
+fn attach_fentry_release(ebpf: &mut Ebpf) -> Result<(), Optional> {
+    let name = programs::FENTRY_RELEASE;
+    let btf = Btf::from_sys_fs().map_err(|e| Optional::Kernel(format!("kernel BTF: {e}")))?;
+    let prog: &mut FEntry = program(ebpf, name)?;
+    prog.load(programs::FENTRY_RELEASE_FN, &btf).map_err(|e| Optional::Kernel(format!("{name}: {e}")))?;
+    prog.attach().map_err(|e| Optional::Kernel(format!("{name}: {e}")))?;
+    Ok(())
 }
 
 /// The payload tracepoints need kernel BTF and Linux 6.3+; a kernel refusal is a degradation.

@@ -4,8 +4,10 @@
 //! Owns the [`aya::Ebpf`] object: dropping a [`Probe`] detaches every program. Does not interpret
 //! events (that is the tracker's job).
 
+mod btf_layout;
 mod cgroup;
 mod error;
+pub mod exclusive;
 pub mod features;
 mod load;
 mod object;

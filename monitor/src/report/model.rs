@@ -325,6 +325,9 @@ pub struct Completeness {
     pub data_since: Option<Timestamp>,
     /// End of the last residency interval with data.
     pub data_until: Option<Timestamp>,
+    /// Degradations of the journal's latest daemon run (snake_case names, see README
+    /// "Degraded operation"); `None` when that daemon did not record them.
+    pub degradations: Option<Vec<String>>,
     /// The same facts as sentences, in a fixed order.
     pub notes: Vec<String>,
 }

@@ -82,6 +82,10 @@ pub(super) fn completeness(
             bytes(losses.payload_bytes)
         ));
     }
+    let degradations = reader.state()?.and_then(|s| s.degradations);
+    if let Some(d) = degradations.as_ref().filter(|d| !d.is_empty()) {
+        notes.push(format!("the latest daemon run was degraded: {} (see README \"Degraded operation\")", d.join(", ")));
+    }
     if let Some(p) = endpoints_purged_before {
         notes.push(format!(
             "endpoint detail covers only the time since {p}: older connection records were purged (retention)"
@@ -94,6 +98,7 @@ pub(super) fn completeness(
         ));
     }
     Ok(Completeness {
+        degradations,
         stats_rows: stats.rows,
         runs: stats.runs,
         events_submitted: stats.events_submitted,

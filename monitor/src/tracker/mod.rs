@@ -51,6 +51,10 @@ pub struct TrackerConfig {
     pub tcp_close_grace: Duration,
     /// Whether payload comes from the syscall tracepoints (else from TCP counters).
     pub syscall_payload: bool,
+    /// Whether the kernel reports socket releases (else, degradation `no_release_hook`: a TCP
+    /// flow ends `tcp_close_grace` after `TCP_CLOSE`, complete, since the kernel then reports
+    /// every later read or write; other flows end at shutdown).
+    pub release_events: bool,
     /// Whether open flows are refreshed from the kernel's counters before `shutdown` (the
     /// counter iterator loaded). Without it a `shutdown` record carries the counters of the
     /// flow's last event, which may be behind, and is marked incomplete.
@@ -128,6 +132,14 @@ impl Tracker {
             EventKind::TcpClose if self.flows.get(&key).is_some_and(|f| f.released) => {
                 self.finish(key, RecordKind::Close, true, out);
             }
+            EventKind::TcpClose if !self.config.release_events => {
+                // No release will come: the flow ends after the grace (reads after TCP_CLOSE
+                // arrive as updates meanwhile).
+                if let Some(flow) = self.flows.get_mut(&key) {
+                    flow.released = true;
+                    flow.released_ns = ev.ts_ns;
+                }
+            }
             // The peer's slot was flushed: its flow waits, parked, for the socket's release,
             // unless a cap is reached.
             EventKind::PeerEvicted if self.flows.get(&key).is_some_and(|f| f.parked()) => {
@@ -180,7 +192,8 @@ impl Tracker {
             }
         }
         for key in expired {
-            self.finish(key, RecordKind::Close, false, out);
+            let complete = !self.config.release_events && self.flows.get(&key).is_some_and(|f| f.tcp_closed);
+            self.finish(key, RecordKind::Close, complete, out);
         }
         for key in due {
             if let Some(record) = self.record(key, RecordKind::Update, true, now_ns) {
@@ -193,6 +206,10 @@ impl Tracker {
     pub fn shutdown(&mut self, now_ns: u64, out: &mut Vec<FlowRecord>) {
         let keys: Vec<FlowKey> = self.flows.keys().copied().collect();
         for key in keys {
+            if !self.config.release_events && self.flows.get(&key).is_some_and(|f| f.released && f.tcp_closed) {
+                self.finish(key, RecordKind::Close, true, out);
+                continue;
+            }
             if let Some(record) = self.record(key, RecordKind::Shutdown, self.config.fresh_at_shutdown, now_ns) {
                 out.push(record);
             }

@@ -95,6 +95,7 @@ mod tests {
             tcp_close_grace: Duration::from_secs(120),
             syscall_payload: true,
             fresh_at_shutdown: true,
+            release_events: true,
         };
         Tracker::new(config, Clock::with_offset(0))
     }

@@ -30,6 +30,7 @@ fn tracker() -> Tracker {
             tcp_close_grace: Duration::from_secs(120),
             syscall_payload: true,
             fresh_at_shutdown: true,
+            release_events: true,
         },
         Clock::with_offset(0),
     )
@@ -286,6 +287,7 @@ fn tcp_counter_fallback_removes_syn_and_fins() {
             tcp_close_grace: Duration::from_secs(1),
             syscall_payload: false,
             fresh_at_shutdown: true,
+            release_events: true,
         },
         Clock::with_offset(0),
     );
@@ -313,3 +315,43 @@ fn flow_state_stays_small() {
 
 mod payload;
 mod peers;
+
+/// Without release events (degradation `no_release_hook`), a TCP flow ends `tcp_close_grace`
+/// after `TCP_CLOSE`, complete and with the bytes of the reads reported after it; at shutdown
+/// such a flow is a `close` record too, while other open flows are `shutdown` records.
+#[test]
+fn without_release_events_tcp_ends_at_tcp_close_plus_grace_with_later_reads() {
+    let mut t = tracker();
+    t.config.release_events = false;
+    let est = ev(EventKind::Established, 2 * SEC, ByteCounters::default());
+    let close = ev(EventKind::TcpClose, 3 * SEC, counters(0, 0, 900, 400));
+    // A read after TCP_CLOSE, reported by the payload tracepoint.
+    let late = ev(EventKind::Update, 4 * SEC, counters(0, 0, 900, 650));
+    let out = feed(&mut t, &[(EventKind::Established, est), (EventKind::TcpClose, close), (EventKind::Update, late)]);
+    assert!(out.is_empty(), "waits for the grace: {out:#?}");
+    let mut out = Vec::new();
+    t.tick(3 * SEC + 119 * SEC, &mut out);
+    assert!(out.iter().all(|r| r.event != RecordKind::Close), "not before the grace: {out:#?}");
+    let mut out = Vec::new();
+    t.tick(3 * SEC + 121 * SEC, &mut out);
+    let closed: Vec<&FlowRecord> = out.iter().filter(|r| r.event == RecordKind::Close).collect();
+    assert_eq!(closed.len(), 1, "{out:#?}");
+    assert!(closed[0].complete);
+    assert_eq!((closed[0].payload.tx_bytes, closed[0].payload.rx_bytes), (900, 650));
+
+    // At shutdown: the closed TCP flow is a complete close; a UDP flow a shutdown record.
+    let mut t = tracker();
+    t.config.release_events = false;
+    let mut udp = ev(EventKind::Connect, 2 * SEC, counters(0, 0, 100, 100));
+    udp.cookie = 8;
+    udp.tuple.protocol = IPPROTO_UDP;
+    let est = ev(EventKind::Established, 2 * SEC, ByteCounters::default());
+    let close = ev(EventKind::TcpClose, 3 * SEC, counters(0, 0, 900, 400));
+    feed(&mut t, &[(EventKind::Connect, udp), (EventKind::Established, est), (EventKind::TcpClose, close)]);
+    let mut out = Vec::new();
+    t.shutdown(5 * SEC, &mut out);
+    let tcp = out.iter().find(|r| r.cookie == 7).unwrap();
+    assert_eq!((tcp.event, tcp.complete, tcp.payload.rx_bytes), (RecordKind::Close, true, 400));
+    let udp = out.iter().find(|r| r.cookie == 8).unwrap();
+    assert_eq!((udp.event, udp.payload.tx_bytes), (RecordKind::Shutdown, 100));
+}

@@ -98,26 +98,31 @@ pub fn all() -> Vec<Case> {
             "fleet_prometheus_returns_each_journals_bytes_per_app_and_country",
             crate::fleet::prometheus_returns_each_journals_bytes_per_app_and_country,
         ),
+        ("android_packages_named_by_uid_with_exact_bytes", crate::android::packages_named_with_exact_bytes),
+        ("netd_skb_sock_exclusive_ipv4_falls_back_exact", || crate::netd::tcp_and_connected_udp_exact(false, false)),
+        ("netd_skb_sock_exclusive_ipv6_falls_back_exact", || crate::netd::tcp_and_connected_udp_exact(false, true)),
+        ("netd_all_hooks_exclusive_ipv4_falls_back_exact", || crate::netd::tcp_and_connected_udp_exact(true, false)),
+        ("netd_all_hooks_exclusive_ipv6_falls_back_exact", || crate::netd::tcp_and_connected_udp_exact(true, true)),
     ]
 }
 
-const CLIENT_UID: u32 = 4242;
+pub(crate) const CLIENT_UID: u32 = 4242;
 const SERVER_UID: u32 = 4243;
 
-fn s(v: impl ToString) -> String {
+pub(crate) fn s(v: impl ToString) -> String {
     v.to_string()
 }
 
-fn server_addr(pair: &Pair, v6: bool, i: usize, port: u16) -> SocketAddr {
+pub(crate) fn server_addr(pair: &Pair, v6: bool, i: usize, port: u16) -> SocketAddr {
     let ip = if v6 { pair.b_v6[i].parse().unwrap() } else { pair.b_v4[i].parse().unwrap() };
     SocketAddr::new(ip, port)
 }
 
-fn addr(v: &Value) -> SocketAddr {
+pub(crate) fn addr(v: &Value) -> SocketAddr {
     v.as_str().unwrap().parse().unwrap()
 }
 
-fn record_for_local(out: &Output, local: SocketAddr) -> &FlowRecord {
+pub(crate) fn record_for_local(out: &Output, local: SocketAddr) -> &FlowRecord {
     let found: Vec<&FlowRecord> = out.closed().into_iter().filter(|r| r.local == Some(local)).collect();
     assert_eq!(found.len(), 1, "expected one closed flow for {local}, got {found:#?}\nall: {:#?}", out.records);
     found[0]
@@ -140,7 +145,7 @@ fn assert_wire_matches(out: &Output, iface: Counters) {
     assert_within_1pct("wire rx", rx, iface.rx_bytes);
 }
 
-fn assert_owner(r: &FlowRecord, pid: u32, comm: &str, uid: u32) {
+pub(crate) fn assert_owner(r: &FlowRecord, pid: u32, comm: &str, uid: u32) {
     assert_eq!(r.owner.tgid, pid, "owner pid: {r:#?}");
     assert_eq!(r.owner.comm, comm, "owner comm: {r:#?}");
     assert_eq!(r.owner.uid, uid, "owner uid: {r:#?}");

@@ -1,0 +1,243 @@
+//! Offsets of the `struct sock` fields the fallback hooks read, from kernel BTF.
+//!
+//! The fallback programs (`monitor-ebpf/src/probes/fallback.rs`) see a BTF `struct sock *` and
+//! read its addresses with `bpf_probe_read_kernel`. aya 0.14 does not expose BTF struct members,
+//! so the few that matter are looked up here with a minimal reader of the BTF format
+//! (`Documentation/bpf/btf.rst`): the type section, structs and unions with their members,
+//! anonymous members followed. Everything else is skipped by its documented size.
+
+use std::collections::HashMap;
+
+/// Offsets the fallback programs take as load-time globals, and the fixed ones they assume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SockLayout {
+    /// `skc_v6_daddr` in `struct sock`.
+    pub v6_daddr: u32,
+    /// `skc_v6_rcv_saddr` in `struct sock`.
+    pub v6_rcv_saddr: u32,
+    /// The 16-bit `sk_protocol` in `struct sock` (a bitfield before Linux 5.6: unsupported).
+    pub protocol: u32,
+}
+
+/// Why the layout is not usable.
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    /// Not BTF, or truncated.
+    #[error("kernel BTF is malformed: {0}")]
+    Malformed(&'static str),
+    /// A type or member is missing.
+    #[error("kernel BTF has no `{0}`")]
+    Missing(String),
+    /// A field is not where the fallback programs read it.
+    #[error("`{field}` is at byte {found} in this kernel, the fallback programs read it at {expected}")]
+    Moved { field: &'static str, found: u32, expected: u32 },
+    /// A field is a bitfield or has an unexpected size.
+    #[error("`{0}` has an unexpected type (bitfield or size)")]
+    Shape(&'static str),
+}
+
+/// Offsets in `struct sock_common` (and `struct socket`) the programs use as constants.
+const FIXED: [(&str, &str, u32); 6] = [
+    ("sock_common", "skc_daddr", 0),
+    ("sock_common", "skc_rcv_saddr", 4),
+    ("sock_common", "skc_dport", 12),
+    ("sock_common", "skc_num", 14),
+    ("sock_common", "skc_family", 16),
+    ("socket", "sk", 24),
+];
+
+const KIND_INT: u32 = 1;
+const KIND_STRUCT: u32 = 4;
+const KIND_UNION: u32 = 5;
+const KIND_TYPEDEF: u32 = 8;
+const KIND_VOLATILE: u32 = 9;
+const KIND_CONST: u32 = 10;
+const KIND_RESTRICT: u32 = 11;
+const KIND_TYPE_TAG: u32 = 18;
+
+/// One member of a struct or union.
+#[derive(Debug, Clone)]
+struct Member {
+    name: String,
+    type_id: u32,
+    /// Bit offset.
+    bits: u32,
+    /// Bitfield size (0: not a bitfield).
+    bitfield: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Type {
+    kind: u32,
+    /// `size` or `type`, depending on the kind.
+    size_or_type: u32,
+    members: Vec<Member>,
+}
+
+/// The types of a BTF blob that this module needs (others are kept as placeholders).
+struct Types {
+    /// Index 0 is `void`.
+    types: Vec<Type>,
+    structs: HashMap<String, u32>,
+}
+
+fn u32_at(data: &[u8], at: usize) -> Result<u32, LayoutError> {
+    let bytes = data.get(at..at + 4).ok_or(LayoutError::Malformed("truncated"))?;
+    Ok(u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+}
+
+fn string_at(strings: &[u8], offset: u32) -> String {
+    let start = offset as usize;
+    let tail = strings.get(start..).unwrap_or_default();
+    let end = tail.iter().position(|b| *b == 0).unwrap_or(tail.len());
+    String::from_utf8_lossy(&tail[..end]).into_owned()
+}
+
+/// Bytes that follow a type record of `kind` with `vlen` entries (btf.rst §2.2).
+fn extra_bytes(kind: u32, vlen: usize) -> Result<usize, LayoutError> {
+    Ok(match kind {
+        1 | 14 | 17 => 4,             // INT, VAR, DECL_TAG
+        3 => 12,                      // ARRAY
+        4 | 5 | 15 | 19 => 12 * vlen, // STRUCT, UNION, DATASEC, ENUM64
+        6 | 13 => 8 * vlen,           // ENUM, FUNC_PROTO
+        2 | 7..=12 | 16 | 18 => 0,    // PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FLOAT, TYPE_TAG
+        _ => return Err(LayoutError::Malformed("unknown type kind")),
+    })
+}
+
+impl Types {
+    fn parse(data: &[u8]) -> Result<Self, LayoutError> {
+        let magic = data.get(0..2).ok_or(LayoutError::Malformed("truncated"))?;
+        if u16::from_ne_bytes([magic[0], magic[1]]) != 0xeb9f {
+            return Err(LayoutError::Malformed("bad magic (or other byte order)"));
+        }
+        let hdr_len = u32_at(data, 4)? as usize;
+        let (type_off, type_len) = (u32_at(data, 8)? as usize, u32_at(data, 12)? as usize);
+        let (str_off, str_len) = (u32_at(data, 16)? as usize, u32_at(data, 20)? as usize);
+        let section = |off: usize, len: usize| {
+            hdr_len
+                .checked_add(off)
+                .and_then(|start| Some((start, start.checked_add(len)?)))
+                .and_then(|(start, end)| data.get(start..end))
+                .ok_or(LayoutError::Malformed("section out of bounds"))
+        };
+        let type_data = section(type_off, type_len)?;
+        let strings = section(str_off, str_len)?;
+        let mut types = vec![Type { kind: 0, size_or_type: 0, members: Vec::new() }];
+        let mut structs = HashMap::new();
+        let mut at = 0;
+        while at < type_data.len() {
+            let (name_off, info, size_or_type) =
+                (u32_at(type_data, at)?, u32_at(type_data, at + 4)?, u32_at(type_data, at + 8)?);
+            let kind = (info >> 24) & 0x1f;
+            let vlen = (info & 0xffff) as usize;
+            let kind_flag = info >> 31 == 1;
+            at += 12;
+            let extra = extra_bytes(kind, vlen)?;
+            let mut members = Vec::new();
+            if kind == KIND_STRUCT || kind == KIND_UNION {
+                for i in 0..vlen {
+                    let m = at + 12 * i;
+                    let (m_name, m_type, m_off) =
+                        (u32_at(type_data, m)?, u32_at(type_data, m + 4)?, u32_at(type_data, m + 8)?);
+                    let (bits, bitfield) = if kind_flag { (m_off & 0x00ff_ffff, m_off >> 24) } else { (m_off, 0) };
+                    members.push(Member { name: string_at(strings, m_name), type_id: m_type, bits, bitfield });
+                }
+            }
+            if kind == KIND_STRUCT {
+                let name = string_at(strings, name_off);
+                if !name.is_empty() {
+                    structs.entry(name).or_insert(u32::try_from(types.len()).unwrap_or(u32::MAX));
+                }
+            }
+            types.push(Type { kind, size_or_type, members });
+            at += extra;
+        }
+        Ok(Self { types, structs })
+    }
+
+    /// Byte offset and member of `field` in struct `name`, following anonymous members.
+    fn find(&self, name: &str, field: &str) -> Result<(u32, Member), LayoutError> {
+        let id = *self.structs.get(name).ok_or_else(|| LayoutError::Missing(format!("struct {name}")))?;
+        self.find_in(id, field, 0)
+            .ok_or_else(|| LayoutError::Missing(format!("{name}.{field}")))
+            .map(|(bits, m)| (bits / 8, m))
+    }
+
+    fn find_in(&self, id: u32, field: &str, depth: u32) -> Option<(u32, Member)> {
+        let ty = self.types.get(id as usize)?;
+        if depth > 8 || (ty.kind != KIND_STRUCT && ty.kind != KIND_UNION) {
+            return None;
+        }
+        for m in &ty.members {
+            if m.name == field {
+                return Some((m.bits, m.clone()));
+            }
+            if m.name.is_empty()
+                && let Some((bits, found)) = self.find_in(self.resolve(m.type_id), field, depth + 1)
+            {
+                return Some((m.bits + bits, found));
+            }
+        }
+        None
+    }
+
+    /// Follows typedefs and qualifiers.
+    fn resolve(&self, mut id: u32) -> u32 {
+        for _ in 0..16 {
+            match self.types.get(id as usize) {
+                Some(t)
+                    if matches!(t.kind, KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG) =>
+                {
+                    id = t.size_or_type;
+                }
+                _ => break,
+            }
+        }
+        id
+    }
+
+    /// Size in bytes of an integer type (after typedefs), if it is one.
+    fn int_size(&self, id: u32) -> Option<u32> {
+        let t = self.types.get(self.resolve(id) as usize)?;
+        (t.kind == KIND_INT).then_some(t.size_or_type)
+    }
+}
+
+/// The layout of `struct sock` in the BTF blob `data`, checked against the fixed offsets.
+///
+/// # Errors
+/// When the blob is malformed, a field is missing, moved, or has another shape.
+pub fn sock_layout(data: &[u8]) -> Result<SockLayout, LayoutError> {
+    let types = Types::parse(data)?;
+    for (name, field, expected) in FIXED {
+        let (found, _) = types.find(name, field)?;
+        if found != expected {
+            return Err(LayoutError::Moved { field, found, expected });
+        }
+    }
+    let (common, _) = types.find("sock", "__sk_common")?;
+    let (v6_daddr, _) = types.find("sock_common", "skc_v6_daddr")?;
+    let (v6_rcv_saddr, _) = types.find("sock_common", "skc_v6_rcv_saddr")?;
+    let (protocol, member) = types.find("sock", "sk_protocol")?;
+    if member.bitfield != 0 || member.bits % 8 != 0 || types.int_size(member.type_id) != Some(2) {
+        return Err(LayoutError::Shape("sk_protocol"));
+    }
+    if common != 0 {
+        return Err(LayoutError::Moved { field: "__sk_common", found: common, expected: 0 });
+    }
+    Ok(SockLayout { v6_daddr, v6_rcv_saddr, protocol })
+}
+
+/// The layout of this kernel (`/sys/kernel/btf/vmlinux`).
+///
+/// # Errors
+/// As [`sock_layout`], or when the file cannot be read.
+pub fn kernel_sock_layout() -> Result<SockLayout, LayoutError> {
+    let data =
+        std::fs::read("/sys/kernel/btf/vmlinux").map_err(|_| LayoutError::Missing("/sys/kernel/btf/vmlinux".into()))?;
+    sock_layout(&data)
+}
+
+#[cfg(test)]
+mod tests;

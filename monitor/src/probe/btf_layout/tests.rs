@@ -1,0 +1,133 @@
+//! Tests of the BTF reader on synthetic blobs with known offsets, and on this kernel's BTF.
+
+use super::*;
+
+/// Builds a BTF blob: strings and type records, as `Documentation/bpf/btf.rst` lays them out.
+#[derive(Default)]
+struct Builder {
+    strings: Vec<u8>,
+    types: Vec<u8>,
+    next_id: u32,
+}
+
+impl Builder {
+    fn new() -> Self {
+        Self { strings: vec![0], types: Vec::new(), next_id: 1 }
+    }
+    fn string(&mut self, s: &str) -> u32 {
+        if s.is_empty() {
+            return 0;
+        }
+        let at = u32::try_from(self.strings.len()).unwrap();
+        self.strings.extend_from_slice(s.as_bytes());
+        self.strings.push(0);
+        at
+    }
+    fn record(&mut self, name: &str, kind: u32, vlen: u32, kind_flag: bool, size_or_type: u32) -> u32 {
+        let name = self.string(name);
+        let info = (kind << 24) | vlen | if kind_flag { 1 << 31 } else { 0 };
+        for v in [name, info, size_or_type] {
+            self.types.extend_from_slice(&v.to_ne_bytes());
+        }
+        self.next_id += 1;
+        self.next_id - 1
+    }
+    fn int(&mut self, name: &str, size: u32) -> u32 {
+        let id = self.record(name, KIND_INT, 0, false, size);
+        self.types.extend_from_slice(&(size * 8).to_ne_bytes());
+        id
+    }
+    /// `members`: (name, type, bit offset, bitfield size).
+    fn composite(&mut self, kind: u32, name: &str, size: u32, members: &[(&str, u32, u32, u32)]) -> u32 {
+        let bitfields = members.iter().any(|m| m.3 != 0);
+        let id = self.record(name, kind, u32::try_from(members.len()).unwrap(), bitfields, size);
+        for (m, ty, bits, bitfield) in members {
+            let m = self.string(m);
+            let off = if bitfields { (bitfield << 24) | bits } else { *bits };
+            for v in [m, *ty, off] {
+                self.types.extend_from_slice(&v.to_ne_bytes());
+            }
+        }
+        id
+    }
+    fn finish(self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&0xeb9f_u16.to_ne_bytes());
+        out.extend_from_slice(&[1, 0]);
+        let type_len = u32::try_from(self.types.len()).unwrap();
+        for v in [24, 0, type_len, type_len, u32::try_from(self.strings.len()).unwrap()] {
+            out.extend_from_slice(&v.to_ne_bytes());
+        }
+        out.extend_from_slice(&self.types);
+        out.extend_from_slice(&self.strings);
+        out
+    }
+}
+
+/// A kernel-like layout: `family_bits` is where `skc_family` sits, `protocol_bitfield` makes
+/// `sk_protocol` an 8-bit bitfield (pre-5.6 kernels).
+fn blob(family_bits: u32, protocol_bitfield: bool) -> Vec<u8> {
+    let mut b = Builder::new();
+    let u16_ = b.int("unsigned short", 2);
+    let be16 = b.record("__be16", KIND_TYPEDEF, 0, false, u16_);
+    let u32_ = b.int("unsigned int", 4);
+    let in6 = b.composite(KIND_STRUCT, "in6_addr", 16, &[]);
+    let pair = b.composite(KIND_STRUCT, "", 8, &[("skc_daddr", u32_, 0, 0), ("skc_rcv_saddr", u32_, 32, 0)]);
+    let addr_union = b.composite(KIND_UNION, "", 8, &[("skc_addrpair", u32_, 0, 0), ("", pair, 0, 0)]);
+    let ports = b.composite(KIND_STRUCT, "", 4, &[("skc_dport", be16, 0, 0), ("skc_num", u16_, 16, 0)]);
+    let common = b.composite(
+        KIND_STRUCT,
+        "sock_common",
+        136,
+        &[
+            ("", addr_union, 0, 0),
+            ("", ports, 96, 0),
+            ("skc_family", u16_, family_bits, 0),
+            ("skc_v6_daddr", in6, 56 * 8, 0),
+            ("skc_v6_rcv_saddr", in6, 72 * 8, 0),
+        ],
+    );
+    let protocol =
+        if protocol_bitfield { ("sk_protocol", u32_, 516 * 8, 8) } else { ("sk_protocol", u16_, 516 * 8, 0) };
+    let sock = b.composite(KIND_STRUCT, "sock", 800, &[("__sk_common", common, 0, 0), protocol]);
+    let ptr = b.record("", 2, 0, false, sock);
+    b.composite(KIND_STRUCT, "socket", 128, &[("state", u32_, 0, 0), ("sk", ptr, 24 * 8, 0)]);
+    b.finish()
+}
+
+#[test]
+fn offsets_are_read_through_anonymous_members() {
+    let layout = sock_layout(&blob(128, false)).unwrap();
+    assert_eq!(layout, SockLayout { v6_daddr: 56, v6_rcv_saddr: 72, protocol: 516 });
+}
+
+#[test]
+fn a_moved_fixed_field_or_a_bitfield_protocol_is_refused() {
+    let err = sock_layout(&blob(160, false)).unwrap_err();
+    assert!(matches!(err, LayoutError::Moved { field: "skc_family", found: 20, expected: 16 }), "{err:?}");
+    let err = sock_layout(&blob(128, true)).unwrap_err();
+    assert!(matches!(err, LayoutError::Shape("sk_protocol")), "{err:?}");
+}
+
+#[test]
+fn garbage_and_truncated_blobs_are_errors_not_panics() {
+    assert!(matches!(sock_layout(b"nonsense"), Err(LayoutError::Malformed(_))));
+    let full = blob(128, false);
+    for cut in [0, 3, 10, 24, 40, full.len() / 2, full.len() - 1] {
+        assert!(sock_layout(&full[..cut]).is_err(), "cut at {cut}");
+    }
+}
+
+#[test]
+fn this_kernel_has_the_layout_the_fallback_programs_read() {
+    if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+        eprintln!("SKIP: no /sys/kernel/btf/vmlinux");
+        return;
+    }
+    let layout = kernel_sock_layout().unwrap();
+    // In the kernel source the two IPv6 addresses follow each other in `struct sock_common`,
+    // after `skc_net` (so past the fixed fields), and `sk_protocol` lies beyond `sock_common`.
+    assert_eq!(layout.v6_rcv_saddr, layout.v6_daddr + 16, "{layout:?}");
+    assert!(layout.v6_daddr >= 40, "{layout:?}");
+    assert!(layout.protocol > layout.v6_rcv_saddr, "{layout:?}");
+}
