@@ -219,6 +219,7 @@ fn report(apps: Vec<AppReport>, events_lost: u64) -> Report {
             data_since: None,
             data_until: None,
             notes: Vec::new(),
+            degradations: None,
         },
         databases: Vec::new(),
         attribution: Attribution { text: crate::report::ATTRIBUTION, applies: false },
