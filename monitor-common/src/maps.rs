@@ -39,8 +39,12 @@ pub const STAT_PEER_PARSE_FAIL: u32 = 4;
 pub const STAT_UNATTRIBUTED_PACKETS: u32 = 5;
 /// IP-layer bytes of those packets (for `AF_PACKET` frames: the bytes written, see README.md).
 pub const STAT_UNATTRIBUTED_BYTES: u32 = 6;
+/// Payload copies submitted to the ring buffer (`crate::copy`), lost ones included.
+pub const STAT_COPIES: u32 = 7;
+/// Payload copies that did not fit in the ring buffer (lost).
+pub const STAT_COPIES_LOST: u32 = 8;
 /// Number of `STAT_*` slots.
-pub const STAT_COUNT: u32 = 7;
+pub const STAT_COUNT: u32 = 9;
 
 /// Program names (the Rust function names in `monitor-ebpf`), in attach order.
 pub mod programs {

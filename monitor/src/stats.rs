@@ -21,6 +21,10 @@ pub struct KernelStats {
     pub unattributed_packets: u64,
     /// IP-layer bytes of those packets.
     pub unattributed_bytes: u64,
+    /// Payload copies (names stage) the kernel produced, lost ones included.
+    pub copies_submitted: u64,
+    /// Payload copies lost because the ring buffer was full.
+    pub copies_lost: u64,
 }
 
 /// Counts of the tracker itself.

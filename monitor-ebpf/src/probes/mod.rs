@@ -1,5 +1,6 @@
 //! Program entry points, one file per hook family.
 
+pub(crate) mod copy;
 pub(crate) mod payload;
 pub(crate) mod skb;
 pub(crate) mod snapshot;

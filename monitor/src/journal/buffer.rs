@@ -130,6 +130,8 @@ impl Counters {
             peer_parse_failures,
             unattributed_packets,
             unattributed_bytes,
+            copies_submitted: _,
+            copies_lost: _,
         } = kernel;
         let TrackerStats { open_flows, closed_flows, silent_sockets, incomplete_flows, split_peer_flows: _ } = tracker;
         let counters = Self {

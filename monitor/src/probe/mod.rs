@@ -20,7 +20,7 @@ pub use error::Error;
 pub use features::Degradation;
 pub use load::Probe;
 pub use object::object_bytes;
-pub use ring::{EVENT_BATCH, drain};
+pub use ring::{Copied, CopyBatch, EVENT_BATCH, decode_copy, drain};
 pub use stats::{DrainCounters, KernelStats, StatsReader};
 
 /// What to load and where to attach it.
