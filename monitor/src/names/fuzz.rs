@@ -1,0 +1,1 @@
+//! Property tests (no panic, bounded memory) over the three parsers with arbitrary and mutated-real input.
