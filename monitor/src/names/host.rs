@@ -130,10 +130,10 @@ mod tests {
         assert_eq!(Hostname::from_bytes(b"caf\xc3\xa9.fr"), Err(HostnameError::BadByte { byte: 0xc3 }));
         let label = "a".repeat(64);
         assert_eq!(Hostname::parse(&format!("{label}.com")), Err(HostnameError::BadLabel { len: 64 }));
-        let long = ["a".repeat(63); 4].join(".");
+        let long = vec!["a".repeat(63); 4].join(".");
         assert_eq!(long.len(), 255);
         assert_eq!(Hostname::parse(&long), Err(HostnameError::TooLong { len: 255 }));
-        let max = format!("{}.{}", ["a".repeat(63); 3].join("."), "b".repeat(61));
+        let max = format!("{}.{}", vec!["a".repeat(63); 3].join("."), "b".repeat(61));
         assert_eq!(Hostname::parse(&max).unwrap().as_str().len(), MAX_NAME_LEN);
     }
 

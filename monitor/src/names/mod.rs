@@ -31,6 +31,8 @@ pub mod tls;
 
 #[cfg(test)]
 mod fuzz;
+#[cfg(test)]
+mod testutil;
 
 use serde::{Deserialize, Serialize};
 

@@ -81,6 +81,12 @@ impl InitialReassembler {
         progress
     }
 
+    /// Bytes held (for memory accounting; 0 once final).
+    #[must_use]
+    pub fn buffered_bytes(&self) -> usize {
+        self.crypto.buf.capacity() + self.crypto.ranges.capacity() * std::mem::size_of::<(usize, usize)>()
+    }
+
     fn advance(&mut self, datagram: &[u8]) -> Progress {
         let mut rest = datagram;
         let mut initials = 0usize;
@@ -90,7 +96,13 @@ impl InitialReassembler {
                 break;
             }
             let Some(packet) = LongHeader::parse(rest) else {
-                return self.verdict(initials, MalformedKind::Quic);
+                // A v1/v2 header that does not parse is broken QUIC; anything else is not QUIC.
+                let known = rest.get(1..5).is_some_and(|v| matches!(v, [0, 0, 0, 1] | [0x6b, 0x33, 0x43, 0xcf]));
+                return if known {
+                    Progress::Malformed(MalformedKind::Quic)
+                } else {
+                    self.verdict(initials, MalformedKind::Quic)
+                };
             };
             let Some(version) = packet.version else {
                 // Version negotiation or an unknown version: not something we read.

@@ -63,6 +63,12 @@ impl ClientHelloReassembler {
         progress
     }
 
+    /// Bytes held (for memory accounting; 0 once final).
+    #[must_use]
+    pub fn buffered_bytes(&self) -> usize {
+        self.pending.capacity() + self.handshake.capacity()
+    }
+
     fn advance(&mut self, segment: &[u8]) -> Progress {
         if self.pending.len() + segment.len() > MAX_CLIENT_HELLO + RECORD_HEADER * 4 {
             return Progress::Malformed(MalformedKind::TooLarge);
