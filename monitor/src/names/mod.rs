@@ -30,7 +30,11 @@ pub mod table;
 pub mod tls;
 
 #[cfg(test)]
+mod bench;
+#[cfg(test)]
 mod fuzz;
+#[cfg(test)]
+mod tests;
 #[cfg(test)]
 mod testutil;
 
@@ -161,6 +165,17 @@ impl MalformedCounts {
     #[must_use]
     pub fn get(&self, kind: MalformedKind) -> u64 {
         self.counts[kind as usize]
+    }
+
+    /// Counts the outcome of a reassembler push when it is malformed; returns whether it was.
+    pub fn observe(&mut self, progress: &Progress) -> bool {
+        match progress {
+            Progress::Malformed(kind) => {
+                self.add(*kind);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The sum over all kinds.
