@@ -18,6 +18,7 @@
 //! - [`week`]   ISO week bounds in a time zone, for reports and rollups alike (a leaf).
 //! - [`escape`]   escaping of foreign text (names, command lines) for each output format.
 //! - [`files`]   reading input files (regular files only, size-capped).
+//! - [`names`]   DNS, TLS and QUIC name parsers and the per-app name table (a leaf).
 #![warn(missing_docs)]
 
 pub mod clock;
@@ -27,6 +28,7 @@ pub mod escape;
 pub mod files;
 pub mod identity;
 pub mod journal;
+pub mod names;
 pub mod privileges;
 pub mod probe;
 pub mod report;

@@ -1,0 +1,116 @@
+//! Tests of the per-app name table.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use super::*;
+
+const S: u64 = NS_PER_S;
+
+fn host(s: &str) -> Hostname {
+    Hostname::parse(s).unwrap()
+}
+
+fn ip(last: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(192, 0, 2, last))
+}
+
+fn table(config: NameTableConfig) -> NameTable<&'static str> {
+    NameTable::new(config).unwrap()
+}
+
+fn small() -> NameTableConfig {
+    NameTableConfig { entries_per_app: 2, apps: 2, host_entries: 3, freshness_s: 600 }
+}
+
+fn found(name: &str, source: NameSource, answered_ns: u64) -> Option<NameMatch> {
+    Some(NameMatch { name: host(name), source, answered_ns })
+}
+
+#[test]
+fn two_apps_resolving_different_names_to_one_address_get_their_own_names() {
+    let mut t = table(NameTableConfig::default());
+    t.record_answer(&"firefox", &host("www.example.com"), &[ip(1), ip(2)], 20, 10 * S);
+    t.record_answer(&"curl", &host("static.example.net"), &[ip(1)], 20, 11 * S);
+    assert_eq!(t.lookup(&"firefox", ip(1), 12 * S), found("www.example.com", NameSource::Dns, 10 * S));
+    assert_eq!(t.lookup(&"curl", ip(1), 12 * S), found("static.example.net", NameSource::Dns, 11 * S));
+    // A third app without an answer of its own gets the host's latest, marked as such.
+    assert_eq!(t.lookup(&"wget", ip(1), 12 * S), found("static.example.net", NameSource::DnsHost, 11 * S));
+    assert_eq!(t.lookup(&"wget", ip(2), 12 * S), found("www.example.com", NameSource::DnsHost, 10 * S));
+    assert_eq!(t.lookup(&"wget", ip(3), 12 * S), None);
+    let s = t.stats();
+    assert_eq!((s.hits_dns, s.hits_dns_host, s.misses, s.answers, s.addresses), (2, 2, 1, 2, 3));
+}
+
+#[test]
+fn answers_are_fresh_for_the_window_or_the_ttl_whichever_is_longer() {
+    let mut t = table(NameTableConfig { freshness_s: 600, ..NameTableConfig::default() });
+    t.record_answer(&"app", &host("short.example.test"), &[ip(1)], 30, 100 * S);
+    t.record_answer(&"app", &host("long.example.test"), &[ip(2)], 3600, 100 * S);
+    assert!(t.lookup(&"app", ip(1), 700 * S).is_some());
+    assert_eq!(t.lookup(&"app", ip(1), 700 * S + 1), None);
+    assert!(t.lookup(&"app", ip(2), 3700 * S).is_some());
+    assert_eq!(t.lookup(&"app", ip(2), 3700 * S + 1), None);
+    assert_eq!(t.stats().stale, 2);
+    // A repeated answer extends the window from its last repetition, keeping the first sighting.
+    t.record_answer(&"app", &host("short.example.test"), &[ip(1)], 30, 650 * S);
+    assert_eq!(t.lookup(&"app", ip(1), 1200 * S), found("short.example.test", NameSource::Dns, 100 * S));
+}
+
+#[test]
+fn answers_after_the_connection_do_not_name_it_beyond_the_clock_grace() {
+    let mut t = table(NameTableConfig::default());
+    t.record_answer(&"app", &host("later.example.test"), &[ip(1)], 60, 100 * S);
+    assert!(t.lookup(&"app", ip(1), 100 * S - CLOCK_GRACE_NS).is_some());
+    assert_eq!(t.lookup(&"app", ip(1), 100 * S - CLOCK_GRACE_NS - 1), None);
+}
+
+#[test]
+fn latest_answer_wins_when_one_app_gets_two_names_for_an_address() {
+    let mut t = table(NameTableConfig::default());
+    t.record_answer(&"app", &host("a.example.test"), &[ip(1)], 60, S);
+    t.record_answer(&"app", &host("b.example.test"), &[ip(1)], 60, 2 * S);
+    assert_eq!(t.lookup(&"app", ip(1), 3 * S), found("b.example.test", NameSource::Dns, 2 * S));
+    assert_eq!(t.stats().renamed, 1);
+}
+
+#[test]
+fn getaddrinfo_results_are_named_as_such() {
+    let mut t = table(NameTableConfig::default());
+    t.record_getaddrinfo(&"app", &host("gai.example.test"), &[ip(1)], S);
+    assert_eq!(t.lookup(&"app", ip(1), 2 * S), found("gai.example.test", NameSource::Getaddrinfo, S));
+    assert_eq!(t.lookup(&"other", ip(1), 2 * S), found("gai.example.test", NameSource::DnsHost, S));
+    assert_eq!(t.stats().hits_getaddrinfo, 1);
+}
+
+#[test]
+fn maps_are_bounded_and_evictions_counted() {
+    let mut t = table(small());
+    t.record_answer(&"a", &host("one.test"), &[ip(1), ip(2), ip(3)], 60, S);
+    let s = t.stats();
+    assert_eq!((s.entry_evictions, s.host_evictions), (1, 0));
+    // The app's map lost ip(1), but the host-wide map still has the app's own answer.
+    assert_eq!(t.lookup(&"a", ip(1), S), found("one.test", NameSource::Dns, S));
+    t.record_answer(&"b", &host("two.test"), &[ip(4)], 60, S);
+    assert_eq!(t.stats().host_evictions, 1);
+    // A third app pushes out the least recently used one: "a" (used before "b" was recorded).
+    t.record_answer(&"c", &host("three.test"), &[ip(5)], 60, S);
+    assert_eq!(t.stats().app_evictions, 1);
+    assert_eq!(t.lookup(&"b", ip(4), S), found("two.test", NameSource::Dns, S));
+    assert_eq!(t.stats().host_evictions, 2);
+    // ip(3) lived only in a's map and in the host-wide map, which both dropped it.
+    assert_eq!(t.lookup(&"a", ip(3), S), None);
+}
+
+#[test]
+fn config_defaults_parse_from_the_documented_section_and_zero_sizes_are_rejected() {
+    #[derive(serde::Deserialize)]
+    struct File {
+        names: NameTableConfig,
+    }
+    let parsed: File = toml::from_str(CONFIG_DOC).unwrap();
+    assert_eq!(parsed.names, NameTableConfig::default());
+    assert!(toml::from_str::<File>("[names]\nbogus = 1\n").is_err());
+    let zero = NameTableConfig { apps: 0, ..NameTableConfig::default() };
+    assert_eq!(zero.validate(), Err(ConfigError::Zero { key: "apps" }));
+    assert!(NameTable::<u32>::new(zero).is_err());
+}
