@@ -12,6 +12,7 @@
 //! - [`probe`]   loads/attaches the kernel programs, drains the ring buffer, reads statistics.
 //! - [`tracker`]   flow table and flow records.
 //! - [`identity`]   /proc lookups.
+//! - [`naming`]   host names of flows from the kernel's payload copies (parsers in [`names`]).
 //! - [`daemon`]   the run loop and shutdown.
 //! - [`settings`]   configuration.
 //! - [`stats`]   completeness counters shared by the stages and the journal (a leaf).
@@ -29,6 +30,7 @@ pub mod files;
 pub mod identity;
 pub mod journal;
 pub mod names;
+pub mod naming;
 pub mod privileges;
 pub mod probe;
 pub mod report;

@@ -17,6 +17,7 @@ use crate::{
     files,
     identity::{AppRule, AppRules},
     journal::JournalConfig,
+    names::table::NameTableConfig,
     report::{ReportConfig, Zone},
 };
 
@@ -71,6 +72,8 @@ pub struct RawConfig {
     pub journal: JournalConfig,
     /// `[report]`: report periods and weekly exports.
     pub report: ReportConfig,
+    /// `[names]`: sizes and freshness of the per-app name table.
+    pub names: NameTableConfig,
     /// `[[apps]]`: grouping of processes into named apps.
     pub apps: Vec<AppRule>,
 }
@@ -176,6 +179,7 @@ impl Default for RawConfig {
             geo: GeoConfig::default(),
             journal: JournalConfig::default(),
             report: ReportConfig::default(),
+            names: NameTableConfig::default(),
             apps: Vec::new(),
         }
     }
@@ -249,6 +253,8 @@ pub struct Settings {
     pub journal: JournalConfig,
     /// Reports and weekly exports.
     pub report: ReportConfig,
+    /// Sizes and freshness of the per-app name table.
+    pub names: NameTableConfig,
     /// `report.time_zone`, looked up.
     pub time_zone: Zone,
     /// App grouping rules, compiled.
@@ -268,7 +274,8 @@ impl Settings {
     /// # Errors
     /// [`Error::Invalid`] naming the key.
     pub fn resolve(raw: RawConfig, source: Option<PathBuf>) -> Result<Self, Error> {
-        let RawConfig { cgroup, probe, tracker, output, geo, journal, report, apps } = raw;
+        let RawConfig { cgroup, probe, tracker, output, geo, journal, report, names, apps } = raw;
+        names.validate().map_err(|e| Error::Invalid { key: "names", reason: e.to_string() })?;
         journal.validate().map_err(|e| Error::Invalid { key: "journal", reason: e.to_string() })?;
         report.validate().map_err(|e| Error::Invalid { key: "report", reason: e.to_string() })?;
         let time_zone = Zone::get(&report.time_zone)
@@ -292,6 +299,7 @@ impl Settings {
             geo,
             journal,
             report,
+            names,
             time_zone,
             apps,
         })
@@ -310,7 +318,12 @@ mod tests {
 
     #[test]
     fn shipped_config_file_documents_every_section() {
-        for section in [crate::enrich::CONFIG_DOC, crate::journal::CONFIG_DOC, crate::report::CONFIG_DOC] {
+        for section in [
+            crate::enrich::CONFIG_DOC,
+            crate::journal::CONFIG_DOC,
+            crate::report::CONFIG_DOC,
+            crate::names::table::CONFIG_DOC,
+        ] {
             assert!(DEFAULT_CONFIG_TOML.contains(section.trim()), "config/monitor.toml lacks:\n{section}");
         }
     }

@@ -33,6 +33,7 @@ use crate::{
     enrich::Enricher,
     identity::{self, AppRules, Identities},
     journal::{JournalWriter, RunInfo},
+    naming::{self, Naming},
     probe::Probe,
     probe::{self, Degradation, KernelStats, ProbeConfig},
     report::ReportConfig,
@@ -70,6 +71,9 @@ pub enum Error {
     /// The journal cannot be opened.
     #[error(transparent)]
     Journal(#[from] crate::journal::Error),
+    /// The `[names]` table sizes are invalid.
+    #[error("invalid [names] settings")]
+    Names(#[source] crate::names::table::ConfigError),
     /// SIGHUP could not be watched.
     #[error("failed to watch SIGHUP")]
     Signal(#[source] std::io::Error),
@@ -133,6 +137,7 @@ pub struct Pipeline {
     stats_interval: Duration,
     flush_every: Duration,
     report: ReportConfig,
+    naming: Naming,
 }
 
 /// The loop's state that shutdown takes over.
@@ -178,6 +183,7 @@ impl Pipeline {
             stats_interval: settings.stats_interval,
             flush_every: settings.journal.flush_interval(),
             report: settings.report.clone(),
+            naming: Naming::new(settings.names).map_err(Error::Names)?,
         })
     }
 
@@ -206,6 +212,8 @@ impl Pipeline {
         let sink = Sink {
             stop_by: Arc::clone(&stop_by),
             identities: Identities::new(self.rules, clock),
+            naming: self.naming,
+            clock,
             enricher: self.enricher,
             journal: self.journal,
             flush_every: self.flush_every,
@@ -219,6 +227,8 @@ impl Pipeline {
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let (events_tx, mut events_rx) = mpsc::channel::<Batch>(TRACKER_QUEUE);
+        let (copies_tx, mut copies_rx) = mpsc::channel::<probe::CopyBatch>(naming::COPY_QUEUE);
+        source.copies_to(copies_tx);
         let drainer = tokio::spawn(source.events(events_tx, stop_rx));
 
         let tracker = Tracker::new(TrackerConfig { syscall_payload, fresh_at_shutdown, ..self.tracker }, clock);
@@ -240,6 +250,10 @@ impl Pipeline {
             tokio::select! {
                 batch = events_rx.recv() => {
                     let Some(batch) = batch else { break };
+                    // Copies the drainer queued before this batch come first (see `probe::drain`).
+                    while let Ok(copies) = copies_rx.try_recv() {
+                        st.sink_tx.send(SinkMsg::Copies(Box::new(copies))).await;
+                    }
                     for (kind, ev) in &batch {
                         log::trace!(
                             "event {kind:?} cookie={} flags={} tuple={:?} owner={:?}",
@@ -251,6 +265,7 @@ impl Pipeline {
                     lookups.submit(st.tracker.take_owner_queries());
                 }
                 Some((cookie, owner)) = owners_rx.recv() => st.tracker.set_owner(cookie, &owner),
+                Some(copies) = copies_rx.recv() => st.sink_tx.send(SinkMsg::Copies(Box::new(copies))).await,
                 Some(()) = reloads.next() => {
                     info!("SIGHUP: reloading the geolocation databases");
                     st.sink_tx.send(SinkMsg::Reload).await;

@@ -24,9 +24,12 @@ use tokio::sync::mpsc;
 
 use super::{Output, Stats, queue::SinkRx};
 use crate::{
+    clock::Clock,
     enrich::{Destination, Enricher},
     identity::{App, Identities},
     journal::{JournalReader, JournalWriter},
+    names::Names,
+    naming::{self, Naming},
     report::{self, ReportConfig},
     tracker::FlowRecord,
 };
@@ -54,6 +57,8 @@ pub enum SinkMsg {
     Record(Box<FlowRecord>),
     /// Completeness counters (boxed: every message takes a slot of the largest variant).
     Stats(Box<Stats>),
+    /// Payload copies for the names stage, in ring order (before the records of later events).
+    Copies(Box<crate::probe::CopyBatch>),
     /// One second passed.
     Tick,
     /// Reopen the geolocation databases (SIGHUP).
@@ -73,12 +78,18 @@ pub struct FlowOutput {
     pub app: Arc<App>,
     /// Country and network owner of the remote address (`None` without a remote address).
     pub destination: Option<Destination>,
+    /// Host name of the flow and where it came from.
+    pub names: Names,
 }
 
 /// State of the sink thread.
 pub struct Sink {
     /// Process identities.
     pub identities: Identities,
+    /// Names stage (payload copies → host names).
+    pub naming: Naming,
+    /// Converts record times to the kernel's boot clock (the names stage's time).
+    pub clock: Clock,
     /// Country and ASN lookups.
     pub enricher: Enricher,
     /// The journal.
@@ -117,6 +128,7 @@ impl Sink {
                     dropped += u64::from(matches!(msg, SinkMsg::Record(_)));
                 }
                 SinkMsg::Observe { tgid, created_ns } => self.identities.observe(tgid, created_ns),
+                SinkMsg::Copies(copies) => self.copies(&copies),
                 SinkMsg::Record(record) => {
                     self.record(*record);
                     // Early flush, unless the journal is failing (then only the regular retry).
@@ -160,9 +172,24 @@ impl Sink {
 
     fn record(&mut self, record: FlowRecord) {
         let app = self.identities.app_for(&record.owner, record.first_seen);
+        let names = self.naming.name(naming::app_key(&app), &record, self.clock.boot_ns_of(record.first_seen));
         let destination = record.remote.map(|r| self.enricher.lookup(r.ip()));
-        self.journal.append(&record, &app, destination.as_ref());
-        self.emit(Output::Flow(Box::new(FlowOutput { record, app, destination })));
+        self.journal.append_named(&record, &app, destination.as_ref(), &names);
+        self.emit(Output::Flow(Box::new(FlowOutput { record, app, destination, names })));
+    }
+
+    /// Feeds payload copies to the names stage, each charged to its socket's app.
+    fn copies(&mut self, copies: &crate::probe::CopyBatch) {
+        for copy in copies {
+            match naming::kernel_owner(&copy.header) {
+                Some(owner) => {
+                    let created = self.clock.wall(copy.header.owner.created_ns);
+                    let app = self.identities.app_for(&owner, created);
+                    self.naming.copy(naming::app_key(&app), copy);
+                }
+                None => self.naming.copy(crate::identity::UNKNOWN_APP, copy),
+            }
+        }
     }
 
     fn tick(&mut self, t: &mut Timers) {

@@ -20,6 +20,7 @@ use super::names;
 use crate::{
     enrich::{DbInfo, DbRef, Destination},
     identity::App,
+    names::Names,
     stats::{KernelStats, Stats, TrackerStats},
     tracker::{
         FlowRecord,
@@ -99,6 +100,7 @@ pub(super) struct Pending {
     pub record: FlowRecord,
     pub app: Arc<App>,
     pub dest: Option<Destination>,
+    pub names: Names,
 }
 
 /// Monotonic counters of [`Stats`], as increments between two snapshots.
@@ -205,7 +207,14 @@ impl Buffer {
     }
 
     /// Buffers one record and folds its deltas into its residency bucket.
-    pub fn add(&mut self, record: &FlowRecord, app: &Arc<App>, dest: Option<&Destination>, interval_secs: i64) {
+    pub fn add(
+        &mut self,
+        record: &FlowRecord,
+        app: &Arc<App>,
+        dest: Option<&Destination>,
+        names: &Names,
+        interval_secs: i64,
+    ) {
         let interval_start = record.last_seen.as_second().div_euclid(interval_secs) * interval_secs;
         let key = bucket_key(interval_start, record, app, dest);
         let FlowRecord { event, cookie, remote, delta_payload, delta_wire, complete, .. } = record;
@@ -236,7 +245,12 @@ impl Buffer {
             self.counted.remove(&flow);
         }
         self.newest_interval = self.newest_interval.max(interval_start);
-        self.records.push_back(Pending { record: record.clone(), app: Arc::clone(app), dest: dest.cloned() });
+        self.records.push_back(Pending {
+            record: record.clone(),
+            app: Arc::clone(app),
+            dest: dest.cloned(),
+            names: names.clone(),
+        });
         self.enforce_limits(MAX_BUFFERED_RECORDS, MAX_BUFFERED_BUCKETS);
     }
 
