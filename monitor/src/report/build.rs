@@ -9,7 +9,7 @@ use super::{
     Unknown,
     fmt::share,
     model::{AsnRef, Endpoint, NewDestinations, PeriodInfo},
-    notes,
+    notes, services,
     source::{self, Inputs, Seen, Source},
 };
 use crate::journal::{AppEndpoints, DatabaseRow, EndpointRow, JournalReader, ResidencyRow};
@@ -77,6 +77,9 @@ pub(crate) fn build_from(reader: &JournalReader, query: &ReportQuery, source: So
     }
     let databases = databases(&rows, &reader.databases()?, period.until);
     let completeness = notes::completeness(reader, query, &rows, attributed_wire_bytes, &apps, purged)?;
+    let range = crate::journal::TimeRange { since: period.since, until: period.until };
+    let order: Vec<&str> = apps.iter().map(|a| a.app.as_str()).collect();
+    let services = services::build(&reader.services(range, query.app.as_deref())?, &order);
     Ok(Report {
         schema: SCHEMA,
         period: period_info(period),
@@ -85,6 +88,7 @@ pub(crate) fn build_from(reader: &JournalReader, query: &ReportQuery, source: So
         generated_at: query.generated_at,
         totals,
         apps,
+        services,
         completeness,
         attribution: Attribution { text: ATTRIBUTION, applies: databases.iter().any(|d| d.default_data) },
         databases,

@@ -20,6 +20,7 @@ mod model;
 mod notes;
 mod period;
 mod render;
+pub mod services;
 mod source;
 
 #[cfg(test)]

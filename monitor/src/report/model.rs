@@ -23,6 +23,8 @@ pub struct Report {
     pub totals: Traffic,
     /// One entry per app, by payload bytes (up + down) descending, then name.
     pub apps: Vec<AppReport>,
+    /// Per app (same order as `apps`): payload by registrable domain and host name.
+    pub services: Vec<super::services::AppServices>,
     /// What the figures may be missing.
     pub completeness: Completeness,
     /// Databases that answered the country/ASN figures of this period.
