@@ -49,6 +49,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Show the effective configuration.
     Config(ConfigArgs),
+    /// What the databases say for an address; where a host name was seen, per app.
+    Lookup(super::lookup::LookupArgs),
 }
 
 /// `monitor run`.

@@ -5,6 +5,7 @@ mod check;
 mod config;
 pub mod exit;
 pub mod logging;
+mod lookup;
 mod report;
 mod run;
 mod status;
@@ -28,6 +29,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => Ok(check::execute(&args)),
         Command::Report(args) => report::execute(args, &Settings::resolve(raw, source)?),
         Command::Status(args) => status::execute(&args, &Settings::resolve(raw, source)?),
+        Command::Lookup(args) => lookup::execute(args, &Settings::resolve(raw, source)?),
         Command::Config(args) => {
             let _ = Settings::resolve(raw.clone(), source.clone())?;
             config::execute(&args, &raw, source.as_deref())
