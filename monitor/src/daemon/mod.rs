@@ -431,7 +431,7 @@ fn stats_snapshot(source: &impl EventSource, tracker: TrackerStats, last: bool) 
         KernelStats::default()
     });
     let (events_received, decode_errors) = source.drained();
-    Stats { kernel, events_received, decode_errors, tracker, last }
+    Stats { kernel, events_received, decode_errors, tracker, names: crate::stats::NamingStats::default(), last }
 }
 
 /// Records the owners of sockets older than the monitor in the kernel (see [`owners`]).

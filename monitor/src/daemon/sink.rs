@@ -136,7 +136,8 @@ impl Sink {
                         self.flush(&mut timers);
                     }
                 }
-                SinkMsg::Stats(stats) => {
+                SinkMsg::Stats(mut stats) => {
+                    stats.names = self.naming.stats();
                     self.journal.record_stats(Timestamp::now(), &stats);
                     let e = self.enricher.stats();
                     info!(

@@ -123,7 +123,7 @@ pub(super) struct Counters {
 impl Counters {
     /// Splits a snapshot into its counters and the `open_flows` gauge.
     fn of(stats: &Stats) -> (Self, u64) {
-        let Stats { kernel, events_received, decode_errors, tracker, last: _ } = *stats;
+        let Stats { kernel, events_received, decode_errors, tracker, names: _, last: _ } = *stats;
         let KernelStats {
             events_submitted,
             events_lost,

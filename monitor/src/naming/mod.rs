@@ -21,18 +21,18 @@ use std::net::SocketAddr;
 use log::debug;
 use lru::LruCache;
 use monitor_common::copy::{COPY_EGRESS, COPY_TCP, COPY_TRUNCATED};
-use serde::Serialize;
 
 pub use self::owner::kernel_owner;
 use crate::{
     names::{
-        MalformedCounts, Names, Progress, Sni,
+        Names, Progress, Sni,
         dns::{self, Transport},
         quic::InitialReassembler,
-        table::{NameTable, NameTableConfig, NameTableStats},
+        table::{NameTable, NameTableConfig},
         tls::ClientHelloReassembler,
     },
     probe::Copied,
+    stats::NamingStats,
     tracker::{FlowRecord, ip_of, record::RecordKind},
 };
 
@@ -63,35 +63,6 @@ enum Hello {
     },
     /// Not a handshake, no name in it, or malformed: nothing more to learn.
     Over,
-}
-
-/// Counters of the names stage (in `stats` lines and `monitor status`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct NamingStats {
-    /// Payload copies handled.
-    pub copies: u64,
-    /// Copies cut at the kernel's copy bound (`COPY_MAX`).
-    pub truncated_copies: u64,
-    /// DNS responses parsed.
-    pub dns_responses: u64,
-    /// Server names read from TLS ClientHellos.
-    pub sni: u64,
-    /// Server names read from QUIC Initials.
-    pub quic_sni: u64,
-    /// ClientHellos that carried an encrypted inner hello (ECH): the name is the outer one.
-    pub ech: u64,
-    /// Flows forgotten before their record closed (more than [`MAX_NAMED_FLOWS`] at once).
-    pub flow_evictions: u64,
-    /// Records that got a name.
-    pub named_records: u64,
-    /// Records without a name.
-    pub unnamed_records: u64,
-    /// Malformed payloads, per kind (`crate::names::MalformedKind::ALL` order).
-    pub malformed: MalformedCounts,
-    /// Malformed payloads in total.
-    pub malformed_total: u64,
-    /// The per-app table's counters.
-    pub table: NameTableStats,
 }
 
 /// The names stage.

@@ -15,6 +15,7 @@ mod env;
 mod helper;
 mod lifecycle;
 mod listeners;
+mod names;
 mod paths;
 mod paths_helper;
 mod protocols;
