@@ -15,7 +15,10 @@ use monitor::{
 };
 use serde::Serialize;
 
-use super::{exit, report::open_journal};
+use super::{
+    exit,
+    report::{UsageError, open_journal},
+};
 
 /// `monitor lookup`.
 #[derive(Debug, Args)]
@@ -48,7 +51,11 @@ struct Seen {
     destination: Option<Destination>,
 }
 
-/// Prints the answers; exit 2 when a target is neither an address nor a valid host name.
+/// Prints the answers.
+///
+/// # Errors
+/// [`UsageError`] (exit 2) when a target is neither an address nor a valid host name; journal
+/// errors (exit 5) when a host name is asked and the journal cannot be read.
 pub fn execute(args: LookupArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
     let LookupArgs { targets, json, journal } = args;
     let mut enricher = Enricher::open(&settings.geo).context("cannot open the geolocation databases")?;
@@ -61,8 +68,10 @@ pub fn execute(args: LookupArgs, settings: &Settings) -> anyhow::Result<ExitCode
             continue;
         }
         let Ok(host) = Hostname::parse(&target) else {
-            eprintln!("error: `{}` is neither an IP address nor a valid host name", Terminal(&target));
-            return Ok(ExitCode::from(exit::CONFIG));
+            anyhow::bail!(UsageError(format!(
+                "`{}` is neither an IP address nor a valid host name",
+                Terminal(&target)
+            )));
         };
         if reader.is_none() {
             let path = journal.clone().unwrap_or_else(|| settings.journal.path.clone());

@@ -99,7 +99,7 @@ pub enum Output {
     /// A flow record with its app.
     Flow(Box<FlowOutput>),
     /// Completeness counters.
-    Stats(Stats),
+    Stats(Box<Stats>),
 }
 
 /// Runs until `shutdown` completes; returns the final statistics.

@@ -144,7 +144,7 @@ impl Sink {
                         "enrichment lookups={} public={} unknown_country={} unknown_asn={} lookup_errors={} cache_hits={}",
                         e.lookups, e.scopes.public, e.unknown_country, e.unknown_asn, e.lookup_errors, e.cache_hits
                     );
-                    self.emit(Output::Stats(*stats));
+                    self.emit(Output::Stats(stats));
                 }
                 SinkMsg::Tick => self.tick(&mut timers),
                 SinkMsg::Reload => self.reload(),
