@@ -94,6 +94,35 @@ impl JournalReader {
         rows.map_err(|e| self.err(e))
     }
 
+    /// Distinct (app, remote address, host name) of named connection records whose time is in
+    /// `range`, sorted: the names shown beside the report's top endpoints.
+    ///
+    /// # Errors
+    /// When the query fails.
+    pub fn endpoint_hostnames(
+        &self,
+        range: TimeRange,
+        app: Option<&str>,
+    ) -> Result<Vec<(String, String, String)>, Error> {
+        let mut stmt = self
+            .connection()
+            .prepare_cached(
+                "SELECT DISTINCT a.name, c.remote_ip, c.hostname
+                 FROM connections c JOIN apps a ON a.id = c.app_id
+                 WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND c.hostname IS NOT NULL AND c.remote_ip IS NOT NULL
+                     AND (?3 IS NULL OR a.name = ?3)
+                 ORDER BY 1, 2, 3",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![ms(range.since), ms(range.until), app], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>();
+        rows.map_err(|e| self.err(e))
+    }
+
     /// The addresses flows named `hostname` (as server name or DNS name) went to, per app, with
     /// first and last seen, sorted by app and address.
     ///

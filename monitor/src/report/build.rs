@@ -79,7 +79,18 @@ pub(crate) fn build_from(reader: &JournalReader, query: &ReportQuery, source: So
     let completeness = notes::completeness(reader, query, &rows, attributed_wire_bytes, &apps, purged)?;
     let range = crate::journal::TimeRange { since: period.since, until: period.until };
     let order: Vec<&str> = apps.iter().map(|a| a.app.as_str()).collect();
-    let services = services::build(&reader.services(range, query.app.as_deref())?, &order);
+    let service_rows = reader.services(range, query.app.as_deref())?;
+    let services = services::build(&service_rows, &order);
+    let endpoint_names = reader.endpoint_hostnames(range, query.app.as_deref())?;
+    for a in &mut apps {
+        for e in &mut a.top_endpoints {
+            e.hostnames = endpoint_names
+                .iter()
+                .filter(|(app, ip, _)| *app == a.app && *ip == e.ip)
+                .map(|(_, _, h)| h.clone())
+                .collect();
+        }
+    }
     Ok(Report {
         schema: SCHEMA,
         period: period_info(period),
@@ -261,6 +272,7 @@ fn app_report(name: &str, rows: &[&ResidencyRow], prev: &Seen, eps: Option<&AppE
         flows: e.flows,
         share_pct: share(e.payload_tx + e.payload_rx, total.payload()),
         new: *new,
+        hostnames: Vec::new(),
     };
     let (endpoints, endpoints_total, new_endpoints) =
         eps.map_or((Vec::new(), 0, 0), |a| (a.top.iter().map(endpoint).collect(), a.total, a.new));

@@ -212,6 +212,9 @@ pub struct Endpoint {
     pub share_pct: f64,
     /// Not seen in the previous period.
     pub new: bool,
+    /// Host names the app's flows to this address carried in the period (sorted; empty when
+    /// unnamed).
+    pub hostnames: Vec<String>,
 }
 
 /// Destinations of this period absent from the previous one.

@@ -274,4 +274,22 @@ pub fn flows_are_named_per_app_from_dns_sni_and_quic() {
     let beta = app("app-beta");
     assert_eq!(host(beta, "beta.svc.test"), (tx(&beta_plain), 3000));
     assert!(beta["hostnames"].as_array().unwrap().iter().all(|x| x["name"] != "alpha.svc.test"));
+    // Top endpoints show the names the app used for them.
+    let apps = doc["apps"].as_array().unwrap();
+    let beta_app = apps.iter().find(|a| a["app"] == "app-beta").unwrap();
+    let ep = beta_app["top_endpoints"].as_array().unwrap().iter().find(|e| e["ip"] == SE).unwrap();
+    assert_eq!(ep["hostnames"], json!(["beta.svc.test"]), "{ep}");
+
+    // `monitor lookup HOSTNAME` lists, per app, the address reached under that name.
+    let lookup = Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .args(["lookup", "--json", "--journal"])
+        .arg(out.dir.path().join("journal.db"))
+        .arg("alpha.svc.test")
+        .output()
+        .unwrap();
+    assert!(lookup.status.success(), "{}", String::from_utf8_lossy(&lookup.stderr));
+    let v: Value = serde_json::from_slice(&lookup.stdout).unwrap();
+    let seen = v["answers"][0]["seen"].as_array().unwrap();
+    assert_eq!(seen.len(), 1, "{v:#}");
+    assert_eq!((&seen[0]["app"], &seen[0]["ip"]), (&json!("app-alpha"), &json!(SE)), "{v:#}");
 }

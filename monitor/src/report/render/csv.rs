@@ -181,6 +181,7 @@ pub(super) fn write(r: &Report, out: &mut impl Write) -> Result<(), Error> {
             section: "endpoint",
             app: a.app.clone(),
             key: e.port.map_or_else(|| e.ip.clone(), |p| format!("{}:{p}", e.ip)),
+            kind: e.hostnames.join(";"),
             country: e.country.clone().unwrap_or_default(),
             asn: e.asn.map(|n| n.to_string()).unwrap_or_default(),
             as_org: e.as_org.clone().unwrap_or_default(),

@@ -43,9 +43,14 @@ fn destination(s: &Share, esc: Escape) -> String {
     }
 }
 
-fn endpoint(e: &Endpoint) -> String {
+fn endpoint(e: &Endpoint, esc: Escape) -> String {
     let ip = if e.ip.contains(':') { format!("[{}]", e.ip) } else { e.ip.clone() };
-    e.port.map_or_else(|| format!("{} (inbound)", e.ip), |p| format!("{ip}:{p}"))
+    let addr = e.port.map_or_else(|| format!("{} (inbound)", e.ip), |p| format!("{ip}:{p}"));
+    if e.hostnames.is_empty() {
+        return addr;
+    }
+    let names: Vec<String> = e.hostnames.iter().map(|h| esc(h)).collect();
+    format!("{addr} ({})", names.join(", "))
 }
 
 fn opt(v: Option<&String>, esc: Escape) -> String {
@@ -229,7 +234,7 @@ fn app(d: &mut Vec<Block>, a: &AppReport, esc: Escape) {
             .iter()
             .map(|e| {
                 vec![
-                    endpoint(e),
+                    endpoint(e, esc),
                     e.protocol.clone(),
                     e.country
                         .as_deref()
