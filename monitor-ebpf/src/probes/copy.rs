@@ -185,8 +185,10 @@ fn copy(ctx: &SkBuffContext, sk: *mut bpf_sock, tuple: &Tuple, span: &Span, egre
         (*ev).header.tuple = *tuple;
         (*ev).header.wire_len = span.len;
         (*ev).header.len = len;
-        // The verifier needs the bound next to the call: clamp again to [1, COPY_MAX].
-        let n = len.clamp(1, COPY_MAX as u32);
+        // The verifier must see 1 <= n <= COPY_MAX at the call (a zero-sized read is refused,
+        // aya issue #1207): a mask it tracks, not a comparison LLVM may fold away. `len` is in
+        // 1..=COPY_MAX (a power of two), so this is `len` itself.
+        let n = (len.wrapping_sub(1) & (COPY_MAX as u32 - 1)) + 1;
         bpf_skb_load_bytes(ctx.skb.skb.cast(), span.offset, (&raw mut (*ev).data).cast(), n)
     };
     if loaded == 0 {
