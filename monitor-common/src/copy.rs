@@ -12,7 +12,9 @@
 //! - UDP to port 443: the first [`COPY_QUIC_EGRESS`] egress datagrams of the socket.
 //!
 //! A socket stops being looked at after [`COPY_PACKETS`] packets or when its limits are reached
-//! (`COPY_DONE`), so ordinary packets pay one load and one branch.
+//! (`COPY_STATE_DONE`), so ordinary packets pay one load and one branch. Accepted (server-side)
+//! TCP sockets are done from the start (`sock_ops` sets it at `PASSIVE_ESTABLISHED`): servers
+//! send no ClientHello.
 
 use crate::{event::Tuple, sock::Owner};
 

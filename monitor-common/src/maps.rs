@@ -19,6 +19,8 @@ pub const EVENTS_DEFAULT_BYTES: u32 = 4 << 20;
 
 /// Load-time global: minimum nanoseconds between two `Update` events of one flow.
 pub const GLOBAL_UPDATE_INTERVAL_NS: &str = "UPDATE_INTERVAL_NS";
+/// Load-time global: 1 to copy payloads for the names stage (`crate::copy`), 0 not to (`u32`).
+pub const GLOBAL_COPY_PAYLOADS: &str = "COPY_PAYLOADS";
 /// Load-time global: cgroup v2 id of the watched cgroup (`u64`).
 pub const GLOBAL_WATCHED_CGROUP_ID: &str = "WATCHED_CGROUP_ID";
 /// Load-time global: depth of the watched cgroup below the root (`u32`).

@@ -86,6 +86,8 @@ pub struct RawProbe {
     pub ring_buffer_kib: u32,
     /// Seconds between periodic updates.
     pub update_interval_secs: u64,
+    /// Copy DNS, TLS and QUIC payloads for host names.
+    pub copy_payloads: bool,
 }
 
 /// `[tracker]`.
@@ -188,7 +190,7 @@ impl Default for RawConfig {
 impl Default for RawProbe {
     fn default() -> Self {
         // 4 MiB: ~20,000 events (~0.3 s of 20,000 connections/s) of slack for the daemon.
-        Self { ring_buffer_kib: 4096, update_interval_secs: 10 }
+        Self { ring_buffer_kib: 4096, update_interval_secs: 10, copy_payloads: true }
     }
 }
 
@@ -255,6 +257,8 @@ pub struct Settings {
     pub report: ReportConfig,
     /// Sizes and freshness of the per-app name table.
     pub names: NameTableConfig,
+    /// Copy DNS, TLS and QUIC payloads in the kernel for host names (`probe.copy_payloads`).
+    pub copy_payloads: bool,
     /// `report.time_zone`, looked up.
     pub time_zone: Zone,
     /// App grouping rules, compiled.
@@ -293,6 +297,7 @@ impl Settings {
             cgroup,
             ring_buffer_bytes: kib * 1024,
             update_interval: positive_secs("probe.update_interval_secs", probe.update_interval_secs)?,
+            copy_payloads: probe.copy_payloads,
             tcp_close_grace: positive_secs("tracker.tcp_close_grace_secs", tracker.tcp_close_grace_secs)?,
             stats_interval: positive_secs("tracker.stats_interval_secs", tracker.stats_interval_secs)?,
             output: output.format,

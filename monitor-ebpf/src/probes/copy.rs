@@ -21,7 +21,7 @@ use monitor_common::{
     sock::{COPY_STATE_DONE, COPY_STATE_EGRESS, COPY_STATE_INGRESS, COPY_STATE_PACKETS, Counters, Owner},
 };
 
-use crate::maps::{EVENTS, owner_of, stat};
+use crate::maps::{EVENTS, copy_payloads, owner_of, stat};
 
 /// DNS port.
 const DNS: u16 = 53;
@@ -48,6 +48,10 @@ fn ingress_copies(state: u32) -> u32 {
 /// policy of `monitor_common::copy` says so and updates the socket's `copy_state`.
 #[inline(always)]
 pub(crate) fn connected(ctx: &SkBuffContext, sk: *mut bpf_sock, c: &mut Counters, egress: bool) {
+    if !copy_payloads() {
+        c.copy_state = COPY_STATE_DONE;
+        return;
+    }
     // SAFETY: full-socket field reads.
     let (protocol, dst_port) = unsafe { ((*sk).protocol, u16::from_be((*sk).dst_port)) };
     let mut state = c.copy_state.wrapping_add(COPY_STATE_PACKETS);
@@ -93,6 +97,10 @@ pub(crate) fn unconnected(
     l4_off: u32,
     egress: bool,
 ) {
+    if !copy_payloads() {
+        c.copy_state = COPY_STATE_DONE;
+        return;
+    }
     let port = tuple.remote_port;
     let state = c.copy_state;
     let wanted = if port == DNS {

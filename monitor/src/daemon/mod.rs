@@ -121,6 +121,7 @@ pub async fn run(
         cgroup: cgroup.clone(),
         ring_buffer_bytes: settings.ring_buffer_bytes,
         update_interval: settings.update_interval,
+        copy_payloads: settings.copy_payloads,
     })?;
     // Before `Started`: listeners older than the monitor carry their owner before its first accept.
     prefill_owners(source.probe_mut(), &cgroup);

@@ -32,6 +32,10 @@ pub enum Degradation {
     /// Hybrid cgroup layout: every process sits in the v2 root, so the kernel's cgroup id is the
     /// root's; services are resolved from /proc/<pid>/cgroup instead.
     HybridCgroups,
+    /// No `getaddrinfo` probe (not implemented yet): apps whose resolver sends no DNS packets
+    /// (glibc asking systemd-resolved over its varlink socket, DoH, DoT) get names only from TLS
+    /// and QUIC server names; their other flows are unnamed.
+    NoGetaddrinfoNames,
 }
 
 impl Degradation {
@@ -44,6 +48,9 @@ impl Degradation {
             }
             Self::HybridCgroups => "hybrid cgroups: services resolved from /proc/<pid>/cgroup",
             Self::NoSnapshots => "no counter snapshots: idle flows are updated at their next packet or close",
+            Self::NoGetaddrinfoNames => {
+                "no getaddrinfo names: names only from DNS packets and TLS/QUIC server names (resolvers without DNS packets, e.g. systemd-resolved over varlink, leave flows unnamed)"
+            }
         }
     }
 }

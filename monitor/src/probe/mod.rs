@@ -32,4 +32,6 @@ pub struct ProbeConfig {
     pub ring_buffer_bytes: u32,
     /// Minimum time between two periodic updates of one flow from the kernel.
     pub update_interval: Duration,
+    /// Copy DNS, TLS and QUIC payloads for the names stage (`probe.copy_payloads`).
+    pub copy_payloads: bool,
 }

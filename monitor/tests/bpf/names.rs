@@ -289,7 +289,19 @@ pub fn flows_are_named_per_app_from_dns_sni_and_quic() {
         .unwrap();
     assert!(lookup.status.success(), "{}", String::from_utf8_lossy(&lookup.stderr));
     let v: Value = serde_json::from_slice(&lookup.stdout).unwrap();
-    let seen = v["answers"][0]["seen"].as_array().unwrap();
-    assert_eq!(seen.len(), 1, "{v:#}");
-    assert_eq!((&seen[0]["app"], &seen[0]["ip"]), (&json!("app-alpha"), &json!(SE)), "{v:#}");
+    let seen: Vec<(&str, &str, &str, u64)> = v["answers"][0]["seen"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let text = |k: &str| s[k].as_str().unwrap();
+            (text("app"), text("ip"), text("name_source"), s["payload_bytes"].as_u64().unwrap())
+        })
+        .collect();
+    let rx = 3000; // the server's reply per connection
+    assert_eq!(
+        seen,
+        [("app-alpha", SE, "dns", tx(&alpha_plain) + rx), ("app-alpha", SE, "sni", tx(&alpha_tls) + rx)],
+        "{v:#}"
+    );
 }
