@@ -197,7 +197,6 @@ pub(super) fn write(r: &Report, out: &mut impl Write) -> Result<(), Error> {
             flows: e.flows.to_string(),
             share_pct: format!("{:.2}", e.share_pct),
             new: e.new.to_string(),
-            ..Row::default()
         }));
         let n = &a.new_destinations;
         rows.extend(n.countries.iter().map(|c| Row {
