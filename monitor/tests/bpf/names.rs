@@ -147,10 +147,19 @@ pub fn helper(role: &str, args: &[String]) {
                 say(&json!({"addr": server.to_string(), "tx": tx, "datagrams": datagrams.len()}));
                 return;
             }
-            let mut first = if args[2] == "tls" { client_hello(host) } else { Vec::new() };
+            let mut first = if args[2].starts_with("tls") { client_hello(host) } else { Vec::new() };
+            let hello = first.len();
             first.extend(pattern(send));
             let mut s = TcpStream::connect(server).unwrap();
-            s.write_all(&first).unwrap();
+            if args[2] == "tls-split" {
+                // The ClientHello in two TCP segments: half, a pause, the rest.
+                s.set_nodelay(true).unwrap();
+                s.write_all(&first[..hello / 2]).unwrap();
+                std::thread::sleep(Duration::from_millis(50));
+                s.write_all(&first[hello / 2..]).unwrap();
+            } else {
+                s.write_all(&first).unwrap();
+            }
             s.shutdown(Shutdown::Write).unwrap();
             let rx = read_to_end(&mut s);
             say(&json!({"addr": server.to_string(), "tx": first.len(), "rx": rx}));
@@ -192,6 +201,7 @@ pub fn flows_are_named_per_app_from_dns_sni_and_quic() {
             format!("--address=/alpha.svc.test/{SE}"),
             format!("--address=/beta.svc.test/{SE}"),
             format!("--address=/quic.svc.test/{GB}"),
+            format!("--address=/split.svc.test/{SE}"),
         ],
     );
     let _stub = Dnsmasq::start(&pair.a, &["--listen-address=127.0.0.1".into(), format!("--server={DNS_SERVER}")]);
@@ -208,7 +218,7 @@ pub fn flows_are_named_per_app_from_dns_sni_and_quic() {
 
     let cg = TestCgroup::new();
     let b = Place { netns: Some(&pair.b), ..Place::default() };
-    let mut tcp = spawn("tcp-server", &[format!("{SE}:443"), "3000".into(), "3".into()], b);
+    let mut tcp = spawn("tcp-server", &[format!("{SE}:443"), "3000".into(), "4".into()], b);
     tcp.line();
     let mut udp = spawn("names-udp-sink", &[format!("{GB}:443"), "1".into()], b);
     udp.line();
@@ -227,6 +237,7 @@ pub fn flows_are_named_per_app_from_dns_sni_and_quic() {
     let alpha_tls = client("alpha.svc.test", "tls", 443, 10_000, 4251);
     let alpha_plain = client("alpha.svc.test", "plain", 443, 20_000, 4251);
     let beta_plain = client("beta.svc.test", "plain", 443, 30_000, 4252);
+    let beta_split = client("split.svc.test", "tls-split", 443, 40_000, 4252);
     let alpha_quic = client("quic.svc.test", "quic", 443, 0, 4251);
     tcp.finish();
     // quinn-proto sends its Initial in one datagram or more; the sink reads the first.
@@ -244,6 +255,9 @@ pub fn flows_are_named_per_app_from_dns_sni_and_quic() {
     // Same address, other app, other name: its own answer.
     let n = names_of(&out.flows, "app-beta", &se, tx(&beta_plain));
     assert_eq!((n["hostname"].as_str(), n["source"].as_str()), (Some("beta.svc.test"), Some("dns")), "{n}");
+    // A ClientHello split across two segments is reassembled.
+    let n = names_of(&out.flows, "app-beta", &se, tx(&beta_split));
+    assert_eq!((n["hostname"].as_str(), n["source"].as_str()), (Some("split.svc.test"), Some("sni")), "{n}");
     let quic = out
         .flows
         .iter()
@@ -252,7 +266,7 @@ pub fn flows_are_named_per_app_from_dns_sni_and_quic() {
     assert_eq!(quic["names"]["hostname"], "quic.svc.test", "{}", quic["names"]);
     assert_eq!(quic["names"]["source"], "quic_sni", "{}", quic["names"]);
     let names = &out.stats["names"];
-    assert!(names["dns_responses"].as_u64().unwrap() >= 4 && names["sni"] == 1 && names["quic_sni"] == 1, "{names}");
+    assert!(names["dns_responses"].as_u64().unwrap() >= 5 && names["sni"] == 2 && names["quic_sni"] == 1, "{names}");
     assert_eq!(names["malformed_total"], 0, "{names}");
     assert_eq!(out.stats["kernel"]["copies_lost"], 0, "{}", out.stats);
 
@@ -278,7 +292,7 @@ pub fn flows_are_named_per_app_from_dns_sni_and_quic() {
     let apps = doc["apps"].as_array().unwrap();
     let beta_app = apps.iter().find(|a| a["app"] == "app-beta").unwrap();
     let ep = beta_app["top_endpoints"].as_array().unwrap().iter().find(|e| e["ip"] == SE).unwrap();
-    assert_eq!(ep["hostnames"], json!(["beta.svc.test"]), "{ep}");
+    assert_eq!(ep["hostnames"], json!(["beta.svc.test", "split.svc.test"]), "{ep}");
 
     // `monitor lookup HOSTNAME` lists, per app, the address reached under that name.
     let lookup = Command::new(env!("CARGO_BIN_EXE_monitor"))
