@@ -280,7 +280,12 @@ fn count_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, c: &mut Counters, egress: 
         stat(STAT_PEER_PARSE_FAIL, 1);
         return;
     };
-    if protocol == u32::from(IPPROTO_UDP) && c.copy_state & COPY_STATE_DONE == 0 {
+    // Only DNS and QUIC peers are candidates: other datagrams of an unconnected socket (a server
+    // with many peers) skip the copy path after this comparison.
+    if protocol == u32::from(IPPROTO_UDP)
+        && (peer.port == 53 || (egress && peer.port == 443))
+        && c.copy_state & COPY_STATE_DONE == 0
+    {
         let local = tuple_of(sk);
         let tuple = Tuple { remote_addr: peer.addr, remote_port: peer.port, family: peer.family, ..local };
         super::copy::unconnected(ctx, sk, c, &tuple, peer.l4_off, egress);
