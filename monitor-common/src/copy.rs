@@ -6,8 +6,10 @@
 //! then up to [`COPY_MAX`] bytes of the transport payload (after the TCP or UDP header).
 //!
 //! What is copied (by `cgroup_skb`, bounded per socket by [`crate::sock::Counters::copy_state`]):
-//! - TCP: the first [`COPY_TCP_EGRESS`] payload-bearing egress segments of every flow, and for
-//!   remote port 53 the first payload-bearing ingress segment too;
+//! - TCP: the first [`COPY_TCP_EGRESS`] payload-bearing egress segments of every flow (only the
+//!   first when it is not a TLS handshake record), and for remote port 53 the first
+//!   payload-bearing ingress segment too; segments of established connections longer than 72
+//!   bytes (IP length) only: a shorter one is an ACK or a sliver;
 //! - UDP to or from port 53: every datagram, both directions, up to [`COPY_DNS`] per socket;
 //! - UDP to port 443: the first [`COPY_QUIC_EGRESS`] egress datagrams of the socket.
 //!

@@ -27,6 +27,12 @@ use crate::maps::{EVENTS, copy_payloads, owner_of, stat};
 const DNS: u16 = 53;
 /// HTTPS / QUIC port.
 const HTTPS: u16 = 443;
+/// `TCP_ESTABLISHED` (`bpf_sock::state` uses the kernel's TCP state numbers).
+const TCP_ESTABLISHED: u32 = 1;
+/// IP length up to which a TCP segment is not looked at: an IPv6 ACK with timestamps is 72 bytes.
+const TCP_SMALL: u32 = 72;
+/// TLS record type of a handshake (`ContentType::handshake`, RFC 8446 §5.1).
+const TLS_HANDSHAKE: u8 = 22;
 
 /// Where the transport payload of a packet is.
 struct Span {
@@ -53,9 +59,15 @@ pub(crate) fn connected(ctx: &SkBuffContext, sk: *mut bpf_sock, c: &mut Counters
         return;
     }
     // SAFETY: full-socket field reads.
-    let (protocol, dst_port) = unsafe { ((*sk).protocol, u16::from_be((*sk).dst_port)) };
-    let mut state = c.copy_state.wrapping_add(COPY_STATE_PACKETS);
+    let (protocol, dst_port, tcp_state) = unsafe { ((*sk).protocol, u16::from_be((*sk).dst_port), (*sk).state) };
     let tcp = protocol == u32::from(IPPROTO_TCP);
+    // TCP: only established connections carry a ClientHello (or a DNS message), and a segment of
+    // at most `TCP_SMALL` bytes is a bare ACK or a sliver: neither is read nor counted, so the
+    // handshake and the ACKs of short flows cost these few loads only.
+    if tcp && (tcp_state != TCP_ESTABLISHED || ctx.len() <= TCP_SMALL) {
+        return;
+    }
+    let mut state = c.copy_state.wrapping_add(COPY_STATE_PACKETS);
     let udp = protocol == u32::from(IPPROTO_UDP);
     let dns = dst_port == DNS;
     if !(tcp || (udp && (dns || dst_port == HTTPS))) {
@@ -69,10 +81,13 @@ pub(crate) fn connected(ctx: &SkBuffContext, sk: *mut bpf_sock, c: &mut Counters
     } else {
         egress && egress_copies(state) < COPY_QUIC_EGRESS
     };
+    let mut not_tls = false;
     if wanted && let Some(span) = span(ctx, tcp) {
         let tuple = super::tuple_of(sk);
-        copy(ctx, sk, &tuple, &span, egress, tcp);
+        let first = copy(ctx, sk, &tuple, &span, egress, tcp);
         state = state.wrapping_add(if egress { COPY_STATE_EGRESS } else { COPY_STATE_INGRESS });
+        // A TCP flow whose first payload is no TLS handshake record has no ClientHello to finish.
+        not_tls = tcp && egress && !dns && first.is_some_and(|b| b != TLS_HANDSHAKE);
     }
     let finished = if tcp {
         egress_copies(state) >= COPY_TCP_EGRESS && (!dns || ingress_copies(state) >= 1)
@@ -83,7 +98,7 @@ pub(crate) fn connected(ctx: &SkBuffContext, sk: *mut bpf_sock, c: &mut Counters
     };
     // DNS sockets are followed to their limit; the others for their first packets only.
     let looked_enough = !(udp && dns) && state & 0xff >= COPY_PACKETS;
-    c.copy_state = if finished || looked_enough { state | COPY_STATE_DONE } else { state };
+    c.copy_state = if finished || looked_enough || not_tls { state | COPY_STATE_DONE } else { state };
 }
 
 /// A datagram of an unconnected UDP socket to or from `port` (the peer's): DNS both ways, the
@@ -161,13 +176,13 @@ fn udp_span(ctx: &SkBuffContext, l4_off: u32) -> Option<Span> {
     if len == 0 { None } else { Some(Span { offset: l4_off + 8, len }) }
 }
 
-/// Reserves, fills and submits one copy.
+/// Reserves, fills and submits one copy; returns the first payload byte when it was submitted.
 #[inline(always)]
-fn copy(ctx: &SkBuffContext, sk: *mut bpf_sock, tuple: &Tuple, span: &Span, egress: bool, tcp: bool) {
+fn copy(ctx: &SkBuffContext, sk: *mut bpf_sock, tuple: &Tuple, span: &Span, egress: bool, tcp: bool) -> Option<u8> {
     stat(STAT_COPIES, 1);
     let Some(mut entry) = EVENTS.reserve::<PayloadCopy>(0) else {
         stat(STAT_COPIES_LOST, 1);
-        return;
+        return None;
     };
     let ev = entry.as_mut_ptr();
     let mut len = span.len;
@@ -200,9 +215,13 @@ fn copy(ctx: &SkBuffContext, sk: *mut bpf_sock, tuple: &Tuple, span: &Span, egre
         bpf_skb_load_bytes(ctx.skb.skb.cast(), span.offset, (&raw mut (*ev).data).cast(), n)
     };
     if loaded == 0 {
+        // SAFETY: at least one byte was loaded into `data`.
+        let first = unsafe { (*ev).data[0] };
         entry.submit(0);
+        Some(first)
     } else {
         entry.discard(0);
         stat(STAT_COPIES_LOST, 1);
+        None
     }
 }
