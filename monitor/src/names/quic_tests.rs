@@ -154,3 +154,23 @@ fn a_socket_that_never_completes_a_hello_gives_up_after_the_datagram_bound() {
     assert_eq!(r.push(&head), Progress::Malformed(MalformedKind::Quic));
     assert_eq!(r.buffered_bytes(), 0);
 }
+
+#[test]
+fn many_small_shuffled_crypto_frames_between_pings_and_padding_are_reassembled() {
+    // Chromium's "chaos protection" cuts the ClientHello into small CRYPTO frames, shuffles them
+    // and interleaves PING and PADDING frames.
+    let hello = quic_client_hello(Version::V1, "chaos.example.test", &["h3"]);
+    let mut pieces = crypto_pieces(&hello, 37);
+    let n = pieces.len();
+    assert!(n > 5);
+    // A fixed permutation: stride 7 through the pieces (7 is coprime with n unless n % 7 == 0).
+    let stride = if n % 7 == 0 { 5 } else { 7 };
+    let order: Vec<usize> = (0..n).map(|i| (i * stride) % n).collect();
+    let mut frames = Vec::new();
+    for (k, i) in order.iter().enumerate() {
+        frames.extend(std::mem::take(&mut pieces[*i]));
+        frames.extend(if k % 2 == 0 { vec![0x01] } else { vec![0x00; 3] });
+    }
+    let packet = seal_initial(Version::V1, &TEST_DCID, 0, &frames, MIN_INITIAL_DATAGRAM);
+    assert_eq!(feed(&[packet]), done("chaos.example.test"));
+}
