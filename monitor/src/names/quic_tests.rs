@@ -164,7 +164,7 @@ fn many_small_shuffled_crypto_frames_between_pings_and_padding_are_reassembled()
     let n = pieces.len();
     assert!(n > 5);
     // A fixed permutation: stride 7 through the pieces (7 is coprime with n unless n % 7 == 0).
-    let stride = if n % 7 == 0 { 5 } else { 7 };
+    let stride = if n.is_multiple_of(7) { 5 } else { 7 };
     let order: Vec<usize> = (0..n).map(|i| (i * stride) % n).collect();
     let mut frames = Vec::new();
     for (k, i) in order.iter().enumerate() {
