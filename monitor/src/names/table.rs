@@ -16,7 +16,7 @@
 //!
 //! Times are `CLOCK_BOOTTIME` nanoseconds, as in the kernel events.
 
-use std::{hash::Hash, net::IpAddr, num::NonZeroUsize};
+use std::{borrow::Borrow, hash::Hash, net::IpAddr, num::NonZeroUsize};
 
 use lru::LruCache;
 use serde::{Deserialize, Serialize};
@@ -258,8 +258,13 @@ impl<K: Hash + Eq + Clone> NameTable<K> {
         }
     }
 
-    /// The name `app` knew `addr` by at `at_ns` (its own answer first, then the host's).
-    pub fn lookup(&mut self, app: &K, addr: IpAddr, at_ns: u64) -> Option<NameMatch> {
+    /// The name `app` knew `addr` by at `at_ns` (its own answer first, then the host's). `app`
+    /// may be any borrowed form of the key (`&str` for `String` keys).
+    pub fn lookup<Q>(&mut self, app: &Q, addr: IpAddr, at_ns: u64) -> Option<NameMatch>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let freshness = self.config.freshness_s;
         let mut stale = false;
         if let Some(entry) = self.apps.get_mut(app).and_then(|m| m.get(&addr)) {
@@ -280,7 +285,7 @@ impl<K: Hash + Eq + Clone> NameTable<K> {
         }
         if let Some((owner, entry)) = self.host.get(&addr) {
             // The app's own answer, evicted from its map but still host-wide, stays the app's.
-            if *owner != *app && entry.fresh(at_ns, freshness) {
+            if owner.borrow() != app && entry.fresh(at_ns, freshness) {
                 self.stats.hits_dns_host += 1;
                 return Some(NameMatch {
                     name: entry.name.clone(),
@@ -288,7 +293,7 @@ impl<K: Hash + Eq + Clone> NameTable<K> {
                     answered_ns: entry.first_ns,
                 });
             }
-            if *owner == *app && entry.fresh(at_ns, freshness) {
+            if owner.borrow() == app && entry.fresh(at_ns, freshness) {
                 let source = match entry.origin {
                     Origin::Dns => NameSource::Dns,
                     Origin::Getaddrinfo => NameSource::Getaddrinfo,

@@ -114,3 +114,12 @@ fn config_defaults_parse_from_the_documented_section_and_zero_sizes_are_rejected
     assert_eq!(zero.validate(), Err(ConfigError::Zero { key: "apps" }));
     assert!(NameTable::<u32>::new(zero).is_err());
 }
+
+#[test]
+fn string_keyed_tables_are_looked_up_by_str() {
+    let mut t: NameTable<String> = NameTable::new(NameTableConfig::default()).unwrap();
+    t.record_answer(&"app".to_owned(), &host("str.example.test"), &[ip(1)], 60, S);
+    assert_eq!(t.lookup("app", ip(1), S), found("str.example.test", NameSource::Dns, S));
+    assert_eq!(t.lookup(&"app".to_owned(), ip(1), S), found("str.example.test", NameSource::Dns, S));
+    assert_eq!(t.lookup("other", ip(1), S), found("str.example.test", NameSource::DnsHost, S));
+}
