@@ -176,6 +176,9 @@ pub(super) fn client_hello(handshake: &[u8]) -> Progress {
             name = list.iter().find(|(t, _)| *t == SNIType::HostName).map(|(_, n)| *n);
         }
     }
+    // RFC 6066 §3 forbids address literals in SNI; some clients send them anyway. They name
+    // nothing (the flow's address says as much), so the DNS name, if any, stands.
+    let name = name.filter(|n| std::str::from_utf8(n).map_or(true, |s| s.parse::<std::net::IpAddr>().is_err()));
     match name.map(Hostname::from_bytes) {
         None => Progress::Done(None),
         Some(Ok(hostname)) => Progress::Done(Some(Sni { hostname, ech })),

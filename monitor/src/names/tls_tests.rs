@@ -166,3 +166,13 @@ fn a_retransmitted_segment_is_skipped() {
         assert_eq!(feed(&[a, a, b]), done("retransmit.example.test", false), "split at {at}");
     }
 }
+
+#[test]
+fn address_literals_in_sni_are_no_name() {
+    let hello = tls_client_hello("abcdefghi", &[], None);
+    let at = hello.windows(9).position(|w| w == b"abcdefghi").unwrap();
+    let mut literal = hello.clone();
+    literal[at..at + 9].copy_from_slice(b"192.0.2.1");
+    assert_eq!(feed(&[&hello]), done("abcdefghi", false));
+    assert_eq!(feed(&[&literal]), Progress::Done(None));
+}
