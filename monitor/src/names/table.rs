@@ -98,6 +98,15 @@ impl NameTableConfig {
     }
 }
 
+/// An LRU map bounded at `cap` that grows as filled: `LruCache::new` reserves all `cap` slots up
+/// front, which for 256 apps × 4,096 addresses would be ~100 MiB for maps that mostly hold a
+/// few dozen names.
+fn lazy_lru<K: Hash + Eq, V>(cap: NonZeroUsize) -> LruCache<K, V> {
+    let mut map = LruCache::unbounded();
+    map.resize(cap);
+    map
+}
+
 /// How the table learnt a name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Origin {
@@ -200,13 +209,7 @@ impl<K: Hash + Eq + Clone> NameTable<K> {
     /// [`ConfigError`] when a size is zero.
     pub fn new(config: NameTableConfig) -> Result<Self, ConfigError> {
         let (per_app_cap, apps, host) = config.sizes()?;
-        Ok(Self {
-            config,
-            per_app_cap,
-            apps: LruCache::new(apps),
-            host: LruCache::new(host),
-            stats: NameTableStats::default(),
-        })
+        Ok(Self { config, per_app_cap, apps: lazy_lru(apps), host: lazy_lru(host), stats: NameTableStats::default() })
     }
 
     /// Records a DNS answer `app` received: `name` (the name it asked for) resolved to `addrs`.
@@ -222,7 +225,7 @@ impl<K: Hash + Eq + Clone> NameTable<K> {
     fn record(&mut self, app: &K, name: &Hostname, addrs: &[IpAddr], ttl_s: u32, at_ns: u64, origin: Origin) {
         self.stats.answers += 1;
         if !self.apps.contains(app) {
-            let map = LruCache::new(self.per_app_cap);
+            let map = lazy_lru(self.per_app_cap);
             if let Some((evicted, _)) = self.apps.push(app.clone(), map)
                 && evicted != *app
             {

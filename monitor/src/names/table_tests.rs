@@ -123,3 +123,14 @@ fn string_keyed_tables_are_looked_up_by_str() {
     assert_eq!(t.lookup(&"app".to_owned(), ip(1), S), found("str.example.test", NameSource::Dns, S));
     assert_eq!(t.lookup("other", ip(1), S), found("str.example.test", NameSource::DnsHost, S));
 }
+
+#[test]
+fn maps_grow_as_filled_and_stop_at_their_bound() {
+    let mut map: LruCache<u32, u32> = lazy_lru(NonZeroUsize::new(4096).unwrap());
+    assert_eq!(map.cap().get(), 4096);
+    for i in 0..5000 {
+        map.push(i, i);
+    }
+    assert_eq!(map.len(), 4096);
+    assert!(map.contains(&4999) && !map.contains(&903));
+}
