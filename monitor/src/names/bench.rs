@@ -76,3 +76,26 @@ fn parser_costs() {
         black_box(table.lookup(&(i % 256), addr, u64::from(i)));
     });
 }
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+#[ignore = "measurement; run in release with --ignored --nocapture"]
+fn table_memory() {
+    let before = rss_kib();
+    let mut table: NameTable<u32> = NameTable::new(NameTableConfig::default()).unwrap();
+    for app in 0..256u32 {
+        for i in 0..20u32 {
+            let name = Hostname::parse(&format!("host-{i}.app-{app}.example.test")).unwrap();
+            let addr = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + app * 64 + i));
+            table.record_answer(&app, &name, &[addr], 60, 1);
+        }
+    }
+    let filled = rss_kib();
+    println!("NameTable, 256 apps x 20 names: {} KiB resident", filled.saturating_sub(before));
+    black_box(&table);
+}

@@ -11,7 +11,8 @@
 //! - [`dns::parse`]`(payload, Transport::Udp | Transport::Tcp) -> Result<DnsMessage, ParseError>`:
 //!   questions, response flag, rcode, and answers flattened per queried name following CNAME
 //!   chains ([`dns::DnsAnswer`]: the name the app asked for, the chain, the addresses, the TTL).
-//!   A message cut short by the capture bound yields what precedes the cut (`partial: true`).
+//!   A message cut short by the capture bound yields what precedes the cut (`partial: true`);
+//!   `bad_names` counts names rejected by validation (count them as [`MalformedKind::Hostname`]).
 //! - [`tls::ClientHelloReassembler`] (one per TCP flow): `push(segment) -> Progress`.
 //! - [`quic::InitialReassembler`] (one per UDP socket and peer): `push(datagram) -> Progress`.
 //! - [`Progress`]: `NeedMore`, `Done(Option<Sni>)`, `NotTls` (not a handshake: stop copying),
@@ -19,8 +20,14 @@
 //! - [`domain::registrable`]`(host) -> Option<String>` (public suffix list, bundled).
 //! - [`table::NameTable`]: per-app address→name map, bounded (LRU) and counted, with
 //!   `record_answer`, `record_getaddrinfo` and `lookup(app, addr, at_ns) -> Option<NameMatch>`.
-//! - [`Names`] and [`NameSource`]: what a flow record carries.
-//! - [`MalformedKind`]: the kinds of malformed input, for the counters.
+//!   `lookup` takes any borrowed form of the key (`&str` for `String` keys); maps grow as filled.
+//! - [`Names`] and [`NameSource`]: what a flow record carries; [`Names::combine`] joins a
+//!   ClientHello's name and the table's answer (SNI first, a differing DNS name kept beside it).
+//! - [`MalformedKind`], [`MalformedCounts`]: the kinds of malformed input, for the counters.
+//!
+//! Measured (release, `cargo test --release -p monitor --lib names::bench -- --ignored
+//! --nocapture`): a DNS answer ~2.5 µs, a TLS ClientHello ~1.2–1.5 µs, a QUIC Initial (keys
+//! derived, decrypted) ~10 µs, a table record + lookup ~1 µs.
 
 pub mod dns;
 pub mod domain;
@@ -40,7 +47,7 @@ mod testutil;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::host::{Hostname, HostnameError};
+pub use self::host::{Hostname, HostnameError, MAX_LABEL_LEN, MAX_NAME_LEN};
 
 /// Where a flow's name came from, best first. Serialised lowercase (`quic_sni`, `dns_host`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]

@@ -9,6 +9,10 @@
 //! CRYPTO data is placed by offset, so a ClientHello split across Initials, in any order or
 //! retransmitted, is reassembled; its contiguous prefix goes to the TLS ClientHello parser.
 //!
+//! A datagram that is not a long-header packet, or whose header does not parse, is `NotTls`
+//! when nothing was read before. Long headers of other versions (drafts, greased versions that
+//! provoke version negotiation) are waited past, within the datagram bound.
+//!
 //! Bounds: [`MAX_DATAGRAMS`] datagrams per reassembler, CRYPTO data up to
 //! [`super::tls::MAX_CLIENT_HELLO`], [`MAX_CRYPTO_RANGES`] disjoint pieces.
 
@@ -105,8 +109,9 @@ impl InitialReassembler {
                 };
             };
             let Some(version) = packet.version else {
-                // Version negotiation or an unknown version: not something we read.
-                return if initials == 0 && self.keys.is_none() { Progress::NotTls } else { Progress::NeedMore };
+                // Another version (a draft, a greased version to provoke version negotiation):
+                // the client may follow up with v1 or v2, so wait (within MAX_DATAGRAMS).
+                return if initials == 0 && self.keys.is_none() { Progress::NeedMore } else { self.progress() };
             };
             let Some(len) = packet.len else { break }; // Retry: no length, ends the datagram.
             if packet.is_initial {
@@ -126,6 +131,11 @@ impl InitialReassembler {
         if initials == 0 && self.keys.is_none() {
             return Progress::NotTls;
         }
+        self.progress()
+    }
+
+    /// What the CRYPTO data so far amounts to.
+    fn progress(&self) -> Progress {
         tls::client_hello(self.crypto.prefix())
     }
 

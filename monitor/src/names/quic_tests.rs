@@ -117,12 +117,19 @@ fn non_quic_datagrams_are_not_tls() {
     // A DNS query, a short-header packet, a version negotiation packet.
     assert_eq!(feed(&[vec![0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]]), Progress::NotTls);
     assert_eq!(feed(&[[0x40].repeat(100)]), Progress::NotTls);
-    let vn = [&[0x80, 0, 0, 0, 0, 4, 1, 2, 3, 4, 0][..], &[0, 0, 0, 1]].concat();
-    assert_eq!(feed(&[vn]), Progress::NotTls);
-    // An unknown version.
-    let mut other = hex(include_str!("testdata/rfc9001_a2_client_initial.hex"));
-    other[1..5].copy_from_slice(&[0xfa, 0xce, 0xb0, 0x0c]);
-    assert_eq!(feed(&[other]), Progress::NotTls);
+}
+
+#[test]
+fn unknown_versions_wait_for_a_known_one_within_the_datagram_bound() {
+    let real = hex(include_str!("testdata/rfc9001_a2_client_initial.hex"));
+    let mut greased = real.clone();
+    greased[1..5].copy_from_slice(&[0x1a, 0x2a, 0x3a, 0x4a]);
+    assert_eq!(feed(&[greased.clone(), real]), done("example.com"));
+    let mut r = InitialReassembler::new();
+    for i in 1..MAX_DATAGRAMS {
+        assert_eq!(r.push(&greased), Progress::NeedMore, "datagram {i}");
+    }
+    assert_eq!(r.push(&greased), Progress::NotTls);
 }
 
 #[test]
@@ -153,4 +160,24 @@ fn a_socket_that_never_completes_a_hello_gives_up_after_the_datagram_bound() {
     }
     assert_eq!(r.push(&head), Progress::Malformed(MalformedKind::Quic));
     assert_eq!(r.buffered_bytes(), 0);
+}
+
+#[test]
+fn many_small_shuffled_crypto_frames_between_pings_and_padding_are_reassembled() {
+    // Chromium's "chaos protection" cuts the ClientHello into small CRYPTO frames, shuffles them
+    // and interleaves PING and PADDING frames.
+    let hello = quic_client_hello(Version::V1, "chaos.example.test", &["h3"]);
+    let mut pieces = crypto_pieces(&hello, 37);
+    let n = pieces.len();
+    assert!(n > 5);
+    // A fixed permutation: stride 7 through the pieces (7 is coprime with n unless n % 7 == 0).
+    let stride = if n.is_multiple_of(7) { 5 } else { 7 };
+    let order: Vec<usize> = (0..n).map(|i| (i * stride) % n).collect();
+    let mut frames = Vec::new();
+    for (k, i) in order.iter().enumerate() {
+        frames.extend(std::mem::take(&mut pieces[*i]));
+        frames.extend(if k % 2 == 0 { vec![0x01] } else { vec![0x00; 3] });
+    }
+    let packet = seal_initial(Version::V1, &TEST_DCID, 0, &frames, MIN_INITIAL_DATAGRAM);
+    assert_eq!(feed(&[packet]), done("chaos.example.test"));
 }

@@ -16,7 +16,7 @@
 //!
 //! Times are `CLOCK_BOOTTIME` nanoseconds, as in the kernel events.
 
-use std::{hash::Hash, net::IpAddr, num::NonZeroUsize};
+use std::{borrow::Borrow, hash::Hash, net::IpAddr, num::NonZeroUsize};
 
 use lru::LruCache;
 use serde::{Deserialize, Serialize};
@@ -96,6 +96,15 @@ impl NameTableConfig {
             nz(self.host_entries, "host_entries")?,
         ))
     }
+}
+
+/// An LRU map bounded at `cap` that grows as filled: `LruCache::new` reserves all `cap` slots up
+/// front, which for 256 apps × 4,096 addresses would be ~100 MiB for maps that mostly hold a
+/// few dozen names.
+fn lazy_lru<K: Hash + Eq, V>(cap: NonZeroUsize) -> LruCache<K, V> {
+    let mut map = LruCache::unbounded();
+    map.resize(cap);
+    map
 }
 
 /// How the table learnt a name.
@@ -200,13 +209,7 @@ impl<K: Hash + Eq + Clone> NameTable<K> {
     /// [`ConfigError`] when a size is zero.
     pub fn new(config: NameTableConfig) -> Result<Self, ConfigError> {
         let (per_app_cap, apps, host) = config.sizes()?;
-        Ok(Self {
-            config,
-            per_app_cap,
-            apps: LruCache::new(apps),
-            host: LruCache::new(host),
-            stats: NameTableStats::default(),
-        })
+        Ok(Self { config, per_app_cap, apps: lazy_lru(apps), host: lazy_lru(host), stats: NameTableStats::default() })
     }
 
     /// Records a DNS answer `app` received: `name` (the name it asked for) resolved to `addrs`.
@@ -222,7 +225,7 @@ impl<K: Hash + Eq + Clone> NameTable<K> {
     fn record(&mut self, app: &K, name: &Hostname, addrs: &[IpAddr], ttl_s: u32, at_ns: u64, origin: Origin) {
         self.stats.answers += 1;
         if !self.apps.contains(app) {
-            let map = LruCache::new(self.per_app_cap);
+            let map = lazy_lru(self.per_app_cap);
             if let Some((evicted, _)) = self.apps.push(app.clone(), map)
                 && evicted != *app
             {
@@ -258,8 +261,13 @@ impl<K: Hash + Eq + Clone> NameTable<K> {
         }
     }
 
-    /// The name `app` knew `addr` by at `at_ns` (its own answer first, then the host's).
-    pub fn lookup(&mut self, app: &K, addr: IpAddr, at_ns: u64) -> Option<NameMatch> {
+    /// The name `app` knew `addr` by at `at_ns` (its own answer first, then the host's). `app`
+    /// may be any borrowed form of the key (`&str` for `String` keys).
+    pub fn lookup<Q>(&mut self, app: &Q, addr: IpAddr, at_ns: u64) -> Option<NameMatch>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let freshness = self.config.freshness_s;
         let mut stale = false;
         if let Some(entry) = self.apps.get_mut(app).and_then(|m| m.get(&addr)) {
@@ -280,7 +288,7 @@ impl<K: Hash + Eq + Clone> NameTable<K> {
         }
         if let Some((owner, entry)) = self.host.get(&addr) {
             // The app's own answer, evicted from its map but still host-wide, stays the app's.
-            if *owner != *app && entry.fresh(at_ns, freshness) {
+            if owner.borrow() != app && entry.fresh(at_ns, freshness) {
                 self.stats.hits_dns_host += 1;
                 return Some(NameMatch {
                     name: entry.name.clone(),
@@ -288,7 +296,7 @@ impl<K: Hash + Eq + Clone> NameTable<K> {
                     answered_ns: entry.first_ns,
                 });
             }
-            if *owner == *app && entry.fresh(at_ns, freshness) {
+            if owner.borrow() == app && entry.fresh(at_ns, freshness) {
                 let source = match entry.origin {
                     Origin::Dns => NameSource::Dns,
                     Origin::Getaddrinfo => NameSource::Getaddrinfo,

@@ -114,3 +114,85 @@ fn config_defaults_parse_from_the_documented_section_and_zero_sizes_are_rejected
     assert_eq!(zero.validate(), Err(ConfigError::Zero { key: "apps" }));
     assert!(NameTable::<u32>::new(zero).is_err());
 }
+
+#[test]
+fn string_keyed_tables_are_looked_up_by_str() {
+    let mut t: NameTable<String> = NameTable::new(NameTableConfig::default()).unwrap();
+    t.record_answer(&"app".to_owned(), &host("str.example.test"), &[ip(1)], 60, S);
+    assert_eq!(t.lookup("app", ip(1), S), found("str.example.test", NameSource::Dns, S));
+    assert_eq!(t.lookup(&"app".to_owned(), ip(1), S), found("str.example.test", NameSource::Dns, S));
+    assert_eq!(t.lookup("other", ip(1), S), found("str.example.test", NameSource::DnsHost, S));
+}
+
+#[test]
+fn maps_grow_as_filled_and_stop_at_their_bound() {
+    let mut map: LruCache<u32, u32> = lazy_lru(NonZeroUsize::new(4096).unwrap());
+    assert_eq!(map.cap().get(), 4096);
+    for i in 0..5000 {
+        map.push(i, i);
+    }
+    assert_eq!(map.len(), 4096);
+    assert!(map.contains(&4999) && !map.contains(&903));
+}
+
+mod properties {
+    use std::collections::{HashMap, HashSet};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Record { app: u8, name: u8, addrs: Vec<u8>, ttl: u32 },
+        Lookup { app: u8, addr: u8 },
+        Wait { s: u64 },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..5u8, 0..6u8, prop::collection::vec(0..10u8, 0..4), 0..1200u32)
+                .prop_map(|(app, name, addrs, ttl)| Op::Record { app, name, addrs, ttl }),
+            (0..6u8, 0..10u8).prop_map(|(app, addr)| Op::Lookup { app, addr }),
+            (0..400u64).prop_map(|s| Op::Wait { s }),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the sequence, a lookup names an address only with a name some app got for
+        /// it, `dns` only with one this app got, and the maps stay within their bounds.
+        #[test]
+        fn lookups_only_return_names_answered_for_the_address(ops in prop::collection::vec(op(), 1..80)) {
+            let config = NameTableConfig { entries_per_app: 3, apps: 3, host_entries: 5, freshness_s: 600 };
+            let mut t: NameTable<u8> = NameTable::new(config).unwrap();
+            let mut answered: HashMap<u8, HashSet<(u8, u8)>> = HashMap::new(); // addr -> (app, name)
+            let mut now = S;
+            for op in ops {
+                match op {
+                    Op::Record { app, name, addrs, ttl } => {
+                        let addrs: Vec<IpAddr> = addrs.iter().map(|a| ip(*a)).collect();
+                        t.record_answer(&app, &host(&format!("n{name}.test")), &addrs, ttl, now);
+                        for a in addrs {
+                            let IpAddr::V4(v4) = a else { unreachable!() };
+                            answered.entry(v4.octets()[3]).or_default().insert((app, name));
+                        }
+                    }
+                    Op::Lookup { app, addr } => {
+                        if let Some(m) = t.lookup(&app, ip(addr), now) {
+                            let seen = answered.get(&addr).cloned().unwrap_or_default();
+                            let by_anyone = seen.iter().any(|(_, n)| m.name == host(&format!("n{n}.test")));
+                            prop_assert!(by_anyone, "{m:?} never answered for {addr}");
+                            if m.source == NameSource::Dns {
+                                let by_app = seen.iter().any(|(a, n)| *a == app && m.name == host(&format!("n{n}.test")));
+                                prop_assert!(by_app, "{m:?} is not app {app}'s answer");
+                            }
+                        }
+                    }
+                    Op::Wait { s } => now += s * S,
+                }
+                prop_assert!(t.apps.len() <= 3 && t.host.len() <= 5);
+                prop_assert!(t.apps.iter().all(|(_, m)| m.len() <= 3));
+            }
+        }
+    }
+}

@@ -3,7 +3,9 @@
 //! One [`ClientHelloReassembler`] per TCP flow gets the flow's first egress payloads in order.
 //! It strips the record layer (a ClientHello may span several records and each record several
 //! segments), collects the handshake message and, once complete, parses it with `tls-parser`.
-//! The buffers are bounded by [`MAX_CLIENT_HELLO`]; anything longer is `TooLarge`.
+//! The buffers are bounded by [`MAX_CLIENT_HELLO`]; anything longer is `TooLarge`. The copies
+//! carry no TCP sequence numbers, so a segment of 512 bytes or more equal to the previous one is
+//! skipped as its retransmission.
 //!
 //! ECH: a ClientHello with the `encrypted_client_hello` extension (0xfe0d, or the older
 //! `encrypted_server_name` 0xffce) carries the *outer* (public) name in its SNI; the result says
@@ -31,6 +33,12 @@ const MAX_RECORD: usize = 1 << 14;
 /// `encrypted_client_hello` (draft-ietf-tls-esni-22 §11.1).
 const ECH_EXTENSION: u16 = 0xfe0d;
 
+/// Segments shorter than this are never taken for a retransmission.
+const MIN_RETRANSMIT_CHECK: usize = 512;
+/// Hasher of the retransmission check (fixed keys: deterministic, not a security boundary: a
+/// sender can only make its own flow unnamed).
+const SEGMENT_HASH: std::hash::BuildHasherDefault<std::hash::DefaultHasher> = std::hash::BuildHasherDefault::new();
+
 /// Reassembles the ClientHello of one TCP flow (see the module header).
 #[derive(Debug, Default)]
 pub struct ClientHelloReassembler {
@@ -38,6 +46,8 @@ pub struct ClientHelloReassembler {
     pending: Vec<u8>,
     /// Handshake bytes from the records consumed so far.
     handshake: Vec<u8>,
+    /// Length and hash of the last segment pushed, to skip a retransmission of it.
+    last_segment: Option<(usize, u64)>,
     /// The final outcome, once reached (returned again on later pushes).
     done: Option<Progress>,
 }
@@ -53,6 +63,17 @@ impl ClientHelloReassembler {
     pub fn push(&mut self, segment: &[u8]) -> Progress {
         if let Some(done) = &self.done {
             return done.clone();
+        }
+        // The copies carry no sequence numbers: a full-sized segment equal to the one before is
+        // taken for its retransmission. A ClientHello that spans segments fills the first one
+        // (≥ 536 bytes, the smallest MSS), and two equal consecutive runs of that size do not
+        // occur in one (32 random bytes, key shares; padding stays under 512 bytes).
+        if segment.len() >= MIN_RETRANSMIT_CHECK {
+            let fingerprint = (segment.len(), std::hash::BuildHasher::hash_one(&SEGMENT_HASH, segment));
+            if self.last_segment == Some(fingerprint) {
+                return Progress::NeedMore;
+            }
+            self.last_segment = Some(fingerprint);
         }
         let progress = self.advance(segment);
         if progress.is_final() {
@@ -155,6 +176,9 @@ pub(super) fn client_hello(handshake: &[u8]) -> Progress {
             name = list.iter().find(|(t, _)| *t == SNIType::HostName).map(|(_, n)| *n);
         }
     }
+    // RFC 6066 §3 forbids address literals in SNI; some clients send them anyway. They name
+    // nothing (the flow's address says as much), so the DNS name, if any, stands.
+    let name = name.filter(|n| std::str::from_utf8(n).map_or(true, |s| s.parse::<std::net::IpAddr>().is_err()));
     match name.map(Hostname::from_bytes) {
         None => Progress::Done(None),
         Some(Ok(hostname)) => Progress::Done(Some(Sni { hostname, ech })),

@@ -131,13 +131,13 @@ fn malformed_and_oversized_hellos_are_counted_by_kind() {
     assert_eq!(feed(&[&[22, 3, 1, 0, 4, 1, 0xff, 0xff, 0xff]]), Progress::Malformed(MalformedKind::TooLarge));
     // A record longer than TLS allows.
     assert_eq!(feed(&[&[22, 3, 1, 0x48, 0x01]]), Progress::Malformed(MalformedKind::Tls));
-    // A 15 KiB ClientHello of zeros fed 1 KiB at a time: buffers stay within the bound, the
+    // A 15 KiB ClientHello of filler fed 1 KiB at a time: buffers stay within the bound, the
     // result is malformed, and the buffers are released.
     let mut r = ClientHelloReassembler::new();
     assert_eq!(r.push(&[22, 3, 1, 0x40, 0x00, 1, 0, 0x3c, 0x00]), Progress::NeedMore);
     let mut last = Progress::NeedMore;
-    for _ in 0..40 {
-        last = r.push(&[0u8; 1024]);
+    for i in 0..40u8 {
+        last = r.push(&[i; 1024]);
         assert!(r.buffered_bytes() <= 2 * MAX_CLIENT_HELLO);
         if last.is_final() {
             break;
@@ -154,4 +154,25 @@ fn hostile_server_names_are_rejected_as_malformed_hostnames() {
     let mut bad = hello.clone();
     bad[at + 4] = 0x1b; // "evil\x1bname"
     assert_eq!(feed(&[&bad]), Progress::Malformed(MalformedKind::Hostname));
+}
+
+#[test]
+fn a_retransmitted_segment_is_skipped() {
+    let alpn: Vec<String> = (0..40).map(|i| format!("protocol-{i:02}-{}", "x".repeat(20))).collect();
+    let alpn: Vec<&str> = alpn.iter().map(String::as_str).collect();
+    let hello = tls_client_hello("retransmit.example.test", &alpn, None);
+    for at in [536, 1000, hello.len() - 512] {
+        let (a, b) = hello.split_at(at);
+        assert_eq!(feed(&[a, a, b]), done("retransmit.example.test", false), "split at {at}");
+    }
+}
+
+#[test]
+fn address_literals_in_sni_are_no_name() {
+    let hello = tls_client_hello("abcdefghi", &[], None);
+    let at = hello.windows(9).position(|w| w == b"abcdefghi").unwrap();
+    let mut literal = hello.clone();
+    literal[at..at + 9].copy_from_slice(b"192.0.2.1");
+    assert_eq!(feed(&[&hello]), done("abcdefghi", false));
+    assert_eq!(feed(&[&literal]), Progress::Done(None));
 }
