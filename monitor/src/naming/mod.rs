@@ -167,7 +167,7 @@ impl Naming {
         if record.event != RecordKind::Update {
             self.hellos.pop(&id);
         }
-        let dns = self.table.lookup(&app.to_owned(), remote.ip(), first_seen_ns);
+        let dns = self.table.lookup(app, remote.ip(), first_seen_ns);
         let names =
             Names::combine(hello.as_ref().map(|(s, _)| s), hello.as_ref().is_some_and(|(_, q)| *q), dns.as_ref());
         if names.hostname.is_some() {
