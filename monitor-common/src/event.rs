@@ -6,7 +6,8 @@
 
 use crate::sock::{ByteCounters, Owner};
 
-/// What happened. Values are append-only: never reuse a retired number.
+/// What happened. Values are append-only: never reuse a retired number. 100 is a payload copy
+/// (`crate::copy::COPY_KIND`, a record of its own layout, decoded apart).
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EventKind {

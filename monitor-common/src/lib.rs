@@ -6,12 +6,14 @@
 //!
 //! # Layout
 //! - [`event`]: the records the kernel sends through the `EVENTS` ring buffer.
+//! - [`copy`]: payload copies (DNS, TLS, QUIC) sent through the same ring buffer.
 //! - [`sock`]: per-socket storage values (owner, counters, UDP peer table).
 //! - [`maps`]: names of maps and programs, statistics slots and load-time globals.
 //! - [`geo`]: location of the default geolocation databases (shared with xtask, not the kernel).
 #![no_std]
 #![warn(missing_docs)]
 
+pub mod copy;
 pub mod event;
 pub mod geo;
 pub mod maps;

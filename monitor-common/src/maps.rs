@@ -31,6 +31,8 @@ pub const EVENTS_DEFAULT_BYTES: u32 = 4 << 20;
 
 /// Load-time global: minimum nanoseconds between two `Update` events of one flow.
 pub const GLOBAL_UPDATE_INTERVAL_NS: &str = "UPDATE_INTERVAL_NS";
+/// Load-time global: 1 to copy payloads for the names stage (`crate::copy`), 0 not to (`u32`).
+pub const GLOBAL_COPY_PAYLOADS: &str = "COPY_PAYLOADS";
 /// Load-time global: cgroup v2 id of the watched cgroup (`u64`).
 pub const GLOBAL_WATCHED_CGROUP_ID: &str = "WATCHED_CGROUP_ID";
 /// Load-time global: depth of the watched cgroup below the root (`u32`).
@@ -57,8 +59,12 @@ pub const STAT_PEER_PARSE_FAIL: u32 = 4;
 pub const STAT_UNATTRIBUTED_PACKETS: u32 = 5;
 /// IP-layer bytes of those packets (for `AF_PACKET` frames: the bytes written, see README.md).
 pub const STAT_UNATTRIBUTED_BYTES: u32 = 6;
+/// Payload copies submitted to the ring buffer (`crate::copy`), lost ones included.
+pub const STAT_COPIES: u32 = 7;
+/// Payload copies that did not fit in the ring buffer (lost).
+pub const STAT_COPIES_LOST: u32 = 8;
 /// Number of `STAT_*` slots.
-pub const STAT_COUNT: u32 = 7;
+pub const STAT_COUNT: u32 = 9;
 
 /// Program names (the Rust function names in `monitor-ebpf`), in attach order.
 pub mod programs {

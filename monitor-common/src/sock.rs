@@ -109,8 +109,22 @@ pub struct Counters {
     pub flags: u32,
     /// Sum of `bytes` at the last snapshot (`iter_counters` skips sockets that did not change).
     pub snapshot_mark: u64,
+    /// Payload copying of this socket (`crate::copy`): `COPY_STATE_*` fields, written by the
+    /// packet path without atomics (a race copies one packet too many, never a wrong one).
+    pub copy_state: u32,
+    /// Explicit padding.
+    pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<Counters>() == 96);
+const _: () = assert!(core::mem::size_of::<Counters>() == 104);
+
+/// [`Counters::copy_state`]: copying is over for this socket.
+pub const COPY_STATE_DONE: u32 = 1 << 31;
+/// [`Counters::copy_state`]: packets looked at (bits 0–7).
+pub const COPY_STATE_PACKETS: u32 = 1;
+/// [`Counters::copy_state`]: egress copies (bits 8–15).
+pub const COPY_STATE_EGRESS: u32 = 1 << 8;
+/// [`Counters::copy_state`]: ingress copies (bits 16–23).
+pub const COPY_STATE_INGRESS: u32 = 1 << 16;
 
 impl ByteCounters {
     /// Sum of every counter: changes whenever any of them does (they only grow).

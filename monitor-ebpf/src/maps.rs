@@ -147,6 +147,17 @@ pub(crate) fn sock_offsets() -> (u32, u32, u32) {
 #[unsafe(no_mangle)]
 static UPDATE_INTERVAL_NS: u64 = 10_000_000_000;
 
+/// 1 to copy payloads for the names stage, 0 not to (set by userspace at load time).
+#[unsafe(no_mangle)]
+static COPY_PAYLOADS: u32 = 1;
+
+/// Whether payloads are copied for the names stage.
+#[inline(always)]
+pub(crate) fn copy_payloads() -> bool {
+    // SAFETY: a plain global; volatile so the compiler does not fold the default value.
+    unsafe { ptr::read_volatile(&raw const COPY_PAYLOADS) != 0 }
+}
+
 /// cgroup v2 id of the watched cgroup, and its depth below the root (set by userspace at load
 /// time): tracing programs, which are not attached to a cgroup, check the current task against it.
 #[unsafe(no_mangle)]

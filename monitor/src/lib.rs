@@ -13,6 +13,7 @@
 //! - [`tracker`]   flow table and flow records.
 //! - [`identity`]   /proc lookups.
 //! - [`claims`]   residency claims: verdicts with evidence over reports, live alerts.
+//! - [`naming`]   host names of flows from the kernel's payload copies (parsers in [`names`]).
 //! - [`daemon`]   the run loop and shutdown.
 //! - [`metrics`]   the Prometheus endpoint (own thread; fed by the sink like the journal).
 //! - [`settings`]   configuration.
@@ -21,6 +22,7 @@
 //! - [`escape`]   escaping of foreign text (names, command lines) for each output format.
 //! - [`files`]   reading input files (regular files only, size-capped).
 //! - [`world`]   country outlines and points (embedded Natural Earth data, a leaf).
+//! - [`names`]   DNS, TLS and QUIC name parsers and the per-app name table (a leaf).
 #![warn(missing_docs)]
 
 pub mod claims;
@@ -32,6 +34,8 @@ pub mod files;
 pub mod identity;
 pub mod journal;
 pub mod metrics;
+pub mod names;
+pub mod naming;
 pub mod privileges;
 pub mod probe;
 pub mod report;

@@ -19,6 +19,7 @@ use crate::{
     identity::{AppRule, AppRules},
     journal::JournalConfig,
     metrics::MetricsConfig,
+    names::table::NameTableConfig,
     report::{ReportConfig, Zone},
 };
 
@@ -75,6 +76,8 @@ pub struct RawConfig {
     pub report: ReportConfig,
     /// `[metrics]`: the Prometheus endpoint.
     pub metrics: MetricsConfig,
+    /// `[names]`: sizes and freshness of the per-app name table.
+    pub names: NameTableConfig,
     /// `[[apps]]`: grouping of processes into named apps.
     pub apps: Vec<AppRule>,
     /// `[claims]`: the claims file and live alerts.
@@ -100,6 +103,8 @@ pub struct RawProbe {
     pub ring_buffer_kib: u32,
     /// Seconds between periodic updates.
     pub update_interval_secs: u64,
+    /// Copy DNS, TLS and QUIC payloads for host names.
+    pub copy_payloads: bool,
 }
 
 /// `[tracker]`.
@@ -194,6 +199,7 @@ impl Default for RawConfig {
             journal: JournalConfig::default(),
             report: ReportConfig::default(),
             metrics: MetricsConfig::default(),
+            names: NameTableConfig::default(),
             apps: Vec::new(),
             claims: ClaimsConfig::default(),
             android: RawAndroid::default(),
@@ -204,7 +210,7 @@ impl Default for RawConfig {
 impl Default for RawProbe {
     fn default() -> Self {
         // 4 MiB: ~20,000 events (~0.3 s of 20,000 connections/s) of slack for the daemon.
-        Self { ring_buffer_kib: 4096, update_interval_secs: 10 }
+        Self { ring_buffer_kib: 4096, update_interval_secs: 10, copy_payloads: true }
     }
 }
 
@@ -269,6 +275,10 @@ pub struct Settings {
     pub journal: JournalConfig,
     /// Reports and weekly exports.
     pub report: ReportConfig,
+    /// Sizes and freshness of the per-app name table.
+    pub names: NameTableConfig,
+    /// Copy DNS, TLS and QUIC payloads in the kernel for host names (`probe.copy_payloads`).
+    pub copy_payloads: bool,
     /// `report.time_zone`, looked up.
     pub time_zone: Zone,
     /// The Prometheus endpoint (validated: loopback unless explicitly allowed).
@@ -294,9 +304,10 @@ impl Settings {
     /// # Errors
     /// [`Error::Invalid`] naming the key.
     pub fn resolve(raw: RawConfig, source: Option<PathBuf>) -> Result<Self, Error> {
-        let RawConfig { cgroup, probe, tracker, output, geo, journal, report, metrics, apps, claims, android } = raw;
+        let RawConfig { cgroup, probe, tracker, output, geo, journal, report, metrics, names, apps, claims, android } = raw;
         claims.validate().map_err(|reason| Error::Invalid { key: "claims", reason })?;
         metrics.validate().map_err(|e| Error::Invalid { key: "metrics", reason: e.to_string() })?;
+        names.validate().map_err(|e| Error::Invalid { key: "names", reason: e.to_string() })?;
         journal.validate().map_err(|e| Error::Invalid { key: "journal", reason: e.to_string() })?;
         report.validate().map_err(|e| Error::Invalid { key: "report", reason: e.to_string() })?;
         let time_zone = Zone::get(&report.time_zone)
@@ -314,12 +325,14 @@ impl Settings {
             cgroup,
             ring_buffer_bytes: kib * 1024,
             update_interval: positive_secs("probe.update_interval_secs", probe.update_interval_secs)?,
+            copy_payloads: probe.copy_payloads,
             tcp_close_grace: positive_secs("tracker.tcp_close_grace_secs", tracker.tcp_close_grace_secs)?,
             stats_interval: positive_secs("tracker.stats_interval_secs", tracker.stats_interval_secs)?,
             output: output.format,
             geo,
             journal,
             report,
+            names,
             time_zone,
             metrics,
             apps,
@@ -347,6 +360,7 @@ mod tests {
             crate::report::CONFIG_DOC,
             crate::claims::CONFIG_DOC,
             crate::metrics::CONFIG_DOC,
+            crate::names::table::CONFIG_DOC,
         ] {
             assert!(DEFAULT_CONFIG_TOML.contains(section.trim()), "config/monitor.toml lacks:\n{section}");
         }

@@ -21,6 +21,10 @@ pub struct KernelStats {
     pub unattributed_packets: u64,
     /// IP-layer bytes of those packets.
     pub unattributed_bytes: u64,
+    /// Payload copies (names stage) the kernel produced, lost ones included.
+    pub copies_submitted: u64,
+    /// Payload copies lost because the ring buffer was full.
+    pub copies_lost: u64,
 }
 
 /// Counts of the tracker itself.
@@ -51,6 +55,37 @@ pub struct Stats {
     pub decode_errors: u64,
     /// Tracker counters.
     pub tracker: TrackerStats,
+    /// Names stage counters (filled by the sink, which runs the stage).
+    pub names: NamingStats,
     /// True for the last statistics of a run.
     pub last: bool,
+}
+
+/// Counters of the names stage (in `stats` lines and `monitor status`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct NamingStats {
+    /// Payload copies handled.
+    pub copies: u64,
+    /// Copies cut at the kernel's copy bound (`COPY_MAX`).
+    pub truncated_copies: u64,
+    /// DNS responses parsed.
+    pub dns_responses: u64,
+    /// Server names read from TLS ClientHellos.
+    pub sni: u64,
+    /// Server names read from QUIC Initials.
+    pub quic_sni: u64,
+    /// ClientHellos that carried an encrypted inner hello (ECH): the name is the outer one.
+    pub ech: u64,
+    /// Flows forgotten before their record closed (more than `naming::MAX_NAMED_FLOWS` at once).
+    pub flow_evictions: u64,
+    /// Records that got a name.
+    pub named_records: u64,
+    /// Records without a name.
+    pub unnamed_records: u64,
+    /// Malformed payloads, per kind (`crate::names::MalformedKind::ALL` order).
+    pub malformed: crate::names::MalformedCounts,
+    /// Malformed payloads in total.
+    pub malformed_total: u64,
+    /// The per-app table's counters.
+    pub table: crate::names::table::NameTableStats,
 }

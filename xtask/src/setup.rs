@@ -36,6 +36,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         ("chromium", "the HTML report's browser test renders the page headless, offline"),
         ("systemd", "systemd-analyze rates the service unit's exposure in tests"),
         ("prometheus", "promtool checks the metrics and alerting rules; root tests scrape with a real server"),
+        ("dnsmasq-base", "names root tests: an authoritative DNS server and a local stub resolver in namespaces"),
     ])?;
     if !args.no_geo {
         geo::ensure_default()?;

@@ -25,7 +25,7 @@ use monitor_common::{
         STAT_PEER_EVICTIONS, STAT_PEER_PARSE_FAIL, STAT_STORAGE_FAIL, STAT_UNATTRIBUTED_BYTES,
         STAT_UNATTRIBUTED_PACKETS,
     },
-    sock::{COUNTER_DISCOVERED, Counters, Owner, OwnerSource, PEER_SLOTS, PeerSlot, PeerTable},
+    sock::{COPY_STATE_DONE, COUNTER_DISCOVERED, Counters, Owner, OwnerSource, PEER_SLOTS, PeerSlot, PeerTable},
 };
 
 use super::{ALLOW, field, per_peer, remember_local, tracked, tuple_of};
@@ -77,8 +77,11 @@ fn count(ctx: &SkBuffContext, egress: bool) {
     // SAFETY: full-socket field reads.
     let (protocol, dst_port) = unsafe { ((*sk).protocol, (*sk).dst_port) };
     if per_peer(protocol, u32::from(dst_port)) {
-        count_peer(ctx, sk, egress, len, protocol);
+        count_peer(ctx, sk, c, egress, len, protocol);
         return;
+    }
+    if c.copy_state & COPY_STATE_DONE == 0 {
+        super::copy::connected(ctx, sk, c, egress);
     }
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
@@ -199,6 +202,8 @@ struct Peer {
     port: u16,
     family: u16,
     payload: u64,
+    /// Offset of the transport header.
+    l4_off: u32,
 }
 
 /// Reads the peer (destination on egress, source on ingress) and the payload length of one packet
@@ -237,10 +242,10 @@ fn parse_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, egress: bool, protocol: u3
         } else {
             ip_len.saturating_sub(l4_off as u64)
         };
-        return Some(Peer { addr, port, family, payload });
+        return Some(Peer { addr, port, family, payload, l4_off: l4_off as u32 });
     }
     let payload = payload_of(sk, egress, protocol, family, ip_len, l4_off as u64);
-    Some(Peer { addr, port: 0, family, payload })
+    Some(Peer { addr, port: 0, family, payload, l4_off: l4_off as u32 })
 }
 
 /// What the application of a ping or raw socket wrote or read for one packet: the IP payload
@@ -270,11 +275,21 @@ fn same(slot: &PeerSlot, peer: &Peer) -> bool {
 }
 
 #[inline(always)]
-fn count_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, egress: bool, len: u64, protocol: u32) {
+fn count_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, c: &mut Counters, egress: bool, len: u64, protocol: u32) {
     let Some(peer) = parse_peer(ctx, sk, egress, protocol) else {
         stat(STAT_PEER_PARSE_FAIL, 1);
         return;
     };
+    // Only DNS and QUIC peers are candidates: other datagrams of an unconnected socket (a server
+    // with many peers) skip the copy path after this comparison.
+    if protocol == u32::from(IPPROTO_UDP)
+        && (peer.port == 53 || (egress && peer.port == 443))
+        && c.copy_state & COPY_STATE_DONE == 0
+    {
+        let local = tuple_of(sk);
+        let tuple = Tuple { remote_addr: peer.addr, remote_port: peer.port, family: peer.family, ..local };
+        super::copy::unconnected(ctx, sk, c, &tuple, peer.l4_off, egress);
+    }
     // SAFETY: null-checked map value.
     let Some(table) = (unsafe { PEERS.get_or_create(sk.cast()).as_mut() }) else {
         stat(STAT_STORAGE_FAIL, 1);

@@ -22,7 +22,7 @@ use aya_ebpf::{
 };
 use monitor_common::{
     event::{EventKind, FLAG_PASSIVE, FLAG_TCP_COUNTERS, TCP_ALL_ACKED, TCP_FIN_RECEIVED, TcpCounters},
-    sock::{COUNTER_DISCOVERED, COUNTER_TCP_CLOSED},
+    sock::{COPY_STATE_DONE, COUNTER_DISCOVERED, COUNTER_TCP_CLOSED},
 };
 
 use super::{field, tuple_of};
@@ -99,6 +99,11 @@ fn established(ctx: &SockOpsContext, passive: bool) {
             c.created_ns = bpf_ktime_get_boot_ns();
             c.last_report_ns = bpf_ktime_get_coarse_ns();
         }
+    }
+    if passive {
+        // The server side of a connection sends no ClientHello: nothing to copy for names
+        // (`monitor_common::copy`), so its packets skip the copy checks from the first one.
+        c.copy_state |= COPY_STATE_DONE;
     }
     let owner = owner_of(sk.cast());
     if owner.is_null() {

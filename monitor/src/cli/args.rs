@@ -55,6 +55,8 @@ pub enum Command {
     Verify(super::verify::VerifyArgs),
     /// List the live alerts the daemon raised for violated claims.
     Alerts(super::alerts::AlertsArgs),
+    /// What the databases say for an address; where a host name was seen, per app.
+    Lookup(super::lookup::LookupArgs),
 }
 
 /// `monitor run`.

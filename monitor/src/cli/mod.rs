@@ -6,6 +6,7 @@ mod check;
 mod config;
 pub mod exit;
 pub mod logging;
+mod lookup;
 mod report;
 mod report_merge;
 mod run;
@@ -33,6 +34,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::execute(&args, &Settings::resolve(raw, source)?),
         Command::Verify(args) => verify::execute(args, &Settings::resolve(raw, source)?),
         Command::Alerts(args) => alerts::execute(args, &Settings::resolve(raw, source)?),
+        Command::Lookup(args) => lookup::execute(args, &Settings::resolve(raw, source)?),
         Command::Config(args) => {
             let _ = Settings::resolve(raw.clone(), source.clone())?;
             config::execute(&args, &raw, source.as_deref())

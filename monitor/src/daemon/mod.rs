@@ -37,6 +37,7 @@ use crate::{
     identity::{self, AppRules, Identities},
     journal::{JournalWriter, RunInfo},
     metrics::Metrics,
+    naming::{self, Naming},
     probe::Probe,
     probe::{self, Degradation, KernelStats, ProbeConfig},
     report::ReportConfig,
@@ -80,6 +81,9 @@ pub enum Error {
     /// The metrics endpoint cannot start (token file, address in use).
     #[error(transparent)]
     Metrics(#[from] crate::metrics::Error),
+    /// The `[names]` table sizes are invalid.
+    #[error("invalid [names] settings")]
+    Names(#[source] crate::names::table::ConfigError),
     /// SIGHUP could not be watched.
     #[error("failed to watch SIGHUP")]
     Signal(#[source] std::io::Error),
@@ -105,7 +109,7 @@ pub enum Output {
     /// A flow record with its app.
     Flow(Box<FlowOutput>),
     /// Completeness counters.
-    Stats(Stats),
+    Stats(Box<Stats>),
 }
 
 /// Runs until `shutdown` completes; returns the final statistics.
@@ -132,6 +136,7 @@ pub async fn run(
         cgroup: cgroup.clone(),
         ring_buffer_bytes: settings.ring_buffer_bytes,
         update_interval: settings.update_interval,
+        copy_payloads: settings.copy_payloads,
     })?;
     // Before `Started`: listeners older than the monitor carry their owner before its first accept.
     prefill_owners(source.probe_mut(), &cgroup);
@@ -158,6 +163,7 @@ pub struct Pipeline {
     claims_config: ClaimsConfig,
     time_zone: jiff::tz::TimeZone,
     metrics: Option<Arc<Metrics>>,
+    naming: Naming,
 }
 
 /// The loop's state that shutdown takes over.
@@ -221,6 +227,7 @@ impl Pipeline {
             claims_config: settings.claims.clone(),
             time_zone: settings.time_zone.tz.clone(),
             metrics,
+            naming: Naming::new(settings.names).map_err(Error::Names)?,
         })
     }
 
@@ -269,6 +276,8 @@ impl Pipeline {
                 Some(packages) => Identities::new(self.rules, clock).with_android(packages),
                 None => Identities::new(self.rules, clock),
             },
+            naming: self.naming,
+            clock,
             enricher: self.enricher,
             journal,
             flush_every: self.flush_every,
@@ -287,6 +296,8 @@ impl Pipeline {
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let (events_tx, mut events_rx) = mpsc::channel::<Batch>(TRACKER_QUEUE);
+        let (copies_tx, mut copies_rx) = mpsc::channel::<probe::CopyBatch>(naming::COPY_QUEUE);
+        source.copies_to(copies_tx);
         let drainer = tokio::spawn(source.events(events_tx, stop_rx));
 
         let tracker =
@@ -309,6 +320,10 @@ impl Pipeline {
             tokio::select! {
                 batch = events_rx.recv() => {
                     let Some(batch) = batch else { break };
+                    // Copies the drainer queued before this batch come first (see `probe::drain`).
+                    while let Ok(copies) = copies_rx.try_recv() {
+                        st.sink_tx.send(SinkMsg::Copies(Box::new(copies))).await;
+                    }
                     for (kind, ev) in &batch {
                         log::trace!(
                             "event {kind:?} cookie={} flags={} tuple={:?} owner={:?}",
@@ -320,6 +335,7 @@ impl Pipeline {
                     lookups.submit(st.tracker.take_owner_queries());
                 }
                 Some((cookie, owner)) = owners_rx.recv() => st.tracker.set_owner(cookie, &owner),
+                Some(copies) = copies_rx.recv() => st.sink_tx.send(SinkMsg::Copies(Box::new(copies))).await,
                 Some(()) = reloads.next() => {
                     info!("SIGHUP: reloading the geolocation databases and the claims file");
                     st.sink_tx.send(SinkMsg::Reload).await;
@@ -489,7 +505,7 @@ fn stats_snapshot(source: &impl EventSource, tracker: TrackerStats, last: bool) 
         KernelStats::default()
     });
     let (events_received, decode_errors) = source.drained();
-    Stats { kernel, events_received, decode_errors, tracker, last }
+    Stats { kernel, events_received, decode_errors, tracker, names: crate::stats::NamingStats::default(), last }
 }
 
 /// Records the owners of sockets older than the monitor in the kernel (see [`owners`]).

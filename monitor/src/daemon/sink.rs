@@ -25,10 +25,13 @@ use tokio::sync::mpsc;
 use super::{Output, Stats, notify, queue::SinkRx};
 use crate::{
     claims::{ClaimSet, ClaimsConfig, command::AlertCommand, live::Alerts},
+    clock::Clock,
     enrich::{Destination, Enricher},
     identity::{App, Identities},
     journal::{JournalReader, JournalWriter},
     metrics::Metrics,
+    names::Names,
+    naming::{self, Naming},
     report::{self, ReportConfig},
     tracker::FlowRecord,
 };
@@ -56,6 +59,8 @@ pub enum SinkMsg {
     Record(Box<FlowRecord>),
     /// Completeness counters (boxed: every message takes a slot of the largest variant).
     Stats(Box<Stats>),
+    /// Payload copies for the names stage, in ring order (before the records of later events).
+    Copies(Box<crate::probe::CopyBatch>),
     /// One second passed.
     Tick,
     /// Reopen the geolocation databases (SIGHUP).
@@ -75,12 +80,18 @@ pub struct FlowOutput {
     pub app: Arc<App>,
     /// Country and network owner of the remote address (`None` without a remote address).
     pub destination: Option<Destination>,
+    /// Host name of the flow and where it came from.
+    pub names: Names,
 }
 
 /// State of the sink thread.
 pub struct Sink {
     /// Process identities.
     pub identities: Identities,
+    /// Names stage (payload copies → host names).
+    pub naming: Naming,
+    /// Converts record times to the kernel's boot clock (the names stage's time).
+    pub clock: Clock,
     /// Country and ASN lookups.
     pub enricher: Enricher,
     /// The journal.
@@ -130,6 +141,7 @@ impl Sink {
                     dropped += u64::from(matches!(msg, SinkMsg::Record(_)));
                 }
                 SinkMsg::Observe { tgid, created_ns } => self.identities.observe(tgid, created_ns),
+                SinkMsg::Copies(copies) => self.copies(&copies),
                 SinkMsg::Record(record) => {
                     self.record(*record, command.as_ref());
                     // Early flush, unless the journal is failing (then only the regular retry).
@@ -137,7 +149,8 @@ impl Sink {
                         self.flush(&mut timers);
                     }
                 }
-                SinkMsg::Stats(stats) => {
+                SinkMsg::Stats(mut stats) => {
+                    stats.names = self.naming.stats();
                     self.journal.record_stats(Timestamp::now(), &stats);
                     notify::status(&stats, self.records);
                     if let Some(m) = &self.metrics {
@@ -148,7 +161,7 @@ impl Sink {
                         "enrichment lookups={} public={} unknown_country={} unknown_asn={} lookup_errors={} cache_hits={}",
                         e.lookups, e.scopes.public, e.unknown_country, e.unknown_asn, e.lookup_errors, e.cache_hits
                     );
-                    self.emit(Output::Stats(*stats));
+                    self.emit(Output::Stats(stats));
                 }
                 SinkMsg::Tick => self.tick(&mut timers),
                 SinkMsg::Reload => self.reload(),
@@ -206,8 +219,9 @@ impl Sink {
     fn record(&mut self, record: FlowRecord, command: Option<&AlertCommand>) {
         self.records += 1;
         let app = self.identities.app_for(&record.owner, record.first_seen);
+        let names = self.naming.name(naming::app_key(&app), &record, self.clock.boot_ns_of(record.first_seen));
         let destination = record.remote.map(|r| self.enricher.lookup(r.ip()));
-        self.journal.append(&record, &app, destination.as_ref());
+        self.journal.append_named(&record, &app, destination.as_ref(), &names);
         if let Some(m) = &self.metrics {
             m.observe(&record, &app, destination.as_ref());
         }
@@ -217,7 +231,21 @@ impl Sink {
                 command.send(alert);
             }
         }
-        self.emit(Output::Flow(Box::new(FlowOutput { record, app, destination })));
+        self.emit(Output::Flow(Box::new(FlowOutput { record, app, destination, names })));
+    }
+
+    /// Feeds payload copies to the names stage, each charged to its socket's app.
+    fn copies(&mut self, copies: &crate::probe::CopyBatch) {
+        for copy in copies {
+            match naming::kernel_owner(&copy.header) {
+                Some(owner) => {
+                    let created = self.clock.wall(copy.header.owner.created_ns);
+                    let app = self.identities.app_for(&owner, created);
+                    self.naming.copy(naming::app_key(&app), copy);
+                }
+                None => self.naming.copy(crate::identity::UNKNOWN_APP, copy),
+            }
+        }
     }
 
     fn tick(&mut self, t: &mut Timers) {

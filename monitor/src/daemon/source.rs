@@ -45,6 +45,12 @@ pub trait EventSource: Send + 'static {
         stop: watch::Receiver<bool>,
     ) -> impl Future<Output = Result<(), probe::Error>> + Send + 'static;
 
+    /// Where the event task sends payload copies (names stage); called once, before
+    /// [`Self::events`]. Sources without copies ignore it.
+    fn copies_to(&mut self, tx: mpsc::Sender<probe::CopyBatch>) {
+        let _ = tx;
+    }
+
     /// Kernel-side counters, cumulative since start.
     ///
     /// # Errors
@@ -85,6 +91,7 @@ pub struct ProbeSource {
     stats: StatsReader,
     counters: Arc<DrainCounters>,
     clock: Clock,
+    copies: Option<mpsc::Sender<probe::CopyBatch>>,
 }
 
 impl ProbeSource {
@@ -97,7 +104,7 @@ impl ProbeSource {
         let mut probe = Probe::load(config)?;
         let ring = probe.take_events()?;
         let stats = probe.take_stats()?;
-        Ok(Self { probe, ring: Some(ring), stats, counters: Arc::new(DrainCounters::default()), clock })
+        Ok(Self { probe, ring: Some(ring), stats, counters: Arc::new(DrainCounters::default()), clock, copies: None })
     }
 
     /// The loaded programs (e.g. to write into their maps before the pipeline starts).
@@ -130,10 +137,15 @@ impl EventSource for ProbeSource {
     ) -> impl Future<Output = Result<(), probe::Error>> + Send + 'static {
         let ring = self.ring.take();
         let counters = Arc::clone(&self.counters);
+        let copies = self.copies.take();
         async move {
             let ring = ring.ok_or(probe::Error::MapNotFound { name: monitor_common::maps::EVENTS })?;
-            probe::drain(ring, tx, counters, stop).await
+            probe::drain(ring, tx, copies, counters, stop).await
         }
+    }
+
+    fn copies_to(&mut self, tx: mpsc::Sender<probe::CopyBatch>) {
+        self.copies = Some(tx);
     }
 
     fn kernel_stats(&self) -> Result<KernelStats, probe::Error> {

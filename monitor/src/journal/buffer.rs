@@ -20,6 +20,7 @@ use super::names;
 use crate::{
     enrich::{DbInfo, DbRef, Destination},
     identity::App,
+    names::Names,
     stats::{KernelStats, Stats, TrackerStats},
     tracker::{
         FlowRecord,
@@ -99,6 +100,7 @@ pub(super) struct Pending {
     pub record: FlowRecord,
     pub app: Arc<App>,
     pub dest: Option<Destination>,
+    pub names: Names,
 }
 
 /// Monotonic counters of [`Stats`], as increments between two snapshots.
@@ -121,7 +123,7 @@ pub(super) struct Counters {
 impl Counters {
     /// Splits a snapshot into its counters and the `open_flows` gauge.
     fn of(stats: &Stats) -> (Self, u64) {
-        let Stats { kernel, events_received, decode_errors, tracker, last: _ } = *stats;
+        let Stats { kernel, events_received, decode_errors, tracker, names: _, last: _ } = *stats;
         let KernelStats {
             events_submitted,
             events_lost,
@@ -130,6 +132,8 @@ impl Counters {
             peer_parse_failures,
             unattributed_packets,
             unattributed_bytes,
+            copies_submitted: _,
+            copies_lost: _,
         } = kernel;
         let TrackerStats { open_flows, closed_flows, silent_sockets, incomplete_flows, split_peer_flows: _ } = tracker;
         let counters = Self {
@@ -203,7 +207,14 @@ impl Buffer {
     }
 
     /// Buffers one record and folds its deltas into its residency bucket.
-    pub fn add(&mut self, record: &FlowRecord, app: &Arc<App>, dest: Option<&Destination>, interval_secs: i64) {
+    pub fn add(
+        &mut self,
+        record: &FlowRecord,
+        app: &Arc<App>,
+        dest: Option<&Destination>,
+        names: &Names,
+        interval_secs: i64,
+    ) {
         let interval_start = record.last_seen.as_second().div_euclid(interval_secs) * interval_secs;
         let key = bucket_key(interval_start, record, app, dest);
         let FlowRecord { event, cookie, remote, delta_payload, delta_wire, complete, .. } = record;
@@ -234,7 +245,12 @@ impl Buffer {
             self.counted.remove(&flow);
         }
         self.newest_interval = self.newest_interval.max(interval_start);
-        self.records.push_back(Pending { record: record.clone(), app: Arc::clone(app), dest: dest.cloned() });
+        self.records.push_back(Pending {
+            record: record.clone(),
+            app: Arc::clone(app),
+            dest: dest.cloned(),
+            names: names.clone(),
+        });
         self.enforce_limits(MAX_BUFFERED_RECORDS, MAX_BUFFERED_BUCKETS);
     }
 

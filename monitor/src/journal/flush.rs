@@ -197,7 +197,7 @@ fn app_id(tx: &Transaction<'_>, app: &App, seen: Timestamp) -> rusqlite::Result<
     })
 }
 
-/// Rows per multi-row `INSERT` into `connections` (42 values each: 1,344 bound parameters, far
+/// Rows per multi-row `INSERT` into `connections` (47 values each: 1,504 bound parameters, far
 /// below SQLite's limit of 32,766). A flush's remainder goes in with the one-row statement.
 const ROWS_PER_INSERT: usize = 32;
 
@@ -206,9 +206,10 @@ const CONNECTION_COLUMNS: &str = "event, time_ms, first_seen_ms, closed_ms, cook
     owner_tgid, owner_pid, owner_uid, owner_gid, owner_comm, owner_cgroup_id, owner_source, protocol, direction,
     local_ip, local_port, remote_ip, remote_port, payload_tx, payload_rx, wire_tx, wire_rx, packets_tx, packets_rx,
     delta_payload_tx, delta_payload_rx, delta_wire_tx, delta_wire_rx, delta_packets_tx, delta_packets_rx,
-    payload_source, complete, scope, country, asn, as_org, country_db, asn_db, ip_protocol";
+    payload_source, complete, scope, country, asn, as_org, country_db, asn_db, ip_protocol,
+    hostname, registrable_domain, name_source, dns_name, ech_outer";
 /// Number of names in [`CONNECTION_COLUMNS`].
-const CONNECTION_VALUES: usize = 42;
+const CONNECTION_VALUES: usize = 47;
 
 /// `INSERT INTO connections (...) VALUES (?, ...), ...` for `rows` rows.
 fn insert_sql(rows: usize) -> String {
@@ -272,7 +273,7 @@ fn bind_connection(
     text: &mut String,
 ) -> rusqlite::Result<()> {
     use std::fmt::Write as _;
-    let ConnectionRow { pending: Pending { record, app, dest }, app_id, country_db, asn_db } = row;
+    let ConnectionRow { pending: Pending { record, app, dest, names: flow_names }, app_id, country_db, asn_db } = row;
     let FlowRecord {
         event,
         cookie,
@@ -358,6 +359,12 @@ fn bind_connection(
     bind(stmt, country_db)?;
     bind(stmt, asn_db)?;
     bind(stmt, ip_protocol)?;
+    let crate::names::Names { hostname, registrable_domain, source, dns_name, ech_outer } = flow_names;
+    bind(stmt, &hostname.as_ref().map(|h| h.as_str()))?;
+    bind(stmt, &registrable_domain.as_deref())?;
+    bind(stmt, &source.as_str())?;
+    bind(stmt, &dns_name.as_ref().map(|h| h.as_str()))?;
+    bind(stmt, ech_outer)?;
     Ok(())
 }
 

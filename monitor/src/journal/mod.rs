@@ -56,6 +56,7 @@ mod reader;
 mod rollup;
 mod rows;
 mod schema;
+mod services;
 mod writer;
 
 #[cfg(test)]
@@ -74,6 +75,7 @@ pub use reader::JournalReader;
 pub use rollup::{AppEndpoints, DestinationRow, RollupState};
 pub use rows::{DaemonState, DatabaseRow, EndpointRow, LossTotals, ResidencyRow, RowCounts, StatsTotals, TimeRange};
 pub use schema::SCHEMA_VERSION;
+pub use services::{HostAddressRow, ServiceRow};
 pub use writer::{FlushReport, JournalWriter, PurgeReport, RunInfo};
 
 /// Journal errors.

@@ -37,7 +37,12 @@ impl JournalReader {
         &self.conn
     }
 
-    fn err(&self, source: rusqlite::Error) -> Error {
+    /// The read-only connection (for the queries of sibling modules, e.g. `services`).
+    pub(super) fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub(super) fn err(&self, source: rusqlite::Error) -> Error {
         Error::read(&self.path, source)
     }
 

@@ -17,7 +17,7 @@ use rusqlite_migration::{M, Migrations};
 use super::{Error, files};
 
 /// Schema version this build writes (number of migrations).
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// How long a statement waits for the other side's lock (reader vs writer) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -266,8 +266,22 @@ const V_DEGRADATIONS: &str = "
 ALTER TABLE daemon_state ADD COLUMN degradations TEXT;
 ";
 
+/// Names (issue 10): the host name of each connection record, its registrable domain,
+/// where it came from (`sni`, `quic_sni`, `dns`, `dns_host`, `getaddrinfo`, `none`), the DNS name
+/// when it differs from the server name, and whether the server name is an ECH outer name. NULL
+/// in rows written before (reports show them as unnamed); the index serves "by service".
+const V_NAMES: &str = "
+ALTER TABLE connections ADD COLUMN hostname TEXT;
+ALTER TABLE connections ADD COLUMN registrable_domain TEXT;
+ALTER TABLE connections ADD COLUMN name_source TEXT;
+ALTER TABLE connections ADD COLUMN dns_name TEXT;
+ALTER TABLE connections ADD COLUMN ech_outer INTEGER;
+CREATE INDEX connections_hostname ON connections (hostname, time_ms);
+";
+
 /// Every migration, oldest first. Append only.
-const MIGRATIONS: &[M<'static>] = &[M::up(V1), M::up(V2), M::up(V3), M::up(V_ALERTS), M::up(V_DEGRADATIONS)];
+const MIGRATIONS: &[M<'static>] =
+    &[M::up(V1), M::up(V2), M::up(V3), M::up(V_ALERTS), M::up(V_DEGRADATIONS), M::up(V_NAMES)];
 
 fn migrations() -> Migrations<'static> {
     Migrations::from_slice(MIGRATIONS)

@@ -22,6 +22,7 @@ use super::{
 use crate::{
     enrich::{DbInfo, Destination},
     identity::App,
+    names::Names,
     stats::Stats,
     tracker::FlowRecord,
 };
@@ -171,7 +172,12 @@ impl JournalWriter {
     /// Buffers one record (no I/O): the row for `connections`, and its deltas added to the
     /// residency bucket of the interval containing `record.last_seen`.
     pub fn append(&mut self, record: &FlowRecord, app: &Arc<App>, dest: Option<&Destination>) {
-        self.buffer.add(record, app, dest, self.interval_secs);
+        self.append_named(record, app, dest, &Names::default());
+    }
+
+    /// Buffers a record with its names (host name, registrable domain, source).
+    pub fn append_named(&mut self, record: &FlowRecord, app: &Arc<App>, dest: Option<&Destination>, names: &Names) {
+        self.buffer.add(record, app, dest, names, self.interval_secs);
     }
 
     /// Buffers a statistics snapshot (cumulative since the daemon started); stored as increments

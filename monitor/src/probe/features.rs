@@ -52,6 +52,10 @@ pub enum Degradation {
     /// `cgroup_skb` refused: unconnected UDP, ping and raw sockets are counted per socket, without
     /// their destinations.
     NoUnconnectedUdpPeers,
+    /// No `getaddrinfo` probe (not implemented yet): apps whose resolver sends no DNS packets
+    /// (glibc asking systemd-resolved over its varlink socket, DoH, DoT) get names only from TLS
+    /// and QUIC server names; their other flows are unnamed.
+    NoGetaddrinfoNames,
 }
 
 impl Degradation {
@@ -79,6 +83,9 @@ impl Degradation {
             Self::NoWireCounters => "no packet hooks (exclusive program): no wire bytes or packets, payload only",
             Self::NoUnconnectedUdpPeers => {
                 "no packet hooks (exclusive program): unconnected UDP, ping and raw sockets without destinations"
+            }
+            Self::NoGetaddrinfoNames => {
+                "no getaddrinfo names: names only from DNS packets and TLS/QUIC server names (resolvers without DNS packets, e.g. systemd-resolved over varlink, leave flows unnamed)"
             }
         }
     }

@@ -74,6 +74,7 @@ impl Probe {
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(maps::EVENTS, config.ring_buffer_bytes)
             .override_global(maps::GLOBAL_UPDATE_INTERVAL_NS, &interval_ns, true)
+            .override_global(maps::GLOBAL_COPY_PAYLOADS, &u32::from(config.copy_payloads), true)
             .override_global(maps::GLOBAL_WATCHED_CGROUP_ID, &cgroup_id, true)
             .override_global(maps::GLOBAL_WATCHED_CGROUP_LEVEL, &cgroup_level, true)
             .override_global(maps::GLOBAL_SK_V6_DADDR_OFFSET, &offsets.0, true)
@@ -148,6 +149,7 @@ impl Probe {
             Err(Optional::Object(e)) => return Err(e),
         };
         degradations.extend(features::host_degradations());
+        degradations.push(Degradation::NoGetaddrinfoNames);
         info!("attached programs={attached} cgroup={}", config.cgroup.display());
         Ok(Self { ebpf, cgroup: config.cgroup.clone(), degradations, snapshotter })
     }

@@ -22,7 +22,7 @@ pub use error::Error;
 pub use features::Degradation;
 pub use load::Probe;
 pub use object::object_bytes;
-pub use ring::{EVENT_BATCH, drain};
+pub use ring::{Copied, CopyBatch, EVENT_BATCH, decode_copy, drain};
 pub use stats::{DrainCounters, KernelStats, StatsReader};
 
 /// What to load and where to attach it.
@@ -34,4 +34,6 @@ pub struct ProbeConfig {
     pub ring_buffer_bytes: u32,
     /// Minimum time between two periodic updates of one flow from the kernel.
     pub update_interval: Duration,
+    /// Copy DNS, TLS and QUIC payloads for the names stage (`probe.copy_payloads`).
+    pub copy_payloads: bool,
 }

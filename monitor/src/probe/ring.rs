@@ -8,7 +8,10 @@ use std::{
 
 use aya::maps::{MapData, RingBuf};
 use log::{trace, warn};
-use monitor_common::event::{Event, EventKind};
+use monitor_common::{
+    copy::{COPY_KIND, COPY_MAX, CopyHeader},
+    event::{Event, EventKind},
+};
 use tokio::{
     io::unix::AsyncFd,
     sync::{mpsc, watch},
@@ -27,16 +30,33 @@ pub const EVENT_BATCH: usize = 1024;
 /// more than a millisecond of events.
 pub const DRAIN_PAUSE: Duration = Duration::from_millis(1);
 
+/// A payload copy read from the ring buffer (see `monitor_common::copy`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copied {
+    /// What was copied from where.
+    pub header: CopyHeader,
+    /// The copied payload bytes (`header.len` of them).
+    pub data: Box<[u8]>,
+}
+
+/// Payload copies read in one pass, in ring order.
+pub type CopyBatch = Vec<Copied>;
+
 /// Reads the records when the kernel signals, decodes them and sends batches to `tx`; after a
 /// drain of less than [`EVENT_BATCH`] records it waits [`DRAIN_PAUSE`] before the next.
 /// When `tx` is full this waits, the ring buffer fills, and the kernel counts what it loses.
 /// Returns when `shutdown` changes (after a last full drain) or the receiver is gone.
+///
+/// Payload copies of a pass go to `copies` (dropped and counted when absent or full) *before*
+/// the pass's events go to `tx`: a consumer that takes the copies queued so far whenever it
+/// receives a batch sees every copy before the events that followed it in the ring.
 ///
 /// # Errors
 /// [`Error::Poll`] when the ring buffer cannot be registered with the runtime.
 pub async fn drain(
     ring: RingBuf<MapData>,
     tx: mpsc::Sender<Vec<(EventKind, Event)>>,
+    copies: Option<mpsc::Sender<CopyBatch>>,
     counters: Arc<DrainCounters>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
@@ -47,8 +67,9 @@ pub async fn drain(
         let stop = tokio::select! {
             guard = fd.readable_mut() => {
                 let mut guard = guard.map_err(Error::Poll)?;
-                let batches = read_all(guard.get_inner_mut(), &counters);
+                let (batches, copied) = read_all(guard.get_inner_mut(), &counters);
                 guard.clear_ready();
+                hand_copies(copies.as_ref(), copied, &counters);
                 let pause = batches.iter().map(Vec::len).sum::<usize>() < EVENT_BATCH;
                 for batch in batches {
                     if tx.send(batch).await.is_err() {
@@ -63,7 +84,9 @@ pub async fn drain(
             _ = shutdown.changed() => true,
         };
         if stop {
-            for batch in read_all(fd.get_mut(), &counters) {
+            let (batches, copied) = read_all(fd.get_mut(), &counters);
+            hand_copies(copies.as_ref(), copied, &counters);
+            for batch in batches {
                 if tx.send(batch).await.is_err() {
                     break;
                 }
@@ -73,10 +96,28 @@ pub async fn drain(
     }
 }
 
-fn read_all(ring: &mut RingBuf<MapData>, counters: &DrainCounters) -> Vec<Vec<(EventKind, Event)>> {
+/// Queues the copies of one pass without waiting: a full queue drops them, counted.
+fn hand_copies(copies: Option<&mpsc::Sender<CopyBatch>>, copied: CopyBatch, counters: &DrainCounters) {
+    if copied.is_empty() {
+        return;
+    }
+    let n = copied.len() as u64;
+    let sent = copies.is_some_and(|tx| tx.try_send(copied).is_ok());
+    if !sent {
+        counters.copies_dropped.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+fn read_all(ring: &mut RingBuf<MapData>, counters: &DrainCounters) -> (Vec<Vec<(EventKind, Event)>>, CopyBatch) {
     let mut batches = Vec::new();
+    let mut copied = Vec::new();
     let mut batch = Vec::with_capacity(EVENT_BATCH);
     while let Some(item) = ring.next() {
+        if let Some(copy) = decode_copy(&item) {
+            counters.copies.fetch_add(1, Ordering::Relaxed);
+            copied.push(copy);
+            continue;
+        }
         counters.received.fetch_add(1, Ordering::Relaxed);
         match decode(&item) {
             Some(ev) => batch.push(ev),
@@ -92,8 +133,27 @@ fn read_all(ring: &mut RingBuf<MapData>, counters: &DrainCounters) -> Vec<Vec<(E
     if !batch.is_empty() {
         batches.push(batch);
     }
-    trace!("drained batches={}", batches.len());
-    batches
+    trace!("drained batches={} copies={}", batches.len(), copied.len());
+    (batches, copied)
+}
+
+/// Decodes a payload copy; `None` for any other record (and for a copy whose length is out of
+/// bounds, which then fails as an event and is counted as a decode error).
+#[must_use]
+pub fn decode_copy(bytes: &[u8]) -> Option<Copied> {
+    let kind: [u8; 4] = bytes.get(..4)?.try_into().ok()?;
+    if u32::from_ne_bytes(kind) != COPY_KIND || bytes.len() < size_of::<CopyHeader>() {
+        return None;
+    }
+    // SAFETY: length checked; `CopyHeader` is plain old data (every bit pattern valid), and
+    // read_unaligned copes with any alignment of the ring-buffer slice.
+    let header: CopyHeader = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+    let len = header.len as usize;
+    if len == 0 || len > COPY_MAX {
+        return None;
+    }
+    let data = bytes.get(size_of::<CopyHeader>()..size_of::<CopyHeader>() + len)?;
+    Some(Copied { header, data: data.into() })
 }
 
 /// Decodes one record; `None` for short records and unknown kinds.
@@ -123,5 +183,25 @@ mod tests {
         let mut unknown = bytes.to_vec();
         unknown[0] = 200;
         assert_eq!(decode(&unknown), None);
+    }
+
+    #[test]
+    fn decode_copy_takes_the_copied_bytes_only() {
+        let header = CopyHeader { kind: COPY_KIND, cookie: 9, len: 3, wire_len: 5, ..CopyHeader::default() };
+        // SAFETY: CopyHeader is repr(C) plain data.
+        let head =
+            unsafe { std::slice::from_raw_parts(std::ptr::from_ref(&header).cast::<u8>(), size_of::<CopyHeader>()) };
+        let mut bytes = head.to_vec();
+        bytes.extend_from_slice(b"abcdef");
+        let copy = decode_copy(&bytes).unwrap();
+        assert_eq!((copy.header.cookie, &*copy.data), (9, &b"abc"[..]));
+        assert_eq!(decode_copy(&bytes[..size_of::<CopyHeader>() + 2]), None, "shorter than len");
+        let mut zero = bytes.clone();
+        zero[120..124].copy_from_slice(&0u32.to_ne_bytes());
+        assert_eq!(decode_copy(&zero), None, "empty copy");
+        let ev = Event { kind: EventKind::Release as u32, ..Event::default() };
+        // SAFETY: Event is repr(C) plain data.
+        let ev = unsafe { std::slice::from_raw_parts(std::ptr::from_ref(&ev).cast::<u8>(), size_of::<Event>()) };
+        assert_eq!(decode_copy(ev), None);
     }
 }

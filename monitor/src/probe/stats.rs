@@ -38,6 +38,8 @@ impl StatsReader {
             peer_parse_failures: at(names::STAT_PEER_PARSE_FAIL),
             unattributed_packets: at(names::STAT_UNATTRIBUTED_PACKETS),
             unattributed_bytes: at(names::STAT_UNATTRIBUTED_BYTES),
+            copies_submitted: at(names::STAT_COPIES),
+            copies_lost: at(names::STAT_COPIES_LOST),
         })
     }
 }
@@ -49,6 +51,10 @@ pub struct DrainCounters {
     pub received: AtomicU64,
     /// Records that were too short or of an unknown kind (dropped, counted).
     pub decode_errors: AtomicU64,
+    /// Payload copies read (not in `received`).
+    pub copies: AtomicU64,
+    /// Payload copies dropped because the names stage's queue was full (or there is none).
+    pub copies_dropped: AtomicU64,
 }
 
 impl DrainCounters {

@@ -9,7 +9,7 @@ use super::{
     Unknown,
     fmt::share,
     model::{AsnRef, Endpoint, NewDestinations, PeriodInfo},
-    notes,
+    notes, services,
     source::{self, Inputs, Seen, Source},
 };
 use crate::journal::{AppEndpoints, DatabaseRow, EndpointRow, JournalReader, ResidencyRow};
@@ -87,6 +87,20 @@ pub(crate) fn build_from(reader: &JournalReader, query: &ReportQuery, source: So
     let timeline = super::timeline::fill(reader, query, &mut apps)?;
     let databases = databases(&rows, &reader.databases()?, period.until);
     let completeness = notes::completeness(reader, query, &rows, attributed_wire_bytes, &apps, purged)?;
+    let range = crate::journal::TimeRange { since: period.since, until: period.until };
+    let order: Vec<&str> = apps.iter().map(|a| a.app.as_str()).collect();
+    let service_rows = reader.services(range, query.app.as_deref())?;
+    let services = services::build(&service_rows, &order);
+    let endpoint_names = reader.endpoint_hostnames(range, query.app.as_deref())?;
+    for a in &mut apps {
+        for e in &mut a.top_endpoints {
+            e.hostnames = endpoint_names
+                .iter()
+                .filter(|(app, ip, _)| *app == a.app && *ip == e.ip)
+                .map(|(_, _, h)| h.clone())
+                .collect();
+        }
+    }
     Ok(Report {
         schema: SCHEMA,
         period: period_info(period),
@@ -95,6 +109,7 @@ pub(crate) fn build_from(reader: &JournalReader, query: &ReportQuery, source: So
         generated_at: query.generated_at,
         totals,
         apps,
+        services,
         completeness,
         attribution: Attribution { text: ATTRIBUTION, applies: databases.iter().any(|d| d.default_data) },
         databases,
@@ -268,6 +283,7 @@ fn app_report(name: &str, rows: &[&ResidencyRow], prev: &Seen, eps: Option<&AppE
         flows: e.flows,
         share_pct: share(e.payload_tx + e.payload_rx, total.payload()),
         new: *new,
+        hostnames: Vec::new(),
     };
     let (endpoints, endpoints_total, new_endpoints) =
         eps.map_or((Vec::new(), 0, 0), |a| (a.top.iter().map(endpoint).collect(), a.total, a.new));

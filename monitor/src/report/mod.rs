@@ -23,6 +23,7 @@ mod notes;
 mod period;
 pub mod promql;
 pub(crate) mod render;
+pub mod services;
 mod source;
 mod timeline;
 

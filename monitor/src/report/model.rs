@@ -23,6 +23,8 @@ pub struct Report {
     pub totals: Traffic,
     /// One entry per app, by payload bytes (up + down) descending, then name.
     pub apps: Vec<AppReport>,
+    /// Per app (same order as `apps`): payload by registrable domain and host name.
+    pub services: Vec<super::services::AppServices>,
     /// What the figures may be missing.
     pub completeness: Completeness,
     /// Databases that answered the country/ASN figures of this period.
@@ -253,6 +255,9 @@ pub struct Endpoint {
     pub share_pct: f64,
     /// Not seen in the previous period.
     pub new: bool,
+    /// Host names the app's flows to this address carried in the period (sorted; empty when
+    /// unnamed).
+    pub hostnames: Vec<String>,
 }
 
 /// Destinations of this period absent from the previous one.

@@ -64,6 +64,7 @@ pub fn main(role: &str) {
     let arg = |i: usize| -> &str { args.get(i).map_or_else(|| panic!("{role}: missing argument {i}"), String::as_str) };
     match role {
         "churn-server" | "churn-client" => crate::listeners::helper(role, &args),
+        "names-client" | "names-udp-sink" => crate::names::helper(role, &args),
         // tcp-server BIND REPLY CONNS: reads each connection to EOF, replies REPLY bytes, closes.
         "tcp-server" => {
             name("mon-tcp-server");

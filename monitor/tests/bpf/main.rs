@@ -19,6 +19,7 @@ mod helper;
 mod lifecycle;
 mod listeners;
 mod netd;
+mod names;
 mod paths;
 mod paths_helper;
 mod protocols;

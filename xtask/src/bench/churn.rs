@@ -250,7 +250,8 @@ pub(super) fn sample(
     let p = if proto == Proto::Tcp { "tcp" } else { "udp" };
     let age = if old_listener { "-old" } else { "" };
     let tag = format!("churn-{p}-{round}-{}{age}", o.name());
-    let target = Target { cgroup: ctx.cgroup, netns: &ctx.pair.a, device: DEV_A, monitor_config: None };
+    let config = observer::config_from_env();
+    let target = Target { cgroup: ctx.cgroup, netns: &ctx.pair.a, device: DEV_A, monitor_config: config.as_deref() };
     let early = if old_listener { Some(start_server(ctx, proto)?) } else { None };
     let running = observer::start(o, target, ctx.tools, &tag)?;
     let (server, server_pid) = match early {

@@ -214,7 +214,8 @@ struct Round {
 }
 
 fn measure(ctx: &Ctx<'_>, seconds: u32, exchanges: usize, round: usize) -> anyhow::Result<Round> {
-    let target = Target { cgroup: ctx.cgroup, netns: &ctx.pair.a, device: DEV_A, monitor_config: None };
+    let config = observer::config_from_env();
+    let target = Target { cgroup: ctx.cgroup, netns: &ctx.pair.a, device: DEV_A, monitor_config: config.as_deref() };
     let running = observer::start(Observer::Monitor, target, ctx.tools, &format!("kernel-{round}"))?;
     let pid = running.pid().context("monitor pid")?;
     let stats_fd = aya::sys::enable_stats(aya::sys::Stats::RunTime).context("BPF_ENABLE_STATS failed")?;

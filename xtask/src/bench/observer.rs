@@ -85,6 +85,12 @@ pub struct Target<'a> {
     pub monitor_config: Option<&'a Path>,
 }
 
+/// Config file for the monitor in the churn and kernel benchmarks: `BENCH_MONITOR_CONFIG` (e.g.
+/// one with `probe.copy_payloads = false`, for a before/after of the names capture), else none.
+pub fn config_from_env() -> Option<PathBuf> {
+    std::env::var_os("BENCH_MONITOR_CONFIG").map(PathBuf::from)
+}
+
 /// A running observer.
 pub struct Running {
     observer: Observer,

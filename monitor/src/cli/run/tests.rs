@@ -58,7 +58,7 @@ fn flow() -> FlowOutput {
         container: None,
         source: AppSource::Kernel,
     };
-    FlowOutput { record, app: Arc::new(app), destination: None }
+    FlowOutput { record, app: Arc::new(app), destination: None, names: monitor::names::Names::default() }
 }
 
 #[test]

@@ -84,7 +84,7 @@ impl Rollup {
         pending: &Pending,
         before_query: impl FnOnce() -> rusqlite::Result<()>,
     ) -> rusqlite::Result<Option<Probed>> {
-        let Pending { record, app, dest: _ } = pending;
+        let Pending { record, app, dest: _, names: _ } = pending;
         let FlowRecord { cookie, protocol, direction, remote, last_seen, .. } = record;
         // No record of a cookie above `max_cookie` is stored; the caller inserts this one next
         // (a rolled back flush leaves the bound high: more lookups, never fewer).

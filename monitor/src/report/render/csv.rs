@@ -7,7 +7,10 @@ use std::io::Write;
 
 use crate::{
     escape::{self, Terminal},
-    report::{Error, Report, Share},
+    report::{
+        Error, Report, Share,
+        services::{AppServices, Service},
+    },
 };
 
 const HEADER: [&str; 19] = [
@@ -178,6 +181,7 @@ pub(super) fn write(r: &Report, out: &mut impl Write) -> Result<(), Error> {
             section: "endpoint",
             app: a.app.clone(),
             key: e.port.map_or_else(|| e.ip.clone(), |p| format!("{}:{p}", e.ip)),
+            kind: e.hostnames.join(";"),
             country: e.country.clone().unwrap_or_default(),
             asn: e.asn.map(|n| n.to_string()).unwrap_or_default(),
             as_org: e.as_org.clone().unwrap_or_default(),
@@ -193,7 +197,6 @@ pub(super) fn write(r: &Report, out: &mut impl Write) -> Result<(), Error> {
             flows: e.flows.to_string(),
             share_pct: format!("{:.2}", e.share_pct),
             new: e.new.to_string(),
-            ..Row::default()
         }));
         let n = &a.new_destinations;
         rows.extend(n.countries.iter().map(|c| Row {
@@ -221,9 +224,45 @@ pub(super) fn write(r: &Report, out: &mut impl Write) -> Result<(), Error> {
             share_pct: format!("{:.2}", s.share_pct),
             ..Row::default()
         }));
+        if let Some(s) = r.services.iter().find(|s| s.app == a.app) {
+            rows.extend(service_rows(s));
+        }
         for row in rows {
             w.serialize(row.escaped()).map_err(Error::Csv)?;
         }
     }
     w.flush().map_err(io)
+}
+
+/// "By service" rows: `service_domain` and `service_host` (key = the name, kind = the name
+/// sources joined by `+`, country and asn = every one joined by `;`), then `service_unnamed`.
+fn service_rows(s: &AppServices) -> Vec<Row> {
+    let row = |section: &'static str, x: &Service| Row {
+        section,
+        app: s.app.clone(),
+        key: x.name.clone(),
+        kind: x.sources.join("+"),
+        country: x.countries.join(";"),
+        asn: x.asns.iter().map(|a| a.asn.to_string()).collect::<Vec<_>>().join(";"),
+        as_org: x.asns.iter().map(|a| a.as_org.clone().unwrap_or_default()).collect::<Vec<_>>().join(";"),
+        payload_tx: x.traffic.payload_tx.to_string(),
+        payload_rx: x.traffic.payload_rx.to_string(),
+        payload: x.traffic.payload().to_string(),
+        flows: x.traffic.flows.to_string(),
+        share_pct: format!("{:.2}", x.share_pct),
+        ..Row::default()
+    };
+    let mut rows: Vec<Row> = s.domains.iter().map(|x| row("service_domain", x)).collect();
+    rows.extend(s.hostnames.iter().map(|x| row("service_host", x)));
+    rows.push(Row {
+        section: "service_unnamed",
+        app: s.app.clone(),
+        payload_tx: s.unnamed.payload_tx.to_string(),
+        payload_rx: s.unnamed.payload_rx.to_string(),
+        payload: s.unnamed.payload().to_string(),
+        flows: s.unnamed.flows.to_string(),
+        share_pct: format!("{:.2}", s.unnamed_share_pct),
+        ..Row::default()
+    });
+    rows
 }

@@ -5,6 +5,8 @@ use std::fmt::Write;
 use crate::report::{
     AppReport, Endpoint, Report, Share, ShareKind,
     fmt::{bytes, grouped, pct},
+    model::AsnRef,
+    services::{AppServices, Service},
 };
 
 /// Escapes foreign text (app names, the app filter, database strings) for the output format.
@@ -41,9 +43,14 @@ fn destination(s: &Share, esc: Escape) -> String {
     }
 }
 
-fn endpoint(e: &Endpoint) -> String {
+fn endpoint(e: &Endpoint, esc: Escape) -> String {
     let ip = if e.ip.contains(':') { format!("[{}]", e.ip) } else { e.ip.clone() };
-    e.port.map_or_else(|| format!("{} (inbound)", e.ip), |p| format!("{ip}:{p}"))
+    let addr = e.port.map_or_else(|| format!("{} (inbound)", e.ip), |p| format!("{ip}:{p}"));
+    if e.hostnames.is_empty() {
+        return addr;
+    }
+    let names: Vec<String> = e.hostnames.iter().map(|h| esc(h)).collect();
+    format!("{addr} ({})", names.join(", "))
 }
 
 fn opt(v: Option<&String>, esc: Escape) -> String {
@@ -110,6 +117,9 @@ pub(super) fn document(r: &Report, esc: Escape) -> Vec<Block> {
     d.push(table(&cols, rows));
     for a in &r.apps {
         app(&mut d, a, esc);
+        if let Some(s) = r.services.iter().find(|s| s.app == a.app) {
+            services(&mut d, s, esc);
+        }
     }
     d.push(Block::Heading(2, "Completeness".into()));
     d.push(Block::List(r.completeness.notes.clone()));
@@ -224,7 +234,7 @@ fn app(d: &mut Vec<Block>, a: &AppReport, esc: Escape) {
             .iter()
             .map(|e| {
                 vec![
-                    endpoint(e),
+                    endpoint(e, esc),
                     e.protocol.clone(),
                     e.country
                         .as_deref()
@@ -263,4 +273,57 @@ fn app(d: &mut Vec<Block>, a: &AppReport, esc: Escape) {
     let sources: Vec<String> =
         a.payload_sources.iter().map(|s| format!("{} {}", s.payload_source, pct(s.share_pct))).collect();
     d.push(Block::Para(format!("Payload measured by: {}.", list(sources))));
+}
+
+/// "By service": the app's host names and registrable domains, and its unnamed share.
+fn services(d: &mut Vec<Block>, s: &AppServices, esc: Escape) {
+    let name = esc(&s.app);
+    d.push(Block::Heading(3, format!("Services of {name}")));
+    d.push(Block::Para(format!(
+        "{} of payload went to named hosts, {} ({}) had no name (no DNS answer, TLS or QUIC server name seen).",
+        bytes(s.named.payload()),
+        bytes(s.unnamed.payload()),
+        pct(s.unnamed_share_pct)
+    )));
+    if s.hostnames.is_empty() {
+        return;
+    }
+    let list = |v: &[String]| {
+        if v.is_empty() { "-".to_owned() } else { v.iter().map(|x| esc(x)).collect::<Vec<_>>().join(", ") }
+    };
+    let asns = |v: &[AsnRef]| {
+        if v.is_empty() {
+            return "-".to_owned();
+        }
+        v.iter()
+            .map(|a| a.as_org.as_ref().map_or_else(|| format!("AS{}", a.asn), |o| format!("AS{} {}", a.asn, esc(o))))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let row = |x: &Service| {
+        vec![
+            esc(&x.name),
+            list(&x.sources),
+            bytes(x.traffic.payload_tx),
+            bytes(x.traffic.payload_rx),
+            grouped(x.traffic.flows),
+            pct(x.share_pct),
+            list(&x.countries),
+            asns(&x.asns),
+        ]
+    };
+    let cols = |first: &'static str| {
+        [
+            (first, false),
+            ("Source", false),
+            ("Payload up", true),
+            ("Payload down", true),
+            ("Flows", true),
+            ("Share", true),
+            ("Countries", false),
+            ("ASNs", false),
+        ]
+    };
+    d.push(table(&cols("Domain"), s.domains.iter().map(row).collect()));
+    d.push(table(&cols("Host name"), s.hostnames.iter().map(row).collect()));
 }

@@ -1,0 +1,156 @@
+//! `monitor lookup`: what the geolocation databases say for an address (with the database and
+//! build that answered), and for a host name the addresses this device's apps reached under it,
+//! per app, with first and last seen (from the journal).
+
+use std::{fmt::Write as _, net::IpAddr, path::PathBuf, process::ExitCode};
+
+use anyhow::Context as _;
+use clap::Args;
+use monitor::{
+    enrich::{DbInfo, Destination, Enricher},
+    escape::Terminal,
+    journal::HostAddressRow,
+    names::Hostname,
+    settings::Settings,
+};
+use serde::Serialize;
+
+use super::{
+    exit,
+    report::{UsageError, open_journal},
+};
+
+/// `monitor lookup`.
+#[derive(Debug, Args)]
+pub struct LookupArgs {
+    /// Addresses (IPv4 or IPv6) and host names to explain. Example: monitor lookup 203.0.113.7 api.example.com
+    #[arg(required = true, value_name = "ADDRESS|HOSTNAME")]
+    pub targets: Vec<String>,
+    /// JSON output (one array). Example: --json
+    #[arg(long)]
+    pub json: bool,
+    /// Journal file for host names (overrides `journal.path`). Example: --journal /var/lib/monitor/journal.db
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
+}
+
+/// The answer for one target.
+#[derive(Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Answer {
+    /// An address: the databases' answer.
+    Address { query: String, destination: Destination },
+    /// A host name: where it was seen, each address with the databases' answer.
+    Hostname { query: String, seen: Vec<Seen> },
+}
+
+#[derive(Debug, Serialize)]
+struct Seen {
+    #[serde(flatten)]
+    row: HostAddressRow,
+    destination: Option<Destination>,
+}
+
+/// Prints the answers.
+///
+/// # Errors
+/// [`UsageError`] (exit 2) when a target is neither an address nor a valid host name; journal
+/// errors (exit 5) when a host name is asked and the journal cannot be read.
+pub fn execute(args: LookupArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let LookupArgs { targets, json, journal } = args;
+    let mut enricher = Enricher::open(&settings.geo).context("cannot open the geolocation databases")?;
+    let databases = enricher.databases();
+    let mut reader = None;
+    let mut answers = Vec::new();
+    for target in targets {
+        if let Ok(ip) = target.parse::<IpAddr>() {
+            answers.push(Answer::Address { destination: enricher.lookup(ip), query: target });
+            continue;
+        }
+        let Ok(host) = Hostname::parse(&target) else {
+            anyhow::bail!(UsageError(format!(
+                "`{}` is neither an IP address nor a valid host name",
+                Terminal(&target)
+            )));
+        };
+        if reader.is_none() {
+            let path = journal.clone().unwrap_or_else(|| settings.journal.path.clone());
+            reader = Some(open_journal(&path)?);
+        }
+        let Some(r) = reader.as_ref() else { continue };
+        let rows = r.host_addresses(host.as_str())?;
+        let seen = rows
+            .into_iter()
+            .map(|row| {
+                let destination = row.ip.parse::<IpAddr>().ok().map(|ip| enricher.lookup(ip));
+                Seen { row, destination }
+            })
+            .collect();
+        answers.push(Answer::Hostname { query: host.as_str().to_owned(), seen });
+    }
+    let mut out = String::new();
+    if json {
+        writeln!(out, "{}", serde_json::json!({ "databases": databases, "answers": answers }))?;
+    } else {
+        text(&mut out, &answers, &databases)?;
+    }
+    super::write_stdout(out.as_bytes()).context("cannot write the answers")?;
+    Ok(ExitCode::from(exit::OK))
+}
+
+fn destination(d: &Destination) -> String {
+    let db = |r: Option<&monitor::enrich::DbRef>| {
+        r.map_or_else(
+            || "no database".to_owned(),
+            |r| format!("{} built {}", Terminal(&r.database_type), r.build_epoch),
+        )
+    };
+    let scope = serde_json::to_value(d.scope).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    format!(
+        "scope {scope}, country {} ({}), AS{} {} ({})",
+        d.country.as_deref().map_or_else(|| "unknown".to_owned(), |c| Terminal(c).to_string()),
+        db(d.country_db.as_ref()),
+        d.asn.map_or_else(|| "?".to_owned(), |a| a.to_string()),
+        d.as_org.as_deref().map_or_else(|| "unknown".to_owned(), |o| Terminal(o).to_string()),
+        db(d.asn_db.as_ref()),
+    )
+}
+
+fn text(out: &mut String, answers: &[Answer], databases: &[DbInfo]) -> std::fmt::Result {
+    for db in databases {
+        writeln!(
+            out,
+            "database  {} {} ({}, {} days old)",
+            db.role,
+            db.path.display(),
+            Terminal(&db.db.database_type),
+            db.age_days
+        )?;
+    }
+    for a in answers {
+        match a {
+            Answer::Address { query, destination: d } => writeln!(out, "{query}: {}", destination(d))?,
+            Answer::Hostname { query, seen } => {
+                if seen.is_empty() {
+                    writeln!(out, "{query}: not seen in the journal")?;
+                }
+                for s in seen {
+                    let r = &s.row;
+                    writeln!(
+                        out,
+                        "{query}: app {} reached {} ({}), {} flows, {} payload bytes, first {} last {}{}",
+                        Terminal(&r.app),
+                        r.ip,
+                        r.name_source.as_deref().unwrap_or("-"),
+                        r.flows,
+                        r.payload_bytes,
+                        r.first_seen,
+                        r.last_seen,
+                        s.destination.as_ref().map_or_else(String::new, |d| format!("; {}", destination(d)))
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(())
+}

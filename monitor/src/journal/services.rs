@@ -1,0 +1,217 @@
+//! Queries by host name (issue 10): traffic per (app, host name, destination) for the report's
+//! "by service" section, and the addresses a host name was seen at for `monitor lookup`.
+//!
+//! Both read `connections` (indexes `connections_time` and `connections_hostname`); records
+//! written before the names migration have no host name and count as unnamed.
+
+use rusqlite::params;
+use serde::Serialize;
+
+use super::{
+    Error, JournalReader, TimeRange,
+    names::{count, ms, ts},
+};
+
+/// Traffic of one (app, host name, name source, country, ASN) over a range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceRow {
+    /// App name.
+    pub app: String,
+    /// Host name (`None`: unnamed traffic).
+    pub hostname: Option<String>,
+    /// Registrable domain of the host name.
+    pub registrable_domain: Option<String>,
+    /// Where the name came from (`sni`, `dns`...; `None` in records older than names).
+    pub name_source: Option<String>,
+    /// Country of the remote address.
+    pub country: Option<String>,
+    /// ASN of the remote address.
+    pub asn: Option<u32>,
+    /// AS organisation.
+    pub as_org: Option<String>,
+    /// Payload bytes sent.
+    pub payload_tx: u64,
+    /// Payload bytes received.
+    pub payload_rx: u64,
+    /// Distinct sockets.
+    pub flows: u64,
+}
+
+/// One address a host name was seen at, per app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostAddressRow {
+    /// App name.
+    pub app: String,
+    /// Remote address.
+    pub ip: String,
+    /// Where the name came from.
+    pub name_source: Option<String>,
+    /// First flow to it under that name (flow start).
+    pub first_seen: jiff::Timestamp,
+    /// Latest record of such a flow.
+    pub last_seen: jiff::Timestamp,
+    /// Distinct sockets.
+    pub flows: u64,
+    /// Payload bytes sent and received.
+    pub payload_bytes: u64,
+}
+
+impl JournalReader {
+    /// Payload per (app, host name, source, country, ASN) from connection records whose time is
+    /// in `range`, sorted by those keys. Listening sockets are left out.
+    ///
+    /// # Errors
+    /// When the query fails.
+    pub fn services(&self, range: TimeRange, app: Option<&str>) -> Result<Vec<ServiceRow>, Error> {
+        let mut stmt = self
+            .connection()
+            .prepare_cached(
+                "SELECT a.name, c.hostname, c.registrable_domain, c.name_source, c.country, c.asn, c.as_org,
+                     SUM(c.delta_payload_tx), SUM(c.delta_payload_rx), COUNT(DISTINCT c.cookie)
+                 FROM connections c JOIN apps a ON a.id = c.app_id
+                 WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND c.direction != 'listen' AND (?3 IS NULL OR a.name = ?3)
+                 GROUP BY a.name, c.hostname, c.registrable_domain, c.name_source, c.country, c.asn, c.as_org
+                 ORDER BY a.name, c.hostname, c.registrable_domain, c.name_source, c.country, c.asn, c.as_org",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![ms(range.since), ms(range.until), app], |row| {
+                Ok(ServiceRow {
+                    app: row.get(0)?,
+                    hostname: row.get(1)?,
+                    registrable_domain: row.get(2)?,
+                    name_source: row.get(3)?,
+                    country: row.get(4)?,
+                    asn: row.get(5)?,
+                    as_org: row.get(6)?,
+                    payload_tx: count(row.get(7)?),
+                    payload_rx: count(row.get(8)?),
+                    flows: count(row.get(9)?),
+                })
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>();
+        rows.map_err(|e| self.err(e))
+    }
+
+    /// Distinct (app, remote address, host name) of named connection records whose time is in
+    /// `range`, sorted: the names shown beside the report's top endpoints.
+    ///
+    /// # Errors
+    /// When the query fails.
+    pub fn endpoint_hostnames(
+        &self,
+        range: TimeRange,
+        app: Option<&str>,
+    ) -> Result<Vec<(String, String, String)>, Error> {
+        let mut stmt = self
+            .connection()
+            .prepare_cached(
+                "SELECT DISTINCT a.name, c.remote_ip, c.hostname
+                 FROM connections c JOIN apps a ON a.id = c.app_id
+                 WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND c.hostname IS NOT NULL AND c.remote_ip IS NOT NULL
+                     AND (?3 IS NULL OR a.name = ?3)
+                 ORDER BY 1, 2, 3",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![ms(range.since), ms(range.until), app], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>();
+        rows.map_err(|e| self.err(e))
+    }
+
+    /// The addresses flows named `hostname` (as server name or DNS name) went to, per app, with
+    /// first and last seen, sorted by app and address.
+    ///
+    /// # Errors
+    /// When the query fails.
+    pub fn host_addresses(&self, hostname: &str) -> Result<Vec<HostAddressRow>, Error> {
+        let mut stmt = self
+            .connection()
+            .prepare_cached(
+                "SELECT a.name, c.remote_ip, c.name_source, MIN(c.first_seen_ms), MAX(c.time_ms),
+                     COUNT(DISTINCT c.cookie), SUM(c.delta_payload_tx + c.delta_payload_rx)
+                 FROM connections c JOIN apps a ON a.id = c.app_id
+                 WHERE (c.hostname = ?1 OR c.dns_name = ?1) AND c.remote_ip IS NOT NULL
+                 GROUP BY a.name, c.remote_ip, c.name_source
+                 ORDER BY a.name, c.remote_ip, c.name_source",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![hostname], |row| {
+                Ok(HostAddressRow {
+                    app: row.get(0)?,
+                    ip: row.get(1)?,
+                    name_source: row.get(2)?,
+                    first_seen: ts(3, row.get(3)?)?,
+                    last_seen: ts(4, row.get(4)?)?,
+                    flows: count(row.get(5)?),
+                    payload_bytes: count(row.get(6)?),
+                })
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>();
+        rows.map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{
+        fixtures::{self, Flow, at},
+        tempdir, writer_in,
+    };
+    use crate::{
+        journal::{JournalReader, TimeRange},
+        names::{Hostname, NameSource, Names},
+        tracker::record::RecordKind::{Close, Update},
+    };
+
+    const T0: i64 = 1_794_787_200;
+
+    fn named(host: &str, source: NameSource) -> Names {
+        let hostname = Hostname::parse(host).ok();
+        Names { registrable_domain: crate::names::domain::registrable(host), hostname, source, ..Names::default() }
+    }
+
+    #[test]
+    fn services_sum_deltas_per_app_and_name_and_lookup_lists_addresses() {
+        let dir = tempdir();
+        let mut w = writer_in(dir.path());
+        let (alpha, beta) = (fixtures::app("alpha"), fixtures::app("beta"));
+        let us = fixtures::public(Some("US"), Some(64_500), Some("Example"));
+        let a_name = named("a.svc.test", NameSource::Sni);
+        let mut a = Flow::new(1, "203.0.113.7:443", at(T0 + 1));
+        w.append_named(&a.record(Update, at(T0 + 10), 1000, 200), &alpha, Some(&us), &a_name);
+        w.append_named(&a.record(Close, at(T0 + 20), 1500, 300), &alpha, Some(&us), &a_name);
+        let mut b = Flow::new(2, "203.0.113.7:443", at(T0 + 2));
+        w.append_named(&b.record(Close, at(T0 + 30), 70, 30), &beta, Some(&us), &named("b.svc.test", NameSource::Dns));
+        let mut c = Flow::new(3, "198.51.100.1:80", at(T0 + 3));
+        w.append(&c.record(Close, at(T0 + 40), 5, 5), &beta, None);
+        w.flush().unwrap();
+
+        let r = JournalReader::open(&dir.path().join("state/journal.db")).unwrap();
+        let range = TimeRange { since: at(T0), until: at(T0 + 3600) };
+        let rows = r.services(range, None).unwrap();
+        let got: Vec<_> =
+            rows.iter().map(|r| (r.app.as_str(), r.hostname.as_deref(), r.payload_tx, r.payload_rx, r.flows)).collect();
+        assert_eq!(
+            got,
+            [
+                ("alpha", Some("a.svc.test"), 2500, 500, 1),
+                ("beta", None, 5, 5, 1),
+                ("beta", Some("b.svc.test"), 70, 30, 1)
+            ]
+        );
+        assert_eq!(rows[0].registrable_domain.as_deref(), Some("svc.test"));
+        assert_eq!(rows[0].name_source.as_deref(), Some("sni"));
+
+        let seen = r.host_addresses("b.svc.test").unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!((seen[0].app.as_str(), seen[0].ip.as_str(), seen[0].flows), ("beta", "203.0.113.7", 1));
+        assert_eq!((seen[0].first_seen, seen[0].last_seen), (at(T0 + 2), at(T0 + 30)));
+    }
+}

@@ -1,0 +1,193 @@
+//! Names stage: turns the kernel's payload copies into host names and names flow records.
+//!
+//! Sits between identity and enrichment (it runs in the sink thread, fed in ring order: every
+//! copy reaches it before the records of events that followed the copy in the ring). Owns the
+//! per-flow ClientHello reassemblers (TLS per socket, QUIC per socket and peer) and the per-app
+//! address→name table ([`crate::names::table::NameTable`], keyed by app name). Parsing is done by
+//! [`crate::names`]; this stage only routes bytes and joins the results to records. It does not
+//! read /proc, the databases or the journal.
+//!
+//! Routing of a copy (see `monitor_common::copy` for what the kernel copies):
+//! - remote port 53 (either direction): a DNS message; answers go into the app's table;
+//! - TCP egress otherwise: the flow's TLS reassembler;
+//! - UDP egress to port 443: the (socket, peer)'s QUIC reassembler.
+
+mod owner;
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+
+use log::debug;
+use lru::LruCache;
+use monitor_common::copy::{COPY_EGRESS, COPY_TCP, COPY_TRUNCATED};
+
+pub use self::owner::kernel_owner;
+use crate::{
+    names::{
+        Names, Progress, Sni,
+        dns::{self, Transport},
+        quic::InitialReassembler,
+        table::{NameTable, NameTableConfig},
+        tls::ClientHelloReassembler,
+    },
+    probe::Copied,
+    stats::NamingStats,
+    tracker::{FlowRecord, ip_of, record::RecordKind},
+};
+
+/// Flows whose ClientHello state is kept at once (reassembling or named, until their record
+/// closes). Past it the least recently touched is forgotten (counted in `flow_evictions`).
+pub const MAX_NAMED_FLOWS: usize = 65_536;
+/// Payload copies queued between the ring-buffer drainer and the tracker loop (batches of one
+/// drain pass each). Full ⇒ the drainer drops the pass's copies, counted in `copies_dropped`.
+pub const COPY_QUEUE: usize = 256;
+
+/// DNS port.
+const DNS_PORT: u16 = 53;
+/// QUIC (HTTPS over UDP) port.
+const QUIC_PORT: u16 = 443;
+
+/// One flow for the names stage: socket cookie and remote endpoint (peers of one unconnected UDP
+/// socket are separate flows).
+type FlowId = (u64, SocketAddr);
+
+/// ClientHello state of one flow.
+enum Hello {
+    Tls(ClientHelloReassembler),
+    Quic(InitialReassembler),
+    /// The ClientHello's server name (`quic`: from QUIC Initials).
+    Named {
+        sni: Sni,
+        quic: bool,
+    },
+    /// Not a handshake, no name in it, or malformed: nothing more to learn.
+    Over,
+}
+
+/// The names stage.
+pub struct Naming {
+    table: NameTable<String>,
+    hellos: LruCache<FlowId, Hello>,
+    stats: NamingStats,
+}
+
+impl Naming {
+    /// An empty stage with the given table sizes.
+    ///
+    /// # Errors
+    /// When a size in `config` is zero.
+    pub fn new(config: NameTableConfig) -> Result<Self, crate::names::table::ConfigError> {
+        let cap = std::num::NonZeroUsize::new(MAX_NAMED_FLOWS).unwrap_or(std::num::NonZeroUsize::MIN);
+        Ok(Self { table: NameTable::new(config)?, hellos: LruCache::new(cap), stats: NamingStats::default() })
+    }
+
+    /// Feeds one payload copy, from a socket of app `app`.
+    pub fn copy(&mut self, app: &str, copy: &Copied) {
+        self.stats.copies += 1;
+        let h = &copy.header;
+        if h.flags & COPY_TRUNCATED != 0 {
+            self.stats.truncated_copies += 1;
+        }
+        let t = &h.tuple;
+        let remote = SocketAddr::new(ip_of(t.family, t.remote_addr), t.remote_port);
+        let egress = h.flags & COPY_EGRESS != 0;
+        let tcp = h.flags & COPY_TCP != 0;
+        if t.remote_port == DNS_PORT {
+            self.dns(app, &copy.data, tcp, h.ts_ns);
+        } else if egress && (tcp || t.remote_port == QUIC_PORT) {
+            self.hello((h.cookie, remote), &copy.data, tcp);
+        }
+    }
+
+    fn dns(&mut self, app: &str, data: &[u8], tcp: bool, at_ns: u64) {
+        let transport = if tcp { Transport::Tcp } else { Transport::Udp };
+        match dns::parse(data, transport) {
+            Ok(msg) if msg.is_response => {
+                self.stats.dns_responses += 1;
+                let app = app.to_owned();
+                for answer in &msg.answers {
+                    self.table.record_answer(&app, &answer.queried, &answer.addrs, answer.ttl, at_ns);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                debug!("malformed dns payload: {e}");
+                self.stats.malformed.add(e.kind());
+            }
+        }
+    }
+
+    fn hello(&mut self, id: FlowId, data: &[u8], tcp: bool) {
+        if !self.hellos.contains(&id) {
+            let fresh =
+                if tcp { Hello::Tls(ClientHelloReassembler::new()) } else { Hello::Quic(InitialReassembler::new()) };
+            if self.hellos.push(id, fresh).is_some_and(|(old, _)| old != id) {
+                self.stats.flow_evictions += 1;
+            }
+        }
+        let Some(state) = self.hellos.get_mut(&id) else { return };
+        let (progress, quic) = match state {
+            Hello::Tls(r) => (r.push(data), false),
+            Hello::Quic(r) => (r.push(data), true),
+            Hello::Named { .. } | Hello::Over => return,
+        };
+        *state = match progress {
+            Progress::NeedMore => return,
+            Progress::Done(Some(sni)) => {
+                if quic {
+                    self.stats.quic_sni += 1;
+                } else {
+                    self.stats.sni += 1;
+                }
+                self.stats.ech += u64::from(sni.ech);
+                Hello::Named { sni, quic }
+            }
+            Progress::Done(None) | Progress::NotTls => Hello::Over,
+            Progress::Malformed(kind) => {
+                self.stats.malformed.add(kind);
+                Hello::Over
+            }
+        };
+    }
+
+    /// The names of `record`, charged to app `app`: its ClientHello's server name, and the name
+    /// the app (else the host) knew the remote address by when the flow started. A closing
+    /// record lets go of the flow's state.
+    pub fn name(&mut self, app: &str, record: &FlowRecord, first_seen_ns: u64) -> Names {
+        let Some(remote) = record.remote else {
+            self.stats.unnamed_records += 1;
+            return Names::default();
+        };
+        let id = (record.cookie, remote);
+        let hello = match self.hellos.peek(&id) {
+            Some(Hello::Named { sni, quic }) => Some((sni.clone(), *quic)),
+            _ => None,
+        };
+        if record.event != RecordKind::Update {
+            self.hellos.pop(&id);
+        }
+        let dns = self.table.lookup(app, remote.ip(), first_seen_ns);
+        let names =
+            Names::combine(hello.as_ref().map(|(s, _)| s), hello.as_ref().is_some_and(|(_, q)| *q), dns.as_ref());
+        if names.hostname.is_some() {
+            self.stats.named_records += 1;
+        } else {
+            self.stats.unnamed_records += 1;
+        }
+        names
+    }
+
+    /// The counters so far.
+    #[must_use]
+    pub fn stats(&self) -> NamingStats {
+        NamingStats { malformed_total: self.stats.malformed.total(), table: self.table.stats(), ..self.stats }
+    }
+}
+
+/// Apps by name, as the table keys them: kept here so that a change of key (e.g. to include the
+/// uid) is one place.
+#[must_use]
+pub fn app_key(app: &crate::identity::App) -> &str {
+    &app.name
+}
