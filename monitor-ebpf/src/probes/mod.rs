@@ -1,7 +1,7 @@
 //! Program entry points, one file per hook family.
 
-pub(crate) mod fallback;
 pub(crate) mod copy;
+pub(crate) mod fallback;
 pub(crate) mod payload;
 pub(crate) mod skb;
 pub(crate) mod snapshot;

@@ -224,6 +224,7 @@ fn report(apps: Vec<AppReport>, events_lost: u64) -> Report {
         databases: Vec::new(),
         attribution: Attribution { text: crate::report::ATTRIBUTION, applies: false },
         timeline: TimelineInfo { unit: TimelineUnit::Day, complete: true },
+        services: Default::default(),
     }
 }
 
