@@ -18,6 +18,7 @@
 //! - [`week`]   ISO week bounds in a time zone, for reports and rollups alike (a leaf).
 //! - [`escape`]   escaping of foreign text (names, command lines) for each output format.
 //! - [`files`]   reading input files (regular files only, size-capped).
+//! - [`world`]   country outlines and points (embedded Natural Earth data, a leaf).
 #![warn(missing_docs)]
 
 pub mod clock;
@@ -34,3 +35,4 @@ pub mod settings;
 pub mod stats;
 pub mod tracker;
 pub mod week;
+pub mod world;

@@ -5,6 +5,7 @@
 //! - `test`:  setup, then runs the whole test suite (root/BPF tests included when root), clippy
 //!   and `cargo fmt --check`.
 //! - `geo`:   fetches the default geolocation data and converts the ASN CSV to MMDB.
+//! - `world`: converts world-atlas TopoJSON into the committed country geometry.
 //! - `bench`: benchmarks (BENCHMARKS.md).
 
 #![expect(clippy::print_stdout, clippy::print_stderr, reason = "a command-line tool: it reports on stdout and stderr")]
@@ -13,6 +14,7 @@ mod bench;
 mod exec;
 mod geo;
 mod setup;
+mod world;
 
 use std::process::ExitCode;
 
@@ -43,6 +45,8 @@ enum Command {
     },
     /// Geolocation data: install the defaults or convert an ASN CSV.
     Geo(geo::Args),
+    /// World geometry: regenerate (or `--check`) monitor/data/world/countries.json.
+    World(world::Args),
     /// Benchmarks: cost, completeness, comparison with peers (see BENCHMARKS.md).
     Bench(bench::Args),
     /// Load generator of the benchmarks (run by `bench` inside its namespaces).
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
             })
         }
         Command::Geo(args) => geo::run(&args),
+        Command::World(args) => world::run(&args),
         Command::Bench(args) => {
             setup::run(&setup::Args { bench: true, ..setup::Args::default() }).and_then(|()| bench::run(&args))
         }

@@ -32,6 +32,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     apt_install(&[
         ("iproute2", "network namespaces in tests"),
         ("sqlite3", "root tests open the journal with an external sqlite3 session while the daemon writes"),
+        ("iso-codes", "ISO 3166 country codes for `cargo xtask world`"),
+        ("chromium", "the HTML report's browser test renders the page headless, offline"),
     ])?;
     if !args.no_geo {
         geo::ensure_default()?;

@@ -9,7 +9,7 @@
 
 mod cidr;
 mod convert;
-mod fetch;
+pub(crate) mod fetch;
 mod fixture;
 mod install;
 mod mmdb;
