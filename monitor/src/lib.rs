@@ -19,6 +19,7 @@
 //! - [`escape`]   escaping of foreign text (names, command lines) for each output format.
 //! - [`files`]   reading input files (regular files only, size-capped).
 //! - [`world`]   country outlines and points (embedded Natural Earth data, a leaf).
+//! - [`residency`]   physical plausibility of database countries from measured RTT (uses `world`).
 #![warn(missing_docs)]
 
 pub mod clock;
@@ -31,6 +32,7 @@ pub mod journal;
 pub mod privileges;
 pub mod probe;
 pub mod report;
+pub mod residency;
 pub mod settings;
 pub mod stats;
 pub mod tracker;

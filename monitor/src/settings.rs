@@ -12,6 +12,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+use crate::residency::DeviceConfig;
 use crate::{
     enrich::GeoConfig,
     files,
@@ -54,7 +55,7 @@ pub enum Error {
 }
 
 /// The file as written.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawConfig {
     /// cgroup v2 directory to watch.
@@ -73,6 +74,8 @@ pub struct RawConfig {
     pub report: ReportConfig,
     /// `[[apps]]`: grouping of processes into named apps.
     pub apps: Vec<AppRule>,
+    /// `[device]`: where this device is (plausibility of database countries).
+    pub device: DeviceConfig,
 }
 
 /// `[probe]`.
@@ -177,6 +180,7 @@ impl Default for RawConfig {
             journal: JournalConfig::default(),
             report: ReportConfig::default(),
             apps: Vec::new(),
+            device: DeviceConfig::default(),
         }
     }
 }
@@ -253,6 +257,8 @@ pub struct Settings {
     pub time_zone: Zone,
     /// App grouping rules, compiled.
     pub apps: AppRules,
+    /// `[device]`, validated.
+    pub device: DeviceConfig,
 }
 
 fn positive_secs(key: &'static str, secs: u64) -> Result<Duration, Error> {
@@ -268,7 +274,10 @@ impl Settings {
     /// # Errors
     /// [`Error::Invalid`] naming the key.
     pub fn resolve(raw: RawConfig, source: Option<PathBuf>) -> Result<Self, Error> {
-        let RawConfig { cgroup, probe, tracker, output, geo, journal, report, apps } = raw;
+        let RawConfig { cgroup, probe, tracker, output, geo, journal, report, apps, device } = raw;
+        if let Some(location) = &device.location {
+            location.validate().map_err(|reason| Error::Invalid { key: "device.location", reason })?;
+        }
         journal.validate().map_err(|e| Error::Invalid { key: "journal", reason: e.to_string() })?;
         report.validate().map_err(|e| Error::Invalid { key: "report", reason: e.to_string() })?;
         let time_zone = Zone::get(&report.time_zone)
@@ -294,6 +303,7 @@ impl Settings {
             report,
             time_zone,
             apps,
+            device,
         })
     }
 }
@@ -310,7 +320,12 @@ mod tests {
 
     #[test]
     fn shipped_config_file_documents_every_section() {
-        for section in [crate::enrich::CONFIG_DOC, crate::journal::CONFIG_DOC, crate::report::CONFIG_DOC] {
+        for section in [
+            crate::enrich::CONFIG_DOC,
+            crate::journal::CONFIG_DOC,
+            crate::report::CONFIG_DOC,
+            crate::residency::CONFIG_DOC,
+        ] {
             assert!(DEFAULT_CONFIG_TOML.contains(section.trim()), "config/monitor.toml lacks:\n{section}");
         }
     }
