@@ -12,7 +12,10 @@ use super::{
     notes,
     source::{self, Inputs, Seen, Source},
 };
-use crate::journal::{AppEndpoints, DatabaseRow, EndpointRow, JournalReader, ResidencyRow};
+use crate::{
+    journal::{AppEndpoints, DatabaseRow, EndpointRow, JournalReader, ResidencyRow},
+    residency::DeviceLocation,
+};
 
 /// Endpoints listed per app unless the query says otherwise.
 pub const DEFAULT_TOP_ENDPOINTS: usize = 10;
@@ -28,13 +31,15 @@ pub struct ReportQuery {
     pub top_endpoints: usize,
     /// Stamped into the report when set (leave `None` for byte-identical reruns).
     pub generated_at: Option<Timestamp>,
+    /// `[device] location`: judges the plausibility of destinations' countries; `None`: off.
+    pub device: Option<DeviceLocation>,
 }
 
 impl ReportQuery {
     /// All apps, [`DEFAULT_TOP_ENDPOINTS`], no generation time.
     #[must_use]
     pub fn new(period: Period) -> Self {
-        Self { period, app: None, top_endpoints: DEFAULT_TOP_ENDPOINTS, generated_at: None }
+        Self { period, app: None, top_endpoints: DEFAULT_TOP_ENDPOINTS, generated_at: None, device: None }
     }
 }
 
@@ -60,6 +65,7 @@ pub(crate) fn build_from(reader: &JournalReader, query: &ReportQuery, source: So
         source::read(reader, query, &previous, plan)?;
 
     let no_destinations = Seen::default();
+    let mut truth = super::truth::figures(reader, period.time_range(), query.app.as_deref(), query.device.as_ref())?;
     let mut apps: Vec<AppReport> = group(&rows)
         .into_iter()
         .map(|(name, rows)| {
@@ -67,6 +73,8 @@ pub(crate) fn build_from(reader: &JournalReader, query: &ReportQuery, source: So
             let mut report = app_report(name, &rows, prev, endpoints.get(name));
             report.new_destinations.compared_with.clone_from(&previous.label);
             report.new_destinations.endpoints_compared = endpoints_compared;
+            report.consensus = truth.consensus.remove(name);
+            report.plausibility = truth.plausibility.remove(name);
             report
         })
         .collect();
@@ -76,7 +84,13 @@ pub(crate) fn build_from(reader: &JournalReader, query: &ReportQuery, source: So
         totals.add(&a.traffic);
     }
     let databases = databases(&rows, &reader.databases()?, period.until);
-    let completeness = notes::completeness(reader, query, &rows, attributed_wire_bytes, &apps, purged)?;
+    let mut completeness = notes::completeness(reader, query, &rows, attributed_wire_bytes, &apps, purged)?;
+    if truth.location_missing {
+        completeness.notes.push(
+            "Physical plausibility is off: RTTs were measured but [device] location is not set (see config/monitor.toml)."
+                .into(),
+        );
+    }
     Ok(Report {
         schema: SCHEMA,
         period: period_info(period),
@@ -279,6 +293,8 @@ fn app_report(name: &str, rows: &[&ResidencyRow], prev: &Seen, eps: Option<&AppE
             endpoints_compared: true,
         },
         payload_sources,
+        consensus: None,
+        plausibility: None,
     }
 }
 

@@ -21,6 +21,7 @@ mod notes;
 mod period;
 mod render;
 mod source;
+mod truth;
 
 #[cfg(test)]
 mod tests;
@@ -36,6 +37,7 @@ pub use model::{
 };
 pub use period::{Period, PeriodKind, Zone};
 use serde::{Deserialize, Serialize};
+pub use truth::{AnswerUse, AppConsensus, AppPlausibility, Disagreement, Implausible, disagreeing_destinations};
 
 use crate::journal;
 

@@ -111,6 +111,14 @@ pub struct AppReport {
     pub new_destinations: NewDestinations,
     /// Payload bytes by how they were measured.
     pub payload_sources: Vec<SourceShare>,
+    /// Consensus of the country databases over the app's public traffic (absent when fewer than
+    /// two databases were compared).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consensus: Option<super::truth::AppConsensus>,
+    /// Physical plausibility of its destinations' countries from measured RTT (absent without a
+    /// `[device] location` or without measured TCP destinations).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plausibility: Option<super::truth::AppPlausibility>,
 }
 
 /// What a [`Share`] entry stands for.

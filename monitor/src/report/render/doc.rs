@@ -22,7 +22,7 @@ pub(super) enum Block {
     Table { headers: Vec<&'static str>, numeric: Vec<bool>, rows: Vec<Vec<String>> },
 }
 
-fn table(headers: &[(&'static str, bool)], rows: Vec<Vec<String>>) -> Block {
+pub(super) fn table(headers: &[(&'static str, bool)], rows: Vec<Vec<String>>) -> Block {
     Block::Table {
         headers: headers.iter().map(|h| h.0).collect(),
         numeric: headers.iter().map(|h| h.1).collect(),
@@ -263,4 +263,5 @@ fn app(d: &mut Vec<Block>, a: &AppReport, esc: Escape) {
     let sources: Vec<String> =
         a.payload_sources.iter().map(|s| format!("{} {}", s.payload_source, pct(s.share_pct))).collect();
     d.push(Block::Para(format!("Payload measured by: {}.", list(sources))));
+    d.extend(super::truth::blocks(a, esc));
 }

@@ -7,6 +7,7 @@ mod csv;
 mod doc;
 mod markdown;
 mod text;
+mod truth;
 
 use std::io::Write;
 
