@@ -37,6 +37,10 @@ pub fn all() -> Vec<Case> {
             crate::residency::per_app_bytes_by_country_and_asn,
         ),
         (
+            "plausibility_far_countries_over_a_veth_pair_are_implausible",
+            crate::plausibility::far_countries_over_a_veth_pair_are_implausible,
+        ),
+        (
             "journal_kill9_during_heavy_writing_loses_nothing_flushed",
             crate::durability::kill9_during_heavy_writing_loses_nothing_flushed,
         ),

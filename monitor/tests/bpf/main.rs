@@ -17,6 +17,7 @@ mod lifecycle;
 mod listeners;
 mod paths;
 mod paths_helper;
+mod plausibility;
 mod protocols;
 mod raw_helpers;
 mod residency;
