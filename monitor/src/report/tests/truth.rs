@@ -21,6 +21,9 @@ use crate::{
 
 const GEO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/geo");
 
+/// (app, cookie, remote, payload up, payload down, min RTT in µs).
+type TestFlow = (&'static str, u64, &'static str, u64, u64, Option<u32>);
+
 /// Writes the journal; returns its path (in `dir`).
 fn journal(dir: &std::path::Path) -> std::path::PathBuf {
     let cfg = GeoConfig {
@@ -32,7 +35,7 @@ fn journal(dir: &std::path::Path) -> std::path::PathBuf {
     let mut enricher = Enricher::open_in(&cfg, dir).expect("test databases");
     let mut w = writer_in(dir);
     // (app, cookie, remote, tx, rx, min RTT µs)
-    let flows: [(&str, u64, &str, u64, u64, Option<u32>); 6] = [
+    let flows: [TestFlow; 6] = [
         ("browser", 1, "11.1.1.10:443", 1000, 500, Some(300)),    // US / US
         ("browser", 2, "11.2.2.10:443", 2000, 0, Some(300)),      // SG / US
         ("browser", 3, "11.3.3.10:443", 700, 300, Some(250_000)), // SE / SE, 250 ms
