@@ -66,6 +66,25 @@ pub struct TruthRow {
 }
 
 impl JournalReader {
+    /// Smallest kernel RTT minimum (µs) of any flow to `ip` in `range`, of any app; `None`
+    /// without a measurement (non-TCP, or records older than schema 4). For `monitor lookup`.
+    ///
+    /// # Errors
+    /// When the query fails (also on a journal older than schema 4).
+    pub fn min_rtt_us(&self, ip: &str, range: TimeRange) -> Result<Option<u32>, Error> {
+        let err = |e| Error::read(self.path(), e);
+        let us: Option<i64> = self
+            .conn()
+            .prepare_cached(
+                "SELECT MIN(rtt_min_us) FROM connections
+                 WHERE remote_ip = ?1 AND time_ms >= ?2 AND time_ms < ?3 AND rtt_min_us > 0",
+            )
+            .map_err(err)?
+            .query_row(params![ip, ms(range.since), ms(range.until)], |row| row.get(0))
+            .map_err(err)?;
+        Ok(us.and_then(|v| u32::try_from(v).ok()))
+    }
+
     /// Per (app, public remote address): bytes, the latest consensus and answers, and the
     /// smallest RTT to the address, from connection records whose time is in `range`; sorted by
     /// app and address.

@@ -13,7 +13,7 @@ use monitor_common::{
 
 use super::{
     Tracker, TrackerConfig,
-    record::{Direction, FlowRecord, Owner, OwnerSource, PayloadSource, PayloadSources, RecordKind},
+    record::{Direction, FlowRecord, Owner, OwnerSource, PayloadSource, PayloadSources, RecordKind, Rtt},
 };
 use crate::clock::Clock;
 

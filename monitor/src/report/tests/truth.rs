@@ -139,4 +139,7 @@ fn disagreeing_destinations_are_listed_for_claims() {
     assert_eq!(got, [("browser", "11.2.2.10", 2000), ("sync", "11.2.2.11", 100)]);
     let only_sync = disagreeing_destinations(&reader, period.time_range(), Some("sync")).expect("rows");
     assert_eq!(only_sync.len(), 1);
+    // The per-address minimum for `monitor lookup`.
+    assert_eq!(reader.min_rtt_us("11.2.2.10", period.time_range()).expect("rtt"), Some(300));
+    assert_eq!(reader.min_rtt_us("11.4.4.10", period.time_range()).expect("rtt"), None);
 }

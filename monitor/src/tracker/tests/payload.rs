@@ -101,3 +101,32 @@ fn ktls_records_are_counted_as_the_stream_carried_them() {
     );
     assert_eq!(out[0].payload_sources.tx, PayloadSource::TcpCounters);
 }
+
+/// The kernel's RTT estimates ride on the TCP events: the smallest `rtt_min` seen and the latest
+/// `srtt` (stored ×8 by the kernel) reach the record; "no sample" values are ignored.
+#[test]
+fn kernel_rtt_estimates_reach_the_record() {
+    let mut t = tracker();
+    let (kind, mut est) = established_with_base(1, 0);
+    est.tcp.rtt_min_us = 500;
+    est.tcp.srtt_us_x8 = 500 * 8;
+    let mut update = ev(EventKind::Update, 3 * SEC, counters(10, 10, 100, 0));
+    update.flags = FLAG_TCP_COUNTERS;
+    update.tcp = TcpCounters { bytes_acked: 101, rtt_min_us: 300, srtt_us_x8: 900 * 8, ..TcpCounters::default() };
+    let mut events = vec![(kind, est), (EventKind::Update, update)];
+    let mut close = tcp_close(5, 1 + 100 + 1, 1, TCP_FIN_RECEIVED | TCP_ALL_ACKED, 100, 0);
+    close[1].1.tcp.rtt_min_us = 400; // the kernel's window moved on: the flow's minimum stays 300
+    close[1].1.tcp.srtt_us_x8 = 700 * 8;
+    events.extend(close);
+    let out = feed(&mut t, &events);
+    assert_eq!(out[0].rtt, Some(Rtt { min_us: 300, smoothed_us: 700 }));
+
+    // No sample: rtt_min at the kernel's reset value, srtt 0.
+    let mut t = tracker();
+    let (kind, mut est) = established_with_base(1, 0);
+    est.tcp.rtt_min_us = u32::MAX;
+    let mut events = vec![(kind, est)];
+    events.extend(tcp_close(5, 1 + 100 + 1, 1, TCP_FIN_RECEIVED | TCP_ALL_ACKED, 100, 0));
+    let out = feed(&mut t, &events);
+    assert_eq!(out[0].rtt, None);
+}
