@@ -38,6 +38,8 @@ pub struct Enricher {
     /// Further country databases compared with `country` (registry, then `extra_country`), with
     /// their labels.
     others: Vec<(Arc<str>, Database)>,
+    /// [`PRIMARY_LABEL`], shared by every answer list.
+    primary_label: Arc<str>,
     /// Missing defaults and stale data, one line each.
     warnings: Vec<String>,
     /// Answers for public addresses.
@@ -84,6 +86,7 @@ impl Enricher {
             country,
             asn,
             others,
+            primary_label: Arc::from(PRIMARY_LABEL),
             warnings,
             cache: AnswerCache::new(config.cache_entries),
             stats: EnrichStats::default(),
@@ -152,26 +155,23 @@ impl Enricher {
             }
         }
         if !self.others.is_empty() {
-            let mut answers = Vec::with_capacity(self.others.len() + 1);
-            if let Some(db) = &self.country {
-                answers.push(CountryAnswer {
-                    label: Arc::from(PRIMARY_LABEL),
-                    db: db.db_ref.clone(),
-                    country: answer.country.clone(),
+            let primary = self.country.as_ref().map(|db| CountryAnswer {
+                label: self.primary_label.clone(),
+                db: db.db_ref.clone(),
+                country: answer.country.clone(),
+            });
+            let (stats, logged) = (&mut self.stats, &mut self.failure_logged);
+            let others = self.others.iter_mut().map(|(label, db)| {
+                let country = db.country(ip).unwrap_or_else(|e| {
+                    failed(stats, logged, db, ip, &e);
+                    None
                 });
-            }
-            for (label, db) in &mut self.others {
-                let country = match db.country(ip) {
-                    Ok(country) => country,
-                    Err(e) => {
-                        failed(&mut self.stats, &mut self.failure_logged, db, ip, &e);
-                        None
-                    }
-                };
-                answers.push(CountryAnswer { label: label.clone(), db: db.db_ref.clone(), country });
-            }
+                CountryAnswer { label: label.clone(), db: db.db_ref.clone(), country }
+            });
+            // An exact-size chain: one allocation for the shared list.
+            let answers: Arc<[CountryAnswer]> = primary.into_iter().chain(others).collect();
             answer.consensus = verdict(&answers);
-            answer.answers = answers.into();
+            answer.answers = answers;
         }
         if let Some(db) = &mut self.asn {
             answer.asn_db = Some(db.db_ref.clone());
