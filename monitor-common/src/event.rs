@@ -82,7 +82,7 @@ pub struct Tuple {
 }
 const _: () = assert!(core::mem::size_of::<Tuple>() == 40);
 
-/// The kernel's own TCP byte counters: final at `TcpClose` (from `struct bpf_sock_ops`), the
+/// The kernel's own TCP byte counters and RTT estimates: final at `TcpClose` (from `struct bpf_sock_ops`), the
 /// baseline at `Established`, a running value in TCP `Update` events (`bpf_tcp_sock`); valid in
 /// the last two only with [`FLAG_TCP_COUNTERS`]. They count every byte of the stream, whichever
 /// path moved it (splice, zero-copy receive, kTLS records), unlike the syscall tracepoints.
@@ -97,6 +97,26 @@ pub struct TcpCounters {
     pub old_state: u32,
     /// `TCP_*` bits below.
     pub flags: u32,
+    /// The kernel's smoothed RTT estimate (`srtt_us`, stored by the kernel as 8 × µs; this is
+    /// that raw value, see [`TcpCounters::smoothed_rtt_us`]). 0: no sample yet.
+    pub srtt_us_x8: u32,
+    /// The kernel's windowed minimum RTT in µs (`rtt_min`, `tcp_min_rtt_wlen`, 5 minutes by
+    /// default). `u32::MAX` (the kernel's reset value) or 0: no sample yet.
+    pub rtt_min_us: u32,
+}
+
+impl TcpCounters {
+    /// Smoothed RTT in µs, when the kernel has a sample.
+    #[must_use]
+    pub fn smoothed_rtt_us(&self) -> Option<u32> {
+        (self.srtt_us_x8 != 0).then_some(self.srtt_us_x8 >> 3)
+    }
+
+    /// Minimum RTT in µs, when the kernel has a sample.
+    #[must_use]
+    pub fn min_rtt_us(&self) -> Option<u32> {
+        (self.rtt_min_us != 0 && self.rtt_min_us != u32::MAX).then_some(self.rtt_min_us)
+    }
 }
 
 /// [`TcpCounters::flags`]: the socket received the peer's FIN (counted in `bytes_received`).
@@ -104,7 +124,7 @@ pub const TCP_FIN_RECEIVED: u32 = 1;
 /// [`TcpCounters::flags`]: everything sent was acknowledged (`snd_una == snd_nxt`): a FIN that
 /// was sent is counted in `bytes_acked`.
 pub const TCP_ALL_ACKED: u32 = 2;
-const _: () = assert!(core::mem::size_of::<TcpCounters>() == 24);
+const _: () = assert!(core::mem::size_of::<TcpCounters>() == 32);
 
 /// One ring-buffer record.
 #[repr(C)]
@@ -131,7 +151,7 @@ pub struct Event {
     /// TCP counters (`TcpClose`; `Established` and `Update` with [`FLAG_TCP_COUNTERS`]).
     pub tcp: TcpCounters,
 }
-const _: () = assert!(core::mem::size_of::<Event>() == 40 + 56 + 40 + 48 + 24);
+const _: () = assert!(core::mem::size_of::<Event>() == 40 + 56 + 40 + 48 + 32);
 
 #[cfg(feature = "user")]
 // SAFETY: repr(C), integers only, no implicit padding (size asserted above).

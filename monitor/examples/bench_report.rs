@@ -129,6 +129,7 @@ fn generate(path: PathBuf, records: u64) -> anyhow::Result<()> {
             last_seen: last,
             closed: Some(last),
             complete: true,
+            rtt: None,
         };
         let dest = Destination {
             scope: Scope::Public,
@@ -137,6 +138,8 @@ fn generate(path: PathBuf, records: u64) -> anyhow::Result<()> {
             as_org: Some(format!("Org {}", d % 500).into()),
             country_db: Some(country_db.clone()),
             asn_db: Some(asn_db.clone()),
+            answers: Default::default(),
+            consensus: None,
         };
         writer.append(&record, app, Some(&dest));
         if i % 100_000 == 99_999 {

@@ -23,6 +23,7 @@
 //! - [`files`]   reading input files (regular files only, size-capped).
 //! - [`world`]   country outlines and points (embedded Natural Earth data, a leaf).
 //! - [`names`]   DNS, TLS and QUIC name parsers and the per-app name table (a leaf).
+//! - [`residency`]   physical plausibility of database countries from measured RTT (uses `world`).
 #![warn(missing_docs)]
 
 pub mod claims;
@@ -39,6 +40,7 @@ pub mod naming;
 pub mod privileges;
 pub mod probe;
 pub mod report;
+pub mod residency;
 pub mod settings;
 pub mod stats;
 pub mod tracker;

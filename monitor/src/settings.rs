@@ -12,6 +12,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+use crate::residency::DeviceConfig;
 use crate::{
     claims::ClaimsConfig,
     enrich::GeoConfig,
@@ -57,7 +58,7 @@ pub enum Error {
 }
 
 /// The file as written.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawConfig {
     /// cgroup v2 directory to watch.
@@ -84,6 +85,8 @@ pub struct RawConfig {
     pub claims: ClaimsConfig,
     /// `[android]`: app identity inside an Android guest.
     pub android: RawAndroid,
+    /// `[device]`: where this device is (plausibility of database countries).
+    pub device: DeviceConfig,
 }
 
 /// `[android]`.
@@ -203,6 +206,7 @@ impl Default for RawConfig {
             apps: Vec::new(),
             claims: ClaimsConfig::default(),
             android: RawAndroid::default(),
+            device: DeviceConfig::default(),
         }
     }
 }
@@ -289,6 +293,8 @@ pub struct Settings {
     pub claims: ClaimsConfig,
     /// `android.packages_list` (unset: the Android default when it exists).
     pub android_packages_list: Option<PathBuf>,
+    /// `[device]`, validated.
+    pub device: DeviceConfig,
 }
 
 fn positive_secs(key: &'static str, secs: u64) -> Result<Duration, Error> {
@@ -304,11 +310,15 @@ impl Settings {
     /// # Errors
     /// [`Error::Invalid`] naming the key.
     pub fn resolve(raw: RawConfig, source: Option<PathBuf>) -> Result<Self, Error> {
-        let RawConfig { cgroup, probe, tracker, output, geo, journal, report, metrics, names, apps, claims, android } =
-            raw;
+        let RawConfig {
+            cgroup, probe, tracker, output, geo, journal, report, metrics, names, apps, claims, android, device,
+        } = raw;
         claims.validate().map_err(|reason| Error::Invalid { key: "claims", reason })?;
         metrics.validate().map_err(|e| Error::Invalid { key: "metrics", reason: e.to_string() })?;
         names.validate().map_err(|e| Error::Invalid { key: "names", reason: e.to_string() })?;
+        if let Some(location) = &device.location {
+            location.validate().map_err(|reason| Error::Invalid { key: "device.location", reason })?;
+        }
         journal.validate().map_err(|e| Error::Invalid { key: "journal", reason: e.to_string() })?;
         report.validate().map_err(|e| Error::Invalid { key: "report", reason: e.to_string() })?;
         let time_zone = Zone::get(&report.time_zone)
@@ -339,6 +349,7 @@ impl Settings {
             apps,
             claims,
             android_packages_list: android.packages_list,
+            device,
         })
     }
 }
@@ -362,6 +373,7 @@ mod tests {
             crate::claims::CONFIG_DOC,
             crate::metrics::CONFIG_DOC,
             crate::names::table::CONFIG_DOC,
+            crate::residency::CONFIG_DOC,
         ] {
             assert!(DEFAULT_CONFIG_TOML.contains(section.trim()), "config/monitor.toml lacks:\n{section}");
         }

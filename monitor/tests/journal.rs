@@ -66,6 +66,8 @@ fn dest() -> Destination {
         as_org: Some("Example".into()),
         country_db: Some(DbRef { database_type: "country ipvAll".into(), build_epoch: 1_780_272_000 }),
         asn_db: None,
+        answers: Default::default(),
+        consensus: None,
     }
 }
 
@@ -100,6 +102,7 @@ fn record(cookie: u64, at: Timestamp) -> FlowRecord {
         last_seen: at,
         closed: Some(at),
         complete: true,
+        rtt: None,
     }
 }
 

@@ -117,7 +117,8 @@ fn report(ctx: &SkBuffContext, sk: *mut bpf_sock, kind: EventKind, c: &Counters)
     );
 }
 
-/// The kernel's running TCP byte counters of a TCP socket (once per `Update`, not per packet):
+/// The kernel's running TCP byte counters and RTT estimates of a TCP socket (once per `Update`,
+/// not per packet):
 /// payload that bypasses the syscall tracepoints (splice, zero-copy receive, kTLS) shows in
 /// updates too, not only at close.
 #[inline(always)]
@@ -132,6 +133,8 @@ fn tcp_counters(sk: *mut bpf_sock, c: &Counters) -> (u32, TcpCounters) {
         bytes_received: field!(tp, bytes_received),
         old_state: field!(sk, state),
         flags: u32::from(c.tcp_flags) & TCP_FIN_RECEIVED | if all_acked { TCP_ALL_ACKED } else { 0 },
+        srtt_us_x8: field!(tp, srtt_us),
+        rtt_min_us: field!(tp, rtt_min),
     };
     (FLAG_TCP_COUNTERS, tcp)
 }

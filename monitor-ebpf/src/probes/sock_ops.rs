@@ -1,8 +1,9 @@
 //! `sockops`: TCP handshake and close.
 //!
 //! `ESTABLISHED` callbacks give the full 4-tuple, the baseline of the kernel's TCP byte counters
-//! and turn on state callbacks; the transition to `TCP_CLOSE` carries the final counters (it
-//! comes after the FIN exchange, unlike `sock_release`). Accepted sockets already hold the
+//! (with the handshake's RTT sample) and turn on state callbacks; the transition to `TCP_CLOSE` carries the final counters (it
+//! comes after the FIN exchange, unlike `sock_release`) and the kernel's RTT estimates (smoothed and
+//! windowed minimum, `srtt_us`/`rtt_min`): passive, read only in these callbacks. Accepted sockets already hold the
 //! listener's owner (`BPF_F_CLONE`).
 //!
 //! `bytes_received` counts a received FIN. Whether one was received is tracked exactly: a FIN
@@ -120,6 +121,8 @@ fn established(ctx: &SockOpsContext, passive: bool) {
         bytes_received: field!(ctx.ops, bytes_received),
         old_state: BPF_TCP_ESTABLISHED,
         flags: 0,
+        srtt_us_x8: field!(ctx.ops, srtt_us),
+        rtt_min_us: field!(ctx.ops, rtt_min),
     };
     emit(
         EventKind::Established,
@@ -155,6 +158,8 @@ fn closed(ctx: &SockOpsContext) {
         bytes_received: field!(ctx.ops, bytes_received),
         old_state: ctx.arg(0),
         flags: u32::from(c.tcp_flags) & TCP_FIN_RECEIVED | if all_acked { TCP_ALL_ACKED } else { 0 },
+        srtt_us_x8: field!(ctx.ops, srtt_us),
+        rtt_min_us: field!(ctx.ops, rtt_min),
     };
     // SAFETY: a helper on the context.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.ops.cast()) };

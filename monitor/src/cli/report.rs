@@ -44,6 +44,7 @@ pub fn execute(args: ReportArgs, settings: &Settings) -> anyhow::Result<ExitCode
     let reader = open_journal(&journal)?;
     let mut query = ReportQuery::new(period);
     query.app = app;
+    query.device = settings.device.location.clone();
     if let Some(top) = top {
         query.top_endpoints = usize::try_from(top).unwrap_or(usize::MAX);
     }

@@ -82,6 +82,8 @@ mod tests {
             as_org: None,
             country_db: None,
             asn_db: None,
+            answers: Default::default(),
+            consensus: None,
         }
     }
 

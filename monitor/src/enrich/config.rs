@@ -16,6 +16,10 @@ pub const COUNTRY_DB_FILE: &str = monitor_common::geo::COUNTRY_DB_FILE;
 /// (ip-location-db ASN CSV converted to MMDB at setup; GeoLite2-ASN field names).
 pub const ASN_DB_FILE: &str = monitor_common::geo::ASN_DB_FILE;
 
+/// File name of the default registry country database inside [`DEFAULT_GEO_DIR`]
+/// (ip-location-db `geo-whois-asn-country`, CC0; `country_code` schema).
+pub const REGISTRY_DB_FILE: &str = monitor_common::geo::REGISTRY_DB_FILE;
+
 /// Command that installs the default databases, quoted in warnings.
 pub const SETUP_COMMAND: &str = "cargo xtask setup";
 
@@ -34,6 +38,19 @@ pub const CONFIG_DOC: &str = r#"[geo]
 # /var/lib/monitor/geo/asn.mmdb, converted from the ip-location-db ASN lists by
 # `cargo xtask setup`; same rules as `country_db`.
 # asn_db = "/var/lib/monitor/geo/asn.mmdb"
+
+# Registry country database: a second country opinion, the country of the registry (RIR
+# delegation / WHOIS) records rather than a measured location. Every public address is looked
+# up in it too, and reports show where it and the country database disagree (consensus).
+# Unset (the default): /var/lib/monitor/geo/geo-whois-asn-country.mmdb (ip-location-db, CC0),
+# installed by `cargo xtask setup`; same rules as `country_db`.
+# registry_db = "/var/lib/monitor/geo/geo-whois-asn-country.mmdb"
+
+# Further country databases compared for consensus (GeoLite2-Country, a fresher or commercial
+# DB-IP file...), each with a label shown in reports ([a-z0-9_-], at most 32 characters; not
+# "primary" or "registry"). Each file must exist and be a valid country database.
+# extra_country = [{ label = "geolite2", path = "/var/lib/GeoIP/GeoLite2-Country.mmdb" }]
+extra_country = []
 
 # Warn when a database was built more than this many days ago (0: never warn). The data
 # installed by `cargo xtask setup` is a frozen snapshot from June 2026, hence 200.
@@ -59,11 +76,34 @@ pub struct GeoConfig {
     pub max_age_days: u64,
     /// Capacity of the lookup cache in addresses; 0 disables it. Default 16384 (~5 MB).
     pub cache_entries: usize,
+    /// Registry country database. `None` (default): [`DEFAULT_GEO_DIR`]/[`REGISTRY_DB_FILE`],
+    /// optional. `Some`: must exist and be a valid country database.
+    pub registry_db: Option<PathBuf>,
+    /// Further country databases compared for consensus, in order. Default: none.
+    pub extra_country: Vec<ExtraCountryDb>,
+}
+
+/// One `[[geo.extra_country]]` entry.
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraCountryDb {
+    /// Name shown in reports and the journal (`[a-z0-9_-]{1,32}`, unique, not `primary` or
+    /// `registry`).
+    pub label: String,
+    /// The MMDB file (must exist and have a country field).
+    pub path: PathBuf,
 }
 
 impl Default for GeoConfig {
     fn default() -> Self {
-        Self { country_db: None, asn_db: None, max_age_days: 200, cache_entries: 16_384 }
+        Self {
+            country_db: None,
+            asn_db: None,
+            max_age_days: 200,
+            cache_entries: 16_384,
+            registry_db: None,
+            extra_country: Vec::new(),
+        }
     }
 }
 
@@ -89,6 +129,18 @@ mod tests {
         let asn = format!("# asn_db = \"{DEFAULT_GEO_DIR}/{ASN_DB_FILE}\"");
         assert!(CONFIG_DOC.contains(&country), "{country}");
         assert!(CONFIG_DOC.contains(&asn), "{asn}");
+    }
+
+    #[test]
+    fn geo_section_accepts_extra_country_databases() {
+        let file: File = toml::from_str(
+            "[geo]\nregistry_db = \"/r.mmdb\"\nextra_country = [{ label = \"geolite2\", path = \"/g.mmdb\" }]\n",
+        )
+        .expect("valid");
+        assert_eq!(file.geo.registry_db, Some(PathBuf::from("/r.mmdb")));
+        assert_eq!(file.geo.extra_country, vec![ExtraCountryDb { label: "geolite2".into(), path: "/g.mmdb".into() }]);
+        let err = toml::from_str::<File>("[geo]\nextra_country = [{ label = \"x\", file = \"/g.mmdb\" }]\n").err();
+        assert!(err.is_some_and(|e| e.to_string().contains("unknown field")));
     }
 
     #[test]

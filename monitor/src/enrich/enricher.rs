@@ -1,17 +1,20 @@
 //! [`Enricher`]: the opened databases, the answer cache and the counters behind `lookup`.
 
 use std::{
+    collections::HashSet,
     net::IpAddr,
     path::{Path, PathBuf},
+    sync::Arc,
     time::{SystemTime, UNIX_EPOCH},
 };
 
 use maxminddb::MaxMindDbError;
 
 use super::{
-    ASN_DB_FILE, COUNTRY_DB_FILE, DEFAULT_GEO_DIR, DbInfo, Destination, EnrichStats, Error, GeoConfig, SETUP_COMMAND,
-    Scope,
+    ASN_DB_FILE, COUNTRY_DB_FILE, DEFAULT_GEO_DIR, DbInfo, Destination, EnrichStats, Error, GeoConfig,
+    REGISTRY_DB_FILE, SETUP_COMMAND, Scope,
     cache::AnswerCache,
+    consensus::{CountryAnswer, PRIMARY_LABEL, REGISTRY_LABEL, verdict},
     db::{Database, Role},
     scope::classify,
 };
@@ -32,6 +35,11 @@ pub struct Enricher {
     country: Option<Database>,
     /// ASN database, `None` when the default file is absent.
     asn: Option<Database>,
+    /// Further country databases compared with `country` (registry, then `extra_country`), with
+    /// their labels.
+    others: Vec<(Arc<str>, Database)>,
+    /// [`PRIMARY_LABEL`], shared by every answer list.
+    primary_label: Arc<str>,
     /// Missing defaults and stale data, one line each.
     warnings: Vec<String>,
     /// Answers for public addresses.
@@ -46,6 +54,7 @@ pub struct Enricher {
 struct Loaded {
     country: Option<Database>,
     asn: Option<Database>,
+    others: Vec<(Arc<str>, Database)>,
     warnings: Vec<String>,
 }
 
@@ -70,12 +79,14 @@ impl Enricher {
     /// # Errors
     /// As [`open`](Self::open).
     pub fn open_in(config: &GeoConfig, default_dir: &Path) -> Result<Self, Error> {
-        let Loaded { country, asn, warnings } = load(config, default_dir, now_secs())?;
+        let Loaded { country, asn, others, warnings } = load(config, default_dir, now_secs())?;
         Ok(Self {
             config: config.clone(),
             default_dir: default_dir.to_path_buf(),
             country,
             asn,
+            others,
+            primary_label: Arc::from(PRIMARY_LABEL),
             warnings,
             cache: AnswerCache::new(config.cache_entries),
             stats: EnrichStats::default(),
@@ -90,9 +101,10 @@ impl Enricher {
     /// # Errors
     /// As [`open`](Self::open).
     pub fn reload(&mut self) -> Result<(), Error> {
-        let Loaded { country, asn, warnings } = load(&self.config, &self.default_dir, now_secs())?;
+        let Loaded { country, asn, others, warnings } = load(&self.config, &self.default_dir, now_secs())?;
         self.country = country;
         self.asn = asn;
+        self.others = others;
         self.warnings = warnings;
         self.cache.invalidate();
         Ok(())
@@ -132,7 +144,7 @@ impl Enricher {
         answer
     }
 
-    /// Looks a public address up in both databases.
+    /// Looks a public address up in every database.
     fn query(&mut self, ip: IpAddr) -> Destination {
         let mut answer = not_looked_up(Scope::Public);
         if let Some(db) = &mut self.country {
@@ -141,6 +153,25 @@ impl Enricher {
                 Ok(country) => answer.country = country,
                 Err(e) => failed(&mut self.stats, &mut self.failure_logged, db, ip, &e),
             }
+        }
+        if !self.others.is_empty() {
+            let primary = self.country.as_ref().map(|db| CountryAnswer {
+                label: self.primary_label.clone(),
+                db: db.db_ref.clone(),
+                country: answer.country.clone(),
+            });
+            let (stats, logged) = (&mut self.stats, &mut self.failure_logged);
+            let others = self.others.iter_mut().map(|(label, db)| {
+                let country = db.country(ip).unwrap_or_else(|e| {
+                    failed(stats, logged, db, ip, &e);
+                    None
+                });
+                CountryAnswer { label: label.clone(), db: db.db_ref.clone(), country }
+            });
+            // An exact-size chain: one allocation for the shared list.
+            let answers: Arc<[CountryAnswer]> = primary.into_iter().chain(others).collect();
+            answer.consensus = verdict(&answers);
+            answer.answers = answers;
         }
         if let Some(db) = &mut self.asn {
             answer.asn_db = Some(db.db_ref.clone());
@@ -164,7 +195,20 @@ impl Enricher {
     #[must_use]
     pub fn databases(&self) -> Vec<DbInfo> {
         let now = now_secs();
-        [&self.country, &self.asn].into_iter().flatten().map(|db| info(db, now)).collect()
+        let mut list: Vec<DbInfo> = [&self.country, &self.asn].into_iter().flatten().map(|db| info(db, now)).collect();
+        list.extend(self.others.iter().map(|(label, db)| DbInfo { role: format!("country:{label}"), ..info(db, now) }));
+        list
+    }
+
+    /// Labels of the country databases compared for consensus, the primary first (empty when
+    /// fewer than two are loaded: no consensus).
+    #[must_use]
+    pub fn country_labels(&self) -> Vec<Arc<str>> {
+        if self.others.is_empty() {
+            return Vec::new();
+        }
+        let primary = self.country.as_ref().map(|_| Arc::from(PRIMARY_LABEL));
+        primary.into_iter().chain(self.others.iter().map(|(l, _)| l.clone())).collect()
     }
 }
 
@@ -185,7 +229,8 @@ fn load(config: &GeoConfig, default_dir: &Path, now: u64) -> Result<Loaded, Erro
     let mut warnings = Vec::new();
     let country = open_role(Role::Country, config.country_db.as_deref(), default_dir, &mut warnings)?;
     let asn = open_role(Role::Asn, config.asn_db.as_deref(), default_dir, &mut warnings)?;
-    for db in [&country, &asn].into_iter().flatten() {
+    let others = open_others(config, default_dir, &mut warnings)?;
+    for db in [&country, &asn].into_iter().flatten().chain(others.iter().map(|(_, db)| db)) {
         let age = info(db, now).age_days;
         if config.max_age_days > 0 && age > config.max_age_days {
             warnings.push(format!(
@@ -199,7 +244,60 @@ fn load(config: &GeoConfig, default_dir: &Path, now: u64) -> Result<Loaded, Erro
             ));
         }
     }
-    Ok(Loaded { country, asn, warnings })
+    Ok(Loaded { country, asn, others, warnings })
+}
+
+/// Opens the registry country database (configured: must work; default: may be absent) and
+/// every `extra_country` (must work), after checking their labels.
+fn open_others(
+    config: &GeoConfig,
+    default_dir: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<(Arc<str>, Database)>, Error> {
+    let mut seen = HashSet::new();
+    for extra in &config.extra_country {
+        check_label(&extra.label, &mut seen)?;
+    }
+    let mut others = Vec::new();
+    if let Some(path) = &config.registry_db {
+        others.push((Arc::from(REGISTRY_LABEL), Database::open(Role::Country, path)?));
+    } else {
+        let path = default_dir.join(REGISTRY_DB_FILE);
+        match Database::open(Role::Country, &path) {
+            Ok(db) => others.push((Arc::from(REGISTRY_LABEL), db)),
+            Err(Error::Open { source: MaxMindDbError::Io(e), .. }) if e.kind() == std::io::ErrorKind::NotFound => {
+                warnings.push(format!(
+                    "registry database `{}` not found, country answers are not cross-checked unless \
+                     [geo] extra_country names a database: install the default data with `{SETUP_COMMAND}` \
+                     (as root), or set [geo] registry_db",
+                    path.display()
+                ));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    for extra in &config.extra_country {
+        others.push((Arc::from(extra.label.as_str()), Database::open(Role::Country, &extra.path)?));
+    }
+    Ok(others)
+}
+
+/// Checks one `extra_country` label (and remembers it in `seen`).
+fn check_label(label: &str, seen: &mut HashSet<String>) -> Result<(), Error> {
+    let bad = |reason| Err(Error::Label { label: label.to_owned(), reason });
+    if label.is_empty() || label.len() > 32 {
+        return bad("it must have 1 to 32 characters");
+    }
+    if !label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') {
+        return bad("only a-z, 0-9, '-' and '_' are allowed");
+    }
+    if label == PRIMARY_LABEL || label == REGISTRY_LABEL {
+        return bad("`primary` and `registry` name the built-in databases");
+    }
+    if !seen.insert(label.to_owned()) {
+        return bad("it is used twice");
+    }
+    Ok(())
 }
 
 /// Opens the configured file (must work) or the default one (may be absent).
@@ -241,7 +339,7 @@ fn info(db: &Database, now: u64) -> DbInfo {
 }
 
 fn not_looked_up(scope: Scope) -> Destination {
-    Destination { scope, country: None, asn: None, as_org: None, country_db: None, asn_db: None }
+    Destination::unlooked(scope)
 }
 
 fn failed(stats: &mut EnrichStats, logged: &mut bool, db: &Database, ip: IpAddr, e: &MaxMindDbError) {

@@ -1,6 +1,7 @@
 //! Enrichment: country and network owner (ASN, organisation) of remote addresses.
 //!
-//! Owns the two MMDB (`MaxMind` DB format) readers (country, ASN), the address classification ([`Scope`]), a
+//! Owns the MMDB (`MaxMind` DB format) readers (country, ASN, and the further country databases
+//! compared for [`Consensus`]: registry and `[[geo.extra_country]]`), the address classification ([`Scope`]), a
 //! bounded answer cache and the lookup counters. Does not decide what an app is, store
 //! anything or fetch data: `cargo xtask setup` installs the default databases in
 //! [`DEFAULT_GEO_DIR`].
@@ -26,6 +27,7 @@
 
 mod cache;
 mod config;
+pub mod consensus;
 mod db;
 mod enricher;
 mod scope;
@@ -36,7 +38,11 @@ mod types;
 
 use std::path::PathBuf;
 
-pub use config::{ASN_DB_FILE, CONFIG_DOC, COUNTRY_DB_FILE, DEFAULT_GEO_DIR, GeoConfig, SETUP_COMMAND};
+pub use config::{
+    ASN_DB_FILE, CONFIG_DOC, COUNTRY_DB_FILE, DEFAULT_GEO_DIR, ExtraCountryDb, GeoConfig, REGISTRY_DB_FILE,
+    SETUP_COMMAND,
+};
+pub use consensus::{Consensus, CountryAnswer};
 pub use db::{MAX_DB_BYTES, Role};
 pub use enricher::{Enricher, default_path};
 pub use scope::classify;
@@ -90,6 +96,15 @@ pub enum Error {
         path: PathBuf,
         /// `database_type` from its metadata.
         database_type: String,
+    },
+    /// An `[[geo.extra_country]]` label that is empty, reserved, repeated or not
+    /// `[a-z0-9_-]{1,32}`.
+    #[error("[[geo.extra_country]] label `{label}` is not usable: {reason}")]
+    Label {
+        /// The label as configured.
+        label: String,
+        /// What is wrong with it.
+        reason: &'static str,
     },
     /// The file opened but its search tree or data is broken.
     #[error("{role} database `{}` is corrupt", path.display())]

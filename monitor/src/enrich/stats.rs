@@ -49,7 +49,7 @@ pub struct ScopeCounts {
 impl EnrichStats {
     /// Counts one answer.
     pub(super) fn record(&mut self, answer: &Destination) {
-        let Destination { scope, country, asn, as_org: _, country_db: _, asn_db: _ } = answer;
+        let Destination { scope, country, asn, as_org: _, country_db: _, asn_db: _, answers: _, consensus: _ } = answer;
         self.lookups += 1;
         let s = &mut self.scopes;
         let counter = match scope {

@@ -51,7 +51,7 @@ fn maxmind() -> Enricher {
 #[test]
 fn geoip2_country_schema_gives_known_countries() {
     let mut e = maxmind();
-    assert!(e.warnings().is_empty(), "{:?}", e.warnings());
+    assert!(e.warnings().iter().all(|w| w.starts_with("registry database")), "{:?}", e.warnings());
     let provenance = Some(db_ref(&fixture("GeoIP2-Country-Test.mmdb")));
     assert_eq!(provenance.as_ref().map(|d| &*d.database_type), Some("GeoIP2-Country"));
     for (addr, want) in [
@@ -157,7 +157,16 @@ fn special_addresses_are_never_looked_up() {
         ("::", Scope::Reserved),
     ] {
         let d = e.lookup(ip(addr));
-        let expected = Destination { scope, country: None, asn: None, as_org: None, country_db: None, asn_db: None };
+        let expected = Destination {
+            scope,
+            country: None,
+            asn: None,
+            as_org: None,
+            country_db: None,
+            asn_db: None,
+            answers: Default::default(),
+            consensus: None,
+        };
         assert_eq!(d, expected, "{addr}");
     }
     let s = e.stats();
@@ -214,12 +223,21 @@ fn missing_default_databases_warn_and_leave_fields_unknown() {
     let d = e.lookup(ip("81.2.69.160"));
     assert_eq!(
         d,
-        Destination { scope: Scope::Public, country: None, asn: None, as_org: None, country_db: None, asn_db: None }
+        Destination {
+            scope: Scope::Public,
+            country: None,
+            asn: None,
+            as_org: None,
+            country_db: None,
+            asn_db: None,
+            answers: Default::default(),
+            consensus: None
+        }
     );
     assert!(e.databases().is_empty());
     let w = e.warnings();
-    assert_eq!(w.len(), 2, "{w:?}");
-    for (line, file) in w.iter().zip([COUNTRY_DB_FILE, ASN_DB_FILE]) {
+    assert_eq!(w.len(), 3, "{w:?}");
+    for (line, file) in w.iter().zip([COUNTRY_DB_FILE, ASN_DB_FILE, REGISTRY_DB_FILE]) {
         assert!(line.contains(&dir.path().join(file).display().to_string()), "{line}");
         assert!(line.contains("`cargo xtask setup` (as root)"), "{line}");
     }
@@ -233,7 +251,7 @@ fn default_databases_are_used_when_present() {
     fs::copy(fixture("GeoIP2-Country-Test.mmdb"), dir.path().join(COUNTRY_DB_FILE)).expect("copy");
     let mut e = Enricher::open_in(&config(None, None), dir.path()).expect("opens");
     assert_eq!(e.lookup(ip("81.2.69.160")).country.as_deref(), Some("GB"));
-    assert_eq!(e.warnings().len(), 1, "only the ASN file is missing: {:?}", e.warnings());
+    assert_eq!(e.warnings().len(), 2, "only the ASN and registry files are missing: {:?}", e.warnings());
     let dbs = e.databases();
     assert_eq!(dbs.len(), 1);
     assert_eq!((dbs[0].role.as_str(), dbs[0].path.as_path()), ("country", dir.path().join(COUNTRY_DB_FILE).as_path()));
@@ -389,8 +407,19 @@ fn installed_default_data_gives_known_answers() {
         }
     }
     assert_eq!(e.lookup(ip("10.0.0.1")).scope, Scope::Private);
-    let types: Vec<String> = e.databases().into_iter().map(|d| d.db.database_type.to_string()).collect();
-    assert_eq!(types, ["country ipvAll", "ip-location-db-ASN"]);
+    let types: Vec<(String, String)> =
+        e.databases().into_iter().map(|d| (d.role, d.db.database_type.to_string())).collect();
+    assert_eq!(types[..2], [("country".into(), "country ipvAll".into()), ("asn".into(), "ip-location-db-ASN".into())]);
+    if !dir.join(REGISTRY_DB_FILE).exists() {
+        return;
+    }
+    assert_eq!(types[2].0, "country:registry", "{types:?}");
+    // A TikTok Pte. range: measured in Singapore (DB-IP), registered to a US company (registry).
+    let d = e.lookup(ip("71.18.247.1"));
+    let answers: Vec<(&str, Option<&str>)> = d.answers.iter().map(|a| (&*a.label, a.country.as_deref())).collect();
+    assert_eq!(answers, [("primary", Some("SG")), ("registry", Some("US"))]);
+    assert_eq!(d.consensus, Some(Consensus::Disagree));
+    assert_eq!(e.lookup(ip("71.18.0.1")).consensus, Some(Consensus::Agree), "US in both");
 }
 
 #[test]
@@ -447,3 +476,5 @@ fn records_are_decoded_once_and_answers_share_their_strings() {
     );
     assert_eq!(e.stats().cache_len, 0, "the answer cache stayed off");
 }
+
+mod consensus;

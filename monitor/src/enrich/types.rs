@@ -4,6 +4,8 @@ use std::{path::PathBuf, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 
+use super::consensus::{Consensus, CountryAnswer};
+
 /// Address class, decided before any database lookup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -68,4 +70,29 @@ pub struct Destination {
     pub country_db: Option<DbRef>,
     /// Database asked for `asn`/`as_org`, same rules as `country_db`.
     pub asn_db: Option<DbRef>,
+    /// Every country database's answer, the primary (`country`) first, when two or more are
+    /// loaded; empty otherwise. Shared: a cached answer is not copied.
+    #[serde(default, skip_serializing_if = "<[_]>::is_empty")]
+    pub answers: Arc<[CountryAnswer]>,
+    /// Verdict of `answers` ([`super::consensus::verdict`]); `None` when fewer than two
+    /// databases were asked (or the address is not public).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consensus: Option<Consensus>,
+}
+
+impl Destination {
+    /// An address of `scope` that was not looked up (not public, or no database).
+    #[must_use]
+    pub fn unlooked(scope: Scope) -> Self {
+        Self {
+            scope,
+            country: None,
+            asn: None,
+            as_org: None,
+            country_db: None,
+            asn_db: None,
+            answers: Arc::from([]),
+            consensus: None,
+        }
+    }
 }

@@ -197,7 +197,7 @@ fn app_id(tx: &Transaction<'_>, app: &App, seen: Timestamp) -> rusqlite::Result<
     })
 }
 
-/// Rows per multi-row `INSERT` into `connections` (47 values each: 1,504 bound parameters, far
+/// Rows per multi-row `INSERT` into `connections` (51 values each: 1,632 bound parameters, far
 /// below SQLite's limit of 32,766). A flush's remainder goes in with the one-row statement.
 const ROWS_PER_INSERT: usize = 32;
 
@@ -207,9 +207,9 @@ const CONNECTION_COLUMNS: &str = "event, time_ms, first_seen_ms, closed_ms, cook
     local_ip, local_port, remote_ip, remote_port, payload_tx, payload_rx, wire_tx, wire_rx, packets_tx, packets_rx,
     delta_payload_tx, delta_payload_rx, delta_wire_tx, delta_wire_rx, delta_packets_tx, delta_packets_rx,
     payload_source, complete, scope, country, asn, as_org, country_db, asn_db, ip_protocol,
-    hostname, registrable_domain, name_source, dns_name, ech_outer";
+    hostname, registrable_domain, name_source, dns_name, ech_outer, rtt_min_us, rtt_srtt_us, consensus, country_answers";
 /// Number of names in [`CONNECTION_COLUMNS`].
-const CONNECTION_VALUES: usize = 47;
+const CONNECTION_VALUES: usize = 51;
 
 /// `INSERT INTO connections (...) VALUES (?, ...), ...` for `rows` rows.
 fn insert_sql(rows: usize) -> String {
@@ -265,7 +265,7 @@ impl<'a> Connections<'a> {
     }
 }
 
-/// Binds one record to parameters `base + 1 ..= base + 42`, in [`CONNECTION_COLUMNS`] order.
+/// Binds one record to parameters `base + 1 ..= base + 46`, in [`CONNECTION_COLUMNS`] order.
 fn bind_connection(
     stmt: &mut rusqlite::Statement<'_>,
     base: usize,
@@ -293,6 +293,7 @@ fn bind_connection(
         last_seen,
         closed,
         complete,
+        rtt,
     } = record;
     let (scope, country, asn, as_org) = match (remote, dest) {
         (None, _) => (None, None, None, None),
@@ -300,6 +301,12 @@ fn bind_connection(
         (Some(_), Some(Destination { scope, country, asn, as_org, .. })) => {
             (Some(names::name(*scope)), country.as_deref(), *asn, as_org.as_deref())
         }
+    };
+    let (consensus, answers) = match (remote, dest) {
+        (Some(_), Some(d)) if !d.answers.is_empty() => {
+            (d.consensus.map(crate::enrich::Consensus::as_str), Some(super::truth::answers_json(&d.answers)))
+        }
+        _ => (None, None),
     };
     let mut i = base;
     let mut bind = |stmt: &mut rusqlite::Statement<'_>, value: &dyn rusqlite::ToSql| {
@@ -365,6 +372,10 @@ fn bind_connection(
     bind(stmt, &source.as_str())?;
     bind(stmt, &dns_name.as_ref().map(|h| h.as_str()))?;
     bind(stmt, ech_outer)?;
+    bind(stmt, &rtt.map(|r| r.min_us))?;
+    bind(stmt, &rtt.map(|r| r.smoothed_us))?;
+    bind(stmt, &consensus)?;
+    bind(stmt, &answers)?;
     Ok(())
 }
 

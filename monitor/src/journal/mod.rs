@@ -29,7 +29,7 @@
 //! |---|---|---|
 //! | `databases` | geo database (role, type, build) | `id`, `role` (`country`/`asn`), `database_type`, `build_epoch` (s), `path` (NULL when only seen in records), `registered_ms`, `in_use` (1 = named by the running daemon) |
 //! | `apps` | distinct app identity | `id`, `identity` (JSON dedup key), `name`, `exe`, `cmdline`, `uid`, `user`, `unit`, `cgroup`, `container`, `source`, `first_seen_ms`, `last_seen_ms` |
-//! | `connections` | [`FlowRecord`] | `id`, `event` (`update`/`close`/`shutdown`), `time_ms` (= `last_seen`), `first_seen_ms`, `closed_ms`, `cookie`, `app_id` → `apps`, `app_pid`, `app_start_time`, `owner_tgid`, `owner_pid`, `owner_uid`, `owner_gid`, `owner_comm`, `owner_cgroup_id`, `owner_source`, `protocol` (`tcp`/`udp`/`icmp`/`icmpv6`/`sctp`/`raw`), `ip_protocol` (number; NULL before schema 3), `direction`, `local_ip`, `local_port`, `remote_ip`, `remote_port`, `payload_tx`, `payload_rx`, `wire_tx`, `wire_rx`, `packets_tx`, `packets_rx` (totals), `delta_*` (same six, since the previous record), `payload_source`, `complete`, `scope` (NULL: no remote address; `unenriched`: no [`Destination`]), `country`, `asn`, `as_org`, `country_db`/`asn_db` → `databases` |
+//! | `connections` | [`FlowRecord`] | `id`, `event` (`update`/`close`/`shutdown`), `time_ms` (= `last_seen`), `first_seen_ms`, `closed_ms`, `cookie`, `app_id` → `apps`, `app_pid`, `app_start_time`, `owner_tgid`, `owner_pid`, `owner_uid`, `owner_gid`, `owner_comm`, `owner_cgroup_id`, `owner_source`, `protocol` (`tcp`/`udp`/`icmp`/`icmpv6`/`sctp`/`raw`), `ip_protocol` (number; NULL before schema 3), `direction`, `local_ip`, `local_port`, `remote_ip`, `remote_port`, `payload_tx`, `payload_rx`, `wire_tx`, `wire_rx`, `packets_tx`, `packets_rx` (totals), `delta_*` (same six, since the previous record), `payload_source`, `complete`, `scope` (NULL: no remote address; `unenriched`: no [`Destination`]), `country`, `asn`, `as_org`, `country_db`/`asn_db` → `databases`, `ip_protocol` (schema 3), `rtt_min_us`, `rtt_srtt_us` (kernel RTT estimates, TCP), `consensus` (`agree`/`disagree`/`partial`, NULL with fewer than two country databases), `country_answers` (JSON list of `{label, database_type, build_epoch, country}`, primary first) (schema 4) |
 //! | `residency` | interval × app × destination × provenance | key: `interval_start`, `interval_secs`, `app` (`App::name`), `scope` (as above, `none` for no remote address), `country` (`''` = unknown), `asn` (0 = unknown), `as_org` (`''`), `country_db`/`asn_db` (`databases.id`, 0 = none), `payload_source`; sums: `payload_tx`, `payload_rx`, `wire_tx`, `wire_rx`, `packets_tx`, `packets_rx`, `connections` (distinct flows with traffic in the interval), `new_flows` (flows whose first record falls in it: additive over any period), `incomplete_flows` (final records with `complete = 0`) |
 //! | `stats` | [`record_stats`](JournalWriter::record_stats) call | `time_ms`, `run_started_ms`, `last`, increments since the previous row of the same run of `events_submitted`, `events_lost`, `storage_failures`, `peer_evictions`, `peer_parse_failures`, `unattributed_packets`, `unattributed_bytes`, `events_received`, `decode_errors`, `closed_flows`, `silent_sockets`, `incomplete_flows`; gauge `open_flows` |
 //! | `losses` | flush after the buffer overflowed | `time_ms`, `first_ms`/`last_ms` (time range of the dropped data), `records`, `buckets`, `payload_bytes`, `wire_bytes` |
@@ -57,6 +57,7 @@ mod rollup;
 mod rows;
 mod schema;
 mod services;
+mod truth;
 mod writer;
 
 #[cfg(test)]
@@ -76,6 +77,7 @@ pub use rollup::{AppEndpoints, DestinationRow, RollupState};
 pub use rows::{DaemonState, DatabaseRow, EndpointRow, LossTotals, ResidencyRow, RowCounts, StatsTotals, TimeRange};
 pub use schema::SCHEMA_VERSION;
 pub use services::{HostAddressRow, ServiceRow};
+pub use truth::{StoredAnswer, TruthRow};
 pub use writer::{FlushReport, JournalWriter, PurgeReport, RunInfo};
 
 /// Journal errors.

@@ -17,7 +17,7 @@ use rusqlite_migration::{M, Migrations};
 use super::{Error, files};
 
 /// Schema version this build writes (number of migrations).
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// How long a statement waits for the other side's lock (reader vs writer) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -279,9 +279,27 @@ ALTER TABLE connections ADD COLUMN ech_outer INTEGER;
 CREATE INDEX connections_hostname ON connections (hostname, time_ms);
 ";
 
+/// Residency truth (issue 15): per connection record the kernel's RTT estimates
+/// (`rtt_min_us`, `rtt_srtt_us`; TCP only), the country answer of every country database with
+/// its provenance (`country_answers`, JSON) and their verdict (`consensus`: `agree`,
+/// `disagree`, `partial`; NULL with fewer than two databases). NULL in rows written before.
+const V_RESIDENCY_TRUTH: &str = "
+ALTER TABLE connections ADD COLUMN rtt_min_us INTEGER;
+ALTER TABLE connections ADD COLUMN rtt_srtt_us INTEGER;
+ALTER TABLE connections ADD COLUMN consensus TEXT;
+ALTER TABLE connections ADD COLUMN country_answers TEXT;
+";
+
 /// Every migration, oldest first. Append only.
-const MIGRATIONS: &[M<'static>] =
-    &[M::up(V1), M::up(V2), M::up(V3), M::up(V_ALERTS), M::up(V_DEGRADATIONS), M::up(V_NAMES)];
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(V1),
+    M::up(V2),
+    M::up(V3),
+    M::up(V_ALERTS),
+    M::up(V_DEGRADATIONS),
+    M::up(V_NAMES),
+    M::up(V_RESIDENCY_TRUTH),
+];
 
 fn migrations() -> Migrations<'static> {
     Migrations::from_slice(MIGRATIONS)

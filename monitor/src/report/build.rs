@@ -12,7 +12,10 @@ use super::{
     notes, services,
     source::{self, Inputs, Seen, Source},
 };
-use crate::journal::{AppEndpoints, DatabaseRow, EndpointRow, JournalReader, ResidencyRow};
+use crate::{
+    journal::{AppEndpoints, DatabaseRow, EndpointRow, JournalReader, ResidencyRow},
+    residency::DeviceLocation,
+};
 
 /// Endpoints listed per app unless the query says otherwise.
 pub const DEFAULT_TOP_ENDPOINTS: usize = 10;
@@ -31,13 +34,22 @@ pub struct ReportQuery {
     /// Also list every destination of each app with its evidence ([`AppReport::destinations`]),
     /// from connection records.
     pub evidence: bool,
+    /// `[device] location`: judges the plausibility of destinations' countries; `None`: off.
+    pub device: Option<DeviceLocation>,
 }
 
 impl ReportQuery {
     /// All apps, [`DEFAULT_TOP_ENDPOINTS`], no generation time.
     #[must_use]
     pub fn new(period: Period) -> Self {
-        Self { period, app: None, top_endpoints: DEFAULT_TOP_ENDPOINTS, generated_at: None, evidence: false }
+        Self {
+            period,
+            app: None,
+            top_endpoints: DEFAULT_TOP_ENDPOINTS,
+            generated_at: None,
+            evidence: false,
+            device: None,
+        }
     }
 }
 
@@ -63,6 +75,7 @@ pub(crate) fn build_from(reader: &JournalReader, query: &ReportQuery, source: So
         source::read(reader, query, &previous, plan)?;
 
     let no_destinations = Seen::default();
+    let mut truth = super::truth::figures(reader, period.time_range(), query.app.as_deref(), query.device.as_ref())?;
     let mut apps: Vec<AppReport> = group(&rows)
         .into_iter()
         .map(|(name, rows)| {
@@ -70,6 +83,8 @@ pub(crate) fn build_from(reader: &JournalReader, query: &ReportQuery, source: So
             let mut report = app_report(name, &rows, prev, endpoints.get(name));
             report.new_destinations.compared_with.clone_from(&previous.label);
             report.new_destinations.endpoints_compared = endpoints_compared;
+            report.consensus = truth.consensus.remove(name);
+            report.plausibility = truth.plausibility.remove(name);
             report
         })
         .collect();
@@ -86,7 +101,7 @@ pub(crate) fn build_from(reader: &JournalReader, query: &ReportQuery, source: So
     }
     let timeline = super::timeline::fill(reader, query, &mut apps)?;
     let databases = databases(&rows, &reader.databases()?, period.until);
-    let completeness = notes::completeness(reader, query, &rows, attributed_wire_bytes, &apps, purged)?;
+    let mut completeness = notes::completeness(reader, query, &rows, attributed_wire_bytes, &apps, purged)?;
     let range = crate::journal::TimeRange { since: period.since, until: period.until };
     let order: Vec<&str> = apps.iter().map(|a| a.app.as_str()).collect();
     let service_rows = reader.services(range, query.app.as_deref())?;
@@ -100,6 +115,12 @@ pub(crate) fn build_from(reader: &JournalReader, query: &ReportQuery, source: So
                 .map(|(_, _, h)| h.clone())
                 .collect();
         }
+    }
+    if truth.location_missing {
+        completeness.notes.push(
+            "Physical plausibility is off: RTTs were measured but [device] location is not set (see config/monitor.toml)."
+                .into(),
+        );
     }
     Ok(Report {
         schema: SCHEMA,
@@ -308,6 +329,8 @@ fn app_report(name: &str, rows: &[&ResidencyRow], prev: &Seen, eps: Option<&AppE
         payload_sources,
         destinations: Vec::new(),
         timeline: Vec::new(),
+        consensus: None,
+        plausibility: None,
     }
 }
 

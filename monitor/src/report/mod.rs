@@ -26,6 +26,7 @@ pub(crate) mod render;
 pub mod services;
 mod source;
 mod timeline;
+mod truth;
 
 #[cfg(test)]
 mod tests;
@@ -43,6 +44,7 @@ pub use model::{
 };
 pub use period::{Period, PeriodKind, Zone};
 use serde::{Deserialize, Serialize};
+pub use truth::{AnswerUse, AppConsensus, AppPlausibility, Disagreement, Implausible, disagreeing_destinations};
 
 use crate::journal;
 

@@ -156,6 +156,14 @@ pub struct AppReport {
     pub destinations: Vec<super::DestinationDetail>,
     /// Payload per day (per hour for short periods), every bucket of the period, in order.
     pub timeline: Vec<TimeBucket>,
+    /// Consensus of the country databases over the app's public traffic (absent when fewer than
+    /// two databases were compared).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consensus: Option<super::truth::AppConsensus>,
+    /// Physical plausibility of its destinations' countries from measured RTT (absent without a
+    /// `[device] location` or without measured TCP destinations).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plausibility: Option<super::truth::AppPlausibility>,
 }
 
 /// What a [`Share`] entry stands for.

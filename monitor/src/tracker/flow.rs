@@ -9,7 +9,7 @@ use monitor_common::{
 };
 
 use super::{
-    record::{Direction, Owner, OwnerSource, Payload, PayloadSource, PayloadSources, Protocol, Wire},
+    record::{Direction, Owner, OwnerSource, Payload, PayloadSource, PayloadSources, Protocol, Rtt, Wire},
     tcp::tcp_payload,
 };
 
@@ -80,6 +80,8 @@ pub(super) struct Flow {
     /// Totals at the previous record.
     pub(super) reported: (Payload, Wire),
     pub(super) last_record_ns: u64,
+    /// The kernel's RTT estimates (TCP), from `Established`, TCP `Update` and `TcpClose`.
+    pub(super) rtt: Option<Rtt>,
 }
 
 /// Number of finished slot generations a peer flow remembers (see [`Extra::Peer`]).
@@ -222,6 +224,7 @@ impl Flow {
             released_ns: 0,
             reported: (Payload::default(), Wire::default()),
             last_record_ns: ev.ts_ns,
+            rtt: None,
         };
         flow.absorb(kind, ev);
         flow
@@ -261,6 +264,9 @@ impl Flow {
             Extra::Tcp { base, last } => {
                 max_counters(&mut self.bytes, &ev.bytes);
                 let tcp_valid = ev.flags & FLAG_TCP_COUNTERS != 0;
+                if tcp_valid || kind == EventKind::TcpClose {
+                    Rtt::merge(&mut self.rtt, ev.tcp.min_rtt_us(), ev.tcp.smoothed_rtt_us());
+                }
                 match kind {
                     EventKind::Established if tcp_valid && base.is_none() => {
                         *base = Some([ev.tcp.bytes_acked, ev.tcp.bytes_received]);

@@ -306,6 +306,7 @@ impl Tracker {
             last_seen: ts(flow.last_ns),
             closed: (kind == RecordKind::Close).then(|| ts(flow.last_ns)),
             complete,
+            rtt: flow.rtt,
         })
     }
 }

@@ -194,4 +194,32 @@ pub struct FlowRecord {
     pub closed: Option<Timestamp>,
     /// False when a part of the flow's history is missing (lost events, close never seen).
     pub complete: bool,
+    /// The kernel's RTT estimates of a TCP flow (absent for other protocols, and before the
+    /// kernel has a sample). Passive: read in callbacks that run anyway, no packet is sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt: Option<Rtt>,
+}
+
+/// Round-trip time of a TCP flow as the kernel estimates it (`struct tcp_sock`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rtt {
+    /// Smallest of the kernel's windowed minimum RTT (`rtt_min`) seen for the flow, in µs: the
+    /// best physical bound the flow gives.
+    pub min_us: u32,
+    /// The kernel's smoothed RTT (`srtt`) at the flow's latest record, in µs.
+    pub smoothed_us: u32,
+}
+
+impl Rtt {
+    /// Merges one kernel sample (`rtt_min`, `srtt`, either may be missing) into `rtt`.
+    pub fn merge(rtt: &mut Option<Self>, min_us: Option<u32>, smoothed_us: Option<u32>) {
+        let Some(sample_min) = min_us.or(smoothed_us) else {
+            return;
+        };
+        let smoothed = smoothed_us.unwrap_or(sample_min);
+        *rtt = Some(match *rtt {
+            Some(old) => Self { min_us: old.min_us.min(sample_min), smoothed_us: smoothed },
+            None => Self { min_us: sample_min, smoothed_us: smoothed },
+        });
+    }
 }

@@ -13,7 +13,7 @@ use monitor_common::{
 
 use super::{
     Tracker, TrackerConfig,
-    record::{Direction, FlowRecord, Owner, OwnerSource, PayloadSource, PayloadSources, RecordKind},
+    record::{Direction, FlowRecord, Owner, OwnerSource, PayloadSource, PayloadSources, RecordKind, Rtt},
 };
 use crate::clock::Clock;
 
@@ -300,6 +300,7 @@ fn tcp_counter_fallback_removes_syn_and_fins() {
         bytes_received: 100_001,
         old_state: 9,
         flags: TCP_FIN_RECEIVED | TCP_ALL_ACKED,
+        ..TcpCounters::default()
     };
     let out = feed(&mut t, &[(EventKind::Established, est), (EventKind::Release, rel), (EventKind::TcpClose, close)]);
     assert_eq!((out[0].payload.tx_bytes, out[0].payload.rx_bytes), (5000, 100_000));
@@ -310,7 +311,8 @@ fn tcp_counter_fallback_removes_syn_and_fins() {
 fn flow_state_stays_small() {
     // Held per open socket (100,000 sockets must fit in well under 64 MiB).
     let size = std::mem::size_of::<super::flow::Flow>();
-    assert!(size <= 320, "Flow is {size} bytes");
+    // 336: the kernel's RTT estimates (issue 15) added 16 bytes to the TCP state.
+    assert!(size <= 336, "Flow is {size} bytes");
 }
 
 mod payload;

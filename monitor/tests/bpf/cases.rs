@@ -39,6 +39,10 @@ pub fn all() -> Vec<Case> {
         ),
         ("claims_verdicts_with_evidence_and_one_live_alert_per_destination", crate::claims::verdicts_and_live_alert),
         (
+            "plausibility_far_countries_over_a_veth_pair_are_implausible",
+            crate::plausibility::far_countries_over_a_veth_pair_are_implausible,
+        ),
+        (
             "journal_kill9_during_heavy_writing_loses_nothing_flushed",
             crate::durability::kill9_during_heavy_writing_loses_nothing_flushed,
         ),

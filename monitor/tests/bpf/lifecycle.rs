@@ -56,6 +56,7 @@ fn past_record(t: Timestamp) -> (FlowRecord, App, Destination) {
         last_seen: t,
         closed: Some(t),
         complete: true,
+        rtt: None,
     };
     let app = App {
         name: "past-app".into(),
@@ -77,6 +78,8 @@ fn past_record(t: Timestamp) -> (FlowRecord, App, Destination) {
         as_org: None,
         country_db: None,
         asn_db: None,
+        answers: Default::default(),
+        consensus: None,
     };
     (record, app, dest)
 }

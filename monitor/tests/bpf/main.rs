@@ -22,6 +22,7 @@ mod names;
 mod netd;
 mod paths;
 mod paths_helper;
+mod plausibility;
 mod protocols;
 mod raw_helpers;
 mod residency;

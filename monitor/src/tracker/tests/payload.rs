@@ -5,7 +5,8 @@ use super::*;
 fn established_with_base(acked: u64, received: u64) -> (EventKind, Event) {
     let mut est = ev(EventKind::Established, 2 * SEC, ByteCounters::default());
     est.flags = FLAG_TCP_COUNTERS;
-    est.tcp = TcpCounters { bytes_acked: acked, bytes_received: received, old_state: 1, flags: 0 };
+    est.tcp =
+        TcpCounters { bytes_acked: acked, bytes_received: received, old_state: 1, flags: 0, ..TcpCounters::default() };
     (EventKind::Established, est)
 }
 
@@ -19,7 +20,8 @@ fn tcp_close(
 ) -> Vec<(EventKind, Event)> {
     let rel = ev(EventKind::Release, 3 * SEC, counters(10, 10, app_tx, app_rx));
     let mut close = ev(EventKind::TcpClose, 4 * SEC, counters(10, 10, app_tx, app_rx));
-    close.tcp = TcpCounters { bytes_acked: acked, bytes_received: received, old_state, flags };
+    close.tcp =
+        TcpCounters { bytes_acked: acked, bytes_received: received, old_state, flags, ..TcpCounters::default() };
     vec![(EventKind::Release, rel), (EventKind::TcpClose, close)]
 }
 
@@ -62,7 +64,7 @@ fn syscall_counts_stay_when_the_tcp_counters_lag_or_the_flow_was_seen_late() {
     let mut t = tracker();
     let mut up = ev(EventKind::Update, 3 * SEC, counters(10, 10, 5000, 0));
     up.flags = FLAG_TCP_COUNTERS;
-    up.tcp = TcpCounters { bytes_acked: 1 + 3000, bytes_received: 0, old_state: 1, flags: 0 };
+    up.tcp = TcpCounters { bytes_acked: 1 + 3000, bytes_received: 0, old_state: 1, flags: 0, ..TcpCounters::default() };
     feed(&mut t, &[established_with_base(1, 0), (EventKind::Update, up)]);
     let mut out = Vec::new();
     t.tick(20 * SEC, &mut out);
@@ -82,7 +84,13 @@ fn ktls_records_are_counted_as_the_stream_carried_them() {
     let mut t = tracker();
     let mut up = ev(EventKind::Update, 3 * SEC, counters(10, 10, 32_768, 0));
     up.flags = FLAG_TCP_COUNTERS;
-    up.tcp = TcpCounters { bytes_acked: 1 + 32_768 + 2 * 29, bytes_received: 0, old_state: 1, flags: TCP_ALL_ACKED };
+    up.tcp = TcpCounters {
+        bytes_acked: 1 + 32_768 + 2 * 29,
+        bytes_received: 0,
+        old_state: 1,
+        flags: TCP_ALL_ACKED,
+        ..TcpCounters::default()
+    };
     feed(&mut t, &[established_with_base(1, 0), (EventKind::Update, up)]);
     let mut out = Vec::new();
     t.tick(20 * SEC, &mut out);
@@ -92,4 +100,33 @@ fn ktls_records_are_counted_as_the_stream_carried_them() {
         "updates use the TCP counters too"
     );
     assert_eq!(out[0].payload_sources.tx, PayloadSource::TcpCounters);
+}
+
+/// The kernel's RTT estimates ride on the TCP events: the smallest `rtt_min` seen and the latest
+/// `srtt` (stored ×8 by the kernel) reach the record; "no sample" values are ignored.
+#[test]
+fn kernel_rtt_estimates_reach_the_record() {
+    let mut t = tracker();
+    let (kind, mut est) = established_with_base(1, 0);
+    est.tcp.rtt_min_us = 500;
+    est.tcp.srtt_us_x8 = 500 * 8;
+    let mut update = ev(EventKind::Update, 3 * SEC, counters(10, 10, 100, 0));
+    update.flags = FLAG_TCP_COUNTERS;
+    update.tcp = TcpCounters { bytes_acked: 101, rtt_min_us: 300, srtt_us_x8: 900 * 8, ..TcpCounters::default() };
+    let mut events = vec![(kind, est), (EventKind::Update, update)];
+    let mut close = tcp_close(5, 1 + 100 + 1, 1, TCP_FIN_RECEIVED | TCP_ALL_ACKED, 100, 0);
+    close[1].1.tcp.rtt_min_us = 400; // the kernel's window moved on: the flow's minimum stays 300
+    close[1].1.tcp.srtt_us_x8 = 700 * 8;
+    events.extend(close);
+    let out = feed(&mut t, &events);
+    assert_eq!(out[0].rtt, Some(Rtt { min_us: 300, smoothed_us: 700 }));
+
+    // No sample: rtt_min at the kernel's reset value, srtt 0.
+    let mut t = tracker();
+    let (kind, mut est) = established_with_base(1, 0);
+    est.tcp.rtt_min_us = u32::MAX;
+    let mut events = vec![(kind, est)];
+    events.extend(tcp_close(5, 1 + 100 + 1, 1, TCP_FIN_RECEIVED | TCP_ALL_ACKED, 100, 0));
+    let out = feed(&mut t, &events);
+    assert_eq!(out[0].rtt, None);
 }

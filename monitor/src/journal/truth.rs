@@ -1,0 +1,143 @@
+//! Residency truth (issue 15) in the journal: the country answers of every country database
+//! (`connections.country_answers`, JSON), their verdict (`connections.consensus`) and the
+//! kernel's RTT estimates (`rtt_min_us`, `rtt_srtt_us`), and the per-destination queries reports
+//! build their consensus and plausibility figures from.
+
+use std::collections::HashMap;
+
+use rusqlite::params;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Error, JournalReader, TimeRange,
+    names::{count, ms},
+};
+use crate::enrich::{Consensus, CountryAnswer};
+
+/// One database's answer as stored in `country_answers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredAnswer {
+    /// `primary`, `registry` or an `[[geo.extra_country]]` label.
+    pub label: String,
+    /// `database_type` of the database.
+    pub database_type: String,
+    /// `build_epoch` of the database.
+    pub build_epoch: u64,
+    /// Its country; `None`: not covered.
+    pub country: Option<String>,
+}
+
+/// `country_answers` text of `answers`.
+pub(super) fn answers_json(answers: &[CountryAnswer]) -> String {
+    let stored: Vec<StoredAnswer> = answers
+        .iter()
+        .map(|a| StoredAnswer {
+            label: a.label.to_string(),
+            database_type: a.db.database_type.to_string(),
+            build_epoch: a.db.build_epoch,
+            country: a.country.as_deref().map(str::to_owned),
+        })
+        .collect();
+    // Plain strings and integers: serialization cannot fail.
+    serde_json::to_string(&stored).unwrap_or_default()
+}
+
+/// A public destination of one app over a period, with what the databases say about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TruthRow {
+    /// App name.
+    pub app: String,
+    /// Remote address.
+    pub ip: String,
+    /// Country of the primary database (latest record).
+    pub country: Option<String>,
+    /// Verdict of the latest record; `None`: fewer than two databases (or rows written before
+    /// schema 4).
+    pub consensus: Option<Consensus>,
+    /// Every database's answer (latest record); empty as for `consensus`. A malformed stored
+    /// value reads as empty.
+    pub answers: Vec<StoredAnswer>,
+    /// Payload bytes sent in the period.
+    pub payload_tx: u64,
+    /// Payload bytes received in the period.
+    pub payload_rx: u64,
+    /// Smallest kernel RTT minimum (µs) of any flow to this address in the period, of any app.
+    pub min_rtt_us: Option<u32>,
+}
+
+impl JournalReader {
+    /// Smallest kernel RTT minimum (µs) of any flow to `ip` in `range`, of any app; `None`
+    /// without a measurement (non-TCP, or records older than schema 4). For `monitor lookup`.
+    ///
+    /// # Errors
+    /// When the query fails (also on a journal older than schema 4).
+    pub fn min_rtt_us(&self, ip: &str, range: TimeRange) -> Result<Option<u32>, Error> {
+        let err = |e| Error::read(self.path(), e);
+        let us: Option<i64> = self
+            .conn()
+            .prepare_cached(
+                "SELECT MIN(rtt_min_us) FROM connections
+                 WHERE remote_ip = ?1 AND time_ms >= ?2 AND time_ms < ?3 AND rtt_min_us > 0",
+            )
+            .map_err(err)?
+            .query_row(params![ip, ms(range.since), ms(range.until)], |row| row.get(0))
+            .map_err(err)?;
+        Ok(us.and_then(|v| u32::try_from(v).ok()))
+    }
+
+    /// Per (app, public remote address): bytes, the latest consensus and answers, and the
+    /// smallest RTT to the address, from connection records whose time is in `range`; sorted by
+    /// app and address.
+    ///
+    /// # Errors
+    /// When the query fails.
+    pub fn truth(&self, range: TimeRange, app: Option<&str>) -> Result<Vec<TruthRow>, Error> {
+        let err = |e| Error::read(self.path(), e);
+        let mut rtt_stmt = self
+            .conn()
+            .prepare_cached(
+                "SELECT remote_ip, MIN(rtt_min_us) FROM connections
+                 WHERE time_ms >= ?1 AND time_ms < ?2 AND scope = 'public' AND rtt_min_us > 0
+                 GROUP BY remote_ip",
+            )
+            .map_err(err)?;
+        let rtt: HashMap<String, u32> = rtt_stmt
+            .query_map(params![ms(range.since), ms(range.until)], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            })
+            .map_err(err)?
+            .filter_map(|r| r.ok().and_then(|(ip, us)| Some((ip, u32::try_from(us).ok()?))))
+            .collect();
+        // One MAX() aggregate: SQLite takes the bare columns from the latest row.
+        let mut stmt = self
+            .conn()
+            .prepare_cached(
+                "SELECT a.name, c.remote_ip, SUM(c.delta_payload_tx), SUM(c.delta_payload_rx), MAX(c.time_ms),
+                     c.country, c.consensus, c.country_answers
+                 FROM connections c JOIN apps a ON a.id = c.app_id
+                 WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND c.scope = 'public' AND (?3 IS NULL OR a.name = ?3)
+                 GROUP BY a.name, c.remote_ip
+                 ORDER BY a.name, c.remote_ip",
+            )
+            .map_err(err)?;
+        let rows = stmt
+            .query_map(params![ms(range.since), ms(range.until), app], |row| {
+                let ip: String = row.get(1)?;
+                let consensus: Option<String> = row.get(6)?;
+                let answers: Option<String> = row.get(7)?;
+                Ok(TruthRow {
+                    app: row.get(0)?,
+                    min_rtt_us: rtt.get(&ip).copied(),
+                    ip,
+                    payload_tx: count(row.get(2)?),
+                    payload_rx: count(row.get(3)?),
+                    country: row.get(5)?,
+                    consensus: consensus.as_deref().and_then(Consensus::parse),
+                    answers: answers.and_then(|a| serde_json::from_str(&a).ok()).unwrap_or_default(),
+                })
+            })
+            .map_err(err)?
+            .collect::<rusqlite::Result<Vec<_>>>();
+        rows.map_err(err)
+    }
+}
