@@ -311,7 +311,19 @@ impl Settings {
     /// [`Error::Invalid`] naming the key.
     pub fn resolve(raw: RawConfig, source: Option<PathBuf>) -> Result<Self, Error> {
         let RawConfig {
-            cgroup, probe, tracker, output, geo, journal, report, metrics, names, apps, claims, android, device,
+            cgroup,
+            probe,
+            tracker,
+            output,
+            geo,
+            journal,
+            report,
+            metrics,
+            names,
+            apps,
+            claims,
+            android,
+            device,
         } = raw;
         claims.validate().map_err(|reason| Error::Invalid { key: "claims", reason })?;
         metrics.validate().map_err(|e| Error::Invalid { key: "metrics", reason: e.to_string() })?;

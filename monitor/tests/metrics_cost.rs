@@ -74,6 +74,7 @@ fn record(cookie: u64) -> FlowRecord {
         payload,
         payload_source: PayloadSource::Syscall,
         payload_sources: Default::default(),
+        rtt: None,
         wire,
         delta_payload: payload,
         delta_wire: wire,
@@ -109,6 +110,8 @@ fn country(j: usize) -> Destination {
         as_org: Some(format!("Network operator number {j}").into()),
         country_db: None,
         asn_db: None,
+        answers: Default::default(),
+        consensus: None,
     }
 }
 

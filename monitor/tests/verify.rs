@@ -45,6 +45,8 @@ fn dest(country: Option<&str>, asn: u32, org: &str) -> Destination {
         as_org: Some(org.into()),
         country_db: Some(DbRef { database_type: "GeoIP2-Country".into(), build_epoch: 1_780_272_000 }),
         asn_db: Some(DbRef { database_type: "GeoLite2-ASN".into(), build_epoch: 1_780_272_000 }),
+        answers: Default::default(),
+        consensus: None,
     }
 }
 
@@ -71,6 +73,7 @@ fn record(cookie: u64, remote: &str, tx: u64, rx: u64, at: Timestamp) -> FlowRec
         payload,
         payload_source: PayloadSource::Syscall,
         payload_sources: Default::default(),
+        rtt: None,
         wire,
         delta_payload: payload,
         delta_wire: wire,

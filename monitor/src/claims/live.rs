@@ -72,8 +72,21 @@ impl Alerts {
         }
     }
 
-    /// Judges one record; returns the alerts it raises (first violations).
+    /// Judges one record without its host names; returns the alerts it raises.
     pub fn check(&mut self, record: &FlowRecord, app: &App, dest: Option<&Destination>) -> Vec<AlertRow> {
+        self.check_named(record, app, dest, None)
+    }
+
+    /// Judges one record with the host names the names stage gave it (hostname rules need
+    /// them) and the databases' consensus (a disputed country counts as unknown when the claim
+    /// says so); returns the alerts it raises (first violations).
+    pub fn check_named(
+        &mut self,
+        record: &FlowRecord,
+        app: &App,
+        dest: Option<&Destination>,
+        names: Option<&crate::names::Names>,
+    ) -> Vec<AlertRow> {
         let (Some(remote), Some(dest)) = (record.remote, dest) else { return Vec::new() };
         if self.claims.claims.is_empty() {
             return Vec::new();
@@ -82,11 +95,11 @@ impl Alerts {
         let facts = Facts {
             public: dest.scope == Scope::Public,
             country: dest.country.as_deref(),
-            country_disputed: false,
+            country_disputed: dest.consensus == Some(crate::enrich::Consensus::Disagree),
             asn: dest.asn,
             as_org: dest.as_org.as_deref(),
-            hostname: None,
-            registrable_domain: None,
+            hostname: names.and_then(|n| n.hostname.as_ref()).map(|h| h.as_str()),
+            registrable_domain: names.and_then(|n| n.registrable_domain.as_deref()),
         };
         let (tx, rx) = (record.delta_payload.tx_bytes, record.delta_payload.rx_bytes);
         let ip = remote.ip().to_string();

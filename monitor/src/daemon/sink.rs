@@ -225,7 +225,7 @@ impl Sink {
         if let Some(m) = &self.metrics {
             m.observe(&record, &app, destination.as_ref());
         }
-        for alert in self.alerts.check(&record, &app, destination.as_ref()) {
+        for alert in self.alerts.check_named(&record, &app, destination.as_ref(), Some(&names)) {
             super::alert::log(&alert);
             if let Some(command) = command {
                 command.send(alert);

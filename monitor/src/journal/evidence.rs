@@ -1,5 +1,5 @@
-//! Per-destination evidence for claims: traffic per (app, remote address, geolocation answer,
-//! process) from connection records, with the databases that answered and the first and last
+//! Per-destination evidence for claims: traffic per (app, remote address, host name, geolocation
+//! answer, process) from connection records, with the databases that answered and the first and last
 //! time each was seen. Read by `report` (the claims stage never reads SQLite itself).
 
 use rusqlite::{Row, params};
@@ -61,6 +61,12 @@ pub struct EvidenceRow {
     pub first_seen: jiff::Timestamp,
     /// Latest record of those flows in the range.
     pub last_seen: jiff::Timestamp,
+    /// Host name of the flows (names stage), when known.
+    pub hostname: Option<String>,
+    /// Registrable domain of `hostname`.
+    pub registrable_domain: Option<String>,
+    /// The country databases disagreed on the address in at least one of these records.
+    pub disputed: bool,
 }
 
 impl JournalReader {
@@ -77,15 +83,16 @@ impl JournalReader {
                      cd.database_type, cd.build_epoch, ad.database_type, ad.build_epoch,
                      a.exe, c.app_pid, a.uid, a.user, a.unit,
                      SUM(c.delta_payload_tx), SUM(c.delta_payload_rx), SUM(c.delta_wire_tx), SUM(c.delta_wire_rx),
-                     COUNT(DISTINCT c.cookie), MIN(c.first_seen_ms), MAX(c.time_ms)
+                     COUNT(DISTINCT c.cookie), MIN(c.first_seen_ms), MAX(c.time_ms),
+                     c.hostname, c.registrable_domain, COALESCE(MAX(c.consensus = 'disagree'), 0)
                  FROM connections c JOIN apps a ON a.id = c.app_id
                      LEFT JOIN databases cd ON cd.id = c.country_db
                      LEFT JOIN databases ad ON ad.id = c.asn_db
                  WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND c.remote_ip IS NOT NULL AND (?3 IS NULL OR a.name = ?3)
-                 GROUP BY a.name, c.remote_ip, c.scope, c.country, c.asn, c.as_org, c.country_db, c.asn_db,
-                     a.exe, c.app_pid, a.uid, a.user, a.unit
-                 ORDER BY a.name, c.remote_ip, c.scope, c.country, c.asn, c.as_org, c.country_db, c.asn_db,
-                     a.exe, c.app_pid, a.uid",
+                 GROUP BY a.name, c.remote_ip, c.hostname, c.registrable_domain, c.scope, c.country, c.asn,
+                     c.as_org, c.country_db, c.asn_db, a.exe, c.app_pid, a.uid, a.user, a.unit
+                 ORDER BY a.name, c.remote_ip, c.hostname, c.registrable_domain, c.scope, c.country, c.asn,
+                     c.as_org, c.country_db, c.asn_db, a.exe, c.app_pid, a.uid",
             )
             .map_err(|e| Error::read(self.path(), e))?;
         let rows = stmt
@@ -123,5 +130,8 @@ fn evidence_row(row: &Row<'_>) -> rusqlite::Result<EvidenceRow> {
         flows: count(row.get(19)?),
         first_seen: ts(20, row.get(20)?)?,
         last_seen: ts(21, row.get(21)?)?,
+        hostname: row.get(22)?,
+        registrable_domain: row.get(23)?,
+        disputed: row.get::<_, i64>(24)? != 0,
     })
 }

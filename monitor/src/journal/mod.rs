@@ -51,6 +51,7 @@ mod evidence;
 mod exports;
 mod files;
 mod flush;
+mod legacy;
 mod names;
 mod reader;
 mod rollup;

@@ -381,6 +381,7 @@ fn open_existing(path: &Path, mode: OpenFlags) -> Result<Connection, Error> {
     if check_ours(&conn, path)? == 0 {
         return Err(Error::NotJournal { path: path.to_path_buf(), reason: "an empty database".into() });
     }
+    super::legacy::shadow_missing_columns(&conn).map_err(|source| open_error(path, source))?;
     Ok(conn)
 }
 

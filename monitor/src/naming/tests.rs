@@ -92,6 +92,7 @@ fn record(cookie: u64, event: RecordKind) -> FlowRecord {
         payload: Payload::default(),
         payload_source: PayloadSource::Syscall,
         payload_sources: PayloadSources::default(),
+        rtt: None,
         wire: Wire::default(),
         delta_payload: Payload::default(),
         delta_wire: Wire::default(),

@@ -20,14 +20,15 @@ pub struct DestinationDetail {
     pub ip: String,
     /// Scope of the address (`public`, `private`, ..., `unenriched`).
     pub scope: String,
-    /// Hostname the app used for the address, when known (filled once names are recorded).
+    /// Hostname the app used for the address, when known (an address used under two names
+    /// appears once per name).
     pub hostname: Option<String>,
     /// Registrable domain of `hostname` ("example.co.uk"), when known.
     pub registrable_domain: Option<String>,
     /// ISO country code.
     pub country: Option<String>,
-    /// The configured databases disagree on the country (filled once database consensus
-    /// exists; claims may count such bytes as of unknown country).
+    /// The configured country databases disagreed on the address in at least one record
+    /// (claims may count such bytes as of unknown country).
     pub country_disputed: bool,
     /// ASN.
     pub asn: Option<u32>,
@@ -123,8 +124,16 @@ fn answer(db: Option<&DatabaseRef>) -> Option<DatabaseAnswer> {
     })
 }
 
-type Key =
-    (String, String, Option<String>, Option<u32>, Option<String>, Option<DatabaseAnswer>, Option<DatabaseAnswer>);
+type Key = (
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<u32>,
+    Option<String>,
+    Option<DatabaseAnswer>,
+    Option<DatabaseAnswer>,
+);
 
 /// Rows (sorted by app, then destination key) → destinations per app.
 fn group(rows: Vec<EvidenceRow>) -> BTreeMap<String, Vec<DestinationDetail>> {
@@ -151,14 +160,26 @@ fn group(rows: Vec<EvidenceRow>) -> BTreeMap<String, Vec<DestinationDetail>> {
             flows,
             first_seen,
             last_seen,
+            hostname,
+            registrable_domain,
+            disputed,
         } = r;
         let (country_db, asn_db) = (answer(country_db.as_ref()), answer(asn_db.as_ref()));
-        let key = (ip.clone(), scope.clone(), country.clone(), asn, as_org.clone(), country_db.clone(), asn_db.clone());
+        let key = (
+            ip.clone(),
+            hostname.clone(),
+            scope.clone(),
+            country.clone(),
+            asn,
+            as_org.clone(),
+            country_db.clone(),
+            asn_db.clone(),
+        );
         let d = by_app.entry(app).or_default().entry(key).or_insert_with(|| DestinationDetail {
             ip,
             scope,
-            hostname: None,
-            registrable_domain: None,
+            hostname,
+            registrable_domain,
             country,
             country_disputed: false,
             asn,
@@ -181,6 +202,7 @@ fn group(rows: Vec<EvidenceRow>) -> BTreeMap<String, Vec<DestinationDetail>> {
         d.flows += flows;
         d.first_seen = d.first_seen.min(first_seen);
         d.last_seen = d.last_seen.max(last_seen);
+        d.country_disputed |= disputed;
         d.processes.push(ProcessUse {
             exe,
             pid,

@@ -39,6 +39,8 @@ fn dest(country: &str) -> Destination {
         as_org: Some("Example".into()),
         country_db: None,
         asn_db: None,
+        answers: Default::default(),
+        consensus: None,
     }
 }
 
@@ -66,6 +68,7 @@ fn record(remote: &str, tx: u64, rx: u64, at: &str) -> FlowRecord {
         payload,
         payload_source: PayloadSource::Syscall,
         payload_sources: Default::default(),
+        rtt: None,
         wire,
         delta_payload: payload,
         delta_wire: wire,

@@ -179,6 +179,8 @@ fn app(name: &str, destinations: Vec<DestinationDetail>) -> AppReport {
         payload_sources: Vec::new(),
         destinations,
         timeline: Vec::new(),
+        consensus: None,
+        plausibility: None,
     }
 }
 

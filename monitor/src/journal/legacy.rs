@@ -1,0 +1,81 @@
+//! Reading journals written before the newest migrations without changing them: readers open
+//! the file read-only, so columns added by later migrations (`ALTER TABLE … ADD COLUMN`) may be
+//! missing. For each such table a TEMP view of the same name (temp objects shadow the main
+//! schema's for unqualified names, and live only in this connection) adds the missing columns
+//! as NULL, which is what rows written before the migration read as anyway. The file is never
+//! written; the daemon migrates it when it next opens it for writing.
+
+use rusqlite::Connection;
+
+/// Columns added to existing tables by migrations after version 3, per table.
+const LATE_COLUMNS: &[(&str, &[&str])] = &[(
+    "connections",
+    &[
+        "hostname",
+        "registrable_domain",
+        "name_source",
+        "dns_name",
+        "ech_outer",
+        "rtt_min_us",
+        "rtt_srtt_us",
+        "consensus",
+        "country_answers",
+    ],
+)];
+
+/// Shadows every table that lacks late columns with a TEMP view supplying them as NULL.
+pub(super) fn shadow_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
+    for (table, late) in LATE_COLUMNS {
+        let mut stmt = conn.prepare(&format!("SELECT name FROM pragma_table_info('{table}', 'main')"))?;
+        let present: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        if present.is_empty() {
+            continue;
+        }
+        let missing: Vec<&str> = late.iter().copied().filter(|c| !present.iter().any(|p| p == c)).collect();
+        if missing.is_empty() {
+            continue;
+        }
+        let extra: String = missing.iter().map(|c| format!(", NULL AS {c}")).collect();
+        conn.execute_batch(&format!("CREATE TEMP VIEW {table} AS SELECT *{extra} FROM main.{table};"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_tables_read_with_null_late_columns_and_the_file_is_unchanged() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("old.db");
+        let rw = Connection::open(&path).expect("open");
+        rw.execute_batch("CREATE TABLE connections (id INTEGER PRIMARY KEY, remote_ip TEXT); INSERT INTO connections (remote_ip) VALUES ('192.0.2.1');")
+            .expect("old schema");
+        drop(rw);
+        let ro = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("ro");
+        shadow_missing_columns(&ro).expect("shadow");
+        let (ip, host, rtt): (String, Option<String>, Option<i64>) = ro
+            .query_row("SELECT remote_ip, hostname, rtt_min_us FROM connections", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .expect("late columns read as NULL");
+        assert_eq!((ip.as_str(), host, rtt), ("192.0.2.1", None, None));
+        let main_cols: i64 = ro
+            .query_row("SELECT COUNT(*) FROM pragma_table_info('connections', 'main')", [], |r| r.get(0))
+            .expect("main");
+        assert_eq!(main_cols, 2, "the file itself is not changed");
+    }
+
+    #[test]
+    fn a_current_table_is_left_alone() {
+        let conn = Connection::open_in_memory().expect("mem");
+        let cols: Vec<&str> = LATE_COLUMNS[0].1.to_vec();
+        conn.execute_batch(&format!("CREATE TABLE connections (id INTEGER, {});", cols.join(", "))).expect("table");
+        shadow_missing_columns(&conn).expect("shadow");
+        let views: i64 = conn
+            .query_row("SELECT COUNT(*) FROM sqlite_temp_master WHERE type = 'view'", [], |r| r.get(0))
+            .expect("temp");
+        assert_eq!(views, 0);
+    }
+}
