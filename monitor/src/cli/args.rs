@@ -49,6 +49,10 @@ pub enum Command {
     Status(StatusArgs),
     /// Show the effective configuration.
     Config(ConfigArgs),
+    /// Mark named time windows (sessions) in the journal; reports take `--session NAME`.
+    Session(super::session::SessionArgs),
+    /// Run a command in a cgroup of its own, recording its flows as a new session.
+    Exec(super::exec::ExecArgs),
 }
 
 /// `monitor run`.

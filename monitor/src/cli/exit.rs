@@ -25,6 +25,14 @@ pub fn code_for(err: &anyhow::Error) -> ExitCode {
     {
         return ExitCode::from(CONFIG);
     }
+    match err.downcast_ref::<monitor::journal::SessionError>() {
+        Some(monitor::journal::SessionError::Journal(_)) => return ExitCode::from(JOURNAL),
+        Some(_) => return ExitCode::from(CONFIG),
+        None => {}
+    }
+    if let Some(e) = err.downcast_ref::<super::exec::CgroupError>() {
+        return ExitCode::from(if e.denied() { PRIVILEGES } else { FAILURE });
+    }
     // `report::Error::Journal` is transparent: the journal error is not a separate link.
     if err.chain().any(|e| {
         e.downcast_ref::<monitor::journal::Error>().is_some()

@@ -3,10 +3,12 @@
 pub mod args;
 mod check;
 mod config;
+mod exec;
 pub mod exit;
 pub mod logging;
 mod report;
 mod run;
+mod session;
 mod status;
 
 use std::{
@@ -27,6 +29,8 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::execute(args, raw, source),
         Command::Check(args) => Ok(check::execute(&args)),
         Command::Report(args) => report::execute(args, &Settings::resolve(raw, source)?),
+        Command::Session(args) => session::execute(args, &Settings::resolve(raw, source)?),
+        Command::Exec(args) => exec::execute(args, &Settings::resolve(raw, source)?),
         Command::Status(args) => status::execute(&args, &Settings::resolve(raw, source)?),
         Command::Config(args) => {
             let _ = Settings::resolve(raw.clone(), source.clone())?;

@@ -35,6 +35,8 @@
 //! | `losses` | flush after the buffer overflowed | `time_ms`, `first_ms`/`last_ms` (time range of the dropped data), `records`, `buckets`, `payload_bytes`, `wire_bytes` |
 //! | `daemon_state` | – (single row) | `pid`, `started_ms`, `version`, `config_path`, `last_flush_ms`, `flushes`, `rows_written`, `flush_interval_secs`, `residency_interval_secs` |
 //! | `exports` | exported (week, time zone, format) | `week`, `time_zone`, `format`, `path`, `written_ms` |
+//! | `sessions` | named time window | `name` (unique), `started_ms`, `stopped_ms` (NULL while running), `cgroup_id`/`cgroup_path` (the child cgroup of `monitor exec`; NULL: every flow of the window), `command`, `exit_code` |
+//! | `batches` | flush (schema 4 on) | hash chain, see `chain.rs`: `first_connection`..`last_connection`, `first_stats`..`last_stats` (row ids), `max_time_ms`, `digests` (16 bytes per row), `prev_hash`, `hash` (SHA-256) |
 //! | `meta` | key | `key`, `value`: `connections_purged_before_ms`, `residency_purged_before_ms` |
 //!
 //! # Reading
@@ -53,6 +55,7 @@ mod reader;
 mod rollup;
 mod rows;
 mod schema;
+mod sessions;
 mod writer;
 
 #[cfg(test)]
@@ -67,6 +70,9 @@ pub use reader::JournalReader;
 pub use rollup::{AppEndpoints, DestinationRow, RollupState};
 pub use rows::{DaemonState, DatabaseRow, EndpointRow, LossTotals, ResidencyRow, RowCounts, StatsTotals, TimeRange};
 pub use schema::SCHEMA_VERSION;
+pub use sessions::{
+    MAX_SESSION_NAME, Session, SessionCgroup, SessionError, check_session_name, start_session, stop_session,
+};
 pub use writer::{FlushReport, JournalWriter, PurgeReport, RunInfo};
 
 /// Journal errors.
