@@ -78,8 +78,12 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// ISO week, cut in the report time zone (default: the current week). Example: --week 2026-W47
-    #[arg(long, conflicts_with_all = ["since", "until"])]
+    #[arg(long, conflicts_with_all = ["since", "until", "session"])]
     pub week: Option<String>,
+    /// A session's window (`monitor session`); for a session of `monitor exec`, only the flows
+    /// of its command. Example: --session build-42
+    #[arg(long, conflicts_with_all = ["since", "until"])]
+    pub session: Option<String>,
     /// Start: a date (midnight) or a date and time of day (seconds optional), in the report
     /// time zone unless an offset or `Z` follows. Example: --since 2026-11-19T08:00
     #[arg(long, requires = "until")]

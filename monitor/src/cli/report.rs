@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use jiff::Timestamp;
 use monitor::{
     journal::JournalReader,
-    report::{Period, Report, ReportQuery, Zone},
+    report::{Format, Period, Report, ReportQuery, Zone},
     settings::Settings,
 };
 
@@ -14,25 +14,40 @@ use super::{args::ReportArgs, exit};
 
 /// Prints the report.
 pub fn execute(args: ReportArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let ReportArgs { week, since, until, app, format, time_zone, journal, top } = args;
+    let ReportArgs { week, session, since, until, app, format, time_zone, journal, top } = args;
     let zone = match time_zone {
         Some(name) => Zone::get(&name)?,
         None => settings.time_zone.clone(),
     };
     let journal = journal.unwrap_or_else(|| settings.journal.path.clone());
+    let reader = open_journal(&journal)?;
+    if let Some(name) = session {
+        let (period, info) = super::session::window(&reader, &name, &zone)?;
+        let mut query = ReportQuery::new(period);
+        query.session = Some(info);
+        return render(&reader, query, app, top, format);
+    }
     let period = match (week, since, until) {
         (Some(week), None, None) => Period::iso_week(&week, &zone)?,
         (None, Some(since), Some(until)) => Period::range(zone.parse_time(&since)?, zone.parse_time(&until)?, &zone)?,
         (None, None, None) => Period::week_containing(Timestamp::now(), &zone)?,
         _ => anyhow::bail!(UsageError("give either --week, or both --since and --until".into())),
     };
-    let reader = open_journal(&journal)?;
-    let mut query = ReportQuery::new(period);
+    render(&reader, ReportQuery::new(period), app, top, format)
+}
+
+fn render(
+    reader: &JournalReader,
+    mut query: ReportQuery,
+    app: Option<String>,
+    top: Option<u32>,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
     query.app = app;
     if let Some(top) = top {
         query.top_endpoints = usize::try_from(top).unwrap_or(usize::MAX);
     }
-    let report = Report::build(&reader, &query)?;
+    let report = Report::build(reader, &query)?;
     let mut text = Vec::new();
     report.render(format, &mut text)?;
     super::write_stdout(&text).context("cannot write the report")?;

@@ -5,10 +5,11 @@ use std::{fmt::Write as _, path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use monitor::{
     escape,
-    journal::{Session, start_session, stop_session},
+    journal::{JournalReader, Session, start_session, stop_session},
+    report::{Period, SessionInfo, Zone},
     settings::Settings,
 };
 
@@ -77,6 +78,19 @@ pub fn execute(args: SessionArgs, settings: &Settings) -> anyhow::Result<ExitCod
     }
     super::write_stdout(out.as_bytes()).context("cannot write the session list")?;
     Ok(ExitCode::from(exit::OK))
+}
+
+/// The report period and filter of session `name`: its window (until now while it runs).
+///
+/// # Errors
+/// An unknown session, or a window the report cannot represent.
+pub fn window(reader: &JournalReader, name: &str, zone: &Zone) -> anyhow::Result<(Period, SessionInfo)> {
+    let s = reader.session(name)?;
+    let until = s.stopped.unwrap_or_else(Timestamp::now);
+    // A report period is never empty: a session stopped in the millisecond it started is 1 ms long.
+    let until = until.max(s.started + SignedDuration::from_millis(1));
+    let period = Period::range(s.started, until, zone)?;
+    Ok((period, SessionInfo { name: s.name, cgroup_id: s.cgroup_id }))
 }
 
 /// One line of `session list`: name, window, cgroup and command (foreign text escaped).

@@ -55,6 +55,7 @@ mod reader;
 mod rollup;
 mod rows;
 mod schema;
+mod session_rows;
 mod sessions;
 mod writer;
 

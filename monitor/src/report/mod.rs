@@ -31,8 +31,8 @@ pub use build::{DEFAULT_TOP_ENDPOINTS, ReportQuery};
 pub use config::{CONFIG_DOC, ReportConfig};
 pub use export::{EXPORT_GRACE, export_week, pending_exports};
 pub use model::{
-    AppReport, AsnRef, Attribution, Completeness, DatabaseUse, Endpoint, NewDestinations, PeriodInfo, Report, Share,
-    ShareKind, SourceShare, Traffic, Unknown,
+    AppReport, AsnRef, Attribution, Completeness, DatabaseUse, Endpoint, NewDestinations, PeriodInfo, Report,
+    SessionInfo, Share, ShareKind, SourceShare, Traffic, Unknown,
 };
 pub use period::{Period, PeriodKind, Zone};
 use serde::{Deserialize, Serialize};

@@ -4,6 +4,7 @@ mod export;
 mod figures;
 mod hostile;
 mod rollup;
+mod session;
 mod unknown;
 
 use std::path::{Path, PathBuf};
