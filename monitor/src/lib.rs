@@ -13,6 +13,7 @@
 //! - [`tracker`]   flow table and flow records.
 //! - [`identity`]   /proc lookups.
 //! - [`daemon`]   the run loop and shutdown.
+//! - [`diff`]   what changed per app between two reports (sessions, weeks, files).
 //! - [`settings`]   configuration.
 //! - [`stats`]   completeness counters shared by the stages and the journal (a leaf).
 //! - [`week`]   ISO week bounds in a time zone, for reports and rollups alike (a leaf).
@@ -22,6 +23,7 @@
 
 pub mod clock;
 pub mod daemon;
+pub mod diff;
 pub mod enrich;
 pub mod escape;
 pub mod files;

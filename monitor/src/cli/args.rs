@@ -12,7 +12,9 @@ Exit codes:
   2  usage or configuration error
   3  insufficient privileges (needs root, or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON)
   4  the kernel lacks a required feature (see `monitor check`)
-  5  the journal cannot be used (unwritable directory, corrupt file, full disk)";
+  5  the journal cannot be used (unwritable directory, corrupt file, full disk)
+ 10  `monitor diff`: B has an app, country, ASN, hostname or endpoint A lacks
+127  `monitor exec`: the command cannot be started (otherwise exec exits with the command's code)";
 
 const LONG_VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
@@ -53,6 +55,8 @@ pub enum Command {
     Session(super::session::SessionArgs),
     /// Run a command in a cgroup of its own, recording its flows as a new session.
     Exec(super::exec::ExecArgs),
+    /// What changed per app between two sessions, weeks or report files (exit 10: something new).
+    Diff(super::diff::DiffArgs),
 }
 
 /// `monitor run`.

@@ -14,6 +14,8 @@ pub const PRIVILEGES: u8 = 3;
 pub const KERNEL: u8 = 4;
 /// The journal cannot be used.
 pub const JOURNAL: u8 = 5;
+/// `monitor diff`: the newer side has something the older lacks.
+pub const NEW: u8 = 10;
 
 /// Exit code for an error that reached `main`.
 pub fn code_for(err: &anyhow::Error) -> ExitCode {
@@ -32,6 +34,9 @@ pub fn code_for(err: &anyhow::Error) -> ExitCode {
     }
     if let Some(e) = err.downcast_ref::<super::exec::CgroupError>() {
         return ExitCode::from(if e.denied() { PRIVILEGES } else { FAILURE });
+    }
+    if err.downcast_ref::<monitor::diff::Error>().is_some_and(|e| matches!(e, monitor::diff::Error::NotReport { .. })) {
+        return ExitCode::from(CONFIG);
     }
     // `report::Error::Journal` is transparent: the journal error is not a separate link.
     if err.chain().any(|e| {

@@ -3,6 +3,7 @@
 pub mod args;
 mod check;
 mod config;
+mod diff;
 mod exec;
 pub mod exit;
 pub mod logging;
@@ -30,6 +31,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => Ok(check::execute(&args)),
         Command::Report(args) => report::execute(args, &Settings::resolve(raw, source)?),
         Command::Session(args) => session::execute(args, &Settings::resolve(raw, source)?),
+        Command::Diff(args) => diff::execute(args, &Settings::resolve(raw, source)?),
         Command::Exec(args) => exec::execute(args, &Settings::resolve(raw, source)?),
         Command::Status(args) => status::execute(&args, &Settings::resolve(raw, source)?),
         Command::Config(args) => {

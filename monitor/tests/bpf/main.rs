@@ -20,6 +20,7 @@ mod paths_helper;
 mod protocols;
 mod raw_helpers;
 mod residency;
+mod sessions;
 mod shutdown;
 mod wal;
 
