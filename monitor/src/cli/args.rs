@@ -14,6 +14,7 @@ Exit codes:
   4  the kernel lacks a required feature (see `monitor check`)
   5  the journal cannot be used (unwritable directory, corrupt file, full disk)
  10  `monitor diff`: B has an app, country, ASN, hostname or endpoint A lacks
+ 11  `monitor journal verify` / `monitor evidence verify`: something was changed or removed
 127  `monitor exec`: the command cannot be started (otherwise exec exits with the command's code)";
 
 const LONG_VERSION: &str = concat!(
@@ -57,6 +58,8 @@ pub enum Command {
     Exec(super::exec::ExecArgs),
     /// What changed per app between two sessions, weeks or report files (exit 10: something new).
     Diff(super::diff::DiffArgs),
+    /// Journal maintenance: `journal verify` checks its hash chain.
+    Journal(super::journal::JournalArgs),
 }
 
 /// `monitor run`.

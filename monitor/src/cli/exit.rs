@@ -16,6 +16,8 @@ pub const KERNEL: u8 = 4;
 pub const JOURNAL: u8 = 5;
 /// `monitor diff`: the newer side has something the older lacks.
 pub const NEW: u8 = 10;
+/// `monitor journal verify`, `monitor evidence verify`: something was changed or removed.
+pub const TAMPERED: u8 = 11;
 
 /// Exit code for an error that reached `main`.
 pub fn code_for(err: &anyhow::Error) -> ExitCode {

@@ -6,6 +6,7 @@ mod config;
 mod diff;
 mod exec;
 pub mod exit;
+mod journal;
 pub mod logging;
 mod report;
 mod run;
@@ -32,6 +33,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(args) => report::execute(args, &Settings::resolve(raw, source)?),
         Command::Session(args) => session::execute(args, &Settings::resolve(raw, source)?),
         Command::Diff(args) => diff::execute(args, &Settings::resolve(raw, source)?),
+        Command::Journal(args) => journal::execute(args, &Settings::resolve(raw, source)?),
         Command::Exec(args) => exec::execute(args, &Settings::resolve(raw, source)?),
         Command::Status(args) => status::execute(&args, &Settings::resolve(raw, source)?),
         Command::Config(args) => {

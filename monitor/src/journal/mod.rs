@@ -36,7 +36,7 @@
 //! | `daemon_state` | – (single row) | `pid`, `started_ms`, `version`, `config_path`, `last_flush_ms`, `flushes`, `rows_written`, `flush_interval_secs`, `residency_interval_secs` |
 //! | `exports` | exported (week, time zone, format) | `week`, `time_zone`, `format`, `path`, `written_ms` |
 //! | `sessions` | named time window | `name` (unique), `started_ms`, `stopped_ms` (NULL while running), `cgroup_id`/`cgroup_path` (the child cgroup of `monitor exec`; NULL: every flow of the window), `command`, `exit_code` |
-//! | `batches` | flush (schema 4 on) | hash chain, see `chain.rs`: `first_connection`..`last_connection`, `first_stats`..`last_stats` (row ids), `max_time_ms`, `digests` (16 bytes per row), `prev_hash`, `hash` (SHA-256) |
+//! | `batches` | flush (schema 4 on) | hash chain, see `chain.rs`: `first_connection`..`last_connection`, `first_stats`..`last_stats` (row ids), `min_time_ms`/`max_time_ms` (of its connection records), `digests` (16 bytes per row), `prev_hash`, `hash` (SHA-256) |
 //! | `meta` | key | `key`, `value`: `connections_purged_before_ms`, `residency_purged_before_ms` |
 //!
 //! # Reading
@@ -46,6 +46,7 @@
 //! [`Destination`]: crate::enrich::Destination
 
 mod buffer;
+mod chain;
 mod config;
 mod exports;
 mod files;
@@ -65,6 +66,7 @@ pub(crate) mod tests;
 use std::path::PathBuf;
 
 pub use buffer::{Loss, MAX_BUFFERED_BUCKETS, MAX_BUFFERED_RECORDS};
+pub use chain::{Integrity, Problem as IntegrityProblem, verify as verify_chain};
 pub use config::{CONFIG_DOC, JournalConfig};
 pub use exports::{ExportRow, record_export};
 pub use reader::JournalReader;

@@ -256,6 +256,7 @@ CREATE TABLE batches (
     last_connection  INTEGER NOT NULL,
     first_stats      INTEGER NOT NULL,
     last_stats       INTEGER NOT NULL,
+    min_time_ms      INTEGER,
     max_time_ms      INTEGER,
     digests          BLOB    NOT NULL,
     prev_hash        BLOB    NOT NULL,
