@@ -14,6 +14,7 @@
 //! - [`identity`]   /proc lookups.
 //! - [`daemon`]   the run loop and shutdown.
 //! - [`diff`]   what changed per app between two reports (sessions, weeks, files).
+//! - [`evidence`]   evidence bundles (report, records, databases, manifest) and their minisign signatures.
 //! - [`settings`]   configuration.
 //! - [`stats`]   completeness counters shared by the stages and the journal (a leaf).
 //! - [`week`]   ISO week bounds in a time zone, for reports and rollups alike (a leaf).
@@ -26,6 +27,7 @@ pub mod daemon;
 pub mod diff;
 pub mod enrich;
 pub mod escape;
+pub mod evidence;
 pub mod files;
 pub mod identity;
 pub mod journal;

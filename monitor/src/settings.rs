@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     enrich::GeoConfig,
+    evidence::EvidenceConfig,
     files,
     identity::{AppRule, AppRules},
     journal::JournalConfig,
@@ -73,6 +74,8 @@ pub struct RawConfig {
     pub report: ReportConfig,
     /// `[[apps]]`: grouping of processes into named apps.
     pub apps: Vec<AppRule>,
+    /// `[evidence]`: signing key of evidence bundles and weekly exports.
+    pub evidence: EvidenceConfig,
 }
 
 /// `[probe]`.
@@ -177,6 +180,7 @@ impl Default for RawConfig {
             journal: JournalConfig::default(),
             report: ReportConfig::default(),
             apps: Vec::new(),
+            evidence: EvidenceConfig::default(),
         }
     }
 }
@@ -253,6 +257,8 @@ pub struct Settings {
     pub time_zone: Zone,
     /// App grouping rules, compiled.
     pub apps: AppRules,
+    /// Evidence signing keys.
+    pub evidence: EvidenceConfig,
 }
 
 fn positive_secs(key: &'static str, secs: u64) -> Result<Duration, Error> {
@@ -268,7 +274,7 @@ impl Settings {
     /// # Errors
     /// [`Error::Invalid`] naming the key.
     pub fn resolve(raw: RawConfig, source: Option<PathBuf>) -> Result<Self, Error> {
-        let RawConfig { cgroup, probe, tracker, output, geo, journal, report, apps } = raw;
+        let RawConfig { cgroup, probe, tracker, output, geo, journal, report, apps, evidence } = raw;
         journal.validate().map_err(|e| Error::Invalid { key: "journal", reason: e.to_string() })?;
         report.validate().map_err(|e| Error::Invalid { key: "report", reason: e.to_string() })?;
         let time_zone = Zone::get(&report.time_zone)
@@ -294,6 +300,7 @@ impl Settings {
             report,
             time_zone,
             apps,
+            evidence,
         })
     }
 }
@@ -310,7 +317,12 @@ mod tests {
 
     #[test]
     fn shipped_config_file_documents_every_section() {
-        for section in [crate::enrich::CONFIG_DOC, crate::journal::CONFIG_DOC, crate::report::CONFIG_DOC] {
+        for section in [
+            crate::enrich::CONFIG_DOC,
+            crate::journal::CONFIG_DOC,
+            crate::report::CONFIG_DOC,
+            crate::evidence::CONFIG_DOC,
+        ] {
             assert!(DEFAULT_CONFIG_TOML.contains(section.trim()), "config/monitor.toml lacks:\n{section}");
         }
     }

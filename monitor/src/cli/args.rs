@@ -60,6 +60,10 @@ pub enum Command {
     Diff(super::diff::DiffArgs),
     /// Journal maintenance: `journal verify` checks its hash chain.
     Journal(super::journal::JournalArgs),
+    /// Write a self-contained, signed evidence bundle of a week or session, or verify one.
+    Evidence(super::evidence::EvidenceArgs),
+    /// Create the minisign key pair that signs evidence bundles and weekly exports.
+    Keygen(super::evidence::KeygenArgs),
 }
 
 /// `monitor run`.

@@ -34,6 +34,14 @@ pub fn code_for(err: &anyhow::Error) -> ExitCode {
         Some(_) => return ExitCode::from(CONFIG),
         None => {}
     }
+    match err.downcast_ref::<monitor::evidence::Error>() {
+        Some(monitor::evidence::Error::Journal(_)) => return ExitCode::from(JOURNAL),
+        Some(monitor::evidence::Error::Report(_) | monitor::evidence::Error::Sign(_)) => {
+            return ExitCode::from(FAILURE);
+        }
+        Some(_) => return ExitCode::from(CONFIG),
+        None => {}
+    }
     if let Some(e) = err.downcast_ref::<super::exec::CgroupError>() {
         return ExitCode::from(if e.denied() { PRIVILEGES } else { FAILURE });
     }

@@ -4,6 +4,7 @@ pub mod args;
 mod check;
 mod config;
 mod diff;
+mod evidence;
 mod exec;
 pub mod exit;
 mod journal;
@@ -34,6 +35,11 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Session(args) => session::execute(args, &Settings::resolve(raw, source)?),
         Command::Diff(args) => diff::execute(args, &Settings::resolve(raw, source)?),
         Command::Journal(args) => journal::execute(args, &Settings::resolve(raw, source)?),
+        Command::Evidence(args) => {
+            let settings = Settings::resolve(raw.clone(), source)?;
+            evidence::execute(args, &raw, &settings)
+        }
+        Command::Keygen(args) => evidence::keygen_execute(args, &Settings::resolve(raw, source)?),
         Command::Exec(args) => exec::execute(args, &Settings::resolve(raw, source)?),
         Command::Status(args) => status::execute(&args, &Settings::resolve(raw, source)?),
         Command::Config(args) => {

@@ -73,6 +73,7 @@ pub use reader::JournalReader;
 pub use rollup::{AppEndpoints, DestinationRow, RollupState};
 pub use rows::{DaemonState, DatabaseRow, EndpointRow, LossTotals, ResidencyRow, RowCounts, StatsTotals, TimeRange};
 pub use schema::SCHEMA_VERSION;
+pub use session_rows::RecordRow;
 pub use sessions::{
     MAX_SESSION_NAME, Session, SessionCgroup, SessionError, check_session_name, start_session, stop_session,
 };
