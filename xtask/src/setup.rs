@@ -32,6 +32,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     apt_install(&[
         ("iproute2", "network namespaces in tests"),
         ("sqlite3", "root tests open the journal with an external sqlite3 session while the daemon writes"),
+        ("minisign", "evidence tests check signed bundle manifests with the standard `minisign -V`"),
     ])?;
     if !args.no_geo {
         geo::ensure_default()?;

@@ -18,7 +18,16 @@ use crate::{
 
 const T: i64 = 1_794_805_200;
 
-fn flow(w: &mut JournalWriter, app: &str, cgroup: u64, cookie: u64, remote: &str, t: i64, tx: u64, d: &Destination) {
+/// One closed flow of `app` in `cgroup`: `tx` bytes up to `remote` at second `t`.
+fn flow(
+    w: &mut JournalWriter,
+    (app, cgroup): (&str, u64),
+    cookie: u64,
+    remote: &str,
+    t: i64,
+    tx: u64,
+    d: &Destination,
+) {
     let mut f = Flow::new(cookie, remote, at(t));
     let mut r = f.record(Close, at(t), tx, 0);
     r.owner.cgroup_id = cgroup;
@@ -43,13 +52,13 @@ fn two_sessions() -> (Value, Value) {
     let us = fixtures::public(Some("US"), Some(396_986), Some("ByteDance Inc."));
     let cn = fixtures::public(Some("CN"), Some(4134), Some("Chinanet"));
     let jp = fixtures::public(Some("JP"), Some(2497), Some("IIJ"));
-    flow(&mut w, "curl", 42, 1, "203.0.113.10:443", T + 1, 1000, &us);
-    flow(&mut w, "curl", 42, 2, "198.51.100.20:443", T + 2, 77, &cn);
-    flow(&mut w, "curl", 9, 3, "192.0.2.99:443", T + 3, 5, &jp);
-    flow(&mut w, "curl", 43, 4, "203.0.113.10:443", T + 1001, 1500, &us);
-    flow(&mut w, "curl", 43, 5, "192.0.2.200:443", T + 1002, 500, &jp);
-    flow(&mut w, "sync", 43, 6, "203.0.113.10:443", T + 1003, 10, &us);
-    flow(&mut w, "other", 9, 7, "198.51.100.20:443", T + 1004, 5, &cn);
+    flow(&mut w, ("curl", 42), 1, "203.0.113.10:443", T + 1, 1000, &us);
+    flow(&mut w, ("curl", 42), 2, "198.51.100.20:443", T + 2, 77, &cn);
+    flow(&mut w, ("curl", 9), 3, "192.0.2.99:443", T + 3, 5, &jp);
+    flow(&mut w, ("curl", 43), 4, "203.0.113.10:443", T + 1001, 1500, &us);
+    flow(&mut w, ("curl", 43), 5, "192.0.2.200:443", T + 1002, 500, &jp);
+    flow(&mut w, ("sync", 43), 6, "203.0.113.10:443", T + 1003, 10, &us);
+    flow(&mut w, ("other", 9), 7, "198.51.100.20:443", T + 1004, 5, &cn);
     w.flush().unwrap();
     let reader = JournalReader::open(w.path()).unwrap();
     (report(&reader, T, 42), report(&reader, T + 1000, 43))
