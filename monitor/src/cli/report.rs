@@ -20,8 +20,8 @@ pub fn execute(args: ReportArgs, settings: &Settings) -> anyhow::Result<ExitCode
         None => settings.time_zone.clone(),
     };
     let journal = journal.unwrap_or_else(|| settings.journal.path.clone());
-    let reader = open_journal(&journal)?;
     if let Some(name) = session {
+        let reader = open_journal(&journal)?;
         let (period, info) = super::session::window(&reader, &name, &zone)?;
         let mut query = ReportQuery::new(period);
         query.session = Some(info);
@@ -33,6 +33,8 @@ pub fn execute(args: ReportArgs, settings: &Settings) -> anyhow::Result<ExitCode
         (None, None, None) => Period::week_containing(Timestamp::now(), &zone)?,
         _ => anyhow::bail!(UsageError("give either --week, or both --since and --until".into())),
     };
+    // After the arguments: a bad period is a usage error even without a journal.
+    let reader = open_journal(&journal)?;
     render(&reader, ReportQuery::new(period), app, top, format)
 }
 
