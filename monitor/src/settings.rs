@@ -274,7 +274,8 @@ impl Settings {
     /// # Errors
     /// [`Error::Invalid`] naming the key.
     pub fn resolve(raw: RawConfig, source: Option<PathBuf>) -> Result<Self, Error> {
-        let RawConfig { cgroup, probe, tracker, output, geo, journal, report, apps, evidence } = raw;
+        let RawConfig { cgroup, probe, tracker, output, geo, journal, mut report, apps, evidence } = raw;
+        report.sign_with.clone_from(&evidence.secret_key);
         journal.validate().map_err(|e| Error::Invalid { key: "journal", reason: e.to_string() })?;
         report.validate().map_err(|e| Error::Invalid { key: "report", reason: e.to_string() })?;
         let time_zone = Zone::get(&report.time_zone)

@@ -85,8 +85,15 @@ fn run_in(dir: &Path, session: &str, journal: &Path, command: &[OsString]) -> an
     let words = escape::shell_words(command.iter().map(|a| a.as_bytes()));
     let record = SessionCgroup { id, path: dir.to_string_lossy().into_owned(), command: words.clone() };
     start_session(journal, session, Timestamp::now(), Some(&record))?;
-    let home = own_cgroup()?;
-    move_to(dir)?;
+    let moved = own_cgroup().and_then(|home| move_to(dir).map(|()| home).map_err(anyhow::Error::from));
+    let home = match moved {
+        Ok(home) => home,
+        Err(e) => {
+            // Never leave a session open that no command ran in.
+            let _ = stop_session(journal, session, Timestamp::now(), None);
+            return Err(e);
+        }
+    };
     info!("session started name={session} cgroup_id={id} command={}", escape::terminal(&words));
     // The terminal sends SIGINT to the command too: this process waits for it and records the end.
     if let Err(e) = ctrlc::set_handler(|| {}) {

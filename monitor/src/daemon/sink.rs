@@ -287,6 +287,12 @@ fn export_weeks(journal: &std::path::Path, config: &ReportConfig, reader: &mut O
         for week in weeks {
             for path in report::export_week(r, &week, tz, &config.export_dir, formats)? {
                 info!("weekly report {week} written to {}", path.display());
+                if let Some(key) = &config.sign_with {
+                    match crate::evidence::sign_file(&path, key) {
+                        Ok(sig) => info!("weekly report {week} signed: {}", sig.display()),
+                        Err(e) => warn!("weekly report {week} left unsigned: {}", chain(&e)),
+                    }
+                }
             }
         }
         Ok(())

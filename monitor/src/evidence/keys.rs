@@ -121,6 +121,32 @@ impl SigningKey {
     }
 }
 
+/// Signs the file at `path` with the secret key at `secret`, writing `<path>.minisig` beside it
+/// (replaced when present; never through a symlink). Returns the signature's path.
+///
+/// # Errors
+/// The key errors of [`SigningKey::load`], [`Error::Write`] when a file cannot be read or written.
+pub fn sign_file(path: &Path, secret: &Path) -> Result<std::path::PathBuf, Error> {
+    let key = SigningKey::load(secret)?;
+    let data = std::fs::read(path).map_err(|source| Error::Write { path: path.to_path_buf(), source })?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let sig = key.sign(&data, &format!("monitor export {name}"))?;
+    let mut out = path.as_os_str().to_owned();
+    out.push(".minisig");
+    let out = std::path::PathBuf::from(out);
+    let io = |source| Error::Write { path: out.clone(), source };
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&out)
+        .map_err(io)?;
+    file.write_all(sig.as_bytes()).and_then(|()| file.sync_all()).map_err(io)?;
+    Ok(out)
+}
+
 /// minisign's key id of `keynum` (little-endian u64, upper-case hex).
 fn key_id(keynum: &[u8]) -> String {
     keynum.iter().rev().map(|b| format!("{b:02X}")).collect()

@@ -33,7 +33,7 @@ mod config_tests {
 }
 
 pub use bundle::{BundleCheck, BundleInput, MANIFEST, SIGNATURE, verify_bundle, write_bundle};
-pub use keys::{SigningKey, keygen, verify as verify_signature};
+pub use keys::{SigningKey, keygen, sign_file, verify as verify_signature};
 use serde::{Deserialize, Serialize};
 
 /// The documented `[evidence]` section (every key is unset by default, shown commented out).
@@ -41,7 +41,9 @@ pub const CONFIG_DOC: &str = r#"[evidence]
 # Secret key of `monitor keygen` (minisign format, password-less: protect the file, mode 0600; a
 # key readable by group or others is refused). When set, `monitor evidence` signs each bundle's
 # MANIFEST (MANIFEST.minisig, checked by `minisign -V -p evidence.pub -m MANIFEST`) and the
-# daemon signs each weekly export (<file>.minisig). A configured key that is missing is an error.
+# daemon signs each weekly export (<file>.minisig, `minisign -V -p evidence.pub -m <file>`). A
+# configured key that is missing is an error for `monitor evidence`; the daemon logs a warning
+# and leaves that export unsigned.
 # secret_key = "/etc/monitor/evidence.key"
 # Public key `monitor evidence verify` checks signatures with. Unset: the bundle's own
 # evidence.pub (proves the bundle is unchanged since signing, not who signed it).

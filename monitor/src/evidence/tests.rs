@@ -184,3 +184,24 @@ fn key_and_directory_errors_are_clear() {
     assert!(matches!(write_bundle(&file.join("sub"), &input, None), Err(Error::BundleDir { .. })));
     assert!(matches!(write_bundle(dir.path(), &input, None), Err(Error::BundleDir { .. })));
 }
+
+#[test]
+fn a_signed_export_verifies_with_minisign() {
+    let dir = tempdir();
+    let (sk, pk) = (dir.path().join("k.key"), dir.path().join("k.pub"));
+    keygen(&sk, &pk, false).unwrap();
+    let export = dir.path().join("2026-W47.json");
+    std::fs::write(&export, "{\"schema\": \"monitor.report/1\"}\n").unwrap();
+    let sig = super::sign_file(&export, &sk).unwrap();
+    assert_eq!(sig, dir.path().join("2026-W47.json.minisig"));
+    let text = std::fs::read_to_string(&sig).unwrap();
+    let (_, comment) =
+        super::verify_signature(&std::fs::read_to_string(&pk).unwrap(), &text, &std::fs::read(&export).unwrap())
+            .unwrap();
+    assert_eq!(comment, "monitor export 2026-W47.json");
+    if tool("minisign") {
+        let out = Command::new("minisign").arg("-V").arg("-p").arg(&pk).arg("-m").arg(&export).output().unwrap();
+        assert!(out.status.success(), "minisign -V: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(matches!(super::sign_file(&export, &dir.path().join("none.key")), Err(Error::KeyMissing { .. })));
+}
