@@ -40,7 +40,9 @@ pub fn exec_session_isolates_the_commands_flows() {
     let b = Place { netns: Some(&pair.b), ..Place::default() };
     let mut server = spawn("tcp-server", &[server_addr.clone(), s(20_000), s(2)], b);
     server.line();
-    let mon = Monitor::start(&cg.path, "");
+    // One app for both clients: a process gone before /proc is read is named by its `comm`, so
+    // the app rule groups by user instead (every process of the test cgroup runs as root).
+    let mon = Monitor::start(&cg.path, "[[apps]]\nname = \"tester\"\nuid = [0]\n");
     // Outside the session: the same executable, same server, running all through the session.
     let a = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None };
     let outside = spawn("tcp-trickle", &[server_addr.clone(), s(10_000), s(30), s(50)], a);
@@ -99,7 +101,7 @@ pub fn exec_session_isolates_the_commands_flows() {
     let app = |local_flow: &monitor::tracker::FlowRecord| {
         out.flows.iter().find(|f| f["cookie"] == local_flow.cookie).unwrap()["app"]["name"].clone()
     };
-    assert_eq!(app(session_flow), app(outside_flow), "one app: the same executable");
+    assert_eq!((app(session_flow), app(outside_flow)), ("tester".into(), "tester".into()), "one app");
 
     // The whole journal has both flows; the session only its command's.
     let all = out.report_json();
