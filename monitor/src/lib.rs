@@ -16,6 +16,8 @@
 //! - [`naming`]   host names of flows from the kernel's payload copies (parsers in [`names`]).
 //! - [`daemon`]   the run loop and shutdown.
 //! - [`metrics`]   the Prometheus endpoint (own thread; fed by the sink like the journal).
+//! - [`diff`]   what changed per app between two reports (sessions, weeks, files).
+//! - [`evidence`]   evidence bundles (report, records, databases, manifest) and their minisign signatures.
 //! - [`settings`]   configuration.
 //! - [`stats`]   completeness counters shared by the stages and the journal (a leaf).
 //! - [`week`]   ISO week bounds in a time zone, for reports and rollups alike (a leaf).
@@ -29,8 +31,10 @@
 pub mod claims;
 pub mod clock;
 pub mod daemon;
+pub mod diff;
 pub mod enrich;
 pub mod escape;
+pub mod evidence;
 pub mod files;
 pub mod identity;
 pub mod journal;

@@ -16,6 +16,7 @@ use crate::residency::DeviceConfig;
 use crate::{
     claims::ClaimsConfig,
     enrich::GeoConfig,
+    evidence::EvidenceConfig,
     files,
     identity::{AppRule, AppRules},
     journal::JournalConfig,
@@ -87,6 +88,8 @@ pub struct RawConfig {
     pub android: RawAndroid,
     /// `[device]`: where this device is (plausibility of database countries).
     pub device: DeviceConfig,
+    /// `[evidence]`: signing key of evidence bundles and weekly exports.
+    pub evidence: EvidenceConfig,
 }
 
 /// `[android]`.
@@ -207,6 +210,7 @@ impl Default for RawConfig {
             claims: ClaimsConfig::default(),
             android: RawAndroid::default(),
             device: DeviceConfig::default(),
+            evidence: EvidenceConfig::default(),
         }
     }
 }
@@ -295,6 +299,8 @@ pub struct Settings {
     pub android_packages_list: Option<PathBuf>,
     /// `[device]`, validated.
     pub device: DeviceConfig,
+    /// Evidence signing keys.
+    pub evidence: EvidenceConfig,
 }
 
 fn positive_secs(key: &'static str, secs: u64) -> Result<Duration, Error> {
@@ -317,14 +323,16 @@ impl Settings {
             output,
             geo,
             journal,
-            report,
+            mut report,
             metrics,
             names,
             apps,
             claims,
             android,
             device,
+            evidence,
         } = raw;
+        report.sign_with.clone_from(&evidence.secret_key);
         claims.validate().map_err(|reason| Error::Invalid { key: "claims", reason })?;
         metrics.validate().map_err(|e| Error::Invalid { key: "metrics", reason: e.to_string() })?;
         names.validate().map_err(|e| Error::Invalid { key: "names", reason: e.to_string() })?;
@@ -362,6 +370,7 @@ impl Settings {
             claims,
             android_packages_list: android.packages_list,
             device,
+            evidence,
         })
     }
 }
@@ -386,6 +395,7 @@ mod tests {
             crate::metrics::CONFIG_DOC,
             crate::names::table::CONFIG_DOC,
             crate::residency::CONFIG_DOC,
+            crate::evidence::CONFIG_DOC,
         ] {
             assert!(DEFAULT_CONFIG_TOML.contains(section.trim()), "config/monitor.toml lacks:\n{section}");
         }

@@ -37,6 +37,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         ("systemd", "systemd-analyze rates the service unit's exposure in tests"),
         ("prometheus", "promtool checks the metrics and alerting rules; root tests scrape with a real server"),
         ("dnsmasq-base", "names root tests: an authoritative DNS server and a local stub resolver in namespaces"),
+        ("minisign", "evidence tests check signed bundle manifests with the standard `minisign -V`"),
     ])?;
     if !args.no_geo {
         geo::ensure_default()?;

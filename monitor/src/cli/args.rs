@@ -14,7 +14,10 @@ Exit codes:
   4  the kernel lacks a required feature (see `monitor check`)
   5  the journal cannot be used (unwritable directory, corrupt file, full disk)
  10  `monitor verify`: at least one claim FAILED
- 11  `monitor verify`: no claim failed, at least one is INCONCLUSIVE";
+ 11  `monitor verify`: no claim failed, at least one is INCONCLUSIVE
+ 12  `monitor diff`: B has an app, country, ASN, hostname or endpoint A lacks
+ 13  `monitor journal verify` / `monitor evidence verify`: something was changed or removed
+127  `monitor exec`: the command cannot be started (otherwise exec exits with the command's code)";
 
 const LONG_VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
@@ -57,6 +60,18 @@ pub enum Command {
     Alerts(super::alerts::AlertsArgs),
     /// What the databases say for an address; where a host name was seen, per app.
     Lookup(super::lookup::LookupArgs),
+    /// Mark named time windows (sessions) in the journal; reports take `--session NAME`.
+    Session(super::session::SessionArgs),
+    /// Run a command in a cgroup of its own, recording its flows as a new session.
+    Exec(super::exec::ExecArgs),
+    /// What changed per app between two sessions, weeks or report files (exit 10: something new).
+    Diff(super::diff::DiffArgs),
+    /// Journal maintenance: `journal verify` checks its hash chain.
+    Journal(super::journal::JournalArgs),
+    /// Write a self-contained, signed evidence bundle of a week or session, or verify one.
+    Evidence(super::evidence::EvidenceArgs),
+    /// Create the minisign key pair that signs evidence bundles and weekly exports.
+    Keygen(super::evidence::KeygenArgs),
 }
 
 /// `monitor run`.
@@ -86,8 +101,12 @@ pub struct ReportArgs {
     #[command(subcommand)]
     pub fleet: Option<super::report_merge::ReportCommand>,
     /// ISO week, cut in the report time zone (default: the current week). Example: --week 2026-W47
-    #[arg(long, conflicts_with_all = ["since", "until"])]
+    #[arg(long, conflicts_with_all = ["since", "until", "session"])]
     pub week: Option<String>,
+    /// A session's window (`monitor session`); for a session of `monitor exec`, only the flows
+    /// of its command. Example: --session build-42
+    #[arg(long, conflicts_with_all = ["since", "until"])]
+    pub session: Option<String>,
     /// Start: a date (midnight) or a date and time of day (seconds optional), in the report
     /// time zone unless an offset or `Z` follows. Example: --since 2026-11-19T08:00
     #[arg(long, requires = "until")]

@@ -18,6 +18,10 @@ pub const JOURNAL: u8 = 5;
 pub const CLAIM_FAILED: u8 = 10;
 /// `monitor verify`: no claim failed, at least one is inconclusive.
 pub const CLAIM_INCONCLUSIVE: u8 = 11;
+/// `monitor diff`: the newer side has something the older lacks.
+pub const NEW: u8 = 12;
+/// `monitor journal verify`, `monitor evidence verify`: something was changed or removed.
+pub const TAMPERED: u8 = 13;
 
 /// Exit code for an error that reached `main`.
 pub fn code_for(err: &anyhow::Error) -> ExitCode {
@@ -28,6 +32,25 @@ pub fn code_for(err: &anyhow::Error) -> ExitCode {
             .downcast_ref::<monitor::report::Error>()
             .is_some_and(|e| !matches!(e, monitor::report::Error::Journal(_)))
     {
+        return ExitCode::from(CONFIG);
+    }
+    match err.downcast_ref::<monitor::journal::SessionError>() {
+        Some(monitor::journal::SessionError::Journal(_)) => return ExitCode::from(JOURNAL),
+        Some(_) => return ExitCode::from(CONFIG),
+        None => {}
+    }
+    match err.downcast_ref::<monitor::evidence::Error>() {
+        Some(monitor::evidence::Error::Journal(_)) => return ExitCode::from(JOURNAL),
+        Some(monitor::evidence::Error::Report(_) | monitor::evidence::Error::Sign(_)) => {
+            return ExitCode::from(FAILURE);
+        }
+        Some(_) => return ExitCode::from(CONFIG),
+        None => {}
+    }
+    if let Some(e) = err.downcast_ref::<super::exec::CgroupError>() {
+        return ExitCode::from(if e.denied() { PRIVILEGES } else { FAILURE });
+    }
+    if err.downcast_ref::<monitor::diff::Error>().is_some_and(|e| matches!(e, monitor::diff::Error::NotReport { .. })) {
         return ExitCode::from(CONFIG);
     }
     // `report::Error::Journal` is transparent: the journal error is not a separate link.

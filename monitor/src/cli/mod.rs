@@ -4,12 +4,17 @@ mod alerts;
 pub mod args;
 mod check;
 mod config;
+mod diff;
+mod evidence;
+mod exec;
 pub mod exit;
+mod journal;
 pub mod logging;
 mod lookup;
 mod report;
 mod report_merge;
 mod run;
+mod session;
 mod status;
 mod verify;
 
@@ -31,6 +36,15 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::execute(args, raw, source),
         Command::Check(args) => Ok(check::execute(&args)),
         Command::Report(args) => report::execute(args, &Settings::resolve(raw, source)?),
+        Command::Session(args) => session::execute(args, &Settings::resolve(raw, source)?),
+        Command::Diff(args) => diff::execute(args, &Settings::resolve(raw, source)?),
+        Command::Journal(args) => journal::execute(args, &Settings::resolve(raw, source)?),
+        Command::Evidence(args) => {
+            let settings = Settings::resolve(raw.clone(), source)?;
+            evidence::execute(args, &raw, &settings)
+        }
+        Command::Keygen(args) => evidence::keygen_execute(args, &Settings::resolve(raw, source)?),
+        Command::Exec(args) => exec::execute(args, &Settings::resolve(raw, source)?),
         Command::Status(args) => status::execute(&args, &Settings::resolve(raw, source)?),
         Command::Verify(args) => verify::execute(args, &Settings::resolve(raw, source)?),
         Command::Alerts(args) => alerts::execute(args, &Settings::resolve(raw, source)?),

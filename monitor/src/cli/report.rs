@@ -14,8 +14,9 @@ use super::{args::ReportArgs, exit};
 
 /// Prints the report.
 pub fn execute(args: ReportArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let ReportArgs { fleet, week, since, until, app, format, time_zone, journal, top, prometheus, hosts, host_label } =
-        args;
+    let ReportArgs {
+        fleet, week, session, since, until, app, format, time_zone, journal, top, prometheus, hosts, host_label,
+    } = args;
     if let Some(command) = fleet {
         return super::report_merge::execute(command);
     }
@@ -24,6 +25,13 @@ pub fn execute(args: ReportArgs, settings: &Settings) -> anyhow::Result<ExitCode
         None => settings.time_zone.clone(),
     };
     let journal = journal.unwrap_or_else(|| settings.journal.path.clone());
+    if let Some(name) = session {
+        let reader = open_journal(&journal)?;
+        let (period, info) = super::session::window(&reader, &name, &zone)?;
+        let mut query = ReportQuery::new(period);
+        query.session = Some(info);
+        return render(&reader, query, app, top, format, settings);
+    }
     let period = match (week, since, until) {
         (Some(week), None, None) => Period::iso_week(&week, &zone)?,
         (None, Some(since), Some(until)) => Period::range(zone.parse_time(&since)?, zone.parse_time(&until)?, &zone)?,
@@ -41,14 +49,25 @@ pub fn execute(args: ReportArgs, settings: &Settings) -> anyhow::Result<ExitCode
         super::write_stdout(&text).context("cannot write the report")?;
         return Ok(ExitCode::from(exit::OK));
     }
+    // After the arguments: a bad period is a usage error even without a journal.
     let reader = open_journal(&journal)?;
-    let mut query = ReportQuery::new(period);
+    render(&reader, ReportQuery::new(period), app, top, format, settings)
+}
+
+fn render(
+    reader: &JournalReader,
+    mut query: ReportQuery,
+    app: Option<String>,
+    top: Option<u32>,
+    format: Format,
+    settings: &Settings,
+) -> anyhow::Result<ExitCode> {
     query.app = app;
     query.device = settings.device.location.clone();
     if let Some(top) = top {
         query.top_endpoints = usize::try_from(top).unwrap_or(usize::MAX);
     }
-    let report = Report::build(&reader, &query)?;
+    let report = Report::build(reader, &query)?;
     let mut text = Vec::new();
     report.render(format, &mut text)?;
     super::write_stdout(&text).context("cannot write the report")?;

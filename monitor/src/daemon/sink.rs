@@ -400,6 +400,12 @@ fn export_weeks(
             let written = report::export_week(r, &week, tz, &config.export_dir, formats)?;
             for path in &written {
                 info!("weekly report {week} written to {}", path.display());
+                if let Some(key) = &config.sign_with {
+                    match crate::evidence::sign_file(&path, key) {
+                        Ok(sig) => info!("weekly report {week} signed: {}", sig.display()),
+                        Err(e) => warn!("weekly report {week} left unsigned: {}", chain(&e)),
+                    }
+                }
             }
             if !written.is_empty() {
                 export_verdicts(r, &week, config, claims);

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::{
     buffer::{Bucket, BucketKey, Buffer, Pending},
+    chain,
     names::{self, int, ms},
     rollup::{Fold, Rollup},
 };
@@ -37,6 +38,7 @@ pub(super) fn write(
     run_started: Timestamp,
     now: Timestamp,
 ) -> rusqlite::Result<Written> {
+    let mark = chain::mark(tx)?;
     let mut dbs = DbIds::default();
     if let Some(list) = &buf.databases {
         tx.execute("UPDATE databases SET in_use = 0 WHERE in_use = 1", [])?;
@@ -121,6 +123,7 @@ pub(super) fn write(
             ],
         )?;
     }
+    chain::seal(tx, mark, now)?;
     let written = Written { connections: buf.records.len(), residency: buf.buckets.len(), stats: buf.stats.len() };
     let rows = written.connections + written.residency + written.stats;
     tx.execute(

@@ -36,6 +36,8 @@
 //! | `daemon_state` | – (single row) | `pid`, `started_ms`, `version`, `config_path`, `last_flush_ms`, `flushes`, `rows_written`, `flush_interval_secs`, `residency_interval_secs`, `degradations` |
 //! | `exports` | exported (week, time zone, format) | `week`, `time_zone`, `format`, `path`, `written_ms` |
 //! | `alerts` | (ISO week, claim, remote address) violated | `period`, `claim`, `destination`, `app`, `exe`, `pid`, `user`, `country`, `asn`, `as_org`, `rule`, `first_ms`, `last_ms`, `repeats` (later violating records), `payload_tx`/`payload_rx` (bytes of the violating records) |
+//! | `sessions` | named time window | `name` (unique), `started_ms`, `stopped_ms` (NULL while running), `cgroup_id`/`cgroup_path` (the child cgroup of `monitor exec`; NULL: every flow of the window), `command`, `exit_code` |
+//! | `batches` | flush (schema 4 on) | hash chain, see `chain.rs`: `first_connection`..`last_connection`, `first_stats`..`last_stats` (row ids), `min_time_ms`/`max_time_ms` (of its connection records), `digests` (16 bytes per row), `prev_hash`, `hash` (SHA-256) |
 //! | `meta` | key | `key`, `value`: `connections_purged_before_ms`, `residency_purged_before_ms` |
 //!
 //! # Reading
@@ -46,6 +48,7 @@
 
 mod alerts;
 mod buffer;
+mod chain;
 mod config;
 mod evidence;
 mod exports;
@@ -59,6 +62,8 @@ mod rows;
 mod schema;
 mod services;
 mod truth;
+mod session_rows;
+mod sessions;
 mod writer;
 
 #[cfg(test)]
@@ -70,6 +75,7 @@ pub use alerts::AlertRow;
 /// Whether a record starts its flow (counted as a new flow in residency rows and metrics).
 pub(crate) use buffer::is_first_record;
 pub use buffer::{Loss, MAX_BUFFERED_BUCKETS, MAX_BUFFERED_RECORDS};
+pub use chain::{Integrity, Problem as IntegrityProblem, verify as verify_chain};
 pub use config::{CONFIG_DOC, JournalConfig};
 pub use evidence::{DatabaseRef, EvidenceRow};
 pub use exports::{ExportRow, record_export};
@@ -79,6 +85,10 @@ pub use rows::{DaemonState, DatabaseRow, EndpointRow, LossTotals, ResidencyRow, 
 pub use schema::SCHEMA_VERSION;
 pub use services::{HostAddressRow, ServiceRow};
 pub use truth::{StoredAnswer, TruthRow};
+pub use session_rows::RecordRow;
+pub use sessions::{
+    MAX_SESSION_NAME, Session, SessionCgroup, SessionError, check_session_name, start_session, stop_session,
+};
 pub use writer::{FlushReport, JournalWriter, PurgeReport, RunInfo};
 
 /// Journal errors.

@@ -17,7 +17,7 @@ use rusqlite_migration::{M, Migrations};
 use super::{Error, files};
 
 /// Schema version this build writes (number of migrations).
-pub const SCHEMA_VERSION: u32 = 7;
+pub const SCHEMA_VERSION: u32 = 8;
 
 /// How long a statement waits for the other side's lock (reader vs writer) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -290,6 +290,35 @@ ALTER TABLE connections ADD COLUMN consensus TEXT;
 ALTER TABLE connections ADD COLUMN country_answers TEXT;
 ";
 
+/// Sessions (`monitor session`, `monitor exec --session`): named time windows, optionally with
+/// the cgroup a command ran in; and the hash chain over flushed batches (`journal/chain.rs`).
+/// Rows written before this version are outside the chain.
+const V_SESSIONS: &str = "
+CREATE TABLE sessions (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT    NOT NULL UNIQUE,
+    started_ms  INTEGER NOT NULL,
+    stopped_ms  INTEGER,
+    cgroup_id   INTEGER,
+    cgroup_path TEXT,
+    command     TEXT,
+    exit_code   INTEGER
+);
+CREATE TABLE batches (
+    id               INTEGER PRIMARY KEY,
+    time_ms          INTEGER NOT NULL,
+    first_connection INTEGER NOT NULL,
+    last_connection  INTEGER NOT NULL,
+    first_stats      INTEGER NOT NULL,
+    last_stats       INTEGER NOT NULL,
+    min_time_ms      INTEGER,
+    max_time_ms      INTEGER,
+    digests          BLOB    NOT NULL,
+    prev_hash        BLOB    NOT NULL,
+    hash             BLOB    NOT NULL
+);
+";
+
 /// Every migration, oldest first. Append only.
 const MIGRATIONS: &[M<'static>] = &[
     M::up(V1),
@@ -299,6 +328,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(V_DEGRADATIONS),
     M::up(V_NAMES),
     M::up(V_RESIDENCY_TRUTH),
+    M::up(V_SESSIONS),
 ];
 
 fn migrations() -> Migrations<'static> {

@@ -8,7 +8,7 @@ use super::{
     ATTRIBUTION, AppReport, Attribution, Error, Period, Report, SCHEMA, Share, ShareKind, SourceShare, Traffic,
     Unknown,
     fmt::share,
-    model::{AsnRef, Endpoint, NewDestinations, PeriodInfo},
+    model::{AsnRef, Endpoint, NewDestinations, PeriodInfo, SessionInfo},
     notes, services,
     source::{self, Inputs, Seen, Source},
 };
@@ -27,6 +27,9 @@ pub struct ReportQuery {
     pub period: Period,
     /// Only this app (by name).
     pub app: Option<String>,
+    /// A session: with a cgroup, only the records of sockets created in it are reported (from
+    /// connection records, not residency rows). Set `period` to the session's window.
+    pub session: Option<SessionInfo>,
     /// Endpoints listed per app.
     pub top_endpoints: usize,
     /// Stamped into the report when set (leave `None` for byte-identical reruns).
@@ -47,6 +50,7 @@ impl ReportQuery {
             app: None,
             top_endpoints: DEFAULT_TOP_ENDPOINTS,
             generated_at: None,
+            session: None,
             evidence: false,
             device: None,
         }
@@ -70,6 +74,8 @@ pub(crate) fn build_from(reader: &JournalReader, query: &ReportQuery, source: So
     let previous = period.previous()?;
     let purged = reader.connections_purged_before()?;
     let endpoints_compared = purged.is_none_or(|p| p <= previous.since);
+    // The rollups have no cgroup: a session of `monitor exec` reads the connection records.
+    let source = if query.session.as_ref().is_some_and(|s| s.cgroup_id.is_some()) { Source::Fine } else { source };
     let plan = source::plan(reader, period, &previous, purged, source)?;
     let Inputs { rows, attributed_wire_bytes, previous: seen, endpoints } =
         source::read(reader, query, &previous, plan)?;
@@ -127,6 +133,7 @@ pub(crate) fn build_from(reader: &JournalReader, query: &ReportQuery, source: So
         period: period_info(period),
         previous_period: period_info(&previous),
         app_filter: query.app.clone(),
+        session: query.session.clone(),
         generated_at: query.generated_at,
         totals,
         apps,

@@ -35,6 +35,10 @@ pub struct ReportConfig {
     pub export_dir: PathBuf,
     /// Formats of weekly exports.
     pub export_formats: Vec<Format>,
+    /// Secret key that signs each weekly export (`<file>.minisig`): `evidence.secret_key`, set
+    /// by `Settings::resolve` (not a `[report]` key).
+    #[serde(skip)]
+    pub sign_with: Option<PathBuf>,
 }
 
 impl Default for ReportConfig {
@@ -46,6 +50,7 @@ impl Default for ReportConfig {
             export_dir: PathBuf::from("/var/lib/monitor/reports"),
             // JSON for machines, Markdown and the HTML page for people.
             export_formats: vec![Format::Json, Format::Markdown, Format::Html],
+            sign_with: None,
         }
     }
 }

@@ -17,6 +17,8 @@ pub struct Report {
     pub previous_period: PeriodInfo,
     /// Only this app was reported, if set.
     pub app_filter: Option<String>,
+    /// The session reported (its window is `period`), if the report is of a session.
+    pub session: Option<SessionInfo>,
     /// When the report was made, if the caller asked for it (left out for reproducible output).
     pub generated_at: Option<Timestamp>,
     /// Sums over the apps reported.
@@ -68,6 +70,16 @@ pub struct TimeBucket {
     pub payload_tx: u64,
     /// Payload bytes received.
     pub payload_rx: u64,
+}
+
+/// A session (`monitor session`, `monitor exec --session`) a report covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionInfo {
+    /// Session name.
+    pub name: String,
+    /// Only sockets created in this cgroup (`monitor exec`) are reported; `None`: every flow of
+    /// the window.
+    pub cgroup_id: Option<u64>,
 }
 
 /// A period in UTC and local time.

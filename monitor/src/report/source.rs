@@ -91,6 +91,15 @@ pub(super) fn read(
 ) -> Result<Inputs, Error> {
     let (period, app) = (&query.period, query.app.as_deref());
     let wire = |rows: &[ResidencyRow]| rows.iter().map(|r| r.wire_tx + r.wire_rx).sum::<u64>();
+    if let Some(cgroup) = query.session.as_ref().and_then(|s| s.cgroup_id) {
+        let rows = reader.residency_of_cgroup(period.time_range(), app, cgroup)?;
+        let all = wire(&reader.residency(period.time_range(), None)?);
+        let previous_seen = seen_in(&reader.residency_of_cgroup(previous.time_range(), app, cgroup)?);
+        let current = reader.endpoints_of_cgroup(period.time_range(), app, cgroup)?;
+        let before = reader.endpoints_of_cgroup(previous.time_range(), app, cgroup)?;
+        let endpoints = summarise(current, &before, query.top_endpoints);
+        return Ok(Inputs { rows, attributed_wire_bytes: all, previous: previous_seen, endpoints });
+    }
     let (rows, attributed_wire_bytes, previous_seen) = if plan.residency {
         let rows = reader.residency_week(period.time_range(), app)?;
         let all = if app.is_some() { wire(&reader.residency_week(period.time_range(), None)?) } else { wire(&rows) };

@@ -64,6 +64,7 @@ pub fn all() -> Vec<Case> {
             crate::lifecycle::sighup_reloads_databases_and_keeps_old_ones_on_failure,
         ),
         ("sigterm_stops_cleanly", crate::lifecycle::sigterm_stops_cleanly),
+        ("exec_session_isolates_the_commands_flows", crate::sessions::exec_session_isolates_the_commands_flows),
         (
             "long_lived_flow_gets_periodic_updates_that_add_up",
             crate::lifecycle::long_lived_flow_gets_periodic_updates_that_add_up,

@@ -27,6 +27,7 @@ mod protocols;
 mod raw_helpers;
 mod residency;
 mod service;
+mod sessions;
 mod shutdown;
 mod wal;
 

@@ -141,6 +141,10 @@ pub(super) fn write(r: &Report, out: &mut impl Write) -> Result<(), Error> {
     if let Some(app) = &r.app_filter {
         writeln!(out, "# app_filter: {}", Terminal(app)).map_err(io)?;
     }
+    if let Some(session) = &r.session {
+        let cgroup = session.cgroup_id.map_or_else(String::new, |id| format!(" cgroup {id}"));
+        writeln!(out, "# session: {}{cgroup}", Terminal(&session.name)).map_err(io)?;
+    }
     for note in &r.completeness.notes {
         writeln!(out, "# completeness: {note}").map_err(io)?;
     }

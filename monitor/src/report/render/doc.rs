@@ -72,6 +72,13 @@ pub(super) fn document(r: &Report, esc: Escape) -> Vec<Block> {
     if let Some(app) = &r.app_filter {
         let _ = write!(intro, " Only app {}.", esc(app));
     }
+    if let Some(session) = &r.session {
+        let _ = write!(intro, " Session {}", esc(&session.name));
+        let _ = match session.cgroup_id {
+            Some(id) => write!(intro, " (only sockets created in cgroup {id})."),
+            None => write!(intro, "."),
+        };
+    }
     if let Some(t) = r.generated_at {
         let _ = write!(intro, " Generated at {t}.");
     }

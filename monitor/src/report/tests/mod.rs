@@ -5,6 +5,7 @@ mod figures;
 mod hostile;
 mod rollup;
 mod truth;
+mod session;
 mod unknown;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,167 @@
+//! Signing keys in the minisign format: `monitor keygen` writes a password-less pair (secret key
+//! mode 0600, refused when group or others can read it), bundles and exports are signed with it,
+//! and Debian's `minisign -V -p <public key>` checks the signatures.
+
+use std::{
+    fs::OpenOptions,
+    io::Write as _,
+    os::unix::fs::{MetadataExt as _, OpenOptionsExt as _},
+    path::Path,
+};
+
+use minisign::{KeyPair, PublicKey, PublicKeyBox, SecretKey, SecretKeyBox, SignatureBox};
+
+use super::Error;
+use crate::files;
+
+/// Largest key file read.
+const KEY_MAX_BYTES: u64 = 4096;
+/// Untrusted comment of the secret key file.
+const SECRET_COMMENT: &str = "monitor evidence signing key (no password: protect this file)";
+
+/// A loaded key pair.
+pub struct SigningKey {
+    secret: SecretKey,
+    public: PublicKey,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey").field("key_id", &self.key_id()).finish_non_exhaustive()
+    }
+}
+
+fn key_err(path: &Path, reason: impl ToString) -> Error {
+    Error::Key { path: path.to_path_buf(), reason: reason.to_string() }
+}
+
+/// Writes a new password-less key pair: the secret key (mode 0600) and the public key (0644).
+/// Existing files are kept unless `force`.
+///
+/// # Errors
+/// [`Error::KeyExists`], or [`Error::WriteKey`] when a file cannot be written.
+pub fn keygen(secret: &Path, public: &Path, force: bool) -> Result<SigningKey, Error> {
+    let pair = KeyPair::generate_encrypted_keypair(Some(String::new())).map_err(|e| key_err(secret, e))?;
+    let sk_text = pair.sk.to_box(Some(SECRET_COMMENT)).map_err(|e| key_err(secret, e))?.into_string();
+    let pk_text = pair.pk.to_box().map_err(|e| key_err(public, e))?.into_string();
+    for (path, text, mode) in [(secret, &sk_text, 0o600), (public, &pk_text, 0o644)] {
+        let mut options = OpenOptions::new();
+        options.write(true).mode(mode).custom_flags(libc::O_NOFOLLOW);
+        if force {
+            options.create(true).truncate(true)
+        } else {
+            options.create_new(true)
+        };
+        let mut file = options.open(path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::AlreadyExists => Error::KeyExists { path: path.to_path_buf() },
+            _ => Error::WriteKey { path: path.to_path_buf(), source },
+        })?;
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|source| Error::WriteKey { path: path.to_path_buf(), source })?;
+    }
+    Ok(SigningKey { secret: pair.sk, public: pair.pk })
+}
+
+impl SigningKey {
+    /// Loads the secret key file of `monitor keygen`.
+    ///
+    /// # Errors
+    /// [`Error::KeyMissing`]; [`Error::Key`] for a file others can read, a password-protected key
+    /// or anything that is not a minisign secret key.
+    pub fn load(secret: &Path) -> Result<Self, Error> {
+        let text = files::read_regular_to_string(secret, KEY_MAX_BYTES).map_err(|e| match e {
+            files::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                Error::KeyMissing { path: secret.to_path_buf() }
+            }
+            other => key_err(secret, format!("{:#}", anyhow::Error::new(other))),
+        })?;
+        let mode = std::fs::metadata(secret).map_err(|e| key_err(secret, e))?.mode();
+        if mode & 0o077 != 0 {
+            return Err(key_err(
+                secret,
+                format!("it is readable by other users (mode {:o}): chmod 600 it", mode & 0o777),
+            ));
+        }
+        let sk =
+            SecretKey::from_box(SecretKeyBox::from_string(&text).map_err(|e| key_err(secret, e))?, Some(String::new()))
+                .map_err(|e| {
+                    key_err(
+                        secret,
+                        format!("not a password-less minisign secret key ({e}); create one with `monitor keygen`"),
+                    )
+                })?;
+        let public = PublicKey::from_secret_key(&sk).map_err(|e| key_err(secret, e))?;
+        Ok(Self { secret: sk, public })
+    }
+
+    /// The key id as minisign prints it (16 hex digits).
+    #[must_use]
+    pub fn key_id(&self) -> String {
+        key_id(self.public.keynum())
+    }
+
+    /// The public key file's text (`minisign -V -p` reads it).
+    ///
+    /// # Errors
+    /// When the key cannot be encoded.
+    pub fn public_text(&self) -> Result<String, Error> {
+        Ok(self.public.to_box().map_err(|e| Error::Sign(e.to_string()))?.into_string())
+    }
+
+    /// A minisign signature file of `data` with `trusted_comment`.
+    ///
+    /// # Errors
+    /// [`Error::Sign`].
+    pub fn sign(&self, data: &[u8], trusted_comment: &str) -> Result<String, Error> {
+        let sig =
+            minisign::sign(Some(&self.public), &self.secret, data, Some(trusted_comment), Some("monitor signature"))
+                .map_err(|e| Error::Sign(e.to_string()))?;
+        Ok(sig.into_string())
+    }
+}
+
+/// Signs the file at `path` with the secret key at `secret`, writing `<path>.minisig` beside it
+/// (replaced when present; never through a symlink). Returns the signature's path.
+///
+/// # Errors
+/// The key errors of [`SigningKey::load`], [`Error::Write`] when a file cannot be read or written.
+pub fn sign_file(path: &Path, secret: &Path) -> Result<std::path::PathBuf, Error> {
+    let key = SigningKey::load(secret)?;
+    let data = std::fs::read(path).map_err(|source| Error::Write { path: path.to_path_buf(), source })?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let sig = key.sign(&data, &format!("monitor export {name}"))?;
+    let mut out = path.as_os_str().to_owned();
+    out.push(".minisig");
+    let out = std::path::PathBuf::from(out);
+    let io = |source| Error::Write { path: out.clone(), source };
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&out)
+        .map_err(io)?;
+    file.write_all(sig.as_bytes()).and_then(|()| file.sync_all()).map_err(io)?;
+    Ok(out)
+}
+
+/// minisign's key id of `keynum` (little-endian u64, upper-case hex).
+fn key_id(keynum: &[u8]) -> String {
+    keynum.iter().rev().map(|b| format!("{b:02X}")).collect()
+}
+
+/// Checks signature file text `sig` over `data` with the public key file text `public`.
+/// Returns the key id and the trusted comment.
+///
+/// # Errors
+/// A message saying why the signature does not hold.
+pub fn verify(public: &str, sig: &str, data: &[u8]) -> Result<(String, String), String> {
+    let pk = PublicKeyBox::from_string(public)
+        .and_then(PublicKeyBox::into_public_key)
+        .map_err(|e| format!("not a minisign public key: {e}"))?;
+    let sig = SignatureBox::from_string(sig).map_err(|e| format!("not a minisign signature: {e}"))?;
+    minisign::verify(&pk, &sig, std::io::Cursor::new(data), true, false, false).map_err(|e| e.to_string())?;
+    Ok((key_id(pk.keynum()), sig.trusted_comment().unwrap_or_default()))
+}

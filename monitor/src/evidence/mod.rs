@@ -1,0 +1,107 @@
+//! Evidence bundles: a directory an auditor can check with standard tools. It holds the report
+//! (`report.json`, `report.md`), the claim verdicts when given (`verdicts.json`), the connection
+//! records behind every figure (`connections.csv`), the geolocation databases' type, build date
+//! and SHA-256 (`databases.json`), the monitor version, journal chain head and bundle facts
+//! (`bundle.json`), the effective configuration (`config.toml`), and `MANIFEST`: one
+//! `<sha256>  <file>` line per file (`sha256sum -c MANIFEST` reads it). With a signing key,
+//! `MANIFEST.minisig` signs the manifest (`minisign -V -p evidence.pub -m MANIFEST`) and
+//! `evidence.pub` is the public key (check it against the one you trust).
+//!
+//! Reads the journal only through [`JournalReader`](crate::journal::JournalReader) (done by the
+//! caller); writes only inside the bundle directory, which must be new or empty.
+
+mod bundle;
+mod keys;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+
+#[cfg(test)]
+mod config_tests {
+    #[test]
+    fn config_doc_parses_to_default() {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct File {
+            evidence: super::EvidenceConfig,
+        }
+        let file: File = toml::from_str(super::CONFIG_DOC).unwrap();
+        assert_eq!(file.evidence, super::EvidenceConfig::default());
+    }
+}
+
+pub use bundle::{BundleCheck, BundleInput, MANIFEST, SIGNATURE, verify_bundle, write_bundle};
+pub use keys::{SigningKey, keygen, sign_file, verify as verify_signature};
+use serde::{Deserialize, Serialize};
+
+/// The documented `[evidence]` section (every key is unset by default, shown commented out).
+pub const CONFIG_DOC: &str = r#"[evidence]
+# Secret key of `monitor keygen` (minisign format, password-less: protect the file, mode 0600; a
+# key readable by group or others is refused). When set, `monitor evidence` signs each bundle's
+# MANIFEST (MANIFEST.minisig, checked by `minisign -V -p evidence.pub -m MANIFEST`) and the
+# daemon signs each weekly export (<file>.minisig, `minisign -V -p evidence.pub -m <file>`). A
+# configured key that is missing is an error for `monitor evidence`; the daemon logs a warning
+# and leaves that export unsigned.
+# secret_key = "/etc/monitor/evidence.key"
+# Public key `monitor evidence verify` checks signatures with. Unset: the bundle's own
+# evidence.pub (proves the bundle is unchanged since signing, not who signed it).
+# public_key = "/etc/monitor/evidence.pub"
+"#;
+
+/// `[evidence]` in the config file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvidenceConfig {
+    /// Secret key of `monitor keygen` (password-less, mode 0600): bundles and weekly exports
+    /// are signed with it. Unset: unsigned.
+    pub secret_key: Option<PathBuf>,
+    /// Public key `monitor evidence verify` checks signatures with (unset: the bundle's own
+    /// `evidence.pub`, which proves integrity but not origin).
+    pub public_key: Option<PathBuf>,
+}
+
+/// Evidence errors (exit code 2, except [`Error::Journal`]: 5).
+#[allow(missing_docs, reason = "variant fields are described by the error messages")]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading the journal failed.
+    #[error(transparent)]
+    Journal(#[from] crate::journal::Error),
+    /// The configured key file does not exist.
+    #[error("signing key `{}` does not exist (create it with `monitor keygen`, or unset `evidence.secret_key`)", path.display())]
+    KeyMissing { path: PathBuf },
+    /// The key file is unusable.
+    #[error("cannot use signing key `{}`: {reason}", path.display())]
+    Key { path: PathBuf, reason: String },
+    /// `keygen` would overwrite a key.
+    #[error("`{}` exists; keygen does not overwrite keys (use --force to replace it)", path.display())]
+    KeyExists { path: PathBuf },
+    /// A key file cannot be written.
+    #[error("cannot write key file `{}`", path.display())]
+    WriteKey {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Signing failed.
+    #[error("cannot sign: {0}")]
+    Sign(String),
+    /// The bundle directory cannot be created or is not empty.
+    #[error("cannot write the evidence bundle to `{}`: {reason}", path.display())]
+    BundleDir { path: PathBuf, reason: String },
+    /// A bundle file cannot be written.
+    #[error("cannot write `{}`", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A bundle to verify cannot be read.
+    #[error("cannot read the evidence bundle `{}`: {reason}", path.display())]
+    Read { path: PathBuf, reason: String },
+    /// Rendering the report failed.
+    #[error(transparent)]
+    Report(#[from] crate::report::Error),
+}

@@ -1,0 +1,124 @@
+//! The hash chain against real journals edited behind the monitor's back with rusqlite.
+
+use std::path::{Path, PathBuf};
+
+use super::{Problem, verify};
+use crate::{
+    daemon::Stats,
+    journal::tests::{
+        fixtures::{self, Flow, at},
+        raw, tempdir, writer_in,
+    },
+    tracker::record::RecordKind::{Close, Update},
+};
+
+const T: i64 = 1_794_805_200;
+
+/// Two flushes: batch 1 has connection rows 1–3 and stats row 1, batch 2 rows 4–5 and stats 2.
+fn journal(dir: &Path) -> PathBuf {
+    let mut w = writer_in(dir);
+    let us = fixtures::public(Some("US"), Some(396_986), Some("ByteDance Inc."));
+    let app = fixtures::app("curl");
+    let mut f = Flow::new(1, "203.0.113.10:443", at(T));
+    w.append(&f.record(Update, at(T + 1), 100, 10), &app, Some(&us));
+    w.append(&f.record(Update, at(T + 2), 100, 10), &app, Some(&us));
+    w.append(&f.record(Close, at(T + 3), 100, 10), &app, Some(&us));
+    w.record_stats(at(T + 3), &Stats::default());
+    w.flush().unwrap();
+    // A flush with nothing to seal adds no batch.
+    w.flush().unwrap();
+    let mut g = Flow::new(2, "203.0.113.11:443", at(T + 10));
+    w.append(&g.record(Update, at(T + 11), 5, 5), &app, Some(&us));
+    w.append(&g.record(Close, at(T + 12), 5, 5), &app, Some(&us));
+    w.record_stats(at(T + 12), &Stats::default());
+    w.flush().unwrap();
+    w.path().to_path_buf()
+}
+
+#[test]
+fn untouched_journal_verifies() {
+    let dir = tempdir();
+    let path = journal(dir.path());
+    let v = verify(&path).unwrap();
+    assert_eq!((v.batches, v.rows_intact, v.rows_purged, v.rows_before_chain), (2, 7, 0, 0));
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+    assert_eq!(v.head.as_ref().map(String::len), Some(64));
+}
+
+#[test]
+fn one_changed_byte_is_named() {
+    let dir = tempdir();
+    let path = journal(dir.path());
+    // One byte of a text column ("fixture" -> "fixturf"), one unit of a counter.
+    raw(&path).execute("UPDATE connections SET owner_comm = 'fixturf' WHERE id = 2", []).unwrap();
+    raw(&path).execute("UPDATE stats SET events_lost = 1 WHERE id = 2", []).unwrap();
+    let v = verify(&path).unwrap();
+    assert_eq!(
+        v.problems,
+        [
+            Problem::RowChanged { table: "connections", id: 2, batch: 1 },
+            Problem::RowChanged { table: "stats", id: 2, batch: 2 }
+        ]
+    );
+    assert_eq!(v.rows_intact, 5);
+}
+
+#[test]
+fn removed_and_added_rows_are_named() {
+    let dir = tempdir();
+    let path = journal(dir.path());
+    let conn = raw(&path);
+    conn.execute("DELETE FROM connections WHERE id = 4", []).unwrap();
+    conn.execute(
+        "INSERT INTO connections SELECT 9, event, time_ms, first_seen_ms, closed_ms, cookie, app_id, app_pid,
+             app_start_time, owner_tgid, owner_pid, owner_uid, owner_gid, owner_comm, owner_cgroup_id, owner_source,
+             protocol, direction, local_ip, local_port, remote_ip, remote_port, payload_tx, payload_rx, wire_tx,
+             wire_rx, packets_tx, packets_rx, delta_payload_tx, delta_payload_rx, delta_wire_tx, delta_wire_rx,
+             delta_packets_tx, delta_packets_rx, payload_source, complete, scope, country, asn, as_org, country_db,
+             asn_db, ip_protocol FROM connections WHERE id = 1",
+        [],
+    )
+    .unwrap();
+    let v = verify(&path).unwrap();
+    assert_eq!(
+        v.problems,
+        [
+            Problem::RowRemoved { table: "connections", id: 4, batch: 2 },
+            Problem::RowAdded { table: "connections", id: 9 }
+        ]
+    );
+}
+
+#[test]
+fn edited_or_removed_batches_break_the_chain() {
+    let dir = tempdir();
+    let path = journal(dir.path());
+    raw(&path).execute("UPDATE batches SET max_time_ms = max_time_ms + 1 WHERE id = 1", []).unwrap();
+    assert_eq!(verify(&path).unwrap().problems, [Problem::BatchChanged { batch: 1 }]);
+
+    let dir = tempdir();
+    let path = journal(dir.path());
+    // Removing batch 1 and its rows: what is left no longer starts the chain.
+    let conn = raw(&path);
+    conn.execute_batch(
+        "DELETE FROM connections WHERE id <= 3; DELETE FROM stats WHERE id = 1; DELETE FROM batches WHERE id = 1",
+    )
+    .unwrap();
+    let v = verify(&path).unwrap();
+    assert_eq!(v.problems, [Problem::ChainBroken { batch: 2 }]);
+}
+
+#[test]
+fn purged_rows_are_not_problems() {
+    let dir = tempdir();
+    let path = journal(dir.path());
+    let conn = raw(&path);
+    // What retention does: delete records before the horizon and remember it.
+    let horizon = (T + 5) * 1000;
+    conn.execute("DELETE FROM connections WHERE time_ms < ?1", [horizon]).unwrap();
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('connections_purged_before_ms', ?1)", [horizon])
+        .unwrap();
+    let v = verify(&path).unwrap();
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+    assert_eq!((v.rows_purged, v.rows_intact), (3, 4));
+}

@@ -1,0 +1,227 @@
+//! Report rows of one cgroup (a session of `monitor exec`), from connection records: the
+//! residency table has no cgroup, so its rows are summed from the records' deltas instead.
+//! Same keys and sums as [`JournalReader::residency`] and [`JournalReader::endpoints`].
+
+use rusqlite::params;
+
+use super::{
+    EndpointRow, Error, JournalReader, ResidencyRow, TimeRange,
+    names::{count, ms, ts},
+};
+
+impl JournalReader {
+    /// Residency sums per (app, destination, provenance) of the records in `range` whose socket
+    /// was created in cgroup `cgroup_id`. `new_flows` counts sockets first seen in the range,
+    /// `flow_intervals` distinct sockets, `first_interval`/`last_interval_end` the first and last
+    /// record times; nothing straddles.
+    ///
+    /// # Errors
+    /// When the query fails.
+    pub fn residency_of_cgroup(
+        &self,
+        range: TimeRange,
+        app: Option<&str>,
+        cgroup_id: u64,
+    ) -> Result<Vec<ResidencyRow>, Error> {
+        let mut stmt = self
+            .conn()
+            .prepare_cached(
+                "SELECT a.name, COALESCE(c.scope, 'none') AS scope, c.country, c.asn, c.as_org, c.country_db,
+                     c.asn_db, c.payload_source, SUM(c.delta_payload_tx), SUM(c.delta_payload_rx),
+                     SUM(c.delta_wire_tx), SUM(c.delta_wire_rx), SUM(c.delta_packets_tx), SUM(c.delta_packets_rx),
+                     COUNT(DISTINCT CASE WHEN c.first_seen_ms >= ?1 THEN c.cookie END),
+                     SUM(c.event != 'update' AND c.complete = 0), COUNT(DISTINCT c.cookie),
+                     MIN(c.time_ms), MAX(c.time_ms)
+                 FROM connections c JOIN apps a ON a.id = c.app_id
+                 WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND c.owner_cgroup_id = ?3 AND (?4 IS NULL OR a.name = ?4)
+                 GROUP BY a.name, scope, c.country, c.asn, c.as_org, c.country_db, c.asn_db, c.payload_source
+                 ORDER BY a.name, scope, c.country, c.asn, c.as_org, c.country_db, c.asn_db, c.payload_source",
+            )
+            .map_err(|e| Error::read(self.path(), e))?;
+        let rows = stmt
+            .query_map(params![ms(range.since), ms(range.until), cgroup_id.cast_signed(), app], |row| {
+                Ok(ResidencyRow {
+                    app: row.get(0)?,
+                    scope: row.get(1)?,
+                    country: row.get(2)?,
+                    asn: row.get(3)?,
+                    as_org: row.get(4)?,
+                    country_db: row.get(5)?,
+                    asn_db: row.get(6)?,
+                    payload_source: row.get(7)?,
+                    payload_tx: count(row.get(8)?),
+                    payload_rx: count(row.get(9)?),
+                    wire_tx: count(row.get(10)?),
+                    wire_rx: count(row.get(11)?),
+                    packets_tx: count(row.get(12)?),
+                    packets_rx: count(row.get(13)?),
+                    new_flows: count(row.get(14)?),
+                    incomplete_flows: count(row.get(15)?),
+                    flow_intervals: count(row.get(16)?),
+                    first_interval: ts(17, row.get(17)?)?,
+                    last_interval_end: ts(18, row.get(18)?)?,
+                    straddling_intervals: 0,
+                })
+            })
+            .and_then(Iterator::collect);
+        rows.map_err(|e| Error::read(self.path(), e))
+    }
+
+    /// [`JournalReader::endpoints`] of the sockets created in cgroup `cgroup_id`.
+    ///
+    /// # Errors
+    /// When the query fails.
+    pub fn endpoints_of_cgroup(
+        &self,
+        range: TimeRange,
+        app: Option<&str>,
+        cgroup_id: u64,
+    ) -> Result<Vec<EndpointRow>, Error> {
+        let mut stmt = self
+            .conn()
+            .prepare_cached(
+                "SELECT a.name, c.remote_ip, CASE WHEN c.direction = 'inbound' THEN NULL ELSE c.remote_port END AS port,
+                     c.protocol, SUM(c.delta_payload_tx), SUM(c.delta_payload_rx), SUM(c.delta_wire_tx),
+                     SUM(c.delta_wire_rx), COUNT(DISTINCT c.cookie), MAX(c.time_ms),
+                     c.scope, c.country, c.asn, c.as_org
+                 FROM connections c JOIN apps a ON a.id = c.app_id
+                 WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND c.remote_ip IS NOT NULL AND c.owner_cgroup_id = ?3
+                     AND (?4 IS NULL OR a.name = ?4)
+                 GROUP BY a.name, c.remote_ip, port, c.protocol
+                 ORDER BY a.name, c.remote_ip, port, c.protocol",
+            )
+            .map_err(|e| Error::read(self.path(), e))?;
+        let rows = stmt
+            .query_map(params![ms(range.since), ms(range.until), cgroup_id.cast_signed(), app], |row| {
+                Ok(EndpointRow {
+                    app: row.get(0)?,
+                    ip: row.get(1)?,
+                    port: row.get(2)?,
+                    protocol: row.get(3)?,
+                    payload_tx: count(row.get(4)?),
+                    payload_rx: count(row.get(5)?),
+                    wire_tx: count(row.get(6)?),
+                    wire_rx: count(row.get(7)?),
+                    flows: count(row.get(8)?),
+                    scope: row.get(10)?,
+                    country: row.get(11)?,
+                    asn: row.get(12)?,
+                    as_org: row.get(13)?,
+                })
+            })
+            .and_then(Iterator::collect);
+        rows.map_err(|e| Error::read(self.path(), e))
+    }
+}
+
+/// One connection record as evidence bundles list it (`connections.csv`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RecordRow {
+    /// `connections.id`.
+    pub id: i64,
+    /// Record time (RFC 3339).
+    pub time: String,
+    /// `update`, `close` or `shutdown`.
+    pub event: String,
+    /// Socket cookie.
+    pub cookie: u64,
+    /// App name.
+    pub app: String,
+    /// App executable.
+    pub exe: Option<String>,
+    /// Process id.
+    pub pid: i64,
+    /// User id.
+    pub uid: i64,
+    /// `comm` of the socket's creator.
+    pub comm: String,
+    /// cgroup id of the socket's creator.
+    pub cgroup_id: u64,
+    /// Protocol.
+    pub protocol: String,
+    /// Direction.
+    pub direction: String,
+    /// Local address.
+    pub local_ip: Option<String>,
+    /// Local port.
+    pub local_port: Option<i64>,
+    /// Remote address.
+    pub remote_ip: Option<String>,
+    /// Remote port.
+    pub remote_port: Option<i64>,
+    /// Payload bytes sent since the previous record of the socket.
+    pub delta_payload_tx: u64,
+    /// Payload bytes received since the previous record.
+    pub delta_payload_rx: u64,
+    /// IP-layer bytes sent since the previous record.
+    pub delta_wire_tx: u64,
+    /// IP-layer bytes received since the previous record.
+    pub delta_wire_rx: u64,
+    /// Scope.
+    pub scope: Option<String>,
+    /// Country.
+    pub country: Option<String>,
+    /// ASN.
+    pub asn: Option<i64>,
+    /// AS organisation.
+    pub as_org: Option<String>,
+    /// `databases.id` that gave the country.
+    pub country_db: Option<i64>,
+    /// `databases.id` that gave the ASN.
+    pub asn_db: Option<i64>,
+}
+
+impl JournalReader {
+    /// The connection records in `range` (of cgroup `cgroup_id` when given), by id: the rows
+    /// every figure of a report of that range is summed from.
+    ///
+    /// # Errors
+    /// When the query fails.
+    pub fn records(&self, range: TimeRange, cgroup_id: Option<u64>) -> Result<Vec<RecordRow>, Error> {
+        let mut stmt = self
+            .conn()
+            .prepare_cached(
+                "SELECT c.id, c.time_ms, c.event, c.cookie, a.name, a.exe, c.owner_tgid, c.owner_uid, c.owner_comm,
+                     c.owner_cgroup_id, c.protocol, c.direction, c.local_ip, c.local_port, c.remote_ip, c.remote_port,
+                     c.delta_payload_tx, c.delta_payload_rx, c.delta_wire_tx, c.delta_wire_rx, c.scope, c.country,
+                     c.asn, c.as_org, c.country_db, c.asn_db
+                 FROM connections c JOIN apps a ON a.id = c.app_id
+                 WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND (?3 IS NULL OR c.owner_cgroup_id = ?3)
+                 ORDER BY c.id",
+            )
+            .map_err(|e| Error::read(self.path(), e))?;
+        let rows = stmt
+            .query_map(params![ms(range.since), ms(range.until), cgroup_id.map(u64::cast_signed)], |row| {
+                Ok(RecordRow {
+                    id: row.get(0)?,
+                    time: ts(1, row.get(1)?)?.to_string(),
+                    event: row.get(2)?,
+                    cookie: row.get::<_, i64>(3)?.cast_unsigned(),
+                    app: row.get(4)?,
+                    exe: row.get(5)?,
+                    pid: row.get(6)?,
+                    uid: row.get(7)?,
+                    comm: row.get(8)?,
+                    cgroup_id: row.get::<_, i64>(9)?.cast_unsigned(),
+                    protocol: row.get(10)?,
+                    direction: row.get(11)?,
+                    local_ip: row.get(12)?,
+                    local_port: row.get(13)?,
+                    remote_ip: row.get(14)?,
+                    remote_port: row.get(15)?,
+                    delta_payload_tx: count(row.get(16)?),
+                    delta_payload_rx: count(row.get(17)?),
+                    delta_wire_tx: count(row.get(18)?),
+                    delta_wire_rx: count(row.get(19)?),
+                    scope: row.get(20)?,
+                    country: row.get(21)?,
+                    asn: row.get(22)?,
+                    as_org: row.get(23)?,
+                    country_db: row.get(24)?,
+                    asn_db: row.get(25)?,
+                })
+            })
+            .and_then(Iterator::collect);
+        rows.map_err(|e| Error::read(self.path(), e))
+    }
+}

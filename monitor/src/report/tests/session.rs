@@ -1,0 +1,88 @@
+//! Reports of a session: the window, and for `monitor exec` sessions only the records of sockets
+//! created in the session's cgroup (same app, same destination outside the cgroup excluded).
+
+use serde_json::Value;
+
+use crate::{
+    journal::{
+        JournalReader,
+        tests::{
+            fixtures::{self, Flow, at},
+            tempdir, writer_in,
+        },
+    },
+    report::{Format, Period, Report, ReportQuery, SessionInfo, Zone},
+    tracker::record::RecordKind::{Close, Update},
+};
+
+const T: i64 = 1_794_805_200;
+
+fn json(reader: &JournalReader, cgroup_id: Option<u64>) -> Value {
+    let period = Period::range(at(T), at(T + 100), &Zone::get("UTC").unwrap()).unwrap();
+    let mut q = ReportQuery::new(period);
+    q.session = Some(SessionInfo { name: "s".into(), cgroup_id });
+    let mut out = Vec::new();
+    Report::build(reader, &q).unwrap().render(Format::Json, &mut out).unwrap();
+    serde_json::from_slice(&out).unwrap()
+}
+
+#[test]
+fn session_with_cgroup_reports_only_its_sockets() {
+    let dir = tempdir();
+    let mut w = writer_in(dir.path());
+    let us = fixtures::public(Some("US"), Some(396_986), Some("ByteDance Inc."));
+    let cn = fixtures::public(Some("CN"), Some(4134), Some("Chinanet"));
+    let app = fixtures::app("curl");
+    // In the session's cgroup (42): two records of one flow to US, one flow to CN.
+    let mut a = Flow::new(1, "203.0.113.10:443", at(T + 1));
+    let mut r = a.record(Update, at(T + 2), 1000, 10);
+    r.owner.cgroup_id = 42;
+    w.append(&r, &app, Some(&us));
+    let mut r = a.record(Close, at(T + 3), 234, 5);
+    r.owner.cgroup_id = 42;
+    w.append(&r, &app, Some(&us));
+    let mut b = Flow::new(2, "198.51.100.20:443", at(T + 4));
+    let mut r = b.record(Close, at(T + 5), 77, 0);
+    r.owner.cgroup_id = 42;
+    w.append(&r, &app, Some(&cn));
+    // Same app, same US endpoint, another cgroup (9), same window: not the session's.
+    let mut c = Flow::new(3, "203.0.113.10:443", at(T + 1));
+    w.append(&c.record(Close, at(T + 6), 5_000_000, 0), &app, Some(&us));
+    // The session's cgroup after the window: excluded by time.
+    let mut d = Flow::new(4, "203.0.113.10:443", at(T + 200));
+    let mut r = d.record(Close, at(T + 200), 9, 9);
+    r.owner.cgroup_id = 42;
+    w.append(&r, &app, Some(&us));
+    w.flush().unwrap();
+    let reader = JournalReader::open(w.path()).unwrap();
+
+    let v = json(&reader, Some(42));
+    assert_eq!(v["session"]["name"], "s");
+    assert_eq!(v["session"]["cgroup_id"], 42);
+    assert_eq!(v["apps"].as_array().unwrap().len(), 1);
+    let curl = &v["apps"][0];
+    assert_eq!(
+        (curl["traffic"]["payload_tx"].as_u64(), curl["traffic"]["payload_rx"].as_u64()),
+        (Some(1311), Some(15))
+    );
+    assert_eq!(curl["flows"], 2);
+    let countries: Vec<(&str, u64)> = curl["by_country"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["key"].as_str().unwrap(), s["traffic"]["payload_tx"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(countries, [("US", 1234), ("CN", 77)]);
+    let endpoints: Vec<(&str, u64)> = curl["top_endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["ip"].as_str().unwrap(), e["payload_tx"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(endpoints, [("203.0.113.10", 1234), ("198.51.100.20", 77)]);
+
+    // Without a cgroup the session is its window: every flow in it.
+    let v = json(&reader, None);
+    assert_eq!(v["apps"][0]["traffic"]["payload_tx"], 1311 + 5_000_000);
+    assert_eq!(v["session"]["cgroup_id"], Value::Null);
+}

@@ -1,0 +1,96 @@
+//! Sessions, diffs, the journal check and evidence bundles through the `monitor` binary: exit
+//! codes and messages as documented (README, *Sessions, diffs and evidence*).
+#![expect(clippy::unwrap_used, reason = "test helpers panic on failure (house style R16)")]
+
+use std::{
+    path::Path,
+    process::{Command, Output},
+};
+
+use monitor::journal::{JournalConfig, JournalWriter, RunInfo};
+
+fn monitor(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+fn code(out: &Output) -> Option<i32> {
+    out.status.code()
+}
+
+fn err(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A journal as a daemon leaves it (schema, no records) and a config naming it and `extra`.
+fn setup(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let journal = dir.join("journal.db");
+    let config = JournalConfig { path: journal.clone(), ..JournalConfig::default() };
+    let run = RunInfo { pid: 1, started_at: jiff::Timestamp::now(), config_path: None };
+    drop(JournalWriter::open(&config, run, "UTC").unwrap());
+    let path = dir.join("monitor.toml");
+    std::fs::write(&path, format!("[journal]\npath = \"{}\"\n\n{extra}", journal.display())).unwrap();
+    path
+}
+
+#[test]
+fn sessions_diff_journal_check_and_bundles_exit_as_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("e.key");
+    let cfg = setup(dir.path(), &format!("[evidence]\nsecret_key = \"{}\"\n", key.display()));
+
+    assert_eq!(code(&monitor(&cfg, &["session", "start", "a"])), Some(0));
+    let again = monitor(&cfg, &["session", "start", "a"]);
+    assert_eq!(code(&again), Some(2), "{}", err(&again));
+    assert!(err(&again).contains("session `a` already exists"), "{}", err(&again));
+    let bad = monitor(&cfg, &["session", "start", "a/b"]);
+    assert_eq!(code(&bad), Some(2));
+    assert!(err(&bad).contains("invalid session name"));
+    assert_eq!(code(&monitor(&cfg, &["session", "stop", "a"])), Some(0));
+    assert_eq!(code(&monitor(&cfg, &["session", "stop", "nope"])), Some(2));
+    let list = monitor(&cfg, &["session", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(v[0]["name"], "a");
+
+    // Nothing new between a session and itself; JSON report files work as sides too.
+    let diff = monitor(&cfg, &["diff", "a", "session:a", "--format", "json"]);
+    assert_eq!(code(&diff), Some(0), "{}", err(&diff));
+    let not_report = dir.path().join("x.json");
+    std::fs::write(&not_report, "{\"schema\": \"other\"}").unwrap();
+    let diff = monitor(&cfg, &["diff", "a", not_report.to_str().unwrap()]);
+    assert_eq!(code(&diff), Some(2), "{}", err(&diff));
+
+    assert_eq!(code(&monitor(&cfg, &["journal", "verify"])), Some(0));
+
+    // A configured key that does not exist: exit 2 before anything is written.
+    let out = dir.path().join("bundle");
+    let missing = monitor(&cfg, &["evidence", "--session", "a", "--out", out.to_str().unwrap()]);
+    assert_eq!(code(&missing), Some(2), "{}", err(&missing));
+    assert!(err(&missing).contains("does not exist") && !out.exists(), "{}", err(&missing));
+    assert_eq!(code(&monitor(&cfg, &["keygen"])), Some(0));
+    assert_eq!(code(&monitor(&cfg, &["keygen"])), Some(2), "keygen keeps an existing key");
+    let made = monitor(&cfg, &["evidence", "--session", "a", "--out", out.to_str().unwrap()]);
+    assert_eq!(code(&made), Some(0), "{}", err(&made));
+    let check = monitor(
+        &cfg,
+        &["evidence", "verify", out.to_str().unwrap(), "--public-key", dir.path().join("e.pub").to_str().unwrap()],
+    );
+    assert_eq!(code(&check), Some(0), "{}", String::from_utf8_lossy(&check.stdout));
+    // Writing into the same (now non-empty) directory is refused.
+    let again = monitor(&cfg, &["evidence", "--session", "a", "--out", out.to_str().unwrap()]);
+    assert_eq!(code(&again), Some(2));
+    assert!(err(&again).contains("not empty"), "{}", err(&again));
+    // One changed byte: exit 11, naming the file.
+    let report = out.join("report.md");
+    let mut bytes = std::fs::read(&report).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&report, bytes).unwrap();
+    let check = monitor(&cfg, &["evidence", "verify", out.to_str().unwrap()]);
+    assert_eq!(code(&check), Some(11));
+    assert!(String::from_utf8_lossy(&check.stdout).contains("report.md was changed"));
+}
