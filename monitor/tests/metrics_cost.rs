@@ -97,6 +97,7 @@ fn app(i: usize) -> App {
         cgroup: None,
         container: None,
         source: AppSource::Kernel,
+        android: None,
     }
 }
 

@@ -17,7 +17,7 @@ use rusqlite_migration::{M, Migrations};
 use super::{Error, files};
 
 /// Schema version this build writes (number of migrations).
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// How long a statement waits for the other side's lock (reader vs writer) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -266,8 +266,20 @@ const V_DEGRADATIONS: &str = "
 ALTER TABLE daemon_state ADD COLUMN degradations TEXT;
 ";
 
+/// Android identity of an app (issue 12): its package (the first by name), every package of a
+/// shared UID (space-separated), Android user, app ID and UID range (`app`, `sdk_sandbox`,
+/// `isolated`). NULL for apps that are not Android apps and in rows written before.
+const V_ANDROID: &str = "
+ALTER TABLE apps ADD COLUMN android_package TEXT;
+ALTER TABLE apps ADD COLUMN android_packages TEXT;
+ALTER TABLE apps ADD COLUMN android_user_id INTEGER;
+ALTER TABLE apps ADD COLUMN android_app_id INTEGER;
+ALTER TABLE apps ADD COLUMN android_kind TEXT;
+";
+
 /// Every migration, oldest first. Append only.
-const MIGRATIONS: &[M<'static>] = &[M::up(V1), M::up(V2), M::up(V3), M::up(V_ALERTS), M::up(V_DEGRADATIONS)];
+const MIGRATIONS: &[M<'static>] =
+    &[M::up(V1), M::up(V2), M::up(V3), M::up(V_ALERTS), M::up(V_DEGRADATIONS), M::up(V_ANDROID)];
 
 fn migrations() -> Migrations<'static> {
     Migrations::from_slice(MIGRATIONS)

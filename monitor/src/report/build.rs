@@ -8,7 +8,7 @@ use super::{
     ATTRIBUTION, AppReport, Attribution, Error, Period, Report, SCHEMA, Share, ShareKind, SourceShare, Traffic,
     Unknown,
     fmt::share,
-    model::{AsnRef, Endpoint, NewDestinations, PeriodInfo},
+    model::{AndroidApp, AsnRef, Endpoint, NewDestinations, PeriodInfo},
     notes,
     source::{self, Inputs, Seen, Source},
 };
@@ -74,6 +74,10 @@ pub(crate) fn build_from(reader: &JournalReader, query: &ReportQuery, source: So
         })
         .collect();
     apps.sort_by(|a, b| b.traffic.payload().cmp(&a.traffic.payload()).then_with(|| a.app.cmp(&b.app)));
+    let mut android = reader.android_apps(period.time_range(), query.app.as_deref())?;
+    for a in &mut apps {
+        a.android = android.remove(&a.app).and_then(AndroidApp::from_list);
+    }
     if query.evidence {
         let mut details = super::destinations::read(reader, query)?;
         for a in &mut apps {
@@ -292,6 +296,7 @@ fn app_report(name: &str, rows: &[&ResidencyRow], prev: &Seen, eps: Option<&AppE
         payload_sources,
         destinations: Vec::new(),
         timeline: Vec::new(),
+        android: None,
     }
 }
 

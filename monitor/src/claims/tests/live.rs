@@ -28,6 +28,7 @@ fn app(name: &str) -> Arc<App> {
         cgroup: None,
         container: None,
         source: AppSource::Proc,
+        android: None,
     })
 }
 

@@ -179,6 +179,7 @@ fn app(name: &str, destinations: Vec<DestinationDetail>) -> AppReport {
         payload_sources: Vec::new(),
         destinations,
         timeline: Vec::new(),
+        android: None,
     }
 }
 
