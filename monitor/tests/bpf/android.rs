@@ -2,7 +2,7 @@
 //! helper processes running with Android app UIDs; the report names each package with the exact
 //! payload bytes its processes sent and received.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::{
     cases::{s, server_addr},
@@ -68,4 +68,23 @@ pub fn packages_named_with_exact_bytes() {
         "{o:#}"
     );
     assert_eq!(doc["apps"].as_array().unwrap().len(), 2, "only the two packages: {doc:#}");
+    let tiktok_android = json!({"package": "com.zhiliaoapp.musically", "packages": ["com.zhiliaoapp.musically"],
+                                "user_id": 0, "app_id": 10123, "kind": "app"});
+    let other_android = json!({"package": "com.example.other", "packages": ["com.example.other"],
+                               "user_id": 10, "app_id": 10777, "kind": "app"});
+    assert_eq!(t["android"], tiktok_android, "{t:#}");
+    assert_eq!(o["android"], other_android, "{o:#}");
+    // Every `flow` line carries the same object as the report.
+    let mut seen = std::collections::BTreeSet::new();
+    for f in &out.flows {
+        let name = f["app"]["name"].as_str().unwrap();
+        let expected = match name {
+            "com.zhiliaoapp.musically" => &tiktok_android,
+            "com.example.other" => &other_android,
+            _ => panic!("flow of an unexpected app: {f:#}"),
+        };
+        assert_eq!(&f["app"]["android"], expected, "{f:#}");
+        seen.insert(name.to_owned());
+    }
+    assert_eq!(seen.len(), 2, "flow lines of both packages");
 }
