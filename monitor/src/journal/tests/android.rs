@@ -119,4 +119,19 @@ fn android_identities_round_trip_through_the_journal_into_the_report() {
         json!({"package": null, "packages": [], "user_id": 0, "app_id": 90007, "kind": "isolated"})
     );
     assert!(app("curl").get("android").is_none(), "no android object off Android");
+
+    // With evidence (`monitor verify`), each process names the package of its UID.
+    let mut query = ReportQuery::new(Period::iso_week("2026-W47", &zone).expect("week"));
+    query.evidence = true;
+    let report = Report::build(&reader, &query).expect("build with evidence");
+    let packages = |name: &str| -> Vec<(u32, Option<String>)> {
+        let a = report.apps.iter().find(|a| a.app == name).expect("app");
+        let mut list: Vec<_> =
+            a.destinations.iter().flat_map(|d| d.processes.iter().map(|p| (p.uid, p.package.clone()))).collect();
+        list.sort();
+        list
+    };
+    assert_eq!(packages(tiktok), [(10_123, Some(tiktok.to_owned())), (1_010_123, Some(tiktok.to_owned()))]);
+    assert_eq!(packages("isolated"), [(90_007, None)]);
+    assert_eq!(packages("curl"), [(1000, None)]);
 }
