@@ -81,6 +81,7 @@ fn generate(path: PathBuf, records: u64) -> anyhow::Result<()> {
                 cgroup: None,
                 container: None,
                 source: AppSource::Proc,
+                android: None,
             })
         })
         .collect();

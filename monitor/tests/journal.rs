@@ -55,6 +55,7 @@ fn app() -> Arc<App> {
         cgroup: None,
         container: None,
         source: AppSource::Kernel,
+        android: None,
     })
 }
 

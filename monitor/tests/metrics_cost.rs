@@ -98,6 +98,7 @@ fn app(i: usize) -> App {
         cgroup: None,
         container: None,
         source: AppSource::Kernel,
+        android: None,
     }
 }
 

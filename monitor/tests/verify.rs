@@ -34,6 +34,7 @@ fn app(name: &str, exe: &str) -> Arc<App> {
         cgroup: None,
         container: None,
         source: AppSource::Proc,
+        android: None,
     })
 }
 

@@ -104,9 +104,13 @@ impl Alerts {
         let (tx, rx) = (record.delta_payload.tx_bytes, record.delta_payload.rx_bytes);
         let ip = remote.ip().to_string();
         let mut raised = Vec::new();
+        // Every package of the UID (shared UIDs have several) can select it.
+        let packages = app.android.as_ref().map_or(&[][..], |a| a.packages.as_slice());
+        let (exe, unit) = (app.exe.as_deref(), app.unit.as_deref());
         for claim in &self.claims.claims {
             if claim.direction.bytes(tx, rx) == 0
-                || !claim.selects(&app.name, app.exe.as_deref(), app.unit.as_deref(), None)
+                || !(claim.selects(&app.name, exe, unit, None)
+                    || packages.iter().any(|p| claim.selects(&app.name, exe, unit, Some(p))))
             {
                 continue;
             }

@@ -11,7 +11,7 @@
 
 use std::{collections::BTreeMap, path::Path};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// `AID_USER_OFFSET`: UIDs per Android user.
 pub const USER_OFFSET: u32 = 100_000;
@@ -33,7 +33,7 @@ pub const MAX_PACKAGES: usize = 100_000;
 const MAX_NAME: usize = 255;
 
 /// What kind of UID an app ID is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UidKind {
     /// An installed package's app ID.
@@ -47,7 +47,7 @@ pub enum UidKind {
 }
 
 /// The Android identity of a UID.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct AndroidIdentity {
     /// The package (the first, by name, when several share the UID); `None` when unknown.
     pub package: Option<String>,
@@ -59,6 +59,25 @@ pub struct AndroidIdentity {
     pub app_id: u32,
     /// The range of the app ID.
     pub kind: UidKind,
+}
+
+impl UidKind {
+    /// The serde name (`app`, `sdk_sandbox`, `isolated`, `system`).
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::App => "app",
+            Self::SdkSandbox => "sdk_sandbox",
+            Self::Isolated => "isolated",
+            Self::System => "system",
+        }
+    }
+
+    /// The kind of serde name `name`.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::App, Self::SdkSandbox, Self::Isolated, Self::System].into_iter().find(|k| k.name() == name)
+    }
 }
 
 /// Where Android keeps the list; read at start when it exists.

@@ -41,4 +41,8 @@ pub struct App {
     pub container: Option<String>,
     /// How this was obtained.
     pub source: AppSource,
+    /// Android identity of the UID (a packages.list was read and the UID is an app, SDK
+    /// sandbox or isolated UID); left out of JSON otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub android: Option<super::android::AndroidIdentity>,
 }

@@ -13,7 +13,7 @@ use jiff::Timestamp;
 use procfs::process::Process;
 
 use super::{
-    android::{Packages, UidKind},
+    android::{AndroidIdentity, Packages, UidKind},
     app::{App, AppSource, UNKNOWN_APP},
     emulator::emulator_app,
     rules::{AppRules, Subject},
@@ -100,10 +100,11 @@ impl Identities {
         self
     }
 
-    /// The package of an Android app UID, if a packages.list names it.
-    fn package_of(&self, uid: u32) -> Option<String> {
+    /// The Android identity of an app, SDK sandbox or isolated UID, if a packages.list was read
+    /// (system UIDs have none: they are named by process as elsewhere).
+    fn android_of(&self, uid: u32) -> Option<AndroidIdentity> {
         let id = self.android.as_ref()?.identify(uid);
-        if id.kind == UidKind::System { None } else { id.package }
+        (id.kind != UidKind::System).then_some(id)
     }
 
     /// Reads a process from /proc into the cache if it is not there yet (call as soon as a
@@ -164,13 +165,20 @@ impl Identities {
         });
         let unit = cgroup.as_deref().and_then(unit_of);
         let container = cgroup.as_deref().and_then(container_of);
-        let subject =
-            Subject { exe: exe.as_deref(), comm: &stat.comm, unit: unit.as_deref(), uid, cgroup: cgroup.as_deref() };
+        let android = self.android_of(uid);
+        let subject = Subject {
+            exe: exe.as_deref(),
+            comm: &stat.comm,
+            unit: unit.as_deref(),
+            uid,
+            cgroup: cgroup.as_deref(),
+            packages: android.as_ref().map_or(&[], |a| a.packages.as_slice()),
+        };
         let name = self
             .rules
             .name_for(&subject)
             .map(str::to_owned)
-            .or_else(|| self.package_of(uid))
+            .or_else(|| android.as_ref().and_then(|a| a.package.clone()))
             .or(emulator)
             .or_else(|| exe.as_deref().and_then(|e| e.rsplit('/').next()).map(str::to_owned))
             .unwrap_or_else(|| stat.comm.clone());
@@ -187,6 +195,7 @@ impl Identities {
             cgroup,
             container,
             source: AppSource::Proc,
+            android,
         });
         self.insert(tgid, Cached { start_ns, app: Arc::clone(&app) });
         Some(app)
@@ -215,12 +224,14 @@ impl Identities {
 
     /// Identity from what the kernel recorded, for a process that is gone.
     fn kernel_only(&mut self, owner: &Owner) -> App {
-        let subject = Subject { exe: None, comm: &owner.comm, unit: None, uid: owner.uid, cgroup: None };
+        let android = self.android_of(owner.uid);
+        let packages = android.as_ref().map_or(&[][..], |a| a.packages.as_slice());
+        let subject = Subject { exe: None, comm: &owner.comm, unit: None, uid: owner.uid, cgroup: None, packages };
         let name = self
             .rules
             .name_for(&subject)
             .map(str::to_owned)
-            .or_else(|| self.package_of(owner.uid))
+            .or_else(|| android.as_ref().and_then(|a| a.package.clone()))
             .unwrap_or_else(|| owner.comm.clone());
         // No process at all (owner never found): a clear name, not an empty one.
         let name = if name.is_empty() { UNKNOWN_APP.to_owned() } else { name };
@@ -236,6 +247,7 @@ impl Identities {
             cgroup: None,
             container: None,
             source: AppSource::Kernel,
+            android,
         }
     }
 }
@@ -425,14 +437,37 @@ mod tests {
             source: OwnerSource::SockCreate,
         };
         let now = clock.wall(Clock::boot_ns());
-        assert_eq!(ids.app_for(&gone(10_123), now).name, "com.zhiliaoapp.musically");
-        assert_eq!(ids.app_for(&gone(1_010_123), now).name, "com.zhiliaoapp.musically", "second user");
-        assert_eq!(ids.app_for(&gone(2000), now).name, "Binder:123_4", "system uids keep their process name");
+        let tiktok = ids.app_for(&gone(10_123), now);
+        assert_eq!(tiktok.name, "com.zhiliaoapp.musically");
+        let android = tiktok.android.as_ref().expect("android identity");
+        assert_eq!(
+            (android.package.as_deref(), android.user_id, android.app_id),
+            (Some(tiktok.name.as_str()), 0, 10_123)
+        );
+        let work = ids.app_for(&gone(1_010_123), now);
+        assert_eq!(work.name, "com.zhiliaoapp.musically", "second user");
+        assert_eq!(work.android.as_ref().map(|a| (a.user_id, a.app_id)), Some((10, 10_123)));
+        let sandbox = ids.app_for(&gone(20_123), now);
+        assert_eq!(sandbox.android.as_ref().map(|a| a.kind), Some(UidKind::SdkSandbox));
+        assert_eq!(sandbox.name, "com.zhiliaoapp.musically", "an SDK sandbox is charged to its app's package");
+        let system = ids.app_for(&gone(2000), now);
+        assert_eq!(system.name, "Binder:123_4", "system uids keep their process name");
+        assert_eq!(system.android, None);
         assert_eq!(ids.app_for(&gone(10_124), now).name, "Binder:123_4", "unknown app id");
         let rules =
             AppRules::compile(&[AppRule { name: "tiktok".into(), uid: vec![10_123], ..AppRule::default() }]).unwrap();
-        let mut ids = Identities::new(rules, clock).with_android(packages);
+        let mut ids = Identities::new(rules, clock).with_android(packages.clone());
         assert_eq!(ids.app_for(&gone(10_123), now).name, "tiktok");
+        let rules = AppRules::compile(&[AppRule {
+            name: "tiktok".into(),
+            package: vec!["com.zhiliaoapp.*".into()],
+            ..AppRule::default()
+        }])
+        .unwrap();
+        let mut ids = Identities::new(rules, clock).with_android(packages);
+        let app = ids.app_for(&gone(1_010_123), now);
+        assert_eq!(app.name, "tiktok", "package rule");
+        assert_eq!(app.android.as_ref().and_then(|a| a.package.as_deref()), Some("com.zhiliaoapp.musically"));
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub struct AppRule {
     pub uid: Vec<u32>,
     /// cgroup paths (globs, e.g. "/user.slice/*/app-firefox*").
     pub cgroup: Vec<String>,
+    /// Android packages (globs, e.g. "com.zhiliaoapp.*"): matches a UID any of whose packages
+    /// (shared UIDs have several; an SDK sandbox has its app's) matches.
+    pub package: Vec<String>,
 }
 
 /// Errors in `[[apps]]`.
@@ -62,7 +65,7 @@ pub enum Error {
 
 /// Most `[[apps]]` rules accepted: far more than any grouping needs.
 pub const MAX_RULES: usize = 10_000;
-/// Most glob patterns (exe, unit and cgroup patterns with `*?[]{}\\`, over all rules) accepted.
+/// Most glob patterns (exe, unit, cgroup and package patterns with `*?[]{}\\`, over all rules) accepted.
 /// Literal patterns, `comm` names and uids go to hash maps and cost little; globs are compiled
 /// into automata: 10,000 of them take ~0.15 s and ~40 MiB (release build).
 pub const MAX_GLOBS: usize = 10_000;
@@ -136,6 +139,8 @@ pub struct Subject<'a> {
     pub uid: u32,
     /// cgroup path.
     pub cgroup: Option<&'a str>,
+    /// Android packages of the UID (empty off Android).
+    pub packages: &'a [String],
 }
 
 /// Compiled rules: one index per field over all rules.
@@ -147,6 +152,7 @@ pub struct AppRules {
     unit: FieldIndex,
     uid: HashMap<u32, usize>,
     cgroup: FieldIndex,
+    package: FieldIndex,
 }
 
 impl std::fmt::Debug for AppRules {
@@ -164,8 +170,11 @@ impl AppRules {
         if rules.len() > MAX_RULES {
             return Err(Error::TooMany { count: rules.len() });
         }
-        let globs =
-            rules.iter().flat_map(|r| r.exe.iter().chain(&r.unit).chain(&r.cgroup)).filter(|p| is_glob(p)).count();
+        let globs = rules
+            .iter()
+            .flat_map(|r| r.exe.iter().chain(&r.unit).chain(&r.cgroup).chain(&r.package))
+            .filter(|p| is_glob(p))
+            .count();
         if globs > MAX_GLOBS {
             return Err(Error::TooManyGlobs { count: globs });
         }
@@ -175,8 +184,14 @@ impl AppRules {
             if r.name.trim().is_empty() {
                 return Err(Error::Invalid { index, reason: "`name` is empty".into() });
             }
-            if r.exe.is_empty() && r.comm.is_empty() && r.unit.is_empty() && r.uid.is_empty() && r.cgroup.is_empty() {
-                let reason = format!("`{}` has no exe, comm, unit, uid or cgroup", r.name);
+            if r.exe.is_empty()
+                && r.comm.is_empty()
+                && r.unit.is_empty()
+                && r.uid.is_empty()
+                && r.cgroup.is_empty()
+                && r.package.is_empty()
+            {
+                let reason = format!("`{}` has no exe, comm, unit, uid, cgroup or package", r.name);
                 return Err(Error::Invalid { index, reason });
             }
             for c in &r.comm {
@@ -193,6 +208,7 @@ impl AppRules {
             unit: FieldIndex::build("unit", rules, |r| &r.unit)?,
             uid,
             cgroup: FieldIndex::build("cgroup", rules, |r| &r.cgroup)?,
+            package: FieldIndex::build("package", rules, |r| &r.package)?,
         })
     }
 
@@ -208,6 +224,7 @@ impl AppRules {
             s.unit.and_then(|u| self.unit.first(u)),
             self.uid.get(&s.uid).copied(),
             s.cgroup.and_then(|c| self.cgroup.first(c)),
+            s.packages.iter().filter_map(|p| self.package.first(p)).min(),
         ]
         .into_iter()
         .flatten()
@@ -233,7 +250,7 @@ mod tests {
             AppRule { cgroup: vec!["/system.slice/docker-*.scope".into()], ..rule("containers") },
         ])
         .unwrap();
-        let s = |exe, comm, unit, uid, cgroup| Subject { exe, comm, unit, uid, cgroup };
+        let s = |exe, comm, unit, uid, cgroup| Subject { exe, comm, unit, uid, cgroup, packages: &[] };
         assert_eq!(rules.name_for(&s(Some("/usr/lib/firefox/firefox"), "firefox", None, 1000, None)), Some("firefox"));
         assert_eq!(rules.name_for(&s(Some("/opt/other"), "Web Content", None, 1000, None)), Some("firefox"));
         assert_eq!(rules.name_for(&s(None, "nginx", Some("nginx.service"), 33, None)), Some("web server"));
@@ -251,7 +268,7 @@ mod tests {
             AppRule { exe: vec!["/usr/bin/curl".into()], ..rule("duplicate") },
         ])
         .unwrap();
-        let s = |exe, comm, uid| Subject { exe: Some(exe), comm, unit: None, uid, cgroup: None };
+        let s = |exe, comm, uid| Subject { exe: Some(exe), comm, unit: None, uid, cgroup: None, packages: &[] };
         assert_eq!(rules.name_for(&s("/usr/bin/curl", "curl", 1000)), Some("user"), "rule 0 by uid beats exe rules");
         assert_eq!(rules.name_for(&s("/usr/bin/curl", "curl", 1)), Some("tools"), "literal exe of rule 1 beats rule 2");
         assert_eq!(rules.name_for(&s("/opt/x", "curl", 1)), Some("tools"), "glob of rule 1 beats comm of rule 2");
@@ -282,12 +299,19 @@ mod tests {
         let rules = AppRules::compile(&many(MAX_RULES, MAX_GLOBS)).unwrap();
         let last_glob = MAX_GLOBS / 2 - 1;
         let exe = format!("/opt/app{last_glob}/bin/x");
-        let subject = Subject { exe: Some(&exe), comm: "none", unit: None, uid: 0, cgroup: None };
+        let subject = Subject { exe: Some(&exe), comm: "none", unit: None, uid: 0, cgroup: None, packages: &[] };
         assert_eq!(rules.name_for(&subject), Some(format!("app {last_glob}").as_str()));
         let exe = format!("/usr/bin/app{}", MAX_RULES - 1);
-        let subject = Subject { exe: Some(&exe), comm: "none", unit: None, uid: 0, cgroup: None };
+        let subject = Subject { exe: Some(&exe), comm: "none", unit: None, uid: 0, cgroup: None, packages: &[] };
         assert_eq!(rules.name_for(&subject), Some(format!("app {}", MAX_RULES - 1).as_str()));
-        let subject = Subject { exe: None, comm: "none", unit: Some("app17-worker.service"), uid: 0, cgroup: None };
+        let subject = Subject {
+            exe: None,
+            comm: "none",
+            unit: Some("app17-worker.service"),
+            uid: 0,
+            cgroup: None,
+            packages: &[],
+        };
         assert_eq!(rules.name_for(&subject), Some("app 17"));
         let err = AppRules::compile(&many(MAX_RULES + 1, 0)).unwrap_err();
         assert!(err.to_string().contains("at most 10000"), "{err}");
@@ -315,7 +339,7 @@ mod tests {
         let started = std::time::Instant::now();
         for i in 0..1000 {
             let exe = format!("/opt/app{}/bin/x", i * 7 % count);
-            let s = Subject { exe: Some(&exe), comm: "none", unit: None, uid: 0, cgroup: None };
+            let s = Subject { exe: Some(&exe), comm: "none", unit: None, uid: 0, cgroup: None, packages: &[] };
             assert!(compiled.name_for(&s).is_some());
         }
         let lookups = started.elapsed();
@@ -323,6 +347,31 @@ mod tests {
             "rules={count} compile={compile:?} peak_rss_growth={} MiB 1000 lookups={lookups:?}",
             (hwm() - before) / 1024
         );
+    }
+
+    #[test]
+    fn package_rules_match_any_package_of_the_uid_by_glob_or_literally() {
+        let rules = AppRules::compile(&[
+            AppRule { uid: vec![10_500], ..rule("by uid") },
+            AppRule { package: vec!["com.zhiliaoapp.*".into(), "com.ss.android.ugc.trill".into()], ..rule("tiktok") },
+            AppRule { package: vec!["com.example.shared.b".into()], ..rule("shared") },
+        ])
+        .unwrap();
+        let name = |uid, names: &[&str]| {
+            let packages: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+            let s = Subject { exe: None, comm: "Binder:1_2", unit: None, uid, cgroup: None, packages: &packages };
+            rules.name_for(&s).map(str::to_owned)
+        };
+        assert_eq!(name(10_123, &["com.zhiliaoapp.musically"]).as_deref(), Some("tiktok"));
+        assert_eq!(name(10_124, &["com.ss.android.ugc.trill"]).as_deref(), Some("tiktok"), "literal");
+        assert_eq!(name(10_125, &["com.zhiliaoapp"]), None, "the glob needs a dot and more");
+        assert_eq!(name(10_126, &["com.zhiliaoappx.y"]), None);
+        // A shared UID matches by any of its packages; the earliest rule still wins.
+        assert_eq!(name(10_200, &["com.example.shared.a", "com.example.shared.b"]).as_deref(), Some("shared"));
+        assert_eq!(name(10_500, &["com.zhiliaoapp.musically"]).as_deref(), Some("by uid"));
+        assert_eq!(name(10_300, &[]), None, "no packages off Android");
+        let err = AppRules::compile(&[AppRule { package: vec!["com.[".into()], ..rule("bad") }]).unwrap_err();
+        assert!(err.to_string().contains("invalid pattern"), "{err}");
     }
 
     #[test]

@@ -185,19 +185,49 @@ fn app_ids<'a>(tx: &Transaction<'_>, buf: &'a Buffer) -> rusqlite::Result<HashMa
 }
 
 fn app_id(tx: &Transaction<'_>, app: &App, seen: Timestamp) -> rusqlite::Result<i64> {
-    let App { name, exe, cmdline, pid: _, start_time: _, uid, user, unit, cgroup, container, source } = app;
+    let App { name, exe, cmdline, pid: _, start_time: _, uid, user, unit, cgroup, container, source, android } = app;
     let source = names::name(*source);
-    let identity = json!([name, exe, cmdline, uid, user, unit, cgroup, container, source]).to_string();
+    let mut key = json!([name, exe, cmdline, uid, user, unit, cgroup, container, source]);
+    // Appended only when present: identities of apps without it keep their earlier key.
+    if let (Some(a), Some(list)) = (android, key.as_array_mut()) {
+        list.push(json!([a.package, a.packages, a.user_id, a.app_id, a.kind.name()]));
+    }
+    let identity = key.to_string();
+    let (package, packages, user_id, app_id, kind) = match android {
+        Some(a) => {
+            (a.package.as_deref(), Some(a.packages.join(" ")), Some(a.user_id), Some(a.app_id), Some(a.kind.name()))
+        }
+        None => (None, None, None, None, None),
+    };
     tx.prepare_cached(
         "INSERT INTO apps (identity, name, exe, cmdline, uid, user, unit, cgroup, container, source,
-             first_seen_ms, last_seen_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)
+             first_seen_ms, last_seen_ms, android_package, android_packages, android_user_id, android_app_id,
+             android_kind)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?13, ?14, ?15, ?16)
          ON CONFLICT (identity) DO UPDATE SET last_seen_ms = max(last_seen_ms, excluded.last_seen_ms)
          RETURNING id",
     )?
-    .query_row(params![identity, name, exe, cmdline, uid, user, unit, cgroup, container, source, ms(seen)], |row| {
-        row.get(0)
-    })
+    .query_row(
+        params![
+            identity,
+            name,
+            exe,
+            cmdline,
+            uid,
+            user,
+            unit,
+            cgroup,
+            container,
+            source,
+            ms(seen),
+            package,
+            packages,
+            user_id,
+            app_id,
+            kind
+        ],
+        |row| row.get(0),
+    )
 }
 
 /// Rows per multi-row `INSERT` into `connections` (51 values each: 1,632 bound parameters, far

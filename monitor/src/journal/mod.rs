@@ -28,7 +28,7 @@
 //! | table | one row per | columns |
 //! |---|---|---|
 //! | `databases` | geo database (role, type, build) | `id`, `role` (`country`/`asn`), `database_type`, `build_epoch` (s), `path` (NULL when only seen in records), `registered_ms`, `in_use` (1 = named by the running daemon) |
-//! | `apps` | distinct app identity | `id`, `identity` (JSON dedup key), `name`, `exe`, `cmdline`, `uid`, `user`, `unit`, `cgroup`, `container`, `source`, `first_seen_ms`, `last_seen_ms` |
+//! | `apps` | distinct app identity | `id`, `identity` (JSON dedup key), `name`, `exe`, `cmdline`, `uid`, `user`, `unit`, `cgroup`, `container`, `source`, `first_seen_ms`, `last_seen_ms`, `android_package`, `android_packages` (space-separated), `android_user_id`, `android_app_id`, `android_kind` (`app`/`sdk_sandbox`/`isolated`; all NULL when not an Android app or before schema 6) |
 //! | `connections` | [`FlowRecord`] | `id`, `event` (`update`/`close`/`shutdown`), `time_ms` (= `last_seen`), `first_seen_ms`, `closed_ms`, `cookie`, `app_id` → `apps`, `app_pid`, `app_start_time`, `owner_tgid`, `owner_pid`, `owner_uid`, `owner_gid`, `owner_comm`, `owner_cgroup_id`, `owner_source`, `protocol` (`tcp`/`udp`/`icmp`/`icmpv6`/`sctp`/`raw`), `ip_protocol` (number; NULL before schema 3), `direction`, `local_ip`, `local_port`, `remote_ip`, `remote_port`, `payload_tx`, `payload_rx`, `wire_tx`, `wire_rx`, `packets_tx`, `packets_rx` (totals), `delta_*` (same six, since the previous record), `payload_source`, `complete`, `scope` (NULL: no remote address; `unenriched`: no [`Destination`]), `country`, `asn`, `as_org`, `country_db`/`asn_db` → `databases`, `ip_protocol` (schema 3), `rtt_min_us`, `rtt_srtt_us` (kernel RTT estimates, TCP), `consensus` (`agree`/`disagree`/`partial`, NULL with fewer than two country databases), `country_answers` (JSON list of `{label, database_type, build_epoch, country}`, primary first) (schema 4) |
 //! | `residency` | interval × app × destination × provenance | key: `interval_start`, `interval_secs`, `app` (`App::name`), `scope` (as above, `none` for no remote address), `country` (`''` = unknown), `asn` (0 = unknown), `as_org` (`''`), `country_db`/`asn_db` (`databases.id`, 0 = none), `payload_source`; sums: `payload_tx`, `payload_rx`, `wire_tx`, `wire_rx`, `packets_tx`, `packets_rx`, `connections` (distinct flows with traffic in the interval), `new_flows` (flows whose first record falls in it: additive over any period), `incomplete_flows` (final records with `complete = 0`) |
 //! | `stats` | [`record_stats`](JournalWriter::record_stats) call | `time_ms`, `run_started_ms`, `last`, increments since the previous row of the same run of `events_submitted`, `events_lost`, `storage_failures`, `peer_evictions`, `peer_parse_failures`, `unattributed_packets`, `unattributed_bytes`, `events_received`, `decode_errors`, `closed_flows`, `silent_sockets`, `incomplete_flows`; gauge `open_flows` |
@@ -47,6 +47,7 @@
 //! [`Destination`]: crate::enrich::Destination
 
 mod alerts;
+mod android;
 mod buffer;
 mod chain;
 mod config;

@@ -17,7 +17,7 @@ use rusqlite_migration::{M, Migrations};
 use super::{Error, files};
 
 /// Schema version this build writes (number of migrations).
-pub const SCHEMA_VERSION: u32 = 8;
+pub const SCHEMA_VERSION: u32 = 9;
 
 /// How long a statement waits for the other side's lock (reader vs writer) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -319,6 +319,17 @@ CREATE TABLE batches (
 );
 ";
 
+/// Android identity of an app (issue 12): its package (the first by name), every package of a
+/// shared UID (space-separated), Android user, app ID and UID range (`app`, `sdk_sandbox`,
+/// `isolated`). NULL for apps that are not Android apps and in rows written before.
+const V_ANDROID: &str = "
+ALTER TABLE apps ADD COLUMN android_package TEXT;
+ALTER TABLE apps ADD COLUMN android_packages TEXT;
+ALTER TABLE apps ADD COLUMN android_user_id INTEGER;
+ALTER TABLE apps ADD COLUMN android_app_id INTEGER;
+ALTER TABLE apps ADD COLUMN android_kind TEXT;
+";
+
 /// Every migration, oldest first. Append only.
 const MIGRATIONS: &[M<'static>] = &[
     M::up(V1),
@@ -329,6 +340,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(V_NAMES),
     M::up(V_RESIDENCY_TRUTH),
     M::up(V_SESSIONS),
+    M::up(V_ANDROID),
 ];
 
 fn migrations() -> Migrations<'static> {

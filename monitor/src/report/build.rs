@@ -8,7 +8,7 @@ use super::{
     ATTRIBUTION, AppReport, Attribution, Error, Period, Report, SCHEMA, Share, ShareKind, SourceShare, Traffic,
     Unknown,
     fmt::share,
-    model::{AsnRef, Endpoint, NewDestinations, PeriodInfo, SessionInfo},
+    model::{AndroidApp, AsnRef, Endpoint, NewDestinations, PeriodInfo, SessionInfo},
     notes, services,
     source::{self, Inputs, Seen, Source},
 };
@@ -95,6 +95,10 @@ pub(crate) fn build_from(reader: &JournalReader, query: &ReportQuery, source: So
         })
         .collect();
     apps.sort_by(|a, b| b.traffic.payload().cmp(&a.traffic.payload()).then_with(|| a.app.cmp(&b.app)));
+    let mut android = reader.android_apps(period.time_range(), query.app.as_deref())?;
+    for a in &mut apps {
+        a.android = android.remove(&a.app).and_then(AndroidApp::from_list);
+    }
     if query.evidence {
         let mut details = super::destinations::read(reader, query)?;
         for a in &mut apps {
@@ -338,6 +342,7 @@ fn app_report(name: &str, rows: &[&ResidencyRow], prev: &Seen, eps: Option<&AppE
         timeline: Vec::new(),
         consensus: None,
         plausibility: None,
+        android: None,
     }
 }
 

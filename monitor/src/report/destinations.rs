@@ -10,7 +10,10 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::{Error, ReportQuery};
-use crate::journal::{DatabaseRef, EvidenceRow, JournalReader};
+use crate::{
+    identity::android::{AndroidIdentity, USER_OFFSET},
+    journal::{DatabaseRef, EvidenceRow, JournalReader},
+};
 
 /// One remote address of an app with one geolocation answer (an address answered differently
 /// by two database builds in the period appears once per answer).
@@ -80,7 +83,7 @@ pub struct ProcessUse {
     pub user: Option<String>,
     /// systemd unit, when known.
     pub unit: Option<String>,
-    /// Android package, when known (filled once Android identities are recorded).
+    /// Android package of the process's UID (the first by name for a shared UID), when known.
     pub package: Option<String>,
     /// Payload bytes sent.
     pub payload_tx: u64,
@@ -110,7 +113,9 @@ pub(super) fn read(
     reader: &JournalReader,
     query: &ReportQuery,
 ) -> Result<BTreeMap<String, Vec<DestinationDetail>>, Error> {
-    Ok(group(reader.evidence(query.period.time_range(), query.app.as_deref())?))
+    let range = query.period.time_range();
+    let android = reader.android_apps(range, query.app.as_deref())?;
+    Ok(group(reader.evidence(range, query.app.as_deref())?, &android))
 }
 
 fn answer(db: Option<&DatabaseRef>) -> Option<DatabaseAnswer> {
@@ -136,7 +141,12 @@ type Key = (
 );
 
 /// Rows (sorted by app, then destination key) → destinations per app.
-fn group(rows: Vec<EvidenceRow>) -> BTreeMap<String, Vec<DestinationDetail>> {
+/// `android`: Android identities by app name ([`JournalReader::android_apps`]); a process's
+/// package is the one of its app with the process's UID.
+fn group(
+    rows: Vec<EvidenceRow>,
+    android: &BTreeMap<String, Vec<AndroidIdentity>>,
+) -> BTreeMap<String, Vec<DestinationDetail>> {
     let mut by_app: BTreeMap<String, BTreeMap<Key, DestinationDetail>> = BTreeMap::new();
     for r in rows {
         let EvidenceRow {
@@ -165,6 +175,13 @@ fn group(rows: Vec<EvidenceRow>) -> BTreeMap<String, Vec<DestinationDetail>> {
             disputed,
         } = r;
         let (country_db, asn_db) = (answer(country_db.as_ref()), answer(asn_db.as_ref()));
+        let package = android
+            .get(&app)
+            .and_then(|ids| {
+                ids.iter()
+                    .find(|a| a.user_id.checked_mul(USER_OFFSET).and_then(|u| u.checked_add(a.app_id)) == Some(uid))
+            })
+            .and_then(|a| a.package.clone());
         let key = (
             ip.clone(),
             hostname.clone(),
@@ -209,7 +226,7 @@ fn group(rows: Vec<EvidenceRow>) -> BTreeMap<String, Vec<DestinationDetail>> {
             uid,
             user,
             unit,
-            package: None,
+            package,
             payload_tx,
             payload_rx,
             wire_tx,

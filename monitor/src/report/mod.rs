@@ -39,8 +39,8 @@ pub use destinations::{DatabaseAnswer, DestinationDetail, ProcessUse};
 pub(crate) use export::write_atomic;
 pub use export::{EXPORT_GRACE, export_week, pending_exports};
 pub use model::{
-    AppReport, AsnRef, Attribution, Completeness, DatabaseUse, Endpoint, NewDestinations, PeriodInfo, Report,
-    SessionInfo, Share, ShareKind, SourceShare, TimeBucket, TimelineInfo, TimelineUnit, Traffic, Unknown,
+    AndroidApp, AppReport, AsnRef, Attribution, Completeness, DatabaseUse, Endpoint, NewDestinations, PeriodInfo,
+    Report, SessionInfo, Share, ShareKind, SourceShare, TimeBucket, TimelineInfo, TimelineUnit, Traffic, Unknown,
 };
 pub use period::{Period, PeriodKind, Zone};
 use serde::{Deserialize, Serialize};

@@ -176,6 +176,35 @@ pub struct AppReport {
     /// `[device] location` or without measured TCP destinations).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plausibility: Option<super::truth::AppPlausibility>,
+    /// Android identity, when the app is an Android app UID named from a packages.list (left
+    /// out of the JSON otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub android: Option<AndroidApp>,
+}
+
+/// Android identity of an app in a report: the first (by user, app ID) of the UIDs seen under
+/// the app's name, and the others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AndroidApp {
+    /// `package`, `packages`, `user_id`, `app_id`, `kind` of the first UID.
+    #[serde(flatten)]
+    pub first: crate::identity::android::AndroidIdentity,
+    /// Further UIDs under the same name (e.g. the same package for another Android user);
+    /// left out of the JSON when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub others: Vec<crate::identity::android::AndroidIdentity>,
+}
+
+impl AndroidApp {
+    /// From the identities of one app name, sorted; `None` when empty.
+    #[must_use]
+    pub fn from_list(mut list: Vec<crate::identity::android::AndroidIdentity>) -> Option<Self> {
+        if list.is_empty() {
+            return None;
+        }
+        let first = list.remove(0);
+        Some(Self { first, others: list })
+    }
 }
 
 /// What a [`Share`] entry stands for.

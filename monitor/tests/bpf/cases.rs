@@ -105,6 +105,10 @@ pub fn all() -> Vec<Case> {
             crate::fleet::prometheus_returns_each_journals_bytes_per_app_and_country,
         ),
         ("android_packages_named_by_uid_with_exact_bytes", crate::android::packages_named_with_exact_bytes),
+        (
+            "android_default_packages_list_in_a_mount_namespace_names_packages",
+            crate::android::default_packages_list_in_a_mount_namespace,
+        ),
         ("netd_skb_sock_exclusive_ipv4_falls_back_exact", || crate::netd::tcp_and_connected_udp_exact(false, false)),
         ("netd_skb_sock_exclusive_ipv6_falls_back_exact", || crate::netd::tcp_and_connected_udp_exact(false, true)),
         ("netd_all_hooks_exclusive_ipv4_falls_back_exact", || crate::netd::tcp_and_connected_udp_exact(true, false)),

@@ -70,6 +70,7 @@ fn past_record(t: Timestamp) -> (FlowRecord, App, Destination) {
         cgroup: None,
         container: None,
         source: AppSource::Kernel,
+        android: None,
     };
     let dest = Destination {
         scope: Scope::Public,

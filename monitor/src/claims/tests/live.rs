@@ -8,7 +8,10 @@ use jiff::Timestamp;
 use crate::{
     claims::{ClaimSet, command::AlertCommand, live::Alerts},
     enrich::{Destination, Scope},
-    identity::{App, AppSource},
+    identity::{
+        App, AppSource,
+        android::{AndroidIdentity, UidKind},
+    },
     tracker::{
         FlowRecord,
         record::{Direction, Owner, OwnerSource, Payload, PayloadSource, Protocol, RecordKind, Wire},
@@ -28,6 +31,7 @@ fn app(name: &str) -> Arc<App> {
         cgroup: None,
         container: None,
         source: AppSource::Proc,
+        android: None,
     })
 }
 
@@ -117,6 +121,30 @@ fn the_first_violation_per_destination_and_week_alerts_and_repeats_are_counted()
     let mut b = alerts("[[claims]]\nname = \"no-cn\"\napps = [\"shop\"]\ndenied_countries = [\"CN\"]\n");
     b.remember(rows);
     assert!(b.check(&record("203.0.113.9:443", 5, 0, "2026-11-20T12:00:00Z"), &shop, Some(&cn)).is_empty());
+}
+
+#[test]
+fn android_packages_select_apps_by_any_package_of_their_uid() {
+    let mut a =
+        alerts("[[claims]]\nname = \"no-cn\"\nandroid_packages = [\"com.example.b\"]\ndenied_countries = [\"CN\"]\n");
+    let packages = vec!["com.example.a".to_owned(), "com.example.b".to_owned()];
+    let mut shared = Arc::unwrap_or_clone(app("com.example.a"));
+    shared.android = Some(AndroidIdentity {
+        package: Some("com.example.a".into()),
+        packages,
+        user_id: 0,
+        app_id: 10_200,
+        kind: UidKind::App,
+    });
+    let shared = Arc::new(shared);
+    let cn = dest("CN");
+    let raised = a.check(&record("203.0.113.9:443", 100, 0, "2026-11-18T12:00:00Z"), &shared, Some(&cn));
+    assert_eq!(raised.len(), 1, "the shared UID's second package is claimed");
+    assert!(
+        a.check(&record("203.0.113.10:443", 100, 0, "2026-11-18T12:00:00Z"), &app("com.example.b"), Some(&cn))
+            .is_empty(),
+        "a same-named app without an Android identity is not"
+    );
 }
 
 #[test]

@@ -181,6 +181,7 @@ fn app(name: &str, destinations: Vec<DestinationDetail>) -> AppReport {
         timeline: Vec::new(),
         consensus: None,
         plausibility: None,
+        android: None,
     }
 }
 

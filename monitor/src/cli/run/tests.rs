@@ -58,6 +58,7 @@ fn flow() -> FlowOutput {
         cgroup: None,
         container: None,
         source: AppSource::Kernel,
+        android: None,
     };
     FlowOutput { record, app: Arc::new(app), destination: None, names: monitor::names::Names::default() }
 }

@@ -39,6 +39,7 @@ pub(crate) fn app(name: &str) -> Arc<App> {
         cgroup: Some(format!("/system.slice/{name}.service")),
         container: None,
         source: AppSource::Proc,
+        android: None,
     })
 }
 

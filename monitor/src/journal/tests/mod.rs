@@ -1,5 +1,6 @@
 //! Journal tests: real SQLite files in temporary directories, exact numbers.
 
+mod android;
 mod failure;
 pub(crate) mod fixtures;
 mod paths;
