@@ -15,7 +15,19 @@ use super::{args::ReportArgs, exit};
 /// Prints the report.
 pub fn execute(args: ReportArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
     let ReportArgs {
-        fleet, week, session, since, until, app, format, time_zone, journal, top, prometheus, hosts, host_label,
+        fleet,
+        week,
+        session,
+        since,
+        until,
+        app,
+        format,
+        time_zone,
+        journal,
+        top,
+        prometheus,
+        hosts,
+        host_label,
     } = args;
     if let Some(command) = fleet {
         return super::report_merge::execute(command);

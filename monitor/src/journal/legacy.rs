@@ -11,18 +11,18 @@ use rusqlite::Connection;
 const LATE_COLUMNS: &[(&str, &[&str])] = &[
     ("apps", &["android_package", "android_packages", "android_user_id", "android_app_id", "android_kind"]),
     (
-    "connections",
-    &[
-        "hostname",
-        "registrable_domain",
-        "name_source",
-        "dns_name",
-        "ech_outer",
-        "rtt_min_us",
-        "rtt_srtt_us",
-        "consensus",
-        "country_answers",
-    ],
+        "connections",
+        &[
+            "hostname",
+            "registrable_domain",
+            "name_source",
+            "dns_name",
+            "ech_outer",
+            "rtt_min_us",
+            "rtt_srtt_us",
+            "consensus",
+            "country_answers",
+        ],
     ),
 ];
 

@@ -62,9 +62,9 @@ mod rollup;
 mod rows;
 mod schema;
 mod services;
-mod truth;
 mod session_rows;
 mod sessions;
+mod truth;
 mod writer;
 
 #[cfg(test)]
@@ -85,11 +85,11 @@ pub use rollup::{AppEndpoints, DestinationRow, RollupState};
 pub use rows::{DaemonState, DatabaseRow, EndpointRow, LossTotals, ResidencyRow, RowCounts, StatsTotals, TimeRange};
 pub use schema::SCHEMA_VERSION;
 pub use services::{HostAddressRow, ServiceRow};
-pub use truth::{StoredAnswer, TruthRow};
 pub use session_rows::RecordRow;
 pub use sessions::{
     MAX_SESSION_NAME, Session, SessionCgroup, SessionError, check_session_name, start_session, stop_session,
 };
+pub use truth::{StoredAnswer, TruthRow};
 pub use writer::{FlushReport, JournalWriter, PurgeReport, RunInfo};
 
 /// Journal errors.

@@ -4,8 +4,8 @@ mod export;
 mod figures;
 mod hostile;
 mod rollup;
-mod truth;
 mod session;
+mod truth;
 mod unknown;
 
 use std::path::{Path, PathBuf};
