@@ -5,8 +5,8 @@
 //! [`verify`] names any row changed or removed after it was written, and any batch edited,
 //! removed or inserted.
 //!
-//! Covered: every column of `connections` and `stats` as of schema 4 ([`CONNECTION_COLUMNS`],
-//! [`STATS_COLUMNS`]); rows written before the journal reached schema 4 are outside the chain
+//! Covered: every column of `connections` and `stats` as of the sessions migration (schema 8) ([`CONNECTION_COLUMNS`],
+//! [`STATS_COLUMNS`]); rows written before the journal reached it are outside the chain
 //! (counted). Not covered: tables rewritten in place (residency sums, rollups, apps' last-seen
 //! times). Without a key the chain proves consistency, not origin: whoever can rewrite the file can
 //! recompute it; signed evidence bundles record the chain's head to anchor it.
@@ -23,13 +23,14 @@ use super::{Error, names::ms, schema};
 pub const DIGEST_LEN: usize = 16;
 const DOMAIN: &[u8] = b"monitor.journal.batch/1";
 
-/// Columns of `connections` hashed, in order (schema 4).
+/// Columns of `connections` hashed, in order (names and residency columns included).
 pub const CONNECTION_COLUMNS: &str = "id, event, time_ms, first_seen_ms, closed_ms, cookie, app_id, app_pid,
     app_start_time, owner_tgid, owner_pid, owner_uid, owner_gid, owner_comm, owner_cgroup_id, owner_source, protocol,
     direction, local_ip, local_port, remote_ip, remote_port, payload_tx, payload_rx, wire_tx, wire_rx, packets_tx,
     packets_rx, delta_payload_tx, delta_payload_rx, delta_wire_tx, delta_wire_rx, delta_packets_tx, delta_packets_rx,
-    payload_source, complete, scope, country, asn, as_org, country_db, asn_db, ip_protocol";
-/// Columns of `stats` hashed, in order (schema 4).
+    payload_source, complete, scope, country, asn, as_org, country_db, asn_db, ip_protocol, hostname, registrable_domain,
+    name_source, dns_name, ech_outer, rtt_min_us, rtt_srtt_us, consensus, country_answers";
+/// Columns of `stats` hashed, in order.
 pub const STATS_COLUMNS: &str = "id, time_ms, run_started_ms, last, events_submitted, events_lost, storage_failures,
     peer_evictions, peer_parse_failures, unattributed_packets, unattributed_bytes, events_received, decode_errors,
     closed_flows, silent_sockets, incomplete_flows, open_flows";
