@@ -85,12 +85,12 @@ fn sessions_diff_journal_check_and_bundles_exit_as_documented() {
     let again = monitor(&cfg, &["evidence", "--session", "a", "--out", out.to_str().unwrap()]);
     assert_eq!(code(&again), Some(2));
     assert!(err(&again).contains("not empty"), "{}", err(&again));
-    // One changed byte: exit 11, naming the file.
+    // One changed byte: exit 13, naming the file.
     let report = out.join("report.md");
     let mut bytes = std::fs::read(&report).unwrap();
     bytes[0] ^= 1;
     std::fs::write(&report, bytes).unwrap();
     let check = monitor(&cfg, &["evidence", "verify", out.to_str().unwrap()]);
-    assert_eq!(code(&check), Some(11));
+    assert_eq!(code(&check), Some(13));
     assert!(String::from_utf8_lossy(&check.stdout).contains("report.md was changed"));
 }

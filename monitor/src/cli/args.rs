@@ -64,7 +64,7 @@ pub enum Command {
     Session(super::session::SessionArgs),
     /// Run a command in a cgroup of its own, recording its flows as a new session.
     Exec(super::exec::ExecArgs),
-    /// What changed per app between two sessions, weeks or report files (exit 10: something new).
+    /// What changed per app between two sessions, weeks or report files (exit 12: something new).
     Diff(super::diff::DiffArgs),
     /// Journal maintenance: `journal verify` checks its hash chain.
     Journal(super::journal::JournalArgs),

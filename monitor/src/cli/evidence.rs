@@ -8,9 +8,10 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use jiff::Timestamp;
 use monitor::{
+    claims::{ClaimSet, evaluate},
     escape,
     evidence::{BundleInput, SigningKey, keygen, verify_bundle, write_bundle},
-    journal::verify_chain,
+    journal::{JournalReader, verify_chain},
     report::{Period, Report, ReportQuery, Zone},
     settings::{RawConfig, Settings},
 };
@@ -45,7 +46,7 @@ pub struct EvidenceArgs {
 /// `monitor evidence` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum EvidenceCommand {
-    /// Check every file's SHA-256 against MANIFEST and MANIFEST's signature (exit 11 on any
+    /// Check every file's SHA-256 against MANIFEST and MANIFEST's signature (exit 13 on any
     /// mismatch). Example: monitor evidence verify /tmp/evidence-42
     Verify {
         /// The bundle directory. Example: /tmp/evidence-42
@@ -156,7 +157,7 @@ pub fn execute(args: EvidenceArgs, raw: &RawConfig, settings: &Settings) -> anyh
         databases: &databases,
         integrity: Some(&integrity),
         config_toml: toml::to_string(raw).context("cannot encode the configuration")?,
-        verdicts: verdicts_seam(&query),
+        verdicts: verdicts(settings, &reader, &query)?,
     };
     let written = write_bundle(&out, &input, key.as_ref())?;
     let mut text = String::new();
@@ -167,8 +168,14 @@ pub fn execute(args: EvidenceArgs, raw: &RawConfig, settings: &Settings) -> anyh
     Ok(ExitCode::from(exit::OK))
 }
 
-/// SEAM (lead, at merge): the verdicts JSON of `monitor verify` for `query`'s period and
-/// session, once the claims module exists; `None` writes no `verdicts.json`.
-fn verdicts_seam(_query: &ReportQuery) -> Option<Value> {
-    None
+/// The verdicts (`monitor verify`'s JSON) of the configured claims file over the bundle's period
+/// and session; `None` without a claims file (no `verdicts.json` is written then).
+fn verdicts(settings: &Settings, reader: &JournalReader, query: &ReportQuery) -> anyhow::Result<Option<Value>> {
+    let Some(file) = settings.claims.file() else { return Ok(None) };
+    let claims = ClaimSet::load(file)?;
+    let mut query = query.clone();
+    query.evidence = true;
+    let report = Report::build(reader, &query)?;
+    let verdicts = evaluate(&claims, &report, Some(file));
+    Ok(Some(serde_json::to_value(&verdicts).context("cannot encode the verdicts")?))
 }

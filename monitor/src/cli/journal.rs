@@ -25,7 +25,7 @@ pub struct JournalArgs {
 /// `monitor journal` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum JournalCommand {
-    /// Check the hash chain over flushed batches (exit 11 when a row was changed or removed).
+    /// Check the hash chain over flushed batches (exit 13 when a row was changed or removed).
     /// Example: monitor journal verify --json
     Verify {
         /// JSON output. Example: --json

@@ -24,8 +24,16 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "FILE")]
     pub claims: Option<PathBuf>,
     /// ISO week, cut in the report time zone (default: the current week). Example: --week 2026-W47
-    #[arg(long, conflicts_with_all = ["since", "until"])]
+    #[arg(long, conflicts_with_all = ["since", "until", "session"])]
     pub week: Option<String>,
+    /// A session (`monitor session`, `monitor exec --session`): its window, and for an `exec`
+    /// session only its command's flows. Example: --session build-42
+    #[arg(long, conflicts_with_all = ["since", "until"])]
+    pub session: Option<String>,
+    /// Check the journal's hash chain instead of claims (as `monitor journal verify`; exit 13
+    /// when a row was changed or removed).
+    #[arg(long, conflicts_with_all = ["claims", "week", "since", "until", "session"])]
+    pub journal_integrity: bool,
     /// Start: a date or a date and time, in the report time zone unless an offset or `Z` follows.
     /// Example: --since 2026-11-19T08:00
     #[arg(long, requires = "until")]
@@ -46,7 +54,11 @@ pub struct VerifyArgs {
 
 /// Prints the verdicts; the exit code says whether every claim passed.
 pub fn execute(args: VerifyArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let VerifyArgs { claims, week, since, until, format, time_zone, journal } = args;
+    let VerifyArgs { claims, week, session, since, until, format, time_zone, journal, journal_integrity } = args;
+    if journal_integrity {
+        let command = super::journal::JournalCommand::Verify { json: format == Format::Json, journal };
+        return super::journal::execute(super::journal::JournalArgs { command }, settings);
+    }
     if matches!(format, Format::Csv | Format::Html) {
         anyhow::bail!(UsageError("verdicts are written as table, json or markdown".into()));
     }
@@ -58,14 +70,21 @@ pub fn execute(args: VerifyArgs, settings: &Settings) -> anyhow::Result<ExitCode
         Some(name) => Zone::get(&name)?,
         None => settings.time_zone.clone(),
     };
-    let period = match (week, since, until) {
-        (Some(week), None, None) => Period::iso_week(&week, &zone)?,
-        (None, Some(since), Some(until)) => Period::range(zone.parse_time(&since)?, zone.parse_time(&until)?, &zone)?,
-        (None, None, None) => Period::week_containing(Timestamp::now(), &zone)?,
-        _ => anyhow::bail!(UsageError("give either --week, or both --since and --until".into())),
-    };
     let reader = open_journal(&journal.unwrap_or_else(|| settings.journal.path.clone()))?;
-    let mut query = ReportQuery::new(period);
+    let mut query = match (session, week, since, until) {
+        (Some(name), None, None, None) => {
+            let (period, info) = super::session::window(&reader, &name, &zone)?;
+            let mut query = ReportQuery::new(period);
+            query.session = Some(info);
+            query
+        }
+        (None, Some(week), None, None) => ReportQuery::new(Period::iso_week(&week, &zone)?),
+        (None, None, Some(since), Some(until)) => {
+            ReportQuery::new(Period::range(zone.parse_time(&since)?, zone.parse_time(&until)?, &zone)?)
+        }
+        (None, None, None, None) => ReportQuery::new(Period::week_containing(Timestamp::now(), &zone)?),
+        _ => anyhow::bail!(UsageError("give either --week, --session, or both --since and --until".into())),
+    };
     query.evidence = true;
     let report = Report::build(&reader, &query)?;
     let verdicts = claims::evaluate(&set, &report, Some(&file));

@@ -88,7 +88,9 @@ impl Watchdog {
     /// Sends `WATCHDOG=1` when due; called from the sink's tick.
     pub fn tick(&mut self, now: Instant) {
         let Some(every) = self.every else { return };
-        if self.last.is_none_or(|last| now.duration_since(last) >= every) {
+        // A quarter of slack: the sink's one-second tick jitters, and a tick a millisecond early
+        // must not skip a ping (pinging a little more often than needed is harmless).
+        if self.last.is_none_or(|last| now.duration_since(last) >= every - every / 4) {
             self.last = Some(now);
             send(&[NotifyState::Watchdog]);
         }

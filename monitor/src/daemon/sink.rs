@@ -401,7 +401,7 @@ fn export_weeks(
             for path in &written {
                 info!("weekly report {week} written to {}", path.display());
                 if let Some(key) = &config.sign_with {
-                    match crate::evidence::sign_file(&path, key) {
+                    match crate::evidence::sign_file(path, key) {
                         Ok(sig) => info!("weekly report {week} signed: {}", sig.display()),
                         Err(e) => warn!("weekly report {week} left unsigned: {}", chain(&e)),
                     }
@@ -420,8 +420,8 @@ fn export_weeks(
 }
 
 /// Writes the claim verdicts of a week just exported, when a claims file is configured (read
-/// afresh: the export thread does not share the sink's claims). Failures are logged: the
-/// report itself is written.
+/// afresh: the export thread does not share the sink's claims), signed like the reports when a
+/// key is configured. Failures are logged: the report itself is written.
 fn export_verdicts(r: &JournalReader, week: &str, config: &ReportConfig, claims: &ClaimsConfig) {
     let Some(file) = claims.file() else { return };
     let result = ClaimSet::load(file).and_then(|set| {
@@ -439,6 +439,12 @@ fn export_verdicts(r: &JournalReader, week: &str, config: &ReportConfig, claims:
         Ok(paths) => {
             for path in paths {
                 info!("claim verdicts {week} written to {}", path.display());
+                if let Some(key) = &config.sign_with {
+                    match crate::evidence::sign_file(&path, key) {
+                        Ok(sig) => info!("claim verdicts {week} signed: {}", sig.display()),
+                        Err(e) => warn!("claim verdicts {week} left unsigned: {}", chain(&e)),
+                    }
+                }
             }
         }
         Err(e) => warn!("claim verdicts of {week} not written: {}", chain(&e)),

@@ -228,6 +228,7 @@ fn report(apps: Vec<AppReport>, events_lost: u64) -> Report {
         attribution: Attribution { text: crate::report::ATTRIBUTION, applies: false },
         timeline: TimelineInfo { unit: TimelineUnit::Day, complete: true },
         services: Default::default(),
+        session: None,
     }
 }
 
