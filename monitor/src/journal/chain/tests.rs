@@ -69,16 +69,9 @@ fn removed_and_added_rows_are_named() {
     let path = journal(dir.path());
     let conn = raw(&path);
     conn.execute("DELETE FROM connections WHERE id = 4", []).unwrap();
-    conn.execute(
-        "INSERT INTO connections SELECT 9, event, time_ms, first_seen_ms, closed_ms, cookie, app_id, app_pid,
-             app_start_time, owner_tgid, owner_pid, owner_uid, owner_gid, owner_comm, owner_cgroup_id, owner_source,
-             protocol, direction, local_ip, local_port, remote_ip, remote_port, payload_tx, payload_rx, wire_tx,
-             wire_rx, packets_tx, packets_rx, delta_payload_tx, delta_payload_rx, delta_wire_tx, delta_wire_rx,
-             delta_packets_tx, delta_packets_rx, payload_source, complete, scope, country, asn, as_org, country_db,
-             asn_db, ip_protocol FROM connections WHERE id = 1",
-        [],
-    )
-    .unwrap();
+    let rest = super::CONNECTION_COLUMNS.trim_start_matches("id,");
+    conn.execute(&format!("INSERT INTO connections (id, {rest}) SELECT 9, {rest} FROM connections WHERE id = 1"), [])
+        .unwrap();
     let v = verify(&path).unwrap();
     assert_eq!(
         v.problems,
