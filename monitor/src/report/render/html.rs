@@ -25,6 +25,7 @@ use crate::{
     report::{
         AppReport, Endpoint, Error, Report, Share, ShareKind, TimelineUnit, Traffic,
         fmt::{bytes, grouped, pct},
+        services::AppServices,
     },
 };
 
@@ -205,8 +206,8 @@ struct AppView {
     country_bars: charts::Bars,
     asns: Vec<ShareRow>,
     asn_bars: charts::Bars,
-    /// By service (hostname). Seam: filled when the report model has names (hostnames are being
-    /// added to it); the section is drawn only when there are lines.
+    /// By service (host name, from the report's `services`), unnamed bytes last; the section is
+    /// drawn only when there are lines.
     services: Vec<ShareRow>,
     /// Bars of [`Self::services`].
     service_bars: charts::Bars,
@@ -225,7 +226,58 @@ struct AppView {
     buckets: Vec<BucketRow>,
 }
 
-fn app_view(i: usize, a: &AppReport, unit: TimelineUnit, all: &Traffic) -> AppView {
+/// Lines "by service": per host name, bytes each way, flows, share of the app's payload, and
+/// where the name came from with its countries and networks; unnamed bytes last.
+fn service_rows(s: &AppServices) -> Vec<ShareRow> {
+    let dash = || "–".to_string();
+    let mut rows: Vec<ShareRow> = s
+        .hostnames
+        .iter()
+        .map(|h| {
+            let asns: Vec<String> = h.asns.iter().map(|a| format!("AS{}", a.asn)).collect();
+            let org = format!("({}; {}; name from {})", h.countries.join(", "), asns.join(", "), h.sources.join(", "));
+            ShareRow {
+                label: t(&h.name),
+                org: t(&org),
+                payload_tx: grouped(h.traffic.payload_tx),
+                payload_rx: grouped(h.traffic.payload_rx),
+                wire_tx: dash(),
+                wire_rx: dash(),
+                packets_tx: dash(),
+                packets_rx: dash(),
+                flows: grouped(h.traffic.flows),
+                share: format!("{:.2}", h.share_pct),
+                tx_share: dash(),
+                rx_share: dash(),
+            }
+        })
+        .collect();
+    if s.unnamed.payload_tx + s.unnamed.payload_rx > 0 {
+        rows.push(ShareRow {
+            label: "(unnamed)".into(),
+            org: String::new(),
+            payload_tx: grouped(s.unnamed.payload_tx),
+            payload_rx: grouped(s.unnamed.payload_rx),
+            wire_tx: dash(),
+            wire_rx: dash(),
+            packets_tx: dash(),
+            packets_rx: dash(),
+            flows: grouped(s.unnamed.flows),
+            share: format!("{:.2}", s.unnamed_share_pct),
+            tx_share: dash(),
+            rx_share: dash(),
+        });
+    }
+    rows
+}
+
+fn service_bars(s: &AppServices) -> charts::Bars {
+    let lines: Vec<(String, u64, u64)> =
+        s.hostnames.iter().take(TOP_BARS).map(|h| (t(&h.name), h.traffic.payload_tx, h.traffic.payload_rx)).collect();
+    charts::bars(&lines)
+}
+
+fn app_view(i: usize, a: &AppReport, services: Option<&AppServices>, unit: TimelineUnit, all: &Traffic) -> AppView {
     let nd = &a.new_destinations;
     AppView {
         id: format!("app-{}", i + 1),
@@ -240,8 +292,8 @@ fn app_view(i: usize, a: &AppReport, unit: TimelineUnit, all: &Traffic) -> AppVi
         country_bars: share_bars(&a.by_country),
         asns: share_rows(&a.by_asn),
         asn_bars: share_bars(&a.by_asn),
-        services: Vec::new(),
-        service_bars: share_bars(&[]),
+        services: services.map(service_rows).unwrap_or_default(),
+        service_bars: services.map_or_else(|| share_bars(&[]), service_bars),
         unknown_country: bytes(a.unknown.country_bytes),
         unknown_country_share: pct(a.unknown.country_share_pct),
         unknown_asn: bytes(a.unknown.asn_bytes),
@@ -366,7 +418,15 @@ pub(super) fn write(r: &Report, out: &mut impl Write) -> Result<(), Error> {
         version: env!("CARGO_PKG_VERSION"),
         host: std::fs::read_to_string("/proc/sys/kernel/hostname").map_or_else(|_| "unknown".into(), |h| t(h.trim())),
         totals: traffic(&r.totals),
-        apps: r.apps.iter().enumerate().map(|(i, a)| app_view(i, a, r.timeline.unit, &r.totals)).collect(),
+        apps: r
+            .apps
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let services = r.services.iter().find(|s| s.app == a.app);
+                app_view(i, a, services, r.timeline.unit, &r.totals)
+            })
+            .collect(),
         world: world_view(),
         palette: PALETTE,
         timeline_unit: match r.timeline.unit {
