@@ -8,12 +8,14 @@
 //! - `world`: converts world-atlas TopoJSON into the committed country geometry.
 //! - `bench`: benchmarks (BENCHMARKS.md).
 //! - `install`/`uninstall`: the binary, the hardened unit, config and geolocation data.
+//! - `dist`:  static (musl) monitor binaries for x86_64 and aarch64, with config and geo data.
 //! - `android`: deploy the monitor to an Android emulator or rooted device, pull its journal.
 
 #![expect(clippy::print_stdout, clippy::print_stderr, reason = "a command-line tool: it reports on stdout and stderr")]
 
 mod android;
 mod bench;
+mod dist;
 mod exec;
 mod geo;
 mod install;
@@ -43,6 +45,9 @@ enum Command {
     },
     /// Set up and run the whole test suite.
     Test {
+        /// Also build the static x86_64 binary and run the core root cases against it (root).
+        #[arg(long = "static")]
+        static_build: bool,
         /// Arguments passed to `cargo test`, e.g. `-- --nocapture`.
         #[arg(last = true)]
         args: Vec<String>,
@@ -57,6 +62,8 @@ enum Command {
     Install(install::Args),
     /// Remove what `install` wrote (not the config, the geolocation data or the journal).
     Uninstall(install::UninstallArgs),
+    /// Static (musl) binaries in target/dist/<arch>: monitor, monitor.toml, geo data.
+    Dist(dist::Args),
     /// Android guest: `deploy` the monitor with adb, `pull` its journal.
     Android(android::Args),
     /// Load generator of the benchmarks (run by `bench` inside its namespaces).
@@ -69,8 +76,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Setup(args) => setup::run(&args),
         Command::Run { args } => setup::run(&setup::Args::default()).and_then(|()| exec::run_monitor(&args)),
-        Command::Test { args } => {
+        Command::Test { static_build, args } => {
             setup::run(&setup::Args::default()).and_then(|()| exec::run_tests(&args)).and_then(|()| {
+                if static_build {
+                    dist::test_static()?;
+                }
                 // The quick benchmark run keeps the harness from rotting; it fails only if the harness
                 // itself breaks, never on a figure. Benchmarks load BPF programs: root only.
                 if exec::is_root() {
@@ -91,6 +101,7 @@ fn main() -> ExitCode {
         Command::BenchLoad(args) => bench::load::run(&args),
         Command::Install(args) => install::run(&args),
         Command::Uninstall(args) => install::uninstall(&args),
+        Command::Dist(args) => dist::run(&args),
         Command::Android(args) => android::run(&args),
     };
     match result {

@@ -35,6 +35,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         ("iso-codes", "ISO 3166 country codes for `cargo xtask world`"),
         ("chromium", "the HTML report's browser test renders the page headless, offline"),
         ("systemd", "systemd-analyze rates the service unit's exposure in tests"),
+        ("file", "`cargo xtask dist` checks that the static binaries are static ELF for the right machine"),
         ("prometheus", "promtool checks the metrics and alerting rules; root tests scrape with a real server"),
         ("dnsmasq-base", "names root tests: an authoritative DNS server and a local stub resolver in namespaces"),
         ("minisign", "evidence tests check signed bundle manifests with the standard `minisign -V`"),

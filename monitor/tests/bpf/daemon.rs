@@ -1,8 +1,10 @@
 //! The real `monitor` binary, run as a user would: `monitor run --json --cgroup <test cgroup>`.
+//! `MONITOR_BIN` (e.g. `target/dist/x86_64/monitor`, from `cargo xtask dist`) replaces the binary
+//! cargo built for this test run.
 
 use std::{
     io::{BufRead as _, BufReader, Read as _},
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::mpsc,
     thread,
@@ -15,6 +17,12 @@ use nix::{
     unistd::Pid,
 };
 use serde_json::Value;
+
+/// The monitor binary under test: `MONITOR_BIN` when set (a static build), else the one cargo
+/// built with this test binary.
+pub fn monitor_bin() -> PathBuf {
+    std::env::var_os("MONITOR_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_monitor")), PathBuf::from)
+}
 
 /// A running monitor, with its own journal and export directory in a temporary directory.
 pub struct Monitor {
@@ -57,7 +65,7 @@ impl Output {
 
     /// `monitor report --format json` over this run's whole journal.
     pub fn report_json(&self) -> Value {
-        let report = Command::new(env!("CARGO_BIN_EXE_monitor"))
+        let report = Command::new(monitor_bin())
             .args(["report", "--format", "json", "--since", "2000-01-01T00:00:00Z", "--until", "2100-01-01T00:00:00Z"])
             .arg("--journal")
             .arg(self.dir.path().join("journal.db"))
@@ -118,10 +126,10 @@ impl Monitor {
         let config = dir.path().join("monitor.toml");
         std::fs::write(&config, config_text).unwrap();
         let mut command = match wrapper.split_first() {
-            None => Command::new(env!("CARGO_BIN_EXE_monitor")),
+            None => Command::new(monitor_bin()),
             Some((program, args)) => {
                 let mut c = Command::new(program);
-                c.args(args).arg(env!("CARGO_BIN_EXE_monitor"));
+                c.args(args).arg(monitor_bin());
                 c
             }
         };
