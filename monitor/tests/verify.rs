@@ -238,3 +238,66 @@ fn alerts_of_a_journal_from_before_the_alerts_table_are_none() {
     let out = verify(dir.path(), &j, FAIL, "json");
     assert_eq!(out.status.code(), Some(10), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+fn monitor_with(config_text: &str, dir: &Path, args: &[&str]) -> Output {
+    let config = dir.join("monitor-with.toml");
+    fs::write(&config, config_text).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .args(["--config", config.to_str().unwrap()])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+/// `verify --session` judges the session's window only; `verify --journal-integrity` is the
+/// journal's hash-chain check (exit 13 after a row changed); evidence bundles carry the verdicts.
+#[test]
+fn verify_takes_sessions_and_the_journal_check_and_bundles_carry_verdicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(dir.path());
+    let ms = |t: &str| t.parse::<Timestamp>().unwrap().as_millisecond();
+    let conn = rusqlite::Connection::open(&j).unwrap();
+    for (name, since, until) in [
+        ("covers", "2026-11-18T11:00:00Z", "2026-11-18T13:00:00Z"),
+        ("before", "2026-11-10T00:00:00Z", "2026-11-11T00:00:00Z"),
+    ] {
+        conn.execute(
+            "INSERT INTO sessions (name, started_ms, stopped_ms) VALUES (?1, ?2, ?3)",
+            rusqlite::params![name, ms(since), ms(until)],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    let claims = dir.path().join("claims.toml");
+    fs::write(&claims, FAIL).unwrap();
+    let (jp, cp) = (j.to_str().unwrap(), claims.to_str().unwrap());
+    let base = ["verify", "--claims", cp, "--journal", jp, "--format", "json"];
+
+    let out = monitor_with("", dir.path(), &[&base[..], &["--session", "covers"]].concat());
+    assert_eq!(out.status.code(), Some(10), "{}", String::from_utf8_lossy(&out.stderr));
+    let c = &json(&out)["claims"][0];
+    assert_eq!((c["verdict"].as_str(), c["bytes"]["violating"].as_u64()), (Some("fail"), Some(1_000)));
+    let out = monitor_with("", dir.path(), &[&base[..], &["--session", "before"]].concat());
+    assert_eq!(out.status.code(), Some(11), "no traffic in that window: {}", String::from_utf8_lossy(&out.stdout));
+    let out = monitor_with("", dir.path(), &[&base[..], &["--session", "nope"]].concat());
+    assert_eq!(out.status.code(), Some(2), "an unknown session is a usage error");
+
+    let integrity = ["verify", "--journal-integrity", "--journal", jp];
+    let out = monitor_with("", dir.path(), &integrity);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let conn = rusqlite::Connection::open(&j).unwrap();
+    conn.execute("UPDATE connections SET payload_tx = payload_tx + 1 WHERE cookie = 2", []).unwrap();
+    drop(conn);
+    let out = monitor_with("", dir.path(), &integrity);
+    assert_eq!(out.status.code(), Some(13), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("TAMPERED"));
+
+    let bundle = dir.path().join("bundle");
+    let config = format!("[journal]\npath = \"{jp}\"\n\n[claims]\nfile = \"{cp}\"\n");
+    let out = monitor_with(&config, dir.path(), &["evidence", "--week", "2026-W47", "--out", bundle.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let verdicts: Value = serde_json::from_slice(&fs::read(bundle.join("verdicts.json")).unwrap()).unwrap();
+    assert_eq!(verdicts["claims"][0]["verdict"], "fail");
+    assert!(fs::read_to_string(bundle.join("MANIFEST")).unwrap().contains("verdicts.json"));
+}
