@@ -333,6 +333,7 @@ impl Settings {
             evidence,
         } = raw;
         report.sign_with.clone_from(&evidence.secret_key);
+        report.device.clone_from(&device.location);
         claims.validate().map_err(|reason| Error::Invalid { key: "claims", reason })?;
         metrics.validate().map_err(|e| Error::Invalid { key: "metrics", reason: e.to_string() })?;
         names.validate().map_err(|e| Error::Invalid { key: "names", reason: e.to_string() })?;

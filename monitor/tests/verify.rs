@@ -301,3 +301,29 @@ fn verify_takes_sessions_and_the_journal_check_and_bundles_carry_verdicts() {
     assert_eq!(verdicts["claims"][0]["verdict"], "fail");
     assert!(fs::read_to_string(bundle.join("MANIFEST")).unwrap().contains("verdicts.json"));
 }
+
+/// With a claims file configured, `monitor report` carries the verdicts (JSON `claims`, and the
+/// HTML page's Claims section) with the same bytes as `monitor verify`.
+#[test]
+fn reports_carry_the_claim_verdicts_when_claims_are_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(dir.path());
+    let claims = dir.path().join("claims.toml");
+    fs::write(&claims, format!("{PASS}{FAIL}")).unwrap();
+    let config = format!("[journal]\npath = \"{}\"\n\n[claims]\nfile = \"{}\"\n", j.display(), claims.display());
+    let out = monitor_with(&config, dir.path(), &["report", "--week", "2026-W47", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc = json(&out);
+    let c = doc["claims"].as_array().expect("claims in the report");
+    assert_eq!((c[0]["claim"].as_str(), c[0]["verdict"].as_str()), (Some("shop-not-ru"), Some("pass")));
+    assert_eq!((c[1]["claim"].as_str(), c[1]["verdict"].as_str()), (Some("shop-us-only"), Some("fail")));
+    assert_eq!((c[1]["violating"].as_u64(), c[1]["satisfying"].as_u64()), (Some(1_000), Some(9_000)));
+    let out = monitor_with(&config, dir.path(), &["report", "--week", "2026-W47", "--format", "html"]);
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(page.contains("<h2 id=\"claims\">Claims</h2>") && page.contains("<strong>FAIL</strong>"), "{page}");
+    assert!(page.contains("1,000 B violate"), "the violating bytes on the page");
+    // Without a claims file the report has no `claims` field.
+    let plain = format!("[journal]\npath = \"{}\"\n", j.display());
+    let out = monitor_with(&plain, dir.path(), &["report", "--week", "2026-W47", "--format", "json"]);
+    assert!(json(&out).get("claims").is_none());
+}

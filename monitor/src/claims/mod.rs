@@ -19,6 +19,7 @@ mod file;
 mod iso;
 pub mod live;
 mod render;
+mod summary;
 mod verdict;
 
 #[cfg(test)]
@@ -32,6 +33,7 @@ pub use export::export_verdicts;
 pub use file::{
     CLAIMS_MAX_BYTES, Claim, ClaimSet, Direction, Globs, Inconclusive, MinShare, RawClaim, RawClaims, RawMinShare,
 };
+pub use summary::{annotate, summaries};
 pub use verdict::{ClaimBytes, ClaimVerdict, Summary, Verdict, Verdicts, Violation};
 
 use crate::files;

@@ -79,7 +79,10 @@ fn render(
     if let Some(top) = top {
         query.top_endpoints = usize::try_from(top).unwrap_or(usize::MAX);
     }
-    let report = Report::build(reader, &query)?;
+    let mut report = Report::build(reader, &query)?;
+    if let Some(file) = settings.claims.file() {
+        monitor::claims::annotate(reader, &query, file, &mut report)?;
+    }
     let mut text = Vec::new();
     report.render(format, &mut text)?;
     super::write_stdout(&text).context("cannot write the report")?;

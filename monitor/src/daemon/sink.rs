@@ -395,9 +395,18 @@ fn export_weeks(
         }
     }
     let Some(r) = reader.as_ref() else { return };
+    // The claim verdicts go into the exported reports (the HTML page shows them).
+    let annotate = |r: &JournalReader, query: &report::ReportQuery, rep: &mut report::Report| {
+        if let Some(file) = claims.file()
+            && let Err(e) = crate::claims::annotate(r, query, file, rep)
+        {
+            warn!("weekly report {} without claim verdicts: {}", query.period.label, chain(&e));
+        }
+    };
+    let extras = report::ExportExtras { device: config.device.clone(), annotate: Some(&annotate) };
     let result = report::pending_exports(r, Timestamp::now(), tz, formats).and_then(|weeks| {
         for week in weeks {
-            let written = report::export_week(r, &week, tz, &config.export_dir, formats)?;
+            let written = report::export_week(r, &week, tz, &config.export_dir, formats, &extras)?;
             for path in &written {
                 info!("weekly report {week} written to {}", path.display());
                 if let Some(key) = &config.sign_with {

@@ -146,6 +146,7 @@ pub(crate) fn build_from(reader: &JournalReader, query: &ReportQuery, source: So
         attribution: Attribution { text: ATTRIBUTION, applies: databases.iter().any(|d| d.default_data) },
         databases,
         timeline,
+        claims: Vec::new(),
     })
 }
 

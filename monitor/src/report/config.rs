@@ -26,7 +26,7 @@ export_formats = ["json", "markdown", "html"]
 "#;
 
 /// `[report]`: how reports are cut and where weekly exports go.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReportConfig {
     /// IANA time zone name.
@@ -39,6 +39,10 @@ pub struct ReportConfig {
     /// by `Settings::resolve` (not a `[report]` key).
     #[serde(skip)]
     pub sign_with: Option<PathBuf>,
+    /// `[device] location`, set by `Settings::resolve` (not a `[report]` key): weekly exports
+    /// judge plausibility like `monitor report`.
+    #[serde(skip)]
+    pub device: Option<crate::residency::DeviceLocation>,
 }
 
 impl Default for ReportConfig {
@@ -51,6 +55,7 @@ impl Default for ReportConfig {
             // JSON for machines, Markdown and the HTML page for people.
             export_formats: vec![Format::Json, Format::Markdown, Format::Html],
             sign_with: None,
+            device: None,
         }
     }
 }

@@ -25,6 +25,20 @@ const FILE_MODE: u32 = 0o600;
 /// Mode of a created export directory.
 const DIR_MODE: u32 = 0o700;
 
+/// What a weekly export adds to the report beyond the journal: the device location
+/// (plausibility) and a callback that may annotate the report (the daemon adds the claim
+/// verdicts; `report` cannot call the claims stage, which sits downstream of it).
+#[derive(Default)]
+pub struct ExportExtras<'a> {
+    /// `[device] location`.
+    pub device: Option<crate::residency::DeviceLocation>,
+    /// Called with the built report before it is rendered.
+    pub annotate: Option<&'a Annotate<'a>>,
+}
+
+/// A callback that adds to a built report (see [`ExportExtras::annotate`]).
+pub type Annotate<'a> = dyn Fn(&JournalReader, &ReportQuery, &mut Report) + 'a;
+
 /// Writes the report of ISO week `week` ("2026-W47", cut in `time_zone`) to
 /// `<dir>/<week>.<extension>` for each format not yet exported, atomically (temporary file,
 /// fsync, rename), and records each in the journal. Returns the files written: empty when every
@@ -38,6 +52,7 @@ pub fn export_week(
     time_zone: &str,
     dir: &Path,
     formats: &[Format],
+    extras: &ExportExtras<'_>,
 ) -> Result<Vec<PathBuf>, Error> {
     let period = Period::iso_week(week, &Zone::get(time_zone)?)?;
     let mut pending = Vec::new();
@@ -55,7 +70,12 @@ pub fn export_week(
         .create(dir)
         .map_err(|source| Error::Export { path: dir.to_path_buf(), source })?;
     check_dir(dir)?;
-    let report = Report::build(reader, &ReportQuery::new(period.clone()))?;
+    let mut query = ReportQuery::new(period.clone());
+    query.device.clone_from(&extras.device);
+    let mut report = Report::build(reader, &query)?;
+    if let Some(annotate) = extras.annotate {
+        annotate(reader, &query, &mut report);
+    }
     let mut written = Vec::new();
     for format in pending {
         let mut text = Vec::new();

@@ -37,10 +37,11 @@ pub use build::{DEFAULT_TOP_ENDPOINTS, ReportQuery};
 pub use config::{CONFIG_DOC, ReportConfig};
 pub use destinations::{DatabaseAnswer, DestinationDetail, ProcessUse};
 pub(crate) use export::write_atomic;
-pub use export::{EXPORT_GRACE, export_week, pending_exports};
+pub use export::{EXPORT_GRACE, ExportExtras, export_week, pending_exports};
 pub use model::{
-    AndroidApp, AppReport, AsnRef, Attribution, Completeness, DatabaseUse, Endpoint, NewDestinations, PeriodInfo,
-    Report, SessionInfo, Share, ShareKind, SourceShare, TimeBucket, TimelineInfo, TimelineUnit, Traffic, Unknown,
+    AndroidApp, AppReport, AsnRef, Attribution, ClaimSummary, Completeness, DatabaseUse, Endpoint, NewDestinations,
+    PeriodInfo, Report, SessionInfo, Share, ShareKind, SourceShare, TimeBucket, TimelineInfo, TimelineUnit, Traffic,
+    Unknown,
 };
 pub use period::{Period, PeriodKind, Zone};
 use serde::{Deserialize, Serialize};

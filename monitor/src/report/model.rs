@@ -35,6 +35,31 @@ pub struct Report {
     pub attribution: Attribution,
     /// How the apps' `timeline`s are cut (added in the HTML report round).
     pub timeline: TimelineInfo,
+    /// Claim verdicts over the period, when a claims file is configured (absent otherwise):
+    /// per claim the verdict and its bytes, as `monitor verify` judges them (evidence there).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<ClaimSummary>,
+}
+
+/// One claim's verdict in a report (the full evidence is `monitor verify`'s).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClaimSummary {
+    /// Claim name.
+    pub claim: String,
+    /// Apps the claim selected that had traffic.
+    pub apps: Vec<String>,
+    /// `pass`, `fail` or `inconclusive`.
+    pub verdict: String,
+    /// Why (one line per reason).
+    pub reasons: Vec<String>,
+    /// Bytes the claim judged (in its direction).
+    pub total: u64,
+    /// Bytes that satisfy it.
+    pub satisfying: u64,
+    /// Bytes that violate it.
+    pub violating: u64,
+    /// Bytes that could not be judged (unknown country, ASN or name).
+    pub unknown: u64,
 }
 
 /// Unit of the per-app timelines.

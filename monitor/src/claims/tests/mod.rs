@@ -229,6 +229,7 @@ fn report(apps: Vec<AppReport>, events_lost: u64) -> Report {
         timeline: TimelineInfo { unit: TimelineUnit::Day, complete: true },
         services: Default::default(),
         session: None,
+        claims: Vec::new(),
     }
 }
 

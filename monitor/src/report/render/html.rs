@@ -348,7 +348,7 @@ struct Page {
     databases: Vec<Database>,
     attribution: String,
     attribution_applies: bool,
-    /// Claim verdicts. Seam: filled when the report model has claims; drawn only when present.
+    /// Claim verdicts (the report's `claims`); drawn only when present.
     claims: Vec<Claim>,
 }
 
@@ -359,7 +359,7 @@ struct Claim {
     app: String,
     /// What is claimed ("data stays in the EU").
     claim: String,
-    /// Verdict ("holds", "broken", "unknown").
+    /// Verdict (`PASS`, `FAIL`, `INCONCLUSIVE`).
     verdict: String,
     /// The figures behind the verdict.
     evidence: String,
@@ -452,7 +452,24 @@ pub(super) fn write(r: &Report, out: &mut impl Write) -> Result<(), Error> {
             .collect(),
         attribution: t(r.attribution.text),
         attribution_applies: r.attribution.applies,
-        claims: Vec::new(),
+        claims: r
+            .claims
+            .iter()
+            .map(|c| Claim {
+                app: t(&c.apps.join(", ")),
+                claim: t(&c.claim),
+                verdict: c.verdict.to_uppercase(),
+                evidence: t(&format!(
+                    "{} B satisfy, {} B violate, {} B unknown of {} B{}{}",
+                    grouped(c.satisfying),
+                    grouped(c.violating),
+                    grouped(c.unknown),
+                    grouped(c.total),
+                    if c.reasons.is_empty() { "" } else { ": " },
+                    c.reasons.join("; ")
+                )),
+            })
+            .collect(),
     };
     let mut env = minijinja::Environment::new();
     env.add_template("report.html", TEMPLATE).map_err(Error::Html)?;

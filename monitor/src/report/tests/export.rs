@@ -14,7 +14,7 @@ fn export_week_writes_each_format_once() {
     let reader = JournalReader::open(&fixture_journal(dir.path())).expect("reader");
     let out = dir.path().join("reports");
     let formats = [Format::Json, Format::Markdown, Format::Json];
-    let written = export_week(&reader, "2026-W47", NY, &out, &formats).expect("export");
+    let written = export_week(&reader, "2026-W47", NY, &out, &formats, &Default::default()).expect("export");
     assert_eq!(written, vec![out.join("2026-W47.json"), out.join("2026-W47.md")]);
     for path in &written {
         assert_eq!(fs::metadata(path).expect("stat").permissions().mode() & 0o777, 0o600);
@@ -30,13 +30,15 @@ fn export_week_writes_each_format_once() {
 
     // A restarted daemon asking again writes nothing and leaves the files alone.
     fs::write(out.join("2026-W47.md"), b"edited by hand").expect("write");
-    let again = export_week(&reader, "2026-W47", NY, &out, &[Format::Json, Format::Markdown]).expect("export again");
+    let again = export_week(&reader, "2026-W47", NY, &out, &[Format::Json, Format::Markdown], &Default::default())
+        .expect("export again");
     assert!(again.is_empty(), "{again:?}");
     assert_eq!(fs::read(out.join("2026-W47.md")).expect("read"), b"edited by hand");
     let row = reader.export("2026-W47", NY, "json").expect("query").expect("recorded");
     assert_eq!(row.path, out.join("2026-W47.json"));
     // A format added later is written on its own.
-    let csv = export_week(&reader, "2026-W47", NY, &out, &[Format::Json, Format::Csv]).expect("export csv");
+    let csv = export_week(&reader, "2026-W47", NY, &out, &[Format::Json, Format::Csv], &Default::default())
+        .expect("export csv");
     assert_eq!(csv, vec![out.join("2026-W47.csv")]);
 }
 
@@ -52,7 +54,7 @@ fn pending_exports_lists_complete_unexported_weeks() {
     assert_eq!(early, vec!["2026-W46".to_string()]);
     let later = pending_exports(&reader, at(end_of_w47 + grace), NY, &formats).expect("pending");
     assert_eq!(later, vec!["2026-W46".to_string(), "2026-W47".to_string()]);
-    export_week(&reader, "2026-W46", NY, &dir.path().join("out"), &formats).expect("export");
+    export_week(&reader, "2026-W46", NY, &dir.path().join("out"), &formats, &Default::default()).expect("export");
     let after = pending_exports(&reader, at(end_of_w47 + 30 * DAY), NY, &formats).expect("pending");
     assert_eq!(after, vec!["2026-W47".to_string(), "2026-W48".to_string()], "W48 holds the 999-byte record");
     assert!(
@@ -73,7 +75,8 @@ fn planted_symlinks_in_the_export_directory_are_never_followed() {
     // The old temporary name, and the final name of another format.
     std::os::unix::fs::symlink(&victim, out.join(".2026-W47.json.tmp")).expect("symlink");
     std::os::unix::fs::symlink(&victim, out.join("2026-W47.md")).expect("symlink");
-    let written = export_week(&reader, "2026-W47", NY, &out, &[Format::Json, Format::Markdown]).expect("export");
+    let written = export_week(&reader, "2026-W47", NY, &out, &[Format::Json, Format::Markdown], &Default::default())
+        .expect("export");
     assert_eq!(written, vec![out.join("2026-W47.json"), out.join("2026-W47.md")]);
     assert_eq!(fs::read(&victim).expect("read"), b"precious", "the symlinks' target is untouched");
     assert_eq!(fs::metadata(&victim).expect("stat").permissions().mode() & 0o777, 0o644);
@@ -89,7 +92,8 @@ fn an_export_directory_others_can_write_is_refused_unless_sticky_and_ours() {
     fs::create_dir(&out).expect("mkdir");
     for mode in [0o777, 0o770, 0o757] {
         fs::set_permissions(&out, fs::Permissions::from_mode(mode)).expect("chmod");
-        let err = export_week(&reader, "2026-W47", NY, &out, &[Format::Json]).expect_err("must be refused");
+        let err = export_week(&reader, "2026-W47", NY, &out, &[Format::Json], &Default::default())
+            .expect_err("must be refused");
         assert!(matches!(err, crate::report::Error::ExportDir { .. }), "{err:?}");
         let text = err.to_string();
         assert!(text.contains("shared") && text.contains("writable by"), "{text}");
@@ -97,6 +101,7 @@ fn an_export_directory_others_can_write_is_refused_unless_sticky_and_ours() {
     }
     // Sticky and ours (like a private /tmp): others cannot replace our files there.
     fs::set_permissions(&out, fs::Permissions::from_mode(0o1777)).expect("chmod");
-    let written = export_week(&reader, "2026-W47", NY, &out, &[Format::Json]).expect("sticky and ours is fine");
+    let written = export_week(&reader, "2026-W47", NY, &out, &[Format::Json], &Default::default())
+        .expect("sticky and ours is fine");
     assert_eq!(written, vec![out.join("2026-W47.json")]);
 }

@@ -1,0 +1,48 @@
+//! Verdicts as reports carry them ([`ClaimSummary`]): `monitor report` and the weekly exports
+//! (the HTML page shows them) judge the configured claims over the report's period and add one
+//! line per claim; the evidence stays with `monitor verify`.
+
+use std::path::Path;
+
+use super::{ClaimSet, Error, Verdict, Verdicts, evaluate};
+use crate::{
+    journal::JournalReader,
+    report::{ClaimSummary, Report, ReportQuery},
+};
+
+/// One summary per claim of `verdicts`.
+#[must_use]
+pub fn summaries(verdicts: &Verdicts) -> Vec<ClaimSummary> {
+    verdicts
+        .claims
+        .iter()
+        .map(|c| ClaimSummary {
+            claim: c.claim.clone(),
+            apps: c.apps.clone(),
+            verdict: match c.verdict {
+                Verdict::Pass => "pass",
+                Verdict::Fail => "fail",
+                Verdict::Inconclusive => "inconclusive",
+            }
+            .into(),
+            reasons: c.reasons.clone(),
+            total: c.bytes.total,
+            satisfying: c.bytes.satisfying,
+            violating: c.bytes.violating,
+            unknown: c.bytes.unknown_country + c.bytes.unknown_asn + c.bytes.unnamed,
+        })
+        .collect()
+}
+
+/// Judges the claims of `file` over `query`'s period (and session) and sets `report.claims`.
+///
+/// # Errors
+/// When the claims file cannot be loaded or the journal read.
+pub fn annotate(reader: &JournalReader, query: &ReportQuery, file: &Path, report: &mut Report) -> Result<(), Error> {
+    let set = ClaimSet::load(file)?;
+    let mut evidence = query.clone();
+    evidence.evidence = true;
+    let judged = Report::build(reader, &evidence)?;
+    report.claims = summaries(&evaluate(&set, &judged, Some(file)));
+    Ok(())
+}
