@@ -285,3 +285,37 @@ fn the_default_weekly_export_writes_the_page_next_to_the_json() {
     );
     assert_eq!(std::fs::read_to_string(out.join("2026-W47.html")).expect("page"), html(&fixture_report()));
 }
+
+/// The by-service section lists each host name with its bytes, countries, networks and name
+/// sources, and the unnamed bytes last; hostile host names are escaped.
+#[test]
+fn services_section_lists_host_names_and_unnamed_bytes() {
+    use crate::report::{
+        AsnRef,
+        services::{AppServices, Service, ServiceTraffic},
+    };
+    let mut r = fixture_report();
+    let app = r.apps[0].app.clone();
+    let svc = |name: &str, tx, rx| Service {
+        name: name.into(),
+        registrable_domain: Some("svc.test".into()),
+        sources: vec!["dns".into(), "sni".into()],
+        traffic: ServiceTraffic { payload_tx: tx, payload_rx: rx, flows: 3 },
+        share_pct: 12.5,
+        countries: vec!["US".into()],
+        asns: vec![AsnRef { asn: 64_500, as_org: None }],
+    };
+    r.services = vec![AppServices {
+        app,
+        named: ServiceTraffic { payload_tx: 123_457, payload_rx: 9_877, flows: 4 },
+        unnamed: ServiceTraffic { payload_tx: 4_321, payload_rx: 0, flows: 1 },
+        unnamed_share_pct: 3.2,
+        domains: Vec::new(),
+        hostnames: vec![svc("api.svc.test", 123_456, 9_876), svc("<script>x.svc.test", 1, 1)],
+    }];
+    let page = html(&r);
+    assert!(page.contains("api.svc.test") && page.contains("123,456") && page.contains("9,876"), "host and bytes");
+    assert!(page.contains("(US; AS64500; name from dns, sni)"), "countries, networks and sources");
+    assert!(page.contains("(unnamed)") && page.contains("4,321"), "unnamed bytes");
+    assert!(!page.contains("<script>x") && page.contains("&lt;script&gt;x.svc.test"), "escaped");
+}
