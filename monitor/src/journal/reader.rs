@@ -115,23 +115,7 @@ impl JournalReader {
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map(params![ms(range.since), ms(range.until), app], |row| {
-                Ok(EndpointRow {
-                    app: row.get(0)?,
-                    ip: row.get(1)?,
-                    port: row.get(2)?,
-                    protocol: row.get(3)?,
-                    payload_tx: count(row.get(4)?),
-                    payload_rx: count(row.get(5)?),
-                    wire_tx: count(row.get(6)?),
-                    wire_rx: count(row.get(7)?),
-                    flows: count(row.get(8)?),
-                    scope: row.get(10)?,
-                    country: row.get(11)?,
-                    asn: row.get(12)?,
-                    as_org: row.get(13)?,
-                })
-            })
+            .query_map(params![ms(range.since), ms(range.until), app], endpoint_row)
             .map_err(|e| self.err(e))?
             .collect();
         self.collect(rows)
@@ -317,6 +301,25 @@ impl JournalReader {
             )
             .map_err(|e| self.err(e))
     }
+}
+
+/// An [`EndpointRow`] from the columns of the endpoint queries (`reader`, `session_rows`).
+pub(super) fn endpoint_row(row: &Row<'_>) -> rusqlite::Result<EndpointRow> {
+    Ok(EndpointRow {
+        app: row.get(0)?,
+        ip: row.get(1)?,
+        port: row.get(2)?,
+        protocol: row.get(3)?,
+        payload_tx: count(row.get(4)?),
+        payload_rx: count(row.get(5)?),
+        wire_tx: count(row.get(6)?),
+        wire_rx: count(row.get(7)?),
+        flows: count(row.get(8)?),
+        scope: row.get(10)?,
+        country: row.get(11)?,
+        asn: row.get(12)?,
+        as_org: row.get(13)?,
+    })
 }
 
 pub(super) fn residency_row(row: &Row<'_>) -> rusqlite::Result<ResidencyRow> {

@@ -7,6 +7,7 @@ use rusqlite::params;
 use super::{
     EndpointRow, Error, JournalReader, ResidencyRow, TimeRange,
     names::{count, ms, ts},
+    reader::endpoint_row,
 };
 
 impl JournalReader {
@@ -92,23 +93,7 @@ impl JournalReader {
             )
             .map_err(|e| Error::read(self.path(), e))?;
         let rows = stmt
-            .query_map(params![ms(range.since), ms(range.until), cgroup_id.cast_signed(), app], |row| {
-                Ok(EndpointRow {
-                    app: row.get(0)?,
-                    ip: row.get(1)?,
-                    port: row.get(2)?,
-                    protocol: row.get(3)?,
-                    payload_tx: count(row.get(4)?),
-                    payload_rx: count(row.get(5)?),
-                    wire_tx: count(row.get(6)?),
-                    wire_rx: count(row.get(7)?),
-                    flows: count(row.get(8)?),
-                    scope: row.get(10)?,
-                    country: row.get(11)?,
-                    asn: row.get(12)?,
-                    as_org: row.get(13)?,
-                })
-            })
+            .query_map(params![ms(range.since), ms(range.until), cgroup_id.cast_signed(), app], endpoint_row)
             .and_then(Iterator::collect);
         rows.map_err(|e| Error::read(self.path(), e))
     }
