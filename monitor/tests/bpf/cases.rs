@@ -43,6 +43,10 @@ pub fn all() -> Vec<Case> {
             crate::plausibility::far_countries_over_a_veth_pair_are_implausible,
         ),
         (
+            "plausibility_far_countries_become_plausible_behind_a_slow_path",
+            crate::plausibility::far_countries_become_plausible_behind_a_slow_path,
+        ),
+        (
             "journal_kill9_during_heavy_writing_loses_nothing_flushed",
             crate::durability::kill9_during_heavy_writing_loses_nothing_flushed,
         ),

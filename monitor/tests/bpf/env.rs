@@ -31,7 +31,7 @@ pub struct Netns {
 }
 
 impl Netns {
-    fn new(tag: &str) -> Self {
+    pub fn new(tag: &str) -> Self {
         let name = unique(tag);
         ip(&["netns", "add", &name]);
         ip(&["-n", &name, "link", "set", "lo", "up"]);

@@ -12,6 +12,7 @@ mod android;
 mod cases;
 mod claims;
 mod daemon;
+mod delay_line;
 mod durability;
 mod env;
 mod fleet;
