@@ -7,10 +7,11 @@ use std::{fmt::Write as _, net::IpAddr, path::PathBuf, process::ExitCode};
 use anyhow::Context as _;
 use clap::Args;
 use monitor::{
-    enrich::{DbInfo, Destination, Enricher},
+    enrich::{Consensus, DbInfo, Destination, Enricher},
     escape::Terminal,
-    journal::HostAddressRow,
+    journal::{HostAddressRow, JournalReader, TimeRange},
     names::Hostname,
+    residency::{self, Plausibility},
     settings::Settings,
 };
 use serde::Serialize;
@@ -38,8 +39,14 @@ pub struct LookupArgs {
 #[derive(Debug, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum Answer {
-    /// An address: the databases' answer.
-    Address { query: String, destination: Destination },
+    /// An address: the databases' answer (every country database's, with their consensus) and,
+    /// with `[device] location` and an RTT measured to it in the journal, its plausibility.
+    Address {
+        query: String,
+        destination: Destination,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        plausibility: Option<Plausibility>,
+    },
     /// A host name: where it was seen, each address with the databases' answer.
     Hostname { query: String, seen: Vec<Seen> },
 }
@@ -64,7 +71,21 @@ pub fn execute(args: LookupArgs, settings: &Settings) -> anyhow::Result<ExitCode
     let mut answers = Vec::new();
     for target in targets {
         if let Ok(ip) = target.parse::<IpAddr>() {
-            answers.push(Answer::Address { destination: enricher.lookup(ip), query: target });
+            let destination = enricher.lookup(ip);
+            let plausibility = match (&settings.device.location, destination.country.as_deref()) {
+                (Some(device), Some(country)) => {
+                    if reader.is_none() {
+                        // No journal: no measured RTT, so nothing to judge (the answer stands).
+                        let path = journal.clone().unwrap_or_else(|| settings.journal.path.clone());
+                        reader = JournalReader::open(&path).ok();
+                    }
+                    let all = TimeRange { since: jiff::Timestamp::MIN, until: jiff::Timestamp::MAX };
+                    let rtt = reader.as_ref().map(|r| r.min_rtt_us(&ip.to_string(), all)).transpose()?.flatten();
+                    rtt.and_then(|us| residency::plausibility(device, country, us).ok())
+                }
+                _ => None,
+            };
+            answers.push(Answer::Address { destination, plausibility, query: target });
             continue;
         }
         let Ok(host) = Hostname::parse(&target) else {
@@ -129,7 +150,35 @@ fn text(out: &mut String, answers: &[Answer], databases: &[DbInfo]) -> std::fmt:
     }
     for a in answers {
         match a {
-            Answer::Address { query, destination: d } => writeln!(out, "{query}: {}", destination(d))?,
+            Answer::Address { query, destination: d, plausibility } => {
+                writeln!(out, "{query}: {}", destination(d))?;
+                if let Some(c) = d.consensus {
+                    let each: Vec<String> = d
+                        .answers
+                        .iter()
+                        .map(|a| format!("{} {}", Terminal(&a.label), a.country.as_deref().map_or("none", |c| c)))
+                        .collect();
+                    let word = match c {
+                        Consensus::Agree => "agree",
+                        Consensus::Disagree => "DISAGREE",
+                        Consensus::Partial => "partly answer",
+                    };
+                    writeln!(out, "{query}: the country databases {word}: {}", each.join(", "))?;
+                }
+                if let Some(p) = plausibility {
+                    let verdict = match p.verdict {
+                        residency::Verdict::Plausible => "plausible",
+                        residency::Verdict::Implausible => "IMPLAUSIBLE (likely an anycast/CDN edge near the device)",
+                    };
+                    writeln!(
+                        out,
+                        "{query}: {verdict}: min RTT {:.3} ms reaches {:.1} km; the country is at least {:.0} km away",
+                        f64::from(p.min_rtt_us) / 1000.0,
+                        p.bound_km,
+                        p.distance_km
+                    )?;
+                }
+            }
             Answer::Hostname { query, seen } => {
                 if seen.is_empty() {
                     writeln!(out, "{query}: not seen in the journal")?;

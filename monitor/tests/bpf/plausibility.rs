@@ -114,6 +114,45 @@ pub fn far_countries_over_a_veth_pair_are_implausible() {
         .map(|a| (a["label"].as_str().unwrap(), a["country"].as_str().unwrap()))
         .collect();
     assert_eq!(answers, [("primary", "SG"), ("registry", "US")]);
+
+    // The CSV form carries the same figures.
+    let csv = Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .arg("--config")
+        .arg(out.dir.path().join("monitor.toml"))
+        .args(["report", "--format", "csv", "--since", "2000-01-01T00:00:00Z", "--until", "2100-01-01T00:00:00Z"])
+        .arg("--journal")
+        .arg(out.dir.path().join("journal.db"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8(csv.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains(",app-p,")).collect();
+    let line = |section: &str, key: &str| {
+        *lines
+            .iter()
+            .find(|l| l.starts_with(&format!("{section},app-p,{key},")))
+            .unwrap_or_else(|| panic!("no {section} {key} row in\n{text}"))
+    };
+    assert!(line("plausibility", "US").contains(&format!(",{},", bytes(20_000) + bytes(10_000))), "{text}");
+    assert!(line("implausible", SG).contains(",SG,"), "{text}");
+    assert!(line("implausible", SE).contains(",SE,"), "{text}");
+    assert!(line("consensus_disagree", SG).contains("primary:SG;registry:US"), "{text}");
+    assert!(line("consensus", "primary+registry").contains(&format!(",{},", bytes(30_000) + bytes(10_000))), "{text}");
+
+    // `monitor lookup` explains one address: each database's answer, and the plausibility.
+    let lookup = Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .arg("--config")
+        .arg(out.dir.path().join("monitor.toml"))
+        .args(["lookup", SG, US, "--journal"])
+        .arg(out.dir.path().join("journal.db"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8(lookup.stdout).unwrap();
+    assert!(said.contains(&format!("{SG}: the country databases DISAGREE: primary SG, registry US")), "{said}");
+    assert!(said.contains(&format!("{SG}: IMPLAUSIBLE")), "{said}");
+    assert!(
+        said.contains(&format!("{US}: plausible")) && said.contains(&format!("{US}: the country databases agree")),
+        "{said}"
+    );
 }
 
 /// The same destinations behind a delay line of 80 ms each way (a tun pair and a forwarding

@@ -10,6 +10,7 @@ use crate::{
     report::{
         Error, Report, Share,
         services::{AppServices, Service},
+        truth::{AppConsensus, AppPlausibility},
     },
 };
 
@@ -231,6 +232,12 @@ pub(super) fn write(r: &Report, out: &mut impl Write) -> Result<(), Error> {
         if let Some(s) = r.services.iter().find(|s| s.app == a.app) {
             rows.extend(service_rows(s));
         }
+        if let Some(c) = &a.consensus {
+            rows.extend(consensus_rows(&a.app, c));
+        }
+        if let Some(p) = &a.plausibility {
+            rows.extend(plausibility_rows(&a.app, p));
+        }
         for row in rows {
             w.serialize(row.escaped()).map_err(Error::Csv)?;
         }
@@ -268,5 +275,63 @@ fn service_rows(s: &AppServices) -> Vec<Row> {
         share_pct: format!("{:.2}", s.unnamed_share_pct),
         ..Row::default()
     });
+    rows
+}
+
+/// Database consensus: one `consensus` row (key = the databases joined by `+`, payload = bytes
+/// on which all agree of `public` in `kind`, share = their share), then one `consensus_disagree`
+/// row per disputed destination (country = each database's `label:CC` joined by `;`).
+fn consensus_rows(app: &str, c: &AppConsensus) -> Vec<Row> {
+    let mut rows = vec![Row {
+        section: "consensus",
+        app: app.into(),
+        key: c.databases.join("+"),
+        kind: format!("public={}", c.public_bytes),
+        payload: c.agree_bytes.to_string(),
+        share_pct: format!("{:.2}", c.agree_share_pct),
+        ..Row::default()
+    }];
+    rows.extend(c.disagreements.iter().map(|d| {
+        Row {
+            section: "consensus_disagree",
+            app: app.into(),
+            key: d.ip.clone(),
+            ip: d.ip.clone(),
+            country: d
+                .answers
+                .iter()
+                .map(|a| format!("{}:{}", a.label, a.country.as_deref().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(";"),
+            payload: d.payload_bytes.to_string(),
+            ..Row::default()
+        }
+    }));
+    rows
+}
+
+/// Physical plausibility: one `plausibility` row (key = the device location, payload = bytes to
+/// implausible destinations, kind = `measured=<bytes>`, share = their share), then one
+/// `implausible` row per destination (kind = `min_rtt_us=…;distance_km=…;bound_km=…`).
+fn plausibility_rows(app: &str, p: &AppPlausibility) -> Vec<Row> {
+    let mut rows = vec![Row {
+        section: "plausibility",
+        app: app.into(),
+        key: p.device_location.clone(),
+        kind: format!("measured={}", p.measured_bytes),
+        payload: p.implausible_bytes.to_string(),
+        share_pct: format!("{:.2}", p.implausible_share_pct),
+        ..Row::default()
+    }];
+    rows.extend(p.implausible.iter().map(|d| Row {
+        section: "implausible",
+        app: app.into(),
+        key: d.ip.clone(),
+        ip: d.ip.clone(),
+        country: d.country.clone(),
+        kind: format!("min_rtt_us={};distance_km={:.1};bound_km={:.1}", d.min_rtt_us, d.distance_km, d.bound_km),
+        payload: d.payload_bytes.to_string(),
+        ..Row::default()
+    }));
     rows
 }

@@ -26,6 +26,7 @@ use crate::{
         AppReport, Endpoint, Error, Report, Share, ShareKind, TimelineUnit, Traffic,
         fmt::{bytes, grouped, pct},
         services::AppServices,
+        truth::{AppConsensus, AppPlausibility},
     },
 };
 
@@ -211,6 +212,10 @@ struct AppView {
     services: Vec<ShareRow>,
     /// Bars of [`Self::services`].
     service_bars: charts::Bars,
+    /// Database consensus (with two or more country databases).
+    consensus: Option<ConsensusView>,
+    /// Physical plausibility (with `[device] location` and measured RTTs).
+    plausibility: Option<PlausibilityView>,
     unknown_country: String,
     unknown_country_share: String,
     unknown_asn: String,
@@ -277,6 +282,73 @@ fn service_bars(s: &AppServices) -> charts::Bars {
     charts::bars(&lines)
 }
 
+#[derive(Serialize)]
+struct ConsensusView {
+    databases: String,
+    public_bytes: String,
+    agree_share: String,
+    disagree_bytes: String,
+    partial_bytes: String,
+    /// (destination, bytes, each database's answer).
+    disagreements: Vec<(String, String, String)>,
+}
+
+#[derive(Serialize)]
+struct PlausibilityView {
+    device: String,
+    measured_bytes: String,
+    implausible_bytes: String,
+    implausible_share: String,
+    /// (destination, country, bytes, min RTT ms, distance km, bound km, note).
+    implausible: Vec<(String, String, String, String, String, String, String)>,
+}
+
+fn consensus_view(c: &AppConsensus) -> ConsensusView {
+    ConsensusView {
+        databases: t(&c.databases.join(", ")),
+        public_bytes: grouped(c.public_bytes),
+        agree_share: format!("{:.2}", c.agree_share_pct),
+        disagree_bytes: grouped(c.disagree_bytes),
+        partial_bytes: grouped(c.partial_bytes),
+        disagreements: c
+            .disagreements
+            .iter()
+            .map(|d| {
+                let answers: Vec<String> = d
+                    .answers
+                    .iter()
+                    .map(|a| format!("{}: {}", a.label, a.country.as_deref().unwrap_or("none")))
+                    .collect();
+                (t(&d.ip), grouped(d.payload_bytes), t(&answers.join(", ")))
+            })
+            .collect(),
+    }
+}
+
+fn plausibility_view(p: &AppPlausibility) -> PlausibilityView {
+    PlausibilityView {
+        device: t(&p.device_location),
+        measured_bytes: grouped(p.measured_bytes),
+        implausible_bytes: grouped(p.implausible_bytes),
+        implausible_share: format!("{:.2}", p.implausible_share_pct),
+        implausible: p
+            .implausible
+            .iter()
+            .map(|d| {
+                (
+                    t(&d.ip),
+                    t(&d.country),
+                    grouped(d.payload_bytes),
+                    format!("{:.3}", f64::from(d.min_rtt_us) / 1000.0),
+                    format!("{:.0}", d.distance_km),
+                    format!("{:.1}", d.bound_km),
+                    d.note.to_string(),
+                )
+            })
+            .collect(),
+    }
+}
+
 fn app_view(i: usize, a: &AppReport, services: Option<&AppServices>, unit: TimelineUnit, all: &Traffic) -> AppView {
     let nd = &a.new_destinations;
     AppView {
@@ -294,6 +366,8 @@ fn app_view(i: usize, a: &AppReport, services: Option<&AppServices>, unit: Timel
         asn_bars: share_bars(&a.by_asn),
         services: services.map(service_rows).unwrap_or_default(),
         service_bars: services.map_or_else(|| share_bars(&[]), service_bars),
+        consensus: a.consensus.as_ref().map(consensus_view),
+        plausibility: a.plausibility.as_ref().map(plausibility_view),
         unknown_country: bytes(a.unknown.country_bytes),
         unknown_country_share: pct(a.unknown.country_share_pct),
         unknown_asn: bytes(a.unknown.asn_bytes),

@@ -319,3 +319,50 @@ fn services_section_lists_host_names_and_unnamed_bytes() {
     assert!(page.contains("(unnamed)") && page.contains("4,321"), "unnamed bytes");
     assert!(!page.contains("<script>x") && page.contains("&lt;script&gt;x.svc.test"), "escaped");
 }
+
+/// Consensus and plausibility are drawn per app with their figures (the JSON report's).
+#[test]
+fn consensus_and_plausibility_sections_show_their_figures() {
+    use crate::report::truth::{AnswerUse, AppConsensus, AppPlausibility, Disagreement, Implausible};
+    let mut r = fixture_report();
+    let answer = |label: &str, country: &str| AnswerUse {
+        label: label.into(),
+        country: Some(country.into()),
+        database_type: "Test".into(),
+        build_epoch: 1,
+    };
+    r.apps[0].consensus = Some(AppConsensus {
+        databases: vec!["primary".into(), "registry".into()],
+        public_bytes: 765_432,
+        agree_bytes: 700_000,
+        agree_share_pct: 91.45,
+        partial_bytes: 0,
+        disagree_bytes: 65_432,
+        unchecked_bytes: 0,
+        disagreements: vec![Disagreement {
+            ip: "11.2.2.2".into(),
+            payload_bytes: 65_432,
+            answers: vec![answer("primary", "SG"), answer("registry", "US")],
+        }],
+    });
+    r.apps[0].plausibility = Some(AppPlausibility {
+        device_location: "US".into(),
+        measured_bytes: 765_432,
+        implausible_bytes: 54_321,
+        implausible_share_pct: 7.1,
+        implausible: vec![Implausible {
+            ip: "11.3.3.2".into(),
+            country: "SE".into(),
+            payload_bytes: 54_321,
+            min_rtt_us: 250,
+            distance_km: 5_432.1,
+            bound_km: 25.0,
+            note: "anycast/CDN edge near the device",
+        }],
+    });
+    let page = html(&r);
+    assert!(page.contains("91.45 % of 765,432 B") && page.contains("65,432 B on answers they dispute"), "consensus");
+    assert!(page.contains("primary: SG, registry: US"), "each database's answer");
+    assert!(page.contains("54,321 B (7.10 %)") && page.contains("<td>0.250<td>5432<td>25.0"), "plausibility");
+    assert!(page.contains("CDN edge near the device"), "the likely cause");
+}
