@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use jiff::{SignedDuration, Timestamp};
 use monitor::{
     escape,
-    journal::{JournalReader, Session, start_session, stop_session},
+    journal::{JournalReader, Session, TimeRange, start_session, stop_session},
     report::{Period, SessionInfo, Zone},
     settings::Settings,
 };
@@ -80,16 +80,36 @@ pub fn execute(args: SessionArgs, settings: &Settings) -> anyhow::Result<ExitCod
     Ok(ExitCode::from(exit::OK))
 }
 
-/// The report period and filter of session `name`: its window (until now while it runs).
+/// How far before its start and after its end records of a `monitor exec` session's cgroup are
+/// looked for: the daemon's timestamps and `monitor exec`'s clock may differ by a clock step,
+/// and a connection may close long after the command ended.
+const CGROUP_BEFORE: SignedDuration = SignedDuration::from_secs(60);
+const CGROUP_AFTER: SignedDuration = SignedDuration::from_hours(24);
+
+/// The report period and filter of session `name`: its window (until now while it runs). For a
+/// session of `monitor exec`, the period also covers every record of a socket created in its
+/// cgroup (from a minute before the start to a day after the end): a connection that closes
+/// after the command ended is counted in full.
 ///
 /// # Errors
 /// An unknown session, or a window the report cannot represent.
 pub fn window(reader: &JournalReader, name: &str, zone: &Zone) -> anyhow::Result<(Period, SessionInfo)> {
     let s = reader.session(name)?;
-    let until = s.stopped.unwrap_or_else(Timestamp::now);
+    let (mut since, mut until) = (s.started, s.stopped.unwrap_or_else(Timestamp::now));
+    if let Some(id) = s.cgroup_id {
+        let search = TimeRange {
+            since: since.checked_sub(CGROUP_BEFORE).unwrap_or(since),
+            until: until.checked_add(CGROUP_AFTER).unwrap_or(until),
+        };
+        if let Some((first, last)) = reader.cgroup_span(id, search)? {
+            since = since.min(first);
+            // `until` is excluded from a period: one millisecond past the last record.
+            until = until.max(last + SignedDuration::from_millis(1));
+        }
+    }
     // A report period is never empty: a session stopped in the millisecond it started is 1 ms long.
-    let until = until.max(s.started + SignedDuration::from_millis(1));
-    let period = Period::range(s.started, until, zone)?;
+    let until = until.max(since + SignedDuration::from_millis(1));
+    let period = Period::range(since, until, zone)?;
     Ok((period, SessionInfo { name: s.name, cgroup_id: s.cgroup_id }))
 }
 

@@ -68,6 +68,32 @@ impl JournalReader {
         rows.map_err(|e| Error::read(self.path(), e))
     }
 
+    /// Times of the first and last records in `range` of sockets created in cgroup `cgroup_id`.
+    /// A session's sockets may close after its command ended (a FIN still in flight, a child
+    /// left running), and their records still belong to the session.
+    ///
+    /// # Errors
+    /// When the query fails or a stored time is out of range.
+    pub fn cgroup_span(
+        &self,
+        cgroup_id: u64,
+        range: TimeRange,
+    ) -> Result<Option<(jiff::Timestamp, jiff::Timestamp)>, Error> {
+        let span: (Option<i64>, Option<i64>) = self
+            .conn()
+            .query_row(
+                "SELECT MIN(time_ms), MAX(time_ms) FROM connections
+                 WHERE owner_cgroup_id = ?1 AND time_ms >= ?2 AND time_ms < ?3",
+                params![cgroup_id.cast_signed(), ms(range.since), ms(range.until)],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .map_err(|e| Error::read(self.path(), e))?;
+        let (Some(first), Some(last)) = span else { return Ok(None) };
+        let first = ts(0, first).map_err(|e| Error::read(self.path(), e))?;
+        let last = ts(1, last).map_err(|e| Error::read(self.path(), e))?;
+        Ok(Some((first, last)))
+    }
+
     /// [`JournalReader::endpoints`] of the sockets created in cgroup `cgroup_id`.
     ///
     /// # Errors

@@ -76,7 +76,14 @@ pub(super) fn fill(reader: &JournalReader, query: &ReportQuery, apps: &mut [AppR
     let index: BTreeMap<&str, usize> = apps.iter().enumerate().map(|(i, a)| (a.app.as_str(), i)).collect();
     let mut sums: Vec<Vec<(u64, u64)>> = vec![vec![(0, 0); buckets.len()]; apps.len()];
     for (b, &(since, until)) in buckets.iter().enumerate() {
-        for r in reader.residency(TimeRange { since, until }, query.app.as_deref())? {
+        let range = TimeRange { since, until };
+        let app = query.app.as_deref();
+        // A session of `monitor exec` counts only the sockets created in its cgroup.
+        let rows = match query.session.as_ref().and_then(|s| s.cgroup_id) {
+            Some(cgroup) => reader.residency_of_cgroup(range, app, cgroup)?,
+            None => reader.residency(range, app)?,
+        };
+        for r in rows {
             let name = if r.app.is_empty() { crate::identity::UNKNOWN_APP } else { r.app.as_str() };
             if let Some(&i) = index.get(name) {
                 sums[i][b].0 += r.payload_tx;

@@ -113,6 +113,11 @@ pub fn exec_session_isolates_the_commands_flows() {
     let t = &apps[0]["traffic"];
     assert_eq!((t["payload_tx"].as_u64(), t["payload_rx"].as_u64()), (Some(123_456), Some(20_000)), "{doc:#}");
     assert_eq!(apps[0]["flows"], 1);
+    // The timeline counts the session's cgroup only, and adds up to the totals.
+    assert_eq!(doc["timeline"]["complete"], true, "{doc:#}");
+    let per_bucket: u64 =
+        apps[0]["timeline"].as_array().unwrap().iter().map(|b| b["payload_tx"].as_u64().unwrap()).sum();
+    assert_eq!(per_bucket, 123_456);
     let eps = apps[0]["top_endpoints"].as_array().unwrap();
     assert_eq!(eps.len(), 1);
     assert_eq!(eps[0]["ip"], pair.b_v4[0].as_str());
