@@ -10,12 +10,17 @@ use super::Error;
 /// # Errors
 /// [`Error::Mounts`] if /proc/mounts cannot be read, [`Error::NoCgroup2`] if nothing is mounted.
 pub fn cgroup2_mount() -> Result<PathBuf, Error> {
-    procfs::mounts()
+    let mounts: Vec<PathBuf> = procfs::mounts()
         .map_err(Error::Mounts)?
         .into_iter()
-        .find(|m| m.fs_vfstype == "cgroup2")
+        .filter(|m| m.fs_vfstype == "cgroup2")
         .map(|m| PathBuf::from(m.fs_file))
-        .ok_or(Error::NoCgroup2)
+        .collect();
+    // A mount can be shadowed by a later one over a parent directory (a container that mounts
+    // cgroup2 on /sys/fs/cgroup over a host's hybrid layout with /sys/fs/cgroup/unified): take
+    // the first whose directory still is a cgroup2 root.
+    let visible = mounts.iter().find(|m| m.join("cgroup.controllers").is_file());
+    visible.or(mounts.first()).cloned().ok_or(Error::NoCgroup2)
 }
 
 /// Turns the configured cgroup into a directory of the cgroup v2 hierarchy. Relative paths (and

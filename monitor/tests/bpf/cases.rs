@@ -105,6 +105,10 @@ pub fn all() -> Vec<Case> {
             crate::service::each_unit_capability_dropped_exits_3_naming_it,
         ),
         (
+            "service_the_unit_runs_under_real_systemd_and_records_exactly",
+            crate::systemd::the_unit_runs_under_real_systemd_and_records_exactly,
+        ),
+        (
             "fleet_prometheus_returns_each_journals_bytes_per_app_and_country",
             crate::fleet::prometheus_returns_each_journals_bytes_per_app_and_country,
         ),

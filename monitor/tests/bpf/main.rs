@@ -30,6 +30,7 @@ mod residency;
 mod service;
 mod sessions;
 mod shutdown;
+mod systemd;
 mod wal;
 
 use std::process::ExitCode;
