@@ -77,13 +77,13 @@ pub fn build_x86_64() -> anyhow::Result<PathBuf> {
     build(&ARCHES[0])
 }
 
-/// Root test filters run against the static x86_64 binary (`cargo xtask test --static`).
+/// Root test filters run against the static x86_64 binary (`cargo xtask test` as root).
 const CORE_CASES: [&str; 3] = ["tcp_", "udp_", "netd_"];
 
 /// Builds the static x86_64 binary and runs the core root cases against it (`MONITOR_BIN`).
 pub fn test_static() -> anyhow::Result<()> {
     if !crate::exec::is_root() {
-        bail!("`--static` runs root BPF tests against the static binary: run as root");
+        bail!("the static binary's root cases need root");
     }
     let bin = build_x86_64()?;
     for filter in CORE_CASES {
