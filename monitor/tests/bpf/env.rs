@@ -231,6 +231,17 @@ impl Helper {
     }
 }
 
+/// A helper still running when its test ends (a failed assertion) is killed, so it holds no
+/// port, namespace or cgroup for the next case.
+impl Drop for Helper {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Starts `role` with `args` in `place`: the child joins the cgroup and the namespace before exec,
 /// and drops to `uid` right after exec (the checkout may not be readable by that uid), before it
 /// creates any socket.

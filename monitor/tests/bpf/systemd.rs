@@ -141,7 +141,17 @@ impl Drop for Container {
     }
 }
 
-/// Removes a cgroup and everything systemd made below it (tasks may take a moment to leave).
+/// Removes the test's cgroup and everything systemd made below it when dropped (after the
+/// container: declared before it), also when the test fails.
+struct CgroupTree(PathBuf);
+
+impl Drop for CgroupTree {
+    fn drop(&mut self) {
+        remove_cgroup_tree(&self.0);
+    }
+}
+
+/// Removes a cgroup and everything below it (tasks may take a moment to leave).
 fn remove_cgroup_tree(path: &Path) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -213,6 +223,7 @@ pub fn the_unit_runs_under_real_systemd_and_records_exactly() {
 
     let pair = Pair::private();
     let cg = TestCgroup::new();
+    let _tree = CgroupTree(cg.path.clone());
     let traffic = TestCgroup { path: cg.path.join("traffic") };
     fs::create_dir(&traffic.path).unwrap();
     let server = format!("{}:5230", pair.b_v4[0]);
@@ -281,7 +292,4 @@ pub fn the_unit_runs_under_real_systemd_and_records_exactly() {
         "{app:#}"
     );
     assert!(container.log().contains("attached programs="), "{}", container.log());
-    drop(container);
-    drop(traffic);
-    remove_cgroup_tree(&cg.path);
 }
