@@ -155,6 +155,10 @@ impl EmulatorJoin {
 }
 
 type Key<'a> = (&'a str, &'a str, u16);
+/// A guest app: name and package.
+type AppId<'a> = (&'a str, Option<&'a str>);
+/// A destination within an app: address, port, protocol (the sort order of `endpoints`).
+type EndpointId<'a> = (&'a str, u16, &'a str);
 
 fn key(f: &FlowRow) -> Key<'_> {
     (f.protocol.as_str(), f.ip.as_str(), f.port)
@@ -198,8 +202,8 @@ pub(crate) fn join(
 ) -> EmulatorJoin {
     let tolerance_ms = i64::try_from(skew_tolerance_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     let matches = pairs(guest, host, tolerance_ms);
-    let mut packages: BTreeMap<(&str, Option<&str>), JoinedPackage> = BTreeMap::new();
-    let mut endpoints: BTreeMap<(&str, Option<&str>), BTreeMap<(&str, u16, &str), JoinedEndpoint>> = BTreeMap::new();
+    let mut packages: BTreeMap<AppId<'_>, JoinedPackage> = BTreeMap::new();
+    let mut endpoints: BTreeMap<AppId<'_>, BTreeMap<EndpointId<'_>, JoinedEndpoint>> = BTreeMap::new();
     let mut host_taken = vec![false; host.len()];
     for (g, matched) in guest.iter().zip(&matches) {
         let id = (g.app.as_str(), g.package.as_deref());

@@ -43,7 +43,14 @@ fn package(name: &str, app_id: u32) -> Arc<App> {
 }
 
 /// One flow with an open record at `first` and a close record at `last`, bytes split across both.
-fn flow(w: &mut JournalWriter, app: &Arc<App>, cookie: u64, remote: &str, first: i64, last: i64, tx: u64, rx: u64) {
+fn flow(
+    w: &mut JournalWriter,
+    app: &Arc<App>,
+    cookie: u64,
+    remote: &str,
+    (first, last): (i64, i64),
+    (tx, rx): (u64, u64),
+) {
     let dest = fixtures::public(Some("US"), Some(15169), Some("Google LLC"));
     let mut f = Flow::new(cookie, remote, at(first));
     w.append(&f.record(Update, at(first), tx / 2, rx / 2), app, Some(&dest));
@@ -87,15 +94,15 @@ fn host_confirms_exact_bytes_and_reports_unmatched_flows_on_both_sides() {
     let tiktok = package(TIKTOK, 10_123);
     let emu = Arc::new(App { name: EMU.into(), ..Arc::unwrap_or_clone(fixtures::app("qemu")) });
     // Guest: two flows to the same server, one to a server the host never saw.
-    flow(&mut guest, &tiktok, 1, "192.0.2.10:443", T0 + 3600, T0 + 3660, 1_234, 56_789);
-    flow(&mut guest, &tiktok, 2, "192.0.2.10:443", T0 + 7200, T0 + 7201, 100, 200);
-    flow(&mut guest, &tiktok, 3, "203.0.113.5:80", T0 + 3600, T0 + 3605, 77, 88);
+    flow(&mut guest, &tiktok, 1, "192.0.2.10:443", (T0 + 3600, T0 + 3660), (1_234, 56_789));
+    flow(&mut guest, &tiktok, 2, "192.0.2.10:443", (T0 + 7200, T0 + 7201), (100, 200));
+    flow(&mut guest, &tiktok, 3, "203.0.113.5:80", (T0 + 3600, T0 + 3605), (77, 88));
     // Host: the emulator's relayed flows, its clock 40 s ahead; its own traffic to an update
     // server; another app's flow to the guest's server at the same time (not an emulator).
-    flow(&mut host, &emu, 11, "192.0.2.10:443", T0 + 3640, T0 + 3700, 1_234, 56_789);
-    flow(&mut host, &emu, 12, "192.0.2.10:443", T0 + 7240, T0 + 7241, 100, 200);
-    flow(&mut host, &emu, 13, "198.51.100.7:443", T0 + 3600, T0 + 3601, 5_000, 9_000);
-    flow(&mut host, &fixtures::app("firefox"), 14, "203.0.113.5:80", T0 + 3600, T0 + 3605, 77, 88);
+    flow(&mut host, &emu, 11, "192.0.2.10:443", (T0 + 3640, T0 + 3700), (1_234, 56_789));
+    flow(&mut host, &emu, 12, "192.0.2.10:443", (T0 + 7240, T0 + 7241), (100, 200));
+    flow(&mut host, &emu, 13, "198.51.100.7:443", (T0 + 3600, T0 + 3601), (5_000, 9_000));
+    flow(&mut host, &fixtures::app("firefox"), 14, "203.0.113.5:80", (T0 + 3600, T0 + 3605), (77, 88));
 
     let j = join_of(guest, host, 120);
     let doc = json_of(&j);
@@ -136,8 +143,8 @@ fn the_skew_window_includes_its_edge_and_nothing_beyond() {
         let (mut guest, mut host) = journals(dir.path());
         let emu = Arc::new(App { name: EMU.into(), ..Arc::unwrap_or_clone(fixtures::app("qemu")) });
         // Guest flow [T0+3600, T0+3610]; host flow of one second starting at `host_start`.
-        flow(&mut guest, &package(MAPS, 10_200), 1, "192.0.2.20:443", T0 + 3600, T0 + 3610, 500, 600);
-        flow(&mut host, &emu, 2, "192.0.2.20:443", T0 + host_start, T0 + host_start + 1, 500, 600);
+        flow(&mut guest, &package(MAPS, 10_200), 1, "192.0.2.20:443", (T0 + 3600, T0 + 3610), (500, 600));
+        flow(&mut host, &emu, 2, "192.0.2.20:443", (T0 + host_start, T0 + host_start + 1), (500, 600));
         let j = join_of(guest, host, skew);
         let p = &j.packages[0];
         assert_eq!(p.matched.flows, u64::from(matched), "skew {skew} host start +{host_start}");
@@ -148,8 +155,8 @@ fn the_skew_window_includes_its_edge_and_nothing_beyond() {
     let dir = tempdir();
     let (mut guest, mut host) = journals(dir.path());
     let emu = Arc::new(App { name: EMU.into(), ..Arc::unwrap_or_clone(fixtures::app("qemu")) });
-    flow(&mut guest, &package(MAPS, 10_200), 1, "192.0.2.20:443", T0 + 3600, T0 + 3610, 500, 600);
-    flow(&mut host, &emu, 2, "192.0.2.20:443", T0 + 3600 - 32, T0 + 3600 - 31, 500, 600);
+    flow(&mut guest, &package(MAPS, 10_200), 1, "192.0.2.20:443", (T0 + 3600, T0 + 3610), (500, 600));
+    flow(&mut host, &emu, 2, "192.0.2.20:443", (T0 + 3600 - 32, T0 + 3600 - 31), (500, 600));
     let j = join_of(guest, host, 30);
     assert_eq!((j.packages[0].unmatched.flows, j.unexplained[0].host.flows), (1, 1));
 }
@@ -162,15 +169,15 @@ fn two_packages_to_the_same_remote_get_their_own_host_flows() {
     let (tiktok, maps) = (package(TIKTOK, 10_123), package(MAPS, 10_200));
     // Ten minutes apart, and (second pair) 60 s apart, both inside each other's window: the
     // closest host flow goes to each guest flow.
-    flow(&mut guest, &tiktok, 1, "192.0.2.30:443", T0 + 3600, T0 + 3630, 1_000, 2_000);
-    flow(&mut guest, &maps, 2, "192.0.2.30:443", T0 + 4200, T0 + 4230, 3_000, 4_000);
-    flow(&mut guest, &tiktok, 3, "192.0.2.31:443", T0 + 5000, T0 + 5010, 11, 12);
-    flow(&mut guest, &maps, 4, "192.0.2.31:443", T0 + 5060, T0 + 5070, 13, 14);
+    flow(&mut guest, &tiktok, 1, "192.0.2.30:443", (T0 + 3600, T0 + 3630), (1_000, 2_000));
+    flow(&mut guest, &maps, 2, "192.0.2.30:443", (T0 + 4200, T0 + 4230), (3_000, 4_000));
+    flow(&mut guest, &tiktok, 3, "192.0.2.31:443", (T0 + 5000, T0 + 5010), (11, 12));
+    flow(&mut guest, &maps, 4, "192.0.2.31:443", (T0 + 5060, T0 + 5070), (13, 14));
     // Host clock 5 s ahead; written in reverse order so order of rows cannot decide.
-    flow(&mut host, &emu, 14, "192.0.2.31:443", T0 + 5065, T0 + 5075, 13, 14);
-    flow(&mut host, &emu, 13, "192.0.2.31:443", T0 + 5005, T0 + 5015, 11, 12);
-    flow(&mut host, &emu, 12, "192.0.2.30:443", T0 + 4205, T0 + 4235, 3_000, 4_000);
-    flow(&mut host, &emu, 11, "192.0.2.30:443", T0 + 3605, T0 + 3635, 1_000, 2_000);
+    flow(&mut host, &emu, 14, "192.0.2.31:443", (T0 + 5065, T0 + 5075), (13, 14));
+    flow(&mut host, &emu, 13, "192.0.2.31:443", (T0 + 5005, T0 + 5015), (11, 12));
+    flow(&mut host, &emu, 12, "192.0.2.30:443", (T0 + 4205, T0 + 4235), (3_000, 4_000));
+    flow(&mut host, &emu, 11, "192.0.2.30:443", (T0 + 3605, T0 + 3635), (1_000, 2_000));
     let j = join_of(guest, host, 120);
     let get = |app: &str| j.packages.iter().find(|p| p.app == app).expect("package");
     let (t, m) = (get(TIKTOK), get(MAPS));
@@ -187,9 +194,9 @@ fn differing_pairs_are_listed_and_every_format_shows_the_join() {
     let dir = tempdir();
     let (mut guest, mut host) = journals(dir.path());
     let emu = Arc::new(App { name: EMU.into(), ..Arc::unwrap_or_clone(fixtures::app("qemu")) });
-    flow(&mut guest, &package(TIKTOK, 10_123), 1, "192.0.2.40:443", T0 + 3600, T0 + 3610, 4_000, 8_000);
-    flow(&mut host, &emu, 2, "192.0.2.40:443", T0 + 3600, T0 + 3610, 4_000, 7_999);
-    flow(&mut host, &emu, 3, "198.51.100.9:53", T0 + 3600, T0 + 3600, 40, 120);
+    flow(&mut guest, &package(TIKTOK, 10_123), 1, "192.0.2.40:443", (T0 + 3600, T0 + 3610), (4_000, 8_000));
+    flow(&mut host, &emu, 2, "192.0.2.40:443", (T0 + 3600, T0 + 3610), (4_000, 7_999));
+    flow(&mut host, &emu, 3, "198.51.100.9:53", (T0 + 3600, T0 + 3600), (40, 120));
     guest.flush().expect("flush");
     host.flush().expect("flush");
     let g = JournalReader::open(guest.path()).expect("guest");
