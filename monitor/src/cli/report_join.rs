@@ -15,7 +15,7 @@ use monitor::{
 pub struct JoinArgs {
     /// Emulator hosts: join this guest journal (from `cargo xtask android pull`) with the
     /// emulators' flows in the host journal: per package, the bytes the host confirms. Example:
-    /// --guest-journal pulled/emulator-5554/journal.db
+    /// --guest-journal target/android/journal.db
     #[arg(long, value_name = "FILE", conflicts_with = "prometheus")]
     pub guest_journal: Option<PathBuf>,
     /// With --guest-journal: clock-skew tolerance between guest and host, in seconds (default 120).

@@ -202,3 +202,37 @@ pub(super) fn rows(j: Option<&EmulatorJoin>) -> Vec<JoinRow> {
     }
     out
 }
+
+/// A block of the join for the HTML template (`kind`: `h3`, `p`, `list` or `table`); its text is
+/// already passed through the page's escape and is HTML-escaped by the template.
+#[derive(serde::Serialize)]
+pub(super) struct HtmlBlock {
+    kind: &'static str,
+    text: String,
+    items: Vec<String>,
+    headers: Vec<&'static str>,
+    numeric: Vec<bool>,
+    rows: Vec<Vec<String>>,
+}
+
+/// The join's blocks (below its level-2 heading, which the template writes) for the HTML page.
+pub(super) fn html_blocks(j: Option<&EmulatorJoin>, esc: Escape) -> Vec<HtmlBlock> {
+    let empty = |kind| HtmlBlock {
+        kind,
+        text: String::new(),
+        items: Vec::new(),
+        headers: Vec::new(),
+        numeric: Vec::new(),
+        rows: Vec::new(),
+    };
+    blocks(j, esc)
+        .into_iter()
+        .skip(1)
+        .map(|b| match b {
+            Block::Heading(_, text) => HtmlBlock { text, ..empty("h3") },
+            Block::Para(text) => HtmlBlock { text, ..empty("p") },
+            Block::List(items) => HtmlBlock { items, ..empty("list") },
+            Block::Table { headers, numeric, rows } => HtmlBlock { headers, numeric, rows, ..empty("table") },
+        })
+        .collect()
+}
