@@ -11,9 +11,6 @@ use super::{
     names::{count, ms, ts},
 };
 
-/// First schema with the `android_*` columns of `apps`.
-const ANDROID_SCHEMA: u32 = 6;
-
 /// Which apps' flows [`JournalReader::outbound_flows`] returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlowApps<'a> {
@@ -56,22 +53,24 @@ impl JournalReader {
     /// # Errors
     /// When the query fails.
     pub fn outbound_flows(&self, range: TimeRange, apps: FlowApps<'_>) -> Result<Vec<FlowRow>, Error> {
-        let package = if self.schema_version()? >= ANDROID_SCHEMA { "a.android_package" } else { "NULL" };
         let prefix = match apps {
             FlowApps::All => None,
             FlowApps::Prefix(p) => Some(p),
         };
-        let sql = format!(
-            "SELECT a.name, {package}, c.cookie, c.protocol, c.remote_ip, c.remote_port, MIN(c.first_seen_ms),
+        // Journals from before the Android columns read them as NULL (`legacy`).
+        let mut stmt = self
+            .conn()
+            .prepare_cached(
+            "SELECT a.name, a.android_package, c.cookie, c.protocol, c.remote_ip, c.remote_port, MIN(c.first_seen_ms),
                  MAX(c.time_ms), SUM(c.delta_payload_tx), SUM(c.delta_payload_rx)
              FROM connections c JOIN apps a ON a.id = c.app_id
              WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND c.direction = 'outbound'
                  AND c.remote_ip IS NOT NULL AND c.remote_port IS NOT NULL
                  AND (?3 IS NULL OR substr(a.name, 1, length(?3)) = ?3)
              GROUP BY c.app_id, c.cookie, c.protocol, c.remote_ip, c.remote_port
-             ORDER BY MIN(c.first_seen_ms), a.name, c.cookie"
-        );
-        let mut stmt = self.conn().prepare(&sql).map_err(|e| self.err(e))?;
+             ORDER BY MIN(c.first_seen_ms), a.name, c.cookie",
+            )
+            .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map(params![ms(range.since), ms(range.until), prefix], flow_row)
             .map_err(|e| self.err(e))?

@@ -247,3 +247,33 @@ fn differing_pairs_are_listed_and_every_format_shows_the_join() {
         );
     }
 }
+
+/// A journal written before the Android columns existed (`apps` without `android_*`, schema 8,
+/// read through `journal::legacy`'s shadow views): the join and the report read it, packages are
+/// `null`.
+#[test]
+fn a_guest_journal_from_before_the_android_columns_joins_with_null_packages() {
+    let dir = tempdir();
+    let (mut guest, mut host) = journals(dir.path());
+    let emu = Arc::new(App { name: EMU.into(), ..Arc::unwrap_or_clone(fixtures::app("qemu")) });
+    flow(&mut guest, &fixtures::app("curl"), 1, "192.0.2.50:443", (T0 + 3600, T0 + 3601), (10, 20));
+    flow(&mut host, &emu, 2, "192.0.2.50:443", (T0 + 3600, T0 + 3601), (10, 20));
+    guest.flush().expect("flush");
+    host.flush().expect("flush");
+    let path = guest.path().to_path_buf();
+    drop(guest);
+    let conn = rusqlite::Connection::open(&path).expect("raw");
+    for column in ["android_package", "android_packages", "android_user_id", "android_app_id", "android_kind"] {
+        conn.execute_batch(&format!("ALTER TABLE apps DROP COLUMN {column}")).expect("drop column");
+    }
+    conn.execute_batch("PRAGMA user_version = 8").expect("version");
+    drop(conn);
+    let g = JournalReader::open(&path).expect("guest");
+    let h = JournalReader::open(host.path()).expect("host");
+    let j = EmulatorJoin::build(&g, &h, day(), 120).expect("join");
+    assert_eq!((j.packages[0].app.as_str(), j.packages[0].package.as_deref()), ("curl", None));
+    assert_eq!((j.packages[0].confirmed.payload_tx, j.packages[0].confirmed.payload_rx), (10, 20));
+    let zone = Zone::get("UTC").expect("zone");
+    let report = Report::build(&g, &ReportQuery::new(Period::iso_week("2026-W47", &zone).expect("week")));
+    assert_eq!(report.expect("report of the old journal").apps[0].traffic.payload_tx, 10);
+}
