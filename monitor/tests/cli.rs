@@ -344,3 +344,33 @@ fn report_merge_sums_exports_and_refuses_a_host_twice() {
     let out = monitor(&["report", "merge", &twice, two.to_str().unwrap()]);
     assert_clean_failure(&out, 2, "host `lab-02` appears in more than one input");
 }
+
+#[test]
+fn report_guest_journal_flags_are_checked_and_a_missing_guest_journal_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let host_dir = dir.path().join("host");
+    let guest_dir = dir.path().join("guest");
+    fs::create_dir_all(&host_dir).unwrap();
+    fs::create_dir_all(&guest_dir).unwrap();
+    let host = empty_journal(&host_dir);
+    let guest = empty_journal(&guest_dir);
+    let (h, g) = (host.to_str().unwrap(), guest.to_str().unwrap());
+    let week = ["report", "--week", "2026-W47", "--format", "json", "--journal", h];
+    let tolerance_alone = [&week[..], &["--skew-tolerance", "30"]].concat();
+    assert_clean_failure(&monitor(&tolerance_alone), 2, "--guest-journal");
+    let missing = dir.path().join("pulled/journal.db");
+    let with_missing = [&week[..], &["--guest-journal", missing.to_str().unwrap()]].concat();
+    assert_clean_failure(&monitor(&with_missing), 5, "pulled/journal.db");
+    assert!(!missing.exists(), "a reader never creates a journal");
+    let out = monitor(&[&week[..], &["--guest-journal", g, "--skew-tolerance", "30"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doc["emulator_join"],
+        serde_json::json!({"guest_journal": g, "skew_tolerance_secs": 30, "emulators": [], "packages": [],
+                           "unexplained": []})
+    );
+    let plain = monitor(&week);
+    let doc: serde_json::Value = serde_json::from_slice(&plain.stdout).unwrap();
+    assert!(doc.get("emulator_join").is_none(), "absent without --guest-journal");
+}

@@ -140,6 +140,9 @@ pub struct ReportArgs {
     /// With --prometheus: the label that names a machine (default `instance`). Example: --host-label host
     #[arg(long, value_name = "NAME", requires = "prometheus")]
     pub host_label: Option<String>,
+    // `--guest-journal`, `--skew-tolerance` (cli/report_join.rs).
+    #[command(flatten)]
+    pub join: super::report_join::JoinArgs,
 }
 
 /// `monitor status`.

@@ -12,6 +12,7 @@ mod journal;
 pub mod logging;
 mod lookup;
 mod report;
+mod report_join;
 mod report_merge;
 mod run;
 mod session;

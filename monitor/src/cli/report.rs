@@ -28,6 +28,7 @@ pub fn execute(args: ReportArgs, settings: &Settings) -> anyhow::Result<ExitCode
         prometheus,
         hosts,
         host_label,
+        join,
     } = args;
     if let Some(command) = fleet {
         return super::report_merge::execute(command);
@@ -42,7 +43,7 @@ pub fn execute(args: ReportArgs, settings: &Settings) -> anyhow::Result<ExitCode
         let (period, info) = super::session::window(&reader, &name, &zone)?;
         let mut query = ReportQuery::new(period);
         query.session = Some(info);
-        return render(&reader, query, app, top, format, settings);
+        return render(&reader, query, app, top, format, settings, &join);
     }
     let period = match (week, since, until) {
         (Some(week), None, None) => Period::iso_week(&week, &zone)?,
@@ -63,7 +64,7 @@ pub fn execute(args: ReportArgs, settings: &Settings) -> anyhow::Result<ExitCode
     }
     // After the arguments: a bad period is a usage error even without a journal.
     let reader = open_journal(&journal)?;
-    render(&reader, ReportQuery::new(period), app, top, format, settings)
+    render(&reader, ReportQuery::new(period), app, top, format, settings, &join)
 }
 
 fn render(
@@ -73,6 +74,7 @@ fn render(
     top: Option<u32>,
     format: Format,
     settings: &Settings,
+    join: &super::report_join::JoinArgs,
 ) -> anyhow::Result<ExitCode> {
     query.app = app;
     query.device = settings.device.location.clone();
@@ -83,6 +85,7 @@ fn render(
     if let Some(file) = settings.claims.file() {
         monitor::claims::annotate(reader, &query, file, &mut report)?;
     }
+    report.emulator_join = super::report_join::join(join, reader, &query)?;
     let mut text = Vec::new();
     report.render(format, &mut text)?;
     super::write_stdout(&text).context("cannot write the report")?;

@@ -147,6 +147,7 @@ pub(crate) fn build_from(reader: &JournalReader, query: &ReportQuery, source: So
         databases,
         timeline,
         claims: Vec::new(),
+        emulator_join: None,
     })
 }
 

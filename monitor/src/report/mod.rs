@@ -17,6 +17,7 @@ mod config;
 mod destinations;
 mod export;
 mod fmt;
+mod join;
 pub mod merge;
 mod model;
 mod notes;
@@ -38,6 +39,10 @@ pub use config::{CONFIG_DOC, ReportConfig};
 pub use destinations::{DatabaseAnswer, DestinationDetail, ProcessUse};
 pub(crate) use export::write_atomic;
 pub use export::{EXPORT_GRACE, ExportExtras, export_week, pending_exports};
+pub use join::{
+    DEFAULT_SKEW_SECS, EMULATOR_APP_PREFIX, EmulatorJoin, FlowBytes, JoinedEndpoint, JoinedPackage, PairDifference,
+    UnexplainedTraffic,
+};
 pub use model::{
     AndroidApp, AppReport, AsnRef, Attribution, ClaimSummary, Completeness, DatabaseUse, Endpoint, NewDestinations,
     PeriodInfo, Report, SessionInfo, Share, ShareKind, SourceShare, TimeBucket, TimelineInfo, TimelineUnit, Traffic,

@@ -39,6 +39,9 @@ pub struct Report {
     /// per claim the verdict and its bytes, as `monitor verify` judges them (evidence there).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub claims: Vec<ClaimSummary>,
+    /// The emulator join (`monitor report --guest-journal`, issue 12); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emulator_join: Option<super::EmulatorJoin>,
 }
 
 /// One claim's verdict in a report (the full evidence is `monitor verify`'s).

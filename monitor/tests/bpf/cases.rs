@@ -117,6 +117,7 @@ pub fn all() -> Vec<Case> {
             "android_default_packages_list_in_a_mount_namespace_names_packages",
             crate::android::default_packages_list_in_a_mount_namespace,
         ),
+        ("emulator_relay_named_by_avd_and_join_confirms_package_bytes", crate::emulator::relay_named_and_joined),
         ("netd_skb_sock_exclusive_ipv4_falls_back_exact", || crate::netd::tcp_and_connected_udp_exact(false, false)),
         ("netd_skb_sock_exclusive_ipv6_falls_back_exact", || crate::netd::tcp_and_connected_udp_exact(false, true)),
         ("netd_all_hooks_exclusive_ipv4_falls_back_exact", || crate::netd::tcp_and_connected_udp_exact(true, false)),

@@ -246,7 +246,13 @@ impl Drop for Helper {
 /// and drops to `uid` right after exec (the checkout may not be readable by that uid), before it
 /// creates any socket.
 pub fn spawn(role: &str, args: &[String], place: Place<'_>) -> Helper {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    spawn_program(&std::env::current_exe().unwrap(), role, args, place)
+}
+
+/// Like [`spawn`], running the test binary through `program` (a link or copy of it under another
+/// name, e.g. a fake emulator's).
+pub fn spawn_program(program: &std::path::Path, role: &str, args: &[String], place: Place<'_>) -> Helper {
+    let mut cmd = Command::new(program);
     cmd.env("MONITOR_TEST_HELPER", role)
         .args(args)
         .stdin(Stdio::piped())

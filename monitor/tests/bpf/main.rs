@@ -14,6 +14,7 @@ mod claims;
 mod daemon;
 mod delay_line;
 mod durability;
+mod emulator;
 mod env;
 mod fleet;
 mod helper;

@@ -230,6 +230,7 @@ fn report(apps: Vec<AppReport>, events_lost: u64) -> Report {
         services: Default::default(),
         session: None,
         claims: Vec::new(),
+        emulator_join: None,
     }
 }
 

@@ -242,6 +242,23 @@ pub(super) fn write(r: &Report, out: &mut impl Write) -> Result<(), Error> {
             w.serialize(row.escaped()).map_err(Error::Csv)?;
         }
     }
+    for j in super::join::rows(r.emulator_join.as_ref()) {
+        let row = Row {
+            section: j.section,
+            app: j.app,
+            key: j.key,
+            kind: j.kind.into(),
+            ip: j.ip,
+            port: j.port,
+            protocol: j.protocol,
+            payload_tx: j.bytes.payload_tx.to_string(),
+            payload_rx: j.bytes.payload_rx.to_string(),
+            payload: (j.bytes.payload_tx + j.bytes.payload_rx).to_string(),
+            flows: j.bytes.flows.to_string(),
+            ..Row::default()
+        };
+        w.serialize(row.escaped()).map_err(Error::Csv)?;
+    }
     w.flush().map_err(io)
 }
 

@@ -165,6 +165,7 @@ pub(super) fn document(r: &Report, esc: Escape) -> Vec<Block> {
         "Applies when the default databases are used; none of them answered figures of this report (see Databases)."
     };
     d.push(Block::Para(format!("{} {applies}", r.attribution.text)));
+    d.extend(super::join::blocks(r.emulator_join.as_ref(), esc));
     d
 }
 

@@ -424,6 +424,8 @@ struct Page {
     attribution_applies: bool,
     /// Claim verdicts (the report's `claims`); drawn only when present.
     claims: Vec<Claim>,
+    /// The emulator join (`emulator_join`); drawn only when present.
+    join: Vec<super::join::HtmlBlock>,
 }
 
 /// One claim and its verdict, as text (escaped by the template).
@@ -544,6 +546,7 @@ pub(super) fn write(r: &Report, out: &mut impl Write) -> Result<(), Error> {
                 )),
             })
             .collect(),
+        join: super::join::html_blocks(r.emulator_join.as_ref(), t),
     };
     let mut env = minijinja::Environment::new();
     env.add_template("report.html", TEMPLATE).map_err(Error::Html)?;

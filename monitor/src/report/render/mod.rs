@@ -7,6 +7,7 @@
 mod csv;
 mod doc;
 mod html;
+mod join;
 mod markdown;
 mod text;
 mod truth;

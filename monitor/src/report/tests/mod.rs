@@ -3,6 +3,7 @@
 mod export;
 mod figures;
 mod hostile;
+mod join;
 mod rollup;
 mod session;
 mod truth;
