@@ -74,6 +74,8 @@ pub struct NamingStats {
     pub sni: u64,
     /// Server names read from QUIC Initials.
     pub quic_sni: u64,
+    /// `getaddrinfo` results recorded (names resolved without DNS packets, `names.getaddrinfo`).
+    pub getaddrinfo: u64,
     /// ClientHellos that carried an encrypted inner hello (ECH): the name is the outer one.
     pub ech: u64,
     /// Flows forgotten before their record closed (more than `naming::MAX_NAMED_FLOWS` at once).

@@ -52,8 +52,9 @@ pub enum Degradation {
     /// `cgroup_skb` refused: unconnected UDP, ping and raw sockets are counted per socket, without
     /// their destinations.
     NoUnconnectedUdpPeers,
-    /// No `getaddrinfo` probe (not implemented yet): apps whose resolver sends no DNS packets
-    /// (glibc asking systemd-resolved over its varlink socket, DoH, DoT) get names only from TLS
+    /// No `getaddrinfo` probe (disabled, no uprobe support, libc not found or not probeable; the
+    /// reason is logged at start): apps whose resolver sends no DNS packets (glibc asking
+    /// systemd-resolved over its varlink socket, /etc/hosts, DoH, DoT) get names only from TLS
     /// and QUIC server names; their other flows are unnamed.
     NoGetaddrinfoNames,
 }
@@ -85,7 +86,9 @@ impl Degradation {
                 "no packet hooks (exclusive program): unconnected UDP, ping and raw sockets without destinations"
             }
             Self::NoGetaddrinfoNames => {
-                "no getaddrinfo names: names only from DNS packets and TLS/QUIC server names (resolvers without DNS packets, e.g. systemd-resolved over varlink, leave flows unnamed)"
+                "no getaddrinfo names (probe not attached, reason logged above): names only from DNS packets and \
+                 TLS/QUIC server names (resolvers without DNS packets, e.g. systemd-resolved over varlink, leave \
+                 flows unnamed)"
             }
         }
     }
