@@ -16,6 +16,7 @@ mod delay_line;
 mod durability;
 mod env;
 mod fleet;
+mod getaddrinfo;
 mod helper;
 mod lifecycle;
 mod listeners;
