@@ -24,6 +24,8 @@ use crate::{
 
 /// Test address from the test databases (GeoIP2-Country-Test: SE).
 const SE: &str = "89.160.20.112";
+/// The server's IPv6 address.
+const V6: &str = "fd77::2";
 /// The name only the client's /etc/hosts knows.
 const HOST: &str = "api.gai-test.example";
 const PORT: u16 = 8080;
@@ -33,35 +35,42 @@ const REPLY: u64 = 3000;
 /// Helper roles of this file.
 pub fn helper(role: &str, args: &[String]) {
     match role {
-        // gai-client COMM IP HOST PORT SEND: in a private mount namespace whose /etc/hosts maps
-        // HOST to IP, resolve "HOST:PORT" with getaddrinfo, then send SEND plain bytes there.
-        // HOST "-": connect to IP:PORT without resolving anything.
+        // gai-client COMM IPS HOST PORT SEND: in a private mount namespace whose /etc/hosts maps
+        // HOST to the comma-separated IPS, resolve "HOST:PORT" with getaddrinfo, then send SEND
+        // plain bytes to each address found, one connection each (one JSON line each).
+        // HOST "-": connect to the first of IPS without resolving anything.
         "gai-client" => {
             name(&args[0]);
-            let ip: IpAddr = args[1].parse().unwrap();
+            let ips: Vec<IpAddr> = args[1].split(',').map(|s| s.parse().unwrap()).collect();
             let host = &args[2];
             let port: u16 = args[3].parse().unwrap();
             let send: usize = args[4].parse().unwrap();
-            let server = if host == "-" {
-                SocketAddr::new(ip, port)
+            let servers = if host == "-" {
+                vec![SocketAddr::new(ips[0], port)]
             } else {
                 let hosts = tempfile::NamedTempFile::new().unwrap();
-                std::fs::write(hosts.path(), format!("127.0.0.1 localhost\n{ip} {host}\n")).unwrap();
+                let lines: String = ips.iter().map(|ip| format!("{ip} {host}\n")).collect();
+                std::fs::write(hosts.path(), format!("127.0.0.1 localhost\n{lines}")).unwrap();
                 // Single-threaded here (before any thread starts), as unshare(CLONE_NEWNS) needs.
                 unshare(CloneFlags::CLONE_NEWNS).unwrap();
                 // Private first: the bind mount below must not propagate to the host.
                 mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).unwrap();
                 mount(Some(hosts.path()), "/etc/hosts", None::<&str>, MsFlags::MS_BIND, None::<&str>).unwrap();
-                let found: Vec<SocketAddr> = format!("{host}:{port}").to_socket_addrs().unwrap().collect();
-                assert_eq!(found, [SocketAddr::new(ip, port)], "getaddrinfo answer");
-                found[0]
+                let mut found: Vec<SocketAddr> = format!("{host}:{port}").to_socket_addrs().unwrap().collect();
+                found.sort_unstable();
+                let mut expected: Vec<SocketAddr> = ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
+                expected.sort_unstable();
+                assert_eq!(found, expected, "getaddrinfo answer");
+                found
             };
             let data = pattern(send);
-            let mut s = TcpStream::connect(server).unwrap();
-            s.write_all(&data).unwrap();
-            s.shutdown(Shutdown::Write).unwrap();
-            let rx = read_to_end(&mut s);
-            say(&json!({"addr": server.to_string(), "tx": data.len(), "rx": rx}));
+            for server in servers {
+                let mut s = TcpStream::connect(server).unwrap();
+                s.write_all(&data).unwrap();
+                s.shutdown(Shutdown::Write).unwrap();
+                let rx = read_to_end(&mut s);
+                say(&json!({"addr": server.to_string(), "tx": data.len(), "rx": rx}));
+            }
         }
         other => panic!("unknown helper role {other}"),
     }
@@ -78,22 +87,26 @@ fn flow<'a>(flows: &'a [Value], app: &str, remote: &str, tx: u64) -> &'a Value {
 }
 
 pub fn flow_named_from_getaddrinfo_without_dns_packets() {
-    let pair = Pair::new("10.77.0.1", &[SE], "fd77::1", &["fd77::2"]);
+    let pair = Pair::new("10.77.0.1", &[SE], "fd77::1", &[V6]);
     let cg = TestCgroup::new();
     let b = Place { netns: Some(&pair.b), ..Place::default() };
-    let mut server = spawn("tcp-server", &[format!("{SE}:{PORT}"), REPLY.to_string(), "2".into()], b);
-    server.line();
+    let mut server4 = spawn("tcp-server", &[format!("{SE}:{PORT}"), REPLY.to_string(), "2".into()], b);
+    server4.line();
+    let mut server6 = spawn("tcp-server", &[format!("[{V6}]:{PORT}"), REPLY.to_string(), "1".into()], b);
+    server6.line();
     let extra = "[[apps]]\nname = \"app-gai\"\ncomm = [\"mon-gai\"]\n\n\
                  [[apps]]\nname = \"app-direct\"\ncomm = [\"mon-gai-direct\"]\n";
     let mon = Monitor::start(&cg.path, extra);
     let a = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None };
-    let client = |comm: &str, host: &str, send: usize| {
-        let args = [comm.to_owned(), SE.to_owned(), host.to_owned(), PORT.to_string(), send.to_string()];
-        spawn("gai-client", &args, a).finish().remove(0)
+    let client = |comm: &str, ips: &str, host: &str, send: usize| {
+        let args = [comm.to_owned(), ips.to_owned(), host.to_owned(), PORT.to_string(), send.to_string()];
+        spawn("gai-client", &args, a).finish()
     };
-    let resolved = client("mon-gai", HOST, 12_345);
-    let direct = client("mon-gai-direct", "-", 23_456);
-    server.finish();
+    // One name, an IPv4 and an IPv6 address: both connections are named.
+    let resolved = client("mon-gai", &format!("{SE},{V6}"), HOST, 12_345);
+    let direct = client("mon-gai-direct", SE, "-", 23_456).remove(0);
+    server4.finish();
+    server6.finish();
     let out = mon.stop();
     out.assert_nothing_lost();
     assert!(
@@ -103,15 +116,17 @@ pub fn flow_named_from_getaddrinfo_without_dns_packets() {
         out.log
     );
 
-    let tx = |v: &Value| v["tx"].as_u64().unwrap();
-    let remote = format!("{SE}:{PORT}");
-    assert_eq!((tx(&resolved), resolved["rx"].as_u64().unwrap()), (12_345, REPLY));
-    let f = flow(&out.flows, "app-gai", &remote, tx(&resolved));
-    assert_eq!(f["payload"]["rx_bytes"], REPLY, "{f}");
-    let n = &f["names"];
-    assert_eq!((n["hostname"].as_str(), n["source"].as_str()), (Some(HOST), Some("getaddrinfo")), "{n}");
+    assert_eq!(resolved.len(), 2, "{resolved:?}");
+    for conn in &resolved {
+        let remote = conn["addr"].as_str().unwrap();
+        assert_eq!((conn["tx"].as_u64(), conn["rx"].as_u64()), (Some(12_345), Some(REPLY)), "{conn}");
+        let f = flow(&out.flows, "app-gai", remote, 12_345);
+        assert_eq!(f["payload"]["rx_bytes"], REPLY, "{f}");
+        let n = &f["names"];
+        assert_eq!((n["hostname"].as_str(), n["source"].as_str()), (Some(HOST), Some("getaddrinfo")), "{remote}: {n}");
+    }
     // The other app did not resolve: the name is the host's, not its own.
-    let f = flow(&out.flows, "app-direct", &remote, tx(&direct));
+    let f = flow(&out.flows, "app-direct", &format!("{SE}:{PORT}"), direct["tx"].as_u64().unwrap());
     let n = &f["names"];
     assert_eq!((n["hostname"].as_str(), n["source"].as_str()), (Some(HOST), Some("dns_host")), "{n}");
 
@@ -128,7 +143,8 @@ pub fn flow_named_from_getaddrinfo_without_dns_packets() {
     let h =
         app["hostnames"].as_array().unwrap().iter().find(|x| x["name"] == HOST).unwrap_or_else(|| panic!("{app:#}"));
     assert_eq!(h["sources"], json!(["getaddrinfo"]), "{h}");
-    assert_eq!((h["traffic"]["payload_tx"].as_u64(), h["traffic"]["payload_rx"].as_u64()), (Some(12_345), Some(REPLY)));
+    let traffic = (h["traffic"]["payload_tx"].as_u64(), h["traffic"]["payload_rx"].as_u64());
+    assert_eq!(traffic, (Some(2 * 12_345), Some(2 * REPLY)), "{h}");
 }
 
 pub fn unprobeable_libc_is_a_degradation_with_its_reason() {
