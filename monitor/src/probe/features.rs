@@ -246,5 +246,15 @@ pub fn check_all() -> Vec<Check> {
         tracepoints,
         "6.3+; exact payload bytes per socket (else TCP counters)",
     ));
+    // aya attaches uprobes through the perf `uprobe` PMU, which the kernel lists here.
+    let uprobes = is_program_supported(ProgramType::KProbe)
+        .map(|ok| ok && Path::new("/sys/bus/event_source/devices/uprobe/type").exists())
+        .map_err(|e| e.to_string());
+    out.push(check(
+        "uprobes (perf uprobe PMU)",
+        false,
+        uprobes,
+        "host names from libc's getaddrinfo (else degradation no_getaddrinfo_names)",
+    ));
     out
 }
