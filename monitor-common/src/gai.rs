@@ -23,9 +23,11 @@ pub const GAI_ADDRS_MAX: usize = 8;
 /// `struct addrinfo` entries walked per result.
 pub const GAI_WALK_MAX: u32 = 24;
 
-/// Offsets in glibc's `struct addrinfo` on 64-bit targets (LP64: x86_64, aarch64):
+/// Offsets in glibc's (and musl's) `struct addrinfo` on 64-bit targets (LP64: x86_64, aarch64):
 /// `int ai_flags, ai_family, ai_socktype, ai_protocol; socklen_t ai_addrlen;` (4 bytes each,
 /// then 4 of padding), `struct sockaddr *ai_addr; char *ai_canonname; struct addrinfo *ai_next;`.
+/// An entry counts only when its socket address starts with the same family, so a libc with
+/// another layout (bionic and the BSDs put `ai_canonname` before `ai_addr`) yields no addresses.
 pub const AI_FAMILY_OFFSET: usize = 4;
 /// Offset of `ai_addr`.
 pub const AI_ADDR_OFFSET: usize = 24;

@@ -141,12 +141,22 @@ fn send(call: &GaiCall) {
         let Some(next) = user::<u64>(ai, AI_NEXT_OFFSET) else { break };
         ai = next;
         let family = family as u16;
+        // The socket address must say the same family: a libc with another `struct addrinfo`
+        // layout (bionic and the BSDs put `ai_canonname` first) yields nothing, not garbage.
+        let fam = family.to_ne_bytes();
         let bytes = if addr == 0 {
             None
         } else if family == AF_INET {
-            user::<[u8; 4]>(addr, SIN_ADDR_OFFSET).map(|a| [a[0], a[1], a[2], a[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+            user::<[u8; 8]>(addr, 0).filter(|sa| sa[0] == fam[0] && sa[1] == fam[1]).map(|sa| {
+                let a = &sa[SIN_ADDR_OFFSET..];
+                [a[0], a[1], a[2], a[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+            })
         } else if family == AF_INET6 {
-            user::<[u8; 16]>(addr, SIN6_ADDR_OFFSET)
+            user::<[u8; 24]>(addr, 0).filter(|sa| sa[0] == fam[0] && sa[1] == fam[1]).map(|sa| {
+                let mut a = [0_u8; 16];
+                a.copy_from_slice(&sa[SIN6_ADDR_OFFSET..]);
+                a
+            })
         } else {
             None
         };
