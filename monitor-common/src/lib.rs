@@ -7,6 +7,7 @@
 //! # Layout
 //! - [`event`]: the records the kernel sends through the `EVENTS` ring buffer.
 //! - [`copy`]: payload copies (DNS, TLS, QUIC) sent through the same ring buffer.
+//! - [`gai`]: `getaddrinfo` results (return uprobe), sent through the same ring buffer.
 //! - [`sock`]: per-socket storage values (owner, counters, UDP peer table).
 //! - [`maps`]: names of maps and programs, statistics slots and load-time globals.
 //! - [`geo`]: location of the default geolocation databases (shared with xtask, not the kernel).
@@ -15,6 +16,7 @@
 
 pub mod copy;
 pub mod event;
+pub mod gai;
 pub mod geo;
 pub mod maps;
 pub mod sock;

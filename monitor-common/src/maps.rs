@@ -14,6 +14,10 @@ pub const COUNTERS: &str = "COUNTERS";
 /// Socket storage of [`crate::sock::PeerTable`].
 pub const PEERS: &str = "PEERS";
 
+/// Hash map (LRU) of pending `getaddrinfo` calls per thread (`node` and `res` pointers), between
+/// the entry uprobe and the return uprobe. Kernel-internal; named here for the object check.
+pub const GAI_CALLS: &str = "GAI_CALLS";
+
 /// Array of one `u32` of `FALLBACK_*` bits, written by userspace after attaching (the hooks the
 /// kernel refused are known only then).
 pub const FALLBACK: &str = "FALLBACK";
@@ -59,9 +63,10 @@ pub const STAT_PEER_PARSE_FAIL: u32 = 4;
 pub const STAT_UNATTRIBUTED_PACKETS: u32 = 5;
 /// IP-layer bytes of those packets (for `AF_PACKET` frames: the bytes written, see README.md).
 pub const STAT_UNATTRIBUTED_BYTES: u32 = 6;
-/// Payload copies submitted to the ring buffer (`crate::copy`), lost ones included.
+/// Payload copies (`crate::copy`) and `getaddrinfo` results (`crate::gai`) submitted to the ring
+/// buffer, lost ones included.
 pub const STAT_COPIES: u32 = 7;
-/// Payload copies that did not fit in the ring buffer (lost).
+/// Payload copies and `getaddrinfo` results that did not fit in the ring buffer (lost).
 pub const STAT_COPIES_LOST: u32 = 8;
 /// Number of `STAT_*` slots.
 pub const STAT_COUNT: u32 = 9;
@@ -100,6 +105,12 @@ pub mod programs {
     pub const FENTRY_RELEASE_FN: &str = "inet_release";
     /// `iter/bpf_sk_storage_map` over `COUNTERS`.
     pub const ITER_COUNTERS: &str = "iter_counters";
+    /// `uprobe` on libc's `getaddrinfo` (entry: remembers the arguments).
+    pub const GAI_ENTRY: &str = "uprobe_getaddrinfo";
+    /// `uretprobe` on libc's `getaddrinfo` (return: sends the result).
+    pub const GAI_RETURN: &str = "uretprobe_getaddrinfo";
+    /// The libc function both attach to.
+    pub const GAI_FN: &str = "getaddrinfo";
     /// Kernel tracepoint behind [`SEND_LENGTH`] (Linux 6.3+).
     pub const SEND_LENGTH_TP: &str = "sock_send_length";
     /// Kernel tracepoint behind [`RECV_LENGTH`] (Linux 6.3+).

@@ -10,6 +10,8 @@
 //! - `tp_btf/sock_send_length|sock_recv_length`: payload bytes written and read by the process
 //!   ([`probes::payload`]).
 //! - `cgroup/sock_release`: final counters when the process lets go of a socket.
+//! - `uprobe`/`uretprobe` on libc's `getaddrinfo`: names resolved without DNS packets
+//!   ([`probes::getaddrinfo`]; optional, costs on `getaddrinfo` calls only).
 //!
 //! Every program lets traffic pass whatever happens; failures are counted in `STATS`.
 #![no_std]

@@ -21,9 +21,10 @@ pub struct KernelStats {
     pub unattributed_packets: u64,
     /// IP-layer bytes of those packets.
     pub unattributed_bytes: u64,
-    /// Payload copies (names stage) the kernel produced, lost ones included.
+    /// Payload copies and `getaddrinfo` results (names stage) the kernel produced, lost ones
+    /// included.
     pub copies_submitted: u64,
-    /// Payload copies lost because the ring buffer was full.
+    /// Payload copies and `getaddrinfo` results lost because the ring buffer was full.
     pub copies_lost: u64,
 }
 
@@ -64,7 +65,7 @@ pub struct Stats {
 /// Counters of the names stage (in `stats` lines and `monitor status`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct NamingStats {
-    /// Payload copies handled.
+    /// Payload copies handled (`getaddrinfo` results are counted apart, in `getaddrinfo`).
     pub copies: u64,
     /// Copies cut at the kernel's copy bound (`COPY_MAX`).
     pub truncated_copies: u64,
@@ -74,6 +75,8 @@ pub struct NamingStats {
     pub sni: u64,
     /// Server names read from QUIC Initials.
     pub quic_sni: u64,
+    /// `getaddrinfo` results recorded (names resolved without DNS packets, `names.getaddrinfo`).
+    pub getaddrinfo: u64,
     /// ClientHellos that carried an encrypted inner hello (ECH): the name is the outer one.
     pub ech: u64,
     /// Flows forgotten before their record closed (more than `naming::MAX_NAMED_FLOWS` at once).

@@ -2,6 +2,7 @@
 
 pub(crate) mod copy;
 pub(crate) mod fallback;
+pub(crate) mod getaddrinfo;
 pub(crate) mod payload;
 pub(crate) mod skb;
 pub(crate) mod snapshot;

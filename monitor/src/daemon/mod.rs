@@ -137,6 +137,8 @@ pub async fn run(
         ring_buffer_bytes: settings.ring_buffer_bytes,
         update_interval: settings.update_interval,
         copy_payloads: settings.copy_payloads,
+        getaddrinfo: settings.names.getaddrinfo,
+        getaddrinfo_libc: settings.names.getaddrinfo_libc.clone(),
     })?;
     // Before `Started`: listeners older than the monitor carry their owner before its first accept.
     prefill_owners(source.probe_mut(), &cgroup);
@@ -227,7 +229,7 @@ impl Pipeline {
             claims_config: settings.claims.clone(),
             time_zone: settings.time_zone.tz.clone(),
             metrics,
-            naming: Naming::new(settings.names).map_err(Error::Names)?,
+            naming: Naming::new(settings.names.clone()).map_err(Error::Names)?,
         })
     }
 

@@ -29,8 +29,9 @@ pub const CLOCK_GRACE_NS: u64 = 1_000_000_000;
 
 const NS_PER_S: u64 = 1_000_000_000;
 
-/// Sizes and freshness of a [`NameTable`] (the `[names]` configuration section).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Sizes and freshness of a [`NameTable`], and the `getaddrinfo` probe (the `[names]`
+/// configuration section).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NameTableConfig {
     /// Addresses remembered per app (LRU).
@@ -41,6 +42,11 @@ pub struct NameTableConfig {
     pub host_entries: usize,
     /// Seconds an answer names connections after it was last seen, at least (the TTL when longer).
     pub freshness_s: u64,
+    /// Attach the `getaddrinfo` uprobes to libc (names of resolutions without DNS packets).
+    pub getaddrinfo: bool,
+    /// The libc to probe; `None`: the one this host's programs use (found at start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub getaddrinfo_libc: Option<std::path::PathBuf>,
 }
 
 impl Default for NameTableConfig {
@@ -50,12 +56,14 @@ impl Default for NameTableConfig {
             apps: 256,             // apps that resolve names; more are unusual on one host
             host_entries: 65_536,  // ~10 MiB at most
             freshness_s: 600,      // 10 minutes: pooled connections outlive short TTLs
+            getaddrinfo: true,     // costs on getaddrinfo calls only; degrades when it cannot attach
+            getaddrinfo_libc: None,
         }
     }
 }
 
 /// The `[names]` section of `config/monitor.toml`, documented; parses to the defaults.
-pub const CONFIG_DOC: &str = r"[names]
+pub const CONFIG_DOC: &str = r#"[names]
 # Addresses remembered per app, least recently used first out.
 entries_per_app = 4096
 # Apps with a name map of their own; beyond this the least recently active app's map is dropped
@@ -66,7 +74,17 @@ host_entries = 65536
 # Seconds after an answer was last seen during which it names connections to its addresses
 # (the answer's TTL when that is longer).
 freshness_s = 600
-";
+# Read host names from libc's getaddrinfo (a uprobe on its return), for resolvers that send no DNS
+# packets (glibc asking systemd-resolved over its varlink socket, /etc/hosts). Costs a few
+# microseconds per getaddrinfo call of a watched process, nothing per packet. When it cannot attach
+# (no uprobe support, libc not found) the monitor runs on with the degradation
+# `no_getaddrinfo_names` and logs why. Flows named this way have the source `getaddrinfo`.
+getaddrinfo = true
+# The libc whose getaddrinfo is probed. Unset: the libc.so.6 the monitor itself is linked
+# against (/proc/self/maps), else the one /etc/ld.so.cache names. Programs using another libc file
+# (static binaries, Flatpak, containers with their own /usr) are not seen.
+# getaddrinfo_libc = "/usr/lib/x86_64-linux-gnu/libc.so.6"
+"#;
 
 /// A configuration value out of range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -323,8 +341,8 @@ impl<K: Hash + Eq + Clone> NameTable<K> {
 
     /// The configuration in force.
     #[must_use]
-    pub fn config(&self) -> NameTableConfig {
-        self.config
+    pub fn config(&self) -> &NameTableConfig {
+        &self.config
     }
 }
 

@@ -19,7 +19,7 @@ fn table(config: NameTableConfig) -> NameTable<&'static str> {
 }
 
 fn small() -> NameTableConfig {
-    NameTableConfig { entries_per_app: 2, apps: 2, host_entries: 3, freshness_s: 600 }
+    NameTableConfig { entries_per_app: 2, apps: 2, host_entries: 3, freshness_s: 600, ..NameTableConfig::default() }
 }
 
 fn found(name: &str, source: NameSource, answered_ns: u64) -> Option<NameMatch> {
@@ -163,7 +163,7 @@ mod properties {
         /// it, `dns` only with one this app got, and the maps stay within their bounds.
         #[test]
         fn lookups_only_return_names_answered_for_the_address(ops in prop::collection::vec(op(), 1..80)) {
-            let config = NameTableConfig { entries_per_app: 3, apps: 3, host_entries: 5, freshness_s: 600 };
+            let config = NameTableConfig { entries_per_app: 3, apps: 3, host_entries: 5, freshness_s: 600, ..NameTableConfig::default() };
             let mut t: NameTable<u8> = NameTable::new(config).unwrap();
             let mut answered: HashMap<u8, HashSet<(u8, u8)>> = HashMap::new(); // addr -> (app, name)
             let mut now = S;

@@ -10,7 +10,9 @@
 //! Routing of a copy (see `monitor_common::copy` for what the kernel copies):
 //! - remote port 53 (either direction): a DNS message; answers go into the app's table;
 //! - TCP egress otherwise: the flow's TLS reassembler;
-//! - UDP egress to port 443: the (socket, peer)'s QUIC reassembler.
+//! - UDP egress to port 443: the (socket, peer)'s QUIC reassembler;
+//! - a `getaddrinfo` result (record kind `GAI_KIND`, no socket): the name and its addresses go
+//!   into the calling app's table (source `getaddrinfo`).
 
 mod owner;
 #[cfg(test)]
@@ -20,12 +22,15 @@ use std::net::SocketAddr;
 
 use log::debug;
 use lru::LruCache;
-use monitor_common::copy::{COPY_EGRESS, COPY_TCP, COPY_TRUNCATED};
+use monitor_common::{
+    copy::{COPY_EGRESS, COPY_TCP, COPY_TRUNCATED},
+    gai::GAI_KIND,
+};
 
 pub use self::owner::kernel_owner;
 use crate::{
     names::{
-        Names, Progress, Sni,
+        Hostname, MalformedKind, Names, Progress, Sni,
         dns::{self, Transport},
         quic::InitialReassembler,
         table::{NameTable, NameTableConfig},
@@ -82,10 +87,14 @@ impl Naming {
         Ok(Self { table: NameTable::new(config)?, hellos: LruCache::new(cap), stats: NamingStats::default() })
     }
 
-    /// Feeds one payload copy, from a socket of app `app`.
+    /// Feeds one payload copy, from a socket of app `app` (or a `getaddrinfo` result of `app`).
     pub fn copy(&mut self, app: &str, copy: &Copied) {
-        self.stats.copies += 1;
         let h = &copy.header;
+        if h.kind == GAI_KIND {
+            self.getaddrinfo(app, &copy.data, h.ts_ns);
+            return;
+        }
+        self.stats.copies += 1;
         if h.flags & COPY_TRUNCATED != 0 {
             self.stats.truncated_copies += 1;
         }
@@ -97,6 +106,31 @@ impl Naming {
             self.dns(app, &copy.data, tcp, h.ts_ns);
         } else if egress && (tcp || t.remote_port == QUIC_PORT) {
             self.hello((h.cookie, remote), &copy.data, tcp);
+        }
+    }
+
+    /// A `getaddrinfo` result of `app`: the name it asked for resolved to these addresses.
+    fn getaddrinfo(&mut self, app: &str, data: &[u8], at_ns: u64) {
+        let Some(resolution) = crate::probe::decode_gai(data) else {
+            debug!("short getaddrinfo record len={}", data.len());
+            return;
+        };
+        if resolution.addrs.is_empty() {
+            return;
+        }
+        // A numeric host ("10.0.0.1") names nothing; any other name is validated (hostile).
+        if std::str::from_utf8(&resolution.name).is_ok_and(|n| n.parse::<std::net::IpAddr>().is_ok()) {
+            return;
+        }
+        match Hostname::from_bytes(&resolution.name) {
+            Ok(name) => {
+                self.stats.getaddrinfo += 1;
+                self.table.record_getaddrinfo(&app.to_owned(), &name, &resolution.addrs, at_ns);
+            }
+            Err(e) => {
+                debug!("getaddrinfo name rejected: {e}");
+                self.stats.malformed.add(MalformedKind::Hostname);
+            }
         }
     }
 

@@ -145,3 +145,44 @@ fn garbage_payloads_are_counted_not_fatal() {
     assert_eq!(names.source, NameSource::None);
     assert!(n.stats().malformed_total >= 1, "{:?}", n.stats());
 }
+
+/// A `getaddrinfo` record as the kernel sends it (`monitor_common::gai`).
+fn gai(name: &[u8], addrs: &[Ipv4Addr], ts_ns: u64) -> Copied {
+    use monitor_common::gai::{GAI_ADDRS_MAX, GAI_KIND, GAI_NAME_MAX, GaiData};
+    let mut d = GaiData {
+        name_len: u32::try_from(name.len()).unwrap(),
+        count: u32::try_from(addrs.len()).unwrap(),
+        families: [0; GAI_ADDRS_MAX],
+        addrs: [[0; 16]; GAI_ADDRS_MAX],
+        name: [0; GAI_NAME_MAX],
+    };
+    d.name[..name.len()].copy_from_slice(name);
+    for (i, a) in addrs.iter().enumerate() {
+        d.families[i] = AF_INET;
+        d.addrs[i][..4].copy_from_slice(&a.octets());
+    }
+    // SAFETY: GaiData is repr(C) plain data.
+    let data =
+        unsafe { std::slice::from_raw_parts(std::ptr::from_ref(&d).cast::<u8>(), std::mem::size_of::<GaiData>()) };
+    let len = u32::try_from(data.len()).unwrap();
+    let header = CopyHeader { kind: GAI_KIND, ts_ns, len, wire_len: len, ..CopyHeader::default() };
+    Copied { header, data: data.into() }
+}
+
+#[test]
+fn getaddrinfo_results_name_the_calling_app_and_hostile_names_are_counted() {
+    let mut n = Naming::new(NameTableConfig::default()).unwrap();
+    n.copy("alpha", &gai(b"API.Gai-Test.example.", &[SERVER], 1_000));
+    // Numeric hosts name nothing; a name with a control byte is malformed.
+    n.copy("beta", &gai(b"203.0.113.7", &[SERVER], 1_000));
+    n.copy("beta", &gai(b"evil\x1b[31m.test", &[SERVER], 1_000));
+    let names = n.name("alpha", &record(1, RecordKind::Close), 2_000);
+    assert_eq!(names.hostname.as_ref().map(|h| h.as_str()), Some("api.gai-test.example"));
+    assert_eq!(names.source, NameSource::Getaddrinfo);
+    // beta resolved nothing usable: alpha's answer, host-wide.
+    let names = n.name("beta", &record(2, RecordKind::Close), 2_000);
+    assert_eq!(names.source, NameSource::DnsHost);
+    let stats = n.stats();
+    assert_eq!((stats.getaddrinfo, stats.copies, stats.malformed_total), (1, 0, 1), "{stats:?}");
+    assert_eq!(stats.table.hits_getaddrinfo, 1);
+}

@@ -52,8 +52,9 @@ pub enum Degradation {
     /// `cgroup_skb` refused: unconnected UDP, ping and raw sockets are counted per socket, without
     /// their destinations.
     NoUnconnectedUdpPeers,
-    /// No `getaddrinfo` probe (not implemented yet): apps whose resolver sends no DNS packets
-    /// (glibc asking systemd-resolved over its varlink socket, DoH, DoT) get names only from TLS
+    /// No `getaddrinfo` probe (disabled, no uprobe support, libc not found or not probeable; the
+    /// reason is logged at start): apps whose resolver sends no DNS packets (glibc asking
+    /// systemd-resolved over its varlink socket, /etc/hosts, DoH, DoT) get names only from TLS
     /// and QUIC server names; their other flows are unnamed.
     NoGetaddrinfoNames,
 }
@@ -85,7 +86,9 @@ impl Degradation {
                 "no packet hooks (exclusive program): unconnected UDP, ping and raw sockets without destinations"
             }
             Self::NoGetaddrinfoNames => {
-                "no getaddrinfo names: names only from DNS packets and TLS/QUIC server names (resolvers without DNS packets, e.g. systemd-resolved over varlink, leave flows unnamed)"
+                "no getaddrinfo names (probe not attached, reason logged above): names only from DNS packets and \
+                 TLS/QUIC server names (resolvers without DNS packets, e.g. systemd-resolved over varlink, leave \
+                 flows unnamed)"
             }
         }
     }
@@ -242,6 +245,16 @@ pub fn check_all() -> Vec<Check> {
         false,
         tracepoints,
         "6.3+; exact payload bytes per socket (else TCP counters)",
+    ));
+    // aya attaches uprobes through the perf `uprobe` PMU, which the kernel lists here.
+    let uprobes = is_program_supported(ProgramType::KProbe)
+        .map(|ok| ok && Path::new("/sys/bus/event_source/devices/uprobe/type").exists())
+        .map_err(|e| e.to_string());
+    out.push(check(
+        "uprobes (perf uprobe PMU)",
+        false,
+        uprobes,
+        "host names from libc's getaddrinfo (else degradation no_getaddrinfo_names)",
     ));
     out
 }

@@ -22,7 +22,9 @@ use monitor_common::maps::{self, programs};
 use super::{
     Degradation, Error, ProbeConfig, StatsReader,
     btf_layout::{self, LayoutError, SockLayout},
-    features, object,
+    features,
+    getaddrinfo::Outcome,
+    object,
     snapshot::Snapshotter,
 };
 
@@ -149,7 +151,21 @@ impl Probe {
             Err(Optional::Object(e)) => return Err(e),
         };
         degradations.extend(features::host_degradations());
-        degradations.push(Degradation::NoGetaddrinfoNames);
+        let gai = if config.getaddrinfo {
+            super::getaddrinfo::attach(&mut ebpf, config.getaddrinfo_libc.as_deref())?
+        } else {
+            Outcome::Unavailable("disabled by names.getaddrinfo = false".to_owned())
+        };
+        match gai {
+            Outcome::Attached(libc) => {
+                attached += 2;
+                info!("getaddrinfo probe attached libc={}", libc.display());
+            }
+            Outcome::Unavailable(reason) => {
+                warn!("getaddrinfo probe not attached: {reason}");
+                degradations.push(Degradation::NoGetaddrinfoNames);
+            }
+        }
         info!("attached programs={attached} cgroup={}", config.cgroup.display());
         Ok(Self { ebpf, cgroup: config.cgroup.clone(), degradations, snapshotter })
     }
@@ -205,7 +221,7 @@ impl Probe {
     }
 }
 
-fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, Error>
+pub(super) fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, Error>
 where
     &'a mut T: TryFrom<&'a mut Program, Error = aya::programs::ProgramError>,
 {

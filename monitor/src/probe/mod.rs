@@ -9,6 +9,7 @@ mod cgroup;
 mod error;
 pub mod exclusive;
 pub mod features;
+mod getaddrinfo;
 mod load;
 mod object;
 mod ring;
@@ -20,6 +21,7 @@ use std::{path::PathBuf, time::Duration};
 pub use cgroup::{cgroup2_mount, resolve_cgroup};
 pub use error::Error;
 pub use features::Degradation;
+pub use getaddrinfo::{Resolution, decode_gai};
 pub use load::Probe;
 pub use object::object_bytes;
 pub use ring::{Copied, CopyBatch, EVENT_BATCH, decode_copy, drain};
@@ -36,4 +38,8 @@ pub struct ProbeConfig {
     pub update_interval: Duration,
     /// Copy DNS, TLS and QUIC payloads for the names stage (`probe.copy_payloads`).
     pub copy_payloads: bool,
+    /// Attach the `getaddrinfo` uprobes (`names.getaddrinfo`).
+    pub getaddrinfo: bool,
+    /// The libc to attach them to (`names.getaddrinfo_libc`; `None`: the host's, found).
+    pub getaddrinfo_libc: Option<PathBuf>,
 }

@@ -28,7 +28,7 @@ type IsExpected = fn(&ProgramSection) -> bool;
 
 /// Every program the loader takes from the object, with the section it must have been built for.
 /// Kernel tracepoint names (`*_TP`) are attach targets, not programs, and are not listed.
-const PROGRAMS: [(&str, IsExpected); 15] = [
+const PROGRAMS: [(&str, IsExpected); 17] = [
     (programs::SOCK_CREATE, |s| {
         matches!(s, ProgramSection::CgroupSock { attach_type: CgroupSockAttachType::SockCreate })
     }),
@@ -64,16 +64,19 @@ const PROGRAMS: [(&str, IsExpected); 15] = [
     (programs::RECV_LENGTH, |s| matches!(s, ProgramSection::BtfTracePoint)),
     (programs::ITER_COUNTERS, |s| matches!(s, ProgramSection::Iter { sleepable: false })),
     (programs::FENTRY_RELEASE, |s| matches!(s, ProgramSection::FEntry { sleepable: false })),
+    (programs::GAI_ENTRY, |s| matches!(s, ProgramSection::UProbe { sleepable: false })),
+    (programs::GAI_RETURN, |s| matches!(s, ProgramSection::URetProbe { sleepable: false })),
 ];
 
-/// Every map userspace touches, with its kernel map type.
-const MAPS: [(&str, bpf_map_type); 6] = [
+/// Every map named in `monitor_common::maps`, with its kernel map type.
+const MAPS: [(&str, bpf_map_type); 7] = [
     (maps::EVENTS, bpf_map_type::BPF_MAP_TYPE_RINGBUF),
     (maps::STATS, bpf_map_type::BPF_MAP_TYPE_PERCPU_ARRAY),
     (maps::OWNER, bpf_map_type::BPF_MAP_TYPE_SK_STORAGE),
     (maps::COUNTERS, bpf_map_type::BPF_MAP_TYPE_SK_STORAGE),
     (maps::PEERS, bpf_map_type::BPF_MAP_TYPE_SK_STORAGE),
     (maps::FALLBACK, bpf_map_type::BPF_MAP_TYPE_ARRAY),
+    (maps::GAI_CALLS, bpf_map_type::BPF_MAP_TYPE_LRU_HASH),
 ];
 
 /// Parses the embedded object and checks it against [`PROGRAMS`] and [`MAPS`].

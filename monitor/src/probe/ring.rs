@@ -11,6 +11,7 @@ use log::{trace, warn};
 use monitor_common::{
     copy::{COPY_KIND, COPY_MAX, CopyHeader},
     event::{Event, EventKind},
+    gai::GAI_KIND,
 };
 use tokio::{
     io::unix::AsyncFd,
@@ -30,7 +31,8 @@ pub const EVENT_BATCH: usize = 1024;
 /// more than a millisecond of events.
 pub const DRAIN_PAUSE: Duration = Duration::from_millis(1);
 
-/// A payload copy read from the ring buffer (see `monitor_common::copy`).
+/// A payload copy read from the ring buffer (see `monitor_common::copy`), or a `getaddrinfo`
+/// result (`header.kind` is `monitor_common::gai::GAI_KIND`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Copied {
     /// What was copied from where.
@@ -137,12 +139,15 @@ fn read_all(ring: &mut RingBuf<MapData>, counters: &DrainCounters) -> (Vec<Vec<(
     (batches, copied)
 }
 
-/// Decodes a payload copy; `None` for any other record (and for a copy whose length is out of
-/// bounds, which then fails as an event and is counted as a decode error).
+/// Decodes a payload copy or a `getaddrinfo` result (kind `GAI_KIND`: `data` is its
+/// `monitor_common::gai::GaiData`, see [`super::decode_gai`]); `None` for any other record (and
+/// for a copy whose length is out of bounds, which then fails as an event and is counted as a
+/// decode error).
 #[must_use]
 pub fn decode_copy(bytes: &[u8]) -> Option<Copied> {
     let kind: [u8; 4] = bytes.get(..4)?.try_into().ok()?;
-    if u32::from_ne_bytes(kind) != COPY_KIND || bytes.len() < size_of::<CopyHeader>() {
+    let kind = u32::from_ne_bytes(kind);
+    if (kind != COPY_KIND && kind != GAI_KIND) || bytes.len() < size_of::<CopyHeader>() {
         return None;
     }
     // SAFETY: length checked; `CopyHeader` is plain old data (every bit pattern valid), and

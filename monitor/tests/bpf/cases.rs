@@ -34,6 +34,14 @@ pub fn all() -> Vec<Case> {
         ("lost_events_are_counted_with_a_tiny_ring_buffer", lost_events_counted),
         ("names_per_app_from_dns_sni_and_quic_sni", crate::names::flows_are_named_per_app_from_dns_sni_and_quic),
         (
+            "names_from_getaddrinfo_without_dns_packets",
+            crate::getaddrinfo::flow_named_from_getaddrinfo_without_dns_packets,
+        ),
+        (
+            "names_getaddrinfo_unprobeable_libc_is_a_degradation_with_reason",
+            crate::getaddrinfo::unprobeable_libc_is_a_degradation_with_its_reason,
+        ),
+        (
             "residency_per_app_bytes_by_country_and_asn_in_journal_and_report",
             crate::residency::per_app_bytes_by_country_and_asn,
         ),

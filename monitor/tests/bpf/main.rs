@@ -17,6 +17,7 @@ mod durability;
 mod emulator;
 mod env;
 mod fleet;
+mod getaddrinfo;
 mod helper;
 mod lifecycle;
 mod listeners;
