@@ -103,7 +103,19 @@ fn run_without_privileges_exits_3_with_one_clear_message() {
     } else {
         Command::new(env!("CARGO_BIN_EXE_monitor"))
     };
-    let out = cmd.args(["run"]).current_dir(Path::new("/")).env_remove("RUST_LOG").output().unwrap();
+    cmd.args(["run"]).current_dir(Path::new("/")).env_remove("RUST_LOG");
+    // A just-written copy is "text file busy" while another test thread's fork still holds the
+    // descriptor it was written through (until that child execs): retry briefly.
+    let mut tries = 0;
+    let out = loop {
+        match cmd.output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => break other.unwrap(),
+        }
+    };
     assert_clean_failure(&out, 3, "CAP_BPF");
     assert_eq!(stderr(&out).lines().filter(|l| !l.trim().is_empty()).count(), 1, "one message:\n{}", stderr(&out));
 }
