@@ -39,9 +39,9 @@ pub use destinations::{DatabaseAnswer, DestinationDetail, ProcessUse};
 pub(crate) use export::write_atomic;
 pub use export::{EXPORT_GRACE, ExportExtras, export_week, pending_exports};
 pub use model::{
-    AndroidApp, AppReport, AsnRef, Attribution, ClaimSummary, Completeness, DatabaseUse, Endpoint, NewDestinations,
-    PeriodInfo, Report, SessionInfo, Share, ShareKind, SourceShare, TimeBucket, TimelineInfo, TimelineUnit, Traffic,
-    Unknown,
+    AndroidApp, AppReport, AsnRef, Attribution, ClaimSummary, Completeness, DatabaseUse, Endpoint, HostApp,
+    HostSummary, HostTraffic, NewDestinations, PeriodInfo, Report, SessionInfo, Share, ShareKind, SourceShare,
+    TimeBucket, TimelineInfo, TimelineUnit, Traffic, Unknown,
 };
 pub use period::{Period, PeriodKind, Zone};
 use serde::{Deserialize, Serialize};

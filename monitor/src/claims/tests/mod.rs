@@ -162,6 +162,7 @@ fn app(name: &str, destinations: Vec<DestinationDetail>) -> AppReport {
     AppReport {
         app: name.into(),
         traffic: Traffic::default(),
+        by_host: Vec::new(),
         flows: 0,
         incomplete_flows: 0,
         by_country: Vec::new(),
@@ -230,6 +231,7 @@ fn report(apps: Vec<AppReport>, events_lost: u64) -> Report {
         services: Default::default(),
         session: None,
         claims: Vec::new(),
+        hosts: None,
     }
 }
 
