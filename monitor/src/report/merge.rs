@@ -320,4 +320,6 @@ fn recompute_app(a: &mut Value) {
 }
 
 #[cfg(test)]
+mod format_tests;
+#[cfg(test)]
 mod tests;

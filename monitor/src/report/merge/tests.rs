@@ -19,7 +19,7 @@ use crate::{
 const W: i64 = 1_794_787_200;
 
 /// One machine's weekly export: `(app, remote, country, (tx, rx))` flows in 2026-W47.
-fn export(flows: &[(&str, &str, &str, (u64, u64))]) -> Value {
+pub(super) fn export(flows: &[(&str, &str, &str, (u64, u64))]) -> Value {
     let dir = tempdir();
     let mut w = writer_in(dir.path());
     for (i, (app, remote, country, (tx, rx))) in flows.iter().enumerate() {
@@ -46,7 +46,7 @@ fn country(a: &Value, key: &str) -> (u64, u64) {
     (s["traffic"]["payload_tx"].as_u64().unwrap(), s["traffic"]["payload_rx"].as_u64().unwrap())
 }
 
-fn inputs() -> Vec<(String, Value)> {
+pub(super) fn inputs() -> Vec<(String, Value)> {
     vec![
         (
             "lab-01".into(),

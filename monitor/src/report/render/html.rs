@@ -198,6 +198,8 @@ struct AppView {
     id: String,
     name: String,
     traffic: TrafficView,
+    /// Fleet reports: the app per machine (empty otherwise).
+    by_host: Vec<super::fleet::HostRow>,
     share_of_total: String,
     flows: String,
     incomplete_flows: String,
@@ -355,6 +357,7 @@ fn app_view(i: usize, a: &AppReport, services: Option<&AppServices>, unit: Timel
         id: format!("app-{}", i + 1),
         name: t(&a.app),
         traffic: traffic(&a.traffic),
+        by_host: super::fleet::html_app_hosts(a),
         share_of_total: pct(crate::report::fmt::share(a.traffic.payload(), all.payload())),
         flows: grouped(a.flows),
         incomplete_flows: grouped(a.incomplete_flows),
@@ -424,6 +427,8 @@ struct Page {
     attribution_applies: bool,
     /// Claim verdicts (the report's `claims`); drawn only when present.
     claims: Vec<Claim>,
+    /// A fleet report's machines (`None` for one machine's report).
+    hosts: Option<Vec<super::fleet::HostRow>>,
 }
 
 /// One claim and its verdict, as text (escaped by the template).
@@ -544,6 +549,7 @@ pub(super) fn write(r: &Report, out: &mut impl Write) -> Result<(), Error> {
                 )),
             })
             .collect(),
+        hosts: super::fleet::html_hosts(r),
     };
     let mut env = minijinja::Environment::new();
     env.add_template("report.html", TEMPLATE).map_err(Error::Html)?;
