@@ -361,6 +361,7 @@ pub struct Endpoint {
 
 /// Destinations of this period absent from the previous one.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NewDestinations {
     /// The period compared with (label).
     pub compared_with: String,

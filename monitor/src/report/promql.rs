@@ -226,6 +226,8 @@ fn host_report(period: &Value, previous: &Value, figures: &HostApps) -> Value {
             "by_asn": lists.remove("by_asn").unwrap_or_default(),
             "unknown": {"country_bytes": 0, "asn_bytes": 0},
             "top_endpoints": [], "endpoints_total": 0, "payload_sources": [],
+            "new_destinations": {"compared_with": previous["label"], "countries": [], "asns": [], "endpoints": 0,
+                                 "endpoints_compared": false},
         }));
     }
     json!({
@@ -284,6 +286,54 @@ mod tests {
         assert_eq!(src.selector("m").unwrap(), r#"m{instance=~"lab-01\\.example:9464|lab-02"}"#);
         let bad = Source { hosts: vec!["a\"b".into()], ..src };
         assert!(matches!(bad.selector("m"), Err(Error::Host(_))));
+    }
+
+    fn sample(labels: Value, v: &str) -> Value {
+        json!({"metric": labels, "value": [1_794_787_200, v]})
+    }
+
+    #[test]
+    fn wire_bytes_and_flows_per_host_reach_every_format() {
+        let src = Source { url: "http://x".into(), host_label: "host".into(), hosts: Vec::new() };
+        let mut hosts = BTreeMap::new();
+        let payload = [
+            sample(json!({"host": "lab-a", "app": "app-a", "country": "SE", "direction": "tx"}), "300000"),
+            sample(json!({"host": "lab-a", "app": "app-a", "country": "SE", "direction": "rx"}), "20000"),
+            sample(json!({"host": "lab-b", "app": "app-a", "country": "GB", "direction": "tx"}), "100"),
+        ];
+        add(&mut hosts, &src, "by_country", "country", &payload);
+        let wire = [
+            sample(json!({"host": "lab-a", "app": "app-a", "direction": "tx"}), "310240"),
+            sample(json!({"host": "lab-a", "app": "app-a", "direction": "rx"}), "26000"),
+            sample(json!({"host": "lab-b", "app": "app-a", "direction": "tx"}), "140.4"),
+        ];
+        let flows = [
+            sample(json!({"host": "lab-a", "app": "app-a"}), "2"),
+            sample(json!({"host": "lab-b", "app": "app-a"}), "1"),
+            sample(json!({"app": "no-host"}), "9"),
+        ];
+        add_wire_and_flows(&mut hosts, &src, &wire, &flows);
+        let zone = crate::report::Zone::get("UTC").unwrap();
+        let period = Period::iso_week("2026-W47", &zone).unwrap();
+        let info = serde_json::to_value(period_info(&period)).unwrap();
+        let previous = serde_json::to_value(period_info(&period.previous().unwrap())).unwrap();
+        let inputs: Vec<(String, Value)> =
+            hosts.iter().map(|(h, f)| (h.clone(), host_report(&info, &previous, f))).collect();
+        let report = crate::report::Report::from_json(merge::merge(&inputs).unwrap()).unwrap();
+        let a = &report.apps[0];
+        assert_eq!(
+            (a.traffic.payload_tx, a.traffic.wire_tx, a.traffic.wire_rx, a.flows),
+            (300_100, 310_380, 26_000, 3)
+        );
+        let by_host: Vec<(&str, u64, u64)> =
+            a.by_host.iter().map(|h| (h.host.as_str(), h.traffic.wire_tx, h.flows)).collect();
+        assert_eq!(by_host, [("lab-a", 310_240, 2), ("lab-b", 140, 1)]);
+        assert_eq!(report.previous_period.label, "2026-W46");
+        assert!(report.completeness.notes.iter().any(|n| n.contains("never carry addresses")));
+        let mut csv = Vec::new();
+        report.render(crate::report::Format::Csv, &mut csv).unwrap();
+        let csv = String::from_utf8(csv).unwrap();
+        assert!(csv.contains("\napp_host,app-a,lab-b,,,,,,,,,100,0,100,140,0,1,,\n"), "{csv}");
     }
 
     #[test]
