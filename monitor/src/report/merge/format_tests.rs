@@ -87,6 +87,11 @@ fn merged_json_is_the_merge_and_csv_has_the_exact_sums_per_host() {
     let apps = csv_rows(&csv_text, "app");
     assert_eq!(apps[0], ("browser".into(), "browser".into(), 1507, 259, 1507 + 120, 3));
     assert_eq!(apps[1], ("sync".into(), "sync".into(), 33, 44, 33 + 80, 2));
+    // Timelines are summed per bucket: every flow of the fixture is on Monday 2026-11-16.
+    let browser = &report.apps[0];
+    assert_eq!((browser.timeline[0].label.as_str(), browser.timeline[0].payload_tx), ("2026-11-16", 1507));
+    assert_eq!(browser.timeline.iter().map(|b| b.payload_rx).sum::<u64>(), 259);
+    assert_eq!(browser.timeline.len(), 7);
     let us: Vec<_> = csv_rows(&csv_text, "country").into_iter().filter(|r| r.1 == "US").collect();
     assert_eq!((us[0].2, us[0].3), (1500, 250));
     // Every host row sums to the report's totals.
