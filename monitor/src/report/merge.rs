@@ -122,6 +122,15 @@ fn hosts_of(report: &Value, label: &str) -> Vec<Value> {
     }
 }
 
+/// An input's completeness notes, each prefixed with its host (a merged input's already are).
+fn host_notes(label: &str, report: &Value) -> Vec<Value> {
+    let notes = array(&report["completeness"]["notes"]);
+    if report.get("hosts").is_some() {
+        return notes;
+    }
+    notes.into_iter().map(|n| json!(format!("{label}: {}", n.as_str().unwrap_or("")))).collect()
+}
+
 /// Merges `(host label, report)` pairs.
 ///
 /// # Errors
@@ -158,7 +167,7 @@ pub fn merge(inputs: &[(String, Value)]) -> Result<Value, Error> {
     }
     let mut databases = array(&first["databases"]);
     let mut services = array(&first["services"]);
-    let mut notes: Vec<Value> = array(&first["completeness"]["notes"]);
+    let mut notes: Vec<Value> = host_notes(first_label, first);
     for (label, r) in rest {
         add_fields(&mut out["totals"], &r["totals"], &TRAFFIC);
         for a in array(&r["apps"]) {
@@ -212,7 +221,7 @@ pub fn merge(inputs: &[(String, Value)]) -> Result<Value, Error> {
             };
             out["completeness"][field] = pick.map_or(Value::Null, Value::String);
         }
-        notes.extend(array(&c["notes"]).into_iter().map(|n| json!(format!("{label}: {}", n.as_str().unwrap_or("")))));
+        notes.extend(host_notes(label, r));
         let applies = out["attribution"]["applies"].as_bool().unwrap_or(false) || r["attribution"]["applies"] == true;
         out["attribution"]["applies"] = json!(applies);
     }
