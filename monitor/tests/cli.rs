@@ -331,15 +331,22 @@ fn report_format_html_prints_one_self_contained_page() {
     );
 }
 
-/// `monitor report merge`: hosts from HOST=FILE or the file's directory; sums; overlap refused.
+/// `monitor report merge`: hosts from HOST=FILE or the file's directory; sums in JSON and CSV;
+/// overlap and exports that do not follow the schema refused.
 #[test]
 fn report_merge_sums_exports_and_refuses_a_host_twice() {
     let dir = tempfile::tempdir().unwrap();
     let doc = |tx: u64| {
+        let traffic =
+            format!(r#"{{"payload_tx":{tx},"payload_rx":1,"wire_tx":0,"wire_rx":0,"packets_tx":0,"packets_rx":0}}"#);
+        let period = r#"{"label":"2026-W47","kind":"iso_week","time_zone":"UTC","since":"2026-11-16T00:00:00Z",
+            "until":"2026-11-23T00:00:00Z","since_local":"2026-11-16T00:00:00+00:00",
+            "until_local":"2026-11-23T00:00:00+00:00","seconds":604800}"#;
         format!(
-            r#"{{"schema":"monitor.report/1","period":{{"label":"2026-W47"}},"totals":{{"payload_tx":{tx},"payload_rx":1}},
-               "apps":[{{"app":"a","traffic":{{"payload_tx":{tx},"payload_rx":1}},"by_country":[],"by_asn":[]}}],
-               "completeness":{{"notes":[]}},"databases":[],"attribution":{{"applies":false}}}}"#
+            r#"{{"schema":"monitor.report/1","period":{period},"previous_period":{period},"app_filter":null,"session":null,
+               "generated_at":null,"totals":{traffic},
+               "apps":[{{"app":"a","traffic":{traffic},"flows":2,"by_country":[],"by_asn":[]}}],
+               "completeness":{{"notes":[]}},"databases":[],"attribution":{{"text":"x","applies":false}}}}"#
         )
     };
     fs::create_dir(dir.path().join("lab-02")).unwrap();
@@ -347,14 +354,23 @@ fn report_merge_sums_exports_and_refuses_a_host_twice() {
     fs::write(&one, doc(10)).unwrap();
     fs::write(&two, doc(32)).unwrap();
     let first = format!("lab-01={}", one.display());
-    let out = monitor(&["report", "merge", &first, two.to_str().unwrap()]);
+    let out = monitor(&["report", "merge", &first, two.to_str().unwrap(), "--format", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let merged: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(merged["totals"]["payload_tx"], 42);
     assert_eq!(merged["hosts"][1]["host"], "lab-02");
+    let out = monitor(&["report", "merge", &first, two.to_str().unwrap(), "--format", "csv"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let csv = String::from_utf8(out.stdout).unwrap();
+    assert!(csv.contains("\nhost,,lab-01,,,,,,,,,10,1,11,0,0,2,,\n"), "{csv}");
+    assert!(csv.contains("\napp_host,a,lab-02,,,,,,,,,32,1,33,0,0,2,,\n"), "{csv}");
+    assert!(csv.contains("\napp,a,a,,,,,,,,,42,2,44,0,0,4,,\n"), "{csv}");
     let twice = format!("lab-02={}", one.display());
     let out = monitor(&["report", "merge", &twice, two.to_str().unwrap()]);
     assert_clean_failure(&out, 2, "host `lab-02` appears in more than one input");
+    fs::write(&one, r#"{"schema":"monitor.report/1","period":{"label":"2026-W47"}}"#).unwrap();
+    let out = monitor(&["report", "merge", &first, two.to_str().unwrap()]);
+    assert_clean_failure(&out, 2, "the exports do not follow the report schema");
 }
 
 #[test]

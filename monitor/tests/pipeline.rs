@@ -557,4 +557,14 @@ async fn f_metrics_count_exactly_what_the_journal_stores() {
     }
     assert!(text.contains("monitor_app_flows_total{app=\"replayed\",protocol=\"tcp\"} 2\n"), "{text}");
     assert!(text.contains("monitor_events_submitted_total 6\n"), "final statistics: {text}");
+    let (wire_tx, wire_rx): (i64, i64) = journal(dir.path())
+        .query_row("SELECT SUM(wire_tx), SUM(wire_rx) FROM residency WHERE app = 'replayed'", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert!(wire_tx > 9123 && wire_rx > 4456, "wire bytes include headers: {wire_tx} {wire_rx}");
+    for (direction, bytes) in [("tx", wire_tx), ("rx", wire_rx)] {
+        let line = format!("monitor_app_wire_bytes_total{{app=\"replayed\",direction=\"{direction}\"}} {bytes}\n");
+        assert!(text.contains(&line), "{line} missing in\n{text}");
+    }
 }

@@ -130,8 +130,8 @@ pub struct ReportArgs {
     /// Remote endpoints listed per app (at least 1; default 10). Example: --top 20
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub top: Option<u32>,
-    /// Fleet report from the monitors' metrics in Prometheus instead of the journal (JSON, with
-    /// `hosts` and per-app `by_host`). Example: --prometheus http://prometheus:9090
+    /// Fleet report from the monitors' metrics in Prometheus instead of the journal (any --format;
+    /// per-host sections, `hosts` and per-app `by_host` in JSON). Example: --prometheus http://prometheus:9090
     #[arg(long, value_name = "URL", conflicts_with_all = ["journal", "app", "top"])]
     pub prometheus: Option<String>,
     /// With --prometheus: only this machine (a value of --host-label; repeatable). Example: --host lab-01:9464

@@ -52,15 +52,10 @@ pub fn execute(args: ReportArgs, settings: &Settings) -> anyhow::Result<ExitCode
         _ => anyhow::bail!(UsageError("give either --week, or both --since and --until".into())),
     };
     if let Some(url) = prometheus {
-        if format != Format::Json {
-            anyhow::bail!(UsageError("fleet reports from Prometheus are JSON: add --format json".into()));
-        }
         let source = promql::Source { url, host_label: host_label.unwrap_or_else(|| "instance".into()), hosts };
-        let report = promql::fleet_report(&source, &period)?;
-        let mut text = serde_json::to_vec_pretty(&report).context("cannot encode the fleet report")?;
-        text.push(b'\n');
-        super::write_stdout(&text).context("cannot write the report")?;
-        return Ok(ExitCode::from(exit::OK));
+        let fleet = promql::fleet_report(&source, &period)?;
+        let report = Report::from_json(fleet).context("the fleet report from Prometheus does not follow the schema")?;
+        return super::report_merge::print_fleet(&report, format);
     }
     // After the arguments: a bad period is a usage error even without a journal.
     let reader = open_journal(&journal)?;

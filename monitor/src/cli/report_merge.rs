@@ -4,7 +4,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use monitor::report::merge;
+use monitor::report::{Format, Report, merge};
 
 use super::{exit, report::UsageError};
 
@@ -27,6 +27,9 @@ pub struct MergeArgs {
     /// Example: lab-01=/srv/exports/lab-01/2026-W47.json
     #[arg(required = true, value_name = "[HOST=]FILE")]
     pub files: Vec<String>,
+    /// Output format (as `monitor report`): every format shows the per-host figures. Example: --format csv
+    #[arg(long, default_value_t = Format::Table)]
+    pub format: Format,
 }
 
 /// Host label and path of one argument.
@@ -45,9 +48,17 @@ fn host_and_path(arg: &str) -> anyhow::Result<(String, PathBuf)> {
     Ok((host, path))
 }
 
-/// Prints the merged report (JSON).
+/// Prints a fleet report in `format`.
+pub fn print_fleet(report: &Report, format: Format) -> anyhow::Result<ExitCode> {
+    let mut text = Vec::new();
+    report.render(format, &mut text)?;
+    super::write_stdout(&text).context("cannot write the report")?;
+    Ok(ExitCode::from(exit::OK))
+}
+
+/// Prints the merged report.
 pub fn execute(command: ReportCommand) -> anyhow::Result<ExitCode> {
-    let ReportCommand::Merge(MergeArgs { files }) = command;
+    let ReportCommand::Merge(MergeArgs { files, format }) = command;
     let mut inputs = Vec::with_capacity(files.len());
     for arg in &files {
         let (host, path) = host_and_path(arg)?;
@@ -58,8 +69,8 @@ pub fn execute(command: ReportCommand) -> anyhow::Result<ExitCode> {
         inputs.push((host, report));
     }
     let merged = merge::merge(&inputs).map_err(|e| UsageError(e.to_string()))?;
-    let mut text = serde_json::to_vec_pretty(&merged).context("cannot encode the fleet report")?;
-    text.push(b'\n');
-    super::write_stdout(&text).context("cannot write the report")?;
-    Ok(ExitCode::from(exit::OK))
+    // An input the report schema cannot read (a damaged or foreign export) is a usage error.
+    let report = Report::from_json(merged)
+        .map_err(|e| UsageError(format!("the exports do not follow the report schema: {e}")))?;
+    print_fleet(&report, format)
 }

@@ -106,6 +106,8 @@ struct Tables {
     asn_payload: HashMap<(u16, u16), [u64; 2]>,
     /// (app, protocol) → flows started.
     flows: HashMap<(u16, &'static str), u64>,
+    /// app → IP-layer bytes [tx, rx] (the journal's `delta_wire`).
+    wire: HashMap<u16, [u64; 2]>,
 }
 
 /// The per-app series, encoded at scrape time (a [`Collector`]).
@@ -154,6 +156,20 @@ impl Collector for AppSeries {
                     ("asn", Label(t.asns.name(asn))),
                     ("as_org", Label(org)),
                 ];
+                ConstCounter::new(v).encode(e.encode_family(&labels)?)?;
+            }
+        }
+        let mut wire: Vec<_> = t.wire.iter().collect();
+        wire.sort_unstable_by_key(|(k, _)| **k);
+        let mut e = encoder.encode_descriptor(
+            "monitor_app_wire",
+            "IP-layer bytes (headers included) per app and direction (tx sent, rx received)",
+            Some(&Unit::Bytes),
+            MetricType::Counter,
+        )?;
+        for (&app, bytes) in wire {
+            for (direction, &v) in DIRECTIONS.iter().zip(bytes) {
+                let labels = [("app", Label(t.apps.name(app))), ("direction", Label(direction))];
                 ConstCounter::new(v).encode(e.encode_family(&labels)?)?;
             }
         }
@@ -313,6 +329,12 @@ impl Metrics {
             let v = t.asn_payload.entry((app, asn)).or_default();
             v[0] += p.tx_bytes;
             v[1] += p.rx_bytes;
+        }
+        let w = record.delta_wire;
+        if w.tx_bytes != 0 || w.rx_bytes != 0 {
+            let v = t.wire.entry(app).or_default();
+            v[0] += w.tx_bytes;
+            v[1] += w.rx_bytes;
         }
         if crate::journal::is_first_record(record) {
             let protocol = serde_variant::to_variant_name(&record.protocol).unwrap_or("unnamed");

@@ -148,6 +148,7 @@ pub(crate) fn build_from(reader: &JournalReader, query: &ReportQuery, source: So
         timeline,
         claims: Vec::new(),
         emulator_join: None,
+        hosts: None,
     })
 }
 
@@ -325,6 +326,7 @@ fn app_report(name: &str, rows: &[&ResidencyRow], prev: &Seen, eps: Option<&AppE
     AppReport {
         app: name.to_string(),
         traffic: total,
+        by_host: Vec::new(),
         flows,
         incomplete_flows: incomplete,
         by_country: breakdown(rows, &total, country_key),

@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::journal::{self, FlowApps, FlowRow, JournalReader, TimeRange};
 
@@ -28,7 +28,7 @@ pub const EMULATOR_APP_PREFIX: &str = "android-emulator:";
 pub const DEFAULT_SKEW_SECS: u64 = 120;
 
 /// The join of a guest journal with the host's emulator flows over the report's period.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EmulatorJoin {
     /// The guest journal, as given.
     pub guest_journal: String,
@@ -44,7 +44,7 @@ pub struct EmulatorJoin {
 }
 
 /// Payload bytes and flows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowBytes {
     /// Payload bytes sent (up).
     pub payload_tx: u64,
@@ -63,7 +63,7 @@ impl FlowBytes {
 }
 
 /// One guest app (package) and what the host confirms of it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinedPackage {
     /// Guest app name (the package by default).
     pub app: String,
@@ -84,7 +84,7 @@ pub struct JoinedPackage {
 }
 
 /// One destination of a guest app.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinedEndpoint {
     /// `tcp` or `udp`.
     pub protocol: String,
@@ -101,7 +101,7 @@ pub struct JoinedEndpoint {
 }
 
 /// A matched pair whose payload differs between guest and host.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PairDifference {
     /// `tcp` or `udp`.
     pub protocol: String,
@@ -122,7 +122,7 @@ pub struct PairDifference {
 }
 
 /// Host emulator traffic to one destination that no guest flow explains.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnexplainedTraffic {
     /// Host app (emulator).
     pub emulator: String,

@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
+mod services;
+
 /// Merge errors (exit code 2).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -103,7 +105,7 @@ fn by_host_of(app: &Value, label: &str) -> Vec<Value> {
     app.get("by_host")
         .and_then(Value::as_array)
         .cloned()
-        .unwrap_or_else(|| vec![json!({"host": label, "traffic": app["traffic"]})])
+        .unwrap_or_else(|| vec![json!({"host": label, "traffic": app["traffic"], "flows": app["flows"]})])
 }
 
 /// Host labels and totals of an input (its `hosts` if it is a merge, else `label`).
@@ -111,11 +113,22 @@ fn hosts_of(report: &Value, label: &str) -> Vec<Value> {
     match report.get("hosts").and_then(Value::as_array) {
         Some(hosts) => hosts.clone(),
         None => {
-            let apps: Vec<Value> =
-                array(&report["apps"]).iter().map(|a| json!({"app": a["app"], "traffic": a["traffic"]})).collect();
+            let apps: Vec<Value> = array(&report["apps"])
+                .iter()
+                .map(|a| json!({"app": a["app"], "traffic": a["traffic"], "flows": a["flows"]}))
+                .collect();
             vec![json!({"host": label, "totals": report["totals"], "apps": apps})]
         }
     }
+}
+
+/// An input's completeness notes, each prefixed with its host (a merged input's already are).
+fn host_notes(label: &str, report: &Value) -> Vec<Value> {
+    let notes = array(&report["completeness"]["notes"]);
+    if report.get("hosts").is_some() {
+        return notes;
+    }
+    notes.into_iter().map(|n| json!(format!("{label}: {}", n.as_str().unwrap_or("")))).collect()
 }
 
 /// Merges `(host label, report)` pairs.
@@ -153,7 +166,8 @@ pub fn merge(inputs: &[(String, Value)]) -> Result<Value, Error> {
         a["by_host"] = json!(by_host_of(a, first_label));
     }
     let mut databases = array(&first["databases"]);
-    let mut notes: Vec<Value> = array(&first["completeness"]["notes"]);
+    let mut services = array(&first["services"]);
+    let mut notes: Vec<Value> = host_notes(first_label, first);
     for (label, r) in rest {
         add_fields(&mut out["totals"], &r["totals"], &TRAFFIC);
         for a in array(&r["apps"]) {
@@ -168,6 +182,11 @@ pub fn merge(inputs: &[(String, Value)]) -> Result<Value, Error> {
             if let Some(by_host) = existing["by_host"].as_array_mut() {
                 by_host.extend(by_host_of(&a, label));
             }
+        }
+        services::merge(&mut services, &array(&r["services"]));
+        let complete = out["timeline"]["complete"].as_bool().unwrap_or(false) && r["timeline"]["complete"] == true;
+        if out["timeline"].is_object() {
+            out["timeline"]["complete"] = json!(complete);
         }
         merge_list(
             &mut databases,
@@ -202,13 +221,20 @@ pub fn merge(inputs: &[(String, Value)]) -> Result<Value, Error> {
             };
             out["completeness"][field] = pick.map_or(Value::Null, Value::String);
         }
-        notes.extend(array(&c["notes"]).into_iter().map(|n| json!(format!("{label}: {}", n.as_str().unwrap_or("")))));
+        notes.extend(host_notes(label, r));
         let applies = out["attribution"]["applies"].as_bool().unwrap_or(false) || r["attribution"]["applies"] == true;
         out["attribution"]["applies"] = json!(applies);
     }
     for a in &mut apps {
         recompute_app(a);
+        // Per-host evidence a sum cannot carry (each host's own; `monitor verify` per host).
+        if let Some(a) = a.as_object_mut() {
+            for per_host in ["destinations", "consensus", "plausibility"] {
+                a.remove(per_host);
+            }
+        }
     }
+    services::recompute(&mut services, &apps);
     apps.sort_by(|a, b| {
         payload(&b["traffic"])
             .cmp(&payload(&a["traffic"]))
@@ -221,6 +247,7 @@ pub fn merge(inputs: &[(String, Value)]) -> Result<Value, Error> {
     completeness["notes"] = json!(notes);
     out["apps"] = json!(apps);
     out["databases"] = json!(databases);
+    out["services"] = json!(services);
     out["hosts"] = json!(hosts);
     Ok(out)
 }
@@ -256,6 +283,10 @@ fn merge_app(into: &mut Value, from: &Value) {
     };
     nd["countries"] = json!(union(&nd["countries"], &from["new_destinations"]["countries"]));
     nd["asns"] = json!(union(&nd["asns"], &from["new_destinations"]["asns"]));
+    let mut timeline = array(&into["timeline"]);
+    merge_list(&mut timeline, &array(&from["timeline"]), |b| b["since"].to_string(), &["payload_tx", "payload_rx"]);
+    timeline.sort_by(|a, b| a["since"].as_str().cmp(&b["since"].as_str()));
+    into["timeline"] = json!(timeline);
 }
 
 /// Recomputes an app's percentages and orders from its summed bytes.
@@ -297,5 +328,7 @@ fn recompute_app(a: &mut Value) {
     unknown.insert("asn_share_pct".into(), json!(pct(n, whole)));
 }
 
+#[cfg(test)]
+mod format_tests;
 #[cfg(test)]
 mod tests;

@@ -44,9 +44,9 @@ pub use join::{
     UnexplainedTraffic,
 };
 pub use model::{
-    AndroidApp, AppReport, AsnRef, Attribution, ClaimSummary, Completeness, DatabaseUse, Endpoint, NewDestinations,
-    PeriodInfo, Report, SessionInfo, Share, ShareKind, SourceShare, TimeBucket, TimelineInfo, TimelineUnit, Traffic,
-    Unknown,
+    AndroidApp, AppReport, AsnRef, Attribution, ClaimSummary, Completeness, DatabaseUse, Endpoint, HostApp,
+    HostSummary, HostTraffic, NewDestinations, PeriodInfo, Report, SessionInfo, Share, ShareKind, SourceShare,
+    TimeBucket, TimelineInfo, TimelineUnit, Traffic, Unknown,
 };
 pub use period::{Period, PeriodKind, Zone};
 use serde::{Deserialize, Serialize};

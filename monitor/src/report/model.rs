@@ -2,15 +2,20 @@
 //! added, never renamed or removed, within one schema version.
 
 use jiff::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+pub use self::fleet::{HostApp, HostSummary, HostTraffic};
+use self::fleet::{StaticText, attribution_text, schema_tag};
 use super::PeriodKind;
 
+mod fleet;
+
 /// A per-app residency report over one period.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
-    /// Schema version, [`SCHEMA`](super::SCHEMA).
-    pub schema: &'static str,
+    /// Schema version, [`SCHEMA`](super::SCHEMA) (a report of another schema is not read).
+    #[serde(deserialize_with = "schema_tag")]
+    pub schema: StaticText,
     /// The period reported.
     pub period: PeriodInfo,
     /// The period "new destinations" are compared with.
@@ -26,26 +31,34 @@ pub struct Report {
     /// One entry per app, by payload bytes (up + down) descending, then name.
     pub apps: Vec<AppReport>,
     /// Per app (same order as `apps`): payload by registrable domain and host name.
+    #[serde(default)]
     pub services: Vec<super::services::AppServices>,
     /// What the figures may be missing.
+    #[serde(default)]
     pub completeness: Completeness,
     /// Databases that answered the country/ASN figures of this period.
     pub databases: Vec<DatabaseUse>,
     /// Data licence attribution.
     pub attribution: Attribution,
     /// How the apps' `timeline`s are cut (added in the HTML report round).
+    #[serde(default)]
     pub timeline: TimelineInfo,
     /// Claim verdicts over the period, when a claims file is configured (absent otherwise):
     /// per claim the verdict and its bytes, as `monitor verify` judges them (evidence there).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub claims: Vec<ClaimSummary>,
     /// The emulator join (`monitor report --guest-journal`, issue 12); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub emulator_join: Option<super::EmulatorJoin>,
+    /// Fleet reports only (`monitor report merge`, `monitor report --prometheus`): one entry per
+    /// machine; absent from a single machine's report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<Vec<HostSummary>>,
 }
 
 /// One claim's verdict in a report (the full evidence is `monitor verify`'s).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClaimSummary {
     /// Claim name.
     pub claim: String,
@@ -66,17 +79,18 @@ pub struct ClaimSummary {
 }
 
 /// Unit of the per-app timelines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TimelineUnit {
     /// Local calendar days (periods longer than two days).
+    #[default]
     Day,
     /// Hours (periods of two days or less).
     Hour,
 }
 
 /// How the apps' timelines are cut, and whether they add up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimelineInfo {
     /// Bucket size.
     pub unit: TimelineUnit,
@@ -86,7 +100,7 @@ pub struct TimelineInfo {
 }
 
 /// Payload of an app in one time bucket.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimeBucket {
     /// First instant included (UTC).
     pub since: Timestamp,
@@ -101,7 +115,7 @@ pub struct TimeBucket {
 }
 
 /// A session (`monitor session`, `monitor exec --session`) a report covers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionInfo {
     /// Session name.
     pub name: String,
@@ -111,7 +125,7 @@ pub struct SessionInfo {
 }
 
 /// A period in UTC and local time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeriodInfo {
     /// "2026-W47", or `"<since>/<until>"` for a range.
     pub label: String,
@@ -132,7 +146,7 @@ pub struct PeriodInfo {
 }
 
 /// Payload and IP-layer bytes and packets.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Traffic {
     /// Payload bytes sent ("up").
     pub payload_tx: u64,
@@ -166,60 +180,71 @@ impl Traffic {
 }
 
 /// Figures of one app.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppReport {
     /// App name.
     pub app: String,
     /// All its traffic.
     pub traffic: Traffic,
+    /// Fleet reports only: its traffic per machine, in the order of the report's `hosts`
+    /// (absent from a single machine's report).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by_host: Vec<HostTraffic>,
     /// Flows that started in the period.
     pub flows: u64,
     /// Flows that ended incomplete in the period.
+    #[serde(default)]
     pub incomplete_flows: u64,
     /// By country; non-public scopes and unknown countries as their own entries.
     pub by_country: Vec<Share>,
     /// By ASN; non-public scopes and unknown ASNs as their own entries.
     pub by_asn: Vec<Share>,
     /// Public traffic whose country / ASN is unknown.
+    #[serde(default)]
     pub unknown: Unknown,
     /// Remote endpoints by payload bytes (at most the query's `top_endpoints`).
+    #[serde(default)]
     pub top_endpoints: Vec<Endpoint>,
     /// Endpoints seen in the period (all, not only the top ones).
+    #[serde(default)]
     pub endpoints_total: u64,
     /// Destinations seen in this period but not in the previous one.
+    #[serde(default)]
     pub new_destinations: NewDestinations,
     /// Payload bytes by how they were measured.
+    #[serde(default)]
     pub payload_sources: Vec<SourceShare>,
     /// Every remote address with its evidence (only when the query asks for evidence; left
     /// out of the JSON otherwise).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty", skip_deserializing)]
     pub destinations: Vec<super::DestinationDetail>,
     /// Payload per day (per hour for short periods), every bucket of the period, in order.
+    #[serde(default)]
     pub timeline: Vec<TimeBucket>,
     /// Consensus of the country databases over the app's public traffic (absent when fewer than
     /// two databases were compared).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", skip_deserializing)]
     pub consensus: Option<super::truth::AppConsensus>,
     /// Physical plausibility of its destinations' countries from measured RTT (absent without a
     /// `[device] location` or without measured TCP destinations).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", skip_deserializing)]
     pub plausibility: Option<super::truth::AppPlausibility>,
     /// Android identity, when the app is an Android app UID named from a packages.list (left
     /// out of the JSON otherwise).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub android: Option<AndroidApp>,
 }
 
 /// Android identity of an app in a report: the first (by user, app ID) of the UIDs seen under
 /// the app's name, and the others.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AndroidApp {
     /// `package`, `packages`, `user_id`, `app_id`, `kind` of the first UID.
     #[serde(flatten)]
     pub first: crate::identity::android::AndroidIdentity,
     /// Further UIDs under the same name (e.g. the same package for another Android user);
     /// left out of the JSON when there are none.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub others: Vec<crate::identity::android::AndroidIdentity>,
 }
 
@@ -236,7 +261,7 @@ impl AndroidApp {
 }
 
 /// What a [`Share`] entry stands for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ShareKind {
     /// A country (`key` = ISO code).
@@ -264,7 +289,7 @@ impl ShareKind {
 }
 
 /// One line of a breakdown.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Share {
     /// What `key` is.
     pub kind: ShareKind,
@@ -289,7 +314,8 @@ pub struct Share {
 }
 
 /// Public traffic without a country / ASN answer.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Unknown {
     /// Payload bytes (up + down) to public addresses with unknown country.
     pub country_bytes: u64,
@@ -302,7 +328,7 @@ pub struct Unknown {
 }
 
 /// A remote endpoint of an app.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Endpoint {
     /// Remote address.
     pub ip: String,
@@ -338,7 +364,8 @@ pub struct Endpoint {
 }
 
 /// Destinations of this period absent from the previous one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NewDestinations {
     /// The period compared with (label).
     pub compared_with: String,
@@ -353,7 +380,7 @@ pub struct NewDestinations {
 }
 
 /// An ASN with its organisation.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct AsnRef {
     /// Number.
     pub asn: u32,
@@ -362,7 +389,7 @@ pub struct AsnRef {
 }
 
 /// Payload bytes measured one way.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourceShare {
     /// `syscall`, `ip_layer`, `tcp_counters` or `wire_minus_headers`.
     pub payload_source: String,
@@ -373,7 +400,8 @@ pub struct SourceShare {
 }
 
 /// What the period's figures may be missing, from the `stats` and `losses` tables.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Completeness {
     /// Statistics rows in the period (0: nothing below is known).
     pub stats_rows: u64,
@@ -415,7 +443,7 @@ pub struct Completeness {
 }
 
 /// A database that answered figures of this report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DatabaseUse {
     /// `country` or `asn`.
     pub role: String,
@@ -436,10 +464,11 @@ pub struct DatabaseUse {
 }
 
 /// Licence attribution.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attribution {
     /// [`ATTRIBUTION`](super::ATTRIBUTION).
-    pub text: &'static str,
+    #[serde(deserialize_with = "attribution_text")]
+    pub text: StaticText,
     /// Whether the default databases answered figures of this report.
     pub applies: bool,
 }

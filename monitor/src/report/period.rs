@@ -5,7 +5,7 @@ use jiff::{
     civil::{Date, DateTime, ISOWeekDate, Weekday},
     tz::TimeZone,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Error;
 use crate::journal::TimeRange;
@@ -50,7 +50,7 @@ impl Zone {
 }
 
 /// How a period was given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PeriodKind {
     /// An ISO week: Monday 00:00 to the next Monday 00:00, local time.

@@ -13,15 +13,24 @@
 //! series' first value when it appears (a new app or country) and restarts from the value after a
 //! daemon restart (counter reset). Unlike `increase()` it does not extrapolate. What it can miss:
 //! the traffic of the last step (≤ 5 min) before a restart, and it attributes traffic to the step
-//! (5-minute resolution at the period's edges). Each host becomes a report of the journal's
-//! schema with payload figures only (no wire bytes, flows or endpoints: the metrics do not have
-//! them), then the hosts are combined by [`merge`](super::merge) (same `hosts` / `by_host`).
+//! (5-minute resolution at the period's edges). Wire bytes (`monitor_app_wire_bytes_total`) and
+//! flows started (`monitor_app_flows_total`) per host and app come from the same growth sum.
+//! Each host becomes a report of the journal's schema with those figures (no packets or
+//! endpoints: the metrics never label addresses), then the hosts are combined by
+//! [`merge`](super::merge) (same `hosts` / `by_host`).
 
 use std::{collections::BTreeMap, time::Duration};
 
 use serde_json::{Value, json};
 
 use super::{ATTRIBUTION, Period, SCHEMA, build::period_info, merge};
+
+/// The completeness note of a host's figures from Prometheus.
+const NOTE: &str = "figures from Prometheus: payload bytes per country and ASN (monitor_app_payload_bytes_total, \
+                    monitor_app_asn_payload_bytes_total), wire bytes (monitor_app_wire_bytes_total) and flows \
+                    (monitor_app_flows_total); no packets, endpoints, services or completeness counters: the \
+                    metrics never carry addresses, ports or host names (cardinality, privacy), so endpoints \
+                    are only in each machine's journal";
 
 /// Step of the growth sum (see the module doc).
 const STEP: &str = "5m";
@@ -108,15 +117,23 @@ fn regex_escape(s: &str) -> String {
     out
 }
 
-/// Growth of `metric` per (host, app, key label, direction) over the period.
-fn growth(src: &Source, period: &Period, metric: &str, key: &str) -> Result<Vec<Value>, Error> {
+/// Growth of `metric` per (host, app, `by`…) over the period.
+fn growth(src: &Source, period: &Period, metric: &str, by: &str) -> Result<Vec<Value>, Error> {
     let x = src.selector(metric)?;
     let seconds = period.until.duration_since(period.since).as_secs();
     let promql = format!(
-        "sum by ({h}, app, {key}, direction) (sum_over_time((({x} - {x} offset {STEP}) >= 0 or {x})[{seconds}s:{STEP}]))",
+        "sum by ({h}, app{by}) (sum_over_time((({x} - {x} offset {STEP}) >= 0 or {x})[{seconds}s:{STEP}]))",
         h = src.host_label,
     );
     src.query(&promql, period.until.as_second())
+}
+
+/// A sample's value as a whole number (counters of bytes and flows).
+fn whole(r: &Value) -> u64 {
+    let v = r["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "counts, rounded")]
+    let v = v.round().max(0.0) as u64;
+    v
 }
 
 /// One host's figures as they accumulate.
@@ -124,6 +141,31 @@ fn growth(src: &Source, period: &Period, metric: &str, key: &str) -> Result<Vec<
 struct HostApps {
     /// app → (kind, key) → [tx, rx].
     apps: BTreeMap<String, BTreeMap<(&'static str, String), [u64; 2]>>,
+    /// app → IP-layer bytes [tx, rx].
+    wire: BTreeMap<String, [u64; 2]>,
+    /// app → flows started.
+    flows: BTreeMap<String, u64>,
+}
+
+/// The host and app labels of a sample.
+fn host_app<'a>(src: &Source, r: &'a Value) -> Option<(&'a str, &'a str)> {
+    Some((r["metric"][&src.host_label].as_str()?, r["metric"]["app"].as_str()?))
+}
+
+/// Wire bytes (`direction` rows) and flows per host and app.
+fn add_wire_and_flows(hosts: &mut BTreeMap<String, HostApps>, src: &Source, wire: &[Value], flows: &[Value]) {
+    for r in wire {
+        let (Some((host, app)), Some(dir)) = (host_app(src, r), r["metric"]["direction"].as_str()) else { continue };
+        let h = hosts.entry(host.to_owned()).or_default();
+        h.apps.entry(app.to_owned()).or_default();
+        h.wire.entry(app.to_owned()).or_default()[usize::from(dir == "rx")] += whole(r);
+    }
+    for r in flows {
+        let Some((host, app)) = host_app(src, r) else { continue };
+        let h = hosts.entry(host.to_owned()).or_default();
+        h.apps.entry(app.to_owned()).or_default();
+        *h.flows.entry(app.to_owned()).or_default() += whole(r);
+    }
 }
 
 fn add(hosts: &mut BTreeMap<String, HostApps>, src: &Source, list: &'static str, key: &str, rows: &[Value]) {
@@ -134,9 +176,7 @@ fn add(hosts: &mut BTreeMap<String, HostApps>, src: &Source, list: &'static str,
         else {
             continue;
         };
-        let bytes = r["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "byte counts, rounded")]
-        let bytes = bytes.round().max(0.0) as u64;
+        let bytes = whole(r);
         let slot = hosts.entry(host.to_owned()).or_default().apps.entry(app.to_owned()).or_default();
         let v = slot.entry((list, k.to_owned())).or_default();
         v[usize::from(dir == "rx")] += bytes;
@@ -153,9 +193,9 @@ fn kind(list: &str, key: &str) -> &'static str {
     }
 }
 
-fn host_report(period: &Value, figures: &HostApps) -> Value {
+fn host_report(period: &Value, previous: &Value, figures: &HostApps) -> Value {
     let mut apps = Vec::new();
-    let mut totals = [0_u64; 2];
+    let mut totals = [0_u64; 4];
     for (app, shares) in &figures.apps {
         let mut lists: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
         let mut traffic = [0_u64; 2];
@@ -173,28 +213,32 @@ fn host_report(period: &Value, figures: &HostApps) -> Value {
                 "flows": 0,
             }));
         }
+        let wire = figures.wire.get(app).copied().unwrap_or_default();
         totals[0] += traffic[0];
         totals[1] += traffic[1];
+        totals[2] += wire[0];
+        totals[3] += wire[1];
         apps.push(json!({
             "app": app,
-            "traffic": {"payload_tx": traffic[0], "payload_rx": traffic[1], "wire_tx": 0, "wire_rx": 0, "packets_tx": 0, "packets_rx": 0},
-            "flows": 0, "incomplete_flows": 0,
+            "traffic": {"payload_tx": traffic[0], "payload_rx": traffic[1], "wire_tx": wire[0], "wire_rx": wire[1], "packets_tx": 0, "packets_rx": 0},
+            "flows": figures.flows.get(app).copied().unwrap_or_default(), "incomplete_flows": 0,
             "by_country": lists.remove("by_country").unwrap_or_default(),
             "by_asn": lists.remove("by_asn").unwrap_or_default(),
             "unknown": {"country_bytes": 0, "asn_bytes": 0},
             "top_endpoints": [], "endpoints_total": 0, "payload_sources": [],
+            "new_destinations": {"compared_with": previous["label"], "countries": [], "asns": [], "endpoints": 0,
+                                 "endpoints_compared": false},
         }));
     }
     json!({
         "schema": SCHEMA,
         "period": period,
-        "previous_period": Value::Null,
+        "previous_period": previous,
         "app_filter": Value::Null,
         "generated_at": Value::Null,
-        "totals": {"payload_tx": totals[0], "payload_rx": totals[1], "wire_tx": 0, "wire_rx": 0, "packets_tx": 0, "packets_rx": 0},
+        "totals": {"payload_tx": totals[0], "payload_rx": totals[1], "wire_tx": totals[2], "wire_rx": totals[3], "packets_tx": 0, "packets_rx": 0},
         "apps": apps,
-        "completeness": {"notes": ["payload bytes from Prometheus (monitor_app_payload_bytes_total, monitor_app_asn_payload_bytes_total); \
-            no wire bytes, flows, endpoints or completeness counters"]},
+        "completeness": {"notes": [NOTE]},
         "databases": [],
         "attribution": {"text": ATTRIBUTION, "applies": false},
     })
@@ -206,16 +250,22 @@ fn host_report(period: &Value, figures: &HostApps) -> Value {
 /// A failed query or an unexpected answer.
 pub fn fleet_report(src: &Source, period: &Period) -> Result<Value, Error> {
     let mut hosts: BTreeMap<String, HostApps> = BTreeMap::new();
-    let by_country = growth(src, period, "monitor_app_payload_bytes_total", "country")?;
+    let by_country = growth(src, period, "monitor_app_payload_bytes_total", ", country, direction")?;
     add(&mut hosts, src, "by_country", "country", &by_country);
-    let by_asn = growth(src, period, "monitor_app_asn_payload_bytes_total", "asn")?;
+    let by_asn = growth(src, period, "monitor_app_asn_payload_bytes_total", ", asn, direction")?;
     add(&mut hosts, src, "by_asn", "asn", &by_asn);
-    let period = serde_json::to_value(period_info(period))
-        .map_err(|e| Error::Answer { url: src.url.clone(), reason: e.to_string() })?;
+    let wire = growth(src, period, "monitor_app_wire_bytes_total", ", direction")?;
+    let flows = growth(src, period, "monitor_app_flows_total", "")?;
+    add_wire_and_flows(&mut hosts, src, &wire, &flows);
+    let encode = |p: &Period| {
+        serde_json::to_value(period_info(p)).map_err(|e| Error::Answer { url: src.url.clone(), reason: e.to_string() })
+    };
+    let previous = period.previous().map_or(Ok(Value::Null), |p| encode(&p))?;
+    let period = encode(period)?;
     let inputs: Vec<(String, Value)> =
-        hosts.iter().map(|(host, figures)| (host.clone(), host_report(&period, figures))).collect();
+        hosts.iter().map(|(host, figures)| (host.clone(), host_report(&period, &previous, figures))).collect();
     if inputs.is_empty() {
-        let mut empty = host_report(&period, &HostApps::default());
+        let mut empty = host_report(&period, &previous, &HostApps::default());
         empty["hosts"] = json!([]);
         return Ok(empty);
     }
@@ -236,6 +286,54 @@ mod tests {
         assert_eq!(src.selector("m").unwrap(), r#"m{instance=~"lab-01\\.example:9464|lab-02"}"#);
         let bad = Source { hosts: vec!["a\"b".into()], ..src };
         assert!(matches!(bad.selector("m"), Err(Error::Host(_))));
+    }
+
+    fn sample(labels: Value, v: &str) -> Value {
+        json!({"metric": labels, "value": [1_794_787_200, v]})
+    }
+
+    #[test]
+    fn wire_bytes_and_flows_per_host_reach_every_format() {
+        let src = Source { url: "http://x".into(), host_label: "host".into(), hosts: Vec::new() };
+        let mut hosts = BTreeMap::new();
+        let payload = [
+            sample(json!({"host": "lab-a", "app": "app-a", "country": "SE", "direction": "tx"}), "300000"),
+            sample(json!({"host": "lab-a", "app": "app-a", "country": "SE", "direction": "rx"}), "20000"),
+            sample(json!({"host": "lab-b", "app": "app-a", "country": "GB", "direction": "tx"}), "100"),
+        ];
+        add(&mut hosts, &src, "by_country", "country", &payload);
+        let wire = [
+            sample(json!({"host": "lab-a", "app": "app-a", "direction": "tx"}), "310240"),
+            sample(json!({"host": "lab-a", "app": "app-a", "direction": "rx"}), "26000"),
+            sample(json!({"host": "lab-b", "app": "app-a", "direction": "tx"}), "140.4"),
+        ];
+        let flows = [
+            sample(json!({"host": "lab-a", "app": "app-a"}), "2"),
+            sample(json!({"host": "lab-b", "app": "app-a"}), "1"),
+            sample(json!({"app": "no-host"}), "9"),
+        ];
+        add_wire_and_flows(&mut hosts, &src, &wire, &flows);
+        let zone = crate::report::Zone::get("UTC").unwrap();
+        let period = Period::iso_week("2026-W47", &zone).unwrap();
+        let info = serde_json::to_value(period_info(&period)).unwrap();
+        let previous = serde_json::to_value(period_info(&period.previous().unwrap())).unwrap();
+        let inputs: Vec<(String, Value)> =
+            hosts.iter().map(|(h, f)| (h.clone(), host_report(&info, &previous, f))).collect();
+        let report = crate::report::Report::from_json(merge::merge(&inputs).unwrap()).unwrap();
+        let a = &report.apps[0];
+        assert_eq!(
+            (a.traffic.payload_tx, a.traffic.wire_tx, a.traffic.wire_rx, a.flows),
+            (300_100, 310_380, 26_000, 3)
+        );
+        let by_host: Vec<(&str, u64, u64)> =
+            a.by_host.iter().map(|h| (h.host.as_str(), h.traffic.wire_tx, h.flows)).collect();
+        assert_eq!(by_host, [("lab-a", 310_240, 2), ("lab-b", 140, 1)]);
+        assert_eq!(report.previous_period.label, "2026-W46");
+        assert!(report.completeness.notes.iter().any(|n| n.contains("never carry addresses")));
+        let mut csv = Vec::new();
+        report.render(crate::report::Format::Csv, &mut csv).unwrap();
+        let csv = String::from_utf8(csv).unwrap();
+        assert!(csv.contains("\napp_host,app-a,lab-b,,,,,,,,,100,0,100,140,0,1,,\n"), "{csv}");
     }
 
     #[test]

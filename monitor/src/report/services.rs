@@ -4,13 +4,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{fmt::share, model::AsnRef};
 use crate::journal::ServiceRow;
 
 /// The services of one app.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppServices {
     /// App name.
     pub app: String,
@@ -27,7 +27,7 @@ pub struct AppServices {
 }
 
 /// Payload bytes and flows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceTraffic {
     /// Payload bytes sent ("up").
     pub payload_tx: u64,
@@ -52,7 +52,7 @@ impl ServiceTraffic {
 }
 
 /// One registrable domain or host name of an app.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Service {
     /// The domain or host name.
     pub name: String,

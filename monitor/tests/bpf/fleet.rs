@@ -1,7 +1,8 @@
 //! A fleet in one machine: two monitors, each with its own cgroup, journal and `[metrics]` port,
 //! scraped every second by a real Prometheus (Debian's `prometheus`, started here on loopback).
 //! After known traffic, PromQL returns exactly the bytes per app, country and direction that
-//! each monitor's journal holds (and that the helpers sent).
+//! each monitor's journal holds (and that the helpers sent), and `monitor report --prometheus`
+//! (JSON and CSV) gives each host's payload, wire bytes and flows per app as its journal does.
 
 use std::{
     collections::BTreeMap,
@@ -202,11 +203,13 @@ pub fn prometheus_returns_each_journals_bytes_per_app_and_country() {
     }
     let from_prom_a = promql_bytes(&prom, "lab-a");
     let from_prom_b = promql_bytes(&prom, "lab-b");
-    let fleet = fleet_report(&prom);
+    let fleet: Value = serde_json::from_str(&fleet_report(&prom, "json")).unwrap();
+    let fleet_csv = fleet_report(&prom, "csv");
     let (out_a, out_b) = (mon_a.stop(), mon_b.stop());
     out_a.assert_nothing_lost();
     out_b.assert_nothing_lost();
-    let (journal_a, journal_b) = (journal_bytes(&out_a.report_json()), journal_bytes(&out_b.report_json()));
+    let (report_a, report_b) = (out_a.report_json(), out_b.report_json());
+    let (journal_a, journal_b) = (journal_bytes(&report_a), journal_bytes(&report_b));
 
     // Ground truth: what the helpers sent and received.
     let truth_a = BTreeMap::from([(key("app-a", "SE", "tx"), 300_000), (key("app-a", "SE", "rx"), 20_000)]);
@@ -251,15 +254,62 @@ pub fn prometheus_returns_each_journals_bytes_per_app_and_country() {
     };
     assert_eq!(by_host("app-a"), [(s("lab-a"), 300_000)]);
     assert_eq!(by_host("app-c"), [(s("lab-b"), 50_000)]);
+
+    // Per host and app: wire bytes and flows (monitor_app_wire_bytes_total, monitor_app_flows_total)
+    // equal each journal's, in the JSON and in the CSV rendering of the same fleet report.
+    let mut from_journals = journal_columns(&report_a, "lab-a");
+    from_journals.extend(journal_columns(&report_b, "lab-b"));
+    assert!(from_journals.values().all(|c| c[2] > c[0] && c[4] == 1), "wire > payload, one flow: {from_journals:?}");
+    let mut from_fleet = BTreeMap::new();
+    for app in fleet["apps"].as_array().unwrap() {
+        for h in app["by_host"].as_array().unwrap() {
+            let t = &h["traffic"];
+            let n = |v: &Value| v.as_u64().unwrap();
+            let columns =
+                [n(&t["payload_tx"]), n(&t["payload_rx"]), n(&t["wire_tx"]), n(&t["wire_rx"]), n(&h["flows"])];
+            from_fleet.insert((s(h["host"].as_str().unwrap()), s(app["app"].as_str().unwrap())), columns);
+        }
+    }
+    assert_eq!(from_fleet, from_journals, "fleet report per host vs the journals");
+    assert_eq!(csv_columns(&fleet_csv), from_journals, "CSV fleet report per host vs the journals:\n{fleet_csv}");
+    eprintln!("    fleet report per host (payload, wire, flows) equals both journals: {from_fleet:?}");
 }
 
-/// `monitor report --prometheus` over the current week, hosts named by the `host` label.
-fn fleet_report(prom: &Prometheus) -> Value {
+/// (host, app) → [payload tx, payload rx, wire tx, wire rx, flows] from a machine's own report.
+fn journal_columns(report: &Value, host: &str) -> BTreeMap<(String, String), [u64; 5]> {
+    report["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let t = &a["traffic"];
+            let n = |v: &Value| v.as_u64().unwrap();
+            let columns =
+                [n(&t["payload_tx"]), n(&t["payload_rx"]), n(&t["wire_tx"]), n(&t["wire_rx"]), n(&a["flows"])];
+            ((s(host), s(a["app"].as_str().unwrap())), columns)
+        })
+        .collect()
+}
+
+/// The same from the `app_host` rows of a CSV fleet report.
+fn csv_columns(text: &str) -> BTreeMap<(String, String), [u64; 5]> {
+    let mut out = BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with("app_host,")) {
+        let f: Vec<&str> = line.split(',').collect();
+        let n = |i: usize| f[i].parse::<u64>().unwrap();
+        // section, app, key (host), …, payload_tx (11), payload_rx, payload, wire_tx (14), wire_rx, flows (16)
+        out.insert((s(f[2]), s(f[1])), [n(11), n(12), n(14), n(15), n(16)]);
+    }
+    out
+}
+
+/// `monitor report --prometheus` over the current week in `format`, hosts named by the `host` label.
+fn fleet_report(prom: &Prometheus, format: &str) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_monitor"))
         .args(["report", "--prometheus", &format!("http://127.0.0.1:{}", prom.port), "--host-label", "host"])
-        .args(["--host", "lab-a", "--host", "lab-b", "--format", "json", "--time-zone", "UTC"])
+        .args(["--host", "lab-a", "--host", "lab-b", "--format", format, "--time-zone", "UTC"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+    String::from_utf8(out.stdout).unwrap()
 }

@@ -162,6 +162,7 @@ fn app(name: &str, destinations: Vec<DestinationDetail>) -> AppReport {
     AppReport {
         app: name.into(),
         traffic: Traffic::default(),
+        by_host: Vec::new(),
         flows: 0,
         incomplete_flows: 0,
         by_country: Vec::new(),
@@ -231,6 +232,7 @@ fn report(apps: Vec<AppReport>, events_lost: u64) -> Report {
         session: None,
         claims: Vec::new(),
         emulator_join: None,
+        hosts: None,
     }
 }
 

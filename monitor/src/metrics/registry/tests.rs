@@ -43,6 +43,11 @@ fn payload_and_flows_count_each_record_delta_once_with_report_keys() {
         v(r#"monitor_app_asn_payload_bytes_total{app="alpha",direction="tx",asn="AS29518",as_org="Bredband2 AB"}"#),
         1500.0
     );
+    // Wire bytes are the records' `delta_wire` (payload + 40 header bytes per packet here).
+    assert_eq!(v(r#"monitor_app_wire_bytes_total{app="alpha",direction="tx"}"#), 1580.0);
+    assert_eq!(v(r#"monitor_app_wire_bytes_total{app="alpha",direction="rx"}"#), 330.0);
+    assert_eq!(v(r#"monitor_app_wire_bytes_total{app="beta",direction="tx"}"#), 127.0);
+    assert_eq!(v(r#"monitor_app_wire_bytes_total{app="beta",direction="rx"}"#), 120.0);
     // One flow each: the second record of f1 is not a new flow.
     assert_eq!(v(r#"monitor_app_flows_total{app="alpha",protocol="tcp"}"#), 1.0);
     assert_eq!(v(r#"monitor_app_flows_total{app="beta",protocol="tcp"}"#), 2.0);

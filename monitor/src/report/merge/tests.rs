@@ -19,7 +19,7 @@ use crate::{
 const W: i64 = 1_794_787_200;
 
 /// One machine's weekly export: `(app, remote, country, (tx, rx))` flows in 2026-W47.
-fn export(flows: &[(&str, &str, &str, (u64, u64))]) -> Value {
+pub(super) fn export(flows: &[(&str, &str, &str, (u64, u64))]) -> Value {
     let dir = tempdir();
     let mut w = writer_in(dir.path());
     for (i, (app, remote, country, (tx, rx))) in flows.iter().enumerate() {
@@ -46,7 +46,7 @@ fn country(a: &Value, key: &str) -> (u64, u64) {
     (s["traffic"]["payload_tx"].as_u64().unwrap(), s["traffic"]["payload_rx"].as_u64().unwrap())
 }
 
-fn inputs() -> Vec<(String, Value)> {
+pub(super) fn inputs() -> Vec<(String, Value)> {
     vec![
         (
             "lab-01".into(),
@@ -89,6 +89,13 @@ fn three_exports_of_a_week_sum_exactly_with_per_host_columns() {
     let hosts: Vec<&str> = merged["hosts"].as_array().unwrap().iter().map(|h| h["host"].as_str().unwrap()).collect();
     assert_eq!(hosts, ["lab-01", "lab-02", "lab-03"]);
     assert_eq!(merged["hosts"][1]["totals"]["payload_tx"], 507);
+    // Each host's notes, prefixed with it.
+    let notes: Vec<&str> =
+        merged["completeness"]["notes"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+    for host in ["lab-01: ", "lab-02: ", "lab-03: "] {
+        assert!(notes.iter().any(|n| n.starts_with(host)), "{host} in {notes:?}");
+    }
+    assert!(notes.iter().all(|n| n.starts_with("lab-0")), "{notes:?}");
     // A merge of merges gives the same figures.
     let mut parts = inputs();
     let last = parts.pop().unwrap();
@@ -96,6 +103,7 @@ fn three_exports_of_a_week_sum_exactly_with_per_host_columns() {
     let again = merge(&[("fleet".into(), first_two), last]).unwrap();
     assert_eq!(again["totals"], merged["totals"]);
     assert_eq!(again["hosts"], merged["hosts"]);
+    assert_eq!(again["completeness"]["notes"], merged["completeness"]["notes"]);
 }
 
 #[test]

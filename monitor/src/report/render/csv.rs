@@ -8,7 +8,7 @@ use std::io::Write;
 use crate::{
     escape::{self, Terminal},
     report::{
-        Error, Report, Share,
+        Error, Report, Share, Traffic,
         services::{AppServices, Service},
         truth::{AppConsensus, AppPlausibility},
     },
@@ -132,6 +132,23 @@ fn share_row(section: &'static str, app: &str, s: &Share) -> Row {
     }
 }
 
+/// A fleet report's line of one machine (`host`: its totals, `app`: empty) or of one app on one
+/// machine (`app_host`); `key` is the host label.
+fn traffic_row(section: &'static str, app: &str, host: &str, t: &Traffic, flows: u64) -> Row {
+    Row {
+        section,
+        app: app.into(),
+        key: host.into(),
+        payload_tx: t.payload_tx.to_string(),
+        payload_rx: t.payload_rx.to_string(),
+        payload: t.payload().to_string(),
+        wire_tx: t.wire_tx.to_string(),
+        wire_rx: t.wire_rx.to_string(),
+        flows: flows.to_string(),
+        ..Row::default()
+    }
+}
+
 /// Writes `r` as CSV.
 pub(super) fn write(r: &Report, out: &mut impl Write) -> Result<(), Error> {
     let io = |source| Error::Write { format: "csv", source };
@@ -147,7 +164,8 @@ pub(super) fn write(r: &Report, out: &mut impl Write) -> Result<(), Error> {
         writeln!(out, "# session: {}{cgroup}", Terminal(&session.name)).map_err(io)?;
     }
     for note in &r.completeness.notes {
-        writeln!(out, "# completeness: {note}").map_err(io)?;
+        // Fleet reports prefix notes with host labels (foreign text): one line each.
+        writeln!(out, "# completeness: {}", Terminal(note)).map_err(io)?;
     }
     for db in &r.databases {
         writeln!(
@@ -165,6 +183,10 @@ pub(super) fn write(r: &Report, out: &mut impl Write) -> Result<(), Error> {
 
     let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(out);
     w.write_record(HEADER).map_err(Error::Csv)?;
+    for h in r.hosts.iter().flatten() {
+        let flows = h.apps.iter().map(|a| a.flows).sum();
+        w.serialize(traffic_row("host", "", &h.host, &h.totals, flows).escaped()).map_err(Error::Csv)?;
+    }
     for a in &r.apps {
         let t = &a.traffic;
         let total = Row {
@@ -180,6 +202,7 @@ pub(super) fn write(r: &Report, out: &mut impl Write) -> Result<(), Error> {
             ..Row::default()
         };
         let mut rows = vec![total];
+        rows.extend(a.by_host.iter().map(|h| traffic_row("app_host", &a.app, &h.host, &h.traffic, h.flows)));
         rows.extend(a.by_country.iter().map(|s| share_row("country", &a.app, s)));
         rows.extend(a.by_asn.iter().map(|s| share_row("asn", &a.app, s)));
         rows.extend(a.top_endpoints.iter().map(|e| Row {

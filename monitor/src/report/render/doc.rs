@@ -122,6 +122,7 @@ pub(super) fn document(r: &Report, esc: Escape) -> Vec<Block> {
         grouped(flows),
     ]);
     d.push(table(&cols, rows));
+    d.extend(super::fleet::hosts(r, esc));
     for a in &r.apps {
         app(&mut d, a, esc);
         if let Some(s) = r.services.iter().find(|s| s.app == a.app) {
@@ -129,7 +130,9 @@ pub(super) fn document(r: &Report, esc: Escape) -> Vec<Block> {
         }
     }
     d.push(Block::Heading(2, "Completeness".into()));
-    d.push(Block::List(r.completeness.notes.clone()));
+    // A fleet report's notes carry host labels and other machines' text: foreign.
+    let notes = &r.completeness.notes;
+    d.push(Block::List(if r.hosts.is_some() { notes.iter().map(|n| esc(n)).collect() } else { notes.clone() }));
     d.push(Block::Heading(2, "Databases".into()));
     if r.databases.is_empty() {
         d.push(Block::Para("No geolocation database answered any figure of this period.".into()));
@@ -182,6 +185,7 @@ fn app(d: &mut Vec<Block>, a: &AppReport, esc: Escape) {
         grouped(a.flows),
         grouped(a.incomplete_flows)
     )));
+    d.extend(super::fleet::app_hosts(a, esc));
     let share_rows = |shares: &[Share], with_org: bool| -> Vec<Vec<String>> {
         shares
             .iter()

@@ -198,6 +198,8 @@ struct AppView {
     id: String,
     name: String,
     traffic: TrafficView,
+    /// Fleet reports: the app per machine (empty otherwise).
+    by_host: Vec<super::fleet::HostRow>,
     share_of_total: String,
     flows: String,
     incomplete_flows: String,
@@ -355,6 +357,7 @@ fn app_view(i: usize, a: &AppReport, services: Option<&AppServices>, unit: Timel
         id: format!("app-{}", i + 1),
         name: t(&a.app),
         traffic: traffic(&a.traffic),
+        by_host: super::fleet::html_app_hosts(a),
         share_of_total: pct(crate::report::fmt::share(a.traffic.payload(), all.payload())),
         flows: grouped(a.flows),
         incomplete_flows: grouped(a.incomplete_flows),
@@ -426,6 +429,8 @@ struct Page {
     claims: Vec<Claim>,
     /// The emulator join (`emulator_join`); drawn only when present.
     join: Vec<super::join::HtmlBlock>,
+    /// A fleet report's machines (`None` for one machine's report).
+    hosts: Option<Vec<super::fleet::HostRow>>,
 }
 
 /// One claim and its verdict, as text (escaped by the template).
@@ -547,6 +552,7 @@ pub(super) fn write(r: &Report, out: &mut impl Write) -> Result<(), Error> {
             })
             .collect(),
         join: super::join::html_blocks(r.emulator_join.as_ref(), t),
+        hosts: super::fleet::html_hosts(r),
     };
     let mut env = minijinja::Environment::new();
     env.add_template("report.html", TEMPLATE).map_err(Error::Html)?;

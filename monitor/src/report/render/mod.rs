@@ -6,6 +6,7 @@
 
 mod csv;
 mod doc;
+mod fleet;
 mod html;
 mod join;
 mod markdown;
