@@ -65,6 +65,7 @@ pub fn main(role: &str) {
     match role {
         "churn-server" | "churn-client" => crate::listeners::helper(role, &args),
         "names-client" | "names-udp-sink" => crate::names::helper(role, &args),
+        "gate-client" => crate::copy_gate::helper(role, &args),
         // tcp-server BIND REPLY CONNS: reads each connection to EOF, replies REPLY bytes, closes.
         "tcp-server" => {
             name("mon-tcp-server");
