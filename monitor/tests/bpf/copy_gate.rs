@@ -3,11 +3,13 @@
 //! first bytes resemble a TLS record but are no ClientHello (wrong version, impossible length,
 //! another handshake message, application data), cost no copy at all; a ClientHello held whole by
 //! its first segment costs one, one split across two segments two. Checked against the kernel's
-//! own copy counter (`kernel.copies_submitted`), which counts every ring reservation tried.
+//! own copy counter (`kernel.copies_submitted`), which counts every ring reservation tried, and
+//! followed into the journal's statistics (`monitor status`).
 
 use std::{
     io::Write as _,
     net::{Shutdown, SocketAddr, TcpStream},
+    process::Command,
     time::Duration,
 };
 
@@ -15,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::{
     cases::server_addr,
-    daemon::Monitor,
+    daemon::{Monitor, monitor_bin},
     env::{Pair, Place, TestCgroup, spawn},
     helper::{name, pattern, read_to_end, say},
 };
@@ -138,4 +140,16 @@ pub fn only_tls_client_hellos_are_copied() {
         (&json!(4), &json!(3), &json!(0)),
         "{names}"
     );
+
+    // The same counters reach the journal's statistics and `monitor status`.
+    let status = Command::new(monitor_bin())
+        .args(["status", "--json", "--journal"])
+        .arg(out.dir.path().join("journal.db"))
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let doc: Value = serde_json::from_slice(&status.stdout).unwrap();
+    let day = &doc["last_24h"];
+    let counters = ["copies_submitted", "copies_lost", "names_malformed", "names_learned"].map(|k| day[k].as_u64());
+    assert_eq!(counters, [Some(4), Some(0), Some(0), Some(3)], "{day}");
 }
