@@ -6,9 +6,11 @@
 //! then up to [`COPY_MAX`] bytes of the transport payload (after the TCP or UDP header).
 //!
 //! What is copied (by `cgroup_skb`, bounded per socket by [`crate::sock::Counters::copy_state`]):
-//! - TCP: the first [`COPY_TCP_EGRESS`] payload-bearing egress segments of every flow (only the
-//!   first when it is not a TLS handshake record), and for remote port 53 the first
-//!   payload-bearing ingress segment too; segments of established connections longer than 72
+//! - TCP: the first [`COPY_TCP_EGRESS`] payload-bearing egress segments of a flow whose first
+//!   payload starts a TLS ClientHello (the kernel looks at its first 9 bytes before copying; a
+//!   flow that starts otherwise is never copied, and one whose first copy holds the whole
+//!   ClientHello gets no second), and for remote port 53 the first payload-bearing segment of
+//!   each direction, whatever it holds; segments of established connections longer than 72
 //!   bytes (IP length) only: a shorter one is an ACK or a sliver;
 //! - UDP to or from port 53: every datagram, both directions, up to [`COPY_DNS`] per socket;
 //! - UDP to port 443: the first [`COPY_QUIC_EGRESS`] egress datagrams of the socket.

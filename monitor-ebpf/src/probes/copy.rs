@@ -4,6 +4,12 @@
 //! packets of a socket past its first few pay one load and one branch, nothing here. A copy is
 //! reserved in `EVENTS` at its full size and filled with `bpf_skb_load_bytes`; one that does not
 //! fit is counted in `STAT_COPIES_LOST`.
+//!
+//! TCP gate (other than port 53): before anything is reserved, the first payload-bearing egress
+//! segment of a flow is looked at through one 9-byte load ([`tls_start`]). Only a TLS handshake
+//! record that starts a ClientHello is copied; anything else ends the flow's copying at once, so
+//! a plain TCP flow costs one header parse and that load, never a copy. The next segment is copied
+//! without a look (it continues the ClientHello) unless the first copy held all of it.
 
 use aya_ebpf::{
     bindings::bpf_sock,
@@ -33,6 +39,25 @@ const TCP_ESTABLISHED: u32 = 1;
 const TCP_SMALL: u32 = 72;
 /// TLS record type of a handshake (`ContentType::handshake`, RFC 8446 §5.1).
 const TLS_HANDSHAKE: u8 = 22;
+/// Handshake message type of a ClientHello (RFC 8446 §4).
+const TLS_CLIENT_HELLO: u8 = 1;
+/// Largest TLS record fragment (RFC 8446 §5.1: 2^14 bytes).
+const TLS_MAX_RECORD: u32 = 1 << 14;
+/// TLS record header: type, version, length.
+const TLS_RECORD_HEADER: u32 = 5;
+/// Handshake message header: type, 24-bit length.
+const TLS_HANDSHAKE_HEADER: u32 = 4;
+
+/// What the first payload of a TCP flow's egress side is, for the names stage.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// No TLS ClientHello (or too short to tell): nothing to copy in this flow.
+    NotTls,
+    /// A ClientHello that continues past what one copy of this segment holds.
+    Partial,
+    /// A ClientHello whole within one record and within this segment's copy.
+    Whole,
+}
 
 /// Where the transport payload of a packet is.
 struct Span {
@@ -81,13 +106,21 @@ pub(crate) fn connected(ctx: &SkBuffContext, sk: *mut bpf_sock, c: &mut Counters
     } else {
         egress && egress_copies(state) < COPY_QUIC_EGRESS
     };
-    let mut not_tls = false;
+    // Set when this packet shows there is nothing more to copy in the flow.
+    let mut over = false;
     if wanted && let Some(span) = span(ctx, tcp) {
-        let tuple = super::tuple_of(sk);
-        let first = copy(ctx, sk, &tuple, &span, egress, tcp);
-        state = state.wrapping_add(if egress { COPY_STATE_EGRESS } else { COPY_STATE_INGRESS });
-        // A TCP flow whose first payload is no TLS handshake record has no ClientHello to finish.
-        not_tls = tcp && egress && !dns && first.is_some_and(|b| b != TLS_HANDSHAKE);
+        // The first payload of a TCP client must start a ClientHello to be copied; a second
+        // segment is copied only after a copied first one (it continues the ClientHello).
+        let start =
+            if tcp && egress && !dns && egress_copies(state) == 0 { tls_start(ctx, &span) } else { Start::Partial };
+        if start == Start::NotTls {
+            over = true;
+        } else {
+            let tuple = super::tuple_of(sk);
+            copy(ctx, sk, &tuple, &span, egress, tcp);
+            state = state.wrapping_add(if egress { COPY_STATE_EGRESS } else { COPY_STATE_INGRESS });
+            over = start == Start::Whole;
+        }
     }
     let finished = if tcp {
         egress_copies(state) >= COPY_TCP_EGRESS && (!dns || ingress_copies(state) >= 1)
@@ -98,7 +131,7 @@ pub(crate) fn connected(ctx: &SkBuffContext, sk: *mut bpf_sock, c: &mut Counters
     };
     // DNS sockets are followed to their limit; the others for their first packets only.
     let looked_enough = !(udp && dns) && state & 0xff >= COPY_PACKETS;
-    c.copy_state = if finished || looked_enough || not_tls { state | COPY_STATE_DONE } else { state };
+    c.copy_state = if finished || looked_enough || over { state | COPY_STATE_DONE } else { state };
 }
 
 /// A datagram of an unconnected UDP socket to or from `port` (the peer's): DNS both ways, the
@@ -131,6 +164,33 @@ pub(crate) fn unconnected(
     let state = state.wrapping_add(if egress { COPY_STATE_EGRESS } else { COPY_STATE_INGRESS });
     c.copy_state =
         if egress_copies(state) + ingress_copies(state) >= COPY_DNS { state | COPY_STATE_DONE } else { state };
+}
+
+/// Whether the first egress payload of a TCP flow (at `span`) starts a TLS ClientHello: a
+/// handshake record (type 22, version 3.0–3.4, length 1..=2^14) whose first message is a
+/// ClientHello. One 9-byte load; a payload shorter than that counts as no ClientHello.
+/// `Whole` when the ClientHello fits its record and the record fits this segment's copy: the
+/// names stage then needs no further segment.
+#[inline(always)]
+fn tls_start(ctx: &SkBuffContext, span: &Span) -> Start {
+    let Ok(h) = ctx.load::<[u8; 9]>(span.offset as usize) else { return Start::NotTls };
+    let record = u32::from(u16::from_be_bytes([h[3], h[4]]));
+    if h[0] != TLS_HANDSHAKE
+        || h[1] != 3
+        || h[2] > 4
+        || record == 0
+        || record > TLS_MAX_RECORD
+        || h[5] != TLS_CLIENT_HELLO
+    {
+        return Start::NotTls;
+    }
+    let message = u32::from_be_bytes([0, h[6], h[7], h[8]]);
+    let copied = if span.len > COPY_MAX as u32 { COPY_MAX as u32 } else { span.len };
+    if message + TLS_HANDSHAKE_HEADER <= record && TLS_RECORD_HEADER + record <= copied {
+        Start::Whole
+    } else {
+        Start::Partial
+    }
 }
 
 /// Payload span of a TCP segment or UDP datagram; `None` without payload or unparsable.
@@ -176,13 +236,13 @@ fn udp_span(ctx: &SkBuffContext, l4_off: u32) -> Option<Span> {
     if len == 0 { None } else { Some(Span { offset: l4_off + 8, len }) }
 }
 
-/// Reserves, fills and submits one copy; returns the first payload byte when it was submitted.
+/// Reserves, fills and submits one copy (a failure is counted in `STAT_COPIES_LOST`).
 #[inline(always)]
-fn copy(ctx: &SkBuffContext, sk: *mut bpf_sock, tuple: &Tuple, span: &Span, egress: bool, tcp: bool) -> Option<u8> {
+fn copy(ctx: &SkBuffContext, sk: *mut bpf_sock, tuple: &Tuple, span: &Span, egress: bool, tcp: bool) {
     stat(STAT_COPIES, 1);
     let Some(mut entry) = EVENTS.reserve::<PayloadCopy>(0) else {
         stat(STAT_COPIES_LOST, 1);
-        return None;
+        return;
     };
     let ev = entry.as_mut_ptr();
     let mut len = span.len;
@@ -215,13 +275,9 @@ fn copy(ctx: &SkBuffContext, sk: *mut bpf_sock, tuple: &Tuple, span: &Span, egre
         bpf_skb_load_bytes(ctx.skb.skb.cast(), span.offset, (&raw mut (*ev).data).cast(), n)
     };
     if loaded == 0 {
-        // SAFETY: at least one byte was loaded into `data`.
-        let first = unsafe { (*ev).data[0] };
         entry.submit(0);
-        Some(first)
     } else {
         entry.discard(0);
         stat(STAT_COPIES_LOST, 1);
-        None
     }
 }

@@ -84,6 +84,11 @@ pub fn execute(args: &StatusArgs, settings: &Settings) -> anyhow::Result<ExitCod
         stats.unattributed_packets,
         stats.incomplete_flows
     )?;
+    writeln!(
+        out,
+        "names     {} names learned, payload copies {} ({} lost), {} unparsable payloads (last 24h)",
+        stats.names_learned, stats.copies_submitted, stats.copies_lost, stats.names_malformed
+    )?;
     for db in &configured {
         writeln!(
             out,

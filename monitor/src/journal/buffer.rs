@@ -118,12 +118,16 @@ pub(super) struct Counters {
     pub closed_flows: u64,
     pub silent_sockets: u64,
     pub incomplete_flows: u64,
+    pub copies_submitted: u64,
+    pub copies_lost: u64,
+    pub names_malformed: u64,
+    pub names_learned: u64,
 }
 
 impl Counters {
     /// Splits a snapshot into its counters and the `open_flows` gauge.
     fn of(stats: &Stats) -> (Self, u64) {
-        let Stats { kernel, events_received, decode_errors, tracker, names: _, last: _ } = *stats;
+        let Stats { kernel, events_received, decode_errors, tracker, names, last: _ } = *stats;
         let KernelStats {
             events_submitted,
             events_lost,
@@ -132,8 +136,8 @@ impl Counters {
             peer_parse_failures,
             unattributed_packets,
             unattributed_bytes,
-            copies_submitted: _,
-            copies_lost: _,
+            copies_submitted,
+            copies_lost,
         } = kernel;
         let TrackerStats { open_flows, closed_flows, silent_sockets, incomplete_flows, split_peer_flows: _ } = tracker;
         let counters = Self {
@@ -149,6 +153,11 @@ impl Counters {
             closed_flows,
             silent_sockets,
             incomplete_flows,
+            copies_submitted,
+            copies_lost,
+            names_malformed: names.malformed_total,
+            // Server names read, and DNS names recorded in the per-app table.
+            names_learned: names.sni.saturating_add(names.quic_sni).saturating_add(names.table.answers),
         };
         (counters, open_flows)
     }
@@ -169,6 +178,10 @@ impl Counters {
             closed_flows: d(self.closed_flows, prev.closed_flows),
             silent_sockets: d(self.silent_sockets, prev.silent_sockets),
             incomplete_flows: d(self.incomplete_flows, prev.incomplete_flows),
+            copies_submitted: d(self.copies_submitted, prev.copies_submitted),
+            copies_lost: d(self.copies_lost, prev.copies_lost),
+            names_malformed: d(self.names_malformed, prev.names_malformed),
+            names_learned: d(self.names_learned, prev.names_learned),
         }
     }
 }

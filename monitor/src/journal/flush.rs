@@ -83,8 +83,9 @@ pub(super) fn write(
     let mut stmt = tx.prepare_cached(
         "INSERT INTO stats (time_ms, run_started_ms, last, events_submitted, events_lost, storage_failures,
              peer_evictions, peer_parse_failures, unattributed_packets, unattributed_bytes, events_received,
-             decode_errors, closed_flows, silent_sockets, incomplete_flows, open_flows)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+             decode_errors, closed_flows, silent_sockets, incomplete_flows, open_flows, copies_submitted,
+             copies_lost, names_malformed, names_learned)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
     )?;
     for row in &buf.stats {
         let d = &row.delta;
@@ -105,6 +106,10 @@ pub(super) fn write(
             int(d.silent_sockets),
             int(d.incomplete_flows),
             int(row.open_flows),
+            int(d.copies_submitted),
+            int(d.copies_lost),
+            int(d.names_malformed),
+            int(d.names_learned),
         ])?;
     }
     let loss = &buf.loss;

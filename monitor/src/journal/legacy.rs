@@ -24,6 +24,7 @@ const LATE_COLUMNS: &[(&str, &[&str])] = &[
             "country_answers",
         ],
     ),
+    ("stats", &["copies_submitted", "copies_lost", "names_malformed", "names_learned"]),
 ];
 
 /// Shadows every table that lacks late columns with a TEMP view supplying them as NULL.

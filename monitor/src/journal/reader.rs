@@ -132,7 +132,9 @@ impl JournalReader {
                      COALESCE(SUM(events_received), 0), COALESCE(SUM(decode_errors), 0),
                      COALESCE(SUM(storage_failures), 0), COALESCE(SUM(peer_parse_failures), 0),
                      COALESCE(SUM(unattributed_packets), 0), COALESCE(SUM(unattributed_bytes), 0),
-                     COALESCE(SUM(incomplete_flows), 0), COUNT(DISTINCT run_started_ms)
+                     COALESCE(SUM(incomplete_flows), 0), COUNT(DISTINCT run_started_ms),
+                     COALESCE(SUM(copies_submitted), 0), COALESCE(SUM(copies_lost), 0),
+                     COALESCE(SUM(names_malformed), 0), COALESCE(SUM(names_learned), 0)
                  FROM stats WHERE time_ms >= ?1 AND time_ms < ?2",
                 params![ms(range.since), ms(range.until)],
                 |row| {
@@ -149,6 +151,10 @@ impl JournalReader {
                         unattributed_bytes: f(8)?,
                         incomplete_flows: f(9)?,
                         runs: f(10)?,
+                        copies_submitted: f(11)?,
+                        copies_lost: f(12)?,
+                        names_malformed: f(13)?,
+                        names_learned: f(14)?,
                     })
                 },
             )

@@ -115,6 +115,14 @@ pub struct StatsTotals {
     pub incomplete_flows: u64,
     /// Daemon runs with statistics in the range.
     pub runs: u64,
+    /// Payload copies the kernel made for the names stage (lost ones included).
+    pub copies_submitted: u64,
+    /// Payload copies lost (ring buffer full).
+    pub copies_lost: u64,
+    /// Payloads the names stage could not parse (DNS, TLS, QUIC).
+    pub names_malformed: u64,
+    /// Names learned: server names from ClientHellos and DNS answers recorded.
+    pub names_learned: u64,
 }
 
 /// Data the journal buffer dropped, overlapping a range.

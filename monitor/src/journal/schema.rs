@@ -17,7 +17,7 @@ use rusqlite_migration::{M, Migrations};
 use super::{Error, files};
 
 /// Schema version this build writes (number of migrations).
-pub const SCHEMA_VERSION: u32 = 9;
+pub const SCHEMA_VERSION: u32 = 10;
 
 /// How long a statement waits for the other side's lock (reader vs writer) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -330,6 +330,18 @@ ALTER TABLE apps ADD COLUMN android_app_id INTEGER;
 ALTER TABLE apps ADD COLUMN android_kind TEXT;
 ";
 
+/// Names counters (issue 10) per statistics row, as increments like the others: payload copies
+/// the kernel made (`copies_submitted`, lost ones included) and lost (`copies_lost`), payloads
+/// the names stage could not parse (`names_malformed`) and names it learned (`names_learned`:
+/// server names from TLS and QUIC ClientHellos plus DNS answers recorded). NULL in rows written
+/// before. Not covered by the hash chain (its columns are those of schema 8).
+const V_NAMES_STATS: &str = "
+ALTER TABLE stats ADD COLUMN copies_submitted INTEGER;
+ALTER TABLE stats ADD COLUMN copies_lost INTEGER;
+ALTER TABLE stats ADD COLUMN names_malformed INTEGER;
+ALTER TABLE stats ADD COLUMN names_learned INTEGER;
+";
+
 /// Every migration, oldest first. Append only.
 const MIGRATIONS: &[M<'static>] = &[
     M::up(V1),
@@ -341,6 +353,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(V_RESIDENCY_TRUTH),
     M::up(V_SESSIONS),
     M::up(V_ANDROID),
+    M::up(V_NAMES_STATS),
 ];
 
 fn migrations() -> Migrations<'static> {

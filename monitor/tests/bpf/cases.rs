@@ -33,6 +33,7 @@ pub fn all() -> Vec<Case> {
         ("inbound_churn_to_a_listener_older_than_the_monitor", crate::listeners::old_listener_inbound_churn),
         ("lost_events_are_counted_with_a_tiny_ring_buffer", lost_events_counted),
         ("names_per_app_from_dns_sni_and_quic_sni", crate::names::flows_are_named_per_app_from_dns_sni_and_quic),
+        ("names_tls_gate_copies_client_hellos_only", crate::copy_gate::only_tls_client_hellos_are_copied),
         (
             "names_from_getaddrinfo_without_dns_packets",
             crate::getaddrinfo::flow_named_from_getaddrinfo_without_dns_packets,

@@ -67,6 +67,7 @@ pub fn main(role: &str) {
         "names-client" | "names-udp-sink" => crate::names::helper(role, &args),
         "emulator-relay" => crate::emulator::relay(&args),
         "gai-client" => crate::getaddrinfo::helper(role, &args),
+        "gate-client" => crate::copy_gate::helper(role, &args),
         // tcp-server BIND REPLY CONNS: reads each connection to EOF, replies REPLY bytes, closes.
         "tcp-server" => {
             name("mon-tcp-server");

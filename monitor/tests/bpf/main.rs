@@ -11,6 +11,7 @@
 mod android;
 mod cases;
 mod claims;
+mod copy_gate;
 mod daemon;
 mod delay_line;
 mod durability;

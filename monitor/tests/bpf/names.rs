@@ -86,7 +86,7 @@ fn resolve(server: &str, host: &str) -> Option<Ipv4Addr> {
 }
 
 /// The TLS records of a rustls client's ClientHello for `host`.
-fn client_hello(host: &str) -> Vec<u8> {
+pub(crate) fn client_hello(host: &str) -> Vec<u8> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -217,6 +217,51 @@ fn statistics_are_stored_as_increments_per_run() {
 }
 
 #[test]
+fn names_counters_are_stored_as_increments_and_read_as_zero_in_old_journals() {
+    let dir = tempdir();
+    let mut w = writer_in(dir.path());
+    let snap = |copies: u64, lost: u64, malformed: u64, sni: u64, answers: u64| {
+        let mut s = Stats::default();
+        s.kernel.copies_submitted = copies;
+        s.kernel.copies_lost = lost;
+        s.names.malformed_total = malformed;
+        s.names.sni = sni;
+        s.names.quic_sni = 1;
+        s.names.table.answers = answers;
+        s
+    };
+    w.record_stats(at(T0 + 60), &snap(3, 0, 1, 2, 4));
+    w.record_stats(at(T0 + 120), &snap(10, 2, 1, 5, 9));
+    w.flush().expect("flush");
+    let path = w.path().to_path_buf();
+    drop(w);
+    let conn = raw(&path);
+    let second = "FROM stats ORDER BY id DESC LIMIT 1";
+    let increments = (
+        int(&conn, &format!("SELECT copies_submitted {second}")),
+        int(&conn, &format!("SELECT copies_lost {second}")),
+        int(&conn, &format!("SELECT names_malformed {second}")),
+        int(&conn, &format!("SELECT names_learned {second}")),
+    );
+    assert_eq!(increments, (7, 2, 0, 8), "the second row holds increments");
+    let range = TimeRange { since: at(T0), until: at(T0 + 3600) };
+    let all = JournalReader::open(&path).expect("reader").stats(range).expect("stats");
+    // names learned: server names (TLS 5 + QUIC 1) plus DNS answers (9).
+    assert_eq!((all.copies_submitted, all.copies_lost, all.names_malformed, all.names_learned), (10, 2, 1, 15));
+
+    // The same journal as a build before the names-stats migration left it: read-only readers
+    // see the missing columns as zero (the file is not migrated by reading).
+    for column in ["copies_submitted", "copies_lost", "names_malformed", "names_learned"] {
+        conn.execute_batch(&format!("ALTER TABLE stats DROP COLUMN {column}")).expect("drop column");
+    }
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION - 1).expect("version");
+    drop(conn);
+    let old = JournalReader::open(&path).expect("reader of an old journal").stats(range).expect("stats");
+    assert_eq!((old.rows, old.copies_submitted, old.names_learned), (2, 0, 0));
+    assert_eq!(int(&raw(&path), "PRAGMA user_version"), i64::from(SCHEMA_VERSION - 1), "not migrated by reading");
+}
+
+#[test]
 fn records_without_remote_or_destination_keep_their_scope() {
     let dir = tempdir();
     let mut w = writer_in(dir.path());
