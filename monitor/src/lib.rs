@@ -33,6 +33,7 @@ pub mod clock;
 pub mod daemon;
 pub mod diff;
 pub mod enrich;
+pub mod errors;
 pub mod escape;
 pub mod evidence;
 pub mod files;

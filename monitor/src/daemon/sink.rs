@@ -27,6 +27,7 @@ use crate::{
     claims::{ClaimSet, ClaimsConfig, command::AlertCommand, live::Alerts},
     clock::Clock,
     enrich::{Destination, Enricher},
+    errors::chain,
     identity::{App, Identities},
     journal::{JournalReader, JournalWriter},
     metrics::Metrics,
@@ -458,16 +459,4 @@ fn export_verdicts(r: &JournalReader, week: &str, config: &ReportConfig, claims:
         }
         Err(e) => warn!("claim verdicts of {week} not written: {}", chain(&e)),
     }
-}
-
-/// `error: cause: cause...` of an error chain, on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

@@ -10,7 +10,6 @@
 //! reason for the degradation `no_getaddrinfo_names`, never an error of the monitor.
 
 use std::{
-    error::Error as StdError,
     mem::size_of,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
@@ -28,6 +27,7 @@ use monitor_common::{
 use procfs::process::{MMapPath, Process};
 
 use super::{Error, load::program};
+use crate::errors::chain;
 
 /// Name `/etc/ld.so.cache` knows glibc by.
 const LIBC_SONAME: &str = "libc.so.6";
@@ -91,18 +91,6 @@ fn mapped_libc() -> Option<PathBuf> {
         MMapPath::Path(p) if p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libc.so")) => Some(p),
         _ => None,
     })
-}
-
-/// An error and its causes, `: `-separated (the degradation reason is one line).
-fn chain(e: &dyn StdError) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// A decoded `getaddrinfo` result.
