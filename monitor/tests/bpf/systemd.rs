@@ -22,6 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use monitor::privileges::NEEDED;
 use serde_json::Value;
 
 use crate::{
@@ -175,20 +176,17 @@ fn walk(path: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// The capability mask of the unit's `CapabilityBoundingSet=` (bit numbers from capabilities(7)).
+/// The capability mask of the unit's `CapabilityBoundingSet=` (each name looked up in
+/// [`NEEDED`], so a capability the monitor does not know of fails the test).
 fn unit_capability_mask() -> u64 {
     let unit = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/monitor.service")).unwrap();
     let line = unit.lines().find_map(|l| l.strip_prefix("CapabilityBoundingSet=")).unwrap();
     line.split_whitespace()
-        .map(|name| match name {
-            "CAP_DAC_READ_SEARCH" => 2,
-            "CAP_NET_ADMIN" => 12,
-            "CAP_SYS_PTRACE" => 19,
-            "CAP_PERFMON" => 38,
-            "CAP_BPF" => 39,
-            other => panic!("capability {other} of the unit is not known to this test"),
+        .map(|name| {
+            let known = NEEDED.iter().find(|(_, n)| *n == name);
+            known.unwrap_or_else(|| panic!("capability {name} of the unit is not one the monitor needs")).0.bitmask()
         })
-        .fold(0, |mask, bit: u32| mask | (1 << bit))
+        .fold(0, |mask, bit| mask | bit)
 }
 
 pub fn the_unit_runs_under_real_systemd_and_records_exactly() {
