@@ -68,9 +68,7 @@ pub(super) fn write(
             _ => (None, None),
         };
         connections.push(tx, ConnectionRow { pending, app_id, country_db, asn_db })?;
-        if let Some(probed) = probed {
-            fold.add_record(probed, pending);
-        }
+        fold.add_record(probed, pending);
     }
     connections.write_out(tx)?;
     for (key, bucket) in &buf.buckets {

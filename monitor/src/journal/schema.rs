@@ -17,7 +17,7 @@ use rusqlite_migration::{M, Migrations};
 use super::{Error, files};
 
 /// Schema version this build writes (number of migrations).
-pub const SCHEMA_VERSION: u32 = 10;
+pub const SCHEMA_VERSION: u32 = 11;
 
 /// How long a statement waits for the other side's lock (reader vs writer) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -342,6 +342,40 @@ ALTER TABLE stats ADD COLUMN names_malformed INTEGER;
 ALTER TABLE stats ADD COLUMN names_learned INTEGER;
 ";
 
+/// Weekly rollups of the names and residency-truth sections (issues 10 and 15), so that a weekly
+/// report reads no connection record: `service_week` (traffic per app, host name, name source and
+/// destination, with distinct sockets), `endpoint_name_week` (host names seen per app and
+/// address) and, per `endpoint_week` row, the latest record's consensus and answers and the
+/// smallest RTT. Emptying `rollup_state` makes the next writer rebuild every rollup (the weeks of
+/// the latest data and the one before, as for a new time zone): the new tables start complete.
+const V_NAMES_ROLLUP: &str = "
+CREATE TABLE service_week (
+    week_start         INTEGER NOT NULL,
+    app                TEXT    NOT NULL,
+    hostname           TEXT    NOT NULL,
+    registrable_domain TEXT    NOT NULL,
+    name_source        TEXT    NOT NULL,
+    country            TEXT    NOT NULL,
+    asn                INTEGER NOT NULL,
+    as_org             TEXT    NOT NULL,
+    payload_tx         INTEGER NOT NULL,
+    payload_rx         INTEGER NOT NULL,
+    flows              INTEGER NOT NULL,
+    PRIMARY KEY (week_start, app, hostname, registrable_domain, name_source, country, asn, as_org)
+) WITHOUT ROWID;
+CREATE TABLE endpoint_name_week (
+    week_start INTEGER NOT NULL,
+    app        TEXT    NOT NULL,
+    remote_ip  TEXT    NOT NULL,
+    hostname   TEXT    NOT NULL,
+    PRIMARY KEY (week_start, app, remote_ip, hostname)
+) WITHOUT ROWID;
+ALTER TABLE endpoint_week ADD COLUMN consensus TEXT;
+ALTER TABLE endpoint_week ADD COLUMN country_answers TEXT;
+ALTER TABLE endpoint_week ADD COLUMN rtt_min_us INTEGER;
+DELETE FROM rollup_state;
+";
+
 /// Every migration, oldest first. Append only.
 const MIGRATIONS: &[M<'static>] = &[
     M::up(V1),
@@ -354,6 +388,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(V_SESSIONS),
     M::up(V_ANDROID),
     M::up(V_NAMES_STATS),
+    M::up(V_NAMES_ROLLUP),
 ];
 
 fn migrations() -> Migrations<'static> {

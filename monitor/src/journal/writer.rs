@@ -262,10 +262,12 @@ impl JournalWriter {
             .execute("DELETE FROM apps WHERE id NOT IN (SELECT DISTINCT app_id FROM connections)", [])
             .map_err(map)?;
         // A week that started before a horizon lost rows: its rollups are never read again.
-        let rollup_rows =
-            tx.execute("DELETE FROM endpoint_week WHERE week_start < ?1", [conn_cut.div_euclid(1000)]).map_err(map)?
-                + tx.execute("DELETE FROM residency_week WHERE week_start < ?1", [res_cut.div_euclid(1000)])
-                    .map_err(map)?;
+        let conn_week = conn_cut.div_euclid(1000);
+        let rollup_rows = tx.execute("DELETE FROM endpoint_week WHERE week_start < ?1", [conn_week]).map_err(map)?
+            + tx.execute("DELETE FROM service_week WHERE week_start < ?1", [conn_week]).map_err(map)?
+            + tx.execute("DELETE FROM endpoint_name_week WHERE week_start < ?1", [conn_week]).map_err(map)?
+            + tx.execute("DELETE FROM residency_week WHERE week_start < ?1", [res_cut.div_euclid(1000)])
+                .map_err(map)?;
         {
             let mut meta = tx
                 .prepare(

@@ -77,11 +77,18 @@ pub(crate) fn build_from(reader: &JournalReader, query: &ReportQuery, source: So
     // The rollups have no cgroup: a session of `monitor exec` reads the connection records.
     let source = if query.session.as_ref().is_some_and(|s| s.cgroup_id.is_some()) { Source::Fine } else { source };
     let plan = source::plan(reader, period, &previous, purged, source)?;
-    let Inputs { rows, attributed_wire_bytes, previous: seen, endpoints } =
-        source::read(reader, query, &previous, plan)?;
+    let Inputs {
+        rows,
+        attributed_wire_bytes,
+        previous: seen,
+        endpoints,
+        services: service_rows,
+        endpoint_names,
+        truth,
+    } = source::read(reader, query, &previous, plan)?;
 
     let no_destinations = Seen::default();
-    let mut truth = super::truth::figures(reader, period.time_range(), query.app.as_deref(), query.device.as_ref())?;
+    let mut truth = super::truth::figures(&truth, query.device.as_ref());
     let mut apps: Vec<AppReport> = group(&rows)
         .into_iter()
         .map(|(name, rows)| {
@@ -112,11 +119,8 @@ pub(crate) fn build_from(reader: &JournalReader, query: &ReportQuery, source: So
     let timeline = super::timeline::fill(reader, query, &mut apps)?;
     let databases = databases(&rows, &reader.databases()?, period.until);
     let mut completeness = notes::completeness(reader, query, &rows, attributed_wire_bytes, &apps, purged)?;
-    let range = crate::journal::TimeRange { since: period.since, until: period.until };
     let order: Vec<&str> = apps.iter().map(|a| a.app.as_str()).collect();
-    let service_rows = reader.services(range, query.app.as_deref())?;
     let services = services::build(&service_rows, &order);
-    let endpoint_names = reader.endpoint_hostnames(range, query.app.as_deref())?;
     for a in &mut apps {
         for e in &mut a.top_endpoints {
             e.hostnames = endpoint_names

@@ -14,7 +14,9 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use jiff::Timestamp;
 
 use super::{Error, Period, PeriodKind, ReportQuery};
-use crate::journal::{AppEndpoints, EndpointRow, JournalReader, ResidencyRow};
+use crate::journal::{
+    AppEndpoints, EndpointRow, JournalReader, NAMES_ROLLUP_SCHEMA, ResidencyRow, ServiceRow, TimeRange, TruthRow,
+};
 
 /// Which tables a report reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +34,8 @@ pub(crate) struct Plan {
     pub residency: bool,
     /// Endpoints.
     pub endpoints: bool,
+    /// By service, the endpoints' host names, consensus and plausibility (journal schema 11 on).
+    pub names: bool,
 }
 
 /// Public destinations of one app in the previous period.
@@ -52,6 +56,12 @@ pub(super) struct Inputs {
     pub previous: BTreeMap<String, Seen>,
     /// Per app: endpoints of the period.
     pub endpoints: BTreeMap<String, AppEndpoints>,
+    /// Traffic per app, host name and destination.
+    pub services: Vec<ServiceRow>,
+    /// (app, address, host name) of the period's named records.
+    pub endpoint_names: Vec<(String, String, String)>,
+    /// Public destinations per app with the databases' answers and RTTs (empty before schema 4).
+    pub truth: Vec<TruthRow>,
 }
 
 /// Decides which rollups a report of `period` may read.
@@ -65,7 +75,7 @@ pub(crate) fn plan(
     connections_purged: Option<Timestamp>,
     source: Source,
 ) -> Result<Plan, Error> {
-    let none = Plan { residency: false, endpoints: false };
+    let none = Plan { residency: false, endpoints: false, names: false };
     if source == Source::Fine || period.kind != PeriodKind::IsoWeek {
         return Ok(none);
     }
@@ -76,7 +86,9 @@ pub(crate) fn plan(
         return Ok(none);
     }
     let intact = |horizon: Option<Timestamp>| horizon.is_none_or(|h| h <= previous.since);
-    Ok(Plan { residency: intact(reader.residency_purged_before()?), endpoints: intact(connections_purged) })
+    let endpoints = intact(connections_purged);
+    let names = endpoints && reader.schema_version()? >= NAMES_ROLLUP_SCHEMA;
+    Ok(Plan { residency: intact(reader.residency_purged_before()?), endpoints, names })
 }
 
 /// Reads the rows of `query` (previous period `previous`) from the tables `plan` names.
@@ -98,7 +110,16 @@ pub(super) fn read(
         let current = reader.endpoints_of_cgroup(period.time_range(), app, cgroup)?;
         let before = reader.endpoints_of_cgroup(previous.time_range(), app, cgroup)?;
         let endpoints = summarise(current, &before, query.top_endpoints);
-        return Ok(Inputs { rows, attributed_wire_bytes: all, previous: previous_seen, endpoints });
+        let (services, endpoint_names, truth) = named(reader, query, false)?;
+        return Ok(Inputs {
+            rows,
+            attributed_wire_bytes: all,
+            previous: previous_seen,
+            endpoints,
+            services,
+            endpoint_names,
+            truth,
+        });
     }
     let (rows, attributed_wire_bytes, previous_seen) = if plan.residency {
         let rows = reader.residency_week(period.time_range(), app)?;
@@ -122,7 +143,29 @@ pub(super) fn read(
         let before = reader.endpoints(previous.time_range(), app)?;
         summarise(current, &before, query.top_endpoints)
     };
-    Ok(Inputs { rows, attributed_wire_bytes, previous: previous_seen, endpoints })
+    let (services, endpoint_names, truth) = named(reader, query, plan.names)?;
+    Ok(Inputs { rows, attributed_wire_bytes, previous: previous_seen, endpoints, services, endpoint_names, truth })
+}
+
+/// By-service rows, (app, address, host name) of named records, truth rows.
+type Named = (Vec<ServiceRow>, Vec<(String, String, String)>, Vec<TruthRow>);
+
+/// The by-service rows, the endpoints' host names and the truth rows of the period: from the
+/// rollups when `rollups`, else from the connection records.
+fn named(reader: &JournalReader, query: &ReportQuery, rollups: bool) -> Result<Named, Error> {
+    let (period, app) = (&query.period, query.app.as_deref());
+    let with_truth = reader.schema_version()? >= super::truth::TRUTH_SCHEMA;
+    if rollups {
+        let truth = if with_truth { reader.truth_week(period.since, app)? } else { Vec::new() };
+        return Ok((
+            reader.services_week(period.since, app)?,
+            reader.endpoint_hostnames_week(period.since, app)?,
+            truth,
+        ));
+    }
+    let range = TimeRange { since: period.since, until: period.until };
+    let truth = if with_truth { reader.truth(range, app)? } else { Vec::new() };
+    Ok((reader.services(range, app)?, reader.endpoint_hostnames(range, app)?, truth))
 }
 
 /// Public countries and ASNs per app.

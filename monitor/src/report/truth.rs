@@ -2,7 +2,8 @@
 //! databases that agree, which destinations they disagree on, and which destinations cannot
 //! physically be in their database country given the RTT the kernel measured.
 //!
-//! Read from the connection records of the period (`JournalReader::truth`): a destination's
+//! Read from the connection records of the period (`JournalReader::truth`) or, for a week the
+//! rollups cover, from `endpoint_week` (`JournalReader::truth_week`, same rows): a destination's
 //! answers and verdict are those of its latest record, its bytes the sum of its records' deltas,
 //! its RTT the smallest the kernel measured to that address (any app). Journals older than
 //! schema 4 have none of this: the figures are then absent.
@@ -19,7 +20,7 @@ use crate::{
 };
 
 /// First journal schema with answers, verdicts and RTTs.
-const TRUTH_SCHEMA: u32 = 4;
+pub(super) const TRUTH_SCHEMA: u32 = 4;
 
 /// Consensus of the country databases over one app's public traffic.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -108,20 +109,11 @@ pub(super) struct Figures {
     pub location_missing: bool,
 }
 
-/// Reads the truth rows of `range` (of `app`) and computes the figures.
-pub(super) fn figures(
-    reader: &JournalReader,
-    range: TimeRange,
-    app: Option<&str>,
-    device: Option<&DeviceLocation>,
-) -> Result<Figures, Error> {
+/// The figures of the truth rows of a period (`source::read`).
+pub(super) fn figures(rows: &[TruthRow], device: Option<&DeviceLocation>) -> Figures {
     let mut out = Figures { consensus: BTreeMap::new(), plausibility: BTreeMap::new(), location_missing: false };
-    if reader.schema_version()? < TRUTH_SCHEMA {
-        return Ok(out);
-    }
-    let rows = reader.truth(range, app)?;
     let mut by_app: BTreeMap<&str, Vec<&TruthRow>> = BTreeMap::new();
-    for r in &rows {
+    for r in rows {
         by_app.entry(r.app.as_str()).or_default().push(r);
     }
     for (name, rows) in by_app {
@@ -137,7 +129,7 @@ pub(super) fn figures(
             None => out.location_missing |= rows.iter().any(|r| r.min_rtt_us.is_some()),
         }
     }
-    Ok(out)
+    out
 }
 
 fn bytes(r: &TruthRow) -> u64 {

@@ -15,7 +15,7 @@ use rusqlite::{Row, Transaction, types::Type};
 
 use super::{
     Weeks,
-    rows::{self, EndpointKey, EndpointSums, Latest, ResidencyKey, ResidencySums},
+    rows::{self, EndpointKey, EndpointSums, Latest, ResidencyKey, ResidencySums, ServiceKey, ServiceSums},
     weeks::Week,
 };
 
@@ -95,7 +95,7 @@ type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
 struct Interner {
     ids: FxMap<String, u32>,
     names: Vec<String>,
-    last: [u32; 16],
+    last: [u32; 24],
 }
 
 impl Interner {
@@ -128,7 +128,7 @@ impl Interner {
         Ok(text(row, i)?.map(|s| self.id(i, s)))
     }
 
-    /// Text column `i` of `row` (NOT NULL), interned.
+    /// Text column `i` of `row`, NULL as '' (the rollups' sentinel), interned.
     fn req(&mut self, row: &Row<'_>, i: usize) -> rusqlite::Result<u32> {
         Ok(self.id(i, text(row, i)?.unwrap_or_default()))
     }
@@ -238,8 +238,12 @@ fn write_residency(
 /// (app, remote address, port, protocol), strings interned.
 type EndpointId = (u32, u32, i32, u32);
 
+/// (app, host name, registrable domain, name source, country, ASN, organisation), strings
+/// interned ('' for NULL), ASN -1 for NULL.
+type ServiceId = (u32, u32, u32, u32, u32, i64, u32);
+
 /// One week's endpoint sums: an index into dense vectors (a third of the memory of a map of
-/// sums).
+/// sums); and the week's service sums and endpoint names.
 #[derive(Default)]
 struct EndpointWeek {
     index: FxMap<EndpointId, u32>,
@@ -247,6 +251,11 @@ struct EndpointWeek {
     sums: Vec<EndpointSums<u32>>,
     /// (cookie, endpoint) already counted, for sockets with several records.
     counted: HashSet<(i64, EndpointId), BuildHasherDefault<Fx>>,
+    services: FxMap<ServiceId, ServiceSums>,
+    /// (cookie, service) already counted, for sockets with several records.
+    counted_services: HashSet<(i64, ServiceId), BuildHasherDefault<Fx>>,
+    /// (app, remote address, host name) of named records.
+    names: HashSet<(u32, u32, u32), BuildHasherDefault<Fx>>,
 }
 
 impl EndpointWeek {
@@ -286,12 +295,13 @@ fn endpoints(tx: &Transaction<'_>, weeks: &mut Weeks, from: i64) -> rusqlite::Re
     let mut read = 0;
     let mut stmt = tx.prepare(
         "SELECT time_ms, cookie, app_id, remote_ip, CASE WHEN direction = 'inbound' THEN -1 ELSE remote_port END,
-             protocol, delta_payload_tx, delta_payload_rx, delta_wire_tx, delta_wire_rx, scope, country, asn, as_org
-         FROM connections WHERE time_ms >= ?1 AND remote_ip IS NOT NULL ORDER BY time_ms, id",
+             protocol, delta_payload_tx, delta_payload_rx, delta_wire_tx, delta_wire_rx, scope, country, asn, as_org,
+             hostname, registrable_domain, name_source, consensus, country_answers, rtt_min_us,
+             direction = 'listen'
+         FROM connections WHERE time_ms >= ?1 ORDER BY time_ms, id",
     )?;
     let mut rows = stmt.query([from_ms])?;
     while let Some(row) = rows.next()? {
-        read += 1;
         let time_ms: i64 = row.get(0)?;
         let Some(week) = weeks.containing_ms(time_ms) else {
             continue;
@@ -307,13 +317,44 @@ fn endpoints(tx: &Transaction<'_>, weeks: &mut Weeks, from: i64) -> rusqlite::Re
         let Some(app) = apps.get(&app_id).copied() else {
             continue;
         };
+        let multiple = multi.contains(&cookie);
+        let payload: (i64, i64) = (row.get(6)?, row.get(7)?);
+        let listen: bool = row.get(20)?;
+        if !listen {
+            let asn: Option<i64> = row.get(12)?;
+            let sid = (
+                app,
+                s.req(row, 14)?,
+                s.req(row, 15)?,
+                s.req(row, 16)?,
+                s.req(row, 11)?,
+                asn.unwrap_or(-1),
+                s.req(row, 13)?,
+            );
+            let first = !multiple || week_sums.counted_services.insert((cookie, sid));
+            week_sums.services.entry(sid).or_default().add_record(payload, first);
+        }
+        if text(row, 3)?.is_none() {
+            continue;
+        }
+        read += 1;
         let id = (app, s.req(row, 3)?, row.get(4)?, s.req(row, 5)?);
-        let first = !multi.contains(&cookie) || week_sums.counted.insert((cookie, id));
-        let deltas = [row.get(6)?, row.get(7)?, row.get(8)?, row.get(9)?];
-        let latest =
-            Latest { scope: s.opt(row, 10)?, country: s.opt(row, 11)?, asn: row.get(12)?, as_org: s.opt(row, 13)? };
+        let first = !multiple || week_sums.counted.insert((cookie, id));
+        let deltas = [payload.0, payload.1, row.get(8)?, row.get(9)?];
+        if let Some(host) = s.opt(row, 14)? {
+            week_sums.names.insert((app, id.1, host));
+        }
+        let latest = Latest {
+            scope: s.opt(row, 10)?,
+            country: s.opt(row, 11)?,
+            asn: row.get(12)?,
+            as_org: s.opt(row, 13)?,
+            consensus: s.opt(row, 17)?,
+            answers: s.opt(row, 18)?,
+        };
+        let rtt: Option<i64> = row.get(19)?;
         if let Some(sums) = week_sums.entry(id) {
-            sums.add_record(deltas, first, time_ms, || latest);
+            sums.add_record(deltas, first, (time_ms, rtt), || latest);
         }
     }
     if let Some(done) = current {
@@ -329,8 +370,8 @@ fn write_endpoints(
     sums: EndpointWeek,
     s: &Interner,
 ) -> rusqlite::Result<()> {
-    let EndpointWeek { index, ids, sums, counted } = sums;
-    drop((index, counted));
+    let EndpointWeek { index, ids, sums, counted, services, counted_services, names } = sums;
+    drop((index, counted, counted_services));
     let previous_start = weeks.previous(week).map_or(i64::MIN, |w| w.start);
     let key =
         |i: usize| ids.get(i).map(|(app, ip, port, protocol)| (s.name(*app), s.name(*ip), *port, s.name(*protocol)));
@@ -350,7 +391,7 @@ fn write_endpoints(
             port: i64::from(port),
             protocol,
         };
-        let Latest { scope, country, asn, as_org } = v.latest;
+        let Latest { scope, country, asn, as_org, consensus, answers } = v.latest;
         let named = EndpointSums {
             payload_tx: v.payload_tx,
             payload_rx: v.payload_rx,
@@ -363,9 +404,48 @@ fn write_endpoints(
                 country: country.map(|i| s.name(i)),
                 asn,
                 as_org: as_org.map(|i| s.name(i)),
+                consensus: consensus.map(|i| s.name(i)),
+                answers: answers.map(|i| s.name(i)),
             },
+            rtt_min_us: v.rtt_min_us,
         };
         rows::add_endpoint(tx, &key, &named)?;
+    }
+    let mut services: Vec<(ServiceKey<'_>, ServiceSums)> = services
+        .into_iter()
+        .map(|((app, host, domain, source, country, asn, org), v)| {
+            let key = ServiceKey {
+                week_start: week.start,
+                app: s.name(app),
+                hostname: s.name(host),
+                registrable_domain: s.name(domain),
+                name_source: s.name(source),
+                country: s.name(country),
+                asn,
+                as_org: s.name(org),
+            };
+            (key, v)
+        })
+        .collect();
+    services.sort_unstable_by(|(a, _), (b, _)| {
+        (a.app, a.hostname, a.registrable_domain, a.name_source, a.country, a.asn, a.as_org).cmp(&(
+            b.app,
+            b.hostname,
+            b.registrable_domain,
+            b.name_source,
+            b.country,
+            b.asn,
+            b.as_org,
+        ))
+    });
+    for (key, v) in &services {
+        rows::add_service(tx, key, v)?;
+    }
+    let mut names: Vec<(&str, &str, &str)> =
+        names.into_iter().map(|(app, ip, host)| (s.name(app), s.name(ip), s.name(host))).collect();
+    names.sort_unstable();
+    for (app, ip, host) in names {
+        rows::add_endpoint_name(tx, week.start, app, ip, host)?;
     }
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! Folding one flush into the rollups, inside the flush transaction: what the flush writes to
-//! `connections` and `residency` is added to `endpoint_week` and `residency_week`.
+//! `connections` and `residency` is added to `endpoint_week`, `service_week`,
+//! `endpoint_name_week` and `residency_week`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use foldhash::HashSet;
 
@@ -9,7 +10,7 @@ use rusqlite::{Transaction, params};
 
 use super::{
     Rollup,
-    rows::{self, EndpointKey, EndpointSums, Latest, ResidencyKey, ResidencySums},
+    rows::{self, EndpointKey, EndpointSums, Latest, ResidencyKey, ResidencySums, ServiceKey, ServiceSums},
 };
 use crate::{
     enrich::Destination,
@@ -25,6 +26,11 @@ pub(crate) const INBOUND_PORT: i64 = -1;
 
 /// Endpoint of a record in its week: (week start, app, remote address, port, protocol).
 type EndpointId = (i64, String, String, i64, &'static str);
+/// Service of a record in its week: (week start, app, host name, registrable domain, name
+/// source, country, ASN, organisation), NULL stored as '' (text) and -1 (ASN).
+type ServiceId = (i64, String, String, String, &'static str, String, i64, String);
+/// (week start, app, remote address, host name) of a named record.
+type EndpointNameId = (i64, String, String, String);
 /// Residency key in its week: (week start, app, scope, country, asn, as_org, country_db, asn_db,
 /// payload_source).
 type ResidencyId = (i64, String, &'static str, String, i64, String, i64, i64, &'static str);
@@ -32,29 +38,27 @@ type ResidencyId = (i64, String, &'static str, String, i64, String, i64, i64, &'
 /// Bound of [`Counted`]: about 2 MiB of keys.
 const COUNTED_KEYS: usize = 16_384;
 
-/// (cookie, endpoint in its week) of records written by this writer: a later record with the
-/// same key is not the first of its socket there. A cache: emptied when full (the table answers
-/// then) and when a flush is rolled back ([`Rollup::forget`]).
+/// (cookie, endpoint or service in its week) of records written by this writer: a later record
+/// with the same key is not the first of its socket there. A cache: emptied when full (the table
+/// answers then) and when a flush is rolled back ([`Rollup::forget`]).
 #[derive(Debug, Default)]
-pub(crate) struct Counted(HashSet<(u64, EndpointId)>);
-
-impl Counted {
-    fn contains(&self, key: &(u64, EndpointId)) -> bool {
-        self.0.contains(key)
-    }
-
-    fn insert(&mut self, key: (u64, EndpointId)) {
-        if self.0.len() >= COUNTED_KEYS {
-            self.0.clear();
-        }
-        self.0.insert(key);
-    }
+pub(crate) struct Counted {
+    endpoints: HashSet<(u64, EndpointId)>,
+    services: HashSet<(u64, ServiceId)>,
 }
 
-/// A record's endpoint in its week, and whether it is the first record of its socket there.
+fn remember<K: std::hash::Hash + Eq>(set: &mut HashSet<K>, key: K) {
+    if set.len() >= COUNTED_KEYS {
+        set.clear();
+    }
+    set.insert(key);
+}
+
+/// A record's endpoint and service in its week, each with whether it is the first record of its
+/// socket there.
 pub(crate) struct Probed {
-    id: EndpointId,
-    first: bool,
+    endpoint: Option<(EndpointId, bool)>,
+    service: Option<(ServiceId, bool)>,
 }
 
 /// What one flush adds to the rollups, summed in memory first. Ordered maps: rows are then
@@ -62,6 +66,8 @@ pub(crate) struct Probed {
 #[derive(Default)]
 pub(crate) struct Fold {
     endpoints: BTreeMap<EndpointId, EndpointSums<String>>,
+    services: BTreeMap<ServiceId, ServiceSums>,
+    endpoint_names: BTreeSet<EndpointNameId>,
     residency: BTreeMap<ResidencyId, ResidencySums>,
 }
 
@@ -69,42 +75,96 @@ impl Rollup {
     /// Forgets what the cache of counted records holds (a flush was rolled back: its records
     /// are not in the table).
     pub(crate) fn forget(&mut self) {
-        self.counted.0.clear();
+        self.counted.endpoints.clear();
+        self.counted.services.clear();
     }
 
-    /// Call **before** inserting `pending` into `connections`: its endpoint and week, and whether
-    /// no record of the same socket at that endpoint is in that week yet (the report's `flows`
-    /// is `COUNT(DISTINCT cookie)` per endpoint and week; `connections_cookie` makes this cheap).
-    /// `None` without a remote address or before the covered weeks.
+    /// Call **before** inserting `pending` into `connections`: its endpoint and service in its
+    /// week, each with whether no record of the same socket is there in that week yet (the
+    /// report's `flows` is `COUNT(DISTINCT cookie)` per endpoint or service and week;
+    /// `connections_cookie` makes this cheap). Neither before the covered weeks; no endpoint
+    /// without a remote address, no service for a listening socket.
     /// `before_query` runs before the table is asked: the caller writes the records it holds
     /// back (batched inserts), so that the lookup sees every earlier record.
     pub(crate) fn probe(
         &mut self,
         tx: &Transaction<'_>,
         pending: &Pending,
-        before_query: impl FnOnce() -> rusqlite::Result<()>,
-    ) -> rusqlite::Result<Option<Probed>> {
-        let Pending { record, app, dest: _, names: _ } = pending;
+        mut before_query: impl FnMut() -> rusqlite::Result<()>,
+    ) -> rusqlite::Result<Probed> {
+        let Pending { record, app, dest, names: flow_names } = pending;
         let FlowRecord { cookie, protocol, direction, remote, last_seen, .. } = record;
         // No record of a cookie above `max_cookie` is stored; the caller inserts this one next
         // (a rolled back flush leaves the bound high: more lookups, never fewer).
         let fresh = *cookie > self.max_cookie;
         self.max_cookie = if cookie.cast_signed() < 0 { u64::MAX } else { self.max_cookie.max(*cookie) };
-        let Some(remote) = remote else {
-            return Ok(None);
-        };
+        let mut probed = Probed { endpoint: None, service: None };
         let Some(week) = self.weeks.containing_ms(ms(*last_seen)).filter(|w| w.start >= self.covered_from) else {
-            return Ok(None);
+            return Ok(probed);
+        };
+        if *direction != Direction::Listen {
+            let (country, asn, as_org) = match (remote, dest) {
+                (Some(_), Some(d)) => (d.country.as_deref(), d.asn, d.as_org.as_deref()),
+                _ => (None, None, None),
+            };
+            let id: ServiceId = (
+                week.start,
+                app.name.clone(),
+                flow_names.hostname.as_ref().map_or_else(String::new, |h| h.as_str().to_owned()),
+                flow_names.registrable_domain.clone().unwrap_or_default(),
+                flow_names.source.as_str(),
+                country.unwrap_or_default().to_owned(),
+                asn.map_or(-1, i64::from),
+                as_org.unwrap_or_default().to_owned(),
+            );
+            let key = (*cookie, id);
+            let seen = if fresh {
+                false
+            } else if self.counted.services.contains(&key) {
+                true
+            } else {
+                before_query()?;
+                let (_, app, host, domain, source, country, asn, org) = &key.1;
+                tx.prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM connections c JOIN apps a ON a.id = c.app_id
+                         WHERE c.cookie = ?1 AND c.time_ms >= ?2 AND c.time_ms < ?3 AND c.direction != 'listen'
+                             AND a.name = ?4 AND coalesce(c.hostname, '') = ?5
+                             AND coalesce(c.registrable_domain, '') = ?6 AND coalesce(c.name_source, '') = ?7
+                             AND coalesce(c.country, '') = ?8 AND coalesce(c.asn, -1) = ?9
+                             AND coalesce(c.as_org, '') = ?10)",
+                )?
+                .query_row(
+                    params![
+                        cookie.cast_signed(),
+                        week.start_ms(),
+                        week.end_ms(),
+                        app,
+                        host,
+                        domain,
+                        source,
+                        country,
+                        asn,
+                        org
+                    ],
+                    |row| row.get(0),
+                )?
+            };
+            probed.service = Some((key.1.clone(), !seen));
+            remember(&mut self.counted.services, key);
+        }
+        let Some(remote) = remote else {
+            return Ok(probed);
         };
         let port = if *direction == Direction::Inbound { INBOUND_PORT } else { i64::from(remote.port()) };
         let id = (week.start, app.name.clone(), remote.ip().to_string(), port, names::name(*protocol));
-        let key = (*cookie, id.clone());
+        let key = (*cookie, id);
         let seen: bool = if fresh {
             false
-        } else if self.counted.contains(&key) {
+        } else if self.counted.endpoints.contains(&key) {
             true
         } else {
             before_query()?;
+            let id = &key.1;
             // `connections_cookie` (cookie, remote_ip, remote_port, time_ms) narrows this to the
             // socket's records at that endpoint in that week (inbound: at that address).
             let sql = if id.3 == INBOUND_PORT {
@@ -122,24 +182,31 @@ impl Rollup {
             )?
         };
         // The caller inserts the record next: any later record of the key has an earlier one.
-        self.counted.insert(key);
-        Ok(Some(Probed { id, first: !seen }))
+        probed.endpoint = Some((key.1.clone(), !seen));
+        remember(&mut self.counted.endpoints, key);
+        Ok(probed)
     }
 }
 
 impl Fold {
     /// Adds a record (after [`Rollup::probe`]).
     pub fn add_record(&mut self, probed: Probed, pending: &Pending) {
-        let Probed { id, first } = probed;
+        let Probed { endpoint, service } = probed;
         let record = &pending.record;
-        let deltas = [
-            int(record.delta_payload.tx_bytes),
-            int(record.delta_payload.rx_bytes),
-            int(record.delta_wire.tx_bytes),
-            int(record.delta_wire.rx_bytes),
-        ];
+        let payload = (int(record.delta_payload.tx_bytes), int(record.delta_payload.rx_bytes));
+        if let Some((id, first)) = service {
+            self.services.entry(id).or_default().add_record(payload, first);
+        }
+        let Some((id, first)) = endpoint else {
+            return;
+        };
+        if let Some(host) = &pending.names.hostname {
+            self.endpoint_names.insert((id.0, id.1.clone(), id.2.clone(), host.as_str().to_owned()));
+        }
+        let deltas = [payload.0, payload.1, int(record.delta_wire.tx_bytes), int(record.delta_wire.rx_bytes)];
+        let rtt = record.rtt.map(|r| i64::from(r.min_us));
         let sums = self.endpoints.entry(id).or_insert_with(EndpointSums::empty);
-        sums.add_record(deltas, first, ms(record.last_seen), || latest_of(pending));
+        sums.add_record(deltas, first, (ms(record.last_seen), rtt), || latest_of(pending));
     }
 
     /// Adds a residency bucket of `[interval_start, + interval_secs)` with its database ids.
@@ -193,7 +260,7 @@ impl Fold {
 
     /// Adds everything folded to the rollup tables.
     pub fn write(self, tx: &Transaction<'_>, rollup: &mut Rollup) -> rusqlite::Result<()> {
-        let Self { endpoints, residency } = self;
+        let Self { endpoints, services, endpoint_names, residency } = self;
         for ((week_start, app, scope, country, asn, as_org, country_db, asn_db, payload_source), sums) in &residency {
             let key = ResidencyKey {
                 week_start: *week_start,
@@ -221,6 +288,22 @@ impl Fold {
                 EndpointKey { week_start: *week_start, previous_start, next_start, app, ip, port: *port, protocol };
             rows::add_endpoint(tx, &key, sums)?;
         }
+        for ((week_start, app, hostname, registrable_domain, name_source, country, asn, as_org), sums) in &services {
+            let key = ServiceKey {
+                week_start: *week_start,
+                app,
+                hostname,
+                registrable_domain,
+                name_source,
+                country,
+                asn: *asn,
+                as_org,
+            };
+            rows::add_service(tx, &key, sums)?;
+        }
+        for (week_start, app, ip, hostname) in &endpoint_names {
+            rows::add_endpoint_name(tx, *week_start, app, ip, hostname)?;
+        }
         Ok(())
     }
 }
@@ -228,15 +311,19 @@ impl Fold {
 /// Destination columns of a record as `insert_connection` stores them.
 fn latest_of(pending: &Pending) -> Latest<String> {
     match (&pending.record.remote, &pending.dest) {
-        (None, _) => Latest { scope: None, country: None, asn: None, as_org: None },
-        (Some(_), None) => {
-            Latest { scope: Some(names::SCOPE_UNENRICHED.into()), country: None, asn: None, as_org: None }
+        (None, _) => Latest::none(),
+        (Some(_), None) => Latest { scope: Some(names::SCOPE_UNENRICHED.into()), ..Latest::none() },
+        (Some(_), Some(d)) => {
+            let Destination { scope, country, asn, as_org, answers, consensus, .. } = d;
+            let checked = !answers.is_empty();
+            Latest {
+                scope: Some(names::name(*scope).into()),
+                country: country.as_deref().map(str::to_owned),
+                asn: asn.map(i64::from),
+                as_org: as_org.as_deref().map(str::to_owned),
+                consensus: consensus.filter(|_| checked).map(|c| c.as_str().to_owned()),
+                answers: checked.then(|| crate::journal::truth::answers_json(answers)),
+            }
         }
-        (Some(_), Some(Destination { scope, country, asn, as_org, .. })) => Latest {
-            scope: Some(names::name(*scope).into()),
-            country: country.as_deref().map(str::to_owned),
-            asn: asn.map(i64::from),
-            as_org: as_org.as_deref().map(str::to_owned),
-        },
     }
 }

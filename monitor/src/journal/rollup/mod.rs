@@ -1,7 +1,8 @@
 //! Weekly rollups: per ISO week in one time zone, the sums a weekly report reads, kept beside
 //! the fine rows so that a weekly report reads thousands of rows instead of millions.
 //!
-//! Owns `residency_week`, `endpoint_week` and `rollup_state` (schema version 2). Does not decide
+//! Owns `residency_week`, `endpoint_week` and `rollup_state` (schema version 2), and
+//! `service_week` and `endpoint_name_week` (schema version 11). Does not decide
 //! when a report may use them (`report` does, from [`RollupState`] and the retention horizons).
 //!
 //! # Tables
@@ -12,7 +13,9 @@
 //! | table | one row per | columns |
 //! |---|---|---|
 //! | `residency_week` | week × the `residency` key without interval | `week_start`, `app`, `scope`, `country`, `asn`, `as_org`, `country_db`, `asn_db`, `payload_source`; sums of the residency rows whose interval **starts** in the week: `payload_tx`, `payload_rx`, `wire_tx`, `wire_rx`, `packets_tx`, `packets_rx`, `new_flows`, `incomplete_flows`, `flow_intervals` (sum of `connections`); `first_interval` (min `interval_start`), `last_interval_end` (max `interval_start + interval_secs`) |
-//! | `endpoint_week` | week × app × remote endpoint | `week_start`, `app`, `remote_ip`, `port` (-1: inbound, reported as `null`), `protocol`; sums of the `delta_*` of the connection records whose time is in the week: `payload_tx`, `payload_rx`, `wire_tx`, `wire_rx`; `flows` (distinct sockets, exactly `COUNT(DISTINCT cookie)`: a record counts when no earlier record of its socket at that endpoint is in the week, looked up through the index `connections_cookie`); `latest_ms`, `scope`, `country`, `asn`, `as_org` (of the latest record; the first written wins a tie); `new` (1 when the previous week has no row for the endpoint) |
+//! | `endpoint_week` | week × app × remote endpoint | `week_start`, `app`, `remote_ip`, `port` (-1: inbound, reported as `null`), `protocol`; sums of the `delta_*` of the connection records whose time is in the week: `payload_tx`, `payload_rx`, `wire_tx`, `wire_rx`; `flows` (distinct sockets, exactly `COUNT(DISTINCT cookie)`: a record counts when no earlier record of its socket at that endpoint is in the week, looked up through the index `connections_cookie`); `latest_ms`, `scope`, `country`, `asn`, `as_org`, `consensus`, `country_answers` (of the latest record; the first written wins a tie); `rtt_min_us` (smallest positive kernel RTT minimum); `new` (1 when the previous week has no row for the endpoint) |
+//! | `service_week` | week × app × host name × name source × destination | `week_start`, `app`, `hostname`, `registrable_domain`, `name_source`, `country`, `asn`, `as_org` (NULL stored as '' and -1); sums of the `delta_payload_*` of the non-listening connection records whose time is in the week: `payload_tx`, `payload_rx`; `flows` (distinct sockets with that key, counted as for `endpoint_week`) |
+//! | `endpoint_name_week` | week × app × remote address × host name | the host names of the week's records at that address |
 //! | `rollup_state` | – (single row) | `time_zone`, `covered_from` (`week_start` of the first week whose rollups are complete), `built_ms` |
 //!
 //! # Invariants
@@ -37,6 +40,7 @@
 mod backfill;
 mod fold;
 mod read;
+mod read_names;
 mod rows;
 mod weeks;
 
@@ -47,6 +51,7 @@ use jiff::{Timestamp, tz::TimeZone};
 use log::info;
 use read::state;
 pub use read::{AppEndpoints, DestinationRow, RollupState};
+pub use read_names::NAMES_ROLLUP_SCHEMA;
 use rusqlite::{Connection, TransactionBehavior, params};
 pub(crate) use weeks::Weeks;
 
@@ -90,6 +95,8 @@ impl Rollup {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute("DELETE FROM residency_week", [])?;
         tx.execute("DELETE FROM endpoint_week", [])?;
+        tx.execute("DELETE FROM service_week", [])?;
+        tx.execute("DELETE FROM endpoint_name_week", [])?;
         let covered_from = backfill::covered_from(&tx, &mut weeks)?;
         let rows = backfill::run(&tx, &mut weeks, covered_from)?;
         tx.execute(

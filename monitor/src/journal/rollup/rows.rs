@@ -137,6 +137,8 @@ pub(super) struct EndpointSums<S> {
     pub latest_ms: i64,
     /// Scope, country, ASN, organisation of the latest record; the first written wins a tie.
     pub latest: Latest<S>,
+    /// Smallest positive kernel RTT minimum (µs) of any record.
+    pub rtt_min_us: Option<i64>,
 }
 
 /// Destination columns of a record, `S` a string type (owned, borrowed or interned).
@@ -146,6 +148,17 @@ pub(super) struct Latest<S> {
     pub country: Option<S>,
     pub asn: Option<i64>,
     pub as_org: Option<S>,
+    /// Consensus verdict (`connections.consensus`).
+    pub consensus: Option<S>,
+    /// Every country database's answer (`connections.country_answers`, JSON).
+    pub answers: Option<S>,
+}
+
+impl<S> Latest<S> {
+    /// No destination (a record without a remote address).
+    pub fn none() -> Self {
+        Self { scope: None, country: None, asn: None, as_org: None, consensus: None, answers: None }
+    }
 }
 
 impl<S> EndpointSums<S> {
@@ -158,13 +171,24 @@ impl<S> EndpointSums<S> {
             wire_rx: 0,
             flows: 0,
             latest_ms: i64::MIN,
-            latest: Latest { scope: None, country: None, asn: None, as_org: None },
+            latest: Latest::none(),
+            rtt_min_us: None,
         }
     }
 
-    /// Adds one record (deltas, whether it is a new socket here, its time and destination).
-    pub fn add_record(&mut self, deltas: [i64; 4], first: bool, time_ms: i64, latest: impl FnOnce() -> Latest<S>) {
+    /// Adds one record (deltas, whether it is a new socket here, its time, RTT minimum and
+    /// destination).
+    pub fn add_record(
+        &mut self,
+        deltas: [i64; 4],
+        first: bool,
+        (time_ms, rtt_min_us): (i64, Option<i64>),
+        latest: impl FnOnce() -> Latest<S>,
+    ) {
         let [ptx, prx, wtx, wrx] = deltas;
+        if let Some(rtt) = rtt_min_us.filter(|r| *r > 0) {
+            self.rtt_min_us = Some(self.rtt_min_us.map_or(rtt, |m| m.min(rtt)));
+        }
         self.payload_tx = self.payload_tx.saturating_add(ptx);
         self.payload_rx = self.payload_rx.saturating_add(prx);
         self.wire_tx = self.wire_tx.saturating_add(wtx);
@@ -201,13 +225,13 @@ pub(super) fn add_endpoint(
     k: &EndpointKey<'_>,
     s: &EndpointSums<impl AsRef<str>>,
 ) -> rusqlite::Result<()> {
-    let Latest { scope, country, asn, as_org } = &s.latest;
+    let Latest { scope, country, asn, as_org, consensus, answers } = &s.latest;
     tx.prepare_cached(
         "INSERT INTO endpoint_week (week_start, app, remote_ip, port, protocol, payload_tx, payload_rx, wire_tx,
-             wire_rx, flows, latest_ms, scope, country, asn, as_org, new)
+             wire_rx, flows, latest_ms, scope, country, asn, as_org, new, consensus, country_answers, rtt_min_us)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
              NOT EXISTS (SELECT 1 FROM endpoint_week WHERE week_start = ?16 AND app = ?2 AND remote_ip = ?3
-                 AND port = ?4 AND protocol = ?5))
+                 AND port = ?4 AND protocol = ?5), ?17, ?18, ?19)
          ON CONFLICT (week_start, app, remote_ip, port, protocol)
          DO UPDATE SET payload_tx = payload_tx + excluded.payload_tx,
              payload_rx = payload_rx + excluded.payload_rx,
@@ -218,6 +242,11 @@ pub(super) fn add_endpoint(
              country = CASE WHEN excluded.latest_ms > latest_ms THEN excluded.country ELSE country END,
              asn = CASE WHEN excluded.latest_ms > latest_ms THEN excluded.asn ELSE asn END,
              as_org = CASE WHEN excluded.latest_ms > latest_ms THEN excluded.as_org ELSE as_org END,
+             consensus = CASE WHEN excluded.latest_ms > latest_ms THEN excluded.consensus ELSE consensus END,
+             country_answers = CASE WHEN excluded.latest_ms > latest_ms THEN excluded.country_answers
+                 ELSE country_answers END,
+             rtt_min_us = CASE WHEN rtt_min_us IS NULL THEN excluded.rtt_min_us
+                 ELSE min(rtt_min_us, coalesce(excluded.rtt_min_us, rtt_min_us)) END,
              latest_ms = max(latest_ms, excluded.latest_ms)",
     )?
     .execute(params![
@@ -237,6 +266,9 @@ pub(super) fn add_endpoint(
         asn,
         as_org.as_ref().map(AsRef::as_ref),
         k.previous_start,
+        consensus.as_ref().map(AsRef::as_ref),
+        answers.as_ref().map(AsRef::as_ref),
+        s.rtt_min_us,
     ])?;
     if let Some(next) = k.next_start {
         tx.prepare_cached(
@@ -245,5 +277,80 @@ pub(super) fn add_endpoint(
         )?
         .execute(params![next, k.app, k.ip, k.port, k.protocol])?;
     }
+    Ok(())
+}
+
+/// Key of one `service_week` row: a week's traffic of one app to one (host name, name source,
+/// destination). Stored sentinels for NULL: '' for text, -1 for the ASN.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ServiceKey<'a> {
+    pub week_start: i64,
+    pub app: &'a str,
+    pub hostname: &'a str,
+    pub registrable_domain: &'a str,
+    pub name_source: &'a str,
+    pub country: &'a str,
+    pub asn: i64,
+    pub as_org: &'a str,
+}
+
+/// Sums of one `service_week` row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct ServiceSums {
+    pub payload_tx: i64,
+    pub payload_rx: i64,
+    /// Sockets counted in this week (each once per key: see `fold`).
+    pub flows: i64,
+}
+
+impl ServiceSums {
+    /// Adds one record's payload deltas; `first`: no earlier record of its socket has this key in
+    /// the week.
+    pub fn add_record(&mut self, (tx, rx): (i64, i64), first: bool) {
+        self.payload_tx = self.payload_tx.saturating_add(tx);
+        self.payload_rx = self.payload_rx.saturating_add(rx);
+        self.flows += i64::from(first);
+    }
+}
+
+/// Adds sums to a `service_week` row (creating it).
+pub(super) fn add_service(tx: &Transaction<'_>, k: &ServiceKey<'_>, s: &ServiceSums) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO service_week (week_start, app, hostname, registrable_domain, name_source, country, asn, as_org,
+             payload_tx, payload_rx, flows)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT (week_start, app, hostname, registrable_domain, name_source, country, asn, as_org)
+         DO UPDATE SET payload_tx = payload_tx + excluded.payload_tx,
+             payload_rx = payload_rx + excluded.payload_rx,
+             flows = flows + excluded.flows",
+    )?
+    .execute(params![
+        k.week_start,
+        k.app,
+        k.hostname,
+        k.registrable_domain,
+        k.name_source,
+        k.country,
+        k.asn,
+        k.as_org,
+        s.payload_tx,
+        s.payload_rx,
+        s.flows,
+    ])?;
+    Ok(())
+}
+
+/// Notes that `app` reached `ip` under `hostname` in the week (`endpoint_name_week`).
+pub(super) fn add_endpoint_name(
+    tx: &Transaction<'_>,
+    week_start: i64,
+    app: &str,
+    ip: &str,
+    hostname: &str,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO endpoint_name_week (week_start, app, remote_ip, hostname) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![week_start, app, ip, hostname])?;
     Ok(())
 }

@@ -1,12 +1,17 @@
 //! The weekly rollups give byte for byte the report the fine tables give: kept up by flushes
 //! (records in any order, sockets spanning weeks, several records per socket) and backfilled
-//! when a journal is opened with another time zone.
+//! when a journal is opened with another time zone. The fixture's flows carry host names of
+//! every source, database answers that agree and disagree, and kernel RTTs, so that the by-service,
+//! host name, consensus and plausibility sections are compared too.
 
 use std::path::Path;
 
 use super::{DAY, NY, W, ny};
 use crate::{
-    enrich::{Destination, Scope},
+    enrich::{
+        CountryAnswer, DbRef, Destination, Scope,
+        consensus::{PRIMARY_LABEL, REGISTRY_LABEL, verdict},
+    },
     journal::{
         JournalConfig, JournalReader, JournalWriter,
         tests::{
@@ -14,12 +19,14 @@ use crate::{
             run, tempdir,
         },
     },
+    names::{Hostname, NameSource, Names},
     report::{
         Format, Period, Report, ReportQuery,
         build::build_from,
         source::{self, Plan, Source},
     },
-    tracker::record::{Direction, Protocol, RecordKind},
+    residency::DeviceLocation,
+    tracker::record::{Direction, Protocol, RecordKind, Rtt},
 };
 
 const APPS: [&str; 3] = ["browser", "sync", "game"];
@@ -54,8 +61,41 @@ fn destination(i: u64) -> Destination {
         6 => fixtures::public(None, None, None),
         k => {
             let asn = 100 + (i % 5) as u32;
-            fixtures::public(Some(COUNTRIES[(k % 4) as usize]), Some(asn), Some(&format!("Org {asn}")))
+            let country = COUNTRIES[(k % 4) as usize];
+            let mut d = fixtures::public(Some(country), Some(asn), Some(&format!("Org {asn}")));
+            // The registry agrees, disagrees or has no answer; some destinations were looked up
+            // in one database only (no verdict).
+            let registry = match i % 4 {
+                0 => Some(country),
+                1 => Some("SG"),
+                2 => None,
+                _ => return d,
+            };
+            let db = |t: &str| DbRef { database_type: t.into(), build_epoch: 1_780_000_000 };
+            d.answers = vec![
+                CountryAnswer { label: PRIMARY_LABEL.into(), db: db("country ipvAll"), country: Some(country.into()) },
+                CountryAnswer { label: REGISTRY_LABEL.into(), db: db("geo-whois"), country: registry.map(Into::into) },
+            ]
+            .into();
+            d.consensus = verdict(&d.answers);
+            d
         }
+    }
+}
+
+/// Host names of endpoint `e` for socket `cookie`: several names per address (CDN), every source,
+/// some unnamed.
+fn names_of(e: u64, cookie: u64) -> Names {
+    const SOURCES: [NameSource; 4] = [NameSource::Sni, NameSource::Dns, NameSource::QuicSni, NameSource::DnsHost];
+    if e % 6 == 1 {
+        return Names::default();
+    }
+    let host = format!("h{}.svc{}.example.com", cookie % 3, e % 4);
+    Names {
+        registrable_domain: crate::names::domain::registrable(&host),
+        hostname: Hostname::parse(&host).ok(),
+        source: SOURCES[(cookie % 4) as usize],
+        ..Names::default()
     }
 }
 
@@ -79,6 +119,7 @@ fn write_traffic(w: &mut JournalWriter, rng: &mut Rng, cookie_base: u64, sockets
             flow.remote.set_port(30_000 + rng.below(1000) as u16);
         }
         let dest = destination(e);
+        let names = names_of(e, cookie);
         let records = 1 + rng.below(4);
         for n in 0..records {
             // Up to two days between records: some sockets span a week boundary.
@@ -87,11 +128,14 @@ fn write_traffic(w: &mut JournalWriter, rng: &mut Rng, cookie_base: u64, sockets
             let mut record = flow.record(kind, at(t), rng.below(100_000), rng.below(1_000_000));
             if e % 5 == 0 {
                 record.protocol = Protocol::Udp;
+            } else if e % 3 != 0 {
+                let min_us = 100 + rng.below(300_000) as u32;
+                record.rtt = Some(Rtt { min_us, smoothed_us: min_us + 500 });
             }
             if rng.below(10) == 0 {
-                late.push((record, app.clone(), dest.clone()));
+                late.push((record, app.clone(), dest.clone(), names.clone()));
             } else {
-                w.append(&record, &app, Some(&dest));
+                w.append_named(&record, &app, Some(&dest), &names);
             }
         }
         if rng.below(8) == 0 {
@@ -108,8 +152,8 @@ fn write_traffic(w: &mut JournalWriter, rng: &mut Rng, cookie_base: u64, sockets
         }
     }
     w.flush().expect("flush");
-    for (record, app, dest) in &late {
-        w.append(record, app, Some(dest));
+    for (record, app, dest, names) in &late {
+        w.append_named(record, app, Some(dest), names);
     }
     w.flush().expect("flush late records");
 }
@@ -126,6 +170,7 @@ fn same_report(reader: &JournalReader, week: &str, app: Option<&str>) -> Plan {
     let mut q = ReportQuery::new(Period::iso_week(week, &ny()).expect("week"));
     q.app = app.map(str::to_string);
     q.generated_at = Some(at(W));
+    q.device = Some(DeviceLocation::Country("US".into()));
     let previous = q.period.previous().expect("previous");
     let purged = reader.connections_purged_before().expect("purge horizon");
     let plan = source::plan(reader, &q.period, &previous, purged, Source::Auto).expect("plan");
@@ -151,7 +196,7 @@ fn rollups_kept_by_flushes_give_the_fine_tables_report() {
     }
     drop(w);
     let reader = JournalReader::open(&dir.path().join("journal.db")).expect("reader");
-    let both = Plan { residency: true, endpoints: true };
+    let both = Plan { residency: true, endpoints: true, names: true };
     for week in ["2026-W45", "2026-W46", "2026-W47", "2026-W48", "2026-W49", "2026-W50"] {
         for app in [None, Some("browser"), Some("sync"), Some("dns")] {
             assert_eq!(same_report(&reader, week, app), both, "{week}: a new journal's rollups cover every week");
@@ -169,6 +214,20 @@ fn rollups_kept_by_flushes_give_the_fine_tables_report() {
     assert!(dns[0].top_endpoints.iter().all(|e| e.flows == 1 && e.port.is_none()));
     assert!(r.apps.iter().any(|a| a.top_endpoints.iter().any(|e| e.port.is_none())), "inbound endpoints");
     assert!(r.apps.iter().any(|a| a.new_destinations.endpoints > 0), "new endpoints against W46");
+    // ... and the names and truth sections have something to compare.
+    let json = render(&r);
+    for needle in ["\"quic_sni\"", "\"dns_host\"", "svc1.example.com"] {
+        assert!(json.contains(needle), "{needle} in the W47 report");
+    }
+    assert!(r.apps.iter().any(|a| a.top_endpoints.iter().any(|e| e.hostnames.len() > 1)), "several names per address");
+    let mut q = ReportQuery::new(Period::iso_week("2026-W47", &ny()).expect("week"));
+    q.device = Some(DeviceLocation::Country("US".into()));
+    let r = Report::build(&reader, &q).expect("build");
+    assert!(r.apps.iter().any(|a| a.consensus.as_ref().is_some_and(|c| c.disagree_bytes > 0)), "disagreements");
+    assert!(
+        r.apps.iter().any(|a| a.plausibility.as_ref().is_some_and(|p| p.implausible_bytes > 0)),
+        "implausible destinations"
+    );
     let w50 =
         Report::build(&reader, &ReportQuery::new(Period::iso_week("2026-W50", &ny()).expect("week"))).expect("build");
     assert_eq!((w50.apps.len(), w50.apps[0].new_destinations.endpoints), (1, 0), "seen in W49 already");
@@ -187,8 +246,8 @@ fn rollups_rebuilt_for_another_time_zone_give_the_fine_tables_report() {
     let reader = JournalReader::open(&dir.path().join("journal.db")).expect("reader");
     let state = reader.rollup_state().expect("state").expect("rollups built");
     assert_eq!(state.time_zone, NY);
-    let both = Plan { residency: true, endpoints: true };
-    let none = Plan { residency: false, endpoints: false };
+    let both = Plan { residency: true, endpoints: true, names: true };
+    let none = Plan { residency: false, endpoints: false, names: false };
     let mut used = Vec::new();
     for week in ["2026-W45", "2026-W46", "2026-W47", "2026-W48", "2026-W49"] {
         let previous = Period::iso_week(week, &ny()).and_then(|p| p.previous()).expect("previous week");
