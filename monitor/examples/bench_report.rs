@@ -5,7 +5,10 @@
 //! - `bench_report generate --journal DIR --records N --days 7`: writes `DIR/journal.db` through
 //!   the daemon's own writer: N `close` records spread evenly over ISO week 2026-W46 (UTC), from
 //!   50 apps to 20,000 public destinations (30 countries, 500 ASNs), which also fills the week's
-//!   residency rows (one per interval × app × destination with traffic).
+//!   residency rows (one per interval × app × destination with traffic) and rollups. Flows carry
+//!   what the names and residency-truth sections read: 90 % a host name (500 names, by SNI or
+//!   DNS), two country answers per destination (the registry disagrees on 5 %), and a kernel RTT
+//!   on TCP flows.
 //! - `bench_report weekly --journal DIR`: builds the report of that week and prints it as JSON
 //!   (the harness times this process and takes its peak memory).
 
@@ -19,13 +22,14 @@ use std::{
 use anyhow::{Context as _, bail};
 use jiff::SignedDuration;
 use monitor::{
-    enrich::{DbRef, Destination, Scope},
+    enrich::{CountryAnswer, DbRef, Destination, Scope, consensus},
     identity::{App, AppSource},
     journal::{JournalConfig, JournalReader, JournalWriter, RunInfo},
+    names::{Hostname, NameSource, Names},
     report::{Format, Period, Report, ReportQuery},
     tracker::{
         FlowRecord,
-        record::{Direction, Owner, OwnerSource, Payload, PayloadSource, Protocol, RecordKind, Wire},
+        record::{Direction, Owner, OwnerSource, Payload, PayloadSource, Protocol, RecordKind, Rtt, Wire},
     },
 };
 
@@ -51,9 +55,10 @@ fn main() -> anyhow::Result<()> {
             let reader = JournalReader::open(&path)?;
             let week = Period::iso_week(WEEK, &monitor::report::Zone::get("UTC")?)?;
             let report = Report::build(&reader, &ReportQuery::new(week))?;
-            let mut out = std::io::stdout().lock();
+            // As `monitor report` does: rendered into memory, written in one go.
+            let mut out = Vec::new();
             report.render(Format::Json, &mut out)?;
-            out.flush()?;
+            std::io::stdout().lock().write_all(&out)?;
             Ok(())
         }
         _ => bail!("usage: bench_report generate|weekly --journal DIR [--records N --days 7]"),
@@ -83,6 +88,50 @@ fn generate(path: PathBuf, records: u64) -> anyhow::Result<()> {
                 source: AppSource::Proc,
                 android: None,
             })
+        })
+        .collect();
+    let registry_db = DbRef { database_type: "geo-whois-asn-country".into(), build_epoch: 1_780_000_000 };
+    let dests: Vec<Destination> = (0..DESTINATIONS)
+        .map(|d| {
+            let country = COUNTRIES[(d % 30) as usize];
+            let registry = if d % 20 == 0 { COUNTRIES[((d + 1) % 30) as usize] } else { country };
+            let answers: Arc<[CountryAnswer]> = vec![
+                CountryAnswer {
+                    label: consensus::PRIMARY_LABEL.into(),
+                    db: country_db.clone(),
+                    country: Some(country.into()),
+                },
+                CountryAnswer {
+                    label: consensus::REGISTRY_LABEL.into(),
+                    db: registry_db.clone(),
+                    country: Some(registry.into()),
+                },
+            ]
+            .into();
+            Destination {
+                scope: Scope::Public,
+                country: Some(country.into()),
+                asn: Some(64_000 + (d % 500) as u32),
+                as_org: Some(format!("Org {}", d % 500).into()),
+                country_db: Some(country_db.clone()),
+                asn_db: Some(asn_db.clone()),
+                consensus: consensus::verdict(&answers),
+                answers,
+            }
+        })
+        .collect();
+    let names: Vec<Names> = (0..DESTINATIONS)
+        .map(|d| {
+            if d % 10 == 9 {
+                return Names::default();
+            }
+            let host = format!("api{}.svc{}.example.com", d % 500, d % 50);
+            Names {
+                registrable_domain: monitor::names::domain::registrable(&host),
+                hostname: Hostname::parse(&host).ok(),
+                source: if d % 3 == 0 { NameSource::Dns } else { NameSource::Sni },
+                ..Names::default()
+            }
         })
         .collect();
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
@@ -130,19 +179,9 @@ fn generate(path: PathBuf, records: u64) -> anyhow::Result<()> {
             last_seen: last,
             closed: Some(last),
             complete: true,
-            rtt: None,
+            rtt: (r % 5 != 0).then(|| Rtt { min_us: 500 + (d % 200) as u32 * 1000, smoothed_us: 300_000 }),
         };
-        let dest = Destination {
-            scope: Scope::Public,
-            country: Some(COUNTRIES[(d % 30) as usize].into()),
-            asn: Some(64_000 + (d % 500) as u32),
-            as_org: Some(format!("Org {}", d % 500).into()),
-            country_db: Some(country_db.clone()),
-            asn_db: Some(asn_db.clone()),
-            answers: Default::default(),
-            consensus: None,
-        };
-        writer.append(&record, app, Some(&dest));
+        writer.append_named(&record, app, Some(&dests[d as usize]), &names[d as usize]);
         if i % 100_000 == 99_999 {
             writer.flush()?;
         }

@@ -56,6 +56,7 @@ pub(super) fn write(
     let app_ids = app_ids(tx, buf)?;
     let mut fold = Fold::default();
     let mut connections = Connections::default();
+    let mut texts = super::truth::AnswerTexts::default();
     for pending in &buf.records {
         // Before the insert: the probe asks whether an earlier record of the socket is there
         // (first writing the rows collected so far, when it has to ask the table).
@@ -67,8 +68,12 @@ pub(super) fn write(
             }
             _ => (None, None),
         };
-        connections.push(tx, ConnectionRow { pending, app_id, country_db, asn_db })?;
-        fold.add_record(probed, pending);
+        let answers = match (&pending.record.remote, &pending.dest) {
+            (Some(_), Some(d)) => texts.of(&d.answers),
+            _ => None,
+        };
+        fold.add_record(probed, pending, answers.as_deref());
+        connections.push(tx, ConnectionRow { pending, app_id, country_db, asn_db, answers })?;
     }
     connections.write_out(tx)?;
     for (key, bucket) in &buf.buckets {
@@ -263,6 +268,8 @@ struct ConnectionRow<'a> {
     app_id: i64,
     country_db: Option<i64>,
     asn_db: Option<i64>,
+    /// `country_answers` text ([`super::truth::AnswerTexts`]).
+    answers: Option<Arc<str>>,
 }
 
 /// Records waiting for their multi-row insert. Written when [`ROWS_PER_INSERT`] are collected,
@@ -309,7 +316,13 @@ fn bind_connection(
     text: &mut String,
 ) -> rusqlite::Result<()> {
     use std::fmt::Write as _;
-    let ConnectionRow { pending: Pending { record, app, dest, names: flow_names }, app_id, country_db, asn_db } = row;
+    let ConnectionRow {
+        pending: Pending { record, app, dest, names: flow_names },
+        app_id,
+        country_db,
+        asn_db,
+        answers,
+    } = row;
     let FlowRecord {
         event,
         cookie,
@@ -338,11 +351,9 @@ fn bind_connection(
             (Some(names::name(*scope)), country.as_deref(), *asn, as_org.as_deref())
         }
     };
-    let (consensus, answers) = match (remote, dest) {
-        (Some(_), Some(d)) if !d.answers.is_empty() => {
-            (d.consensus.map(crate::enrich::Consensus::as_str), Some(super::truth::answers_json(&d.answers)))
-        }
-        _ => (None, None),
+    let consensus = match (remote, dest, answers) {
+        (Some(_), Some(d), Some(_)) => d.consensus.map(crate::enrich::Consensus::as_str),
+        _ => None,
     };
     let mut i = base;
     let mut bind = |stmt: &mut rusqlite::Statement<'_>, value: &dyn rusqlite::ToSql| {
@@ -411,7 +422,7 @@ fn bind_connection(
     bind(stmt, &rtt.map(|r| r.min_us))?;
     bind(stmt, &rtt.map(|r| r.smoothed_us))?;
     bind(stmt, &consensus)?;
-    bind(stmt, &answers)?;
+    bind(stmt, &answers.as_deref())?;
     Ok(())
 }
 

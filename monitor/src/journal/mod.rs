@@ -83,7 +83,7 @@ pub use evidence::{DatabaseRef, EvidenceRow};
 pub use exports::{ExportRow, record_export};
 pub use flows::{FlowApps, FlowRow};
 pub use reader::JournalReader;
-pub use rollup::{AppEndpoints, DestinationRow, NAMES_ROLLUP_SCHEMA, RollupState};
+pub use rollup::{AppEndpoints, DestinationRow, NAMES_ROLLUP_SCHEMA, QUARTER, RollupState};
 pub use rows::{DaemonState, DatabaseRow, EndpointRow, LossTotals, ResidencyRow, RowCounts, StatsTotals, TimeRange};
 pub use schema::SCHEMA_VERSION;
 pub use services::{HostAddressRow, ServiceRow};

@@ -348,7 +348,16 @@ ALTER TABLE stats ADD COLUMN names_learned INTEGER;
 /// address) and, per `endpoint_week` row, the latest record's consensus and answers and the
 /// smallest RTT. Emptying `rollup_state` makes the next writer rebuild every rollup (the weeks of
 /// the latest data and the one before, as for a new time zone): the new tables start complete.
+/// `timeline_quarter`: residency payload per app and quarter hour (intervals divide 900 s), so a
+/// report's daily or hourly timeline in any time zone reads sums instead of residency rows.
 const V_NAMES_ROLLUP: &str = "
+CREATE TABLE timeline_quarter (
+    quarter_start INTEGER NOT NULL,
+    app           TEXT    NOT NULL,
+    payload_tx    INTEGER NOT NULL,
+    payload_rx    INTEGER NOT NULL,
+    PRIMARY KEY (quarter_start, app)
+) WITHOUT ROWID;
 CREATE TABLE service_week (
     week_start         INTEGER NOT NULL,
     app                TEXT    NOT NULL,

@@ -3,7 +3,7 @@
 //! kernel's RTT estimates (`rtt_min_us`, `rtt_srtt_us`), and the per-destination queries reports
 //! build their consensus and plausibility figures from.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
@@ -42,6 +42,43 @@ pub(super) fn answers_json(answers: &[CountryAnswer]) -> String {
     serde_json::to_string(&stored).unwrap_or_default()
 }
 
+/// Parsed `country_answers` by their text: a journal holds few distinct answer lists (one per
+/// combination of countries), so each is parsed once per query. A malformed value reads as empty.
+#[derive(Default)]
+pub(super) struct ParsedAnswers(HashMap<String, Arc<[StoredAnswer]>>);
+
+impl ParsedAnswers {
+    pub(super) fn get(&mut self, text: Option<&str>) -> Arc<[StoredAnswer]> {
+        let Some(text) = text else {
+            return Arc::default();
+        };
+        if let Some(list) = self.0.get(text) {
+            return list.clone();
+        }
+        let list: Vec<StoredAnswer> = serde_json::from_str(text).unwrap_or_default();
+        let list: Arc<[StoredAnswer]> = list.into();
+        self.0.insert(text.to_owned(), list.clone());
+        list
+    }
+}
+
+/// `country_answers` text per answer list, made once per flush: records to one destination share
+/// one list (`Destination::answers` is reference-counted), keyed by its address, which stays
+/// valid while the flushed buffer holds the records.
+#[derive(Default)]
+pub(super) struct AnswerTexts(HashMap<usize, Arc<str>>);
+
+impl AnswerTexts {
+    /// The text stored for `answers` (`None` without answers).
+    pub(super) fn of(&mut self, answers: &Arc<[CountryAnswer]>) -> Option<Arc<str>> {
+        if answers.is_empty() {
+            return None;
+        }
+        let key = Arc::as_ptr(answers).cast::<CountryAnswer>() as usize;
+        Some(self.0.entry(key).or_insert_with(|| answers_json(answers).into()).clone())
+    }
+}
+
 /// A public destination of one app over a period, with what the databases say about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TruthRow {
@@ -56,7 +93,7 @@ pub struct TruthRow {
     pub consensus: Option<Consensus>,
     /// Every database's answer (latest record); empty as for `consensus`. A malformed stored
     /// value reads as empty.
-    pub answers: Vec<StoredAnswer>,
+    pub answers: Arc<[StoredAnswer]>,
     /// Payload bytes sent in the period.
     pub payload_tx: u64,
     /// Payload bytes received in the period.
@@ -120,11 +157,14 @@ impl JournalReader {
                  ORDER BY a.name, c.remote_ip",
             )
             .map_err(err)?;
+        let mut parsed = ParsedAnswers::default();
         let rows = stmt
             .query_map(params![ms(range.since), ms(range.until), app], |row| {
                 let ip: String = row.get(1)?;
                 let consensus: Option<String> = row.get(6)?;
-                let answers: Option<String> = row.get(7)?;
+                let answers = row.get_ref(7)?.as_str_or_null().map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, Box::new(e))
+                })?;
                 Ok(TruthRow {
                     app: row.get(0)?,
                     min_rtt_us: rtt.get(&ip).copied(),
@@ -133,7 +173,7 @@ impl JournalReader {
                     payload_rx: count(row.get(3)?),
                     country: row.get(5)?,
                     consensus: consensus.as_deref().and_then(Consensus::parse),
-                    answers: answers.and_then(|a| serde_json::from_str(&a).ok()).unwrap_or_default(),
+                    answers: parsed.get(answers),
                 })
             })
             .map_err(err)?

@@ -116,18 +116,14 @@ pub(crate) fn build_from(reader: &JournalReader, query: &ReportQuery, source: So
     for a in &apps {
         totals.add(&a.traffic);
     }
-    let timeline = super::timeline::fill(reader, query, &mut apps)?;
+    let timeline = super::timeline::fill(reader, query, &mut apps, plan.residency && plan.names)?;
     let databases = databases(&rows, &reader.databases()?, period.until);
     let mut completeness = notes::completeness(reader, query, &rows, attributed_wire_bytes, &apps, purged)?;
     let order: Vec<&str> = apps.iter().map(|a| a.app.as_str()).collect();
     let services = services::build(&service_rows, &order);
     for a in &mut apps {
         for e in &mut a.top_endpoints {
-            e.hostnames = endpoint_names
-                .iter()
-                .filter(|(app, ip, _)| *app == a.app && *ip == e.ip)
-                .map(|(_, _, h)| h.clone())
-                .collect();
+            e.hostnames = endpoint_names.get(&(a.app.clone(), e.ip.clone())).cloned().unwrap_or_default();
         }
     }
     if truth.location_missing {

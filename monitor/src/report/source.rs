@@ -9,7 +9,7 @@
 //!
 //! Anything else (ranges, another time zone, older weeks) reads the fine tables.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use jiff::Timestamp;
 
@@ -58,8 +58,8 @@ pub(super) struct Inputs {
     pub endpoints: BTreeMap<String, AppEndpoints>,
     /// Traffic per app, host name and destination.
     pub services: Vec<ServiceRow>,
-    /// (app, address, host name) of the period's named records.
-    pub endpoint_names: Vec<(String, String, String)>,
+    /// Per (app, address) of a top endpoint: the host names of the period's records there.
+    pub endpoint_names: HashMap<(String, String), Vec<String>>,
     /// Public destinations per app with the databases' answers and RTTs (empty before schema 4).
     pub truth: Vec<TruthRow>,
 }
@@ -110,7 +110,7 @@ pub(super) fn read(
         let current = reader.endpoints_of_cgroup(period.time_range(), app, cgroup)?;
         let before = reader.endpoints_of_cgroup(previous.time_range(), app, cgroup)?;
         let endpoints = summarise(current, &before, query.top_endpoints);
-        let (services, endpoint_names, truth) = named(reader, query, false)?;
+        let (services, endpoint_names, truth) = named(reader, query, &endpoints, false)?;
         return Ok(Inputs {
             rows,
             attributed_wire_bytes: all,
@@ -143,29 +143,43 @@ pub(super) fn read(
         let before = reader.endpoints(previous.time_range(), app)?;
         summarise(current, &before, query.top_endpoints)
     };
-    let (services, endpoint_names, truth) = named(reader, query, plan.names)?;
+    let (services, endpoint_names, truth) = named(reader, query, &endpoints, plan.names)?;
     Ok(Inputs { rows, attributed_wire_bytes, previous: previous_seen, endpoints, services, endpoint_names, truth })
 }
 
-/// By-service rows, (app, address, host name) of named records, truth rows.
-type Named = (Vec<ServiceRow>, Vec<(String, String, String)>, Vec<TruthRow>);
+/// Host names per (app, address).
+type EndpointNames = HashMap<(String, String), Vec<String>>;
 
-/// The by-service rows, the endpoints' host names and the truth rows of the period: from the
-/// rollups when `rollups`, else from the connection records.
-fn named(reader: &JournalReader, query: &ReportQuery, rollups: bool) -> Result<Named, Error> {
+/// By-service rows, host names of the top endpoints, truth rows.
+type Named = (Vec<ServiceRow>, EndpointNames, Vec<TruthRow>);
+
+/// The by-service rows, the host names of the top endpoints in `endpoints` and the truth rows
+/// of the period: from the rollups when `rollups`, else from the connection records.
+fn named(
+    reader: &JournalReader,
+    query: &ReportQuery,
+    endpoints: &BTreeMap<String, AppEndpoints>,
+    rollups: bool,
+) -> Result<Named, Error> {
     let (period, app) = (&query.period, query.app.as_deref());
     let with_truth = reader.schema_version()? >= super::truth::TRUTH_SCHEMA;
+    let top = endpoints.values().flat_map(|a| a.top.iter().map(|(e, _)| (e.app.clone(), e.ip.clone())));
+    let mut names: EndpointNames = top.map(|k| (k, Vec::new())).collect();
     if rollups {
+        for ((app, ip), list) in &mut names {
+            *list = reader.endpoint_hostnames_week(period.since, app, ip)?;
+        }
         let truth = if with_truth { reader.truth_week(period.since, app)? } else { Vec::new() };
-        return Ok((
-            reader.services_week(period.since, app)?,
-            reader.endpoint_hostnames_week(period.since, app)?,
-            truth,
-        ));
+        return Ok((reader.services_week(period.since, app)?, names, truth));
     }
     let range = TimeRange { since: period.since, until: period.until };
+    for (app, ip, host) in reader.endpoint_hostnames(range, app)? {
+        if let Some(list) = names.get_mut(&(app, ip)) {
+            list.push(host);
+        }
+    }
     let truth = if with_truth { reader.truth(range, app)? } else { Vec::new() };
-    Ok((reader.services(range, app)?, reader.endpoint_hostnames(range, app)?, truth))
+    Ok((reader.services(range, app)?, names, truth))
 }
 
 /// Public countries and ASNs per app.

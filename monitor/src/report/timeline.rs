@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use jiff::{SignedDuration, Timestamp};
 
 use super::{AppReport, Error, ReportQuery, TimeBucket, TimelineInfo, TimelineUnit};
+use crate::journal::QUARTER;
 use crate::journal::{JournalReader, TimeRange};
 
 /// Periods up to this long get hourly buckets.
@@ -54,7 +55,15 @@ fn label(query: &ReportQuery, unit: TimelineUnit, t: Timestamp) -> String {
 ///
 /// # Errors
 /// When the journal cannot be read.
-pub(super) fn fill(reader: &JournalReader, query: &ReportQuery, apps: &mut [AppReport]) -> Result<TimelineInfo, Error> {
+/// Fills every app's timeline. `quarters`: the journal's `timeline_quarter` rollup covers the
+/// period (its weeks are covered, schema 11): buckets on quarter-hour bounds are summed from it,
+/// with the same figures as from the residency rows.
+pub(super) fn fill(
+    reader: &JournalReader,
+    query: &ReportQuery,
+    apps: &mut [AppReport],
+    quarters: bool,
+) -> Result<TimelineInfo, Error> {
     let p = &query.period;
     let unit = if p.until.duration_since(p.since) <= HOURLY_UP_TO { TimelineUnit::Hour } else { TimelineUnit::Day };
     let buckets = bounds(query, unit);
@@ -75,6 +84,24 @@ pub(super) fn fill(reader: &JournalReader, query: &ReportQuery, apps: &mut [AppR
     }
     let index: BTreeMap<&str, usize> = apps.iter().enumerate().map(|(i, a)| (a.app.as_str(), i)).collect();
     let mut sums: Vec<Vec<(u64, u64)>> = vec![vec![(0, 0); buckets.len()]; apps.len()];
+    let on_quarters = |t: Timestamp| t.subsec_nanosecond() == 0 && t.as_second().rem_euclid(QUARTER) == 0;
+    let cgroup = query.session.as_ref().and_then(|s| s.cgroup_id);
+    if quarters && cgroup.is_none() && buckets.iter().all(|(s, u)| on_quarters(*s) && on_quarters(*u)) {
+        let (Some(first), Some(last)) = (buckets.first(), buckets.last()) else {
+            return Ok(TimelineInfo { unit, complete: true });
+        };
+        for (start, name, tx, rx) in
+            reader.timeline_quarters(first.0.as_second(), last.1.as_second(), query.app.as_deref())?
+        {
+            let name = if name.is_empty() { crate::identity::UNKNOWN_APP } else { name.as_str() };
+            let b = buckets.partition_point(|(_, until)| until.as_second() <= start);
+            if let (Some(&i), true) = (index.get(name), b < buckets.len()) {
+                sums[i][b].0 += tx;
+                sums[i][b].1 += rx;
+            }
+        }
+        return Ok(finish(apps, sums, unit));
+    }
     for (b, &(since, until)) in buckets.iter().enumerate() {
         let range = TimeRange { since, until };
         let app = query.app.as_deref();
@@ -91,6 +118,11 @@ pub(super) fn fill(reader: &JournalReader, query: &ReportQuery, apps: &mut [AppR
             }
         }
     }
+    Ok(finish(apps, sums, unit))
+}
+
+/// Writes the sums into the timelines; complete when they add up to each app's traffic.
+fn finish(apps: &mut [AppReport], sums: Vec<Vec<(u64, u64)>>, unit: TimelineUnit) -> TimelineInfo {
     let mut complete = true;
     for (app, sums) in apps.iter_mut().zip(sums) {
         for (bucket, (tx, rx)) in app.timeline.iter_mut().zip(sums) {
@@ -101,5 +133,5 @@ pub(super) fn fill(reader: &JournalReader, query: &ReportQuery, apps: &mut [AppR
         let rx: u64 = app.timeline.iter().map(|b| b.payload_rx).sum();
         complete &= tx == app.traffic.payload_tx && rx == app.traffic.payload_rx;
     }
-    Ok(TimelineInfo { unit, complete })
+    TimelineInfo { unit, complete }
 }

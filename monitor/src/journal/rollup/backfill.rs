@@ -145,6 +145,7 @@ fn residency(tx: &Transaction<'_>, weeks: &mut Weeks, from: i64) -> rusqlite::Re
     let mut s = Interner::default();
     let mut current: Option<Week> = None;
     let mut sums: FxMap<ResidencyId, ResidencySums> = FxMap::default();
+    let mut quarters: FxMap<(i64, u32), (i64, i64)> = FxMap::default();
     let mut read = 0;
     let mut stmt = tx.prepare(
         "SELECT interval_start, interval_secs, app, scope, country, asn, as_org, country_db, asn_db, payload_source,
@@ -162,9 +163,13 @@ fn residency(tx: &Transaction<'_>, weeks: &mut Weeks, from: i64) -> rusqlite::Re
         if current != Some(week) {
             if let Some(done) = current {
                 write_residency(tx, done, &mut sums, &s)?;
+                write_quarters(tx, &mut quarters, &s)?;
             }
             current = Some(week);
         }
+        let q = quarters.entry((start.div_euclid(rows::QUARTER) * rows::QUARTER, s.req(row, 2)?)).or_default();
+        let (ptx, prx): (i64, i64) = (row.get(10)?, row.get(11)?);
+        *q = (q.0.saturating_add(ptx), q.1.saturating_add(prx));
         let id = (
             s.req(row, 2)?,
             s.req(row, 3)?,
@@ -189,8 +194,23 @@ fn residency(tx: &Transaction<'_>, weeks: &mut Weeks, from: i64) -> rusqlite::Re
     }
     if let Some(done) = current {
         write_residency(tx, done, &mut sums, &s)?;
+        write_quarters(tx, &mut quarters, &s)?;
     }
     Ok(read)
+}
+
+fn write_quarters(
+    tx: &Transaction<'_>,
+    quarters: &mut FxMap<(i64, u32), (i64, i64)>,
+    s: &Interner,
+) -> rusqlite::Result<()> {
+    let mut list: Vec<((i64, &str), (i64, i64))> =
+        quarters.drain().map(|((start, app), v)| ((start, s.name(app)), v)).collect();
+    list.sort_unstable();
+    for ((start, app), payload) in list {
+        rows::add_quarter(tx, start, app, payload)?;
+    }
+    Ok(())
 }
 
 fn write_residency(

@@ -69,6 +69,8 @@ pub(crate) struct Fold {
     services: BTreeMap<ServiceId, ServiceSums>,
     endpoint_names: BTreeSet<EndpointNameId>,
     residency: BTreeMap<ResidencyId, ResidencySums>,
+    /// (quarter start, app) → payload sent, received.
+    quarters: BTreeMap<(i64, String), (i64, i64)>,
 }
 
 impl Rollup {
@@ -190,7 +192,8 @@ impl Rollup {
 
 impl Fold {
     /// Adds a record (after [`Rollup::probe`]).
-    pub fn add_record(&mut self, probed: Probed, pending: &Pending) {
+    /// `answers`: the record's `country_answers` text, as written to `connections`.
+    pub fn add_record(&mut self, probed: Probed, pending: &Pending, answers: Option<&str>) {
         let Probed { endpoint, service } = probed;
         let record = &pending.record;
         let payload = (int(record.delta_payload.tx_bytes), int(record.delta_payload.rx_bytes));
@@ -206,7 +209,7 @@ impl Fold {
         let deltas = [payload.0, payload.1, int(record.delta_wire.tx_bytes), int(record.delta_wire.rx_bytes)];
         let rtt = record.rtt.map(|r| i64::from(r.min_us));
         let sums = self.endpoints.entry(id).or_insert_with(EndpointSums::empty);
-        sums.add_record(deltas, first, (ms(record.last_seen), rtt), || latest_of(pending));
+        sums.add_record(deltas, first, (ms(record.last_seen), rtt), || latest_of(pending, answers));
     }
 
     /// Adds a residency bucket of `[interval_start, + interval_secs)` with its database ids.
@@ -244,6 +247,9 @@ impl Fold {
             *interval_start,
             interval_start + interval_secs,
         );
+        let quarter = self.quarters.entry((interval_start.div_euclid(rows::QUARTER) * rows::QUARTER, app.clone()));
+        let q = quarter.or_default();
+        *q = (q.0.saturating_add(sums.payload_tx), q.1.saturating_add(sums.payload_rx));
         let id = (
             week.start,
             app.clone(),
@@ -260,7 +266,10 @@ impl Fold {
 
     /// Adds everything folded to the rollup tables.
     pub fn write(self, tx: &Transaction<'_>, rollup: &mut Rollup) -> rusqlite::Result<()> {
-        let Self { endpoints, services, endpoint_names, residency } = self;
+        let Self { endpoints, services, endpoint_names, residency, quarters } = self;
+        for ((quarter_start, app), payload) in &quarters {
+            rows::add_quarter(tx, *quarter_start, app, *payload)?;
+        }
         for ((week_start, app, scope, country, asn, as_org, country_db, asn_db, payload_source), sums) in &residency {
             let key = ResidencyKey {
                 week_start: *week_start,
@@ -309,20 +318,20 @@ impl Fold {
 }
 
 /// Destination columns of a record as `insert_connection` stores them.
-fn latest_of(pending: &Pending) -> Latest<String> {
+fn latest_of(pending: &Pending, answers_text: Option<&str>) -> Latest<String> {
     match (&pending.record.remote, &pending.dest) {
         (None, _) => Latest::none(),
         (Some(_), None) => Latest { scope: Some(names::SCOPE_UNENRICHED.into()), ..Latest::none() },
         (Some(_), Some(d)) => {
-            let Destination { scope, country, asn, as_org, answers, consensus, .. } = d;
-            let checked = !answers.is_empty();
+            let Destination { scope, country, asn, as_org, consensus, .. } = d;
+            let checked = answers_text.is_some();
             Latest {
                 scope: Some(names::name(*scope).into()),
                 country: country.as_deref().map(str::to_owned),
                 asn: asn.map(i64::from),
                 as_org: as_org.as_deref().map(str::to_owned),
                 consensus: consensus.filter(|_| checked).map(|c| c.as_str().to_owned()),
-                answers: checked.then(|| crate::journal::truth::answers_json(answers)),
+                answers: answers_text.map(str::to_owned),
             }
         }
     }

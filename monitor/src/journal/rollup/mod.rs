@@ -16,6 +16,7 @@
 //! | `endpoint_week` | week × app × remote endpoint | `week_start`, `app`, `remote_ip`, `port` (-1: inbound, reported as `null`), `protocol`; sums of the `delta_*` of the connection records whose time is in the week: `payload_tx`, `payload_rx`, `wire_tx`, `wire_rx`; `flows` (distinct sockets, exactly `COUNT(DISTINCT cookie)`: a record counts when no earlier record of its socket at that endpoint is in the week, looked up through the index `connections_cookie`); `latest_ms`, `scope`, `country`, `asn`, `as_org`, `consensus`, `country_answers` (of the latest record; the first written wins a tie); `rtt_min_us` (smallest positive kernel RTT minimum); `new` (1 when the previous week has no row for the endpoint) |
 //! | `service_week` | week × app × host name × name source × destination | `week_start`, `app`, `hostname`, `registrable_domain`, `name_source`, `country`, `asn`, `as_org` (NULL stored as '' and -1); sums of the `delta_payload_*` of the non-listening connection records whose time is in the week: `payload_tx`, `payload_rx`; `flows` (distinct sockets with that key, counted as for `endpoint_week`) |
 //! | `endpoint_name_week` | week × app × remote address × host name | the host names of the week's records at that address |
+//! | `timeline_quarter` | quarter hour × app | `quarter_start` (Unix s, a multiple of 900), `app`; `payload_tx`, `payload_rx` of the residency rows whose interval starts in it (intervals divide 900 s: each lies in one quarter), for the weeks covered |
 //! | `rollup_state` | – (single row) | `time_zone`, `covered_from` (`week_start` of the first week whose rollups are complete), `built_ms` |
 //!
 //! # Invariants
@@ -52,6 +53,7 @@ use log::info;
 use read::state;
 pub use read::{AppEndpoints, DestinationRow, RollupState};
 pub use read_names::NAMES_ROLLUP_SCHEMA;
+pub use rows::QUARTER;
 use rusqlite::{Connection, TransactionBehavior, params};
 pub(crate) use weeks::Weeks;
 
@@ -97,6 +99,7 @@ impl Rollup {
         tx.execute("DELETE FROM endpoint_week", [])?;
         tx.execute("DELETE FROM service_week", [])?;
         tx.execute("DELETE FROM endpoint_name_week", [])?;
+        tx.execute("DELETE FROM timeline_quarter", [])?;
         let covered_from = backfill::covered_from(&tx, &mut weeks)?;
         let rows = backfill::run(&tx, &mut weeks, covered_from)?;
         tx.execute(

@@ -2,14 +2,14 @@
 //! the shapes `JournalReader::services`, `truth` and `endpoint_hostnames` give for the same week
 //! from the connection records.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use jiff::Timestamp;
 use rusqlite::params;
 
 use crate::{
     enrich::Consensus,
-    journal::{Error, JournalReader, ServiceRow, TruthRow, names::count},
+    journal::{Error, JournalReader, ServiceRow, TruthRow, names::count, truth::ParsedAnswers},
 };
 
 /// First schema with `service_week`, `endpoint_name_week` and the truth columns of `endpoint_week`.
@@ -21,6 +21,35 @@ fn text(s: String) -> Option<String> {
 }
 
 impl JournalReader {
+    /// Payload per (quarter hour, app) of the residency rows whose interval starts in
+    /// `[since, until)` (Unix s, multiples of 900), from `timeline_quarter`: valid for the weeks
+    /// the rollups cover.
+    ///
+    /// # Errors
+    /// When the query fails (also before schema 11).
+    pub fn timeline_quarters(
+        &self,
+        since: i64,
+        until: i64,
+        app: Option<&str>,
+    ) -> Result<Vec<(i64, String, u64, u64)>, Error> {
+        let err = |e| Error::read(self.path(), e);
+        let mut stmt = self
+            .conn()
+            .prepare_cached(
+                "SELECT quarter_start, app, payload_tx, payload_rx FROM timeline_quarter
+                 WHERE quarter_start >= ?1 AND quarter_start < ?2 AND (?3 IS NULL OR app = ?3)",
+            )
+            .map_err(err)?;
+        let rows = stmt
+            .query_map(params![since, until, app], |row| {
+                Ok((row.get(0)?, row.get(1)?, count(row.get(2)?), count(row.get(3)?)))
+            })
+            .map_err(err)?
+            .collect::<rusqlite::Result<Vec<_>>>();
+        rows.map_err(err)
+    }
+
     /// [`services`](Self::services) of the rollup week starting at `since`, from `service_week`:
     /// the same rows, sums and order.
     ///
@@ -58,26 +87,22 @@ impl JournalReader {
         rows.map_err(err)
     }
 
-    /// [`endpoint_hostnames`](Self::endpoint_hostnames) of the rollup week starting at `since`,
-    /// from `endpoint_name_week`.
+    /// The host names of `app`'s records at address `ip` in the rollup week starting at `since`
+    /// (what [`endpoint_hostnames`](Self::endpoint_hostnames) lists for them), sorted.
     ///
     /// # Errors
     /// When the query fails (also before schema 11).
-    pub fn endpoint_hostnames_week(
-        &self,
-        since: Timestamp,
-        app: Option<&str>,
-    ) -> Result<Vec<(String, String, String)>, Error> {
+    pub fn endpoint_hostnames_week(&self, since: Timestamp, app: &str, ip: &str) -> Result<Vec<String>, Error> {
         let err = |e| Error::read(self.path(), e);
         let mut stmt = self
             .conn()
             .prepare_cached(
-                "SELECT app, remote_ip, hostname FROM endpoint_name_week
-                 WHERE week_start = ?1 AND (?2 IS NULL OR app = ?2) ORDER BY 1, 2, 3",
+                "SELECT hostname FROM endpoint_name_week
+                 WHERE week_start = ?1 AND app = ?2 AND remote_ip = ?3 ORDER BY hostname",
             )
             .map_err(err)?;
         let rows = stmt
-            .query_map(params![since.as_second(), app], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .query_map(params![since.as_second(), app, ip], |row| row.get(0))
             .map_err(err)?
             .collect::<rusqlite::Result<Vec<_>>>();
         rows.map_err(err)
@@ -85,52 +110,83 @@ impl JournalReader {
 
     /// [`truth`](Self::truth) of the rollup week starting at `since`, from `endpoint_week`: per
     /// (app, public address) the sums over its endpoints, the answers of the latest record and
-    /// the smallest RTT to the address (any app).
+    /// the smallest RTT to the address (any app). One pass in primary-key order (app, address),
+    /// summed here: no sort.
     ///
     /// # Errors
     /// When the query fails (also before schema 11).
     pub fn truth_week(&self, since: Timestamp, app: Option<&str>) -> Result<Vec<TruthRow>, Error> {
         let err = |e| Error::read(self.path(), e);
-        let week = since.as_second();
-        let rtt: HashMap<String, u32> = self
-            .conn()
-            .prepare_cached(
-                "SELECT remote_ip, MIN(rtt_min_us) FROM endpoint_week
-                 WHERE week_start = ?1 AND scope = 'public' AND rtt_min_us > 0 GROUP BY remote_ip",
-            )
-            .map_err(err)?
-            .query_map(params![week], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))
-            .map_err(err)?
-            .filter_map(|r| r.ok().and_then(|(ip, us)| Some((ip, u32::try_from(us).ok()?))))
-            .collect();
-        // One MAX() aggregate: SQLite takes the bare columns from the endpoint of the latest record.
         let mut stmt = self
             .conn()
             .prepare_cached(
-                "SELECT app, remote_ip, SUM(payload_tx), SUM(payload_rx), MAX(latest_ms), country, consensus,
-                     country_answers
-                 FROM endpoint_week WHERE week_start = ?1 AND scope = 'public' AND (?2 IS NULL OR app = ?2)
-                 GROUP BY app, remote_ip ORDER BY app, remote_ip",
+                "SELECT app, remote_ip, payload_tx, payload_rx, latest_ms, country, consensus, country_answers,
+                     rtt_min_us
+                 FROM endpoint_week WHERE week_start = ?1 AND scope = 'public' ORDER BY app, remote_ip",
             )
             .map_err(err)?;
-        let rows = stmt
-            .query_map(params![week, app], |row| {
-                let ip: String = row.get(1)?;
-                let consensus: Option<String> = row.get(6)?;
-                let answers: Option<String> = row.get(7)?;
-                Ok(TruthRow {
-                    app: row.get(0)?,
-                    min_rtt_us: rtt.get(&ip).copied(),
-                    ip,
-                    payload_tx: count(row.get(2)?),
-                    payload_rx: count(row.get(3)?),
-                    country: row.get(5)?,
-                    consensus: consensus.as_deref().and_then(Consensus::parse),
-                    answers: answers.and_then(|a| serde_json::from_str(&a).ok()).unwrap_or_default(),
-                })
-            })
-            .map_err(err)?
-            .collect::<rusqlite::Result<Vec<_>>>();
-        rows.map_err(err)
+        let mut rows = stmt.query(params![since.as_second()]).map_err(err)?;
+        let mut parsed = ParsedAnswers::default();
+        let mut rtt: HashMap<String, u32> = HashMap::new();
+        let mut out: Vec<TruthRow> = Vec::new();
+        // Latest time of the last row of `out`.
+        let mut latest = i64::MIN;
+        while let Some(row) = rows.next().map_err(err)? {
+            let name = text_ref(row, 0).map_err(err)?.unwrap_or_default();
+            let ip = text_ref(row, 1).map_err(err)?.unwrap_or_default();
+            let us: Option<i64> = row.get(8).map_err(err)?;
+            if let Some(us) = us.filter(|u| *u > 0).and_then(|u| u32::try_from(u).ok()) {
+                match rtt.get_mut(ip) {
+                    Some(m) => *m = (*m).min(us),
+                    None => {
+                        rtt.insert(ip.to_owned(), us);
+                    }
+                }
+            }
+            if app.is_some_and(|a| a != name) {
+                continue;
+            }
+            let (tx, rx, time_ms): (i64, i64, i64) =
+                (row.get(2).map_err(err)?, row.get(3).map_err(err)?, row.get(4).map_err(err)?);
+            let same = out.last().is_some_and(|last| last.app == name && last.ip == ip);
+            if !same {
+                out.push(TruthRow {
+                    app: name.to_owned(),
+                    ip: ip.to_owned(),
+                    country: None,
+                    consensus: None,
+                    answers: Arc::default(),
+                    payload_tx: 0,
+                    payload_rx: 0,
+                    min_rtt_us: None,
+                });
+                latest = i64::MIN;
+            }
+            let Some(r) = out.last_mut() else {
+                continue;
+            };
+            r.payload_tx = r.payload_tx.saturating_add(count(tx));
+            r.payload_rx = r.payload_rx.saturating_add(count(rx));
+            // Strictly later only: on a tie the first row keeps it, as SQLite's bare columns
+            // beside MAX() in `truth` do.
+            if time_ms > latest {
+                latest = time_ms;
+                r.country = row.get(5).map_err(err)?;
+                let consensus = text_ref(row, 6).map_err(err)?;
+                r.consensus = consensus.and_then(Consensus::parse);
+                r.answers = parsed.get(text_ref(row, 7).map_err(err)?);
+            }
+        }
+        for r in &mut out {
+            r.min_rtt_us = rtt.get(&r.ip).copied();
+        }
+        Ok(out)
     }
+}
+
+/// Text column `i` of `row`, borrowed (NULL as `None`).
+fn text_ref<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<&'r str>> {
+    row.get_ref(i)?
+        .as_str_or_null()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
 }

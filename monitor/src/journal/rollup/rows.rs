@@ -354,3 +354,22 @@ pub(super) fn add_endpoint_name(
     .execute(params![week_start, app, ip, hostname])?;
     Ok(())
 }
+
+/// Seconds per `timeline_quarter` row (residency intervals divide it).
+pub const QUARTER: i64 = 900;
+
+/// Adds payload to a `timeline_quarter` row (creating it).
+pub(super) fn add_quarter(
+    tx: &Transaction<'_>,
+    quarter_start: i64,
+    app: &str,
+    (ptx, prx): (i64, i64),
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO timeline_quarter (quarter_start, app, payload_tx, payload_rx) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (quarter_start, app)
+         DO UPDATE SET payload_tx = payload_tx + excluded.payload_tx, payload_rx = payload_rx + excluded.payload_rx",
+    )?
+    .execute(params![quarter_start, app, ptx, prx])?;
+    Ok(())
+}
