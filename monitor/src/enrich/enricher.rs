@@ -17,6 +17,7 @@ use super::{
     consensus::{CountryAnswer, PRIMARY_LABEL, REGISTRY_LABEL, verdict},
     db::{Database, Role},
     scope::classify,
+    tree::{Walk, walk_together},
 };
 
 const SECS_PER_DAY: u64 = 86_400;
@@ -147,9 +148,18 @@ impl Enricher {
     /// Looks a public address up in every database.
     fn query(&mut self, ip: IpAddr) -> Destination {
         let mut answer = not_looked_up(Scope::Public);
+        let [country_walk, asn_walk, other_walks @ ..] = walk_together(
+            [
+                self.country.as_ref().and_then(Database::tree),
+                self.asn.as_ref().and_then(Database::tree),
+                self.others.first().and_then(|(_, db)| db.tree()),
+                self.others.get(1).and_then(|(_, db)| db.tree()),
+            ],
+            ip,
+        );
         if let Some(db) = &mut self.country {
             answer.country_db = Some(db.db_ref.clone());
-            match db.country(ip) {
+            match db.country(ip, country_walk) {
                 Ok(country) => answer.country = country,
                 Err(e) => failed(&mut self.stats, &mut self.failure_logged, db, ip, &e),
             }
@@ -161,8 +171,9 @@ impl Enricher {
                 country: answer.country.clone(),
             });
             let (stats, logged) = (&mut self.stats, &mut self.failure_logged);
-            let others = self.others.iter_mut().map(|(label, db)| {
-                let country = db.country(ip).unwrap_or_else(|e| {
+            let others = self.others.iter_mut().enumerate().map(|(i, (label, db))| {
+                let walk = other_walks.get(i).copied().unwrap_or(Walk::Unknown);
+                let country = db.country(ip, walk).unwrap_or_else(|e| {
                     failed(stats, logged, db, ip, &e);
                     None
                 });
@@ -175,7 +186,7 @@ impl Enricher {
         }
         if let Some(db) = &mut self.asn {
             answer.asn_db = Some(db.db_ref.clone());
-            match db.asn(ip) {
+            match db.asn(ip, asn_walk) {
                 Ok(Some(found)) => (answer.asn, answer.as_org) = (Some(found.asn), found.org),
                 Ok(None) => {}
                 Err(e) => failed(&mut self.stats, &mut self.failure_logged, db, ip, &e),

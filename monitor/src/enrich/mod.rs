@@ -34,6 +34,7 @@ mod scope;
 mod stats;
 #[cfg(test)]
 mod tests;
+mod tree;
 mod types;
 
 use std::path::PathBuf;
