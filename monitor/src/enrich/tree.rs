@@ -39,7 +39,7 @@ impl AsRef<[u8]> for Shared {
 }
 
 /// Where an address leads in one tree.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Walk {
     /// No record: the library answers "not found" for this address.
     NotFound,
