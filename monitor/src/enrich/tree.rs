@@ -23,6 +23,11 @@ use memmap2::Mmap;
 /// Size of the separator between the search tree and the data section (MMDB spec).
 const DATA_SECTION_SEPARATOR: usize = 16;
 
+/// Address bits skipped by a [`Tree`]'s jump tables: the first steps of every walk go through
+/// the same few thousand nodes, so the node reached after them is looked up by those bits
+/// instead (2^14 entries of 4 bytes per family: 128 KiB per database).
+const JUMP_BITS: u32 = 14;
+
 /// Databases walked together by one [`walk_together`] call (the default three, plus one
 /// configured extra country database; further ones are looked up by the library alone).
 pub const LANES: usize = 4;
@@ -72,6 +77,11 @@ pub struct Tree {
     record: RecordSize,
     /// Node where IPv4 addresses start (after 96 zero bits), as the library computes it.
     ipv4_start: usize,
+    /// Node reached after the first [`JUMP_BITS`] bits of an IPv4 address, by those bits
+    /// (walked from `ipv4_start`); `None` when a node could not be read.
+    jump_v4: Option<Box<[u32]>>,
+    /// The same for IPv6 addresses (walked from the root).
+    jump_v6: Option<Box<[u32]>>,
 }
 
 impl Tree {
@@ -88,16 +98,30 @@ impl Tree {
             return None;
         }
         let node_count = usize::try_from(meta.node_count).ok()?;
-        let mut tree = Self { bytes, node_count, record, ipv4_start: 0 };
-        let mut node = 0;
-        for _ in 0..96 {
-            if node >= node_count {
+        let mut tree = Self { bytes, node_count, record, ipv4_start: 0, jump_v4: None, jump_v6: None };
+        tree.ipv4_start = tree.descend(0, 0, 96)?;
+        tree.jump_v4 = tree.jump_table(tree.ipv4_start);
+        tree.jump_v6 = tree.jump_table(0);
+        Some(tree)
+    }
+
+    /// The node reached from `node` by the `bits` high bits of `key` (fewer when a record
+    /// leaves the tree before: the walk stops there, as the library's does).
+    fn descend(&self, mut node: usize, key: u128, bits: u32) -> Option<usize> {
+        for i in 0..bits {
+            if node >= self.node_count {
                 break;
             }
-            node = tree.child(node, 0)?;
+            node = self.child(node, ((key >> (127 - i)) & 1) as usize)?;
         }
-        tree.ipv4_start = node;
-        Some(tree)
+        Some(node)
+    }
+
+    /// Node reached from `start` for every value of the first [`JUMP_BITS`] bits.
+    fn jump_table(&self, start: usize) -> Option<Box<[u32]>> {
+        (0..1u128 << JUMP_BITS)
+            .map(|prefix| u32::try_from(self.descend(start, prefix << (128 - JUMP_BITS), JUMP_BITS)?).ok())
+            .collect()
     }
 
     /// Child `bit` (0 left, 1 right) of `node`; `None` when outside the file.
@@ -128,21 +152,29 @@ impl Tree {
 }
 
 /// Walks `ip` down every tree of `trees` in lockstep, one address bit at a time.
-pub fn walk_together(trees: [Option<&Tree>; LANES], ip: IpAddr) -> [Walk; LANES] {
+pub fn walk_together<'a>(trees: [Option<&'a Tree>; LANES], ip: IpAddr) -> [Walk; LANES] {
     let (key, bits, v4) = match ip {
-        IpAddr::V4(a) => (u128::from(u32::from(a)) << 96, 32, true),
+        IpAddr::V4(a) => (u128::from(u32::from(a)) << 96, 32_u32, true),
         IpAddr::V6(a) => (u128::from(a), 128, false),
     };
     let mut nodes = [0usize; LANES];
     let mut walks = [Walk::Unknown; LANES];
     let mut live = [false; LANES];
+    let jump = |tree: &'a Tree| if v4 { tree.jump_v4.as_deref() } else { tree.jump_v6.as_deref() };
+    // Every tree jumps, or none does (a table is missing only where the file is unreadable).
+    let jumps = trees.iter().flatten().all(|tree| jump(tree).is_some());
+    let prefix = (key >> (128 - JUMP_BITS)) as usize;
     for (lane, tree) in trees.iter().enumerate() {
         if let Some(tree) = tree {
-            nodes[lane] = if v4 { tree.ipv4_start } else { 0 };
+            nodes[lane] = match jump(tree).and_then(|table| table.get(prefix)) {
+                Some(&node) if jumps => node as usize,
+                _ if v4 => tree.ipv4_start,
+                _ => 0,
+            };
             live[lane] = true;
         }
     }
-    for i in 0..bits {
+    for i in if jumps { JUMP_BITS } else { 0 }..bits {
         let bit = ((key >> (127 - i)) & 1) as usize;
         let mut any = false;
         for lane in 0..LANES {
@@ -267,7 +299,18 @@ mod tests {
                 (name, reader, tree)
             })
             .collect();
+        // The same trees without jump tables: every walk from the start node.
+        let full: Vec<Tree> = opened
+            .iter()
+            .map(|(_, reader, tree)| Tree {
+                jump_v4: None,
+                jump_v6: None,
+                ..Tree::new(tree.bytes.clone(), reader.metadata()).expect("walkable")
+            })
+            .collect();
         let trees: [Option<&Tree>; LANES] = std::array::from_fn(|i| Some(&opened[i].2));
+        let full_trees: [Option<&Tree>; LANES] = std::array::from_fn(|i| full.get(i));
+        let mixed: [Option<&Tree>; LANES] = [Some(&opened[0].2), full.get(1), Some(&opened[2].2), None];
         let mut found = 0;
         for (_, reader, _) in &opened {
             for ip in probes(reader) {
@@ -276,6 +319,8 @@ mod tests {
                     assert_eq!(walks[lane], library(reader, ip), "{name}: {ip}");
                     found += usize::from(matches!(walks[lane], Walk::Record(_)));
                 }
+                assert_eq!(walk_together(full_trees, ip), walks, "without jump tables: {ip}");
+                assert_eq!(walk_together(mixed, ip)[..3], walks[..3], "some without jump tables: {ip}");
             }
         }
         assert!(found > 1000, "the probes reach records ({found})");
