@@ -15,7 +15,13 @@
 //! the two on every network of test databases. A read outside the tree (impossible in a file
 //! the library accepted) answers [`Walk::Unknown`]: the caller then asks the library.
 
-use std::{net::IpAddr, sync::Arc};
+use std::{
+    net::IpAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
+};
 
 use maxminddb::Metadata;
 use memmap2::Mmap;
@@ -24,8 +30,10 @@ use memmap2::Mmap;
 const DATA_SECTION_SEPARATOR: usize = 16;
 
 /// Address bits skipped by a [`Tree`]'s jump tables: the first steps of every walk go through
-/// the same few thousand nodes, so the node reached after them is looked up by those bits
-/// instead (2^14 entries of 4 bytes per family: 128 KiB per database).
+/// the same few thousand nodes, so the node reached after them is remembered by those bits
+/// (2^14 entries of 4 bytes per family: 128 KiB per database). Entries are filled by the
+/// first walk that needs them, not at open: filling them all would read most pages of the
+/// trees (~12 MiB more resident for the default files, also when few addresses are looked up).
 const JUMP_BITS: u32 = 14;
 
 /// Databases walked together by one [`walk_together`] call (the default three, plus one
@@ -78,10 +86,11 @@ pub struct Tree {
     /// Node where IPv4 addresses start (after 96 zero bits), as the library computes it.
     ipv4_start: usize,
     /// Node reached after the first [`JUMP_BITS`] bits of an IPv4 address, by those bits
-    /// (walked from `ipv4_start`); `None` when a node could not be read.
-    jump_v4: Option<Box<[u32]>>,
+    /// (walked from `ipv4_start`); 0 (the root, which no walk reaches again): not known yet.
+    /// Atomic only to keep the tree `Sync`; relaxed loads and stores are plain moves.
+    jump_v4: Box<[AtomicU32]>,
     /// The same for IPv6 addresses (walked from the root).
-    jump_v6: Option<Box<[u32]>>,
+    jump_v6: Box<[AtomicU32]>,
 }
 
 impl Tree {
@@ -98,10 +107,9 @@ impl Tree {
             return None;
         }
         let node_count = usize::try_from(meta.node_count).ok()?;
-        let mut tree = Self { bytes, node_count, record, ipv4_start: 0, jump_v4: None, jump_v6: None };
+        let table = || std::iter::repeat_with(|| AtomicU32::new(0)).take(1 << JUMP_BITS).collect();
+        let mut tree = Self { bytes, node_count, record, ipv4_start: 0, jump_v4: table(), jump_v6: table() };
         tree.ipv4_start = tree.descend(0, 0, 96)?;
-        tree.jump_v4 = tree.jump_table(tree.ipv4_start);
-        tree.jump_v6 = tree.jump_table(0);
         Some(tree)
     }
 
@@ -117,11 +125,22 @@ impl Tree {
         Some(node)
     }
 
-    /// Node reached from `start` for every value of the first [`JUMP_BITS`] bits.
-    fn jump_table(&self, start: usize) -> Option<Box<[u32]>> {
-        (0..1u128 << JUMP_BITS)
-            .map(|prefix| u32::try_from(self.descend(start, prefix << (128 - JUMP_BITS), JUMP_BITS)?).ok())
-            .collect()
+    /// The node reached by the first [`JUMP_BITS`] bits of `key` from the start node of its
+    /// family: remembered in the jump table, else walked and remembered. `None` when a node
+    /// could not be read.
+    #[inline]
+    fn jump(&self, key: u128, v4: bool) -> Option<usize> {
+        let table = if v4 { &self.jump_v4 } else { &self.jump_v6 };
+        let slot = table.get((key >> (128 - JUMP_BITS)) as usize)?;
+        let known = slot.load(Ordering::Relaxed);
+        if known != 0 {
+            return Some(known as usize);
+        }
+        let node = self.descend(if v4 { self.ipv4_start } else { 0 }, key, JUMP_BITS)?;
+        if let Ok(node) = u32::try_from(node) {
+            slot.store(node, Ordering::Relaxed);
+        }
+        Some(node)
     }
 
     /// Child `bit` (0 left, 1 right) of `node`; `None` when outside the file.
@@ -152,7 +171,7 @@ impl Tree {
 }
 
 /// Walks `ip` down every tree of `trees` in lockstep, one address bit at a time.
-pub fn walk_together<'a>(trees: [Option<&'a Tree>; LANES], ip: IpAddr) -> [Walk; LANES] {
+pub fn walk_together(trees: [Option<&Tree>; LANES], ip: IpAddr) -> [Walk; LANES] {
     let (key, bits, v4) = match ip {
         IpAddr::V4(a) => (u128::from(u32::from(a)) << 96, 32_u32, true),
         IpAddr::V6(a) => (u128::from(a), 128, false),
@@ -160,21 +179,13 @@ pub fn walk_together<'a>(trees: [Option<&'a Tree>; LANES], ip: IpAddr) -> [Walk;
     let mut nodes = [0usize; LANES];
     let mut walks = [Walk::Unknown; LANES];
     let mut live = [false; LANES];
-    let jump = |tree: &'a Tree| if v4 { tree.jump_v4.as_deref() } else { tree.jump_v6.as_deref() };
-    // Every tree jumps, or none does (a table is missing only where the file is unreadable).
-    let jumps = trees.iter().flatten().all(|tree| jump(tree).is_some());
-    let prefix = (key >> (128 - JUMP_BITS)) as usize;
     for (lane, tree) in trees.iter().enumerate() {
-        if let Some(tree) = tree {
-            nodes[lane] = match jump(tree).and_then(|table| table.get(prefix)) {
-                Some(&node) if jumps => node as usize,
-                _ if v4 => tree.ipv4_start,
-                _ => 0,
-            };
+        if let Some(node) = tree.and_then(|tree| tree.jump(key, v4)) {
+            nodes[lane] = node;
             live[lane] = true;
         }
     }
-    for i in if jumps { JUMP_BITS } else { 0 }..bits {
+    for i in JUMP_BITS..bits {
         let bit = ((key >> (127 - i)) & 1) as usize;
         let mut any = false;
         for lane in 0..LANES {
@@ -299,18 +310,7 @@ mod tests {
                 (name, reader, tree)
             })
             .collect();
-        // The same trees without jump tables: every walk from the start node.
-        let full: Vec<Tree> = opened
-            .iter()
-            .map(|(_, reader, tree)| Tree {
-                jump_v4: None,
-                jump_v6: None,
-                ..Tree::new(tree.bytes.clone(), reader.metadata()).expect("walkable")
-            })
-            .collect();
         let trees: [Option<&Tree>; LANES] = std::array::from_fn(|i| Some(&opened[i].2));
-        let full_trees: [Option<&Tree>; LANES] = std::array::from_fn(|i| full.get(i));
-        let mixed: [Option<&Tree>; LANES] = [Some(&opened[0].2), full.get(1), Some(&opened[2].2), None];
         let mut found = 0;
         for (_, reader, _) in &opened {
             for ip in probes(reader) {
@@ -319,11 +319,14 @@ mod tests {
                     assert_eq!(walks[lane], library(reader, ip), "{name}: {ip}");
                     found += usize::from(matches!(walks[lane], Walk::Record(_)));
                 }
-                assert_eq!(walk_together(full_trees, ip), walks, "without jump tables: {ip}");
-                assert_eq!(walk_together(mixed, ip)[..3], walks[..3], "some without jump tables: {ip}");
+                // The first walk of a prefix fills the jump table, later ones start from it.
+                assert_eq!(walk_together(trees, ip), walks, "from the jump table: {ip}");
             }
         }
         assert!(found > 1000, "the probes reach records ({found})");
+        let filled = |t: &[AtomicU32]| t.iter().filter(|n| n.load(Ordering::Relaxed) != 0).count();
+        let (v4, v6) = (filled(&opened[0].2.jump_v4), filled(&opened[0].2.jump_v6));
+        assert!(v4 > 1000 && v4 < 1 << JUMP_BITS && v6 > 1000, "tables filled as walked: {v4}, {v6}");
         // A lane without a tree is not walked; the others are unaffected.
         let ip: IpAddr = "81.2.69.160".parse().expect("address");
         let walks = walk_together([None, Some(&opened[0].2), None, None], ip);
