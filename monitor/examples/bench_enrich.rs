@@ -10,12 +10,17 @@
 //! - `cached`: default cache; the first N addresses (default 10,000, within the default cache of
 //!   16,384) are looked up once to warm it, then as many lookups as FILE has lines cycle over them.
 //!
+//! - `--digest`: after the timed lookups, every address of FILE is looked up again and a
+//!   digest of all the answers (every field, in order) is added as `"digest"`: two builds that
+//!   print the same digest gave the same answers.
+//!
 //! Prints `{"lookups":…,"seconds":…,"country_found":…,"asn_found":…}`; `seconds` covers the
-//! timed lookups only (not loading the databases or reading FILE).
+//! timed lookups only (not loading the databases or reading FILE, nor the digest).
 #![expect(clippy::print_stdout, clippy::print_stderr, reason = "a bench plug-in: prints its result and usage errors")]
 
 use std::{
     fs::File,
+    hash::{Hash as _, Hasher as _},
     io::{BufRead as _, BufReader},
     net::IpAddr,
     time::Instant,
@@ -75,12 +80,18 @@ fn main() -> anyhow::Result<()> {
         disagree += u64::from(d.consensus == Some(monitor::enrich::Consensus::Disagree));
     }
     let seconds = start.elapsed().as_secs_f64();
-    println!(
-        "{}",
-        serde_json::json!({
-            "lookups": addrs.len(), "seconds": seconds, "country_found": country, "asn_found": asn,
-            "disagree": disagree, "mode": mode, "databases": enricher.databases().len()
-        })
-    );
+    let mut out = serde_json::json!({
+        "lookups": addrs.len(), "seconds": seconds, "country_found": country, "asn_found": asn,
+        "disagree": disagree, "mode": mode, "databases": enricher.databases().len()
+    });
+    if args.iter().any(|a| a == "--digest") {
+        // SipHash with fixed keys: the same answers give the same digest in every build.
+        let mut digest = std::hash::DefaultHasher::new();
+        for ip in &addrs {
+            enricher.lookup(*ip).hash(&mut digest);
+        }
+        out["digest"] = format!("{:016x}", digest.finish()).into();
+    }
+    println!("{out}");
     Ok(())
 }

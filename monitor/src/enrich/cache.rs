@@ -1,13 +1,57 @@
-//! Bounded per-address answer cache.
+//! Bounded per-address answer cache, and the cache of country answer lists ([`ListCache`]).
 //!
-//! A plain `HashMap` emptied when full rather than an LRU crate: an uncached lookup is two
-//! MMDB tree walks (~0.2 µs each, see the geodata notes), so the cache only trims repeat work
-//! for the busy destinations, and after a clear those refill within a few flows. No eviction
-//! order to maintain, no dependency, and memory is bounded by the capacity.
+//! A plain `HashMap` emptied when full rather than an LRU crate: an uncached lookup is one
+//! walk of each MMDB tree, taken together (~0.25–0.5 µs for the three default databases), so
+//! the cache only trims repeat work for the busy destinations, and after a clear those refill
+//! within a few flows. No eviction order to maintain, no dependency, and memory is bounded by
+//! the capacity.
 
-use std::{collections::HashMap, net::IpAddr};
+use std::{collections::HashMap, net::IpAddr, sync::Arc};
 
-use super::Destination;
+use super::{
+    Consensus, CountryAnswer, Destination,
+    tree::{LANES, Walk},
+};
+
+/// Most answer lists kept by [`ListCache`]: one per combination of country records seen
+/// together (a few thousand with the default databases; ~100 bytes each).
+pub const LIST_CACHE_ENTRIES: usize = 16_384;
+
+/// Which record every country database's walk reached, primary first: all the answer list of
+/// an address depends on (records decode the same every time).
+pub type ListKey = [Walk; LANES];
+
+/// Answer lists of the country databases ([`Destination::answers`] and its verdict) by the
+/// records they came from. Addresses whose databases reach the same records share one list:
+/// built (one allocation, a reference count per label, database and country) once, then one
+/// reference count per lookup. Emptied when full; only lists built without a lookup error are
+/// kept.
+#[derive(Debug, Default)]
+pub struct ListCache {
+    /// List and verdict per combination of records.
+    map: foldhash::HashMap<ListKey, (Arc<[CountryAnswer]>, Option<Consensus>)>,
+}
+
+impl ListCache {
+    /// The list cached for `key`.
+    #[must_use]
+    pub fn get(&self, key: &ListKey) -> Option<&(Arc<[CountryAnswer]>, Option<Consensus>)> {
+        self.map.get(key)
+    }
+
+    /// Keeps `list` for `key`, first emptying the cache when it is full.
+    pub fn insert(&mut self, key: ListKey, list: Arc<[CountryAnswer]>, consensus: Option<Consensus>) {
+        if self.map.len() >= LIST_CACHE_ENTRIES {
+            self.map.clear();
+        }
+        self.map.insert(key, (list, consensus));
+    }
+
+    /// Forgets every list (the databases changed).
+    pub fn invalidate(&mut self) {
+        self.map.clear();
+    }
+}
 
 /// Answers for public addresses, keyed by canonical address.
 #[derive(Debug)]

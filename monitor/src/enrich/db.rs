@@ -13,7 +13,10 @@ use maxminddb::{LookupResult, MaxMindDbError, PathElement, Reader, WithinOptions
 use memmap2::Mmap;
 use serde::Deserialize;
 
-use super::{DbRef, Error};
+use super::{
+    DbRef, Error,
+    tree::{Shared, Tree, Walk},
+};
 
 /// Largest database file read (1 GiB): the largest public country/ASN files are a few hundred
 /// MiB (DB-IP's full city file ~130 MiB). Larger files are refused with [`Error::Unusable`].
@@ -121,6 +124,11 @@ impl<V: Clone> RecordCache<V> {
         Self { map: foldhash::HashMap::default() }
     }
 
+    /// The cached answer of the record at `offset`.
+    fn get(&self, offset: usize) -> Option<&V> {
+        self.map.get(&offset)
+    }
+
     /// The cached answer of the record at `offset`, else `decode`'s (cached when it succeeds).
     fn get_or_decode<E>(&mut self, offset: usize, decode: impl FnOnce() -> Result<V, E>) -> Result<V, E> {
         if let Some(v) = self.map.get(&offset) {
@@ -146,7 +154,10 @@ pub struct Database {
     pub db_ref: DbRef,
     /// The whole file, memory-mapped (read-only, private): its pages are the page cache's,
     /// shared and reclaimable, not heap.
-    reader: Reader<Mmap>,
+    reader: Reader<Shared>,
+    /// The same file's search tree, walked together with the other databases' to find cached
+    /// records ([`super::tree`]); `None` for a layout the walker does not handle.
+    tree: Option<Tree>,
     /// Country answers by record (country role).
     countries: RecordCache<Option<Arc<str>>>,
     /// ASN answers by record (ASN role).
@@ -172,9 +183,10 @@ impl Database {
             other => Error::Unusable { role, path: path.to_path_buf(), source: other },
         })?;
         let open_error = |source| Error::Open { role, path: path.to_path_buf(), source };
-        let reader =
-            Reader::from_source(map_file(&file).map_err(|e| open_error(MaxMindDbError::Io(e)))?).map_err(open_error)?;
+        let bytes = Shared(Arc::new(map_file(&file).map_err(|e| open_error(MaxMindDbError::Io(e)))?));
+        let reader = Reader::from_source(bytes.clone()).map_err(open_error)?;
         let meta = reader.metadata();
+        let tree = Tree::new(bytes, meta);
         let db_ref = DbRef { database_type: meta.database_type.as_str().into(), build_epoch: meta.build_epoch };
         if meta.ip_version != 6 {
             return Err(Error::Ipv4Only {
@@ -188,6 +200,7 @@ impl Database {
             path: path.to_path_buf(),
             db_ref,
             reader,
+            tree,
             countries: RecordCache::new(),
             networks: RecordCache::new(),
         };
@@ -218,11 +231,28 @@ impl Database {
         })
     }
 
+    /// The search tree, for [`super::tree::walk_together`].
+    #[must_use]
+    pub fn tree(&self) -> Option<&Tree> {
+        self.tree.as_ref()
+    }
+
     /// Country code of `ip`; `Ok(None)` when not covered or the record has no country.
+    /// `walk` is where `ip` leads in this database's tree ([`Walk::Unknown`]: not walked): a
+    /// record decoded before is answered from the cache, anything else by the library.
     ///
     /// # Errors
     /// The file is corrupt where the lookup went.
-    pub fn country(&mut self, ip: IpAddr) -> Result<Option<Arc<str>>, MaxMindDbError> {
+    pub fn country(&mut self, ip: IpAddr, walk: Walk) -> Result<Option<Arc<str>>, MaxMindDbError> {
+        match walk {
+            Walk::NotFound => return Ok(None),
+            Walk::Record(offset) => {
+                if let Some(hit) = self.countries.get(offset) {
+                    return Ok(hit.clone());
+                }
+            }
+            Walk::Unknown => {}
+        }
         let result = self.reader.lookup(ip)?;
         let Some(offset) = result.offset() else {
             return Ok(None);
@@ -231,10 +261,20 @@ impl Database {
     }
 
     /// Autonomous system of `ip`; `Ok(None)` when not covered or the record has no number.
+    /// `walk` as for [`country`](Self::country).
     ///
     /// # Errors
     /// The file is corrupt where the lookup went.
-    pub fn asn(&mut self, ip: IpAddr) -> Result<Option<AsAnswer>, MaxMindDbError> {
+    pub fn asn(&mut self, ip: IpAddr, walk: Walk) -> Result<Option<AsAnswer>, MaxMindDbError> {
+        match walk {
+            Walk::NotFound => return Ok(None),
+            Walk::Record(offset) => {
+                if let Some(hit) = self.networks.get(offset) {
+                    return Ok(hit.clone());
+                }
+            }
+            Walk::Unknown => {}
+        }
         let result = self.reader.lookup(ip)?;
         let Some(offset) = result.offset() else {
             return Ok(None);
@@ -263,7 +303,7 @@ fn map_file(file: &File) -> io::Result<Mmap> {
 /// fields; a record that does not fit that shape (e.g. `country` is a string) is read path by
 /// path, a path that does not fit is skipped, and its error is returned only when no path gives
 /// a code.
-fn country_of<'a>(result: &LookupResult<'a, Mmap>) -> Result<Option<&'a str>, MaxMindDbError> {
+fn country_of<'a>(result: &LookupResult<'a, Shared>) -> Result<Option<&'a str>, MaxMindDbError> {
     if let Ok(Some(record)) = result.decode::<CountryRecord<'a>>() {
         return Ok(record.country.and_then(|c| c.iso_code).or(record.country_code));
     }
@@ -279,7 +319,7 @@ fn country_of<'a>(result: &LookupResult<'a, Mmap>) -> Result<Option<&'a str>, Ma
 }
 
 /// GeoLite2-ASN layout, also written by `cargo xtask geo convert`.
-fn asn_of(result: &LookupResult<'_, Mmap>) -> Result<Option<AsAnswer>, MaxMindDbError> {
+fn asn_of(result: &LookupResult<'_, Shared>) -> Result<Option<AsAnswer>, MaxMindDbError> {
     let Some(record) = result.decode::<AsnRecord<'_>>()? else {
         return Ok(None);
     };

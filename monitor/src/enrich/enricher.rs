@@ -13,10 +13,11 @@ use maxminddb::MaxMindDbError;
 use super::{
     ASN_DB_FILE, COUNTRY_DB_FILE, DEFAULT_GEO_DIR, DbInfo, Destination, EnrichStats, Error, GeoConfig,
     REGISTRY_DB_FILE, SETUP_COMMAND, Scope,
-    cache::AnswerCache,
+    cache::{AnswerCache, ListCache, ListKey},
     consensus::{CountryAnswer, PRIMARY_LABEL, REGISTRY_LABEL, verdict},
     db::{Database, Role},
     scope::classify,
+    tree::{Walk, walk_together},
 };
 
 const SECS_PER_DAY: u64 = 86_400;
@@ -44,6 +45,8 @@ pub struct Enricher {
     warnings: Vec<String>,
     /// Answers for public addresses.
     cache: AnswerCache,
+    /// Country answer lists by the records they came from.
+    lists: ListCache,
     /// Counters since `open`.
     stats: EnrichStats,
     /// Whether a lookup failure was already logged at `warn` (later ones are only counted).
@@ -89,6 +92,7 @@ impl Enricher {
             primary_label: Arc::from(PRIMARY_LABEL),
             warnings,
             cache: AnswerCache::new(config.cache_entries),
+            lists: ListCache::default(),
             stats: EnrichStats::default(),
             failure_logged: false,
         })
@@ -107,6 +111,7 @@ impl Enricher {
         self.others = others;
         self.warnings = warnings;
         self.cache.invalidate();
+        self.lists.invalidate();
         Ok(())
     }
 
@@ -147,41 +152,74 @@ impl Enricher {
     /// Looks a public address up in every database.
     fn query(&mut self, ip: IpAddr) -> Destination {
         let mut answer = not_looked_up(Scope::Public);
+        let [country_walk, asn_walk, other_walks @ ..] = walk_together(
+            [
+                self.country.as_ref().and_then(Database::tree),
+                self.asn.as_ref().and_then(Database::tree),
+                self.others.first().and_then(|(_, db)| db.tree()),
+                self.others.get(1).and_then(|(_, db)| db.tree()),
+            ],
+            ip,
+        );
+        let errors_before = self.stats.lookup_errors;
         if let Some(db) = &mut self.country {
             answer.country_db = Some(db.db_ref.clone());
-            match db.country(ip) {
+            match db.country(ip, country_walk) {
                 Ok(country) => answer.country = country,
                 Err(e) => failed(&mut self.stats, &mut self.failure_logged, db, ip, &e),
             }
         }
         if !self.others.is_empty() {
-            let primary = self.country.as_ref().map(|db| CountryAnswer {
-                label: self.primary_label.clone(),
-                db: db.db_ref.clone(),
-                country: answer.country.clone(),
-            });
-            let (stats, logged) = (&mut self.stats, &mut self.failure_logged);
-            let others = self.others.iter_mut().map(|(label, db)| {
-                let country = db.country(ip).unwrap_or_else(|e| {
-                    failed(stats, logged, db, ip, &e);
-                    None
-                });
-                CountryAnswer { label: label.clone(), db: db.db_ref.clone(), country }
-            });
-            // An exact-size chain: one allocation for the shared list.
-            let answers: Arc<[CountryAnswer]> = primary.into_iter().chain(others).collect();
-            answer.consensus = verdict(&answers);
-            answer.answers = answers;
+            // Every country database walked to a known place: the list depends on nothing else.
+            let walked = |w: &Walk| *w != Walk::Unknown;
+            let key: Option<ListKey> = (self.country.is_none() || walked(&country_walk))
+                .then_some(other_walks)
+                .filter(|w| self.others.len() <= w.len() && w.iter().take(self.others.len()).all(walked))
+                .map(|[a, b]| [country_walk, a, b, Walk::Unknown]);
+            if let Some((list, consensus)) = key.as_ref().and_then(|k| self.lists.get(k)) {
+                answer.answers = list.clone();
+                answer.consensus = *consensus;
+            } else {
+                self.answer_list(ip, &mut answer, &other_walks);
+                if let Some(key) = key
+                    && self.stats.lookup_errors == errors_before
+                {
+                    self.lists.insert(key, answer.answers.clone(), answer.consensus);
+                }
+            }
         }
         if let Some(db) = &mut self.asn {
             answer.asn_db = Some(db.db_ref.clone());
-            match db.asn(ip) {
+            match db.asn(ip, asn_walk) {
                 Ok(Some(found)) => (answer.asn, answer.as_org) = (Some(found.asn), found.org),
                 Ok(None) => {}
                 Err(e) => failed(&mut self.stats, &mut self.failure_logged, db, ip, &e),
             }
         }
         answer
+    }
+
+    /// Asks every further country database and fills `answer.answers` (the primary's answer,
+    /// already in `answer.country`, first) and `answer.consensus`.
+    fn answer_list(&mut self, ip: IpAddr, answer: &mut Destination, walks: &[Walk]) {
+        let primary = self.country.as_ref().map(|db| CountryAnswer {
+            label: self.primary_label.clone(),
+            db: db.db_ref.clone(),
+            country: answer.country.clone(),
+        });
+        let (stats, logged) = (&mut self.stats, &mut self.failure_logged);
+        let others = self.others.iter_mut().enumerate().map(|(i, (label, db))| {
+            let walk = walks.get(i).copied().unwrap_or(Walk::Unknown);
+            let country = db.country(ip, walk).unwrap_or_else(|e| {
+                failed(stats, logged, db, ip, &e);
+                None
+            });
+            CountryAnswer { label: label.clone(), db: db.db_ref.clone(), country }
+        });
+        // An exact-size chain: one allocation for the shared list.
+        let answers: Arc<[CountryAnswer]> = primary.into_iter().chain(others).collect();
+        answer.consensus = verdict(&answers);
+        answer.answers = answers;
     }
 
     /// Counters since [`open`](Self::open).

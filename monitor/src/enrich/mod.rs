@@ -20,6 +20,12 @@
 //!   [`Enricher::reload`] picks the new file up); rewriting or truncating a mapped file in place
 //!   is not (reads would fault): the README says so.
 //!
+//! An uncached lookup walks every database's search tree in lockstep, one address bit per step
+//! in all trees (module `tree`: the trees' cache misses overlap), starting 14 bits down from a jump
+//! table, to the record each database holds for the address. Records decoded before are
+//! answered from per-database record caches, and the country answer list from a cache keyed by
+//! the records it came from; anything else is found and decoded by `maxminddb` itself.
+//!
 //! Both country schemas are read: `GeoIP2` / DB-IP official (`country.iso_code`) and
 //! ip-location-db (`country_code`). ASN uses the GeoLite2-ASN field names
 //! (`autonomous_system_number`, `autonomous_system_organization`), which the converted
@@ -34,6 +40,7 @@ mod scope;
 mod stats;
 #[cfg(test)]
 mod tests;
+mod tree;
 mod types;
 
 use std::path::PathBuf;

@@ -91,3 +91,50 @@ fn extra_country_labels_are_checked() {
     let err = Enricher::open_in(&cfg, empty_default_dir().path()).expect_err("twice");
     assert!(err.to_string().contains("used twice"), "{err}");
 }
+
+/// Answer cache off: addresses whose databases reach the same records share one answer list
+/// (the list cache), each list is still exactly that address's answers, and more country
+/// databases than the walker's lanes are still all asked.
+#[test]
+fn answer_lists_are_shared_per_record_combination_and_stay_exact() {
+    let cfg = |extra: Vec<ExtraCountryDb>| GeoConfig {
+        country_db: Some(fixture("consensus-a.mmdb")),
+        registry_db: Some(fixture("consensus-b.mmdb")),
+        extra_country: extra,
+        cache_entries: 0,
+        max_age_days: 0,
+        ..GeoConfig::default()
+    };
+    let maxmind = ExtraCountryDb { label: "maxmind".into(), path: fixture("GeoIP2-Country-Test.mmdb") };
+    let city = ExtraCountryDb { label: "city".into(), path: fixture("GeoIP2-City-Test.mmdb") };
+    let mut e = Enricher::open_in(&cfg(vec![maxmind.clone()]), empty_default_dir().path()).expect("opens");
+    let countries =
+        |d: &Destination| d.answers.iter().map(|a| a.country.as_deref().map(str::to_owned)).collect::<Vec<_>>();
+    let (a, b) = (e.lookup(ip("11.2.2.7")), e.lookup(ip("11.2.2.200")));
+    assert!(Arc::ptr_eq(&a.answers, &b.answers), "same records, one list");
+    assert_eq!(countries(&a), [Some("SG".into()), Some("US".into()), None]);
+    assert_eq!(b.consensus, Some(Consensus::Disagree));
+    let c = e.lookup(ip("11.1.1.7"));
+    assert!(!Arc::ptr_eq(&a.answers, &c.answers), "other records, another list");
+    assert_eq!(
+        (countries(&c), c.consensus),
+        (vec![Some("US".into()), Some("US".into()), None], Some(Consensus::Partial))
+    );
+    // 81.2.69.160 is GB in MaxMind's test data only; 81.2.69.1 in none (another record there).
+    let gb = e.lookup(ip("81.2.69.160"));
+    assert_eq!(countries(&gb), [None, None, Some("GB".into())]);
+    assert_eq!(countries(&e.lookup(ip("11.2.2.9"))), countries(&a), "a cached list after others");
+    assert_eq!(e.stats().lookup_errors, 0);
+
+    // Four country databases: the fourth is not walked with the others, the library asks it.
+    let mut e = Enricher::open_in(&cfg(vec![maxmind, city]), empty_default_dir().path()).expect("opens");
+    for _ in 0..2 {
+        let d = e.lookup(ip("81.2.69.160"));
+        let labels: Vec<&str> = d.answers.iter().map(|a| &*a.label).collect();
+        assert_eq!(labels, ["primary", "registry", "maxmind", "city"]);
+        assert_eq!(countries(&d), [None, None, Some("GB".into()), Some("GB".into())]);
+        assert_eq!(d.consensus, Some(Consensus::Partial));
+        let d = e.lookup(ip("11.2.2.7"));
+        assert_eq!(countries(&d), [Some("SG".into()), Some("US".into()), None, None]);
+    }
+}
