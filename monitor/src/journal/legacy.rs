@@ -28,7 +28,7 @@ const LATE_COLUMNS: &[(&str, &[&str])] = &[
         ],
     ),
     ("stats", &["copies_submitted", "copies_lost", "names_malformed", "names_learned"]),
-    ("endpoint_week", &["consensus", "country_answers", "rtt_min_us"]),
+    ("endpoint_week", &["consensus", "answers_id", "rtt_min_us"]),
 ];
 
 /// Shadows every table that lacks late columns with a TEMP view supplying them as NULL.

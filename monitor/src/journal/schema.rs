@@ -345,8 +345,8 @@ ALTER TABLE stats ADD COLUMN names_learned INTEGER;
 /// Weekly rollups of the names and residency-truth sections (issues 10 and 15), so that a weekly
 /// report reads no connection record: `service_week` (traffic per app, host name, name source and
 /// destination, with distinct sockets), `endpoint_name_week` (host names seen per app and
-/// address) and, per `endpoint_week` row, the latest record's consensus and answers and the
-/// smallest RTT. Emptying `rollup_state` makes the next writer rebuild every rollup (the weeks of
+/// address) and, per `endpoint_week` row, the latest record's consensus and answers (`answers_id`:
+/// the `country_answers` text, stored once in `answer_sets`) and the smallest RTT. Emptying `rollup_state` makes the next writer rebuild every rollup (the weeks of
 /// the latest data and the one before, as for a new time zone): the new tables start complete.
 /// `timeline_quarter`: residency payload per app and quarter hour (intervals divide 900 s), so a
 /// report's daily or hourly timeline in any time zone reads sums instead of residency rows.
@@ -380,7 +380,11 @@ CREATE TABLE endpoint_name_week (
     PRIMARY KEY (week_start, app, remote_ip, hostname)
 ) WITHOUT ROWID;
 ALTER TABLE endpoint_week ADD COLUMN consensus TEXT;
-ALTER TABLE endpoint_week ADD COLUMN country_answers TEXT;
+CREATE TABLE answer_sets (
+    id   INTEGER PRIMARY KEY,
+    text TEXT    NOT NULL UNIQUE
+);
+ALTER TABLE endpoint_week ADD COLUMN answers_id INTEGER;
 ALTER TABLE endpoint_week ADD COLUMN rtt_min_us INTEGER;
 DELETE FROM rollup_state;
 ";

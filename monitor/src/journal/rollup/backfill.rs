@@ -395,6 +395,7 @@ fn write_endpoints(
     let previous_start = weeks.previous(week).map_or(i64::MIN, |w| w.start);
     let key =
         |i: usize| ids.get(i).map(|(app, ip, port, protocol)| (s.name(*app), s.name(*ip), *port, s.name(*protocol)));
+    let mut answer_ids: HashMap<u32, i64> = HashMap::new();
     let mut order: Vec<usize> = (0..ids.len()).collect();
     order.sort_unstable_by(|a, b| key(*a).cmp(&key(*b)));
     for i in order {
@@ -429,7 +430,18 @@ fn write_endpoints(
             },
             rtt_min_us: v.rtt_min_us,
         };
-        rows::add_endpoint(tx, &key, &named)?;
+        let answers_id = match answers {
+            Some(a) => Some(match answer_ids.get(&a) {
+                Some(id) => *id,
+                None => {
+                    let id = rows::answer_id(tx, s.name(a))?;
+                    answer_ids.insert(a, id);
+                    id
+                }
+            }),
+            None => None,
+        };
+        rows::add_endpoint(tx, &key, &named, answers_id)?;
     }
     let mut services: Vec<(ServiceKey<'_>, ServiceSums)> = services
         .into_iter()

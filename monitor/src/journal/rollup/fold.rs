@@ -79,6 +79,21 @@ impl Rollup {
     pub(crate) fn forget(&mut self) {
         self.counted.endpoints.clear();
         self.counted.services.clear();
+        // Ids inserted by the rolled back flush are gone with it.
+        self.answer_ids.clear();
+    }
+
+    /// The `answer_sets` id of `text`, remembered (a few hundred distinct lists at most; bounded).
+    fn answer_id(&mut self, tx: &Transaction<'_>, text: &str) -> rusqlite::Result<i64> {
+        if let Some(id) = self.answer_ids.get(text) {
+            return Ok(*id);
+        }
+        let id = rows::answer_id(tx, text)?;
+        if self.answer_ids.len() >= COUNTED_KEYS {
+            self.answer_ids.clear();
+        }
+        self.answer_ids.insert(text.to_owned(), id);
+        Ok(id)
     }
 
     /// Call **before** inserting `pending` into `connections`: its endpoint and service in its
@@ -295,7 +310,11 @@ impl Fold {
             rollup.latest_endpoint_week = rollup.latest_endpoint_week.max(*week_start);
             let key =
                 EndpointKey { week_start: *week_start, previous_start, next_start, app, ip, port: *port, protocol };
-            rows::add_endpoint(tx, &key, sums)?;
+            let answers_id = match &sums.latest.answers {
+                Some(text) => Some(rollup.answer_id(tx, text)?),
+                None => None,
+            };
+            rows::add_endpoint(tx, &key, sums, answers_id)?;
         }
         for ((week_start, app, hostname, registrable_domain, name_source, country, asn, as_org), sums) in &services {
             let key = ServiceKey {

@@ -13,7 +13,7 @@
 //! | table | one row per | columns |
 //! |---|---|---|
 //! | `residency_week` | week × the `residency` key without interval | `week_start`, `app`, `scope`, `country`, `asn`, `as_org`, `country_db`, `asn_db`, `payload_source`; sums of the residency rows whose interval **starts** in the week: `payload_tx`, `payload_rx`, `wire_tx`, `wire_rx`, `packets_tx`, `packets_rx`, `new_flows`, `incomplete_flows`, `flow_intervals` (sum of `connections`); `first_interval` (min `interval_start`), `last_interval_end` (max `interval_start + interval_secs`) |
-//! | `endpoint_week` | week × app × remote endpoint | `week_start`, `app`, `remote_ip`, `port` (-1: inbound, reported as `null`), `protocol`; sums of the `delta_*` of the connection records whose time is in the week: `payload_tx`, `payload_rx`, `wire_tx`, `wire_rx`; `flows` (distinct sockets, exactly `COUNT(DISTINCT cookie)`: a record counts when no earlier record of its socket at that endpoint is in the week, looked up through the index `connections_cookie`); `latest_ms`, `scope`, `country`, `asn`, `as_org`, `consensus`, `country_answers` (of the latest record; the first written wins a tie); `rtt_min_us` (smallest positive kernel RTT minimum); `new` (1 when the previous week has no row for the endpoint) |
+//! | `endpoint_week` | week × app × remote endpoint | `week_start`, `app`, `remote_ip`, `port` (-1: inbound, reported as `null`), `protocol`; sums of the `delta_*` of the connection records whose time is in the week: `payload_tx`, `payload_rx`, `wire_tx`, `wire_rx`; `flows` (distinct sockets, exactly `COUNT(DISTINCT cookie)`: a record counts when no earlier record of its socket at that endpoint is in the week, looked up through the index `connections_cookie`); `latest_ms`, `scope`, `country`, `asn`, `as_org`, `consensus`, `answers_id` (of the latest record; `answer_sets` holds each distinct `country_answers` text once; the first written wins a tie); `rtt_min_us` (smallest positive kernel RTT minimum); `new` (1 when the previous week has no row for the endpoint) |
 //! | `service_week` | week × app × host name × name source × destination | `week_start`, `app`, `hostname`, `registrable_domain`, `name_source`, `country`, `asn`, `as_org` (NULL stored as '' and -1); sums of the `delta_payload_*` of the non-listening connection records whose time is in the week: `payload_tx`, `payload_rx`; `flows` (distinct sockets with that key, counted as for `endpoint_week`) |
 //! | `endpoint_name_week` | week × app × remote address × host name | the host names of the week's records at that address |
 //! | `timeline_quarter` | quarter hour × app | `quarter_start` (Unix s, a multiple of 900), `app`; `payload_tx`, `payload_rx` of the residency rows whose interval starts in it (intervals divide 900 s: each lies in one quarter), for the weeks covered |
@@ -76,6 +76,8 @@ pub(crate) struct Rollup {
     /// (`fold::Counted`): spares the table lookup for sockets with many records, e.g. the peers of
     /// a busy UDP server socket.
     pub counted: fold::Counted,
+    /// `answer_sets` ids by text, of committed flushes.
+    pub answer_ids: foldhash::HashMap<String, i64>,
 }
 
 impl Rollup {
@@ -91,6 +93,7 @@ impl Rollup {
                 max_cookie,
                 latest_endpoint_week,
                 counted: fold::Counted::default(),
+                answer_ids: foldhash::HashMap::default(),
             });
         }
         let started = Instant::now();
@@ -115,7 +118,14 @@ impl Rollup {
             started.elapsed()
         );
         let (max_cookie, latest_endpoint_week) = bounds(conn)?;
-        Ok(Self { weeks, covered_from, max_cookie, latest_endpoint_week, counted: fold::Counted::default() })
+        Ok(Self {
+            weeks,
+            covered_from,
+            max_cookie,
+            latest_endpoint_week,
+            counted: fold::Counted::default(),
+            answer_ids: foldhash::HashMap::default(),
+        })
     }
 }
 

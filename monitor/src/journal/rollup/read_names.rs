@@ -2,14 +2,16 @@
 //! the shapes `JournalReader::services`, `truth` and `endpoint_hostnames` give for the same week
 //! from the connection records.
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
+
+use foldhash::HashMap;
 
 use jiff::Timestamp;
 use rusqlite::params;
 
 use crate::{
     enrich::Consensus,
-    journal::{Error, JournalReader, ServiceRow, TruthRow, names::count, truth::ParsedAnswers},
+    journal::{Error, JournalReader, ServiceRow, StoredAnswer, TruthRow, names::count, truth::ParsedAnswers},
 };
 
 /// First schema with `service_week`, `endpoint_name_week` and the truth columns of `endpoint_week`.
@@ -120,14 +122,23 @@ impl JournalReader {
         let mut stmt = self
             .conn()
             .prepare_cached(
-                "SELECT app, remote_ip, payload_tx, payload_rx, latest_ms, country, consensus, country_answers,
-                     rtt_min_us
+                "SELECT app, remote_ip, payload_tx, payload_rx, latest_ms, country, consensus, answers_id, rtt_min_us
                  FROM endpoint_week WHERE week_start = ?1 AND scope = 'public' ORDER BY app, remote_ip",
             )
             .map_err(err)?;
-        let mut rows = stmt.query(params![since.as_second()]).map_err(err)?;
+        // Each distinct answer list, parsed once.
         let mut parsed = ParsedAnswers::default();
-        let mut rtt: HashMap<String, u32> = HashMap::new();
+        let sets: HashMap<i64, Arc<[StoredAnswer]>> = self
+            .conn()
+            .prepare_cached("SELECT id, text FROM answer_sets")
+            .map_err(err)?
+            .query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)))
+            .map_err(err)?
+            .map(|r| r.map(|(id, text)| (id, parsed.get(Some(&text)))))
+            .collect::<rusqlite::Result<_>>()
+            .map_err(err)?;
+        let mut rows = stmt.query(params![since.as_second()]).map_err(err)?;
+        let mut rtt: HashMap<String, u32> = HashMap::default();
         let mut out: Vec<TruthRow> = Vec::new();
         // Latest time of the last row of `out`.
         let mut latest = i64::MIN;
@@ -174,7 +185,8 @@ impl JournalReader {
                 r.country = row.get(5).map_err(err)?;
                 let consensus = text_ref(row, 6).map_err(err)?;
                 r.consensus = consensus.and_then(Consensus::parse);
-                r.answers = parsed.get(text_ref(row, 7).map_err(err)?);
+                let id: Option<i64> = row.get(7).map_err(err)?;
+                r.answers = id.and_then(|id| sets.get(&id).cloned()).unwrap_or_default();
             }
         }
         for r in &mut out {

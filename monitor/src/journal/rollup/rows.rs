@@ -220,15 +220,17 @@ pub(super) struct EndpointKey<'a> {
 
 /// Adds sums to an `endpoint_week` row. A new row is `new` unless the previous week has the
 /// endpoint; the next week's row (written earlier by a late record) stops being new.
+/// `answers_id`: the `answer_sets` id of the latest record's answers ([`answer_id`]).
 pub(super) fn add_endpoint(
     tx: &Transaction<'_>,
     k: &EndpointKey<'_>,
     s: &EndpointSums<impl AsRef<str>>,
+    answers_id: Option<i64>,
 ) -> rusqlite::Result<()> {
-    let Latest { scope, country, asn, as_org, consensus, answers } = &s.latest;
+    let Latest { scope, country, asn, as_org, consensus, answers: _ } = &s.latest;
     tx.prepare_cached(
         "INSERT INTO endpoint_week (week_start, app, remote_ip, port, protocol, payload_tx, payload_rx, wire_tx,
-             wire_rx, flows, latest_ms, scope, country, asn, as_org, new, consensus, country_answers, rtt_min_us)
+             wire_rx, flows, latest_ms, scope, country, asn, as_org, new, consensus, answers_id, rtt_min_us)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
              NOT EXISTS (SELECT 1 FROM endpoint_week WHERE week_start = ?16 AND app = ?2 AND remote_ip = ?3
                  AND port = ?4 AND protocol = ?5), ?17, ?18, ?19)
@@ -243,8 +245,7 @@ pub(super) fn add_endpoint(
              asn = CASE WHEN excluded.latest_ms > latest_ms THEN excluded.asn ELSE asn END,
              as_org = CASE WHEN excluded.latest_ms > latest_ms THEN excluded.as_org ELSE as_org END,
              consensus = CASE WHEN excluded.latest_ms > latest_ms THEN excluded.consensus ELSE consensus END,
-             country_answers = CASE WHEN excluded.latest_ms > latest_ms THEN excluded.country_answers
-                 ELSE country_answers END,
+             answers_id = CASE WHEN excluded.latest_ms > latest_ms THEN excluded.answers_id ELSE answers_id END,
              rtt_min_us = CASE WHEN rtt_min_us IS NULL THEN excluded.rtt_min_us
                  ELSE min(rtt_min_us, coalesce(excluded.rtt_min_us, rtt_min_us)) END,
              latest_ms = max(latest_ms, excluded.latest_ms)",
@@ -267,7 +268,7 @@ pub(super) fn add_endpoint(
         as_org.as_ref().map(AsRef::as_ref),
         k.previous_start,
         consensus.as_ref().map(AsRef::as_ref),
-        answers.as_ref().map(AsRef::as_ref),
+        answers_id,
         s.rtt_min_us,
     ])?;
     if let Some(next) = k.next_start {
@@ -278,6 +279,15 @@ pub(super) fn add_endpoint(
         .execute(params![next, k.app, k.ip, k.port, k.protocol])?;
     }
     Ok(())
+}
+
+/// The `answer_sets` id of a `country_answers` text (inserted when new).
+pub(super) fn answer_id(tx: &Transaction<'_>, text: &str) -> rusqlite::Result<i64> {
+    tx.prepare_cached(
+        "INSERT INTO answer_sets (text) VALUES (?1) ON CONFLICT (text) DO UPDATE SET text = excluded.text
+         RETURNING id",
+    )?
+    .query_row(params![text], |row| row.get(0))
 }
 
 /// Key of one `service_week` row: a week's traffic of one app to one (host name, name source,
