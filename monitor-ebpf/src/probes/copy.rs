@@ -8,8 +8,10 @@
 //! TCP gate (other than port 53): before anything is reserved, the first payload-bearing egress
 //! segment of a flow is looked at through one 9-byte load ([`tls_start`]). Only a TLS handshake
 //! record that starts a ClientHello is copied; anything else ends the flow's copying at once, so
-//! a plain TCP flow costs one header parse and that load, never a copy. The next segment is copied
-//! without a look (it continues the ClientHello) unless the first copy held all of it.
+//! a plain TCP flow costs one header parse in place (direct packet access, no helper call) and
+//! that load, never a copy. The next segment is copied without a look (it continues the
+//! ClientHello) unless the first copy held all of it. A listener stops being looked at at its
+//! first packet (it sees every client's SYN and handshake ACK, and never copies).
 
 use aya_ebpf::{
     bindings::bpf_sock,
