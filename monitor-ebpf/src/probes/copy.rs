@@ -8,8 +8,10 @@
 //! TCP gate (other than port 53): before anything is reserved, the first payload-bearing egress
 //! segment of a flow is looked at through one 9-byte load ([`tls_start`]). Only a TLS handshake
 //! record that starts a ClientHello is copied; anything else ends the flow's copying at once, so
-//! a plain TCP flow costs one header parse and that load, never a copy. The next segment is copied
-//! without a look (it continues the ClientHello) unless the first copy held all of it.
+//! a plain TCP flow costs one header parse in place (direct packet access, no helper call) and
+//! that load, never a copy. The next segment is copied without a look (it continues the
+//! ClientHello) unless the first copy held all of it. A listener stops being looked at at its
+//! first packet (it sees every client's SYN and handshake ACK, and never copies).
 
 use aya_ebpf::{
     bindings::bpf_sock,
@@ -35,12 +37,18 @@ const DNS: u16 = 53;
 const HTTPS: u16 = 443;
 /// `TCP_ESTABLISHED` (`bpf_sock::state` uses the kernel's TCP state numbers).
 const TCP_ESTABLISHED: u32 = 1;
+/// `TCP_LISTEN`: a listening socket carries no payload, and it sees every SYN and handshake ACK.
+const TCP_LISTEN: u32 = 10;
 /// IP length up to which a TCP segment is not looked at: an IPv6 ACK with timestamps is 72 bytes.
 const TCP_SMALL: u32 = 72;
 /// TLS record type of a handshake (`ContentType::handshake`, RFC 8446 §5.1).
 const TLS_HANDSHAKE: u8 = 22;
 /// Handshake message type of a ClientHello (RFC 8446 §4).
 const TLS_CLIENT_HELLO: u8 = 1;
+/// IPv6 header length; also the linear bytes [`span`] wants before it reads in place.
+const IPV6_HEADER: usize = 40;
+/// Offset of the data-offset byte in the TCP header.
+const TCP_DATA_OFFSET: usize = 12;
 /// Largest TLS record fragment (RFC 8446 §5.1: 2^14 bytes).
 const TLS_MAX_RECORD: u32 = 1 << 14;
 /// TLS record header: type, version, length.
@@ -90,6 +98,11 @@ pub(crate) fn connected(ctx: &SkBuffContext, sk: *mut bpf_sock, c: &mut Counters
     // at most `TCP_SMALL` bytes is a bare ACK or a sliver: neither is read nor counted, so the
     // handshake and the ACKs of short flows cost these few loads only.
     if tcp && (tcp_state != TCP_ESTABLISHED || ctx.len() <= TCP_SMALL) {
+        if tcp_state == TCP_LISTEN {
+            // The SYNs and handshake ACKs of a server's clients reach its listener: it never
+            // copies (accepted sockets are done from `sock_ops`), so it stops being looked at.
+            c.copy_state = COPY_STATE_DONE;
+        }
         return;
     }
     let mut state = c.copy_state.wrapping_add(COPY_STATE_PACKETS);
@@ -194,8 +207,48 @@ fn tls_start(ctx: &SkBuffContext, span: &Span) -> Start {
 }
 
 /// Payload span of a TCP segment or UDP datagram; `None` without payload or unparsable.
+///
+/// TCP headers are read in place (direct packet access: the IP and TCP headers of an egress
+/// segment sit in the skb's linear part), no helper call; a packet whose headers are not all
+/// linear, and every UDP datagram, goes through [`span_loaded`].
 #[inline(always)]
 fn span(ctx: &SkBuffContext, tcp: bool) -> Option<Span> {
+    if !tcp {
+        return span_loaded(ctx, false);
+    }
+    let skb = ctx.skb.skb;
+    // SAFETY: ctx field reads; the verifier turns them into packet pointers.
+    let (data, end) = unsafe { ((*skb).data as usize, (*skb).data_end as usize) };
+    if data + IPV6_HEADER > end {
+        return span_loaded(ctx, true);
+    }
+    // SAFETY: `data..data + 40` is within the packet (checked above).
+    let (first, v4_total, v6_payload, v6_next) = unsafe {
+        let p = data as *const u8;
+        (*p, [*p.add(2), *p.add(3)], [*p.add(4), *p.add(5)], *p.add(6))
+    };
+    let (l4_off, ip_end) = match first >> 4 {
+        4 => (u32::from(first & 0x0f) * 4, u32::from(u16::from_be_bytes(v4_total))),
+        6 if u16::from(v6_next) == IPPROTO_TCP => (40, 40 + u32::from(u16::from_be_bytes(v6_payload))),
+        _ => return None, // another version, or IPv6 extension headers: not parsed
+    };
+    if l4_off < 20 {
+        return None;
+    }
+    // `l4_off` is at most 60: the verifier sees the bound of the 4-bit field.
+    let off_at = data + l4_off as usize + TCP_DATA_OFFSET;
+    if off_at + 1 > end {
+        return span_loaded(ctx, true);
+    }
+    // SAFETY: `off_at` is within the packet (checked above).
+    let off_byte = unsafe { *(off_at as *const u8) };
+    tcp_payload(ctx, l4_off, ip_end, off_byte)
+}
+
+/// [`span`] through `bpf_skb_load_bytes` (up to four small loads), for headers outside the
+/// linear part and for UDP.
+#[inline(always)]
+fn span_loaded(ctx: &SkBuffContext, tcp: bool) -> Option<Span> {
     let first: u8 = ctx.load(0).ok()?;
     let (l4_off, ip_end) = match first >> 4 {
         4 => {
@@ -220,7 +273,13 @@ fn span(ctx: &SkBuffContext, tcp: bool) -> Option<Span> {
     if !tcp {
         return udp_span(ctx, l4_off);
     }
-    let off_byte: u8 = ctx.load(l4_off as usize + 12).ok()?;
+    let off_byte: u8 = ctx.load(l4_off as usize + TCP_DATA_OFFSET).ok()?;
+    tcp_payload(ctx, l4_off, ip_end, off_byte)
+}
+
+/// The payload span of a TCP segment from its header offsets.
+#[inline(always)]
+fn tcp_payload(ctx: &SkBuffContext, l4_off: u32, ip_end: u32, off_byte: u8) -> Option<Span> {
     let offset = l4_off + u32::from(off_byte >> 4) * 4;
     // A GSO super-packet's IP length field may be 0 or stale: bound by the skb length instead.
     let skb_len = ctx.len();
