@@ -204,8 +204,8 @@ fn write_quarters(
     quarters: &mut FxMap<(i64, u32), (i64, i64)>,
     s: &Interner,
 ) -> rusqlite::Result<()> {
-    let mut list: Vec<((i64, &str), (i64, i64))> =
-        quarters.drain().map(|((start, app), v)| ((start, s.name(app)), v)).collect();
+    // ((quarter start, app), (payload sent, received)), in primary-key order.
+    let mut list: Vec<_> = quarters.drain().map(|((start, app), v)| ((start, s.name(app)), v)).collect();
     list.sort_unstable();
     for ((start, app), payload) in list {
         rows::add_quarter(tx, start, app, payload)?;
