@@ -250,8 +250,9 @@ fn full_tmpfs_keeps_buffered_rows_until_space_is_freed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mnt = dir.path().join("small");
     fs::create_dir(&mnt).expect("mkdir");
-    nix::mount::mount(Some("tmpfs"), &mnt, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("size=256k"))
-        .expect("mount a 256 KiB tmpfs");
+    // Room for the schema (its tables, indexes and rollup tables) and a first small flush.
+    nix::mount::mount(Some("tmpfs"), &mnt, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("size=384k"))
+        .expect("mount a 384 KiB tmpfs");
     let config = JournalConfig { path: mnt.join("journal.db"), ..JournalConfig::default() };
     let mut writer = JournalWriter::open(&config, RunInfo::current(None), "UTC").expect("open");
     let (app, dest) = (app(), dest());
@@ -261,7 +262,7 @@ fn full_tmpfs_keeps_buffered_rows_until_space_is_freed() {
     }
     writer.flush().expect("first flush fits");
 
-    // ~1,000 records need far more than what is left of 256 KiB.
+    // ~1,000 records need far more than what is left of 384 KiB.
     for cookie in 11..=1000 {
         writer.append(&record(cookie, now), &app, Some(&dest));
     }
