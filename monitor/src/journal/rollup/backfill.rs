@@ -6,10 +6,7 @@
 //! Memory: about 100 bytes per distinct (app, endpoint) of the largest week, plus the distinct
 //! strings (a million endpoints in a week: ~150 MB, freed when the backfill ends).
 
-use std::{
-    collections::{HashMap, HashSet},
-    hash::{BuildHasherDefault, Hasher},
-};
+use std::collections::HashMap;
 
 use rusqlite::{Row, Transaction, types::Type};
 
@@ -48,52 +45,16 @@ pub(super) fn run(tx: &Transaction<'_>, weeks: &mut Weeks, from: i64) -> rusqlit
     Ok(Backfilled { residency, connections })
 }
 
-/// FxHash (the hasher of rustc): keys here are small integers and short strings from our own
-/// file, so a fast non-keyed hash is safe, and it halves the cost of the in-memory sums.
-#[derive(Default, Clone, Copy)]
-struct Fx(u64);
-
-impl Hasher for Fx {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.add(u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]));
-        }
-        for b in chunks.remainder() {
-            self.add(u64::from(*b));
-        }
-    }
-
-    fn write_u32(&mut self, v: u32) {
-        self.add(u64::from(v));
-    }
-
-    fn write_u64(&mut self, v: u64) {
-        self.add(v);
-    }
-
-    fn write_i64(&mut self, v: i64) {
-        self.add(v.cast_unsigned());
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-impl Fx {
-    fn add(&mut self, v: u64) {
-        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-}
-
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+/// Maps and sets with `foldhash` (fast, non-keyed): keys here are small integers and short
+/// strings from our own file, and it halves the cost of the in-memory sums against SipHash.
+type FastMap<K, V> = foldhash::HashMap<K, V>;
+type FastSet<K> = foldhash::HashSet<K>;
 
 /// Strings seen by a backfill, by number; remembers the last string per column (consecutive
 /// rows often repeat it).
 #[derive(Default)]
 struct Interner {
-    ids: FxMap<String, u32>,
+    ids: FastMap<String, u32>,
     names: Vec<String>,
     last: [u32; 24],
 }
@@ -144,8 +105,8 @@ type ResidencyId = (u32, u32, u32, i64, u32, i64, i64, u32);
 fn residency(tx: &Transaction<'_>, weeks: &mut Weeks, from: i64) -> rusqlite::Result<u64> {
     let mut s = Interner::default();
     let mut current: Option<Week> = None;
-    let mut sums: FxMap<ResidencyId, ResidencySums> = FxMap::default();
-    let mut quarters: FxMap<(i64, u32), (i64, i64)> = FxMap::default();
+    let mut sums: FastMap<ResidencyId, ResidencySums> = FastMap::default();
+    let mut quarters: FastMap<(i64, u32), (i64, i64)> = FastMap::default();
     let mut read = 0;
     let mut stmt = tx.prepare(
         "SELECT interval_start, interval_secs, app, scope, country, asn, as_org, country_db, asn_db, payload_source,
@@ -201,7 +162,7 @@ fn residency(tx: &Transaction<'_>, weeks: &mut Weeks, from: i64) -> rusqlite::Re
 
 fn write_quarters(
     tx: &Transaction<'_>,
-    quarters: &mut FxMap<(i64, u32), (i64, i64)>,
+    quarters: &mut FastMap<(i64, u32), (i64, i64)>,
     s: &Interner,
 ) -> rusqlite::Result<()> {
     // ((quarter start, app), (payload sent, received)), in primary-key order.
@@ -216,7 +177,7 @@ fn write_quarters(
 fn write_residency(
     tx: &Transaction<'_>,
     week: Week,
-    sums: &mut FxMap<ResidencyId, ResidencySums>,
+    sums: &mut FastMap<ResidencyId, ResidencySums>,
     s: &Interner,
 ) -> rusqlite::Result<()> {
     let mut list: Vec<(ResidencyKey<'_>, ResidencySums)> = sums
@@ -266,16 +227,16 @@ type ServiceId = (u32, u32, u32, u32, u32, i64, u32);
 /// sums); and the week's service sums and endpoint names.
 #[derive(Default)]
 struct EndpointWeek {
-    index: FxMap<EndpointId, u32>,
+    index: FastMap<EndpointId, u32>,
     ids: Vec<EndpointId>,
     sums: Vec<EndpointSums<u32>>,
     /// (cookie, endpoint) already counted, for sockets with several records.
-    counted: HashSet<(i64, EndpointId), BuildHasherDefault<Fx>>,
-    services: FxMap<ServiceId, ServiceSums>,
+    counted: FastSet<(i64, EndpointId)>,
+    services: FastMap<ServiceId, ServiceSums>,
     /// (cookie, service) already counted, for sockets with several records.
-    counted_services: HashSet<(i64, ServiceId), BuildHasherDefault<Fx>>,
+    counted_services: FastSet<(i64, ServiceId)>,
     /// (app, remote address, host name) of named records.
-    names: HashSet<(u32, u32, u32), BuildHasherDefault<Fx>>,
+    names: FastSet<(u32, u32, u32)>,
 }
 
 impl EndpointWeek {
@@ -293,7 +254,7 @@ impl EndpointWeek {
 fn endpoints(tx: &Transaction<'_>, weeks: &mut Weeks, from: i64) -> rusqlite::Result<u64> {
     let from_ms = from.saturating_mul(1000);
     // Sockets with several records: only those need remembering to be counted once per week.
-    let multi: HashSet<i64, BuildHasherDefault<Fx>> = tx
+    let multi: FastSet<i64> = tx
         .prepare(
             "SELECT cookie FROM connections INDEXED BY connections_cookie WHERE time_ms >= ?1
              GROUP BY cookie HAVING COUNT(*) > 1",
@@ -301,10 +262,10 @@ fn endpoints(tx: &Transaction<'_>, weeks: &mut Weeks, from: i64) -> rusqlite::Re
         .query_map([from_ms], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     let mut s = Interner::default();
-    let apps: FxMap<i64, u32> = {
+    let apps: FastMap<i64, u32> = {
         let mut stmt = tx.prepare("SELECT id, name FROM apps")?;
         let mut rows = stmt.query([])?;
-        let mut apps = FxMap::default();
+        let mut apps = FastMap::default();
         while let Some(row) = rows.next()? {
             apps.insert(row.get(0)?, s.req(row, 1)?);
         }
