@@ -51,11 +51,29 @@ pub(super) fn mark(tx: &Transaction<'_>) -> rusqlite::Result<Mark> {
 /// Digest of one row: the table name, then each column as a tag byte and its value (integers
 /// and reals as 8 bytes big-endian, text and blobs with a 4-byte big-endian length).
 pub fn row_digest(table: &str, row: &Row<'_>, columns: usize) -> rusqlite::Result<[u8; DIGEST_LEN]> {
-    let mut h = Sha256::new();
-    h.update(table.as_bytes());
-    h.update([0]);
+    let mut h = RowHasher::new(table);
     for i in 0..columns {
-        match row.get_ref(i)? {
+        h.push(row.get_ref(i)?);
+    }
+    Ok(h.finish())
+}
+
+/// A row digest built column by column ([`row_digest`]'s bytes): the flush hashes each
+/// `connections` row from the values it binds, instead of reading the rows back.
+pub(super) struct RowHasher(Sha256);
+
+impl RowHasher {
+    pub(super) fn new(table: &str) -> Self {
+        let mut h = Sha256::new();
+        h.update(table.as_bytes());
+        h.update([0]);
+        Self(h)
+    }
+
+    /// Adds the next column's value.
+    pub(super) fn push(&mut self, value: ValueRef<'_>) {
+        let h = &mut self.0;
+        match value {
             ValueRef::Null => h.update([0]),
             ValueRef::Integer(v) => {
                 h.update([1]);
@@ -66,16 +84,39 @@ pub fn row_digest(table: &str, row: &Row<'_>, columns: usize) -> rusqlite::Resul
                 h.update(v.to_bits().to_be_bytes());
             }
             ValueRef::Text(b) | ValueRef::Blob(b) => {
-                h.update([if matches!(row.get_ref(i)?, ValueRef::Text(_)) { 3 } else { 4 }]);
+                h.update([if matches!(value, ValueRef::Text(_)) { 3 } else { 4 }]);
                 h.update(u32::try_from(b.len()).unwrap_or(u32::MAX).to_be_bytes());
                 h.update(b);
             }
         }
     }
-    let full = h.finalize();
-    let mut out = [0u8; DIGEST_LEN];
-    out.copy_from_slice(&full[..DIGEST_LEN]);
-    Ok(out)
+
+    pub(super) fn finish(self) -> [u8; DIGEST_LEN] {
+        let full = self.0.finalize();
+        let mut out = [0u8; DIGEST_LEN];
+        out.copy_from_slice(&full[..DIGEST_LEN]);
+        out
+    }
+}
+
+/// The `connections` rows a flush wrote, hashed as they were bound: ids `first..first + n`.
+#[derive(Debug, Default)]
+pub(super) struct Written {
+    /// Concatenated row digests, in id order.
+    pub(super) digests: Vec<u8>,
+    /// Smallest and largest `time_ms`.
+    pub(super) times: Option<(i64, i64)>,
+}
+
+impl Written {
+    pub(super) fn add(&mut self, digest: [u8; DIGEST_LEN], time_ms: i64) {
+        self.digests.extend_from_slice(&digest);
+        self.times = Some(self.times.map_or((time_ms, time_ms), |(lo, hi)| (lo.min(time_ms), hi.max(time_ms))));
+    }
+
+    fn rows(&self) -> i64 {
+        i64::try_from(self.digests.len() / DIGEST_LEN).unwrap_or(i64::MAX)
+    }
 }
 
 fn column_count(columns: &str) -> usize {
@@ -121,26 +162,29 @@ fn batch_hash(prev: &[u8], b: &Sealed<'_>) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// Seals the rows written since `mark` in a new batch (nothing when the flush wrote none).
-pub(super) fn seal(tx: &Transaction<'_>, mark: Mark, now: jiff::Timestamp) -> rusqlite::Result<()> {
-    let mut blob = Vec::new();
-    let mut ranges = [(0, 0); 2];
-    for (i, (table, columns)) in TABLES.iter().enumerate() {
-        let rows = digests(tx, table, columns, mark.0[i] + 1, i64::MAX)?;
-        let last = rows.last().map_or(mark.0[i], |r| r.0);
-        ranges[i] = (mark.0[i] + 1, last);
-        for (_, d) in rows {
-            blob.extend_from_slice(&d);
-        }
+/// The first id of the flush's `connections` rows (the flush binds ids explicitly, so the rows
+/// it hashed are exactly those ids).
+pub(super) fn first_connection(mark: Mark) -> rusqlite::Result<i64> {
+    mark.0[0].checked_add(1).ok_or_else(|| rusqlite::Error::IntegralValueOutOfRange(0, mark.0[0]))
+}
+
+/// Seals the rows written since `mark` in a new batch (nothing when the flush wrote none):
+/// the `connections` rows from their digests in `written` (hashed as bound), the `stats` rows
+/// read back.
+pub(super) fn seal(tx: &Transaction<'_>, mark: Mark, written: &Written, now: jiff::Timestamp) -> rusqlite::Result<()> {
+    let first = first_connection(mark)?;
+    let mut blob = written.digests.clone();
+    let mut ranges = [(first, mark.0[0] + written.rows()), (0, 0)];
+    let (table, columns) = TABLES[1];
+    let rows = digests(tx, table, columns, mark.0[1] + 1, i64::MAX)?;
+    ranges[1] = (mark.0[1] + 1, rows.last().map_or(mark.0[1], |r| r.0));
+    for (_, d) in rows {
+        blob.extend_from_slice(&d);
     }
     if blob.is_empty() {
         return Ok(());
     }
-    let times: (Option<i64>, Option<i64>) = tx.query_row(
-        "SELECT MIN(time_ms), MAX(time_ms) FROM connections WHERE id >= ?1 AND id <= ?2",
-        params![ranges[0].0, ranges[0].1],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    let times = (written.times.map(|t| t.0), written.times.map(|t| t.1));
     let prev: Vec<u8> = tx
         .query_row("SELECT hash FROM batches ORDER BY id DESC LIMIT 1", [], |r| r.get(0))
         .or_else(|e| if matches!(e, rusqlite::Error::QueryReturnedNoRows) { Ok(vec![0; 32]) } else { Err(e) })?;

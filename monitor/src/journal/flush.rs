@@ -55,7 +55,7 @@ pub(super) fn write(
     }
     let app_ids = app_ids(tx, buf)?;
     let mut fold = Fold::default();
-    let mut connections = Connections::default();
+    let mut connections = Connections::new(chain::first_connection(mark)?);
     let mut texts = super::truth::AnswerTexts::default();
     for pending in &buf.records {
         // Before the insert: the probe asks whether an earlier record of the socket is there
@@ -131,7 +131,7 @@ pub(super) fn write(
             ],
         )?;
     }
-    chain::seal(tx, mark, now)?;
+    chain::seal(tx, mark, &connections.written, now)?;
     let written = Written { connections: buf.records.len(), residency: buf.buckets.len(), stats: buf.stats.len() };
     let rows = written.connections + written.residency + written.stats;
     tx.execute(
@@ -238,19 +238,16 @@ fn app_id(tx: &Transaction<'_>, app: &App, seen: Timestamp) -> rusqlite::Result<
     )
 }
 
-/// Rows per multi-row `INSERT` into `connections` (51 values each: 1,632 bound parameters, far
+/// Rows per multi-row `INSERT` into `connections` (52 values each: 1,664 bound parameters, far
 /// below SQLite's limit of 32,766). A flush's remainder goes in with the one-row statement.
 const ROWS_PER_INSERT: usize = 32;
 
-/// Columns of `connections` written per record, in binding order.
-const CONNECTION_COLUMNS: &str = "event, time_ms, first_seen_ms, closed_ms, cookie, app_id, app_pid, app_start_time,
-    owner_tgid, owner_pid, owner_uid, owner_gid, owner_comm, owner_cgroup_id, owner_source, protocol, direction,
-    local_ip, local_port, remote_ip, remote_port, payload_tx, payload_rx, wire_tx, wire_rx, packets_tx, packets_rx,
-    delta_payload_tx, delta_payload_rx, delta_wire_tx, delta_wire_rx, delta_packets_tx, delta_packets_rx,
-    payload_source, complete, scope, country, asn, as_org, country_db, asn_db, ip_protocol,
-    hostname, registrable_domain, name_source, dns_name, ech_outer, rtt_min_us, rtt_srtt_us, consensus, country_answers";
+/// Columns of `connections` written per record, in binding order: every column the hash chain
+/// covers, the id included (bound explicitly, so the digests hashed while binding are those of
+/// known ids).
+const CONNECTION_COLUMNS: &str = chain::CONNECTION_COLUMNS;
 /// Number of names in [`CONNECTION_COLUMNS`].
-const CONNECTION_VALUES: usize = 51;
+const CONNECTION_VALUES: usize = 52;
 
 /// `INSERT INTO connections (...) VALUES (?, ...), ...` for `rows` rows.
 fn insert_sql(rows: usize) -> String {
@@ -275,14 +272,21 @@ struct ConnectionRow<'a> {
 /// Records waiting for their multi-row insert. Written when [`ROWS_PER_INSERT`] are collected,
 /// before the rollup probe asks the table about a socket (so it sees every earlier record), and
 /// at the end of the flush: the rows are in the table before the transaction commits.
-#[derive(Default)]
 struct Connections<'a> {
     rows: Vec<ConnectionRow<'a>>,
     /// Address text of the row being bound (SQLite copies bound text: one buffer serves all).
     text: String,
+    /// Id of the next row.
+    next_id: i64,
+    /// Digests of the rows written, for the hash chain.
+    written: chain::Written,
 }
 
 impl<'a> Connections<'a> {
+    fn new(first_id: i64) -> Self {
+        Self { rows: Vec::new(), text: String::new(), next_id: first_id, written: chain::Written::default() }
+    }
+
     fn push(&mut self, tx: &Transaction<'_>, row: ConnectionRow<'a>) -> rusqlite::Result<()> {
         self.rows.push(row);
         if self.rows.len() == ROWS_PER_INSERT { self.write_out(tx) } else { Ok(()) }
@@ -293,14 +297,18 @@ impl<'a> Connections<'a> {
         if self.rows.len() == ROWS_PER_INSERT {
             let mut stmt = tx.prepare_cached(&INSERT_SQL[1])?;
             for (i, row) in self.rows.iter().enumerate() {
-                bind_connection(&mut stmt, i * CONNECTION_VALUES, row, &mut self.text)?;
+                let digest = bind_connection(&mut stmt, i * CONNECTION_VALUES, self.next_id, row, &mut self.text)?;
+                self.next_id += 1;
+                self.written.add(digest, ms(row.pending.record.last_seen));
             }
             stmt.raw_execute()?;
         } else if !self.rows.is_empty() {
             let mut stmt = tx.prepare_cached(&INSERT_SQL[0])?;
             for row in &self.rows {
-                bind_connection(&mut stmt, 0, row, &mut self.text)?;
+                let digest = bind_connection(&mut stmt, 0, self.next_id, row, &mut self.text)?;
                 stmt.raw_execute()?;
+                self.next_id += 1;
+                self.written.add(digest, ms(row.pending.record.last_seen));
             }
         }
         self.rows.clear();
@@ -308,13 +316,15 @@ impl<'a> Connections<'a> {
     }
 }
 
-/// Binds one record to parameters `base + 1 ..= base + 46`, in [`CONNECTION_COLUMNS`] order.
+/// Binds one record as row `id` to parameters `base + 1 ..= base + 52`, in [`CONNECTION_COLUMNS`]
+/// order, and returns the row's digest for the hash chain (of exactly the values bound).
 fn bind_connection(
     stmt: &mut rusqlite::Statement<'_>,
     base: usize,
+    id: i64,
     row: &ConnectionRow<'_>,
     text: &mut String,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<[u8; chain::DIGEST_LEN]> {
     use std::fmt::Write as _;
     let ConnectionRow {
         pending: Pending { record, app, dest, names: flow_names },
@@ -356,10 +366,14 @@ fn bind_connection(
         _ => None,
     };
     let mut i = base;
+    let mut hasher = chain::RowHasher::new("connections");
     let mut bind = |stmt: &mut rusqlite::Statement<'_>, value: &dyn rusqlite::ToSql| {
         i += 1;
-        stmt.raw_bind_parameter(i, value)
+        let out = value.to_sql()?;
+        hasher.push(value_ref(&out)?);
+        stmt.raw_bind_parameter(i, out)
     };
+    bind(stmt, &id)?;
     bind(stmt, &names::name(*event))?;
     bind(stmt, &ms(*last_seen))?;
     bind(stmt, &ms(*first_seen))?;
@@ -423,7 +437,17 @@ fn bind_connection(
     bind(stmt, &rtt.map(|r| r.smoothed_us))?;
     bind(stmt, &consensus)?;
     bind(stmt, &answers.as_deref())?;
-    Ok(())
+    Ok(hasher.finish())
+}
+
+/// The value SQLite stores for a bound parameter (the journal binds only plain values).
+fn value_ref<'a>(out: &'a rusqlite::types::ToSqlOutput<'_>) -> rusqlite::Result<rusqlite::types::ValueRef<'a>> {
+    use rusqlite::types::ToSqlOutput;
+    match out {
+        ToSqlOutput::Borrowed(v) => Ok(*v),
+        ToSqlOutput::Owned(v) => Ok(v.into()),
+        _ => Err(rusqlite::Error::ToSqlConversionFailure("not a plain value".into())),
+    }
 }
 
 /// Adds a bucket to its row: sums from two flushes of the same (interval, key) add up.
