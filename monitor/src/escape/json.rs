@@ -55,6 +55,11 @@ impl<F: Formatter> Formatter for SafeFormatter<F> {
     );
 
     fn write_string_fragment<W: ?Sized + io::Write>(&mut self, writer: &mut W, fragment: &str) -> io::Result<()> {
+        // Printable ASCII (nearly every fragment: names, addresses, keys) has nothing to escape;
+        // one pass over the bytes instead of a character walk.
+        if fragment.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return self.0.write_string_fragment(writer, fragment);
+        }
         let mut plain = 0;
         for (i, c) in fragment.char_indices() {
             if !is_invisible(c) {
