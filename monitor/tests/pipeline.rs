@@ -111,7 +111,7 @@ impl EventSource for Replay {
         (self.received.load(Ordering::Relaxed), 0)
     }
 
-    fn snapshot(&mut self) -> Option<std::io::Result<Batch>> {
+    fn snapshot(&mut self, _open: &[probe::OpenSocket]) -> Option<std::io::Result<probe::FdSnapshot>> {
         let mut kernel = self.kernel.lock().unwrap();
         let changed: Vec<u64> = kernel.changed.drain().collect();
         let batch = changed
@@ -119,7 +119,7 @@ impl EventSource for Replay {
             .filter_map(|cookie| kernel.sockets.get(cookie))
             .map(|ev| (EventKind::Update, Event { flags: FLAG_SNAPSHOT, ..*ev }))
             .collect();
-        Some(Ok(batch))
+        Some(Ok(probe::FdSnapshot { events: batch, missed: Vec::new() }))
     }
 }
 

@@ -17,7 +17,13 @@ mod queue;
 mod sink;
 pub mod source;
 
-use std::{collections::HashMap, future::Future, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    future::Future,
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
 
 use log::{debug, info, warn};
 use monitor_common::event::Event;
@@ -354,7 +360,9 @@ impl Pipeline {
                     }
                     st.sink_tx.send(SinkMsg::Tick).await;
                 }
-                _ = snapshot_tick.tick() => refresh_from_kernel(&mut st.source, &mut st.tracker),
+                _ = snapshot_tick.tick() => {
+                    refresh_from_kernel(&mut st.source, &mut st.tracker, false);
+                }
                 _ = stats_tick.tick() => {
                     let stats = stats_snapshot(&st.source, st.tracker.stats(), false);
                     st.sink_tx.send(SinkMsg::Stats(Box::new(stats))).await;
@@ -422,10 +430,10 @@ async fn shutdown_drain<S: EventSource>(
         warn!("owner lookups dropped (queue full): {}", lookups.dropped);
     }
     // Counters of open flows as they are now, not as of their last event.
-    refresh_from_kernel(&mut st.source, &mut st.tracker);
+    let stale = refresh_from_kernel(&mut st.source, &mut st.tracker, true);
     // What follows is written even past the shutdown limit: open flows and the final statistics.
     st.sink_tx.send(SinkMsg::Final).await;
-    st.tracker.shutdown(st.source.now_ns(), &mut st.records);
+    st.tracker.shutdown_with_stale(st.source.now_ns(), &stale, &mut st.records);
     for record in st.records.drain(..) {
         st.sink_tx.send(SinkMsg::Record(Box::new(record))).await;
     }
@@ -455,18 +463,27 @@ async fn shutdown_drain<S: EventSource>(
     stats
 }
 
-/// Refreshes open flows from the kernel's counters (idle flows send no events).
-fn refresh_from_kernel(source: &mut impl EventSource, tracker: &mut Tracker) {
+/// Refreshes open flows from the kernel's counters (idle flows send no events): periodically
+/// those idle for an update interval, at shutdown all. Returns the cookies of sockets whose
+/// counters could not be read (their `shutdown` records are then incomplete).
+fn refresh_from_kernel(source: &mut impl EventSource, tracker: &mut Tracker, all: bool) -> HashSet<u64> {
     let mut ignored = Vec::new();
-    match source.snapshot() {
-        None => {}
-        Some(Ok(events)) => {
-            debug!("snapshot sockets={}", events.len());
-            for (kind, ev) in &events {
+    let interval = u64::try_from(tracker.update_interval().as_nanos()).unwrap_or(u64::MAX);
+    let idle_since = (!all).then(|| source.now_ns().saturating_sub(interval));
+    let open = tracker.open_sockets(idle_since);
+    match source.snapshot(&open) {
+        None => HashSet::new(),
+        Some(Ok(snap)) => {
+            debug!("snapshot sockets={} asked={} missed={}", snap.events.len(), open.len(), snap.missed.len());
+            for (kind, ev) in &snap.events {
                 tracker.handle(*kind, ev, &mut ignored);
             }
+            snap.missed.into_iter().collect()
         }
-        Some(Err(e)) => warn!("counter snapshot failed: {e}"),
+        Some(Err(e)) => {
+            warn!("counter snapshot failed: {e}");
+            open.iter().map(|s| s.cookie).collect()
+        }
     }
 }
 

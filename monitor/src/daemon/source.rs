@@ -60,9 +60,11 @@ pub trait EventSource: Send + 'static {
     /// Events the event task read and could not decode so far: `(received, decode_errors)`.
     fn drained(&self) -> (u64, u64);
 
-    /// Current counters of the sockets whose counters changed since the previous call, as
-    /// `Update` events with `FLAG_SNAPSHOT`; `None` when the host cannot take snapshots.
-    fn snapshot(&mut self) -> Option<std::io::Result<Batch>>;
+    /// Current counters as `Update` events with `FLAG_SNAPSHOT`: of the sockets whose counters
+    /// changed since the previous call, or (where the kernel refuses the iterator) of the `open`
+    /// sockets asked for, with those not found in [`probe::FdSnapshot::missed`]; `None` when the
+    /// host cannot take snapshots.
+    fn snapshot(&mut self, open: &[probe::OpenSocket]) -> Option<std::io::Result<probe::FdSnapshot>>;
 }
 
 /// Requests to reopen the geolocation databases.
@@ -158,7 +160,7 @@ impl EventSource for ProbeSource {
 
     /// One iterator pass (a syscall that walks every socket): run off the async workers with
     /// `block_in_place`, so this source needs the multi-threaded runtime.
-    fn snapshot(&mut self) -> Option<std::io::Result<Batch>> {
-        tokio::task::block_in_place(|| self.probe.snapshot())
+    fn snapshot(&mut self, open: &[probe::OpenSocket]) -> Option<std::io::Result<probe::FdSnapshot>> {
+        tokio::task::block_in_place(|| self.probe.snapshot(open))
     }
 }

@@ -29,6 +29,11 @@ pub enum Degradation {
     /// idle flow reach userspace only with its next packet (after the update interval) or its
     /// close, and flows still open when the monitor stops are reported as of their last event.
     NoSnapshots,
+    /// The kernel refuses the socket-storage iterator, so snapshots read each idle or open flow's
+    /// counters through a duplicate of its owner's descriptor (a few system calls per socket, at
+    /// each update interval and at shutdown). A socket its owner no longer holds (passed to
+    /// another process) is not found: its `shutdown` record is marked incomplete.
+    SnapshotsByDescriptor,
     /// Hybrid cgroup layout: every process sits in the v2 root, so the kernel's cgroup id is the
     /// root's; services are resolved from /proc/<pid>/cgroup instead.
     HybridCgroups,
@@ -69,6 +74,9 @@ impl Degradation {
             }
             Self::HybridCgroups => "hybrid cgroups: services resolved from /proc/<pid>/cgroup",
             Self::NoSnapshots => "no counter snapshots: idle flows are updated at their next packet or close",
+            Self::SnapshotsByDescriptor => {
+                "no counter iterator: snapshots read socket by socket through the owners' descriptors"
+            }
             Self::NoSocketCreateHook => {
                 "no sock_create hook (exclusive program above the cgroup): owners taken at a socket's first \
                  connect, send or receive"

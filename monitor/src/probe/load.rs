@@ -22,18 +22,29 @@ use monitor_common::maps::{self, programs};
 use super::{
     Degradation, Error, ProbeConfig, StatsReader,
     btf_layout::{self, LayoutError, SockLayout},
+    fdsnap::{FdSnapshot, FdSnapshots, OpenSocket},
     features,
     getaddrinfo::Outcome,
     object,
     snapshot::Snapshotter,
 };
 
+/// How counter snapshots are taken on this host.
+enum Snapshots {
+    /// The `COUNTERS` iterator: one pass over every socket.
+    Iterator(Snapshotter),
+    /// The kernel refused the iterator: socket by socket through the owners' descriptors.
+    ByDescriptor(FdSnapshots),
+    /// Neither.
+    None,
+}
+
 /// Loaded and attached kernel programs. Dropping it detaches them.
 pub struct Probe {
     ebpf: Ebpf,
     cgroup: PathBuf,
     degradations: Vec<Degradation>,
-    snapshotter: Option<Snapshotter>,
+    snapshots: Snapshots,
 }
 
 /// `Single` is right for bpf_link attachments (5.7+): links always coexist with other programs,
@@ -141,13 +152,23 @@ impl Probe {
         if !refused.is_empty() {
             attached += fall_back(&mut ebpf, &refused, payload_tracepoints, layout.as_ref(), &mut degradations)?;
         }
-        let snapshotter = match snapshotter(&mut ebpf) {
-            Ok(s) => Some(s),
-            Err(Optional::Kernel(reason)) => {
-                warn!("counter snapshots unavailable ({reason}); idle flows are updated at their next packet or close");
-                degradations.push(Degradation::NoSnapshots);
-                None
-            }
+        let snapshots = match snapshotter(&mut ebpf) {
+            Ok(s) => Snapshots::Iterator(s),
+            Err(Optional::Kernel(reason)) => match by_descriptor(&ebpf) {
+                Ok(s) => {
+                    warn!("counter iterator unavailable ({reason}); snapshots read socket by socket instead");
+                    degradations.push(Degradation::SnapshotsByDescriptor);
+                    Snapshots::ByDescriptor(s)
+                }
+                Err(e) => {
+                    warn!(
+                        "counter snapshots unavailable ({reason}; by descriptor: {e}); idle flows are updated at \
+                         their next packet or close"
+                    );
+                    degradations.push(Degradation::NoSnapshots);
+                    Snapshots::None
+                }
+            },
             Err(Optional::Object(e)) => return Err(e),
         };
         degradations.extend(features::host_degradations());
@@ -167,7 +188,7 @@ impl Probe {
             }
         }
         info!("attached programs={attached} cgroup={}", config.cgroup.display());
-        Ok(Self { ebpf, cgroup: config.cgroup.clone(), degradations, snapshotter })
+        Ok(Self { ebpf, cgroup: config.cgroup.clone(), degradations, snapshots })
     }
 
     /// Takes the event ring buffer (once).
@@ -203,15 +224,18 @@ impl Probe {
         &self.cgroup
     }
 
-    /// Current counters of every socket that changed since the previous call (`None` when the
-    /// kernel cannot run the iterator).
+    /// Current counters (`None` when the host can take no snapshots): with the iterator, of every
+    /// socket that changed since the previous call; by descriptor, of the `open` sockets asked
+    /// for (those not found are [`FdSnapshot::missed`]).
     ///
     /// # Errors
     /// When the iterator fails.
-    pub fn snapshot(
-        &self,
-    ) -> Option<std::io::Result<Vec<(monitor_common::event::EventKind, monitor_common::event::Event)>>> {
-        self.snapshotter.as_ref().map(Snapshotter::read)
+    pub fn snapshot(&self, open: &[OpenSocket]) -> Option<std::io::Result<FdSnapshot>> {
+        match &self.snapshots {
+            Snapshots::Iterator(s) => Some(s.read().map(|events| FdSnapshot { events, missed: Vec::new() })),
+            Snapshots::ByDescriptor(s) => Some(Ok(s.read(open))),
+            Snapshots::None => None,
+        }
     }
 
     /// Why the monitor runs below full fidelity on this host.
@@ -378,6 +402,14 @@ fn snapshotter(ebpf: &mut Ebpf) -> Result<Snapshotter, Optional> {
     // Try once now: a kernel that loads but cannot run the iterator degrades here, not later.
     snap.read().map_err(|e| kernel("iterator", &e))?;
     Ok(snap)
+}
+
+/// The `COUNTERS` storage read by socket descriptor, where the iterator is refused.
+fn by_descriptor(ebpf: &Ebpf) -> Result<FdSnapshots, String> {
+    match ebpf.map(maps::COUNTERS) {
+        Some(Map::SkStorage(map)) => FdSnapshots::new(map.fd().as_fd()).map_err(|e| e.to_string()),
+        _ => Err("no socket storage".to_owned()),
+    }
 }
 
 /// Drains aya-log records of the kernel programs into the `log` facade.

@@ -8,6 +8,7 @@ mod btf_layout;
 mod cgroup;
 mod error;
 pub mod exclusive;
+mod fdsnap;
 pub mod features;
 mod getaddrinfo;
 mod load;
@@ -20,6 +21,7 @@ use std::{path::PathBuf, time::Duration};
 
 pub use cgroup::{cgroup2_mount, resolve_cgroup};
 pub use error::Error;
+pub use fdsnap::{FdSnapshot, OpenSocket};
 pub use features::Degradation;
 pub use getaddrinfo::{Resolution, decode_gai};
 pub use load::Probe;

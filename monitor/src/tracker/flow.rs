@@ -43,6 +43,10 @@ impl FlowOwner {
         Self { tgid: o.tgid, pid: o.pid, uid: o.uid, gid: o.gid, cgroup_id: o.cgroup_id, comm, source: o.source }
     }
 
+    pub(super) fn tgid(&self) -> u32 {
+        self.tgid
+    }
+
     pub(super) fn to_owner(self) -> Owner {
         Owner {
             tgid: self.tgid,

@@ -204,13 +204,43 @@ impl Tracker {
 
     /// Ends every open flow with a `shutdown` record.
     pub fn shutdown(&mut self, now_ns: u64, out: &mut Vec<FlowRecord>) {
+        self.shutdown_with_stale(now_ns, &std::collections::HashSet::new(), out);
+    }
+
+    /// How often open flows are reported.
+    #[must_use]
+    pub fn update_interval(&self) -> Duration {
+        self.config.update_interval
+    }
+
+    /// Open sockets (not peer flows, not released) to refresh from the kernel's counters, with
+    /// their owners: those without an event since `idle_since_ns`, or all with `None`.
+    #[must_use]
+    pub fn open_sockets(&self, idle_since_ns: Option<u64>) -> Vec<crate::probe::OpenSocket> {
+        self.flows
+            .iter()
+            .filter(|(key, flow)| key.peer.is_none() && !flow.released)
+            .filter(|(_, flow)| idle_since_ns.is_none_or(|t| flow.last_ns < t))
+            .map(|(key, flow)| crate::probe::OpenSocket { cookie: key.cookie, tgid: flow.owner.tgid() })
+            .collect()
+    }
+
+    /// [`Tracker::shutdown`], with the records of sockets in `stale` (whose counters the last
+    /// snapshot could not read) marked incomplete.
+    pub fn shutdown_with_stale(
+        &mut self,
+        now_ns: u64,
+        stale: &std::collections::HashSet<u64>,
+        out: &mut Vec<FlowRecord>,
+    ) {
         let keys: Vec<FlowKey> = self.flows.keys().copied().collect();
         for key in keys {
             if !self.config.release_events && self.flows.get(&key).is_some_and(|f| f.released && f.tcp_closed) {
                 self.finish(key, RecordKind::Close, true, out);
                 continue;
             }
-            if let Some(record) = self.record(key, RecordKind::Shutdown, self.config.fresh_at_shutdown, now_ns) {
+            let fresh = self.config.fresh_at_shutdown && !stale.contains(&key.cookie);
+            if let Some(record) = self.record(key, RecordKind::Shutdown, fresh, now_ns) {
                 out.push(record);
             }
         }

@@ -357,3 +357,28 @@ fn without_release_events_tcp_ends_at_tcp_close_plus_grace_with_later_reads() {
     let udp = out.iter().find(|r| r.cookie == 8).unwrap();
     assert_eq!((udp.event, udp.payload.tx_bytes), (RecordKind::Shutdown, 100));
 }
+
+#[test]
+fn open_sockets_lists_idle_sockets_with_owners_and_stale_shutdowns_are_incomplete() {
+    let mut t = tracker();
+    let est = ev(EventKind::Established, 2 * SEC, counters(10, 10, 5, 5));
+    let mut other = ev(EventKind::Established, 6 * SEC, counters(10, 10, 5, 5));
+    other.cookie = 8;
+    other.owner = owner(43);
+    feed(&mut t, &[(EventKind::Established, est), (EventKind::Established, other)]);
+    let mut all = t.open_sockets(None);
+    all.sort_by_key(|s| s.cookie);
+    assert_eq!(
+        all,
+        [crate::probe::OpenSocket { cookie: 7, tgid: 42 }, crate::probe::OpenSocket { cookie: 8, tgid: 43 }]
+    );
+    // Idle since 5 s: only cookie 7 (last event at 2 s).
+    assert_eq!(t.open_sockets(Some(5 * SEC)), [crate::probe::OpenSocket { cookie: 7, tgid: 42 }]);
+    let mut out = Vec::new();
+    t.shutdown_with_stale(9 * SEC, &std::collections::HashSet::from([8]), &mut out);
+    out.sort_by_key(|r| r.cookie);
+    assert_eq!(
+        out.iter().map(|r| (r.cookie, r.event, r.complete)).collect::<Vec<_>>(),
+        [(7, RecordKind::Shutdown, true), (8, RecordKind::Shutdown, false)]
+    );
+}

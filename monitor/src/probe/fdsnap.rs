@@ -1,0 +1,143 @@
+//! Counter snapshots where the kernel refuses the `COUNTERS` iterator (it is a tracing program;
+//! some kernels permit none): the storage is read socket by socket through a duplicate of a
+//! descriptor of the socket's owner (`pidfd_getfd(2)`, the way [`crate::daemon`] records owners of
+//! older sockets), matched by socket cookie, and looked up by that descriptor
+//! (`aya::maps::SkStorage::get`). Same events as the iterator's: `Update` with `FLAG_SNAPSHOT`.
+//!
+//! Costlier than the iterator (a few system calls per socket instead of one pass), so the daemon
+//! asks for the flows it cannot otherwise refresh: idle ones, and all at shutdown. A socket whose
+//! owner no longer holds it (passed to another process, owner gone) is not found: it is returned
+//! in [`FdSnapshot::missed`], and its `shutdown` record is marked incomplete. The duplicate is
+//! held only for the lookup; a close by the app in that moment takes effect when it is dropped.
+
+use std::{
+    collections::{HashMap, HashSet},
+    fs,
+    os::fd::{AsFd, BorrowedFd, OwnedFd},
+};
+
+use aya::maps::{Map, MapData, MapError, SkStorage};
+use log::debug;
+use monitor_common::{
+    event::{Event, EventKind, FLAG_NO_OWNER, FLAG_SNAPSHOT},
+    sock::Counters,
+};
+use rustix::{
+    net::sockopt::socket_cookie,
+    process::{Pid, PidfdFlags, PidfdGetfdFlags, pidfd_getfd, pidfd_open},
+};
+
+use crate::clock::Clock;
+
+/// A socket to refresh: its cookie and the process that owns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenSocket {
+    /// Socket cookie.
+    pub cookie: u64,
+    /// Thread-group id of the owner.
+    pub tgid: u32,
+}
+
+/// What one pass found.
+#[derive(Debug, Default)]
+pub struct FdSnapshot {
+    /// One `Update` event (flag `FLAG_SNAPSHOT`) per socket found.
+    pub events: Vec<(EventKind, Event)>,
+    /// Cookies of the sockets asked for and not found.
+    pub missed: Vec<u64>,
+}
+
+/// Reads `COUNTERS` by socket descriptor.
+pub struct FdSnapshots {
+    storage: SkStorage<MapData, Counters>,
+}
+
+impl FdSnapshots {
+    /// Opens the `COUNTERS` storage from a descriptor of it.
+    ///
+    /// # Errors
+    /// When the descriptor cannot be duplicated or is not a socket storage of [`Counters`].
+    pub fn new(map: BorrowedFd<'_>) -> Result<Self, MapError> {
+        let fd = map.try_clone_to_owned().map_err(|e| MapError::SyscallError(syscall("dup", e)))?;
+        let data = MapData::from_fd(fd)?;
+        Ok(Self { storage: SkStorage::try_from(Map::SkStorage(data))? })
+    }
+
+    /// Current counters of `sockets` (see the module header).
+    #[must_use]
+    pub fn read(&self, sockets: &[OpenSocket]) -> FdSnapshot {
+        let mut by_owner: HashMap<u32, HashSet<u64>> = HashMap::new();
+        for s in sockets {
+            by_owner.entry(s.tgid).or_default().insert(s.cookie);
+        }
+        let mut out = FdSnapshot::default();
+        for (tgid, mut wanted) in by_owner {
+            self.read_process(tgid, &mut wanted, &mut out.events);
+            out.missed.extend(wanted);
+        }
+        out
+    }
+
+    /// Looks for `wanted` among the descriptors of `tgid`, removing each socket found.
+    fn read_process(&self, tgid: u32, wanted: &mut HashSet<u64>, events: &mut Vec<(EventKind, Event)>) {
+        let Some(pidfd) = i32::try_from(tgid).ok().and_then(Pid::from_raw).and_then(|pid| {
+            pidfd_open(pid, PidfdFlags::empty()).inspect_err(|e| debug!("snapshot: pidfd_open({tgid}): {e}")).ok()
+        }) else {
+            return;
+        };
+        let dir = match fs::read_dir(format!("/proc/{tgid}/fd")) {
+            Ok(dir) => dir,
+            Err(e) => {
+                debug!("snapshot: /proc/{tgid}/fd: {e}");
+                return;
+            }
+        };
+        for entry in dir.flatten() {
+            if wanted.is_empty() {
+                return;
+            }
+            let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+            let is_socket = fs::read_link(entry.path())
+                .is_ok_and(|target| target.as_os_str().as_encoded_bytes().starts_with(b"socket:["));
+            if !is_socket {
+                continue;
+            }
+            let Ok(dup) = pidfd_getfd(&pidfd, fd, PidfdGetfdFlags::empty()) else { continue };
+            if let Some(event) = self.read_socket(&dup, wanted) {
+                events.push((EventKind::Update, event));
+            }
+        }
+    }
+
+    /// The event of one duplicated socket, when it is one of `wanted` and has counters.
+    fn read_socket(&self, socket: &OwnedFd, wanted: &mut HashSet<u64>) -> Option<Event> {
+        let cookie = socket_cookie(socket.as_fd()).ok()?;
+        if !wanted.remove(&cookie) {
+            return None;
+        }
+        let c = match self.storage.get(socket, 0) {
+            Ok(c) => c,
+            Err(e) => {
+                debug!("snapshot: counters of cookie {cookie}: {e}");
+                wanted.insert(cookie);
+                return None;
+            }
+        };
+        let mut ev = Event {
+            kind: EventKind::Update as u32,
+            flags: FLAG_NO_OWNER | FLAG_SNAPSHOT,
+            ts_ns: Clock::boot_ns(),
+            cookie,
+            first_ns: c.created_ns,
+            bytes: c.bytes,
+            ..Event::default()
+        };
+        ev.tuple.local_addr = c.local_addr;
+        ev.tuple.local_port = c.local_port;
+        Some(ev)
+    }
+}
+
+fn syscall(call: &'static str, io_error: std::io::Error) -> aya::sys::SyscallError {
+    aya::sys::SyscallError { call, io_error }
+}
