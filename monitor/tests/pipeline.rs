@@ -111,15 +111,22 @@ impl EventSource for Replay {
         (self.received.load(Ordering::Relaxed), 0)
     }
 
-    fn snapshot(&mut self, _open: &[probe::OpenSocket]) -> Option<std::io::Result<probe::FdSnapshot>> {
+    fn snapshot(
+        &mut self,
+        _open: &[probe::OpenSocket],
+        each: &mut dyn FnMut(EventKind, &Event),
+    ) -> Option<std::io::Result<Vec<u64>>> {
         let mut kernel = self.kernel.lock().unwrap();
         let changed: Vec<u64> = kernel.changed.drain().collect();
         let batch = changed
             .iter()
             .filter_map(|cookie| kernel.sockets.get(cookie))
-            .map(|ev| (EventKind::Update, Event { flags: FLAG_SNAPSHOT, ..*ev }))
-            .collect();
-        Some(Ok(probe::FdSnapshot { events: batch, missed: Vec::new() }))
+            .map(|ev| Event { flags: FLAG_SNAPSHOT, ..*ev })
+            .collect::<Vec<_>>();
+        for ev in &batch {
+            each(EventKind::Update, ev);
+        }
+        Some(Ok(Vec::new()))
     }
 }
 

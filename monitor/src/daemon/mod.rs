@@ -471,14 +471,16 @@ fn refresh_from_kernel(source: &mut impl EventSource, tracker: &mut Tracker, all
     let interval = u64::try_from(tracker.update_interval().as_nanos()).unwrap_or(u64::MAX);
     let idle_since = (!all).then(|| source.now_ns().saturating_sub(interval));
     let open = tracker.open_sockets(idle_since);
-    match source.snapshot(&open) {
+    let mut found = 0usize;
+    let missed = source.snapshot(&open, &mut |kind, ev| {
+        found += 1;
+        tracker.handle(kind, ev, &mut ignored);
+    });
+    match missed {
         None => HashSet::new(),
-        Some(Ok(snap)) => {
-            debug!("snapshot sockets={} asked={} missed={}", snap.events.len(), open.len(), snap.missed.len());
-            for (kind, ev) in &snap.events {
-                tracker.handle(*kind, ev, &mut ignored);
-            }
-            snap.missed.into_iter().collect()
+        Some(Ok(missed)) => {
+            debug!("snapshot sockets={found} asked={} missed={}", open.len(), missed.len());
+            missed.into_iter().collect()
         }
         Some(Err(e)) => {
             warn!("counter snapshot failed: {e}");

@@ -60,11 +60,15 @@ pub trait EventSource: Send + 'static {
     /// Events the event task read and could not decode so far: `(received, decode_errors)`.
     fn drained(&self) -> (u64, u64);
 
-    /// Current counters as `Update` events with `FLAG_SNAPSHOT`: of the sockets whose counters
-    /// changed since the previous call, or (where the kernel refuses the iterator) of the `open`
-    /// sockets asked for, with those not found in [`probe::FdSnapshot::missed`]; `None` when the
-    /// host cannot take snapshots.
-    fn snapshot(&mut self, open: &[probe::OpenSocket]) -> Option<std::io::Result<probe::FdSnapshot>>;
+    /// Current counters, passed to `each` as `Update` events with `FLAG_SNAPSHOT`: of the sockets
+    /// whose counters changed since the previous call, or (where the kernel refuses the iterator)
+    /// of the `open` sockets asked for. Returns the cookies of sockets asked for and not found;
+    /// `None` when the host cannot take snapshots.
+    fn snapshot(
+        &mut self,
+        open: &[probe::OpenSocket],
+        each: &mut dyn FnMut(EventKind, &Event),
+    ) -> Option<std::io::Result<Vec<u64>>>;
 }
 
 /// Requests to reopen the geolocation databases.
@@ -160,7 +164,11 @@ impl EventSource for ProbeSource {
 
     /// One iterator pass (a syscall that walks every socket): run off the async workers with
     /// `block_in_place`, so this source needs the multi-threaded runtime.
-    fn snapshot(&mut self, open: &[probe::OpenSocket]) -> Option<std::io::Result<probe::FdSnapshot>> {
-        tokio::task::block_in_place(|| self.probe.snapshot(open))
+    fn snapshot(
+        &mut self,
+        open: &[probe::OpenSocket],
+        each: &mut dyn FnMut(EventKind, &Event),
+    ) -> Option<std::io::Result<Vec<u64>>> {
+        tokio::task::block_in_place(|| self.probe.snapshot(open, each))
     }
 }

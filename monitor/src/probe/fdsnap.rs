@@ -11,7 +11,7 @@
 //! held only for the lookup; a close by the app in that moment takes effect when it is dropped.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashSet,
     fs,
     os::fd::{AsFd, BorrowedFd, OwnedFd},
 };
@@ -38,15 +38,6 @@ pub struct OpenSocket {
     pub tgid: u32,
 }
 
-/// What one pass found.
-#[derive(Debug, Default)]
-pub struct FdSnapshot {
-    /// One `Update` event (flag `FLAG_SNAPSHOT`) per socket found.
-    pub events: Vec<(EventKind, Event)>,
-    /// Cookies of the sockets asked for and not found.
-    pub missed: Vec<u64>,
-}
-
 /// Reads `COUNTERS` by socket descriptor.
 pub struct FdSnapshots {
     storage: SkStorage<MapData, Counters>,
@@ -63,23 +54,25 @@ impl FdSnapshots {
         Ok(Self { storage: SkStorage::try_from(Map::SkStorage(data))? })
     }
 
-    /// Current counters of `sockets` (see the module header).
-    #[must_use]
-    pub fn read(&self, sockets: &[OpenSocket]) -> FdSnapshot {
-        let mut by_owner: HashMap<u32, HashSet<u64>> = HashMap::new();
-        for s in sockets {
-            by_owner.entry(s.tgid).or_default().insert(s.cookie);
+    /// Current counters of `sockets` (see the module header), one `Update` event (flag
+    /// `FLAG_SNAPSHOT`) per socket found passed to `each` (no list of events is built: a pass may
+    /// cover every open socket). Returns the cookies of the sockets not found.
+    pub fn read(&self, sockets: &[OpenSocket], each: &mut dyn FnMut(EventKind, &Event)) -> Vec<u64> {
+        let mut sorted = sockets.to_vec();
+        sorted.sort_unstable_by_key(|s| (s.tgid, s.cookie));
+        sorted.dedup();
+        let mut missed = Vec::new();
+        for group in sorted.chunk_by(|a, b| a.tgid == b.tgid) {
+            let Some(tgid) = group.first().map(|s| s.tgid) else { continue };
+            let mut wanted: HashSet<u64> = group.iter().map(|s| s.cookie).collect();
+            self.read_process(tgid, &mut wanted, each);
+            missed.extend(wanted);
         }
-        let mut out = FdSnapshot::default();
-        for (tgid, mut wanted) in by_owner {
-            self.read_process(tgid, &mut wanted, &mut out.events);
-            out.missed.extend(wanted);
-        }
-        out
+        missed
     }
 
     /// Looks for `wanted` among the descriptors of `tgid`, removing each socket found.
-    fn read_process(&self, tgid: u32, wanted: &mut HashSet<u64>, events: &mut Vec<(EventKind, Event)>) {
+    fn read_process(&self, tgid: u32, wanted: &mut HashSet<u64>, each: &mut dyn FnMut(EventKind, &Event)) {
         let Some(pidfd) = i32::try_from(tgid).ok().and_then(Pid::from_raw).and_then(|pid| {
             pidfd_open(pid, PidfdFlags::empty()).inspect_err(|e| debug!("snapshot: pidfd_open({tgid}): {e}")).ok()
         }) else {
@@ -104,7 +97,7 @@ impl FdSnapshots {
             }
             let Ok(dup) = pidfd_getfd(&pidfd, fd, PidfdGetfdFlags::empty()) else { continue };
             if let Some(event) = self.read_socket(&dup, wanted) {
-                events.push((EventKind::Update, event));
+                each(EventKind::Update, &event);
             }
         }
     }

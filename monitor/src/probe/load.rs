@@ -22,7 +22,7 @@ use monitor_common::maps::{self, programs};
 use super::{
     Degradation, Error, ProbeConfig, StatsReader,
     btf_layout::{self, LayoutError, SockLayout},
-    fdsnap::{FdSnapshot, FdSnapshots, OpenSocket},
+    fdsnap::{FdSnapshots, OpenSocket},
     features,
     getaddrinfo::Outcome,
     object,
@@ -224,16 +224,26 @@ impl Probe {
         &self.cgroup
     }
 
-    /// Current counters (`None` when the host can take no snapshots): with the iterator, of every
-    /// socket that changed since the previous call; by descriptor, of the `open` sockets asked
-    /// for (those not found are [`FdSnapshot::missed`]).
+    /// Current counters, passed to `each` as `Update` events (flag `FLAG_SNAPSHOT`): with the
+    /// iterator, of every socket that changed since the previous call; by descriptor, of the
+    /// `open` sockets asked for. Returns the cookies of those not found; `None` when the host
+    /// can take no snapshots.
     ///
     /// # Errors
     /// When the iterator fails.
-    pub fn snapshot(&self, open: &[OpenSocket]) -> Option<std::io::Result<FdSnapshot>> {
+    pub fn snapshot(
+        &self,
+        open: &[OpenSocket],
+        each: &mut dyn FnMut(monitor_common::event::EventKind, &monitor_common::event::Event),
+    ) -> Option<std::io::Result<Vec<u64>>> {
         match &self.snapshots {
-            Snapshots::Iterator(s) => Some(s.read().map(|events| FdSnapshot { events, missed: Vec::new() })),
-            Snapshots::ByDescriptor(s) => Some(Ok(s.read(open))),
+            Snapshots::Iterator(s) => Some(s.read().map(|events| {
+                for (kind, ev) in &events {
+                    each(*kind, ev);
+                }
+                Vec::new()
+            })),
+            Snapshots::ByDescriptor(s) => Some(Ok(s.read(open, each))),
             Snapshots::None => None,
         }
     }

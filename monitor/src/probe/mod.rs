@@ -21,7 +21,7 @@ use std::{path::PathBuf, time::Duration};
 
 pub use cgroup::{cgroup2_mount, resolve_cgroup};
 pub use error::Error;
-pub use fdsnap::{FdSnapshot, OpenSocket};
+pub use fdsnap::OpenSocket;
 pub use features::Degradation;
 pub use getaddrinfo::{Resolution, decode_gai};
 pub use load::Probe;

@@ -262,8 +262,9 @@ pub fn idle_open_flows_are_reported_with_their_bytes_at_shutdown() {
     );
     let c = cli.line();
     let d = srv.line();
-    // Idle for more than two update intervals.
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // Idle for several update intervals: a snapshot asks for flows idle one interval, and the
+    // update record follows at the tracker's next due tick.
+    std::thread::sleep(std::time::Duration::from_millis(4000));
     let out = mon.stop();
     cli.send("exit");
     srv.send("exit");
@@ -286,7 +287,7 @@ pub fn idle_open_flows_are_reported_with_their_bytes_at_shutdown() {
     let find = |local: &Value, kind| {
         out.records
             .iter()
-            .find(|r| r.local.map(|l| l.to_string()).as_deref() == local.as_str() && r.event == kind)
+            .rfind(|r| r.local.map(|l| l.to_string()).as_deref() == local.as_str() && r.event == kind)
             .unwrap_or_else(|| panic!("no {kind:?} record for {local}: {:#?}", out.records))
     };
     use monitor::tracker::record::RecordKind::{Shutdown, Update};
