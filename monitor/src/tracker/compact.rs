@@ -116,7 +116,7 @@ impl Owners {
 /// IPv6 addresses into IPv4 before it stores them ([`super::ip_of`]) and builds every address
 /// with `SocketAddr::new` (no flow label or scope), so [`Endpoint::get`] gives back exactly the
 /// address stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct Endpoint {
     ip: [u8; 16],
     port: u16,

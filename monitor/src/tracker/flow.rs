@@ -32,10 +32,14 @@ mod bit {
     pub(super) const ESTABLISHED: u8 = 1 << 1;
     pub(super) const RELEASED: u8 = 1 << 2;
     pub(super) const TCP_CLOSED: u8 = 1 << 3;
+    pub(super) const HAS_LOCAL: u8 = 1 << 4;
+    pub(super) const HAS_REMOTE: u8 = 1 << 5;
+    pub(super) const HAS_RTT: u8 = 1 << 6;
 }
 
-/// One open flow. Kept compact (248 bytes, pinned by a test): the owner is shared per process,
-/// addresses are packed, flags are bits, and peer state is boxed (peer flows are few).
+/// One open flow. Kept compact (232 bytes, a 240-byte malloc chunk; pinned by a test): the
+/// owner is shared per process, addresses are packed, options and booleans are bits of `flags`,
+/// and peer state is boxed (peer flows are few).
 #[derive(Debug, Clone)]
 pub(super) struct Flow {
     pub(super) owner: Arc<FlowOwner>,
@@ -44,8 +48,10 @@ pub(super) struct Flow {
     pub(super) direction: Direction,
     /// [`bit`] flags.
     flags: u8,
-    local: Option<Endpoint>,
-    remote: Option<Endpoint>,
+    /// Valid with [`bit::HAS_LOCAL`].
+    local: Endpoint,
+    /// Valid with [`bit::HAS_REMOTE`].
+    remote: Endpoint,
     /// Cumulative counters of the socket; for a peer flow, the sum of its finished slot
     /// generations.
     pub(super) bytes: ByteCounters,
@@ -58,8 +64,9 @@ pub(super) struct Flow {
     /// Totals at the previous record.
     pub(super) reported: (Payload, Wire),
     pub(super) last_record_ns: u64,
-    /// The kernel's RTT estimates (TCP), from `Established`, TCP `Update` and `TcpClose`.
-    pub(super) rtt: Option<Rtt>,
+    /// The kernel's RTT estimates (TCP), from `Established`, TCP `Update` and `TcpClose`; valid
+    /// with [`bit::HAS_RTT`].
+    rtt: Rtt,
 }
 
 /// Number of finished slot generations a peer flow remembers (see [`PeerState`]).
@@ -76,14 +83,19 @@ pub(super) enum Extra {
     Peer(Box<PeerState>),
 }
 
-/// The kernel's TCP byte counters of a TCP flow (options as flags: 8 bytes less per flow).
+/// The kernel's TCP byte counters of a TCP flow (options as flags; the RTT fields of the last
+/// counters are kept in `Flow::rtt` only).
 #[derive(Debug, Clone, Default)]
 pub(super) struct TcpState {
     /// `bytes_acked`, `bytes_received` at `ESTABLISHED` (the SYN and handshake data), when the
     /// flow was seen from its handshake (`has_base`).
     base: [u64; 2],
-    /// Latest counters: from a TCP `Update`, final from `TcpClose` (`has_last`).
-    last: TcpCounters,
+    /// Latest `bytes_acked`, `bytes_received`: from a TCP `Update`, final from `TcpClose`
+    /// (`has_last`).
+    last: [u64; 2],
+    /// `old_state` and `flags` of the latest counters.
+    last_state: u32,
+    last_flags: u32,
     has_base: bool,
     has_last: bool,
 }
@@ -93,12 +105,21 @@ impl TcpState {
         self.has_base.then_some(self.base)
     }
 
+    /// The latest counters, without their RTT fields (payload needs none).
     fn last(&self) -> Option<TcpCounters> {
-        self.has_last.then_some(self.last)
+        self.has_last.then_some(TcpCounters {
+            bytes_acked: self.last[0],
+            bytes_received: self.last[1],
+            old_state: self.last_state,
+            flags: self.last_flags,
+            ..TcpCounters::default()
+        })
     }
 
-    fn set_last(&mut self, tcp: TcpCounters) {
-        self.last = tcp;
+    fn set_last(&mut self, tcp: &TcpCounters) {
+        self.last = [tcp.bytes_acked, tcp.bytes_received];
+        self.last_state = tcp.old_state;
+        self.last_flags = tcp.flags;
         self.has_last = true;
     }
 }
@@ -178,8 +199,8 @@ impl Flow {
             ip_protocol: u8::try_from(ev.tuple.protocol).unwrap_or(u8::MAX),
             direction: Direction::Unknown,
             flags: if ev.tuple.family == AF_INET6 { bit::V6 } else { 0 },
-            local: None,
-            remote: None,
+            local: Endpoint::default(),
+            remote: Endpoint::default(),
             bytes: ByteCounters::default(),
             extra: if peer_kind(kind) {
                 Extra::Peer(Box::default())
@@ -193,7 +214,7 @@ impl Flow {
             released_ns: 0,
             reported: (Payload::default(), Wire::default()),
             last_record_ns: ev.ts_ns,
-            rtt: None,
+            rtt: Rtt { min_us: 0, smoothed_us: 0 },
         };
         flow.absorb(kind, ev, owners);
         flow
@@ -231,12 +252,26 @@ impl Flow {
 
     /// Local endpoint, as far as seen.
     pub(super) fn local(&self) -> Option<SocketAddr> {
-        self.local.map(Endpoint::get)
+        self.has(bit::HAS_LOCAL).then(|| self.local.get())
     }
 
     /// Remote endpoint, as far as seen.
     pub(super) fn remote(&self) -> Option<SocketAddr> {
-        self.remote.map(Endpoint::get)
+        self.has(bit::HAS_REMOTE).then(|| self.remote.get())
+    }
+
+    /// The kernel's RTT estimates, when it had a sample.
+    pub(super) fn rtt(&self) -> Option<Rtt> {
+        self.has(bit::HAS_RTT).then_some(self.rtt)
+    }
+
+    fn merge_rtt(&mut self, tcp: &TcpCounters) {
+        let mut rtt = self.rtt();
+        Rtt::merge(&mut rtt, tcp.min_rtt_us(), tcp.smoothed_rtt_us());
+        if let Some(rtt) = rtt {
+            self.rtt = rtt;
+            self.flags |= bit::HAS_RTT;
+        }
     }
 
     /// Merges one event. Counters are cumulative, so the larger value wins.
@@ -247,6 +282,7 @@ impl Flow {
             self.owner = owners.intern(owner);
         }
         self.merge_tuple(kind, &ev.tuple);
+        let mut rtt_sample = false;
         match &mut self.extra {
             Extra::Peer(peer) => {
                 let PeerState { live, finished } = &mut **peer;
@@ -275,19 +311,22 @@ impl Flow {
                 max_counters(&mut self.bytes, &ev.bytes);
                 let tcp_valid = ev.flags & FLAG_TCP_COUNTERS != 0;
                 if tcp_valid || kind == EventKind::TcpClose {
-                    Rtt::merge(&mut self.rtt, ev.tcp.min_rtt_us(), ev.tcp.smoothed_rtt_us());
+                    rtt_sample = true;
                 }
                 match kind {
                     EventKind::Established if tcp_valid && !state.has_base => {
                         state.base = [ev.tcp.bytes_acked, ev.tcp.bytes_received];
                         state.has_base = true;
                     }
-                    EventKind::Update if tcp_valid && self.flags & bit::TCP_CLOSED == 0 => state.set_last(ev.tcp),
-                    EventKind::TcpClose => state.set_last(ev.tcp),
+                    EventKind::Update if tcp_valid && self.flags & bit::TCP_CLOSED == 0 => state.set_last(&ev.tcp),
+                    EventKind::TcpClose => state.set_last(&ev.tcp),
                     _ => {}
                 }
             }
             Extra::Socket => max_counters(&mut self.bytes, &ev.bytes),
+        }
+        if rtt_sample {
+            self.merge_rtt(&ev.tcp);
         }
         self.last_ns = self.last_ns.max(ev.ts_ns);
         if ev.first_ns != 0 && ev.first_ns < self.first_ns {
@@ -310,15 +349,17 @@ impl Flow {
 
     fn merge_tuple(&mut self, kind: EventKind, t: &Tuple) {
         if let Some(local) = endpoint(t.family, t.local_addr, t.local_port)
-            && (local.port() != 0 || self.local.is_none())
+            && (local.port() != 0 || !self.has(bit::HAS_LOCAL))
         {
-            self.local = Some(Endpoint::new(local));
+            self.local = Endpoint::new(local);
+            self.flags |= bit::HAS_LOCAL;
         }
         let peer_kind = matches!(kind, EventKind::PeerUpdate | EventKind::PeerEvicted | EventKind::PeerClosed);
         if let Some(remote) = endpoint(t.family, t.remote_addr, t.remote_port)
             && (remote.port() != 0 || peer_kind)
         {
-            self.remote = Some(Endpoint::new(remote));
+            self.remote = Endpoint::new(remote);
+            self.flags |= bit::HAS_REMOTE;
         }
         if t.family == AF_INET6 {
             self.flags |= bit::V6;
@@ -330,8 +371,8 @@ impl Flow {
         if self.direction == Direction::Unknown
             && self.protocol == Protocol::Tcp
             && !self.established()
-            && self.remote.is_none()
-            && self.local.is_some()
+            && !self.has(bit::HAS_REMOTE)
+            && self.has(bit::HAS_LOCAL)
         {
             Direction::Listen
         } else {

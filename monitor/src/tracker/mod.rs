@@ -316,7 +316,7 @@ impl Tracker {
             last_seen: ts(flow.last_ns),
             closed: (kind == RecordKind::Close).then(|| ts(flow.last_ns)),
             complete,
-            rtt: flow.rtt,
+            rtt: flow.rtt(),
         })
     }
 }

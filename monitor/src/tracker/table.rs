@@ -1,7 +1,7 @@
 //! The flow table: socket flows by cookie, peer flows (of unconnected UDP, ping and raw
 //! sockets) by cookie and peer in a second map. Most flows are sockets, whose entry is then an
 //! 8-byte key and a pointer (flows are boxed: a table sized for 100,000 sockets holds pointers,
-//! not 248-byte flows, in its free slots).
+//! not 232-byte flows, in its free slots).
 
 use std::net::SocketAddr;
 
