@@ -59,7 +59,7 @@ impl FlowOwner {
         Self { tgid: 0, pid: 0, uid, gid: 0, cgroup_id: 0, comm: [0; 16], source: OwnerSource::Unknown }
     }
 
-    pub(super) fn to_owner(&self) -> Owner {
+    pub(super) fn to_owner(self) -> Owner {
         Owner {
             tgid: self.tgid,
             pid: self.pid,
