@@ -73,7 +73,7 @@ fn config_dump_prints_the_effective_configuration() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("cgroup = \"system.slice\""), "{text}");
-    assert!(text.contains("ring_buffer_kib = 4096"), "defaults filled in: {text}");
+    assert!(text.contains("ring_buffer_kib = 2048"), "defaults filled in: {text}");
 }
 
 #[test]

@@ -1,15 +1,19 @@
 //! State of one flow and how kernel events merge into it.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    sync::Arc,
+};
 
 use monitor_common::{
     AF_INET6,
     event::{Event, EventKind, FLAG_NO_OWNER, FLAG_PASSIVE, FLAG_TCP_COUNTERS, TcpCounters, Tuple},
-    sock::{ByteCounters, OwnerSource as KernelSource},
+    sock::ByteCounters,
 };
 
 use super::{
-    record::{Direction, Owner, OwnerSource, Payload, PayloadSource, PayloadSources, Protocol, Rtt, Wire},
+    compact::{Endpoint, FlowOwner, Owners},
+    record::{Direction, Payload, PayloadSource, PayloadSources, Protocol, Rtt, Wire},
     tcp::tcp_payload,
 };
 
@@ -22,61 +26,37 @@ pub struct FlowKey {
     pub peer: Option<SocketAddr>,
 }
 
-/// The owner as kept per flow: `comm` inline (no allocation per flow).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct FlowOwner {
-    tgid: u32,
-    pid: u32,
-    uid: u32,
-    gid: u32,
-    cgroup_id: u64,
-    comm: [u8; 16],
-    pub(super) source: OwnerSource,
+/// `Flow::flags` bits.
+mod bit {
+    pub(super) const V6: u8 = 1;
+    pub(super) const ESTABLISHED: u8 = 1 << 1;
+    pub(super) const RELEASED: u8 = 1 << 2;
+    pub(super) const TCP_CLOSED: u8 = 1 << 3;
+    pub(super) const HAS_LOCAL: u8 = 1 << 4;
+    pub(super) const HAS_REMOTE: u8 = 1 << 5;
+    pub(super) const HAS_RTT: u8 = 1 << 6;
 }
 
-impl FlowOwner {
-    pub(super) fn of(o: &Owner) -> Self {
-        let mut comm = [0u8; 16];
-        let bytes = o.comm.as_bytes();
-        let n = bytes.len().min(15);
-        comm[..n].copy_from_slice(&bytes[..n]);
-        Self { tgid: o.tgid, pid: o.pid, uid: o.uid, gid: o.gid, cgroup_id: o.cgroup_id, comm, source: o.source }
-    }
-
-    pub(super) fn tgid(&self) -> u32 {
-        self.tgid
-    }
-
-    pub(super) fn to_owner(self) -> Owner {
-        Owner {
-            tgid: self.tgid,
-            pid: self.pid,
-            uid: self.uid,
-            gid: self.gid,
-            comm: comm(&self.comm),
-            cgroup_id: self.cgroup_id,
-            source: self.source,
-        }
-    }
-}
-
+/// One open flow. Kept compact (232 bytes, a 240-byte malloc chunk; pinned by a test): the
+/// owner is shared per process, addresses are packed, options and booleans are bits of `flags`,
+/// and peer state is boxed (peer flows are few).
 #[derive(Debug, Clone)]
 pub(super) struct Flow {
-    pub(super) owner: FlowOwner,
+    pub(super) owner: Arc<FlowOwner>,
     pub(super) protocol: Protocol,
     pub(super) ip_protocol: u8,
     pub(super) direction: Direction,
-    pub(super) local: Option<SocketAddr>,
-    pub(super) remote: Option<SocketAddr>,
+    /// [`bit`] flags.
+    flags: u8,
+    /// Valid with [`bit::HAS_LOCAL`].
+    local: Endpoint,
+    /// Valid with [`bit::HAS_REMOTE`].
+    remote: Endpoint,
     /// Cumulative counters of the socket; for a peer flow, the sum of its finished slot
     /// generations.
     pub(super) bytes: ByteCounters,
     /// What only TCP sockets or only peer flows keep.
     pub(super) extra: Extra,
-    pub(super) v6: bool,
-    pub(super) established: bool,
-    pub(super) released: bool,
-    pub(super) tcp_closed: bool,
     pub(super) first_ns: u64,
     pub(super) last_ns: u64,
     /// When the flow was released and still waits for TCP_CLOSE.
@@ -84,11 +64,12 @@ pub(super) struct Flow {
     /// Totals at the previous record.
     pub(super) reported: (Payload, Wire),
     pub(super) last_record_ns: u64,
-    /// The kernel's RTT estimates (TCP), from `Established`, TCP `Update` and `TcpClose`.
-    pub(super) rtt: Option<Rtt>,
+    /// The kernel's RTT estimates (TCP), from `Established`, TCP `Update` and `TcpClose`; valid
+    /// with [`bit::HAS_RTT`].
+    rtt: Rtt,
 }
 
-/// Number of finished slot generations a peer flow remembers (see [`Extra::Peer`]).
+/// Number of finished slot generations a peer flow remembers (see [`PeerState`]).
 const FINISHED_GENERATIONS: usize = 4;
 
 /// Per-kind state of a flow.
@@ -97,22 +78,61 @@ pub(super) enum Extra {
     /// A UDP socket.
     Socket,
     /// A TCP socket: the kernel's TCP byte counters.
-    Tcp {
-        /// `bytes_acked`, `bytes_received` at `ESTABLISHED` (the SYN and handshake data), when the
-        /// flow was seen from its handshake.
-        base: Option<[u64; 2]>,
-        /// Latest counters: from a TCP `Update`, final from `TcpClose`.
-        last: Option<TcpCounters>,
-    },
-    /// One peer of an unconnected UDP socket. The kernel reports it per slot generation (the
-    /// slot may be flushed and claimed again many times while the socket lives).
-    Peer {
-        /// Generations still open in a kernel slot, with their latest counters (usually one).
-        live: Vec<(u64, ByteCounters)>,
-        /// The last finished generations (already added to `bytes`): a late update of one,
-        /// reordered across CPUs, must not count it again.
-        finished: [u64; FINISHED_GENERATIONS],
-    },
+    Tcp(TcpState),
+    /// One peer of an unconnected UDP socket.
+    Peer(Box<PeerState>),
+}
+
+/// The kernel's TCP byte counters of a TCP flow (options as flags; the RTT fields of the last
+/// counters are kept in `Flow::rtt` only).
+#[derive(Debug, Clone, Default)]
+pub(super) struct TcpState {
+    /// `bytes_acked`, `bytes_received` at `ESTABLISHED` (the SYN and handshake data), when the
+    /// flow was seen from its handshake (`has_base`).
+    base: [u64; 2],
+    /// Latest `bytes_acked`, `bytes_received`: from a TCP `Update`, final from `TcpClose`
+    /// (`has_last`).
+    last: [u64; 2],
+    /// `old_state` and `flags` of the latest counters.
+    last_state: u32,
+    last_flags: u32,
+    has_base: bool,
+    has_last: bool,
+}
+
+impl TcpState {
+    fn base(&self) -> Option<[u64; 2]> {
+        self.has_base.then_some(self.base)
+    }
+
+    /// The latest counters, without their RTT fields (payload needs none).
+    fn last(&self) -> Option<TcpCounters> {
+        self.has_last.then_some(TcpCounters {
+            bytes_acked: self.last[0],
+            bytes_received: self.last[1],
+            old_state: self.last_state,
+            flags: self.last_flags,
+            ..TcpCounters::default()
+        })
+    }
+
+    fn set_last(&mut self, tcp: &TcpCounters) {
+        self.last = [tcp.bytes_acked, tcp.bytes_received];
+        self.last_state = tcp.old_state;
+        self.last_flags = tcp.flags;
+        self.has_last = true;
+    }
+}
+
+/// One peer of an unconnected UDP socket. The kernel reports it per slot generation (the slot
+/// may be flushed and claimed again many times while the socket lives).
+#[derive(Debug, Clone, Default)]
+pub(super) struct PeerState {
+    /// Generations still open in a kernel slot, with their latest counters (usually one).
+    live: Vec<(u64, ByteCounters)>,
+    /// The last finished generations (already added to `bytes`): a late update of one,
+    /// reordered across CPUs, must not count it again.
+    finished: [u64; FINISHED_GENERATIONS],
 }
 
 /// Address from the kernel's network-order words; IPv4-mapped IPv6 becomes IPv4.
@@ -134,32 +154,9 @@ fn endpoint(family: u16, words: [u32; 4], port: u16) -> Option<SocketAddr> {
     (!ip.is_unspecified() || port != 0).then_some(SocketAddr::new(ip, port))
 }
 
-fn comm(raw: &[u8; 16]) -> String {
-    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
-    String::from_utf8_lossy(raw.get(..end).unwrap_or_default()).into_owned()
-}
-
 /// Owner as recorded by the kernel; `None` when the event carried none.
-pub(super) fn kernel_owner(ev: &Event) -> Option<Owner> {
-    if ev.flags & FLAG_NO_OWNER != 0 {
-        return None;
-    }
-    let o = &ev.owner;
-    let source = match KernelSource::from_raw(o.source) {
-        KernelSource::SockCreate => OwnerSource::SockCreate,
-        KernelSource::Syscall => OwnerSource::Syscall,
-        KernelSource::Procfs => OwnerSource::Procfs,
-        KernelSource::Unknown => OwnerSource::Unknown,
-    };
-    Some(Owner {
-        tgid: o.tgid,
-        pid: o.pid,
-        uid: o.uid,
-        gid: o.gid,
-        comm: comm(&o.comm),
-        cgroup_id: o.cgroup_id,
-        source,
-    })
+fn kernel_owner(ev: &Event) -> Option<FlowOwner> {
+    (ev.flags & FLAG_NO_OWNER == 0).then(|| FlowOwner::of_kernel(&ev.owner))
 }
 
 fn add_counters(a: &mut ByteCounters, b: &ByteCounters) {
@@ -192,58 +189,103 @@ pub(super) fn key_of(kind: EventKind, ev: &Event) -> FlowKey {
 }
 
 impl Flow {
-    pub(super) fn new(kind: EventKind, ev: &Event) -> Self {
+    pub(super) fn new(kind: EventKind, ev: &Event, owners: &mut Owners) -> Self {
         let protocol = super::protocols::protocol_of(ev.tuple.protocol);
-        let owner = FlowOwner::of(&kernel_owner(ev).unwrap_or(Owner {
-            tgid: 0,
-            pid: 0,
-            uid: ev.owner.uid,
-            gid: 0,
-            comm: String::new(),
-            cgroup_id: 0,
-            source: OwnerSource::Unknown,
-        }));
+        let owner = owners.intern(kernel_owner(ev).unwrap_or_else(|| FlowOwner::unknown(ev.owner.uid)));
         let first_ns = if ev.first_ns == 0 { ev.ts_ns } else { ev.first_ns };
         let mut flow = Self {
             owner,
             protocol,
             ip_protocol: u8::try_from(ev.tuple.protocol).unwrap_or(u8::MAX),
             direction: Direction::Unknown,
-            local: None,
-            remote: None,
+            flags: if ev.tuple.family == AF_INET6 { bit::V6 } else { 0 },
+            local: Endpoint::default(),
+            remote: Endpoint::default(),
             bytes: ByteCounters::default(),
             extra: if peer_kind(kind) {
-                Extra::Peer { live: Vec::new(), finished: [0; FINISHED_GENERATIONS] }
+                Extra::Peer(Box::default())
             } else if protocol == Protocol::Tcp {
-                Extra::Tcp { base: None, last: None }
+                Extra::Tcp(TcpState::default())
             } else {
                 Extra::Socket
             },
-            v6: ev.tuple.family == AF_INET6,
-            established: false,
-            released: false,
-            tcp_closed: false,
             first_ns,
             last_ns: ev.ts_ns,
             released_ns: 0,
             reported: (Payload::default(), Wire::default()),
             last_record_ns: ev.ts_ns,
-            rtt: None,
+            rtt: Rtt { min_us: 0, smoothed_us: 0 },
         };
-        flow.absorb(kind, ev);
+        flow.absorb(kind, ev, owners);
         flow
     }
 
+    fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
+    /// The IPv6 family was seen.
+    pub(super) fn v6(&self) -> bool {
+        self.has(bit::V6)
+    }
+
+    /// The TCP handshake was seen.
+    pub(super) fn established(&self) -> bool {
+        self.has(bit::ESTABLISHED)
+    }
+
+    /// The socket was released (or, without release events, closed).
+    pub(super) fn released(&self) -> bool {
+        self.has(bit::RELEASED)
+    }
+
+    /// `TCP_CLOSE` was seen.
+    pub(super) fn tcp_closed(&self) -> bool {
+        self.has(bit::TCP_CLOSED)
+    }
+
+    /// Marks the flow released at `ts_ns`.
+    pub(super) fn set_released(&mut self, ts_ns: u64) {
+        self.flags |= bit::RELEASED;
+        self.released_ns = ts_ns;
+    }
+
+    /// Local endpoint, as far as seen.
+    pub(super) fn local(&self) -> Option<SocketAddr> {
+        self.has(bit::HAS_LOCAL).then(|| self.local.get())
+    }
+
+    /// Remote endpoint, as far as seen.
+    pub(super) fn remote(&self) -> Option<SocketAddr> {
+        self.has(bit::HAS_REMOTE).then(|| self.remote.get())
+    }
+
+    /// The kernel's RTT estimates, when it had a sample.
+    pub(super) fn rtt(&self) -> Option<Rtt> {
+        self.has(bit::HAS_RTT).then_some(self.rtt)
+    }
+
+    fn merge_rtt(&mut self, tcp: &TcpCounters) {
+        let mut rtt = self.rtt();
+        Rtt::merge(&mut rtt, tcp.min_rtt_us(), tcp.smoothed_rtt_us());
+        if let Some(rtt) = rtt {
+            self.rtt = rtt;
+            self.flags |= bit::HAS_RTT;
+        }
+    }
+
     /// Merges one event. Counters are cumulative, so the larger value wins.
-    pub(super) fn absorb(&mut self, kind: EventKind, ev: &Event) {
+    pub(super) fn absorb(&mut self, kind: EventKind, ev: &Event, owners: &mut Owners) {
         if let Some(owner) = kernel_owner(ev)
             && owner.source > self.owner.source
         {
-            self.owner = FlowOwner::of(&owner);
+            self.owner = owners.intern(owner);
         }
         self.merge_tuple(kind, &ev.tuple);
+        let mut rtt_sample = false;
         match &mut self.extra {
-            Extra::Peer { live, finished } => {
+            Extra::Peer(peer) => {
+                let PeerState { live, finished } = &mut **peer;
                 if finished.contains(&ev.generation) {
                     return; // late update of a generation already counted
                 }
@@ -265,22 +307,26 @@ impl Flow {
                     finished[0] = generation;
                 }
             }
-            Extra::Tcp { base, last } => {
+            Extra::Tcp(state) => {
                 max_counters(&mut self.bytes, &ev.bytes);
                 let tcp_valid = ev.flags & FLAG_TCP_COUNTERS != 0;
                 if tcp_valid || kind == EventKind::TcpClose {
-                    Rtt::merge(&mut self.rtt, ev.tcp.min_rtt_us(), ev.tcp.smoothed_rtt_us());
+                    rtt_sample = true;
                 }
                 match kind {
-                    EventKind::Established if tcp_valid && base.is_none() => {
-                        *base = Some([ev.tcp.bytes_acked, ev.tcp.bytes_received]);
+                    EventKind::Established if tcp_valid && !state.has_base => {
+                        state.base = [ev.tcp.bytes_acked, ev.tcp.bytes_received];
+                        state.has_base = true;
                     }
-                    EventKind::Update if tcp_valid && !self.tcp_closed => *last = Some(ev.tcp),
-                    EventKind::TcpClose => *last = Some(ev.tcp),
+                    EventKind::Update if tcp_valid && self.flags & bit::TCP_CLOSED == 0 => state.set_last(&ev.tcp),
+                    EventKind::TcpClose => state.set_last(&ev.tcp),
                     _ => {}
                 }
             }
             Extra::Socket => max_counters(&mut self.bytes, &ev.bytes),
+        }
+        if rtt_sample {
+            self.merge_rtt(&ev.tcp);
         }
         self.last_ns = self.last_ns.max(ev.ts_ns);
         if ev.first_ns != 0 && ev.first_ns < self.first_ns {
@@ -288,36 +334,35 @@ impl Flow {
         }
         match kind {
             EventKind::Established => {
-                self.established = true;
+                self.flags |= bit::ESTABLISHED;
                 self.direction = if ev.flags & FLAG_PASSIVE != 0 { Direction::Inbound } else { Direction::Outbound };
             }
             EventKind::Connect => self.direction = Direction::Outbound,
             EventKind::PeerUpdate | EventKind::PeerEvicted | EventKind::PeerClosed => {
                 self.direction = Direction::Unconnected;
             }
-            EventKind::TcpClose => self.tcp_closed = true,
-            EventKind::Release => {
-                self.released = true;
-                self.released_ns = ev.ts_ns;
-            }
+            EventKind::TcpClose => self.flags |= bit::TCP_CLOSED,
+            EventKind::Release => self.set_released(ev.ts_ns),
             EventKind::Discovered | EventKind::Update => {}
         }
     }
 
     fn merge_tuple(&mut self, kind: EventKind, t: &Tuple) {
         if let Some(local) = endpoint(t.family, t.local_addr, t.local_port)
-            && (local.port() != 0 || self.local.is_none())
+            && (local.port() != 0 || !self.has(bit::HAS_LOCAL))
         {
-            self.local = Some(local);
+            self.local = Endpoint::new(local);
+            self.flags |= bit::HAS_LOCAL;
         }
         let peer_kind = matches!(kind, EventKind::PeerUpdate | EventKind::PeerEvicted | EventKind::PeerClosed);
         if let Some(remote) = endpoint(t.family, t.remote_addr, t.remote_port)
             && (remote.port() != 0 || peer_kind)
         {
-            self.remote = Some(remote);
+            self.remote = Endpoint::new(remote);
+            self.flags |= bit::HAS_REMOTE;
         }
         if t.family == AF_INET6 {
-            self.v6 = true;
+            self.flags |= bit::V6;
         }
     }
 
@@ -325,9 +370,9 @@ impl Flow {
     pub(super) fn direction(&self) -> Direction {
         if self.direction == Direction::Unknown
             && self.protocol == Protocol::Tcp
-            && !self.established
-            && self.remote.is_none()
-            && self.local.is_some()
+            && !self.established()
+            && !self.has(bit::HAS_REMOTE)
+            && self.has(bit::HAS_LOCAL)
         {
             Direction::Listen
         } else {
@@ -337,14 +382,14 @@ impl Flow {
 
     /// True for a peer flow with no generation open in a kernel slot (flushed, idle).
     pub(super) fn parked(&self) -> bool {
-        matches!(&self.extra, Extra::Peer { live, .. } if live.is_empty())
+        matches!(&self.extra, Extra::Peer(peer) if peer.live.is_empty())
     }
 
     /// Sum over slot generations (the socket's counters for sockets).
     pub(super) fn totals(&self) -> ByteCounters {
         let mut acc = self.bytes;
-        if let Extra::Peer { live, .. } = &self.extra {
-            for (_, c) in live {
+        if let Extra::Peer(peer) = &self.extra {
+            for (_, c) in &peer.live {
                 add_counters(&mut acc, c);
             }
         }
@@ -377,8 +422,9 @@ impl Flow {
             return (app, PayloadSources::both(PayloadSource::IpLayer));
         }
         match (&self.extra, syscall_counters) {
-            (Extra::Tcp { base, last }, true) => {
-                let Some(kernel) = last.filter(|_| base.is_some()).map(|tcp| tcp_payload(*base, tcp)) else {
+            (Extra::Tcp(state), true) => {
+                let base = state.base();
+                let Some(kernel) = state.last().filter(|_| base.is_some()).map(|tcp| tcp_payload(base, tcp)) else {
                     return (app, PayloadSources::both(PayloadSource::Syscall));
                 };
                 let pick = |syscall: u64, tcp: u64| {
@@ -388,17 +434,17 @@ impl Flow {
                 let (rx_bytes, rx) = pick(app.rx_bytes, kernel.rx_bytes);
                 (Payload { tx_bytes, rx_bytes }, PayloadSources { tx, rx })
             }
-            (Extra::Tcp { base, last }, false) => (
-                last.map(|tcp| tcp_payload(*base, tcp)).unwrap_or_default(),
+            (Extra::Tcp(state), false) => (
+                state.last().map(|tcp| tcp_payload(state.base(), tcp)).unwrap_or_default(),
                 PayloadSources::both(PayloadSource::TcpCounters),
             ),
             (_, true) => (app, PayloadSources::both(PayloadSource::Syscall)),
             (_, false) if self.protocol != Protocol::Udp => (
-                super::protocols::wire_minus_ip_header(self.v6, &t),
+                super::protocols::wire_minus_ip_header(self.v6(), &t),
                 PayloadSources::both(PayloadSource::WireMinusHeaders),
             ),
             (_, false) => {
-                let header: u64 = if self.v6 { 48 } else { 28 };
+                let header: u64 = if self.v6() { 48 } else { 28 };
                 (
                     Payload {
                         tx_bytes: t.wire_tx_bytes.saturating_sub(t.wire_tx_packets * header),

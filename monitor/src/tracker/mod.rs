@@ -19,16 +19,19 @@
 //!   ESTABLISHED ends at `Release`. If `TcpClose` has not come `tcp_close_grace` after
 //!   `Release`, the flow ends incomplete.
 
+mod compact;
 mod flow;
 pub(crate) use flow::ip_of;
 mod protocols;
 pub mod record;
+mod table;
 mod tcp;
 
 use std::{collections::HashMap, time::Duration};
 
+use compact::{FlowOwner, Owners};
 pub use flow::FlowKey;
-use flow::{Flow, FlowOwner, key_of};
+use flow::{Flow, key_of};
 use jiff::Timestamp;
 use monitor_common::event::{Event, EventKind};
 pub use record::FlowRecord;
@@ -74,8 +77,9 @@ pub struct OwnerQuery {
 pub struct Tracker {
     config: TrackerConfig,
     clock: Clock,
-    /// Boxed: a table sized for 100,000 sockets then holds pointers, not 300-byte flows.
-    flows: HashMap<FlowKey, Box<Flow>>,
+    flows: table::Flows,
+    /// Owners of the flows in `flows`, each kept once.
+    owners: Owners,
     /// Peer flows of each unconnected UDP socket.
     peers: HashMap<u64, Vec<FlowKey>>,
     /// Peer flows in `flows`.
@@ -93,7 +97,8 @@ impl Tracker {
         Self {
             config,
             clock,
-            flows: HashMap::new(),
+            flows: table::Flows::default(),
+            owners: Owners::default(),
             peers: HashMap::new(),
             peer_flows: 0,
             stats: TrackerStats::default(),
@@ -109,18 +114,18 @@ impl Tracker {
             return; // a snapshot refreshes known flows; it carries no owner or remote address
         }
         match self.flows.get_mut(&key) {
-            Some(flow) => flow.absorb(kind, ev),
+            Some(flow) => flow.absorb(kind, ev, &mut self.owners),
             None => {
-                let mut flow = Flow::new(kind, ev);
+                let mut flow = Flow::new(kind, ev, &mut self.owners);
                 if let Some(owner) = self.resolved.get(&key.cookie)
                     && owner.source > flow.owner.source
                 {
-                    flow.owner = FlowOwner::of(owner);
+                    flow.owner = self.owners.intern(FlowOwner::of(owner));
                 }
                 if flow.owner.source == OwnerSource::Unknown && !self.resolved.contains_key(&key.cookie) {
                     self.owner_queries.push(OwnerQuery { cookie: ev.cookie, event: *ev });
                 }
-                self.flows.insert(key, Box::new(flow));
+                self.flows.insert(key, flow);
                 if key.peer.is_some() {
                     self.peers.entry(key.cookie).or_default().push(key);
                     self.peer_flows += 1;
@@ -129,15 +134,14 @@ impl Tracker {
         }
         match kind {
             EventKind::Release => self.released(key, out),
-            EventKind::TcpClose if self.flows.get(&key).is_some_and(|f| f.released) => {
+            EventKind::TcpClose if self.flows.get(&key).is_some_and(Flow::released) => {
                 self.finish(key, RecordKind::Close, true, out);
             }
             EventKind::TcpClose if !self.config.release_events => {
                 // No release will come: the flow ends after the grace (reads after TCP_CLOSE
                 // arrive as updates meanwhile).
                 if let Some(flow) = self.flows.get_mut(&key) {
-                    flow.released = true;
-                    flow.released_ns = ev.ts_ns;
+                    flow.set_released(ev.ts_ns);
                 }
             }
             // The peer's slot was flushed: its flow waits, parked, for the socket's release,
@@ -173,7 +177,7 @@ impl Tracker {
             return;
         }
         let Some(flow) = self.flows.get(&key) else { return };
-        if flow.protocol != record::Protocol::Tcp || !flow.established || flow.tcp_closed {
+        if flow.protocol != record::Protocol::Tcp || !flow.established() || flow.tcp_closed() {
             self.finish(key, RecordKind::Close, true, out);
         }
     }
@@ -184,15 +188,16 @@ impl Tracker {
         let interval = u64::try_from(self.config.update_interval.as_nanos()).unwrap_or(u64::MAX);
         let mut expired = Vec::new();
         let mut due = Vec::new();
-        for (key, flow) in &self.flows {
-            if flow.released && now_ns.saturating_sub(flow.released_ns) >= grace {
-                expired.push(*key);
+        for (key, flow) in self.flows.iter() {
+            if flow.released() && now_ns.saturating_sub(flow.released_ns) >= grace {
+                expired.push(key);
             } else if now_ns.saturating_sub(flow.last_record_ns) >= interval {
-                due.push(*key);
+                due.push(key);
             }
         }
+        self.owners.prune();
         for key in expired {
-            let complete = !self.config.release_events && self.flows.get(&key).is_some_and(|f| f.tcp_closed);
+            let complete = !self.config.release_events && self.flows.get(&key).is_some_and(Flow::tcp_closed);
             self.finish(key, RecordKind::Close, complete, out);
         }
         for key in due {
@@ -218,10 +223,10 @@ impl Tracker {
     #[must_use]
     pub fn open_sockets(&self, idle_since_ns: Option<u64>) -> Vec<crate::probe::OpenSocket> {
         self.flows
-            .iter()
-            .filter(|(key, flow)| key.peer.is_none() && !flow.released)
+            .sockets()
+            .filter(|(_, flow)| !flow.released())
             .filter(|(_, flow)| idle_since_ns.is_none_or(|t| flow.last_ns < t))
-            .map(|(key, flow)| crate::probe::OpenSocket { cookie: key.cookie, tgid: flow.owner.tgid() })
+            .map(|(cookie, flow)| crate::probe::OpenSocket { cookie, tgid: flow.owner.tgid() })
             .collect()
     }
 
@@ -233,9 +238,8 @@ impl Tracker {
         stale: &std::collections::HashSet<u64>,
         out: &mut Vec<FlowRecord>,
     ) {
-        let keys: Vec<FlowKey> = self.flows.keys().copied().collect();
-        for key in keys {
-            if !self.config.release_events && self.flows.get(&key).is_some_and(|f| f.released && f.tcp_closed) {
+        for key in self.flows.keys() {
+            if !self.config.release_events && self.flows.get(&key).is_some_and(|f| f.released() && f.tcp_closed()) {
                 self.finish(key, RecordKind::Close, true, out);
                 continue;
             }
@@ -247,6 +251,7 @@ impl Tracker {
         self.flows.clear();
         self.peers.clear();
         self.peer_flows = 0;
+        self.owners.prune();
     }
 
     /// Sockets waiting for an owner lookup in /proc (taken once).
@@ -257,9 +262,14 @@ impl Tracker {
     /// Sets the owner found in /proc for every flow of `cookie`, unless the kernel knows better.
     pub fn set_owner(&mut self, cookie: u64, owner: &Owner) {
         self.resolved.insert(cookie, owner.clone());
-        for (key, flow) in &mut self.flows {
-            if key.cookie == cookie && owner.source > flow.owner.source {
-                flow.owner = FlowOwner::of(owner);
+        let shared = self.owners.intern(FlowOwner::of(owner));
+        let socket = FlowKey { cookie, peer: None };
+        let peers = self.peers.get(&cookie).map(Vec::as_slice).unwrap_or_default();
+        for key in std::iter::once(&socket).chain(peers) {
+            if let Some(flow) = self.flows.get_mut(key)
+                && owner.source > flow.owner.source
+            {
+                flow.owner = std::sync::Arc::clone(&shared);
             }
         }
     }
@@ -316,8 +326,8 @@ impl Tracker {
             protocol: flow.protocol,
             ip_protocol: flow.ip_protocol,
             direction: flow.direction(),
-            local: protocols::local(flow.protocol, flow.local),
-            remote: key.peer.or(flow.remote),
+            local: protocols::local(flow.protocol, flow.local()),
+            remote: key.peer.or(flow.remote()),
             payload,
             payload_source: payload_sources.overall(),
             payload_sources,
@@ -336,7 +346,7 @@ impl Tracker {
             last_seen: ts(flow.last_ns),
             closed: (kind == RecordKind::Close).then(|| ts(flow.last_ns)),
             complete,
-            rtt: flow.rtt,
+            rtt: flow.rtt(),
         })
     }
 }

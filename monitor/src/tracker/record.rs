@@ -55,7 +55,7 @@ pub enum Direction {
 }
 
 /// How the owner was learnt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OwnerSource {
     /// Only the socket's uid is known.

@@ -1,0 +1,141 @@
+//! Compact per-flow storage: owners interned once per process (flows share them), addresses
+//! packed in 18 bytes. The tracker keeps one [`super::flow::Flow`] per open socket, so every
+//! byte here counts 100,000 times on a busy host.
+
+use std::{
+    net::{IpAddr, Ipv6Addr, SocketAddr},
+    sync::Arc,
+};
+
+use monitor_common::sock::{Owner as KernelOwner, OwnerSource as KernelSource};
+
+use super::record::{Owner, OwnerSource};
+
+/// The owner as kept per flow: `comm` inline (no allocation per owner).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) struct FlowOwner {
+    tgid: u32,
+    pid: u32,
+    uid: u32,
+    gid: u32,
+    cgroup_id: u64,
+    comm: [u8; 16],
+    pub(super) source: OwnerSource,
+}
+
+/// `comm` as the kernel has it: NUL-terminated unless 16 bytes long.
+fn comm_str(raw: &[u8; 16]) -> String {
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    String::from_utf8_lossy(raw.get(..end).unwrap_or_default()).into_owned()
+}
+
+impl FlowOwner {
+    pub(super) fn tgid(&self) -> u32 {
+        self.tgid
+    }
+
+    /// From an owner found in /proc or kept elsewhere (`comm` cut to 15 bytes, as the kernel does).
+    pub(super) fn of(o: &Owner) -> Self {
+        let mut comm = [0u8; 16];
+        let bytes = o.comm.as_bytes();
+        let n = bytes.len().min(15);
+        comm[..n].copy_from_slice(&bytes[..n]);
+        Self { tgid: o.tgid, pid: o.pid, uid: o.uid, gid: o.gid, cgroup_id: o.cgroup_id, comm, source: o.source }
+    }
+
+    /// From the kernel's record, without building a `String`: `comm` up to its first NUL (at
+    /// most 15 bytes, as the kernel keeps it), turned into text only when a record is built.
+    pub(super) fn of_kernel(o: &KernelOwner) -> Self {
+        let source = match KernelSource::from_raw(o.source) {
+            KernelSource::SockCreate => OwnerSource::SockCreate,
+            KernelSource::Syscall => OwnerSource::Syscall,
+            KernelSource::Procfs => OwnerSource::Procfs,
+            KernelSource::Unknown => OwnerSource::Unknown,
+        };
+        let end = o.comm.iter().position(|&b| b == 0).unwrap_or(o.comm.len()).min(15);
+        let mut comm = [0u8; 16];
+        comm[..end].copy_from_slice(&o.comm[..end]);
+        Self { tgid: o.tgid, pid: o.pid, uid: o.uid, gid: o.gid, cgroup_id: o.cgroup_id, comm, source }
+    }
+
+    /// Only the socket's uid known.
+    pub(super) fn unknown(uid: u32) -> Self {
+        Self { tgid: 0, pid: 0, uid, gid: 0, cgroup_id: 0, comm: [0; 16], source: OwnerSource::Unknown }
+    }
+
+    pub(super) fn to_owner(self) -> Owner {
+        Owner {
+            tgid: self.tgid,
+            pid: self.pid,
+            uid: self.uid,
+            gid: self.gid,
+            comm: comm_str(&self.comm),
+            cgroup_id: self.cgroup_id,
+            source: self.source,
+        }
+    }
+}
+
+/// Owners of open flows, each kept once: a flow holds an `Arc` (8 bytes instead of 48), and all
+/// sockets of one thread share it. Owners no flow holds any more are dropped by [`Owners::prune`]
+/// (each tick, and whenever the table doubled since the last pruning).
+#[derive(Debug, Default)]
+pub(super) struct Owners {
+    set: foldhash::HashSet<Arc<FlowOwner>>,
+    /// Size at which [`Owners::intern`] prunes.
+    prune_at: usize,
+}
+
+/// Smallest size at which [`Owners::intern`] prunes the table.
+const MIN_PRUNE_AT: usize = 1024;
+
+impl Owners {
+    /// The shared copy of `owner`.
+    pub(super) fn intern(&mut self, owner: FlowOwner) -> Arc<FlowOwner> {
+        if let Some(shared) = self.set.get(&owner) {
+            return Arc::clone(shared);
+        }
+        let shared = Arc::new(owner);
+        self.set.insert(Arc::clone(&shared));
+        if self.set.len() >= self.prune_at {
+            self.prune();
+        }
+        shared
+    }
+
+    /// Drops the owners no flow holds.
+    pub(super) fn prune(&mut self) {
+        self.set.retain(|o| Arc::strong_count(o) > 1);
+        self.prune_at = (2 * self.set.len()).max(MIN_PRUNE_AT);
+    }
+
+    /// Owners kept.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.set.len()
+    }
+}
+
+/// An address and port in 18 bytes. IPv4 is stored IPv4-mapped; the tracker turns mapped
+/// IPv6 addresses into IPv4 before it stores them ([`super::ip_of`]) and builds every address
+/// with `SocketAddr::new` (no flow label or scope), so [`Endpoint::get`] gives back exactly the
+/// address stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Endpoint {
+    ip: [u8; 16],
+    port: u16,
+}
+
+impl Endpoint {
+    pub(super) fn new(addr: SocketAddr) -> Self {
+        let ip = match addr.ip() {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+            IpAddr::V6(v6) => v6.octets(),
+        };
+        Self { ip, port: addr.port() }
+    }
+
+    pub(super) fn get(self) -> SocketAddr {
+        SocketAddr::new(Ipv6Addr::from(self.ip).to_canonical(), self.port)
+    }
+}

@@ -1,0 +1,112 @@
+//! Compact flow state: exact sizes, lossless packed addresses, owners kept once.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::*;
+use crate::tracker::compact::{Endpoint, FlowOwner, Owners};
+
+/// Per-flow memory (issue 8: 100,000 open sockets within 48 MiB in total). Each open socket costs
+/// one boxed `Flow` (232 bytes: a 240-byte malloc chunk) and a 16-byte table entry; a field
+/// added here shows as a failure, so that the cost is a decision.
+#[test]
+fn flow_state_stays_compact() {
+    use std::mem::size_of;
+    assert_eq!(size_of::<crate::tracker::flow::Flow>(), 232);
+    assert_eq!(size_of::<crate::tracker::compact::Endpoint>(), 18);
+    assert_eq!(size_of::<crate::tracker::flow::Extra>(), 48);
+    assert_eq!(size_of::<crate::tracker::compact::FlowOwner>(), 48, "kept once per owner, not per flow");
+}
+
+/// Every address the tracker can store comes back exactly (family included).
+#[test]
+fn packed_endpoints_give_back_the_address_stored() {
+    let addrs = [
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 443),
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 80),
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::BROADCAST), 0),
+        SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 80),
+        SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 65535),
+        SocketAddr::new("2001:db8::1".parse().unwrap(), 53),
+        // IPv4-compatible (not mapped) stays IPv6.
+        SocketAddr::new("::10.0.0.1".parse().unwrap(), 1),
+    ];
+    for a in addrs {
+        assert_eq!(Endpoint::new(a).get(), a, "{a}");
+        assert_eq!(Endpoint::new(a).get().is_ipv6(), a.is_ipv6(), "{a}");
+    }
+}
+
+/// Flows of one process share one owner; owners of closed flows go at the next tick.
+#[test]
+fn owners_are_kept_once_and_dropped_with_their_last_flow() {
+    let mut t = tracker();
+    let mut out = Vec::new();
+    for cookie in 1..=100u64 {
+        let mut e = ev(EventKind::Established, 2 * SEC, ByteCounters::default());
+        e.cookie = cookie;
+        t.handle(EventKind::Established, &e, &mut out);
+    }
+    let mut other = ev(EventKind::Established, 2 * SEC, ByteCounters::default());
+    other.cookie = 1000;
+    other.owner = owner(43);
+    t.handle(EventKind::Established, &other, &mut out);
+    assert_eq!(t.owners.len(), 2);
+    for cookie in (1..=100u64).chain([1000]) {
+        let mut close = ev(EventKind::TcpClose, 3 * SEC, counters(100, 100, 10, 10));
+        close.cookie = cookie;
+        t.handle(EventKind::TcpClose, &close, &mut out);
+        let mut release = ev(EventKind::Release, 3 * SEC, counters(100, 100, 10, 10));
+        release.cookie = cookie;
+        t.handle(EventKind::Release, &release, &mut out);
+    }
+    assert_eq!(out.len(), 101);
+    assert!(out.iter().filter(|r| r.owner.tgid == 42).all(|r| r.owner.comm == "client"));
+    assert_eq!(out.iter().filter(|r| r.owner.tgid == 43).count(), 1);
+    t.tick(4 * SEC, &mut out);
+    assert_eq!(t.owners.len(), 0);
+}
+
+/// The interner prunes on its own once it doubled, so owners of closed flows cannot pile up
+/// between ticks; owners still held survive.
+#[test]
+fn interned_owners_are_pruned_when_the_table_doubles() {
+    let mut owners = Owners::default();
+    let kept = owners.intern(FlowOwner::of_kernel(&owner(1)));
+    for tgid in 2..5000 {
+        drop(owners.intern(FlowOwner::of_kernel(&owner(tgid))));
+    }
+    assert!(owners.len() <= 1024, "{} owners kept", owners.len());
+    owners.prune();
+    assert_eq!(owners.len(), 1);
+    assert_eq!(kept.to_owner().tgid, 1);
+}
+
+/// `comm` from the kernel: cut at its NUL, at most 15 bytes, invalid UTF-8 shown replaced.
+#[test]
+fn kernel_comm_is_kept_as_the_kernel_has_it() {
+    let mut o = owner(1);
+    o.comm = *b"sixteen-bytes-xy";
+    assert_eq!(FlowOwner::of_kernel(&o).to_owner().comm, "sixteen-bytes-x");
+    o.comm = [0; 16];
+    o.comm[..4].copy_from_slice(&[b'a', 0xff, b'b', 0]);
+    assert_eq!(FlowOwner::of_kernel(&o).to_owner().comm, "a\u{fffd}b");
+}
+
+/// An owner found in /proc reaches the socket's peer flows too.
+#[test]
+fn owner_from_proc_reaches_peer_flows() {
+    let mut t = tracker();
+    let mut out = Vec::new();
+    for (i, addr) in [[10, 0, 1, 1], [10, 0, 1, 2]].into_iter().enumerate() {
+        let (k, mut e) = peer_event(EventKind::PeerUpdate, i as u64 + 1, addr, 100);
+        e.flags |= FLAG_NO_OWNER;
+        t.handle(k, &e, &mut out);
+    }
+    let found =
+        Owner { tgid: 77, pid: 78, uid: 0, gid: 0, comm: "resolver".into(), cgroup_id: 1, source: OwnerSource::Procfs };
+    t.set_owner(7, &found);
+    let (k, e) = udp_release(7);
+    t.handle(k, &e, &mut out);
+    assert_eq!(out.len(), 2);
+    assert!(out.iter().all(|r| r.owner == found), "{out:?}");
+}
