@@ -2,8 +2,9 @@
 //! (100,000 sockets, both ends in the watched cgroup), each having carried 1 KiB each way, held
 //! open while the observer's resident memory is read. For the monitor, resident memory is split
 //! into anonymous, file-backed and memory-mapped database (`*.mmdb`) pages from
-//! /proc/<pid>/smaps; the goal applies to everything but the databases: mapped ones (`mmdb`
-//! pages) and, for the monitor, which reads them into its heap, their file sizes out of `anon`.
+//! /proc/<pid>/smaps. The goal (issue 8) is on the total, databases included; the figure without
+//! the databases (mapped `mmdb` pages, and database contents read into the heap by monitors that
+//! do so) is shown beside it.
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -25,8 +26,9 @@ use super::{
 };
 
 const PORT: u16 = 7100;
-/// Goal: under 64 MiB resident (databases excluded) at 100,000 open sockets.
-const GOAL_MIB: f64 = 64.0;
+/// Goal (issue 8): at most 48 MiB resident in total, geolocation databases included, at 100,000
+/// open sockets (the first goal, under 64 MiB without the databases, is shown beside it).
+const GOAL_MIB: f64 = 48.0;
 
 #[derive(Debug, Serialize)]
 struct Sample {
@@ -80,8 +82,8 @@ pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
                 mib(c.peak_rss_kib)
             );
             if o == Observer::Monitor {
-                let ok = mib(without_dbs) < GOAL_MIB && s.connections >= connections as u64;
-                section.rows.push(Row::goal(format!("{m}: memory"), o.name(), value, "< 64 MiB", ok));
+                let ok = mib(r.total_kib) <= GOAL_MIB && s.connections >= connections as u64;
+                section.rows.push(Row::goal(format!("{m}: memory"), o.name(), value, "≤ 48 MiB in total", ok));
                 let open = s.open_flows.unwrap_or(0);
                 if open > 0 {
                     section.rows.push(Row::info(
