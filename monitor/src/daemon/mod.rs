@@ -181,6 +181,9 @@ struct Stages<S> {
     sink_tx: SinkTx,
     records: Vec<FlowRecord>,
     lost_seen: u64,
+    /// Snapshots read socket by socket ([`Degradation::SnapshotsByDescriptor`]): they need the
+    /// list of sockets to read; the iterator walks them all by itself.
+    snapshots_by_socket: bool,
 }
 
 impl Pipeline {
@@ -263,6 +266,7 @@ impl Pipeline {
         }
         let syscall_payload = !degradations.contains(&Degradation::PayloadFromTcpCounters);
         let fresh_at_shutdown = !degradations.contains(&Degradation::NoSnapshots);
+        let snapshots_by_socket = degradations.contains(&Degradation::SnapshotsByDescriptor);
         let release_events = !degradations.contains(&Degradation::NoReleaseHook);
         let clock = source.clock();
         let mut journal = self.journal;
@@ -310,7 +314,7 @@ impl Pipeline {
 
         let tracker =
             Tracker::new(TrackerConfig { syscall_payload, fresh_at_shutdown, release_events, ..self.tracker }, clock);
-        let mut st = Stages { source, tracker, sink_tx, records: Vec::new(), lost_seen: 0 };
+        let mut st = Stages { source, tracker, sink_tx, records: Vec::new(), lost_seen: 0, snapshots_by_socket };
         let (owners_tx, mut owners_rx) = mpsc::channel::<(u64, Owner)>(OUTPUT_QUEUE);
         let mut lookups = owners::Lookups::start(owners_tx).map_err(Error::OwnerThread)?;
         let mut tick = tokio::time::interval(TICK);
@@ -361,7 +365,7 @@ impl Pipeline {
                     st.sink_tx.send(SinkMsg::Tick).await;
                 }
                 _ = snapshot_tick.tick() => {
-                    refresh_from_kernel(&mut st.source, &mut st.tracker, false);
+                    refresh_from_kernel(&mut st, false);
                 }
                 _ = stats_tick.tick() => {
                     let stats = stats_snapshot(&st.source, st.tracker.stats(), false);
@@ -430,7 +434,7 @@ async fn shutdown_drain<S: EventSource>(
         warn!("owner lookups dropped (queue full): {}", lookups.dropped);
     }
     // Counters of open flows as they are now, not as of their last event.
-    let stale = refresh_from_kernel(&mut st.source, &mut st.tracker, true);
+    let stale = refresh_from_kernel(&mut st, true);
     // What follows is written even past the shutdown limit: open flows and the final statistics.
     st.sink_tx.send(SinkMsg::Final).await;
     st.tracker.shutdown_with_stale(st.source.now_ns(), &stale, &mut st.records);
@@ -464,13 +468,17 @@ async fn shutdown_drain<S: EventSource>(
 }
 
 /// Refreshes open flows from the kernel's counters (idle flows send no events): periodically
-/// those idle for an update interval, at shutdown all. Returns the cookies of sockets whose
-/// counters could not be read (their `shutdown` records are then incomplete).
-fn refresh_from_kernel(source: &mut impl EventSource, tracker: &mut Tracker, all: bool) -> HashSet<u64> {
+/// those idle for an update interval, at shutdown (`all`) every one. Returns the cookies of
+/// sockets whose counters could not be read (their `shutdown` records are then incomplete).
+fn refresh_from_kernel<S: EventSource>(st: &mut Stages<S>, all: bool) -> HashSet<u64> {
+    let Stages { source, tracker, snapshots_by_socket, .. } = st;
+    let open = if *snapshots_by_socket {
+        let interval = u64::try_from(tracker.update_interval().as_nanos()).unwrap_or(u64::MAX);
+        tracker.open_sockets((!all).then(|| source.now_ns().saturating_sub(interval)))
+    } else {
+        Vec::new()
+    };
     let mut ignored = Vec::new();
-    let interval = u64::try_from(tracker.update_interval().as_nanos()).unwrap_or(u64::MAX);
-    let idle_since = (!all).then(|| source.now_ns().saturating_sub(interval));
-    let open = tracker.open_sockets(idle_since);
     let mut found = 0usize;
     let missed = source.snapshot(&open, &mut |kind, ev| {
         found += 1;
@@ -484,7 +492,7 @@ fn refresh_from_kernel(source: &mut impl EventSource, tracker: &mut Tracker, all
         }
         Some(Err(e)) => {
             warn!("counter snapshot failed: {e}");
-            open.iter().map(|s| s.cookie).collect()
+            tracker.open_sockets(None).iter().map(|s| s.cookie).collect()
         }
     }
 }

@@ -171,10 +171,11 @@ pub(super) fn first_connection(mark: Mark) -> rusqlite::Result<i64> {
 /// Seals the rows written since `mark` in a new batch (nothing when the flush wrote none):
 /// the `connections` rows from their digests in `written` (hashed as bound), the `stats` rows
 /// read back.
-pub(super) fn seal(tx: &Transaction<'_>, mark: Mark, written: &Written, now: jiff::Timestamp) -> rusqlite::Result<()> {
+pub(super) fn seal(tx: &Transaction<'_>, mark: Mark, written: Written, now: jiff::Timestamp) -> rusqlite::Result<()> {
     let first = first_connection(mark)?;
-    let mut blob = written.digests.clone();
     let mut ranges = [(first, mark.0[0] + written.rows()), (0, 0)];
+    let times = (written.times.map(|t| t.0), written.times.map(|t| t.1));
+    let mut blob = written.digests;
     let (table, columns) = TABLES[1];
     let rows = digests(tx, table, columns, mark.0[1] + 1, i64::MAX)?;
     ranges[1] = (mark.0[1] + 1, rows.last().map_or(mark.0[1], |r| r.0));
@@ -184,7 +185,6 @@ pub(super) fn seal(tx: &Transaction<'_>, mark: Mark, written: &Written, now: jif
     if blob.is_empty() {
         return Ok(());
     }
-    let times = (written.times.map(|t| t.0), written.times.map(|t| t.1));
     let prev: Vec<u8> = tx
         .query_row("SELECT hash FROM batches ORDER BY id DESC LIMIT 1", [], |r| r.get(0))
         .or_else(|e| if matches!(e, rusqlite::Error::QueryReturnedNoRows) { Ok(vec![0; 32]) } else { Err(e) })?;

@@ -131,7 +131,7 @@ pub(super) fn write(
             ],
         )?;
     }
-    chain::seal(tx, mark, &connections.written, now)?;
+    chain::seal(tx, mark, connections.written, now)?;
     let written = Written { connections: buf.records.len(), residency: buf.buckets.len(), stats: buf.stats.len() };
     let rows = written.connections + written.residency + written.stats;
     tx.execute(

@@ -13,10 +13,10 @@
 use std::{
     collections::HashSet,
     fs,
-    os::fd::{AsFd, BorrowedFd, OwnedFd},
+    os::fd::{AsFd, AsRawFd as _, BorrowedFd, OwnedFd},
 };
 
-use aya::maps::{Map, MapData, MapError, SkStorage};
+use aya::maps::{Map, MapData, SkStorage};
 use log::debug;
 use monitor_common::{
     event::{Event, EventKind, FLAG_NO_OWNER, FLAG_SNAPSHOT},
@@ -44,14 +44,20 @@ pub struct FdSnapshots {
 }
 
 impl FdSnapshots {
-    /// Opens the `COUNTERS` storage from a descriptor of it.
+    /// Opens the `COUNTERS` storage from a descriptor of it, after checking that this kernel
+    /// has `pidfd_open`/`pidfd_getfd` (Linux 5.6) by duplicating one of our own descriptors.
     ///
     /// # Errors
-    /// When the descriptor cannot be duplicated or is not a socket storage of [`Counters`].
-    pub fn new(map: BorrowedFd<'_>) -> Result<Self, MapError> {
-        let fd = map.try_clone_to_owned().map_err(|e| MapError::SyscallError(syscall("dup", e)))?;
-        let data = MapData::from_fd(fd)?;
-        Ok(Self { storage: SkStorage::try_from(Map::SkStorage(data))? })
+    /// When the descriptor cannot be duplicated, is not a socket storage of [`Counters`], or the
+    /// kernel lacks the pidfd calls.
+    pub fn new(map: BorrowedFd<'_>) -> std::io::Result<Self> {
+        let me = Pid::from_raw(i32::try_from(std::process::id()).unwrap_or(0))
+            .ok_or_else(|| std::io::Error::other("no process id"))?;
+        let pidfd = pidfd_open(me, PidfdFlags::empty())?;
+        let fd = pidfd_getfd(&pidfd, map.as_raw_fd(), PidfdGetfdFlags::empty())?;
+        let data = MapData::from_fd(fd).map_err(std::io::Error::other)?;
+        let storage = SkStorage::try_from(Map::SkStorage(data)).map_err(std::io::Error::other)?;
+        Ok(Self { storage })
     }
 
     /// Current counters of `sockets` (see the module header), one `Update` event (flag
@@ -129,8 +135,4 @@ impl FdSnapshots {
         ev.tuple.local_port = c.local_port;
         Some(ev)
     }
-}
-
-fn syscall(call: &'static str, io_error: std::io::Error) -> aya::sys::SyscallError {
-    aya::sys::SyscallError { call, io_error }
 }
