@@ -59,6 +59,10 @@ pub struct Args {
     /// kernel, enrichment, reports). Example: --only churn,kernel
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
+    /// Compare only these observers with the baseline (comma-separated: monitor, nethogs,
+    /// bandwhich); the others are listed as skipped. Example: --observers monitor
+    #[arg(long, value_delimiter = ',', value_parser = ["monitor", "nethogs", "bandwhich"])]
+    pub observers: Vec<String>,
 }
 
 /// Shared by every benchmark.
@@ -95,7 +99,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         bail!("benchmarks need root (network namespaces, cgroups, BPF); run `cargo xtask bench` as root");
     }
     let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::Relaxed));
-    let tools = tools(args.quick)?;
+    let tools = tools(args.quick, &args.observers)?;
     let machine = machine::describe();
     env::remove_stale();
     let pair = Pair::new()?;
@@ -167,7 +171,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 
 /// Builds the monitor (and, for full runs, a release load generator) and finds the peers.
 /// Quick mode uses debug binaries, which the test suite has already built.
-fn tools(quick: bool) -> anyhow::Result<Tools> {
+fn tools(quick: bool, observers: &[String]) -> anyhow::Result<Tools> {
     let profile = if quick { "debug" } else { "release" };
     let mut build = cargo();
     build.args(["build", "--quiet", "--package", "monitor"]);
@@ -181,6 +185,13 @@ fn tools(quick: bool) -> anyhow::Result<Tools> {
     for (o, probe) in [(Observer::Nethogs, ["nethogs", "-V"]), (Observer::Bandwhich, ["bandwhich", "--version"])] {
         if Command::new(probe[0]).arg(probe[1]).output().is_err() {
             missing.push((o, format!("`{}` not found (cargo xtask setup --bench installs it)", probe[0])));
+        }
+    }
+    if !observers.is_empty() {
+        for o in [Observer::Monitor, Observer::Nethogs, Observer::Bandwhich] {
+            if !observers.iter().any(|n| n == o.name()) && !missing.iter().any(|(m, _)| *m == o) {
+                missing.push((o, "not selected (--observers)".to_owned()));
+            }
         }
     }
     if Command::new("iperf3").arg("--version").output().is_err() {
