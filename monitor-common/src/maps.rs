@@ -115,4 +115,16 @@ pub mod programs {
     pub const SEND_LENGTH_TP: &str = "sock_send_length";
     /// Kernel tracepoint behind [`RECV_LENGTH`] (Linux 6.3+).
     pub const RECV_LENGTH_TP: &str = "sock_recv_length";
+    /// Environment variable that, set to `1` for the daemon, also attaches the `CALIBRATE_*`
+    /// programs (`cargo xtask bench` sets it for its kernel-cost runs only).
+    pub const CALIBRATION_ENV: &str = "MONITOR_BPF_CALIBRATION";
+    /// Empty `cgroup_skb/egress` program: the measurement floor of the benchmark (attached only
+    /// with [`CALIBRATION_ENV`]` = 1`).
+    pub const CALIBRATE_EGRESS: &str = "calibrate_egress";
+    /// Empty `cgroup_skb/ingress` program (as [`CALIBRATE_EGRESS`]).
+    pub const CALIBRATE_INGRESS: &str = "calibrate_ingress";
+    /// Empty `sockops` program (as [`CALIBRATE_EGRESS`]).
+    pub const CALIBRATE_SOCK_OPS: &str = "calibrate_sock_ops";
+    /// Empty `cgroup/sock_create` program (as [`CALIBRATE_EGRESS`]).
+    pub const CALIBRATE_SOCK_CREATE: &str = "calibrate_sock_create";
 }

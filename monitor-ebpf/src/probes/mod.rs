@@ -1,5 +1,6 @@
 //! Program entry points, one file per hook family.
 
+pub(crate) mod calibrate;
 pub(crate) mod copy;
 pub(crate) mod fallback;
 pub(crate) mod getaddrinfo;

@@ -3,7 +3,7 @@
 
 use std::{
     fs::File,
-    os::fd::AsFd,
+    os::fd::{AsFd, BorrowedFd},
     path::{Path, PathBuf},
 };
 
@@ -53,6 +53,49 @@ pub struct Probe {
 fn attach_mode() -> Result<CgroupAttachMode, Error> {
     let current = KernelVersion::current().map_err(|e| Error::KernelVersion(e.to_string()))?;
     Ok(if current >= KernelVersion::new(5, 7, 0) { CgroupAttachMode::Single } else { CgroupAttachMode::AllowMultiple })
+}
+
+/// Attaches the empty programs of `monitor-ebpf/src/probes/calibrate.rs` (only with
+/// [`programs::CALIBRATION_ENV`]` = 1`): `cargo xtask bench` measures with them what one run of a
+/// program that does nothing costs on each hook (BENCHMARKS.md, "Kernel cost"). Returns how many. Failures only warn: they are a
+/// benchmark aid, never needed for monitoring.
+fn attach_calibration(ebpf: &mut Ebpf, cg: BorrowedFd<'_>, mode: CgroupAttachMode) -> u32 {
+    fn skb(
+        ebpf: &mut Ebpf,
+        name: &'static str,
+        kind: CgroupSkbAttachType,
+        cg: BorrowedFd<'_>,
+        mode: CgroupAttachMode,
+    ) -> Result<(), String> {
+        let p = program::<CgroupSkb>(ebpf, name).map_err(|e| e.to_string())?;
+        p.load().map_err(|e| e.to_string())?;
+        p.attach(cg, kind, mode).map(drop).map_err(|e| e.to_string())
+    }
+    fn sock_ops(ebpf: &mut Ebpf, name: &'static str, cg: BorrowedFd<'_>, mode: CgroupAttachMode) -> Result<(), String> {
+        let p = program::<SockOps>(ebpf, name).map_err(|e| e.to_string())?;
+        p.load().map_err(|e| e.to_string())?;
+        p.attach(cg, mode).map(drop).map_err(|e| e.to_string())
+    }
+    fn sock(ebpf: &mut Ebpf, name: &'static str, cg: BorrowedFd<'_>, mode: CgroupAttachMode) -> Result<(), String> {
+        let p = program::<CgroupSock>(ebpf, name).map_err(|e| e.to_string())?;
+        p.load().map_err(|e| e.to_string())?;
+        p.attach(cg, mode).map(drop).map_err(|e| e.to_string())
+    }
+    let results = [
+        (programs::CALIBRATE_EGRESS, skb(ebpf, programs::CALIBRATE_EGRESS, CgroupSkbAttachType::Egress, cg, mode)),
+        (programs::CALIBRATE_INGRESS, skb(ebpf, programs::CALIBRATE_INGRESS, CgroupSkbAttachType::Ingress, cg, mode)),
+        (programs::CALIBRATE_SOCK_OPS, sock_ops(ebpf, programs::CALIBRATE_SOCK_OPS, cg, mode)),
+        (programs::CALIBRATE_SOCK_CREATE, sock(ebpf, programs::CALIBRATE_SOCK_CREATE, cg, mode)),
+    ];
+    let mut attached = 0;
+    for (name, result) in results {
+        match result {
+            Ok(()) => attached += 1,
+            Err(e) => warn!("calibration program {name} not attached: {e}"),
+        }
+    }
+    info!("calibration programs attached: {attached} of 4 ({}=1)", programs::CALIBRATION_ENV);
+    attached
 }
 
 impl Probe {
@@ -186,6 +229,9 @@ impl Probe {
                 warn!("getaddrinfo probe not attached: {reason}");
                 degradations.push(Degradation::NoGetaddrinfoNames);
             }
+        }
+        if std::env::var_os(programs::CALIBRATION_ENV).is_some_and(|v| v == "1") {
+            attached += attach_calibration(&mut ebpf, cg, mode);
         }
         info!("attached programs={attached} cgroup={}", config.cgroup.display());
         Ok(Self { ebpf, cgroup: config.cgroup.clone(), degradations, snapshots })

@@ -28,7 +28,7 @@ type IsExpected = fn(&ProgramSection) -> bool;
 
 /// Every program the loader takes from the object, with the section it must have been built for.
 /// Kernel tracepoint names (`*_TP`) are attach targets, not programs, and are not listed.
-const PROGRAMS: [(&str, IsExpected); 17] = [
+const PROGRAMS: [(&str, IsExpected); 21] = [
     (programs::SOCK_CREATE, |s| {
         matches!(s, ProgramSection::CgroupSock { attach_type: CgroupSockAttachType::SockCreate })
     }),
@@ -66,6 +66,16 @@ const PROGRAMS: [(&str, IsExpected); 17] = [
     (programs::FENTRY_RELEASE, |s| matches!(s, ProgramSection::FEntry { sleepable: false })),
     (programs::GAI_ENTRY, |s| matches!(s, ProgramSection::UProbe { sleepable: false })),
     (programs::GAI_RETURN, |s| matches!(s, ProgramSection::URetProbe { sleepable: false })),
+    (programs::CALIBRATE_EGRESS, |s| {
+        matches!(s, ProgramSection::CgroupSkb { attach_type: Some(CgroupSkbAttachType::Egress) })
+    }),
+    (programs::CALIBRATE_INGRESS, |s| {
+        matches!(s, ProgramSection::CgroupSkb { attach_type: Some(CgroupSkbAttachType::Ingress) })
+    }),
+    (programs::CALIBRATE_SOCK_OPS, |s| matches!(s, ProgramSection::SockOps)),
+    (programs::CALIBRATE_SOCK_CREATE, |s| {
+        matches!(s, ProgramSection::CgroupSock { attach_type: CgroupSockAttachType::SockCreate })
+    }),
 ];
 
 /// Every map named in `monitor_common::maps`, with its kernel map type.

@@ -125,6 +125,22 @@ impl Cost {
 
 /// Starts `observer` on `target` and waits until it is watching.
 pub fn start(observer: Observer, target: Target<'_>, tools: &Tools, tag: &str) -> anyhow::Result<Running> {
+    start_observer(observer, target, tools, tag, false)
+}
+
+/// Starts the monitor with its empty calibration programs attached too
+/// (`monitor_common::maps::programs::CALIBRATION_ENV`; see `kernel`).
+pub fn start_with_calibration(target: Target<'_>, tools: &Tools, tag: &str) -> anyhow::Result<Running> {
+    start_observer(Observer::Monitor, target, tools, tag, true)
+}
+
+fn start_observer(
+    observer: Observer,
+    target: Target<'_>,
+    tools: &Tools,
+    tag: &str,
+    calibration: bool,
+) -> anyhow::Result<Running> {
     let output = tools.work.join(format!("{tag}-{}.out", observer.name()));
     let errors = tools.work.join(format!("{tag}-{}.err", observer.name()));
     let stdout = File::create(&output).with_context(|| format!("cannot create {}", output.display()))?;
@@ -144,6 +160,9 @@ pub fn start(observer: Observer, target: Target<'_>, tools: &Tools, tag: &str) -
             let _ = std::fs::remove_dir_all(&journal);
             cmd.args(["run", "--json", "--journal"]).arg(journal.join("journal.db"));
             cmd.arg("--cgroup").arg(&target.cgroup.path).env("RUST_LOG", "warn");
+            if calibration {
+                cmd.env(monitor_common::maps::programs::CALIBRATION_ENV, "1");
+            }
             (cmd, Place::default())
         }
         Observer::Nethogs => {
