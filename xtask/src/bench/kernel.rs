@@ -22,7 +22,7 @@ use super::{
     env::{ADDR_A, ADDR_B, DEV_A, Place, Proc, wait_for_text},
     load::Proto,
     observer::{self, Observer, Target},
-    output::{self, Row, Section},
+    output::{Row, Section},
     stats::{Summary, show},
 };
 
@@ -449,15 +449,15 @@ mod tests {
         let value = |m: &str| s.rows.iter().find(|r| r.metric == m).map(|r| (r.value.clone(), r.verdict)).unwrap();
         assert_eq!(
             value("per-packet program [cgroup_skb/egress], as measured"),
-            ("150.0 ns/run".into(), output::Verdict::Missed)
+            ("150.0 ns/run".into(), super::super::output::Verdict::Missed)
         );
         assert_eq!(
             value("per-packet program [cgroup_skb/egress], net of the floor"),
-            ("90.0 ns/run".into(), output::Verdict::Met)
+            ("90.0 ns/run".into(), super::super::output::Verdict::Met)
         );
         assert_eq!(
             value("per-packet program [cgroup_skb/ingress], net of the floor"),
-            ("120.0 ns/run".into(), output::Verdict::Missed)
+            ("120.0 ns/run".into(), super::super::output::Verdict::Missed)
         );
     }
 
