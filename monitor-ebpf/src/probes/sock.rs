@@ -25,14 +25,19 @@ pub fn sock_create(ctx: SockContext) -> i32 {
     if !tracked(family) {
         return ALLOW;
     }
-    // SAFETY (below): map values returned non-null by the kernel.
+    let mut created_ns = 0;
+    // SAFETY (below): map values returned non-null by the kernel; helpers without arguments.
     match unsafe { OWNER.get_or_create(sk.cast()).as_mut() } {
-        Some(owner) => record_owner(owner, OwnerSource::SockCreate),
+        Some(owner) => {
+            record_owner(owner, OwnerSource::SockCreate);
+            created_ns = owner.created_ns;
+        }
         None => storage_failed(&ctx),
     }
     match unsafe { COUNTERS.get_or_create(sk.cast()).as_mut() } {
         Some(c) => unsafe {
-            c.created_ns = bpf_ktime_get_boot_ns();
+            // One clock read for both: the owner was recorded a moment ago.
+            c.created_ns = if created_ns == 0 { bpf_ktime_get_boot_ns() } else { created_ns };
             c.last_report_ns = bpf_ktime_get_coarse_ns();
         },
         None => storage_failed(&ctx),

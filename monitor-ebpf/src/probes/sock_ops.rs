@@ -62,9 +62,15 @@ pub fn sock_ops_tcp(ctx: SockOpsContext) -> u32 {
 const TCPHDR_FIN: u32 = 1;
 
 /// Marks the socket as having received the peer's FIN (only `sock_ops` writes `tcp_flags`; it
-/// runs with the socket locked).
+/// runs with the socket locked), and turns the header callback off: nothing after the FIN is
+/// looked for, so the segments still to come (the ACK of this side's FIN) cost no callback.
 #[inline(always)]
 fn fin_received(ctx: &SockOpsContext) {
+    let flags = ctx.cb_flags();
+    if flags & BPF_SOCK_OPS_PARSE_ALL_HDR_OPT_CB_FLAG != 0 {
+        // Failure only leaves the callback on (as before the FIN).
+        let _ = ctx.set_cb_flags((flags & !BPF_SOCK_OPS_PARSE_ALL_HDR_OPT_CB_FLAG) as i32);
+    }
     let sk = sock_of(ctx);
     if sk.is_null() {
         return;
