@@ -36,6 +36,10 @@ use super::{
 /// First server port; [`PORTS`] consecutive ports.
 pub const SERVER_PORT: u16 = 7000;
 const PORTS: u16 = 4;
+/// Issue 8's goal for the churn rate with the monitor, relative to the rate without.
+const RATE_GOAL: f64 = 0.85;
+/// Issue 8's goal for the daemon's CPU time per flow record, in µs.
+const DAEMON_GOAL_US: f64 = 3.0;
 /// Client worker processes.
 pub const PROCS: usize = 4;
 const THREADS: usize = 2;
@@ -140,11 +144,14 @@ pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
             if *o == Observer::None {
                 section.rows.push(Row::info(format!("{m} rate (exchanges/s)"), o.name(), show(abs, 0)));
             } else {
-                section.rows.push(Row::info(
-                    format!("{m} rate (relative, raw / steal-adjusted)"),
-                    o.name(),
-                    format!("{} of none ({}/s) / {}", show(rel, 3), show(abs, 0), show(rel_adj, 3)),
-                ));
+                let metric = format!("{m} rate (relative, raw / steal-adjusted)");
+                let value = format!("{} of none ({}/s) / {}", show(rel, 3), show(abs, 0), show(rel_adj, 3));
+                section.rows.push(if *o == Observer::Monitor {
+                    let ok = rel.is_some_and(|r| r.median >= RATE_GOAL);
+                    Row::goal(metric, o.name(), value, &format!("≥ {RATE_GOAL} of none (raw)"), ok)
+                } else {
+                    Row::info(metric, o.name(), value)
+                });
                 section.rows.push(Row::info(
                     format!("{m}: CPU % of a core / peak RSS MiB"),
                     o.name(),
@@ -199,6 +206,27 @@ fn monitor_rows(section: &mut Section, m: &str, samples: &[&Sample]) {
             c.show(),
             "100 %",
             ok,
+        ));
+    }
+    // Daemon CPU per flow record: CPU time over the load window ÷ the records that window produced
+    // (each exchange recorded on both sides).
+    let per_record = Summary::of(
+        &samples
+            .iter()
+            .filter_map(|s| {
+                let records = s.client?.recorded + s.server?.recorded;
+                let cost = s.cost.as_ref()?;
+                (records > 0).then(|| cost.cpu.total() * 1e6 / records as f64)
+            })
+            .collect::<Vec<_>>(),
+    );
+    if per_record.is_some() {
+        section.rows.push(Row::goal(
+            format!("{m}: daemon CPU per flow record (load window)"),
+            "monitor",
+            format!("{} µs", show(per_record, 1)),
+            &format!("≤ {DAEMON_GOAL_US} µs"),
+            per_record.is_some_and(|s| s.median <= DAEMON_GOAL_US),
         ));
     }
     let stats: Vec<&FinalStats> = samples.iter().filter_map(|s| s.stats.as_ref()).collect();
