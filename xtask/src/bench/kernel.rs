@@ -210,18 +210,17 @@ fn socket_rows(section: &mut Section, phases: &[[Phase; 3]]) {
                     .collect::<Vec<_>>(),
             )
         };
-        let goal = format!("≤ {SOCKET_GOAL_US} µs");
         for (net, label) in [(false, "as measured"), (true, "net of the measurement floor")] {
-            let s = per(net);
-            section.rows.push(Row::goal(
-                format!("BPF per socket over its life, {proto} churn, {label}"),
-                "monitor",
-                format!("{} µs", show(s, 2)),
-                &goal,
-                s.is_some_and(|s| s.median <= SOCKET_GOAL_US),
-            ));
+            let metric = format!("BPF per socket over its life, {proto} churn, {label}");
+            section.rows.push(at_most(metric, per(net), 2, "µs", SOCKET_GOAL_US));
         }
     }
+}
+
+/// A row of the monitor's whose goal is a median of at most `goal` (`unit`).
+fn at_most(metric: String, value: Option<Summary>, digits: usize, unit: &str, goal: f64) -> Row {
+    let ok = value.is_some_and(|s| s.median <= goal);
+    Row::goal(metric, "monitor", format!("{} {unit}", show(value, digits)), &format!("≤ {goal} {unit}"), ok)
 }
 
 /// ns per run of the per-packet programs, as measured and net of the empty program on the same
@@ -246,27 +245,16 @@ fn packet_rows(section: &mut Section, rounds: &[Deltas]) {
                 }
             }
         }
-        let goal = format!("≤ {PACKET_GOAL_NS} ns");
         let (raw, net, floor) = (Summary::of(&raw), Summary::of(&net), Summary::of(&floor));
-        section.rows.push(Row::goal(
-            format!("per-packet program [{hook}], as measured"),
-            "monitor",
-            format!("{} ns/run", show(raw, 1)),
-            &goal,
-            raw.is_some_and(|s| s.median <= PACKET_GOAL_NS),
-        ));
+        let metric = format!("per-packet program [{hook}], as measured");
+        section.rows.push(at_most(metric, raw, 1, "ns/run", PACKET_GOAL_NS));
         section.rows.push(Row::info(
             format!("measurement floor [{hook}]: an empty program"),
             "calibration",
             format!("{} ns/run", show(floor, 1)),
         ));
-        section.rows.push(Row::goal(
-            format!("per-packet program [{hook}], net of the floor"),
-            "monitor",
-            format!("{} ns/run", show(net, 1)),
-            &goal,
-            net.is_some_and(|s| s.median <= PACKET_GOAL_NS),
-        ));
+        let metric = format!("per-packet program [{hook}], net of the floor");
+        section.rows.push(at_most(metric, net, 1, "ns/run", PACKET_GOAL_NS));
     }
 }
 
