@@ -54,8 +54,8 @@ use crate::{
 /// Batches of events between the drainer and the tracker. Full ⇒ the drainer stops reading and
 /// the kernel counts what it cannot queue.
 pub const TRACKER_QUEUE: usize = 256;
-/// Batches of outputs between the sink and the printer (up to 1,024 outputs of ~1 KB each: what
-/// the sink handled since its queue was last empty).
+/// Batches of outputs between the sink and the printer (one batch per sink message: the records
+/// of one event batch, ~1 KB each, or one statistics snapshot).
 pub const OUTPUT_QUEUE: usize = 1024;
 /// Processes remembered as already observed (cleared beyond this).
 const OBSERVED_MAX: usize = 65_536;

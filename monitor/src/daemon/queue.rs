@@ -93,12 +93,6 @@ impl SinkRx {
         self.permits.add_permits(weight(&msg, self.max) as usize);
         Some(msg)
     }
-
-    /// Whether no message waits.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.rx.is_empty()
-    }
 }
 
 /// Permits a message takes: one per record it carries, at least one; a batch larger than the

@@ -45,13 +45,6 @@ const EXPORT_CHECK_EVERY: Duration = Duration::from_secs(60);
 const ERROR_LOG_EVERY: Duration = Duration::from_secs(60);
 /// Records buffered before the journal is flushed early (bounds memory: ~1 KB per record).
 const FLUSH_BATCH: usize = 2048;
-/// After a batch of records, when no other message waits, the sink waits this long before it
-/// hands its outputs to the printer and sleeps: under a burst of short connections the loop
-/// sends small batches in quick succession, and this gathers them (one wake-up of the sink and
-/// one printer batch for many, instead of one each). Delays printed records by at most this.
-const GATHER: Duration = Duration::from_millis(1);
-/// Outputs handed to the printer at the latest in one batch.
-const OUTPUT_BATCH: usize = 1024;
 
 /// Messages from the tracker loop, in event order (so a process is observed before its records).
 #[derive(Debug)]
@@ -63,7 +56,8 @@ pub enum SinkMsg {
         /// Boot-time creation of the socket that revealed it.
         created_ns: u64,
     },
-    /// The flow records of one event batch, in order (one message per batch, not per record).
+    /// The flow records of one event batch, in order (one message per batch: one wake-up of the
+    /// sink, one hand-off to the printer).
     Records(Vec<FlowRecord>),
     /// Completeness counters (boxed: every message takes a slot of the largest variant).
     Stats(Box<Stats>),
@@ -108,10 +102,9 @@ pub struct Sink {
     pub flush_every: Duration,
     /// Weekly export settings.
     pub report: ReportConfig,
-    /// Where printed output goes: in batches, each sent when no message waits (or at
-    /// [`OUTPUT_BATCH`]).
+    /// Where printed output goes: the outputs of one message as one batch.
     pub out: mpsc::Sender<Vec<Output>>,
-    /// Outputs not yet handed to the printer.
+    /// Outputs of the message being handled, sent to `out` when it is done.
     pub outputs: Vec<Output>,
     /// Set at shutdown: records and process lookups arriving after this instant are dropped
     /// (counted in a warning) so that exit takes bounded time.
@@ -147,8 +140,6 @@ impl Sink {
         let mut final_part = false;
         while let Some(msg) = rx.recv() {
             let late = || !final_part && self.stop_by.get().is_some_and(|t| Instant::now() >= *t);
-            // Not at shutdown: the last records go out at once.
-            let gather = matches!(msg, SinkMsg::Records(_)) && !final_part && self.stop_by.get().is_none();
             match msg {
                 SinkMsg::Observe { .. } | SinkMsg::Records(_) if late() => {
                     if let SinkMsg::Records(records) = &msg {
@@ -185,12 +176,7 @@ impl Sink {
                 SinkMsg::Reload => self.reload(),
                 SinkMsg::Final => final_part = true,
             }
-            if gather && rx.is_empty() {
-                thread::sleep(GATHER);
-            }
-            if rx.is_empty() || self.outputs.len() >= OUTPUT_BATCH {
-                self.send_outputs();
-            }
+            self.send_outputs();
         }
         if dropped > 0 {
             warn!(
@@ -349,12 +335,12 @@ impl Sink {
         }
     }
 
-    /// Queues `output` for the printer (sent when no message waits).
+    /// Queues `output` for the printer (sent when the current message is done).
     fn emit(&mut self, output: Output) {
         self.outputs.push(output);
     }
 
-    /// Hands the outputs gathered so far to the printer, as one batch.
+    /// Hands the outputs of the message just handled to the printer, as one batch.
     fn send_outputs(&mut self) {
         if self.outputs.is_empty() {
             return;
