@@ -110,6 +110,9 @@ async fn print(mut rx: mpsc::Receiver<Vec<Output>>, format: OutputFormat) {
     let mut stdout_ok = true;
     while let Some(batch) = rx.recv().await {
         for output in &batch {
+            // A batch holds up to a thousand records: give the runtime's other tasks (the ring
+            // buffer drainer, the tracker) their turn between lines, as one receive per line did.
+            tokio::task::consume_budget().await;
             match format {
                 OutputFormat::Json => {
                     if !stdout_ok {
