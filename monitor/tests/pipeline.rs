@@ -19,7 +19,7 @@ use std::{
 use jiff::{Timestamp, ToSpan as _, tz::TimeZone};
 use monitor::{
     clock::Clock,
-    daemon::{Batch, EventSource, FlowOutput, OUTPUT_QUEUE, Output, Pipeline, Stats},
+    daemon::{Batch, EventSource, FlowOutput, Output, Pipeline, Stats},
     probe::{self, Degradation, KernelStats},
     settings::{RawConfig, Settings},
     tracker::record::RecordKind,
@@ -161,7 +161,7 @@ impl Run {
             Replay { events: Some(events_rx), kernel: Arc::clone(&kernel), received: Arc::default(), start, clock };
         let (reload, reload_rx) = mpsc::channel(1);
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();
-        let (out_tx, out) = mpsc::channel(OUTPUT_QUEUE);
+        let (out_tx, out) = monitor::daemon::output_channel();
         let pipeline = tokio::spawn(pipeline.run(replay, reload_rx, out_tx, async move {
             let _ = shutdown_rx.await;
         }));

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use log::{error, info, warn};
 use monitor::{
     daemon::FlowOutput,
-    daemon::{self, OUTPUT_QUEUE, Output},
+    daemon::{self, Output},
     escape::{self, Terminal},
     privileges,
     settings::{OutputFormat, RawConfig, Settings},
@@ -58,7 +58,7 @@ pub fn execute(args: RunArgs, mut raw: RawConfig, source: Option<PathBuf>) -> an
         .build()
         .context("failed to start the async runtime")?;
     runtime.block_on(async {
-        let (tx, rx) = mpsc::channel(OUTPUT_QUEUE);
+        let (tx, rx) = daemon::output_channel();
         let printer = tokio::spawn(print(rx, settings.output));
         let result = daemon::run(&settings, tx, shutdown_signal()?).await;
         let _ = printer.await;

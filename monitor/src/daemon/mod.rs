@@ -54,9 +54,19 @@ use crate::{
 /// Batches of events between the drainer and the tracker. Full ⇒ the drainer stops reading and
 /// the kernel counts what it cannot queue.
 pub const TRACKER_QUEUE: usize = 256;
-/// Batches of outputs between the sink and the printer (one batch per sink message: the records
-/// of one event batch, ~1 KB each, or one statistics snapshot).
+/// Outputs (records and statistics, ~1 KB each) queued between the sink and the printer at most;
+/// also the capacity of the owner lookups' queue.
 pub const OUTPUT_QUEUE: usize = 1024;
+/// Outputs per batch from the sink to the printer at most: the queue holds
+/// `OUTPUT_QUEUE / OUTPUT_BATCH` batches, so a printer behind the sink holds back as many lines
+/// as one message per line did (what is queued is printed before exit).
+pub const OUTPUT_BATCH: usize = 64;
+
+/// The queue from the sink to the printer, in batches of at most [`OUTPUT_BATCH`] outputs.
+#[must_use]
+pub fn output_channel() -> (mpsc::Sender<Vec<Output>>, mpsc::Receiver<Vec<Output>>) {
+    mpsc::channel(OUTPUT_QUEUE / OUTPUT_BATCH)
+}
 /// Processes remembered as already observed (cleared beyond this).
 const OBSERVED_MAX: usize = 65_536;
 /// Longest time shutdown spends on what arrived before the stop: events the kernel produced and

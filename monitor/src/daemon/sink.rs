@@ -102,7 +102,8 @@ pub struct Sink {
     pub flush_every: Duration,
     /// Weekly export settings.
     pub report: ReportConfig,
-    /// Where printed output goes: the outputs of one message as one batch.
+    /// Where printed output goes: the outputs of one message in batches of at most
+    /// [`super::OUTPUT_BATCH`].
     pub out: mpsc::Sender<Vec<Output>>,
     /// Outputs of the message being handled, sent to `out` when it is done.
     pub outputs: Vec<Output>,
@@ -340,13 +341,15 @@ impl Sink {
         self.outputs.push(output);
     }
 
-    /// Hands the outputs of the message just handled to the printer, as one batch.
+    /// Hands the outputs of the message just handled to the printer, in batches of at most
+    /// [`super::OUTPUT_BATCH`].
     fn send_outputs(&mut self) {
-        if self.outputs.is_empty() {
-            return;
-        }
-        if self.out.blocking_send(std::mem::take(&mut self.outputs)).is_err() {
-            warn!("output consumer gone; records are no longer printed");
+        while !self.outputs.is_empty() {
+            let rest = self.outputs.split_off(self.outputs.len().min(super::OUTPUT_BATCH));
+            if self.out.blocking_send(std::mem::replace(&mut self.outputs, rest)).is_err() {
+                warn!("output consumer gone; records are no longer printed");
+                self.outputs.clear();
+            }
         }
     }
 }
