@@ -19,7 +19,7 @@ use std::{
 use jiff::{Timestamp, ToSpan as _, tz::TimeZone};
 use monitor::{
     clock::Clock,
-    daemon::{Batch, EventSource, FlowOutput, OUTPUT_QUEUE, Output, Pipeline, Stats},
+    daemon::{Batch, EventSource, FlowOutput, Output, Pipeline, Stats},
     probe::{self, Degradation, KernelStats},
     settings::{RawConfig, Settings},
     tracker::record::RecordKind,
@@ -136,7 +136,9 @@ struct Run {
     kernel: Arc<Mutex<Kernel>>,
     reload: mpsc::Sender<()>,
     shutdown: oneshot::Sender<()>,
-    out: mpsc::Receiver<Output>,
+    out: mpsc::Receiver<Vec<Output>>,
+    /// Outputs received (in batches) but not yet looked at by [`Run::next_flow`].
+    unread: std::collections::VecDeque<Output>,
     /// Outputs read before [`Run::stop`].
     seen: Vec<Output>,
     pipeline: tokio::task::JoinHandle<Result<Stats, monitor::daemon::Error>>,
@@ -159,11 +161,22 @@ impl Run {
             Replay { events: Some(events_rx), kernel: Arc::clone(&kernel), received: Arc::default(), start, clock };
         let (reload, reload_rx) = mpsc::channel(1);
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();
-        let (out_tx, out) = mpsc::channel(OUTPUT_QUEUE);
+        let (out_tx, out) = monitor::daemon::output_channel();
         let pipeline = tokio::spawn(pipeline.run(replay, reload_rx, out_tx, async move {
             let _ = shutdown_rx.await;
         }));
-        Self { events, kernel, reload, shutdown, out, seen: Vec::new(), pipeline, start, metrics }
+        Self {
+            events,
+            kernel,
+            reload,
+            shutdown,
+            out,
+            unread: Default::default(),
+            seen: Vec::new(),
+            pipeline,
+            start,
+            metrics,
+        }
     }
 
     fn now_ns(&self) -> u64 {
@@ -191,7 +204,10 @@ impl Run {
     /// Waits for the next flow record the sink has finished (enriched, journaled, printed).
     async fn next_flow(&mut self) -> FlowOutput {
         loop {
-            let output = self.out.recv().await.expect("pipeline running");
+            if self.unread.is_empty() {
+                self.unread.extend(self.out.recv().await.expect("pipeline running"));
+            }
+            let Some(output) = self.unread.pop_front() else { continue };
             self.seen.push(output.clone());
             if let Output::Flow(f) = output {
                 return *f;
@@ -201,10 +217,11 @@ impl Run {
 
     /// Stops the pipeline; returns everything it output and its final statistics.
     async fn stop(self) -> (Vec<Output>, Stats) {
-        let Self { shutdown, mut out, seen: mut outputs, pipeline, .. } = self;
+        let Self { shutdown, mut out, unread, seen: mut outputs, pipeline, .. } = self;
         shutdown.send(()).expect("pipeline running");
-        while let Some(o) = out.recv().await {
-            outputs.push(o);
+        outputs.extend(unread);
+        while let Some(batch) = out.recv().await {
+            outputs.extend(batch);
         }
         let stats = pipeline.await.expect("pipeline task").expect("pipeline ends without error");
         (outputs, stats)

@@ -1,4 +1,4 @@
-//! The sink queue takes memory only while it holds messages (tokio's bounded mpsc allocates its
+//! The sink queue takes memory only while it holds messages (tokio's mpsc allocates its
 //! slots lazily, in blocks of 32), measured with a counting allocator. One test in this binary:
 //! the count is process-wide.
 

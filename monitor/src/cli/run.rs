@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use log::{error, info, warn};
 use monitor::{
     daemon::FlowOutput,
-    daemon::{self, OUTPUT_QUEUE, Output},
+    daemon::{self, Output},
     escape::{self, Terminal},
     privileges,
     settings::{OutputFormat, RawConfig, Settings},
@@ -58,7 +58,7 @@ pub fn execute(args: RunArgs, mut raw: RawConfig, source: Option<PathBuf>) -> an
         .build()
         .context("failed to start the async runtime")?;
     runtime.block_on(async {
-        let (tx, rx) = mpsc::channel(OUTPUT_QUEUE);
+        let (tx, rx) = daemon::output_channel();
         let printer = tokio::spawn(print(rx, settings.output));
         let result = daemon::run(&settings, tx, shutdown_signal()?).await;
         let _ = printer.await;
@@ -100,36 +100,46 @@ fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
     })
 }
 
-async fn print(mut rx: mpsc::Receiver<Output>, format: OutputFormat) {
-    // JSON lines go out in blocks (one write per 64 KiB, not per line) and are flushed whenever
-    // the queue is empty, so a reader sees each line as soon as a burst of records ends.
+async fn print(mut rx: mpsc::Receiver<Vec<Output>>, format: OutputFormat) {
+    // The sink hands on the outputs of each of its messages (the records of one event batch) as
+    // one batch. JSON lines go out in blocks (one write per 64 KiB, not per line) and are flushed
+    // after a batch when no other batch waits, so a reader sees each line as soon as a burst of
+    // records ends.
     let mut out = io::BufWriter::with_capacity(64 * 1024, io::stdout());
     let mut line = Vec::with_capacity(1024);
     let mut stdout_ok = true;
-    while let Some(output) = rx.recv().await {
-        match format {
-            OutputFormat::Json => {
-                if !stdout_ok {
-                    continue;
+    while let Some(batch) = rx.recv().await {
+        for output in &batch {
+            // A batch holds up to a thousand records: give the runtime's other tasks (the ring
+            // buffer drainer, the tracker) their turn between lines, as one receive per line did.
+            tokio::task::consume_budget().await;
+            match format {
+                OutputFormat::Json => {
+                    if !stdout_ok {
+                        break;
+                    }
+                    line.clear();
+                    if let Err(e) = escape::json::to_writer(&mut line, output) {
+                        warn!("cannot encode output: {e}");
+                        continue;
+                    }
+                    line.push(b'\n');
+                    if out.write_all(&line).is_err() {
+                        warn!("stdout closed; records are no longer printed");
+                        stdout_ok = false;
+                    }
                 }
-                line.clear();
-                if let Err(e) = escape::json::to_writer(&mut line, &output) {
-                    warn!("cannot encode output: {e}");
-                    continue;
-                }
-                line.push(b'\n');
-                let written = out.write_all(&line).and_then(|()| if rx.is_empty() { out.flush() } else { Ok(()) });
-                if written.is_err() {
-                    warn!("stdout closed; records are no longer printed");
-                    stdout_ok = false;
+                OutputFormat::Log => log_line(output),
+                OutputFormat::None => {
+                    if !matches!(output, Output::Flow(_)) {
+                        log_line(output);
+                    }
                 }
             }
-            OutputFormat::Log => log_line(&output),
-            OutputFormat::None => {
-                if !matches!(output, Output::Flow(_)) {
-                    log_line(&output);
-                }
-            }
+        }
+        if matches!(format, OutputFormat::Json) && stdout_ok && rx.is_empty() && out.flush().is_err() {
+            warn!("stdout closed; records are no longer printed");
+            stdout_ok = false;
         }
     }
     if stdout_ok && out.flush().is_err() {

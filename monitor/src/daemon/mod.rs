@@ -54,8 +54,19 @@ use crate::{
 /// Batches of events between the drainer and the tracker. Full ⇒ the drainer stops reading and
 /// the kernel counts what it cannot queue.
 pub const TRACKER_QUEUE: usize = 256;
-/// Records and statistics between the sink and the printer (~1 KB each).
+/// Outputs (records and statistics, ~1 KB each) queued between the sink and the printer at most;
+/// also the capacity of the owner lookups' queue.
 pub const OUTPUT_QUEUE: usize = 1024;
+/// Outputs per batch from the sink to the printer at most: the queue holds
+/// `OUTPUT_QUEUE / OUTPUT_BATCH` batches, so a printer behind the sink holds back as many lines
+/// as one message per line did (what is queued is printed before exit).
+pub const OUTPUT_BATCH: usize = 64;
+
+/// The queue from the sink to the printer, in batches of at most [`OUTPUT_BATCH`] outputs.
+#[must_use]
+pub fn output_channel() -> (mpsc::Sender<Vec<Output>>, mpsc::Receiver<Vec<Output>>) {
+    mpsc::channel(OUTPUT_QUEUE / OUTPUT_BATCH)
+}
 /// Processes remembered as already observed (cleared beyond this).
 const OBSERVED_MAX: usize = 65_536;
 /// Longest time shutdown spends on what arrived before the stop: events the kernel produced and
@@ -127,7 +138,7 @@ pub enum Output {
 /// When the programs cannot be loaded or attached, or the pipeline cannot be opened.
 pub async fn run(
     settings: &Settings,
-    out: mpsc::Sender<Output>,
+    out: mpsc::Sender<Vec<Output>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Stats, Error> {
     let cgroup = probe::resolve_cgroup(&settings.cgroup)?;
@@ -257,7 +268,7 @@ impl Pipeline {
         self,
         mut source: S,
         mut reloads: impl Reloads,
-        out: mpsc::Sender<Output>,
+        out: mpsc::Sender<Vec<Output>>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<Stats, Error> {
         let degradations = source.degradations();
@@ -277,7 +288,7 @@ impl Pipeline {
         if let Err(e) = journal.record_degradations(&names) {
             warn!("degradations not recorded in the journal: {e}");
         }
-        let _ = out.send(Output::Started { cgroup: source.cgroup(), degradations }).await;
+        let _ = out.send(vec![Output::Started { cgroup: source.cgroup(), degradations }]).await;
         // Programs attached (the source is loaded) and the journal open (`Pipeline::open`).
         notify::ready();
         let (sink_tx, sink_rx) = queue::sink_queue(SINK_QUEUE);
@@ -295,6 +306,7 @@ impl Pipeline {
             flush_every: self.flush_every,
             report: self.report,
             out,
+            outputs: Vec::new(),
             alerts: Alerts::new(self.claims, self.time_zone),
             claims: self.claims_config,
             watchdog: notify::Watchdog::from_env(),
@@ -385,8 +397,9 @@ impl Pipeline {
                     break;
                 }
             }
-            for record in st.records.drain(..) {
-                st.sink_tx.send(SinkMsg::Record(Box::new(record))).await;
+            // The records of this iteration as one message.
+            if !st.records.is_empty() {
+                st.sink_tx.send(SinkMsg::Records(std::mem::take(&mut st.records))).await;
             }
         }
         let drain = Drain { drainer, events_rx, cut: drain_cut, lookups };
@@ -438,8 +451,8 @@ async fn shutdown_drain<S: EventSource>(
     // What follows is written even past the shutdown limit: open flows and the final statistics.
     st.sink_tx.send(SinkMsg::Final).await;
     st.tracker.shutdown_with_stale(st.source.now_ns(), &stale, &mut st.records);
-    for record in st.records.drain(..) {
-        st.sink_tx.send(SinkMsg::Record(Box::new(record))).await;
+    if !st.records.is_empty() {
+        st.sink_tx.send(SinkMsg::Records(std::mem::take(&mut st.records))).await;
     }
     warn_if_lost(&st.source, &mut st.lost_seen);
     let stats = stats_snapshot(&st.source, st.tracker.stats(), true);

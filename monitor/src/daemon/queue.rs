@@ -1,70 +1,87 @@
-//! The queue from the tracker loop to the sink thread: tokio's bounded mpsc channel, sent to with
-//! `send().await` by the loop and read with `blocking_recv()` by the sink thread.
+//! The queue from the tracker loop to the sink thread: tokio's unbounded mpsc channel bounded by
+//! a tokio semaphore of [`SINK_QUEUE`] permits, sent to with `send().await` by the loop and read
+//! with `blocking_recv()` by the sink thread.
 //!
 //! The tracker must keep draining the ring buffer: whatever it cannot hand on is lost in the
 //! kernel. The sink (identity, enrichment, journal) is slower per record than the tracker, so a
-//! burst of short connections is absorbed here and worked off when the burst ends. The queue
-//! holds up to [`SINK_QUEUE`] messages; when it is full the loop's `send` waits (the task yields,
-//! no thread blocks), and behind it the tracker queue and then the ring buffer fill and the
-//! kernel counts lost events.
+//! burst of short connections is absorbed here and worked off when the burst ends. The loop
+//! hands on the records of one event batch as one message ([`SinkMsg::Records`]: one wake-up of
+//! the sink per batch, not per record), so the bound counts records, not messages: a message
+//! takes one permit per record it carries (at least one). When the permits are used up the
+//! loop's `send` waits (the task yields, no thread blocks), and behind it the tracker queue and
+//! then the ring buffer fill and the kernel counts lost events.
 //!
-//! Memory: the queue takes memory only while it holds messages. tokio 1.x allocates a bounded
-//! channel's slots lazily, in blocks of 32 messages linked as the sender advances (the capacity is
-//! a semaphore, not an array); a block the receiver has emptied is reused at the tail (at most
-//! three spare blocks) or freed (`tokio/src/sync/mpsc/list.rs`, `reclaim_block`). An empty queue
-//! is one block; a full one [`SINK_QUEUE`] × 16 bytes (`size_of::<SinkMsg>()`) plus the boxed
-//! records. Measured (`tests/sink_queue.rs`): empty 1 KiB, 100,000 messages 1.7 MB, drained
-//! again 2.7 KiB.
+//! Memory: the queue takes memory only while it holds messages. tokio 1.x allocates a channel's
+//! slots lazily, in blocks of 32 messages linked as the sender advances; a block the receiver has
+//! emptied is reused at the tail (at most three spare blocks) or freed
+//! (`tokio/src/sync/mpsc/list.rs`, `reclaim_block`). An empty queue is one block; a full one at
+//! most [`SINK_QUEUE`] × `size_of::<SinkMsg>()` (24 bytes) plus the records. Measured
+//! (`tests/sink_queue.rs`): empty 1 KiB, 100,000 messages 2.5 MB, drained again 3.7 KiB.
 
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, mpsc};
 
 use super::sink::SinkMsg;
 
-/// Messages the queue holds at most: a flow record is a 16-byte slot plus a ~350-byte boxed
-/// record, so ~96 MB when full; a burst of 260,000 records (130,000 short connections with
-/// both ends watched) fits.
+/// Flow records (and other messages) the queue holds at most: ~350 bytes per record, so ~96 MB
+/// when full; a burst of 260,000 records (130,000 short connections with both ends watched)
+/// fits.
 pub const SINK_QUEUE: usize = 262_144;
 
 /// Sending side (the tracker loop).
 pub struct SinkTx {
-    tx: mpsc::Sender<SinkMsg>,
+    tx: mpsc::UnboundedSender<SinkMsg>,
+    permits: Arc<Semaphore>,
+    max: u32,
 }
 
 /// Receiving side (the sink thread).
 pub struct SinkRx {
-    rx: mpsc::Receiver<SinkMsg>,
+    rx: mpsc::UnboundedReceiver<SinkMsg>,
+    permits: Arc<Semaphore>,
+    max: u32,
 }
 
-/// A queue of at most `capacity` messages (at least one).
+/// A queue of at most `capacity` records or other messages (at least one).
 #[must_use]
 pub fn sink_queue(capacity: usize) -> (SinkTx, SinkRx) {
-    let (tx, rx) = mpsc::channel(capacity.max(1));
-    (SinkTx { tx }, SinkRx { rx })
+    let max = u32::try_from(capacity.clamp(1, Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX);
+    let permits = Arc::new(Semaphore::new(max as usize));
+    let (tx, rx) = mpsc::unbounded_channel();
+    (SinkTx { tx, permits: Arc::clone(&permits), max }, SinkRx { rx, permits, max })
 }
 
 impl SinkTx {
     /// Queues `msg`; waits while the queue is full. A message for a sink that has stopped is
     /// dropped.
     pub async fn send(&self, msg: SinkMsg) {
-        let _ = self.tx.send(msg).await;
+        let weight = weight(&msg, self.max);
+        // The semaphore is never closed: acquiring fails only if it were.
+        let Ok(permit) = self.permits.acquire_many(weight).await else { return };
+        // Given back by the receiver when it takes the message.
+        permit.forget();
+        if self.tx.send(msg).is_err() {
+            self.permits.add_permits(weight as usize);
+        }
     }
 
-    /// Messages waiting for the sink.
+    /// Records (and other messages) waiting for the sink.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.tx.max_capacity() - self.tx.capacity()
+        (self.max as usize).saturating_sub(self.permits.available_permits())
     }
 
-    /// Whether no message waits.
+    /// Whether nothing waits.
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Messages the queue holds at most.
+    /// Records (and other messages) the queue holds at most.
     #[must_use]
     pub fn max_len(&self) -> usize {
-        self.tx.max_capacity()
+        self.max as usize
     }
 }
 
@@ -72,7 +89,18 @@ impl SinkRx {
     /// The next message, waiting for it (a plain thread, never a runtime worker); `None` once
     /// every sender is gone and the queue is empty.
     pub fn recv(&mut self) -> Option<SinkMsg> {
-        self.rx.blocking_recv()
+        let msg = self.rx.blocking_recv()?;
+        self.permits.add_permits(weight(&msg, self.max) as usize);
+        Some(msg)
+    }
+}
+
+/// Permits a message takes: one per record it carries, at least one; a batch larger than the
+/// whole queue takes every permit (it waits for an empty queue).
+fn weight(msg: &SinkMsg, max: u32) -> u32 {
+    match msg {
+        SinkMsg::Records(records) => u32::try_from(records.len()).unwrap_or(u32::MAX).clamp(1, max),
+        _ => 1,
     }
 }
 
@@ -81,6 +109,10 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
+    use crate::{
+        journal::tests::fixtures::{Flow, at},
+        tracker::record::RecordKind,
+    };
 
     #[tokio::test]
     async fn holds_messages_in_order_and_waits_when_full() {
@@ -104,9 +136,40 @@ mod tests {
         assert_eq!(consumer.join().expect("consumer"), [true, false, true]);
     }
 
+    #[tokio::test]
+    async fn counts_records_not_messages() {
+        let records = |n: u64| {
+            let mut flow = Flow::new(1, "192.0.2.1:443", at(1_800_000_000));
+            (0..n).map(|_| flow.record(RecordKind::Close, at(1_800_000_001), 1, 1)).collect::<Vec<_>>()
+        };
+        let (tx, mut rx) = sink_queue(3);
+        tx.send(SinkMsg::Records(records(2))).await;
+        tx.send(SinkMsg::Tick).await;
+        assert_eq!(tx.len(), 3, "two records and a tick");
+        let consumer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            let first = rx.recv().map(|m| matches!(m, SinkMsg::Records(r) if r.len() == 2));
+            std::thread::sleep(Duration::from_millis(50));
+            let mut rest = Vec::new();
+            while let Some(msg) = rx.recv() {
+                rest.push(msg);
+            }
+            (first, rest.len())
+        });
+        // Full: a one-record batch waits until the two records are taken, not just a message.
+        let started = Instant::now();
+        tx.send(SinkMsg::Records(records(1))).await;
+        assert!(started.elapsed() >= Duration::from_millis(40), "the record must wait for room");
+        assert_eq!(tx.len(), 2, "the tick and the new record");
+        // A batch larger than the queue waits for an empty queue, then goes through.
+        tx.send(SinkMsg::Records(records(5))).await;
+        drop(tx);
+        assert_eq!(consumer.join().expect("consumer"), (Some(true), 3));
+    }
+
     #[test]
     fn a_message_is_a_small_slot() {
-        // The queue's memory when full is SINK_QUEUE slots of this size (plus boxed records).
-        assert!(std::mem::size_of::<SinkMsg>() <= 16, "{}", std::mem::size_of::<SinkMsg>());
+        // The queue's memory when full is at most SINK_QUEUE slots of this size (plus records).
+        assert!(std::mem::size_of::<SinkMsg>() <= 24, "{}", std::mem::size_of::<SinkMsg>());
     }
 }

@@ -56,8 +56,9 @@ pub enum SinkMsg {
         /// Boot-time creation of the socket that revealed it.
         created_ns: u64,
     },
-    /// A flow record.
-    Record(Box<FlowRecord>),
+    /// The flow records of one event batch, in order (one message per batch: one wake-up of the
+    /// sink, one hand-off to the printer).
+    Records(Vec<FlowRecord>),
     /// Completeness counters (boxed: every message takes a slot of the largest variant).
     Stats(Box<Stats>),
     /// Payload copies for the names stage, in ring order (before the records of later events).
@@ -101,8 +102,11 @@ pub struct Sink {
     pub flush_every: Duration,
     /// Weekly export settings.
     pub report: ReportConfig,
-    /// Where printed output goes.
-    pub out: mpsc::Sender<Output>,
+    /// Where printed output goes: the outputs of one message in batches of at most
+    /// [`super::OUTPUT_BATCH`].
+    pub out: mpsc::Sender<Vec<Output>>,
+    /// Outputs of the message being handled, sent to `out` when it is done.
+    pub outputs: Vec<Output>,
     /// Set at shutdown: records and process lookups arriving after this instant are dropped
     /// (counted in a warning) so that exit takes bounded time.
     pub stop_by: Arc<std::sync::OnceLock<Instant>>,
@@ -138,16 +142,21 @@ impl Sink {
         while let Some(msg) = rx.recv() {
             let late = || !final_part && self.stop_by.get().is_some_and(|t| Instant::now() >= *t);
             match msg {
-                SinkMsg::Observe { .. } | SinkMsg::Record(_) if late() => {
-                    dropped += u64::from(matches!(msg, SinkMsg::Record(_)));
+                SinkMsg::Observe { .. } | SinkMsg::Records(_) if late() => {
+                    if let SinkMsg::Records(records) = &msg {
+                        dropped += records.len() as u64;
+                    }
                 }
                 SinkMsg::Observe { tgid, created_ns } => self.identities.observe(tgid, created_ns),
                 SinkMsg::Copies(copies) => self.copies(&copies),
-                SinkMsg::Record(record) => {
-                    self.record(*record, command.as_ref());
-                    // Early flush, unless the journal is failing (then only the regular retry).
-                    if self.journal.buffered_records() >= FLUSH_BATCH && !timers.failing {
-                        self.flush(&mut timers);
+                SinkMsg::Records(records) => {
+                    self.outputs.reserve(records.len());
+                    for record in records {
+                        self.record(record, command.as_ref());
+                        // Early flush, unless the journal is failing (then only the regular retry).
+                        if self.journal.buffered_records() >= FLUSH_BATCH && !timers.failing {
+                            self.flush(&mut timers);
+                        }
                     }
                 }
                 SinkMsg::Stats(mut stats) => {
@@ -168,6 +177,7 @@ impl Sink {
                 SinkMsg::Reload => self.reload(),
                 SinkMsg::Final => final_part = true,
             }
+            self.send_outputs();
         }
         if dropped > 0 {
             warn!(
@@ -326,9 +336,20 @@ impl Sink {
         }
     }
 
-    fn emit(&self, output: Output) {
-        if self.out.blocking_send(output).is_err() {
-            warn!("output consumer gone; records are no longer printed");
+    /// Queues `output` for the printer (sent when the current message is done).
+    fn emit(&mut self, output: Output) {
+        self.outputs.push(output);
+    }
+
+    /// Hands the outputs of the message just handled to the printer, in batches of at most
+    /// [`super::OUTPUT_BATCH`].
+    fn send_outputs(&mut self) {
+        while !self.outputs.is_empty() {
+            let rest = self.outputs.split_off(self.outputs.len().min(super::OUTPUT_BATCH));
+            if self.out.blocking_send(std::mem::replace(&mut self.outputs, rest)).is_err() {
+                warn!("output consumer gone; records are no longer printed");
+                self.outputs.clear();
+            }
         }
     }
 }

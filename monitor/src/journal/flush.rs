@@ -72,7 +72,7 @@ pub(super) fn write(
             (Some(_), Some(d)) => texts.of(&d.answers),
             _ => None,
         };
-        fold.add_record(probed, pending, answers.as_deref());
+        fold.add_record(&mut rollup.counted, probed, pending, answers.as_deref());
         connections.push(tx, ConnectionRow { pending, app_id, country_db, asn_db, answers })?;
     }
     connections.write_out(tx)?;

@@ -205,6 +205,10 @@ impl JournalWriter {
     pub fn flush(&mut self) -> Result<FlushReport, Error> {
         let started = Instant::now();
         let now = Timestamp::now();
+        // The multi-row inserts keep a statement journal (to undo a failed statement alone): in
+        // memory during the flush (one statement's pages), not in a temporary file; the default
+        // again outside it, so that retention and migrations sort in files, not in memory.
+        self.conn.pragma_update(None, "temp_store", "MEMORY").map_err(|source| Error::write(&self.path, source))?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -214,7 +218,12 @@ impl JournalWriter {
             .map_err(|source| {
                 self.rollup.forget();
                 Error::write(&self.path, source)
-            })?;
+            });
+        if let Err(e) = self.conn.pragma_update(None, "temp_store", "DEFAULT") {
+            // The flush's outcome stands (committed or not); only later sorts stay in memory.
+            warn!("journal temp_store not reset after a flush: {e}");
+        }
+        let written = written?;
         let loss = self.buffer.loss;
         self.buffer.clear_written(self.interval_secs);
         if !loss.is_empty() {

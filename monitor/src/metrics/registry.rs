@@ -269,7 +269,7 @@ impl Metrics {
         registry.register("monitor_journal_flush_failures", "Journal flushes that failed", flush_failures.clone());
         registry.register(
             "monitor_sink_queue_depth",
-            "Messages waiting for the sink (journal) thread",
+            "Flow records (and other messages) waiting for the sink (journal) thread",
             queue_depth.clone(),
         );
         registry.register_with_unit(
@@ -372,7 +372,7 @@ impl Metrics {
         }
     }
 
-    /// Messages waiting for the sink.
+    /// Flow records (and other messages) waiting for the sink.
     pub fn queue_depth(&self, depth: usize) {
         self.queue_depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
     }

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use foldhash::HashSet;
+use foldhash::{HashMap, HashSet};
 
 use rusqlite::{Transaction, params};
 
@@ -37,7 +37,6 @@ type ResidencyId = (i64, String, &'static str, String, i64, String, i64, i64, &'
 
 /// Bound of [`Counted`]: about 2 MiB of keys.
 const COUNTED_KEYS: usize = 16_384;
-
 /// (cookie, endpoint or service in its week) of records written by this writer: a later record
 /// with the same key is not the first of its socket there. A cache: emptied when full (the table
 /// answers then) and when a flush is rolled back ([`Rollup::forget`]).
@@ -55,18 +54,22 @@ fn remember<K: std::hash::Hash + Eq>(set: &mut HashSet<K>, key: K) {
 }
 
 /// A record's endpoint and service in its week, each with whether it is the first record of its
-/// socket there.
+/// socket there. [`Fold::add_record`] remembers both as counted (moving the keys: one copy of
+/// each per record).
 pub(crate) struct Probed {
+    cookie: u64,
     endpoint: Option<(EndpointId, bool)>,
     service: Option<(ServiceId, bool)>,
 }
 
-/// What one flush adds to the rollups, summed in memory first. Ordered maps: rows are then
-/// written in primary-key order, each page of the tables visited once.
+/// What one flush adds to the rollups, summed in memory first. Rows are written in primary-key
+/// order, each page of the tables visited once: ordered maps, or, for the two keys every record
+/// looks up, hash maps (one hash and one equality test per record instead of a string
+/// comparison per tree level) sorted when written.
 #[derive(Default)]
 pub(crate) struct Fold {
-    endpoints: BTreeMap<EndpointId, EndpointSums<String>>,
-    services: BTreeMap<ServiceId, ServiceSums>,
+    endpoints: HashMap<EndpointId, EndpointSums<String>>,
+    services: HashMap<ServiceId, ServiceSums>,
     endpoint_names: BTreeSet<EndpointNameId>,
     residency: BTreeMap<ResidencyId, ResidencySums>,
     /// (quarter start, app) → payload sent, received.
@@ -111,11 +114,10 @@ impl Rollup {
     ) -> rusqlite::Result<Probed> {
         let Pending { record, app, dest, names: flow_names } = pending;
         let FlowRecord { cookie, protocol, direction, remote, last_seen, .. } = record;
-        // No record of a cookie above `max_cookie` is stored; the caller inserts this one next
-        // (a rolled back flush leaves the bound high: more lookups, never fewer).
-        let fresh = *cookie > self.max_cookie;
-        self.max_cookie = if cookie.cast_signed() < 0 { u64::MAX } else { self.max_cookie.max(*cookie) };
-        let mut probed = Probed { endpoint: None, service: None };
+        // The caller inserts this record next (a rolled back flush leaves its cookies known:
+        // more lookups, never fewer).
+        let fresh = self.cookies.first_write(*cookie);
+        let mut probed = Probed { cookie: *cookie, endpoint: None, service: None };
         let Some(week) = self.weeks.containing_ms(ms(*last_seen)).filter(|w| w.start >= self.covered_from) else {
             return Ok(probed);
         };
@@ -166,8 +168,7 @@ impl Rollup {
                     |row| row.get(0),
                 )?
             };
-            probed.service = Some((key.1.clone(), !seen));
-            remember(&mut self.counted.services, key);
+            probed.service = Some((key.1, !seen));
         }
         let Some(remote) = remote else {
             return Ok(probed);
@@ -198,22 +199,26 @@ impl Rollup {
                 |row| row.get(0),
             )?
         };
-        // The caller inserts the record next: any later record of the key has an earlier one.
-        probed.endpoint = Some((key.1.clone(), !seen));
-        remember(&mut self.counted.endpoints, key);
+        probed.endpoint = Some((key.1, !seen));
         Ok(probed)
     }
 }
 
 impl Fold {
-    /// Adds a record (after [`Rollup::probe`]).
+    /// Adds a record (after [`Rollup::probe`]) and remembers its keys in `counted`: the caller
+    /// inserts the record next, so any later record of a key has an earlier one.
     /// `answers`: the record's `country_answers` text, as written to `connections`.
-    pub fn add_record(&mut self, probed: Probed, pending: &Pending, answers: Option<&str>) {
-        let Probed { endpoint, service } = probed;
+    pub fn add_record(&mut self, counted: &mut Counted, probed: Probed, pending: &Pending, answers: Option<&str>) {
+        let Probed { cookie, endpoint, service } = probed;
         let record = &pending.record;
         let payload = (int(record.delta_payload.tx_bytes), int(record.delta_payload.rx_bytes));
         if let Some((id, first)) = service {
-            self.services.entry(id).or_default().add_record(payload, first);
+            // A key is copied only when the flush first meets it.
+            match self.services.get_mut(&id) {
+                Some(sums) => sums.add_record(payload, first),
+                None => self.services.entry(id.clone()).or_default().add_record(payload, first),
+            }
+            remember(&mut counted.services, (cookie, id));
         }
         let Some((id, first)) = endpoint else {
             return;
@@ -223,8 +228,14 @@ impl Fold {
         }
         let deltas = [payload.0, payload.1, int(record.delta_wire.tx_bytes), int(record.delta_wire.rx_bytes)];
         let rtt = record.rtt.map(|r| i64::from(r.min_us));
-        let sums = self.endpoints.entry(id).or_insert_with(EndpointSums::empty);
-        sums.add_record(deltas, first, (ms(record.last_seen), rtt), || latest_of(pending, answers));
+        let add = |sums: &mut EndpointSums<String>| {
+            sums.add_record(deltas, first, (ms(record.last_seen), rtt), || latest_of(pending, answers));
+        };
+        match self.endpoints.get_mut(&id) {
+            Some(sums) => add(sums),
+            None => add(self.endpoints.entry(id.clone()).or_insert_with(EndpointSums::empty)),
+        }
+        remember(&mut counted.endpoints, (cookie, id));
     }
 
     /// Adds a residency bucket of `[interval_start, + interval_secs)` with its database ids.
@@ -282,6 +293,11 @@ impl Fold {
     /// Adds everything folded to the rollup tables.
     pub fn write(self, tx: &Transaction<'_>, rollup: &mut Rollup) -> rusqlite::Result<()> {
         let Self { endpoints, services, endpoint_names, residency, quarters } = self;
+        // Keys are distinct: the unstable sort is deterministic.
+        let mut endpoints: Vec<_> = endpoints.into_iter().collect();
+        endpoints.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut services: Vec<_> = services.into_iter().collect();
+        services.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for ((quarter_start, app), payload) in &quarters {
             rows::add_quarter(tx, *quarter_start, app, *payload)?;
         }
