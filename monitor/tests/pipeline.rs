@@ -21,7 +21,7 @@ use monitor::{
     clock::Clock,
     daemon::{Batch, EventSource, FlowOutput, Output, Pipeline, Stats},
     probe::{self, Degradation, KernelStats},
-    settings::{RawConfig, Settings},
+    settings::{OutputFormat, RawConfig, Settings},
     tracker::record::RecordKind,
 };
 use monitor_common::{
@@ -370,6 +370,30 @@ async fn a_tcp_flow_gives_one_close_record_in_output_and_journal() {
         .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(rows, [("close".to_string(), 7, 9000, 4000, 9040, 4040, "GB".to_string())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_output_none_prints_no_flow_and_journals_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(dir.path());
+    settings.output = OutputFormat::None;
+    let run = Run::start(&settings);
+    run.send(tcp_flow(7, run.now_ns(), 9000, 4000)).await;
+    run.send(tcp_flow(8, run.now_ns(), 300, 200)).await;
+    let (outputs, stats) = run.stop().await;
+
+    assert!(flows(&outputs).is_empty(), "{outputs:#?}");
+    assert!(matches!(outputs.first(), Some(Output::Started { .. })), "{outputs:#?}");
+    assert!(matches!(outputs.last(), Some(Output::Stats(s)) if s.last), "{outputs:#?}");
+    assert_eq!(stats.tracker.closed_flows, 2);
+    let rows: Vec<(i64, i64, i64)> = journal(dir.path())
+        .prepare("SELECT cookie, payload_tx, payload_rx FROM connections ORDER BY cookie")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(rows, [(7, 9000, 4000), (8, 300, 200)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

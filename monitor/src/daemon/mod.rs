@@ -183,6 +183,9 @@ pub struct Pipeline {
     time_zone: jiff::tz::TimeZone,
     metrics: Option<Arc<Metrics>>,
     naming: Naming,
+    /// Whether flow records are printed (`--output` other than `none`); otherwise only the
+    /// start line and statistics go to the printer.
+    print_flows: bool,
 }
 
 /// The loop's state that shutdown takes over.
@@ -250,6 +253,7 @@ impl Pipeline {
             time_zone: settings.time_zone.tz.clone(),
             metrics,
             naming: Naming::new(settings.names.clone()).map_err(Error::Names)?,
+            print_flows: settings.output != crate::settings::OutputFormat::None,
         })
     }
 
@@ -312,6 +316,7 @@ impl Pipeline {
             watchdog: notify::Watchdog::from_env(),
             metrics: self.metrics.clone(),
             records: 0,
+            print_flows: self.print_flows,
         };
         let sink_thread = std::thread::Builder::new()
             .name("monitor-sink".into())

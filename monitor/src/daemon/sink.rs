@@ -118,6 +118,8 @@ pub struct Sink {
     pub watchdog: notify::Watchdog,
     /// Flow records handled since start (for `STATUS=`).
     pub records: u64,
+    /// Whether flow records go to the printer (`--output none`: no [`Output::Flow`] is built).
+    pub print_flows: bool,
     /// The metric registry (`[metrics]` on): fed from the same records as the journal.
     pub metrics: Option<Arc<Metrics>>,
 }
@@ -242,7 +244,9 @@ impl Sink {
                 command.send(alert);
             }
         }
-        self.emit(Output::Flow(Box::new(FlowOutput { record, app, destination, names })));
+        if self.print_flows {
+            self.emit(Output::Flow(Box::new(FlowOutput { record, app, destination, names })));
+        }
     }
 
     /// Feeds payload copies to the names stage, each charged to its socket's app.
@@ -344,11 +348,15 @@ impl Sink {
     /// Hands the outputs of the message just handled to the printer, in batches of at most
     /// [`super::OUTPUT_BATCH`].
     fn send_outputs(&mut self) {
-        while !self.outputs.is_empty() {
-            let rest = self.outputs.split_off(self.outputs.len().min(super::OUTPUT_BATCH));
-            if self.out.blocking_send(std::mem::replace(&mut self.outputs, rest)).is_err() {
+        let mut outputs = std::mem::take(&mut self.outputs).into_iter();
+        loop {
+            let batch: Vec<Output> = outputs.by_ref().take(super::OUTPUT_BATCH).collect();
+            if batch.is_empty() {
+                return;
+            }
+            if self.out.blocking_send(batch).is_err() {
                 warn!("output consumer gone; records are no longer printed");
-                self.outputs.clear();
+                return;
             }
         }
     }
