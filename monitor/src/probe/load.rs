@@ -57,35 +57,38 @@ fn attach_mode() -> Result<CgroupAttachMode, Error> {
 
 /// Attaches the empty programs of `monitor-ebpf/src/probes/calibrate.rs` (only with
 /// [`programs::CALIBRATION_ENV`]` = 1`): `cargo xtask bench` measures with them what one run of a
-/// program that does nothing costs on each hook (BENCHMARKS.md, "Kernel cost"). Returns how many. Failures only warn: they are a
-/// benchmark aid, never needed for monitoring.
+/// program that does nothing costs on each hook (BENCHMARKS.md, "Kernel cost"). Returns how many.
+/// Failures only warn: they are a benchmark aid, never needed for monitoring.
 fn attach_calibration(ebpf: &mut Ebpf, cg: BorrowedFd<'_>, mode: CgroupAttachMode) -> u32 {
-    fn skb(
-        ebpf: &mut Ebpf,
-        name: &'static str,
-        kind: CgroupSkbAttachType,
-        cg: BorrowedFd<'_>,
-        mode: CgroupAttachMode,
-    ) -> Result<(), String> {
-        let p = program::<CgroupSkb>(ebpf, name).map_err(|e| e.to_string())?;
-        p.load().map_err(|e| e.to_string())?;
-        p.attach(cg, kind, mode).map(drop).map_err(|e| e.to_string())
-    }
-    fn sock_ops(ebpf: &mut Ebpf, name: &'static str, cg: BorrowedFd<'_>, mode: CgroupAttachMode) -> Result<(), String> {
-        let p = program::<SockOps>(ebpf, name).map_err(|e| e.to_string())?;
-        p.load().map_err(|e| e.to_string())?;
-        p.attach(cg, mode).map(drop).map_err(|e| e.to_string())
-    }
-    fn sock(ebpf: &mut Ebpf, name: &'static str, cg: BorrowedFd<'_>, mode: CgroupAttachMode) -> Result<(), String> {
-        let p = program::<CgroupSock>(ebpf, name).map_err(|e| e.to_string())?;
-        p.load().map_err(|e| e.to_string())?;
-        p.attach(cg, mode).map(drop).map_err(|e| e.to_string())
-    }
     let results = [
-        (programs::CALIBRATE_EGRESS, skb(ebpf, programs::CALIBRATE_EGRESS, CgroupSkbAttachType::Egress, cg, mode)),
-        (programs::CALIBRATE_INGRESS, skb(ebpf, programs::CALIBRATE_INGRESS, CgroupSkbAttachType::Ingress, cg, mode)),
-        (programs::CALIBRATE_SOCK_OPS, sock_ops(ebpf, programs::CALIBRATE_SOCK_OPS, cg, mode)),
-        (programs::CALIBRATE_SOCK_CREATE, sock(ebpf, programs::CALIBRATE_SOCK_CREATE, cg, mode)),
+        (
+            programs::CALIBRATE_EGRESS,
+            calibrate::<CgroupSkb>(ebpf, programs::CALIBRATE_EGRESS, |p| {
+                p.load()?;
+                p.attach(cg, CgroupSkbAttachType::Egress, mode).map(drop)
+            }),
+        ),
+        (
+            programs::CALIBRATE_INGRESS,
+            calibrate::<CgroupSkb>(ebpf, programs::CALIBRATE_INGRESS, |p| {
+                p.load()?;
+                p.attach(cg, CgroupSkbAttachType::Ingress, mode).map(drop)
+            }),
+        ),
+        (
+            programs::CALIBRATE_SOCK_OPS,
+            calibrate::<SockOps>(ebpf, programs::CALIBRATE_SOCK_OPS, |p| {
+                p.load()?;
+                p.attach(cg, mode).map(drop)
+            }),
+        ),
+        (
+            programs::CALIBRATE_SOCK_CREATE,
+            calibrate::<CgroupSock>(ebpf, programs::CALIBRATE_SOCK_CREATE, |p| {
+                p.load()?;
+                p.attach(cg, mode).map(drop)
+            }),
+        ),
     ];
     let mut attached = 0;
     for (name, result) in results {
@@ -96,6 +99,19 @@ fn attach_calibration(ebpf: &mut Ebpf, cg: BorrowedFd<'_>, mode: CgroupAttachMod
     }
     info!("calibration programs attached: {attached} of 4 ({}=1)", programs::CALIBRATION_ENV);
     attached
+}
+
+/// Finds calibration program `name` as a `T` and loads and attaches it with `load_attach`.
+fn calibrate<'a, T: 'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+    load_attach: impl FnOnce(&mut T) -> Result<(), ProgramError>,
+) -> Result<(), String>
+where
+    &'a mut T: TryFrom<&'a mut Program, Error = ProgramError>,
+{
+    let prog = program::<T>(ebpf, name).map_err(|e| e.to_string())?;
+    load_attach(prog).map_err(|e| e.to_string())
 }
 
 impl Probe {
