@@ -62,6 +62,11 @@ pub const FLAG_SNAPSHOT: u32 = 4;
 /// [`Event::flags`]: `tcp` holds the socket's TCP counters (`Established`, TCP `Update`).
 pub const FLAG_TCP_COUNTERS: u32 = 8;
 
+/// [`Event::flags`] of a `TcpClose`: the process had already released the socket, and no
+/// `Release` event was sent for it (one event per TCP socket fewer): this `TcpClose` ends the
+/// flow. Without the flag, a `Release` follows (the socket reached `TCP_CLOSE` first).
+pub const FLAG_RELEASED: u32 = 16;
+
 /// Addresses and ports of a flow.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -105,15 +105,14 @@ pub struct Counters {
     /// TCP only, written by `sock_ops` alone: `event::TCP_FIN_RECEIVED` once the peer's FIN
     /// reached the socket.
     pub tcp_flags: u16,
-    /// `COUNTER_*` flags.
-    pub flags: u32,
-    /// Sum of `bytes` at the last snapshot (`iter_counters` skips sockets that did not change).
-    pub snapshot_mark: u64,
     /// Payload copying of this socket (`crate::copy`): `COPY_STATE_*` fields, written by the
     /// packet path without atomics (a race copies one packet too many, never a wrong one).
     pub copy_state: u32,
-    /// Explicit padding.
-    pub _pad: u32,
+    /// `COUNTER_*` flags. 64 bits wide and aligned: the kernel programs set bits with a 64-bit
+    /// atomic fetch-or (the only width the BPF instruction set has for it without ALU32).
+    pub flags: u64,
+    /// Sum of `bytes` at the last snapshot (`iter_counters` skips sockets that did not change).
+    pub snapshot_mark: u64,
 }
 const _: () = assert!(core::mem::size_of::<Counters>() == 104);
 
@@ -140,12 +139,20 @@ impl ByteCounters {
 }
 
 /// [`Counters::flags`]: the socket was first seen on the packet path (created before the monitor).
-pub const COUNTER_DISCOVERED: u32 = 1;
+pub const COUNTER_DISCOVERED: u64 = 1;
 /// [`Counters::flags`]: the owner of a discovered socket has been recorded by a syscall hook.
-pub const COUNTER_OWNER_RECORDED: u32 = 2;
+pub const COUNTER_OWNER_RECORDED: u64 = 2;
 /// `Counters::flags`: `sock_ops` saw the TCP socket reach `TCP_CLOSE` (the fallback hook set
 /// without a release hook then reports every later read or write).
-pub const COUNTER_TCP_CLOSED: u32 = 4;
+pub const COUNTER_TCP_CLOSED: u64 = 4;
+/// `Counters::flags`: `sock_ops` turned the state callback on at `ESTABLISHED`, so this TCP
+/// socket's move to `TCP_CLOSE` will be reported (`TcpClose`).
+pub const COUNTER_STATE_CB: u64 = 8;
+/// `Counters::flags`: the process released the socket (`sock_release` ran). Set and read with
+/// atomic fetch-or together with [`COUNTER_TCP_CLOSED`]: whichever of release and `TCP_CLOSE`
+/// comes second sees the other's bit, so exactly one event ends the flow with both known (see
+/// `event::FLAG_RELEASED`).
+pub const COUNTER_RELEASED: u64 = 16;
 
 /// Number of peer slots per unconnected UDP socket. When all are taken, the oldest claim is
 /// flushed to userspace (`PeerEvicted`) and reused, so nothing is lost.

@@ -2,7 +2,7 @@
 
 use core::{
     ffi::c_void,
-    intrinsics::{AtomicOrdering, atomic_xadd},
+    intrinsics::{AtomicOrdering, atomic_or, atomic_xadd},
     ptr,
 };
 
@@ -187,6 +187,13 @@ pub(crate) fn update_interval_ns() -> u64 {
 pub(crate) fn add(dst: *mut u64, value: u64) {
     // SAFETY: callers pass pointers into map values returned by the kernel.
     unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(dst, value) };
+}
+
+/// Sets `bits` in `*dst` atomically and returns the bits set before.
+#[inline(always)]
+pub(crate) fn set_bits(dst: *mut u64, bits: u64) -> u64 {
+    // SAFETY: callers pass pointers into map values returned by the kernel.
+    unsafe { atomic_or::<u64, u64, { AtomicOrdering::Relaxed }>(dst, bits) }
 }
 
 /// Adds `value` to statistics slot `index`.

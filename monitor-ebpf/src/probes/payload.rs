@@ -74,7 +74,8 @@ fn count(ctx: &BtfTracePointContext, tx: bool) {
             {
                 record_owner(owner, OwnerSource::Syscall);
             }
-            c.flags |= COUNTER_OWNER_RECORDED;
+            // Atomic: `sock_ops` and `sock_release` set their bits from other contexts.
+            crate::maps::set_bits(&raw mut c.flags, COUNTER_OWNER_RECORDED);
         }
         if fallback_on {
             super::fallback::after_count(sk, c, bits & FALLBACK_EVERY_CALL != 0);

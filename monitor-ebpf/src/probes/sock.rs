@@ -6,12 +6,13 @@ use aya_ebpf::{
     programs::SockContext,
 };
 use monitor_common::{
+    IPPROTO_TCP,
     event::{EventKind, TcpCounters},
-    sock::{OwnerSource, PEER_SLOTS, PeerSlot},
+    sock::{COUNTER_RELEASED, COUNTER_STATE_CB, COUNTER_TCP_CLOSED, OwnerSource, PEER_SLOTS, PeerSlot},
 };
 
 use super::{ALLOW, per_peer, release_tuple, tracked};
-use crate::maps::{COUNTERS, EventData, OWNER, PEERS, emit, owner_of, record_owner, stat};
+use crate::maps::{COUNTERS, EventData, OWNER, PEERS, emit, owner_of, record_owner, set_bits, stat};
 
 /// Records the owner of every new IPv4/IPv6 socket and gives it zeroed counters.
 ///
@@ -67,9 +68,20 @@ pub fn sock_release(ctx: SockContext) -> i32 {
     }
     let counters = COUNTERS.get(sk.cast(), false);
     // SAFETY: non-null map value.
-    let Some(c) = (unsafe { counters.as_ref() }) else {
+    let Some(c) = (unsafe { counters.as_mut() }) else {
         return ALLOW; // never seen: created before the monitor and silent since
     };
+    // A TCP socket whose `TCP_CLOSE` `sock_ops` will report ends with that event instead (one
+    // event per socket fewer; the process can no longer read or write, so the payload counters
+    // are final either way). Atomic, paired with `sock_ops`: if `TCP_CLOSE` came first, its
+    // event expects this `Release`.
+    // SAFETY: ctx field read.
+    if unsafe { (*sk).protocol } == u32::from(IPPROTO_TCP) {
+        let before = set_bits(&raw mut c.flags, COUNTER_RELEASED);
+        if before & (COUNTER_STATE_CB | COUNTER_TCP_CLOSED) == COUNTER_STATE_CB {
+            return ALLOW;
+        }
+    }
     // SAFETY: the context is a socket.
     let cookie = unsafe { bpf_get_socket_cookie(sk.cast()) };
     let tuple = release_tuple(sk, c);

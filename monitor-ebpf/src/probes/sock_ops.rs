@@ -22,12 +22,12 @@ use aya_ebpf::{
     programs::SockOpsContext,
 };
 use monitor_common::{
-    event::{EventKind, FLAG_PASSIVE, FLAG_TCP_COUNTERS, TCP_ALL_ACKED, TCP_FIN_RECEIVED, TcpCounters},
-    sock::{COPY_STATE_DONE, COUNTER_DISCOVERED, COUNTER_TCP_CLOSED},
+    event::{EventKind, FLAG_PASSIVE, FLAG_RELEASED, FLAG_TCP_COUNTERS, TCP_ALL_ACKED, TCP_FIN_RECEIVED, TcpCounters},
+    sock::{COPY_STATE_DONE, COUNTER_DISCOVERED, COUNTER_RELEASED, COUNTER_STATE_CB, COUNTER_TCP_CLOSED},
 };
 
 use super::{field, tuple_of};
-use crate::maps::{COUNTERS, EventData, emit, owner_of, stat};
+use crate::maps::{COUNTERS, EventData, emit, owner_of, set_bits, stat};
 
 /// `sock_ops` programs return 1; the value is ignored for these callbacks.
 const SOCK_OPS_OK: u32 = 1;
@@ -38,9 +38,9 @@ const SOCK_OPS_OK: u32 = 1;
 pub fn sock_ops_tcp(ctx: SockOpsContext) -> u32 {
     let op = ctx.op();
     if op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB || op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB {
-        // Failure only means no close callback; the release event still ends the flow.
-        let _ = ctx.set_cb_flags((ctx.cb_flags() | BPF_SOCK_OPS_STATE_CB_FLAG) as i32);
-        established(&ctx, op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB);
+        // Failure only means no close callback; the release event then ends the flow.
+        let state_cb = ctx.set_cb_flags((ctx.cb_flags() | BPF_SOCK_OPS_STATE_CB_FLAG) as i32).is_ok();
+        established(&ctx, op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB, state_cb);
     } else if op == BPF_SOCK_OPS_STATE_CB {
         let new = ctx.arg(1);
         if new == BPF_TCP_CLOSE {
@@ -88,7 +88,7 @@ fn sock_of(ctx: &SockOpsContext) -> *mut bpf_sock {
 }
 
 #[inline(always)]
-fn established(ctx: &SockOpsContext, passive: bool) {
+fn established(ctx: &SockOpsContext, passive: bool, state_cb: bool) {
     let sk = sock_of(ctx);
     if sk.is_null() {
         return;
@@ -113,10 +113,14 @@ fn established(ctx: &SockOpsContext, passive: bool) {
         c.copy_state |= COPY_STATE_DONE;
     }
     let owner = owner_of(sk.cast());
-    if owner.is_null() {
-        // Accepted from a listener nobody recorded (older than the monitor, not found at start):
-        // the payload tracepoints record the owner at the first read or write, in its process.
-        c.flags |= COUNTER_DISCOVERED;
+    // Accepted from a listener nobody recorded (older than the monitor, not found at start):
+    // the payload tracepoints record the owner at the first read or write, in its process.
+    let discovered = if owner.is_null() { COUNTER_DISCOVERED } else { 0 };
+    // With the state callback on, `closed` reports `TCP_CLOSE` and `sock_release` may leave the
+    // end of the flow to it. Atomic: `sock_release` sets its bit from the process's context.
+    let bits = discovered | if state_cb { COUNTER_STATE_CB } else { 0 };
+    if bits != 0 {
+        set_bits(&raw mut c.flags, bits);
     }
     let tuple = tuple_of(sk);
     // SAFETY: the context is a sock_ops context.
@@ -156,7 +160,10 @@ fn closed(ctx: &SockOpsContext) {
     let Some(c) = (unsafe { counters.as_mut() }) else {
         return;
     };
-    c.flags |= COUNTER_TCP_CLOSED;
+    // Atomic, paired with `sock_release`: if the process released the socket already, it sent no
+    // `Release` and this event ends the flow.
+    let before = set_bits(&raw mut c.flags, COUNTER_TCP_CLOSED);
+    let released = if before & COUNTER_RELEASED != 0 { FLAG_RELEASED } else { 0 };
     let tuple = tuple_of(sk);
     let all_acked = field!(ctx.ops, snd_una) == field!(ctx.ops, snd_nxt);
     let tcp = TcpCounters {
@@ -173,7 +180,7 @@ fn closed(ctx: &SockOpsContext) {
         EventKind::TcpClose,
         &EventData {
             cookie,
-            flags: 0,
+            flags: released,
             generation: 0,
             first_ns: c.created_ns,
             owner: owner_of(sk.cast()),

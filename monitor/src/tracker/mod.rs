@@ -15,9 +15,10 @@
 //! - Ping, raw and SCTP sockets are always counted per peer, like unconnected UDP, and end at
 //!   their socket's `Release` in the same way.
 //! - TCP socket: `Release` *and* `TcpClose` (the FIN exchange usually ends after the process
-//!   closed; payload can still be read after `TCP_CLOSE`). A socket that never reached
-//!   ESTABLISHED ends at `Release`. If `TcpClose` has not come `tcp_close_grace` after
-//!   `Release`, the flow ends incomplete.
+//!   closed; payload can still be read after `TCP_CLOSE`). When the process released the socket
+//!   first, the kernel sends no `Release`: the `TcpClose` carries `FLAG_RELEASED` and ends the
+//!   flow alone. A socket that never reached ESTABLISHED ends at `Release`. If `TcpClose` has
+//!   not come `tcp_close_grace` after `Release`, the flow ends incomplete.
 
 mod compact;
 mod flow;
@@ -134,6 +135,13 @@ impl Tracker {
         }
         match kind {
             EventKind::Release => self.released(key, out),
+            // Released before `TCP_CLOSE`: the kernel sent no `Release`; this event ends the flow.
+            EventKind::TcpClose if ev.flags & monitor_common::event::FLAG_RELEASED != 0 => {
+                if let Some(flow) = self.flows.get_mut(&key) {
+                    flow.set_released(ev.ts_ns);
+                }
+                self.finish(key, RecordKind::Close, true, out);
+            }
             EventKind::TcpClose if self.flows.get(&key).is_some_and(Flow::released) => {
                 self.finish(key, RecordKind::Close, true, out);
             }

@@ -118,6 +118,30 @@ fn tcp_flow_closes_after_release_and_tcp_close() {
     assert_eq!(t.stats().open_flows, 0);
 }
 
+/// The kernel sends no `Release` for a TCP socket released before `TCP_CLOSE`: its `TcpClose`
+/// says so and ends the flow, with the final payload and wire counters, complete.
+#[test]
+fn tcp_close_after_release_without_release_event_ends_the_flow() {
+    let mut t = tracker();
+    let est = ev(EventKind::Established, 2 * SEC, ByteCounters::default());
+    let mut close = ev(EventKind::TcpClose, 4 * SEC, counters(1100, 600, 900, 400));
+    close.flags = monitor_common::event::FLAG_RELEASED;
+    assert!(feed(&mut t, &[(EventKind::Established, est)]).is_empty());
+    let out = feed(&mut t, &[(EventKind::TcpClose, close)]);
+    assert_eq!(out.len(), 1, "the flagged TcpClose ends the flow");
+    let r = &out[0];
+    assert_eq!(r.event, RecordKind::Close);
+    assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), (900, 400));
+    assert_eq!((r.wire.tx_bytes, r.wire.rx_bytes), (1100, 600));
+    assert!(r.complete);
+    assert_eq!(t.stats().open_flows, 0);
+    // Nothing is left to end later: no second record at the grace or at shutdown.
+    let mut later = Vec::new();
+    t.tick(60 * SEC, &mut later);
+    t.shutdown(61 * SEC, &mut later);
+    assert!(later.is_empty(), "{later:?}");
+}
+
 #[test]
 fn payload_read_after_tcp_close_is_kept_until_release() {
     let mut t = tracker();

@@ -157,6 +157,7 @@ pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
     }
     socket_rows(&mut section, &phases);
     packet_rows(&mut section, &per_round);
+    phase_packet_rows(&mut section, &phases);
     let mut programs = serde_json::Map::new();
     let names: Vec<String> = per_round[0].keys().cloned().collect();
     for name in names {
@@ -226,23 +227,15 @@ fn at_most(metric: String, value: Option<Summary>, digits: usize, unit: &str, go
 /// ns per run of the per-packet programs, as measured and net of the empty program on the same
 /// hook (per round, then summarised).
 fn packet_rows(section: &mut Section, rounds: &[Deltas]) {
-    for hook in ["cgroup_skb/egress", "cgroup_skb/ingress"] {
+    for hook in PACKET_HOOKS {
         let mut raw = Vec::new();
         let mut net = Vec::new();
         let mut floor = Vec::new();
         for d in rounds {
-            let per_run = |calibration: bool| {
-                d.values()
-                    .filter(|p| p.0.hook == hook && is_calibration(&p.0) == calibration && p.2 > 0)
-                    .max_by_key(|p| p.2)
-                    .map(|p| p.1 as f64 / p.2 as f64)
-            };
-            if let Some(r) = per_run(false) {
+            if let Some((r, f)) = per_run_on(d, hook) {
                 raw.push(r);
-                if let Some(f) = per_run(true) {
-                    floor.push(f);
-                    net.push(r - f);
-                }
+                floor.push(f);
+                net.push(r - f);
             }
         }
         let (raw, net, floor) = (Summary::of(&raw), Summary::of(&net), Summary::of(&floor));
@@ -255,6 +248,24 @@ fn packet_rows(section: &mut Section, rounds: &[Deltas]) {
         ));
         let metric = format!("per-packet program [{hook}], net of the floor");
         section.rows.push(at_most(metric, net, 1, "ns/run", PACKET_GOAL_NS));
+    }
+}
+
+/// The per-packet figures split by workload phase (information: the goal rows above cover the
+/// whole workload). Bulk transfer packets take the short path; the first packets of short
+/// connections also pass the names gate, and unconnected UDP the per-peer table.
+fn phase_packet_rows(section: &mut Section, phases: &[[Phase; 3]]) {
+    for (i, label) in ["iperf3 bulk transfer", "TCP churn", "UDP churn"].into_iter().enumerate() {
+        for (h, hook) in PACKET_HOOKS.into_iter().enumerate() {
+            let values: Vec<(f64, f64)> = phases.iter().filter_map(|p| p[i].packets[h]).collect();
+            let raw = Summary::of(&values.iter().map(|v| v.0).collect::<Vec<_>>());
+            let net = Summary::of(&values.iter().map(|v| v.0 - v.1).collect::<Vec<_>>());
+            section.rows.push(Row::info(
+                format!("per-packet program [{hook}], {label} phase alone"),
+                "monitor",
+                format!("{} ns/run as measured, {} net of the floor", show(raw, 1), show(net, 1)),
+            ));
+        }
     }
 }
 
@@ -312,6 +323,23 @@ struct Phase {
     /// iperf3: bytes received; churn: exchanges.
     work: f64,
     seconds: f64,
+    /// The per-packet programs in this phase alone, [egress, ingress]: ns per run as measured and
+    /// the empty program's ns per run on the same hook (`None` without runs).
+    packets: [Option<(f64, f64)>; 2],
+}
+
+/// The per-packet hooks, in [`Phase::packets`] order.
+const PACKET_HOOKS: [&str; 2] = ["cgroup_skb/egress", "cgroup_skb/ingress"];
+
+/// ns per run of the monitor's program on `hook` and of the empty program beside it.
+fn per_run_on(d: &Deltas, hook: &str) -> Option<(f64, f64)> {
+    let per_run = |calibration: bool| {
+        d.values()
+            .filter(|p| p.0.hook == hook && is_calibration(&p.0) == calibration && p.2 > 0)
+            .max_by_key(|p| p.2)
+            .map(|p| p.1 as f64 / p.2 as f64)
+    };
+    Some((per_run(false)?, per_run(true)?))
 }
 
 /// One round: per-program deltas over the whole workload, and the phases (iperf3, TCP, UDP).
@@ -328,7 +356,7 @@ fn measure(ctx: &Ctx<'_>, seconds: u32, exchanges: usize, round: usize) -> anyho
     let stats_fd = aya::sys::enable_stats(aya::sys::Stats::RunTime).context("BPF_ENABLE_STATS failed")?;
     let first = snapshot(pid)?;
     let mut last = first.clone();
-    let mut phases = [Phase { bpf_ns: 0, floor_ns: 0.0, work: 0.0, seconds: 0.0 }; 3];
+    let mut phases = [Phase { bpf_ns: 0, floor_ns: 0.0, work: 0.0, seconds: 0.0, packets: [None; 2] }; 3];
     for (i, phase) in phases.iter_mut().enumerate() {
         let t = std::time::Instant::now();
         phase.work = match i {
@@ -343,6 +371,7 @@ fn measure(ctx: &Ctx<'_>, seconds: u32, exchanges: usize, round: usize) -> anyho
         let monitor = d.values().filter(|p| !is_calibration(&p.0));
         phase.bpf_ns = monitor.clone().map(|p| p.1).sum();
         phase.floor_ns = monitor.map(|p| p.2 as f64 * floors.for_hook(&p.0.hook)).sum();
+        phase.packets = PACKET_HOOKS.map(|hook| per_run_on(&d, hook));
         last = now;
     }
     drop(stats_fd);
@@ -451,7 +480,7 @@ mod tests {
 
     #[test]
     fn socket_rows_count_two_sockets_per_tcp_exchange() {
-        let phase = |bpf_ns, floor_ns| Phase { bpf_ns, floor_ns, work: 1000.0, seconds: 1.0 };
+        let phase = |bpf_ns, floor_ns| Phase { bpf_ns, floor_ns, work: 1000.0, seconds: 1.0, packets: [None; 2] };
         let phases = [[phase(0, 0.0), phase(8_000_000, 3_000_000.0), phase(4_000_000, 1_000_000.0)]];
         let mut s = Section::new("kernel");
         socket_rows(&mut s, &phases);
@@ -459,5 +488,31 @@ mod tests {
         assert_eq!(value("BPF per socket over its life, TCP churn, as measured"), "4.00 µs");
         assert_eq!(value("BPF per socket over its life, TCP churn, net of the measurement floor"), "2.50 µs");
         assert_eq!(value("BPF per socket over its life, UDP churn, net of the measurement floor"), "3.00 µs");
+    }
+
+    #[test]
+    fn phase_rows_show_each_phase_net_of_its_floor() {
+        let phase = |packets| Phase { bpf_ns: 0, floor_ns: 0.0, work: 1.0, seconds: 1.0, packets };
+        let phases = [[
+            phase([Some((150.0, 55.0)), Some((120.0, 56.0))]),
+            phase([Some((200.0, 50.0)), None]),
+            phase([None, None]),
+        ]];
+        let mut s = Section::new("kernel");
+        phase_packet_rows(&mut s, &phases);
+        let value = |m: &str| s.rows.iter().find(|r| r.metric == m).map(|r| r.value.clone()).unwrap();
+        assert_eq!(
+            value("per-packet program [cgroup_skb/egress], iperf3 bulk transfer phase alone"),
+            "150.0 ns/run as measured, 95.0 net of the floor"
+        );
+        assert_eq!(
+            value("per-packet program [cgroup_skb/ingress], iperf3 bulk transfer phase alone"),
+            "120.0 ns/run as measured, 64.0 net of the floor"
+        );
+        assert_eq!(
+            value("per-packet program [cgroup_skb/egress], TCP churn phase alone"),
+            "200.0 ns/run as measured, 150.0 net of the floor"
+        );
+        assert!(value("per-packet program [cgroup_skb/ingress], UDP churn phase alone").starts_with("n/a"));
     }
 }
