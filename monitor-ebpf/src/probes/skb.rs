@@ -209,10 +209,92 @@ struct Peer {
     l4_off: u32,
 }
 
+/// Bytes of the transport header a peer needs: the ports (UDP, SCTP) and UDP's length.
+const L4_PEEK: usize = 8;
+
 /// Reads the peer (destination on egress, source on ingress) and the payload length of one packet
 /// of a socket of IP protocol `protocol` (see [`payload_of`] for what the payload is).
+///
+/// The headers are read in place (direct packet access: the skb's data starts at the IP header
+/// on both hooks, and small datagrams are linear), with no helper call; a packet whose headers
+/// are not all in the linear part goes through [`parse_peer_loaded`].
 #[inline(always)]
 fn parse_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, egress: bool, protocol: u32) -> Option<Peer> {
+    let udp = protocol == u32::from(IPPROTO_UDP);
+    let ports = udp || protocol == u32::from(IPPROTO_SCTP);
+    let skb = ctx.skb.skb;
+    // SAFETY: ctx field reads; the verifier turns them into packet pointers.
+    let (data, end) = unsafe { ((*skb).data as usize, (*skb).data_end as usize) };
+    if data + 40 > end {
+        return parse_peer_loaded(ctx, sk, egress, protocol);
+    }
+    let p = data as *const u8;
+    // SAFETY: `data..data + 40` is within the packet (checked above).
+    let first = unsafe { *p };
+    let (addr, family, l4_off, ip_len) = match first >> 4 {
+        4 => {
+            let ihl = usize::from(first & 0x0f) * 4;
+            if ihl < 20 {
+                return None;
+            }
+            let at = if egress { 16 } else { 12 };
+            // SAFETY: within the 40 bytes checked above; unaligned reads of packet bytes.
+            let (a, total) = unsafe { (p.add(at).cast::<u32>().read_unaligned(), [*p.add(2), *p.add(3)]) };
+            ([a, 0, 0, 0], AF_INET, ihl, u64::from(u16::from_be_bytes(total)))
+        }
+        6 => {
+            // SAFETY: within the 40 bytes checked above.
+            let (next, payload) = unsafe { (*p.add(6), [*p.add(4), *p.add(5)]) };
+            if udp && u16::from(next) != IPPROTO_UDP {
+                return None; // extension headers: not parsed
+            }
+            let at = if egress { 24 } else { 8 };
+            let mut a = [0u32; 4];
+            for (i, word) in a.iter_mut().enumerate() {
+                // SAFETY: at most byte 40 of the 40 checked above; unaligned reads.
+                *word = unsafe { p.add(at + 4 * i).cast::<u32>().read_unaligned() };
+            }
+            (a, AF_INET6, 40, 40 + u64::from(u16::from_be_bytes(payload)))
+        }
+        _ => return None,
+    };
+    if ports {
+        // `l4_off` is at most 60: the verifier sees the bound of the 4-bit field.
+        if data + l4_off + L4_PEEK > end {
+            return parse_peer_loaded(ctx, sk, egress, protocol);
+        }
+        let h = (data + l4_off) as *const u8;
+        // SAFETY: `h..h + 8` is within the packet (checked above).
+        let head = unsafe { [*h, *h.add(1), *h.add(2), *h.add(3), *h.add(4), *h.add(5)] };
+        return Some(peer_with_ports(addr, family, l4_off, ip_len, udp, egress, head));
+    }
+    let payload = payload_of(sk, egress, protocol, family, ip_len, l4_off as u64);
+    Some(Peer { addr, port: 0, family, payload, l4_off: l4_off as u32 })
+}
+
+/// The peer of a UDP or SCTP packet from the first six bytes of its transport header.
+#[inline(always)]
+fn peer_with_ports(
+    addr: [u32; 4],
+    family: u16,
+    l4_off: usize,
+    ip_len: u64,
+    udp: bool,
+    egress: bool,
+    head: [u8; 6],
+) -> Peer {
+    let port = if egress { u16::from_be_bytes([head[2], head[3]]) } else { u16::from_be_bytes([head[0], head[1]]) };
+    let payload = if udp {
+        u64::from(u16::from_be_bytes([head[4], head[5]])).saturating_sub(8)
+    } else {
+        ip_len.saturating_sub(l4_off as u64)
+    };
+    Peer { addr, port, family, payload, l4_off: l4_off as u32 }
+}
+
+/// [`parse_peer`] through `bpf_skb_load_bytes`, for headers outside the linear part.
+#[inline(never)]
+fn parse_peer_loaded(ctx: &SkBuffContext, sk: *mut bpf_sock, egress: bool, protocol: u32) -> Option<Peer> {
     let udp = protocol == u32::from(IPPROTO_UDP);
     let first: u8 = ctx.load(0).ok()?;
     let (addr, family, l4_off, ip_len) = match first >> 4 {
@@ -238,14 +320,8 @@ fn parse_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, egress: bool, protocol: u3
     };
     if udp || protocol == u32::from(IPPROTO_SCTP) {
         // UDP and SCTP headers both start with the source and destination ports.
-        let head: [u8; 8] = ctx.load(l4_off).ok()?;
-        let port = if egress { u16::from_be_bytes([head[2], head[3]]) } else { u16::from_be_bytes([head[0], head[1]]) };
-        let payload = if udp {
-            u64::from(u16::from_be_bytes([head[4], head[5]])).saturating_sub(8)
-        } else {
-            ip_len.saturating_sub(l4_off as u64)
-        };
-        return Some(Peer { addr, port, family, payload, l4_off: l4_off as u32 });
+        let head: [u8; 6] = ctx.load(l4_off).ok()?;
+        return Some(peer_with_ports(addr, family, l4_off, ip_len, udp, egress, head));
     }
     let payload = payload_of(sk, egress, protocol, family, ip_len, l4_off as u64);
     Some(Peer { addr, port: 0, family, payload, l4_off: l4_off as u32 })
