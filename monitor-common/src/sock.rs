@@ -87,12 +87,17 @@ pub struct ByteCounters {
 }
 const _: () = assert!(core::mem::size_of::<ByteCounters>() == 48);
 
-/// `COUNTERS` storage value: the per-packet path adds to it, nothing else.
+/// `COUNTERS` storage value: the per-packet path adds to it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Running totals since the monitor first saw the socket.
     pub bytes: ByteCounters,
+    /// The creator, recorded by `sock_create` (one socket storage per new socket instead of two).
+    /// Empty (`OwnerSource::Unknown`) for sockets whose counters were made elsewhere (accepted,
+    /// discovered, created without the `sock_create` hook): their owner is in the `OWNER`
+    /// storage, cloned from the listener, recorded lazily or written by the daemon.
+    pub owner: Owner,
     /// `bpf_ktime_get_boot_ns()` when the storage was created (socket creation or discovery).
     pub created_ns: u64,
     /// `bpf_ktime_get_coarse_ns()` of the last `Update` event (or of creation).
@@ -114,7 +119,7 @@ pub struct Counters {
     /// Sum of `bytes` at the last snapshot (`iter_counters` skips sockets that did not change).
     pub snapshot_mark: u64,
 }
-const _: () = assert!(core::mem::size_of::<Counters>() == 104);
+const _: () = assert!(core::mem::size_of::<Counters>() == 160);
 
 /// [`Counters::copy_state`]: copying is over for this socket.
 pub const COPY_STATE_DONE: u32 = 1 << 31;

@@ -264,8 +264,15 @@ pub(crate) fn emit(kind: EventKind, data: &EventData<'_>) {
     entry.submit(0);
 }
 
-/// Owner of `sk`, or null.
+/// Owner of `sk`, or null: the one `sock_create` recorded in its counters, else the `OWNER`
+/// storage (accepted sockets, sockets older than the monitor).
 #[inline(always)]
 pub(crate) fn owner_of(sk: *mut c_void) -> *const Owner {
+    // SAFETY: null-checked map value.
+    if let Some(c) = unsafe { COUNTERS.get(sk, false).as_ref() }
+        && c.owner.source != OwnerSource::Unknown as u32
+    {
+        return &raw const c.owner;
+    }
     OWNER.get(sk, false).cast_const()
 }

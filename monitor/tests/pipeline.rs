@@ -26,7 +26,7 @@ use monitor::{
 };
 use monitor_common::{
     AF_INET, IPPROTO_TCP,
-    event::{Event, EventKind, FLAG_SNAPSHOT, Tuple},
+    event::{Event, EventKind, FLAG_RELEASED, FLAG_SNAPSHOT, Tuple},
     sock::{ByteCounters, Owner as KOwner, OwnerSource as KSource},
 };
 use tokio::sync::{mpsc, oneshot, watch};
@@ -394,6 +394,73 @@ async fn a_output_none_prints_no_flow_and_journals_every_record() {
         .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(rows, [(7, 9000, 4000), (8, 300, 200)]);
+}
+
+/// A TCP socket the process released before `TCP_CLOSE`: the kernel sends no `Release`, and
+/// its `TcpClose` (flagged `FLAG_RELEASED`) ends the flow with one complete record.
+fn tcp_flow_released_first(cookie: u64, ts: u64, tx: u64, rx: u64) -> Batch {
+    let mut close = tcp(EventKind::TcpClose, cookie, ts + 2 * SEC, bytes(tx, rx));
+    close.1.flags = FLAG_RELEASED;
+    vec![tcp(EventKind::Established, cookie, ts, ByteCounters::default()), close]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_close_after_release_ends_the_flow_without_a_release_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut run = Run::start(&settings(dir.path()));
+    run.send(tcp_flow_released_first(9, run.now_ns(), 5000, 700)).await;
+    // The record comes at once, not after `tcp_close_grace` (120 s here).
+    let f = tokio::time::timeout(Duration::from_secs(20), run.next_flow()).await.expect("record before the grace");
+    assert_eq!((f.record.event, f.record.cookie), (RecordKind::Close, 9));
+    assert_eq!((f.record.payload.tx_bytes, f.record.payload.rx_bytes), (5000, 700));
+    assert!(f.record.complete);
+    let (outputs, stats) = run.stop().await;
+    assert!(flows(&outputs).len() == 1, "no second record at shutdown: {outputs:#?}");
+    assert_eq!((stats.tracker.closed_flows, stats.tracker.open_flows), (1, 0));
+    let rows: Vec<(String, i64, i64)> = journal(dir.path())
+        .prepare("SELECT event, payload_tx, payload_rx FROM connections")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(rows, [("close".to_string(), 5000, 700)]);
+}
+
+/// CPU of the whole process (tracker, identity, enrichment, journal, rollups) per flow record for
+/// churn-shaped TCP flows (two events each, as the kernel now sends them), with `--output none`
+/// as the shipped service runs. A measurement, not a check: run by hand in release,
+/// `cargo test --release -p monitor --test pipeline pipeline_cpu -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement: run by hand in release with --nocapture"]
+async fn pipeline_cpu_per_record_churn_shaped() {
+    const PER_BATCH: u64 = 128;
+    const FLOWS: u64 = 1600 * PER_BATCH;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(dir.path());
+    settings.output = OutputFormat::None;
+    let run = Run::start(&settings);
+    let cpu = || nix::time::clock_gettime(nix::time::ClockId::CLOCK_PROCESS_CPUTIME_ID).unwrap();
+    let (cpu_start, wall) = (cpu(), std::time::Instant::now());
+    let t0 = run.now_ns();
+    for first in (0..FLOWS).step_by(usize::try_from(PER_BATCH).unwrap()) {
+        let mut batch = Vec::new();
+        for cookie in first..first + PER_BATCH {
+            let ts = t0 + cookie * 30_000;
+            batch.extend(tcp_flow_released_first(1_000_000 + cookie, ts, 1024, 1024));
+        }
+        run.send(batch).await;
+    }
+    let (_, stats) = run.stop().await;
+    let used = cpu() - cpu_start;
+    let per = |d: f64| d * 1e6 / FLOWS as f64;
+    let used = used.tv_sec() as f64 + used.tv_nsec() as f64 / 1e9;
+    assert_eq!(stats.tracker.closed_flows, FLOWS);
+    eprintln!(
+        "pipeline, churn-shaped TCP flows, --output none: {:.2} µs of CPU per record ({:.2} µs wall)",
+        per(used),
+        per(wall.elapsed().as_secs_f64())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,7 @@
 //! `cgroup/sock_create` and `cgroup/sock_release`: socket birth and the process letting go.
 
 use aya_ebpf::{
-    helpers::generated::{bpf_get_socket_cookie, bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns},
+    helpers::generated::{bpf_get_socket_cookie, bpf_ktime_get_coarse_ns},
     macros::cgroup_sock,
     programs::SockContext,
 };
@@ -12,9 +12,9 @@ use monitor_common::{
 };
 
 use super::{ALLOW, per_peer, release_tuple, tracked};
-use crate::maps::{COUNTERS, EventData, OWNER, PEERS, emit, owner_of, record_owner, set_bits, stat};
+use crate::maps::{COUNTERS, EventData, PEERS, emit, owner_of, record_owner, set_bits, stat};
 
-/// Records the owner of every new IPv4/IPv6 socket and gives it zeroed counters.
+/// Records the owner of every new IPv4/IPv6 socket in its (new, zeroed) counters.
 ///
 /// # Minimum kernel version
 /// 5.9 (`bpf_sk_storage_get` in `cgroup_sock`); pid/comm helpers need 5.7.
@@ -26,21 +26,15 @@ pub fn sock_create(ctx: SockContext) -> i32 {
     if !tracked(family) {
         return ALLOW;
     }
-    let mut created_ns = 0;
-    // SAFETY (below): map values returned non-null by the kernel; helpers without arguments.
-    match unsafe { OWNER.get_or_create(sk.cast()).as_mut() } {
-        Some(owner) => {
-            record_owner(owner, OwnerSource::SockCreate);
-            created_ns = owner.created_ns;
-        }
-        None => storage_failed(&ctx),
-    }
+    // One socket storage for owner and counters (one allocation per socket).
+    // SAFETY: map value returned non-null by the kernel; a helper without arguments.
     match unsafe { COUNTERS.get_or_create(sk.cast()).as_mut() } {
-        Some(c) => unsafe {
+        Some(c) => {
+            record_owner(&mut c.owner, OwnerSource::SockCreate);
             // One clock read for both: the owner was recorded a moment ago.
-            c.created_ns = if created_ns == 0 { bpf_ktime_get_boot_ns() } else { created_ns };
-            c.last_report_ns = bpf_ktime_get_coarse_ns();
-        },
+            c.created_ns = c.owner.created_ns;
+            c.last_report_ns = unsafe { bpf_ktime_get_coarse_ns() };
+        }
         None => storage_failed(&ctx),
     }
     ALLOW

@@ -19,7 +19,7 @@ use monitor_common::{
 };
 
 use super::{ALLOW, field, tuple_of};
-use crate::maps::{COUNTERS, EventData, OWNER, emit, fallback, record_owner, stat};
+use crate::maps::{COUNTERS, EventData, OWNER, emit, fallback, owner_of, record_owner, stat};
 
 #[inline(always)]
 fn sock_of(ctx: &SockAddrContext) -> *mut bpf_sock {
@@ -30,6 +30,11 @@ fn sock_of(ctx: &SockAddrContext) -> *mut bpf_sock {
 /// The owner of the socket, recorded now if the socket predates the monitor.
 #[inline(always)]
 fn lazy_owner(sk: *mut bpf_sock) -> *const Owner {
+    let known = owner_of(sk.cast());
+    // SAFETY: null-checked map value.
+    if unsafe { known.as_ref() }.is_some_and(|o| o.source != OwnerSource::Unknown as u32) {
+        return known;
+    }
     // SAFETY: non-null map value.
     match unsafe { OWNER.get_or_create(sk.cast()).as_mut() } {
         Some(owner) => {

@@ -4,7 +4,7 @@
 //! (with the handshake's RTT sample) and turn on state callbacks; the transition to `TCP_CLOSE` carries the final counters (it
 //! comes after the FIN exchange, unlike `sock_release`) and the kernel's RTT estimates (smoothed and
 //! windowed minimum, `srtt_us`/`rtt_min`): passive, read only in these callbacks. Accepted sockets already hold the
-//! listener's owner (`BPF_F_CLONE`).
+//! listener's owner (`BPF_F_CLONE`), copied into `OWNER` at `listen(2)`.
 //!
 //! `bytes_received` counts a received FIN. Whether one was received is tracked exactly: a FIN
 //! in `ESTABLISHED` or `FIN_WAIT1` shows as a move to `CLOSE_WAIT`/`CLOSING`; for a FIN that
@@ -14,8 +14,9 @@
 use aya_ebpf::{
     bindings::{
         BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_PARSE_ALL_HDR_OPT_CB_FLAG, BPF_SOCK_OPS_PARSE_HDR_OPT_CB,
-        BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB, BPF_SOCK_OPS_STATE_CB, BPF_SOCK_OPS_STATE_CB_FLAG, BPF_TCP_CLOSE,
-        BPF_TCP_CLOSE_WAIT, BPF_TCP_CLOSING, BPF_TCP_ESTABLISHED, BPF_TCP_FIN_WAIT1, BPF_TCP_FIN_WAIT2, bpf_sock,
+        BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB, BPF_SOCK_OPS_STATE_CB, BPF_SOCK_OPS_STATE_CB_FLAG,
+        BPF_SOCK_OPS_TCP_LISTEN_CB, BPF_TCP_CLOSE, BPF_TCP_CLOSE_WAIT, BPF_TCP_CLOSING, BPF_TCP_ESTABLISHED,
+        BPF_TCP_FIN_WAIT1, BPF_TCP_FIN_WAIT2, bpf_sock,
     },
     helpers::generated::{bpf_get_socket_cookie, bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns},
     macros::sock_ops,
@@ -23,11 +24,11 @@ use aya_ebpf::{
 };
 use monitor_common::{
     event::{EventKind, FLAG_PASSIVE, FLAG_RELEASED, FLAG_TCP_COUNTERS, TCP_ALL_ACKED, TCP_FIN_RECEIVED, TcpCounters},
-    sock::{COPY_STATE_DONE, COUNTER_DISCOVERED, COUNTER_RELEASED, COUNTER_STATE_CB, COUNTER_TCP_CLOSED},
+    sock::{COPY_STATE_DONE, COUNTER_DISCOVERED, COUNTER_RELEASED, COUNTER_STATE_CB, COUNTER_TCP_CLOSED, OwnerSource},
 };
 
 use super::{field, tuple_of};
-use crate::maps::{COUNTERS, EventData, emit, owner_of, set_bits, stat};
+use crate::maps::{COUNTERS, EventData, OWNER, emit, owner_of, set_bits, stat};
 
 /// `sock_ops` programs return 1; the value is ignored for these callbacks.
 const SOCK_OPS_OK: u32 = 1;
@@ -54,8 +55,30 @@ pub fn sock_ops_tcp(ctx: SockOpsContext) -> u32 {
         }
     } else if op == BPF_SOCK_OPS_PARSE_HDR_OPT_CB && field!(ctx.ops, skb_tcp_flags) & TCPHDR_FIN != 0 {
         fin_received(&ctx);
+    } else if op == BPF_SOCK_OPS_TCP_LISTEN_CB {
+        listening(&ctx);
     }
     SOCK_OPS_OK
+}
+
+/// `listen(2)`: the owner `sock_create` recorded in the counters goes into the `OWNER` storage
+/// too, which accepted sockets inherit (`BPF_F_CLONE`; counters are not cloned). One extra
+/// storage per listening socket, none per connection.
+#[inline(always)]
+fn listening(ctx: &SockOpsContext) {
+    let sk = sock_of(ctx);
+    if sk.is_null() {
+        return;
+    }
+    // SAFETY: null-checked map values.
+    let Some(c) = (unsafe { COUNTERS.get(sk.cast(), false).as_ref() }) else { return };
+    if c.owner.source == OwnerSource::Unknown as u32 {
+        return; // created before the monitor: the daemon writes `OWNER` from /proc
+    }
+    match unsafe { OWNER.get_or_create(sk.cast()).as_mut() } {
+        Some(owner) => *owner = c.owner,
+        None => stat(monitor_common::maps::STAT_STORAGE_FAIL, 1),
+    }
 }
 
 /// FIN bit of the TCP header flags.
