@@ -67,6 +67,11 @@ pub const FLAG_TCP_COUNTERS: u32 = 8;
 /// flow. Without the flag, a `Release` follows (the socket reached `TCP_CLOSE` first).
 pub const FLAG_RELEASED: u32 = 16;
 
+/// [`Event::flags`]: the process connected the (UDP) socket, an outbound flow. Set on the
+/// socket's `Update` and `Release` events; no `Connect` event is sent for a socket the monitor
+/// saw being created (one event per connected UDP socket fewer).
+pub const FLAG_CONNECTED: u32 = 32;
+
 /// Addresses and ports of a flow.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

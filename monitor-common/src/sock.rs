@@ -158,6 +158,9 @@ pub const COUNTER_STATE_CB: u64 = 8;
 /// comes second sees the other's bit, so exactly one event ends the flow with both known (see
 /// `event::FLAG_RELEASED`).
 pub const COUNTER_RELEASED: u64 = 16;
+/// `Counters::flags`: the process connected this (UDP) socket; its events carry
+/// `event::FLAG_CONNECTED` instead of a `Connect` event of their own.
+pub const COUNTER_CONNECTED: u64 = 32;
 
 /// Number of peer slots per unconnected UDP socket. When all are taken, the oldest claim is
 /// flushed to userspace (`PeerEvicted`) and reused, so nothing is lost.

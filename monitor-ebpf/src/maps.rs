@@ -264,6 +264,12 @@ pub(crate) fn emit(kind: EventKind, data: &EventData<'_>) {
     entry.submit(0);
 }
 
+/// `event::FLAG_CONNECTED` when the process connected the socket (see `sock_addr`).
+#[inline(always)]
+pub(crate) fn connected_flag(c: &Counters) -> u32 {
+    if c.flags & monitor_common::sock::COUNTER_CONNECTED != 0 { monitor_common::event::FLAG_CONNECTED } else { 0 }
+}
+
 /// Owner of `sk`, or null: the one `sock_create` recorded in its counters, else the `OWNER`
 /// storage (accepted sockets, sockets older than the monitor).
 #[inline(always)]

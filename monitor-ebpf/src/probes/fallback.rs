@@ -32,7 +32,7 @@ use monitor_common::{
 
 use super::tracked;
 use crate::maps::{
-    COUNTERS, EventData, OWNER, current_task_watched, emit, owner_of, record_owner, sock_offsets, stat,
+    COUNTERS, EventData, OWNER, connected_flag, current_task_watched, emit, owner_of, record_owner, sock_offsets, stat,
     update_interval_ns,
 };
 
@@ -170,7 +170,7 @@ pub(crate) fn after_count(sk: *mut c_void, c: &mut Counters, every_call: bool) {
     let data = EventData {
         // SAFETY: a BTF socket pointer.
         cookie: unsafe { bpf_get_socket_cookie(sk) },
-        flags: 0,
+        flags: connected_flag(c),
         generation: 0,
         first_ns: c.created_ns,
         owner: owner_of(sk),
@@ -210,7 +210,7 @@ pub fn fentry_inet_release(ctx: FEntryContext) -> i32 {
     let data = EventData {
         // SAFETY: a BTF socket pointer.
         cookie: unsafe { bpf_get_socket_cookie(sk) },
-        flags: 0,
+        flags: connected_flag(c),
         generation: 0,
         first_ns: c.created_ns,
         owner: owner_of(sk),

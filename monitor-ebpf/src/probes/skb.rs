@@ -29,7 +29,7 @@ use monitor_common::{
 };
 
 use super::{ALLOW, field, per_peer, remember_local, tracked, tuple_of};
-use crate::maps::{COUNTERS, EventData, PEERS, add, emit, owner_of, stat, update_interval_ns};
+use crate::maps::{COUNTERS, EventData, PEERS, add, connected_flag, emit, owner_of, stat, update_interval_ns};
 
 /// # Minimum kernel version
 /// 5.2 (`bpf_sk_storage_get` in `cgroup_skb`); coarse clock 5.11.
@@ -106,7 +106,7 @@ fn report(ctx: &SkBuffContext, sk: *mut bpf_sock, kind: EventKind, c: &Counters)
         &EventData {
             // SAFETY: the context is an skb with a socket.
             cookie: unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) },
-            flags,
+            flags: flags | connected_flag(c),
             generation: 0,
             first_ns: c.created_ns,
             owner: owner_of(sk.cast()),

@@ -15,11 +15,11 @@ use monitor_common::{
     AF_INET6, IPPROTO_UDP,
     event::{EventKind, TcpCounters},
     maps::FALLBACK_DISCOVER,
-    sock::{COUNTER_OWNER_RECORDED, Owner, OwnerSource},
+    sock::{COUNTER_CONNECTED, COUNTER_OWNER_RECORDED, Owner, OwnerSource},
 };
 
 use super::{ALLOW, field, tuple_of};
-use crate::maps::{COUNTERS, EventData, OWNER, emit, fallback, owner_of, record_owner, stat};
+use crate::maps::{COUNTERS, EventData, OWNER, emit, fallback, owner_of, record_owner, set_bits, stat};
 
 #[inline(always)]
 fn sock_of(ctx: &SockAddrContext) -> *mut bpf_sock {
@@ -60,6 +60,15 @@ fn on_connect(ctx: &SockAddrContext, v6: bool) -> i32 {
     let protocol = field!(ctx.sock_addr, protocol);
     if protocol != u32::from(IPPROTO_UDP) {
         return ALLOW; // TCP: the `Established` event carries the full 4-tuple
+    }
+    // A socket with counters from its creation: its counters note the connection and its events
+    // say so (`FLAG_CONNECTED`), the remote address is the socket's own from then on. No event.
+    // SAFETY: null-checked map value.
+    if let Some(c) = unsafe { COUNTERS.get(sk.cast(), false).as_mut() }
+        && c.owner.source != OwnerSource::Unknown as u32
+    {
+        set_bits(&raw mut c.flags, COUNTER_CONNECTED);
+        return ALLOW;
     }
     let mut tuple = tuple_of(sk);
     let sa = ctx.sock_addr;

@@ -7,7 +7,7 @@ use std::{
 
 use monitor_common::{
     AF_INET6,
-    event::{Event, EventKind, FLAG_NO_OWNER, FLAG_PASSIVE, FLAG_TCP_COUNTERS, TcpCounters, Tuple},
+    event::{Event, EventKind, FLAG_CONNECTED, FLAG_NO_OWNER, FLAG_PASSIVE, FLAG_TCP_COUNTERS, TcpCounters, Tuple},
     sock::ByteCounters,
 };
 
@@ -331,6 +331,9 @@ impl Flow {
         self.last_ns = self.last_ns.max(ev.ts_ns);
         if ev.first_ns != 0 && ev.first_ns < self.first_ns {
             self.first_ns = ev.first_ns;
+        }
+        if ev.flags & FLAG_CONNECTED != 0 && self.direction == Direction::Unknown {
+            self.direction = Direction::Outbound; // a connected UDP socket (no `Connect` event)
         }
         match kind {
             EventKind::Established => {

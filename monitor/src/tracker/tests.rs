@@ -172,6 +172,28 @@ fn udp_release(cookie: u64) -> (EventKind, Event) {
     (EventKind::Release, release)
 }
 
+/// A connected UDP socket the monitor saw created sends no `Connect`: its `Release` says it was
+/// connected, and the flow is outbound, to the socket's remote address, with exact counters.
+#[test]
+fn connected_udp_without_connect_event_is_outbound_from_its_release_flag() {
+    let mut t = tracker();
+    let mut release = ev(EventKind::Release, 3 * SEC, counters(1228, 1228, 1200, 1200));
+    release.tuple.protocol = IPPROTO_UDP;
+    release.flags = monitor_common::event::FLAG_CONNECTED;
+    let out = feed(&mut t, &[(EventKind::Release, release)]);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    let r = &out[0];
+    assert_eq!(r.direction, Direction::Outbound);
+    assert_eq!(r.remote, Some("10.0.0.2:443".parse::<SocketAddr>().unwrap()));
+    assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), (1200, 1200));
+    // Without the flag (a socket that only received, or never connected) the direction stays open.
+    let mut t = tracker();
+    let mut release = ev(EventKind::Release, 3 * SEC, counters(0, 1228, 0, 1200));
+    release.tuple.protocol = IPPROTO_UDP;
+    let out = feed(&mut t, &[(EventKind::Release, release)]);
+    assert_ne!(out[0].direction, Direction::Outbound);
+}
+
 #[test]
 fn unconnected_udp_peers_are_separate_flows_and_generations_add_up() {
     let mut t = tracker();
