@@ -88,23 +88,18 @@ pub struct ByteCounters {
 const _: () = assert!(core::mem::size_of::<ByteCounters>() == 48);
 
 /// `COUNTERS` storage value: the per-packet path adds to it.
+///
+/// Field order keeps what every packet touches together: `bytes` and `last_report_ns` fill the
+/// first cache line of the value (the kernel places a storage value 8 bytes into a line, after
+/// its map pointer), `local_port` and `copy_state` open the second; the owner, read only for
+/// events, comes last.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Running totals since the monitor first saw the socket.
     pub bytes: ByteCounters,
-    /// The creator, recorded by `sock_create` (one socket storage per new socket instead of two).
-    /// Empty (`OwnerSource::Unknown`) for sockets whose counters were made elsewhere (accepted,
-    /// discovered, created without the `sock_create` hook): their owner is in the `OWNER`
-    /// storage, cloned from the listener, recorded lazily or written by the daemon.
-    pub owner: Owner,
-    /// `bpf_ktime_get_boot_ns()` when the storage was created (socket creation or discovery).
-    pub created_ns: u64,
     /// `bpf_ktime_get_coarse_ns()` of the last `Update` event (or of creation).
     pub last_report_ns: u64,
-    /// Local address (network byte order), copied from the first packet: `sock_release` may not
-    /// read the socket's source fields.
-    pub local_addr: [u32; 4],
     /// Local port (host byte order), 0 until the first packet.
     pub local_port: u16,
     /// TCP only, written by `sock_ops` alone: `event::TCP_FIN_RECEIVED` once the peer's FIN
@@ -116,10 +111,21 @@ pub struct Counters {
     /// `COUNTER_*` flags. 64 bits wide and aligned: the kernel programs set bits with a 64-bit
     /// atomic fetch-or (the only width the BPF instruction set has for it without ALU32).
     pub flags: u64,
+    /// `bpf_ktime_get_boot_ns()` when the storage was created (socket creation or discovery).
+    pub created_ns: u64,
+    /// Local address (network byte order), copied from the first packet: `sock_release` may not
+    /// read the socket's source fields.
+    pub local_addr: [u32; 4],
     /// Sum of `bytes` at the last snapshot (`iter_counters` skips sockets that did not change).
     pub snapshot_mark: u64,
+    /// The creator, recorded by `sock_create` (one socket storage per new socket instead of two).
+    /// Empty (`OwnerSource::Unknown`) for sockets whose counters were made elsewhere (accepted,
+    /// discovered, created without the `sock_create` hook): their owner is in the `OWNER`
+    /// storage, cloned from the listener, recorded lazily or written by the daemon.
+    pub owner: Owner,
 }
 const _: () = assert!(core::mem::size_of::<Counters>() == 160);
+const _: () = assert!(core::mem::offset_of!(Counters, local_port) == 56);
 
 /// [`Counters::copy_state`]: copying is over for this socket.
 pub const COPY_STATE_DONE: u32 = 1 << 31;
