@@ -270,6 +270,16 @@ pub(crate) fn connected_flag(c: &Counters) -> u32 {
     if c.flags & monitor_common::sock::COUNTER_CONNECTED != 0 { monitor_common::event::FLAG_CONNECTED } else { 0 }
 }
 
+/// Owner of a socket whose counters `c` the caller holds (no second lookup of them): the one
+/// `sock_create` recorded there, else the `OWNER` storage.
+#[inline(always)]
+pub(crate) fn owner_with(c: &Counters, sk: *mut c_void) -> *const Owner {
+    if c.owner.source != OwnerSource::Unknown as u32 {
+        return &raw const c.owner;
+    }
+    OWNER.get(sk, false).cast_const()
+}
+
 /// Owner of `sk`, or null: the one `sock_create` recorded in its counters, else the `OWNER`
 /// storage (accepted sockets, sockets older than the monitor).
 #[inline(always)]

@@ -32,8 +32,8 @@ use monitor_common::{
 
 use super::tracked;
 use crate::maps::{
-    COUNTERS, EventData, OWNER, connected_flag, current_task_watched, emit, owner_of, record_owner, sock_offsets, stat,
-    update_interval_ns,
+    COUNTERS, EventData, OWNER, connected_flag, current_task_watched, emit, owner_with, record_owner, sock_offsets,
+    stat, update_interval_ns,
 };
 
 /// `skc_daddr`, `skc_rcv_saddr`, `skc_dport` (network order), `skc_num` (host order) and
@@ -173,7 +173,7 @@ pub(crate) fn after_count(sk: *mut c_void, c: &mut Counters, every_call: bool) {
         flags: connected_flag(c),
         generation: 0,
         first_ns: c.created_ns,
-        owner: owner_of(sk),
+        owner: owner_with(c, sk),
         tuple: &tuple,
         bytes: &raw const c.bytes,
         tcp: TcpCounters::default(),
@@ -213,7 +213,7 @@ pub fn fentry_inet_release(ctx: FEntryContext) -> i32 {
         flags: connected_flag(c),
         generation: 0,
         first_ns: c.created_ns,
-        owner: owner_of(sk),
+        owner: owner_with(c, sk),
         tuple: &tuple,
         bytes: &raw const c.bytes,
         tcp: TcpCounters::default(),

@@ -29,7 +29,9 @@ use monitor_common::{
 };
 
 use super::{ALLOW, field, per_peer, remember_local, tracked, tuple_of};
-use crate::maps::{COUNTERS, EventData, PEERS, add, connected_flag, emit, owner_of, stat, update_interval_ns};
+use crate::maps::{
+    COUNTERS, EventData, PEERS, add, connected_flag, emit, owner_of, owner_with, stat, update_interval_ns,
+};
 
 /// # Minimum kernel version
 /// 5.2 (`bpf_sk_storage_get` in `cgroup_skb`); coarse clock 5.11.
@@ -109,7 +111,7 @@ fn report(ctx: &SkBuffContext, sk: *mut bpf_sock, kind: EventKind, c: &Counters)
             flags: flags | connected_flag(c),
             generation: 0,
             first_ns: c.created_ns,
-            owner: owner_of(sk.cast()),
+            owner: owner_with(c, sk.cast()),
             tuple: &tuple,
             bytes: &raw const c.bytes,
             tcp,
@@ -403,10 +405,10 @@ fn count_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, c: &mut Counters, egress: 
     unlock(table);
     if evicted.active != 0 {
         stat(STAT_PEER_EVICTIONS, 1);
-        report_peer(ctx, sk, EventKind::PeerEvicted, &evicted);
+        report_peer(ctx, sk, c, EventKind::PeerEvicted, &evicted);
     }
     if report.active != 0 {
-        report_peer(ctx, sk, EventKind::PeerUpdate, &report);
+        report_peer(ctx, sk, c, EventKind::PeerUpdate, &report);
     }
 }
 
@@ -488,10 +490,10 @@ pub(crate) fn peer_tuple(local: &Tuple, slot: &PeerSlot) -> Tuple {
 }
 
 #[inline(always)]
-fn report_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, kind: EventKind, slot: &PeerSlot) {
+fn report_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, c: &Counters, kind: EventKind, slot: &PeerSlot) {
     // SAFETY: the context is an skb with a socket.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
-    emit_peer(kind, cookie, owner_of(sk.cast::<c_void>()), &tuple_of(sk), slot);
+    emit_peer(kind, cookie, owner_with(c, sk.cast::<c_void>()), &tuple_of(sk), slot);
 }
 
 /// Emits the counters of one peer slot generation; `local` gives the socket's side.

@@ -12,7 +12,7 @@ use monitor_common::{
 };
 
 use super::{ALLOW, per_peer, release_tuple, tracked};
-use crate::maps::{COUNTERS, EventData, PEERS, connected_flag, emit, owner_of, record_owner, set_bits, stat};
+use crate::maps::{COUNTERS, EventData, PEERS, connected_flag, emit, owner_with, record_owner, set_bits, stat};
 
 /// Records the owner of every new IPv4/IPv6 socket in its (new, zeroed) counters.
 ///
@@ -79,7 +79,7 @@ pub fn sock_release(ctx: SockContext) -> i32 {
     // SAFETY: the context is a socket.
     let cookie = unsafe { bpf_get_socket_cookie(sk.cast()) };
     let tuple = release_tuple(sk, c);
-    let owner = owner_of(sk.cast());
+    let owner = owner_with(c, sk.cast());
     // Peers first: when userspace sees `Release`, every peer of the socket has been reported.
     if per_peer(u32::from(tuple.protocol), u32::from(tuple.remote_port)) {
         release_peers(sk.cast(), cookie, owner, &tuple);

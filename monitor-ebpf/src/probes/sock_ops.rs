@@ -28,7 +28,7 @@ use monitor_common::{
 };
 
 use super::{field, tuple_of};
-use crate::maps::{COUNTERS, EventData, OWNER, emit, owner_of, set_bits, stat};
+use crate::maps::{COUNTERS, EventData, OWNER, emit, owner_with, set_bits, stat};
 
 /// `sock_ops` programs return 1; the value is ignored for these callbacks.
 const SOCK_OPS_OK: u32 = 1;
@@ -135,7 +135,7 @@ fn established(ctx: &SockOpsContext, passive: bool, state_cb: bool) {
         // (`monitor_common::copy`), so its packets skip the copy checks from the first one.
         c.copy_state |= COPY_STATE_DONE;
     }
-    let owner = owner_of(sk.cast());
+    let owner = owner_with(c, sk.cast());
     // Accepted from a listener nobody recorded (older than the monitor, not found at start):
     // the payload tracepoints record the owner at the first read or write, in its process.
     let discovered = if owner.is_null() { COUNTER_DISCOVERED } else { 0 };
@@ -206,7 +206,7 @@ fn closed(ctx: &SockOpsContext) {
             flags: released,
             generation: 0,
             first_ns: c.created_ns,
-            owner: owner_of(sk.cast()),
+            owner: owner_with(c, sk.cast()),
             tuple: &tuple,
             bytes: &raw const c.bytes,
             tcp,
