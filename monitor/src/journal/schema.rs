@@ -17,7 +17,7 @@ use rusqlite_migration::{M, Migrations};
 use super::{Error, files};
 
 /// Schema version this build writes (number of migrations).
-pub const SCHEMA_VERSION: u32 = 11;
+pub const SCHEMA_VERSION: u32 = 12;
 
 /// How long a statement waits for the other side's lock (reader vs writer) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -389,6 +389,15 @@ ALTER TABLE endpoint_week ADD COLUMN rtt_min_us INTEGER;
 DELETE FROM rollup_state;
 ";
 
+/// Version 12 (issue 8): the host-name index covers only rows that have a host name. Rows of
+/// unnamed flows (most short connections) no longer pay an index insert; every query that uses
+/// the index asks for a host name (`hostname = ?`, `hostname IS NOT NULL`), which SQLite matches
+/// to the partial index.
+const V_HOSTNAME_PARTIAL: &str = "
+DROP INDEX connections_hostname;
+CREATE INDEX connections_hostname ON connections (hostname, time_ms) WHERE hostname IS NOT NULL;
+";
+
 /// Every migration, oldest first. Append only.
 const MIGRATIONS: &[M<'static>] = &[
     M::up(V1),
@@ -402,6 +411,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(V_ANDROID),
     M::up(V_NAMES_STATS),
     M::up(V_NAMES_ROLLUP),
+    M::up(V_HOSTNAME_PARTIAL),
 ];
 
 fn migrations() -> Migrations<'static> {
@@ -567,5 +577,24 @@ mod tests {
     fn migrations_are_valid_and_match_schema_version() {
         migrations().validate().expect("migrations valid");
         assert_eq!(MIGRATIONS.len(), SCHEMA_VERSION as usize);
+    }
+
+    /// The host-name index leaves unnamed rows out, and lookups by name still use it.
+    #[test]
+    fn hostname_index_is_partial_and_serves_lookups_by_name() {
+        let mut conn = Connection::open_in_memory().expect("memory database");
+        migrations().to_latest(&mut conn).expect("migrations");
+        let sql: String = conn
+            .query_row("SELECT sql FROM sqlite_master WHERE name = 'connections_hostname'", [], |r| r.get(0))
+            .expect("index");
+        assert!(sql.ends_with("WHERE hostname IS NOT NULL"), "{sql}");
+        let plan: Vec<String> = conn
+            .prepare("EXPLAIN QUERY PLAN SELECT id FROM connections WHERE hostname = ?1 AND time_ms >= ?2")
+            .expect("plan")
+            .query_map(rusqlite::params!["example.com", 0], |r| r.get::<_, String>(3))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("plan rows");
+        assert!(plan.iter().any(|p| p.contains("connections_hostname")), "{plan:?}");
     }
 }
