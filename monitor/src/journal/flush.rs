@@ -54,6 +54,7 @@ pub(super) fn write(
         }
     }
     let app_ids = app_ids(tx, buf)?;
+    rollup.start_flush();
     let mut fold = Fold::default();
     let mut connections = Connections::new(chain::first_connection(mark)?);
     let mut texts = super::truth::AnswerTexts::default();
@@ -72,7 +73,7 @@ pub(super) fn write(
             (Some(_), Some(d)) => texts.of(&d.answers),
             _ => None,
         };
-        fold.add_record(&mut rollup.counted, probed, pending, answers.as_deref());
+        fold.add_record(rollup, probed, pending, answers.as_deref());
         connections.push(tx, ConnectionRow { pending, app_id, country_db, asn_db, answers })?;
     }
     connections.write_out(tx)?;

@@ -45,6 +45,7 @@ mod fold;
 mod read;
 mod read_names;
 mod rows;
+mod strings;
 mod weeks;
 
 use std::time::Instant;
@@ -80,6 +81,8 @@ pub(crate) struct Rollup {
     pub counted: fold::Counted,
     /// `answer_sets` ids by text, of committed flushes.
     pub answer_ids: foldhash::HashMap<String, i64>,
+    /// The strings of the keys in `counted` and in the flush's fold.
+    pub strings: strings::Strings,
 }
 
 impl Rollup {
@@ -96,6 +99,7 @@ impl Rollup {
                 latest_endpoint_week,
                 counted: fold::Counted::default(),
                 answer_ids: foldhash::HashMap::default(),
+                strings: strings::Strings::default(),
             });
         }
         let started = Instant::now();
@@ -127,6 +131,7 @@ impl Rollup {
             latest_endpoint_week,
             counted: fold::Counted::default(),
             answer_ids: foldhash::HashMap::default(),
+            strings: strings::Strings::default(),
         })
     }
 }
