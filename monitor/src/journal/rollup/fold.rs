@@ -23,7 +23,10 @@ use crate::{
         buffer::{Bucket, BucketKey, Pending},
         names::{self, int, ms},
     },
-    tracker::{FlowRecord, record::Direction},
+    tracker::{
+        FlowRecord,
+        record::{Direction, Protocol},
+    },
 };
 
 /// Port stored for inbound endpoints (their remote port is ephemeral; reported as `null`).
@@ -31,7 +34,7 @@ pub(crate) const INBOUND_PORT: i64 = -1;
 
 /// Endpoint of a record in its week: (week start, app, remote address, port, protocol); strings
 /// interned in [`Rollup::strings`].
-type EndpointId = (i64, StrId, IpAddr, i64, &'static str);
+type EndpointId = (i64, StrId, IpAddr, i64, Protocol);
 /// Service of a record in its week: (week start, app, host name, registrable domain, name
 /// source, country, ASN, organisation), NULL stored as '' (text) and -1 (ASN); strings interned.
 type ServiceId = (i64, StrId, StrId, StrId, &'static str, StrId, i64, StrId);
@@ -137,6 +140,7 @@ impl Rollup {
         let Some(week) = self.weeks.containing_ms(ms(*last_seen)).filter(|w| w.start >= self.covered_from) else {
             return Ok(probed);
         };
+        let app_id = self.strings.id(&app.name);
         if *direction != Direction::Listen {
             let (country, asn, as_org) = match (remote, dest) {
                 (Some(_), Some(d)) => (d.country.as_deref(), d.asn, d.as_org.as_deref()),
@@ -148,8 +152,7 @@ impl Rollup {
             let (country, asn, org) =
                 (country.unwrap_or_default(), asn.map_or(-1, i64::from), as_org.unwrap_or_default());
             let s = &mut self.strings;
-            let id: ServiceId =
-                (week.start, s.id(&app.name), s.id(host), s.id(domain), source, s.id(country), asn, s.id(org));
+            let id: ServiceId = (week.start, app_id, s.id(host), s.id(domain), source, s.id(country), asn, s.id(org));
             let key = (*cookie, id);
             let seen = if fresh {
                 false
@@ -188,7 +191,7 @@ impl Rollup {
             return Ok(probed);
         };
         let port = if *direction == Direction::Inbound { INBOUND_PORT } else { i64::from(remote.port()) };
-        let id: EndpointId = (week.start, self.strings.id(&app.name), remote.ip(), port, names::name(*protocol));
+        let id: EndpointId = (week.start, app_id, remote.ip(), port, *protocol);
         let key = (*cookie, id);
         let seen: bool = if fresh {
             false
@@ -289,16 +292,16 @@ impl<'a> Fold<'a> {
             *interval_start,
             interval_start + interval_secs,
         );
-        let quarter = self.quarters.entry((interval_start.div_euclid(rows::QUARTER) * rows::QUARTER, app.clone()));
+        let quarter = self.quarters.entry((interval_start.div_euclid(rows::QUARTER) * rows::QUARTER, app.to_string()));
         let q = quarter.or_default();
         *q = (q.0.saturating_add(sums.payload_tx), q.1.saturating_add(sums.payload_rx));
         let id = (
             week.start,
-            app.clone(),
+            app.to_string(),
             *scope,
-            country.clone(),
+            country.as_deref().unwrap_or_default().to_owned(),
             i64::from(*asn),
-            as_org.clone(),
+            as_org.as_deref().unwrap_or_default().to_owned(),
             country_db,
             asn_db,
             *payload_source,
@@ -312,7 +315,9 @@ impl<'a> Fold<'a> {
         let Self { endpoints, services, endpoint_names, residency, quarters } = self;
         // Keys are distinct: the unstable sort is deterministic.
         let mut endpoints: Vec<_> = endpoints.into_iter().collect();
-        endpoints.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // `Protocol` has no order of its own: its stored name orders it.
+        let order = |(week, app, ip, port, protocol): &EndpointId| (*week, *app, *ip, *port, names::name(*protocol));
+        endpoints.sort_unstable_by(|a, b| order(&a.0).cmp(&order(&b.0)));
         let mut services: Vec<_> = services.into_iter().collect();
         services.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for ((quarter_start, app), payload) in &quarters {
@@ -358,7 +363,7 @@ impl<'a> Fold<'a> {
                 app,
                 ip: &ip_text,
                 port: *port,
-                protocol,
+                protocol: names::name(*protocol),
             };
             rows::add_endpoint(tx, &key, sums, answers_id)?;
         }
