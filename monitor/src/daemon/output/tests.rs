@@ -179,7 +179,7 @@ fn flow_line_cost() {
         .map(|i| {
             let mut f = f.clone();
             f.record.cookie = u64::from(i) + 1_000_000;
-            f.record.last_seen = f.record.last_seen + jiff::SignedDuration::from_micros(i64::from(i) * 30);
+            f.record.last_seen += jiff::SignedDuration::from_micros(i64::from(i) * 30);
             Output::Flow(Box::new(f))
         })
         .collect();
