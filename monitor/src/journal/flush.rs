@@ -184,18 +184,26 @@ impl DbIds {
 
 /// `apps.id` of `app` (pid and start time are per process: they stay in `connections`).
 /// `apps.id` of every app of the buffered records: one upsert per app and flush (not per record),
-/// with the latest time any of its records was seen. Keyed by the address of the `Arc` (the
-/// buffer holds every one during the flush): one address hashed per record instead of every
-/// field of the app; equal apps behind two `Arc`s are upserted twice and get the same id.
+/// with the latest time any of its records was seen. Looked up per record by the address of
+/// its `Arc` (the buffer holds every one during the flush): one address hashed per record, the
+/// fields of an app once per `Arc` (apps read from the kernel alone come in an `Arc` each).
 fn app_ids(tx: &Transaction<'_>, buf: &Buffer) -> rusqlite::Result<HashMap<*const App, i64>> {
-    let mut latest: HashMap<*const App, (&App, Timestamp)> = HashMap::default();
+    let mut by_arc: HashMap<*const App, (&App, Timestamp)> = HashMap::default();
     for Pending { record, app, .. } in &buf.records {
-        latest
+        by_arc
             .entry(Arc::as_ptr(app))
             .and_modify(|(_, t)| *t = (*t).max(record.last_seen))
             .or_insert((&**app, record.last_seen));
     }
-    latest.into_iter().map(|(ptr, (app, seen))| Ok((ptr, app_id(tx, app, seen)?))).collect()
+    let mut latest: HashMap<&App, Timestamp> = HashMap::default();
+    for (app, seen) in by_arc.values() {
+        latest.entry(*app).and_modify(|t| *t = (*t).max(*seen)).or_insert(*seen);
+    }
+    let ids = latest
+        .into_iter()
+        .map(|(app, seen)| Ok((app, app_id(tx, app, seen)?)))
+        .collect::<rusqlite::Result<HashMap<&App, i64>>>()?;
+    Ok(by_arc.into_iter().map(|(arc, (app, _))| (arc, ids.get(app).copied().unwrap_or_default())).collect())
 }
 
 fn app_id(tx: &Transaction<'_>, app: &App, seen: Timestamp) -> rusqlite::Result<i64> {
