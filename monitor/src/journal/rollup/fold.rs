@@ -8,12 +8,13 @@ use std::{
     net::IpAddr,
 };
 
-use foldhash::{HashMap, HashSet};
+use foldhash::HashMap;
 
 use rusqlite::{Transaction, params};
 
 use super::{
     Rollup,
+    counted::{COUNTED_KEYS, remember},
     rows::{self, EndpointKey, EndpointSums, Latest, ResidencyKey, ResidencySums, ServiceKey, ServiceSums},
     strings::StrId,
 };
@@ -34,33 +35,15 @@ pub(crate) const INBOUND_PORT: i64 = -1;
 
 /// Endpoint of a record in its week: (week start, app, remote address, port, protocol); strings
 /// interned in [`Rollup::strings`].
-type EndpointId = (i64, StrId, IpAddr, i64, Protocol);
+pub(super) type EndpointId = (i64, StrId, IpAddr, i64, Protocol);
 /// Service of a record in its week: (week start, app, host name, registrable domain, name
 /// source, country, ASN, organisation), NULL stored as '' (text) and -1 (ASN); strings interned.
-type ServiceId = (i64, StrId, StrId, StrId, &'static str, StrId, i64, StrId);
+pub(super) type ServiceId = (i64, StrId, StrId, StrId, &'static str, StrId, i64, StrId);
 /// (week start, app, remote address, host name) of a named record.
 type EndpointNameId = (i64, String, String, String);
 /// Residency key in its week: (week start, app, scope, country, asn, as_org, country_db, asn_db,
 /// payload_source).
 type ResidencyId = (i64, String, &'static str, String, i64, String, i64, i64, &'static str);
-
-/// Bound of [`Counted`]: about 1 MiB of keys.
-const COUNTED_KEYS: usize = 16_384;
-/// (cookie, endpoint or service in its week) of records written by this writer: a later record
-/// with the same key is not the first of its socket there. A cache: emptied when full (the table
-/// answers then) and when a flush is rolled back ([`Rollup::forget`]).
-#[derive(Debug, Default)]
-pub(crate) struct Counted {
-    endpoints: HashSet<(u64, EndpointId)>,
-    services: HashSet<(u64, ServiceId)>,
-}
-
-fn remember<K: std::hash::Hash + Eq>(set: &mut HashSet<K>, key: K) {
-    if set.len() >= COUNTED_KEYS {
-        set.clear();
-    }
-    set.insert(key);
-}
 
 /// A record's endpoint and service in its week, each with whether it is the first record of its
 /// socket there. [`Fold::add_record`] remembers both as counted (the keys are small copies).
@@ -91,16 +74,14 @@ impl Rollup {
     pub(crate) fn start_flush(&mut self) {
         if self.strings.len() >= super::strings::MAX_STRINGS {
             self.strings.clear();
-            self.counted.endpoints.clear();
-            self.counted.services.clear();
+            self.counted.clear();
         }
     }
 
     /// Forgets what the cache of counted records holds (a flush was rolled back: its records
     /// are not in the table).
     pub(crate) fn forget(&mut self) {
-        self.counted.endpoints.clear();
-        self.counted.services.clear();
+        self.counted.clear();
         // Ids inserted by the rolled back flush are gone with it.
         self.answer_ids.clear();
     }
@@ -136,6 +117,10 @@ impl Rollup {
         // The caller inserts this record next (a rolled back flush leaves its cookies known:
         // more lookups, never fewer).
         let fresh = self.cookies.first_write(*cookie);
+        if fresh {
+            self.counted.whole_from_now(*cookie);
+        }
+        let whole = fresh || self.counted.whole.contains(cookie);
         let mut probed = Probed { cookie: *cookie, endpoint: None, service: None };
         let Some(week) = self.weeks.containing_ms(ms(*last_seen)).filter(|w| w.start >= self.covered_from) else {
             return Ok(probed);
@@ -158,6 +143,8 @@ impl Rollup {
                 false
             } else if self.counted.services.contains(&key) {
                 true
+            } else if whole {
+                false
             } else {
                 before_query()?;
                 let app = &app.name;
@@ -197,6 +184,8 @@ impl Rollup {
             false
         } else if self.counted.endpoints.contains(&key) {
             true
+        } else if whole {
+            false
         } else {
             before_query()?;
             let (ip, app) = (remote.ip().to_string(), &app.name);
@@ -232,7 +221,7 @@ impl<'a> Fold<'a> {
         let payload = (int(record.delta_payload.tx_bytes), int(record.delta_payload.rx_bytes));
         if let Some((id, first)) = service {
             self.services.entry(id).or_default().add_record(payload, first);
-            remember(&mut counted.services, (cookie, id));
+            remember(counted, |c| &mut c.services, (cookie, id));
         }
         let Some((id, first)) = endpoint else {
             return;
@@ -254,7 +243,7 @@ impl<'a> Fold<'a> {
             (ms(record.last_seen), rtt),
             || latest_of(pending, answers),
         );
-        remember(&mut rollup.counted.endpoints, (cookie, id));
+        remember(&mut rollup.counted, |c| &mut c.endpoints, (cookie, id));
     }
 
     /// Adds a residency bucket of `[interval_start, + interval_secs)` with its database ids.

@@ -41,6 +41,7 @@
 
 mod backfill;
 mod cookies;
+mod counted;
 mod fold;
 mod read;
 mod read_names;
@@ -76,9 +77,9 @@ pub(crate) struct Rollup {
     /// no next week's row to correct while its week is the latest.
     pub latest_endpoint_week: i64,
     /// Records known to have an earlier record of their socket at their endpoint in their week
-    /// (`fold::Counted`): spares the table lookup for sockets with many records, e.g. the peers of
+    /// (`counted::Counted`): spares the table lookup for sockets with many records, e.g. the peers of
     /// a busy UDP server socket.
-    pub counted: fold::Counted,
+    pub counted: counted::Counted,
     /// `answer_sets` ids by text, of committed flushes.
     pub answer_ids: foldhash::HashMap<String, i64>,
     /// The strings of the keys in `counted` and in the flush's fold.
@@ -97,7 +98,7 @@ impl Rollup {
                 covered_from: s.covered_from,
                 cookies: cookies::Cookies::above(max_cookie),
                 latest_endpoint_week,
-                counted: fold::Counted::default(),
+                counted: counted::Counted::default(),
                 answer_ids: foldhash::HashMap::default(),
                 strings: strings::Strings::default(),
             });
@@ -129,7 +130,7 @@ impl Rollup {
             covered_from,
             cookies: cookies::Cookies::above(max_cookie),
             latest_endpoint_week,
-            counted: fold::Counted::default(),
+            counted: counted::Counted::default(),
             answer_ids: foldhash::HashMap::default(),
             strings: strings::Strings::default(),
         })

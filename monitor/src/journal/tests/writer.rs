@@ -354,3 +354,38 @@ fn equal_apps_behind_separate_arcs_are_one_app_row() {
     let names: Vec<_> = ids.iter().map(|(c, n)| (*c, n.as_str())).collect();
     assert_eq!(names, [(1, "curl"), (2, "curl"), (3, "wget"), (4, "curl")]);
 }
+
+#[test]
+fn an_unconnected_socket_counts_once_per_peer_across_flushes() {
+    // One socket cookie, 300 peers round robin, three records each, flushed every 128 records:
+    // every peer is a new endpoint of a socket written before (no table lookup needed), and a
+    // record at a known peer is not a new flow there.
+    const PEERS: u64 = 300;
+    let dir = tempdir();
+    let mut w = writer_in(dir.path());
+    let app = fixtures::app("dns-server");
+    let us = fixtures::public(Some("US"), Some(15169), Some("Google LLC"));
+    let mut peers: Vec<Flow> =
+        (0..PEERS).map(|p| Flow::new(77, &format!("192.0.2.{}:{}", p % 200, 10_000 + p), at(T0))).collect();
+    let mut n = 0;
+    for round in 0..3 {
+        for peer in &mut peers {
+            let t = at(T0 + 1 + round);
+            w.append(&peer.record(if round == 2 { Close } else { Update }, t, 10, 1), &app, Some(&us));
+            n += 1;
+            if n % 128 == 0 {
+                w.flush().expect("flush");
+            }
+        }
+    }
+    w.flush().expect("flush");
+    let conn = raw(w.path());
+    let peers = i64::try_from(PEERS).expect("small");
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM connections"), 3 * peers);
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM endpoint_week"), peers);
+    assert_eq!(int(&conn, "SELECT SUM(flows) FROM endpoint_week"), peers, "one socket at each peer");
+    assert_eq!(int(&conn, "SELECT MAX(flows) FROM endpoint_week"), 1);
+    assert_eq!(int(&conn, "SELECT SUM(payload_tx) FROM endpoint_week"), 30 * peers);
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM service_week"), 1);
+    assert_eq!(int(&conn, "SELECT SUM(flows) FROM service_week"), 1, "one socket for the service");
+}
