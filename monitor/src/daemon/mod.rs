@@ -12,6 +12,7 @@
 
 mod alert;
 pub mod notify;
+mod output;
 mod owners;
 mod queue;
 mod sink;
@@ -30,9 +31,10 @@ use monitor_common::event::Event;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
+pub use output::FlowOutput;
 pub use queue::{SINK_QUEUE, SinkRx, SinkTx, sink_queue};
 use sink::Sink;
-pub use sink::{FlowOutput, SinkMsg};
+pub use sink::SinkMsg;
 pub use source::{Batch, EventSource, ProbeSource, Reloads};
 
 pub use crate::stats::Stats;

@@ -19,19 +19,17 @@ use std::{
 
 use jiff::Timestamp;
 use log::{error, info, warn};
-use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::{Output, Stats, notify, queue::SinkRx};
+use super::{FlowOutput, Output, Stats, notify, queue::SinkRx};
 use crate::{
     claims::{ClaimSet, ClaimsConfig, command::AlertCommand, live::Alerts},
     clock::Clock,
-    enrich::{Destination, Enricher},
+    enrich::Enricher,
     errors::chain,
-    identity::{App, Identities},
+    identity::Identities,
     journal::{JournalReader, JournalWriter},
     metrics::Metrics,
-    names::Names,
     naming::{self, Naming},
     report::{self, ReportConfig},
     tracker::FlowRecord,
@@ -70,20 +68,6 @@ pub enum SinkMsg {
     /// Shutdown: what follows (open flows closed as `shutdown`, the final statistics) is written
     /// even past the shutdown limit.
     Final,
-}
-
-/// A flow record with its app and destination, as printed and journaled.
-#[derive(Debug, Clone, Serialize)]
-pub struct FlowOutput {
-    /// The record.
-    #[serde(flatten)]
-    pub record: FlowRecord,
-    /// The app it is charged to.
-    pub app: Arc<App>,
-    /// Country and network owner of the remote address (`None` without a remote address).
-    pub destination: Option<Destination>,
-    /// Host name of the flow and where it came from.
-    pub names: Names,
 }
 
 /// State of the sink thread.

@@ -63,16 +63,17 @@ impl Loss {
     }
 }
 
-/// Key of one residency row. Unknown values use the stored sentinels ('' and 0).
+/// Key of one residency row. Unknown values use the stored sentinels ('' and 0); text is shared
+/// (`None` stands for ''): a record's key copies no string.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(super) struct BucketKey {
     /// Unix seconds, multiple of the interval (first: `BTreeMap` order is oldest first).
     pub interval_start: i64,
-    pub app: String,
+    pub app: Arc<str>,
     pub scope: &'static str,
-    pub country: String,
+    pub country: Option<Arc<str>>,
     pub asn: u32,
-    pub as_org: String,
+    pub as_org: Option<Arc<str>>,
     /// (database_type, build_epoch) of the country answer.
     pub country_db: Option<(Arc<str>, u64)>,
     /// (database_type, build_epoch) of the ASN answer.
@@ -211,8 +212,13 @@ pub(super) struct Buffer {
     counted: HashMap<(u64, Option<SocketAddr>), (i64, u64)>,
     /// Newest interval seen (prunes `counted`).
     newest_interval: i64,
+    /// App names of bucket keys, shared (bounded: emptied at [`MAX_APP_NAMES`]).
+    app_names: foldhash::HashSet<Arc<str>>,
     warned: bool,
 }
+
+/// App names [`Buffer`] shares at most before it forgets them (keys keep their copies).
+const MAX_APP_NAMES: usize = 4096;
 
 impl Buffer {
     pub fn is_empty(&self) -> bool {
@@ -229,7 +235,18 @@ impl Buffer {
         interval_secs: i64,
     ) {
         let interval_start = record.last_seen.as_second().div_euclid(interval_secs) * interval_secs;
-        let key = bucket_key(interval_start, record, app, dest);
+        let app_name = match self.app_names.get(app.name.as_str()) {
+            Some(name) => Arc::clone(name),
+            None => {
+                if self.app_names.len() >= MAX_APP_NAMES {
+                    self.app_names.clear();
+                }
+                let name: Arc<str> = Arc::from(app.name.as_str());
+                self.app_names.insert(Arc::clone(&name));
+                name
+            }
+        };
+        let key = bucket_key(interval_start, record, app_name, dest);
         let FlowRecord { event, cookie, remote, delta_payload, delta_wire, complete, .. } = record;
         let first = is_first_record(record);
         let moved = *delta_payload != Payload::default() || *delta_wire != Wire::default();
@@ -332,22 +349,24 @@ fn db_key(db: Option<&DbRef>) -> Option<(Arc<str>, u64)> {
     db.map(|d| (d.database_type.clone(), d.build_epoch))
 }
 
-fn bucket_key(interval_start: i64, record: &FlowRecord, app: &App, dest: Option<&Destination>) -> BucketKey {
+fn bucket_key(interval_start: i64, record: &FlowRecord, app: Arc<str>, dest: Option<&Destination>) -> BucketKey {
+    // '' and unknown are one key.
+    let text = |t: &Option<Arc<str>>| t.as_ref().filter(|t| !t.is_empty()).map(Arc::clone);
     let (scope, country, asn, as_org, country_db, asn_db) = match (record.remote, dest) {
-        (None, _) => (names::SCOPE_NONE, String::new(), 0, String::new(), None, None),
-        (Some(_), None) => (names::SCOPE_UNENRICHED, String::new(), 0, String::new(), None, None),
+        (None, _) => (names::SCOPE_NONE, None, 0, None, None, None),
+        (Some(_), None) => (names::SCOPE_UNENRICHED, None, 0, None, None, None),
         (Some(_), Some(d)) => (
             names::name(d.scope),
-            d.country.as_deref().unwrap_or_default().to_owned(),
+            text(&d.country),
             d.asn.unwrap_or(0),
-            d.as_org.as_deref().unwrap_or_default().to_owned(),
+            text(&d.as_org),
             db_key(d.country_db.as_ref()),
             db_key(d.asn_db.as_ref()),
         ),
     };
     BucketKey {
         interval_start,
-        app: app.name.clone(),
+        app,
         scope,
         country,
         asn,

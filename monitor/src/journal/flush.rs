@@ -54,6 +54,7 @@ pub(super) fn write(
         }
     }
     let app_ids = app_ids(tx, buf)?;
+    rollup.start_flush();
     let mut fold = Fold::default();
     let mut connections = Connections::new(chain::first_connection(mark)?);
     let mut texts = super::truth::AnswerTexts::default();
@@ -61,7 +62,7 @@ pub(super) fn write(
         // Before the insert: the probe asks whether an earlier record of the socket is there
         // (first writing the rows collected so far, when it has to ask the table).
         let probed = rollup.probe(tx, pending, || connections.write_out(tx))?;
-        let app_id = app_ids.get(&*pending.app).copied().unwrap_or_default();
+        let app_id = app_ids.get(&Arc::as_ptr(&pending.app)).copied().unwrap_or_default();
         let (country_db, asn_db) = match (&pending.record.remote, &pending.dest) {
             (Some(_), Some(d)) => {
                 (dbs.id_of_ref(tx, "country", d.country_db.as_ref())?, dbs.id_of_ref(tx, "asn", d.asn_db.as_ref())?)
@@ -72,7 +73,7 @@ pub(super) fn write(
             (Some(_), Some(d)) => texts.of(&d.answers),
             _ => None,
         };
-        fold.add_record(&mut rollup.counted, probed, pending, answers.as_deref());
+        fold.add_record(rollup, probed, pending, answers.as_deref());
         connections.push(tx, ConnectionRow { pending, app_id, country_db, asn_db, answers })?;
     }
     connections.write_out(tx)?;
@@ -183,13 +184,26 @@ impl DbIds {
 
 /// `apps.id` of `app` (pid and start time are per process: they stay in `connections`).
 /// `apps.id` of every app of the buffered records: one upsert per app and flush (not per record),
-/// with the latest time any of its records was seen.
-fn app_ids<'a>(tx: &Transaction<'_>, buf: &'a Buffer) -> rusqlite::Result<HashMap<&'a App, i64>> {
-    let mut latest: HashMap<&App, Timestamp> = HashMap::default();
+/// with the latest time any of its records was seen. Looked up per record by the address of
+/// its `Arc` (the buffer holds every one during the flush): one address hashed per record, the
+/// fields of an app once per `Arc` (apps read from the kernel alone come in an `Arc` each).
+fn app_ids(tx: &Transaction<'_>, buf: &Buffer) -> rusqlite::Result<HashMap<*const App, i64>> {
+    let mut by_arc: HashMap<*const App, (&App, Timestamp)> = HashMap::default();
     for Pending { record, app, .. } in &buf.records {
-        latest.entry(&**app).and_modify(|t| *t = (*t).max(record.last_seen)).or_insert(record.last_seen);
+        by_arc
+            .entry(Arc::as_ptr(app))
+            .and_modify(|(_, t)| *t = (*t).max(record.last_seen))
+            .or_insert((&**app, record.last_seen));
     }
-    latest.into_iter().map(|(app, seen)| Ok((app, app_id(tx, app, seen)?))).collect()
+    let mut latest: HashMap<&App, Timestamp> = HashMap::default();
+    for (app, seen) in by_arc.values() {
+        latest.entry(*app).and_modify(|t| *t = (*t).max(*seen)).or_insert(*seen);
+    }
+    let ids = latest
+        .into_iter()
+        .map(|(app, seen)| Ok((app, app_id(tx, app, seen)?)))
+        .collect::<rusqlite::Result<HashMap<&App, i64>>>()?;
+    Ok(by_arc.into_iter().map(|(arc, (app, _))| (arc, ids.get(app).copied().unwrap_or_default())).collect())
 }
 
 fn app_id(tx: &Transaction<'_>, app: &App, seen: Timestamp) -> rusqlite::Result<i64> {
@@ -272,8 +286,11 @@ struct ConnectionRow<'a> {
 /// Records waiting for their multi-row insert. Written when [`ROWS_PER_INSERT`] are collected,
 /// before the rollup probe asks the table about a socket (so it sees every earlier record), and
 /// at the end of the flush: the rows are in the table before the transaction commits.
-struct Connections<'a> {
+struct Connections<'a, 'tx> {
     rows: Vec<ConnectionRow<'a>>,
+    /// The multi-row statement, held for the flush: a cached statement clears its 1,664
+    /// parameters each time it goes back to the cache (every parameter is bound again anyway).
+    multi: Option<rusqlite::CachedStatement<'tx>>,
     /// Address text of the row being bound (SQLite copies bound text: one buffer serves all).
     text: String,
     /// Id of the next row.
@@ -282,22 +299,31 @@ struct Connections<'a> {
     written: chain::Written,
 }
 
-impl<'a> Connections<'a> {
+impl<'a, 'tx> Connections<'a, 'tx> {
     fn new(first_id: i64) -> Self {
-        Self { rows: Vec::new(), text: String::new(), next_id: first_id, written: chain::Written::default() }
+        Self {
+            rows: Vec::with_capacity(ROWS_PER_INSERT),
+            multi: None,
+            text: String::new(),
+            next_id: first_id,
+            written: chain::Written::default(),
+        }
     }
 
-    fn push(&mut self, tx: &Transaction<'_>, row: ConnectionRow<'a>) -> rusqlite::Result<()> {
+    fn push(&mut self, tx: &'tx Transaction<'_>, row: ConnectionRow<'a>) -> rusqlite::Result<()> {
         self.rows.push(row);
         if self.rows.len() == ROWS_PER_INSERT { self.write_out(tx) } else { Ok(()) }
     }
 
     /// Inserts every collected row.
-    fn write_out(&mut self, tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    fn write_out(&mut self, tx: &'tx Transaction<'_>) -> rusqlite::Result<()> {
         if self.rows.len() == ROWS_PER_INSERT {
-            let mut stmt = tx.prepare_cached(&INSERT_SQL[1])?;
+            let stmt = match &mut self.multi {
+                Some(stmt) => stmt,
+                multi @ None => multi.insert(tx.prepare_cached(&INSERT_SQL[1])?),
+            };
             for (i, row) in self.rows.iter().enumerate() {
-                let digest = bind_connection(&mut stmt, i * CONNECTION_VALUES, self.next_id, row, &mut self.text)?;
+                let digest = bind_connection(stmt, i * CONNECTION_VALUES, self.next_id, row, &mut self.text)?;
                 self.next_id += 1;
                 self.written.add(digest, ms(row.pending.record.last_seen));
             }
@@ -479,11 +505,11 @@ fn upsert_bucket(
     .execute(params![
         interval_start,
         interval_secs,
-        app,
+        &**app,
         scope,
-        country,
+        country.as_deref().unwrap_or_default(),
         asn,
-        as_org,
+        as_org.as_deref().unwrap_or_default(),
         country_db,
         asn_db,
         payload_source,

@@ -115,3 +115,37 @@ fn purged_rows_are_not_problems() {
     assert!(v.problems.is_empty(), "{:?}", v.problems);
     assert_eq!((v.rows_purged, v.rows_intact), (3, 4));
 }
+
+#[test]
+fn row_hasher_digest_is_sha256_of_the_canonical_bytes() {
+    use rusqlite::types::ValueRef;
+    use sha2::{Digest as _, Sha256};
+    // Values past the hasher's buffer included: a long text, and many small values.
+    let long = "x".repeat(1000);
+    let mut values = vec![ValueRef::Integer(-5), ValueRef::Null, ValueRef::Text(long.as_bytes()), ValueRef::Real(1.5)];
+    values.extend((0..100).map(ValueRef::Integer));
+    values.push(ValueRef::Blob(b"\x00\xff"));
+    let mut expected = Sha256::new();
+    expected.update(b"connections\x00");
+    let mut hasher = super::RowHasher::new("connections");
+    for v in &values {
+        hasher.push(*v);
+        match v {
+            ValueRef::Null => expected.update([0]),
+            ValueRef::Integer(i) => {
+                expected.update([1]);
+                expected.update(i.to_be_bytes());
+            }
+            ValueRef::Real(r) => {
+                expected.update([2]);
+                expected.update(r.to_bits().to_be_bytes());
+            }
+            ValueRef::Text(b) | ValueRef::Blob(b) => {
+                expected.update([if matches!(v, ValueRef::Text(_)) { 3 } else { 4 }]);
+                expected.update(u32::try_from(b.len()).unwrap().to_be_bytes());
+                expected.update(b);
+            }
+        }
+    }
+    assert_eq!(hasher.finish()[..], expected.finalize()[..super::DIGEST_LEN]);
+}

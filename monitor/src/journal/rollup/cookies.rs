@@ -5,13 +5,16 @@ use std::collections::BTreeSet;
 
 /// Cookies [`Cookies`] remembers above its bound (a `BTreeSet<u64>`: well under 1 MiB).
 const WRITTEN_COOKIES: usize = 32_768;
+/// Lowest cookies forgotten at once when the set is full: one split of the tree every few
+/// thousand records instead of one removal per record.
+const FORGET_AT_ONCE: usize = 4096;
 
 /// Which socket cookies may have records in `connections`, so that the first record of a socket
 /// needs no table lookup: a cookie above `bound` that is not in `written` has none (`bound`:
 /// every stored cookie at open; `u64::MAX`: always ask). Sockets close out of cookie order (a
 /// server's accepted socket before its client's), so remembering only the highest cookie
-/// written would send most of them to the table. When `written` is full, the lowest cookies
-/// leave it and the bound rises to them.
+/// written would send most of them to the table. When `written` is full, the lowest
+/// [`FORGET_AT_ONCE`] cookies leave it and the bound rises to them.
 #[derive(Debug)]
 pub(crate) struct Cookies {
     bound: u64,
@@ -35,10 +38,14 @@ impl Cookies {
             return false;
         }
         let first = self.written.insert(cookie);
-        while self.written.len() > WRITTEN_COOKIES {
-            if let Some(lowest) = self.written.pop_first() {
-                self.bound = self.bound.max(lowest);
+        if self.written.len() > WRITTEN_COOKIES
+            && let Some(&keep_from) = self.written.iter().nth(FORGET_AT_ONCE)
+        {
+            let kept = self.written.split_off(&keep_from);
+            if let Some(&highest_forgotten) = self.written.last() {
+                self.bound = self.bound.max(highest_forgotten);
             }
+            self.written = kept;
         }
         first
     }
@@ -67,8 +74,10 @@ mod tests {
         for cookie in 1..=n + 10 {
             assert!(c.first_write(cookie));
         }
-        assert_eq!(c.written.len(), WRITTEN_COOKIES);
-        assert_eq!(c.bound, 10, "the ten lowest left the set");
+        let forgotten = u64::try_from(FORGET_AT_ONCE).unwrap();
+        assert_eq!(c.written.len(), WRITTEN_COOKIES + 10 - FORGET_AT_ONCE);
+        assert_eq!(c.bound, forgotten, "the lowest left the set at once, when it overflowed");
+        assert_eq!(c.written.first(), Some(&(forgotten + 1)));
         for cookie in 1..=n + 10 {
             assert!(!c.first_write(cookie), "{cookie} was written");
         }

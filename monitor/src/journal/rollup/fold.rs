@@ -2,15 +2,21 @@
 //! `connections` and `residency` is added to `endpoint_week`, `service_week`,
 //! `endpoint_name_week` and `residency_week`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    borrow::Cow,
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
 
-use foldhash::{HashMap, HashSet};
+use foldhash::HashMap;
 
 use rusqlite::{Transaction, params};
 
 use super::{
     Rollup,
+    counted::{COUNTED_KEYS, remember},
     rows::{self, EndpointKey, EndpointSums, Latest, ResidencyKey, ResidencySums, ServiceKey, ServiceSums},
+    strings::StrId,
 };
 use crate::{
     enrich::Destination,
@@ -18,44 +24,29 @@ use crate::{
         buffer::{Bucket, BucketKey, Pending},
         names::{self, int, ms},
     },
-    tracker::{FlowRecord, record::Direction},
+    tracker::{
+        FlowRecord,
+        record::{Direction, Protocol},
+    },
 };
 
 /// Port stored for inbound endpoints (their remote port is ephemeral; reported as `null`).
 pub(crate) const INBOUND_PORT: i64 = -1;
 
-/// Endpoint of a record in its week: (week start, app, remote address, port, protocol).
-type EndpointId = (i64, String, String, i64, &'static str);
+/// Endpoint of a record in its week: (week start, app, remote address, port, protocol); strings
+/// interned in [`Rollup::strings`].
+pub(super) type EndpointId = (i64, StrId, IpAddr, i64, Protocol);
 /// Service of a record in its week: (week start, app, host name, registrable domain, name
-/// source, country, ASN, organisation), NULL stored as '' (text) and -1 (ASN).
-type ServiceId = (i64, String, String, String, &'static str, String, i64, String);
+/// source, country, ASN, organisation), NULL stored as '' (text) and -1 (ASN); strings interned.
+pub(super) type ServiceId = (i64, StrId, StrId, StrId, &'static str, StrId, i64, StrId);
 /// (week start, app, remote address, host name) of a named record.
 type EndpointNameId = (i64, String, String, String);
 /// Residency key in its week: (week start, app, scope, country, asn, as_org, country_db, asn_db,
 /// payload_source).
 type ResidencyId = (i64, String, &'static str, String, i64, String, i64, i64, &'static str);
 
-/// Bound of [`Counted`]: about 2 MiB of keys.
-const COUNTED_KEYS: usize = 16_384;
-/// (cookie, endpoint or service in its week) of records written by this writer: a later record
-/// with the same key is not the first of its socket there. A cache: emptied when full (the table
-/// answers then) and when a flush is rolled back ([`Rollup::forget`]).
-#[derive(Debug, Default)]
-pub(crate) struct Counted {
-    endpoints: HashSet<(u64, EndpointId)>,
-    services: HashSet<(u64, ServiceId)>,
-}
-
-fn remember<K: std::hash::Hash + Eq>(set: &mut HashSet<K>, key: K) {
-    if set.len() >= COUNTED_KEYS {
-        set.clear();
-    }
-    set.insert(key);
-}
-
 /// A record's endpoint and service in its week, each with whether it is the first record of its
-/// socket there. [`Fold::add_record`] remembers both as counted (moving the keys: one copy of
-/// each per record).
+/// socket there. [`Fold::add_record`] remembers both as counted (the keys are small copies).
 pub(crate) struct Probed {
     cookie: u64,
     endpoint: Option<(EndpointId, bool)>,
@@ -65,10 +56,11 @@ pub(crate) struct Probed {
 /// What one flush adds to the rollups, summed in memory first. Rows are written in primary-key
 /// order, each page of the tables visited once: ordered maps, or, for the two keys every record
 /// looks up, hash maps (one hash and one equality test per record instead of a string
-/// comparison per tree level) sorted when written.
+/// comparison per tree level) sorted when written. Borrows the destination texts of the flush's
+/// records (`'a`: the buffer being written).
 #[derive(Default)]
-pub(crate) struct Fold {
-    endpoints: HashMap<EndpointId, EndpointSums<String>>,
+pub(crate) struct Fold<'a> {
+    endpoints: HashMap<EndpointId, EndpointSums<Cow<'a, str>>>,
     services: HashMap<ServiceId, ServiceSums>,
     endpoint_names: BTreeSet<EndpointNameId>,
     residency: BTreeMap<ResidencyId, ResidencySums>,
@@ -77,11 +69,19 @@ pub(crate) struct Fold {
 }
 
 impl Rollup {
+    /// Call at the start of every flush: bounds the interned strings (forgetting them with the
+    /// counted keys that use them, never during a flush: the fold's keys hold their ids).
+    pub(crate) fn start_flush(&mut self) {
+        if self.strings.len() >= super::strings::MAX_STRINGS {
+            self.strings.clear();
+            self.counted.clear();
+        }
+    }
+
     /// Forgets what the cache of counted records holds (a flush was rolled back: its records
     /// are not in the table).
     pub(crate) fn forget(&mut self) {
-        self.counted.endpoints.clear();
-        self.counted.services.clear();
+        self.counted.clear();
         // Ids inserted by the rolled back flush are gone with it.
         self.answer_ids.clear();
     }
@@ -117,33 +117,37 @@ impl Rollup {
         // The caller inserts this record next (a rolled back flush leaves its cookies known:
         // more lookups, never fewer).
         let fresh = self.cookies.first_write(*cookie);
+        if fresh {
+            self.counted.whole_from_now(*cookie);
+        }
+        let whole = fresh || self.counted.whole.contains(cookie);
         let mut probed = Probed { cookie: *cookie, endpoint: None, service: None };
         let Some(week) = self.weeks.containing_ms(ms(*last_seen)).filter(|w| w.start >= self.covered_from) else {
             return Ok(probed);
         };
+        let app_id = self.strings.id(&app.name);
         if *direction != Direction::Listen {
             let (country, asn, as_org) = match (remote, dest) {
                 (Some(_), Some(d)) => (d.country.as_deref(), d.asn, d.as_org.as_deref()),
                 _ => (None, None, None),
             };
-            let id: ServiceId = (
-                week.start,
-                app.name.clone(),
-                flow_names.hostname.as_ref().map_or_else(String::new, |h| h.as_str().to_owned()),
-                flow_names.registrable_domain.clone().unwrap_or_default(),
-                flow_names.source.as_str(),
-                country.unwrap_or_default().to_owned(),
-                asn.map_or(-1, i64::from),
-                as_org.unwrap_or_default().to_owned(),
-            );
+            let host = flow_names.hostname.as_ref().map_or("", |h| h.as_str());
+            let domain = flow_names.registrable_domain.as_deref().unwrap_or_default();
+            let source = flow_names.source.as_str();
+            let (country, asn, org) =
+                (country.unwrap_or_default(), asn.map_or(-1, i64::from), as_org.unwrap_or_default());
+            let s = &mut self.strings;
+            let id: ServiceId = (week.start, app_id, s.id(host), s.id(domain), source, s.id(country), asn, s.id(org));
             let key = (*cookie, id);
             let seen = if fresh {
                 false
             } else if self.counted.services.contains(&key) {
                 true
+            } else if whole {
+                false
             } else {
                 before_query()?;
-                let (_, app, host, domain, source, country, asn, org) = &key.1;
+                let app = &app.name;
                 tx.prepare_cached(
                     "SELECT EXISTS (SELECT 1 FROM connections c JOIN apps a ON a.id = c.app_id
                          WHERE c.cookie = ?1 AND c.time_ms >= ?2 AND c.time_ms < ?3 AND c.direction != 'listen'
@@ -174,18 +178,20 @@ impl Rollup {
             return Ok(probed);
         };
         let port = if *direction == Direction::Inbound { INBOUND_PORT } else { i64::from(remote.port()) };
-        let id = (week.start, app.name.clone(), remote.ip().to_string(), port, names::name(*protocol));
+        let id: EndpointId = (week.start, app_id, remote.ip(), port, *protocol);
         let key = (*cookie, id);
         let seen: bool = if fresh {
             false
         } else if self.counted.endpoints.contains(&key) {
             true
+        } else if whole {
+            false
         } else {
             before_query()?;
-            let id = &key.1;
+            let (ip, app) = (remote.ip().to_string(), &app.name);
             // `connections_cookie` (cookie, remote_ip, remote_port, time_ms) narrows this to the
             // socket's records at that endpoint in that week (inbound: at that address).
-            let sql = if id.3 == INBOUND_PORT {
+            let sql = if port == INBOUND_PORT {
                 "SELECT EXISTS (SELECT 1 FROM connections c JOIN apps a ON a.id = c.app_id
                      WHERE c.cookie = ?1 AND c.remote_ip = ?4 AND c.time_ms >= ?2 AND c.time_ms < ?3
                          AND c.direction = 'inbound' AND ?5 = ?5 AND c.protocol = ?6 AND a.name = ?7)"
@@ -195,7 +201,7 @@ impl Rollup {
                          AND c.time_ms < ?3 AND c.direction != 'inbound' AND c.protocol = ?6 AND a.name = ?7)"
             };
             tx.prepare_cached(sql)?.query_row(
-                params![cookie.cast_signed(), week.start_ms(), week.end_ms(), id.2, id.3, id.4, id.1],
+                params![cookie.cast_signed(), week.start_ms(), week.end_ms(), ip, port, names::name(*protocol), app],
                 |row| row.get(0),
             )?
         };
@@ -204,38 +210,40 @@ impl Rollup {
     }
 }
 
-impl Fold {
+impl<'a> Fold<'a> {
     /// Adds a record (after [`Rollup::probe`]) and remembers its keys in `counted`: the caller
     /// inserts the record next, so any later record of a key has an earlier one.
     /// `answers`: the record's `country_answers` text, as written to `connections`.
-    pub fn add_record(&mut self, counted: &mut Counted, probed: Probed, pending: &Pending, answers: Option<&str>) {
+    pub fn add_record(&mut self, rollup: &mut Rollup, probed: Probed, pending: &'a Pending, answers: Option<&str>) {
+        let counted = &mut rollup.counted;
         let Probed { cookie, endpoint, service } = probed;
         let record = &pending.record;
         let payload = (int(record.delta_payload.tx_bytes), int(record.delta_payload.rx_bytes));
         if let Some((id, first)) = service {
-            // A key is copied only when the flush first meets it.
-            match self.services.get_mut(&id) {
-                Some(sums) => sums.add_record(payload, first),
-                None => self.services.entry(id.clone()).or_default().add_record(payload, first),
-            }
-            remember(&mut counted.services, (cookie, id));
+            self.services.entry(id).or_default().add_record(payload, first);
+            remember(counted, |c| &mut c.services, (cookie, id));
         }
         let Some((id, first)) = endpoint else {
             return;
         };
         if let Some(host) = &pending.names.hostname {
-            self.endpoint_names.insert((id.0, id.1.clone(), id.2.clone(), host.as_str().to_owned()));
+            let (week, app, ip, ..) = id;
+            self.endpoint_names.insert((
+                week,
+                rollup.strings.text(app).to_owned(),
+                ip.to_string(),
+                host.as_str().to_owned(),
+            ));
         }
         let deltas = [payload.0, payload.1, int(record.delta_wire.tx_bytes), int(record.delta_wire.rx_bytes)];
         let rtt = record.rtt.map(|r| i64::from(r.min_us));
-        let add = |sums: &mut EndpointSums<String>| {
-            sums.add_record(deltas, first, (ms(record.last_seen), rtt), || latest_of(pending, answers));
-        };
-        match self.endpoints.get_mut(&id) {
-            Some(sums) => add(sums),
-            None => add(self.endpoints.entry(id.clone()).or_insert_with(EndpointSums::empty)),
-        }
-        remember(&mut counted.endpoints, (cookie, id));
+        self.endpoints.entry(id).or_insert_with(EndpointSums::empty).add_record(
+            deltas,
+            first,
+            (ms(record.last_seen), rtt),
+            || latest_of(pending, answers),
+        );
+        remember(&mut rollup.counted, |c| &mut c.endpoints, (cookie, id));
     }
 
     /// Adds a residency bucket of `[interval_start, + interval_secs)` with its database ids.
@@ -273,16 +281,16 @@ impl Fold {
             *interval_start,
             interval_start + interval_secs,
         );
-        let quarter = self.quarters.entry((interval_start.div_euclid(rows::QUARTER) * rows::QUARTER, app.clone()));
+        let quarter = self.quarters.entry((interval_start.div_euclid(rows::QUARTER) * rows::QUARTER, app.to_string()));
         let q = quarter.or_default();
         *q = (q.0.saturating_add(sums.payload_tx), q.1.saturating_add(sums.payload_rx));
         let id = (
             week.start,
-            app.clone(),
+            app.to_string(),
             *scope,
-            country.clone(),
+            country.as_deref().unwrap_or_default().to_owned(),
             i64::from(*asn),
-            as_org.clone(),
+            as_org.as_deref().unwrap_or_default().to_owned(),
             country_db,
             asn_db,
             *payload_source,
@@ -292,10 +300,13 @@ impl Fold {
 
     /// Adds everything folded to the rollup tables.
     pub fn write(self, tx: &Transaction<'_>, rollup: &mut Rollup) -> rusqlite::Result<()> {
+        use std::fmt::Write as _;
         let Self { endpoints, services, endpoint_names, residency, quarters } = self;
         // Keys are distinct: the unstable sort is deterministic.
         let mut endpoints: Vec<_> = endpoints.into_iter().collect();
-        endpoints.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // `Protocol` has no order of its own: its stored name orders it.
+        let order = |(week, app, ip, port, protocol): &EndpointId| (*week, *app, *ip, *port, names::name(*protocol));
+        endpoints.sort_unstable_by(|a, b| order(&a.0).cmp(&order(&b.0)));
         let mut services: Vec<_> = services.into_iter().collect();
         services.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for ((quarter_start, app), payload) in &quarters {
@@ -315,7 +326,13 @@ impl Fold {
             };
             rows::add_residency(tx, &key, sums)?;
         }
+        let mut ip_text = String::new();
         for ((week_start, app, ip, port, protocol), sums) in &endpoints {
+            // Before the key's texts are borrowed from the rollup.
+            let answers_id = match &sums.latest.answers {
+                Some(text) => Some(rollup.answer_id(tx, text)?),
+                None => None,
+            };
             let week = rollup.weeks.containing(*week_start);
             let previous_start = week.and_then(|w| rollup.weeks.previous(w)).map_or(i64::MIN, |w| w.start);
             // Only a week before the latest one can have a next week's row to correct.
@@ -324,24 +341,32 @@ impl Fold {
                 .map(|w| w.start)
                 .filter(|next| *next <= rollup.latest_endpoint_week);
             rollup.latest_endpoint_week = rollup.latest_endpoint_week.max(*week_start);
-            let key =
-                EndpointKey { week_start: *week_start, previous_start, next_start, app, ip, port: *port, protocol };
-            let answers_id = match &sums.latest.answers {
-                Some(text) => Some(rollup.answer_id(tx, text)?),
-                None => None,
+            ip_text.clear();
+            // Writing to a String cannot fail.
+            let _ = write!(ip_text, "{ip}");
+            let app = rollup.strings.text(*app);
+            let key = EndpointKey {
+                week_start: *week_start,
+                previous_start,
+                next_start,
+                app,
+                ip: &ip_text,
+                port: *port,
+                protocol: names::name(*protocol),
             };
             rows::add_endpoint(tx, &key, sums, answers_id)?;
         }
         for ((week_start, app, hostname, registrable_domain, name_source, country, asn, as_org), sums) in &services {
+            let text = |id: &StrId| rollup.strings.text(*id);
             let key = ServiceKey {
                 week_start: *week_start,
-                app,
-                hostname,
-                registrable_domain,
+                app: text(app),
+                hostname: text(hostname),
+                registrable_domain: text(registrable_domain),
                 name_source,
-                country,
+                country: text(country),
                 asn: *asn,
-                as_org,
+                as_org: text(as_org),
             };
             rows::add_service(tx, &key, sums)?;
         }
@@ -352,21 +377,22 @@ impl Fold {
     }
 }
 
-/// Destination columns of a record as `insert_connection` stores them.
-fn latest_of(pending: &Pending, answers_text: Option<&str>) -> Latest<String> {
+/// Destination columns of a record as `insert_connection` stores them (borrowed from the
+/// record; the answers text, present only with two or more country databases, copied).
+fn latest_of<'a>(pending: &'a Pending, answers_text: Option<&str>) -> Latest<Cow<'a, str>> {
     match (&pending.record.remote, &pending.dest) {
         (None, _) => Latest::none(),
-        (Some(_), None) => Latest { scope: Some(names::SCOPE_UNENRICHED.into()), ..Latest::none() },
+        (Some(_), None) => Latest { scope: Some(Cow::Borrowed(names::SCOPE_UNENRICHED)), ..Latest::none() },
         (Some(_), Some(d)) => {
             let Destination { scope, country, asn, as_org, consensus, .. } = d;
             let checked = answers_text.is_some();
             Latest {
-                scope: Some(names::name(*scope).into()),
-                country: country.as_deref().map(str::to_owned),
+                scope: Some(Cow::Borrowed(names::name(*scope))),
+                country: country.as_deref().map(Cow::Borrowed),
                 asn: asn.map(i64::from),
-                as_org: as_org.as_deref().map(str::to_owned),
-                consensus: consensus.filter(|_| checked).map(|c| c.as_str().to_owned()),
-                answers: answers_text.map(str::to_owned),
+                as_org: as_org.as_deref().map(Cow::Borrowed),
+                consensus: consensus.filter(|_| checked).map(|c| Cow::Borrowed(c.as_str())),
+                answers: answers_text.map(|t| Cow::Owned(t.to_owned())),
             }
         }
     }

@@ -41,10 +41,12 @@
 
 mod backfill;
 mod cookies;
+mod counted;
 mod fold;
 mod read;
 mod read_names;
 mod rows;
+mod strings;
 mod weeks;
 
 use std::time::Instant;
@@ -75,11 +77,13 @@ pub(crate) struct Rollup {
     /// no next week's row to correct while its week is the latest.
     pub latest_endpoint_week: i64,
     /// Records known to have an earlier record of their socket at their endpoint in their week
-    /// (`fold::Counted`): spares the table lookup for sockets with many records, e.g. the peers of
+    /// (`counted::Counted`): spares the table lookup for sockets with many records, e.g. the peers of
     /// a busy UDP server socket.
-    pub counted: fold::Counted,
+    pub counted: counted::Counted,
     /// `answer_sets` ids by text, of committed flushes.
     pub answer_ids: foldhash::HashMap<String, i64>,
+    /// The strings of the keys in `counted` and in the flush's fold.
+    pub strings: strings::Strings,
 }
 
 impl Rollup {
@@ -94,8 +98,9 @@ impl Rollup {
                 covered_from: s.covered_from,
                 cookies: cookies::Cookies::above(max_cookie),
                 latest_endpoint_week,
-                counted: fold::Counted::default(),
+                counted: counted::Counted::default(),
                 answer_ids: foldhash::HashMap::default(),
+                strings: strings::Strings::default(),
             });
         }
         let started = Instant::now();
@@ -125,8 +130,9 @@ impl Rollup {
             covered_from,
             cookies: cookies::Cookies::above(max_cookie),
             latest_endpoint_week,
-            counted: fold::Counted::default(),
+            counted: counted::Counted::default(),
             answer_ids: foldhash::HashMap::default(),
+            strings: strings::Strings::default(),
         })
     }
 }

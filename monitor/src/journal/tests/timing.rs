@@ -100,3 +100,38 @@ fn churn_cost(label: &str, cookie: impl Fn(u64) -> u64) {
     let per = |d: std::time::Duration| d.as_secs_f64() * 1e6 / RECORDS as f64;
     eprintln!("{label}: {:.2} µs per record in total, {:.2} µs in flush", per(total), per(in_flush));
 }
+
+/// Records shaped like the UDP churn: per exchange, one client socket (a fresh cookie, closing
+/// after one record) and one peer of the server's unconnected socket (one cookie for all, a new
+/// peer port per exchange).
+#[test]
+#[ignore = "measurement: run by hand in release with --nocapture"]
+fn udp_churn_records_per_record_cost() {
+    const RECORDS: u64 = 200_000;
+    const FLUSH: u64 = 2048;
+    const SERVER: u64 = 999_999;
+    let dir = tempdir();
+    let mut w = writer_in(dir.path());
+    let apps = [fixtures::app("bench-load"), fixtures::app("bench-server")];
+    let dest = fixtures::scoped(crate::enrich::Scope::Private);
+    let t0 = Timestamp::now();
+    let started = Instant::now();
+    for i in 0..RECORDS {
+        let t = t0 + jiff::SignedDuration::from_micros(i64::try_from(i * 30).expect("small"));
+        let exchange = i / 2;
+        let port = 10_000 + exchange % 50_000;
+        let mut flow = if i % 2 == 0 {
+            Flow::new(1_000_000 + exchange, "10.200.0.2:5000", t)
+        } else {
+            Flow::new(SERVER, &format!("10.200.0.1:{port}"), t)
+        };
+        let record = flow.record(Close, t, 1024, 1024);
+        w.append(&record, &apps[usize::try_from(i % 2).expect("small")], Some(&dest));
+        if (i + 1) % FLUSH == 0 {
+            w.flush().expect("flush");
+        }
+    }
+    w.flush().expect("flush");
+    let per = started.elapsed().as_secs_f64() * 1e6 / RECORDS as f64;
+    eprintln!("udp-churn-shaped: {per:.2} µs per record in total");
+}

@@ -327,3 +327,65 @@ fn batched_inserts_count_every_socket_once_in_the_rollups() {
     assert_eq!(int(&conn, "SELECT SUM(flows) FROM endpoint_week"), i64::try_from(SOCKETS).expect("small"));
     assert_eq!(int(&conn, "SELECT SUM(payload_tx) FROM endpoint_week"), i64::try_from(30 * SOCKETS).expect("small"));
 }
+
+#[test]
+fn equal_apps_behind_separate_arcs_are_one_app_row() {
+    // Apps read from the kernel alone come in an `Arc` each: they must still share one id.
+    let dir = tempdir();
+    let mut w = writer_in(dir.path());
+    let (first, second, other) = (fixtures::app("curl"), fixtures::app("curl"), fixtures::app("wget"));
+    assert!(!std::sync::Arc::ptr_eq(&first, &second));
+    let dest = fixtures::public(Some("US"), Some(64_500), Some("Org"));
+    for (cookie, app) in [(1, &first), (2, &second), (3, &other), (4, &first)] {
+        let mut flow = Flow::new(cookie, "203.0.113.10:443", at(T0 + 5));
+        w.append(&flow.record(Close, at(T0 + 10), 100, 200), app, Some(&dest));
+    }
+    w.flush().expect("flush");
+    let conn = raw(&dir.path().join("state/journal.db"));
+    let apps: i64 = conn.query_row("SELECT count(*) FROM apps", [], |r| r.get(0)).expect("apps");
+    let ids: Vec<(i64, String)> = conn
+        .prepare("SELECT c.cookie, a.name FROM connections c JOIN apps a ON a.id = c.app_id ORDER BY c.cookie")
+        .expect("prepare")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(apps, 2);
+    let names: Vec<_> = ids.iter().map(|(c, n)| (*c, n.as_str())).collect();
+    assert_eq!(names, [(1, "curl"), (2, "curl"), (3, "wget"), (4, "curl")]);
+}
+
+#[test]
+fn an_unconnected_socket_counts_once_per_peer_across_flushes() {
+    // One socket cookie, 300 peers round robin, three records each, flushed every 128 records:
+    // every peer is a new endpoint of a socket written before (no table lookup needed), and a
+    // record at a known peer is not a new flow there.
+    const PEERS: u64 = 300;
+    let dir = tempdir();
+    let mut w = writer_in(dir.path());
+    let app = fixtures::app("dns-server");
+    let us = fixtures::public(Some("US"), Some(15169), Some("Google LLC"));
+    let mut peers: Vec<Flow> =
+        (0..PEERS).map(|p| Flow::new(77, &format!("192.0.2.{}:{}", p % 200, 10_000 + p), at(T0))).collect();
+    let mut n = 0;
+    for round in 0..3 {
+        for peer in &mut peers {
+            let t = at(T0 + 1 + round);
+            w.append(&peer.record(if round == 2 { Close } else { Update }, t, 10, 1), &app, Some(&us));
+            n += 1;
+            if n % 128 == 0 {
+                w.flush().expect("flush");
+            }
+        }
+    }
+    w.flush().expect("flush");
+    let conn = raw(w.path());
+    let peers = i64::try_from(PEERS).expect("small");
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM connections"), 3 * peers);
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM endpoint_week"), peers);
+    assert_eq!(int(&conn, "SELECT SUM(flows) FROM endpoint_week"), peers, "one socket at each peer");
+    assert_eq!(int(&conn, "SELECT MAX(flows) FROM endpoint_week"), 1);
+    assert_eq!(int(&conn, "SELECT SUM(payload_tx) FROM endpoint_week"), 30 * peers);
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM service_week"), 1);
+    assert_eq!(int(&conn, "SELECT SUM(flows) FROM service_week"), 1, "one socket for the service");
+}
