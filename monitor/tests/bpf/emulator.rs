@@ -69,6 +69,9 @@ pub fn relay(args: &[String]) {
     guest_w.flush().unwrap();
     guest_w.shutdown(Shutdown::Write).unwrap();
     say(&json!({"up": up.join().unwrap(), "down": down}));
+    // A real emulator outlives its guest's connections; the monitor names an app from /proc when
+    // it writes the flow's record (after the FIN exchange), so the relay must still be there.
+    thread::sleep(std::time::Duration::from_secs(2));
 }
 
 fn report(args: &[&str], host: &Path) -> Value {
