@@ -51,7 +51,7 @@ fn storage_failed(ctx: &SockContext) {
 /// of every peer of a socket counted per peer (unconnected UDP, ping, raw).
 ///
 /// # Minimum kernel version
-/// 5.9 (`cgroup/sock_release`).
+/// 5.9 (`cgroup/sock_release`); atomic fetch-or 5.12.
 #[cgroup_sock(sock_release)]
 pub fn sock_release(ctx: SockContext) -> i32 {
     let sk = ctx.sock;

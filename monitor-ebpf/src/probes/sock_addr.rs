@@ -56,19 +56,22 @@ fn on_connect(ctx: &SockAddrContext, v6: bool) -> i32 {
     if sk.is_null() {
         return ALLOW;
     }
-    let owner = lazy_owner(sk);
-    let protocol = field!(ctx.sock_addr, protocol);
-    if protocol != u32::from(IPPROTO_UDP) {
-        return ALLOW; // TCP: the `Established` event carries the full 4-tuple
-    }
-    // A socket with counters from its creation: its counters note the connection and its events
-    // say so (`FLAG_CONNECTED`), the remote address is the socket's own from then on. No event.
+    let udp = field!(ctx.sock_addr, protocol) == u32::from(IPPROTO_UDP);
+    // A socket with counters from its creation has its owner (one lookup, nothing to record). A
+    // UDP one notes the connection in its counters and its events say so (`FLAG_CONNECTED`): the
+    // remote address is the socket's own from then on. No event.
     // SAFETY: null-checked map value.
     if let Some(c) = unsafe { COUNTERS.get(sk.cast(), false).as_mut() }
         && c.owner.source != OwnerSource::Unknown as u32
     {
-        set_bits(&raw mut c.flags, COUNTER_CONNECTED);
+        if udp {
+            set_bits(&raw mut c.flags, COUNTER_CONNECTED);
+        }
         return ALLOW;
+    }
+    let owner = lazy_owner(sk);
+    if !udp {
+        return ALLOW; // TCP: the `Established` event carries the full 4-tuple
     }
     let mut tuple = tuple_of(sk);
     let sa = ctx.sock_addr;

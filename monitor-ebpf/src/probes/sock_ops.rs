@@ -34,7 +34,7 @@ use crate::maps::{COUNTERS, EventData, OWNER, emit, owner_with, set_bits, stat};
 const SOCK_OPS_OK: u32 = 1;
 
 /// # Minimum kernel version
-/// 4.16 (`STATE_CB`, `bytes_acked`); SK_STORAGE in sock_ops 5.3.
+/// 4.16 (`STATE_CB`, `bytes_acked`); SK_STORAGE in sock_ops 5.3; atomic fetch-or 5.12.
 #[sock_ops]
 pub fn sock_ops_tcp(ctx: SockOpsContext) -> u32 {
     let op = ctx.op();

@@ -63,7 +63,7 @@ fn flush_of_100k_records() {
 #[test]
 #[ignore = "measurement: run by hand in release with --nocapture"]
 fn churn_records_per_record_cost() {
-    churn_cost("churn-shaped", |i| i);
+    churn_cost("churn-shaped", |i, t| tcp_flow(1_000_000 + i, i, t));
 }
 
 /// As [`churn_records_per_record_cost`], with the sockets closing out of cookie order as in the
@@ -71,10 +71,34 @@ fn churn_records_per_record_cost() {
 #[test]
 #[ignore = "measurement: run by hand in release with --nocapture"]
 fn churn_records_out_of_order_per_record_cost() {
-    churn_cost("churn-shaped, out of cookie order", |i| i ^ 1);
+    churn_cost("churn-shaped, out of cookie order", |i, t| tcp_flow(1_000_000 + (i ^ 1), i, t));
 }
 
-fn churn_cost(label: &str, cookie: impl Fn(u64) -> u64) {
+/// Records shaped like the UDP churn: per exchange, one client socket (a fresh cookie, closing
+/// after one record) and one peer of the server's unconnected socket (one cookie for all, a new
+/// peer port per exchange).
+#[test]
+#[ignore = "measurement: run by hand in release with --nocapture"]
+fn udp_churn_records_per_record_cost() {
+    const SERVER: u64 = 999_999;
+    churn_cost("UDP-churn-shaped", |i, t| {
+        let exchange = i / 2;
+        if i % 2 == 0 {
+            Flow::new(1_000_000 + exchange, "10.200.0.2:5000", t)
+        } else {
+            Flow::new(SERVER, &format!("10.200.0.1:{}", 10_000 + exchange % 50_000), t)
+        }
+    });
+}
+
+/// The TCP churn's flow `i` of socket `cookie`: a handful of server ports.
+fn tcp_flow(cookie: u64, i: u64, t: Timestamp) -> Flow {
+    Flow::new(cookie, &format!("10.200.0.2:{}", 5000 + i % 4), t)
+}
+
+/// Appends one close record per flow `flow_of(i, t)` (two apps in turn, every 30 µs), flushed in
+/// the sink's early-flush batches (2,048 records), and prints the cost per record.
+fn churn_cost(label: &str, flow_of: impl Fn(u64, Timestamp) -> Flow) {
     const RECORDS: u64 = 200_000;
     const FLUSH: u64 = 2048;
     let dir = tempdir();
@@ -86,8 +110,7 @@ fn churn_cost(label: &str, cookie: impl Fn(u64) -> u64) {
     let mut in_flush = std::time::Duration::ZERO;
     for i in 0..RECORDS {
         let t = t0 + jiff::SignedDuration::from_micros(i64::try_from(i * 30).expect("small"));
-        let mut flow = Flow::new(1_000_000 + cookie(i), &format!("10.200.0.2:{}", 5000 + i % 4), t);
-        let record = flow.record(Close, t, 1024, 1024);
+        let record = flow_of(i, t).record(Close, t, 1024, 1024);
         w.append(&record, &apps[usize::try_from(i % 2).expect("small")], Some(&dest));
         if (i + 1) % FLUSH == 0 {
             let f = Instant::now();
@@ -99,39 +122,4 @@ fn churn_cost(label: &str, cookie: impl Fn(u64) -> u64) {
     let total = started.elapsed();
     let per = |d: std::time::Duration| d.as_secs_f64() * 1e6 / RECORDS as f64;
     eprintln!("{label}: {:.2} µs per record in total, {:.2} µs in flush", per(total), per(in_flush));
-}
-
-/// Records shaped like the UDP churn: per exchange, one client socket (a fresh cookie, closing
-/// after one record) and one peer of the server's unconnected socket (one cookie for all, a new
-/// peer port per exchange).
-#[test]
-#[ignore = "measurement: run by hand in release with --nocapture"]
-fn udp_churn_records_per_record_cost() {
-    const RECORDS: u64 = 200_000;
-    const FLUSH: u64 = 2048;
-    const SERVER: u64 = 999_999;
-    let dir = tempdir();
-    let mut w = writer_in(dir.path());
-    let apps = [fixtures::app("bench-load"), fixtures::app("bench-server")];
-    let dest = fixtures::scoped(crate::enrich::Scope::Private);
-    let t0 = Timestamp::now();
-    let started = Instant::now();
-    for i in 0..RECORDS {
-        let t = t0 + jiff::SignedDuration::from_micros(i64::try_from(i * 30).expect("small"));
-        let exchange = i / 2;
-        let port = 10_000 + exchange % 50_000;
-        let mut flow = if i % 2 == 0 {
-            Flow::new(1_000_000 + exchange, "10.200.0.2:5000", t)
-        } else {
-            Flow::new(SERVER, &format!("10.200.0.1:{port}"), t)
-        };
-        let record = flow.record(Close, t, 1024, 1024);
-        w.append(&record, &apps[usize::try_from(i % 2).expect("small")], Some(&dest));
-        if (i + 1) % FLUSH == 0 {
-            w.flush().expect("flush");
-        }
-    }
-    w.flush().expect("flush");
-    let per = started.elapsed().as_secs_f64() * 1e6 / RECORDS as f64;
-    eprintln!("udp-churn-shaped: {per:.2} µs per record in total");
 }
