@@ -55,9 +55,11 @@ impl<F: Formatter> Formatter for SafeFormatter<F> {
     );
 
     fn write_string_fragment<W: ?Sized + io::Write>(&mut self, writer: &mut W, fragment: &str) -> io::Result<()> {
-        // Printable ASCII (nearly every fragment: names, addresses, keys) has nothing to escape;
-        // one pass over the bytes instead of a character walk.
-        if fragment.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        // ASCII without DEL (nearly every fragment: names, addresses, keys) has nothing to
+        // escape: serde_json hands over fragments without C0 controls, `"` or `\`, so only DEL
+        // and non-ASCII characters can need it. Two word-at-a-time scans (`is_ascii`, memchr)
+        // instead of a byte or character walk.
+        if fragment.is_ascii() && !fragment.as_bytes().contains(&0x7f) {
             return self.0.write_string_fragment(writer, fragment);
         }
         let mut plain = 0;

@@ -389,3 +389,19 @@ fn an_unconnected_socket_counts_once_per_peer_across_flushes() {
     assert_eq!(int(&conn, "SELECT COUNT(*) FROM service_week"), 1);
     assert_eq!(int(&conn, "SELECT SUM(flows) FROM service_week"), 1, "one socket for the service");
 }
+
+/// The bundled SQLite is built as `.cargo/config.toml` asks: without global memory statistics
+/// (no mutex around each allocation). A build that lost the flag fails here.
+#[test]
+fn bundled_sqlite_keeps_no_global_memory_statistics() {
+    let dir = tempdir();
+    let conn = raw(&dir.path().join("j.db"));
+    let options: Vec<String> = conn
+        .prepare("PRAGMA compile_options")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert!(options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"), "{options:?}");
+}
