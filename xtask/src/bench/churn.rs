@@ -208,8 +208,8 @@ fn monitor_rows(section: &mut Section, m: &str, samples: &[&Sample]) {
             ok,
         ));
     }
-    // Daemon CPU per flow record: CPU time over the load window ÷ the records that window produced
-    // (each exchange recorded on both sides).
+    // Daemon CPU per flow record: CPU time over the load window (and the catch-up after it, see
+    // `Running::settle`) ÷ the records that window produced (each exchange recorded on both sides).
     let per_record = Summary::of(
         &samples
             .iter()
@@ -293,8 +293,12 @@ pub(super) fn sample(
     // End the server before the observer: its sockets' release reports everything the kernel
     // still holds for them (e.g. the last unconnected-UDP peers, kept in per-socket slots).
     drop(server);
-    // Let the last FIN exchanges and close events arrive.
+    // Let the last FIN exchanges and close events arrive, and the monitor work off its queue.
     thread::sleep(Duration::from_millis(500));
+    let settled = running.settle(Duration::from_secs(60));
+    if settled > Duration::from_secs(1) {
+        eprintln!("bench:   the monitor worked off its queue {:.1} s after the load", settled.as_secs_f64());
+    }
     let (cost, out) = running.stop()?;
     let truth = read_truth(&log, PROCS)?;
     let ok = summary["ok"].as_u64().unwrap_or(0);

@@ -202,6 +202,28 @@ impl Running {
         self.proc.as_ref().map(Proc::pid)
     }
 
+    /// Waits until the monitor has worked off what the load left queued: until its CPU time
+    /// grows by less than 5 % of a core over 200 ms, at most `max`. The load's records are then
+    /// all handled before `SIGINT` (whose shutdown drain is bounded, so a backlog on a slow
+    /// machine would otherwise be cut), and the window's CPU time covers every record. Peers and
+    /// the baseline return at once. Returns how long it waited.
+    pub fn settle(&self, max: Duration) -> Duration {
+        let started = Instant::now();
+        let (Observer::Monitor, Some(pid)) = (self.observer, self.pid()) else { return Duration::ZERO };
+        let step = Duration::from_millis(200);
+        let mut last = procstat::cpu(pid).map(Cpu::total);
+        while started.elapsed() < max {
+            thread::sleep(step);
+            let now = procstat::cpu(pid).map(Cpu::total);
+            match (last, now) {
+                (Some(a), Some(b)) if b - a < 0.05 * step.as_secs_f64() => break,
+                (_, None) => break,
+                _ => last = now,
+            }
+        }
+        started.elapsed()
+    }
+
     /// Ends the window, stops the observer and returns its cost (`None` for the baseline).
     pub fn stop(mut self) -> anyhow::Result<(Option<Cost>, PathBuf)> {
         let Some(mut proc) = self.proc.take() else { return Ok((None, self.output)) };
