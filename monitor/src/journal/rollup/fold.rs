@@ -26,7 +26,7 @@ use crate::{
     },
     tracker::{
         FlowRecord,
-        record::{Direction, Protocol},
+        record::{Direction, Protocol, RecordKind},
     },
 };
 
@@ -117,7 +117,7 @@ impl Rollup {
         // The caller inserts this record next (a rolled back flush leaves its cookies known:
         // more lookups, never fewer).
         let fresh = self.cookies.first_write(*cookie);
-        if fresh {
+        if fresh && !last_of_socket(record) {
             self.counted.whole_from_now(*cookie);
         }
         let whole = fresh || self.counted.whole.contains(cookie);
@@ -210,6 +210,14 @@ impl Rollup {
     }
 }
 
+/// Whether `record` is the last its socket has: the close (or shutdown) record of a socket with
+/// one flow. (An unconnected socket has a flow per peer, several closing together.) Short
+/// connections are all such records: their keys stay out of [`Counted`], three set inserts fewer
+/// per record.
+fn last_of_socket(record: &FlowRecord) -> bool {
+    record.event != RecordKind::Update && record.direction != Direction::Unconnected
+}
+
 impl<'a> Fold<'a> {
     /// Adds a record (after [`Rollup::probe`]) and remembers its keys in `counted`: the caller
     /// inserts the record next, so any later record of a key has an earlier one.
@@ -218,10 +226,18 @@ impl<'a> Fold<'a> {
         let counted = &mut rollup.counted;
         let Probed { cookie, endpoint, service } = probed;
         let record = &pending.record;
+        // The socket's last record: its keys need no remembering. Taken out of `whole`, so that a
+        // record that still came later (a late event) asks the table, which has this one.
+        let last = last_of_socket(record);
+        if last && !counted.whole.is_empty() {
+            counted.whole.remove(&cookie);
+        }
         let payload = (int(record.delta_payload.tx_bytes), int(record.delta_payload.rx_bytes));
         if let Some((id, first)) = service {
             self.services.entry(id).or_default().add_record(payload, first);
-            remember(counted, |c| &mut c.services, (cookie, id));
+            if !last {
+                remember(counted, |c| &mut c.services, (cookie, id));
+            }
         }
         let Some((id, first)) = endpoint else {
             return;
@@ -243,7 +259,9 @@ impl<'a> Fold<'a> {
             (ms(record.last_seen), rtt),
             || latest_of(pending, answers),
         );
-        remember(&mut rollup.counted, |c| &mut c.endpoints, (cookie, id));
+        if !last {
+            remember(&mut rollup.counted, |c| &mut c.endpoints, (cookie, id));
+        }
     }
 
     /// Adds a residency bucket of `[interval_start, + interval_secs)` with its database ids.

@@ -390,6 +390,32 @@ fn an_unconnected_socket_counts_once_per_peer_across_flushes() {
     assert_eq!(int(&conn, "SELECT SUM(flows) FROM service_week"), 1, "one socket for the service");
 }
 
+/// Short connections: one `close` record per socket, kept out of the counting cache (it is each
+/// socket's last record). A record of the same socket that still comes later (a late event), in
+/// the same flush or the next, finds the first one in the table: each socket counts once.
+#[test]
+fn a_record_after_a_sockets_close_does_not_count_it_again() {
+    const SOCKETS: u64 = 100;
+    let dir = tempdir();
+    let mut w = writer_in(dir.path());
+    let app = fixtures::app("curl");
+    let us = fixtures::public(Some("US"), Some(15169), Some("Google LLC"));
+    let mut flows: Vec<Flow> = (0..SOCKETS).map(|c| Flow::new(1 + c, "192.0.2.7:443", at(T0))).collect();
+    for f in &mut flows {
+        w.append(&f.record(Close, at(T0 + 1), 10, 1), &app, Some(&us));
+    }
+    w.append(&flows[3].record(Update, at(T0 + 2), 5, 0), &app, Some(&us));
+    w.flush().expect("flush");
+    w.append(&flows[4].record(Close, at(T0 + 3), 5, 0), &app, Some(&us));
+    w.flush().expect("flush");
+    let conn = raw(w.path());
+    let sockets = i64::try_from(SOCKETS).expect("small");
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM connections"), sockets + 2);
+    assert_eq!(int(&conn, "SELECT SUM(flows) FROM endpoint_week"), sockets, "one flow per socket");
+    assert_eq!(int(&conn, "SELECT SUM(flows) FROM service_week"), sockets);
+    assert_eq!(int(&conn, "SELECT SUM(payload_tx) FROM endpoint_week"), 10 * sockets + 10);
+}
+
 /// The bundled SQLite is built as `.cargo/config.toml` asks: without global memory statistics
 /// (no mutex around each allocation). A build that lost the flag fails here.
 #[test]
