@@ -39,6 +39,9 @@ pub use record::FlowRecord;
 use record::{Owner, OwnerSource, Payload, RecordKind, Wire};
 
 use crate::clock::Clock;
+
+/// The peer flows of one socket ([`Tracker::peers`]).
+type PeerKeys = indexmap::IndexSet<FlowKey, foldhash::fast::RandomState>;
 pub use crate::stats::TrackerStats;
 
 /// Most peer flows one unconnected UDP socket keeps until its release (see the module header).
@@ -81,8 +84,10 @@ pub struct Tracker {
     flows: table::Flows,
     /// Owners of the flows in `flows`, each kept once.
     owners: Owners,
-    /// Peer flows of each unconnected UDP socket.
-    peers: HashMap<u64, Vec<FlowKey>>,
+    /// Peer flows of each unconnected UDP socket, in the order they started. A set: a socket
+    /// past [`MAX_PEER_FLOWS_PER_SOCKET`] removes one peer per datagram burst, which a list
+    /// scan made cost thousands of comparisons each.
+    peers: HashMap<u64, PeerKeys>,
     /// Peer flows in `flows`.
     peer_flows: usize,
     stats: TrackerStats,
@@ -128,7 +133,7 @@ impl Tracker {
                 }
                 self.flows.insert(key, flow);
                 if key.peer.is_some() {
-                    self.peers.entry(key.cookie).or_default().push(key);
+                    self.peers.entry(key.cookie).or_default().insert(key);
                     self.peer_flows += 1;
                 }
             }
@@ -155,7 +160,7 @@ impl Tracker {
             // The peer's slot was flushed: its flow waits, parked, for the socket's release,
             // unless a cap is reached.
             EventKind::PeerEvicted if self.flows.get(&key).is_some_and(|f| f.parked()) => {
-                let per_socket = self.peers.get(&key.cookie).map_or(0, Vec::len);
+                let per_socket = self.peers.get(&key.cookie).map_or(0, PeerKeys::len);
                 if per_socket > MAX_PEER_FLOWS_PER_SOCKET || self.peer_flows > MAX_PEER_FLOWS {
                     if self.stats.split_peer_flows == 0 {
                         log::warn!(
@@ -166,7 +171,7 @@ impl Tracker {
                     self.stats.split_peer_flows += 1;
                     self.finish(key, RecordKind::Close, true, out);
                     if let Some(list) = self.peers.get_mut(&key.cookie) {
-                        list.retain(|k| *k != key);
+                        list.swap_remove(&key);
                     }
                 }
             }
@@ -272,7 +277,7 @@ impl Tracker {
         self.resolved.insert(cookie, owner.clone());
         let shared = self.owners.intern(FlowOwner::of(owner));
         let socket = FlowKey { cookie, peer: None };
-        let peers = self.peers.get(&cookie).map(Vec::as_slice).unwrap_or_default();
+        let peers = self.peers.get(&cookie).into_iter().flatten();
         for key in std::iter::once(&socket).chain(peers) {
             if let Some(flow) = self.flows.get_mut(key)
                 && owner.source > flow.owner.source
