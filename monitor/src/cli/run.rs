@@ -11,9 +11,8 @@ use std::{
 use anyhow::Context as _;
 use log::{error, info, warn};
 use monitor::{
-    daemon::FlowOutput,
-    daemon::{self, Output},
-    escape::{self, Terminal},
+    daemon::{self, AppJson, FlowOutput, Output},
+    escape::Terminal,
     privileges,
     settings::{OutputFormat, RawConfig, Settings},
 };
@@ -107,6 +106,7 @@ async fn print(mut rx: mpsc::Receiver<Vec<Output>>, format: OutputFormat) {
     // records ends.
     let mut out = io::BufWriter::with_capacity(64 * 1024, io::stdout());
     let mut line = Vec::with_capacity(1024);
+    let mut apps = AppJson::default();
     let mut stdout_ok = true;
     while let Some(batch) = rx.recv().await {
         for output in &batch {
@@ -119,7 +119,7 @@ async fn print(mut rx: mpsc::Receiver<Vec<Output>>, format: OutputFormat) {
                         break;
                     }
                     line.clear();
-                    if let Err(e) = escape::json::to_writer(&mut line, output) {
+                    if let Err(e) = apps.line(&mut line, output) {
                         warn!("cannot encode output: {e}");
                         continue;
                     }

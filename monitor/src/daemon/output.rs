@@ -1,11 +1,16 @@
 //! The `flow` output of the sink: a flow record with its app, destination and names, as the
 //! printer writes it (one JSON line per record with `--json`) and the journal stores it.
 
-use std::sync::Arc;
+use std::{
+    collections::{HashMap, hash_map::Entry},
+    sync::Arc,
+};
 
 use serde::{Serialize, Serializer, ser::SerializeStruct};
+use serde_json::value::RawValue;
 
-use crate::{enrich::Destination, identity::App, names::Names, tracker::FlowRecord};
+use super::Output;
+use crate::{enrich::Destination, escape, identity::App, names::Names, tracker::FlowRecord};
 
 /// A flow record with its app and destination, as printed and journaled.
 ///
@@ -25,8 +30,10 @@ pub struct FlowOutput {
     pub names: Names,
 }
 
-impl Serialize for FlowOutput {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+impl FlowOutput {
+    /// Every field of the line after the optional `type`, with `app` as given (the app itself,
+    /// or its JSON rendered once by [`AppJson`]).
+    fn fields<S: SerializeStruct, A: Serialize + ?Sized>(&self, s: &mut S, app: &A) -> Result<(), S::Error> {
         // Exhaustive: a field added to `FlowRecord` must be added here (in declaration order).
         let FlowRecord {
             event,
@@ -49,7 +56,6 @@ impl Serialize for FlowOutput {
             complete,
             rtt,
         } = &self.record;
-        let mut s = serializer.serialize_struct("FlowOutput", 21 + usize::from(rtt.is_some()))?;
         s.serialize_field("event", event)?;
         s.serialize_field("cookie", cookie)?;
         s.serialize_field("owner", owner)?;
@@ -72,10 +78,91 @@ impl Serialize for FlowOutput {
             Some(rtt) => s.serialize_field("rtt", rtt)?,
             None => s.skip_field("rtt")?,
         }
-        s.serialize_field("app", &self.app)?;
+        s.serialize_field("app", app)?;
         s.serialize_field("destination", &self.destination)?;
-        s.serialize_field("names", &self.names)?;
+        s.serialize_field("names", &self.names)
+    }
+
+    /// Number of fields [`Self::fields`] writes.
+    fn len(&self) -> usize {
+        21 + usize::from(self.record.rtt.is_some())
+    }
+}
+
+impl Serialize for FlowOutput {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("FlowOutput", self.len())?;
+        self.fields(&mut s, &*self.app)?;
         s.end()
+    }
+}
+
+/// A flow as the JSON line of `Output::Flow` (`{"type":"flow",...}`, byte for byte), with the
+/// app's JSON rendered beforehand ([`AppJson`]).
+pub struct FlowLine<'a> {
+    /// The flow.
+    pub flow: &'a FlowOutput,
+    /// The JSON of `flow.app`, escaped as the line is.
+    pub app: &'a RawValue,
+}
+
+impl Serialize for FlowLine<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("Output", 1 + self.flow.len())?;
+        s.serialize_field("type", "flow")?;
+        self.flow.fields(&mut s, self.app)?;
+        s.end()
+    }
+}
+
+/// Apps most recently rendered, kept by [`AppJson`].
+const APPS_RENDERED: usize = 4096;
+
+/// The JSON of each app, rendered once per shared `App` (the identity stage hands out one `Arc`
+/// per process): escaping the app's strings (command line, cgroup path...) was the larger part
+/// of a flow line. Keyed by the `Arc`'s address, which the entry's own clone keeps from being
+/// reused; emptied when it holds [`APPS_RENDERED`] apps.
+#[derive(Default)]
+pub struct AppJson {
+    rendered: HashMap<usize, (Arc<App>, Box<RawValue>)>,
+}
+
+impl AppJson {
+    /// Writes `output` as one JSON line (without the newline), as
+    /// `escape::json::to_writer(line, output)` does, rendering a flow's app once per app.
+    ///
+    /// # Errors
+    /// When serialisation fails.
+    pub fn line(&mut self, line: &mut Vec<u8>, output: &Output) -> serde_json::Result<()> {
+        match output {
+            Output::Flow(flow) => {
+                let app = self.of(&flow.app, |app| {
+                    let mut json = Vec::with_capacity(256);
+                    escape::json::to_writer(&mut json, app)?;
+                    // serde_json writes UTF-8 only.
+                    String::from_utf8(json).map_err(serde::ser::Error::custom)
+                })?;
+                escape::json::to_writer(line, &FlowLine { flow, app })
+            }
+            other => escape::json::to_writer(line, other),
+        }
+    }
+
+    /// The JSON of `app`, escaped by `render` (the line's own escaping).
+    fn of(
+        &mut self,
+        app: &Arc<App>,
+        render: impl FnOnce(&App) -> serde_json::Result<String>,
+    ) -> serde_json::Result<&RawValue> {
+        let key = Arc::as_ptr(app).addr();
+        if self.rendered.len() >= APPS_RENDERED && !self.rendered.contains_key(&key) {
+            self.rendered.clear();
+        }
+        let (_, json) = match self.rendered.entry(key) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert((Arc::clone(app), RawValue::from_string(render(app)?)?)),
+        };
+        Ok(json)
     }
 }
 

@@ -161,8 +161,45 @@ fn flow_line_is_the_record_app_destination_and_names_as_json() {
     assert_eq!(v, expected);
 }
 
+/// The printer's line, app rendered once per `Arc<App>`, is the same bytes as the whole record
+/// serialised: for hostile and sparse apps, for a second flow of the same app (rendered JSON
+/// reused), for a different app at the same time, and after the cache was emptied.
+#[test]
+fn printed_line_with_a_rendered_app_is_the_same_bytes() {
+    let mut apps = super::AppJson::default();
+    let mut printed = |f: &FlowOutput| {
+        let mut out = Vec::new();
+        apps.line(&mut out, &Output::Flow(Box::new(f.clone()))).unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    let (full, sparse) = (full(), sparse());
+    assert_eq!(printed(&full), FULL);
+    assert_eq!(printed(&sparse), SPARSE);
+    let mut again = full.clone();
+    again.record.cookie = 5;
+    assert_eq!(printed(&again), line(again.clone()), "the same app's JSON, reused");
+    assert_eq!(printed(&sparse), SPARSE, "each app has its own JSON");
+    // Past the cache's size: every app is still printed as itself.
+    let many: Vec<FlowOutput> = (0..super::APPS_RENDERED + 10)
+        .map(|i| {
+            let mut f = full.clone();
+            f.app = Arc::new(App { name: format!("app-{i}\u{202e}"), ..(*full.app).clone() });
+            f
+        })
+        .collect();
+    for f in many.iter().chain(many.iter().take(3)) {
+        assert_eq!(printed(f), line(f.clone()));
+    }
+    let stats = Output::Stats(Box::default());
+    let mut out = Vec::new();
+    apps.line(&mut out, &stats).unwrap();
+    let mut plain = Vec::new();
+    escape::json::to_writer(&mut plain, &stats).unwrap();
+    assert_eq!(out, plain, "other outputs are written as they are");
+}
+
 /// Records like the churn benchmark's (one close record per TCP socket, loopback-like private
-/// addresses, no names), serialised as the printer does.
+/// addresses, no names), serialised as the printer does (app rendered once).
 #[test]
 #[ignore = "measurement: run by hand in release with --nocapture"]
 fn flow_line_cost() {
@@ -185,9 +222,10 @@ fn flow_line_cost() {
         .collect();
     let mut out = Vec::with_capacity(64 * 1024);
     let mut bytes = 0;
+    let mut apps = super::AppJson::default();
     let started = std::time::Instant::now();
     for o in &outputs {
-        escape::json::to_writer(&mut out, o).unwrap();
+        apps.line(&mut out, o).unwrap();
         out.push(b'\n');
         bytes += out.len();
         out.clear();
