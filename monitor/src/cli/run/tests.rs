@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use monitor::{
+    escape,
     identity::{App, AppSource},
     tracker::{
         FlowRecord,
