@@ -59,43 +59,55 @@ pub fn row_digest(table: &str, row: &Row<'_>, columns: usize) -> rusqlite::Resul
 }
 
 /// A row digest built column by column ([`row_digest`]'s bytes): the flush hashes each
-/// `connections` row from the values it binds, instead of reading the rows back.
-pub(super) struct RowHasher(Sha256);
+/// `connections` row from the values it binds, instead of reading the rows back. The bytes are
+/// collected first and hashed at once (two hash updates per column cost more than the hashing).
+pub(super) struct RowHasher(Vec<u8>);
 
 impl RowHasher {
     pub(super) fn new(table: &str) -> Self {
-        let mut h = Sha256::new();
-        h.update(table.as_bytes());
-        h.update([0]);
-        Self(h)
+        Self::reusing(table, Vec::new())
+    }
+
+    /// A hasher that collects into `bytes` (emptied first): with [`Self::finish_keeping`], one
+    /// buffer serves every row of a flush.
+    pub(super) fn reusing(table: &str, mut bytes: Vec<u8>) -> Self {
+        bytes.clear();
+        bytes.extend_from_slice(table.as_bytes());
+        bytes.push(0);
+        Self(bytes)
     }
 
     /// Adds the next column's value.
     pub(super) fn push(&mut self, value: ValueRef<'_>) {
-        let h = &mut self.0;
+        let b = &mut self.0;
         match value {
-            ValueRef::Null => h.update([0]),
+            ValueRef::Null => b.push(0),
             ValueRef::Integer(v) => {
-                h.update([1]);
-                h.update(v.to_be_bytes());
+                b.push(1);
+                b.extend_from_slice(&v.to_be_bytes());
             }
             ValueRef::Real(v) => {
-                h.update([2]);
-                h.update(v.to_bits().to_be_bytes());
+                b.push(2);
+                b.extend_from_slice(&v.to_bits().to_be_bytes());
             }
-            ValueRef::Text(b) | ValueRef::Blob(b) => {
-                h.update([if matches!(value, ValueRef::Text(_)) { 3 } else { 4 }]);
-                h.update(u32::try_from(b.len()).unwrap_or(u32::MAX).to_be_bytes());
-                h.update(b);
+            ValueRef::Text(t) | ValueRef::Blob(t) => {
+                b.push(if matches!(value, ValueRef::Text(_)) { 3 } else { 4 });
+                b.extend_from_slice(&u32::try_from(t.len()).unwrap_or(u32::MAX).to_be_bytes());
+                b.extend_from_slice(t);
             }
         }
     }
 
     pub(super) fn finish(self) -> [u8; DIGEST_LEN] {
-        let full = self.0.finalize();
+        self.finish_keeping().0
+    }
+
+    /// The digest, and the buffer for the next row.
+    pub(super) fn finish_keeping(self) -> ([u8; DIGEST_LEN], Vec<u8>) {
+        let full = Sha256::digest(&self.0);
         let mut out = [0u8; DIGEST_LEN];
         out.copy_from_slice(&full[..DIGEST_LEN]);
-        out
+        (out, self.0)
     }
 }
 

@@ -293,6 +293,8 @@ struct Connections<'a, 'tx> {
     multi: Option<rusqlite::CachedStatement<'tx>>,
     /// Address text of the row being bound (SQLite copies bound text: one buffer serves all).
     text: String,
+    /// The hashed bytes of the row being bound ([`chain::RowHasher`]), likewise.
+    hashed: Vec<u8>,
     /// Id of the next row.
     next_id: i64,
     /// Digests of the rows written, for the hash chain.
@@ -305,6 +307,7 @@ impl<'a, 'tx> Connections<'a, 'tx> {
             rows: Vec::with_capacity(ROWS_PER_INSERT),
             multi: None,
             text: String::new(),
+            hashed: Vec::with_capacity(1024),
             next_id: first_id,
             written: chain::Written::default(),
         }
@@ -323,7 +326,8 @@ impl<'a, 'tx> Connections<'a, 'tx> {
                 multi @ None => multi.insert(tx.prepare_cached(&INSERT_SQL[1])?),
             };
             for (i, row) in self.rows.iter().enumerate() {
-                let digest = bind_connection(stmt, i * CONNECTION_VALUES, self.next_id, row, &mut self.text)?;
+                let digest =
+                    bind_connection(stmt, i * CONNECTION_VALUES, self.next_id, row, &mut self.text, &mut self.hashed)?;
                 self.next_id += 1;
                 self.written.add(digest, ms(row.pending.record.last_seen));
             }
@@ -331,7 +335,7 @@ impl<'a, 'tx> Connections<'a, 'tx> {
         } else if !self.rows.is_empty() {
             let mut stmt = tx.prepare_cached(&INSERT_SQL[0])?;
             for row in &self.rows {
-                let digest = bind_connection(&mut stmt, 0, self.next_id, row, &mut self.text)?;
+                let digest = bind_connection(&mut stmt, 0, self.next_id, row, &mut self.text, &mut self.hashed)?;
                 stmt.raw_execute()?;
                 self.next_id += 1;
                 self.written.add(digest, ms(row.pending.record.last_seen));
@@ -350,8 +354,8 @@ fn bind_connection(
     id: i64,
     row: &ConnectionRow<'_>,
     text: &mut String,
+    hashed: &mut Vec<u8>,
 ) -> rusqlite::Result<[u8; chain::DIGEST_LEN]> {
-    use std::fmt::Write as _;
     let ConnectionRow {
         pending: Pending { record, app, dest, names: flow_names },
         app_id,
@@ -392,7 +396,7 @@ fn bind_connection(
         _ => None,
     };
     let mut i = base;
-    let mut hasher = chain::RowHasher::new("connections");
+    let mut hasher = chain::RowHasher::reusing("connections", std::mem::take(hashed));
     let mut bind = |stmt: &mut rusqlite::Statement<'_>, value: &dyn rusqlite::ToSql| {
         i += 1;
         let out = value.to_sql()?;
@@ -420,9 +424,7 @@ fn bind_connection(
     for addr in [local, remote] {
         match addr {
             Some(a) => {
-                text.clear();
-                // Writing to a String cannot fail.
-                let _ = write!(text, "{}", a.ip());
+                names::ip_text(a.ip(), text);
                 bind(stmt, &text.as_str())?;
                 bind(stmt, &a.port())?;
             }
@@ -463,7 +465,9 @@ fn bind_connection(
     bind(stmt, &rtt.map(|r| r.smoothed_us))?;
     bind(stmt, &consensus)?;
     bind(stmt, &answers.as_deref())?;
-    Ok(hasher.finish())
+    let (digest, bytes) = hasher.finish_keeping();
+    *hashed = bytes;
+    Ok(digest)
 }
 
 /// The value SQLite stores for a bound parameter (the journal binds only plain values).
