@@ -12,7 +12,7 @@ use super::{
     buffer::{Bucket, BucketKey, Buffer, Pending},
     chain,
     names::{self, int, ms},
-    rollup::{Fold, Rollup},
+    rollup::{Fold, Rollup, Unwritten},
 };
 use crate::{
     enrich::{DbRef, Destination},
@@ -60,8 +60,9 @@ pub(super) fn write(
     let mut texts = super::truth::AnswerTexts::default();
     for pending in &buf.records {
         // Before the insert: the probe asks whether an earlier record of the socket is there
-        // (first writing the rows collected so far, when it has to ask the table).
-        let probed = rollup.probe(tx, pending, || connections.write_out(tx))?;
+        // (in the table, or among the rows collected for the next multi-row insert).
+        let probed = rollup.probe(tx, pending, &connections.unwritten)?;
+        connections.unwritten.add(&probed);
         let app_id = app_ids.get(&Arc::as_ptr(&pending.app)).copied().unwrap_or_default();
         let (country_db, asn_db) = match (&pending.record.remote, &pending.dest) {
             (Some(_), Some(d)) => {
@@ -283,9 +284,9 @@ struct ConnectionRow<'a> {
     answers: Option<Arc<str>>,
 }
 
-/// Records waiting for their multi-row insert. Written when [`ROWS_PER_INSERT`] are collected,
-/// before the rollup probe asks the table about a socket (so it sees every earlier record), and
-/// at the end of the flush: the rows are in the table before the transaction commits.
+/// Records waiting for their multi-row insert. Written when [`ROWS_PER_INSERT`] are collected and
+/// at the end of the flush: the rows are in the table before the transaction commits. Until then
+/// the rollup probe finds their keys in `unwritten`.
 struct Connections<'a, 'tx> {
     rows: Vec<ConnectionRow<'a>>,
     /// The multi-row statement, held for the flush: a cached statement clears its 1,664
@@ -299,6 +300,8 @@ struct Connections<'a, 'tx> {
     next_id: i64,
     /// Digests of the rows written, for the hash chain.
     written: chain::Written,
+    /// Rollup keys of `rows`, for the probe: the table does not show them yet.
+    unwritten: Unwritten,
 }
 
 impl<'a, 'tx> Connections<'a, 'tx> {
@@ -310,6 +313,7 @@ impl<'a, 'tx> Connections<'a, 'tx> {
             hashed: Vec::with_capacity(1024),
             next_id: first_id,
             written: chain::Written::default(),
+            unwritten: Unwritten::default(),
         }
     }
 
@@ -342,6 +346,7 @@ impl<'a, 'tx> Connections<'a, 'tx> {
             }
         }
         self.rows.clear();
+        self.unwritten.clear();
         Ok(())
     }
 }

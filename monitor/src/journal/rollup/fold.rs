@@ -53,6 +53,33 @@ pub(crate) struct Probed {
     service: Option<(ServiceId, bool)>,
 }
 
+/// Keys of the records probed but not inserted yet (their multi-row insert waits for more rows):
+/// a lookup in the table cannot see them, so the probe asks this first. At most one insert's
+/// worth of rows (a linear scan, only on the rare lookups).
+#[derive(Debug, Default)]
+pub(crate) struct Unwritten {
+    endpoints: Vec<(u64, EndpointId)>,
+    services: Vec<(u64, ServiceId)>,
+}
+
+impl Unwritten {
+    /// Adds the keys of a record about to be buffered for insertion.
+    pub(crate) fn add(&mut self, probed: &Probed) {
+        if let Some((id, _)) = probed.endpoint {
+            self.endpoints.push((probed.cookie, id));
+        }
+        if let Some((id, _)) = probed.service {
+            self.services.push((probed.cookie, id));
+        }
+    }
+
+    /// The buffered records were inserted.
+    pub(crate) fn clear(&mut self) {
+        self.endpoints.clear();
+        self.services.clear();
+    }
+}
+
 /// What one flush adds to the rollups, summed in memory first. Rows are written in primary-key
 /// order, each page of the tables visited once: ordered maps, or, for the two keys every record
 /// looks up, hash maps (one hash and one equality test per record instead of a string
@@ -104,13 +131,13 @@ impl Rollup {
     /// report's `flows` is `COUNT(DISTINCT cookie)` per endpoint or service and week;
     /// `connections_cookie` makes this cheap). Neither before the covered weeks; no endpoint
     /// without a remote address, no service for a listening socket.
-    /// `before_query` runs before the table is asked: the caller writes the records it holds
-    /// back (batched inserts), so that the lookup sees every earlier record.
+    /// `unwritten`: the keys of earlier records of this flush not inserted yet (batched
+    /// inserts), which the table cannot show; the caller keeps their rows buffered.
     pub(crate) fn probe(
         &mut self,
         tx: &Transaction<'_>,
         pending: &Pending,
-        mut before_query: impl FnMut() -> rusqlite::Result<()>,
+        unwritten: &Unwritten,
     ) -> rusqlite::Result<Probed> {
         let Pending { record, app, dest, names: flow_names } = pending;
         let FlowRecord { cookie, protocol, direction, remote, last_seen, .. } = record;
@@ -145,8 +172,9 @@ impl Rollup {
                 true
             } else if whole {
                 false
+            } else if unwritten.services.contains(&key) {
+                true
             } else {
-                before_query()?;
                 let app = &app.name;
                 tx.prepare_cached(
                     "SELECT EXISTS (SELECT 1 FROM connections c JOIN apps a ON a.id = c.app_id
@@ -186,8 +214,9 @@ impl Rollup {
             true
         } else if whole {
             false
+        } else if unwritten.endpoints.contains(&key) {
+            true
         } else {
-            before_query()?;
             let (ip, app) = (remote.ip().to_string(), &app.name);
             // `connections_cookie` (cookie, remote_ip, remote_port, time_ms) narrows this to the
             // socket's records at that endpoint in that week (inbound: at that address).

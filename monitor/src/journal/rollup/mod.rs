@@ -51,7 +51,7 @@ mod weeks;
 
 use std::time::Instant;
 
-pub(crate) use fold::Fold;
+pub(crate) use fold::{Fold, Unwritten};
 use jiff::{Timestamp, tz::TimeZone};
 use log::info;
 use read::state;

@@ -293,8 +293,9 @@ fn records_without_remote_or_destination_keep_their_scope() {
 
 /// Batched inserts and the rollups' socket counting: 20,000 sockets of two records each, seven
 /// records apart, in one flush. The counting cache empties itself twice on the way (16,384 keys),
-/// so some second records are looked up in the table while their first record still waits for
-/// its multi-row insert: each socket must still count once per endpoint and week.
+/// so some second records are looked up while their first record still waits for its multi-row
+/// insert (the probe finds it among the buffered rows, not in the table): each socket must still
+/// count once per endpoint and service and week.
 #[test]
 fn batched_inserts_count_every_socket_once_in_the_rollups() {
     const SOCKETS: u64 = 20_000;
@@ -326,6 +327,8 @@ fn batched_inserts_count_every_socket_once_in_the_rollups() {
     assert_eq!(int(&conn, "SELECT COUNT(*) FROM endpoint_week"), 4, "four endpoints, one week");
     assert_eq!(int(&conn, "SELECT SUM(flows) FROM endpoint_week"), i64::try_from(SOCKETS).expect("small"));
     assert_eq!(int(&conn, "SELECT SUM(payload_tx) FROM endpoint_week"), i64::try_from(30 * SOCKETS).expect("small"));
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM service_week"), 1, "one service, one week");
+    assert_eq!(int(&conn, "SELECT SUM(flows) FROM service_week"), i64::try_from(SOCKETS).expect("small"));
 }
 
 #[test]
