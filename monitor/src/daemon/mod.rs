@@ -31,7 +31,7 @@ use monitor_common::event::Event;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
-pub use output::{AppJson, FlowLine, FlowOutput};
+pub use output::{AppJson, FlowOutput};
 pub use queue::{SINK_QUEUE, SinkRx, SinkTx, sink_queue};
 use sink::Sink;
 pub use sink::SinkMsg;

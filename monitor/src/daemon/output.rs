@@ -99,11 +99,10 @@ impl Serialize for FlowOutput {
 
 /// A flow as the JSON line of `Output::Flow` (`{"type":"flow",...}`, byte for byte), with the
 /// app's JSON rendered beforehand ([`AppJson`]).
-pub struct FlowLine<'a> {
-    /// The flow.
-    pub flow: &'a FlowOutput,
+struct FlowLine<'a> {
+    flow: &'a FlowOutput,
     /// The JSON of `flow.app`, escaped as the line is.
-    pub app: &'a RawValue,
+    app: &'a RawValue,
 }
 
 impl Serialize for FlowLine<'_> {
@@ -136,31 +135,28 @@ impl AppJson {
     pub fn line(&mut self, line: &mut Vec<u8>, output: &Output) -> serde_json::Result<()> {
         match output {
             Output::Flow(flow) => {
-                let app = self.of(&flow.app, |app| {
-                    let mut json = Vec::with_capacity(256);
-                    escape::json::to_writer(&mut json, app)?;
-                    // serde_json writes UTF-8 only.
-                    String::from_utf8(json).map_err(serde::ser::Error::custom)
-                })?;
+                let app = self.of(&flow.app)?;
                 escape::json::to_writer(line, &FlowLine { flow, app })
             }
             other => escape::json::to_writer(line, other),
         }
     }
 
-    /// The JSON of `app`, escaped by `render` (the line's own escaping).
-    fn of(
-        &mut self,
-        app: &Arc<App>,
-        render: impl FnOnce(&App) -> serde_json::Result<String>,
-    ) -> serde_json::Result<&RawValue> {
+    /// The JSON of `app`, escaped as the line is.
+    fn of(&mut self, app: &Arc<App>) -> serde_json::Result<&RawValue> {
         let key = Arc::as_ptr(app).addr();
         if self.rendered.len() >= APPS_RENDERED && !self.rendered.contains_key(&key) {
             self.rendered.clear();
         }
         let (_, json) = match self.rendered.entry(key) {
             Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(e) => e.insert((Arc::clone(app), RawValue::from_string(render(app)?)?)),
+            Entry::Vacant(e) => {
+                let mut json = Vec::with_capacity(256);
+                escape::json::to_writer(&mut json, &**app)?;
+                // serde_json writes UTF-8 only.
+                let json = String::from_utf8(json).map_err(serde::ser::Error::custom)?;
+                e.insert((Arc::clone(app), RawValue::from_string(json)?))
+            }
         };
         Ok(json)
     }

@@ -65,7 +65,7 @@ pub(super) struct RowHasher(Vec<u8>);
 
 impl RowHasher {
     pub(super) fn new(table: &str) -> Self {
-        Self::reusing(table, Vec::new())
+        Self::reusing(table, Vec::with_capacity(512))
     }
 
     /// A hasher that collects into `bytes` (emptied first): with [`Self::finish_keeping`], one

@@ -39,10 +39,10 @@ pub use record::FlowRecord;
 use record::{Owner, OwnerSource, Payload, RecordKind, Wire};
 
 use crate::clock::Clock;
+pub use crate::stats::TrackerStats;
 
 /// The peer flows of one socket ([`Tracker::peers`]).
 type PeerKeys = indexmap::IndexSet<FlowKey, foldhash::fast::RandomState>;
-pub use crate::stats::TrackerStats;
 
 /// Most peer flows one unconnected UDP socket keeps until its release (see the module header).
 pub const MAX_PEER_FLOWS_PER_SOCKET: usize = 4096;
@@ -84,9 +84,9 @@ pub struct Tracker {
     flows: table::Flows,
     /// Owners of the flows in `flows`, each kept once.
     owners: Owners,
-    /// Peer flows of each unconnected UDP socket, in the order they started. A set: a socket
-    /// past [`MAX_PEER_FLOWS_PER_SOCKET`] removes one peer per datagram burst, which a list
-    /// scan made cost thousands of comparisons each.
+    /// Peer flows of each unconnected UDP socket. A set: a socket past
+    /// [`MAX_PEER_FLOWS_PER_SOCKET`] ends one peer flow per new peer ([`Self::finish`] takes it
+    /// out), which a list scan made cost thousands of comparisons each.
     peers: HashMap<u64, PeerKeys>,
     /// Peer flows in `flows`.
     peer_flows: usize,
@@ -170,9 +170,6 @@ impl Tracker {
                     }
                     self.stats.split_peer_flows += 1;
                     self.finish(key, RecordKind::Close, true, out);
-                    if let Some(list) = self.peers.get_mut(&key.cookie) {
-                        list.swap_remove(&key);
-                    }
                 }
             }
             _ => {}
@@ -302,6 +299,9 @@ impl Tracker {
             self.resolved.remove(&key.cookie);
         } else {
             self.peer_flows = self.peer_flows.saturating_sub(1);
+            if let Some(list) = self.peers.get_mut(&key.cookie) {
+                list.swap_remove(&key);
+            }
         }
         match record {
             Some(r) => {
