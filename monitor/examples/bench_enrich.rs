@@ -10,6 +10,11 @@
 //! - `cached`: default cache; the first N addresses (default 10,000, within the default cache of
 //!   16,384) are looked up once to warm it, then as many lookups as FILE has lines cycle over them.
 //!
+//! - `--warm N` (`uncached` only): the first N addresses of FILE are looked up before the timer
+//!   starts and the rest are timed: the databases' jump tables and decoded records are then as
+//!   warm as in a daemon that has run a while (still no answer cache, and no timed address was
+//!   looked up before).
+//!
 //! - `--digest`: after the timed lookups, every address of FILE is looked up again and a
 //!   digest of all the answers (every field, in order) is added as `"digest"`: two builds that
 //!   print the same digest gave the same answers.
@@ -36,6 +41,10 @@ fn main() -> anyhow::Result<()> {
     let mode = arg("--mode").unwrap_or_else(|| "uncached".into());
     let working_set: usize = arg("--working-set").map_or(Ok(10_000), |v| v.parse()).context("--working-set")?;
     let databases = arg("--databases").unwrap_or_else(|| "all".into());
+    let warm: usize = arg("--warm").map_or(Ok(0), |v| v.parse()).context("--warm")?;
+    if warm > 0 && mode != "uncached" {
+        bail!("--warm is for --mode uncached");
+    }
     let mut addrs: Vec<IpAddr> = Vec::new();
     for line in BufReader::new(File::open(&path).with_context(|| format!("cannot open {path}"))?).lines() {
         addrs.push(line?.trim().parse().context("not an address")?);
@@ -71,6 +80,13 @@ fn main() -> anyhow::Result<()> {
     for db in enricher.databases() {
         std::fs::read(&db.path).with_context(|| format!("cannot read {}", db.path.display()))?;
     }
+    if warm > 0 {
+        for ip in addrs.iter().take(warm) {
+            enricher.lookup(*ip);
+        }
+        addrs.drain(..warm.min(addrs.len()));
+        anyhow::ensure!(!addrs.is_empty(), "--warm {warm} leaves no address of {path} to time");
+    }
     let set: &[IpAddr] = if mode == "cached" { &addrs[..working_set.min(addrs.len()).max(1)] } else { &addrs };
     if mode == "cached" {
         for ip in set {
@@ -88,7 +104,7 @@ fn main() -> anyhow::Result<()> {
     let seconds = start.elapsed().as_secs_f64();
     let mut out = serde_json::json!({
         "lookups": addrs.len(), "seconds": seconds, "country_found": country, "asn_found": asn,
-        "disagree": disagree, "mode": mode, "databases": enricher.databases().len()
+        "disagree": disagree, "mode": mode, "warmed_with": warm, "databases": enricher.databases().len()
     });
     if args.iter().any(|a| a == "--digest") {
         // SipHash with fixed keys: the same answers give the same digest in every build.

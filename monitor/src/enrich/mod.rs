@@ -21,7 +21,7 @@
 //!   is not (reads would fault): the README says so.
 //!
 //! An uncached lookup walks every database's search tree in lockstep, one address bit per step
-//! in all trees (module `tree`: the trees' cache misses overlap), starting 14 bits down from a jump
+//! in all trees (module `tree`: the trees' cache misses overlap), starting 16 bits down from a jump
 //! table, to the record each database holds for the address. Records decoded before are
 //! answered from per-database record caches, and the country answer list from a cache keyed by
 //! the records it came from; anything else is found and decoded by `maxminddb` itself.

@@ -30,11 +30,20 @@ use memmap2::Mmap;
 const DATA_SECTION_SEPARATOR: usize = 16;
 
 /// Address bits skipped by a [`Tree`]'s jump tables: the first steps of every walk go through
-/// the same few thousand nodes, so the node reached after them is remembered by those bits
-/// (2^14 entries of 4 bytes per family: 128 KiB per database). Entries are filled by the
-/// first walk that needs them, not at open: filling them all would read most pages of the
-/// trees (~12 MiB more resident for the default files, also when few addresses are looked up).
-const JUMP_BITS: u32 = 14;
+/// the same tens of thousands of nodes, spread over the whole tree (most of a walk's cache
+/// misses: the nodes further down lie close together), so the node reached after them is
+/// remembered by those bits (2^16 entries of 4 bytes per family: 512 KiB per database). Entries
+/// are filled by the first walk that needs them, not at open: filling them all would read most
+/// pages of the trees (~12 MiB more resident for the default files, also when few addresses are
+/// looked up); the tables are allocated zeroed, so only their pages holding filled entries take
+/// memory. An entry is filled from a coarser table of [`COARSE_BITS`] (filled the same way), so
+/// a new entry costs 2 steps, not 16. (18 bits would save another third of a warm walk, but cost
+/// up to 6 MiB resident on a host talking to much of the address space: the memory goal.)
+const JUMP_BITS: u32 = 16;
+
+/// Address bits of the coarser jump tables that fill the [`JUMP_BITS`] ones (2^14 entries of 4
+/// bytes per family: 128 KiB per database).
+const COARSE_BITS: u32 = 14;
 
 /// Databases walked together by one [`walk_together`] call (the default three, plus one
 /// configured extra country database; further ones are looked up by the library alone).
@@ -91,6 +100,10 @@ pub struct Tree {
     jump_v4: Box<[AtomicU32]>,
     /// The same for IPv6 addresses (walked from the root).
     jump_v6: Box<[AtomicU32]>,
+    /// Node reached after the first [`COARSE_BITS`] bits of an IPv4 address, same rules.
+    coarse_v4: Box<[AtomicU32]>,
+    /// The same for IPv6 addresses.
+    coarse_v6: Box<[AtomicU32]>,
 }
 
 impl Tree {
@@ -107,8 +120,16 @@ impl Tree {
             return None;
         }
         let node_count = usize::try_from(meta.node_count).ok()?;
-        let table = || std::iter::repeat_with(|| AtomicU32::new(0)).take(1 << JUMP_BITS).collect();
-        let mut tree = Self { bytes, node_count, record, ipv4_start: 0, jump_v4: table(), jump_v6: table() };
+        let mut tree = Self {
+            bytes,
+            node_count,
+            record,
+            ipv4_start: 0,
+            jump_v4: zeroed_table(JUMP_BITS),
+            jump_v6: zeroed_table(JUMP_BITS),
+            coarse_v4: zeroed_table(COARSE_BITS),
+            coarse_v6: zeroed_table(COARSE_BITS),
+        };
         tree.ipv4_start = tree.descend(0, 0, 96)?;
         Some(tree)
     }
@@ -126,21 +147,20 @@ impl Tree {
     }
 
     /// The node reached by the first [`JUMP_BITS`] bits of `key` from the start node of its
-    /// family: remembered in the jump table, else walked and remembered. `None` when a node
-    /// could not be read.
+    /// family: remembered in the jump table, else walked on from the coarse table's node and
+    /// remembered. `None` when a node could not be read.
     #[inline]
     fn jump(&self, key: u128, v4: bool) -> Option<usize> {
         let table = if v4 { &self.jump_v4 } else { &self.jump_v6 };
-        let slot = table.get((key >> (128 - JUMP_BITS)) as usize)?;
-        let known = slot.load(Ordering::Relaxed);
-        if known != 0 {
-            return Some(known as usize);
-        }
-        let node = self.descend(if v4 { self.ipv4_start } else { 0 }, key, JUMP_BITS)?;
-        if let Ok(node) = u32::try_from(node) {
-            slot.store(node, Ordering::Relaxed);
-        }
-        Some(node)
+        remembered(table, key, JUMP_BITS, || {
+            self.descend(self.coarse(key, v4)?, key << COARSE_BITS, JUMP_BITS - COARSE_BITS)
+        })
+    }
+
+    /// The node reached by the first [`COARSE_BITS`] bits of `key`, like [`Self::jump`].
+    fn coarse(&self, key: u128, v4: bool) -> Option<usize> {
+        let (table, start) = if v4 { (&self.coarse_v4, self.ipv4_start) } else { (&self.coarse_v6, 0) };
+        remembered(table, key, COARSE_BITS, || self.descend(start, key, COARSE_BITS))
     }
 
     /// Child `bit` (0 left, 1 right) of `node`; `None` when outside the file.
@@ -168,6 +188,33 @@ impl Tree {
         }
         (node - self.node_count).checked_sub(DATA_SECTION_SEPARATOR).map_or(Walk::Unknown, Walk::Record)
     }
+}
+
+/// A jump table of `bits` address bits, every entry unknown (0), allocated zeroed (`calloc`): the
+/// allocator takes a block this large from fresh zero pages instead of writing zeros, so a page
+/// of the table takes memory only once an entry in it is filled.
+fn zeroed_table(bits: u32) -> Box<[AtomicU32]> {
+    let table: Box<[u32]> = vec![0_u32; 1 << bits].into_boxed_slice();
+    // SAFETY: `AtomicU32` has the same size, alignment and bit validity as `u32` (its documented
+    // in-memory representation), so the slice is reinterpreted in place, length unchanged.
+    unsafe { Box::from_raw(Box::into_raw(table) as *mut [AtomicU32]) }
+}
+
+/// The node `table` (of `bits` address bits) remembers for `key`, else `walk`'s, remembered
+/// when it fits (0, the root, which no walk reaches again, marks an unknown entry). Relaxed
+/// loads and stores are plain moves; the atomics only keep the tree `Sync`.
+#[inline(always)]
+fn remembered(table: &[AtomicU32], key: u128, bits: u32, walk: impl FnOnce() -> Option<usize>) -> Option<usize> {
+    let slot = table.get((key >> (128 - bits)) as usize)?;
+    let known = slot.load(Ordering::Relaxed);
+    if known != 0 {
+        return Some(known as usize);
+    }
+    let node = walk()?;
+    if let Ok(node) = u32::try_from(node) {
+        slot.store(node, Ordering::Relaxed);
+    }
+    Some(node)
 }
 
 /// Walks `ip` down every tree of `trees` in lockstep, one address bit at a time.
@@ -327,6 +374,8 @@ mod tests {
         let filled = |t: &[AtomicU32]| t.iter().filter(|n| n.load(Ordering::Relaxed) != 0).count();
         let (v4, v6) = (filled(&opened[0].2.jump_v4), filled(&opened[0].2.jump_v6));
         assert!(v4 > 1000 && v4 < 1 << JUMP_BITS && v6 > 1000, "tables filled as walked: {v4}, {v6}");
+        let (v4, v6) = (filled(&opened[0].2.coarse_v4), filled(&opened[0].2.coarse_v6));
+        assert!(v4 > 1000 && v4 < 1 << COARSE_BITS && v6 > 1000, "coarse tables filled as walked: {v4}, {v6}");
         // A lane without a tree is not walked; the others are unaffected.
         let ip: IpAddr = "81.2.69.160".parse().expect("address");
         let walks = walk_together([None, Some(&opened[0].2), None, None], ip);

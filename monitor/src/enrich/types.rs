@@ -91,7 +91,8 @@ impl Destination {
             as_org: None,
             country_db: None,
             asn_db: None,
-            answers: Arc::from([]),
+            // The empty shared slice: no allocation.
+            answers: Arc::default(),
             consensus: None,
         }
     }
