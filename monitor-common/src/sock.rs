@@ -89,15 +89,19 @@ const _: () = assert!(core::mem::size_of::<ByteCounters>() == 48);
 
 /// `COUNTERS` storage value: the per-packet path adds to it.
 ///
-/// Field order keeps what every packet touches together: `bytes` and `last_report_ns` fill the
-/// first cache line of the value (the kernel places a storage value 8 bytes into a line, after
-/// its map pointer), `local_port` and `copy_state` open the second; the owner, read only for
-/// events, comes last.
+/// The kernel places a storage value 8 bytes into a cache line, after its map pointer, which every
+/// `bpf_sk_storage_get` reads. The fields are laid out by which CPU writes them, so that a packet
+/// does not have to pull a line over from another CPU:
+/// - line 0 (with the map pointer): what every packet reads and few write;
+/// - line 1: what the application's own context writes: its sends (`wire_tx_*`, `app_tx_bytes`:
+///   the data it sends and the ACKs of what it reads) and its reads (`app_rx_bytes`);
+/// - line 2: what the receive softirq writes (`wire_rx_*`), often on another CPU.
+///
+/// The owner, read only for events, fills the rest of lines 1 and 2. The value stays 160 bytes.
+/// [`Counters::bytes`] gathers the counters as one [`ByteCounters`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
-    /// Running totals since the monitor first saw the socket.
-    pub bytes: ByteCounters,
     /// `bpf_ktime_get_coarse_ns()` of the last `Update` event (or of creation).
     pub last_report_ns: u64,
     /// Local port (host byte order), 0 until the first packet.
@@ -116,16 +120,50 @@ pub struct Counters {
     /// Local address (network byte order), copied from the first packet: `sock_release` may not
     /// read the socket's source fields.
     pub local_addr: [u32; 4],
-    /// Sum of `bytes` at the last snapshot (`iter_counters` skips sockets that did not change).
+    /// Sum of the byte counters at the last snapshot (`iter_counters` skips sockets that did not
+    /// change).
     pub snapshot_mark: u64,
+    /// [`ByteCounters::wire_tx_bytes`] (line 1).
+    pub wire_tx_bytes: u64,
+    /// [`ByteCounters::wire_tx_packets`].
+    pub wire_tx_packets: u64,
+    /// [`ByteCounters::app_tx_bytes`].
+    pub app_tx_bytes: u64,
+    /// [`ByteCounters::app_rx_bytes`].
+    pub app_rx_bytes: u64,
     /// The creator, recorded by `sock_create` (one socket storage per new socket instead of two).
     /// Empty (`OwnerSource::Unknown`) for sockets whose counters were made elsewhere (accepted,
     /// discovered, created without the `sock_create` hook): their owner is in the `OWNER`
     /// storage, cloned from the listener, recorded lazily or written by the daemon.
     pub owner: Owner,
+    /// [`ByteCounters::wire_rx_bytes`] (line 2).
+    pub wire_rx_bytes: u64,
+    /// [`ByteCounters::wire_rx_packets`].
+    pub wire_rx_packets: u64,
 }
 const _: () = assert!(core::mem::size_of::<Counters>() == 160);
-const _: () = assert!(core::mem::offset_of!(Counters, local_port) == 56);
+// Value offset + 8 = offset in the kernel's cache-line-aligned storage data.
+const _: () = assert!(core::mem::offset_of!(Counters, wire_tx_bytes) + 8 == 64);
+const _: () = assert!(core::mem::offset_of!(Counters, app_rx_bytes) + 8 + 8 <= 128);
+const _: () = assert!(core::mem::offset_of!(Counters, wire_rx_bytes) + 8 >= 128);
+const _: () = assert!(core::mem::offset_of!(Counters, wire_rx_packets) + 8 + 8 <= 192);
+
+impl Counters {
+    /// The running totals as one [`ByteCounters`] (plain reads: a packet on another CPU may add
+    /// to one of them meanwhile, as with any copy of live counters).
+    #[must_use]
+    #[inline(always)]
+    pub fn bytes(&self) -> ByteCounters {
+        ByteCounters {
+            wire_tx_bytes: self.wire_tx_bytes,
+            wire_tx_packets: self.wire_tx_packets,
+            wire_rx_bytes: self.wire_rx_bytes,
+            wire_rx_packets: self.wire_rx_packets,
+            app_tx_bytes: self.app_tx_bytes,
+            app_rx_bytes: self.app_rx_bytes,
+        }
+    }
+}
 
 /// [`Counters::copy_state`]: copying is over for this socket.
 pub const COPY_STATE_DONE: u32 = 1 << 31;

@@ -131,6 +131,7 @@ pub(crate) fn discover(sk: *mut c_void) -> *mut Counters {
     } else {
         EventKind::Discovered
     };
+    let bytes = c.bytes();
     let data = EventData {
         // SAFETY: a BTF socket pointer.
         cookie: unsafe { bpf_get_socket_cookie(sk) },
@@ -139,7 +140,7 @@ pub(crate) fn discover(sk: *mut c_void) -> *mut Counters {
         first_ns: c.created_ns,
         owner,
         tuple: &tuple,
-        bytes: &raw const c.bytes,
+        bytes: &raw const bytes,
         tcp: TcpCounters::default(),
     };
     emit(kind, &data);
@@ -167,6 +168,7 @@ pub(crate) fn after_count(sk: *mut c_void, c: &mut Counters, every_call: bool) {
     }
     c.last_report_ns = now;
     let tuple = sock_tuple(sk);
+    let bytes = c.bytes();
     let data = EventData {
         // SAFETY: a BTF socket pointer.
         cookie: unsafe { bpf_get_socket_cookie(sk) },
@@ -175,7 +177,7 @@ pub(crate) fn after_count(sk: *mut c_void, c: &mut Counters, every_call: bool) {
         first_ns: c.created_ns,
         owner: owner_with(c, sk),
         tuple: &tuple,
-        bytes: &raw const c.bytes,
+        bytes: &raw const bytes,
         tcp: TcpCounters::default(),
     };
     emit(EventKind::Update, &data);
@@ -207,6 +209,7 @@ pub fn fentry_inet_release(ctx: FEntryContext) -> i32 {
         tuple.local_addr = c.local_addr;
         tuple.local_port = c.local_port;
     }
+    let bytes = c.bytes();
     let data = EventData {
         // SAFETY: a BTF socket pointer.
         cookie: unsafe { bpf_get_socket_cookie(sk) },
@@ -215,7 +218,7 @@ pub fn fentry_inet_release(ctx: FEntryContext) -> i32 {
         first_ns: c.created_ns,
         owner: owner_with(c, sk),
         tuple: &tuple,
-        bytes: &raw const c.bytes,
+        bytes: &raw const bytes,
         tcp: TcpCounters::default(),
     };
     emit(EventKind::Release, &data);

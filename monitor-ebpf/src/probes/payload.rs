@@ -65,7 +65,7 @@ fn count(ctx: &BtfTracePointContext, tx: bool) {
     }
     // SAFETY: null-checked map value.
     if let Some(c) = unsafe { counters.as_mut() } {
-        let dst = if tx { &raw mut c.bytes.app_tx_bytes } else { &raw mut c.bytes.app_rx_bytes };
+        let dst = if tx { &raw mut c.app_tx_bytes } else { &raw mut c.app_rx_bytes };
         add(dst, ret as u64);
         if c.flags & (COUNTER_DISCOVERED | COUNTER_OWNER_RECORDED) == COUNTER_DISCOVERED {
             // SAFETY: null-checked map value.

@@ -69,11 +69,11 @@ fn count(ctx: &SkBuffContext, egress: bool) {
         return;
     };
     if egress {
-        add(&raw mut c.bytes.wire_tx_bytes, len);
-        add(&raw mut c.bytes.wire_tx_packets, 1);
+        add(&raw mut c.wire_tx_bytes, len);
+        add(&raw mut c.wire_tx_packets, 1);
     } else {
-        add(&raw mut c.bytes.wire_rx_bytes, len);
-        add(&raw mut c.bytes.wire_rx_packets, 1);
+        add(&raw mut c.wire_rx_bytes, len);
+        add(&raw mut c.wire_rx_packets, 1);
     }
     remember_local(sk, c);
     // SAFETY: full-socket field reads.
@@ -103,6 +103,7 @@ fn unattributed(len: u64) {
 fn report(ctx: &SkBuffContext, sk: *mut bpf_sock, kind: EventKind, c: &Counters) {
     let tuple = tuple_of(sk);
     let (flags, tcp) = tcp_counters(sk, c);
+    let bytes = c.bytes();
     emit(
         kind,
         &EventData {
@@ -113,7 +114,7 @@ fn report(ctx: &SkBuffContext, sk: *mut bpf_sock, kind: EventKind, c: &Counters)
             first_ns: c.created_ns,
             owner: owner_with(c, sk.cast()),
             tuple: &tuple,
-            bytes: &raw const c.bytes,
+            bytes: &raw const bytes,
             tcp,
         },
     );

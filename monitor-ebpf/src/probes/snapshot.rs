@@ -43,7 +43,8 @@ pub extern "C" fn iter_counters(ctx: *mut IterCtx) -> i32 {
             return 0;
         }
         let c = &mut *value;
-        let mark = c.bytes.mark();
+        let bytes = c.bytes();
+        let mark = bytes.mark();
         if mark == c.snapshot_mark {
             return 0;
         }
@@ -54,7 +55,7 @@ pub extern "C" fn iter_counters(ctx: *mut IterCtx) -> i32 {
             ts_ns: bpf_ktime_get_boot_ns(),
             cookie: bpf_get_socket_cookie(sk),
             first_ns: c.created_ns,
-            bytes: c.bytes,
+            bytes,
             ..Event::default()
         };
         ev.tuple.local_addr = c.local_addr;

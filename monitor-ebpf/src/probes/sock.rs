@@ -84,6 +84,7 @@ pub fn sock_release(ctx: SockContext) -> i32 {
     if per_peer(u32::from(tuple.protocol), u32::from(tuple.remote_port)) {
         release_peers(sk.cast(), cookie, owner, &tuple);
     }
+    let bytes = c.bytes();
     emit(
         EventKind::Release,
         &EventData {
@@ -93,7 +94,7 @@ pub fn sock_release(ctx: SockContext) -> i32 {
             first_ns: c.created_ns,
             owner,
             tuple: &tuple,
-            bytes: &raw const c.bytes,
+            bytes: &raw const bytes,
             tcp: TcpCounters::default(),
         },
     );

@@ -157,6 +157,7 @@ fn established(ctx: &SockOpsContext, passive: bool, state_cb: bool) {
         srtt_us_x8: field!(ctx.ops, srtt_us),
         rtt_min_us: field!(ctx.ops, rtt_min),
     };
+    let bytes = c.bytes();
     emit(
         EventKind::Established,
         &EventData {
@@ -166,7 +167,7 @@ fn established(ctx: &SockOpsContext, passive: bool, state_cb: bool) {
             first_ns: c.created_ns,
             owner,
             tuple: &tuple,
-            bytes: &raw const c.bytes,
+            bytes: &raw const bytes,
             tcp,
         },
     );
@@ -199,6 +200,7 @@ fn closed(ctx: &SockOpsContext) {
     };
     // SAFETY: a helper on the context.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.ops.cast()) };
+    let bytes = c.bytes();
     emit(
         EventKind::TcpClose,
         &EventData {
@@ -208,7 +210,7 @@ fn closed(ctx: &SockOpsContext) {
             first_ns: c.created_ns,
             owner: owner_with(c, sk.cast()),
             tuple: &tuple,
-            bytes: &raw const c.bytes,
+            bytes: &raw const bytes,
             tcp,
         },
     );

@@ -128,7 +128,7 @@ impl FdSnapshots {
             ts_ns: Clock::boot_ns(),
             cookie,
             first_ns: c.created_ns,
-            bytes: c.bytes,
+            bytes: c.bytes(),
             ..Event::default()
         };
         ev.tuple.local_addr = c.local_addr;
