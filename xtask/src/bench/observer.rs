@@ -25,7 +25,7 @@ use super::{
 pub enum Observer {
     /// Nothing watching (the baseline).
     None,
-    /// `monitor run --json --cgroup <load cgroup>`.
+    /// `monitor run --output none --cgroup <load cgroup>` (as a service runs; records in its journal).
     Monitor,
     /// `nethogs -t` (Debian), pointed at the device carrying the load.
     Nethogs,
@@ -95,7 +95,7 @@ pub fn config_from_env() -> Option<PathBuf> {
 pub struct Running {
     observer: Observer,
     proc: Option<Proc>,
-    /// Its stdout.
+    /// Its output: the monitor's journal, a peer's stdout.
     pub output: PathBuf,
     started: Instant,
     cpu_start: Cpu,
@@ -141,10 +141,24 @@ fn start_observer(
     tag: &str,
     calibration: bool,
 ) -> anyhow::Result<Running> {
-    let output = tools.work.join(format!("{tag}-{}.out", observer.name()));
-    let errors = tools.work.join(format!("{tag}-{}.err", observer.name()));
-    let stdout = File::create(&output).with_context(|| format!("cannot create {}", output.display()))?;
-    let stderr = File::create(&errors)?;
+    // The monitor runs as a service does (`--output none`): its records go to a fresh journal
+    // per sample in the work directory (figures do not depend on what earlier runs left, and the
+    // benchmark never writes to the host's own journal), which is also what the benchmarks
+    // check. Its log goes next to the journal. The peers print to a file.
+    let journal = tools.work.join(format!("{tag}-journal"));
+    let (output, errors) = if observer == Observer::Monitor {
+        let _ = std::fs::remove_dir_all(&journal);
+        std::fs::create_dir_all(&journal).with_context(|| format!("cannot create {}", journal.display()))?;
+        (journal.join("journal.db"), journal.join("journal.err"))
+    } else {
+        (tools.work.join(format!("{tag}-{}.out", observer.name())), tools.work.join(format!("{tag}-{}.err", observer.name())))
+    };
+    let stdout = if observer == Observer::Monitor {
+        Stdio::null()
+    } else {
+        File::create(&output).with_context(|| format!("cannot create {}", output.display()))?.into()
+    };
+    let stderr = File::create(&errors).with_context(|| format!("cannot create {}", errors.display()))?;
     let (mut cmd, place) = match observer {
         Observer::None => {
             return Ok(Running { observer, proc: None, output, started: Instant::now(), cpu_start: Cpu::default() });
@@ -154,12 +168,8 @@ fn start_observer(
             if let Some(config) = target.monitor_config {
                 cmd.arg("--config").arg(config);
             }
-            // A fresh journal per sample in the work directory: figures do not depend on what
-            // earlier runs left, and the benchmark never writes to the host's own journal.
-            let journal = tools.work.join(format!("{tag}-journal"));
-            let _ = std::fs::remove_dir_all(&journal);
-            cmd.args(["run", "--json", "--journal"]).arg(journal.join("journal.db"));
-            cmd.arg("--cgroup").arg(&target.cgroup.path).env("RUST_LOG", "warn");
+            cmd.args(["run", "--output", "none", "--journal"]).arg(&output);
+            cmd.arg("--cgroup").arg(&target.cgroup.path).env("RUST_LOG", "info");
             if calibration {
                 cmd.env(monitor_common::maps::programs::CALIBRATION_ENV, "1");
             }
@@ -181,7 +191,7 @@ fn start_observer(
     cmd.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
     let mut proc = Proc::spawn(observer.name(), &mut cmd, place)?;
     match observer {
-        Observer::Monitor => wait_for_text(&output, "\"type\":\"started\"", Duration::from_secs(30), &mut proc)
+        Observer::Monitor => wait_for_text(&errors, "watching cgroup=", Duration::from_secs(30), &mut proc)
             .with_context(|| format!("monitor log in {}", errors.display()))?,
         // The peers print nothing until their first refresh; they open the capture device within
         // a few milliseconds. Give them a moment and make sure they did not fail.
@@ -245,10 +255,16 @@ impl Running {
     }
 }
 
-/// Removes a scratch file (outputs can be large; kept only with `BENCH_KEEP=1`).
+/// Removes a scratch file (outputs can be large; kept only with `BENCH_KEEP=1`); a monitor's
+/// journal goes with its directory.
 pub fn discard(path: &Path) {
     if std::env::var_os("BENCH_KEEP").is_none() {
         let _ = std::fs::remove_file(path);
         let _ = std::fs::remove_file(path.with_extension("err"));
+        if path.file_name().is_some_and(|n| n == "journal.db")
+            && let Some(dir) = path.parent()
+        {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }

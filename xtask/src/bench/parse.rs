@@ -1,12 +1,7 @@
-//! Reading what the observers printed: the monitor's JSON lines (schema in README.md), nethogs'
-//! trace mode and bandwhich's raw mode.
+//! Reading what the observers recorded: the monitor's journal (its `connections` and `stats`
+//! tables, as README.md describes them), nethogs' trace mode and bandwhich's raw mode.
 
-use std::{
-    collections::HashMap,
-    fs::File,
-    io::{BufRead as _, BufReader},
-    path::Path,
-};
+use std::{collections::HashMap, path::Path};
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
@@ -94,44 +89,70 @@ pub struct MonitorRun {
     pub peak_open_flows: u64,
 }
 
-/// Reads a monitor's stdout.
-pub fn monitor(path: &Path) -> anyhow::Result<MonitorRun> {
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+/// Reads a monitor's journal (read-only): every `connections` row in the order written, and the
+/// `stats` rows (increments, summed; `open_flows` is a gauge).
+pub fn monitor(journal: &Path) -> anyhow::Result<MonitorRun> {
+    let db = rusqlite::Connection::open_with_flags(journal, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .with_context(|| format!("cannot open the monitor's journal {}", journal.display()))?;
     let mut index: HashMap<(u64, Option<String>, Option<String>), usize> = HashMap::new();
     let mut flows: Vec<Flow> = Vec::new();
-    let mut stats = FinalStats::default();
-    let mut peak_open_flows = 0;
-    for line in BufReader::new(file).lines() {
-        let line = line?;
-        if line.contains("\"type\":\"flow\"") {
-            let flow: Flow = serde_json::from_str(&line).with_context(|| format!("unexpected flow record: {line}"))?;
-            let key = (flow.cookie, flow.local.clone(), flow.remote.clone());
-            // Records of one flow are cumulative (updates, then close): keep the last. A record
-            // after a `close` of the same key is a new flow (a peer of an unconnected UDP socket
-            // whose slot was flushed, coming back).
-            match index.get(&key) {
-                Some(&i) if flows[i].event != "close" => flows[i] = flow,
-                _ => {
-                    index.insert(key, flows.len());
-                    flows.push(flow);
-                }
+    let mut stmt = db.prepare(
+        "SELECT event, cookie, owner_tgid, protocol, direction, local_ip, local_port, remote_ip, remote_port,
+                payload_tx, payload_rx
+         FROM connections ORDER BY id",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let addr = |ip: Option<String>, port: Option<u16>| -> Option<String> {
+            let ip: std::net::IpAddr = ip?.parse().ok()?;
+            Some(std::net::SocketAddr::new(ip, port.unwrap_or(0)).to_string())
+        };
+        let flow = Flow {
+            event: row.get(0)?,
+            cookie: row.get::<_, i64>(1)?.cast_unsigned(),
+            owner: FlowOwner { tgid: row.get(2)? },
+            protocol: row.get(3)?,
+            direction: row.get(4)?,
+            local: addr(row.get(5)?, row.get(6)?),
+            remote: addr(row.get(7)?, row.get(8)?),
+            payload: FlowPayload { tx_bytes: row.get(9)?, rx_bytes: row.get(10)? },
+        };
+        let key = (flow.cookie, flow.local.clone(), flow.remote.clone());
+        // Records of one flow are cumulative (updates, then close): keep the last. A record
+        // after a `close` of the same key is a new flow (a peer of an unconnected UDP socket
+        // whose slot was flushed, coming back).
+        match index.get(&key) {
+            Some(&i) if flows[i].event != "close" => flows[i] = flow,
+            _ => {
+                index.insert(key, flows.len());
+                flows.push(flow);
             }
-        } else if line.contains("\"type\":\"stats\"") {
-            let v: serde_json::Value = serde_json::from_str(&line)?;
-            let k = &v["kernel"];
-            let n = |x: &serde_json::Value| x.as_u64().unwrap_or(0);
-            peak_open_flows = peak_open_flows.max(n(&v["tracker"]["open_flows"]));
-            stats = FinalStats {
-                events_submitted: n(&k["events_submitted"]),
-                events_lost: n(&k["events_lost"]),
-                events_received: n(&v["events_received"]),
-                decode_errors: n(&v["decode_errors"]),
-                storage_failures: n(&k["storage_failures"]),
-                incomplete_flows: n(&v["tracker"]["incomplete_flows"]),
-                present: v["last"].as_bool().unwrap_or(false),
-            };
         }
     }
+    let (stats, peak_open_flows) = db
+        .query_row(
+            "SELECT COALESCE(SUM(events_submitted), 0), COALESCE(SUM(events_lost), 0),
+                    COALESCE(SUM(events_received), 0), COALESCE(SUM(decode_errors), 0),
+                    COALESCE(SUM(storage_failures), 0), COALESCE(SUM(incomplete_flows), 0),
+                    COALESCE(MAX(last), 0), COALESCE(MAX(open_flows), 0)
+             FROM stats",
+            [],
+            |r| {
+                Ok((
+                    FinalStats {
+                        events_submitted: r.get(0)?,
+                        events_lost: r.get(1)?,
+                        events_received: r.get(2)?,
+                        decode_errors: r.get(3)?,
+                        storage_failures: r.get(4)?,
+                        incomplete_flows: r.get(5)?,
+                        present: r.get::<_, i64>(6)? != 0,
+                    },
+                    r.get(7)?,
+                ))
+            },
+        )
+        .with_context(|| format!("statistics in {}", journal.display()))?;
     Ok(MonitorRun { flows, stats, peak_open_flows })
 }
 
