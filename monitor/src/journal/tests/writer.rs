@@ -420,9 +420,10 @@ fn a_record_after_a_sockets_close_does_not_count_it_again() {
 }
 
 /// The bundled SQLite is built as `.cargo/config.toml` asks: without global memory statistics
-/// (no mutex around each allocation). A build that lost the flag fails here.
+/// (no mutex around each allocation) and without memory management (no page cache shared by
+/// every connection behind a global mutex). A build that lost a flag fails here.
 #[test]
-fn bundled_sqlite_keeps_no_global_memory_statistics() {
+fn bundled_sqlite_keeps_no_global_memory_statistics_nor_a_shared_page_cache() {
     let dir = tempdir();
     let conn = raw(&dir.path().join("j.db"));
     let options: Vec<String> = conn
@@ -433,4 +434,5 @@ fn bundled_sqlite_keeps_no_global_memory_statistics() {
         .collect::<Result<_, _>>()
         .expect("rows");
     assert!(options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"), "{options:?}");
+    assert!(!options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"), "{options:?}");
 }
