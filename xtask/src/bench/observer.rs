@@ -151,7 +151,10 @@ fn start_observer(
         std::fs::create_dir_all(&journal).with_context(|| format!("cannot create {}", journal.display()))?;
         (journal.join("journal.db"), journal.join("journal.err"))
     } else {
-        (tools.work.join(format!("{tag}-{}.out", observer.name())), tools.work.join(format!("{tag}-{}.err", observer.name())))
+        (
+            tools.work.join(format!("{tag}-{}.out", observer.name())),
+            tools.work.join(format!("{tag}-{}.err", observer.name())),
+        )
     };
     let stdout = if observer == Observer::Monitor {
         Stdio::null()
