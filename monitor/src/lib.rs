@@ -23,6 +23,7 @@
 //! - [`week`]   ISO week bounds in a time zone, for reports and rollups alike (a leaf).
 //! - [`escape`]   escaping of foreign text (names, command lines) for each output format.
 //! - [`files`]   reading input files (regular files only, size-capped).
+//! - [`sys`]   the system calls `nix` does not wrap: pidfds and socket cookies (a leaf).
 //! - [`world`]   country outlines and points (embedded Natural Earth data, a leaf).
 //! - [`names`]   DNS, TLS and QUIC name parsers and the per-app name table (a leaf).
 //! - [`residency`]   physical plausibility of database countries from measured RTT (uses `world`).
@@ -48,6 +49,7 @@ pub mod report;
 pub mod residency;
 pub mod settings;
 pub mod stats;
+pub mod sys;
 pub mod tracker;
 pub mod week;
 pub mod world;

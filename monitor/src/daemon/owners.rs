@@ -14,7 +14,10 @@
 use std::{
     collections::{HashMap, HashSet},
     fs::File,
-    os::{fd::OwnedFd, unix::fs::MetadataExt as _},
+    os::{
+        fd::{AsFd as _, OwnedFd},
+        unix::fs::MetadataExt as _,
+    },
     path::{Path, PathBuf},
     thread,
     time::{Duration, Instant},
@@ -23,7 +26,6 @@ use std::{
 use aya::maps::{MapData, MapError, SkStorage};
 use log::{debug, info, warn};
 use monitor_common::sock;
-use rustix::process::{Pid, PidfdFlags, PidfdGetfdFlags, pidfd_getfd, pidfd_open};
 use tokio::sync::mpsc::{self, error::TrySendError};
 
 use crate::{
@@ -107,10 +109,9 @@ pub fn prefill(storage: &mut SkStorage<&mut MapData, sock::Owner>, cgroup: &Path
             source: sock::OwnerSource::Procfs as u32,
             _pad: 0,
         };
-        let pidfd = pidfds.entry(holder.pid).or_insert_with(|| {
-            let pid = Pid::from_raw(holder.pid)?;
-            pidfd_open(pid, PidfdFlags::empty()).inspect_err(|e| debug!("pidfd_open({tgid}): {e}")).ok()
-        });
+        let pidfd = pidfds
+            .entry(holder.pid)
+            .or_insert_with(|| crate::sys::pidfd_open(tgid).inspect_err(|e| debug!("pidfd_open({tgid}): {e}")).ok());
         match record(pidfd.as_ref(), holder.fd, s, storage, &owner) {
             Ok(()) => {
                 done.recorded += 1;
@@ -141,8 +142,7 @@ fn record(
     owner: &sock::Owner,
 ) -> Result<(), Skip> {
     let pidfd = pidfd.ok_or_else(|| Skip::Failed("no pidfd".into()))?;
-    let dup =
-        pidfd_getfd(pidfd, fd, PidfdGetfdFlags::empty()).map_err(|e| Skip::Failed(format!("pidfd_getfd: {e}")))?;
+    let dup = crate::sys::pidfd_getfd(pidfd.as_fd(), fd).map_err(|e| Skip::Failed(format!("pidfd_getfd: {e}")))?;
     let file = File::from(dup);
     let inode = file.metadata().map_err(|e| Skip::Failed(format!("fstat: {e}")))?.ino();
     if inode != s.inode {
@@ -150,7 +150,9 @@ fn record(
     }
     match storage.insert(&file, owner, BPF_NOEXIST) {
         Ok(()) => Ok(()),
-        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => Err(Skip::Exists),
+        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(nix::errno::Errno::EEXIST as i32) => {
+            Err(Skip::Exists)
+        }
         Err(e) => Err(Skip::Failed(format!("storage: {e}"))),
     }
 }

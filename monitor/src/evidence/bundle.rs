@@ -83,7 +83,7 @@ fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Error> {
         .write(true)
         .create_new(true)
         .mode(0o640)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
         .open(&path)
         .map_err(io)?;
     file.write_all(bytes).and_then(|()| file.sync_all()).map_err(io)

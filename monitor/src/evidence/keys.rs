@@ -46,7 +46,7 @@ pub fn keygen(secret: &Path, public: &Path, force: bool) -> Result<SigningKey, E
     let pk_text = pair.pk.to_box().map_err(|e| key_err(public, e))?.into_string();
     for (path, text, mode) in [(secret, &sk_text, 0o600), (public, &pk_text, 0o644)] {
         let mut options = OpenOptions::new();
-        options.write(true).mode(mode).custom_flags(libc::O_NOFOLLOW);
+        options.write(true).mode(mode).custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits());
         if force {
             options.create(true).truncate(true)
         } else {
@@ -140,7 +140,7 @@ pub fn sign_file(path: &Path, secret: &Path) -> Result<std::path::PathBuf, Error
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
         .open(&out)
         .map_err(io)?;
     file.write_all(sig.as_bytes()).and_then(|()| file.sync_all()).map_err(io)?;

@@ -18,6 +18,7 @@ use std::{
 };
 
 use log::warn;
+use nix::{errno::Errno, fcntl::OFlag};
 
 use super::Error;
 
@@ -136,10 +137,10 @@ fn open_checked(path: &Path) -> Result<(File, Metadata), Error> {
         .create(true)
         .truncate(false)
         .mode(FILE_MODE)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
         .open(path)
         .map_err(|source| match source.raw_os_error() {
-            Some(libc::ELOOP) => unsafe_file(path, "it is a symbolic link"),
+            Some(e) if e == Errno::ELOOP as i32 => unsafe_file(path, "it is a symbolic link"),
             _ => Error::Open { path: path.to_path_buf(), source },
         })?;
     // The descriptor decides: the path may have changed since it was looked at.
@@ -154,7 +155,7 @@ fn check_meta(path: &Path, meta: &Metadata) -> Result<(), Error> {
         let what = crate::files::describe(kind);
         return Err(unsafe_file(path, &format!("it is {what}, not a regular file")));
     }
-    let euid = rustix::process::geteuid().as_raw();
+    let euid = nix::unistd::geteuid().as_raw();
     if meta.uid() != euid {
         return Err(unsafe_file(
             path,

@@ -16,18 +16,16 @@ use std::{
     os::fd::{AsFd, AsRawFd as _, BorrowedFd, OwnedFd},
 };
 
+use crate::{
+    clock::Clock,
+    sys::{pidfd_getfd, pidfd_open, socket_cookie},
+};
 use aya::maps::{Map, MapData, SkStorage};
 use log::debug;
 use monitor_common::{
     event::{Event, EventKind, FLAG_NO_OWNER, FLAG_SNAPSHOT},
     sock::Counters,
 };
-use rustix::{
-    net::sockopt::socket_cookie,
-    process::{Pid, PidfdFlags, PidfdGetfdFlags, pidfd_getfd, pidfd_open},
-};
-
-use crate::clock::Clock;
 
 /// A socket to refresh: its cookie and the process that owns it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,10 +49,8 @@ impl FdSnapshots {
     /// When the descriptor cannot be duplicated, is not a socket storage of [`Counters`], or the
     /// kernel lacks the pidfd calls.
     pub fn new(map: BorrowedFd<'_>) -> std::io::Result<Self> {
-        let me = Pid::from_raw(i32::try_from(std::process::id()).unwrap_or(0))
-            .ok_or_else(|| std::io::Error::other("no process id"))?;
-        let pidfd = pidfd_open(me, PidfdFlags::empty())?;
-        let fd = pidfd_getfd(&pidfd, map.as_raw_fd(), PidfdGetfdFlags::empty())?;
+        let pidfd = pidfd_open(std::process::id())?;
+        let fd = pidfd_getfd(pidfd.as_fd(), map.as_raw_fd())?;
         let data = MapData::from_fd(fd).map_err(std::io::Error::other)?;
         let storage = SkStorage::try_from(Map::SkStorage(data)).map_err(std::io::Error::other)?;
         Ok(Self { storage })
@@ -79,9 +75,7 @@ impl FdSnapshots {
 
     /// Looks for `wanted` among the descriptors of `tgid`, removing each socket found.
     fn read_process(&self, tgid: u32, wanted: &mut HashSet<u64>, each: &mut dyn FnMut(EventKind, &Event)) {
-        let Some(pidfd) = i32::try_from(tgid).ok().and_then(Pid::from_raw).and_then(|pid| {
-            pidfd_open(pid, PidfdFlags::empty()).inspect_err(|e| debug!("snapshot: pidfd_open({tgid}): {e}")).ok()
-        }) else {
+        let Some(pidfd) = pidfd_open(tgid).inspect_err(|e| debug!("snapshot: pidfd_open({tgid}): {e}")).ok() else {
             return;
         };
         let dir = match fs::read_dir(format!("/proc/{tgid}/fd")) {
@@ -101,7 +95,7 @@ impl FdSnapshots {
             if !is_socket {
                 continue;
             }
-            let Ok(dup) = pidfd_getfd(&pidfd, fd, PidfdGetfdFlags::empty()) else { continue };
+            let Ok(dup) = pidfd_getfd(pidfd.as_fd(), fd) else { continue };
             if let Some(event) = self.read_socket(&dup, wanted) {
                 each(EventKind::Update, &event);
             }

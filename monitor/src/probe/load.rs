@@ -343,7 +343,7 @@ impl From<Error> for Optional {
 /// `BPF_F_ALLOW_MULTI`, as Android's netd does) sits on the cgroup or an ancestor: EPERM
 /// (`kernel/bpf/cgroup.c`, `hierarchy_allows_attach` and the flags check of `__cgroup_bpf_attach`).
 fn refused_by_exclusive(e: &ProgramError) -> bool {
-    matches!(e, ProgramError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::EPERM))
+    matches!(e, ProgramError::SyscallError(s) if s.io_error.raw_os_error() == Some(nix::errno::Errno::EPERM as i32))
 }
 
 /// 1 when attached; 0 (and `name` in `refused`) when an exclusive program blocks it; otherwise

@@ -1,0 +1,121 @@
+//! The three system calls the monitor needs that `nix` (its one syscall wrapper) does not wrap:
+//! `pidfd_open(2)` and `pidfd_getfd(2)` (Linux 5.6), which the snapshot of open sockets and the
+//! owner scan use to take duplicates of other processes' socket descriptors, and
+//! `getsockopt(SO_COOKIE)`, a socket's cookie. Each is a thin, safe function over `libc`; the
+//! other raw calls are the `bpf(2)` commands of `probe::snapshot` and `probe::exclusive`.
+//! A leaf module: it imports nothing of the crate.
+
+use std::{
+    io,
+    os::fd::{AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd, RawFd},
+};
+
+/// A descriptor returned by a system call, or the call's error.
+fn owned(ret: libc::c_long) -> io::Result<OwnedFd> {
+    let fd = RawFd::try_from(ret).map_err(|_| io::Error::other(format!("descriptor {ret} out of range")))?;
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a non-negative return of pidfd_open/pidfd_getfd is a new descriptor that nothing
+    // else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A process descriptor of `pid` (`pidfd_open(pid, 0)`).
+///
+/// # Errors
+/// `ESRCH` when no such process exists, `ENOSYS` before Linux 5.3, or what else the call says.
+pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
+    // SAFETY: pidfd_open takes a pid and flags (0) by value; no memory is passed.
+    owned(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })
+}
+
+/// A duplicate, in this process, of descriptor `fd` of the process `pidfd` refers to
+/// (`pidfd_getfd(pidfd, fd, 0)`).
+///
+/// # Errors
+/// `EBADF` when the process has no such descriptor, `EPERM` without the right to trace the
+/// process, `ESRCH` once it has exited, `ENOSYS` before Linux 5.6.
+pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_getfd takes two descriptors and flags (0) by value; `pidfd` is borrowed
+    // open for the call.
+    owned(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) })
+}
+
+/// The cookie of socket `fd` (`getsockopt(SOL_SOCKET, SO_COOKIE)`).
+///
+/// # Errors
+/// `ENOTSOCK` when `fd` is not a socket, or what else the call says.
+pub fn socket_cookie(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    let mut cookie: u64 = 0;
+    let mut len = libc::socklen_t::try_from(size_of::<u64>()).map_err(io::Error::other)?;
+    // SAFETY: `cookie` and `len` are valid for writes for the call, and `len` holds the size of
+    // `cookie`; `fd` is borrowed open for the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_COOKIE,
+            std::ptr::from_mut(&mut cookie).cast::<libc::c_void>(),
+            &raw mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if usize::try_from(len).ok() != Some(size_of::<u64>()) {
+        return Err(io::Error::other(format!("SO_COOKIE returned {len} bytes")));
+    }
+    Ok(cookie)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        fs::File,
+        net::UdpSocket,
+        os::{
+            fd::{AsFd as _, AsRawFd as _},
+            unix::fs::MetadataExt as _,
+        },
+    };
+
+    use super::*;
+
+    #[test]
+    fn a_descriptor_taken_through_a_pidfd_is_the_same_file() {
+        let file = tempfile::tempfile().expect("temp file");
+        let me = pidfd_open(std::process::id()).expect("pidfd_open of this process");
+        let dup = File::from(pidfd_getfd(me.as_fd(), file.as_raw_fd()).expect("pidfd_getfd"));
+        assert_ne!(dup.as_raw_fd(), file.as_raw_fd(), "a new descriptor");
+        let (a, b) = (file.metadata().expect("stat"), dup.metadata().expect("stat"));
+        assert_eq!((a.dev(), a.ino()), (b.dev(), b.ino()));
+    }
+
+    #[test]
+    fn pidfd_errors_are_the_kernels() {
+        // Above the kernel's pid limit (at most 2^22): no such process.
+        let err = pidfd_open(1 << 23).expect_err("no such process");
+        assert_eq!(err.raw_os_error(), Some(libc::ESRCH), "{err}");
+        let err = pidfd_open(u32::MAX).expect_err("not a pid");
+        assert_eq!(err.raw_os_error(), Some(libc::ESRCH), "{err}");
+        let me = pidfd_open(std::process::id()).expect("pidfd_open");
+        let err = pidfd_getfd(me.as_fd(), 1_000_000).expect_err("no such descriptor");
+        assert_eq!(err.raw_os_error(), Some(libc::EBADF), "{err}");
+    }
+
+    #[test]
+    fn a_socket_has_one_cookie_for_all_its_descriptors() {
+        let a = UdpSocket::bind("127.0.0.1:0").expect("socket");
+        let b = UdpSocket::bind("127.0.0.1:0").expect("socket");
+        let cookie = socket_cookie(a.as_fd()).expect("cookie");
+        assert_ne!(cookie, 0);
+        let dup = a.try_clone().expect("dup");
+        assert_eq!(socket_cookie(dup.as_fd()).expect("cookie"), cookie, "same socket");
+        assert_ne!(socket_cookie(b.as_fd()).expect("cookie"), cookie, "another socket");
+        let file = tempfile::tempfile().expect("temp file");
+        let err = socket_cookie(file.as_fd()).expect_err("not a socket");
+        assert_eq!(err.raw_os_error(), Some(libc::ENOTSOCK), "{err}");
+    }
+}
