@@ -16,15 +16,16 @@ use std::{
     os::fd::{AsFd, AsRawFd as _, BorrowedFd, OwnedFd},
 };
 
-use crate::{
-    clock::Clock,
-    sys::{pidfd_getfd, pidfd_open, socket_cookie},
-};
 use aya::maps::{Map, MapData, SkStorage};
 use log::debug;
 use monitor_common::{
     event::{Event, EventKind, FLAG_NO_OWNER, FLAG_SNAPSHOT},
     sock::Counters,
+};
+
+use crate::{
+    clock::Clock,
+    sys::{pidfd_getfd, pidfd_open, socket_cookie},
 };
 
 /// A socket to refresh: its cookie and the process that owns it.
