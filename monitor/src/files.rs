@@ -15,6 +15,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use nix::fcntl::OFlag;
+
 /// Why an input file cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -105,9 +107,7 @@ pub fn open_regular_capped(path: &Path, max_bytes: u64) -> Result<File, Error> {
 fn open_regular(path: &Path) -> Result<File, Error> {
     let file = OpenOptions::new()
         .read(true)
-        .custom_flags(
-            (nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_NOCTTY | nix::fcntl::OFlag::O_CLOEXEC).bits(),
-        )
+        .custom_flags((OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).bits())
         .open(path)
         .map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
     let kind = file.metadata().map_err(|source| Error::Io { path: path.to_path_buf(), source })?.file_type();

@@ -145,21 +145,15 @@ fn start_observer(
     // per sample in the work directory (figures do not depend on what earlier runs left, and the
     // benchmark never writes to the host's own journal), which is also what the benchmarks
     // check. Its log goes next to the journal. The peers print to a file.
-    let journal = tools.work.join(format!("{tag}-journal"));
-    let (output, errors) = if observer == Observer::Monitor {
+    let (output, errors, stdout) = if observer == Observer::Monitor {
+        let journal = tools.work.join(format!("{tag}-journal"));
         let _ = std::fs::remove_dir_all(&journal);
         std::fs::create_dir_all(&journal).with_context(|| format!("cannot create {}", journal.display()))?;
-        (journal.join("journal.db"), journal.join("journal.err"))
+        (journal.join("journal.db"), journal.join("journal.err"), Stdio::null())
     } else {
-        (
-            tools.work.join(format!("{tag}-{}.out", observer.name())),
-            tools.work.join(format!("{tag}-{}.err", observer.name())),
-        )
-    };
-    let stdout = if observer == Observer::Monitor {
-        Stdio::null()
-    } else {
-        File::create(&output).with_context(|| format!("cannot create {}", output.display()))?.into()
+        let output = tools.work.join(format!("{tag}-{}.out", observer.name()));
+        let stdout = File::create(&output).with_context(|| format!("cannot create {}", output.display()))?;
+        (output, tools.work.join(format!("{tag}-{}.err", observer.name())), stdout.into())
     };
     let stderr = File::create(&errors).with_context(|| format!("cannot create {}", errors.display()))?;
     let (mut cmd, place) = match observer {
