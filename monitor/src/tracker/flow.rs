@@ -189,6 +189,13 @@ pub(super) fn key_of(kind: EventKind, ev: &Event) -> FlowKey {
 }
 
 impl Flow {
+    /// Lets go of what the flow shares or boxes (its owner becomes `placeholder`): kept as a
+    /// spare allocation ([`super::table::Flows`]), a removed flow holds no owner alive.
+    pub(super) fn vacate(&mut self, placeholder: &Arc<FlowOwner>) {
+        self.owner = Arc::clone(placeholder);
+        self.extra = Extra::Socket;
+    }
+
     pub(super) fn new(kind: EventKind, ev: &Event, owners: &mut Owners) -> Self {
         let protocol = super::protocols::protocol_of(ev.tuple.protocol);
         let owner = owners.intern(kernel_owner(ev).unwrap_or_else(|| FlowOwner::unknown(ev.owner.uid)));
