@@ -160,7 +160,7 @@ fn generate(path: PathBuf, records: u64) -> anyhow::Result<()> {
                 pid: app.pid,
                 uid: app.uid,
                 gid: app.uid,
-                comm: app.name.clone(),
+                comm: app.name.as_str().into(),
                 cgroup_id: 1,
                 source: OwnerSource::SockCreate,
             },

@@ -178,7 +178,7 @@ impl SocketScan {
             pid,
             uid: p.uid,
             gid: p.gid,
-            comm: p.comm.clone(),
+            comm: p.comm.as_str().into(),
             cgroup_id: 0,
             source: OwnerSource::Procfs,
         })

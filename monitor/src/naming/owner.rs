@@ -22,5 +22,5 @@ pub fn kernel_owner(h: &CopyHeader) -> Option<Owner> {
     };
     let end = o.comm.iter().position(|&b| b == 0).unwrap_or(o.comm.len());
     let comm = String::from_utf8_lossy(o.comm.get(..end).unwrap_or_default()).into_owned();
-    Some(Owner { tgid: o.tgid, pid: o.pid, uid: o.uid, gid: o.gid, comm, cgroup_id: o.cgroup_id, source })
+    Some(Owner { tgid: o.tgid, pid: o.pid, uid: o.uid, gid: o.gid, comm: comm.into(), cgroup_id: o.cgroup_id, source })
 }

@@ -24,9 +24,9 @@ pub(super) struct FlowOwner {
 }
 
 /// `comm` as the kernel has it: NUL-terminated unless 16 bytes long.
-fn comm_str(raw: &[u8; 16]) -> String {
+fn comm_str(raw: &[u8; 16]) -> Arc<str> {
     let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
-    String::from_utf8_lossy(raw.get(..end).unwrap_or_default()).into_owned()
+    String::from_utf8_lossy(raw.get(..end).unwrap_or_default()).into()
 }
 
 impl FlowOwner {
@@ -63,13 +63,20 @@ impl FlowOwner {
         Self { tgid: 0, pid: 0, uid, gid: 0, cgroup_id: 0, comm: [0; 16], source: OwnerSource::Unknown }
     }
 
+    /// The owner with its own copy of `comm` (tests; the tracker shares one per name through
+    /// [`Owners::owner_of`]).
+    #[cfg(test)]
     pub(super) fn to_owner(self) -> Owner {
+        self.with_comm(comm_str(&self.comm))
+    }
+
+    fn with_comm(self, comm: Arc<str>) -> Owner {
         Owner {
             tgid: self.tgid,
             pid: self.pid,
             uid: self.uid,
             gid: self.gid,
-            comm: comm_str(&self.comm),
+            comm,
             cgroup_id: self.cgroup_id,
             source: self.source,
         }
@@ -84,7 +91,12 @@ pub(super) struct Owners {
     set: foldhash::HashSet<Arc<FlowOwner>>,
     /// Size at which [`Owners::intern`] prunes.
     prune_at: usize,
+    /// The text of each `comm` records carried lately, shared by them (up to [`COMM_TEXTS`]).
+    comms: foldhash::HashMap<[u8; 16], Arc<str>>,
 }
+
+/// Distinct `comm` texts kept; all are forgotten when there are more (then made again, once).
+const COMM_TEXTS: usize = 4096;
 
 /// Smallest size at which [`Owners::intern`] prunes the table.
 const MIN_PRUNE_AT: usize = 1024;
@@ -101,6 +113,19 @@ impl Owners {
             self.prune();
         }
         shared
+    }
+
+    /// `owner` for a record: its `comm` text made once per name, not per record.
+    pub(super) fn owner_of(&mut self, owner: &FlowOwner) -> Owner {
+        if let Some(comm) = self.comms.get(&owner.comm) {
+            return owner.with_comm(Arc::clone(comm));
+        }
+        if self.comms.len() >= COMM_TEXTS {
+            self.comms.clear();
+        }
+        let comm = comm_str(&owner.comm);
+        self.comms.insert(owner.comm, Arc::clone(&comm));
+        owner.with_comm(comm)
     }
 
     /// Drops the owners no flow holds.

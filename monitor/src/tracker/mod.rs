@@ -335,7 +335,7 @@ impl Tracker {
         Some(FlowRecord {
             event: kind,
             cookie: key.cookie,
-            owner: flow.owner.to_owner(),
+            owner: self.owners.owner_of(&flow.owner),
             protocol: flow.protocol,
             ip_protocol: flow.ip_protocol,
             direction: flow.direction(),

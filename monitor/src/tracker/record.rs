@@ -2,7 +2,7 @@
 //! ones. The JSON form of this type is the `flow` line of `monitor run --json` (schema in
 //! README.md); change it only by adding fields.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc};
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -79,8 +79,9 @@ pub struct Owner {
     pub uid: u32,
     /// Group id.
     pub gid: u32,
-    /// Command name (`comm`) of the creating thread.
-    pub comm: String,
+    /// Command name (`comm`) of the creating thread (shared: the tracker keeps one copy per
+    /// name, and a record's copy costs no allocation).
+    pub comm: Arc<str>,
     /// cgroup v2 id of the creating task (1 = root, e.g. on hybrid hosts).
     pub cgroup_id: u64,
     /// How this was learnt.

@@ -112,7 +112,7 @@ fn tcp_flow_closes_after_release_and_tcp_close() {
     assert_eq!((r.wire.tx_bytes, r.wire.rx_bytes), (1100, 600));
     assert_eq!(r.payload_source, PayloadSource::Syscall);
     assert_eq!(r.owner.tgid, 42);
-    assert_eq!(r.owner.comm, "client");
+    assert_eq!(&*r.owner.comm, "client");
     assert_eq!(r.remote, Some("10.0.0.2:443".parse::<SocketAddr>().unwrap()));
     assert!(r.complete);
     assert_eq!(t.stats().open_flows, 0);

@@ -175,7 +175,7 @@ fn assert_wire_matches(out: &Output, iface: Counters) {
 
 pub(crate) fn assert_owner(r: &FlowRecord, pid: u32, comm: &str, uid: u32) {
     assert_eq!(r.owner.tgid, pid, "owner pid: {r:#?}");
-    assert_eq!(r.owner.comm, comm, "owner comm: {r:#?}");
+    assert_eq!(&*r.owner.comm, comm, "owner comm: {r:#?}");
     assert_eq!(r.owner.uid, uid, "owner uid: {r:#?}");
 }
 

@@ -160,7 +160,7 @@ fn run(old: bool, port: u16) -> Run {
         match inbound.get(&peer) {
             Some(r)
                 if r.owner.tgid == pid
-                    && r.owner.comm == "mon-churn-srv"
+                    && &*r.owner.comm == "mon-churn-srv"
                     && r.owner.uid == SERVER_UID
                     && (r.payload.rx_bytes, r.payload.tx_bytes) == (REQUEST as u64, REPLY as u64)
                     && r.local == Some(server) =>

@@ -45,7 +45,7 @@ fn closed_of(out: &Output, pid: u32) -> Vec<&FlowRecord> {
 }
 
 fn assert_owner(r: &FlowRecord, pid: u32, comm: &str) {
-    assert_eq!((r.owner.tgid, r.owner.comm.as_str(), r.owner.uid), (pid, comm, UID), "owner: {r:#?}");
+    assert_eq!((r.owner.tgid, &*r.owner.comm, r.owner.uid), (pid, comm, UID), "owner: {r:#?}");
 }
 
 /// |measured - truth| <= 1 % of truth (the tolerance of cases.rs).

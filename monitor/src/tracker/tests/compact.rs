@@ -60,7 +60,7 @@ fn owners_are_kept_once_and_dropped_with_their_last_flow() {
         t.handle(EventKind::Release, &release, &mut out);
     }
     assert_eq!(out.len(), 101);
-    assert!(out.iter().filter(|r| r.owner.tgid == 42).all(|r| r.owner.comm == "client"));
+    assert!(out.iter().filter(|r| r.owner.tgid == 42).all(|r| &*r.owner.comm == "client"));
     assert_eq!(out.iter().filter(|r| r.owner.tgid == 43).count(), 1);
     t.tick(4 * SEC, &mut out);
     assert_eq!(t.owners.len(), 0);
@@ -86,10 +86,34 @@ fn interned_owners_are_pruned_when_the_table_doubles() {
 fn kernel_comm_is_kept_as_the_kernel_has_it() {
     let mut o = owner(1);
     o.comm = *b"sixteen-bytes-xy";
-    assert_eq!(FlowOwner::of_kernel(&o).to_owner().comm, "sixteen-bytes-x");
+    assert_eq!(FlowOwner::of_kernel(&o).to_owner().comm.as_ref(), "sixteen-bytes-x");
     o.comm = [0; 16];
     o.comm[..4].copy_from_slice(&[b'a', 0xff, b'b', 0]);
-    assert_eq!(FlowOwner::of_kernel(&o).to_owner().comm, "a\u{fffd}b");
+    assert_eq!(FlowOwner::of_kernel(&o).to_owner().comm.as_ref(), "a\u{fffd}b");
+}
+
+/// Records of one name share its text (no allocation per record); other names get their own,
+/// and every record still carries its own owner's fields.
+#[test]
+fn records_share_the_text_of_their_owners_comm() {
+    let mut owners = Owners::default();
+    let (a, b) = (FlowOwner::of_kernel(&owner(1)), FlowOwner::of_kernel(&owner(2)));
+    let (first, second) = (owners.owner_of(&a), owners.owner_of(&b));
+    assert!(std::sync::Arc::ptr_eq(&first.comm, &second.comm), "same comm, one text");
+    assert_eq!((first.tgid, second.tgid, &*second.comm), (1, 2, "client"));
+    let mut k = owner(3);
+    k.comm = *b"other\0\0\0\0\0\0\0\0\0\0\0";
+    let other = owners.owner_of(&FlowOwner::of_kernel(&k));
+    assert_eq!((&*other.comm, other.tgid), ("other", 3));
+    // Past the bound the texts are made again, still right.
+    for i in 0..5000u32 {
+        let mut k = owner(i);
+        k.comm = [0; 16];
+        k.comm[..4].copy_from_slice(&i.to_be_bytes().map(|b| b'a' + b % 26));
+        let o = owners.owner_of(&FlowOwner::of_kernel(&k));
+        assert_eq!(o.comm.len(), 4);
+    }
+    assert_eq!(&*owners.owner_of(&a).comm, "client");
 }
 
 /// An owner found in /proc reaches the socket's peer flows too.
