@@ -24,9 +24,15 @@ use crate::{clock::Clock, escape, tracker::record::Owner};
 pub const MAX_PROCESSES: usize = 65_536;
 /// Entries kept per pid (successive processes that reused it).
 const PER_PID: usize = 4;
+/// Gone processes remembered with their kernel-data app ([`Identities::gone`]); all are
+/// forgotten when there are more (then /proc is asked again, once each).
+const MAX_GONE: usize = 4096;
 /// Bytes of `/proc/<pid>/cmdline` read at most; a longer command line is cut and ends in
 /// ` # truncated` (a bash comment, so it reads as no argument).
 const MAX_CMDLINE: usize = 16 * 1024;
+
+/// A gone process as the kernel recorded it: (pid, uid, comm), all its kernel-data app depends on.
+type GoneKey = (u32, u32, Arc<str>);
 
 #[derive(Debug, Clone)]
 struct Cached {
@@ -44,6 +50,12 @@ pub struct Identities {
     cache: HashMap<u32, Vec<Cached>>,
     order: VecDeque<u32>,
     users: HashMap<u32, Option<String>>,
+    /// Processes found gone from /proc, by (pid, uid, comm): when they were found gone
+    /// (boot-time ns) and their app from kernel data. A socket created before then by that pid
+    /// was the gone process's (any later process with its pid started after), so its records
+    /// take this app without asking /proc again: short-lived processes (a `curl` per request)
+    /// cost one failed lookup, not one per record.
+    gone: HashMap<GoneKey, (u64, Arc<App>)>,
     /// Android packages by app ID (a packages.list was found): an app UID's default name is its
     /// package.
     android: Option<Packages>,
@@ -87,6 +99,7 @@ impl Identities {
             cache: HashMap::new(),
             order: VecDeque::new(),
             users: HashMap::new(),
+            gone: HashMap::new(),
             android: None,
             stats: IdentityStats::default(),
         }
@@ -119,17 +132,31 @@ impl Identities {
     /// The app of a flow's owner. `first_seen` is when the flow's socket was created (or found).
     pub fn app_for(&mut self, owner: &Owner, first_seen: Timestamp) -> Arc<App> {
         let created_ns = self.clock.boot_ns_of(first_seen);
-        let found = self.cached(owner.tgid, created_ns).or_else(|| self.read(owner.tgid, created_ns));
-        match found {
-            Some(app) => {
-                self.stats.from_proc += 1;
-                app
-            }
-            None => {
-                self.stats.from_kernel += 1;
-                Arc::new(self.kernel_only(owner))
-            }
+        if let Some(app) = self.cached(owner.tgid, created_ns) {
+            self.stats.from_proc += 1;
+            return app;
         }
+        let key = (owner.tgid, owner.uid, Arc::clone(&owner.comm));
+        if let Some((gone_ns, app)) = self.gone.get(&key)
+            && created_ns <= *gone_ns
+        {
+            self.stats.from_kernel += 1;
+            return Arc::clone(app);
+        }
+        let checked_ns = self.clock.boot_ns_of(Timestamp::now());
+        if let Some(app) = self.read(owner.tgid, created_ns) {
+            self.stats.from_proc += 1;
+            return app;
+        }
+        self.stats.from_kernel += 1;
+        let app = Arc::new(self.kernel_only(owner));
+        if !std::path::Path::new("/proc").join(owner.tgid.to_string()).exists() {
+            if self.gone.len() >= MAX_GONE {
+                self.gone.clear();
+            }
+            self.gone.insert(key, (checked_ns, Arc::clone(&app)));
+        }
+        app
     }
 
     fn cached(&self, tgid: u32, created_ns: u64) -> Option<Arc<App>> {
@@ -232,7 +259,7 @@ impl Identities {
             .name_for(&subject)
             .map(str::to_owned)
             .or_else(|| android.as_ref().and_then(|a| a.package.clone()))
-            .unwrap_or_else(|| owner.comm.clone());
+            .unwrap_or_else(|| owner.comm.to_string());
         // No process at all (owner never found): a clear name, not an empty one.
         let name = if name.is_empty() { UNKNOWN_APP.to_owned() } else { name };
         App {
@@ -403,6 +430,28 @@ mod tests {
         assert_eq!(app.cmdline.as_deref(), Some(format!("$'{dir}/sl\\xFFp' 30").as_str()));
     }
 
+    /// A gone process costs one /proc lookup: its later records share the kernel-data app, for
+    /// sockets created before it was found gone (a later socket of that pid is another process).
+    #[test]
+    fn records_of_a_gone_process_share_one_kernel_data_app() {
+        let clock = Clock::now();
+        let mut ids = Identities::new(AppRules::default(), clock);
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        child.wait().unwrap();
+        let (pid, before) = (child.id(), clock.wall(Clock::boot_ns()));
+        let first = ids.app_for(&owner(pid), before);
+        assert_eq!((first.source, first.name.as_str(), first.pid), (AppSource::Kernel, "gone-proc", pid));
+        let again = ids.app_for(&owner(pid), before);
+        assert!(Arc::ptr_eq(&first, &again), "the second record takes the remembered app");
+        let mut renamed = owner(pid);
+        renamed.comm = "other".into();
+        let other = ids.app_for(&renamed, before);
+        assert_eq!((other.name.as_str(), Arc::ptr_eq(&first, &other)), ("other", false));
+        let later = ids.app_for(&owner(pid), clock.wall(Clock::boot_ns() + 10_000_000_000));
+        assert!(!Arc::ptr_eq(&first, &later), "a socket created after the check is looked up again");
+        assert_eq!((ids.stats.from_kernel, ids.stats.from_proc), (4, 0));
+    }
+
     #[test]
     fn socket_older_than_the_process_holding_its_pid_falls_back_to_kernel_data() {
         let clock = Clock::now();
@@ -475,7 +524,7 @@ mod tests {
         let clock = Clock::now();
         let mut ids = Identities::new(AppRules::default(), clock);
         let nobody =
-            Owner { tgid: 0, pid: 0, uid: 0, gid: 0, comm: String::new(), cgroup_id: 0, source: OwnerSource::Unknown };
+            Owner { tgid: 0, pid: 0, uid: 0, gid: 0, comm: "".into(), cgroup_id: 0, source: OwnerSource::Unknown };
         let app = ids.app_for(&nobody, clock.wall(Clock::boot_ns()));
         assert_eq!((app.name.as_str(), app.source), (UNKNOWN_APP, AppSource::Kernel));
     }
