@@ -1,341 +1,20 @@
-//! The daemon's pipeline without root: recorded kernel events go through the real tracker, sink
-//! (identity, enrichment with the MaxMind test databases, journal in a temporary directory,
-//! weekly export) and output, fed by [`Replay`], an [`EventSource`] the test drives. The kernel
-//! side is covered by the root tests in `tests/bpf`.
+//! The daemon's pipeline without root, on a replay of recorded kernel events ([`replay`]). The
+//! kernel side is covered by the root tests in `tests/bpf`.
 
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "test helpers panic on failure (house style R16)")]
 
-use std::{
-    collections::{HashMap, HashSet},
-    fs,
-    path::Path,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+mod replay;
+
+use std::{fs, time::Duration};
 
 use jiff::{Timestamp, ToSpan as _, tz::TimeZone};
 use monitor::{
-    clock::Clock,
-    daemon::{Batch, EventSource, FlowOutput, Output, Pipeline, Stats},
-    probe::{self, Degradation, KernelStats},
-    settings::{OutputFormat, RawConfig, Settings},
+    daemon::{Output, Stats},
+    settings::OutputFormat,
     tracker::record::RecordKind,
 };
-use monitor_common::{
-    AF_INET, IPPROTO_TCP,
-    event::{Event, EventKind, FLAG_RELEASED, FLAG_SNAPSHOT, Tuple},
-    sock::{ByteCounters, Owner as KOwner, OwnerSource as KSource},
-};
-use tokio::sync::{mpsc, oneshot, watch};
-
-const SEC: u64 = 1_000_000_000;
-/// Boot-time of the replay's start: 30 days, so that events can lie weeks in the past.
-const BASE_NS: u64 = 30 * 24 * 3600 * SEC;
-/// Remote address with known answers in the test databases: GB, in `GeoIP2-Country-Test`.
-const REMOTE: [u8; 4] = [81, 2, 69, 160];
-
-/// What the replayed kernel holds: per-socket counters for snapshots.
-#[derive(Default)]
-struct Kernel {
-    sockets: HashMap<u64, Event>,
-    changed: HashSet<u64>,
-}
-
-/// The source the pipeline reads: batches the test sends, snapshots of [`Kernel`].
-struct Replay {
-    events: Option<mpsc::Receiver<Batch>>,
-    kernel: Arc<Mutex<Kernel>>,
-    received: Arc<AtomicU64>,
-    start: tokio::time::Instant,
-    clock: Clock,
-}
-
-impl EventSource for Replay {
-    fn cgroup(&self) -> std::path::PathBuf {
-        "/replay".into()
-    }
-
-    fn degradations(&self) -> Vec<Degradation> {
-        Vec::new()
-    }
-
-    fn clock(&self) -> Clock {
-        self.clock
-    }
-
-    fn now_ns(&self) -> u64 {
-        BASE_NS + u64::try_from(self.start.elapsed().as_nanos()).unwrap()
-    }
-
-    fn events(
-        &mut self,
-        tx: mpsc::Sender<Batch>,
-        mut stop: watch::Receiver<bool>,
-    ) -> impl Future<Output = Result<(), probe::Error>> + Send + 'static {
-        let mut rx = self.events.take().expect("events() is called once");
-        let received = Arc::clone(&self.received);
-        async move {
-            loop {
-                tokio::select! {
-                    batch = rx.recv() => {
-                        let Some(batch) = batch else {
-                            let _ = stop.changed().await;
-                            return Ok(());
-                        };
-                        received.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                        if tx.send(batch).await.is_err() {
-                            return Ok(());
-                        }
-                    }
-                    _ = stop.changed() => {
-                        // What was produced before the stop still goes through.
-                        while let Ok(batch) = rx.try_recv() {
-                            received.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                            let _ = tx.send(batch).await;
-                        }
-                        return Ok(());
-                    }
-                }
-            }
-        }
-    }
-
-    fn kernel_stats(&self) -> Result<KernelStats, probe::Error> {
-        Ok(KernelStats { events_submitted: self.received.load(Ordering::Relaxed), ..KernelStats::default() })
-    }
-
-    fn drained(&self) -> (u64, u64) {
-        (self.received.load(Ordering::Relaxed), 0)
-    }
-
-    fn snapshot(
-        &mut self,
-        _open: &[probe::OpenSocket],
-        each: &mut dyn FnMut(EventKind, &Event),
-    ) -> Option<std::io::Result<Vec<u64>>> {
-        let mut kernel = self.kernel.lock().unwrap();
-        let changed: Vec<u64> = kernel.changed.drain().collect();
-        let batch = changed
-            .iter()
-            .filter_map(|cookie| kernel.sockets.get(cookie))
-            .map(|ev| Event { flags: FLAG_SNAPSHOT, ..*ev })
-            .collect::<Vec<_>>();
-        for ev in &batch {
-            each(EventKind::Update, ev);
-        }
-        Some(Ok(Vec::new()))
-    }
-}
-
-/// The test's side of a running pipeline.
-struct Run {
-    events: mpsc::Sender<Batch>,
-    kernel: Arc<Mutex<Kernel>>,
-    reload: mpsc::Sender<()>,
-    shutdown: oneshot::Sender<()>,
-    out: mpsc::Receiver<Vec<Output>>,
-    /// Outputs received (in batches) but not yet looked at by [`Run::next_flow`].
-    unread: std::collections::VecDeque<Output>,
-    /// Outputs read before [`Run::stop`].
-    seen: Vec<Output>,
-    pipeline: tokio::task::JoinHandle<Result<Stats, monitor::daemon::Error>>,
-    start: tokio::time::Instant,
-    /// The metric registry (`[metrics]` enabled in the settings).
-    metrics: Option<Arc<monitor::metrics::Metrics>>,
-}
-
-impl Run {
-    /// Opens the pipeline of `settings` and starts it on a replay.
-    fn start(settings: &Settings) -> Self {
-        let pipeline = Pipeline::open(settings).expect("pipeline opens");
-        let metrics = pipeline.metrics();
-        let (events, events_rx) = mpsc::channel(16);
-        let kernel = Arc::new(Mutex::new(Kernel::default()));
-        let start = tokio::time::Instant::now();
-        // Wall clock of BASE_NS is now: records carry today's dates.
-        let clock = Clock::with_offset(Timestamp::now().as_nanosecond() - i128::from(BASE_NS));
-        let replay =
-            Replay { events: Some(events_rx), kernel: Arc::clone(&kernel), received: Arc::default(), start, clock };
-        let (reload, reload_rx) = mpsc::channel(1);
-        let (shutdown, shutdown_rx) = oneshot::channel::<()>();
-        let (out_tx, out) = monitor::daemon::output_channel();
-        let pipeline = tokio::spawn(pipeline.run(replay, reload_rx, out_tx, async move {
-            let _ = shutdown_rx.await;
-        }));
-        Self {
-            events,
-            kernel,
-            reload,
-            shutdown,
-            out,
-            unread: Default::default(),
-            seen: Vec::new(),
-            pipeline,
-            start,
-            metrics,
-        }
-    }
-
-    fn now_ns(&self) -> u64 {
-        BASE_NS + u64::try_from(self.start.elapsed().as_nanos()).unwrap()
-    }
-
-    async fn send(&self, batch: Batch) {
-        self.events.send(batch).await.expect("replay running");
-    }
-
-    /// Sets a socket's counters as the next snapshot reports them.
-    fn set_counters(&self, ev: Event) {
-        let mut kernel = self.kernel.lock().unwrap();
-        kernel.sockets.insert(ev.cookie, ev);
-        kernel.changed.insert(ev.cookie);
-    }
-
-    /// Asks for a reload (as SIGHUP does) and waits until the loop has taken the request: what
-    /// is sent afterwards reaches the sink after the reload.
-    async fn reload(&self) {
-        self.reload.send(()).await.expect("pipeline running");
-        drop(self.reload.reserve().await.expect("pipeline running"));
-    }
-
-    /// Waits for the next flow record the sink has finished (enriched, journaled, printed).
-    async fn next_flow(&mut self) -> FlowOutput {
-        loop {
-            if self.unread.is_empty() {
-                self.unread.extend(self.out.recv().await.expect("pipeline running"));
-            }
-            let Some(output) = self.unread.pop_front() else { continue };
-            self.seen.push(output.clone());
-            if let Output::Flow(f) = output {
-                return *f;
-            }
-        }
-    }
-
-    /// Stops the pipeline; returns everything it output and its final statistics.
-    async fn stop(self) -> (Vec<Output>, Stats) {
-        let Self { shutdown, mut out, unread, seen: mut outputs, pipeline, .. } = self;
-        shutdown.send(()).expect("pipeline running");
-        outputs.extend(unread);
-        while let Some(batch) = out.recv().await {
-            outputs.extend(batch);
-        }
-        let stats = pipeline.await.expect("pipeline task").expect("pipeline ends without error");
-        (outputs, stats)
-    }
-}
-
-fn flows(outputs: &[Output]) -> Vec<&FlowOutput> {
-    outputs
-        .iter()
-        .filter_map(|o| match o {
-            Output::Flow(f) => Some(&**f),
-            _ => None,
-        })
-        .collect()
-}
-
-fn fixture(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/geo").join(name)
-}
-
-/// Replaces `path` by a copy of `from` the way installers do (rename over it).
-fn install(from: &Path, path: &Path) {
-    let tmp = path.with_extension("new");
-    fs::copy(from, &tmp).unwrap();
-    fs::rename(&tmp, path).unwrap();
-}
-
-/// Settings with everything in `dir`: country and ASN test databases, journal, weekly exports.
-fn settings(dir: &Path) -> Settings {
-    let country = dir.join("country.mmdb");
-    if !country.exists() {
-        install(&fixture("GeoIP2-Country-Test.mmdb"), &country);
-    }
-    let d = dir.display();
-    let raw: RawConfig = toml::from_str(&format!(
-        r#"
-        [probe]
-        update_interval_secs = 10
-        [tracker]
-        tcp_close_grace_secs = 120
-        stats_interval_secs = 3600
-        [geo]
-        country_db = "{d}/country.mmdb"
-        asn_db = "{asn}"
-        max_age_days = 0
-        [journal]
-        path = "{d}/journal.db"
-        [report]
-        time_zone = "UTC"
-        export_dir = "{d}/reports"
-        export_formats = ["json"]
-        "#,
-        asn = fixture("GeoLite2-ASN-Test.mmdb").display(),
-    ))
-    .unwrap();
-    Settings::resolve(raw, None).unwrap()
-}
-
-fn ip(a: [u8; 4]) -> [u32; 4] {
-    [u32::from_ne_bytes(a), 0, 0, 0]
-}
-
-/// A kernel event of TCP socket `cookie` (10.0.0.1:40000 → 81.2.69.160:443, process "replayed").
-fn tcp(kind: EventKind, cookie: u64, ts_ns: u64, bytes: ByteCounters) -> (EventKind, Event) {
-    let mut comm = [0u8; 16];
-    comm[..8].copy_from_slice(b"replayed");
-    // No such process: the app comes from the kernel's data (its name is `comm`).
-    let owner = KOwner {
-        tgid: u32::MAX - 1,
-        pid: u32::MAX - 1,
-        uid: 1000,
-        gid: 1000,
-        cgroup_id: 1,
-        created_ns: ts_ns,
-        comm,
-        source: KSource::SockCreate as u32,
-        _pad: 0,
-    };
-    let tuple = Tuple {
-        local_addr: ip([10, 0, 0, 1]),
-        remote_addr: ip(REMOTE),
-        local_port: 40000,
-        remote_port: 443,
-        family: AF_INET,
-        protocol: IPPROTO_TCP,
-    };
-    let ev = Event { kind: kind as u32, ts_ns, cookie, first_ns: ts_ns, owner, tuple, bytes, ..Event::default() };
-    (kind, ev)
-}
-
-/// Counters of a flow that sent `tx` and received `rx` payload bytes (wire: +40 per direction).
-fn bytes(tx: u64, rx: u64) -> ByteCounters {
-    ByteCounters {
-        wire_tx_bytes: tx + 40,
-        wire_tx_packets: 2,
-        wire_rx_bytes: rx + 40,
-        wire_rx_packets: 3,
-        app_tx_bytes: tx,
-        app_rx_bytes: rx,
-    }
-}
-
-/// A whole TCP flow: established at `ts`, released and closed one and two seconds later.
-fn tcp_flow(cookie: u64, ts: u64, tx: u64, rx: u64) -> Batch {
-    vec![
-        tcp(EventKind::Established, cookie, ts, ByteCounters::default()),
-        tcp(EventKind::Release, cookie, ts + SEC, bytes(tx, rx)),
-        tcp(EventKind::TcpClose, cookie, ts + 2 * SEC, bytes(tx, rx)),
-    ]
-}
-
-fn journal(dir: &Path) -> rusqlite::Connection {
-    rusqlite::Connection::open_with_flags(dir.join("journal.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap()
-}
+use monitor_common::{event::EventKind, sock::ByteCounters};
+use replay::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tcp_flow_gives_one_close_record_in_output_and_journal() {
@@ -396,14 +75,6 @@ async fn a_output_none_prints_no_flow_and_journals_every_record() {
     assert_eq!(rows, [(7, 9000, 4000), (8, 300, 200)]);
 }
 
-/// A TCP socket the process released before `TCP_CLOSE`: the kernel sends no `Release`, and
-/// its `TcpClose` (flagged `FLAG_RELEASED`) ends the flow with one complete record.
-fn tcp_flow_released_first(cookie: u64, ts: u64, tx: u64, rx: u64) -> Batch {
-    let mut close = tcp(EventKind::TcpClose, cookie, ts + 2 * SEC, bytes(tx, rx));
-    close.1.flags = FLAG_RELEASED;
-    vec![tcp(EventKind::Established, cookie, ts, ByteCounters::default()), close]
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tcp_close_after_release_ends_the_flow_without_a_release_event() {
     let dir = tempfile::tempdir().unwrap();
@@ -446,7 +117,9 @@ async fn pipeline_cpu_per_record_churn_shaped() {
     for first in (0..FLOWS).step_by(usize::try_from(PER_BATCH).unwrap()) {
         let mut batch = Vec::new();
         for cookie in first..first + PER_BATCH {
-            let ts = t0 + cookie * 30_000;
+            // 5 µs apart: the replayed sockets are created no later than the pipeline's clock
+            // reads (it takes longer per flow), as in the kernel.
+            let ts = t0 + cookie * 5_000;
             batch.extend(tcp_flow_released_first(1_000_000 + cookie, ts, 1024, 1024));
         }
         run.send(batch).await;
