@@ -5,40 +5,12 @@
 
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "test helpers panic on failure (house style R16)")]
 
+mod counting;
 mod replay;
 
-use std::{
-    alloc::{GlobalAlloc, Layout, System},
-    sync::atomic::{AtomicU64, Ordering},
-};
-
+use counting::Counting;
 use monitor::settings::OutputFormat;
 use replay::*;
-
-/// Allocations (and reallocations) made by the process.
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-struct Counting;
-
-// SAFETY: forwards to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: the caller's contract is the system allocator's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
 static COUNTING: Counting = Counting;
@@ -73,12 +45,12 @@ async fn the_pipeline_allocates_next_to_nothing_per_flow_record() {
     for batch in warm_up {
         run.send(batch).await;
     }
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = counting::allocations();
     for batch in counted {
         run.send(batch).await;
     }
     let (_, stats) = run.stop().await;
-    let per_record = (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / COUNTED as f64;
+    let per_record = (counting::allocations() - before) as f64 / COUNTED as f64;
     assert_eq!(stats.tracker.closed_flows, WARM_UP + COUNTED, "every flow recorded");
     eprintln!("{per_record:.3} allocations per flow record (SQLite's own excluded: it calls malloc directly)");
     // What remains is per batch or per flush (channel blocks, statements, a flush's maps), and

@@ -4,14 +4,14 @@
 //! Figures are printed (BENCHMARKS.md) and held to the bounds: < 2 MiB, < 0.1 % of a core.
 #![expect(clippy::unwrap_used, reason = "tests panic on failure (house style R16)")]
 
+mod counting;
+
 use std::{
-    alloc::{GlobalAlloc, Layout, System},
-    sync::{
-        Arc,
-        atomic::{AtomicIsize, Ordering},
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
+
+use counting::Counting;
 
 use jiff::Timestamp;
 use monitor::{
@@ -23,25 +23,6 @@ use monitor::{
         record::{Direction, Owner, OwnerSource, Payload, PayloadSource, Protocol, RecordKind, Wire},
     },
 };
-
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: forwards to the system allocator; only counts sizes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size().cast_signed(), Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size().cast_signed(), Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -121,7 +102,7 @@ fn registry_of_200_apps_by_50_countries_is_small_and_cheap_to_scrape() {
     let apps: Vec<App> = (0..APPS).map(app).collect();
     let dests: Vec<Destination> = (0..COUNTRIES).map(country).collect();
     let rec = record(1);
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = counting::live();
     let config = MetricsConfig { enabled: true, ..MetricsConfig::default() };
     let metrics = Arc::new(Metrics::new(&config, 0.0));
     for a in &apps {
@@ -129,7 +110,7 @@ fn registry_of_200_apps_by_50_countries_is_small_and_cheap_to_scrape() {
             metrics.observe(&rec, a, Some(d));
         }
     }
-    let heap = LIVE.load(Ordering::Relaxed) - before;
+    let heap = counting::live() - before;
     let text = metrics.encode().unwrap();
     let series = text.lines().filter(|l| !l.starts_with('#')).count();
     // CPU time of this thread, not wall time: the figure is a share of a core, and wall time on a
