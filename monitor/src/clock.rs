@@ -9,6 +9,9 @@ use nix::time::{ClockId, clock_gettime};
 pub struct Clock {
     /// Wall-clock nanoseconds at boot-time zero.
     offset_ns: i128,
+    /// This clock's boot time minus `CLOCK_BOOTTIME`: 0, except for test clocks, whose boot time
+    /// is a chosen one ([`Clock::with_offset`]).
+    boot_shift_ns: i128,
 }
 
 /// Nanoseconds of `clock`. Both clocks used here exist on every kernel the monitor supports,
@@ -23,13 +26,22 @@ impl Clock {
     pub fn now() -> Self {
         let boot = ns(ClockId::CLOCK_BOOTTIME);
         let wall = ns(ClockId::CLOCK_REALTIME);
-        Self { offset_ns: wall - boot }
+        Self { offset_ns: wall - boot, boot_shift_ns: 0 }
     }
 
-    /// A clock with a fixed offset (tests).
+    /// A clock with a fixed offset (tests): its boot time is the wall clock less `offset_ns`,
+    /// and runs on from there at the pace of `CLOCK_BOOTTIME`.
     #[must_use]
     pub fn with_offset(offset_ns: i128) -> Self {
-        Self { offset_ns }
+        let boot_shift_ns = ns(ClockId::CLOCK_REALTIME) - offset_ns - ns(ClockId::CLOCK_BOOTTIME);
+        Self { offset_ns, boot_shift_ns }
+    }
+
+    /// Boot-time nanoseconds now, read from `CLOCK_BOOTTIME` (in a test clock's own boot time):
+    /// unlike `boot_ns_of(Timestamp::now())`, untouched by wall-clock steps after start.
+    #[must_use]
+    pub fn boot_now(self) -> u64 {
+        u64::try_from(ns(ClockId::CLOCK_BOOTTIME) + self.boot_shift_ns).unwrap_or(0)
     }
 
     /// Current boot-time nanoseconds.
@@ -48,5 +60,25 @@ impl Clock {
     #[must_use]
     pub fn wall(self, boot_ns: u64) -> Timestamp {
         Timestamp::from_nanosecond(i128::from(boot_ns) + self.offset_ns).unwrap_or(Timestamp::UNIX_EPOCH)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `boot_now` is `CLOCK_BOOTTIME` for the real clock, and a test clock's own boot time (the
+    /// wall clock less its offset) for a test clock.
+    #[test]
+    fn boot_now_follows_the_boot_clock_in_each_clocks_own_boot_time() {
+        const MS: u64 = 1_000_000;
+        let real = Clock::now();
+        let (before, now, after) = (Clock::boot_ns(), real.boot_now(), Clock::boot_ns());
+        assert!(before <= now && now <= after, "{before} <= {now} <= {after}");
+        let base: u64 = 30 * 24 * 3600 * 1_000_000_000;
+        let test = Clock::with_offset(Timestamp::now().as_nanosecond() - i128::from(base));
+        let (now, via_wall) = (test.boot_now(), test.boot_ns_of(Timestamp::now()));
+        assert!(now.abs_diff(base) < 1000 * MS, "starts near its chosen boot time: {now}");
+        assert!(now.abs_diff(via_wall) < 50 * MS, "{now} vs {via_wall}");
     }
 }

@@ -51,10 +51,13 @@ pub struct Identities {
     order: VecDeque<u32>,
     users: HashMap<u32, Option<String>>,
     /// Processes found gone from /proc, by (pid, uid, comm): when they were found gone
-    /// (boot-time ns) and their app from kernel data. A socket created before then by that pid
-    /// was the gone process's (any later process with its pid started after), so its records
-    /// take this app without asking /proc again: short-lived processes (a `curl` per request)
-    /// cost one failed lookup, not one per record.
+    /// (boot-time ns) and their app from kernel data. A socket that pid created before then was
+    /// made by a process that is gone too (any process holding the pid later started after the
+    /// check), and the kernel-data app depends on (pid, uid, comm) only: its records take this
+    /// app without asking /proc again, so short-lived processes (a `curl` per request) cost one
+    /// failed lookup, not one per record. (A fresh lookup allows a process one clock tick of
+    /// start-time slack; the memo does not, which only keeps such a later process's pid
+    /// reuse from taking an earlier socket.)
     gone: HashMap<GoneKey, (u64, Arc<App>)>,
     /// Android packages by app ID (a packages.list was found): an app UID's default name is its
     /// package.
@@ -143,7 +146,8 @@ impl Identities {
             self.stats.from_kernel += 1;
             return Arc::clone(app);
         }
-        let checked_ns = self.clock.boot_ns_of(Timestamp::now());
+        // Boot time, as `created_ns`: a wall-clock step after start must not stretch the memo.
+        let checked_ns = self.clock.boot_now();
         if let Some(app) = self.read(owner.tgid, created_ns) {
             self.stats.from_proc += 1;
             return app;
