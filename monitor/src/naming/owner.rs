@@ -21,6 +21,6 @@ pub fn kernel_owner(h: &CopyHeader) -> Option<Owner> {
         KernelSource::Unknown => OwnerSource::Unknown,
     };
     let end = o.comm.iter().position(|&b| b == 0).unwrap_or(o.comm.len());
-    let comm = String::from_utf8_lossy(o.comm.get(..end).unwrap_or_default()).into_owned();
-    Some(Owner { tgid: o.tgid, pid: o.pid, uid: o.uid, gid: o.gid, comm: comm.into(), cgroup_id: o.cgroup_id, source })
+    let comm: std::sync::Arc<str> = String::from_utf8_lossy(o.comm.get(..end).unwrap_or_default()).into();
+    Some(Owner { tgid: o.tgid, pid: o.pid, uid: o.uid, gid: o.gid, comm, cgroup_id: o.cgroup_id, source })
 }

@@ -96,7 +96,7 @@ pub(super) struct Owners {
 }
 
 /// Distinct `comm` texts kept; all are forgotten when there are more (then made again, once).
-const COMM_TEXTS: usize = 4096;
+pub(super) const COMM_TEXTS: usize = 4096;
 
 /// Smallest size at which [`Owners::intern`] prunes the table.
 const MIN_PRUNE_AT: usize = 1024;
@@ -132,6 +132,12 @@ impl Owners {
     pub(super) fn prune(&mut self) {
         self.set.retain(|o| Arc::strong_count(o) > 1);
         self.prune_at = (2 * self.set.len()).max(MIN_PRUNE_AT);
+    }
+
+    /// `comm` texts kept.
+    #[cfg(test)]
+    pub(super) fn comm_texts(&self) -> usize {
+        self.comms.len()
     }
 
     /// Owners kept.

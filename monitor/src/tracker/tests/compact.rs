@@ -105,14 +105,16 @@ fn records_share_the_text_of_their_owners_comm() {
     k.comm = *b"other\0\0\0\0\0\0\0\0\0\0\0";
     let other = owners.owner_of(&FlowOwner::of_kernel(&k));
     assert_eq!((&*other.comm, other.tgid), ("other", 3));
-    // Past the bound the texts are made again, still right.
+    // 5,000 more names: past the bound the texts are forgotten and made again, still right.
     for i in 0..5000u32 {
         let mut k = owner(i);
         k.comm = [0; 16];
-        k.comm[..4].copy_from_slice(&i.to_be_bytes().map(|b| b'a' + b % 26));
+        k.comm[..5].copy_from_slice(format!("{i:05}").as_bytes());
         let o = owners.owner_of(&FlowOwner::of_kernel(&k));
-        assert_eq!(o.comm.len(), 4);
+        assert_eq!(&*o.comm, format!("{i:05}"));
+        assert!(owners.comm_texts() <= crate::tracker::compact::COMM_TEXTS, "bounded");
     }
+    assert!(owners.comm_texts() < 5000, "the cache was emptied on the way");
     assert_eq!(&*owners.owner_of(&a).comm, "client");
 }
 
