@@ -41,16 +41,31 @@ async fn the_pipeline_allocates_next_to_nothing_per_flow_record() {
     let run = Run::start(&settings);
     let created_ns = run.now_ns() - 60 * SEC;
     let (warm_up, counted) = (batches(1, WARM_UP, created_ns), batches(1 + WARM_UP, COUNTED, created_ns));
-    // Caches, tables, spare flows and SQLite's statements reach their working size.
+    // Caches, tables, spare flows and SQLite's statements reach their working size; the count
+    // starts once the warm-up is in the journal and ends once the counted flows are (each a
+    // whole number of the sink's early flushes), before the shutdown.
+    let journal = journal(dir.path());
+    let mut rows = journal.prepare("SELECT count(*) FROM connections").unwrap();
+    let mut journaled = async |n: u64| {
+        for _ in 0..3000 {
+            if rows.query_row([], |r| r.get::<_, i64>(0)).unwrap() == i64::try_from(n).unwrap() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("{n} records not journaled within 60 s");
+    };
     for batch in warm_up {
         run.send(batch).await;
     }
+    journaled(WARM_UP).await;
     let before = counting::allocations();
     for batch in counted {
         run.send(batch).await;
     }
-    let (_, stats) = run.stop().await;
+    journaled(WARM_UP + COUNTED).await;
     let per_record = (counting::allocations() - before) as f64 / COUNTED as f64;
+    let (_, stats) = run.stop().await;
     assert_eq!(stats.tracker.closed_flows, WARM_UP + COUNTED, "every flow recorded");
     eprintln!("{per_record:.3} allocations per flow record (SQLite's own excluded: it calls malloc directly)");
     // What remains is per batch or per flush (channel blocks, statements, a flush's maps), and
