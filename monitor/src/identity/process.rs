@@ -31,6 +31,15 @@ const MAX_GONE: usize = 4096;
 /// ` # truncated` (a bash comment, so it reads as no argument).
 const MAX_CMDLINE: usize = 16 * 1024;
 
+/// Why /proc gave no app ([`Identities::read`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Miss {
+    /// No process with the pid exists.
+    Gone,
+    /// A later process holds the pid, or it could not be read.
+    Other,
+}
+
 /// A gone process as the kernel recorded it: (pid, uid, comm), all its kernel-data app depends on.
 type GoneKey = (u32, u32, Arc<str>);
 
@@ -128,7 +137,7 @@ impl Identities {
     /// the socket that revealed it.
     pub fn observe(&mut self, tgid: u32, created_ns: u64) {
         if self.cached(tgid, created_ns).is_none() {
-            self.read(tgid, created_ns);
+            let _ = self.read(tgid, created_ns);
         }
     }
 
@@ -148,13 +157,16 @@ impl Identities {
         }
         // Boot time, as `created_ns`: a wall-clock step after start must not stretch the memo.
         let checked_ns = self.clock.boot_now();
-        if let Some(app) = self.read(owner.tgid, created_ns) {
-            self.stats.from_proc += 1;
-            return app;
-        }
+        let miss = match self.read(owner.tgid, created_ns) {
+            Ok(app) => {
+                self.stats.from_proc += 1;
+                return app;
+            }
+            Err(miss) => miss,
+        };
         self.stats.from_kernel += 1;
         let app = Arc::new(self.kernel_only(owner));
-        if !std::path::Path::new("/proc").join(owner.tgid.to_string()).exists() {
+        if miss == Miss::Gone {
             if self.gone.len() >= MAX_GONE {
                 self.gone.clear();
             }
@@ -175,17 +187,33 @@ impl Identities {
             .clone()
     }
 
-    /// Reads /proc/<tgid>; `None` if gone or started after the socket was created.
-    fn read(&mut self, tgid: u32, created_ns: u64) -> Option<Arc<App>> {
-        let p = Process::new(i32::try_from(tgid).ok()?).ok()?;
-        let stat = p.stat().ok()?;
+    /// Reads /proc/<tgid>: [`Miss::Gone`] when no such process exists now (none can have a pid
+    /// beyond `i32`), [`Miss::Other`] when it started after the socket was created or cannot be
+    /// read.
+    fn read(&mut self, tgid: u32, created_ns: u64) -> Result<Arc<App>, Miss> {
+        let gone =
+            |e: procfs::ProcError| if matches!(e, procfs::ProcError::NotFound(_)) { Miss::Gone } else { Miss::Other };
+        let p = Process::new(i32::try_from(tgid).map_err(|_| Miss::Gone)?).map_err(gone)?;
+        let stat = p.stat().map_err(gone)?;
+        self.read_process(&p, &stat, tgid, created_ns).ok_or(Miss::Other)
+    }
+
+    /// The app of process `p` (`tgid`, whose `stat` was read); `None` if it started after the
+    /// socket was created.
+    fn read_process(
+        &mut self,
+        p: &Process,
+        stat: &procfs::process::Stat,
+        tgid: u32,
+        created_ns: u64,
+    ) -> Option<Arc<App>> {
         let start_ns = stat.starttime.saturating_mul(self.tick_ns);
         if created_ns != 0 && start_ns > created_ns.saturating_add(self.tick_ns) {
             return None; // a newer process reusing the pid
         }
         let exe = p.exe().ok().map(|e| escape::utf8_or_hex(e.as_os_str().as_bytes()).into_owned());
-        let (cmdline, emulator) = cmdline(&p);
-        let uid = real_uid(&p)?;
+        let (cmdline, emulator) = cmdline(p);
+        let uid = real_uid(p)?;
         let cgroups = p.cgroups().ok();
         let cgroup = cgroups.as_ref().and_then(|list| {
             let all = &list.0;
