@@ -136,6 +136,50 @@ async fn pipeline_cpu_per_record_churn_shaped() {
     );
 }
 
+/// As [`pipeline_cpu_per_record_churn_shaped`], in the UDP churn's shape: each exchange is a
+/// connected client socket (one `Release`) and a new peer of one unconnected server socket, whose
+/// slot the kernel flushes (past `MAX_PEER_FLOWS_PER_SOCKET` peers a record each at once, the
+/// rest when the server socket is released). A measurement, not a check:
+/// `cargo test --release -p monitor --test pipeline pipeline_cpu -- --ignored --nocapture --test-threads=1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement: run by hand in release with --nocapture"]
+async fn pipeline_cpu_per_record_udp_churn_shaped() {
+    const PER_BATCH: u64 = 128;
+    const EXCHANGES: u64 = 800 * PER_BATCH;
+    const SERVER: u64 = 7;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(dir.path());
+    settings.output = OutputFormat::None;
+    let run = Run::start(&settings);
+    let cpu = || nix::time::clock_gettime(nix::time::ClockId::CLOCK_PROCESS_CPUTIME_ID).unwrap();
+    let (cpu_start, wall) = (cpu(), std::time::Instant::now());
+    let t0 = run.now_ns() - 60 * SEC;
+    for first in (0..EXCHANGES).step_by(usize::try_from(PER_BATCH).unwrap()) {
+        let mut batch = Vec::new();
+        for n in first..first + PER_BATCH {
+            let ts = t0 + n * 5_000;
+            let port = u16::try_from(20_000 + n % 40_000).unwrap();
+            let client = [10, 0, 1 + u8::try_from(n / 40_000).unwrap(), 1];
+            batch.push(udp_connected_release(1_000_000 + n, ts, client, port));
+            batch.push(udp_peer(EventKind::PeerUpdate, SERVER, ts, n + 1, client, port));
+            batch.push(udp_peer(EventKind::PeerEvicted, SERVER, ts + 1_000, n + 1, client, port));
+        }
+        run.send(batch).await;
+    }
+    run.send(vec![udp_server_release(SERVER, t0 + EXCHANGES * 5_000)]).await;
+    let (_, stats) = run.stop().await;
+    let used = cpu() - cpu_start;
+    let records = 2 * EXCHANGES;
+    let per = |d: f64| d * 1e6 / records as f64;
+    let used = used.tv_sec() as f64 + used.tv_nsec() as f64 / 1e9;
+    assert_eq!(stats.tracker.closed_flows, records);
+    eprintln!(
+        "pipeline, churn-shaped UDP exchanges, --output none: {:.2} µs of CPU per record ({:.2} µs wall)",
+        per(used),
+        per(wall.elapsed().as_secs_f64())
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn b_reload_keeps_the_old_database_when_the_new_one_is_bad_and_switches_to_a_good_one() {
     let dir = tempfile::tempdir().unwrap();

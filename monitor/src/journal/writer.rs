@@ -169,6 +169,12 @@ impl JournalWriter {
         &self.path
     }
 
+    /// Lookups in `connections` the rollups' probe made so far.
+    #[cfg(test)]
+    pub(crate) fn rollup_lookups(&self) -> u64 {
+        self.rollup.lookups
+    }
+
     /// Buffers one record (no I/O): the row for `connections`, and its deltas added to the
     /// residency bucket of the interval containing `record.last_seen`.
     pub fn append(&mut self, record: &FlowRecord, app: &Arc<App>, dest: Option<&Destination>) {

@@ -23,7 +23,7 @@ use monitor::{
     settings::{RawConfig, Settings},
 };
 use monitor_common::{
-    AF_INET, IPPROTO_TCP,
+    AF_INET, IPPROTO_TCP, IPPROTO_UDP,
     event::{Event, EventKind, FLAG_RELEASED, FLAG_SNAPSHOT, Tuple},
     sock::{ByteCounters, Owner as KOwner, OwnerSource as KSource},
 };
@@ -341,4 +341,61 @@ pub fn tcp_flow_released_first(cookie: u64, ts: u64, tx: u64, rx: u64) -> Batch 
     let mut close = tcp(EventKind::TcpClose, cookie, ts + 2 * SEC, bytes(tx, rx));
     close.1.flags = FLAG_RELEASED;
     vec![tcp(EventKind::Established, cookie, ts, ByteCounters::default()), close]
+}
+
+/// A UDP event of socket `cookie` at 10.0.0.1:5300 (process "replayed") with `remote`:`remote_port`.
+fn udp_event(
+    kind: EventKind,
+    cookie: u64,
+    ts_ns: u64,
+    (remote, remote_port): ([u8; 4], u16),
+    bytes: ByteCounters,
+) -> (EventKind, Event) {
+    let (_, mut ev) = tcp(kind, cookie, ts_ns, bytes);
+    ev.tuple.protocol = IPPROTO_UDP;
+    ev.tuple.local_port = 5300;
+    ev.tuple.remote_addr = ip(remote);
+    ev.tuple.remote_port = remote_port;
+    (kind, ev)
+}
+
+/// A peer event of unconnected UDP socket `cookie`: one 1 KiB datagram each way with `remote`.
+pub fn udp_peer(
+    kind: EventKind,
+    cookie: u64,
+    ts_ns: u64,
+    generation: u64,
+    remote: [u8; 4],
+    port: u16,
+) -> (EventKind, Event) {
+    let (kind, mut ev) = udp_event(kind, cookie, ts_ns, (remote, port), udp_bytes());
+    ev.generation = generation;
+    (kind, ev)
+}
+
+/// The release of unconnected UDP socket `cookie` (its peers were reported before).
+pub fn udp_server_release(cookie: u64, ts_ns: u64) -> (EventKind, Event) {
+    udp_event(EventKind::Release, cookie, ts_ns, ([0; 4], 0), ByteCounters::default())
+}
+
+/// A connected UDP client socket `cookie` at `local`:`port` to 10.0.0.1:5300, released after one
+/// 1 KiB datagram each way.
+pub fn udp_connected_release(cookie: u64, ts_ns: u64, local: [u8; 4], port: u16) -> (EventKind, Event) {
+    let (kind, mut ev) = udp_event(EventKind::Release, cookie, ts_ns, ([10, 0, 0, 1], 5300), udp_bytes());
+    ev.tuple.local_addr = ip(local);
+    ev.tuple.local_port = port;
+    ev.flags = monitor_common::event::FLAG_CONNECTED;
+    (kind, ev)
+}
+
+/// One 1 KiB datagram each way (wire: + 28 bytes of IP and UDP headers).
+fn udp_bytes() -> ByteCounters {
+    ByteCounters {
+        wire_tx_bytes: 1052,
+        wire_tx_packets: 1,
+        wire_rx_bytes: 1052,
+        wire_rx_packets: 1,
+        app_tx_bytes: 1024,
+        app_rx_bytes: 1024,
+    }
 }

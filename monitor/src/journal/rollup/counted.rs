@@ -1,25 +1,57 @@
 //! The writer's cache of counted records ([`Counted`]): which (socket, endpoint or service in
 //! its week) the rollups already count, so that most records need no table lookup.
 
+use std::hash::Hash;
+
+use fastbloom::BloomFilter;
 use foldhash::HashSet;
 
 use super::fold::{EndpointId, ServiceId};
 
-/// Bound of [`Counted`]: about 1 MiB of keys.
+/// Bound of [`Counted`]'s exact sets: about 1 MiB of keys.
 pub(super) const COUNTED_KEYS: usize = 16_384;
+/// Bits of [`Counted::filter`]: 1 MiB, touched page by page as keys arrive.
+const FILTER_BITS: usize = 1 << 23;
+/// Bits set per key in [`Counted::filter`].
+const FILTER_HASHES: u32 = 4;
+/// Keys the filter takes before it starts again (and `whole` with it): at this fill a key never
+/// added still looks added about once in 500 tries (a needless table lookup, never a wrong
+/// count).
+const FILTER_KEYS: usize = 500_000;
+
 /// (cookie, endpoint or service in its week) of records written by this writer: a later record
 /// with the same key is not the first of its socket there. A cache: emptied when full (the table
 /// answers then) and when a flush is rolled back ([`super::Rollup::forget`]).
 ///
-/// `whole`: sockets whose every stored record this writer wrote since the cache was last emptied
-/// (their first record was a first write, [`super::cookies::Cookies`]), so that every key of
-/// theirs is in the cache: a key missing from it is a first, without asking the table. This is
-/// what an unconnected UDP server socket needs, a new peer (endpoint) in nearly every record.
-#[derive(Debug, Default)]
+/// `whole`: sockets whose every stored record this writer wrote since the filter was last
+/// emptied (their first record was a first write, [`super::cookies::Cookies`]), so that every key
+/// of theirs went into `filter`: a key the filter has never seen is a first, without asking the
+/// table. This is what an unconnected UDP server socket needs, a new peer (endpoint) in nearly
+/// every record, and more peers than the exact sets hold.
+#[derive(Debug)]
 pub(crate) struct Counted {
     pub(super) endpoints: HashSet<(u64, EndpointId)>,
     pub(super) services: HashSet<(u64, ServiceId)>,
     pub(super) whole: HashSet<u64>,
+    /// Every key remembered since it was last emptied (with `whole`). No false negatives: a
+    /// key it does not contain was never remembered.
+    filter: BloomFilter<foldhash::fast::FixedState>,
+    /// Keys added to `filter` since it was emptied.
+    filter_keys: usize,
+}
+
+impl Default for Counted {
+    fn default() -> Self {
+        Self {
+            endpoints: HashSet::default(),
+            services: HashSet::default(),
+            whole: HashSet::default(),
+            filter: BloomFilter::with_num_bits(FILTER_BITS)
+                .hasher(foldhash::fast::FixedState::default())
+                .hashes(FILTER_HASHES),
+            filter_keys: 0,
+        }
+    }
 }
 
 impl Counted {
@@ -28,6 +60,10 @@ impl Counted {
         self.endpoints.clear();
         self.services.clear();
         self.whole.clear();
+        if self.filter_keys > 0 {
+            self.filter.clear();
+            self.filter_keys = 0;
+        }
     }
 
     /// Remembers that `cookie`'s first record is being written (no record stored before).
@@ -38,16 +74,24 @@ impl Counted {
         }
         self.whole.insert(cookie);
     }
+
+    /// Whether `key`, a key of a socket in `whole`, may have been remembered: `false` means it
+    /// never was, so no record of the socket is at that key.
+    pub(super) fn maybe_remembered<K: Hash>(&self, key: &K) -> bool {
+        self.filter.contains(key)
+    }
 }
 
-/// Adds a key; a full cache is emptied first (all of it: see `whole`).
-pub(super) fn remember<K: std::hash::Hash + Eq>(
-    counted: &mut Counted,
-    set: impl Fn(&mut Counted) -> &mut HashSet<K>,
-    key: K,
-) {
-    if set(counted).len() >= COUNTED_KEYS {
+/// Adds a key. A full exact set is emptied first (the filter still holds its keys, so `whole`
+/// stays true); a full filter empties everything.
+pub(super) fn remember<K: Hash + Eq>(counted: &mut Counted, set: impl Fn(&mut Counted) -> &mut HashSet<K>, key: K) {
+    if counted.filter_keys >= FILTER_KEYS {
         counted.clear();
     }
+    if set(counted).len() >= COUNTED_KEYS {
+        set(counted).clear();
+    }
+    counted.filter.insert(&key);
+    counted.filter_keys += 1;
     set(counted).insert(key);
 }

@@ -170,11 +170,12 @@ impl Rollup {
                 false
             } else if self.counted.services.contains(&key) {
                 true
-            } else if whole {
+            } else if whole && !self.counted.maybe_remembered(&key) {
                 false
             } else if unwritten.services.contains(&key) {
                 true
             } else {
+                self.lookups += 1;
                 let app = &app.name;
                 tx.prepare_cached(
                     "SELECT EXISTS (SELECT 1 FROM connections c JOIN apps a ON a.id = c.app_id
@@ -212,11 +213,12 @@ impl Rollup {
             false
         } else if self.counted.endpoints.contains(&key) {
             true
-        } else if whole {
+        } else if whole && !self.counted.maybe_remembered(&key) {
             false
         } else if unwritten.endpoints.contains(&key) {
             true
         } else {
+            self.lookups += 1;
             let (ip, app) = (remote.ip().to_string(), &app.name);
             // `connections_cookie` (cookie, remote_ip, remote_port, time_ms) narrows this to the
             // socket's records at that endpoint in that week (inbound: at that address).

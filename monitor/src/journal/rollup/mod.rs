@@ -84,6 +84,8 @@ pub(crate) struct Rollup {
     pub answer_ids: foldhash::HashMap<String, i64>,
     /// The strings of the keys in `counted` and in the flush's fold.
     pub strings: strings::Strings,
+    /// Lookups in `connections` the probe made (records `counted` could not answer).
+    pub lookups: u64,
 }
 
 impl Rollup {
@@ -101,6 +103,7 @@ impl Rollup {
                 counted: counted::Counted::default(),
                 answer_ids: foldhash::HashMap::default(),
                 strings: strings::Strings::default(),
+                lookups: 0,
             });
         }
         let started = Instant::now();
@@ -133,6 +136,7 @@ impl Rollup {
             counted: counted::Counted::default(),
             answer_ids: foldhash::HashMap::default(),
             strings: strings::Strings::default(),
+            lookups: 0,
         })
     }
 }

@@ -10,7 +10,10 @@ use crate::{
     enrich::{DbInfo, DbRef, Scope},
     journal::{JournalConfig, JournalReader, JournalWriter, SCHEMA_VERSION, TimeRange},
     stats::Stats,
-    tracker::record::RecordKind::{Close, Update},
+    tracker::record::{
+        Direction,
+        RecordKind::{Close, Update},
+    },
 };
 
 /// Monday 2026-11-16T00:00:00Z (a multiple of 60).
@@ -390,6 +393,50 @@ fn an_unconnected_socket_counts_once_per_peer_across_flushes() {
     assert_eq!(int(&conn, "SELECT MAX(flows) FROM endpoint_week"), 1);
     assert_eq!(int(&conn, "SELECT SUM(payload_tx) FROM endpoint_week"), 30 * peers);
     assert_eq!(int(&conn, "SELECT COUNT(*) FROM service_week"), 1);
+    assert_eq!(int(&conn, "SELECT SUM(flows) FROM service_week"), 1, "one socket for the service");
+}
+
+/// A UDP server socket: one unconnected socket, more peers than the exact sets of the counting
+/// cache hold (16,384), one record each, in flushes of 1,000. The filter still knows every key of
+/// the socket, so no record needs a lookup in the table (before the filter, every record after
+/// the sets emptied did); a peer that comes back (a second record at a known peer) is not a new
+/// flow there.
+#[test]
+fn a_udp_server_socket_with_more_peers_than_the_cache_needs_no_table_lookup() {
+    const PEERS: u64 = 20_000;
+    let dir = tempdir();
+    let mut w = writer_in(dir.path());
+    let app = fixtures::app("udp-server");
+    let us = fixtures::public(Some("US"), Some(15169), Some("Google LLC"));
+    let peer = |p: u64| {
+        let mut f = Flow::new(5, &format!("192.0.2.{}:{}", p % 200, 10_000 + p / 200), at(T0));
+        f.direction = Direction::Unconnected;
+        f
+    };
+    let mut peers: Vec<Flow> = (0..PEERS).map(peer).collect();
+    for (n, f) in peers.iter_mut().enumerate() {
+        w.append(&f.record(Close, at(T0 + 1), 10, 1), &app, Some(&us));
+        if n % 1000 == 999 {
+            w.flush().expect("flush");
+        }
+    }
+    assert_eq!(w.rollup_lookups(), 0, "a key the filter never saw is a new peer");
+    // Peers 3 and 19,000 again: their first records went in before and after the exact set of
+    // endpoints emptied. The set knows peer 19,000; peer 3 is in the filter only (as a key never
+    // added could be), so the table answers for it.
+    for p in [3, 19_000] {
+        let f = &mut peers[usize::try_from(p).expect("small")];
+        w.append(&f.record(Close, at(T0 + 2), 5, 0), &app, Some(&us));
+    }
+    w.flush().expect("flush");
+    assert_eq!(w.rollup_lookups(), 1);
+    let conn = raw(w.path());
+    let peers = i64::try_from(PEERS).expect("small");
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM connections"), peers + 2);
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM endpoint_week"), peers);
+    assert_eq!(int(&conn, "SELECT SUM(flows) FROM endpoint_week"), peers, "one flow per peer");
+    assert_eq!(int(&conn, "SELECT MAX(flows) FROM endpoint_week"), 1);
+    assert_eq!(int(&conn, "SELECT SUM(payload_tx) FROM endpoint_week"), 10 * peers + 10);
     assert_eq!(int(&conn, "SELECT SUM(flows) FROM service_week"), 1, "one socket for the service");
 }
 
