@@ -248,8 +248,9 @@ fn parse_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, egress: bool, protocol: u3
         6 => {
             // SAFETY: within the 40 bytes checked above.
             let (next, payload) = unsafe { (*p.add(6), [*p.add(4), *p.add(5)]) };
-            if udp && u16::from(next) != IPPROTO_UDP {
-                return None; // extension headers: not parsed
+            if ports && u32::from(next) != protocol {
+                // Extension headers before the transport header: the slow path walks them.
+                return parse_peer_loaded(ctx, sk, egress, protocol);
             }
             let at = if egress { 24 } else { 8 };
             let mut a = [0u32; 4];
@@ -299,6 +300,7 @@ fn peer_with_ports(
 #[inline(never)]
 fn parse_peer_loaded(ctx: &SkBuffContext, sk: *mut bpf_sock, egress: bool, protocol: u32) -> Option<Peer> {
     let udp = protocol == u32::from(IPPROTO_UDP);
+    let ports = udp || protocol == u32::from(IPPROTO_SCTP);
     let first: u8 = ctx.load(0).ok()?;
     let (addr, family, l4_off, ip_len) = match first >> 4 {
         4 => {
@@ -312,16 +314,15 @@ fn parse_peer_loaded(ctx: &SkBuffContext, sk: *mut bpf_sock, egress: bool, proto
         }
         6 => {
             let next: u8 = ctx.load(6).ok()?;
-            if udp && u16::from(next) != IPPROTO_UDP {
-                return None; // extension headers: not parsed
-            }
+            let l4_off =
+                if ports && u32::from(next) != protocol { skip_ipv6_extensions(ctx, next, protocol)? } else { 40 };
             let a: [u32; 4] = ctx.load(if egress { 24 } else { 8 }).ok()?;
             let payload: [u8; 2] = ctx.load(4).ok()?;
-            (a, AF_INET6, 40, 40 + u64::from(u16::from_be_bytes(payload)))
+            (a, AF_INET6, l4_off, 40 + u64::from(u16::from_be_bytes(payload)))
         }
         _ => return None,
     };
-    if udp || protocol == u32::from(IPPROTO_SCTP) {
+    if ports {
         // UDP and SCTP headers both start with the source and destination ports.
         let head: [u8; 6] = ctx.load(l4_off).ok()?;
         return Some(peer_with_ports(addr, family, l4_off, ip_len, udp, egress, head));
@@ -329,6 +330,47 @@ fn parse_peer_loaded(ctx: &SkBuffContext, sk: *mut bpf_sock, egress: bool, proto
     let payload = payload_of(sk, egress, protocol, family, ip_len, l4_off as u64);
     Some(Peer { addr, port: 0, family, payload, l4_off: l4_off as u32 })
 }
+
+/// Most IPv6 extension headers walked before the transport header (hop-by-hop, routing and
+/// destination options, fragment, authentication).
+const MAX_IPV6_EXTENSIONS: usize = 4;
+
+/// Offset of the `protocol` header after the IPv6 extension headers that start with `next`, or
+/// `None`: more than [`MAX_IPV6_EXTENSIONS`], an unknown header, or a fragment after the first
+/// (it carries no transport header). Off the common path: only packets with extension headers.
+#[inline(always)]
+fn skip_ipv6_extensions(ctx: &SkBuffContext, mut next: u8, protocol: u32) -> Option<usize> {
+    let mut off = 40usize;
+    for _ in 0..MAX_IPV6_EXTENSIONS {
+        let head: [u8; 4] = ctx.load(off).ok()?;
+        let len = if next == IPV6_HOP_BY_HOP || next == IPV6_ROUTING || next == IPV6_DEST_OPTS {
+            (usize::from(head[1]) + 1) * 8
+        } else if next == IPV6_FRAGMENT {
+            // Fragment offset (13 bits, in 8-byte units) other than 0: no transport header.
+            if u16::from_be_bytes([head[2], head[3]]) & 0xfff8 != 0 {
+                return None;
+            }
+            8
+        } else if next == IPV6_AUTH {
+            (usize::from(head[1]) + 2) * 4
+        } else {
+            return None;
+        };
+        next = head[0];
+        off += len;
+        if u32::from(next) == protocol {
+            return Some(off);
+        }
+    }
+    None
+}
+
+/// IPv6 extension header numbers ([`skip_ipv6_extensions`]).
+const IPV6_HOP_BY_HOP: u8 = 0;
+const IPV6_ROUTING: u8 = 43;
+const IPV6_FRAGMENT: u8 = 44;
+const IPV6_AUTH: u8 = 51;
+const IPV6_DEST_OPTS: u8 = 60;
 
 /// What the application of a ping or raw socket wrote or read for one packet: the IP payload
 /// (the ICMP message, or the data of the raw protocol), plus the IP header where the application

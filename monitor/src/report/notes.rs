@@ -48,6 +48,13 @@ pub(super) fn completeness(
         if stats.storage_failures > 0 {
             notes.push(format!("{} sockets could not be counted (no socket storage)", grouped(stats.storage_failures)));
         }
+        if stats.peer_parse_failures > 0 {
+            notes.push(format!(
+                "{} packets of unconnected sockets (UDP, ping, raw) had headers the kernel program could not read: \
+                 their bytes are in no flow record",
+                grouped(stats.peer_parse_failures)
+            ));
+        }
         notes.push(format!(
             "{} of IP-layer traffic ({} of all wire bytes) could not be charged to any socket (host-wide, e.g. handshakes and time-wait packets)",
             bytes(stats.unattributed_bytes),

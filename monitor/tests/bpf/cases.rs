@@ -26,6 +26,7 @@ pub fn all() -> Vec<Case> {
         ("udp_connected_ipv6_exact_bytes", || udp_connected(true)),
         ("udp_unconnected_ipv4_three_destinations_are_three_flows", || udp_unconnected(false)),
         ("udp_unconnected_ipv6_three_destinations_are_three_flows", || udp_unconnected(true)),
+        ("udp_unconnected_ipv6_with_extension_headers_exact_per_peer", udp_unconnected_extension_headers),
         ("udp_server_with_40_concurrent_peers_exact_per_peer", udp_server_many_peers),
         ("process_exiting_right_after_sending_is_attributed", exit_right_after_sending),
         ("two_hundred_concurrent_connections_from_twenty_processes", concurrent_200),
@@ -273,19 +274,33 @@ fn udp_connected(v6: bool) {
 }
 
 fn udp_unconnected(v6: bool) {
+    udp_unconnected_with(v6, "");
+}
+
+/// Datagrams with an IPv6 destination options header between the IP and UDP headers, both ways
+/// (the echo server sets it too): the peer is still found, bytes exact (they used to be lost,
+/// counted only as peer parse failures).
+fn udp_unconnected_extension_headers() {
+    udp_unconnected_with(true, "-dstopts");
+}
+
+fn udp_unconnected_with(v6: bool, variant: &str) {
     let pair = Pair::private();
     let cg = TestCgroup::new();
     let dests: Vec<SocketAddr> = (0..3).map(|i| server_addr(&pair, v6, i, 5302)).collect();
     let mut echo_args: Vec<String> = dests.iter().map(s).collect();
     echo_args.push(s(100));
-    let mut echo = spawn("udp-echo", &echo_args, Place { netns: Some(&pair.b), ..Place::default() });
+    let mut echo = spawn(&format!("udp-echo{variant}"), &echo_args, Place { netns: Some(&pair.b), ..Place::default() });
     echo.line();
     let mon = Monitor::start(&cg.path, "");
     let before = pair.a.counters("va");
     let mut args = vec![s(1000), s(100)];
     args.extend(dests.iter().map(s));
-    let client =
-        spawn("udp-unconnected", &args, Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) });
+    let client = spawn(
+        &format!("udp-unconnected{variant}"),
+        &args,
+        Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) },
+    );
     let pid = client.pid();
     let lines = client.finish();
     echo.finish();
@@ -306,6 +321,7 @@ fn udp_unconnected(v6: bool) {
     }
     assert_wire_matches(&out, iface);
     out.assert_nothing_lost();
+    assert_eq!(out.stats["kernel"]["peer_parse_failures"], 0, "{}", out.stats);
 }
 
 fn exit_right_after_sending() {

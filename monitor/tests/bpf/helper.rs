@@ -45,6 +45,25 @@ fn wait_stdin(word: &str) {
     assert_eq!(line.trim(), word, "unexpected control line");
 }
 
+/// Makes every datagram of IPv6 socket `s` carry a destination options header of 8 bytes (a
+/// PadN option), as `setsockopt(IPV6_DSTOPTS)` does for applications that send options.
+fn ipv6_destination_options(s: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    // next header (set by the kernel), length 0 (8 bytes), PadN of 4 bytes.
+    let header: [u8; 8] = [0, 0, 1, 4, 0, 0, 0, 0];
+    // SAFETY: a valid socket and an 8-byte buffer of the length given.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_DSTOPTS,
+            header.as_ptr().cast(),
+            libc::socklen_t::try_from(header.len()).unwrap(),
+        )
+    };
+    assert_eq!(rc, 0, "IPV6_DSTOPTS: {}", std::io::Error::last_os_error());
+}
+
 /// Entry point of a helper process.
 pub fn main(role: &str) {
     if let Ok(uid) = std::env::var("MONITOR_TEST_HELPER_UID") {
@@ -174,11 +193,15 @@ pub fn main(role: &str) {
             wait_stdin("exit");
         }
         // udp-echo BIND... COUNT: one socket per address; echoes COUNT datagrams in total per socket.
-        "udp-echo" => {
+        // udp-echo-dstopts: the same, each datagram carrying an IPv6 destination options header.
+        "udp-echo" | "udp-echo-dstopts" => {
             name("mon-udp-echo");
             let count: usize = arg(args.len() - 1).parse().unwrap();
             let sockets: Vec<UdpSocket> =
                 args[..args.len() - 1].iter().map(|a| UdpSocket::bind(a.as_str()).unwrap()).collect();
+            if role == "udp-echo-dstopts" {
+                sockets.iter().for_each(ipv6_destination_options);
+            }
             say(&json!({"ready": true, "pid": std::process::id()}));
             let handles: Vec<_> = sockets
                 .into_iter()
@@ -215,12 +238,17 @@ pub fn main(role: &str) {
             );
         }
         // udp-unconnected SIZE COUNT DEST...: one socket, sendto() each destination COUNT times.
-        "udp-unconnected" => {
+        // udp-unconnected-dstopts: the same, each datagram carrying an IPv6 destination options
+        // header (the IP header is then not followed by the UDP header).
+        "udp-unconnected" | "udp-unconnected-dstopts" => {
             name("mon-udp-multi");
             let size: usize = arg(0).parse().unwrap();
             let count: usize = arg(1).parse().unwrap();
             let dests: Vec<SocketAddr> = args[2..].iter().map(|a| a.parse().unwrap()).collect();
             let s = UdpSocket::bind(if dests[0].is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }).unwrap();
+            if role == "udp-unconnected-dstopts" {
+                ipv6_destination_options(&s);
+            }
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             let mut buf = vec![0u8; 65536];
             let mut per_peer = serde_json::Map::new();

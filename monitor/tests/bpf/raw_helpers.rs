@@ -21,9 +21,10 @@ const ETHERTYPE_EXPERIMENTAL: u16 = 0x88b5;
 const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 0x0a];
 const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 0x0b];
 
-/// Roles that open raw or packet sockets: they keep `CAP_NET_RAW` after dropping to the test uid.
+/// Roles that open raw or packet sockets or send IPv6 options: they keep `CAP_NET_RAW` after
+/// dropping to the test uid.
 pub fn needs_net_raw(role: &str) -> bool {
-    matches!(role, "ping" | "raw-send" | "raw-echo" | "packet-send")
+    matches!(role, "ping" | "raw-send" | "raw-echo" | "packet-send" | "udp-unconnected-dstopts")
 }
 
 fn socket(domain: libc::c_int, ty: libc::c_int, protocol: libc::c_int) -> OwnedFd {

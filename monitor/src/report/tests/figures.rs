@@ -130,6 +130,10 @@ fn json_report_has_exact_bytes_and_shares_per_app() {
     assert_eq!((c["unattributed_bytes"].as_u64(), c["attributed_wire_bytes"].as_u64()), (Some(4000), Some(45_711_773)));
     assert_eq!(c["unattributed_share_pct"], 0.01);
     assert!(c["notes"].as_array().expect("notes").iter().any(|n| n.as_str().is_some_and(|s| s.contains("4 lost"))));
+    assert!(
+        c["notes"].as_array().expect("notes").iter().any(|n| n.as_str().is_some_and(|s| s.starts_with("7 packets of"))),
+        "{c}"
+    );
 
     let dbs = v["databases"].as_array().expect("databases");
     assert_eq!(dbs.len(), 2);
