@@ -1,8 +1,9 @@
 //! Report periods: ISO 8601 weeks cut in a time zone, or explicit instants.
 
 use jiff::{
-    SignedDuration, Timestamp,
+    SignedDuration, Timestamp, Zoned,
     civil::{Date, DateTime, ISOWeekDate, Weekday},
+    fmt::temporal::{Pieces, PiecesOffset},
     tz::TimeZone,
 };
 use serde::{Deserialize, Serialize};
@@ -31,7 +32,9 @@ impl Zone {
 
     /// A civil date-time (or date: midnight) in this zone as an instant, or an instant written
     /// with an offset or `Z`. Accepted: `2026-11-16`, `2026-11-16T08:00`, `2026-11-16T08:00:30`,
-    /// `2026-11-16T08:00Z`, `2026-11-16T08:00:00+01:00` (a space may replace the `T`). A local
+    /// `2026-11-16T08:00Z`, `2026-11-16T08:00:00+01:00`, `2026-11-16T08:00[Europe/Berlin]` (a
+    /// time in that zone; an offset given too must be the zone's) (a space may replace the `T`);
+    /// offsets run from -12:00 to +14:00. A local
     /// time that a daylight-saving change skips is moved forward; one it repeats takes the
     /// earlier instant.
     ///
@@ -39,6 +42,19 @@ impl Zone {
     /// [`Error::Time`] for anything else.
     pub fn parse_time(&self, text: &str) -> Result<Timestamp, Error> {
         let bad = || Error::Time { text: text.to_string() };
+        // jiff's parsers take a `[zone]` annotation and offsets up to ±25:59; a time given with
+        // one is read in that zone (an offset given as well must agree), offsets beyond the
+        // world's (-12:00 to +14:00) are refused.
+        if let Ok(pieces) = Pieces::parse(text) {
+            if let Some(PiecesOffset::Numeric(o)) = pieces.offset()
+                && !(-12 * 3600..=14 * 3600).contains(&o.offset().seconds())
+            {
+                return Err(bad());
+            }
+            if pieces.time_zone_annotation().is_some() {
+                return text.parse::<Zoned>().map(|z| z.timestamp()).map_err(|_| bad());
+            }
+        }
         if let Ok(ts) = text.parse::<Timestamp>() {
             return Ok(ts);
         }
@@ -97,7 +113,13 @@ impl Period {
         }
         let year: i16 = year.parse().map_err(|_| bad("year is not a number"))?;
         let w: i8 = w.parse().map_err(|_| bad("week is not a number"))?;
-        let monday = ISOWeekDate::new(year, w, Weekday::Monday).map_err(|e| bad(&e.to_string()))?.date();
+        let monday = ISOWeekDate::new(year, w, Weekday::Monday)
+            .map_err(|e| {
+                // Week 53 exists only in long years: say that, not jiff's "not in 1..=53".
+                let long = ISOWeekDate::new(year, 53, Weekday::Monday).is_ok();
+                if w == 53 && !long { bad(&format!("{year} has 52 ISO weeks")) } else { bad(&e.to_string()) }
+            })?
+            .date();
         Self::week_from_monday(monday, zone)
     }
 
@@ -236,9 +258,12 @@ mod tests {
 
     #[test]
     fn malformed_weeks_and_ranges_are_errors() {
-        for bad in ["2026-47", "2026-W4", "26-W47", "2026-W54", "2026-Wxx"] {
+        for bad in ["2026-47", "2026-W4", "26-W47", "2026-W54", "2026-Wxx", "2025-W53"] {
             assert!(matches!(Period::iso_week(bad, &z("UTC")), Err(Error::Week { .. })), "{bad}");
         }
+        let short = Period::iso_week("2025-W53", &z("UTC")).expect_err("2025 has 52 weeks").to_string();
+        assert!(short.contains("2025 has 52 ISO weeks"), "{short}");
+        assert!(Period::iso_week("2026-W53", &z("UTC")).is_ok(), "2026 has 53 weeks");
         assert!(matches!(Zone::get("Nowhere/Town"), Err(Error::TimeZone { .. })));
         let t = ts("2026-11-16T00:00:00Z");
         assert!(matches!(Period::range(t, t, &z("UTC")), Err(Error::Period { .. })));
@@ -262,8 +287,28 @@ mod tests {
         ] {
             assert_eq!(berlin.parse_time(text).expect(text), ts(expected), "{text}");
         }
-        for bad in ["2026-11-19T25:00", "yesterday", "2026-11", "12:00", ""] {
+        for bad in [
+            "2026-11-19T25:00",
+            "yesterday",
+            "2026-11",
+            "12:00",
+            "",
+            // Offsets no place has, and an offset the annotated zone does not have then.
+            "2026-11-19T12:00+25:00",
+            "2026-11-19T12:00-13:00",
+            "2026-11-19T12:00+05:00[Europe/Berlin]",
+            "2026-11-19T12:00[Nowhere/Town]",
+        ] {
             assert!(matches!(berlin.parse_time(bad), Err(Error::Time { .. })), "{bad}");
+        }
+        // A zone annotation is honoured, whatever the report's zone.
+        let utc = z("UTC");
+        for (text, expected) in [
+            ("2026-12-01T12:00[Europe/Berlin]", "2026-12-01T11:00:00Z"),
+            ("2026-12-01T12:00+01:00[Europe/Berlin]", "2026-12-01T11:00:00Z"),
+            ("2026-12-01T12:00+14:00", "2026-11-30T22:00:00Z"),
+        ] {
+            assert_eq!(utc.parse_time(text).expect(text), ts(expected), "{text}");
         }
         let (since, until) =
             (berlin.parse_time("2026-11-19T12:00").unwrap(), berlin.parse_time("2026-11-19T13:00").unwrap());
