@@ -91,23 +91,34 @@ fn check_reports_every_feature_as_json() {
 /// a copy of the binary as `nobody` (the copy sits in a directory `nobody` can enter).
 #[test]
 fn run_without_privileges_exits_3_with_one_clear_message() {
-    let is_root = nix::unistd::geteuid().is_root();
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = if is_root {
-        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-        let copy = dir.path().join("monitor");
+    let mut cmd = unprivileged_monitor(dir.path());
+    cmd.args(["run"]).current_dir(Path::new("/")).env_remove("RUST_LOG");
+    let out = output_retrying(&mut cmd);
+    assert_clean_failure(&out, 3, "CAP_BPF");
+    assert_eq!(stderr(&out).lines().filter(|l| !l.trim().is_empty()).count(), 1, "one message:\n{}", stderr(&out));
+}
+
+/// `monitor` as an unprivileged user: as root, a copy in `dir` (made traversable) run as
+/// nobody (uid 65534); otherwise the binary itself.
+fn unprivileged_monitor(dir: &Path) -> Command {
+    if nix::unistd::geteuid().is_root() {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+        let copy = dir.join("monitor");
         fs::copy(env!("CARGO_BIN_EXE_monitor"), &copy).unwrap();
         let mut cmd = Command::new(&copy);
         cmd.uid(65534).gid(65534);
         cmd
     } else {
         Command::new(env!("CARGO_BIN_EXE_monitor"))
-    };
-    cmd.args(["run"]).current_dir(Path::new("/")).env_remove("RUST_LOG");
-    // A just-written copy is "text file busy" while another test thread's fork still holds the
-    // descriptor it was written through (until that child execs): retry briefly.
+    }
+}
+
+/// Runs `cmd`. A just-written copy is "text file busy" while another test thread's fork still
+/// holds the descriptor it was written through (until that child execs): retried briefly.
+fn output_retrying(cmd: &mut Command) -> Output {
     let mut tries = 0;
-    let out = loop {
+    loop {
         match cmd.output() {
             Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
                 tries += 1;
@@ -115,9 +126,42 @@ fn run_without_privileges_exits_3_with_one_clear_message() {
             }
             other => break other.unwrap(),
         }
+    }
+}
+
+/// A journal copied to a directory its reader cannot write (a read-only mount, an archive): it
+/// is read as it is (SQLite cannot create the shared-memory file WAL readers use), and nothing is
+/// created next to it. With data in its write-ahead log, which such a read would miss, the
+/// reader says so instead.
+#[test]
+fn a_journal_in_a_read_only_directory_can_be_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = empty_journal(dir.path());
+    let ro = dir.path().join("ro");
+    fs::create_dir(&ro).unwrap();
+    let journal = ro.join("journal.db");
+    fs::copy(&original, &journal).unwrap();
+    fs::set_permissions(&journal, fs::Permissions::from_mode(0o444)).unwrap();
+    fs::set_permissions(&ro, fs::Permissions::from_mode(0o555)).unwrap();
+    let report = |cmd: &mut Command| {
+        cmd.args(["report", "--week", "2026-W47", "--format", "json", "--journal", journal.to_str().unwrap()])
+            .current_dir(Path::new("/"))
+            .env_remove("RUST_LOG");
+        output_retrying(cmd)
     };
-    assert_clean_failure(&out, 3, "CAP_BPF");
-    assert_eq!(stderr(&out).lines().filter(|l| !l.trim().is_empty()).count(), 1, "one message:\n{}", stderr(&out));
+    let out = report(&mut unprivileged_monitor(dir.path()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"2026-W47\""));
+    let mut left: Vec<_> = fs::read_dir(&ro).unwrap().map(|e| e.unwrap().file_name()).collect();
+    left.sort();
+    assert_eq!(left, ["journal.db"], "nothing created beside the journal");
+
+    fs::set_permissions(&ro, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(ro.join("journal.db-wal"), [1u8; 100]).unwrap();
+    fs::set_permissions(&ro, fs::Permissions::from_mode(0o555)).unwrap();
+    let out = report(&mut unprivileged_monitor(dir.path()));
+    assert_clean_failure(&out, 5, "its write-ahead log");
+    fs::set_permissions(&ro, fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 #[test]

@@ -120,6 +120,14 @@ pub enum Error {
         lock.display()
     )]
     Locked { path: PathBuf, lock: PathBuf },
+    /// A journal SQLite cannot share with writers (its directory or files are read-only), whose
+    /// write-ahead log holds data that an immutable read would miss.
+    #[error(
+        "journal `{path}` is read-only here and its write-ahead log `{path}-wal` holds data: copy both \
+         files to a writable directory to read them",
+        path = path.display()
+    )]
+    ReadOnlyWal { path: PathBuf },
     /// SQLite refused to open the file.
     #[error("cannot open journal `{}`", path.display())]
     Sqlite {

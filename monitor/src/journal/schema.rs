@@ -492,12 +492,60 @@ fn open_existing(path: &Path, mode: OpenFlags) -> Result<Connection, Error> {
     }
     let conn = Connection::open_with_flags(path, mode | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .map_err(|source| open_error(path, source))?;
+    match checked(conn, path) {
+        // A reader in a read-only place (a copy on a read-only mount or in a directory this user
+        // cannot write) of a file it can read: SQLite cannot create the shared-memory file WAL
+        // readers use. Without data in the write-ahead log the database file alone is the
+        // journal: read it immutable.
+        Err(Error::Sqlite { source, .. })
+            if mode.contains(OpenFlags::SQLITE_OPEN_READ_ONLY)
+                && matches!(
+                    source.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen)
+                )
+                && std::fs::File::open(path).is_ok() =>
+        {
+            let mut wal = path.as_os_str().to_owned();
+            wal.push("-wal");
+            if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+                return Err(Error::ReadOnlyWal { path: path.to_path_buf() });
+            }
+            // A path that is not UTF-8 cannot be written as a URI: SQLite's error stands.
+            let Some(escaped) = uri_path(path) else {
+                return Err(Error::Sqlite { path: path.to_path_buf(), source });
+            };
+            let uri = format!("file:{escaped}?immutable=1");
+            let flags = mode | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+            let conn = Connection::open_with_flags(uri, flags).map_err(|source| open_error(path, source))?;
+            checked(conn, path)
+        }
+        other => other,
+    }
+}
+
+/// `conn` after the checks every reader's connection passes.
+fn checked(conn: Connection, path: &Path) -> Result<Connection, Error> {
     configure(&conn, path)?;
     if check_ours(&conn, path)? == 0 {
         return Err(Error::NotJournal { path: path.to_path_buf(), reason: "an empty database".into() });
     }
     super::legacy::shadow_missing_columns(&conn).map_err(|source| open_error(path, source))?;
     Ok(conn)
+}
+
+/// `path` for a `file:` URI (the characters a URI gives a meaning to escaped); `None` when it
+/// is not UTF-8.
+fn uri_path(path: &Path) -> Option<String> {
+    let mut out = String::new();
+    for c in path.to_str()?.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '?' => out.push_str("%3f"),
+            '#' => out.push_str("%23"),
+            c => out.push(c),
+        }
+    }
+    Some(out)
 }
 
 fn configure(conn: &Connection, path: &Path) -> Result<(), Error> {
