@@ -3,14 +3,18 @@
 use std::error::Error;
 
 /// `error: cause: cause…` of an error and its sources, on one line (log lines, degradation
-/// reasons).
+/// reasons, the command line's errors). A cause whose text the line already ends with (errors
+/// that print their source themselves, e.g. maxminddb's I/O error) is not repeated.
 #[must_use]
 pub fn chain(e: &dyn Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
+        let text = s.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
         source = s.source();
     }
     out
@@ -24,5 +28,17 @@ mod tests {
         #[error("cannot open the journal")]
         struct Open(#[source] std::io::Error);
         assert_eq!(super::chain(&Open(std::io::Error::other("no space"))), "cannot open the journal: no space");
+    }
+
+    #[test]
+    fn a_cause_already_in_the_text_is_not_repeated() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot open `/g.mmdb`")]
+        struct Open(#[source] Io);
+        #[derive(Debug, thiserror::Error)]
+        #[error("i/o error: {0}")]
+        struct Io(#[source] std::io::Error);
+        let e = Open(Io(std::io::Error::other("no such file")));
+        assert_eq!(super::chain(&e), "cannot open `/g.mmdb`: i/o error: no such file");
     }
 }

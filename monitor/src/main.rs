@@ -12,7 +12,7 @@ fn main() -> ExitCode {
     match cli::execute(args) {
         Ok(code) => code,
         Err(err) => {
-            log::error!("{err:#}");
+            log::error!("{}", monitor::errors::chain(err.as_ref()));
             cli::exit::code_for(&err)
         }
     }

@@ -338,6 +338,7 @@ impl Settings {
         claims.validate().map_err(|reason| Error::Invalid { key: "claims", reason })?;
         metrics.validate().map_err(|e| Error::Invalid { key: "metrics", reason: e.to_string() })?;
         names.validate().map_err(|e| Error::Invalid { key: "names", reason: e.to_string() })?;
+        geo.check_labels().map_err(|e| Error::Invalid { key: "geo.extra_country", reason: e.to_string() })?;
         if let Some(location) = &device.location {
             location.validate().map_err(|reason| Error::Invalid { key: "device.location", reason })?;
         }

@@ -39,6 +39,28 @@ fn unknown_config_key_is_a_usage_error_naming_key_and_file() {
     assert!(stderr(&out).contains(f.path().to_str().unwrap()));
 }
 
+/// `[[geo.extra_country]]` labels are validated with the rest of the config, for every command
+/// (not only when a command opens the databases); a configured database that is missing is a
+/// configuration error for `lookup` too, its cause said once.
+#[test]
+fn geo_labels_and_configured_databases_are_config_errors_for_every_command() {
+    for (label, why) in [("BAD LABEL!", "only a-z"), ("primary", "built-in"), ("dup", "used twice")] {
+        let f = config(&format!(
+            "[[geo.extra_country]]\nlabel = \"{label}\"\npath = \"/x.mmdb\"\n\n\
+             [[geo.extra_country]]\nlabel = \"dup\"\npath = \"/y.mmdb\"\n"
+        ));
+        for args in [&["config", "dump"][..], &["report", "--week", "2026-W47"], &["lookup", "192.0.2.1"]] {
+            let mut all = vec!["--config", f.path().to_str().unwrap()];
+            all.extend_from_slice(args);
+            assert_clean_failure(&monitor(&all), 2, why);
+        }
+    }
+    let f = config("[geo]\ncountry_db = \"/nonexistent/country.mmdb\"\n");
+    let out = monitor(&["--config", f.path().to_str().unwrap(), "lookup", "192.0.2.1"]);
+    assert_clean_failure(&out, 2, "/nonexistent/country.mmdb");
+    assert_eq!(stderr(&out).matches("No such file or directory").count(), 1, "{}", stderr(&out));
+}
+
 #[test]
 fn wrong_type_and_out_of_range_values_are_usage_errors() {
     let f = config("[probe]\nupdate_interval_secs = \"often\"\n");

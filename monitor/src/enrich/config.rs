@@ -1,8 +1,13 @@
 //! The `[geo]` section of the configuration file and the default data location.
 
-use std::path::PathBuf;
+use std::{collections::HashSet, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use super::{
+    Error,
+    consensus::{PRIMARY_LABEL, REGISTRY_LABEL},
+};
 
 /// Directory of the default databases, written by `cargo xtask setup` (as root) and
 /// `cargo xtask geo install` (both take it from `monitor_common::geo`).
@@ -92,6 +97,37 @@ pub struct ExtraCountryDb {
     pub label: String,
     /// The MMDB file (must exist and have a country field).
     pub path: PathBuf,
+}
+
+impl GeoConfig {
+    /// Checks the `[[geo.extra_country]]` labels (every command validates them with the
+    /// config, before any database is opened).
+    ///
+    /// # Errors
+    /// [`Error::Label`] for the first label that is empty, too long, not `[a-z0-9_-]`,
+    /// `primary` or `registry`, or repeated.
+    pub fn check_labels(&self) -> Result<(), Error> {
+        let mut seen = HashSet::new();
+        self.extra_country.iter().try_for_each(|extra| check_label(&extra.label, &mut seen))
+    }
+}
+
+/// Checks one `extra_country` label (and remembers it in `seen`).
+fn check_label(label: &str, seen: &mut HashSet<String>) -> Result<(), Error> {
+    let bad = |reason| Err(Error::Label { label: label.to_owned(), reason });
+    if label.is_empty() || label.len() > 32 {
+        return bad("it must have 1 to 32 characters");
+    }
+    if !label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') {
+        return bad("only a-z, 0-9, '-' and '_' are allowed");
+    }
+    if label == PRIMARY_LABEL || label == REGISTRY_LABEL {
+        return bad("`primary` and `registry` name the built-in databases");
+    }
+    if !seen.insert(label.to_owned()) {
+        return bad("it is used twice");
+    }
+    Ok(())
 }
 
 impl Default for GeoConfig {

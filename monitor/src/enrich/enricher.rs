@@ -1,7 +1,6 @@
 //! [`Enricher`]: the opened databases, the answer cache and the counters behind `lookup`.
 
 use std::{
-    collections::HashSet,
     net::IpAddr,
     path::{Path, PathBuf},
     sync::Arc,
@@ -292,10 +291,7 @@ fn open_others(
     default_dir: &Path,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<(Arc<str>, Database)>, Error> {
-    let mut seen = HashSet::new();
-    for extra in &config.extra_country {
-        check_label(&extra.label, &mut seen)?;
-    }
+    config.check_labels()?;
     let mut others = Vec::new();
     if let Some(path) = &config.registry_db {
         others.push((Arc::from(REGISTRY_LABEL), Database::open(Role::Country, path)?));
@@ -318,24 +314,6 @@ fn open_others(
         others.push((Arc::from(extra.label.as_str()), Database::open(Role::Country, &extra.path)?));
     }
     Ok(others)
-}
-
-/// Checks one `extra_country` label (and remembers it in `seen`).
-fn check_label(label: &str, seen: &mut HashSet<String>) -> Result<(), Error> {
-    let bad = |reason| Err(Error::Label { label: label.to_owned(), reason });
-    if label.is_empty() || label.len() > 32 {
-        return bad("it must have 1 to 32 characters");
-    }
-    if !label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') {
-        return bad("only a-z, 0-9, '-' and '_' are allowed");
-    }
-    if label == PRIMARY_LABEL || label == REGISTRY_LABEL {
-        return bad("`primary` and `registry` name the built-in databases");
-    }
-    if !seen.insert(label.to_owned()) {
-        return bad("it is used twice");
-    }
-    Ok(())
 }
 
 /// Opens the configured file (must work) or the default one (may be absent).
