@@ -16,5 +16,40 @@ pub fn init(verbose: u8) {
         log::set_max_level(level);
         return;
     }
-    env_logger::Builder::new().filter_level(level).format_target(false).parse_default_env().init();
+    env_logger::Builder::new()
+        .filter_level(level)
+        .format(|buf, record| {
+            use std::io::Write as _;
+            let ts = buf.timestamp();
+            writeln!(buf, "[{ts} {:<5}] {}", record.level(), one_entry(&record.args().to_string()))
+        })
+        .parse_default_env()
+        .init();
+}
+
+/// A message as one log entry: later lines are indented (text from elsewhere, e.g. a path given
+/// on the command line, cannot start a line that looks like an entry of its own) and other
+/// control characters are escaped.
+fn one_entry(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for c in message.chars() {
+        match c {
+            '\n' => out.push_str("\n    "),
+            '\t' => out.push(c),
+            c if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') => {
+                out.extend(c.escape_unicode());
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_message_cannot_forge_another_entry_nor_send_control_characters() {
+        let message = "cannot open `/tmp/q\u{1b}]0;T\u{7}\nFAKE: ok\r\u{202e}`";
+        assert_eq!(super::one_entry(message), "cannot open `/tmp/q\\u{1b}]0;T\\u{7}\n    FAKE: ok\\u{d}\\u{202e}`");
+    }
 }
