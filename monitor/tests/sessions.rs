@@ -94,3 +94,93 @@ fn sessions_diff_journal_check_and_bundles_exit_as_documented() {
     assert_eq!(code(&check), Some(13));
     assert!(String::from_utf8_lossy(&check.stdout).contains("report.md was changed"));
 }
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A signed bundle of session `a` in `dir/signed`, made with `cfg`'s key (created here).
+fn signed_bundle(cfg: &Path, dir: &Path) -> std::path::PathBuf {
+    assert_eq!(code(&monitor(cfg, &["keygen"])), Some(0));
+    assert_eq!(code(&monitor(cfg, &["session", "start", "a"])), Some(0));
+    assert_eq!(code(&monitor(cfg, &["session", "stop", "a"])), Some(0));
+    let signed = dir.join("signed");
+    let made = monitor(cfg, &["evidence", "--session", "a", "--out", signed.to_str().unwrap()]);
+    assert_eq!(code(&made), Some(0), "{}", err(&made));
+    signed
+}
+
+/// The repro of the unsigned-bundle bypass: `signed` copied, `report.md` changed and re-hashed,
+/// `MANIFEST.minisig` and `evidence.pub` removed with their manifest lines.
+fn strip_signature(signed: &Path, out: &Path) {
+    use sha2::{Digest as _, Sha256};
+    std::fs::create_dir(out).unwrap();
+    for entry in std::fs::read_dir(signed).unwrap() {
+        let name = entry.unwrap().file_name();
+        if name != "MANIFEST.minisig" && name != "evidence.pub" {
+            std::fs::copy(signed.join(&name), out.join(&name)).unwrap();
+        }
+    }
+    let mut text = std::fs::read_to_string(out.join("report.md")).unwrap();
+    text.push_str("\nnothing to see here\n");
+    std::fs::write(out.join("report.md"), &text).unwrap();
+    let hash: String = Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let manifest: String = std::fs::read_to_string(out.join("MANIFEST"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.ends_with("  evidence.pub"))
+        .map(|l| if l.ends_with("  report.md") { format!("{hash}  report.md\n") } else { format!("{l}\n") })
+        .collect();
+    std::fs::write(out.join("MANIFEST"), manifest).unwrap();
+}
+
+#[test]
+fn evidence_verify_with_a_trusted_key_fails_an_unsigned_bundle_and_refuses_a_bad_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = (dir.path().join("ev.key"), dir.path().join("ev.pub"));
+    let cfg = setup(dir.path(), &format!("[evidence]\nsecret_key = \"{}\"\n", key.display()));
+    let signed = signed_bundle(&cfg, dir.path());
+    let resigned = dir.path().join("resigned");
+    strip_signature(&signed, &resigned);
+    let verify = |cfg: &Path, bundle: &Path, key: Option<&Path>| {
+        let mut args = vec!["evidence", "verify", bundle.to_str().unwrap()];
+        if let Some(k) = key {
+            args.extend(["--public-key", k.to_str().unwrap()]);
+        }
+        monitor(cfg, &args)
+    };
+
+    // No trusted key: integrity only, reported as unsigned.
+    let check = verify(&cfg, &resigned, None);
+    assert_eq!(code(&check), Some(0), "{}", out(&check));
+    assert!(out(&check).contains("signature unsigned") && out(&check).contains("intact"), "{}", out(&check));
+    // A trusted key on the command line or in the config: exit 13.
+    let trusted = dir.path().join("trusted.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&trusted, format!("{text}public_key = \"{}\"\n", public.display())).unwrap();
+    for check in [verify(&cfg, &resigned, Some(&public)), verify(&trusted, &resigned, None)] {
+        assert_eq!(code(&check), Some(13), "{}{}", out(&check), err(&check));
+        assert!(
+            out(&check).contains("the bundle is not signed, but a trusted public key was given"),
+            "{}",
+            out(&check)
+        );
+        assert!(out(&check).contains("TAMPERED"), "{}", out(&check));
+    }
+    // The signed original still verifies with it.
+    let check = verify(&trusted, &signed, None);
+    assert_eq!(code(&check), Some(0), "{}", out(&check));
+
+    // A trusted key that is missing or not a key: exit 2, naming the key file, for either bundle.
+    let missing = dir.path().join("missing.pub");
+    let garbage = dir.path().join("garbage.pub");
+    std::fs::write(&garbage, "not a key\n").unwrap();
+    for bad in [&missing, &garbage] {
+        for bundle in [&signed, &resigned] {
+            let check = verify(&cfg, bundle, Some(bad));
+            assert_eq!(code(&check), Some(2), "{}{}", out(&check), err(&check));
+            assert!(err(&check).contains(&format!("public key `{}`", bad.display())), "{}", err(&check));
+            assert!(!err(&check).contains("evidence bundle"), "the key is not a bundle: {}", err(&check));
+        }
+    }
+}

@@ -47,12 +47,14 @@ pub struct EvidenceArgs {
 #[derive(Debug, Subcommand)]
 pub enum EvidenceCommand {
     /// Check every file's SHA-256 against MANIFEST and MANIFEST's signature (exit 13 on any
-    /// mismatch). Example: monitor evidence verify /tmp/evidence-42
+    /// mismatch, or an unsigned bundle when a trusted key is given; exit 2 when that key cannot
+    /// be read). Example: monitor evidence verify /tmp/evidence-42
     Verify {
         /// The bundle directory. Example: /tmp/evidence-42
         dir: PathBuf,
-        /// Public key to check the signature with (default: `evidence.public_key`, else the
-        /// bundle's own evidence.pub). Example: --public-key /etc/monitor/evidence.pub
+        /// Trusted public key to check the signature with; an unsigned bundle then fails
+        /// (default: `evidence.public_key`, else the bundle's own evidence.pub, which proves
+        /// integrity but not origin). Example: --public-key /etc/monitor/evidence.pub
         #[arg(long, value_name = "FILE")]
         public_key: Option<PathBuf>,
         /// JSON output. Example: --json

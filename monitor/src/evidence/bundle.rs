@@ -211,11 +211,15 @@ fn read_small(path: &Path) -> Result<Vec<u8>, Error> {
 }
 
 /// Checks every file of the bundle in `dir` against its manifest, and the manifest's signature
-/// with `public_key` (or the bundle's own `evidence.pub` when `None`).
+/// with the trusted `public_key` (or the bundle's own `evidence.pub` when `None`). With a trusted
+/// key, an unsigned bundle is a problem: anyone can re-hash changed files and drop the signature.
 ///
 /// # Errors
-/// [`Error::Read`] when the manifest or the given public key cannot be read.
+/// [`Error::PublicKey`] when the trusted key cannot be read or is not a key (checked first);
+/// [`Error::Read`] when the manifest or the bundle's signature or own public key cannot be read.
 pub fn verify_bundle(dir: &Path, public_key: Option<&Path>) -> Result<BundleCheck, Error> {
+    let trusted =
+        public_key.map(|p| keys::load_public(p).map(|k| (k, p.to_string_lossy().into_owned()))).transpose()?;
     let manifest = read_small(&dir.join(MANIFEST))?;
     let text = String::from_utf8_lossy(&manifest);
     let mut check = BundleCheck {
@@ -255,13 +259,16 @@ pub fn verify_bundle(dir: &Path, public_key: Option<&Path>) -> Result<BundleChec
     }
     let sig_path = dir.join(SIGNATURE);
     if sig_path.exists() {
-        let (pk_path, source) = match public_key {
-            Some(p) => (p.to_path_buf(), p.to_string_lossy().into_owned()),
-            None => (dir.join(PUBLIC_KEY), "bundle".to_string()),
-        };
-        let pk = read_small(&pk_path)?;
         let sig = read_small(&sig_path)?;
-        match keys::verify(&String::from_utf8_lossy(&pk), &String::from_utf8_lossy(&sig), &manifest) {
+        let sig = String::from_utf8_lossy(&sig);
+        let (result, source) = match &trusted {
+            Some((pk, source)) => (keys::verify_with(pk, &sig, &manifest), source.clone()),
+            None => {
+                let pk = read_small(&dir.join(PUBLIC_KEY))?;
+                (keys::verify(&String::from_utf8_lossy(&pk), &sig, &manifest), "bundle".to_string())
+            }
+        };
+        match result {
             Ok((id, comment)) => {
                 check.signature = "valid";
                 check.key_id = Some(id);
@@ -273,6 +280,8 @@ pub fn verify_bundle(dir: &Path, public_key: Option<&Path>) -> Result<BundleChec
             }
         }
         check.key_source = Some(source);
+    } else if trusted.is_some() {
+        check.problems.push("the bundle is not signed, but a trusted public key was given".into());
     }
     Ok(check)
 }

@@ -152,16 +152,40 @@ fn key_id(keynum: &[u8]) -> String {
     keynum.iter().rev().map(|b| format!("{b:02X}")).collect()
 }
 
+/// Reads the public key file a user trusts (`--public-key`, `evidence.public_key`).
+///
+/// # Errors
+/// [`Error::PublicKey`] when the file cannot be read or is not a minisign public key.
+pub(super) fn load_public(path: &Path) -> Result<PublicKey, Error> {
+    let bad = |reason: String| Error::PublicKey { path: path.to_path_buf(), reason };
+    let text = files::read_regular_to_string(path, KEY_MAX_BYTES).map_err(|e| match e {
+        files::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            bad("it does not exist".into())
+        }
+        files::Error::Io { source, .. } => bad(source.to_string()),
+        other => bad(other.to_string()),
+    })?;
+    parse_public(&text).map_err(bad)
+}
+
+fn parse_public(text: &str) -> Result<PublicKey, String> {
+    PublicKeyBox::from_string(text)
+        .and_then(PublicKeyBox::into_public_key)
+        .map_err(|e| format!("not a minisign public key: {e}"))
+}
+
 /// Checks signature file text `sig` over `data` with the public key file text `public`.
 /// Returns the key id and the trusted comment.
 ///
 /// # Errors
 /// A message saying why the signature does not hold.
 pub fn verify(public: &str, sig: &str, data: &[u8]) -> Result<(String, String), String> {
-    let pk = PublicKeyBox::from_string(public)
-        .and_then(PublicKeyBox::into_public_key)
-        .map_err(|e| format!("not a minisign public key: {e}"))?;
+    verify_with(&parse_public(public)?, sig, data)
+}
+
+/// [`verify`] with a key already read.
+pub(super) fn verify_with(pk: &PublicKey, sig: &str, data: &[u8]) -> Result<(String, String), String> {
     let sig = SignatureBox::from_string(sig).map_err(|e| format!("not a minisign signature: {e}"))?;
-    minisign::verify(&pk, &sig, std::io::Cursor::new(data), true, false, false).map_err(|e| e.to_string())?;
+    minisign::verify(pk, &sig, std::io::Cursor::new(data), true, false, false).map_err(|e| e.to_string())?;
     Ok((key_id(pk.keynum()), sig.trusted_comment().unwrap_or_default()))
 }

@@ -57,8 +57,8 @@ pub struct EvidenceConfig {
     /// Secret key of `monitor keygen` (password-less, mode 0600): bundles and weekly exports
     /// are signed with it. Unset: unsigned.
     pub secret_key: Option<PathBuf>,
-    /// Public key `monitor evidence verify` checks signatures with (unset: the bundle's own
-    /// `evidence.pub`, which proves integrity but not origin).
+    /// Public key `monitor evidence verify` checks signatures with; an unsigned bundle then fails
+    /// (unset: the bundle's own `evidence.pub`, which proves integrity but not origin).
     pub public_key: Option<PathBuf>,
 }
 
@@ -78,6 +78,9 @@ pub enum Error {
     /// `keygen` would overwrite a key.
     #[error("`{}` exists; keygen does not overwrite keys (use --force to replace it)", path.display())]
     KeyExists { path: PathBuf },
+    /// The trusted public key file (`--public-key`, `evidence.public_key`) is unusable.
+    #[error("cannot use public key `{}`: {reason}", path.display())]
+    PublicKey { path: PathBuf, reason: String },
     /// A key file cannot be written.
     #[error("cannot write key file `{}`", path.display())]
     WriteKey {

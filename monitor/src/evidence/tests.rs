@@ -205,3 +205,63 @@ fn a_signed_export_verifies_with_minisign() {
     }
     assert!(matches!(super::sign_file(&export, &dir.path().join("none.key")), Err(Error::KeyMissing { .. })));
 }
+
+/// `signed` re-made as an attacker would: `report.md` changed, its new hash in `MANIFEST`, the
+/// signature and `evidence.pub` removed with their lines. Only the missing signature shows it.
+fn strip_signature(signed: &Path, out: &Path) {
+    use sha2::{Digest as _, Sha256};
+    std::fs::create_dir(out).unwrap();
+    for entry in std::fs::read_dir(signed).unwrap() {
+        let name = entry.unwrap().file_name();
+        if name != "MANIFEST.minisig" && name != "evidence.pub" {
+            std::fs::copy(signed.join(&name), out.join(&name)).unwrap();
+        }
+    }
+    let report = out.join("report.md");
+    let mut text = std::fs::read_to_string(&report).unwrap();
+    text.push_str("\nnothing to see here\n");
+    std::fs::write(&report, &text).unwrap();
+    let hash: String = Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let manifest: String = std::fs::read_to_string(out.join("MANIFEST"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.ends_with("  evidence.pub"))
+        .map(|l| if l.ends_with("  report.md") { format!("{hash}  report.md\n") } else { format!("{l}\n") })
+        .collect();
+    std::fs::write(out.join("MANIFEST"), manifest).unwrap();
+}
+
+#[test]
+fn an_unsigned_bundle_fails_when_a_trusted_key_is_given() {
+    let dir = tempdir();
+    let public = bundle(dir.path());
+    let resigned = dir.path().join("resigned");
+    strip_signature(&dir.path().join("bundle"), &resigned);
+    // Without a trusted key only integrity can be checked: intact, reported as unsigned.
+    let check = verify_bundle(&resigned, None).unwrap();
+    assert_eq!((check.signature, check.problems.as_slice()), ("unsigned", &[] as &[String]), "{check:?}");
+    // With one, the missing signature is a failure.
+    let check = verify_bundle(&resigned, Some(&public)).unwrap();
+    assert_eq!(check.signature, "unsigned");
+    assert_eq!(check.problems, ["the bundle is not signed, but a trusted public key was given"]);
+}
+
+#[test]
+fn a_trusted_key_that_is_missing_or_not_a_key_is_refused_before_the_bundle() {
+    let dir = tempdir();
+    bundle(dir.path());
+    let signed = dir.path().join("bundle");
+    let unsigned = dir.path().join("unsigned");
+    strip_signature(&signed, &unsigned);
+    let missing = dir.path().join("missing.pub");
+    let garbage = dir.path().join("garbage.pub");
+    std::fs::write(&garbage, "not a key\n").unwrap();
+    for key in [&missing, &garbage] {
+        for b in [&signed, &unsigned, &dir.path().join("no-such-bundle")] {
+            let e = verify_bundle(b, Some(key)).expect_err("a bad trusted key must not verify anything");
+            assert!(matches!(&e, Error::PublicKey { path, .. } if path == key), "{e:?}");
+            let text = e.to_string();
+            assert!(text.starts_with(&format!("cannot use public key `{}`", key.display())), "{text}");
+        }
+    }
+}
