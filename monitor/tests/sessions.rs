@@ -184,3 +184,31 @@ fn evidence_verify_with_a_trusted_key_fails_an_unsigned_bundle_and_refuses_a_bad
         }
     }
 }
+
+#[test]
+fn keygen_refuses_one_file_for_both_keys_and_leaves_no_half_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = setup(dir.path(), "");
+    std::fs::create_dir(dir.path().join("k")).unwrap();
+    for public in ["k/o.key", "./k/o.key", "k/../k/o.key"] {
+        let same = Command::new(env!("CARGO_BIN_EXE_monitor"))
+            .current_dir(dir.path())
+            .arg("--config")
+            .arg(&cfg)
+            .args(["keygen", "--secret-key", "k/o.key", "--public-key", public])
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        assert_eq!(code(&same), Some(2), "{public}: {}", err(&same));
+        assert!(err(&same).contains("same file"), "{public}: {}", err(&same));
+        assert!(!dir.path().join("k/o.key").exists(), "{public}: a secret key was written");
+    }
+    // The public key cannot be written: no secret key is left behind either.
+    let secret = dir.path().join("k/s.key");
+    let public = dir.path().join("no-dir/s.pub");
+    let failed =
+        monitor(&cfg, &["keygen", "--secret-key", secret.to_str().unwrap(), "--public-key", public.to_str().unwrap()]);
+    assert_eq!(code(&failed), Some(2), "{}", err(&failed));
+    assert!(err(&failed).contains("no-dir/s.pub"), "{}", err(&failed));
+    assert!(!secret.exists(), "a secret key without its public key was left behind");
+}

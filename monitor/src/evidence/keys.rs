@@ -36,31 +36,58 @@ fn key_err(path: &Path, reason: impl ToString) -> Error {
 }
 
 /// Writes a new password-less key pair: the secret key (mode 0600) and the public key (0644).
-/// Existing files are kept unless `force`.
+/// Existing files are kept unless `force`. Nothing is written when both paths name one file, and
+/// the secret key is removed again when the public key cannot be written (no half-made pair).
 ///
 /// # Errors
-/// [`Error::KeyExists`], or [`Error::WriteKey`] when a file cannot be written.
+/// [`Error::SameKeyFile`], [`Error::KeyExists`], or [`Error::WriteKey`] when a file cannot be
+/// written.
 pub fn keygen(secret: &Path, public: &Path, force: bool) -> Result<SigningKey, Error> {
+    if same_file(secret, public) {
+        return Err(Error::SameKeyFile { path: public.to_path_buf() });
+    }
     let pair = KeyPair::generate_encrypted_keypair(Some(String::new())).map_err(|e| key_err(secret, e))?;
     let sk_text = pair.sk.to_box(Some(SECRET_COMMENT)).map_err(|e| key_err(secret, e))?.into_string();
     let pk_text = pair.pk.to_box().map_err(|e| key_err(public, e))?.into_string();
-    for (path, text, mode) in [(secret, &sk_text, 0o600), (public, &pk_text, 0o644)] {
-        let mut options = OpenOptions::new();
-        options.write(true).mode(mode).custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits());
-        if force {
-            options.create(true).truncate(true)
-        } else {
-            options.create_new(true)
-        };
-        let mut file = options.open(path).map_err(|source| match source.kind() {
-            std::io::ErrorKind::AlreadyExists => Error::KeyExists { path: path.to_path_buf() },
-            _ => Error::WriteKey { path: path.to_path_buf(), source },
-        })?;
-        file.write_all(text.as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(|source| Error::WriteKey { path: path.to_path_buf(), source })?;
+    write_key(secret, &sk_text, 0o600, force)?;
+    if let Err(e) = write_key(public, &pk_text, 0o644, force) {
+        if let Err(rm) = std::fs::remove_file(secret) {
+            log::warn!("cannot remove the secret key without its public key path={} error={rm}", secret.display());
+        }
+        return Err(e);
     }
     Ok(SigningKey { secret: pair.sk, public: pair.pk })
+}
+
+/// Whether `a` and `b` name one file: one existing file (also through hard links), or, as key
+/// files do not exist yet, the same name in the same canonical directory (`k/o.key`, `./k/o.key`).
+fn same_file(a: &Path, b: &Path) -> bool {
+    if let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+        return (ma.dev(), ma.ino()) == (mb.dev(), mb.ino());
+    }
+    let place = |p: &Path| {
+        let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        (std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()), p.file_name().map(ToOwned::to_owned))
+    };
+    place(a) == place(b)
+}
+
+/// Writes one key file with `mode` (never through a symlink; an existing file only with `force`).
+fn write_key(path: &Path, text: &str, mode: u32, force: bool) -> Result<(), Error> {
+    let mut options = OpenOptions::new();
+    options.write(true).mode(mode).custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits());
+    if force {
+        options.create(true).truncate(true)
+    } else {
+        options.create_new(true)
+    };
+    let mut file = options.open(path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::AlreadyExists => Error::KeyExists { path: path.to_path_buf() },
+        _ => Error::WriteKey { path: path.to_path_buf(), source },
+    })?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|source| Error::WriteKey { path: path.to_path_buf(), source })
 }
 
 impl SigningKey {

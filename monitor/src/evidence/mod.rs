@@ -78,6 +78,9 @@ pub enum Error {
     /// `keygen` would overwrite a key.
     #[error("`{}` exists; keygen does not overwrite keys (use --force to replace it)", path.display())]
     KeyExists { path: PathBuf },
+    /// The secret and the public key paths name one file.
+    #[error("the secret and the public key would be the same file `{}`: give two different paths", path.display())]
+    SameKeyFile { path: PathBuf },
     /// The trusted public key file (`--public-key`, `evidence.public_key`) is unusable.
     #[error("cannot use public key `{}`: {reason}", path.display())]
     PublicKey { path: PathBuf, reason: String },

@@ -265,3 +265,30 @@ fn a_trusted_key_that_is_missing_or_not_a_key_is_refused_before_the_bundle() {
         }
     }
 }
+
+#[test]
+fn keygen_refuses_one_path_for_both_keys_before_writing() {
+    let dir = tempdir();
+    std::fs::create_dir(dir.path().join("k")).unwrap();
+    let secret = dir.path().join("k/o.key");
+    for public in [secret.clone(), dir.path().join("k/./o.key"), dir.path().join("k/../k/o.key")] {
+        let e = keygen(&secret, &public, false).expect_err("one file cannot hold both keys");
+        assert!(matches!(e, Error::SameKeyFile { .. }), "{e:?}");
+        assert!(e.to_string().contains("same file"), "{e}");
+        assert!(!secret.exists(), "{} was written", secret.display());
+    }
+}
+
+#[test]
+fn keygen_leaves_no_secret_key_when_the_public_key_cannot_be_written() {
+    let dir = tempdir();
+    let secret = dir.path().join("s.key");
+    // A public key in a directory that does not exist, and one that exists already.
+    let taken = dir.path().join("taken.pub");
+    std::fs::write(&taken, "keep me").unwrap();
+    for public in [dir.path().join("no-dir/s.pub"), taken.clone()] {
+        keygen(&secret, &public, false).expect_err("the public key cannot be written");
+        assert!(!secret.exists(), "a secret key without its public key was left at {}", secret.display());
+    }
+    assert_eq!(std::fs::read_to_string(&taken).unwrap(), "keep me");
+}
