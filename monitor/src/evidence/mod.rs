@@ -45,8 +45,9 @@ pub const CONFIG_DOC: &str = r#"[evidence]
 # configured key that is missing is an error for `monitor evidence`; the daemon logs a warning
 # and leaves that export unsigned.
 # secret_key = "/etc/monitor/evidence.key"
-# Public key `monitor evidence verify` checks signatures with. Unset: the bundle's own
-# evidence.pub (proves the bundle is unchanged since signing, not who signed it).
+# Public key `monitor evidence verify` checks signatures with; an unsigned bundle then fails.
+# Unset: the bundle's own evidence.pub (proves the bundle is unchanged since signing, not who
+# signed it).
 # public_key = "/etc/monitor/evidence.pub"
 "#;
 
