@@ -1,6 +1,6 @@
 //! The report as a document: the same content for Markdown and terminal output.
 
-use std::fmt::Write;
+use std::{fmt::Write, net::IpAddr};
 
 use crate::report::{
     AppReport, Endpoint, Report, Share, ShareKind,
@@ -39,13 +39,23 @@ fn destination(s: &Share, esc: Escape) -> String {
         (ShareKind::Unknown, _) => "unknown (public address)".into(),
         (ShareKind::Scope, "none") => "no remote address".into(),
         (ShareKind::Scope, "unenriched") => "not looked up".into(),
-        (ShareKind::Scope, scope) => format!("{scope} (not public)"),
+        (ShareKind::Scope, scope) => format!("{} (not public)", esc(scope)),
     }
 }
 
+/// `ip` with `port`: "192.0.2.1:443", "[2001:db8::1]:443". An address read from a journal is
+/// foreign text: unless it is an IP address, the whole text is escaped with `esc`.
+pub(super) fn address(ip: &str, port: u16, esc: Escape) -> String {
+    let text = if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") };
+    if ip.parse::<IpAddr>().is_ok() { text } else { esc(&text) }
+}
+
 fn endpoint(e: &Endpoint, esc: Escape) -> String {
-    let ip = if e.ip.contains(':') { format!("[{}]", e.ip) } else { e.ip.clone() };
-    let addr = e.port.map_or_else(|| format!("{} (inbound)", e.ip), |p| format!("{ip}:{p}"));
+    let addr = match e.port {
+        Some(p) => address(&e.ip, p, esc),
+        None if e.ip.parse::<IpAddr>().is_ok() => format!("{} (inbound)", e.ip),
+        None => format!("{} (inbound)", esc(&e.ip)),
+    };
     if e.hostnames.is_empty() {
         return addr;
     }
@@ -247,11 +257,11 @@ fn app(d: &mut Vec<Block>, a: &AppReport, esc: Escape) {
             .map(|e| {
                 vec![
                     endpoint(e, esc),
-                    e.protocol.clone(),
+                    esc(&e.protocol),
                     e.country
                         .as_deref()
                         .map(esc)
-                        .or_else(|| e.scope.clone().filter(|s| s != "public"))
+                        .or_else(|| e.scope.as_deref().filter(|s| *s != "public").map(esc))
                         .unwrap_or_else(|| "-".into()),
                     e.asn.map_or_else(
                         || "-".into(),

@@ -48,7 +48,7 @@ fn render(reader: &JournalReader, app: Option<&str>, format: Format) -> String {
 }
 
 /// No raw control, C1 or bidi character; `\n` only as line ends.
-fn assert_no_raw_controls(out: &str) {
+pub(super) fn assert_no_raw_controls(out: &str) {
     let bad: Vec<char> = out.chars().filter(|c| *c != '\n' && escape::is_invisible(*c)).collect();
     assert!(bad.is_empty(), "raw {bad:?} in\n{out}");
 }
@@ -177,4 +177,66 @@ fn json_report_keeps_names_exact_with_every_control_escaped() {
             assert_eq!(v["app_filter"], EVIL);
         }
     }
+}
+
+/// What a tampered journal can hold in an address or protocol column: a newline, an SGR
+/// sequence, HTML, a table pipe, Markdown emphasis and a link, a leading `=` and a bidi override.
+const BAD_FIELD: &str = "h\n\x1b[31m<i>|*[l](x)=\u{202e}";
+
+/// The hostile journal with [`BAD_FIELD`] as every remote address and protocol, in the
+/// connection records and in the weekly endpoint rollups (the top-endpoints table reads both).
+fn hostile_endpoint_journal(dir: &Path) -> PathBuf {
+    let path = hostile_journal(dir);
+    let conn = rusqlite::Connection::open(&path).expect("raw");
+    for table in ["connections", "endpoint_week"] {
+        conn.execute(&format!("UPDATE {table} SET remote_ip = ?1, protocol = ?1"), [BAD_FIELD]).expect("tamper");
+    }
+    path
+}
+
+#[test]
+fn table_and_markdown_reports_escape_hostile_endpoint_addresses_and_protocols() {
+    let dir = tempdir();
+    let reader = JournalReader::open(&hostile_endpoint_journal(dir.path())).expect("reader");
+    let table = render(&reader, None, Format::Table);
+    assert_no_raw_controls(&table);
+    let bad = escape::terminal(BAD_FIELD);
+    assert!(table.contains(&bad), "{table}");
+    assert!(!table.lines().any(|l| l.contains("<i>|*[l](x)=") && !l.contains(&bad)), "a split row:\n{table}");
+
+    let md = render(&reader, None, Format::Markdown);
+    let cells = markdown_cells(&md);
+    assert!(cells.contains(&bad), "protocol cell: {cells:?}");
+    assert!(cells.iter().any(|c| c.starts_with(&bad) && c.ends_with(":443")), "endpoint cell: {cells:?}");
+}
+
+/// The text of every table cell of `md`, after checking that `md` has no raw control character,
+/// that every table row keeps its column count and that no tag, link or emphasis was formed.
+pub(super) fn markdown_cells(md: &str) -> Vec<String> {
+    assert_no_raw_controls(md);
+    let arena = Arena::new();
+    let doc = parse_document(&arena, md, &gfm());
+    for n in doc.descendants() {
+        let value = &n.data().value;
+        let formed = matches!(
+            value,
+            NodeValue::HtmlInline(_)
+                | NodeValue::HtmlBlock(_)
+                | NodeValue::Link(_)
+                | NodeValue::Image(_)
+                | NodeValue::Emph
+                | NodeValue::Strong
+        );
+        assert!(!formed, "{value:?} formed in\n{md}");
+    }
+    let mut cells = Vec::new();
+    for table in doc.descendants().filter(|n| matches!(n.data().value, NodeValue::Table(_))) {
+        let NodeValue::Table(t) = &table.data().value else { unreachable!() };
+        for row in table.children() {
+            let row_cells: Vec<String> = row.children().map(|c| text_of(c)).collect();
+            assert_eq!(row_cells.len(), t.num_columns, "{row_cells:?}");
+            cells.extend(row_cells);
+        }
+    }
+    cells
 }
