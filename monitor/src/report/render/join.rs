@@ -1,7 +1,7 @@
 //! The emulator join (`monitor report --guest-journal`) as document blocks (Markdown, table)
 //! and CSV rows.
 
-use super::doc::{Block, Escape, table};
+use super::doc::{Block, Escape, address, table};
 use crate::report::{EmulatorJoin, FlowBytes, fmt::bytes};
 
 fn addr(ip: &str, port: u16) -> String {
@@ -61,8 +61,8 @@ pub(super) fn blocks(j: Option<&EmulatorJoin>, esc: Escape) -> Vec<Block> {
             .iter()
             .map(|e| {
                 vec![
-                    addr(&e.ip, e.port),
-                    e.protocol.clone(),
+                    address(&e.ip, e.port, esc),
+                    esc(&e.protocol),
                     up_down(&e.guest),
                     up_down(&e.confirmed),
                     format!("{} of {}", e.confirmed.flows, e.guest.flows),
@@ -87,8 +87,8 @@ pub(super) fn blocks(j: Option<&EmulatorJoin>, esc: Escape) -> Vec<Block> {
                     .map(|x| {
                         format!(
                             "{} {} via {}: guest {} / {}, host {} / {}",
-                            x.protocol,
-                            addr(&x.ip, x.port),
+                            esc(&x.protocol),
+                            address(&x.ip, x.port, esc),
                             esc(&x.emulator),
                             bytes(x.guest_tx),
                             bytes(x.guest_rx),
@@ -110,8 +110,8 @@ pub(super) fn blocks(j: Option<&EmulatorJoin>, esc: Escape) -> Vec<Block> {
             .map(|u| {
                 vec![
                     esc(&u.emulator),
-                    addr(&u.ip, u.port),
-                    u.protocol.clone(),
+                    address(&u.ip, u.port, esc),
+                    esc(&u.protocol),
                     up_down(&u.host),
                     u.host.flows.to_string(),
                 ]

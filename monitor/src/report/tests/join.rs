@@ -277,3 +277,64 @@ fn a_guest_journal_from_before_the_android_columns_joins_with_null_packages() {
     let report = Report::build(&g, &ReportQuery::new(Period::iso_week("2026-W47", &zone).expect("week")));
     assert_eq!(report.expect("report of the old journal").apps[0].traffic.payload_tx, 10);
 }
+
+/// A destination and protocol from a tampered guest (or host) journal: a newline, an SGR
+/// sequence, HTML, a table pipe, Markdown emphasis and a link, a bidi override.
+const BAD_FIELD: &str = "h\n\x1b[31m<i>|*[l](x)=\u{202e}";
+
+#[test]
+fn hostile_destinations_and_protocols_of_the_join_are_escaped_in_every_document_format() {
+    let dir = tempdir();
+    let (mut guest, mut host) = journals(dir.path());
+    let emu = Arc::new(App { name: EMU.into(), ..Arc::unwrap_or_clone(fixtures::app("qemu")) });
+    flow(&mut guest, &package(TIKTOK, 10_123), 1, "192.0.2.40:443", (T0 + 3600, T0 + 3610), (4_000, 8_000));
+    flow(&mut host, &emu, 2, "192.0.2.40:443", (T0 + 3600, T0 + 3610), (4_000, 7_999));
+    guest.flush().expect("flush");
+    host.flush().expect("flush");
+    for w in [&guest, &host] {
+        let conn = rusqlite::Connection::open(w.path()).expect("raw");
+        conn.execute("UPDATE connections SET remote_ip = ?1, protocol = ?1", [BAD_FIELD]).expect("tamper");
+    }
+    let g = JournalReader::open(guest.path()).expect("guest");
+    let h = JournalReader::open(host.path()).expect("host");
+    let query = ReportQuery::new(Period::iso_week("2026-W47", &Zone::get("UTC").expect("zone")).expect("week"));
+    let mut report = Report::build(&h, &query).expect("build");
+    let mut join = EmulatorJoin::build(&g, &h, query.period.time_range(), 120).expect("join");
+    // Same address and protocol on both sides: the pair matches and its byte difference is listed.
+    let p = &join.packages[0];
+    assert_eq!((p.endpoints[0].ip.as_str(), p.endpoints[0].protocol.as_str()), (BAD_FIELD, BAD_FIELD));
+    assert_eq!(p.differences.len(), 1, "{:?}", p.differences);
+    // And once more as traffic no guest flow explains.
+    let d = &p.differences[0];
+    join.unexplained.push(crate::report::UnexplainedTraffic {
+        emulator: EMU.into(),
+        protocol: d.protocol.clone(),
+        ip: d.ip.clone(),
+        port: d.port,
+        host: crate::report::FlowBytes { payload_tx: 1, payload_rx: 2, flows: 1 },
+    });
+    report.emulator_join = Some(join);
+    let render = |format| {
+        let mut out = Vec::new();
+        report.render(format, &mut out).expect("render");
+        String::from_utf8(out).expect("utf-8")
+    };
+    let visible = crate::escape::terminal(BAD_FIELD);
+
+    let table = render(Format::Table);
+    super::hostile::assert_no_raw_controls(&table);
+    assert!(!table.lines().any(|l| l.contains("<i>|*[l](x)=") && !l.contains(&visible)), "a split row:\n{table}");
+    assert!(table.contains(&format!("{visible} {visible}:443 via {EMU}")), "difference:\n{table}");
+    assert!(table.contains(&format!("{visible}:443")), "{table}");
+
+    let md = render(Format::Markdown);
+    let cells = super::hostile::markdown_cells(&md);
+    assert!(cells.contains(&format!("{visible}:443")), "destination cells: {cells:?}");
+    assert!(cells.contains(&visible), "protocol cells: {cells:?}");
+
+    let html = render(Format::Html);
+    super::hostile::assert_no_raw_controls(&html);
+    assert!(!html.contains("<i>|") && !html.contains("\x1b"), "{html}");
+    assert!(html.contains("\\x1b[31m&lt;i&gt;"), "{html}");
+    assert!(html.contains("\\u{202e}"), "{html}");
+}
