@@ -471,3 +471,38 @@ fn report_guest_journal_flags_are_checked_and_a_missing_guest_journal_is_named()
     let doc: serde_json::Value = serde_json::from_slice(&plain.stdout).unwrap();
     assert!(doc.get("emulator_join").is_none(), "absent without --guest-journal");
 }
+
+/// What a tampered journal can hold in a text column: a newline that would start a line of its
+/// own, an SGR sequence, a table pipe and a bidi override.
+const HOSTILE: &str = "h\nforged line\x1b[31m|x\u{202e}";
+
+/// No raw control or bidi character in `text` other than line ends, and no line that starts
+/// with the text after the hostile newline.
+fn assert_escaped(text: &str) {
+    let bad: Vec<char> = text.chars().filter(|c| *c != '\n' && monitor::escape::is_invisible(*c)).collect();
+    assert!(bad.is_empty(), "raw {bad:?} in\n{text}");
+    assert!(!text.lines().any(|l| l.trim_start_matches(['│', '┆', ' ']).starts_with("forged line")), "{text}");
+    assert!(text.contains(&monitor::escape::terminal(HOSTILE)), "{text}");
+}
+
+#[test]
+fn alerts_escape_a_hostile_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = empty_journal(dir.path());
+    let conn = rusqlite::Connection::open(&journal).unwrap();
+    conn.execute(
+        "INSERT INTO alerts (period, claim, destination, app, pid, rule, first_ms, last_ms, repeats, payload_tx,
+                             payload_rx)
+         VALUES ('2026-W47', 'eu-only', '192.0.2.1:443', 'curl', 7, ?1, 1794805200000, 1794805200000, 1, 10, 20)",
+        [HOSTILE],
+    )
+    .unwrap();
+    drop(conn);
+    let out = monitor(&["alerts", "--journal", journal.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_escaped(&text);
+    assert!(text.ends_with("\n1 alerts\n"), "{text}");
+    // Header, one row, three rules: five lines of table.
+    assert_eq!(text.lines().count(), 6, "{text}");
+}

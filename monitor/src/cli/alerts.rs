@@ -55,7 +55,7 @@ pub fn execute(args: AlertsArgs, settings: &Settings) -> anyhow::Result<ExitCode
         let t = escape::terminal;
         for a in &alerts {
             table.add_row([
-                a.period.clone(),
+                t(&a.period),
                 t(&a.claim),
                 t(&a.destination),
                 t(&a.app),
@@ -64,7 +64,7 @@ pub fn execute(args: AlertsArgs, settings: &Settings) -> anyhow::Result<ExitCode
                     || "-".into(),
                     |n| format!("AS{n} {}", a.as_org.as_deref().map_or_else(String::new, t)),
                 ),
-                a.rule.clone(),
+                t(&a.rule),
                 a.first_seen.to_string(),
                 a.last_seen.to_string(),
                 a.repeats.to_string(),
