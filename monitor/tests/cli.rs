@@ -486,6 +486,21 @@ fn assert_escaped(text: &str) {
 }
 
 #[test]
+fn status_escapes_a_hostile_daemon_version_and_degradations() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = empty_journal(dir.path());
+    let conn = rusqlite::Connection::open(&journal).unwrap();
+    let n = conn.execute("UPDATE daemon_state SET version = ?1, degradations = ?1", [HOSTILE]).unwrap();
+    assert_eq!(n, 1, "the daemon_state row");
+    drop(conn);
+    let out = monitor(&["status", "--journal", journal.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_escaped(&text);
+    assert!(text.contains(&format!("version {}\n", monitor::escape::terminal(HOSTILE))), "{text}");
+}
+
+#[test]
 fn alerts_escape_a_hostile_rule() {
     let dir = tempfile::tempdir().unwrap();
     let journal = empty_journal(dir.path());

@@ -1,10 +1,15 @@
 //! `monitor status`: the daemon as its journal last saw it, and the geolocation databases.
 
-use std::{fmt::Write as _, process::ExitCode};
+use std::{fmt::Write as _, os::unix::ffi::OsStrExt as _, process::ExitCode};
 
 use anyhow::Context as _;
 use jiff::{SignedDuration, Timestamp};
-use monitor::{enrich::Enricher, journal::TimeRange, settings::Settings};
+use monitor::{
+    enrich::Enricher,
+    escape::{Terminal, terminal_bytes},
+    journal::TimeRange,
+    settings::Settings,
+};
 use serde_json::json;
 
 use super::{args::StatusArgs, exit, report::open_journal};
@@ -44,11 +49,11 @@ pub fn execute(args: &StatusArgs, settings: &Settings) -> anyhow::Result<ExitCod
                 s.pid,
                 if running { "running" } else { "not running" },
                 s.started_at,
-                s.version
+                Terminal(&s.version)
             )?;
             match &s.degradations {
                 Some(d) if d.is_empty() => writeln!(out, "degraded  no (full hook set)")?,
-                Some(d) => writeln!(out, "degraded  {}", d.join(", "))?,
+                Some(d) => writeln!(out, "degraded  {}", Terminal(&d.join(", ")))?,
                 None => {}
             }
             let last = s.last_flush.map_or_else(|| "never".to_owned(), |t| t.to_string());
@@ -62,9 +67,9 @@ pub fn execute(args: &StatusArgs, settings: &Settings) -> anyhow::Result<ExitCod
                 writeln!(
                     out,
                     "in use    {} {} ({}, {age} days old)",
-                    db.role,
-                    db.path.as_deref().map_or_else(|| "?".into(), |p| p.display().to_string()),
-                    db.database_type
+                    Terminal(&db.role),
+                    db.path.as_deref().map_or_else(|| "?".into(), |p| terminal_bytes(p.as_os_str().as_bytes())),
+                    Terminal(&db.database_type)
                 )?;
             }
         }
