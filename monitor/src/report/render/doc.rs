@@ -140,9 +140,9 @@ pub(super) fn document(r: &Report, esc: Escape) -> Vec<Block> {
         }
     }
     d.push(Block::Heading(2, "Completeness".into()));
-    // A fleet report's notes carry host labels and other machines' text: foreign.
-    let notes = &r.completeness.notes;
-    d.push(Block::List(if r.hosts.is_some() { notes.iter().map(|n| esc(n)).collect() } else { notes.clone() }));
+    // Notes carry text from the journal (payload sources, degradations) and, in a fleet report,
+    // host labels and other machines' text: foreign.
+    d.push(Block::List(r.completeness.notes.iter().map(|n| esc(n)).collect()));
     d.push(Block::Heading(2, "Databases".into()));
     if r.databases.is_empty() {
         d.push(Block::Para("No geolocation database answered any figure of this period.".into()));
@@ -160,9 +160,9 @@ pub(super) fn document(r: &Report, esc: Escape) -> Vec<Block> {
             .iter()
             .map(|db| {
                 vec![
-                    db.role.clone(),
+                    esc(&db.role),
                     esc(&db.database_type),
-                    db.build_date.clone(),
+                    esc(&db.build_date),
                     db.age_days.to_string(),
                     bytes(db.payload_bytes),
                     opt(db.path.as_ref(), esc),
@@ -293,7 +293,7 @@ fn app(d: &mut Vec<Block>, a: &AppReport, esc: Escape) {
         format!("endpoints: {endpoints}"),
     ]));
     let sources: Vec<String> =
-        a.payload_sources.iter().map(|s| format!("{} {}", s.payload_source, pct(s.share_pct))).collect();
+        a.payload_sources.iter().map(|s| format!("{} {}", esc(&s.payload_source), pct(s.share_pct))).collect();
     d.push(Block::Para(format!("Payload measured by: {}.", list(sources))));
     d.extend(super::truth::blocks(a, esc));
 }

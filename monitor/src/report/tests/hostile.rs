@@ -210,6 +210,25 @@ fn table_and_markdown_reports_escape_hostile_endpoint_addresses_and_protocols() 
     assert!(cells.iter().any(|c| c.starts_with(&bad) && c.ends_with(":443")), "endpoint cell: {cells:?}");
 }
 
+/// The payload sources and database roles of a tampered journal are escaped too.
+#[test]
+fn table_and_markdown_reports_escape_hostile_payload_sources_and_database_roles() {
+    let dir = tempdir();
+    let path = hostile_journal(dir.path());
+    let conn = rusqlite::Connection::open(&path).expect("raw");
+    for table in ["residency", "residency_week"] {
+        conn.execute(&format!("UPDATE {table} SET payload_source = ?1"), [BAD_FIELD]).expect("tamper");
+    }
+    conn.execute("UPDATE databases SET role = ?1", [BAD_FIELD]).expect("tamper");
+    drop(conn);
+    let reader = JournalReader::open(&path).expect("reader");
+    let table = render(&reader, None, Format::Table);
+    assert_no_raw_controls(&table);
+    assert!(table.contains(&escape::terminal(BAD_FIELD)), "{table}");
+    let md = render(&reader, None, Format::Markdown);
+    markdown_cells(&md);
+}
+
 /// The text of every table cell of `md`, after checking that `md` has no raw control character,
 /// that every table row keeps its column count and that no tag, link or emphasis was formed.
 pub(super) fn markdown_cells(md: &str) -> Vec<String> {
