@@ -327,3 +327,72 @@ fn reports_carry_the_claim_verdicts_when_claims_are_configured() {
     let out = monitor_with(&plain, dir.path(), &["report", "--week", "2026-W47", "--format", "json"]);
     assert!(json(&out).get("claims").is_none());
 }
+
+/// Overwrites page `page` of the SQLite file at `path` with pseudo-random bytes.
+fn scribble(path: &Path, page: i64) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+    let size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+    drop(conn);
+    let mut bytes = fs::read(path).unwrap();
+    let at = usize::try_from((page - 1) * size).unwrap();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ page.cast_unsigned();
+    for b in &mut bytes[at..at + usize::try_from(size).unwrap()] {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x.to_le_bytes()[0];
+    }
+    fs::write(path, bytes).unwrap();
+}
+
+/// `journal verify` (and `verify --journal-integrity`) run SQLite's structural check: a page of
+/// a table the hash chain does not cover (`residency`, `apps`) or of an index overwritten with
+/// random bytes is reported, exit 5, though every chained row is intact.
+#[test]
+fn journal_verify_reports_pages_damaged_outside_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(dir.path());
+    let conn = rusqlite::Connection::open(&j).unwrap();
+    let root = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let pages = [
+        ("residency", root("SELECT rootpage FROM sqlite_schema WHERE type = 'table' AND name = 'residency'")),
+        ("apps", root("SELECT rootpage FROM sqlite_schema WHERE type = 'table' AND name = 'apps'")),
+        (
+            "an index",
+            root(
+                "SELECT rootpage FROM sqlite_schema WHERE type = 'index' AND tbl_name NOT IN
+                     ('connections', 'stats', 'batches', 'meta') ORDER BY rootpage LIMIT 1",
+            ),
+        ),
+    ];
+    drop(conn);
+    let config = |path: &Path| format!("[journal]\npath = \"{}\"\n", path.display());
+    let out = monitor_with(&config(&j), dir.path(), &["journal", "verify"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("structure ok") && text.ends_with("intact\n"), "{text}");
+    for (what, page) in pages {
+        let copy = dir.path().join(format!("damaged-{page}.db"));
+        fs::copy(&j, &copy).unwrap();
+        scribble(&copy, page);
+        let conn = rusqlite::Connection::open(&copy).unwrap();
+        let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+        assert_ne!(check, "ok", "{what}: the test must damage the file");
+        drop(conn);
+        let out = monitor_with(&config(&copy), dir.path(), &["journal", "verify"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(5), "{what} (page {page}): {text}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(text.contains("CORRUPT   ") && text.ends_with("\nCORRUPT\n"), "{what}: {text}");
+        assert!(!text.contains("PROBLEM"), "{what}: the chain itself is intact: {text}");
+        let out = monitor_with(
+            "",
+            dir.path(),
+            &["verify", "--journal-integrity", "--journal", copy.to_str().unwrap(), "--format", "json"],
+        );
+        assert_eq!(out.status.code(), Some(5), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+        let doc = json(&out);
+        assert!(!doc["structure"].as_array().unwrap().is_empty(), "{what}: {doc}");
+        assert_eq!(doc["problems"], serde_json::json!([]), "{what}: the chain itself is intact");
+    }
+}

@@ -1,6 +1,6 @@
-//! `monitor journal verify`: recomputes the journal's hash chain and names every row changed or
-//! removed after it was written. [`integrity`] is the same check for other commands (e.g.
-//! `verify --journal-integrity`).
+//! `monitor journal verify`: runs SQLite's structural check over the whole file, recomputes the
+//! journal's hash chain and names every row changed or removed after it was written.
+//! [`integrity`] is the same check for other commands (e.g. `verify --journal-integrity`).
 
 use std::{fmt::Write as _, path::PathBuf, process::ExitCode};
 
@@ -8,9 +8,10 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use monitor::{
     escape,
-    journal::{Integrity, verify_chain},
+    journal::{Integrity, JournalReader, verify_chain},
     settings::Settings,
 };
+use serde::Serialize;
 
 use super::exit;
 
@@ -25,7 +26,8 @@ pub struct JournalArgs {
 /// `monitor journal` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum JournalCommand {
-    /// Check the hash chain over flushed batches (exit 13 when a row was changed or removed).
+    /// Check the file's structure (SQLite `integrity_check`; exit 5 when damaged) and the hash
+    /// chain over flushed batches (exit 13 when a row was changed or removed).
     /// Example: monitor journal verify --json
     Verify {
         /// JSON output. Example: --json
@@ -35,6 +37,17 @@ pub enum JournalCommand {
         #[arg(long, value_name = "FILE")]
         journal: Option<PathBuf>,
     },
+}
+
+/// What `journal verify` found: the file's structure and its hash chain.
+#[derive(Debug, Serialize)]
+pub struct Checked {
+    /// The problems SQLite's `PRAGMA integrity_check` reports (pages, b-trees, indexes); empty
+    /// when the file is sound.
+    pub structure: Vec<String>,
+    /// The hash chain (its fields at the top level of the JSON, as before).
+    #[serde(flatten)]
+    pub chain: Integrity,
 }
 
 /// Runs the check and prints what it found.
@@ -50,28 +63,65 @@ pub fn execute(args: JournalArgs, settings: &Settings) -> anyhow::Result<ExitCod
         super::write_stdout(&bytes).context("cannot write the result")?;
         return Ok(code);
     }
-    let Integrity { batches, rows_intact, rows_purged, rows_before_chain, head, problems } = &found;
+    let Checked {
+        structure,
+        chain: Integrity { batches, rows_intact, rows_purged, rows_before_chain, head, problems },
+    } = &found;
     writeln!(out, "journal   {}", escape::terminal(&journal.to_string_lossy()))?;
+    let sound = if structure.is_empty() { "ok".to_owned() } else { format!("{} problems", structure.len()) };
+    writeln!(out, "structure {sound} (SQLite integrity_check)")?;
     writeln!(out, "batches   {batches}, head {}", head.as_deref().unwrap_or("-"))?;
     writeln!(
         out,
         "rows      {rows_intact} intact, {rows_purged} purged by retention, {rows_before_chain} before the chain"
     )?;
+    for s in structure {
+        writeln!(out, "CORRUPT   {}", escape::terminal(s))?;
+    }
     for p in problems {
         writeln!(out, "PROBLEM   {p}")?;
     }
-    writeln!(out, "{}", if problems.is_empty() { "intact" } else { "TAMPERED" })?;
+    let verdict = match (structure.is_empty(), problems.is_empty()) {
+        (true, true) => "intact",
+        (true, false) => "TAMPERED",
+        (false, true) => "CORRUPT",
+        (false, false) => "CORRUPT, TAMPERED",
+    };
+    writeln!(out, "{verdict}")?;
     super::write_stdout(out.as_bytes()).context("cannot write the result")?;
     Ok(code)
 }
 
-/// The chain check of `journal` and the exit code it calls for: [`exit::OK`] when intact,
-/// [`exit::TAMPERED`] when a row or batch was changed, removed or added.
+/// The structural and chain checks of `journal` and the exit code they call for: [`exit::OK`]
+/// when intact, [`exit::JOURNAL`] when SQLite finds the file damaged (whatever the chain says:
+/// a damaged file's rows cannot be trusted to be all there), else [`exit::TAMPERED`] when a row
+/// or batch was changed, removed or added.
+///
+/// The structural check is `PRAGMA integrity_check`, not `quick_check`: only `integrity_check`
+/// also checks that every index holds exactly its table's rows (`quick_check` skips that, and a
+/// wrong index makes reports read wrong rows), and the chain check reads and hashes every chained
+/// row anyway, so the whole-file read costs the same order of time.
 ///
 /// # Errors
-/// When the journal cannot be opened or read (exit code 5).
-pub fn integrity(journal: &std::path::Path) -> anyhow::Result<(Integrity, ExitCode)> {
-    let found = verify_chain(journal)?;
-    let code = if found.problems.is_empty() { exit::OK } else { exit::TAMPERED };
-    Ok((found, ExitCode::from(code)))
+/// When the journal cannot be opened or read (exit code 5); the error names the structural
+/// problems when SQLite found some.
+pub fn integrity(journal: &std::path::Path) -> anyhow::Result<(Checked, ExitCode)> {
+    let structure = JournalReader::open(journal)?.structure_problems()?;
+    let chain = match verify_chain(journal) {
+        Ok(chain) => chain,
+        Err(e) if !structure.is_empty() => {
+            return Err(
+                anyhow::Error::new(e).context(format!("SQLite's integrity_check reports: {}", structure.join("; ")))
+            );
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let code = if !structure.is_empty() {
+        exit::JOURNAL
+    } else if chain.problems.is_empty() {
+        exit::OK
+    } else {
+        exit::TAMPERED
+    };
+    Ok((Checked { structure, chain }, ExitCode::from(code)))
 }

@@ -285,6 +285,43 @@ pub fn verify(path: &Path) -> Result<Integrity, Error> {
     verify_conn(&tx).map_err(|e| Error::read(path, e))
 }
 
+impl super::JournalReader {
+    /// SQLite's structural check of the whole file (`PRAGMA integrity_check`: pages, b-trees,
+    /// every index against its table): the problems it reports, one per line, none when the file
+    /// is sound. A page too damaged for the check to go on ends the list with SQLite's error,
+    /// after what the check found up to there.
+    ///
+    /// # Errors
+    /// When the check cannot start, or fails other than on a damaged page.
+    pub fn structure_problems(&self) -> Result<Vec<String>, Error> {
+        let run = || -> rusqlite::Result<Vec<String>> {
+            let mut stmt = self.conn().prepare("PRAGMA integrity_check")?;
+            let mut rows = stmt.query([])?;
+            let mut out = Vec::new();
+            loop {
+                match rows.next() {
+                    // "*** in database main ***" heads the problems of each attached database.
+                    Ok(Some(row)) => out.extend(
+                        row.get::<_, String>(0)?
+                            .lines()
+                            .filter(|l| !l.starts_with("*** in database"))
+                            .map(str::to_owned),
+                    ),
+                    Ok(None) => break,
+                    Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseCorrupt) => {
+                        out.push(e.to_string());
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(out)
+        };
+        let lines = run().map_err(|e| self.err(e))?;
+        Ok(if lines == ["ok"] { Vec::new() } else { lines })
+    }
+}
+
 type BatchRow = (i64, i64, [(i64, i64); 2], (Option<i64>, Option<i64>), Vec<u8>, Vec<u8>, Vec<u8>);
 
 fn verify_conn(conn: &Connection) -> rusqlite::Result<Integrity> {
