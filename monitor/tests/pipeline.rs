@@ -358,6 +358,24 @@ async fn d_live_claim_alerts_count_repeats_and_follow_reloads_of_the_claims_file
     assert_eq!(rows, [gb("no-gb", 1, 300, 30), gb("no-gb-v2", 1, 700, 70)], "the broken file kept no-gb-v2");
 }
 
+/// The daemon loads the claims file like `monitor verify`: a file that checks nothing (no
+/// claims, or a claim without a rule) stops it at start (exit 2), before anything is watched.
+#[test]
+fn d_claims_that_check_nothing_stop_the_daemon_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let claims = dir.path().join("claims.toml");
+    for (text, needle) in
+        [("", "has no claims"), ("[[claims]]\nname = \"a\"\napps = [\"replayed\"]\n", "claim `a` has no rule to check")]
+    {
+        fs::write(&claims, text).unwrap();
+        let mut s = settings(dir.path());
+        s.claims.file = claims.clone();
+        let Err(err) = monitor::daemon::Pipeline::open(&s) else { panic!("{text:?}: the daemon started") };
+        assert!(matches!(err, monitor::daemon::Error::Claims(_)), "{text:?}: {err}");
+        assert!(err.to_string().contains(needle), "{text:?}: {err}");
+    }
+}
+
 /// `[metrics]` on: the registry counts exactly what the journal stores (same records).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f_metrics_count_exactly_what_the_journal_stores() {

@@ -328,6 +328,32 @@ fn reports_carry_the_claim_verdicts_when_claims_are_configured() {
     assert!(json(&out).get("claims").is_none());
 }
 
+/// A claims file that checks nothing is a usage error, not a passing gate: no claims at all, or a
+/// claim that selects apps but states no rule.
+#[test]
+fn claims_that_check_nothing_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(dir.path());
+    for (claims, needle) in [
+        ("", "has no claims"),
+        ("claims = []\n", "has no claims"),
+        (
+            "[[claims]]\nname = \"a\"\napps = [\"shop\"]\n",
+            "claim `a` has no rule to check: add one of allowed_countries",
+        ),
+        (
+            "[[claims]]\nname = \"a\"\napps = [\"shop\"]\ndirection = \"upload\"\n[claims.inconclusive]\nno_traffic = false\n",
+            "claim `a` has no rule to check",
+        ),
+    ] {
+        let out = verify(dir.path(), &j, claims, "json");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{claims:?}: {err}");
+        assert!(err.contains(needle) && !err.contains("panicked"), "{needle}: {err}");
+        assert!(out.stdout.is_empty(), "no verdicts: {}", String::from_utf8_lossy(&out.stdout));
+    }
+}
+
 /// Overwrites page `page` of the SQLite file at `path` with pseudo-random bytes.
 fn scribble(path: &Path, page: i64) {
     let conn = rusqlite::Connection::open(path).unwrap();

@@ -12,6 +12,21 @@ use crate::files;
 /// Largest claims file read (1 MiB).
 pub const CLAIMS_MAX_BYTES: u64 = 1 << 20;
 
+/// The keys of a claim that are rules (what its bytes may or must not go to): a claim needs at
+/// least one, or it would PASS having checked nothing. The other keys select the traffic
+/// (`apps`, `groups`, `exe`, `units`, `android_packages`) or describe it.
+pub const RULE_KEYS: [&str; 9] = [
+    "allowed_countries",
+    "denied_countries",
+    "allowed_asns",
+    "denied_asns",
+    "allowed_orgs",
+    "denied_orgs",
+    "allowed_hosts",
+    "denied_hosts",
+    "min_share",
+];
+
 /// The file as written.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -254,17 +269,22 @@ impl ClaimSet {
     /// Parses and validates claims text; `path` only names the source in errors.
     ///
     /// # Errors
-    /// As [`ClaimSet::load`].
+    /// As [`ClaimSet::load`]; [`Error::Empty`] when the file has no claim (a gate that checks
+    /// nothing must not pass).
     pub fn parse(text: &str, path: &Path) -> Result<Self, Error> {
         let raw: RawClaims = toml::from_str(text)
             .map_err(|source| Error::Parse { path: path.to_path_buf(), source: Box::new(source) })?;
+        if raw.claims.is_empty() {
+            return Err(Error::Empty { path: path.to_path_buf() });
+        }
         Self::compile(raw)
     }
 
     /// Validates parsed claims.
     ///
     /// # Errors
-    /// A validation error naming the claim and key.
+    /// A validation error naming the claim and key; [`Error::NoRule`] for a claim without a
+    /// rule ([`RULE_KEYS`]).
     pub fn compile(raw: RawClaims) -> Result<Self, Error> {
         let mut claims: Vec<Claim> = Vec::with_capacity(raw.claims.len());
         for c in raw.claims {
@@ -344,6 +364,18 @@ fn compile_claim(c: RawClaim) -> Result<Claim, Error> {
         if !(0.0..=100.0).contains(&t) {
             return Err(invalid("inconclusive", format!("{key} = {t} is not between 0 and 100")));
         }
+    }
+    if allowed_countries.is_empty()
+        && denied_countries.is_empty()
+        && allowed_asns.is_empty()
+        && denied_asns.is_empty()
+        && allowed_orgs.is_empty()
+        && denied_orgs.is_empty()
+        && allowed_hosts.is_empty()
+        && denied_hosts.is_empty()
+        && min_share.is_none()
+    {
+        return Err(Error::NoRule { claim: name });
     }
     let min_share = match min_share {
         None => None,

@@ -31,7 +31,8 @@ pub use config::{CONFIG_DOC, ClaimsConfig};
 pub use eval::{Facts, Judgement, ShareStatus, evaluate};
 pub use export::export_verdicts;
 pub use file::{
-    CLAIMS_MAX_BYTES, Claim, ClaimSet, Direction, Globs, Inconclusive, MinShare, RawClaim, RawClaims, RawMinShare,
+    CLAIMS_MAX_BYTES, Claim, ClaimSet, Direction, Globs, Inconclusive, MinShare, RULE_KEYS, RawClaim, RawClaims,
+    RawMinShare,
 };
 pub use summary::{annotate, summaries};
 pub use verdict::{ClaimBytes, ClaimVerdict, Summary, Verdict, Verdicts, Violation};
@@ -59,6 +60,12 @@ pub enum Error {
         #[source]
         source: Box<toml::de::Error>,
     },
+    /// The file has no claim (empty, or `claims = []`).
+    #[error("the claims file `{}` has no claims: add a `[[claims]]` entry (keys in config/claims.example.toml)", path.display())]
+    Empty { path: PathBuf },
+    /// A claim selects traffic but has no rule to judge it by.
+    #[error("claim `{claim}` has no rule to check: add one of {}", file::RULE_KEYS.join(", "))]
+    NoRule { claim: String },
     /// A value is invalid.
     #[error("invalid claim `{claim}`: `{key}`: {reason}")]
     Invalid { claim: String, key: &'static str, reason: String },

@@ -106,10 +106,61 @@ fn impossible_shares_and_contradictions_are_errors() {
     }
     let err = parse("[[claims]]\nname = \"x\"\ndenied_countries = [\"CN\"]\n").unwrap_err();
     assert!(err.to_string().contains("select at least one app"), "{err}");
-    let err = parse(&format!("{base}{base}")).unwrap_err();
+    let rule = "denied_countries = [\"CN\"]\n";
+    let err = parse(&format!("{base}{rule}{base}{rule}")).unwrap_err();
     assert!(err.to_string().contains("used by two claims"), "{err}");
     let err = parse(&format!("{base}allowed_orgs = [\"Oracle[\"]\n")).unwrap_err();
     assert!(matches!(err, Error::Glob { key: "allowed_orgs", .. }), "{err}");
+}
+
+/// A gate that checks nothing must not pass: a file without claims, or a claim with selectors
+/// but no rule, is refused when loaded (by `monitor verify` and the daemon alike).
+#[test]
+fn claims_that_check_nothing_are_refused() {
+    for text in ["", "# nothing yet\n", "claims = []\n"] {
+        let err = parse(text).unwrap_err();
+        assert!(matches!(err, Error::Empty { .. }), "{text:?}: {err}");
+        assert_eq!(
+            err.to_string(),
+            "the claims file `claims.toml` has no claims: add a `[[claims]]` entry (keys in \
+             config/claims.example.toml)"
+        );
+    }
+    for text in [
+        "[[claims]]\nname = \"a\"\napps = [\"x\"]\n",
+        "[[claims]]\nname = \"a\"\nexe = [\"/opt/*\"]\ndirection = \"upload\"\ndescription = \"d\"\n",
+        "[[claims]]\nname = \"a\"\nunits = [\"x.service\"]\nallowed_countries = []\ndenied_hosts = []\n",
+    ] {
+        let err = parse(text).unwrap_err();
+        assert!(matches!(&err, Error::NoRule { claim } if claim == "a"), "{text:?}: {err}");
+        assert_eq!(
+            err.to_string(),
+            "claim `a` has no rule to check: add one of allowed_countries, denied_countries, allowed_asns, \
+             denied_asns, allowed_orgs, denied_orgs, allowed_hosts, denied_hosts, min_share"
+        );
+    }
+    // The other claims of a file do not excuse one without a rule.
+    let ok = "[[claims]]\nname = \"b\"\napps = [\"x\"]\ndenied_countries = [\"CN\"]\n";
+    let err = parse(&format!("{ok}[[claims]]\nname = \"a\"\napps = [\"x\"]\n")).unwrap_err();
+    assert!(matches!(&err, Error::NoRule { claim } if claim == "a"), "{err}");
+    // Each rule alone is enough, and the message names exactly these.
+    let rules = [
+        "allowed_countries = [\"US\"]",
+        "denied_countries = [\"CN\"]",
+        "allowed_asns = [1]",
+        "denied_asns = [1]",
+        "allowed_orgs = [\"O*\"]",
+        "denied_orgs = [\"O*\"]",
+        "allowed_hosts = [\"*.se\"]",
+        "denied_hosts = [\"*.cn\"]",
+        "min_share = { percent = 50, countries = [\"US\"] }",
+    ];
+    let keys: Vec<&str> = rules.iter().filter_map(|r| r.split(' ').next()).collect();
+    assert_eq!(keys, RULE_KEYS);
+    for rule in rules {
+        let set = parse(&format!("[[claims]]\nname = \"a\"\napps = [\"x\"]\n{rule}\n")).unwrap();
+        assert_eq!(set.claims.len(), 1, "{rule}");
+    }
 }
 
 fn ts(s: &str) -> Timestamp {
