@@ -354,6 +354,37 @@ fn claims_that_check_nothing_are_usage_errors() {
     }
 }
 
+/// `verify --format` offers exactly the formats verdicts are written in; clap refuses the others
+/// (exit 2), with --journal-integrity too.
+#[test]
+fn verify_format_accepts_only_the_verdict_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(dir.path());
+    let help = monitor_with("", dir.path(), &["verify", "--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    let help = String::from_utf8(help.stdout).unwrap();
+    let at = help.find("--format <FORMAT>").unwrap_or_else(|| panic!("{help}"));
+    let values = help[at..].split("\n      --").next().unwrap().to_lowercase();
+    assert!(values.contains("possible values"), "{values}");
+    assert!(values.contains("table") && values.contains("json") && values.contains("markdown"), "{values}");
+    assert!(!values.contains("csv") && !values.contains("html"), "{values}");
+    let jp = j.to_str().unwrap();
+    for format in ["csv", "html"] {
+        let out = verify(dir.path(), &j, PASS, format);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{format}: {err}");
+        assert!(err.contains(&format!("invalid value '{format}'")), "{err}");
+        let out = monitor_with("", dir.path(), &["verify", "--journal-integrity", "--journal", jp, "--format", format]);
+        assert_eq!(out.status.code(), Some(2), "{format}: {}", String::from_utf8_lossy(&out.stdout));
+    }
+    let out = monitor_with("", dir.path(), &["verify", "--journal-integrity", "--journal", jp, "--format", "markdown"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("table or json"));
+    let out = monitor_with("", dir.path(), &["verify", "--journal-integrity", "--journal", jp, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json(&out)["structure"], serde_json::json!([]));
+}
+
 /// Overwrites page `page` of the SQLite file at `path` with pseudo-random bytes.
 fn scribble(path: &Path, page: i64) {
     let conn = rusqlite::Connection::open(path).unwrap();

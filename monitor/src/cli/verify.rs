@@ -41,9 +41,9 @@ pub struct VerifyArgs {
     /// End, excluded; same forms as --since. Example: --until 2026-11-19T12:00
     #[arg(long, requires = "since")]
     pub until: Option<String>,
-    /// Output format: table, json (schema monitor.verdicts/1) or markdown. Example: --format json
-    #[arg(long, default_value_t = Format::Table)]
-    pub format: Format,
+    /// Output format (with --journal-integrity: table or json). Example: --format json
+    #[arg(long, value_enum, default_value_t = VerifyFormat::Table)]
+    pub format: VerifyFormat,
     /// IANA time zone of the weeks and dates (overrides `report.time_zone`). Example: --time-zone Europe/Berlin
     #[arg(long)]
     pub time_zone: Option<String>,
@@ -52,15 +52,40 @@ pub struct VerifyArgs {
     pub journal: Option<PathBuf>,
 }
 
+/// The formats verdicts are written in: the only values `verify --format` accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VerifyFormat {
+    /// A terminal table.
+    Table,
+    /// JSON, schema monitor.verdicts/1.
+    Json,
+    /// A Markdown document.
+    Markdown,
+}
+
+impl From<VerifyFormat> for Format {
+    fn from(format: VerifyFormat) -> Self {
+        match format {
+            VerifyFormat::Table => Self::Table,
+            VerifyFormat::Json => Self::Json,
+            VerifyFormat::Markdown => Self::Markdown,
+        }
+    }
+}
+
 /// Prints the verdicts; the exit code says whether every claim passed.
 pub fn execute(args: VerifyArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
     let VerifyArgs { claims, week, session, since, until, format, time_zone, journal, journal_integrity } = args;
     if journal_integrity {
-        let command = super::journal::JournalCommand::Verify { json: format == Format::Json, journal };
+        let json = match format {
+            VerifyFormat::Table => false,
+            VerifyFormat::Json => true,
+            VerifyFormat::Markdown => {
+                anyhow::bail!(UsageError("--journal-integrity writes --format table or json".into()))
+            }
+        };
+        let command = super::journal::JournalCommand::Verify { json, journal };
         return super::journal::execute(super::journal::JournalArgs { command }, settings);
-    }
-    if matches!(format, Format::Csv | Format::Html) {
-        anyhow::bail!(UsageError("verdicts are written as table, json or markdown".into()));
     }
     let file = claims
         .or_else(|| settings.claims.file().map(std::path::Path::to_path_buf))
@@ -89,7 +114,7 @@ pub fn execute(args: VerifyArgs, settings: &Settings) -> anyhow::Result<ExitCode
     let report = Report::build(&reader, &query)?;
     let verdicts = claims::evaluate(&set, &report, Some(&file));
     let mut text = Vec::new();
-    verdicts.render(format, &mut text)?;
+    verdicts.render(format.into(), &mut text)?;
     super::write_stdout(&text).context("cannot write the verdicts")?;
     let worst = verdicts.claims.iter().map(|c| c.verdict).max().unwrap_or(Verdict::Pass);
     Ok(ExitCode::from(match worst {
