@@ -337,8 +337,9 @@ const MAX_IPV6_EXTENSIONS: usize = 4;
 
 /// Offset of the `protocol` header after the IPv6 extension headers that start with `next`, or
 /// `None`: more than [`MAX_IPV6_EXTENSIONS`], an unknown header, or a fragment after the first
-/// (it carries no transport header). Off the common path: only packets with extension headers.
-#[inline(always)]
+/// (it carries no transport header). Off the common path: only packets with extension headers
+/// call it (a function of its own, so the common path's code stays as it was).
+#[inline(never)]
 fn skip_ipv6_extensions(ctx: &SkBuffContext, mut next: u8, protocol: u32) -> Option<usize> {
     let mut off = 40usize;
     for _ in 0..MAX_IPV6_EXTENSIONS {
