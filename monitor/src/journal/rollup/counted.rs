@@ -10,7 +10,7 @@ use super::fold::{EndpointId, ServiceId};
 
 /// Bound of [`Counted`]'s exact sets: about 1 MiB of keys.
 pub(super) const COUNTED_KEYS: usize = 16_384;
-/// Bits of [`Counted::filter`]: 1 MiB, touched page by page as keys arrive.
+/// Bits of [`Counted::filter`]: 1 MiB, allocated with the first key remembered.
 const FILTER_BITS: usize = 1 << 23;
 /// Bits set per key in [`Counted::filter`].
 const FILTER_HASHES: u32 = 4;
@@ -28,30 +28,17 @@ const FILTER_KEYS: usize = 500_000;
 /// of theirs went into `filter`: a key the filter has never seen is a first, without asking the
 /// table. This is what an unconnected UDP server socket needs, a new peer (endpoint) in nearly
 /// every record, and more peers than the exact sets hold.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Counted {
     pub(super) endpoints: HashSet<(u64, EndpointId)>,
     pub(super) services: HashSet<(u64, ServiceId)>,
     pub(super) whole: HashSet<u64>,
     /// Every key remembered since it was last emptied (with `whole`). No false negatives: a
-    /// key it does not contain was never remembered.
-    filter: BloomFilter<foldhash::fast::FixedState>,
+    /// key it does not contain was never remembered. `None` until the first key (a daemon that
+    /// journals no records, e.g. one holding many open sockets, does not pay for it).
+    filter: Option<BloomFilter<foldhash::fast::FixedState>>,
     /// Keys added to `filter` since it was emptied.
     filter_keys: usize,
-}
-
-impl Default for Counted {
-    fn default() -> Self {
-        Self {
-            endpoints: HashSet::default(),
-            services: HashSet::default(),
-            whole: HashSet::default(),
-            filter: BloomFilter::with_num_bits(FILTER_BITS)
-                .hasher(foldhash::fast::FixedState::default())
-                .hashes(FILTER_HASHES),
-            filter_keys: 0,
-        }
-    }
 }
 
 impl Counted {
@@ -61,7 +48,9 @@ impl Counted {
         self.services.clear();
         self.whole.clear();
         if self.filter_keys > 0 {
-            self.filter.clear();
+            if let Some(filter) = &mut self.filter {
+                filter.clear();
+            }
             self.filter_keys = 0;
         }
     }
@@ -78,7 +67,7 @@ impl Counted {
     /// Whether `key`, a key of a socket in `whole`, may have been remembered: `false` means it
     /// never was, so no record of the socket is at that key.
     pub(super) fn maybe_remembered<K: Hash>(&self, key: &K) -> bool {
-        self.filter.contains(key)
+        self.filter.as_ref().is_some_and(|f| f.contains(key))
     }
 }
 
@@ -91,7 +80,12 @@ pub(super) fn remember<K: Hash + Eq>(counted: &mut Counted, set: impl Fn(&mut Co
     if set(counted).len() >= COUNTED_KEYS {
         set(counted).clear();
     }
-    counted.filter.insert(&key);
+    counted
+        .filter
+        .get_or_insert_with(|| {
+            BloomFilter::with_num_bits(FILTER_BITS).hasher(foldhash::fast::FixedState::default()).hashes(FILTER_HASHES)
+        })
+        .insert(&key);
     counted.filter_keys += 1;
     set(counted).insert(key);
 }
