@@ -111,8 +111,7 @@ async fn pipeline_cpu_per_record_churn_shaped() {
     let mut settings = settings(dir.path());
     settings.output = OutputFormat::None;
     let run = Run::start(&settings);
-    let cpu = || nix::time::clock_gettime(nix::time::ClockId::CLOCK_PROCESS_CPUTIME_ID).unwrap();
-    let (cpu_start, wall) = (cpu(), std::time::Instant::now());
+    let (cpu_start, wall) = (process_cpu(), std::time::Instant::now());
     // Sockets created in the last minute, 5 µs apart (1 s in all): none later than the
     // pipeline's clock reads, as in the kernel.
     let t0 = run.now_ns() - 60 * SEC;
@@ -125,14 +124,23 @@ async fn pipeline_cpu_per_record_churn_shaped() {
         run.send(batch).await;
     }
     let (_, stats) = run.stop().await;
-    let used = cpu() - cpu_start;
-    let per = |d: f64| d * 1e6 / FLOWS as f64;
-    let used = used.tv_sec() as f64 + used.tv_nsec() as f64 / 1e9;
     assert_eq!(stats.tracker.closed_flows, FLOWS);
+    print_cost("churn-shaped TCP flows", FLOWS, cpu_start, wall);
+}
+
+/// Process CPU time so far.
+fn process_cpu() -> Duration {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_PROCESS_CPUTIME_ID).unwrap();
+    Duration::from(t)
+}
+
+/// Prints the CPU and wall time per record since `cpu_start` and `wall`.
+fn print_cost(what: &str, records: u64, cpu_start: Duration, wall: std::time::Instant) {
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / records as f64;
     eprintln!(
-        "pipeline, churn-shaped TCP flows, --output none: {:.2} µs of CPU per record ({:.2} µs wall)",
-        per(used),
-        per(wall.elapsed().as_secs_f64())
+        "pipeline, {what}, --output none: {:.2} µs of CPU per record ({:.2} µs wall)",
+        per(process_cpu() - cpu_start),
+        per(wall.elapsed())
     );
 }
 
@@ -151,8 +159,7 @@ async fn pipeline_cpu_per_record_udp_churn_shaped() {
     let mut settings = settings(dir.path());
     settings.output = OutputFormat::None;
     let run = Run::start(&settings);
-    let cpu = || nix::time::clock_gettime(nix::time::ClockId::CLOCK_PROCESS_CPUTIME_ID).unwrap();
-    let (cpu_start, wall) = (cpu(), std::time::Instant::now());
+    let (cpu_start, wall) = (process_cpu(), std::time::Instant::now());
     let t0 = run.now_ns() - 60 * SEC;
     for first in (0..EXCHANGES).step_by(usize::try_from(PER_BATCH).unwrap()) {
         let mut batch = Vec::new();
@@ -168,16 +175,8 @@ async fn pipeline_cpu_per_record_udp_churn_shaped() {
     }
     run.send(vec![udp_server_release(SERVER, t0 + EXCHANGES * 5_000)]).await;
     let (_, stats) = run.stop().await;
-    let used = cpu() - cpu_start;
-    let records = 2 * EXCHANGES;
-    let per = |d: f64| d * 1e6 / records as f64;
-    let used = used.tv_sec() as f64 + used.tv_nsec() as f64 / 1e9;
-    assert_eq!(stats.tracker.closed_flows, records);
-    eprintln!(
-        "pipeline, churn-shaped UDP exchanges, --output none: {:.2} µs of CPU per record ({:.2} µs wall)",
-        per(used),
-        per(wall.elapsed().as_secs_f64())
-    );
+    assert_eq!(stats.tracker.closed_flows, 2 * EXCHANGES);
+    print_cost("churn-shaped UDP exchanges", 2 * EXCHANGES, cpu_start, wall);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
