@@ -135,6 +135,7 @@ fn process_cpu() -> Duration {
 }
 
 /// Prints the CPU and wall time per record since `cpu_start` and `wall`.
+#[expect(clippy::print_stderr, reason = "the measurement's result, read with --nocapture")]
 fn print_cost(what: &str, records: u64, cpu_start: Duration, wall: std::time::Instant) {
     let per = |d: Duration| d.as_secs_f64() * 1e6 / records as f64;
     eprintln!(
