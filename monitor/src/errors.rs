@@ -11,7 +11,9 @@ pub fn chain(e: &dyn Error) -> String {
     let mut source = e.source();
     while let Some(s) = source {
         let text = s.to_string();
-        if !out.ends_with(&text) {
+        // Repeated only when it ends the line after a separator, not as the tail of a word.
+        let repeated = out.strip_suffix(text.as_str()).is_some_and(|head| head.ends_with(": ") || head.ends_with(' '));
+        if !repeated {
             out.push_str(": ");
             out.push_str(&text);
         }
@@ -40,5 +42,10 @@ mod tests {
         struct Io(#[source] std::io::Error);
         let e = Open(Io(std::io::Error::other("no such file")));
         assert_eq!(super::chain(&e), "cannot open `/g.mmdb`: i/o error: no such file");
+        // The tail of a word is not a repeat.
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot read /var/data")]
+        struct Read(#[source] std::io::Error);
+        assert_eq!(super::chain(&Read(std::io::Error::other("data"))), "cannot read /var/data: data");
     }
 }

@@ -336,15 +336,19 @@ fn parse_peer_loaded(ctx: &SkBuffContext, sk: *mut bpf_sock, egress: bool, proto
 const MAX_IPV6_EXTENSIONS: usize = 4;
 
 /// Offset of the `protocol` header after the IPv6 extension headers that start with `next`, or
-/// `None`: more than [`MAX_IPV6_EXTENSIONS`], an unknown header, or a fragment after the first
-/// (it carries no transport header). Off the common path: only packets with extension headers
+/// `None`: more than [`MAX_IPV6_EXTENSIONS`], an unknown header, a fragment after the first
+/// (it carries no transport header), or a routing header with segments left (the destination
+/// address is then a hop, not the peer). Off the common path: only packets with extension headers
 /// call it (a function of its own, so the common path's code stays as it was).
 #[inline(never)]
 fn skip_ipv6_extensions(ctx: &SkBuffContext, mut next: u8, protocol: u32) -> Option<usize> {
     let mut off = 40usize;
     for _ in 0..MAX_IPV6_EXTENSIONS {
         let head: [u8; 4] = ctx.load(off).ok()?;
-        let len = if next == IPV6_HOP_BY_HOP || next == IPV6_ROUTING || next == IPV6_DEST_OPTS {
+        let len = if next == IPV6_ROUTING && head[3] != 0 {
+            // Segments left: the destination address is a hop on the way, not the peer.
+            return None;
+        } else if next == IPV6_HOP_BY_HOP || next == IPV6_ROUTING || next == IPV6_DEST_OPTS {
             (usize::from(head[1]) + 1) * 8
         } else if next == IPV6_FRAGMENT {
             // Fragment offset (13 bits, in 8-byte units) other than 0: no transport header.

@@ -36,9 +36,7 @@ fn one_entry(message: &str) -> String {
         match c {
             '\n' => out.push_str("\n    "),
             '\t' => out.push(c),
-            c if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') => {
-                out.extend(c.escape_unicode());
-            }
+            c if monitor::escape::is_invisible(c) => out.extend(c.escape_unicode()),
             c => out.push(c),
         }
     }
@@ -49,7 +47,10 @@ fn one_entry(message: &str) -> String {
 mod tests {
     #[test]
     fn a_message_cannot_forge_another_entry_nor_send_control_characters() {
-        let message = "cannot open `/tmp/q\u{1b}]0;T\u{7}\nFAKE: ok\r\u{202e}`";
-        assert_eq!(super::one_entry(message), "cannot open `/tmp/q\\u{1b}]0;T\\u{7}\n    FAKE: ok\\u{d}\\u{202e}`");
+        let message = "cannot open `/tmp/q\u{1b}]0;T\u{7}\nFAKE: ok\r\u{202e}\u{2028}`";
+        assert_eq!(
+            super::one_entry(message),
+            "cannot open `/tmp/q\\u{1b}]0;T\\u{7}\n    FAKE: ok\\u{d}\\u{202e}\\u{2028}`"
+        );
     }
 }

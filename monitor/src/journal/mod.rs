@@ -120,11 +120,13 @@ pub enum Error {
         lock.display()
     )]
     Locked { path: PathBuf, lock: PathBuf },
-    /// A journal SQLite cannot share with writers (its directory or files are read-only), whose
-    /// write-ahead log holds data that an immutable read would miss.
+    /// A journal in a place its reader cannot write, with a writer's files beside it (`-wal`,
+    /// `-shm`, `-journal`): a writer may be using it, or its write-ahead log holds data that a
+    /// read of the database file alone would miss.
     #[error(
-        "journal `{path}` is read-only here and its write-ahead log `{path}-wal` holds data: copy both \
-         files to a writable directory to read them",
+        "journal `{path}` is read-only here and has its write-ahead log or another writer's file \
+         beside it (a writer may be using it): copy it with its `-wal` file to a writable directory \
+         to read it",
         path = path.display()
     )]
     ReadOnlyWal { path: PathBuf },

@@ -494,27 +494,37 @@ fn open_existing(path: &Path, mode: OpenFlags) -> Result<Connection, Error> {
         .map_err(|source| open_error(path, source))?;
     match checked(conn, path) {
         // A reader in a read-only place (a copy on a read-only mount or in a directory this user
-        // cannot write) of a file it can read: SQLite cannot create the shared-memory file WAL
-        // readers use. Without data in the write-ahead log the database file alone is the
-        // journal: read it immutable.
+        // cannot write) of a file it may read: SQLite cannot create the shared-memory file WAL
+        // readers use. A journal alone, without the files a writer keeps beside it (a live
+        // writer's `-wal` and `-shm`, a rollback `-journal`), is all there is: read it immutable.
+        // (`access`, not an open: a descriptor of the database closed here would drop the locks
+        // of a writer in this process.)
         Err(Error::Sqlite { source, .. })
             if mode.contains(OpenFlags::SQLITE_OPEN_READ_ONLY)
                 && matches!(
                     source.sqlite_error_code(),
                     Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen)
                 )
-                && std::fs::File::open(path).is_ok() =>
+                && nix::unistd::access(path, nix::unistd::AccessFlags::R_OK).is_ok() =>
         {
-            let mut wal = path.as_os_str().to_owned();
-            wal.push("-wal");
-            if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+            let beside = |suffix: &str| {
+                let mut p = path.as_os_str().to_owned();
+                p.push(suffix);
+                std::fs::symlink_metadata(p).is_ok()
+            };
+            if beside("-wal") || beside("-shm") || beside("-journal") {
                 return Err(Error::ReadOnlyWal { path: path.to_path_buf() });
             }
             // A path that is not UTF-8 cannot be written as a URI: SQLite's error stands.
             let Some(escaped) = uri_path(path) else {
                 return Err(Error::Sqlite { path: path.to_path_buf(), source });
             };
-            let uri = format!("file:{escaped}?immutable=1");
+            // `file:///abs` (an absolute path after an empty authority), `file:rel` otherwise.
+            let uri = if escaped.starts_with('/') {
+                format!("file://{escaped}?immutable=1")
+            } else {
+                format!("file:{escaped}?immutable=1")
+            };
             let flags = mode | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
             let conn = Connection::open_with_flags(uri, flags).map_err(|source| open_error(path, source))?;
             checked(conn, path)

@@ -3,8 +3,8 @@
 use jiff::{
     SignedDuration, Timestamp, Zoned,
     civil::{Date, DateTime, ISOWeekDate, Weekday},
-    fmt::temporal::{Pieces, PiecesOffset},
-    tz::TimeZone,
+    fmt::temporal::{Pieces, PiecesOffset, TimeZoneAnnotationKind},
+    tz::{Offset, TimeZone},
 };
 use serde::{Deserialize, Serialize};
 
@@ -46,12 +46,18 @@ impl Zone {
         // one is read in that zone (an offset given as well must agree), offsets beyond the
         // world's (-12:00 to +14:00) are refused.
         if let Ok(pieces) = Pieces::parse(text) {
+            let real = |o: Offset| (-12 * 3600..=14 * 3600).contains(&o.seconds());
             if let Some(PiecesOffset::Numeric(o)) = pieces.offset()
-                && !(-12 * 3600..=14 * 3600).contains(&o.offset().seconds())
+                && !real(o.offset())
             {
                 return Err(bad());
             }
-            if pieces.time_zone_annotation().is_some() {
+            if let Some(annotation) = pieces.time_zone_annotation() {
+                if let TimeZoneAnnotationKind::Offset(o) = annotation.kind()
+                    && !real(*o)
+                {
+                    return Err(bad());
+                }
                 return text.parse::<Zoned>().map(|z| z.timestamp()).map_err(|_| bad());
             }
         }
@@ -297,6 +303,7 @@ mod tests {
             "2026-11-19T12:00+25:00",
             "2026-11-19T12:00-13:00",
             "2026-11-19T12:00+05:00[Europe/Berlin]",
+            "2026-11-19T12:00[+20:00]",
             "2026-11-19T12:00[Nowhere/Town]",
         ] {
             assert!(matches!(berlin.parse_time(bad), Err(Error::Time { .. })), "{bad}");
@@ -307,6 +314,7 @@ mod tests {
             ("2026-12-01T12:00[Europe/Berlin]", "2026-12-01T11:00:00Z"),
             ("2026-12-01T12:00+01:00[Europe/Berlin]", "2026-12-01T11:00:00Z"),
             ("2026-12-01T12:00+14:00", "2026-11-30T22:00:00Z"),
+            ("2026-12-01T12:00[+01:00]", "2026-12-01T11:00:00Z"),
         ] {
             assert_eq!(utc.parse_time(text).expect(text), ts(expected), "{text}");
         }

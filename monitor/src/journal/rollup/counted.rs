@@ -14,10 +14,14 @@ pub(super) const COUNTED_KEYS: usize = 16_384;
 const FILTER_BITS: usize = 1 << 23;
 /// Bits set per key in [`Counted::filter`].
 const FILTER_HASHES: u32 = 4;
-/// Keys the filter takes before it starts again (and `whole` with it): at this fill a key never
-/// added still looks added about once in 500 tries (a needless table lookup, never a wrong
-/// count).
+/// Distinct keys the filter takes before it starts again, and `whole` with it (the sockets then
+/// ask the table for their keys the exact sets do not hold, as before the filter): at this fill
+/// a key never added still looks added about once in 500 tries (a needless table lookup, never
+/// a wrong count). Smaller in tests, to reach it.
+#[cfg(not(test))]
 const FILTER_KEYS: usize = 500_000;
+#[cfg(test)]
+pub(crate) const FILTER_KEYS: usize = 30_000;
 
 /// (cookie, endpoint or service in its week) of records written by this writer: a later record
 /// with the same key is not the first of its socket there. A cache: emptied when full (the table
@@ -36,7 +40,7 @@ pub(crate) struct Counted {
     /// Every key remembered since it was last emptied (with `whole`). No false negatives: a
     /// key it does not contain was never remembered. `None` until the first key (a daemon that
     /// journals no records, e.g. one holding many open sockets, does not pay for it).
-    filter: Option<BloomFilter<foldhash::fast::FixedState>>,
+    filter: Option<BloomFilter<foldhash::fast::RandomState>>,
     /// Keys added to `filter` since it was emptied.
     filter_keys: usize,
 }
@@ -71,21 +75,32 @@ impl Counted {
     }
 }
 
-/// Adds a key. A full exact set is emptied first (the filter still holds its keys, so `whole`
-/// stays true); a full filter empties everything.
-pub(super) fn remember<K: Hash + Eq>(counted: &mut Counted, set: impl Fn(&mut Counted) -> &mut HashSet<K>, key: K) {
-    if counted.filter_keys >= FILTER_KEYS {
-        counted.clear();
-    }
+/// Adds `key` of socket `cookie`. A full exact set is emptied first (the filter still holds the
+/// keys of the sockets in `whole`, so they stay there); a full filter empties everything. Only
+/// keys of sockets in `whole` go into the filter: it is asked for no other.
+pub(super) fn remember<K: Hash + Eq>(
+    counted: &mut Counted,
+    set: impl Fn(&mut Counted) -> &mut HashSet<K>,
+    cookie: u64,
+    key: K,
+) {
     if set(counted).len() >= COUNTED_KEYS {
         set(counted).clear();
     }
-    counted
-        .filter
-        .get_or_insert_with(|| {
-            BloomFilter::with_num_bits(FILTER_BITS).hasher(foldhash::fast::FixedState::default()).hashes(FILTER_HASHES)
-        })
-        .insert(&key);
-    counted.filter_keys += 1;
+    if counted.whole.contains(&cookie) {
+        if counted.filter_keys >= FILTER_KEYS {
+            counted.clear();
+        } else {
+            let filter = counted.filter.get_or_insert_with(|| {
+                BloomFilter::with_num_bits(FILTER_BITS)
+                    .hasher(foldhash::fast::RandomState::default())
+                    .hashes(FILTER_HASHES)
+            });
+            // `insert` says whether the key may have been there: only new keys fill it.
+            if !filter.insert(&key) {
+                counted.filter_keys += 1;
+            }
+        }
+    }
     set(counted).insert(key);
 }

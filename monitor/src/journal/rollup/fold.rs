@@ -267,7 +267,7 @@ impl<'a> Fold<'a> {
         if let Some((id, first)) = service {
             self.services.entry(id).or_default().add_record(payload, first);
             if !last {
-                remember(counted, |c| &mut c.services, (cookie, id));
+                remember(counted, |c| &mut c.services, cookie, (cookie, id));
             }
         }
         let Some((id, first)) = endpoint else {
@@ -291,7 +291,7 @@ impl<'a> Fold<'a> {
             || latest_of(pending, answers),
         );
         if !last {
-            remember(&mut rollup.counted, |c| &mut c.endpoints, (cookie, id));
+            remember(&mut rollup.counted, |c| &mut c.endpoints, cookie, (cookie, id));
         }
     }
 

@@ -42,6 +42,8 @@
 mod backfill;
 mod cookies;
 mod counted;
+#[cfg(test)]
+pub(crate) use counted::FILTER_KEYS as FILTER_KEYS_IN_TESTS;
 mod fold;
 mod read;
 mod read_names;

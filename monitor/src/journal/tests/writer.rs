@@ -440,6 +440,34 @@ fn a_udp_server_socket_with_more_peers_than_the_cache_needs_no_table_lookup() {
     assert_eq!(int(&conn, "SELECT SUM(flows) FROM service_week"), 1, "one socket for the service");
 }
 
+/// Past the filter's refill mark (30,000 distinct keys in tests), the socket leaves `whole`: its
+/// later peers are looked up in the table, and every count stays exact.
+#[test]
+fn a_filter_refill_sends_the_socket_to_the_table_and_counts_stay_exact() {
+    const PEERS: u64 = 40_000;
+    let dir = tempdir();
+    let mut w = writer_in(dir.path());
+    let app = fixtures::app("udp-server");
+    let us = fixtures::public(Some("US"), Some(15169), Some("Google LLC"));
+    for p in 0..PEERS {
+        let mut f = Flow::new(5, &format!("192.0.{}.{}:{}", p / 40_000, p % 250, 10_000 + p / 250), at(T0));
+        f.direction = Direction::Unconnected;
+        w.append(&f.record(Close, at(T0 + 1), 10, 1), &app, Some(&us));
+        if p % 1000 == 999 {
+            w.flush().expect("flush");
+        }
+    }
+    w.flush().expect("flush");
+    let filled = crate::journal::rollup::FILTER_KEYS_IN_TESTS as u64;
+    let lookups = w.rollup_lookups();
+    assert!((PEERS - filled..PEERS - filled + 3).contains(&lookups), "{lookups} lookups");
+    let conn = raw(w.path());
+    let peers = i64::try_from(PEERS).expect("small");
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM endpoint_week"), peers);
+    assert_eq!(int(&conn, "SELECT SUM(flows) FROM endpoint_week"), peers, "one flow per peer");
+    assert_eq!(int(&conn, "SELECT SUM(flows) FROM service_week"), 1, "one socket for the service");
+}
+
 /// Short connections: one `close` record per socket, kept out of the counting cache (it is each
 /// socket's last record). A record of the same socket that still comes later (a late event), in
 /// the same flush or the next, finds the first one in the table: each socket counts once.

@@ -171,9 +171,9 @@ pub(super) fn write(r: &Report, out: &mut impl Write) -> Result<(), Error> {
         writeln!(
             out,
             "# database: {} {} built {} ({} days old), {} payload bytes answered",
-            db.role,
+            Terminal(&db.role),
             Terminal(&db.database_type),
-            db.build_date,
+            Terminal(&db.build_date),
             db.age_days,
             db.payload_bytes
         )
