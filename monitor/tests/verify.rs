@@ -453,3 +453,35 @@ fn journal_verify_reports_pages_damaged_outside_the_chain() {
         assert_eq!(doc["problems"], serde_json::json!([]), "{what}: the chain itself is intact");
     }
 }
+
+/// Reports read sums the chain does not seal (`residency`, the weekly rollups): `journal verify`
+/// recomputes them from the chained records. Erasing the CN bytes from the sums a claim reads
+/// (the connection records untouched) is found, named by table and app, exit 13.
+#[test]
+fn journal_verify_finds_sums_edited_away_from_their_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(dir.path());
+    let config = format!("[journal]\npath = \"{}\"\n", j.display());
+    let out = monitor_with(&config, dir.path(), &["journal", "verify"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("figures   1 days and 1 weeks of sums compared") && text.ends_with("intact\n"), "{text}");
+    let conn = rusqlite::Connection::open(&j).unwrap();
+    conn.execute_batch("DELETE FROM residency_week WHERE country = 'CN'; DELETE FROM residency WHERE country = 'CN'")
+        .unwrap();
+    drop(conn);
+    let out = monitor_with(&config, dir.path(), &["journal", "verify"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(13), "{text}");
+    assert!(
+        text.contains("PROBLEM   residency sums of app \"shop\" for 2026-11-18 differ from the connections rows"),
+        "{text}"
+    );
+    assert!(!text.contains("app \"notes\"") && text.ends_with("\nTAMPERED\n"), "{text}");
+    let out = monitor_with(&config, dir.path(), &["journal", "verify", "--json"]);
+    assert_eq!(out.status.code(), Some(13));
+    let doc = json(&out);
+    let problems = doc["problems"].as_array().unwrap();
+    assert!(problems.iter().all(|p| p["problem"] == "figures_differ" && p["app"] == "shop"), "{doc}");
+    assert_eq!(doc["figures"]["days"], 1, "{doc}");
+}

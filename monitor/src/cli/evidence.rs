@@ -152,6 +152,13 @@ pub fn execute(args: EvidenceArgs, raw: &RawConfig, settings: &Settings) -> anyh
     let records = reader.records(query.period.time_range(), query.session.as_ref().and_then(|s| s.cgroup_id))?;
     let databases = reader.databases()?;
     let integrity = verify_chain(&journal)?;
+    if !integrity.problems.is_empty() {
+        // The bundle records them (`journal_integrity.problems`); whoever makes it should know.
+        log::warn!(
+            "the journal fails its integrity check ({} problems, run `monitor journal verify`); the bundle records them",
+            integrity.problems.len()
+        );
+    }
     let input = BundleInput {
         label,
         report: &report,

@@ -26,8 +26,9 @@ pub struct JournalArgs {
 /// `monitor journal` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum JournalCommand {
-    /// Check the file's structure (SQLite `integrity_check`; exit 5 when damaged) and the hash
-    /// chain over flushed batches (exit 13 when a row was changed or removed).
+    /// Check the file's structure (SQLite `integrity_check`; exit 5 when damaged), the hash
+    /// chain over flushed batches and the sums reports read against the rows they are summed
+    /// from (exit 13 when a row was changed or removed, or a sum differs).
     /// Example: monitor journal verify --json
     Verify {
         /// JSON output. Example: --json
@@ -65,7 +66,7 @@ pub fn execute(args: JournalArgs, settings: &Settings) -> anyhow::Result<ExitCod
     }
     let Checked {
         structure,
-        chain: Integrity { batches, rows_intact, rows_purged, rows_before_chain, head, problems },
+        chain: Integrity { batches, rows_intact, rows_purged, rows_before_chain, head, problems, figures },
     } = &found;
     writeln!(out, "journal   {}", escape::terminal(&journal.to_string_lossy()))?;
     let sound = if structure.is_empty() { "ok".to_owned() } else { format!("{} problems", structure.len()) };
@@ -75,13 +76,25 @@ pub fn execute(args: JournalArgs, settings: &Settings) -> anyhow::Result<ExitCod
         out,
         "rows      {rows_intact} intact, {rows_purged} purged by retention, {rows_before_chain} before the chain"
     )?;
+    if let Some(why) = &figures.failed {
+        writeln!(out, "figures   not compared: the sums could not be read ({})", escape::terminal(why))?;
+    } else {
+        let skipped = figures.weeks_skipped.as_deref().map(|why| format!(" (weeks not compared: {why})"));
+        writeln!(
+            out,
+            "figures   {} days and {} weeks of sums compared with the rows they are summed from{}",
+            figures.days,
+            figures.weeks,
+            escape::terminal(skipped.as_deref().unwrap_or_default())
+        )?;
+    }
     for s in structure {
         writeln!(out, "CORRUPT   {}", escape::terminal(s))?;
     }
     for p in problems {
         writeln!(out, "PROBLEM   {p}")?;
     }
-    let verdict = match (structure.is_empty(), problems.is_empty()) {
+    let verdict = match (structure.is_empty() && figures.failed.is_none(), problems.is_empty()) {
         (true, true) => "intact",
         (true, false) => "TAMPERED",
         (false, true) => "CORRUPT",
@@ -93,9 +106,10 @@ pub fn execute(args: JournalArgs, settings: &Settings) -> anyhow::Result<ExitCod
 }
 
 /// The structural and chain checks of `journal` and the exit code they call for: [`exit::OK`]
-/// when intact, [`exit::JOURNAL`] when SQLite finds the file damaged (whatever the chain says:
-/// a damaged file's rows cannot be trusted to be all there), else [`exit::TAMPERED`] when a row
-/// or batch was changed, removed or added.
+/// when intact, [`exit::JOURNAL`] when SQLite finds the file damaged or the sums cannot be read
+/// (whatever the chain says: a damaged file's rows cannot be trusted to be all there), else
+/// [`exit::TAMPERED`] when a row or batch was changed, removed or added, or a sum reports read
+/// differs from the rows it is summed from.
 ///
 /// The structural check is `PRAGMA integrity_check`, not `quick_check`: only `integrity_check`
 /// also checks that every index holds exactly its table's rows (`quick_check` skips that, and a
@@ -116,7 +130,7 @@ pub fn integrity(journal: &std::path::Path) -> anyhow::Result<(Checked, ExitCode
         }
         Err(e) => return Err(e.into()),
     };
-    let code = if !structure.is_empty() {
+    let code = if !structure.is_empty() || chain.figures.failed.is_some() {
         exit::JOURNAL
     } else if chain.problems.is_empty() {
         exit::OK

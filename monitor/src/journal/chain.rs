@@ -17,7 +17,12 @@ use rusqlite::{Connection, Row, Transaction, params, types::ValueRef};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
-use super::{Error, names::ms, schema};
+use super::{
+    Error,
+    figures::{self, FiguresChecked},
+    names::ms,
+    schema,
+};
 
 /// Bytes of a row digest.
 pub const DIGEST_LEN: usize = 16;
@@ -236,6 +241,9 @@ pub enum Problem {
     BatchChanged { batch: i64 },
     /// A batch does not follow the one before (a batch was removed or inserted).
     ChainBroken { batch: i64 },
+    /// Sums in `table` for one app and period differ from the `source` rows they are summed
+    /// from (see `journal::figures`): the figures reports read were changed.
+    FiguresDiffer { table: &'static str, source: &'static str, period: String, app: String },
 }
 
 impl std::fmt::Display for Problem {
@@ -248,6 +256,11 @@ impl std::fmt::Display for Problem {
             Self::ChainBroken { batch } => {
                 write!(f, "batch {batch} does not follow the batch before it (a batch was removed or inserted)")
             }
+            Self::FiguresDiffer { table, source, period, app } => write!(
+                f,
+                "{table} sums of app \"{}\" for {period} differ from the {source} rows they are summed from",
+                crate::escape::terminal(app)
+            ),
         }
     }
 }
@@ -265,8 +278,11 @@ pub struct Integrity {
     pub rows_before_chain: u64,
     /// Hash of the last batch (hex): the chain's head, recorded in evidence bundles.
     pub head: Option<String>,
-    /// Problems, in table and id order per batch.
+    /// Problems, in table and id order per batch, then the figures that differ from their rows.
     pub problems: Vec<Problem>,
+    /// What the figure check compared (reports read sums, which the chain does not seal: they
+    /// are recomputed from the rows they are summed from).
+    pub figures: FiguresChecked,
 }
 
 fn hex(b: &[u8]) -> String {
@@ -332,6 +348,7 @@ fn verify_conn(conn: &Connection) -> rusqlite::Result<Integrity> {
         rows_before_chain: 0,
         head: None,
         problems: Vec::new(),
+        figures: FiguresChecked::default(),
     };
     let has: bool = conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'batches')",
@@ -419,6 +436,20 @@ fn verify_conn(conn: &Connection) -> rusqlite::Result<Integrity> {
         }
     }
     out.head = batches.last().map(|b| hex(&b.6));
+    let residency_horizon: Option<i64> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'residency_purged_before_ms'", [], |r| r.get(0))
+        .or_else(|e| if matches!(e, rusqlite::Error::QueryReturnedNoRows) { Ok(None) } else { Err(e) })?;
+    let horizons = figures::Horizons {
+        connections_ms: horizon.unwrap_or(i64::MIN),
+        residency_ms: residency_horizon.unwrap_or(i64::MIN),
+        // Rows before the chain: checked from the first sealed record on.
+        chain_start_ms: (out.rows_before_chain > 0).then(|| batches.iter().find_map(|b| b.3.0).unwrap_or(i64::MAX / 2)),
+    };
+    // A damaged page of a summed table must not hide what the chain check found.
+    let mut found = Vec::new();
+    out.figures = figures::check(conn, horizons, &mut found)
+        .unwrap_or_else(|e| FiguresChecked { failed: Some(e.to_string()), ..FiguresChecked::default() });
+    out.problems.extend(found);
     Ok(out)
 }
 
