@@ -521,3 +521,34 @@ fn alerts_escape_a_hostile_rule() {
     // Header, one row, three rules: five lines of table.
     assert_eq!(text.lines().count(), 6, "{text}");
 }
+
+/// A mistyped address is said to be one (not looked up as a host name in the journal); a
+/// target that is neither is a usage error too.
+#[test]
+fn lookup_names_a_mistyped_address_as_such() {
+    let f = config("");
+    for target in ["999.1.1.1", "10.1", "fe80::zz"] {
+        let out = monitor(&["--config", f.path().to_str().unwrap(), "lookup", target]);
+        assert_clean_failure(&out, 2, &format!("`{target}` is not a valid IP address"));
+    }
+    let out = monitor(&["--config", f.path().to_str().unwrap(), "lookup", "bad..name"]);
+    assert_clean_failure(&out, 2, "neither an IP address nor a valid host name");
+}
+
+/// `exec --cgroup` naming no cgroup is a usage error (exit 2), as for the daemon's `cgroup`.
+#[test]
+fn exec_with_a_cgroup_that_does_not_exist_is_a_usage_error() {
+    let f = config("");
+    let out = monitor(&[
+        "--config",
+        f.path().to_str().unwrap(),
+        "exec",
+        "--session",
+        "s1",
+        "--cgroup",
+        "/monitor-test-no-such-cgroup",
+        "--",
+        "true",
+    ]);
+    assert_clean_failure(&out, 2, "monitor-test-no-such-cgroup");
+}

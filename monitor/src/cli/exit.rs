@@ -52,6 +52,10 @@ pub fn code_for(err: &anyhow::Error) -> ExitCode {
     if let Some(e) = err.downcast_ref::<super::exec::CgroupError>() {
         return ExitCode::from(if e.denied() { PRIVILEGES } else { FAILURE });
     }
+    // `exec --cgroup`: the cgroup is resolved as the daemon does.
+    if let Some(e) = err.downcast_ref::<monitor::probe::Error>() {
+        return probe_code(e);
+    }
     if err.downcast_ref::<monitor::diff::Error>().is_some_and(|e| matches!(e, monitor::diff::Error::NotReport { .. })) {
         return ExitCode::from(CONFIG);
     }
@@ -63,14 +67,7 @@ pub fn code_for(err: &anyhow::Error) -> ExitCode {
         return ExitCode::from(JOURNAL);
     }
     match err.downcast_ref::<monitor::daemon::Error>() {
-        Some(monitor::daemon::Error::Probe(e)) => {
-            use monitor::probe::Error as P;
-            return ExitCode::from(match e {
-                P::NotACgroup { .. } => CONFIG,
-                P::NoCgroup2 | P::KernelLacks { .. } => KERNEL,
-                _ => FAILURE,
-            });
-        }
+        Some(monitor::daemon::Error::Probe(e)) => return probe_code(e),
         Some(
             monitor::daemon::Error::Geo(_)
             | monitor::daemon::Error::Apps(_)
@@ -83,4 +80,14 @@ pub fn code_for(err: &anyhow::Error) -> ExitCode {
         _ => {}
     }
     ExitCode::from(FAILURE)
+}
+
+/// Exit code for a probe error: a configured cgroup that is not one is a configuration error.
+fn probe_code(e: &monitor::probe::Error) -> ExitCode {
+    use monitor::probe::Error as P;
+    ExitCode::from(match e {
+        P::NotACgroup { .. } => CONFIG,
+        P::NoCgroup2 | P::KernelLacks { .. } => KERNEL,
+        _ => FAILURE,
+    })
 }

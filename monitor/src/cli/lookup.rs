@@ -88,6 +88,13 @@ pub fn execute(args: LookupArgs, settings: &Settings) -> anyhow::Result<ExitCode
             answers.push(Answer::Address { destination, plausibility, query: target });
             continue;
         }
+        // `999.1.1.1`, `10.1`, `fe80::zz`: a mistyped address, not a host name (no top-level
+        // domain is all digits, and host names have no colons).
+        if target.contains(':')
+            || target.rsplit('.').next().is_some_and(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))
+        {
+            anyhow::bail!(UsageError(format!("`{}` is not a valid IP address", Terminal(&target))));
+        }
         let Ok(host) = Hostname::parse(&target) else {
             anyhow::bail!(UsageError(format!(
                 "`{}` is neither an IP address nor a valid host name",

@@ -104,6 +104,13 @@ pub(super) fn completeness(
             grouped(straddling)
         ));
     }
+    if let Some(app) = query.app.as_deref()
+        && apps.is_empty()
+    {
+        notes.push(format!(
+            "no traffic of an app named \"{app}\" in this period (names are matched exactly; a report without --app lists every app)"
+        ));
+    }
     Ok(Completeness {
         degradations,
         stats_rows: stats.rows,

@@ -160,6 +160,12 @@ fn app_filter_keeps_one_app_and_says_stats_are_host_wide() {
     assert_eq!(v["completeness"]["attributed_wire_bytes"], 45_711_773, "host-wide denominator");
     let notes = v["completeness"]["notes"].as_array().expect("notes");
     assert!(notes.iter().any(|n| n.as_str().is_some_and(|s| s.contains("host-wide: they are not filtered"))));
+    assert!(!notes.iter().any(|n| n.as_str().is_some_and(|s| s.contains("no traffic of an app"))));
+    // A name that matches no app (names are exact: `Sync` is not `sync`) says so.
+    let v = json_of(&report(&reader, "2026-W47", Some("Sync")));
+    assert_eq!((v["apps"].as_array().map(Vec::len), &v["totals"]["payload_tx"]), (Some(0), &serde_json::json!(0)));
+    let notes = v["completeness"]["notes"].as_array().expect("notes");
+    assert!(notes.iter().any(|n| n.as_str().is_some_and(|s| s.contains("no traffic of an app named \"Sync\""))), "{v}");
 }
 
 #[test]
