@@ -30,6 +30,10 @@ pub enum EventKind {
     PeerEvicted = 8,
     /// The socket was released: final counters of a peer slot generation.
     PeerClosed = 9,
+    /// A UDP socket's peer changed (`sock::COUNTER_PEERS`): the counters of its connected flow
+    /// until then, with that flow's remote address (zero when the socket was disconnected: the
+    /// kernel has forgotten it). The kernel's counters of the socket start again from zero.
+    PeerChanged = 10,
 }
 
 impl TryFrom<u32> for EventKind {
@@ -46,6 +50,7 @@ impl TryFrom<u32> for EventKind {
             7 => Self::PeerUpdate,
             8 => Self::PeerEvicted,
             9 => Self::PeerClosed,
+            10 => Self::PeerChanged,
             other => return Err(other),
         })
     }

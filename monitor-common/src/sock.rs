@@ -205,6 +205,11 @@ pub const COUNTER_RELEASED: u64 = 16;
 /// `Counters::flags`: the process connected this (UDP) socket; its events carry
 /// `event::FLAG_CONNECTED` instead of a `Connect` event of their own.
 pub const COUNTER_CONNECTED: u64 = 32;
+/// `Counters::flags`: this UDP socket's peer changed (connected again to another address, sent
+/// to another address while connected, disconnected, or connected after unconnected use): its
+/// connected flow ended with a `PeerChanged` event, and every later packet is counted per peer,
+/// as for an unconnected socket, whatever its destination port says.
+pub const COUNTER_PEERS: u64 = 64;
 
 /// Number of peer slots per unconnected UDP socket. When all are taken, the oldest claim is
 /// flushed to userspace (`PeerEvicted`) and reused, so nothing is lost.

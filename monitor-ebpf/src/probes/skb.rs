@@ -68,6 +68,15 @@ fn count(ctx: &SkBuffContext, egress: bool) {
         unattributed(len);
         return;
     };
+    // SAFETY: full-socket field reads.
+    let (protocol, dst_port) = unsafe { ((*sk).protocol, (*sk).dst_port) };
+    if super::rebind::disconnected(c, protocol, u32::from(dst_port)) {
+        // Before this packet is added: the connected flow ends with what came before it.
+        // SAFETY: the context is an skb with a socket.
+        let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
+        let traffic = super::rebind::had_traffic(c);
+        super::rebind::change(cookie, sk, c, traffic);
+    }
     if egress {
         add(&raw mut c.wire_tx_bytes, len);
         add(&raw mut c.wire_tx_packets, 1);
@@ -76,9 +85,7 @@ fn count(ctx: &SkBuffContext, egress: bool) {
         add(&raw mut c.wire_rx_packets, 1);
     }
     remember_local(sk, c);
-    // SAFETY: full-socket field reads.
-    let (protocol, dst_port) = unsafe { ((*sk).protocol, (*sk).dst_port) };
-    if per_peer(protocol, u32::from(dst_port)) {
+    if per_peer(protocol, u32::from(dst_port), c.flags) {
         count_peer(ctx, sk, c, egress, len, protocol);
         return;
     }

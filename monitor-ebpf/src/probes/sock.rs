@@ -81,7 +81,7 @@ pub fn sock_release(ctx: SockContext) -> i32 {
     let tuple = release_tuple(sk, c);
     let owner = owner_with(c, sk.cast());
     // Peers first: when userspace sees `Release`, every peer of the socket has been reported.
-    if per_peer(u32::from(tuple.protocol), u32::from(tuple.remote_port)) {
+    if per_peer(u32::from(tuple.protocol), u32::from(tuple.remote_port), c.flags) {
         release_peers(sk.cast(), cookie, owner, &tuple);
     }
     let bytes = c.bytes();

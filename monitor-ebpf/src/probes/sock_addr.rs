@@ -18,7 +18,7 @@ use monitor_common::{
     sock::{COUNTER_CONNECTED, COUNTER_OWNER_RECORDED, Owner, OwnerSource},
 };
 
-use super::{ALLOW, field, tuple_of};
+use super::{ALLOW, field, rebind, tuple_of};
 use crate::maps::{COUNTERS, EventData, OWNER, emit, fallback, owner_of, record_owner, set_bits, stat};
 
 #[inline(always)]
@@ -57,17 +57,25 @@ fn on_connect(ctx: &SockAddrContext, v6: bool) -> i32 {
         return ALLOW;
     }
     let udp = field!(ctx.sock_addr, protocol) == u32::from(IPPROTO_UDP);
-    // A socket with counters from its creation has its owner (one lookup, nothing to record). A
-    // UDP one notes the connection in its counters and its events say so (`FLAG_CONNECTED`): the
-    // remote address is the socket's own from then on. No event.
     // SAFETY: null-checked map value.
-    if let Some(c) = unsafe { COUNTERS.get(sk.cast(), false).as_mut() }
-        && c.owner.source != OwnerSource::Unknown as u32
-    {
-        if udp {
-            set_bits(&raw mut c.flags, COUNTER_CONNECTED);
+    if let Some(c) = unsafe { COUNTERS.get(sk.cast(), false).as_mut() } {
+        // Connecting again after traffic: the flow so far ends with its old peer (the kernel has
+        // not changed the destination yet), and the socket is counted per peer from now on.
+        if udp && rebind::connected_udp(c, u32::from(IPPROTO_UDP)) && rebind::had_traffic(c) {
+            // SAFETY: the context carries a socket.
+            let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
+            let connected = field!(sk, dst_port) != 0;
+            rebind::change(cookie, sk, c, connected);
         }
-        return ALLOW;
+        // A socket with counters from its creation has its owner (one lookup, nothing to
+        // record). A UDP one notes the connection in its counters and its events say so
+        // (`FLAG_CONNECTED`): the remote address is the socket's own from then on. No event.
+        if c.owner.source != OwnerSource::Unknown as u32 {
+            if udp {
+                set_bits(&raw mut c.flags, COUNTER_CONNECTED);
+            }
+            return ALLOW;
+        }
     }
     let owner = lazy_owner(sk);
     if !udp {
@@ -117,6 +125,46 @@ fn on_connect(ctx: &SockAddrContext, v6: bool) -> i32 {
     ALLOW
 }
 
+/// `sendmsg` naming an address: on a connected UDP socket, an address other than its peer
+/// changes the socket's peer ([`rebind`]). Runs only for sends that name an address.
+#[inline(always)]
+fn on_sendmsg(ctx: &SockAddrContext, v6: bool) -> i32 {
+    let sk = sock_of(ctx);
+    if sk.is_null() {
+        return ALLOW;
+    }
+    let _: *const c_void = lazy_owner(sk).cast();
+    // Unconnected (every send names an address): nothing more, no further lookup.
+    let dst_port = field!(sk, dst_port);
+    if dst_port == 0 {
+        return ALLOW;
+    }
+    let sa = ctx.sock_addr;
+    // SAFETY: null-checked map value.
+    let Some(c) = (unsafe { COUNTERS.get(sk.cast(), false).as_mut() }) else {
+        return ALLOW;
+    };
+    if !rebind::connected_udp(c, field!(sa, protocol)) {
+        return ALLOW;
+    }
+    // sendmsg4 may only read `user_ip4`, sendmsg6 only `user_ip6` (`v6` is a constant per program).
+    let other = if v6 {
+        field!(sa, user_ip6[0]) != field!(sk, dst_ip6[0])
+            || field!(sa, user_ip6[1]) != field!(sk, dst_ip6[1])
+            || field!(sa, user_ip6[2]) != field!(sk, dst_ip6[2])
+            || field!(sa, user_ip6[3]) != field!(sk, dst_ip6[3])
+    } else {
+        field!(sa, user_ip4) != field!(sk, dst_ip4)
+    };
+    if other || field!(sa, user_port) as u16 != dst_port {
+        // SAFETY: the context carries a socket.
+        let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
+        let traffic = rebind::had_traffic(c);
+        rebind::change(cookie, sk, c, traffic);
+    }
+    ALLOW
+}
+
 #[inline(always)]
 fn on_msg(ctx: &SockAddrContext) -> i32 {
     let sk = sock_of(ctx);
@@ -144,14 +192,14 @@ pub fn sock_addr_connect6(ctx: SockAddrContext) -> i32 {
 /// 5.7.
 #[cgroup_sock_addr(sendmsg4)]
 pub fn sock_addr_sendmsg4(ctx: SockAddrContext) -> i32 {
-    on_msg(&ctx)
+    on_sendmsg(&ctx, false)
 }
 
 /// # Minimum kernel version
 /// 5.7.
 #[cgroup_sock_addr(sendmsg6)]
 pub fn sock_addr_sendmsg6(ctx: SockAddrContext) -> i32 {
-    on_msg(&ctx)
+    on_sendmsg(&ctx, true)
 }
 
 /// Must return 1 (the kernel rejects other values for recvmsg hooks).

@@ -353,7 +353,7 @@ impl Flow {
             }
             EventKind::TcpClose => self.flags |= bit::TCP_CLOSED,
             EventKind::Release => self.set_released(ev.ts_ns),
-            EventKind::Discovered | EventKind::Update => {}
+            EventKind::Discovered | EventKind::Update | EventKind::PeerChanged => {}
         }
     }
 

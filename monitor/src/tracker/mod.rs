@@ -140,6 +140,15 @@ impl Tracker {
         }
         match kind {
             EventKind::Release => self.released(key, out),
+            // A UDP socket's peer changed: its connected flow ends here (the kernel counts the
+            // socket per peer from now on, from zero); the owner resolved for it stays known.
+            EventKind::PeerChanged => {
+                let resolved = self.resolved.remove(&key.cookie);
+                self.finish(key, RecordKind::Close, true, out);
+                if let Some(owner) = resolved {
+                    self.resolved.insert(key.cookie, owner);
+                }
+            }
             // Released before `TCP_CLOSE`: the kernel sent no `Release`; this event ends the flow.
             EventKind::TcpClose if ev.flags & monitor_common::event::FLAG_RELEASED != 0 => {
                 if let Some(flow) = self.flows.get_mut(&key) {

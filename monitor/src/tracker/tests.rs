@@ -194,6 +194,45 @@ fn connected_udp_without_connect_event_is_outbound_from_its_release_flag() {
     assert_ne!(out[0].direction, Direction::Outbound);
 }
 
+/// A UDP socket whose peer changed: the connected flow ends at `PeerChanged` with its counters
+/// and the remote address it had (the event's is zero after a disconnect), the peers after it are
+/// flows of their own, and the socket's release (counters counted from zero again) adds nothing.
+#[test]
+fn a_udp_peer_change_ends_the_connected_flow_and_peers_follow() {
+    let mut t = tracker();
+    let connected = |kind, ts, c| {
+        let mut e = ev(kind, ts, c);
+        e.tuple.protocol = IPPROTO_UDP;
+        e.flags = monitor_common::event::FLAG_CONNECTED;
+        e
+    };
+    let update = connected(EventKind::Update, SEC, counters(628, 628, 600, 600));
+    let mut changed = connected(EventKind::PeerChanged, 2 * SEC, counters(1256, 1256, 1200, 1200));
+    changed.tuple.remote_addr = [0; 4];
+    changed.tuple.remote_port = 0;
+    let (peer_kind, peer) = peer_event(EventKind::PeerClosed, 1, [10, 0, 0, 9], 300);
+    let mut release = connected(EventKind::Release, 3 * SEC, counters(328, 0, 300, 0));
+    release.tuple.remote_port = 0;
+    let out = feed(
+        &mut t,
+        &[
+            (EventKind::Update, update),
+            (EventKind::PeerChanged, changed),
+            (peer_kind, peer),
+            (EventKind::Release, release),
+        ],
+    );
+    let closed: Vec<&FlowRecord> = out.iter().filter(|r| r.event == RecordKind::Close).collect();
+    assert_eq!(closed.len(), 2, "{out:#?}");
+    let first = closed[0];
+    assert_eq!(first.remote, Some("10.0.0.2:443".parse::<SocketAddr>().unwrap()), "the address the update carried");
+    assert_eq!((first.payload.tx_bytes, first.payload.rx_bytes, first.direction), (1200, 1200, Direction::Outbound));
+    let second = closed[1];
+    assert_eq!((second.remote, second.payload.tx_bytes), (Some("10.0.0.9:53".parse().unwrap()), 300));
+    let sent: u64 = out.iter().map(|r| r.delta_payload.tx_bytes).sum();
+    assert_eq!(sent, 1500, "each byte once: {out:#?}");
+}
+
 #[test]
 fn unconnected_udp_peers_are_separate_flows_and_generations_add_up() {
     let mut t = tracker();

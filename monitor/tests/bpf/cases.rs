@@ -28,6 +28,12 @@ pub fn all() -> Vec<Case> {
         ("udp_unconnected_ipv6_three_destinations_are_three_flows", || udp_unconnected(true)),
         ("udp_unconnected_ipv6_with_extension_headers_exact_per_peer", udp_unconnected_extension_headers),
         ("udp_server_with_40_concurrent_peers_exact_per_peer", udp_server_many_peers),
+        ("udp_peer_changes_ipv4_are_charged_to_the_right_addresses", || {
+            crate::rebind::udp_peer_changes_are_charged_to_the_right_addresses(false);
+        }),
+        ("udp_peer_changes_ipv6_are_charged_to_the_right_addresses", || {
+            crate::rebind::udp_peer_changes_are_charged_to_the_right_addresses(true);
+        }),
         ("process_exiting_right_after_sending_is_attributed", exit_right_after_sending),
         ("two_hundred_concurrent_connections_from_twenty_processes", concurrent_200),
         ("socket_opened_before_the_monitor_started", preexisting_socket),
@@ -166,7 +172,7 @@ fn assert_within_1pct(what: &str, measured: u64, truth: u64) {
 
 /// Sum of the wire counters of every closed flow vs. the interface counters of a namespace that
 /// carried only the test's traffic.
-fn assert_wire_matches(out: &Output, iface: Counters) {
+pub(crate) fn assert_wire_matches(out: &Output, iface: Counters) {
     let flows = out.closed();
     let tx: u64 = flows.iter().map(|r| r.wire.tx_bytes).sum();
     let rx: u64 = flows.iter().map(|r| r.wire.rx_bytes).sum();

@@ -29,6 +29,7 @@ mod paths_helper;
 mod plausibility;
 mod protocols;
 mod raw_helpers;
+mod rebind;
 mod residency;
 mod service;
 mod sessions;

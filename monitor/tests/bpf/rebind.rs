@@ -1,0 +1,190 @@
+//! UDP sockets whose peer changes: sent to another address while connected, connected again,
+//! disconnected with `connect(AF_UNSPEC)`, connected after unconnected use. Every byte is charged
+//! to the address it went to or came from (before, such bytes were charged to the connected peer
+//! or lost), against the bytes the helper moved and the interface's counters.
+
+use std::{
+    collections::BTreeMap,
+    net::{SocketAddr, UdpSocket},
+    os::fd::AsRawFd as _,
+    time::Duration,
+};
+
+use monitor::tracker::FlowRecord;
+use serde_json::{Value, json};
+
+use crate::{
+    cases::{CLIENT_UID, assert_owner, assert_wire_matches, s, server_addr},
+    daemon::Monitor,
+    env::{Pair, Place, TestCgroup, spawn},
+    helper::{name, pattern, say},
+};
+
+/// Helper roles of this file; false for another role.
+pub fn run(role: &str, args: &[String]) -> bool {
+    let arg = |i: usize| -> &str { args.get(i).map_or_else(|| panic!("{role}: missing argument {i}"), String::as_str) };
+    match role {
+        // udp-drain BIND COUNT: receives COUNT datagrams, answers none.
+        "udp-drain" => {
+            name("mon-udp-drain");
+            let s = UdpSocket::bind(arg(0)).unwrap();
+            say(&json!({"ready": true}));
+            let count: usize = arg(1).parse().unwrap();
+            let mut buf = vec![0u8; 65536];
+            let rx: usize = (0..count).map(|_| s.recv(&mut buf).unwrap()).sum();
+            say(&json!({"rx": rx}));
+        }
+        // udp-rebind SCENARIO SIZE COUNT A B: one socket whose peer changes (see `scenario`).
+        "udp-rebind" => {
+            name("mon-udp-rebind");
+            let (size, count): (usize, usize) = (arg(1).parse().unwrap(), arg(2).parse().unwrap());
+            let (a, b): (SocketAddr, SocketAddr) = (arg(3).parse().unwrap(), arg(4).parse().unwrap());
+            // An explicit port: `connect(AF_UNSPEC)` keeps it (an automatic one is given up).
+            let any = if a.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
+            let port = UdpSocket::bind(any).unwrap().local_addr().unwrap().port();
+            let mut bound: SocketAddr = any.parse().unwrap();
+            bound.set_port(port);
+            let s = UdpSocket::bind(bound).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut moved = Moved::default();
+            eprintln!("    udp-rebind {}: {a} then {b}", arg(0));
+            scenario(arg(0), &s, &mut moved, (size, count), (a, b));
+            let flows: serde_json::Map<String, Value> =
+                moved.0.iter().map(|(k, (tx, rx))| (k.to_string(), json!({"tx": tx, "rx": rx}))).collect();
+            say(&json!({"local_port": s.local_addr().unwrap().port(), "pid": std::process::id(), "flows": flows}));
+        }
+        _ => return false,
+    }
+    true
+}
+
+/// Payload sent to and received from each address.
+#[derive(Default)]
+struct Moved(BTreeMap<SocketAddr, (usize, usize)>);
+
+impl Moved {
+    /// `count` datagrams of `size` to `to` (through the connected peer when `to` is `None`),
+    /// each answered unless `answered` is false.
+    fn exchange(&mut self, s: &UdpSocket, to: (SocketAddr, bool), size: usize, count: usize, answered: bool) {
+        let (peer, connected) = to;
+        let mut buf = vec![0u8; 65536];
+        for _ in 0..count {
+            if connected { s.send(&pattern(size)) } else { s.send_to(&pattern(size), peer) }.unwrap();
+            let entry = self.0.entry(peer).or_default();
+            entry.0 += size;
+            if answered {
+                let (n, from) = s.recv_from(&mut buf).unwrap();
+                assert_eq!(from, peer, "reply from an unexpected peer");
+                entry.1 += n;
+            }
+        }
+    }
+}
+
+/// - `sendto-other`: connected to A, COUNT exchanges with A, COUNT datagrams sent to B with
+///   `sendto()` (unanswered: a connected socket takes datagrams from its peer only), COUNT more
+///   exchanges with A;
+/// - `reconnect`: connected to A, COUNT exchanges; connected to B, COUNT exchanges;
+/// - `disconnect`: connected to A, COUNT exchanges over more than a second (so an update record
+///   carries A); `connect(AF_UNSPEC)`; COUNT exchanges with B through `sendto()` (IPv6: COUNT
+///   datagrams, unanswered);
+/// - `connect-after`: COUNT exchanges with A through `sendto()`; connected to B, COUNT exchanges.
+fn scenario(
+    which: &str,
+    s: &UdpSocket,
+    m: &mut Moved,
+    (size, count): (usize, usize),
+    (a, b): (SocketAddr, SocketAddr),
+) {
+    match which {
+        "sendto-other" => {
+            s.connect(a).unwrap();
+            m.exchange(s, (a, true), size, count, true);
+            m.exchange(s, (b, false), size, count, false);
+            m.exchange(s, (a, true), size, count, true);
+        }
+        "reconnect" => {
+            s.connect(a).unwrap();
+            m.exchange(s, (a, true), size, count, true);
+            s.connect(b).unwrap();
+            m.exchange(s, (b, true), size, count, true);
+        }
+        "disconnect" => {
+            s.connect(a).unwrap();
+            m.exchange(s, (a, true), size, count - 1, true);
+            std::thread::sleep(Duration::from_millis(1300));
+            m.exchange(s, (a, true), size, 1, true);
+            let unspec = libc::sockaddr { sa_family: libc::AF_UNSPEC as libc::sa_family_t, sa_data: [0; 14] };
+            let len = libc::socklen_t::try_from(std::mem::size_of_val(&unspec)).unwrap();
+            // SAFETY: a valid sockaddr of the given length.
+            let rc = unsafe { libc::connect(s.as_raw_fd(), &raw const unspec, len) };
+            assert_eq!(rc, 0, "connect(AF_UNSPEC): {}", std::io::Error::last_os_error());
+            // An IPv6 socket still takes datagrams from its old peer only (the kernel keeps the
+            // address after the disconnect): B's answers would never come.
+            m.exchange(s, (b, false), size, count, b.is_ipv4());
+        }
+        "connect-after" => {
+            m.exchange(s, (a, false), size, count, true);
+            s.connect(b).unwrap();
+            m.exchange(s, (b, true), size, count, true);
+        }
+        other => panic!("unknown scenario {other}"),
+    }
+}
+
+/// Each scenario on its own socket, under one monitor (update interval 1 s): per address, the
+/// flows' payload adds up to what the helper moved, no byte is charged to an address it did not
+/// go to or come from, and the wire bytes of all flows equal the interface's.
+pub fn udp_peer_changes_are_charged_to_the_right_addresses(v6: bool) {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let mon = Monitor::start(&cg.path, "[probe]\nupdate_interval_secs = 1\n");
+    let before = pair.a.counters("va");
+    let place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) };
+    let server = Place { netns: Some(&pair.b), ..Place::default() };
+    let (size, count) = (700, 20);
+    let mut truths = Vec::new();
+    for (i, which) in ["sendto-other", "reconnect", "disconnect", "connect-after"].into_iter().enumerate() {
+        let port = 5400 + u16::try_from(i).unwrap() * 2;
+        let (a, b) = (server_addr(&pair, v6, 0, port), server_addr(&pair, v6, 1, port + 1));
+        let a_count = if which == "sendto-other" { 2 * count } else { count };
+        let mut echo_a = spawn("udp-echo", &[s(a), s(a_count)], server);
+        echo_a.line();
+        let mut other = if which == "sendto-other" || (which == "disconnect" && v6) {
+            spawn("udp-drain", &[s(b), s(count)], server)
+        } else {
+            spawn("udp-echo", &[s(b), s(count)], server)
+        };
+        other.line();
+        let client = spawn("udp-rebind", &[s(which), s(size), s(count), s(a), s(b)], place);
+        let pid = client.pid();
+        let lines = client.finish();
+        echo_a.finish();
+        other.finish();
+        truths.push((which, pid, lines[0].clone()));
+    }
+    let out = mon.stop();
+    let iface = pair.a.counters("va").ip_layer_since(before);
+    for (which, pid, truth) in &truths {
+        let flows: Vec<&FlowRecord> = out.closed().into_iter().filter(|r| r.owner.tgid == *pid).collect();
+        let expected = truth["flows"].as_object().unwrap();
+        for r in &flows {
+            assert_owner(r, *pid, "mon-udp-rebind", CLIENT_UID);
+            let remote = r.remote.map(|a| a.to_string()).unwrap_or_default();
+            assert!(expected.contains_key(&remote), "{which}: a flow charged to {remote}: {flows:#?}");
+        }
+        for (addr, moved) in expected {
+            let mine: Vec<&&FlowRecord> =
+                flows.iter().filter(|r| r.remote.is_some_and(|a| a.to_string() == *addr)).collect();
+            let tx: u64 = mine.iter().map(|r| r.payload.tx_bytes).sum();
+            let rx: u64 = mine.iter().map(|r| r.payload.rx_bytes).sum();
+            let want = (moved["tx"].as_u64().unwrap(), moved["rx"].as_u64().unwrap());
+            assert_eq!((tx, rx), want, "{which}: payload to and from {addr}: {flows:#?}");
+            let packets: u64 = mine.iter().map(|r| r.wire.tx_packets).sum();
+            assert_eq!(packets * u64::try_from(size).unwrap(), want.0, "{which}: datagrams to {addr}");
+        }
+        eprintln!("    {which}: {} flow records, every byte at its address", flows.len());
+    }
+    assert_wire_matches(&out, iface);
+    out.assert_nothing_lost();
+}
