@@ -178,34 +178,35 @@ fn weeks(
         }
         if week.start_ms() >= h.connections_ms {
             counted = true;
-            let records = |remote: &str| {
-                per_app(
-                    conn,
-                    &format!(
-                        "SELECT coalesce(a.name, ''), SUM(c.delta_payload_tx), SUM(c.delta_payload_rx),
-                             SUM(c.delta_wire_tx), SUM(c.delta_wire_rx)
-                         FROM connections c LEFT JOIN apps a ON a.id = c.app_id
-                         WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND c.direction != 'listen' {remote}
-                         GROUP BY 1"
-                    ),
-                    &[&week.start_ms(), &week.end_ms()],
-                )
-            };
+            // One pass over the week's records: payload of all (services), and payload and wire
+            // of those with a remote address (endpoints).
+            let records = per_app(
+                conn,
+                "SELECT coalesce(a.name, ''), SUM(c.delta_payload_tx), SUM(c.delta_payload_rx),
+                     SUM(iif(c.remote_ip IS NULL, 0, c.delta_payload_tx)),
+                     SUM(iif(c.remote_ip IS NULL, 0, c.delta_payload_rx)),
+                     SUM(iif(c.remote_ip IS NULL, 0, c.delta_wire_tx)),
+                     SUM(iif(c.remote_ip IS NULL, 0, c.delta_wire_rx))
+                 FROM connections c LEFT JOIN apps a ON a.id = c.app_id
+                 WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND c.direction != 'listen'
+                 GROUP BY 1",
+                &[&week.start_ms(), &week.end_ms()],
+            )?;
+            let with_remote: ByApp =
+                records.iter().map(|(app, s)| (app.clone(), [s[2], s[3], s[4], s[5], 0, 0])).collect();
             let endpoints = per_app(
                 conn,
                 "SELECT app, SUM(payload_tx), SUM(payload_rx), SUM(wire_tx), SUM(wire_rx) FROM endpoint_week
                  WHERE week_start = ?1 GROUP BY app",
                 &[&week.start],
             )?;
-            let with_remote = records("AND c.remote_ip IS NOT NULL")?;
             compare(Some(&endpoints), Some(&with_remote), ("endpoint_week", "connections"), &period, problems);
             let services = per_app(
                 conn,
                 "SELECT app, SUM(payload_tx), SUM(payload_rx) FROM service_week WHERE week_start = ?1 GROUP BY app",
                 &[&week.start],
             )?;
-            let all = records("")?;
-            compare(Some(&services), Some(&payload_only(&all)), ("service_week", "connections"), &period, problems);
+            compare(Some(&services), Some(&payload_only(&records)), ("service_week", "connections"), &period, problems);
         }
         checked += u64::from(counted);
         if week == last {

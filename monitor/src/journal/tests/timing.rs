@@ -1,5 +1,5 @@
-//! Cost of large flushes (ignored: a measurement, not a check). Run in release:
-//! `cargo test --release -p monitor --lib flush_of_100k_records -- --ignored --nocapture`.
+//! Cost of large flushes and of checking the result (ignored: a measurement, not a check). Run
+//! in release: `cargo test --release -p monitor --lib flush_of_100k_records -- --ignored --nocapture`.
 
 use std::time::Instant;
 
@@ -56,6 +56,17 @@ fn flush_of_100k_records() {
     }
     times.sort();
     eprintln!("median flush of {BATCH} records: {:?}", times[times.len() / 2]);
+    // `journal verify` of the result: the chain and the sums checked against the records.
+    let started = Instant::now();
+    let v = crate::journal::verify_chain(w.path()).expect("verify");
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+    eprintln!(
+        "journal verify of {} records: {:?} ({} days and {} weeks of sums compared)",
+        BATCH * BATCHES,
+        started.elapsed(),
+        v.figures.days,
+        v.figures.weeks
+    );
 }
 
 /// Records shaped like `cargo xtask bench`'s churn: one close record per socket (cookies rising),
