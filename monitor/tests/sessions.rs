@@ -2,6 +2,7 @@
 //! codes and messages as documented (README, *Sessions, diffs and evidence*).
 #![expect(clippy::unwrap_used, reason = "test helpers panic on failure (house style R16)")]
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::{
     path::Path,
     process::{Command, Output},
@@ -211,4 +212,29 @@ fn keygen_refuses_one_file_for_both_keys_and_leaves_no_half_pair() {
     assert_eq!(code(&failed), Some(2), "{}", err(&failed));
     assert!(err(&failed).contains("no-dir/s.pub"), "{}", err(&failed));
     assert!(!secret.exists(), "a secret key without its public key was left behind");
+    // With --force over an existing pair, a public key that cannot be written leaves the old pair
+    // as it was (not a new secret key without its public key, nor no key at all).
+    let public = dir.path().join("k/s.pub");
+    let args = ["keygen", "--secret-key", secret.to_str().unwrap(), "--public-key", public.to_str().unwrap()];
+    assert_eq!(code(&monitor(&cfg, &args)), Some(0));
+    let old = (std::fs::read(&secret).unwrap(), std::fs::read(&public).unwrap());
+    std::fs::remove_file(&public).unwrap();
+    std::fs::create_dir(&public).unwrap(); // a directory where the public key goes: its write fails
+    let mut forced = args.to_vec();
+    forced.push("--force");
+    let failed = monitor(&cfg, &forced);
+    assert_ne!(code(&failed), Some(0), "{}", err(&failed));
+    assert_eq!(std::fs::read(&secret).unwrap(), old.0, "the old secret key is kept");
+    std::fs::remove_dir(&public).unwrap();
+    std::fs::write(&public, &old.1).unwrap();
+    assert_eq!(code(&monitor(&cfg, &forced)), Some(0), "--force replaces a whole pair");
+    assert_ne!(std::fs::read(&secret).unwrap(), old.0);
+    let mode = std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the new secret key is private");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("k"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".monitor-key"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }

@@ -5,7 +5,7 @@
 use std::{
     fs::OpenOptions,
     io::Write as _,
-    os::unix::fs::{MetadataExt as _, OpenOptionsExt as _},
+    os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _},
     path::Path,
 };
 
@@ -49,6 +49,15 @@ pub fn keygen(secret: &Path, public: &Path, force: bool) -> Result<SigningKey, E
     let pair = KeyPair::generate_encrypted_keypair(Some(String::new())).map_err(|e| key_err(secret, e))?;
     let sk_text = pair.sk.to_box(Some(SECRET_COMMENT)).map_err(|e| key_err(secret, e))?.into_string();
     let pk_text = pair.pk.to_box().map_err(|e| key_err(public, e))?.into_string();
+    if force {
+        // Both written beside their places first, then renamed: a failed write leaves the old
+        // pair as it was (an existing key is replaced only by a complete new pair).
+        let secret_tmp = staged(secret, &sk_text, 0o600)?;
+        let public_tmp = staged(public, &pk_text, 0o644)?;
+        public_tmp.persist(public).map_err(|e| Error::WriteKey { path: public.to_path_buf(), source: e.error })?;
+        secret_tmp.persist(secret).map_err(|e| Error::WriteKey { path: secret.to_path_buf(), source: e.error })?;
+        return Ok(SigningKey { secret: pair.sk, public: pair.pk });
+    }
     write_key(secret, &sk_text, 0o600, force)?;
     if let Err(e) = write_key(public, &pk_text, 0o644, force) {
         if let Err(rm) = std::fs::remove_file(secret) {
@@ -70,6 +79,16 @@ fn same_file(a: &Path, b: &Path) -> bool {
         (std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()), p.file_name().map(ToOwned::to_owned))
     };
     place(a) == place(b)
+}
+
+/// A temporary file beside `path` holding `text` with `mode`, synced, for renaming onto `path`.
+fn staged(path: &Path, text: &str, mode: u32) -> Result<tempfile::NamedTempFile, Error> {
+    let err = |source| Error::WriteKey { path: path.to_path_buf(), source };
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut file = tempfile::Builder::new().prefix(".monitor-key").tempfile_in(dir).map_err(err)?;
+    file.as_file().set_permissions(std::fs::Permissions::from_mode(mode)).map_err(err)?;
+    file.write_all(text.as_bytes()).and_then(|()| file.as_file().sync_all()).map_err(err)?;
+    Ok(file)
 }
 
 /// Writes one key file with `mode` (never through a symlink; an existing file only with `force`).
