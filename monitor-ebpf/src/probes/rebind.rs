@@ -15,8 +15,8 @@
 //!
 //! The flow's counters are taken with atomic exchanges (the socket's counters start again from
 //! zero) after the flag is set, so a packet on another CPU in that instant is counted twice at
-//! most, never lost. With the ring buffer full nothing changes (the socket goes on as before,
-//! the lost event counted).
+//! most, never lost. With the ring buffer full the flow's counters are dropped with the event
+//! (counted as lost, as every lost event is), and the socket is counted per peer all the same.
 
 use core::intrinsics::{AtomicOrdering, atomic_xchg};
 
@@ -31,10 +31,11 @@ use monitor_common::{
 use super::tuple_of;
 use crate::maps::{EVENTS, connected_flag, owner_with, set_bits, stat};
 
-/// True when the socket has carried packets (a flow to end).
+/// True when the socket has carried packets or payload (a flow to end; payload alone where the
+/// packet programs are not attached).
 #[inline(always)]
 pub(crate) fn had_traffic(c: &Counters) -> bool {
-    c.wire_tx_packets + c.wire_rx_packets > 0
+    c.wire_tx_packets + c.wire_rx_packets + c.app_tx_bytes + c.app_rx_bytes > 0
 }
 
 /// True for a UDP socket not yet counted per peer.
@@ -55,8 +56,7 @@ pub(crate) fn disconnected(c: &Counters, protocol: u32, dst_port: u32) -> bool {
 /// Counts the socket per peer from now on and, with `end_flow` (it was connected and carried
 /// packets), ends its connected flow: a `PeerChanged` event with the counters so far and the
 /// socket's current remote address (the old peer; zero after a disconnect). Off the common path;
-/// the event is written straight into the ring buffer (the caller's stack is nearly full). With
-/// the ring buffer full, nothing changes (the loss is counted): the counters stay where they are.
+/// the event is written straight into the ring buffer (the caller's stack is nearly full).
 #[inline(never)]
 pub(crate) fn change(cookie: u64, sk: *mut bpf_sock, c: &mut Counters, end_flow: bool) {
     if !end_flow {
@@ -65,7 +65,21 @@ pub(crate) fn change(cookie: u64, sk: *mut bpf_sock, c: &mut Counters, end_flow:
     }
     stat(STAT_EVENTS, 1);
     let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+        // The ring buffer is full: the flow's counters are dropped with the event, counted as
+        // lost (kept, they would be counted again with the peers, or charged to the new peer).
         stat(STAT_RINGBUF_FULL, 1);
+        if set_bits(&raw mut c.flags, COUNTER_PEERS) & COUNTER_PEERS == 0 {
+            for counter in [
+                &raw mut c.wire_tx_bytes,
+                &raw mut c.wire_tx_packets,
+                &raw mut c.wire_rx_bytes,
+                &raw mut c.wire_rx_packets,
+                &raw mut c.app_tx_bytes,
+                &raw mut c.app_rx_bytes,
+            ] {
+                take(counter);
+            }
+        }
         return;
     };
     if set_bits(&raw mut c.flags, COUNTER_PEERS) & COUNTER_PEERS != 0 {

@@ -15,7 +15,7 @@ use monitor_common::{
     AF_INET6, IPPROTO_UDP,
     event::{EventKind, TcpCounters},
     maps::FALLBACK_DISCOVER,
-    sock::{COUNTER_CONNECTED, COUNTER_OWNER_RECORDED, Owner, OwnerSource},
+    sock::{COUNTER_CONNECTED, COUNTER_OWNER_RECORDED, COUNTER_PEERS, Owner, OwnerSource},
 };
 
 use super::{ALLOW, field, rebind, tuple_of};
@@ -67,13 +67,19 @@ fn on_connect(ctx: &SockAddrContext, v6: bool) -> i32 {
             let connected = field!(sk, dst_port) != 0;
             rebind::change(cookie, sk, c, connected);
         }
+        if udp {
+            set_bits(&raw mut c.flags, COUNTER_CONNECTED);
+        }
+        // Counted per peer: no `Connect` (its counters are the peers'); the owner of a socket
+        // older than the monitor is still recorded, for the peers' events.
+        if c.flags & COUNTER_PEERS != 0 {
+            let _: *const c_void = lazy_owner(sk).cast();
+            return ALLOW;
+        }
         // A socket with counters from its creation has its owner (one lookup, nothing to
         // record). A UDP one notes the connection in its counters and its events say so
         // (`FLAG_CONNECTED`): the remote address is the socket's own from then on. No event.
         if c.owner.source != OwnerSource::Unknown as u32 {
-            if udp {
-                set_bits(&raw mut c.flags, COUNTER_CONNECTED);
-            }
             return ALLOW;
         }
     }

@@ -94,6 +94,8 @@ pub struct Tracker {
     owner_queries: Vec<OwnerQuery>,
     /// Owners found in /proc, by cookie, for flows of that socket not seen yet.
     resolved: HashMap<u64, Owner>,
+    /// UDP sockets whose peer changed (`PeerChanged`), until their release: counted per peer.
+    changed: std::collections::HashSet<u64>,
 }
 
 impl Tracker {
@@ -110,6 +112,7 @@ impl Tracker {
             stats: TrackerStats::default(),
             owner_queries: Vec::new(),
             resolved: HashMap::new(),
+            changed: std::collections::HashSet::new(),
         }
     }
 
@@ -142,12 +145,19 @@ impl Tracker {
             EventKind::Release => self.released(key, out),
             // A UDP socket's peer changed: its connected flow ends here (the kernel counts the
             // socket per peer from now on, from zero); the owner resolved for it stays known.
+            // Its socket-level counters say nothing from then on (see `counted_per_peer`); peers
+            // already reported (from another CPU) do not silence this last record.
             EventKind::PeerChanged => {
                 let resolved = self.resolved.remove(&key.cookie);
+                let peers = self.peers.remove(&key.cookie);
                 self.finish(key, RecordKind::Close, true, out);
+                if let Some(peers) = peers {
+                    self.peers.insert(key.cookie, peers);
+                }
                 if let Some(owner) = resolved {
                     self.resolved.insert(key.cookie, owner);
                 }
+                self.changed.insert(key.cookie);
             }
             // Released before `TCP_CLOSE`: the kernel sent no `Release`; this event ends the flow.
             EventKind::TcpClose if ev.flags & monitor_common::event::FLAG_RELEASED != 0 => {
@@ -186,6 +196,13 @@ impl Tracker {
     }
 
     fn released(&mut self, key: FlowKey, out: &mut Vec<FlowRecord>) {
+        let changed = self.changed.remove(&key.cookie);
+        if changed && !self.peers.contains_key(&key.cookie) {
+            // Nothing after the change: the socket's counters (from zero since) are its peers'.
+            self.flows.remove(&key);
+            self.resolved.remove(&key.cookie);
+            return;
+        }
         if let Some(peers) = self.peers.remove(&key.cookie) {
             for peer in peers {
                 self.finish(peer, RecordKind::Close, true, out);
@@ -269,6 +286,7 @@ impl Tracker {
         }
         self.flows.clear();
         self.peers.clear();
+        self.changed.clear();
         self.peer_flows = 0;
         self.owners.prune();
     }
@@ -324,11 +342,28 @@ impl Tracker {
         }
     }
 
+    /// True for the socket-level flow of a UDP socket counted per peer: its counters hold its
+    /// peers' bytes (which their own flows report), so it never has a record of its own. Such a
+    /// socket has peer flows, or changed its peer (`PeerChanged`), or is unconnected (no remote
+    /// address and never connected: e.g. one discovered at start, whose counters the snapshots
+    /// refresh).
+    fn counted_per_peer(&self, key: FlowKey) -> bool {
+        if self.peers.contains_key(&key.cookie) || self.changed.contains(&key.cookie) {
+            return true;
+        }
+        self.flows.get(&key).is_some_and(|f| {
+            f.protocol == record::Protocol::Udp && f.remote().is_none() && f.direction() != record::Direction::Outbound
+        })
+    }
+
     /// Builds a record; `None` for a flow with nothing to say (no bytes at all, or no change
     /// since the last update).
     fn record(&mut self, key: FlowKey, kind: RecordKind, complete: bool, now_ns: u64) -> Option<FlowRecord> {
         let syscall = self.config.syscall_payload;
         let clock = self.clock;
+        if key.peer.is_none() && self.counted_per_peer(key) {
+            return None;
+        }
         let flow = self.flows.get_mut(&key)?;
         let wire = flow.wire();
         let (payload, payload_sources) = flow.payload(key.peer.is_some(), syscall);

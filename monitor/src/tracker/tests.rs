@@ -233,6 +233,48 @@ fn a_udp_peer_change_ends_the_connected_flow_and_peers_follow() {
     assert_eq!(sent, 1500, "each byte once: {out:#?}");
 }
 
+/// After a peer change, socket-level events (an update reserved on another CPU before the
+/// change, arriving after it; a refresh) say nothing of their own: every byte once.
+#[test]
+fn socket_events_after_a_peer_change_add_nothing() {
+    let mut t = tracker();
+    let mut changed = ev(EventKind::PeerChanged, 2 * SEC, counters(1256, 1256, 1200, 1200));
+    changed.tuple.protocol = IPPROTO_UDP;
+    changed.flags = monitor_common::event::FLAG_CONNECTED;
+    let mut late = ev(EventKind::Update, 2 * SEC, counters(1884, 1884, 1800, 1800));
+    late.tuple.protocol = IPPROTO_UDP;
+    late.flags = monitor_common::event::FLAG_CONNECTED;
+    let mut out = feed(&mut t, &[(EventKind::PeerChanged, changed), (EventKind::Update, late)]);
+    t.tick(40 * SEC, &mut out);
+    t.shutdown(41 * SEC, &mut out);
+    let sent: u64 = out.iter().map(|r| r.delta_payload.tx_bytes).sum();
+    assert_eq!((out.len(), sent), (1, 1200), "{out:#?}");
+}
+
+/// An unconnected UDP socket older than the monitor: found on the packet path (`Discovered`, no
+/// remote address), its socket counters refreshed from the kernel (they hold its peers' bytes);
+/// only its peers have records, also in updates and at shutdown.
+#[test]
+fn a_discovered_unconnected_udp_socket_is_counted_by_its_peers_only() {
+    let mut t = tracker();
+    let unconnected = |kind, ts, c| {
+        let mut e = ev(kind, ts, c);
+        e.tuple.protocol = IPPROTO_UDP;
+        e.tuple.remote_addr = [0; 4];
+        e.tuple.remote_port = 0;
+        e
+    };
+    let found = unconnected(EventKind::Discovered, SEC, ByteCounters::default());
+    let refreshed = unconnected(EventKind::Update, 2 * SEC, counters(328, 0, 300, 0));
+    let (kind, peer) = peer_event(EventKind::PeerUpdate, 1, [10, 0, 0, 9], 300);
+    let mut out = feed(&mut t, &[(EventKind::Discovered, found), (EventKind::Update, refreshed), (kind, peer)]);
+    t.tick(40 * SEC, &mut out);
+    t.shutdown(41 * SEC, &mut out);
+    assert!(out.iter().all(|r| r.remote == Some("10.0.0.9:53".parse().unwrap())), "{out:#?}");
+    let sent: u64 = out.iter().map(|r| r.delta_payload.tx_bytes).sum();
+    assert_eq!(sent, 300, "{out:#?}");
+}
+
 #[test]
 fn unconnected_udp_peers_are_separate_flows_and_generations_add_up() {
     let mut t = tracker();

@@ -39,7 +39,7 @@ pub(crate) fn read_to_end(s: &mut TcpStream) -> usize {
     }
 }
 
-fn wait_stdin(word: &str) {
+pub(crate) fn wait_stdin(word: &str) {
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line).unwrap();
     assert_eq!(line.trim(), word, "unexpected control line");

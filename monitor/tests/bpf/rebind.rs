@@ -35,6 +35,8 @@ pub fn run(role: &str, args: &[String]) -> bool {
             say(&json!({"rx": rx}));
         }
         // udp-rebind SCENARIO SIZE COUNT A B: one socket whose peer changes (see `scenario`).
+        // With `old-` before the scenario, the socket is made first, `ready` is said, and the
+        // scenario runs after `go` on stdin (a socket older than the monitor).
         "udp-rebind" => {
             name("mon-udp-rebind");
             let (size, count): (usize, usize) = (arg(1).parse().unwrap(), arg(2).parse().unwrap());
@@ -46,9 +48,17 @@ pub fn run(role: &str, args: &[String]) -> bool {
             bound.set_port(port);
             let s = UdpSocket::bind(bound).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let which = match arg(0).strip_prefix("old-") {
+                Some(which) => {
+                    say(&json!({"ready": true}));
+                    crate::helper::wait_stdin("go");
+                    which
+                }
+                None => arg(0),
+            };
             let mut moved = Moved::default();
             eprintln!("    udp-rebind {}: {a} then {b}", arg(0));
-            scenario(arg(0), &s, &mut moved, (size, count), (a, b));
+            scenario(which, &s, &mut moved, (size, count), (a, b));
             let flows: serde_json::Map<String, Value> =
                 moved.0.iter().map(|(k, (tx, rx))| (k.to_string(), json!({"tx": tx, "rx": rx}))).collect();
             say(&json!({"local_port": s.local_addr().unwrap().port(), "pid": std::process::id(), "flows": flows}));
@@ -138,12 +148,37 @@ fn scenario(
 pub fn udp_peer_changes_are_charged_to_the_right_addresses(v6: bool) {
     let pair = Pair::private();
     let cg = TestCgroup::new();
-    let mon = Monitor::start(&cg.path, "[probe]\nupdate_interval_secs = 1\n");
-    let before = pair.a.counters("va");
     let place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) };
     let server = Place { netns: Some(&pair.b), ..Place::default() };
     let (size, count) = (700, 20);
+    // Sockets older than the monitor (found at start or on the packet path): each runs its
+    // scenario once the monitor is up.
+    let old: Vec<_> = ["old-connect-after", "old-reconnect"]
+        .into_iter()
+        .enumerate()
+        .map(|(i, which)| {
+            let port = 5420 + u16::try_from(i).unwrap() * 2;
+            let (a, b) = (server_addr(&pair, v6, 0, port), server_addr(&pair, v6, 1, port + 1));
+            let mut client = spawn("udp-rebind", &[s(which), s(size), s(count), s(a), s(b)], place);
+            client.line();
+            (which, client, a, b)
+        })
+        .collect();
+    let mon = Monitor::start(&cg.path, "[probe]\nupdate_interval_secs = 1\n");
+    let before = pair.a.counters("va");
     let mut truths = Vec::new();
+    for (which, mut client, a, b) in old {
+        let mut echo_a = spawn("udp-echo", &[s(a), s(count)], server);
+        echo_a.line();
+        let mut echo_b = spawn("udp-echo", &[s(b), s(count)], server);
+        echo_b.line();
+        let pid = client.pid();
+        client.send("go");
+        let lines = client.finish();
+        echo_a.finish();
+        echo_b.finish();
+        truths.push((which, pid, lines[0].clone()));
+    }
     for (i, which) in ["sendto-other", "reconnect", "disconnect", "connect-after"].into_iter().enumerate() {
         let port = 5400 + u16::try_from(i).unwrap() * 2;
         let (a, b) = (server_addr(&pair, v6, 0, port), server_addr(&pair, v6, 1, port + 1));
