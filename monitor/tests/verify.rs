@@ -473,8 +473,11 @@ fn journal_verify_finds_sums_edited_away_from_their_records() {
     let out = monitor_with(&config, dir.path(), &["journal", "verify"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(13), "{text}");
+    let named =
+        text.lines().find(|l| l.starts_with("PROBLEM   residency sums of app \"shop\" at ")).unwrap_or_default();
     assert!(
-        text.contains("PROBLEM   residency sums of app \"shop\" for 2026-11-18 differ from the connections rows"),
+        named.contains("country \"CN\"")
+            && named.ends_with("for 2026-11-18 differ from the connections rows they are summed from"),
         "{text}"
     );
     assert!(!text.contains("app \"notes\"") && text.ends_with("\nTAMPERED\n"), "{text}");

@@ -152,6 +152,9 @@ pub fn execute(args: EvidenceArgs, raw: &RawConfig, settings: &Settings) -> anyh
     let records = reader.records(query.period.time_range(), query.session.as_ref().and_then(|s| s.cgroup_id))?;
     let databases = reader.databases()?;
     let integrity = verify_chain(&journal)?;
+    if let Some(why) = &integrity.figures.failed {
+        log::warn!("the journal's sums could not be checked against its records ({why}); the bundle records it");
+    }
     if !integrity.problems.is_empty() {
         // The bundle records them (`journal_integrity.problems`); whoever makes it should know.
         log::warn!(

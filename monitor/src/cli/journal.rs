@@ -94,6 +94,9 @@ pub fn execute(args: JournalArgs, settings: &Settings) -> anyhow::Result<ExitCod
     for p in problems {
         writeln!(out, "PROBLEM   {p}")?;
     }
+    if figures.unlisted > 0 {
+        writeln!(out, "PROBLEM   {} more sums differ from their rows (not listed)", figures.unlisted)?;
+    }
     let verdict = match (structure.is_empty() && figures.failed.is_none(), problems.is_empty()) {
         (true, true) => "intact",
         (true, false) => "TAMPERED",

@@ -243,7 +243,7 @@ pub enum Problem {
     ChainBroken { batch: i64 },
     /// Sums in `table` for one app and period differ from the `source` rows they are summed
     /// from (see `journal::figures`): the figures reports read were changed.
-    FiguresDiffer { table: &'static str, source: &'static str, period: String, app: String },
+    FiguresDiffer { table: &'static str, source: &'static str, period: String, app: String, key: String },
 }
 
 impl std::fmt::Display for Problem {
@@ -256,10 +256,12 @@ impl std::fmt::Display for Problem {
             Self::ChainBroken { batch } => {
                 write!(f, "batch {batch} does not follow the batch before it (a batch was removed or inserted)")
             }
-            Self::FiguresDiffer { table, source, period, app } => write!(
+            Self::FiguresDiffer { table, source, period, app, key } => write!(
                 f,
-                "{table} sums of app \"{}\" for {period} differ from the {source} rows they are summed from",
-                crate::escape::terminal(app)
+                "{table} sums of app \"{}\"{}{} for {period} differ from the {source} rows they are summed from",
+                crate::escape::terminal(app),
+                if key.is_empty() { "" } else { " at " },
+                crate::escape::terminal(key)
             ),
         }
     }

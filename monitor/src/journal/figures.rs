@@ -4,21 +4,26 @@
 //! tables (they are rewritten in place), so the chain check ([`super::chain::verify`]) also
 //! recomputes them and names every sum that differs:
 //!
-//! - `residency`, per app and UTC day, against the deltas of the chained connection records
-//!   (each record adds its deltas to the interval of its last-seen time);
-//! - `residency_week` and `timeline_quarter`, per app and rollup week, against `residency`;
-//! - `endpoint_week` and `service_week`, per app and rollup week, against the connection
-//!   records (listening sockets excluded; endpoints only of records with a remote address).
+//! - `residency`, per UTC day, app and destination (scope, country, ASN, organisation, the
+//!   databases that answered, payload source), against the deltas of the chained connection
+//!   records (each record adds its deltas to the interval of its last-seen time);
+//! - `residency_week` per rollup week with the same key, and `timeline_quarter` per quarter hour
+//!   and app, against `residency`;
+//! - `endpoint_week` per week, app and endpoint (address, port, protocol: bytes and flows) and
+//!   `service_week` per week, app and service (host name, domain, name source, country, ASN,
+//!   organisation: payload and flows), against the connection records (listening sockets
+//!   excluded; endpoints only of records with a remote address).
+//!
+//! Each pair of queries returns its rows in key order and is compared row by row (no table of
+//! all keys in memory).
 //!
 //! Left out, because the journal says its rows are legitimately incomplete there: days and weeks
 //! before a retention horizon, days of a recorded loss (a full buffer drops records but keeps
 //! their interval sums), weeks before the rollups' coverage, and, in a journal with rows from
 //! before the chain began, the days up to the first sealed batch.
 
-use std::collections::BTreeMap;
-
 use jiff::tz::TimeZone;
-use rusqlite::{Connection, ToSql};
+use rusqlite::{Connection, Rows, ToSql, types::ValueRef};
 use serde::Serialize;
 
 use super::{chain::Problem, rollup::Weeks};
@@ -30,15 +35,17 @@ pub struct FiguresChecked {
     pub days: u64,
     /// Rollup weeks whose sums were compared with the rows they are summed from.
     pub weeks: u64,
-    /// Why the weekly rollups were not compared (no rollups yet, an unknown time zone).
+    /// Why the weekly rollups were not (all) compared (no rollups yet, an unknown time zone).
     pub weeks_skipped: Option<String>,
     /// Why the sums could not be compared at all: SQLite's error reading them (a damaged page;
     /// the structural check then names it).
     pub failed: Option<String>,
+    /// Sums that differ beyond the problems listed ([`MAX_LISTED`]).
+    pub unlisted: u64,
 }
 
-/// Sums per app: payload, wire and packets, sent then received (unused places 0).
-type ByApp = BTreeMap<String, [i64; 6]>;
+/// Most differing sums listed as problems; the rest are counted.
+pub const MAX_LISTED: usize = 1_000;
 
 const DAY_MS: i64 = 86_400_000;
 /// Most weeks walked (a journal spans years at most; a forged timestamp must not make it loop).
@@ -53,43 +60,97 @@ pub(super) struct Horizons {
     pub chain_start_ms: Option<i64>,
 }
 
+/// One column of a key, ordered as SQLite orders them (numbers before text, text bytewise).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Part {
+    Int(i64),
+    Text(String),
+}
+
+impl std::fmt::Display for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Int(v) => write!(f, "{v}"),
+            Self::Text(t) => write!(f, "{t:?}"),
+        }
+    }
+}
+
+/// A row of a comparison: its key (the app first), then up to six sums.
+type Row = (Vec<Part>, [i64; 6]);
+
+/// Collects the problems of one check, up to [`MAX_LISTED`] in all.
+struct Found<'a> {
+    problems: &'a mut Vec<Problem>,
+    unlisted: u64,
+}
+
+impl Found<'_> {
+    fn differs(&mut self, tables: (&'static str, &'static str), period: &str, names: &[&str], key: &[Part]) {
+        if self.problems.len() >= MAX_LISTED {
+            self.unlisted += 1;
+            return;
+        }
+        let app = match key.first() {
+            Some(Part::Text(t)) => t.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        };
+        let detail =
+            names.iter().zip(key.iter().skip(1)).map(|(n, v)| format!("{n} {v}")).collect::<Vec<_>>().join(", ");
+        self.problems.push(Problem::FiguresDiffer {
+            table: tables.0,
+            source: tables.1,
+            period: period.to_owned(),
+            app,
+            key: detail,
+        });
+    }
+}
+
 /// Compares the sums with their rows (see the module docs), adding a [`Problem::FiguresDiffer`]
-/// per app and period that differs.
+/// per key and period that differs.
 pub(super) fn check(conn: &Connection, h: Horizons, problems: &mut Vec<Problem>) -> rusqlite::Result<FiguresChecked> {
-    let mut out = FiguresChecked { days: days(conn, h, problems)?, ..FiguresChecked::default() };
+    let mut found = Found { problems, unlisted: 0 };
+    let mut out = FiguresChecked { days: days(conn, h, &mut found)?, ..FiguresChecked::default() };
     match rollup_zone(conn)? {
-        Ok((tz, covered_from)) => out.weeks = weeks(conn, h, &mut Weeks::new(tz), covered_from, problems)?,
+        Ok((tz, covered_from)) => {
+            let (weeks, note) = weeks(conn, h, &mut Weeks::new(tz), covered_from, &mut found)?;
+            out.weeks = weeks;
+            out.weeks_skipped = note;
+        }
         Err(why) => out.weeks_skipped = Some(why),
     }
+    out.unlisted = found.unlisted;
     Ok(out)
 }
 
+/// Destination columns of `residency` and `residency_week`, after the app.
+const RESIDENCY_KEY: &str = "scope, country, asn, as_org, country_db, asn_db, payload_source";
+const RESIDENCY_NAMES: [&str; 7] = ["scope", "country", "asn", "as_org", "country_db", "asn_db", "payload_source"];
+const SIX_SUMS: &str = "SUM(payload_tx), SUM(payload_rx), SUM(wire_tx), SUM(wire_rx), SUM(packets_tx), SUM(packets_rx)";
+
 /// `residency` per UTC day against the connection records.
-fn days(conn: &Connection, h: Horizons, problems: &mut Vec<Problem>) -> rusqlite::Result<u64> {
+fn days(conn: &Connection, h: Horizons, found: &mut Found<'_>) -> rusqlite::Result<u64> {
     let mut from = h.connections_ms.max(h.residency_ms).max(0);
     if let Some(start) = h.chain_start_ms {
         // Rows before the chain may share the first sealed day: start the day after.
         from = from.max((start.div_euclid(DAY_MS) + 1) * DAY_MS);
     }
     let first_day = from.div_euclid(DAY_MS) + i64::from(from.rem_euclid(DAY_MS) != 0);
-    let sums = "SUM(payload_tx), SUM(payload_rx), SUM(wire_tx), SUM(wire_rx), SUM(packets_tx), SUM(packets_rx)";
-    let residency = per_period(
-        conn,
-        &format!("SELECT interval_start / 86400, app, {sums} FROM residency WHERE interval_start >= ?1 GROUP BY 1, 2"),
-        &[&(first_day * 86_400)],
-    )?;
-    let records = per_period(
-        conn,
-        "SELECT c.time_ms / 86400000, coalesce(a.name, ''), SUM(c.delta_payload_tx), SUM(c.delta_payload_rx),
-             SUM(c.delta_wire_tx), SUM(c.delta_wire_rx), SUM(c.delta_packets_tx), SUM(c.delta_packets_rx)
-         FROM connections c LEFT JOIN apps a ON a.id = c.app_id WHERE c.time_ms >= ?1 GROUP BY 1, 2",
-        &[&(first_day * DAY_MS)],
-    )?;
     let mut losses = conn.prepare("SELECT first_ms, last_ms FROM losses")?;
     let losses: Vec<(i64, i64)> = losses.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+    let (lo, hi): (Option<i64>, Option<i64>) = conn.query_row(
+        "SELECT min(d), max(d) FROM (SELECT min(interval_start) / 86400 AS d FROM residency WHERE interval_start >= ?1
+             UNION ALL SELECT max(interval_start) / 86400 FROM residency
+             UNION ALL SELECT min(time_ms) / 86400000 FROM connections WHERE time_ms >= ?2
+             UNION ALL SELECT max(time_ms) / 86400000 FROM connections)",
+        [first_day * 86_400, first_day * DAY_MS],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let (Some(lo), Some(hi)) = (lo, hi) else { return Ok(0) };
     let mut checked = 0;
-    let all: std::collections::BTreeSet<i64> = residency.keys().chain(records.keys()).copied().collect();
-    for day in all {
+    for day in lo.max(first_day)..=hi {
         let (start, end) = (day * DAY_MS, (day + 1) * DAY_MS);
         if losses.iter().any(|(first, last)| *first < end && *last >= start) {
             continue;
@@ -97,7 +158,27 @@ fn days(conn: &Connection, h: Horizons, problems: &mut Vec<Problem>) -> rusqlite
         checked += 1;
         let period = jiff::Timestamp::from_millisecond(start).map_or_else(|_| day.to_string(), |t| t.to_string());
         let period = period.get(..10).unwrap_or(&period).to_owned();
-        compare(residency.get(&day), records.get(&day), ("residency", "connections"), &period, problems);
+        merge(
+            conn,
+            (
+                &format!(
+                    "SELECT app, {RESIDENCY_KEY}, {SIX_SUMS} FROM residency
+                     WHERE interval_start >= ?1 AND interval_start < ?2 GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8"
+                ),
+                &[&(start / 1000), &(end / 1000)],
+            ),
+            (
+                "SELECT coalesce(a.name, ''), coalesce(c.scope, 'none'), coalesce(c.country, ''), coalesce(c.asn, 0),
+                     coalesce(c.as_org, ''), coalesce(c.country_db, 0), coalesce(c.asn_db, 0), c.payload_source,
+                     SUM(c.delta_payload_tx), SUM(c.delta_payload_rx), SUM(c.delta_wire_tx), SUM(c.delta_wire_rx),
+                     SUM(c.delta_packets_tx), SUM(c.delta_packets_rx)
+                 FROM connections c LEFT JOIN apps a ON a.id = c.app_id WHERE c.time_ms >= ?1 AND c.time_ms < ?2
+                 GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8",
+                &[&start, &end],
+            ),
+            8,
+            &mut |key| found.differs(("residency", "connections"), &period, &RESIDENCY_NAMES, key),
+        )?;
     }
     Ok(checked)
 }
@@ -124,152 +205,245 @@ fn rollup_zone(conn: &Connection) -> rusqlite::Result<Result<(TimeZone, i64), St
         .map_err(|e| format!("the rollups' time zone {zone:?} is unknown here ({e})")))
 }
 
+/// The weeks to compare: every week from the rollups' coverage on that holds fine rows or
+/// rollup rows (a rollup row whose week start is no week start is compared with the week it
+/// falls in), in order. `None` when there are more than [`MAX_WEEKS`].
+fn weeks_to_check(
+    conn: &Connection,
+    weeks: &mut Weeks,
+    covered_from: i64,
+) -> rusqlite::Result<Option<Vec<super::rollup::Week>>> {
+    let mut starts: Vec<i64> = Vec::new();
+    for table in ["residency_week", "endpoint_week", "service_week"] {
+        let mut stmt = conn.prepare(&format!("SELECT DISTINCT week_start FROM {table} WHERE week_start >= ?1"))?;
+        for ws in stmt.query_map([covered_from], |r| r.get::<_, i64>(0))? {
+            starts.push(ws?);
+        }
+    }
+    let mut stmt = conn.prepare("SELECT DISTINCT quarter_start FROM timeline_quarter WHERE quarter_start >= ?1")?;
+    for q in stmt.query_map([covered_from], |r| r.get::<_, i64>(0))? {
+        starts.push(q?);
+    }
+    let (lo, hi): (Option<i64>, Option<i64>) = conn.query_row(
+        "SELECT min(t), max(t) FROM (SELECT min(interval_start) AS t FROM residency WHERE interval_start >= ?1
+             UNION ALL SELECT max(interval_start) FROM residency
+             UNION ALL SELECT min(time_ms) / 1000 FROM connections WHERE time_ms >= ?2
+             UNION ALL SELECT max(time_ms) / 1000 FROM connections)",
+        [covered_from, covered_from.saturating_mul(1000)],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let mut out = std::collections::BTreeSet::new();
+    if let (Some(lo), Some(hi)) = (lo, hi)
+        && let (Some(mut week), Some(last)) = (weeks.containing(lo.max(covered_from)), weeks.containing(hi))
+    {
+        while week.start <= last.start {
+            out.insert(week);
+            if out.len() > MAX_WEEKS {
+                return Ok(None);
+            }
+            let Some(next) = weeks.next(week) else { break };
+            week = next;
+        }
+    }
+    for ws in starts {
+        match weeks.containing(ws) {
+            Some(week) => {
+                out.insert(week);
+            }
+            // A rollup row outside the time jiff represents: compared with nothing, so named.
+            None => return Ok(None),
+        }
+        if out.len() > MAX_WEEKS {
+            return Ok(None);
+        }
+    }
+    Ok(Some(out.into_iter().collect()))
+}
+
 /// The weekly rollups against their rows, week by week.
 fn weeks(
     conn: &Connection,
     h: Horizons,
     weeks: &mut Weeks,
     covered_from: i64,
-    problems: &mut Vec<Problem>,
-) -> rusqlite::Result<u64> {
-    let bounds: (Option<i64>, Option<i64>) = conn.query_row(
-        "SELECT min(t), max(t) FROM (
-             SELECT interval_start AS t FROM residency UNION ALL SELECT time_ms / 1000 FROM connections
-             UNION ALL SELECT week_start FROM residency_week UNION ALL SELECT week_start FROM endpoint_week
-             UNION ALL SELECT week_start FROM service_week UNION ALL SELECT quarter_start FROM timeline_quarter)",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    let (Some(lo), Some(hi)) = bounds else { return Ok(0) };
-    let (Some(mut week), Some(last)) = (weeks.containing(lo.max(covered_from)), weeks.containing(hi)) else {
-        return Ok(0);
+    found: &mut Found<'_>,
+) -> rusqlite::Result<(u64, Option<String>)> {
+    let Some(list) = weeks_to_check(conn, weeks, covered_from)? else {
+        return Ok((
+            0,
+            Some(format!("the rollups span more than {MAX_WEEKS} weeks or hold a week outside the calendar")),
+        ));
     };
-    let residency_sums =
-        "SUM(payload_tx), SUM(payload_rx), SUM(wire_tx), SUM(wire_rx), SUM(packets_tx), SUM(packets_rx)";
     let mut checked = 0;
-    for _ in 0..MAX_WEEKS {
+    for week in list {
         let period =
             jiff::Timestamp::from_second(week.start).map_or_else(|_| week.start.to_string(), |t| t.to_string());
         let period = format!("the week from {period}");
+        let range: [&dyn ToSql; 2] = [&week.start, &week.end];
+        let range_ms: [&dyn ToSql; 2] = [&week.start_ms(), &week.end_ms()];
         let mut counted = false;
         if week.start_ms() >= h.residency_ms {
             counted = true;
-            let fine = per_app(
+            let fine = format!(
+                "SELECT app, {RESIDENCY_KEY}, {SIX_SUMS} FROM residency WHERE interval_start >= ?1 AND interval_start < ?2
+                 GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8"
+            );
+            merge(
                 conn,
-                &format!(
-                    "SELECT app, {residency_sums} FROM residency WHERE interval_start >= ?1 AND interval_start < ?2
-                     GROUP BY app"
+                (
+                    &format!(
+                        "SELECT app, {RESIDENCY_KEY}, {SIX_SUMS} FROM residency_week WHERE week_start >= ?1 AND week_start < ?2
+                         GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8"
+                    ),
+                    &range,
                 ),
-                &[&week.start, &week.end],
+                (&fine, &range),
+                8,
+                &mut |key| found.differs(("residency_week", "residency"), &period, &RESIDENCY_NAMES, key),
             )?;
-            let rolled = per_app(
+            merge(
                 conn,
-                &format!("SELECT app, {residency_sums} FROM residency_week WHERE week_start = ?1 GROUP BY app"),
-                &[&week.start],
+                (
+                    "SELECT app, quarter_start, SUM(payload_tx), SUM(payload_rx) FROM timeline_quarter
+                     WHERE quarter_start >= ?1 AND quarter_start < ?2 GROUP BY 1, 2 ORDER BY 1, 2",
+                    &range,
+                ),
+                (
+                    "SELECT app, interval_start - interval_start % 900, SUM(payload_tx), SUM(payload_rx) FROM residency
+                     WHERE interval_start >= ?1 AND interval_start < ?2 GROUP BY 1, 2 ORDER BY 1, 2",
+                    &range,
+                ),
+                2,
+                &mut |key| found.differs(("timeline_quarter", "residency"), &period, &["quarter_start"], key),
             )?;
-            compare(Some(&rolled), Some(&fine), ("residency_week", "residency"), &period, problems);
-            let quarters = per_app(
-                conn,
-                "SELECT app, SUM(payload_tx), SUM(payload_rx) FROM timeline_quarter
-                 WHERE quarter_start >= ?1 AND quarter_start < ?2 GROUP BY app",
-                &[&week.start, &week.end],
-            )?;
-            compare(Some(&quarters), Some(&payload_only(&fine)), ("timeline_quarter", "residency"), &period, problems);
         }
         if week.start_ms() >= h.connections_ms {
             counted = true;
-            // One pass over the week's records: payload of all (services), and payload and wire
-            // of those with a remote address (endpoints).
-            let records = per_app(
+            merge(
                 conn,
-                "SELECT coalesce(a.name, ''), SUM(c.delta_payload_tx), SUM(c.delta_payload_rx),
-                     SUM(iif(c.remote_ip IS NULL, 0, c.delta_payload_tx)),
-                     SUM(iif(c.remote_ip IS NULL, 0, c.delta_payload_rx)),
-                     SUM(iif(c.remote_ip IS NULL, 0, c.delta_wire_tx)),
-                     SUM(iif(c.remote_ip IS NULL, 0, c.delta_wire_rx))
-                 FROM connections c LEFT JOIN apps a ON a.id = c.app_id
-                 WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND c.direction != 'listen'
-                 GROUP BY 1",
-                &[&week.start_ms(), &week.end_ms()],
+                (
+                    "SELECT app, remote_ip, port, protocol, SUM(payload_tx), SUM(payload_rx), SUM(wire_tx), SUM(wire_rx),
+                         SUM(flows)
+                     FROM endpoint_week WHERE week_start >= ?1 AND week_start < ?2
+                     GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+                    &range,
+                ),
+                (
+                    "SELECT coalesce(a.name, ''), c.remote_ip, iif(c.direction = 'inbound', -1, c.remote_port), c.protocol,
+                         SUM(c.delta_payload_tx), SUM(c.delta_payload_rx), SUM(c.delta_wire_tx), SUM(c.delta_wire_rx),
+                         COUNT(DISTINCT c.cookie)
+                     FROM connections c LEFT JOIN apps a ON a.id = c.app_id
+                     WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND c.direction != 'listen' AND c.remote_ip IS NOT NULL
+                     GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+                    &range_ms,
+                ),
+                4,
+                &mut |key| found.differs(("endpoint_week", "connections"), &period, &["remote_ip", "port", "protocol"], key),
             )?;
-            let with_remote: ByApp =
-                records.iter().map(|(app, s)| (app.clone(), [s[2], s[3], s[4], s[5], 0, 0])).collect();
-            let endpoints = per_app(
+            merge(
                 conn,
-                "SELECT app, SUM(payload_tx), SUM(payload_rx), SUM(wire_tx), SUM(wire_rx) FROM endpoint_week
-                 WHERE week_start = ?1 GROUP BY app",
-                &[&week.start],
+                (
+                    "SELECT app, hostname, registrable_domain, name_source, country, asn, as_org, SUM(payload_tx),
+                         SUM(payload_rx), SUM(flows)
+                     FROM service_week WHERE week_start >= ?1 AND week_start < ?2
+                     GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7",
+                    &range,
+                ),
+                (
+                    "SELECT coalesce(a.name, ''), coalesce(c.hostname, ''), coalesce(c.registrable_domain, ''),
+                         coalesce(c.name_source, ''), coalesce(c.country, ''), coalesce(c.asn, -1), coalesce(c.as_org, ''),
+                         SUM(c.delta_payload_tx), SUM(c.delta_payload_rx), COUNT(DISTINCT c.cookie)
+                     FROM connections c LEFT JOIN apps a ON a.id = c.app_id
+                     WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND c.direction != 'listen'
+                     GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7",
+                    &range_ms,
+                ),
+                7,
+                &mut |key| {
+                    found.differs(
+                        ("service_week", "connections"),
+                        &period,
+                        &["hostname", "registrable_domain", "name_source", "country", "asn", "as_org"],
+                        key,
+                    );
+                },
             )?;
-            compare(Some(&endpoints), Some(&with_remote), ("endpoint_week", "connections"), &period, problems);
-            let services = per_app(
-                conn,
-                "SELECT app, SUM(payload_tx), SUM(payload_rx) FROM service_week WHERE week_start = ?1 GROUP BY app",
-                &[&week.start],
-            )?;
-            compare(Some(&services), Some(&payload_only(&records)), ("service_week", "connections"), &period, problems);
         }
         checked += u64::from(counted);
-        if week == last {
-            break;
-        }
-        let Some(next) = weeks.next(week) else { break };
-        week = next;
     }
-    Ok(checked)
+    Ok((checked, None))
 }
 
-/// Keeps the first two sums (payload sent and received).
-fn payload_only(sums: &ByApp) -> ByApp {
-    sums.iter().map(|(app, s)| (app.clone(), [s[0], s[1], 0, 0, 0, 0])).collect()
-}
-
-/// Rows of `(app, sums...)`.
-fn per_app(conn: &Connection, sql: &str, args: &[&dyn ToSql]) -> rusqlite::Result<ByApp> {
-    let mut stmt = conn.prepare(sql)?;
-    let n = stmt.column_count() - 1;
-    let rows = stmt.query_map(args, |r| {
-        let mut sums = [0i64; 6];
-        for (i, s) in sums.iter_mut().enumerate().take(n) {
-            *s = r.get::<_, Option<i64>>(i + 1)?.unwrap_or(0);
-        }
-        Ok((r.get::<_, String>(0)?, sums))
-    })?;
-    rows.collect()
-}
-
-/// Rows of `(period, app, sums...)`, by period.
-fn per_period(conn: &Connection, sql: &str, args: &[&dyn ToSql]) -> rusqlite::Result<BTreeMap<i64, ByApp>> {
-    let mut stmt = conn.prepare(sql)?;
-    let mut rows = stmt.query(args)?;
-    let mut out: BTreeMap<i64, ByApp> = BTreeMap::new();
-    while let Some(r) = rows.next()? {
-        let mut sums = [0i64; 6];
-        for (i, s) in sums.iter_mut().enumerate() {
-            *s = r.get::<_, Option<i64>>(i + 2)?.unwrap_or(0);
-        }
-        out.entry(r.get(0)?).or_default().insert(r.get(1)?, sums);
-    }
-    Ok(out)
-}
-
-/// One problem per app whose sums differ between `summed` and `rows` (an app missing on one
-/// side has zeros there; an app with zeros on both sides is no problem).
-fn compare(
-    summed: Option<&ByApp>,
-    rows: Option<&ByApp>,
-    (table, source): (&'static str, &'static str),
-    period: &str,
-    problems: &mut Vec<Problem>,
-) {
-    let empty = ByApp::new();
-    let (summed, rows) = (summed.unwrap_or(&empty), rows.unwrap_or(&empty));
-    let apps: std::collections::BTreeSet<&String> = summed.keys().chain(rows.keys()).collect();
-    for app in apps {
-        let (a, b) = (summed.get(app).copied().unwrap_or_default(), rows.get(app).copied().unwrap_or_default());
-        if a != b {
-            problems.push(Problem::FiguresDiffer { table, source, period: period.to_owned(), app: app.clone() });
+/// Runs both queries (rows in key order, `keys` key columns, then sums) and calls `differs` for
+/// every key whose sums differ between them; a key on one side only differs unless its sums are
+/// all zero.
+fn merge(
+    conn: &Connection,
+    (summed, summed_args): (&str, &[&dyn ToSql]),
+    (fine, fine_args): (&str, &[&dyn ToSql]),
+    keys: usize,
+    differs: &mut dyn FnMut(&[Part]),
+) -> rusqlite::Result<()> {
+    let mut a_stmt = conn.prepare(summed)?;
+    let mut b_stmt = conn.prepare(fine)?;
+    let mut a_rows = a_stmt.query(summed_args)?;
+    let mut b_rows = b_stmt.query(fine_args)?;
+    let (mut a, mut b) = (next(&mut a_rows, keys)?, next(&mut b_rows, keys)?);
+    loop {
+        let order = match (&a, &b) {
+            (None, None) => return Ok(()),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(x), Some(y)) => x.0.cmp(&y.0),
+        };
+        match order {
+            std::cmp::Ordering::Less => {
+                if let Some((key, sums)) = &a
+                    && *sums != [0; 6]
+                {
+                    differs(key);
+                }
+                a = next(&mut a_rows, keys)?;
+            }
+            std::cmp::Ordering::Greater => {
+                if let Some((key, sums)) = &b
+                    && *sums != [0; 6]
+                {
+                    differs(key);
+                }
+                b = next(&mut b_rows, keys)?;
+            }
+            std::cmp::Ordering::Equal => {
+                if let (Some((key, x)), Some((_, y))) = (&a, &b)
+                    && x != y
+                {
+                    differs(key);
+                }
+                a = next(&mut a_rows, keys)?;
+                b = next(&mut b_rows, keys)?;
+            }
         }
     }
+}
+
+/// The next row: `keys` key columns, then up to six sums (NULL as 0).
+fn next(rows: &mut Rows<'_>, keys: usize) -> rusqlite::Result<Option<Row>> {
+    let Some(r) = rows.next()? else { return Ok(None) };
+    let mut key = Vec::with_capacity(keys);
+    for i in 0..keys {
+        key.push(match r.get_ref(i)? {
+            ValueRef::Null => Part::Text(String::new()),
+            ValueRef::Integer(v) => Part::Int(v),
+            ValueRef::Real(v) => Part::Int(v.to_bits().cast_signed()),
+            ValueRef::Text(t) | ValueRef::Blob(t) => Part::Text(String::from_utf8_lossy(t).into_owned()),
+        });
+    }
+    let mut sums = [0i64; 6];
+    let n = r.as_ref().column_count().saturating_sub(keys);
+    for (i, s) in sums.iter_mut().enumerate().take(n) {
+        *s = r.get::<_, Option<i64>>(keys + i)?.unwrap_or(0);
+    }
+    Ok(Some((key, sums)))
 }
 
 #[cfg(test)]

@@ -109,6 +109,50 @@ fn bytes_moved_from_one_app_or_country_to_another_are_found() {
     assert!(!v.problems.iter().any(differs("residency_week", "tiktok")), "rollups and intervals agree now");
 }
 
+/// Within one app: bytes moved from CN to SG in the intervals and the weekly rollups alike (so
+/// that the two agree), or from one endpoint or service to another, are found against the records.
+#[test]
+fn bytes_moved_between_destinations_of_one_app_are_found() {
+    let dir = tempdir();
+    let path = journal(dir.path());
+    let conn = raw(&path);
+    for table in ["residency", "residency_week"] {
+        let n = conn.execute(&format!("UPDATE {table} SET country = 'SG' WHERE country = 'CN'"), []).unwrap();
+        assert!(n > 0, "{table}");
+    }
+    let v = check(&path);
+    let named: Vec<&Problem> = v.problems.iter().filter(|p| differs("residency", "tiktok")(p)).collect();
+    assert!(!named.is_empty(), "{:?}", v.problems);
+    assert!(named.iter().any(|p| p.to_string().contains("country \"CN\"")), "{named:?}");
+    assert!(!v.problems.iter().any(differs("residency_week", "tiktok")), "the two tables agree with each other");
+
+    let dir = tempdir();
+    let path = journal(dir.path());
+    let conn = raw(&path);
+    conn.execute("UPDATE endpoint_week SET remote_ip = '203.0.113.10' WHERE remote_ip = '198.51.100.7'", []).unwrap();
+    conn.execute("UPDATE service_week SET country = 'US' WHERE country = 'CN'", []).unwrap();
+    conn.execute("UPDATE endpoint_week SET flows = flows + 1 WHERE app = 'curl'", []).unwrap();
+    let v = check(&path);
+    assert!(v.problems.iter().any(differs("endpoint_week", "tiktok")), "{:?}", v.problems);
+    assert!(v.problems.iter().any(differs("service_week", "tiktok")), "{:?}", v.problems);
+    assert!(v.problems.iter().any(differs("endpoint_week", "curl")), "flow counts: {:?}", v.problems);
+}
+
+/// A rollup row moved to a week start that is no week start is compared with the week it falls
+/// in (it is not skipped).
+#[test]
+fn a_rollup_row_off_its_week_is_compared_with_the_week_it_falls_in() {
+    let dir = tempdir();
+    let path = journal(dir.path());
+    raw(&path).execute("UPDATE residency_week SET week_start = week_start + 3600 WHERE country = 'CN'", []).unwrap();
+    let v = check(&path);
+    assert!(v.problems.is_empty() || v.problems.iter().all(differs("residency_week", "tiktok")), "{:?}", v.problems);
+    raw(&path)
+        .execute("UPDATE residency_week SET week_start = week_start - 86400 * 30 WHERE country = 'CN'", [])
+        .unwrap();
+    assert!(check(&path).problems.iter().any(differs("residency_week", "tiktok")));
+}
+
 #[test]
 fn the_output_escapes_an_app_name() {
     let p = Problem::FiguresDiffer {
@@ -116,9 +160,10 @@ fn the_output_escapes_an_app_name() {
         source: "connections",
         period: "2026-11-21".into(),
         app: "evil\u{1b}[2J\nPROBLEM none".into(),
+        key: "country \"\u{1b}]0;x\u{7}\"".into(),
     };
     let text = p.to_string();
-    assert!(!text.contains('\u{1b}') && !text.contains('\n'), "{text}");
+    assert!(!text.contains('\u{1b}') && !text.contains('\n') && !text.contains('\u{7}'), "{text}");
 }
 
 #[test]

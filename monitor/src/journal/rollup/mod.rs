@@ -61,7 +61,7 @@ pub use read::{AppEndpoints, DestinationRow, RollupState};
 pub use read_names::NAMES_ROLLUP_SCHEMA;
 pub use rows::QUARTER;
 use rusqlite::{Connection, TransactionBehavior, params};
-pub(crate) use weeks::Weeks;
+pub(crate) use weeks::{Week, Weeks};
 
 use super::names::ms;
 
