@@ -79,13 +79,20 @@ pub fn execute(args: JournalArgs, settings: &Settings) -> anyhow::Result<ExitCod
     if let Some(why) = &figures.failed {
         writeln!(out, "figures   not compared: the sums could not be read ({})", escape::terminal(why))?;
     } else {
-        let skipped = figures.weeks_skipped.as_deref().map(|why| format!(" (weeks not compared: {why})"));
+        let mut notes = Vec::new();
+        if figures.days_with_losses > 0 {
+            notes.push(format!("{} days with a recorded loss not compared", figures.days_with_losses));
+        }
+        if let Some(why) = &figures.weeks_skipped {
+            notes.push(format!("weeks not compared: {why}"));
+        }
+        let notes = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join("; ")) };
         writeln!(
             out,
             "figures   {} days and {} weeks of sums compared with the rows they are summed from{}",
             figures.days,
             figures.weeks,
-            escape::terminal(skipped.as_deref().unwrap_or_default())
+            escape::terminal(&notes)
         )?;
     }
     for s in structure {

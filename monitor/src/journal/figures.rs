@@ -33,6 +33,8 @@ use super::{chain::Problem, rollup::Weeks};
 pub struct FiguresChecked {
     /// UTC days whose `residency` sums were compared with the connection records.
     pub days: u64,
+    /// UTC days not compared because the journal records a loss in them (`losses`).
+    pub days_with_losses: u64,
     /// Rollup weeks whose sums were compared with the rows they are summed from.
     pub weeks: u64,
     /// Why the weekly rollups were not (all) compared (no rollups yet, an unknown time zone).
@@ -112,7 +114,8 @@ impl Found<'_> {
 /// per key and period that differs.
 pub(super) fn check(conn: &Connection, h: Horizons, problems: &mut Vec<Problem>) -> rusqlite::Result<FiguresChecked> {
     let mut found = Found { problems, unlisted: 0 };
-    let mut out = FiguresChecked { days: days(conn, h, &mut found)?, ..FiguresChecked::default() };
+    let (days, days_with_losses) = days(conn, h, &mut found)?;
+    let mut out = FiguresChecked { days, days_with_losses, ..FiguresChecked::default() };
     match rollup_zone(conn)? {
         Ok((tz, covered_from)) => {
             let (weeks, note) = weeks(conn, h, &mut Weeks::new(tz), covered_from, &mut found)?;
@@ -131,7 +134,7 @@ const RESIDENCY_NAMES: [&str; 7] = ["scope", "country", "asn", "as_org", "countr
 const SIX_SUMS: &str = "SUM(payload_tx), SUM(payload_rx), SUM(wire_tx), SUM(wire_rx), SUM(packets_tx), SUM(packets_rx)";
 
 /// `residency` per UTC day against the connection records.
-fn days(conn: &Connection, h: Horizons, found: &mut Found<'_>) -> rusqlite::Result<u64> {
+fn days(conn: &Connection, h: Horizons, found: &mut Found<'_>) -> rusqlite::Result<(u64, u64)> {
     let mut from = h.connections_ms.max(h.residency_ms).max(0);
     if let Some(start) = h.chain_start_ms {
         // Rows before the chain may share the first sealed day: start the day after.
@@ -148,11 +151,12 @@ fn days(conn: &Connection, h: Horizons, found: &mut Found<'_>) -> rusqlite::Resu
         [first_day * 86_400, first_day * DAY_MS],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    let (Some(lo), Some(hi)) = (lo, hi) else { return Ok(0) };
-    let mut checked = 0;
+    let (Some(lo), Some(hi)) = (lo, hi) else { return Ok((0, 0)) };
+    let (mut checked, mut lossy) = (0, 0);
     for day in lo.max(first_day)..=hi {
         let (start, end) = (day * DAY_MS, (day + 1) * DAY_MS);
         if losses.iter().any(|(first, last)| *first < end && *last >= start) {
+            lossy += 1;
             continue;
         }
         checked += 1;
@@ -180,7 +184,7 @@ fn days(conn: &Connection, h: Horizons, found: &mut Found<'_>) -> rusqlite::Resu
             &mut |key| found.differs(("residency", "connections"), &period, &RESIDENCY_NAMES, key),
         )?;
     }
-    Ok(checked)
+    Ok((checked, lossy))
 }
 
 /// The rollups' time zone and first covered week, or why the weeks are not checked.
