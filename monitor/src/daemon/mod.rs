@@ -246,6 +246,7 @@ impl Pipeline {
                 syscall_payload: true,
                 fresh_at_shutdown: true,
                 release_events: true,
+                peer_counting: true,
             },
             stats_interval: settings.stats_interval,
             flush_every: settings.journal.flush_interval(),
@@ -285,6 +286,7 @@ impl Pipeline {
         let fresh_at_shutdown = !degradations.contains(&Degradation::NoSnapshots);
         let snapshots_by_socket = degradations.contains(&Degradation::SnapshotsByDescriptor);
         let release_events = !degradations.contains(&Degradation::NoReleaseHook);
+        let peer_counting = !degradations.contains(&Degradation::NoUnconnectedUdpPeers);
         let clock = source.clock();
         let mut journal = self.journal;
         let names: Vec<String> = degradations
@@ -331,8 +333,10 @@ impl Pipeline {
         source.copies_to(copies_tx);
         let drainer = tokio::spawn(source.events(events_tx, stop_rx));
 
-        let tracker =
-            Tracker::new(TrackerConfig { syscall_payload, fresh_at_shutdown, release_events, ..self.tracker }, clock);
+        let tracker = Tracker::new(
+            TrackerConfig { syscall_payload, fresh_at_shutdown, release_events, peer_counting, ..self.tracker },
+            clock,
+        );
         let mut st = Stages { source, tracker, sink_tx, records: Vec::new(), lost_seen: 0, snapshots_by_socket };
         let (owners_tx, mut owners_rx) = mpsc::channel::<(u64, Owner)>(OUTPUT_QUEUE);
         let mut lookups = owners::Lookups::start(owners_tx).map_err(Error::OwnerThread)?;

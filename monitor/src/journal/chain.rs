@@ -244,6 +244,9 @@ pub enum Problem {
     /// Sums in `table` for one app and period differ from the `source` rows they are summed
     /// from (see `journal::figures`): the figures reports read were changed.
     FiguresDiffer { table: &'static str, source: &'static str, period: String, app: String, key: String },
+    /// A row of `table` at a time (Unix seconds) outside the calendar the monitor writes: its
+    /// sums cannot be compared with anything.
+    OutsideCalendar { table: &'static str, time: i64 },
 }
 
 impl std::fmt::Display for Problem {
@@ -255,6 +258,12 @@ impl std::fmt::Display for Problem {
             Self::BatchChanged { batch } => write!(f, "batch {batch} was changed"),
             Self::ChainBroken { batch } => {
                 write!(f, "batch {batch} does not follow the batch before it (a batch was removed or inserted)")
+            }
+            Self::OutsideCalendar { table, time } => {
+                write!(
+                    f,
+                    "{table} has a row at {time} s (Unix time), outside the calendar: no week or day to check it in"
+                )
             }
             Self::FiguresDiffer { table, source, period, app, key } => write!(
                 f,

@@ -37,7 +37,7 @@ pub struct FiguresChecked {
     pub days_with_losses: u64,
     /// Rollup weeks whose sums were compared with the rows they are summed from.
     pub weeks: u64,
-    /// Why the weekly rollups were not (all) compared (no rollups yet, an unknown time zone).
+    /// Why the weekly rollups were not compared (no rollups yet, an unknown time zone).
     pub weeks_skipped: Option<String>,
     /// Why the sums could not be compared at all: SQLite's error reading them (a damaged page;
     /// the structural check then names it).
@@ -50,8 +50,6 @@ pub struct FiguresChecked {
 pub const MAX_LISTED: usize = 1_000;
 
 const DAY_MS: i64 = 86_400_000;
-/// Most weeks walked (a journal spans years at most; a forged timestamp must not make it loop).
-const MAX_WEEKS: usize = 5_000;
 
 /// Where the checks start: the retention horizons and, for a journal with rows written before
 /// the chain began, the chain's first sealed record time.
@@ -88,6 +86,15 @@ struct Found<'a> {
 }
 
 impl Found<'_> {
+    /// A row of `table` at `time` (Unix seconds) outside the calendar.
+    fn outside(&mut self, table: &'static str, time: i64) {
+        if self.problems.len() >= MAX_LISTED {
+            self.unlisted += 1;
+            return;
+        }
+        self.problems.push(Problem::OutsideCalendar { table, time });
+    }
+
     fn differs(&mut self, tables: (&'static str, &'static str), period: &str, names: &[&str], key: &[Part]) {
         if self.problems.len() >= MAX_LISTED {
             self.unlisted += 1;
@@ -117,11 +124,7 @@ pub(super) fn check(conn: &Connection, h: Horizons, problems: &mut Vec<Problem>)
     let (days, days_with_losses) = days(conn, h, &mut found)?;
     let mut out = FiguresChecked { days, days_with_losses, ..FiguresChecked::default() };
     match rollup_zone(conn)? {
-        Ok((tz, covered_from)) => {
-            let (weeks, note) = weeks(conn, h, &mut Weeks::new(tz), covered_from, &mut found)?;
-            out.weeks = weeks;
-            out.weeks_skipped = note;
-        }
+        Ok((tz, covered_from)) => out.weeks = weeks(conn, h, &mut Weeks::new(tz), covered_from, &mut found)?,
         Err(why) => out.weeks_skipped = Some(why),
     }
     out.unlisted = found.unlisted;
@@ -143,18 +146,24 @@ fn days(conn: &Connection, h: Horizons, found: &mut Found<'_>) -> rusqlite::Resu
     let first_day = from.div_euclid(DAY_MS) + i64::from(from.rem_euclid(DAY_MS) != 0);
     let mut losses = conn.prepare("SELECT first_ms, last_ms FROM losses")?;
     let losses: Vec<(i64, i64)> = losses.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
-    let (lo, hi): (Option<i64>, Option<i64>) = conn.query_row(
-        "SELECT min(d), max(d) FROM (SELECT min(interval_start) / 86400 AS d FROM residency WHERE interval_start >= ?1
-             UNION ALL SELECT max(interval_start) / 86400 FROM residency
-             UNION ALL SELECT min(time_ms) / 86400000 FROM connections WHERE time_ms >= ?2
-             UNION ALL SELECT max(time_ms) / 86400000 FROM connections)",
-        [first_day * 86_400, first_day * DAY_MS],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+    let mut days = std::collections::BTreeSet::new();
+    let mut stmt = conn.prepare(
+        "SELECT DISTINCT interval_start / 86400 FROM residency WHERE interval_start >= ?1
+         UNION SELECT DISTINCT time_ms / 86400000 FROM connections WHERE time_ms >= ?2",
     )?;
-    let (Some(lo), Some(hi)) = (lo, hi) else { return Ok((0, 0)) };
+    for day in
+        stmt.query_map([first_day.saturating_mul(86_400), first_day.saturating_mul(DAY_MS)], |r| r.get::<_, i64>(0))?
+    {
+        days.insert(day?);
+    }
     let (mut checked, mut lossy) = (0, 0);
-    for day in lo.max(first_day)..=hi {
-        let (start, end) = (day * DAY_MS, (day + 1) * DAY_MS);
+    for day in days {
+        let (Some(start), Some(end)) =
+            (day.checked_mul(DAY_MS), day.checked_add(1).and_then(|d| d.checked_mul(DAY_MS)))
+        else {
+            found.outside("residency/connections", day.saturating_mul(86_400));
+            continue;
+        };
         if losses.iter().any(|(first, last)| *first < end && *last >= start) {
             lossy += 1;
             continue;
@@ -209,59 +218,49 @@ fn rollup_zone(conn: &Connection) -> rusqlite::Result<Result<(TimeZone, i64), St
         .map_err(|e| format!("the rollups' time zone {zone:?} is unknown here ({e})")))
 }
 
-/// The weeks to compare: every week from the rollups' coverage on that holds fine rows or
-/// rollup rows (a rollup row whose week start is no week start is compared with the week it
-/// falls in), in order. `None` when there are more than [`MAX_WEEKS`].
+/// The weeks to compare: every week from the rollups' coverage on that holds fine rows (a UTC
+/// day may fall in two weeks) or rollup rows (a rollup row whose week start is no week start is
+/// compared with the week it falls in), in order. A row outside the calendar is a problem.
 fn weeks_to_check(
     conn: &Connection,
     weeks: &mut Weeks,
     covered_from: i64,
-) -> rusqlite::Result<Option<Vec<super::rollup::Week>>> {
-    let mut starts: Vec<i64> = Vec::new();
-    for table in ["residency_week", "endpoint_week", "service_week"] {
-        let mut stmt = conn.prepare(&format!("SELECT DISTINCT week_start FROM {table} WHERE week_start >= ?1"))?;
-        for ws in stmt.query_map([covered_from], |r| r.get::<_, i64>(0))? {
-            starts.push(ws?);
+    found: &mut Found<'_>,
+) -> rusqlite::Result<Vec<super::rollup::Week>> {
+    let mut times: Vec<(&'static str, i64)> = Vec::new();
+    for (table, sql) in [
+        ("residency_week", "SELECT DISTINCT week_start FROM residency_week WHERE week_start >= ?1"),
+        ("endpoint_week", "SELECT DISTINCT week_start FROM endpoint_week WHERE week_start >= ?1"),
+        ("service_week", "SELECT DISTINCT week_start FROM service_week WHERE week_start >= ?1"),
+        ("timeline_quarter", "SELECT DISTINCT quarter_start FROM timeline_quarter WHERE quarter_start >= ?1"),
+    ] {
+        let mut stmt = conn.prepare(sql)?;
+        for t in stmt.query_map([covered_from], |r| r.get::<_, i64>(0))? {
+            times.push((table, t?));
         }
     }
-    let mut stmt = conn.prepare("SELECT DISTINCT quarter_start FROM timeline_quarter WHERE quarter_start >= ?1")?;
-    for q in stmt.query_map([covered_from], |r| r.get::<_, i64>(0))? {
-        starts.push(q?);
-    }
-    let (lo, hi): (Option<i64>, Option<i64>) = conn.query_row(
-        "SELECT min(t), max(t) FROM (SELECT min(interval_start) AS t FROM residency WHERE interval_start >= ?1
-             UNION ALL SELECT max(interval_start) FROM residency
-             UNION ALL SELECT min(time_ms) / 1000 FROM connections WHERE time_ms >= ?2
-             UNION ALL SELECT max(time_ms) / 1000 FROM connections)",
-        [covered_from, covered_from.saturating_mul(1000)],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+    // The first and last second of every UTC day with fine rows.
+    let mut stmt = conn.prepare(
+        "SELECT DISTINCT interval_start / 86400 FROM residency WHERE interval_start >= ?1
+         UNION SELECT DISTINCT time_ms / 86400000 FROM connections WHERE time_ms >= ?2",
     )?;
-    let mut out = std::collections::BTreeSet::new();
-    if let (Some(lo), Some(hi)) = (lo, hi)
-        && let (Some(mut week), Some(last)) = (weeks.containing(lo.max(covered_from)), weeks.containing(hi))
-    {
-        while week.start <= last.start {
-            out.insert(week);
-            if out.len() > MAX_WEEKS {
-                return Ok(None);
-            }
-            let Some(next) = weeks.next(week) else { break };
-            week = next;
-        }
+    for day in stmt.query_map([covered_from, covered_from.saturating_mul(1000)], |r| r.get::<_, i64>(0))? {
+        let day = day?;
+        let start = day.saturating_mul(86_400);
+        times.push(("residency/connections", start.max(covered_from)));
+        times.push(("residency/connections", start.saturating_add(86_399)));
     }
-    for ws in starts {
-        match weeks.containing(ws) {
-            Some(week) => {
+    let mut out = std::collections::BTreeSet::new();
+    for (table, t) in times {
+        match weeks.containing(t) {
+            Some(week) if week.start >= covered_from => {
                 out.insert(week);
             }
-            // A rollup row outside the time jiff represents: compared with nothing, so named.
-            None => return Ok(None),
-        }
-        if out.len() > MAX_WEEKS {
-            return Ok(None);
+            Some(_) => {}
+            None => found.outside(table, t),
         }
     }
-    Ok(Some(out.into_iter().collect()))
+    Ok(out.into_iter().collect())
 }
 
 /// The weekly rollups against their rows, week by week.
@@ -271,13 +270,8 @@ fn weeks(
     weeks: &mut Weeks,
     covered_from: i64,
     found: &mut Found<'_>,
-) -> rusqlite::Result<(u64, Option<String>)> {
-    let Some(list) = weeks_to_check(conn, weeks, covered_from)? else {
-        return Ok((
-            0,
-            Some(format!("the rollups span more than {MAX_WEEKS} weeks or hold a week outside the calendar")),
-        ));
-    };
+) -> rusqlite::Result<u64> {
+    let list = weeks_to_check(conn, weeks, covered_from, found)?;
     let mut checked = 0;
     for week in list {
         let period =
@@ -375,7 +369,7 @@ fn weeks(
         }
         checked += u64::from(counted);
     }
-    Ok((checked, None))
+    Ok(checked)
 }
 
 /// Runs both queries (rows in key order, `keys` key columns, then sums) and calls `differs` for

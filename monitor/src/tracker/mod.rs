@@ -62,6 +62,10 @@ pub struct TrackerConfig {
     /// flow ends `tcp_close_grace` after `TCP_CLOSE`, complete, since the kernel then reports
     /// every later read or write; other flows end at shutdown).
     pub release_events: bool,
+    /// Whether the kernel counts unconnected UDP, ping, raw and SCTP sockets per peer (the packet
+    /// programs attached; else, degradation `no_unconnected_udp_peers`, such sockets are counted
+    /// per socket, their socket-level records the only ones).
+    pub peer_counting: bool,
     /// Whether open flows are refreshed from the kernel's counters before `shutdown` (the
     /// counter iterator loaded). Without it a `shutdown` record carries the counters of the
     /// flow's last event, which may be behind, and is marked incomplete.
@@ -96,6 +100,8 @@ pub struct Tracker {
     resolved: HashMap<u64, Owner>,
     /// UDP sockets whose peer changed (`PeerChanged`), until their release: counted per peer.
     changed: std::collections::HashSet<u64>,
+    /// The socket whose own record [`Self::finish_whole`] is writing.
+    finishing_whole: Option<u64>,
 }
 
 impl Tracker {
@@ -113,6 +119,7 @@ impl Tracker {
             owner_queries: Vec::new(),
             resolved: HashMap::new(),
             changed: std::collections::HashSet::new(),
+            finishing_whole: None,
         }
     }
 
@@ -150,14 +157,16 @@ impl Tracker {
             EventKind::PeerChanged => {
                 let resolved = self.resolved.remove(&key.cookie);
                 let peers = self.peers.remove(&key.cookie);
-                self.finish(key, RecordKind::Close, true, out);
+                self.finish_whole(key, out);
                 if let Some(peers) = peers {
                     self.peers.insert(key.cookie, peers);
                 }
                 if let Some(owner) = resolved {
                     self.resolved.insert(key.cookie, owner);
                 }
-                self.changed.insert(key.cookie);
+                if self.config.peer_counting {
+                    self.changed.insert(key.cookie);
+                }
             }
             // Released before `TCP_CLOSE`: the kernel sent no `Release`; this event ends the flow.
             EventKind::TcpClose if ev.flags & monitor_common::event::FLAG_RELEASED != 0 => {
@@ -197,11 +206,14 @@ impl Tracker {
 
     fn released(&mut self, key: FlowKey, out: &mut Vec<FlowRecord>) {
         let changed = self.changed.remove(&key.cookie);
-        if changed && !self.peers.contains_key(&key.cookie) {
-            // Nothing after the change: the socket's counters (from zero since) are its peers'.
-            self.flows.remove(&key);
-            self.resolved.remove(&key.cookie);
-            return;
+        if !self.peers.contains_key(&key.cookie) {
+            // Counted per peer but no peer flow (the kernel reports every peer before `Release`):
+            // what the socket's counters hold belongs to no peer (e.g. packets whose peer could
+            // not be read), so its own record carries it, once.
+            if changed || self.flows.get(&key).is_some_and(|f| self.per_peer_socket(f)) {
+                self.finish_whole(key, out);
+                return;
+            }
         }
         if let Some(peers) = self.peers.remove(&key.cookie) {
             for peer in peers {
@@ -348,12 +360,34 @@ impl Tracker {
     /// address and never connected: e.g. one discovered at start, whose counters the snapshots
     /// refresh).
     fn counted_per_peer(&self, key: FlowKey) -> bool {
+        if self.finishing_whole == Some(key.cookie) {
+            return false;
+        }
         if self.peers.contains_key(&key.cookie) || self.changed.contains(&key.cookie) {
             return true;
         }
-        self.flows.get(&key).is_some_and(|f| {
-            f.protocol == record::Protocol::Udp && f.remote().is_none() && f.direction() != record::Direction::Outbound
-        })
+        self.flows.get(&key).is_some_and(|f| self.per_peer_socket(f))
+    }
+
+    /// A socket the kernel counts per peer by its kind: ping, raw and SCTP sockets, and UDP
+    /// sockets without a remote address that never connected. Never without peer counting
+    /// (degradation `no_unconnected_udp_peers`: the socket-level record is the only one).
+    fn per_peer_socket(&self, f: &Flow) -> bool {
+        use record::Protocol;
+        self.config.peer_counting
+            && match f.protocol {
+                Protocol::Tcp => false,
+                Protocol::Udp => f.remote().is_none() && f.direction() != record::Direction::Outbound,
+                _ => true,
+            }
+    }
+
+    /// Ends a socket-level flow with its own record even where the socket is counted per peer:
+    /// the connected flow a `PeerChanged` ends, or a socket released without peer flows.
+    fn finish_whole(&mut self, key: FlowKey, out: &mut Vec<FlowRecord>) {
+        self.finishing_whole = Some(key.cookie);
+        self.finish(key, RecordKind::Close, true, out);
+        self.finishing_whole = None;
     }
 
     /// Builds a record; `None` for a flow with nothing to say (no bytes at all, or no change

@@ -96,6 +96,7 @@ mod tests {
             syscall_payload: true,
             fresh_at_shutdown: true,
             release_events: true,
+            peer_counting: true,
         };
         Tracker::new(config, Clock::with_offset(0))
     }

@@ -31,6 +31,7 @@ fn tracker() -> Tracker {
             syscall_payload: true,
             fresh_at_shutdown: true,
             release_events: true,
+            peer_counting: true,
         },
         Clock::with_offset(0),
     )
@@ -251,6 +252,30 @@ fn socket_events_after_a_peer_change_add_nothing() {
     assert_eq!((out.len(), sent), (1, 1200), "{out:#?}");
 }
 
+/// An unconnected UDP socket released without any peer flow (its packets' peers could not be
+/// read) keeps its bytes in a record of its own; without peer counting (degradation
+/// `no_unconnected_udp_peers`) the socket's record is the only one, updates included.
+#[test]
+fn unconnected_udp_bytes_without_peer_flows_keep_the_sockets_record() {
+    for peer_counting in [true, false] {
+        let mut t = tracker();
+        t.config.peer_counting = peer_counting;
+        let mut update = ev(EventKind::Update, SEC, counters(628, 0, 600, 0));
+        update.tuple.protocol = IPPROTO_UDP;
+        update.tuple.remote_addr = [0; 4];
+        update.tuple.remote_port = 0;
+        let mut release = update;
+        release.ts_ns = 3 * SEC;
+        release.bytes = counters(1256, 0, 1200, 0);
+        let mut out = feed(&mut t, &[(EventKind::Update, update)]);
+        t.tick(20 * SEC, &mut out);
+        out.extend(feed(&mut t, &[(EventKind::Release, release)]));
+        let sent: u64 = out.iter().map(|r| r.delta_payload.tx_bytes).sum();
+        assert_eq!(sent, 1200, "peer counting {peer_counting}: {out:#?}");
+        assert_eq!(out.iter().filter(|r| r.event == RecordKind::Update).count(), usize::from(!peer_counting));
+    }
+}
+
 /// An unconnected UDP socket older than the monitor: found on the packet path (`Discovered`, no
 /// remote address), its socket counters refreshed from the kernel (they hold its peers' bytes);
 /// only its peers have records, also in updates and at shutdown.
@@ -415,6 +440,7 @@ fn tcp_counter_fallback_removes_syn_and_fins() {
             syscall_payload: false,
             fresh_at_shutdown: true,
             release_events: true,
+            peer_counting: true,
         },
         Clock::with_offset(0),
     );

@@ -153,6 +153,31 @@ fn a_rollup_row_off_its_week_is_compared_with_the_week_it_falls_in() {
     assert!(check(&path).problems.iter().any(differs("residency_week", "tiktok")));
 }
 
+/// Rows forged far outside the calendar neither hang the check nor switch the weekly comparison
+/// off: they are problems, and every other week is still compared.
+#[test]
+fn rows_outside_the_calendar_are_problems_and_the_rest_is_still_checked() {
+    let dir = tempdir();
+    let path = journal(dir.path());
+    let conn = raw(&path);
+    conn.execute(
+        "INSERT INTO residency SELECT 9000000000000000000, interval_secs, app, scope, country, asn, as_org, country_db,
+             asn_db, payload_source, payload_tx, payload_rx, wire_tx, wire_rx, packets_tx, packets_rx, connections,
+             new_flows, incomplete_flows FROM residency LIMIT 1",
+        [],
+    )
+    .unwrap();
+    conn.execute("INSERT INTO timeline_quarter VALUES (300000000000, 'tiktok', 1, 1)", []).unwrap();
+    conn.execute("INSERT INTO residency VALUES (-1000000000000000, 60, 'x', 'none', '', 0, '', 0, 0, 'syscall', 1, 1, 1, 1, 1, 1, 1, 1, 0)", []).unwrap();
+    conn.execute("DELETE FROM residency_week WHERE country = 'CN'", []).unwrap();
+    let started = std::time::Instant::now();
+    let v = check(&path);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "bounded");
+    assert!(v.problems.iter().any(|p| matches!(p, Problem::OutsideCalendar { .. })), "{:?}", v.problems);
+    assert!(v.problems.iter().any(differs("residency_week", "tiktok")), "still compared: {:?}", v.problems);
+    assert_eq!(v.figures.weeks_skipped, None);
+}
+
 #[test]
 fn the_output_escapes_an_app_name() {
     let p = Problem::FiguresDiffer {
