@@ -372,6 +372,14 @@ fn verify_conn(conn: &Connection) -> rusqlite::Result<Integrity> {
     let horizon: Option<i64> = conn
         .query_row("SELECT value FROM meta WHERE key = 'connections_purged_before_ms'", [], |r| r.get(0))
         .or_else(|e| if matches!(e, rusqlite::Error::QueryReturnedNoRows) { Ok(None) } else { Err(e) })?;
+    let residency_horizon: Option<i64> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'residency_purged_before_ms'", [], |r| r.get(0))
+        .or_else(|e| if matches!(e, rusqlite::Error::QueryReturnedNoRows) { Ok(None) } else { Err(e) })?;
+    // Retention deletes statistics rows older than residency's horizon: recorded in time order,
+    // they go as a prefix of ids. A missing row before the first one left is purged; one after
+    // it was removed.
+    let first_stats_left: Option<i64> = conn.query_row("SELECT MIN(id) FROM stats", [], |r| r.get(0))?;
+    let stats_purged = |id: i64| residency_horizon.is_some() && first_stats_left.is_none_or(|first| id < first);
     let mut stmt = conn.prepare(
         "SELECT id, time_ms, first_connection, last_connection, first_stats, last_stats, min_time_ms, max_time_ms,
              digests, prev_hash, hash FROM batches ORDER BY id",
@@ -404,6 +412,7 @@ fn verify_conn(conn: &Connection) -> rusqlite::Result<Integrity> {
         // Retention deletes connection records older than the horizon: a batch with such rows
         // may miss them legitimately.
         let purgeable = horizon.is_some_and(|h| times.0.is_some_and(|t| t < h));
+
         let mut offset = 0;
         for (i, (table, columns)) in TABLES.iter().enumerate() {
             let (first, last) = ranges[i];
@@ -426,7 +435,7 @@ fn verify_conn(conn: &Connection) -> rusqlite::Result<Integrity> {
                         }
                         found.next();
                     }
-                    _ if i == 0 && purgeable => out.rows_purged += 1,
+                    _ if (i == 0 && purgeable) || (i == 1 && stats_purged(k)) => out.rows_purged += 1,
                     _ => out.problems.push(Problem::RowRemoved { table, id: k, batch: *batch }),
                 }
             }
@@ -447,9 +456,6 @@ fn verify_conn(conn: &Connection) -> rusqlite::Result<Integrity> {
         }
     }
     out.head = batches.last().map(|b| hex(&b.6));
-    let residency_horizon: Option<i64> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'residency_purged_before_ms'", [], |r| r.get(0))
-        .or_else(|e| if matches!(e, rusqlite::Error::QueryReturnedNoRows) { Ok(None) } else { Err(e) })?;
     let horizons = figures::Horizons {
         connections_ms: horizon.unwrap_or(i64::MIN),
         residency_ms: residency_horizon.unwrap_or(i64::MIN),

@@ -282,6 +282,8 @@ impl JournalWriter {
             + tx.execute("DELETE FROM service_week WHERE week_start < ?1", [conn_week]).map_err(map)?
             + tx.execute("DELETE FROM endpoint_name_week WHERE week_start < ?1", [conn_week]).map_err(map)?
             + tx.execute("DELETE FROM residency_week WHERE week_start < ?1", [res_cut.div_euclid(1000)])
+                .map_err(map)?
+            + tx.execute("DELETE FROM timeline_quarter WHERE quarter_start < ?1", [res_cut.div_euclid(1000)])
                 .map_err(map)?;
         {
             let mut meta = tx

@@ -137,6 +137,30 @@ fn retention_deletes_only_expired_rows() {
     assert_eq!(int(&conn, "SELECT COUNT(*) FROM residency"), 3);
     assert_eq!(int(&conn, "SELECT MIN(interval_start) FROM residency"), now - 399 * day);
     assert_eq!(int(&conn, "SELECT COUNT(*) FROM stats"), 3);
+    // The quarter-hour timeline goes with the residency it sums.
+    assert_eq!(
+        int(
+            &conn,
+            "SELECT COUNT(*) FROM timeline_quarter WHERE quarter_start < ?1"
+                .replace("?1", &(now - 400 * day).to_string())
+                .as_str()
+        ),
+        0
+    );
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM timeline_quarter"), 3);
+    // What is left still agrees with its rows: the purged statistics row is counted as purged,
+    // not as removed; one removed after the first row left is named.
+    let v = crate::journal::verify_chain(w.path()).expect("verify");
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+    assert_eq!(v.rows_purged, 4, "3 records and 1 statistics row");
+    let middle = int(&conn, "SELECT MAX(id) FROM stats") - 1;
+    conn.execute("DELETE FROM stats WHERE id = ?1", [middle]).expect("delete");
+    let v = crate::journal::verify_chain(w.path()).expect("verify");
+    assert!(
+        matches!(v.problems.as_slice(), [crate::journal::IntegrityProblem::RowRemoved { table: "stats", id, .. }] if *id == middle),
+        "{:?}",
+        v.problems
+    );
     let reader = JournalReader::open(w.path()).expect("reader");
     let horizon = reader.connections_purged_before().expect("meta").expect("set");
     assert_eq!(horizon, at(now - 30 * day));
