@@ -136,6 +136,26 @@ const RESIDENCY_KEY: &str = "scope, country, asn, as_org, country_db, asn_db, pa
 const RESIDENCY_NAMES: [&str; 7] = ["scope", "country", "asn", "as_org", "country_db", "asn_db", "payload_source"];
 const SIX_SUMS: &str = "SUM(payload_tx), SUM(payload_rx), SUM(wire_tx), SUM(wire_rx), SUM(packets_tx), SUM(packets_rx)";
 
+/// `table`'s residency sums per app and destination, of rows whose `time` column is in
+/// `[?1, ?2)`, in key order (`residency` and `residency_week` share the columns).
+fn residency_by_key(table: &str, time: &str) -> String {
+    format!(
+        "SELECT app, {RESIDENCY_KEY}, {SIX_SUMS} FROM {table} WHERE {time} >= ?1 AND {time} < ?2
+         GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8"
+    )
+}
+
+/// The UTC days (Unix day numbers) holding `residency` or `connections` rows from Unix second
+/// `from` on, in order.
+fn days_with_rows(conn: &Connection, from: i64) -> rusqlite::Result<std::collections::BTreeSet<i64>> {
+    let mut stmt = conn.prepare(
+        "SELECT DISTINCT interval_start / 86400 FROM residency WHERE interval_start >= ?1
+         UNION SELECT DISTINCT time_ms / 86400000 FROM connections WHERE time_ms >= ?2",
+    )?;
+    let days = stmt.query_map([from, from.saturating_mul(1000)], |r| r.get::<_, i64>(0))?;
+    days.collect()
+}
+
 /// `residency` per UTC day against the connection records.
 fn days(conn: &Connection, h: Horizons, found: &mut Found<'_>) -> rusqlite::Result<(u64, u64)> {
     let mut from = h.connections_ms.max(h.residency_ms).max(0);
@@ -146,16 +166,7 @@ fn days(conn: &Connection, h: Horizons, found: &mut Found<'_>) -> rusqlite::Resu
     let first_day = from.div_euclid(DAY_MS) + i64::from(from.rem_euclid(DAY_MS) != 0);
     let mut losses = conn.prepare("SELECT first_ms, last_ms FROM losses")?;
     let losses: Vec<(i64, i64)> = losses.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
-    let mut days = std::collections::BTreeSet::new();
-    let mut stmt = conn.prepare(
-        "SELECT DISTINCT interval_start / 86400 FROM residency WHERE interval_start >= ?1
-         UNION SELECT DISTINCT time_ms / 86400000 FROM connections WHERE time_ms >= ?2",
-    )?;
-    for day in
-        stmt.query_map([first_day.saturating_mul(86_400), first_day.saturating_mul(DAY_MS)], |r| r.get::<_, i64>(0))?
-    {
-        days.insert(day?);
-    }
+    let days = days_with_rows(conn, first_day.saturating_mul(86_400))?;
     let (mut checked, mut lossy) = (0, 0);
     for day in days {
         let (Some(start), Some(end)) =
@@ -173,13 +184,7 @@ fn days(conn: &Connection, h: Horizons, found: &mut Found<'_>) -> rusqlite::Resu
         let period = period.get(..10).unwrap_or(&period).to_owned();
         merge(
             conn,
-            (
-                &format!(
-                    "SELECT app, {RESIDENCY_KEY}, {SIX_SUMS} FROM residency
-                     WHERE interval_start >= ?1 AND interval_start < ?2 GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8"
-                ),
-                &[&(start / 1000), &(end / 1000)],
-            ),
+            (&residency_by_key("residency", "interval_start"), &[&(start / 1000), &(end / 1000)]),
             (
                 "SELECT coalesce(a.name, ''), coalesce(c.scope, 'none'), coalesce(c.country, ''), coalesce(c.asn, 0),
                      coalesce(c.as_org, ''), coalesce(c.country_db, 0), coalesce(c.asn_db, 0), c.payload_source,
@@ -240,12 +245,7 @@ fn weeks_to_check(
         }
     }
     // The first and last second of every UTC day with fine rows.
-    let mut stmt = conn.prepare(
-        "SELECT DISTINCT interval_start / 86400 FROM residency WHERE interval_start >= ?1
-         UNION SELECT DISTINCT time_ms / 86400000 FROM connections WHERE time_ms >= ?2",
-    )?;
-    for day in stmt.query_map([covered_from, covered_from.saturating_mul(1000)], |r| r.get::<_, i64>(0))? {
-        let day = day?;
+    for day in days_with_rows(conn, covered_from)? {
         let start = day.saturating_mul(86_400);
         times.push(("residency/connections", start.max(covered_from)));
         times.push(("residency/connections", start.saturating_add(86_399)));
@@ -282,23 +282,10 @@ fn weeks(
         let mut counted = false;
         if week.start_ms() >= h.residency_ms {
             counted = true;
-            let fine = format!(
-                "SELECT app, {RESIDENCY_KEY}, {SIX_SUMS} FROM residency WHERE interval_start >= ?1 AND interval_start < ?2
-                 GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8"
-            );
-            merge(
-                conn,
-                (
-                    &format!(
-                        "SELECT app, {RESIDENCY_KEY}, {SIX_SUMS} FROM residency_week WHERE week_start >= ?1 AND week_start < ?2
-                         GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8"
-                    ),
-                    &range,
-                ),
-                (&fine, &range),
-                8,
-                &mut |key| found.differs(("residency_week", "residency"), &period, &RESIDENCY_NAMES, key),
-            )?;
+            let fine = residency_by_key("residency", "interval_start");
+            merge(conn, (&residency_by_key("residency_week", "week_start"), &range), (&fine, &range), 8, &mut |key| {
+                found.differs(("residency_week", "residency"), &period, &RESIDENCY_NAMES, key)
+            })?;
             merge(
                 conn,
                 (
