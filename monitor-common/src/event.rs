@@ -77,6 +77,12 @@ pub const FLAG_RELEASED: u32 = 16;
 /// saw being created (one event per connected UDP socket fewer).
 pub const FLAG_CONNECTED: u32 = 32;
 
+/// [`Event::flags`]: the (UDP) socket is counted per peer (`sock::COUNTER_PEERS`, its peer
+/// changed): its socket-level counters hold bytes that its peer flows report, so userspace
+/// reports no socket-level record while they do. Set on every socket-level event the kernel
+/// or a snapshot sends from then on, so a lost `PeerChanged` event does not hide it.
+pub const FLAG_PEERS: u32 = 64;
+
 /// Addresses and ports of a flow.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -187,6 +187,18 @@ impl ByteCounters {
     }
 }
 
+impl Counters {
+    /// The [`crate::event::Event::flags`] every event about this socket carries:
+    /// `FLAG_CONNECTED` ([`COUNTER_CONNECTED`]) and `FLAG_PEERS` ([`COUNTER_PEERS`]).
+    #[inline(always)]
+    #[must_use]
+    pub fn event_flags(&self) -> u32 {
+        let connected = if self.flags & COUNTER_CONNECTED != 0 { crate::event::FLAG_CONNECTED } else { 0 };
+        let peers = if self.flags & COUNTER_PEERS != 0 { crate::event::FLAG_PEERS } else { 0 };
+        connected | peers
+    }
+}
+
 /// [`Counters::flags`]: the socket was first seen on the packet path (created before the monitor).
 pub const COUNTER_DISCOVERED: u64 = 1;
 /// [`Counters::flags`]: the owner of a discovered socket has been recorded by a syscall hook.
@@ -203,7 +215,9 @@ pub const COUNTER_STATE_CB: u64 = 8;
 /// `event::FLAG_RELEASED`).
 pub const COUNTER_RELEASED: u64 = 16;
 /// `Counters::flags`: the process connected this (UDP) socket; its events carry
-/// `event::FLAG_CONNECTED` instead of a `Connect` event of their own.
+/// `event::FLAG_CONNECTED` instead of a `Connect` event of their own. Also set when a UDP
+/// socket older than the monitor is found with a destination (only `connect()` gives a UDP
+/// socket one), so that its disconnect is seen too.
 pub const COUNTER_CONNECTED: u64 = 32;
 /// `Counters::flags`: this UDP socket's peer changed (connected again to another address, sent
 /// to another address while connected, disconnected, or connected after unconnected use): its

@@ -264,10 +264,11 @@ pub(crate) fn emit(kind: EventKind, data: &EventData<'_>) {
     entry.submit(0);
 }
 
-/// `event::FLAG_CONNECTED` when the process connected the socket (see `sock_addr`).
+/// The flags every event about the socket carries ([`Counters::event_flags`]): connected by its
+/// process (see `sock_addr`), counted per peer (see `rebind`).
 #[inline(always)]
-pub(crate) fn connected_flag(c: &Counters) -> u32 {
-    if c.flags & monitor_common::sock::COUNTER_CONNECTED != 0 { monitor_common::event::FLAG_CONNECTED } else { 0 }
+pub(crate) fn socket_flags(c: &Counters) -> u32 {
+    c.event_flags()
 }
 
 /// Owner of a socket whose counters `c` the caller holds (no second lookup of them): the one

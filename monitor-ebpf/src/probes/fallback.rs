@@ -27,13 +27,13 @@ use aya_ebpf::{
 use monitor_common::{
     AF_INET6, IPPROTO_TCP, IPPROTO_UDP,
     event::{EventKind, TcpCounters, Tuple},
-    sock::{COUNTER_OWNER_RECORDED, COUNTER_TCP_CLOSED, Counters, OwnerSource},
+    sock::{COUNTER_CONNECTED, COUNTER_OWNER_RECORDED, COUNTER_TCP_CLOSED, Counters, OwnerSource},
 };
 
 use super::tracked;
 use crate::maps::{
-    COUNTERS, EventData, OWNER, connected_flag, current_task_watched, emit, owner_with, record_owner, sock_offsets,
-    stat, update_interval_ns,
+    COUNTERS, EventData, OWNER, current_task_watched, emit, owner_with, record_owner, sock_offsets, socket_flags, stat,
+    update_interval_ns,
 };
 
 /// `skc_daddr`, `skc_rcv_saddr`, `skc_dport` (network order), `skc_num` (host order) and
@@ -127,6 +127,8 @@ pub(crate) fn discover(sk: *mut c_void) -> *mut Counters {
     c.local_addr = tuple.local_addr;
     c.local_port = tuple.local_port;
     let kind = if tuple.protocol == u16::from(IPPROTO_UDP) && tuple.remote_port != 0 {
+        // Connected by its process (as at discovery on the packet path, see `skb`).
+        c.flags |= COUNTER_CONNECTED;
         EventKind::Connect
     } else {
         EventKind::Discovered
@@ -172,7 +174,7 @@ pub(crate) fn after_count(sk: *mut c_void, c: &mut Counters, every_call: bool) {
     let data = EventData {
         // SAFETY: a BTF socket pointer.
         cookie: unsafe { bpf_get_socket_cookie(sk) },
-        flags: connected_flag(c),
+        flags: socket_flags(c),
         generation: 0,
         first_ns: c.created_ns,
         owner: owner_with(c, sk),
@@ -213,7 +215,7 @@ pub fn fentry_inet_release(ctx: FEntryContext) -> i32 {
     let data = EventData {
         // SAFETY: a BTF socket pointer.
         cookie: unsafe { bpf_get_socket_cookie(sk) },
-        flags: connected_flag(c),
+        flags: socket_flags(c),
         generation: 0,
         first_ns: c.created_ns,
         owner: owner_with(c, sk),

@@ -29,7 +29,7 @@ use monitor_common::{
 };
 
 use super::tuple_of;
-use crate::maps::{EVENTS, connected_flag, owner_with, set_bits, stat};
+use crate::maps::{EVENTS, owner_with, set_bits, socket_flags, stat};
 
 /// True when the socket has carried packets or payload (a flow to end; payload alone where the
 /// packet programs are not attached).
@@ -96,7 +96,7 @@ pub(crate) fn change(cookie: u64, sk: *mut bpf_sock, c: &mut Counters, end_flow:
         (*ev).cookie = cookie;
         (*ev).generation = 0;
         (*ev).first_ns = c.created_ns;
-        (*ev).flags = connected_flag(c);
+        (*ev).flags = socket_flags(c);
         if owner.is_null() {
             (*ev).owner = Owner::default();
             (*ev).flags |= FLAG_NO_OWNER;

@@ -25,12 +25,15 @@ use monitor_common::{
         STAT_PEER_EVICTIONS, STAT_PEER_PARSE_FAIL, STAT_STORAGE_FAIL, STAT_UNATTRIBUTED_BYTES,
         STAT_UNATTRIBUTED_PACKETS,
     },
-    sock::{COPY_STATE_DONE, COUNTER_DISCOVERED, Counters, Owner, OwnerSource, PEER_SLOTS, PeerSlot, PeerTable},
+    sock::{
+        COPY_STATE_DONE, COUNTER_CONNECTED, COUNTER_DISCOVERED, Counters, Owner, OwnerSource, PEER_SLOTS, PeerSlot,
+        PeerTable,
+    },
 };
 
 use super::{ALLOW, field, per_peer, remember_local, tracked, tuple_of};
 use crate::maps::{
-    COUNTERS, EventData, PEERS, add, connected_flag, emit, owner_of, owner_with, stat, update_interval_ns,
+    COUNTERS, EventData, PEERS, add, emit, owner_of, owner_with, socket_flags, stat, update_interval_ns,
 };
 
 /// # Minimum kernel version
@@ -116,7 +119,7 @@ fn report(ctx: &SkBuffContext, sk: *mut bpf_sock, kind: EventKind, c: &Counters)
         &EventData {
             // SAFETY: the context is an skb with a socket.
             cookie: unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) },
-            flags: flags | connected_flag(c),
+            flags: flags | socket_flags(c),
             generation: 0,
             first_ns: c.created_ns,
             owner: owner_with(c, sk.cast()),
@@ -178,7 +181,12 @@ fn discover(ctx: &SkBuffContext, sk: *mut bpf_sock) -> *mut Counters {
         c.created_ns = bpf_ktime_get_boot_ns();
         c.last_report_ns = bpf_ktime_get_coarse_ns();
     }
-    c.flags |= COUNTER_DISCOVERED;
+    // A UDP socket with a destination was connected by its process: marked so, its disconnect
+    // (`connect(AF_UNSPEC)`) is found at its next packet as for a socket connected under the
+    // monitor (`rebind`), and its flow so far ends with its own record.
+    // SAFETY: full-socket field reads.
+    let connected = unsafe { (*sk).protocol == u32::from(IPPROTO_UDP) && (*sk).dst_port != 0 };
+    c.flags |= COUNTER_DISCOVERED | if connected { COUNTER_CONNECTED } else { 0 };
     let mut owner = owner_of(sk.cast());
     let partial;
     if owner.is_null() {
@@ -197,7 +205,7 @@ fn discover(ctx: &SkBuffContext, sk: *mut bpf_sock) -> *mut Counters {
         &EventData {
             // SAFETY: the context is an skb with a socket.
             cookie: unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) },
-            flags: 0,
+            flags: socket_flags(c),
             generation: 0,
             first_ns: c.created_ns,
             owner,

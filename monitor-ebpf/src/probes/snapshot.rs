@@ -51,7 +51,7 @@ pub extern "C" fn iter_counters(ctx: *mut IterCtx) -> i32 {
         c.snapshot_mark = mark;
         let mut ev = Event {
             kind: EventKind::Update as u32,
-            flags: FLAG_NO_OWNER | FLAG_SNAPSHOT,
+            flags: FLAG_NO_OWNER | FLAG_SNAPSHOT | c.event_flags(),
             ts_ns: bpf_ktime_get_boot_ns(),
             cookie: bpf_get_socket_cookie(sk),
             first_ns: c.created_ns,

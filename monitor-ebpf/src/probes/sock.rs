@@ -12,7 +12,7 @@ use monitor_common::{
 };
 
 use super::{ALLOW, per_peer, release_tuple, tracked};
-use crate::maps::{COUNTERS, EventData, PEERS, connected_flag, emit, owner_with, record_owner, set_bits, stat};
+use crate::maps::{COUNTERS, EventData, PEERS, emit, owner_with, record_owner, set_bits, socket_flags, stat};
 
 /// Records the owner of every new IPv4/IPv6 socket in its (new, zeroed) counters.
 ///
@@ -89,7 +89,7 @@ pub fn sock_release(ctx: SockContext) -> i32 {
         EventKind::Release,
         &EventData {
             cookie,
-            flags: connected_flag(c),
+            flags: socket_flags(c),
             generation: 0,
             first_ns: c.created_ns,
             owner,

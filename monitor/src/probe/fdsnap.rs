@@ -119,7 +119,7 @@ impl FdSnapshots {
         };
         let mut ev = Event {
             kind: EventKind::Update as u32,
-            flags: FLAG_NO_OWNER | FLAG_SNAPSHOT,
+            flags: FLAG_NO_OWNER | FLAG_SNAPSHOT | c.event_flags(),
             ts_ns: Clock::boot_ns(),
             cookie,
             first_ns: c.created_ns,

@@ -98,7 +98,10 @@ pub struct Tracker {
     owner_queries: Vec<OwnerQuery>,
     /// Owners found in /proc, by cookie, for flows of that socket not seen yet.
     resolved: HashMap<u64, Owner>,
-    /// UDP sockets whose peer changed (`PeerChanged`), until their release: counted per peer.
+    /// UDP sockets whose peer changed (`PeerChanged`, or `FLAG_PEERS` on any of their events),
+    /// until their release: counted per peer. Kept only while the socket has a flow (pruned at
+    /// each tick, so a lost `Release` leaks nothing): every later event of the socket carries
+    /// `FLAG_PEERS` again.
     changed: std::collections::HashSet<u64>,
     /// The socket whose own record [`Self::finish_whole`] is writing.
     finishing_whole: Option<u64>,
@@ -147,6 +150,9 @@ impl Tracker {
                     self.peer_flows += 1;
                 }
             }
+        }
+        if ev.flags & monitor_common::event::FLAG_PEERS != 0 && key.peer.is_none() && self.config.peer_counting {
+            self.changed.insert(key.cookie);
         }
         match kind {
             EventKind::Release => self.released(key, out),
@@ -244,6 +250,10 @@ impl Tracker {
             }
         }
         self.owners.prune();
+        let (flows, peers) = (&self.flows, &self.peers);
+        self.changed.retain(|cookie| {
+            peers.contains_key(cookie) || flows.contains_key(&FlowKey { cookie: *cookie, peer: None })
+        });
         for key in expired {
             let complete = !self.config.release_events && self.flows.get(&key).is_some_and(Flow::tcp_closed);
             self.finish(key, RecordKind::Close, complete, out);
@@ -291,7 +301,9 @@ impl Tracker {
                 self.finish(key, RecordKind::Close, true, out);
                 continue;
             }
-            let fresh = self.config.fresh_at_shutdown && !stale.contains(&key.cookie);
+            // A peer's counters live in the kernel's peer slots, which no snapshot reads: its
+            // bytes since its last report are missing, so its record says it is incomplete.
+            let fresh = self.config.fresh_at_shutdown && key.peer.is_none() && !stale.contains(&key.cookie);
             if let Some(record) = self.record(key, RecordKind::Shutdown, fresh, now_ns) {
                 out.push(record);
             }

@@ -252,6 +252,59 @@ fn socket_events_after_a_peer_change_add_nothing() {
     assert_eq!((out.len(), sent), (1, 1200), "{out:#?}");
 }
 
+/// A peer change whose `PeerChanged` event was lost (ring buffer full: the kernel dropped the
+/// connected flow's counters since its last report with it, counted as lost, and counts from
+/// zero): the kernel marks every later event of the socket `FLAG_PEERS`, so a refresh of its
+/// counters (now its peers' bytes) adds nothing, and its release leaves them to its peers'
+/// records.
+#[test]
+fn socket_events_marked_per_peer_add_nothing_when_the_change_was_lost() {
+    use monitor_common::event::{FLAG_CONNECTED, FLAG_PEERS, FLAG_SNAPSHOT};
+    let mut t = tracker();
+    let udp = |kind, ts, c, flags| {
+        let mut e = ev(kind, ts, c);
+        e.tuple.protocol = IPPROTO_UDP;
+        e.flags = flags;
+        e
+    };
+    let update = udp(EventKind::Update, SEC, counters(628, 628, 600, 600), FLAG_CONNECTED);
+    let mut out = feed(&mut t, &[(EventKind::Update, update)]);
+    t.tick(12 * SEC, &mut out);
+    let refresh =
+        udp(EventKind::Update, 15 * SEC, counters(928, 0, 900, 0), FLAG_SNAPSHOT | FLAG_CONNECTED | FLAG_PEERS);
+    out.extend(feed(&mut t, &[(EventKind::Update, refresh)]));
+    t.tick(30 * SEC, &mut out);
+    let (peer_kind, peer) = peer_event(EventKind::PeerClosed, 1, [10, 0, 0, 9], 900);
+    let release = udp(EventKind::Release, 31 * SEC, counters(928, 0, 900, 0), FLAG_CONNECTED | FLAG_PEERS);
+    out.extend(feed(&mut t, &[(peer_kind, peer), (EventKind::Release, release)]));
+    let sent: u64 = out.iter().map(|r| r.delta_payload.tx_bytes).sum();
+    assert_eq!(sent, 1500, "the update's 600 and the peer's 900, once: {out:#?}");
+    assert!(t.changed.is_empty(), "released: {:?}", t.changed);
+}
+
+/// The set of sockets counted per peer holds only sockets the tracker still knows: a socket whose
+/// `Release` was lost leaves it at the next tick. A later event of the socket (marked
+/// `FLAG_PEERS` by the kernel) marks it again: released without peer flows, its own record
+/// carries what no peer does, once.
+#[test]
+fn sockets_counted_per_peer_are_forgotten_with_their_flows() {
+    use monitor_common::event::{FLAG_CONNECTED, FLAG_PEERS};
+    let mut t = tracker();
+    let udp = |kind, ts, c| {
+        let mut e = ev(kind, ts, c);
+        e.tuple.protocol = IPPROTO_UDP;
+        e.flags = FLAG_CONNECTED | FLAG_PEERS;
+        e
+    };
+    let mut out = feed(&mut t, &[(EventKind::PeerChanged, udp(EventKind::PeerChanged, SEC, counters(628, 0, 600, 0)))]);
+    assert_eq!(t.changed.len(), 1);
+    t.tick(20 * SEC, &mut out);
+    assert!(t.changed.is_empty(), "no flow of the socket is left: {:?}", t.changed);
+    out.extend(feed(&mut t, &[(EventKind::Release, udp(EventKind::Release, 21 * SEC, counters(328, 0, 300, 0)))]));
+    let closed: Vec<u64> = out.iter().filter(|r| r.event == RecordKind::Close).map(|r| r.payload.tx_bytes).collect();
+    assert_eq!(closed, [600, 300], "{out:#?}");
+}
+
 /// An unconnected UDP socket released without any peer flow (its packets' peers could not be
 /// read) keeps its bytes in a record of its own; without peer counting (degradation
 /// `no_unconnected_udp_peers`) the socket's record is the only one, updates included.
@@ -502,6 +555,27 @@ fn without_release_events_tcp_ends_at_tcp_close_plus_grace_with_later_reads() {
     assert_eq!((tcp.event, tcp.complete, tcp.payload.rx_bytes), (RecordKind::Close, true, 400));
     let udp = out.iter().find(|r| r.cookie == 8).unwrap();
     assert_eq!((udp.event, udp.payload.tx_bytes), (RecordKind::Shutdown, 100));
+}
+
+/// At shutdown a socket's own record has the counters the last snapshot read (complete), a
+/// peer's has only what its last report carried: the kernel's peer slots are not read, so it
+/// says it is incomplete.
+#[test]
+fn peer_flows_open_at_shutdown_are_incomplete() {
+    let mut t = tracker();
+    let mut udp = ev(EventKind::Update, 2 * SEC, counters(128, 128, 100, 100));
+    udp.cookie = 8;
+    udp.tuple.protocol = IPPROTO_UDP;
+    udp.flags = monitor_common::event::FLAG_CONNECTED;
+    let (kind, peer) = peer_event(EventKind::PeerUpdate, 1, [10, 0, 0, 9], 300);
+    feed(&mut t, &[(EventKind::Update, udp), (kind, peer)]);
+    let mut out = Vec::new();
+    t.shutdown(5 * SEC, &mut out);
+    let complete: Vec<(u64, bool, bool)> =
+        out.iter().map(|r| (r.cookie, r.direction == Direction::Unconnected, r.complete)).collect();
+    assert_eq!(complete.len(), 2, "{out:#?}");
+    assert!(complete.contains(&(8, false, true)), "{out:#?}");
+    assert!(complete.contains(&(7, true, false)), "{out:#?}");
 }
 
 #[test]

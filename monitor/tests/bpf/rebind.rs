@@ -36,7 +36,8 @@ pub fn run(role: &str, args: &[String]) -> bool {
         }
         // udp-rebind SCENARIO SIZE COUNT A B: one socket whose peer changes (see `scenario`).
         // With `old-` before the scenario, the socket is made first, `ready` is said, and the
-        // scenario runs after `go` on stdin (a socket older than the monitor).
+        // scenario runs after `go` on stdin (a socket older than the monitor); with
+        // `old-connected-`, the socket is also connected to A before `ready`.
         "udp-rebind" => {
             name("mon-udp-rebind");
             let (size, count): (usize, usize) = (arg(1).parse().unwrap(), arg(2).parse().unwrap());
@@ -50,6 +51,13 @@ pub fn run(role: &str, args: &[String]) -> bool {
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             let which = match arg(0).strip_prefix("old-") {
                 Some(which) => {
+                    let which = match which.strip_prefix("connected-") {
+                        Some(which) => {
+                            s.connect(a).unwrap();
+                            which
+                        }
+                        None => which,
+                    };
                     say(&json!({"ready": true}));
                     crate::helper::wait_stdin("go");
                     which
@@ -95,7 +103,7 @@ impl Moved {
 ///   `sendto()` (unanswered: a connected socket takes datagrams from its peer only), COUNT more
 ///   exchanges with A;
 /// - `reconnect`: connected to A, COUNT exchanges; connected to B, COUNT exchanges;
-/// - `disconnect`: connected to A, COUNT exchanges over more than a second (so an update record
+/// - `disconnect`: connected to A (unless it is already), COUNT exchanges over more than a second (so an update record
 ///   carries A); `connect(AF_UNSPEC)`; COUNT exchanges with B through `sendto()` (IPv6: COUNT
 ///   datagrams, unanswered);
 /// - `connect-after`: COUNT exchanges with A through `sendto()`; connected to B, COUNT exchanges.
@@ -120,7 +128,9 @@ fn scenario(
             m.exchange(s, (b, true), size, count, true);
         }
         "disconnect" => {
-            s.connect(a).unwrap();
+            if s.peer_addr().ok() != Some(a) {
+                s.connect(a).unwrap();
+            }
             m.exchange(s, (a, true), size, count - 1, true);
             std::thread::sleep(Duration::from_millis(1300));
             m.exchange(s, (a, true), size, 1, true);
@@ -153,7 +163,7 @@ pub fn udp_peer_changes_are_charged_to_the_right_addresses(v6: bool) {
     let (size, count) = (700, 20);
     // Sockets older than the monitor (found at start or on the packet path): each runs its
     // scenario once the monitor is up.
-    let old: Vec<_> = ["old-connect-after", "old-reconnect"]
+    let old: Vec<_> = ["old-connect-after", "old-reconnect", "old-connected-disconnect"]
         .into_iter()
         .enumerate()
         .map(|(i, which)| {
@@ -170,7 +180,11 @@ pub fn udp_peer_changes_are_charged_to_the_right_addresses(v6: bool) {
     for (which, mut client, a, b) in old {
         let mut echo_a = spawn("udp-echo", &[s(a), s(count)], server);
         echo_a.line();
-        let mut echo_b = spawn("udp-echo", &[s(b), s(count)], server);
+        let mut echo_b = if which == "old-connected-disconnect" && v6 {
+            spawn("udp-drain", &[s(b), s(count)], server)
+        } else {
+            spawn("udp-echo", &[s(b), s(count)], server)
+        };
         echo_b.line();
         let pid = client.pid();
         client.send("go");
