@@ -35,6 +35,9 @@ pub const IPPROTO_ICMP: u16 = 1;
 pub const IPPROTO_ICMPV6: u16 = 58;
 /// `IPPROTO_SCTP`.
 pub const IPPROTO_SCTP: u16 = 132;
+/// `IPPROTO_MPTCP`: a Multipath TCP socket; the kernel carries its bytes over TCP subflows of
+/// its own (IP protocol 6).
+pub const IPPROTO_MPTCP: u16 = 262;
 /// `IPPROTO_RAW`: raw sockets of this protocol always send their own IP header.
 pub const IPPROTO_RAW: u16 = 255;
 /// `AF_PACKET`: link-layer sockets, which no cgroup socket or packet hook sees.

@@ -37,6 +37,10 @@ pub const EVENTS_DEFAULT_BYTES: u32 = 4 << 20;
 pub const GLOBAL_UPDATE_INTERVAL_NS: &str = "UPDATE_INTERVAL_NS";
 /// Load-time global: 1 to copy payloads for the names stage (`crate::copy`), 0 not to (`u32`).
 pub const GLOBAL_COPY_PAYLOADS: &str = "COPY_PAYLOADS";
+/// Load-time global: 1 when the kernel has `bpf_skc_to_mptcp_sock` (Linux 5.19), so Multipath TCP
+/// subflows are charged to their connection's owner and end at `TCP_CLOSE`; 0 keeps the call
+/// out of the programs (the verifier drops the branch on the frozen value) (`u32`).
+pub const GLOBAL_MPTCP_SUBFLOWS: &str = "MPTCP_SUBFLOWS";
 /// Load-time global: cgroup v2 id of the watched cgroup (`u64`).
 pub const GLOBAL_WATCHED_CGROUP_ID: &str = "WATCHED_CGROUP_ID";
 /// Load-time global: depth of the watched cgroup below the root (`u32`).

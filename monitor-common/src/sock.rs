@@ -97,7 +97,8 @@ const _: () = assert!(core::mem::size_of::<ByteCounters>() == 48);
 ///   the data it sends and the ACKs of what it reads) and its reads (`app_rx_bytes`);
 /// - line 2: what the receive softirq writes (`wire_rx_*`), often on another CPU.
 ///
-/// The owner, read only for events, fills the rest of lines 1 and 2. The value stays 160 bytes.
+/// The owner, read only for events, fills the rest of lines 1 and 2; two fields only MPTCP sockets
+/// use follow. The value is 176 bytes.
 /// [`Counters::bytes`] gathers the counters as one [`ByteCounters`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -140,8 +141,14 @@ pub struct Counters {
     pub wire_rx_bytes: u64,
     /// [`ByteCounters::wire_rx_packets`].
     pub wire_rx_packets: u64,
+    /// MPTCP sockets only ([`COUNTER_MPTCP`]): open subflows (added to at their `ESTABLISHED`,
+    /// taken from at their `TCP_CLOSE`, atomically).
+    pub subflows: u64,
+    /// MPTCP sockets only: the socket's cookie, written at its release, for the event that ends
+    /// its flow when its last subflow closes (where no helper can name the MPTCP socket).
+    pub cookie: u64,
 }
-const _: () = assert!(core::mem::size_of::<Counters>() == 160);
+const _: () = assert!(core::mem::size_of::<Counters>() == 176);
 // Value offset + 8 = offset in the kernel's cache-line-aligned storage data.
 const _: () = assert!(core::mem::offset_of!(Counters, wire_tx_bytes) + 8 == 64);
 const _: () = assert!(core::mem::offset_of!(Counters, app_rx_bytes) + 8 + 8 <= 128);
@@ -224,6 +231,19 @@ pub const COUNTER_CONNECTED: u64 = 32;
 /// connected flow ended with a `PeerChanged` event, and every later packet is counted per peer,
 /// as for an unconnected socket, whatever its destination port says.
 pub const COUNTER_PEERS: u64 = 64;
+
+/// `Counters::flags`: a Multipath TCP socket (`IPPROTO_MPTCP`, the one the process holds). Its
+/// counters take the packets of its TCP subflows, which the kernel creates and releases itself
+/// (no socket hook runs for them, and no process holds them): one flow per MPTCP connection,
+/// payload as the process wrote and read it, wire bytes of every subflow.
+pub const COUNTER_MPTCP: u64 = 128;
+/// `Counters::flags`: the flow of an MPTCP socket was announced to userspace (at its first read
+/// or write: the packet path, which counts its subflows, cannot name it).
+pub const COUNTER_ANNOUNCED: u64 = 256;
+/// `Counters::flags`: the flow of an MPTCP socket ended (its `Release` event was sent, by its
+/// release or by its last subflow's `TCP_CLOSE`, whichever came last: the one that sets this bit
+/// sends it). Later subflow packets are unattributed bytes.
+pub const COUNTER_MPTCP_ENDED: u64 = 512;
 
 /// Number of peer slots per unconnected UDP socket. When all are taken, the oldest claim is
 /// flushed to userspace (`PeerEvicted`) and reused, so nothing is lost.

@@ -158,6 +158,18 @@ pub(crate) fn copy_payloads() -> bool {
     unsafe { ptr::read_volatile(&raw const COPY_PAYLOADS) != 0 }
 }
 
+/// 1 when the kernel has `bpf_skc_to_mptcp_sock` (set by userspace at load time, see
+/// `monitor_common::maps::GLOBAL_MPTCP_SUBFLOWS`).
+#[unsafe(no_mangle)]
+static MPTCP_SUBFLOWS: u32 = 0;
+
+/// Whether Multipath TCP subflows can be told from other TCP sockets.
+#[inline(always)]
+pub(crate) fn mptcp_subflows() -> bool {
+    // SAFETY: a plain global; volatile so the compiler does not fold the default value.
+    unsafe { ptr::read_volatile(&raw const MPTCP_SUBFLOWS) != 0 }
+}
+
 /// cgroup v2 id of the watched cgroup, and its depth below the root (set by userspace at load
 /// time): tracing programs, which are not attached to a cgroup, check the current task against it.
 #[unsafe(no_mangle)]

@@ -4,6 +4,7 @@ pub(crate) mod calibrate;
 pub(crate) mod copy;
 pub(crate) mod fallback;
 pub(crate) mod getaddrinfo;
+pub(crate) mod mptcp;
 pub(crate) mod payload;
 pub(crate) mod rebind;
 pub(crate) mod skb;

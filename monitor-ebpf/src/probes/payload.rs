@@ -15,7 +15,7 @@ use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 use monitor_common::{
     AF_PACKET,
     maps::{FALLBACK_DISCOVER, FALLBACK_EVERY_CALL, STAT_UNATTRIBUTED_BYTES, STAT_UNATTRIBUTED_PACKETS},
-    sock::{COUNTER_DISCOVERED, COUNTER_OWNER_RECORDED, OwnerSource},
+    sock::{COUNTER_ANNOUNCED, COUNTER_DISCOVERED, COUNTER_MPTCP, COUNTER_OWNER_RECORDED, OwnerSource},
 };
 
 use crate::maps::{COUNTERS, OWNER, add, current_task_watched, fallback_bits, record_owner, stat};
@@ -76,6 +76,9 @@ fn count(ctx: &BtfTracePointContext, tx: bool) {
             }
             // Atomic: `sock_ops` and `sock_release` set their bits from other contexts.
             crate::maps::set_bits(&raw mut c.flags, COUNTER_OWNER_RECORDED);
+        }
+        if c.flags & (COUNTER_MPTCP | COUNTER_ANNOUNCED) == COUNTER_MPTCP {
+            super::mptcp::announce(sk, c);
         }
         if fallback_on {
             super::fallback::after_count(sk, c, bits & FALLBACK_EVERY_CALL != 0);

@@ -64,6 +64,10 @@ fn count(ctx: &SkBuffContext, egress: bool) {
     }
     let mut counters = COUNTERS.get(sk.cast(), false);
     if counters.is_null() {
+        // An MPTCP subflow has no counters: its packets count for its connection (`mptcp`).
+        if super::mptcp::count_subflow(sk, egress, len) {
+            return;
+        }
         counters = discover(ctx, sk);
     }
     // SAFETY: null-checked map value.

@@ -6,13 +6,19 @@ use aya_ebpf::{
     programs::SockContext,
 };
 use monitor_common::{
-    IPPROTO_TCP,
+    IPPROTO_MPTCP, IPPROTO_TCP,
     event::{EventKind, TcpCounters},
-    sock::{COUNTER_RELEASED, COUNTER_STATE_CB, COUNTER_TCP_CLOSED, OwnerSource, PEER_SLOTS, PeerSlot},
+    maps::FALLBACK_DISCOVER,
+    sock::{
+        COPY_STATE_DONE, COUNTER_MPTCP, COUNTER_RELEASED, COUNTER_STATE_CB, COUNTER_TCP_CLOSED, OwnerSource,
+        PEER_SLOTS, PeerSlot,
+    },
 };
 
 use super::{ALLOW, per_peer, release_tuple, tracked};
-use crate::maps::{COUNTERS, EventData, PEERS, emit, owner_with, record_owner, set_bits, socket_flags, stat};
+use crate::maps::{
+    COUNTERS, EventData, PEERS, emit, fallback, mptcp_subflows, owner_with, record_owner, set_bits, socket_flags, stat,
+};
 
 /// Records the owner of every new IPv4/IPv6 socket in its (new, zeroed) counters.
 ///
@@ -31,6 +37,11 @@ pub fn sock_create(ctx: SockContext) -> i32 {
     match unsafe { COUNTERS.get_or_create(sk.cast()).as_mut() } {
         Some(c) => {
             record_owner(&mut c.owner, OwnerSource::SockCreate);
+            // SAFETY: ctx field read.
+            if unsafe { (*sk).protocol } == u32::from(IPPROTO_MPTCP) {
+                c.flags |= COUNTER_MPTCP; // counts its subflows' packets (`mptcp`)
+                c.copy_state |= COPY_STATE_DONE;
+            }
             // One clock read for both: the owner was recorded a moment ago.
             c.created_ns = c.owner.created_ns;
             c.last_report_ns = unsafe { bpf_ktime_get_coarse_ns() };
@@ -65,16 +76,28 @@ pub fn sock_release(ctx: SockContext) -> i32 {
     let Some(c) = (unsafe { counters.as_mut() }) else {
         return ALLOW; // never seen: created before the monitor and silent since
     };
+    // SAFETY: ctx field read.
+    let protocol = unsafe { (*sk).protocol };
+    // Without `bpf_skc_to_mptcp_sock` (before 5.19) an MPTCP socket's subflows are counted as TCP
+    // sockets of their own (`mptcp`): its own record would count its bytes twice, unless the
+    // packet path is missing (`FALLBACK_DISCOVER`) and its payload is all that is seen.
+    if protocol == u32::from(IPPROTO_MPTCP) && !mptcp_subflows() && !fallback(FALLBACK_DISCOVER) {
+        return ALLOW;
+    }
     // A TCP socket whose `TCP_CLOSE` `sock_ops` will report ends with that event instead (one
     // event per socket fewer; the process can no longer read or write, so the payload counters
     // are final either way). Atomic, paired with `sock_ops`: if `TCP_CLOSE` came first, its
     // event expects this `Release`.
-    // SAFETY: ctx field read.
-    if unsafe { (*sk).protocol } == u32::from(IPPROTO_TCP) {
+    if protocol == u32::from(IPPROTO_TCP) {
         let before = set_bits(&raw mut c.flags, COUNTER_RELEASED);
         if before & (COUNTER_STATE_CB | COUNTER_TCP_CLOSED) == COUNTER_STATE_CB {
             return ALLOW;
         }
+    } else if protocol == u32::from(IPPROTO_MPTCP) && c.flags & COUNTER_MPTCP != 0 && mptcp_subflows() {
+        // Its flow ends when its last subflow closes too (`mptcp`).
+        set_bits(&raw mut c.flags, COUNTER_RELEASED);
+        super::mptcp::released(sk, c);
+        return ALLOW;
     }
     // SAFETY: the context is a socket.
     let cookie = unsafe { bpf_get_socket_cookie(sk.cast()) };

@@ -71,7 +71,11 @@ fn listening(ctx: &SockOpsContext) {
         return;
     }
     // SAFETY: null-checked map values.
-    let Some(c) = (unsafe { COUNTERS.get(sk.cast(), false).as_ref() }) else { return };
+    let Some(c) = (unsafe { COUNTERS.get(sk.cast(), false).as_ref() }) else {
+        // No `sock_create` for it: an MPTCP listener's subflow takes its connection's owner.
+        super::mptcp::listening(sk.cast());
+        return;
+    };
     if c.owner.source == OwnerSource::Unknown as u32 {
         return; // created before the monitor: the daemon writes `OWNER` from /proc
     }
@@ -116,8 +120,15 @@ fn established(ctx: &SockOpsContext, passive: bool, state_cb: bool) {
     if sk.is_null() {
         return;
     }
-    // Accepted sockets get their counters here (not cloned from the listener).
-    let counters = COUNTERS.get_or_create(sk.cast());
+    let mut counters = COUNTERS.get(sk.cast(), false);
+    if counters.is_null() {
+        // An MPTCP subflow (no `sock_create`, no counters) is part of its connection's flow.
+        if super::mptcp::subflow_established(sk.cast()) {
+            return;
+        }
+        // Accepted sockets get their counters here (not cloned from the listener).
+        counters = COUNTERS.get_or_create(sk.cast());
+    }
     // SAFETY: non-null map value.
     let Some(c) = (unsafe { counters.as_mut() }) else {
         stat(monitor_common::maps::STAT_STORAGE_FAIL, 1);
@@ -182,6 +193,7 @@ fn closed(ctx: &SockOpsContext) {
     let counters = COUNTERS.get(sk.cast(), false);
     // SAFETY: null-checked map value.
     let Some(c) = (unsafe { counters.as_mut() }) else {
+        super::mptcp::subflow_closed(sk);
         return;
     };
     // Atomic, paired with `sock_release`: if the process released the socket already, it sent no

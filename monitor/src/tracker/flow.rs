@@ -203,7 +203,12 @@ impl Flow {
         let mut flow = Self {
             owner,
             protocol,
-            ip_protocol: u8::try_from(ev.tuple.protocol).unwrap_or(u8::MAX),
+            // MPTCP travels as TCP.
+            ip_protocol: if ev.tuple.protocol == monitor_common::IPPROTO_MPTCP {
+                6
+            } else {
+                u8::try_from(ev.tuple.protocol).unwrap_or(u8::MAX)
+            },
             direction: Direction::Unknown,
             flags: if ev.tuple.family == AF_INET6 { bit::V6 } else { 0 },
             local: Endpoint::default(),
@@ -379,7 +384,7 @@ impl Flow {
     /// Direction, with TCP sockets that never connected and have no peer shown as listeners.
     pub(super) fn direction(&self) -> Direction {
         if self.direction == Direction::Unknown
-            && self.protocol == Protocol::Tcp
+            && matches!(self.protocol, Protocol::Tcp | Protocol::Mptcp)
             && !self.established()
             && !self.has(bit::HAS_REMOTE)
             && self.has(bit::HAS_LOCAL)

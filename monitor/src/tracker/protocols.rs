@@ -7,7 +7,9 @@
 
 use std::net::SocketAddr;
 
-use monitor_common::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, sock::ByteCounters};
+use monitor_common::{
+    IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_MPTCP, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, sock::ByteCounters,
+};
 
 use super::record::{Payload, Protocol};
 
@@ -19,6 +21,7 @@ pub(super) fn protocol_of(ip_protocol: u16) -> Protocol {
         IPPROTO_ICMP => Protocol::Icmp,
         IPPROTO_ICMPV6 => Protocol::Icmpv6,
         IPPROTO_SCTP => Protocol::Sctp,
+        IPPROTO_MPTCP => Protocol::Mptcp,
         _ => Protocol::Raw,
     }
 }
@@ -28,7 +31,7 @@ pub(super) fn protocol_of(ip_protocol: u16) -> Protocol {
 pub(super) fn local(protocol: Protocol, local: Option<SocketAddr>) -> Option<SocketAddr> {
     match protocol {
         Protocol::Icmp | Protocol::Icmpv6 | Protocol::Raw => local.map(|a| SocketAddr::new(a.ip(), 0)),
-        Protocol::Tcp | Protocol::Udp | Protocol::Sctp => local,
+        Protocol::Tcp | Protocol::Udp | Protocol::Sctp | Protocol::Mptcp => local,
     }
 }
 
@@ -57,7 +60,7 @@ mod tests {
         clock::Clock,
         tracker::{
             Tracker, TrackerConfig,
-            record::{Direction, PayloadSource},
+            record::{Direction, PayloadSource, RecordKind},
         },
     };
 
@@ -148,11 +151,50 @@ mod tests {
         assert_eq!((out[0].protocol, out[0].ip_protocol, out[0].remote), (Protocol::Raw, 253, None));
     }
 
+    /// An MPTCP connection: announced at its first read or write (`Established`, passive when
+    /// accepted), ended by its release (no `TCP_CLOSE` comes for the MPTCP socket); one record,
+    /// carried as TCP on the wire, with the addresses and bytes its events gave.
+    #[test]
+    fn an_mptcp_connection_is_one_flow_ended_by_its_release() {
+        for passive in [false, true] {
+            let mut t = tracker();
+            let bytes = ByteCounters {
+                app_tx_bytes: 1000,
+                app_rx_bytes: 300,
+                wire_tx_bytes: 1200,
+                wire_tx_packets: 4,
+                wire_rx_bytes: 500,
+                wire_rx_packets: 4,
+            };
+            let mut ev = ping_event(EventKind::Established, [10, 0, 0, 2], 0, ByteCounters::default());
+            ev.tuple.protocol = monitor_common::IPPROTO_MPTCP;
+            ev.tuple.remote_port = 443;
+            ev.flags = if passive { monitor_common::event::FLAG_PASSIVE } else { 0 };
+            let mut out = Vec::new();
+            t.handle(EventKind::Established, &ev, &mut out);
+            let mut release = ev;
+            release.kind = EventKind::Release as u32;
+            release.flags = 0;
+            release.bytes = bytes;
+            t.handle(EventKind::Release, &release, &mut out);
+            assert_eq!(out.len(), 1, "{out:#?}");
+            let r = &out[0];
+            let direction = if passive { Direction::Inbound } else { Direction::Outbound };
+            assert_eq!(
+                (r.event, r.protocol, r.ip_protocol, r.direction),
+                (RecordKind::Close, Protocol::Mptcp, 6, direction)
+            );
+            assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes, r.wire.tx_bytes), (1000, 300, 1200));
+            assert_eq!(r.remote, Some("10.0.0.2:443".parse().unwrap()));
+            assert!(r.complete);
+        }
+    }
+
     #[test]
     fn protocol_numbers_map_to_names() {
-        let names: Vec<Protocol> = [6, 17, 1, 58, 132, 253, 255, 0].into_iter().map(protocol_of).collect();
-        use Protocol::{Icmp, Icmpv6, Raw, Sctp, Tcp, Udp};
-        assert_eq!(names, [Tcp, Udp, Icmp, Icmpv6, Sctp, Raw, Raw, Raw]);
+        let names: Vec<Protocol> = [6, 17, 1, 58, 132, 262, 253, 255, 0].into_iter().map(protocol_of).collect();
+        use Protocol::{Icmp, Icmpv6, Mptcp, Raw, Sctp, Tcp, Udp};
+        assert_eq!(names, [Tcp, Udp, Icmp, Icmpv6, Sctp, Mptcp, Raw, Raw, Raw]);
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub enum Protocol {
     Icmpv6,
     /// SCTP.
     Sctp,
+    /// Multipath TCP: one flow per connection (the process's MPTCP socket), its wire bytes those
+    /// of every TCP subflow the kernel carried it over (`ip_protocol` 6).
+    Mptcp,
     /// Any other IP protocol: raw sockets (and UDP-Lite); `ip_protocol` tells which (255 =
     /// `IPPROTO_RAW`).
     Raw,

@@ -28,6 +28,8 @@ pub fn all() -> Vec<Case> {
         ("udp_unconnected_ipv6_three_destinations_are_three_flows", || udp_unconnected(true)),
         ("udp_unconnected_ipv6_with_extension_headers_exact_per_peer", udp_unconnected_extension_headers),
         ("udp_server_with_40_concurrent_peers_exact_per_peer", udp_server_many_peers),
+        ("mptcp_ipv4_one_flow_per_side_exact", || crate::mptcp::mptcp_exchange(false)),
+        ("mptcp_ipv6_one_flow_per_side_exact", || crate::mptcp::mptcp_exchange(true)),
         ("udp_peer_changes_ipv4_are_charged_to_the_right_addresses", || {
             crate::rebind::udp_peer_changes_are_charged_to_the_right_addresses(false);
         }),
@@ -142,7 +144,7 @@ pub fn all() -> Vec<Case> {
 }
 
 pub(crate) const CLIENT_UID: u32 = 4242;
-const SERVER_UID: u32 = 4243;
+pub(crate) const SERVER_UID: u32 = 4243;
 
 pub(crate) fn s(v: impl ToString) -> String {
     v.to_string()
@@ -164,7 +166,7 @@ pub(crate) fn record_for_local(out: &Output, local: SocketAddr) -> &FlowRecord {
 }
 
 /// |measured - truth| <= 1 % of truth.
-fn assert_within_1pct(what: &str, measured: u64, truth: u64) {
+pub(crate) fn assert_within_1pct(what: &str, measured: u64, truth: u64) {
     let diff = measured.abs_diff(truth);
     assert!(diff * 100 <= truth, "{what}: monitor {measured} vs interface {truth} (diff {diff} > 1%)");
     eprintln!("    {what}: monitor {measured} B, interface {truth} B, diff {diff} B");

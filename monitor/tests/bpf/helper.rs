@@ -314,7 +314,10 @@ pub fn main(role: &str) {
             say(&json!({"connections": made}));
         }
         other => {
-            if !crate::paths_helper::run(other, &args) && !crate::rebind::run(other, &args) {
+            if !crate::paths_helper::run(other, &args)
+                && !crate::rebind::run(other, &args)
+                && !crate::mptcp::run(other, &args)
+            {
                 crate::raw_helpers::main(other, &args);
             }
         }

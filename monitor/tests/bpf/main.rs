@@ -22,6 +22,7 @@ mod getaddrinfo;
 mod helper;
 mod lifecycle;
 mod listeners;
+mod mptcp;
 mod names;
 mod netd;
 mod paths;

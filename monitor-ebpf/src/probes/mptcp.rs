@@ -1,0 +1,227 @@
+//! Multipath TCP. The process holds an MPTCP socket (`IPPROTO_MPTCP`); the kernel carries its
+//! bytes over TCP subflows it creates itself (`sock_create_kern`: no `sock_create` hook and no
+//! `sock_release` hook runs for them, later ones are made by the path manager in a kernel worker,
+//! and an MPTCP-level retransmission sends data again on a subflow). So the flow is the MPTCP
+//! socket: payload as the process wrote and read it (the payload tracepoints), wire bytes of all
+//! its subflows, counted into its counters here (`COUNTER_MPTCP`); the subflows have no counters
+//! and no flows of their own. The packet path cannot name the MPTCP socket in an event (its
+//! cookie helper takes the packet's socket), so the first read or write announces the flow
+//! ([`announce`]). The flow ends when both the process released the socket and its last subflow
+//! reached `TCP_CLOSE` (data still queued at `close()` goes out after the release), whichever
+//! comes last ([`end`]); subflow packets after that are unattributed bytes.
+//!
+//! Needs `bpf_skc_to_mptcp_sock` (Linux 5.19): with `MPTCP_SUBFLOWS` 0 (older kernels) every call
+//! is in a branch the verifier drops, and subflows are counted as TCP sockets of their own.
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    bindings::bpf_sock,
+    helpers::generated::{
+        bpf_get_socket_cookie, bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns, bpf_skc_to_mptcp_sock,
+    },
+};
+use monitor_common::{
+    IPPROTO_MPTCP, IPPROTO_TCP,
+    event::{EventKind, FLAG_PASSIVE, TcpCounters, Tuple},
+    maps::{STAT_STORAGE_FAIL, STAT_UNATTRIBUTED_BYTES, STAT_UNATTRIBUTED_PACKETS},
+    sock::{
+        COPY_STATE_DONE, COUNTER_ANNOUNCED, COUNTER_DISCOVERED, COUNTER_MPTCP, COUNTER_MPTCP_ENDED, COUNTER_RELEASED,
+        Counters, OwnerSource,
+    },
+};
+
+use crate::maps::{COUNTERS, EventData, OWNER, add, emit, mptcp_subflows, owner_of, owner_with, set_bits, stat};
+
+/// Counts a packet of an MPTCP subflow `sk` (a TCP socket without counters) into its MPTCP
+/// socket's counters. False when `sk` is no subflow.
+#[inline(never)]
+pub(crate) fn count_subflow(sk: *mut bpf_sock, egress: bool, len: u64) -> bool {
+    // SAFETY: full-socket field read.
+    if !mptcp_subflows() || unsafe { (*sk).protocol } != u32::from(IPPROTO_TCP) {
+        return false;
+    }
+    let msk = connection_of(sk.cast());
+    if msk.is_null() {
+        return false;
+    }
+    // SAFETY: null-checked map value.
+    let Some(c) = (unsafe { connection_counters(msk).as_mut() }) else {
+        return true;
+    };
+    if c.flags & COUNTER_MPTCP_ENDED != 0 {
+        // The flow's last event is sent: the bytes are counted, as bytes no flow carries.
+        stat(STAT_UNATTRIBUTED_PACKETS, 1);
+        stat(STAT_UNATTRIBUTED_BYTES, len);
+        return true;
+    }
+    if egress {
+        add(&raw mut c.wire_tx_bytes, len);
+        add(&raw mut c.wire_tx_packets, 1);
+    } else {
+        add(&raw mut c.wire_rx_bytes, len);
+        add(&raw mut c.wire_rx_packets, 1);
+    }
+    super::remember_local(sk, c);
+    true
+}
+
+/// `ESTABLISHED` of a TCP socket without counters: when it is an MPTCP subflow, counts it as open
+/// for its connection and returns true (it gets no counters and no events of its own).
+#[inline(always)]
+pub(crate) fn subflow_established(sk: *mut c_void) -> bool {
+    let msk = connection_of(sk);
+    if msk.is_null() {
+        return false;
+    }
+    // SAFETY: null-checked map value.
+    if let Some(c) = unsafe { connection_counters(msk).as_mut() } {
+        add(&raw mut c.subflows, 1);
+    }
+    true
+}
+
+/// `TCP_CLOSE` of a TCP socket without counters: when it is an MPTCP subflow, its connection has
+/// one open subflow fewer, and the last one ends a connection the process released.
+#[inline(always)]
+pub(crate) fn subflow_closed(sk: *mut bpf_sock) {
+    let msk = connection_of(sk.cast());
+    if msk.is_null() {
+        return;
+    }
+    // SAFETY: null-checked map value.
+    let Some(c) = (unsafe { COUNTERS.get(msk, false).as_mut() }) else { return };
+    // Taken from atomically, then read (the instruction set has no fetching add here): two
+    // subflows closing at once may both read 0; `end` sends once.
+    add(&raw mut c.subflows, u64::MAX);
+    // SAFETY: a pointer into a map value.
+    let open = unsafe { core::ptr::read_volatile(&raw const c.subflows) };
+    if (open == 0 || open > u64::MAX / 2) && c.flags & COUNTER_RELEASED != 0 {
+        // SAFETY: full-socket field read.
+        let family = unsafe { (*sk).family } as u16;
+        end(msk, c, family);
+    }
+}
+
+/// The process released its MPTCP socket (`sock_release`, which set `COUNTER_RELEASED` before):
+/// ends the flow now unless a subflow is still open (its `TCP_CLOSE` ends it).
+#[inline(always)]
+pub(crate) fn released(sk: *mut bpf_sock, c: &mut Counters) {
+    // SAFETY: the context is a socket.
+    c.cookie = unsafe { bpf_get_socket_cookie(sk.cast()) };
+    if c.subflows == 0 {
+        // SAFETY: ctx field read.
+        let family = unsafe { (*sk).family } as u16;
+        end(sk.cast(), c, family);
+    }
+}
+
+/// Sends the `Release` that ends an MPTCP socket's flow, once (whoever sets
+/// `COUNTER_MPTCP_ENDED` first). The remote address is left out: userspace keeps the one it knew
+/// (the socket's may be gone, and a subflow's is not the connection's).
+#[inline(never)]
+fn end(msk: *mut c_void, c: &mut Counters, family: u16) {
+    if set_bits(&raw mut c.flags, COUNTER_MPTCP_ENDED) & COUNTER_MPTCP_ENDED != 0 {
+        return;
+    }
+    let tuple = Tuple {
+        family,
+        protocol: IPPROTO_MPTCP,
+        local_addr: c.local_addr,
+        local_port: c.local_port,
+        ..Tuple::default()
+    };
+    let bytes = c.bytes();
+    emit(
+        EventKind::Release,
+        &EventData {
+            cookie: c.cookie,
+            flags: 0,
+            generation: 0,
+            first_ns: c.created_ns,
+            owner: owner_with(c, msk),
+            tuple: &tuple,
+            bytes: &raw const bytes,
+            tcp: TcpCounters::default(),
+        },
+    );
+}
+
+/// A listening subflow (an MPTCP listener's): the owner of its MPTCP socket goes into that
+/// socket's `OWNER` storage, which the MPTCP sockets it accepts inherit (`BPF_F_CLONE`).
+#[inline(always)]
+pub(crate) fn listening(sk: *mut c_void) {
+    let msk = connection_of(sk);
+    if msk.is_null() {
+        return;
+    }
+    // SAFETY: null-checked map values.
+    if let Some(owner) = unsafe { owner_of(msk).as_ref() }
+        && let Some(slot) = unsafe { OWNER.get_or_create(msk).as_mut() }
+    {
+        *slot = *owner;
+    }
+}
+
+/// At the first read or write of an MPTCP socket (a payload tracepoint, in its process): tells
+/// userspace about its flow, as `Established` (`FLAG_PASSIVE` when accepted), with its owner and
+/// addresses, once.
+#[inline(never)]
+pub(crate) fn announce(sk: *mut c_void, c: &mut Counters) {
+    if set_bits(&raw mut c.flags, COUNTER_ANNOUNCED) & COUNTER_ANNOUNCED != 0 {
+        return;
+    }
+    let passive = c.owner.source != OwnerSource::SockCreate as u32;
+    let tuple = super::fallback::sock_tuple(sk);
+    let bytes = c.bytes();
+    emit(
+        EventKind::Established,
+        &EventData {
+            // SAFETY: a BTF socket pointer.
+            cookie: unsafe { bpf_get_socket_cookie(sk) },
+            flags: if passive { FLAG_PASSIVE } else { 0 },
+            generation: 0,
+            first_ns: c.created_ns,
+            owner: owner_with(c, sk),
+            tuple: &tuple,
+            bytes: &raw const bytes,
+            tcp: TcpCounters::default(),
+        },
+    );
+}
+
+/// The counters of MPTCP socket `msk`, made for one the kernel accepted (no `sock_create`: its
+/// owner is the listener's, in `OWNER`, else the process that first reads or writes it, as for a
+/// discovered socket). Null when storage fails (counted).
+#[inline(always)]
+fn connection_counters(msk: *mut c_void) -> *mut Counters {
+    let counters = COUNTERS.get(msk, false);
+    if !counters.is_null() {
+        return counters;
+    }
+    let counters = COUNTERS.get(msk, true);
+    // SAFETY: null-checked map value; helpers without arguments.
+    match unsafe { counters.as_mut() } {
+        Some(c) => {
+            unsafe {
+                c.created_ns = bpf_ktime_get_boot_ns();
+                c.last_report_ns = bpf_ktime_get_coarse_ns();
+            }
+            c.copy_state |= COPY_STATE_DONE;
+            set_bits(&raw mut c.flags, COUNTER_MPTCP | COUNTER_DISCOVERED);
+        }
+        None => stat(STAT_STORAGE_FAIL, 1),
+    }
+    counters
+}
+
+/// The MPTCP socket whose subflow `sk` is, or null (not a subflow, or a kernel without the
+/// helper: the call is then in a branch the verifier drops).
+#[inline(always)]
+fn connection_of(sk: *mut c_void) -> *mut c_void {
+    if !mptcp_subflows() || sk.is_null() {
+        return core::ptr::null_mut();
+    }
+    // SAFETY: a helper taking any socket pointer the verifier accepts; null for other sockets.
+    unsafe { bpf_skc_to_mptcp_sock(sk).cast() }
+}
