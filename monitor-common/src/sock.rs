@@ -144,8 +144,9 @@ pub struct Counters {
     /// MPTCP sockets only ([`COUNTER_MPTCP`]): open subflows (added to at their `ESTABLISHED`,
     /// taken from at their `TCP_CLOSE`, atomically).
     pub subflows: u64,
-    /// MPTCP sockets only: the socket's cookie, written at its release, for the event that ends
-    /// its flow when its last subflow closes (where no helper can name the MPTCP socket).
+    /// MPTCP sockets only: the socket's cookie, written where a hook can read it (the first read
+    /// or write, the release), for the event that ends its flow when its last subflow closes
+    /// (where no helper can name the MPTCP socket).
     pub cookie: u64,
 }
 const _: () = assert!(core::mem::size_of::<Counters>() == 176);
@@ -244,6 +245,10 @@ pub const COUNTER_ANNOUNCED: u64 = 256;
 /// release or by its last subflow's `TCP_CLOSE`, whichever came last: the one that sets this bit
 /// sends it). Later subflow packets are unattributed bytes.
 pub const COUNTER_MPTCP_ENDED: u64 = 512;
+/// `Counters::flags`: an MPTCP socket whose subflows the kernel accepted (its flow is inbound).
+pub const COUNTER_MPTCP_PASSIVE: u64 = 1024;
+/// `Counters::flags`: an MPTCP socket whose subflows it connected (its flow is outbound).
+pub const COUNTER_MPTCP_ACTIVE: u64 = 2048;
 
 /// Number of peer slots per unconnected UDP socket. When all are taken, the oldest claim is
 /// flushed to userspace (`PeerEvicted`) and reused, so nothing is lost.

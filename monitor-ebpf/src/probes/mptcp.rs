@@ -26,8 +26,8 @@ use monitor_common::{
     event::{EventKind, FLAG_PASSIVE, TcpCounters, Tuple},
     maps::{STAT_STORAGE_FAIL, STAT_UNATTRIBUTED_BYTES, STAT_UNATTRIBUTED_PACKETS},
     sock::{
-        COPY_STATE_DONE, COUNTER_ANNOUNCED, COUNTER_DISCOVERED, COUNTER_MPTCP, COUNTER_MPTCP_ENDED, COUNTER_RELEASED,
-        Counters, OwnerSource,
+        COPY_STATE_DONE, COUNTER_ANNOUNCED, COUNTER_DISCOVERED, COUNTER_MPTCP, COUNTER_MPTCP_ACTIVE,
+        COUNTER_MPTCP_ENDED, COUNTER_MPTCP_PASSIVE, COUNTER_RELEASED, Counters,
     },
 };
 
@@ -46,15 +46,16 @@ pub(crate) fn count_subflow(sk: *mut bpf_sock, egress: bool, len: u64) -> bool {
         return false;
     }
     // SAFETY: null-checked map value.
-    let Some(c) = (unsafe { connection_counters(msk).as_mut() }) else {
-        return true;
+    let c = match unsafe { connection_counters(msk).as_mut() } {
+        Some(c) if c.flags & COUNTER_MPTCP_ENDED == 0 => c,
+        // No counters (storage failed, counted), or the flow's last event is sent: the bytes are
+        // counted, as bytes no flow carries.
+        _ => {
+            stat(STAT_UNATTRIBUTED_PACKETS, 1);
+            stat(STAT_UNATTRIBUTED_BYTES, len);
+            return true;
+        }
     };
-    if c.flags & COUNTER_MPTCP_ENDED != 0 {
-        // The flow's last event is sent: the bytes are counted, as bytes no flow carries.
-        stat(STAT_UNATTRIBUTED_PACKETS, 1);
-        stat(STAT_UNATTRIBUTED_BYTES, len);
-        return true;
-    }
     if egress {
         add(&raw mut c.wire_tx_bytes, len);
         add(&raw mut c.wire_tx_packets, 1);
@@ -66,17 +67,21 @@ pub(crate) fn count_subflow(sk: *mut bpf_sock, egress: bool, len: u64) -> bool {
     true
 }
 
-/// `ESTABLISHED` of a TCP socket without counters: when it is an MPTCP subflow, counts it as open
-/// for its connection and returns true (it gets no counters and no events of its own).
+/// `ESTABLISHED` of a TCP socket without counters: when it is an MPTCP subflow, records which
+/// side its connection is on, counts it as open when its `TCP_CLOSE` will be seen (`state_cb`),
+/// and returns true (it gets no counters and no events of its own).
 #[inline(always)]
-pub(crate) fn subflow_established(sk: *mut c_void) -> bool {
+pub(crate) fn subflow_established(sk: *mut c_void, passive: bool, state_cb: bool) -> bool {
     let msk = connection_of(sk);
     if msk.is_null() {
         return false;
     }
     // SAFETY: null-checked map value.
     if let Some(c) = unsafe { connection_counters(msk).as_mut() } {
-        add(&raw mut c.subflows, 1);
+        if state_cb {
+            add(&raw mut c.subflows, 1);
+        }
+        set_bits(&raw mut c.flags, if passive { COUNTER_MPTCP_PASSIVE } else { COUNTER_MPTCP_ACTIVE });
     }
     true
 }
@@ -91,46 +96,50 @@ pub(crate) fn subflow_closed(sk: *mut bpf_sock) {
     }
     // SAFETY: null-checked map value.
     let Some(c) = (unsafe { COUNTERS.get(msk, false).as_mut() }) else { return };
-    // Taken from atomically, then read (the instruction set has no fetching add here): two
-    // subflows closing at once may both read 0; `end` sends once.
+    // Taken from atomically, then read with a fully ordered fetch (the compiler's BPF target
+    // has no fetching add): two subflows closing at once may both read none open; `end` sends
+    // once. Paired with `released`, which sets its bit before it reads the count.
     add(&raw mut c.subflows, u64::MAX);
-    // SAFETY: a pointer into a map value.
-    let open = unsafe { core::ptr::read_volatile(&raw const c.subflows) };
-    if (open == 0 || open > u64::MAX / 2) && c.flags & COUNTER_RELEASED != 0 {
-        // SAFETY: full-socket field read.
-        let family = unsafe { (*sk).family } as u16;
-        end(msk, c, family);
+    let flags = set_bits(&raw mut c.flags, 0);
+    if none_open(set_bits(&raw mut c.subflows, 0)) && flags & COUNTER_RELEASED != 0 {
+        // Announced: the addresses are left out, userspace keeps those it knew (a later
+        // subflow's are not the connection's). Else this subflow's are the best known.
+        let mut tuple = Tuple { protocol: IPPROTO_MPTCP, ..Tuple::default() };
+        if flags & COUNTER_ANNOUNCED == 0 {
+            tuple = super::tuple_of(sk);
+            tuple.protocol = IPPROTO_MPTCP;
+        }
+        end(msk, c, &tuple);
     }
 }
 
-/// The process released its MPTCP socket (`sock_release`, which set `COUNTER_RELEASED` before):
-/// ends the flow now unless a subflow is still open (its `TCP_CLOSE` ends it).
+/// No subflow open: zero, or below zero (a subflow established before the monitor, whose close
+/// was counted but not its start).
 #[inline(always)]
-pub(crate) fn released(sk: *mut bpf_sock, c: &mut Counters) {
-    // SAFETY: the context is a socket.
-    c.cookie = unsafe { bpf_get_socket_cookie(sk.cast()) };
-    if c.subflows == 0 {
-        // SAFETY: ctx field read.
-        let family = unsafe { (*sk).family } as u16;
-        end(sk.cast(), c, family);
+fn none_open(subflows: u64) -> bool {
+    subflows == 0 || subflows > u64::MAX / 2
+}
+
+/// The process released its MPTCP socket (`sock_release`): ends the flow now unless a subflow is
+/// still open (the last one's `TCP_CLOSE` ends it).
+#[inline(always)]
+pub(crate) fn released(sk: *mut bpf_sock, cookie: u64, c: &mut Counters) {
+    c.cookie = cookie;
+    // Fully ordered, before the count is read (paired with `subflow_closed`).
+    set_bits(&raw mut c.flags, COUNTER_RELEASED);
+    let tuple = super::release_tuple(sk, c);
+    if none_open(set_bits(&raw mut c.subflows, 0)) {
+        end(sk.cast(), c, &tuple);
     }
 }
 
 /// Sends the `Release` that ends an MPTCP socket's flow, once (whoever sets
-/// `COUNTER_MPTCP_ENDED` first). The remote address is left out: userspace keeps the one it knew
-/// (the socket's may be gone, and a subflow's is not the connection's).
+/// `COUNTER_MPTCP_ENDED` first).
 #[inline(never)]
-fn end(msk: *mut c_void, c: &mut Counters, family: u16) {
+fn end(msk: *mut c_void, c: &mut Counters, tuple: &Tuple) {
     if set_bits(&raw mut c.flags, COUNTER_MPTCP_ENDED) & COUNTER_MPTCP_ENDED != 0 {
         return;
     }
-    let tuple = Tuple {
-        family,
-        protocol: IPPROTO_MPTCP,
-        local_addr: c.local_addr,
-        local_port: c.local_port,
-        ..Tuple::default()
-    };
     let bytes = c.bytes();
     emit(
         EventKind::Release,
@@ -140,7 +149,7 @@ fn end(msk: *mut c_void, c: &mut Counters, family: u16) {
             generation: 0,
             first_ns: c.created_ns,
             owner: owner_with(c, msk),
-            tuple: &tuple,
+            tuple,
             bytes: &raw const bytes,
             tcp: TcpCounters::default(),
         },
@@ -164,22 +173,32 @@ pub(crate) fn listening(sk: *mut c_void) {
 }
 
 /// At the first read or write of an MPTCP socket (a payload tracepoint, in its process): tells
-/// userspace about its flow, as `Established` (`FLAG_PASSIVE` when accepted), with its owner and
-/// addresses, once.
+/// userspace about its flow, with its owner and addresses, once: `Established` for a connection
+/// whose side is known (`FLAG_PASSIVE` when accepted), else `Discovered` (its subflows were
+/// established before the monitor).
 #[inline(never)]
 pub(crate) fn announce(sk: *mut c_void, c: &mut Counters) {
-    if set_bits(&raw mut c.flags, COUNTER_ANNOUNCED) & COUNTER_ANNOUNCED != 0 {
+    let flags = set_bits(&raw mut c.flags, COUNTER_ANNOUNCED);
+    if flags & COUNTER_ANNOUNCED != 0 {
         return;
     }
-    let passive = c.owner.source != OwnerSource::SockCreate as u32;
+    // SAFETY: a BTF socket pointer.
+    let cookie = unsafe { bpf_get_socket_cookie(sk) };
+    c.cookie = cookie;
+    let (kind, passive) = if flags & COUNTER_MPTCP_PASSIVE != 0 {
+        (EventKind::Established, FLAG_PASSIVE)
+    } else if flags & COUNTER_MPTCP_ACTIVE != 0 {
+        (EventKind::Established, 0)
+    } else {
+        (EventKind::Discovered, 0)
+    };
     let tuple = super::fallback::sock_tuple(sk);
     let bytes = c.bytes();
     emit(
-        EventKind::Established,
+        kind,
         &EventData {
-            // SAFETY: a BTF socket pointer.
-            cookie: unsafe { bpf_get_socket_cookie(sk) },
-            flags: if passive { FLAG_PASSIVE } else { 0 },
+            cookie,
+            flags: passive,
             generation: 0,
             first_ns: c.created_ns,
             owner: owner_with(c, sk),

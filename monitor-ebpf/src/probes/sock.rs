@@ -41,6 +41,10 @@ pub fn sock_create(ctx: SockContext) -> i32 {
             if unsafe { (*sk).protocol } == u32::from(IPPROTO_MPTCP) {
                 c.flags |= COUNTER_MPTCP; // counts its subflows' packets (`mptcp`)
                 c.copy_state |= COPY_STATE_DONE;
+                // Its cookie is not read here: an MPTCP listener's would be copied into every
+                // connection it accepts (the kernel clones the socket with it), which then could
+                // not be told from each other. It is read at the first read or write and at the
+                // release (`mptcp`).
             }
             // One clock read for both: the owner was recorded a moment ago.
             c.created_ns = c.owner.created_ns;
@@ -95,8 +99,9 @@ pub fn sock_release(ctx: SockContext) -> i32 {
         }
     } else if protocol == u32::from(IPPROTO_MPTCP) && c.flags & COUNTER_MPTCP != 0 && mptcp_subflows() {
         // Its flow ends when its last subflow closes too (`mptcp`).
-        set_bits(&raw mut c.flags, COUNTER_RELEASED);
-        super::mptcp::released(sk, c);
+        // SAFETY: the context is a socket.
+        let cookie = unsafe { bpf_get_socket_cookie(sk.cast()) };
+        super::mptcp::released(sk, cookie, c);
         return ALLOW;
     }
     // SAFETY: the context is a socket.

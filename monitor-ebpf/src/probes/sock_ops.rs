@@ -123,7 +123,7 @@ fn established(ctx: &SockOpsContext, passive: bool, state_cb: bool) {
     let mut counters = COUNTERS.get(sk.cast(), false);
     if counters.is_null() {
         // An MPTCP subflow (no `sock_create`, no counters) is part of its connection's flow.
-        if super::mptcp::subflow_established(sk.cast()) {
+        if super::mptcp::subflow_established(sk.cast(), passive, state_cb) {
             return;
         }
         // Accepted sockets get their counters here (not cloned from the listener).

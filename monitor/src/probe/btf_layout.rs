@@ -17,6 +17,9 @@ pub struct SockLayout {
     pub v6_rcv_saddr: u32,
     /// The 16-bit `sk_protocol` in `struct sock` (a bitfield before Linux 5.6: unsupported).
     pub protocol: u32,
+    /// The kernel has `struct mptcp_sock` (built with `CONFIG_MPTCP`): the return type of
+    /// `bpf_skc_to_mptcp_sock`, without which the verifier refuses any program calling it.
+    pub mptcp_sock: bool,
 }
 
 /// Why the layout is not usable.
@@ -226,7 +229,8 @@ pub fn sock_layout(data: &[u8]) -> Result<SockLayout, LayoutError> {
     if common != 0 {
         return Err(LayoutError::Moved { field: "__sk_common", found: common, expected: 0 });
     }
-    Ok(SockLayout { v6_daddr, v6_rcv_saddr, protocol })
+    let mptcp_sock = types.structs.contains_key("mptcp_sock");
+    Ok(SockLayout { v6_daddr, v6_rcv_saddr, protocol, mptcp_sock })
 }
 
 /// The layout of this kernel (`/sys/kernel/btf/vmlinux`).

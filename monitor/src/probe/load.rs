@@ -152,7 +152,7 @@ impl Probe {
             .override_global(maps::GLOBAL_SK_V6_DADDR_OFFSET, &offsets.0, true)
             .override_global(maps::GLOBAL_SK_V6_RCV_SADDR_OFFSET, &offsets.1, true)
             .override_global(maps::GLOBAL_SK_PROTOCOL_OFFSET, &offsets.2, true)
-            .override_global(maps::GLOBAL_MPTCP_SUBFLOWS, &mptcp_subflows(), true)
+            .override_global(maps::GLOBAL_MPTCP_SUBFLOWS, &mptcp_subflows(layout.as_ref().ok()), true)
             .load(object::object_bytes())
             .map_err(Error::Load)?;
         match aya_log::EbpfLogger::init(&mut ebpf) {
@@ -318,11 +318,13 @@ impl Probe {
     }
 }
 
-/// 1 when the kernel has `bpf_skc_to_mptcp_sock` (Linux 5.19) and the programs may call it
-/// ([`maps::GLOBAL_MPTCP_SUBFLOWS`]); 0 keeps the call in a branch the verifier drops, so the
-/// programs load on older kernels (where MPTCP subflows then end at shutdown, not at close).
-fn mptcp_subflows() -> u32 {
-    u32::from(KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(5, 19, 0)))
+/// 1 when the kernel has `bpf_skc_to_mptcp_sock` (Linux 5.19) and `struct mptcp_sock` in its BTF
+/// (`CONFIG_MPTCP`), so the programs may call it ([`maps::GLOBAL_MPTCP_SUBFLOWS`]); 0 keeps the
+/// call in a branch the verifier drops, so the programs load everywhere else (see the README's
+/// Multipath TCP limits).
+fn mptcp_subflows(layout: Option<&btf_layout::SockLayout>) -> u32 {
+    let helper = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(5, 19, 0));
+    u32::from(helper && layout.is_some_and(|l| l.mptcp_sock))
 }
 
 pub(super) fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, Error>

@@ -302,8 +302,10 @@ impl Tracker {
                 continue;
             }
             // A peer's counters live in the kernel's peer slots, which no snapshot reads: its
-            // bytes since its last report are missing, so its record says it is incomplete.
-            let fresh = self.config.fresh_at_shutdown && key.peer.is_none() && !stale.contains(&key.cookie);
+            // bytes since its last report are missing, so its record says it is incomplete,
+            // unless its slot was flushed (parked: nothing of it is left in the kernel).
+            let peer_known = key.peer.is_none() || self.flows.get(&key).is_some_and(flow::Flow::parked);
+            let fresh = self.config.fresh_at_shutdown && peer_known && !stale.contains(&key.cookie);
             if let Some(record) = self.record(key, RecordKind::Shutdown, fresh, now_ns) {
                 out.push(record);
             }
@@ -388,7 +390,7 @@ impl Tracker {
         use record::Protocol;
         self.config.peer_counting
             && match f.protocol {
-                Protocol::Tcp => false,
+                Protocol::Tcp | Protocol::Mptcp => false,
                 Protocol::Udp => f.remote().is_none() && f.direction() != record::Direction::Outbound,
                 _ => true,
             }

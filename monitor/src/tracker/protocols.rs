@@ -152,42 +152,56 @@ mod tests {
     }
 
     /// An MPTCP connection: announced at its first read or write (`Established`, passive when
-    /// accepted), ended by its release (no `TCP_CLOSE` comes for the MPTCP socket); one record,
-    /// carried as TCP on the wire, with the addresses and bytes its events gave.
+    /// accepted), reported while open (update records, like a TCP flow, not silenced like a
+    /// per-peer socket), ended by the `Release` its last subflow's close sends, which carries no
+    /// addresses (the announced ones stay); at shutdown an open one has its `shutdown` record.
     #[test]
-    fn an_mptcp_connection_is_one_flow_ended_by_its_release() {
+    fn an_mptcp_connection_is_one_flow_reported_while_open_and_ended_by_its_release() {
+        let counters = |n: u64| ByteCounters {
+            app_tx_bytes: n,
+            app_rx_bytes: n / 2,
+            wire_tx_bytes: n + 100,
+            wire_tx_packets: 4,
+            wire_rx_bytes: n / 2 + 100,
+            wire_rx_packets: 4,
+        };
         for passive in [false, true] {
             let mut t = tracker();
-            let bytes = ByteCounters {
-                app_tx_bytes: 1000,
-                app_rx_bytes: 300,
-                wire_tx_bytes: 1200,
-                wire_tx_packets: 4,
-                wire_rx_bytes: 500,
-                wire_rx_packets: 4,
-            };
-            let mut ev = ping_event(EventKind::Established, [10, 0, 0, 2], 0, ByteCounters::default());
+            let mut ev = ping_event(EventKind::Established, [10, 0, 0, 2], 0, counters(1000));
             ev.tuple.protocol = monitor_common::IPPROTO_MPTCP;
             ev.tuple.remote_port = 443;
             ev.flags = if passive { monitor_common::event::FLAG_PASSIVE } else { 0 };
             let mut out = Vec::new();
             t.handle(EventKind::Established, &ev, &mut out);
+            t.tick(20 * SEC, &mut out);
+            assert_eq!(out.len(), 1, "an update while open: {out:#?}");
+            assert_eq!((out[0].event, out[0].payload.tx_bytes), (RecordKind::Update, 1000));
             let mut release = ev;
             release.kind = EventKind::Release as u32;
             release.flags = 0;
-            release.bytes = bytes;
+            release.bytes = counters(3000);
+            release.tuple = Tuple { protocol: monitor_common::IPPROTO_MPTCP, ..Tuple::default() };
             t.handle(EventKind::Release, &release, &mut out);
-            assert_eq!(out.len(), 1, "{out:#?}");
-            let r = &out[0];
+            assert_eq!(out.len(), 2, "{out:#?}");
+            let r = &out[1];
             let direction = if passive { Direction::Inbound } else { Direction::Outbound };
             assert_eq!(
                 (r.event, r.protocol, r.ip_protocol, r.direction),
                 (RecordKind::Close, Protocol::Mptcp, 6, direction)
             );
-            assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes, r.wire.tx_bytes), (1000, 300, 1200));
-            assert_eq!(r.remote, Some("10.0.0.2:443".parse().unwrap()));
+            assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes, r.wire.tx_bytes), (3000, 1500, 3100));
+            assert_eq!(r.delta_payload.tx_bytes, 2000);
+            assert_eq!(r.remote, Some("10.0.0.2:443".parse().unwrap()), "the announced address stays");
             assert!(r.complete);
         }
+        let mut t = tracker();
+        let mut ev = ping_event(EventKind::Established, [10, 0, 0, 2], 0, counters(1000));
+        ev.tuple.protocol = monitor_common::IPPROTO_MPTCP;
+        let mut out = Vec::new();
+        t.handle(EventKind::Established, &ev, &mut out);
+        t.shutdown(5 * SEC, &mut out);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        assert_eq!((out[0].event, out[0].payload.tx_bytes), (RecordKind::Shutdown, 1000));
     }
 
     #[test]

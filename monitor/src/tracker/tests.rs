@@ -284,8 +284,8 @@ fn socket_events_marked_per_peer_add_nothing_when_the_change_was_lost() {
 
 /// The set of sockets counted per peer holds only sockets the tracker still knows: a socket whose
 /// `Release` was lost leaves it at the next tick. A later event of the socket (marked
-/// `FLAG_PEERS` by the kernel) marks it again: released without peer flows, its own record
-/// carries what no peer does, once.
+/// `FLAG_PEERS` by the kernel) marks it again, so its refreshes add nothing; released without
+/// peer flows, its own record carries what no peer does, once.
 #[test]
 fn sockets_counted_per_peer_are_forgotten_with_their_flows() {
     use monitor_common::event::{FLAG_CONNECTED, FLAG_PEERS};
@@ -300,9 +300,16 @@ fn sockets_counted_per_peer_are_forgotten_with_their_flows() {
     assert_eq!(t.changed.len(), 1);
     t.tick(20 * SEC, &mut out);
     assert!(t.changed.is_empty(), "no flow of the socket is left: {:?}", t.changed);
-    out.extend(feed(&mut t, &[(EventKind::Release, udp(EventKind::Release, 21 * SEC, counters(328, 0, 300, 0)))]));
+    // The socket's next event says again that it is counted per peer: its counters (its peers'
+    // bytes) make no record of its own.
+    out.extend(feed(&mut t, &[(EventKind::Update, udp(EventKind::Update, 21 * SEC, counters(928, 0, 900, 0)))]));
+    assert_eq!(t.changed.len(), 1);
+    t.tick(40 * SEC, &mut out);
+    assert_eq!(out.iter().filter(|r| r.event == RecordKind::Update).count(), 0, "{out:#?}");
+    // Released without peer flows: its own record carries what no peer does, once.
+    out.extend(feed(&mut t, &[(EventKind::Release, udp(EventKind::Release, 41 * SEC, counters(1228, 0, 1200, 0)))]));
     let closed: Vec<u64> = out.iter().filter(|r| r.event == RecordKind::Close).map(|r| r.payload.tx_bytes).collect();
-    assert_eq!(closed, [600, 300], "{out:#?}");
+    assert_eq!(closed, [600, 1200], "{out:#?}");
 }
 
 /// An unconnected UDP socket released without any peer flow (its packets' peers could not be

@@ -28,8 +28,9 @@ pub fn all() -> Vec<Case> {
         ("udp_unconnected_ipv6_three_destinations_are_three_flows", || udp_unconnected(true)),
         ("udp_unconnected_ipv6_with_extension_headers_exact_per_peer", udp_unconnected_extension_headers),
         ("udp_server_with_40_concurrent_peers_exact_per_peer", udp_server_many_peers),
-        ("mptcp_ipv4_one_flow_per_side_exact", || crate::mptcp::mptcp_exchange(false)),
-        ("mptcp_ipv6_one_flow_per_side_exact", || crate::mptcp::mptcp_exchange(true)),
+        ("mptcp_ipv4_one_flow_per_side_exact", || crate::mptcp::mptcp_exchange(false, false)),
+        ("mptcp_ipv6_one_flow_per_side_exact", || crate::mptcp::mptcp_exchange(true, false)),
+        ("mptcp_two_subflows_ipv4_one_flow_per_side_exact", || crate::mptcp::mptcp_exchange(false, true)),
         ("udp_peer_changes_ipv4_are_charged_to_the_right_addresses", || {
             crate::rebind::udp_peer_changes_are_charged_to_the_right_addresses(false);
         }),

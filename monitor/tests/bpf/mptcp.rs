@@ -19,7 +19,7 @@ use monitor::tracker::{
 use crate::{
     cases::{CLIENT_UID, SERVER_UID, assert_owner, assert_within_1pct, s, server_addr},
     daemon::Monitor,
-    env::{Pair, Place, TestCgroup, spawn},
+    env::{Netns, Pair, Place, TestCgroup, ip, spawn},
     helper::{name, pattern, read_to_end, say},
 };
 
@@ -65,7 +65,9 @@ pub fn run(role: &str, args: &[String]) -> bool {
             s.shutdown(Shutdown::Write).unwrap();
             say(&json!({"rx": rx, "tx": reply}));
         }
-        // mptcp-client SERVER SEND: one MPTCP connection, sends SEND bytes, reads to EOF.
+        // mptcp-client SERVER SEND WAIT_MS: one MPTCP connection, sends SEND bytes (the first
+        // 1,000, then WAIT_MS for the path manager's subflows, which it opens once data was
+        // acknowledged, then the rest), reads to EOF.
         "mptcp-client" => {
             name("mon-mptcp-cli");
             let server: SocketAddr = arg(0).parse().unwrap();
@@ -76,7 +78,11 @@ pub fn run(role: &str, args: &[String]) -> bool {
             // SAFETY: a connected stream socket we own.
             let mut s = unsafe { TcpStream::from_raw_fd(fd) };
             let send: usize = arg(1).parse().unwrap();
-            s.write_all(&pattern(send)).unwrap();
+            let data = pattern(send);
+            let (first, rest) = data.split_at(1000.min(send));
+            s.write_all(first).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(arg(2).parse().unwrap()));
+            s.write_all(rest).unwrap();
             s.shutdown(Shutdown::Write).unwrap();
             let rx = read_to_end(&mut s);
             say(
@@ -89,13 +95,22 @@ pub fn run(role: &str, args: &[String]) -> bool {
 }
 
 /// An MPTCP client sends 1,000,000 bytes to an MPTCP server, which answers 65,536, both watched:
-/// one `close` record each (the subflow's, charged to the process, with the kernel's TCP
-/// counters as payload), none for the MPTCP sockets themselves, wire bytes equal to the
-/// interfaces'.
-pub fn mptcp_exchange(v6: bool) {
+/// one `close` record per connection side (protocol `mptcp`, charged to the process, payload as
+/// it wrote and read it, wire bytes of its subflows) and the listener's, none for the subflows;
+/// wire bytes within 1 % of each interface's. With `two_subflows` (IPv4), the client's path manager opens a second subflow from
+/// a second address of its own (made by a kernel worker, not the process): still one flow each.
+pub fn mptcp_exchange(v6: bool, two_subflows: bool) {
     let pair = Pair::private();
     let cg = TestCgroup::new();
     let server = server_addr(&pair, v6, 0, 5301);
+    if two_subflows {
+        let (a, b) = (pair.a.name.as_str(), pair.b.name.as_str());
+        ip(&["-n", a, "addr", "add", "10.77.0.11/32", "dev", "va"]);
+        ip(&["-n", b, "route", "add", "10.77.0.11/32", "dev", "vb"]);
+        ip(&["-n", a, "mptcp", "limits", "set", "subflow", "2"]);
+        ip(&["-n", a, "mptcp", "endpoint", "add", "10.77.0.11", "dev", "va", "subflow"]);
+        ip(&["-n", b, "mptcp", "limits", "set", "subflow", "2"]);
+    }
     let mon = Monitor::start(&cg.path, "");
     let (before_a, before_b) = (pair.a.counters("va"), pair.b.counters("vb"));
     let mut srv = spawn(
@@ -106,15 +121,24 @@ pub fn mptcp_exchange(v6: bool) {
     srv.line();
     let client = spawn(
         "mptcp-client",
-        &[s(server), s(1_000_000)],
+        &[s(server), s(1_000_000), s(if two_subflows { 500 } else { 0 })],
         Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) },
     );
     let (client_pid, server_pid) = (client.pid(), srv.pid());
     let truth = client.finish().remove(0);
     let served = srv.finish().remove(0);
     assert_eq!((served["rx"].as_u64(), truth["rx"].as_u64()), (Some(1_000_000), Some(65_536)), "helpers' own counts");
+    if two_subflows {
+        assert!(joins(&pair.a) >= 1, "the second subflow was not made: nothing to test");
+    }
     let out = mon.stop();
     let iface = (pair.a.counters("va").ip_layer_since(before_a), pair.b.counters("vb").ip_layer_since(before_b));
+    // Distinct flows: an accepted MPTCP socket is a clone of the listener's, cookie included
+    // when the listener's was read before (which the monitor therefore does not do).
+    let mut cookies: Vec<u64> = out.records.iter().map(|r| r.cookie).collect();
+    cookies.sort_unstable();
+    cookies.dedup();
+    assert_eq!(cookies.len(), out.records.len(), "one cookie per flow: {:#?}", out.records);
     for r in &out.records {
         assert!(r.owner.tgid == client_pid || r.owner.tgid == server_pid, "a record of another process: {r:#?}");
         assert_eq!((r.event, r.protocol, r.ip_protocol), (RecordKind::Close, Protocol::Mptcp, 6), "{:#?}", out.records);
@@ -147,4 +171,19 @@ pub fn mptcp_exchange(v6: bool) {
     }
     eprintln!("    one flow each side (and the listener's), payload exact");
     out.assert_nothing_lost();
+}
+
+/// Subflows that joined a connection, as the client's namespace counts them
+/// (`MPTcpExtMPJoinSynAckRx`: SYN-ACKs of `MP_JOIN` handshakes received).
+fn joins(ns: &Netns) -> u64 {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns.name, "nstat", "-az", "MPTcpExtMPJoinSynAckRx"])
+        .output()
+        .expect("nstat (iproute2)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("MPTcpExtMPJoinSynAckRx"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }

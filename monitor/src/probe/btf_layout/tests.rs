@@ -98,7 +98,7 @@ fn blob(family_bits: u32, protocol_bitfield: bool) -> Vec<u8> {
 #[test]
 fn offsets_are_read_through_anonymous_members() {
     let layout = sock_layout(&blob(128, false)).unwrap();
-    assert_eq!(layout, SockLayout { v6_daddr: 56, v6_rcv_saddr: 72, protocol: 516 });
+    assert_eq!(layout, SockLayout { v6_daddr: 56, v6_rcv_saddr: 72, protocol: 516, mptcp_sock: false });
 }
 
 #[test]
