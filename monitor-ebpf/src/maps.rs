@@ -208,6 +208,15 @@ pub(crate) fn set_bits(dst: *mut u64, bits: u64) -> u64 {
     unsafe { atomic_or::<u64, u64, { AtomicOrdering::Relaxed }>(dst, bits) }
 }
 
+/// [`set_bits`], sequentially consistent: neither the compiler nor the CPU moves a store before
+/// it past it, and the instruction always fetches (fully ordered). For the few places where
+/// another CPU must see an earlier store once it sees these bits (`mptcp`).
+#[inline(always)]
+pub(crate) fn set_bits_ordered(dst: *mut u64, bits: u64) -> u64 {
+    // SAFETY: callers pass pointers into map values returned by the kernel.
+    unsafe { atomic_or::<u64, u64, { AtomicOrdering::SeqCst }>(dst, bits) }
+}
+
 /// Adds `value` to statistics slot `index`.
 #[inline(always)]
 pub(crate) fn stat(index: u32, value: u64) {

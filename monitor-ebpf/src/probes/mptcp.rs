@@ -16,7 +16,7 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    bindings::bpf_sock,
+    bindings::{BPF_TCP_LISTEN, BPF_TCP_NEW_SYN_RECV, BPF_TCP_SYN_RECV, BPF_TCP_SYN_SENT, bpf_sock},
     helpers::generated::{
         bpf_get_socket_cookie, bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns, bpf_skc_to_mptcp_sock,
     },
@@ -27,11 +27,13 @@ use monitor_common::{
     maps::{STAT_STORAGE_FAIL, STAT_UNATTRIBUTED_BYTES, STAT_UNATTRIBUTED_PACKETS},
     sock::{
         COPY_STATE_DONE, COUNTER_ANNOUNCED, COUNTER_DISCOVERED, COUNTER_MPTCP, COUNTER_MPTCP_ACTIVE,
-        COUNTER_MPTCP_ENDED, COUNTER_MPTCP_PASSIVE, COUNTER_RELEASED, Counters,
+        COUNTER_MPTCP_ENDED, COUNTER_MPTCP_PASSIVE, COUNTER_RELEASED, Counters, OwnerSource,
     },
 };
 
-use crate::maps::{COUNTERS, EventData, OWNER, add, emit, mptcp_subflows, owner_of, owner_with, set_bits, stat};
+use crate::maps::{
+    COUNTERS, EventData, OWNER, add, emit, mptcp_subflows, owner_of, owner_with, set_bits, set_bits_ordered, stat,
+};
 
 /// Counts a packet of an MPTCP subflow `sk` (a TCP socket without counters) into its MPTCP
 /// socket's counters. False when `sk` is no subflow.
@@ -56,13 +58,7 @@ pub(crate) fn count_subflow(sk: *mut bpf_sock, egress: bool, len: u64) -> bool {
             return true;
         }
     };
-    if egress {
-        add(&raw mut c.wire_tx_bytes, len);
-        add(&raw mut c.wire_tx_packets, 1);
-    } else {
-        add(&raw mut c.wire_rx_bytes, len);
-        add(&raw mut c.wire_rx_packets, 1);
-    }
+    super::skb::add_packet(c, egress, len);
     super::remember_local(sk, c);
     true
 }
@@ -71,7 +67,7 @@ pub(crate) fn count_subflow(sk: *mut bpf_sock, egress: bool, len: u64) -> bool {
 /// side its connection is on, counts it as open when its `TCP_CLOSE` will be seen (`state_cb`),
 /// and returns true (it gets no counters and no events of its own).
 #[inline(always)]
-pub(crate) fn subflow_established(sk: *mut c_void, passive: bool, state_cb: bool) -> bool {
+pub(crate) fn subflow_established(sk: *mut c_void, cookie: u64, passive: bool, state_cb: bool) -> bool {
     let msk = connection_of(sk);
     if msk.is_null() {
         return false;
@@ -81,7 +77,13 @@ pub(crate) fn subflow_established(sk: *mut c_void, passive: bool, state_cb: bool
         if state_cb {
             add(&raw mut c.subflows, 1);
         }
-        set_bits(&raw mut c.flags, if passive { COUNTER_MPTCP_PASSIVE } else { COUNTER_MPTCP_ACTIVE });
+        // The first subflow decides: its side, and the flow's cookie (a TCP child's cookie is
+        // its own, while an accepted MPTCP socket may carry its listener's, which the kernel
+        // copies when it clones the listener).
+        if c.flags & (COUNTER_MPTCP_PASSIVE | COUNTER_MPTCP_ACTIVE) == 0 {
+            c.cookie = cookie;
+            set_bits_ordered(&raw mut c.flags, if passive { COUNTER_MPTCP_PASSIVE } else { COUNTER_MPTCP_ACTIVE });
+        }
     }
     true
 }
@@ -89,19 +91,24 @@ pub(crate) fn subflow_established(sk: *mut c_void, passive: bool, state_cb: bool
 /// `TCP_CLOSE` of a TCP socket without counters: when it is an MPTCP subflow, its connection has
 /// one open subflow fewer, and the last one ends a connection the process released.
 #[inline(always)]
-pub(crate) fn subflow_closed(sk: *mut bpf_sock) {
+pub(crate) fn subflow_closed(sk: *mut bpf_sock, old_state: u32) {
     let msk = connection_of(sk.cast());
     if msk.is_null() {
         return;
     }
     // SAFETY: null-checked map value.
     let Some(c) = (unsafe { COUNTERS.get(msk, false).as_mut() }) else { return };
-    // Taken from atomically, then read with a fully ordered fetch (the compiler's BPF target
+    // Only a subflow that reached ESTABLISHED was counted open (a handshake that failed was not).
+    if matches!(old_state, BPF_TCP_SYN_SENT | BPF_TCP_SYN_RECV | BPF_TCP_LISTEN | BPF_TCP_NEW_SYN_RECV) {
+        return;
+    }
+    // Taken from atomically, then read with fully ordered fetches (the compiler's BPF target
     // has no fetching add): two subflows closing at once may both read none open; `end` sends
     // once. Paired with `released`, which sets its bit before it reads the count.
     add(&raw mut c.subflows, u64::MAX);
-    let flags = set_bits(&raw mut c.flags, 0);
-    if none_open(set_bits(&raw mut c.subflows, 0)) && flags & COUNTER_RELEASED != 0 {
+    let open = set_bits_ordered(&raw mut c.subflows, 0);
+    let flags = set_bits_ordered(&raw mut c.flags, 0);
+    if none_open(open) && flags & COUNTER_RELEASED != 0 {
         // Announced: the addresses are left out, userspace keeps those it knew (a later
         // subflow's are not the connection's). Else this subflow's are the best known.
         let mut tuple = Tuple { protocol: IPPROTO_MPTCP, ..Tuple::default() };
@@ -124,11 +131,13 @@ fn none_open(subflows: u64) -> bool {
 /// still open (the last one's `TCP_CLOSE` ends it).
 #[inline(always)]
 pub(crate) fn released(sk: *mut bpf_sock, cookie: u64, c: &mut Counters) {
-    c.cookie = cookie;
-    // Fully ordered, before the count is read (paired with `subflow_closed`).
-    set_bits(&raw mut c.flags, COUNTER_RELEASED);
+    if c.cookie == 0 {
+        c.cookie = cookie; // no subflow established (a listener, a failed connect)
+    }
+    // Ordered after the cookie and before the count is read (paired with `subflow_closed`).
+    set_bits_ordered(&raw mut c.flags, COUNTER_RELEASED);
     let tuple = super::release_tuple(sk, c);
-    if none_open(set_bits(&raw mut c.subflows, 0)) {
+    if none_open(set_bits_ordered(&raw mut c.subflows, 0)) {
         end(sk.cast(), c, &tuple);
     }
 }
@@ -157,18 +166,24 @@ fn end(msk: *mut c_void, c: &mut Counters, tuple: &Tuple) {
 }
 
 /// A listening subflow (an MPTCP listener's): the owner of its MPTCP socket goes into that
-/// socket's `OWNER` storage, which the MPTCP sockets it accepts inherit (`BPF_F_CLONE`).
+/// socket's `OWNER` storage and the subflow's, which the sockets they accept inherit
+/// (`BPF_F_CLONE`).
 #[inline(always)]
 pub(crate) fn listening(sk: *mut c_void) {
     let msk = connection_of(sk);
     if msk.is_null() {
         return;
     }
-    // SAFETY: null-checked map values.
-    if let Some(owner) = unsafe { owner_of(msk).as_ref() }
-        && let Some(slot) = unsafe { OWNER.get_or_create(msk).as_mut() }
-    {
-        *slot = *owner;
+    // SAFETY: null-checked map value.
+    let Some(owner) = (unsafe { owner_of(msk).as_ref() }) else { return };
+    let owner = *owner;
+    // Also the listening subflow's, which plain TCP connections (clients without MPTCP) are
+    // cloned from, as from a TCP listener.
+    for sock in [msk, sk] {
+        // SAFETY: null-checked map value.
+        if let Some(slot) = unsafe { OWNER.get_or_create(sock).as_mut() } {
+            *slot = owner;
+        }
     }
 }
 
@@ -178,16 +193,22 @@ pub(crate) fn listening(sk: *mut c_void) {
 /// established before the monitor).
 #[inline(never)]
 pub(crate) fn announce(sk: *mut c_void, c: &mut Counters) {
-    let flags = set_bits(&raw mut c.flags, COUNTER_ANNOUNCED);
+    let flags = set_bits_ordered(&raw mut c.flags, COUNTER_ANNOUNCED);
     if flags & COUNTER_ANNOUNCED != 0 {
         return;
     }
-    // SAFETY: a BTF socket pointer.
-    let cookie = unsafe { bpf_get_socket_cookie(sk) };
-    c.cookie = cookie;
+    if c.cookie == 0 {
+        // No subflow established yet (data sent with the SYN, TCP fast open): its own.
+        // SAFETY: a BTF socket pointer.
+        c.cookie = unsafe { bpf_get_socket_cookie(sk) };
+    }
+    let cookie = c.cookie;
+    // A socket `sock_create` saw whose side is not known yet is connecting (an accepted one
+    // comes from the kernel, with its subflow established).
+    let created = c.owner.source == OwnerSource::SockCreate as u32;
     let (kind, passive) = if flags & COUNTER_MPTCP_PASSIVE != 0 {
         (EventKind::Established, FLAG_PASSIVE)
-    } else if flags & COUNTER_MPTCP_ACTIVE != 0 {
+    } else if flags & COUNTER_MPTCP_ACTIVE != 0 || created {
         (EventKind::Established, 0)
     } else {
         (EventKind::Discovered, 0)

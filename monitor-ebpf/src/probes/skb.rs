@@ -84,13 +84,7 @@ fn count(ctx: &SkBuffContext, egress: bool) {
         let traffic = super::rebind::had_traffic(c);
         super::rebind::change(cookie, sk, c, traffic);
     }
-    if egress {
-        add(&raw mut c.wire_tx_bytes, len);
-        add(&raw mut c.wire_tx_packets, 1);
-    } else {
-        add(&raw mut c.wire_rx_bytes, len);
-        add(&raw mut c.wire_rx_packets, 1);
-    }
+    add_packet(c, egress, len);
     remember_local(sk, c);
     if per_peer(protocol, u32::from(dst_port), c.flags) {
         count_peer(ctx, sk, c, egress, len, protocol);
@@ -104,6 +98,18 @@ fn count(ctx: &SkBuffContext, egress: bool) {
     if now.wrapping_sub(c.last_report_ns) >= update_interval_ns() {
         c.last_report_ns = now;
         report(ctx, sk, EventKind::Update, c);
+    }
+}
+
+/// Adds one packet of `len` bytes to a socket's wire counters.
+#[inline(always)]
+pub(crate) fn add_packet(c: &mut Counters, egress: bool, len: u64) {
+    if egress {
+        add(&raw mut c.wire_tx_bytes, len);
+        add(&raw mut c.wire_tx_packets, 1);
+    } else {
+        add(&raw mut c.wire_rx_bytes, len);
+        add(&raw mut c.wire_rx_packets, 1);
     }
 }
 

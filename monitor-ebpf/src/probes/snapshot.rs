@@ -8,7 +8,7 @@ use core::{ffi::c_void, mem::size_of, ptr};
 use aya_ebpf::helpers::generated::{bpf_get_socket_cookie, bpf_ktime_get_boot_ns, bpf_seq_write};
 use monitor_common::{
     event::{Event, EventKind, FLAG_NO_OWNER, FLAG_SNAPSHOT},
-    sock::Counters,
+    sock::{COUNTER_MPTCP, Counters},
 };
 
 /// `struct bpf_iter_meta` (`include/linux/bpf.h`): the seq_file comes first.
@@ -53,7 +53,8 @@ pub extern "C" fn iter_counters(ctx: *mut IterCtx) -> i32 {
             kind: EventKind::Update as u32,
             flags: FLAG_NO_OWNER | FLAG_SNAPSHOT | c.event_flags(),
             ts_ns: bpf_ktime_get_boot_ns(),
-            cookie: bpf_get_socket_cookie(sk),
+            // An MPTCP socket's flow is named by its first subflow's cookie (`mptcp`).
+            cookie: if c.flags & COUNTER_MPTCP != 0 && c.cookie != 0 { c.cookie } else { bpf_get_socket_cookie(sk) },
             first_ns: c.created_ns,
             bytes,
             ..Event::default()

@@ -38,7 +38,7 @@ pub fn sock_create(ctx: SockContext) -> i32 {
         Some(c) => {
             record_owner(&mut c.owner, OwnerSource::SockCreate);
             // SAFETY: ctx field read.
-            if unsafe { (*sk).protocol } == u32::from(IPPROTO_MPTCP) {
+            if mptcp_subflows() && unsafe { (*sk).protocol } == u32::from(IPPROTO_MPTCP) {
                 c.flags |= COUNTER_MPTCP; // counts its subflows' packets (`mptcp`)
                 c.copy_state |= COPY_STATE_DONE;
                 // Its cookie is not read here: an MPTCP listener's would be copied into every

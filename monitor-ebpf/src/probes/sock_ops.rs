@@ -123,7 +123,9 @@ fn established(ctx: &SockOpsContext, passive: bool, state_cb: bool) {
     let mut counters = COUNTERS.get(sk.cast(), false);
     if counters.is_null() {
         // An MPTCP subflow (no `sock_create`, no counters) is part of its connection's flow.
-        if super::mptcp::subflow_established(sk.cast(), passive, state_cb) {
+        // SAFETY: the context is a sock_ops context.
+        let cookie = unsafe { bpf_get_socket_cookie(ctx.ops.cast()) };
+        if super::mptcp::subflow_established(sk.cast(), cookie, passive, state_cb) {
             return;
         }
         // Accepted sockets get their counters here (not cloned from the listener).
@@ -193,7 +195,7 @@ fn closed(ctx: &SockOpsContext) {
     let counters = COUNTERS.get(sk.cast(), false);
     // SAFETY: null-checked map value.
     let Some(c) = (unsafe { counters.as_mut() }) else {
-        super::mptcp::subflow_closed(sk);
+        super::mptcp::subflow_closed(sk, ctx.arg(0));
         return;
     };
     // Atomic, paired with `sock_release`: if the process released the socket already, it sent no

@@ -31,6 +31,7 @@ pub fn all() -> Vec<Case> {
         ("mptcp_ipv4_one_flow_per_side_exact", || crate::mptcp::mptcp_exchange(false, false)),
         ("mptcp_ipv6_one_flow_per_side_exact", || crate::mptcp::mptcp_exchange(true, false)),
         ("mptcp_two_subflows_ipv4_one_flow_per_side_exact", || crate::mptcp::mptcp_exchange(false, true)),
+        ("mptcp_accepts_after_a_snapshot_are_flows_of_their_own", crate::mptcp::mptcp_accepts_after_a_snapshot),
         ("udp_peer_changes_ipv4_are_charged_to_the_right_addresses", || {
             crate::rebind::udp_peer_changes_are_charged_to_the_right_addresses(false);
         }),

@@ -42,7 +42,8 @@ fn sockaddr(addr: SocketAddr) -> nix::sys::socket::SockaddrStorage {
 pub fn run(role: &str, args: &[String]) -> bool {
     let arg = |i: usize| -> &str { args.get(i).map_or_else(|| panic!("{role}: missing argument {i}"), String::as_str) };
     match role {
-        // mptcp-server BIND REPLY: one MPTCP connection, read to EOF, REPLY bytes back.
+        // mptcp-server BIND REPLY CONNS: CONNS MPTCP connections one after the other, each read to
+        // EOF and answered with REPLY bytes.
         "mptcp-server" => {
             name("mon-mptcp-srv");
             let addr: SocketAddr = arg(0).parse().unwrap();
@@ -54,16 +55,25 @@ pub fn run(role: &str, args: &[String]) -> bool {
                 libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, (&raw const one).cast(), 4);
                 assert_eq!(libc::bind(fd, sa.as_ptr(), sa.len()), 0, "bind");
                 assert_eq!(libc::listen(fd, 8), 0, "listen");
+                // Its cookie read before any connection, as `ss -e` or a counter snapshot may:
+                // the kernel copies it into the connections it accepts from then on.
+                let mut cookie = 0u64;
+                let mut len = libc::socklen_t::try_from(std::mem::size_of::<u64>()).unwrap();
+                let rc =
+                    libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_COOKIE, (&raw mut cookie).cast(), &raw mut len);
+                assert_eq!(rc, 0, "SO_COOKIE");
             }
             // SAFETY: a listening stream socket we own.
             let listener = unsafe { TcpListener::from_raw_fd(fd) };
             say(&json!({"ready": true}));
-            let (mut s, _) = listener.accept().unwrap();
-            let rx = read_to_end(&mut s);
-            let reply: usize = arg(1).parse().unwrap();
-            s.write_all(&pattern(reply)).unwrap();
-            s.shutdown(Shutdown::Write).unwrap();
-            say(&json!({"rx": rx, "tx": reply}));
+            for _ in 0..arg(2).parse::<usize>().unwrap() {
+                let (mut s, _) = listener.accept().unwrap();
+                let rx = read_to_end(&mut s);
+                let reply: usize = arg(1).parse().unwrap();
+                s.write_all(&pattern(reply)).unwrap();
+                s.shutdown(Shutdown::Write).unwrap();
+                say(&json!({"rx": rx, "tx": reply}));
+            }
         }
         // mptcp-client SERVER SEND WAIT_MS: one MPTCP connection, sends SEND bytes (the first
         // 1,000, then WAIT_MS for the path manager's subflows, which it opens once data was
@@ -115,7 +125,7 @@ pub fn mptcp_exchange(v6: bool, two_subflows: bool) {
     let (before_a, before_b) = (pair.a.counters("va"), pair.b.counters("vb"));
     let mut srv = spawn(
         "mptcp-server",
-        &[s(server), s(65_536)],
+        &[s(server), s(65_536), s(1)],
         Place { netns: Some(&pair.b), cgroup: Some(&cg), uid: Some(SERVER_UID) },
     );
     srv.line();
@@ -170,6 +180,39 @@ pub fn mptcp_exchange(v6: bool, two_subflows: bool) {
         assert_within_1pct(&format!("{side} wire rx"), rx, counters.rx_bytes);
     }
     eprintln!("    one flow each side (and the listener's), payload exact");
+    out.assert_nothing_lost();
+}
+
+/// Two MPTCP connections accepted one after the other by one listener whose cookie was read (the
+/// kernel copies it into the connections it accepts from then on), with counter snapshots
+/// meanwhile: two inbound flows of their own, each exact.
+pub fn mptcp_accepts_after_a_snapshot() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let server = server_addr(&pair, false, 0, 5302);
+    let mon = Monitor::start(&cg.path, "[probe]\nupdate_interval_secs = 1\n");
+    let srv_place = Place { netns: Some(&pair.b), cgroup: Some(&cg), uid: Some(SERVER_UID) };
+    let mut srv = spawn("mptcp-server", &[s(server), s(4_000), s(2)], srv_place);
+    srv.line();
+    let client_place = Place { netns: Some(&pair.a), ..Place::default() };
+    // The first connection idles 2.5 s after its first 1,000 bytes: snapshots of the server's
+    // sockets run meanwhile.
+    for (send, wait) in [(50_000, 2_500), (70_000, 0)] {
+        spawn("mptcp-client", &[s(server), s(send), s(wait)], client_place).finish();
+    }
+    let server_pid = srv.pid();
+    srv.finish();
+    let out = mon.stop();
+    let inbound: Vec<&FlowRecord> = out
+        .records
+        .iter()
+        .filter(|r| r.owner.tgid == server_pid && r.direction == Direction::Inbound && r.event == RecordKind::Close)
+        .collect();
+    let mut got: Vec<(u64, u64)> = inbound.iter().map(|r| (r.payload.rx_bytes, r.payload.tx_bytes)).collect();
+    got.sort_unstable();
+    assert_eq!(got, [(50_000, 4_000), (70_000, 4_000)], "one flow per connection: {:#?}", out.records);
+    assert_ne!(inbound[0].cookie, inbound[1].cookie, "{:#?}", out.records);
+    eprintln!("    two accepted connections, two flows, each exact");
     out.assert_nothing_lost();
 }
 
