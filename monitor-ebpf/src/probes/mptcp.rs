@@ -16,7 +16,7 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    bindings::{BPF_TCP_LISTEN, BPF_TCP_NEW_SYN_RECV, BPF_TCP_SYN_RECV, BPF_TCP_SYN_SENT, bpf_sock},
+    bindings::{__sk_buff, BPF_TCP_LISTEN, BPF_TCP_NEW_SYN_RECV, BPF_TCP_SYN_RECV, BPF_TCP_SYN_SENT, bpf_sock},
     helpers::generated::{
         bpf_get_socket_cookie, bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns, bpf_skc_to_mptcp_sock,
     },
@@ -24,7 +24,7 @@ use aya_ebpf::{
 use monitor_common::{
     IPPROTO_MPTCP, IPPROTO_TCP,
     event::{EventKind, FLAG_PASSIVE, TcpCounters, Tuple},
-    maps::{STAT_STORAGE_FAIL, STAT_UNATTRIBUTED_BYTES, STAT_UNATTRIBUTED_PACKETS},
+    maps::{FALLBACK_DISCOVER, STAT_STORAGE_FAIL, STAT_UNATTRIBUTED_BYTES, STAT_UNATTRIBUTED_PACKETS},
     sock::{
         COPY_STATE_DONE, COUNTER_ANNOUNCED, COUNTER_DISCOVERED, COUNTER_MPTCP, COUNTER_MPTCP_ACTIVE,
         COUNTER_MPTCP_ENDED, COUNTER_MPTCP_PASSIVE, COUNTER_RELEASED, Counters, OwnerSource,
@@ -32,13 +32,14 @@ use monitor_common::{
 };
 
 use crate::maps::{
-    COUNTERS, EventData, OWNER, add, emit, mptcp_subflows, owner_of, owner_with, set_bits, set_bits_ordered, stat,
+    COUNTERS, EventData, OWNER, add, emit, fallback, mptcp_subflows, owner_of, owner_with, set_bits, set_bits_ordered,
+    stat,
 };
 
-/// Counts a packet of an MPTCP subflow `sk` (a TCP socket without counters) into its MPTCP
+/// Counts a packet (`skb`) of an MPTCP subflow `sk` (a TCP socket without counters) into its MPTCP
 /// socket's counters. False when `sk` is no subflow.
 #[inline(never)]
-pub(crate) fn count_subflow(sk: *mut bpf_sock, egress: bool, len: u64) -> bool {
+pub(crate) fn count_subflow(skb: *mut __sk_buff, sk: *mut bpf_sock, egress: bool, len: u64) -> bool {
     // SAFETY: full-socket field read.
     if !mptcp_subflows() || unsafe { (*sk).protocol } != u32::from(IPPROTO_TCP) {
         return false;
@@ -48,7 +49,8 @@ pub(crate) fn count_subflow(sk: *mut bpf_sock, egress: bool, len: u64) -> bool {
         return false;
     }
     // SAFETY: null-checked map value.
-    let c = match unsafe { connection_counters(msk).as_mut() } {
+    // SAFETY: the packet's context pointer.
+    let c = match unsafe { connection_counters(msk, || bpf_get_socket_cookie(skb.cast())).as_mut() } {
         Some(c) if c.flags & COUNTER_MPTCP_ENDED == 0 => c,
         // No counters (storage failed, counted), or the flow's last event is sent: the bytes are
         // counted, as bytes no flow carries.
@@ -64,24 +66,27 @@ pub(crate) fn count_subflow(sk: *mut bpf_sock, egress: bool, len: u64) -> bool {
 }
 
 /// `ESTABLISHED` of a TCP socket without counters: when it is an MPTCP subflow, records which
-/// side its connection is on, counts it as open when its `TCP_CLOSE` will be seen (`state_cb`),
-/// and returns true (it gets no counters and no events of its own).
+/// side its connection is on, counts it as open when `open` (still established, and its
+/// `TCP_CLOSE` will be seen), and returns true (it gets no counters and no events of its own).
 #[inline(always)]
-pub(crate) fn subflow_established(sk: *mut c_void, cookie: u64, passive: bool, state_cb: bool) -> bool {
+pub(crate) fn subflow_established(sk: *mut c_void, cookie: u64, passive: bool, open: bool) -> bool {
     let msk = connection_of(sk);
     if msk.is_null() {
         return false;
     }
     // SAFETY: null-checked map value.
-    if let Some(c) = unsafe { connection_counters(msk).as_mut() } {
-        if state_cb {
+    if let Some(c) = unsafe { connection_counters(msk, || cookie).as_mut() } {
+        if open {
             add(&raw mut c.subflows, 1);
         }
-        // The first subflow decides: its side, and the flow's cookie (a TCP child's cookie is
-        // its own, while an accepted MPTCP socket may carry its listener's, which the kernel
-        // copies when it clones the listener).
-        if c.flags & (COUNTER_MPTCP_PASSIVE | COUNTER_MPTCP_ACTIVE) == 0 {
+        // The flow's cookie is set once, by the first hook that can name it: here a subflow's (a
+        // TCP child's cookie is its own, while an accepted MPTCP socket may carry its
+        // listener's, which the kernel copies when it clones the listener).
+        if c.cookie == 0 {
             c.cookie = cookie;
+        }
+        // The first subflow decides the side.
+        if c.flags & (COUNTER_MPTCP_PASSIVE | COUNTER_MPTCP_ACTIVE) == 0 {
             set_bits_ordered(&raw mut c.flags, if passive { COUNTER_MPTCP_PASSIVE } else { COUNTER_MPTCP_ACTIVE });
         }
     }
@@ -234,7 +239,7 @@ pub(crate) fn announce(sk: *mut c_void, c: &mut Counters) {
 /// owner is the listener's, in `OWNER`, else the process that first reads or writes it, as for a
 /// discovered socket). Null when storage fails (counted).
 #[inline(always)]
-fn connection_counters(msk: *mut c_void) -> *mut Counters {
+fn connection_counters(msk: *mut c_void, subflow_cookie: impl FnOnce() -> u64) -> *mut Counters {
     let counters = COUNTERS.get(msk, false);
     if !counters.is_null() {
         return counters;
@@ -247,6 +252,8 @@ fn connection_counters(msk: *mut c_void) -> *mut Counters {
                 c.created_ns = bpf_ktime_get_boot_ns();
                 c.last_report_ns = bpf_ktime_get_coarse_ns();
             }
+            // Named by a subflow's cookie from the start (its own may be its listener's).
+            c.cookie = subflow_cookie();
             c.copy_state |= COPY_STATE_DONE;
             set_bits(&raw mut c.flags, COUNTER_MPTCP | COUNTER_DISCOVERED);
         }
@@ -259,7 +266,9 @@ fn connection_counters(msk: *mut c_void) -> *mut Counters {
 /// helper: the call is then in a branch the verifier drops).
 #[inline(always)]
 fn connection_of(sk: *mut c_void) -> *mut c_void {
-    if !mptcp_subflows() || sk.is_null() {
+    // Without the packet path (the fallback hook set) the subflows are not seen: the MPTCP socket
+    // is counted as any socket there.
+    if !mptcp_subflows() || sk.is_null() || fallback(FALLBACK_DISCOVER) {
         return core::ptr::null_mut();
     }
     // SAFETY: a helper taking any socket pointer the verifier accepts; null for other sockets.

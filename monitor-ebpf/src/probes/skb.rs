@@ -65,7 +65,7 @@ fn count(ctx: &SkBuffContext, egress: bool) {
     let mut counters = COUNTERS.get(sk.cast(), false);
     if counters.is_null() {
         // An MPTCP subflow has no counters: its packets count for its connection (`mptcp`).
-        if super::mptcp::count_subflow(sk, egress, len) {
+        if super::mptcp::count_subflow(skb, sk, egress, len) {
             return;
         }
         counters = discover(ctx, sk);

@@ -16,7 +16,7 @@ use aya_ebpf::{
         BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_PARSE_ALL_HDR_OPT_CB_FLAG, BPF_SOCK_OPS_PARSE_HDR_OPT_CB,
         BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB, BPF_SOCK_OPS_STATE_CB, BPF_SOCK_OPS_STATE_CB_FLAG,
         BPF_SOCK_OPS_TCP_LISTEN_CB, BPF_TCP_CLOSE, BPF_TCP_CLOSE_WAIT, BPF_TCP_CLOSING, BPF_TCP_ESTABLISHED,
-        BPF_TCP_FIN_WAIT1, BPF_TCP_FIN_WAIT2, bpf_sock,
+        BPF_TCP_FIN_WAIT1, BPF_TCP_FIN_WAIT2, BPF_TCP_SYN_RECV, bpf_sock,
     },
     helpers::generated::{bpf_get_socket_cookie, bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns},
     macros::sock_ops,
@@ -125,7 +125,12 @@ fn established(ctx: &SockOpsContext, passive: bool, state_cb: bool) {
         // An MPTCP subflow (no `sock_create`, no counters) is part of its connection's flow.
         // SAFETY: the context is a sock_ops context.
         let cookie = unsafe { bpf_get_socket_cookie(ctx.ops.cast()) };
-        if super::mptcp::subflow_established(sk.cast(), cookie, passive, state_cb) {
+        // Open only if its close will be seen and it is still being established (a join the
+        // MPTCP socket refused is reset before the active side's callback; the passive side's
+        // runs while still in SYN_RECV).
+        let state = field!(ctx.ops, state);
+        let open = state_cb && (state == BPF_TCP_ESTABLISHED || (passive && state == BPF_TCP_SYN_RECV));
+        if super::mptcp::subflow_established(sk.cast(), cookie, passive, open) {
             return;
         }
         // Accepted sockets get their counters here (not cloned from the listener).
