@@ -166,8 +166,10 @@ async fn pipeline_cpu_per_record_udp_churn_shaped() {
         let mut batch = Vec::new();
         for n in first..first + PER_BATCH {
             let ts = t0 + n * 5_000;
-            let port = u16::try_from(20_000 + n % 40_000).unwrap();
-            let client = [10, 0, 1 + u8::try_from(n / 40_000).unwrap(), 1];
+            // Ephemeral ports as the kernel picks them for UDP: scattered over the range (one
+            // address per 28,000 ports), so the server's peers arrive in no key order.
+            let port = u16::try_from(32_768 + (n * 7_919) % 28_000).unwrap();
+            let client = [10, 0, 1 + u8::try_from(n / 28_000).unwrap(), 1];
             batch.push(udp_connected_release(1_000_000 + n, ts, client, port));
             batch.push(udp_peer(EventKind::PeerUpdate, SERVER, ts, n + 1, client, port));
             batch.push(udp_peer(EventKind::PeerEvicted, SERVER, ts + 1_000, n + 1, client, port));
