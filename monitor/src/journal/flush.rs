@@ -143,9 +143,17 @@ pub(super) fn write(
     Ok(written)
 }
 
-/// `databases.id` of each (role, type, build) seen in this flush.
+/// `databases.id` of each (role, type, build) seen in this flush. Per record, the last few
+/// answers' databases are recognised by the address of their shared type name first (every
+/// answer of one loaded database carries the same `Arc`), without hashing the name.
 #[derive(Default)]
-struct DbIds(HashMap<(&'static str, Arc<str>, u64), i64>);
+struct DbIds {
+    ids: HashMap<(&'static str, Arc<str>, u64), i64>,
+    recent: Vec<(&'static str, Arc<str>, u64, i64)>,
+}
+
+/// Databases remembered by address (a country and an ASN database, and a few reloads).
+const RECENT_DBS: usize = 4;
 
 impl DbIds {
     fn id_of(
@@ -158,7 +166,7 @@ impl DbIds {
             return Ok(None);
         };
         let key = (role, database_type.clone(), *build_epoch);
-        if let Some(id) = self.0.get(&key) {
+        if let Some(id) = self.ids.get(&key) {
             return Ok(Some(*id));
         }
         let id: i64 = tx
@@ -168,7 +176,7 @@ impl DbIds {
                  RETURNING id",
             )?
             .query_row(params![role, &**database_type, int(*build_epoch)], |row| row.get(0))?;
-        self.0.insert(key, id);
+        self.ids.insert(key, id);
         Ok(Some(id))
     }
 
@@ -178,8 +186,24 @@ impl DbIds {
         role: &'static str,
         db: Option<&DbRef>,
     ) -> rusqlite::Result<Option<i64>> {
-        let key = db.map(|d| (d.database_type.clone(), d.build_epoch));
-        self.id_of(tx, role, key.as_ref())
+        let Some(d) = db else {
+            return Ok(None);
+        };
+        let known = self
+            .recent
+            .iter()
+            .find(|(r, name, epoch, _)| *r == role && *epoch == d.build_epoch && Arc::ptr_eq(name, &d.database_type));
+        if let Some((.., id)) = known {
+            return Ok(Some(*id));
+        }
+        let key = (d.database_type.clone(), d.build_epoch);
+        let id = self.id_of(tx, role, Some(&key))?;
+        if let Some(id) = id
+            && self.recent.len() < RECENT_DBS
+        {
+            self.recent.push((role, d.database_type.clone(), d.build_epoch, id));
+        }
+        Ok(id)
     }
 }
 
