@@ -169,12 +169,20 @@ pub(crate) fn after_count(sk: *mut c_void, c: &mut Counters, every_call: bool) {
         return;
     }
     c.last_report_ns = now;
+    // SAFETY: a BTF socket pointer.
+    let cookie = unsafe { bpf_get_socket_cookie(sk) };
+    emit_traced(EventKind::Update, sk, c, cookie, socket_flags(c));
+}
+
+/// Sends `kind` for socket `sk` seen by a tracing program: its addresses read from the socket,
+/// its owner and counters from `c`.
+#[inline(always)]
+pub(crate) fn emit_traced(kind: EventKind, sk: *mut c_void, c: &Counters, cookie: u64, flags: u32) {
     let tuple = sock_tuple(sk);
     let bytes = c.bytes();
     let data = EventData {
-        // SAFETY: a BTF socket pointer.
-        cookie: unsafe { bpf_get_socket_cookie(sk) },
-        flags: socket_flags(c),
+        cookie,
+        flags,
         generation: 0,
         first_ns: c.created_ns,
         owner: owner_with(c, sk),
@@ -182,7 +190,7 @@ pub(crate) fn after_count(sk: *mut c_void, c: &mut Counters, every_call: bool) {
         bytes: &raw const bytes,
         tcp: TcpCounters::default(),
     };
-    emit(EventKind::Update, &data);
+    emit(kind, &data);
 }
 
 /// Final payload counters when the process releases a socket, in place of `cgroup/sock_release`.

@@ -48,8 +48,7 @@ pub(crate) fn count_subflow(skb: *mut __sk_buff, sk: *mut bpf_sock, egress: bool
     if msk.is_null() {
         return false;
     }
-    // SAFETY: null-checked map value.
-    // SAFETY: the packet's context pointer.
+    // SAFETY: null-checked map value; the cookie helper gets the packet's own context pointer.
     let c = match unsafe { connection_counters(msk, || bpf_get_socket_cookie(skb.cast())).as_mut() } {
         Some(c) if c.flags & COUNTER_MPTCP_ENDED == 0 => c,
         // No counters (storage failed, counted), or the flow's last event is sent: the bytes are
@@ -218,21 +217,7 @@ pub(crate) fn announce(sk: *mut c_void, c: &mut Counters) {
     } else {
         (EventKind::Discovered, 0)
     };
-    let tuple = super::fallback::sock_tuple(sk);
-    let bytes = c.bytes();
-    emit(
-        kind,
-        &EventData {
-            cookie,
-            flags: passive,
-            generation: 0,
-            first_ns: c.created_ns,
-            owner: owner_with(c, sk),
-            tuple: &tuple,
-            bytes: &raw const bytes,
-            tcp: TcpCounters::default(),
-        },
-    );
+    super::fallback::emit_traced(kind, sk, c, cookie, passive);
 }
 
 /// The counters of MPTCP socket `msk`, made for one the kernel accepted (no `sock_create`: its
