@@ -143,8 +143,8 @@ pub(super) fn write(
     Ok(written)
 }
 
-/// `databases.id` of each (role, type, build) seen in this flush. Per record, the last few
-/// answers' databases are recognised by the address of their shared type name first (every
+/// `databases.id` of each (role, type, build) seen in this flush. Per record, the first few
+/// databases of the flush are recognised by the address of their shared type name first (every
 /// answer of one loaded database carries the same `Arc`), without hashing the name.
 #[derive(Default)]
 struct DbIds {
