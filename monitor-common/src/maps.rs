@@ -109,6 +109,8 @@ pub mod programs {
     pub const FENTRY_RELEASE_FN: &str = "inet_release";
     /// `iter/bpf_sk_storage_map` over `COUNTERS`.
     pub const ITER_COUNTERS: &str = "iter_counters";
+    /// `iter/bpf_sk_storage_map` over `PEERS` (read at shutdown).
+    pub const ITER_PEERS: &str = "iter_peers";
     /// `uprobe` on libc's `getaddrinfo` (entry: remembers the arguments).
     pub const GAI_ENTRY: &str = "uprobe_getaddrinfo";
     /// `uretprobe` on libc's `getaddrinfo` (return: sends the result).

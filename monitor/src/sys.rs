@@ -70,6 +70,30 @@ pub fn socket_cookie(fd: BorrowedFd<'_>) -> io::Result<u64> {
     Ok(cookie)
 }
 
+/// The IP protocol of socket `fd` (`getsockopt(SOL_SOCKET, SO_PROTOCOL)`).
+///
+/// # Errors
+/// `ENOTSOCK` when `fd` is not a socket, or what else the call says.
+pub fn socket_protocol(fd: BorrowedFd<'_>) -> io::Result<u16> {
+    let mut protocol: libc::c_int = 0;
+    let mut len = libc::socklen_t::try_from(size_of::<libc::c_int>()).map_err(io::Error::other)?;
+    // SAFETY: `protocol` and `len` are valid for writes for the call, and `len` holds the size of
+    // `protocol`; `fd` is borrowed open for the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PROTOCOL,
+            std::ptr::from_mut(&mut protocol).cast::<libc::c_void>(),
+            &raw mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    u16::try_from(protocol).map_err(|_| io::Error::other(format!("SO_PROTOCOL returned {protocol}")))
+}
+
 #[cfg(test)]
 mod tests {
     use std::{

@@ -454,11 +454,13 @@ fn count_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, c: &mut Counters, egress: 
     let (now, boot) = unsafe { (bpf_ktime_get_coarse_ns(), bpf_ktime_get_boot_ns()) };
     let interval = update_interval_ns();
     let mut evicted = PeerSlot::default();
-    let mut report = PeerSlot::default();
+    let mut due = PeerSlot::default();
+    let mut first_peer = false;
     lock(table);
     let mut index = find(table, &peer);
     if index == PEER_SLOTS {
         index = claim(table, &peer, boot, now, &mut evicted);
+        first_peer = table.generation == 1;
     }
     if let Some(slot) = table.slots.get_mut(index) {
         if egress {
@@ -472,7 +474,7 @@ fn count_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, c: &mut Counters, egress: 
         }
         if now.wrapping_sub(slot.last_report_ns) >= interval {
             slot.last_report_ns = now;
-            report = *slot;
+            due = *slot;
         }
     }
     unlock(table);
@@ -480,8 +482,14 @@ fn count_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, c: &mut Counters, egress: 
         stat(STAT_PEER_EVICTIONS, 1);
         report_peer(ctx, sk, c, EventKind::PeerEvicted, &evicted);
     }
-    if report.active != 0 {
-        report_peer(ctx, sk, c, EventKind::PeerUpdate, &report);
+    if due.active != 0 {
+        report_peer(ctx, sk, c, EventKind::PeerUpdate, &due);
+    }
+    if first_peer {
+        // The socket's first peer: one socket-level `Update`, so that userspace knows the socket
+        // (and its owner) before any peer is reported, and reads its peer slots at shutdown. Its
+        // own record is never written while it is counted per peer.
+        report(ctx, sk, EventKind::Update, c);
     }
 }
 
@@ -495,6 +503,19 @@ pub(crate) fn lock(table: &mut PeerTable) {
 pub(crate) fn unlock(table: &mut PeerTable) {
     // SAFETY: as `lock`; called on every path after it.
     unsafe { bpf_spin_unlock((&raw mut table.lock).cast()) };
+}
+
+/// A copy of slot `i` of `table`, read under its lock (one slot at a time: copies of all of them
+/// would not fit on the stack).
+#[inline(always)]
+pub(crate) fn slot_copy(table: &mut PeerTable, i: usize) -> PeerSlot {
+    let mut slot = PeerSlot::default();
+    lock(table);
+    if let Some(s) = table.slots.get(i) {
+        slot = *s;
+    }
+    unlock(table);
+    slot
 }
 
 /// Index of the peer's slot, or `PEER_SLOTS`. Call with the lock held.

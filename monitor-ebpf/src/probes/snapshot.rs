@@ -1,15 +1,18 @@
 //! `iter/bpf_sk_storage_map` over `COUNTERS`: a snapshot of every watched socket's counters on
 //! demand. The packet path only reports a flow when a packet arrives after the update interval,
 //! so an idle connection's last bytes would otherwise wait for its close; the daemon reads this
-//! iterator periodically and at shutdown.
+//! iterator periodically and at shutdown. A second one over `PEERS` reads every open peer slot
+//! at shutdown.
 
 use core::{ffi::c_void, mem::size_of, ptr};
 
 use aya_ebpf::helpers::generated::{bpf_get_socket_cookie, bpf_ktime_get_boot_ns, bpf_seq_write};
 use monitor_common::{
     event::{Event, EventKind, FLAG_NO_OWNER, FLAG_SNAPSHOT},
-    sock::{COUNTER_MPTCP, Counters},
+    sock::{COUNTER_MPTCP, Counters, PEER_SLOTS},
 };
+
+use crate::maps::{COUNTERS, PEERS, owner_with};
 
 /// `struct bpf_iter_meta` (`include/linux/bpf.h`): the seq_file comes first.
 #[repr(C)]
@@ -63,6 +66,61 @@ pub extern "C" fn iter_counters(ctx: *mut IterCtx) -> i32 {
         ev.tuple.local_port = c.local_port;
         let seq = (*(*ctx).meta).seq;
         bpf_seq_write(seq.cast(), ptr::from_ref(&ev).cast(), size_of::<Event>() as u32);
+    }
+    0
+}
+
+/// Writes one `PeerUpdate` event (flag `FLAG_SNAPSHOT`, with owner and both addresses) per open
+/// peer slot of every socket counted per peer: what each slot counted since its claim. The
+/// daemon reads it at shutdown, so a peer's bytes since its last report, and a peer claimed
+/// within the last update interval (never reported yet), are in its `shutdown` record.
+///
+/// # Minimum kernel version
+/// As [`iter_counters`]; `bpf_sk_storage_get` in iterator programs 5.11.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "iter/bpf_sk_storage_map")]
+pub extern "C" fn iter_peers(ctx: *mut IterCtx) -> i32 {
+    // SAFETY: the kernel passes an iterator context; `sk` is null-checked.
+    let (sk, seq) = unsafe { ((*ctx).sk, (*(*ctx).meta).seq) };
+    if sk.is_null() {
+        return 0;
+    }
+    // The same storage again, as a map value: the lock needs one (the iterator's `value` is a
+    // plain buffer). SAFETY: null-checked map value.
+    let Some(table) = (unsafe { PEERS.get(sk, false).as_mut() }) else {
+        return 0;
+    };
+    // SAFETY: a BTF socket pointer from the iterator; helpers without other arguments.
+    let (cookie, now) = unsafe { (bpf_get_socket_cookie(sk), bpf_ktime_get_boot_ns()) };
+    // SAFETY: null-checked map value.
+    let owner = match unsafe { COUNTERS.get(sk, false).as_ref() } {
+        Some(c) => owner_with(c, sk),
+        None => ptr::null(),
+    };
+    let local = super::fallback::sock_tuple(sk);
+    for i in 0..PEER_SLOTS {
+        let slot = super::skb::slot_copy(table, i);
+        if slot.active == 0 {
+            continue;
+        }
+        let mut ev = Event {
+            kind: EventKind::PeerUpdate as u32,
+            flags: FLAG_SNAPSHOT,
+            ts_ns: now,
+            cookie,
+            generation: slot.generation,
+            first_ns: slot.first_ns,
+            tuple: super::skb::peer_tuple(&local, &slot),
+            bytes: slot.bytes,
+            ..Event::default()
+        };
+        // SAFETY: a null-checked map value.
+        match unsafe { owner.as_ref() } {
+            Some(o) => ev.owner = *o,
+            None => ev.flags |= FLAG_NO_OWNER,
+        }
+        // SAFETY: the iterator's seq_file and a stack event of the size passed.
+        unsafe { bpf_seq_write(seq.cast(), ptr::from_ref(&ev).cast(), size_of::<Event>() as u32) };
     }
     0
 }

@@ -10,8 +10,7 @@ use monitor_common::{
     event::{EventKind, TcpCounters},
     maps::FALLBACK_DISCOVER,
     sock::{
-        COPY_STATE_DONE, COUNTER_MPTCP, COUNTER_RELEASED, COUNTER_STATE_CB, COUNTER_TCP_CLOSED, OwnerSource,
-        PEER_SLOTS, PeerSlot,
+        COPY_STATE_DONE, COUNTER_MPTCP, COUNTER_RELEASED, COUNTER_STATE_CB, COUNTER_TCP_CLOSED, OwnerSource, PEER_SLOTS,
     },
 };
 
@@ -141,13 +140,7 @@ fn release_peers(
         return;
     };
     for i in 0..PEER_SLOTS {
-        // One slot at a time under the lock (copies of all eight would not fit on the stack).
-        let mut slot = PeerSlot::default();
-        super::skb::lock(table);
-        if let Some(s) = table.slots.get(i) {
-            slot = *s;
-        }
-        super::skb::unlock(table);
+        let slot = super::skb::slot_copy(table, i);
         if slot.active != 0 {
             super::skb::emit_peer(EventKind::PeerClosed, cookie, owner, local, &slot);
         }

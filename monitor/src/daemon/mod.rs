@@ -459,6 +459,7 @@ async fn shutdown_drain<S: EventSource>(
     }
     // Counters of open flows as they are now, not as of their last event.
     let stale = refresh_from_kernel(&mut st, true);
+    read_peers(&mut st);
     // What follows is written even past the shutdown limit: open flows and the final statistics.
     st.sink_tx.send(SinkMsg::Final).await;
     st.tracker.shutdown_with_stale(st.source.now_ns(), &stale, &mut st.records);
@@ -517,6 +518,24 @@ fn refresh_from_kernel<S: EventSource>(st: &mut Stages<S>, all: bool) -> HashSet
         Some(Err(e)) => {
             warn!("counter snapshot failed: {e}");
             tracker.open_sockets(None).iter().map(|s| s.cookie).collect()
+        }
+    }
+}
+
+/// At shutdown: every open peer slot as the kernel holds it, so that peers' `shutdown` records
+/// hold their last bytes, and peers claimed within the last update interval have one at all.
+fn read_peers<S: EventSource>(st: &mut Stages<S>) {
+    let Stages { source, tracker, records, .. } = st;
+    let sockets = tracker.peer_sockets();
+    let mut found = 0usize;
+    match source.peer_snapshot(&sockets, &mut |kind, ev| {
+        found += 1;
+        tracker.handle(kind, ev, records);
+    }) {
+        None => {}
+        Some(Ok(())) => debug!("peer snapshot slots={found}"),
+        Some(Err(e)) => {
+            warn!("peer slot snapshot failed: {e}; peers' bytes since their last report are missing (records say so)");
         }
     }
 }

@@ -69,6 +69,18 @@ pub trait EventSource: Send + 'static {
         open: &[probe::OpenSocket],
         each: &mut dyn FnMut(EventKind, &Event),
     ) -> Option<std::io::Result<Vec<u64>>>;
+
+    /// Reads every open peer slot of the sockets counted per peer (`PeerUpdate` events with
+    /// `FLAG_SNAPSHOT`), at shutdown; `sockets` are those the tracker counts per peer (a read by
+    /// descriptor looks for them only). `None` when the host cannot (the default).
+    fn peer_snapshot(
+        &mut self,
+        sockets: &[probe::OpenSocket],
+        each: &mut dyn FnMut(EventKind, &Event),
+    ) -> Option<std::io::Result<()>> {
+        let _ = (sockets, each);
+        None
+    }
 }
 
 /// Requests to reopen the geolocation databases.
@@ -170,5 +182,13 @@ impl EventSource for ProbeSource {
         each: &mut dyn FnMut(EventKind, &Event),
     ) -> Option<std::io::Result<Vec<u64>>> {
         tokio::task::block_in_place(|| self.probe.snapshot(open, each))
+    }
+
+    fn peer_snapshot(
+        &mut self,
+        sockets: &[probe::OpenSocket],
+        each: &mut dyn FnMut(EventKind, &Event),
+    ) -> Option<std::io::Result<()>> {
+        tokio::task::block_in_place(|| self.probe.peer_snapshot(sockets, each))
     }
 }

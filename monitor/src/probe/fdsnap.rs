@@ -19,14 +19,17 @@ use std::{
 use aya::maps::{Map, MapData, SkStorage};
 use log::debug;
 use monitor_common::{
-    event::{Event, EventKind, FLAG_NO_OWNER, FLAG_SNAPSHOT},
-    sock::Counters,
+    event::{Event, EventKind, FLAG_NO_OWNER, FLAG_SNAPSHOT, Tuple},
+    sock::{Counters, OwnerSource, PeerTable},
 };
 
 use crate::{
     clock::Clock,
-    sys::{pidfd_getfd, pidfd_open, socket_cookie},
+    sys::{pidfd_getfd, pidfd_open, socket_cookie, socket_protocol},
 };
+
+/// `BPF_F_LOCK`: a lookup copies a value holding a `bpf_spin_lock` under that lock.
+const BPF_F_LOCK: u64 = aya_obj::generated::BPF_F_LOCK as u64;
 
 /// A socket to refresh: its cookie and the process that owns it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,72 +40,128 @@ pub struct OpenSocket {
     pub tgid: u32,
 }
 
-/// Reads `COUNTERS` by socket descriptor.
+/// Reads `COUNTERS` (and, at shutdown, `PEERS`) by socket descriptor.
 pub struct FdSnapshots {
     storage: SkStorage<MapData, Counters>,
+    peers: SkStorage<MapData, PeerTable>,
+}
+
+/// Opens socket storage `map` from a duplicate of its descriptor.
+fn storage<V: aya::Pod>(pidfd: BorrowedFd<'_>, map: BorrowedFd<'_>) -> std::io::Result<SkStorage<MapData, V>> {
+    let fd = pidfd_getfd(pidfd, map.as_raw_fd())?;
+    let data = MapData::from_fd(fd).map_err(std::io::Error::other)?;
+    SkStorage::try_from(Map::SkStorage(data)).map_err(std::io::Error::other)
 }
 
 impl FdSnapshots {
-    /// Opens the `COUNTERS` storage from a descriptor of it, after checking that this kernel
-    /// has `pidfd_open`/`pidfd_getfd` (Linux 5.6) by duplicating one of our own descriptors.
+    /// Opens the `COUNTERS` and `PEERS` storages from descriptors of them, after checking that
+    /// this kernel has `pidfd_open`/`pidfd_getfd` (Linux 5.6) by duplicating our own descriptors.
     ///
     /// # Errors
-    /// When the descriptor cannot be duplicated, is not a socket storage of [`Counters`], or the
-    /// kernel lacks the pidfd calls.
-    pub fn new(map: BorrowedFd<'_>) -> std::io::Result<Self> {
+    /// When a descriptor cannot be duplicated, is not a socket storage of [`Counters`] or
+    /// [`PeerTable`], or the kernel lacks the pidfd calls.
+    pub fn new(counters: BorrowedFd<'_>, peers: BorrowedFd<'_>) -> std::io::Result<Self> {
         let pidfd = pidfd_open(std::process::id())?;
-        let fd = pidfd_getfd(pidfd.as_fd(), map.as_raw_fd())?;
-        let data = MapData::from_fd(fd).map_err(std::io::Error::other)?;
-        let storage = SkStorage::try_from(Map::SkStorage(data)).map_err(std::io::Error::other)?;
-        Ok(Self { storage })
+        Ok(Self { storage: storage(pidfd.as_fd(), counters)?, peers: storage(pidfd.as_fd(), peers)? })
     }
 
     /// Current counters of `sockets` (see the module header), one `Update` event (flag
     /// `FLAG_SNAPSHOT`) per socket found passed to `each` (no list of events is built: a pass may
     /// cover every open socket). Returns the cookies of the sockets not found.
     pub fn read(&self, sockets: &[OpenSocket], each: &mut dyn FnMut(EventKind, &Event)) -> Vec<u64> {
-        let mut sorted = sockets.to_vec();
-        sorted.sort_unstable_by_key(|s| (s.tgid, s.cookie));
-        sorted.dedup();
-        let mut missed = Vec::new();
-        for group in sorted.chunk_by(|a, b| a.tgid == b.tgid) {
-            let Some(tgid) = group.first().map(|s| s.tgid) else { continue };
-            let mut wanted: HashSet<u64> = group.iter().map(|s| s.cookie).collect();
-            self.read_process(tgid, &mut wanted, each);
-            missed.extend(wanted);
-        }
-        missed
-    }
-
-    /// Looks for `wanted` among the descriptors of `tgid`, removing each socket found.
-    fn read_process(&self, tgid: u32, wanted: &mut HashSet<u64>, each: &mut dyn FnMut(EventKind, &Event)) {
-        let Some(pidfd) = pidfd_open(tgid).inspect_err(|e| debug!("snapshot: pidfd_open({tgid}): {e}")).ok() else {
-            return;
-        };
-        let dir = match fs::read_dir(format!("/proc/{tgid}/fd")) {
-            Ok(dir) => dir,
-            Err(e) => {
-                debug!("snapshot: /proc/{tgid}/fd: {e}");
-                return;
-            }
-        };
-        for entry in dir.flatten() {
-            if wanted.is_empty() {
-                return;
-            }
-            let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
-            let is_socket = fs::read_link(entry.path())
-                .is_ok_and(|target| target.as_os_str().as_encoded_bytes().starts_with(b"socket:["));
-            if !is_socket {
-                continue;
-            }
-            let Ok(dup) = pidfd_getfd(pidfd.as_fd(), fd) else { continue };
-            if let Some(event) = self.read_socket(&dup, wanted) {
+        each_socket(sockets, &mut |socket, wanted| {
+            if let Some(event) = self.read_socket(socket, wanted) {
                 each(EventKind::Update, &event);
             }
-        }
+        })
     }
 
+    /// Every open peer slot of `sockets` (at shutdown: sockets counted per peer), one
+    /// `PeerUpdate` event (flag `FLAG_SNAPSHOT`, with owner and both addresses) per slot, as
+    /// the kernel's iterator over `PEERS` sends them. Returns the cookies of the sockets not
+    /// found.
+    pub fn read_peers(&self, sockets: &[OpenSocket], each: &mut dyn FnMut(EventKind, &Event)) -> Vec<u64> {
+        each_socket(sockets, &mut |socket, wanted| {
+            let Ok(cookie) = socket_cookie(socket.as_fd()) else { return };
+            if !wanted.remove(&cookie) {
+                return;
+            }
+            // No table: the socket never had a peer slot.
+            let Ok(table) = self.peers.get(socket, BPF_F_LOCK) else { return };
+            let counters = self.storage.get(socket, 0).ok();
+            let local = Tuple {
+                local_addr: counters.map_or([0; 4], |c| c.local_addr),
+                local_port: counters.map_or(0, |c| c.local_port),
+                protocol: socket_protocol(socket.as_fd()).unwrap_or(0),
+                ..Tuple::default()
+            };
+            for slot in table.slots.iter().filter(|s| s.active != 0) {
+                let mut ev = Event {
+                    kind: EventKind::PeerUpdate as u32,
+                    flags: FLAG_SNAPSHOT,
+                    ts_ns: Clock::boot_ns(),
+                    cookie,
+                    generation: slot.generation,
+                    first_ns: slot.first_ns,
+                    tuple: Tuple { remote_addr: slot.addr, remote_port: slot.port, family: slot.family, ..local },
+                    bytes: slot.bytes,
+                    ..Event::default()
+                };
+                match counters.filter(|c| c.owner.source != OwnerSource::Unknown as u32) {
+                    Some(c) => ev.owner = c.owner,
+                    None => ev.flags |= FLAG_NO_OWNER,
+                }
+                each(EventKind::PeerUpdate, &ev);
+            }
+        })
+    }
+}
+
+/// Finds `sockets` among their owners' descriptors: `read` gets each socket descriptor of an
+/// owner with the cookies still wanted, and removes the cookie of a socket it read. Returns the
+/// cookies of the sockets not found.
+fn each_socket(sockets: &[OpenSocket], read: &mut dyn FnMut(&OwnedFd, &mut HashSet<u64>)) -> Vec<u64> {
+    let mut sorted = sockets.to_vec();
+    sorted.sort_unstable_by_key(|s| (s.tgid, s.cookie));
+    sorted.dedup();
+    let mut missed = Vec::new();
+    for group in sorted.chunk_by(|a, b| a.tgid == b.tgid) {
+        let Some(tgid) = group.first().map(|s| s.tgid) else { continue };
+        let mut wanted: HashSet<u64> = group.iter().map(|s| s.cookie).collect();
+        read_process(tgid, &mut wanted, read);
+        missed.extend(wanted);
+    }
+    missed
+}
+
+/// Looks for `wanted` among the descriptors of `tgid`.
+fn read_process(tgid: u32, wanted: &mut HashSet<u64>, read: &mut dyn FnMut(&OwnedFd, &mut HashSet<u64>)) {
+    let Some(pidfd) = pidfd_open(tgid).inspect_err(|e| debug!("snapshot: pidfd_open({tgid}): {e}")).ok() else {
+        return;
+    };
+    let dir = match fs::read_dir(format!("/proc/{tgid}/fd")) {
+        Ok(dir) => dir,
+        Err(e) => {
+            debug!("snapshot: /proc/{tgid}/fd: {e}");
+            return;
+        }
+    };
+    for entry in dir.flatten() {
+        if wanted.is_empty() {
+            return;
+        }
+        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let is_socket = fs::read_link(entry.path())
+            .is_ok_and(|target| target.as_os_str().as_encoded_bytes().starts_with(b"socket:["));
+        if !is_socket {
+            continue;
+        }
+        let Ok(dup) = pidfd_getfd(pidfd.as_fd(), fd) else { continue };
+        read(&dup, wanted);
+    }
+}
+
+impl FdSnapshots {
     /// The event of one duplicated socket, when it is one of `wanted` and has counters.
     fn read_socket(&self, socket: &OwnedFd, wanted: &mut HashSet<u64>) -> Option<Event> {
         let cookie = socket_cookie(socket.as_fd()).ok()?;

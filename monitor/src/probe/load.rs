@@ -34,8 +34,15 @@ enum Snapshots {
     /// The `COUNTERS` iterator: one pass over every socket.
     Iterator(Snapshotter),
     /// The kernel refused the iterator: socket by socket through the owners' descriptors.
-    ByDescriptor(FdSnapshots),
+    ByDescriptor(Box<FdSnapshots>),
     /// Neither.
+    None,
+}
+
+/// How the peer slots are read at shutdown: as [`Snapshots`], over `PEERS`.
+enum PeerSnapshots {
+    Iterator(Snapshotter),
+    ByDescriptor(Box<FdSnapshots>),
     None,
 }
 
@@ -45,6 +52,7 @@ pub struct Probe {
     cgroup: PathBuf,
     degradations: Vec<Degradation>,
     snapshots: Snapshots,
+    peer_snapshots: PeerSnapshots,
 }
 
 /// `Single` is right for bpf_link attachments (5.7+): links always coexist with other programs,
@@ -218,7 +226,7 @@ impl Probe {
                 Ok(s) => {
                     warn!("counter iterator unavailable ({reason}); snapshots read socket by socket instead");
                     degradations.push(Degradation::SnapshotsByDescriptor);
-                    Snapshots::ByDescriptor(s)
+                    Snapshots::ByDescriptor(Box::new(s))
                 }
                 Err(e) => {
                     warn!(
@@ -231,6 +239,7 @@ impl Probe {
             },
             Err(Optional::Object(e)) => return Err(e),
         };
+        let peer_snapshots = peer_snapshotter(&mut ebpf)?;
         degradations.extend(features::host_degradations());
         let gai = if config.getaddrinfo {
             super::getaddrinfo::attach(&mut ebpf, config.getaddrinfo_libc.as_deref())?
@@ -251,7 +260,7 @@ impl Probe {
             attached += attach_calibration(&mut ebpf, cg, mode);
         }
         info!("attached programs={attached} cgroup={}", config.cgroup.display());
-        Ok(Self { ebpf, cgroup: config.cgroup.clone(), degradations, snapshots })
+        Ok(Self { ebpf, cgroup: config.cgroup.clone(), degradations, snapshots, peer_snapshots })
     }
 
     /// Takes the event ring buffer (once).
@@ -308,6 +317,31 @@ impl Probe {
             })),
             Snapshots::ByDescriptor(s) => Some(Ok(s.read(open, each))),
             Snapshots::None => None,
+        }
+    }
+
+    /// Every open peer slot of the sockets counted per peer (by the `PEERS` iterator: all of
+    /// them; by descriptor: those of `sockets`): `PeerUpdate` events (flag `FLAG_SNAPSHOT`) with
+    /// what each slot counted since its claim. `None` when the host cannot read them.
+    pub fn peer_snapshot(
+        &self,
+        sockets: &[OpenSocket],
+        each: &mut dyn FnMut(monitor_common::event::EventKind, &monitor_common::event::Event),
+    ) -> Option<std::io::Result<()>> {
+        match &self.peer_snapshots {
+            PeerSnapshots::Iterator(peers) => Some(peers.read().map(|events| {
+                for (kind, ev) in &events {
+                    each(*kind, ev);
+                }
+            })),
+            PeerSnapshots::ByDescriptor(s) => {
+                let missed = s.read_peers(sockets, each);
+                if !missed.is_empty() {
+                    debug!("peer snapshot: {} sockets not found by descriptor", missed.len());
+                }
+                Some(Ok(()))
+            }
+            PeerSnapshots::None => None,
         }
     }
 
@@ -466,19 +500,45 @@ fn attach_payload_tracepoints(ebpf: &mut Ebpf) -> Result<(), Optional> {
 /// The `COUNTERS` iterator (needs kernel BTF and an iterator-capable kernel); a kernel refusal
 /// is a degradation.
 fn snapshotter(ebpf: &mut Ebpf) -> Result<Snapshotter, Optional> {
+    iterator(ebpf, programs::ITER_COUNTERS, maps::COUNTERS)
+}
+
+/// How the peer slots are read at shutdown: the `PEERS` iterator, else by descriptor; with
+/// neither, peers' bytes since their last report stay unread (their `shutdown` records say so).
+fn peer_snapshotter(ebpf: &mut Ebpf) -> Result<PeerSnapshots, Error> {
+    match iterator(ebpf, programs::ITER_PEERS, maps::PEERS) {
+        Ok(s) => Ok(PeerSnapshots::Iterator(s)),
+        Err(Optional::Kernel(reason)) => match by_descriptor(ebpf) {
+            Ok(s) => {
+                info!("peer slot iterator unavailable ({reason}); peer slots are read by descriptor at shutdown");
+                Ok(PeerSnapshots::ByDescriptor(Box::new(s)))
+            }
+            Err(e) => {
+                warn!(
+                    "peer slots cannot be read at shutdown (iterator: {reason}; by descriptor: {e}): each unconnected \
+                     peer's bytes since its last report are missing from its record, which says it is incomplete"
+                );
+                Ok(PeerSnapshots::None)
+            }
+        },
+        Err(Optional::Object(e)) => Err(e),
+    }
+}
+
+/// Program `name`, an `iter/bpf_sk_storage_map` program, over socket storage `map`.
+fn iterator(ebpf: &mut Ebpf, name: &'static str, map_name: &'static str) -> Result<Snapshotter, Optional> {
     let kernel = |what: &str, e: &dyn std::fmt::Display| Optional::Kernel(format!("{what}: {e}"));
-    let name = programs::ITER_COUNTERS;
     let btf = Btf::from_sys_fs().map_err(|e| kernel("kernel BTF", &e))?;
     let prog: &mut Iter = program(ebpf, name)?;
     prog.load("bpf_sk_storage_map", &btf).map_err(|e| kernel(name, &e))?;
     let prog_fd =
         prog.fd().map_err(|e| kernel(name, &e))?.as_fd().try_clone_to_owned().map_err(|e| kernel(name, &e))?;
-    let map = match ebpf.map(maps::COUNTERS) {
+    let map = match ebpf.map(map_name) {
         Some(Map::SkStorage(map)) => map,
         Some(_) => {
-            return Err(Error::MapKind { name: maps::COUNTERS, found: "not socket storage".to_owned() }.into());
+            return Err(Error::MapKind { name: map_name, found: "not socket storage".to_owned() }.into());
         }
-        None => return Err(Error::MapNotFound { name: maps::COUNTERS }.into()),
+        None => return Err(Error::MapNotFound { name: map_name }.into()),
     };
     let snap = Snapshotter::new(prog_fd.as_fd(), map.fd().as_fd()).map_err(|e| kernel("descriptors", &e))?;
     // Try once now: a kernel that loads but cannot run the iterator degrades here, not later.
@@ -486,10 +546,12 @@ fn snapshotter(ebpf: &mut Ebpf) -> Result<Snapshotter, Optional> {
     Ok(snap)
 }
 
-/// The `COUNTERS` storage read by socket descriptor, where the iterator is refused.
+/// The `COUNTERS` and `PEERS` storages read by socket descriptor, where the iterator is refused.
 fn by_descriptor(ebpf: &Ebpf) -> Result<FdSnapshots, String> {
-    match ebpf.map(maps::COUNTERS) {
-        Some(Map::SkStorage(map)) => FdSnapshots::new(map.fd().as_fd()).map_err(|e| e.to_string()),
+    match (ebpf.map(maps::COUNTERS), ebpf.map(maps::PEERS)) {
+        (Some(Map::SkStorage(counters)), Some(Map::SkStorage(peers))) => {
+            FdSnapshots::new(counters.fd().as_fd(), peers.fd().as_fd()).map_err(|e| e.to_string())
+        }
         _ => Err("no socket storage".to_owned()),
     }
 }

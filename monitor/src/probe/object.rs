@@ -28,7 +28,7 @@ type IsExpected = fn(&ProgramSection) -> bool;
 
 /// Every program the loader takes from the object, with the section it must have been built for.
 /// Kernel tracepoint names (`*_TP`) are attach targets, not programs, and are not listed.
-const PROGRAMS: [(&str, IsExpected); 21] = [
+const PROGRAMS: [(&str, IsExpected); 22] = [
     (programs::SOCK_CREATE, |s| {
         matches!(s, ProgramSection::CgroupSock { attach_type: CgroupSockAttachType::SockCreate })
     }),
@@ -63,6 +63,7 @@ const PROGRAMS: [(&str, IsExpected); 21] = [
     (programs::SEND_LENGTH, |s| matches!(s, ProgramSection::BtfTracePoint)),
     (programs::RECV_LENGTH, |s| matches!(s, ProgramSection::BtfTracePoint)),
     (programs::ITER_COUNTERS, |s| matches!(s, ProgramSection::Iter { sleepable: false })),
+    (programs::ITER_PEERS, |s| matches!(s, ProgramSection::Iter { sleepable: false })),
     (programs::FENTRY_RELEASE, |s| matches!(s, ProgramSection::FEntry { sleepable: false })),
     (programs::GAI_ENTRY, |s| matches!(s, ProgramSection::UProbe { sleepable: false })),
     (programs::GAI_RETURN, |s| matches!(s, ProgramSection::URetProbe { sleepable: false })),

@@ -35,6 +35,9 @@ mod bit {
     pub(super) const HAS_LOCAL: u8 = 1 << 4;
     pub(super) const HAS_REMOTE: u8 = 1 << 5;
     pub(super) const HAS_RTT: u8 = 1 << 6;
+    /// A peer flow whose open slot generation a read of the kernel's peer slots (at shutdown)
+    /// reported last.
+    pub(super) const PEER_READ: u8 = 1 << 7;
 }
 
 /// One open flow. Kept compact (232 bytes, a 240-byte malloc chunk; pinned by a test): the
@@ -311,6 +314,9 @@ impl Flow {
                 if let Some((_, entry)) = live.get_mut(index) {
                     max_counters(entry, &ev.bytes);
                 }
+                if ev.flags & monitor_common::event::FLAG_SNAPSHOT != 0 {
+                    self.flags |= bit::PEER_READ;
+                }
                 if matches!(kind, EventKind::PeerEvicted | EventKind::PeerClosed) {
                     // Final counters of the generation: fold them into the flow's total.
                     let (generation, done) = live.swap_remove(index);
@@ -398,6 +404,13 @@ impl Flow {
     /// True for a peer flow with no generation open in a kernel slot (flushed, idle).
     pub(super) fn parked(&self) -> bool {
         matches!(&self.extra, Extra::Peer(peer) if peer.live.is_empty())
+    }
+
+    /// True for a peer flow whose one open slot generation was last reported by a read of the
+    /// kernel's peer slots (`FLAG_SNAPSHOT`): its counters are as the kernel holds them. (A
+    /// second open generation is one whose flush was lost: not known.)
+    pub(super) fn peer_read(&self) -> bool {
+        self.has(bit::PEER_READ) && matches!(&self.extra, Extra::Peer(peer) if peer.live.len() == 1)
     }
 
     /// Sum over slot generations (the socket's counters for sockets).

@@ -129,8 +129,11 @@ impl Tracker {
     /// Applies one kernel event; ended flows are appended to `out`.
     pub fn handle(&mut self, kind: EventKind, ev: &Event, out: &mut Vec<FlowRecord>) {
         let key = key_of(kind, ev);
-        if ev.flags & monitor_common::event::FLAG_SNAPSHOT != 0 && !self.flows.contains_key(&key) {
-            return; // a snapshot refreshes known flows; it carries no owner or remote address
+        // A socket's snapshot refreshes known flows: it carries no owner or remote address. A
+        // peer slot's (read at shutdown) carries both, and may be a peer not reported yet.
+        if ev.flags & monitor_common::event::FLAG_SNAPSHOT != 0 && key.peer.is_none() && !self.flows.contains_key(&key)
+        {
+            return;
         }
         match self.flows.get_mut(&key) {
             Some(flow) => flow.absorb(kind, ev, &mut self.owners),
@@ -288,6 +291,21 @@ impl Tracker {
             .collect()
     }
 
+    /// Open sockets that are counted per peer, or may be (unconnected UDP, ping, raw and SCTP
+    /// sockets, and those with peer flows), with their owners: whose peer slots the shutdown
+    /// reads.
+    #[must_use]
+    pub fn peer_sockets(&self) -> Vec<crate::probe::OpenSocket> {
+        self.flows
+            .sockets()
+            .filter(|(cookie, flow)| {
+                !flow.released()
+                    && (self.per_peer_socket(flow) || self.peers.contains_key(cookie) || self.changed.contains(cookie))
+            })
+            .map(|(cookie, flow)| crate::probe::OpenSocket { cookie, tgid: flow.owner.tgid() })
+            .collect()
+    }
+
     /// [`Tracker::shutdown`], with the records of sockets in `stale` (whose counters the last
     /// snapshot could not read) marked incomplete.
     pub fn shutdown_with_stale(
@@ -301,10 +319,11 @@ impl Tracker {
                 self.finish(key, RecordKind::Close, true, out);
                 continue;
             }
-            // A peer's counters live in the kernel's peer slots, which no snapshot reads: its
-            // bytes since its last report are missing, so its record says it is incomplete,
-            // unless its slot was flushed (parked: nothing of it is left in the kernel).
-            let peer_known = key.peer.is_none() || self.flows.get(&key).is_some_and(flow::Flow::parked);
+            // A peer's counters live in the kernel's peer slots: they are known when its slot
+            // was flushed (parked: nothing of it is left in the kernel) or read by the shutdown's
+            // read of the slots; otherwise its bytes since its last report are missing, and its
+            // record says it is incomplete.
+            let peer_known = key.peer.is_none() || self.flows.get(&key).is_some_and(|f| f.parked() || f.peer_read());
             let fresh = self.config.fresh_at_shutdown && peer_known && !stale.contains(&key.cookie);
             if let Some(record) = self.record(key, RecordKind::Shutdown, fresh, now_ns) {
                 out.push(record);

@@ -564,9 +564,55 @@ fn without_release_events_tcp_ends_at_tcp_close_plus_grace_with_later_reads() {
     assert_eq!((udp.event, udp.payload.tx_bytes), (RecordKind::Shutdown, 100));
 }
 
+/// A peer slot read at shutdown (`PeerUpdate` with `FLAG_SNAPSHOT`): a peer never reported
+/// gets a flow of its own, and a known peer its last bytes; both records are complete. A peer
+/// with a second open generation (its flush was lost) is not known, so it stays incomplete;
+/// the socket itself (counted per peer) writes no record.
+#[test]
+fn peer_slots_read_at_shutdown_give_complete_records() {
+    use monitor_common::event::FLAG_SNAPSHOT;
+    let mut t = tracker();
+    let mut socket = ev(EventKind::Update, SEC, counters(0, 0, 0, 0));
+    socket.tuple = Tuple { protocol: IPPROTO_UDP, remote_port: 0, remote_addr: [0; 4], ..tcp_tuple() };
+    let known = peer_event(EventKind::PeerUpdate, 1, [10, 0, 0, 9], 300);
+    let lost_flush = peer_event(EventKind::PeerUpdate, 2, [10, 0, 0, 8], 50);
+    feed(&mut t, &[(EventKind::Update, socket), known, lost_flush]);
+    assert_eq!(t.peer_sockets(), [crate::probe::OpenSocket { cookie: 7, tgid: 42 }]);
+    let read = |gen_, addr, tx| {
+        let (kind, mut e) = peer_event(EventKind::PeerUpdate, gen_, addr, tx);
+        e.flags |= FLAG_SNAPSHOT;
+        (kind, e)
+    };
+    // The known peer's slot now holds 500 bytes; a new peer (claimed within the update
+    // interval, never reported) holds 40; the peer whose flush was lost has a new generation.
+    feed(&mut t, &[read(1, [10, 0, 0, 9], 500), read(3, [10, 0, 0, 7], 40), read(4, [10, 0, 0, 8], 20)]);
+    let mut out = Vec::new();
+    t.shutdown(5 * SEC, &mut out);
+    let mut got: Vec<(String, u64, bool)> = out
+        .iter()
+        .map(|r| (r.remote.map(|a| a.ip().to_string()).unwrap_or_default(), r.payload.tx_bytes, r.complete))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [("10.0.0.7".into(), 40, true), ("10.0.0.8".into(), 70, false), ("10.0.0.9".into(), 500, true)],
+        "{out:#?}"
+    );
+}
+
+/// A socket's snapshot (no owner, no remote address) only refreshes a flow already known.
+#[test]
+fn socket_snapshot_of_an_unknown_socket_is_ignored() {
+    let mut t = tracker();
+    let mut snap = ev(EventKind::Update, SEC, counters(10, 10, 5, 5));
+    snap.flags = monitor_common::event::FLAG_SNAPSHOT;
+    feed(&mut t, &[(EventKind::Update, snap)]);
+    assert!(t.open_sockets(None).is_empty());
+}
+
 /// At shutdown a socket's own record has the counters the last snapshot read (complete), a
-/// peer's has only what its last report carried: the kernel's peer slots are not read, so it
-/// says it is incomplete.
+/// peer's has only what its last report carried when its slot was not read: it says it is
+/// incomplete.
 #[test]
 fn peer_flows_open_at_shutdown_are_incomplete() {
     let mut t = tracker();

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use monitor::tracker::{
     FlowRecord,
-    record::{Direction, OwnerSource, PayloadSource, Protocol},
+    record::{Direction, OwnerSource, PayloadSource, Protocol, RecordKind},
 };
 use nix::sys::signal::{Signal, kill};
 use serde_json::Value;
@@ -27,6 +27,7 @@ pub fn all() -> Vec<Case> {
         ("udp_unconnected_ipv4_three_destinations_are_three_flows", || udp_unconnected(false)),
         ("udp_unconnected_ipv6_three_destinations_are_three_flows", || udp_unconnected(true)),
         ("udp_unconnected_ipv6_with_extension_headers_exact_per_peer", udp_unconnected_extension_headers),
+        ("udp_unconnected_peers_open_at_shutdown_are_exact", udp_unconnected_open_at_shutdown),
         ("udp_server_with_40_concurrent_peers_exact_per_peer", udp_server_many_peers),
         ("mptcp_ipv4_one_flow_per_side_exact", || crate::mptcp::mptcp_exchange(false, false)),
         ("mptcp_ipv6_one_flow_per_side_exact", || crate::mptcp::mptcp_exchange(true, false)),
@@ -332,6 +333,56 @@ fn udp_unconnected_with(v6: bool, variant: &str) {
     assert_wire_matches(&out, iface);
     out.assert_nothing_lost();
     assert_eq!(out.stats["kernel"]["peer_parse_failures"], 0, "{}", out.stats);
+}
+
+/// An unconnected socket still open when the monitor stops, its peers claimed within the update
+/// interval (never reported by the packet path): the shutdown's read of the kernel's peer slots
+/// gives each peer a `shutdown` record, complete, with exact bytes (before, they had none).
+fn udp_unconnected_open_at_shutdown() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let dests: Vec<SocketAddr> = (0..3).map(|i| server_addr(&pair, false, i, 5304)).collect();
+    let mut echo_args: Vec<String> = dests.iter().map(s).collect();
+    echo_args.push(s(50));
+    let mut echo = spawn("udp-echo", &echo_args, Place { netns: Some(&pair.b), ..Place::default() });
+    echo.line();
+    let mon = Monitor::start(&cg.path, "[probe]\nupdate_interval_secs = 60\n");
+    let mut args = vec![s(700), s(50)];
+    args.extend(dests.iter().map(s));
+    let mut client =
+        spawn("udp-unconnected-hold", &args, Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) });
+    let pid = client.pid();
+    let line = client.line();
+    let out = mon.stop();
+    client.send("exit");
+    client.finish();
+    echo.finish();
+    let port = u16::try_from(line["local_port"].as_u64().unwrap()).unwrap();
+    let peers: Vec<&FlowRecord> = out
+        .records
+        .iter()
+        .filter(|r| r.local.is_some_and(|l| l.port() == port) && r.direction == Direction::Unconnected)
+        .collect();
+    if out.degradations.iter().any(|d| d == "no_snapshots") {
+        eprintln!("    DEGRADED: no counter snapshots on this kernel; peers open at shutdown are not read");
+        assert!(peers.iter().all(|r| !r.complete), "unread peers claimed complete: {peers:#?}");
+        return;
+    }
+    if out.degradations.iter().any(|d| d == "snapshots_by_descriptor") {
+        eprintln!("    (the kernel refuses the iterators: peer slots read through the owner's descriptor)");
+    }
+    assert_eq!(peers.len(), 3, "one shutdown record per peer: {:#?}\n{}", out.records, out.log);
+    for d in &dests {
+        let r = peers.iter().find(|r| r.remote == Some(*d)).unwrap_or_else(|| panic!("no flow to {d}"));
+        let truth = &line["peers"][d.to_string()];
+        assert_eq!(r.event, RecordKind::Shutdown, "{r:#?}");
+        assert!(r.complete, "the peer's slot was read at shutdown: {r:#?}");
+        assert_owner(r, pid, "mon-udp-multi", CLIENT_UID);
+        assert_eq!(r.payload.tx_bytes, truth["tx"].as_u64().unwrap());
+        assert_eq!(r.payload.rx_bytes, truth["rx"].as_u64().unwrap());
+        assert_eq!((r.wire.tx_packets, r.wire.rx_packets), (50, 50));
+    }
+    out.assert_nothing_lost();
 }
 
 fn exit_right_after_sending() {

@@ -240,7 +240,8 @@ pub fn main(role: &str) {
         // udp-unconnected SIZE COUNT DEST...: one socket, sendto() each destination COUNT times.
         // udp-unconnected-dstopts: the same, each datagram carrying an IPv6 destination options
         // header (the IP header is then not followed by the UDP header).
-        "udp-unconnected" | "udp-unconnected-dstopts" => {
+        // udp-unconnected-hold: the same, then keeps the socket open until "exit".
+        "udp-unconnected" | "udp-unconnected-dstopts" | "udp-unconnected-hold" => {
             name("mon-udp-multi");
             let size: usize = arg(0).parse().unwrap();
             let count: usize = arg(1).parse().unwrap();
@@ -263,6 +264,9 @@ pub fn main(role: &str) {
                 per_peer.insert(d.to_string(), json!({"tx": size * count, "rx": rx}));
             }
             say(&json!({"local_port": s.local_addr().unwrap().port(), "peers": per_peer, "pid": std::process::id()}));
+            if role == "udp-unconnected-hold" {
+                wait_stdin("exit");
+            }
         }
         // udp-exit SERVER SIZE: one datagram, then exit.
         "udp-exit" => {
