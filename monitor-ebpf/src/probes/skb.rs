@@ -86,17 +86,25 @@ fn count(ctx: &SkBuffContext, egress: bool) {
     }
     add_packet(c, egress, len);
     remember_local(sk, c);
-    if per_peer(protocol, u32::from(dst_port), c.flags) {
-        count_peer(ctx, sk, c, egress, len, protocol);
-        return;
-    }
-    if c.copy_state & COPY_STATE_DONE == 0 {
-        super::copy::connected(ctx, sk, c, egress);
-    }
-    // SAFETY: helper without arguments.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
-    if now.wrapping_sub(c.last_report_ns) >= update_interval_ns() {
-        c.last_report_ns = now;
+    let due = if per_peer(protocol, u32::from(dst_port), c.flags) {
+        // The socket's first peer: one socket-level `Update`, so that userspace knows the socket
+        // (and its owner) before any peer is reported, and reads its peer slots at shutdown. Its
+        // own record is never written while it is counted per peer.
+        count_peer(ctx, sk, c, egress, len, protocol)
+    } else {
+        if c.copy_state & COPY_STATE_DONE == 0 {
+            super::copy::connected(ctx, sk, c, egress);
+        }
+        // SAFETY: helper without arguments.
+        let now = unsafe { bpf_ktime_get_coarse_ns() };
+        let due = now.wrapping_sub(c.last_report_ns) >= update_interval_ns();
+        if due {
+            c.last_report_ns = now;
+        }
+        due
+    };
+    // One call site: the program's stack is nearly full.
+    if due {
         report(ctx, sk, EventKind::Update, c);
     }
 }
@@ -428,11 +436,13 @@ fn same(slot: &PeerSlot, peer: &Peer) -> bool {
         && slot.addr[3] == peer.addr[3]
 }
 
+/// Counts one packet of a socket counted per peer in its peer's slot. True at the socket's first
+/// peer (the caller announces the socket).
 #[inline(always)]
-fn count_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, c: &mut Counters, egress: bool, len: u64, protocol: u32) {
+fn count_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, c: &mut Counters, egress: bool, len: u64, protocol: u32) -> bool {
     let Some(peer) = parse_peer(ctx, sk, egress, protocol) else {
         stat(STAT_PEER_PARSE_FAIL, 1);
-        return;
+        return false;
     };
     // Only DNS and QUIC peers are candidates: other datagrams of an unconnected socket (a server
     // with many peers) skip the copy path after this comparison.
@@ -447,7 +457,7 @@ fn count_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, c: &mut Counters, egress: 
     // SAFETY: null-checked map value.
     let Some(table) = (unsafe { PEERS.get_or_create(sk.cast()).as_mut() }) else {
         stat(STAT_STORAGE_FAIL, 1);
-        return;
+        return false;
     };
     // Everything that calls a helper happens outside the lock (the verifier allows none inside).
     // SAFETY: helpers without arguments.
@@ -485,12 +495,7 @@ fn count_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, c: &mut Counters, egress: 
     if due.active != 0 {
         report_peer(ctx, sk, c, EventKind::PeerUpdate, &due);
     }
-    if first_peer {
-        // The socket's first peer: one socket-level `Update`, so that userspace knows the socket
-        // (and its owner) before any peer is reported, and reads its peer slots at shutdown. Its
-        // own record is never written while it is counted per peer.
-        report(ctx, sk, EventKind::Update, c);
-    }
+    first_peer
 }
 
 #[inline(always)]

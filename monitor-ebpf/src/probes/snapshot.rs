@@ -97,30 +97,40 @@ pub extern "C" fn iter_peers(ctx: *mut IterCtx) -> i32 {
         Some(c) => owner_with(c, sk),
         None => ptr::null(),
     };
-    let local = super::fallback::sock_tuple(sk);
+    // One event on the stack, its peer fields filled from each slot under the lock (no copy of
+    // a slot: the stack is small).
+    let mut ev = Event {
+        kind: EventKind::PeerUpdate as u32,
+        flags: FLAG_SNAPSHOT,
+        ts_ns: now,
+        cookie,
+        tuple: super::fallback::sock_tuple(sk),
+        ..Event::default()
+    };
+    // SAFETY: a null-checked map value.
+    match unsafe { owner.as_ref() } {
+        Some(o) => ev.owner = *o,
+        None => ev.flags |= FLAG_NO_OWNER,
+    }
     for i in 0..PEER_SLOTS {
-        let slot = super::skb::slot_copy(table, i);
-        if slot.active == 0 {
-            continue;
-        }
-        let mut ev = Event {
-            kind: EventKind::PeerUpdate as u32,
-            flags: FLAG_SNAPSHOT,
-            ts_ns: now,
-            cookie,
-            generation: slot.generation,
-            first_ns: slot.first_ns,
-            tuple: super::skb::peer_tuple(&local, &slot),
-            bytes: slot.bytes,
-            ..Event::default()
+        super::skb::lock(table);
+        let active = match table.slots.get(i) {
+            Some(slot) if slot.active != 0 => {
+                ev.generation = slot.generation;
+                ev.first_ns = slot.first_ns;
+                ev.tuple.remote_addr = slot.addr;
+                ev.tuple.remote_port = slot.port;
+                ev.tuple.family = slot.family;
+                ev.bytes = slot.bytes;
+                true
+            }
+            _ => false,
         };
-        // SAFETY: a null-checked map value.
-        match unsafe { owner.as_ref() } {
-            Some(o) => ev.owner = *o,
-            None => ev.flags |= FLAG_NO_OWNER,
+        super::skb::unlock(table);
+        if active {
+            // SAFETY: the iterator's seq_file and a stack event of the size passed.
+            unsafe { bpf_seq_write(seq.cast(), ptr::from_ref(&ev).cast(), size_of::<Event>() as u32) };
         }
-        // SAFETY: the iterator's seq_file and a stack event of the size passed.
-        unsafe { bpf_seq_write(seq.cast(), ptr::from_ref(&ev).cast(), size_of::<Event>() as u32) };
     }
     0
 }

@@ -16,7 +16,7 @@ use std::{
     os::fd::{AsFd, AsRawFd as _, BorrowedFd, OwnedFd},
 };
 
-use aya::maps::{Map, MapData, SkStorage};
+use aya::maps::{Map, MapData, MapError, SkStorage};
 use log::debug;
 use monitor_common::{
     event::{Event, EventKind, FLAG_NO_OWNER, FLAG_SNAPSHOT, Tuple},
@@ -83,16 +83,37 @@ impl FdSnapshots {
     pub fn read_peers(&self, sockets: &[OpenSocket], each: &mut dyn FnMut(EventKind, &Event)) -> Vec<u64> {
         each_socket(sockets, &mut |socket, wanted| {
             let Ok(cookie) = socket_cookie(socket.as_fd()) else { return };
-            if !wanted.remove(&cookie) {
+            if !wanted.contains(&cookie) {
                 return;
             }
-            // No table: the socket never had a peer slot.
-            let Ok(table) = self.peers.get(socket, BPF_F_LOCK) else { return };
-            let counters = self.storage.get(socket, 0).ok();
+            let table = match self.peers.get(socket, BPF_F_LOCK) {
+                Ok(table) => table,
+                // No table: the socket never had a peer slot.
+                Err(MapError::KeyNotFound) => {
+                    wanted.remove(&cookie);
+                    return;
+                }
+                Err(e) => {
+                    debug!("peer snapshot: peer slots of cookie {cookie}: {e}");
+                    return;
+                }
+            };
+            let (counters, protocol) = match (self.storage.get(socket, 0), socket_protocol(socket.as_fd())) {
+                (Ok(c), Ok(p)) => (c, p),
+                (Err(e), _) => {
+                    debug!("peer snapshot: counters of cookie {cookie}: {e}");
+                    return;
+                }
+                (_, Err(e)) => {
+                    debug!("peer snapshot: protocol of cookie {cookie}: {e}");
+                    return;
+                }
+            };
+            wanted.remove(&cookie);
             let local = Tuple {
-                local_addr: counters.map_or([0; 4], |c| c.local_addr),
-                local_port: counters.map_or(0, |c| c.local_port),
-                protocol: socket_protocol(socket.as_fd()).unwrap_or(0),
+                local_addr: counters.local_addr,
+                local_port: counters.local_port,
+                protocol,
                 ..Tuple::default()
             };
             for slot in table.slots.iter().filter(|s| s.active != 0) {
@@ -107,9 +128,10 @@ impl FdSnapshots {
                     bytes: slot.bytes,
                     ..Event::default()
                 };
-                match counters.filter(|c| c.owner.source != OwnerSource::Unknown as u32) {
-                    Some(c) => ev.owner = c.owner,
-                    None => ev.flags |= FLAG_NO_OWNER,
+                if counters.owner.source == OwnerSource::Unknown as u32 {
+                    ev.flags |= FLAG_NO_OWNER;
+                } else {
+                    ev.owner = counters.owner;
                 }
                 each(EventKind::PeerUpdate, &ev);
             }

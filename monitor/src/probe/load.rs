@@ -239,7 +239,7 @@ impl Probe {
             },
             Err(Optional::Object(e)) => return Err(e),
         };
-        let peer_snapshots = peer_snapshotter(&mut ebpf)?;
+        let peer_snapshots = peer_snapshotter(&mut ebpf, matches!(snapshots, Snapshots::Iterator(_)))?;
         degradations.extend(features::host_degradations());
         let gai = if config.getaddrinfo {
             super::getaddrinfo::attach(&mut ebpf, config.getaddrinfo_libc.as_deref())?
@@ -505,12 +505,20 @@ fn snapshotter(ebpf: &mut Ebpf) -> Result<Snapshotter, Optional> {
 
 /// How the peer slots are read at shutdown: the `PEERS` iterator, else by descriptor; with
 /// neither, peers' bytes since their last report stay unread (their `shutdown` records say so).
-fn peer_snapshotter(ebpf: &mut Ebpf) -> Result<PeerSnapshots, Error> {
+/// `iterators`: the kernel runs the counter iterator, so it should run this one too (a refusal
+/// is then worth a warning).
+fn peer_snapshotter(ebpf: &mut Ebpf, iterators: bool) -> Result<PeerSnapshots, Error> {
     match iterator(ebpf, programs::ITER_PEERS, maps::PEERS) {
         Ok(s) => Ok(PeerSnapshots::Iterator(s)),
         Err(Optional::Kernel(reason)) => match by_descriptor(ebpf) {
             Ok(s) => {
-                info!("peer slot iterator unavailable ({reason}); peer slots are read by descriptor at shutdown");
+                let said =
+                    format!("peer slot iterator unavailable ({reason}); peer slots are read by descriptor at shutdown");
+                if iterators {
+                    warn!("{said}");
+                } else {
+                    info!("{said}");
+                }
                 Ok(PeerSnapshots::ByDescriptor(Box::new(s)))
             }
             Err(e) => {

@@ -130,8 +130,12 @@ impl Tracker {
     pub fn handle(&mut self, kind: EventKind, ev: &Event, out: &mut Vec<FlowRecord>) {
         let key = key_of(kind, ev);
         // A socket's snapshot refreshes known flows: it carries no owner or remote address. A
-        // peer slot's (read at shutdown) carries both, and may be a peer not reported yet.
-        if ev.flags & monitor_common::event::FLAG_SNAPSHOT != 0 && key.peer.is_none() && !self.flows.contains_key(&key)
+        // peer slot's (read at shutdown) carries both, and may be a peer not reported yet, of a
+        // socket still open (a released socket's slots outlive its `Release` in the kernel: its
+        // peers have their `close` records already).
+        if ev.flags & monitor_common::event::FLAG_SNAPSHOT != 0
+            && !self.flows.contains_key(&key)
+            && (key.peer.is_none() || !self.socket_open(key.cookie))
         {
             return;
         }
@@ -143,6 +147,13 @@ impl Tracker {
                     && owner.source > flow.owner.source
                 {
                     flow.owner = self.owners.intern(FlowOwner::of(owner));
+                }
+                // A peer read without its owner (a slot read by descriptor) takes its socket's.
+                if key.peer.is_some()
+                    && let Some(socket) = self.flows.get(&FlowKey { cookie: key.cookie, peer: None })
+                    && socket.owner.source > flow.owner.source
+                {
+                    flow.owner = socket.owner.clone();
                 }
                 if flow.owner.source == OwnerSource::Unknown && !self.resolved.contains_key(&key.cookie) {
                     self.owner_queries.push(OwnerQuery { cookie: ev.cookie, event: *ev });
@@ -289,6 +300,13 @@ impl Tracker {
             .filter(|(_, flow)| idle_since_ns.is_none_or(|t| flow.last_ns < t))
             .map(|(cookie, flow)| crate::probe::OpenSocket { cookie, tgid: flow.owner.tgid() })
             .collect()
+    }
+
+    /// Whether socket `cookie` is known and not released: its own flow is open, or it has peer
+    /// flows.
+    fn socket_open(&self, cookie: u64) -> bool {
+        self.peers.contains_key(&cookie)
+            || self.flows.get(&FlowKey { cookie, peer: None }).is_some_and(|f| !f.released())
     }
 
     /// Open sockets that are counted per peer, or may be (unconnected UDP, ping, raw and SCTP

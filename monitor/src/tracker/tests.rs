@@ -600,6 +600,36 @@ fn peer_slots_read_at_shutdown_give_complete_records() {
     );
 }
 
+/// A released socket's slots outlive its `Release` in the kernel: read at shutdown, they add no
+/// flow (its peers have their `close` records), and a read without an owner takes the socket's.
+#[test]
+fn peer_slots_of_released_sockets_are_ignored_and_read_peers_take_the_socket_owner() {
+    use monitor_common::event::{FLAG_NO_OWNER, FLAG_SNAPSHOT};
+    let mut t = tracker();
+    let mut socket = ev(EventKind::Update, SEC, counters(0, 0, 0, 0));
+    socket.tuple = Tuple { protocol: IPPROTO_UDP, remote_port: 0, remote_addr: [0; 4], ..tcp_tuple() };
+    let closed = peer_event(EventKind::PeerClosed, 1, [10, 0, 0, 9], 300);
+    let mut out = feed(&mut t, &[(EventKind::Update, socket), closed, udp_release(7)]);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    let (kind, mut late) = peer_event(EventKind::PeerUpdate, 1, [10, 0, 0, 9], 300);
+    late.flags |= FLAG_SNAPSHOT;
+    out = feed(&mut t, &[(kind, late)]);
+    t.shutdown(5 * SEC, &mut out);
+    assert!(out.is_empty(), "a released socket's slot counted again: {out:#?}");
+    // An open socket's peer read without its owner.
+    let mut socket = ev(EventKind::Update, SEC, counters(0, 0, 0, 0));
+    socket.cookie = 8;
+    socket.tuple = Tuple { protocol: IPPROTO_UDP, remote_port: 0, remote_addr: [0; 4], ..tcp_tuple() };
+    let (kind, mut read) = peer_event(EventKind::PeerUpdate, 1, [10, 0, 0, 9], 300);
+    read.cookie = 8;
+    read.flags = FLAG_SNAPSHOT | FLAG_NO_OWNER;
+    read.owner = KOwner::default();
+    feed(&mut t, &[(EventKind::Update, socket), (kind, read)]);
+    t.shutdown(5 * SEC, &mut out);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!((out[0].owner.tgid, out[0].complete), (42, true), "{:#?}", out[0]);
+}
+
 /// A socket's snapshot (no owner, no remote address) only refreshes a flow already known.
 #[test]
 fn socket_snapshot_of_an_unknown_socket_is_ignored() {
