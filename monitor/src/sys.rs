@@ -43,31 +43,42 @@ pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, fd: RawFd) -> io::Result<OwnedFd> {
     owned(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) })
 }
 
-/// The cookie of socket `fd` (`getsockopt(SOL_SOCKET, SO_COOKIE)`).
-///
-/// # Errors
-/// `ENOTSOCK` when `fd` is not a socket, or what else the call says.
-pub fn socket_cookie(fd: BorrowedFd<'_>) -> io::Result<u64> {
-    let mut cookie: u64 = 0;
-    let mut len = libc::socklen_t::try_from(size_of::<u64>()).map_err(io::Error::other)?;
-    // SAFETY: `cookie` and `len` are valid for writes for the call, and `len` holds the size of
-    // `cookie`; `fd` is borrowed open for the call.
+/// An integer socket option of `fd` at level `SOL_SOCKET` (`u64` or `c_int`), checked to be
+/// that size.
+fn socket_option<T: SocketInt>(fd: BorrowedFd<'_>, name: libc::c_int, what: &str) -> io::Result<T> {
+    let mut value = T::default();
+    let mut len = libc::socklen_t::try_from(size_of::<T>()).map_err(io::Error::other)?;
+    // SAFETY: `value` and `len` are valid for writes for the call, and `len` holds the size of
+    // `value` (a plain integer); `fd` is borrowed open for the call.
     let rc = unsafe {
         libc::getsockopt(
             fd.as_raw_fd(),
             libc::SOL_SOCKET,
-            libc::SO_COOKIE,
-            std::ptr::from_mut(&mut cookie).cast::<libc::c_void>(),
+            name,
+            std::ptr::from_mut(&mut value).cast::<libc::c_void>(),
             &raw mut len,
         )
     };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    if usize::try_from(len).ok() != Some(size_of::<u64>()) {
-        return Err(io::Error::other(format!("SO_COOKIE returned {len} bytes")));
+    if usize::try_from(len).ok() != Some(size_of::<T>()) {
+        return Err(io::Error::other(format!("{what} returned {len} bytes")));
     }
-    Ok(cookie)
+    Ok(value)
+}
+
+/// The integer types [`socket_option`] reads (every bit pattern is a value).
+trait SocketInt: Default {}
+impl SocketInt for u64 {}
+impl SocketInt for libc::c_int {}
+
+/// The cookie of socket `fd` (`getsockopt(SOL_SOCKET, SO_COOKIE)`).
+///
+/// # Errors
+/// `ENOTSOCK` when `fd` is not a socket, or what else the call says.
+pub fn socket_cookie(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    socket_option(fd, libc::SO_COOKIE, "SO_COOKIE")
 }
 
 /// The IP protocol of socket `fd` (`getsockopt(SOL_SOCKET, SO_PROTOCOL)`).
@@ -75,22 +86,7 @@ pub fn socket_cookie(fd: BorrowedFd<'_>) -> io::Result<u64> {
 /// # Errors
 /// `ENOTSOCK` when `fd` is not a socket, or what else the call says.
 pub fn socket_protocol(fd: BorrowedFd<'_>) -> io::Result<u16> {
-    let mut protocol: libc::c_int = 0;
-    let mut len = libc::socklen_t::try_from(size_of::<libc::c_int>()).map_err(io::Error::other)?;
-    // SAFETY: `protocol` and `len` are valid for writes for the call, and `len` holds the size of
-    // `protocol`; `fd` is borrowed open for the call.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PROTOCOL,
-            std::ptr::from_mut(&mut protocol).cast::<libc::c_void>(),
-            &raw mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let protocol: libc::c_int = socket_option(fd, libc::SO_PROTOCOL, "SO_PROTOCOL")?;
     u16::try_from(protocol).map_err(|_| io::Error::other(format!("SO_PROTOCOL returned {protocol}")))
 }
 
@@ -140,6 +136,17 @@ mod tests {
         assert_ne!(socket_cookie(b.as_fd()).expect("cookie"), cookie, "another socket");
         let file = tempfile::tempfile().expect("temp file");
         let err = socket_cookie(file.as_fd()).expect_err("not a socket");
+        assert_eq!(err.raw_os_error(), Some(libc::ENOTSOCK), "{err}");
+    }
+
+    #[test]
+    fn a_socket_says_its_ip_protocol() {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("socket");
+        assert_eq!(socket_protocol(udp.as_fd()).expect("protocol"), 17);
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("socket");
+        assert_eq!(socket_protocol(tcp.as_fd()).expect("protocol"), 6);
+        let file = tempfile::tempfile().expect("temp file");
+        let err = socket_protocol(file.as_fd()).expect_err("not a socket");
         assert_eq!(err.raw_os_error(), Some(libc::ENOTSOCK), "{err}");
     }
 }
