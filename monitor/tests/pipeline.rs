@@ -285,6 +285,33 @@ async fn e_open_flows_end_as_shutdown_records_with_the_counters_of_the_last_snap
     assert_eq!((stats.tracker.open_flows, stats.tracker.closed_flows), (0, 0));
 }
 
+/// An unconnected UDP socket open at shutdown whose peers no event reported (claimed within the
+/// update interval): the shutdown reads its peer slots, and each peer ends with a complete
+/// `shutdown` record holding the slot's bytes; the socket itself writes none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e_peers_open_at_shutdown_end_with_the_bytes_of_their_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = Run::start(&settings(dir.path()));
+    let now = run.now_ns();
+    // The socket's first peer announced the socket (a socket-level `Update`, no remote).
+    run.send(vec![udp_server_update(7, now)]).await;
+    let slot = |generation, remote, port| udp_peer(EventKind::PeerUpdate, 7, now, generation, remote, port).1;
+    run.set_peer_slots(vec![slot(1, [10, 0, 0, 2], 53), slot(2, [10, 0, 0, 3], 443)]);
+    let (outputs, stats) = run.stop().await;
+
+    let flows = flows(&outputs);
+    assert_eq!(flows.len(), 2, "one record per peer, none for the socket: {flows:#?}");
+    for f in &flows {
+        let r = &f.record;
+        assert_eq!((r.event, r.cookie, r.complete), (RecordKind::Shutdown, 7, true), "{r:#?}");
+        assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), (1024, 1024), "the slot's bytes");
+    }
+    let mut remotes: Vec<String> = flows.iter().filter_map(|f| f.record.remote.map(|a| a.to_string())).collect();
+    remotes.sort();
+    assert_eq!(remotes, ["10.0.0.2:53", "10.0.0.3:443"]);
+    assert_eq!(stats.tracker.open_flows, 0);
+}
+
 /// ISO week label ("2026-W47") of `t` in UTC.
 fn week_of(t: Timestamp) -> String {
     let week = t.to_zoned(TimeZone::UTC).date().iso_week_date();

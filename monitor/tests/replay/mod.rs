@@ -40,6 +40,8 @@ pub const REMOTE: [u8; 4] = [81, 2, 69, 160];
 pub struct Kernel {
     sockets: HashMap<u64, Event>,
     changed: HashSet<u64>,
+    /// Open peer slots, as the shutdown's read of them reports them.
+    peer_slots: Vec<Event>,
 }
 
 /// The source the pipeline reads: batches the test sends, snapshots of [`Kernel`].
@@ -126,6 +128,18 @@ impl EventSource for Replay {
         }
         Some(Ok(Vec::new()))
     }
+
+    fn peer_snapshot(
+        &mut self,
+        _sockets: &[probe::OpenSocket],
+        each: &mut dyn FnMut(EventKind, &Event),
+    ) -> Option<std::io::Result<()>> {
+        let slots = self.kernel.lock().unwrap().peer_slots.clone();
+        for ev in &slots {
+            each(EventKind::PeerUpdate, &Event { flags: FLAG_SNAPSHOT, ..*ev });
+        }
+        Some(Ok(()))
+    }
 }
 
 /// The test's side of a running pipeline.
@@ -190,6 +204,11 @@ impl Run {
         let mut kernel = self.kernel.lock().unwrap();
         kernel.sockets.insert(ev.cookie, ev);
         kernel.changed.insert(ev.cookie);
+    }
+
+    /// Sets the open peer slots the shutdown reads.
+    pub fn set_peer_slots(&self, slots: Vec<Event>) {
+        self.kernel.lock().unwrap().peer_slots = slots;
     }
 
     /// Asks for a reload (as SIGHUP does) and waits until the loop has taken the request: what
@@ -371,6 +390,12 @@ pub fn udp_peer(
     let (kind, mut ev) = udp_event(kind, cookie, ts_ns, (remote, port), udp_bytes());
     ev.generation = generation;
     (kind, ev)
+}
+
+/// The announcement of unconnected UDP socket `cookie` at its first peer (a socket-level
+/// `Update` without a remote address).
+pub fn udp_server_update(cookie: u64, ts_ns: u64) -> (EventKind, Event) {
+    udp_event(EventKind::Update, cookie, ts_ns, ([0; 4], 0), ByteCounters::default())
 }
 
 /// The release of unconnected UDP socket `cookie` (its peers were reported before).
