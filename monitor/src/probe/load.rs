@@ -337,7 +337,11 @@ impl Probe {
             PeerSnapshots::ByDescriptor(s) => {
                 let missed = s.read_peers(sockets, each);
                 if !missed.is_empty() {
-                    debug!("peer snapshot: {} sockets not found by descriptor", missed.len());
+                    warn!(
+                        "peer slots of {} sockets not found by descriptor at shutdown (passed to another process, or \
+                         gone): their peers keep what their last report carried",
+                        missed.len()
+                    );
                 }
                 Some(Ok(()))
             }

@@ -148,10 +148,11 @@ impl Tracker {
                 {
                     flow.owner = self.owners.intern(FlowOwner::of(owner));
                 }
-                // A peer read without its owner (a slot read by descriptor) takes its socket's.
+                // A peer read without its owner (a slot read by descriptor) takes its socket's
+                // (at equal sources too: the socket's may know the uid).
                 if key.peer.is_some()
                     && let Some(socket) = self.flows.get(&FlowKey { cookie: key.cookie, peer: None })
-                    && socket.owner.source > flow.owner.source
+                    && socket.owner.source >= flow.owner.source
                 {
                     flow.owner = socket.owner.clone();
                 }

@@ -630,6 +630,24 @@ fn peer_slots_of_released_sockets_are_ignored_and_read_peers_take_the_socket_own
     assert_eq!((out[0].owner.tgid, out[0].complete), (42, true), "{:#?}", out[0]);
 }
 
+/// A socket known only through a peer flow (no event of its own) is open: a second peer's slot
+/// read at shutdown gets its record too.
+#[test]
+fn peer_slot_of_a_socket_known_by_its_peers_gets_a_record() {
+    use monitor_common::event::FLAG_SNAPSHOT;
+    let mut t = tracker();
+    let reported = peer_event(EventKind::PeerUpdate, 1, [10, 0, 0, 9], 300);
+    let (kind, mut unreported) = peer_event(EventKind::PeerUpdate, 2, [10, 0, 0, 8], 40);
+    unreported.flags |= FLAG_SNAPSHOT;
+    feed(&mut t, &[reported, (kind, unreported)]);
+    let mut out = Vec::new();
+    t.shutdown(5 * SEC, &mut out);
+    let mut got: Vec<(String, u64)> =
+        out.iter().map(|r| (r.remote.map(|a| a.ip().to_string()).unwrap_or_default(), r.payload.tx_bytes)).collect();
+    got.sort();
+    assert_eq!(got, [("10.0.0.8".into(), 40), ("10.0.0.9".into(), 300)], "{out:#?}");
+}
+
 /// A socket's snapshot (no owner, no remote address) only refreshes a flow already known.
 #[test]
 fn socket_snapshot_of_an_unknown_socket_is_ignored() {

@@ -392,10 +392,19 @@ pub fn udp_peer(
     (kind, ev)
 }
 
-/// The announcement of unconnected UDP socket `cookie` at its first peer (a socket-level
-/// `Update` without a remote address).
+/// Unconnected UDP socket `cookie` announced at its first peer (a socket-level `Update` without
+/// a remote address), with socket counters holding two peers' datagrams (as the kernel's do).
 pub fn udp_server_update(cookie: u64, ts_ns: u64) -> (EventKind, Event) {
-    udp_event(EventKind::Update, cookie, ts_ns, ([0; 4], 0), ByteCounters::default())
+    let one = udp_bytes();
+    let two = ByteCounters {
+        wire_tx_bytes: 2 * one.wire_tx_bytes,
+        wire_tx_packets: 2 * one.wire_tx_packets,
+        wire_rx_bytes: 2 * one.wire_rx_bytes,
+        wire_rx_packets: 2 * one.wire_rx_packets,
+        app_tx_bytes: 2 * one.app_tx_bytes,
+        app_rx_bytes: 2 * one.app_rx_bytes,
+    };
+    udp_event(EventKind::Update, cookie, ts_ns, ([0; 4], 0), two)
 }
 
 /// The release of unconnected UDP socket `cookie` (its peers were reported before).
