@@ -29,20 +29,14 @@ use super::{
     snapshot::Snapshotter,
 };
 
-/// How counter snapshots are taken on this host.
+/// How counter snapshots (over `COUNTERS`), and at shutdown the peer slots (over `PEERS`), are
+/// read on this host.
 enum Snapshots {
-    /// The `COUNTERS` iterator: one pass over every socket.
+    /// The map's iterator: one pass over every socket.
     Iterator(Snapshotter),
     /// The kernel refused the iterator: socket by socket through the owners' descriptors.
     ByDescriptor(Box<FdSnapshots>),
     /// Neither.
-    None,
-}
-
-/// How the peer slots are read at shutdown: as [`Snapshots`], over `PEERS`.
-enum PeerSnapshots {
-    Iterator(Snapshotter),
-    ByDescriptor(Box<FdSnapshots>),
     None,
 }
 
@@ -52,7 +46,7 @@ pub struct Probe {
     cgroup: PathBuf,
     degradations: Vec<Degradation>,
     snapshots: Snapshots,
-    peer_snapshots: PeerSnapshots,
+    peer_snapshots: Snapshots,
 }
 
 /// `Single` is right for bpf_link attachments (5.7+): links always coexist with other programs,
@@ -329,12 +323,12 @@ impl Probe {
         each: &mut dyn FnMut(monitor_common::event::EventKind, &monitor_common::event::Event),
     ) -> Option<std::io::Result<()>> {
         match &self.peer_snapshots {
-            PeerSnapshots::Iterator(peers) => Some(peers.read().map(|events| {
+            Snapshots::Iterator(peers) => Some(peers.read().map(|events| {
                 for (kind, ev) in &events {
                     each(*kind, ev);
                 }
             })),
-            PeerSnapshots::ByDescriptor(s) => {
+            Snapshots::ByDescriptor(s) => {
                 let missed = s.read_peers(sockets, each);
                 if !missed.is_empty() {
                     warn!(
@@ -345,7 +339,7 @@ impl Probe {
                 }
                 Some(Ok(()))
             }
-            PeerSnapshots::None => None,
+            Snapshots::None => None,
         }
     }
 
@@ -511,9 +505,9 @@ fn snapshotter(ebpf: &mut Ebpf) -> Result<Snapshotter, Optional> {
 /// neither, peers' bytes since their last report stay unread (their `shutdown` records say so).
 /// `iterators`: the kernel runs the counter iterator, so it should run this one too (a refusal
 /// is then worth a warning).
-fn peer_snapshotter(ebpf: &mut Ebpf, iterators: bool) -> Result<PeerSnapshots, Error> {
+fn peer_snapshotter(ebpf: &mut Ebpf, iterators: bool) -> Result<Snapshots, Error> {
     match iterator(ebpf, programs::ITER_PEERS, maps::PEERS) {
-        Ok(s) => Ok(PeerSnapshots::Iterator(s)),
+        Ok(s) => Ok(Snapshots::Iterator(s)),
         Err(Optional::Kernel(reason)) => match by_descriptor(ebpf) {
             Ok(s) => {
                 let said =
@@ -523,14 +517,14 @@ fn peer_snapshotter(ebpf: &mut Ebpf, iterators: bool) -> Result<PeerSnapshots, E
                 } else {
                     info!("{said}");
                 }
-                Ok(PeerSnapshots::ByDescriptor(Box::new(s)))
+                Ok(Snapshots::ByDescriptor(Box::new(s)))
             }
             Err(e) => {
                 warn!(
                     "peer slots cannot be read at shutdown (iterator: {reason}; by descriptor: {e}): each unconnected \
                      peer's bytes since its last report are missing from its record, which says it is incomplete"
                 );
-                Ok(PeerSnapshots::None)
+                Ok(Snapshots::None)
             }
         },
         Err(Optional::Object(e)) => Err(e),

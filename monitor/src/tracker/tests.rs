@@ -564,6 +564,14 @@ fn without_release_events_tcp_ends_at_tcp_close_plus_grace_with_later_reads() {
     assert_eq!((udp.event, udp.payload.tx_bytes), (RecordKind::Shutdown, 100));
 }
 
+/// The socket-level `Update` announcing unconnected UDP socket `cookie` at its first peer.
+fn unconnected_socket(cookie: u64) -> Event {
+    let mut socket = ev(EventKind::Update, SEC, counters(0, 0, 0, 0));
+    socket.cookie = cookie;
+    socket.tuple = Tuple { protocol: IPPROTO_UDP, remote_port: 0, remote_addr: [0; 4], ..tcp_tuple() };
+    socket
+}
+
 /// A peer slot read at shutdown (`PeerUpdate` with `FLAG_SNAPSHOT`): a peer never reported
 /// gets a flow of its own, and a known peer its last bytes; both records are complete. A peer
 /// with a second open generation (its flush was lost) is not known, so it stays incomplete;
@@ -572,8 +580,7 @@ fn without_release_events_tcp_ends_at_tcp_close_plus_grace_with_later_reads() {
 fn peer_slots_read_at_shutdown_give_complete_records() {
     use monitor_common::event::FLAG_SNAPSHOT;
     let mut t = tracker();
-    let mut socket = ev(EventKind::Update, SEC, counters(0, 0, 0, 0));
-    socket.tuple = Tuple { protocol: IPPROTO_UDP, remote_port: 0, remote_addr: [0; 4], ..tcp_tuple() };
+    let socket = unconnected_socket(7);
     let known = peer_event(EventKind::PeerUpdate, 1, [10, 0, 0, 9], 300);
     let lost_flush = peer_event(EventKind::PeerUpdate, 2, [10, 0, 0, 8], 50);
     feed(&mut t, &[(EventKind::Update, socket), known, lost_flush]);
@@ -606,8 +613,7 @@ fn peer_slots_read_at_shutdown_give_complete_records() {
 fn peer_slots_of_released_sockets_are_ignored_and_read_peers_take_the_socket_owner() {
     use monitor_common::event::{FLAG_NO_OWNER, FLAG_SNAPSHOT};
     let mut t = tracker();
-    let mut socket = ev(EventKind::Update, SEC, counters(0, 0, 0, 0));
-    socket.tuple = Tuple { protocol: IPPROTO_UDP, remote_port: 0, remote_addr: [0; 4], ..tcp_tuple() };
+    let socket = unconnected_socket(7);
     let closed = peer_event(EventKind::PeerClosed, 1, [10, 0, 0, 9], 300);
     let mut out = feed(&mut t, &[(EventKind::Update, socket), closed, udp_release(7)]);
     assert_eq!(out.len(), 1, "{out:#?}");
@@ -617,9 +623,7 @@ fn peer_slots_of_released_sockets_are_ignored_and_read_peers_take_the_socket_own
     t.shutdown(5 * SEC, &mut out);
     assert!(out.is_empty(), "a released socket's slot counted again: {out:#?}");
     // An open socket's peer read without its owner.
-    let mut socket = ev(EventKind::Update, SEC, counters(0, 0, 0, 0));
-    socket.cookie = 8;
-    socket.tuple = Tuple { protocol: IPPROTO_UDP, remote_port: 0, remote_addr: [0; 4], ..tcp_tuple() };
+    let socket = unconnected_socket(8);
     let (kind, mut read) = peer_event(EventKind::PeerUpdate, 1, [10, 0, 0, 9], 300);
     read.cookie = 8;
     read.flags = FLAG_SNAPSHOT | FLAG_NO_OWNER;
