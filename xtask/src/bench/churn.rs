@@ -23,7 +23,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{
-    Ctx,
+    Ctx, budget,
     env::{ADDR_A, ADDR_B, DEV_A, Place, Proc},
     load::{EXCHANGE_BYTES, Proto},
     observer::{self, Cost, Observer, Target},
@@ -108,6 +108,9 @@ pub(super) struct Sample {
     pub(super) cost: Option<Cost>,
     /// The whole machine over the sample.
     pub(super) machine: MachineLoad,
+    /// CPU seconds the whole machine was busy from the load's start until the monitor had worked
+    /// off its queue (the same span as the monitor's `cost`).
+    pub(super) machine_busy_s: f64,
     pub(super) client: Option<Completeness>,
     pub(super) server: Option<Completeness>,
     pub(super) stats: Option<FinalStats>,
@@ -170,6 +173,13 @@ pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
             );
         }
         data.insert(p.into(), serde_json::Value::Object(per_config));
+        let runs = |o: Observer| -> Vec<budget::Run> {
+            let Some(i) = configs.iter().position(|c| *c == o) else { return Vec::new() };
+            results[i].iter().flatten().map(budget_run).collect()
+        };
+        if let Some(b) = budget::of(&runs(Observer::None), &runs(Observer::Monitor), 2.0, DAEMON_GOAL_US, RATE_GOAL) {
+            section.notes.push(b.note(p, 2.0, DAEMON_GOAL_US, RATE_GOAL));
+        }
     }
     section.data = json!({ "exchanges": count, "rounds": rounds, "client_processes": PROCS, "threads_per_process": THREADS, "protocols": data });
     section.notes.push(format!(
@@ -182,6 +192,16 @@ pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
             .into(),
     );
     Ok(section)
+}
+
+/// A run's figures for the ratio's budget ([`budget`]).
+fn budget_run(s: &Sample) -> budget::Run {
+    budget::Run {
+        exchanges: s.ok,
+        machine_busy_s: s.machine_busy_s,
+        load_busy_cores: s.machine.busy_percent / 100.0 * budget::cores(),
+        daemon_cpu_s: s.cost.as_ref().map(|c| c.cpu.total()),
+    }
 }
 
 fn monitor_rows(section: &mut Section, m: &str, samples: &[&Sample]) {
@@ -296,6 +316,7 @@ pub(super) fn sample(
     // Let the last FIN exchanges and close events arrive, and the monitor work off its queue.
     thread::sleep(Duration::from_millis(500));
     let settled = running.settle(Duration::from_secs(60));
+    let machine_busy_s = ticks.busy_seconds_since();
     if settled > Duration::from_secs(1) {
         eprintln!("bench:   the monitor worked off its queue {:.1} s after the load", settled.as_secs_f64());
     }
@@ -310,6 +331,7 @@ pub(super) fn sample(
         elapsed_s,
         cost,
         machine,
+        machine_busy_s,
         client: None,
         server: None,
         stats: None,

@@ -17,6 +17,7 @@
 //! Everything runs on this machine's cores, shared: load generator, server, observer and the
 //! kernel's softirq work compete for them (2 on CI), as they would on a device.
 
+mod budget;
 mod churn;
 mod env;
 mod kernel;

@@ -134,6 +134,11 @@ impl MachineTicks {
         Self { busy: total - idle - steal, steal, total }
     }
 
+    /// CPU seconds the whole machine was busy since `self` (every core, steal left out).
+    pub fn busy_seconds_since(self) -> f64 {
+        Self::now().busy.saturating_sub(self.busy) as f64 / ticks_per_second()
+    }
+
     /// Load since `self`.
     pub fn load_since(self) -> MachineLoad {
         let now = Self::now();

@@ -1,0 +1,137 @@
+//! What bounds the churn ratio on this machine, from the run's own figures: the machine's CPU per
+//! exchange without and with the monitor, the daemon's share of it, and the ratio the rest would
+//! still allow with the daemon at its goal. A closed-loop load that keeps every core busy turns
+//! each microsecond the monitor spends per exchange into a lower rate; the note says so in
+//! numbers, so that a missed ratio comes with its bottleneck.
+
+/// One churn run's figures needed here.
+#[derive(Debug, Clone, Copy)]
+pub struct Run {
+    /// Exchanges completed.
+    pub exchanges: u64,
+    /// CPU seconds the whole machine was busy from the load's start until the monitor had worked
+    /// off its queue (the load alone for runs without it).
+    pub machine_busy_s: f64,
+    /// Cores busy during the load (to tell whether the load was CPU-bound).
+    pub load_busy_cores: f64,
+    /// Monitor runs: the daemon's CPU seconds over the same span.
+    pub daemon_cpu_s: Option<f64>,
+}
+
+impl Run {
+    /// µs per exchange of `seconds`.
+    fn per_exchange(&self, seconds: f64) -> Option<f64> {
+        (self.exchanges > 0).then(|| 1e6 * seconds / self.exchanges as f64)
+    }
+}
+
+/// Medians of the figures, µs per exchange.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Budget {
+    /// The machine's CPU per exchange without the monitor.
+    pub none_us: f64,
+    /// Cores busy without the monitor (≈ all of them: the load is CPU-bound).
+    pub none_busy_cores: f64,
+    /// The machine's CPU per exchange with the monitor, its catch-up after the load included.
+    pub monitor_us: f64,
+    /// The daemon's part of it.
+    pub daemon_us: f64,
+    /// The rest of the monitor's cost: its BPF programs, the kernel work they add (`monitor_us`
+    /// − `none_us` − `daemon_us`, at least 0).
+    pub kernel_us: f64,
+    /// The best ratio with the daemon at `goal_us` per record and the kernel's share as measured.
+    pub ratio_at_daemon_goal: f64,
+    /// The whole monitor's CPU per exchange that the ratio goal allows.
+    pub allowed_us: f64,
+}
+
+/// The budget from the runs without (`none`) and with the monitor, or `None` when either has no
+/// usable run. `records_per_exchange`: flow records per exchange (both sides); `goal_us`: the
+/// daemon's goal per record; `ratio_goal`: the churn ratio's goal.
+pub fn of(none: &[Run], monitor: &[Run], records_per_exchange: f64, goal_us: f64, ratio_goal: f64) -> Option<Budget> {
+    let median = |v: Vec<f64>| super::stats::Summary::of(&v).map(|s| s.median);
+    let none_us = median(none.iter().filter_map(|r| r.per_exchange(r.machine_busy_s)).collect())?;
+    let none_busy_cores = median(none.iter().map(|r| r.load_busy_cores).collect())?;
+    let monitor_us = median(monitor.iter().filter_map(|r| r.per_exchange(r.machine_busy_s)).collect())?;
+    let daemon_us = median(monitor.iter().filter_map(|r| r.per_exchange(r.daemon_cpu_s?)).collect())?;
+    let kernel_us = (monitor_us - none_us - daemon_us).max(0.0);
+    let ratio_at_daemon_goal = none_us / (none_us + kernel_us + records_per_exchange * goal_us);
+    let allowed_us = none_us / ratio_goal - none_us;
+    Some(Budget { none_us, none_busy_cores, monitor_us, daemon_us, kernel_us, ratio_at_daemon_goal, allowed_us })
+}
+
+impl Budget {
+    /// The note printed under the churn table for protocol `p` ("tcp", "udp").
+    pub fn note(&self, p: &str, records_per_exchange: f64, goal_us: f64, ratio_goal: f64) -> String {
+        let Self { none_us, none_busy_cores, monitor_us, daemon_us, kernel_us, ratio_at_daemon_goal, allowed_us } =
+            *self;
+        format!(
+            "{p} churn, what bounds the ratio (medians): without the monitor the load kept {none_busy_cores:.2} cores busy, \
+             {none_us:.1} µs of CPU per exchange; with it the machine spent {monitor_us:.1} µs per exchange (until the daemon had worked off its queue): the daemon \
+             {daemon_us:.1} µs ({records_per_exchange:.0} records of {:.1} µs), the monitor's BPF programs and the kernel \
+             work they add {kernel_us:.1} µs. With that kernel share and the daemon at its goal of {goal_us} µs per record \
+             the ratio could reach {ratio_at_daemon_goal:.2}; {ratio_goal} leaves {allowed_us:.1} µs per exchange for the \
+             whole monitor{}",
+            daemon_us / records_per_exchange,
+            if none_busy_cores < 0.9 * cores() {
+                " (the load did not keep every core busy: this bound assumes it does)"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+/// This machine's cores.
+pub fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run of 100,000 exchanges at `rate` per second on 2 busy cores; `daemon_us` per exchange.
+    fn run(rate: f64, busy_cores: f64, daemon_us: Option<f64>) -> Run {
+        let exchanges = 100_000;
+        let machine_busy_s = busy_cores * exchanges as f64 / rate.max(f64::MIN_POSITIVE);
+        Run {
+            exchanges: if rate > 0.0 { exchanges } else { 0 },
+            machine_busy_s,
+            load_busy_cores: busy_cores,
+            daemon_cpu_s: daemon_us.map(|u| u * exchanges as f64 / 1e6),
+        }
+    }
+
+    #[test]
+    fn the_bound_follows_from_the_machines_cpu_per_exchange() {
+        // 2 cores at 50,000/s: 40 µs per exchange. With the monitor 2 cores at 30,000/s: 66.7 µs,
+        // of which the daemon 20 µs (two records of 10 µs): 6.7 µs for the kernel side.
+        let none = [run(50_000.0, 2.0, None), run(49_000.0, 2.0, None), run(51_000.0, 2.0, None)];
+        let monitor = [run(30_000.0, 2.0, Some(20.0))];
+        let b = of(&none, &monitor, 2.0, 3.0, 0.85).expect("figures");
+        assert!((b.none_us - 40.0).abs() < 1e-9, "{b:?}");
+        assert!((b.monitor_us - 66.666_666).abs() < 1e-3, "{b:?}");
+        assert!((b.kernel_us - 6.666_666).abs() < 1e-3, "{b:?}");
+        // 40 ÷ (40 + 6.67 + 6) = 0.759; 0.85 leaves 40 ÷ 0.85 − 40 = 7.06 µs.
+        assert!((b.ratio_at_daemon_goal - 0.7595).abs() < 1e-3, "{b:?}");
+        assert!((b.allowed_us - 7.0588).abs() < 1e-3, "{b:?}");
+        let note = b.note("tcp", 2.0, 3.0, 0.85);
+        assert!(note.contains("the daemon 20.0 µs (2 records of 10.0 µs)"), "{note}");
+        assert!(note.contains("could reach 0.76"), "{note}");
+    }
+
+    #[test]
+    fn no_monitor_figures_no_budget() {
+        let none = [run(50_000.0, 2.0, None)];
+        assert_eq!(of(&none, &[], 2.0, 3.0, 0.85), None);
+        assert_eq!(of(&none, &[run(30_000.0, 2.0, None)], 2.0, 3.0, 0.85), None, "no daemon figure");
+        assert_eq!(of(&[run(0.0, 2.0, None)], &[run(30_000.0, 2.0, Some(5.0))], 2.0, 3.0, 0.85), None, "no rate");
+    }
+
+    #[test]
+    fn a_noisy_run_never_gives_the_kernel_a_negative_share() {
+        let b = of(&[run(50_000.0, 2.0, None)], &[run(49_000.0, 2.0, Some(5.0))], 2.0, 3.0, 0.85).expect("figures");
+        assert!(b.kernel_us.abs() < 1e-12, "{b:?}");
+    }
+}
