@@ -35,6 +35,9 @@ pub const IPPROTO_ICMP: u16 = 1;
 pub const IPPROTO_ICMPV6: u16 = 58;
 /// `IPPROTO_SCTP`.
 pub const IPPROTO_SCTP: u16 = 132;
+/// `IPPROTO_UDPLITE`: UDP-Lite (RFC 3828), UDP's header with a checksum coverage in place of the
+/// length.
+pub const IPPROTO_UDPLITE: u16 = 136;
 /// `IPPROTO_MPTCP`: a Multipath TCP socket; the kernel carries its bytes over TCP subflows of
 /// its own (IP protocol 6).
 pub const IPPROTO_MPTCP: u16 = 262;

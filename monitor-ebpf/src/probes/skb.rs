@@ -19,7 +19,7 @@ use aya_ebpf::{
     programs::SkBuffContext,
 };
 use monitor_common::{
-    AF_INET, AF_INET6, IPPROTO_RAW, IPPROTO_SCTP, IPPROTO_UDP, SOCK_RAW,
+    AF_INET, AF_INET6, IPPROTO_RAW, IPPROTO_SCTP, IPPROTO_UDP, IPPROTO_UDPLITE, SOCK_RAW,
     event::{EventKind, FLAG_TCP_COUNTERS, TCP_ALL_ACKED, TCP_FIN_RECEIVED, TcpCounters, Tuple},
     maps::{
         STAT_PEER_EVICTIONS, STAT_PEER_PARSE_FAIL, STAT_STORAGE_FAIL, STAT_UNATTRIBUTED_BYTES,
@@ -257,7 +257,7 @@ const L4_PEEK: usize = 8;
 #[inline(always)]
 fn parse_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, egress: bool, protocol: u32) -> Option<Peer> {
     let udp = protocol == u32::from(IPPROTO_UDP);
-    let ports = udp || protocol == u32::from(IPPROTO_SCTP);
+    let ports = has_ports(protocol);
     let skb = ctx.skb.skb;
     // SAFETY: ctx field reads; the verifier turns them into packet pointers.
     let (data, end) = unsafe { ((*skb).data as usize, (*skb).data_end as usize) };
@@ -303,20 +303,37 @@ fn parse_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, egress: bool, protocol: u3
         let h = (data + l4_off) as *const u8;
         // SAFETY: `h..h + 8` is within the packet (checked above).
         let head = unsafe { [*h, *h.add(1), *h.add(2), *h.add(3), *h.add(4), *h.add(5)] };
-        return Some(peer_with_ports(addr, family, l4_off, ip_len, udp, egress, head));
+        return Some(peer_with_ports(addr, family, l4_off, ip_len, (udp, header_written(sk, protocol)), egress, head));
     }
     let payload = payload_of(sk, egress, protocol, family, ip_len, l4_off as u64);
     Some(Peer { addr, port: 0, family, payload, l4_off: l4_off as u32 })
 }
 
-/// The peer of a UDP or SCTP packet from the first six bytes of its transport header.
+/// Whether packets of `protocol` start with source and destination ports (UDP, SCTP, UDP-Lite).
+#[inline(always)]
+fn has_ports(protocol: u32) -> bool {
+    protocol == u32::from(IPPROTO_UDP) || protocol == u32::from(IPPROTO_SCTP) || protocol == u32::from(IPPROTO_UDPLITE)
+}
+
+/// Bytes of the transport header that the kernel writes, not the process, for protocols whose
+/// payload is the IP payload less that header: the 8 of UDP-Lite on a datagram socket (a raw
+/// socket of protocol 136 writes them itself); 0 for SCTP, whose chunks count as payload.
+#[inline(always)]
+fn header_written(sk: *mut bpf_sock, protocol: u32) -> u64 {
+    // SAFETY: full-socket field read.
+    if protocol == u32::from(IPPROTO_UDPLITE) && unsafe { (*sk).type_ } != SOCK_RAW { 8 } else { 0 }
+}
+
+/// The peer of a UDP, SCTP or UDP-Lite packet from the first six bytes of its transport header.
+/// `(udp, header)`: UDP's payload is its length field less 8; the others' the IP payload less
+/// `header` bytes ([`header_written`]).
 #[inline(always)]
 fn peer_with_ports(
     addr: [u32; 4],
     family: u16,
     l4_off: usize,
     ip_len: u64,
-    udp: bool,
+    (udp, header): (bool, u64),
     egress: bool,
     head: [u8; 6],
 ) -> Peer {
@@ -324,7 +341,7 @@ fn peer_with_ports(
     let payload = if udp {
         u64::from(u16::from_be_bytes([head[4], head[5]])).saturating_sub(8)
     } else {
-        ip_len.saturating_sub(l4_off as u64)
+        ip_len.saturating_sub(l4_off as u64).saturating_sub(header)
     };
     Peer { addr, port, family, payload, l4_off: l4_off as u32 }
 }
@@ -333,7 +350,7 @@ fn peer_with_ports(
 #[inline(never)]
 fn parse_peer_loaded(ctx: &SkBuffContext, sk: *mut bpf_sock, egress: bool, protocol: u32) -> Option<Peer> {
     let udp = protocol == u32::from(IPPROTO_UDP);
-    let ports = udp || protocol == u32::from(IPPROTO_SCTP);
+    let ports = has_ports(protocol);
     let first: u8 = ctx.load(0).ok()?;
     let (addr, family, l4_off, ip_len) = match first >> 4 {
         4 => {
@@ -356,9 +373,9 @@ fn parse_peer_loaded(ctx: &SkBuffContext, sk: *mut bpf_sock, egress: bool, proto
         _ => return None,
     };
     if ports {
-        // UDP and SCTP headers both start with the source and destination ports.
+        // UDP, SCTP and UDP-Lite headers all start with the source and destination ports.
         let head: [u8; 6] = ctx.load(l4_off).ok()?;
-        return Some(peer_with_ports(addr, family, l4_off, ip_len, udp, egress, head));
+        return Some(peer_with_ports(addr, family, l4_off, ip_len, (udp, header_written(sk, protocol)), egress, head));
     }
     let payload = payload_of(sk, egress, protocol, family, ip_len, l4_off as u64);
     Some(Peer { addr, port: 0, family, payload, l4_off: l4_off as u32 })

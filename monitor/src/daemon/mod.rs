@@ -458,7 +458,8 @@ async fn shutdown_drain<S: EventSource>(
         warn!("owner lookups dropped (queue full): {}", lookups.dropped);
     }
     // Counters of open flows as they are now, not as of their last event.
-    let stale = refresh_from_kernel(&mut st, true);
+    let mut stale = refresh_from_kernel(&mut st, true);
+    stale.extend(read_tcp_counters(&mut st));
     read_peers(&mut st);
     // What follows is written even past the shutdown limit: open flows and the final statistics.
     st.sink_tx.send(SinkMsg::Final).await;
@@ -520,6 +521,24 @@ fn refresh_from_kernel<S: EventSource>(st: &mut Stages<S>, all: bool) -> HashSet
             tracker.open_sockets(None).iter().map(|s| s.cookie).collect()
         }
     }
+}
+
+/// At shutdown, after an iterator snapshot: the kernel's TCP counters of every open TCP socket
+/// (by descriptor). Returns the sockets not found: their counters are as of their last event.
+fn read_tcp_counters<S: EventSource>(st: &mut Stages<S>) -> Vec<u64> {
+    let Stages { source, tracker, snapshots_by_socket, .. } = st;
+    if *snapshots_by_socket {
+        return Vec::new(); // the snapshot by descriptor read them
+    }
+    let sockets = tracker.open_tcp_sockets();
+    if sockets.is_empty() {
+        return Vec::new();
+    }
+    let mut ignored = Vec::new();
+    let missed = source.tcp_snapshot(&sockets, &mut |kind, ev| tracker.handle(kind, ev, &mut ignored));
+    let missed = missed.unwrap_or_default();
+    debug!("TCP counters at shutdown sockets={} missed={}", sockets.len(), missed.len());
+    missed
 }
 
 /// At shutdown: every open peer slot as the kernel holds it, so that peers' `shutdown` records

@@ -70,6 +70,19 @@ pub trait EventSource: Send + 'static {
         each: &mut dyn FnMut(EventKind, &Event),
     ) -> Option<std::io::Result<Vec<u64>>>;
 
+    /// At shutdown, where the counter iterator took the snapshot: the kernel's TCP counters of
+    /// the open TCP `sockets`, read by descriptor (`Update` events with `FLAG_TCP_COUNTERS`), so
+    /// that bytes moved without the syscalls (splice) are in their `shutdown` records. `None`
+    /// when not needed (snapshots by descriptor carry them already) or not possible (the default).
+    fn tcp_snapshot(
+        &mut self,
+        sockets: &[probe::OpenSocket],
+        each: &mut dyn FnMut(EventKind, &Event),
+    ) -> Option<Vec<u64>> {
+        let _ = (sockets, each);
+        None
+    }
+
     /// Reads every open peer slot of the sockets counted per peer (`PeerUpdate` events with
     /// `FLAG_SNAPSHOT`), at shutdown; `sockets` are those the tracker counts per peer (a read by
     /// descriptor looks for them only). `None` when the host cannot (the default).
@@ -190,5 +203,13 @@ impl EventSource for ProbeSource {
         each: &mut dyn FnMut(EventKind, &Event),
     ) -> Option<std::io::Result<()>> {
         tokio::task::block_in_place(|| self.probe.peer_snapshot(sockets, each))
+    }
+
+    fn tcp_snapshot(
+        &mut self,
+        sockets: &[probe::OpenSocket],
+        each: &mut dyn FnMut(EventKind, &Event),
+    ) -> Option<Vec<u64>> {
+        tokio::task::block_in_place(|| self.probe.tcp_snapshot(sockets, each))
     }
 }

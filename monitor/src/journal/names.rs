@@ -118,7 +118,16 @@ mod tests {
             }
         }
         check(&[(RecordKind::Update, "update"), (RecordKind::Close, "close"), (RecordKind::Shutdown, "shutdown")]);
-        check(&[(Protocol::Tcp, "tcp"), (Protocol::Udp, "udp")]);
+        check(&[
+            (Protocol::Tcp, "tcp"),
+            (Protocol::Udp, "udp"),
+            (Protocol::Icmp, "icmp"),
+            (Protocol::Icmpv6, "icmpv6"),
+            (Protocol::Sctp, "sctp"),
+            (Protocol::UdpLite, "udplite"),
+            (Protocol::Mptcp, "mptcp"),
+            (Protocol::Raw, "raw"),
+        ]);
         check(&[
             (Direction::Outbound, "outbound"),
             (Direction::Inbound, "inbound"),

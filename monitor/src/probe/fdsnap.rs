@@ -19,13 +19,17 @@ use std::{
 use aya::maps::{Map, MapData, MapError, SkStorage};
 use log::debug;
 use monitor_common::{
-    event::{Event, EventKind, FLAG_NO_OWNER, FLAG_SNAPSHOT, Tuple},
+    IPPROTO_TCP,
+    event::{
+        Event, EventKind, FLAG_NO_OWNER, FLAG_SNAPSHOT, FLAG_TCP_COUNTERS, TCP_ALL_ACKED, TCP_FIN_RECEIVED,
+        TcpCounters, Tuple,
+    },
     sock::{Counters, OwnerSource, PeerTable},
 };
 
 use crate::{
     clock::Clock,
-    sys::{pidfd_getfd, pidfd_open, socket_cookie, socket_protocol},
+    sys::{pidfd_getfd, pidfd_open, socket_cookie, socket_family, socket_protocol, tcp_info},
 };
 
 /// `BPF_F_LOCK`: a lookup copies a value holding a `bpf_spin_lock` under that lock.
@@ -209,6 +213,31 @@ impl FdSnapshots {
         };
         ev.tuple.local_addr = c.local_addr;
         ev.tuple.local_port = c.local_port;
+        // Without its family the tracker leaves the flow's local address as it was.
+        ev.tuple.family = socket_family(socket.as_fd()).unwrap_or(0);
+        if let Some(tcp) = tcp_counters(socket, &c) {
+            ev.flags |= FLAG_TCP_COUNTERS;
+            ev.tcp = tcp;
+        }
         Some(ev)
     }
+}
+
+/// The kernel's TCP counters of a TCP socket, as the packet path sends them with an `Update`
+/// (`skb::tcp_counters`): bytes read or written without the syscall tracepoints (splice,
+/// zero-copy receive) are in them. `None` for other sockets, and where `TCP_INFO` is too old.
+fn tcp_counters(socket: &OwnedFd, c: &Counters) -> Option<TcpCounters> {
+    if socket_protocol(socket.as_fd()).ok()? != IPPROTO_TCP {
+        return None;
+    }
+    let info = tcp_info(socket.as_fd()).inspect_err(|e| debug!("snapshot: TCP_INFO: {e}")).ok()?;
+    Some(TcpCounters {
+        bytes_acked: info.bytes_acked,
+        bytes_received: info.bytes_received,
+        old_state: u32::from(info.state),
+        flags: u32::from(c.tcp_flags) & TCP_FIN_RECEIVED | if info.unacked == 0 { TCP_ALL_ACKED } else { 0 },
+        // The kernel keeps 8 × the smoothed RTT; `TCP_INFO` reports it in µs.
+        srtt_us_x8: info.rtt_us.saturating_mul(8),
+        rtt_min_us: info.min_rtt_us,
+    })
 }

@@ -47,6 +47,9 @@ pub struct Probe {
     degradations: Vec<Degradation>,
     snapshots: Snapshots,
     peer_snapshots: Snapshots,
+    /// With the counter iterator: the storages by descriptor too, for the TCP counters at
+    /// shutdown ([`Probe::tcp_snapshot`]).
+    tcp_by_descriptor: Option<Box<FdSnapshots>>,
 }
 
 /// `Single` is right for bpf_link attachments (5.7+): links always coexist with other programs,
@@ -234,6 +237,15 @@ impl Probe {
             Err(Optional::Object(e)) => return Err(e),
         };
         let peer_snapshots = peer_snapshotter(&mut ebpf, matches!(snapshots, Snapshots::Iterator(_)))?;
+        let tcp_by_descriptor = match snapshots {
+            Snapshots::Iterator(_) => by_descriptor(&ebpf)
+                .inspect_err(|e| {
+                    info!("TCP counters cannot be read by descriptor at shutdown ({e}): open TCP flows end with their last")
+                })
+                .ok()
+                .map(Box::new),
+            Snapshots::ByDescriptor(_) | Snapshots::None => None,
+        };
         degradations.extend(features::host_degradations());
         let gai = if config.getaddrinfo {
             super::getaddrinfo::attach(&mut ebpf, config.getaddrinfo_libc.as_deref())?
@@ -254,7 +266,7 @@ impl Probe {
             attached += attach_calibration(&mut ebpf, cg, mode);
         }
         info!("attached programs={attached} cgroup={}", config.cgroup.display());
-        Ok(Self { ebpf, cgroup: config.cgroup.clone(), degradations, snapshots, peer_snapshots })
+        Ok(Self { ebpf, cgroup: config.cgroup.clone(), degradations, snapshots, peer_snapshots, tcp_by_descriptor })
     }
 
     /// Takes the event ring buffer (once).
@@ -312,6 +324,18 @@ impl Probe {
             Snapshots::ByDescriptor(s) => Some(Ok(s.read(open, each))),
             Snapshots::None => None,
         }
+    }
+
+    /// The kernel's TCP counters of `sockets` (`Update` events with `FLAG_TCP_COUNTERS`, read by
+    /// descriptor) where the counter iterator takes the snapshots: it cannot read them. Returns
+    /// the cookies of the sockets not found; `None` when snapshots are taken by descriptor (they
+    /// carry the counters) or not at all.
+    pub fn tcp_snapshot(
+        &self,
+        sockets: &[OpenSocket],
+        each: &mut dyn FnMut(monitor_common::event::EventKind, &monitor_common::event::Event),
+    ) -> Option<Vec<u64>> {
+        self.tcp_by_descriptor.as_ref().map(|s| s.read(sockets, each))
     }
 
     /// Every open peer slot of the sockets counted per peer (by the `PEERS` iterator: all of

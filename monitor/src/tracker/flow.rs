@@ -6,8 +6,11 @@ use std::{
 };
 
 use monitor_common::{
-    AF_INET6,
-    event::{Event, EventKind, FLAG_CONNECTED, FLAG_NO_OWNER, FLAG_PASSIVE, FLAG_TCP_COUNTERS, TcpCounters, Tuple},
+    AF_INET, AF_INET6,
+    event::{
+        Event, EventKind, FLAG_CONNECTED, FLAG_NO_OWNER, FLAG_PASSIVE, FLAG_SNAPSHOT, FLAG_TCP_COUNTERS, TcpCounters,
+        Tuple,
+    },
     sock::ByteCounters,
 };
 
@@ -296,7 +299,11 @@ impl Flow {
         {
             self.owner = owners.intern(owner);
         }
-        self.merge_tuple(kind, &ev.tuple);
+        // A snapshot read from the counters alone knows the local address but not its family
+        // (family 0): the flow already has the address from its earlier events.
+        if ev.flags & FLAG_SNAPSHOT == 0 || matches!(ev.tuple.family, AF_INET | AF_INET6) {
+            self.merge_tuple(kind, &ev.tuple);
+        }
         let mut rtt_sample = false;
         match &mut self.extra {
             Extra::Peer(peer) => {

@@ -303,6 +303,18 @@ impl Tracker {
             .collect()
     }
 
+    /// Open TCP sockets (not MPTCP) with their owners: whose kernel TCP counters the shutdown
+    /// reads by descriptor where the counter iterator (which has no access to them) took the
+    /// snapshot.
+    #[must_use]
+    pub fn open_tcp_sockets(&self) -> Vec<crate::probe::OpenSocket> {
+        self.flows
+            .sockets()
+            .filter(|(_, flow)| !flow.released() && flow.protocol == record::Protocol::Tcp)
+            .map(|(cookie, flow)| crate::probe::OpenSocket { cookie, tgid: flow.owner.tgid() })
+            .collect()
+    }
+
     /// Whether socket `cookie` is known and not released: its own flow is open, or it has peer
     /// flows.
     fn socket_open(&self, cookie: u64) -> bool {

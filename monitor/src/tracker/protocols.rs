@@ -1,4 +1,4 @@
-//! Sockets other than TCP and UDP: ping sockets, raw IP sockets and SCTP.
+//! Sockets other than TCP and UDP: ping sockets, raw IP sockets, SCTP and UDP-Lite.
 //!
 //! The kernel counts their traffic per peer (remote address from each packet's IP header, port
 //! from the SCTP header, 0 otherwise), like unconnected UDP, so they arrive as peer flows. What
@@ -8,7 +8,8 @@
 use std::net::SocketAddr;
 
 use monitor_common::{
-    IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_MPTCP, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, sock::ByteCounters,
+    IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_MPTCP, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE,
+    sock::ByteCounters,
 };
 
 use super::record::{Payload, Protocol};
@@ -21,6 +22,7 @@ pub(super) fn protocol_of(ip_protocol: u16) -> Protocol {
         IPPROTO_ICMP => Protocol::Icmp,
         IPPROTO_ICMPV6 => Protocol::Icmpv6,
         IPPROTO_SCTP => Protocol::Sctp,
+        IPPROTO_UDPLITE => Protocol::UdpLite,
         IPPROTO_MPTCP => Protocol::Mptcp,
         _ => Protocol::Raw,
     }
@@ -31,7 +33,7 @@ pub(super) fn protocol_of(ip_protocol: u16) -> Protocol {
 pub(super) fn local(protocol: Protocol, local: Option<SocketAddr>) -> Option<SocketAddr> {
     match protocol {
         Protocol::Icmp | Protocol::Icmpv6 | Protocol::Raw => local.map(|a| SocketAddr::new(a.ip(), 0)),
-        Protocol::Tcp | Protocol::Udp | Protocol::Sctp | Protocol::Mptcp => local,
+        Protocol::Tcp | Protocol::Udp | Protocol::Sctp | Protocol::UdpLite | Protocol::Mptcp => local,
     }
 }
 
@@ -217,6 +219,7 @@ mod tests {
         assert_eq!(local(Protocol::Raw, Some(a)), Some("10.0.0.1:0".parse().unwrap()));
         assert_eq!(local(Protocol::Icmp, Some(a)), Some("10.0.0.1:0".parse().unwrap()));
         assert_eq!(local(Protocol::Sctp, Some(a)), Some(a));
+        assert_eq!(local(Protocol::UdpLite, Some(a)), Some(a), "UDP-Lite has ports");
         assert_eq!(local(Protocol::Raw, None), None);
     }
 

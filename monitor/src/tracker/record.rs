@@ -33,11 +33,14 @@ pub enum Protocol {
     Icmpv6,
     /// SCTP.
     Sctp,
+    /// UDP-Lite (`SOCK_DGRAM`, IP protocol 136): per peer with ports, as unconnected UDP; its
+    /// payload is the datagram's data, the 8-byte UDP-Lite header left out.
+    #[serde(rename = "udplite")]
+    UdpLite,
     /// Multipath TCP: one flow per connection (the process's MPTCP socket), its wire bytes those
     /// of every TCP subflow the kernel carried it over (`ip_protocol` 6).
     Mptcp,
-    /// Any other IP protocol: raw sockets (and UDP-Lite); `ip_protocol` tells which (255 =
-    /// `IPPROTO_RAW`).
+    /// Any other IP protocol: raw sockets; `ip_protocol` tells which (255 = `IPPROTO_RAW`).
     Raw,
 }
 

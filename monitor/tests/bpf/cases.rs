@@ -101,6 +101,7 @@ pub fn all() -> Vec<Case> {
         ("path_splice_receive_8mib_exact", crate::paths::splice_receive),
         ("path_splice_receive_accepted_socket_exact", crate::paths::splice_receive_server),
         ("path_splice_receive_updates_show_progress", crate::paths::splice_receive_updates),
+        ("path_splice_receive_open_at_shutdown_exact_ipv6", crate::paths::splice_receive_open_at_shutdown),
         ("path_sendfile_send_exact", crate::paths::sendfile_send),
         ("path_vmsplice_splice_send_exact", crate::paths::vmsplice_splice_send),
         ("path_msg_zerocopy_send_exact", crate::paths::msg_zerocopy_send),
@@ -115,6 +116,8 @@ pub fn all() -> Vec<Case> {
         ("raw_icmpv6_socket_two_hosts_exact_per_host", || crate::protocols::ping(true, true)),
         ("raw_ip_protocol_253_ipv4_exact", || crate::protocols::raw_ip(false)),
         ("raw_ip_protocol_253_ipv6_exact", || crate::protocols::raw_ip(true)),
+        ("udplite_ipv4_ports_and_payload_exact", || crate::protocols::udplite(false)),
+        ("udplite_ipv6_ports_and_payload_exact", || crate::protocols::udplite(true)),
         ("ipproto_raw_send_charged_with_its_ip_header", crate::protocols::ipproto_raw_send),
         ("packet_socket_frames_counted_as_unattributed", crate::protocols::packet_socket_frames),
         (

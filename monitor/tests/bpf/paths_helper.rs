@@ -140,14 +140,21 @@ fn zerocopy_receive(s: &TcpStream) -> (usize, usize) {
 /// Reads a stream to its end with splice(2) into a pipe, drains the pipe with read(2) and checks
 /// the bytes against [`pattern`]. Returns the byte count.
 fn splice_to_end(s: &TcpStream) -> usize {
+    splice_up_to(s, usize::MAX)
+}
+
+/// Reads `limit` bytes of `s` (or up to its end) with splice(2), checking them against the
+/// pattern; returns how many it read.
+fn splice_up_to(s: &TcpStream, limit: usize) -> usize {
     let (r, w) = pipe();
     let mut buf = vec![0u8; CHUNK];
     let expected = pattern(CHUNK * 2);
     let mut rx = 0usize;
-    loop {
+    while rx < limit {
+        let want = CHUNK.min(limit - rx);
         // SAFETY: valid descriptors, null offsets (socket and pipe have none).
         let n = unsafe {
-            libc::splice(s.as_raw_fd(), std::ptr::null_mut(), w, std::ptr::null_mut(), CHUNK, libc::SPLICE_F_MOVE)
+            libc::splice(s.as_raw_fd(), std::ptr::null_mut(), w, std::ptr::null_mut(), want, libc::SPLICE_F_MOVE)
         };
         let n = check(n, "splice socket -> pipe");
         if n == 0 {
@@ -163,6 +170,7 @@ fn splice_to_end(s: &TcpStream) -> usize {
             left -= got;
         }
     }
+    rx
 }
 
 /// Runs `role` if it is one of this file's; false otherwise.
@@ -177,6 +185,33 @@ pub fn run(role: &str, args: &[String]) -> bool {
             let s = request(arg(0), send);
             let rx = splice_to_end(&s);
             report(&s, send, rx, json!({}));
+        }
+        // tcp-splice-hold-client SERVER SEND READ: sends SEND bytes (write), reads READ bytes of
+        // the reply with splice(2), reports, and keeps the connection open until "exit".
+        "tcp-splice-hold-client" => {
+            name("mon-splice-hold");
+            let send: usize = arg(1).parse().unwrap();
+            let read: usize = arg(2).parse().unwrap();
+            let mut s = TcpStream::connect(arg(0)).unwrap();
+            s.write_all(&pattern(send)).unwrap();
+            let rx = splice_up_to(&s, read);
+            report(&s, send, rx, json!({}));
+            crate::helper::wait_stdin("exit");
+        }
+        // tcp-hold-server BIND READ REPLY: accepts one connection, reads READ bytes (read),
+        // answers REPLY bytes (write), reports, and keeps the connection open until "exit".
+        "tcp-hold-server" => {
+            name("mon-hold-srv");
+            let listener = TcpListener::bind(arg(0)).unwrap();
+            let read: usize = arg(1).parse().unwrap();
+            let reply: usize = arg(2).parse().unwrap();
+            say(&json!({"ready": true, "pid": std::process::id()}));
+            let (mut s, _) = listener.accept().unwrap();
+            let mut got = vec![0u8; read];
+            s.read_exact(&mut got).unwrap();
+            s.write_all(&pattern(reply)).unwrap();
+            report(&s, reply, read, json!({}));
+            crate::helper::wait_stdin("exit");
         }
         // tcp-splice-server BIND REPLY: accepts one connection, reads it to the end with splice(2),
         // answers REPLY bytes (write) and closes.

@@ -1,5 +1,5 @@
 //! Sockets other than TCP and UDP, against ground truth: ping sockets and raw ICMP sockets (IPv4
-//! and IPv6), raw IP sockets of protocol 253, an `IPPROTO_RAW` socket writing its own IP header,
+//! and IPv6), raw IP sockets of protocol 253, UDP-Lite sockets, an `IPPROTO_RAW` socket writing its own IP header,
 //! and Ethernet frames sent through an `AF_PACKET` socket (unattributed bytes).
 
 use std::{
@@ -152,6 +152,53 @@ pub fn raw_ip(v6: bool) {
         "{doc:#}"
     );
     assert_eq!(endpoint["payload_tx"], size * count);
+}
+
+/// A UDP-Lite socket (the validation's case: it was counted as a raw socket, without ports and
+/// with the 8-byte UDP-Lite header in its payload) exchanges 30 datagrams with a server: one
+/// record with both ports, payload exactly what the helper wrote and read.
+pub fn udplite(v6: bool) {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let server = SocketAddr::new(dests(&pair, v6, 1)[0], 9500);
+    let (size, count) = (1111u64, 30u64);
+    let mut echo = spawn("udplite-echo", &[s(server), s(count)], Place { netns: Some(&pair.b), ..Place::default() });
+    echo.line();
+    let mon = Monitor::start(&cg.path, "");
+    let before = pair.a.counters("va");
+    let helper = spawn(
+        "udplite-send",
+        &[s(server), s(size), s(count)],
+        Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(UID) },
+    );
+    let pid = helper.pid();
+    let truth = helper.finish().remove(0);
+    echo.finish();
+    let out = mon.stop();
+    let iface = pair.a.counters("va").ip_layer_since(before);
+    let records = closed_of(&out, pid);
+    assert_eq!(records.len(), 1, "{:#?}", out.records);
+    let r = records[0];
+    assert_owner(r, pid, "mon-udplite");
+    assert_eq!((r.protocol, r.ip_protocol, r.remote), (Protocol::UdpLite, 136, Some(server)), "{r:#?}");
+    assert_eq!(r.local.map(|l| l.port()), truth["local_port"].as_u64().map(|p| u16::try_from(p).unwrap()), "{r:#?}");
+    assert_eq!((truth["tx"].as_u64(), truth["rx"].as_u64()), (Some(size * count), Some(size / 2 * count)));
+    assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), (size * count, size / 2 * count), "{r:#?}");
+    let header = if v6 { 40 + 8 } else { 20 + 8 };
+    assert_eq!((r.wire.tx_packets, r.wire.rx_packets), (count, count));
+    assert_eq!((r.wire.tx_bytes, r.wire.rx_bytes), (count * (size + header), count * (size / 2 + header)));
+    assert!(r.complete, "{r:#?}");
+    assert_wire_matches(&records, iface);
+    out.assert_nothing_lost();
+    let conn = rusqlite::Connection::open(out.dir.path().join("journal.db")).unwrap();
+    let row: (String, i64, i64) = conn
+        .query_row(
+            "SELECT protocol, ip_protocol, remote_port FROM connections WHERE event = 'close' AND owner_tgid = ?1",
+            [pid],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(row, ("udplite".into(), 136, 9500));
 }
 
 /// An `IPPROTO_RAW` socket writes whole IPv4 packets (header included) of protocol 253: the

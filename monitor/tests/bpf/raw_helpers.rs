@@ -1,11 +1,11 @@
-//! Helper roles for ping, raw IP and packet sockets (dispatched from helper.rs). std has none of
+//! Helper roles for ping, raw IP, UDP-Lite and packet sockets (dispatched from helper.rs). std has none of
 //! these socket kinds, so they use libc directly. Each prints the bytes it wrote and read, per
 //! destination: the return values of `sendto`/`recv`, i.e. exactly what the application handled.
 
 use std::{
     ffi::CString,
     io, mem,
-    net::IpAddr,
+    net::{IpAddr, SocketAddr, UdpSocket},
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
 };
 
@@ -66,6 +66,27 @@ fn sockaddr(ip: IpAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
         }
     };
     (ss, len as libc::socklen_t)
+}
+
+/// A UDP-Lite socket (`SOCK_DGRAM`, protocol 136) of `at`'s family, bound to `at` (port 0: an
+/// ephemeral one), as a std socket: its `send_to`/`recv_from` serve any datagram socket.
+fn udplite(at: SocketAddr) -> UdpSocket {
+    let fd = socket(family(at.ip()), libc::SOCK_DGRAM, libc::IPPROTO_UDPLITE);
+    let (mut ss, len) = sockaddr(at.ip());
+    match at {
+        // SAFETY: `sockaddr` wrote a sockaddr_in (sockaddr_storage is larger and aligned for it).
+        SocketAddr::V4(_) => unsafe {
+            (*std::ptr::from_mut(&mut ss).cast::<libc::sockaddr_in>()).sin_port = at.port().to_be()
+        },
+        // SAFETY: as above, a sockaddr_in6.
+        SocketAddr::V6(_) => unsafe {
+            (*std::ptr::from_mut(&mut ss).cast::<libc::sockaddr_in6>()).sin6_port = at.port().to_be();
+        },
+    }
+    // SAFETY: valid address.
+    let ret = unsafe { libc::bind(fd.as_raw_fd(), std::ptr::from_ref(&ss).cast(), len) };
+    assert_eq!(ret, 0, "bind {at}: {}", io::Error::last_os_error());
+    UdpSocket::from(fd)
 }
 
 fn send_to(fd: &OwnedFd, buf: &[u8], dest: IpAddr) -> usize {
@@ -230,6 +251,40 @@ pub fn main(role: &str, args: &[String]) {
                 }
             }
             super::helper::say(&json!({"pid": std::process::id(), "tx": tx, "rx": rx}));
+        }
+        // udplite-echo BIND COUNT: a UDP-Lite socket on BIND answers COUNT datagrams, each with
+        // its first half.
+        "udplite-echo" => {
+            super::helper::name("mon-udplite-echo");
+            let s = udplite(arg(0).parse().unwrap());
+            let count: usize = arg(1).parse().unwrap();
+            super::helper::say(&json!({"ready": true}));
+            let mut buf = vec![0u8; 65536];
+            for _ in 0..count {
+                let (n, from) = s.recv_from(&mut buf).unwrap();
+                s.send_to(&buf[..n / 2], from).unwrap();
+            }
+        }
+        // udplite-send SERVER SIZE COUNT: an unbound UDP-Lite socket sends COUNT datagrams of SIZE
+        // bytes to SERVER and reads each answer.
+        "udplite-send" => {
+            super::helper::name("mon-udplite");
+            let server: SocketAddr = arg(0).parse().unwrap();
+            let size: usize = arg(1).parse().unwrap();
+            let count: usize = arg(2).parse().unwrap();
+            let any: IpAddr = if server.is_ipv6() { "::".parse().unwrap() } else { "0.0.0.0".parse().unwrap() };
+            let s = udplite(SocketAddr::new(any, 0));
+            s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+            let (mut tx, mut rx) = (0, 0);
+            let mut buf = vec![0u8; 65536];
+            for _ in 0..count {
+                tx += s.send_to(&super::helper::pattern(size), server).unwrap();
+                let (n, from) = s.recv_from(&mut buf).unwrap();
+                assert_eq!(from, server, "answer from an unexpected peer");
+                rx += n;
+            }
+            let local_port = s.local_addr().unwrap().port();
+            super::helper::say(&json!({"pid": std::process::id(), "tx": tx, "rx": rx, "local_port": local_port}));
         }
         // packet-send IFNAME SIZE COUNT: COUNT Ethernet frames of SIZE bytes (header included,
         // ethertype 0x88b5, to the other end of the test veth pair) through an AF_PACKET socket.

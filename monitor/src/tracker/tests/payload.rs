@@ -130,3 +130,35 @@ fn kernel_rtt_estimates_reach_the_record() {
     let out = feed(&mut t, &events);
     assert_eq!(out[0].rtt, None);
 }
+
+/// An IPv6 download read with splice(2), still open at shutdown: the snapshot read by descriptor
+/// carries the kernel's TCP counters (the spliced bytes) and the counters' local address without
+/// its family. The shutdown record has the spliced bytes and keeps the flow's IPv6 address.
+#[test]
+fn a_snapshot_brings_tcp_counters_and_leaves_an_address_it_cannot_name() {
+    use monitor_common::{AF_INET6, event::FLAG_SNAPSHOT};
+    let mut t = tracker();
+    let v6 = |last: u8| {
+        let mut b = [0u8; 16];
+        b[0] = 0xfd;
+        b[1] = 0x77;
+        b[15] = last;
+        let w = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        [w(0), w(4), w(8), w(12)]
+    };
+    let tuple = Tuple { local_addr: v6(1), remote_addr: v6(2), family: AF_INET6, ..tcp_tuple() };
+    let (kind, mut est) = established_with_base(1, 0);
+    est.tuple = tuple;
+    let mut snap = ev(EventKind::Update, 5 * SEC, counters(1_600_000, 1_500_000, 100, 0));
+    snap.flags = FLAG_NO_OWNER | FLAG_SNAPSHOT | FLAG_TCP_COUNTERS;
+    snap.tuple = Tuple { local_addr: v6(1), local_port: 40000, ..Tuple::default() };
+    snap.tcp = TcpCounters { bytes_acked: 101, bytes_received: 1_500_007, old_state: 1, ..TcpCounters::default() };
+    feed(&mut t, &[(kind, est), (EventKind::Update, snap)]);
+    let mut out = Vec::new();
+    t.shutdown(9 * SEC, &mut out);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    let r = &out[0];
+    assert_eq!((r.event, r.payload.tx_bytes, r.payload.rx_bytes), (RecordKind::Shutdown, 100, 1_500_007), "{r:#?}");
+    assert_eq!(r.payload_sources.rx, PayloadSource::TcpCounters);
+    assert_eq!(r.local, Some("[fd77::1]:40000".parse().unwrap()), "the IPv6 address stays");
+}
