@@ -354,11 +354,24 @@ impl Probe {
             })),
             Snapshots::ByDescriptor(s) => {
                 let missed = s.read_peers(sockets, each);
+                // Sockets without an owner process (the kernel's own, e.g. IPv6 neighbour
+                // discovery) have no descriptor to read them by: expected, not worth a warning.
+                let ownerless: std::collections::HashSet<u64> =
+                    sockets.iter().filter(|s| s.tgid == 0).map(|s| s.cookie).collect();
+                let (without_owner, missed): (Vec<u64>, Vec<u64>) =
+                    missed.into_iter().partition(|c| ownerless.contains(c));
                 if !missed.is_empty() {
                     warn!(
                         "peer slots of {} sockets not found by descriptor at shutdown (passed to another process, or \
                          gone): their peers keep what their last report carried",
                         missed.len()
+                    );
+                }
+                if !without_owner.is_empty() {
+                    info!(
+                        "peer slots of {} sockets without an owner process (the kernel's own) cannot be read by \
+                         descriptor: their peers keep what their last report carried",
+                        without_owner.len()
                     );
                 }
                 Some(Ok(()))
