@@ -217,8 +217,10 @@ mod tests {
     fn a_socket_says_its_family() {
         let v4 = UdpSocket::bind("127.0.0.1:0").expect("socket");
         assert_eq!(socket_family(v4.as_fd()).expect("family"), 2);
-        let v6 = UdpSocket::bind("[::1]:0").expect("IPv6 loopback");
-        assert_eq!(socket_family(v6.as_fd()).expect("family"), 10);
+        match UdpSocket::bind("[::1]:0") {
+            Ok(v6) => assert_eq!(socket_family(v6.as_fd()).expect("family"), 10),
+            Err(e) => eprintln!("no IPv6 loopback here ({e}): the IPv6 case is not checked"),
+        }
     }
 
     /// Over loopback: the counters of `TCP_INFO` are the bytes this test moved.

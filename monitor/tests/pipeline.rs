@@ -312,6 +312,63 @@ async fn e_peers_open_at_shutdown_end_with_the_bytes_of_their_slots() {
     assert_eq!(stats.tracker.open_flows, 0);
 }
 
+/// The iterator path at shutdown: open established TCP sockets get the kernel's TCP counters
+/// read by descriptor (bytes read with splice(2) are in them); a socket not found that way (held
+/// by another process) keeps its counters and stays complete; a listener is not asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e_open_tcp_flows_end_with_the_kernels_tcp_counters() {
+    use monitor_common::event::{FLAG_TCP_COUNTERS, TcpCounters};
+    let dir = tempfile::tempdir().unwrap();
+    let run = Run::start(&settings(dir.path()));
+    let now = run.now_ns();
+    let established = |cookie| {
+        let (kind, mut ev) = tcp(EventKind::Established, cookie, now, ByteCounters::default());
+        ev.flags = FLAG_TCP_COUNTERS;
+        ev.tcp = TcpCounters { bytes_acked: 1, bytes_received: 0, old_state: 1, ..TcpCounters::default() };
+        (kind, ev)
+    };
+    // Sockets 1 and 2 sent 100 bytes (write) and read the rest with splice; 3 is a listener.
+    let sent = ByteCounters { app_tx_bytes: 100, wire_tx_bytes: 152, wire_tx_packets: 1, ..ByteCounters::default() };
+    let mut listener = tcp(EventKind::Update, 3, now, ByteCounters::default());
+    listener.1.tuple.remote_addr = [0; 4];
+    listener.1.tuple.remote_port = 0;
+    run.send(vec![
+        established(1),
+        tcp(EventKind::Update, 1, now, sent),
+        established(2),
+        tcp(EventKind::Update, 2, now, sent),
+        listener,
+    ])
+    .await;
+    run.set_tcp_counters(
+        1,
+        TcpCounters { bytes_acked: 101, bytes_received: 1_500_007, old_state: 1, ..TcpCounters::default() },
+    );
+    let kernel = run.kernel();
+    let (outputs, _) = run.stop().await;
+    let mut asked = kernel.lock().unwrap().tcp_asked().to_vec();
+    asked.sort_unstable();
+    assert_eq!(asked, [1, 2], "established TCP sockets only");
+    let of = |cookie| {
+        flows(&outputs)
+            .into_iter()
+            .find(|f| f.record.cookie == cookie)
+            .unwrap_or_else(|| panic!("no record of {cookie}"))
+    };
+    let (one, two) = (&of(1).record, &of(2).record);
+    assert_eq!(
+        (one.event, one.payload.tx_bytes, one.payload.rx_bytes, one.complete),
+        (RecordKind::Shutdown, 100, 1_500_007, true),
+        "{one:#?}"
+    );
+    assert_eq!(one.local, Some("10.0.0.1:40000".parse().unwrap()), "the address stays: {one:#?}");
+    assert_eq!(
+        (two.event, two.payload.tx_bytes, two.payload.rx_bytes, two.complete),
+        (RecordKind::Shutdown, 100, 0, true),
+        "{two:#?}"
+    );
+}
+
 /// ISO week label ("2026-W47") of `t` in UTC.
 fn week_of(t: Timestamp) -> String {
     let week = t.to_zoned(TimeZone::UTC).date().iso_week_date();

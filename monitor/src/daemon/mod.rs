@@ -458,8 +458,8 @@ async fn shutdown_drain<S: EventSource>(
         warn!("owner lookups dropped (queue full): {}", lookups.dropped);
     }
     // Counters of open flows as they are now, not as of their last event.
-    let mut stale = refresh_from_kernel(&mut st, true);
-    stale.extend(read_tcp_counters(&mut st));
+    let stale = refresh_from_kernel(&mut st, true);
+    read_tcp_counters(&mut st);
     read_peers(&mut st);
     // What follows is written even past the shutdown limit: open flows and the final statistics.
     st.sink_tx.send(SinkMsg::Final).await;
@@ -524,21 +524,22 @@ fn refresh_from_kernel<S: EventSource>(st: &mut Stages<S>, all: bool) -> HashSet
 }
 
 /// At shutdown, after an iterator snapshot: the kernel's TCP counters of every open TCP socket
-/// (by descriptor). Returns the sockets not found: their counters are as of their last event.
-fn read_tcp_counters<S: EventSource>(st: &mut Stages<S>) -> Vec<u64> {
+/// (by descriptor). A socket not found (held by another process than its owner, e.g. a server's
+/// child after accept) keeps the iterator's fresh counters and the TCP counters of its last
+/// update: only bytes moved without the syscalls since then are missing (counted in the log).
+fn read_tcp_counters<S: EventSource>(st: &mut Stages<S>) {
     let Stages { source, tracker, snapshots_by_socket, .. } = st;
     if *snapshots_by_socket {
-        return Vec::new(); // the snapshot by descriptor read them
+        return; // the snapshot by descriptor read them
     }
     let sockets = tracker.open_tcp_sockets();
     if sockets.is_empty() {
-        return Vec::new();
+        return;
     }
     let mut ignored = Vec::new();
-    let missed = source.tcp_snapshot(&sockets, &mut |kind, ev| tracker.handle(kind, ev, &mut ignored));
-    let missed = missed.unwrap_or_default();
-    debug!("TCP counters at shutdown sockets={} missed={}", sockets.len(), missed.len());
-    missed
+    if let Some(missed) = source.tcp_snapshot(&sockets, &mut |kind, ev| tracker.handle(kind, ev, &mut ignored)) {
+        debug!("TCP counters at shutdown sockets={} missed={}", sockets.len(), missed.len());
+    }
 }
 
 /// At shutdown: every open peer slot as the kernel holds it, so that peers' `shutdown` records

@@ -299,9 +299,12 @@ impl Flow {
         {
             self.owner = owners.intern(owner);
         }
-        // A snapshot read from the counters alone knows the local address but not its family
-        // (family 0): the flow already has the address from its earlier events.
-        if ev.flags & FLAG_SNAPSHOT == 0 || matches!(ev.tuple.family, AF_INET | AF_INET6) {
+        // A snapshot read from the counters alone (the iterator's) knows the local address but not
+        // its family (family 0): it is the flow's own.
+        if ev.flags & FLAG_SNAPSHOT != 0 && !matches!(ev.tuple.family, AF_INET | AF_INET6) {
+            let family = if self.v6() { AF_INET6 } else { AF_INET };
+            self.merge_tuple(kind, &Tuple { family, ..ev.tuple });
+        } else {
             self.merge_tuple(kind, &ev.tuple);
         }
         let mut rtt_sample = false;
@@ -474,7 +477,7 @@ impl Flow {
                 PayloadSources::both(PayloadSource::TcpCounters),
             ),
             (_, true) => (app, PayloadSources::both(PayloadSource::Syscall)),
-            (_, false) if self.protocol != Protocol::Udp => (
+            (_, false) if !matches!(self.protocol, Protocol::Udp | Protocol::UdpLite) => (
                 super::protocols::wire_minus_ip_header(self.v6(), &t),
                 PayloadSources::both(PayloadSource::WireMinusHeaders),
             ),

@@ -303,14 +303,16 @@ impl Tracker {
             .collect()
     }
 
-    /// Open TCP sockets (not MPTCP) with their owners: whose kernel TCP counters the shutdown
-    /// reads by descriptor where the counter iterator (which has no access to them) took the
-    /// snapshot.
+    /// Open, established TCP sockets (not MPTCP, not yet closed) with their owners: whose kernel
+    /// TCP counters the shutdown reads by descriptor where the counter iterator (which does not
+    /// read them) took the snapshot.
     #[must_use]
     pub fn open_tcp_sockets(&self) -> Vec<crate::probe::OpenSocket> {
         self.flows
             .sockets()
-            .filter(|(_, flow)| !flow.released() && flow.protocol == record::Protocol::Tcp)
+            .filter(|(_, flow)| {
+                !flow.released() && flow.protocol == record::Protocol::Tcp && flow.established() && !flow.tcp_closed()
+            })
             .map(|(cookie, flow)| crate::probe::OpenSocket { cookie, tgid: flow.owner.tgid() })
             .collect()
     }

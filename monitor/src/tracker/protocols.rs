@@ -208,9 +208,9 @@ mod tests {
 
     #[test]
     fn protocol_numbers_map_to_names() {
-        let names: Vec<Protocol> = [6, 17, 1, 58, 132, 262, 253, 255, 0].into_iter().map(protocol_of).collect();
-        use Protocol::{Icmp, Icmpv6, Mptcp, Raw, Sctp, Tcp, Udp};
-        assert_eq!(names, [Tcp, Udp, Icmp, Icmpv6, Sctp, Mptcp, Raw, Raw, Raw]);
+        let names: Vec<Protocol> = [6, 17, 1, 58, 132, 136, 262, 253, 255, 0].into_iter().map(protocol_of).collect();
+        use Protocol::{Icmp, Icmpv6, Mptcp, Raw, Sctp, Tcp, Udp, UdpLite};
+        assert_eq!(names, [Tcp, Udp, Icmp, Icmpv6, Sctp, UdpLite, Mptcp, Raw, Raw, Raw]);
     }
 
     #[test]

@@ -71,6 +71,15 @@ fn sockaddr(ip: IpAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
 /// A UDP-Lite socket (`SOCK_DGRAM`, protocol 136) of `at`'s family, bound to `at` (port 0: an
 /// ephemeral one), as a std socket: its `send_to`/`recv_from` serve any datagram socket.
 fn udplite(at: SocketAddr) -> UdpSocket {
+    // SAFETY: plain syscall; the descriptor is closed at once.
+    let probe = unsafe { libc::socket(family(at.ip()), libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, libc::IPPROTO_UDPLITE) };
+    if probe < 0 {
+        // A kernel without UDP-Lite (removed upstream, or not built): the test says so.
+        super::helper::say(&json!({"udplite": false, "error": io::Error::last_os_error().to_string()}));
+        std::process::exit(0);
+    }
+    // SAFETY: a descriptor this function owns.
+    unsafe { libc::close(probe) };
     let fd = socket(family(at.ip()), libc::SOCK_DGRAM, libc::IPPROTO_UDPLITE);
     let (mut ss, len) = sockaddr(at.ip());
     match at {

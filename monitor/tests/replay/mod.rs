@@ -24,7 +24,7 @@ use monitor::{
 };
 use monitor_common::{
     AF_INET, IPPROTO_TCP, IPPROTO_UDP,
-    event::{Event, EventKind, FLAG_RELEASED, FLAG_SNAPSHOT, Tuple},
+    event::{Event, EventKind, FLAG_RELEASED, FLAG_SNAPSHOT, FLAG_TCP_COUNTERS, TcpCounters, Tuple},
     sock::{ByteCounters, Owner as KOwner, OwnerSource as KSource},
 };
 use tokio::sync::{mpsc, oneshot, watch};
@@ -35,6 +35,13 @@ pub const BASE_NS: u64 = 30 * 24 * 3600 * SEC;
 /// Remote address with known answers in the test databases: GB, in `GeoIP2-Country-Test`.
 pub const REMOTE: [u8; 4] = [81, 2, 69, 160];
 
+impl Kernel {
+    /// The sockets the shutdown asked for TCP counters.
+    pub fn tcp_asked(&self) -> &[u64] {
+        &self.tcp_asked
+    }
+}
+
 /// What the replayed kernel holds: per-socket counters for snapshots.
 #[derive(Default)]
 pub struct Kernel {
@@ -42,6 +49,11 @@ pub struct Kernel {
     changed: HashSet<u64>,
     /// Open peer slots, as the shutdown's read of them reports them.
     peer_slots: Vec<Event>,
+    /// The kernel's TCP counters of sockets, as the shutdown's read by descriptor reports them
+    /// (a socket without an entry is not found).
+    tcp_counters: HashMap<u64, TcpCounters>,
+    /// The sockets the shutdown asked for TCP counters.
+    tcp_asked: Vec<u64>,
 }
 
 /// The source the pipeline reads: batches the test sends, snapshots of [`Kernel`].
@@ -140,6 +152,32 @@ impl EventSource for Replay {
         }
         Some(Ok(()))
     }
+
+    /// As the probe's read by descriptor after an iterator snapshot: an `Update` with the TCP
+    /// counters and no address family (the counters' local address only).
+    fn tcp_snapshot(
+        &mut self,
+        sockets: &[probe::OpenSocket],
+        each: &mut dyn FnMut(EventKind, &Event),
+    ) -> Option<Vec<u64>> {
+        let mut kernel = self.kernel.lock().unwrap();
+        kernel.tcp_asked.extend(sockets.iter().map(|s| s.cookie));
+        let mut missed = Vec::new();
+        for s in sockets {
+            match kernel.tcp_counters.get(&s.cookie) {
+                Some(counters) => {
+                    let (_, mut ev) = tcp(EventKind::Update, s.cookie, self.now_ns(), ByteCounters::default());
+                    ev.flags = FLAG_SNAPSHOT | FLAG_TCP_COUNTERS;
+                    ev.tcp = *counters;
+                    ev.tuple =
+                        Tuple { local_addr: ev.tuple.local_addr, local_port: ev.tuple.local_port, ..Tuple::default() };
+                    each(EventKind::Update, &ev);
+                }
+                None => missed.push(s.cookie),
+            }
+        }
+        Some(missed)
+    }
 }
 
 /// The test's side of a running pipeline.
@@ -209,6 +247,16 @@ impl Run {
     /// Sets the open peer slots the shutdown reads.
     pub fn set_peer_slots(&self, slots: Vec<Event>) {
         self.kernel.lock().unwrap().peer_slots = slots;
+    }
+
+    /// Sets the kernel's TCP counters of socket `cookie`, read at shutdown.
+    pub fn set_tcp_counters(&self, cookie: u64, tcp: TcpCounters) {
+        self.kernel.lock().unwrap().tcp_counters.insert(cookie, tcp);
+    }
+
+    /// The replayed kernel, to look at after [`Run::stop`].
+    pub fn kernel(&self) -> Arc<Mutex<Kernel>> {
+        Arc::clone(&self.kernel)
     }
 
     /// Asks for a reload (as SIGHUP does) and waits until the loop has taken the request: what
