@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::{
     daemon::{Monitor, Output},
-    env::{Counters, Netns, Pair, Place, TestCgroup, spawn},
+    env::{Counters, Helper, Netns, Pair, Place, TestCgroup, spawn},
 };
 
 /// Uid of the helpers under test (not root; raw and packet sockets get `CAP_NET_RAW`).
@@ -99,6 +99,29 @@ pub fn ping(v6: bool, raw: bool) {
     out.assert_nothing_lost();
 }
 
+/// One helper's run under the monitor: its pid and report, the monitor's output and the IP-layer
+/// counters of its interface over the run.
+struct OneFlow {
+    pid: u32,
+    truth: serde_json::Value,
+    out: Output,
+    iface: Counters,
+}
+
+/// Starts the monitor, runs `role ARGS` in namespace `a` (watched cgroup, test uid) against
+/// `echo` (already answering in `b`), and stops the monitor when both are done.
+fn one_flow(pair: &Pair, cg: &TestCgroup, echo: Helper, role: &str, args: &[String]) -> OneFlow {
+    let mon = Monitor::start(&cg.path, "");
+    let before = pair.a.counters("va");
+    let helper = spawn(role, args, Place { netns: Some(&pair.a), cgroup: Some(cg), uid: Some(UID) });
+    let pid = helper.pid();
+    let truth = helper.finish().remove(0);
+    echo.finish();
+    let out = mon.stop();
+    let iface = pair.a.counters("va").ip_layer_since(before);
+    OneFlow { pid, truth, out, iface }
+}
+
 /// A raw socket of protocol 253 exchanges 20 datagrams with a raw echo on the other host.
 pub fn raw_ip(v6: bool) {
     let pair = Pair::private();
@@ -108,18 +131,8 @@ pub fn raw_ip(v6: bool) {
     let mut echo =
         spawn("raw-echo", &[s(253), s(count), s(1), s(host)], Place { netns: Some(&pair.b), ..Place::default() });
     echo.line();
-    let mon = Monitor::start(&cg.path, "");
-    let before = pair.a.counters("va");
-    let helper = spawn(
-        "raw-send",
-        &[s(253), s(size), s(count), s(host), s(0)],
-        Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(UID) },
-    );
-    let pid = helper.pid();
-    let truth = helper.finish().remove(0);
-    echo.finish();
-    let out = mon.stop();
-    let iface = pair.a.counters("va").ip_layer_since(before);
+    let OneFlow { pid, truth, out, iface } =
+        one_flow(&pair, &cg, echo, "raw-send", &[s(253), s(size), s(count), s(host), s(0)]);
     let records = closed_of(&out, pid);
     assert_eq!(records.len(), 1, "{:#?}", out.records);
     let r = records[0];
@@ -167,18 +180,8 @@ pub fn udplite(v6: bool) {
         crate::missing("this kernel has no UDP-Lite sockets".to_owned());
         return;
     }
-    let mon = Monitor::start(&cg.path, "");
-    let before = pair.a.counters("va");
-    let helper = spawn(
-        "udplite-send",
-        &[s(server), s(size), s(count)],
-        Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(UID) },
-    );
-    let pid = helper.pid();
-    let truth = helper.finish().remove(0);
-    echo.finish();
-    let out = mon.stop();
-    let iface = pair.a.counters("va").ip_layer_since(before);
+    let OneFlow { pid, truth, out, iface } =
+        one_flow(&pair, &cg, echo, "udplite-send", &[s(server), s(size), s(count)]);
     let records = closed_of(&out, pid);
     assert_eq!(records.len(), 1, "{:#?}", out.records);
     let r = records[0];
