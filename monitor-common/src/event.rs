@@ -140,6 +140,23 @@ impl TcpCounters {
     }
 }
 
+/// Kernel TCP states (`include/net/tcp_states.h`), the numbering of [`TcpCounters::old_state`]
+/// and of `TCP_INFO`'s `tcpi_state`: those the payload arithmetic depends on.
+pub mod tcp_state {
+    /// `TCP_FIN_WAIT2`.
+    pub const FIN_WAIT2: u32 = 5;
+    /// `TCP_TIME_WAIT`.
+    pub const TIME_WAIT: u32 = 6;
+    /// `TCP_CLOSE`.
+    pub const CLOSE: u32 = 7;
+    /// `TCP_CLOSE_WAIT`.
+    pub const CLOSE_WAIT: u32 = 8;
+    /// `TCP_LAST_ACK`.
+    pub const LAST_ACK: u32 = 9;
+    /// `TCP_CLOSING`.
+    pub const CLOSING: u32 = 11;
+}
+
 /// [`TcpCounters::flags`]: the socket received the peer's FIN (counted in `bytes_received`).
 pub const TCP_FIN_RECEIVED: u32 = 1;
 /// [`TcpCounters::flags`]: everything sent was acknowledged (`snd_una == snd_nxt`): a FIN that

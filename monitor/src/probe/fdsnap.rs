@@ -22,7 +22,7 @@ use monitor_common::{
     IPPROTO_TCP,
     event::{
         Event, EventKind, FLAG_NO_OWNER, FLAG_SNAPSHOT, FLAG_TCP_COUNTERS, TCP_ALL_ACKED, TCP_FIN_RECEIVED,
-        TcpCounters, Tuple,
+        TcpCounters, Tuple, tcp_state,
     },
     sock::{Counters, OwnerSource, PeerTable},
 };
@@ -34,12 +34,6 @@ use crate::{
 
 /// `BPF_F_LOCK`: a lookup copies a value holding a `bpf_spin_lock` under that lock.
 const BPF_F_LOCK: u64 = aya_obj::generated::BPF_F_LOCK as u64;
-
-/// Kernel TCP states (`include/net/tcp_states.h`) the TCP counters depend on.
-const TCP_CLOSE: u8 = 7;
-const TCP_CLOSE_WAIT: u8 = 8;
-const TCP_LAST_ACK: u8 = 9;
-const TCP_CLOSING: u8 = 11;
 
 /// A socket to refresh: its cookie and the process that owns it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,17 +232,18 @@ fn tcp_counters(socket: &OwnedFd, c: &Counters) -> Option<TcpCounters> {
     }
     let info = tcp_info(socket.as_fd()).inspect_err(|e| debug!("snapshot: TCP_INFO: {e}")).ok()?;
     // Closed: its `TcpClose` carries the final counters (with the state before the close).
-    if info.state == TCP_CLOSE {
+    let state = u32::from(info.state);
+    if state == tcp_state::CLOSE {
         return None;
     }
     // The state is read with the counters (under the socket's lock): a FIN that arrived after the
     // storage was copied shows in it.
-    let fin_in_state = matches!(info.state, TCP_CLOSE_WAIT | TCP_LAST_ACK | TCP_CLOSING);
+    let fin_in_state = matches!(state, tcp_state::CLOSE_WAIT | tcp_state::LAST_ACK | tcp_state::CLOSING);
     let fin = u32::from(c.tcp_flags) & TCP_FIN_RECEIVED | if fin_in_state { TCP_FIN_RECEIVED } else { 0 };
     Some(TcpCounters {
         bytes_acked: info.bytes_acked,
         bytes_received: info.bytes_received,
-        old_state: u32::from(info.state),
+        old_state: state,
         flags: fin | if info.unacked == 0 { TCP_ALL_ACKED } else { 0 },
         // The kernel keeps 8 × the smoothed RTT; `TCP_INFO` reports it in µs.
         srtt_us_x8: info.rtt_us.saturating_mul(8),

@@ -295,10 +295,14 @@ impl Tracker {
     /// their owners: those without an event since `idle_since_ns`, or all with `None`.
     #[must_use]
     pub fn open_sockets(&self, idle_since_ns: Option<u64>) -> Vec<crate::probe::OpenSocket> {
+        self.open_where(|_, flow| idle_since_ns.is_none_or(|t| flow.last_ns < t))
+    }
+
+    /// Sockets not released whose flow passes `keep`, with their owners.
+    fn open_where(&self, keep: impl Fn(u64, &Flow) -> bool) -> Vec<crate::probe::OpenSocket> {
         self.flows
             .sockets()
-            .filter(|(_, flow)| !flow.released())
-            .filter(|(_, flow)| idle_since_ns.is_none_or(|t| flow.last_ns < t))
+            .filter(|&(cookie, flow)| !flow.released() && keep(cookie, flow))
             .map(|(cookie, flow)| crate::probe::OpenSocket { cookie, tgid: flow.owner.tgid() })
             .collect()
     }
@@ -308,13 +312,7 @@ impl Tracker {
     /// read them) took the snapshot.
     #[must_use]
     pub fn open_tcp_sockets(&self) -> Vec<crate::probe::OpenSocket> {
-        self.flows
-            .sockets()
-            .filter(|(_, flow)| {
-                !flow.released() && flow.protocol == record::Protocol::Tcp && flow.established() && !flow.tcp_closed()
-            })
-            .map(|(cookie, flow)| crate::probe::OpenSocket { cookie, tgid: flow.owner.tgid() })
-            .collect()
+        self.open_where(|_, flow| flow.protocol == record::Protocol::Tcp && flow.established() && !flow.tcp_closed())
     }
 
     /// Whether socket `cookie` is known and not released: its own flow is open, or it has peer
@@ -329,14 +327,9 @@ impl Tracker {
     /// reads.
     #[must_use]
     pub fn peer_sockets(&self) -> Vec<crate::probe::OpenSocket> {
-        self.flows
-            .sockets()
-            .filter(|(cookie, flow)| {
-                !flow.released()
-                    && (self.per_peer_socket(flow) || self.peers.contains_key(cookie) || self.changed.contains(cookie))
-            })
-            .map(|(cookie, flow)| crate::probe::OpenSocket { cookie, tgid: flow.owner.tgid() })
-            .collect()
+        self.open_where(|cookie, flow| {
+            self.per_peer_socket(flow) || self.peers.contains_key(&cookie) || self.changed.contains(&cookie)
+        })
     }
 
     /// [`Tracker::shutdown`], with the records of sockets in `stale` (whose counters the last

@@ -1,16 +1,8 @@
 //! Payload from the kernel's TCP byte counters (`bytes_acked`, `bytes_received`).
 
-use monitor_common::event::{TCP_ALL_ACKED, TCP_FIN_RECEIVED, TcpCounters};
+use monitor_common::event::{TCP_ALL_ACKED, TCP_FIN_RECEIVED, TcpCounters, tcp_state};
 
 use super::record::Payload;
-
-/// Kernel TCP states (`include/net/tcp_states.h`).
-mod tcp_state {
-    pub(super) const FIN_WAIT2: u32 = 5;
-    pub(super) const TIME_WAIT: u32 = 6;
-    pub(super) const LAST_ACK: u32 = 9;
-    pub(super) const CLOSING: u32 = 11;
-}
 
 /// Payload from the kernel's TCP counters. `bytes_acked` counts the SYN (active side) and an
 /// acknowledged FIN; `bytes_received` counts a received FIN. `base` (counters at `ESTABLISHED`)
