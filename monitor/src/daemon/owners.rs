@@ -1,6 +1,6 @@
 //! Owners of sockets older than the monitor.
 //!
-//! At start, [`prefill`]: one /proc pass finds every TCP/UDP socket held by a process of the
+//! At start, [`prefill`]: one /proc pass finds every TCP, UDP and UDP-Lite socket held by a process of the
 //! watched cgroup; the daemon takes a duplicate of each (pidfd_getfd(2)) and writes its holder
 //! into the kernel's `OWNER` storage, unless the kernel already recorded one. Connections
 //! accepted from such a listener then inherit the owner (`BPF_F_CLONE`) exactly as from a
@@ -45,7 +45,7 @@ const BPF_NOEXIST: u64 = 1;
 /// What [`prefill`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Prefilled {
-    /// TCP/UDP sockets held by processes of the watched cgroup.
+    /// TCP, UDP and UDP-Lite sockets held by processes of the watched cgroup.
     pub sockets: usize,
     /// Owners written into the kernel's storage.
     pub recorded: usize,

@@ -1,5 +1,5 @@
 //! Sockets → processes through /proc, in one pass: the net tables of each network namespace
-//! (`/proc/<pid>/net/{tcp,udp}{,6}`, read once per namespace) give every inet socket's inode,
+//! (`/proc/<pid>/net/{tcp,udp,udplite}{,6}`, read once per namespace) give every inet socket's inode,
 //! state and addresses; the descriptors of every process (`/proc/<pid>/fd`) give who holds each
 //! inode. One pass answers many questions: every socket older than the monitor at start, or a
 //! whole batch of owner lookups. Works across network namespaces.
@@ -10,9 +10,9 @@ use std::{
     os::unix::fs::MetadataExt as _,
 };
 
-use monitor_common::{IPPROTO_TCP, IPPROTO_UDP, event::Event};
+use monitor_common::{IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, event::Event};
 use procfs::{
-    net::TcpState,
+    net::{TcpState, UdpNetEntries},
     process::{FDTarget, Process},
 };
 
@@ -27,13 +27,13 @@ pub struct Holder {
     pub fd: i32,
 }
 
-/// One TCP or UDP socket held by at least one process.
+/// One TCP, UDP or UDP-Lite socket held by at least one process.
 #[derive(Debug, Clone)]
 pub struct InetSocket {
     /// Socket inode.
     pub inode: u64,
-    /// TCP (else UDP).
-    pub tcp: bool,
+    /// IP protocol number: `IPPROTO_TCP`, `IPPROTO_UDP` or `IPPROTO_UDPLITE`.
+    pub protocol: u16,
     /// A TCP socket in `LISTEN`.
     pub listening: bool,
     /// Local address as the net table shows it.
@@ -72,8 +72,8 @@ pub struct SocketScan {
     by_port: HashMap<u16, Vec<usize>>,
 }
 
-/// One row of a net table: (tcp, listening, local, remote, uid).
-type Row = (bool, bool, SocketAddr, SocketAddr, u32);
+/// One row of a net table: (protocol, listening, local, remote, uid).
+type Row = (u16, bool, SocketAddr, SocketAddr, u32);
 
 /// Inet sockets of the network namespace `p` lives in, by inode; `None` when `p` vanished
 /// (the namespace is then read through its next process).
@@ -83,13 +83,18 @@ fn net_tables(p: &Process) -> Option<HashMap<u64, Row>> {
     for e in p.tcp().ok()?.into_iter().chain(p.tcp6().into_iter().flatten()) {
         // TIME_WAIT and request sockets have no inode and no holder.
         if e.inode != 0 {
-            rows.insert(e.inode, (true, e.state == TcpState::Listen, e.local_address, e.remote_address, e.uid));
+            rows.insert(e.inode, (IPPROTO_TCP, e.state == TcpState::Listen, e.local_address, e.remote_address, e.uid));
         }
     }
-    for table in [p.udp(), p.udp6()] {
+    // UDP-Lite tables have the UDP format; they are absent without the module (or IPv6).
+    let udplite = |name: &str| p.read_si::<_, UdpNetEntries>(name).map(|UdpNetEntries(e)| e);
+    let udp = [(IPPROTO_UDP, p.udp()), (IPPROTO_UDP, p.udp6())];
+    for (protocol, table) in
+        udp.into_iter().chain([(IPPROTO_UDPLITE, udplite("net/udplite")), (IPPROTO_UDPLITE, udplite("net/udplite6"))])
+    {
         for e in table.into_iter().flatten() {
             if e.inode != 0 {
-                rows.insert(e.inode, (false, false, e.local_address, e.remote_address, e.uid));
+                rows.insert(e.inode, (protocol, false, e.local_address, e.remote_address, e.uid));
             }
         }
     }
@@ -128,7 +133,7 @@ impl SocketScan {
             let mut holds = false;
             for fd in fds.flatten() {
                 let FDTarget::Socket(inode) = fd.target else { continue };
-                let Some(&(tcp, listening, local, remote, uid)) = rows.get(&inode) else { continue };
+                let Some(&(protocol, listening, local, remote, uid)) = rows.get(&inode) else { continue };
                 holds = true;
                 let holder = Holder { pid: p.pid, fd: fd.fd };
                 match index.get(&inode) {
@@ -137,7 +142,7 @@ impl SocketScan {
                         index.insert(inode, scan.sockets.len());
                         scan.sockets.push(InetSocket {
                             inode,
-                            tcp,
+                            protocol,
                             listening,
                             local,
                             remote,
@@ -189,18 +194,18 @@ impl SocketScan {
     /// its local port.
     #[must_use]
     pub fn find(&self, ev: &Event) -> Option<&InetSocket> {
-        if ev.tuple.protocol != IPPROTO_TCP && ev.tuple.protocol != IPPROTO_UDP {
+        let protocol = ev.tuple.protocol;
+        if ![IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE].contains(&protocol) {
             // Ping and raw sockets: their "port" (echo identifier, protocol number) would match
             // UDP sockets of the tables read here. Their owner comes from their next syscall.
             return None;
         }
         let (local, remote) = addresses(ev);
-        let tcp = ev.tuple.protocol == IPPROTO_TCP;
         let candidates = self.by_port.get(&local.port())?;
         let mut found = candidates
             .iter()
             .filter_map(|&i| self.sockets.get(i))
-            .filter(|s| s.tcp == tcp && matches(local, remote, s.local, s.remote));
+            .filter(|s| s.protocol == protocol && matches(local, remote, s.local, s.remote));
         let first = found.next()?;
         if remote.is_some() || first.remote.port() == 0 {
             return Some(first);
@@ -246,7 +251,7 @@ mod tests {
         os::fd::AsRawFd as _,
     };
 
-    use monitor_common::{AF_INET, IPPROTO_TCP, IPPROTO_UDP, event::Tuple};
+    use monitor_common::{AF_INET, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, event::Tuple};
 
     use super::*;
 
@@ -284,7 +289,7 @@ mod tests {
         };
 
         let l = scan.find(&event(IPPROTO_TCP, listener.local_addr().unwrap(), None)).expect("listener");
-        assert!(l.listening && l.tcp);
+        assert!(l.listening && l.protocol == IPPROTO_TCP);
         assert_eq!(l.inode, inode(&listener), "the listener, not a connection on its port");
         assert_eq!(l.holders, vec![Holder { pid: i32::try_from(me).unwrap(), fd: listener.as_raw_fd() }]);
         let accepted = event(IPPROTO_TCP, server.local_addr().unwrap(), Some(server.peer_addr().unwrap()));
@@ -292,7 +297,7 @@ mod tests {
         let c = event(IPPROTO_TCP, client.local_addr().unwrap(), Some(client.peer_addr().unwrap()));
         assert_eq!(scan.find(&c).map(|s| s.inode), Some(inode(&client)));
         let u = scan.find(&event(IPPROTO_UDP, udp.local_addr().unwrap(), None)).expect("udp socket");
-        assert!(!u.tcp && !u.listening);
+        assert!(u.protocol == IPPROTO_UDP && !u.listening);
         assert!(scan.find(&event(IPPROTO_UDP, listener.local_addr().unwrap(), None)).is_none(), "protocol matters");
 
         let owners = scan.owners([(1, &c), (2, &accepted), (1, &c)]);
@@ -300,6 +305,52 @@ mod tests {
         for (_, owner) in owners {
             assert_eq!((owner.tgid, owner.source), (me, OwnerSource::Procfs));
             assert_eq!(owner.uid, nix::unistd::getuid().as_raw());
+        }
+    }
+
+    /// A UDP-Lite socket bound to 127.0.0.1 (any port), or `None` on a kernel without UDP-Lite.
+    fn udplite_socket() -> Option<(std::os::fd::OwnedFd, SocketAddr)> {
+        use std::os::fd::FromRawFd as _;
+        // SAFETY: plain syscall; the descriptor is owned below.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, libc::IPPROTO_UDPLITE) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: a new descriptor nobody else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let mut sin = libc::sockaddr_in {
+            sin_family: libc::sa_family_t::try_from(libc::AF_INET).unwrap(),
+            sin_port: 0,
+            sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes([127, 0, 0, 1]) },
+            sin_zero: [0; 8],
+        };
+        let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::sockaddr_in>()).unwrap();
+        // SAFETY: a valid sockaddr_in and its length.
+        assert_eq!(unsafe { libc::bind(fd.as_raw_fd(), std::ptr::from_ref(&sin).cast(), len) }, 0);
+        // SAFETY: as above; the kernel writes at most `len` bytes.
+        assert_eq!(unsafe { libc::getsockname(fd.as_raw_fd(), std::ptr::from_mut(&mut sin).cast(), &raw mut len) }, 0);
+        Some((fd, SocketAddr::from(([127, 0, 0, 1], u16::from_be(sin.sin_port)))))
+    }
+
+    #[test]
+    fn a_udplite_socket_is_found_in_its_own_table_not_in_udps() {
+        let Some((fd, local)) = udplite_socket() else {
+            eprintln!("SKIPPED: this kernel has no UDP-Lite ({})", std::io::Error::last_os_error());
+            return;
+        };
+        // A UDP socket on the same port: a lookup of either protocol finds its own.
+        let udp = UdpSocket::bind(local);
+        let scan = SocketScan::run();
+        let inode = std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap().ino();
+        let found = scan.find(&event(IPPROTO_UDPLITE, local, None)).expect("the UDP-Lite socket");
+        assert_eq!((found.inode, found.protocol), (inode, IPPROTO_UDPLITE));
+        let owners = scan.owners([(3, &event(IPPROTO_UDPLITE, local, None))]);
+        assert_eq!(owners.first().map(|(_, o)| o.tgid), Some(std::process::id()));
+        if let Ok(udp) = udp {
+            let u = scan.find(&event(IPPROTO_UDP, local, None)).expect("the UDP socket");
+            assert_eq!(u.protocol, IPPROTO_UDP);
+            assert_ne!(u.inode, inode);
+            drop(udp);
         }
     }
 }
