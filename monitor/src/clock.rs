@@ -20,6 +20,13 @@ fn ns(clock: ClockId) -> i128 {
     clock_gettime(clock).map_or(0, |ts| i128::from(ts.tv_sec()) * 1_000_000_000 + i128::from(ts.tv_nsec()))
 }
 
+/// CPU time the calling thread has used so far (`CLOCK_THREAD_CPUTIME_ID`); zero if it cannot be
+/// read.
+#[must_use]
+pub fn thread_cpu() -> std::time::Duration {
+    std::time::Duration::from_nanos(u64::try_from(ns(ClockId::CLOCK_THREAD_CPUTIME_ID)).unwrap_or(0))
+}
+
 impl Clock {
     /// Reads both clocks now.
     #[must_use]

@@ -173,6 +173,7 @@ impl Sink {
             );
         }
         self.flush(&mut timers);
+        self.log_cpu();
         if let Some(exporter) = exporter {
             exporter.stop();
         }
@@ -259,6 +260,27 @@ impl Sink {
                 Err(e) => warn!("journal retention failed: {}", chain(&e)),
             }
         }
+    }
+
+    /// Says where this thread's CPU went: the journal's flushes (SQLite) and the rest of the sink
+    /// (identities, enrichment, names, buffering). `cargo xtask bench` reads this line.
+    fn log_cpu(&self) {
+        let totals = self.journal.flush_totals();
+        let per_record = |d: Duration| match totals.connections {
+            0 => 0.0,
+            n => d.as_secs_f64() * 1e6 / n as f64,
+        };
+        let sink = crate::clock::thread_cpu();
+        info!(
+            "cpu account: sink_thread_s={:.6} journal_flush_s={:.6} journal_records={} flushes={} \
+             (per record: {:.2} us in journal flushes, {:.2} us in the rest of the sink)",
+            sink.as_secs_f64(),
+            totals.cpu.as_secs_f64(),
+            totals.connections,
+            totals.flushes,
+            per_record(totals.cpu),
+            per_record(sink.saturating_sub(totals.cpu)),
+        );
     }
 
     fn flush(&mut self, t: &mut Timers) {

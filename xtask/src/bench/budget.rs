@@ -82,6 +82,63 @@ impl Budget {
     }
 }
 
+/// Where the daemon's CPU went in one run, from its closing log line (`cpu account: ...`, written
+/// by the sink thread on its way out).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Account {
+    /// CPU seconds of the sink thread (journal, identities, enrichment, names, buffering).
+    pub sink_thread_s: f64,
+    /// The part of it spent in journal flushes (SQLite).
+    pub journal_flush_s: f64,
+    /// Connection records those flushes wrote.
+    pub journal_records: u64,
+}
+
+impl Account {
+    /// The account in the monitor's log `log`, or `None` when the line is missing or malformed.
+    pub fn from_log(log: &str) -> Option<Self> {
+        let line = log.lines().rev().find(|l| l.contains("cpu account:"))?;
+        let field = |name: &str| line.split_whitespace().find_map(|w| w.strip_prefix(name)?.strip_prefix('='));
+        let account = Self {
+            sink_thread_s: field("sink_thread_s")?.parse().ok()?,
+            journal_flush_s: field("journal_flush_s")?.parse().ok()?,
+            journal_records: field("journal_records")?.parse().ok()?,
+        };
+        (account.sink_thread_s.is_finite() && account.journal_flush_s.is_finite()).then_some(account)
+    }
+
+    /// µs per record of `seconds`.
+    fn per_record(&self, seconds: f64) -> Option<f64> {
+        (self.journal_records > 0).then(|| 1e6 * seconds / self.journal_records as f64)
+    }
+}
+
+/// The note on where the daemon's `daemon_us` per record go (medians of `accounts`), against the
+/// goal of `goal_us`; `None` without an account.
+pub fn account_note(p: &str, daemon_us: f64, accounts: &[Account], goal_us: f64) -> Option<String> {
+    let median = |v: Vec<f64>| super::stats::Summary::of(&v).map(|s| s.median);
+    let journal = median(accounts.iter().filter_map(|a| a.per_record(a.journal_flush_s)).collect())?;
+    let sink_rest =
+        median(accounts.iter().filter_map(|a| a.per_record((a.sink_thread_s - a.journal_flush_s).max(0.0))).collect())?;
+    let other = (daemon_us - journal - sink_rest).max(0.0);
+    let bound = if journal >= goal_us {
+        format!(
+            "the journal's writes alone exceed the goal of {goal_us} µs: closing it needs a cheaper stored row per \
+             record (BENCHMARKS.md, \"What the rows cost\")"
+        )
+    } else if daemon_us > goal_us {
+        format!("the journal's writes are within the goal of {goal_us} µs; the rest of the daemon exceeds it")
+    } else {
+        format!("within the goal of {goal_us} µs")
+    };
+    Some(format!(
+        "{p} churn, where the daemon's {daemon_us:.1} µs per record go (medians, from its closing `cpu account` log \
+         line): {journal:.1} µs in journal flushes (SQLite: the `connections` row and its indexes, the weekly \
+         rollups, commit and checkpoint), {sink_rest:.1} µs in the rest of the sink thread (identities, enrichment, \
+         names, buffering), {other:.1} µs in its other threads (ring-buffer drain, tracker); {bound}"
+    ))
+}
+
 /// This machine's cores.
 pub fn cores() -> f64 {
     std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
@@ -119,6 +176,28 @@ mod tests {
         let note = b.note("tcp", 2.0, 3.0, 0.85);
         assert!(note.contains("the daemon 20.0 µs (2 records of 10.0 µs)"), "{note}");
         assert!(note.contains("could reach 0.76"), "{note}");
+    }
+
+    #[test]
+    fn the_daemons_closing_line_says_where_a_record_goes() {
+        let log = "[INFO ] started\n[INFO ] cpu account: sink_thread_s=1.500000 journal_flush_s=1.000000 \
+                   journal_records=200000 flushes=40 (per record: 5.00 us in journal flushes, 2.50 us in the rest)\n";
+        let a = Account::from_log(log).expect("the line");
+        assert_eq!(a, Account { sink_thread_s: 1.5, journal_flush_s: 1.0, journal_records: 200_000 });
+        // 5 µs of journal and 2.5 µs of the rest of the sink per record, of 9 µs: 1.5 µs elsewhere.
+        let note = account_note("tcp", 9.0, &[a], 3.0).expect("a note");
+        assert!(note.contains("5.0 µs in journal flushes"), "{note}");
+        assert!(note.contains("2.5 µs in the rest of the sink thread"), "{note}");
+        assert!(note.contains("1.5 µs in its other threads"), "{note}");
+        assert!(note.contains("alone exceed the goal"), "{note}");
+        let cheap = Account { journal_flush_s: 0.2, ..a };
+        let note = account_note("tcp", 9.0, &[cheap], 3.0).expect("a note");
+        assert!(note.contains("the rest of the daemon exceeds it"), "{note}");
+        assert_eq!(Account::from_log("[INFO ] cpu account: sink_thread_s=x"), None, "malformed");
+        assert_eq!(Account::from_log("[INFO ] started"), None, "absent");
+        assert_eq!(account_note("tcp", 9.0, &[], 3.0), None);
+        let empty = Account { journal_records: 0, ..a };
+        assert_eq!(account_note("tcp", 9.0, &[empty], 3.0), None, "no records, no figure per record");
     }
 
     #[test]

@@ -114,6 +114,8 @@ pub(super) struct Sample {
     pub(super) client: Option<Completeness>,
     pub(super) server: Option<Completeness>,
     pub(super) stats: Option<FinalStats>,
+    /// The monitor's account of where its CPU went (its closing log line).
+    account: Option<budget::Account>,
     peer: Option<PeerCompleteness>,
 }
 
@@ -179,6 +181,14 @@ pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
         };
         if let Some(b) = budget::of(&runs(Observer::None), &runs(Observer::Monitor), 2.0, DAEMON_GOAL_US, RATE_GOAL) {
             section.notes.push(b.note(p, 2.0, DAEMON_GOAL_US, RATE_GOAL));
+            let accounts: Vec<budget::Account> = configs
+                .iter()
+                .position(|c| *c == Observer::Monitor)
+                .map(|i| results[i].iter().flatten().filter_map(|s| s.account).collect())
+                .unwrap_or_default();
+            if let Some(note) = budget::account_note(p, b.daemon_us / 2.0, &accounts, DAEMON_GOAL_US) {
+                section.notes.push(note);
+            }
         }
     }
     section.data = json!({ "exchanges": count, "rounds": rounds, "client_processes": PROCS, "threads_per_process": THREADS, "protocols": data });
@@ -335,6 +345,7 @@ pub(super) fn sample(
         client: None,
         server: None,
         stats: None,
+        account: None,
         peer: None,
     };
     let pids: Vec<u32> = summary["pids"]
@@ -349,6 +360,8 @@ pub(super) fn sample(
             s.client = Some(client);
             s.server = Some(server);
             s.stats = Some(run.stats);
+            let log = std::fs::read_to_string(out.with_extension("err")).unwrap_or_default();
+            s.account = budget::Account::from_log(&log);
         }
         Observer::Nethogs => {
             let run = parse::nethogs(&out)?;

@@ -105,6 +105,10 @@ fn two_flushes_of_one_interval_add_up() {
     let h = i64::try_from(HEADER).expect("small");
     let rows = residency(w.path());
     assert_eq!(rows, vec![(T0, "browser".into(), "US".into(), 15169, 600, 60, 600 + 3 * h, 60 + 3 * h, 1, 1)]);
+    // The writer's account of its flushes (the daemon's closing `cpu account` line).
+    let totals = w.flush_totals();
+    assert_eq!((totals.flushes, totals.connections), (3, 3));
+    assert!(totals.cpu > std::time::Duration::ZERO, "three commits cost CPU: {totals:?}");
 }
 
 #[test]
