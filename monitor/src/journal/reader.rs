@@ -94,6 +94,27 @@ impl JournalReader {
         self.collect(rows)
     }
 
+    /// Residency rows left out of `range` because their interval starts before it and ends after
+    /// its start (a report counts an interval by its start): how many, and their payload bytes.
+    ///
+    /// # Errors
+    /// When the query fails.
+    pub fn cut_at_start(&self, range: TimeRange, app: Option<&str>) -> Result<(u64, u64), Error> {
+        // Intervals are at most 900 s (they divide a quarter hour): the bound keeps the scan to
+        // the rows just before the period.
+        let (rows, payload): (i64, Option<i64>) = self
+            .conn
+            .query_row(
+                "SELECT count(*), SUM(payload_tx + payload_rx) FROM residency
+                 WHERE interval_start >= ?1 / 1000 - 900 AND interval_start < (?1 + 999) / 1000
+                     AND (interval_start + interval_secs) * 1000 > ?1 AND (?2 IS NULL OR app = ?2)",
+                params![ms(range.since), app],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .map_err(|e| self.err(e))?;
+        Ok((count(rows), count(payload.unwrap_or(0))))
+    }
+
     /// Traffic per (app, remote endpoint) from connection records whose time is in `range`,
     /// sorted by app, address, port, protocol.
     ///

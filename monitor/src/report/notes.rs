@@ -104,6 +104,15 @@ pub(super) fn completeness(
             grouped(straddling)
         ));
     }
+    let (cut, cut_payload) = reader.cut_at_start(range, query.app.as_deref())?;
+    if cut > 0 {
+        notes.push(format!(
+            "{} residency intervals start before the period and end after its start, with {} of payload: not \
+             counted, the period is not aligned to the journal's interval (a report counts an interval by its start)",
+            grouped(cut),
+            bytes(cut_payload)
+        ));
+    }
     if let Some(app) = query.app.as_deref()
         && apps.is_empty()
     {

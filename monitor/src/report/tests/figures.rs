@@ -224,3 +224,33 @@ fn a_week_with_a_dst_change_includes_its_extra_hour() {
     assert_eq!(v["totals"]["payload_tx"], 111);
     assert_eq!(v["apps"][0]["new_destinations"]["countries"], json!([]), "US was seen in W43");
 }
+
+/// A range inside one residency interval (60 s here) counts nothing of it, and says so with the
+/// payload it leaves out; a range whose start is an interval's counts that interval whole.
+#[test]
+fn a_range_inside_an_interval_says_what_it_leaves_out() {
+    let dir = tempdir();
+    let reader = JournalReader::open(&fixture_journal(dir.path())).expect("reader");
+    let notes_of = |since: i64, until: i64| {
+        let period = Period::range(at(since), at(until), &ny()).expect("range");
+        let v = json_of(&Report::build(&reader, &ReportQuery::new(period)).expect("build"));
+        let notes: Vec<String> = v["completeness"]["notes"]
+            .as_array()
+            .expect("notes")
+            .iter()
+            .filter_map(|n| n.as_str().map(str::to_string))
+            .collect();
+        (v["totals"]["payload_tx"].as_u64().expect("tx"), notes)
+    };
+    // The CN flow's record (2,000,000 / 500,000) is at W + 7200, in [W + 7200, W + 7260).
+    let (tx, notes) = notes_of(super::W + 7220, super::W + 7240);
+    assert_eq!(tx, 0, "the interval starts before the range");
+    let cut: Vec<&String> = notes.iter().filter(|n| n.contains("start before the period")).collect();
+    assert_eq!(cut.len(), 1, "{notes:#?}");
+    assert!(cut[0].starts_with("1 residency intervals start before the period"), "{cut:?}");
+    assert!(cut[0].contains("with 2,500,000 B (2.5 MB) of payload"), "{cut:?}");
+    let (tx, notes) = notes_of(super::W + 7200, super::W + 7240);
+    assert_eq!(tx, 2_000_000, "the interval starts at the range's start");
+    assert!(!notes.iter().any(|n| n.contains("start before the period")), "{notes:#?}");
+    assert!(notes.iter().any(|n| n.contains("start in the period but end after it")), "{notes:#?}");
+}
