@@ -83,6 +83,11 @@ pub const FLAG_CONNECTED: u32 = 32;
 /// or a snapshot sends from then on, so a lost `PeerChanged` event does not hide it.
 pub const FLAG_PEERS: u32 = 64;
 
+/// [`Event::flags`] of a peer event (`PeerUpdate`, `PeerEvicted`, `PeerClosed`): the datagram
+/// that claimed the peer's slot came in: the peer sent first, as a client of a server socket
+/// does ([`crate::sock::SLOT_FIRST_IN`]).
+pub const FLAG_PEER_FIRST_IN: u32 = 128;
+
 /// Addresses and ports of a flow.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -264,7 +264,8 @@ pub struct PeerSlot {
     pub port: u16,
     /// `AF_INET` or `AF_INET6` (of the packet, not the socket).
     pub family: u16,
-    /// 1 when the slot is in use.
+    /// Nonzero when the slot is in use: [`SLOT_ACTIVE`], with [`SLOT_FIRST_IN`] when the datagram
+    /// that claimed it came in.
     pub active: u32,
     /// Claim number, unique per socket: (cookie, generation) names one slot lifetime.
     pub generation: u64,
@@ -276,6 +277,21 @@ pub struct PeerSlot {
     pub bytes: ByteCounters,
 }
 const _: () = assert!(core::mem::size_of::<PeerSlot>() == 96);
+
+/// [`PeerSlot::active`]: the slot is in use.
+pub const SLOT_ACTIVE: u32 = 1;
+/// [`PeerSlot::active`]: the slot was claimed by an incoming datagram (the peer sent first).
+pub const SLOT_FIRST_IN: u32 = 2;
+
+impl PeerSlot {
+    /// The [`crate::event::Event::flags`] a peer event of this slot carries.
+    #[must_use]
+    #[inline(always)]
+    pub const fn event_flags(&self) -> u32 {
+        // Branch-free (the BPF programs' stack is tight): the bit moves to the flag's place.
+        (self.active & SLOT_FIRST_IN) * (crate::event::FLAG_PEER_FIRST_IN / SLOT_FIRST_IN)
+    }
+}
 
 /// The kernel's `struct bpf_spin_lock`. The verifier finds a lock in a map value by this BTF type
 /// name, so it must be spelled exactly so.

@@ -11,9 +11,12 @@ use jiff::{Timestamp, ToSpan as _, tz::TimeZone};
 use monitor::{
     daemon::{Output, Stats},
     settings::OutputFormat,
-    tracker::record::RecordKind,
+    tracker::record::{Direction, RecordKind},
 };
-use monitor_common::{event::EventKind, sock::ByteCounters};
+use monitor_common::{
+    event::{Event, EventKind},
+    sock::ByteCounters,
+};
 use replay::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,8 +174,9 @@ async fn pipeline_cpu_per_record_udp_churn_shaped() {
             let port = u16::try_from(32_768 + (n * 7_919) % 28_000).unwrap();
             let client = [10, 0, 1 + u8::try_from(n / 28_000).unwrap(), 1];
             batch.push(udp_connected_release(1_000_000 + n, ts, client, port));
-            batch.push(udp_peer(EventKind::PeerUpdate, SERVER, ts, n + 1, client, port));
-            batch.push(udp_peer(EventKind::PeerEvicted, SERVER, ts + 1_000, n + 1, client, port));
+            // The client sent first: the kernel marks its slot so (an inbound peer).
+            batch.push(first_in(udp_peer(EventKind::PeerUpdate, SERVER, ts, n + 1, client, port)));
+            batch.push(first_in(udp_peer(EventKind::PeerEvicted, SERVER, ts + 1_000, n + 1, client, port)));
         }
         run.send(batch).await;
     }
@@ -283,6 +287,66 @@ async fn e_open_flows_end_as_shutdown_records_with_the_counters_of_the_last_snap
     assert_eq!((r.event, r.cookie, r.complete), (RecordKind::Shutdown, 9, true));
     assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), (777, 8888));
     assert_eq!((stats.tracker.open_flows, stats.tracker.closed_flows), (0, 0));
+}
+
+/// A peer event of a slot an incoming datagram claimed (the peer sent first).
+fn first_in((kind, mut ev): (EventKind, Event)) -> (EventKind, Event) {
+    ev.flags |= monitor_common::event::FLAG_PEER_FIRST_IN;
+    (kind, ev)
+}
+
+/// An unconnected UDP server socket: the peers that sent first are `inbound` flows, one record
+/// each with its port, and the weekly endpoint rows count them per address (as accepted TCP
+/// connections), not one row per ephemeral port; a peer the server sent to first stays
+/// `unconnected`, with its port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e_clients_of_a_udp_server_are_inbound_and_share_one_endpoint_row_per_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = Run::start(&settings(dir.path()));
+    let now = run.now_ns();
+    let mut batch = vec![udp_server_update(7, now)];
+    for (generation, port) in [(1, 40_001), (2, 40_002), (3, 40_003)] {
+        batch.push(first_in(udp_peer(EventKind::PeerUpdate, 7, now, generation, [10, 0, 1, 1], port)));
+        batch.push(first_in(udp_peer(EventKind::PeerEvicted, 7, now + 1_000, generation, [10, 0, 1, 1], port)));
+    }
+    // A later generation of a peer claimed by an outgoing datagram keeps the flow's direction.
+    batch.push(udp_peer(EventKind::PeerEvicted, 7, now + 2_000, 4, [10, 0, 1, 1], 40_001));
+    batch.push(udp_peer(EventKind::PeerEvicted, 7, now + 3_000, 5, [10, 0, 2, 2], 53));
+    batch.push(udp_server_release(7, now + 4_000));
+    run.send(batch).await;
+    let (outputs, _) = run.stop().await;
+    let mut got: Vec<(String, Direction, u64)> = flows(&outputs)
+        .iter()
+        .filter_map(|f| Some((f.record.remote?.to_string(), f.record.direction, f.record.payload.tx_bytes)))
+        .collect();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        got,
+        [
+            ("10.0.1.1:40001".into(), Direction::Inbound, 2048),
+            ("10.0.1.1:40002".into(), Direction::Inbound, 1024),
+            ("10.0.1.1:40003".into(), Direction::Inbound, 1024),
+            ("10.0.2.2:53".into(), Direction::Unconnected, 1024),
+        ]
+    );
+    let conn = journal(dir.path());
+    let rows: Vec<(String, i64, i64, i64)> = conn
+        .prepare("SELECT remote_ip, port, payload_tx, flows FROM endpoint_week ORDER BY remote_ip")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    // Port -1: an inbound endpoint (reported without its ephemeral port); one socket.
+    assert_eq!(rows, [("10.0.1.1".into(), -1, 4096, 1), ("10.0.2.2".into(), 53, 1024, 1)]);
+    let directions: Vec<(String, i64)> = conn
+        .prepare("SELECT direction, count(*) FROM connections GROUP BY direction ORDER BY direction")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(directions, [("inbound".into(), 3), ("unconnected".into(), 1)]);
 }
 
 /// An unconnected UDP socket open at shutdown whose peers no event reported (claimed within the

@@ -27,7 +27,7 @@ use monitor_common::{
     },
     sock::{
         COPY_STATE_DONE, COUNTER_CONNECTED, COUNTER_DISCOVERED, Counters, Owner, OwnerSource, PEER_SLOTS, PeerSlot,
-        PeerTable,
+        PeerTable, SLOT_ACTIVE, SLOT_FIRST_IN,
     },
 };
 
@@ -480,13 +480,18 @@ fn count_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, c: &mut Counters, egress: 
     // SAFETY: helpers without arguments.
     let (now, boot) = unsafe { (bpf_ktime_get_coarse_ns(), bpf_ktime_get_boot_ns()) };
     let interval = update_interval_ns();
-    let mut evicted = PeerSlot::default();
-    let mut due = PeerSlot::default();
+    // At most one slot to report per packet, copied under the lock: the one a new peer evicted,
+    // or the peer's own when its update is due (never a slot claimed now: its interval starts at
+    // the claim). One copy on the stack, not two: the program's stack is tight.
+    let mut report = PeerSlot::default();
+    let mut kind = EventKind::PeerUpdate;
     let mut first_peer = false;
     lock(table);
     let mut index = find(table, &peer);
-    if index == PEER_SLOTS {
-        index = claim(table, &peer, boot, now, &mut evicted);
+    let claimed = index == PEER_SLOTS;
+    if claimed {
+        index = claim(table, &peer, boot, now, &mut report);
+        kind = EventKind::PeerEvicted;
         first_peer = table.generation == 1;
     }
     if let Some(slot) = table.slots.get_mut(index) {
@@ -498,19 +503,22 @@ fn count_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, c: &mut Counters, egress: 
             slot.bytes.wire_rx_bytes += len;
             slot.bytes.wire_rx_packets += 1;
             slot.bytes.app_rx_bytes += peer.payload;
+            if claimed {
+                // Claimed by an incoming datagram: the peer sent first.
+                slot.active |= SLOT_FIRST_IN;
+            }
         }
-        if now.wrapping_sub(slot.last_report_ns) >= interval {
+        if !claimed && now.wrapping_sub(slot.last_report_ns) >= interval {
             slot.last_report_ns = now;
-            due = *slot;
+            report = *slot;
         }
     }
     unlock(table);
-    if evicted.active != 0 {
-        stat(STAT_PEER_EVICTIONS, 1);
-        report_peer(ctx, sk, c, EventKind::PeerEvicted, &evicted);
-    }
-    if due.active != 0 {
-        report_peer(ctx, sk, c, EventKind::PeerUpdate, &due);
+    if report.active != 0 {
+        if claimed {
+            stat(STAT_PEER_EVICTIONS, 1);
+        }
+        report_peer(ctx, sk, c, kind, &report);
     }
     first_peer
 }
@@ -582,7 +590,7 @@ fn claim(table: &mut PeerTable, peer: &Peer, boot: u64, now: u64, evicted: &mut 
             addr: peer.addr,
             port: peer.port,
             family: peer.family,
-            active: 1,
+            active: SLOT_ACTIVE,
             generation,
             first_ns: boot,
             last_report_ns: now,
@@ -620,7 +628,7 @@ pub(crate) fn emit_peer(kind: EventKind, cookie: u64, owner: *const Owner, local
         kind,
         &EventData {
             cookie,
-            flags: 0,
+            flags: slot.event_flags(),
             generation: slot.generation,
             first_ns: slot.first_ns,
             owner,

@@ -112,10 +112,12 @@ pub extern "C" fn iter_peers(ctx: *mut IterCtx) -> i32 {
         Some(o) => ev.owner = *o,
         None => ev.flags |= FLAG_NO_OWNER,
     }
+    let flags = ev.flags;
     for i in 0..PEER_SLOTS {
         super::skb::lock(table);
         let active = match table.slots.get(i) {
             Some(slot) if slot.active != 0 => {
+                ev.flags = flags | slot.event_flags();
                 ev.generation = slot.generation;
                 ev.first_ns = slot.first_ns;
                 ev.tuple.remote_addr = slot.addr;

@@ -8,7 +8,8 @@ use std::{
 use monitor_common::{
     AF_INET, AF_INET6,
     event::{
-        Event, EventKind, FLAG_CONNECTED, FLAG_NO_OWNER, FLAG_PASSIVE, FLAG_SNAPSHOT, FLAG_TCP_COUNTERS, TcpCounters,
+        Event, EventKind, FLAG_CONNECTED, FLAG_NO_OWNER, FLAG_PASSIVE, FLAG_PEER_FIRST_IN, FLAG_SNAPSHOT, FLAG_TCP_COUNTERS,
+        TcpCounters,
         Tuple,
     },
     sock::ByteCounters,
@@ -369,9 +370,15 @@ impl Flow {
                 self.direction = if ev.flags & FLAG_PASSIVE != 0 { Direction::Inbound } else { Direction::Outbound };
             }
             EventKind::Connect => self.direction = Direction::Outbound,
-            EventKind::PeerUpdate | EventKind::PeerEvicted | EventKind::PeerClosed => {
-                self.direction = Direction::Unconnected;
+            // The first peer event of the flow says who sent first; a later generation of the
+            // slot (the peer came back after an eviction) does not change it.
+            EventKind::PeerUpdate | EventKind::PeerEvicted | EventKind::PeerClosed
+                if self.direction == Direction::Unknown =>
+            {
+                self.direction =
+                    if ev.flags & FLAG_PEER_FIRST_IN != 0 { Direction::Inbound } else { Direction::Unconnected };
             }
+            EventKind::PeerUpdate | EventKind::PeerEvicted | EventKind::PeerClosed => {}
             EventKind::TcpClose => self.flags |= bit::TCP_CLOSED,
             EventKind::Release => self.set_released(ev.ts_ns),
             EventKind::Discovered | EventKind::Update | EventKind::PeerChanged => {}

@@ -50,9 +50,11 @@ pub enum Protocol {
 pub enum Direction {
     /// This host connected (TCP client, connected UDP).
     Outbound,
-    /// Accepted from a local listener (TCP server side).
+    /// Accepted from a local listener (TCP server side), or a peer that sent first to a socket
+    /// counted per peer (a client of an unconnected UDP server socket).
     Inbound,
-    /// One peer of an unconnected UDP socket (QUIC/DNS style `sendto`/`recvfrom`).
+    /// One peer of a socket counted per peer (an unconnected UDP socket, QUIC/DNS style
+    /// `sendto`/`recvfrom`; a ping, raw or SCTP socket) that this host sent to first.
     Unconnected,
     /// A TCP listening socket (its bytes are the handshakes it received).
     Listen,
@@ -205,6 +207,21 @@ pub struct FlowRecord {
     /// kernel has a sample). Passive: read in callbacks that run anyway, no packet is sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rtt: Option<Rtt>,
+}
+
+impl FlowRecord {
+    /// Whether the record is of one peer of a socket counted per peer (an unconnected UDP or
+    /// UDP-Lite socket, a ping, raw or SCTP socket): such a socket has a flow per peer, and its
+    /// `close` records all come when it closes. Their direction is `unconnected`, or `inbound`
+    /// when the peer sent first (TCP's `inbound` is an accepted connection, one flow per socket).
+    #[must_use]
+    pub fn of_one_peer(&self) -> bool {
+        match self.direction {
+            Direction::Unconnected => true,
+            Direction::Inbound => !matches!(self.protocol, Protocol::Tcp | Protocol::Mptcp),
+            Direction::Outbound | Direction::Listen | Direction::Unknown => false,
+        }
+    }
 }
 
 /// Round-trip time of a TCP flow as the kernel estimates it (`struct tcp_sock`).

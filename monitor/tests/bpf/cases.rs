@@ -550,7 +550,7 @@ fn udp_server_many_peers() {
         assert!(!flows.is_empty(), "no flow for peer {client}");
         for r in &flows {
             assert_owner(r, pid, "mon-udp-echo", SERVER_UID);
-            assert_eq!(r.direction, Direction::Unconnected);
+            assert_eq!(r.direction, Direction::Inbound, "the client sent first");
         }
         let sum = |f: fn(&FlowRecord) -> u64| flows.iter().map(|r| f(r)).sum::<u64>();
         assert_eq!((sum(|r| r.payload.rx_bytes), sum(|r| r.payload.tx_bytes)), (*tx, *rx), "peer {client}: {flows:#?}");

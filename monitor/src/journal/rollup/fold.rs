@@ -242,11 +242,11 @@ impl Rollup {
 }
 
 /// Whether `record` is the last its socket has: the close (or shutdown) record of a socket with
-/// one flow. (An unconnected socket has a flow per peer, several closing together.) Short
+/// one flow. (A socket counted per peer has a flow per peer, several closing together.) Short
 /// connections are all such records: their keys stay out of [`Counted`], three set inserts fewer
 /// per record.
 fn last_of_socket(record: &FlowRecord) -> bool {
-    record.event != RecordKind::Update && record.direction != Direction::Unconnected
+    record.event != RecordKind::Update && !record.of_one_peer()
 }
 
 impl<'a> Fold<'a> {
