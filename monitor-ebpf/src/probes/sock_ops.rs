@@ -206,6 +206,13 @@ fn closed(ctx: &SockOpsContext) {
     // Atomic, paired with `sock_release`: if the process released the socket already, it sent no
     // `Release` and this event ends the flow.
     let before = set_bits(&raw mut c.flags, COUNTER_TCP_CLOSED);
+    if before & (COUNTER_RELEASED | COUNTER_STATE_CB) == COUNTER_RELEASED {
+        // Released, and its `Release` ended the flow: this monitor never turned the state
+        // callbacks on (a socket older than it, whose callbacks an earlier monitor's `sock_ops`
+        // left on), so `sock_release` did not leave the end to this event. A second end would
+        // be a second flow with the same bytes.
+        return;
+    }
     let released = if before & COUNTER_RELEASED != 0 { FLAG_RELEASED } else { 0 };
     let tuple = tuple_of(sk);
     let all_acked = field!(ctx.ops, snd_una) == field!(ctx.ops, snd_nxt);

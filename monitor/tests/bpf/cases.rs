@@ -42,6 +42,7 @@ pub fn all() -> Vec<Case> {
         ("process_exiting_right_after_sending_is_attributed", exit_right_after_sending),
         ("two_hundred_concurrent_connections_from_twenty_processes", concurrent_200),
         ("socket_opened_before_the_monitor_started", preexisting_socket),
+        ("tcp_connection_open_across_a_restart_ends_once_on_each_side", tcp_open_across_a_restart),
         ("inbound_churn_to_a_listener_older_than_the_monitor", crate::listeners::old_listener_inbound_churn),
         ("lost_events_are_counted_with_a_tiny_ring_buffer", lost_events_counted),
         ("names_per_app_from_dns_sni_and_quic_sni", crate::names::flows_are_named_per_app_from_dns_sni_and_quic),
@@ -477,6 +478,51 @@ fn preexisting_socket() {
     assert!(matches!(r.owner.source, OwnerSource::Procfs | OwnerSource::Syscall), "{r:#?}");
     assert_eq!(r.payload.tx_bytes, done["tx_after_go"].as_u64().unwrap(), "bytes sent after the monitor started");
     assert_eq!(r.payload.rx_bytes, 20_000);
+    out.assert_nothing_lost();
+}
+
+/// A TCP connection established while one monitor ran, and closed after the next one started on
+/// the same journal: the first monitor's `sock_ops` turned the sockets' state callbacks on, which
+/// the second did not (it found the sockets older than itself). The server's process exits with
+/// the connection still open (released before `TCP_CLOSE`, whose callback still fires): each
+/// side must end once, with the bytes moved since the second monitor started; a second `close`
+/// would count them twice.
+fn tcp_open_across_a_restart() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let server = server_addr(&pair, false, 0, 5207);
+    let first = Monitor::start(&cg.path, "");
+    let server_place = Place { netns: Some(&pair.b), cgroup: Some(&cg), uid: Some(SERVER_UID) };
+    let mut srv = spawn("tcp-hold-server", &[s(server), s(40_000), s(20_000)], server_place);
+    srv.line();
+    let client_place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) };
+    let mut client = spawn("tcp-preexisting", &[s(server), s(10_000), s(30_000)], client_place);
+    let connected = client.line();
+    // The server has read the first 10,000 bytes by the time the first monitor is gone.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let before = first.stop();
+    let local = addr(&connected["local"]);
+    assert!(before.records.iter().any(|r| r.local == Some(local)), "the first monitor saw it: {:#?}", before.records);
+    let second = Monitor::start_in(&cg.path, before.dir, "");
+    client.send("go");
+    srv.line(); // read 40,000 bytes, answered 20,000: the connection stays open
+    srv.send("exit");
+    srv.finish();
+    let done = client.line();
+    client.send("exit");
+    client.finish();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = second.stop();
+    let ends = |r: &&FlowRecord| matches!(r.event, RecordKind::Close | RecordKind::Shutdown);
+    let server_ends: Vec<&FlowRecord> = out.records.iter().filter(|r| r.remote == Some(local)).filter(ends).collect();
+    assert_eq!(server_ends.len(), 1, "one end of the server's flow: {server_ends:#?}");
+    let r = server_ends[0];
+    assert_eq!(r.event, RecordKind::Close, "{r:#?}");
+    assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), (20_000, 30_000), "bytes moved after the restart");
+    let client_ends: Vec<&FlowRecord> = out.records.iter().filter(|r| r.local == Some(local)).filter(ends).collect();
+    assert_eq!(client_ends.len(), 1, "one end of the client's flow: {client_ends:#?}");
+    assert_eq!(client_ends[0].payload.tx_bytes, done["tx_after_go"].as_u64().unwrap(), "bytes sent after the restart");
+    assert_eq!(client_ends[0].payload.rx_bytes, 20_000);
     out.assert_nothing_lost();
 }
 
