@@ -8,9 +8,8 @@ use std::{
 use monitor_common::{
     AF_INET, AF_INET6,
     event::{
-        Event, EventKind, FLAG_CONNECTED, FLAG_NO_OWNER, FLAG_PASSIVE, FLAG_PEER_FIRST_IN, FLAG_SNAPSHOT, FLAG_TCP_COUNTERS,
-        TcpCounters,
-        Tuple,
+        Event, EventKind, FLAG_CONNECTED, FLAG_NO_OWNER, FLAG_PASSIVE, FLAG_PEER_FIRST_IN, FLAG_SNAPSHOT,
+        FLAG_TCP_COUNTERS, TcpCounters, Tuple,
     },
     sock::ByteCounters,
 };
