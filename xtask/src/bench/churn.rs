@@ -4,8 +4,9 @@
 //!
 //! Completeness (monitor): every exchange in the clients' ground-truth logs must have a flow
 //! record on the client side (`outbound`, matched by local and remote port) with the client's
-//! tgid and payload exactly as logged (1024/1024), and one on the server side (`inbound` for TCP,
-//! an `unconnected` peer for UDP). Ports are reused across 100,000 exchanges, so records are
+//! tgid and payload exactly as logged (1024/1024), and one on the server side (`inbound`: an
+//! accepted TCP connection, or a UDP peer that sent first; for UDP also `unconnected`, the answer
+//! of an exchange split in two records). Ports are reused across 100,000 exchanges, so records are
 //! counted per port pair and process (a multiset), never "any record with that port".
 
 use std::{
@@ -540,7 +541,11 @@ pub fn monitor_completeness(
     let sent = || truth.iter().filter(|t| t.tx > 0);
     let client =
         complete(&index(flows, p, &["outbound"]), sent().map(|t| (t.pid, (t.local_port, t.remote_port), t.tx, t.rx)));
-    let server_dirs: &[&str] = if proto == Proto::Tcp { &["inbound"] } else { &["unconnected"] };
+    // UDP: the clients sent first, so the server socket's peers are `inbound` as accepted TCP
+    // connections are; a few exchanges are split in two records (the slot was flushed between
+    // request and answer, and the peer's flow closed at once past the per-socket cap), the
+    // answer's then `unconnected` (it claimed a slot going out).
+    let server_dirs: &[&str] = if proto == Proto::Tcp { &["inbound"] } else { &["inbound", "unconnected"] };
     let server = complete(
         &index(flows, p, server_dirs),
         sent().map(|t| (server_pid, (t.remote_port, t.local_port), t.rx, t.tx)),
