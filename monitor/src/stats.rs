@@ -37,7 +37,8 @@ pub struct TrackerStats {
     pub closed_flows: u64,
     /// Sockets that ended without a single byte (e.g. UDP route probes); no record emitted.
     pub silent_sockets: u64,
-    /// Flows that ended without their final kernel event.
+    /// Flows that ended without their final kernel event, and open flows whose `shutdown` record
+    /// is incomplete (their counters could not be read at the end).
     pub incomplete_flows: u64,
     /// Peer flows of unconnected UDP sockets closed when their kernel slot was flushed, because
     /// a peer-flow cap was reached (`tracker::MAX_PEER_FLOWS_PER_SOCKET`, `tracker::MAX_PEER_FLOWS`):

@@ -5,10 +5,12 @@
 //! (`aya::maps::SkStorage::get`). Same events as the iterator's: `Update` with `FLAG_SNAPSHOT`.
 //!
 //! Costlier than the iterator (a few system calls per socket instead of one pass), so the daemon
-//! asks for the flows it cannot otherwise refresh: idle ones, and all at shutdown. A socket whose
-//! owner no longer holds it (passed to another process, owner gone) is not found: it is returned
-//! in [`FdSnapshot::missed`], and its `shutdown` record is marked incomplete. The duplicate is
-//! held only for the lookup; a close by the app in that moment takes effect when it is dropped.
+//! asks for the flows it cannot otherwise refresh: idle ones, and all at shutdown. A socket its
+//! owner does not hold (accepted by a forked worker from its master's listener, handed over
+//! with `SCM_RIGHTS`, its owner gone) is looked for in every other process's descriptors, one
+//! pass over /proc for all such sockets; one still not found (held by no process) is returned
+//! with the misses, and its `shutdown` record is marked incomplete. The duplicate is held only
+//! for the lookup; a close by the app in that moment takes effect when it is dropped.
 
 use std::{
     collections::HashSet,
@@ -150,14 +152,28 @@ fn each_socket(sockets: &[OpenSocket], read: &mut dyn FnMut(&OwnedFd, &mut HashS
     let mut sorted = sockets.to_vec();
     sorted.sort_unstable_by_key(|s| (s.tgid, s.cookie));
     sorted.dedup();
-    let mut missed = Vec::new();
+    let mut missed: HashSet<u64> = HashSet::new();
     for group in sorted.chunk_by(|a, b| a.tgid == b.tgid) {
         let Some(tgid) = group.first().map(|s| s.tgid) else { continue };
         let mut wanted: HashSet<u64> = group.iter().map(|s| s.cookie).collect();
         read_process(tgid, &mut wanted, read);
         missed.extend(wanted);
     }
-    missed
+    if !missed.is_empty() {
+        // Held by a process other than its owner: one pass over every other process.
+        let searched: HashSet<u32> = sorted.iter().map(|s| s.tgid).collect();
+        let me = std::process::id();
+        let pids = fs::read_dir("/proc").into_iter().flatten().flatten();
+        for pid in pids.filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok())) {
+            if missed.is_empty() {
+                break;
+            }
+            if pid != me && !searched.contains(&pid) {
+                read_process(pid, &mut missed, read);
+            }
+        }
+    }
+    missed.into_iter().collect()
 }
 
 /// Looks for `wanted` among the descriptors of `tgid`.

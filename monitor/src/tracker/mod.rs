@@ -352,6 +352,9 @@ impl Tracker {
             let peer_known = key.peer.is_none() || self.flows.get(&key).is_some_and(|f| f.parked() || f.peer_read());
             let fresh = self.config.fresh_at_shutdown && peer_known && !stale.contains(&key.cookie);
             if let Some(record) = self.record(key, RecordKind::Shutdown, fresh, now_ns) {
+                if !record.complete {
+                    self.stats.incomplete_flows += 1;
+                }
                 out.push(record);
             }
         }
@@ -463,7 +466,10 @@ impl Tracker {
         let (last_payload, last_wire) = flow.reported;
         let changed = payload != last_payload || wire != last_wire;
         let empty = payload == Payload::default() && wire == Wire::default();
-        if empty || (kind == RecordKind::Update && !changed) {
+        // An established connection whose counters the shutdown could not read still gets its
+        // (incomplete) record: it existed, and what it moved is unknown, not nothing.
+        let unread_connection = kind == RecordKind::Shutdown && !complete && flow.established();
+        if (empty && !unread_connection) || (kind == RecordKind::Update && !changed) {
             return None;
         }
         flow.reported = (payload, wire);

@@ -706,4 +706,25 @@ fn open_sockets_lists_idle_sockets_with_owners_and_stale_shutdowns_are_incomplet
         out.iter().map(|r| (r.cookie, r.event, r.complete)).collect::<Vec<_>>(),
         [(7, RecordKind::Shutdown, true), (8, RecordKind::Shutdown, false)]
     );
+    assert_eq!(t.stats().incomplete_flows, 1, "an incomplete shutdown record counts");
+}
+
+/// An established connection with no byte known yet (idle since the handshake) whose counters
+/// the shutdown could not read: its record says so, rather than the flow vanishing; one read
+/// and still empty has nothing to say.
+#[test]
+fn an_unread_connection_without_bytes_still_ends_incomplete() {
+    let mut t = tracker();
+    let quiet = ev(EventKind::Established, 2 * SEC, ByteCounters::default());
+    let mut read = quiet;
+    read.cookie = 8;
+    feed(&mut t, &[(EventKind::Established, quiet), (EventKind::Established, read)]);
+    let mut out = Vec::new();
+    t.shutdown_with_stale(9 * SEC, &std::collections::HashSet::from([7]), &mut out);
+    assert_eq!(
+        out.iter().map(|r| (r.cookie, r.event, r.complete)).collect::<Vec<_>>(),
+        [(7, RecordKind::Shutdown, false)]
+    );
+    assert_eq!(out[0].payload, crate::tracker::record::Payload::default());
+    assert_eq!((t.stats().incomplete_flows, t.stats().silent_sockets), (1, 0));
 }

@@ -43,6 +43,7 @@ pub fn all() -> Vec<Case> {
         ("two_hundred_concurrent_connections_from_twenty_processes", concurrent_200),
         ("socket_opened_before_the_monitor_started", preexisting_socket),
         ("tcp_connection_open_across_a_restart_ends_once_on_each_side", tcp_open_across_a_restart),
+        ("tcp_accepted_by_a_worker_process_open_at_shutdown_exact", accepted_by_a_worker_open_at_shutdown),
         ("inbound_churn_to_a_listener_older_than_the_monitor", crate::listeners::old_listener_inbound_churn),
         ("lost_events_are_counted_with_a_tiny_ring_buffer", lost_events_counted),
         ("names_per_app_from_dns_sni_and_quic_sni", crate::names::flows_are_named_per_app_from_dns_sni_and_quic),
@@ -523,6 +524,43 @@ fn tcp_open_across_a_restart() {
     assert_eq!(client_ends.len(), 1, "one end of the client's flow: {client_ends:#?}");
     assert_eq!(client_ends[0].payload.tx_bytes, done["tx_after_go"].as_u64().unwrap(), "bytes sent after the restart");
     assert_eq!(client_ends[0].payload.rx_bytes, 20_000);
+    out.assert_nothing_lost();
+}
+
+/// The prefork layout (a master process holds the listener, a worker it started accepts): the
+/// accepted socket's owner is the listener's (the master), which does not hold it. Open at
+/// SIGINT, it must still end with its exact bytes: the shutdown finds it in the worker's
+/// descriptors where the counter iterator is refused (the CI kernel), or reads it in the
+/// iterator's pass.
+fn accepted_by_a_worker_open_at_shutdown() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let server = server_addr(&pair, false, 0, 5208);
+    let mon = Monitor::start(&cg.path, "");
+    let server_place = Place { netns: Some(&pair.b), cgroup: Some(&cg), uid: Some(SERVER_UID) };
+    let mut srv = spawn("tcp-hold-server-child", &[s(server), s(30_000), s(20_000)], server_place);
+    let master = srv.line();
+    let worker = srv.line();
+    let client_place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) };
+    let mut client = spawn("tcp-hold-client", &[s(server), s(30_000), s(20_000)], client_place);
+    let connected = client.line();
+    let served = srv.line();
+    assert_eq!(served["pid"], worker["pid"], "the worker accepted");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = mon.stop();
+    srv.send("exit");
+    client.send("exit");
+    srv.finish();
+    client.finish();
+    let local = addr(&connected["local"]);
+    let ends: Vec<&FlowRecord> = out.records.iter().filter(|r| r.remote == Some(local)).collect();
+    assert_eq!(ends.len(), 1, "one record of the worker's connection: {:#?}", out.records);
+    let r = ends[0];
+    assert_eq!((r.event, r.direction), (RecordKind::Shutdown, Direction::Inbound), "{r:#?}");
+    assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), (20_000, 30_000), "{r:#?}");
+    assert!(r.complete, "read at shutdown: {r:#?}");
+    assert_eq!(u64::from(r.owner.tgid), master["pid"].as_u64().unwrap(), "charged to the listener's owner");
+    assert_eq!(out.stats["tracker"]["incomplete_flows"], 0, "{}", out.stats);
     out.assert_nothing_lost();
 }
 

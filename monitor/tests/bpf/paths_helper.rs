@@ -198,6 +198,45 @@ pub fn run(role: &str, args: &[String]) -> bool {
             report(&s, send, rx, json!({}));
             crate::helper::wait_stdin("exit");
         }
+        // tcp-hold-server-child BIND READ REPLY: binds and listens, then starts a child process
+        // (`tcp-hold-accept`, sharing stdin and stdout) that accepts from the listener it
+        // inherits: the prefork layout (a master holds the listener, a worker the connections).
+        // Waits for the child, holding the listener.
+        "tcp-hold-server-child" => {
+            use std::os::unix::process::CommandExt as _;
+            name("mon-hold-master");
+            let listener = TcpListener::bind(arg(0)).unwrap();
+            say(&json!({"ready": true, "pid": std::process::id()}));
+            let fd = listener.as_raw_fd();
+            let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+            cmd.env("MONITOR_TEST_HELPER", "tcp-hold-accept")
+                .env_remove("MONITOR_TEST_HELPER_UID")
+                .args([arg(1), arg(2)]);
+            // SAFETY: only dup2 between fork and exec; fd 3 (without close-on-exec) is the listener.
+            unsafe {
+                cmd.pre_exec(move || if libc::dup2(fd, 3) < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) });
+            }
+            let status = cmd.status().unwrap();
+            assert!(status.success(), "the accepting child failed: {status}");
+            drop(listener);
+        }
+        // tcp-hold-accept READ REPLY: `tcp-hold-server-child`'s child: accepts one connection from
+        // the listener at fd 3, reads READ bytes, answers REPLY, reports, holds it until "exit".
+        "tcp-hold-accept" => {
+            use std::os::fd::FromRawFd as _;
+            name("mon-hold-worker");
+            // SAFETY: fd 3 is the listener the parent placed there for this process alone.
+            let listener = unsafe { TcpListener::from_raw_fd(3) };
+            say(&json!({"ready": true, "pid": std::process::id()}));
+            let read: usize = arg(0).parse().unwrap();
+            let reply: usize = arg(1).parse().unwrap();
+            let (mut s, _) = listener.accept().unwrap();
+            let mut got = vec![0u8; read];
+            s.read_exact(&mut got).unwrap();
+            s.write_all(&pattern(reply)).unwrap();
+            report(&s, reply, read, json!({}));
+            crate::helper::wait_stdin("exit");
+        }
         // tcp-hold-server BIND READ REPLY: accepts one connection, reads READ bytes (read),
         // answers REPLY bytes (write), reports, and keeps the connection open until "exit".
         "tcp-hold-server" => {
