@@ -208,7 +208,12 @@ pub(super) fn write(r: &Report, out: &mut impl Write) -> Result<(), Error> {
         rows.extend(a.top_endpoints.iter().map(|e| Row {
             section: "endpoint",
             app: a.app.clone(),
-            key: e.port.map_or_else(|| e.ip.clone(), |p| format!("{}:{p}", e.ip)),
+            // An IPv6 address in brackets before its port, as everywhere else.
+            key: match (e.port, e.ip.parse::<std::net::IpAddr>()) {
+                (Some(p), Ok(ip)) => std::net::SocketAddr::new(ip, p).to_string(),
+                (Some(p), Err(_)) => format!("{}:{p}", e.ip),
+                (None, _) => e.ip.clone(),
+            },
             kind: e.hostnames.join(";"),
             country: e.country.clone().unwrap_or_default(),
             asn: e.asn.map(|n| n.to_string()).unwrap_or_default(),

@@ -254,3 +254,26 @@ fn a_range_inside_an_interval_says_what_it_leaves_out() {
     assert!(!notes.iter().any(|n| n.contains("start before the period")), "{notes:#?}");
     assert!(notes.iter().any(|n| n.contains("start in the period but end after it")), "{notes:#?}");
 }
+
+/// CSV endpoint keys: an IPv6 address in brackets before its port (`[2001:db8::1]:443`), never
+/// `2001:db8::1:443`, which reads as another address.
+#[test]
+fn csv_keys_bracket_ipv6_endpoints() {
+    let dir = tempdir();
+    let mut w = writer_in(dir.path());
+    let app = fixtures::app("browser");
+    let us = fixtures::public(Some("US"), Some(15169), Some("Google LLC"));
+    let t = super::W + 3600;
+    let mut v6 = Flow::new(1, "[2001:db8::1]:443", at(t));
+    w.append(&v6.record(Close, at(t), 100, 0), &app, Some(&us));
+    let mut v4 = Flow::new(2, "192.0.2.1:443", at(t));
+    w.append(&v4.record(Close, at(t), 50, 0), &app, Some(&us));
+    w.flush().expect("flush");
+    let reader = JournalReader::open(w.path()).expect("reader");
+    let mut out = Vec::new();
+    report(&reader, "2026-W47", None).render(Format::Csv, &mut out).expect("render");
+    let text = String::from_utf8(out).expect("utf-8");
+    let keys: Vec<&str> =
+        text.lines().filter(|l| l.starts_with("endpoint,")).filter_map(|l| l.split(',').nth(2)).collect();
+    assert_eq!(keys, ["[2001:db8::1]:443", "192.0.2.1:443"], "{text}");
+}
