@@ -56,7 +56,7 @@ pub(super) fn completeness(
             ));
         }
         notes.push(format!(
-            "{} of IP-layer traffic ({} of all wire bytes) could not be charged to any socket (host-wide, e.g. handshakes and time-wait packets)",
+            "{} of IP-layer traffic ({} of all wire bytes) could not be charged to any socket (host-wide, e.g. handshakes, time-wait packets and frames of packet sockets)",
             bytes(stats.unattributed_bytes),
             pct(unattributed_share_pct.unwrap_or(0.0))
         ));

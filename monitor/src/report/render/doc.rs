@@ -187,12 +187,13 @@ fn app(d: &mut Vec<Block>, a: &AppReport, esc: Escape) {
     let name = esc(&a.app);
     d.push(Block::Heading(2, format!("App {name}")));
     d.push(Block::Para(format!(
-        "{name} sent {} and received {} of payload ({} / {} on the wire) in {} flows ({} incomplete).",
+        "{name} sent {} and received {} of payload ({} / {} on the wire) in {} flow{} ({} incomplete).",
         bytes(t.payload_tx),
         bytes(t.payload_rx),
         bytes(t.wire_tx),
         bytes(t.wire_rx),
         grouped(a.flows),
+        if a.flows == 1 { "" } else { "s" },
         grouped(a.incomplete_flows)
     )));
     d.extend(super::fleet::app_hosts(a, esc));
