@@ -43,6 +43,18 @@ fn report(s: &TcpStream, tx: usize, rx: usize, extra: serde_json::Value) {
     );
 }
 
+/// Says it is ready, accepts one connection on `listener`, reads `read` bytes, answers `reply`,
+/// reports, and holds the connection until "exit".
+fn serve_one_and_hold(listener: &TcpListener, read: usize, reply: usize) {
+    say(&json!({"ready": true, "pid": std::process::id()}));
+    let (mut s, _) = listener.accept().unwrap();
+    let mut got = vec![0u8; read];
+    s.read_exact(&mut got).unwrap();
+    s.write_all(&pattern(reply)).unwrap();
+    report(&s, reply, read, json!({}));
+    crate::helper::wait_stdin("exit");
+}
+
 /// Fixed kTLS test key (TLS 1.2, AES-128-GCM), the same for both ends.
 fn ktls(s: &TcpStream, direction: libc::c_int) -> Result<(), std::io::Error> {
     let fd = s.as_raw_fd();
@@ -227,30 +239,14 @@ pub fn run(role: &str, args: &[String]) -> bool {
             name("mon-hold-worker");
             // SAFETY: fd 3 is the listener the parent placed there for this process alone.
             let listener = unsafe { TcpListener::from_raw_fd(3) };
-            say(&json!({"ready": true, "pid": std::process::id()}));
-            let read: usize = arg(0).parse().unwrap();
-            let reply: usize = arg(1).parse().unwrap();
-            let (mut s, _) = listener.accept().unwrap();
-            let mut got = vec![0u8; read];
-            s.read_exact(&mut got).unwrap();
-            s.write_all(&pattern(reply)).unwrap();
-            report(&s, reply, read, json!({}));
-            crate::helper::wait_stdin("exit");
+            serve_one_and_hold(&listener, arg(0).parse().unwrap(), arg(1).parse().unwrap());
         }
         // tcp-hold-server BIND READ REPLY: accepts one connection, reads READ bytes (read),
         // answers REPLY bytes (write), reports, and keeps the connection open until "exit".
         "tcp-hold-server" => {
             name("mon-hold-srv");
             let listener = TcpListener::bind(arg(0)).unwrap();
-            let read: usize = arg(1).parse().unwrap();
-            let reply: usize = arg(2).parse().unwrap();
-            say(&json!({"ready": true, "pid": std::process::id()}));
-            let (mut s, _) = listener.accept().unwrap();
-            let mut got = vec![0u8; read];
-            s.read_exact(&mut got).unwrap();
-            s.write_all(&pattern(reply)).unwrap();
-            report(&s, reply, read, json!({}));
-            crate::helper::wait_stdin("exit");
+            serve_one_and_hold(&listener, arg(1).parse().unwrap(), arg(2).parse().unwrap());
         }
         // tcp-splice-server BIND REPLY: accepts one connection, reads it to the end with splice(2),
         // answers REPLY bytes (write) and closes.
