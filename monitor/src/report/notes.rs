@@ -104,7 +104,10 @@ pub(super) fn completeness(
             grouped(straddling)
         ));
     }
-    let (cut, cut_payload) = reader.cut_at_start(range, query.app.as_deref())?;
+    // A session with a cgroup of its own is counted from its connection records by their time:
+    // no interval is left out.
+    let by_records = query.session.as_ref().is_some_and(|s| s.cgroup_id.is_some());
+    let (cut, cut_payload) = if by_records { (0, 0) } else { reader.cut_at_start(range, query.app.as_deref())? };
     if cut > 0 {
         notes.push(format!(
             "{} residency intervals start before the period and end after its start, with {} of payload: not \

@@ -86,3 +86,35 @@ fn session_with_cgroup_reports_only_its_sockets() {
     assert_eq!(v["apps"][0]["traffic"]["payload_tx"], 1311 + 5_000_000);
     assert_eq!(v["session"]["cgroup_id"], Value::Null);
 }
+
+/// A session window that starts inside a residency interval: with a cgroup, the report counts its
+/// connection records by their time and leaves nothing out, so it has no note about intervals
+/// left out; without one it is a range like any other, and says what it leaves out.
+#[test]
+fn a_session_with_a_cgroup_leaves_no_interval_out() {
+    let dir = tempdir();
+    let mut w = writer_in(dir.path());
+    let us = fixtures::public(Some("US"), Some(396_986), Some("ByteDance Inc."));
+    let mut a = Flow::new(1, "203.0.113.10:443", at(T + 40));
+    let mut r = a.record(Close, at(T + 40), 1000, 10);
+    r.owner.cgroup_id = 42;
+    w.append(&r, &fixtures::app("curl"), Some(&us));
+    w.flush().unwrap();
+    let reader = JournalReader::open(w.path()).unwrap();
+    let notes_of = |cgroup_id| {
+        let period = Period::range(at(T + 30), at(T + 100), &Zone::get("UTC").unwrap()).unwrap();
+        let mut q = ReportQuery::new(period);
+        q.session = Some(SessionInfo { name: "s".into(), cgroup_id });
+        let mut out = Vec::new();
+        Report::build(&reader, &q).unwrap().render(Format::Json, &mut out).unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        let left_out = v["completeness"]["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().is_some_and(|s| s.contains("start before the period")));
+        (v["totals"]["payload_tx"].as_u64(), left_out)
+    };
+    assert_eq!(notes_of(Some(42)), (Some(1000), false));
+    assert_eq!(notes_of(None), (Some(0), true));
+}
