@@ -485,6 +485,9 @@ fn count_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, c: &mut Counters, egress: 
     // the claim). One copy on the stack, not two: the program's stack is tight.
     let mut report = PeerSlot::default();
     let mut kind = EventKind::PeerUpdate;
+    // Who sent first is known only for a socket seen from its creation: a socket older than the
+    // monitor (or than its restart) may have sent before, unseen.
+    let first_known = c.flags & COUNTER_DISCOVERED == 0;
     let mut first_peer = false;
     lock(table);
     let mut index = find(table, &peer);
@@ -503,7 +506,7 @@ fn count_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, c: &mut Counters, egress: 
             slot.bytes.wire_rx_bytes += len;
             slot.bytes.wire_rx_packets += 1;
             slot.bytes.app_rx_bytes += peer.payload;
-            if claimed {
+            if claimed && first_known {
                 // Claimed by an incoming datagram: the peer sent first.
                 slot.active |= SLOT_FIRST_IN;
             }
