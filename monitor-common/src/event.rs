@@ -88,6 +88,12 @@ pub const FLAG_PEERS: u32 = 64;
 /// does ([`crate::sock::SLOT_FIRST_IN`]).
 pub const FLAG_PEER_FIRST_IN: u32 = 128;
 
+/// [`Event::flags`] of a snapshot read by descriptor at shutdown (with [`FLAG_SNAPSHOT`]) of a
+/// socket no event had announced (e.g. a connected UDP socket younger than an update interval):
+/// unlike other snapshots it carries the owner, the protocol and both addresses, and starts the
+/// socket's flow.
+pub const FLAG_UNANNOUNCED: u32 = 256;
+
 /// Addresses and ports of a flow.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -1,4 +1,4 @@
-//! The three system calls the monitor needs that `nix` (its one syscall wrapper) does not wrap:
+//! The system calls the monitor needs that `nix` (its one syscall wrapper) does not wrap:
 //! `pidfd_open(2)` and `pidfd_getfd(2)` (Linux 5.6), which the snapshot of open sockets and the
 //! owner scan use to take duplicates of other processes' socket descriptors, and
 //! `getsockopt(SO_COOKIE)`, a socket's cookie. Each is a thin, safe function over `libc`; the
@@ -97,6 +97,40 @@ pub fn socket_protocol(fd: BorrowedFd<'_>) -> io::Result<u16> {
 pub fn socket_family(fd: BorrowedFd<'_>) -> io::Result<u16> {
     let family: libc::c_int = socket_option(fd, libc::SO_DOMAIN, "SO_DOMAIN")?;
     u16::try_from(family).map_err(|_| io::Error::other(format!("SO_DOMAIN returned {family}")))
+}
+
+/// The remote address of socket `fd` (`getpeername(2)`): `None` when it has none (`ENOTCONN`:
+/// an unconnected datagram socket, a listener) or is not IPv4/IPv6.
+///
+/// # Errors
+/// What the call says otherwise (`ENOTSOCK`, ...).
+pub fn peer_address(fd: BorrowedFd<'_>) -> io::Result<Option<std::net::SocketAddr>> {
+    // SAFETY: `sockaddr_storage` is plain integers: all zeroes is a value.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = libc::socklen_t::try_from(size_of::<libc::sockaddr_storage>()).map_err(io::Error::other)?;
+    // SAFETY: `ss` and `len` are valid for writes, `len` holds the size of `ss`; `fd` is borrowed
+    // open for the call.
+    let rc = unsafe { libc::getpeername(fd.as_raw_fd(), std::ptr::from_mut(&mut ss).cast(), &raw mut len) };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        return if e.raw_os_error() == Some(libc::ENOTCONN) { Ok(None) } else { Err(e) };
+    }
+    let len = usize::try_from(len).unwrap_or(0);
+    Ok(match libc::c_int::from(ss.ss_family) {
+        libc::AF_INET if len >= size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the kernel wrote a `sockaddr_in` (family and length checked).
+            let sin = unsafe { *std::ptr::from_ref(&ss).cast::<libc::sockaddr_in>() };
+            let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Some(std::net::SocketAddr::from((ip, u16::from_be(sin.sin_port))))
+        }
+        libc::AF_INET6 if len >= size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: the kernel wrote a `sockaddr_in6` (family and length checked).
+            let sin6 = unsafe { *std::ptr::from_ref(&ss).cast::<libc::sockaddr_in6>() };
+            let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(std::net::SocketAddr::from((ip, u16::from_be(sin6.sin6_port))))
+        }
+        _ => None,
+    })
 }
 
 /// The fields of a TCP socket's `TCP_INFO` the monitor reads.
@@ -220,6 +254,19 @@ mod tests {
         match UdpSocket::bind("[::1]:0") {
             Ok(v6) => assert_eq!(socket_family(v6.as_fd()).expect("family"), 10),
             Err(e) => eprintln!("no IPv6 loopback here ({e}): the IPv6 case is not checked"),
+        }
+    }
+
+    #[test]
+    fn a_socket_says_its_peer() {
+        let server = UdpSocket::bind("127.0.0.1:0").expect("socket");
+        let client = UdpSocket::bind("127.0.0.1:0").expect("socket");
+        assert_eq!(peer_address(client.as_fd()).expect("unconnected"), None);
+        client.connect(server.local_addr().expect("addr")).expect("connect");
+        assert_eq!(peer_address(client.as_fd()).expect("connected"), Some(server.local_addr().expect("addr")));
+        if let (Ok(a), Ok(b)) = (UdpSocket::bind("[::1]:0"), UdpSocket::bind("[::1]:0")) {
+            b.connect(a.local_addr().expect("addr")).expect("connect");
+            assert_eq!(peer_address(b.as_fd()).expect("connected"), Some(a.local_addr().expect("addr")));
         }
     }
 

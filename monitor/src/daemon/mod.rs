@@ -506,7 +506,7 @@ fn refresh_from_kernel<S: EventSource>(st: &mut Stages<S>, all: bool) -> HashSet
     };
     let mut ignored = Vec::new();
     let mut found = 0usize;
-    let missed = source.snapshot(&open, &mut |kind, ev| {
+    let missed = source.snapshot(&open, all, &mut |kind, ev| {
         found += 1;
         tracker.handle(kind, ev, &mut ignored);
     });
@@ -524,18 +524,17 @@ fn refresh_from_kernel<S: EventSource>(st: &mut Stages<S>, all: bool) -> HashSet
 }
 
 /// At shutdown, after an iterator snapshot: the kernel's TCP counters of every open TCP socket
-/// (by descriptor). A socket not found (held by another process than its owner, e.g. a server's
-/// child after accept) keeps the iterator's fresh counters and the TCP counters of its last
-/// update: only bytes moved without the syscalls since then are missing (counted in the log).
+/// (by descriptor; one its owner does not hold, e.g. a server's child after accept, is looked for
+/// in every process). A socket not found (held by no process) keeps the iterator's fresh counters
+/// and the TCP counters of its last update: only bytes moved without the syscalls since then are
+/// missing (counted in the log). The same pass finds the sockets no event announced yet (the
+/// iterator's snapshot cannot start their flows: it carries no owner or peer).
 fn read_tcp_counters<S: EventSource>(st: &mut Stages<S>) {
     let Stages { source, tracker, snapshots_by_socket, .. } = st;
     if *snapshots_by_socket {
         return; // the snapshot by descriptor read them
     }
     let sockets = tracker.open_tcp_sockets();
-    if sockets.is_empty() {
-        return;
-    }
     let mut ignored = Vec::new();
     if let Some(missed) = source.tcp_snapshot(&sockets, &mut |kind, ev| tracker.handle(kind, ev, &mut ignored)) {
         debug!("TCP counters at shutdown sockets={} missed={}", sockets.len(), missed.len());

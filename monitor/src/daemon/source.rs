@@ -62,17 +62,20 @@ pub trait EventSource: Send + 'static {
 
     /// Current counters, passed to `each` as `Update` events with `FLAG_SNAPSHOT`: of the sockets
     /// whose counters changed since the previous call, or (where the kernel refuses the iterator)
-    /// of the `open` sockets asked for. Returns the cookies of sockets asked for and not found;
-    /// `None` when the host cannot take snapshots.
+    /// of the `open` sockets asked for (`at_shutdown`: searched for in every process when their
+    /// owners do not hold them). Returns the cookies of sockets asked for and not found; `None`
+    /// when the host cannot take snapshots.
     fn snapshot(
         &mut self,
         open: &[probe::OpenSocket],
+        at_shutdown: bool,
         each: &mut dyn FnMut(EventKind, &Event),
     ) -> Option<std::io::Result<Vec<u64>>>;
 
     /// At shutdown, where the counter iterator took the snapshot: the kernel's TCP counters of
     /// the open TCP `sockets`, read by descriptor (`Update` events with `FLAG_TCP_COUNTERS`), so
-    /// that bytes moved without the syscalls (splice) are in their `shutdown` records. `None`
+    /// that bytes moved without the syscalls (splice) are in their `shutdown` records; and the
+    /// sockets no event announced (`FLAG_UNANNOUNCED` snapshots that start their flows). `None`
     /// when not needed (snapshots by descriptor carry them already) or not possible (the default).
     fn tcp_snapshot(
         &mut self,
@@ -192,9 +195,10 @@ impl EventSource for ProbeSource {
     fn snapshot(
         &mut self,
         open: &[probe::OpenSocket],
+        at_shutdown: bool,
         each: &mut dyn FnMut(EventKind, &Event),
     ) -> Option<std::io::Result<Vec<u64>>> {
-        tokio::task::block_in_place(|| self.probe.snapshot(open, each))
+        tokio::task::block_in_place(|| self.probe.snapshot(open, at_shutdown, each))
     }
 
     fn peer_snapshot(

@@ -7,9 +7,10 @@
 //! Costlier than the iterator (a few system calls per socket instead of one pass), so the daemon
 //! asks for the flows it cannot otherwise refresh: idle ones, and all at shutdown. A socket its
 //! owner does not hold (accepted by a forked worker from its master's listener, handed over
-//! with `SCM_RIGHTS`, its owner gone) is looked for in every other process's descriptors, one
-//! pass over /proc for all such sockets; one still not found (held by no process) is returned
-//! with the misses, and its `shutdown` record is marked incomplete. The duplicate is held only
+//! with `SCM_RIGHTS`, its owner gone) is, at shutdown, looked for in every process's descriptors,
+//! one pass over /proc for all such sockets (the periodic refresh of idle flows does not: it
+//! would pass over every process each interval); one still not found (held by no process) is
+//! returned with the misses, and its `shutdown` record is marked incomplete. The duplicate is held only
 //! for the lookup; a close by the app in that moment takes effect when it is dropped.
 
 use std::{
@@ -23,19 +24,32 @@ use log::debug;
 use monitor_common::{
     IPPROTO_TCP,
     event::{
-        Event, EventKind, FLAG_NO_OWNER, FLAG_SNAPSHOT, FLAG_TCP_COUNTERS, TCP_ALL_ACKED, TCP_FIN_RECEIVED,
-        TcpCounters, Tuple, tcp_state,
+        Event, EventKind, FLAG_NO_OWNER, FLAG_SNAPSHOT, FLAG_TCP_COUNTERS, FLAG_UNANNOUNCED, TCP_ALL_ACKED,
+        TCP_FIN_RECEIVED, TcpCounters, Tuple, tcp_state,
     },
     sock::{Counters, OwnerSource, PeerTable},
 };
 
 use crate::{
     clock::Clock,
-    sys::{pidfd_getfd, pidfd_open, socket_cookie, socket_family, socket_protocol, tcp_info},
+    sys::{peer_address, pidfd_getfd, pidfd_open, socket_cookie, socket_family, socket_protocol, tcp_info},
 };
 
 /// `BPF_F_LOCK`: a lookup copies a value holding a `bpf_spin_lock` under that lock.
 const BPF_F_LOCK: u64 = aya_obj::generated::BPF_F_LOCK as u64;
+
+/// Where a pass looks for the sockets asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Search {
+    /// Among their owners' descriptors only (the periodic refresh of idle flows).
+    Owners,
+    /// Then, for those not found, among every process's (at shutdown).
+    Everywhere,
+    /// As `Everywhere`, and every socket of every process that has counters but was not asked
+    /// for is read too (at shutdown: a socket no event announced yet, e.g. a connected UDP
+    /// socket younger than an update interval, whose counters only the iterator would read).
+    Discover,
+}
 
 /// A socket to refresh: its cookie and the process that owns it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,10 +87,17 @@ impl FdSnapshots {
 
     /// Current counters of `sockets` (see the module header), one `Update` event (flag
     /// `FLAG_SNAPSHOT`) per socket found passed to `each` (no list of events is built: a pass may
-    /// cover every open socket). Returns the cookies of the sockets not found.
-    pub fn read(&self, sockets: &[OpenSocket], each: &mut dyn FnMut(EventKind, &Event)) -> Vec<u64> {
-        each_socket(sockets, &mut |socket, wanted| {
+    /// cover every open socket), looked for as `search` says. Returns the cookies of the sockets
+    /// not found.
+    pub fn read(&self, sockets: &[OpenSocket], search: Search, each: &mut dyn FnMut(EventKind, &Event)) -> Vec<u64> {
+        let asked: HashSet<u64> = sockets.iter().map(|s| s.cookie).collect();
+        let mut unannounced = HashSet::new();
+        each_socket(sockets, search, &mut |socket, wanted| {
             if let Some(event) = self.read_socket(socket, wanted) {
+                each(EventKind::Update, &event);
+            } else if search == Search::Discover
+                && let Some(event) = self.read_unannounced(socket, &asked, &mut unannounced)
+            {
                 each(EventKind::Update, &event);
             }
         })
@@ -85,9 +106,9 @@ impl FdSnapshots {
     /// Every open peer slot of `sockets` (at shutdown: sockets counted per peer), one
     /// `PeerUpdate` event (flag `FLAG_SNAPSHOT`, with owner and both addresses) per slot, as
     /// the kernel's iterator over `PEERS` sends them. Returns the cookies of the sockets not
-    /// found.
+    /// found (looked for in every process's descriptors when their owners' do not hold them).
     pub fn read_peers(&self, sockets: &[OpenSocket], each: &mut dyn FnMut(EventKind, &Event)) -> Vec<u64> {
-        each_socket(sockets, &mut |socket, wanted| {
+        each_socket(sockets, Search::Everywhere, &mut |socket, wanted| {
             let Ok(cookie) = socket_cookie(socket.as_fd()) else { return };
             if !wanted.contains(&cookie) {
                 return;
@@ -148,7 +169,7 @@ impl FdSnapshots {
 /// Finds `sockets` among their owners' descriptors: `read` gets each socket descriptor of an
 /// owner with the cookies still wanted, and removes the cookie of a socket it read. Returns the
 /// cookies of the sockets not found.
-fn each_socket(sockets: &[OpenSocket], read: &mut dyn FnMut(&OwnedFd, &mut HashSet<u64>)) -> Vec<u64> {
+fn each_socket(sockets: &[OpenSocket], search: Search, read: &mut dyn FnMut(&OwnedFd, &mut HashSet<u64>)) -> Vec<u64> {
     let mut sorted = sockets.to_vec();
     sorted.sort_unstable_by_key(|s| (s.tgid, s.cookie));
     sorted.dedup();
@@ -156,28 +177,31 @@ fn each_socket(sockets: &[OpenSocket], read: &mut dyn FnMut(&OwnedFd, &mut HashS
     for group in sorted.chunk_by(|a, b| a.tgid == b.tgid) {
         let Some(tgid) = group.first().map(|s| s.tgid) else { continue };
         let mut wanted: HashSet<u64> = group.iter().map(|s| s.cookie).collect();
-        read_process(tgid, &mut wanted, read);
+        read_process(tgid, &mut wanted, true, read);
         missed.extend(wanted);
     }
-    if !missed.is_empty() {
-        // Held by a process other than its owner: one pass over every other process.
-        let searched: HashSet<u32> = sorted.iter().map(|s| s.tgid).collect();
+    let discover = search == Search::Discover;
+    if discover || (search == Search::Everywhere && !missed.is_empty()) {
+        // Held by a process other than its owner (which may own other sockets asked for: a
+        // prefork worker owns its own connections too), or not asked for: one pass over every
+        // process, for all of them at once.
         let me = std::process::id();
         let pids = fs::read_dir("/proc").into_iter().flatten().flatten();
         for pid in pids.filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok())) {
-            if missed.is_empty() {
+            if missed.is_empty() && !discover {
                 break;
             }
-            if pid != me && !searched.contains(&pid) {
-                read_process(pid, &mut missed, read);
+            if pid != me {
+                read_process(pid, &mut missed, !discover, read);
             }
         }
     }
     missed.into_iter().collect()
 }
 
-/// Looks for `wanted` among the descriptors of `tgid`.
-fn read_process(tgid: u32, wanted: &mut HashSet<u64>, read: &mut dyn FnMut(&OwnedFd, &mut HashSet<u64>)) {
+/// Looks for `wanted` among the descriptors of `tgid` (every socket descriptor goes to `read`;
+/// `stop` ends the look once none is wanted).
+fn read_process(tgid: u32, wanted: &mut HashSet<u64>, stop: bool, read: &mut dyn FnMut(&OwnedFd, &mut HashSet<u64>)) {
     let Some(pidfd) = pidfd_open(tgid).inspect_err(|e| debug!("snapshot: pidfd_open({tgid}): {e}")).ok() else {
         return;
     };
@@ -189,7 +213,7 @@ fn read_process(tgid: u32, wanted: &mut HashSet<u64>, read: &mut dyn FnMut(&Owne
         }
     };
     for entry in dir.flatten() {
-        if wanted.is_empty() {
+        if stop && wanted.is_empty() {
             return;
         }
         let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
@@ -236,6 +260,58 @@ impl FdSnapshots {
             ev.tcp = tcp;
         }
         Some(ev)
+    }
+}
+
+impl FdSnapshots {
+    /// The event of a socket with counters that was not asked for (no event announced it), with
+    /// what the tracker needs to start its flow: owner, protocol, both addresses. `None` for one
+    /// asked for, seen before in this pass, or without counters (not watched).
+    fn read_unannounced(&self, socket: &OwnedFd, asked: &HashSet<u64>, seen: &mut HashSet<u64>) -> Option<Event> {
+        let cookie = socket_cookie(socket.as_fd()).ok()?;
+        if asked.contains(&cookie) || !seen.insert(cookie) {
+            return None;
+        }
+        let c = self.storage.get(socket, 0).ok()?;
+        let protocol = socket_protocol(socket.as_fd()).ok()?;
+        let family = socket_family(socket.as_fd()).ok()?;
+        let mut ev = Event {
+            kind: EventKind::Update as u32,
+            flags: FLAG_SNAPSHOT | FLAG_UNANNOUNCED | c.event_flags(),
+            ts_ns: Clock::boot_ns(),
+            cookie,
+            first_ns: c.created_ns,
+            bytes: c.bytes(),
+            ..Event::default()
+        };
+        if c.owner.source == OwnerSource::Unknown as u32 {
+            ev.flags |= FLAG_NO_OWNER;
+        } else {
+            ev.owner = c.owner;
+        }
+        ev.tuple = Tuple { local_addr: c.local_addr, local_port: c.local_port, family, protocol, ..Tuple::default() };
+        if let Ok(Some(peer)) = peer_address(socket.as_fd()) {
+            ev.tuple.remote_addr = words(peer.ip());
+            ev.tuple.remote_port = peer.port();
+        }
+        if let Some(tcp) = tcp_counters(socket, &c) {
+            ev.flags |= FLAG_TCP_COUNTERS;
+            ev.tcp = tcp;
+        }
+        debug!("snapshot: socket {cookie} found without an event (protocol {protocol})");
+        Some(ev)
+    }
+}
+
+/// An address as events carry it: network byte order, IPv4 in word 0.
+fn words(ip: std::net::IpAddr) -> [u32; 4] {
+    match ip {
+        std::net::IpAddr::V4(v4) => [u32::from_ne_bytes(v4.octets()), 0, 0, 0],
+        std::net::IpAddr::V6(v6) => {
+            let o = v6.octets();
+            let w = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+            [w(0), w(4), w(8), w(12)]
+        }
     }
 }
 

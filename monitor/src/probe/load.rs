@@ -22,7 +22,7 @@ use monitor_common::maps::{self, programs};
 use super::{
     Degradation, Error, ProbeConfig, StatsReader,
     btf_layout::{self, LayoutError, SockLayout},
-    fdsnap::{FdSnapshots, OpenSocket},
+    fdsnap::{FdSnapshots, OpenSocket, Search},
     features,
     getaddrinfo::Outcome,
     object,
@@ -304,14 +304,16 @@ impl Probe {
 
     /// Current counters, passed to `each` as `Update` events (flag `FLAG_SNAPSHOT`): with the
     /// iterator, of every socket that changed since the previous call; by descriptor, of the
-    /// `open` sockets asked for. Returns the cookies of those not found; `None` when the host
-    /// can take no snapshots.
+    /// `open` sockets asked for (`at_shutdown`: also those their owners do not hold, looked for
+    /// in every process, and the sockets with counters no event announced yet). Returns the
+    /// cookies of those not found; `None` when the host can take no snapshots.
     ///
     /// # Errors
     /// When the iterator fails.
     pub fn snapshot(
         &self,
         open: &[OpenSocket],
+        at_shutdown: bool,
         each: &mut dyn FnMut(monitor_common::event::EventKind, &monitor_common::event::Event),
     ) -> Option<std::io::Result<Vec<u64>>> {
         match &self.snapshots {
@@ -321,13 +323,18 @@ impl Probe {
                 }
                 Vec::new()
             })),
-            Snapshots::ByDescriptor(s) => Some(Ok(s.read(open, each))),
+            // At shutdown also every socket no event announced: the iterator reads those too.
+            Snapshots::ByDescriptor(s) => {
+                let search = if at_shutdown { Search::Discover } else { Search::Owners };
+                Some(Ok(s.read(open, search, each)))
+            }
             Snapshots::None => None,
         }
     }
 
     /// The kernel's TCP counters of `sockets` (`Update` events with `FLAG_TCP_COUNTERS`, read by
-    /// descriptor) where the counter iterator takes the snapshots: it cannot read them. Returns
+    /// descriptor) where the counter iterator takes the snapshots: it cannot read them; and the
+    /// sockets with counters no event announced (`FLAG_UNANNOUNCED`: their flows start). Returns
     /// the cookies of the sockets not found; `None` when snapshots are taken by descriptor (they
     /// carry the counters) or not at all.
     pub fn tcp_snapshot(
@@ -335,7 +342,7 @@ impl Probe {
         sockets: &[OpenSocket],
         each: &mut dyn FnMut(monitor_common::event::EventKind, &monitor_common::event::Event),
     ) -> Option<Vec<u64>> {
-        self.tcp_by_descriptor.as_ref().map(|s| s.read(sockets, each))
+        self.tcp_by_descriptor.as_ref().map(|s| s.read(sockets, Search::Discover, each))
     }
 
     /// Every open peer slot of the sockets counted per peer (by the `PEERS` iterator: all of

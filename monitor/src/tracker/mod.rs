@@ -129,11 +129,13 @@ impl Tracker {
     /// Applies one kernel event; ended flows are appended to `out`.
     pub fn handle(&mut self, kind: EventKind, ev: &Event, out: &mut Vec<FlowRecord>) {
         let key = key_of(kind, ev);
-        // A socket's snapshot refreshes known flows: it carries no owner or remote address. A
+        // A socket's snapshot refreshes known flows: it carries no owner or remote address
+        // (except one of a socket no event announced, read at shutdown: `FLAG_UNANNOUNCED`). A
         // peer slot's (read at shutdown) carries both, and may be a peer not reported yet, of a
         // socket still open (a released socket's slots outlive its `Release` in the kernel: its
         // peers have their `close` records already).
         if ev.flags & monitor_common::event::FLAG_SNAPSHOT != 0
+            && ev.flags & monitor_common::event::FLAG_UNANNOUNCED == 0
             && !self.flows.contains_key(&key)
             && (key.peer.is_none() || !self.socket_open(key.cookie))
         {

@@ -728,3 +728,31 @@ fn an_unread_connection_without_bytes_still_ends_incomplete() {
     assert_eq!(out[0].payload, crate::tracker::record::Payload::default());
     assert_eq!((t.stats().incomplete_flows, t.stats().silent_sockets), (1, 0));
 }
+
+/// A snapshot of a socket no event announced (a connected UDP socket younger than an update
+/// interval, found by descriptor at shutdown: `FLAG_UNANNOUNCED`, with owner and both addresses)
+/// starts its flow, which ends with a `shutdown` record; a plain snapshot of an unknown socket
+/// (counters only) does not.
+#[test]
+fn an_unannounced_socket_found_at_shutdown_gets_its_record() {
+    use monitor_common::event::{FLAG_CONNECTED, FLAG_SNAPSHOT, FLAG_UNANNOUNCED};
+    let mut t = tracker();
+    let snapshot = |cookie, flags| {
+        let mut e = ev(EventKind::Update, 4 * SEC, counters(34, 0, 6, 0));
+        e.cookie = cookie;
+        e.tuple.protocol = IPPROTO_UDP;
+        e.flags = FLAG_SNAPSHOT | FLAG_CONNECTED | flags;
+        e
+    };
+    let out = feed(&mut t, &[(EventKind::Update, snapshot(7, FLAG_UNANNOUNCED)), (EventKind::Update, snapshot(8, 0))]);
+    assert!(out.is_empty(), "{out:#?}");
+    let mut out = Vec::new();
+    t.shutdown(5 * SEC, &mut out);
+    assert_eq!(out.len(), 1, "only the unannounced socket: {out:#?}");
+    let r = &out[0];
+    assert_eq!(
+        (r.cookie, r.event, r.protocol, r.direction),
+        (7, RecordKind::Shutdown, crate::tracker::record::Protocol::Udp, Direction::Outbound)
+    );
+    assert_eq!((r.owner.tgid, r.payload.tx_bytes, r.remote.is_some()), (42, 6, true), "{r:#?}");
+}

@@ -531,7 +531,7 @@ fn tcp_open_across_a_restart() {
 /// accepted socket's owner is the listener's (the master), which does not hold it. Open at
 /// SIGINT, it must still end with its exact bytes: the shutdown finds it in the worker's
 /// descriptors where the counter iterator is refused (the CI kernel), or reads it in the
-/// iterator's pass.
+/// iterator's pass. The worker owns a socket of its own too (asked for by its descriptors first).
 fn accepted_by_a_worker_open_at_shutdown() {
     let pair = Pair::private();
     let cg = TestCgroup::new();
@@ -561,6 +561,13 @@ fn accepted_by_a_worker_open_at_shutdown() {
     assert!(r.complete, "read at shutdown: {r:#?}");
     assert_eq!(u64::from(r.owner.tgid), master["pid"].as_u64().unwrap(), "charged to the listener's owner");
     assert_eq!(out.stats["tracker"]["incomplete_flows"], 0, "{}", out.stats);
+    let own: Vec<&FlowRecord> = out
+        .records
+        .iter()
+        .filter(|r| u64::from(r.owner.tgid) == worker["pid"].as_u64().unwrap() && r.protocol == Protocol::Udp)
+        .collect();
+    assert_eq!(own.len(), 1, "the worker's own socket: {:#?}", out.records);
+    assert_eq!((own[0].event, own[0].payload.tx_bytes, own[0].complete), (RecordKind::Shutdown, 6, true));
     out.assert_nothing_lost();
 }
 

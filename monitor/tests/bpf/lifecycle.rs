@@ -284,10 +284,13 @@ pub fn idle_open_flows_are_reported_with_their_bytes_at_shutdown() {
     if out.degradations.iter().any(|d| d == "snapshots_by_descriptor") {
         eprintln!("    (the kernel refuses the counter iterator: snapshots read through the owners' descriptors)");
     }
+    // The connection's records (the listener, with the server's local address, has its own).
     let find = |local: &Value, kind| {
         out.records
             .iter()
-            .rfind(|r| r.local.map(|l| l.to_string()).as_deref() == local.as_str() && r.event == kind)
+            .rfind(|r| {
+                r.local.map(|l| l.to_string()).as_deref() == local.as_str() && r.event == kind && r.remote.is_some()
+            })
             .unwrap_or_else(|| panic!("no {kind:?} record for {local}: {:#?}", out.records))
     };
     use monitor::tracker::record::RecordKind::{Shutdown, Update};

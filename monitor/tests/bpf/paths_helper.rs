@@ -232,14 +232,21 @@ pub fn run(role: &str, args: &[String]) -> bool {
             assert!(status.success(), "the accepting child failed: {status}");
             drop(listener);
         }
-        // tcp-hold-accept READ REPLY: `tcp-hold-server-child`'s child: accepts one connection from
-        // the listener at fd 3, reads READ bytes, answers REPLY, reports, holds it until "exit".
+        // tcp-hold-accept READ REPLY: `tcp-hold-server-child`'s child: sends a datagram from a UDP
+        // socket of its own, accepts one connection from the listener at fd 3, reads READ bytes,
+        // answers REPLY, reports, holds both until "exit".
         "tcp-hold-accept" => {
             use std::os::fd::FromRawFd as _;
             name("mon-hold-worker");
             // SAFETY: fd 3 is the listener the parent placed there for this process alone.
             let listener = unsafe { TcpListener::from_raw_fd(3) };
+            // A socket of the worker's own, open at shutdown too (a worker's database or upstream
+            // connection): the shutdown then asks the worker's descriptors for it as well.
+            let own = UdpSocket::bind("0.0.0.0:0").unwrap();
+            own.connect((listener.local_addr().unwrap().ip(), 9)).unwrap();
+            own.send(b"worker").unwrap();
             serve_one_and_hold(&listener, arg(0).parse().unwrap(), arg(1).parse().unwrap());
+            drop(own);
         }
         // tcp-hold-server BIND READ REPLY: accepts one connection, reads READ bytes (read),
         // answers REPLY bytes (write), reports, and keeps the connection open until "exit".

@@ -126,6 +126,7 @@ impl EventSource for Replay {
     fn snapshot(
         &mut self,
         _open: &[probe::OpenSocket],
+        _at_shutdown: bool,
         each: &mut dyn FnMut(EventKind, &Event),
     ) -> Option<std::io::Result<Vec<u64>>> {
         let mut kernel = self.kernel.lock().unwrap();
