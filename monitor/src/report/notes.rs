@@ -100,8 +100,9 @@ pub(super) fn completeness(
     }
     if straddling > 0 {
         notes.push(format!(
-            "{} residency intervals start in the period but end after it: the period is not aligned to the journal's interval",
-            grouped(straddling)
+            "{} in the period but end{} after it: the period is not aligned to the journal's interval",
+            intervals_start(straddling),
+            if straddling == 1 { "s" } else { "" }
         ));
     }
     // A session with a cgroup of its own is counted from its connection records by their time:
@@ -110,9 +111,10 @@ pub(super) fn completeness(
     let (cut, cut_payload) = if by_records { (0, 0) } else { reader.cut_at_start(range, query.app.as_deref())? };
     if cut > 0 {
         notes.push(format!(
-            "{} residency intervals start before the period and end after its start, with {} of payload: not \
-             counted, the period is not aligned to the journal's interval (a report counts an interval by its start)",
-            grouped(cut),
+            "{} before the period and end{} after its start, with {} of payload: not counted, the period is not \
+             aligned to the journal's interval (a report counts an interval by its start)",
+            intervals_start(cut),
+            if cut == 1 { "s" } else { "" },
             bytes(cut_payload)
         ));
     }
@@ -143,4 +145,9 @@ pub(super) fn completeness(
         data_until: rows.iter().map(|r| r.last_interval_end).max(),
         notes,
     })
+}
+
+/// "1 residency interval starts" / "N residency intervals start".
+fn intervals_start(n: u64) -> String {
+    if n == 1 { "1 residency interval starts".into() } else { format!("{} residency intervals start", grouped(n)) }
 }

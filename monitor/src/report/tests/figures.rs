@@ -245,14 +245,17 @@ fn a_range_inside_an_interval_says_what_it_leaves_out() {
     // The CN flow's record (2,000,000 / 500,000) is at W + 7200, in [W + 7200, W + 7260).
     let (tx, notes) = notes_of(super::W + 7220, super::W + 7240);
     assert_eq!(tx, 0, "the interval starts before the range");
-    let cut: Vec<&String> = notes.iter().filter(|n| n.contains("start before the period")).collect();
+    let cut: Vec<&String> = notes.iter().filter(|n| n.contains("before the period and end")).collect();
     assert_eq!(cut.len(), 1, "{notes:#?}");
-    assert!(cut[0].starts_with("1 residency intervals start before the period"), "{cut:?}");
+    assert!(cut[0].starts_with("1 residency interval starts before the period and ends after"), "{cut:?}");
     assert!(cut[0].contains("with 2,500,000 B (2.5 MB) of payload"), "{cut:?}");
     let (tx, notes) = notes_of(super::W + 7200, super::W + 7240);
     assert_eq!(tx, 2_000_000, "the interval starts at the range's start");
-    assert!(!notes.iter().any(|n| n.contains("start before the period")), "{notes:#?}");
-    assert!(notes.iter().any(|n| n.contains("start in the period but end after it")), "{notes:#?}");
+    assert!(!notes.iter().any(|n| n.contains("before the period and end")), "{notes:#?}");
+    assert!(
+        notes.iter().any(|n| n.contains("1 residency interval starts in the period but ends after it")),
+        "{notes:#?}"
+    );
 }
 
 /// CSV endpoint keys: an IPv6 address in brackets before its port (`[2001:db8::1]:443`), never

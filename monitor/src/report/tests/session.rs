@@ -112,7 +112,7 @@ fn a_session_with_a_cgroup_leaves_no_interval_out() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|n| n.as_str().is_some_and(|s| s.contains("start before the period")));
+            .any(|n| n.as_str().is_some_and(|s| s.contains("before the period and end")));
         (v["totals"]["payload_tx"].as_u64(), left_out)
     };
     assert_eq!(notes_of(Some(42)), (Some(1000), false));
