@@ -155,11 +155,7 @@ impl FdSnapshots {
                     bytes: slot.bytes,
                     ..Event::default()
                 };
-                if counters.owner.source == OwnerSource::Unknown as u32 {
-                    ev.flags |= FLAG_NO_OWNER;
-                } else {
-                    ev.owner = counters.owner;
-                }
+                set_owner(&mut ev, &counters);
                 each(EventKind::PeerUpdate, &ev);
             }
         })
@@ -242,25 +238,41 @@ impl FdSnapshots {
                 return None;
             }
         };
-        let mut ev = Event {
-            kind: EventKind::Update as u32,
-            flags: FLAG_NO_OWNER | FLAG_SNAPSHOT | c.event_flags(),
-            ts_ns: Clock::boot_ns(),
-            cookie,
-            first_ns: c.created_ns,
-            bytes: c.bytes(),
-            ..Event::default()
-        };
-        ev.tuple.local_addr = c.local_addr;
-        ev.tuple.local_port = c.local_port;
         // Without its family the tracker leaves the flow's local address as it was.
-        ev.tuple.family = socket_family(socket.as_fd()).unwrap_or(0);
-        if let Some(tcp) = tcp_counters(socket, &c) {
-            ev.flags |= FLAG_TCP_COUNTERS;
-            ev.tcp = tcp;
-        }
-        Some(ev)
+        let family = socket_family(socket.as_fd()).unwrap_or(0);
+        Some(counters_event(socket, cookie, &c, FLAG_NO_OWNER | FLAG_SNAPSHOT, family))
     }
+}
+
+/// The owner the kernel recorded in the socket's counters `c`, or `FLAG_NO_OWNER`.
+fn set_owner(ev: &mut Event, c: &Counters) {
+    if c.owner.source == OwnerSource::Unknown as u32 {
+        ev.flags |= FLAG_NO_OWNER;
+    } else {
+        ev.owner = c.owner;
+    }
+}
+
+/// The `Update` event of a socket's counters `c` (flags `flags` and the counters' own), with its
+/// local address in `family` and, for TCP, the kernel's TCP counters.
+fn counters_event(socket: &OwnedFd, cookie: u64, c: &Counters, flags: u32, family: u16) -> Event {
+    let mut ev = Event {
+        kind: EventKind::Update as u32,
+        flags: flags | c.event_flags(),
+        ts_ns: Clock::boot_ns(),
+        cookie,
+        first_ns: c.created_ns,
+        bytes: c.bytes(),
+        ..Event::default()
+    };
+    ev.tuple.local_addr = c.local_addr;
+    ev.tuple.local_port = c.local_port;
+    ev.tuple.family = family;
+    if let Some(tcp) = tcp_counters(socket, c) {
+        ev.flags |= FLAG_TCP_COUNTERS;
+        ev.tcp = tcp;
+    }
+    ev
 }
 
 impl FdSnapshots {
@@ -275,28 +287,12 @@ impl FdSnapshots {
         let c = self.storage.get(socket, 0).ok()?;
         let protocol = socket_protocol(socket.as_fd()).ok()?;
         let family = socket_family(socket.as_fd()).ok()?;
-        let mut ev = Event {
-            kind: EventKind::Update as u32,
-            flags: FLAG_SNAPSHOT | FLAG_UNANNOUNCED | c.event_flags(),
-            ts_ns: Clock::boot_ns(),
-            cookie,
-            first_ns: c.created_ns,
-            bytes: c.bytes(),
-            ..Event::default()
-        };
-        if c.owner.source == OwnerSource::Unknown as u32 {
-            ev.flags |= FLAG_NO_OWNER;
-        } else {
-            ev.owner = c.owner;
-        }
-        ev.tuple = Tuple { local_addr: c.local_addr, local_port: c.local_port, family, protocol, ..Tuple::default() };
+        let mut ev = counters_event(socket, cookie, &c, FLAG_SNAPSHOT | FLAG_UNANNOUNCED, family);
+        set_owner(&mut ev, &c);
+        ev.tuple.protocol = protocol;
         if let Ok(Some(peer)) = peer_address(socket.as_fd()) {
             ev.tuple.remote_addr = words(peer.ip());
             ev.tuple.remote_port = peer.port();
-        }
-        if let Some(tcp) = tcp_counters(socket, &c) {
-            ev.flags |= FLAG_TCP_COUNTERS;
-            ev.tcp = tcp;
         }
         debug!("snapshot: socket {cookie} found without an event (protocol {protocol})");
         Some(ev)
