@@ -537,7 +537,8 @@ fn accepted_by_a_worker_open_at_shutdown() {
     let cg = TestCgroup::new();
     let server = server_addr(&pair, false, 0, 5208);
     let mon = Monitor::start(&cg.path, "");
-    let server_place = Place { netns: Some(&pair.b), cgroup: Some(&cg), uid: Some(SERVER_UID) };
+    // As root: the master starts its worker from the test binary, wherever that lies.
+    let server_place = Place { netns: Some(&pair.b), cgroup: Some(&cg), uid: None };
     let mut srv = spawn("tcp-hold-server-child", &[s(server), s(30_000), s(20_000)], server_place);
     let master = srv.line();
     let worker = srv.line();

@@ -220,7 +220,9 @@ pub fn run(role: &str, args: &[String]) -> bool {
             let listener = TcpListener::bind(arg(0)).unwrap();
             say(&json!({"ready": true, "pid": std::process::id()}));
             let fd = listener.as_raw_fd();
-            let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+            // Through /proc/self/exe: the test binary's directory may not be searchable by this
+            // helper's user (a fresh clone in a private temporary directory).
+            let mut cmd = std::process::Command::new("/proc/self/exe");
             cmd.env("MONITOR_TEST_HELPER", "tcp-hold-accept")
                 .env_remove("MONITOR_TEST_HELPER_UID")
                 .args([arg(1), arg(2)]);
