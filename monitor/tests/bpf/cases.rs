@@ -167,8 +167,10 @@ pub(crate) fn addr(v: &Value) -> SocketAddr {
     v.as_str().unwrap().parse().unwrap()
 }
 
+/// The one closed connection at `local` (listeners, without a remote, share a server's address).
 pub(crate) fn record_for_local(out: &Output, local: SocketAddr) -> &FlowRecord {
-    let found: Vec<&FlowRecord> = out.closed().into_iter().filter(|r| r.local == Some(local)).collect();
+    let found: Vec<&FlowRecord> =
+        out.closed().into_iter().filter(|r| r.local == Some(local) && r.remote.is_some()).collect();
     assert_eq!(found.len(), 1, "expected one closed flow for {local}, got {found:#?}\nall: {:#?}", out.records);
     found[0]
 }

@@ -95,6 +95,37 @@ pub struct Pair {
     pub b_v6: Vec<String>,
 }
 
+/// The kernel's unsolicited MLD reports (one per multicast group an interface joins, repeated
+/// after a random delay of up to a second by default) are the only packets a new pair sends on
+/// its own: sent 1 ms apart, they are over before `settle` returns, not inside a test's counters.
+const MLD_AT_ONCE: [(&str, &str); 2] =
+    [("mldv1_unsolicited_report_interval", "1"), ("mldv2_unsolicited_report_interval", "1")];
+
+/// Waits until both ends are up (addresses configured, multicast groups joined) and neither
+/// interface's counters moved for 100 ms, for at most 5 s.
+fn settle(a: &Netns, b: &Netns) {
+    let up = |ns: &Netns, dev: &str| {
+        Command::new("ip")
+            .args(["-n", &ns.name, "-o", "link", "show", "dev", dev])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("state UP"))
+    };
+    let counts = || {
+        let (x, y) = (a.counters("va"), b.counters("vb"));
+        [x.rx_packets, x.tx_packets, y.rx_packets, y.tx_packets]
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut last = None;
+    while std::time::Instant::now() < deadline {
+        let now = (up(a, "va") && up(b, "vb")).then(counts);
+        if now.is_some() && now == last {
+            return;
+        }
+        last = now;
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 const MAC_A: &str = "02:00:00:00:00:0a";
 const MAC_B: &str = "02:00:00:00:00:0b";
 
@@ -110,6 +141,8 @@ impl Pair {
         for (ns, dev) in [(&a, "va"), (&b, "vb")] {
             for (key, value) in
                 [("accept_dad", "0"), ("dad_transmits", "0"), ("router_solicitations", "0"), ("accept_ra", "0")]
+                    .into_iter()
+                    .chain(MLD_AT_ONCE)
             {
                 let _ = Command::new("ip")
                     .args(["netns", "exec", &ns.name, "sysctl", "-qw", &format!("net.ipv6.conf.{dev}.{key}={value}")])
@@ -142,6 +175,7 @@ impl Pair {
         ip(&["-n", &b.name, "neigh", "replace", a_v4, "lladdr", MAC_A, "dev", "vb", "nud", "permanent"]);
         ip(&["-n", &b.name, "-6", "route", "add", &format!("{a_v6}/128"), "dev", "vb"]);
         ip(&["-n", &b.name, "neigh", "replace", a_v6, "lladdr", MAC_A, "dev", "vb", "nud", "permanent"]);
+        settle(&a, &b);
         Self {
             a,
             b,

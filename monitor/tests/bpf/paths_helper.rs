@@ -226,9 +226,14 @@ pub fn run(role: &str, args: &[String]) -> bool {
             cmd.env("MONITOR_TEST_HELPER", "tcp-hold-accept")
                 .env_remove("MONITOR_TEST_HELPER_UID")
                 .args([arg(1), arg(2)]);
-            // SAFETY: only dup2 between fork and exec; fd 3 (without close-on-exec) is the listener.
+            // SAFETY: only dup2/fcntl between fork and exec; fd 3 (without close-on-exec) is the
+            // listener. dup2 onto itself keeps close-on-exec: where the listener already is fd 3,
+            // the flag is cleared instead.
             unsafe {
-                cmd.pre_exec(move || if libc::dup2(fd, 3) < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) });
+                cmd.pre_exec(move || {
+                    let ret = if fd == 3 { libc::fcntl(3, libc::F_SETFD, 0) } else { libc::dup2(fd, 3) };
+                    if ret < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+                });
             }
             let status = cmd.status().unwrap();
             assert!(status.success(), "the accepting child failed: {status}");
