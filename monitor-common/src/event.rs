@@ -94,6 +94,11 @@ pub const FLAG_PEER_FIRST_IN: u32 = 128;
 /// socket's flow.
 pub const FLAG_UNANNOUNCED: u32 = 256;
 
+/// [`Event::flags`]: the event is about a `SOCK_RAW` socket or one of its peers
+/// ([`crate::sock::COUNTER_RAW`]): userspace names its flows `raw` whatever the IP protocol
+/// (raw ICMP sockets excepted: they are `icmp`/`icmpv6`, as ping sockets).
+pub const FLAG_RAW: u32 = 512;
+
 /// Addresses and ports of a flow.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

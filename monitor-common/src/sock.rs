@@ -197,13 +197,23 @@ impl ByteCounters {
 
 impl Counters {
     /// The [`crate::event::Event::flags`] every event about this socket carries:
-    /// `FLAG_CONNECTED` ([`COUNTER_CONNECTED`]) and `FLAG_PEERS` ([`COUNTER_PEERS`]).
+    /// `FLAG_CONNECTED` ([`COUNTER_CONNECTED`]), `FLAG_PEERS` ([`COUNTER_PEERS`]) and
+    /// `FLAG_RAW` ([`Self::raw_flag`]).
     #[inline(always)]
     #[must_use]
     pub fn event_flags(&self) -> u32 {
         let connected = if self.flags & COUNTER_CONNECTED != 0 { crate::event::FLAG_CONNECTED } else { 0 };
         let peers = if self.flags & COUNTER_PEERS != 0 { crate::event::FLAG_PEERS } else { 0 };
-        connected | peers
+        connected | peers | self.raw_flag()
+    }
+
+    /// `event::FLAG_RAW` for a `SOCK_RAW` socket ([`COUNTER_RAW`]), else 0: carried by its peer
+    /// events too. Branch-free (the BPF programs' stack is tight): the bit moves to the flag's
+    /// place.
+    #[inline(always)]
+    #[must_use]
+    pub const fn raw_flag(&self) -> u32 {
+        ((self.flags & COUNTER_RAW) / (COUNTER_RAW / crate::event::FLAG_RAW as u64)) as u32
     }
 }
 
@@ -249,6 +259,10 @@ pub const COUNTER_MPTCP_ENDED: u64 = 512;
 pub const COUNTER_MPTCP_PASSIVE: u64 = 1024;
 /// `Counters::flags`: an MPTCP socket whose subflows it connected (its flow is outbound).
 pub const COUNTER_MPTCP_ACTIVE: u64 = 2048;
+/// `Counters::flags`: a `SOCK_RAW` socket (set by `sock_create`). Counted per peer whatever its
+/// protocol (a raw TCP or UDP socket writes its own transport header and may send anywhere), with
+/// port 0 and the payload its process wrote and read; its events carry `event::FLAG_RAW`.
+pub const COUNTER_RAW: u64 = 4096;
 
 /// Number of peer slots per unconnected UDP socket. When all are taken, the oldest claim is
 /// flushed to userspace (`PeerEvicted`) and reused, so nothing is lost.

@@ -30,13 +30,14 @@ pub(crate) fn tracked(family: u32) -> bool {
 /// True when a socket's traffic is counted per peer (remote address read from each packet):
 /// unconnected UDP (no destination port), and every socket that is neither TCP nor UDP (ping,
 /// raw and SCTP sockets: the kernel runs `sendmsg` hooks for UDP only, `connect` hooks for ping
-/// sockets but not raw ones, and one socket may talk to many hosts), and a UDP socket whose peer
-/// changed ([`rebind`]: `COUNTER_PEERS` in `flags`). TCP is tested first, so its packets pay one
-/// comparison.
+/// sockets but not raw ones, and one socket may talk to many hosts), a UDP socket whose peer
+/// changed ([`rebind`]: `COUNTER_PEERS` in `flags`), and every raw socket, of TCP and UDP too
+/// (`COUNTER_RAW`). A TCP socket's packets pay two comparisons.
 #[inline(always)]
 pub(crate) fn per_peer(protocol: u32, dst_port: u32, flags: u64) -> bool {
-    protocol != u32::from(IPPROTO_TCP)
-        && (protocol != u32::from(IPPROTO_UDP) || dst_port == 0 || flags & monitor_common::sock::COUNTER_PEERS != 0)
+    (protocol != u32::from(IPPROTO_TCP)
+        && (protocol != u32::from(IPPROTO_UDP) || dst_port == 0 || flags & monitor_common::sock::COUNTER_PEERS != 0))
+        || flags & monitor_common::sock::COUNTER_RAW != 0
 }
 
 /// Reads one context field. Volatile, and every field read unconditionally, so LLVM never

@@ -257,7 +257,7 @@ const L4_PEEK: usize = 8;
 #[inline(always)]
 fn parse_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, egress: bool, protocol: u32) -> Option<Peer> {
     let udp = protocol == u32::from(IPPROTO_UDP);
-    let ports = has_ports(protocol);
+    let ports = has_ports(sk, protocol);
     let skb = ctx.skb.skb;
     // SAFETY: ctx field reads; the verifier turns them into packet pointers.
     let (data, end) = unsafe { ((*skb).data as usize, (*skb).data_end as usize) };
@@ -303,25 +303,28 @@ fn parse_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, egress: bool, protocol: u3
         let h = (data + l4_off) as *const u8;
         // SAFETY: `h..h + 8` is within the packet (checked above).
         let head = unsafe { [*h, *h.add(1), *h.add(2), *h.add(3), *h.add(4), *h.add(5)] };
-        return Some(peer_with_ports(addr, family, l4_off, ip_len, (udp, header_written(sk, protocol)), egress, head));
+        return Some(peer_with_ports(addr, family, l4_off, ip_len, (udp, header_written(protocol)), egress, head));
     }
     let payload = payload_of(sk, egress, protocol, family, ip_len, l4_off as u64);
     Some(Peer { addr, port: 0, family, payload, l4_off: l4_off as u32 })
 }
 
-/// Whether packets of `protocol` start with source and destination ports (UDP, SCTP, UDP-Lite).
+/// Whether the peer of a packet of `protocol` has a port: UDP, SCTP and UDP-Lite headers start
+/// with source and destination ports, except on a raw socket, whose process writes (and reads)
+/// the transport header as part of its payload (its peers are hosts, port 0).
 #[inline(always)]
-fn has_ports(protocol: u32) -> bool {
-    protocol == u32::from(IPPROTO_UDP) || protocol == u32::from(IPPROTO_SCTP) || protocol == u32::from(IPPROTO_UDPLITE)
+fn has_ports(sk: *mut bpf_sock, protocol: u32) -> bool {
+    (protocol == u32::from(IPPROTO_UDP) || protocol == u32::from(IPPROTO_SCTP) || protocol == u32::from(IPPROTO_UDPLITE))
+        // SAFETY: full-socket field read.
+        && unsafe { (*sk).type_ } != SOCK_RAW
 }
 
 /// Bytes of the transport header that the kernel writes, not the process, for protocols whose
-/// payload is the IP payload less that header: the 8 of UDP-Lite on a datagram socket (a raw
-/// socket of protocol 136 writes them itself); 0 for SCTP, whose chunks count as payload.
+/// payload is the IP payload less that header: the 8 of UDP-Lite (on a datagram socket: raw
+/// sockets have no ports, [`has_ports`]); 0 for SCTP, whose chunks count as payload.
 #[inline(always)]
-fn header_written(sk: *mut bpf_sock, protocol: u32) -> u64 {
-    // SAFETY: full-socket field read.
-    if protocol == u32::from(IPPROTO_UDPLITE) && unsafe { (*sk).type_ } != SOCK_RAW { 8 } else { 0 }
+fn header_written(protocol: u32) -> u64 {
+    if protocol == u32::from(IPPROTO_UDPLITE) { 8 } else { 0 }
 }
 
 /// The peer of a UDP, SCTP or UDP-Lite packet from the first six bytes of its transport header.
@@ -350,7 +353,7 @@ fn peer_with_ports(
 #[inline(never)]
 fn parse_peer_loaded(ctx: &SkBuffContext, sk: *mut bpf_sock, egress: bool, protocol: u32) -> Option<Peer> {
     let udp = protocol == u32::from(IPPROTO_UDP);
-    let ports = has_ports(protocol);
+    let ports = has_ports(sk, protocol);
     let first: u8 = ctx.load(0).ok()?;
     let (addr, family, l4_off, ip_len) = match first >> 4 {
         4 => {
@@ -375,7 +378,7 @@ fn parse_peer_loaded(ctx: &SkBuffContext, sk: *mut bpf_sock, egress: bool, proto
     if ports {
         // UDP, SCTP and UDP-Lite headers all start with the source and destination ports.
         let head: [u8; 6] = ctx.load(l4_off).ok()?;
-        return Some(peer_with_ports(addr, family, l4_off, ip_len, (udp, header_written(sk, protocol)), egress, head));
+        return Some(peer_with_ports(addr, family, l4_off, ip_len, (udp, header_written(protocol)), egress, head));
     }
     let payload = payload_of(sk, egress, protocol, family, ip_len, l4_off as u64);
     Some(Peer { addr, port: 0, family, payload, l4_off: l4_off as u32 })
@@ -620,18 +623,19 @@ pub(crate) fn peer_tuple(local: &Tuple, slot: &PeerSlot) -> Tuple {
 fn report_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, c: &Counters, kind: EventKind, slot: &PeerSlot) {
     // SAFETY: the context is an skb with a socket.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
-    emit_peer(kind, cookie, owner_with(c, sk.cast::<c_void>()), &tuple_of(sk), slot);
+    emit_peer(kind, cookie, owner_with(c, sk.cast::<c_void>()), &tuple_of(sk), slot, c.raw_flag());
 }
 
-/// Emits the counters of one peer slot generation; `local` gives the socket's side.
+/// Emits the counters of one peer slot generation; `local` gives the socket's side, `flags` the
+/// socket's own ([`Counters::raw_flag`]).
 #[inline(always)]
-pub(crate) fn emit_peer(kind: EventKind, cookie: u64, owner: *const Owner, local: &Tuple, slot: &PeerSlot) {
+pub(crate) fn emit_peer(kind: EventKind, cookie: u64, owner: *const Owner, local: &Tuple, slot: &PeerSlot, flags: u32) {
     let tuple = peer_tuple(local, slot);
     emit(
         kind,
         &EventData {
             cookie,
-            flags: slot.event_flags(),
+            flags: flags | slot.event_flags(),
             generation: slot.generation,
             first_ns: slot.first_ns,
             owner,

@@ -93,15 +93,15 @@ pub extern "C" fn iter_peers(ctx: *mut IterCtx) -> i32 {
     // SAFETY: a BTF socket pointer from the iterator; helpers without other arguments.
     let (cookie, now) = unsafe { (bpf_get_socket_cookie(sk), bpf_ktime_get_boot_ns()) };
     // SAFETY: null-checked map value.
-    let owner = match unsafe { COUNTERS.get(sk, false).as_ref() } {
-        Some(c) => owner_with(c, sk),
-        None => ptr::null(),
+    let (owner, raw) = match unsafe { COUNTERS.get(sk, false).as_ref() } {
+        Some(c) => (owner_with(c, sk), c.raw_flag()),
+        None => (ptr::null(), 0),
     };
     // One event on the stack, its peer fields filled from each slot under the lock (no copy of
     // a slot: the stack is small).
     let mut ev = Event {
         kind: EventKind::PeerUpdate as u32,
-        flags: FLAG_SNAPSHOT,
+        flags: FLAG_SNAPSHOT | raw,
         ts_ns: now,
         cookie,
         tuple: super::fallback::sock_tuple(sk),

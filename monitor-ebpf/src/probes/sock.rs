@@ -6,11 +6,12 @@ use aya_ebpf::{
     programs::SockContext,
 };
 use monitor_common::{
-    IPPROTO_MPTCP, IPPROTO_TCP,
+    IPPROTO_MPTCP, IPPROTO_TCP, SOCK_RAW,
     event::{EventKind, TcpCounters},
     maps::FALLBACK_DISCOVER,
     sock::{
-        COPY_STATE_DONE, COUNTER_MPTCP, COUNTER_RELEASED, COUNTER_STATE_CB, COUNTER_TCP_CLOSED, OwnerSource, PEER_SLOTS,
+        COPY_STATE_DONE, COUNTER_MPTCP, COUNTER_RAW, COUNTER_RELEASED, COUNTER_STATE_CB, COUNTER_TCP_CLOSED,
+        OwnerSource, PEER_SLOTS,
     },
 };
 
@@ -36,6 +37,10 @@ pub fn sock_create(ctx: SockContext) -> i32 {
     match unsafe { COUNTERS.get_or_create(sk.cast()).as_mut() } {
         Some(c) => {
             record_owner(&mut c.owner, OwnerSource::SockCreate);
+            // SAFETY: ctx field read.
+            if unsafe { (*sk).type_ } == SOCK_RAW {
+                c.flags |= COUNTER_RAW; // counted per peer whatever its protocol (`per_peer`)
+            }
             // SAFETY: ctx field read.
             if mptcp_subflows() && unsafe { (*sk).protocol } == u32::from(IPPROTO_MPTCP) {
                 c.flags |= COUNTER_MPTCP; // counts its subflows' packets (`mptcp`)
@@ -109,7 +114,7 @@ pub fn sock_release(ctx: SockContext) -> i32 {
     let owner = owner_with(c, sk.cast());
     // Peers first: when userspace sees `Release`, every peer of the socket has been reported.
     if per_peer(u32::from(tuple.protocol), u32::from(tuple.remote_port), c.flags) {
-        release_peers(sk.cast(), cookie, owner, &tuple);
+        release_peers(sk.cast(), cookie, owner, &tuple, c.raw_flag());
     }
     let bytes = c.bytes();
     emit(
@@ -134,6 +139,7 @@ fn release_peers(
     cookie: u64,
     owner: *const monitor_common::sock::Owner,
     local: &monitor_common::event::Tuple,
+    flags: u32,
 ) {
     // SAFETY: non-null map value.
     let Some(table) = (unsafe { PEERS.get(sk, false).as_mut() }) else {
@@ -142,7 +148,7 @@ fn release_peers(
     for i in 0..PEER_SLOTS {
         let slot = super::skb::slot_copy(table, i);
         if slot.active != 0 {
-            super::skb::emit_peer(EventKind::PeerClosed, cookie, owner, local, &slot);
+            super::skb::emit_peer(EventKind::PeerClosed, cookie, owner, local, &slot, flags);
         }
     }
 }

@@ -146,7 +146,7 @@ impl FdSnapshots {
             for slot in table.slots.iter().filter(|s| s.active != 0) {
                 let mut ev = Event {
                     kind: EventKind::PeerUpdate as u32,
-                    flags: FLAG_SNAPSHOT | slot.event_flags(),
+                    flags: FLAG_SNAPSHOT | slot.event_flags() | counters.raw_flag(),
                     ts_ns: Clock::boot_ns(),
                     cookie,
                     generation: slot.generation,

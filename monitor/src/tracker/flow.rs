@@ -8,7 +8,7 @@ use std::{
 use monitor_common::{
     AF_INET, AF_INET6,
     event::{
-        Event, EventKind, FLAG_CONNECTED, FLAG_NO_OWNER, FLAG_PASSIVE, FLAG_PEER_FIRST_IN, FLAG_SNAPSHOT,
+        Event, EventKind, FLAG_CONNECTED, FLAG_NO_OWNER, FLAG_PASSIVE, FLAG_PEER_FIRST_IN, FLAG_RAW, FLAG_SNAPSHOT,
         FLAG_TCP_COUNTERS, TcpCounters, Tuple,
     },
     sock::ByteCounters,
@@ -203,7 +203,7 @@ impl Flow {
     }
 
     pub(super) fn new(kind: EventKind, ev: &Event, owners: &mut Owners) -> Self {
-        let protocol = super::protocols::protocol_of(ev.tuple.protocol);
+        let protocol = super::protocols::protocol_of(ev.tuple.protocol, ev.flags & FLAG_RAW != 0);
         let owner = owners.intern(kernel_owner(ev).unwrap_or_else(|| FlowOwner::unknown(ev.owner.uid)));
         let first_ns = if ev.first_ns == 0 { ev.ts_ns } else { ev.first_ns };
         let mut flow = Self {

@@ -14,13 +14,16 @@ use monitor_common::{
 
 use super::record::{Payload, Protocol};
 
-/// The protocol of a socket of IP protocol `ip_protocol`.
-pub(super) fn protocol_of(ip_protocol: u16) -> Protocol {
+/// The protocol of a socket of IP protocol `ip_protocol`; `raw` for a `SOCK_RAW` socket, which
+/// is `raw` whatever its protocol (it writes its own TCP, UDP or SCTP header), except for ICMP:
+/// a raw ICMP socket pings as a ping socket does.
+pub(super) fn protocol_of(ip_protocol: u16, raw: bool) -> Protocol {
     match ip_protocol {
-        IPPROTO_TCP => Protocol::Tcp,
-        IPPROTO_UDP => Protocol::Udp,
         IPPROTO_ICMP => Protocol::Icmp,
         IPPROTO_ICMPV6 => Protocol::Icmpv6,
+        _ if raw => Protocol::Raw,
+        IPPROTO_TCP => Protocol::Tcp,
+        IPPROTO_UDP => Protocol::Udp,
         IPPROTO_SCTP => Protocol::Sctp,
         IPPROTO_UDPLITE => Protocol::UdpLite,
         IPPROTO_MPTCP => Protocol::Mptcp,
@@ -153,6 +156,31 @@ mod tests {
         assert_eq!((out[0].protocol, out[0].ip_protocol, out[0].remote), (Protocol::Raw, 253, None));
     }
 
+    /// A raw socket of protocol 6 (a SYN scanner's): its peers are hosts, its flows `raw` with
+    /// `ip_protocol` 6, never TCP flows waiting for a TCP close.
+    #[test]
+    fn a_raw_tcp_socket_is_raw_per_host() {
+        let mut t = tracker();
+        let bytes = ByteCounters { app_tx_bytes: 40, wire_tx_bytes: 60, wire_tx_packets: 1, ..ByteCounters::default() };
+        let mut out = Vec::new();
+        for (kind, host, generation) in [
+            (EventKind::PeerUpdate, [10, 0, 0, 2], 1),
+            (EventKind::PeerClosed, [10, 0, 0, 2], 1),
+            (EventKind::Release, [0; 4], 0),
+        ] {
+            let mut ev = ping_event(kind, host, generation, bytes);
+            ev.tuple.protocol = monitor_common::IPPROTO_TCP;
+            ev.flags |= monitor_common::event::FLAG_RAW;
+            t.handle(kind, &ev, &mut out);
+        }
+        assert_eq!(out.len(), 1, "{out:#?}");
+        let r = &out[0];
+        assert_eq!((r.protocol, r.ip_protocol, r.direction), (Protocol::Raw, 6, Direction::Unconnected), "{r:#?}");
+        assert_eq!((r.remote, r.local), (Some("10.0.0.2:0".parse().unwrap()), Some("10.0.0.1:0".parse().unwrap())));
+        assert_eq!((r.event, r.payload.tx_bytes), (RecordKind::Close, 40));
+        assert_eq!(t.stats().open_flows, 0);
+    }
+
     /// An MPTCP connection: announced at its first read or write (`Established`, passive when
     /// accepted), reported while open (update records, like a TCP flow, not silenced like a
     /// per-peer socket), ended by the `Release` its last subflow's close sends, which carries no
@@ -208,9 +236,13 @@ mod tests {
 
     #[test]
     fn protocol_numbers_map_to_names() {
-        let names: Vec<Protocol> = [6, 17, 1, 58, 132, 136, 262, 253, 255, 0].into_iter().map(protocol_of).collect();
+        let numbers = [6, 17, 1, 58, 132, 136, 262, 253, 255, 0];
+        let names: Vec<Protocol> = numbers.into_iter().map(|n| protocol_of(n, false)).collect();
         use Protocol::{Icmp, Icmpv6, Mptcp, Raw, Sctp, Tcp, Udp, UdpLite};
         assert_eq!(names, [Tcp, Udp, Icmp, Icmpv6, Sctp, UdpLite, Mptcp, Raw, Raw, Raw]);
+        // Raw sockets: `raw` whatever the protocol, but raw ICMP sockets ping.
+        let raw: Vec<Protocol> = numbers.into_iter().map(|n| protocol_of(n, true)).collect();
+        assert_eq!(raw, [Raw, Raw, Icmp, Icmpv6, Raw, Raw, Raw, Raw, Raw, Raw]);
     }
 
     #[test]

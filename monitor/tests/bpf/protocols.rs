@@ -122,22 +122,30 @@ fn one_flow(pair: &Pair, cg: &TestCgroup, echo: Helper, role: &str, args: &[Stri
     OneFlow { pid, truth, out, iface }
 }
 
-/// A raw socket of protocol 253 exchanges 20 datagrams with a raw echo on the other host.
-pub fn raw_ip(v6: bool) {
+/// A raw socket of protocol `protocol` exchanges 40 datagrams with a raw echo on the other host:
+/// one `raw` record for the host, port 0, payload what the helper wrote and read. Raw TCP and UDP
+/// sockets (protocol 6, 17: the process writes the transport header itself, as a SYN scanner
+/// does) too: before, one was a TCP "listener" without a remote, the other a UDP flow per the
+/// ports read from its payload, charged 8 bytes less than it wrote.
+pub fn raw_ip(v6: bool, protocol: u8) {
     let pair = Pair::private();
     let cg = TestCgroup::new();
     let host = dests(&pair, v6, 1)[0];
     let (size, count) = (1200u64, 40u64);
     let mut echo =
-        spawn("raw-echo", &[s(253), s(count), s(1), s(host)], Place { netns: Some(&pair.b), ..Place::default() });
+        spawn("raw-echo", &[s(protocol), s(count), s(1), s(host)], Place { netns: Some(&pair.b), ..Place::default() });
     echo.line();
     let OneFlow { pid, truth, out, iface } =
-        one_flow(&pair, &cg, echo, "raw-send", &[s(253), s(size), s(count), s(host), s(0)]);
+        one_flow(&pair, &cg, echo, "raw-send", &[s(protocol), s(size), s(count), s(host), s(0)]);
     let records = closed_of(&out, pid);
     assert_eq!(records.len(), 1, "{:#?}", out.records);
     let r = records[0];
     assert_owner(r, pid, "mon-raw-send");
-    assert_eq!((r.protocol, r.ip_protocol, r.remote), (Protocol::Raw, 253, Some(SocketAddr::new(host, 0))));
+    assert_eq!(
+        (r.protocol, r.ip_protocol, r.remote),
+        (Protocol::Raw, protocol, Some(SocketAddr::new(host, 0))),
+        "{r:#?}"
+    );
     // IPv4 raw sockets read the IP header with each datagram; IPv6 raw sockets do not.
     let header = if v6 { 40 } else { 20 };
     let read = if v6 { size } else { size + 20 };
@@ -156,7 +164,7 @@ pub fn raw_ip(v6: bool) {
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .unwrap();
-    assert_eq!(row, ("raw".into(), 253, 0, i64::try_from(size * count).unwrap()));
+    assert_eq!(row, ("raw".into(), i64::from(protocol), 0, i64::try_from(size * count).unwrap()));
     let doc = out.report_json();
     let endpoint = &doc["apps"][0]["top_endpoints"][0];
     assert_eq!(
