@@ -156,6 +156,19 @@ mod tests {
         assert_eq!((out[0].protocol, out[0].ip_protocol, out[0].remote), (Protocol::Raw, 253, None));
     }
 
+    /// The kernel's counters of a raw socket mark its events `FLAG_RAW`, with its other flags.
+    #[test]
+    fn raw_sockets_counters_give_their_events_the_raw_flag() {
+        use monitor_common::{
+            event::{FLAG_CONNECTED, FLAG_RAW},
+            sock::{COUNTER_CONNECTED, COUNTER_RAW, Counters},
+        };
+        let mut c = Counters::default();
+        assert_eq!((c.raw_flag(), c.event_flags()), (0, 0));
+        c.flags = COUNTER_RAW | COUNTER_CONNECTED;
+        assert_eq!((c.raw_flag(), c.event_flags()), (FLAG_RAW, FLAG_RAW | FLAG_CONNECTED));
+    }
+
     /// A raw socket of protocol 6 (a SYN scanner's): its peers are hosts, its flows `raw` with
     /// `ip_protocol` 6, never TCP flows waiting for a TCP close.
     #[test]
