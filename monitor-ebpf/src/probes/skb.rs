@@ -26,8 +26,8 @@ use monitor_common::{
         STAT_UNATTRIBUTED_PACKETS,
     },
     sock::{
-        COPY_STATE_DONE, COUNTER_CONNECTED, COUNTER_DISCOVERED, Counters, Owner, OwnerSource, PEER_SLOTS, PeerSlot,
-        PeerTable, SLOT_ACTIVE, SLOT_FIRST_IN,
+        COPY_STATE_DONE, COUNTER_CONNECTED, COUNTER_DISCOVERED, COUNTER_RAW, Counters, Owner, OwnerSource, PEER_SLOTS,
+        PeerSlot, PeerTable, SLOT_ACTIVE, SLOT_FIRST_IN,
     },
 };
 
@@ -203,8 +203,11 @@ fn discover(ctx: &SkBuffContext, sk: *mut bpf_sock) -> *mut Counters {
     // (`connect(AF_UNSPEC)`) is found at its next packet as for a socket connected under the
     // monitor (`rebind`), and its flow so far ends with its own record.
     // SAFETY: full-socket field reads.
-    let connected = unsafe { (*sk).protocol == u32::from(IPPROTO_UDP) && (*sk).dst_port != 0 };
-    c.flags |= COUNTER_DISCOVERED | if connected { COUNTER_CONNECTED } else { 0 };
+    let (connected, raw) =
+        unsafe { ((*sk).protocol == u32::from(IPPROTO_UDP) && (*sk).dst_port != 0, (*sk).type_ == SOCK_RAW) };
+    // A raw socket is counted per peer whatever its protocol, as when `sock_create` saw it.
+    c.flags |=
+        COUNTER_DISCOVERED | if connected && !raw { COUNTER_CONNECTED } else { 0 } | if raw { COUNTER_RAW } else { 0 };
     let mut owner = owner_of(sk.cast());
     let partial;
     if owner.is_null() {

@@ -120,6 +120,7 @@ pub fn all() -> Vec<Case> {
         ("raw_ip_protocol_253_ipv6_exact", || crate::protocols::raw_ip(true, 253)),
         ("raw_tcp_socket_ipv4_is_raw_per_host_exact", || crate::protocols::raw_ip(false, 6)),
         ("raw_udp_socket_ipv6_is_raw_per_host_exact", || crate::protocols::raw_ip(true, 17)),
+        ("raw_tcp_socket_older_than_the_monitor_is_raw_per_host", crate::protocols::raw_tcp_older_than_the_monitor),
         ("udplite_ipv4_ports_and_payload_exact", || crate::protocols::udplite(false)),
         ("udplite_ipv6_ports_and_payload_exact", || crate::protocols::udplite(true)),
         ("ipproto_raw_send_charged_with_its_ip_header", crate::protocols::ipproto_raw_send),

@@ -175,6 +175,39 @@ pub fn raw_ip(v6: bool, protocol: u8) {
     assert_eq!(endpoint["payload_tx"], size * count);
 }
 
+/// A raw TCP socket created before the monitor started (found at its first packet, not by
+/// `sock_create`) is counted per host and named `raw` too: the validation's case, where it was
+/// one `tcp` "listener" record without a remote.
+pub fn raw_tcp_older_than_the_monitor() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let host = dests(&pair, false, 1)[0];
+    let (size, count) = (700u64, 20u64);
+    let mut echo =
+        spawn("raw-echo", &[s(6), s(count), s(1), s(host)], Place { netns: Some(&pair.b), ..Place::default() });
+    echo.line();
+    let mut helper = spawn(
+        "raw-send",
+        &[s(6), s(size), s(count), s(host), s(0), s("wait")],
+        Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(UID) },
+    );
+    helper.line();
+    let mon = Monitor::start(&cg.path, "");
+    let pid = helper.pid();
+    helper.send("go");
+    let truth = helper.finish().remove(0);
+    echo.finish();
+    let out = mon.stop();
+    let records = closed_of(&out, pid);
+    assert_eq!(records.len(), 1, "{:#?}", out.records);
+    let r = records[0];
+    assert_eq!((r.protocol, r.ip_protocol, r.remote), (Protocol::Raw, 6, Some(SocketAddr::new(host, 0))), "{r:#?}");
+    // IPv4 raw sockets read the IP header with each datagram.
+    assert_eq!((truth["tx"].as_u64(), truth["rx"].as_u64()), (Some(size * count), Some((size + 20) * count)));
+    assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), (size * count, (size + 20) * count), "{r:#?}");
+    out.assert_nothing_lost();
+}
+
 /// A UDP-Lite socket (the validation's case: it was counted as a raw socket, without ports and
 /// with the 8-byte UDP-Lite header in its payload) exchanges 30 datagrams with a server: one
 /// record with both ports, payload exactly what the helper wrote and read.

@@ -231,7 +231,8 @@ pub fn main(role: &str, args: &[String]) {
         // raw-send PROTO SIZE COUNT DEST HDRINCL: a raw socket of protocol PROTO sends COUNT
         // datagrams of SIZE bytes to DEST and reads each echo. With HDRINCL 1 (IPv4 only) the
         // socket is `IPPROTO_RAW` and each datagram is a 20-byte IPv4 header of protocol PROTO
-        // plus SIZE bytes; nothing is read back.
+        // plus SIZE bytes; nothing is read back. With a sixth argument `wait` the socket, once
+        // created, waits for "go" on stdin before it sends (a socket older than the monitor).
         "raw-send" => {
             super::helper::name("mon-raw-send");
             let protocol: u8 = arg(0).parse().unwrap();
@@ -241,6 +242,10 @@ pub fn main(role: &str, args: &[String]) {
             let hdrincl = arg(4) == "1";
             let fd =
                 socket(family(dest), libc::SOCK_RAW, if hdrincl { libc::IPPROTO_RAW } else { i32::from(protocol) });
+            if args.get(5).is_some_and(|a| a == "wait") {
+                super::helper::say(&json!({"ready": true}));
+                super::helper::wait_stdin("go");
+            }
             let (mut tx, mut rx) = (0, 0);
             let mut buf = vec![0u8; 65536];
             for _ in 0..count {
