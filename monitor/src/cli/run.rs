@@ -75,6 +75,9 @@ fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
         // One stop can arrive twice at once: `timeout(1)` signals the child and then its whole
         // process group, which holds the child too. Only a later signal means "now".
         if first.elapsed() >= SECOND_SIGNAL_AFTER {
+            warn!(
+                "second stop signal: exiting at once; records not yet in the journal (and open flows' shutdown records) are lost"
+            );
             std::process::exit(code);
         }
         true
