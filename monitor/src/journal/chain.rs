@@ -28,20 +28,38 @@ use super::{
 pub const DIGEST_LEN: usize = 16;
 const DOMAIN: &[u8] = b"monitor.journal.batch/1";
 
-/// Columns of `connections` hashed, in order (names and residency columns included).
+/// Columns of `connections` hashed, in order (names and residency columns included): the
+/// columns a flush binds, but for `answers_id` (schema 13), which it binds after them. The last,
+/// `country_answers`, is hashed as its text ([`CONNECTION_SELECT`]): in rows written since schema
+/// 13 the column is NULL and the text is the `answer_sets` row `answers_id` names, so the chain
+/// covers the text whichever way it is stored, and a changed `answer_sets` text or `answers_id`
+/// shows as a changed row.
 pub const CONNECTION_COLUMNS: &str = "id, event, time_ms, first_seen_ms, closed_ms, cookie, app_id, app_pid,
     app_start_time, owner_tgid, owner_pid, owner_uid, owner_gid, owner_comm, owner_cgroup_id, owner_source, protocol,
     direction, local_ip, local_port, remote_ip, remote_port, payload_tx, payload_rx, wire_tx, wire_rx, packets_tx,
     packets_rx, delta_payload_tx, delta_payload_rx, delta_wire_tx, delta_wire_rx, delta_packets_tx, delta_packets_rx,
     payload_source, complete, scope, country, asn, as_org, country_db, asn_db, ip_protocol, hostname, registrable_domain,
     name_source, dns_name, ech_outer, rtt_min_us, rtt_srtt_us, consensus, country_answers";
+/// Number of names in [`CONNECTION_COLUMNS`].
+pub const CONNECTION_COLUMN_COUNT: usize = 52;
+/// How the chain reads [`CONNECTION_COLUMNS`]: `country_answers` as its text.
+const CONNECTION_SELECT: &str = concat!(
+    "id, event, time_ms, first_seen_ms, closed_ms, cookie, app_id, app_pid,
+    app_start_time, owner_tgid, owner_pid, owner_uid, owner_gid, owner_comm, owner_cgroup_id, owner_source, protocol,
+    direction, local_ip, local_port, remote_ip, remote_port, payload_tx, payload_rx, wire_tx, wire_rx, packets_tx,
+    packets_rx, delta_payload_tx, delta_payload_rx, delta_wire_tx, delta_wire_rx, delta_packets_tx, delta_packets_rx,
+    payload_source, complete, scope, country, asn, as_org, country_db, asn_db, ip_protocol, hostname, registrable_domain,
+    name_source, dns_name, ech_outer, rtt_min_us, rtt_srtt_us, consensus, ",
+    super::truth::answers_text!("connections")
+);
 /// Columns of `stats` hashed, in order.
 pub const STATS_COLUMNS: &str = "id, time_ms, run_started_ms, last, events_submitted, events_lost, storage_failures,
     peer_evictions, peer_parse_failures, unattributed_packets, unattributed_bytes, events_received, decode_errors,
     closed_flows, silent_sockets, incomplete_flows, open_flows";
 
-/// The chained tables.
-const TABLES: [(&str, &str); 2] = [("connections", CONNECTION_COLUMNS), ("stats", STATS_COLUMNS)];
+/// The chained tables: name, the SELECT list of the hashed values, and their number.
+const TABLES: [(&str, &str, usize); 2] =
+    [("connections", CONNECTION_SELECT, CONNECTION_COLUMN_COUNT), ("stats", STATS_COLUMNS, 17)];
 
 /// Highest row ids before a flush writes.
 #[derive(Debug, Clone, Copy)]
@@ -136,19 +154,14 @@ impl Written {
     }
 }
 
-fn column_count(columns: &str) -> usize {
-    columns.split(',').count()
-}
-
 /// (id, digest) of the rows of `table` with ids in `first..=last`, by id.
 fn digests(
     conn: &Connection,
     table: &str,
-    columns: &str,
+    (columns, n): (&str, usize),
     first: i64,
     last: i64,
 ) -> rusqlite::Result<Vec<(i64, [u8; DIGEST_LEN])>> {
-    let n = column_count(columns);
     let mut stmt =
         conn.prepare_cached(&format!("SELECT {columns} FROM {table} WHERE id >= ?1 AND id <= ?2 ORDER BY id"))?;
     let rows = stmt.query_map(params![first, last], |row| Ok((row.get::<_, i64>(0)?, row_digest(table, row, n)?)))?;
@@ -193,8 +206,8 @@ pub(super) fn seal(tx: &Transaction<'_>, mark: Mark, written: Written, now: jiff
     let mut ranges = [(first, mark.0[0] + written.rows()), (0, 0)];
     let times = (written.times.map(|t| t.0), written.times.map(|t| t.1));
     let mut blob = written.digests;
-    let (table, columns) = TABLES[1];
-    let rows = digests(tx, table, columns, mark.0[1] + 1, i64::MAX)?;
+    let (table, columns, n) = TABLES[1];
+    let rows = digests(tx, table, (columns, n), mark.0[1] + 1, i64::MAX)?;
     ranges[1] = (mark.0[1] + 1, rows.last().map_or(mark.0[1], |r| r.0));
     for (_, d) in rows {
         blob.extend_from_slice(&d);
@@ -414,7 +427,7 @@ fn verify_conn(conn: &Connection) -> rusqlite::Result<Integrity> {
         let purgeable = horizon.is_some_and(|h| times.0.is_some_and(|t| t < h));
 
         let mut offset = 0;
-        for (i, (table, columns)) in TABLES.iter().enumerate() {
+        for (i, (table, columns, n)) in TABLES.iter().enumerate() {
             let (first, last) = ranges[i];
             let expected: Vec<&[u8]> = (first..=last)
                 .map(|k| {
@@ -423,7 +436,7 @@ fn verify_conn(conn: &Connection) -> rusqlite::Result<Integrity> {
                 })
                 .collect();
             offset += expected.len() * DIGEST_LEN;
-            let found = digests(conn, table, columns, first, last)?;
+            let found = digests(conn, table, (columns, *n), first, last)?;
             let mut found = found.into_iter().peekable();
             for (k, want) in (first..=last).zip(expected) {
                 match found.peek() {
@@ -442,7 +455,7 @@ fn verify_conn(conn: &Connection) -> rusqlite::Result<Integrity> {
             sealed_up_to[i] = sealed_up_to[i].max(last);
         }
     }
-    for (i, (table, _)) in TABLES.iter().enumerate() {
+    for (i, (table, ..)) in TABLES.iter().enumerate() {
         let first_sealed = batches.first().map_or(i64::MAX, |b| b.2[i].0);
         out.rows_before_chain += conn
             .query_row(&format!("SELECT COUNT(*) FROM {table} WHERE id < ?1"), [first_sealed], |r| r.get::<_, i64>(0))?

@@ -71,10 +71,10 @@ pub(super) fn write(
             _ => (None, None),
         };
         let answers = match (&pending.record.remote, &pending.dest) {
-            (Some(_), Some(d)) => texts.of(&d.answers),
+            (Some(_), Some(d)) => texts.of(&d.answers, |text| rollup.answer_id(tx, text))?,
             _ => None,
         };
-        fold.add_record(rollup, probed, pending, answers.as_deref());
+        fold.add_record(rollup, probed, pending, answers.as_ref().map(|(text, _)| &**text));
         connections.push(tx, ConnectionRow { pending, app_id, country_db, asn_db, answers })?;
     }
     connections.write_out(tx)?;
@@ -283,15 +283,15 @@ const ROWS_PER_INSERT: usize = 32;
 
 /// Columns of `connections` written per record, in binding order: every column the hash chain
 /// covers, the id included (bound explicitly, so the digests hashed while binding are those of
-/// known ids).
+/// known ids), then `answers_id`.
 const CONNECTION_COLUMNS: &str = chain::CONNECTION_COLUMNS;
-/// Number of names in [`CONNECTION_COLUMNS`].
-const CONNECTION_VALUES: usize = 52;
+/// Values bound per record: [`CONNECTION_COLUMNS`] and `answers_id`.
+const CONNECTION_VALUES: usize = chain::CONNECTION_COLUMN_COUNT + 1;
 
 /// `INSERT INTO connections (...) VALUES (?, ...), ...` for `rows` rows.
 fn insert_sql(rows: usize) -> String {
     let row = format!("({})", vec!["?"; CONNECTION_VALUES].join(", "));
-    format!("INSERT INTO connections ({CONNECTION_COLUMNS}) VALUES {}", vec![row; rows].join(",\n"))
+    format!("INSERT INTO connections ({CONNECTION_COLUMNS}, answers_id) VALUES {}", vec![row; rows].join(",\n"))
 }
 
 /// The SQL of both insert statements, built once per process.
@@ -304,8 +304,8 @@ struct ConnectionRow<'a> {
     app_id: i64,
     country_db: Option<i64>,
     asn_db: Option<i64>,
-    /// `country_answers` text ([`super::truth::AnswerTexts`]).
-    answers: Option<Arc<str>>,
+    /// `country_answers` text ([`super::truth::AnswerTexts`]) and its `answer_sets` id.
+    answers: Option<(Arc<str>, i64)>,
 }
 
 /// Records waiting for their multi-row insert. Written when [`ROWS_PER_INSERT`] are collected and
@@ -493,7 +493,11 @@ fn bind_connection(
     bind(stmt, &rtt.map(|r| r.min_us))?;
     bind(stmt, &rtt.map(|r| r.smoothed_us))?;
     bind(stmt, &consensus)?;
-    bind(stmt, &answers.as_deref())?;
+    // `country_answers`: hashed as its text, stored once in `answer_sets` (schema 13).
+    let (text, answers_id) = answers.as_ref().map(|(t, id)| (&**t, *id)).unzip();
+    hasher.push(text.map_or(rusqlite::types::ValueRef::Null, |t| rusqlite::types::ValueRef::Text(t.as_bytes())));
+    stmt.raw_bind_parameter(i + 1, rusqlite::types::Null)?;
+    stmt.raw_bind_parameter(i + 2, answers_id)?;
     let (digest, bytes) = hasher.finish_keeping();
     *hashed = bytes;
     Ok(digest)

@@ -25,14 +25,30 @@ const LATE_COLUMNS: &[(&str, &[&str])] = &[
             "rtt_srtt_us",
             "consensus",
             "country_answers",
+            "answers_id",
         ],
     ),
     ("stats", &["copies_submitted", "copies_lost", "names_malformed", "names_learned"]),
     ("endpoint_week", &["consensus", "answers_id", "rtt_min_us"]),
 ];
 
-/// Shadows every table that lacks late columns with a TEMP view supplying them as NULL.
+/// Tables added by later migrations that readers of older files look into, with an empty TEMP
+/// view of their columns (`answer_sets`, schema 11: the answers of connection records).
+const LATE_TABLES: &[(&str, &str)] = &[("answer_sets", "SELECT 0 AS id, '' AS text WHERE 0")];
+
+/// Shadows every table that lacks late columns with a TEMP view supplying them as NULL, and
+/// stands an empty TEMP view in for each missing [`LATE_TABLES`] table.
 pub(super) fn shadow_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
+    for (table, empty) in LATE_TABLES {
+        let present: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM main.sqlite_schema WHERE type = 'table' AND name = ?1)",
+            [table],
+            |r| r.get(0),
+        )?;
+        if !present {
+            conn.execute_batch(&format!("CREATE TEMP VIEW {table} AS {empty};"))?;
+        }
+    }
     for (table, late) in LATE_COLUMNS {
         let mut stmt = conn.prepare(&format!("SELECT name FROM pragma_table_info('{table}', 'main')"))?;
         let present: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
@@ -73,13 +89,26 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM pragma_table_info('connections', 'main')", [], |r| r.get(0))
             .expect("main");
         assert_eq!(main_cols, 2, "the file itself is not changed");
+        let answers: Option<String> = ro
+            .query_row(
+                "SELECT COALESCE(c.country_answers, (SELECT text FROM answer_sets s WHERE s.id = c.answers_id))
+                 FROM connections c",
+                [],
+                |r| r.get(0),
+            )
+            .expect("a missing answer_sets table reads as empty");
+        assert_eq!(answers, None);
     }
 
     #[test]
     fn a_current_table_is_left_alone() {
         let conn = Connection::open_in_memory().expect("mem");
         let cols: Vec<&str> = LATE_COLUMNS.iter().find(|(t, _)| *t == "connections").expect("listed").1.to_vec();
-        conn.execute_batch(&format!("CREATE TABLE connections (id INTEGER, {});", cols.join(", "))).expect("table");
+        conn.execute_batch(&format!(
+            "CREATE TABLE connections (id INTEGER, {}); CREATE TABLE answer_sets (id INTEGER PRIMARY KEY, text TEXT);",
+            cols.join(", ")
+        ))
+        .expect("tables");
         shadow_missing_columns(&conn).expect("shadow");
         let views: i64 = conn
             .query_row("SELECT COUNT(*) FROM sqlite_temp_master WHERE type = 'view'", [], |r| r.get(0))

@@ -17,7 +17,7 @@ use rusqlite_migration::{M, Migrations};
 use super::{Error, files};
 
 /// Schema version this build writes (number of migrations).
-pub const SCHEMA_VERSION: u32 = 12;
+pub const SCHEMA_VERSION: u32 = 13;
 
 /// How long a statement waits for the other side's lock (reader vs writer) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -398,6 +398,15 @@ DROP INDEX connections_hostname;
 CREATE INDEX connections_hostname ON connections (hostname, time_ms) WHERE hostname IS NOT NULL;
 ";
 
+/// Version 13 (issue 8): a connection record names its country answers by `answers_id` (the
+/// `answer_sets` row holding the JSON text, stored once per distinct list) instead of repeating
+/// the text (188 bytes with two country databases, half of a row) in `country_answers`, which
+/// new rows leave NULL. Readers take `COALESCE(country_answers, answer_sets.text)`
+/// ([`super::truth::ANSWERS_TEXT`]); the hash chain covers that text as before.
+const V_ANSWER_IDS: &str = "
+ALTER TABLE connections ADD COLUMN answers_id INTEGER;
+";
+
 /// Every migration, oldest first. Append only.
 const MIGRATIONS: &[M<'static>] = &[
     M::up(V1),
@@ -412,6 +421,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(V_NAMES_STATS),
     M::up(V_NAMES_ROLLUP),
     M::up(V_HOSTNAME_PARTIAL),
+    M::up(V_ANSWER_IDS),
 ];
 
 fn migrations() -> Migrations<'static> {

@@ -1,5 +1,6 @@
 //! Residency truth (issue 15) in the journal: the country answers of every country database
-//! (`connections.country_answers`, JSON), their verdict (`connections.consensus`) and the
+//! (`connections.country_answers`, JSON; since schema 13 `answer_sets.text` by
+//! `connections.answers_id`), their verdict (`connections.consensus`) and the
 //! kernel's RTT estimates (`rtt_min_us`, `rtt_srtt_us`), and the per-destination queries reports
 //! build their consensus and plausibility figures from.
 
@@ -13,6 +14,22 @@ use super::{
     names::{count, ms},
 };
 use crate::enrich::{Consensus, CountryAnswer};
+
+/// The `country_answers` text of a connection record as SQL, for the table or alias given as a
+/// string literal: the text itself in rows written before schema 13, else the `answer_sets` row
+/// its `answers_id` names (NULL when it has neither).
+macro_rules! answers_text {
+    ($c:literal) => {
+        concat!(
+            "COALESCE(",
+            $c,
+            ".country_answers, (SELECT s.text FROM answer_sets s WHERE s.id = ",
+            $c,
+            ".answers_id))"
+        )
+    };
+}
+pub(super) use answers_text;
 
 /// One database's answer as stored in `country_answers`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,20 +79,31 @@ impl ParsedAnswers {
     }
 }
 
-/// `country_answers` text per answer list, made once per flush: records to one destination share
-/// one list (`Destination::answers` is reference-counted), keyed by its address, which stays
-/// valid while the flushed buffer holds the records.
+/// `country_answers` text per answer list, with its `answer_sets` id, made once per flush:
+/// records to one destination share one list (`Destination::answers` is reference-counted),
+/// keyed by its address, which stays valid while the flushed buffer holds the records.
 #[derive(Default)]
-pub(super) struct AnswerTexts(HashMap<usize, Arc<str>>);
+pub(super) struct AnswerTexts(HashMap<usize, (Arc<str>, i64)>);
 
 impl AnswerTexts {
-    /// The text stored for `answers` (`None` without answers).
-    pub(super) fn of(&mut self, answers: &Arc<[CountryAnswer]>) -> Option<Arc<str>> {
+    /// The text stored for `answers` and its id (`None` without answers); `id_of` gives the id
+    /// of a text not seen in this flush.
+    pub(super) fn of(
+        &mut self,
+        answers: &Arc<[CountryAnswer]>,
+        id_of: impl FnOnce(&str) -> rusqlite::Result<i64>,
+    ) -> rusqlite::Result<Option<(Arc<str>, i64)>> {
         if answers.is_empty() {
-            return None;
+            return Ok(None);
         }
         let key = Arc::as_ptr(answers).cast::<CountryAnswer>() as usize;
-        Some(self.0.entry(key).or_insert_with(|| answers_json(answers).into()).clone())
+        if let Some(known) = self.0.get(&key) {
+            return Ok(Some(known.clone()));
+        }
+        let text: Arc<str> = answers_json(answers).into();
+        let id = id_of(&text)?;
+        self.0.insert(key, (text.clone(), id));
+        Ok(Some((text, id)))
     }
 }
 
@@ -148,14 +176,15 @@ impl JournalReader {
         // One MAX() aggregate: SQLite takes the bare columns from the latest row.
         let mut stmt = self
             .conn()
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "SELECT a.name, c.remote_ip, SUM(c.delta_payload_tx), SUM(c.delta_payload_rx), MAX(c.time_ms),
-                     c.country, c.consensus, c.country_answers
-                 FROM connections c JOIN apps a ON a.id = c.app_id
+                     c.country, c.consensus, ",
+                answers_text!("c"),
+                " FROM connections c JOIN apps a ON a.id = c.app_id
                  WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND c.scope = 'public' AND (?3 IS NULL OR a.name = ?3)
                  GROUP BY a.name, c.remote_ip
                  ORDER BY a.name, c.remote_ip",
-            )
+            ))
             .map_err(err)?;
         let mut parsed = ParsedAnswers::default();
         let rows = stmt

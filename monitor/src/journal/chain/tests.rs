@@ -156,3 +156,78 @@ fn row_hasher_digest_is_sha256_of_the_canonical_bytes() {
     }
     assert_eq!(hasher.finish()[..], expected.finalize()[..super::DIGEST_LEN]);
 }
+
+/// Two destinations with two country databases' answers (agreeing, disagreeing), in two flushes.
+fn journal_with_answers(dir: &Path) -> PathBuf {
+    let mut w = writer_in(dir);
+    let agree = fixtures::public_with_answers("US", Some("US"));
+    let differ = fixtures::public_with_answers("US", Some("CN"));
+    let app = fixtures::app("curl");
+    let mut f = Flow::new(1, "203.0.113.10:443", at(T));
+    w.append(&f.record(Update, at(T + 1), 100, 10), &app, Some(&agree));
+    w.append(&f.record(Close, at(T + 2), 100, 10), &app, Some(&agree));
+    w.flush().unwrap();
+    let mut g = Flow::new(2, "203.0.113.11:443", at(T + 10));
+    w.append(&g.record(Close, at(T + 11), 5, 5), &app, Some(&differ));
+    let mut h = Flow::new(3, "203.0.113.10:443", at(T + 20));
+    w.append(&h.record(Close, at(T + 21), 7, 7), &app, Some(&agree));
+    w.flush().unwrap();
+    w.path().to_path_buf()
+}
+
+#[test]
+fn answers_stored_once_are_covered_as_their_text() {
+    let dir = tempdir();
+    let path = journal_with_answers(dir.path());
+    let conn = raw(&path);
+    // Schema 13: no text in the rows, one `answer_sets` row per distinct list.
+    let stored: Vec<(Option<String>, Option<i64>)> = conn
+        .prepare("SELECT country_answers, answers_id FROM connections ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let ids: Vec<i64> = stored
+        .iter()
+        .map(|(text, id)| {
+            assert_eq!(text, &None);
+            id.expect("an answers id")
+        })
+        .collect();
+    assert_eq!((ids[0], ids[1], ids[3]), (ids[0], ids[0], ids[0]), "one list, one row: {ids:?}");
+    assert_ne!(ids[2], ids[0]);
+    assert_eq!(crate::journal::tests::int(&conn, "SELECT COUNT(*) FROM answer_sets"), 2);
+    let v = verify(&path).unwrap();
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+    assert_eq!(v.rows_intact, 4);
+
+    // The same text stored in the row itself (as before schema 13) hashes the same.
+    conn.execute_batch(
+        "UPDATE connections SET country_answers = (SELECT text FROM answer_sets WHERE id = answers_id),
+             answers_id = NULL WHERE id = 1",
+    )
+    .unwrap();
+    let v = verify(&path).unwrap();
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+    assert_eq!(v.rows_intact, 4);
+
+    // A changed answer list shows in every row that refers to it; so does a row pointed at
+    // another list.
+    conn.execute("UPDATE answer_sets SET text = replace(text, '\"CN\"', '\"JP\"') WHERE id = ?1", [ids[2]]).unwrap();
+    conn.execute("UPDATE connections SET answers_id = ?1 WHERE id = 4", [ids[2]]).unwrap();
+    let v = verify(&path).unwrap();
+    assert_eq!(
+        chain_problems(&v.problems),
+        [
+            Problem::RowChanged { table: "connections", id: 3, batch: 2 },
+            Problem::RowChanged { table: "connections", id: 4, batch: 2 }
+        ]
+    );
+}
+
+#[test]
+fn column_counts_match_the_lists() {
+    assert_eq!(super::CONNECTION_COLUMNS.split(',').count(), super::CONNECTION_COLUMN_COUNT);
+    assert_eq!(super::TABLES[1].1.split(',').count(), super::TABLES[1].2);
+}

@@ -114,7 +114,7 @@ impl Rollup {
     }
 
     /// The `answer_sets` id of `text`, remembered (a few hundred distinct lists at most; bounded).
-    fn answer_id(&mut self, tx: &Transaction<'_>, text: &str) -> rusqlite::Result<i64> {
+    pub(crate) fn answer_id(&mut self, tx: &Transaction<'_>, text: &str) -> rusqlite::Result<i64> {
         if let Some(id) = self.answer_ids.get(text) {
             return Ok(*id);
         }

@@ -57,6 +57,32 @@ pub(crate) fn public(country: Option<&str>, asn: Option<u32>, as_org: Option<&st
     }
 }
 
+/// [`public`] with a second country database's answer (`registry`): the answers and verdict
+/// the enricher gives with two country databases.
+pub(crate) fn public_with_answers(country: &str, registry: Option<&str>) -> Destination {
+    use crate::enrich::{
+        CountryAnswer,
+        consensus::{PRIMARY_LABEL, REGISTRY_LABEL, verdict},
+    };
+    let mut d = public(Some(country), Some(64_500), Some("Example Org"));
+    let db = |t: &str, build_epoch: u64| DbRef { database_type: t.into(), build_epoch };
+    d.answers = vec![
+        CountryAnswer {
+            label: PRIMARY_LABEL.into(),
+            db: db("country ipvAll", COUNTRY_BUILD),
+            country: Some(country.into()),
+        },
+        CountryAnswer {
+            label: REGISTRY_LABEL.into(),
+            db: db("geo-whois", ASN_BUILD),
+            country: registry.map(Into::into),
+        },
+    ]
+    .into();
+    d.consensus = verdict(&d.answers);
+    d
+}
+
 /// A destination of a non-public scope (never looked up).
 pub(crate) fn scoped(scope: Scope) -> Destination {
     Destination {

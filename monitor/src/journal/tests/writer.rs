@@ -539,3 +539,31 @@ fn bundled_sqlite_keeps_no_global_memory_statistics_nor_a_shared_page_cache() {
     assert!(options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"), "{options:?}");
     assert!(!options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"), "{options:?}");
 }
+
+#[test]
+fn country_answers_read_back_from_either_storage_form() {
+    let dir = tempdir();
+    let mut w = writer_in(dir.path());
+    let app = fixtures::app("browser");
+    let differ = fixtures::public_with_answers("US", Some("CN"));
+    let mut f = Flow::new(1, "203.0.113.10:443", at(T0));
+    w.append(&f.record(Close, at(T0 + 1), 100, 10), &app, Some(&differ));
+    w.flush().expect("flush");
+    let range = TimeRange { since: at(T0), until: at(T0 + 60) };
+    let read = || {
+        let rows = JournalReader::open(w.path()).expect("reader").truth(range, None).expect("truth");
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        rows[0].answers.iter().map(|a| (a.label.clone(), a.country.clone())).collect::<Vec<_>>()
+    };
+    let expected =
+        vec![("primary".to_string(), Some("US".to_string())), ("registry".to_string(), Some("CN".to_string()))];
+    assert_eq!(read(), expected, "through answers_id (schema 13)");
+    assert_eq!(int(&raw(w.path()), "SELECT COUNT(*) FROM connections WHERE country_answers IS NULL"), 1);
+    raw(w.path())
+        .execute_batch(
+            "UPDATE connections SET country_answers = (SELECT text FROM answer_sets WHERE id = answers_id),
+                 answers_id = NULL",
+        )
+        .expect("the pre-13 form");
+    assert_eq!(read(), expected, "from the row's own text (written before schema 13)");
+}
