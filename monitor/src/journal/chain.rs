@@ -34,24 +34,23 @@ const DOMAIN: &[u8] = b"monitor.journal.batch/1";
 /// 13 the column is NULL and the text is the `answer_sets` row `answers_id` names, so the chain
 /// covers the text whichever way it is stored, and a changed `answer_sets` text or `answers_id`
 /// shows as a changed row.
-pub const CONNECTION_COLUMNS: &str = "id, event, time_ms, first_seen_ms, closed_ms, cookie, app_id, app_pid,
-    app_start_time, owner_tgid, owner_pid, owner_uid, owner_gid, owner_comm, owner_cgroup_id, owner_source, protocol,
-    direction, local_ip, local_port, remote_ip, remote_port, payload_tx, payload_rx, wire_tx, wire_rx, packets_tx,
-    packets_rx, delta_payload_tx, delta_payload_rx, delta_wire_tx, delta_wire_rx, delta_packets_tx, delta_packets_rx,
-    payload_source, complete, scope, country, asn, as_org, country_db, asn_db, ip_protocol, hostname, registrable_domain,
-    name_source, dns_name, ech_outer, rtt_min_us, rtt_srtt_us, consensus, country_answers";
+pub const CONNECTION_COLUMNS: &str = concat!(hashed_connection_columns!(), "country_answers");
+/// [`CONNECTION_COLUMNS`] but the last, with a trailing comma (one list for both uses).
+macro_rules! hashed_connection_columns {
+    () => {
+        "id, event, time_ms, first_seen_ms, closed_ms, cookie, app_id, app_pid, app_start_time, owner_tgid, owner_pid,
+        owner_uid, owner_gid, owner_comm, owner_cgroup_id, owner_source, protocol, direction, local_ip, local_port,
+        remote_ip, remote_port, payload_tx, payload_rx, wire_tx, wire_rx, packets_tx, packets_rx, delta_payload_tx,
+        delta_payload_rx, delta_wire_tx, delta_wire_rx, delta_packets_tx, delta_packets_rx, payload_source, complete,
+        scope, country, asn, as_org, country_db, asn_db, ip_protocol, hostname, registrable_domain, name_source,
+        dns_name, ech_outer, rtt_min_us, rtt_srtt_us, consensus, "
+    };
+}
+use hashed_connection_columns;
 /// Number of names in [`CONNECTION_COLUMNS`].
 pub const CONNECTION_COLUMN_COUNT: usize = 52;
 /// How the chain reads [`CONNECTION_COLUMNS`]: `country_answers` as its text.
-const CONNECTION_SELECT: &str = concat!(
-    "id, event, time_ms, first_seen_ms, closed_ms, cookie, app_id, app_pid,
-    app_start_time, owner_tgid, owner_pid, owner_uid, owner_gid, owner_comm, owner_cgroup_id, owner_source, protocol,
-    direction, local_ip, local_port, remote_ip, remote_port, payload_tx, payload_rx, wire_tx, wire_rx, packets_tx,
-    packets_rx, delta_payload_tx, delta_payload_rx, delta_wire_tx, delta_wire_rx, delta_packets_tx, delta_packets_rx,
-    payload_source, complete, scope, country, asn, as_org, country_db, asn_db, ip_protocol, hostname, registrable_domain,
-    name_source, dns_name, ech_outer, rtt_min_us, rtt_srtt_us, consensus, ",
-    super::truth::answers_text!("connections")
-);
+const CONNECTION_SELECT: &str = concat!(hashed_connection_columns!(), super::truth::answers_text!("connections"));
 /// Columns of `stats` hashed, in order.
 pub const STATS_COLUMNS: &str = "id, time_ms, run_started_ms, last, events_submitted, events_lost, storage_failures,
     peer_evictions, peer_parse_failures, unattributed_packets, unattributed_bytes, events_received, decode_errors,

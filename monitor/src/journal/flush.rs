@@ -277,7 +277,7 @@ fn app_id(tx: &Transaction<'_>, app: &App, seen: Timestamp) -> rusqlite::Result<
     )
 }
 
-/// Rows per multi-row `INSERT` into `connections` (52 values each: 1,664 bound parameters, far
+/// Rows per multi-row `INSERT` into `connections` (53 values each: 1,696 bound parameters, far
 /// below SQLite's limit of 32,766). A flush's remainder goes in with the one-row statement.
 const ROWS_PER_INSERT: usize = 32;
 
@@ -313,7 +313,7 @@ struct ConnectionRow<'a> {
 /// the rollup probe finds their keys in `unwritten`.
 struct Connections<'a, 'tx> {
     rows: Vec<ConnectionRow<'a>>,
-    /// The multi-row statement, held for the flush: a cached statement clears its 1,664
+    /// The multi-row statement, held for the flush: a cached statement clears its 1,696
     /// parameters each time it goes back to the cache (every parameter is bound again anyway).
     multi: Option<rusqlite::CachedStatement<'tx>>,
     /// Address text of the row being bound (SQLite copies bound text: one buffer serves all).
