@@ -90,12 +90,9 @@ mod tests {
             .expect("main");
         assert_eq!(main_cols, 2, "the file itself is not changed");
         let answers: Option<String> = ro
-            .query_row(
-                "SELECT COALESCE(c.country_answers, (SELECT text FROM answer_sets s WHERE s.id = c.answers_id))
-                 FROM connections c",
-                [],
-                |r| r.get(0),
-            )
+            .query_row(concat!("SELECT ", super::super::truth::answers_text!("c"), " FROM connections c"), [], |r| {
+                r.get(0)
+            })
             .expect("a missing answer_sets table reads as empty");
         assert_eq!(answers, None);
     }
