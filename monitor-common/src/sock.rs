@@ -3,7 +3,8 @@
 //! Three storages hang off every watched socket:
 //! - [`Owner`] in `OWNER` (flags `NO_PREALLOC | CLONE`): who created the socket. `BPF_F_CLONE`
 //!   copies it to sockets accepted from a listener, so inbound connections are charged to the
-//!   server process.
+//!   server process (to the process that first reads or writes one, if that is another:
+//!   [`OwnerSource::FirstIo`]).
 //! - [`Counters`] in `COUNTERS` (`NO_PREALLOC`, not cloned): the only thing the per-packet path
 //!   touches. Kept apart from `Owner` because a clone would copy the listener's counters.
 //! - [`PeerTable`] in `PEERS` (`NO_PREALLOC`): per-destination counters of unconnected UDP
@@ -23,6 +24,12 @@ pub enum OwnerSource {
     /// Written by the daemon at start, from /proc, for a socket created before the monitor
     /// started (its holder then); accepted sockets of such a listener inherit it.
     Procfs = 3,
+    /// Recorded by the payload tracepoints at the first read or write of an accepted connection,
+    /// in the calling process, when that is not the listener's owner, which the connection
+    /// inherited (socket activation: systemd listens, the service reads and writes; a master
+    /// process listens, a worker accepts; a connection passed on with `SCM_RIGHTS` before its
+    /// first byte).
+    FirstIo = 4,
 }
 
 impl OwnerSource {
@@ -33,6 +40,7 @@ impl OwnerSource {
             1 => Self::SockCreate,
             2 => Self::Syscall,
             3 => Self::Procfs,
+            4 => Self::FirstIo,
             _ => Self::Unknown,
         }
     }
@@ -219,7 +227,8 @@ impl Counters {
 
 /// [`Counters::flags`]: the socket was first seen on the packet path (created before the monitor).
 pub const COUNTER_DISCOVERED: u64 = 1;
-/// [`Counters::flags`]: the owner of a discovered socket has been recorded by a syscall hook.
+/// [`Counters::flags`]: the owner of a discovered socket has been recorded by a syscall hook, or
+/// the first read or write of an accepted one ([`COUNTER_INHERITED`]) has been looked at.
 pub const COUNTER_OWNER_RECORDED: u64 = 2;
 /// `Counters::flags`: `sock_ops` saw the TCP socket reach `TCP_CLOSE` (the fallback hook set
 /// without a release hook then reports every later read or write).
@@ -263,6 +272,11 @@ pub const COUNTER_MPTCP_ACTIVE: u64 = 2048;
 /// protocol (a raw TCP or UDP socket writes its own transport header and may send anywhere), with
 /// port 0 and the payload its process wrote and read; its events carry `event::FLAG_RAW`.
 pub const COUNTER_RAW: u64 = 4096;
+/// `Counters::flags`: an accepted TCP socket whose owner it inherited from its listener (set by
+/// `sock_ops` at `ESTABLISHED`). Its first read or write ([`COUNTER_OWNER_RECORDED`] then set)
+/// charges it to the calling process instead when that is another process
+/// ([`OwnerSource::FirstIo`]).
+pub const COUNTER_INHERITED: u64 = 8192;
 
 /// Number of peer slots per unconnected UDP socket. When all are taken, the oldest claim is
 /// flushed to userspace (`PeerEvicted`) and reused, so nothing is lost.

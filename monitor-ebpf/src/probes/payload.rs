@@ -4,18 +4,26 @@
 //! io_uring included), with the byte count the process got back. Only sockets that carry our
 //! `COUNTERS` storage (i.e. watched ones) are counted; everything else costs one failed lookup.
 //! They run in the process that reads or writes, so they also record the exact owner of sockets
-//! created before the monitor started (first syscall after their discovery), and they count the
+//! created before the monitor started (first syscall after their discovery) and of accepted
+//! connections another process than the listener's serves (first syscall), and they count the
 //! frames watched processes send through `AF_PACKET` sockets, which no other hook sees.
 //! When the kernel refused `sock_create` (netd), they also discover sockets ([`super::fallback`]).
 
 use core::ffi::c_void;
 
-use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
+use aya_ebpf::{
+    helpers::generated::{bpf_get_current_pid_tgid, bpf_get_socket_cookie},
+    macros::btf_tracepoint,
+    programs::BtfTracePointContext,
+};
 
 use monitor_common::{
     AF_PACKET,
+    event::{EventKind, FLAG_PASSIVE},
     maps::{FALLBACK_DISCOVER, FALLBACK_EVERY_CALL, STAT_UNATTRIBUTED_BYTES, STAT_UNATTRIBUTED_PACKETS},
-    sock::{COUNTER_ANNOUNCED, COUNTER_DISCOVERED, COUNTER_MPTCP, COUNTER_OWNER_RECORDED, OwnerSource},
+    sock::{
+        COUNTER_ANNOUNCED, COUNTER_DISCOVERED, COUNTER_INHERITED, COUNTER_MPTCP, COUNTER_OWNER_RECORDED, OwnerSource,
+    },
 };
 
 use crate::maps::{COUNTERS, OWNER, add, current_task_watched, fallback_bits, record_owner, stat};
@@ -67,7 +75,8 @@ fn count(ctx: &BtfTracePointContext, tx: bool) {
     if let Some(c) = unsafe { counters.as_mut() } {
         let dst = if tx { &raw mut c.app_tx_bytes } else { &raw mut c.app_rx_bytes };
         add(dst, ret as u64);
-        if c.flags & (COUNTER_DISCOVERED | COUNTER_OWNER_RECORDED) == COUNTER_DISCOVERED {
+        let owner_bits = c.flags & (COUNTER_DISCOVERED | COUNTER_INHERITED | COUNTER_OWNER_RECORDED);
+        if owner_bits == COUNTER_DISCOVERED {
             // SAFETY: null-checked map value.
             if let Some(owner) = unsafe { OWNER.get(sk, true).as_mut() }
                 && owner.source == OwnerSource::Unknown as u32
@@ -75,6 +84,21 @@ fn count(ctx: &BtfTracePointContext, tx: bool) {
                 record_owner(owner, OwnerSource::Syscall);
             }
             // Atomic: `sock_ops` and `sock_release` set their bits from other contexts.
+            crate::maps::set_bits(&raw mut c.flags, COUNTER_OWNER_RECORDED);
+        } else if owner_bits == COUNTER_INHERITED {
+            // The first read or write of an accepted connection: charged to this process if it
+            // is not the listener's owner (the socket's own clone of it: the listener keeps its).
+            // SAFETY: null-checked map value; helper without arguments.
+            if let Some(owner) = unsafe { OWNER.get(sk, false).as_mut() }
+                && (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32 != owner.tgid
+            {
+                record_owner(owner, OwnerSource::FirstIo);
+                // At once, not at the next update or the close: the daemon reads the process
+                // from /proc while it lives (a service started per connection may not outlive it).
+                // SAFETY: a BTF socket pointer.
+                let cookie = unsafe { bpf_get_socket_cookie(sk) };
+                super::fallback::emit_traced(EventKind::Update, sk, c, cookie, FLAG_PASSIVE);
+            }
             crate::maps::set_bits(&raw mut c.flags, COUNTER_OWNER_RECORDED);
         }
         if c.flags & (COUNTER_MPTCP | COUNTER_ANNOUNCED) == COUNTER_MPTCP {

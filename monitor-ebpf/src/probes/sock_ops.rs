@@ -4,7 +4,9 @@
 //! (with the handshake's RTT sample) and turn on state callbacks; the transition to `TCP_CLOSE` carries the final counters (it
 //! comes after the FIN exchange, unlike `sock_release`) and the kernel's RTT estimates (smoothed and
 //! windowed minimum, `srtt_us`/`rtt_min`): passive, read only in these callbacks. Accepted sockets already hold the
-//! listener's owner (`BPF_F_CLONE`), copied into `OWNER` at `listen(2)`.
+//! listener's owner (`BPF_F_CLONE`), copied into `OWNER` at `listen(2)`; they are marked
+//! `COUNTER_INHERITED` so that their first read or write can charge them to the process that serves
+//! them, if that is another one (see `payload`).
 //!
 //! `bytes_received` counts a received FIN. Whether one was received is tracked exactly: a FIN
 //! in `ESTABLISHED` or `FIN_WAIT1` shows as a move to `CLOSE_WAIT`/`CLOSING`; for a FIN that
@@ -24,7 +26,10 @@ use aya_ebpf::{
 };
 use monitor_common::{
     event::{EventKind, FLAG_PASSIVE, FLAG_RELEASED, FLAG_TCP_COUNTERS, TCP_ALL_ACKED, TCP_FIN_RECEIVED, TcpCounters},
-    sock::{COPY_STATE_DONE, COUNTER_DISCOVERED, COUNTER_RELEASED, COUNTER_STATE_CB, COUNTER_TCP_CLOSED, OwnerSource},
+    sock::{
+        COPY_STATE_DONE, COUNTER_DISCOVERED, COUNTER_INHERITED, COUNTER_RELEASED, COUNTER_STATE_CB, COUNTER_TCP_CLOSED,
+        OwnerSource,
+    },
 };
 
 use super::{field, tuple_of};
@@ -156,7 +161,15 @@ fn established(ctx: &SockOpsContext, passive: bool, state_cb: bool) {
     let owner = owner_with(c, sk.cast());
     // Accepted from a listener nobody recorded (older than the monitor, not found at start):
     // the payload tracepoints record the owner at the first read or write, in its process.
-    let discovered = if owner.is_null() { COUNTER_DISCOVERED } else { 0 };
+    // Accepted with the listener's owner (its clone in `OWNER`): the first read or write tells
+    // whether another process serves the connection (socket activation, a worker).
+    let discovered = if owner.is_null() {
+        COUNTER_DISCOVERED
+    } else if passive && c.owner.source == OwnerSource::Unknown as u32 {
+        COUNTER_INHERITED
+    } else {
+        0
+    };
     // With the state callback on, `closed` reports `TCP_CLOSE` and `sock_release` may leave the
     // end of the flow to it. Atomic: `sock_release` sets its bit from the process's context.
     let bits = discovered | if state_cb { COUNTER_STATE_CB } else { 0 };

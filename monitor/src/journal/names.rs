@@ -140,6 +140,7 @@ mod tests {
             (OwnerSource::Procfs, "procfs"),
             (OwnerSource::Syscall, "syscall"),
             (OwnerSource::SockCreate, "sock_create"),
+            (OwnerSource::FirstIo, "first_io"),
         ]);
         check(&[
             (PayloadSource::Syscall, "syscall"),

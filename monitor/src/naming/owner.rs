@@ -14,12 +14,7 @@ pub fn kernel_owner(h: &CopyHeader) -> Option<Owner> {
         return None;
     }
     let o = &h.owner;
-    let source = match KernelSource::from_raw(o.source) {
-        KernelSource::SockCreate => OwnerSource::SockCreate,
-        KernelSource::Syscall => OwnerSource::Syscall,
-        KernelSource::Procfs => OwnerSource::Procfs,
-        KernelSource::Unknown => OwnerSource::Unknown,
-    };
+    let source = OwnerSource::from(KernelSource::from_raw(o.source));
     let end = o.comm.iter().position(|&b| b == 0).unwrap_or(o.comm.len());
     let comm: std::sync::Arc<str> = String::from_utf8_lossy(o.comm.get(..end).unwrap_or_default()).into();
     Some(Owner { tgid: o.tgid, pid: o.pid, uid: o.uid, gid: o.gid, comm, cgroup_id: o.cgroup_id, source })

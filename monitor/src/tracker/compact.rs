@@ -46,12 +46,7 @@ impl FlowOwner {
     /// From the kernel's record, without building a `String`: `comm` up to its first NUL (at
     /// most 15 bytes, as the kernel keeps it), turned into text only when a record is built.
     pub(super) fn of_kernel(o: &KernelOwner) -> Self {
-        let source = match KernelSource::from_raw(o.source) {
-            KernelSource::SockCreate => OwnerSource::SockCreate,
-            KernelSource::Syscall => OwnerSource::Syscall,
-            KernelSource::Procfs => OwnerSource::Procfs,
-            KernelSource::Unknown => OwnerSource::Unknown,
-        };
+        let source = OwnerSource::from(KernelSource::from_raw(o.source));
         let end = o.comm.iter().position(|&b| b == 0).unwrap_or(o.comm.len()).min(15);
         let mut comm = [0u8; 16];
         comm[..end].copy_from_slice(&o.comm[..end]);

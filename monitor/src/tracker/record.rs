@@ -72,8 +72,27 @@ pub enum OwnerSource {
     Procfs,
     /// Recorded by the kernel in a `connect`/`sendmsg`/`recvmsg` of the owner (older socket).
     Syscall,
-    /// Recorded by the kernel when the socket was created (exact).
+    /// Recorded by the kernel when the socket was created (exact), or, for an accepted
+    /// connection, the listener's.
     SockCreate,
+    /// An accepted connection served by another process than the listener's (socket activation,
+    /// a worker accepting from its master's listener): recorded by the kernel at the
+    /// connection's first read or write, in that process (exact). Ranked above `sock_create`:
+    /// it replaces the listener's owner the connection's first events carried.
+    FirstIo,
+}
+
+impl From<monitor_common::sock::OwnerSource> for OwnerSource {
+    fn from(kernel: monitor_common::sock::OwnerSource) -> Self {
+        use monitor_common::sock::OwnerSource as K;
+        match kernel {
+            K::Unknown => Self::Unknown,
+            K::SockCreate => Self::SockCreate,
+            K::Syscall => Self::Syscall,
+            K::Procfs => Self::Procfs,
+            K::FirstIo => Self::FirstIo,
+        }
+    }
 }
 
 /// The process a flow is charged to.

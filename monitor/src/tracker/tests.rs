@@ -96,6 +96,32 @@ fn feed(t: &mut Tracker, events: &[(EventKind, Event)]) -> Vec<FlowRecord> {
     out
 }
 
+/// An accepted connection served by another process than the listener's: its first events
+/// carry the listener's owner (inherited), the kernel's `Update` at the service's first read the
+/// service's (`first_io`), which the flow keeps; a later event with the inherited owner (a
+/// snapshot read from the listener's side) does not take it back.
+#[test]
+fn an_accepted_connection_is_charged_to_the_process_that_served_it() {
+    let mut t = tracker();
+    let passive = |kind, ts, bytes, owner: KOwner| Event { flags: FLAG_PASSIVE, owner, ..ev(kind, ts, bytes) };
+    let mut service = owner(77);
+    service.source = KSource::FirstIo as u32;
+    service.comm = *b"service\0\0\0\0\0\0\0\0\0";
+    let events = [
+        (EventKind::Established, passive(EventKind::Established, 2 * SEC, ByteCounters::default(), owner(1))),
+        (EventKind::Update, passive(EventKind::Update, 2 * SEC + 1, counters(0, 600, 0, 500), service)),
+        (EventKind::Update, passive(EventKind::Update, 3 * SEC, counters(900, 600, 800, 500), owner(1))),
+        (EventKind::Release, passive(EventKind::Release, 4 * SEC, counters(1000, 700, 800, 500), service)),
+        (EventKind::TcpClose, passive(EventKind::TcpClose, 4 * SEC, counters(1100, 700, 800, 500), service)),
+    ];
+    let out = feed(&mut t, &events);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    let r = &out[0];
+    assert_eq!((r.direction, r.owner.tgid, &*r.owner.comm), (Direction::Inbound, 77, "service"));
+    assert_eq!(r.owner.source, OwnerSource::FirstIo);
+    assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), (800, 500));
+}
+
 #[test]
 fn tcp_flow_closes_after_release_and_tcp_close() {
     let mut t = tracker();

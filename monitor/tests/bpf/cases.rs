@@ -44,6 +44,12 @@ pub fn all() -> Vec<Case> {
         ("socket_opened_before_the_monitor_started", preexisting_socket),
         ("tcp_connection_open_across_a_restart_ends_once_on_each_side", tcp_open_across_a_restart),
         ("tcp_accepted_by_a_worker_process_open_at_shutdown_exact", accepted_by_a_worker_open_at_shutdown),
+        ("tcp_socket_activated_service_ipv4_is_charged_not_the_activator", || {
+            crate::activation::socket_activated_service_is_charged(false);
+        }),
+        ("tcp_socket_activated_service_ipv6_is_charged_not_the_activator", || {
+            crate::activation::socket_activated_service_is_charged(true);
+        }),
         ("inbound_churn_to_a_listener_older_than_the_monitor", crate::listeners::old_listener_inbound_churn),
         ("lost_events_are_counted_with_a_tiny_ring_buffer", lost_events_counted),
         ("names_per_app_from_dns_sni_and_quic_sni", crate::names::flows_are_named_per_app_from_dns_sni_and_quic),
@@ -565,7 +571,11 @@ fn accepted_by_a_worker_open_at_shutdown() {
     assert_eq!((r.event, r.direction), (RecordKind::Shutdown, Direction::Inbound), "{r:#?}");
     assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), (20_000, 30_000), "{r:#?}");
     assert!(r.complete, "read at shutdown: {r:#?}");
-    assert_eq!(u64::from(r.owner.tgid), master["pid"].as_u64().unwrap(), "charged to the listener's owner");
+    // The worker read and wrote it: charged to the worker, not to the master whose listener's
+    // owner the connection inherited.
+    assert_ne!(master["pid"], worker["pid"]);
+    assert_eq!(u64::from(r.owner.tgid), worker["pid"].as_u64().unwrap(), "charged to the worker: {r:#?}");
+    assert_eq!(r.owner.source, OwnerSource::FirstIo, "{r:#?}");
     assert_eq!(out.stats["tracker"]["incomplete_flows"], 0, "{}", out.stats);
     let own: Vec<&FlowRecord> = out
         .records

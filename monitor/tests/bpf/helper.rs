@@ -87,6 +87,7 @@ pub fn main(role: &str) {
         "emulator-relay" => crate::emulator::relay(&args),
         "gai-client" => crate::getaddrinfo::helper(role, &args),
         "gate-client" => crate::copy_gate::helper(role, &args),
+        "inetd-serve" => crate::activation::serve(&args),
         // tcp-server BIND REPLY CONNS: reads each connection to EOF, replies REPLY bytes, closes.
         "tcp-server" => {
             name("mon-tcp-server");

@@ -8,6 +8,7 @@
 #![expect(clippy::print_stderr, reason = "root tests print why they skip")]
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "test helpers panic on failure (house style R16)")]
 
+mod activation;
 mod android;
 mod cases;
 mod claims;
