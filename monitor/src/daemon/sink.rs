@@ -45,8 +45,9 @@ const ERROR_LOG_EVERY: Duration = Duration::from_secs(60);
 /// [`crate::journal`]'s checkpoint interval it sets how often the same index pages are written:
 /// the records of one socket with many peers (a UDP server) land at scattered places of the
 /// `connections_cookie` index, and each commit writes every page it touched once. 8,192 with
-/// checkpoints every 8,000 pages cut the daemon's CPU per UDP churn record from 8.3–9.1 µs to
-/// 5.2–7.0 µs (BENCHMARKS.md, "Journal commits"); either alone did not.
+/// checkpoints every 8,000 pages write 28 % fewer bytes per UDP churn record and took the
+/// daemon's CPU per such record from a median of 8.7 to 7.0 µs (BENCHMARKS.md, "Journal
+/// commits"); either alone did not.
 const FLUSH_BATCH: usize = 8192;
 
 /// Messages from the tracker loop, in event order (so a process is observed before its records).
