@@ -7,7 +7,7 @@
 use std::{
     fs,
     io::{BufRead, BufReader, Read, Write},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -17,7 +17,6 @@ use monitor::tracker::{
     record::{Direction, OwnerSource},
 };
 use nix::{
-    sched::{CloneFlags, setns},
     sys::signal::{Signal, kill},
     unistd::Pid,
 };
@@ -26,7 +25,7 @@ use serde_json::{Value, json};
 use crate::{
     cases::{SERVER_UID, addr, assert_wire_matches, s, server_addr},
     daemon::Monitor,
-    env::{Netns, Pair, Place, TestCgroup, spawn},
+    env::{Netns, Pair, Place, TestCgroup, enter, spawn},
 };
 
 /// Bytes each service process writes back.
@@ -41,10 +40,8 @@ struct Activator(Child);
 
 impl Activator {
     fn start(addr: std::net::SocketAddr, netns: &Netns, cg: &TestCgroup, dir: &Path) -> Self {
-        let program = which("systemd-socket-activate")
-            .expect("systemd-socket-activate must be installed (`cargo xtask setup` installs systemd)");
         let exe = std::env::current_exe().unwrap();
-        let mut cmd = Command::new(program);
+        let mut cmd = Command::new("systemd-socket-activate");
         cmd.args(["--listen", &addr.to_string(), "--accept", "--inetd"])
             .args(["-E", "MONITOR_TEST_HELPER=inetd-serve", "-E", &format!("MONITOR_TEST_HELPER_UID={SERVER_UID}")])
             .arg(&exe)
@@ -52,20 +49,9 @@ impl Activator {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let ns = fs::File::open(netns.path()).unwrap();
-        let procs = fs::OpenOptions::new().write(true).open(cg.path.join("cgroup.procs")).unwrap();
-        // SAFETY: only async-signal-safe syscalls between fork and exec (write, setns).
-        unsafe {
-            use std::os::{fd::AsRawFd, unix::process::CommandExt};
-            cmd.pre_exec(move || {
-                if libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                setns(&ns, CloneFlags::CLONE_NEWNET)?;
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().unwrap();
+        enter(&mut cmd, Place { netns: Some(netns), cgroup: Some(cg), uid: None });
+        let mut child =
+            cmd.spawn().expect("systemd-socket-activate must be installed (`cargo xtask setup` installs systemd)");
         // It says "Listening on ADDR as 3." once the socket listens.
         let mut err = BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();
@@ -88,10 +74,6 @@ impl Drop for Activator {
         let _ = kill(Pid::from_raw(i32::try_from(self.0.id()).unwrap()), Signal::SIGTERM);
         let _ = self.0.wait();
     }
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(name)).find(|p| p.is_file())
 }
 
 /// Two concurrent connections to an activated service: each is one inbound flow, charged to the

@@ -292,12 +292,22 @@ pub fn spawn_program(program: &std::path::Path, role: &str, args: &[String], pla
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    let ns: Option<File> = place.netns.map(|n| File::open(n.path()).unwrap());
-    let procs: Option<File> =
-        place.cgroup.map(|c| OpenOptions::new().write(true).open(c.path.join("cgroup.procs")).unwrap());
     if let Some(uid) = place.uid {
         cmd.env("MONITOR_TEST_HELPER_UID", uid.to_string());
     }
+    enter(&mut cmd, place);
+    let mut child = cmd.spawn().unwrap();
+    let stdin = child.stdin.take();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    Helper { child, stdin, stdout }
+}
+
+/// Makes `cmd`'s child join `place`'s cgroup and network namespace before exec (its uid is the
+/// caller's business: helpers drop to it themselves, after exec).
+pub fn enter(cmd: &mut Command, place: Place<'_>) {
+    let ns: Option<File> = place.netns.map(|n| File::open(n.path()).unwrap());
+    let procs: Option<File> =
+        place.cgroup.map(|c| OpenOptions::new().write(true).open(c.path.join("cgroup.procs")).unwrap());
     // SAFETY: only async-signal-safe syscalls between fork and exec (write, setns).
     unsafe {
         cmd.pre_exec(move || {
@@ -312,10 +322,6 @@ pub fn spawn_program(program: &std::path::Path, role: &str, args: &[String], pla
             Ok(())
         });
     }
-    let mut child = cmd.spawn().unwrap();
-    let stdin = child.stdin.take();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    Helper { child, stdin, stdout }
 }
 
 /// Runs `cmd` to completion, killing it (and failing) after `limit`: a command expected to fail
