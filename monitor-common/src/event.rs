@@ -72,9 +72,10 @@ pub const FLAG_TCP_COUNTERS: u32 = 8;
 /// flow. Without the flag, a `Release` follows (the socket reached `TCP_CLOSE` first).
 pub const FLAG_RELEASED: u32 = 16;
 
-/// [`Event::flags`]: the process connected the (UDP) socket, an outbound flow. Set on the
+/// [`Event::flags`]: the process connected the (UDP or TCP) socket, an outbound flow. Set on the
 /// socket's `Update` and `Release` events; no `Connect` event is sent for a socket the monitor
-/// saw being created (one event per connected UDP socket fewer).
+/// saw being created (one event per connected UDP socket fewer). For TCP it is what makes a
+/// connection that never established (refused, unanswered) an outbound flow.
 pub const FLAG_CONNECTED: u32 = 32;
 
 /// [`Event::flags`]: the (UDP) socket is counted per peer (`sock::COUNTER_PEERS`, its peer

@@ -106,7 +106,7 @@ const _: () = assert!(core::mem::size_of::<ByteCounters>() == 48);
 /// - line 2: what the receive softirq writes (`wire_rx_*`), often on another CPU.
 ///
 /// The owner, read only for events, fills the rest of lines 1 and 2; two fields only MPTCP sockets
-/// use follow. The value is 176 bytes.
+/// use and the destination of a TCP `connect(2)` follow. The value is 200 bytes.
 /// [`Counters::bytes`] gathers the counters as one [`ByteCounters`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -156,8 +156,17 @@ pub struct Counters {
     /// or write, the release), for the event that ends its flow when its last subflow closes
     /// (where no helper can name the MPTCP socket).
     pub cookie: u64,
+    /// TCP only: the destination `connect(2)` named (network byte order, IPv4 in word 0), written
+    /// by the `connect` hooks with [`COUNTER_CONNECTED`]. The release reports it when the socket
+    /// no longer holds one: a refused blocking `connect` clears the socket's destination port,
+    /// and the attempt (its SYN and the peer's reset) must still show where it went.
+    pub connect_addr: [u32; 4],
+    /// TCP only: the port of [`Counters::connect_addr`] (host byte order), 0 if none.
+    pub connect_port: u16,
+    /// Padding (explicit: the value is copied to userspace whole).
+    pub _pad: [u16; 3],
 }
-const _: () = assert!(core::mem::size_of::<Counters>() == 176);
+const _: () = assert!(core::mem::size_of::<Counters>() == 200);
 // Value offset + 8 = offset in the kernel's cache-line-aligned storage data.
 const _: () = assert!(core::mem::offset_of!(Counters, wire_tx_bytes) + 8 == 64);
 const _: () = assert!(core::mem::offset_of!(Counters, app_rx_bytes) + 8 + 8 <= 128);
@@ -241,10 +250,12 @@ pub const COUNTER_STATE_CB: u64 = 8;
 /// comes second sees the other's bit, so exactly one event ends the flow with both known (see
 /// `event::FLAG_RELEASED`).
 pub const COUNTER_RELEASED: u64 = 16;
-/// `Counters::flags`: the process connected this (UDP) socket; its events carry
-/// `event::FLAG_CONNECTED` instead of a `Connect` event of their own. Also set when a UDP
+/// `Counters::flags`: the process connected this (UDP or TCP) socket; its events carry
+/// `event::FLAG_CONNECTED` instead of a `Connect` event of their own (an outbound flow, also
+/// for a TCP connection that never established: refused or unanswered). Also set when a UDP
 /// socket older than the monitor is found with a destination (only `connect()` gives a UDP
-/// socket one), so that its disconnect is seen too.
+/// socket one), so that its disconnect is seen too. The peer-change logic (`rebind`) looks at
+/// UDP sockets only.
 pub const COUNTER_CONNECTED: u64 = 32;
 /// `Counters::flags`: this UDP socket's peer changed (connected again to another address, sent
 /// to another address while connected, disconnected, or connected after unconnected use): its

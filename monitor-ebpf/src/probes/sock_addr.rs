@@ -12,10 +12,10 @@ use aya_ebpf::{
     programs::SockAddrContext,
 };
 use monitor_common::{
-    AF_INET6, IPPROTO_UDP,
+    AF_INET6, IPPROTO_TCP, IPPROTO_UDP,
     event::{EventKind, TcpCounters},
     maps::FALLBACK_DISCOVER,
-    sock::{COUNTER_CONNECTED, COUNTER_OWNER_RECORDED, COUNTER_PEERS, Owner, OwnerSource},
+    sock::{COUNTER_CONNECTED, COUNTER_OWNER_RECORDED, COUNTER_PEERS, Counters, Owner, OwnerSource},
 };
 
 use super::{ALLOW, field, rebind, tuple_of};
@@ -56,7 +56,8 @@ fn on_connect(ctx: &SockAddrContext, v6: bool) -> i32 {
     if sk.is_null() {
         return ALLOW;
     }
-    let udp = field!(ctx.sock_addr, protocol) == u32::from(IPPROTO_UDP);
+    let protocol = field!(ctx.sock_addr, protocol);
+    let udp = protocol == u32::from(IPPROTO_UDP);
     // SAFETY: null-checked map value.
     if let Some(c) = unsafe { COUNTERS.get(sk.cast(), false).as_mut() } {
         // Connecting again after traffic: the flow so far ends with its old peer (the kernel has
@@ -68,6 +69,12 @@ fn on_connect(ctx: &SockAddrContext, v6: bool) -> i32 {
             rebind::change(cookie, sk, c, connected);
         }
         if udp {
+            set_bits(&raw mut c.flags, COUNTER_CONNECTED);
+        } else if protocol == u32::from(IPPROTO_TCP) {
+            // TCP: the destination is kept for the release, in case the connection never
+            // establishes (a refused blocking `connect` clears the socket's own), and its events
+            // say outbound. No event.
+            remember_destination(ctx.sock_addr, c, v6);
             set_bits(&raw mut c.flags, COUNTER_CONNECTED);
         }
         // Counted per peer: no `Connect` (its counters are the peers'); the owner of a socket
@@ -129,6 +136,18 @@ fn on_connect(ctx: &SockAddrContext, v6: bool) -> i32 {
         },
     );
     ALLOW
+}
+
+/// Copies the address `connect(2)` named into the counters of a TCP socket.
+#[inline(always)]
+fn remember_destination(sa: *mut aya_ebpf::bindings::bpf_sock_addr, c: &mut Counters, v6: bool) {
+    c.connect_port = u16::from_be(field!(sa, user_port) as u16);
+    // connect4 may only read `user_ip4`, connect6 only `user_ip6` (`v6` is a constant per program).
+    c.connect_addr = if v6 {
+        [field!(sa, user_ip6[0]), field!(sa, user_ip6[1]), field!(sa, user_ip6[2]), field!(sa, user_ip6[3])]
+    } else {
+        [field!(sa, user_ip4), 0, 0, 0]
+    };
 }
 
 /// `sendmsg` naming an address: on a connected UDP socket, an address other than its peer

@@ -361,7 +361,9 @@ impl Flow {
             self.first_ns = ev.first_ns;
         }
         if ev.flags & FLAG_CONNECTED != 0 && self.direction == Direction::Unknown {
-            self.direction = Direction::Outbound; // a connected UDP socket (no `Connect` event)
+            // A connected UDP socket (no `Connect` event), or a TCP one that may never have
+            // established (refused, unanswered): this host connected.
+            self.direction = Direction::Outbound;
         }
         match kind {
             EventKind::Established => {

@@ -221,6 +221,31 @@ fn connected_udp_without_connect_event_is_outbound_from_its_release_flag() {
     assert_ne!(out[0].direction, Direction::Outbound);
 }
 
+/// A TCP connection that never established (refused, or unanswered and closed): its only event
+/// is the `Release`, which carries the destination the `connect` hook kept and `FLAG_CONNECTED`.
+/// It is an outbound flow to that destination with the SYN and reset counted, not a listener.
+/// Without the flag and the remote (a socket that only bound), it stays a listener.
+#[test]
+fn a_tcp_connection_that_never_established_is_outbound_to_its_destination() {
+    let mut t = tracker();
+    let mut release = ev(EventKind::Release, 3 * SEC, counters(60, 40, 0, 0));
+    release.flags = monitor_common::event::FLAG_CONNECTED;
+    let out = feed(&mut t, &[(EventKind::Release, release)]);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    let r = &out[0];
+    assert_eq!((r.protocol, r.direction), (super::record::Protocol::Tcp, Direction::Outbound));
+    assert_eq!(r.remote, Some("10.0.0.2:443".parse::<SocketAddr>().unwrap()));
+    assert_eq!((r.wire.tx_bytes, r.wire.rx_bytes, r.payload.tx_bytes, r.payload.rx_bytes), (60, 40, 0, 0));
+
+    let mut t = tracker();
+    let mut release = ev(EventKind::Release, 3 * SEC, counters(0, 0, 0, 0));
+    release.tuple.remote_addr = [0; 4];
+    release.tuple.remote_port = 0;
+    let out = feed(&mut t, &[(EventKind::Release, release)]);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!((out[0].direction, out[0].remote), (Direction::Listen, None));
+}
+
 /// A UDP socket whose peer changed: the connected flow ends at `PeerChanged` with its counters
 /// and the remote address it had (the event's is zero after a disconnect), the peers after it are
 /// flows of their own, and the socket's release (counters counted from zero again) adds nothing.

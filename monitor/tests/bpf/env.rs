@@ -127,7 +127,7 @@ fn settle(a: &Netns, b: &Netns) {
 }
 
 const MAC_A: &str = "02:00:00:00:00:0a";
-const MAC_B: &str = "02:00:00:00:00:0b";
+pub(crate) const MAC_B: &str = "02:00:00:00:00:0b";
 
 impl Pair {
     /// `a` holds `a_v4`/`a_v6`; `b` holds every address of `b_v4`/`b_v6`.

@@ -9,6 +9,7 @@
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "test helpers panic on failure (house style R16)")]
 
 mod activation;
+mod attempts;
 mod android;
 mod cases;
 mod claims;
