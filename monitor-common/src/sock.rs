@@ -106,7 +106,7 @@ const _: () = assert!(core::mem::size_of::<ByteCounters>() == 48);
 /// - line 2: what the receive softirq writes (`wire_rx_*`), often on another CPU.
 ///
 /// The owner, read only for events, fills the rest of lines 1 and 2; two fields only MPTCP sockets
-/// use and the destination of a TCP `connect(2)` follow. The value is 200 bytes.
+/// use and the destination port of a TCP `connect(2)` follow. The value is 184 bytes.
 /// [`Counters::bytes`] gathers the counters as one [`ByteCounters`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -156,17 +156,17 @@ pub struct Counters {
     /// or write, the release), for the event that ends its flow when its last subflow closes
     /// (where no helper can name the MPTCP socket).
     pub cookie: u64,
-    /// TCP only: the destination `connect(2)` named (network byte order, IPv4 in word 0), written
-    /// by the `connect` hooks with [`COUNTER_CONNECTED`]. The release reports it when the socket
-    /// no longer holds one: a refused blocking `connect` clears the socket's destination port,
-    /// and the attempt (its SYN and the peer's reset) must still show where it went.
-    pub connect_addr: [u32; 4],
-    /// TCP only: the port of [`Counters::connect_addr`] (host byte order), 0 if none.
+    /// TCP only: the destination port `connect(2)` named (host byte order), 0 if none, written by
+    /// the `connect` hooks with [`COUNTER_CONNECTED`]. The release reports it when the socket no
+    /// longer holds one: a refused blocking `connect` clears the socket's destination port (not
+    /// its address), and the attempt (its SYN and the peer's reset) must still show where it went.
     pub connect_port: u16,
-    /// Padding (explicit: the value is copied to userspace whole).
+    /// Padding (explicit: the value is copied to userspace whole). The value stays at 184 bytes:
+    /// with the kernel's 72-byte element header that is a 256-byte allocation per socket; 8 bytes
+    /// more would take the next size, 512.
     pub _pad: [u16; 3],
 }
-const _: () = assert!(core::mem::size_of::<Counters>() == 200);
+const _: () = assert!(core::mem::size_of::<Counters>() == 184);
 // Value offset + 8 = offset in the kernel's cache-line-aligned storage data.
 const _: () = assert!(core::mem::offset_of!(Counters, wire_tx_bytes) + 8 == 64);
 const _: () = assert!(core::mem::offset_of!(Counters, app_rx_bytes) + 8 + 8 <= 128);

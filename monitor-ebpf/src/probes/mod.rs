@@ -65,12 +65,11 @@ pub(crate) fn release_tuple(sk: *const bpf_sock, counters: &Counters) -> Tuple {
     let dst4 = field!(sk, dst_ip4);
     let dst6 = [field!(sk, dst_ip6[0]), field!(sk, dst_ip6[1]), field!(sk, dst_ip6[2]), field!(sk, dst_ip6[3])];
     let protocol = field!(sk, protocol);
-    let mut remote_addr = pick(family, dst4, dst6);
     let mut remote_port = u16::from_be(field!(sk, dst_port));
-    // A TCP connection that never established and lost its destination (a refused blocking
-    // `connect` disconnects the socket): the destination the `connect` hook kept.
-    if remote_port == 0 && protocol == u32::from(IPPROTO_TCP) && counters.connect_port != 0 {
-        remote_addr = counters.connect_addr;
+    // A TCP connection that never established and lost its destination port (a refused blocking
+    // `connect` disconnects the socket, which keeps its destination address): the port the
+    // `connect` hook kept.
+    if remote_port == 0 && protocol == u32::from(IPPROTO_TCP) {
         remote_port = counters.connect_port;
     }
     Tuple {
@@ -78,7 +77,7 @@ pub(crate) fn release_tuple(sk: *const bpf_sock, counters: &Counters) -> Tuple {
         protocol: protocol as u16,
         local_addr: counters.local_addr,
         local_port: counters.local_port,
-        remote_addr,
+        remote_addr: pick(family, dst4, dst6),
         remote_port,
     }
 }

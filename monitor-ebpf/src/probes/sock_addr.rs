@@ -15,7 +15,7 @@ use monitor_common::{
     AF_INET6, IPPROTO_TCP, IPPROTO_UDP,
     event::{EventKind, TcpCounters},
     maps::FALLBACK_DISCOVER,
-    sock::{COUNTER_CONNECTED, COUNTER_OWNER_RECORDED, COUNTER_PEERS, Counters, Owner, OwnerSource},
+    sock::{COUNTER_CONNECTED, COUNTER_OWNER_RECORDED, COUNTER_PEERS, Owner, OwnerSource},
 };
 
 use super::{ALLOW, field, rebind, tuple_of};
@@ -71,10 +71,10 @@ fn on_connect(ctx: &SockAddrContext, v6: bool) -> i32 {
         if udp {
             set_bits(&raw mut c.flags, COUNTER_CONNECTED);
         } else if protocol == u32::from(IPPROTO_TCP) {
-            // TCP: the destination is kept for the release, in case the connection never
+            // TCP: the destination port is kept for the release, in case the connection never
             // establishes (a refused blocking `connect` clears the socket's own), and its events
             // say outbound. No event.
-            remember_destination(ctx.sock_addr, c, v6);
+            c.connect_port = u16::from_be(field!(ctx.sock_addr, user_port) as u16);
             set_bits(&raw mut c.flags, COUNTER_CONNECTED);
         }
         // Counted per peer: no `Connect` (its counters are the peers'); the owner of a socket
@@ -136,18 +136,6 @@ fn on_connect(ctx: &SockAddrContext, v6: bool) -> i32 {
         },
     );
     ALLOW
-}
-
-/// Copies the address `connect(2)` named into the counters of a TCP socket.
-#[inline(always)]
-fn remember_destination(sa: *mut aya_ebpf::bindings::bpf_sock_addr, c: &mut Counters, v6: bool) {
-    c.connect_port = u16::from_be(field!(sa, user_port) as u16);
-    // connect4 may only read `user_ip4`, connect6 only `user_ip6` (`v6` is a constant per program).
-    c.connect_addr = if v6 {
-        [field!(sa, user_ip6[0]), field!(sa, user_ip6[1]), field!(sa, user_ip6[2]), field!(sa, user_ip6[3])]
-    } else {
-        [field!(sa, user_ip4), 0, 0, 0]
-    };
 }
 
 /// `sendmsg` naming an address: on a connected UDP socket, an address other than its peer
