@@ -56,7 +56,19 @@ pub fn refused_and_unanswered(v6: bool) {
     let gone: SocketAddr = if v6 { "[fd77::9]:443" } else { "10.77.0.9:443" }.parse().unwrap();
     let (host, family) = (format!("{}/{}", gone.ip(), if v6 { 128 } else { 32 }), if v6 { "-6" } else { "-4" });
     ip(&["-n", &pair.a.name, family, "route", "add", &host, "dev", "va"]);
-    ip(&["-n", &pair.a.name, "neigh", "replace", &gone.ip().to_string(), "lladdr", MAC_B, "dev", "va", "nud", "permanent"]);
+    ip(&[
+        "-n",
+        &pair.a.name,
+        "neigh",
+        "replace",
+        &gone.ip().to_string(),
+        "lladdr",
+        MAC_B,
+        "dev",
+        "va",
+        "nud",
+        "permanent",
+    ]);
     ip(&["-n", &pair.b.name, family, "route", "add", "blackhole", &host]);
     let mon = Monitor::start(&cg.path, "");
     let before = pair.a.counters("va");

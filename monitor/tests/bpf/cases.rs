@@ -20,14 +20,12 @@ pub fn all() -> Vec<Case> {
     vec![
         ("tcp_outbound_ipv4_charged_to_client_with_exact_bytes", || tcp_outbound(false)),
         ("tcp_outbound_ipv6_charged_to_client_with_exact_bytes", || tcp_outbound(true)),
-        (
-            "tcp_refused_and_unanswered_ipv4_are_outbound_to_their_destination",
-            || crate::attempts::refused_and_unanswered(false),
-        ),
-        (
-            "tcp_refused_and_unanswered_ipv6_are_outbound_to_their_destination",
-            || crate::attempts::refused_and_unanswered(true),
-        ),
+        ("tcp_refused_and_unanswered_ipv4_are_outbound_to_their_destination", || {
+            crate::attempts::refused_and_unanswered(false)
+        }),
+        ("tcp_refused_and_unanswered_ipv6_are_outbound_to_their_destination", || {
+            crate::attempts::refused_and_unanswered(true)
+        }),
         ("tcp_inbound_ipv4_charged_to_listening_server", || tcp_inbound(false)),
         ("tcp_inbound_ipv6_charged_to_listening_server", || tcp_inbound(true)),
         ("udp_connected_ipv4_exact_bytes", || udp_connected(false)),

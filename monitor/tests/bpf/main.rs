@@ -9,8 +9,8 @@
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "test helpers panic on failure (house style R16)")]
 
 mod activation;
-mod attempts;
 mod android;
+mod attempts;
 mod cases;
 mod claims;
 mod copy_gate;
