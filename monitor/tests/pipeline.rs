@@ -54,6 +54,47 @@ async fn a_tcp_flow_gives_one_close_record_in_output_and_journal() {
     assert_eq!(rows, [("close".to_string(), 7, 9000, 4000, 9040, 4040, "GB".to_string())]);
 }
 
+/// A TCP connection that never established (refused by the peer): its only event is the
+/// `Release`, carrying the destination and `FLAG_CONNECTED`. It is one outbound record to that
+/// destination, enriched like any flow, with the SYN and the reset as wire bytes and no payload,
+/// in the output and the journal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_tcp_connection_is_one_outbound_row_to_its_destination() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = Run::start(&settings(dir.path()));
+    let syn_and_reset = ByteCounters {
+        wire_tx_bytes: 60,
+        wire_tx_packets: 1,
+        wire_rx_bytes: 40,
+        wire_rx_packets: 1,
+        ..ByteCounters::default()
+    };
+    let (kind, mut release) = tcp(EventKind::Release, 11, run.now_ns(), syn_and_reset);
+    release.flags = monitor_common::event::FLAG_CONNECTED;
+    run.send(vec![(kind, release)]).await;
+    let (outputs, _) = run.stop().await;
+    let flows = flows(&outputs);
+    assert_eq!(flows.len(), 1, "{flows:#?}");
+    let r = &flows[0].record;
+    assert_eq!((r.event, r.direction), (RecordKind::Close, Direction::Outbound), "{r:#?}");
+    assert_eq!(r.remote, Some("81.2.69.160:443".parse().unwrap()));
+    assert_eq!(flows[0].destination.as_ref().and_then(|d| d.country.as_deref()), Some("GB"));
+
+    /// Event, direction, remote address and port, payload and wire bytes each way.
+    type Row = (String, String, String, i64, i64, i64, i64, i64);
+    let rows: Vec<Row> = journal(dir.path())
+        .prepare(
+            "SELECT event, direction, remote_ip, remote_port, payload_tx, payload_rx, wire_tx, wire_rx FROM connections",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let row = ("close".to_string(), "outbound".to_string(), "81.2.69.160".to_string(), 443, 0, 0, 60, 40);
+    assert_eq!(rows, [row]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_output_none_prints_no_flow_and_journals_every_record() {
     let dir = tempfile::tempdir().unwrap();
