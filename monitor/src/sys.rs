@@ -187,6 +187,23 @@ pub fn tcp_info(fd: BorrowedFd<'_>) -> io::Result<TcpInfo> {
     })
 }
 
+/// Gives the heap's free memory back to the system: glibc's `malloc_trim(0)`, which releases the
+/// free pages of every arena, in the middle of a heap too (a plain `free` returns only the top of
+/// a heap). Returns whether memory was released. Elsewhere (musl: static builds) a no-op: its
+/// allocator returns freed memory itself.
+#[must_use]
+pub fn trim_heap() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: takes a size by value; glibc locks each arena while it trims it.
+        unsafe { libc::malloc_trim(0) == 1 }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::{

@@ -11,6 +11,7 @@
 //! `shutdown`, report final statistics, detach.
 
 mod alert;
+mod heap;
 pub mod notify;
 mod output;
 mod owners;
@@ -350,6 +351,7 @@ impl Pipeline {
         let mut stopping = false;
         let mut drain_deadline = None;
         let mut drain_cut = false;
+        let mut trim = heap::Trim::default();
 
         loop {
             tokio::select! {
@@ -382,13 +384,18 @@ impl Pipeline {
                     if let Some(m) = &self.metrics {
                         m.queue_depth(queued);
                     }
+                    trim.tick(events_rx.len(), queued);
                     if queued > st.sink_tx.max_len() / 2 {
                         warn!("{queued} of {SINK_QUEUE} records wait for the journal: it is behind the traffic");
                     }
                     st.sink_tx.send(SinkMsg::Tick).await;
                 }
                 _ = snapshot_tick.tick() => {
+                    let started = std::time::Instant::now();
                     refresh_from_kernel(&mut st, false);
+                    if started.elapsed() >= SLOW_REFRESH {
+                        trim.backlog();
+                    }
                 }
                 _ = stats_tick.tick() => {
                     let stats = stats_snapshot(&st.source, st.tracker.stats(), false);
@@ -410,6 +417,7 @@ impl Pipeline {
             }
             // The records of this iteration as one message.
             if !st.records.is_empty() {
+                trim.records(st.records.len());
                 st.sink_tx.send(SinkMsg::Records(std::mem::take(&mut st.records))).await;
             }
         }
@@ -493,6 +501,9 @@ async fn shutdown_drain<S: EventSource>(
     stats
 }
 
+/// A refresh pass this long is logged at `info` (events wait in the queues meanwhile).
+const SLOW_REFRESH: Duration = Duration::from_millis(100);
+
 /// Refreshes open flows from the kernel's counters (idle flows send no events): periodically
 /// those idle for an update interval, at shutdown (`all`) every one. Returns the cookies of
 /// sockets whose counters could not be read (their `shutdown` records are then incomplete).
@@ -506,14 +517,26 @@ fn refresh_from_kernel<S: EventSource>(st: &mut Stages<S>, all: bool) -> HashSet
     };
     let mut ignored = Vec::new();
     let mut found = 0usize;
+    let started = std::time::Instant::now();
     let missed = source.snapshot(&open, all, &mut |kind, ev| {
         found += 1;
         tracker.handle(kind, ev, &mut ignored);
     });
+    let took = started.elapsed();
     match missed {
         None => HashSet::new(),
         Some(Ok(missed)) => {
-            debug!("snapshot sockets={found} asked={} missed={}", open.len(), missed.len());
+            let line = format!(
+                "snapshot sockets={found} asked={} missed={} took_ms={}",
+                open.len(),
+                missed.len(),
+                took.as_millis()
+            );
+            if took >= SLOW_REFRESH {
+                info!("{line} (events wait meanwhile)")
+            } else {
+                debug!("{line}")
+            }
             missed.into_iter().collect()
         }
         Some(Err(e)) => {

@@ -32,6 +32,10 @@ use crate::{
 pub const MAX_BUFFERED_RECORDS: usize = 200_000;
 /// Residency buckets kept in memory while flushes fail, before the oldest are dropped.
 pub const MAX_BUFFERED_BUCKETS: usize = 100_000;
+/// Record slots (480 bytes each) kept after a flush, ~1 MiB: a buffer grown by a burst (the
+/// sink flushes at 8,192 records, a refresh of 100,000 open flows brings as many at once) is
+/// given back; a steady churn grows it again with three reallocations per flush.
+const KEPT_RECORD_CAPACITY: usize = 2_048;
 
 /// What the buffer had to drop because it was full (flushes failing for a long time).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -325,6 +329,8 @@ impl Buffer {
     /// Forgets what a successful flush wrote (the flow counting state is kept).
     pub fn clear_written(&mut self, interval_secs: i64) {
         self.records.clear();
+        // A burst (e.g. the first refresh of 100,000 open flows) grew the buffer: give it back.
+        self.records.shrink_to(KEPT_RECORD_CAPACITY);
         self.buckets.clear();
         self.stats.clear();
         self.databases = None;
@@ -374,5 +380,32 @@ fn bucket_key(interval_start: i64, record: &FlowRecord, app: Arc<str>, dest: Opt
         country_db,
         asn_db,
         payload_source: names::name(record.payload_source),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::tests::fixtures::{Flow, app, at, public};
+
+    /// A burst's records are written and forgotten; the buffer keeps room for
+    /// [`KEPT_RECORD_CAPACITY`] records, not for the burst.
+    #[test]
+    fn a_flush_gives_back_the_room_of_a_burst() {
+        let mut buf = Buffer::default();
+        let (app, dest) = (app("burst"), public(Some("GB"), Some(64512), Some("Example")));
+        for cookie in 0..20_000 {
+            let record = Flow::new(cookie, "81.2.69.160:443", at(0)).record(RecordKind::Close, at(1), 10, 20);
+            buf.add(&record, &app, Some(&dest), &Names::default(), 60);
+        }
+        assert_eq!(buf.records.len(), 20_000);
+        assert!(buf.records.capacity() >= 20_000);
+        buf.clear_written(60);
+        assert!(buf.records.is_empty());
+        assert!(
+            buf.records.capacity() <= 2 * KEPT_RECORD_CAPACITY,
+            "capacity {} kept after the flush",
+            buf.records.capacity()
+        );
     }
 }
