@@ -391,9 +391,7 @@ impl Pipeline {
                     st.sink_tx.send(SinkMsg::Tick).await;
                 }
                 _ = snapshot_tick.tick() => {
-                    let started = std::time::Instant::now();
-                    refresh_from_kernel(&mut st, false);
-                    if started.elapsed() >= SLOW_REFRESH {
+                    if refresh_from_kernel(&mut st, false).slow {
                         trim.backlog();
                     }
                 }
@@ -466,7 +464,7 @@ async fn shutdown_drain<S: EventSource>(
         warn!("owner lookups dropped (queue full): {}", lookups.dropped);
     }
     // Counters of open flows as they are now, not as of their last event.
-    let stale = refresh_from_kernel(&mut st, true);
+    let stale = refresh_from_kernel(&mut st, true).missed;
     read_tcp_counters(&mut st);
     read_peers(&mut st);
     // What follows is written even past the shutdown limit: open flows and the final statistics.
@@ -504,10 +502,19 @@ async fn shutdown_drain<S: EventSource>(
 /// A refresh pass this long is logged at `info` (events wait in the queues meanwhile).
 const SLOW_REFRESH: Duration = Duration::from_millis(100);
 
+/// What a refresh pass found.
+struct Refresh {
+    /// Cookies of the sockets whose counters could not be read.
+    missed: HashSet<u64>,
+    /// The pass took [`SLOW_REFRESH`] or longer: events waited meanwhile.
+    slow: bool,
+}
+
 /// Refreshes open flows from the kernel's counters (idle flows send no events): periodically
 /// those idle for an update interval, at shutdown (`all`) every one. Returns the cookies of
-/// sockets whose counters could not be read (their `shutdown` records are then incomplete).
-fn refresh_from_kernel<S: EventSource>(st: &mut Stages<S>, all: bool) -> HashSet<u64> {
+/// sockets whose counters could not be read (their `shutdown` records are then incomplete) and
+/// whether the pass was slow.
+fn refresh_from_kernel<S: EventSource>(st: &mut Stages<S>, all: bool) -> Refresh {
     let Stages { source, tracker, snapshots_by_socket, .. } = st;
     let open = if *snapshots_by_socket {
         let interval = u64::try_from(tracker.update_interval().as_nanos()).unwrap_or(u64::MAX);
@@ -523,27 +530,26 @@ fn refresh_from_kernel<S: EventSource>(st: &mut Stages<S>, all: bool) -> HashSet
         tracker.handle(kind, ev, &mut ignored);
     });
     let took = started.elapsed();
-    match missed {
+    let slow = took >= SLOW_REFRESH;
+    let missed = match missed {
         None => HashSet::new(),
         Some(Ok(missed)) => {
-            let line = format!(
+            let level = if slow { log::Level::Info } else { log::Level::Debug };
+            log::log!(
+                level,
                 "snapshot sockets={found} asked={} missed={} took_ms={}",
                 open.len(),
                 missed.len(),
                 took.as_millis()
             );
-            if took >= SLOW_REFRESH {
-                info!("{line} (events wait meanwhile)")
-            } else {
-                debug!("{line}")
-            }
             missed.into_iter().collect()
         }
         Some(Err(e)) => {
             warn!("counter snapshot failed: {e}");
             tracker.open_sockets(None).iter().map(|s| s.cookie).collect()
         }
-    }
+    };
+    Refresh { missed, slow }
 }
 
 /// At shutdown, after an iterator snapshot: the kernel's TCP counters of every open TCP socket
