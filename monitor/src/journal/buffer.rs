@@ -6,17 +6,19 @@
 use std::{
     collections::{BTreeMap, VecDeque},
     hash::BuildHasher,
-    net::SocketAddr,
     sync::Arc,
 };
 
-use foldhash::{HashMap, fast::FixedState};
+use foldhash::fast::FixedState;
 
 use jiff::Timestamp;
 use log::warn;
 use serde::Serialize;
 
-use super::names;
+use super::{
+    names,
+    seen::{Mark, Seen},
+};
 use crate::{
     enrich::{DbInfo, DbRef, Destination},
     identity::App,
@@ -211,9 +213,9 @@ pub(super) struct Buffer {
     pub loss: Loss,
     /// Last snapshot passed to `record_stats` (baseline of the next increments).
     prev_stats: Counters,
-    /// Per flow (cookie, remote): the (interval, bucket hash) it was last counted in, so a flow
-    /// counts once per interval and bucket in `connections`, across flushes.
-    counted: HashMap<(u64, Option<SocketAddr>), (i64, u64)>,
+    /// Per flow: the (interval, bucket hash) it was last counted in, so a flow counts once per
+    /// interval and bucket in `connections`, across flushes.
+    seen: Seen,
     /// Newest interval seen (prunes `counted`).
     newest_interval: i64,
     /// App names of bucket keys, shared (bounded: emptied at [`MAX_APP_NAMES`]).
@@ -251,11 +253,10 @@ impl Buffer {
             }
         };
         let key = bucket_key(interval_start, record, app_name, dest);
-        let FlowRecord { event, cookie, remote, delta_payload, delta_wire, complete, .. } = record;
+        let FlowRecord { event, delta_payload, delta_wire, complete, .. } = record;
         let first = is_first_record(record);
         let moved = *delta_payload != Payload::default() || *delta_wire != Wire::default();
         let finished = matches!(event, RecordKind::Close | RecordKind::Shutdown);
-        let flow = (*cookie, *remote);
         // Fixed seed: equal keys hash alike across flushes.
         let hash = FixedState::default().hash_one(&key);
         let bucket = self.buckets.entry(key).or_default();
@@ -271,12 +272,14 @@ impl Buffer {
         if finished && !complete {
             bucket.incomplete_flows += 1;
         }
-        if (moved || first) && self.counted.get(&flow) != Some(&(interval_start, hash)) {
+        // A record whose interval cannot be marked counts, as one of a flow never seen.
+        if (moved || first)
+            && Mark::new(interval_start, interval_secs, hash).is_none_or(|mark| self.seen.count(record, mark))
+        {
             bucket.connections += 1;
-            self.counted.insert(flow, (interval_start, hash));
         }
         if finished {
-            self.counted.remove(&flow);
+            self.seen.forget(record);
         }
         self.newest_interval = self.newest_interval.max(interval_start);
         self.records.push_back(Pending {
@@ -339,7 +342,9 @@ impl Buffer {
         // Records of one flow arrive in time order: a flow last counted before the previous
         // interval is counted again by its next record whatever the entry says.
         let horizon = self.newest_interval - interval_secs;
-        self.counted.retain(|_, (interval, _)| *interval >= horizon);
+        if let Some(horizon) = Mark::new(horizon, interval_secs, 0) {
+            self.seen.forget_before(horizon);
+        }
     }
 }
 

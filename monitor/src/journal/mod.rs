@@ -64,6 +64,7 @@ mod reader;
 mod rollup;
 mod rows;
 mod schema;
+mod seen;
 mod services;
 mod session_rows;
 mod sessions;
