@@ -43,9 +43,9 @@ mod bit {
     pub(super) const PEER_READ: u8 = 1 << 7;
 }
 
-/// One open flow. Kept compact (232 bytes, a 240-byte malloc chunk; pinned by a test): the
+/// One open flow. Kept compact (216 bytes, a 224-byte malloc chunk; pinned by a test): the
 /// owner is shared per process, addresses are packed, options and booleans are bits of `flags`,
-/// and peer state is boxed (peer flows are few).
+/// what only TCP flows need is in [`TcpState`], and peer state is boxed (peer flows are few).
 #[derive(Debug, Clone)]
 pub(super) struct Flow {
     pub(super) owner: Arc<FlowOwner>,
@@ -70,9 +70,6 @@ pub(super) struct Flow {
     /// Totals at the previous record.
     pub(super) reported: (Payload, Wire),
     pub(super) last_record_ns: u64,
-    /// The kernel's RTT estimates (TCP), from `Established`, TCP `Update` and `TcpClose`; valid
-    /// with [`bit::HAS_RTT`].
-    rtt: Rtt,
 }
 
 /// Number of finished slot generations a peer flow remembers (see [`PeerState`]).
@@ -89,26 +86,39 @@ pub(super) enum Extra {
     Peer(Box<PeerState>),
 }
 
-/// The kernel's TCP byte counters of a TCP flow (options as flags; the RTT fields of the last
-/// counters are kept in `Flow::rtt` only).
+/// The kernel's TCP byte counters and RTT estimates of a TCP flow (40 bytes).
 #[derive(Debug, Clone, Default)]
 pub(super) struct TcpState {
     /// `bytes_acked`, `bytes_received` at `ESTABLISHED` (the SYN and handshake data), when the
-    /// flow was seen from its handshake (`has_base`).
-    base: [u64; 2],
+    /// flow was seen from its handshake (`has_base`). At that point they count the SYN and data
+    /// sent with it (TCP Fast Open), a few KiB at most: 32 bits hold them. Counters too large for
+    /// that are not a handshake's, and are taken as no base.
+    base: [u32; 2],
     /// Latest `bytes_acked`, `bytes_received`: from a TCP `Update`, final from `TcpClose`
     /// (`has_last`).
     last: [u64; 2],
-    /// `old_state` and `flags` of the latest counters.
-    last_state: u32,
-    last_flags: u32,
+    /// The kernel's RTT estimates, from `Established`, TCP `Update` and `TcpClose`; valid with
+    /// the flow's `HAS_RTT` bit.
+    rtt: Rtt,
+    /// `old_state` (a kernel `TCP_*` number; `u8::MAX` for a value out of range) and the
+    /// `TCP_*` flags of the latest counters.
+    last_state: u8,
+    last_flags: u8,
     has_base: bool,
     has_last: bool,
 }
 
 impl TcpState {
     fn base(&self) -> Option<[u64; 2]> {
-        self.has_base.then_some(self.base)
+        self.has_base.then(|| self.base.map(u64::from))
+    }
+
+    /// Takes the counters at `ESTABLISHED` as the base (see [`TcpState::base`]), once.
+    fn set_base(&mut self, tcp: &TcpCounters) {
+        if let (Ok(acked), Ok(received)) = (u32::try_from(tcp.bytes_acked), u32::try_from(tcp.bytes_received)) {
+            self.base = [acked, received];
+            self.has_base = true;
+        }
     }
 
     /// The latest counters, without their RTT fields (payload needs none).
@@ -116,16 +126,17 @@ impl TcpState {
         self.has_last.then_some(TcpCounters {
             bytes_acked: self.last[0],
             bytes_received: self.last[1],
-            old_state: self.last_state,
-            flags: self.last_flags,
+            old_state: u32::from(self.last_state),
+            flags: u32::from(self.last_flags),
             ..TcpCounters::default()
         })
     }
 
     fn set_last(&mut self, tcp: &TcpCounters) {
         self.last = [tcp.bytes_acked, tcp.bytes_received];
-        self.last_state = tcp.old_state;
-        self.last_flags = tcp.flags;
+        self.last_state = u8::try_from(tcp.old_state).unwrap_or(u8::MAX);
+        // Only the low bits are defined (`TCP_FIN_RECEIVED`, `TCP_ALL_ACKED`).
+        self.last_flags = u8::try_from(tcp.flags & 0xff).unwrap_or_default();
         self.has_last = true;
     }
 }
@@ -232,7 +243,6 @@ impl Flow {
             released_ns: 0,
             reported: (Payload::default(), Wire::default()),
             last_record_ns: ev.ts_ns,
-            rtt: Rtt { min_us: 0, smoothed_us: 0 },
         };
         flow.absorb(kind, ev, owners);
         flow
@@ -280,14 +290,18 @@ impl Flow {
 
     /// The kernel's RTT estimates, when it had a sample.
     pub(super) fn rtt(&self) -> Option<Rtt> {
-        self.has(bit::HAS_RTT).then_some(self.rtt)
+        match &self.extra {
+            Extra::Tcp(state) if self.has(bit::HAS_RTT) => Some(state.rtt),
+            _ => None,
+        }
     }
 
     fn merge_rtt(&mut self, tcp: &TcpCounters) {
         let mut rtt = self.rtt();
+        let Extra::Tcp(state) = &mut self.extra else { return };
         Rtt::merge(&mut rtt, tcp.min_rtt_us(), tcp.smoothed_rtt_us());
         if let Some(rtt) = rtt {
-            self.rtt = rtt;
+            state.rtt = rtt;
             self.flags |= bit::HAS_RTT;
         }
     }
@@ -342,10 +356,7 @@ impl Flow {
                     rtt_sample = true;
                 }
                 match kind {
-                    EventKind::Established if tcp_valid && !state.has_base => {
-                        state.base = [ev.tcp.bytes_acked, ev.tcp.bytes_received];
-                        state.has_base = true;
-                    }
+                    EventKind::Established if tcp_valid && !state.has_base => state.set_base(&ev.tcp),
                     EventKind::Update if tcp_valid && self.flags & bit::TCP_CLOSED == 0 => state.set_last(&ev.tcp),
                     EventKind::TcpClose => state.set_last(&ev.tcp),
                     _ => {}

@@ -301,12 +301,16 @@ impl Tracker {
     }
 
     /// Sockets not released whose flow passes `keep`, with their owners.
+    /// Sorted by owner and cookie, the order the snapshot by descriptor reads them in.
     fn open_where(&self, keep: impl Fn(u64, &Flow) -> bool) -> Vec<crate::probe::OpenSocket> {
-        self.flows
+        let mut open: Vec<_> = self
+            .flows
             .sockets()
             .filter(|&(cookie, flow)| !flow.released() && keep(cookie, flow))
             .map(|(cookie, flow)| crate::probe::OpenSocket { cookie, tgid: flow.owner.tgid() })
-            .collect()
+            .collect();
+        open.sort_unstable_by_key(|s| (s.tgid, s.cookie));
+        open
     }
 
     /// Open, established TCP sockets (not MPTCP, not yet closed) with their owners: whose kernel

@@ -244,7 +244,7 @@ impl FlowRecord {
 }
 
 /// Round-trip time of a TCP flow as the kernel estimates it (`struct tcp_sock`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rtt {
     /// Smallest of the kernel's windowed minimum RTT (`rtt_min`) seen for the flow, in µs: the
     /// best physical bound the flow gives.

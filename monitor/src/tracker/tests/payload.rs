@@ -162,3 +162,23 @@ fn a_snapshot_brings_tcp_counters_and_leaves_an_address_it_cannot_name() {
     assert_eq!(r.payload_sources.rx, PayloadSource::TcpCounters);
     assert_eq!(r.local, Some("[fd77::1]:40000".parse().unwrap()), "the IPv6 address stays");
 }
+
+/// The base is kept in 32 bits (flow state is per open socket): a handshake's counters (SYN and
+/// Fast Open data) fit and are removed exactly; counters too large for a handshake are not
+/// taken as a base, so the syscall counts stand, as for a flow seen without its handshake.
+#[test]
+fn the_handshake_base_is_exact_and_a_base_out_of_range_is_none() {
+    let mut t = tracker();
+    // Fast Open: the SYN and 1,000 bytes of data acknowledged at ESTABLISHED.
+    let mut events = vec![established_with_base(1 + 1000, 0)];
+    events.extend(tcp_close(5, 1 + 1000 + 4000 + 1, 701, TCP_FIN_RECEIVED | TCP_ALL_ACKED, 0, 0));
+    let out = feed(&mut t, &events);
+    assert_eq!((out[0].payload.tx_bytes, out[0].payload.rx_bytes), (4000, 700));
+
+    let mut t = tracker();
+    let mut events = vec![established_with_base(u64::from(u32::MAX) + 2, 0)];
+    events.extend(tcp_close(5, u64::from(u32::MAX) + 9000, 8_388_609, TCP_FIN_RECEIVED | TCP_ALL_ACKED, 100, 0));
+    let out = feed(&mut t, &events);
+    assert_eq!((out[0].payload.tx_bytes, out[0].payload.rx_bytes), (100, 0));
+    assert_eq!(out[0].payload_source, PayloadSource::Syscall);
+}
