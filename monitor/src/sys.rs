@@ -187,6 +187,31 @@ pub fn tcp_info(fd: BorrowedFd<'_>) -> io::Result<TcpInfo> {
     })
 }
 
+/// Largest allocation glibc serves from a heap ([`tune_heap`]); larger ones are mapped.
+pub const MMAP_THRESHOLD: usize = 128 * 1024;
+
+/// Sets glibc's allocator up for a long-running daemon whose memory is mostly one table of small
+/// long-lived objects (open flows) beside passing buffers. Call it before any thread starts.
+/// - A fixed mmap threshold ([`MMAP_THRESHOLD`], glibc's initial one): passing buffers (a batch
+///   of records, a refresh pass's list of flows) are mapped, and given back when freed. By
+///   default glibc raises the threshold to the size of each large block freed, after which such
+///   buffers come from the heap, between long-lived objects, and the heap keeps their room.
+/// - One arena: the threads share one heap instead of each keeping its own free memory.
+///
+/// Returns whether glibc took both. Elsewhere (musl: static builds) a no-op.
+pub fn tune_heap() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let threshold = libc::c_int::try_from(MMAP_THRESHOLD).unwrap_or(libc::c_int::MAX);
+        // SAFETY: mallopt takes two integers by value; glibc documents both parameters.
+        unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, threshold) == 1 && libc::mallopt(libc::M_ARENA_MAX, 1) == 1 }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
 /// Gives the heap's free memory back to the system: glibc's `malloc_trim(0)`, which releases the
 /// free pages of every arena, in the middle of a heap too (a plain `free` returns only the top of
 /// a heap). Returns whether memory was released. Elsewhere (musl: static builds) a no-op: its

@@ -51,6 +51,10 @@ pub fn execute(args: RunArgs, mut raw: RawConfig, source: Option<PathBuf>) -> an
         );
         return Ok(ExitCode::from(exit::PRIVILEGES));
     }
+    // Before the runtime's threads start (see the function).
+    if !monitor::sys::tune_heap() {
+        log::debug!("allocator settings not applied (not glibc)");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

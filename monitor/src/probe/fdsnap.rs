@@ -90,7 +90,10 @@ impl FdSnapshots {
     /// cover every open socket), looked for as `search` says. Returns the cookies of the sockets
     /// not found.
     pub fn read(&self, sockets: &[OpenSocket], search: Search, each: &mut dyn FnMut(EventKind, &Event)) -> Vec<u64> {
-        let asked: HashSet<u64> = sockets.iter().map(|s| s.cookie).collect();
+        // Only a discovering pass asks which sockets were asked for (a periodic pass over 100,000
+        // open sockets need not build a set of them).
+        let asked: HashSet<u64> =
+            if search == Search::Discover { sockets.iter().map(|s| s.cookie).collect() } else { HashSet::new() };
         let mut unannounced = HashSet::new();
         each_socket(sockets, search, &mut |socket, wanted| {
             if let Some(event) = self.read_socket(socket, wanted) {
@@ -166,9 +169,16 @@ impl FdSnapshots {
 /// owner with the cookies still wanted, and removes the cookie of a socket it read. Returns the
 /// cookies of the sockets not found.
 fn each_socket(sockets: &[OpenSocket], search: Search, read: &mut dyn FnMut(&OwnedFd, &mut HashSet<u64>)) -> Vec<u64> {
-    let mut sorted = sockets.to_vec();
-    sorted.sort_unstable_by_key(|s| (s.tgid, s.cookie));
-    sorted.dedup();
+    // Grouped by owner. The tracker lists them in that order already: a pass over 100,000 open
+    // sockets then copies no list.
+    let by_owner = |s: &OpenSocket| (s.tgid, s.cookie);
+    let sorted: std::borrow::Cow<'_, [OpenSocket]> = if sockets.is_sorted_by_key(by_owner) {
+        sockets.into()
+    } else {
+        let mut copy = sockets.to_vec();
+        copy.sort_unstable_by_key(by_owner);
+        copy.into()
+    };
     let mut missed: HashSet<u64> = HashSet::new();
     for group in sorted.chunk_by(|a, b| a.tgid == b.tgid) {
         let Some(tgid) = group.first().map(|s| s.tgid) else { continue };
