@@ -34,10 +34,11 @@ use crate::{
 pub const MAX_BUFFERED_RECORDS: usize = 200_000;
 /// Residency buckets kept in memory while flushes fail, before the oldest are dropped.
 pub const MAX_BUFFERED_BUCKETS: usize = 100_000;
-/// Record slots (480 bytes each) kept after a flush, ~1 MiB: a buffer grown by a burst (the
-/// sink flushes at 8,192 records, a refresh of 100,000 open flows brings as many at once) is
-/// given back; a steady churn grows it again with three reallocations per flush.
-const KEPT_RECORD_CAPACITY: usize = 2_048;
+/// Record slots (480 bytes each) kept after a flush, 120 KiB: below the allocator's mmap
+/// threshold ([`crate::sys::MMAP_THRESHOLD`]), so that a buffer grown by a burst (the sink
+/// flushes at 8,192 records; a refresh of 100,000 open flows brings as many at once) is a mapping,
+/// given back whole; a steady churn grows it again with a few remappings per flush.
+const KEPT_RECORD_CAPACITY: usize = 256;
 
 /// What the buffer had to drop because it was full (flushes failing for a long time).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
