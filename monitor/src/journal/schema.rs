@@ -469,6 +469,7 @@ pub(super) fn open_rw(path: &Path) -> Result<(Connection, File), Error> {
     // FULL: a committed flush survives power loss too, at one fsync per flush.
     conn.pragma_update(None, "synchronous", "FULL").map_err(|source| open_error(path, source))?;
     conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES).map_err(|source| open_error(path, source))?;
+    conn.pragma_update(None, "cache_size", WRITER_CACHE_SIZE).map_err(|source| open_error(path, source))?;
     let started = std::time::Instant::now();
     let check = collect_check(&conn, "PRAGMA quick_check").map_err(|source| open_error(path, source))?;
     if check != "ok" {
@@ -581,6 +582,12 @@ fn configure(conn: &Connection, path: &Path) -> Result<(), Error> {
 /// their frame headers) and is reused from its start after each checkpoint.
 const WAL_CHECKPOINT_PAGES: i64 = 8000;
 
+/// The writer's page cache (`cache_size`; negative: KiB): 1 MiB, half SQLite's default. Writes
+/// touch the tails of the tables and indexes; a larger cache (16 and 64 MiB) made no difference
+/// to the CPU per record (BENCHMARKS.md), and the daemon's memory is counted with 100,000 open
+/// sockets (issue 8).
+const WRITER_CACHE_SIZE: i64 = -1024;
+
 /// Slots of SQLite's per-connection allocator for small objects ("lookaside"), and their size.
 /// The writer binds ~15 text values per row and up to 32 rows per statement, and SQLite copies
 /// each text into memory of its own: more live small allocations than the default 40 + 100 slots
@@ -682,6 +689,21 @@ fn collect_check(conn: &Connection, sql: &str) -> Result<String, rusqlite::Error
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The writer's connection takes its settings: WAL, FULL sync, a 1 MiB page cache.
+    #[test]
+    fn the_writer_connection_is_configured() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let (conn, _lock) = open_rw(&dir.path().join("journal.db")).expect("journal opens");
+        let pragma = |name: &str| -> String {
+            conn.query_row(&format!("PRAGMA {name}"), [], |row| row.get::<_, rusqlite::types::Value>(0))
+                .map(|v| format!("{v:?}"))
+                .expect("pragma reads")
+        };
+        assert_eq!(pragma("journal_mode"), "Text(\"wal\")");
+        assert_eq!(pragma("synchronous"), "Integer(2)");
+        assert_eq!(pragma("cache_size"), format!("Integer({WRITER_CACHE_SIZE})"));
+    }
 
     #[test]
     fn migrations_are_valid_and_match_schema_version() {
