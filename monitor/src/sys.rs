@@ -198,13 +198,17 @@ pub const MMAP_THRESHOLD: usize = 128 * 1024;
 ///   buffers come from the heap, between long-lived objects, and the heap keeps their room.
 /// - One arena: the threads share one heap instead of each keeping its own free memory.
 ///
-/// Returns whether glibc took both. Elsewhere (musl: static builds) a no-op.
+/// Each setting is tried whatever became of the other; returns whether glibc took both.
+/// Elsewhere (musl: static builds) a no-op.
 pub fn tune_heap() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         let threshold = libc::c_int::try_from(MMAP_THRESHOLD).unwrap_or(libc::c_int::MAX);
         // SAFETY: mallopt takes two integers by value; glibc documents both parameters.
-        unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, threshold) == 1 && libc::mallopt(libc::M_ARENA_MAX, 1) == 1 }
+        let (threshold_set, arenas_set) = unsafe {
+            (libc::mallopt(libc::M_MMAP_THRESHOLD, threshold) == 1, libc::mallopt(libc::M_ARENA_MAX, 1) == 1)
+        };
+        threshold_set && arenas_set
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     {

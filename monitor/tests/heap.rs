@@ -1,7 +1,7 @@
 //! Issue 8 (memory at 100,000 open sockets): the daemon's allocator settings hold. One test per
 //! binary: glibc's counters are process-wide, nothing else allocates meanwhile.
 
-/// Blocks glibc has mapped (not served from a heap) right now.
+/// Blocks glibc has mapped (not served from a heap) right now (`mallinfo2`: glibc 2.33 or later).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn mapped_blocks() -> usize {
     // SAFETY: returns a plain struct of counters.

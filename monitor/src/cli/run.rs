@@ -53,7 +53,7 @@ pub fn execute(args: RunArgs, mut raw: RawConfig, source: Option<PathBuf>) -> an
     }
     // Before the runtime's threads start (see the function).
     if !monitor::sys::tune_heap() {
-        log::debug!("allocator settings not applied (not glibc)");
+        log::debug!("allocator settings not applied (not glibc, or glibc refused one)");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

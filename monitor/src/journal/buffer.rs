@@ -217,7 +217,7 @@ pub(super) struct Buffer {
     /// Per flow: the (interval, bucket hash) it was last counted in, so a flow counts once per
     /// interval and bucket in `connections`, across flushes.
     seen: Seen,
-    /// Newest interval seen (prunes `counted`).
+    /// Newest interval seen (prunes `seen`).
     newest_interval: i64,
     /// App names of bucket keys, shared (bounded: emptied at [`MAX_APP_NAMES`]).
     app_names: foldhash::HashSet<Arc<str>>,
