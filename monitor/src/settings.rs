@@ -311,6 +311,18 @@ fn positive_secs(key: &'static str, secs: u64) -> Result<Duration, Error> {
     Ok(Duration::from_secs(secs))
 }
 
+/// Longest update interval and TCP close grace: a day (the tracker keeps its timers in 32-bit
+/// milliseconds, right up to 24 days).
+pub const MAX_TIMER_SECS: u64 = 86_400;
+
+/// A timer of the tracker: 1 second to [`MAX_TIMER_SECS`].
+fn timer_secs(key: &'static str, secs: u64) -> Result<Duration, Error> {
+    if secs > MAX_TIMER_SECS {
+        return Err(Error::Invalid { key, reason: format!("must be at most {MAX_TIMER_SECS} seconds (a day)") });
+    }
+    positive_secs(key, secs)
+}
+
 impl Settings {
     /// Validates a raw config.
     ///
@@ -358,9 +370,9 @@ impl Settings {
             source,
             cgroup,
             ring_buffer_bytes: kib * 1024,
-            update_interval: positive_secs("probe.update_interval_secs", probe.update_interval_secs)?,
+            update_interval: timer_secs("probe.update_interval_secs", probe.update_interval_secs)?,
             copy_payloads: probe.copy_payloads,
-            tcp_close_grace: positive_secs("tracker.tcp_close_grace_secs", tracker.tcp_close_grace_secs)?,
+            tcp_close_grace: timer_secs("tracker.tcp_close_grace_secs", tracker.tcp_close_grace_secs)?,
             stats_interval: positive_secs("tracker.stats_interval_secs", tracker.stats_interval_secs)?,
             output: output.format,
             geo,
@@ -429,6 +441,17 @@ mod tests {
         assert!(err.to_string().contains("probe.ring_buffer_kib"), "{err}");
         let raw = RawConfig::parse("[tracker]\nstats_interval_secs = 0\n", Path::new("x.toml")).unwrap();
         assert!(Settings::resolve(raw, None).unwrap_err().to_string().contains("stats_interval_secs"));
+        for (section, key) in [("probe", "update_interval_secs"), ("tracker", "tcp_close_grace_secs")] {
+            let resolve = |secs: u64| {
+                Settings::resolve(
+                    RawConfig::parse(&format!("[{section}]\n{key} = {secs}\n"), Path::new("x.toml")).unwrap(),
+                    None,
+                )
+            };
+            let err = resolve(MAX_TIMER_SECS + 1).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains("at most 86400"), "{err}");
+            assert!(resolve(MAX_TIMER_SECS).is_ok(), "{key}");
+        }
     }
 
     #[test]

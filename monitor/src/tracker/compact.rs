@@ -1,5 +1,5 @@
 //! Compact per-flow storage: owners interned once per process (flows share them), addresses
-//! packed in 18 bytes. The tracker keeps one [`super::flow::Flow`] per open socket, so every
+//! packed (IPv4 inline, IPv6 boxed), times kept in 32 bits. The tracker keeps one [`super::flow::Flow`] per open socket, so every
 //! byte here counts 100,000 times on a busy host.
 
 use std::{
@@ -163,5 +163,83 @@ impl Endpoint {
 
     pub(super) fn get(self) -> SocketAddr {
         SocketAddr::new(Ipv6Addr::from(self.ip).to_canonical(), self.port)
+    }
+}
+
+/// Which end of a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum End {
+    Local,
+    Remote,
+}
+
+/// A flow's two endpoints in 16 bytes: IPv4 ones inline (most flows), IPv6 ones boxed (a 48-byte
+/// allocation). An end never set reads as `0.0.0.0:0`; the flow's flags say which ends are known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Endpoints {
+    V4 { ips: [[u8; 4]; 2], ports: [u16; 2] },
+    V6(Box<[Endpoint; 2]>),
+}
+
+impl Default for Endpoints {
+    fn default() -> Self {
+        Self::V4 { ips: [[0; 4]; 2], ports: [0; 2] }
+    }
+}
+
+impl Endpoints {
+    fn index(end: End) -> usize {
+        match end {
+            End::Local => 0,
+            End::Remote => 1,
+        }
+    }
+
+    pub(super) fn get(&self, end: End) -> SocketAddr {
+        let i = Self::index(end);
+        match self {
+            Self::V4 { ips, ports } => SocketAddr::new(IpAddr::from(ips[i]), ports[i]),
+            Self::V6(both) => both[i].get(),
+        }
+    }
+
+    /// Sets one end; the first IPv6 address moves both ends into a box.
+    pub(super) fn set(&mut self, end: End, addr: SocketAddr) {
+        let i = Self::index(end);
+        match (&mut *self, addr.ip()) {
+            (Self::V4 { ips, ports }, IpAddr::V4(v4)) => {
+                ips[i] = v4.octets();
+                ports[i] = addr.port();
+            }
+            (Self::V6(both), _) => both[i] = Endpoint::new(addr),
+            (Self::V4 { .. }, IpAddr::V6(_)) => {
+                let mut both = [Endpoint::new(self.get(End::Local)), Endpoint::new(self.get(End::Remote))];
+                both[i] = Endpoint::new(addr);
+                *self = Self::V6(Box::new(both));
+            }
+        }
+    }
+}
+
+/// A time in 32 bits: milliseconds of the event clock, modulo 2^32 (49.7 days). Only the time
+/// elapsed since a stamp is read, and it is right while under 2^31 ms (24.8 days); the tracker
+/// keeps its stamps younger than that (the update interval and the TCP close grace are at most a
+/// day, and an unchanged flow's stamp is moved up at each tick: [`super::Tracker::tick`]).
+/// Precise to the millisecond: the tracker's timers are whole seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Stamp(u32);
+
+impl Stamp {
+    const NS_PER_MS: u64 = 1_000_000;
+
+    pub(super) fn at(ns: u64) -> Self {
+        let ms = ns / Self::NS_PER_MS;
+        Self(u32::try_from(ms & u64::from(u32::MAX)).unwrap_or_default())
+    }
+
+    /// Nanoseconds from the stamp to `now_ns`, to the millisecond; 0 for a `now_ns` before it.
+    pub(super) fn elapsed_ns(self, now_ns: u64) -> u64 {
+        let ms = Self::at(now_ns).0.wrapping_sub(self.0);
+        if ms >= 1 << 31 { 0 } else { u64::from(ms) * Self::NS_PER_MS }
     }
 }

@@ -15,7 +15,7 @@ use monitor_common::{
 };
 
 use super::{
-    compact::{Endpoint, FlowOwner, Owners},
+    compact::{End, Endpoints, FlowOwner, Owners, Stamp},
     record::{Direction, Payload, PayloadSource, PayloadSources, Protocol, Rtt, Wire},
     tcp::tcp_payload,
 };
@@ -43,9 +43,10 @@ mod bit {
     pub(super) const PEER_READ: u8 = 1 << 7;
 }
 
-/// One open flow. Kept compact (216 bytes, a 224-byte malloc chunk; pinned by a test): the
-/// owner is shared per process, addresses are packed, options and booleans are bits of `flags`,
-/// what only TCP flows need is in [`TcpState`], and peer state is boxed (peer flows are few).
+/// One open flow. Kept compact (184 bytes, a 192-byte malloc chunk; pinned by a test): the
+/// owner is shared per process, IPv4 addresses are inline and IPv6 ones boxed, options and
+/// booleans are bits of `flags`, timers are 32-bit [`Stamp`]s, what only TCP flows need is in
+/// [`TcpState`], and peer state is boxed (peer flows are few).
 #[derive(Debug, Clone)]
 pub(super) struct Flow {
     pub(super) owner: Arc<FlowOwner>,
@@ -54,10 +55,8 @@ pub(super) struct Flow {
     pub(super) direction: Direction,
     /// [`bit`] flags.
     flags: u8,
-    /// Valid with [`bit::HAS_LOCAL`].
-    local: Endpoint,
-    /// Valid with [`bit::HAS_REMOTE`].
-    remote: Endpoint,
+    /// The local end valid with [`bit::HAS_LOCAL`], the remote one with [`bit::HAS_REMOTE`].
+    ends: Endpoints,
     /// Cumulative counters of the socket; for a peer flow, the sum of its finished slot
     /// generations.
     pub(super) bytes: ByteCounters,
@@ -65,11 +64,11 @@ pub(super) struct Flow {
     pub(super) extra: Extra,
     pub(super) first_ns: u64,
     pub(super) last_ns: u64,
-    /// When the flow was released and still waits for TCP_CLOSE.
-    pub(super) released_ns: u64,
     /// Totals at the previous record.
     pub(super) reported: (Payload, Wire),
-    pub(super) last_record_ns: u64,
+    /// When the previous record was made (or, for a flow with nothing new since, one update
+    /// interval before the latest tick: [`Flow::keep_due`]).
+    last_record: Stamp,
 }
 
 /// Number of finished slot generations a peer flow remembers (see [`PeerState`]).
@@ -86,7 +85,8 @@ pub(super) enum Extra {
     Peer(Box<PeerState>),
 }
 
-/// The kernel's TCP byte counters and RTT estimates of a TCP flow (40 bytes).
+/// The kernel's TCP byte counters and RTT estimates of a TCP flow, and when it was released
+/// (40 bytes).
 #[derive(Debug, Clone, Default)]
 pub(super) struct TcpState {
     /// `bytes_acked`, `bytes_received` at `ESTABLISHED` (the SYN and handshake data), when the
@@ -106,6 +106,9 @@ pub(super) struct TcpState {
     last_flags: u8,
     has_base: bool,
     has_last: bool,
+    /// When the flow was released (with the flow's `RELEASED` bit) and waits for `TCP_CLOSE`.
+    /// Only TCP flows wait: others end at their release.
+    released: Stamp,
 }
 
 impl TcpState {
@@ -228,8 +231,7 @@ impl Flow {
             },
             direction: Direction::Unknown,
             flags: if ev.tuple.family == AF_INET6 { bit::V6 } else { 0 },
-            local: Endpoint::default(),
-            remote: Endpoint::default(),
+            ends: Endpoints::default(),
             bytes: ByteCounters::default(),
             extra: if peer_kind(kind) {
                 Extra::Peer(Box::default())
@@ -240,9 +242,8 @@ impl Flow {
             },
             first_ns,
             last_ns: ev.ts_ns,
-            released_ns: 0,
             reported: (Payload::default(), Wire::default()),
-            last_record_ns: ev.ts_ns,
+            last_record: Stamp::at(ev.ts_ns),
         };
         flow.absorb(kind, ev, owners);
         flow
@@ -275,17 +276,46 @@ impl Flow {
     /// Marks the flow released at `ts_ns`.
     pub(super) fn set_released(&mut self, ts_ns: u64) {
         self.flags |= bit::RELEASED;
-        self.released_ns = ts_ns;
+        if let Extra::Tcp(state) = &mut self.extra {
+            state.released = Stamp::at(ts_ns);
+        }
+    }
+
+    /// Nanoseconds since the flow was released (to the millisecond); `u64::MAX` for a flow
+    /// not released, or without TCP state (such a flow ends at its release, it never waits).
+    pub(super) fn since_release_ns(&self, now_ns: u64) -> u64 {
+        match &self.extra {
+            Extra::Tcp(state) if self.released() => state.released.elapsed_ns(now_ns),
+            _ if self.released() => u64::MAX,
+            _ => 0,
+        }
+    }
+
+    /// Nanoseconds since the flow's previous record (to the millisecond).
+    pub(super) fn since_record_ns(&self, now_ns: u64) -> u64 {
+        self.last_record.elapsed_ns(now_ns)
+    }
+
+    /// Notes a record made at `now_ns`, with these totals.
+    pub(super) fn recorded(&mut self, now_ns: u64, totals: (Payload, Wire)) {
+        self.reported = totals;
+        self.last_record = Stamp::at(now_ns);
+    }
+
+    /// A flow due for an update that had nothing new stays due: its stamp moves up to one
+    /// `interval_ns` before `now_ns`, so it never ages past what a [`Stamp`] holds.
+    pub(super) fn keep_due(&mut self, now_ns: u64, interval_ns: u64) {
+        self.last_record = Stamp::at(now_ns.saturating_sub(interval_ns));
     }
 
     /// Local endpoint, as far as seen.
     pub(super) fn local(&self) -> Option<SocketAddr> {
-        self.has(bit::HAS_LOCAL).then(|| self.local.get())
+        self.has(bit::HAS_LOCAL).then(|| self.ends.get(End::Local))
     }
 
     /// Remote endpoint, as far as seen.
     pub(super) fn remote(&self) -> Option<SocketAddr> {
-        self.has(bit::HAS_REMOTE).then(|| self.remote.get())
+        self.has(bit::HAS_REMOTE).then(|| self.ends.get(End::Remote))
     }
 
     /// The kernel's RTT estimates, when it had a sample.
@@ -401,14 +431,14 @@ impl Flow {
         if let Some(local) = endpoint(t.family, t.local_addr, t.local_port)
             && (local.port() != 0 || !self.has(bit::HAS_LOCAL))
         {
-            self.local = Endpoint::new(local);
+            self.ends.set(End::Local, local);
             self.flags |= bit::HAS_LOCAL;
         }
         let peer_kind = matches!(kind, EventKind::PeerUpdate | EventKind::PeerEvicted | EventKind::PeerClosed);
         if let Some(remote) = endpoint(t.family, t.remote_addr, t.remote_port)
             && (remote.port() != 0 || peer_kind)
         {
-            self.remote = Endpoint::new(remote);
+            self.ends.set(End::Remote, remote);
             self.flags |= bit::HAS_REMOTE;
         }
         if t.family == AF_INET6 {

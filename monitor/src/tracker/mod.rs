@@ -260,9 +260,9 @@ impl Tracker {
         let mut expired = Vec::new();
         let mut due = Vec::new();
         for (key, flow) in self.flows.iter() {
-            if flow.released() && now_ns.saturating_sub(flow.released_ns) >= grace {
+            if flow.released() && flow.since_release_ns(now_ns) >= grace {
                 expired.push(key);
-            } else if now_ns.saturating_sub(flow.last_record_ns) >= interval {
+            } else if flow.since_record_ns(now_ns) >= interval {
                 due.push(key);
             }
         }
@@ -459,14 +459,17 @@ impl Tracker {
     }
 
     /// Builds a record; `None` for a flow with nothing to say (no bytes at all, or no change
-    /// since the last update).
+    /// since the last update: such a flow stays due, see [`Flow::keep_due`]).
     fn record(&mut self, key: FlowKey, kind: RecordKind, complete: bool, now_ns: u64) -> Option<FlowRecord> {
         let syscall = self.config.syscall_payload;
         let clock = self.clock;
-        if key.peer.is_none() && self.counted_per_peer(key) {
+        let interval = u64::try_from(self.config.update_interval.as_nanos()).unwrap_or(u64::MAX);
+        let silent = key.peer.is_none() && self.counted_per_peer(key);
+        let flow = self.flows.get_mut(&key)?;
+        if silent {
+            flow.keep_due(now_ns, interval);
             return None;
         }
-        let flow = self.flows.get_mut(&key)?;
         let wire = flow.wire();
         let (payload, payload_sources) = flow.payload(key.peer.is_some(), syscall);
         let (last_payload, last_wire) = flow.reported;
@@ -476,10 +479,10 @@ impl Tracker {
         // (incomplete) record: it existed, and what it moved is unknown, not nothing.
         let unread_connection = kind == RecordKind::Shutdown && !complete && flow.established();
         if (empty && !unread_connection) || (kind == RecordKind::Update && !changed) {
+            flow.keep_due(now_ns, interval);
             return None;
         }
-        flow.reported = (payload, wire);
-        flow.last_record_ns = now_ns;
+        flow.recorded(now_ns, (payload, wire));
         let ts = |ns: u64| -> Timestamp { clock.wall(ns) };
         Some(FlowRecord {
             event: kind,

@@ -1,14 +1,14 @@
 //! The flow table: socket flows by cookie, peer flows (of unconnected UDP, ping and raw
 //! sockets) by cookie and peer in a second map. Most flows are sockets, whose entry is then an
 //! 8-byte key and a pointer (flows are boxed: a table sized for 100,000 sockets holds pointers,
-//! not 216-byte flows, in its free slots). The boxes of removed flows are kept for the next
+//! not 184-byte flows, in its free slots). The boxes of removed flows are kept for the next
 //! flows (up to [`SPARE_BOXES`]): a steady churn of short connections allocates nothing here.
 
 use std::{net::SocketAddr, sync::Arc};
 
 use super::{FlowKey, compact::FlowOwner, flow::Flow};
 
-/// Boxes of removed flows kept for reuse: a 224-byte allocation each, about 450 KiB at most.
+/// Boxes of removed flows kept for reuse: a 192-byte allocation each, about 400 KiB at most.
 const SPARE_BOXES: usize = 2048;
 
 #[derive(Debug)]

@@ -574,6 +574,7 @@ fn tcp_counter_fallback_removes_syn_and_fins() {
 mod compact;
 mod payload;
 mod peers;
+mod timers;
 
 /// Without release events (degradation `no_release_hook`), a TCP flow ends `tcp_close_grace`
 /// after `TCP_CLOSE`, complete and with the bytes of the reads reported after it; at shutdown
