@@ -311,14 +311,13 @@ fn positive_secs(key: &'static str, secs: u64) -> Result<Duration, Error> {
     Ok(Duration::from_secs(secs))
 }
 
-/// Longest update interval and TCP close grace: a day (the tracker keeps its timers in 32-bit
-/// milliseconds, right up to 24 days).
-pub const MAX_TIMER_SECS: u64 = 86_400;
-
-/// A timer of the tracker: 1 second to [`MAX_TIMER_SECS`].
+/// A timer of the tracker: 1 second to [`crate::tracker::MAX_TIMER_SECS`] (a day).
 fn timer_secs(key: &'static str, secs: u64) -> Result<Duration, Error> {
-    if secs > MAX_TIMER_SECS {
-        return Err(Error::Invalid { key, reason: format!("must be at most {MAX_TIMER_SECS} seconds (a day)") });
+    if secs > crate::tracker::MAX_TIMER_SECS {
+        return Err(Error::Invalid {
+            key,
+            reason: format!("must be at most {} seconds (a day)", crate::tracker::MAX_TIMER_SECS),
+        });
     }
     positive_secs(key, secs)
 }
@@ -448,9 +447,9 @@ mod tests {
                     None,
                 )
             };
-            let err = resolve(MAX_TIMER_SECS + 1).unwrap_err().to_string();
+            let err = resolve(crate::tracker::MAX_TIMER_SECS + 1).unwrap_err().to_string();
             assert!(err.contains(key) && err.contains("at most 86400"), "{err}");
-            assert!(resolve(MAX_TIMER_SECS).is_ok(), "{key}");
+            assert!(resolve(crate::tracker::MAX_TIMER_SECS).is_ok(), "{key}");
         }
     }
 

@@ -1,6 +1,6 @@
 //! Compact per-flow storage: owners interned once per process (flows share them), addresses
-//! packed (IPv4 inline, IPv6 boxed), times kept in 32 bits. The tracker keeps one [`super::flow::Flow`] per open socket, so every
-//! byte here counts 100,000 times on a busy host.
+//! packed (IPv4 inline, IPv6 boxed), timers kept in 32 bits. The tracker keeps one
+//! [`super::flow::Flow`] per open socket, so every byte here counts 100,000 times on a busy host.
 
 use std::{
     net::{IpAddr, Ipv6Addr, SocketAddr},
@@ -221,25 +221,31 @@ impl Endpoints {
     }
 }
 
-/// A time in 32 bits: milliseconds of the event clock, modulo 2^32 (49.7 days). Only the time
-/// elapsed since a stamp is read, and it is right while under 2^31 ms (24.8 days); the tracker
-/// keeps its stamps younger than that (the update interval and the TCP close grace are at most a
-/// day, and an unchanged flow's stamp is moved up at each tick: [`super::Tracker::tick`]).
-/// Precise to the millisecond: the tracker's timers are whole seconds.
+/// A time in 32 bits: the event clock in 64ths of a second, modulo 2^32 (2.1 years). Only the
+/// time elapsed since a stamp is read, and it is right while under 2^31 64ths (388 days); older
+/// stamps do not last that long: an unchanged flow's stamp is moved up at each tick
+/// ([`super::flow::Flow::keep_due`]), a released flow ends within the close grace, and both
+/// timers are at most a day ([`super::MAX_TIMER_SECS`]). A host suspended for over a year would
+/// see its older flows' timers late, never early.
+///
+/// The tracker's timers are whole seconds, multiples of a 64th: a timer read from stamps is
+/// never late, and early by less than a 64th of a second (15.6 ms).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct Stamp(u32);
 
 impl Stamp {
-    const NS_PER_MS: u64 = 1_000_000;
+    /// Nanoseconds per unit: a 64th of a second.
+    const UNIT_NS: u64 = 1_000_000_000 / 64;
 
     pub(super) fn at(ns: u64) -> Self {
-        let ms = ns / Self::NS_PER_MS;
-        Self(u32::try_from(ms & u64::from(u32::MAX)).unwrap_or_default())
+        let units = ns / Self::UNIT_NS;
+        Self(u32::try_from(units & u64::from(u32::MAX)).unwrap_or_default())
     }
 
-    /// Nanoseconds from the stamp to `now_ns`, to the millisecond; 0 for a `now_ns` before it.
+    /// Nanoseconds from the stamp to `now_ns`, in whole 64ths of a second; 0 for a `now_ns`
+    /// before it.
     pub(super) fn elapsed_ns(self, now_ns: u64) -> u64 {
-        let ms = Self::at(now_ns).0.wrapping_sub(self.0);
-        if ms >= 1 << 31 { 0 } else { u64::from(ms) * Self::NS_PER_MS }
+        let units = Self::at(now_ns).0.wrapping_sub(self.0);
+        if units >= 1 << 31 { 0 } else { u64::from(units) * Self::UNIT_NS }
     }
 }

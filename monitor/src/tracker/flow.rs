@@ -214,6 +214,7 @@ impl Flow {
     pub(super) fn vacate(&mut self, placeholder: &Arc<FlowOwner>) {
         self.owner = Arc::clone(placeholder);
         self.extra = Extra::Socket;
+        self.ends = Endpoints::default();
     }
 
     pub(super) fn new(kind: EventKind, ev: &Event, owners: &mut Owners) -> Self {
@@ -281,7 +282,7 @@ impl Flow {
         }
     }
 
-    /// Nanoseconds since the flow was released (to the millisecond); `u64::MAX` for a flow
+    /// Nanoseconds since the flow was released (in 64ths of a second); `u64::MAX` for a flow
     /// not released, or without TCP state (such a flow ends at its release, it never waits).
     pub(super) fn since_release_ns(&self, now_ns: u64) -> u64 {
         match &self.extra {
@@ -291,7 +292,7 @@ impl Flow {
         }
     }
 
-    /// Nanoseconds since the flow's previous record (to the millisecond).
+    /// Nanoseconds since the flow's previous record (in 64ths of a second).
     pub(super) fn since_record_ns(&self, now_ns: u64) -> u64 {
         self.last_record.elapsed_ns(now_ns)
     }

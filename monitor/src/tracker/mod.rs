@@ -49,12 +49,18 @@ pub const MAX_PEER_FLOWS_PER_SOCKET: usize = 4096;
 /// Most peer flows kept in total (about 400 bytes each with their table entries: 6.5 MiB).
 pub const MAX_PEER_FLOWS: usize = 16_384;
 
+/// Longest update interval and TCP close grace: a day (see the tracker's timers, kept in 32
+/// bits).
+pub const MAX_TIMER_SECS: u64 = 86_400;
+
 /// Tracker settings.
 #[derive(Debug, Clone, Copy)]
 pub struct TrackerConfig {
-    /// Minimum time between two update records of one open flow.
+    /// Minimum time between two update records of one open flow: whole seconds, at most
+    /// [`MAX_TIMER_SECS`] (a longer one is taken as that).
     pub update_interval: Duration,
-    /// How long a released TCP flow waits for `TCP_CLOSE` before it ends incomplete.
+    /// How long a released TCP flow waits for `TCP_CLOSE` before it ends incomplete: whole
+    /// seconds, at most [`MAX_TIMER_SECS`] (a longer one is taken as that).
     pub tcp_close_grace: Duration,
     /// Whether payload comes from the syscall tracepoints (else from TCP counters).
     pub syscall_payload: bool,
@@ -111,6 +117,12 @@ impl Tracker {
     /// An empty table.
     #[must_use]
     pub fn new(config: TrackerConfig, clock: Clock) -> Self {
+        let max = Duration::from_secs(MAX_TIMER_SECS);
+        let config = TrackerConfig {
+            update_interval: config.update_interval.min(max),
+            tcp_close_grace: config.tcp_close_grace.min(max),
+            ..config
+        };
         Self {
             config,
             clock,
@@ -458,8 +470,9 @@ impl Tracker {
         self.finishing_whole = None;
     }
 
-    /// Builds a record; `None` for a flow with nothing to say (no bytes at all, or no change
-    /// since the last update: such a flow stays due, see [`Flow::keep_due`]).
+    /// Builds a record; `None` for a flow with nothing to say (no bytes at all, no change since
+    /// the last update, or a socket whose records are its peers'): such a flow stays due, see
+    /// [`Flow::keep_due`].
     fn record(&mut self, key: FlowKey, kind: RecordKind, complete: bool, now_ns: u64) -> Option<FlowRecord> {
         let syscall = self.config.syscall_payload;
         let clock = self.clock;

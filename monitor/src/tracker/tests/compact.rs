@@ -52,19 +52,23 @@ fn a_flows_two_ends_give_back_the_addresses_stored_in_any_family_and_order() {
     assert!(ends.get(End::Local).is_ipv4());
 }
 
-/// A stamp measures time to the millisecond across the 32-bit wrap of its milliseconds, and a
-/// time before it reads as no time.
+/// A stamp measures time in 64ths of a second across the 32-bit wrap of its units: whole
+/// seconds exactly, any time within a 64th, and a time before it as no time.
 #[test]
 fn stamps_measure_elapsed_time_across_their_wrap() {
-    const MS: u64 = 1_000_000;
-    let wrap = (1u64 << 32) * MS;
-    for start in [0, 5 * SEC, wrap - 300 * MS, wrap, 3 * wrap + 17 * MS] {
+    const UNIT: u64 = SEC / 64;
+    let wrap = (1u64 << 32) * UNIT;
+    for start in [0, 5 * SEC, 7_000_001, wrap - 300_000_000, wrap, 3 * wrap + 17_000_000] {
         let stamp = Stamp::at(start);
         assert_eq!(stamp.elapsed_ns(start), 0, "{start}");
-        assert_eq!(stamp.elapsed_ns(start + 999_999), 0, "under a millisecond: {start}");
-        assert_eq!(stamp.elapsed_ns(start + 120 * SEC), 120 * SEC, "{start}");
-        assert_eq!(stamp.elapsed_ns(start + 20 * 86_400 * SEC), 20 * 86_400 * SEC, "20 days: {start}");
-        assert_eq!(stamp.elapsed_ns(start.saturating_sub(5 * MS)), 0, "before: {start}");
+        for secs in [1, 120, 86_400, 20 * 86_400, 380 * 86_400] {
+            assert_eq!(stamp.elapsed_ns(start + secs * SEC), secs * SEC, "{secs} s from {start}");
+        }
+        for d in [1, UNIT - 1, UNIT, 10 * SEC - 1, 10 * SEC + 1] {
+            let e = stamp.elapsed_ns(start + d);
+            assert!(e + UNIT > d && e < d + UNIT, "{d} ns from {start}: {e}");
+        }
+        assert_eq!(stamp.elapsed_ns(start.saturating_sub(5 * UNIT)), 0, "before: {start}");
     }
 }
 
