@@ -35,8 +35,8 @@ fn a_connection_idle_for_over_a_year_gets_its_update_when_it_moves_again() {
     assert_eq!((out[0].event, out[0].delta_payload.tx_bytes), (RecordKind::Update, 4000));
 }
 
-/// A released connection waits its grace for `TCP_CLOSE` (never less, at most a 64th of a second
-/// more), also when the stamps wrap in between.
+/// A released connection waits its grace for `TCP_CLOSE` (less a 64th of a second at most: the
+/// stamps' unit), also when the stamps wrap in between.
 #[test]
 fn a_released_connection_waits_its_grace_across_the_stamps_wrap() {
     for released_at in [WRAP - 60 * SEC, 3 * WRAP - 1_000_000, 40 * DAY + 7_000_001] {
@@ -54,8 +54,8 @@ fn a_released_connection_waits_its_grace_across_the_stamps_wrap() {
     }
 }
 
-/// An update is due one interval after the previous record: never before, at most a 64th of a
-/// second after (the daemon ticks every second), across the stamps' wrap too.
+/// An update is due one interval after the previous record (less a 64th of a second at most: the
+/// stamps' unit), across the stamps' wrap too.
 #[test]
 fn updates_come_one_interval_apart_across_the_stamps_wrap() {
     let start = WRAP - 4 * SEC + 7_000_000;
