@@ -21,6 +21,10 @@ use anyhow::{Context as _, bail};
 pub const ADDR_A: &str = "10.199.0.1";
 /// Address of namespace `b` (servers) on the veth pair.
 pub const ADDR_B: &str = "10.199.0.2";
+/// IPv6 address of namespace `a` on the veth pair (unique local: never routed).
+const ADDR_A6: &str = "fd00:199::1";
+/// IPv6 address of namespace `b` on the veth pair.
+pub const ADDR_B6: &str = "fd00:199::2";
 /// Device of the pair inside namespace `a`.
 pub const DEV_A: &str = "bva";
 const DEV_B: &str = "bvb";
@@ -75,7 +79,8 @@ impl Drop for Netns {
     }
 }
 
-/// Namespaces `a` (device [`DEV_A`], [`ADDR_A`]) and `b` ([`ADDR_B`]) joined by a veth pair.
+/// Namespaces `a` (device [`DEV_A`], [`ADDR_A`] and `ADDR_A6`) and `b` ([`ADDR_B`], [`ADDR_B6`])
+/// joined by a veth pair.
 pub struct Pair {
     /// Client side.
     pub a: Netns,
@@ -94,9 +99,13 @@ impl Pair {
         a.sysctl("net.ipv4.ip_local_port_range", "1024 65535")?;
         a.sysctl("net.ipv4.tcp_tw_reuse", "1")?;
         for ns in [&a, &b] {
-            // IPv4 only: no router solicitations, DAD or MLD reports on the pair.
-            ns.sysctl("net.ipv6.conf.all.disable_ipv6", "1")?;
-            ns.sysctl("net.ipv6.conf.default.disable_ipv6", "1")?;
+            // IPv6 with static addresses only (the sockets benchmark's IPv6 run): no link-local
+            // address, so no router solicitations; no DAD (`nodad`); no router advertisements
+            // taken.
+            ns.sysctl("net.ipv6.conf.all.disable_ipv6", "0")?;
+            ns.sysctl("net.ipv6.conf.default.disable_ipv6", "0")?;
+            ns.sysctl("net.ipv6.conf.default.addr_gen_mode", "1")?;
+            ns.sysctl("net.ipv6.conf.default.accept_ra", "0")?;
             ns.sysctl("net.core.somaxconn", "65535")?;
             ns.sysctl("net.ipv4.tcp_max_syn_backlog", "65535")?;
         }
@@ -113,6 +122,13 @@ impl Pair {
         ip(&["-n", &b.name, "route", "add", &format!("{ADDR_A}/32"), "dev", DEV_B])?;
         ip(&["-n", &a.name, "neigh", "replace", ADDR_B, "lladdr", MAC_B, "dev", DEV_A, "nud", "permanent"])?;
         ip(&["-n", &b.name, "neigh", "replace", ADDR_A, "lladdr", MAC_A, "dev", DEV_B, "nud", "permanent"])?;
+        let (a6, b6) = (format!("{ADDR_A6}/128"), format!("{ADDR_B6}/128"));
+        ip(&["-n", &a.name, "addr", "add", &a6, "dev", DEV_A, "nodad"])?;
+        ip(&["-n", &b.name, "addr", "add", &b6, "dev", DEV_B, "nodad"])?;
+        ip(&["-n", &a.name, "-6", "route", "add", &b6, "dev", DEV_A])?;
+        ip(&["-n", &b.name, "-6", "route", "add", &a6, "dev", DEV_B])?;
+        ip(&["-n", &a.name, "neigh", "replace", ADDR_B6, "lladdr", MAC_B, "dev", DEV_A, "nud", "permanent"])?;
+        ip(&["-n", &b.name, "neigh", "replace", ADDR_A6, "lladdr", MAC_A, "dev", DEV_B, "nud", "permanent"])?;
         Ok(Self { a, b })
     }
 }

@@ -4,7 +4,8 @@
 //! into anonymous, file-backed and memory-mapped database (`*.mmdb`) pages from
 //! /proc/<pid>/smaps. The goal (issue 8) is on the total, databases included; the figure without
 //! the databases (mapped `mmdb` pages, and database contents read into the heap by monitors that
-//! do so) is shown beside it.
+//! do so) is shown beside it. The connections are IPv4; the monitor runs a second time with
+//! IPv6 connections (an IPv6 flow keeps its two addresses in a box of its own, 48 bytes more).
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -19,7 +20,7 @@ use serde_json::json;
 
 use super::{
     Ctx,
-    env::{ADDR_B, DEV_A, Place, Proc},
+    env::{ADDR_B, ADDR_B6, DEV_A, Place, Proc},
     observer::{self, Cost, Observer, Target},
     output::{Row, Section},
     parse,
@@ -47,26 +48,57 @@ struct Sample {
     stats: Option<parse::FinalStats>,
 }
 
-/// Runs the benchmark (one run per observer: memory is not a noisy figure).
+/// Address family of the held connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    /// The servers' listening address for port `port`.
+    fn listen(self, port: u16) -> String {
+        match self {
+            Family::V4 => format!("{ADDR_B}:{port}"),
+            Family::V6 => format!("[{ADDR_B6}]:{port}"),
+        }
+    }
+
+    /// What the rows of a run say after "N sockets open".
+    fn label(self) -> &'static str {
+        match self {
+            Family::V4 => "",
+            Family::V6 => " over IPv6",
+        }
+    }
+}
+
+/// Runs the benchmark (one run per observer: memory is not a noisy figure), over IPv4; the
+/// monitor runs a second time over IPv6 (an IPv6 flow keeps its addresses in a box of its own).
 pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
     let mut section = Section::new("sockets");
     let connections = if ctx.quick { 5_000 } else { 50_000 };
     let mut data = serde_json::Map::new();
     let dbs = database_files();
     let db_bytes: u64 = dbs.iter().map(|(_, n)| n).sum();
-    for o in ctx.tools.configs().into_iter().filter(|o| *o != Observer::None) {
-        let s = match sample(ctx, o, connections) {
+    let observers = ctx.tools.configs().into_iter().filter(|o| *o != Observer::None);
+    let runs: Vec<_> = observers
+        .map(|o| (o, Family::V4))
+        .chain(ctx.tools.configs().contains(&Observer::Monitor).then_some((Observer::Monitor, Family::V6)))
+        .collect();
+    for (o, family) in runs {
+        let s = match sample(ctx, o, connections, family) {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("bench: sockets {}: {e:#}", o.name());
+                eprintln!("bench: sockets{} {}: {e:#}", family.label(), o.name());
                 section.rows.push(Row::skipped(
-                    format!("{} sockets open", 2 * connections),
+                    format!("{} sockets open{}", 2 * connections, family.label()),
                     format!("{}: failed: {e:#}", o.name()),
                 ));
                 continue;
             }
         };
-        let m = format!("{} sockets open", 2 * s.connections);
+        let m = format!("{} sockets open{}", 2 * s.connections, family.label());
         if let Some(c) = &s.cost {
             let r = c.resident;
             let mib = |k: u64| k as f64 / 1024.0;
@@ -114,7 +146,8 @@ pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
                 section.rows.push(Row::info(format!("{m}: memory"), o.name(), value));
             }
         }
-        data.insert(o.name().into(), serde_json::to_value(&s)?);
+        let key = if family == Family::V6 { format!("{} ipv6", o.name()) } else { o.name().into() };
+        data.insert(key, serde_json::to_value(&s)?);
     }
     if !dbs.is_empty() {
         section.notes.push(format!(
@@ -124,7 +157,7 @@ pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
     }
     section.data = json!({ "connections": connections, "runs": data, "database_files": dbs });
     section.notes.push(format!(
-        "{connections} TCP connections ({} sockets) opened one after the other, 1 KiB each way, held; spread over {} client and as many server processes (≤ {PER_PROCESS} each: RLIMIT_NOFILE); memory read {} s after the last one (past the monitor's 10 s update interval: its steady state with the flows' first `update` records written)",
+        "{connections} TCP connections ({} sockets; IPv4, and for the monitor a second run over IPv6) opened one after the other, 1 KiB each way, held; spread over {} client and as many server processes (≤ {PER_PROCESS} each: RLIMIT_NOFILE); memory read {} s after the last one (past the monitor's 10 s update interval: its steady state with the flows' first `update` records written)",
         2 * connections,
         connections.div_ceil(PER_PROCESS),
         SETTLE.as_secs()
@@ -149,7 +182,7 @@ fn database_files() -> Vec<(String, u64)> {
 /// without CAP_SYS_RESOURCE (as on CI) cannot raise.
 const PER_PROCESS: usize = 16_000;
 
-fn sample(ctx: &Ctx<'_>, o: Observer, connections: usize) -> anyhow::Result<Sample> {
+fn sample(ctx: &Ctx<'_>, o: Observer, connections: usize, family: Family) -> anyhow::Result<Sample> {
     let tag = "sockets";
     // Statistics every second, so that the flow table's size is seen while the sockets are open.
     let config = ctx.tools.work.join("sockets-monitor.toml");
@@ -160,7 +193,7 @@ fn sample(ctx: &Ctx<'_>, o: Observer, connections: usize) -> anyhow::Result<Samp
     let (mut pids, mut load, mut held, mut failed) = (Vec::new(), Vec::new(), 0, 0);
     for i in 0..procs {
         let share = connections / procs + usize::from(i < connections % procs);
-        let listen = format!("{ADDR_B}:{}", PORT + u16::try_from(i)?);
+        let listen = family.listen(PORT + u16::try_from(i)?);
         let mut cmd = Command::new(&ctx.tools.load);
         cmd.args(["bench-load", "hold-server", "--listen", &listen]).stdin(Stdio::piped()).stdout(Stdio::piped());
         let mut server =

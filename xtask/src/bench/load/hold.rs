@@ -3,7 +3,7 @@
 
 use std::{
     io::{Read as _, Write as _},
-    net::{SocketAddrV4, TcpListener, TcpStream},
+    net::{SocketAddr, TcpListener, TcpStream},
     thread,
 };
 
@@ -15,7 +15,7 @@ use super::{EXCHANGE_BYTES, raise_nofile, say, set_comm, wait_stdin_eof};
 #[derive(clap::Args)]
 pub struct ServerArgs {
     #[arg(long)]
-    listen: SocketAddrV4,
+    listen: SocketAddr,
     /// Open-file limit to ask for (sockets held + a margin; the hard limit caps it without
     /// CAP_SYS_RESOURCE, so the harness spreads connections over several processes).
     #[arg(long, default_value_t = 200_000)]
@@ -26,7 +26,7 @@ pub struct ServerArgs {
 #[derive(clap::Args)]
 pub struct ClientArgs {
     #[arg(long)]
-    server: SocketAddrV4,
+    server: SocketAddr,
     #[arg(long)]
     count: usize,
     #[arg(long, default_value_t = 200_000)]
