@@ -80,12 +80,14 @@ impl Drop for Netns {
 }
 
 /// Namespaces `a` (device [`DEV_A`], [`ADDR_A`] and `ADDR_A6`) and `b` ([`ADDR_B`], [`ADDR_B6`])
-/// joined by a veth pair.
+/// joined by a veth pair. The IPv6 addresses are there where the kernel has IPv6.
 pub struct Pair {
     /// Client side.
     pub a: Netns,
     /// Server side.
     pub b: Netns,
+    /// Why the pair has no IPv6 addresses (e.g. IPv6 turned off at boot), or `None`.
+    pub no_ipv6: Option<String>,
 }
 
 impl Pair {
@@ -98,14 +100,12 @@ impl Pair {
         // TIME_WAIT ports (client side closes first).
         a.sysctl("net.ipv4.ip_local_port_range", "1024 65535")?;
         a.sysctl("net.ipv4.tcp_tw_reuse", "1")?;
+        let mut ipv6 = Ok(());
         for ns in [&a, &b] {
-            // IPv6 with static addresses only (the sockets benchmark's IPv6 run): no link-local
-            // address, so no router solicitations; no DAD (`nodad`); no router advertisements
-            // taken.
-            ns.sysctl("net.ipv6.conf.all.disable_ipv6", "0")?;
-            ns.sysctl("net.ipv6.conf.default.disable_ipv6", "0")?;
-            ns.sysctl("net.ipv6.conf.default.addr_gen_mode", "1")?;
-            ns.sysctl("net.ipv6.conf.default.accept_ra", "0")?;
+            // Before the devices exist: their IPv6 settings come from `default`.
+            if ipv6.is_ok() {
+                ipv6 = static_ipv6(ns);
+            }
             ns.sysctl("net.core.somaxconn", "65535")?;
             ns.sysctl("net.ipv4.tcp_max_syn_backlog", "65535")?;
         }
@@ -122,15 +122,36 @@ impl Pair {
         ip(&["-n", &b.name, "route", "add", &format!("{ADDR_A}/32"), "dev", DEV_B])?;
         ip(&["-n", &a.name, "neigh", "replace", ADDR_B, "lladdr", MAC_B, "dev", DEV_A, "nud", "permanent"])?;
         ip(&["-n", &b.name, "neigh", "replace", ADDR_A, "lladdr", MAC_A, "dev", DEV_B, "nud", "permanent"])?;
-        let (a6, b6) = (format!("{ADDR_A6}/128"), format!("{ADDR_B6}/128"));
-        ip(&["-n", &a.name, "addr", "add", &a6, "dev", DEV_A, "nodad"])?;
-        ip(&["-n", &b.name, "addr", "add", &b6, "dev", DEV_B, "nodad"])?;
-        ip(&["-n", &a.name, "-6", "route", "add", &b6, "dev", DEV_A])?;
-        ip(&["-n", &b.name, "-6", "route", "add", &a6, "dev", DEV_B])?;
-        ip(&["-n", &a.name, "neigh", "replace", ADDR_B6, "lladdr", MAC_B, "dev", DEV_A, "nud", "permanent"])?;
-        ip(&["-n", &b.name, "neigh", "replace", ADDR_A6, "lladdr", MAC_A, "dev", DEV_B, "nud", "permanent"])?;
-        Ok(Self { a, b })
+        if ipv6.is_ok() {
+            ipv6 = ipv6_addresses(&a, &b);
+        }
+        let no_ipv6 = ipv6.err().map(|e| format!("{e:#}"));
+        if let Some(why) = &no_ipv6 {
+            eprintln!("bench: the veth pair has no IPv6 addresses ({why}): the IPv6 runs are skipped");
+        }
+        Ok(Self { a, b, no_ipv6 })
     }
+}
+
+/// IPv6 with static addresses only, for devices created after this (the sockets benchmark's
+/// IPv6 run): no link-local address, so no router solicitations; no router advertisements taken
+/// (and no DAD: the addresses are added `nodad`).
+fn static_ipv6(ns: &Netns) -> anyhow::Result<()> {
+    ns.sysctl("net.ipv6.conf.all.disable_ipv6", "0")?;
+    ns.sysctl("net.ipv6.conf.default.disable_ipv6", "0")?;
+    ns.sysctl("net.ipv6.conf.default.addr_gen_mode", "1")?;
+    ns.sysctl("net.ipv6.conf.default.accept_ra", "0")
+}
+
+/// The pair's IPv6 addresses, host routes and neighbours, as for IPv4.
+fn ipv6_addresses(a: &Netns, b: &Netns) -> anyhow::Result<()> {
+    let (a6, b6) = (format!("{ADDR_A6}/128"), format!("{ADDR_B6}/128"));
+    ip(&["-n", &a.name, "addr", "add", &a6, "dev", DEV_A, "nodad"])?;
+    ip(&["-n", &b.name, "addr", "add", &b6, "dev", DEV_B, "nodad"])?;
+    ip(&["-n", &a.name, "-6", "route", "add", &b6, "dev", DEV_A])?;
+    ip(&["-n", &b.name, "-6", "route", "add", &a6, "dev", DEV_B])?;
+    ip(&["-n", &a.name, "neigh", "replace", ADDR_B6, "lladdr", MAC_B, "dev", DEV_A, "nud", "permanent"])?;
+    ip(&["-n", &b.name, "neigh", "replace", ADDR_A6, "lladdr", MAC_A, "dev", DEV_B, "nud", "permanent"])
 }
 
 /// A child of the cgroup v2 root holding the load, removed on drop.

@@ -87,6 +87,13 @@ pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
         .chain(ctx.tools.configs().contains(&Observer::Monitor).then_some((Observer::Monitor, Family::V6)))
         .collect();
     for (o, family) in runs {
+        if let (Family::V6, Some(why)) = (family, &ctx.pair.no_ipv6) {
+            section.rows.push(Row::skipped(
+                format!("{} sockets open{}", 2 * connections, family.label()),
+                format!("{}: no IPv6 on the veth pair: {why}", o.name()),
+            ));
+            continue;
+        }
         let s = match sample(ctx, o, connections, family) {
             Ok(s) => s,
             Err(e) => {
