@@ -23,18 +23,19 @@ fn ip(a: [u8; 4]) -> [u32; 4] {
     [u32::from_ne_bytes(a), 0, 0, 0]
 }
 
+fn config() -> TrackerConfig {
+    TrackerConfig {
+        update_interval: Duration::from_secs(10),
+        tcp_close_grace: Duration::from_secs(120),
+        syscall_payload: true,
+        fresh_at_shutdown: true,
+        release_events: true,
+        peer_counting: true,
+    }
+}
+
 fn tracker() -> Tracker {
-    Tracker::new(
-        TrackerConfig {
-            update_interval: Duration::from_secs(10),
-            tcp_close_grace: Duration::from_secs(120),
-            syscall_payload: true,
-            fresh_at_shutdown: true,
-            release_events: true,
-            peer_counting: true,
-        },
-        Clock::with_offset(0),
-    )
+    Tracker::new(config(), Clock::with_offset(0))
 }
 
 fn owner(tgid: u32) -> KOwner {

@@ -103,10 +103,7 @@ fn timers_over_a_day_are_taken_as_a_day() {
     let config = TrackerConfig {
         update_interval: Duration::from_secs(30 * 86_400),
         tcp_close_grace: Duration::from_secs(30 * 86_400),
-        syscall_payload: true,
-        fresh_at_shutdown: true,
-        release_events: true,
-        peer_counting: true,
+        ..config()
     };
     let mut t = Tracker::new(config, Clock::with_offset(0));
     assert_eq!(t.update_interval(), Duration::from_secs(crate::tracker::MAX_TIMER_SECS));
