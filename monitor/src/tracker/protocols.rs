@@ -53,8 +53,6 @@ pub(super) fn wire_minus_ip_header(v6: bool, t: &ByteCounters) -> Payload {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use monitor_common::{
         AF_INET,
         event::{Event, EventKind, Tuple},
@@ -64,7 +62,7 @@ mod tests {
     use crate::{
         clock::Clock,
         tracker::{
-            Tracker, TrackerConfig,
+            Tracker,
             record::{Direction, PayloadSource, RecordKind},
         },
     };
@@ -98,15 +96,7 @@ mod tests {
     }
 
     fn tracker() -> Tracker {
-        let config = TrackerConfig {
-            update_interval: Duration::from_secs(10),
-            tcp_close_grace: Duration::from_secs(120),
-            syscall_payload: true,
-            fresh_at_shutdown: true,
-            release_events: true,
-            peer_counting: true,
-        };
-        Tracker::new(config, Clock::with_offset(0))
+        Tracker::new(crate::tracker::tests::config(), Clock::with_offset(0))
     }
 
     #[test]

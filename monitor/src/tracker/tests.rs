@@ -23,7 +23,8 @@ fn ip(a: [u8; 4]) -> [u32; 4] {
     [u32::from_ne_bytes(a), 0, 0, 0]
 }
 
-fn config() -> TrackerConfig {
+/// The tracker settings of the tests (also `protocols`' tests).
+pub(super) fn config() -> TrackerConfig {
     TrackerConfig {
         update_interval: Duration::from_secs(10),
         tcp_close_grace: Duration::from_secs(120),
@@ -545,17 +546,8 @@ fn shutdown_reports_open_flows() {
 
 #[test]
 fn tcp_counter_fallback_removes_syn_and_fins() {
-    let mut t = Tracker::new(
-        TrackerConfig {
-            update_interval: Duration::from_secs(10),
-            tcp_close_grace: Duration::from_secs(1),
-            syscall_payload: false,
-            fresh_at_shutdown: true,
-            release_events: true,
-            peer_counting: true,
-        },
-        Clock::with_offset(0),
-    );
+    let config = TrackerConfig { tcp_close_grace: Duration::from_secs(1), syscall_payload: false, ..config() };
+    let mut t = Tracker::new(config, Clock::with_offset(0));
     let est = ev(EventKind::Established, 2 * SEC, ByteCounters::default());
     let rel = ev(EventKind::Release, 3 * SEC, counters(10, 10, 0, 0));
     let mut close = ev(EventKind::TcpClose, 4 * SEC, counters(10, 10, 0, 0));
