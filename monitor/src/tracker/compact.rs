@@ -1,8 +1,9 @@
 //! Compact per-flow storage: owners interned once per process (flows share them), addresses
-//! packed (IPv4 inline, IPv6 boxed), timers kept in 32 bits. The tracker keeps one
+//! packed (IPv4 inline, IPv6 ones kept once in a table), timers kept in 32 bits. The tracker keeps one
 //! [`super::flow::Flow`] per open socket, so every byte here counts 100,000 times on a busy host.
 
 use std::{
+    hash::BuildHasher,
     net::{IpAddr, Ipv6Addr, SocketAddr},
     sync::Arc,
 };
@@ -142,27 +143,93 @@ impl Owners {
     }
 }
 
-/// An address and port in 18 bytes. IPv4 is stored IPv4-mapped; the tracker turns mapped
-/// IPv6 addresses into IPv4 before it stores them ([`super::ip_of`]) and builds every address
-/// with `SocketAddr::new` (no flow label or scope), so [`Endpoint::get`] gives back exactly the
-/// address stored.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct Endpoint {
-    ip: [u8; 16],
-    port: u16,
+/// The 16 bytes an address is kept as: IPv4 IPv4-mapped. The tracker turns mapped IPv6
+/// addresses into IPv4 before it stores them ([`super::ip_of`]) and builds every address with
+/// `SocketAddr::new` (no flow label or scope), so [`addr_of`] gives back exactly the address
+/// stored.
+fn octets_of(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
 }
 
-impl Endpoint {
-    pub(super) fn new(addr: SocketAddr) -> Self {
-        let ip = match addr.ip() {
-            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-            IpAddr::V6(v6) => v6.octets(),
-        };
-        Self { ip, port: addr.port() }
+fn addr_of(octets: [u8; 16]) -> IpAddr {
+    Ipv6Addr::from(octets).to_canonical()
+}
+
+/// Smallest size at which [`Addresses::rebuild_due`] says so.
+const MIN_REBUILD_AT: usize = 1024;
+
+/// The addresses of IPv6 flows, each kept once and named by a 32-bit id: a flow's two IPv6
+/// addresses take 8 bytes in the flow instead of a 48-byte box, and the thousands of flows
+/// between two hosts share theirs (a distinct address costs 16 bytes here and about 5 in the
+/// index). Ids are never reused: addresses of closed flows stay until the next
+/// [`Addresses::rebuild`], which the tracker makes at a tick once the table doubled since the
+/// last one, renumbering every open flow's ends.
+#[derive(Debug, Default)]
+pub(super) struct Addresses {
+    list: Vec<[u8; 16]>,
+    /// Ids into `list`, by the hash of their address.
+    index: hashbrown::HashTable<u32>,
+    /// Seeded per process: remote addresses are chosen by others.
+    hasher: foldhash::fast::RandomState,
+    /// Size at which [`Addresses::rebuild_due`] holds.
+    rebuild_at: usize,
+}
+
+impl Addresses {
+    /// The id of `octets`, added when new. Ids past `u32::MAX` (64 GiB of addresses) would read
+    /// as `::`.
+    fn intern(&mut self, octets: [u8; 16]) -> u32 {
+        let hash = self.hasher.hash_one(octets);
+        let list = &self.list;
+        if let Some(&id) = self.index.find(hash, |&id| list.get(id as usize) == Some(&octets)) {
+            return id;
+        }
+        let id = u32::try_from(self.list.len()).unwrap_or(u32::MAX);
+        self.list.push(octets);
+        let (list, hasher) = (&self.list, &self.hasher);
+        self.index.insert_unique(hash, id, |&id| hasher.hash_one(list.get(id as usize).copied().unwrap_or_default()));
+        id
     }
 
-    pub(super) fn get(self) -> SocketAddr {
-        SocketAddr::new(Ipv6Addr::from(self.ip).to_canonical(), self.port)
+    fn get(&self, id: u32) -> [u8; 16] {
+        self.list.get(id as usize).copied().unwrap_or_default()
+    }
+
+    /// Addresses kept (those of closed flows until the next rebuild included).
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Whether the table doubled since the last rebuild (and holds at least 1,024 addresses).
+    pub(super) fn rebuild_due(&self) -> bool {
+        self.list.len() >= self.rebuild_at.max(MIN_REBUILD_AT)
+    }
+
+    /// Keeps only the addresses of `ends` (every open flow's), renumbering them.
+    pub(super) fn rebuild<'a>(&mut self, ends: impl Iterator<Item = &'a mut Endpoints>) {
+        let old = std::mem::replace(
+            self,
+            Self { list: Vec::new(), index: hashbrown::HashTable::new(), hasher: self.hasher.clone(), rebuild_at: 0 },
+        );
+        for e in ends {
+            if let Endpoints::V6 { ips, .. } = e {
+                *ips = ips.map(|id| self.intern(old.get(id)));
+            }
+        }
+        self.list.shrink_to_fit();
+        self.index.shrink_to_fit(|&id| self.hasher.hash_one(self.list.get(id as usize).copied().unwrap_or_default()));
+        self.rebuild_at = 2 * self.list.len();
+    }
+
+    /// Forgets every address (no flow is left).
+    pub(super) fn clear(&mut self) {
+        self.list = Vec::new();
+        self.index = hashbrown::HashTable::new();
+        self.rebuild_at = 0;
     }
 }
 
@@ -173,12 +240,13 @@ pub(super) enum End {
     Remote,
 }
 
-/// A flow's two endpoints in 16 bytes: IPv4 ones inline (most flows), IPv6 ones boxed (a 48-byte
-/// allocation). An end never set reads as `0.0.0.0:0`; the flow's flags say which ends are known.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A flow's two endpoints in 16 bytes: IPv4 ones inline (most flows), IPv6 ones as ids of
+/// [`Addresses`] (read and set through the tracker's table). An end never set reads as
+/// `0.0.0.0:0`; the flow's flags say which ends are known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Endpoints {
     V4 { ips: [[u8; 4]; 2], ports: [u16; 2] },
-    V6(Box<[Endpoint; 2]>),
+    V6 { ips: [u32; 2], ports: [u16; 2] },
 }
 
 impl Default for Endpoints {
@@ -195,27 +263,33 @@ impl Endpoints {
         }
     }
 
-    pub(super) fn get(&self, end: End) -> SocketAddr {
+    /// One end, its address read from `addrs` when IPv6.
+    pub(super) fn get(&self, end: End, addrs: &Addresses) -> SocketAddr {
         let i = Self::index(end);
         match self {
             Self::V4 { ips, ports } => SocketAddr::new(IpAddr::from(ips[i]), ports[i]),
-            Self::V6(both) => both[i].get(),
+            Self::V6 { ips, ports } => SocketAddr::new(addr_of(addrs.get(ips[i])), ports[i]),
         }
     }
 
-    /// Sets one end; the first IPv6 address moves both ends into a box.
-    pub(super) fn set(&mut self, end: End, addr: SocketAddr) {
+    /// Sets one end; the first IPv6 address moves both ends into `addrs`.
+    pub(super) fn set(&mut self, end: End, addr: SocketAddr, addrs: &mut Addresses) {
         let i = Self::index(end);
         match (&mut *self, addr.ip()) {
             (Self::V4 { ips, ports }, IpAddr::V4(v4)) => {
                 ips[i] = v4.octets();
                 ports[i] = addr.port();
             }
-            (Self::V6(both), _) => both[i] = Endpoint::new(addr),
-            (Self::V4 { .. }, IpAddr::V6(_)) => {
-                let mut both = [Endpoint::new(self.get(End::Local)), Endpoint::new(self.get(End::Remote))];
-                both[i] = Endpoint::new(addr);
-                *self = Self::V6(Box::new(both));
+            (Self::V6 { ips, ports }, ip) => {
+                ips[i] = addrs.intern(octets_of(ip));
+                ports[i] = addr.port();
+            }
+            (Self::V4 { ips: v4s, ports }, IpAddr::V6(v6)) => {
+                let mut ips = v4s.map(|v4| addrs.intern(octets_of(IpAddr::from(v4))));
+                let mut ports = *ports;
+                ips[i] = addrs.intern(v6.octets());
+                ports[i] = addr.port();
+                *self = Self::V6 { ips, ports };
             }
         }
     }

@@ -15,7 +15,7 @@ use monitor_common::{
 };
 
 use super::{
-    compact::{End, Endpoints, FlowOwner, Owners, Stamp},
+    compact::{Addresses, End, Endpoints, FlowOwner, Owners, Stamp},
     record::{Direction, Payload, PayloadSource, PayloadSources, Protocol, Rtt, Wire},
     tcp::tcp_payload,
 };
@@ -44,7 +44,8 @@ mod bit {
 }
 
 /// One open flow. Kept compact (184 bytes, a 192-byte malloc chunk; pinned by a test): the
-/// owner is shared per process, IPv4 addresses are inline and IPv6 ones boxed, options and
+/// owner is shared per process, IPv4 addresses are inline and IPv6 ones ids of the tracker's
+/// [`Addresses`], options and
 /// booleans are bits of `flags`, timers are 32-bit [`Stamp`]s, what only TCP flows need is in
 /// [`TcpState`], and peer state is boxed (peer flows are few).
 #[derive(Debug, Clone)]
@@ -217,7 +218,7 @@ impl Flow {
         self.ends = Endpoints::default();
     }
 
-    pub(super) fn new(kind: EventKind, ev: &Event, owners: &mut Owners) -> Self {
+    pub(super) fn new(kind: EventKind, ev: &Event, owners: &mut Owners, addrs: &mut Addresses) -> Self {
         let protocol = super::protocols::protocol_of(ev.tuple.protocol, ev.flags & FLAG_RAW != 0);
         let owner = owners.intern(kernel_owner(ev).unwrap_or_else(|| FlowOwner::unknown(ev.owner.uid)));
         let first_ns = if ev.first_ns == 0 { ev.ts_ns } else { ev.first_ns };
@@ -246,7 +247,7 @@ impl Flow {
             reported: (Payload::default(), Wire::default()),
             last_record: Stamp::at(ev.ts_ns),
         };
-        flow.absorb(kind, ev, owners);
+        flow.absorb(kind, ev, owners, addrs);
         flow
     }
 
@@ -309,14 +310,19 @@ impl Flow {
         self.last_record = Stamp::at(now_ns.saturating_sub(interval_ns));
     }
 
-    /// Local endpoint, as far as seen.
-    pub(super) fn local(&self) -> Option<SocketAddr> {
-        self.has(bit::HAS_LOCAL).then(|| self.ends.get(End::Local))
+    /// Local endpoint, as far as seen (an IPv6 address read from `addrs`).
+    pub(super) fn local(&self, addrs: &Addresses) -> Option<SocketAddr> {
+        self.has(bit::HAS_LOCAL).then(|| self.ends.get(End::Local, addrs))
     }
 
-    /// Remote endpoint, as far as seen.
-    pub(super) fn remote(&self) -> Option<SocketAddr> {
-        self.has(bit::HAS_REMOTE).then(|| self.ends.get(End::Remote))
+    /// Remote endpoint, as far as seen (an IPv6 address read from `addrs`).
+    pub(super) fn remote(&self, addrs: &Addresses) -> Option<SocketAddr> {
+        self.has(bit::HAS_REMOTE).then(|| self.ends.get(End::Remote, addrs))
+    }
+
+    /// The endpoints, for [`Addresses::rebuild`].
+    pub(super) fn ends_mut(&mut self) -> &mut Endpoints {
+        &mut self.ends
     }
 
     /// The kernel's RTT estimates, when it had a sample.
@@ -338,7 +344,7 @@ impl Flow {
     }
 
     /// Merges one event. Counters are cumulative, so the larger value wins.
-    pub(super) fn absorb(&mut self, kind: EventKind, ev: &Event, owners: &mut Owners) {
+    pub(super) fn absorb(&mut self, kind: EventKind, ev: &Event, owners: &mut Owners, addrs: &mut Addresses) {
         if let Some(owner) = kernel_owner(ev)
             && owner.source > self.owner.source
         {
@@ -348,9 +354,9 @@ impl Flow {
         // its family (family 0): it is the flow's own.
         if ev.flags & FLAG_SNAPSHOT != 0 && !matches!(ev.tuple.family, AF_INET | AF_INET6) {
             let family = if self.v6() { AF_INET6 } else { AF_INET };
-            self.merge_tuple(kind, &Tuple { family, ..ev.tuple });
+            self.merge_tuple(kind, &Tuple { family, ..ev.tuple }, addrs);
         } else {
-            self.merge_tuple(kind, &ev.tuple);
+            self.merge_tuple(kind, &ev.tuple, addrs);
         }
         let mut rtt_sample = false;
         match &mut self.extra {
@@ -428,18 +434,18 @@ impl Flow {
         }
     }
 
-    fn merge_tuple(&mut self, kind: EventKind, t: &Tuple) {
+    fn merge_tuple(&mut self, kind: EventKind, t: &Tuple, addrs: &mut Addresses) {
         if let Some(local) = endpoint(t.family, t.local_addr, t.local_port)
             && (local.port() != 0 || !self.has(bit::HAS_LOCAL))
         {
-            self.ends.set(End::Local, local);
+            self.ends.set(End::Local, local, addrs);
             self.flags |= bit::HAS_LOCAL;
         }
         let peer_kind = matches!(kind, EventKind::PeerUpdate | EventKind::PeerEvicted | EventKind::PeerClosed);
         if let Some(remote) = endpoint(t.family, t.remote_addr, t.remote_port)
             && (remote.port() != 0 || peer_kind)
         {
-            self.ends.set(End::Remote, remote);
+            self.ends.set(End::Remote, remote, addrs);
             self.flags |= bit::HAS_REMOTE;
         }
         if t.family == AF_INET6 {

@@ -30,7 +30,7 @@ mod tcp;
 
 use std::{collections::HashMap, time::Duration};
 
-use compact::{FlowOwner, Owners};
+use compact::{Addresses, FlowOwner, Owners};
 pub use flow::FlowKey;
 use flow::{Flow, key_of};
 use jiff::Timestamp;
@@ -94,6 +94,8 @@ pub struct Tracker {
     flows: table::Flows,
     /// Owners of the flows in `flows`, each kept once.
     owners: Owners,
+    /// IPv6 addresses of the flows in `flows`, each kept once (rebuilt at a tick once doubled).
+    addrs: Addresses,
     /// Peer flows of each unconnected UDP socket. A set: a socket past
     /// [`MAX_PEER_FLOWS_PER_SOCKET`] ends one peer flow per new peer ([`Self::finish`] takes it
     /// out), which a list scan made cost thousands of comparisons each.
@@ -128,6 +130,7 @@ impl Tracker {
             clock,
             flows: table::Flows::default(),
             owners: Owners::default(),
+            addrs: Addresses::default(),
             peers: HashMap::new(),
             peer_flows: 0,
             stats: TrackerStats::default(),
@@ -154,9 +157,9 @@ impl Tracker {
             return;
         }
         match self.flows.get_mut(&key) {
-            Some(flow) => flow.absorb(kind, ev, &mut self.owners),
+            Some(flow) => flow.absorb(kind, ev, &mut self.owners, &mut self.addrs),
             None => {
-                let mut flow = Flow::new(kind, ev, &mut self.owners);
+                let mut flow = Flow::new(kind, ev, &mut self.owners, &mut self.addrs);
                 if let Some(owner) = self.resolved.get(&key.cookie)
                     && owner.source > flow.owner.source
                 {
@@ -279,6 +282,9 @@ impl Tracker {
             }
         }
         self.owners.prune();
+        if self.addrs.rebuild_due() {
+            self.addrs.rebuild(self.flows.iter_mut().map(Flow::ends_mut));
+        }
         let (flows, peers) = (&self.flows, &self.peers);
         self.changed.retain(|cookie| {
             peers.contains_key(cookie) || flows.contains_key(&FlowKey { cookie: *cookie, peer: None })
@@ -381,6 +387,7 @@ impl Tracker {
         self.changed.clear();
         self.peer_flows = 0;
         self.owners.prune();
+        self.addrs.clear();
     }
 
     /// Sockets waiting for an owner lookup in /proc (taken once).
@@ -457,7 +464,7 @@ impl Tracker {
         self.config.peer_counting
             && match f.protocol {
                 Protocol::Tcp | Protocol::Mptcp => false,
-                Protocol::Udp => f.remote().is_none() && f.direction() != record::Direction::Outbound,
+                Protocol::Udp => f.remote(&self.addrs).is_none() && f.direction() != record::Direction::Outbound,
                 _ => true,
             }
     }
@@ -504,8 +511,8 @@ impl Tracker {
             protocol: flow.protocol,
             ip_protocol: flow.ip_protocol,
             direction: flow.direction(),
-            local: protocols::local(flow.protocol, flow.local()),
-            remote: key.peer.or(flow.remote()),
+            local: protocols::local(flow.protocol, flow.local(&self.addrs)),
+            remote: key.peer.or(flow.remote(&self.addrs)),
             payload,
             payload_source: payload_sources.overall(),
             payload_sources,

@@ -100,6 +100,11 @@ impl Flows {
         sockets.chain(peers)
     }
 
+    /// Every flow, to change.
+    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Flow> {
+        self.sockets.values_mut().chain(self.peers.values_mut()).map(|f| &mut **f)
+    }
+
     /// Socket flows (not peer flows), by cookie.
     pub(super) fn sockets(&self) -> impl Iterator<Item = (u64, &Flow)> {
         self.sockets.iter().map(|(&cookie, f)| (cookie, &**f))
@@ -126,10 +131,13 @@ impl Flows {
 mod tests {
     use monitor_common::event::{Event, EventKind};
 
-    use super::{super::compact::Owners, *};
+    use super::{
+        super::compact::{Addresses, Owners},
+        *,
+    };
 
     fn flow(owners: &mut Owners, cookie: u64) -> Flow {
-        Flow::new(EventKind::Established, &Event { cookie, ..Event::default() }, owners)
+        Flow::new(EventKind::Established, &Event { cookie, ..Event::default() }, owners, &mut Addresses::default())
     }
 
     #[test]

@@ -3,17 +3,16 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::*;
-use crate::tracker::compact::{End, Endpoint, Endpoints, FlowOwner, Owners, Stamp};
+use crate::tracker::compact::{Addresses, End, Endpoints, FlowOwner, Owners, Stamp};
 
 /// Per-flow memory (issue 8: 100,000 open sockets within 48 MiB in total). Each open socket costs
-/// one boxed `Flow` (184 bytes: a 192-byte malloc chunk; an IPv6 flow 48 more for its boxed
-/// endpoints) and a 16-byte table entry; a field added here shows as a failure, so that the cost
+/// one boxed `Flow` (184 bytes: a 192-byte malloc chunk; an IPv6 flow's addresses are ids into
+/// the tracker's table, shared) and a 16-byte table entry; a field added here shows as a failure, so that the cost
 /// is a decision.
 #[test]
 fn flow_state_stays_compact() {
     use std::mem::size_of;
     assert_eq!(size_of::<crate::tracker::flow::Flow>(), 184);
-    assert_eq!(size_of::<crate::tracker::compact::Endpoint>(), 18);
     assert_eq!(size_of::<Endpoints>(), 16);
     assert_eq!(size_of::<Stamp>(), 4);
     assert_eq!(size_of::<crate::tracker::flow::Extra>(), 40);
@@ -21,7 +20,7 @@ fn flow_state_stays_compact() {
 }
 
 /// Both ends come back as set, whichever family each has and in whichever order they came: the
-/// first IPv6 address moves both into the box, an IPv4 one set later stays IPv4.
+/// first IPv6 address moves both into the address table, an IPv4 one set later stays IPv4.
 #[test]
 fn a_flows_two_ends_give_back_the_addresses_stored_in_any_family_and_order() {
     let v4: SocketAddr = "192.0.2.7:40000".parse().unwrap();
@@ -29,27 +28,31 @@ fn a_flows_two_ends_give_back_the_addresses_stored_in_any_family_and_order() {
     let v6: SocketAddr = "[2001:db8::9]:53".parse().unwrap();
     let unspecified: SocketAddr = "[::]:80".parse().unwrap();
     let cases = [(v4, v4b), (v4, v6), (v6, v4), (v6, unspecified), (unspecified, v4b)];
+    let mut addrs = Addresses::default();
     for (local, remote) in cases {
         for remote_first in [false, true] {
             let mut ends = Endpoints::default();
             if remote_first {
-                ends.set(End::Remote, remote);
-                ends.set(End::Local, local);
+                ends.set(End::Remote, remote, &mut addrs);
+                ends.set(End::Local, local, &mut addrs);
             } else {
-                ends.set(End::Local, local);
-                ends.set(End::Remote, remote);
+                ends.set(End::Local, local, &mut addrs);
+                ends.set(End::Remote, remote, &mut addrs);
             }
-            assert_eq!((ends.get(End::Local), ends.get(End::Remote)), (local, remote), "{local} {remote}");
+            let got = (ends.get(End::Local, &addrs), ends.get(End::Remote, &addrs));
+            assert_eq!(got, (local, remote), "{local} {remote}");
             assert_eq!(matches!(ends, Endpoints::V4 { .. }), local.is_ipv4() && remote.is_ipv4(), "{ends:?}");
         }
     }
+    // Each address once: 0.0.0.0, 192.0.2.7, 2001:db8::9, ::, 198.51.100.1 (IPv4 ones mapped).
+    assert_eq!(addrs.len(), 5);
     // An end replaced by one of the other family.
     let mut ends = Endpoints::default();
-    ends.set(End::Local, v6);
-    ends.set(End::Local, v4);
-    ends.set(End::Remote, v4b);
-    assert_eq!((ends.get(End::Local), ends.get(End::Remote)), (v4, v4b));
-    assert!(ends.get(End::Local).is_ipv4());
+    ends.set(End::Local, v6, &mut addrs);
+    ends.set(End::Local, v4, &mut addrs);
+    ends.set(End::Remote, v4b, &mut addrs);
+    assert_eq!((ends.get(End::Local, &addrs), ends.get(End::Remote, &addrs)), (v4, v4b));
+    assert!(ends.get(End::Local, &addrs).is_ipv4());
 }
 
 /// A stamp measures time in 64ths of a second across the 32-bit wrap of its units: whole
@@ -85,10 +88,83 @@ fn packed_endpoints_give_back_the_address_stored() {
         // IPv4-compatible (not mapped) stays IPv6.
         SocketAddr::new("::10.0.0.1".parse().unwrap(), 1),
     ];
+    let mut table = Addresses::default();
     for a in addrs {
-        assert_eq!(Endpoint::new(a).get(), a, "{a}");
-        assert_eq!(Endpoint::new(a).get().is_ipv6(), a.is_ipv6(), "{a}");
+        for other in [addrs[0], addrs[5]] {
+            let mut ends = Endpoints::default();
+            ends.set(End::Local, other, &mut table);
+            ends.set(End::Remote, a, &mut table);
+            assert_eq!(ends.get(End::Remote, &table), a, "{a}");
+            assert_eq!(ends.get(End::Remote, &table).is_ipv6(), a.is_ipv6(), "{a}");
+            assert_eq!(ends.get(End::Local, &table), other, "{a}");
+        }
     }
+}
+
+fn ip6(a: Ipv6Addr) -> [u32; 4] {
+    let o = a.octets();
+    std::array::from_fn(|i| u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]]))
+}
+
+/// IPv6 flows between two hosts share their two addresses; the addresses of closed flows go
+/// at the first tick after the table doubled, and the open flows' records still carry their
+/// own addresses after the renumbering.
+#[test]
+fn ipv6_addresses_are_kept_once_and_those_of_closed_flows_go_when_the_table_doubled() {
+    let mut t = tracker();
+    let mut out = Vec::new();
+    let local: Ipv6Addr = "fd00:199::1".parse().unwrap();
+    let remote = |i: u32| -> Ipv6Addr { format!("2001:db8::{:x}:{:x}", i >> 16, i & 0xffff).parse().unwrap() };
+    let open = |t: &mut Tracker, out: &mut Vec<FlowRecord>, cookie: u64, to: Ipv6Addr| {
+        let mut e = ev(EventKind::Established, 2 * SEC, counters(100, 100, 10, 10));
+        e.cookie = cookie;
+        e.tuple.family = monitor_common::AF_INET6;
+        e.tuple.local_addr = ip6(local);
+        e.tuple.remote_addr = ip6(to);
+        e.tuple.local_port = u16::try_from(1000 + cookie % 60_000).unwrap();
+        t.handle(EventKind::Established, &e, out);
+    };
+    // 500 connections to one server: two addresses in all, and 0.0.0.0 (IPv4-mapped), which an
+    // end not set yet reads as when the other one moves the flow to the table.
+    for cookie in 1..=500 {
+        open(&mut t, &mut out, cookie, remote(0));
+    }
+    assert_eq!(t.addrs.len(), 3);
+    // 3,000 to distinct servers, of which all but the last 100 close.
+    for i in 1..=3000u32 {
+        open(&mut t, &mut out, 1000 + u64::from(i), remote(i));
+    }
+    assert_eq!(t.addrs.len(), 3003);
+    for i in 1..=2900u32 {
+        let cookie = 1000 + u64::from(i);
+        for kind in [EventKind::TcpClose, EventKind::Release] {
+            let mut e = ev(kind, 3 * SEC, counters(100, 100, 10, 10));
+            e.cookie = cookie;
+            t.handle(kind, &e, &mut out);
+        }
+    }
+    assert_eq!(out.len(), 2900);
+    t.tick(4 * SEC, &mut out);
+    assert_eq!(t.addrs.len(), 102, "the local address, the shared server and the 100 still open");
+    assert_eq!(out.len(), 2900, "no record due at the tick");
+    assert!(!t.addrs.rebuild_due(), "next when it doubled again");
+    // Every open flow's record carries its own addresses.
+    out.clear();
+    t.shutdown(5 * SEC, &mut out);
+    assert!(t.addrs.len() == 0, "forgotten with the flows");
+    let want = |cookie: u64| {
+        let to = if cookie <= 500 { remote(0) } else { remote(u32::try_from(cookie - 1000).unwrap()) };
+        (
+            Some(SocketAddr::new(local.into(), u16::try_from(1000 + cookie % 60_000).unwrap())),
+            Some(SocketAddr::new(to.into(), 443)),
+        )
+    };
+    let mut seen = 0;
+    for r in &out {
+        assert_eq!((r.local, r.remote), want(r.cookie), "cookie {}", r.cookie);
+        seen += 1;
+    }
+    assert_eq!(seen, 600, "{out:?}");
 }
 
 /// Flows of one process share one owner; owners of closed flows go at the next tick.
