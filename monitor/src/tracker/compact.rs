@@ -281,7 +281,11 @@ impl Endpoints {
                 ports[i] = addr.port();
             }
             (Self::V6 { ips, ports }, ip) => {
-                ips[i] = addrs.intern(octets_of(ip));
+                // Most events repeat the address: no hashing then.
+                let octets = octets_of(ip);
+                if addrs.get(ips[i]) != octets {
+                    ips[i] = addrs.intern(octets);
+                }
                 ports[i] = addr.port();
             }
             (Self::V4 { ips: v4s, ports }, IpAddr::V6(v6)) => {
