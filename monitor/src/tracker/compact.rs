@@ -178,11 +178,16 @@ pub(super) struct Addresses {
     rebuild_at: usize,
 }
 
+/// The hash of an address: one 128-bit write.
+fn hash_of(hasher: &foldhash::fast::RandomState, octets: [u8; 16]) -> u64 {
+    hasher.hash_one(u128::from_ne_bytes(octets))
+}
+
 impl Addresses {
-    /// The id of `octets`, added when new. Ids past `u32::MAX` (64 GiB of addresses) would read
-    /// as `::`.
+    /// The id of `octets`, added when new. (Past 2^32 addresses, 64 GiB, which the rebuilds keep
+    /// far off, new addresses would share the last id.)
     fn intern(&mut self, octets: [u8; 16]) -> u32 {
-        let hash = self.hasher.hash_one(octets);
+        let hash = hash_of(&self.hasher, octets);
         let list = &self.list;
         if let Some(&id) = self.index.find(hash, |&id| list.get(id as usize) == Some(&octets)) {
             return id;
@@ -190,7 +195,7 @@ impl Addresses {
         let id = u32::try_from(self.list.len()).unwrap_or(u32::MAX);
         self.list.push(octets);
         let (list, hasher) = (&self.list, &self.hasher);
-        self.index.insert_unique(hash, id, |&id| hasher.hash_one(list.get(id as usize).copied().unwrap_or_default()));
+        self.index.insert_unique(hash, id, |&id| hash_of(hasher, list.get(id as usize).copied().unwrap_or_default()));
         id
     }
 
@@ -211,9 +216,15 @@ impl Addresses {
 
     /// Keeps only the addresses of `ends` (every open flow's), renumbering them.
     pub(super) fn rebuild<'a>(&mut self, ends: impl Iterator<Item = &'a mut Endpoints>) {
+        let room = self.list.len();
         let old = std::mem::replace(
             self,
-            Self { list: Vec::new(), index: hashbrown::HashTable::new(), hasher: self.hasher.clone(), rebuild_at: 0 },
+            Self {
+                list: Vec::with_capacity(room),
+                index: hashbrown::HashTable::with_capacity(room),
+                hasher: self.hasher.clone(),
+                rebuild_at: 0,
+            },
         );
         for e in ends {
             if let Endpoints::V6 { ips, .. } = e {
@@ -221,7 +232,7 @@ impl Addresses {
             }
         }
         self.list.shrink_to_fit();
-        self.index.shrink_to_fit(|&id| self.hasher.hash_one(self.list.get(id as usize).copied().unwrap_or_default()));
+        self.index.shrink_to_fit(|&id| hash_of(&self.hasher, self.list.get(id as usize).copied().unwrap_or_default()));
         self.rebuild_at = 2 * self.list.len();
     }
 
@@ -289,9 +300,12 @@ impl Endpoints {
                 ports[i] = addr.port();
             }
             (Self::V4 { ips: v4s, ports }, IpAddr::V6(v6)) => {
-                let mut ips = v4s.map(|v4| addrs.intern(octets_of(IpAddr::from(v4))));
-                let mut ports = *ports;
+                // The other end moves to the table as it reads (0.0.0.0 when not set yet).
+                let other = 1 - i;
+                let mut ips = [0; 2];
+                ips[other] = addrs.intern(octets_of(IpAddr::from(v4s[other])));
                 ips[i] = addrs.intern(v6.octets());
+                let mut ports = *ports;
                 ports[i] = addr.port();
                 *self = Self::V6 { ips, ports };
             }
