@@ -117,7 +117,12 @@ pub struct Counters {
     pub local_port: u16,
     /// TCP only, written by `sock_ops` alone: `event::TCP_FIN_RECEIVED` once the peer's FIN
     /// reached the socket.
-    pub tcp_flags: u16,
+    pub tcp_flags: u8,
+    /// The socket's IP protocol (`IPPROTO_*` below 256), 0 until the packet path has seen it:
+    /// written by `cgroup_skb` from the full socket at the socket's first packet (a byte of its
+    /// own: `sock_ops` writes `tcp_flags` beside it), so that its later packets need not ask the
+    /// kernel for the full socket (a helper call per packet) to know it.
+    pub protocol: u8,
     /// Payload copying of this socket (`crate::copy`): `COPY_STATE_*` fields, written by the
     /// packet path without atomics (a race copies one packet too many, never a wrong one).
     pub copy_state: u32,

@@ -1,7 +1,10 @@
 //! `cgroup_skb/egress|ingress`: the per-packet path.
 //!
-//! For TCP and connected UDP the work is: full socket → `COUNTERS` storage → two atomic adds →
-//! one coarse clock read. No keyed map lookup, no event (except one `Update` per interval).
+//! For TCP and connected UDP the work is: `COUNTERS` storage → two atomic adds → one coarse clock
+//! read: two helper calls. No keyed map lookup, no event (except one `Update` per interval). The
+//! full socket (a third helper call) is asked for only at a socket's first packets (until its
+//! protocol and local address are in its counters and its payload copying is over), for its
+//! updates, and for sockets counted per peer ([`steady`]).
 //! Unconnected UDP sockets (several peers behind one socket), and ping, raw and SCTP sockets
 //! (no syscall hook gives their peers) also read the peer address from the IP header (and the
 //! port from the UDP/SCTP header) and add to that peer's slot in the socket's `PEERS` storage.
@@ -57,26 +60,97 @@ fn count(ctx: &SkBuffContext, egress: bool) {
     let skb = ctx.skb.skb;
     // SAFETY: ctx field reads; `sk` is null-checked before use.
     let (len, sk) = unsafe { (u64::from((*skb).len), (*skb).__bindgen_anon_2.sk) };
-    let sk = if sk.is_null() { sk } else { unsafe { bpf_sk_fullsock(sk) } };
     if sk.is_null() {
         unattributed(len);
         return;
     }
-    let mut counters = COUNTERS.get(sk.cast(), false);
+    // The storage helper takes any socket and finds counters on full sockets only, so a socket
+    // past its first packets costs no `bpf_sk_fullsock` call: on a host whose every kernel
+    // return is expensive (SRSO's safe RET), each helper call is a good part of a packet's cost.
+    let counters = COUNTERS.get(sk.cast(), false);
+    // SAFETY: null-checked map value; `dst_port` is a field of every socket (`sock_common`).
+    let steady = unsafe { counters.as_ref() }.is_some_and(|c| steady(c, u32::from(unsafe { (*sk).dst_port })));
+    let due = if steady {
+        // SAFETY: non-null (`steady`) map value.
+        let c = unsafe { &mut *counters };
+        add_packet(c, egress, len);
+        interval_due(c)
+    } else {
+        // SAFETY: a socket pointer of the context, non-null.
+        let full = unsafe { bpf_sk_fullsock(sk) };
+        if full.is_null() {
+            unattributed(len);
+            return;
+        }
+        first_packets(ctx, full, counters, egress, len)
+    };
+    // One call site: the program's stack is nearly full.
+    // SAFETY: null-checked map value.
+    if let Some(c) = unsafe { due.as_ref() } {
+        // SAFETY: a socket pointer of the context; counters exist on full sockets only, so the
+        // helper never returns null here.
+        let full = unsafe { bpf_sk_fullsock(sk) };
+        if !full.is_null() {
+            report(ctx, full, EventKind::Update, c);
+        }
+    }
+}
+
+/// True for a socket whose packet needs nothing but its counters and the update clock: its
+/// protocol and local address known, its payload copying over, counted as one flow (TCP, or
+/// connected UDP that kept its peer; not raw). Reads only the counters and the destination port.
+#[inline(always)]
+fn steady(c: &Counters, dst_port: u32) -> bool {
+    let protocol = u32::from(c.protocol);
+    protocol != 0
+        && c.local_port != 0
+        && c.copy_state & COPY_STATE_DONE != 0
+        && !per_peer(protocol, dst_port, c.flags)
+        && !super::rebind::disconnected(c, protocol, dst_port)
+}
+
+/// Whether a socket's `Update` is due (and then restarts its interval).
+#[inline(always)]
+fn interval_due(c: &mut Counters) -> *mut Counters {
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    if now.wrapping_sub(c.last_report_ns) >= update_interval_ns() {
+        c.last_report_ns = now;
+        c
+    } else {
+        core::ptr::null_mut()
+    }
+}
+
+/// A packet of a socket that is not [`steady`]: without counters yet (discovered, or an MPTCP
+/// subflow), at its first packets, copying payload, counted per peer, or whose peer changed.
+/// Returns the counters whose `Update` is due, or null.
+#[inline(always)]
+fn first_packets(
+    ctx: &SkBuffContext,
+    sk: *mut bpf_sock,
+    mut counters: *mut Counters,
+    egress: bool,
+    len: u64,
+) -> *mut Counters {
     if counters.is_null() {
         // An MPTCP subflow has no counters: its packets count for its connection (`mptcp`).
-        if super::mptcp::count_subflow(skb, sk, egress, len) {
-            return;
+        if super::mptcp::count_subflow(ctx.skb.skb, sk, egress, len) {
+            return core::ptr::null_mut();
         }
         counters = discover(ctx, sk);
     }
     // SAFETY: null-checked map value.
     let Some(c) = (unsafe { counters.as_mut() }) else {
         unattributed(len);
-        return;
+        return core::ptr::null_mut();
     };
     // SAFETY: full-socket field reads.
     let (protocol, dst_port) = unsafe { ((*sk).protocol, (*sk).dst_port) };
+    if c.protocol == 0 && protocol < 256 {
+        // Every packet of the socket writes the same byte: a race between two CPUs is harmless.
+        c.protocol = protocol as u8;
+    }
     if super::rebind::disconnected(c, protocol, u32::from(dst_port)) {
         // Before this packet is added: the connected flow ends with what came before it.
         // SAFETY: the context is an skb with a socket.
@@ -86,26 +160,16 @@ fn count(ctx: &SkBuffContext, egress: bool) {
     }
     add_packet(c, egress, len);
     remember_local(sk, c);
-    let due = if per_peer(protocol, u32::from(dst_port), c.flags) {
+    if per_peer(protocol, u32::from(dst_port), c.flags) {
         // The socket's first peer: one socket-level `Update`, so that userspace knows the socket
         // (and its owner) before any peer is reported, and reads its peer slots at shutdown. Its
         // own record is never written while it is counted per peer.
-        count_peer(ctx, sk, c, egress, len, protocol)
+        if count_peer(ctx, sk, c, egress, len, protocol) { counters } else { core::ptr::null_mut() }
     } else {
         if c.copy_state & COPY_STATE_DONE == 0 {
             super::copy::connected(ctx, sk, c, egress);
         }
-        // SAFETY: helper without arguments.
-        let now = unsafe { bpf_ktime_get_coarse_ns() };
-        let due = now.wrapping_sub(c.last_report_ns) >= update_interval_ns();
-        if due {
-            c.last_report_ns = now;
-        }
-        due
-    };
-    // One call site: the program's stack is nearly full.
-    if due {
-        report(ctx, sk, EventKind::Update, c);
+        interval_due(c)
     }
 }
 

@@ -109,7 +109,7 @@ fn fin_received(ctx: &SockOpsContext) {
     }
     // SAFETY: null-checked map value.
     if let Some(c) = unsafe { COUNTERS.get(sk.cast(), false).as_mut() } {
-        c.tcp_flags |= TCP_FIN_RECEIVED as u16;
+        c.tcp_flags |= TCP_FIN_RECEIVED as u8;
     }
 }
 
