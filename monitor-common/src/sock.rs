@@ -174,6 +174,9 @@ pub struct Counters {
 const _: () = assert!(core::mem::size_of::<Counters>() == 184);
 // Value offset + 8 = offset in the kernel's cache-line-aligned storage data.
 const _: () = assert!(core::mem::offset_of!(Counters, wire_tx_bytes) + 8 == 64);
+// What a steady packet reads besides its counters' own line (`cgroup_skb`): line 0.
+const _: () = assert!(core::mem::offset_of!(Counters, protocol) + 8 < 64);
+const _: () = assert!(core::mem::offset_of!(Counters, copy_state) + 8 < 64);
 const _: () = assert!(core::mem::offset_of!(Counters, app_rx_bytes) + 8 + 8 <= 128);
 const _: () = assert!(core::mem::offset_of!(Counters, wire_rx_bytes) + 8 >= 128);
 const _: () = assert!(core::mem::offset_of!(Counters, wire_rx_packets) + 8 + 8 <= 192);
