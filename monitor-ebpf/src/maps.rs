@@ -10,7 +10,7 @@ use aya_ebpf::{
     bindings::BPF_SK_STORAGE_GET_F_CREATE,
     helpers::generated::{
         bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_pid_tgid,
-        bpf_get_current_uid_gid, bpf_ktime_get_boot_ns, bpf_sk_storage_get,
+        bpf_get_current_uid_gid, bpf_jiffies64, bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns, bpf_sk_storage_get,
     },
     macros::{btf_map, map},
     maps::{Array, PerCpuArray, RingBuf},
@@ -186,6 +186,50 @@ pub(crate) fn current_task_watched() -> bool {
     };
     // SAFETY: helper without pointer arguments; 0 when `level` is deeper than the task's cgroup.
     unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) == id }
+}
+
+/// The coarse clock's last reading and the jiffies count it was taken at (`.bss`, shared by all
+/// CPUs; see [`coarse_ns`]).
+#[repr(C)]
+struct CoarseClock {
+    jiffies: u64,
+    ns: u64,
+}
+
+static mut COARSE_CLOCK: CoarseClock = CoarseClock { jiffies: 0, ns: 0 };
+
+/// `bpf_ktime_get_coarse_ns()` without a helper call while the jiffies count has not moved.
+///
+/// The coarse clock only moves at a tick, where the kernel advances jiffies and then the clock,
+/// and the verifier inlines `bpf_jiffies64` into one load on 64-bit JITs. So a reading taken at
+/// the current jiffies count is the coarse clock's value until the next tick; only the first
+/// packet after a tick pays the helper call, which every packet paid before (on a host where each
+/// kernel return is dear, SRSO's safe RET, about as much as the rest of a TCP packet's work).
+/// Racing CPUs store the same pair or pairs a tick apart: the value read is at most a tick old
+/// (a CPU may pair a new count with the clock's previous reading), never ahead, so callers
+/// compare with [`elapsed_ns`], which reads a clock behind a stamp as no time gone by.
+#[inline(always)]
+pub(crate) fn coarse_ns() -> u64 {
+    let clock = &raw mut COARSE_CLOCK;
+    // SAFETY: a helper without arguments; a plain global of this object, read and written with
+    // volatile word accesses (no torn word; a torn pair is at most a tick old, see above).
+    unsafe {
+        let jiffies = bpf_jiffies64();
+        if ptr::read_volatile(&raw const (*clock).jiffies) == jiffies {
+            return ptr::read_volatile(&raw const (*clock).ns);
+        }
+        let now = bpf_ktime_get_coarse_ns();
+        ptr::write_volatile(&raw mut (*clock).ns, now);
+        ptr::write_volatile(&raw mut (*clock).jiffies, jiffies);
+        now
+    }
+}
+
+/// Time from `stamp` to `now` on the coarse clock; 0 when `now` is behind it (a reading of
+/// [`coarse_ns`] up to a tick old against a stamp the helper gave).
+#[inline(always)]
+pub(crate) fn elapsed_ns(now: u64, stamp: u64) -> u64 {
+    now.saturating_sub(stamp)
 }
 
 #[inline(always)]

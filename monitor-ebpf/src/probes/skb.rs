@@ -1,7 +1,8 @@
 //! `cgroup_skb/egress|ingress`: the per-packet path.
 //!
 //! For TCP and connected UDP the work is: `COUNTERS` storage → two atomic adds → one coarse clock
-//! read: two helper calls. No keyed map lookup, no event (except one `Update` per interval). The
+//! read (`maps::coarse_ns`: a helper call only at the first packet after a tick): one helper call
+//! in all. No keyed map lookup, no event (except one `Update` per interval). The
 //! full socket (a third helper call) is asked for only at a socket's first packets (until its
 //! protocol and local address are in its counters and its payload copying is over), for its
 //! updates, and for sockets counted per peer ([`steady`]).
@@ -36,7 +37,8 @@ use monitor_common::{
 
 use super::{ALLOW, field, per_peer, remember_local, tracked, tuple_of};
 use crate::maps::{
-    COUNTERS, EventData, PEERS, add, emit, owner_of, owner_with, socket_flags, stat, update_interval_ns,
+    COUNTERS, EventData, PEERS, add, coarse_ns, elapsed_ns, emit, owner_of, owner_with, socket_flags, stat,
+    update_interval_ns,
 };
 
 /// # Minimum kernel version
@@ -112,9 +114,8 @@ fn steady(c: &Counters, dst_port: u32) -> bool {
 /// Whether a socket's `Update` is due (and then restarts its interval).
 #[inline(always)]
 fn interval_due(c: &mut Counters) -> *mut Counters {
-    // SAFETY: helper without arguments.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
-    if now.wrapping_sub(c.last_report_ns) >= update_interval_ns() {
+    let now = coarse_ns();
+    if elapsed_ns(now, c.last_report_ns) >= update_interval_ns() {
         c.last_report_ns = now;
         c
     } else {
@@ -547,8 +548,8 @@ fn count_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, c: &mut Counters, egress: 
         return false;
     };
     // Everything that calls a helper happens outside the lock (the verifier allows none inside).
-    // SAFETY: helpers without arguments.
-    let (now, boot) = unsafe { (bpf_ktime_get_coarse_ns(), bpf_ktime_get_boot_ns()) };
+    // SAFETY: a helper without arguments.
+    let (now, boot) = (coarse_ns(), unsafe { bpf_ktime_get_boot_ns() });
     let interval = update_interval_ns();
     // At most one slot to report per packet, copied under the lock: the one a new peer evicted,
     // or the peer's own when its update is due (never a slot claimed now: its interval starts at
@@ -581,7 +582,7 @@ fn count_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, c: &mut Counters, egress: 
                 slot.active |= SLOT_FIRST_IN;
             }
         }
-        if !claimed && now.wrapping_sub(slot.last_report_ns) >= interval {
+        if !claimed && elapsed_ns(now, slot.last_report_ns) >= interval {
             slot.last_report_ns = now;
             report = *slot;
         }
