@@ -4,6 +4,7 @@ mod android;
 mod failure;
 pub(crate) mod fixtures;
 mod paths;
+mod row_cost;
 mod session_rows;
 mod timing;
 mod wal;
