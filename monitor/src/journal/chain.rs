@@ -28,13 +28,6 @@ use super::{
 pub const DIGEST_LEN: usize = 16;
 const DOMAIN: &[u8] = b"monitor.journal.batch/1";
 
-/// Columns of `connections` hashed, in order (names and residency columns included): the
-/// columns a flush binds, but for `answers_id` (schema 13), which it binds after them. The last,
-/// `country_answers`, is hashed as its text ([`CONNECTION_SELECT`]): in rows written since schema
-/// 13 the column is NULL and the text is the `answer_sets` row `answers_id` names, so the chain
-/// covers the text whichever way it is stored, and a changed `answer_sets` text or `answers_id`
-/// shows as a changed row.
-pub const CONNECTION_COLUMNS: &str = concat!(hashed_connection_columns!(), "country_answers");
 /// [`CONNECTION_COLUMNS`] but the last, with a trailing comma (one list for both uses).
 macro_rules! hashed_connection_columns {
     () => {
@@ -46,7 +39,15 @@ macro_rules! hashed_connection_columns {
         dns_name, ech_outer, rtt_min_us, rtt_srtt_us, consensus, "
     };
 }
-use hashed_connection_columns;
+/// Columns of `connections` hashed, in order (names and residency columns included): the
+/// values a flush hashes (`flush::ROUTES` sends each to `connection_rows` or to its group's
+/// table, schema 14; a test checks the two lists agree). The last,
+/// `country_answers`, is hashed as its text ([`CONNECTION_SELECT`]): in rows written since schema
+/// 13 the column is NULL and the text is the `answer_sets` row `answers_id` names, so the chain
+/// covers the text whichever way it is stored, and a changed `answer_sets` text or `answers_id`
+/// shows as a changed row.
+#[cfg(test)]
+pub const CONNECTION_COLUMNS: &str = concat!(hashed_connection_columns!(), "country_answers");
 /// Number of names in [`CONNECTION_COLUMNS`].
 pub const CONNECTION_COLUMN_COUNT: usize = 52;
 /// How the chain reads [`CONNECTION_COLUMNS`]: `country_answers` as its text.
@@ -67,7 +68,8 @@ pub(super) struct Mark([i64; 2]);
 /// Reads the highest ids of the chained tables (call first in the flush's transaction).
 pub(super) fn mark(tx: &Transaction<'_>) -> rusqlite::Result<Mark> {
     let max = |t: &str| tx.query_row(&format!("SELECT COALESCE(MAX(id), 0) FROM {t}"), [], |r| r.get(0));
-    Ok(Mark([max(TABLES[0].0)?, max(TABLES[1].0)?]))
+    // `connections` is a view (schema 14): its ids are those of `connection_rows`.
+    Ok(Mark([max("connection_rows")?, max(TABLES[1].0)?]))
 }
 
 /// Digest of one row: the table name, then each column as a tag byte and its value (integers
@@ -80,57 +82,64 @@ pub fn row_digest(table: &str, row: &Row<'_>, columns: usize) -> rusqlite::Resul
     Ok(h.finish())
 }
 
-/// A row digest built column by column ([`row_digest`]'s bytes): the flush hashes each
-/// `connections` row from the values it binds, instead of reading the rows back. The bytes are
-/// collected first and hashed at once (two hash updates per column cost more than the hashing).
-pub(super) struct RowHasher(Vec<u8>);
+/// Appends a column's value as a row digest hashes it: a tag byte, then integers and reals as 8
+/// bytes big-endian, text and blobs with a 4-byte big-endian length. Also the key of an interned
+/// combination of values (`super::intern`).
+pub(super) fn encode(b: &mut Vec<u8>, value: ValueRef<'_>) {
+    match value {
+        ValueRef::Null => b.push(0),
+        ValueRef::Integer(v) => {
+            b.push(1);
+            b.extend_from_slice(&v.to_be_bytes());
+        }
+        ValueRef::Real(v) => {
+            b.push(2);
+            b.extend_from_slice(&v.to_bits().to_be_bytes());
+        }
+        ValueRef::Text(t) | ValueRef::Blob(t) => {
+            b.push(if matches!(value, ValueRef::Text(_)) { 3 } else { 4 });
+            b.extend_from_slice(&u32::try_from(t.len()).unwrap_or(u32::MAX).to_be_bytes());
+            b.extend_from_slice(t);
+        }
+    }
+}
+
+/// A row digest built column by column ([`row_digest`]'s bytes). The bytes are collected first
+/// and hashed at once (two hash updates per column cost more than the hashing).
+struct RowHasher(Vec<u8>);
 
 impl RowHasher {
-    pub(super) fn new(table: &str) -> Self {
-        Self::reusing(table, Vec::with_capacity(512))
-    }
-
-    /// A hasher that collects into `bytes` (emptied first): with [`Self::finish_keeping`], one
-    /// buffer serves every row of a flush.
-    pub(super) fn reusing(table: &str, mut bytes: Vec<u8>) -> Self {
-        bytes.clear();
-        bytes.extend_from_slice(table.as_bytes());
-        bytes.push(0);
+    fn new(table: &str) -> Self {
+        let mut bytes = Vec::with_capacity(512);
+        start_row(&mut bytes, table);
         Self(bytes)
     }
 
     /// Adds the next column's value.
-    pub(super) fn push(&mut self, value: ValueRef<'_>) {
-        let b = &mut self.0;
-        match value {
-            ValueRef::Null => b.push(0),
-            ValueRef::Integer(v) => {
-                b.push(1);
-                b.extend_from_slice(&v.to_be_bytes());
-            }
-            ValueRef::Real(v) => {
-                b.push(2);
-                b.extend_from_slice(&v.to_bits().to_be_bytes());
-            }
-            ValueRef::Text(t) | ValueRef::Blob(t) => {
-                b.push(if matches!(value, ValueRef::Text(_)) { 3 } else { 4 });
-                b.extend_from_slice(&u32::try_from(t.len()).unwrap_or(u32::MAX).to_be_bytes());
-                b.extend_from_slice(t);
-            }
-        }
+    fn push(&mut self, value: ValueRef<'_>) {
+        encode(&mut self.0, value);
     }
 
-    pub(super) fn finish(self) -> [u8; DIGEST_LEN] {
-        self.finish_keeping().0
+    fn finish(self) -> [u8; DIGEST_LEN] {
+        digest_of(&self.0)
     }
+}
 
-    /// The digest, and the buffer for the next row.
-    pub(super) fn finish_keeping(self) -> ([u8; DIGEST_LEN], Vec<u8>) {
-        let full = Sha256::digest(&self.0);
-        let mut out = [0u8; DIGEST_LEN];
-        out.copy_from_slice(&full[..DIGEST_LEN]);
-        (out, self.0)
-    }
+/// Empties `bytes` and starts a row of `table` in it: the flush hashes each `connections` row
+/// from the values it binds ([`encode`] each, then [`digest_of`]), instead of reading the rows
+/// back, with one buffer for every row.
+pub(super) fn start_row(bytes: &mut Vec<u8>, table: &str) {
+    bytes.clear();
+    bytes.extend_from_slice(table.as_bytes());
+    bytes.push(0);
+}
+
+/// The row digest of the bytes [`start_row`] and [`encode`] collected.
+pub(super) fn digest_of(bytes: &[u8]) -> [u8; DIGEST_LEN] {
+    let full = Sha256::digest(bytes);
+    let mut out = [0u8; DIGEST_LEN];
+    out.copy_from_slice(&full[..DIGEST_LEN]);
+    out
 }
 
 /// The `connections` rows a flush wrote, hashed as they were bound: ids `first..first + n`.

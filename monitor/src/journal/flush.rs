@@ -11,6 +11,7 @@ use serde_json::json;
 use super::{
     buffer::{Bucket, BucketKey, Buffer, Pending},
     chain,
+    intern::{Group, Interned},
     names::{self, int, ms},
     rollup::{Fold, Rollup, Unwritten},
 };
@@ -34,6 +35,7 @@ pub(super) fn write(
     tx: &Transaction<'_>,
     buf: &Buffer,
     rollup: &mut Rollup,
+    interned: &mut Interned,
     interval_secs: i64,
     run_started: Timestamp,
     now: Timestamp,
@@ -75,9 +77,9 @@ pub(super) fn write(
             _ => None,
         };
         fold.add_record(rollup, probed, pending, answers.as_ref().map(|(text, _)| &**text));
-        connections.push(tx, ConnectionRow { pending, app_id, country_db, asn_db, answers })?;
+        connections.push(tx, interned, ConnectionRow { pending, app_id, country_db, asn_db, answers })?;
     }
-    connections.write_out(tx)?;
+    connections.write_out(tx, interned)?;
     for (key, bucket) in &buf.buckets {
         let country_db = dbs.id_of(tx, "country", key.country_db.as_ref())?.unwrap_or(0);
         let asn_db = dbs.id_of(tx, "asn", key.asn_db.as_ref())?.unwrap_or(0);
@@ -277,21 +279,82 @@ fn app_id(tx: &Transaction<'_>, app: &App, seen: Timestamp) -> rusqlite::Result<
     )
 }
 
-/// Rows per multi-row `INSERT` into `connections` (53 values each: 1,696 bound parameters, far
+/// Rows per multi-row `INSERT` into `connection_rows` (27 values each: 864 bound parameters, far
 /// below SQLite's limit of 32,766). A flush's remainder goes in with the one-row statement.
 const ROWS_PER_INSERT: usize = 32;
 
-/// Columns of `connections` written per record, in binding order: every column the hash chain
-/// covers, the id included (bound explicitly, so the digests hashed while binding are those of
-/// known ids), then `answers_id`.
-const CONNECTION_COLUMNS: &str = chain::CONNECTION_COLUMNS;
-/// Values bound per record: [`CONNECTION_COLUMNS`] and `answers_id`.
-const CONNECTION_VALUES: usize = chain::CONNECTION_COLUMN_COUNT + 1;
+/// Where each of the 51 values before `country_answers` in [`chain::CONNECTION_COLUMNS`] goes:
+/// into `connection_rows` (`None`), or into the key of a group stored once ([`intern`]).
+const ROUTES: [Option<Group>; 51] = {
+    use Group::{Destination as D, Names as N, Owner as O, Shape as S};
+    [
+        None,    // id
+        Some(S), // event
+        None,    // time_ms
+        None,    // first_seen_ms
+        None,    // closed_ms
+        None,    // cookie
+        Some(O), // app_id
+        Some(O), // app_pid
+        Some(O), // app_start_time
+        Some(O), // owner_tgid
+        Some(O), // owner_pid
+        Some(O), // owner_uid
+        Some(O), // owner_gid
+        Some(O), // owner_comm
+        Some(O), // owner_cgroup_id
+        Some(O), // owner_source
+        Some(S), // protocol
+        Some(S), // direction
+        None,    // local_ip
+        None,    // local_port
+        None,    // remote_ip
+        None,    // remote_port
+        None,    // payload_tx
+        None,    // payload_rx
+        None,    // wire_tx
+        None,    // wire_rx
+        None,    // packets_tx
+        None,    // packets_rx
+        None,    // delta_payload_tx
+        None,    // delta_payload_rx
+        None,    // delta_wire_tx
+        None,    // delta_wire_rx
+        None,    // delta_packets_tx
+        None,    // delta_packets_rx
+        Some(S), // payload_source
+        Some(S), // complete
+        Some(D), // scope
+        Some(D), // country
+        Some(D), // asn
+        Some(D), // as_org
+        Some(D), // country_db
+        Some(D), // asn_db
+        Some(S), // ip_protocol
+        Some(N), // hostname
+        Some(N), // registrable_domain
+        Some(N), // name_source
+        Some(N), // dns_name
+        Some(N), // ech_outer
+        None,    // rtt_min_us
+        None,    // rtt_srtt_us
+        Some(D), // consensus
+    ]
+};
 
-/// `INSERT INTO connections (...) VALUES (?, ...), ...` for `rows` rows.
+/// Columns of `connection_rows` written per record, in binding order: the values [`ROUTES`]
+/// keeps in the row, then the id of each [`Group`] in [`Group::ALL`] order.
+const ROW_COLUMNS: &str = "id, time_ms, first_seen_ms, closed_ms, cookie, local_ip, local_port, remote_ip, remote_port,
+    payload_tx, payload_rx, wire_tx, wire_rx, packets_tx, packets_rx, delta_payload_tx, delta_payload_rx,
+    delta_wire_tx, delta_wire_rx, delta_packets_tx, delta_packets_rx, rtt_min_us, rtt_srtt_us, shape_id, owner_id,
+    destination_id, names_id";
+/// Values bound per record: the row's own (those [`ROUTES`] leaves in it) and a group id each.
+const CONNECTION_VALUES: usize = 27;
+
+/// `INSERT INTO connection_rows (...) VALUES (?, ...), ...` for `rows` rows.
 fn insert_sql(rows: usize) -> String {
     let row = format!("({})", vec!["?"; CONNECTION_VALUES].join(", "));
-    format!("INSERT INTO connections ({CONNECTION_COLUMNS}, answers_id) VALUES {}", vec![row; rows].join(",\n"))
+    format!("INSERT INTO connection_rows ({ROW_COLUMNS}) VALUES {}", vec![row; rows].join(",\n"))
 }
 
 /// The SQL of both insert statements, built once per process.
@@ -313,13 +376,11 @@ struct ConnectionRow<'a> {
 /// the rollup probe finds their keys in `unwritten`.
 struct Connections<'a, 'tx> {
     rows: Vec<ConnectionRow<'a>>,
-    /// The multi-row statement, held for the flush: a cached statement clears its 1,696
-    /// parameters each time it goes back to the cache (every parameter is bound again anyway).
+    /// The multi-row statement, held for the flush: a cached statement clears its parameters
+    /// each time it goes back to the cache (every parameter is bound again anyway).
     multi: Option<rusqlite::CachedStatement<'tx>>,
-    /// Address text of the row being bound (SQLite copies bound text: one buffer serves all).
-    text: String,
-    /// The hashed bytes of the row being bound ([`chain::RowHasher`]), likewise.
-    hashed: Vec<u8>,
+    /// Buffers reused by every row ([`Binder`]).
+    scratch: Scratch,
     /// Id of the next row.
     next_id: i64,
     /// Digests of the rows written, for the hash chain.
@@ -328,34 +389,49 @@ struct Connections<'a, 'tx> {
     unwritten: Unwritten,
 }
 
+/// Buffers one row's binding fills, kept for the next row.
+#[derive(Default)]
+struct Scratch {
+    /// Address text of the value being bound (SQLite copies bound text: one buffer serves all).
+    text: String,
+    /// The hashed bytes of the row ([`chain::RowHasher`]).
+    hashed: Vec<u8>,
+    /// The encoded values of each group ([`Group::ALL`] order): its key in [`Interned`].
+    keys: [Vec<u8>; 4],
+}
+
 impl<'a, 'tx> Connections<'a, 'tx> {
     fn new(first_id: i64) -> Self {
         Self {
             rows: Vec::with_capacity(ROWS_PER_INSERT),
             multi: None,
-            text: String::new(),
-            hashed: Vec::with_capacity(1024),
+            scratch: Scratch { hashed: Vec::with_capacity(1024), ..Scratch::default() },
             next_id: first_id,
             written: chain::Written::default(),
             unwritten: Unwritten::default(),
         }
     }
 
-    fn push(&mut self, tx: &'tx Transaction<'_>, row: ConnectionRow<'a>) -> rusqlite::Result<()> {
+    fn push(
+        &mut self,
+        tx: &'tx Transaction<'_>,
+        interned: &mut Interned,
+        row: ConnectionRow<'a>,
+    ) -> rusqlite::Result<()> {
         self.rows.push(row);
-        if self.rows.len() == ROWS_PER_INSERT { self.write_out(tx) } else { Ok(()) }
+        if self.rows.len() == ROWS_PER_INSERT { self.write_out(tx, interned) } else { Ok(()) }
     }
 
     /// Inserts every collected row.
-    fn write_out(&mut self, tx: &'tx Transaction<'_>) -> rusqlite::Result<()> {
+    fn write_out(&mut self, tx: &'tx Transaction<'_>, interned: &mut Interned) -> rusqlite::Result<()> {
         if self.rows.len() == ROWS_PER_INSERT {
             let stmt = match &mut self.multi {
                 Some(stmt) => stmt,
                 multi @ None => multi.insert(tx.prepare_cached(&INSERT_SQL[1])?),
             };
             for (i, row) in self.rows.iter().enumerate() {
-                let digest =
-                    bind_connection(stmt, i * CONNECTION_VALUES, self.next_id, row, &mut self.text, &mut self.hashed)?;
+                let binder = Binder { stmt, param: i * CONNECTION_VALUES, column: 0 };
+                let digest = binder.row(tx, interned, self.next_id, row, &mut self.scratch)?;
                 self.next_id += 1;
                 self.written.add(digest, ms(row.pending.record.last_seen));
             }
@@ -363,7 +439,8 @@ impl<'a, 'tx> Connections<'a, 'tx> {
         } else if !self.rows.is_empty() {
             let mut stmt = tx.prepare_cached(&INSERT_SQL[0])?;
             for row in &self.rows {
-                let digest = bind_connection(&mut stmt, 0, self.next_id, row, &mut self.text, &mut self.hashed)?;
+                let binder = Binder { stmt: &mut stmt, param: 0, column: 0 };
+                let digest = binder.row(tx, interned, self.next_id, row, &mut self.scratch)?;
                 stmt.raw_execute()?;
                 self.next_id += 1;
                 self.written.add(digest, ms(row.pending.record.last_seen));
@@ -375,132 +452,171 @@ impl<'a, 'tx> Connections<'a, 'tx> {
     }
 }
 
-/// Binds one record as row `id` to parameters `base + 1 ..= base + 52`, in [`CONNECTION_COLUMNS`]
-/// order, and returns the row's digest for the hash chain (of exactly the values bound).
-fn bind_connection(
-    stmt: &mut rusqlite::Statement<'_>,
-    base: usize,
-    id: i64,
-    row: &ConnectionRow<'_>,
-    text: &mut String,
-    hashed: &mut Vec<u8>,
-) -> rusqlite::Result<[u8; chain::DIGEST_LEN]> {
-    let ConnectionRow {
-        pending: Pending { record, app, dest, names: flow_names },
-        app_id,
-        country_db,
-        asn_db,
-        answers,
-    } = row;
-    let FlowRecord {
-        event,
-        cookie,
-        owner,
-        protocol,
-        ip_protocol,
-        direction,
-        local,
-        remote,
-        payload,
-        payload_source,
-        payload_sources: _,
-        wire,
-        delta_payload,
-        delta_wire,
-        first_seen,
-        last_seen,
-        closed,
-        complete,
-        rtt,
-    } = record;
-    let (scope, country, asn, as_org) = match (remote, dest) {
-        (None, _) => (None, None, None, None),
-        (Some(_), None) => (Some(names::SCOPE_UNENRICHED), None, None, None),
-        (Some(_), Some(Destination { scope, country, asn, as_org, .. })) => {
-            (Some(names::name(*scope)), country.as_deref(), *asn, as_org.as_deref())
-        }
-    };
-    let consensus = match (remote, dest, answers) {
-        (Some(_), Some(d), Some(_)) => d.consensus.map(crate::enrich::Consensus::as_str),
-        _ => None,
-    };
-    let mut i = base;
-    let mut hasher = chain::RowHasher::reusing("connections", std::mem::take(hashed));
-    let mut bind = |stmt: &mut rusqlite::Statement<'_>, value: &dyn rusqlite::ToSql| {
-        i += 1;
+/// Binds one record's values: each is hashed for the chain, in [`chain::CONNECTION_COLUMNS`]
+/// order, and goes either to the row's next parameter or into its group's key ([`ROUTES`]).
+struct Binder<'s, 'st> {
+    stmt: &'s mut rusqlite::Statement<'st>,
+    /// The last parameter bound.
+    param: usize,
+    /// The next value's index in [`ROUTES`].
+    column: usize,
+}
+
+impl Binder<'_, '_> {
+    fn value(&mut self, scratch: &mut Scratch, value: &dyn rusqlite::ToSql) -> rusqlite::Result<()> {
         let out = value.to_sql()?;
-        hasher.push(value_ref(&out)?);
-        stmt.raw_bind_parameter(i, out)
-    };
-    bind(stmt, &id)?;
-    bind(stmt, &names::name(*event))?;
-    bind(stmt, &ms(*last_seen))?;
-    bind(stmt, &ms(*first_seen))?;
-    bind(stmt, &closed.map(ms))?;
-    bind(stmt, &cookie.cast_signed())?;
-    bind(stmt, app_id)?;
-    bind(stmt, &app.pid)?;
-    bind(stmt, &int(app.start_time))?;
-    bind(stmt, &owner.tgid)?;
-    bind(stmt, &owner.pid)?;
-    bind(stmt, &owner.uid)?;
-    bind(stmt, &owner.gid)?;
-    bind(stmt, &owner.comm)?;
-    bind(stmt, &owner.cgroup_id.cast_signed())?;
-    bind(stmt, &names::name(owner.source))?;
-    bind(stmt, &names::name(*protocol))?;
-    bind(stmt, &names::name(*direction))?;
-    for addr in [local, remote] {
-        match addr {
-            Some(a) => {
-                names::ip_text(a.ip(), text);
-                bind(stmt, &text.as_str())?;
-                bind(stmt, &a.port())?;
+        let v = value_ref(&out)?;
+        chain::encode(&mut scratch.hashed, v);
+        let route = ROUTES.get(self.column).copied().flatten();
+        self.column += 1;
+        match route {
+            Some(group) => {
+                chain::encode(&mut scratch.keys[group as usize], v);
+                Ok(())
             }
             None => {
-                bind(stmt, &rusqlite::types::Null)?;
-                bind(stmt, &rusqlite::types::Null)?;
+                self.param += 1;
+                self.stmt.raw_bind_parameter(self.param, out)
             }
         }
     }
-    bind(stmt, &int(payload.tx_bytes))?;
-    bind(stmt, &int(payload.rx_bytes))?;
-    bind(stmt, &int(wire.tx_bytes))?;
-    bind(stmt, &int(wire.rx_bytes))?;
-    bind(stmt, &int(wire.tx_packets))?;
-    bind(stmt, &int(wire.rx_packets))?;
-    bind(stmt, &int(delta_payload.tx_bytes))?;
-    bind(stmt, &int(delta_payload.rx_bytes))?;
-    bind(stmt, &int(delta_wire.tx_bytes))?;
-    bind(stmt, &int(delta_wire.rx_bytes))?;
-    bind(stmt, &int(delta_wire.tx_packets))?;
-    bind(stmt, &int(delta_wire.rx_packets))?;
-    bind(stmt, &names::name(*payload_source))?;
-    bind(stmt, complete)?;
-    bind(stmt, &scope)?;
-    bind(stmt, &country)?;
-    bind(stmt, &asn)?;
-    bind(stmt, &as_org)?;
-    bind(stmt, country_db)?;
-    bind(stmt, asn_db)?;
-    bind(stmt, ip_protocol)?;
-    let crate::names::Names { hostname, registrable_domain, source, dns_name, ech_outer } = flow_names;
-    bind(stmt, &hostname.as_ref().map(|h| h.as_str()))?;
-    bind(stmt, &registrable_domain.as_deref())?;
-    bind(stmt, &source.as_str())?;
-    bind(stmt, &dns_name.as_ref().map(|h| h.as_str()))?;
-    bind(stmt, ech_outer)?;
-    bind(stmt, &rtt.map(|r| r.min_us))?;
-    bind(stmt, &rtt.map(|r| r.smoothed_us))?;
-    bind(stmt, &consensus)?;
-    // `country_answers`: hashed as its text, stored once in `answer_sets` (schema 13).
-    let (text, answers_id) = answers.as_ref().map(|(t, id)| (&**t, *id)).unzip();
-    hasher.push(text.map_or(rusqlite::types::ValueRef::Null, |t| rusqlite::types::ValueRef::Text(t.as_bytes())));
-    stmt.raw_bind_parameter(i + 1, rusqlite::types::Null)?;
-    stmt.raw_bind_parameter(i + 2, answers_id)?;
-    let (digest, bytes) = hasher.finish_keeping();
-    *hashed = bytes;
-    Ok(digest)
+
+    /// Binds `row` as row `id` and returns its digest for the hash chain (of exactly the values
+    /// the view `connections` reads back).
+    fn row(
+        mut self,
+        tx: &Transaction<'_>,
+        interned: &mut Interned,
+        id: i64,
+        row: &ConnectionRow<'_>,
+        scratch: &mut Scratch,
+    ) -> rusqlite::Result<[u8; chain::DIGEST_LEN]> {
+        let ConnectionRow {
+            pending: Pending { record, app, dest, names: flow_names },
+            app_id,
+            country_db,
+            asn_db,
+            answers,
+        } = row;
+        let FlowRecord {
+            event,
+            cookie,
+            owner,
+            protocol,
+            ip_protocol,
+            direction,
+            local,
+            remote,
+            payload,
+            payload_source,
+            payload_sources: _,
+            wire,
+            delta_payload,
+            delta_wire,
+            first_seen,
+            last_seen,
+            closed,
+            complete,
+            rtt,
+        } = record;
+        let (scope, country, asn, as_org) = match (remote, dest) {
+            (None, _) => (None, None, None, None),
+            (Some(_), None) => (Some(names::SCOPE_UNENRICHED), None, None, None),
+            (Some(_), Some(Destination { scope, country, asn, as_org, .. })) => {
+                (Some(names::name(*scope)), country.as_deref(), *asn, as_org.as_deref())
+            }
+        };
+        let consensus = match (remote, dest, answers) {
+            (Some(_), Some(d), Some(_)) => d.consensus.map(crate::enrich::Consensus::as_str),
+            _ => None,
+        };
+        chain::start_row(&mut scratch.hashed, "connections");
+        for key in &mut scratch.keys {
+            key.clear();
+        }
+        let s = scratch;
+        self.value(s, &id)?;
+        self.value(s, &names::name(*event))?;
+        self.value(s, &ms(*last_seen))?;
+        self.value(s, &ms(*first_seen))?;
+        self.value(s, &closed.map(ms))?;
+        self.value(s, &cookie.cast_signed())?;
+        self.value(s, app_id)?;
+        self.value(s, &app.pid)?;
+        self.value(s, &int(app.start_time))?;
+        self.value(s, &owner.tgid)?;
+        self.value(s, &owner.pid)?;
+        self.value(s, &owner.uid)?;
+        self.value(s, &owner.gid)?;
+        self.value(s, &owner.comm)?;
+        self.value(s, &owner.cgroup_id.cast_signed())?;
+        self.value(s, &names::name(owner.source))?;
+        self.value(s, &names::name(*protocol))?;
+        self.value(s, &names::name(*direction))?;
+        for addr in [local, remote] {
+            match addr {
+                Some(a) => {
+                    let mut text = std::mem::take(&mut s.text);
+                    names::ip_text(a.ip(), &mut text);
+                    let bound = self.value(s, &text.as_str());
+                    s.text = text;
+                    bound?;
+                    self.value(s, &a.port())?;
+                }
+                None => {
+                    self.value(s, &rusqlite::types::Null)?;
+                    self.value(s, &rusqlite::types::Null)?;
+                }
+            }
+        }
+        self.value(s, &int(payload.tx_bytes))?;
+        self.value(s, &int(payload.rx_bytes))?;
+        self.value(s, &int(wire.tx_bytes))?;
+        self.value(s, &int(wire.rx_bytes))?;
+        self.value(s, &int(wire.tx_packets))?;
+        self.value(s, &int(wire.rx_packets))?;
+        self.value(s, &int(delta_payload.tx_bytes))?;
+        self.value(s, &int(delta_payload.rx_bytes))?;
+        self.value(s, &int(delta_wire.tx_bytes))?;
+        self.value(s, &int(delta_wire.rx_bytes))?;
+        self.value(s, &int(delta_wire.tx_packets))?;
+        self.value(s, &int(delta_wire.rx_packets))?;
+        self.value(s, &names::name(*payload_source))?;
+        self.value(s, complete)?;
+        self.value(s, &scope)?;
+        self.value(s, &country)?;
+        self.value(s, &asn)?;
+        self.value(s, &as_org)?;
+        self.value(s, country_db)?;
+        self.value(s, asn_db)?;
+        self.value(s, ip_protocol)?;
+        let crate::names::Names { hostname, registrable_domain, source, dns_name, ech_outer } = flow_names;
+        self.value(s, &hostname.as_ref().map(|h| h.as_str()))?;
+        self.value(s, &registrable_domain.as_deref())?;
+        self.value(s, &source.as_str())?;
+        self.value(s, &dns_name.as_ref().map(|h| h.as_str()))?;
+        self.value(s, ech_outer)?;
+        self.value(s, &rtt.map(|r| r.min_us))?;
+        self.value(s, &rtt.map(|r| r.smoothed_us))?;
+        self.value(s, &consensus)?;
+        // `country_answers`: hashed as its text, stored once in `answer_sets` (schema 13) and
+        // named by the destination's `answers_id` (schema 14).
+        let (text, answers_id) = answers.as_ref().map(|(t, id)| (&**t, *id)).unzip();
+        chain::encode(
+            &mut s.hashed,
+            text.map_or(rusqlite::types::ValueRef::Null, |t| rusqlite::types::ValueRef::Text(t.as_bytes())),
+        );
+        chain::encode(
+            &mut s.keys[Group::Destination as usize],
+            answers_id.map_or(rusqlite::types::ValueRef::Null, rusqlite::types::ValueRef::Integer),
+        );
+        for (group, key) in Group::ALL.into_iter().zip(&s.keys) {
+            let id = interned.id(tx, group, key)?;
+            self.param += 1;
+            self.stmt.raw_bind_parameter(self.param, id)?;
+        }
+        Ok(chain::digest_of(&s.hashed))
+    }
 }
 
 /// The value SQLite stores for a bound parameter (the journal binds only plain values).
@@ -561,4 +677,34 @@ fn upsert_bucket(
         int(b.incomplete_flows),
     ])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// [`ROUTES`] sends each value of [`chain::CONNECTION_COLUMNS`] to the column of the same name,
+    /// in the order of each table's columns: the row's ([`ROW_COLUMNS`]) or its group's.
+    #[test]
+    fn routes_match_the_columns_of_each_table() {
+        let split = |list: &str| list.split(',').map(str::trim).map(str::to_owned).collect::<Vec<_>>();
+        let hashed = split(chain::CONNECTION_COLUMNS);
+        assert_eq!(hashed.len(), ROUTES.len() + 1, "every value but country_answers is routed");
+        assert_eq!(hashed.last().map(String::as_str), Some("country_answers"));
+        let mut row = Vec::new();
+        let mut groups: [Vec<String>; 4] = Default::default();
+        for (name, route) in hashed.iter().zip(ROUTES) {
+            match route {
+                Some(g) => groups[g as usize].push(name.clone()),
+                None => row.push(name.clone()),
+            }
+        }
+        groups[Group::Destination as usize].push("answers_id".into());
+        row.extend(["shape_id", "owner_id", "destination_id", "names_id"].map(String::from));
+        assert_eq!(row, split(ROW_COLUMNS));
+        assert_eq!(row.len(), CONNECTION_VALUES);
+        for g in Group::ALL {
+            assert_eq!(groups[g as usize], g.table().1, "{g:?}");
+        }
+    }
 }

@@ -15,6 +15,7 @@ use super::{
     Error, JournalConfig,
     buffer::{Buffer, Loss},
     flush,
+    intern::Interned,
     names::{int, ms},
     rollup::Rollup,
     schema,
@@ -105,6 +106,8 @@ pub struct JournalWriter {
     run: RunInfo,
     /// Weekly rollups maintained by every flush.
     rollup: Rollup,
+    /// Ids of the shared parts of connection records (schema 14) this writer knows.
+    interned: Interned,
     /// `<journal>.lock`, locked (`flock`) while this writer lives: one daemon per journal.
     _lock: File,
     pub(super) buffer: Buffer,
@@ -176,6 +179,7 @@ impl JournalWriter {
             residency_retention_days: config.residency_retention_days,
             run,
             rollup,
+            interned: Interned::default(),
             _lock: lock,
             buffer: Buffer::default(),
             totals: FlushTotals::default(),
@@ -245,12 +249,22 @@ impl JournalWriter {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|source| Error::write(&self.path, source))?;
-        let written = flush::write(&tx, &self.buffer, &mut self.rollup, self.interval_secs, self.run.started_at, now)
-            .and_then(|written| tx.commit().map(|()| written))
-            .map_err(|source| {
-                self.rollup.forget();
-                Error::write(&self.path, source)
-            });
+        let written = flush::write(
+            &tx,
+            &self.buffer,
+            &mut self.rollup,
+            &mut self.interned,
+            self.interval_secs,
+            self.run.started_at,
+            now,
+        )
+        .and_then(|written| tx.commit().map(|()| written))
+        .map_err(|source| {
+            self.rollup.forget();
+            // Ids the flush added are gone with its transaction.
+            self.interned.forget();
+            Error::write(&self.path, source)
+        });
         if let Err(e) = self.conn.pragma_update(None, "temp_store", "DEFAULT") {
             // The flush's outcome stands (committed or not); only later sorts stay in memory.
             warn!("journal temp_store not reset after a flush: {e}");
@@ -298,14 +312,30 @@ impl JournalWriter {
         let path = self.path.clone();
         let map = |source| Error::write(&path, source);
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map)?;
-        let connections = tx.execute("DELETE FROM connections WHERE time_ms < ?1", [conn_cut]).map_err(map)?;
+        let connections = tx.execute("DELETE FROM connection_rows WHERE time_ms < ?1", [conn_cut]).map_err(map)?;
+        // The shared parts no record refers to any more (schema 14), then their apps.
+        for (table, column) in [
+            ("connection_owners", "owner_id"),
+            ("connection_destinations", "destination_id"),
+            ("connection_names", "names_id"),
+            ("connection_shapes", "shape_id"),
+        ] {
+            tx.execute(
+                &format!(
+                    "DELETE FROM {table} WHERE id NOT IN
+                         (SELECT DISTINCT {column} FROM connection_rows WHERE {column} IS NOT NULL)"
+                ),
+                [],
+            )
+            .map_err(map)?;
+        }
         let residency_rows = tx
             .execute("DELETE FROM residency WHERE (interval_start + interval_secs) * 1000 <= ?1", [res_cut])
             .map_err(map)?;
         let stats_rows = tx.execute("DELETE FROM stats WHERE time_ms < ?1", [res_cut]).map_err(map)?
             + tx.execute("DELETE FROM losses WHERE last_ms < ?1", [res_cut]).map_err(map)?;
         let apps = tx
-            .execute("DELETE FROM apps WHERE id NOT IN (SELECT DISTINCT app_id FROM connections)", [])
+            .execute("DELETE FROM apps WHERE id NOT IN (SELECT DISTINCT app_id FROM connection_owners)", [])
             .map_err(map)?;
         // A week that started before a horizon lost rows: its rollups are never read again.
         let conn_week = conn_cut.div_euclid(1000);
@@ -327,6 +357,8 @@ impl JournalWriter {
             meta.execute(params!["residency_purged_before_ms", res_cut]).map_err(map)?;
         }
         tx.commit().map_err(map)?;
+        // Some ids it knew may be deleted now.
+        self.interned.forget();
         self.conn.execute_batch("PRAGMA incremental_vacuum").map_err(map)?;
         Ok(PurgeReport { connections, residency_rows, stats_rows, apps, rollup_rows })
     }

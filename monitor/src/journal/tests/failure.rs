@@ -96,9 +96,12 @@ fn full_disk_keeps_buffered_rows_and_retry_writes_them() {
     // Simulate SQLITE_FULL: the file may not grow past its current size.
     let pages = int(&w.conn, "PRAGMA page_count");
     w.conn.pragma_update(None, "max_page_count", pages).expect("limit");
+    // A destination and an owner new to the journal: the failed flush stored them (schema 14),
+    // and its rollback took them away again.
+    let (other_app, other) = (fixtures::app("player"), fixtures::public(Some("DE"), Some(3320), Some("DTAG")));
     for cookie in 2..600u64 {
         let mut f = Flow::new(cookie, "192.0.2.2:443", at(T0 + 60));
-        w.append(&f.record(Close, at(T0 + 61), 7, 3), &app, Some(&dest));
+        w.append(&f.record(Close, at(T0 + 61), 7, 3), &other_app, Some(&other));
     }
     let err = w.flush().expect_err("flush must fail");
     assert!(matches!(&err, Error::Full { path } if path == w.path()), "{err:?}");
@@ -117,6 +120,11 @@ fn full_disk_keeps_buffered_rows_and_retry_writes_them() {
     assert_eq!(int(&conn, "SELECT COUNT(*) FROM connections"), 599);
     assert_eq!(int(&conn, "SELECT SUM(payload_tx) FROM residency"), 1000 + 598 * 7);
     assert_eq!(int(&conn, "SELECT connections FROM residency WHERE interval_start = 1794787260"), 598);
+    assert_eq!(
+        int(&conn, "SELECT COUNT(*) FROM connections WHERE country = 'DE' AND asn = 3320 AND owner_comm IS NOT NULL"),
+        598,
+        "the retry stores the shared parts again"
+    );
     assert_eq!(w.integrity_check().expect("check"), "ok");
 }
 

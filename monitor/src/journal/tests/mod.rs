@@ -1,6 +1,7 @@
 //! Journal tests: real SQLite files in temporary directories, exact numbers.
 
 mod android;
+mod compact;
 mod failure;
 pub(crate) mod fixtures;
 mod paths;

@@ -1,0 +1,155 @@
+//! Schema 14: connection records stored compactly behind the view `connections`.
+
+use rusqlite::{Connection, types::Value};
+
+use super::super::schema::migrations;
+
+/// Every column of the view, as schema 13's table had them.
+const COLUMNS: &str = "id, event, time_ms, first_seen_ms, closed_ms, cookie, app_id, app_pid, app_start_time,
+    owner_tgid, owner_pid, owner_uid, owner_gid, owner_comm, owner_cgroup_id, owner_source, protocol, direction,
+    local_ip, local_port, remote_ip, remote_port, payload_tx, payload_rx, wire_tx, wire_rx, packets_tx, packets_rx,
+    delta_payload_tx, delta_payload_rx, delta_wire_tx, delta_wire_rx, delta_packets_tx, delta_packets_rx,
+    payload_source, complete, scope, country, asn, as_org, country_db, asn_db, ip_protocol, hostname,
+    registrable_domain, name_source, dns_name, ech_outer, rtt_min_us, rtt_srtt_us, consensus,
+    COALESCE(country_answers, (SELECT text FROM answer_sets s WHERE s.id = answers_id))";
+
+fn rows(conn: &Connection) -> Vec<Vec<Value>> {
+    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM connections ORDER BY id")).expect("select");
+    let n = stmt.column_count();
+    stmt.query_map([], |row| (0..n).map(|i| row.get::<_, Value>(i)).collect::<Result<Vec<_>, _>>())
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+/// Schema 13 rows of every shape: an unnamed flow without remote address, a named one with
+/// country answers stored inline (schema 7 to 12) and by id, one from before the names columns,
+/// two sharing owner and destination, text that needs escaping.
+const V13_ROWS: &str = "
+INSERT INTO apps (id, identity, name, uid, source, first_seen_ms, last_seen_ms) VALUES
+    (1, 'a', 'curl', 1000, 'proc', 1, 2), (2, 'b', 'x''; DROP TABLE apps; --', 0, 'kernel', 1, 2);
+INSERT INTO databases (id, role, database_type, build_epoch) VALUES (1, 'country', 'GeoLite2-Country', 7);
+INSERT INTO answer_sets (id, text) VALUES (5, '[{\"country\":\"DE\"}]');
+INSERT INTO connections (id, event, time_ms, first_seen_ms, closed_ms, cookie, app_id, app_pid, app_start_time,
+    owner_tgid, owner_pid, owner_uid, owner_gid, owner_comm, owner_cgroup_id, owner_source, protocol, direction,
+    local_ip, local_port, remote_ip, remote_port, payload_tx, payload_rx, wire_tx, wire_rx, packets_tx, packets_rx,
+    delta_payload_tx, delta_payload_rx, delta_wire_tx, delta_wire_rx, delta_packets_tx, delta_packets_rx,
+    payload_source, complete, scope, country, asn, as_org, country_db, asn_db, ip_protocol, hostname,
+    registrable_domain, name_source, dns_name, ech_outer, rtt_min_us, rtt_srtt_us, consensus, country_answers,
+    answers_id) VALUES
+    (1, 'close', 10, 5, 10, 77, 1, 100, 9, 100, 101, 1000, 1000, 'curl', 4, 'kernel', 'udp', 'outbound',
+     '10.0.0.1', 5000, NULL, NULL, 1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6, 'syscall', 1, NULL, NULL, NULL, NULL,
+     NULL, NULL, 17, NULL, NULL, 'none', NULL, 0, NULL, NULL, NULL, NULL, NULL),
+    (2, 'update', 20, 5, NULL, 78, 1, 100, 9, 100, 101, 1000, 1000, 'curl', 4, 'kernel', 'tcp', 'outbound',
+     '10.0.0.1', 5001, '81.2.69.142', 443, 100, 200, 300, 400, 5, 6, 100, 200, 300, 400, 5, 6, 'tcp_info', 0,
+     'public', 'GB', 20712, 'Andrews & Arnold', 1, NULL, 6, 'api.example.com', 'example.com', 'sni', 'cdn.example.net',
+     0, 1200, 1500, 'agree', '[{\"country\":\"GB\"}]', NULL),
+    (3, 'close', 30, 5, 30, 78, 1, 100, 9, 100, 101, 1000, 1000, 'curl', 4, 'kernel', 'tcp', 'outbound',
+     '10.0.0.1', 5001, '81.2.69.142', 443, 150, 250, 350, 450, 7, 8, 50, 50, 50, 50, 2, 2, 'tcp_info', 1,
+     'public', 'GB', 20712, 'Andrews & Arnold', 1, NULL, 6, 'api.example.com', 'example.com', 'sni', 'cdn.example.net',
+     0, 1100, 1400, 'agree', NULL, 5),
+    (4, 'close', 40, 35, 40, 79, 2, 200, 8, 200, 200, 0, 0, 'x''\n<b>', 1, 'proc', 'raw', 'outbound',
+     NULL, NULL, '2001:db8::1', 0, 9, 0, 29, 0, 1, 0, 9, 0, 29, 0, 1, 0, 'ip_layer', 1, 'unenriched', NULL, NULL, NULL,
+     NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+";
+
+/// Migrating schema 13 to 14 keeps every value of every record (the view reads them back; the
+/// inline answers text moves to `answer_sets`), shares what repeats, and the view stays writable.
+#[test]
+fn migration_to_compact_rows_keeps_every_value() {
+    let mut conn = Connection::open_in_memory().expect("memory");
+    conn.execute_batch("PRAGMA foreign_keys = ON").expect("foreign keys");
+    migrations().to_version(&mut conn, 13).expect("schema 13");
+    conn.execute_batch(V13_ROWS).expect("rows");
+    let before = rows(&conn);
+    assert_eq!(before.len(), 4);
+    migrations().to_latest(&mut conn).expect("schema 14");
+    assert_eq!(rows(&conn), before, "every value reads back through the view");
+    let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).expect(sql);
+    assert_eq!(count("SELECT COUNT(*) FROM connection_rows"), 4);
+    assert_eq!(count("SELECT COUNT(*) FROM connection_owners"), 2, "rows 1 to 3 share their owner");
+    assert_eq!(count("SELECT COUNT(*) FROM connection_destinations"), 3, "row 1 has none, 2 and 3 differ in answers");
+    assert_eq!(count("SELECT COUNT(*) FROM connection_names"), 2, "row 1 is unnamed, row 4 predates names");
+    assert_eq!(count("SELECT COUNT(*) FROM connection_rows WHERE names_id IS NULL"), 1);
+    assert_eq!(count("SELECT COUNT(*) FROM connections WHERE country_answers IS NOT NULL"), 0);
+    assert_eq!(count("SELECT COUNT(*) FROM connections WHERE hostname = 'api.example.com'"), 2);
+
+    // Writable as the table was: an update re-interns, a delete removes the row alone.
+    conn.execute("UPDATE connections SET owner_comm = 'wget', payload_tx = payload_tx + 1 WHERE id = 3", [])
+        .expect("update");
+    let changed = rows(&conn);
+    assert_eq!(changed[2][13], Value::Text("wget".into()));
+    assert_eq!(changed[2][22], Value::Integer(151));
+    assert_eq!(changed[1][13], Value::Text("curl".into()), "the shared owner of row 2 is untouched");
+    assert_eq!(count("SELECT COUNT(*) FROM connection_owners"), 3);
+    conn.execute("DELETE FROM connections WHERE id = 1", []).expect("delete");
+    assert_eq!(count("SELECT COUNT(*) FROM connections"), 3);
+    assert_eq!(count("SELECT MIN(id) FROM connection_rows"), 2);
+}
+
+/// Lookups through the view still find their indexes on `connection_rows`: a socket's records
+/// at an endpoint (the rollups' probe), a time range (reports), a host name.
+#[test]
+fn lookups_through_the_view_use_the_indexes() {
+    let mut conn = Connection::open_in_memory().expect("memory");
+    migrations().to_latest(&mut conn).expect("schema");
+    let plan = |sql: &str| -> String {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).expect(sql);
+        let rows = stmt.query_map([], |r| r.get::<_, String>(3)).expect("plan");
+        rows.collect::<Result<Vec<_>, _>>().expect("plan rows").join("; ")
+    };
+    let probe = plan(
+        "SELECT EXISTS (SELECT 1 FROM connections c JOIN apps a ON a.id = c.app_id
+             WHERE c.cookie = 1 AND c.remote_ip = '192.0.2.1' AND c.remote_port = 443 AND c.time_ms >= 0
+                 AND c.time_ms < 9 AND c.direction != 'inbound' AND c.protocol = 'tcp' AND a.name = 'curl')",
+    );
+    assert!(probe.contains("connections_cookie"), "{probe}");
+    let range = plan("SELECT payload_tx, owner_comm FROM connections WHERE time_ms >= 5 ORDER BY time_ms, id");
+    assert!(range.contains("connections_time"), "{range}");
+    let named = plan("SELECT id FROM connections WHERE hostname = 'api.example.com' AND time_ms >= 0");
+    assert!(named.contains("connections_hostname"), "{named}");
+}
+
+/// Retention deletes the shared parts no record names any more, and the writer forgets their
+/// ids: a later record of a purged owner and destination is stored whole again, and the chain
+/// still verifies.
+#[test]
+fn purged_shared_parts_are_deleted_and_written_again_when_seen_again() {
+    use super::{
+        fixtures::{self, Flow, at},
+        int, raw, tempdir, writer_in,
+    };
+    use crate::tracker::record::RecordKind::Close;
+    const NOW: i64 = 1_794_787_200;
+    let dir = tempdir();
+    let mut w = writer_in(dir.path());
+    let (old_app, new_app) = (fixtures::app("old"), fixtures::app("new"));
+    let (fr, de) =
+        (fixtures::public(Some("FR"), Some(16276), Some("OVH SAS")), fixtures::public(Some("DE"), None, None));
+    let old = at(NOW - 31 * 86_400);
+    w.append(&Flow::new(1, "192.0.2.9:443", old).record(Close, old, 1000, 1), &old_app, Some(&fr));
+    w.append(&Flow::new(2, "192.0.2.10:443", at(NOW)).record(Close, at(NOW), 2000, 2), &new_app, Some(&de));
+    w.flush().expect("flush");
+    let conn = raw(w.path());
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM connection_owners"), 2);
+    let purged = w.purge_expired(at(NOW)).expect("purge");
+    assert_eq!(purged.connections, 1);
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM connection_owners"), 1, "the old app's owner is gone");
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM connection_destinations"), 1, "so is FR");
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM apps WHERE name = 'old'"), 0);
+    let later = at(NOW + 60);
+    w.append(&Flow::new(3, "192.0.2.9:443", later).record(Close, later, 3000, 3), &old_app, Some(&fr));
+    w.flush().expect("flush after purge");
+    let row: (String, String, i64, i64) = conn
+        .query_row(
+            "SELECT a.name, c.country, c.asn, c.payload_tx FROM connections c JOIN apps a ON a.id = c.app_id
+             WHERE c.cookie = 3",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .expect("the new record reads back whole");
+    assert_eq!(row, ("old".into(), "FR".into(), 16276, 3000));
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM connections WHERE owner_comm IS NULL OR event IS NULL"), 0);
+    let v = crate::journal::verify_chain(w.path()).expect("verify");
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+}
