@@ -79,6 +79,9 @@ const OBSERVED_MAX: usize = 65_536;
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
 /// How often the tracker looks for due updates and expired flows.
 const TICK: Duration = Duration::from_secs(1);
+/// Records the pipeline's list of records has room for when it starts an iteration (it grows past
+/// it when needed): the size of a busy churn's iteration, below the allocator's mmap threshold.
+const RECORDS_KEPT_ROOM: usize = 256;
 
 /// Daemon errors.
 #[derive(Debug, thiserror::Error)]
@@ -415,8 +418,13 @@ impl Pipeline {
             }
             // The records of this iteration as one message.
             if !st.records.is_empty() {
-                trim.records(st.records.len());
-                st.sink_tx.send(SinkMsg::Records(std::mem::take(&mut st.records))).await;
+                let n = st.records.len();
+                trim.records(n);
+                // The next iteration's list starts at this one's size (up to a churn's
+                // batches, not a refresh pass's): a list grown from empty is copied at every
+                // doubling.
+                let records = std::mem::replace(&mut st.records, Vec::with_capacity(n.min(RECORDS_KEPT_ROOM)));
+                st.sink_tx.send(SinkMsg::Records(records)).await;
             }
         }
         let drain = Drain { drainer, events_rx, cut: drain_cut, lookups };
