@@ -134,7 +134,7 @@ pub fn account_note(p: &str, daemon_us: f64, accounts: &[Account], goal_us: f64)
     Some(format!(
         "{p} churn, where the daemon's {daemon_us:.1} µs per record go (medians; journal and sink from its closing \
          `cpu account` log line, over its whole run; the rest of the load window's figure is its other threads): \
-         {journal:.1} µs in journal flushes (SQLite: the `connections` row and its indexes, the weekly \
+         {journal:.1} µs in journal flushes (SQLite: the `connection_rows` row and its indexes, the weekly \
          rollups, commit and checkpoint), {sink_rest:.1} µs in the rest of the sink thread (identities, enrichment, \
          names, buffering), {other:.1} µs in its other threads (ring-buffer drain, tracker); {bound}"
     ))
