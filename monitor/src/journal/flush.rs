@@ -65,6 +65,7 @@ pub(super) fn write(
         // (in the table, or among the rows collected for the next multi-row insert).
         let probed = rollup.probe(tx, pending, &connections.unwritten)?;
         connections.unwritten.add(&probed);
+        let lookup = probed.first();
         let app_id = app_ids.get(&Arc::as_ptr(&pending.app)).copied().unwrap_or_default();
         let (country_db, asn_db) = match (&pending.record.remote, &pending.dest) {
             (Some(_), Some(d)) => {
@@ -77,7 +78,7 @@ pub(super) fn write(
             _ => None,
         };
         fold.add_record(rollup, probed, pending, answers.as_ref().map(|(text, _)| &**text));
-        connections.push(tx, interned, ConnectionRow { pending, app_id, country_db, asn_db, answers })?;
+        connections.push(tx, interned, ConnectionRow { pending, app_id, country_db, asn_db, answers, lookup })?;
     }
     connections.write_out(tx, interned)?;
     for (key, bucket) in &buf.buckets {
@@ -343,13 +344,15 @@ const ROUTES: [Option<Group>; 51] = {
 };
 
 /// Columns of `connection_rows` written per record, in binding order: the values [`ROUTES`]
-/// keeps in the row, then the id of each [`Group`] in [`Group::ALL`] order.
+/// keeps in the row, then the id of each [`Group`] in [`Group::ALL`] order, then `lookup` (1: the
+/// rollups' probe may look for the row, `rollup::Probed::first`; NULL: it never will).
 const ROW_COLUMNS: &str = "id, time_ms, first_seen_ms, closed_ms, cookie, local_ip, local_port, remote_ip, remote_port,
     payload_tx, payload_rx, wire_tx, wire_rx, packets_tx, packets_rx, delta_payload_tx, delta_payload_rx,
     delta_wire_tx, delta_wire_rx, delta_packets_tx, delta_packets_rx, rtt_min_us, rtt_srtt_us, shape_id, owner_id,
-    destination_id, names_id";
-/// Values bound per record: the row's own (those [`ROUTES`] leaves in it) and a group id each.
-const CONNECTION_VALUES: usize = 27;
+    destination_id, names_id, lookup";
+/// Values bound per record: the row's own (those [`ROUTES`] leaves in it), a group id each, and
+/// `lookup`.
+const CONNECTION_VALUES: usize = 28;
 
 /// `INSERT INTO connection_rows (...) VALUES (?, ...), ...` for `rows` rows.
 fn insert_sql(rows: usize) -> String {
@@ -369,6 +372,8 @@ struct ConnectionRow<'a> {
     asn_db: Option<i64>,
     /// `country_answers` text ([`super::truth::AnswerTexts`]) and its `answer_sets` id.
     answers: Option<(Arc<str>, i64)>,
+    /// Whether `connections_cookie` must hold the row (`rollup::Probed::first`).
+    lookup: bool,
 }
 
 /// Records waiting for their multi-row insert. Written when [`ROWS_PER_INSERT`] are collected and
@@ -497,6 +502,7 @@ impl Binder<'_, '_> {
             country_db,
             asn_db,
             answers,
+            lookup,
         } = row;
         let FlowRecord {
             event,
@@ -615,6 +621,8 @@ impl Binder<'_, '_> {
             self.param += 1;
             self.stmt.raw_bind_parameter(self.param, id)?;
         }
+        self.param += 1;
+        self.stmt.raw_bind_parameter(self.param, lookup.then_some(1))?;
         Ok(chain::digest_of(&s.hashed))
     }
 }
@@ -700,7 +708,7 @@ mod tests {
             }
         }
         groups[Group::Destination as usize].push("answers_id".into());
-        row.extend(["shape_id", "owner_id", "destination_id", "names_id"].map(String::from));
+        row.extend(["shape_id", "owner_id", "destination_id", "names_id", "lookup"].map(String::from));
         assert_eq!(row, split(ROW_COLUMNS));
         assert_eq!(row.len(), CONNECTION_VALUES);
         for g in Group::ALL {

@@ -256,7 +256,7 @@ fn endpoints(tx: &Transaction<'_>, weeks: &mut Weeks, from: i64) -> rusqlite::Re
     // Sockets with several records: only those need remembering to be counted once per week.
     let multi: FastSet<i64> = tx
         .prepare(
-            "SELECT cookie FROM connection_rows INDEXED BY connections_cookie WHERE time_ms >= ?1
+            "SELECT cookie FROM connection_rows WHERE time_ms >= ?1
              GROUP BY cookie HAVING COUNT(*) > 1",
         )?
         .query_map([from_ms], |r| r.get(0))?

@@ -53,6 +53,15 @@ pub(crate) struct Probed {
     service: Option<(ServiceId, bool)>,
 }
 
+impl Probed {
+    /// Whether the record is the first of its socket at its endpoint or its service in its week:
+    /// the only records a later probe looks for in the table (it asks whether a socket has an
+    /// earlier record there), so the only ones `connections_cookie` needs (`lookup`, schema 14).
+    pub(crate) fn first(&self) -> bool {
+        self.endpoint.is_some_and(|(_, first)| first) || self.service.is_some_and(|(_, first)| first)
+    }
+}
+
 /// Keys of the records probed but not inserted yet (their multi-row insert waits for more rows):
 /// a lookup in the table cannot see them, so the probe asks this first. At most one insert's
 /// worth of rows (a linear scan, only on the rare lookups).
@@ -179,7 +188,7 @@ impl Rollup {
                 let app = &app.name;
                 tx.prepare_cached(
                     "SELECT EXISTS (SELECT 1 FROM connections c JOIN apps a ON a.id = c.app_id
-                         WHERE c.cookie = ?1 AND c.time_ms >= ?2 AND c.time_ms < ?3 AND c.direction != 'listen'
+                         WHERE c.cookie = ?1 AND c.lookup IS NOT NULL AND c.time_ms >= ?2 AND c.time_ms < ?3 AND c.direction != 'listen'
                              AND a.name = ?4 AND coalesce(c.hostname, '') = ?5
                              AND coalesce(c.registrable_domain, '') = ?6 AND coalesce(c.name_source, '') = ?7
                              AND coalesce(c.country, '') = ?8 AND coalesce(c.asn, -1) = ?9
@@ -224,11 +233,13 @@ impl Rollup {
             // socket's records at that endpoint in that week (inbound: at that address).
             let sql = if port == INBOUND_PORT {
                 "SELECT EXISTS (SELECT 1 FROM connections c JOIN apps a ON a.id = c.app_id
-                     WHERE c.cookie = ?1 AND c.remote_ip = ?4 AND c.time_ms >= ?2 AND c.time_ms < ?3
+                     WHERE c.cookie = ?1 AND c.lookup IS NOT NULL AND c.remote_ip = ?4 AND c.time_ms >= ?2
+                         AND c.time_ms < ?3
                          AND c.direction = 'inbound' AND ?5 = ?5 AND c.protocol = ?6 AND a.name = ?7)"
             } else {
                 "SELECT EXISTS (SELECT 1 FROM connections c JOIN apps a ON a.id = c.app_id
-                     WHERE c.cookie = ?1 AND c.remote_ip = ?4 AND c.remote_port = ?5 AND c.time_ms >= ?2
+                     WHERE c.cookie = ?1 AND c.lookup IS NOT NULL AND c.remote_ip = ?4 AND c.remote_port = ?5
+                         AND c.time_ms >= ?2
                          AND c.time_ms < ?3 AND c.direction != 'inbound' AND c.protocol = ?6 AND a.name = ?7)"
             };
             tx.prepare_cached(sql)?.query_row(

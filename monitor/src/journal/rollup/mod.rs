@@ -117,6 +117,12 @@ impl Rollup {
         tx.execute("DELETE FROM timeline_quarter", [])?;
         let covered_from = backfill::covered_from(&tx, &mut weeks)?;
         let rows = backfill::run(&tx, &mut weeks, covered_from)?;
+        // Records not flagged for the probe were not firsts in the weeks of the previous time
+        // zone; in this zone's weeks they may be: every covered record may be looked for now.
+        tx.execute(
+            "UPDATE connection_rows SET lookup = 1 WHERE lookup IS NULL AND time_ms >= ?1",
+            [covered_from.saturating_mul(1000)],
+        )?;
         tx.execute(
             "INSERT OR REPLACE INTO rollup_state (id, time_zone, covered_from, built_ms) VALUES (1, ?1, ?2, ?3)",
             params![time_zone, covered_from, ms(Timestamp::now())],

@@ -100,7 +100,7 @@ fn lookups_through_the_view_use_the_indexes() {
     };
     let probe = plan(
         "SELECT EXISTS (SELECT 1 FROM connections c JOIN apps a ON a.id = c.app_id
-             WHERE c.cookie = 1 AND c.remote_ip = '192.0.2.1' AND c.remote_port = 443 AND c.time_ms >= 0
+             WHERE c.cookie = 1 AND c.lookup IS NOT NULL AND c.remote_ip = '192.0.2.1' AND c.remote_port = 443 AND c.time_ms >= 0
                  AND c.time_ms < 9 AND c.direction != 'inbound' AND c.protocol = 'tcp' AND a.name = 'curl')",
     );
     assert!(probe.contains("connections_cookie"), "{probe}");
@@ -152,4 +152,65 @@ fn purged_shared_parts_are_deleted_and_written_again_when_seen_again() {
     assert_eq!(int(&conn, "SELECT COUNT(*) FROM connections WHERE owner_comm IS NULL OR event IS NULL"), 0);
     let v = crate::journal::verify_chain(w.path()).expect("verify");
     assert!(v.problems.is_empty(), "{:?}", v.problems);
+}
+
+/// Only a socket's first record at an endpoint or service in a week feeds `connections_cookie`
+/// (`lookup`): a UDP server's later records from an address do not. A writer started again,
+/// which knows nothing of the earlier records, still finds every socket's earlier record in the
+/// table, and each socket counts once per endpoint and service.
+#[test]
+fn a_restarted_writer_finds_earlier_records_through_the_flagged_ones() {
+    use super::{
+        fixtures::{self, Flow, at},
+        int, raw, tempdir, writer_in,
+    };
+    use crate::tracker::record::{
+        Direction,
+        RecordKind::{Close, Update},
+    };
+    const T0: i64 = 1_794_787_200;
+    let dir = tempdir();
+    let (server, client) = (fixtures::app("udp-server"), fixtures::app("curl"));
+    let us = fixtures::public(Some("US"), Some(15169), Some("Google LLC"));
+    let peer = |address: &str, port: u64| {
+        let mut f = Flow::new(5, &format!("{address}:{port}"), at(T0));
+        f.direction = Direction::Inbound;
+        f
+    };
+    let mut tcp = Flow::new(9, "192.0.2.50:443", at(T0));
+    {
+        let mut w = writer_in(dir.path());
+        for port in 0..50 {
+            w.append(&peer("192.0.2.1", 20_000 + port).record(Close, at(T0 + 1), 10, 1), &server, Some(&us));
+        }
+        w.append(&tcp.record(Update, at(T0 + 2), 100, 0), &client, Some(&us));
+        w.flush().expect("flush");
+        let conn = raw(w.path());
+        assert_eq!(int(&conn, "SELECT COUNT(*) FROM connection_rows"), 51);
+        assert_eq!(int(&conn, "SELECT COUNT(*) FROM connection_rows WHERE lookup IS NOT NULL"), 2, "two firsts");
+    }
+    let mut w = writer_in(dir.path());
+    w.append(&peer("192.0.2.1", 30_000).record(Close, at(T0 + 3), 10, 1), &server, Some(&us));
+    w.append(&peer("192.0.2.2", 30_001).record(Close, at(T0 + 3), 10, 1), &server, Some(&us));
+    w.append(&tcp.record(Close, at(T0 + 4), 50, 0), &client, Some(&us));
+    w.flush().expect("flush");
+    assert!(w.rollup_lookups() >= 2, "the table answered for sockets this writer did not write");
+    let conn = raw(w.path());
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM connection_rows WHERE lookup IS NOT NULL"), 3, "192.0.2.2 is new");
+    let flows = |ip: &str| int(&conn, &format!("SELECT SUM(flows) FROM endpoint_week WHERE remote_ip = '{ip}'"));
+    assert_eq!(flows("192.0.2.1"), 1, "one socket at that address, across the restart");
+    assert_eq!(flows("192.0.2.2"), 1);
+    assert_eq!(flows("192.0.2.50"), 1, "the TCP socket's update and close are one flow");
+    assert_eq!(int(&conn, "SELECT SUM(flows) FROM service_week WHERE app = 'udp-server'"), 1);
+    assert_eq!(int(&conn, "SELECT SUM(flows) FROM service_week WHERE app = 'curl'"), 1);
+    assert_eq!(int(&conn, "SELECT SUM(payload_tx) FROM endpoint_week WHERE remote_ip = '192.0.2.1'"), 510);
+    // Another time zone cuts other weeks: a record that was no first may be one now, so the
+    // rebuild flags every covered record.
+    drop(w);
+    let config = crate::journal::JournalConfig {
+        path: dir.path().join("state/journal.db"),
+        ..crate::journal::JournalConfig::default()
+    };
+    let _tokyo = crate::journal::JournalWriter::open(&config, super::run(), "Asia/Tokyo").expect("reopen");
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM connection_rows WHERE lookup IS NULL"), 0);
 }
