@@ -214,3 +214,29 @@ fn a_restarted_writer_finds_earlier_records_through_the_flagged_ones() {
     let _tokyo = crate::journal::JournalWriter::open(&config, super::run(), "Asia/Tokyo").expect("reopen");
     assert_eq!(int(&conn, "SELECT COUNT(*) FROM connection_rows WHERE lookup IS NULL"), 0);
 }
+
+/// The migration copies every record, so for a moment the file holds them twice. On a full disk
+/// it fails whole: the journal stays at schema 13 with every record, and a later open with room
+/// migrates it.
+#[test]
+fn a_migration_that_runs_out_of_room_leaves_schema_13_intact() {
+    let dir = super::tempdir();
+    let path = dir.path().join("journal.db");
+    let mut conn = Connection::open(&path).expect("file");
+    migrations().to_version(&mut conn, 13).expect("schema 13");
+    conn.execute_batch(V13_ROWS).expect("rows");
+    let before = rows(&conn);
+    let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).expect("pages");
+    conn.pragma_update(None, "max_page_count", pages).expect("limit");
+    assert!(migrations().to_latest(&mut conn).is_err(), "no room for the copy");
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
+    assert_eq!(version, 13);
+    let kind: String = conn
+        .query_row("SELECT type FROM sqlite_schema WHERE name = 'connections'", [], |r| r.get(0))
+        .expect("connections");
+    assert_eq!(kind, "table", "nothing of schema 14 is left behind");
+    assert_eq!(rows(&conn), before, "every record as it was");
+    conn.pragma_update(None, "max_page_count", 1_000_000).expect("room");
+    migrations().to_latest(&mut conn).expect("schema 14 once there is room");
+    assert_eq!(rows(&conn), before);
+}
