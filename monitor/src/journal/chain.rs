@@ -40,14 +40,19 @@ macro_rules! hashed_connection_columns {
     };
 }
 /// Columns of `connections` hashed, in order (names and residency columns included): the
-/// values a flush hashes (`flush::ROUTES` sends each to `connection_rows` or to its group's
-/// table, schema 14; a test checks the two lists agree). The last,
+/// values a flush hashes (`flush::Layout` sends each to `connection_rows` or to its group's
+/// table, schema 14). The last,
 /// `country_answers`, is hashed as its text ([`CONNECTION_SELECT`]): in rows written since schema
 /// 13 the column is NULL and the text is the `answer_sets` row `answers_id` names, so the chain
 /// covers the text whichever way it is stored, and a changed `answer_sets` text or `answers_id`
 /// shows as a changed row.
 #[cfg(test)]
 pub const CONNECTION_COLUMNS: &str = concat!(hashed_connection_columns!(), "country_answers");
+/// The names of [`CONNECTION_COLUMNS`] but the last, in order: the values a flush hashes from the
+/// record (`country_answers` follows as its text).
+pub(super) fn hashed_columns() -> impl Iterator<Item = &'static str> {
+    hashed_connection_columns!().split(',').map(str::trim).filter(|name| !name.is_empty())
+}
 /// Number of names in [`CONNECTION_COLUMNS`].
 pub const CONNECTION_COLUMN_COUNT: usize = 52;
 /// How the chain reads [`CONNECTION_COLUMNS`]: `country_answers` as its text.

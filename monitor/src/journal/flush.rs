@@ -284,85 +284,37 @@ fn app_id(tx: &Transaction<'_>, app: &App, seen: Timestamp) -> rusqlite::Result<
 /// below SQLite's limit of 32,766). A flush's remainder goes in with the one-row statement.
 const ROWS_PER_INSERT: usize = 32;
 
-/// Where each of the 51 values before `country_answers` in [`chain::CONNECTION_COLUMNS`] goes:
-/// into `connection_rows` (`None`), or into the key of a group stored once ([`intern`]).
-const ROUTES: [Option<Group>; 51] = {
-    use Group::{Destination as D, Names as N, Owner as O, Shape as S};
-    [
-        None,    // id
-        Some(S), // event
-        None,    // time_ms
-        None,    // first_seen_ms
-        None,    // closed_ms
-        None,    // cookie
-        Some(O), // app_id
-        Some(O), // app_pid
-        Some(O), // app_start_time
-        Some(O), // owner_tgid
-        Some(O), // owner_pid
-        Some(O), // owner_uid
-        Some(O), // owner_gid
-        Some(O), // owner_comm
-        Some(O), // owner_cgroup_id
-        Some(O), // owner_source
-        Some(S), // protocol
-        Some(S), // direction
-        None,    // local_ip
-        None,    // local_port
-        None,    // remote_ip
-        None,    // remote_port
-        None,    // payload_tx
-        None,    // payload_rx
-        None,    // wire_tx
-        None,    // wire_rx
-        None,    // packets_tx
-        None,    // packets_rx
-        None,    // delta_payload_tx
-        None,    // delta_payload_rx
-        None,    // delta_wire_tx
-        None,    // delta_wire_rx
-        None,    // delta_packets_tx
-        None,    // delta_packets_rx
-        Some(S), // payload_source
-        Some(S), // complete
-        Some(D), // scope
-        Some(D), // country
-        Some(D), // asn
-        Some(D), // as_org
-        Some(D), // country_db
-        Some(D), // asn_db
-        Some(S), // ip_protocol
-        Some(N), // hostname
-        Some(N), // registrable_domain
-        Some(N), // name_source
-        Some(N), // dns_name
-        Some(N), // ech_outer
-        None,    // rtt_min_us
-        None,    // rtt_srtt_us
-        Some(D), // consensus
-    ]
-};
-
-/// Columns of `connection_rows` written per record, in binding order: the values [`ROUTES`]
-/// keeps in the row, then the id of each [`Group`] in [`Group::ALL`] order, then `lookup` (1: the
-/// rollups' probe may look for the row, `rollup::Probed::first`; NULL: it never will).
-const ROW_COLUMNS: &str = "id, time_ms, first_seen_ms, closed_ms, cookie, local_ip, local_port, remote_ip, remote_port,
-    payload_tx, payload_rx, wire_tx, wire_rx, packets_tx, packets_rx, delta_payload_tx, delta_payload_rx,
-    delta_wire_tx, delta_wire_rx, delta_packets_tx, delta_packets_rx, rtt_min_us, rtt_srtt_us, shape_id, owner_id,
-    destination_id, names_id, lookup";
-/// Values bound per record: the row's own (those [`ROUTES`] leaves in it), a group id each, and
-/// `lookup`.
-const CONNECTION_VALUES: usize = 28;
-
-/// `INSERT INTO connection_rows (...) VALUES (?, ...), ...` for `rows` rows.
-fn insert_sql(rows: usize) -> String {
-    let row = format!("({})", vec!["?"; CONNECTION_VALUES].join(", "));
-    format!("INSERT INTO connection_rows ({ROW_COLUMNS}) VALUES {}", vec![row; rows].join(",\n"))
+/// How the values of a record are stored, derived once from the hashed columns
+/// ([`chain::HASHED_COLUMNS`]) and the group tables ([`Group::table`]).
+struct Layout {
+    /// Where each hashed value before `country_answers` goes: into `connection_rows` (`None`),
+    /// or into the key of the group whose table has a column of its name ([`intern`]).
+    routes: Vec<Option<Group>>,
+    /// Values bound per record: the row's own, a group id each, and `lookup`.
+    values: usize,
+    /// `INSERT INTO connection_rows` of one row and of [`ROWS_PER_INSERT`] rows.
+    insert: [String; 2],
 }
 
-/// The SQL of both insert statements, built once per process.
-static INSERT_SQL: std::sync::LazyLock<[String; 2]> =
-    std::sync::LazyLock::new(|| [insert_sql(1), insert_sql(ROWS_PER_INSERT)]);
+/// The row's own columns, in binding order: the hashed values no group takes, then the id of each
+/// [`Group`] in [`Group::ALL`] order, then `lookup` (1: the rollups' probe may look for the row,
+/// `rollup::Probed::first`; NULL: it never will).
+fn row_columns(routes: &[Option<Group>]) -> Vec<&'static str> {
+    let own = chain::hashed_columns().zip(routes).filter(|(_, r)| r.is_none()).map(|(name, _)| name);
+    own.chain(Group::ALL.map(Group::id_column)).chain(["lookup"]).collect()
+}
+
+static LAYOUT: std::sync::LazyLock<Layout> = std::sync::LazyLock::new(|| {
+    let routes: Vec<Option<Group>> =
+        chain::hashed_columns().map(|name| Group::ALL.into_iter().find(|g| g.table().1.contains(&name))).collect();
+    let columns = row_columns(&routes);
+    let values = columns.len();
+    let sql = |rows: usize| {
+        let row = format!("({})", vec!["?"; values].join(", "));
+        format!("INSERT INTO connection_rows ({}) VALUES {}", columns.join(", "), vec![row; rows].join(",\n"))
+    };
+    Layout { routes, values, insert: [sql(1), sql(ROWS_PER_INSERT)] }
+});
 
 /// A record ready for `connections`, with its ids resolved.
 struct ConnectionRow<'a> {
@@ -432,19 +384,19 @@ impl<'a, 'tx> Connections<'a, 'tx> {
         if self.rows.len() == ROWS_PER_INSERT {
             let stmt = match &mut self.multi {
                 Some(stmt) => stmt,
-                multi @ None => multi.insert(tx.prepare_cached(&INSERT_SQL[1])?),
+                multi @ None => multi.insert(tx.prepare_cached(&LAYOUT.insert[1])?),
             };
             for (i, row) in self.rows.iter().enumerate() {
-                let binder = Binder { stmt, param: i * CONNECTION_VALUES, column: 0 };
+                let binder = Binder { stmt, routes: &LAYOUT.routes, param: i * LAYOUT.values, column: 0 };
                 let digest = binder.row(tx, interned, self.next_id, row, &mut self.scratch)?;
                 self.next_id += 1;
                 self.written.add(digest, ms(row.pending.record.last_seen));
             }
             stmt.raw_execute()?;
         } else if !self.rows.is_empty() {
-            let mut stmt = tx.prepare_cached(&INSERT_SQL[0])?;
+            let mut stmt = tx.prepare_cached(&LAYOUT.insert[0])?;
             for row in &self.rows {
-                let binder = Binder { stmt: &mut stmt, param: 0, column: 0 };
+                let binder = Binder { stmt: &mut stmt, routes: &LAYOUT.routes, param: 0, column: 0 };
                 let digest = binder.row(tx, interned, self.next_id, row, &mut self.scratch)?;
                 stmt.raw_execute()?;
                 self.next_id += 1;
@@ -458,12 +410,13 @@ impl<'a, 'tx> Connections<'a, 'tx> {
 }
 
 /// Binds one record's values: each is hashed for the chain, in [`chain::CONNECTION_COLUMNS`]
-/// order, and goes either to the row's next parameter or into its group's key ([`ROUTES`]).
+/// order, and goes either to the row's next parameter or into its group's key ([`Layout`]).
 struct Binder<'s, 'st> {
     stmt: &'s mut rusqlite::Statement<'st>,
+    routes: &'s [Option<Group>],
     /// The last parameter bound.
     param: usize,
-    /// The next value's index in [`ROUTES`].
+    /// The next value's index in `routes`.
     column: usize,
 }
 
@@ -472,7 +425,7 @@ impl Binder<'_, '_> {
         let out = value.to_sql()?;
         let v = value_ref(&out)?;
         chain::encode(&mut scratch.hashed, v);
-        let route = ROUTES.get(self.column).copied().flatten();
+        let route = self.routes.get(self.column).copied().flatten();
         self.column += 1;
         match route {
             Some(group) => {
@@ -691,28 +644,22 @@ fn upsert_bucket(
 mod tests {
     use super::*;
 
-    /// [`ROUTES`] sends each value of [`chain::CONNECTION_COLUMNS`] to the column of the same name,
-    /// in the order of each table's columns: the row's ([`ROW_COLUMNS`]) or its group's.
+    /// Each group's table lists its columns in the order the record's values come (a key is
+    /// decoded into them on a miss), every routed value lands somewhere, and the row binds 28.
     #[test]
-    fn routes_match_the_columns_of_each_table() {
-        let split = |list: &str| list.split(',').map(str::trim).map(str::to_owned).collect::<Vec<_>>();
-        let hashed = split(chain::CONNECTION_COLUMNS);
-        assert_eq!(hashed.len(), ROUTES.len() + 1, "every value but country_answers is routed");
-        assert_eq!(hashed.last().map(String::as_str), Some("country_answers"));
-        let mut row = Vec::new();
-        let mut groups: [Vec<String>; 4] = Default::default();
-        for (name, route) in hashed.iter().zip(ROUTES) {
-            match route {
-                Some(g) => groups[g as usize].push(name.clone()),
-                None => row.push(name.clone()),
-            }
-        }
-        groups[Group::Destination as usize].push("answers_id".into());
-        row.extend(["shape_id", "owner_id", "destination_id", "names_id", "lookup"].map(String::from));
-        assert_eq!(row, split(ROW_COLUMNS));
-        assert_eq!(row.len(), CONNECTION_VALUES);
+    fn the_layout_matches_the_columns_of_each_table() {
+        let hashed: Vec<&str> = chain::hashed_columns().collect();
+        assert_eq!(hashed.len(), 51, "every value but country_answers");
+        assert_eq!(LAYOUT.routes.len(), hashed.len());
         for g in Group::ALL {
-            assert_eq!(groups[g as usize], g.table().1, "{g:?}");
+            let mut routed: Vec<&str> =
+                hashed.iter().zip(&LAYOUT.routes).filter(|(_, r)| **r == Some(g)).map(|(n, _)| *n).collect();
+            if g == Group::Destination {
+                routed.push("answers_id");
+            }
+            assert_eq!(routed, g.table().1, "{g:?}");
         }
+        assert_eq!(LAYOUT.values, 28);
+        assert_eq!(row_columns(&LAYOUT.routes).len(), LAYOUT.values);
     }
 }

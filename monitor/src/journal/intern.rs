@@ -27,6 +27,16 @@ impl Group {
         self as usize
     }
 
+    /// The column of `connection_rows` holding the group's id.
+    pub(super) const fn id_column(self) -> &'static str {
+        match self {
+            Self::Shape => "shape_id",
+            Self::Owner => "owner_id",
+            Self::Destination => "destination_id",
+            Self::Names => "names_id",
+        }
+    }
+
     /// The table and its columns, in the order [`super::flush`] pushes them.
     pub(super) const fn table(self) -> (&'static str, &'static [&'static str]) {
         match self {
