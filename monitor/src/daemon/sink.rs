@@ -28,7 +28,7 @@ use crate::{
     enrich::Enricher,
     errors::chain,
     identity::Identities,
-    journal::{JournalReader, JournalWriter},
+    journal::{self, JournalReader, JournalWriter},
     metrics::Metrics,
     naming::{self, Naming},
     report::{self, ReportConfig},
@@ -41,14 +41,6 @@ const PURGE_EVERY: Duration = Duration::from_secs(3600);
 const EXPORT_CHECK_EVERY: Duration = Duration::from_secs(60);
 /// Repeated journal failures are logged at most this often.
 const ERROR_LOG_EVERY: Duration = Duration::from_secs(60);
-/// Records buffered before the journal is flushed early (bounds memory: ~1 KB per record). With
-/// [`crate::journal`]'s checkpoint interval it sets how often the same index pages are written:
-/// the records of one socket with many peers (a UDP server) land at scattered places of the
-/// `connections_cookie` index, and each commit writes every page it touched once. 8,192 with
-/// checkpoints every 8,000 pages write 28 % fewer bytes per UDP churn record and took the
-/// daemon's CPU per such record from a median of 8.7 to 7.0 µs (BENCHMARKS.md, "Journal
-/// commits"); either alone did not.
-const FLUSH_BATCH: usize = 8192;
 
 /// Messages from the tracker loop, in event order (so a process is observed before its records).
 #[derive(Debug)]
@@ -146,7 +138,7 @@ impl Sink {
                     for record in records {
                         self.record(record, command.as_ref());
                         // Early flush, unless the journal is failing (then only the regular retry).
-                        if self.journal.buffered_records() >= FLUSH_BATCH && !timers.failing {
+                        if self.journal.buffered_records() >= journal::FLUSH_RECORDS && !timers.failing {
                             self.flush(&mut timers);
                         }
                     }
