@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use foldhash::HashMap;
 use jiff::Timestamp;
-use rusqlite::{Transaction, params};
+use rusqlite::{Transaction, params, types::ValueRef};
 use serde_json::json;
 
 use super::{
@@ -421,9 +421,8 @@ struct Binder<'s, 'st> {
 }
 
 impl Binder<'_, '_> {
-    fn value(&mut self, scratch: &mut Scratch, value: &dyn rusqlite::ToSql) -> rusqlite::Result<()> {
-        let out = value.to_sql()?;
-        let v = value_ref(&out)?;
+    fn value<V: Plain + ?Sized>(&mut self, scratch: &mut Scratch, value: &V) -> rusqlite::Result<()> {
+        let v = value.plain();
         chain::encode(&mut scratch.hashed, v);
         let route = self.routes.get(self.column).copied().flatten();
         self.column += 1;
@@ -434,7 +433,7 @@ impl Binder<'_, '_> {
             }
             None => {
                 self.param += 1;
-                self.stmt.raw_bind_parameter(self.param, out)
+                self.stmt.raw_bind_parameter(self.param, rusqlite::types::ToSqlOutput::Borrowed(v))
             }
         }
     }
@@ -507,7 +506,7 @@ impl Binder<'_, '_> {
         self.value(s, &owner.pid)?;
         self.value(s, &owner.uid)?;
         self.value(s, &owner.gid)?;
-        self.value(s, &owner.comm)?;
+        self.value(s, &*owner.comm)?;
         self.value(s, &owner.cgroup_id.cast_signed())?;
         self.value(s, &names::name(owner.source))?;
         self.value(s, &names::name(*protocol))?;
@@ -580,13 +579,65 @@ impl Binder<'_, '_> {
     }
 }
 
-/// The value SQLite stores for a bound parameter (the journal binds only plain values).
-fn value_ref<'a>(out: &'a rusqlite::types::ToSqlOutput<'_>) -> rusqlite::Result<rusqlite::types::ValueRef<'a>> {
-    use rusqlite::types::ToSqlOutput;
-    match out {
-        ToSqlOutput::Borrowed(v) => Ok(*v),
-        ToSqlOutput::Owned(v) => Ok(v.into()),
-        _ => Err(rusqlite::Error::ToSqlConversionFailure("not a plain value".into())),
+/// A value of a record as SQLite stores it: what `rusqlite::ToSql` makes of the type, without
+/// its conversion through `ToSqlOutput` and a call through `dyn ToSql` for each of 51 values per
+/// record. Integers that do not fit SQLite's are never bound: every record's are `u32` or
+/// smaller, or converted beforehand ([`names::int`]).
+trait Plain {
+    fn plain(&self) -> ValueRef<'_>;
+}
+
+impl Plain for i64 {
+    fn plain(&self) -> ValueRef<'_> {
+        ValueRef::Integer(*self)
+    }
+}
+
+impl Plain for u32 {
+    fn plain(&self) -> ValueRef<'_> {
+        ValueRef::Integer(i64::from(*self))
+    }
+}
+
+impl Plain for u16 {
+    fn plain(&self) -> ValueRef<'_> {
+        ValueRef::Integer(i64::from(*self))
+    }
+}
+
+impl Plain for u8 {
+    fn plain(&self) -> ValueRef<'_> {
+        ValueRef::Integer(i64::from(*self))
+    }
+}
+
+impl Plain for bool {
+    fn plain(&self) -> ValueRef<'_> {
+        ValueRef::Integer(i64::from(*self))
+    }
+}
+
+impl Plain for str {
+    fn plain(&self) -> ValueRef<'_> {
+        ValueRef::Text(self.as_bytes())
+    }
+}
+
+impl<T: Plain + ?Sized> Plain for &T {
+    fn plain(&self) -> ValueRef<'_> {
+        (**self).plain()
+    }
+}
+
+impl<T: Plain> Plain for Option<T> {
+    fn plain(&self) -> ValueRef<'_> {
+        self.as_ref().map_or(ValueRef::Null, Plain::plain)
+    }
+}
+
+impl Plain for rusqlite::types::Null {
+    fn plain(&self) -> ValueRef<'_> {
+        ValueRef::Null
     }
 }
 
