@@ -423,12 +423,14 @@ struct Binder<'s, 'st> {
 impl Binder<'_, '_> {
     fn value<V: Plain + ?Sized>(&mut self, scratch: &mut Scratch, value: &V) -> rusqlite::Result<()> {
         let v = value.plain();
+        let start = scratch.hashed.len();
         chain::encode(&mut scratch.hashed, v);
         let route = self.routes.get(self.column).copied().flatten();
         self.column += 1;
         match route {
             Some(group) => {
-                chain::encode(&mut scratch.keys[group as usize], v);
+                // The group's key is the same bytes ([`Interned`]): copied, not encoded again.
+                scratch.keys[group as usize].extend_from_slice(scratch.hashed.get(start..).unwrap_or_default());
                 Ok(())
             }
             None => {
