@@ -35,16 +35,19 @@ pub const MAX_BUFFERED_RECORDS: usize = 200_000;
 /// Residency buckets kept in memory while flushes fail, before the oldest are dropped.
 pub const MAX_BUFFERED_BUCKETS: usize = 100_000;
 /// Records buffered before the sink flushes early ([`crate::daemon`]'s sink asks
-/// [`super::JournalWriter::buffered_records`]): 4,096 of 480 bytes, 1.9 MiB. The buffer keeps
-/// room for exactly that many after a flush ([`KEPT_RECORD_CAPACITY`]), so a steady churn fills
-/// the same pages flush after flush instead of growing a fresh mapping each time (its page faults
-/// cost 6 % of the daemon's CPU per record with 8,192 per flush and 256 kept; BENCHMARKS.md,
-/// "A buffer that keeps its room").
-pub const FLUSH_RECORDS: usize = 4096;
-/// Record slots kept after a flush: one early flush's worth ([`FLUSH_RECORDS`]). A buffer grown
-/// beyond it (flushes failing) is a mapping of its own, given back whole by the next successful
-/// flush.
-const KEPT_RECORD_CAPACITY: usize = FLUSH_RECORDS;
+/// [`super::JournalWriter::buffered_records`]): 2,048 of 480 bytes, 0.94 MiB (4,096 took no less
+/// CPU per record, and twice the memory).
+pub const FLUSH_RECORDS: usize = 2048;
+/// Record slots kept after an early flush ([`FLUSH_RECORDS`] or more records: a busy daemon): one
+/// early flush's worth, so a steady churn fills the same pages flush after flush instead of
+/// growing a fresh mapping each time (those page faults cost 6 % of the daemon's CPU per record;
+/// BENCHMARKS.md, "A buffer that keeps its room"). A buffer grown beyond it (flushes failing) is
+/// a mapping of its own, given back whole.
+const BUSY_RECORD_CAPACITY: usize = FLUSH_RECORDS;
+/// Record slots kept after a flush of fewer records (the timer's: a quiet daemon, or the end of
+/// a burst), 120 KiB: below the allocator's mmap threshold ([`crate::sys::MMAP_THRESHOLD`]), so
+/// the room of a burst (a refresh of 100,000 open flows) is given back once it is over.
+const QUIET_RECORD_CAPACITY: usize = 256;
 
 /// What the buffer had to drop because it was full (flushes failing for a long time).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -338,9 +341,9 @@ impl Buffer {
 
     /// Forgets what a successful flush wrote (the flow counting state is kept).
     pub fn clear_written(&mut self, interval_secs: i64) {
+        let kept = if self.records.len() >= FLUSH_RECORDS { BUSY_RECORD_CAPACITY } else { QUIET_RECORD_CAPACITY };
         self.records.clear();
-        // A burst (e.g. the first refresh of 100,000 open flows) grew the buffer: give it back.
-        self.records.shrink_to(KEPT_RECORD_CAPACITY);
+        self.records.shrink_to(kept);
         self.buckets.clear();
         self.stats.clear();
         self.databases = None;
@@ -400,24 +403,29 @@ mod tests {
     use super::*;
     use crate::journal::tests::fixtures::{Flow, app, at, public};
 
-    /// A burst's records are written and forgotten; the buffer keeps room for
-    /// [`KEPT_RECORD_CAPACITY`] records (one early flush), not for the burst.
+    /// A burst's records are written and forgotten; the buffer keeps room for one early flush
+    /// ([`BUSY_RECORD_CAPACITY`]) while flushes are early, and for [`QUIET_RECORD_CAPACITY`]
+    /// records after a smaller (the timer's) flush.
     #[test]
-    fn a_flush_gives_back_the_room_of_a_burst() {
+    fn a_flush_keeps_the_room_of_one_early_flush_and_a_quiet_one_gives_it_back() {
         let mut buf = Buffer::default();
         let (app, dest) = (app("burst"), public(Some("GB"), Some(64512), Some("Example")));
-        for cookie in 0..20_000 {
-            let record = Flow::new(cookie, "81.2.69.160:443", at(0)).record(RecordKind::Close, at(1), 10, 20);
-            buf.add(&record, &app, Some(&dest), &Names::default(), 60);
-        }
+        let add = |buf: &mut Buffer, n: u64| {
+            for cookie in 0..n {
+                let record = Flow::new(cookie, "81.2.69.160:443", at(0)).record(RecordKind::Close, at(1), 10, 20);
+                buf.add(&record, &app, Some(&dest), &Names::default(), 60);
+            }
+        };
+        add(&mut buf, 20_000);
         assert_eq!(buf.records.len(), 20_000);
         assert!(buf.records.capacity() >= 20_000);
         buf.clear_written(60);
         assert!(buf.records.is_empty());
-        assert!(
-            (KEPT_RECORD_CAPACITY..2 * KEPT_RECORD_CAPACITY).contains(&buf.records.capacity()),
-            "capacity {} kept after the flush",
-            buf.records.capacity()
-        );
+        let capacity = buf.records.capacity();
+        assert!((BUSY_RECORD_CAPACITY..2 * BUSY_RECORD_CAPACITY).contains(&capacity), "capacity {capacity} kept");
+        add(&mut buf, 100);
+        buf.clear_written(60);
+        let capacity = buf.records.capacity();
+        assert!(capacity <= 2 * QUIET_RECORD_CAPACITY, "capacity {capacity} kept after a quiet flush");
     }
 }
