@@ -70,7 +70,7 @@ fn flush_of_100k_records() {
 }
 
 /// Records shaped like `cargo xtask bench`'s churn: one close record per socket (cookies rising),
-/// a handful of endpoints, two apps, flushed in the sink's early-flush batches (8,192 records).
+/// a handful of endpoints, two apps, flushed in the sink's early-flush batches ([`crate::journal::FLUSH_RECORDS`]).
 #[test]
 #[ignore = "measurement: run by hand in release with --nocapture"]
 fn churn_records_per_record_cost() {
@@ -108,10 +108,10 @@ fn tcp_flow(cookie: u64, i: u64, t: Timestamp) -> Flow {
 }
 
 /// Appends one close record per flow `flow_of(i, t)` (two apps in turn, every 30 µs), flushed in
-/// the sink's early-flush batches (8,192 records), and prints the cost per record.
+/// the sink's early-flush batches ([`crate::journal::FLUSH_RECORDS`]), and prints the cost per record.
 fn churn_cost(label: &str, flow_of: impl Fn(u64, Timestamp) -> Flow) {
     const RECORDS: u64 = 200_000;
-    const FLUSH: u64 = 8192;
+    const FLUSH: u64 = crate::journal::FLUSH_RECORDS as u64;
     let dir = tempdir();
     let mut w = writer_in(dir.path());
     let apps = [fixtures::app("bench-load"), fixtures::app("bench-server")];
