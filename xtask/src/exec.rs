@@ -82,6 +82,12 @@ pub fn run_tests(args: &[String]) -> anyhow::Result<()> {
         "-D",
         "warnings",
     ]))?;
+    eprintln!("xtask: API docs (rustdoc warnings, e.g. broken links, are errors)");
+    exec(
+        cargo()
+            .args(["doc", "--no-deps", "--package", "monitor", "--package", "monitor-common"])
+            .env("RUSTDOCFLAGS", "-D warnings"),
+    )?;
     eprintln!("xtask: formatting (rustfmt.toml; `cargo fmt --all` fixes it)");
     exec(cargo().args(["fmt", "--all", "--check"]))
 }

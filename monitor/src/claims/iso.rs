@@ -1,5 +1,5 @@
 //! ISO 3166-1 alpha-2 country codes: the 249 officially assigned codes (ISO 3166 Maintenance
-//! Agency, https://www.iso.org/iso-3166-country-codes.html), plus the codes geolocation databases
+//! Agency, <https://www.iso.org/iso-3166-country-codes.html>), plus the codes geolocation databases
 //! answer outside that list: `XK` (Kosovo, user-assigned) and `EU`/`AP` (GeoIP "Europe" and
 //! "Asia/Pacific" for networks without one country).
 

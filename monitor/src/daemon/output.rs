@@ -120,7 +120,7 @@ const APPS_RENDERED: usize = 4096;
 /// The JSON of each app, rendered once per shared `App` (the identity stage hands out one `Arc`
 /// per process): escaping the app's strings (command line, cgroup path...) was the larger part
 /// of a flow line. Keyed by the `Arc`'s address, which the entry's own clone keeps from being
-/// reused; emptied when it holds [`APPS_RENDERED`] apps.
+/// reused; emptied when it holds `APPS_RENDERED` apps.
 #[derive(Default)]
 pub struct AppJson {
     rendered: HashMap<usize, (Arc<App>, Box<RawValue>)>,

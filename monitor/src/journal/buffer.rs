@@ -36,7 +36,11 @@ pub const MAX_BUFFERED_RECORDS: usize = 200_000;
 pub const MAX_BUFFERED_BUCKETS: usize = 100_000;
 /// Records buffered before the sink flushes early ([`crate::daemon`]'s sink asks
 /// [`super::JournalWriter::buffered_records`]): 2,048 of 480 bytes, 0.94 MiB (4,096 took no less
-/// CPU per record, and twice the memory).
+/// CPU per record in the churn-shaped replay, and twice the memory). It was 8,192 when every
+/// record of a UDP server's peers fed `connections_cookie` at scattered places, and larger
+/// commits wrote fewer index pages per record (BENCHMARKS.md, "Journal commits"); since schema
+/// 14 only a socket's first record at each endpoint (a client's address) or service in a week
+/// does.
 pub const FLUSH_RECORDS: usize = 2048;
 /// Record slots kept after an early flush ([`FLUSH_RECORDS`] or more records: a busy daemon): one
 /// early flush's worth, so a steady churn fills the same pages flush after flush instead of

@@ -42,7 +42,7 @@ pub struct FiguresChecked {
     /// Why the sums could not be compared at all: SQLite's error reading them (a damaged page;
     /// the structural check then names it).
     pub failed: Option<String>,
-    /// Sums that differ beyond the problems listed ([`MAX_LISTED`]).
+    /// Sums that differ beyond the problems listed (`MAX_LISTED`).
     pub unlisted: u64,
 }
 

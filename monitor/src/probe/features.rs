@@ -35,7 +35,7 @@ pub enum Degradation {
     /// another process) is not found: its `shutdown` record is marked incomplete.
     SnapshotsByDescriptor,
     /// Hybrid cgroup layout: every process sits in the v2 root, so the kernel's cgroup id is the
-    /// root's; services are resolved from /proc/<pid>/cgroup instead.
+    /// root's; services are resolved from `/proc/<pid>/cgroup` instead.
     HybridCgroups,
     /// `cgroup/sock_create` refused (an exclusive program above, e.g. Android's netd): a socket
     /// gets its owner and counters at its first connect, send or receive, in that process;

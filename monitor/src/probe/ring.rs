@@ -45,7 +45,7 @@ pub struct Copied {
 pub type CopyBatch = Vec<Copied>;
 
 /// Reads the records when the kernel signals, decodes them and sends batches to `tx`; after a
-/// drain of less than [`EVENT_BATCH`] records it waits [`DRAIN_PAUSE`] before the next.
+/// drain of less than [`EVENT_BATCH`] records it waits `DRAIN_PAUSE` before the next.
 /// When `tx` is full this waits, the ring buffer fills, and the kernel counts what it loses.
 /// Returns when `shutdown` changes (after a last full drain) or the receiver is gone.
 ///

@@ -17,7 +17,7 @@
 //! flows started (`monitor_app_flows_total`) per host and app come from the same growth sum.
 //! Each host becomes a report of the journal's schema with those figures (no packets or
 //! endpoints: the metrics never label addresses), then the hosts are combined by
-//! [`merge`](super::merge) (same `hosts` / `by_host`).
+//! [`merge`] (same `hosts` / `by_host`).
 
 use std::{collections::BTreeMap, time::Duration};
 

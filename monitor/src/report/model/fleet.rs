@@ -30,7 +30,7 @@ pub struct HostApp {
     pub flows: u64,
 }
 
-/// A machine's share of an app in a fleet report (in [`AppReport::by_host`]).
+/// A machine's share of an app in a fleet report (in an app's `by_host` column).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HostTraffic {
     /// Host label.
