@@ -154,7 +154,8 @@ fn wait_for_services(dir: &Path, n: usize) -> Vec<Value> {
 }
 
 /// Role `inetd-serve REPLY DIR`: stdin and stdout are an accepted connection. Reads it to EOF,
-/// writes REPLY bytes, leaves `{pid, rx}` in `DIR/<pid>.json`, and exits (closing it).
+/// writes REPLY bytes, leaves `{pid, rx}` in `DIR/<pid>.json`, and exits (closing it) after
+/// [`SERVICE_LINGER`].
 pub fn serve(args: &[String]) {
     crate::helper::name("mon-inetd-serve");
     let reply: usize = args[0].parse().unwrap();
@@ -176,4 +177,12 @@ pub fn serve(args: &[String]) {
     let tmp = note.with_extension("tmp");
     fs::write(&tmp, json!({"pid": pid, "rx": rx}).to_string()).unwrap();
     fs::rename(tmp, note).unwrap();
+    std::thread::sleep(SERVICE_LINGER);
 }
+
+/// How long a service process lives on after its reply. The daemon reads a process's /proc
+/// entries when the kernel reports it as a socket's new owner (its first read); a service that
+/// exits within the ~10 ms of its transfer raced that read on a loaded 2-core CI machine (read
+/// while exiting: name and uid, no `exe`). What the test checks still holds: a read only at the
+/// close, when the process is exiting, would miss its `exe`.
+const SERVICE_LINGER: Duration = Duration::from_millis(300);
