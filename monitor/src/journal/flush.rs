@@ -589,35 +589,18 @@ trait Plain {
     fn plain(&self) -> ValueRef<'_>;
 }
 
-impl Plain for i64 {
-    fn plain(&self) -> ValueRef<'_> {
-        ValueRef::Integer(*self)
-    }
+/// Integers SQLite stores as they are (`bool` as 0 or 1), as `rusqlite` binds them.
+macro_rules! plain_integers {
+    ($($t:ty),*) => {$(
+        impl Plain for $t {
+            fn plain(&self) -> ValueRef<'_> {
+                ValueRef::Integer(i64::from(*self))
+            }
+        }
+    )*};
 }
 
-impl Plain for u32 {
-    fn plain(&self) -> ValueRef<'_> {
-        ValueRef::Integer(i64::from(*self))
-    }
-}
-
-impl Plain for u16 {
-    fn plain(&self) -> ValueRef<'_> {
-        ValueRef::Integer(i64::from(*self))
-    }
-}
-
-impl Plain for u8 {
-    fn plain(&self) -> ValueRef<'_> {
-        ValueRef::Integer(i64::from(*self))
-    }
-}
-
-impl Plain for bool {
-    fn plain(&self) -> ValueRef<'_> {
-        ValueRef::Integer(i64::from(*self))
-    }
-}
+plain_integers!(i64, u32, u16, u8, bool);
 
 impl Plain for str {
     fn plain(&self) -> ValueRef<'_> {
