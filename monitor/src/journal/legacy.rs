@@ -30,6 +30,8 @@ const LATE_COLUMNS: &[(&str, &[&str])] = &[
     ),
     ("stats", &["copies_submitted", "copies_lost", "names_malformed", "names_learned"]),
     ("endpoint_week", &["consensus", "answers_id", "rtt_min_us"]),
+    // Added by schema 15 to a schema 14 written before the column was; only the writer reads it.
+    ("connection_rows", &["lookup"]),
 ];
 
 /// Tables added by later migrations that readers of older files look into, with an empty TEMP

@@ -1,7 +1,7 @@
 //! Schema migrations and opening the file.
 //!
 //! Migrations are append-only: a released migration is never edited; a change is a new entry at
-//! the end of [`MIGRATIONS`]. The version is SQLite's `user_version` (rusqlite_migration).
+//! the end of [`all_migrations`]. The version is SQLite's `user_version` (rusqlite_migration).
 
 use std::{
     fs::{DirBuilder, File},
@@ -11,13 +11,13 @@ use std::{
 };
 
 use log::{debug, warn};
-use rusqlite::{Connection, OpenFlags};
-use rusqlite_migration::{M, Migrations};
+use rusqlite::{Connection, OpenFlags, Transaction};
+use rusqlite_migration::{HookResult, M, Migrations};
 
 use super::{Error, files};
 
 /// Schema version this build writes (number of migrations).
-pub const SCHEMA_VERSION: u32 = 14;
+pub const SCHEMA_VERSION: u32 = 15;
 
 /// How long a statement waits for the other side's lock (reader vs writer) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -407,6 +407,76 @@ const V_ANSWER_IDS: &str = "
 ALTER TABLE connections ADD COLUMN answers_id INTEGER;
 ";
 
+/// The view `connections` over `connection_rows` and its shared parts, with the triggers that make
+/// it writable (schema 14). One text for version 14 and for version 15's repair.
+macro_rules! compact_view {
+    () => {
+        "
+CREATE VIEW connections AS
+SELECT
+    r.id AS id, s.event AS event, r.time_ms AS time_ms, r.first_seen_ms AS first_seen_ms,
+    r.closed_ms AS closed_ms, r.cookie AS cookie, o.app_id AS app_id, o.app_pid AS app_pid,
+    o.app_start_time AS app_start_time, o.owner_tgid AS owner_tgid, o.owner_pid AS owner_pid,
+    o.owner_uid AS owner_uid, o.owner_gid AS owner_gid, o.owner_comm AS owner_comm,
+    o.owner_cgroup_id AS owner_cgroup_id, o.owner_source AS owner_source, s.protocol AS protocol,
+    s.direction AS direction, r.local_ip AS local_ip, r.local_port AS local_port,
+    r.remote_ip AS remote_ip, r.remote_port AS remote_port, r.payload_tx AS payload_tx,
+    r.payload_rx AS payload_rx, r.wire_tx AS wire_tx, r.wire_rx AS wire_rx,
+    r.packets_tx AS packets_tx, r.packets_rx AS packets_rx, r.delta_payload_tx AS delta_payload_tx,
+    r.delta_payload_rx AS delta_payload_rx, r.delta_wire_tx AS delta_wire_tx,
+    r.delta_wire_rx AS delta_wire_rx, r.delta_packets_tx AS delta_packets_tx,
+    r.delta_packets_rx AS delta_packets_rx, s.payload_source AS payload_source,
+    s.complete AS complete, d.scope AS scope, d.country AS country, d.asn AS asn,
+    d.as_org AS as_org, d.country_db AS country_db, d.asn_db AS asn_db,
+    s.ip_protocol AS ip_protocol, n.hostname AS hostname,
+    n.registrable_domain AS registrable_domain,
+    CASE WHEN r.names_id IS NULL THEN 'none' ELSE n.name_source END AS name_source,
+    n.dns_name AS dns_name, CASE WHEN r.names_id IS NULL THEN 0 ELSE n.ech_outer END AS ech_outer,
+    r.rtt_min_us AS rtt_min_us, r.rtt_srtt_us AS rtt_srtt_us, d.consensus AS consensus,
+    NULL AS country_answers, d.answers_id AS answers_id, r.lookup AS lookup
+FROM connection_rows r
+    LEFT JOIN connection_shapes s ON s.id = r.shape_id
+    LEFT JOIN connection_owners o ON o.id = r.owner_id
+    LEFT JOIN connection_destinations d ON d.id = r.destination_id
+    LEFT JOIN connection_names n ON n.id = r.names_id;
+CREATE TRIGGER connections_insert INSTEAD OF INSERT ON connections BEGIN
+    INSERT OR IGNORE INTO answer_sets (text) SELECT NEW.country_answers WHERE NEW.country_answers IS NOT NULL;
+    INSERT INTO connection_shapes (event, protocol, direction, payload_source, complete, ip_protocol)
+        SELECT NEW.event, NEW.protocol, NEW.direction, NEW.payload_source, NEW.complete, NEW.ip_protocol
+        WHERE NOT EXISTS (SELECT 1 FROM connection_shapes WHERE event IS NEW.event AND protocol IS NEW.protocol AND direction IS NEW.direction AND payload_source IS NEW.payload_source AND complete IS NEW.complete AND ip_protocol IS NEW.ip_protocol);
+    INSERT INTO connection_owners (app_id, app_pid, app_start_time, owner_tgid, owner_pid, owner_uid, owner_gid, owner_comm, owner_cgroup_id, owner_source)
+        SELECT NEW.app_id, NEW.app_pid, NEW.app_start_time, NEW.owner_tgid, NEW.owner_pid, NEW.owner_uid, NEW.owner_gid, NEW.owner_comm, NEW.owner_cgroup_id, NEW.owner_source
+        WHERE NOT EXISTS (SELECT 1 FROM connection_owners WHERE app_id IS NEW.app_id AND app_pid IS NEW.app_pid AND app_start_time IS NEW.app_start_time AND owner_tgid IS NEW.owner_tgid AND owner_pid IS NEW.owner_pid AND owner_uid IS NEW.owner_uid AND owner_gid IS NEW.owner_gid AND owner_comm IS NEW.owner_comm AND owner_cgroup_id IS NEW.owner_cgroup_id AND owner_source IS NEW.owner_source);
+    INSERT INTO connection_destinations (scope, country, asn, as_org, country_db, asn_db, consensus, answers_id)
+        SELECT NEW.scope, NEW.country, NEW.asn, NEW.as_org, NEW.country_db, NEW.asn_db, NEW.consensus, CASE WHEN NEW.country_answers IS NULL THEN NEW.answers_id ELSE (SELECT id FROM answer_sets WHERE text = NEW.country_answers) END
+        WHERE NOT (NEW.scope IS NULL AND NEW.country IS NULL AND NEW.asn IS NULL AND NEW.as_org IS NULL AND NEW.country_db IS NULL AND NEW.asn_db IS NULL AND NEW.consensus IS NULL AND (CASE WHEN NEW.country_answers IS NULL THEN NEW.answers_id ELSE (SELECT id FROM answer_sets WHERE text = NEW.country_answers) END) IS NULL) AND NOT EXISTS (SELECT 1 FROM connection_destinations WHERE scope IS NEW.scope AND country IS NEW.country AND asn IS NEW.asn AND as_org IS NEW.as_org AND country_db IS NEW.country_db AND asn_db IS NEW.asn_db AND consensus IS NEW.consensus AND answers_id IS CASE WHEN NEW.country_answers IS NULL THEN NEW.answers_id ELSE (SELECT id FROM answer_sets WHERE text = NEW.country_answers) END);
+    INSERT INTO connection_names (hostname, registrable_domain, name_source, dns_name, ech_outer)
+        SELECT NEW.hostname, NEW.registrable_domain, NEW.name_source, NEW.dns_name, NEW.ech_outer
+        WHERE NOT (NEW.hostname IS NULL AND NEW.registrable_domain IS NULL AND NEW.name_source IS 'none' AND NEW.dns_name IS NULL AND NEW.ech_outer IS 0) AND NOT EXISTS (SELECT 1 FROM connection_names WHERE hostname IS NEW.hostname AND registrable_domain IS NEW.registrable_domain AND name_source IS NEW.name_source AND dns_name IS NEW.dns_name AND ech_outer IS NEW.ech_outer);
+    INSERT INTO connection_rows (id, time_ms, first_seen_ms, closed_ms, cookie, local_ip, local_port, remote_ip, remote_port, payload_tx, payload_rx, wire_tx, wire_rx, packets_tx, packets_rx, delta_payload_tx, delta_payload_rx, delta_wire_tx, delta_wire_rx, delta_packets_tx, delta_packets_rx, rtt_min_us, rtt_srtt_us, shape_id, owner_id, destination_id, names_id, lookup)
+        VALUES (NEW.id, NEW.time_ms, NEW.first_seen_ms, NEW.closed_ms, NEW.cookie, NEW.local_ip, NEW.local_port, NEW.remote_ip, NEW.remote_port, NEW.payload_tx, NEW.payload_rx, NEW.wire_tx, NEW.wire_rx, NEW.packets_tx, NEW.packets_rx, NEW.delta_payload_tx, NEW.delta_payload_rx, NEW.delta_wire_tx, NEW.delta_wire_rx, NEW.delta_packets_tx, NEW.delta_packets_rx, NEW.rtt_min_us, NEW.rtt_srtt_us, (SELECT id FROM connection_shapes WHERE event IS NEW.event AND protocol IS NEW.protocol AND direction IS NEW.direction AND payload_source IS NEW.payload_source AND complete IS NEW.complete AND ip_protocol IS NEW.ip_protocol LIMIT 1), (SELECT id FROM connection_owners WHERE app_id IS NEW.app_id AND app_pid IS NEW.app_pid AND app_start_time IS NEW.app_start_time AND owner_tgid IS NEW.owner_tgid AND owner_pid IS NEW.owner_pid AND owner_uid IS NEW.owner_uid AND owner_gid IS NEW.owner_gid AND owner_comm IS NEW.owner_comm AND owner_cgroup_id IS NEW.owner_cgroup_id AND owner_source IS NEW.owner_source LIMIT 1), CASE WHEN NEW.scope IS NULL AND NEW.country IS NULL AND NEW.asn IS NULL AND NEW.as_org IS NULL AND NEW.country_db IS NULL AND NEW.asn_db IS NULL AND NEW.consensus IS NULL AND (CASE WHEN NEW.country_answers IS NULL THEN NEW.answers_id ELSE (SELECT id FROM answer_sets WHERE text = NEW.country_answers) END) IS NULL THEN NULL ELSE (SELECT id FROM connection_destinations WHERE scope IS NEW.scope AND country IS NEW.country AND asn IS NEW.asn AND as_org IS NEW.as_org AND country_db IS NEW.country_db AND asn_db IS NEW.asn_db AND consensus IS NEW.consensus AND answers_id IS CASE WHEN NEW.country_answers IS NULL THEN NEW.answers_id ELSE (SELECT id FROM answer_sets WHERE text = NEW.country_answers) END LIMIT 1) END, CASE WHEN NEW.hostname IS NULL AND NEW.registrable_domain IS NULL AND NEW.name_source IS 'none' AND NEW.dns_name IS NULL AND NEW.ech_outer IS 0 THEN NULL ELSE (SELECT id FROM connection_names WHERE hostname IS NEW.hostname AND registrable_domain IS NEW.registrable_domain AND name_source IS NEW.name_source AND dns_name IS NEW.dns_name AND ech_outer IS NEW.ech_outer LIMIT 1) END, COALESCE(NEW.lookup, 1));
+END;
+CREATE TRIGGER connections_delete INSTEAD OF DELETE ON connections BEGIN
+    DELETE FROM connection_rows WHERE id = OLD.id;
+END;
+CREATE TRIGGER connections_update INSTEAD OF UPDATE ON connections BEGIN
+    DELETE FROM connection_rows WHERE id = OLD.id;
+    INSERT INTO connections (id, event, time_ms, first_seen_ms, closed_ms, cookie, app_id, app_pid, app_start_time, owner_tgid, owner_pid, owner_uid, owner_gid, owner_comm, owner_cgroup_id, owner_source, protocol, direction, local_ip, local_port, remote_ip, remote_port, payload_tx, payload_rx, wire_tx, wire_rx, packets_tx, packets_rx, delta_payload_tx, delta_payload_rx, delta_wire_tx, delta_wire_rx, delta_packets_tx, delta_packets_rx, payload_source, complete, scope, country, asn, as_org, country_db, asn_db, ip_protocol, hostname, registrable_domain, name_source, dns_name, ech_outer, rtt_min_us, rtt_srtt_us, consensus, country_answers, answers_id, lookup)
+        VALUES (NEW.id, NEW.event, NEW.time_ms, NEW.first_seen_ms, NEW.closed_ms, NEW.cookie, NEW.app_id, NEW.app_pid, NEW.app_start_time, NEW.owner_tgid, NEW.owner_pid, NEW.owner_uid, NEW.owner_gid, NEW.owner_comm, NEW.owner_cgroup_id, NEW.owner_source, NEW.protocol, NEW.direction, NEW.local_ip, NEW.local_port, NEW.remote_ip, NEW.remote_port, NEW.payload_tx, NEW.payload_rx, NEW.wire_tx, NEW.wire_rx, NEW.packets_tx, NEW.packets_rx, NEW.delta_payload_tx, NEW.delta_payload_rx, NEW.delta_wire_tx, NEW.delta_wire_rx, NEW.delta_packets_tx, NEW.delta_packets_rx, NEW.payload_source, NEW.complete, NEW.scope, NEW.country, NEW.asn, NEW.as_org, NEW.country_db, NEW.asn_db, NEW.ip_protocol, NEW.hostname, NEW.registrable_domain, NEW.name_source, NEW.dns_name, NEW.ech_outer, NEW.rtt_min_us, NEW.rtt_srtt_us, NEW.consensus, NEW.country_answers, NEW.answers_id, NEW.lookup);
+END;
+"
+    };
+}
+
+/// The rollups' probe index: only the records marked `lookup` (schema 14; version 15's repair).
+macro_rules! cookie_index {
+    () => {
+        "
+CREATE INDEX connections_cookie ON connection_rows (cookie, remote_ip, remote_port, time_ms) WHERE lookup IS NOT NULL;
+"
+    };
+}
+
 /// Version 14 (issue 8): compact connection records. SQLite's cost per record grows with the
 /// columns of its table (about 35 ns of CPU per value), and most of a record's 53 values repeat
 /// from record to record: its owner (10 values), destination (8), names (5) and shape (event,
@@ -425,7 +495,8 @@ ALTER TABLE connections ADD COLUMN answers_id INTEGER;
 /// week, and every record copied or inserted through the view. `connections_cookie` covers only
 /// those, so the records of a UDP server's peers after the first of each address, which land at
 /// scattered places of the index, no longer feed it.
-const V_COMPACT_ROWS: &str = "
+const V_COMPACT_ROWS: &str = concat!(
+    "
 ALTER TABLE connections RENAME TO connections_v13;
 DROP INDEX connections_time;
 DROP INDEX connections_cookie;
@@ -505,88 +576,82 @@ CREATE TABLE connection_rows (
     names_id         INTEGER,
     lookup           INTEGER
 );
-CREATE VIEW connections AS
-SELECT
-    r.id AS id, s.event AS event, r.time_ms AS time_ms, r.first_seen_ms AS first_seen_ms,
-    r.closed_ms AS closed_ms, r.cookie AS cookie, o.app_id AS app_id, o.app_pid AS app_pid,
-    o.app_start_time AS app_start_time, o.owner_tgid AS owner_tgid, o.owner_pid AS owner_pid,
-    o.owner_uid AS owner_uid, o.owner_gid AS owner_gid, o.owner_comm AS owner_comm,
-    o.owner_cgroup_id AS owner_cgroup_id, o.owner_source AS owner_source, s.protocol AS protocol,
-    s.direction AS direction, r.local_ip AS local_ip, r.local_port AS local_port,
-    r.remote_ip AS remote_ip, r.remote_port AS remote_port, r.payload_tx AS payload_tx,
-    r.payload_rx AS payload_rx, r.wire_tx AS wire_tx, r.wire_rx AS wire_rx,
-    r.packets_tx AS packets_tx, r.packets_rx AS packets_rx, r.delta_payload_tx AS delta_payload_tx,
-    r.delta_payload_rx AS delta_payload_rx, r.delta_wire_tx AS delta_wire_tx,
-    r.delta_wire_rx AS delta_wire_rx, r.delta_packets_tx AS delta_packets_tx,
-    r.delta_packets_rx AS delta_packets_rx, s.payload_source AS payload_source,
-    s.complete AS complete, d.scope AS scope, d.country AS country, d.asn AS asn,
-    d.as_org AS as_org, d.country_db AS country_db, d.asn_db AS asn_db,
-    s.ip_protocol AS ip_protocol, n.hostname AS hostname,
-    n.registrable_domain AS registrable_domain,
-    CASE WHEN r.names_id IS NULL THEN 'none' ELSE n.name_source END AS name_source,
-    n.dns_name AS dns_name, CASE WHEN r.names_id IS NULL THEN 0 ELSE n.ech_outer END AS ech_outer,
-    r.rtt_min_us AS rtt_min_us, r.rtt_srtt_us AS rtt_srtt_us, d.consensus AS consensus,
-    NULL AS country_answers, d.answers_id AS answers_id, r.lookup AS lookup
-FROM connection_rows r
-    LEFT JOIN connection_shapes s ON s.id = r.shape_id
-    LEFT JOIN connection_owners o ON o.id = r.owner_id
-    LEFT JOIN connection_destinations d ON d.id = r.destination_id
-    LEFT JOIN connection_names n ON n.id = r.names_id;
-CREATE TRIGGER connections_insert INSTEAD OF INSERT ON connections BEGIN
-    INSERT OR IGNORE INTO answer_sets (text) SELECT NEW.country_answers WHERE NEW.country_answers IS NOT NULL;
-    INSERT INTO connection_shapes (event, protocol, direction, payload_source, complete, ip_protocol)
-        SELECT NEW.event, NEW.protocol, NEW.direction, NEW.payload_source, NEW.complete, NEW.ip_protocol
-        WHERE NOT EXISTS (SELECT 1 FROM connection_shapes WHERE event IS NEW.event AND protocol IS NEW.protocol AND direction IS NEW.direction AND payload_source IS NEW.payload_source AND complete IS NEW.complete AND ip_protocol IS NEW.ip_protocol);
-    INSERT INTO connection_owners (app_id, app_pid, app_start_time, owner_tgid, owner_pid, owner_uid, owner_gid, owner_comm, owner_cgroup_id, owner_source)
-        SELECT NEW.app_id, NEW.app_pid, NEW.app_start_time, NEW.owner_tgid, NEW.owner_pid, NEW.owner_uid, NEW.owner_gid, NEW.owner_comm, NEW.owner_cgroup_id, NEW.owner_source
-        WHERE NOT EXISTS (SELECT 1 FROM connection_owners WHERE app_id IS NEW.app_id AND app_pid IS NEW.app_pid AND app_start_time IS NEW.app_start_time AND owner_tgid IS NEW.owner_tgid AND owner_pid IS NEW.owner_pid AND owner_uid IS NEW.owner_uid AND owner_gid IS NEW.owner_gid AND owner_comm IS NEW.owner_comm AND owner_cgroup_id IS NEW.owner_cgroup_id AND owner_source IS NEW.owner_source);
-    INSERT INTO connection_destinations (scope, country, asn, as_org, country_db, asn_db, consensus, answers_id)
-        SELECT NEW.scope, NEW.country, NEW.asn, NEW.as_org, NEW.country_db, NEW.asn_db, NEW.consensus, CASE WHEN NEW.country_answers IS NULL THEN NEW.answers_id ELSE (SELECT id FROM answer_sets WHERE text = NEW.country_answers) END
-        WHERE NOT (NEW.scope IS NULL AND NEW.country IS NULL AND NEW.asn IS NULL AND NEW.as_org IS NULL AND NEW.country_db IS NULL AND NEW.asn_db IS NULL AND NEW.consensus IS NULL AND (CASE WHEN NEW.country_answers IS NULL THEN NEW.answers_id ELSE (SELECT id FROM answer_sets WHERE text = NEW.country_answers) END) IS NULL) AND NOT EXISTS (SELECT 1 FROM connection_destinations WHERE scope IS NEW.scope AND country IS NEW.country AND asn IS NEW.asn AND as_org IS NEW.as_org AND country_db IS NEW.country_db AND asn_db IS NEW.asn_db AND consensus IS NEW.consensus AND answers_id IS CASE WHEN NEW.country_answers IS NULL THEN NEW.answers_id ELSE (SELECT id FROM answer_sets WHERE text = NEW.country_answers) END);
-    INSERT INTO connection_names (hostname, registrable_domain, name_source, dns_name, ech_outer)
-        SELECT NEW.hostname, NEW.registrable_domain, NEW.name_source, NEW.dns_name, NEW.ech_outer
-        WHERE NOT (NEW.hostname IS NULL AND NEW.registrable_domain IS NULL AND NEW.name_source IS 'none' AND NEW.dns_name IS NULL AND NEW.ech_outer IS 0) AND NOT EXISTS (SELECT 1 FROM connection_names WHERE hostname IS NEW.hostname AND registrable_domain IS NEW.registrable_domain AND name_source IS NEW.name_source AND dns_name IS NEW.dns_name AND ech_outer IS NEW.ech_outer);
-    INSERT INTO connection_rows (id, time_ms, first_seen_ms, closed_ms, cookie, local_ip, local_port, remote_ip, remote_port, payload_tx, payload_rx, wire_tx, wire_rx, packets_tx, packets_rx, delta_payload_tx, delta_payload_rx, delta_wire_tx, delta_wire_rx, delta_packets_tx, delta_packets_rx, rtt_min_us, rtt_srtt_us, shape_id, owner_id, destination_id, names_id, lookup)
-        VALUES (NEW.id, NEW.time_ms, NEW.first_seen_ms, NEW.closed_ms, NEW.cookie, NEW.local_ip, NEW.local_port, NEW.remote_ip, NEW.remote_port, NEW.payload_tx, NEW.payload_rx, NEW.wire_tx, NEW.wire_rx, NEW.packets_tx, NEW.packets_rx, NEW.delta_payload_tx, NEW.delta_payload_rx, NEW.delta_wire_tx, NEW.delta_wire_rx, NEW.delta_packets_tx, NEW.delta_packets_rx, NEW.rtt_min_us, NEW.rtt_srtt_us, (SELECT id FROM connection_shapes WHERE event IS NEW.event AND protocol IS NEW.protocol AND direction IS NEW.direction AND payload_source IS NEW.payload_source AND complete IS NEW.complete AND ip_protocol IS NEW.ip_protocol LIMIT 1), (SELECT id FROM connection_owners WHERE app_id IS NEW.app_id AND app_pid IS NEW.app_pid AND app_start_time IS NEW.app_start_time AND owner_tgid IS NEW.owner_tgid AND owner_pid IS NEW.owner_pid AND owner_uid IS NEW.owner_uid AND owner_gid IS NEW.owner_gid AND owner_comm IS NEW.owner_comm AND owner_cgroup_id IS NEW.owner_cgroup_id AND owner_source IS NEW.owner_source LIMIT 1), CASE WHEN NEW.scope IS NULL AND NEW.country IS NULL AND NEW.asn IS NULL AND NEW.as_org IS NULL AND NEW.country_db IS NULL AND NEW.asn_db IS NULL AND NEW.consensus IS NULL AND (CASE WHEN NEW.country_answers IS NULL THEN NEW.answers_id ELSE (SELECT id FROM answer_sets WHERE text = NEW.country_answers) END) IS NULL THEN NULL ELSE (SELECT id FROM connection_destinations WHERE scope IS NEW.scope AND country IS NEW.country AND asn IS NEW.asn AND as_org IS NEW.as_org AND country_db IS NEW.country_db AND asn_db IS NEW.asn_db AND consensus IS NEW.consensus AND answers_id IS CASE WHEN NEW.country_answers IS NULL THEN NEW.answers_id ELSE (SELECT id FROM answer_sets WHERE text = NEW.country_answers) END LIMIT 1) END, CASE WHEN NEW.hostname IS NULL AND NEW.registrable_domain IS NULL AND NEW.name_source IS 'none' AND NEW.dns_name IS NULL AND NEW.ech_outer IS 0 THEN NULL ELSE (SELECT id FROM connection_names WHERE hostname IS NEW.hostname AND registrable_domain IS NEW.registrable_domain AND name_source IS NEW.name_source AND dns_name IS NEW.dns_name AND ech_outer IS NEW.ech_outer LIMIT 1) END, COALESCE(NEW.lookup, 1));
-END;
-CREATE TRIGGER connections_delete INSTEAD OF DELETE ON connections BEGIN
-    DELETE FROM connection_rows WHERE id = OLD.id;
-END;
-CREATE TRIGGER connections_update INSTEAD OF UPDATE ON connections BEGIN
-    DELETE FROM connection_rows WHERE id = OLD.id;
-    INSERT INTO connections (id, event, time_ms, first_seen_ms, closed_ms, cookie, app_id, app_pid, app_start_time, owner_tgid, owner_pid, owner_uid, owner_gid, owner_comm, owner_cgroup_id, owner_source, protocol, direction, local_ip, local_port, remote_ip, remote_port, payload_tx, payload_rx, wire_tx, wire_rx, packets_tx, packets_rx, delta_payload_tx, delta_payload_rx, delta_wire_tx, delta_wire_rx, delta_packets_tx, delta_packets_rx, payload_source, complete, scope, country, asn, as_org, country_db, asn_db, ip_protocol, hostname, registrable_domain, name_source, dns_name, ech_outer, rtt_min_us, rtt_srtt_us, consensus, country_answers, answers_id, lookup)
-        VALUES (NEW.id, NEW.event, NEW.time_ms, NEW.first_seen_ms, NEW.closed_ms, NEW.cookie, NEW.app_id, NEW.app_pid, NEW.app_start_time, NEW.owner_tgid, NEW.owner_pid, NEW.owner_uid, NEW.owner_gid, NEW.owner_comm, NEW.owner_cgroup_id, NEW.owner_source, NEW.protocol, NEW.direction, NEW.local_ip, NEW.local_port, NEW.remote_ip, NEW.remote_port, NEW.payload_tx, NEW.payload_rx, NEW.wire_tx, NEW.wire_rx, NEW.packets_tx, NEW.packets_rx, NEW.delta_payload_tx, NEW.delta_payload_rx, NEW.delta_wire_tx, NEW.delta_wire_rx, NEW.delta_packets_tx, NEW.delta_packets_rx, NEW.payload_source, NEW.complete, NEW.scope, NEW.country, NEW.asn, NEW.as_org, NEW.country_db, NEW.asn_db, NEW.ip_protocol, NEW.hostname, NEW.registrable_domain, NEW.name_source, NEW.dns_name, NEW.ech_outer, NEW.rtt_min_us, NEW.rtt_srtt_us, NEW.consensus, NEW.country_answers, NEW.answers_id, NEW.lookup);
-END;
+",
+    compact_view!(),
+    "
 INSERT INTO connections (id, event, time_ms, first_seen_ms, closed_ms, cookie, app_id, app_pid, app_start_time, owner_tgid, owner_pid, owner_uid, owner_gid, owner_comm, owner_cgroup_id, owner_source, protocol, direction, local_ip, local_port, remote_ip, remote_port, payload_tx, payload_rx, wire_tx, wire_rx, packets_tx, packets_rx, delta_payload_tx, delta_payload_rx, delta_wire_tx, delta_wire_rx, delta_packets_tx, delta_packets_rx, payload_source, complete, scope, country, asn, as_org, country_db, asn_db, ip_protocol, hostname, registrable_domain, name_source, dns_name, ech_outer, rtt_min_us, rtt_srtt_us, consensus, country_answers, answers_id)
     SELECT id, event, time_ms, first_seen_ms, closed_ms, cookie, app_id, app_pid, app_start_time, owner_tgid, owner_pid, owner_uid, owner_gid, owner_comm, owner_cgroup_id, owner_source, protocol, direction, local_ip, local_port, remote_ip, remote_port, payload_tx, payload_rx, wire_tx, wire_rx, packets_tx, packets_rx, delta_payload_tx, delta_payload_rx, delta_wire_tx, delta_wire_rx, delta_packets_tx, delta_packets_rx, payload_source, complete, scope, country, asn, as_org, country_db, asn_db, ip_protocol, hostname, registrable_domain, name_source, dns_name, ech_outer, rtt_min_us, rtt_srtt_us, consensus, country_answers, answers_id
     FROM connections_v13 ORDER BY id;
 DROP TABLE connections_v13;
 CREATE INDEX connections_time ON connection_rows (time_ms);
-CREATE INDEX connections_cookie ON connection_rows (cookie, remote_ip, remote_port, time_ms) WHERE lookup IS NOT NULL;
+",
+    cookie_index!(),
+    "
 CREATE INDEX connections_hostname ON connection_rows (names_id, time_ms) WHERE names_id IS NOT NULL;
-";
+"
+);
+
+/// Version 15 (issue 8): repairs a schema-14 journal whose `connection_rows` has no `lookup`.
+/// Schema 14 gained that column by an edit of its migration before release (570ac23 to 6b09668
+/// wrote schema 14 without it), and the daemon fails on such a journal with "no such column:
+/// lookup". There the column is added and set to 1 on every record (each may be one the rollups'
+/// probe looks for), the view and its triggers are recreated to read and write it, and
+/// `connections_cookie` is rebuilt as the partial index. A journal with the column is left as it
+/// is ([`repair_lookup`]).
+const V_LOOKUP_REPAIR: &str = concat!(
+    "
+ALTER TABLE connection_rows ADD COLUMN lookup INTEGER;
+UPDATE connection_rows SET lookup = 1;
+DROP VIEW connections;
+",
+    compact_view!(),
+    "DROP INDEX connections_cookie;
+",
+    cookie_index!(),
+);
+
+/// Version 15's hook: runs [`V_LOOKUP_REPAIR`] when `connection_rows` lacks `lookup`.
+fn repair_lookup(tx: &Transaction) -> HookResult {
+    let has_lookup: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('connection_rows') WHERE name = 'lookup')",
+        [],
+        |row| row.get(0),
+    )?;
+    if !has_lookup {
+        warn!("journal: schema 14 without connection_rows.lookup (written before its release); adding it");
+        tx.execute_batch(V_LOOKUP_REPAIR)?;
+    }
+    Ok(())
+}
 
 /// Every migration, oldest first. Append only.
-const MIGRATIONS: &[M<'static>] = &[
-    M::up(V1),
-    M::up(V2),
-    M::up(V3),
-    M::up(V_ALERTS),
-    M::up(V_DEGRADATIONS),
-    M::up(V_NAMES),
-    M::up(V_RESIDENCY_TRUTH),
-    M::up(V_SESSIONS),
-    M::up(V_ANDROID),
-    M::up(V_NAMES_STATS),
-    M::up(V_NAMES_ROLLUP),
-    M::up(V_HOSTNAME_PARTIAL),
-    M::up(V_ANSWER_IDS),
-    M::up(V_COMPACT_ROWS),
-];
+fn all_migrations() -> Vec<M<'static>> {
+    vec![
+        M::up(V1),
+        M::up(V2),
+        M::up(V3),
+        M::up(V_ALERTS),
+        M::up(V_DEGRADATIONS),
+        M::up(V_NAMES),
+        M::up(V_RESIDENCY_TRUTH),
+        M::up(V_SESSIONS),
+        M::up(V_ANDROID),
+        M::up(V_NAMES_STATS),
+        M::up(V_NAMES_ROLLUP),
+        M::up(V_HOSTNAME_PARTIAL),
+        M::up(V_ANSWER_IDS),
+        M::up(V_COMPACT_ROWS),
+        M::up_with_hook("", repair_lookup),
+    ]
+}
 
 pub(super) fn migrations() -> Migrations<'static> {
-    Migrations::from_slice(MIGRATIONS)
+    Migrations::new(all_migrations())
 }
+
+/// The view and triggers of schema 14, for tests that rebuild an older form of them.
+#[cfg(test)]
+pub(super) const COMPACT_VIEW: &str = compact_view!();
 
 /// Opens (creating when missing) the journal for writing and brings the schema up to date.
 ///
@@ -868,7 +933,7 @@ mod tests {
     #[test]
     fn migrations_are_valid_and_match_schema_version() {
         migrations().validate().expect("migrations valid");
-        assert_eq!(MIGRATIONS.len(), SCHEMA_VERSION as usize);
+        assert_eq!(all_migrations().len(), SCHEMA_VERSION as usize);
     }
 
     /// The host-name index leaves unnamed rows out, and lookups by name through the view still

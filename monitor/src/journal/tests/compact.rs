@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, types::Value};
 
-use super::super::schema::migrations;
+use super::super::schema::{COMPACT_VIEW, migrations};
 
 /// Every column of the view, as schema 13's table had them.
 const COLUMNS: &str = "id, event, time_ms, first_seen_ms, closed_ms, cookie, app_id, app_pid, app_start_time,
@@ -239,4 +239,114 @@ fn a_migration_that_runs_out_of_room_leaves_schema_13_intact() {
     conn.pragma_update(None, "max_page_count", 1_000_000).expect("room");
     migrations().to_latest(&mut conn).expect("schema 14 once there is room");
     assert_eq!(rows(&conn), before);
+}
+
+/// Turns a schema 15 journal into schema 14 as 570ac23 to 6b09668 wrote it, before `lookup` was
+/// added to that migration: no column, a view and triggers without it, a full cookie index.
+fn as_schema_14_without_lookup(conn: &Connection) {
+    let view = COMPACT_VIEW
+        .replace(", r.lookup AS lookup", "")
+        .replace(", names_id, lookup)", ", names_id)")
+        .replace(", COALESCE(NEW.lookup, 1))", ")")
+        .replace(", answers_id, lookup)", ", answers_id)")
+        .replace(", NEW.answers_id, NEW.lookup)", ", NEW.answers_id)");
+    assert!(!view.contains("lookup"), "{view}");
+    conn.execute_batch(&format!(
+        "DROP VIEW connections; DROP INDEX connections_cookie; ALTER TABLE connection_rows DROP COLUMN lookup;
+         {view}
+         CREATE INDEX connections_cookie ON connection_rows (cookie, remote_ip, remote_port, time_ms);
+         PRAGMA user_version = 14;"
+    ))
+    .expect("schema 14 without lookup");
+}
+
+/// A journal at schema 14 without `lookup` (written by main before that column was added to the
+/// migration) is repaired by version 15: the column is added and set on every record, the view
+/// reads and writes it, the cookie index is partial again, every value reads back as before,
+/// the chain verifies, and a writer started on it finds the socket's earlier record.
+#[test]
+fn schema_15_repairs_a_schema_14_journal_without_lookup() {
+    use super::{
+        fixtures::{self, Flow, at},
+        int, raw, tempdir, writer_in,
+    };
+    use crate::tracker::record::RecordKind::{Close, Update};
+    const T0: i64 = 1_794_787_200;
+    let dir = tempdir();
+    let (curl, us) = (fixtures::app("curl"), fixtures::public(Some("US"), Some(15169), Some("Google LLC")));
+    let mut tcp = Flow::new(9, "192.0.2.50:443", at(T0));
+    let path = {
+        let mut w = writer_in(dir.path());
+        w.append(&tcp.record(Update, at(T0 + 1), 100, 10), &curl, Some(&us));
+        w.append(&Flow::new(10, "192.0.2.51:53", at(T0)).record(Close, at(T0 + 1), 30, 60), &curl, None);
+        w.flush().expect("flush");
+        w.path().to_path_buf()
+    };
+    let conn = raw(&path);
+    let before = rows(&conn);
+    as_schema_14_without_lookup(&conn);
+    assert!(conn.prepare("SELECT lookup FROM connection_rows").is_err(), "the broken schema is reproduced");
+    assert_eq!(rows(&conn), before, "the view without lookup reads every value");
+
+    let mut w = writer_in(dir.path());
+    assert_eq!(int(&conn, "PRAGMA user_version"), 15);
+    assert_eq!(rows(&conn), before, "every value reads back after the repair");
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM connection_rows WHERE lookup = 1"), 2, "every record may be probed");
+    let index: String = conn
+        .query_row("SELECT sql FROM sqlite_schema WHERE name = 'connections_cookie'", [], |r| r.get(0))
+        .expect("index");
+    assert!(index.ends_with("WHERE lookup IS NOT NULL"), "{index}");
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM connections WHERE lookup = 1"), 2, "the view reads lookup");
+
+    w.append(&tcp.record(Close, at(T0 + 2), 50, 5), &curl, Some(&us));
+    w.flush().expect("a writer writes the repaired journal");
+    assert!(w.rollup_lookups() >= 1, "the restarted writer asked the table");
+    assert_eq!(int(&conn, "SELECT SUM(flows) FROM endpoint_week WHERE remote_ip = '192.0.2.50'"), 1, "one socket");
+    assert_eq!(int(&conn, "SELECT SUM(payload_tx) FROM endpoint_week WHERE remote_ip = '192.0.2.50'"), 150);
+    conn.execute("UPDATE connections SET owner_comm = 'wget' WHERE cookie = 10", [])
+        .expect("the view's triggers write lookup");
+    assert_eq!(int(&conn, "SELECT lookup FROM connection_rows WHERE cookie = 10"), 1);
+    drop(w);
+    let v = crate::journal::verify_chain(&path).expect("verify");
+    assert_eq!(v.problems.len(), 1, "only the row the test changed: {:?}", v.problems);
+}
+
+/// A schema 14 journal that has `lookup` keeps every value of it at version 15: records that
+/// are no first stay out of the cookie index.
+#[test]
+fn schema_15_leaves_a_schema_14_journal_with_lookup_as_it_is() {
+    use super::{
+        fixtures::{self, Flow, at},
+        int, raw, tempdir, writer_in,
+    };
+    use crate::tracker::record::{Direction, RecordKind::Close};
+    const T0: i64 = 1_794_787_200;
+    let dir = tempdir();
+    let server = fixtures::app("udp-server");
+    let path = {
+        let mut w = writer_in(dir.path());
+        for port in 0..5 {
+            let mut f = Flow::new(5, &format!("192.0.2.1:{}", 20_000 + port), at(T0));
+            f.direction = Direction::Inbound;
+            w.append(&f.record(Close, at(T0 + 1), 10, 1), &server, None);
+        }
+        w.flush().expect("flush");
+        w.path().to_path_buf()
+    };
+    let conn = raw(&path);
+    conn.execute_batch("PRAGMA user_version = 14").expect("version");
+    let schema_14 = |conn: &Connection| -> Vec<Vec<Value>> {
+        let mut stmt = conn.prepare("SELECT type, name, sql FROM sqlite_schema ORDER BY name").expect("schema");
+        stmt.query_map([], |r| Ok(vec![r.get(0)?, r.get(1)?, r.get(2)?]))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    };
+    let (before, objects) = (rows(&conn), schema_14(&conn));
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM connection_rows WHERE lookup IS NULL"), 4);
+    let _w = writer_in(dir.path());
+    assert_eq!(int(&conn, "PRAGMA user_version"), 15);
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM connection_rows WHERE lookup IS NULL"), 4, "no first stays out");
+    assert_eq!(rows(&conn), before);
+    assert_eq!(schema_14(&conn), objects, "no table, view, trigger or index changed");
 }
