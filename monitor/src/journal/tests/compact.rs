@@ -2,7 +2,11 @@
 
 use rusqlite::{Connection, types::Value};
 
-use super::super::schema::{COMPACT_VIEW, migrations};
+use super::{
+    fixtures::{self, Flow, at},
+    int, raw, tempdir, writer_in,
+};
+use crate::journal::schema::{COMPACT_VIEW, migrations};
 
 /// Every column of the view, as schema 13's table had them.
 const COLUMNS: &str = "id, event, time_ms, first_seen_ms, closed_ms, cookie, app_id, app_pid, app_start_time,
@@ -115,10 +119,6 @@ fn lookups_through_the_view_use_the_indexes() {
 /// still verifies.
 #[test]
 fn purged_shared_parts_are_deleted_and_written_again_when_seen_again() {
-    use super::{
-        fixtures::{self, Flow, at},
-        int, raw, tempdir, writer_in,
-    };
     use crate::tracker::record::RecordKind::Close;
     const NOW: i64 = 1_794_787_200;
     let dir = tempdir();
@@ -160,10 +160,6 @@ fn purged_shared_parts_are_deleted_and_written_again_when_seen_again() {
 /// table, and each socket counts once per endpoint and service.
 #[test]
 fn a_restarted_writer_finds_earlier_records_through_the_flagged_ones() {
-    use super::{
-        fixtures::{self, Flow, at},
-        int, raw, tempdir, writer_in,
-    };
     use crate::tracker::record::{
         Direction,
         RecordKind::{Close, Update},
@@ -220,7 +216,7 @@ fn a_restarted_writer_finds_earlier_records_through_the_flagged_ones() {
 /// migrates it.
 #[test]
 fn a_migration_that_runs_out_of_room_leaves_schema_13_intact() {
-    let dir = super::tempdir();
+    let dir = tempdir();
     let path = dir.path().join("journal.db");
     let mut conn = Connection::open(&path).expect("file");
     migrations().to_version(&mut conn, 13).expect("schema 13");
@@ -266,10 +262,6 @@ fn as_schema_14_without_lookup(conn: &Connection) {
 /// the chain verifies, and a writer started on it finds the socket's earlier record.
 #[test]
 fn schema_15_repairs_a_schema_14_journal_without_lookup() {
-    use super::{
-        fixtures::{self, Flow, at},
-        int, raw, tempdir, writer_in,
-    };
     use crate::tracker::record::RecordKind::{Close, Update};
     const T0: i64 = 1_794_787_200;
     let dir = tempdir();
@@ -315,10 +307,6 @@ fn schema_15_repairs_a_schema_14_journal_without_lookup() {
 /// are no first stay out of the cookie index.
 #[test]
 fn schema_15_leaves_a_schema_14_journal_with_lookup_as_it_is() {
-    use super::{
-        fixtures::{self, Flow, at},
-        int, raw, tempdir, writer_in,
-    };
     use crate::tracker::record::{Direction, RecordKind::Close};
     const T0: i64 = 1_794_787_200;
     let dir = tempdir();
