@@ -338,3 +338,41 @@ fn schema_15_leaves_a_schema_14_journal_with_lookup_as_it_is() {
     assert_eq!(rows(&conn), before);
     assert_eq!(schema_14(&conn), objects, "no table, view, trigger or index changed");
 }
+
+/// The repair runs in the migration's transaction: when one of its statements fails midway (as
+/// on a full disk), it fails whole, the journal stays at schema 14 without `lookup` with every
+/// record, and a later open repairs it.
+#[test]
+fn a_repair_that_fails_midway_leaves_the_journal_as_it_was() {
+    use crate::tracker::record::RecordKind::Close;
+    const T0: i64 = 1_794_787_200;
+    let dir = tempdir();
+    let path = {
+        let mut w = writer_in(dir.path());
+        let curl = fixtures::app("curl");
+        for cookie in 1..=3 {
+            let mut flow = Flow::new(cookie, &format!("192.0.2.{cookie}:443"), at(T0));
+            w.append(&flow.record(Close, at(T0 + 1), 100, 10), &curl, None);
+        }
+        w.flush().expect("flush");
+        w.path().to_path_buf()
+    };
+    let mut conn = raw(&path);
+    as_schema_14_without_lookup(&conn);
+    let before = rows(&conn);
+    // The repair's update of every row fails after its column was added (a temporary trigger:
+    // only this connection has it, the file does not).
+    conn.execute_batch(
+        "CREATE TEMP TRIGGER fail_repair BEFORE UPDATE ON main.connection_rows
+         BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+    )
+    .expect("trigger");
+    assert!(migrations().to_latest(&mut conn).is_err(), "the repair fails");
+    assert_eq!(int(&conn, "PRAGMA user_version"), 14);
+    assert!(conn.prepare("SELECT lookup FROM connection_rows").is_err(), "no column half added");
+    assert_eq!(rows(&conn), before, "every record as it was");
+    conn.execute_batch("DROP TRIGGER temp.fail_repair").expect("drop trigger");
+    migrations().to_latest(&mut conn).expect("schema 15 when nothing fails");
+    assert_eq!(rows(&conn), before);
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM connection_rows WHERE lookup = 1"), 3);
+}
