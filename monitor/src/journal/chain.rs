@@ -1,6 +1,8 @@
 //! The journal's hash chain: every flush that writes connection records or statistics rows
 //! seals them in a `batches` row, in the flush's transaction. A batch holds a 16-byte digest per
-//! row (the first half of the SHA-256 of its canonical bytes, see [`row_digest`]) and the
+//! row (the first half of the SHA-256 of its canonical bytes, see [`row_digest`]; a
+//! `connections` row of a batch sealed since schema 16 over its own values and a digest of each
+//! shared combination it names, see [`row_digest_v2`]) and the
 //! SHA-256 over the previous batch's hash, its own ranges and times and those digests, so
 //! [`verify`] names any row changed or removed after it was written, and any batch edited,
 //! removed or inserted.
@@ -20,13 +22,22 @@ use sha2::{Digest as _, Sha256};
 use super::{
     Error,
     figures::{self, FiguresChecked},
+    intern::{self, Group},
     names::ms,
     schema,
 };
 
 /// Bytes of a row digest.
 pub const DIGEST_LEN: usize = 16;
-const DOMAIN: &[u8] = b"monitor.journal.batch/1";
+/// How a batch's `connections` rows are digested (`batches.row_format`, schema 16), and what its
+/// hash starts with:
+/// - 1: [`row_digest`] over the row's 52 values;
+/// - 2 (written since schema 16): [`row_digest_v2`], over the row's own values and one digest
+///   per shared combination of values (shape, owner, destination, names), so a flush hashes a
+///   combination once, not once per row.
+const DOMAINS: [&[u8]; 2] = [b"monitor.journal.batch/1", b"monitor.journal.batch/2"];
+/// The format of the batches a flush writes.
+const ROW_FORMAT: i64 = 2;
 
 /// [`CONNECTION_COLUMNS`] but the last, with a trailing comma (one list for both uses).
 macro_rules! hashed_connection_columns {
@@ -85,6 +96,30 @@ pub fn row_digest(table: &str, row: &Row<'_>, columns: usize) -> rusqlite::Resul
         h.push(row.get_ref(i)?);
     }
     Ok(h.finish())
+}
+
+/// Digest of a `connections` row of format 2 (`row` as [`CONNECTION_SELECT`] reads it): the table
+/// name and the values [`intern::ROUTES`] keeps in `connection_rows`, each as [`encode`]
+/// writes it, then the group digest of each [`Group`] in [`Group::ALL`] order: of
+/// [`Group::digest_prefix`] and the group's values in column order, the destination's with the
+/// `country_answers` text in place of `answers_id`. The flush computes the same bytes from the
+/// values it binds (`flush::Binder::row`).
+pub fn row_digest_v2(row: &Row<'_>) -> rusqlite::Result<[u8; DIGEST_LEN]> {
+    let mut own = Vec::with_capacity(512);
+    start_row(&mut own, "connections");
+    let mut groups = Group::ALL.map(|g| g.digest_prefix().to_vec());
+    for (i, route) in intern::ROUTES.iter().enumerate() {
+        let value = row.get_ref(i)?;
+        match route {
+            Some(g) => encode(&mut groups[g.index()], value),
+            None => encode(&mut own, value),
+        }
+    }
+    encode(&mut groups[Group::Destination.index()], row.get_ref(intern::ROUTES.len())?);
+    for g in &groups {
+        own.extend_from_slice(&digest_of(g));
+    }
+    Ok(digest_of(&own))
 }
 
 /// Appends a column's value as a row digest hashes it: a tag byte, then integers and reals as 8
@@ -167,17 +202,22 @@ impl Written {
     }
 }
 
-/// (id, digest) of the rows of `table` with ids in `first..=last`, by id.
+/// (id, digest) of the rows of `table` with ids in `first..=last`, by id, digested as batches of
+/// `format` digest them (the format applies to `connections` rows only).
 fn digests(
     conn: &Connection,
     table: &str,
     (columns, n): (&str, usize),
-    first: i64,
-    last: i64,
+    (first, last): (i64, i64),
+    format: i64,
 ) -> rusqlite::Result<Vec<(i64, [u8; DIGEST_LEN])>> {
     let mut stmt =
         conn.prepare_cached(&format!("SELECT {columns} FROM {table} WHERE id >= ?1 AND id <= ?2 ORDER BY id"))?;
-    let rows = stmt.query_map(params![first, last], |row| Ok((row.get::<_, i64>(0)?, row_digest(table, row, n)?)))?;
+    let v2 = format == 2 && table == TABLES[0].0;
+    let rows = stmt.query_map(params![first, last], |row| {
+        let digest = if v2 { row_digest_v2(row)? } else { row_digest(table, row, n)? };
+        Ok((row.get::<_, i64>(0)?, digest))
+    })?;
     rows.collect()
 }
 
@@ -189,9 +229,12 @@ struct Sealed<'a> {
     digests: &'a [u8],
 }
 
-fn batch_hash(prev: &[u8], b: &Sealed<'_>) -> [u8; 32] {
+/// The hash of a batch whose rows are digested as `format` says (an unknown format hashes as
+/// none that was written: the batch shows as changed).
+fn batch_hash(prev: &[u8], b: &Sealed<'_>, format: i64) -> [u8; 32] {
     let mut h = Sha256::new();
-    h.update(DOMAIN);
+    let domain = usize::try_from(format - 1).ok().and_then(|i| DOMAINS.get(i));
+    h.update(domain.copied().unwrap_or(b"monitor.journal.batch/unknown"));
     h.update(prev);
     h.update(b.time_ms.to_be_bytes());
     for (first, last) in b.ranges {
@@ -220,7 +263,7 @@ pub(super) fn seal(tx: &Transaction<'_>, mark: Mark, written: Written, now: jiff
     let times = (written.times.map(|t| t.0), written.times.map(|t| t.1));
     let mut blob = written.digests;
     let (table, columns, n) = TABLES[1];
-    let rows = digests(tx, table, (columns, n), mark.0[1] + 1, i64::MAX)?;
+    let rows = digests(tx, table, (columns, n), (mark.0[1] + 1, i64::MAX), ROW_FORMAT)?;
     ranges[1] = (mark.0[1] + 1, rows.last().map_or(mark.0[1], |r| r.0));
     for (_, d) in rows {
         blob.extend_from_slice(&d);
@@ -232,10 +275,10 @@ pub(super) fn seal(tx: &Transaction<'_>, mark: Mark, written: Written, now: jiff
         .query_row("SELECT hash FROM batches ORDER BY id DESC LIMIT 1", [], |r| r.get(0))
         .or_else(|e| if matches!(e, rusqlite::Error::QueryReturnedNoRows) { Ok(vec![0; 32]) } else { Err(e) })?;
     let sealed = Sealed { time_ms: ms(now), ranges, times, digests: &blob };
-    let hash = batch_hash(&prev, &sealed);
+    let hash = batch_hash(&prev, &sealed, ROW_FORMAT);
     tx.prepare_cached(
         "INSERT INTO batches (time_ms, first_connection, last_connection, first_stats, last_stats, min_time_ms,
-             max_time_ms, digests, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+             max_time_ms, digests, prev_hash, hash, row_format) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
         sealed.time_ms,
@@ -247,7 +290,8 @@ pub(super) fn seal(tx: &Transaction<'_>, mark: Mark, written: Written, now: jiff
         times.1,
         blob,
         prev,
-        hash.as_slice()
+        hash.as_slice(),
+        ROW_FORMAT
     ])?;
     Ok(())
 }
@@ -375,7 +419,7 @@ impl super::JournalReader {
     }
 }
 
-type BatchRow = (i64, i64, [(i64, i64); 2], (Option<i64>, Option<i64>), Vec<u8>, Vec<u8>, Vec<u8>);
+type BatchRow = (i64, i64, [(i64, i64); 2], (Option<i64>, Option<i64>), Vec<u8>, Vec<u8>, Vec<u8>, i64);
 
 fn verify_conn(conn: &Connection) -> rusqlite::Result<Integrity> {
     let mut out = Integrity {
@@ -408,7 +452,7 @@ fn verify_conn(conn: &Connection) -> rusqlite::Result<Integrity> {
     let stats_purged = |id: i64| residency_horizon.is_some() && first_stats_left.is_none_or(|first| id < first);
     let mut stmt = conn.prepare(
         "SELECT id, time_ms, first_connection, last_connection, first_stats, last_stats, min_time_ms, max_time_ms,
-             digests, prev_hash, hash FROM batches ORDER BY id",
+             digests, prev_hash, hash, coalesce(row_format, 1) FROM batches ORDER BY id",
     )?;
     let batches: Vec<BatchRow> = stmt
         .query_map([], |r| {
@@ -420,18 +464,19 @@ fn verify_conn(conn: &Connection) -> rusqlite::Result<Integrity> {
                 r.get(8)?,
                 r.get(9)?,
                 r.get(10)?,
+                r.get(11)?,
             ))
         })?
         .collect::<rusqlite::Result<_>>()?;
     let mut prev = vec![0u8; 32];
     let mut sealed_up_to = [0i64; 2];
-    for (batch, time_ms, ranges, times, blob, prev_hash, hash) in &batches {
+    for (batch, time_ms, ranges, times, blob, prev_hash, hash, format) in &batches {
         out.batches += 1;
         if *prev_hash != prev {
             out.problems.push(Problem::ChainBroken { batch: *batch });
         }
         let sealed = Sealed { time_ms: *time_ms, ranges: *ranges, times: *times, digests: blob };
-        if batch_hash(prev_hash, &sealed).as_slice() != hash.as_slice() {
+        if batch_hash(prev_hash, &sealed, *format).as_slice() != hash.as_slice() {
             out.problems.push(Problem::BatchChanged { batch: *batch });
         }
         prev.clone_from(hash);
@@ -449,7 +494,7 @@ fn verify_conn(conn: &Connection) -> rusqlite::Result<Integrity> {
                 })
                 .collect();
             offset += expected.len() * DIGEST_LEN;
-            let found = digests(conn, table, (columns, *n), first, last)?;
+            let found = digests(conn, table, (columns, *n), (first, last), *format)?;
             let mut found = found.into_iter().peekable();
             for (k, want) in (first..=last).zip(expected) {
                 match found.peek() {
@@ -494,6 +539,38 @@ fn verify_conn(conn: &Connection) -> rusqlite::Result<Integrity> {
         .unwrap_or_else(|e| FiguresChecked { failed: Some(e.to_string()), ..FiguresChecked::default() });
     out.problems.extend(found);
     Ok(out)
+}
+
+/// Reseals every batch as a journal before schema 16 did (format 1, no `row_format` column):
+/// for tests of older journals.
+#[cfg(test)]
+pub(super) fn as_schema_15_batches(conn: &Connection) -> rusqlite::Result<()> {
+    type Batch = (i64, i64, [(i64, i64); 2], (Option<i64>, Option<i64>));
+    let batches: Vec<Batch> = conn
+        .prepare(
+            "SELECT id, time_ms, first_connection, last_connection, first_stats, last_stats, min_time_ms,
+                 max_time_ms FROM batches ORDER BY id",
+        )?
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, [(r.get(2)?, r.get(3)?), (r.get(4)?, r.get(5)?)], (r.get(6)?, r.get(7)?)))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut prev = vec![0u8; 32];
+    for (id, time_ms, ranges, times) in batches {
+        let mut blob = Vec::new();
+        for (i, (table, columns, n)) in TABLES.iter().enumerate() {
+            for (_, d) in digests(conn, table, (columns, *n), ranges[i], 1)? {
+                blob.extend_from_slice(&d);
+            }
+        }
+        let hash = batch_hash(&prev, &Sealed { time_ms, ranges, times, digests: &blob }, 1);
+        conn.execute(
+            "UPDATE batches SET digests = ?1, prev_hash = ?2, hash = ?3 WHERE id = ?4",
+            params![blob, prev, hash.as_slice(), id],
+        )?;
+        prev = hash.to_vec();
+    }
+    conn.execute_batch("ALTER TABLE batches DROP COLUMN row_format")
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use serde_json::json;
 use super::{
     buffer::{Bucket, BucketKey, Buffer, Pending},
     chain,
-    intern::{Group, Interned},
+    intern::{Group, Interned, ROUTES},
     names::{self, int, ms},
     rollup::{Fold, Rollup, Unwritten},
 };
@@ -284,12 +284,9 @@ fn app_id(tx: &Transaction<'_>, app: &App, seen: Timestamp) -> rusqlite::Result<
 /// below SQLite's limit of 32,766). A flush's remainder goes in with the one-row statement.
 const ROWS_PER_INSERT: usize = 32;
 
-/// How the values of a record are stored, derived once from the hashed columns
-/// ([`chain::HASHED_COLUMNS`]) and the group tables ([`Group::table`]).
+/// The statements that store a record, derived once from [`ROUTES`]: where each hashed value
+/// before `country_answers` goes, into `connection_rows` or into its group's key.
 struct Layout {
-    /// Where each hashed value before `country_answers` goes: into `connection_rows` (`None`),
-    /// or into the key of the group whose table has a column of its name ([`intern`]).
-    routes: Vec<Option<Group>>,
     /// Values bound per record: the row's own, a group id each, and `lookup`.
     values: usize,
     /// `INSERT INTO connection_rows` of one row and of [`ROWS_PER_INSERT`] rows.
@@ -305,9 +302,7 @@ fn row_columns(routes: &[Option<Group>]) -> Vec<&'static str> {
 }
 
 static LAYOUT: std::sync::LazyLock<Layout> = std::sync::LazyLock::new(|| {
-    let routes: Vec<Option<Group>> =
-        chain::hashed_columns().map(|name| Group::ALL.into_iter().find(|g| g.table().1.contains(&name))).collect();
-    let columns = row_columns(&routes);
+    let columns = row_columns(&ROUTES);
     let values = columns.len();
     // `OR ROLLBACK`: a failing row (none is expected) ends the whole flush transaction, as any
     // error of a flush does (its records stay buffered). Under the default `ABORT`, SQLite must be
@@ -322,7 +317,7 @@ static LAYOUT: std::sync::LazyLock<Layout> = std::sync::LazyLock::new(|| {
             vec![row; rows].join(",\n")
         )
     };
-    Layout { routes, values, insert: [sql(1), sql(ROWS_PER_INSERT)] }
+    Layout { values, insert: [sql(1), sql(ROWS_PER_INSERT)] }
 });
 
 /// A record ready for `connections`, with its ids resolved.
@@ -360,7 +355,7 @@ struct Connections<'a, 'tx> {
 struct Scratch {
     /// Address text of the value being bound (SQLite copies bound text: one buffer serves all).
     text: String,
-    /// The hashed bytes of the row ([`chain::RowHasher`]).
+    /// The hashed bytes of the row: its own values, then the group digests ([`chain::row_digest_v2`]).
     hashed: Vec<u8>,
     /// The encoded values of each group ([`Group::ALL`] order): its key in [`Interned`].
     keys: [Vec<u8>; 4],
@@ -396,7 +391,7 @@ impl<'a, 'tx> Connections<'a, 'tx> {
                 multi @ None => multi.insert(tx.prepare_cached(&LAYOUT.insert[1])?),
             };
             for (i, row) in self.rows.iter().enumerate() {
-                let binder = Binder { stmt, routes: &LAYOUT.routes, param: i * LAYOUT.values, column: 0 };
+                let binder = Binder { stmt, routes: &ROUTES, param: i * LAYOUT.values, column: 0 };
                 let digest = binder.row(tx, interned, self.next_id, row, &mut self.scratch)?;
                 self.next_id += 1;
                 self.written.add(digest, ms(row.pending.record.last_seen));
@@ -405,7 +400,7 @@ impl<'a, 'tx> Connections<'a, 'tx> {
         } else if !self.rows.is_empty() {
             let mut stmt = tx.prepare_cached(&LAYOUT.insert[0])?;
             for row in &self.rows {
-                let binder = Binder { stmt: &mut stmt, routes: &LAYOUT.routes, param: 0, column: 0 };
+                let binder = Binder { stmt: &mut stmt, routes: &ROUTES, param: 0, column: 0 };
                 let digest = binder.row(tx, interned, self.next_id, row, &mut self.scratch)?;
                 stmt.raw_execute()?;
                 self.next_id += 1;
@@ -418,8 +413,9 @@ impl<'a, 'tx> Connections<'a, 'tx> {
     }
 }
 
-/// Binds one record's values: each is hashed for the chain, in [`chain::CONNECTION_COLUMNS`]
-/// order, and goes either to the row's next parameter or into its group's key ([`Layout`]).
+/// Binds one record's values, in [`chain::CONNECTION_COLUMNS`] order: each goes either to the
+/// row's next parameter and the row's hashed bytes, or into its group's key ([`Layout`]), whose
+/// group digest the row's digest covers (format 2, [`chain::row_digest_v2`]).
 struct Binder<'s, 'st> {
     stmt: &'s mut rusqlite::Statement<'st>,
     routes: &'s [Option<Group>],
@@ -432,17 +428,16 @@ struct Binder<'s, 'st> {
 impl Binder<'_, '_> {
     fn value<V: Plain + ?Sized>(&mut self, scratch: &mut Scratch, value: &V) -> rusqlite::Result<()> {
         let v = value.plain();
-        let start = scratch.hashed.len();
-        chain::encode(&mut scratch.hashed, v);
         let route = self.routes.get(self.column).copied().flatten();
         self.column += 1;
         match route {
+            // Into the group's key ([`Interned`]), which its group digest covers.
             Some(group) => {
-                // The group's key is the same bytes ([`Interned`]): copied, not encoded again.
-                scratch.keys[group as usize].extend_from_slice(scratch.hashed.get(start..).unwrap_or_default());
+                chain::encode(&mut scratch.keys[group.index()], v);
                 Ok(())
             }
             None => {
+                chain::encode(&mut scratch.hashed, v);
                 self.param += 1;
                 self.stmt.raw_bind_parameter(self.param, rusqlite::types::ToSqlOutput::Borrowed(v))
             }
@@ -450,7 +445,7 @@ impl Binder<'_, '_> {
     }
 
     /// Binds `row` as row `id` and returns its digest for the hash chain (of exactly the values
-    /// the view `connections` reads back).
+    /// the view `connections` reads back: the row's own, then the digest of each group).
     fn row(
         mut self,
         tx: &Transaction<'_>,
@@ -568,19 +563,25 @@ impl Binder<'_, '_> {
         self.value(s, &rtt.map(|r| r.min_us))?;
         self.value(s, &rtt.map(|r| r.smoothed_us))?;
         self.value(s, &consensus)?;
-        // `country_answers`: hashed as its text, stored once in `answer_sets` (schema 13) and
-        // named by the destination's `answers_id` (schema 14).
+        // `country_answers`: stored once in `answer_sets` (schema 13) and named by the
+        // destination's `answers_id` (schema 14); the destination's group digest covers its text.
         let (text, answers_id) = answers.as_ref().map(|(t, id)| (&**t, *id)).unzip();
+        let text = text.map_or(rusqlite::types::ValueRef::Null, |t| rusqlite::types::ValueRef::Text(t.as_bytes()));
+        let routed = s.keys[Group::Destination.index()].len();
         chain::encode(
-            &mut s.hashed,
-            text.map_or(rusqlite::types::ValueRef::Null, |t| rusqlite::types::ValueRef::Text(t.as_bytes())),
-        );
-        chain::encode(
-            &mut s.keys[Group::Destination as usize],
+            &mut s.keys[Group::Destination.index()],
             answers_id.map_or(rusqlite::types::ValueRef::Null, rusqlite::types::ValueRef::Integer),
         );
         for (group, key) in Group::ALL.into_iter().zip(&s.keys) {
-            let id = interned.id(tx, group, key)?;
+            let (id, digest) = interned.id(tx, group, key, |b| {
+                if group == Group::Destination {
+                    b.extend_from_slice(key.get(..routed).unwrap_or_default());
+                    chain::encode(b, text);
+                } else {
+                    b.extend_from_slice(key);
+                }
+            })?;
+            s.hashed.extend_from_slice(&digest);
             self.param += 1;
             self.stmt.raw_bind_parameter(self.param, id)?;
         }
@@ -695,16 +696,16 @@ mod tests {
     fn the_layout_matches_the_columns_of_each_table() {
         let hashed: Vec<&str> = chain::hashed_columns().collect();
         assert_eq!(hashed.len(), 51, "every value but country_answers");
-        assert_eq!(LAYOUT.routes.len(), hashed.len());
+        assert_eq!(ROUTES.len(), hashed.len());
         for g in Group::ALL {
             let mut routed: Vec<&str> =
-                hashed.iter().zip(&LAYOUT.routes).filter(|(_, r)| **r == Some(g)).map(|(n, _)| *n).collect();
+                hashed.iter().zip(ROUTES.iter()).filter(|(_, r)| **r == Some(g)).map(|(n, _)| *n).collect();
             if g == Group::Destination {
                 routed.push("answers_id");
             }
             assert_eq!(routed, g.table().1, "{g:?}");
         }
         assert_eq!(LAYOUT.values, 28);
-        assert_eq!(row_columns(&LAYOUT.routes).len(), LAYOUT.values);
+        assert_eq!(row_columns(&ROUTES).len(), LAYOUT.values);
     }
 }

@@ -6,6 +6,8 @@
 //! writer.
 
 use foldhash::HashMap;
+
+use super::chain::DIGEST_LEN;
 use rusqlite::{
     Transaction,
     types::{Value, ValueRef},
@@ -23,8 +25,18 @@ pub(super) enum Group {
 impl Group {
     pub(super) const ALL: [Self; 4] = [Self::Shape, Self::Owner, Self::Destination, Self::Names];
 
-    const fn index(self) -> usize {
+    pub(super) const fn index(self) -> usize {
         self as usize
+    }
+
+    /// What a group digest of the hash chain (format 2) starts with.
+    pub(super) const fn digest_prefix(self) -> &'static [u8] {
+        match self {
+            Self::Shape => b"connection_shapes\0",
+            Self::Owner => b"connection_owners\0",
+            Self::Destination => b"connection_destinations\0",
+            Self::Names => b"connection_names\0",
+        }
     }
 
     /// The column of `connection_rows` holding the group's id.
@@ -86,16 +98,32 @@ impl Group {
     }
 }
 
+/// Where each value of [`super::chain::hashed_columns`] goes: into `connection_rows` (`None`), or
+/// into the key of the group whose table has a column of its name. Used by the flush to bind a
+/// record, and by the hash chain to digest a row read back (format 2).
+pub(super) static ROUTES: std::sync::LazyLock<Vec<Option<Group>>> = std::sync::LazyLock::new(|| {
+    super::chain::hashed_columns().map(|name| Group::ALL.into_iter().find(|g| g.table().1.contains(&name))).collect()
+});
+
 /// Combinations remembered per group before the memory is given back (a new combination past
 /// this many starts over: ids are then looked up again, nothing is lost or duplicated).
 const REMEMBERED: usize = 4096;
 
-/// Ids of the combinations this writer knows, per group.
+/// A group digest (first bytes of a SHA-256, as a row digest).
+type GroupDigest = [u8; DIGEST_LEN];
+/// A combination's id (`None`: the group's NULL combination) and group digest.
+type Known = (Option<i64>, GroupDigest);
+
+/// Ids of the combinations this writer knows, per group, with their group digests (the hash
+/// chain's format 2: a row digest covers the digest of each of its combinations, computed once
+/// per combination, not once per row).
 #[derive(Debug)]
 pub(super) struct Interned {
-    ids: [HashMap<Box<[u8]>, i64>; 4],
-    /// Encoded [`Group::null_values`], per group.
-    null_keys: [Option<Vec<u8>>; 4],
+    ids: [HashMap<Box<[u8]>, Known>; 4],
+    /// Encoded [`Group::null_values`], per group, with their digest once computed.
+    null_keys: [Option<(Vec<u8>, Option<GroupDigest>)>; 4],
+    /// The bytes of a group digest being computed.
+    digested: Vec<u8>,
     /// Lookups that went to SQLite.
     pub(super) queries: u64,
 }
@@ -108,10 +136,10 @@ impl Default for Interned {
                 for v in values {
                     super::chain::encode(&mut key, v);
                 }
-                key
+                (key, None)
             })
         });
-        Self { ids: Default::default(), null_keys, queries: 0 }
+        Self { ids: Default::default(), null_keys, digested: Vec::new(), queries: 0 }
     }
 }
 
@@ -125,15 +153,33 @@ impl Interned {
     }
 
     /// The id of the combination encoded in `key` (`None`: the group's NULL combination),
-    /// inserting it into the group's table when it is not there.
-    pub(super) fn id(&mut self, tx: &Transaction<'_>, group: Group, key: &[u8]) -> rusqlite::Result<Option<i64>> {
-        if self.null_keys[group.index()].as_deref() == Some(key) {
-            return Ok(None);
+    /// inserting it into the group's table when it is not there, and its group digest: of
+    /// [`Group::digest_prefix`] and the bytes `digested` appends (the values as the view reads
+    /// them back), computed when the combination is new to this writer.
+    pub(super) fn id(
+        &mut self,
+        tx: &Transaction<'_>,
+        group: Group,
+        key: &[u8],
+        digested: impl FnOnce(&mut Vec<u8>),
+    ) -> rusqlite::Result<Known> {
+        let digest = |bytes: &mut Vec<u8>| {
+            bytes.clear();
+            bytes.extend_from_slice(group.digest_prefix());
+            digested(bytes);
+            super::chain::digest_of(bytes)
+        };
+        if let Some((null, known)) = &mut self.null_keys[group.index()]
+            && null.as_slice() == key
+        {
+            let d = *known.get_or_insert_with(|| digest(&mut self.digested));
+            return Ok((None, d));
         }
         let ids = &mut self.ids[group.index()];
-        if let Some(id) = ids.get(key) {
-            return Ok(Some(*id));
+        if let Some(known) = ids.get(key) {
+            return Ok(*known);
         }
+        let d = digest(&mut self.digested);
         self.queries += 1;
         let values = decode(key)?;
         let (table, columns) = group.table();
@@ -155,8 +201,8 @@ impl Interned {
         if ids.len() >= REMEMBERED {
             ids.clear();
         }
-        ids.insert(key.into(), id);
-        Ok(Some(id))
+        ids.insert(key.into(), (Some(id), d));
+        Ok((Some(id), d))
     }
 }
 

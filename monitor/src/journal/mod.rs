@@ -38,7 +38,7 @@
 //! | `exports` | exported (week, time zone, format) | `week`, `time_zone`, `format`, `path`, `written_ms` |
 //! | `alerts` | (ISO week, claim, remote address) violated | `period`, `claim`, `destination`, `app`, `exe`, `pid`, `user`, `country`, `asn`, `as_org`, `rule`, `first_ms`, `last_ms`, `repeats` (later violating records), `payload_tx`/`payload_rx` (bytes of the violating records) |
 //! | `sessions` | named time window | `name` (unique), `started_ms`, `stopped_ms` (NULL while running), `cgroup_id`/`cgroup_path` (the child cgroup of `monitor exec`; NULL: every flow of the window), `command`, `exit_code` |
-//! | `batches` | flush (schema 8 on) | hash chain, see `chain.rs`: `first_connection`..`last_connection`, `first_stats`..`last_stats` (row ids), `min_time_ms`/`max_time_ms` (of its connection records), `digests` (16 bytes per row), `prev_hash`, `hash` (SHA-256) |
+//! | `batches` | flush (schema 8 on) | hash chain, see `chain.rs`: `first_connection`..`last_connection`, `first_stats`..`last_stats` (row ids), `min_time_ms`/`max_time_ms` (of its connection records), `digests` (16 bytes per row), `prev_hash`, `hash` (SHA-256), `row_format` (schema 16: how its `connections` rows are digested, 1 or 2) |
 //! | `answer_sets` | distinct `country_answers` text (schema 11) | `id`, `text` (unique): referred to by `connections.answers_id` and `endpoint_week.answers_id` |
 //! | `meta` | key | `key`, `value`: `connections_purged_before_ms`, `residency_purged_before_ms` |
 //!

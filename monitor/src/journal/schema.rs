@@ -17,7 +17,7 @@ use rusqlite_migration::{HookResult, M, Migrations};
 use super::{Error, files};
 
 /// Schema version this build writes (number of migrations).
-pub const SCHEMA_VERSION: u32 = 15;
+pub const SCHEMA_VERSION: u32 = 16;
 
 /// How long a statement waits for the other side's lock (reader vs writer) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -610,6 +610,14 @@ DROP VIEW connections;
     cookie_index!(),
 );
 
+/// Version 16 (issue 8): how a batch of the hash chain digests its `connections` rows
+/// (`chain::row_digest_v2`): 1 for every batch written before, 2 for the batches written since
+/// (one digest per shared combination of values, not its values in every row). The batch's hash
+/// covers the format.
+const V_ROW_FORMAT: &str = "
+ALTER TABLE batches ADD COLUMN row_format INTEGER NOT NULL DEFAULT 1;
+";
+
 /// Version 15's hook: runs [`V_LOOKUP_REPAIR`] when `connection_rows` lacks `lookup`.
 fn repair_lookup(tx: &Transaction) -> HookResult {
     let has_lookup: bool = tx.query_row(
@@ -642,6 +650,7 @@ fn all_migrations() -> Vec<M<'static>> {
         M::up(V_ANSWER_IDS),
         M::up(V_COMPACT_ROWS),
         M::up_with_hook("", repair_lookup),
+        M::up(V_ROW_FORMAT),
     ]
 }
 

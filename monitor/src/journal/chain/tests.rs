@@ -231,3 +231,77 @@ fn column_counts_match_the_lists() {
     assert_eq!(super::CONNECTION_COLUMNS.split(',').count(), super::CONNECTION_COLUMN_COUNT);
     assert_eq!(super::TABLES[1].1.split(',').count(), super::TABLES[1].2);
 }
+
+/// A journal sealed before schema 16 (format 1: every value of a row hashed) verifies, read-only
+/// as it is and after a writer migrated it; the writer's batches are format 2 (the row's own
+/// values and one digest per shared combination), and the whole chain verifies.
+#[test]
+fn batches_sealed_before_schema_16_verify_beside_format_2_batches() {
+    let dir = tempdir();
+    let path = journal(dir.path());
+    let conn = raw(&path);
+    super::as_schema_15_batches(&conn).unwrap();
+    conn.execute_batch("PRAGMA user_version = 15").unwrap();
+    let v = verify(&path).unwrap();
+    assert_eq!((v.batches, v.rows_intact), (2, 7), "schema 15 as it is, read-only");
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+    let mut w = writer_in(dir.path());
+    let app = fixtures::app("curl");
+    let mut f = Flow::new(3, "203.0.113.12:443", at(T + 20));
+    w.append(&f.record(Close, at(T + 21), 7, 7), &app, Some(&fixtures::public_with_answers("US", Some("CN"))));
+    w.flush().unwrap();
+    drop(w);
+    let formats: Vec<i64> = conn
+        .prepare("SELECT row_format FROM batches ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(formats, [1, 1, 2]);
+    let v = verify(&path).unwrap();
+    assert_eq!((v.batches, v.rows_intact), (3, 8));
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+}
+
+/// In both formats a value changed in a shared table shows in every row that reads it, and so
+/// does a changed `country_answers` text; a batch whose format was changed shows as changed.
+#[test]
+fn shared_values_and_the_row_format_are_covered() {
+    let dir = tempdir();
+    let path = journal(dir.path());
+    let conn = raw(&path);
+    super::as_schema_15_batches(&conn).unwrap();
+    conn.execute_batch("PRAGMA user_version = 15").unwrap();
+    let mut w = writer_in(dir.path());
+    let app = fixtures::app("curl");
+    let mut f = Flow::new(3, "203.0.113.12:443", at(T + 20));
+    w.append(&f.record(Close, at(T + 21), 7, 7), &app, Some(&fixtures::public_with_answers("US", Some("CN"))));
+    w.flush().unwrap();
+    drop(w);
+    let changed = |path: &Path| -> Vec<(i64, i64)> {
+        chain_problems(&verify(path).unwrap().problems)
+            .into_iter()
+            .map(|p| match p {
+                Problem::RowChanged { table: "connections", id, batch } => (id, batch),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    conn.execute("UPDATE connection_owners SET owner_comm = 'fixturf'", []).unwrap();
+    assert_eq!(changed(&path), [(1, 1), (2, 1), (3, 1), (4, 2), (5, 2), (6, 3)], "the owner of every row");
+    conn.execute("UPDATE connection_owners SET owner_comm = 'fixture'", []).unwrap();
+    assert_eq!(changed(&path), [], "as sealed again");
+    conn.execute("UPDATE answer_sets SET text = replace(text, 'CN', 'RU')", []).unwrap();
+    assert_eq!(changed(&path), [(6, 3)], "the row whose country answers changed");
+    conn.execute("UPDATE answer_sets SET text = replace(text, 'RU', 'CN')", []).unwrap();
+    conn.execute("UPDATE connection_destinations SET country = 'CN' WHERE country = 'US'", []).unwrap();
+    assert_eq!(changed(&path).len(), 6, "every row's destination");
+    conn.execute("UPDATE connection_destinations SET country = 'US' WHERE country = 'CN'", []).unwrap();
+    conn.execute("UPDATE batches SET row_format = 1 WHERE id = 3", []).unwrap();
+    let problems = chain_problems(&verify(&path).unwrap().problems);
+    assert_eq!(
+        problems,
+        [Problem::BatchChanged { batch: 3 }, Problem::RowChanged { table: "connections", id: 6, batch: 3 }]
+    );
+}
