@@ -232,26 +232,35 @@ fn column_counts_match_the_lists() {
     assert_eq!(super::TABLES[1].1.split(',').count(), super::TABLES[1].2);
 }
 
-/// A journal sealed before schema 16 (format 1: every value of a row hashed) verifies, read-only
-/// as it is and after a writer migrated it; the writer's batches are format 2 (the row's own
-/// values and one digest per shared combination), and the whole chain verifies.
-#[test]
-fn batches_sealed_before_schema_16_verify_beside_format_2_batches() {
-    let dir = tempdir();
-    let path = journal(dir.path());
+/// [`journal`] as schema 15 sealed it (format 1: every value of a row hashed), read-only as it
+/// is; `then` runs before a writer migrates it and seals a third batch, of one record with the
+/// country answers of two databases.
+fn journal_of_both_formats(dir: &Path, then: impl FnOnce(&Path)) -> PathBuf {
+    let path = journal(dir);
     let conn = raw(&path);
     super::as_schema_15_batches(&conn).unwrap();
     conn.execute_batch("PRAGMA user_version = 15").unwrap();
-    let v = verify(&path).unwrap();
-    assert_eq!((v.batches, v.rows_intact), (2, 7), "schema 15 as it is, read-only");
-    assert!(v.problems.is_empty(), "{:?}", v.problems);
-    let mut w = writer_in(dir.path());
+    then(&path);
+    let mut w = writer_in(dir);
     let app = fixtures::app("curl");
     let mut f = Flow::new(3, "203.0.113.12:443", at(T + 20));
     w.append(&f.record(Close, at(T + 21), 7, 7), &app, Some(&fixtures::public_with_answers("US", Some("CN"))));
     w.flush().unwrap();
-    drop(w);
-    let formats: Vec<i64> = conn
+    path
+}
+
+/// A journal sealed before schema 16 verifies, read-only as it is and after a writer migrated it;
+/// the writer's batches are format 2 (the row's own values and one digest per shared
+/// combination), and the whole chain verifies.
+#[test]
+fn batches_sealed_before_schema_16_verify_beside_format_2_batches() {
+    let dir = tempdir();
+    let path = journal_of_both_formats(dir.path(), |path| {
+        let v = verify(path).unwrap();
+        assert_eq!((v.batches, v.rows_intact), (2, 7), "schema 15 as it is, read-only");
+        assert!(v.problems.is_empty(), "{:?}", v.problems);
+    });
+    let formats: Vec<i64> = raw(&path)
         .prepare("SELECT row_format FROM batches ORDER BY id")
         .unwrap()
         .query_map([], |r| r.get(0))
@@ -269,16 +278,8 @@ fn batches_sealed_before_schema_16_verify_beside_format_2_batches() {
 #[test]
 fn shared_values_and_the_row_format_are_covered() {
     let dir = tempdir();
-    let path = journal(dir.path());
+    let path = journal_of_both_formats(dir.path(), |_| {});
     let conn = raw(&path);
-    super::as_schema_15_batches(&conn).unwrap();
-    conn.execute_batch("PRAGMA user_version = 15").unwrap();
-    let mut w = writer_in(dir.path());
-    let app = fixtures::app("curl");
-    let mut f = Flow::new(3, "203.0.113.12:443", at(T + 20));
-    w.append(&f.record(Close, at(T + 21), 7, 7), &app, Some(&fixtures::public_with_answers("US", Some("CN"))));
-    w.flush().unwrap();
-    drop(w);
     let changed = |path: &Path| -> Vec<(i64, i64)> {
         chain_problems(&verify(path).unwrap().problems)
             .into_iter()
