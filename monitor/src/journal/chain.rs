@@ -101,13 +101,17 @@ pub fn row_digest(table: &str, row: &Row<'_>, columns: usize) -> rusqlite::Resul
 /// Digest of a `connections` row of format 2 (`row` as [`CONNECTION_SELECT`] reads it): the table
 /// name and the values [`intern::ROUTES`] keeps in `connection_rows`, each as [`encode`]
 /// writes it, then the group digest of each [`Group`] in [`Group::ALL`] order: of
-/// [`Group::digest_prefix`] and the group's values in column order, the destination's with the
+/// the group's table name (as [`start_row`] writes it) and the group's values in column order, the destination's with the
 /// `country_answers` text in place of `answers_id`. The flush computes the same bytes from the
 /// values it binds (`flush::Binder::row`).
 pub fn row_digest_v2(row: &Row<'_>) -> rusqlite::Result<[u8; DIGEST_LEN]> {
     let mut own = Vec::with_capacity(512);
     start_row(&mut own, "connections");
-    let mut groups = Group::ALL.map(|g| g.digest_prefix().to_vec());
+    let mut groups = Group::ALL.map(|g| {
+        let mut bytes = Vec::with_capacity(256);
+        start_row(&mut bytes, g.table().0);
+        bytes
+    });
     for (i, route) in intern::ROUTES.iter().enumerate() {
         let value = row.get_ref(i)?;
         match route {

@@ -6,12 +6,12 @@
 //! writer.
 
 use foldhash::HashMap;
-
-use super::chain::DIGEST_LEN;
 use rusqlite::{
     Transaction,
     types::{Value, ValueRef},
 };
+
+use super::chain::DIGEST_LEN;
 
 /// A group of `connections` columns stored in a table of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,16 +27,6 @@ impl Group {
 
     pub(super) const fn index(self) -> usize {
         self as usize
-    }
-
-    /// What a group digest of the hash chain (format 2) starts with.
-    pub(super) const fn digest_prefix(self) -> &'static [u8] {
-        match self {
-            Self::Shape => b"connection_shapes\0",
-            Self::Owner => b"connection_owners\0",
-            Self::Destination => b"connection_destinations\0",
-            Self::Names => b"connection_names\0",
-        }
     }
 
     /// The column of `connection_rows` holding the group's id.
@@ -154,7 +144,8 @@ impl Interned {
 
     /// The id of the combination encoded in `key` (`None`: the group's NULL combination),
     /// inserting it into the group's table when it is not there, and its group digest: of
-    /// [`Group::digest_prefix`] and the bytes `digested` appends (the values as the view reads
+    /// the group's table name (as [`super::chain::start_row`] writes it) and the bytes `digested`
+    /// appends (the values as the view reads
     /// them back), computed when the combination is new to this writer.
     pub(super) fn id(
         &mut self,
@@ -164,8 +155,7 @@ impl Interned {
         digested: impl FnOnce(&mut Vec<u8>),
     ) -> rusqlite::Result<Known> {
         let digest = |bytes: &mut Vec<u8>| {
-            bytes.clear();
-            bytes.extend_from_slice(group.digest_prefix());
+            super::chain::start_row(bytes, group.table().0);
             digested(bytes);
             super::chain::digest_of(bytes)
         };
