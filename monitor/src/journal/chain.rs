@@ -83,9 +83,12 @@ pub(super) struct Mark([i64; 2]);
 
 /// Reads the highest ids of the chained tables (call first in the flush's transaction).
 pub(super) fn mark(tx: &Transaction<'_>) -> rusqlite::Result<Mark> {
-    let max = |t: &str| tx.query_row(&format!("SELECT COALESCE(MAX(id), 0) FROM {t}"), [], |r| r.get(0));
+    let max = |sql: &str| tx.prepare_cached(sql)?.query_row([], |r| r.get(0));
     // `connections` is a view (schema 14): its ids are those of `connection_rows`.
-    Ok(Mark([max("connection_rows")?, max(TABLES[1].0)?]))
+    Ok(Mark([
+        max("SELECT COALESCE(MAX(id), 0) FROM connection_rows")?,
+        max("SELECT COALESCE(MAX(id), 0) FROM stats")?,
+    ]))
 }
 
 /// Digest of one row: the table name, then each column as a tag byte and its value (integers
@@ -276,7 +279,8 @@ pub(super) fn seal(tx: &Transaction<'_>, mark: Mark, written: Written, now: jiff
         return Ok(());
     }
     let prev: Vec<u8> = tx
-        .query_row("SELECT hash FROM batches ORDER BY id DESC LIMIT 1", [], |r| r.get(0))
+        .prepare_cached("SELECT hash FROM batches ORDER BY id DESC LIMIT 1")?
+        .query_row([], |r| r.get(0))
         .or_else(|e| if matches!(e, rusqlite::Error::QueryReturnedNoRows) { Ok(vec![0; 32]) } else { Err(e) })?;
     let sealed = Sealed { time_ms: ms(now), ranges, times, digests: &blob };
     let hash = batch_hash(&prev, &sealed, ROW_FORMAT);

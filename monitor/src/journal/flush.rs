@@ -139,10 +139,10 @@ pub(super) fn write(
     chain::seal(tx, mark, connections.written, now)?;
     let written = Written { connections: buf.records.len(), residency: buf.buckets.len(), stats: buf.stats.len() };
     let rows = written.connections + written.residency + written.stats;
-    tx.execute(
+    tx.prepare_cached(
         "UPDATE daemon_state SET last_flush_ms = ?1, flushes = flushes + 1, rows_written = rows_written + ?2 WHERE id = 1",
-        params![ms(now), i64::try_from(rows).unwrap_or(i64::MAX)],
-    )?;
+    )?
+    .execute(params![ms(now), i64::try_from(rows).unwrap_or(i64::MAX)])?;
     Ok(written)
 }
 

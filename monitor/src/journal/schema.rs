@@ -704,6 +704,7 @@ pub(super) fn open_rw(path: &Path) -> Result<(Connection, File), Error> {
     conn.pragma_update(None, "synchronous", "FULL").map_err(|source| open_error(path, source))?;
     conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES).map_err(|source| open_error(path, source))?;
     conn.pragma_update(None, "cache_size", WRITER_CACHE_SIZE).map_err(|source| open_error(path, source))?;
+    conn.set_prepared_statement_cache_capacity(WRITER_STATEMENTS);
     let started = std::time::Instant::now();
     let check = collect_check(&conn, "PRAGMA quick_check").map_err(|source| open_error(path, source))?;
     if check != "ok" {
@@ -821,6 +822,11 @@ const WAL_CHECKPOINT_PAGES: i64 = 8000;
 /// to the CPU per record (BENCHMARKS.md), and the daemon's memory is counted with 100,000 open
 /// sockets (issue 8).
 const WRITER_CACHE_SIZE: i64 = -1024;
+
+/// Prepared statements the writer's connection keeps (rusqlite's default is 16). A flush runs
+/// more distinct statements than that (the rows' inserts, the interned groups, the rollups'
+/// upserts and probes, the chain's), and one evicted is parsed again at the next flush.
+const WRITER_STATEMENTS: usize = 64;
 
 /// Slots of SQLite's per-connection allocator for small objects ("lookaside"), and their size.
 /// The writer binds ~15 text values per row and up to 32 rows per statement, and SQLite copies

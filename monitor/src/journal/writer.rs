@@ -232,6 +232,13 @@ impl JournalWriter {
         self.buffer.records.len()
     }
 
+    /// Keeps SQLite's temporary storage in memory (`true`) or sets it back to the default (a
+    /// prepared statement each: parsing a statement at every flush shows in the CPU per record).
+    fn temp_store(&self, memory: bool) -> rusqlite::Result<()> {
+        let sql = if memory { "PRAGMA temp_store = MEMORY" } else { "PRAGMA temp_store = DEFAULT" };
+        self.conn.prepare_cached(sql)?.raw_execute().map(drop)
+    }
+
     /// Writes everything buffered in one transaction (blocking; includes an fsync).
     ///
     /// # Errors
@@ -244,7 +251,7 @@ impl JournalWriter {
         // The multi-row inserts keep a statement journal (to undo a failed statement alone): in
         // memory during the flush (one statement's pages), not in a temporary file; the default
         // again outside it, so that retention and migrations sort in files, not in memory.
-        self.conn.pragma_update(None, "temp_store", "MEMORY").map_err(|source| Error::write(&self.path, source))?;
+        self.temp_store(true).map_err(|source| Error::write(&self.path, source))?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -265,7 +272,7 @@ impl JournalWriter {
             self.interned.forget();
             Error::write(&self.path, source)
         });
-        if let Err(e) = self.conn.pragma_update(None, "temp_store", "DEFAULT") {
+        if let Err(e) = self.temp_store(false) {
             // The flush's outcome stands (committed or not); only later sorts stay in memory.
             warn!("journal temp_store not reset after a flush: {e}");
         }
