@@ -85,10 +85,7 @@ pub(super) struct Mark([i64; 2]);
 pub(super) fn mark(tx: &Transaction<'_>) -> rusqlite::Result<Mark> {
     let max = |sql: &str| tx.prepare_cached(sql)?.query_row([], |r| r.get(0));
     // `connections` is a view (schema 14): its ids are those of `connection_rows`.
-    Ok(Mark([
-        max("SELECT COALESCE(MAX(id), 0) FROM connection_rows")?,
-        max("SELECT COALESCE(MAX(id), 0) FROM stats")?,
-    ]))
+    Ok(Mark([max("SELECT COALESCE(MAX(id), 0) FROM connection_rows")?, max("SELECT COALESCE(MAX(id), 0) FROM stats")?]))
 }
 
 /// Digest of one row: the table name, then each column as a tag byte and its value (integers
