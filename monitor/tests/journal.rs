@@ -104,6 +104,7 @@ fn record(cookie: u64, at: Timestamp) -> FlowRecord {
         closed: Some(at),
         complete: true,
         rtt: None,
+        final_of_socket: false,
     }
 }
 

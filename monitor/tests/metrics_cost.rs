@@ -56,6 +56,7 @@ fn record(cookie: u64) -> FlowRecord {
         payload_source: PayloadSource::Syscall,
         payload_sources: Default::default(),
         rtt: None,
+        final_of_socket: false,
         wire,
         delta_payload: payload,
         delta_wire: wire,

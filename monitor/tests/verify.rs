@@ -75,6 +75,7 @@ fn record(cookie: u64, remote: &str, tx: u64, rx: u64, at: Timestamp) -> FlowRec
         payload_source: PayloadSource::Syscall,
         payload_sources: Default::default(),
         rtt: None,
+        final_of_socket: false,
         wire,
         delta_payload: payload,
         delta_wire: wire,

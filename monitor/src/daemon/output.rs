@@ -55,6 +55,7 @@ impl FlowOutput {
             closed,
             complete,
             rtt,
+            final_of_socket: _,
         } = &self.record;
         s.serialize_field("event", event)?;
         s.serialize_field("cookie", cookie)?;

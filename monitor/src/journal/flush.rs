@@ -65,7 +65,8 @@ pub(super) fn write(
         // (in the table, or among the rows collected for the next multi-row insert).
         let probed = rollup.probe(tx, pending, &connections.unwritten)?;
         connections.unwritten.add(&probed);
-        let lookup = probed.first();
+        // A socket's final record is never looked for: no record of its cookie follows.
+        let lookup = probed.first() && !pending.record.final_of_socket;
         let app_id = app_ids.get(&Arc::as_ptr(&pending.app)).copied().unwrap_or_default();
         let (country_db, asn_db) = match (&pending.record.remote, &pending.dest) {
             (Some(_), Some(d)) => {
@@ -328,7 +329,8 @@ struct ConnectionRow<'a> {
     asn_db: Option<i64>,
     /// `country_answers` text ([`super::truth::AnswerTexts`]) and its `answer_sets` id.
     answers: Option<(Arc<str>, i64)>,
-    /// Whether `connections_cookie` must hold the row (`rollup::Probed::first`).
+    /// Whether `connections_cookie` must hold the row (`rollup::Probed::first`, unless the record
+    /// is its socket's final one: `FlowRecord::final_of_socket`).
     lookup: bool,
 }
 
@@ -482,6 +484,7 @@ impl Binder<'_, '_> {
             closed,
             complete,
             rtt,
+            final_of_socket: _,
         } = record;
         let (scope, country, asn, as_org) = match (remote, dest) {
             (None, _) => (None, None, None, None),

@@ -211,11 +211,9 @@ impl Tracker {
                 if let Some(flow) = self.flows.get_mut(&key) {
                     flow.set_released(ev.ts_ns);
                 }
-                self.finish(key, RecordKind::Close, true, out);
+                self.finish_gone(key, out);
             }
-            EventKind::TcpClose if self.flows.get(&key).is_some_and(Flow::released) => {
-                self.finish(key, RecordKind::Close, true, out);
-            }
+            EventKind::TcpClose if self.flows.get(&key).is_some_and(Flow::released) => self.finish_gone(key, out),
             EventKind::TcpClose if !self.config.release_events => {
                 // No release will come: the flow ends after the grace (reads after TCP_CLOSE
                 // arrive as updates meanwhile).
@@ -263,8 +261,27 @@ impl Tracker {
             return;
         }
         let Some(flow) = self.flows.get(&key) else { return };
-        if flow.protocol != record::Protocol::Tcp || !flow.established() || flow.tcp_closed() {
+        if flow.protocol == record::Protocol::Tcp && flow.tcp_closed() {
+            self.finish_gone(key, out);
+        } else if flow.protocol != record::Protocol::Tcp || !flow.established() {
             self.finish(key, RecordKind::Close, true, out);
+        }
+    }
+
+    /// Ends the flow of a TCP socket that the kernel has released *and* closed (`Release` and
+    /// `TcpClose` both seen, in either order): the socket is gone, no event of it can follow (a
+    /// late snapshot of an unknown socket is dropped in [`Self::handle`]), so its record is
+    /// marked [`FlowRecord::final_of_socket`]. Other ends are not final: a UDP socket's peers may
+    /// still be reported, and without release events a TCP socket's reads go on after its close.
+    fn finish_gone(&mut self, key: FlowKey, out: &mut Vec<FlowRecord>) {
+        let tcp = key.peer.is_none() && self.flows.get(&key).is_some_and(|f| f.protocol == record::Protocol::Tcp);
+        let before = out.len();
+        self.finish(key, RecordKind::Close, true, out);
+        if tcp
+            && out.len() > before
+            && let Some(record) = out.last_mut()
+        {
+            record.final_of_socket = true;
         }
     }
 
@@ -532,6 +549,7 @@ impl Tracker {
             closed: (kind == RecordKind::Close).then(|| ts(flow.last_ns)),
             complete,
             rtt: flow.rtt(),
+            final_of_socket: false,
         })
     }
 }

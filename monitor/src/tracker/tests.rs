@@ -144,6 +144,7 @@ fn tcp_flow_closes_after_release_and_tcp_close() {
     assert_eq!(&*r.owner.comm, "client");
     assert_eq!(r.remote, Some("10.0.0.2:443".parse::<SocketAddr>().unwrap()));
     assert!(r.complete);
+    assert!(r.final_of_socket, "released and closed: the socket is gone");
     assert_eq!(t.stats().open_flows, 0);
 }
 
@@ -163,6 +164,7 @@ fn tcp_close_after_release_without_release_event_ends_the_flow() {
     assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), (900, 400));
     assert_eq!((r.wire.tx_bytes, r.wire.rx_bytes), (1100, 600));
     assert!(r.complete);
+    assert!(r.final_of_socket);
     assert_eq!(t.stats().open_flows, 0);
     // Nothing is left to end later: no second record at the grace or at shutdown.
     let mut later = Vec::new();
@@ -184,6 +186,7 @@ fn payload_read_after_tcp_close_is_kept_until_release() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].payload.rx_bytes, 4900);
     assert_eq!(out[0].direction, Direction::Inbound);
+    assert!(out[0].final_of_socket, "closed, then released");
 }
 
 fn peer_event(kind: EventKind, gen_: u64, addr: [u8; 4], app_tx: u64) -> (EventKind, Event) {
@@ -565,6 +568,7 @@ fn tcp_counter_fallback_removes_syn_and_fins() {
 }
 
 mod compact;
+mod final_record;
 mod payload;
 mod peers;
 mod timers;

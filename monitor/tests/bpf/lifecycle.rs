@@ -57,6 +57,7 @@ fn past_record(t: Timestamp) -> (FlowRecord, App, Destination) {
         closed: Some(t),
         complete: true,
         rtt: None,
+        final_of_socket: false,
     };
     let app = App {
         name: "past-app".into(),

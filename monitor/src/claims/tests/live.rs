@@ -73,6 +73,7 @@ fn record(remote: &str, tx: u64, rx: u64, at: &str) -> FlowRecord {
         payload_source: PayloadSource::Syscall,
         payload_sources: Default::default(),
         rtt: None,
+        final_of_socket: false,
         wire,
         delta_payload: payload,
         delta_wire: wire,

@@ -46,6 +46,7 @@ fn flow() -> FlowOutput {
         closed: Some(t),
         complete: true,
         rtt: None,
+        final_of_socket: false,
     };
     let app = App {
         name: EVIL.into(),

@@ -211,6 +211,47 @@ fn a_restarted_writer_finds_earlier_records_through_the_flagged_ones() {
     assert_eq!(int(&conn, "SELECT COUNT(*) FROM connection_rows WHERE lookup IS NULL"), 0);
 }
 
+/// A socket's final record (`final_of_socket`: a TCP socket released and closed) stays out of
+/// `connections_cookie` even when it is the socket's first, as every short connection's only
+/// record is; its flow still counts once, and a later socket at the same endpoint counts again.
+#[test]
+fn a_sockets_final_record_feeds_no_probe_index() {
+    use crate::tracker::record::RecordKind::Close;
+    const T0: i64 = 1_794_787_200;
+    let dir = tempdir();
+    let curl = fixtures::app("curl");
+    let us = fixtures::public(Some("US"), Some(15169), Some("Google LLC"));
+    let close = |cookie: u64, final_of_socket: bool| {
+        let mut r = Flow::new(cookie, "192.0.2.60:443", at(T0)).record(Close, at(T0 + 1), 100, 1000);
+        r.final_of_socket = final_of_socket;
+        r
+    };
+    {
+        let mut w = writer_in(dir.path());
+        w.append(&close(21, true), &curl, Some(&us));
+        w.append(&close(22, false), &curl, Some(&us));
+        w.flush().expect("flush");
+        let conn = raw(w.path());
+        assert_eq!(int(&conn, "SELECT COUNT(*) FROM connection_rows"), 2);
+        assert_eq!(
+            int(&conn, "SELECT cookie FROM connection_rows WHERE lookup IS NOT NULL"),
+            22,
+            "only the record that is not final"
+        );
+    }
+    let mut w = writer_in(dir.path());
+    w.append(&close(23, true), &curl, Some(&us));
+    w.flush().expect("flush");
+    let conn = raw(w.path());
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM connection_rows WHERE lookup IS NOT NULL"), 1);
+    let sum = |col: &str| int(&conn, &format!("SELECT SUM({col}) FROM endpoint_week WHERE remote_ip = '192.0.2.60'"));
+    assert_eq!(sum("flows"), 3, "three sockets, one flow each");
+    assert_eq!((sum("payload_tx"), sum("payload_rx")), (300, 3000));
+    assert_eq!(int(&conn, "SELECT SUM(flows) FROM service_week WHERE app = 'curl'"), 3);
+    let v = crate::journal::verify_chain(w.path()).expect("verify");
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+}
+
 /// The migration copies every record, so for a moment the file holds them twice. On a full disk
 /// it fails whole: the journal stays at schema 13 with every record, and a later open with room
 /// migrates it.

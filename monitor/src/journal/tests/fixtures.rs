@@ -161,6 +161,7 @@ impl Flow {
             closed: (event == RecordKind::Close).then_some(last_seen),
             complete: true,
             rtt: None,
+            final_of_socket: false,
         }
     }
 }

@@ -1,0 +1,87 @@
+//! Which records are their socket's final one (`FlowRecord::final_of_socket`): the journal
+//! leaves those out of the rollups' probe index, so a record marked final that another record
+//! of its cookie followed would be counted as a second flow. Only a TCP socket the kernel has
+//! both released and closed is gone for good.
+
+use super::*;
+
+/// Every record the events (and then a tick past the grace, and the shutdown) produce.
+fn records(t: &mut Tracker, events: &[(EventKind, Event)]) -> Vec<FlowRecord> {
+    let mut out = feed(t, events);
+    t.tick(200 * SEC, &mut out);
+    t.shutdown(201 * SEC, &mut out);
+    out
+}
+
+/// A TCP socket released whose `TCP_CLOSE` never came ends incomplete at the grace: the close may
+/// still come (and would make a record of its own), so that record is not final.
+#[test]
+fn a_close_at_the_grace_is_not_final() {
+    let mut t = tracker();
+    let est = ev(EventKind::Established, 2 * SEC, ByteCounters::default());
+    let rel = ev(EventKind::Release, 3 * SEC, counters(1000, 500, 900, 400));
+    let out = records(&mut t, &[(EventKind::Established, est), (EventKind::Release, rel)]);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!((out[0].event, out[0].complete, out[0].final_of_socket), (RecordKind::Close, false, false));
+}
+
+/// Without release events the process may read a TCP socket long after its `TCP_CLOSE`: its
+/// complete close record (after the grace) is not final.
+#[test]
+fn without_release_events_no_close_is_final() {
+    let mut t = tracker();
+    t.config.release_events = false;
+    let est = ev(EventKind::Established, 2 * SEC, ByteCounters::default());
+    let close = ev(EventKind::TcpClose, 3 * SEC, counters(1000, 500, 900, 400));
+    let out = records(&mut t, &[(EventKind::Established, est), (EventKind::TcpClose, close)]);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!((out[0].event, out[0].complete, out[0].final_of_socket), (RecordKind::Close, true, false));
+}
+
+/// A UDP socket's close, an open TCP socket's update and shutdown records and a TCP socket that never
+/// established are not final either; the released and closed TCP socket beside them is, and a
+/// snapshot of it read later adds no record.
+#[test]
+fn only_a_released_and_closed_tcp_socket_is_final() {
+    let mut t = tracker();
+    let mut udp = ev(EventKind::Connect, 2 * SEC, counters(128, 128, 100, 100));
+    udp.cookie = 8;
+    udp.tuple.protocol = IPPROTO_UDP;
+    let mut udp_release = udp;
+    udp_release.ts_ns = 3 * SEC;
+    let mut open = ev(EventKind::Established, 2 * SEC, counters(100, 100, 50, 50));
+    open.cookie = 9;
+    let mut attempt = ev(EventKind::Connect, 2 * SEC, counters(60, 0, 0, 0));
+    attempt.cookie = 10;
+    let mut attempt_release = attempt;
+    attempt_release.ts_ns = 3 * SEC;
+    let est = ev(EventKind::Established, 2 * SEC, ByteCounters::default());
+    let mut gone = ev(EventKind::TcpClose, 4 * SEC, counters(1100, 600, 900, 400));
+    gone.flags = monitor_common::event::FLAG_RELEASED;
+    let mut snapshot = ev(EventKind::Update, 5 * SEC, counters(1100, 600, 900, 400));
+    snapshot.flags = monitor_common::event::FLAG_SNAPSHOT;
+    let out = records(
+        &mut t,
+        &[
+            (EventKind::Connect, udp),
+            (EventKind::Release, udp_release),
+            (EventKind::Established, open),
+            (EventKind::Connect, attempt),
+            (EventKind::Release, attempt_release),
+            (EventKind::Established, est),
+            (EventKind::TcpClose, gone),
+            (EventKind::Update, snapshot),
+        ],
+    );
+    let by_cookie = |c: u64| -> Vec<(RecordKind, bool)> {
+        out.iter().filter(|r| r.cookie == c).map(|r| (r.event, r.final_of_socket)).collect()
+    };
+    assert_eq!(by_cookie(8), [(RecordKind::Close, false)], "UDP");
+    assert_eq!(
+        by_cookie(9),
+        [(RecordKind::Update, false), (RecordKind::Shutdown, false)],
+        "open: its update, then shutdown"
+    );
+    assert_eq!(by_cookie(10), [(RecordKind::Close, false)], "never established");
+    assert_eq!(by_cookie(7), [(RecordKind::Close, true)], "released and closed; the late snapshot adds nothing");
+}
