@@ -261,23 +261,32 @@ impl Tracker {
             return;
         }
         let Some(flow) = self.flows.get(&key) else { return };
-        if flow.protocol == record::Protocol::Tcp && flow.tcp_closed() {
+        let gone = match flow.protocol {
+            // Closed before its release.
+            record::Protocol::Tcp => flow.tcp_closed(),
+            // Connected and counted whole (a socket counted per peer returned above): it has no
+            // peer slot whose report could follow its release.
+            record::Protocol::Udp => self.config.peer_counting && flow.remote(&self.addrs).is_some(),
+            _ => false,
+        };
+        if gone {
             self.finish_gone(key, out);
         } else if flow.protocol != record::Protocol::Tcp || !flow.established() {
             self.finish(key, RecordKind::Close, true, out);
         }
     }
 
-    /// Ends the flow of a TCP socket that the kernel has released *and* closed (`Release` and
-    /// `TcpClose` both seen, in either order): the socket is gone, no event of it can follow (a
-    /// late snapshot of an unknown socket is dropped in [`Self::handle`]), so its record is
-    /// marked [`FlowRecord::final_of_socket`]. Other ends are not final: a UDP socket's peers may
-    /// still be reported, and without release events a TCP socket's reads go on after its close.
+    /// Ends the flow of a socket that is gone, its record marked [`FlowRecord::final_of_socket`]:
+    /// a TCP socket the kernel has released *and* closed (`Release` and `TcpClose` both seen, in
+    /// either order), or a connected UDP socket counted whole at its `Release`. No event of it
+    /// can follow (a late snapshot of an unknown socket is dropped in [`Self::handle`]). Other
+    /// ends are not final: peers of a socket counted per peer may still be reported (slots read
+    /// at shutdown, a flushed peer's split record), a TCP socket ended at the grace may still
+    /// close, and without release events a TCP socket's reads go on after its close.
     fn finish_gone(&mut self, key: FlowKey, out: &mut Vec<FlowRecord>) {
-        let tcp = key.peer.is_none() && self.flows.get(&key).is_some_and(|f| f.protocol == record::Protocol::Tcp);
         let before = out.len();
         self.finish(key, RecordKind::Close, true, out);
-        if tcp
+        if key.peer.is_none()
             && out.len() > before
             && let Some(record) = out.last_mut()
         {

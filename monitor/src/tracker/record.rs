@@ -226,8 +226,9 @@ pub struct FlowRecord {
     /// kernel has a sample). Passive: read in callbacks that run anyway, no packet is sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rtt: Option<Rtt>,
-    /// The socket's last record: a TCP socket the kernel has both released and closed, so no
-    /// event of it can follow and the tracker writes no further record of its cookie. The journal
+    /// The socket's last record: a TCP socket the kernel has both released and closed, or a
+    /// connected UDP socket released, so no event of it can follow and the tracker writes no
+    /// further record of its cookie. The journal
     /// then leaves the record out of the rollups' probe index (`connections_cookie`): nothing
     /// will look for it. Not part of the record's output.
     #[serde(skip)]

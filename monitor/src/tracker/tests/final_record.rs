@@ -1,7 +1,7 @@
 //! Which records are their socket's final one (`FlowRecord::final_of_socket`): the journal
 //! leaves those out of the rollups' probe index, so a record marked final that another record
 //! of its cookie followed would be counted as a second flow. Only a TCP socket the kernel has
-//! both released and closed is gone for good.
+//! both released and closed, and a connected UDP socket released, are gone for good.
 
 use super::*;
 
@@ -38,11 +38,11 @@ fn without_release_events_no_close_is_final() {
     assert_eq!((out[0].event, out[0].complete, out[0].final_of_socket), (RecordKind::Close, true, false));
 }
 
-/// A UDP socket's close, an open TCP socket's update and shutdown records and a TCP socket that never
-/// established are not final either; the released and closed TCP socket beside them is, and a
-/// snapshot of it read later adds no record.
+/// An open TCP socket's update and shutdown records and a TCP socket that never established are
+/// not final; the released and closed TCP socket beside them and a released connected UDP socket
+/// are, and a snapshot of the TCP socket read later adds no record.
 #[test]
-fn only_a_released_and_closed_tcp_socket_is_final() {
+fn only_sockets_that_are_gone_have_a_final_record() {
     let mut t = tracker();
     let mut udp = ev(EventKind::Connect, 2 * SEC, counters(128, 128, 100, 100));
     udp.cookie = 8;
@@ -76,7 +76,7 @@ fn only_a_released_and_closed_tcp_socket_is_final() {
     let by_cookie = |c: u64| -> Vec<(RecordKind, bool)> {
         out.iter().filter(|r| r.cookie == c).map(|r| (r.event, r.final_of_socket)).collect()
     };
-    assert_eq!(by_cookie(8), [(RecordKind::Close, false)], "UDP");
+    assert_eq!(by_cookie(8), [(RecordKind::Close, true)], "connected UDP, released");
     assert_eq!(
         by_cookie(9),
         [(RecordKind::Update, false), (RecordKind::Shutdown, false)],

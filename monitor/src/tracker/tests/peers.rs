@@ -49,6 +49,7 @@ fn round_robin_over_more_peers_than_slots_gives_one_record_per_peer() {
     assert_eq!(out.len(), peers, "{out:#?}");
     for r in &out {
         assert_eq!((r.event, r.payload.tx_bytes, r.wire.tx_packets), (RecordKind::Close, 24_000, 40), "{r:#?}");
+        assert!(!r.final_of_socket, "one peer's record: the socket's other peers share its cookie");
     }
     assert!(generation > 150, "the simulation must flush slots ({generation} claims)");
     assert_eq!((t.stats().open_flows, t.stats().closed_flows, t.stats().split_peer_flows), (0, 9, 0));
