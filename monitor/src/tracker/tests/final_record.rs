@@ -13,29 +13,30 @@ fn records(t: &mut Tracker, events: &[(EventKind, Event)]) -> Vec<FlowRecord> {
     out
 }
 
+/// The one record of an established TCP flow that `end` ends (with or without release events).
+fn the_record(release_events: bool, end: (EventKind, Event)) -> FlowRecord {
+    let mut t = tracker();
+    t.config.release_events = release_events;
+    let est = ev(EventKind::Established, 2 * SEC, ByteCounters::default());
+    let mut out = records(&mut t, &[(EventKind::Established, est), end]);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    out.remove(0)
+}
+
 /// A TCP socket released whose `TCP_CLOSE` never came ends incomplete at the grace: the close may
 /// still come (and would make a record of its own), so that record is not final.
 #[test]
 fn a_close_at_the_grace_is_not_final() {
-    let mut t = tracker();
-    let est = ev(EventKind::Established, 2 * SEC, ByteCounters::default());
-    let rel = ev(EventKind::Release, 3 * SEC, counters(1000, 500, 900, 400));
-    let out = records(&mut t, &[(EventKind::Established, est), (EventKind::Release, rel)]);
-    assert_eq!(out.len(), 1, "{out:#?}");
-    assert_eq!((out[0].event, out[0].complete, out[0].final_of_socket), (RecordKind::Close, false, false));
+    let r = the_record(true, (EventKind::Release, ev(EventKind::Release, 3 * SEC, counters(1000, 500, 900, 400))));
+    assert_eq!((r.event, r.complete, r.final_of_socket), (RecordKind::Close, false, false));
 }
 
 /// Without release events the process may read a TCP socket long after its `TCP_CLOSE`: its
 /// complete close record (after the grace) is not final.
 #[test]
 fn without_release_events_no_close_is_final() {
-    let mut t = tracker();
-    t.config.release_events = false;
-    let est = ev(EventKind::Established, 2 * SEC, ByteCounters::default());
-    let close = ev(EventKind::TcpClose, 3 * SEC, counters(1000, 500, 900, 400));
-    let out = records(&mut t, &[(EventKind::Established, est), (EventKind::TcpClose, close)]);
-    assert_eq!(out.len(), 1, "{out:#?}");
-    assert_eq!((out[0].event, out[0].complete, out[0].final_of_socket), (RecordKind::Close, true, false));
+    let r = the_record(false, (EventKind::TcpClose, ev(EventKind::TcpClose, 3 * SEC, counters(1000, 500, 900, 400))));
+    assert_eq!((r.event, r.complete, r.final_of_socket), (RecordKind::Close, true, false));
 }
 
 /// An open TCP socket's update and shutdown records and a TCP socket that never established are
