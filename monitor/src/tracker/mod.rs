@@ -283,10 +283,13 @@ impl Tracker {
     /// ends are not final: peers of a socket counted per peer may still be reported (slots read
     /// at shutdown, a flushed peer's split record), a TCP socket ended at the grace may still
     /// close, and without release events a TCP socket's reads go on after its close.
+    /// Only TCP and UDP records are marked: a Multipath TCP connection is left as it was.
     fn finish_gone(&mut self, key: FlowKey, out: &mut Vec<FlowRecord>) {
+        use record::Protocol::{Tcp, Udp};
+        let socket = key.peer.is_none() && self.flows.get(&key).is_some_and(|f| matches!(f.protocol, Tcp | Udp));
         let before = out.len();
         self.finish(key, RecordKind::Close, true, out);
-        if key.peer.is_none()
+        if socket
             && out.len() > before
             && let Some(record) = out.last_mut()
         {
