@@ -286,12 +286,12 @@ impl Tracker {
     /// Only TCP and UDP records are marked: a Multipath TCP connection is left as it was.
     fn finish_gone(&mut self, key: FlowKey, out: &mut Vec<FlowRecord>) {
         use record::Protocol::{Tcp, Udp};
-        let socket = key.peer.is_none() && self.flows.get(&key).is_some_and(|f| matches!(f.protocol, Tcp | Udp));
         let before = out.len();
         self.finish(key, RecordKind::Close, true, out);
-        if socket
+        if key.peer.is_none()
             && out.len() > before
             && let Some(record) = out.last_mut()
+            && matches!(record.protocol, Tcp | Udp)
         {
             record.final_of_socket = true;
         }
