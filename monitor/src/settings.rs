@@ -217,8 +217,9 @@ impl Default for RawConfig {
 
 impl Default for RawProbe {
     fn default() -> Self {
-        // 2 MiB: ~9,700 events of slack for the daemon, which drains the ring at most 1 ms apart
-        // while events flow (a queue behind it absorbs bursts); resident memory counts it twice.
+        // 2 MiB: ~9,360 events of slack for the daemon, which drains the ring at most 4 ms apart
+        // while events flow, at once after a read of an eighth of it (`probe::ring::BUSY_SHARE`;
+        // a queue behind it absorbs bursts); resident memory counts it twice.
         Self { ring_buffer_kib: 2048, update_interval_secs: 10, copy_payloads: true }
     }
 }

@@ -126,6 +126,8 @@ pub struct ProbeSource {
     counters: Arc<DrainCounters>,
     clock: Clock,
     copies: Option<mpsc::Sender<probe::CopyBatch>>,
+    /// The ring buffer's size (`probe.ring_buffer_kib`), for the drain's pacing.
+    ring_bytes: usize,
 }
 
 impl ProbeSource {
@@ -138,7 +140,15 @@ impl ProbeSource {
         let mut probe = Probe::load(config)?;
         let ring = probe.take_events()?;
         let stats = probe.take_stats()?;
-        Ok(Self { probe, ring: Some(ring), stats, counters: Arc::new(DrainCounters::default()), clock, copies: None })
+        Ok(Self {
+            probe,
+            ring: Some(ring),
+            stats,
+            counters: Arc::new(DrainCounters::default()),
+            clock,
+            copies: None,
+            ring_bytes: config.ring_buffer_bytes as usize,
+        })
     }
 
     /// The loaded programs (e.g. to write into their maps before the pipeline starts).
@@ -172,9 +182,10 @@ impl EventSource for ProbeSource {
         let ring = self.ring.take();
         let counters = Arc::clone(&self.counters);
         let copies = self.copies.take();
+        let ring_bytes = self.ring_bytes;
         async move {
             let ring = ring.ok_or(probe::Error::MapNotFound { name: monitor_common::maps::EVENTS })?;
-            probe::drain(ring, tx, copies, counters, stop).await
+            probe::drain(ring, ring_bytes, tx, copies, counters, stop).await
         }
     }
 

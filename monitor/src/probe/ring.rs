@@ -23,13 +23,24 @@ use super::{Error, stats::DrainCounters};
 /// Most events handed to the tracker in one message.
 pub const EVENT_BATCH: usize = 1024;
 
-/// Pause after a drain that found less than a full batch, before looking again. The kernel
-/// signals the ring buffer only when the reader has caught up, so while the reader pauses, new
-/// events are queued without a wake-up each: under a burst of short connections (≈ 9 events per
-/// TCP exchange) this turns one wake-up of the drainer, the tracker and the sink per event into
-/// one per pause. Events wait at most this long; the ring buffer (4 MiB by default) holds far
-/// more than a millisecond of events.
-pub const DRAIN_PAUSE: Duration = Duration::from_millis(1);
+/// Pause after a drain that read less than [`BUSY_SHARE`] of the ring buffer, before looking
+/// again. The kernel signals the ring buffer only when the reader has caught up, so while the
+/// reader pauses, new events are queued without a wake-up each: under a burst of short
+/// connections (≈ 9 events per TCP exchange) this turns one wake-up of the drainer and the
+/// tracker per event into one per pause. The first event after a quiet spell still wakes the
+/// reader at once; the events behind it wait at most this long.
+pub const DRAIN_PAUSE: Duration = Duration::from_millis(4);
+
+/// A drain that read at least this share of the ring buffer's size (1/8) is followed by the next
+/// at once, not by [`DRAIN_PAUSE`]: events arrive fast enough to fill the ring during a pause
+/// (with the default 2 MiB, above ≈ 290,000 events per second). Below it a pause fills at most a
+/// quarter of the ring at twice the rate; a burst faster than that is what
+/// `probe.ring_buffer_kib` is for, and its losses are counted.
+pub const BUSY_SHARE: usize = 8;
+
+/// Size of a ring-buffer record's header in the kernel (`BPF_RINGBUF_HDR_SZ`): a record takes
+/// its length rounded up to 8 plus this.
+const RECORD_HEADER: usize = 8;
 
 /// A payload copy read from the ring buffer (see `monitor_common::copy`), or a `getaddrinfo`
 /// result (`header.kind` is `monitor_common::gai::GAI_KIND`).
@@ -45,7 +56,8 @@ pub struct Copied {
 pub type CopyBatch = Vec<Copied>;
 
 /// Reads the records when the kernel signals, decodes them and sends batches to `tx`; after a
-/// drain of less than [`EVENT_BATCH`] records it waits `DRAIN_PAUSE` before the next.
+/// drain that read less than an eighth of the ring's `ring_bytes` it waits 4 ms before the next,
+/// so a steady trickle of events wakes the daemon about 250 times a second, not once per event.
 /// When `tx` is full this waits, the ring buffer fills, and the kernel counts what it loses.
 /// Returns when `shutdown` changes (after a last full drain) or the receiver is gone.
 ///
@@ -57,6 +69,7 @@ pub type CopyBatch = Vec<Copied>;
 /// [`Error::Poll`] when the ring buffer cannot be registered with the runtime.
 pub async fn drain(
     ring: RingBuf<MapData>,
+    ring_bytes: usize,
     tx: mpsc::Sender<Vec<(EventKind, Event)>>,
     copies: Option<mpsc::Sender<CopyBatch>>,
     counters: Arc<DrainCounters>,
@@ -69,10 +82,10 @@ pub async fn drain(
         let stop = tokio::select! {
             guard = fd.readable_mut() => {
                 let mut guard = guard.map_err(Error::Poll)?;
-                let (batches, copied) = read_all(guard.get_inner_mut(), &counters);
+                let (batches, copied, read) = read_all(guard.get_inner_mut(), &counters);
                 guard.clear_ready();
                 hand_copies(copies.as_ref(), copied, &counters);
-                let pause = batches.iter().map(Vec::len).sum::<usize>() < EVENT_BATCH;
+                let pause = !busy(read, ring_bytes);
                 for batch in batches {
                     if tx.send(batch).await.is_err() {
                         return Ok(());
@@ -86,7 +99,7 @@ pub async fn drain(
             _ = shutdown.changed() => true,
         };
         if stop {
-            let (batches, copied) = read_all(fd.get_mut(), &counters);
+            let (batches, copied, _) = read_all(fd.get_mut(), &counters);
             hand_copies(copies.as_ref(), copied, &counters);
             for batch in batches {
                 if tx.send(batch).await.is_err() {
@@ -110,11 +123,21 @@ fn hand_copies(copies: Option<&mpsc::Sender<CopyBatch>>, copied: CopyBatch, coun
     }
 }
 
-fn read_all(ring: &mut RingBuf<MapData>, counters: &DrainCounters) -> (Vec<Vec<(EventKind, Event)>>, CopyBatch) {
+/// Whether a drain that read `read` bytes of a ring of `ring_bytes` is followed by the next at
+/// once (see [`BUSY_SHARE`]).
+fn busy(read: usize, ring_bytes: usize) -> bool {
+    read >= ring_bytes / BUSY_SHARE
+}
+
+/// The ring's records decoded, in batches of at most [`EVENT_BATCH`] events, the copies, and the
+/// bytes of ring they took.
+fn read_all(ring: &mut RingBuf<MapData>, counters: &DrainCounters) -> (Vec<Vec<(EventKind, Event)>>, CopyBatch, usize) {
     let mut batches = Vec::new();
     let mut copied = Vec::new();
     let mut batch = Vec::with_capacity(EVENT_BATCH);
+    let mut read = 0;
     while let Some(item) = ring.next() {
+        read += item.len().next_multiple_of(8) + RECORD_HEADER;
         if let Some(copy) = decode_copy(&item) {
             counters.copies.fetch_add(1, Ordering::Relaxed);
             copied.push(copy);
@@ -135,8 +158,8 @@ fn read_all(ring: &mut RingBuf<MapData>, counters: &DrainCounters) -> (Vec<Vec<(
     if !batch.is_empty() {
         batches.push(batch);
     }
-    trace!("drained batches={} copies={}", batches.len(), copied.len());
-    (batches, copied)
+    trace!("drained batches={} copies={} bytes={read}", batches.len(), copied.len());
+    (batches, copied, read)
 }
 
 /// Decodes a payload copy or a `getaddrinfo` result (kind `GAI_KIND`: `data` is its
@@ -208,5 +231,20 @@ mod tests {
         // SAFETY: Event is repr(C) plain data.
         let ev = unsafe { std::slice::from_raw_parts(std::ptr::from_ref(&ev).cast::<u8>(), size_of::<Event>()) };
         assert_eq!(decode_copy(ev), None);
+    }
+
+    #[test]
+    fn a_drain_pauses_unless_it_read_an_eighth_of_the_ring() {
+        let ring = 2 * 1024 * 1024;
+        let event = size_of::<Event>().next_multiple_of(8) + RECORD_HEADER;
+        assert_eq!(event, 224, "an event takes 224 bytes of ring");
+        // A 4 ms pause at TCP churn's ≈ 160,000 events per second reads ≈ 640 events.
+        assert!(!busy(640 * event, ring));
+        assert!(!busy(ring / BUSY_SHARE - 1, ring));
+        assert!(busy(ring / BUSY_SHARE, ring));
+        assert!(busy(ring, ring));
+        // The smallest ring (`probe.ring_buffer_kib = 4`) is busy from its third event on.
+        assert!(!busy(2 * event, 4096));
+        assert!(busy(3 * event, 4096));
     }
 }
