@@ -142,6 +142,25 @@ async fn a_tcp_close_after_release_ends_the_flow_without_a_release_event() {
     assert_eq!(rows, [("close".to_string(), 5000, 700)]);
 }
 
+/// The pipeline holds finished records for a few milliseconds to hand them to the sink in one
+/// message, not until its next tick (1 s): each of five flows, sent once the one before came out
+/// (so just after whatever woke the pipeline then), is printed well within that second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_record_is_printed_without_waiting_for_the_tick() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut run = Run::start(&settings(dir.path()));
+    for cookie in 1..=5 {
+        let sent = std::time::Instant::now();
+        run.send(tcp_flow(cookie, run.now_ns(), 100 * cookie, 10)).await;
+        let f = run.next_flow().await;
+        let waited = sent.elapsed();
+        assert_eq!((f.record.cookie, f.record.payload.tx_bytes), (cookie, 100 * cookie));
+        assert!(waited < Duration::from_millis(600), "flow {cookie} printed after {waited:?}");
+    }
+    let (outputs, _) = run.stop().await;
+    assert_eq!(flows(&outputs).len(), 5, "{outputs:#?}");
+}
+
 /// CPU of the whole process (tracker, identity, enrichment, journal, rollups) per flow record for
 /// churn-shaped TCP flows (two events each, as the kernel now sends them), with `--output none`
 /// as the shipped service runs. A measurement, not a check: run by hand in release,

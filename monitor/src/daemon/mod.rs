@@ -19,13 +19,7 @@ mod queue;
 mod sink;
 pub mod source;
 
-use std::{
-    collections::{HashMap, HashSet},
-    future::Future,
-    path::PathBuf,
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::HashSet, future::Future, path::PathBuf, sync::Arc, time::Duration};
 
 use log::{debug, info, warn};
 use monitor_common::event::Event;
@@ -82,6 +76,14 @@ const TICK: Duration = Duration::from_secs(1);
 /// Records the pipeline's list of records has room for when it starts an iteration (it grows past
 /// it when needed): the size of a busy churn's iteration, below the allocator's mmap threshold.
 const RECORDS_KEPT_ROOM: usize = 256;
+/// Longest time the pipeline holds finished records before handing them to the sink: under a
+/// burst of short connections one message per few milliseconds instead of one per drain (each a
+/// wake-up of the sink thread). Records are printed and journaled this much later at most.
+const RECORDS_HELD: Duration = Duration::from_millis(10);
+/// Records that are handed to the sink at once, without waiting for [`RECORDS_HELD`]: the list
+/// stays below the allocator's mmap threshold ([`crate::sys::MMAP_THRESHOLD`]).
+const RECORDS_PER_MESSAGE: usize = RECORDS_KEPT_ROOM;
+const _: () = assert!(RECORDS_PER_MESSAGE * size_of::<FlowRecord>() <= crate::sys::MMAP_THRESHOLD);
 
 /// Daemon errors.
 #[derive(Debug, thiserror::Error)]
@@ -349,19 +351,23 @@ impl Pipeline {
         snapshot_tick.tick().await;
         let mut stats_tick = tokio::time::interval(self.stats_interval);
         stats_tick.tick().await;
-        let mut observed: HashMap<u32, u64> = HashMap::new();
+        let mut observed: foldhash::HashMap<u32, u64> = foldhash::HashMap::default();
         tokio::pin!(shutdown);
         let mut stopping = false;
         let mut drain_deadline = None;
         let mut drain_cut = false;
         let mut trim = heap::Trim::default();
+        // When the records the pipeline holds are due at the sink (none held: `None`).
+        let mut records_due: Option<tokio::time::Instant> = None;
 
         loop {
             tokio::select! {
                 batch = events_rx.recv() => {
                     let Some(batch) = batch else { break };
-                    // Copies the drainer queued before this batch come first (see `probe::drain`).
+                    // Copies the drainer queued before this batch come first (see `probe::drain`),
+                    // after the records of the events before them.
                     while let Ok(copies) = copies_rx.try_recv() {
+                        hand_records(&mut st, &mut trim, &mut records_due).await;
                         st.sink_tx.send(SinkMsg::Copies(Box::new(copies))).await;
                     }
                     for (kind, ev) in &batch {
@@ -375,7 +381,10 @@ impl Pipeline {
                     lookups.submit(st.tracker.take_owner_queries());
                 }
                 Some((cookie, owner)) = owners_rx.recv() => st.tracker.set_owner(cookie, &owner),
-                Some(copies) = copies_rx.recv() => st.sink_tx.send(SinkMsg::Copies(Box::new(copies))).await,
+                Some(copies) = copies_rx.recv() => {
+                    hand_records(&mut st, &mut trim, &mut records_due).await;
+                    st.sink_tx.send(SinkMsg::Copies(Box::new(copies))).await;
+                }
                 Some(()) = reloads.next() => {
                     info!("SIGHUP: reloading the geolocation databases and the claims file");
                     st.sink_tx.send(SinkMsg::Reload).await;
@@ -415,21 +424,38 @@ impl Pipeline {
                     drain_cut = true;
                     break;
                 }
+                // Held records are due: handed over below.
+                () = tokio::time::sleep_until(records_due.unwrap_or_else(tokio::time::Instant::now)),
+                    if records_due.is_some() => {}
             }
-            // The records of this iteration as one message.
-            if !st.records.is_empty() {
-                let n = st.records.len();
-                trim.records(n);
-                // The next iteration's list starts at this one's size (up to a churn's
-                // batches, not a refresh pass's): a list grown from empty is copied at every
-                // doubling.
-                let records = std::mem::replace(&mut st.records, Vec::with_capacity(n.min(RECORDS_KEPT_ROOM)));
-                st.sink_tx.send(SinkMsg::Records(records)).await;
+            // Records go to the sink as one message when they fill one, or when the first of them
+            // has been held for `RECORDS_HELD`.
+            if st.records.len() >= RECORDS_PER_MESSAGE
+                || records_due.is_some_and(|due| tokio::time::Instant::now() >= due)
+            {
+                hand_records(&mut st, &mut trim, &mut records_due).await;
+            } else if !st.records.is_empty() && records_due.is_none() {
+                records_due = Some(tokio::time::Instant::now() + RECORDS_HELD);
             }
         }
+        hand_records(&mut st, &mut trim, &mut records_due).await;
         let drain = Drain { drainer, events_rx, cut: drain_cut, lookups };
         Ok(shutdown_drain(st, drain, &mut owners_rx, sink_thread).await)
     }
+}
+
+/// Hands the records the pipeline holds to the sink, as one message.
+async fn hand_records<S>(st: &mut Stages<S>, trim: &mut heap::Trim, due: &mut Option<tokio::time::Instant>) {
+    *due = None;
+    if st.records.is_empty() {
+        return;
+    }
+    let n = st.records.len();
+    trim.records(n);
+    // The next list starts at this one's size (up to a message's): a list grown from empty is
+    // copied at every doubling.
+    let records = std::mem::replace(&mut st.records, Vec::with_capacity(n.min(RECORDS_KEPT_ROOM)));
+    st.sink_tx.send(SinkMsg::Records(records)).await;
 }
 
 /// The event task and its channel, as the loop left them.
@@ -598,7 +624,7 @@ fn read_peers<S: EventSource>(st: &mut Stages<S>) {
 
 /// Asks the sink to read a process from /proc the first time it is seen (or when a socket newer
 /// than the last one seen reveals it, which may be a new process reusing the pid).
-async fn observe(tx: &SinkTx, observed: &mut HashMap<u32, u64>, ev: &Event) {
+async fn observe(tx: &SinkTx, observed: &mut foldhash::HashMap<u32, u64>, ev: &Event) {
     if ev.flags & monitor_common::event::FLAG_NO_OWNER != 0 || ev.owner.tgid == 0 {
         return;
     }
