@@ -28,7 +28,7 @@ pub mod record;
 mod table;
 mod tcp;
 
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
 use compact::{Addresses, FlowOwner, Owners};
 pub use flow::FlowKey;
@@ -99,18 +99,18 @@ pub struct Tracker {
     /// Peer flows of each unconnected UDP socket. A set: a socket past
     /// [`MAX_PEER_FLOWS_PER_SOCKET`] ends one peer flow per new peer ([`Self::finish`] takes it
     /// out), which a list scan made cost thousands of comparisons each.
-    peers: HashMap<u64, PeerKeys>,
+    peers: foldhash::HashMap<u64, PeerKeys>,
     /// Peer flows in `flows`.
     peer_flows: usize,
     stats: TrackerStats,
     owner_queries: Vec<OwnerQuery>,
     /// Owners found in /proc, by cookie, for flows of that socket not seen yet.
-    resolved: HashMap<u64, Owner>,
+    resolved: foldhash::HashMap<u64, Owner>,
     /// UDP sockets whose peer changed (`PeerChanged`, or `FLAG_PEERS` on any of their events),
     /// until their release: counted per peer. Kept only while the socket has a flow (pruned at
     /// each tick, so a lost `Release` leaks nothing): every later event of the socket carries
     /// `FLAG_PEERS` again.
-    changed: std::collections::HashSet<u64>,
+    changed: foldhash::HashSet<u64>,
     /// The socket whose own record [`Self::finish_whole`] is writing.
     finishing_whole: Option<u64>,
 }
@@ -131,12 +131,12 @@ impl Tracker {
             flows: table::Flows::default(),
             owners: Owners::default(),
             addrs: Addresses::default(),
-            peers: HashMap::new(),
+            peers: foldhash::HashMap::default(),
             peer_flows: 0,
             stats: TrackerStats::default(),
             owner_queries: Vec::new(),
-            resolved: HashMap::new(),
-            changed: std::collections::HashSet::new(),
+            resolved: foldhash::HashMap::default(),
+            changed: foldhash::HashSet::default(),
             finishing_whole: None,
         }
     }
