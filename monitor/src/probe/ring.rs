@@ -20,8 +20,12 @@ use tokio::{
 
 use super::{Error, stats::DrainCounters};
 
-/// Most events handed to the tracker in one message.
-pub const EVENT_BATCH: usize = 1024;
+/// Most events handed to the tracker in one message. A batch's room stays below the allocator's
+/// mmap threshold ([`crate::sys::MMAP_THRESHOLD`]): a larger one (1,024 events, 229 KiB) was
+/// mapped at every drain and unmapped by the tracker thread on the other core, a page fault per
+/// page touched and a TLB shoot-down per batch.
+pub const EVENT_BATCH: usize = 512;
+const _: () = assert!(EVENT_BATCH * size_of::<(EventKind, Event)>() <= crate::sys::MMAP_THRESHOLD);
 
 /// Pause after a drain that read less than [`BUSY_SHARE`] of the ring buffer, before looking
 /// again. The kernel signals the ring buffer only when the reader has caught up, so while the
