@@ -343,7 +343,14 @@ impl Pipeline {
             TrackerConfig { syscall_payload, fresh_at_shutdown, release_events, peer_counting, ..self.tracker },
             clock,
         );
-        let mut st = Stages { source, tracker, sink_tx, records: Vec::new(), lost_seen: 0, snapshots_by_socket };
+        let mut st = Stages {
+            source,
+            tracker,
+            sink_tx,
+            records: Vec::with_capacity(RECORDS_KEPT_ROOM),
+            lost_seen: 0,
+            snapshots_by_socket,
+        };
         let (owners_tx, mut owners_rx) = mpsc::channel::<(u64, Owner)>(OUTPUT_QUEUE);
         let mut lookups = owners::Lookups::start(owners_tx).map_err(Error::OwnerThread)?;
         let mut tick = tokio::time::interval(TICK);
@@ -377,6 +384,10 @@ impl Pipeline {
                         );
                         observe(&st.sink_tx, &mut observed, ev).await;
                         st.tracker.handle(*kind, ev, &mut st.records);
+                        // A full message goes at once: the list keeps its room, never grown.
+                        if st.records.len() >= RECORDS_PER_MESSAGE {
+                            hand_records(&mut st, &mut trim, &mut records_due).await;
+                        }
                     }
                     lookups.submit(st.tracker.take_owner_queries());
                 }
@@ -452,9 +463,15 @@ async fn hand_records<S>(st: &mut Stages<S>, trim: &mut heap::Trim, due: &mut Op
     }
     let n = st.records.len();
     trim.records(n);
-    // The next list starts at this one's size (up to a message's): a list grown from empty is
-    // copied at every doubling.
-    let records = std::mem::replace(&mut st.records, Vec::with_capacity(n.min(RECORDS_KEPT_ROOM)));
+    // The next list has a full message's room: one grown from a smaller one is copied at every
+    // doubling, into memory it touches for the first time (page faults under a churn).
+    let mut records = std::mem::replace(&mut st.records, Vec::with_capacity(RECORDS_KEPT_ROOM));
+    // A short list gives its spare room back (glibc shrinks a block in place, without a copy):
+    // the sink queue bounds records, not messages, so a stalled journal behind a trickle of
+    // single records must not hold a full message's room for each.
+    if records.len() < RECORDS_KEPT_ROOM / 2 {
+        records.shrink_to_fit();
+    }
     st.sink_tx.send(SinkMsg::Records(records)).await;
 }
 
