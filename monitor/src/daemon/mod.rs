@@ -335,7 +335,7 @@ impl Pipeline {
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let (events_tx, mut events_rx) = mpsc::channel::<Batch>(TRACKER_QUEUE);
-        let (copies_tx, mut copies_rx) = mpsc::channel::<probe::CopyBatch>(naming::COPY_QUEUE);
+        let (copies_tx, mut copies_rx) = mpsc::channel::<probe::OrderedCopies>(naming::COPY_QUEUE);
         source.copies_to(copies_tx);
         let drainer = tokio::spawn(source.events(events_tx, stop_rx));
 
@@ -366,17 +366,19 @@ impl Pipeline {
         let mut trim = heap::Trim::default();
         // When the records the pipeline holds are due at the sink (none held: `None`).
         let mut records_due: Option<tokio::time::Instant> = None;
+        // Copies waiting for the event batches before them in the ring, and the batches handled.
+        let mut copies = Copies::default();
 
         loop {
             tokio::select! {
                 batch = events_rx.recv() => {
                     let Some(batch) = batch else { break };
-                    // Copies the drainer queued before this batch come first (see `probe::drain`),
-                    // after the records of the events before them.
-                    while let Ok(copies) = copies_rx.try_recv() {
-                        hand_records(&mut st, &mut trim, &mut records_due).await;
-                        st.sink_tx.send(SinkMsg::Copies(Box::new(copies))).await;
+                    // Copies that came before this batch in the ring go first (see
+                    // `probe::drain`), after the records of the events before them.
+                    while let Ok(run) = copies_rx.try_recv() {
+                        copies.waiting.push_back(run);
                     }
+                    copies.release(&mut st, &mut trim, &mut records_due).await;
                     for (kind, ev) in &batch {
                         log::trace!(
                             "event {kind:?} cookie={} flags={} tuple={:?} owner={:?}",
@@ -389,12 +391,14 @@ impl Pipeline {
                             hand_records(&mut st, &mut trim, &mut records_due).await;
                         }
                     }
+                    copies.handled = copies.handled.saturating_add(1);
+                    copies.release(&mut st, &mut trim, &mut records_due).await;
                     lookups.submit(st.tracker.take_owner_queries());
                 }
                 Some((cookie, owner)) = owners_rx.recv() => st.tracker.set_owner(cookie, &owner),
-                Some(copies) = copies_rx.recv() => {
-                    hand_records(&mut st, &mut trim, &mut records_due).await;
-                    st.sink_tx.send(SinkMsg::Copies(Box::new(copies))).await;
+                Some(run) = copies_rx.recv() => {
+                    copies.waiting.push_back(run);
+                    copies.release(&mut st, &mut trim, &mut records_due).await;
                 }
                 Some(()) = reloads.next() => {
                     info!("SIGHUP: reloading the geolocation databases and the claims file");
@@ -449,9 +453,36 @@ impl Pipeline {
                 records_due = Some(tokio::time::Instant::now() + RECORDS_HELD);
             }
         }
+        while let Ok(run) = copies_rx.try_recv() {
+            copies.waiting.push_back(run);
+        }
+        copies.release(&mut st, &mut trim, &mut records_due).await;
         hand_records(&mut st, &mut trim, &mut records_due).await;
         let drain = Drain { drainer, events_rx, cut: drain_cut, lookups };
         Ok(shutdown_drain(st, drain, &mut owners_rx, sink_thread).await)
+    }
+}
+
+/// Payload copies on their way to the sink, in ring order with the events around them.
+#[derive(Default)]
+struct Copies {
+    /// Runs of copies received and not yet handed on (their events are still to come).
+    waiting: std::collections::VecDeque<probe::OrderedCopies>,
+    /// Event batches the loop has handled.
+    handled: u64,
+}
+
+impl Copies {
+    /// Hands on the runs whose events before them in the ring have all been handled: first the
+    /// records of those events, then the copies. The sink then names those records before it
+    /// learns from the copies (a newer answer for the same address must not name an older
+    /// connection), and every later record after it.
+    async fn release<S>(&mut self, st: &mut Stages<S>, trim: &mut heap::Trim, due: &mut Option<tokio::time::Instant>) {
+        while self.waiting.front().is_some_and(|run| run.after_batches <= self.handled) {
+            let Some(run) = self.waiting.pop_front() else { break };
+            hand_records(st, trim, due).await;
+            st.sink_tx.send(SinkMsg::Copies(Box::new(run.copies))).await;
+        }
     }
 }
 

@@ -47,7 +47,7 @@ pub trait EventSource: Send + 'static {
 
     /// Where the event task sends payload copies (names stage); called once, before
     /// [`Self::events`]. Sources without copies ignore it.
-    fn copies_to(&mut self, tx: mpsc::Sender<probe::CopyBatch>) {
+    fn copies_to(&mut self, tx: mpsc::Sender<probe::OrderedCopies>) {
         let _ = tx;
     }
 
@@ -125,7 +125,7 @@ pub struct ProbeSource {
     stats: StatsReader,
     counters: Arc<DrainCounters>,
     clock: Clock,
-    copies: Option<mpsc::Sender<probe::CopyBatch>>,
+    copies: Option<mpsc::Sender<probe::OrderedCopies>>,
     /// The ring buffer's size (`probe.ring_buffer_kib`), for the drain's pacing.
     ring_bytes: usize,
 }
@@ -189,7 +189,7 @@ impl EventSource for ProbeSource {
         }
     }
 
-    fn copies_to(&mut self, tx: mpsc::Sender<probe::CopyBatch>) {
+    fn copies_to(&mut self, tx: mpsc::Sender<probe::OrderedCopies>) {
         self.copies = Some(tx);
     }
 

@@ -26,7 +26,7 @@ pub use features::Degradation;
 pub use getaddrinfo::{Resolution, decode_gai};
 pub use load::Probe;
 pub use object::object_bytes;
-pub use ring::{Copied, CopyBatch, EVENT_BATCH, decode_copy, drain};
+pub use ring::{Copied, CopyBatch, EVENT_BATCH, OrderedCopies, decode_copy, drain};
 pub use stats::{DrainCounters, KernelStats, StatsReader};
 
 /// What to load and where to attach it.

@@ -59,6 +59,63 @@ pub struct Copied {
 /// Payload copies read in one pass, in ring order.
 pub type CopyBatch = Vec<Copied>;
 
+/// Copies that followed `after_batches` event batches in the ring (counted from the drain's
+/// start): a consumer applies them once it has handled that many batches and before it handles
+/// the next, so what it learns from them (a name) reaches neither events before them in the ring
+/// nor misses events after them.
+#[derive(Debug)]
+pub struct OrderedCopies {
+    /// Event batches sent before these copies.
+    pub after_batches: u64,
+    /// The copies, in ring order.
+    pub copies: CopyBatch,
+}
+
+/// Events in ring order, as sent to the tracker.
+type EventBatch = Vec<(EventKind, Event)>;
+/// Runs of copies, each with the number of the pass's event batches before it.
+type CopyRuns = Vec<(usize, CopyBatch)>;
+
+/// One pass over the ring, in ring order: event batches of at most [`EVENT_BATCH`], and runs of
+/// copies, each with the number of this pass's batches before it. A copy after events ends their
+/// batch, so a batch never holds events from both sides of a copy.
+#[derive(Debug, Default)]
+struct Pass {
+    batches: Vec<EventBatch>,
+    batch: EventBatch,
+    copies: CopyRuns,
+}
+
+impl Pass {
+    fn event(&mut self, ev: (EventKind, Event)) {
+        if self.batch.capacity() == 0 {
+            self.batch.reserve_exact(EVENT_BATCH);
+        }
+        self.batch.push(ev);
+        if self.batch.len() == EVENT_BATCH {
+            self.batches.push(std::mem::take(&mut self.batch));
+        }
+    }
+
+    fn copy(&mut self, copy: Copied) {
+        if !self.batch.is_empty() {
+            self.batches.push(std::mem::take(&mut self.batch));
+        }
+        let at = self.batches.len();
+        match self.copies.last_mut() {
+            Some((before, run)) if *before == at => run.push(copy),
+            _ => self.copies.push((at, vec![copy])),
+        }
+    }
+
+    fn finish(mut self) -> (Vec<EventBatch>, CopyRuns) {
+        if !self.batch.is_empty() {
+            self.batches.push(self.batch);
+        }
+        (self.batches, self.copies)
+    }
+}
+
 /// Reads the records when the kernel signals, decodes them and sends batches to `tx`; after a
 /// drain that read less than an eighth of the ring's `ring_bytes` it waits 4 ms before the next,
 /// so a steady trickle of events wakes the daemon about 250 times a second, not once per event.
@@ -66,8 +123,10 @@ pub type CopyBatch = Vec<Copied>;
 /// Returns when `shutdown` changes (after a last full drain) or the receiver is gone.
 ///
 /// Payload copies of a pass go to `copies` (dropped and counted when absent or full) *before*
-/// the pass's events go to `tx`: a consumer that takes the copies queued so far whenever it
-/// receives a batch sees every copy before the events that followed it in the ring.
+/// the pass's events go to `tx`, each run tagged with the event batches sent before it
+/// ([`OrderedCopies`]): a consumer that queues what `copies` holds whenever it receives a batch,
+/// and applies a run once it has handled `after_batches` batches, sees copies and events in ring
+/// order.
 ///
 /// # Errors
 /// [`Error::Poll`] when the ring buffer cannot be registered with the runtime.
@@ -75,25 +134,28 @@ pub async fn drain(
     ring: RingBuf<MapData>,
     ring_bytes: usize,
     tx: mpsc::Sender<Vec<(EventKind, Event)>>,
-    copies: Option<mpsc::Sender<CopyBatch>>,
+    copies: Option<mpsc::Sender<OrderedCopies>>,
     counters: Arc<DrainCounters>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
     // SAFETY: the RingBuf owns its map fd, which stays open until the AsyncFd drops it.
     let registered = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) };
     let mut fd = registered.map_err(|e| Error::Poll(e.into()))?;
+    // Event batches sent so far (the copies' `after_batches`).
+    let mut sent: u64 = 0;
     loop {
         let stop = tokio::select! {
             guard = fd.readable_mut() => {
                 let mut guard = guard.map_err(Error::Poll)?;
                 let (batches, copied, read) = read_all(guard.get_inner_mut(), &counters);
                 guard.clear_ready();
-                hand_copies(copies.as_ref(), copied, &counters);
+                hand_copies(copies.as_ref(), sent, copied, &counters);
                 let pause = !busy(read, ring_bytes);
                 for batch in batches {
                     if tx.send(batch).await.is_err() {
                         return Ok(());
                     }
+                    sent += 1;
                 }
                 pause && tokio::select! {
                     () = tokio::time::sleep(DRAIN_PAUSE) => false,
@@ -104,7 +166,7 @@ pub async fn drain(
         };
         if stop {
             let (batches, copied, _) = read_all(fd.get_mut(), &counters);
-            hand_copies(copies.as_ref(), copied, &counters);
+            hand_copies(copies.as_ref(), sent, copied, &counters);
             for batch in batches {
                 if tx.send(batch).await.is_err() {
                     break;
@@ -115,15 +177,16 @@ pub async fn drain(
     }
 }
 
-/// Queues the copies of one pass without waiting: a full queue drops them, counted.
-fn hand_copies(copies: Option<&mpsc::Sender<CopyBatch>>, copied: CopyBatch, counters: &DrainCounters) {
-    if copied.is_empty() {
-        return;
-    }
-    let n = copied.len() as u64;
-    let sent = copies.is_some_and(|tx| tx.try_send(copied).is_ok());
-    if !sent {
-        counters.copies_dropped.fetch_add(n, Ordering::Relaxed);
+/// Queues the copies of one pass without waiting, each run tagged with the batches sent before
+/// it (`sent` before the pass, plus the pass's own): a full queue drops them, counted.
+fn hand_copies(copies: Option<&mpsc::Sender<OrderedCopies>>, sent: u64, copied: CopyRuns, counters: &DrainCounters) {
+    for (before, run) in copied {
+        let n = run.len() as u64;
+        let after_batches = sent.saturating_add(before as u64);
+        let queued = copies.is_some_and(|tx| tx.try_send(OrderedCopies { after_batches, copies: run }).is_ok());
+        if !queued {
+            counters.copies_dropped.fetch_add(n, Ordering::Relaxed);
+        }
     }
 }
 
@@ -133,36 +196,28 @@ fn busy(read: usize, ring_bytes: usize) -> bool {
     read >= ring_bytes / BUSY_SHARE
 }
 
-/// The ring's records decoded, in batches of at most [`EVENT_BATCH`] events, the copies, and the
-/// bytes of ring they took.
-fn read_all(ring: &mut RingBuf<MapData>, counters: &DrainCounters) -> (Vec<Vec<(EventKind, Event)>>, CopyBatch, usize) {
-    let mut batches = Vec::new();
-    let mut copied = Vec::new();
-    let mut batch = Vec::with_capacity(EVENT_BATCH);
+/// The ring's records decoded, in ring order (see [`Pass`]), and the bytes of ring they took.
+fn read_all(ring: &mut RingBuf<MapData>, counters: &DrainCounters) -> (Vec<EventBatch>, CopyRuns, usize) {
+    let mut pass = Pass::default();
     let mut read = 0;
     while let Some(item) = ring.next() {
         read += item.len().next_multiple_of(8) + RECORD_HEADER;
         if let Some(copy) = decode_copy(&item) {
             counters.copies.fetch_add(1, Ordering::Relaxed);
-            copied.push(copy);
+            pass.copy(copy);
             continue;
         }
         counters.received.fetch_add(1, Ordering::Relaxed);
         match decode(&item) {
-            Some(ev) => batch.push(ev),
+            Some(ev) => pass.event(ev),
             None => {
                 counters.decode_errors.fetch_add(1, Ordering::Relaxed);
                 warn!("undecodable event len={}", item.len());
             }
         }
-        if batch.len() == EVENT_BATCH {
-            batches.push(std::mem::replace(&mut batch, Vec::with_capacity(EVENT_BATCH)));
-        }
     }
-    if !batch.is_empty() {
-        batches.push(batch);
-    }
-    trace!("drained batches={} copies={} bytes={read}", batches.len(), copied.len());
+    let (batches, copied) = pass.finish();
+    trace!("drained batches={} copy runs={} bytes={read}", batches.len(), copied.len());
     (batches, copied, read)
 }
 
@@ -235,6 +290,35 @@ mod tests {
         // SAFETY: Event is repr(C) plain data.
         let ev = unsafe { std::slice::from_raw_parts(std::ptr::from_ref(&ev).cast::<u8>(), size_of::<Event>()) };
         assert_eq!(decode_copy(ev), None);
+    }
+
+    #[test]
+    fn a_pass_keeps_copies_between_the_events_around_them() {
+        let ev = |cookie| (EventKind::Release, Event { kind: EventKind::Release as u32, cookie, ..Event::default() });
+        let copy = |cookie| Copied { header: CopyHeader { cookie, ..CopyHeader::default() }, data: Box::new([1]) };
+        let cookies = |b: &[(EventKind, Event)]| b.iter().map(|(_, e)| e.cookie).collect::<Vec<_>>();
+        let copy_cookies = |r: &CopyBatch| r.iter().map(|c| c.header.cookie).collect::<Vec<_>>();
+        // c0 e1 e2 c3 c4 e5 c6: the copies sit between the batches they were between.
+        let mut pass = Pass::default();
+        pass.copy(copy(0));
+        pass.event(ev(1));
+        pass.event(ev(2));
+        pass.copy(copy(3));
+        pass.copy(copy(4));
+        pass.event(ev(5));
+        pass.copy(copy(6));
+        let (batches, copies) = pass.finish();
+        assert_eq!(batches.iter().map(|b| cookies(b)).collect::<Vec<_>>(), [vec![1, 2], vec![5]]);
+        let runs: Vec<_> = copies.iter().map(|(at, r)| (*at, copy_cookies(r))).collect();
+        assert_eq!(runs, [(0, vec![0]), (1, vec![3, 4]), (2, vec![6])]);
+        // Without copies, events fill batches of EVENT_BATCH.
+        let mut pass = Pass::default();
+        for c in 0..EVENT_BATCH as u64 + 1 {
+            pass.event(ev(c));
+        }
+        let (batches, copies) = pass.finish();
+        assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), [EVENT_BATCH, 1]);
+        assert!(copies.is_empty());
     }
 
     #[test]
