@@ -375,9 +375,7 @@ impl Pipeline {
                     let Some(batch) = batch else { break };
                     // Copies that came before this batch in the ring go first (see
                     // `probe::drain`), after the records of the events before them.
-                    while let Ok(run) = copies_rx.try_recv() {
-                        copies.waiting.push_back(run);
-                    }
+                    copies.queue(&mut copies_rx);
                     copies.release(&mut st, &mut trim, &mut records_due).await;
                     for (kind, ev) in &batch {
                         log::trace!(
@@ -453,9 +451,7 @@ impl Pipeline {
                 records_due = Some(tokio::time::Instant::now() + RECORDS_HELD);
             }
         }
-        while let Ok(run) = copies_rx.try_recv() {
-            copies.waiting.push_back(run);
-        }
+        copies.queue(&mut copies_rx);
         copies.release(&mut st, &mut trim, &mut records_due).await;
         hand_records(&mut st, &mut trim, &mut records_due).await;
         let drain = Drain { drainer, events_rx, cut: drain_cut, lookups };
@@ -473,13 +469,20 @@ struct Copies {
 }
 
 impl Copies {
+    /// Takes the runs the drainer has queued so far.
+    fn queue(&mut self, rx: &mut mpsc::Receiver<probe::OrderedCopies>) {
+        while let Ok(run) = rx.try_recv() {
+            self.waiting.push_back(run);
+        }
+    }
+
     /// Hands on the runs whose events before them in the ring have all been handled: first the
     /// records of those events, then the copies. The sink then names those records before it
     /// learns from the copies (a newer answer for the same address must not name an older
     /// connection), and every later record after it.
     async fn release<S>(&mut self, st: &mut Stages<S>, trim: &mut heap::Trim, due: &mut Option<tokio::time::Instant>) {
-        while self.waiting.front().is_some_and(|run| run.after_batches <= self.handled) {
-            let Some(run) = self.waiting.pop_front() else { break };
+        let handled = self.handled;
+        while let Some(run) = self.waiting.pop_front_if(|run| run.after_batches <= handled) {
             hand_records(st, trim, due).await;
             st.sink_tx.send(SinkMsg::Copies(Box::new(run.copies))).await;
         }
