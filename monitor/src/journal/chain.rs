@@ -81,6 +81,13 @@ const TABLES: [(&str, &str, usize); 2] =
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Mark([i64; 2]);
 
+impl Mark {
+    /// The highest `connections` id before the flush.
+    pub(super) fn connections(self) -> i64 {
+        self.0[0]
+    }
+}
+
 /// Reads the highest ids of the chained tables (call first in the flush's transaction).
 pub(super) fn mark(tx: &Transaction<'_>) -> rusqlite::Result<Mark> {
     let max = |sql: &str| tx.prepare_cached(sql)?.query_row([], |r| r.get(0));
@@ -201,7 +208,7 @@ impl Written {
         self.times = Some(self.times.map_or((time_ms, time_ms), |(lo, hi)| (lo.min(time_ms), hi.max(time_ms))));
     }
 
-    fn rows(&self) -> i64 {
+    pub(super) fn rows(&self) -> i64 {
         i64::try_from(self.digests.len() / DIGEST_LEN).unwrap_or(i64::MAX)
     }
 }
@@ -546,10 +553,11 @@ fn verify_conn(conn: &Connection) -> rusqlite::Result<Integrity> {
     Ok(out)
 }
 
-/// Reseals every batch as a journal before schema 16 did (format 1, no `row_format` column):
-/// for tests of older journals.
+/// Reseals every batch as a journal before schema 16 did (format 1, no `row_format` column),
+/// and takes schema 17's spans away: for tests of older journals.
 #[cfg(test)]
 pub(super) fn as_schema_15_batches(conn: &Connection) -> rusqlite::Result<()> {
+    super::spans::as_schema_16(conn)?;
     type Batch = (i64, i64, [(i64, i64); 2], (Option<i64>, Option<i64>));
     let batches: Vec<Batch> = conn
         .prepare(

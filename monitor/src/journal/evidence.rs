@@ -78,7 +78,7 @@ impl JournalReader {
     pub fn evidence(&self, range: TimeRange, app: Option<&str>) -> Result<Vec<EvidenceRow>, Error> {
         let mut stmt = self
             .conn()
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "SELECT a.name, c.remote_ip, COALESCE(c.scope, 'unenriched'), c.country, c.asn, c.as_org,
                      cd.database_type, cd.build_epoch, ad.database_type, ad.build_epoch,
                      a.exe, c.app_pid, a.uid, a.user, a.unit,
@@ -88,12 +88,14 @@ impl JournalReader {
                  FROM connections c JOIN apps a ON a.id = c.app_id
                      LEFT JOIN databases cd ON cd.id = c.country_db
                      LEFT JOIN databases ad ON ad.id = c.asn_db
-                 WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND c.remote_ip IS NOT NULL AND (?3 IS NULL OR a.name = ?3)
+                 WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND",
+                super::spans::id_window!("c.id", "?1", "?2"),
+                " AND c.remote_ip IS NOT NULL AND (?3 IS NULL OR a.name = ?3)
                  GROUP BY a.name, c.remote_ip, c.hostname, c.registrable_domain, c.scope, c.country, c.asn,
                      c.as_org, c.country_db, c.asn_db, a.exe, c.app_pid, a.uid, a.user, a.unit
                  ORDER BY a.name, c.remote_ip, c.hostname, c.registrable_domain, c.scope, c.country, c.asn,
-                     c.as_org, c.country_db, c.asn_db, a.exe, c.app_pid, a.uid",
-            )
+                     c.as_org, c.country_db, c.asn_db, a.exe, c.app_pid, a.uid"
+            ))
             .map_err(|e| Error::read(self.path(), e))?;
         let rows = stmt
             .query_map(params![range.since.as_millisecond(), range.until.as_millisecond(), app], evidence_row)

@@ -148,10 +148,11 @@ fn residency_by_key(table: &str, time: &str) -> String {
 /// The UTC days (Unix day numbers) holding `residency` or `connections` rows from Unix second
 /// `from` on, in order.
 fn days_with_rows(conn: &Connection, from: i64) -> rusqlite::Result<std::collections::BTreeSet<i64>> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare(concat!(
         "SELECT DISTINCT interval_start / 86400 FROM residency WHERE interval_start >= ?1
-         UNION SELECT DISTINCT time_ms / 86400000 FROM connections WHERE time_ms >= ?2",
-    )?;
+         UNION SELECT DISTINCT time_ms / 86400000 FROM connections WHERE time_ms >= ?2 AND id >= ",
+        super::spans::from_id!("?2")
+    ))?;
     let days = stmt.query_map([from, from.saturating_mul(1000)], |r| r.get::<_, i64>(0))?;
     days.collect()
 }
@@ -186,12 +187,16 @@ fn days(conn: &Connection, h: Horizons, found: &mut Found<'_>) -> rusqlite::Resu
             conn,
             (&residency_by_key("residency", "interval_start"), &[&(start / 1000), &(end / 1000)]),
             (
-                "SELECT coalesce(a.name, ''), coalesce(c.scope, 'none'), coalesce(c.country, ''), coalesce(c.asn, 0),
+                concat!(
+                    "SELECT coalesce(a.name, ''), coalesce(c.scope, 'none'), coalesce(c.country, ''), coalesce(c.asn, 0),
                      coalesce(c.as_org, ''), coalesce(c.country_db, 0), coalesce(c.asn_db, 0), c.payload_source,
                      SUM(c.delta_payload_tx), SUM(c.delta_payload_rx), SUM(c.delta_wire_tx), SUM(c.delta_wire_rx),
                      SUM(c.delta_packets_tx), SUM(c.delta_packets_rx)
-                 FROM connections c LEFT JOIN apps a ON a.id = c.app_id WHERE c.time_ms >= ?1 AND c.time_ms < ?2
-                 GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8",
+                 FROM connections c LEFT JOIN apps a ON a.id = c.app_id WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND",
+                    super::spans::id_window!("c.id", "?1", "?2"),
+                    "
+                 GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8"
+                ),
                 &[&start, &end],
             ),
             8,
@@ -314,12 +319,16 @@ fn weeks(
                     &range,
                 ),
                 (
-                    "SELECT coalesce(a.name, ''), c.remote_ip, iif(c.direction = 'inbound', -1, c.remote_port), c.protocol,
+                    concat!(
+                        "SELECT coalesce(a.name, ''), c.remote_ip, iif(c.direction = 'inbound', -1, c.remote_port), c.protocol,
                          SUM(c.delta_payload_tx), SUM(c.delta_payload_rx), SUM(c.delta_wire_tx), SUM(c.delta_wire_rx),
                          COUNT(DISTINCT c.cookie)
                      FROM connections c LEFT JOIN apps a ON a.id = c.app_id
-                     WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND c.direction != 'listen' AND c.remote_ip IS NOT NULL
-                     GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+                     WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND",
+                        super::spans::id_window!("c.id", "?1", "?2"),
+                        " AND c.direction != 'listen' AND c.remote_ip IS NOT NULL
+                     GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+                    ),
                     &range_ms,
                 ),
                 4,
@@ -335,12 +344,16 @@ fn weeks(
                     &range,
                 ),
                 (
-                    "SELECT coalesce(a.name, ''), coalesce(c.hostname, ''), coalesce(c.registrable_domain, ''),
+                    concat!(
+                        "SELECT coalesce(a.name, ''), coalesce(c.hostname, ''), coalesce(c.registrable_domain, ''),
                          coalesce(c.name_source, ''), coalesce(c.country, ''), coalesce(c.asn, -1), coalesce(c.as_org, ''),
                          SUM(c.delta_payload_tx), SUM(c.delta_payload_rx), COUNT(DISTINCT c.cookie)
                      FROM connections c LEFT JOIN apps a ON a.id = c.app_id
-                     WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND c.direction != 'listen'
-                     GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7",
+                     WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND",
+                        super::spans::id_window!("c.id", "?1", "?2"),
+                        " AND c.direction != 'listen'
+                     GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7"
+                    ),
                     &range_ms,
                 ),
                 7,

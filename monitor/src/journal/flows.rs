@@ -60,16 +60,18 @@ impl JournalReader {
         // Journals from before the Android columns read them as NULL (`legacy`).
         let mut stmt = self
             .conn()
-            .prepare_cached(
-            "SELECT a.name, a.android_package, c.cookie, c.protocol, c.remote_ip, c.remote_port, MIN(c.first_seen_ms),
+            .prepare_cached(concat!(
+                "SELECT a.name, a.android_package, c.cookie, c.protocol, c.remote_ip, c.remote_port, MIN(c.first_seen_ms),
                  MAX(c.time_ms), SUM(c.delta_payload_tx), SUM(c.delta_payload_rx)
              FROM connections c JOIN apps a ON a.id = c.app_id
-             WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND c.direction = 'outbound'
+             WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND",
+                super::spans::id_window!("c.id", "?1", "?2"),
+                " AND c.direction = 'outbound'
                  AND c.remote_ip IS NOT NULL AND c.remote_port IS NOT NULL
                  AND (?3 IS NULL OR substr(a.name, 1, length(?3)) = ?3)
              GROUP BY c.app_id, c.cookie, c.protocol, c.remote_ip, c.remote_port
-             ORDER BY MIN(c.first_seen_ms), a.name, c.cookie",
-            )
+             ORDER BY MIN(c.first_seen_ms), a.name, c.cookie"
+            ))
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map(params![ms(range.since), ms(range.until), prefix], flow_row)

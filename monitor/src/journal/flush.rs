@@ -137,6 +137,8 @@ pub(super) fn write(
             ],
         )?;
     }
+    let written = &connections.written;
+    super::spans::extend(tx, mark.connections(), mark.connections().saturating_add(written.rows()), written.times)?;
     chain::seal(tx, mark, connections.written, now)?;
     let written = Written { connections: buf.records.len(), residency: buf.buckets.len(), stats: buf.stats.len() };
     let rows = written.connections + written.residency + written.stats;

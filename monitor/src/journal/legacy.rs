@@ -36,8 +36,17 @@ const LATE_COLUMNS: &[(&str, &[&str])] = &[
 ];
 
 /// Tables added by later migrations that readers of older files look into, with an empty TEMP
-/// view of their columns (`answer_sets`, schema 11: the answers of connection records).
-const LATE_TABLES: &[(&str, &str)] = &[("answer_sets", "SELECT 0 AS id, '' AS text WHERE 0")];
+/// view of their columns (`answer_sets`, schema 11: the answers of connection records;
+/// `connection_spans`, schema 17: without spans a time range reads every record id, and the
+/// older file still has its time index).
+const LATE_TABLES: &[(&str, &str)] = &[
+    ("answer_sets", "SELECT 0 AS id, '' AS text WHERE 0"),
+    (
+        "connection_spans",
+        "SELECT 0 AS id, 0 AS first_id, 0 AS last_id, 0 AS min_time_ms, 0 AS max_time_ms, 0 AS max_before_ms,
+             0 AS min_after_ms WHERE 0",
+    ),
+];
 
 /// Shadows every table that lacks late columns with a TEMP view supplying them as NULL, and
 /// stands an empty TEMP view in for each missing [`LATE_TABLES`] table.
@@ -105,7 +114,8 @@ mod tests {
         let conn = Connection::open_in_memory().expect("mem");
         let cols: Vec<&str> = LATE_COLUMNS.iter().find(|(t, _)| *t == "connections").expect("listed").1.to_vec();
         conn.execute_batch(&format!(
-            "CREATE TABLE connections (id INTEGER, {}); CREATE TABLE answer_sets (id INTEGER PRIMARY KEY, text TEXT);",
+            "CREATE TABLE connections (id INTEGER, {}); CREATE TABLE answer_sets (id INTEGER PRIMARY KEY, text TEXT);
+             CREATE TABLE connection_spans (id INTEGER PRIMARY KEY);",
             cols.join(", ")
         ))
         .expect("tables");

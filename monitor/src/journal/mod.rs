@@ -39,6 +39,7 @@
 //! | `alerts` | (ISO week, claim, remote address) violated | `period`, `claim`, `destination`, `app`, `exe`, `pid`, `user`, `country`, `asn`, `as_org`, `rule`, `first_ms`, `last_ms`, `repeats` (later violating records), `payload_tx`/`payload_rx` (bytes of the violating records) |
 //! | `sessions` | named time window | `name` (unique), `started_ms`, `stopped_ms` (NULL while running), `cgroup_id`/`cgroup_path` (the child cgroup of `monitor exec`; NULL: every flow of the window), `command`, `exit_code` |
 //! | `batches` | flush (schema 8 on) | hash chain, see `chain.rs`: `first_connection`..`last_connection`, `first_stats`..`last_stats` (row ids), `min_time_ms`/`max_time_ms` (of its connection records), `digests` (16 bytes per row), `prev_hash`, `hash` (SHA-256), `row_format` (schema 16: how its `connections` rows are digested, 1 or 2) |
+//! | `connection_spans` | flush that wrote connection records (schema 17) | `first_id`..`last_id` (record ids, without gaps from span to span), `min_time_ms`/`max_time_ms` (of those records), `max_before_ms` (latest time of this span and every one before), `min_after_ms` (earliest of this span and every one after): a time range as a range of ids, see `spans.rs`; replaces the index `connections_time` |
 //! | `answer_sets` | distinct `country_answers` text (schema 11) | `id`, `text` (unique): referred to by `connections.answers_id` and `endpoint_week.answers_id` |
 //! | `meta` | key | `key`, `value`: `connections_purged_before_ms`, `residency_purged_before_ms` |
 //!
@@ -70,6 +71,7 @@ mod seen;
 mod services;
 mod session_rows;
 mod sessions;
+mod spans;
 mod truth;
 mod writer;
 

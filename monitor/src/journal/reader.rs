@@ -124,16 +124,18 @@ impl JournalReader {
         // One MAX() aggregate: SQLite takes the bare columns (scope, country...) from the latest row.
         let mut stmt = self
             .conn
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "SELECT a.name, c.remote_ip, CASE WHEN c.direction = 'inbound' THEN NULL ELSE c.remote_port END AS port,
                      c.protocol, SUM(c.delta_payload_tx), SUM(c.delta_payload_rx), SUM(c.delta_wire_tx),
                      SUM(c.delta_wire_rx), COUNT(DISTINCT c.cookie), MAX(c.time_ms),
                      c.scope, c.country, c.asn, c.as_org
                  FROM connections c JOIN apps a ON a.id = c.app_id
-                 WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND c.remote_ip IS NOT NULL AND (?3 IS NULL OR a.name = ?3)
+                 WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND",
+                super::spans::id_window!("c.id", "?1", "?2"),
+                " AND c.remote_ip IS NOT NULL AND (?3 IS NULL OR a.name = ?3)
                  GROUP BY a.name, c.remote_ip, port, c.protocol
-                 ORDER BY a.name, c.remote_ip, port, c.protocol",
-            )
+                 ORDER BY a.name, c.remote_ip, port, c.protocol"
+            ))
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map(params![ms(range.since), ms(range.until), app], endpoint_row)

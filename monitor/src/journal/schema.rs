@@ -17,7 +17,7 @@ use rusqlite_migration::{HookResult, M, Migrations};
 use super::{Error, files};
 
 /// Schema version this build writes (number of migrations).
-pub const SCHEMA_VERSION: u32 = 16;
+pub const SCHEMA_VERSION: u32 = 17;
 
 /// How long a statement waits for the other side's lock (reader vs writer) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -651,6 +651,7 @@ fn all_migrations() -> Vec<M<'static>> {
         M::up(V_COMPACT_ROWS),
         M::up_with_hook("", repair_lookup),
         M::up(V_ROW_FORMAT),
+        M::up(super::spans::MIGRATION),
     ]
 }
 

@@ -1,7 +1,8 @@
 //! Queries by host name (issue 10): traffic per (app, host name, destination) for the report's
 //! "by service" section, and the addresses a host name was seen at for `monitor lookup`.
 //!
-//! Both read `connections` (indexes `connections_time` and `connections_hostname`); records
+//! Both read `connections` (a time range through `connection_spans`, a host name through
+//! `connections_hostname`); records
 //! written before the names migration have no host name and count as unnamed.
 
 use rusqlite::params;
@@ -65,14 +66,16 @@ impl JournalReader {
     pub fn services(&self, range: TimeRange, app: Option<&str>) -> Result<Vec<ServiceRow>, Error> {
         let mut stmt = self
             .connection()
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "SELECT a.name, c.hostname, c.registrable_domain, c.name_source, c.country, c.asn, c.as_org,
                      SUM(c.delta_payload_tx), SUM(c.delta_payload_rx), COUNT(DISTINCT c.cookie)
                  FROM connections c JOIN apps a ON a.id = c.app_id
-                 WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND c.direction != 'listen' AND (?3 IS NULL OR a.name = ?3)
+                 WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND",
+                super::spans::id_window!("c.id", "?1", "?2"),
+                " AND c.direction != 'listen' AND (?3 IS NULL OR a.name = ?3)
                  GROUP BY a.name, c.hostname, c.registrable_domain, c.name_source, c.country, c.asn, c.as_org
-                 ORDER BY a.name, c.hostname, c.registrable_domain, c.name_source, c.country, c.asn, c.as_org",
-            )
+                 ORDER BY a.name, c.hostname, c.registrable_domain, c.name_source, c.country, c.asn, c.as_org"
+            ))
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map(params![ms(range.since), ms(range.until), app], |row| {
@@ -106,13 +109,15 @@ impl JournalReader {
     ) -> Result<Vec<(String, String, String)>, Error> {
         let mut stmt = self
             .connection()
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "SELECT DISTINCT a.name, c.remote_ip, c.hostname
                  FROM connections c JOIN apps a ON a.id = c.app_id
-                 WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND c.hostname IS NOT NULL AND c.remote_ip IS NOT NULL
+                 WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND",
+                super::spans::id_window!("c.id", "?1", "?2"),
+                " AND c.hostname IS NOT NULL AND c.remote_ip IS NOT NULL
                      AND (?3 IS NULL OR a.name = ?3)
-                 ORDER BY 1, 2, 3",
-            )
+                 ORDER BY 1, 2, 3"
+            ))
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map(params![ms(range.since), ms(range.until), app], |row| {

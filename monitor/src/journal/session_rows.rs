@@ -26,7 +26,7 @@ impl JournalReader {
     ) -> Result<Vec<ResidencyRow>, Error> {
         let mut stmt = self
             .conn()
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "SELECT a.name, COALESCE(c.scope, 'none') AS scope, c.country, c.asn, c.as_org, c.country_db,
                      c.asn_db, c.payload_source, SUM(c.delta_payload_tx), SUM(c.delta_payload_rx),
                      SUM(c.delta_wire_tx), SUM(c.delta_wire_rx), SUM(c.delta_packets_tx), SUM(c.delta_packets_rx),
@@ -34,10 +34,12 @@ impl JournalReader {
                      SUM(c.event != 'update' AND c.complete = 0), COUNT(DISTINCT c.cookie),
                      MIN(c.time_ms), MAX(c.time_ms)
                  FROM connections c JOIN apps a ON a.id = c.app_id
-                 WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND c.owner_cgroup_id = ?3 AND (?4 IS NULL OR a.name = ?4)
+                 WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND",
+                super::spans::id_window!("c.id", "?1", "?2"),
+                " AND c.owner_cgroup_id = ?3 AND (?4 IS NULL OR a.name = ?4)
                  GROUP BY a.name, scope, c.country, c.asn, c.as_org, c.country_db, c.asn_db, c.payload_source
-                 ORDER BY a.name, scope, c.country, c.asn, c.as_org, c.country_db, c.asn_db, c.payload_source",
-            )
+                 ORDER BY a.name, scope, c.country, c.asn, c.as_org, c.country_db, c.asn_db, c.payload_source"
+            ))
             .map_err(|e| Error::read(self.path(), e))?;
         let rows = stmt
             .query_map(params![ms(range.since), ms(range.until), cgroup_id.cast_signed(), app], |row| {
@@ -82,8 +84,11 @@ impl JournalReader {
         let span: (Option<i64>, Option<i64>) = self
             .conn()
             .query_row(
-                "SELECT MIN(time_ms), MAX(time_ms) FROM connections
-                 WHERE owner_cgroup_id = ?1 AND time_ms >= ?2 AND time_ms < ?3",
+                concat!(
+                    "SELECT MIN(time_ms), MAX(time_ms) FROM connections
+                 WHERE owner_cgroup_id = ?1 AND time_ms >= ?2 AND time_ms < ?3 AND",
+                    super::spans::id_window!("id", "?2", "?3")
+                ),
                 params![cgroup_id.cast_signed(), ms(range.since), ms(range.until)],
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )
@@ -106,17 +111,19 @@ impl JournalReader {
     ) -> Result<Vec<EndpointRow>, Error> {
         let mut stmt = self
             .conn()
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "SELECT a.name, c.remote_ip, CASE WHEN c.direction = 'inbound' THEN NULL ELSE c.remote_port END AS port,
                      c.protocol, SUM(c.delta_payload_tx), SUM(c.delta_payload_rx), SUM(c.delta_wire_tx),
                      SUM(c.delta_wire_rx), COUNT(DISTINCT c.cookie), MAX(c.time_ms),
                      c.scope, c.country, c.asn, c.as_org
                  FROM connections c JOIN apps a ON a.id = c.app_id
-                 WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND c.remote_ip IS NOT NULL AND c.owner_cgroup_id = ?3
+                 WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND",
+                super::spans::id_window!("c.id", "?1", "?2"),
+                " AND c.remote_ip IS NOT NULL AND c.owner_cgroup_id = ?3
                      AND (?4 IS NULL OR a.name = ?4)
                  GROUP BY a.name, c.remote_ip, port, c.protocol
-                 ORDER BY a.name, c.remote_ip, port, c.protocol",
-            )
+                 ORDER BY a.name, c.remote_ip, port, c.protocol"
+            ))
             .map_err(|e| Error::read(self.path(), e))?;
         let rows = stmt
             .query_map(params![ms(range.since), ms(range.until), cgroup_id.cast_signed(), app], endpoint_row)
@@ -191,15 +198,17 @@ impl JournalReader {
     pub fn records(&self, range: TimeRange, cgroup_id: Option<u64>) -> Result<Vec<RecordRow>, Error> {
         let mut stmt = self
             .conn()
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "SELECT c.id, c.time_ms, c.event, c.cookie, a.name, a.exe, c.owner_tgid, c.owner_uid, c.owner_comm,
                      c.owner_cgroup_id, c.protocol, c.direction, c.local_ip, c.local_port, c.remote_ip, c.remote_port,
                      c.delta_payload_tx, c.delta_payload_rx, c.delta_wire_tx, c.delta_wire_rx, c.scope, c.country,
                      c.asn, c.as_org, c.country_db, c.asn_db
                  FROM connections c JOIN apps a ON a.id = c.app_id
-                 WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND (?3 IS NULL OR c.owner_cgroup_id = ?3)
-                 ORDER BY c.id",
-            )
+                 WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND",
+                super::spans::id_window!("c.id", "?1", "?2"),
+                " AND (?3 IS NULL OR c.owner_cgroup_id = ?3)
+                 ORDER BY c.id"
+            ))
             .map_err(|e| Error::read(self.path(), e))?;
         let rows = stmt
             .query_map(params![ms(range.since), ms(range.until), cgroup_id.map(u64::cast_signed)], |row| {

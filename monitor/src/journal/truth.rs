@@ -140,10 +140,12 @@ impl JournalReader {
         let err = |e| Error::read(self.path(), e);
         let us: Option<i64> = self
             .conn()
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "SELECT MIN(rtt_min_us) FROM connections
-                 WHERE remote_ip = ?1 AND time_ms >= ?2 AND time_ms < ?3 AND rtt_min_us > 0",
-            )
+                 WHERE remote_ip = ?1 AND time_ms >= ?2 AND time_ms < ?3 AND",
+                super::spans::id_window!("id", "?2", "?3"),
+                " AND rtt_min_us > 0"
+            ))
             .map_err(err)?
             .query_row(params![ip, ms(range.since), ms(range.until)], |row| row.get(0))
             .map_err(err)?;
@@ -160,11 +162,13 @@ impl JournalReader {
         let err = |e| Error::read(self.path(), e);
         let mut rtt_stmt = self
             .conn()
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "SELECT remote_ip, MIN(rtt_min_us) FROM connections
-                 WHERE time_ms >= ?1 AND time_ms < ?2 AND scope = 'public' AND rtt_min_us > 0
-                 GROUP BY remote_ip",
-            )
+                 WHERE time_ms >= ?1 AND time_ms < ?2 AND",
+                super::spans::id_window!("id", "?1", "?2"),
+                " AND scope = 'public' AND rtt_min_us > 0
+                 GROUP BY remote_ip"
+            ))
             .map_err(err)?;
         let rtt: HashMap<String, u32> = rtt_stmt
             .query_map(params![ms(range.since), ms(range.until)], |row| {
@@ -181,7 +185,9 @@ impl JournalReader {
                      c.country, c.consensus, ",
                 answers_text!("c"),
                 " FROM connections c JOIN apps a ON a.id = c.app_id
-                 WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND c.scope = 'public' AND (?3 IS NULL OR a.name = ?3)
+                 WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND",
+                super::spans::id_window!("c.id", "?1", "?2"),
+                " AND c.scope = 'public' AND (?3 IS NULL OR a.name = ?3)
                  GROUP BY a.name, c.remote_ip
                  ORDER BY a.name, c.remote_ip",
             ))

@@ -319,7 +319,13 @@ impl JournalWriter {
         let path = self.path.clone();
         let map = |source| Error::write(&path, source);
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map)?;
-        let connections = tx.execute("DELETE FROM connection_rows WHERE time_ms < ?1", [conn_cut]).map_err(map)?;
+        let connections = tx
+            .execute(
+                concat!("DELETE FROM connection_rows WHERE time_ms < ?1 AND id <= ", super::spans::until_id!("?1")),
+                [conn_cut],
+            )
+            .map_err(map)?;
+        super::spans::purge(&tx, conn_cut).map_err(map)?;
         // The shared parts no record refers to any more (schema 14), then their apps.
         for (table, column) in [
             ("connection_owners", "owner_id"),

@@ -29,7 +29,15 @@ pub(super) struct Backfilled {
 /// residency row or connection record; `i64::MIN` (everything) when there is none.
 pub(super) fn covered_from(tx: &Transaction<'_>, weeks: &mut Weeks) -> rusqlite::Result<i64> {
     let residency: Option<i64> = tx.query_row("SELECT MAX(interval_start) FROM residency", [], |r| r.get(0))?;
-    let connections: Option<i64> = tx.query_row("SELECT MAX(time_ms) FROM connections", [], |r| r.get(0))?;
+    // The latest record is in the spans from the first whose running maximum is the last's on.
+    let connections: Option<i64> = tx.query_row(
+        concat!(
+            "SELECT MAX(time_ms) FROM connections WHERE id >= ",
+            crate::journal::spans::from_id!("(SELECT max_before_ms FROM connection_spans ORDER BY id DESC LIMIT 1)")
+        ),
+        [],
+        |r| r.get(0),
+    )?;
     let latest = residency.into_iter().chain(connections.map(|t| t.div_euclid(1000))).max();
     let Some(latest) = latest else {
         return Ok(i64::MIN);
@@ -255,10 +263,11 @@ fn endpoints(tx: &Transaction<'_>, weeks: &mut Weeks, from: i64) -> rusqlite::Re
     let from_ms = from.saturating_mul(1000);
     // Sockets with several records: only those need remembering to be counted once per week.
     let multi: FastSet<i64> = tx
-        .prepare(
-            "SELECT cookie FROM connection_rows WHERE time_ms >= ?1
-             GROUP BY cookie HAVING COUNT(*) > 1",
-        )?
+        .prepare(concat!(
+            "SELECT cookie FROM connection_rows WHERE time_ms >= ?1 AND id >= ",
+            crate::journal::spans::from_id!("?1"),
+            " GROUP BY cookie HAVING COUNT(*) > 1"
+        ))?
         .query_map([from_ms], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     let mut s = Interner::default();
@@ -280,7 +289,9 @@ fn endpoints(tx: &Transaction<'_>, weeks: &mut Weeks, from: i64) -> rusqlite::Re
              hostname, registrable_domain, name_source, consensus, ",
         crate::journal::truth::answers_text!("connections"),
         ", rtt_min_us, direction = 'listen'
-         FROM connections WHERE time_ms >= ?1 ORDER BY time_ms, id",
+         FROM connections WHERE time_ms >= ?1 AND id >= ",
+        crate::journal::spans::from_id!("?1"),
+        " ORDER BY time_ms, id",
     ))?;
     let mut rows = stmt.query([from_ms])?;
     while let Some(row) = rows.next()? {

@@ -120,7 +120,10 @@ impl Rollup {
         // Records not flagged for the probe were not firsts in the weeks of the previous time
         // zone; in this zone's weeks they may be: every covered record may be looked for now.
         tx.execute(
-            "UPDATE connection_rows SET lookup = 1 WHERE lookup IS NULL AND time_ms >= ?1",
+            concat!(
+                "UPDATE connection_rows SET lookup = 1 WHERE lookup IS NULL AND time_ms >= ?1 AND id >= ",
+                crate::journal::spans::from_id!("?1")
+            ),
             [covered_from.saturating_mul(1000)],
         )?;
         tx.execute(

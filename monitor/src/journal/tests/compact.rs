@@ -108,8 +108,13 @@ fn lookups_through_the_view_use_the_indexes() {
                  AND c.time_ms < 9 AND c.direction != 'inbound' AND c.protocol = 'tcp' AND a.name = 'curl')",
     );
     assert!(probe.contains("connections_cookie"), "{probe}");
-    let range = plan("SELECT payload_tx, owner_comm FROM connections WHERE time_ms >= 5 ORDER BY time_ms, id");
-    assert!(range.contains("connections_time"), "{range}");
+    // Schema 17: a time range seeks record ids through `connection_spans` (`journal::spans`).
+    let range = plan(concat!(
+        "SELECT payload_tx, owner_comm FROM connections WHERE time_ms >= 5 AND",
+        crate::journal::spans::id_window!("id", "5", "9"),
+        "ORDER BY time_ms, id"
+    ));
+    assert!(range.contains("USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"), "{range}");
     let named = plan("SELECT id FROM connections WHERE hostname = 'api.example.com' AND time_ms >= 0");
     assert!(named.contains("connections_hostname"), "{named}");
 }
@@ -366,10 +371,15 @@ fn schema_15_leaves_a_schema_14_journal_with_lookup_as_it_is() {
     let conn = raw(&path);
     crate::journal::chain::as_schema_15_batches(&conn).expect("batches of schema 15");
     conn.execute_batch("PRAGMA user_version = 14").expect("version");
-    // `batches` gains `row_format` at version 16.
+    // `batches` gains `row_format` at version 16, version 17 replaces `connections_time` with
+    // `connection_spans` (`journal::spans`).
     let schema_14 = |conn: &Connection| -> Vec<Vec<Value>> {
         let mut stmt = conn
-            .prepare("SELECT type, name, sql FROM sqlite_schema WHERE name != 'batches' ORDER BY name")
+            .prepare(
+                "SELECT type, name, sql FROM sqlite_schema
+                 WHERE name != 'batches' AND name != 'connections_time' AND tbl_name != 'connection_spans'
+                 ORDER BY name",
+            )
             .expect("schema");
         stmt.query_map([], |r| Ok(vec![r.get(0)?, r.get(1)?, r.get(2)?]))
             .expect("query")
