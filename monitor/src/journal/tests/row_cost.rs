@@ -25,7 +25,8 @@ struct Shape {
     indexes: &'static [&'static str],
 }
 
-/// An index whose key grows with the id: each row lands at the end (as `connections_time`).
+/// An index whose key grows with the id: each row lands at the end (as `connections_time` did
+/// before schema 17).
 const APPENDED: &str = "CREATE INDEX row_cost_time ON row_cost (c3)";
 /// A four-value key (as `connections_cookie`) whose rows land at scattered places for half of
 /// them: the peers of one unconnected socket, one cookie and a peer port each in no order (the
