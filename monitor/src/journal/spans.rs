@@ -91,7 +91,7 @@ INSERT INTO connection_spans (first_id, last_id, min_time_ms, max_time_ms, max_b
     ORDER BY first_id;
 CREATE INDEX connection_spans_from ON connection_spans (max_before_ms, first_id);
 CREATE INDEX connection_spans_until ON connection_spans (min_after_ms, last_id);
-DROP INDEX connections_time;
+DROP INDEX IF EXISTS connections_time;
 ";
 
 /// Adds the span of a flush that found `before` as the highest record id and wrote the ids after
