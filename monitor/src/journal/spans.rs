@@ -12,17 +12,16 @@
 //!   rarely go back). It never decreases either, so the last span whose `min_after_ms` is below
 //!   `until` is the last that can hold a record before `until` ([`until_id!`]).
 //!
-//! The spans cover the ids from the first record to the last flush's last one without a gap:
-//! a flush also covers records written between flushes through the writable view (tests, a
-//! user's own SQL), reading their times. Records after the last span (written through the view
+//! The spans leave no record out from the first id to the last flush's last one: a flush also
+//! covers records written between flushes through the writable view (tests, a user's own SQL),
+//! reading their times. Records after the last span (written through the view
 //! since) are always inside the range. A reader of a journal from before schema 17 sees no spans
 //! (`legacy` stands an empty view in) and so every id.
 //!
 //! The id range only narrows the search: every query keeps its own condition on `time_ms`. A
 //! record far from its neighbours' times (the clock stepped) widens the id ranges of the times
-//! between: slower, never wrong. This
-//! replaces the index `connections_time`, which every record paid for on insert (0.2 to 0.3 µs
-//! per record, `BENCHMARKS.md`), with one row per flush.
+//! between: slower, never wrong. This replaces the index `connections_time`, which every record
+//! paid for on insert (0.2 to 0.3 µs per record, `BENCHMARKS.md`), with one row per flush.
 
 use rusqlite::{OptionalExtension as _, Transaction, params};
 
