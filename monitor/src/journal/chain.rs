@@ -329,6 +329,9 @@ pub enum Problem {
     /// A row of `table` at a time (Unix seconds) outside the calendar the monitor writes: its
     /// sums cannot be compared with anything.
     OutsideCalendar { table: &'static str, time: i64 },
+    /// A `connection_spans` row (schema 17) that does not bound the records it covers: reports
+    /// of a time range could leave records out although every record is intact.
+    SpanWrong { span: i64 },
 }
 
 impl std::fmt::Display for Problem {
@@ -347,6 +350,10 @@ impl std::fmt::Display for Problem {
                     "{table} has a row at {time} s (Unix time), outside the calendar: no week or day to check it in"
                 )
             }
+            Self::SpanWrong { span } => write!(
+                f,
+                "connection_spans row {span} does not bound the records it covers: time ranges may leave records out"
+            ),
             Self::FiguresDiffer { table, source, period, app, key } => write!(
                 f,
                 "{table} sums of app \"{}\"{}{} for {period} differ from the {source} rows they are summed from",
@@ -545,6 +552,7 @@ fn verify_conn(conn: &Connection) -> rusqlite::Result<Integrity> {
         // Rows before the chain: checked from the first sealed record on.
         chain_start_ms: (out.rows_before_chain > 0).then(|| batches.iter().find_map(|b| b.3.0).unwrap_or(i64::MAX / 2)),
     };
+    out.problems.extend(super::spans::check(conn)?.into_iter().map(|span| Problem::SpanWrong { span }));
     // A damaged page of a summed table must not hide what the chain check found.
     let mut found = Vec::new();
     out.figures = figures::check(conn, horizons, &mut found)

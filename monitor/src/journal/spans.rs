@@ -23,7 +23,7 @@
 //! between: slower, never wrong. This replaces the index `connections_time`, which every record
 //! paid for on insert (0.2 to 0.3 µs per record, `BENCHMARKS.md`), with one row per flush.
 
-use rusqlite::{OptionalExtension as _, Transaction, params};
+use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 
 /// SQL: the smallest id a record with `time_ms >= $from` can have (`$from`: an SQL expression
 /// given as a string literal, e.g. `"?1"`).
@@ -139,9 +139,60 @@ pub(super) fn purge(tx: &Transaction<'_>, cut: i64) -> rusqlite::Result<usize> {
     tx.execute("DELETE FROM connection_spans WHERE max_before_ms < ?1", [cut])
 }
 
+/// The spans through which a time range could miss records (their ids): a journal changed outside
+/// the monitor. Each span must start after the one before with no record between them, and its
+/// `max_before_ms` and `min_after_ms` must bound the times of its records taken with those of
+/// the spans before and after, and never decrease. Reads every record once (`journal verify`).
+/// None in a journal without spans.
+pub(super) fn check(conn: &Connection) -> rusqlite::Result<Vec<i64>> {
+    type Span = (i64, i64, i64, i64, i64);
+    let spans: Vec<Span> = conn
+        .prepare("SELECT id, first_id, last_id, max_before_ms, min_after_ms FROM connection_spans ORDER BY id")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    if spans.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Through the view: the records of every schema a span can be in.
+    // The times of the records from the end of the span before to this one's end, and whether
+    // any of them lies before this span's first id (no span covers it).
+    let mut times = conn.prepare(
+        "SELECT MIN(time_ms), MAX(time_ms), COALESCE(SUM(id < ?2), 0) FROM connections WHERE id > ?1 AND id <= ?3",
+    )?;
+    let mut covered: Vec<(Option<i64>, Option<i64>)> = Vec::with_capacity(spans.len());
+    let mut wrong = std::collections::BTreeSet::new();
+    let mut end = i64::MIN;
+    for &(id, first, last, _, _) in &spans {
+        let (lo, hi, uncovered): (Option<i64>, Option<i64>, i64) =
+            times.query_row([end, first, last.max(end)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        if first <= end || last < first || uncovered > 0 {
+            wrong.insert(id);
+        }
+        covered.push((lo, hi));
+        end = end.max(last);
+    }
+    let (mut latest, mut before) = (i64::MIN, i64::MIN);
+    for (&(id, _, _, max_before, _), &(_, hi)) in spans.iter().zip(&covered) {
+        latest = latest.max(hi.unwrap_or(i64::MIN));
+        if max_before < latest || max_before < before {
+            wrong.insert(id);
+        }
+        before = max_before;
+    }
+    let (mut earliest, mut after) = (i64::MAX, i64::MAX);
+    for (&(id, _, _, _, min_after), &(lo, _)) in spans.iter().zip(&covered).rev() {
+        earliest = earliest.min(lo.unwrap_or(i64::MAX));
+        if min_after > earliest || min_after > after {
+            wrong.insert(id);
+        }
+        after = min_after;
+    }
+    Ok(wrong.into_iter().collect())
+}
+
 /// Undoes [`MIGRATION`] (the time index back, no spans): for tests of older journals.
 #[cfg(test)]
-pub(super) fn as_schema_16(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+pub(super) fn as_schema_16(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
         "DROP TABLE IF EXISTS connection_spans; CREATE INDEX IF NOT EXISTS connections_time ON connection_rows (time_ms);",
     )

@@ -216,3 +216,41 @@ fn the_migration_spans_existing_records_and_ranges_seek_ids() {
     assert!(plan.contains("SEARCH r USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"), "{plan}");
     assert!(plan.contains("connection_spans_from") && plan.contains("connection_spans_until"), "{plan}");
 }
+
+/// `journal verify` names a span changed or removed outside the monitor, through which a time
+/// range would miss records, and none of a journal the writer wrote.
+#[test]
+fn verify_names_spans_that_no_longer_bound_their_records() {
+    use crate::journal::{IntegrityProblem as Problem, verify_chain};
+    let dir = tempdir();
+    let mut w = writer_in(dir.path());
+    let mut rng = Lcg(5);
+    for k in 0..10 {
+        write_flush(&mut w, &mut rng, k, 20, true);
+    }
+    let path = w.path().to_path_buf();
+    drop(w);
+    let spans = |path: &std::path::Path| -> Vec<i64> {
+        verify_chain(path)
+            .expect("verify")
+            .problems
+            .into_iter()
+            .filter_map(|p| match p {
+                Problem::SpanWrong { span } => Some(span),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(spans(&path), Vec::<i64>::new());
+    let conn = raw(&path);
+    // A later earliest time for span 4: a range before it would stop short of its records.
+    conn.execute("UPDATE connection_spans SET min_after_ms = min_after_ms + 3600000 WHERE id = 4", []).expect("tamper");
+    assert!(spans(&path).contains(&4), "{:?}", spans(&path));
+    conn.execute("UPDATE connection_spans SET min_after_ms = min_after_ms - 3600000 WHERE id = 4", []).expect("undo");
+    assert_eq!(spans(&path), Vec::<i64>::new());
+    // A span removed: its records lie in no span, and a range of its minute misses them.
+    conn.execute("DELETE FROM connection_spans WHERE id = 6", []).expect("remove");
+    assert_eq!(spans(&path), vec![7]);
+    let (scan, windowed) = both(&conn, (T0 + 5 * 60) * 1000, (T0 + 6 * 60) * 1000);
+    assert!(windowed.len() < scan.len(), "{} of {}", windowed.len(), scan.len());
+}
