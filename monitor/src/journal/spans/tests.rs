@@ -9,7 +9,7 @@ use crate::{
         JournalWriter,
         schema::migrations,
         tests::{
-            fixtures::{self, Flow, at},
+            fixtures::{self, Flow, Rng, at},
             int, raw, tempdir, writer_in,
         },
     },
@@ -42,24 +42,19 @@ fn window(conn: &Connection, from: i64, until: i64) -> (i64, i64) {
     .expect("window")
 }
 
-/// A small deterministic generator (the same journal every run).
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: u64) -> i64 {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-        i64::try_from((self.0 >> 33) % n).expect("small")
-    }
+/// A value in `0..n` from `rng`, as a time offset or count.
+fn below(rng: &mut Rng, n: u64) -> i64 {
+    i64::try_from(rng.below(n)).expect("small")
 }
 
 /// Writes `n` records of flush `k` (one minute each from `T0`), a few of them late.
-fn write_flush(w: &mut JournalWriter, rng: &mut Lcg, k: i64, n: i64, late: bool) {
+fn write_flush(w: &mut JournalWriter, rng: &mut Rng, k: i64, n: i64, late: bool) {
     let app = fixtures::app("churn");
     let dest = fixtures::public(Some("US"), Some(15169), Some("Google LLC"));
     for i in 0..n {
-        let mut secs = T0 + k * 60 + rng.below(50);
-        if late && rng.below(25) == 0 {
-            secs -= rng.below(3600);
+        let mut secs = T0 + k * 60 + below(rng, 50);
+        if late && below(rng, 25) == 0 {
+            secs -= below(rng, 3600);
         }
         let cookie = u64::try_from(k * 1000 + i).expect("positive");
         w.append(&Flow::new(cookie, "192.0.2.7:443", at(secs)).record(Close, at(secs), 10, 20), &app, Some(&dest));
@@ -107,12 +102,12 @@ fn a_time_range_reads_exactly_the_records_a_scan_reads() {
     let dir = tempdir();
     let mut w = writer_in(dir.path());
     let conn = raw(w.path());
-    let mut rng = Lcg(7);
+    let mut rng = Rng(7);
     const FLUSHES: i64 = 60;
     for k in 0..FLUSHES {
         if k % 10 == 5 {
             // Written between flushes, an hour back or ahead.
-            insert_outside(&conn, (T0 + k * 60 - 3600 + rng.below(7200)) * 1000);
+            insert_outside(&conn, (T0 + k * 60 - 3600 + below(&mut rng, 7200)) * 1000);
             insert_outside(&conn, (T0 + k * 60) * 1000);
         }
         if k == 30 {
@@ -125,7 +120,7 @@ fn a_time_range_reads_exactly_the_records_a_scan_reads() {
             let purged = w.purge_expired(at(T0 + 20 * 60 + 30 * 86_400)).expect("purge");
             assert!(purged.connections > 0);
         }
-        let n = 1 + rng.below(40);
+        let n = 1 + below(&mut rng, 40);
         write_flush(&mut w, &mut rng, k, n, true);
     }
     assert!(int(&conn, "SELECT COUNT(*) FROM connection_rows") > 500);
@@ -143,7 +138,7 @@ fn the_window_of_a_minute_is_its_flush() {
     let dir = tempdir();
     let mut w = writer_in(dir.path());
     let conn = raw(w.path());
-    let mut rng = Lcg(11);
+    let mut rng = Rng(11);
     for k in 0..20 {
         write_flush(&mut w, &mut rng, k, 30, false);
     }
@@ -178,10 +173,10 @@ fn the_migration_spans_existing_records_and_ranges_seek_ids() {
              VALUES (1, 'a', 'a', 0, 'test', 0, 0);",
     )
     .expect("app");
-    let mut rng = Lcg(3);
+    let mut rng = Rng(3);
     for i in 0..10_000 {
         // Mostly forward, some late by up to an hour.
-        let t = (T0 + i / 10) * 1000 - if rng.below(50) == 0 { rng.below(3_600_000) } else { 0 };
+        let t = (T0 + i / 10) * 1000 - if below(&mut rng, 50) == 0 { below(&mut rng, 3_600_000) } else { 0 };
         conn.execute(
             "INSERT INTO connections (event, time_ms, first_seen_ms, cookie, app_id, app_pid, app_start_time,
                  owner_tgid, owner_pid, owner_uid, owner_gid, owner_comm, owner_cgroup_id, owner_source, protocol,
@@ -224,7 +219,7 @@ fn verify_names_spans_that_no_longer_bound_their_records() {
     use crate::journal::{IntegrityProblem as Problem, verify_chain};
     let dir = tempdir();
     let mut w = writer_in(dir.path());
-    let mut rng = Lcg(5);
+    let mut rng = Rng(5);
     for k in 0..10 {
         write_flush(&mut w, &mut rng, k, 20, true);
     }

@@ -15,7 +15,7 @@ use crate::{
     journal::{
         JournalConfig, JournalReader, JournalWriter,
         tests::{
-            fixtures::{self, Flow, at},
+            fixtures::{self, Flow, Rng, at},
             run, tempdir,
         },
     },
@@ -36,22 +36,6 @@ const SERVER_COOKIE: u64 = 1_000_000;
 fn writer(dir: &Path, zone: &str) -> JournalWriter {
     let config = JournalConfig { path: dir.join("journal.db"), ..JournalConfig::default() };
     JournalWriter::open(&config, run(), zone).expect("open journal")
-}
-
-/// xorshift64: the same "random" journal on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 fn destination(i: u64) -> Destination {
