@@ -53,7 +53,7 @@ fn main() -> anyhow::Result<()> {
         }
         Some("weekly") => {
             let reader = JournalReader::open(&path)?;
-            let week = Period::iso_week(WEEK, &monitor::report::Zone::get("UTC")?)?;
+            let week = Period::iso_week(WEEK, &monitor::zone::Zone::get("UTC")?)?;
             let report = Report::build(&reader, &ReportQuery::new(week))?;
             // As `monitor report` does: rendered into memory, written in one go.
             let mut out = Vec::new();
@@ -68,7 +68,7 @@ fn main() -> anyhow::Result<()> {
 fn generate(path: PathBuf, records: u64) -> anyhow::Result<()> {
     let mut writer =
         JournalWriter::open(&JournalConfig { path, ..JournalConfig::default() }, RunInfo::current(None), "UTC")?;
-    let start = Period::iso_week(WEEK, &monitor::report::Zone::get("UTC")?)?.since;
+    let start = Period::iso_week(WEEK, &monitor::zone::Zone::get("UTC")?)?.since;
     let step_ns = 7 * 86_400 * 1_000_000_000 / i128::from(records.max(1));
     let country_db = DbRef { database_type: "DBIP-Country-Lite".into(), build_epoch: 1_780_000_000 };
     let asn_db = DbRef { database_type: "GeoLite2-ASN".into(), build_epoch: 1_780_000_000 };

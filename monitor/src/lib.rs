@@ -21,6 +21,7 @@
 //! - [`settings`]   configuration.
 //! - [`stats`]   completeness counters shared by the stages and the journal (a leaf).
 //! - [`week`]   ISO week bounds in a time zone, for reports and rollups alike (a leaf).
+//! - [`zone`]   a time zone looked up once by name, handed to the journal, reports and exports (a leaf).
 //! - [`escape`]   escaping of foreign text (names, command lines) for each output format.
 //! - [`files`]   reading input files (regular files only, size-capped).
 //! - [`sys`]   the system calls `nix` does not wrap: pidfds and socket cookies (a leaf).
@@ -53,3 +54,4 @@ pub mod sys;
 pub mod tracker;
 pub mod week;
 pub mod world;
+pub mod zone;

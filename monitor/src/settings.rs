@@ -22,7 +22,8 @@ use crate::{
     journal::JournalConfig,
     metrics::MetricsConfig,
     names::table::NameTableConfig,
-    report::{ReportConfig, Zone},
+    report::ReportConfig,
+    zone::Zone,
 };
 
 /// Default config file, read when it exists and no `--config` is given.

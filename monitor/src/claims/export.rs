@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use super::{ClaimSet, Error, evaluate};
 use crate::{
     journal::JournalReader,
-    report::{Format, Period, Report, ReportQuery, Zone, write_atomic},
+    report::{Format, Period, Report, ReportQuery, write_atomic},
+    zone::Zone,
 };
 
 /// Judges `claims` over ISO week `week` (cut in `time_zone`) and writes the verdicts to `dir`
@@ -24,7 +25,7 @@ pub fn export_verdicts(
     claims: &ClaimSet,
     claims_file: &Path,
 ) -> Result<Vec<PathBuf>, Error> {
-    let period = Period::iso_week(week, &Zone::get(time_zone)?)?;
+    let period = Period::iso_week(week, &Zone::get(time_zone).map_err(crate::report::Error::from)?)?;
     let mut query = ReportQuery::new(period);
     query.evidence = true;
     let report = Report::build(reader, &query)?;

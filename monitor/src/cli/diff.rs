@@ -10,8 +10,9 @@ use monitor::{
     diff::{DEFAULT_THRESHOLD_PCT, Diff, DiffFormat},
     files,
     journal::JournalReader,
-    report::{Format, Period, Report, ReportQuery, Zone},
+    report::{Format, Period, Report, ReportQuery},
     settings::Settings,
+    zone::Zone,
 };
 use serde_json::Value;
 

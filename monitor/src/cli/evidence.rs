@@ -12,8 +12,9 @@ use monitor::{
     escape,
     evidence::{BundleInput, SigningKey, keygen, verify_bundle, write_bundle},
     journal::{JournalReader, verify_chain},
-    report::{Period, Report, ReportQuery, Zone},
+    report::{Period, Report, ReportQuery},
     settings::{RawConfig, Settings},
+    zone::Zone,
 };
 use serde_json::Value;
 

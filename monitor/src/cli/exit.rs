@@ -27,6 +27,7 @@ pub const TAMPERED: u8 = 13;
 pub fn code_for(err: &anyhow::Error) -> ExitCode {
     if err.downcast_ref::<monitor::settings::Error>().is_some()
         || err.downcast_ref::<super::report::UsageError>().is_some()
+        || err.downcast_ref::<monitor::zone::UnknownZone>().is_some()
         || err.downcast_ref::<monitor::claims::Error>().is_some()
         // A configured database that is missing or broken (`lookup`; the daemon's `Geo` below).
         || err.downcast_ref::<monitor::enrich::Error>().is_some()

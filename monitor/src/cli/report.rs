@@ -6,8 +6,9 @@ use anyhow::Context as _;
 use jiff::Timestamp;
 use monitor::{
     journal::JournalReader,
-    report::{Format, Period, Report, ReportQuery, Zone, promql},
+    report::{Format, Period, Report, ReportQuery, promql},
     settings::Settings,
+    zone::Zone,
 };
 
 use super::{args::ReportArgs, exit};

@@ -9,8 +9,9 @@ use jiff::{SignedDuration, Timestamp};
 use monitor::{
     escape,
     journal::{JournalReader, Session, TimeRange, start_session, stop_session},
-    report::{Period, SessionInfo, Zone},
+    report::{Period, SessionInfo},
     settings::Settings,
+    zone::Zone,
 };
 
 use super::{exit, report::open_journal};

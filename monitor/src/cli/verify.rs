@@ -7,8 +7,9 @@ use clap::Args;
 use jiff::Timestamp;
 use monitor::{
     claims::{self, ClaimSet, Verdict},
-    report::{Format, Period, Report, ReportQuery, Zone},
+    report::{Format, Period, Report, ReportQuery},
     settings::Settings,
+    zone::Zone,
 };
 
 use super::{

@@ -12,8 +12,9 @@ use crate::{
             tempdir, writer_in,
         },
     },
-    report::{Format, Period, Report, ReportQuery, SessionInfo, Zone},
+    report::{Format, Period, Report, ReportQuery, SessionInfo},
     tracker::record::RecordKind::Close,
+    zone::Zone,
 };
 
 const T: i64 = 1_794_805_200;

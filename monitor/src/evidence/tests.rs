@@ -13,8 +13,9 @@ use crate::{
         },
         verify_chain,
     },
-    report::{Period, Report, ReportQuery, Zone},
+    report::{Period, Report, ReportQuery},
     tracker::record::RecordKind::Close,
+    zone::Zone,
 };
 
 const T: i64 = 1_794_805_200;

@@ -6,6 +6,7 @@ use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
 use super::{Error, Format};
+use crate::zone::Zone;
 
 /// The documented `[report]` section: every key with its default. Parses to
 /// [`ReportConfig::default`] (checked by a test); meant to be pasted into `config/monitor.toml`.
@@ -66,7 +67,7 @@ impl ReportConfig {
     /// # Errors
     /// [`Error::TimeZone`] for a name not in the time zone database.
     pub fn time_zone(&self) -> Result<TimeZone, Error> {
-        time_zone(&self.time_zone)
+        Ok(Zone::get(&self.time_zone)?.tz)
     }
 
     /// Checks the time zone and the export directory.
@@ -80,14 +81,6 @@ impl ReportConfig {
         }
         Ok(())
     }
-}
-
-/// Looks an IANA time zone name up ("UTC" included).
-///
-/// # Errors
-/// [`Error::TimeZone`] for an unknown name.
-pub(super) fn time_zone(name: &str) -> Result<TimeZone, Error> {
-    TimeZone::get(name).map_err(|source| Error::TimeZone { name: name.to_string(), source })
 }
 
 #[cfg(test)]

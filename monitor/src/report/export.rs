@@ -11,8 +11,11 @@ use std::{
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::{Error, Format, Period, Report, ReportQuery, Zone};
-use crate::journal::{ExportRow, JournalReader, record_export};
+use super::{Error, Format, Period, Report, ReportQuery};
+use crate::{
+    journal::{ExportRow, JournalReader, record_export},
+    zone::Zone,
+};
 
 /// Time after the end of a week before it counts as complete. The last records of a week reach
 /// the journal within one update interval plus one flush interval (seconds); ten minutes is ample.

@@ -48,7 +48,7 @@ pub use model::{
     HostSummary, HostTraffic, NewDestinations, PeriodInfo, Report, SessionInfo, Share, ShareKind, SourceShare,
     TimeBucket, TimelineInfo, TimelineUnit, Traffic, Unknown,
 };
-pub use period::{Period, PeriodKind, Zone};
+pub use period::{Period, PeriodKind};
 use serde::{Deserialize, Serialize};
 pub use truth::{AnswerUse, AppConsensus, AppPlausibility, Disagreement, Implausible, disagreeing_destinations};
 
@@ -157,12 +157,8 @@ pub enum Error {
     #[error("invalid ISO week `{week}` (expected e.g. 2026-W47): {reason}")]
     Week { week: String, reason: String },
     /// Unknown time zone.
-    #[error("unknown time zone `{name}` (expected an IANA name such as Europe/Berlin)")]
-    TimeZone {
-        name: String,
-        #[source]
-        source: jiff::Error,
-    },
+    #[error(transparent)]
+    TimeZone(#[from] crate::zone::UnknownZone),
     /// Not a date or date-time.
     #[error("invalid time `{text}` (expected e.g. 2026-11-16, 2026-11-16T08:00 or 2026-11-16T08:00:00Z)")]
     Time { text: String },

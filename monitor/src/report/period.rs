@@ -9,27 +9,10 @@ use jiff::{
 use serde::{Deserialize, Serialize};
 
 use super::Error;
-use crate::journal::TimeRange;
+use crate::{journal::TimeRange, zone::Zone};
 
-/// A time zone looked up once, with the IANA name it was given by (reports, rollups and exports
-/// are keyed by the name).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Zone {
-    /// IANA name as configured ("UTC", "Europe/Berlin").
-    pub name: String,
-    /// The zone.
-    pub tz: TimeZone,
-}
-
+/// Times given on the command line (`--since`, `--until`), read in a report's zone.
 impl Zone {
-    /// Looks `name` up in the time zone database.
-    ///
-    /// # Errors
-    /// [`Error::TimeZone`] for an unknown name.
-    pub fn get(name: &str) -> Result<Self, Error> {
-        Ok(Self { name: name.to_string(), tz: super::config::time_zone(name)? })
-    }
-
     /// A civil date-time (or date: midnight) in this zone as an instant, or an instant written
     /// with an offset or `Z`. Accepted: `2026-11-16`, `2026-11-16T08:00`, `2026-11-16T08:00:30`,
     /// `2026-11-16T08:00Z`, `2026-11-16T08:00:00+01:00`, `2026-11-16T08:00[Europe/Berlin]` (a
@@ -270,7 +253,6 @@ mod tests {
         let short = Period::iso_week("2025-W53", &z("UTC")).expect_err("2025 has 52 weeks").to_string();
         assert!(short.contains("2025 has 52 ISO weeks"), "{short}");
         assert!(Period::iso_week("2026-W53", &z("UTC")).is_ok(), "2026 has 53 weeks");
-        assert!(matches!(Zone::get("Nowhere/Town"), Err(Error::TimeZone { .. })));
         let t = ts("2026-11-16T00:00:00Z");
         assert!(matches!(Period::range(t, t, &z("UTC")), Err(Error::Period { .. })));
         let r = Period::range(t, ts("2026-11-17T00:00:00Z"), &z("UTC")).expect("range");

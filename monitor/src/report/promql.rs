@@ -313,7 +313,7 @@ mod tests {
             sample(json!({"app": "no-host"}), "9"),
         ];
         add_wire_and_flows(&mut hosts, &src, &wire, &flows);
-        let zone = crate::report::Zone::get("UTC").unwrap();
+        let zone = crate::zone::Zone::get("UTC").unwrap();
         let period = Period::iso_week("2026-W47", &zone).unwrap();
         let info = serde_json::to_value(period_info(&period)).unwrap();
         let previous = serde_json::to_value(period_info(&period.previous().unwrap())).unwrap();

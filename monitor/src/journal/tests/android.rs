@@ -15,8 +15,9 @@ use crate::{
         android::{AndroidIdentity, UidKind},
     },
     journal::{JournalReader, TimeRange},
-    report::{Format, Period, Report, ReportQuery, Zone},
+    report::{Format, Period, Report, ReportQuery},
     tracker::record::RecordKind::Close,
+    zone::Zone,
 };
 
 /// Monday 2026-11-16T00:00:00Z.

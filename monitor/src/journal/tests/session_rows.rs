@@ -7,8 +7,9 @@ use super::{
 };
 use crate::{
     journal::{JournalReader, TimeRange},
-    report::{Period, Report, ReportQuery, SessionInfo, Zone},
+    report::{Period, Report, ReportQuery, SessionInfo},
     tracker::record::RecordKind::{Close, Update},
+    zone::Zone,
 };
 
 /// Monday 2026-11-16T00:00:00Z.

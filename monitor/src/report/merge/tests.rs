@@ -11,8 +11,9 @@ use crate::{
             tempdir, writer_in,
         },
     },
-    report::{Format, Period, Report, ReportQuery, Zone},
+    report::{Format, Period, Report, ReportQuery},
     tracker::record::RecordKind::Close,
+    zone::Zone,
 };
 
 /// Monday 2026-11-16 00:00 UTC: start of 2026-W47.

@@ -18,8 +18,9 @@ use crate::{
             tempdir, writer_in,
         },
     },
-    report::{EMULATOR_APP_PREFIX, EmulatorJoin, Format, Period, Report, ReportQuery, Zone},
+    report::{EMULATOR_APP_PREFIX, EmulatorJoin, Format, Period, Report, ReportQuery},
     tracker::record::RecordKind::{Close, Update},
+    zone::Zone,
 };
 
 /// Monday 2026-11-16T00:00:00Z.

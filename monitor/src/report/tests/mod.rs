@@ -30,8 +30,8 @@ pub(super) const DAY: i64 = 86_400;
 pub(super) const NY: &str = "America/New_York";
 
 /// [`NY`], looked up.
-pub(super) fn ny() -> crate::report::Zone {
-    crate::report::Zone::get(NY).expect("zone")
+pub(super) fn ny() -> crate::zone::Zone {
+    crate::zone::Zone::get(NY).expect("zone")
 }
 
 /// One flow of one record: `(tx, rx)` payload bytes at Unix second `t`.

@@ -11,8 +11,9 @@ use crate::{
             tempdir, writer_in,
         },
     },
-    report::{Format, Period, Report, ReportQuery, SessionInfo, Zone},
+    report::{Format, Period, Report, ReportQuery, SessionInfo},
     tracker::record::RecordKind::{Close, Update},
+    zone::Zone,
 };
 
 const T: i64 = 1_794_805_200;
