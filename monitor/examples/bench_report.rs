@@ -66,8 +66,11 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn generate(path: PathBuf, records: u64) -> anyhow::Result<()> {
-    let mut writer =
-        JournalWriter::open(&JournalConfig { path, ..JournalConfig::default() }, RunInfo::current(None), "UTC")?;
+    let mut writer = JournalWriter::open(
+        &JournalConfig { path, ..JournalConfig::default() },
+        RunInfo::current(None),
+        &monitor::zone::Zone::get("UTC")?,
+    )?;
     let start = Period::iso_week(WEEK, &monitor::zone::Zone::get("UTC")?)?.since;
     let step_ns = 7 * 86_400 * 1_000_000_000 / i128::from(records.max(1));
     let country_db = DbRef { database_type: "DBIP-Country-Lite".into(), build_epoch: 1_780_000_000 };

@@ -22,8 +22,8 @@ use crate::{
     journal::JournalConfig,
     metrics::MetricsConfig,
     names::table::NameTableConfig,
-    report::ReportConfig,
-    zone::Zone,
+    report::{ReportConfig, ReportSettings},
+    zone::{UnknownZone, Zone},
 };
 
 /// Default config file, read when it exists and no `--config` is given.
@@ -57,6 +57,13 @@ pub enum Error {
     /// A value is out of range.
     #[error("invalid value for `{key}`: {reason}")]
     Invalid { key: &'static str, reason: String },
+    /// A time zone name that is not in the time zone database (the source names it).
+    #[error("invalid value for `{key}`")]
+    TimeZone {
+        key: &'static str,
+        #[source]
+        source: UnknownZone,
+    },
 }
 
 /// The file as written.
@@ -284,14 +291,14 @@ pub struct Settings {
     pub geo: GeoConfig,
     /// Journal.
     pub journal: JournalConfig,
-    /// Reports and weekly exports.
-    pub report: ReportConfig,
+    /// Reports and weekly exports, with `report.time_zone` looked up: the one zone the
+    /// journal's rollups, the weekly export and every report use (commands may override it
+    /// with `--time-zone`).
+    pub report: ReportSettings,
     /// Sizes and freshness of the per-app name table.
     pub names: NameTableConfig,
     /// Copy DNS, TLS and QUIC payloads in the kernel for host names (`probe.copy_payloads`).
     pub copy_payloads: bool,
-    /// `report.time_zone`, looked up.
-    pub time_zone: Zone,
     /// The Prometheus endpoint (validated: loopback unless explicitly allowed).
     pub metrics: MetricsConfig,
     /// App grouping rules, compiled.
@@ -324,6 +331,25 @@ fn timer_secs(key: &'static str, secs: u64) -> Result<Duration, Error> {
     positive_secs(key, secs)
 }
 
+/// `[report]` validated: the one place `report.time_zone` is parsed. The evidence key and the
+/// device location are copied in for the weekly export.
+fn resolve_report(
+    report: ReportConfig,
+    evidence: &EvidenceConfig,
+    device: &DeviceConfig,
+) -> Result<ReportSettings, Error> {
+    report.validate().map_err(|e| Error::Invalid { key: "report", reason: e.to_string() })?;
+    let ReportConfig { time_zone, export_dir, export_formats } = report;
+    let time_zone = Zone::get(&time_zone).map_err(|source| Error::TimeZone { key: "report.time_zone", source })?;
+    Ok(ReportSettings {
+        time_zone,
+        export_dir,
+        export_formats,
+        sign_with: evidence.secret_key.clone(),
+        device: device.location.clone(),
+    })
+}
+
 impl Settings {
     /// Validates a raw config.
     ///
@@ -337,7 +363,7 @@ impl Settings {
             output,
             geo,
             journal,
-            mut report,
+            report,
             metrics,
             names,
             apps,
@@ -346,8 +372,6 @@ impl Settings {
             device,
             evidence,
         } = raw;
-        report.sign_with.clone_from(&evidence.secret_key);
-        report.device.clone_from(&device.location);
         claims.validate().map_err(|reason| Error::Invalid { key: "claims", reason })?;
         metrics.validate().map_err(|e| Error::Invalid { key: "metrics", reason: e.to_string() })?;
         names.validate().map_err(|e| Error::Invalid { key: "names", reason: e.to_string() })?;
@@ -356,9 +380,7 @@ impl Settings {
             location.validate().map_err(|reason| Error::Invalid { key: "device.location", reason })?;
         }
         journal.validate().map_err(|e| Error::Invalid { key: "journal", reason: e.to_string() })?;
-        report.validate().map_err(|e| Error::Invalid { key: "report", reason: e.to_string() })?;
-        let time_zone = Zone::get(&report.time_zone)
-            .map_err(|e| Error::Invalid { key: "report.time_zone", reason: e.to_string() })?;
+        let report = resolve_report(report, &evidence, &device)?;
         let apps = AppRules::compile(&apps).map_err(|e| Error::Invalid { key: "apps", reason: e.to_string() })?;
         let kib = probe.ring_buffer_kib;
         if kib < 4 || !kib.is_power_of_two() || kib > 1 << 20 {
@@ -380,7 +402,6 @@ impl Settings {
             journal,
             report,
             names,
-            time_zone,
             metrics,
             apps,
             claims,
@@ -494,11 +515,23 @@ mod tests {
     fn resolved_settings_carry_the_time_zone_and_compiled_rules() {
         let text = "[report]\ntime_zone = \"Europe/Berlin\"\n[[apps]]\nname = \"web\"\ncomm = [\"nginx\"]\n";
         let settings = Settings::resolve(RawConfig::parse(text, Path::new("x.toml")).unwrap(), None).unwrap();
-        assert_eq!(settings.time_zone.name, "Europe/Berlin");
-        assert_eq!(settings.time_zone.tz.iana_name(), Some("Europe/Berlin"));
+        assert_eq!(settings.report.time_zone.name, "Europe/Berlin");
+        assert_eq!(settings.report.time_zone.tz.iana_name(), Some("Europe/Berlin"));
         let subject = crate::identity::rules::Subject { comm: "nginx", ..Default::default() };
         assert_eq!(settings.apps.name_for(&subject), Some("web"));
+    }
+
+    #[test]
+    fn an_unknown_time_zone_is_refused_at_resolution_naming_key_and_value() {
         let raw = RawConfig::parse("[report]\ntime_zone = \"Mars/Olympus\"\n", Path::new("x.toml")).unwrap();
-        assert!(Settings::resolve(raw, None).unwrap_err().to_string().contains("Mars/Olympus"));
+        let err = Settings::resolve(raw, None).unwrap_err();
+        assert!(
+            matches!(&err, Error::TimeZone { key: "report.time_zone", source } if source.name == "Mars/Olympus"),
+            "{err:?}"
+        );
+        let text = crate::errors::chain(&err);
+        let expected = "invalid value for `report.time_zone`: unknown time zone `Mars/Olympus` (expected an IANA name \
+                        such as Europe/Berlin)";
+        assert!(text.starts_with(expected), "{text}");
     }
 }

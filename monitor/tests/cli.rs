@@ -223,7 +223,7 @@ fn empty_journal(dir: &Path) -> PathBuf {
     use monitor::journal::{JournalConfig, JournalWriter, RunInfo};
     let path = dir.join("journal.db");
     let config = JournalConfig { path: path.clone(), ..JournalConfig::default() };
-    drop(JournalWriter::open(&config, RunInfo::current(None), "UTC").unwrap());
+    drop(JournalWriter::open(&config, RunInfo::current(None), &monitor::zone::Zone::get("UTC").unwrap()).unwrap());
     path
 }
 

@@ -117,7 +117,8 @@ fn crash_child() {
     };
     let first: u64 = std::env::var(FIRST_COOKIE_ENV).ok().and_then(|v| v.parse().ok()).unwrap_or(1);
     let config = JournalConfig { path: journal(&dir), ..JournalConfig::default() };
-    let mut writer = JournalWriter::open(&config, RunInfo::current(None), "UTC").expect("child: open");
+    let mut writer = JournalWriter::open(&config, RunInfo::current(None), &monitor::zone::Zone::get("UTC").unwrap())
+        .expect("child: open");
     let mut side = fs::OpenOptions::new().create(true).append(true).open(side_file(&dir)).expect("child: side file");
     let (app, dest) = (app(), dest());
     let mut next = first;
@@ -208,7 +209,8 @@ fn journal_survives_sigkill_during_writes() {
 
     // Writing continues in this process too.
     let config = JournalConfig { path: journal(dir.path()), ..JournalConfig::default() };
-    let mut writer = JournalWriter::open(&config, RunInfo::current(None), "UTC").expect("open after crashes");
+    let mut writer = JournalWriter::open(&config, RunInfo::current(None), &monitor::zone::Zone::get("UTC").unwrap())
+        .expect("open after crashes");
     writer.append(&record(first_cookie, Timestamp::now()), &app(), Some(&dest()));
     writer.flush().expect("flush after crashes");
     let reader = JournalReader::open(&journal(dir.path())).expect("reader");
@@ -255,7 +257,8 @@ fn full_tmpfs_keeps_buffered_rows_until_space_is_freed() {
     nix::mount::mount(Some("tmpfs"), &mnt, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("size=384k"))
         .expect("mount a 384 KiB tmpfs");
     let config = JournalConfig { path: mnt.join("journal.db"), ..JournalConfig::default() };
-    let mut writer = JournalWriter::open(&config, RunInfo::current(None), "UTC").expect("open");
+    let mut writer =
+        JournalWriter::open(&config, RunInfo::current(None), &monitor::zone::Zone::get("UTC").unwrap()).expect("open");
     let (app, dest) = (app(), dest());
     let now = Timestamp::now();
     for cookie in 1..=10 {

@@ -33,7 +33,7 @@ fn setup(dir: &Path, extra: &str) -> std::path::PathBuf {
     let journal = dir.join("journal.db");
     let config = JournalConfig { path: journal.clone(), ..JournalConfig::default() };
     let run = RunInfo { pid: 1, started_at: jiff::Timestamp::now(), config_path: None };
-    drop(JournalWriter::open(&config, run, "UTC").unwrap());
+    drop(JournalWriter::open(&config, run, &monitor::zone::Zone::get("UTC").unwrap()).unwrap());
     let path = dir.join("monitor.toml");
     std::fs::write(&path, format!("[journal]\npath = \"{}\"\n\n{extra}", journal.display())).unwrap();
     path

@@ -90,7 +90,8 @@ fn record(cookie: u64, remote: &str, tx: u64, rx: u64, at: Timestamp) -> FlowRec
 /// 1,000 to a CN address; app `notes` sends 500 bytes to an address of unknown country.
 fn journal(dir: &Path) -> PathBuf {
     let config = JournalConfig { path: dir.join("journal.db"), ..JournalConfig::default() };
-    let mut w = JournalWriter::open(&config, RunInfo::current(None), "UTC").unwrap();
+    let mut w =
+        JournalWriter::open(&config, RunInfo::current(None), &monitor::zone::Zone::get("UTC").unwrap()).unwrap();
     let at: Timestamp = "2026-11-18T12:00:00Z".parse().unwrap();
     let shop = app("shop", "/opt/shop/bin/shop");
     w.append(
@@ -218,7 +219,16 @@ fn weekly_export_of_verdicts_writes_json_and_markdown() {
     let out = dir.path().join("reports");
     fs::create_dir(&out).unwrap();
     let formats = [monitor::report::Format::Json, monitor::report::Format::Markdown, monitor::report::Format::Csv];
-    let written = monitor::claims::export_verdicts(&reader, "2026-W47", "UTC", &out, &formats, &set, &file).unwrap();
+    let written = monitor::claims::export_verdicts(
+        &reader,
+        "2026-W47",
+        &monitor::zone::Zone::get("UTC").unwrap(),
+        &out,
+        &formats,
+        &set,
+        &file,
+    )
+    .unwrap();
     assert_eq!(written, [out.join("2026-W47.verdicts.json"), out.join("2026-W47.verdicts.md")]);
     let doc: Value = serde_json::from_slice(&fs::read(&written[0]).unwrap()).unwrap();
     assert_eq!(doc["summary"], serde_json::json!({"pass": 1, "fail": 1, "inconclusive": 0}));

@@ -11,21 +11,21 @@ use crate::{
     zone::Zone,
 };
 
-/// Judges `claims` over ISO week `week` (cut in `time_zone`) and writes the verdicts to `dir`
+/// Judges `claims` over ISO week `week` (cut in `zone`) and writes the verdicts to `dir`
 /// in the JSON and Markdown formats among `formats`. Returns the files written.
 ///
 /// # Errors
-/// Journal errors, an invalid week or time zone, or a file that cannot be written.
+/// Journal errors, an invalid week, or a file that cannot be written.
 pub fn export_verdicts(
     reader: &JournalReader,
     week: &str,
-    time_zone: &str,
+    zone: &Zone,
     dir: &Path,
     formats: &[Format],
     claims: &ClaimSet,
     claims_file: &Path,
 ) -> Result<Vec<PathBuf>, Error> {
-    let period = Period::iso_week(week, &Zone::get(time_zone).map_err(crate::report::Error::from)?)?;
+    let period = Period::iso_week(week, zone)?;
     let mut query = ReportQuery::new(period);
     query.evidence = true;
     let report = Report::build(reader, &query)?;

@@ -28,7 +28,7 @@ pub struct AlertsArgs {
 /// Lists the alerts.
 pub fn execute(args: AlertsArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
     let AlertsArgs { since, json, journal } = args;
-    let since = since.map(|s| settings.time_zone.parse_time(&s)).transpose()?;
+    let since = since.map(|s| settings.report.time_zone.parse_time(&s)).transpose()?;
     let reader = open_journal(&journal.unwrap_or_else(|| settings.journal.path.clone()))?;
     let alerts = reader.alerts(since)?;
     let mut out = Vec::new();

@@ -131,7 +131,7 @@ pub fn execute(args: EvidenceArgs, raw: &RawConfig, settings: &Settings) -> anyh
     let out = out.ok_or_else(|| UsageError("give --out DIR for the bundle".into()))?;
     let zone = match time_zone {
         Some(name) => Zone::get(&name)?,
-        None => settings.time_zone.clone(),
+        None => settings.report.time_zone.clone(),
     };
     let journal = journal.unwrap_or_else(|| settings.journal.path.clone());
     let reader = super::report::open_journal(&journal)?;

@@ -36,7 +36,7 @@ pub fn execute(args: ReportArgs, settings: &Settings) -> anyhow::Result<ExitCode
     }
     let zone = match time_zone {
         Some(name) => Zone::get(&name)?,
-        None => settings.time_zone.clone(),
+        None => settings.report.time_zone.clone(),
     };
     let journal = journal.unwrap_or_else(|| settings.journal.path.clone());
     if let Some(name) = session {

@@ -94,7 +94,7 @@ pub fn execute(args: VerifyArgs, settings: &Settings) -> anyhow::Result<ExitCode
     let set = ClaimSet::load(&file)?;
     let zone = match time_zone {
         Some(name) => Zone::get(&name)?,
-        None => settings.time_zone.clone(),
+        None => settings.report.time_zone.clone(),
     };
     let reader = open_journal(&journal.unwrap_or_else(|| settings.journal.path.clone()))?;
     let mut query = match (session, week, since, until) {

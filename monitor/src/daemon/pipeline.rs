@@ -27,7 +27,7 @@ use crate::{
     metrics::Metrics,
     naming::{self, Naming},
     probe::{self, Degradation},
-    report::ReportConfig,
+    report::ReportSettings,
     settings::Settings,
     stats::Stats,
     tracker::{FlowRecord, Tracker, TrackerConfig, record::Owner},
@@ -44,10 +44,9 @@ pub struct Pipeline {
     tracker: TrackerConfig,
     stats_interval: Duration,
     flush_every: Duration,
-    report: ReportConfig,
+    report: ReportSettings,
     claims: ClaimSet,
     claims_config: ClaimsConfig,
-    time_zone: jiff::tz::TimeZone,
     metrics: Option<Arc<Metrics>>,
     naming: Naming,
     /// Whether flow records are printed (`--output` other than `none`); otherwise only the
@@ -118,7 +117,6 @@ impl Pipeline {
             report: settings.report.clone(),
             claims,
             claims_config: settings.claims.clone(),
-            time_zone: settings.time_zone.tz.clone(),
             metrics,
             naming: Naming::new(settings.names.clone()).map_err(Error::Names)?,
             print_flows: settings.output != crate::settings::OutputFormat::None,
@@ -235,6 +233,8 @@ impl Pipeline {
     /// Hands the identity, names, enrichment, journal and claims stages to the sink; returns
     /// it with what the loop keeps.
     fn into_sink(self, clock: Clock, out: mpsc::Sender<Vec<Output>>) -> (Sink, LoopSettings) {
+        // Live alerts are labelled with their week in the report zone, like the weekly export.
+        let alerts = Alerts::new(self.claims, self.report.time_zone.tz.clone());
         let sink = Sink {
             stop_by: Arc::new(std::sync::OnceLock::new()),
             identities: match self.android {
@@ -249,7 +249,7 @@ impl Pipeline {
             report: self.report,
             out,
             outputs: Vec::new(),
-            alerts: Alerts::new(self.claims, self.time_zone),
+            alerts,
             claims: self.claims_config,
             watchdog: notify::Watchdog::from_env(),
             metrics: self.metrics.clone(),

@@ -31,7 +31,7 @@ use crate::{
     journal::{self, JournalReader, JournalWriter},
     metrics::Metrics,
     naming::{self, Naming},
-    report::{self, ReportConfig},
+    report::{self, ReportSettings},
     tracker::FlowRecord,
 };
 
@@ -83,7 +83,7 @@ pub struct Sink {
     /// Flush interval of the journal.
     pub flush_every: Duration,
     /// Weekly export settings.
-    pub report: ReportConfig,
+    pub report: ReportSettings,
     /// Where printed output goes: the outputs of one message in batches of at most
     /// [`super::OUTPUT_BATCH`].
     pub out: mpsc::Sender<Vec<Output>>,
@@ -376,7 +376,7 @@ struct Exporter {
 
 impl Exporter {
     /// Starts the thread; `None` when exports are off (no formats) or the thread cannot start.
-    fn spawn(journal: PathBuf, report: ReportConfig, claims: ClaimsConfig) -> Option<Self> {
+    fn spawn(journal: PathBuf, report: ReportSettings, claims: ClaimsConfig) -> Option<Self> {
         if report.export_formats.is_empty() {
             return None;
         }
@@ -413,7 +413,7 @@ impl Exporter {
 /// reader is opened on first use and reopened after a failure.
 fn export_weeks(
     journal: &std::path::Path,
-    config: &ReportConfig,
+    config: &ReportSettings,
     claims: &ClaimsConfig,
     reader: &mut Option<JournalReader>,
 ) {
@@ -465,7 +465,7 @@ fn export_weeks(
 /// Writes the claim verdicts of a week just exported, when a claims file is configured (read
 /// afresh: the export thread does not share the sink's claims), signed like the reports when a
 /// key is configured. Failures are logged: the report itself is written.
-fn export_verdicts(r: &JournalReader, week: &str, config: &ReportConfig, claims: &ClaimsConfig) {
+fn export_verdicts(r: &JournalReader, week: &str, config: &ReportSettings, claims: &ClaimsConfig) {
     let Some(file) = claims.file() else { return };
     let result = ClaimSet::load(file).and_then(|set| {
         crate::claims::export_verdicts(

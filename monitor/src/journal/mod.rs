@@ -201,15 +201,6 @@ pub enum Error {
     /// A configuration value is out of range.
     #[error("invalid value for `journal.{key}`: {reason}")]
     Invalid { key: &'static str, reason: String },
-    /// The time zone of the weekly rollups is not in the time zone database.
-    #[error(
-        "unknown time zone `{name}` for the journal's weekly rollups (expected an IANA name such as Europe/Berlin)"
-    )]
-    TimeZone {
-        name: String,
-        #[source]
-        source: jiff::Error,
-    },
 }
 
 impl Error {

@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use jiff::{Timestamp, tz::TimeZone};
+use jiff::Timestamp;
 use log::{debug, warn};
 use rusqlite::{Connection, TransactionBehavior, params};
 
@@ -27,6 +27,7 @@ use crate::{
     names::Names,
     stats::Stats,
     tracker::FlowRecord,
+    zone::Zone,
 };
 
 /// The daemon run that writes: recorded in `daemon_state` for `monitor status`.
@@ -137,25 +138,24 @@ impl JournalWriter {
     /// records this run in `daemon_state`. A journal left by a killed daemon is recovered by SQLite
     /// (WAL replay).
     ///
-    /// Weekly rollups are kept for ISO weeks cut in `rollup_time_zone` (an IANA name: the
-    /// daemon passes `report.time_zone`). When the journal has none for that zone (first open
-    /// after migrating to schema version 2, or another zone), they are built here from the
-    /// fine rows of the latest two weeks with data (one transaction; seconds per million rows).
+    /// Weekly rollups are kept for ISO weeks cut in `rollup_zone` (the daemon passes
+    /// `report.time_zone`, looked up once by `Settings::resolve`). When the journal has none for
+    /// that zone (first open after migrating to schema version 2, or another zone), they are
+    /// built here from the fine rows of the latest two weeks with data (one transaction; seconds
+    /// per million rows).
     ///
     /// # Errors
-    /// Invalid configuration or time zone ([`Error::TimeZone`]); another writer on the same
+    /// Invalid configuration; another writer on the same
     /// journal ([`Error::Locked`]: readers never lock); an unwritable directory
     /// ([`Error::CreateDir`], [`Error::Open`]); a journal or lock path that is a symlink, device
     /// node, FIFO or another user's file ([`Error::Unsafe`], nothing changed); a file that is not
     /// a journal ([`Error::NotJournal`], left alone); a damaged journal ([`Error::Corrupt`], never
     /// replaced); a newer schema.
-    pub fn open(config: &JournalConfig, run: RunInfo, rollup_time_zone: &str) -> Result<Self, Error> {
+    pub fn open(config: &JournalConfig, run: RunInfo, rollup_zone: &Zone) -> Result<Self, Error> {
         config.validate()?;
-        let tz = TimeZone::get(rollup_time_zone)
-            .map_err(|source| Error::TimeZone { name: rollup_time_zone.to_string(), source })?;
         let path = config.path.clone();
         let (mut conn, lock) = schema::open_rw(&path)?;
-        let rollup = Rollup::open(&mut conn, rollup_time_zone, tz).map_err(|source| Error::write(&path, source))?;
+        let rollup = Rollup::open(&mut conn, rollup_zone).map_err(|source| Error::write(&path, source))?;
         let RunInfo { pid, started_at, config_path } = &run;
         conn.execute(
             "INSERT OR REPLACE INTO daemon_state (id, pid, started_ms, version, config_path, last_flush_ms, flushes,

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
 use super::{Error, Format};
@@ -26,7 +25,8 @@ export_dir = "/var/lib/monitor/reports"
 export_formats = ["json", "markdown", "html"]
 "#;
 
-/// `[report]`: how reports are cut and where weekly exports go.
+/// `[report]` as written: how reports are cut and where weekly exports go. Validated into
+/// [`ReportSettings`] by `Settings::resolve`; nothing else reads it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReportConfig {
@@ -36,14 +36,6 @@ pub struct ReportConfig {
     pub export_dir: PathBuf,
     /// Formats of weekly exports.
     pub export_formats: Vec<Format>,
-    /// Secret key that signs each weekly export (`<file>.minisig`): `evidence.secret_key`, set
-    /// by `Settings::resolve` (not a `[report]` key).
-    #[serde(skip)]
-    pub sign_with: Option<PathBuf>,
-    /// `[device] location`, set by `Settings::resolve` (not a `[report]` key): weekly exports
-    /// judge plausibility like `monitor report`.
-    #[serde(skip)]
-    pub device: Option<crate::residency::DeviceLocation>,
 }
 
 impl Default for ReportConfig {
@@ -55,32 +47,38 @@ impl Default for ReportConfig {
             export_dir: PathBuf::from("/var/lib/monitor/reports"),
             // JSON for machines, Markdown and the HTML page for people.
             export_formats: vec![Format::Json, Format::Markdown, Format::Html],
-            sign_with: None,
-            device: None,
         }
     }
 }
 
 impl ReportConfig {
-    /// The configured time zone.
+    /// Checks the export directory (the time zone is looked up by `Settings::resolve`).
     ///
     /// # Errors
-    /// [`Error::TimeZone`] for a name not in the time zone database.
-    pub fn time_zone(&self) -> Result<TimeZone, Error> {
-        Ok(Zone::get(&self.time_zone)?.tz)
-    }
-
-    /// Checks the time zone and the export directory.
-    ///
-    /// # Errors
-    /// [`Error::TimeZone`], or [`Error::Invalid`] for an empty directory.
+    /// [`Error::Invalid`] for an empty directory.
     pub fn validate(&self) -> Result<(), Error> {
-        self.time_zone()?;
         if self.export_dir.as_os_str().is_empty() {
             return Err(Error::Invalid { key: "export_dir", reason: "must not be empty".into() });
         }
         Ok(())
     }
+}
+
+/// `[report]` validated (built by `Settings::resolve`): what reports and the daemon's weekly
+/// export use.
+#[derive(Debug, Clone)]
+pub struct ReportSettings {
+    /// `report.time_zone`, looked up once: weeks of reports, weekly exports and the journal's
+    /// rollups, unless a command's `--time-zone` overrides it.
+    pub time_zone: Zone,
+    /// `report.export_dir`: directory of weekly exports.
+    pub export_dir: PathBuf,
+    /// `report.export_formats`: formats of weekly exports (empty: no weekly export).
+    pub export_formats: Vec<Format>,
+    /// `evidence.secret_key`: signs each weekly export (`<file>.minisig`).
+    pub sign_with: Option<PathBuf>,
+    /// `[device] location`: weekly exports judge plausibility like `monitor report`.
+    pub device: Option<crate::residency::DeviceLocation>,
 }
 
 #[cfg(test)]
@@ -101,11 +99,9 @@ mod tests {
     }
 
     #[test]
-    fn config_rejects_unknown_time_zones_and_formats() {
-        let file: File = toml::from_str("[report]\ntime_zone = \"Mars/Olympus\"\n").expect("parses");
-        assert!(matches!(file.report.validate(), Err(Error::TimeZone { .. })));
+    fn config_rejects_unknown_formats_and_an_empty_export_dir() {
         assert!(toml::from_str::<File>("[report]\nexport_formats = [\"pdf\"]\n").is_err());
-        let file: File = toml::from_str("[report]\ntime_zone = \"America/New_York\"\n").expect("parses");
-        file.report.validate().expect("valid zone");
+        let file: File = toml::from_str("[report]\nexport_dir = \"\"\n").expect("parses");
+        assert!(matches!(file.report.validate(), Err(Error::Invalid { key: "export_dir", .. })));
     }
 }

@@ -42,25 +42,25 @@ pub struct ExportExtras<'a> {
 /// A callback that adds to a built report (see [`ExportExtras::annotate`]).
 pub type Annotate<'a> = dyn Fn(&JournalReader, &ReportQuery, &mut Report) + 'a;
 
-/// Writes the report of ISO week `week` ("2026-W47", cut in `time_zone`) to
+/// Writes the report of ISO week `week` ("2026-W47", cut in `zone`) to
 /// `<dir>/<week>.<extension>` for each format not yet exported, atomically (temporary file,
 /// fsync, rename), and records each in the journal. Returns the files written: empty when every
 /// format was already exported (a no-op, also after a restart).
 ///
 /// # Errors
-/// Invalid week or time zone, journal errors, or [`Error::Export`] when a file cannot be written.
+/// An invalid week, journal errors, or [`Error::Export`] when a file cannot be written.
 pub fn export_week(
     reader: &JournalReader,
     week: &str,
-    time_zone: &str,
+    zone: &Zone,
     dir: &Path,
     formats: &[Format],
     extras: &ExportExtras<'_>,
 ) -> Result<Vec<PathBuf>, Error> {
-    let period = Period::iso_week(week, &Zone::get(time_zone)?)?;
+    let period = Period::iso_week(week, zone)?;
     let mut pending = Vec::new();
     for format in formats.iter().copied().collect::<BTreeSet<_>>() {
-        if reader.export(&period.label, time_zone, format.name())?.is_none() {
+        if reader.export(&period.label, &zone.name, format.name())?.is_none() {
             pending.push(format);
         }
     }
@@ -87,7 +87,7 @@ pub fn export_week(
         write_atomic(&path, &text)?;
         let row = ExportRow {
             week: period.label.clone(),
-            time_zone: time_zone.to_string(),
+            time_zone: zone.name.clone(),
             format: format.name().to_string(),
             path: path.clone(),
             written_at: Timestamp::now(),
@@ -99,18 +99,18 @@ pub fn export_week(
 }
 
 /// Weeks (labels, oldest first) that ended at least [`EXPORT_GRACE`] before `now`, have data in
-/// the journal, and lack an export in one of `formats`.
+/// the journal, and lack an export in one of `formats`. Weeks are cut in `zone`.
 ///
 /// # Errors
-/// Journal errors, or an unknown time zone.
+/// Journal errors, or [`Error::Period`] for a week beyond the range jiff represents.
 pub fn pending_exports(
     reader: &JournalReader,
     now: Timestamp,
-    time_zone: &str,
+    zone: &Zone,
     formats: &[Format],
 ) -> Result<Vec<String>, Error> {
     let Some(first) = reader.first_data()? else { return Ok(Vec::new()) };
-    let mut week = Period::week_containing(first, &Zone::get(time_zone)?)?;
+    let mut week = Period::week_containing(first, zone)?;
     let mut pending = Vec::new();
     for _ in 0..MAX_WEEKS {
         let complete = week.until.checked_add(EXPORT_GRACE).is_ok_and(|t| t <= now);
@@ -120,7 +120,7 @@ pub fn pending_exports(
         if reader.has_data(week.time_range())? {
             let mut missing = false;
             for format in formats {
-                missing |= reader.export(&week.label, time_zone, format.name())?.is_none();
+                missing |= reader.export(&week.label, &zone.name, format.name())?.is_none();
             }
             if missing {
                 pending.push(week.label.clone());

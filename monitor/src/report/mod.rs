@@ -35,7 +35,7 @@ mod tests;
 use std::{path::PathBuf, str::FromStr};
 
 pub use build::{DEFAULT_TOP_ENDPOINTS, ReportQuery};
-pub use config::{CONFIG_DOC, ReportConfig};
+pub use config::{CONFIG_DOC, ReportConfig, ReportSettings};
 pub use destinations::{DatabaseAnswer, DestinationDetail, ProcessUse};
 pub(crate) use export::write_atomic;
 pub use export::{EXPORT_GRACE, ExportExtras, export_week, pending_exports};
@@ -156,9 +156,6 @@ pub enum Error {
     /// Not an ISO week such as "2026-W47".
     #[error("invalid ISO week `{week}` (expected e.g. 2026-W47): {reason}")]
     Week { week: String, reason: String },
-    /// Unknown time zone.
-    #[error(transparent)]
-    TimeZone(#[from] crate::zone::UnknownZone),
     /// Not a date or date-time.
     #[error("invalid time `{text}` (expected e.g. 2026-11-16, 2026-11-16T08:00 or 2026-11-16T08:00:00Z)")]
     Time { text: String },

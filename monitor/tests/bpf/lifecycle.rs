@@ -94,7 +94,8 @@ pub fn completed_week_is_exported_once_across_restarts() {
     let journal = dir.path().join("journal.db");
     {
         let config = JournalConfig { path: journal.clone(), ..JournalConfig::default() };
-        let mut w = JournalWriter::open(&config, RunInfo::current(None), "UTC").unwrap();
+        let mut w =
+            JournalWriter::open(&config, RunInfo::current(None), &monitor::zone::Zone::get("UTC").unwrap()).unwrap();
         // Wednesday of ISO week 2026-W40 (2026-09-30 12:00 UTC).
         let (r, app, dest) = past_record("2026-09-30T12:00:00Z".parse().unwrap());
         w.append(&r, &std::sync::Arc::new(app), Some(&dest));

@@ -54,7 +54,7 @@ mod weeks;
 use std::time::Instant;
 
 pub(crate) use fold::{Fold, Unwritten};
-use jiff::{Timestamp, tz::TimeZone};
+use jiff::Timestamp;
 use log::info;
 use read::state;
 pub use read::{AppEndpoints, DestinationRow, RollupState};
@@ -64,6 +64,7 @@ use rusqlite::{Connection, TransactionBehavior, params};
 pub(crate) use weeks::{Week, Weeks};
 
 use super::names::ms;
+use crate::zone::Zone;
 
 /// The writer's rollups: their zone and the first covered week.
 #[derive(Debug)]
@@ -91,10 +92,11 @@ pub(crate) struct Rollup {
 }
 
 impl Rollup {
-    /// Loads the rollup state; when the journal has none for `time_zone`, builds it (deleting
-    /// the rollups of another zone and backfilling from the fine tables).
-    pub(crate) fn open(conn: &mut Connection, time_zone: &str, tz: TimeZone) -> rusqlite::Result<Self> {
-        let mut weeks = Weeks::new(tz);
+    /// Loads the rollup state; when the journal has none for `zone` (by name), builds it
+    /// (deleting the rollups of another zone and backfilling from the fine tables).
+    pub(crate) fn open(conn: &mut Connection, zone: &Zone) -> rusqlite::Result<Self> {
+        let time_zone = zone.name.as_str();
+        let mut weeks = Weeks::new(zone.tz.clone());
         if let Some(s) = state(conn)?.filter(|s| s.time_zone == time_zone) {
             let (max_cookie, latest_endpoint_week) = bounds(conn)?;
             return Ok(Self {

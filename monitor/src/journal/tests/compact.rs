@@ -212,7 +212,12 @@ fn a_restarted_writer_finds_earlier_records_through_the_flagged_ones() {
         path: dir.path().join("state/journal.db"),
         ..crate::journal::JournalConfig::default()
     };
-    let _tokyo = crate::journal::JournalWriter::open(&config, super::run(), "Asia/Tokyo").expect("reopen");
+    let _tokyo = crate::journal::JournalWriter::open(
+        &config,
+        super::run(),
+        &crate::zone::Zone::get("Asia/Tokyo").expect("zone"),
+    )
+    .expect("reopen");
     assert_eq!(int(&conn, "SELECT COUNT(*) FROM connection_rows WHERE lookup IS NULL"), 0);
 }
 

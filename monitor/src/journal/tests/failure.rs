@@ -23,7 +23,7 @@ fn unwritable_directory_is_a_clear_error_naming_the_path() {
     let blocker = dir.path().join("not-a-dir");
     fs::write(&blocker, b"x").expect("write");
     let config = JournalConfig { path: blocker.join("journal.db"), ..JournalConfig::default() };
-    let err = JournalWriter::open(&config, run(), "UTC").err().expect("must fail");
+    let err = JournalWriter::open(&config, run(), &super::utc()).err().expect("must fail");
     assert!(matches!(&err, Error::CreateDir { path, .. } if *path == blocker), "{err:?}");
     assert!(err.to_string().contains(&*blocker.to_string_lossy()), "{err}");
 
@@ -35,7 +35,7 @@ fn unwritable_directory_is_a_clear_error_naming_the_path() {
     fs::create_dir(&ro).expect("mkdir");
     fs::set_permissions(&ro, std::os::unix::fs::PermissionsExt::from_mode(0o500)).expect("chmod");
     let config = JournalConfig { path: ro.join("journal.db"), ..JournalConfig::default() };
-    let err = JournalWriter::open(&config, run(), "UTC").err().expect("must fail");
+    let err = JournalWriter::open(&config, run(), &super::utc()).err().expect("must fail");
     assert!(matches!(&err, Error::Open { .. }), "{err:?}");
     assert!(err.to_string().contains("journal.db"), "{err}");
 }
@@ -48,7 +48,7 @@ fn corrupt_or_truncated_file_is_a_clear_error_and_left_in_place() {
 
     let garbage: Vec<u8> = (0..8192u32).map(|i| i.wrapping_mul(2_654_435_761).to_le_bytes()[2]).collect();
     fs::write(&path, &garbage).expect("write");
-    let err = JournalWriter::open(&config, run(), "UTC").err().expect("random bytes must fail");
+    let err = JournalWriter::open(&config, run(), &super::utc()).err().expect("random bytes must fail");
     // Not SQLite at all: could be any file (`--journal /etc/passwd`): never advise moving it.
     assert!(matches!(err, Error::NotJournal { .. }), "{err:?}");
     assert!(!err.to_string().contains("mv "), "{err}");
@@ -57,17 +57,17 @@ fn corrupt_or_truncated_file_is_a_clear_error_and_left_in_place() {
 
     // A real journal cut inside its header.
     fs::remove_file(&path).expect("rm");
-    drop(JournalWriter::open(&config, run(), "UTC").expect("create"));
+    drop(JournalWriter::open(&config, run(), &super::utc()).expect("create"));
     let header = fs::read(&path).expect("read")[..50].to_vec();
     fs::write(&path, &header).expect("truncate");
-    let err = JournalWriter::open(&config, run(), "UTC").err().expect("truncated header must fail");
+    let err = JournalWriter::open(&config, run(), &super::utc()).err().expect("truncated header must fail");
     assert!(matches!(&err, Error::Corrupt { reason, .. } if reason.contains("truncated")), "{err:?}");
     assert!(err.to_string().contains("move it away"), "a damaged journal gets the advice: {err}");
 
     // A real journal with pages missing at the end.
     fs::remove_file(&path).expect("rm");
     {
-        let mut w = JournalWriter::open(&config, run(), "UTC").expect("create");
+        let mut w = JournalWriter::open(&config, run(), &super::utc()).expect("create");
         let app = fixtures::app("browser");
         let dest = fixtures::public(Some("US"), Some(1), Some("org"));
         for cookie in 0..2000 {
@@ -79,7 +79,7 @@ fn corrupt_or_truncated_file_is_a_clear_error_and_left_in_place() {
     let len = fs::metadata(&path).expect("stat").len();
     assert!(len > 16 * 4096, "fixture must span many pages, has {len} bytes");
     fs::OpenOptions::new().write(true).open(&path).expect("open").set_len(len / 2).expect("truncate");
-    let err = JournalWriter::open(&config, run(), "UTC").err().expect("truncated file must fail");
+    let err = JournalWriter::open(&config, run(), &super::utc()).err().expect("truncated file must fail");
     assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
 }
 
@@ -173,8 +173,8 @@ fn reader_sees_new_rows_while_the_writer_writes() {
 fn a_second_writer_on_the_same_journal_is_refused_and_readers_are_not() {
     let dir = tempdir();
     let config = JournalConfig { path: dir.path().join("journal.db"), ..JournalConfig::default() };
-    let mut first = JournalWriter::open(&config, run(), "UTC").expect("first writer");
-    let err = JournalWriter::open(&config, run(), "UTC").err().expect("a second writer must be refused");
+    let mut first = JournalWriter::open(&config, run(), &super::utc()).expect("first writer");
+    let err = JournalWriter::open(&config, run(), &super::utc()).err().expect("a second writer must be refused");
     assert!(matches!(&err, Error::Locked { path, .. } if *path == config.path), "{err:?}");
     assert!(err.to_string().contains("another monitor daemon"), "{err}");
     // The first writer keeps working, and readers need no lock.
@@ -186,5 +186,5 @@ fn a_second_writer_on_the_same_journal_is_refused_and_readers_are_not() {
     assert_eq!(int(&raw(&config.path), "SELECT COUNT(*) FROM connections"), 1);
     // Released with the writer (and by the kernel when a daemon dies).
     drop(first);
-    drop(JournalWriter::open(&config, run(), "UTC").expect("writer after the first is gone"));
+    drop(JournalWriter::open(&config, run(), &super::utc()).expect("writer after the first is gone"));
 }

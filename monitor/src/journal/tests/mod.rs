@@ -17,11 +17,17 @@ use jiff::Timestamp;
 use tempfile::TempDir;
 
 use super::{JournalConfig, JournalWriter, RunInfo};
+use crate::zone::Zone;
 
 /// A writer on `<tmp>/state/journal.db` with 60-second intervals.
 pub(crate) fn writer_in(dir: &Path) -> JournalWriter {
     let config = JournalConfig { path: dir.join("state/journal.db"), ..JournalConfig::default() };
-    JournalWriter::open(&config, run(), "UTC").expect("open journal")
+    JournalWriter::open(&config, run(), &utc()).expect("open journal")
+}
+
+/// The rollup zone of the tests' writers, looked up like `Settings::resolve` does.
+pub(crate) fn utc() -> Zone {
+    Zone::get("UTC").expect("zone")
 }
 
 /// A fixed run (pid 1, started 2026-11-16T00:00:00Z).

@@ -16,7 +16,7 @@ fn is_root() -> bool {
 
 fn open(path: &Path) -> Result<JournalWriter, Error> {
     let config = JournalConfig { path: path.to_path_buf(), ..JournalConfig::default() };
-    JournalWriter::open(&config, run(), "UTC")
+    JournalWriter::open(&config, run(), &super::utc())
 }
 
 /// Mode and content of a file (not following a symlink at `path` itself).

@@ -47,13 +47,13 @@ fn write(w: &mut JournalWriter, cookies: std::ops::Range<u64>) {
 fn readers_a_second_writer_and_an_external_session_leave_the_wal_alone() {
     let dir = tempdir();
     let config = JournalConfig { path: dir.path().join("journal.db"), ..JournalConfig::default() };
-    let mut w = JournalWriter::open(&config, run(), "UTC").expect("writer");
+    let mut w = JournalWriter::open(&config, run(), &super::utc()).expect("writer");
     write(&mut w, 0..20);
     // What the daemon does besides writing: readers (weekly exports), a refused second writer.
     for _ in 0..3 {
         drop(JournalReader::open(&config.path).expect("reader"));
     }
-    assert!(JournalWriter::open(&config, run(), "UTC").is_err(), "second writer refused");
+    assert!(JournalWriter::open(&config, run(), &super::utc()).is_err(), "second writer refused");
     let Some(seen) = external_count(&config.path) else {
         eprintln!("SKIPPED: the `sqlite3` CLI is not installed (cargo xtask setup installs it)");
         return;

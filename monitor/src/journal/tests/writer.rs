@@ -177,7 +177,7 @@ fn reopen_after_drop_keeps_everything_and_records_schema_version() {
     let app = fixtures::app("browser");
     let dest = fixtures::public(Some("JP"), Some(2497), Some("Internet Initiative Japan Inc."));
     {
-        let mut w = JournalWriter::open(&config, run(), "UTC").expect("open");
+        let mut w = JournalWriter::open(&config, run(), &super::utc()).expect("open");
         let mut f = Flow::new(1, "192.0.2.3:443", at(T0));
         w.append(&f.record(Close, at(T0 + 5), 123, 456), &app, Some(&dest));
         w.register_databases(&[DbInfo {
@@ -193,7 +193,7 @@ fn reopen_after_drop_keeps_everything_and_records_schema_version() {
     let dir_mode = std::fs::metadata(dir.path().join("a/b")).expect("stat").permissions().mode() & 0o777;
     assert_eq!(dir_mode, 0o700, "created directory mode");
 
-    let mut w = JournalWriter::open(&config, run(), "UTC").expect("reopen");
+    let mut w = JournalWriter::open(&config, run(), &super::utc()).expect("reopen");
     let conn = raw(&config.path);
     assert_eq!(int(&conn, "SELECT SUM(payload_rx) FROM residency"), 456);
     assert_eq!(int(&conn, "SELECT COUNT(*) FROM connections"), 1);

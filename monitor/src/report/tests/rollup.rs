@@ -35,7 +35,7 @@ const SERVER_COOKIE: u64 = 1_000_000;
 
 fn writer(dir: &Path, zone: &str) -> JournalWriter {
     let config = JournalConfig { path: dir.join("journal.db"), ..JournalConfig::default() };
-    JournalWriter::open(&config, run(), zone).expect("open journal")
+    JournalWriter::open(&config, run(), &crate::zone::Zone::get(zone).expect("zone")).expect("open journal")
 }
 
 fn destination(i: u64) -> Destination {

@@ -276,9 +276,15 @@ fn the_default_weekly_export_writes_the_page_next_to_the_json() {
     let reader = JournalReader::open(&fixture_journal(dir.path())).expect("reader");
     let out = dir.path().join("reports");
     let formats = crate::report::ReportConfig::default().export_formats;
-    let written =
-        crate::report::export_week(&reader, "2026-W47", crate::report::tests::NY, &out, &formats, &Default::default())
-            .expect("export");
+    let written = crate::report::export_week(
+        &reader,
+        "2026-W47",
+        &crate::report::tests::ny(),
+        &out,
+        &formats,
+        &Default::default(),
+    )
+    .expect("export");
     assert!(
         written.contains(&out.join("2026-W47.json")) && written.contains(&out.join("2026-W47.html")),
         "{written:?}"
