@@ -186,6 +186,28 @@ fn a_journal_in_a_read_only_directory_can_be_read() {
     fs::set_permissions(&ro, fs::Permissions::from_mode(0o755)).unwrap();
 }
 
+/// `--time-zone` is looked up by one helper for every command that has it: an unknown name is
+/// a usage error naming it, before the journal is opened.
+#[test]
+fn an_unknown_time_zone_flag_is_a_usage_error_for_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("none.db");
+    let out = dir.path().join("bundle");
+    let claims = dir.path().join("claims.toml");
+    fs::write(&claims, "[[claims]]\nname = \"eu\"\napps = [\"web\"]\ndenied_countries = [\"US\"]\n").unwrap();
+    let (j, out, claims) = (j.to_str().unwrap(), out.to_str().unwrap(), claims.to_str().unwrap());
+    for command in [
+        &["report", "--week", "2026-W47"][..],
+        &["diff", "week:2026-W46", "week:2026-W47"],
+        &["verify", "--claims", claims, "--week", "2026-W47"],
+        &["evidence", "--week", "2026-W47", "--out", out],
+    ] {
+        let mut args = command.to_vec();
+        args.extend(["--time-zone", "Mars/Olympus", "--journal", j]);
+        assert_clean_failure(&monitor(&args), 2, "unknown time zone `Mars/Olympus`");
+    }
+}
+
 #[test]
 fn report_with_bad_period_or_format_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();

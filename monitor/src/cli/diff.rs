@@ -49,10 +49,7 @@ pub fn execute(args: DiffArgs, settings: &Settings) -> anyhow::Result<ExitCode> 
     if !(threshold.is_finite() && threshold >= 0.0) {
         anyhow::bail!(UsageError(format!("--threshold must be a percentage of 0 or more, not {threshold}")));
     }
-    let zone = match time_zone {
-        Some(name) => Zone::get(&name)?,
-        None => settings.report.time_zone.clone(),
-    };
+    let zone = super::zone(time_zone.as_deref(), settings)?;
     let journal = journal.unwrap_or_else(|| settings.journal.path.clone());
     let mut reader = None;
     let mut side = |arg: &str| -> anyhow::Result<Value> {

@@ -14,7 +14,6 @@ use monitor::{
     journal::{JournalReader, verify_chain},
     report::{Period, Report, ReportQuery},
     settings::{RawConfig, Settings},
-    zone::Zone,
 };
 use serde_json::Value;
 
@@ -129,10 +128,7 @@ pub fn execute(args: EvidenceArgs, raw: &RawConfig, settings: &Settings) -> anyh
         return Ok(code);
     }
     let out = out.ok_or_else(|| UsageError("give --out DIR for the bundle".into()))?;
-    let zone = match time_zone {
-        Some(name) => Zone::get(&name)?,
-        None => settings.report.time_zone.clone(),
-    };
+    let zone = super::zone(time_zone.as_deref(), settings)?;
     let journal = journal.unwrap_or_else(|| settings.journal.path.clone());
     let reader = super::report::open_journal(&journal)?;
     let (mut query, label) = match (week, session) {

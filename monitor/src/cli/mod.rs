@@ -24,7 +24,10 @@ use std::{
     process::ExitCode,
 };
 
-use monitor::settings::{RawConfig, Settings};
+use monitor::{
+    settings::{RawConfig, Settings},
+    zone::{UnknownZone, Zone},
+};
 
 use args::{Cli, Command};
 
@@ -55,6 +58,15 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             config::execute(&args, &raw, source.as_deref())
         }
     }
+}
+
+/// The time zone of a command's weeks and dates: its `--time-zone` flag, looked up here (the one
+/// place a flag's zone is parsed), else `report.time_zone` as [`Settings::resolve`] looked it up.
+///
+/// # Errors
+/// [`UnknownZone`] (exit code 2) for a flag naming no zone in the time zone database.
+fn zone(time_zone: Option<&str>, settings: &Settings) -> Result<Zone, UnknownZone> {
+    time_zone.map_or_else(|| Ok(settings.report.time_zone.clone()), Zone::get)
 }
 
 /// Writes a command's whole output to stdout. A reader that closed the pipe early

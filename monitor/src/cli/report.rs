@@ -8,7 +8,6 @@ use monitor::{
     journal::JournalReader,
     report::{Format, Period, Report, ReportQuery, promql},
     settings::Settings,
-    zone::Zone,
 };
 
 use super::{args::ReportArgs, exit};
@@ -34,10 +33,7 @@ pub fn execute(args: ReportArgs, settings: &Settings) -> anyhow::Result<ExitCode
     if let Some(command) = fleet {
         return super::report_merge::execute(command);
     }
-    let zone = match time_zone {
-        Some(name) => Zone::get(&name)?,
-        None => settings.report.time_zone.clone(),
-    };
+    let zone = super::zone(time_zone.as_deref(), settings)?;
     let journal = journal.unwrap_or_else(|| settings.journal.path.clone());
     if let Some(name) = session {
         let reader = open_journal(&journal)?;

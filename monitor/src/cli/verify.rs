@@ -9,7 +9,6 @@ use monitor::{
     claims::{self, ClaimSet, Verdict},
     report::{Format, Period, Report, ReportQuery},
     settings::Settings,
-    zone::Zone,
 };
 
 use super::{
@@ -92,10 +91,7 @@ pub fn execute(args: VerifyArgs, settings: &Settings) -> anyhow::Result<ExitCode
         .or_else(|| settings.claims.file().map(std::path::Path::to_path_buf))
         .ok_or_else(|| UsageError("no claims file: give --claims FILE or set `file` in the [claims] section".into()))?;
     let set = ClaimSet::load(&file)?;
-    let zone = match time_zone {
-        Some(name) => Zone::get(&name)?,
-        None => settings.report.time_zone.clone(),
-    };
+    let zone = super::zone(time_zone.as_deref(), settings)?;
     let reader = open_journal(&journal.unwrap_or_else(|| settings.journal.path.clone()))?;
     let mut query = match (session, week, since, until) {
         (Some(name), None, None, None) => {
