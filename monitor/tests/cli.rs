@@ -88,14 +88,21 @@ fn missing_or_unreadable_config_file_is_a_usage_error() {
     );
 }
 
+/// `config dump` prints the file's keys with the defaults filled in, only once they are valid,
+/// says so, and is itself a config file that gives the same configuration.
 #[test]
 fn config_dump_prints_the_effective_configuration() {
-    let f = config("cgroup = \"system.slice\"\n");
+    let f = config("cgroup = \"system.slice\"\n[report]\ntime_zone = \"Europe/Berlin\"\n");
     let out = monitor(&["--config", f.path().to_str().unwrap(), "config", "dump"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("cgroup = \"system.slice\""), "{text}");
+    assert!(text.contains("time_zone = \"Europe/Berlin\""), "{text}");
     assert!(text.contains("ring_buffer_kib = 2048"), "defaults filled in: {text}");
+    assert!(text.starts_with("# configuration in effect") && text.contains("validated"), "{text}");
+    let reread = monitor::settings::RawConfig::parse(&text, Path::new("dump.toml")).unwrap();
+    let original = monitor::settings::RawConfig::parse(&fs::read_to_string(f.path()).unwrap(), f.path()).unwrap();
+    assert_eq!(reread, original, "the dump reads back as the same configuration");
 }
 
 #[test]

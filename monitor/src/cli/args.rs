@@ -52,7 +52,7 @@ pub enum Command {
     Report(ReportArgs),
     /// What the daemon last wrote to its journal, and the geolocation databases in use.
     Status(StatusArgs),
-    /// Show the effective configuration.
+    /// Show the configuration in effect (file values and defaults, validated).
     Config(ConfigArgs),
     /// Judge residency claims (PASS/FAIL/INCONCLUSIVE with evidence) over a week or a range.
     Verify(super::verify::VerifyArgs),
@@ -178,6 +178,9 @@ pub struct ConfigArgs {
 /// `monitor config` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Print the effective configuration as TOML. Example: monitor config dump
+    /// Print the configuration in effect as TOML, in the config file's keys: the file's values
+    /// and the built-in defaults for the rest, printed only when valid (an invalid value is an
+    /// error, exit 2). A valid config file itself. Flags of other commands (`run --journal`,
+    /// `--time-zone`) are not applied. Example: monitor config dump
     Dump,
 }

@@ -54,8 +54,8 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Alerts(args) => alerts::execute(args, &Settings::resolve(raw, source)?),
         Command::Lookup(args) => lookup::execute(args, &Settings::resolve(raw, source)?),
         Command::Config(args) => {
-            let _ = Settings::resolve(raw.clone(), source.clone())?;
-            config::execute(&args, &raw, source.as_deref())
+            let settings = Settings::resolve(raw.clone(), source)?;
+            config::execute(&args, &raw, &settings)
         }
     }
 }
