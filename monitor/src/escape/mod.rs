@@ -7,7 +7,7 @@
 //! - [`Terminal`] / [`terminal`] / [`terminal_bytes`] (log lines, terminal tables, CSV comments):
 //!   every control or invisible character ([`is_invisible`]: C0, DEL, C1, Unicode format
 //!   characters such as the bidi overrides U+202A–U+202E, line/paragraph separators, unassigned
-//!   code points) becomes visible as `\n`, `\r`, `\t`, `\xNN` (below U+0080) or `\u{NNNN}`;
+//!   code points, and the other default-ignorable code points such as the Hangul fillers) becomes visible as `\n`, `\r`, `\t`, `\xNN` (below U+0080) or `\u{NNNN}`;
 //!   a byte that is not UTF-8 becomes `\xNN` (always ≥ `\x80`); `\` becomes `\\`. The output is
 //!   one line and the escaping is reversible.
 //! - [`markdown`]: [`terminal`] first, then a backslash before every character that could start
@@ -37,14 +37,21 @@ mod terminal;
 #[cfg(test)]
 mod tests;
 
+use icu_properties::{
+    CodePointMapData, CodePointSetData,
+    props::{DefaultIgnorableCodePoint, GeneralCategory},
+};
 pub use markdown::markdown;
 pub use terminal::{Terminal, terminal, terminal_bytes};
-use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 /// Whether `c` is a control or invisible character that must not reach an output raw: C0
 /// controls, DEL and C1 controls (Cc), format characters such as the bidi controls, zero-width
-/// characters and the BOM (Cf), the line and paragraph separators (Zl, Zp), and unassigned code
-/// points (Cn, whose meaning a terminal may know better than this table).
+/// characters and the BOM (Cf), the line and paragraph separators (Zl, Zp), unassigned code
+/// points (Cn, whose meaning a terminal may know better than this table), and every other
+/// default-ignorable code point (Unicode's `Default_Ignorable_Code_Point`: the Hangul fillers
+/// U+115F, U+1160, U+3164 and U+FFA0, the combining grapheme joiner U+034F, the variation
+/// selectors, ...), which render as nothing or as blank and could make `curl\u{3164}` pass for
+/// `curl`.
 #[must_use]
 pub fn is_invisible(c: char) -> bool {
     // ASCII first: no ASCII character is Cf, Zl, Zp or Cn, so only its controls count. Every
@@ -54,12 +61,13 @@ pub fn is_invisible(c: char) -> bool {
     }
     c.is_control()
         || matches!(
-            c.general_category(),
+            CodePointMapData::<GeneralCategory>::new().get(c),
             GeneralCategory::Format
                 | GeneralCategory::LineSeparator
                 | GeneralCategory::ParagraphSeparator
                 | GeneralCategory::Unassigned
         )
+        || CodePointSetData::new::<DefaultIgnorableCodePoint>().contains(c)
 }
 
 /// Characters that make a spreadsheet read a CSV cell as a formula when they come first

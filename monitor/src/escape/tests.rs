@@ -347,7 +347,7 @@ fn is_invisible_fast_path_matches_the_categories() {
     for c in (0..=0x7f_u8).map(char::from) {
         let by_category = c.is_control()
             || matches!(
-                c.general_category(),
+                CodePointMapData::<GeneralCategory>::new().get(c),
                 GeneralCategory::Format
                     | GeneralCategory::LineSeparator
                     | GeneralCategory::ParagraphSeparator
@@ -356,6 +356,30 @@ fn is_invisible_fast_path_matches_the_categories() {
         assert_eq!(is_invisible(c), by_category, "{c:?}");
     }
     assert!(is_invisible('\u{7f}') && is_invisible('\0') && is_invisible('\u{1b}') && !is_invisible('~'));
+}
+
+/// Characters that render as nothing or as blank without being Cc, Cf, Zl, Zp or Cn (found by an
+/// audit: an executable named `curl\u{3164}` was printed raw and looked like `curl`) are escaped in
+/// every format; visible letters and ordinary spaces are not.
+#[test]
+fn default_ignorable_characters_are_escaped_everywhere() {
+    let hidden =
+        ['\u{115f}', '\u{1160}', '\u{3164}', '\u{ffa0}', '\u{34f}', '\u{17b4}', '\u{fe00}', '\u{fe0f}', '\u{e0100}'];
+    for c in hidden {
+        assert!(is_invisible(c), "U+{:04X}", u32::from(c));
+        let name = format!("curl{c}");
+        let shown = format!("curl\\u{{{:x}}}", u32::from(c));
+        assert_eq!(terminal(&name), shown);
+        assert!(!markdown(&name).contains(c) && !csv_cell(&name).contains(c) && !html(&name).contains(c));
+        let mut bytes = Vec::new();
+        json::to_writer(&mut bytes, &name).expect("a string serialises");
+        let json = String::from_utf8(bytes).expect("JSON is UTF-8");
+        assert!(!json.contains(c), "{json}");
+        assert_eq!(serde_json::from_str::<String>(&json).expect("valid JSON"), name);
+    }
+    for c in ['a', 'ㅏ', 'é', ' ', '\u{3000}'] {
+        assert!(!is_invisible(c), "{c:?}");
+    }
 }
 
 /// Cost of the JSON escaping of one record-sized line (ignored: a measurement). Run in release:
@@ -390,7 +414,7 @@ fn json_escaping_cost() {
     for _ in 0..LINES {
         for c in std::hint::black_box(&text).chars() {
             invisible += u32::from(matches!(
-                c.general_category(),
+                CodePointMapData::<GeneralCategory>::new().get(c),
                 GeneralCategory::Format | GeneralCategory::LineSeparator | GeneralCategory::ParagraphSeparator
             ));
         }
