@@ -27,6 +27,7 @@
 //! - [`sys`]   the system calls `nix` does not wrap: pidfds and socket cookies (a leaf).
 //! - [`world`]   country outlines and points (embedded Natural Earth data, a leaf).
 //! - [`names`]   DNS, TLS and QUIC name parsers and the per-app name table (a leaf).
+//! - [`variant`]   text names of enum variants, from their serde derive (a leaf).
 //! - [`residency`]   physical plausibility of database countries from measured RTT (uses `world`).
 #![warn(missing_docs)]
 
@@ -52,6 +53,7 @@ pub mod settings;
 pub mod stats;
 pub mod sys;
 pub mod tracker;
+pub mod variant;
 pub mod week;
 pub mod world;
 pub mod zone;

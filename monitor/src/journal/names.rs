@@ -1,6 +1,6 @@
 //! Text stored for enum values and integer conversions. The strings are the serde (`snake_case`)
-//! names of the types, taken from serde itself ([`name`]), so JSON output and the journal cannot
-//! disagree; they are part of the schema: never rename one (a test pins them).
+//! names of the types, taken from serde itself ([`crate::variant`]), so JSON output and the
+//! journal cannot disagree; they are part of the schema: never rename one (a test pins them).
 
 use std::net::IpAddr;
 
@@ -31,8 +31,7 @@ impl Stored for Scope {}
 
 /// The stored name of `v`: its serde name, the one JSON output uses (no allocation).
 pub(crate) fn name<T: Stored>(v: T) -> &'static str {
-    // Cannot fail for a unit variant, the only kind `Stored` types have (checked by a test).
-    serde_variant::to_variant_name(&v).unwrap_or("unnamed")
+    crate::variant::name(v)
 }
 
 /// `ip` as stored text (its `Display` form) in `text`, emptied first. IPv4, nearly every

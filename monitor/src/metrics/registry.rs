@@ -337,7 +337,7 @@ impl Metrics {
             v[1] += w.rx_bytes;
         }
         if crate::journal::is_first_record(record) {
-            let protocol = serde_variant::to_variant_name(&record.protocol).unwrap_or("unnamed");
+            let protocol = crate::variant::name(record.protocol);
             *t.flows.entry((app, protocol)).or_default() += 1;
         }
         drop(t);
@@ -423,7 +423,7 @@ fn destination_labels(record: &FlowRecord, dest: Option<&Destination>) -> (Strin
     let Some(_) = record.remote else { return ("none".into(), "none".into(), String::new()) };
     let Some(d) = dest else { return ("unenriched".into(), "unenriched".into(), String::new()) };
     if d.scope != Scope::Public {
-        let scope = serde_variant::to_variant_name(&d.scope).unwrap_or("unnamed");
+        let scope = crate::variant::name(d.scope);
         return (scope.into(), scope.into(), String::new());
     }
     let country = d.country.as_deref().unwrap_or("unknown").to_owned();
