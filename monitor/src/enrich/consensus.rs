@@ -17,7 +17,8 @@ pub const PRIMARY_LABEL: &str = "primary";
 /// Label of the registry country database (`[geo] registry_db`).
 pub const REGISTRY_LABEL: &str = "registry";
 
-/// What the country databases say about one address, together.
+/// What the country databases say about one address, together. Named by its serde derive
+/// ([`crate::variant`]) in the journal and the JSON report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Consensus {
@@ -27,29 +28,6 @@ pub enum Consensus {
     Disagree,
     /// The databases that answered agree, but at least one had no answer.
     Partial,
-}
-
-impl Consensus {
-    /// Name as written in the journal and the JSON report.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Agree => "agree",
-            Self::Disagree => "disagree",
-            Self::Partial => "partial",
-        }
-    }
-
-    /// Parses [`as_str`](Self::as_str); `None` for anything else.
-    #[must_use]
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "agree" => Some(Self::Agree),
-            "disagree" => Some(Self::Disagree),
-            "partial" => Some(Self::Partial),
-            _ => None,
-        }
-    }
 }
 
 /// One country database's answer for one address, with its provenance.
@@ -108,8 +86,15 @@ mod tests {
             Some(Consensus::Disagree),
             "a missing answer does not hide a disagreement"
         );
-        for c in [Consensus::Agree, Consensus::Disagree, Consensus::Partial] {
-            assert_eq!(Consensus::parse(c.as_str()), Some(c));
-        }
+    }
+
+    /// The names journals and JSON reports hold.
+    #[test]
+    fn names_are_the_ones_in_use() {
+        crate::variant::assert_names(&[
+            (Consensus::Agree, "agree"),
+            (Consensus::Disagree, "disagree"),
+            (Consensus::Partial, "partial"),
+        ]);
     }
 }

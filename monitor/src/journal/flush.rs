@@ -496,7 +496,7 @@ impl Binder<'_, '_> {
             }
         };
         let consensus = match (remote, dest, answers) {
-            (Some(_), Some(d), Some(_)) => d.consensus.map(crate::enrich::Consensus::as_str),
+            (Some(_), Some(d), Some(_)) => d.consensus.map(names::name),
             _ => None,
         };
         chain::start_row(&mut scratch.hashed, "connections");

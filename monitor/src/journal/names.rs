@@ -5,10 +5,10 @@
 use std::net::IpAddr;
 
 use jiff::Timestamp;
-use serde::Serialize;
+use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
-    enrich::Scope,
+    enrich::{Consensus, Scope},
     identity::AppSource,
     tracker::record::{Direction, OwnerSource, PayloadSource, Protocol, RecordKind},
 };
@@ -19,7 +19,7 @@ pub(super) const SCOPE_NONE: &str = "none";
 pub(super) const SCOPE_UNENRICHED: &str = "unenriched";
 
 /// Enums stored as text: unit variants only, named by serde (`rename_all = "snake_case"`).
-pub(crate) trait Stored: Serialize + Copy {}
+pub(crate) trait Stored: Serialize + DeserializeOwned + Copy {}
 
 impl Stored for RecordKind {}
 impl Stored for Protocol {}
@@ -28,10 +28,19 @@ impl Stored for OwnerSource {}
 impl Stored for PayloadSource {}
 impl Stored for AppSource {}
 impl Stored for Scope {}
+impl Stored for Consensus {}
 
 /// The stored name of `v`: its serde name, the one JSON output uses (no allocation).
 pub(crate) fn name<T: Stored>(v: T) -> &'static str {
     crate::variant::name(v)
+}
+
+/// The variant stored as `text` in result column `column`. A name this build does not know (a
+/// newer writer, an edited file) is a conversion error naming the column and the known names,
+/// never a guess at a variant.
+pub(super) fn parse<T: Stored>(column: usize, text: &str) -> Result<T, rusqlite::Error> {
+    crate::variant::parse(text)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, Box::new(e)))
 }
 
 /// `ip` as stored text (its `Display` form) in `text`, emptied first. IPv4, nearly every
@@ -107,14 +116,15 @@ mod tests {
         }
     }
 
-    /// Every variant, with the name stored in journals written so far.
+    /// Every variant, with the name stored in journals written so far; each reads back.
     #[test]
     fn stored_names_are_the_serde_names_and_never_change() {
-        fn check<T: Stored + std::fmt::Debug>(pairs: &[(T, &str)]) {
+        fn check<T: Stored + PartialEq + std::fmt::Debug>(pairs: &[(T, &str)]) {
             for (v, stored) in pairs {
                 assert_eq!(name(*v), *stored, "{v:?}");
-                assert_eq!(serde_json::to_value(v).expect("json"), *stored, "{v:?}: JSON and journal agree");
+                assert_eq!(parse::<T>(0, stored).ok(), Some(*v), "{stored} reads back");
             }
+            crate::variant::assert_names(pairs);
         }
         check(&[(RecordKind::Update, "update"), (RecordKind::Close, "close"), (RecordKind::Shutdown, "shutdown")]);
         check(&[
@@ -158,5 +168,13 @@ mod tests {
             (Scope::Documentation, "documentation"),
             (Scope::Reserved, "reserved"),
         ]);
+        check(&[(Consensus::Agree, "agree"), (Consensus::Disagree, "disagree"), (Consensus::Partial, "partial")]);
+    }
+
+    #[test]
+    fn an_unknown_stored_name_is_a_conversion_error_not_a_variant() {
+        let e = parse::<Consensus>(6, "unanimous").expect_err("unknown");
+        assert!(matches!(&e, rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, _)), "{e:?}");
+        assert!(e.to_string().contains("unknown variant `unanimous`"), "{e}");
     }
 }

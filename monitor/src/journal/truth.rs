@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Error, JournalReader, TimeRange,
-    names::{count, ms},
+    names::{self, count, ms},
 };
 use crate::enrich::{Consensus, CountryAnswer};
 
@@ -196,7 +196,9 @@ impl JournalReader {
         let rows = stmt
             .query_map(params![ms(range.since), ms(range.until), app], |row| {
                 let ip: String = row.get(1)?;
-                let consensus: Option<String> = row.get(6)?;
+                let consensus = row.get_ref(6)?.as_str_or_null().map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, Box::new(e))
+                })?;
                 let answers = row.get_ref(7)?.as_str_or_null().map_err(|e| {
                     rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, Box::new(e))
                 })?;
@@ -207,7 +209,7 @@ impl JournalReader {
                     payload_tx: count(row.get(2)?),
                     payload_rx: count(row.get(3)?),
                     country: row.get(5)?,
-                    consensus: consensus.as_deref().and_then(Consensus::parse),
+                    consensus: consensus.map(|c| names::parse(6, c)).transpose()?,
                     answers: parsed.get(answers),
                 })
             })

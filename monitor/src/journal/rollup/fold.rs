@@ -451,7 +451,7 @@ fn latest_of<'a>(pending: &'a Pending, answers_text: Option<&str>) -> Latest<Cow
                 country: country.as_deref().map(Cow::Borrowed),
                 asn: asn.map(i64::from),
                 as_org: as_org.as_deref().map(Cow::Borrowed),
-                consensus: consensus.filter(|_| checked).map(|c| Cow::Borrowed(c.as_str())),
+                consensus: consensus.filter(|_| checked).map(|c| Cow::Borrowed(names::name(c))),
                 answers: answers_text.map(|t| Cow::Owned(t.to_owned())),
             }
         }

@@ -9,9 +9,10 @@ use foldhash::HashMap;
 use jiff::Timestamp;
 use rusqlite::params;
 
-use crate::{
-    enrich::Consensus,
-    journal::{Error, JournalReader, ServiceRow, StoredAnswer, TruthRow, names::count, truth::ParsedAnswers},
+use crate::journal::{
+    Error, JournalReader, ServiceRow, StoredAnswer, TruthRow,
+    names::{self, count},
+    truth::ParsedAnswers,
 };
 
 /// First schema with `service_week`, `endpoint_name_week` and the truth columns of `endpoint_week`.
@@ -184,7 +185,7 @@ impl JournalReader {
                 latest = time_ms;
                 r.country = row.get(5).map_err(err)?;
                 let consensus = text_ref(row, 6).map_err(err)?;
-                r.consensus = consensus.and_then(Consensus::parse);
+                r.consensus = consensus.map(|c| names::parse(6, c)).transpose().map_err(err)?;
                 let id: Option<i64> = row.get(7).map_err(err)?;
                 r.answers = id.and_then(|id| sets.get(&id).cloned()).unwrap_or_default();
             }
