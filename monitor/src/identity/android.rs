@@ -32,7 +32,8 @@ pub const MAX_PACKAGES: usize = 100_000;
 /// Longest package name accepted (Android caps names far lower).
 const MAX_NAME: usize = 255;
 
-/// What kind of UID an app ID is.
+/// What kind of UID an app ID is. Named by its serde derive ([`crate::variant`]) in the journal
+/// (`apps.android_kind`) and reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UidKind {
@@ -59,25 +60,6 @@ pub struct AndroidIdentity {
     pub app_id: u32,
     /// The range of the app ID.
     pub kind: UidKind,
-}
-
-impl UidKind {
-    /// The serde name (`app`, `sdk_sandbox`, `isolated`, `system`).
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::App => "app",
-            Self::SdkSandbox => "sdk_sandbox",
-            Self::Isolated => "isolated",
-            Self::System => "system",
-        }
-    }
-
-    /// The kind of serde name `name`.
-    #[must_use]
-    pub fn from_name(name: &str) -> Option<Self> {
-        [Self::App, Self::SdkSandbox, Self::Isolated, Self::System].into_iter().find(|k| k.name() == name)
-    }
 }
 
 /// Where Android keeps the list; read at start when it exists.

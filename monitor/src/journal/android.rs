@@ -1,12 +1,13 @@
 //! Android identities of apps (issue 12): the `android_*` columns of `apps`, read back per app
-//! name for reports. Journals before schema 6 have none (an empty answer, not an error).
+//! name for reports. Journals before schema 6 have none (an empty answer, not an error); an
+//! `android_kind` this build does not know (a newer writer) is an error, not a guess.
 
 use std::collections::BTreeMap;
 
 use rusqlite::{Row, params};
 
-use super::{Error, JournalReader, TimeRange};
-use crate::identity::android::{AndroidIdentity, UidKind};
+use super::{Error, JournalReader, TimeRange, names};
+use crate::identity::android::AndroidIdentity;
 
 /// First schema with the `android_*` columns.
 const ANDROID_SCHEMA: u32 = 6;
@@ -56,14 +57,13 @@ impl JournalReader {
 
 fn android_row(row: &Row<'_>) -> rusqlite::Result<(String, AndroidIdentity)> {
     let packages: Option<String> = row.get(2)?;
-    let kind: Option<String> = row.get(5)?;
+    let kind: String = row.get(5)?;
     let identity = AndroidIdentity {
         package: row.get(1)?,
         packages: packages.unwrap_or_default().split_ascii_whitespace().map(str::to_owned).collect(),
         user_id: row.get::<_, Option<u32>>(3)?.unwrap_or_default(),
         app_id: row.get(4)?,
-        // A kind this build does not know (a newer writer): the closest honest answer.
-        kind: kind.as_deref().and_then(UidKind::from_name).unwrap_or(UidKind::System),
+        kind: names::parse(5, &kind)?,
     };
     Ok((row.get(0)?, identity))
 }

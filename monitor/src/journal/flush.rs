@@ -243,13 +243,17 @@ fn app_id(tx: &Transaction<'_>, app: &App, seen: Timestamp) -> rusqlite::Result<
     let mut key = json!([name, exe, cmdline, uid, user, unit, cgroup, container, source]);
     // Appended only when present: identities of apps without it keep their earlier key.
     if let (Some(a), Some(list)) = (android, key.as_array_mut()) {
-        list.push(json!([a.package, a.packages, a.user_id, a.app_id, a.kind.name()]));
+        list.push(json!([a.package, a.packages, a.user_id, a.app_id, names::name(a.kind)]));
     }
     let identity = key.to_string();
     let (package, packages, user_id, app_id, kind) = match android {
-        Some(a) => {
-            (a.package.as_deref(), Some(a.packages.join(" ")), Some(a.user_id), Some(a.app_id), Some(a.kind.name()))
-        }
+        Some(a) => (
+            a.package.as_deref(),
+            Some(a.packages.join(" ")),
+            Some(a.user_id),
+            Some(a.app_id),
+            Some(names::name(a.kind)),
+        ),
         None => (None, None, None, None, None),
     };
     tx.prepare_cached(

@@ -9,7 +9,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
     enrich::{Consensus, Scope},
-    identity::AppSource,
+    identity::{AppSource, android::UidKind},
     tracker::record::{Direction, OwnerSource, PayloadSource, Protocol, RecordKind},
 };
 
@@ -29,6 +29,7 @@ impl Stored for PayloadSource {}
 impl Stored for AppSource {}
 impl Stored for Scope {}
 impl Stored for Consensus {}
+impl Stored for UidKind {}
 
 /// The stored name of `v`: its serde name, the one JSON output uses (no allocation).
 pub(crate) fn name<T: Stored>(v: T) -> &'static str {
@@ -169,6 +170,12 @@ mod tests {
             (Scope::Reserved, "reserved"),
         ]);
         check(&[(Consensus::Agree, "agree"), (Consensus::Disagree, "disagree"), (Consensus::Partial, "partial")]);
+        check(&[
+            (UidKind::App, "app"),
+            (UidKind::SdkSandbox, "sdk_sandbox"),
+            (UidKind::Isolated, "isolated"),
+            (UidKind::System, "system"),
+        ]);
     }
 
     #[test]

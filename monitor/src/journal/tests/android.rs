@@ -136,3 +136,22 @@ fn android_identities_round_trip_through_the_journal_into_the_report() {
     assert_eq!(packages("isolated"), [(90_007, None)]);
     assert_eq!(packages("curl"), [(1000, None)]);
 }
+
+/// A kind this build does not know (a newer writer, an edited file) is a read error that names
+/// it, not an app silently taken for a system UID.
+#[test]
+fn an_unknown_android_kind_is_a_read_error() {
+    let dir = tempdir();
+    let mut w = writer_in(dir.path());
+    let app = android_app("vendor", 10_300, identity(&["com.example.vendor"], 10_300, UidKind::App));
+    let mut f = Flow::new(1, "192.0.2.1:443", at(T0 + 3600));
+    w.append(&f.record(Close, at(T0 + 3601), 100, 10), &app, None);
+    w.flush().expect("flush");
+    raw(w.path()).execute("UPDATE apps SET android_kind = 'vendor_partition'", []).expect("edit the journal");
+
+    let reader = JournalReader::open(w.path()).expect("reader");
+    let week = TimeRange { since: at(T0), until: at(T0 + 7 * 86_400) };
+    let e = reader.android_apps(week, None).expect_err("unknown kind");
+    let chain = format!("{:#}", anyhow::Error::from(e));
+    assert!(chain.contains("unknown variant `vendor_partition`"), "{chain}");
+}
