@@ -566,7 +566,7 @@ impl Binder<'_, '_> {
         let crate::names::Names { hostname, registrable_domain, source, dns_name, ech_outer } = flow_names;
         self.value(s, &hostname.as_ref().map(|h| h.as_str()))?;
         self.value(s, &registrable_domain.as_deref())?;
-        self.value(s, &source.as_str())?;
+        self.value(s, &names::name(*source))?;
         self.value(s, &dns_name.as_ref().map(|h| h.as_str()))?;
         self.value(s, ech_outer)?;
         self.value(s, &rtt.map(|r| r.min_us))?;

@@ -10,6 +10,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::{
     enrich::{Consensus, Scope},
     identity::{AppSource, android::UidKind},
+    names::NameSource,
     tracker::record::{Direction, OwnerSource, PayloadSource, Protocol, RecordKind},
 };
 
@@ -30,6 +31,7 @@ impl Stored for AppSource {}
 impl Stored for Scope {}
 impl Stored for Consensus {}
 impl Stored for UidKind {}
+impl Stored for NameSource {}
 
 /// The stored name of `v`: its serde name, the one JSON output uses (no allocation).
 pub(crate) fn name<T: Stored>(v: T) -> &'static str {
@@ -175,6 +177,14 @@ mod tests {
             (UidKind::SdkSandbox, "sdk_sandbox"),
             (UidKind::Isolated, "isolated"),
             (UidKind::System, "system"),
+        ]);
+        check(&[
+            (NameSource::Sni, "sni"),
+            (NameSource::QuicSni, "quic_sni"),
+            (NameSource::Dns, "dns"),
+            (NameSource::DnsHost, "dns_host"),
+            (NameSource::Getaddrinfo, "getaddrinfo"),
+            (NameSource::None, "none"),
         ]);
     }
 

@@ -49,7 +49,8 @@ use serde::{Deserialize, Serialize};
 
 pub use self::host::{Hostname, HostnameError, MAX_LABEL_LEN, MAX_NAME_LEN};
 
-/// Where a flow's name came from, best first. Serialised lowercase (`quic_sni`, `dns_host`).
+/// Where a flow's name came from, best first. Serialised lowercase (`quic_sni`, `dns_host`); the
+/// journal stores the same names ([`crate::variant`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum NameSource {
@@ -66,21 +67,6 @@ pub enum NameSource {
     /// No name.
     #[default]
     None,
-}
-
-impl NameSource {
-    /// The serde name (`"quic_sni"`), for logs and text formats.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Sni => "sni",
-            Self::QuicSni => "quic_sni",
-            Self::Dns => "dns",
-            Self::DnsHost => "dns_host",
-            Self::Getaddrinfo => "getaddrinfo",
-            Self::None => "none",
-        }
-    }
 }
 
 /// The server name a ClientHello carried.
@@ -138,20 +124,6 @@ impl MalformedKind {
     /// Every kind, in counter order.
     pub const ALL: [Self; 7] =
         [Self::Dns, Self::DnsTruncated, Self::Tls, Self::Quic, Self::QuicDecrypt, Self::Hostname, Self::TooLarge];
-
-    /// The serde name, for logs and statistics.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Dns => "dns",
-            Self::DnsTruncated => "dns_truncated",
-            Self::Tls => "tls",
-            Self::Quic => "quic",
-            Self::QuicDecrypt => "quic_decrypt",
-            Self::Hostname => "hostname",
-            Self::TooLarge => "too_large",
-        }
-    }
 }
 
 /// Counters of malformed input per kind (plain numbers; the owner of the parsers keeps one).

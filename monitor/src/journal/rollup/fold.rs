@@ -169,7 +169,7 @@ impl Rollup {
             };
             let host = flow_names.hostname.as_ref().map_or("", |h| h.as_str());
             let domain = flow_names.registrable_domain.as_deref().unwrap_or_default();
-            let source = flow_names.source.as_str();
+            let source = names::name(flow_names.source);
             let (country, asn, org) =
                 (country.unwrap_or_default(), asn.map_or(-1, i64::from), as_org.unwrap_or_default());
             let s = &mut self.strings;
