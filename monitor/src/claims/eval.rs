@@ -272,17 +272,15 @@ fn evaluate_claim(claim: &Claim, report: &Report, lost: u64) -> ClaimVerdict {
         if judged > 0 && !reaches(inside) {
             if reaches(inside + unknown) {
                 reasons.push(format!(
-                    "{p} % of the {} bytes go to the min_share destinations, below {} %, and {} % are of unknown \
+                    "{p} % of the {dir} bytes go to the min_share destinations, below {} %, and {} % are of unknown \
                      destination",
-                    dir.name(),
                     m.percent,
                     pct(unknown, judged)
                 ));
             } else {
                 share_fail = true;
                 reasons.push(format!(
-                    "only {p} % of the {} bytes go to the min_share destinations (at least {} % claimed)",
-                    dir.name(),
+                    "only {p} % of the {dir} bytes go to the min_share destinations (at least {} % claimed)",
                     m.percent
                 ));
             }
@@ -315,7 +313,7 @@ fn evaluate_claim(claim: &Claim, report: &Report, lost: u64) -> ClaimVerdict {
     let (uc, ua, un) = (pct(b.unknown_country, judged), pct(b.unknown_asn, judged), pct(b.unnamed, judged));
     let verdict = if b.violating > 0 {
         let n: BTreeSet<&str> = violations.iter().map(|v| v.destination.ip.as_str()).collect();
-        reasons.insert(0, format!("{} {} bytes go to {} violating destination(s)", b.violating, dir.name(), n.len()));
+        reasons.insert(0, format!("{} {dir} bytes go to {} violating destination(s)", b.violating, n.len()));
         Verdict::Fail
     } else {
         if b.total == 0 && t.no_traffic {
@@ -340,7 +338,7 @@ fn evaluate_claim(claim: &Claim, report: &Report, lost: u64) -> ClaimVerdict {
         description: claim.description.clone(),
         verdict,
         reasons,
-        direction: dir.name(),
+        direction: dir,
         apps: apps.into_iter().collect(),
         bytes: b,
         unknown_country_pct: uc,

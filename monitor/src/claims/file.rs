@@ -35,7 +35,8 @@ pub struct RawClaims {
     pub claims: Vec<RawClaim>,
 }
 
-/// Which bytes a claim is about.
+/// Which bytes a claim is about. Named by its serde derive (`upload`, `both`), also in messages
+/// ([`Display`](std::fmt::Display)).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
@@ -46,16 +47,13 @@ pub enum Direction {
     Both,
 }
 
-impl Direction {
-    /// The serde name.
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Upload => "upload",
-            Self::Both => "both",
-        }
+impl std::fmt::Display for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(crate::variant::name(*self))
     }
+}
 
+impl Direction {
     /// The bytes of `(tx, rx)` this direction counts.
     #[must_use]
     pub fn bytes(self, tx: u64, rx: u64) -> u64 {

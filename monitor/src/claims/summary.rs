@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::{ClaimSet, Error, Verdict, Verdicts, evaluate};
+use super::{ClaimSet, Error, Verdicts, evaluate};
 use crate::{
     journal::JournalReader,
     report::{ClaimSummary, Report, ReportQuery},
@@ -19,12 +19,7 @@ pub fn summaries(verdicts: &Verdicts) -> Vec<ClaimSummary> {
         .map(|c| ClaimSummary {
             claim: c.claim.clone(),
             apps: c.apps.clone(),
-            verdict: match c.verdict {
-                Verdict::Pass => "pass",
-                Verdict::Fail => "fail",
-                Verdict::Inconclusive => "inconclusive",
-            }
-            .into(),
+            verdict: crate::variant::name(c.verdict).into(),
             reasons: c.reasons.clone(),
             total: c.bytes.total,
             satisfying: c.bytes.satisfying,

@@ -2,8 +2,9 @@
 //! documented in `SCHEMA.md` beside this file (fields only added within one version).
 
 use jiff::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use super::Direction;
 use crate::report::{DestinationDetail, PeriodInfo};
 
 /// Verdicts of every claim of a claims file over one period.
@@ -36,8 +37,8 @@ pub struct Summary {
     pub inconclusive: u64,
 }
 
-/// A verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+/// A verdict. Named by its serde derive (`pass`, `inconclusive`, `fail`: JSON, report summaries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// The claim holds.
@@ -90,8 +91,8 @@ pub struct ClaimVerdict {
     pub verdict: Verdict,
     /// Why, as sentences (empty for a plain pass).
     pub reasons: Vec<String>,
-    /// `upload` or `both`.
-    pub direction: &'static str,
+    /// Which bytes the claim is about (`upload` or `both`).
+    pub direction: Direction,
     /// Apps with traffic selected by the claim.
     pub apps: Vec<String>,
     /// Bytes by judgement.

@@ -25,6 +25,18 @@ fn message(e: &Error) -> String {
     text
 }
 
+/// The names in claims files, JSON verdicts and report summaries, each parsing back.
+#[test]
+fn direction_and_verdict_names_are_the_ones_in_use() {
+    crate::variant::assert_names(&[(Direction::Upload, "upload"), (Direction::Both, "both")]);
+    assert_eq!(Direction::Upload.to_string(), "upload", "messages use the same name");
+    crate::variant::assert_names(&[
+        (Verdict::Pass, "pass"),
+        (Verdict::Inconclusive, "inconclusive"),
+        (Verdict::Fail, "fail"),
+    ]);
+}
+
 #[test]
 fn the_example_file_parses_and_documents_every_key() {
     let text = include_str!("../../../../config/claims.example.toml");
