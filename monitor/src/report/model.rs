@@ -260,7 +260,8 @@ impl AndroidApp {
     }
 }
 
-/// What a [`Share`] entry stands for.
+/// What a [`Share`] entry stands for. Named by its serde derive (JSON `kind`, the CSV `kind`
+/// column).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ShareKind {
@@ -273,19 +274,6 @@ pub enum ShareKind {
     /// A non-public scope (`key` = private, loopback, link_local, cgnat, multicast, documentation,
     /// reserved), `none` (no remote address) or `unenriched` (no lookup made).
     Scope,
-}
-
-impl ShareKind {
-    /// The serde name.
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Country => "country",
-            Self::Asn => "asn",
-            Self::Unknown => "unknown",
-            Self::Scope => "scope",
-        }
-    }
 }
 
 /// One line of a breakdown.

@@ -23,7 +23,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use serde_json::{Value, json};
 
-use super::{ATTRIBUTION, Period, SCHEMA, build::period_info, merge};
+use super::{ATTRIBUTION, Period, SCHEMA, ShareKind, build::period_info, merge};
 
 /// The completeness note of a host's figures from Prometheus.
 const NOTE: &str = "figures from Prometheus: payload bytes per country and ASN (monitor_app_payload_bytes_total, \
@@ -183,13 +183,13 @@ fn add(hosts: &mut BTreeMap<String, HostApps>, src: &Source, list: &'static str,
     }
 }
 
-/// The kind of a share key, as the report names it.
-fn kind(list: &str, key: &str) -> &'static str {
+/// The kind of a share key.
+fn kind(list: &str, key: &str) -> ShareKind {
     match (list, key) {
-        (_, "unknown") => "unknown",
-        ("by_country", k) if k.len() == 2 && k.bytes().all(|b| b.is_ascii_uppercase()) => "country",
-        ("by_asn", k) if k.starts_with("AS") && k[2..].bytes().all(|b| b.is_ascii_digit()) => "asn",
-        _ => "scope",
+        (_, "unknown") => ShareKind::Unknown,
+        ("by_country", k) if k.len() == 2 && k.bytes().all(|b| b.is_ascii_uppercase()) => ShareKind::Country,
+        ("by_asn", k) if k.starts_with("AS") && k[2..].bytes().all(|b| b.is_ascii_digit()) => ShareKind::Asn,
+        _ => ShareKind::Scope,
     }
 }
 
@@ -205,10 +205,10 @@ fn host_report(period: &Value, previous: &Value, figures: &HostApps) -> Value {
                 traffic[1] += rx;
             }
             let kind = kind(list, key);
-            let asn = key.strip_prefix("AS").and_then(|n| n.parse::<u32>().ok()).filter(|_| kind == "asn");
+            let asn = key.strip_prefix("AS").and_then(|n| n.parse::<u32>().ok()).filter(|_| kind == ShareKind::Asn);
             lists.entry(list).or_default().push(json!({
                 "kind": kind, "key": key,
-                "country": (kind == "country").then_some(key), "asn": asn, "as_org": Value::Null,
+                "country": (kind == ShareKind::Country).then_some(key), "asn": asn, "as_org": Value::Null,
                 "traffic": {"payload_tx": tx, "payload_rx": rx, "wire_tx": 0, "wire_rx": 0, "packets_tx": 0, "packets_rx": 0},
                 "flows": 0,
             }));
@@ -338,10 +338,10 @@ mod tests {
 
     #[test]
     fn share_kinds_follow_the_report() {
-        assert_eq!(kind("by_country", "SE"), "country");
-        assert_eq!(kind("by_country", "private"), "scope");
-        assert_eq!(kind("by_country", "unknown"), "unknown");
-        assert_eq!(kind("by_asn", "AS29518"), "asn");
-        assert_eq!(kind("by_asn", "loopback"), "scope");
+        assert_eq!(kind("by_country", "SE"), ShareKind::Country);
+        assert_eq!(kind("by_country", "private"), ShareKind::Scope);
+        assert_eq!(kind("by_country", "unknown"), ShareKind::Unknown);
+        assert_eq!(kind("by_asn", "AS29518"), ShareKind::Asn);
+        assert_eq!(kind("by_asn", "loopback"), ShareKind::Scope);
     }
 }

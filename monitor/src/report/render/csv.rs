@@ -8,7 +8,7 @@ use std::io::Write;
 use crate::{
     escape::{self, Terminal},
     report::{
-        Error, Report, Share, Traffic,
+        Error, Report, Share, ShareKind, Traffic,
         services::{AppServices, Service},
         truth::{AppConsensus, AppPlausibility},
     },
@@ -111,12 +111,12 @@ impl Row {
 }
 
 fn share_row(section: &'static str, app: &str, s: &Share) -> Row {
-    let kind = s.kind.name().to_string();
+    let kind = crate::variant::name(s.kind).to_string();
     Row {
         section,
         app: app.into(),
         key: s.key.clone(),
-        scope: if kind == "scope" { s.key.clone() } else { "public".into() },
+        scope: if s.kind == ShareKind::Scope { s.key.clone() } else { "public".into() },
         kind,
         country: s.country.clone().unwrap_or_default(),
         asn: s.asn.map(|n| n.to_string()).unwrap_or_default(),

@@ -96,3 +96,15 @@ pub(super) fn fixture_journal(dir: &Path) -> PathBuf {
     w.flush().expect("flush fixture");
     w.path().to_path_buf()
 }
+
+/// The share kinds' names in JSON reports and the CSV `kind` column, each parsing back.
+#[test]
+fn share_kind_names_are_the_ones_in_use() {
+    use crate::report::ShareKind;
+    crate::variant::assert_names(&[
+        (ShareKind::Country, "country"),
+        (ShareKind::Asn, "asn"),
+        (ShareKind::Unknown, "unknown"),
+        (ShareKind::Scope, "scope"),
+    ]);
+}
