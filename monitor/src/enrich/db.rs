@@ -11,7 +11,7 @@ use std::{
 
 use maxminddb::{LookupResult, MaxMindDbError, PathElement, Reader, WithinOptions};
 use memmap2::Mmap;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{
     DbRef, Error,
@@ -36,8 +36,10 @@ const RECORD_CACHE_ENTRIES: usize = 65_536;
 const COUNTRY_PATHS: [&[PathElement<'static>]; 2] =
     [&[PathElement::Key("country"), PathElement::Key("iso_code")], &[PathElement::Key("country_code")]];
 
-/// What a database is used for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a database is used for. Named by its serde derive, `country` or `asn` (as in
+/// [`super::DbInfo::role`], the config keys and messages, through [`Display`](fmt::Display)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Country of an address.
     Country,
@@ -46,15 +48,6 @@ pub enum Role {
 }
 
 impl Role {
-    /// `"country"` or `"asn"` (as in [`super::DbInfo::role`] and the config keys).
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Country => "country",
-            Self::Asn => "asn",
-        }
-    }
-
     /// The record fields this role reads, for messages.
     #[must_use]
     pub fn fields(self) -> &'static str {
@@ -67,7 +60,7 @@ impl Role {
 
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(crate::variant::name(*self))
     }
 }
 
@@ -345,6 +338,13 @@ fn asn_of(result: &LookupResult<'_, Shared>) -> Result<Option<AsAnswer>, MaxMind
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The names in `DbInfo::role`, the databases table and messages, each parsing back.
+    #[test]
+    fn role_names_are_the_ones_in_use() {
+        crate::variant::assert_names(&[(Role::Country, "country"), (Role::Asn, "asn")]);
+        assert_eq!(Role::Asn.to_string(), "asn", "messages use the same name");
+    }
 
     #[test]
     fn record_cache_decodes_once_is_bounded_and_keeps_no_errors() {

@@ -233,7 +233,11 @@ impl Enricher {
     pub fn databases(&self) -> Vec<DbInfo> {
         let now = now_secs();
         let mut list: Vec<DbInfo> = [&self.country, &self.asn].into_iter().flatten().map(|db| info(db, now)).collect();
-        list.extend(self.others.iter().map(|(label, db)| DbInfo { role: format!("country:{label}"), ..info(db, now) }));
+        list.extend(
+            self.others
+                .iter()
+                .map(|(label, db)| DbInfo { role: format!("{}:{label}", Role::Country), ..info(db, now) }),
+        );
         list
     }
 
@@ -347,7 +351,7 @@ fn open_role(
 
 fn info(db: &Database, now: u64) -> DbInfo {
     DbInfo {
-        role: db.role.as_str().to_owned(),
+        role: db.role.to_string(),
         path: db.path.clone(),
         db: db.db_ref.clone(),
         age_days: now.saturating_sub(db.db_ref.build_epoch) / SECS_PER_DAY,

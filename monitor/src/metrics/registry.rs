@@ -31,7 +31,7 @@ use prometheus_client::{
 
 use super::{Label, MetricsConfig, OwnedLabel};
 use crate::{
-    enrich::{DbInfo, Destination, Scope},
+    enrich::{DbInfo, Destination, Role, Scope},
     identity::App,
     stats::Stats,
     tracker::FlowRecord,
@@ -387,7 +387,7 @@ impl Metrics {
                 .find(|d| d.role == role)
                 .map_or_else(String::new, |d| format!("{} {}", d.db.database_type, d.db.build_epoch))
         };
-        let (country_db, asn_db) = (build("country"), build("asn"));
+        let (country_db, asn_db) = (build(crate::variant::name(Role::Country)), build(crate::variant::name(Role::Asn)));
         for d in databases {
             let labels = DbLabels {
                 role: OwnedLabel(d.role.clone()),
