@@ -32,7 +32,7 @@ pub enum Error {
     /// Writing the output failed.
     #[error("cannot write the {format} diff")]
     Write {
-        format: &'static str,
+        format: DiffFormat,
         #[source]
         source: std::io::Error,
     },

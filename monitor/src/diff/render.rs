@@ -9,7 +9,8 @@ use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use super::{AppDiff, Diff, Error};
 use crate::escape;
 
-/// Output format of `monitor diff`.
+/// Output format of `monitor diff`. Named by its `clap::ValueEnum` derive (`--format`), also in
+/// messages ([`Display`](std::fmt::Display)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DiffFormat {
     /// A terminal table.
@@ -20,13 +21,10 @@ pub enum DiffFormat {
     Markdown,
 }
 
-impl DiffFormat {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Table => "table",
-            Self::Json => "json",
-            Self::Markdown => "markdown",
-        }
+impl std::fmt::Display for DiffFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every variant has a value: none is `#[value(skip)]`.
+        clap::ValueEnum::to_possible_value(self).map_or(Ok(()), |v| f.write_str(v.get_name()))
     }
 }
 
@@ -84,7 +82,7 @@ impl Diff {
     /// # Errors
     /// When writing to `out` fails.
     pub fn render(&self, format: DiffFormat, out: &mut impl Write) -> Result<(), Error> {
-        let io = |source| Error::Write { format: format.name(), source };
+        let io = |source| Error::Write { format, source };
         let summary = |esc: fn(&str) -> String| {
             format!(
                 "A: {} ({}). B: {} ({}). Byte changes from {} %. {}",

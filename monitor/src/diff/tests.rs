@@ -137,3 +137,15 @@ fn a_file_that_is_not_a_report_is_refused() {
     let err = Diff::of(("x.json", &json!({"schema": "other"})), ("y", &json!({})), 1.0).unwrap_err();
     assert!(err.to_string().contains("x.json is not a monitor report"), "{err}");
 }
+
+/// The `--format` names (clap's derive), each parsing back, and messages use the same.
+#[test]
+fn format_names_are_the_ones_in_use() {
+    use clap::ValueEnum as _;
+    for (format, name) in [(DiffFormat::Table, "table"), (DiffFormat::Json, "json"), (DiffFormat::Markdown, "markdown")]
+    {
+        assert_eq!(format.to_string(), name);
+        assert_eq!(DiffFormat::from_str(name, false), Ok(format));
+    }
+    assert_eq!(DiffFormat::value_variants().len(), 3, "every format is listed above");
+}
