@@ -4,6 +4,7 @@ mod android;
 mod compact;
 mod failure;
 pub(crate) mod fixtures;
+mod literals;
 mod paths;
 mod row_cost;
 mod session_rows;
