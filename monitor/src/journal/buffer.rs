@@ -268,7 +268,7 @@ impl Buffer {
         };
         let key = bucket_key(interval_start, record, app_name, dest);
         let FlowRecord { event, delta_payload, delta_wire, complete, .. } = record;
-        let first = is_first_record(record);
+        let first = record.is_first();
         let moved = *delta_payload != Payload::default() || *delta_wire != Wire::default();
         let finished = matches!(event, RecordKind::Close | RecordKind::Shutdown);
         // Fixed seed: equal keys hash alike across flushes.
@@ -360,14 +360,6 @@ impl Buffer {
             self.seen.forget_before(horizon);
         }
     }
-}
-
-/// True for the first record of a flow: its totals equal its deltas (totals count from when the
-/// monitor first saw the flow). A record without any byte only counts when it is also the last.
-pub(crate) fn is_first_record(r: &FlowRecord) -> bool {
-    let totals_are_deltas = r.payload == r.delta_payload && r.wire == r.delta_wire;
-    let empty = r.payload == Payload::default() && r.wire == Wire::default();
-    totals_are_deltas && (!empty || r.event != RecordKind::Update)
 }
 
 fn db_key(db: Option<&DbRef>) -> Option<(Arc<str>, u64)> {

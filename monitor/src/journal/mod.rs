@@ -82,7 +82,6 @@ use std::path::PathBuf;
 
 pub use alerts::AlertRow;
 /// Whether a record starts its flow (counted as a new flow in residency rows and metrics).
-pub(crate) use buffer::is_first_record;
 pub use buffer::{FLUSH_RECORDS, Loss, MAX_BUFFERED_BUCKETS, MAX_BUFFERED_RECORDS};
 pub use chain::{Integrity, Problem as IntegrityProblem, verify as verify_chain};
 pub use config::{CONFIG_DOC, JournalConfig};

@@ -336,7 +336,7 @@ impl Metrics {
             v[0] += w.tx_bytes;
             v[1] += w.rx_bytes;
         }
-        if crate::journal::is_first_record(record) {
+        if record.is_first() {
             let protocol = crate::variant::name(record.protocol);
             *t.flows.entry((app, protocol)).or_default() += 1;
         }

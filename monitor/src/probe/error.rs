@@ -37,6 +37,15 @@ pub enum Error {
     /// A map is missing from the object (build mismatch), or was already taken.
     #[error("map `{name}` not found in the kernel object")]
     MapNotFound { name: &'static str },
+    /// A load-time global is missing from the object or has another size than the loader
+    /// writes (build mismatch).
+    #[error("load-time global `{name}` of {size} bytes not found in the kernel object (build mismatch)")]
+    GlobalNotFound {
+        name: &'static str,
+        size: usize,
+        #[source]
+        source: aya_obj::ParseError,
+    },
     /// A map of the object has another type than the loader expects (build mismatch).
     #[error("map `{name}` in the kernel object is {found}, not what the loader expects (build mismatch)")]
     MapKind { name: &'static str, found: String },

@@ -90,7 +90,20 @@ const MAPS: [(&str, bpf_map_type); 7] = [
     (maps::GAI_CALLS, bpf_map_type::BPF_MAP_TYPE_LRU_HASH),
 ];
 
-/// Parses the embedded object and checks it against [`PROGRAMS`] and [`MAPS`].
+/// Every load-time global the loader writes (`override_global` in `load.rs`), with the size of
+/// the value it writes: `u64` nanoseconds and cgroup id, `u32` flags, level and offsets.
+const GLOBALS: [(&str, usize); 8] = [
+    (maps::GLOBAL_UPDATE_INTERVAL_NS, size_of::<u64>()),
+    (maps::GLOBAL_COPY_PAYLOADS, size_of::<u32>()),
+    (maps::GLOBAL_MPTCP_SUBFLOWS, size_of::<u32>()),
+    (maps::GLOBAL_WATCHED_CGROUP_ID, size_of::<u64>()),
+    (maps::GLOBAL_WATCHED_CGROUP_LEVEL, size_of::<u32>()),
+    (maps::GLOBAL_SK_V6_DADDR_OFFSET, size_of::<u32>()),
+    (maps::GLOBAL_SK_V6_RCV_SADDR_OFFSET, size_of::<u32>()),
+    (maps::GLOBAL_SK_PROTOCOL_OFFSET, size_of::<u32>()),
+];
+
+/// Parses the embedded object and checks it against [`PROGRAMS`], [`MAPS`] and [`GLOBALS`].
 ///
 /// # Errors
 /// [`Error::Parse`], or the first program or map that is missing or of the wrong kind.
@@ -98,8 +111,16 @@ pub fn verify_embedded() -> Result<(), Error> {
     verify(&Object::parse(OBJECT).map_err(Error::Parse)?)
 }
 
-/// Checks that every program and map the loader uses is in `object` with the expected kind.
+/// Checks that every program and map the loader uses is in `object` with the expected kind, and
+/// every load-time global with the size the loader writes (on a copy: patching is the only way
+/// aya-obj offers to look a global up).
 fn verify(object: &Object) -> Result<(), Error> {
+    let mut copy = object.clone();
+    for (name, size) in GLOBALS {
+        let zeroes = vec![0_u8; size];
+        copy.patch_map_data(std::collections::HashMap::from([(name, (&zeroes[..], true))]))
+            .map_err(|source| Error::GlobalNotFound { name, size, source })?;
+    }
     for (name, expected) in PROGRAMS {
         let program = object.programs.get(name).ok_or(Error::ProgramNotFound { name })?;
         if !expected(&program.section) {
@@ -142,13 +163,35 @@ mod tests {
     }
 
     #[test]
-    fn load_time_global_exists_with_its_size() {
-        let mut object = parsed();
+    fn every_load_time_global_exists_with_its_size() {
+        let object = parsed();
+        for (name, size) in GLOBALS {
+            let mut copy = object.clone();
+            let value = vec![0_u8; size];
+            copy.patch_map_data(HashMap::from([(name, (&value[..], true))])).unwrap_or_else(|e| panic!("{name}: {e}"));
+            // The check can fail: the wrong size is refused.
+            let wrong = vec![0_u8; size * 2];
+            assert!(copy.patch_map_data(HashMap::from([(name, (&wrong[..], true))])).is_err(), "{name}");
+        }
+        // ... and so is a name that is not in the object.
+        let mut copy = object.clone();
         let value = 0_u64.to_ne_bytes();
-        object.patch_map_data(HashMap::from([(maps::GLOBAL_UPDATE_INTERVAL_NS, (&value[..], true))])).unwrap();
-        // The check can fail: a name that is not in the object is refused.
-        let missing = object.patch_map_data(HashMap::from([("NO_SUCH_GLOBAL", (&value[..], true))]));
-        assert!(missing.is_err());
+        assert!(copy.patch_map_data(HashMap::from([("NO_SUCH_GLOBAL", (&value[..], true))])).is_err());
+    }
+
+    #[test]
+    fn every_global_the_common_crate_names_is_checked() {
+        // A new `GLOBAL_*` constant must be added to `GLOBALS` (and so be checked at start-up).
+        let source = include_str!("../../../monitor-common/src/maps.rs");
+        let mut named: Vec<&str> = source
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("pub const GLOBAL_"))
+            .filter_map(|l| l.split('"').nth(1))
+            .collect();
+        named.sort_unstable();
+        let mut checked: Vec<&str> = GLOBALS.iter().map(|(name, _)| *name).collect();
+        checked.sort_unstable();
+        assert_eq!(named, checked);
     }
 
     #[test]

@@ -248,6 +248,16 @@ impl FlowRecord {
             Direction::Outbound | Direction::Listen | Direction::Unknown => false,
         }
     }
+
+    /// Whether this is the first record of its flow: its totals equal its deltas (totals count
+    /// from when the monitor first saw the flow). A record without any byte only counts when it
+    /// is also the last. The journal's residency rows and the metrics count new flows by it.
+    #[must_use]
+    pub fn is_first(&self) -> bool {
+        let totals_are_deltas = self.payload == self.delta_payload && self.wire == self.delta_wire;
+        let empty = self.payload == Payload::default() && self.wire == Wire::default();
+        totals_are_deltas && (!empty || self.event != RecordKind::Update)
+    }
 }
 
 /// Round-trip time of a TCP flow as the kernel estimates it (`struct tcp_sock`).
