@@ -24,7 +24,7 @@ use super::{
     figures::{self, FiguresChecked},
     intern::{self, Group},
     names::ms,
-    schema,
+    open,
 };
 
 /// Bytes of a row digest.
@@ -395,7 +395,7 @@ fn hex(b: &[u8]) -> String {
 /// # Errors
 /// When the journal cannot be opened or read.
 pub fn verify(path: &Path) -> Result<Integrity, Error> {
-    let conn = schema::open_ro(path)?;
+    let conn = open::open_ro(path)?;
     // One snapshot: a flush of a running daemon must not appear half-way through the check.
     let tx = conn.unchecked_transaction().map_err(|e| Error::read(path, e))?;
     verify_conn(&tx).map_err(|e| Error::read(path, e))

@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use super::{Error, JournalReader, names, schema};
+use super::{Error, JournalReader, names, open};
 
 /// One exported report file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -31,7 +31,7 @@ pub struct ExportRow {
 /// # Errors
 /// When the journal cannot be opened or written.
 pub fn record_export(journal: &Path, row: &ExportRow) -> Result<bool, Error> {
-    let conn = schema::open_existing_rw(journal)?;
+    let conn = open::open_existing_rw(journal)?;
     let ExportRow { week, time_zone, format, path, written_at } = row;
     let inserted = conn
         .execute(

@@ -63,6 +63,7 @@ mod flush;
 mod intern;
 mod legacy;
 mod names;
+mod open;
 mod reader;
 mod rollup;
 mod rows;

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::{
     DaemonState, DatabaseRow, EndpointRow, Error, LossTotals, ResidencyRow, RowCounts, StatsTotals, TimeRange,
     names::{count, ms, ts, ts_secs},
-    schema,
+    open,
 };
 
 /// Read-only view of a journal; works while the daemon writes (WAL).
@@ -24,7 +24,7 @@ impl JournalReader {
     /// [`Error::Missing`], [`Error::NotJournal`], [`Error::Corrupt`], [`Error::TooNew`], or SQLite
     /// failing to open it.
     pub fn open(path: &Path) -> Result<Self, Error> {
-        Ok(Self { conn: schema::open_ro(path)?, path: path.to_path_buf() })
+        Ok(Self { conn: open::open_ro(path)?, path: path.to_path_buf() })
     }
 
     /// The journal file.
@@ -55,7 +55,7 @@ impl JournalReader {
     /// # Errors
     /// When the pragma cannot be read.
     pub fn schema_version(&self) -> Result<u32, Error> {
-        schema::check_version(&self.conn, &self.path)
+        open::check_version(&self.conn, &self.path)
     }
 
     /// `PRAGMA integrity_check`: "ok" or the problems found.
@@ -63,7 +63,7 @@ impl JournalReader {
     /// # Errors
     /// When the check cannot run.
     pub fn integrity_check(&self) -> Result<String, Error> {
-        schema::integrity_check(&self.conn).map_err(|e| self.err(e))
+        open::integrity_check(&self.conn).map_err(|e| self.err(e))
     }
 
     /// Residency sums per (app, destination, provenance) over rows whose interval starts in

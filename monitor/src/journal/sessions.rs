@@ -10,7 +10,7 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
-use super::{Error, JournalReader, names, schema};
+use super::{Error, JournalReader, names, open};
 
 /// Longest session name.
 pub const MAX_SESSION_NAME: usize = 64;
@@ -101,7 +101,7 @@ fn has_table(conn: &Connection, path: &Path) -> Result<bool, Error> {
 }
 
 fn open_rw(journal: &Path) -> Result<Connection, SessionError> {
-    let conn = schema::open_existing_rw(journal)?;
+    let conn = open::open_existing_rw(journal)?;
     if !has_table(&conn, journal)? {
         return Err(SessionError::Unsupported { path: journal.to_path_buf() });
     }

@@ -17,8 +17,8 @@ use super::{
     flush,
     intern::Interned,
     names::{int, ms},
+    open,
     rollup::Rollup,
-    schema,
 };
 use crate::{
     clock::thread_cpu,
@@ -154,7 +154,7 @@ impl JournalWriter {
     pub fn open(config: &JournalConfig, run: RunInfo, rollup_zone: &Zone) -> Result<Self, Error> {
         config.validate()?;
         let path = config.path.clone();
-        let (mut conn, lock) = schema::open_rw(&path)?;
+        let (mut conn, lock) = open::open_rw(&path)?;
         let rollup = Rollup::open(&mut conn, rollup_zone).map_err(|source| Error::write(&path, source))?;
         let RunInfo { pid, started_at, config_path } = &run;
         conn.execute(
@@ -381,7 +381,7 @@ impl JournalWriter {
     /// # Errors
     /// When the check cannot run.
     pub fn integrity_check(&self) -> Result<String, Error> {
-        schema::integrity_check(&self.conn).map_err(|source| Error::read(&self.path, source))
+        open::integrity_check(&self.conn).map_err(|source| Error::read(&self.path, source))
     }
 }
 

@@ -1,5 +1,5 @@
 //! What a stored row costs SQLite, by the number of values it binds and the indexes it feeds
-//! (ignored: a measurement, not a check). The journal's own file settings (`schema::open_rw`:
+//! (ignored: a measurement, not a check). The journal's own file settings (`open::open_rw`:
 //! WAL, `synchronous = FULL`, the checkpoint interval, cache and lookaside) and the flush's
 //! pattern (32-row statements, 8,192 rows per transaction), on a table of its own beside the
 //! schema. Run in release:
@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use rusqlite::Connection;
 
 use super::tempdir;
-use crate::journal::schema;
+use crate::journal::open;
 
 const ROWS: usize = 204_800;
 const PER_STATEMENT: usize = 32;
@@ -58,7 +58,7 @@ fn print_cost(label: &str, runs: &[f64]) {
 /// CPU time of the inserting thread per row, in µs.
 fn cost_per_row(shape: &Shape) -> f64 {
     let dir = tempdir();
-    let (conn, _lock) = schema::open_rw(&dir.path().join("journal.db")).expect("open journal");
+    let (conn, _lock) = open::open_rw(&dir.path().join("journal.db")).expect("open journal");
     let mut ddl = String::from("CREATE TABLE row_cost (c0 INTEGER PRIMARY KEY");
     for c in 1..shape.columns {
         let kind = if c % 4 == 1 { "TEXT" } else { "INTEGER" };
