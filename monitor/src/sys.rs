@@ -1,13 +1,19 @@
-//! The system calls the monitor needs that `nix` (its one syscall wrapper) does not wrap:
-//! `pidfd_open(2)` and `pidfd_getfd(2)` (Linux 5.6), which the snapshot of open sockets and the
-//! owner scan use to take duplicates of other processes' socket descriptors, and
-//! `getsockopt(SO_COOKIE)`, a socket's cookie. Each is a thin, safe function over `libc`; the
-//! other raw calls are the `bpf(2)` commands of `probe::snapshot` and `probe::exclusive`.
+//! Thin, safe functions over the system calls nix (the monitor's syscall wrapper) does not wrap,
+//! made through `libc`: `pidfd_open(2)` and `pidfd_getfd(2)` (Linux 5.6), which the snapshot of
+//! open sockets and the owner scan use to take duplicates of other processes' socket
+//! descriptors; the socket options `SO_COOKIE`, `SO_PROTOCOL`, `SO_DOMAIN` and `TCP_INFO`; and
+//! glibc's `mallopt`/`malloc_trim`. Beside them [`peer_address`], through nix. The other raw
+//! calls are the `bpf(2)` commands of `probe::snapshot` and `probe::exclusive`.
 //! A leaf module: it imports nothing of the crate.
 
 use std::{
     io,
     os::fd::{AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd, RawFd},
+};
+
+use nix::{
+    errno::Errno,
+    sys::socket::{SockaddrStorage, getpeername},
 };
 
 /// A descriptor returned by a system call, or the call's error.
@@ -105,31 +111,16 @@ pub fn socket_family(fd: BorrowedFd<'_>) -> io::Result<u16> {
 /// # Errors
 /// What the call says otherwise (`ENOTSOCK`, ...).
 pub fn peer_address(fd: BorrowedFd<'_>) -> io::Result<Option<std::net::SocketAddr>> {
-    // SAFETY: `sockaddr_storage` is plain integers: all zeroes is a value.
-    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let mut len = libc::socklen_t::try_from(size_of::<libc::sockaddr_storage>()).map_err(io::Error::other)?;
-    // SAFETY: `ss` and `len` are valid for writes, `len` holds the size of `ss`; `fd` is borrowed
-    // open for the call.
-    let rc = unsafe { libc::getpeername(fd.as_raw_fd(), std::ptr::from_mut(&mut ss).cast(), &raw mut len) };
-    if rc != 0 {
-        let e = io::Error::last_os_error();
-        return if e.raw_os_error() == Some(libc::ENOTCONN) { Ok(None) } else { Err(e) };
-    }
-    let len = usize::try_from(len).unwrap_or(0);
-    Ok(match libc::c_int::from(ss.ss_family) {
-        libc::AF_INET if len >= size_of::<libc::sockaddr_in>() => {
-            // SAFETY: the kernel wrote a `sockaddr_in` (family and length checked).
-            let sin = unsafe { *std::ptr::from_ref(&ss).cast::<libc::sockaddr_in>() };
-            let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-            Some(std::net::SocketAddr::from((ip, u16::from_be(sin.sin_port))))
-        }
-        libc::AF_INET6 if len >= size_of::<libc::sockaddr_in6>() => {
-            // SAFETY: the kernel wrote a `sockaddr_in6` (family and length checked).
-            let sin6 = unsafe { *std::ptr::from_ref(&ss).cast::<libc::sockaddr_in6>() };
-            let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-            Some(std::net::SocketAddr::from((ip, u16::from_be(sin6.sin6_port))))
-        }
-        _ => None,
+    let peer = match getpeername::<SockaddrStorage>(fd.as_raw_fd()) {
+        Ok(peer) => peer,
+        Err(Errno::ENOTCONN) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    // Address and port only: the IPv6 flow label and scope id are left out.
+    Ok(if let Some(sin) = peer.as_sockaddr_in() {
+        Some(std::net::SocketAddr::from((sin.ip(), sin.port())))
+    } else {
+        peer.as_sockaddr_in6().map(|sin6| std::net::SocketAddr::from((sin6.ip(), sin6.port())))
     })
 }
 
@@ -260,12 +251,12 @@ mod tests {
     fn pidfd_errors_are_the_kernels() {
         // Above the kernel's pid limit (at most 2^22): no such process.
         let err = pidfd_open(1 << 23).expect_err("no such process");
-        assert_eq!(err.raw_os_error(), Some(libc::ESRCH), "{err}");
+        assert_eq!(err.raw_os_error(), Some(Errno::ESRCH as i32), "{err}");
         let err = pidfd_open(u32::MAX).expect_err("not a pid");
-        assert_eq!(err.raw_os_error(), Some(libc::ESRCH), "{err}");
+        assert_eq!(err.raw_os_error(), Some(Errno::ESRCH as i32), "{err}");
         let me = pidfd_open(std::process::id()).expect("pidfd_open");
         let err = pidfd_getfd(me.as_fd(), 1_000_000).expect_err("no such descriptor");
-        assert_eq!(err.raw_os_error(), Some(libc::EBADF), "{err}");
+        assert_eq!(err.raw_os_error(), Some(Errno::EBADF as i32), "{err}");
     }
 
     #[test]
@@ -279,7 +270,7 @@ mod tests {
         assert_ne!(socket_cookie(b.as_fd()).expect("cookie"), cookie, "another socket");
         let file = tempfile::tempfile().expect("temp file");
         let err = socket_cookie(file.as_fd()).expect_err("not a socket");
-        assert_eq!(err.raw_os_error(), Some(libc::ENOTSOCK), "{err}");
+        assert_eq!(err.raw_os_error(), Some(Errno::ENOTSOCK as i32), "{err}");
     }
 
     #[test]
@@ -290,7 +281,7 @@ mod tests {
         assert_eq!(socket_protocol(tcp.as_fd()).expect("protocol"), 6);
         let file = tempfile::tempfile().expect("temp file");
         let err = socket_protocol(file.as_fd()).expect_err("not a socket");
-        assert_eq!(err.raw_os_error(), Some(libc::ENOTSOCK), "{err}");
+        assert_eq!(err.raw_os_error(), Some(Errno::ENOTSOCK as i32), "{err}");
     }
 
     #[test]

@@ -309,6 +309,7 @@ mod tests {
     }
 
     /// A UDP-Lite socket bound to 127.0.0.1 (any port), or `None` on a kernel without UDP-Lite.
+    /// `socket(2)` through libc: nix's `SockProtocol` has no UDP-Lite.
     fn udplite_socket() -> Option<(std::os::fd::OwnedFd, SocketAddr)> {
         use std::os::fd::FromRawFd as _;
         // SAFETY: plain syscall; the descriptor is owned below.
@@ -318,18 +319,10 @@ mod tests {
         }
         // SAFETY: a new descriptor nobody else owns.
         let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-        let mut sin = libc::sockaddr_in {
-            sin_family: libc::sa_family_t::try_from(libc::AF_INET).unwrap(),
-            sin_port: 0,
-            sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes([127, 0, 0, 1]) },
-            sin_zero: [0; 8],
-        };
-        let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::sockaddr_in>()).unwrap();
-        // SAFETY: a valid sockaddr_in and its length.
-        assert_eq!(unsafe { libc::bind(fd.as_raw_fd(), std::ptr::from_ref(&sin).cast(), len) }, 0);
-        // SAFETY: as above; the kernel writes at most `len` bytes.
-        assert_eq!(unsafe { libc::getsockname(fd.as_raw_fd(), std::ptr::from_mut(&mut sin).cast(), &raw mut len) }, 0);
-        Some((fd, SocketAddr::from(([127, 0, 0, 1], u16::from_be(sin.sin_port)))))
+        let loopback = nix::sys::socket::SockaddrIn::new(127, 0, 0, 1, 0);
+        nix::sys::socket::bind(fd.as_raw_fd(), &loopback).unwrap();
+        let bound: nix::sys::socket::SockaddrIn = nix::sys::socket::getsockname(fd.as_raw_fd()).unwrap();
+        Some((fd, SocketAddr::from(([127, 0, 0, 1], bound.port()))))
     }
 
     #[test]
