@@ -5,10 +5,7 @@
 
 use std::{
     fs::{self, File, OpenOptions},
-    os::{
-        fd::AsRawFd as _,
-        unix::process::{CommandExt as _, ExitStatusExt as _},
-    },
+    os::unix::process::{CommandExt as _, ExitStatusExt as _},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     thread,
@@ -16,6 +13,11 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+use nix::{
+    sched::{CloneFlags, setns},
+    sys::signal::{Signal, kill},
+    unistd::{Pid, write},
+};
 
 /// Address of namespace `a` (clients) on the veth pair.
 pub const ADDR_A: &str = "10.199.0.1";
@@ -226,14 +228,14 @@ impl Place<'_> {
         unsafe {
             cmd.pre_exec(move || {
                 if let Some(f) = &procs
-                    && libc::write(f.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1
+                    && write(f, b"0") != Ok(1)
                 {
                     return Err(std::io::Error::last_os_error());
                 }
                 if let Some(f) = &ns
-                    && libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) != 0
+                    && let Err(e) = setns(f, CloneFlags::CLONE_NEWNET)
                 {
-                    return Err(std::io::Error::last_os_error());
+                    return Err(e.into());
                 }
                 Ok(())
             });
@@ -263,11 +265,11 @@ impl Proc {
         self.child.id()
     }
 
-    /// Sends `signal` (e.g. `libc::SIGINT`).
-    pub fn signal(&self, signal: i32) {
+    /// Sends `signal` (e.g. `SIGINT`). Best effort: the child may have exited already.
+    pub fn signal(&self, signal: Signal) {
+        // Our own child, not reaped yet: the pid is still ours.
         if let Ok(pid) = i32::try_from(self.pid()) {
-            // SAFETY: kill(2) on our own child's pid; it is not reaped yet, so the pid is still ours.
-            unsafe { libc::kill(pid, signal) };
+            let _ = kill(Pid::from_raw(pid), signal);
         }
     }
 
@@ -277,7 +279,7 @@ impl Proc {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait()? {
-                return Ok(status.success() || status.signal() == Some(libc::SIGINT));
+                return Ok(status.success() || status.signal() == Some(Signal::SIGINT as i32));
             }
             if Instant::now() >= deadline {
                 let _ = self.child.kill();

@@ -239,7 +239,7 @@ impl Running {
         let cpu = procstat::cpu(pid).context("observer vanished before the end of the window")?.since(self.cpu_start);
         let peak_rss_kib = procstat::status_kib(pid, "VmHWM").unwrap_or(0);
         let resident = procstat::resident(pid).unwrap_or_default();
-        proc.signal(libc::SIGINT);
+        proc.signal(nix::sys::signal::Signal::SIGINT);
         // The monitor emits every open flow and its final statistics on the way out. The peers
         // have printed their figures already; nethogs can take tens of seconds to notice SIGINT
         // after heavy churn, so they get a short grace before SIGKILL.

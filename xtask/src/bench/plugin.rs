@@ -31,6 +31,10 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+use nix::{
+    sys::wait::{Id, WaitPidFlag, WaitStatus, waitid},
+    unistd::Pid,
+};
 use serde_json::json;
 
 use super::{
@@ -76,17 +80,14 @@ fn measured(cmd: &mut Command) -> anyhow::Result<(String, f64, f64, u64)> {
     let mut peak_kib = 0;
     loop {
         peak_kib = peak_kib.max(vm_hwm_kib(child.id()).unwrap_or(0));
-        // SAFETY: zeroed siginfo is valid; WNOWAIT leaves the child to be reaped by wait4 below.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: our own child; `info` is valid for writes.
-        let r =
-            unsafe { libc::waitid(libc::P_PID, child.id(), &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
-        // SAFETY: reading the pid field waitid filled (0 while the child runs).
-        if r != 0 || unsafe { info.si_pid() } != 0 {
+        // WNOWAIT leaves the child to be reaped by wait4 below; an error ends the loop too.
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+        if !matches!(waitid(Id::Pid(Pid::from_raw(pid)), flags), Ok(WaitStatus::StillAlive)) {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
+    // wait4 through libc: nix wraps no wait call that returns the child's rusage.
     let mut status = 0;
     // SAFETY: zeroed rusage is a valid value; wait4 fills it for our own child.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };

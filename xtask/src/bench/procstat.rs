@@ -3,6 +3,7 @@
 
 use std::fs;
 
+use nix::unistd::{SysconfVar, sysconf};
 use serde::Serialize;
 
 /// CPU time used so far, in seconds.
@@ -27,9 +28,10 @@ impl Cpu {
 }
 
 fn ticks_per_second() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 { t as f64 } else { 100.0 }
+    match sysconf(SysconfVar::CLK_TCK) {
+        Ok(Some(t)) if t > 0 => t as f64,
+        _ => 100.0,
+    }
 }
 
 /// CPU time of `pid` (all its threads), or `None` when it is gone.

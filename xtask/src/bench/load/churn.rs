@@ -78,7 +78,7 @@ pub struct WorkerArgs {
 
 /// Serves until killed. Prints `{"pid":…}` once every port is bound.
 pub fn server(args: &ServerArgs) -> anyhow::Result<()> {
-    set_comm("bench-server");
+    set_comm(c"bench-server");
     let mut handles = Vec::new();
     for i in 0..args.ports {
         let addr = SocketAddrV4::new(*args.listen.ip(), args.listen.port() + i);
@@ -128,7 +128,7 @@ fn serve_tcp(mut s: TcpStream) -> std::io::Result<()> {
 
 /// Starts the workers, releases them together, waits, prints a JSON summary.
 pub fn client(args: &ClientArgs) -> anyhow::Result<()> {
-    set_comm("bench-load");
+    set_comm(c"bench-load");
     let exe = std::env::current_exe()?;
     let mut workers = Vec::new();
     for i in 0..args.procs {
@@ -178,7 +178,7 @@ pub fn client(args: &ClientArgs) -> anyhow::Result<()> {
 
 /// One worker: `threads` threads, each running its share of exchanges back to back.
 pub fn worker(args: &WorkerArgs) -> anyhow::Result<()> {
-    set_comm("bench-load");
+    set_comm(c"bench-load");
     let threads = args.threads.max(1);
     let go = Arc::new(Barrier::new(threads + 1));
     let mut handles = Vec::new();

@@ -35,7 +35,7 @@ pub struct ClientArgs {
 
 /// Accepts and holds connections; exits when stdin closes. Prints `{"pid":…}` once listening.
 pub fn server(args: &ServerArgs) -> anyhow::Result<()> {
-    set_comm("bench-server");
+    set_comm(c"bench-server");
     raise_nofile(args.nofile)?;
     let listener = TcpListener::bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     thread::spawn(move || {
@@ -55,7 +55,7 @@ pub fn server(args: &ServerArgs) -> anyhow::Result<()> {
 /// Opens `count` connections one after the other, then holds them until stdin closes. Prints
 /// `{"pid":…,"held":…,"failed":…}` once all are open.
 pub fn client(args: &ClientArgs) -> anyhow::Result<()> {
-    set_comm("bench-load");
+    set_comm(c"bench-load");
     let limit = raise_nofile(args.nofile)?;
     anyhow::ensure!(
         (args.count as u64) + 64 <= limit,

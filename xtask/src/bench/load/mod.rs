@@ -14,9 +14,16 @@
 mod churn;
 mod hold;
 
-use std::io::{self, BufRead as _, Write as _};
+use std::{
+    ffi::CStr,
+    io::{self, BufRead as _, Write as _},
+};
 
 use anyhow::Context as _;
+use nix::sys::{
+    prctl,
+    resource::{Resource, getrlimit, setrlimit},
+};
 
 /// Payload each way in one exchange.
 pub const EXCHANGE_BYTES: usize = 1024;
@@ -63,35 +70,22 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
 }
 
-/// Names the process (its `comm`), so peers that show only names can be checked.
-fn set_comm(name: &str) {
-    let mut buf = [0u8; 16];
-    for (b, c) in buf.iter_mut().zip(name.bytes().take(15)) {
-        *b = c;
-    }
-    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes from `buf`.
-    unsafe { libc::prctl(libc::PR_SET_NAME, buf.as_ptr()) };
+/// Names the process (its `comm`, the first 15 bytes), so peers that show only names can be
+/// checked. Best effort: an error leaves the inherited name.
+fn set_comm(name: &CStr) {
+    let _ = prctl::set_name(name);
 }
 
 /// Raises the open-file limit to `n`: both limits when allowed (CAP_SYS_RESOURCE), else the soft
 /// limit up to the hard one. Returns the soft limit in force.
 fn raise_nofile(n: u64) -> anyhow::Result<u64> {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes the struct we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(io::Error::last_os_error()).context("getrlimit");
-    }
-    let both = libc::rlimit { rlim_cur: n, rlim_max: n.max(lim.rlim_max) };
-    // SAFETY: setrlimit reads the struct we pass.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &both) } == 0 {
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(io::Error::from).context("getrlimit")?;
+    if setrlimit(Resource::RLIMIT_NOFILE, n, n.max(hard)).is_ok() {
         return Ok(n);
     }
-    let soft = libc::rlimit { rlim_cur: n.min(lim.rlim_max), rlim_max: lim.rlim_max };
-    // SAFETY: as above.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &soft) } != 0 {
-        return Err(io::Error::last_os_error()).context("cannot raise RLIMIT_NOFILE");
-    }
-    Ok(soft.rlim_cur)
+    let soft = n.min(hard);
+    setrlimit(Resource::RLIMIT_NOFILE, soft, hard).map_err(io::Error::from).context("cannot raise RLIMIT_NOFILE")?;
+    Ok(soft)
 }
 
 /// Prints one line on stdout and flushes it (the harness reads these).
