@@ -70,7 +70,8 @@ impl Layout {
                 unit: p.join("lib/systemd/system/monitor.service"),
                 config: p.join("etc/monitor/monitor.toml"),
                 doc: p.join("share/doc/monitor"),
-                geo: p.join("var/lib/monitor/geo"),
+                // The default directory, re-rooted under the prefix.
+                geo: p.join(DEFAULT_GEO_DIR.trim_start_matches('/')),
             },
         }
     }

@@ -15,6 +15,7 @@ use std::{
 };
 
 use anyhow::Context as _;
+use monitor_common::geo::DEFAULT_DIR as GEO_DIR;
 use serde::Serialize;
 use serde_json::json;
 
@@ -171,9 +172,6 @@ pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
     ));
     Ok(section)
 }
-
-/// Where `cargo xtask setup` installs the default geolocation databases.
-const GEO_DIR: &str = "/var/lib/monitor/geo";
 
 /// (file, bytes) of the `*.mmdb` files in [`GEO_DIR`].
 fn database_files() -> Vec<(String, u64)> {
