@@ -2,6 +2,7 @@
 
 mod export;
 mod figures;
+mod golden;
 mod hostile;
 mod join;
 mod rollup;
