@@ -115,12 +115,17 @@ impl JournalReader {
         Ok((count(rows), count(payload.unwrap_or(0))))
     }
 
-    /// Traffic per (app, remote endpoint) from connection records whose time is in `range`,
-    /// sorted by app, address, port, protocol.
+    /// Traffic per (app, remote endpoint) from connection records whose time is in `range` (of
+    /// sockets created in cgroup `cgroup` when given), sorted by app, address, port, protocol.
     ///
     /// # Errors
     /// When the query fails.
-    pub fn endpoints(&self, range: TimeRange, app: Option<&str>) -> Result<Vec<EndpointRow>, Error> {
+    pub fn endpoints(
+        &self,
+        range: TimeRange,
+        app: Option<&str>,
+        cgroup: Option<u64>,
+    ) -> Result<Vec<EndpointRow>, Error> {
         // One MAX() aggregate: SQLite takes the bare columns (scope, country...) from the latest row.
         let mut stmt = self
             .conn
@@ -132,13 +137,14 @@ impl JournalReader {
                  FROM connections c JOIN apps a ON a.id = c.app_id
                  WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND",
                 super::spans::id_window!("c.id", "?1", "?2"),
-                " AND c.remote_ip IS NOT NULL AND (?3 IS NULL OR a.name = ?3)
+                " AND c.remote_ip IS NOT NULL AND (?3 IS NULL OR c.owner_cgroup_id = ?3)
+                     AND (?4 IS NULL OR a.name = ?4)
                  GROUP BY a.name, c.remote_ip, port, c.protocol
                  ORDER BY a.name, c.remote_ip, port, c.protocol"
             ))
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map(params![ms(range.since), ms(range.until), app], endpoint_row)
+            .query_map(params![ms(range.since), ms(range.until), cgroup.map(u64::cast_signed), app], endpoint_row)
             .map_err(|e| self.err(e))?
             .collect();
         self.collect(rows)
@@ -332,8 +338,8 @@ impl JournalReader {
     }
 }
 
-/// An [`EndpointRow`] from the columns of the endpoint queries (`reader`, `session_rows`).
-pub(super) fn endpoint_row(row: &Row<'_>) -> rusqlite::Result<EndpointRow> {
+/// An [`EndpointRow`] from the columns of the endpoint query.
+fn endpoint_row(row: &Row<'_>) -> rusqlite::Result<EndpointRow> {
     Ok(EndpointRow {
         app: row.get(0)?,
         ip: row.get(1)?,

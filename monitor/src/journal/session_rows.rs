@@ -1,28 +1,28 @@
-//! Report rows of one cgroup (a session of `monitor exec`), from connection records: the
-//! residency table has no cgroup, so its rows are summed from the records' deltas instead.
-//! Same keys and sums as [`JournalReader::residency`] and [`JournalReader::endpoints`].
+//! Report rows summed from connection records instead of the residency table, e.g. for a session
+//! of `monitor exec` (the residency table has no cgroup). Same keys and sums as
+//! [`JournalReader::residency`], counted by record time. Also the records themselves, as
+//! evidence bundles list them.
 
 use rusqlite::params;
 
 use super::{
-    EndpointRow, Error, JournalReader, ResidencyRow, TimeRange,
+    Error, JournalReader, ResidencyRow, TimeRange,
     names::{count, ms, ts},
-    reader::endpoint_row,
 };
 
 impl JournalReader {
-    /// Residency sums per (app, destination, provenance) of the records in `range` whose socket
-    /// was created in cgroup `cgroup_id`. `new_flows` counts sockets first seen in the range,
-    /// `flow_intervals` distinct sockets, `first_interval`/`last_interval_end` the first and last
-    /// record times; nothing straddles.
+    /// Residency sums per (app, destination, provenance) of the connection records whose time
+    /// is in `range` (of sockets created in cgroup `cgroup` when given), from their deltas.
+    /// `new_flows` counts sockets first seen in the range, `flow_intervals` distinct sockets,
+    /// `first_interval`/`last_interval_end` the first and last record times; nothing straddles.
     ///
     /// # Errors
     /// When the query fails.
-    pub fn residency_of_cgroup(
+    pub fn residency_of_records(
         &self,
         range: TimeRange,
         app: Option<&str>,
-        cgroup_id: u64,
+        cgroup: Option<u64>,
     ) -> Result<Vec<ResidencyRow>, Error> {
         let mut stmt = self
             .conn()
@@ -36,13 +36,13 @@ impl JournalReader {
                  FROM connections c JOIN apps a ON a.id = c.app_id
                  WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND",
                 super::spans::id_window!("c.id", "?1", "?2"),
-                " AND c.owner_cgroup_id = ?3 AND (?4 IS NULL OR a.name = ?4)
+                " AND (?3 IS NULL OR c.owner_cgroup_id = ?3) AND (?4 IS NULL OR a.name = ?4)
                  GROUP BY a.name, scope, c.country, c.asn, c.as_org, c.country_db, c.asn_db, c.payload_source
                  ORDER BY a.name, scope, c.country, c.asn, c.as_org, c.country_db, c.asn_db, c.payload_source"
             ))
             .map_err(|e| Error::read(self.path(), e))?;
         let rows = stmt
-            .query_map(params![ms(range.since), ms(range.until), cgroup_id.cast_signed(), app], |row| {
+            .query_map(params![ms(range.since), ms(range.until), cgroup.map(u64::cast_signed), app], |row| {
                 Ok(ResidencyRow {
                     app: row.get(0)?,
                     scope: row.get(1)?,
@@ -97,38 +97,6 @@ impl JournalReader {
         let first = ts(0, first).map_err(|e| Error::read(self.path(), e))?;
         let last = ts(1, last).map_err(|e| Error::read(self.path(), e))?;
         Ok(Some((first, last)))
-    }
-
-    /// [`JournalReader::endpoints`] of the sockets created in cgroup `cgroup_id`.
-    ///
-    /// # Errors
-    /// When the query fails.
-    pub fn endpoints_of_cgroup(
-        &self,
-        range: TimeRange,
-        app: Option<&str>,
-        cgroup_id: u64,
-    ) -> Result<Vec<EndpointRow>, Error> {
-        let mut stmt = self
-            .conn()
-            .prepare_cached(concat!(
-                "SELECT a.name, c.remote_ip, CASE WHEN c.direction = 'inbound' THEN NULL ELSE c.remote_port END AS port,
-                     c.protocol, SUM(c.delta_payload_tx), SUM(c.delta_payload_rx), SUM(c.delta_wire_tx),
-                     SUM(c.delta_wire_rx), COUNT(DISTINCT c.cookie), MAX(c.time_ms),
-                     c.scope, c.country, c.asn, c.as_org
-                 FROM connections c JOIN apps a ON a.id = c.app_id
-                 WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND",
-                super::spans::id_window!("c.id", "?1", "?2"),
-                " AND c.remote_ip IS NOT NULL AND c.owner_cgroup_id = ?3
-                     AND (?4 IS NULL OR a.name = ?4)
-                 GROUP BY a.name, c.remote_ip, port, c.protocol
-                 ORDER BY a.name, c.remote_ip, port, c.protocol"
-            ))
-            .map_err(|e| Error::read(self.path(), e))?;
-        let rows = stmt
-            .query_map(params![ms(range.since), ms(range.until), cgroup_id.cast_signed(), app], endpoint_row)
-            .and_then(Iterator::collect);
-        rows.map_err(|e| Error::read(self.path(), e))
     }
 }
 

@@ -104,11 +104,11 @@ pub(super) fn read(
     let (period, app) = (&query.period, query.app.as_deref());
     let wire = |rows: &[ResidencyRow]| rows.iter().map(|r| r.wire_tx + r.wire_rx).sum::<u64>();
     if let Some(cgroup) = query.session.as_ref().and_then(|s| s.cgroup_id) {
-        let rows = reader.residency_of_cgroup(period.time_range(), app, cgroup)?;
+        let rows = reader.residency_of_records(period.time_range(), app, Some(cgroup))?;
         let all = wire(&reader.residency(period.time_range(), None)?);
-        let previous_seen = seen_in(&reader.residency_of_cgroup(previous.time_range(), app, cgroup)?);
-        let current = reader.endpoints_of_cgroup(period.time_range(), app, cgroup)?;
-        let before = reader.endpoints_of_cgroup(previous.time_range(), app, cgroup)?;
+        let previous_seen = seen_in(&reader.residency_of_records(previous.time_range(), app, Some(cgroup))?);
+        let current = reader.endpoints(period.time_range(), app, Some(cgroup))?;
+        let before = reader.endpoints(previous.time_range(), app, Some(cgroup))?;
         let endpoints = summarise(current, &before, query.top_endpoints);
         let (services, endpoint_names, truth) = named(reader, query, &endpoints, false)?;
         return Ok(Inputs {
@@ -139,8 +139,8 @@ pub(super) fn read(
     let endpoints = if plan.endpoints {
         reader.endpoints_week(period.since, app, query.top_endpoints)?.into_iter().map(|e| (e.app.clone(), e)).collect()
     } else {
-        let current = reader.endpoints(period.time_range(), app)?;
-        let before = reader.endpoints(previous.time_range(), app)?;
+        let current = reader.endpoints(period.time_range(), app, None)?;
+        let before = reader.endpoints(previous.time_range(), app, None)?;
         summarise(current, &before, query.top_endpoints)
     };
     let (services, endpoint_names, truth) = named(reader, query, &endpoints, plan.names)?;

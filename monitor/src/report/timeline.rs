@@ -107,7 +107,7 @@ pub(super) fn fill(
         let app = query.app.as_deref();
         // A session of `monitor exec` counts only the sockets created in its cgroup.
         let rows = match query.session.as_ref().and_then(|s| s.cgroup_id) {
-            Some(cgroup) => reader.residency_of_cgroup(range, app, cgroup)?,
+            Some(cgroup) => reader.residency_of_records(range, app, Some(cgroup))?,
             None => reader.residency(range, app)?,
         };
         for r in rows {

@@ -43,7 +43,7 @@ fn a_sessions_cgroup_rows_include_late_closes_and_nothing_else() {
 
     // The command ran 10..30 s; the period reaches one millisecond past the late close.
     let rows = reader
-        .residency_of_cgroup(TimeRange { since: at(T0 + 10), until: at(T0 + 30) }, None, SESSION_CGROUP)
+        .residency_of_records(TimeRange { since: at(T0 + 10), until: at(T0 + 30) }, None, Some(SESSION_CGROUP))
         .expect("rows");
     assert_eq!(rows.iter().map(|r| r.payload_tx).sum::<u64>(), 1_000, "the close is after the command's end");
     let zone = Zone::get("UTC").expect("zone");
