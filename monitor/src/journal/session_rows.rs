@@ -1,12 +1,14 @@
-//! Report rows summed from connection records instead of the residency table, e.g. for a session
-//! of `monitor exec` (the residency table has no cgroup). Same keys and sums as
+//! Report rows summed from connection records instead of the residency table: for a session of
+//! `monitor exec` (the residency table has no cgroup) and for any period whose bounds are not on
+//! the residency intervals (the table cannot be cut inside an interval). Same keys and sums as
 //! [`JournalReader::residency`], counted by record time. Also the records themselves, as
 //! evidence bundles list them.
 
+use jiff::Timestamp;
 use rusqlite::params;
 
 use super::{
-    Error, JournalReader, ResidencyRow, TimeRange,
+    Error, JournalConfig, JournalReader, ResidencyRow, TimeRange,
     names::{count, ms, ts},
 };
 
@@ -68,6 +70,31 @@ impl JournalReader {
             })
             .and_then(Iterator::collect);
         rows.map_err(|e| Error::read(self.path(), e))
+    }
+
+    /// Whether `t` is a bound of the journal's residency intervals, so that a period starting
+    /// or ending there takes whole rows of the `residency` table: a whole multiple of the
+    /// interval its latest daemon writes (`residency_interval_secs`; the default without a
+    /// daemon) that no residency row spans (a row of a longer interval an earlier configuration
+    /// wrote).
+    ///
+    /// # Errors
+    /// When the query fails.
+    pub fn is_interval_bound(&self, t: Timestamp) -> Result<bool, Error> {
+        let (interval, spanned): (Option<i64>, bool) = self
+            .conn()
+            .query_row(
+                // Intervals divide 900 s: only rows starting in the 15 minutes before `t` can span it.
+                "SELECT (SELECT residency_interval_secs FROM daemon_state WHERE id = 1),
+                     EXISTS (SELECT 1 FROM residency WHERE interval_start >= ?1 / 1000 - 900
+                         AND interval_start < (?1 + 999) / 1000 AND (interval_start + interval_secs) * 1000 > ?1)",
+                params![ms(t)],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .map_err(|e| Error::read(self.path(), e))?;
+        let default = i64::try_from(JournalConfig::default().residency_interval_secs).unwrap_or(i64::MAX);
+        let interval_ms = interval.unwrap_or(default).saturating_mul(1000);
+        Ok(interval_ms > 0 && ms(t).rem_euclid(interval_ms) == 0 && !spanned)
     }
 
     /// Times of the first and last records in `range` of sockets created in cgroup `cgroup_id`.

@@ -1,9 +1,11 @@
-//! Rows of a `monitor exec` session: only sockets created in its cgroup, including records
-//! written after the command ended (a connection that closes late), and a timeline that adds up.
+//! Rows from connection records: of a `monitor exec` session, only sockets created in its cgroup,
+//! including records written after the command ended (a connection that closes late), and a
+//! timeline that adds up; and which instants are bounds of the residency intervals (where the
+//! residency table can be cut instead).
 
 use super::{
     fixtures::{self, Flow, at},
-    tempdir, writer_in,
+    raw, tempdir, writer_in,
 };
 use crate::{
     journal::{JournalReader, TimeRange},
@@ -58,4 +60,35 @@ fn a_sessions_cgroup_rows_include_late_closes_and_nothing_else() {
     let rx: u64 = a.timeline.iter().map(|b| b.payload_rx).sum();
     assert_eq!((tx, rx), (1_234, 105), "the timeline counts the session's cgroup only");
     assert!(report.timeline.complete);
+}
+
+/// Whole multiples of the journal's interval (60 s here) are bounds, unless a row of a longer
+/// interval (an earlier configuration's) spans them; anything inside a minute is not.
+#[test]
+fn interval_bounds_are_whole_intervals_that_no_row_spans() {
+    let dir = tempdir();
+    let mut w = writer_in(dir.path());
+    let mut f = Flow::new(1, "192.0.2.1:443", at(T0 + 10));
+    w.append(&f.record(Close, at(T0 + 10), 5, 0), &fixtures::app("curl"), None);
+    w.flush().expect("flush");
+    let path = w.path().to_path_buf();
+    drop(w);
+    // A 300 s row from [T0 + 600, T0 + 900), as a daemon with `residency_interval_secs = 300` wrote.
+    raw(&path)
+        .execute(
+            "INSERT INTO residency SELECT ?1, 300, app, scope, country, asn, as_org, country_db, asn_db,
+                 payload_source, payload_tx, payload_rx, wire_tx, wire_rx, packets_tx, packets_rx, connections,
+                 new_flows, incomplete_flows FROM residency",
+            [T0 + 600],
+        )
+        .expect("insert");
+    let reader = JournalReader::open(&path).expect("reader");
+    let bound = |t: jiff::Timestamp| reader.is_interval_bound(t).expect("query");
+    for whole in [0, 60, 120, 600, 900, 7 * 86_400] {
+        assert!(bound(at(T0 + whole)), "T0 + {whole}");
+    }
+    for inside in [1, 30, 59, 660, 720, 899] {
+        assert!(!bound(at(T0 + inside)), "T0 + {inside}");
+    }
+    assert!(!bound(at(T0 + 60) + jiff::SignedDuration::from_millis(1)), "a millisecond past a minute");
 }
