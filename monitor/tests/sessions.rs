@@ -8,7 +8,16 @@ use std::{
     process::{Command, Output},
 };
 
-use monitor::journal::{JournalConfig, JournalWriter, RunInfo};
+use jiff::Timestamp;
+use monitor::{
+    enrich::{Destination, Scope},
+    identity::{App, AppSource},
+    journal::{JournalConfig, JournalWriter, RunInfo},
+    tracker::{
+        FlowRecord,
+        record::{Direction, Owner, OwnerSource, Payload, PayloadSource, Protocol, RecordKind, Wire},
+    },
+};
 
 fn monitor(config: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_monitor"))
@@ -237,4 +246,117 @@ fn keygen_refuses_one_file_for_both_keys_and_leaves_no_half_pair() {
         .filter(|n| n.to_string_lossy().starts_with(".monitor-key"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// A closed TCP flow of `tx` payload bytes up at `at`, of app `curl`.
+fn record(cookie: u64, tx: u64, at: Timestamp) -> FlowRecord {
+    let payload = Payload { tx_bytes: tx, rx_bytes: 0 };
+    let wire = Wire { tx_bytes: tx + 40, tx_packets: 1, rx_bytes: 0, rx_packets: 0 };
+    FlowRecord {
+        event: RecordKind::Close,
+        cookie,
+        owner: Owner {
+            tgid: 7,
+            pid: 7,
+            uid: 1000,
+            gid: 1000,
+            comm: "curl".into(),
+            cgroup_id: 1,
+            source: OwnerSource::SockCreate,
+        },
+        protocol: Protocol::Tcp,
+        ip_protocol: 6,
+        direction: Direction::Outbound,
+        local: Some("10.0.0.1:40000".parse().unwrap()),
+        remote: Some("192.0.2.9:443".parse().unwrap()),
+        payload,
+        payload_source: PayloadSource::Syscall,
+        payload_sources: Default::default(),
+        rtt: None,
+        final_of_socket: false,
+        wire,
+        delta_payload: payload,
+        delta_wire: wire,
+        first_seen: at,
+        last_seen: at,
+        closed: Some(at),
+        complete: true,
+    }
+}
+
+/// The audit's repro: `session start s1` at 10:23:47.1, 2,222 B at 10:23:49, `session stop s1`
+/// at 10:24:05.2, 3,333 B at 10:24:06 (same minute); `s2` lasts 1.3 s around the 2,222 B. Their
+/// reports, `--since/--until` with seconds, and the evidence bundle count exactly those records,
+/// and the bundle's report agrees with its `connections.csv`.
+#[test]
+fn sessions_of_seconds_count_exactly_their_records_in_reports_and_bundles() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = setup(dir.path(), "[report]\ntime_zone = \"UTC\"\n");
+    let journal = dir.path().join("journal.db");
+    let t = |s: &str| format!("2026-11-18T{s}Z").parse::<Timestamp>().unwrap();
+    let config = JournalConfig { path: journal.clone(), ..JournalConfig::default() };
+    let run = RunInfo { pid: 1, started_at: t("10:00:00"), config_path: None };
+    let mut w = JournalWriter::open(&config, run, &monitor::zone::Zone::get("UTC").unwrap()).unwrap();
+    let curl = std::sync::Arc::new(App {
+        name: "curl".into(),
+        exe: Some("/usr/bin/curl".into()),
+        cmdline: None,
+        pid: 7,
+        start_time: 1,
+        uid: 1000,
+        user: None,
+        unit: None,
+        cgroup: None,
+        container: None,
+        source: AppSource::Proc,
+        android: None,
+    });
+    let documentation = Destination {
+        scope: Scope::Documentation,
+        country: None,
+        asn: None,
+        as_org: None,
+        country_db: None,
+        asn_db: None,
+        answers: Default::default(),
+        consensus: None,
+    };
+    w.append(&record(1, 2_222, t("10:23:49")), &curl, Some(&documentation));
+    w.append(&record(2, 3_333, t("10:24:06")), &curl, Some(&documentation));
+    w.flush().unwrap();
+    drop(w);
+    let conn = rusqlite::Connection::open(&journal).unwrap();
+    for (name, since, until) in [("s1", "10:23:47.1", "10:24:05.2"), ("s2", "10:23:48", "10:23:49.3")] {
+        conn.execute(
+            "INSERT INTO sessions (name, started_ms, stopped_ms) VALUES (?1, ?2, ?3)",
+            rusqlite::params![name, t(since).as_millisecond(), t(until).as_millisecond()],
+        )
+        .unwrap();
+    }
+    drop(conn);
+
+    let payload = |args: &[&str]| {
+        let o = monitor(&cfg, args);
+        assert_eq!(code(&o), Some(0), "{args:?}: {}", err(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        (v["totals"]["payload_tx"].as_u64().unwrap(), v["apps"].as_array().unwrap().len())
+    };
+    assert_eq!(payload(&["report", "--session", "s1", "--format", "json"]), (2_222, 1));
+    assert_eq!(payload(&["report", "--session", "s2", "--format", "json"]), (2_222, 1));
+    let range = ["report", "--since", "2026-11-18T10:24:05Z", "--until", "2026-11-18T10:24:07Z", "--format", "json"];
+    assert_eq!(payload(&range), (3_333, 1));
+
+    let bundle = dir.path().join("s1");
+    let made = monitor(&cfg, &["evidence", "--session", "s1", "--out", bundle.to_str().unwrap()]);
+    assert_eq!(code(&made), Some(0), "{}", err(&made));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("report.json")).unwrap()).unwrap();
+    let csv = std::fs::read_to_string(bundle.join("connections.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let column = header.iter().position(|c| *c == "delta_payload_tx").unwrap();
+    let listed: Vec<u64> = lines.map(|l| l.split(',').nth(column).unwrap().parse().unwrap()).collect();
+    assert_eq!(listed, [2_222], "{csv}");
+    assert_eq!(report["totals"]["payload_tx"], 2_222, "report.json agrees with connections.csv");
+    assert_eq!(report["apps"][0]["app"], "curl");
 }

@@ -313,6 +313,38 @@ fn verify_takes_sessions_and_the_journal_check_and_bundles_carry_verdicts() {
     assert!(fs::read_to_string(bundle.join("MANIFEST")).unwrap().contains("verdicts.json"));
 }
 
+/// A window of seconds (not on the journal's 60 s residency intervals) around violating traffic
+/// at 10:25:14 judges that traffic: FAIL, as the whole minute around it does, never
+/// INCONCLUSIVE "no traffic"; a window of seconds beside it holds none.
+#[test]
+fn verify_judges_a_window_of_seconds_by_its_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = JournalConfig { path: dir.path().join("journal.db"), ..JournalConfig::default() };
+    let mut w =
+        JournalWriter::open(&config, RunInfo::current(None), &monitor::zone::Zone::get("UTC").unwrap()).unwrap();
+    let at: Timestamp = "2026-11-18T10:25:14Z".parse().unwrap();
+    let shop = app("shop", "/opt/shop/bin/shop");
+    w.append(&record(1, "203.0.113.9:443", 1_000, 200, at), &shop, Some(&dest(Some("CN"), 64_501, "Example CN")));
+    w.flush().unwrap();
+    drop(w);
+    let claims = dir.path().join("claims.toml");
+    fs::write(&claims, FAIL).unwrap();
+    let (jp, cp) = (config.path.to_str().unwrap(), claims.to_str().unwrap());
+    let window = |since: &str, until: &str| {
+        let base = ["verify", "--claims", cp, "--journal", jp, "--format", "json", "--time-zone", "UTC"];
+        monitor_with("", dir.path(), &[&base[..], &["--since", since, "--until", until]].concat())
+    };
+    for (since, until) in [("2026-11-18T10:25:10Z", "2026-11-18T10:25:20Z"), ("2026-11-18T10:25Z", "2026-11-18T10:26Z")]
+    {
+        let out = window(since, until);
+        assert_eq!(out.status.code(), Some(10), "[{since}, {until}): {}", String::from_utf8_lossy(&out.stdout));
+        let c = &json(&out)["claims"][0];
+        assert_eq!((c["verdict"].as_str(), c["bytes"]["violating"].as_u64()), (Some("fail"), Some(1_000)));
+    }
+    let out = window("2026-11-18T10:25:15Z", "2026-11-18T10:25:20Z");
+    assert_eq!(out.status.code(), Some(11), "no traffic after 10:25:14: {}", String::from_utf8_lossy(&out.stdout));
+}
+
 /// With a claims file configured, `monitor report` carries the verdicts (JSON `claims`, and the
 /// HTML page's Claims section) with the same bytes as `monitor verify`.
 #[test]

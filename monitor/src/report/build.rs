@@ -10,7 +10,7 @@ use super::{
     fmt::share,
     model::{AndroidApp, AsnRef, Endpoint, NewDestinations, PeriodInfo, SessionInfo},
     notes, services,
-    source::{self, Inputs, Seen, Source},
+    source::{self, Figures, Inputs, Seen, Source},
 };
 use crate::{
     journal::{AppEndpoints, DatabaseRow, EndpointRow, JournalReader, ResidencyRow},
@@ -28,7 +28,8 @@ pub struct ReportQuery {
     /// Only this app (by name).
     pub app: Option<String>,
     /// A session: with a cgroup, only the records of sockets created in it are reported (from
-    /// connection records, not residency rows). Set `period` to the session's window.
+    /// connection records, not residency rows). Set `period` to the session's window (a window
+    /// not on the residency intervals is counted from connection records too).
     pub session: Option<SessionInfo>,
     /// Endpoints listed per app.
     pub top_endpoints: usize,
@@ -74,8 +75,9 @@ pub(crate) fn build_from(reader: &JournalReader, query: &ReportQuery, source: So
     let previous = period.previous()?;
     let purged = reader.connections_purged_before()?;
     let endpoints_compared = purged.is_none_or(|p| p <= previous.since);
-    // The rollups have no cgroup: a session of `monitor exec` reads the connection records.
-    let source = if query.session.as_ref().is_some_and(|s| s.cgroup_id.is_some()) { Source::Fine } else { source };
+    let figures = Figures::of(reader, query)?;
+    // The rollups hold whole intervals of every cgroup: figures from records read the fine tables.
+    let source = if figures == Figures::Intervals { source } else { Source::Fine };
     let plan = source::plan(reader, period, &previous, purged, source)?;
     let Inputs {
         rows,
@@ -85,7 +87,7 @@ pub(crate) fn build_from(reader: &JournalReader, query: &ReportQuery, source: So
         services: service_rows,
         endpoint_names,
         truth,
-    } = source::read(reader, query, &previous, plan)?;
+    } = source::read(reader, query, &previous, figures, plan)?;
 
     let no_destinations = Seen::default();
     let mut truth = super::truth::figures(&truth, query.device.as_ref());
@@ -116,9 +118,10 @@ pub(crate) fn build_from(reader: &JournalReader, query: &ReportQuery, source: So
     for a in &apps {
         totals.add(&a.traffic);
     }
-    let timeline = super::timeline::fill(reader, query, &mut apps, plan.residency && plan.names)?;
+    let timeline = super::timeline::fill(reader, query, figures, &mut apps, plan.residency && plan.names)?;
     let databases = databases(&rows, &reader.databases()?, period.until);
-    let mut completeness = notes::completeness(reader, query, &rows, attributed_wire_bytes, &apps, purged)?;
+    let mut completeness =
+        notes::completeness(reader, query, figures, &rows, attributed_wire_bytes, &apps, (&previous, purged))?;
     let order: Vec<&str> = apps.iter().map(|a| a.app.as_str()).collect();
     let services = services::build(&service_rows, &order);
     for a in &mut apps {

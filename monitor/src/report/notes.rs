@@ -3,19 +3,23 @@
 use jiff::Timestamp;
 
 use super::{
-    AppReport, Completeness, Error, ReportQuery,
+    AppReport, Completeness, Error, Period, ReportQuery,
     fmt::{bytes, grouped, pct, share},
+    source::Figures,
 };
 use crate::journal::{JournalReader, ResidencyRow};
 
-/// Builds the completeness section of a report.
+/// Builds the completeness section of a report whose residency figures came from `figures`.
+/// `previous`: the period new destinations are compared with, and the time before which
+/// connection records were purged, if they were.
 pub(super) fn completeness(
     reader: &JournalReader,
     query: &ReportQuery,
+    figures: Figures,
     rows: &[ResidencyRow],
     attributed_wire_bytes: u64,
     apps: &[AppReport],
-    purged: Option<Timestamp>,
+    (previous, purged): (&Period, Option<Timestamp>),
 ) -> Result<Completeness, Error> {
     let range = query.period.time_range();
     let stats = reader.stats(range)?;
@@ -98,6 +102,9 @@ pub(super) fn completeness(
             "endpoint detail covers only the time since {p}: older connection records were purged (retention)"
         ));
     }
+    if let Figures::Records { cgroup } = figures {
+        notes.extend(from_records(cgroup, previous, purged.filter(|p| *p > previous.since), query.period.since));
+    }
     if straddling > 0 {
         notes.push(format!(
             "{} in the period but end{} after it: the period is not aligned to the journal's interval",
@@ -105,10 +112,11 @@ pub(super) fn completeness(
             if straddling == 1 { "s" } else { "" }
         ));
     }
-    // A session with a cgroup of its own is counted from its connection records by their time:
-    // no interval is left out.
-    let by_records = query.session.as_ref().is_some_and(|s| s.cgroup_id.is_some());
-    let (cut, cut_payload) = if by_records { (0, 0) } else { reader.cut_at_start(range, query.app.as_deref())? };
+    // Figures from connection records are counted by record time: no interval is left out.
+    let (cut, cut_payload) = match figures {
+        Figures::Intervals => reader.cut_at_start(range, query.app.as_deref())?,
+        Figures::Records { .. } => (0, 0),
+    };
     if cut > 0 {
         notes.push(format!(
             "{} before the period and end{} after its start, with {} of payload: not counted, the period is not \
@@ -145,6 +153,34 @@ pub(super) fn completeness(
         data_until: rows.iter().map(|r| r.last_interval_end).max(),
         notes,
     })
+}
+
+/// The notes of figures summed from connection records (of sockets created in `cgroup` when
+/// given): where they come from, and what records purged before `purged` leave out of the period
+/// (from `since`) and of the comparison with the `previous` one.
+fn from_records(cgroup: Option<u64>, previous: &Period, purged: Option<Timestamp>, since: Timestamp) -> Vec<String> {
+    let mut notes = vec![match cgroup {
+        Some(id) => format!(
+            "the figures are summed from the connection records of sockets created in cgroup {id} by their time (the \
+             residency table has no cgroup)"
+        ),
+        None => "the figures are summed from the connection records by their time: the period's bounds are not on \
+                 the journal's residency intervals (a period of whole intervals reads the residency table)"
+            .into(),
+    }];
+    match purged {
+        Some(p) if p > since => notes.push(format!(
+            "the figures cover only the time since {p}: they are summed from connection records, and older ones \
+             were purged (retention)"
+        )),
+        Some(p) => notes.push(format!(
+            "new countries and ASNs are compared with the records of {} since {p} only: older connection records \
+             were purged (retention)",
+            previous.label
+        )),
+        None => {}
+    }
+    notes
 }
 
 /// "1 residency interval starts" / "N residency intervals start".

@@ -1,6 +1,14 @@
-//! Where a report's rows come from: the journal's weekly rollups when they hold the period and the
-//! previous one completely, else the fine tables. Both give the same rows, so the same report.
+//! Where a report's rows come from.
 //!
+//! The residency figures ([`Figures`], decided once per report): the `residency` table when
+//! both bounds of the period are bounds of its intervals (ISO weeks, whole-minute ranges with
+//! the default 60 s intervals), else the connection records' deltas in `[since, until)` by
+//! record time (sessions of `session start/stop`, ranges with seconds, sessions of `monitor
+//! exec` with their cgroup's records only). Either way a record counts in a period when its
+//! time is in it.
+//!
+//! Of the residency table, the journal's weekly rollups when they hold the period and the
+//! previous one completely, else the fine tables. Both give the same rows, so the same report.
 //! The rollups are used for an ISO week cut in the journal's rollup time zone when
 //! - the rollups cover the previous week (and so this one): see `journal::RollupState`;
 //! - retention has not deleted residency rows (for the residency figures) or connection records
@@ -17,6 +25,56 @@ use super::{Error, Period, PeriodKind, ReportQuery};
 use crate::journal::{
     AppEndpoints, EndpointRow, JournalReader, NAMES_ROLLUP_SCHEMA, ResidencyRow, ServiceRow, TimeRange, TruthRow,
 };
+
+/// Where a report's residency figures (and everything summed from them: totals, shares,
+/// timelines, verdicts, `data_since`/`data_until`) come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Figures {
+    /// The `residency` table (or its weekly rollups): both bounds of the period are bounds of
+    /// residency intervals, so whole rows add up to the period exactly.
+    Intervals,
+    /// The connection records whose time is in the period, summed from their deltas: a bound
+    /// lies inside an interval, or the report is of a `monitor exec` session (`cgroup`: only
+    /// sockets created in it; the residency table has no cgroup).
+    Records {
+        /// Only sockets created in this cgroup.
+        cgroup: Option<u64>,
+    },
+}
+
+impl Figures {
+    /// The source of `query`'s figures: the one place this is decided.
+    ///
+    /// # Errors
+    /// When the journal cannot be read.
+    pub(crate) fn of(reader: &JournalReader, query: &ReportQuery) -> Result<Self, Error> {
+        if let Some(cgroup) = query.session.as_ref().and_then(|s| s.cgroup_id) {
+            return Ok(Self::Records { cgroup: Some(cgroup) });
+        }
+        let p = &query.period;
+        Ok(if reader.is_interval_bound(p.since)? && reader.is_interval_bound(p.until)? {
+            Self::Intervals
+        } else {
+            Self::Records { cgroup: None }
+        })
+    }
+
+    /// Residency rows of `range` (of `app` when given) from this source's fine rows.
+    ///
+    /// # Errors
+    /// When the journal cannot be read.
+    pub(crate) fn rows(
+        self,
+        reader: &JournalReader,
+        range: TimeRange,
+        app: Option<&str>,
+    ) -> Result<Vec<ResidencyRow>, Error> {
+        Ok(match self {
+            Self::Intervals => reader.residency(range, app)?,
+            Self::Records { cgroup } => reader.residency_of_records(range, app, cgroup)?,
+        })
+    }
+}
 
 /// Which tables a report reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +149,8 @@ pub(crate) fn plan(
     Ok(Plan { residency: intact(reader.residency_purged_before()?), endpoints, names })
 }
 
-/// Reads the rows of `query` (previous period `previous`) from the tables `plan` names.
+/// Reads the rows of `query` (previous period `previous`) from `figures` and the tables `plan`
+/// names.
 ///
 /// # Errors
 /// When the journal cannot be read.
@@ -99,16 +158,22 @@ pub(super) fn read(
     reader: &JournalReader,
     query: &ReportQuery,
     previous: &Period,
+    figures: Figures,
     plan: Plan,
 ) -> Result<Inputs, Error> {
     let (period, app) = (&query.period, query.app.as_deref());
     let wire = |rows: &[ResidencyRow]| rows.iter().map(|r| r.wire_tx + r.wire_rx).sum::<u64>();
-    if let Some(cgroup) = query.session.as_ref().and_then(|s| s.cgroup_id) {
-        let rows = reader.residency_of_records(period.time_range(), app, Some(cgroup))?;
-        let all = wire(&reader.residency(period.time_range(), None)?);
-        let previous_seen = seen_in(&reader.residency_of_records(previous.time_range(), app, Some(cgroup))?);
-        let current = reader.endpoints(period.time_range(), app, Some(cgroup))?;
-        let before = reader.endpoints(previous.time_range(), app, Some(cgroup))?;
+    if let Figures::Records { cgroup } = figures {
+        let rows = figures.rows(reader, period.time_range(), app)?;
+        // Host-wide, as the statistics it is compared with: every app, every cgroup.
+        let all = if app.is_none() && cgroup.is_none() {
+            wire(&rows)
+        } else {
+            wire(&reader.residency_of_records(period.time_range(), None, None)?)
+        };
+        let previous_seen = seen_in(&figures.rows(reader, previous.time_range(), app)?);
+        let current = reader.endpoints(period.time_range(), app, cgroup)?;
+        let before = reader.endpoints(previous.time_range(), app, cgroup)?;
         let endpoints = summarise(current, &before, query.top_endpoints);
         let (services, endpoint_names, truth) = named(reader, query, &endpoints, false)?;
         return Ok(Inputs {

@@ -1,13 +1,15 @@
 //! Per-app timelines: payload per local day (per hour for periods of two days or less), from the
-//! journal's fine residency rows. A row counts in the bucket its interval starts in, the same
-//! rule as for the period, so the buckets of an app add up to its payload while the fine rows
-//! are there ([`TimelineInfo::complete`] says whether they did).
+//! same source as the period's figures ([`Figures`]): the journal's fine residency rows (a row
+//! counts in the bucket its interval starts in; bucket bounds inside a period on whole intervals
+//! are interval bounds too) or the connection records (by record time). So the buckets of an
+//! app add up to its payload while the fine rows are there ([`TimelineInfo::complete`] says
+//! whether they did).
 
 use std::collections::BTreeMap;
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::{AppReport, Error, ReportQuery, TimeBucket, TimelineInfo, TimelineUnit};
+use super::{AppReport, Error, ReportQuery, TimeBucket, TimelineInfo, TimelineUnit, source::Figures};
 use crate::journal::QUARTER;
 use crate::journal::{JournalReader, TimeRange};
 
@@ -51,16 +53,17 @@ fn label(query: &ReportQuery, unit: TimelineUnit, t: Timestamp) -> String {
     }
 }
 
-/// Fills every app's `timeline` and says how it was cut.
+/// Fills every app's timeline from `figures` and says how it was cut. `quarters`: the
+/// journal's `timeline_quarter` rollup covers the period (its weeks are covered, schema 11):
+/// buckets on quarter-hour bounds are summed from it, with the same figures as from the
+/// residency rows.
 ///
 /// # Errors
 /// When the journal cannot be read.
-/// Fills every app's timeline. `quarters`: the journal's `timeline_quarter` rollup covers the
-/// period (its weeks are covered, schema 11): buckets on quarter-hour bounds are summed from it,
-/// with the same figures as from the residency rows.
 pub(super) fn fill(
     reader: &JournalReader,
     query: &ReportQuery,
+    figures: Figures,
     apps: &mut [AppReport],
     quarters: bool,
 ) -> Result<TimelineInfo, Error> {
@@ -85,8 +88,7 @@ pub(super) fn fill(
     let index: BTreeMap<&str, usize> = apps.iter().enumerate().map(|(i, a)| (a.app.as_str(), i)).collect();
     let mut sums: Vec<Vec<(u64, u64)>> = vec![vec![(0, 0); buckets.len()]; apps.len()];
     let on_quarters = |t: Timestamp| t.subsec_nanosecond() == 0 && t.as_second().rem_euclid(QUARTER) == 0;
-    let cgroup = query.session.as_ref().and_then(|s| s.cgroup_id);
-    if quarters && cgroup.is_none() && buckets.iter().all(|(s, u)| on_quarters(*s) && on_quarters(*u)) {
+    if quarters && figures == Figures::Intervals && buckets.iter().all(|(s, u)| on_quarters(*s) && on_quarters(*u)) {
         let (Some(first), Some(last)) = (buckets.first(), buckets.last()) else {
             return Ok(TimelineInfo { unit, complete: true });
         };
@@ -103,14 +105,7 @@ pub(super) fn fill(
         return Ok(finish(apps, sums, unit));
     }
     for (b, &(since, until)) in buckets.iter().enumerate() {
-        let range = TimeRange { since, until };
-        let app = query.app.as_deref();
-        // A session of `monitor exec` counts only the sockets created in its cgroup.
-        let rows = match query.session.as_ref().and_then(|s| s.cgroup_id) {
-            Some(cgroup) => reader.residency_of_records(range, app, Some(cgroup))?,
-            None => reader.residency(range, app)?,
-        };
-        for r in rows {
+        for r in figures.rows(reader, TimeRange { since, until }, query.app.as_deref())? {
             let name = if r.app.is_empty() { crate::identity::UNKNOWN_APP } else { r.app.as_str() };
             if let Some(&i) = index.get(name) {
                 sums[i][b].0 += r.payload_tx;

@@ -8,6 +8,7 @@ mod join;
 mod rollup;
 mod session;
 mod truth;
+mod unaligned;
 mod unknown;
 
 use std::path::{Path, PathBuf};
