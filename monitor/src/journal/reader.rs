@@ -78,8 +78,7 @@ impl JournalReader {
                 "SELECT app, scope, country, asn, as_org, country_db, asn_db, payload_source,
                      SUM(payload_tx), SUM(payload_rx), SUM(wire_tx), SUM(wire_rx), SUM(packets_tx),
                      SUM(packets_rx), SUM(new_flows), SUM(incomplete_flows), SUM(connections),
-                     MIN(interval_start), MAX(interval_start + interval_secs),
-                     SUM((interval_start + interval_secs) * 1000 > ?2)
+                     MIN(interval_start), MAX(interval_start + interval_secs)
                  FROM residency
                  WHERE interval_start >= (?1 + 999) / 1000 AND interval_start < (?2 + 999) / 1000
                      AND (?3 IS NULL OR app = ?3)
@@ -92,27 +91,6 @@ impl JournalReader {
             .map_err(|e| self.err(e))?
             .collect();
         self.collect(rows)
-    }
-
-    /// Residency rows left out of `range` because their interval starts before it and ends after
-    /// its start (a report counts an interval by its start): how many, and their payload bytes.
-    ///
-    /// # Errors
-    /// When the query fails.
-    pub fn cut_at_start(&self, range: TimeRange, app: Option<&str>) -> Result<(u64, u64), Error> {
-        // Intervals are at most 900 s (they divide a quarter hour): the bound keeps the scan to
-        // the rows just before the period.
-        let (rows, payload): (i64, Option<i64>) = self
-            .conn
-            .query_row(
-                "SELECT count(*), SUM(payload_tx + payload_rx) FROM residency
-                 WHERE interval_start >= ?1 / 1000 - 900 AND interval_start < (?1 + 999) / 1000
-                     AND (interval_start + interval_secs) * 1000 > ?1 AND (?2 IS NULL OR app = ?2)",
-                params![ms(range.since), app],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .map_err(|e| self.err(e))?;
-        Ok((count(rows), count(payload.unwrap_or(0))))
     }
 
     /// Traffic per (app, remote endpoint) from connection records whose time is in `range` (of
@@ -382,6 +360,5 @@ pub(super) fn residency_row(row: &Row<'_>) -> rusqlite::Result<ResidencyRow> {
         flow_intervals: count(row.get(16)?),
         first_interval: ts_secs(17, row.get(17)?)?,
         last_interval_end: ts_secs(18, row.get(18)?)?,
-        straddling_intervals: count(row.get(19)?),
     })
 }

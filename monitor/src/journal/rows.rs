@@ -55,8 +55,6 @@ pub struct ResidencyRow {
     pub first_interval: Timestamp,
     /// End of the last interval with data.
     pub last_interval_end: Timestamp,
-    /// Intervals that extend past the end of the range (range not aligned to intervals).
-    pub straddling_intervals: u64,
 }
 
 /// Traffic of one app to one remote endpoint over a range (from connection records).

@@ -16,7 +16,7 @@ impl JournalReader {
     /// Residency sums per (app, destination, provenance) of the connection records whose time
     /// is in `range` (of sockets created in cgroup `cgroup` when given), from their deltas.
     /// `new_flows` counts sockets first seen in the range, `flow_intervals` distinct sockets,
-    /// `first_interval`/`last_interval_end` the first and last record times; nothing straddles.
+    /// `first_interval`/`last_interval_end` the first and last record times.
     ///
     /// # Errors
     /// When the query fails.
@@ -65,7 +65,6 @@ impl JournalReader {
                     flow_intervals: count(row.get(16)?),
                     first_interval: ts(17, row.get(17)?)?,
                     last_interval_end: ts(18, row.get(18)?)?,
-                    straddling_intervals: 0,
                 })
             })
             .and_then(Iterator::collect);

@@ -27,7 +27,6 @@ pub(super) fn completeness(
     let incomplete_flows: u64 = apps.iter().map(|a| a.incomplete_flows).sum();
     let unattributed_share_pct =
         (stats.rows > 0).then(|| share(stats.unattributed_bytes, attributed_wire_bytes + stats.unattributed_bytes));
-    let straddling: u64 = rows.iter().map(|r| r.straddling_intervals).sum();
     let endpoints_purged_before = purged.filter(|p| *p > query.period.since);
 
     let mut notes = Vec::new();
@@ -105,27 +104,6 @@ pub(super) fn completeness(
     if let Figures::Records { cgroup } = figures {
         notes.extend(from_records(cgroup, previous, purged.filter(|p| *p > previous.since), query.period.since));
     }
-    if straddling > 0 {
-        notes.push(format!(
-            "{} in the period but end{} after it: the period is not aligned to the journal's interval",
-            intervals_start(straddling),
-            if straddling == 1 { "s" } else { "" }
-        ));
-    }
-    // Figures from connection records are counted by record time: no interval is left out.
-    let (cut, cut_payload) = match figures {
-        Figures::Intervals => reader.cut_at_start(range, query.app.as_deref())?,
-        Figures::Records { .. } => (0, 0),
-    };
-    if cut > 0 {
-        notes.push(format!(
-            "{} before the period and end{} after its start, with {} of payload: not counted, the period is not \
-             aligned to the journal's interval (a report counts an interval by its start)",
-            intervals_start(cut),
-            if cut == 1 { "s" } else { "" },
-            bytes(cut_payload)
-        ));
-    }
     if let Some(app) = query.app.as_deref()
         && apps.is_empty()
     {
@@ -181,9 +159,4 @@ fn from_records(cgroup: Option<u64>, previous: &Period, purged: Option<Timestamp
         None => {}
     }
     notes
-}
-
-/// "1 residency interval starts" / "N residency intervals start".
-fn intervals_start(n: u64) -> String {
-    if n == 1 { "1 residency interval starts".into() } else { format!("{} residency intervals start", grouped(n)) }
 }

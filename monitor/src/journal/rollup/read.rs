@@ -1,8 +1,8 @@
 //! Reading the rollups: the state, and a week's rows in the shapes the fine-table queries return.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
@@ -55,10 +55,6 @@ pub struct DestinationRow {
     pub asn: Option<u32>,
 }
 
-/// Longest residency interval (`residency_interval_secs` divides 900): only intervals starting
-/// this close to the end of a period can extend past it.
-const MAX_INTERVAL: SignedDuration = SignedDuration::from_secs(900);
-
 /// The rollup state; `None` before schema version 2 or before a writer built the rollups.
 pub(super) fn state(conn: &Connection) -> rusqlite::Result<Option<RollupState>> {
     let version: u32 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
@@ -105,32 +101,15 @@ impl JournalReader {
             .prepare_cached(
                 "SELECT app, scope, country, asn, as_org, country_db, asn_db, payload_source, payload_tx, payload_rx,
                      wire_tx, wire_rx, packets_tx, packets_rx, new_flows, incomplete_flows, flow_intervals,
-                     first_interval, last_interval_end, 0
+                     first_interval, last_interval_end
                  FROM residency_week WHERE week_start = ?1 AND (?2 IS NULL OR app = ?2)
                  ORDER BY app, scope, country, asn, as_org, country_db, asn_db, payload_source",
             )
             .map_err(err)?;
-        let mut rows: Vec<ResidencyRow> = stmt
-            .query_map(params![week.since.as_second(), app], residency_row)
+        stmt.query_map(params![week.since.as_second(), app], residency_row)
             .map_err(err)?
             .collect::<Result<_, _>>()
-            .map_err(err)?;
-        // Intervals extending past the end of the week: only the last 15 minutes can hold any.
-        let tail = TimeRange { since: week.until.checked_sub(MAX_INTERVAL).unwrap_or(week.since), until: week.until };
-        let straddling: HashMap<_, u64> = self
-            .residency(tail, app)?
-            .into_iter()
-            .filter(|t| t.straddling_intervals > 0)
-            .map(|t| (residency_key(&t), t.straddling_intervals))
-            .collect();
-        if !straddling.is_empty() {
-            for r in &mut rows {
-                if let Some(n) = straddling.get(&residency_key(r)) {
-                    r.straddling_intervals = *n;
-                }
-            }
-        }
-        Ok(rows)
+            .map_err(err)
     }
 
     /// The public destinations (country, ASN) per app in the rollup week starting at `since`.
@@ -221,20 +200,4 @@ impl JournalReader {
         }
         Ok(out)
     }
-}
-
-/// The grouping key of a [`ResidencyRow`].
-type ResidencyKey = (String, String, Option<String>, Option<u32>, Option<String>, Option<i64>, Option<i64>, String);
-
-fn residency_key(r: &ResidencyRow) -> ResidencyKey {
-    (
-        r.app.clone(),
-        r.scope.clone(),
-        r.country.clone(),
-        r.asn,
-        r.as_org.clone(),
-        r.country_db,
-        r.asn_db,
-        r.payload_source.clone(),
-    )
 }
