@@ -20,8 +20,10 @@ path = "/var/lib/monitor/journal.db"
 flush_interval_secs = 5
 # Length of a residency row in seconds, aligned to the Unix epoch. Must divide 900 (15 minutes)
 # so that no row straddles a local midnight in any time zone and weekly reports are exact.
+# Report periods whose bounds are not multiples of it are summed from connection records.
 residency_interval_secs = 60
-# Days connection records (one row per flow record; endpoint detail in reports) are kept.
+# Days connection records (one row per flow record; endpoint detail in reports, and the figures
+# of periods not on whole residency intervals) are kept.
 connections_retention_days = 30
 # Days residency rows (per app and destination per interval) and statistics are kept.
 residency_retention_days = 400

@@ -8,8 +8,10 @@
 //!
 //! Bytes are payload bytes (what the app sent and received), with IP-layer ("wire") bytes beside
 //! them. Periods are ISO 8601 weeks cut in the configured time zone (Monday 00:00 to the next
-//! Monday 00:00 local time) or explicit instants; residency rows count when their interval
-//! *starts* in the period. Output is deterministic: same journal, same query, same bytes.
+//! Monday 00:00 local time) or explicit instants; bytes count when the time of the record that
+//! reported them is in the period, whatever its bounds (periods on whole residency intervals
+//! read the residency table, others the connection records: `source::Figures`). Output is
+//! deterministic: same journal, same query, same bytes.
 //! The JSON form is versioned ([`SCHEMA`]) and documented in `SCHEMA.md` beside this file.
 
 mod build;
