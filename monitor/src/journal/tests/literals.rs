@@ -30,7 +30,7 @@ fn literals() -> [(&'static str, &'static str, &'static [&'static str]); 9] {
         (
             "'inbound'",
             names::name(Direction::Inbound),
-            &["figures.rs", "reader.rs", "rollup/backfill.rs", "rollup/fold.rs", "session_rows.rs"],
+            &["figures.rs", "reader.rs", "rollup/backfill.rs", "rollup/fold.rs"],
         ),
         ("'outbound'", names::name(Direction::Outbound), &["flows.rs"]),
         (
