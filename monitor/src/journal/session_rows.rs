@@ -15,7 +15,10 @@ use super::{
 impl JournalReader {
     /// Residency sums per (app, destination, provenance) of the connection records whose time
     /// is in `range` (of sockets created in cgroup `cgroup` when given), from their deltas.
-    /// `new_flows` counts sockets first seen in the range, `flow_intervals` distinct sockets,
+    /// `new_flows` counts the flows' first records in the range, by the same rule as the
+    /// residency table ([`crate::tracker::FlowRecord::is_first`]: totals equal deltas; an empty
+    /// `update` is not one), so a peer of an unconnected socket, which shares its socket's cookie,
+    /// is a flow of its own; `flow_intervals` counts distinct flows (cookie and peer),
     /// `first_interval`/`last_interval_end` the first and last record times.
     ///
     /// # Errors
@@ -32,8 +35,13 @@ impl JournalReader {
                 "SELECT a.name, COALESCE(c.scope, 'none') AS scope, c.country, c.asn, c.as_org, c.country_db,
                      c.asn_db, c.payload_source, SUM(c.delta_payload_tx), SUM(c.delta_payload_rx),
                      SUM(c.delta_wire_tx), SUM(c.delta_wire_rx), SUM(c.delta_packets_tx), SUM(c.delta_packets_rx),
-                     COUNT(DISTINCT CASE WHEN c.first_seen_ms >= ?1 THEN c.cookie END),
-                     SUM(c.event != 'update' AND c.complete = 0), COUNT(DISTINCT c.cookie),
+                     SUM(c.payload_tx = c.delta_payload_tx AND c.payload_rx = c.delta_payload_rx
+                         AND c.wire_tx = c.delta_wire_tx AND c.wire_rx = c.delta_wire_rx
+                         AND c.packets_tx = c.delta_packets_tx AND c.packets_rx = c.delta_packets_rx
+                         AND (c.event != 'update' OR c.payload_tx + c.payload_rx + c.wire_tx + c.wire_rx
+                             + c.packets_tx + c.packets_rx > 0)),
+                     SUM(c.event != 'update' AND c.complete = 0),
+                     COUNT(DISTINCT c.cookie || ' ' || COALESCE(c.remote_ip, '') || ' ' || COALESCE(c.remote_port, '')),
                      MIN(c.time_ms), MAX(c.time_ms)
                  FROM connections c JOIN apps a ON a.id = c.app_id
                  WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND",

@@ -17,7 +17,7 @@ use crate::{
         },
     },
     report::{Format, Period, Report, ReportQuery, SessionInfo},
-    tracker::record::RecordKind::Close,
+    tracker::record::RecordKind::{Close, Update},
 };
 
 /// `hh:mm:ss[.f]` on Wednesday 2026-11-18, UTC.
@@ -164,4 +164,49 @@ fn an_unaligned_period_before_the_purged_records_says_so() {
     let v = json(&reader, &range("10:20:00", "10:31:00"));
     assert_eq!(tx(&v), 2322);
     assert!(!notes(&v).iter().any(|n| n.starts_with("the figures cover only")), "{:#?}", notes(&v));
+}
+
+/// On a period of whole intervals both sources answer, and must agree: the records' sums and new
+/// flows equal the residency table's. Two peers of one unconnected socket share a cookie and are
+/// two flows; a flow whose first record is an empty `update` is new at its first record with bytes.
+#[test]
+fn records_and_residency_rows_agree_on_whole_intervals() {
+    let dir = tempdir();
+    let mut w = writer_in(dir.path());
+    let us = fixtures::public(Some("US"), Some(15_169), Some("Google LLC"));
+    for (remote, tx) in [("8.8.8.8:53", 40), ("8.8.4.4:53", 41)] {
+        let mut peer = Flow::new(7, remote, t("10:05:00"));
+        w.append(&peer.record(Close, t("10:05:01"), tx, 60), &fixtures::app("resolver"), Some(&us));
+    }
+    let mut quiet = Flow::new(8, "203.0.113.10:443", t("10:06:00"));
+    w.append(&quiet.record(Update, t("10:06:10"), 0, 0), &fixtures::app("curl"), Some(&us));
+    w.append(&quiet.record(Update, t("10:07:10"), 500, 700), &fixtures::app("curl"), Some(&us));
+    w.append(&quiet.record(Close, t("10:08:10"), 5, 0), &fixtures::app("curl"), Some(&us));
+    w.flush().expect("flush");
+    let reader = JournalReader::open(w.path()).expect("reader");
+    let hour = crate::journal::TimeRange { since: t("10:00:00"), until: t("11:00:00") };
+    let key = |rows: Vec<crate::journal::ResidencyRow>| {
+        let mut v: Vec<_> = rows
+            .into_iter()
+            .map(|r| (r.app, r.payload_tx, r.payload_rx, r.wire_tx, r.wire_rx, r.packets_tx, r.packets_rx, r.new_flows))
+            .collect();
+        v.sort();
+        v
+    };
+    let table = key(reader.residency(hour, None).expect("residency"));
+    let records = key(reader.residency_of_records(hour, None, None).expect("records"));
+    assert_eq!(table, records);
+    let flows = |app: &str| table.iter().find(|r| r.0 == app).map(|r| r.7);
+    assert_eq!((flows("resolver"), flows("curl")), (Some(2), Some(1)), "{table:?}");
+    // A report of the same hour from 1 ms after its start reads the records: the same flows.
+    let aligned = json(&reader, &range("10:00:00", "11:00:00"));
+    let shifted = json(&reader, &range("10:00:00.001", "11:00:00"));
+    assert_eq!(aligned["totals"], shifted["totals"]);
+    let figures = |v: &Value| -> Vec<Value> {
+        let apps = v["apps"].as_array().expect("apps");
+        let keys = ["app", "flows", "traffic", "by_country", "by_asn", "top_endpoints", "incomplete_flows"];
+        apps.iter().map(|a| keys.iter().map(|k| a[*k].clone()).collect()).collect()
+    };
+    assert_eq!(figures(&aligned), figures(&shifted));
+    assert_eq!(shifted["apps"][1]["flows"], 2, "the resolver's two peers");
 }
