@@ -70,12 +70,17 @@ pub struct EvidenceRow {
 }
 
 impl JournalReader {
-    /// Evidence rows of connection records whose time is in `range` (of app `app` when given),
-    /// sorted by app, address, answer, executable and pid.
+    /// Evidence rows of connection records whose time is in `range` (of app `app`, of sockets
+    /// created in cgroup `cgroup`, when given), sorted by app, address, answer, executable and pid.
     ///
     /// # Errors
     /// When the query fails.
-    pub fn evidence(&self, range: TimeRange, app: Option<&str>) -> Result<Vec<EvidenceRow>, Error> {
+    pub fn evidence(
+        &self,
+        range: TimeRange,
+        app: Option<&str>,
+        cgroup: Option<u64>,
+    ) -> Result<Vec<EvidenceRow>, Error> {
         let mut stmt = self
             .conn()
             .prepare_cached(concat!(
@@ -91,6 +96,7 @@ impl JournalReader {
                  WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND",
                 super::spans::id_window!("c.id", "?1", "?2"),
                 " AND c.remote_ip IS NOT NULL AND (?3 IS NULL OR a.name = ?3)
+                     AND (?4 IS NULL OR c.owner_cgroup_id = ?4)
                  GROUP BY a.name, c.remote_ip, c.hostname, c.registrable_domain, c.scope, c.country, c.asn,
                      c.as_org, c.country_db, c.asn_db, a.exe, c.app_pid, a.uid, a.user, a.unit
                  ORDER BY a.name, c.remote_ip, c.hostname, c.registrable_domain, c.scope, c.country, c.asn,
@@ -98,7 +104,10 @@ impl JournalReader {
             ))
             .map_err(|e| Error::read(self.path(), e))?;
         let rows = stmt
-            .query_map(params![range.since.as_millisecond(), range.until.as_millisecond(), app], evidence_row)
+            .query_map(
+                params![range.since.as_millisecond(), range.until.as_millisecond(), app, cgroup.map(u64::cast_signed)],
+                evidence_row,
+            )
             .map_err(|e| Error::read(self.path(), e))?
             .collect::<rusqlite::Result<Vec<_>>>();
         rows.map_err(|e| Error::read(self.path(), e))

@@ -59,11 +59,12 @@ pub struct HostAddressRow {
 
 impl JournalReader {
     /// Payload per (app, host name, source, country, ASN) from connection records whose time is
-    /// in `range`, sorted by those keys. Listening sockets are left out.
+    /// in `range` (of sockets created in cgroup `cgroup` when given), sorted by those keys.
+    /// Listening sockets are left out.
     ///
     /// # Errors
     /// When the query fails.
-    pub fn services(&self, range: TimeRange, app: Option<&str>) -> Result<Vec<ServiceRow>, Error> {
+    pub fn services(&self, range: TimeRange, app: Option<&str>, cgroup: Option<u64>) -> Result<Vec<ServiceRow>, Error> {
         let mut stmt = self
             .connection()
             .prepare_cached(concat!(
@@ -73,12 +74,13 @@ impl JournalReader {
                  WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND",
                 super::spans::id_window!("c.id", "?1", "?2"),
                 " AND c.direction != 'listen' AND (?3 IS NULL OR a.name = ?3)
+                     AND (?4 IS NULL OR c.owner_cgroup_id = ?4)
                  GROUP BY a.name, c.hostname, c.registrable_domain, c.name_source, c.country, c.asn, c.as_org
                  ORDER BY a.name, c.hostname, c.registrable_domain, c.name_source, c.country, c.asn, c.as_org"
             ))
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map(params![ms(range.since), ms(range.until), app], |row| {
+            .query_map(params![ms(range.since), ms(range.until), app, cgroup.map(u64::cast_signed)], |row| {
                 Ok(ServiceRow {
                     app: row.get(0)?,
                     hostname: row.get(1)?,
@@ -98,7 +100,8 @@ impl JournalReader {
     }
 
     /// Distinct (app, remote address, host name) of named connection records whose time is in
-    /// `range`, sorted: the names shown beside the report's top endpoints.
+    /// `range` (of sockets created in cgroup `cgroup` when given), sorted: the names shown beside
+    /// the report's top endpoints.
     ///
     /// # Errors
     /// When the query fails.
@@ -106,6 +109,7 @@ impl JournalReader {
         &self,
         range: TimeRange,
         app: Option<&str>,
+        cgroup: Option<u64>,
     ) -> Result<Vec<(String, String, String)>, Error> {
         let mut stmt = self
             .connection()
@@ -115,12 +119,12 @@ impl JournalReader {
                  WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND",
                 super::spans::id_window!("c.id", "?1", "?2"),
                 " AND c.hostname IS NOT NULL AND c.remote_ip IS NOT NULL
-                     AND (?3 IS NULL OR a.name = ?3)
+                     AND (?3 IS NULL OR a.name = ?3) AND (?4 IS NULL OR c.owner_cgroup_id = ?4)
                  ORDER BY 1, 2, 3"
             ))
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map(params![ms(range.since), ms(range.until), app], |row| {
+            .query_map(params![ms(range.since), ms(range.until), app, cgroup.map(u64::cast_signed)], |row| {
                 Ok((row.get(0)?, row.get(1)?, row.get(2)?))
             })
             .map_err(|e| self.err(e))?
@@ -200,7 +204,7 @@ mod tests {
 
         let r = JournalReader::open(&dir.path().join("state/journal.db")).unwrap();
         let range = TimeRange { since: at(T0), until: at(T0 + 3600) };
-        let rows = r.services(range, None).unwrap();
+        let rows = r.services(range, None, None).unwrap();
         let got: Vec<_> =
             rows.iter().map(|r| (r.app.as_str(), r.hostname.as_deref(), r.payload_tx, r.payload_rx, r.flows)).collect();
         assert_eq!(

@@ -153,12 +153,13 @@ impl JournalReader {
     }
 
     /// Per (app, public remote address): bytes, the latest consensus and answers, and the
-    /// smallest RTT to the address, from connection records whose time is in `range`; sorted by
-    /// app and address.
+    /// smallest RTT to the address, from connection records whose time is in `range` (bytes,
+    /// consensus and answers of sockets created in cgroup `cgroup` when given; the RTT of any
+    /// socket, as a measurement of the path); sorted by app and address.
     ///
     /// # Errors
     /// When the query fails.
-    pub fn truth(&self, range: TimeRange, app: Option<&str>) -> Result<Vec<TruthRow>, Error> {
+    pub fn truth(&self, range: TimeRange, app: Option<&str>, cgroup: Option<u64>) -> Result<Vec<TruthRow>, Error> {
         let err = |e| Error::read(self.path(), e);
         let mut rtt_stmt = self
             .conn()
@@ -188,13 +189,14 @@ impl JournalReader {
                  WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND",
                 super::spans::id_window!("c.id", "?1", "?2"),
                 " AND c.scope = 'public' AND (?3 IS NULL OR a.name = ?3)
+                     AND (?4 IS NULL OR c.owner_cgroup_id = ?4)
                  GROUP BY a.name, c.remote_ip
                  ORDER BY a.name, c.remote_ip",
             ))
             .map_err(err)?;
         let mut parsed = ParsedAnswers::default();
         let rows = stmt
-            .query_map(params![ms(range.since), ms(range.until), app], |row| {
+            .query_map(params![ms(range.since), ms(range.until), app, cgroup.map(u64::cast_signed)], |row| {
                 let ip: String = row.get(1)?;
                 let consensus = row.get_ref(6)?.as_str_or_null().map_err(|e| {
                     rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, Box::new(e))

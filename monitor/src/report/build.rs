@@ -109,7 +109,7 @@ pub(crate) fn build_from(reader: &JournalReader, query: &ReportQuery, source: So
         a.android = android.remove(&a.app).and_then(AndroidApp::from_list);
     }
     if query.evidence {
-        let mut details = super::destinations::read(reader, query)?;
+        let mut details = super::destinations::read(reader, query, figures.cgroup())?;
         for a in &mut apps {
             a.destinations = details.remove(&a.app).unwrap_or_default();
         }

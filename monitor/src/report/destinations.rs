@@ -105,17 +105,19 @@ impl DestinationDetail {
     }
 }
 
-/// Reads the evidence of `query` from the journal's connection records, per app.
+/// Reads the evidence of `query` from the journal's connection records (of sockets created in
+/// cgroup `cgroup` when given: a `monitor exec` session's), per app.
 ///
 /// # Errors
 /// When the journal cannot be read.
 pub(super) fn read(
     reader: &JournalReader,
     query: &ReportQuery,
+    cgroup: Option<u64>,
 ) -> Result<BTreeMap<String, Vec<DestinationDetail>>, Error> {
     let range = query.period.time_range();
     let android = reader.android_apps(range, query.app.as_deref())?;
-    Ok(group(reader.evidence(range, query.app.as_deref())?, &android))
+    Ok(group(reader.evidence(range, query.app.as_deref(), cgroup)?, &android))
 }
 
 fn answer(db: Option<&DatabaseRef>) -> Option<DatabaseAnswer> {

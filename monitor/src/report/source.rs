@@ -6,6 +6,9 @@
 //! record time (sessions of `session start/stop`, ranges with seconds, sessions of `monitor
 //! exec` with their cgroup's records only). Either way a record counts in a period when its
 //! time is in it.
+//! A session of `monitor exec` reads its other sections (endpoints, by service, host names,
+//! truth rows, evidence) from its cgroup's records too, never from the rollups (which hold
+//! every cgroup).
 //!
 //! Of the residency table, the journal's weekly rollups when they hold the period and the
 //! previous one completely, else the fine tables. Both give the same rows, so the same report.
@@ -57,6 +60,15 @@ impl Figures {
         } else {
             Self::Records { cgroup: None }
         })
+    }
+
+    /// The cgroup whose sockets alone count (`monitor exec` sessions), for every section read
+    /// from the connection records: by service, host names, truth rows, evidence.
+    pub(crate) fn cgroup(self) -> Option<u64> {
+        match self {
+            Self::Intervals => None,
+            Self::Records { cgroup } => cgroup,
+        }
     }
 
     /// Residency rows of `range` (of `app` when given) from this source's fine rows.
@@ -175,7 +187,8 @@ pub(super) fn read(
         let current = reader.endpoints(period.time_range(), app, cgroup)?;
         let before = reader.endpoints(previous.time_range(), app, cgroup)?;
         let endpoints = summarise(current, &before, query.top_endpoints);
-        let (services, endpoint_names, truth) = named(reader, query, &endpoints, false)?;
+        // Never the rollups: they hold every cgroup (and whole intervals only).
+        let (services, endpoint_names, truth) = named(reader, query, &endpoints, Names::Records { cgroup })?;
         return Ok(Inputs {
             rows,
             attributed_wire_bytes: all,
@@ -208,7 +221,8 @@ pub(super) fn read(
         let before = reader.endpoints(previous.time_range(), app, None)?;
         summarise(current, &before, query.top_endpoints)
     };
-    let (services, endpoint_names, truth) = named(reader, query, &endpoints, plan.names)?;
+    let names = if plan.names { Names::Rollups } else { Names::Records { cgroup: None } };
+    let (services, endpoint_names, truth) = named(reader, query, &endpoints, names)?;
     Ok(Inputs { rows, attributed_wire_bytes, previous: previous_seen, endpoints, services, endpoint_names, truth })
 }
 
@@ -218,33 +232,45 @@ type EndpointNames = HashMap<(String, String), Vec<String>>;
 /// By-service rows, host names of the top endpoints, truth rows.
 type Named = (Vec<ServiceRow>, EndpointNames, Vec<TruthRow>);
 
+/// Where [`named`] reads from.
+#[derive(Debug, Clone, Copy)]
+enum Names {
+    /// The weekly rollups (every cgroup).
+    Rollups,
+    /// The connection records whose time is in the period.
+    Records {
+        /// Only sockets created in this cgroup.
+        cgroup: Option<u64>,
+    },
+}
+
 /// The by-service rows, the host names of the top endpoints in `endpoints` and the truth rows
-/// of the period: from the rollups when `rollups`, else from the connection records.
+/// of the period, from `from`.
 fn named(
     reader: &JournalReader,
     query: &ReportQuery,
     endpoints: &BTreeMap<String, AppEndpoints>,
-    rollups: bool,
+    from: Names,
 ) -> Result<Named, Error> {
     let (period, app) = (&query.period, query.app.as_deref());
     let with_truth = reader.schema_version()? >= super::truth::TRUTH_SCHEMA;
     let top = endpoints.values().flat_map(|a| a.top.iter().map(|(e, _)| (e.app.clone(), e.ip.clone())));
     let mut names: EndpointNames = top.map(|k| (k, Vec::new())).collect();
-    if rollups {
+    let Names::Records { cgroup } = from else {
         for ((app, ip), list) in &mut names {
             *list = reader.endpoint_hostnames_week(period.since, app, ip)?;
         }
         let truth = if with_truth { reader.truth_week(period.since, app)? } else { Vec::new() };
         return Ok((reader.services_week(period.since, app)?, names, truth));
-    }
+    };
     let range = TimeRange { since: period.since, until: period.until };
-    for (app, ip, host) in reader.endpoint_hostnames(range, app)? {
+    for (app, ip, host) in reader.endpoint_hostnames(range, app, cgroup)? {
         if let Some(list) = names.get_mut(&(app, ip)) {
             list.push(host);
         }
     }
-    let truth = if with_truth { reader.truth(range, app)? } else { Vec::new() };
-    Ok((reader.services(range, app)?, names, truth))
+    let truth = if with_truth { reader.truth(range, app, cgroup)? } else { Vec::new() };
+    Ok((reader.services(range, app, cgroup)?, names, truth))
 }
 
 /// Public countries and ASNs per app.

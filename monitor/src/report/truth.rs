@@ -237,5 +237,5 @@ pub fn disagreeing_destinations(
     if reader.schema_version()? < TRUTH_SCHEMA {
         return Ok(Vec::new());
     }
-    Ok(reader.truth(range, app)?.into_iter().filter(|r| r.consensus == Some(Consensus::Disagree)).collect())
+    Ok(reader.truth(range, app, None)?.into_iter().filter(|r| r.consensus == Some(Consensus::Disagree)).collect())
 }

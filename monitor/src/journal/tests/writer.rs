@@ -551,7 +551,7 @@ fn country_answers_read_back_from_either_storage_form() {
     w.flush().expect("flush");
     let range = TimeRange { since: at(T0), until: at(T0 + 60) };
     let read = || {
-        let rows = JournalReader::open(w.path()).expect("reader").truth(range, None).expect("truth");
+        let rows = JournalReader::open(w.path()).expect("reader").truth(range, None, None).expect("truth");
         assert_eq!(rows.len(), 1, "{rows:?}");
         rows[0].answers.iter().map(|a| (a.label.clone(), a.country.clone())).collect::<Vec<_>>()
     };

@@ -1,5 +1,6 @@
 //! Reports of a session: the window, and for `monitor exec` sessions only the records of sockets
-//! created in the session's cgroup (same app, same destination outside the cgroup excluded).
+//! created in the session's cgroup (same app, same destination outside the cgroup excluded), in
+//! every section.
 
 use serde_json::Value;
 
@@ -11,7 +12,11 @@ use crate::{
             tempdir, writer_in,
         },
     },
-    report::{Format, Period, Report, ReportQuery, SessionInfo},
+    names::{Hostname, NameSource, Names},
+    report::{
+        Format, Period, Report, ReportQuery, SessionInfo,
+        source::{self, Figures, Source},
+    },
     tracker::record::RecordKind::{Close, Update},
     zone::Zone,
 };
@@ -118,4 +123,71 @@ fn a_session_with_a_cgroup_leaves_no_interval_out() {
     };
     assert_eq!(notes_of(Some(42)), (Some(1000), false));
     assert_eq!(notes_of(None), (Some(1000), false));
+}
+
+/// Every section of an exec session's report read from the connection records counts only the
+/// session's cgroup: by service, the top endpoints' host names, the truth rows (consensus) and
+/// the evidence destinations leave out the same app's traffic elsewhere in the same window.
+#[test]
+fn session_with_cgroup_names_and_truth_only_its_sockets() {
+    let dir = tempdir();
+    let mut w = writer_in(dir.path());
+    let named = |host: &str| Names {
+        hostname: Hostname::parse(host).ok(),
+        registrable_domain: crate::names::domain::registrable(host),
+        source: NameSource::Sni,
+        ..Names::default()
+    };
+    let us = fixtures::public_with_answers("US", Some("US"));
+    let app = fixtures::app("curl");
+    // The session's cgroup (42): a.test at 203.0.113.10.
+    let mut a = Flow::new(1, "203.0.113.10:443", at(T + 1));
+    let mut r = a.record(Close, at(T + 2), 1000, 10);
+    r.owner.cgroup_id = 42;
+    w.append_named(&r, &app, Some(&us), &named("a.test"));
+    // Another cgroup (9), later in the window: b.test at the same address, c.test elsewhere.
+    let mut b = Flow::new(2, "203.0.113.10:443", at(T + 3));
+    w.append_named(&b.record(Close, at(T + 4), 500, 0), &app, Some(&us), &named("b.test"));
+    let mut c = Flow::new(3, "198.51.100.20:443", at(T + 5));
+    let sg = fixtures::public_with_answers("SG", Some("US"));
+    w.append_named(&c.record(Close, at(T + 6), 70, 0), &app, Some(&sg), &named("c.test"));
+    w.flush().unwrap();
+    let reader = JournalReader::open(w.path()).unwrap();
+
+    let period = Period::range(at(T), at(T + 100), &Zone::get("UTC").unwrap()).unwrap();
+    let mut q = ReportQuery::new(period);
+    q.session = Some(SessionInfo { name: "s".into(), cgroup_id: Some(42) });
+    q.evidence = true;
+    let figures = Figures::of(&reader, &q).unwrap();
+    assert_eq!(figures, Figures::Records { cgroup: Some(42) });
+    let previous = q.period.previous().unwrap();
+    let plan = source::plan(&reader, &q.period, &previous, None, Source::Auto).unwrap();
+    let inputs = source::read(&reader, &q, &previous, figures, plan).unwrap();
+    let truth: Vec<(&str, u64)> = inputs.truth.iter().map(|t| (t.ip.as_str(), t.payload_tx)).collect();
+    assert_eq!(truth, [("203.0.113.10", 1000)]);
+
+    let mut out = Vec::new();
+    Report::build(&reader, &q).unwrap().render(Format::Json, &mut out).unwrap();
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    let curl = &v["apps"][0];
+    assert_eq!(curl["traffic"]["payload_tx"], 1000);
+    let hostnames: Vec<&str> =
+        v["services"][0]["hostnames"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(hostnames, ["a.test"]);
+    assert_eq!(v["services"][0]["named"]["payload_tx"], 1000);
+    let endpoints: Vec<(&str, &Value)> = curl["top_endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["ip"].as_str().unwrap(), &e["hostnames"]))
+        .collect();
+    assert_eq!(endpoints, [("203.0.113.10", &serde_json::json!(["a.test"]))]);
+    assert_eq!(curl["consensus"]["public_bytes"], 1010);
+    let destinations: Vec<(&str, &str, u64)> = curl["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["ip"].as_str().unwrap(), d["hostname"].as_str().unwrap(), d["payload_tx"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(destinations, [("203.0.113.10", "a.test", 1000)]);
 }
