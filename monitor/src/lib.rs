@@ -27,11 +27,13 @@
 //! - [`diff`]   what changed per app between two reports (sessions, weeks, files).
 //! - [`evidence`]   evidence bundles (report, records, databases, manifest) and their minisign signatures.
 //! - [`metrics`]   the Prometheus endpoint (own thread; fed by the sink like the journal).
-//! - [`daemon`]   start-up, the pipeline loop and shutdown.
 //! - [`settings`]   configuration, validated once into the typed settings every command uses
 //!   (it holds each stage's settings, so it sits above them).
+//! - [`daemon`]   start-up, the pipeline loop and shutdown, wired from the settings.
 //! - [`privileges`]   the capability check done before anything else.
 //! - `cli` (in the binary)   the commands.
+//!
+//! `tests/layering.rs` checks this order against every `crate::` path in the sources.
 //!
 //! Shared leaves (they import no stage):
 //! - [`stats`]   completeness counters the stages produce and the journal stores.

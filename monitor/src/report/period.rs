@@ -195,6 +195,20 @@ impl Period {
         }
     }
 
+    /// True when the period's bounds are those of one ISO week in its zone: a week, or a range
+    /// written as one (`--since 2026-11-09 --until 2026-11-16`), which the weekly rollups can
+    /// answer as well.
+    ///
+    /// # Errors
+    /// [`Error::Period`] at the ends of the representable range.
+    pub fn is_iso_week(&self) -> Result<bool, Error> {
+        if self.kind == PeriodKind::IsoWeek {
+            return Ok(true);
+        }
+        let week = Self::week_containing(self.since, &self.zone())?;
+        Ok(week.since == self.since && week.until == self.until)
+    }
+
     /// `[since, until)` for journal queries.
     #[must_use]
     pub fn time_range(&self) -> TimeRange {
@@ -231,6 +245,29 @@ mod tests {
         let w1 = Period::iso_week("2027-W01", &z("UTC")).expect("week");
         assert_eq!(w1.since, ts("2027-01-04T00:00:00Z"));
         assert_eq!(Period::iso_week("2026-W53", &z("UTC")).expect("week").until, w1.since);
+    }
+
+    #[test]
+    fn ranges_on_a_weeks_bounds_are_that_week() {
+        let ny = z("America/New_York");
+        let week = Period::iso_week("2026-W45", &ny).unwrap();
+        assert!(week.is_iso_week().unwrap());
+        let same = Period::range(week.since, week.until, &ny).unwrap();
+        assert!(same.is_iso_week().unwrap(), "a range on the week's bounds");
+        // The week of the change back to standard time lasts 169 hours: its previous range of
+        // equal length starts an hour before the previous week.
+        let dst = Period::range(ts("2026-10-26T04:00:00Z"), ts("2026-11-02T05:00:00Z"), &ny).unwrap();
+        assert!(dst.is_iso_week().unwrap(), "2026-W44 in New York");
+        assert!(!dst.previous().unwrap().is_iso_week().unwrap());
+        for (since, until) in [
+            (week.since, week.until.checked_sub(SignedDuration::from_secs(1)).unwrap()),
+            (week.since.checked_add(SignedDuration::from_secs(1)).unwrap(), week.until),
+            (week.since, week.next().unwrap().until),
+        ] {
+            assert!(!Period::range(since, until, &ny).unwrap().is_iso_week().unwrap(), "{since}/{until}");
+        }
+        // The same instants are no ISO week in another zone.
+        assert!(!Period::range(week.since, week.until, &z("UTC")).unwrap().is_iso_week().unwrap());
     }
 
     #[test]

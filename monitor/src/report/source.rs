@@ -12,7 +12,8 @@
 //!
 //! Of the residency table, the journal's weekly rollups when they hold the period and the
 //! previous one completely, else the fine tables. Both give the same rows, so the same report.
-//! The rollups are used for an ISO week cut in the journal's rollup time zone when
+//! The rollups are used for an ISO week cut in the journal's rollup time zone (`--week`, or a
+//! range on a week's bounds whose previous range of equal length is the week before) when
 //! - the rollups cover the previous week (and so this one): see `journal::RollupState`;
 //! - retention has not deleted residency rows (for the residency figures) or connection records
 //!   (for the endpoints) of the previous week or later: a purge shrinks the fine tables, and
@@ -146,7 +147,8 @@ pub(crate) fn plan(
     source: Source,
 ) -> Result<Plan, Error> {
     let none = Plan { residency: false, endpoints: false, names: false };
-    if source == Source::Fine || period.kind != PeriodKind::IsoWeek {
+    // Weeks, and ranges on a week's bounds, whose previous period is the week before.
+    if source == Source::Fine || !period.is_iso_week()? || !previous.is_iso_week()? {
         return Ok(none);
     }
     let Some(state) = reader.rollup_state()? else {
