@@ -93,6 +93,31 @@ impl JournalReader {
         self.collect(rows)
     }
 
+    /// Payload per app of the `residency` rows of `range`: the payload sums of
+    /// [`JournalReader::residency`] without its keys, for the timeline's buckets.
+    ///
+    /// # Errors
+    /// When the query fails.
+    pub fn payload_of_residency(&self, range: TimeRange, app: Option<&str>) -> Result<Vec<(String, u64, u64)>, Error> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT app, SUM(payload_tx), SUM(payload_rx)
+                 FROM residency
+                 WHERE interval_start >= (?1 + 999) / 1000 AND interval_start < (?2 + 999) / 1000
+                     AND (?3 IS NULL OR app = ?3)
+                 GROUP BY app ORDER BY app",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![ms(range.since), ms(range.until), app], |row| {
+                Ok((row.get(0)?, count(row.get(1)?), count(row.get(2)?)))
+            })
+            .map_err(|e| self.err(e))?
+            .collect();
+        self.collect(rows)
+    }
+
     /// Traffic per (app, remote endpoint) from connection records whose time is in `range` (of
     /// sockets created in cgroup `cgroup` when given), sorted by app, address, port, protocol.
     ///

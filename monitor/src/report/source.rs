@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use jiff::Timestamp;
 
-use super::{Error, Period, PeriodKind, ReportQuery};
+use super::{Error, Period, ReportQuery};
 use crate::journal::{
     AppEndpoints, EndpointRow, JournalReader, NAMES_ROLLUP_SCHEMA, ResidencyRow, ServiceRow, TimeRange, TruthRow,
 };
@@ -85,6 +85,25 @@ impl Figures {
         Ok(match self {
             Self::Intervals => reader.residency(range, app)?,
             Self::Records { cgroup } => reader.residency_of_records(range, app, cgroup)?,
+        })
+    }
+}
+
+impl Figures {
+    /// Payload per app of `range` from this source's fine rows: the payload of
+    /// [`Figures::rows`] summed per app (the timeline's buckets).
+    ///
+    /// # Errors
+    /// When the journal cannot be read.
+    pub(crate) fn payload(
+        self,
+        reader: &JournalReader,
+        range: TimeRange,
+        app: Option<&str>,
+    ) -> Result<Vec<(String, u64, u64)>, Error> {
+        Ok(match self {
+            Self::Intervals => reader.payload_of_residency(range, app)?,
+            Self::Records { cgroup } => reader.payload_of_records(range, app, cgroup)?,
         })
     }
 }

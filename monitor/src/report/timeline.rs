@@ -105,11 +105,11 @@ pub(super) fn fill(
         return Ok(finish(apps, sums, unit));
     }
     for (b, &(since, until)) in buckets.iter().enumerate() {
-        for r in figures.rows(reader, TimeRange { since, until }, query.app.as_deref())? {
-            let name = if r.app.is_empty() { crate::identity::UNKNOWN_APP } else { r.app.as_str() };
+        for (app, tx, rx) in figures.payload(reader, TimeRange { since, until }, query.app.as_deref())? {
+            let name = if app.is_empty() { crate::identity::UNKNOWN_APP } else { app.as_str() };
             if let Some(&i) = index.get(name) {
-                sums[i][b].0 += r.payload_tx;
-                sums[i][b].1 += r.payload_rx;
+                sums[i][b].0 += tx;
+                sums[i][b].1 += rx;
             }
         }
     }
