@@ -2,6 +2,7 @@
 //! leaves import no stage (the order of `lib.rs`'s `# Layout`). Reads the crate's sources; test
 //! code (`tests` directories, `tests.rs` files, an inline `mod tests` at a file's end) and
 //! comments (doc links) are left out.
+#![expect(clippy::expect_used, reason = "test helpers panic on failure (house style R16)")]
 
 use std::{
     fs,
