@@ -6,7 +6,8 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{
-    DaemonState, DatabaseRow, EndpointRow, Error, LossTotals, ResidencyRow, RowCounts, StatsTotals, TimeRange,
+    DaemonState, DatabaseRow, DestinationRow, EndpointRow, Error, LossTotals, ResidencyRow, RowCounts, StatsTotals,
+    TimeRange,
     names::{count, ms, ts, ts_secs},
     open,
 };
@@ -112,6 +113,37 @@ impl JournalReader {
         let rows = stmt
             .query_map(params![ms(range.since), ms(range.until), app], |row| {
                 Ok((row.get(0)?, count(row.get(1)?), count(row.get(2)?)))
+            })
+            .map_err(|e| self.err(e))?
+            .collect();
+        self.collect(rows)
+    }
+
+    /// The public destinations (country, ASN) per app of the `residency` rows of `range`: the
+    /// keys of [`JournalReader::residency`]'s public rows, without their sums (a report's previous
+    /// period, for its new destinations).
+    ///
+    /// # Errors
+    /// When the query fails.
+    pub fn destinations(&self, range: TimeRange, app: Option<&str>) -> Result<Vec<DestinationRow>, Error> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT DISTINCT app, country, asn FROM residency
+                 WHERE interval_start >= (?1 + 999) / 1000 AND interval_start < (?2 + 999) / 1000
+                     AND scope = 'public' AND (?3 IS NULL OR app = ?3)
+                 ORDER BY app, country, asn",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![ms(range.since), ms(range.until), app], |row| {
+                let country: String = row.get(1)?;
+                let asn: u32 = row.get(2)?;
+                Ok(DestinationRow {
+                    app: row.get(0)?,
+                    country: (!country.is_empty()).then_some(country),
+                    asn: (asn != 0).then_some(asn),
+                })
             })
             .map_err(|e| self.err(e))?
             .collect();

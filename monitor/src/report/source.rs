@@ -27,7 +27,8 @@ use jiff::Timestamp;
 
 use super::{Error, Period, ReportQuery};
 use crate::journal::{
-    AppEndpoints, EndpointRow, JournalReader, NAMES_ROLLUP_SCHEMA, ResidencyRow, ServiceRow, TimeRange, TruthRow,
+    AppEndpoints, DestinationRow, EndpointRow, JournalReader, NAMES_ROLLUP_SCHEMA, ResidencyRow, ServiceRow, TimeRange,
+    TruthRow,
 };
 
 /// Where a report's residency figures (and everything summed from them: totals, shares,
@@ -70,6 +71,23 @@ impl Figures {
             Self::Intervals => None,
             Self::Records { cgroup } => cgroup,
         }
+    }
+
+    /// Public destinations (country, ASN) per app of `range` from this source's fine rows: the
+    /// public keys of [`Figures::rows`].
+    ///
+    /// # Errors
+    /// When the journal cannot be read.
+    pub(crate) fn destinations(
+        self,
+        reader: &JournalReader,
+        range: TimeRange,
+        app: Option<&str>,
+    ) -> Result<Vec<DestinationRow>, Error> {
+        Ok(match self {
+            Self::Intervals => reader.destinations(range, app)?,
+            Self::Records { cgroup } => reader.destinations_of_records(range, app, cgroup)?,
+        })
     }
 
     /// Residency rows of `range` (of `app` when given) from this source's fine rows.
@@ -204,7 +222,7 @@ pub(super) fn read(
         } else {
             wire(&reader.residency_of_records(period.time_range(), None, None)?)
         };
-        let previous_seen = seen_in(&figures.rows(reader, previous.time_range(), app)?);
+        let previous_seen = seen_of(figures.destinations(reader, previous.time_range(), app)?);
         let current = reader.endpoints(period.time_range(), app, cgroup)?;
         let before = reader.endpoints(previous.time_range(), app, cgroup)?;
         let endpoints = summarise(current, &before, query.top_endpoints);
@@ -223,17 +241,11 @@ pub(super) fn read(
     let (rows, attributed_wire_bytes, previous_seen) = if plan.residency {
         let rows = reader.residency_week(period.time_range(), app)?;
         let all = if app.is_some() { wire(&reader.residency_week(period.time_range(), None)?) } else { wire(&rows) };
-        let mut seen: BTreeMap<String, Seen> = BTreeMap::new();
-        for d in reader.destinations_week(previous.since, app)? {
-            let s = seen.entry(d.app).or_default();
-            s.countries.extend(d.country);
-            s.asns.extend(d.asn);
-        }
-        (rows, all, seen)
+        (rows, all, seen_of(reader.destinations_week(previous.since, app)?))
     } else {
         let rows = reader.residency(period.time_range(), app)?;
         let all = if app.is_some() { wire(&reader.residency(period.time_range(), None)?) } else { wire(&rows) };
-        (rows, all, seen_in(&reader.residency(previous.time_range(), app)?))
+        (rows, all, seen_of(reader.destinations(previous.time_range(), app)?))
     };
     let endpoints = if plan.endpoints {
         reader.endpoints_week(period.since, app, query.top_endpoints)?.into_iter().map(|e| (e.app.clone(), e)).collect()
@@ -295,12 +307,12 @@ fn named(
 }
 
 /// Public countries and ASNs per app.
-fn seen_in(rows: &[ResidencyRow]) -> BTreeMap<String, Seen> {
+fn seen_of(destinations: Vec<DestinationRow>) -> BTreeMap<String, Seen> {
     let mut seen: BTreeMap<String, Seen> = BTreeMap::new();
-    for r in rows.iter().filter(|r| r.scope == "public") {
-        let s = seen.entry(r.app.clone()).or_default();
-        s.countries.extend(r.country.clone());
-        s.asns.extend(r.asn);
+    for d in destinations {
+        let s = seen.entry(d.app).or_default();
+        s.countries.extend(d.country);
+        s.asns.extend(d.asn);
     }
     seen
 }

@@ -210,3 +210,33 @@ fn records_and_residency_rows_agree_on_whole_intervals() {
     assert_eq!(figures(&aligned), figures(&shifted));
     assert_eq!(shifted["apps"][1]["flows"], 2, "the resolver's two peers");
 }
+
+/// New destinations compare with the previous period read from the same source as the
+/// period's figures: a country met in the range before is not new, one met only in the
+/// range is, whether the bounds are on whole intervals (residency table) or not (records).
+#[test]
+fn new_destinations_compare_with_the_period_before_from_either_source() {
+    let dir = tempdir();
+    let mut w = writer_in(dir.path());
+    let us = fixtures::public(Some("US"), Some(396_986), Some("ByteDance Inc."));
+    let de = fixtures::public(Some("DE"), Some(3320), Some("Deutsche Telekom AG"));
+    let private = fixtures::scoped(crate::enrich::Scope::Private);
+    close(&mut w, 1, "203.0.113.10:443", "10:00:30", (10, 0), &us);
+    close(&mut w, 2, "10.0.0.2:443", "10:00:40", (10, 0), &private);
+    close(&mut w, 3, "198.51.100.7:443", "10:01:30", (20, 0), &de);
+    close(&mut w, 4, "203.0.113.11:443", "10:01:40", (30, 0), &us);
+    w.flush().expect("flush");
+    let reader = JournalReader::open(w.path()).expect("reader");
+    let hour = crate::journal::TimeRange { since: t("10:00:00"), until: t("11:00:00") };
+    let table = reader.destinations(hour, None).expect("residency");
+    assert_eq!(table, reader.destinations_of_records(hour, None, None).expect("records"));
+    let countries: Vec<_> = table.iter().map(|d| (d.country.as_deref(), d.asn)).collect();
+    assert_eq!(countries, [(Some("DE"), Some(3320)), (Some("US"), Some(396_986))], "public ones only");
+    for (since, until) in [("10:01:00", "10:02:00"), ("10:01:00.5", "10:02:00")] {
+        let v = json(&reader, &range(since, until));
+        let new = &v["apps"][0]["new_destinations"];
+        assert_eq!(new["countries"], serde_json::json!(["DE"]), "{since}: US was met before");
+        assert_eq!(new["asns"].as_array().map(Vec::len), Some(1), "{since}: {new}");
+        assert_eq!(tx(&v), 50, "{since}");
+    }
+}
