@@ -136,15 +136,7 @@ impl JournalReader {
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map(params![ms(range.since), ms(range.until), app], |row| {
-                let country: String = row.get(1)?;
-                let asn: u32 = row.get(2)?;
-                Ok(DestinationRow {
-                    app: row.get(0)?,
-                    country: (!country.is_empty()).then_some(country),
-                    asn: (asn != 0).then_some(asn),
-                })
-            })
+            .query_map(params![ms(range.since), ms(range.until), app], super::rollup::destination_row)
             .map_err(|e| self.err(e))?
             .collect();
         self.collect(rows)

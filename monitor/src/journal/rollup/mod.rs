@@ -56,6 +56,7 @@ use std::time::Instant;
 pub(crate) use fold::{Fold, Unwritten};
 use jiff::Timestamp;
 use log::info;
+pub(super) use read::destination_row;
 use read::state;
 pub use read::{AppEndpoints, DestinationRow, RollupState};
 pub use read_names::NAMES_ROLLUP_SCHEMA;

@@ -55,6 +55,18 @@ pub struct DestinationRow {
     pub asn: Option<u32>,
 }
 
+/// A [`DestinationRow`] from `app, country, asn` columns that write an unknown country as ''
+/// and an unknown ASN as 0 (`residency`, `residency_week`).
+pub(in crate::journal) fn destination_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DestinationRow> {
+    let country: String = row.get(1)?;
+    let asn: u32 = row.get(2)?;
+    Ok(DestinationRow {
+        app: row.get(0)?,
+        country: (!country.is_empty()).then_some(country),
+        asn: (asn != 0).then_some(asn),
+    })
+}
+
 /// The rollup state; `None` before schema version 2 or before a writer built the rollups.
 pub(super) fn state(conn: &Connection) -> rusqlite::Result<Option<RollupState>> {
     let version: u32 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
@@ -126,15 +138,7 @@ impl JournalReader {
             )
             .map_err(err)?;
         let rows = stmt
-            .query_map(params![since.as_second(), app], |row| {
-                let country: String = row.get(1)?;
-                let asn: u32 = row.get(2)?;
-                Ok(DestinationRow {
-                    app: row.get(0)?,
-                    country: (!country.is_empty()).then_some(country),
-                    asn: (asn != 0).then_some(asn),
-                })
-            })
+            .query_map(params![since.as_second(), app], destination_row)
             .map_err(err)?
             .collect::<Result<_, _>>()
             .map_err(err)?;
