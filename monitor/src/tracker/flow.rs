@@ -508,7 +508,9 @@ impl Flow {
     /// plaintext, not the records on the stream. The kernel's TCP counters count the stream
     /// itself, so per direction the larger of the two wins. They are only used for flows seen
     /// from their handshake (their baseline is known), and `bytes_acked` lags the bytes written
-    /// by what is in flight, so on a plain socket the syscall count stays (equal at close).
+    /// by what is in flight, so on a plain socket the syscall count stays (equal at close). A
+    /// connection that ended in a reset keeps the syscall count received when there is one: the
+    /// kernel's counts bytes the reset discarded unread.
     pub(super) fn payload(&self, unconnected_peer: bool, syscall_counters: bool) -> (Payload, PayloadSources) {
         let t = self.totals();
         let app = Payload { tx_bytes: t.app_tx_bytes, rx_bytes: t.app_rx_bytes };
@@ -525,7 +527,17 @@ impl Flow {
                     if tcp > syscall { (tcp, PayloadSource::TcpCounters) } else { (syscall, PayloadSource::Syscall) }
                 };
                 let (tx_bytes, tx) = pick(app.tx_bytes, kernel.tx_bytes);
-                let (rx_bytes, rx) = pick(app.rx_bytes, kernel.rx_bytes);
+                // A reset discards the bytes the process had not read, which `bytes_received`
+                // counts; they cannot be told from bytes read by splice or zero-copy receive. A
+                // process that read with recvmsg keeps its count; one that read nothing that way
+                // (a splice reader) takes the kernel's.
+                let reset =
+                    self.has(bit::TCP_CLOSED) && state.last().is_some_and(|tcp| super::tcp::ended_in_reset(&tcp));
+                let (rx_bytes, rx) = if reset && app.rx_bytes > 0 {
+                    (app.rx_bytes, PayloadSource::Syscall)
+                } else {
+                    pick(app.rx_bytes, kernel.rx_bytes)
+                };
                 (Payload { tx_bytes, rx_bytes }, PayloadSources { tx, rx })
             }
             (Extra::Tcp(state), false) => (

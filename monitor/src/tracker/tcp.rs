@@ -21,3 +21,15 @@ pub(super) fn tcp_payload(base: Option<[u64; 2]>, tcp: TcpCounters) -> Payload {
         rx_bytes: tcp.bytes_received.saturating_sub(base_received.saturating_add(fin_received)),
     }
 }
+
+/// Whether a connection's final counters (`TcpClose`) show it ended without both FINs exchanged
+/// in order: a reset sent or received, an abort (`SO_LINGER` 0, a close with unread data), a
+/// timeout. Orderly ends leave `LAST_ACK`, `CLOSING`, `TIME_WAIT`, or `FIN_WAIT2` after the
+/// peer's FIN; anything else (`ESTABLISHED`, `CLOSE_WAIT`, `FIN_WAIT1`, `FIN_WAIT2` without the
+/// peer's FIN) is not one. A reset discards what the receive queue held: bytes the kernel
+/// received (in `bytes_received`) that the process never read.
+pub(super) fn ended_in_reset(tcp: &TcpCounters) -> bool {
+    use tcp_state::{CLOSING, FIN_WAIT2, LAST_ACK, TIME_WAIT};
+    let fin_received = tcp.flags & TCP_FIN_RECEIVED != 0;
+    !(matches!(tcp.old_state, LAST_ACK | CLOSING | TIME_WAIT) || (tcp.old_state == FIN_WAIT2 && fin_received))
+}

@@ -116,6 +116,7 @@ pub fn all() -> Vec<Case> {
         ("path_splice_receive_accepted_socket_exact", crate::paths::splice_receive_server),
         ("path_splice_receive_updates_show_progress", crate::paths::splice_receive_updates),
         ("path_splice_receive_open_at_shutdown_exact_ipv6", crate::paths::splice_receive_open_at_shutdown),
+        ("path_reset_with_unread_data_counts_what_was_read", crate::paths::reset_with_unread_data),
         ("path_sendfile_send_exact", crate::paths::sendfile_send),
         ("path_vmsplice_splice_send_exact", crate::paths::vmsplice_splice_send),
         ("path_msg_zerocopy_send_exact", crate::paths::msg_zerocopy_send),

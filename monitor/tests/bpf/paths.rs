@@ -147,6 +147,48 @@ pub fn splice_receive_open_at_shutdown() {
     }
 }
 
+/// A client that closes with unread data (a cancelled download): the kernel received the whole
+/// reply, the process read a third of it, and the close discarded the rest with a reset. The
+/// client's record counts what it read, not what its kernel received; the server's what it
+/// wrote, which the client's kernel acknowledged.
+pub fn reset_with_unread_data() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let (send, reply, read) = (1_000usize, 60_000usize, 20_000usize);
+    let server = v4(&pair, 0, 5412);
+    let mon = Monitor::start(&cg.path, "");
+    let mut srv = spawn(
+        "tcp-hold-server",
+        &[s(server), s(send), s(reply)],
+        Place { netns: Some(&pair.b), cgroup: Some(&cg), uid: None },
+    );
+    srv.line();
+    let client = spawn(
+        "tcp-unread-client",
+        &[s(server), s(send), s(read)],
+        Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) },
+    );
+    let c = client.finish().remove(0);
+    let sv = srv.line();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    srv.send("exit");
+    srv.finish();
+    let out = mon.stop();
+    out.assert_nothing_lost();
+    assert_eq!(n(&c["extra"]["unread"]), (reply - read) as u64, "the rest of the reply arrived unread: {c}");
+    assert_eq!((n(&sv["rx"]), n(&sv["tx"])), (send as u64, reply as u64));
+    for (who, line, tx, rx) in [("client", &c, send, read), ("server", &sv, reply, send)] {
+        let local = addr(&line["local"]);
+        let found: Vec<&FlowRecord> =
+            out.closed().into_iter().filter(|r| r.local == Some(local) && r.remote.is_some()).collect();
+        assert_eq!(found.len(), 1, "{who}: one closed connection at {local}: {:#?}", out.records);
+        let r = found[0];
+        assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), (tx as u64, rx as u64), "{who}: {r:#?}");
+        assert_eq!(r.payload_source, PayloadSource::Syscall, "{who}: {r:#?}");
+        eprintln!("    {who}: tx {tx}, rx {rx}, exact (the reset discarded {} unread bytes)", reply - read);
+    }
+}
+
 /// A slow download read with splice(2): the periodic updates show its progress too (the TCP
 /// counters travel in the kernel's updates), never more than the final total, and their deltas add
 /// up to it.

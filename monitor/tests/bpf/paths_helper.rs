@@ -255,6 +255,25 @@ pub fn run(role: &str, args: &[String]) -> bool {
             serve_one_and_hold(&listener, arg(0).parse().unwrap(), arg(1).parse().unwrap());
             drop(own);
         }
+        // tcp-unread-client SERVER SEND READ: sends SEND bytes (write), reads READ bytes of the
+        // reply (read), waits for the rest to arrive unread, reports it (`unread`, FIONREAD) and
+        // closes: the kernel discards the unread bytes and resets the connection.
+        "tcp-unread-client" => {
+            name("mon-unread");
+            let send: usize = arg(1).parse().unwrap();
+            let read: usize = arg(2).parse().unwrap();
+            let mut s = TcpStream::connect(arg(0)).unwrap();
+            s.write_all(&pattern(send)).unwrap();
+            let mut got = vec![0u8; read];
+            s.read_exact(&mut got).unwrap();
+            thread::sleep(Duration::from_millis(300));
+            let mut unread: libc::c_int = 0;
+            // SAFETY: FIONREAD writes one int.
+            let ret = unsafe { libc::ioctl(s.as_raw_fd(), libc::FIONREAD, &raw mut unread) };
+            assert_eq!(ret, 0, "FIONREAD: {}", std::io::Error::last_os_error());
+            report(&s, send, read, json!({"unread": unread}));
+            drop(s);
+        }
         // tcp-hold-server BIND READ REPLY: accepts one connection, reads READ bytes (read),
         // answers REPLY bytes (write), reports, and keeps the connection open until "exit".
         "tcp-hold-server" => {

@@ -38,6 +38,59 @@ fn bytes_that_bypass_the_syscalls_come_from_the_tcp_counters_per_direction() {
     assert_eq!(out[0].payload_source, PayloadSource::Mixed);
 }
 
+/// A connection that ends in a reset (`TCP_CLOSE` from `ESTABLISHED`, `CLOSE_WAIT`,
+/// `FIN_WAIT1`, or `FIN_WAIT2` before the peer's FIN): the kernel received bytes the process
+/// never read, and the reset discarded them. A process that read with recvmsg keeps its count;
+/// a splice reader (no recvmsg count) takes the kernel's. Orderly ends keep the larger count.
+#[test]
+fn a_reset_discards_unread_bytes_that_the_tcp_counters_count() {
+    const ESTABLISHED: u32 = 1;
+    const FIN_WAIT1: u32 = 4;
+    const CLOSE_WAIT: u32 = 8;
+    for (old_state, flags) in [
+        (ESTABLISHED, 0),
+        (CLOSE_WAIT, TCP_FIN_RECEIVED),
+        (FIN_WAIT1, 0),
+        (monitor_common::event::tcp_state::FIN_WAIT2, TCP_ALL_ACKED),
+    ] {
+        let mut t = tracker();
+        let mut events = vec![established_with_base(1, 0)];
+        // Read 100,000 of the 300,000 bytes that arrived, then closed: a reset.
+        events.extend(tcp_close(
+            old_state,
+            1 + 100,
+            300_000 + u64::from(flags & TCP_FIN_RECEIVED),
+            flags,
+            100,
+            100_000,
+        ));
+        let out = feed(&mut t, &events);
+        assert_eq!((out[0].payload.tx_bytes, out[0].payload.rx_bytes), (100, 100_000), "old state {old_state}");
+        assert_eq!(out[0].payload_sources.rx, PayloadSource::Syscall, "old state {old_state}");
+        // A splice reader reset the same way: nothing read with recvmsg, the kernel's count.
+        let mut t = tracker();
+        let mut events = vec![established_with_base(1, 0)];
+        events.extend(tcp_close(old_state, 1 + 100, 300_000 + u64::from(flags & TCP_FIN_RECEIVED), flags, 100, 0));
+        let out = feed(&mut t, &events);
+        assert_eq!(out[0].payload.rx_bytes, 300_000, "old state {old_state}");
+        assert_eq!(out[0].payload_sources.rx, PayloadSource::TcpCounters);
+    }
+    // The same counts at an orderly end (both FINs, FIN_WAIT2 -> TIME_WAIT): the larger one.
+    let mut t = tracker();
+    let mut events = vec![established_with_base(1, 0)];
+    events.extend(tcp_close(
+        monitor_common::event::tcp_state::FIN_WAIT2,
+        1 + 100 + 1,
+        300_001,
+        TCP_FIN_RECEIVED | TCP_ALL_ACKED,
+        100,
+        100_000,
+    ));
+    let out = feed(&mut t, &events);
+    assert_eq!(out[0].payload.rx_bytes, 300_000);
+    assert_eq!(out[0].payload_sources.rx, PayloadSource::TcpCounters);
+}
+
 #[test]
 fn fin_not_received_in_fin_wait2_is_not_subtracted() {
     let mut t = tracker();
