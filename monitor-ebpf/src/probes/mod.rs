@@ -57,6 +57,15 @@ fn pick(family: u16, v4: u32, v6: [u32; 4]) -> [u32; 4] {
     if family == AF_INET6 { v6 } else { [v4, 0, 0, 0] }
 }
 
+/// Copies the local address of a full socket into counters that have none yet (an MPTCP
+/// connection: the first subflow's, whichever subflows follow).
+#[inline(always)]
+pub(crate) fn remember_first_local(sk: *const bpf_sock, counters: &mut Counters) {
+    if counters.local_port == 0 {
+        remember_local(sk, counters);
+    }
+}
+
 /// Remote address and port of a socket as `cgroup/sock_release` may read them (the kernel refuses
 /// source-field reads there); the local side comes from the counters.
 #[inline(always)]
@@ -82,15 +91,23 @@ pub(crate) fn release_tuple(sk: *const bpf_sock, counters: &Counters) -> Tuple {
     }
 }
 
-/// Copies the local address of a full socket into its counters, once.
+/// Copies the local address of a full socket into its counters (`cgroup/sock_release` cannot
+/// read it), and again when it changed: a UDP socket connected after unconnected use gets its
+/// source address then, one disconnected with `connect(AF_UNSPEC)` a new port at its next send.
+/// An unbound socket (port 0) keeps the one it had.
 #[inline(always)]
 pub(crate) fn remember_local(sk: *const bpf_sock, counters: &mut Counters) {
-    if counters.local_port != 0 {
+    let port = field!(sk, src_port) as u16;
+    if port == 0 {
         return;
     }
-    let t = tuple_of(sk);
-    counters.local_addr = t.local_addr;
-    counters.local_port = t.local_port;
+    let family = field!(sk, family) as u16;
+    let src6 = [field!(sk, src_ip6[0]), field!(sk, src_ip6[1]), field!(sk, src_ip6[2]), field!(sk, src_ip6[3])];
+    let addr = pick(family, field!(sk, src_ip4), src6);
+    if port != counters.local_port || addr != counters.local_addr {
+        counters.local_addr = addr;
+        counters.local_port = port;
+    }
 }
 
 /// Addresses and ports of a full socket.

@@ -60,7 +60,7 @@ pub(crate) fn count_subflow(skb: *mut __sk_buff, sk: *mut bpf_sock, egress: bool
         }
     };
     super::skb::add_packet(c, egress, len);
-    super::remember_local(sk, c);
+    super::remember_first_local(sk, c);
     true
 }
 

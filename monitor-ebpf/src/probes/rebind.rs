@@ -103,7 +103,14 @@ pub(crate) fn change(cookie: u64, sk: *mut bpf_sock, c: &mut Counters, end_flow:
         } else {
             (*ev).owner = *owner;
         }
+        // The old peer, and the flow's own local address: the socket may have a new port
+        // already (the first send after `connect(AF_UNSPEC)` binds one; `remember_local`
+        // records it after this event).
         (*ev).tuple = tuple_of(sk);
+        if c.local_port != 0 {
+            (*ev).tuple.local_addr = c.local_addr;
+            (*ev).tuple.local_port = c.local_port;
+        }
         (*ev).bytes.wire_tx_bytes = take(&raw mut c.wire_tx_bytes);
         (*ev).bytes.wire_tx_packets = take(&raw mut c.wire_tx_packets);
         (*ev).bytes.wire_rx_bytes = take(&raw mut c.wire_rx_bytes);

@@ -47,7 +47,9 @@ pub fn run(role: &str, args: &[String]) -> bool {
             let port = UdpSocket::bind(any).unwrap().local_addr().unwrap().port();
             let mut bound: SocketAddr = any.parse().unwrap();
             bound.set_port(port);
-            let s = UdpSocket::bind(bound).unwrap();
+            // `disconnect-auto`: an automatic port, which `connect(AF_UNSPEC)` gives up: the
+            // next send binds a new one.
+            let s = UdpSocket::bind(if arg(0) == "disconnect-auto" { any.parse().unwrap() } else { bound }).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             let which = match arg(0).strip_prefix("old-") {
                 Some(which) => {
@@ -66,10 +68,17 @@ pub fn run(role: &str, args: &[String]) -> bool {
             };
             let mut moved = Moved::default();
             eprintln!("    udp-rebind {}: {a} then {b}", arg(0));
-            scenario(which, &s, &mut moved, (size, count), (a, b));
+            let before = scenario(which, &s, &mut moved, (size, count), (a, b));
             let flows: serde_json::Map<String, Value> =
                 moved.0.iter().map(|(k, (tx, rx))| (k.to_string(), json!({"tx": tx, "rx": rx}))).collect();
-            say(&json!({"local_port": s.local_addr().unwrap().port(), "pid": std::process::id(), "flows": flows}));
+            let local = s.local_addr().unwrap();
+            say(&json!({
+                "local_port": local.port(),
+                "local": local.to_string(),
+                "local_before": before.map(|b| b.to_string()),
+                "pid": std::process::id(),
+                "flows": flows
+            }));
         }
         _ => return false,
     }
@@ -106,14 +115,18 @@ impl Moved {
 /// - `disconnect`: connected to A (unless it is already), COUNT exchanges over more than a second (so an update record
 ///   carries A); `connect(AF_UNSPEC)`; COUNT exchanges with B through `sendto()` (IPv6: COUNT
 ///   datagrams, unanswered);
+/// - `disconnect-auto`: `disconnect` on a socket whose port the kernel chose;
 /// - `connect-after`: COUNT exchanges with A through `sendto()`; connected to B, COUNT exchanges.
+///
+/// Returns the socket's local address just before a disconnect.
 fn scenario(
     which: &str,
     s: &UdpSocket,
     m: &mut Moved,
     (size, count): (usize, usize),
     (a, b): (SocketAddr, SocketAddr),
-) {
+) -> Option<SocketAddr> {
+    let mut before = None;
     match which {
         "sendto-other" => {
             s.connect(a).unwrap();
@@ -127,13 +140,14 @@ fn scenario(
             s.connect(b).unwrap();
             m.exchange(s, (b, true), size, count, true);
         }
-        "disconnect" => {
+        "disconnect" | "disconnect-auto" => {
             if s.peer_addr().ok() != Some(a) {
                 s.connect(a).unwrap();
             }
             m.exchange(s, (a, true), size, count - 1, true);
             std::thread::sleep(Duration::from_millis(1300));
             m.exchange(s, (a, true), size, 1, true);
+            before = Some(s.local_addr().unwrap());
             let unspec = libc::sockaddr { sa_family: libc::AF_UNSPEC as libc::sa_family_t, sa_data: [0; 14] };
             let len = libc::socklen_t::try_from(std::mem::size_of_val(&unspec)).unwrap();
             // SAFETY: a valid sockaddr of the given length.
@@ -150,6 +164,7 @@ fn scenario(
         }
         other => panic!("unknown scenario {other}"),
     }
+    before
 }
 
 /// Each scenario on its own socket, under one monitor (update interval 1 s): per address, the
@@ -191,15 +206,17 @@ pub fn udp_peer_changes_are_charged_to_the_right_addresses(v6: bool) {
         let lines = client.finish();
         echo_a.finish();
         echo_b.finish();
-        truths.push((which, pid, lines[0].clone()));
+        truths.push((which, pid, lines[0].clone(), b));
     }
-    for (i, which) in ["sendto-other", "reconnect", "disconnect", "connect-after"].into_iter().enumerate() {
+    for (i, which) in
+        ["sendto-other", "reconnect", "disconnect", "connect-after", "disconnect-auto"].into_iter().enumerate()
+    {
         let port = 5400 + u16::try_from(i).unwrap() * 2;
         let (a, b) = (server_addr(&pair, v6, 0, port), server_addr(&pair, v6, 1, port + 1));
         let a_count = if which == "sendto-other" { 2 * count } else { count };
         let mut echo_a = spawn("udp-echo", &[s(a), s(a_count)], server);
         echo_a.line();
-        let mut other = if which == "sendto-other" || (which == "disconnect" && v6) {
+        let mut other = if which == "sendto-other" || (which.starts_with("disconnect") && v6) {
             spawn("udp-drain", &[s(b), s(count)], server)
         } else {
             spawn("udp-echo", &[s(b), s(count)], server)
@@ -210,11 +227,11 @@ pub fn udp_peer_changes_are_charged_to_the_right_addresses(v6: bool) {
         let lines = client.finish();
         echo_a.finish();
         other.finish();
-        truths.push((which, pid, lines[0].clone()));
+        truths.push((which, pid, lines[0].clone(), b));
     }
     let out = mon.stop();
     let iface = pair.a.counters("va").ip_layer_since(before);
-    for (which, pid, truth) in &truths {
+    for (which, pid, truth, b) in &truths {
         let flows: Vec<&FlowRecord> = out.closed().into_iter().filter(|r| r.owner.tgid == *pid).collect();
         let expected = truth["flows"].as_object().unwrap();
         for r in &flows {
@@ -231,6 +248,24 @@ pub fn udp_peer_changes_are_charged_to_the_right_addresses(v6: bool) {
             assert_eq!((tx, rx), want, "{which}: payload to and from {addr}: {flows:#?}");
             let packets: u64 = mine.iter().map(|r| r.wire.tx_packets).sum();
             assert_eq!(packets * u64::try_from(size).unwrap(), want.0, "{which}: datagrams to {addr}");
+        }
+        if which.ends_with("reconnect") || which.ends_with("connect-after") {
+            // Connected to B at the end: B's records carry the source address connect() chose,
+            // not the wildcard the socket was bound to.
+            let local = truth["local"].as_str().unwrap();
+            for r in flows.iter().filter(|r| r.remote == Some(*b)) {
+                assert_eq!(r.local.map(|l| l.to_string()).as_deref(), Some(local), "{which}: {r:#?}");
+            }
+        }
+        if let Some(before) = truth["local_before"].as_str().filter(|_| *which == "disconnect-auto") {
+            // The port changed at the disconnect: A's records keep the old one, B's the new one.
+            let port = |a: &str| a.parse::<SocketAddr>().unwrap().port();
+            let after = truth["local_port"].as_u64().unwrap();
+            assert_ne!(u64::from(port(before)), after, "the kernel gave the socket a new port");
+            for r in &flows {
+                let want = if r.remote == Some(*b) { after } else { u64::from(port(before)) };
+                assert_eq!(r.local.map(|l| u64::from(l.port())), Some(want), "{which}: {r:#?}");
+            }
         }
         eprintln!("    {which}: {} flow records, every byte at its address", flows.len());
     }
