@@ -25,6 +25,12 @@ impl Zone {
     /// [`Error::Time`] for anything else.
     pub fn parse_time(&self, text: &str) -> Result<Timestamp, Error> {
         let bad = || Error::Time { text: text.to_string() };
+        // jiff reads a leap second (`12:00:60`) as the second before it; a bound a second off
+        // what was asked for is refused instead.
+        let time = text.find(['T', 't', ' ']).and_then(|i| text.get(i + 1..));
+        if time.and_then(|t| t.get(5..8)) == Some(":60") {
+            return Err(bad());
+        }
         // jiff's parsers take a `[zone]` annotation and offsets up to ±25:59; a time given with
         // one is read in that zone (an offset given as well must agree), offsets beyond the
         // world's (-12:00 to +14:00) are refused.
@@ -324,6 +330,10 @@ mod tests {
             "2026-11-19T12:00+05:00[Europe/Berlin]",
             "2026-11-19T12:00[+20:00]",
             "2026-11-19T12:00[Nowhere/Town]",
+            // A leap second: jiff would read 12:00:59.
+            "2026-11-19T12:00:60",
+            "2026-11-19 12:00:60Z",
+            "2026-11-19T12:00:60.5+01:00",
         ] {
             assert!(matches!(berlin.parse_time(bad), Err(Error::Time { .. })), "{bad}");
         }
