@@ -171,12 +171,16 @@ impl JournalReader {
                  GROUP BY remote_ip"
             ))
             .map_err(err)?;
+        // An RTT beyond u32 microseconds (71 minutes) is no measurement: such an address has none.
         let rtt: HashMap<String, u32> = rtt_stmt
             .query_map(params![ms(range.since), ms(range.until)], |row| {
                 Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
             })
             .map_err(err)?
-            .filter_map(|r| r.ok().and_then(|(ip, us)| Some((ip, u32::try_from(us).ok()?))))
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(err)?
+            .into_iter()
+            .filter_map(|(ip, us)| Some((ip, u32::try_from(us).ok()?)))
             .collect();
         // One MAX() aggregate: SQLite takes the bare columns from the latest row.
         let mut stmt = self
