@@ -160,6 +160,12 @@ impl TcpCounters {
 /// Kernel TCP states (`include/net/tcp_states.h`), the numbering of [`TcpCounters::old_state`]
 /// and of `TCP_INFO`'s `tcpi_state`: those the payload arithmetic depends on.
 pub mod tcp_state {
+    /// `TCP_ESTABLISHED`.
+    pub const ESTABLISHED: u32 = 1;
+    /// `TCP_SYN_RECV`.
+    pub const SYN_RECV: u32 = 3;
+    /// `TCP_FIN_WAIT1`.
+    pub const FIN_WAIT1: u32 = 4;
     /// `TCP_FIN_WAIT2`.
     pub const FIN_WAIT2: u32 = 5;
     /// `TCP_TIME_WAIT`.

@@ -435,13 +435,17 @@ impl Flow {
     }
 
     fn merge_tuple(&mut self, kind: EventKind, t: &Tuple, addrs: &mut Addresses) {
-        if let Some(local) = endpoint(t.family, t.local_addr, t.local_port)
+        let peer_kind = matches!(kind, EventKind::PeerUpdate | EventKind::PeerEvicted | EventKind::PeerClosed);
+        // A peer flow keeps the local address it was first seen with: the socket's may change
+        // later (connected after unconnected use), and its slots' final events carry the new one.
+        let kept = peer_kind && self.local(addrs).is_some_and(|l| l.port() != 0);
+        if !kept
+            && let Some(local) = endpoint(t.family, t.local_addr, t.local_port)
             && (local.port() != 0 || !self.has(bit::HAS_LOCAL))
         {
             self.ends.set(End::Local, local, addrs);
             self.flags |= bit::HAS_LOCAL;
         }
-        let peer_kind = matches!(kind, EventKind::PeerUpdate | EventKind::PeerEvicted | EventKind::PeerClosed);
         if let Some(remote) = endpoint(t.family, t.remote_addr, t.remote_port)
             && (remote.port() != 0 || peer_kind)
         {
@@ -508,9 +512,9 @@ impl Flow {
     /// plaintext, not the records on the stream. The kernel's TCP counters count the stream
     /// itself, so per direction the larger of the two wins. They are only used for flows seen
     /// from their handshake (their baseline is known), and `bytes_acked` lags the bytes written
-    /// by what is in flight, so on a plain socket the syscall count stays (equal at close). A
-    /// connection that ended in a reset keeps the syscall count received when there is one: the
-    /// kernel's counts bytes the reset discarded unread.
+    /// by what is in flight, so on a plain socket the syscall count stays (equal at close).
+    /// `bytes_received` runs ahead of the reads by what is queued (discarded at a reset), so a
+    /// process that reads with recvmsg keeps that count received until an orderly end.
     pub(super) fn payload(&self, unconnected_peer: bool, syscall_counters: bool) -> (Payload, PayloadSources) {
         let t = self.totals();
         let app = Payload { tx_bytes: t.app_tx_bytes, rx_bytes: t.app_rx_bytes };
@@ -527,13 +531,15 @@ impl Flow {
                     if tcp > syscall { (tcp, PayloadSource::TcpCounters) } else { (syscall, PayloadSource::Syscall) }
                 };
                 let (tx_bytes, tx) = pick(app.tx_bytes, kernel.tx_bytes);
-                // A reset discards the bytes the process had not read, which `bytes_received`
-                // counts; they cannot be told from bytes read by splice or zero-copy receive. A
-                // process that read with recvmsg keeps its count; one that read nothing that way
-                // (a splice reader) takes the kernel's.
-                let reset =
-                    self.has(bit::TCP_CLOSED) && state.last().is_some_and(|tcp| super::tcp::ended_in_reset(&tcp));
-                let (rx_bytes, rx) = if reset && app.rx_bytes > 0 {
+                // `bytes_received` counts bytes the process has not read yet, and at a reset
+                // bytes it never will (the reset discards them); they cannot be told from bytes
+                // read by splice or zero-copy receive. So a process that reads with recvmsg keeps
+                // its own count until an orderly end, where the larger one wins (equal unless it
+                // also read without recvmsg); one that read nothing that way (a splice reader)
+                // takes the kernel's throughout.
+                let orderly_end =
+                    self.has(bit::TCP_CLOSED) && state.last().is_some_and(|tcp| !super::tcp::ended_in_reset(&tcp));
+                let (rx_bytes, rx) = if app.rx_bytes > 0 && !orderly_end {
                     (app.rx_bytes, PayloadSource::Syscall)
                 } else {
                     pick(app.rx_bytes, kernel.rx_bytes)

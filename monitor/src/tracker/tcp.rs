@@ -22,14 +22,13 @@ pub(super) fn tcp_payload(base: Option<[u64; 2]>, tcp: TcpCounters) -> Payload {
     }
 }
 
-/// Whether a connection's final counters (`TcpClose`) show it ended without both FINs exchanged
-/// in order: a reset sent or received, an abort (`SO_LINGER` 0, a close with unread data), a
-/// timeout. Orderly ends leave `LAST_ACK`, `CLOSING`, `TIME_WAIT`, or `FIN_WAIT2` after the
-/// peer's FIN; anything else (`ESTABLISHED`, `CLOSE_WAIT`, `FIN_WAIT1`, `FIN_WAIT2` without the
-/// peer's FIN) is not one. A reset discards what the receive queue held: bytes the kernel
-/// received (in `bytes_received`) that the process never read.
+/// Whether a connection's final counters (`TcpClose`) show it ended in a reset or an abort:
+/// `TCP_CLOSE` straight from `ESTABLISHED`, `SYN_RECV`, `FIN_WAIT1` or `CLOSE_WAIT` (a reset
+/// sent or received, `SO_LINGER` 0, a close with unread data, a retransmission timeout). An
+/// orderly end leaves `FIN_WAIT2` (also when the peer's FIN goes to the time-wait socket after
+/// an orphaned socket's FIN was acknowledged), `LAST_ACK` or `CLOSING`. A reset discards the
+/// receive queue: bytes the kernel counted in `bytes_received` that the process never read.
 pub(super) fn ended_in_reset(tcp: &TcpCounters) -> bool {
-    use tcp_state::{CLOSING, FIN_WAIT2, LAST_ACK, TIME_WAIT};
-    let fin_received = tcp.flags & TCP_FIN_RECEIVED != 0;
-    !(matches!(tcp.old_state, LAST_ACK | CLOSING | TIME_WAIT) || (tcp.old_state == FIN_WAIT2 && fin_received))
+    use tcp_state::{CLOSE_WAIT, ESTABLISHED, FIN_WAIT1, SYN_RECV};
+    matches!(tcp.old_state, ESTABLISHED | SYN_RECV | FIN_WAIT1 | CLOSE_WAIT)
 }

@@ -110,3 +110,25 @@ fn peer_flows_over_the_total_cap_close_at_eviction_and_are_counted() {
     assert!(out.iter().all(|r| r.payload.tx_bytes == 100));
     assert_eq!(t.stats().open_flows, 0);
 }
+
+/// A socket bound to the wildcard address talks to a peer unconnected, then connects to
+/// another: the first peer's slot is still open at the release, whose event carries the address
+/// `connect()` gave the socket. The peer flow keeps the local address it was seen with.
+#[test]
+fn a_peer_flow_keeps_the_local_address_it_was_first_seen_with() {
+    let mut t = tracker();
+    let mut out = Vec::new();
+    let (k, mut e) = peer_event(EventKind::PeerUpdate, 1, [10, 0, 1, 1], 700);
+    e.tuple.local_addr = [0; 4];
+    e.tuple.local_port = 5000;
+    t.handle(k, &e, &mut out);
+    let (k, mut e) = peer_event(EventKind::PeerClosed, 1, [10, 0, 1, 1], 1400);
+    e.tuple.local_addr = ip([10, 0, 0, 9]);
+    e.tuple.local_port = 5000;
+    t.handle(k, &e, &mut out);
+    let (k, e) = udp_release(7);
+    t.handle(k, &e, &mut out);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!(out[0].local, Some("0.0.0.0:5000".parse().expect("address")), "{:#?}", out[0]);
+    assert_eq!(out[0].payload.tx_bytes, 1400);
+}
