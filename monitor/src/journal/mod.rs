@@ -63,6 +63,7 @@ mod flush;
 mod intern;
 mod legacy;
 mod names;
+mod narrow;
 mod open;
 mod reader;
 mod rollup;

@@ -6,8 +6,7 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{
-    DaemonState, DatabaseRow, DestinationRow, EndpointRow, Error, LossTotals, ResidencyRow, RowCounts, StatsTotals,
-    TimeRange,
+    DaemonState, DatabaseRow, EndpointRow, Error, LossTotals, ResidencyRow, RowCounts, StatsTotals, TimeRange,
     names::{count, ms, ts, ts_secs},
     open,
 };
@@ -89,54 +88,6 @@ impl JournalReader {
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map(params![ms(range.since), ms(range.until), app], residency_row)
-            .map_err(|e| self.err(e))?
-            .collect();
-        self.collect(rows)
-    }
-
-    /// Payload per app of the `residency` rows of `range`: the payload sums of
-    /// [`JournalReader::residency`] without its keys, for the timeline's buckets.
-    ///
-    /// # Errors
-    /// When the query fails.
-    pub fn payload_of_residency(&self, range: TimeRange, app: Option<&str>) -> Result<Vec<(String, u64, u64)>, Error> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT app, SUM(payload_tx), SUM(payload_rx)
-                 FROM residency
-                 WHERE interval_start >= (?1 + 999) / 1000 AND interval_start < (?2 + 999) / 1000
-                     AND (?3 IS NULL OR app = ?3)
-                 GROUP BY app ORDER BY app",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![ms(range.since), ms(range.until), app], |row| {
-                Ok((row.get(0)?, count(row.get(1)?), count(row.get(2)?)))
-            })
-            .map_err(|e| self.err(e))?
-            .collect();
-        self.collect(rows)
-    }
-
-    /// The public destinations (country, ASN) per app of the `residency` rows of `range`: the
-    /// keys of [`JournalReader::residency`]'s public rows, without their sums (a report's previous
-    /// period, for its new destinations).
-    ///
-    /// # Errors
-    /// When the query fails.
-    pub fn destinations(&self, range: TimeRange, app: Option<&str>) -> Result<Vec<DestinationRow>, Error> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT DISTINCT app, country, asn FROM residency
-                 WHERE interval_start >= (?1 + 999) / 1000 AND interval_start < (?2 + 999) / 1000
-                     AND scope = 'public' AND (?3 IS NULL OR app = ?3)
-                 ORDER BY app, country, asn",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![ms(range.since), ms(range.until), app], super::rollup::destination_row)
             .map_err(|e| self.err(e))?
             .collect();
         self.collect(rows)

@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use rusqlite::params;
 
 use super::{
-    DestinationRow, Error, JournalConfig, JournalReader, ResidencyRow, TimeRange,
+    Error, JournalConfig, JournalReader, ResidencyRow, TimeRange,
     names::{count, ms, ts},
 };
 
@@ -74,69 +74,6 @@ impl JournalReader {
                     first_interval: ts(17, row.get(17)?)?,
                     last_interval_end: ts(18, row.get(18)?)?,
                 })
-            })
-            .and_then(Iterator::collect);
-        rows.map_err(|e| Error::read(self.path(), e))
-    }
-
-    /// Payload per app of the connection records whose time is in `range` (of sockets created in
-    /// cgroup `cgroup` when given): the payload sums of [`JournalReader::residency_of_records`]
-    /// without its keys and flow counts, for the timeline's buckets (a third of the work).
-    ///
-    /// # Errors
-    /// When the query fails.
-    pub fn payload_of_records(
-        &self,
-        range: TimeRange,
-        app: Option<&str>,
-        cgroup: Option<u64>,
-    ) -> Result<Vec<(String, u64, u64)>, Error> {
-        let mut stmt = self
-            .conn()
-            .prepare_cached(concat!(
-                "SELECT a.name, SUM(c.delta_payload_tx), SUM(c.delta_payload_rx)
-                 FROM connections c JOIN apps a ON a.id = c.app_id
-                 WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND",
-                super::spans::id_window!("c.id", "?1", "?2"),
-                " AND (?3 IS NULL OR c.owner_cgroup_id = ?3) AND (?4 IS NULL OR a.name = ?4)
-                 GROUP BY a.name ORDER BY a.name"
-            ))
-            .map_err(|e| Error::read(self.path(), e))?;
-        let rows = stmt
-            .query_map(params![ms(range.since), ms(range.until), cgroup.map(u64::cast_signed), app], |row| {
-                Ok((row.get(0)?, count(row.get(1)?), count(row.get(2)?)))
-            })
-            .and_then(Iterator::collect);
-        rows.map_err(|e| Error::read(self.path(), e))
-    }
-
-    /// The public destinations (country, ASN) per app of the connection records whose time is in
-    /// `range` (of sockets created in cgroup `cgroup` when given): the keys of
-    /// [`JournalReader::residency_of_records`]' public rows, without their sums (a report's
-    /// previous period, for its new destinations).
-    ///
-    /// # Errors
-    /// When the query fails.
-    pub fn destinations_of_records(
-        &self,
-        range: TimeRange,
-        app: Option<&str>,
-        cgroup: Option<u64>,
-    ) -> Result<Vec<DestinationRow>, Error> {
-        let mut stmt = self
-            .conn()
-            .prepare_cached(concat!(
-                "SELECT DISTINCT a.name, c.country, c.asn
-                 FROM connections c JOIN apps a ON a.id = c.app_id
-                 WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND",
-                super::spans::id_window!("c.id", "?1", "?2"),
-                " AND c.scope = 'public' AND (?3 IS NULL OR c.owner_cgroup_id = ?3) AND (?4 IS NULL OR a.name = ?4)
-                 ORDER BY 1, 2, 3"
-            ))
-            .map_err(|e| Error::read(self.path(), e))?;
-        let rows = stmt
-            .query_map(params![ms(range.since), ms(range.until), cgroup.map(u64::cast_signed), app], |row| {
-                Ok(DestinationRow { app: row.get(0)?, country: row.get(1)?, asn: row.get(2)? })
             })
             .and_then(Iterator::collect);
         rows.map_err(|e| Error::read(self.path(), e))

@@ -25,11 +25,14 @@ impl Zone {
     /// [`Error::Time`] for anything else.
     pub fn parse_time(&self, text: &str) -> Result<Timestamp, Error> {
         let bad = || Error::Time { text: text.to_string() };
-        // jiff reads a leap second (`12:00:60`) as the second before it; a bound a second off
-        // what was asked for is refused instead.
-        let time = text.find(['T', 't', ' ']).and_then(|i| text.get(i + 1..));
-        if time.and_then(|t| t.get(5..8)) == Some(":60") {
-            return Err(bad());
+        // jiff reads a leap second (`12:00:60`, `120060`) as the second before it; a bound a
+        // second off what was asked for is refused instead.
+        if let Some(time) = text.find(['T', 't', ' ']).and_then(|i| text.get(i + 1..)) {
+            let digits: String =
+                time.chars().take_while(|c| c.is_ascii_digit() || *c == ':').filter(char::is_ascii_digit).collect();
+            if digits.get(4..6) == Some("60") {
+                return Err(bad());
+            }
         }
         // jiff's parsers take a `[zone]` annotation and offsets up to ±25:59; a time given with
         // one is read in that zone (an offset given as well must agree), offsets beyond the
@@ -310,6 +313,9 @@ mod tests {
             ("2026-11-19T12:00", "2026-11-19T11:00:00Z"),
             ("2026-11-19 12:00", "2026-11-19T11:00:00Z"),
             ("2026-11-19T12:00:30", "2026-11-19T11:00:30Z"),
+            ("2026-11-19T12:00:59", "2026-11-19T11:00:59Z"),
+            ("2026-11-19T120030", "2026-11-19T11:00:30Z"),
+            ("2026-11-19T12:06:00", "2026-11-19T11:06:00Z"),
             ("2026-11-19T12:00Z", "2026-11-19T12:00:00Z"),
             ("2026-11-19T12:00:00Z", "2026-11-19T12:00:00Z"),
             ("2026-11-19T12:00-05:00", "2026-11-19T17:00:00Z"),
@@ -334,6 +340,8 @@ mod tests {
             "2026-11-19T12:00:60",
             "2026-11-19 12:00:60Z",
             "2026-11-19T12:00:60.5+01:00",
+            "2026-11-19T120060",
+            "20261119T120060Z",
         ] {
             assert!(matches!(berlin.parse_time(bad), Err(Error::Time { .. })), "{bad}");
         }

@@ -19,7 +19,7 @@
 //!   (for the endpoints) of the previous week or later: a purge shrinks the fine tables, and
 //!   the report must say what they still hold.
 //!
-//! Anything else (ranges, another time zone, older weeks) reads the fine tables.
+//! Anything else (other ranges, another time zone, older weeks) reads the fine tables.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -105,9 +105,6 @@ impl Figures {
             Self::Records { cgroup } => reader.residency_of_records(range, app, cgroup)?,
         })
     }
-}
-
-impl Figures {
     /// Payload per app of `range` from this source's fine rows: the payload of
     /// [`Figures::rows`] summed per app (the timeline's buckets).
     ///
@@ -185,7 +182,9 @@ pub(crate) fn plan(
 ) -> Result<Plan, Error> {
     let none = Plan { residency: false, endpoints: false, names: false };
     // Weeks, and ranges on a week's bounds, whose previous period is the week before.
-    if source == Source::Fine || !period.is_iso_week()? || !previous.is_iso_week()? {
+    // A range whose week cannot be computed (the end of the representable range) is no week.
+    let week = |p: &Period| p.is_iso_week().unwrap_or(false);
+    if source == Source::Fine || !week(period) || !week(previous) {
         return Ok(none);
     }
     let Some(state) = reader.rollup_state()? else {
