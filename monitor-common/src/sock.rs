@@ -222,14 +222,15 @@ impl ByteCounters {
 
 impl Counters {
     /// The [`crate::event::Event::flags`] every event about this socket carries:
-    /// `FLAG_CONNECTED` ([`COUNTER_CONNECTED`]), `FLAG_PEERS` ([`COUNTER_PEERS`]) and
-    /// `FLAG_RAW` ([`Self::raw_flag`]).
+    /// `FLAG_CONNECTED` ([`COUNTER_CONNECTED`]), `FLAG_PEERS` ([`COUNTER_PEERS`]),
+    /// `FLAG_RELEASED` ([`COUNTER_RELEASED`]) and `FLAG_RAW` ([`Self::raw_flag`]).
     #[inline(always)]
     #[must_use]
     pub fn event_flags(&self) -> u32 {
         let connected = if self.flags & COUNTER_CONNECTED != 0 { crate::event::FLAG_CONNECTED } else { 0 };
         let peers = if self.flags & COUNTER_PEERS != 0 { crate::event::FLAG_PEERS } else { 0 };
-        connected | peers | self.raw_flag()
+        let released = if self.flags & COUNTER_RELEASED != 0 { crate::event::FLAG_RELEASED } else { 0 };
+        connected | peers | released | self.raw_flag()
     }
 
     /// `event::FLAG_RAW` for a `SOCK_RAW` socket ([`COUNTER_RAW`]), else 0: carried by its peer

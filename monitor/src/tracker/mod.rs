@@ -156,6 +156,16 @@ impl Tracker {
         {
             return;
         }
+        // A TCP socket its process released whose flow has ended (one older than the monitor
+        // ends at its release: no `TcpClose` comes for it): the packets of its close (FIN, ACKs)
+        // would start a second flow holding the socket's whole counters again. Their few wire
+        // bytes are left out of its record.
+        if ev.flags & monitor_common::event::FLAG_RELEASED != 0
+            && matches!(kind, EventKind::Update | EventKind::Discovered)
+            && !self.flows.contains_key(&key)
+        {
+            return;
+        }
         match self.flows.get_mut(&key) {
             Some(flow) => flow.absorb(kind, ev, &mut self.owners, &mut self.addrs),
             None => {

@@ -48,6 +48,7 @@ pub fn all() -> Vec<Case> {
         ("process_exiting_right_after_sending_is_attributed", exit_right_after_sending),
         ("two_hundred_concurrent_connections_from_twenty_processes", concurrent_200),
         ("socket_opened_before_the_monitor_started", preexisting_socket),
+        ("socket_older_than_the_monitor_idle_then_closed_ends_once", preexisting_socket_idle_then_closed),
         ("tcp_connection_open_across_a_restart_ends_once_on_each_side", tcp_open_across_a_restart),
         ("tcp_accepted_by_a_worker_process_open_at_shutdown_exact", accepted_by_a_worker_open_at_shutdown),
         ("tcp_socket_activated_service_ipv4_is_charged_not_the_activator", || {
@@ -497,6 +498,54 @@ fn preexisting_socket() {
     assert!(matches!(r.owner.source, OwnerSource::Procfs | OwnerSource::Syscall), "{r:#?}");
     assert_eq!(r.payload.tx_bytes, done["tx_after_go"].as_u64().unwrap(), "bytes sent after the monitor started");
     assert_eq!(r.payload.rx_bytes, 20_000);
+    out.assert_nothing_lost();
+}
+
+/// A TCP connection older than the monitor that idles past the update interval and is then
+/// closed by its process: its flow ends at the release (no `TcpClose` comes for it), and the
+/// packets of the close that follow (FIN, ACK: an update is due) must not start a second flow
+/// with the socket's whole counters again (the audit's case: reports counted its bytes twice).
+fn preexisting_socket_idle_then_closed() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let server = server_addr(&pair, false, 0, 5206);
+    let (first, second, reply) = (10_000usize, 30_000usize, 20_000usize);
+    let mut srv = spawn(
+        "tcp-hold-server",
+        &[s(server), s(first + second), s(reply)],
+        Place { netns: Some(&pair.b), ..Place::default() },
+    );
+    srv.line();
+    let mut old = spawn(
+        "tcp-preexisting-hold",
+        &[s(server), s(first), s(second), s(reply)],
+        Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) },
+    );
+    let connected = old.line();
+    let mon = Monitor::start(&cg.path, "[probe]\nupdate_interval_secs = 1\n");
+    old.send("go");
+    let done = old.line();
+    srv.line();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    old.send("exit");
+    old.finish();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    srv.send("exit");
+    srv.finish();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = mon.stop();
+    let local = addr(&connected["local"]);
+    let ends: Vec<&FlowRecord> = out
+        .records
+        .iter()
+        .filter(|r| r.local == Some(local) && matches!(r.event, RecordKind::Close | RecordKind::Shutdown))
+        .collect();
+    assert_eq!(ends.len(), 1, "one end of the old connection's flow: {ends:#?}");
+    let r = ends[0];
+    assert_eq!(r.event, RecordKind::Close, "{r:#?}");
+    assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), (done["tx_after_go"].as_u64().unwrap(), reply as u64));
+    let deltas: u64 = out.records.iter().filter(|r| r.local == Some(local)).map(|r| r.delta_payload.tx_bytes).sum();
+    assert_eq!(deltas, second as u64, "the records' deltas count the bytes once: {:#?}", out.records);
     out.assert_nothing_lost();
 }
 

@@ -194,6 +194,23 @@ pub fn main(role: &str) {
             say(&json!({"local": s.local_addr().unwrap().to_string(), "tx_after_go": second, "rx": rx}));
             wait_stdin("exit");
         }
+        // tcp-preexisting-hold SERVER FIRST SECOND REPLY: as tcp-preexisting, but reads REPLY
+        // bytes without shutting its side down, and closes only at "exit" (its FIN leaves after
+        // the process released the socket).
+        "tcp-preexisting-hold" => {
+            name("mon-tcp-old");
+            let mut s = TcpStream::connect(arg(0)).unwrap();
+            let (first, second, reply): (usize, usize, usize) =
+                (arg(1).parse().unwrap(), arg(2).parse().unwrap(), arg(3).parse().unwrap());
+            s.write_all(&pattern(first)).unwrap();
+            say(&json!({"connected": true, "local": s.local_addr().unwrap().to_string(), "pid": std::process::id()}));
+            wait_stdin("go");
+            s.write_all(&pattern(second)).unwrap();
+            let mut got = vec![0u8; reply];
+            s.read_exact(&mut got).unwrap();
+            say(&json!({"local": s.local_addr().unwrap().to_string(), "tx_after_go": second, "rx": reply}));
+            wait_stdin("exit");
+        }
         // udp-echo BIND... COUNT: one socket per address; echoes COUNT datagrams in total per socket.
         // udp-echo-dstopts: the same, each datagram carrying an IPv6 destination options header.
         "udp-echo" | "udp-echo-dstopts" => {

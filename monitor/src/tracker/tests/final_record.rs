@@ -86,3 +86,27 @@ fn only_sockets_that_are_gone_have_a_final_record() {
     assert_eq!(by_cookie(10), [(RecordKind::Close, false)], "never established");
     assert_eq!(by_cookie(7), [(RecordKind::Close, true)], "released and closed; the late snapshot adds nothing");
 }
+
+/// A TCP socket older than the monitor (found on the packet path, no handshake seen, no
+/// `TcpClose` coming) ends at its release. The packets of its close that follow bring an update
+/// of the released socket: it must not start a second flow with the whole counters again.
+#[test]
+fn a_released_old_sockets_late_update_starts_no_second_flow() {
+    let mut t = tracker();
+    let found = ev(EventKind::Discovered, 2 * SEC, counters(100, 100, 0, 0));
+    let mut release = ev(EventKind::Release, 3 * SEC, counters(5000, 3000, 4000, 2000));
+    release.flags = monitor_common::event::FLAG_RELEASED;
+    let mut late = ev(EventKind::Update, 4 * SEC, counters(5052, 3052, 4000, 2000));
+    late.flags = monitor_common::event::FLAG_RELEASED;
+    let out =
+        records(&mut t, &[(EventKind::Discovered, found), (EventKind::Release, release), (EventKind::Update, late)]);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!((out[0].event, out[0].payload.tx_bytes, out[0].payload.rx_bytes), (RecordKind::Close, 4000, 2000));
+    // Without the flag (a socket not released: a connected UDP socket's first update) the same
+    // update does start a flow.
+    let mut t = tracker();
+    let mut update = ev(EventKind::Update, 4 * SEC, counters(5052, 3052, 4000, 2000));
+    update.tuple.protocol = IPPROTO_UDP;
+    let out = records(&mut t, &[(EventKind::Update, update)]);
+    assert!(out.iter().any(|r| r.payload.tx_bytes == 4000), "{out:#?}");
+}
