@@ -396,7 +396,7 @@ impl Settings {
             update_interval: timer_secs("probe.update_interval_secs", probe.update_interval_secs)?,
             copy_payloads: probe.copy_payloads,
             tcp_close_grace: timer_secs("tracker.tcp_close_grace_secs", tracker.tcp_close_grace_secs)?,
-            stats_interval: positive_secs("tracker.stats_interval_secs", tracker.stats_interval_secs)?,
+            stats_interval: timer_secs("tracker.stats_interval_secs", tracker.stats_interval_secs)?,
             output: output.format,
             geo,
             journal,
@@ -463,7 +463,9 @@ mod tests {
         assert!(err.to_string().contains("probe.ring_buffer_kib"), "{err}");
         let raw = RawConfig::parse("[tracker]\nstats_interval_secs = 0\n", Path::new("x.toml")).unwrap();
         assert!(Settings::resolve(raw, None).unwrap_err().to_string().contains("stats_interval_secs"));
-        for (section, key) in [("probe", "update_interval_secs"), ("tracker", "tcp_close_grace_secs")] {
+        for (section, key) in
+            [("probe", "update_interval_secs"), ("tracker", "tcp_close_grace_secs"), ("tracker", "stats_interval_secs")]
+        {
             let resolve = |secs: u64| {
                 Settings::resolve(
                     RawConfig::parse(&format!("[{section}]\n{key} = {secs}\n"), Path::new("x.toml")).unwrap(),
@@ -474,6 +476,14 @@ mod tests {
             assert!(err.contains(key) && err.contains("at most 86400"), "{err}");
             assert!(resolve(crate::tracker::MAX_TIMER_SECS).is_ok(), "{key}");
         }
+        // At most an hour of records lost to a kill.
+        let flush = |secs: u64| {
+            let text = format!("[journal]\nflush_interval_secs = {secs}\n");
+            Settings::resolve(RawConfig::parse(&text, Path::new("x.toml")).unwrap(), None)
+        };
+        let err = flush(3601).unwrap_err().to_string();
+        assert!(err.contains("flush_interval_secs") && err.contains("3600"), "{err}");
+        assert!(flush(3600).is_ok() && flush(u64::MAX).is_err() && flush(0).is_err());
     }
 
     #[test]

@@ -77,18 +77,23 @@ pub fn execute(args: &StatusArgs, settings: &Settings) -> anyhow::Result<ExitCod
     }
     writeln!(
         out,
-        "rows      {} connection records, {} residency rows, {} apps, {} exports",
+        "rows      {} connection records, {} residency rows, {} app identities (executable, user, unit: reports group them by app name), {} exports",
         counts.connections, counts.residency, counts.apps, counts.exports
     )?;
-    writeln!(
-        out,
-        "last 24h  events lost {} of {}, unattributed {} B in {} packets, incomplete flows {}",
-        stats.events_lost,
-        stats.events_submitted,
-        stats.unattributed_bytes,
-        stats.unattributed_packets,
-        stats.incomplete_flows
-    )?;
+    if stats.rows == 0 {
+        // A daemon writes its first statistics row `tracker.stats_interval_secs` after its start.
+        writeln!(out, "last 24h  no statistics row yet: events lost and unattributed traffic not known")?;
+    } else {
+        writeln!(
+            out,
+            "last 24h  events lost {} of {}, unattributed {} B in {} packets, incomplete flows {}",
+            stats.events_lost,
+            stats.events_submitted,
+            stats.unattributed_bytes,
+            stats.unattributed_packets,
+            stats.incomplete_flows
+        )?;
+    }
     writeln!(
         out,
         "names     {} names learned, payload copies {} ({} lost), {} unparsable payloads (last 24h)",

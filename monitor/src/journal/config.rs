@@ -15,8 +15,9 @@ pub const CONFIG_DOC: &str = r#"[journal]
 # anything is changed. A file that is not a journal (or another application's database) is an
 # error and left alone; a damaged journal is never replaced: move it away to start a new one.
 path = "/var/lib/monitor/journal.db"
-# Seconds between two writes of buffered records (one transaction each). At most this much is
-# lost when the daemon is killed. A failed write (full disk) keeps the records for the next one.
+# Seconds between two writes of buffered records (one transaction each), 1 to 3600. At most this
+# much is lost when the daemon is killed. A failed write (full disk) keeps the records for the
+# next one.
 flush_interval_secs = 5
 # Length of a residency row in seconds, aligned to the Unix epoch. Must divide 900 (15 minutes)
 # so that no row straddles a local midnight in any time zone and weekly reports are exact.
@@ -71,8 +72,11 @@ impl JournalConfig {
         if self.path.as_os_str().is_empty() {
             return Err(Error::Invalid { key: "path", reason: "must not be empty".into() });
         }
-        if self.flush_interval_secs == 0 {
-            return Err(Error::Invalid { key: "flush_interval_secs", reason: "must be at least 1".into() });
+        if !(1..=3600).contains(&self.flush_interval_secs) {
+            return Err(Error::Invalid {
+                key: "flush_interval_secs",
+                reason: "must be 1 to 3600 seconds (at most that much is lost when the daemon is killed)".into(),
+            });
         }
         let r = self.residency_interval_secs;
         if r == 0 || !900u64.is_multiple_of(r) {

@@ -187,7 +187,8 @@ pub struct RowCounts {
     pub residency: u64,
     /// `stats`.
     pub stats: u64,
-    /// `apps`.
+    /// `apps`: app identities (an app name with its executable, command line, user, unit,
+    /// container), not distinct app names.
     pub apps: u64,
     /// `exports`.
     pub exports: u64,

@@ -14,8 +14,9 @@ use serde::Serialize;
 
 use super::cgroup::cgroup2_mount;
 
-/// Oldest kernel the full hook set works on (`sock_release` 5.9, coarse clock in cgroup_skb 5.11).
-pub const MIN_KERNEL: (u8, u8) = (5, 11);
+/// Oldest kernel the full hook set works on (`sock_release` 5.9, coarse clock in cgroup_skb 5.11,
+/// atomic fetch-and-or in the socket programs 5.12: README's requirement).
+pub const MIN_KERNEL: (u8, u8) = (5, 12);
 
 /// Why the monitor runs below full fidelity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
