@@ -78,6 +78,18 @@ fn client_run(port: u16, reply: usize, role: &str, args: &[String]) -> Run {
     Run { record, client, server }
 }
 
+/// `tcp-hold-server` on `server` in the pair's second namespace and `cg`, ready: it reads `read`
+/// bytes of one connection, answers `reply` and holds the connection until "exit".
+fn hold_server(pair: &Pair, cg: &TestCgroup, server: SocketAddr, read: usize, reply: usize) -> crate::env::Helper {
+    let mut srv = spawn(
+        "tcp-hold-server",
+        &[s(server), s(read), s(reply)],
+        Place { netns: Some(&pair.b), cgroup: Some(cg), uid: None },
+    );
+    srv.line();
+    srv
+}
+
 fn n(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
@@ -102,12 +114,7 @@ pub fn splice_receive_open_at_shutdown() {
     let (send, reply) = (54_321usize, 1_500_007usize);
     let server = SocketAddr::new(pair.b_v6[0].parse().unwrap(), 5411);
     let mon = Monitor::start(&cg.path, "");
-    let mut srv = spawn(
-        "tcp-hold-server",
-        &[s(server), s(send), s(reply)],
-        Place { netns: Some(&pair.b), cgroup: Some(&cg), uid: None },
-    );
-    srv.line();
+    let mut srv = hold_server(&pair, &cg, server, send, reply);
     let mut client = spawn(
         "tcp-splice-hold-client",
         &[s(server), s(send), s(reply)],
@@ -157,12 +164,7 @@ pub fn reset_with_unread_data() {
     let (send, reply, read) = (1_000usize, 60_000usize, 20_000usize);
     let server = v4(&pair, 0, 5412);
     let mon = Monitor::start(&cg.path, "");
-    let mut srv = spawn(
-        "tcp-hold-server",
-        &[s(server), s(send), s(reply)],
-        Place { netns: Some(&pair.b), cgroup: Some(&cg), uid: None },
-    );
-    srv.line();
+    let mut srv = hold_server(&pair, &cg, server, send, reply);
     let client = spawn(
         "tcp-unread-client",
         &[s(server), s(send), s(read)],
