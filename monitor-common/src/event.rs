@@ -70,8 +70,9 @@ pub const FLAG_TCP_COUNTERS: u32 = 8;
 /// [`Event::flags`] of a `TcpClose`: the process had already released the socket, and no
 /// `Release` event was sent for it (one event per TCP socket fewer): this `TcpClose` ends the
 /// flow. Without the flag, a `Release` follows (the socket reached `TCP_CLOSE` first).
-/// On a TCP socket's other events (`Update`, `Release`, snapshots): the process has released it
-/// (`sock::COUNTER_RELEASED`); packets of its close may still follow.
+/// On a socket's other events (`Update`, `Release`, snapshots): the process has released it
+/// (`sock::COUNTER_RELEASED`, set for TCP and Multipath TCP sockets); packets of its close may
+/// still follow.
 pub const FLAG_RELEASED: u32 = 16;
 
 /// [`Event::flags`]: the process connected the (UDP or TCP) socket, an outbound flow. Set on the

@@ -77,12 +77,15 @@ pub fn execute(args: &StatusArgs, settings: &Settings) -> anyhow::Result<ExitCod
     }
     writeln!(
         out,
-        "rows      {} connection records, {} residency rows, {} app identities (executable, user, unit: reports group them by app name), {} exports",
+        "rows      {} connection records, {} residency rows, {} app identities (name with executable, command line, user, unit, container: reports group them by name), {} exports",
         counts.connections, counts.residency, counts.apps, counts.exports
     )?;
     if stats.rows == 0 {
         // A daemon writes its first statistics row `tracker.stats_interval_secs` after its start.
-        writeln!(out, "last 24h  no statistics row yet: events lost and unattributed traffic not known")?;
+        writeln!(
+            out,
+            "last 24h  no statistics row in the last 24 hours: events lost, unattributed traffic and names not known"
+        )?;
     } else {
         writeln!(
             out,
@@ -94,11 +97,13 @@ pub fn execute(args: &StatusArgs, settings: &Settings) -> anyhow::Result<ExitCod
             stats.incomplete_flows
         )?;
     }
-    writeln!(
-        out,
-        "names     {} names learned, payload copies {} ({} lost), {} unparsable payloads (last 24h)",
-        stats.names_learned, stats.copies_submitted, stats.copies_lost, stats.names_malformed
-    )?;
+    if stats.rows > 0 {
+        writeln!(
+            out,
+            "names     {} names learned, payload copies {} ({} lost), {} unparsable payloads (last 24h)",
+            stats.names_learned, stats.copies_submitted, stats.copies_lost, stats.names_malformed
+        )?;
+    }
     for db in &configured {
         writeln!(
             out,

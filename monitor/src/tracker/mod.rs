@@ -49,8 +49,8 @@ pub const MAX_PEER_FLOWS_PER_SOCKET: usize = 4096;
 /// Most peer flows kept in total (about 400 bytes each with their table entries: 6.5 MiB).
 pub const MAX_PEER_FLOWS: usize = 16_384;
 
-/// Longest update interval and TCP close grace: a day (see the tracker's timers, kept in 32
-/// bits).
+/// Longest update interval, TCP close grace and statistics interval: a day (see the tracker's
+/// timers, kept in 32 bits).
 pub const MAX_TIMER_SECS: u64 = 86_400;
 
 /// Tracker settings.
@@ -157,9 +157,10 @@ impl Tracker {
             return;
         }
         // A TCP socket its process released whose flow has ended (one older than the monitor
-        // ends at its release: no `TcpClose` comes for it): the packets of its close (FIN, ACKs)
-        // would start a second flow holding the socket's whole counters again. Their few wire
-        // bytes are left out of its record.
+        // ends at its release: no `TcpClose` comes for it): the packets sent after the release
+        // (the FIN and ACKs, and data still queued at the close) would start a second flow
+        // holding the socket's whole counters again. Their wire bytes are left out of its record
+        // (its payload was counted at the writes).
         if ev.flags & monitor_common::event::FLAG_RELEASED != 0
             && matches!(kind, EventKind::Update | EventKind::Discovered)
             && !self.flows.contains_key(&key)

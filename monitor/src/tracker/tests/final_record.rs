@@ -102,11 +102,29 @@ fn a_released_old_sockets_late_update_starts_no_second_flow() {
         records(&mut t, &[(EventKind::Discovered, found), (EventKind::Release, release), (EventKind::Update, late)]);
     assert_eq!(out.len(), 1, "{out:#?}");
     assert_eq!((out[0].event, out[0].payload.tx_bytes, out[0].payload.rx_bytes), (RecordKind::Close, 4000, 2000));
-    // Without the flag (a socket not released: a connected UDP socket's first update) the same
-    // update does start a flow.
+    // The same update without the flag (a socket not released) does start a flow.
     let mut t = tracker();
-    let mut update = ev(EventKind::Update, 4 * SEC, counters(5052, 3052, 4000, 2000));
-    update.tuple.protocol = IPPROTO_UDP;
+    let update = ev(EventKind::Update, 4 * SEC, counters(5052, 3052, 4000, 2000));
     let out = records(&mut t, &[(EventKind::Update, update)]);
     assert!(out.iter().any(|r| r.payload.tx_bytes == 4000), "{out:#?}");
+}
+
+/// The normal close of a socket the monitor saw established: released first, its state callback
+/// on, the packets of its close (with the released flag) come before `TCP_CLOSE`. Their update
+/// belongs to the open flow and is absorbed: one record with their wire bytes.
+#[test]
+fn a_released_sockets_update_before_its_close_is_part_of_its_flow() {
+    let mut t = tracker();
+    let est = ev(EventKind::Established, 2 * SEC, counters(120, 60, 0, 0));
+    let mut fin = ev(EventKind::Update, 3 * SEC, counters(5052, 3052, 4000, 2000));
+    fin.flags = monitor_common::event::FLAG_RELEASED;
+    let mut close = ev(EventKind::TcpClose, 4 * SEC, counters(5104, 3104, 4000, 2000));
+    close.flags = monitor_common::event::FLAG_RELEASED;
+    let mut out = feed(&mut t, &[(EventKind::Established, est), (EventKind::Update, fin)]);
+    t.tick(20 * SEC, &mut out);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!((out[0].event, out[0].wire.tx_bytes), (RecordKind::Update, 5052), "the update reached the flow");
+    out.extend(records(&mut t, &[(EventKind::TcpClose, close)]));
+    assert_eq!(out.len(), 2, "{out:#?}");
+    assert_eq!((out[1].event, out[1].wire.tx_bytes, out[1].payload.tx_bytes), (RecordKind::Close, 5104, 4000));
 }
