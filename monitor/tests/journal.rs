@@ -2,7 +2,9 @@
 //! random moment; everything it reported as flushed must be there, intact, and writing goes on.
 //!
 //! The child is this test binary again (`crash_child`, a no-op unless `CHILD_ENV` is set).
-#![expect(clippy::print_stderr, clippy::expect_used, reason = "test helpers say why they skip and panic on failure")]
+#![expect(clippy::print_stderr, reason = "test helpers say why they skip")]
+
+mod support;
 
 use std::{
     fs,
@@ -21,7 +23,7 @@ use monitor::{
     journal::{JournalConfig, JournalReader, JournalWriter, RunInfo},
     tracker::{
         FlowRecord,
-        record::{Direction, Owner, OwnerSource, Payload, PayloadSource, Protocol, RecordKind, Wire},
+        record::{Payload, Wire},
     },
 };
 
@@ -76,36 +78,13 @@ fn dest() -> Destination {
 fn record(cookie: u64, at: Timestamp) -> FlowRecord {
     let payload = Payload { tx_bytes: cookie, rx_bytes: 2 * cookie };
     let wire = Wire { tx_bytes: cookie + 40, tx_packets: 1, rx_bytes: 2 * cookie + 40, rx_packets: 1 };
-    FlowRecord {
-        event: RecordKind::Close,
+    support::close_record(
         cookie,
-        owner: Owner {
-            tgid: 7,
-            pid: 7,
-            uid: 0,
-            gid: 0,
-            comm: "crash".into(),
-            cgroup_id: 1,
-            source: OwnerSource::SockCreate,
-        },
-        protocol: Protocol::Tcp,
-        ip_protocol: 6,
-        direction: Direction::Outbound,
-        local: Some("10.0.0.1:40000".parse().expect("address")),
-        remote: Some("192.0.2.1:443".parse().expect("address")),
-        payload,
-        payload_source: PayloadSource::Syscall,
-        payload_sources: Default::default(),
-        wire,
-        delta_payload: payload,
-        delta_wire: wire,
-        first_seen: at,
-        last_seen: at,
-        closed: Some(at),
-        complete: true,
-        rtt: None,
-        final_of_socket: false,
-    }
+        &support::Proc { tgid: 7, uid: 0, comm: "crash" },
+        "192.0.2.1:443",
+        (payload, wire),
+        at,
+    )
 }
 
 /// Child mode: write batches forever, appending the highest committed cookie to the side file

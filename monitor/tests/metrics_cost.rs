@@ -6,6 +6,8 @@
 
 mod counting;
 
+mod support;
+
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -20,7 +22,7 @@ use monitor::{
     metrics::{Metrics, MetricsConfig},
     tracker::{
         FlowRecord,
-        record::{Direction, Owner, OwnerSource, Payload, PayloadSource, Protocol, RecordKind, Wire},
+        record::{Payload, Wire},
     },
 };
 
@@ -35,36 +37,13 @@ fn record(cookie: u64) -> FlowRecord {
     let t = Timestamp::from_second(1_780_000_000).unwrap();
     let payload = Payload { tx_bytes: 1000, rx_bytes: 2000 };
     let wire = Wire { tx_bytes: 1100, tx_packets: 2, rx_bytes: 2100, rx_packets: 2 };
-    FlowRecord {
-        event: RecordKind::Close,
+    support::close_record(
         cookie,
-        owner: Owner {
-            tgid: 1,
-            pid: 1,
-            uid: 0,
-            gid: 0,
-            comm: "x".into(),
-            cgroup_id: 1,
-            source: OwnerSource::SockCreate,
-        },
-        protocol: Protocol::Tcp,
-        ip_protocol: 6,
-        direction: Direction::Outbound,
-        local: Some("10.0.0.1:40000".parse().unwrap()),
-        remote: Some("89.160.20.112:443".parse().unwrap()),
-        payload,
-        payload_source: PayloadSource::Syscall,
-        payload_sources: Default::default(),
-        rtt: None,
-        final_of_socket: false,
-        wire,
-        delta_payload: payload,
-        delta_wire: wire,
-        first_seen: t,
-        last_seen: t,
-        closed: Some(t),
-        complete: true,
-    }
+        &support::Proc { tgid: 1, uid: 0, comm: "x" },
+        "89.160.20.112:443",
+        (payload, wire),
+        t,
+    )
 }
 
 fn app(i: usize) -> App {

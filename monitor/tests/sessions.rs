@@ -2,6 +2,8 @@
 //! codes and messages as documented (README, *Sessions, diffs and evidence*).
 #![expect(clippy::unwrap_used, reason = "test helpers panic on failure (house style R16)")]
 
+mod support;
+
 use std::os::unix::fs::PermissionsExt as _;
 use std::{
     path::Path,
@@ -15,7 +17,7 @@ use monitor::{
     journal::{JournalConfig, JournalWriter, RunInfo},
     tracker::{
         FlowRecord,
-        record::{Direction, Owner, OwnerSource, Payload, PayloadSource, Protocol, RecordKind, Wire},
+        record::{Payload, Wire},
     },
 };
 
@@ -252,36 +254,8 @@ fn keygen_refuses_one_file_for_both_keys_and_leaves_no_half_pair() {
 fn record(cookie: u64, tx: u64, at: Timestamp) -> FlowRecord {
     let payload = Payload { tx_bytes: tx, rx_bytes: 0 };
     let wire = Wire { tx_bytes: tx + 40, tx_packets: 1, rx_bytes: 0, rx_packets: 0 };
-    FlowRecord {
-        event: RecordKind::Close,
-        cookie,
-        owner: Owner {
-            tgid: 7,
-            pid: 7,
-            uid: 1000,
-            gid: 1000,
-            comm: "curl".into(),
-            cgroup_id: 1,
-            source: OwnerSource::SockCreate,
-        },
-        protocol: Protocol::Tcp,
-        ip_protocol: 6,
-        direction: Direction::Outbound,
-        local: Some("10.0.0.1:40000".parse().unwrap()),
-        remote: Some("192.0.2.9:443".parse().unwrap()),
-        payload,
-        payload_source: PayloadSource::Syscall,
-        payload_sources: Default::default(),
-        rtt: None,
-        final_of_socket: false,
-        wire,
-        delta_payload: payload,
-        delta_wire: wire,
-        first_seen: at,
-        last_seen: at,
-        closed: Some(at),
-        complete: true,
-    }
+    let curl = support::Proc { tgid: 7, uid: 1000, comm: "curl" };
+    support::close_record(cookie, &curl, "192.0.2.9:443", (payload, wire), at)
 }
 
 /// The audit's repro: `session start s1` at 10:23:47.1, 2,222 B at 10:23:49, `session stop s1`

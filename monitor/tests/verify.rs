@@ -2,6 +2,8 @@
 //! claims that pass, fail and are inconclusive, and the documented exit codes (0, 10, 11, 2).
 #![expect(clippy::unwrap_used, reason = "test helpers panic on failure (house style R16)")]
 
+mod support;
+
 use std::{
     fs,
     path::{Path, PathBuf},
@@ -16,7 +18,7 @@ use monitor::{
     journal::{JournalConfig, JournalWriter, RunInfo},
     tracker::{
         FlowRecord,
-        record::{Direction, Owner, OwnerSource, Payload, PayloadSource, Protocol, RecordKind, Wire},
+        record::{Payload, Wire},
     },
 };
 use serde_json::Value;
@@ -54,36 +56,7 @@ fn dest(country: Option<&str>, asn: u32, org: &str) -> Destination {
 fn record(cookie: u64, remote: &str, tx: u64, rx: u64, at: Timestamp) -> FlowRecord {
     let payload = Payload { tx_bytes: tx, rx_bytes: rx };
     let wire = Wire { tx_bytes: tx + 40, tx_packets: 1, rx_bytes: rx + 40, rx_packets: 1 };
-    FlowRecord {
-        event: RecordKind::Close,
-        cookie,
-        owner: Owner {
-            tgid: 77,
-            pid: 77,
-            uid: 1000,
-            gid: 1000,
-            comm: "shop".into(),
-            cgroup_id: 1,
-            source: OwnerSource::SockCreate,
-        },
-        protocol: Protocol::Tcp,
-        ip_protocol: 6,
-        direction: Direction::Outbound,
-        local: Some("10.0.0.1:40000".parse().unwrap()),
-        remote: Some(remote.parse().unwrap()),
-        payload,
-        payload_source: PayloadSource::Syscall,
-        payload_sources: Default::default(),
-        rtt: None,
-        final_of_socket: false,
-        wire,
-        delta_payload: payload,
-        delta_wire: wire,
-        first_seen: at,
-        last_seen: at,
-        closed: Some(at),
-        complete: true,
-    }
+    support::close_record(cookie, &support::Proc { tgid: 77, uid: 1000, comm: "shop" }, remote, (payload, wire), at)
 }
 
 /// In 2026-W47: app `shop` sends 9,000 bytes to a US address (AS64500 "Oracle Corporation") and
