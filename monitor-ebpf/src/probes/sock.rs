@@ -80,12 +80,16 @@ pub fn sock_release(ctx: SockContext) -> i32 {
         return ALLOW;
     }
     let counters = COUNTERS.get(sk.cast(), false);
-    // SAFETY: non-null map value.
-    let Some(c) = (unsafe { counters.as_mut() }) else {
-        return ALLOW; // never seen: created before the monitor and silent since
-    };
     // SAFETY: ctx field read.
     let protocol = unsafe { (*sk).protocol };
+    // SAFETY: non-null map value.
+    let Some(c) = (unsafe { counters.as_mut() }) else {
+        // Never seen: created before the monitor and silent since.
+        if protocol == u32::from(IPPROTO_TCP) {
+            silent_tcp_released(sk.cast());
+        }
+        return ALLOW;
+    };
     // Without `bpf_skc_to_mptcp_sock` (before 5.19) an MPTCP socket's subflows are counted as TCP
     // sockets of their own (`mptcp`): its own record would count its bytes twice, unless the
     // packet path is missing (`FALLBACK_DISCOVER`) and its payload is all that is seen.
@@ -131,6 +135,24 @@ pub fn sock_release(ctx: SockContext) -> i32 {
         },
     );
     ALLOW
+}
+
+/// A TCP socket older than the monitor that moved nothing under it, released by its process:
+/// its FIN and the packets after it (sent by the kernel, after the release) would otherwise be
+/// discovered as a flow without an owner that no event ends. Counters marked released make
+/// them part of no flow, as the closing packets of an older socket that did move bytes (the
+/// tracker drops a released socket's `Update` or `Discovered` when it knows no flow of it).
+/// Without storage (allocation failed) the packets are discovered as before.
+#[inline(always)]
+fn silent_tcp_released(sk: *mut core::ffi::c_void) {
+    // SAFETY: null-checked map value.
+    if let Some(c) = unsafe { COUNTERS.get_or_create(sk).as_mut() } {
+        c.flags |= COUNTER_RELEASED;
+        c.copy_state |= COPY_STATE_DONE;
+        // Its next `Update` falls due an interval from now, not at its FIN.
+        // SAFETY: helper without arguments.
+        c.last_report_ns = unsafe { bpf_ktime_get_coarse_ns() };
+    }
 }
 
 #[inline(always)]

@@ -49,6 +49,7 @@ pub fn all() -> Vec<Case> {
         ("two_hundred_concurrent_connections_from_twenty_processes", concurrent_200),
         ("socket_opened_before_the_monitor_started", preexisting_socket),
         ("socket_older_than_the_monitor_idle_then_closed_ends_once", preexisting_socket_idle_then_closed),
+        ("socket_older_than_the_monitor_silent_then_closed_leaves_no_flow", preexisting_socket_silent_then_closed),
         ("tcp_connection_open_across_a_restart_ends_once_on_each_side", tcp_open_across_a_restart),
         ("tcp_accepted_by_a_worker_process_open_at_shutdown_exact", accepted_by_a_worker_open_at_shutdown),
         ("tcp_socket_activated_service_ipv4_is_charged_not_the_activator", || {
@@ -546,6 +547,45 @@ fn preexisting_socket_idle_then_closed() {
     assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), (done["tx_after_go"].as_u64().unwrap(), reply as u64));
     let deltas: u64 = out.records.iter().filter(|r| r.local == Some(local)).map(|r| r.delta_payload.tx_bytes).sum();
     assert_eq!(deltas, second as u64, "the records' deltas count the bytes once: {:#?}", out.records);
+    out.assert_nothing_lost();
+}
+
+/// A TCP connection older than the monitor that moves no byte under it and is then closed by
+/// both processes, the client first: its socket is released before its FIN leaves, so its
+/// packets come after the only hook that knows its owner. It moved no payload while the monitor
+/// ran: no record of it, neither an ownerless flow of its closing packets nor an open flow left
+/// until the monitor stops.
+fn preexisting_socket_silent_then_closed() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let server = server_addr(&pair, false, 0, 5207);
+    let (sent, reply) = (10_000usize, 20_000usize);
+    let mut srv =
+        spawn("tcp-hold-server", &[s(server), s(sent), s(reply)], Place { netns: Some(&pair.b), ..Place::default() });
+    srv.line();
+    let mut old = spawn(
+        "tcp-hold-client",
+        &[s(server), s(sent), s(reply)],
+        Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) },
+    );
+    let connected = old.line();
+    srv.line();
+    let mon = Monitor::start(&cg.path, "[probe]\nupdate_interval_secs = 1\n");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    old.send("exit");
+    old.finish();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    srv.send("exit");
+    srv.finish();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let out = mon.stop();
+    let local = addr(&connected["local"]);
+    let of_it: Vec<&FlowRecord> =
+        out.records.iter().filter(|r| r.local == Some(local) || r.remote == Some(local)).collect();
+    assert!(of_it.is_empty(), "the silent old connection left records: {of_it:#?}");
+    // Nor a flow without an owner, open until the monitor stops: its closing packets announce
+    // nothing (the only socket of the cgroup).
+    assert_eq!(out.stats["kernel"]["events_submitted"], 0, "{}", out.stats);
     out.assert_nothing_lost();
 }
 
