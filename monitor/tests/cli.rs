@@ -468,7 +468,12 @@ fn report_merge_sums_exports_and_refuses_a_host_twice() {
     assert_clean_failure(&out, 2, "host `lab-02` appears in more than one input");
     fs::write(&one, r#"{"schema":"monitor.report/1","period":{"label":"2026-W47"}}"#).unwrap();
     let out = monitor(&["report", "merge", &first, two.to_str().unwrap()]);
-    assert_clean_failure(&out, 2, "the exports do not follow the report schema");
+    assert_clean_failure(&out, 2, "`lab-01` does not follow the report schema");
+    // A field of the wrong kind in a later input (the merge adds into it): refused, no panic.
+    fs::write(&one, doc(10)).unwrap();
+    fs::write(&two, doc(32).replace(r#""completeness":{"notes":[]}"#, r#""completeness":5"#)).unwrap();
+    let out = monitor(&["report", "merge", &first, two.to_str().unwrap()]);
+    assert_clean_failure(&out, 2, "`lab-02` does not follow the report schema: invalid type: integer `5`");
 }
 
 #[test]

@@ -49,6 +49,14 @@ pub enum Error {
         /// The host.
         host: String,
     },
+    /// A field of the schema holds a value of the wrong kind (a damaged or hand-edited export).
+    #[error("`{host}` does not follow the report schema: {reason}")]
+    Invalid {
+        /// Host label of the input.
+        host: String,
+        /// What the schema could not read.
+        reason: String,
+    },
     /// Nothing to merge.
     #[error("no reports to merge")]
     Empty,
@@ -131,18 +139,18 @@ fn host_notes(label: &str, report: &Value) -> Vec<Value> {
     notes.into_iter().map(|n| json!(format!("{label}: {}", n.as_str().unwrap_or("")))).collect()
 }
 
-/// Merges `(host label, report)` pairs.
-///
-/// # Errors
-/// Inputs of different schemas or periods, a host that appears twice, no input.
-pub fn merge(inputs: &[(String, Value)]) -> Result<Value, Error> {
-    let ((first_label, first), rest) = inputs.split_first().ok_or(Error::Empty)?;
+/// The inputs after the checks every merge needs: one schema, one period, each readable by the
+/// typed report. Each is returned as the typed report writes it: the merge works on the JSON
+/// documents and adds fields into the schema's objects, which a damaged or hand-edited input
+/// may hold as other kinds (serde reads a struct from an array too).
+fn checked(inputs: &[(String, Value)]) -> Result<Vec<(String, Value)>, Error> {
+    let (first_label, first) = inputs.first().ok_or(Error::Empty)?;
     let schema = |host: &str, r: &Value| {
         r["schema"].as_str().map(str::to_owned).ok_or_else(|| Error::NotAReport { host: host.to_owned() })
     };
     let expected_schema = schema(first_label, first)?;
     let expected_period = first["period"]["label"].as_str().unwrap_or_default().to_owned();
-    let mut hosts: Vec<Value> = Vec::new();
+    let mut out = Vec::with_capacity(inputs.len());
     for (label, r) in inputs {
         let found = schema(label, r)?;
         if found != expected_schema {
@@ -152,6 +160,23 @@ pub fn merge(inputs: &[(String, Value)]) -> Result<Value, Error> {
         if period != expected_period {
             return Err(Error::Period { host: label.clone(), found: period.to_owned(), expected: expected_period });
         }
+        let invalid = |e: serde_json::Error| Error::Invalid { host: label.clone(), reason: e.to_string() };
+        let typed = super::Report::from_json(r.clone()).map_err(invalid)?;
+        out.push((label.clone(), serde_json::to_value(typed).map_err(invalid)?));
+    }
+    Ok(out)
+}
+
+/// Merges `(host label, report)` pairs.
+///
+/// # Errors
+/// Inputs of different schemas or periods, an input that does not follow the report schema, a
+/// host that appears twice, no input.
+pub fn merge(inputs: &[(String, Value)]) -> Result<Value, Error> {
+    let inputs = checked(inputs)?;
+    let ((first_label, first), rest) = inputs.split_first().ok_or(Error::Empty)?;
+    let mut hosts: Vec<Value> = Vec::new();
+    for (label, r) in &inputs {
         for h in hosts_of(r, label) {
             if hosts.iter().any(|k| k["host"] == h["host"]) {
                 return Err(Error::Overlap { host: h["host"].as_str().unwrap_or_default().to_owned() });

@@ -122,3 +122,76 @@ fn overlapping_hosts_other_schemas_and_other_weeks_are_refused() {
     assert!(matches!(merge(&[("x".into(), serde_json::json!({"a": 1}))]), Err(Error::NotAReport { .. })));
     assert!(matches!(merge(&[]), Err(Error::Empty)));
 }
+
+#[test]
+fn fields_of_the_wrong_kind_are_refused_not_a_crash() {
+    let mut scalar = inputs();
+    scalar[1].1["completeness"] = serde_json::json!(5);
+    let err = merge(&scalar).unwrap_err();
+    assert!(matches!(&err, Error::Invalid { host, .. } if host == "lab-02"), "{err}");
+    let mut strings = inputs();
+    strings[2].1["apps"] = serde_json::json!(["x"]);
+    assert!(matches!(merge(&strings), Err(Error::Invalid { .. })));
+    let mut first = inputs();
+    first[0].1["totals"] = serde_json::json!([1, 2]);
+    assert!(matches!(merge(&first), Err(Error::Invalid { .. })));
+}
+
+/// JSON pointers of every object and array in `v` (where the merge descends and adds fields).
+fn pointers(v: &Value, at: &str, out: &mut Vec<String>) {
+    if v.is_object() || v.is_array() {
+        out.push(at.to_owned());
+    }
+    match v {
+        Value::Object(m) => {
+            m.iter().for_each(|(k, c)| pointers(c, &format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")), out))
+        }
+        Value::Array(a) => a.iter().enumerate().for_each(|(i, c)| pointers(c, &format!("{at}/{i}"), out)),
+        _ => {}
+    }
+}
+
+mod damaged {
+    use std::sync::OnceLock;
+
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use super::{inputs, merge, pointers};
+
+    fn fleet() -> &'static Vec<(String, Value)> {
+        static INPUTS: OnceLock<Vec<(String, Value)>> = OnceLock::new();
+        INPUTS.get_or_init(inputs)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        /// Any object or array of any input replaced by a value of any kind: the merge answers
+        /// (a report or an error), it never panics.
+        #[test]
+        fn any_container_replaced_by_any_kind_never_panics(
+            host in 0..3usize,
+            node in any::<prop::sample::Index>(),
+            kind in 0..7u8,
+            n in any::<i64>(),
+        ) {
+            let mut all = fleet().clone();
+            let mut nodes = Vec::new();
+            pointers(&all[host].1, "", &mut nodes);
+            let at = &nodes[node.index(nodes.len())];
+            let value = match kind {
+                0 => Value::Null,
+                1 => json!(n),
+                2 => json!(n.to_string()),
+                3 => json!([n]),
+                4 => json!({"x": n}),
+                5 => json!(n % 2 == 0),
+                _ => json!(-1.5),
+            };
+            if let Some(slot) = all[host].1.pointer_mut(at) {
+                *slot = value;
+            }
+            let _ = merge(&all);
+        }
+    }
+}
