@@ -30,6 +30,10 @@ use crate::maps::{COUNTERS, OWNER, add, current_task_watched, fallback_bits, rec
 
 /// `MSG_PEEK`: data looked at, not consumed.
 const MSG_PEEK: i32 = 2;
+/// `MSG_ERRQUEUE`: a read of the socket's error queue (ICMP errors, transmit timestamps,
+/// zero-copy completions), whose data are copies of what the socket itself sent, not bytes
+/// from the peer.
+const MSG_ERRQUEUE: i32 = 0x2000;
 
 /// Offset of `skc_family` in `struct sock` (`struct sock_common` comes first: an 8-byte address
 /// pair, a 4-byte hash and two 2-byte port hashes precede it; unchanged since Linux 2.6). The
@@ -56,7 +60,7 @@ fn count(ctx: &BtfTracePointContext, tx: bool) {
     let sk: *mut c_void = ctx.arg(0);
     let ret: i32 = ctx.arg(1);
     let flags: i32 = ctx.arg(2);
-    if sk.is_null() || ret <= 0 || (!tx && flags & MSG_PEEK != 0) {
+    if sk.is_null() || ret <= 0 || (!tx && flags & (MSG_PEEK | MSG_ERRQUEUE) != 0) {
         return;
     }
     let mut counters = COUNTERS.get(sk, false);

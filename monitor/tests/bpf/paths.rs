@@ -284,6 +284,48 @@ pub fn msg_zerocopy_send() {
     eprintln!("    {} zero-copy completion notifications", run.client["extra"]["notifications"]);
 }
 
+/// Transmit timestamps come back on the error queue with a copy of each packet sent: reading
+/// them (`MSG_ERRQUEUE`) receives nothing from the peer. The record's rx is the reply alone
+/// (the audit's case: the copies were counted as received, and the orderly close kept the
+/// larger syscall count).
+pub fn tcp_timestamps_error_queue() {
+    let run = send_path(5412, "tcp-timestamping-client", 100_003);
+    let copies = n(&run.client["extra"]["errqueue_bytes"]);
+    assert!(copies > 0, "the helper must have read packet copies from the error queue: {}", run.client);
+    eprintln!("    {copies} B read from the error queue, not counted");
+}
+
+/// A connected UDP socket with `IP_RECVERR`/`IPV6_RECVERR` sending to a port where nothing
+/// listens: each ICMP error comes back on the error queue with the datagram it quotes. Nothing
+/// was received from the peer, so the record's rx is 0 (the audit's case: 1,500).
+pub fn udp_icmp_error_queue(v6: bool) {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let ip = if v6 { &pair.b_v6[0] } else { &pair.b_v4[0] };
+    let server = SocketAddr::new(ip.parse().unwrap(), 5413);
+    let (count, size) = (5usize, 300usize);
+    let mon = Monitor::start(&cg.path, "");
+    let client = spawn(
+        "udp-recverr-client",
+        &[s(server), s(count), s(size)],
+        Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) },
+    );
+    let client = client.finish().remove(0);
+    let out = mon.stop();
+    out.assert_nothing_lost();
+    let copies = n(&client["extra"]["errqueue_bytes"]);
+    assert!(copies > 0, "the helper must have read ICMP errors from the error queue: {client}");
+    let local = addr(&client["local"]);
+    let found: Vec<&FlowRecord> =
+        out.closed().into_iter().filter(|r| r.local.map(|l| l.port()) == Some(local.port())).collect();
+    assert_eq!(found.len(), 1, "one closed flow for {local}: {:#?}", out.records);
+    let r = found[0];
+    assert_eq!(r.remote, Some(server), "{r:#?}");
+    assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), ((count * size) as u64, 0), "{r:#?}");
+    assert_eq!(r.wire.rx_packets, 0, "no datagram came back, only ICMP errors: {r:#?}");
+    eprintln!("    {copies} B read from the error queue, not counted");
+}
+
 pub fn tcp_zerocopy_receive() {
     let run = client_run(5405, DOWNLOAD, "tcp-zerocopy-recv-client", &[s(100)]);
     let r = &run.record;

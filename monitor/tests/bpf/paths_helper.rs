@@ -5,7 +5,7 @@
 use std::{
     io::{Read as _, Seek as _, Write as _},
     net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket},
-    os::fd::AsRawFd as _,
+    os::fd::AsRawFd,
     thread,
     time::Duration,
 };
@@ -41,6 +41,37 @@ fn report(s: &TcpStream, tx: usize, rx: usize, extra: serde_json::Value) {
     say(
         &json!({"local": s.local_addr().unwrap().to_string(), "tx": tx, "rx": rx, "pid": std::process::id(), "extra": extra}),
     );
+}
+
+/// Sets an int socket option.
+fn set_int(s: &impl AsRawFd, level: libc::c_int, option: libc::c_int, value: libc::c_int, what: &str) {
+    // SAFETY: setsockopt with an int.
+    let r = unsafe { libc::setsockopt(s.as_raw_fd(), level, option, (&raw const value).cast(), 4) };
+    assert_eq!(r, 0, "{what}: {}", std::io::Error::last_os_error());
+}
+
+/// Reads the error queue of `fd` until it is empty, into a 64 KiB data buffer (and a control
+/// buffer): the data bytes recvmsg returned.
+fn drain_error_queue(fd: i32) -> usize {
+    let mut data = vec![0u8; CHUNK];
+    let mut control = [0u8; 512];
+    let mut total = 0;
+    loop {
+        // SAFETY: a msghdr whose buffers live across the call.
+        let n = unsafe {
+            let mut iov = libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: data.len() };
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = &raw mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = control.len();
+            libc::recvmsg(fd, &raw mut msg, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT)
+        };
+        if n < 0 {
+            return total;
+        }
+        total += n as usize;
+    }
 }
 
 /// Says it is ready, accepts one connection on `listener`, reads `read` bytes, answers `reply`,
@@ -404,6 +435,47 @@ pub fn run(role: &str, args: &[String]) -> bool {
                 notifications += 1;
             }
             report(&s, sent, rx, json!({"notifications": notifications}));
+        }
+        // tcp-timestamping-client SERVER SIZE: software transmit timestamps (SO_TIMESTAMPING
+        // with OPT_ID: each one comes back on the error queue with a copy of the packet sent),
+        // SIZE bytes sent, the reply read, then the error queue drained into a data buffer.
+        "tcp-timestamping-client" => {
+            name("mon-tcp-tstamp");
+            let size: usize = arg(1).parse().unwrap();
+            let mut s = TcpStream::connect(arg(0)).unwrap();
+            let flags: libc::c_int = libc::SOF_TIMESTAMPING_TX_SOFTWARE as libc::c_int
+                | libc::SOF_TIMESTAMPING_SOFTWARE as libc::c_int
+                | libc::SOF_TIMESTAMPING_OPT_ID as libc::c_int;
+            set_int(&s, libc::SOL_SOCKET, libc::SO_TIMESTAMPING, flags, "SO_TIMESTAMPING");
+            for chunk in pattern(size).chunks(10_000) {
+                s.write_all(chunk).unwrap();
+                thread::sleep(Duration::from_millis(2));
+            }
+            s.shutdown(Shutdown::Write).unwrap();
+            let rx = read_to_end(&mut s);
+            let errqueue = drain_error_queue(s.as_raw_fd());
+            report(&s, size, rx, json!({"errqueue_bytes": errqueue}));
+        }
+        // udp-recverr-client SERVER COUNT SIZE: a connected UDP socket with IP(V6)_RECVERR sends
+        // COUNT datagrams of SIZE bytes to SERVER, where nothing listens: each ICMP error comes
+        // back on the error queue with a copy of the datagram, read into a data buffer.
+        "udp-recverr-client" => {
+            name("mon-udp-recverr");
+            let server: SocketAddr = arg(0).parse().unwrap();
+            let (count, size): (usize, usize) = (arg(1).parse().unwrap(), arg(2).parse().unwrap());
+            let s = UdpSocket::bind(if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }).unwrap();
+            s.connect(server).unwrap();
+            let (level, name) =
+                if server.is_ipv4() { (libc::SOL_IP, libc::IP_RECVERR) } else { (libc::SOL_IPV6, libc::IPV6_RECVERR) };
+            set_int(&s, level, name, 1, "RECVERR");
+            let mut errqueue = 0;
+            for _ in 0..count {
+                s.send(&pattern(size)).unwrap();
+                thread::sleep(Duration::from_millis(50));
+                errqueue += drain_error_queue(s.as_raw_fd());
+            }
+            say(&json!({"local": s.local_addr().unwrap().to_string(), "tx": count * size, "rx": 0,
+                "pid": std::process::id(), "extra": {"errqueue_bytes": errqueue}}));
         }
         // tcp-zerocopy-recv-client SERVER SEND: sends SEND bytes, reads the reply with
         // TCP_ZEROCOPY_RECEIVE.
