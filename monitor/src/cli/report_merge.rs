@@ -68,7 +68,7 @@ pub fn execute(command: ReportCommand) -> anyhow::Result<ExitCode> {
             .map_err(|e| UsageError(format!("`{}` is not a JSON report: {e}", path.display())))?;
         inputs.push((host, report));
     }
-    let merged = merge::merge(&inputs).map_err(|e| UsageError(e.to_string()))?;
+    let merged = merge::merge_exports(&inputs).map_err(|e| UsageError(e.to_string()))?;
     // An input the report schema cannot read (a damaged or foreign export) is a usage error.
     let report = Report::from_json(merged)
         .map_err(|e| UsageError(format!("the exports do not follow the report schema: {e}")))?;

@@ -139,18 +139,14 @@ fn host_notes(label: &str, report: &Value) -> Vec<Value> {
     notes.into_iter().map(|n| json!(format!("{label}: {}", n.as_str().unwrap_or("")))).collect()
 }
 
-/// The inputs after the checks every merge needs: one schema, one period, each readable by the
-/// typed report. Each is returned as the typed report writes it: the merge works on the JSON
-/// documents and adds fields into the schema's objects, which a damaged or hand-edited input
-/// may hold as other kinds (serde reads a struct from an array too).
-fn checked(inputs: &[(String, Value)]) -> Result<Vec<(String, Value)>, Error> {
+/// One schema and one period across `inputs` (the first input's).
+fn same_schema_and_period(inputs: &[(String, Value)]) -> Result<(), Error> {
     let (first_label, first) = inputs.first().ok_or(Error::Empty)?;
     let schema = |host: &str, r: &Value| {
         r["schema"].as_str().map(str::to_owned).ok_or_else(|| Error::NotAReport { host: host.to_owned() })
     };
     let expected_schema = schema(first_label, first)?;
     let expected_period = first["period"]["label"].as_str().unwrap_or_default().to_owned();
-    let mut out = Vec::with_capacity(inputs.len());
     for (label, r) in inputs {
         let found = schema(label, r)?;
         if found != expected_schema {
@@ -160,23 +156,38 @@ fn checked(inputs: &[(String, Value)]) -> Result<Vec<(String, Value)>, Error> {
         if period != expected_period {
             return Err(Error::Period { host: label.clone(), found: period.to_owned(), expected: expected_period });
         }
-        let invalid = |e: serde_json::Error| Error::Invalid { host: label.clone(), reason: e.to_string() };
-        let typed = super::Report::from_json(r.clone()).map_err(invalid)?;
-        out.push((label.clone(), serde_json::to_value(typed).map_err(invalid)?));
     }
-    Ok(out)
+    Ok(())
 }
 
-/// Merges `(host label, report)` pairs.
+/// Merges exports read from files (`monitor report merge`): as [`merge`], after each input has
+/// been read by the typed report and is merged as the typed report writes it. The merge works
+/// on the JSON documents and adds fields into the schema's objects, which a damaged or
+/// hand-edited export may hold as other kinds (serde reads a struct from an array too).
 ///
 /// # Errors
-/// Inputs of different schemas or periods, an input that does not follow the report schema, a
-/// host that appears twice, no input.
+/// As [`merge`]; an input that does not follow the report schema.
+pub fn merge_exports(inputs: &[(String, Value)]) -> Result<Value, Error> {
+    same_schema_and_period(inputs)?;
+    let mut typed = Vec::with_capacity(inputs.len());
+    for (label, r) in inputs {
+        let invalid = |e: serde_json::Error| Error::Invalid { host: label.clone(), reason: e.to_string() };
+        let report = super::Report::from_json(r.clone()).map_err(invalid)?;
+        typed.push((label.clone(), serde_json::to_value(report).map_err(invalid)?));
+    }
+    merge(&typed)
+}
+
+/// Merges `(host label, report)` pairs built by this program (per-host reports of a fleet):
+/// exports read from files go through [`merge_exports`].
+///
+/// # Errors
+/// Inputs of different schemas or periods, a host that appears twice, no input.
 pub fn merge(inputs: &[(String, Value)]) -> Result<Value, Error> {
-    let inputs = checked(inputs)?;
+    same_schema_and_period(inputs)?;
     let ((first_label, first), rest) = inputs.split_first().ok_or(Error::Empty)?;
     let mut hosts: Vec<Value> = Vec::new();
-    for (label, r) in &inputs {
+    for (label, r) in inputs {
         for h in hosts_of(r, label) {
             if hosts.iter().any(|k| k["host"] == h["host"]) {
                 return Err(Error::Overlap { host: h["host"].as_str().unwrap_or_default().to_owned() });

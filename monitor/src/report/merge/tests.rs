@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::{Error, merge};
+use super::{Error, merge, merge_exports};
 use crate::{
     journal::{
         JournalReader,
@@ -64,6 +64,7 @@ pub(super) fn inputs() -> Vec<(String, Value)> {
 #[test]
 fn three_exports_of_a_week_sum_exactly_with_per_host_columns() {
     let merged = merge(&inputs()).unwrap();
+    assert_eq!(merge_exports(&inputs()).unwrap(), merged, "exports read by the typed report merge the same");
     assert_eq!(merged["schema"], "monitor.report/1");
     assert_eq!(merged["period"]["label"], "2026-W47");
     let t = &merged["totals"];
@@ -127,14 +128,14 @@ fn overlapping_hosts_other_schemas_and_other_weeks_are_refused() {
 fn fields_of_the_wrong_kind_are_refused_not_a_crash() {
     let mut scalar = inputs();
     scalar[1].1["completeness"] = serde_json::json!(5);
-    let err = merge(&scalar).unwrap_err();
+    let err = merge_exports(&scalar).unwrap_err();
     assert!(matches!(&err, Error::Invalid { host, .. } if host == "lab-02"), "{err}");
     let mut strings = inputs();
     strings[2].1["apps"] = serde_json::json!(["x"]);
-    assert!(matches!(merge(&strings), Err(Error::Invalid { .. })));
+    assert!(matches!(merge_exports(&strings), Err(Error::Invalid { .. })));
     let mut first = inputs();
     first[0].1["totals"] = serde_json::json!([1, 2]);
-    assert!(matches!(merge(&first), Err(Error::Invalid { .. })));
+    assert!(matches!(merge_exports(&first), Err(Error::Invalid { .. })));
 }
 
 /// JSON pointers of every object and array in `v` (where the merge descends and adds fields).
@@ -157,7 +158,7 @@ mod damaged {
     use proptest::prelude::*;
     use serde_json::{Value, json};
 
-    use super::{inputs, merge, pointers};
+    use super::{inputs, merge_exports, pointers};
 
     fn fleet() -> &'static Vec<(String, Value)> {
         static INPUTS: OnceLock<Vec<(String, Value)>> = OnceLock::new();
@@ -191,7 +192,7 @@ mod damaged {
             if let Some(slot) = all[host].1.pointer_mut(at) {
                 *slot = value;
             }
-            let _ = merge(&all);
+            let _ = merge_exports(&all);
         }
     }
 }
