@@ -45,13 +45,9 @@ const ERROR_LOG_EVERY: Duration = Duration::from_secs(60);
 /// Messages from the tracker loop, in event order (so a process is observed before its records).
 #[derive(Debug)]
 pub enum SinkMsg {
-    /// A process was seen (read it from /proc now, while it is alive).
-    Observe {
-        /// Process id.
-        tgid: u32,
-        /// Boot-time creation of the socket that revealed it.
-        created_ns: u64,
-    },
+    /// A process was seen (read it from /proc now, while it is alive); boxed, so that every
+    /// queue slot stays small.
+    Observe(Box<Observed>),
     /// The flow records of one event batch, in order (one message per batch: one wake-up of the
     /// sink, one hand-off to the printer).
     Records(Vec<FlowRecord>),
@@ -66,6 +62,18 @@ pub enum SinkMsg {
     /// Shutdown: what follows (open flows closed as `shutdown`, the final statistics) is written
     /// even past the shutdown limit.
     Final,
+}
+
+/// A process seen by the tracker loop ([`SinkMsg::Observe`]).
+#[derive(Debug)]
+pub struct Observed {
+    /// Process id.
+    pub tgid: u32,
+    /// Boot-time creation of the socket that revealed it.
+    pub created_ns: u64,
+    /// Name of the thread that created it, as the kernel recorded it (another one than the
+    /// cached entry's may be an `execve`: see `identity::process`).
+    pub comm: [u8; 16],
 }
 
 /// State of the sink thread.
@@ -126,12 +134,14 @@ impl Sink {
         while let Some(msg) = rx.recv() {
             let late = || !final_part && self.stop_by.get().is_some_and(|t| Instant::now() >= *t);
             match msg {
-                SinkMsg::Observe { .. } | SinkMsg::Records(_) if late() => {
+                SinkMsg::Observe(_) | SinkMsg::Records(_) if late() => {
                     if let SinkMsg::Records(records) = &msg {
                         dropped += records.len() as u64;
                     }
                 }
-                SinkMsg::Observe { tgid, created_ns } => self.identities.observe(tgid, created_ns),
+                SinkMsg::Observe(o) => {
+                    self.identities.observe(o.tgid, o.created_ns, &crate::tracker::comm_str(&o.comm))
+                }
                 SinkMsg::Copies(copies) => self.copies(&copies),
                 SinkMsg::Records(records) => {
                     self.outputs.reserve(records.len());

@@ -1,11 +1,19 @@
 //! Process identity from /proc, cached per process. A pid is reused by the kernel, so an entry is
 //! valid only for sockets created after that process started: the cache keeps the start time
 //! and a socket older than the cached process is never charged to it.
+//!
+//! A process that `execve`s keeps its pid and start time but becomes another program: each entry
+//! also keeps the executable it was read with and the `comm`s (thread names) of the sockets it
+//! answered. A socket whose `comm` the entry has not seen (another thread, a rename, or an exec)
+//! makes the cache look at `/proc/<pid>/exe` once: the same executable adds the `comm` to the
+//! entry, another one means an exec, and the process is read again as a new entry. Sockets of
+//! the program before the exec keep finding the old entry by their `comm`.
 
 use std::{
     collections::{HashMap, VecDeque},
     io::Read as _,
     os::unix::ffi::OsStrExt as _,
+    path::PathBuf,
     sync::Arc,
 };
 
@@ -27,6 +35,9 @@ const PER_PID: usize = 4;
 /// Gone processes remembered with their kernel-data app ([`Identities::gone`]); all are
 /// forgotten when there are more (then /proc is asked again, once each).
 const MAX_GONE: usize = 4096;
+/// Thread names remembered per entry; a socket of another one costs a `readlink` of the
+/// executable (the entry stays valid).
+const MAX_COMMS: usize = 32;
 /// Bytes of `/proc/<pid>/cmdline` read at most; a longer command line is cut and ends in
 /// ` # truncated` (a bash comment, so it reads as no argument).
 const MAX_CMDLINE: usize = 16 * 1024;
@@ -49,6 +60,10 @@ struct Cached {
     start_ns: u64,
     /// Shared with every record of the process (cloning it is a reference count).
     app: Arc<App>,
+    /// `/proc/<pid>/exe` when the entry was read (`None`: unreadable): another one now is an exec.
+    exe: Option<PathBuf>,
+    /// `comm`s of the sockets this entry answered (at most [`MAX_COMMS`]).
+    comms: Vec<Arc<str>>,
 }
 
 /// App identities of processes, read from /proc when first seen.
@@ -135,16 +150,17 @@ impl Identities {
     /// Reads a process from /proc into the cache if it is not there yet (call as soon as a
     /// process is seen, so short-lived ones are caught). `created_ns` is the boot-time creation of
     /// the socket that revealed it.
-    pub fn observe(&mut self, tgid: u32, created_ns: u64) {
-        if self.cached(tgid, created_ns).is_none() {
-            let _ = self.read(tgid, created_ns);
+    /// `comm` is the creating thread's, as the kernel recorded it.
+    pub fn observe(&mut self, tgid: u32, created_ns: u64, comm: &str) {
+        if self.cached(tgid, created_ns, comm).is_none() {
+            let _ = self.read(tgid, created_ns, comm);
         }
     }
 
     /// The app of a flow's owner. `first_seen` is when the flow's socket was created (or found).
     pub fn app_for(&mut self, owner: &Owner, first_seen: Timestamp) -> Arc<App> {
         let created_ns = self.clock.boot_ns_of(first_seen);
-        if let Some(app) = self.cached(owner.tgid, created_ns) {
+        if let Some(app) = self.cached(owner.tgid, created_ns, &owner.comm) {
             self.stats.from_proc += 1;
             return app;
         }
@@ -157,7 +173,7 @@ impl Identities {
         }
         // Boot time, as `created_ns`: a wall-clock step after start must not stretch the memo.
         let checked_ns = self.clock.boot_now();
-        let miss = match self.read(owner.tgid, created_ns) {
+        let miss = match self.read(owner.tgid, created_ns, &owner.comm) {
             Ok(app) => {
                 self.stats.from_proc += 1;
                 return app;
@@ -175,9 +191,30 @@ impl Identities {
         app
     }
 
-    fn cached(&self, tgid: u32, created_ns: u64) -> Option<Arc<App>> {
-        let entries = self.cache.get(&tgid)?;
-        entries.iter().rev().find(|c| c.start_ns <= created_ns.saturating_add(self.tick_ns)).map(|c| Arc::clone(&c.app))
+    /// The cached app of a socket of `tgid` created at `created_ns` by a thread named `comm`; `None`
+    /// when no entry of a process started before it exists, or when the process has exec'd
+    /// since its newest entry was read (see the module's documentation).
+    fn cached(&mut self, tgid: u32, created_ns: u64, comm: &str) -> Option<Arc<App>> {
+        let slack = created_ns.saturating_add(self.tick_ns);
+        let entries = self.cache.get_mut(&tgid)?;
+        let mut started = entries.iter_mut().rev().filter(|c| c.start_ns <= slack).peekable();
+        let newest_start = started.peek()?.start_ns;
+        // Entries of the same process (successive programs after execs), newest first.
+        let mut same: Vec<&mut Cached> = started.take_while(|c| c.start_ns == newest_start).collect();
+        if let Some(c) = same.iter().find(|c| c.comms.iter().any(|k| **k == *comm)) {
+            return Some(Arc::clone(&c.app));
+        }
+        let newest = same.first_mut()?;
+        match std::fs::read_link(format!("/proc/{tgid}/exe")) {
+            // Gone, or unreadable now: nothing tells of an exec.
+            Err(_) => {}
+            Ok(now) if newest.exe.as_ref() == Some(&now) => {}
+            Ok(_) => return None,
+        }
+        if newest.comms.len() < MAX_COMMS {
+            newest.comms.push(comm.into());
+        }
+        Some(Arc::clone(&newest.app))
     }
 
     fn user(&mut self, uid: u32) -> Option<String> {
@@ -190,12 +227,12 @@ impl Identities {
     /// Reads /proc/<tgid>: [`Miss::Gone`] when no such process exists now (none can have a pid
     /// beyond `i32`), [`Miss::Other`] when it started after the socket was created or cannot be
     /// read.
-    fn read(&mut self, tgid: u32, created_ns: u64) -> Result<Arc<App>, Miss> {
+    fn read(&mut self, tgid: u32, created_ns: u64, comm: &str) -> Result<Arc<App>, Miss> {
         let gone =
             |e: procfs::ProcError| if matches!(e, procfs::ProcError::NotFound(_)) { Miss::Gone } else { Miss::Other };
         let p = Process::new(i32::try_from(tgid).map_err(|_| Miss::Gone)?).map_err(gone)?;
         let stat = p.stat().map_err(gone)?;
-        self.read_process(&p, &stat, tgid, created_ns).ok_or(Miss::Other)
+        self.read_process(&p, &stat, tgid, created_ns, comm).ok_or(Miss::Other)
     }
 
     /// The app of process `p` (`tgid`, whose `stat` was read); `None` if it started after the
@@ -206,12 +243,14 @@ impl Identities {
         stat: &procfs::process::Stat,
         tgid: u32,
         created_ns: u64,
+        comm: &str,
     ) -> Option<Arc<App>> {
         let start_ns = stat.starttime.saturating_mul(self.tick_ns);
         if created_ns != 0 && start_ns > created_ns.saturating_add(self.tick_ns) {
             return None; // a newer process reusing the pid
         }
-        let exe = p.exe().ok().map(|e| escape::utf8_or_hex(e.as_os_str().as_bytes()).into_owned());
+        let exe_path = p.exe().ok();
+        let exe = exe_path.as_ref().map(|e| escape::utf8_or_hex(e.as_os_str().as_bytes()).into_owned());
         let (cmdline, emulator) = cmdline(p);
         let uid = real_uid(p)?;
         let cgroups = p.cgroups().ok();
@@ -256,7 +295,7 @@ impl Identities {
             source: AppSource::Proc,
             android,
         });
-        self.insert(tgid, Cached { start_ns, app: Arc::clone(&app) });
+        self.insert(tgid, Cached { start_ns, app: Arc::clone(&app), exe: exe_path, comms: vec![comm.into()] });
         Some(app)
     }
 
@@ -390,6 +429,61 @@ mod tests {
         assert_eq!(app.name, exe.file_name().unwrap().to_str().unwrap());
         assert!(app.start_time > 0);
         assert!(app.cmdline.is_some());
+    }
+
+    /// A process that `execve`s another program keeps its pid and start time: sockets of the new
+    /// program (another thread name) are charged to it, those of the old one stay charged to the
+    /// old program, and another thread of the new program costs no second read (the audit's
+    /// case: the new program's sockets were charged to the old one).
+    #[test]
+    fn a_new_program_after_execve_is_a_new_app_and_the_old_ones_sockets_keep_theirs() {
+        use std::process::{Command, Stdio};
+        let clock = Clock::now();
+        let mut ids = Identities::new(AppRules::default(), clock);
+        let mut child =
+            Command::new("sh").args(["-c", "read go; exec sleep 30"]).stdin(Stdio::piped()).spawn().unwrap();
+        let pid = child.id();
+        let proc_exe = || std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+        // Until the spawn's own exec is done (before it, the child is a copy of this test).
+        let sh_exe = {
+            let me = std::env::current_exe().ok();
+            let mut exe = proc_exe();
+            for _ in 0..200 {
+                if exe.is_some() && exe != me {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                exe = proc_exe();
+            }
+            exe.unwrap()
+        };
+        let socket_of = |comm: &str| Owner { comm: comm.into(), ..owner(pid) };
+        let now = || clock.wall(Clock::boot_ns());
+        let before = ids.app_for(&socket_of("sh"), now());
+        assert_eq!(before.exe.as_deref(), sh_exe.to_str());
+        // The exec.
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"go\n").unwrap();
+        let mut exe = proc_exe();
+        for _ in 0..200 {
+            if exe.as_ref().is_some_and(|e| e.ends_with("sleep")) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            exe = proc_exe();
+        }
+        let sleep_exe = exe.unwrap();
+        assert!(sleep_exe.ends_with("sleep"), "{sleep_exe:?}");
+        let after = ids.app_for(&socket_of("sleep"), now());
+        let old_socket = ids.app_for(&socket_of("sh"), now());
+        let other_thread = ids.app_for(&socket_of("worker"), now());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!((after.exe.as_deref(), after.name.as_str()), (sleep_exe.to_str(), "sleep"));
+        assert!(after.cmdline.as_deref().is_some_and(|c| c.starts_with("sleep 30")), "{:?}", after.cmdline);
+        assert_eq!(after.pid, before.pid);
+        assert_eq!(old_socket.exe, before.exe, "a socket of the program before the exec keeps its app");
+        assert!(Arc::ptr_eq(&other_thread, &after), "another thread of the new program: the same entry");
+        assert_eq!(ids.stats.from_proc, 4);
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub(super) struct FlowOwner {
 }
 
 /// `comm` as the kernel has it: NUL-terminated unless 16 bytes long.
-fn comm_str(raw: &[u8; 16]) -> Arc<str> {
+pub(crate) fn comm_str(raw: &[u8; 16]) -> Arc<str> {
     let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
     String::from_utf8_lossy(raw.get(..end).unwrap_or_default()).into()
 }

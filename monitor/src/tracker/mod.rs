@@ -21,6 +21,7 @@
 //!   not come `tcp_close_grace` after `Release`, the flow ends incomplete.
 
 mod compact;
+pub(crate) use compact::comm_str;
 mod flow;
 pub(crate) use flow::ip_of;
 mod protocols;

@@ -50,6 +50,7 @@ pub fn all() -> Vec<Case> {
         ("socket_opened_before_the_monitor_started", preexisting_socket),
         ("socket_older_than_the_monitor_idle_then_closed_ends_once", preexisting_socket_idle_then_closed),
         ("socket_older_than_the_monitor_silent_then_closed_leaves_no_flow", preexisting_socket_silent_then_closed),
+        ("a_new_program_after_execve_gets_its_own_app", execve_then_new_socket),
         ("tcp_connection_open_across_a_restart_ends_once_on_each_side", tcp_open_across_a_restart),
         ("tcp_accepted_by_a_worker_process_open_at_shutdown_exact", accepted_by_a_worker_open_at_shutdown),
         ("tcp_socket_activated_service_ipv4_is_charged_not_the_activator", || {
@@ -589,6 +590,56 @@ fn preexisting_socket_silent_then_closed() {
     // Nor a flow without an owner, open until the monitor stops: its closing packets announce
     // nothing (the only socket of the cgroup).
     assert_eq!(out.stats["kernel"]["events_submitted"], 0, "{}", out.stats);
+    out.assert_nothing_lost();
+}
+
+/// A process that opens a connection, then `execve`s bash, which opens its own: one pid and one
+/// start time, two programs. Each connection is charged to the program that made it (the
+/// audit's case: the second was charged to the first program's name, executable and command
+/// line).
+fn execve_then_new_socket() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let (first, second) = (server_addr(&pair, false, 0, 5208), server_addr(&pair, false, 0, 5209));
+    let send = 12_345usize;
+    let b = Place { netns: Some(&pair.b), ..Place::default() };
+    let mut srv1 = spawn("tcp-hold-server", &[s(first), s(send), s(0)], b);
+    let mut srv2 = spawn("tcp-hold-server", &[s(second), s(send), s(0)], b);
+    srv1.line();
+    srv2.line();
+    let mon = Monitor::start(&cg.path, "");
+    let helper = spawn(
+        "tcp-then-exec",
+        &[s(first), s(second), s(send)],
+        Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) },
+    );
+    let line = helper.finish().remove(0);
+    let pid = line["pid"].as_u64().unwrap();
+    srv1.line();
+    srv2.line();
+    srv1.send("exit");
+    srv2.send("exit");
+    srv1.finish();
+    srv2.finish();
+    let out = mon.stop();
+    let bash = std::process::Command::new("bash").args(["-c", "readlink -f \"$(command -v bash)\""]).output().unwrap();
+    let bash = String::from_utf8(bash.stdout).unwrap().trim().to_owned();
+    let to = |server: SocketAddr| {
+        out.flows
+            .iter()
+            .find(|f| f["event"] == "close" && f["remote"] == server.to_string())
+            .unwrap_or_else(|| panic!("no closed flow to {server}: {:#?}", out.flows))
+    };
+    let (before, after) = (to(first), to(second));
+    for f in [before, after] {
+        assert_eq!(f["app"]["pid"], pid, "{f:#}");
+        assert_eq!(f["payload"]["tx_bytes"], send, "{f:#}");
+    }
+    assert_eq!((&before["owner"]["comm"], &after["owner"]["comm"]), (&"mon-pre-exec".into(), &"bash".into()));
+    assert_eq!((&after["app"]["name"], &after["app"]["exe"]), (&"bash".into(), &bash.clone().into()), "{after:#}");
+    assert!(after["app"]["cmdline"].as_str().is_some_and(|c| c.starts_with("bash -c ")), "{after:#}");
+    assert_ne!(before["app"]["exe"], after["app"]["exe"], "{before:#}");
+    assert_eq!(before["app"]["exe"], std::env::current_exe().unwrap().display().to_string(), "{before:#}");
     out.assert_nothing_lost();
 }
 

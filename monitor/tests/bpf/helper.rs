@@ -169,6 +169,29 @@ pub fn main(role: &str) {
             say(&json!({"local": s.local_addr().unwrap().to_string(), "tx": n, "rx": m}));
             wait_stdin("exit");
         }
+        // tcp-then-exec FIRST SECOND SEND: one connection to FIRST (SEND bytes, closed), then
+        // execs bash, which opens its own connection to SECOND (/dev/tcp), writes SEND bytes and
+        // waits a second for a reply that does not come: one process (one pid and start time),
+        // two programs.
+        "tcp-then-exec" => {
+            name("mon-pre-exec");
+            let send: usize = arg(2).parse().unwrap();
+            let mut s = TcpStream::connect(arg(0)).unwrap();
+            s.write_all(&pattern(send)).unwrap();
+            say(&json!({"local": s.local_addr().unwrap().to_string(), "pid": std::process::id()}));
+            drop(s);
+            // Long enough for the monitor to read this program from /proc before it is replaced.
+            thread::sleep(Duration::from_millis(500));
+            let second: SocketAddr = arg(1).parse().unwrap();
+            let script = format!(
+                "exec 3<>/dev/tcp/{}/{} && printf '%*s' {send} '' >&3 && read -r -t 1 <&3; exec 3>&-",
+                second.ip(),
+                second.port()
+            );
+            let err =
+                std::os::unix::process::CommandExt::exec(std::process::Command::new("bash").args(["-c", &script]));
+            panic!("exec bash: {err}");
+        }
         // tcp-exit SERVER SEND: connects, writes, exits at once (close happens at exit).
         "tcp-exit" => {
             name("mon-tcp-exit");
