@@ -197,14 +197,18 @@ impl Identities {
     fn cached(&mut self, tgid: u32, created_ns: u64, comm: &str) -> Option<Arc<App>> {
         let slack = created_ns.saturating_add(self.tick_ns);
         let entries = self.cache.get_mut(&tgid)?;
-        let mut started = entries.iter_mut().rev().filter(|c| c.start_ns <= slack).peekable();
-        let newest_start = started.peek()?.start_ns;
+        let at = entries.iter().rposition(|c| c.start_ns <= slack)?;
+        let (older, rest) = entries.split_at_mut(at);
+        let newest = rest.first_mut()?;
         // Entries of the same process (successive programs after execs), newest first.
-        let mut same: Vec<&mut Cached> = started.take_while(|c| c.start_ns == newest_start).collect();
-        if let Some(c) = same.iter().find(|c| c.comms.iter().any(|k| **k == *comm)) {
+        let start = newest.start_ns;
+        let answered = |c: &Cached| c.comms.iter().any(|k| **k == *comm);
+        if answered(newest) {
+            return Some(Arc::clone(&newest.app));
+        }
+        if let Some(c) = older.iter().rev().take_while(|c| c.start_ns == start).find(|c| answered(c)) {
             return Some(Arc::clone(&c.app));
         }
-        let newest = same.first_mut()?;
         match std::fs::read_link(format!("/proc/{tgid}/exe")) {
             // Gone, or unreadable now: nothing tells of an exec.
             Err(_) => {}
