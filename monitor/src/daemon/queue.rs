@@ -57,7 +57,7 @@ impl SinkTx {
     /// dropped.
     pub async fn send(&self, msg: SinkMsg) {
         let weight = weight(&msg, self.max);
-        // The semaphore is never closed: acquiring fails only if it were.
+        // Fails only once the receiver is gone (it closes the semaphore): the message is dropped.
         let Ok(permit) = self.permits.acquire_many(weight).await else { return };
         // Given back by the receiver when it takes the message.
         permit.forget();
@@ -92,6 +92,15 @@ impl SinkRx {
         let msg = self.rx.blocking_recv()?;
         self.permits.add_permits(weight(&msg, self.max) as usize);
         Some(msg)
+    }
+}
+
+impl Drop for SinkRx {
+    /// A sink that stopped (or panicked) while the queue was full must not leave the tracker
+    /// loop waiting for permits forever (it would never see the shutdown signal): closing the
+    /// semaphore wakes every waiting `send`, which then drops its message.
+    fn drop(&mut self) {
+        self.permits.close();
     }
 }
 
@@ -165,6 +174,24 @@ mod tests {
         tx.send(SinkMsg::Records(records(5))).await;
         drop(tx);
         assert_eq!(consumer.join().expect("consumer"), (Some(true), 3));
+    }
+
+    /// The sink thread dying (a panic) while the queue is full: the loop's waiting `send`
+    /// returns, so the loop can still see the shutdown signal (review finding: it waited for
+    /// permits forever).
+    #[tokio::test]
+    async fn a_send_waiting_on_a_full_queue_returns_when_the_sink_is_gone() {
+        let (tx, rx) = sink_queue(1);
+        tx.send(SinkMsg::Tick).await;
+        let sink = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            drop(rx);
+        });
+        let waited = tokio::time::timeout(Duration::from_secs(10), tx.send(SinkMsg::Tick)).await;
+        assert!(waited.is_ok(), "send must not wait for a receiver that is gone");
+        sink.join().expect("sink");
+        // Later sends return at once.
+        tokio::time::timeout(Duration::from_secs(1), tx.send(SinkMsg::Reload)).await.expect("at once");
     }
 
     #[test]
