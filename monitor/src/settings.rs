@@ -484,6 +484,15 @@ mod tests {
         let err = flush(3601).unwrap_err().to_string();
         assert!(err.contains("flush_interval_secs") && err.contains("3600"), "{err}");
         assert!(flush(3600).is_ok() && flush(u64::MAX).is_err() && flush(0).is_err());
+        // An alert command's timeout: a huge one overflowed its deadline and panicked the alert
+        // thread (review finding).
+        let alert = |secs: u64| {
+            let text = format!("[claims]\nalert_timeout_secs = {secs}\n");
+            Settings::resolve(RawConfig::parse(&text, Path::new("x.toml")).unwrap(), None)
+        };
+        let err = alert(u64::MAX).unwrap_err().to_string();
+        assert!(err.contains("alert_timeout_secs") && err.contains("3600"), "{err}");
+        assert!(alert(3600).is_ok() && alert(3601).is_err() && alert(0).is_err());
     }
 
     #[test]

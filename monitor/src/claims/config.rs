@@ -16,7 +16,7 @@ file = ""
 # own thread, at most 64 waiting (more are dropped and counted); failures are logged. Empty: none.
 # Example: alert_command = ["/usr/local/bin/notify-residency", "--channel", "ops"]
 alert_command = []
-# Seconds an alert command may run before it is killed.
+# Seconds an alert command may run before it is killed (1 to 3600).
 alert_timeout_secs = 10
 "#;
 
@@ -39,6 +39,10 @@ impl Default for ClaimsConfig {
     }
 }
 
+/// Longest `alert_timeout_secs`: an hour (a command that runs longer is stuck; larger values
+/// would overflow the deadline).
+pub const MAX_ALERT_TIMEOUT_SECS: u64 = 3600;
+
 impl ClaimsConfig {
     /// The claims file, if one is configured.
     #[must_use]
@@ -57,8 +61,8 @@ impl ClaimsConfig {
     /// # Errors
     /// A reason naming the key.
     pub fn validate(&self) -> Result<(), String> {
-        if self.alert_timeout_secs == 0 {
-            return Err("alert_timeout_secs must be at least 1".into());
+        if !(1..=MAX_ALERT_TIMEOUT_SECS).contains(&self.alert_timeout_secs) {
+            return Err(format!("alert_timeout_secs must be from 1 to {MAX_ALERT_TIMEOUT_SECS} (an hour)"));
         }
         if self.alert_command.first().is_some_and(String::is_empty) {
             return Err("alert_command: the program (first element) is empty".into());
