@@ -393,8 +393,18 @@ impl Exporter {
         let (stop, stopped) = std_mpsc::channel::<()>();
         let spawned = thread::Builder::new().name("weekly-export".into()).spawn(move || {
             let mut reader = None;
+            // Asked between weeks too: a backlog of weeks (a first start over an old journal)
+            // must not hold a shutdown (systemd kills after `TimeoutStopSec`).
+            let mut stop = false;
+            let mut stopping = || {
+                stop = stop || matches!(stopped.try_recv(), Ok(()) | Err(std_mpsc::TryRecvError::Disconnected));
+                stop
+            };
             loop {
-                export_weeks(&journal, &report, &claims, &mut reader);
+                export_weeks(&journal, &report, &claims, &mut reader, &mut stopping);
+                if stopping() {
+                    break;
+                }
                 match stopped.recv_timeout(EXPORT_CHECK_EVERY) {
                     Err(RecvTimeoutError::Timeout) => {}
                     Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
@@ -419,13 +429,15 @@ impl Exporter {
     }
 }
 
-/// Writes the report of every completed, not yet exported week (once, across restarts). The
-/// reader is opened on first use and reopened after a failure.
+/// Writes the report of every completed, not yet exported week (once, across restarts), until
+/// `stopping` says so between two weeks (the rest are written at the next start). The reader is
+/// opened on first use and reopened after a failure.
 fn export_weeks(
     journal: &std::path::Path,
     config: &ReportSettings,
     claims: &ClaimsConfig,
     reader: &mut Option<JournalReader>,
+    stopping: &mut dyn FnMut() -> bool,
 ) {
     let formats = &config.export_formats;
     let tz = &config.time_zone;
@@ -450,6 +462,10 @@ fn export_weeks(
     let extras = report::ExportExtras { device: config.device.clone(), annotate: Some(&annotate) };
     let result = report::pending_exports(r, Timestamp::now(), tz, formats).and_then(|weeks| {
         for week in weeks {
+            if stopping() {
+                info!("weekly export stopped before {week} (written at the next start)");
+                break;
+            }
             let written = report::export_week(r, &week, tz, &config.export_dir, formats, &extras)?;
             for path in &written {
                 info!("weekly report {week} written to {}", path.display());
@@ -501,5 +517,55 @@ fn export_verdicts(r: &JournalReader, week: &str, config: &ReportSettings, claim
             }
         }
         Err(e) => warn!("claim verdicts of {week} not written: {}", chain(&e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jiff::ToSpan as _;
+
+    use super::*;
+    use crate::{
+        journal::tests::{
+            fixtures::{self, Flow},
+            tempdir, writer_in,
+        },
+        report::Format,
+        tracker::record::RecordKind,
+        zone::Zone,
+    };
+
+    /// A backlog of completed weeks stops between two weeks when the daemon stops (review
+    /// finding: shutdown waited for the whole backlog); the rest are written at the next start.
+    #[test]
+    fn a_backlog_of_weekly_exports_stops_between_weeks() {
+        let dir = tempdir();
+        let mut w = writer_in(dir.path());
+        let now = Timestamp::now();
+        for weeks_ago in [2i64, 3, 4] {
+            let t = now - (weeks_ago * 7 * 24).hours();
+            let mut f = Flow::new(weeks_ago.unsigned_abs(), "203.0.113.10:443", t);
+            w.append(&f.record(RecordKind::Close, t, 100, 10), &fixtures::app("backlog"), None);
+        }
+        w.flush().unwrap();
+        let journal = dir.path().join("state/journal.db");
+        let exports = dir.path().join("reports");
+        let config = ReportSettings {
+            time_zone: Zone::get("UTC").unwrap(),
+            export_dir: exports.clone(),
+            export_formats: vec![Format::Json],
+            sign_with: None,
+            device: None,
+        };
+        let count = || std::fs::read_dir(&exports).map_or(0, Iterator::count);
+        let mut asked = 0;
+        let mut stop_after_one = || {
+            asked += 1;
+            asked > 1
+        };
+        export_weeks(&journal, &config, &ClaimsConfig::default(), &mut None, &mut stop_after_one);
+        assert_eq!(count(), 1, "one week written, then the stop");
+        export_weeks(&journal, &config, &ClaimsConfig::default(), &mut None, &mut || false);
+        assert_eq!(count(), 3, "the rest at the next start");
     }
 }
