@@ -223,7 +223,7 @@ impl Pipeline {
             .filter_map(|d| serde_json::to_value(d).ok().and_then(|v| v.as_str().map(str::to_owned)))
             .collect();
         if let Err(e) = self.journal.record_degradations(&names) {
-            warn!("degradations not recorded in the journal: {e}");
+            warn!("degradations not recorded in the journal: {}", crate::errors::chain(&e));
         }
         let _ = out.send(vec![Output::Started { cgroup: source.cgroup(), degradations }]).await;
         // Programs attached (the source is loaded) and the journal open (`Pipeline::open`).

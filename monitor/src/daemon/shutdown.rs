@@ -14,6 +14,7 @@ use super::{
     source::{Batch, EventSource},
 };
 use crate::{
+    errors::chain,
     identity::Identities,
     probe::{self, KernelStats},
     stats::Stats,
@@ -50,7 +51,7 @@ pub(super) async fn shutdown_drain<S: EventSource>(
     }
     match drainer.await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => warn!("event drainer stopped: {e}"),
+        Ok(Err(e)) => warn!("event drainer stopped: {}", chain(&e)),
         Err(e) => warn!("event drainer panicked: {e}"),
     }
     while let Ok((cookie, owner)) = owners_rx.try_recv() {
@@ -88,7 +89,8 @@ pub(super) async fn shutdown_drain<S: EventSource>(
             "apps resolved from /proc={} from kernel data only={}",
             identities.stats.from_proc, identities.stats.from_kernel
         ),
-        _ => warn!("sink thread failed"),
+        Ok(Err(panic)) => warn!("sink thread panicked: {}", panic_message(&*panic)),
+        Err(e) => warn!("sink thread not joined: {e}"),
     }
     drop(st.source);
     info!("detached");
@@ -141,7 +143,7 @@ pub(super) fn refresh_from_kernel<S: EventSource>(st: &mut Stages<S>, all: bool)
             missed.into_iter().collect()
         }
         Some(Err(e)) => {
-            warn!("counter snapshot failed: {e}");
+            warn!("counter snapshot failed: {}", chain(&e));
             tracker.open_sockets(None).iter().map(|s| s.cookie).collect()
         }
     };
@@ -179,7 +181,10 @@ fn read_peers<S: EventSource>(st: &mut Stages<S>) {
         None => {}
         Some(Ok(())) => debug!("peer snapshot slots={found}"),
         Some(Err(e)) => {
-            warn!("peer slot snapshot failed: {e}; peers' bytes since their last report are missing (records say so)");
+            warn!(
+                "peer slot snapshot failed: {}; peers' bytes since their last report are missing (records say so)",
+                chain(&e)
+            );
         }
     }
 }
@@ -200,9 +205,18 @@ pub(super) fn warn_if_lost(source: &impl EventSource, seen: &mut u64) {
 /// The statistics as they are now: the kernel's counters, the drain's and the tracker's.
 pub(super) fn stats_snapshot(source: &impl EventSource, tracker: TrackerStats, last: bool) -> Stats {
     let kernel = source.kernel_stats().unwrap_or_else(|e| {
-        warn!("cannot read kernel statistics: {e}");
+        warn!("cannot read kernel statistics: {}", chain(&e));
         KernelStats::default()
     });
     let (events_received, decode_errors) = source.drained();
     Stats { kernel, events_received, decode_errors, tracker, names: crate::stats::NamingStats::default(), last }
+}
+
+/// The message of a thread's panic (`&str` or `String` payloads; others are named as such).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
 }

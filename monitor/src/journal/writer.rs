@@ -274,7 +274,7 @@ impl JournalWriter {
         });
         if let Err(e) = self.temp_store(false) {
             // The flush's outcome stands (committed or not); only later sorts stay in memory.
-            warn!("journal temp_store not reset after a flush: {e}");
+            warn!("journal temp_store not reset after a flush: {}", crate::errors::chain(&e));
         }
         let cpu = thread_cpu().saturating_sub(cpu_start);
         self.totals.cpu += cpu;
