@@ -1,7 +1,7 @@
 //! Counter types shared by the pipeline stages (probe, tracker, daemon) and the journal, which
 //! stores them. A shared leaf: besides the counter types of [`crate::names`] (another leaf) it
 //! imports no module of the crate, so the journal does not depend on the daemon or the probe for
-//! them. Re-exported from their former places.
+//! them. Used from here only (no re-exports elsewhere), so the compiler keeps it a leaf.
 
 use serde::Serialize;
 

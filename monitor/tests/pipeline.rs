@@ -9,8 +9,9 @@ use std::{fs, time::Duration};
 
 use jiff::{Timestamp, ToSpan as _, tz::TimeZone};
 use monitor::{
-    daemon::{Output, Stats},
+    daemon::Output,
     settings::OutputFormat,
+    stats::Stats,
     tracker::record::{Direction, RecordKind},
 };
 use monitor_common::{

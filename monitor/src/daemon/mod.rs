@@ -36,12 +36,11 @@ pub use queue::{SINK_QUEUE, SinkRx, SinkTx, sink_queue};
 pub use sink::SinkMsg;
 pub use source::{Batch, EventSource, ProbeSource, Reloads};
 
-pub use crate::stats::Stats;
-
 use crate::{
     identity,
     probe::{self, Degradation, Probe, ProbeConfig},
     settings::Settings,
+    stats::Stats,
     tracker::FlowRecord,
 };
 

@@ -16,9 +16,9 @@ use super::{
 use crate::{
     errors::chain,
     identity::Identities,
-    probe::{self, KernelStats},
-    stats::Stats,
-    tracker::{TrackerStats, record::Owner},
+    probe,
+    stats::{KernelStats, Stats, TrackerStats},
+    tracker::record::Owner,
 };
 
 /// The event task and its channel, as the loop left them.

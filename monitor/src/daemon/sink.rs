@@ -21,7 +21,8 @@ use jiff::Timestamp;
 use log::{error, info, warn};
 use tokio::sync::mpsc;
 
-use super::{FlowOutput, Output, Stats, notify, queue::SinkRx};
+use super::{FlowOutput, Output, notify, queue::SinkRx};
+use crate::stats::Stats;
 use crate::{
     claims::{ClaimSet, ClaimsConfig, command::AlertCommand, live::Alerts},
     clock::Clock,

@@ -14,7 +14,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::{
     clock::Clock,
-    probe::{self, Degradation, DrainCounters, KernelStats, Probe, ProbeConfig, StatsReader},
+    probe::{self, Degradation, DrainCounters, Probe, ProbeConfig, StatsReader},
+    stats::KernelStats,
 };
 
 /// Decoded kernel events, in the order the kernel produced them.

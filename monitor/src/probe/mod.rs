@@ -27,7 +27,7 @@ pub use getaddrinfo::{Resolution, decode_gai};
 pub use load::Probe;
 pub use object::object_bytes;
 pub use ring::{Copied, CopyBatch, EVENT_BATCH, OrderedCopies, decode_copy, drain};
-pub use stats::{DrainCounters, KernelStats, StatsReader};
+pub use stats::{DrainCounters, StatsReader};
 
 /// What to load and where to attach it.
 #[derive(Debug, Clone)]

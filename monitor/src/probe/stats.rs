@@ -6,7 +6,7 @@ use aya::maps::{Map, MapData, PerCpuArray};
 use monitor_common::maps::{self as names, STAT_COUNT};
 
 use super::Error;
-pub use crate::stats::KernelStats;
+use crate::stats::KernelStats;
 
 /// Reads `STATS`, summing over CPUs.
 pub struct StatsReader {

@@ -40,7 +40,7 @@ pub use record::FlowRecord;
 use record::{Owner, OwnerSource, Payload, RecordKind, Wire};
 
 use crate::clock::Clock;
-pub use crate::stats::TrackerStats;
+use crate::stats::TrackerStats;
 
 /// The peer flows of one socket ([`Tracker::peers`]).
 type PeerKeys = indexmap::IndexSet<FlowKey, foldhash::fast::RandomState>;

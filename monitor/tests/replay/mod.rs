@@ -18,9 +18,10 @@ use std::{
 use jiff::Timestamp;
 use monitor::{
     clock::Clock,
-    daemon::{Batch, EventSource, FlowOutput, Output, Pipeline, Stats},
-    probe::{self, Degradation, KernelStats},
+    daemon::{Batch, EventSource, FlowOutput, Output, Pipeline},
+    probe::{self, Degradation},
     settings::{RawConfig, Settings},
+    stats::{KernelStats, Stats},
 };
 use monitor_common::{
     AF_INET, IPPROTO_TCP, IPPROTO_UDP,

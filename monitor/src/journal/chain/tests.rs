@@ -4,11 +4,11 @@ use std::path::{Path, PathBuf};
 
 use super::{Problem, verify};
 use crate::{
-    daemon::Stats,
     journal::tests::{
         fixtures::{self, Flow, at},
         raw, tempdir, writer_in,
     },
+    stats::Stats,
     tracker::record::RecordKind::{Close, Update},
 };
 

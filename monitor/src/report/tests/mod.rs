@@ -14,7 +14,6 @@ mod unknown;
 use std::path::{Path, PathBuf};
 
 use crate::{
-    daemon::Stats,
     enrich::{Destination, Scope},
     journal::{
         JournalWriter,
@@ -23,6 +22,7 @@ use crate::{
             writer_in,
         },
     },
+    stats::Stats,
     tracker::record::RecordKind::{Close, Update},
 };
 
