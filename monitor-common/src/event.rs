@@ -34,6 +34,11 @@ pub enum EventKind {
     /// until then, with that flow's remote address (zero when the socket was disconnected: the
     /// kernel has forgotten it). The kernel's counters of the socket start again from zero.
     PeerChanged = 10,
+    /// A TCP socket connects again after an earlier connection or attempt (`cgroup/connect4|6`,
+    /// before the kernel starts the new one): the counters of the earlier flow until then, with
+    /// its remote address (port 0 where the kernel has forgotten the address) and local address.
+    /// The kernel's counters of the socket start again from zero for the next connection.
+    Reconnect = 11,
 }
 
 impl TryFrom<u32> for EventKind {
@@ -51,6 +56,7 @@ impl TryFrom<u32> for EventKind {
             8 => Self::PeerEvicted,
             9 => Self::PeerClosed,
             10 => Self::PeerChanged,
+            11 => Self::Reconnect,
             other => return Err(other),
         })
     }

@@ -7,6 +7,7 @@ pub(crate) mod getaddrinfo;
 pub(crate) mod mptcp;
 pub(crate) mod payload;
 pub(crate) mod rebind;
+pub(crate) mod reconnect;
 pub(crate) mod skb;
 pub(crate) mod snapshot;
 pub(crate) mod sock;

@@ -71,6 +71,13 @@ fn on_connect(ctx: &SockAddrContext, v6: bool) -> i32 {
         if udp {
             set_bits(&raw mut c.flags, COUNTER_CONNECTED);
         } else if protocol == u32::from(IPPROTO_TCP) {
+            // Connecting again after an earlier connection or attempt with traffic: that flow
+            // ends here (`reconnect`), the next one counts from zero.
+            if c.flags & COUNTER_CONNECTED != 0 && rebind::had_traffic(c) {
+                // SAFETY: the context carries a socket.
+                let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
+                super::reconnect::end_previous(cookie, sk, c);
+            }
             // TCP: the destination port is kept for the release, in case the connection never
             // establishes (a refused blocking `connect` clears the socket's own), and its events
             // say outbound. No event.

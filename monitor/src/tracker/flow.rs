@@ -430,7 +430,7 @@ impl Flow {
             EventKind::PeerUpdate | EventKind::PeerEvicted | EventKind::PeerClosed => {}
             EventKind::TcpClose => self.flags |= bit::TCP_CLOSED,
             EventKind::Release => self.set_released(ev.ts_ns),
-            EventKind::Discovered | EventKind::Update | EventKind::PeerChanged => {}
+            EventKind::Discovered | EventKind::Update | EventKind::PeerChanged | EventKind::Reconnect => {}
         }
     }
 

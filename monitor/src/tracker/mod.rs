@@ -218,6 +218,17 @@ impl Tracker {
                     self.changed.insert(key.cookie);
                 }
             }
+            // A TCP socket connects again: its earlier connection (or attempt) ends here, with the
+            // counters the kernel took; the next one is a new flow of the same socket, from its
+            // `Established` (or its release, if it never establishes). The owner resolved for the
+            // socket stays known.
+            EventKind::Reconnect => {
+                let resolved = self.resolved.remove(&key.cookie);
+                self.finish(key, RecordKind::Close, true, out);
+                if let Some(owner) = resolved {
+                    self.resolved.insert(key.cookie, owner);
+                }
+            }
             // Released before `TCP_CLOSE`: the kernel sent no `Release`; this event ends the flow.
             EventKind::TcpClose if ev.flags & monitor_common::event::FLAG_RELEASED != 0 => {
                 if let Some(flow) = self.flows.get_mut(&key) {

@@ -148,6 +148,44 @@ fn tcp_flow_closes_after_release_and_tcp_close() {
     assert_eq!(t.stats().open_flows, 0);
 }
 
+/// One TCP socket, two connections (`connect(AF_UNSPEC)`, then `connect()` to another server):
+/// the `Reconnect` ends the first flow with the counters the kernel took and the first
+/// connection's addresses; the second flow counts from zero with its own.
+#[test]
+fn a_reconnect_ends_the_first_connection_and_the_second_is_a_new_flow() {
+    let mut t = tracker();
+    let est = ev(EventKind::Established, 2 * SEC, ByteCounters::default());
+    let close = ev(EventKind::TcpClose, 3 * SEC, counters(1100, 600, 900, 400));
+    assert!(feed(&mut t, &[(EventKind::Established, est), (EventKind::TcpClose, close)]).is_empty());
+    // The kernel forgot the destination (port 0): the flow keeps the one it knew.
+    let mut again = ev(EventKind::Reconnect, 4 * SEC, counters(1150, 640, 900, 400));
+    again.tuple.remote_addr = [0; 4];
+    again.tuple.remote_port = 0;
+    let out = feed(&mut t, &[(EventKind::Reconnect, again)]);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    let first = &out[0];
+    assert_eq!(first.event, RecordKind::Close);
+    assert_eq!((first.payload.tx_bytes, first.payload.rx_bytes), (900, 400));
+    assert_eq!((first.wire.tx_bytes, first.wire.rx_bytes), (1150, 640));
+    assert_eq!(first.remote, Some("10.0.0.2:443".parse::<SocketAddr>().unwrap()));
+    assert!(first.complete && !first.final_of_socket, "{first:#?}");
+    let mut second = Tuple { remote_addr: ip([10, 0, 0, 3]), local_port: 40001, ..tcp_tuple() };
+    second.remote_port = 8443;
+    let est = Event { tuple: second, ..ev(EventKind::Established, 5 * SEC, ByteCounters::default()) };
+    let rel = Event { tuple: second, ..ev(EventKind::Release, 6 * SEC, counters(300, 200, 70, 30)) };
+    let close = Event { tuple: second, ..ev(EventKind::TcpClose, 6 * SEC, counters(350, 240, 70, 30)) };
+    let out = feed(&mut t, &[(EventKind::Established, est), (EventKind::Release, rel), (EventKind::TcpClose, close)]);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    let r = &out[0];
+    assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), (70, 30));
+    assert_eq!((r.wire.tx_bytes, r.wire.rx_bytes), (350, 240));
+    assert_eq!(r.remote, Some("10.0.0.3:8443".parse::<SocketAddr>().unwrap()));
+    assert_eq!(r.local, Some("10.0.0.1:40001".parse::<SocketAddr>().unwrap()));
+    assert_eq!((r.cookie, r.direction), (first.cookie, Direction::Outbound));
+    assert!(r.final_of_socket);
+    assert_eq!(t.stats().open_flows, 0);
+}
+
 /// The kernel sends no `Release` for a TCP socket released before `TCP_CLOSE`: its `TcpClose`
 /// says so and ends the flow, with the final payload and wire counters, complete.
 #[test]

@@ -51,6 +51,14 @@ pub fn all() -> Vec<Case> {
         ("socket_older_than_the_monitor_idle_then_closed_ends_once", preexisting_socket_idle_then_closed),
         ("socket_older_than_the_monitor_silent_then_closed_leaves_no_flow", preexisting_socket_silent_then_closed),
         ("a_new_program_after_execve_gets_its_own_app", execve_then_new_socket),
+        ("tcp_socket_disconnected_and_connected_again_ipv4_is_two_flows", || {
+            crate::reconnect::disconnect_then_connect_again(false)
+        }),
+        ("tcp_socket_disconnected_and_connected_again_ipv6_is_two_flows", || {
+            crate::reconnect::disconnect_then_connect_again(true)
+        }),
+        ("tcp_socket_refused_then_connected_ipv4_is_two_flows", || crate::reconnect::refused_then_connect(false)),
+        ("tcp_socket_refused_then_connected_ipv6_is_two_flows", || crate::reconnect::refused_then_connect(true)),
         ("tcp_connection_open_across_a_restart_ends_once_on_each_side", tcp_open_across_a_restart),
         ("tcp_accepted_by_a_worker_process_open_at_shutdown_exact", accepted_by_a_worker_open_at_shutdown),
         ("tcp_socket_activated_service_ipv4_is_charged_not_the_activator", || {

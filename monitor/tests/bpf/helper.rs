@@ -363,6 +363,7 @@ pub fn main(role: &str) {
             if !crate::paths_helper::run(other, &args)
                 && !crate::rebind::run(other, &args)
                 && !crate::mptcp::run(other, &args)
+                && !crate::reconnect::run(other, &args)
             {
                 crate::raw_helpers::main(other, &args);
             }

@@ -33,6 +33,7 @@ mod plausibility;
 mod protocols;
 mod raw_helpers;
 mod rebind;
+mod reconnect;
 mod residency;
 mod service;
 mod sessions;

@@ -1,0 +1,180 @@
+//! One TCP socket used for more than one connection: disconnected with `connect(AF_UNSPEC)` and
+//! connected again, or connected again after a refused attempt. Each connection (and each
+//! attempt) is its own flow with its own addresses and bytes, against the bytes the helper moved
+//! and the servers' counts (the audit's cases: one record held both connections' bytes, with the
+//! first one's local port and the second one's remote; a refused attempt had no record).
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpStream},
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+};
+
+use monitor::tracker::{
+    FlowRecord,
+    record::{Direction, RecordKind},
+};
+use serde_json::{Value, json};
+
+use crate::{
+    cases::{CLIENT_UID, assert_owner, s, server_addr},
+    daemon::Monitor,
+    env::{Pair, Place, TestCgroup, spawn},
+    helper::{name, pattern, say},
+};
+
+/// `connect(2)` of `fd` to `addr`; the error, if any.
+fn connect(fd: i32, addr: SocketAddr) -> Result<(), nix::errno::Errno> {
+    nix::sys::socket::connect(fd, &nix::sys::socket::SockaddrStorage::from(addr))
+}
+
+/// `connect(fd, AF_UNSPEC)`: the kernel disconnects the socket (a reset for an open connection).
+fn disconnect(fd: i32) {
+    // SAFETY: an all-zero sockaddr whose family is AF_UNSPEC, of its own size.
+    let rc = unsafe {
+        let mut sa: libc::sockaddr = std::mem::zeroed();
+        sa.sa_family = libc::AF_UNSPEC as libc::sa_family_t;
+        libc::connect(fd, &raw const sa, libc::socklen_t::try_from(size_of::<libc::sockaddr>()).unwrap())
+    };
+    assert_eq!(rc, 0, "connect(AF_UNSPEC): {}", std::io::Error::last_os_error());
+}
+
+/// Sends `send` bytes on `s` and reads `reply`; the local address.
+fn exchange(s: &mut TcpStream, send: usize, reply: usize) -> String {
+    s.write_all(&pattern(send)).unwrap();
+    let mut got = vec![0u8; reply];
+    s.read_exact(&mut got).unwrap();
+    s.local_addr().unwrap().to_string()
+}
+
+/// Helper roles of this file; false for another role.
+pub fn run(role: &str, args: &[String]) -> bool {
+    let arg = |i: usize| -> &str { args.get(i).map_or_else(|| panic!("{role}: missing argument {i}"), String::as_str) };
+    match role {
+        // tcp-reuse MODE FIRST SECOND SEND REPLY: one TCP socket. `unspec`: connects to FIRST,
+        // sends SEND and reads REPLY, disconnects with connect(AF_UNSPEC), then does the same
+        // with SECOND. `refused`: connects to FIRST, where nothing listens (refused), then to
+        // SECOND as above. Reports each connection's local address and bytes.
+        "tcp-reuse" => {
+            name("mon-tcp-reuse");
+            let (first, second): (SocketAddr, SocketAddr) = (arg(1).parse().unwrap(), arg(2).parse().unwrap());
+            let (send, reply): (usize, usize) = (arg(3).parse().unwrap(), arg(4).parse().unwrap());
+            let family = if first.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+            // SAFETY: socket(2); the descriptor is owned below.
+            let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            // SAFETY: a new descriptor that nothing else owns.
+            let mut s = TcpStream::from(unsafe { OwnedFd::from_raw_fd(fd) });
+            let mut out = json!({"pid": std::process::id()});
+            match arg(0) {
+                "unspec" => {
+                    connect(s.as_raw_fd(), first).unwrap();
+                    out["first_local"] = json!(exchange(&mut s, send, reply));
+                    disconnect(s.as_raw_fd());
+                }
+                "refused" => {
+                    let refused = connect(s.as_raw_fd(), first);
+                    assert_eq!(refused, Err(nix::errno::Errno::ECONNREFUSED), "nothing listens at {first}");
+                }
+                other => panic!("tcp-reuse: unknown mode {other}"),
+            }
+            connect(s.as_raw_fd(), second).unwrap();
+            out["second_local"] = json!(exchange(&mut s, send * 2, reply * 2));
+            say(&out);
+        }
+        _ => return false,
+    }
+    true
+}
+
+fn closed_to(out: &crate::daemon::Output, remote: SocketAddr) -> Vec<&FlowRecord> {
+    out.records.iter().filter(|r| r.event == RecordKind::Close && r.remote == Some(remote)).collect()
+}
+
+fn local(v: &Value) -> SocketAddr {
+    v.as_str().unwrap().parse().unwrap()
+}
+
+/// `connect(AF_UNSPEC)` between two connections of one socket: two flows, each with its own
+/// local port, remote and bytes.
+pub fn disconnect_then_connect_again(v6: bool) {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let (first, second) = (server_addr(&pair, v6, 0, 5221), server_addr(&pair, v6, 0, 5222));
+    let (send, reply) = (1000usize, 500usize);
+    let b = Place { netns: Some(&pair.b), ..Place::default() };
+    let mut srv1 = spawn("tcp-hold-server", &[s(first), s(send), s(reply)], b);
+    let mut srv2 = spawn("tcp-hold-server", &[s(second), s(send * 2), s(reply * 2)], b);
+    srv1.line();
+    srv2.line();
+    let mon = Monitor::start(&cg.path, "");
+    let client = spawn(
+        "tcp-reuse",
+        &[s("unspec"), s(first), s(second), s(send), s(reply)],
+        Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) },
+    );
+    let line = client.finish().remove(0);
+    let pid = u32::try_from(line["pid"].as_u64().unwrap()).unwrap();
+    let (served1, served2) = (srv1.line(), srv2.line());
+    srv1.send("exit");
+    srv2.send("exit");
+    srv1.finish();
+    srv2.finish();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = mon.stop();
+    let (one, two) = (closed_to(&out, first), closed_to(&out, second));
+    assert_eq!((one.len(), two.len()), (1, 1), "one flow per connection: {:#?}", out.records);
+    let (one, two) = (one[0], two[0]);
+    assert_eq!(one.cookie, two.cookie, "one socket");
+    assert_eq!(one.local, Some(local(&line["first_local"])), "{one:#?}");
+    assert_eq!(two.local, Some(local(&line["second_local"])), "{two:#?}");
+    assert_eq!((one.payload.tx_bytes, one.payload.rx_bytes), (send as u64, reply as u64), "{one:#?}");
+    assert_eq!((two.payload.tx_bytes, two.payload.rx_bytes), (2 * send as u64, 2 * reply as u64), "{two:#?}");
+    assert_eq!(served1["rx"], send);
+    assert_eq!(served2["rx"], send * 2);
+    for r in [one, two] {
+        assert_owner(r, pid, "mon-tcp-reuse", CLIENT_UID);
+        assert_eq!(r.direction, Direction::Outbound, "{r:#?}");
+        assert!(r.complete, "{r:#?}");
+    }
+    assert!(one.wire.tx_bytes > send as u64 && one.wire.tx_bytes < 2 * send as u64 + 1000, "{one:#?}");
+    out.assert_nothing_lost();
+}
+
+/// A refused attempt, then a connection, on one socket: the attempt is its own outbound flow
+/// (its SYN and the reset, no payload), the connection has only its own bytes.
+pub fn refused_then_connect(v6: bool) {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let (refused, second) = (server_addr(&pair, v6, 0, 5223), server_addr(&pair, v6, 0, 5224));
+    let (send, reply) = (1000usize, 500usize);
+    let b = Place { netns: Some(&pair.b), ..Place::default() };
+    let mut srv = spawn("tcp-hold-server", &[s(second), s(send * 2), s(reply * 2)], b);
+    srv.line();
+    let mon = Monitor::start(&cg.path, "");
+    let client = spawn(
+        "tcp-reuse",
+        &[s("refused"), s(refused), s(second), s(send), s(reply)],
+        Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) },
+    );
+    let line = client.finish().remove(0);
+    let pid = u32::try_from(line["pid"].as_u64().unwrap()).unwrap();
+    srv.line();
+    srv.send("exit");
+    srv.finish();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = mon.stop();
+    let (attempt, conn) = (closed_to(&out, refused), closed_to(&out, second));
+    assert_eq!((attempt.len(), conn.len()), (1, 1), "one flow per attempt: {:#?}", out.records);
+    let (attempt, conn) = (attempt[0], conn[0]);
+    assert_eq!(attempt.cookie, conn.cookie, "one socket");
+    assert_eq!((attempt.payload.tx_bytes, attempt.payload.rx_bytes), (0, 0), "{attempt:#?}");
+    assert_eq!((attempt.wire.tx_packets, attempt.wire.rx_packets), (1, 1), "its SYN and the reset: {attempt:#?}");
+    assert_eq!((conn.payload.tx_bytes, conn.payload.rx_bytes), (2 * send as u64, 2 * reply as u64), "{conn:#?}");
+    assert_eq!(conn.local, Some(local(&line["second_local"])), "{conn:#?}");
+    for r in [attempt, conn] {
+        assert_owner(r, pid, "mon-tcp-reuse", CLIENT_UID);
+        assert_eq!(r.direction, Direction::Outbound, "{r:#?}");
+    }
+    out.assert_nothing_lost();
+}
