@@ -139,10 +139,24 @@ pub struct RawOutput {
     pub format: OutputFormat,
 }
 
-/// How `monitor run` shows records. The names ([`OutputFormat::name`]) are the only spelling:
-/// config (serde), `--output` (clap) and messages use them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// How `monitor run` shows records. The names ([`OutputFormat::name`], the variants' names in
+/// lower case, derived) are the only spelling: config (serde), `--output` (clap) and messages
+/// use them; [`OutputFormat::ALL`] is derived from the variants too.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    Default,
+    strum::VariantArray,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
 #[serde(into = "&'static str", try_from = "String")]
+#[strum(serialize_all = "lowercase")]
 pub enum OutputFormat {
     /// Human-readable log lines on stderr.
     #[default]
@@ -156,16 +170,12 @@ pub enum OutputFormat {
 
 impl OutputFormat {
     /// Every format.
-    pub const ALL: [Self; 3] = [Self::Log, Self::Json, Self::None];
+    pub const ALL: &'static [Self] = <Self as strum::VariantArray>::VARIANTS;
 
     /// Name in the config and on the command line.
     #[must_use]
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Log => "log",
-            Self::Json => "json",
-            Self::None => "none",
-        }
+        self.into()
     }
 }
 
@@ -175,26 +185,20 @@ impl fmt::Display for OutputFormat {
     }
 }
 
-impl From<OutputFormat> for &'static str {
-    fn from(format: OutputFormat) -> Self {
-        format.name()
-    }
-}
-
 impl TryFrom<String> for OutputFormat {
     type Error = String;
 
     fn try_from(name: String) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|f| f.name() == name)
-            .ok_or_else(|| format!("unknown output format `{name}` (expected log, json or none)"))
+        name.parse().map_err(|_: strum::ParseError| {
+            let expected = crate::variant::or_list(Self::ALL.iter().map(|f| f.name()));
+            format!("unknown output format `{name}` (expected {expected})")
+        })
     }
 }
 
 impl clap::ValueEnum for OutputFormat {
     fn value_variants<'a>() -> &'a [Self] {
-        &Self::ALL
+        Self::ALL
     }
 
     fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
@@ -504,7 +508,7 @@ mod tests {
     #[test]
     fn output_format_names_agree_in_config_cli_and_display() {
         use clap::ValueEnum as _;
-        for format in OutputFormat::ALL {
+        for &format in OutputFormat::ALL {
             let raw = RawConfig::parse(&format!("[output]\nformat = \"{format}\"\n"), Path::new("x.toml")).unwrap();
             assert_eq!(raw.output.format, format);
             assert_eq!(OutputFormat::from_str(format.name(), false), Ok(format));
@@ -522,7 +526,7 @@ mod tests {
         let text = format!("[report]\nexport_formats = [{}]\n", names.join(", "));
         let raw = RawConfig::parse(&text, Path::new("x.toml")).unwrap();
         assert_eq!(raw.report.export_formats, Format::ALL);
-        for format in Format::ALL {
+        for &format in Format::ALL {
             assert_eq!(Format::from_str(format.name(), false), Ok(format));
             assert_eq!(format.name().parse::<Format>().unwrap(), format);
         }

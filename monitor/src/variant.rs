@@ -19,6 +19,16 @@ pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, serde::de::value::Err
     T::deserialize(serde::de::value::StrDeserializer::new(text))
 }
 
+/// `names` for a message: "a, b or c" ("a" alone, "a or b" for two).
+pub fn or_list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    let names: Vec<&str> = names.into_iter().collect();
+    match names.split_last() {
+        None => String::new(),
+        Some((last, [])) => (*last).to_owned(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+    }
+}
+
 /// Asserts that `pairs` holds the names of `T`'s variants: each name is the serde name (JSON
 /// agrees) and parses back to its variant. The callers list every variant with the name in use.
 #[cfg(test)]
@@ -38,6 +48,16 @@ mod tests {
     use serde::Deserialize;
 
     use super::*;
+
+    #[test]
+    fn names_for_messages_end_in_or() {
+        assert_eq!(or_list([]), "");
+        assert_eq!(or_list(["log"]), "log");
+        assert_eq!(or_list(["log", "json"]), "log or json");
+        assert_eq!(or_list(["table", "json", "csv", "markdown", "html"]), "table, json, csv, markdown or html");
+        let formats = crate::report::Format::names();
+        assert_eq!(formats, "table, json, csv, markdown or html", "every variant, derived");
+    }
 
     #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
     #[serde(rename_all = "snake_case")]

@@ -218,10 +218,7 @@ impl Pipeline {
         for d in &degradations {
             warn!("degraded: {}", d.describe());
         }
-        let names: Vec<String> = degradations
-            .iter()
-            .filter_map(|d| serde_json::to_value(d).ok().and_then(|v| v.as_str().map(str::to_owned)))
-            .collect();
+        let names: Vec<String> = degradations.iter().map(|&d| crate::variant::name(d).to_owned()).collect();
         if let Err(e) = self.journal.record_degradations(&names) {
             warn!("degradations not recorded in the journal: {}", crate::errors::chain(&e));
         }

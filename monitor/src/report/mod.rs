@@ -34,7 +34,7 @@ mod truth;
 #[cfg(test)]
 mod tests;
 
-use std::{path::PathBuf, str::FromStr};
+use std::path::PathBuf;
 
 pub use build::{DEFAULT_TOP_ENDPOINTS, ReportQuery};
 pub use config::{CONFIG_DOC, ReportConfig, ReportSettings};
@@ -64,10 +64,26 @@ pub const SCHEMA: &str = "monitor.report/1";
 pub const ATTRIBUTION: &str = "IP geolocation by DB-IP (db-ip.com), CC BY 4.0. ASN data: RouteViews (CC BY 4.0), NRO \
                                statistics (CC BY 4.0), DB-IP ASN Lite (CC BY 4.0), via ip-location-db.";
 
-/// Output format. The names ([`Format::name`]) are the only spelling: config (serde),
-/// `--format` (clap), the journal's `exports` rows and messages use them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// Output format. The names ([`Format::name`], the variants' names in lower case, derived) are
+/// the only spelling: config (serde), `--format` (clap), the journal's `exports` rows and
+/// messages use them; [`Format::ALL`] is derived from the variants too.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::VariantArray,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
 #[serde(into = "&'static str", try_from = "String")]
+#[strum(serialize_all = "lowercase")]
 pub enum Format {
     /// Terminal tables (default of `monitor report`).
     Table,
@@ -83,18 +99,18 @@ pub enum Format {
 
 impl Format {
     /// Every format.
-    pub const ALL: [Self; 5] = [Self::Table, Self::Json, Self::Csv, Self::Markdown, Self::Html];
+    pub const ALL: &'static [Self] = <Self as strum::VariantArray>::VARIANTS;
 
     /// Name as written in the configuration.
     #[must_use]
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Table => "table",
-            Self::Json => "json",
-            Self::Csv => "csv",
-            Self::Markdown => "markdown",
-            Self::Html => "html",
-        }
+        self.into()
+    }
+
+    /// The names, for messages: "a, b or c".
+    #[must_use]
+    pub fn names() -> String {
+        crate::variant::or_list(Self::ALL.iter().map(|f| f.name()))
     }
 
     /// File extension of exports.
@@ -110,11 +126,13 @@ impl Format {
     }
 }
 
-impl FromStr for Format {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self, Error> {
-        Self::ALL.into_iter().find(|f| f.name() == s).ok_or_else(|| Error::Format { name: s.to_string() })
+impl Format {
+    /// The format named `name`.
+    ///
+    /// # Errors
+    /// An unknown name.
+    pub fn parse_name(name: &str) -> Result<Self, Error> {
+        name.parse().map_err(|_: strum::ParseError| Error::Format { name: name.to_owned(), expected: Self::names() })
     }
 }
 
@@ -124,23 +142,17 @@ impl std::fmt::Display for Format {
     }
 }
 
-impl From<Format> for &'static str {
-    fn from(format: Format) -> Self {
-        format.name()
-    }
-}
-
 impl TryFrom<String> for Format {
     type Error = Error;
 
     fn try_from(name: String) -> Result<Self, Error> {
-        name.parse()
+        Self::parse_name(&name)
     }
 }
 
 impl clap::ValueEnum for Format {
     fn value_variants<'a>() -> &'a [Self] {
-        &Self::ALL
+        Self::ALL
     }
 
     fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
@@ -165,8 +177,8 @@ pub enum Error {
     #[error("invalid report period: {reason}")]
     Period { reason: String },
     /// Unknown format name.
-    #[error("unknown report format `{name}` (expected table, json, csv, markdown or html)")]
-    Format { name: String },
+    #[error("unknown report format `{name}` (expected {expected})")]
+    Format { name: String, expected: String },
     /// Writing the output failed.
     #[error("cannot write the {format} report")]
     Write {

@@ -510,10 +510,7 @@ pub(super) fn write(r: &Report, out: &mut impl Write) -> Result<(), Error> {
             .collect(),
         world: world_view(),
         palette: PALETTE,
-        timeline_unit: match r.timeline.unit {
-            TimelineUnit::Day => "day",
-            TimelineUnit::Hour => "hour",
-        },
+        timeline_unit: crate::variant::name(r.timeline.unit),
         timeline_complete: r.timeline.complete,
         completeness: completeness(r),
         notes: r.completeness.notes.iter().map(|n| t(n)).collect(),

@@ -174,7 +174,7 @@ fn every_format_renders_the_figures_deterministically() {
     let reader = JournalReader::open(&fixture_journal(dir.path())).expect("reader");
     let first = report(&reader, "2026-W47", None);
     let again = report(&reader, "2026-W47", None);
-    for format in Format::ALL {
+    for &format in Format::ALL {
         let (mut a, mut b) = (Vec::new(), Vec::new());
         first.render(format, &mut a).expect("render");
         again.render(format, &mut b).expect("render");
