@@ -57,6 +57,9 @@ pub fn run_monitor(args: &[String]) -> anyhow::Result<()> {
 /// Runs every test. As root, tests that need BPF must run: `MONITOR_REQUIRE_ROOT_TESTS=1` makes a
 /// skipped root test a failure, so CI cannot pass without them.
 pub fn run_tests(args: &[String]) -> anyhow::Result<()> {
+    // First: a formatting slip fails in seconds, not after the whole suite.
+    eprintln!("xtask: formatting (rustfmt.toml; `cargo fmt --all` fixes it)");
+    exec(cargo().args(["fmt", "--all", "--check"]))?;
     let mut cmd = cargo();
     // Default members: monitor-ebpf only builds for the BPF target (monitor/build.rs does that).
     cmd.arg("test");
@@ -87,7 +90,5 @@ pub fn run_tests(args: &[String]) -> anyhow::Result<()> {
         cargo()
             .args(["doc", "--no-deps", "--package", "monitor", "--package", "monitor-common"])
             .env("RUSTDOCFLAGS", "-D warnings"),
-    )?;
-    eprintln!("xtask: formatting (rustfmt.toml; `cargo fmt --all` fixes it)");
-    exec(cargo().args(["fmt", "--all", "--check"]))
+    )
 }
