@@ -3,17 +3,18 @@
 //! and a socket older than the cached process is never charged to it.
 //!
 //! A process that `execve`s keeps its pid and start time but becomes another program: each entry
-//! also keeps the executable it was read with and the `comm`s (thread names) of the sockets it
+//! also keeps the executable it was read with (its device and inode: a binary replaced on disk
+//! while it runs is still the same file) and the `comm`s (thread names) of the sockets it
 //! answered. A socket whose `comm` the entry has not seen (another thread, a rename, or an exec)
-//! makes the cache look at `/proc/<pid>/exe` once: the same executable adds the `comm` to the
-//! entry, another one means an exec, and the process is read again as a new entry. Sockets of
-//! the program before the exec keep finding the old entry by their `comm`.
+//! makes the cache look at `/proc/<pid>/exe` once: the same file adds the `comm` to the entry,
+//! another one means an exec, and the process is read again as a new entry. Sockets of the
+//! program before the exec keep finding the old entry by their `comm`. An entry that has
+//! remembered [`MAX_COMMS`] names looks at the executable at most once a second.
 
 use std::{
     collections::{HashMap, VecDeque},
     io::Read as _,
     os::unix::ffi::OsStrExt as _,
-    path::PathBuf,
     sync::Arc,
 };
 
@@ -35,9 +36,11 @@ const PER_PID: usize = 4;
 /// Gone processes remembered with their kernel-data app ([`Identities::gone`]); all are
 /// forgotten when there are more (then /proc is asked again, once each).
 const MAX_GONE: usize = 4096;
-/// Thread names remembered per entry; a socket of another one costs a `readlink` of the
-/// executable (the entry stays valid).
+/// Thread names remembered per entry; beyond them, a socket of another one costs a look at the
+/// executable at most once a second ([`EXE_RECHECK_NS`]).
 const MAX_COMMS: usize = 32;
+/// How often an entry full of thread names looks at its executable again.
+const EXE_RECHECK_NS: u64 = 1_000_000_000;
 /// Bytes of `/proc/<pid>/cmdline` read at most; a longer command line is cut and ends in
 /// ` # truncated` (a bash comment, so it reads as no argument).
 const MAX_CMDLINE: usize = 16 * 1024;
@@ -60,8 +63,11 @@ struct Cached {
     start_ns: u64,
     /// Shared with every record of the process (cloning it is a reference count).
     app: Arc<App>,
-    /// `/proc/<pid>/exe` when the entry was read (`None`: unreadable): another one now is an exec.
-    exe: Option<PathBuf>,
+    /// Device and inode of `/proc/<pid>/exe` when the entry was read (`None`: unreadable):
+    /// another file now is an exec.
+    exe: Option<(u64, u64)>,
+    /// Boot time of the last look at the executable (entries full of thread names).
+    exe_checked_ns: u64,
     /// `comm`s of the sockets this entry answered (at most [`MAX_COMMS`]).
     comms: Vec<Arc<str>>,
 }
@@ -209,13 +215,19 @@ impl Identities {
         if let Some(c) = older.iter().rev().take_while(|c| c.start_ns == start).find(|c| answered(c)) {
             return Some(Arc::clone(&c.app));
         }
-        match std::fs::read_link(format!("/proc/{tgid}/exe")) {
-            // Gone, or unreadable now: nothing tells of an exec.
-            Err(_) => {}
-            Ok(now) if newest.exe.as_ref() == Some(&now) => {}
-            Ok(_) => return None,
+        let full = newest.comms.len() >= MAX_COMMS;
+        let now_ns = if full { self.clock.boot_now() } else { 0 };
+        if full && now_ns.saturating_sub(newest.exe_checked_ns) < EXE_RECHECK_NS {
+            return Some(Arc::clone(&newest.app));
         }
-        if newest.comms.len() < MAX_COMMS {
+        newest.exe_checked_ns = now_ns;
+        match exe_id(tgid) {
+            // Gone, or unreadable now: nothing tells of an exec.
+            None => {}
+            Some(now) if newest.exe == Some(now) => {}
+            Some(_) => return None,
+        }
+        if !full {
             newest.comms.push(comm.into());
         }
         Some(Arc::clone(&newest.app))
@@ -253,8 +265,8 @@ impl Identities {
         if created_ns != 0 && start_ns > created_ns.saturating_add(self.tick_ns) {
             return None; // a newer process reusing the pid
         }
-        let exe_path = p.exe().ok();
-        let exe = exe_path.as_ref().map(|e| escape::utf8_or_hex(e.as_os_str().as_bytes()).into_owned());
+        let exe_file = exe_id(tgid);
+        let exe = p.exe().ok().map(|e| escape::utf8_or_hex(e.as_os_str().as_bytes()).into_owned());
         let (cmdline, emulator) = cmdline(p);
         let uid = real_uid(p)?;
         let cgroups = p.cgroups().ok();
@@ -299,7 +311,9 @@ impl Identities {
             source: AppSource::Proc,
             android,
         });
-        self.insert(tgid, Cached { start_ns, app: Arc::clone(&app), exe: exe_path, comms: vec![comm.into()] });
+        let entry =
+            Cached { start_ns, app: Arc::clone(&app), exe: exe_file, exe_checked_ns: 0, comms: vec![comm.into()] };
+        self.insert(tgid, entry);
         Some(app)
     }
 
@@ -352,6 +366,14 @@ impl Identities {
             android,
         }
     }
+}
+
+/// Device and inode of the executable of process `tgid` (the file itself, also when it was
+/// deleted or replaced on disk since it started); `None` when it cannot be read.
+fn exe_id(tgid: u32) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(format!("/proc/{tgid}/exe")).ok()?;
+    Some((meta.dev(), meta.ino()))
 }
 
 /// The real uid of `p`, from the `Uid:` line of `/proc/<pid>/status` read as bytes: procfs'
@@ -488,6 +510,47 @@ mod tests {
         assert_eq!(old_socket.exe, before.exe, "a socket of the program before the exec keeps its app");
         assert!(Arc::ptr_eq(&other_thread, &after), "another thread of the new program: the same entry");
         assert_eq!(ids.stats.from_proc, 4);
+    }
+
+    /// A binary replaced on disk while it runs (a package upgrade renames the new file over it:
+    /// `/proc/<pid>/exe` then reads `... (deleted)`) is no exec: a socket of another thread keeps
+    /// the app read first (review finding: it was read again and named `mysleep (deleted)`).
+    /// More thread names than an entry remembers keep it too.
+    #[test]
+    fn a_binary_replaced_on_disk_while_it_runs_is_not_an_exec() {
+        use std::process::Command;
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("mysleep");
+        let sleep =
+            String::from_utf8(Command::new("sh").args(["-c", "command -v sleep"]).output().unwrap().stdout).unwrap();
+        std::fs::copy(sleep.trim(), &bin).unwrap();
+        let mut child = Command::new(&bin).arg("30").spawn().unwrap();
+        let pid = child.id();
+        for _ in 0..200 {
+            if std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == bin) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let clock = Clock::now();
+        let mut ids = Identities::new(AppRules::default(), clock);
+        let socket_of = |comm: &str| Owner { comm: comm.into(), ..owner(pid) };
+        let now = || clock.wall(Clock::boot_ns());
+        let first = ids.app_for(&socket_of("mysleep"), now());
+        assert_eq!(first.name, "mysleep");
+        // The upgrade: a new file renamed over the old one.
+        let new = dir.path().join("mysleep.new");
+        std::fs::copy(sleep.trim(), &new).unwrap();
+        std::fs::rename(&new, &bin).unwrap();
+        let link = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+        let other_thread = ids.app_for(&socket_of("worker"), now());
+        let many: Vec<Arc<App>> =
+            (0..2 * MAX_COMMS).map(|i| ids.app_for(&socket_of(&format!("w{i}")), now())).collect();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(link.to_string_lossy().ends_with("(deleted)"), "{link:?}");
+        assert!(Arc::ptr_eq(&other_thread, &first), "{other_thread:?}");
+        assert!(many.iter().all(|a| Arc::ptr_eq(a, &first)), "every thread name: the same app");
     }
 
     #[test]
