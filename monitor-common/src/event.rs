@@ -109,6 +109,11 @@ pub const FLAG_UNANNOUNCED: u32 = 256;
 /// (raw ICMP sockets excepted: they are `icmp`/`icmpv6`, as ping sockets).
 pub const FLAG_RAW: u32 = 512;
 
+/// [`Event::flags`] of a `Reconnect`: the earlier connection's `TcpClose` was sent. Without a
+/// flow of it, userspace has ended that flow already (without release events, at the close
+/// grace), and the event is dropped rather than write the connection twice.
+pub const FLAG_CLOSE_SENT: u32 = 1024;
+
 /// Addresses and ports of a flow.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -7,15 +7,16 @@
 //! atomic exchanges (the socket's counters start again from zero), its local address and its
 //! remote one. What belonged to the earlier connection is reset: its local address (the next one
 //! is learnt at its first packet), its state-callback and close bits, its FIN bits and its
-//! payload copying, and its creation time (the next flow's first sighting is its `connect`).
+//! payload copying. Every connection's flow keeps the socket's creation time as its first
+//! sighting (the owner's pid is checked against it).
 //! With the ring buffer full the counters are dropped with the event (counted as lost, as every
 //! lost event is): kept, they would be charged to the next destination.
 
 use core::intrinsics::{AtomicOrdering, atomic_and, atomic_xchg};
 
-use aya_ebpf::{bindings::bpf_sock, helpers::generated::bpf_ktime_get_boot_ns};
+use aya_ebpf::bindings::bpf_sock;
 use monitor_common::{
-    event::{EventKind, TcpCounters},
+    event::{EventKind, FLAG_CLOSE_SENT, TcpCounters},
     sock::{ByteCounters, COUNTER_STATE_CB, COUNTER_TCP_CLOSED, Counters},
 };
 
@@ -39,14 +40,16 @@ pub(crate) fn end_previous(cookie: u64, sk: *mut bpf_sock, c: &mut Counters) {
         app_tx_bytes: take(&raw mut c.app_tx_bytes),
         app_rx_bytes: take(&raw mut c.app_rx_bytes),
     };
-    let first_ns = c.created_ns;
+    let close_sent = if c.flags & COUNTER_TCP_CLOSED != 0 { FLAG_CLOSE_SENT } else { 0 };
     emit(
         EventKind::Reconnect,
         &EventData {
             cookie,
-            flags: socket_flags(c),
+            flags: socket_flags(c) | close_sent,
             generation: 0,
-            first_ns,
+            // The socket's creation, for every connection of it (userspace checks a reused pid
+            // against it).
+            first_ns: c.created_ns,
             owner: owner_with(c, sk.cast()),
             tuple: &tuple,
             bytes: &raw const bytes,
@@ -57,10 +60,9 @@ pub(crate) fn end_previous(cookie: u64, sk: *mut bpf_sock, c: &mut Counters) {
     c.local_port = 0;
     c.tcp_flags = 0;
     c.copy_state = 0;
-    // SAFETY: a pointer into a map value returned by the kernel; a helper without arguments.
+    // SAFETY: a pointer into a map value returned by the kernel.
     unsafe {
         atomic_and::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut c.flags, !(COUNTER_TCP_CLOSED | COUNTER_STATE_CB));
-        c.created_ns = bpf_ktime_get_boot_ns();
     }
 }
 

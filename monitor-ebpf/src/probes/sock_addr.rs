@@ -71,9 +71,12 @@ fn on_connect(ctx: &SockAddrContext, v6: bool) -> i32 {
         if udp {
             set_bits(&raw mut c.flags, COUNTER_CONNECTED);
         } else if protocol == u32::from(IPPROTO_TCP) {
-            // Connecting again after an earlier connection or attempt with traffic: that flow
-            // ends here (`reconnect`), the next one counts from zero.
-            if c.flags & COUNTER_CONNECTED != 0 && rebind::had_traffic(c) {
+            // Connecting again after an earlier connection or attempt with traffic (the kernel
+            // runs this hook only for a closed, unconnected socket, so whatever the counters
+            // hold belongs to an earlier connection, an attempt, or a listener's handshakes;
+            // also for a socket older than the monitor): that flow ends here (`reconnect`), the
+            // next one counts from zero.
+            if rebind::had_traffic(c) {
                 // SAFETY: the context carries a socket.
                 let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
                 super::reconnect::end_previous(cookie, sk, c);

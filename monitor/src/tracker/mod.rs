@@ -168,6 +168,14 @@ impl Tracker {
         {
             return;
         }
+        // The earlier connection of a socket that connects again, ended already (see
+        // `FLAG_CLOSE_SENT`): its record is written.
+        if kind == EventKind::Reconnect
+            && ev.flags & monitor_common::event::FLAG_CLOSE_SENT != 0
+            && !self.flows.contains_key(&key)
+        {
+            return;
+        }
         match self.flows.get_mut(&key) {
             Some(flow) => flow.absorb(kind, ev, &mut self.owners, &mut self.addrs),
             None => {

@@ -186,6 +186,29 @@ fn a_reconnect_ends_the_first_connection_and_the_second_is_a_new_flow() {
     assert_eq!(t.stats().open_flows, 0);
 }
 
+/// Without release events, a disconnected connection ends at the close grace; a `Reconnect`
+/// long after (its `TcpClose` was sent, `FLAG_CLOSE_SENT`) must not write it a second time
+/// (review finding). A refused attempt's `Reconnect` (no `TcpClose` sent) still is its record.
+#[test]
+fn a_reconnect_after_the_flow_ended_at_the_grace_writes_nothing_twice() {
+    let mut t = Tracker::new(TrackerConfig { release_events: false, ..config() }, Clock::with_offset(0));
+    let est = ev(EventKind::Established, 2 * SEC, ByteCounters::default());
+    let close = ev(EventKind::TcpClose, 3 * SEC, counters(1100, 600, 900, 400));
+    assert!(feed(&mut t, &[(EventKind::Established, est), (EventKind::TcpClose, close)]).is_empty());
+    let mut ended = Vec::new();
+    t.tick(200 * SEC, &mut ended);
+    assert_eq!(ended.len(), 1, "ended at the grace: {ended:#?}");
+    let again = Event {
+        flags: monitor_common::event::FLAG_CLOSE_SENT,
+        ..ev(EventKind::Reconnect, 300 * SEC, counters(1150, 640, 900, 400))
+    };
+    assert!(feed(&mut t, &[(EventKind::Reconnect, again)]).is_empty(), "written once");
+    let attempt = Event { cookie: 8, ..ev(EventKind::Reconnect, 301 * SEC, counters(60, 40, 0, 0)) };
+    let out = feed(&mut t, &[(EventKind::Reconnect, attempt)]);
+    assert_eq!(out.len(), 1, "a refused attempt's record: {out:#?}");
+    assert_eq!((out[0].wire.tx_bytes, out[0].payload.tx_bytes), (60, 0));
+}
+
 /// The kernel sends no `Release` for a TCP socket released before `TCP_CLOSE`: its `TcpClose`
 /// says so and ends the flow, with the final payload and wire counters, complete.
 #[test]

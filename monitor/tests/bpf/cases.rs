@@ -58,6 +58,10 @@ pub fn all() -> Vec<Case> {
             crate::reconnect::disconnect_then_connect_again(true)
         }),
         ("tcp_socket_refused_then_connected_ipv4_is_two_flows", || crate::reconnect::refused_then_connect(false)),
+        (
+            "tcp_socket_older_than_the_monitor_disconnected_and_connected_again_is_two_flows",
+            crate::reconnect::older_socket_disconnected_then_connected_again,
+        ),
         ("tcp_socket_refused_then_connected_ipv6_is_two_flows", || crate::reconnect::refused_then_connect(true)),
         ("tcp_connection_open_across_a_restart_ends_once_on_each_side", tcp_open_across_a_restart),
         ("tcp_accepted_by_a_worker_process_open_at_shutdown_exact", accepted_by_a_worker_open_at_shutdown),

@@ -54,7 +54,9 @@ pub fn run(role: &str, args: &[String]) -> bool {
         // tcp-reuse MODE FIRST SECOND SEND REPLY: one TCP socket. `unspec`: connects to FIRST,
         // sends SEND and reads REPLY, disconnects with connect(AF_UNSPEC), then does the same
         // with SECOND. `refused`: connects to FIRST, where nothing listens (refused), then to
-        // SECOND as above. Reports each connection's local address and bytes.
+        // SECOND as above. `old-unspec`: connects to FIRST, says it is ready and waits for "go"
+        // (the monitor starts meanwhile: a socket older than it), then as `unspec`. Reports each
+        // connection's local address and bytes.
         "tcp-reuse" => {
             name("mon-tcp-reuse");
             let (first, second): (SocketAddr, SocketAddr) = (arg(1).parse().unwrap(), arg(2).parse().unwrap());
@@ -67,8 +69,12 @@ pub fn run(role: &str, args: &[String]) -> bool {
             let mut s = TcpStream::from(unsafe { OwnedFd::from_raw_fd(fd) });
             let mut out = json!({"pid": std::process::id()});
             match arg(0) {
-                "unspec" => {
+                "unspec" | "old-unspec" => {
                     connect(s.as_raw_fd(), first).unwrap();
+                    if arg(0) == "old-unspec" {
+                        say(&json!({"ready": true}));
+                        crate::helper::wait_stdin("go");
+                    }
                     out["first_local"] = json!(exchange(&mut s, send, reply));
                     disconnect(s.as_raw_fd());
                 }
@@ -138,6 +144,48 @@ pub fn disconnect_then_connect_again(v6: bool) {
         assert!(r.complete, "{r:#?}");
     }
     assert!(one.wire.tx_bytes > send as u64 && one.wire.tx_bytes < 2 * send as u64 + 1000, "{one:#?}");
+    out.assert_nothing_lost();
+}
+
+/// A socket older than the monitor (connected before it started) that moves bytes under it,
+/// disconnects and connects again: its first flow ends at the second `connect` with the bytes
+/// moved under the monitor, the second has its own (review finding: the split needed the
+/// monitor's own `connect`).
+pub fn older_socket_disconnected_then_connected_again() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let (first, second) = (server_addr(&pair, false, 0, 5225), server_addr(&pair, false, 0, 5226));
+    let (send, reply) = (1000usize, 500usize);
+    let b = Place { netns: Some(&pair.b), ..Place::default() };
+    let mut srv1 = spawn("tcp-hold-server", &[s(first), s(send), s(reply)], b);
+    let mut srv2 = spawn("tcp-hold-server", &[s(second), s(send * 2), s(reply * 2)], b);
+    srv1.line();
+    srv2.line();
+    let mut client = spawn(
+        "tcp-reuse",
+        &[s("old-unspec"), s(first), s(second), s(send), s(reply)],
+        Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) },
+    );
+    client.line();
+    let mon = Monitor::start(&cg.path, "");
+    client.send("go");
+    let line = client.finish().remove(0);
+    srv1.line();
+    srv2.line();
+    srv1.send("exit");
+    srv2.send("exit");
+    srv1.finish();
+    srv2.finish();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = mon.stop();
+    let (one, two) = (closed_to(&out, first), closed_to(&out, second));
+    assert_eq!((one.len(), two.len()), (1, 1), "one flow per connection: {:#?}", out.records);
+    let (one, two) = (one[0], two[0]);
+    assert_eq!(one.local, Some(local(&line["first_local"])), "{one:#?}");
+    assert_eq!(two.local, Some(local(&line["second_local"])), "{two:#?}");
+    assert_eq!((one.payload.tx_bytes, one.payload.rx_bytes), (send as u64, reply as u64), "{one:#?}");
+    assert_eq!((two.payload.tx_bytes, two.payload.rx_bytes), (2 * send as u64, 2 * reply as u64), "{two:#?}");
+    assert_eq!(two.direction, Direction::Outbound, "{two:#?}");
     out.assert_nothing_lost();
 }
 
