@@ -59,6 +59,10 @@ pub fn all() -> Vec<Case> {
         }),
         ("tcp_socket_refused_then_connected_ipv4_is_two_flows", || crate::reconnect::refused_then_connect(false)),
         (
+            "tcp_socket_nonblocking_connect_repeated_is_one_flow",
+            crate::reconnect::nonblocking_connect_repeated_is_one_flow,
+        ),
+        (
             "tcp_socket_older_than_the_monitor_disconnected_and_connected_again_is_two_flows",
             crate::reconnect::older_socket_disconnected_then_connected_again,
         ),

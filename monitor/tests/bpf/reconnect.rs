@@ -82,9 +82,29 @@ pub fn run(role: &str, args: &[String]) -> bool {
                     let refused = connect(s.as_raw_fd(), first);
                     assert_eq!(refused, Err(nix::errno::Errno::ECONNREFUSED), "nothing listens at {first}");
                 }
+                "nonblock" => {}
                 other => panic!("tcp-reuse: unknown mode {other}"),
             }
-            connect(s.as_raw_fd(), second).unwrap();
+            if arg(0) == "nonblock" {
+                // connect(2) called until it says connected: EINPROGRESS, EALREADY while the
+                // handshake runs, then 0 and EISCONN (repeats of one answer kept once).
+                s.set_nonblocking(true).unwrap();
+                let mut answers: Vec<String> = Vec::new();
+                loop {
+                    let answer = connect(s.as_raw_fd(), second);
+                    let text = format!("{answer:?}");
+                    if answers.last() != Some(&text) {
+                        answers.push(text);
+                    }
+                    if answer == Err(nix::errno::Errno::EISCONN) {
+                        break;
+                    }
+                }
+                s.set_nonblocking(false).unwrap();
+                out["answers"] = json!(answers);
+            } else {
+                connect(s.as_raw_fd(), second).unwrap();
+            }
             out["second_local"] = json!(exchange(&mut s, send * 2, reply * 2));
             say(&out);
         }
@@ -186,6 +206,42 @@ pub fn older_socket_disconnected_then_connected_again() {
     assert_eq!((one.payload.tx_bytes, one.payload.rx_bytes), (send as u64, reply as u64), "{one:#?}");
     assert_eq!((two.payload.tx_bytes, two.payload.rx_bytes), (2 * send as u64, 2 * reply as u64), "{two:#?}");
     assert_eq!(two.direction, Direction::Outbound, "{two:#?}");
+    out.assert_nothing_lost();
+}
+
+/// A non-blocking `connect(2)` called again until it says connected (`EINPROGRESS`, `EALREADY`
+/// while the handshake runs, then 0 and `EISCONN`): one connection, one flow (the kernel runs the `connect` hook only for a closed
+/// socket, so the repeats end nothing).
+pub fn nonblocking_connect_repeated_is_one_flow() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let (unused, server) = (server_addr(&pair, false, 0, 5227), server_addr(&pair, false, 0, 5228));
+    let (send, reply) = (1000usize, 500usize);
+    let b = Place { netns: Some(&pair.b), ..Place::default() };
+    let mut srv = spawn("tcp-hold-server", &[s(server), s(send * 2), s(reply * 2)], b);
+    srv.line();
+    let mon = Monitor::start(&cg.path, "");
+    let client = spawn(
+        "tcp-reuse",
+        &[s("nonblock"), s(unused), s(server), s(send), s(reply)],
+        Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) },
+    );
+    let line = client.finish().remove(0);
+    srv.line();
+    srv.send("exit");
+    srv.finish();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = mon.stop();
+    let answers = line["answers"].as_array().unwrap();
+    assert_eq!(answers.first().and_then(Value::as_str), Some("Err(EINPROGRESS)"), "{line}");
+    assert_eq!(answers.last().and_then(Value::as_str), Some("Err(EISCONN)"), "{line}");
+    let cookie = closed_to(&out, server).first().map(|r| r.cookie);
+    let of_socket: Vec<&FlowRecord> = out.records.iter().filter(|r| Some(r.cookie) == cookie).collect();
+    assert_eq!(of_socket.len(), 1, "one record of the socket: {of_socket:#?}");
+    let r = of_socket[0];
+    assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), (2 * send as u64, 2 * reply as u64), "{r:#?}");
+    assert_eq!(r.local, Some(local(&line["second_local"])), "{r:#?}");
+    eprintln!("    connect(2) answers: {}", answers.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "));
     out.assert_nothing_lost();
 }
 
