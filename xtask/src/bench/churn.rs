@@ -539,8 +539,11 @@ pub fn monitor_completeness(
 ) -> (Completeness, Completeness) {
     let p = proto_arg(proto);
     let sent = || truth.iter().filter(|t| t.tx > 0);
-    let client =
-        complete(&index(flows, p, &["outbound"]), sent().map(|t| (t.pid, (t.local_port, t.remote_port), t.tx, t.rx)));
+    let client_index = index(flows, p, &["outbound"]);
+    let client = complete(&client_index, sent().map(|t| (t.pid, (t.local_port, t.remote_port), t.tx, t.rx)));
+    if client.recorded < client.expected {
+        explain_misses(flows, &client_index, sent());
+    }
     // UDP: the clients sent first, so the server socket's peers are `inbound` as accepted TCP
     // connections are; a few exchanges are split in two records (the slot was flushed between
     // request and answer, and the peer's flow closed at once past the per-socket cap), the
@@ -551,6 +554,35 @@ pub fn monitor_completeness(
         sent().map(|t| (server_pid, (t.remote_port, t.local_port), t.rx, t.tx)),
     );
     (client, server)
+}
+
+/// Prints (at most five) client exchanges without an `outbound` record of their port pair, with
+/// every record that has the exchange's local port: what a missed figure needs to be explained.
+fn explain_misses<'a>(flows: &[parse::Flow], client: &Index, sent: impl Iterator<Item = &'a Truth>) {
+    for t in sent.filter(|t| !client.contains_key(&(t.local_port, t.remote_port))).take(5) {
+        let same_port: Vec<String> = flows
+            .iter()
+            .filter(|f| parse::Flow::port(f.local.as_ref()) == Some(t.local_port))
+            .map(|f| {
+                format!(
+                    "{} {} {} cookie {} tgid {} {:?} -> {:?} payload {}/{}",
+                    f.event,
+                    f.protocol,
+                    f.direction,
+                    f.cookie,
+                    f.owner.tgid,
+                    f.local,
+                    f.remote,
+                    f.payload.tx_bytes,
+                    f.payload.rx_bytes
+                )
+            })
+            .collect();
+        eprintln!(
+            "bench:   unmatched client exchange: pid {} port {} -> {}, {}/{} B; records with its local port: {:?}",
+            t.pid, t.local_port, t.remote_port, t.tx, t.rx, same_port
+        );
+    }
 }
 
 #[cfg(test)]
