@@ -121,50 +121,78 @@ fn local(v: &Value) -> SocketAddr {
     v.as_str().unwrap().parse().unwrap()
 }
 
+const SEND: usize = 1000;
+const REPLY: usize = 500;
+
+/// One `tcp-reuse MODE FIRST SECOND` run in the watched cgroup: `tcp-hold-server`s outside it at
+/// `FIRST` (unless nothing is to listen there: `refused`, `nonblock`) and `SECOND`, the monitor
+/// started before the client (after it for `old-unspec`: the socket is older than the monitor).
+/// The client's report, the servers' ones (FIRST's if any, SECOND's) and the monitor's output.
+struct Reuse {
+    line: Value,
+    pid: u32,
+    served: Vec<Value>,
+    out: crate::daemon::Output,
+}
+
+fn reuse(mode: &str, first: SocketAddr, second: SocketAddr, pair: &Pair) -> Reuse {
+    let cg = TestCgroup::new();
+    let b = Place { netns: Some(&pair.b), ..Place::default() };
+    let listen_first = matches!(mode, "unspec" | "old-unspec");
+    let mut servers = Vec::new();
+    if listen_first {
+        servers.push(spawn("tcp-hold-server", &[s(first), s(SEND), s(REPLY)], b));
+    }
+    servers.push(spawn("tcp-hold-server", &[s(second), s(SEND * 2), s(REPLY * 2)], b));
+    for srv in &mut servers {
+        srv.line();
+    }
+    let args = [s(mode), s(first), s(second), s(SEND), s(REPLY)];
+    let place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) };
+    let (mon, client) = if mode == "old-unspec" {
+        let mut client = spawn("tcp-reuse", &args, place);
+        client.line();
+        let mon = Monitor::start(&cg.path, "");
+        client.send("go");
+        (mon, client)
+    } else {
+        let mon = Monitor::start(&cg.path, "");
+        (mon, spawn("tcp-reuse", &args, place))
+    };
+    let line = client.finish().remove(0);
+    let pid = u32::try_from(line["pid"].as_u64().unwrap()).unwrap();
+    let served: Vec<Value> = servers.iter_mut().map(|srv| srv.line()).collect();
+    for mut srv in servers {
+        srv.send("exit");
+        srv.finish();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = mon.stop();
+    out.assert_nothing_lost();
+    Reuse { line, pid, served, out }
+}
+
 /// `connect(AF_UNSPEC)` between two connections of one socket: two flows, each with its own
 /// local port, remote and bytes.
 pub fn disconnect_then_connect_again(v6: bool) {
     let pair = Pair::private();
-    let cg = TestCgroup::new();
     let (first, second) = (server_addr(&pair, v6, 0, 5221), server_addr(&pair, v6, 0, 5222));
-    let (send, reply) = (1000usize, 500usize);
-    let b = Place { netns: Some(&pair.b), ..Place::default() };
-    let mut srv1 = spawn("tcp-hold-server", &[s(first), s(send), s(reply)], b);
-    let mut srv2 = spawn("tcp-hold-server", &[s(second), s(send * 2), s(reply * 2)], b);
-    srv1.line();
-    srv2.line();
-    let mon = Monitor::start(&cg.path, "");
-    let client = spawn(
-        "tcp-reuse",
-        &[s("unspec"), s(first), s(second), s(send), s(reply)],
-        Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) },
-    );
-    let line = client.finish().remove(0);
-    let pid = u32::try_from(line["pid"].as_u64().unwrap()).unwrap();
-    let (served1, served2) = (srv1.line(), srv2.line());
-    srv1.send("exit");
-    srv2.send("exit");
-    srv1.finish();
-    srv2.finish();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let out = mon.stop();
+    let Reuse { line, pid, served, out } = reuse("unspec", first, second, &pair);
     let (one, two) = (closed_to(&out, first), closed_to(&out, second));
     assert_eq!((one.len(), two.len()), (1, 1), "one flow per connection: {:#?}", out.records);
     let (one, two) = (one[0], two[0]);
     assert_eq!(one.cookie, two.cookie, "one socket");
     assert_eq!(one.local, Some(local(&line["first_local"])), "{one:#?}");
     assert_eq!(two.local, Some(local(&line["second_local"])), "{two:#?}");
-    assert_eq!((one.payload.tx_bytes, one.payload.rx_bytes), (send as u64, reply as u64), "{one:#?}");
-    assert_eq!((two.payload.tx_bytes, two.payload.rx_bytes), (2 * send as u64, 2 * reply as u64), "{two:#?}");
-    assert_eq!(served1["rx"], send);
-    assert_eq!(served2["rx"], send * 2);
+    assert_eq!((one.payload.tx_bytes, one.payload.rx_bytes), (SEND as u64, REPLY as u64), "{one:#?}");
+    assert_eq!((two.payload.tx_bytes, two.payload.rx_bytes), (2 * SEND as u64, 2 * REPLY as u64), "{two:#?}");
+    assert_eq!((&served[0]["rx"], &served[1]["rx"]), (&json!(SEND), &json!(SEND * 2)));
     for r in [one, two] {
         assert_owner(r, pid, "mon-tcp-reuse", CLIENT_UID);
         assert_eq!(r.direction, Direction::Outbound, "{r:#?}");
         assert!(r.complete, "{r:#?}");
     }
-    assert!(one.wire.tx_bytes > send as u64 && one.wire.tx_bytes < 2 * send as u64 + 1000, "{one:#?}");
-    out.assert_nothing_lost();
+    assert!(one.wire.tx_bytes > SEND as u64 && one.wire.tx_bytes < 2 * SEND as u64 + 1000, "{one:#?}");
 }
 
 /// A socket older than the monitor (connected before it started) that moves bytes under it,
@@ -173,65 +201,25 @@ pub fn disconnect_then_connect_again(v6: bool) {
 /// monitor's own `connect`).
 pub fn older_socket_disconnected_then_connected_again() {
     let pair = Pair::private();
-    let cg = TestCgroup::new();
     let (first, second) = (server_addr(&pair, false, 0, 5225), server_addr(&pair, false, 0, 5226));
-    let (send, reply) = (1000usize, 500usize);
-    let b = Place { netns: Some(&pair.b), ..Place::default() };
-    let mut srv1 = spawn("tcp-hold-server", &[s(first), s(send), s(reply)], b);
-    let mut srv2 = spawn("tcp-hold-server", &[s(second), s(send * 2), s(reply * 2)], b);
-    srv1.line();
-    srv2.line();
-    let mut client = spawn(
-        "tcp-reuse",
-        &[s("old-unspec"), s(first), s(second), s(send), s(reply)],
-        Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) },
-    );
-    client.line();
-    let mon = Monitor::start(&cg.path, "");
-    client.send("go");
-    let line = client.finish().remove(0);
-    srv1.line();
-    srv2.line();
-    srv1.send("exit");
-    srv2.send("exit");
-    srv1.finish();
-    srv2.finish();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let out = mon.stop();
+    let Reuse { line, out, .. } = reuse("old-unspec", first, second, &pair);
     let (one, two) = (closed_to(&out, first), closed_to(&out, second));
     assert_eq!((one.len(), two.len()), (1, 1), "one flow per connection: {:#?}", out.records);
     let (one, two) = (one[0], two[0]);
     assert_eq!(one.local, Some(local(&line["first_local"])), "{one:#?}");
     assert_eq!(two.local, Some(local(&line["second_local"])), "{two:#?}");
-    assert_eq!((one.payload.tx_bytes, one.payload.rx_bytes), (send as u64, reply as u64), "{one:#?}");
-    assert_eq!((two.payload.tx_bytes, two.payload.rx_bytes), (2 * send as u64, 2 * reply as u64), "{two:#?}");
+    assert_eq!((one.payload.tx_bytes, one.payload.rx_bytes), (SEND as u64, REPLY as u64), "{one:#?}");
+    assert_eq!((two.payload.tx_bytes, two.payload.rx_bytes), (2 * SEND as u64, 2 * REPLY as u64), "{two:#?}");
     assert_eq!(two.direction, Direction::Outbound, "{two:#?}");
-    out.assert_nothing_lost();
 }
 
 /// A non-blocking `connect(2)` called again until it says connected (`EINPROGRESS`, `EALREADY`
-/// while the handshake runs, then 0 and `EISCONN`): one connection, one flow (the kernel runs the `connect` hook only for a closed
-/// socket, so the repeats end nothing).
+/// while the handshake runs, then 0 and `EISCONN`): one connection, one flow (the kernel runs
+/// the `connect` hook only for a closed socket, so the repeats end nothing).
 pub fn nonblocking_connect_repeated_is_one_flow() {
     let pair = Pair::private();
-    let cg = TestCgroup::new();
     let (unused, server) = (server_addr(&pair, false, 0, 5227), server_addr(&pair, false, 0, 5228));
-    let (send, reply) = (1000usize, 500usize);
-    let b = Place { netns: Some(&pair.b), ..Place::default() };
-    let mut srv = spawn("tcp-hold-server", &[s(server), s(send * 2), s(reply * 2)], b);
-    srv.line();
-    let mon = Monitor::start(&cg.path, "");
-    let client = spawn(
-        "tcp-reuse",
-        &[s("nonblock"), s(unused), s(server), s(send), s(reply)],
-        Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) },
-    );
-    let line = client.finish().remove(0);
-    srv.line();
-    srv.send("exit");
-    srv.finish();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let out = mon.stop();
+    let Reuse { line, out, .. } = reuse("nonblock", unused, server, &pair);
     let answers = line["answers"].as_array().unwrap();
     assert_eq!(answers.first().and_then(Value::as_str), Some("Err(EINPROGRESS)"), "{line}");
     assert_eq!(answers.last().and_then(Value::as_str), Some("Err(EISCONN)"), "{line}");
@@ -239,46 +227,27 @@ pub fn nonblocking_connect_repeated_is_one_flow() {
     let of_socket: Vec<&FlowRecord> = out.records.iter().filter(|r| Some(r.cookie) == cookie).collect();
     assert_eq!(of_socket.len(), 1, "one record of the socket: {of_socket:#?}");
     let r = of_socket[0];
-    assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), (2 * send as u64, 2 * reply as u64), "{r:#?}");
+    assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), (2 * SEND as u64, 2 * REPLY as u64), "{r:#?}");
     assert_eq!(r.local, Some(local(&line["second_local"])), "{r:#?}");
     eprintln!("    connect(2) answers: {}", answers.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "));
-    out.assert_nothing_lost();
 }
 
 /// A refused attempt, then a connection, on one socket: the attempt is its own outbound flow
 /// (its SYN and the reset, no payload), the connection has only its own bytes.
 pub fn refused_then_connect(v6: bool) {
     let pair = Pair::private();
-    let cg = TestCgroup::new();
     let (refused, second) = (server_addr(&pair, v6, 0, 5223), server_addr(&pair, v6, 0, 5224));
-    let (send, reply) = (1000usize, 500usize);
-    let b = Place { netns: Some(&pair.b), ..Place::default() };
-    let mut srv = spawn("tcp-hold-server", &[s(second), s(send * 2), s(reply * 2)], b);
-    srv.line();
-    let mon = Monitor::start(&cg.path, "");
-    let client = spawn(
-        "tcp-reuse",
-        &[s("refused"), s(refused), s(second), s(send), s(reply)],
-        Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) },
-    );
-    let line = client.finish().remove(0);
-    let pid = u32::try_from(line["pid"].as_u64().unwrap()).unwrap();
-    srv.line();
-    srv.send("exit");
-    srv.finish();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let out = mon.stop();
+    let Reuse { line, pid, out, .. } = reuse("refused", refused, second, &pair);
     let (attempt, conn) = (closed_to(&out, refused), closed_to(&out, second));
     assert_eq!((attempt.len(), conn.len()), (1, 1), "one flow per attempt: {:#?}", out.records);
     let (attempt, conn) = (attempt[0], conn[0]);
     assert_eq!(attempt.cookie, conn.cookie, "one socket");
     assert_eq!((attempt.payload.tx_bytes, attempt.payload.rx_bytes), (0, 0), "{attempt:#?}");
     assert_eq!((attempt.wire.tx_packets, attempt.wire.rx_packets), (1, 1), "its SYN and the reset: {attempt:#?}");
-    assert_eq!((conn.payload.tx_bytes, conn.payload.rx_bytes), (2 * send as u64, 2 * reply as u64), "{conn:#?}");
+    assert_eq!((conn.payload.tx_bytes, conn.payload.rx_bytes), (2 * SEND as u64, 2 * REPLY as u64), "{conn:#?}");
     assert_eq!(conn.local, Some(local(&line["second_local"])), "{conn:#?}");
     for r in [attempt, conn] {
         assert_owner(r, pid, "mon-tcp-reuse", CLIENT_UID);
         assert_eq!(r.direction, Direction::Outbound, "{r:#?}");
     }
-    out.assert_nothing_lost();
 }
