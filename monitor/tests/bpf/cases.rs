@@ -522,6 +522,24 @@ fn preexisting_socket() {
     out.assert_nothing_lost();
 }
 
+/// Past an update interval of idling, the client's process exits (its socket is released before
+/// its FIN leaves), then the server's; the monitor stops `settle_ms` later.
+fn idle_then_client_closes_first(
+    mut old: crate::env::Helper,
+    mut srv: crate::env::Helper,
+    mon: Monitor,
+    settle_ms: u64,
+) -> Output {
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    old.send("exit");
+    old.finish();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    srv.send("exit");
+    srv.finish();
+    std::thread::sleep(std::time::Duration::from_millis(settle_ms));
+    mon.stop()
+}
+
 /// A TCP connection older than the monitor that idles past the update interval and is then
 /// closed by its process: its flow ends at the release (no `TcpClose` comes for it), and the
 /// packets of the close that follow (FIN, ACK: an update is due) must not start a second flow
@@ -547,14 +565,7 @@ fn preexisting_socket_idle_then_closed() {
     old.send("go");
     let done = old.line();
     srv.line();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    old.send("exit");
-    old.finish();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    srv.send("exit");
-    srv.finish();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let out = mon.stop();
+    let out = idle_then_client_closes_first(old, srv, mon, 300);
     let local = addr(&connected["local"]);
     let ends: Vec<&FlowRecord> = out
         .records
@@ -591,14 +602,7 @@ fn preexisting_socket_silent_then_closed() {
     let connected = old.line();
     srv.line();
     let mon = Monitor::start(&cg.path, "[probe]\nupdate_interval_secs = 1\n");
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    old.send("exit");
-    old.finish();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    srv.send("exit");
-    srv.finish();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let out = mon.stop();
+    let out = idle_then_client_closes_first(old, srv, mon, 1500);
     let local = addr(&connected["local"]);
     let of_it: Vec<&FlowRecord> =
         out.records.iter().filter(|r| r.local == Some(local) || r.remote == Some(local)).collect();
