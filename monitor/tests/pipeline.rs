@@ -55,6 +55,57 @@ async fn a_tcp_flow_gives_one_close_record_in_output_and_journal() {
     assert_eq!(rows, [("close".to_string(), 7, 9000, 4000, 9040, 4040, "GB".to_string())]);
 }
 
+/// A source that cannot count payload at the syscalls (a kernel before 6.3:
+/// `payload_from_tcp_counters`) and has no release hook (`no_release_hook`): the start line and
+/// the journal name both degradations, and a TCP flow's payload comes from the kernel's TCP
+/// counters less SYN and FINs, its record written at the close grace after `TCP_CLOSE` (the
+/// degraded modes end to end without root; before, only their settings were unit-tested).
+#[tokio::test(start_paused = true)]
+async fn a_degraded_source_counts_tcp_payload_from_the_tcp_counters_and_ends_flows_at_the_grace() {
+    use monitor::probe::Degradation;
+    use monitor_common::event::{FLAG_TCP_COUNTERS, TcpCounters};
+    let dir = tempfile::tempdir().unwrap();
+    let degradations = [Degradation::PayloadFromTcpCounters, Degradation::NoReleaseHook];
+    let mut run = Run::start_degraded(&settings(dir.path()), &degradations);
+    let t = run.now_ns();
+    let (kind, mut est) = tcp(EventKind::Established, 9, t, ByteCounters::default());
+    est.flags = FLAG_TCP_COUNTERS;
+    est.tcp = TcpCounters { bytes_acked: 1, bytes_received: 1, ..TcpCounters::default() };
+    // Passive close: the peer's FIN received, ours acked (LAST_ACK -> CLOSE).
+    let (close_kind, mut close) = tcp(EventKind::TcpClose, 9, t + SEC, bytes(0, 0));
+    close.tcp = TcpCounters {
+        bytes_acked: 1 + 7000 + 1,
+        bytes_received: 1 + 3000 + 1,
+        old_state: 9,
+        flags: monitor_common::event::TCP_FIN_RECEIVED | monitor_common::event::TCP_ALL_ACKED,
+        ..TcpCounters::default()
+    };
+    run.send(vec![(kind, est), (close_kind, close)]).await;
+    // Ended at the grace (no release event comes), without the shutdown's help; an update may
+    // come first.
+    let closed = async {
+        loop {
+            let f = run.next_flow().await;
+            if f.record.event == RecordKind::Close {
+                return f;
+            }
+        }
+    };
+    let f = tokio::time::timeout(Duration::from_secs(600), closed).await.expect("a record at the grace");
+    assert_eq!(f.record.cookie, 9);
+    assert_eq!((f.record.payload.tx_bytes, f.record.payload.rx_bytes), (7000, 3000), "{f:#?}");
+    assert_eq!(monitor::variant::name(f.record.payload_source), "tcp_counters");
+    let (outputs, _) = run.stop().await;
+    let started = outputs.iter().find_map(|o| match o {
+        Output::Started { degradations, .. } => Some(degradations.clone()),
+        _ => None,
+    });
+    assert_eq!(started.as_deref(), Some(&degradations[..]));
+    let recorded: String =
+        journal(dir.path()).query_row("SELECT degradations FROM daemon_state", [], |r| r.get(0)).unwrap();
+    assert_eq!(recorded, "payload_from_tcp_counters no_release_hook");
+}
+
 /// A TCP connection that never established (refused by the peer): its only event is the
 /// `Release`, carrying the destination and `FLAG_CONNECTED`. It is one outbound record to that
 /// destination, enriched like any flow, with the SYN and the reset as wire bytes and no payload,

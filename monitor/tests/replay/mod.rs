@@ -64,6 +64,8 @@ pub struct Replay {
     received: Arc<AtomicU64>,
     start: tokio::time::Instant,
     clock: Clock,
+    /// What this replayed kernel cannot do (as a probe reports it at load).
+    degradations: Vec<Degradation>,
 }
 
 impl EventSource for Replay {
@@ -72,7 +74,7 @@ impl EventSource for Replay {
     }
 
     fn degradations(&self) -> Vec<Degradation> {
-        Vec::new()
+        self.degradations.clone()
     }
 
     fn clock(&self) -> Clock {
@@ -202,6 +204,12 @@ pub struct Run {
 impl Run {
     /// Opens the pipeline of `settings` and starts it on a replay.
     pub fn start(settings: &Settings) -> Self {
+        Self::start_degraded(settings, &[])
+    }
+
+    /// As [`Run::start`], on a replayed kernel with these degradations (as a probe on a kernel
+    /// without some hooks reports them).
+    pub fn start_degraded(settings: &Settings, degradations: &[Degradation]) -> Self {
         let pipeline = Pipeline::open(settings).expect("pipeline opens");
         let metrics = pipeline.metrics();
         let (events, events_rx) = mpsc::channel(16);
@@ -209,8 +217,14 @@ impl Run {
         let start = tokio::time::Instant::now();
         // Wall clock of BASE_NS is now: records carry today's dates.
         let clock = Clock::with_offset(Timestamp::now().as_nanosecond() - i128::from(BASE_NS));
-        let replay =
-            Replay { events: Some(events_rx), kernel: Arc::clone(&kernel), received: Arc::default(), start, clock };
+        let replay = Replay {
+            events: Some(events_rx),
+            kernel: Arc::clone(&kernel),
+            received: Arc::default(),
+            start,
+            clock,
+            degradations: degradations.to_vec(),
+        };
         let (reload, reload_rx) = mpsc::channel(1);
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();
         let (out_tx, out) = monitor::daemon::output_channel();
