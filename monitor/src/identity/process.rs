@@ -36,9 +36,10 @@ const PER_PID: usize = 4;
 /// Gone processes remembered with their kernel-data app ([`Identities::gone`]); all are
 /// forgotten when there are more (then /proc is asked again, once each).
 const MAX_GONE: usize = 4096;
-/// Thread names remembered per entry; beyond them, a socket of another one costs a look at the
-/// executable at most once a second ([`EXE_RECHECK_NS`]).
-const MAX_COMMS: usize = 32;
+/// Thread names remembered per entry (a set: a program with hundreds of named threads costs
+/// one look at its executable per name); beyond them, a socket of another one costs a look at
+/// the executable at most once a second ([`EXE_RECHECK_NS`]).
+const MAX_COMMS: usize = 4096;
 /// How often an entry full of thread names looks at its executable again.
 const EXE_RECHECK_NS: u64 = 1_000_000_000;
 /// Bytes of `/proc/<pid>/cmdline` read at most; a longer command line is cut and ends in
@@ -69,7 +70,7 @@ struct Cached {
     /// Boot time of the last look at the executable (entries full of thread names).
     exe_checked_ns: u64,
     /// `comm`s of the sockets this entry answered (at most [`MAX_COMMS`]).
-    comms: Vec<Arc<str>>,
+    comms: foldhash::HashSet<Arc<str>>,
 }
 
 /// App identities of processes, read from /proc when first seen.
@@ -208,7 +209,7 @@ impl Identities {
         let newest = rest.first_mut()?;
         // Entries of the same process (successive programs after execs), newest first.
         let start = newest.start_ns;
-        let answered = |c: &Cached| c.comms.iter().any(|k| **k == *comm);
+        let answered = |c: &Cached| c.comms.contains(comm);
         if answered(newest) {
             return Some(Arc::clone(&newest.app));
         }
@@ -228,7 +229,7 @@ impl Identities {
             Some(_) => return None,
         }
         if !full {
-            newest.comms.push(comm.into());
+            newest.comms.insert(comm.into());
         }
         Some(Arc::clone(&newest.app))
     }
@@ -248,6 +249,19 @@ impl Identities {
             |e: procfs::ProcError| if matches!(e, procfs::ProcError::NotFound(_)) { Miss::Gone } else { Miss::Other };
         let p = Process::new(i32::try_from(tgid).map_err(|_| Miss::Gone)?).map_err(gone)?;
         let stat = p.stat().map_err(gone)?;
+        // A zombie has no executable and no command line left: what the kernel recorded says
+        // more than its /proc entry.
+        if stat.state == 'Z' {
+            return Err(Miss::Gone);
+        }
+        // Read again after an exec (an entry of this process exists): the program now running
+        // must be the socket's, i.e. have its name; one more exec since would otherwise take the
+        // socket (what the kernel recorded is the truth then).
+        let start_ns = stat.starttime.saturating_mul(self.tick_ns);
+        let reread = self.cache.get(&tgid).is_some_and(|e| e.iter().any(|c| c.start_ns == start_ns));
+        if reread && stat.comm != comm {
+            return Err(Miss::Other);
+        }
         self.read_process(&p, &stat, tgid, created_ns, comm).ok_or(Miss::Other)
     }
 
@@ -266,7 +280,7 @@ impl Identities {
             return None; // a newer process reusing the pid
         }
         let exe_file = exe_id(tgid);
-        let exe = p.exe().ok().map(|e| escape::utf8_or_hex(e.as_os_str().as_bytes()).into_owned());
+        let exe = p.exe().ok().map(|e| escape::utf8_or_hex(without_deleted(&e).as_bytes()).into_owned());
         let (cmdline, emulator) = cmdline(p);
         let uid = real_uid(p)?;
         let cgroups = p.cgroups().ok();
@@ -311,8 +325,13 @@ impl Identities {
             source: AppSource::Proc,
             android,
         });
-        let entry =
-            Cached { start_ns, app: Arc::clone(&app), exe: exe_file, exe_checked_ns: 0, comms: vec![comm.into()] };
+        let entry = Cached {
+            start_ns,
+            app: Arc::clone(&app),
+            exe: exe_file,
+            exe_checked_ns: 0,
+            comms: [comm.into()].into_iter().collect(),
+        };
         self.insert(tgid, entry);
         Some(app)
     }
@@ -365,6 +384,17 @@ impl Identities {
             source: AppSource::Kernel,
             android,
         }
+    }
+}
+
+/// The path of a running executable without the ` (deleted)` the kernel appends once the file
+/// was removed or replaced on disk (a package upgrade while the program runs): the program's
+/// name stays its file's.
+fn without_deleted(exe: &std::path::Path) -> &std::ffi::OsStr {
+    let bytes = exe.as_os_str().as_bytes();
+    match bytes.strip_suffix(b" (deleted)") {
+        Some(path) if !exe.exists() => std::ffi::OsStr::from_bytes(path),
+        _ => exe.as_os_str(),
     }
 }
 
@@ -487,6 +517,10 @@ mod tests {
         let now = || clock.wall(Clock::boot_ns());
         let before = ids.app_for(&socket_of("sh"), now());
         assert_eq!(before.exe.as_deref(), sh_exe.to_str());
+        // Many thread names before the exec (the audit's case: past 32 names the exec went unseen).
+        for i in 0..40 {
+            assert!(Arc::ptr_eq(&ids.app_for(&socket_of(&format!("t{i}")), now()), &before));
+        }
         // The exec.
         std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"go\n").unwrap();
         let mut exe = proc_exe();
@@ -499,6 +533,9 @@ mod tests {
         }
         let sleep_exe = exe.unwrap();
         assert!(sleep_exe.ends_with("sleep"), "{sleep_exe:?}");
+        // A socket of a program between the two (its name is neither's: it exec'd again before its
+        // socket was read): what the kernel recorded, not the program running now.
+        let between = ids.app_for(&socket_of("bash"), now());
         let after = ids.app_for(&socket_of("sleep"), now());
         let old_socket = ids.app_for(&socket_of("sh"), now());
         let other_thread = ids.app_for(&socket_of("worker"), now());
@@ -509,7 +546,8 @@ mod tests {
         assert_eq!(after.pid, before.pid);
         assert_eq!(old_socket.exe, before.exe, "a socket of the program before the exec keeps its app");
         assert!(Arc::ptr_eq(&other_thread, &after), "another thread of the new program: the same entry");
-        assert_eq!(ids.stats.from_proc, 4);
+        assert_eq!((between.name.as_str(), between.source, between.exe.as_deref()), ("bash", AppSource::Kernel, None));
+        assert_eq!((ids.stats.from_proc, ids.stats.from_kernel), (44, 1));
     }
 
     /// A binary replaced on disk while it runs (a package upgrade renames the new file over it:
@@ -548,9 +586,50 @@ mod tests {
             (0..2 * MAX_COMMS).map(|i| ids.app_for(&socket_of(&format!("w{i}")), now())).collect();
         let _ = child.kill();
         let _ = child.wait();
+        // A second process of the old file, first read after the replacement: named after the
+        // file, not `mysleep (deleted)` (audit).
+        let mut later = Command::new(&bin).arg("30").spawn().unwrap();
+        let later_exe = format!("/proc/{}/exe", later.id());
+        for _ in 0..200 {
+            if std::fs::read_link(&later_exe).is_ok_and(|e| e == bin) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        std::fs::copy(sleep.trim(), &new).unwrap();
+        std::fs::rename(&new, &bin).unwrap();
+        let late_link = std::fs::read_link(&later_exe).unwrap();
+        let read_late = ids.app_for(&Owner { comm: "mysleep".into(), ..owner(later.id()) }, now());
+        let _ = later.kill();
+        let _ = later.wait();
+        assert!(late_link.to_string_lossy().ends_with("mysleep (deleted)"), "{late_link:?}");
+        assert_eq!(read_late.name, "mysleep", "{read_late:?}");
+        assert_eq!(read_late.exe.as_deref(), bin.to_str(), "{read_late:?}");
         assert!(link.to_string_lossy().ends_with("(deleted)"), "{link:?}");
         assert!(Arc::ptr_eq(&other_thread, &first), "{other_thread:?}");
         assert!(many.iter().all(|a| Arc::ptr_eq(a, &first)), "every thread name: the same app");
+    }
+
+    /// A process that exited and was not waited for (a zombie) has no executable or command
+    /// line left: its app is what the kernel recorded (`source: kernel`), not a /proc read with
+    /// nothing in it (audit: `source: proc` without exe and cmdline).
+    #[test]
+    fn a_zombie_is_a_gone_process() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let stat = || Process::new(i32::try_from(pid).unwrap()).and_then(|p| p.stat()).map(|s| s.state);
+        for _ in 0..200 {
+            if matches!(stat(), Ok('Z')) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(matches!(stat(), Ok('Z')), "{:?}", stat());
+        let clock = Clock::now();
+        let mut ids = Identities::new(AppRules::default(), clock);
+        let app = ids.app_for(&Owner { comm: "true".into(), ..owner(pid) }, clock.wall(Clock::boot_ns()));
+        let _ = child.wait();
+        assert_eq!((app.source, app.name.as_str()), (AppSource::Kernel, "true"));
     }
 
     #[test]

@@ -557,9 +557,20 @@ pub fn monitor_completeness(
 }
 
 /// Prints (at most five) client exchanges without an `outbound` record of their port pair, with
-/// every record that has the exchange's local port: what a missed figure needs to be explained.
+/// every record that has the exchange's local port, and the process's records by direction and
+/// without a local port: what a missed figure needs to be explained.
 fn explain_misses<'a>(flows: &[parse::Flow], client: &Index, sent: impl Iterator<Item = &'a Truth>) {
     for t in sent.filter(|t| !client.contains_key(&(t.local_port, t.remote_port))).take(5) {
+        let mut by_direction: HashMap<(&str, &str), usize> = HashMap::new();
+        let mut without_port = Vec::new();
+        for f in flows.iter().filter(|f| f.owner.tgid == t.pid) {
+            *by_direction.entry((f.event.as_str(), f.direction.as_str())).or_default() += 1;
+            if parse::Flow::port(f.local.as_ref()).is_none_or(|p| p == 0) && without_port.len() < 5 {
+                without_port
+                    .push(format!("{} {} {} {:?} -> {:?}", f.event, f.protocol, f.direction, f.local, f.remote));
+            }
+        }
+        eprintln!("bench:   records of pid {}: {by_direction:?}; without a local port: {without_port:?}", t.pid);
         let same_port: Vec<String> = flows
             .iter()
             .filter(|f| parse::Flow::port(f.local.as_ref()) == Some(t.local_port))
