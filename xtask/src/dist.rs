@@ -15,7 +15,7 @@ use std::{
 use anyhow::{Context as _, bail};
 
 use crate::{
-    exec::{cargo, exec, output, workspace_root},
+    exec::{cargo, exec, output, target_dir, workspace_root},
     geo::DEFAULT_GEO_DIR,
     setup,
 };
@@ -90,7 +90,9 @@ pub fn test_static() -> anyhow::Result<()> {
         say(&format!("root cases `{filter}` against {}", bin.display()));
         exec(
             cargo()
-                .args(["test", "--package", "monitor", "--test", "bpf", "--", filter])
+                // The suite's own package selection (the workspace's default members): cargo then
+                // reuses the test build instead of building every crate again with other features.
+                .args(["test", "--test", "bpf", "--", filter])
                 .env("MONITOR_BIN", &bin)
                 .env("MONITOR_REQUIRE_ROOT_TESTS", "1"),
         )?;
@@ -108,11 +110,6 @@ fn build(arch: &Arch) -> anyhow::Result<PathBuf> {
     let built = target_dir().join(arch.triple).join("release/monitor");
     check_static(&built, arch.machine)?;
     package(arch, &built)
-}
-
-/// The cargo target directory (`CARGO_TARGET_DIR` or `target/`).
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from)
 }
 
 fn rustup_target(triple: &str) -> anyhow::Result<()> {

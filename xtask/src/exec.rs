@@ -14,6 +14,11 @@ pub fn workspace_root() -> PathBuf {
     manifest.parent().map_or(manifest.clone(), PathBuf::from)
 }
 
+/// The cargo target directory (`CARGO_TARGET_DIR` or `target/` in the workspace).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from)
+}
+
 /// Runs `cmd`, failing with the command line on a non-zero exit.
 pub fn exec(cmd: &mut Command) -> anyhow::Result<()> {
     let status = cmd.status().with_context(|| format!("failed to run {cmd:?}"))?;
@@ -44,7 +49,7 @@ pub fn is_root() -> bool {
 /// Builds the release binary and runs `monitor run` with the given arguments.
 pub fn run_monitor(args: &[String]) -> anyhow::Result<()> {
     exec(cargo().args(["build", "--release", "--package", "monitor"]))?;
-    let bin = workspace_root().join("target/release/monitor");
+    let bin = target_dir().join("release/monitor");
     eprintln!("xtask: starting {} run {} (Ctrl-C stops it)", bin.display(), args.join(" "));
     let mut cmd = Command::new(bin);
     cmd.arg("run").args(args);

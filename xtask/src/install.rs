@@ -162,9 +162,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         Some(b) => b.clone(),
         None => {
             exec(cargo().args(["build", "--release", "-p", "monitor"]))?;
-            let target =
-                std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);
-            target.join("release/monitor")
+            crate::exec::target_dir().join("release/monitor")
         }
     };
     install_files(&layout, &binary)?;

@@ -34,7 +34,6 @@ mod stats;
 mod throughput;
 
 use std::{
-    path::PathBuf,
     process::Command,
     sync::atomic::{AtomicBool, Ordering},
     time::Instant,
@@ -48,7 +47,7 @@ use self::{
     observer::{Observer, Tools},
     output::Section,
 };
-use crate::exec::{cargo, exec, output as cmd_output, workspace_root};
+use crate::exec::{cargo, exec, output as cmd_output, target_dir};
 
 /// `cargo xtask bench` options.
 #[derive(clap::Args, Default)]
@@ -87,10 +86,6 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 /// Whether the run was interrupted.
 pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::Relaxed)
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from)
 }
 
 /// Runs the benchmarks.
@@ -175,9 +170,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 fn tools(quick: bool, observers: &[String]) -> anyhow::Result<Tools> {
     let profile = if quick { "debug" } else { "release" };
     let mut build = cargo();
-    build.args(["build", "--quiet", "--package", "monitor"]);
-    if !quick {
-        build.args(["--package", "xtask", "--release"]);
+    if quick {
+        // The test suite's build (same packages, same features): after `cargo xtask test` this
+        // builds nothing, where `cargo build -p monitor` would build every crate a second time.
+        build.args(["test", "--no-run", "--quiet"]);
+    } else {
+        build.args(["build", "--quiet", "--package", "monitor", "--package", "xtask", "--release"]);
     }
     exec(&mut build).context("cannot build the benchmark binaries")?;
     let bin = target_dir().join(profile);
