@@ -62,6 +62,7 @@ pub fn run_monitor(args: &[String]) -> anyhow::Result<()> {
 /// Runs every test. As root, tests that need BPF must run: `MONITOR_REQUIRE_ROOT_TESTS=1` makes a
 /// skipped root test a failure, so CI cannot pass without them.
 pub fn run_tests(args: &[String]) -> anyhow::Result<()> {
+    warn_if_disk_is_short();
     // First: a formatting slip fails in seconds, not after the whole suite.
     eprintln!("xtask: formatting (rustfmt.toml; `cargo fmt --all` fixes it)");
     exec(cargo().args(["fmt", "--all", "--check"]))?;
@@ -96,4 +97,27 @@ pub fn run_tests(args: &[String]) -> anyhow::Result<()> {
             .args(["doc", "--no-deps", "--package", "monitor", "--package", "monitor-common"])
             .env("RUSTDOCFLAGS", "-D warnings"),
     )
+}
+
+/// What a fresh target directory grows to over `cargo xtask test` as root (test build, static
+/// binary, quick benchmark, docs), measured on a fresh clone; rounded up.
+const SUITE_DISK_GIB: u64 = 6;
+
+/// Warns (does not fail: an existing target directory already holds most of the build) when the
+/// target directory's file system has less free space than a fresh run of the suite takes. A
+/// full disk otherwise shows up only as a linker's "No space left on device" deep in the run.
+fn warn_if_disk_is_short() {
+    let dir = target_dir();
+    let Some(existing) = dir.ancestors().find(|d| d.exists()) else { return };
+    let Ok(stat) = nix::sys::statvfs::statvfs(existing) else { return };
+    let free = stat.blocks_available().saturating_mul(stat.fragment_size());
+    let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
+    if free < SUITE_DISK_GIB << 30 {
+        eprintln!(
+            "xtask: warning: {:.1} GiB free for {}; a fresh run of the test suite needs about \
+             {SUITE_DISK_GIB} GiB there (builds fail with \"No space left on device\")",
+            gib(free),
+            dir.display()
+        );
+    }
 }
