@@ -3,6 +3,11 @@
 //!
 //! Precedence: built-in defaults < config file < command-line flags. An explicit file that is
 //! missing or does not parse is an error, never a silent fallback to defaults.
+//!
+//! Every command takes [`Settings`]. The sections' own types are also what their components take,
+//! so each component checks its section again where a wrong value would do harm (the journal's
+//! ranges, the geo labels, the name table's sizes, the metrics endpoint's loopback rule, the
+//! alert command's timeout, a device point): a config built in code cannot skip these checks.
 
 use std::{
     fmt,

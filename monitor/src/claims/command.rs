@@ -17,7 +17,7 @@ use std::{
 
 use log::{debug, warn};
 
-use crate::{escape, journal::AlertRow};
+use crate::{claims::config::MAX_ALERT_TIMEOUT_SECS, escape, journal::AlertRow};
 
 /// Alerts waiting for the command; more are dropped (and counted).
 pub const ALERT_QUEUE: usize = 64;
@@ -35,11 +35,14 @@ pub struct AlertCommand {
 }
 
 impl AlertCommand {
-    /// Starts the thread running `argv` (program first) with `timeout` per alert.
+    /// Starts the thread running `argv` (program first) with `timeout` per alert, at most
+    /// [`MAX_ALERT_TIMEOUT_SECS`] (the config's range; a longer one is cut to it here too, so no
+    /// caller can overflow the deadline).
     ///
     /// # Errors
     /// When the thread cannot be started.
     pub fn spawn(argv: Vec<String>, timeout: Duration) -> std::io::Result<Self> {
+        let timeout = timeout.min(Duration::from_secs(MAX_ALERT_TIMEOUT_SECS));
         let (tx, rx) = sync_channel::<AlertRow>(ALERT_QUEUE);
         let stop_by = Arc::new(OnceLock::new());
         let dropped = Arc::new(AtomicU64::new(0));

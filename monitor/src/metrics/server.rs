@@ -24,11 +24,15 @@ pub struct Server {
 }
 
 impl Server {
-    /// Reads the token, binds `config.listen` and starts serving `metrics`.
+    /// Checks `config` (as the settings do: a config built in code cannot open a non-loopback
+    /// endpoint without `allow_remote` either), reads the token, binds `config.listen` and starts
+    /// serving `metrics`.
     ///
     /// # Errors
-    /// An unreadable or short token file, an address that cannot be bound.
+    /// What [`MetricsConfig::validate`] refuses, an unreadable or short token file, an address
+    /// that cannot be bound.
     pub fn start(config: &MetricsConfig, metrics: Arc<Metrics>) -> Result<Self, Error> {
+        config.validate()?;
         let token = config.token()?;
         let listen = config.listen;
         let http = tiny_http::Server::http(listen).map_err(|source| Error::Bind { listen, source })?;
@@ -159,5 +163,12 @@ mod tests {
         let err = Server::start(&busy, Arc::new(Metrics::new(&busy, 0.0))).err().unwrap();
         assert!(err.to_string().contains("cannot listen for metrics on 127.0.0.1:"), "{err}");
         server.stop();
+    }
+
+    #[test]
+    fn a_config_built_in_code_cannot_skip_the_loopback_check() {
+        let open = MetricsConfig { enabled: true, listen: "0.0.0.0:0".parse().unwrap(), ..MetricsConfig::default() };
+        let err = Server::start(&open, Arc::new(Metrics::new(&open, 0.0))).err().unwrap();
+        assert!(matches!(err, Error::Remote { .. }), "{err}");
     }
 }

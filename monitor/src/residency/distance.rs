@@ -26,6 +26,11 @@ pub fn great_circle_km((lat1, lon1): (f64, f64), (lat2, lon2): (f64, f64)) -> f6
 pub fn distance_km(device: &DeviceLocation, country: &str) -> Result<f64, Error> {
     let to = territory(country)?;
     match device {
+        // The settings refuse such a point; checked here too, so that a location built in code
+        // cannot give NaN distances (every comparison false: "plausible").
+        DeviceLocation::Point { .. } if device.validate().is_err() => {
+            Err(Error::DeviceLocation { location: device.label() })
+        }
         DeviceLocation::Point { lat, lon } => Ok(point_to(&to, Point::new(*lon, *lat))),
         DeviceLocation::Country(code) if code.eq_ignore_ascii_case(country) => Ok(0.0),
         DeviceLocation::Country(code) => {

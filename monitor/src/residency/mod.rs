@@ -40,6 +40,12 @@ pub enum Error {
         /// The code.
         code: String,
     },
+    /// A device point outside −90..90 / −180..180 degrees, or not a number.
+    #[error("device location {location} is not a point on Earth (lat −90..90, lon −180..180)")]
+    DeviceLocation {
+        /// The location as written in reports.
+        location: String,
+    },
 }
 
 /// Plausible or not.

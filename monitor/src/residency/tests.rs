@@ -129,3 +129,13 @@ fn device_location_is_validated() {
     assert_eq!(f.device, DeviceConfig::default());
     assert!(toml::from_str::<File>("[device]\nplace = \"SE\"\n").is_err(), "unknown key");
 }
+
+#[test]
+fn a_device_point_off_the_earth_is_an_error_not_a_verdict() {
+    // NaN compares false with every bound: before the check it read "plausible" everywhere.
+    for (lat, lon) in [(f64::NAN, 0.0), (0.0, f64::NAN), (91.0, 0.0), (0.0, -180.5)] {
+        let err = plausibility(&point((lat, lon)), "US", 1_000).unwrap_err();
+        assert!(matches!(err, Error::DeviceLocation { .. }), "{lat},{lon}: {err}");
+    }
+    assert_eq!(plausibility(&point(LONDON), "US", 1_000).unwrap().verdict, Verdict::Implausible);
+}

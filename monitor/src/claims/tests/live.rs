@@ -171,3 +171,20 @@ fn the_alert_command_gets_the_json_on_stdin_and_a_hung_one_is_killed() {
     hung.stop();
     assert!(started.elapsed() < Duration::from_secs(5), "killed after its timeout: {:?}", started.elapsed());
 }
+
+#[test]
+fn an_alert_command_built_with_an_endless_timeout_does_not_overflow_its_deadline() {
+    // The settings refuse such a timeout; a caller building the command itself gets it cut to
+    // the config's maximum instead of a panic in the alert thread.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("alert.json");
+    let mut a = alerts("[[claims]]\nname = \"no-cn\"\napps = [\"shop\"]\ndenied_countries = [\"CN\"]\n");
+    let alert =
+        a.check(&record("203.0.113.9:443", 100, 0, "2026-11-18T12:00:00Z"), &app("shop"), Some(&dest("CN"))).remove(0);
+    let script = format!("cat > {}", out.display());
+    let command = AlertCommand::spawn(vec!["sh".into(), "-c".into(), script], Duration::MAX).unwrap();
+    command.send(alert);
+    command.stop();
+    let got: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(got["claim"], "no-cn");
+}
