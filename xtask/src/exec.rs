@@ -91,12 +91,27 @@ pub fn run_tests(args: &[String]) -> anyhow::Result<()> {
         "-D",
         "warnings",
     ]))?;
+    eprintln!("xtask: clippy of the BPF programs (nightly, BPF target; warnings are errors)");
+    exec(
+        Command::new("rustup")
+            .args(["run", &bpf_toolchain(), "cargo", "clippy", "--package", "monitor-ebpf", "--release"])
+            .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core", "--", "-D", "warnings"])
+            // Its own directory: the nightly build of the host tools would not share the stable one's.
+            .env("CARGO_TARGET_DIR", target_dir().join("bpf-clippy"))
+            .current_dir(workspace_root()),
+    )?;
     eprintln!("xtask: API docs (rustdoc warnings, e.g. broken links, are errors)");
     exec(
         cargo()
             .args(["doc", "--no-deps", "--package", "monitor", "--package", "monitor-common"])
             .env("RUSTDOCFLAGS", "-D warnings"),
     )
+}
+
+/// The toolchain that builds the BPF programs (`monitor/build.rs`: `MONITOR_BPF_TOOLCHAIN`, default
+/// nightly).
+fn bpf_toolchain() -> String {
+    std::env::var("MONITOR_BPF_TOOLCHAIN").unwrap_or_else(|_| "nightly".to_owned())
 }
 
 /// What a fresh target directory grows to over `cargo xtask test` as root (test build, static

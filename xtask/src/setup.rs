@@ -27,7 +27,7 @@ pub struct Args {
 
 /// Runs every step.
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    nightly_rust_src()?;
+    nightly_components()?;
     bpf_linker()?;
     apt_install(&[
         ("iproute2", "network namespaces in tests"),
@@ -54,14 +54,22 @@ fn say(msg: &str) {
     eprintln!("xtask setup: {msg}");
 }
 
-fn nightly_rust_src() -> anyhow::Result<()> {
+/// The nightly toolchain's components: rust-src for the BPF build, clippy for linting the BPF
+/// crate (`cargo xtask test`).
+fn nightly_components() -> anyhow::Result<()> {
     let installed = output(Command::new("rustup").args(["component", "list", "--toolchain", "nightly", "--installed"]))
         .context("rustup cannot list the nightly toolchain's components; the BPF build needs the nightly toolchain")?;
-    if installed.lines().any(|l| l.starts_with("rust-src")) {
-        return Ok(());
+    for (component, why) in [
+        ("rust-src", "the BPF build compiles core from source"),
+        ("clippy", "`cargo xtask test` lints the BPF programs"),
+    ] {
+        if installed.lines().any(|l| l.starts_with(component)) {
+            continue;
+        }
+        say(&format!("installing {component} for the nightly toolchain ({why})"));
+        exec(Command::new("rustup").args(["component", "add", component, "--toolchain", "nightly"]))?;
     }
-    say("installing rust-src for the nightly toolchain (the BPF build compiles core from source)");
-    exec(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+    Ok(())
 }
 
 fn is_installed(package: &str) -> bool {

@@ -126,7 +126,7 @@ pub(crate) fn discover(sk: *mut c_void) -> *mut Counters {
     let tuple = sock_tuple(sk);
     c.local_addr = tuple.local_addr;
     c.local_port = tuple.local_port;
-    let kind = if tuple.protocol == u16::from(IPPROTO_UDP) && tuple.remote_port != 0 {
+    let kind = if tuple.protocol == IPPROTO_UDP && tuple.remote_port != 0 {
         // Connected by its process (as at discovery on the packet path, see `skb`).
         c.flags |= COUNTER_CONNECTED;
         EventKind::Connect
@@ -164,7 +164,7 @@ pub(crate) fn after_count(sk: *mut c_void, c: &mut Counters, every_call: bool) {
     // not call. SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     let due = now.wrapping_sub(c.last_report_ns) >= update_interval_ns()
-        || (every_call && (c.flags & COUNTER_TCP_CLOSED != 0 || protocol_of(sk) != u16::from(IPPROTO_TCP)));
+        || (every_call && (c.flags & COUNTER_TCP_CLOSED != 0 || protocol_of(sk) != IPPROTO_TCP));
     if !due {
         return;
     }

@@ -61,7 +61,7 @@ pub fn uprobe_getaddrinfo(ctx: ProbeContext) -> u32 {
     }
     // SAFETY: helper without pointer arguments.
     let id = unsafe { bpf_get_current_pid_tgid() };
-    let _ = GAI_CALLS.insert(&id, &GaiCall { node: node as u64, res: res as u64 }, 0);
+    let _ = GAI_CALLS.insert(id, GaiCall { node: node as u64, res: res as u64 }, 0);
     0
 }
 
@@ -74,8 +74,8 @@ pub fn uretprobe_getaddrinfo(ctx: RetProbeContext) -> u32 {
     // SAFETY: helper without pointer arguments.
     let id = unsafe { bpf_get_current_pid_tgid() };
     // SAFETY: the value is copied out before the entry is removed.
-    let Some(call) = (unsafe { GAI_CALLS.get(&id) }).copied() else { return 0 };
-    let _ = GAI_CALLS.remove(&id);
+    let Some(call) = (unsafe { GAI_CALLS.get(id) }).copied() else { return 0 };
+    let _ = GAI_CALLS.remove(id);
     let ret: i32 = ctx.ret();
     if ret == 0 {
         send(&call);

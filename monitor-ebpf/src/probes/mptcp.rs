@@ -233,6 +233,7 @@ fn connection_counters(msk: *mut c_void, subflow_cookie: impl FnOnce() -> u64) -
     // SAFETY: null-checked map value; helpers without arguments.
     match unsafe { counters.as_mut() } {
         Some(c) => {
+            // SAFETY: helpers without arguments.
             unsafe {
                 c.created_ns = bpf_ktime_get_boot_ns();
                 c.last_report_ns = bpf_ktime_get_coarse_ns();

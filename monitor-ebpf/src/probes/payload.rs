@@ -94,6 +94,7 @@ fn count(ctx: &BtfTracePointContext, tx: bool) {
             // is not the listener's owner (the socket's own clone of it: the listener keeps its).
             // SAFETY: null-checked map value; helper without arguments.
             if let Some(owner) = unsafe { OWNER.get(sk, false).as_mut() }
+                // SAFETY: helper without arguments.
                 && (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32 != owner.tgid
             {
                 record_owner(owner, OwnerSource::FirstIo);

@@ -52,6 +52,7 @@ pub fn sock_create(ctx: SockContext) -> i32 {
             }
             // One clock read for both: the owner was recorded a moment ago.
             c.created_ns = c.owner.created_ns;
+            // SAFETY: helper without arguments.
             c.last_report_ns = unsafe { bpf_ktime_get_coarse_ns() };
         }
         None => storage_failed(&ctx),

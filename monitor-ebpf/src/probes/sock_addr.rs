@@ -122,6 +122,7 @@ fn on_connect(ctx: &SockAddrContext, v6: bool) -> i32 {
         counters = COUNTERS.get_or_create(sk.cast());
         // SAFETY: null-checked map value; helpers without arguments.
         if let Some(c) = unsafe { counters.as_mut() } {
+            // SAFETY: helpers without arguments.
             unsafe {
                 c.created_ns = bpf_ktime_get_boot_ns();
                 c.last_report_ns = bpf_ktime_get_coarse_ns();
@@ -131,6 +132,7 @@ fn on_connect(ctx: &SockAddrContext, v6: bool) -> i32 {
     }
     // SAFETY: the context carries a socket; `counters` is a null-checked map value.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
+    // SAFETY: null-checked map value.
     let first_ns = unsafe { counters.as_ref() }.map_or(0, |c| c.created_ns);
     emit(
         EventKind::Connect,

@@ -84,6 +84,7 @@ fn listening(ctx: &SockOpsContext) {
     if c.owner.source == OwnerSource::Unknown as u32 {
         return; // created before the monitor: the daemon writes `OWNER` from /proc
     }
+    // SAFETY: the context's socket; null-checked map value.
     match unsafe { OWNER.get_or_create(sk.cast()).as_mut() } {
         Some(owner) => *owner = c.owner,
         None => stat(monitor_common::maps::STAT_STORAGE_FAIL, 1),
