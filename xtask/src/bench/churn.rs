@@ -542,7 +542,7 @@ pub fn monitor_completeness(
     let client_index = index(flows, p, &["outbound"]);
     let client = complete(&client_index, sent().map(|t| (t.pid, (t.local_port, t.remote_port), t.tx, t.rx)));
     if client.recorded < client.expected {
-        explain_misses(flows, &client_index, sent());
+        explain_misses(flows, &client_index, truth, sent());
     }
     // UDP: the clients sent first, so the server socket's peers are `inbound` as accepted TCP
     // connections are; a few exchanges are split in two records (the slot was flushed between
@@ -559,8 +559,11 @@ pub fn monitor_completeness(
 /// Prints (at most five) client exchanges without an `outbound` record of their port pair, with
 /// every record that has the exchange's local port, and the process's records by direction and
 /// without a local port: what a missed figure needs to be explained.
-fn explain_misses<'a>(flows: &[parse::Flow], client: &Index, sent: impl Iterator<Item = &'a Truth>) {
+fn explain_misses<'a>(flows: &[parse::Flow], client: &Index, truth: &[Truth], sent: impl Iterator<Item = &'a Truth>) {
     for t in sent.filter(|t| !client.contains_key(&(t.local_port, t.remote_port))).take(5) {
+        let exchanges = truth.iter().filter(|e| e.pid == t.pid).count();
+        let sent_ok = truth.iter().filter(|e| e.pid == t.pid && e.tx > 0).count();
+        eprintln!("bench:   exchanges of pid {}: {exchanges} ({sent_ok} sent their request)", t.pid);
         let mut by_direction: HashMap<(&str, &str), usize> = HashMap::new();
         let mut without_port = Vec::new();
         for f in flows.iter().filter(|f| f.owner.tgid == t.pid) {
