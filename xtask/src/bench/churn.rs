@@ -353,11 +353,14 @@ pub(super) fn sample(
         .as_array()
         .map(|a| a.iter().filter_map(|p| p.as_u64()).map(|p| p as u32).collect())
         .unwrap_or_default();
+    let mut keep = false;
     match o {
         Observer::None => {}
         Observer::Monitor => {
             let run = parse::monitor(&out)?;
             let (client, server) = monitor_completeness(&run.flows, &truth, proto, server_pid);
+            // A miss keeps the monitor's records and log (and the load's truth) for a look.
+            keep = client.recorded < client.expected || server.recorded < server.expected;
             s.client = Some(client);
             s.server = Some(server);
             s.stats = Some(run.stats);
@@ -406,6 +409,15 @@ pub(super) fn sample(
                 connections_right_name: Some(ratio(named.len() as f64, n)),
             });
         }
+    }
+    if keep {
+        eprintln!(
+            "bench:   kept for the miss: the monitor's records {}, its log {}, the load's truth {}.*",
+            out.display(),
+            out.with_extension("err").display(),
+            log.display()
+        );
+        return Ok(s);
     }
     observer::discard(&out);
     for i in 0..PROCS {
