@@ -1,0 +1,354 @@
+//! The process cache against real processes this test starts: start times, exec, binaries
+//! replaced on disk, zombies, non-UTF-8 names and arguments, gone processes, Android UIDs.
+
+use super::*;
+use crate::{identity::rules::AppRule, tracker::record::OwnerSource};
+
+fn owner(tgid: u32) -> Owner {
+    Owner {
+        tgid,
+        pid: tgid,
+        uid: 4242,
+        gid: 0,
+        comm: "gone-proc".into(),
+        cgroup_id: 0,
+        source: OwnerSource::SockCreate,
+    }
+}
+
+#[test]
+fn units_and_containers_from_cgroup_paths() {
+    assert_eq!(unit_of("/system.slice/nginx.service").as_deref(), Some("nginx.service"));
+    assert_eq!(
+        unit_of("/user.slice/user-1000.slice/user@1000.service/app.slice/app-firefox-12.scope").as_deref(),
+        Some("app-firefox-12.scope")
+    );
+    assert_eq!(unit_of("/"), None);
+    let id = "a".repeat(64);
+    assert_eq!(container_of(&format!("/system.slice/docker-{id}.scope")), Some(id.clone()));
+    assert_eq!(container_of(&format!("/kubepods/besteffort/pod1/cri-containerd-{id}.scope")), Some(id.clone()));
+    assert_eq!(container_of(&format!("/docker/{id}")), Some(id));
+    assert_eq!(container_of("/user.slice"), None);
+}
+
+#[test]
+fn live_process_is_read_from_proc_with_its_start_time() {
+    let clock = Clock::now();
+    let mut ids = Identities::new(AppRules::default(), clock);
+    let me = owner(std::process::id());
+    let app = ids.app_for(&me, clock.wall(Clock::boot_ns()));
+    assert_eq!(app.source, AppSource::Proc);
+    assert_eq!(app.pid, std::process::id());
+    let exe = std::env::current_exe().unwrap();
+    assert_eq!(app.exe.as_deref(), exe.to_str());
+    assert_eq!(app.name, exe.file_name().unwrap().to_str().unwrap());
+    assert!(app.start_time > 0);
+    assert!(app.cmdline.is_some());
+}
+
+/// A process that `execve`s another program keeps its pid and start time: sockets of the new
+/// program (another thread name) are charged to it, those of the old one stay charged to the
+/// old program, and another thread of the new program costs no second read (the audit's
+/// case: the new program's sockets were charged to the old one).
+#[test]
+fn a_new_program_after_execve_is_a_new_app_and_the_old_ones_sockets_keep_theirs() {
+    use std::process::{Command, Stdio};
+    let clock = Clock::now();
+    let mut ids = Identities::new(AppRules::default(), clock);
+    let mut child = Command::new("sh").args(["-c", "read go; exec sleep 30"]).stdin(Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let proc_exe = || std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    // Until the spawn's own exec is done (before it, the child is a copy of this test).
+    let sh_exe = {
+        let me = std::env::current_exe().ok();
+        let mut exe = proc_exe();
+        for _ in 0..200 {
+            if exe.is_some() && exe != me {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            exe = proc_exe();
+        }
+        exe.unwrap()
+    };
+    let socket_of = |comm: &str| Owner { comm: comm.into(), ..owner(pid) };
+    let now = || clock.wall(Clock::boot_ns());
+    let before = ids.app_for(&socket_of("sh"), now());
+    assert_eq!(before.exe.as_deref(), sh_exe.to_str());
+    // Many thread names before the exec (the audit's case: past 32 names the exec went unseen).
+    for i in 0..40 {
+        assert!(Arc::ptr_eq(&ids.app_for(&socket_of(&format!("t{i}")), now()), &before));
+    }
+    // The exec.
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"go\n").unwrap();
+    let mut exe = proc_exe();
+    for _ in 0..200 {
+        if exe.as_ref().is_some_and(|e| e.ends_with("sleep")) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        exe = proc_exe();
+    }
+    let sleep_exe = exe.unwrap();
+    assert!(sleep_exe.ends_with("sleep"), "{sleep_exe:?}");
+    // A socket of a program between the two (its name is neither's: it exec'd again before its
+    // socket was read): what the kernel recorded, not the program running now.
+    let between = ids.app_for(&socket_of("bash"), now());
+    let after = ids.app_for(&socket_of("sleep"), now());
+    let old_socket = ids.app_for(&socket_of("sh"), now());
+    let other_thread = ids.app_for(&socket_of("worker"), now());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!((after.exe.as_deref(), after.name.as_str()), (sleep_exe.to_str(), "sleep"));
+    assert!(after.cmdline.as_deref().is_some_and(|c| c.starts_with("sleep 30")), "{:?}", after.cmdline);
+    assert_eq!(after.pid, before.pid);
+    assert_eq!(old_socket.exe, before.exe, "a socket of the program before the exec keeps its app");
+    assert!(Arc::ptr_eq(&other_thread, &after), "another thread of the new program: the same entry");
+    assert_eq!((between.name.as_str(), between.source, between.exe.as_deref()), ("bash", AppSource::Kernel, None));
+    assert_eq!((ids.stats.from_proc, ids.stats.from_kernel), (44, 1));
+}
+
+/// A binary replaced on disk while it runs (a package upgrade renames the new file over it:
+/// `/proc/<pid>/exe` then reads `... (deleted)`) is no exec: a socket of another thread keeps
+/// the app read first (review finding: it was read again and named `mysleep (deleted)`).
+/// More thread names than an entry remembers keep it too.
+#[test]
+fn a_binary_replaced_on_disk_while_it_runs_is_not_an_exec() {
+    use std::process::Command;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("mysleep");
+    let sleep =
+        String::from_utf8(Command::new("sh").args(["-c", "command -v sleep"]).output().unwrap().stdout).unwrap();
+    std::fs::copy(sleep.trim(), &bin).unwrap();
+    let mut child = Command::new(&bin).arg("30").spawn().unwrap();
+    let pid = child.id();
+    for _ in 0..200 {
+        if std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == bin) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let clock = Clock::now();
+    let mut ids = Identities::new(AppRules::default(), clock);
+    let socket_of = |comm: &str| Owner { comm: comm.into(), ..owner(pid) };
+    let now = || clock.wall(Clock::boot_ns());
+    let first = ids.app_for(&socket_of("mysleep"), now());
+    assert_eq!(first.name, "mysleep");
+    // The upgrade: a new file renamed over the old one.
+    let new = dir.path().join("mysleep.new");
+    std::fs::copy(sleep.trim(), &new).unwrap();
+    std::fs::rename(&new, &bin).unwrap();
+    let link = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    let other_thread = ids.app_for(&socket_of("worker"), now());
+    let many: Vec<Arc<App>> = (0..2 * MAX_COMMS).map(|i| ids.app_for(&socket_of(&format!("w{i}")), now())).collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    // A second process of the old file, first read after the replacement: named after the
+    // file, not `mysleep (deleted)` (audit).
+    let mut later = Command::new(&bin).arg("30").spawn().unwrap();
+    let later_exe = format!("/proc/{}/exe", later.id());
+    for _ in 0..200 {
+        if std::fs::read_link(&later_exe).is_ok_and(|e| e == bin) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::fs::copy(sleep.trim(), &new).unwrap();
+    std::fs::rename(&new, &bin).unwrap();
+    let late_link = std::fs::read_link(&later_exe).unwrap();
+    let read_late = ids.app_for(&Owner { comm: "mysleep".into(), ..owner(later.id()) }, now());
+    let _ = later.kill();
+    let _ = later.wait();
+    assert!(late_link.to_string_lossy().ends_with("mysleep (deleted)"), "{late_link:?}");
+    assert_eq!(read_late.name, "mysleep", "{read_late:?}");
+    assert_eq!(read_late.exe.as_deref(), bin.to_str(), "{read_late:?}");
+    assert!(link.to_string_lossy().ends_with("(deleted)"), "{link:?}");
+    assert!(Arc::ptr_eq(&other_thread, &first), "{other_thread:?}");
+    assert!(many.iter().all(|a| Arc::ptr_eq(a, &first)), "every thread name: the same app");
+}
+
+/// A process that exited and was not waited for (a zombie) has no executable or command
+/// line left: its app is what the kernel recorded (`source: kernel`), not a /proc read with
+/// nothing in it (audit: `source: proc` without exe and cmdline).
+#[test]
+fn a_zombie_is_a_gone_process() {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    let stat = || Process::new(i32::try_from(pid).unwrap()).and_then(|p| p.stat()).map(|s| s.state);
+    for _ in 0..200 {
+        if matches!(stat(), Ok('Z')) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(matches!(stat(), Ok('Z')), "{:?}", stat());
+    let clock = Clock::now();
+    let mut ids = Identities::new(AppRules::default(), clock);
+    let app = ids.app_for(&Owner { comm: "true".into(), ..owner(pid) }, clock.wall(Clock::boot_ns()));
+    let _ = child.wait();
+    assert_eq!((app.source, app.name.as_str()), (AppSource::Kernel, "true"));
+}
+
+#[test]
+fn non_utf8_arguments_keep_the_command_line_and_its_argument_boundaries() {
+    use std::{ffi::OsStr, os::unix::ffi::OsStrExt as _, process::Command};
+    let args: [&[u8]; 6] = [b"-c", b"sleep 30; :", b"x\xff\x1b]0;t\x07", b"a b", b"", b"end"];
+    let mut child = Command::new("sh").args(args.map(OsStr::from_bytes)).spawn().unwrap();
+    let p = Process::new(i32::try_from(child.id()).unwrap()).unwrap();
+    // The spawn returns when exec is past its point of no return, before the kernel has set up
+    // the new arguments: until then the command line reads empty.
+    let mut line = None;
+    for _ in 0..200 {
+        line = cmdline(&p).0;
+        if line.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let line = line.expect("a command line, although one argument is not UTF-8");
+    assert_eq!(line, r"sh -c $'sleep 30; :' $'x\xFF\e]0;t\a' $'a b' '' end");
+    // bash reads it back as the same arguments.
+    let out = Command::new("bash").arg("-c").arg(format!("printf '%s\\0' {line}")).output().unwrap();
+    let expected: Vec<u8> = [b"sh".as_slice()].iter().chain(&args).flat_map(|a| a.iter().copied().chain([0])).collect();
+    assert_eq!(out.stdout, expected);
+}
+
+#[test]
+fn process_with_a_non_utf8_name_keeps_its_uid_exe_and_command_line() {
+    use std::{
+        ffi::OsStr,
+        fs,
+        os::unix::{ffi::OsStrExt as _, fs::PermissionsExt as _, process::CommandExt as _},
+        process::Command,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = dir.path().join(OsStr::from_bytes(b"sl\xffp"));
+    fs::copy("/bin/sleep", &exe).unwrap();
+    let mut command = Command::new(&exe);
+    command.arg("30");
+    // As root (CI), run it as another user, so a fallback to uid 0 cannot pass.
+    let uid = if nix::unistd::geteuid().is_root() { 4242 } else { nix::unistd::getuid().as_raw() };
+    if nix::unistd::geteuid().is_root() {
+        command.uid(uid);
+    }
+    let mut child = command.spawn().unwrap();
+    let pid = child.id();
+    assert!(Process::new(i32::try_from(pid).unwrap()).unwrap().status().is_err(), "procfs cannot read its status");
+    let clock = Clock::now();
+    let mut ids = Identities::new(AppRules::default(), clock);
+    let mut app = ids.app_for(&owner(pid), clock.wall(Clock::boot_ns()));
+    for _ in 0..200 {
+        if app.cmdline.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10)); // exec still setting up
+        ids = Identities::new(AppRules::default(), clock);
+        app = ids.app_for(&owner(pid), clock.wall(Clock::boot_ns()));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(app.source, AppSource::Proc);
+    assert_eq!(app.uid, uid);
+    assert_eq!(app.name, "sl\\xffp");
+    let dir = dir.path().to_str().unwrap();
+    assert_eq!(app.exe.as_deref(), Some(format!("{dir}/sl\\xffp").as_str()));
+    assert_eq!(app.cmdline.as_deref(), Some(format!("$'{dir}/sl\\xFFp' 30").as_str()));
+}
+
+/// A gone process costs one /proc lookup: its later records share the kernel-data app, for
+/// sockets created before it was found gone (a later socket of that pid is another process).
+#[test]
+fn records_of_a_gone_process_share_one_kernel_data_app() {
+    let clock = Clock::now();
+    let mut ids = Identities::new(AppRules::default(), clock);
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    child.wait().unwrap();
+    let (pid, before) = (child.id(), clock.wall(Clock::boot_ns()));
+    let first = ids.app_for(&owner(pid), before);
+    assert_eq!((first.source, first.name.as_str(), first.pid), (AppSource::Kernel, "gone-proc", pid));
+    let again = ids.app_for(&owner(pid), before);
+    assert!(Arc::ptr_eq(&first, &again), "the second record takes the remembered app");
+    let mut renamed = owner(pid);
+    renamed.comm = "other".into();
+    let other = ids.app_for(&renamed, before);
+    assert_eq!((other.name.as_str(), Arc::ptr_eq(&first, &other)), ("other", false));
+    let later = ids.app_for(&owner(pid), clock.wall(Clock::boot_ns() + 10_000_000_000));
+    assert!(!Arc::ptr_eq(&first, &later), "a socket created after the check is looked up again");
+    assert_eq!((ids.stats.from_kernel, ids.stats.from_proc), (4, 0));
+}
+
+#[test]
+fn socket_older_than_the_process_holding_its_pid_falls_back_to_kernel_data() {
+    let clock = Clock::now();
+    let rules =
+        AppRules::compile(&[AppRule { name: "grouped".into(), uid: vec![4242], ..AppRule::default() }]).unwrap();
+    let mut ids = Identities::new(rules, clock);
+    // A socket "created" at boot time 1 s: this test process started later, so a pid match
+    // must not charge the socket to it.
+    let app = ids.app_for(&owner(std::process::id()), clock.wall(1_000_000_000));
+    assert_eq!(app.source, AppSource::Kernel);
+    assert_eq!(app.name, "grouped", "rules apply to kernel-only identities too");
+    assert_eq!(ids.stats.from_kernel, 1);
+    let gone = ids.app_for(&owner(u32::MAX - 1), clock.wall(Clock::boot_ns()));
+    assert_eq!((gone.source, gone.name.as_str()), (AppSource::Kernel, "grouped"));
+}
+
+#[test]
+fn android_app_uids_are_named_by_their_package_unless_a_rule_names_them() {
+    let clock = Clock::now();
+    let packages = Packages::parse(
+        "com.zhiliaoapp.musically 10123 0 /data/user/0/com.zhiliaoapp.musically default 3003\n\
+         com.android.shell 2000 0 /data/user_de/0/com.android.shell platform none\n",
+    );
+    let mut ids = Identities::new(AppRules::default(), clock).with_android(packages.clone());
+    let gone = |uid: u32| Owner {
+        tgid: u32::MAX - 1,
+        pid: u32::MAX - 1,
+        uid,
+        gid: uid,
+        comm: "Binder:123_4".into(),
+        cgroup_id: 0,
+        source: OwnerSource::SockCreate,
+    };
+    let now = clock.wall(Clock::boot_ns());
+    let tiktok = ids.app_for(&gone(10_123), now);
+    assert_eq!(tiktok.name, "com.zhiliaoapp.musically");
+    let android = tiktok.android.as_ref().expect("android identity");
+    assert_eq!((android.package.as_deref(), android.user_id, android.app_id), (Some(tiktok.name.as_str()), 0, 10_123));
+    let work = ids.app_for(&gone(1_010_123), now);
+    assert_eq!(work.name, "com.zhiliaoapp.musically", "second user");
+    assert_eq!(work.android.as_ref().map(|a| (a.user_id, a.app_id)), Some((10, 10_123)));
+    let sandbox = ids.app_for(&gone(20_123), now);
+    assert_eq!(sandbox.android.as_ref().map(|a| a.kind), Some(UidKind::SdkSandbox));
+    assert_eq!(sandbox.name, "com.zhiliaoapp.musically", "an SDK sandbox is charged to its app's package");
+    let system = ids.app_for(&gone(2000), now);
+    assert_eq!(system.name, "Binder:123_4", "system uids keep their process name");
+    assert_eq!(system.android, None);
+    assert_eq!(ids.app_for(&gone(10_124), now).name, "Binder:123_4", "unknown app id");
+    let rules =
+        AppRules::compile(&[AppRule { name: "tiktok".into(), uid: vec![10_123], ..AppRule::default() }]).unwrap();
+    let mut ids = Identities::new(rules, clock).with_android(packages.clone());
+    assert_eq!(ids.app_for(&gone(10_123), now).name, "tiktok");
+    let rules = AppRules::compile(&[AppRule {
+        name: "tiktok".into(),
+        package: vec!["com.zhiliaoapp.*".into()],
+        ..AppRule::default()
+    }])
+    .unwrap();
+    let mut ids = Identities::new(rules, clock).with_android(packages);
+    let app = ids.app_for(&gone(1_010_123), now);
+    assert_eq!(app.name, "tiktok", "package rule");
+    assert_eq!(app.android.as_ref().and_then(|a| a.package.as_deref()), Some("com.zhiliaoapp.musically"));
+}
+
+#[test]
+fn flow_without_any_owner_gets_a_clear_app_name_not_an_empty_one() {
+    let clock = Clock::now();
+    let mut ids = Identities::new(AppRules::default(), clock);
+    let nobody = Owner { tgid: 0, pid: 0, uid: 0, gid: 0, comm: "".into(), cgroup_id: 0, source: OwnerSource::Unknown };
+    let app = ids.app_for(&nobody, clock.wall(Clock::boot_ns()));
+    assert_eq!((app.name.as_str(), app.source), (UNKNOWN_APP, AppSource::Kernel));
+}
