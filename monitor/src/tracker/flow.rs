@@ -404,7 +404,11 @@ impl Flow {
         if rtt_sample {
             self.merge_rtt(&ev.tcp);
         }
-        self.last_ns = self.last_ns.max(ev.ts_ns);
+        // A connect after the connection closed (`TcpClose` seen) is not an event of that
+        // connection: its record ends at the close.
+        if !(kind == EventKind::Reconnect && self.flags & bit::TCP_CLOSED != 0) {
+            self.last_ns = self.last_ns.max(ev.ts_ns);
+        }
         if ev.first_ns != 0 && ev.first_ns < self.first_ns {
             self.first_ns = ev.first_ns;
         }

@@ -169,6 +169,9 @@ fn a_reconnect_ends_the_first_connection_and_the_second_is_a_new_flow() {
     assert_eq!((first.wire.tx_bytes, first.wire.rx_bytes), (1150, 640));
     assert_eq!(first.remote, Some("10.0.0.2:443".parse::<SocketAddr>().unwrap()));
     assert!(first.complete && !first.final_of_socket, "{first:#?}");
+    // It closed at its `TcpClose` (the disconnect), not at the next connect.
+    let at = |ns: u64| Clock::with_offset(0).wall(ns);
+    assert_eq!((first.closed, first.last_seen), (Some(at(3 * SEC)), at(3 * SEC)));
     let mut second = Tuple { remote_addr: ip([10, 0, 0, 3]), local_port: 40001, ..tcp_tuple() };
     second.remote_port = 8443;
     let est = Event { tuple: second, ..ev(EventKind::Established, 5 * SEC, ByteCounters::default()) };
