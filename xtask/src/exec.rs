@@ -14,9 +14,14 @@ pub fn workspace_root() -> PathBuf {
     manifest.parent().map_or(manifest.clone(), PathBuf::from)
 }
 
-/// The cargo target directory (`CARGO_TARGET_DIR` or `target/` in the workspace).
+/// The cargo target directory (`CARGO_TARGET_DIR` or `target/` in the workspace), absolute: a
+/// relative `CARGO_TARGET_DIR` is where cargo takes it, under the directory xtask was started in.
 pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from)
+    match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
+        Some(dir) if dir.is_relative() => std::env::current_dir().map_or(dir.clone(), |cwd| cwd.join(&dir)),
+        Some(dir) => dir,
+        None => workspace_root().join("target"),
+    }
 }
 
 /// Runs `cmd`, failing with the command line on a non-zero exit.
@@ -110,7 +115,7 @@ pub fn run_tests(args: &[String]) -> anyhow::Result<()> {
 
 /// The toolchain that builds the BPF programs (`monitor/build.rs`: `MONITOR_BPF_TOOLCHAIN`, default
 /// nightly).
-fn bpf_toolchain() -> String {
+pub fn bpf_toolchain() -> String {
     std::env::var("MONITOR_BPF_TOOLCHAIN").unwrap_or_else(|_| "nightly".to_owned())
 }
 

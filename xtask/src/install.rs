@@ -16,7 +16,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use monitor_common::geo::{ASN_DB_FILE, COUNTRY_DB_FILE, DEFAULT_DIR as DEFAULT_GEO_DIR};
 
-use crate::exec::{cargo, exec, workspace_root};
+use crate::exec::{cargo, exec, target_dir, workspace_root};
 
 /// Paths in the shipped unit that `install` substitutes.
 const UNIT_BINARY: &str = "/usr/local/bin/monitor";
@@ -162,7 +162,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         Some(b) => b.clone(),
         None => {
             exec(cargo().args(["build", "--release", "-p", "monitor"]))?;
-            crate::exec::target_dir().join("release/monitor")
+            target_dir().join("release/monitor")
         }
     };
     install_files(&layout, &binary)?;

@@ -27,7 +27,7 @@ pub struct Args {
 
 /// Runs every step.
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    nightly_components()?;
+    bpf_toolchain_components()?;
     bpf_linker()?;
     apt_install(&[
         ("iproute2", "network namespaces in tests"),
@@ -54,11 +54,15 @@ fn say(msg: &str) {
     eprintln!("xtask setup: {msg}");
 }
 
-/// The nightly toolchain's components: rust-src for the BPF build, clippy for linting the BPF
-/// crate (`cargo xtask test`).
-fn nightly_components() -> anyhow::Result<()> {
-    let installed = output(Command::new("rustup").args(["component", "list", "--toolchain", "nightly", "--installed"]))
-        .context("rustup cannot list the nightly toolchain's components; the BPF build needs the nightly toolchain")?;
+/// The BPF toolchain's components (nightly unless `MONITOR_BPF_TOOLCHAIN` names another):
+/// rust-src for the BPF build, clippy for linting the BPF crate (`cargo xtask test`).
+fn bpf_toolchain_components() -> anyhow::Result<()> {
+    let toolchain = crate::exec::bpf_toolchain();
+    let installed =
+        output(Command::new("rustup").args(["component", "list", "--toolchain", &toolchain, "--installed"]))
+            .with_context(|| {
+                format!("rustup cannot list the components of toolchain `{toolchain}`, which the BPF build needs")
+            })?;
     for (component, why) in [
         ("rust-src", "the BPF build compiles core from source"),
         ("clippy", "`cargo xtask test` lints the BPF programs"),
@@ -66,8 +70,8 @@ fn nightly_components() -> anyhow::Result<()> {
         if installed.lines().any(|l| l.starts_with(component)) {
             continue;
         }
-        say(&format!("installing {component} for the nightly toolchain ({why})"));
-        exec(Command::new("rustup").args(["component", "add", component, "--toolchain", "nightly"]))?;
+        say(&format!("installing {component} for the {toolchain} toolchain ({why})"));
+        exec(Command::new("rustup").args(["component", "add", component, "--toolchain", &toolchain]))?;
     }
     Ok(())
 }

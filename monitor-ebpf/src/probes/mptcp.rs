@@ -230,7 +230,7 @@ fn connection_counters(msk: *mut c_void, subflow_cookie: impl FnOnce() -> u64) -
         return counters;
     }
     let counters = COUNTERS.get(msk, true);
-    // SAFETY: null-checked map value; helpers without arguments.
+    // SAFETY: null-checked map value.
     match unsafe { counters.as_mut() } {
         Some(c) => {
             // SAFETY: helpers without arguments.

@@ -92,7 +92,7 @@ fn count(ctx: &BtfTracePointContext, tx: bool) {
         } else if owner_bits == COUNTER_INHERITED {
             // The first read or write of an accepted connection: charged to this process if it
             // is not the listener's owner (the socket's own clone of it: the listener keeps its).
-            // SAFETY: null-checked map value; helper without arguments.
+            // SAFETY: null-checked map value.
             if let Some(owner) = unsafe { OWNER.get(sk, false).as_mut() }
                 // SAFETY: helper without arguments.
                 && (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32 != owner.tgid

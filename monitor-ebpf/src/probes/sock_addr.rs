@@ -120,7 +120,7 @@ fn on_connect(ctx: &SockAddrContext, v6: bool) -> i32 {
         // No sock_create hook: the socket gets its counters here (its address follows at the
         // first send, in the payload tracepoint).
         counters = COUNTERS.get_or_create(sk.cast());
-        // SAFETY: null-checked map value; helpers without arguments.
+        // SAFETY: null-checked map value.
         if let Some(c) = unsafe { counters.as_mut() } {
             // SAFETY: helpers without arguments.
             unsafe {
@@ -130,7 +130,7 @@ fn on_connect(ctx: &SockAddrContext, v6: bool) -> i32 {
             c.flags |= COUNTER_OWNER_RECORDED;
         }
     }
-    // SAFETY: the context carries a socket; `counters` is a null-checked map value.
+    // SAFETY: the context carries a socket.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
     // SAFETY: null-checked map value.
     let first_ns = unsafe { counters.as_ref() }.map_or(0, |c| c.created_ns);

@@ -17,7 +17,7 @@ use std::{
 
 use log::{debug, warn};
 
-use crate::{claims::config::MAX_ALERT_TIMEOUT_SECS, escape, journal::AlertRow};
+use crate::{claims::MAX_ALERT_TIMEOUT_SECS, escape, journal::AlertRow};
 
 /// Alerts waiting for the command; more are dropped (and counted).
 pub const ALERT_QUEUE: usize = 64;

@@ -51,7 +51,7 @@ macro_rules! hashed_connection_columns {
     };
 }
 /// Columns of `connections` hashed, in order (names and residency columns included): the
-/// values a flush hashes (`flush::Layout` sends each to `connection_rows` or to its group's
+/// values a flush hashes (`flush::rows::Layout` sends each to `connection_rows` or to its group's
 /// table, schema 14). The last,
 /// `country_answers`, is hashed as its text ([`CONNECTION_SELECT`]): in rows written since schema
 /// 13 the column is NULL and the text is the `answer_sets` row `answers_id` names, so the chain
@@ -110,7 +110,7 @@ pub fn row_digest(table: &str, row: &Row<'_>, columns: usize) -> rusqlite::Resul
 /// writes it, then the group digest of each [`Group`] in [`Group::ALL`] order: of
 /// the group's table name (as [`start_row`] writes it) and the group's values in column order, the destination's with the
 /// `country_answers` text in place of `answers_id`. The flush computes the same bytes from the
-/// values it binds (`flush::Binder::row`).
+/// values it binds (`flush::rows::Binder::row`).
 pub fn row_digest_v2(row: &Row<'_>) -> rusqlite::Result<[u8; DIGEST_LEN]> {
     let mut own = Vec::with_capacity(512);
     start_row(&mut own, "connections");

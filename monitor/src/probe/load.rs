@@ -8,11 +8,10 @@ use std::{
 };
 
 use aya::{
-    Btf, Ebpf, EbpfLoader,
-    maps::{Array, Map, MapData, RingBuf, SkStorage},
+    Ebpf, EbpfLoader,
+    maps::{MapData, RingBuf, SkStorage},
     programs::{
-        BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, FEntry, Iter,
-        Program, ProgramError, SockOps,
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, Program, ProgramError, SockOps,
     },
     util::KernelVersion,
 };
@@ -21,7 +20,7 @@ use monitor_common::maps::{self, programs};
 
 use super::{
     Degradation, Error, ProbeConfig, StatsReader,
-    btf_layout::{self, LayoutError, SockLayout},
+    btf_layout::{self},
     fdsnap::{FdSnapshots, OpenSocket, Search},
     features,
     getaddrinfo::Outcome,

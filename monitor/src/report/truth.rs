@@ -200,7 +200,8 @@ fn plausibility(rows: &[&TruthRow], device: &DeviceLocation) -> Option<AppPlausi
         let (Some(rtt), Some(country)) = (r.min_rtt_us, r.country.as_deref()) else {
             continue;
         };
-        // A code without territory (e.g. "EU", "AP" in some databases) cannot be judged.
+        // A code without territory (e.g. "EU", "AP" in some databases) cannot be judged, nor can
+        // anything from a device point off the Earth (the settings refuse one; built in code).
         let Ok(e) = residency::plausibility(device, country, rtt) else {
             continue;
         };

@@ -1,7 +1,26 @@
 //! Optional stages and their fallbacks: what runs when the kernel refuses a hook (an exclusive
 //! program above the cgroup, a missing hook or iterator), and what is recorded as lost.
 
-use super::*;
+use std::{os::fd::AsFd as _, path::Path};
+
+use aya::{
+    Btf, Ebpf,
+    maps::{Array, Map, MapData},
+    programs::{BtfTracePoint, FEntry, Iter, ProgramError},
+};
+use log::{info, warn};
+use monitor_common::maps::{self, programs};
+
+use super::{
+    super::{
+        Degradation, Error,
+        btf_layout::{LayoutError, SockLayout},
+        fdsnap::FdSnapshots,
+        features,
+        snapshot::Snapshotter,
+    },
+    Snapshots, program,
+};
 
 /// Why an optional stage did not start: the kernel refused it (degrade), or our object is broken
 /// (a build bug: fail like a required stage).
@@ -167,7 +186,7 @@ pub(super) fn peer_snapshotter(ebpf: &mut Ebpf, iterators: bool) -> Result<Snaps
 }
 
 /// Program `name`, an `iter/bpf_sk_storage_map` program, over socket storage `map`.
-pub(super) fn iterator(ebpf: &mut Ebpf, name: &'static str, map_name: &'static str) -> Result<Snapshotter, Optional> {
+fn iterator(ebpf: &mut Ebpf, name: &'static str, map_name: &'static str) -> Result<Snapshotter, Optional> {
     let kernel = |what: &str, e: &dyn std::fmt::Display| Optional::Kernel(format!("{what}: {e}"));
     let btf = Btf::from_sys_fs().map_err(|e| kernel("kernel BTF", &e))?;
     let prog: &mut Iter = program(ebpf, name)?;
