@@ -267,16 +267,18 @@ fn monitor_rows(section: &mut Section, m: &str, samples: &[&Sample]) {
         let submitted: u64 = stats.iter().map(|s| s.events_submitted).sum();
         // A socket whose storage the kernel could not allocate goes uncounted: a loss too.
         let storage: u64 = stats.iter().map(|s| s.storage_failures).sum();
+        let dropped: u64 = stats.iter().map(|s| s.journal_lost_records).sum();
         let ok = stats.iter().all(|s| s.lossless() && s.storage_failures == 0);
         let rate = Summary::of(&samples.iter().map(|s| s.rate).collect::<Vec<_>>());
         section.rows.push(Row::goal(
             format!("{m}: events lost (all runs)"),
             "monitor",
             format!(
-                "{lost} lost of {submitted}; submitted − received − lost = {gap}; storage failures {storage}; at {}/s",
+                "{lost} lost of {submitted}; submitted − received − lost = {gap}; storage failures {storage}; \
+                 journal dropped {dropped}; at {}/s",
                 show(rate, 0)
             ),
-            "0 lost, submitted = received, 0 storage failures",
+            "0 lost, submitted = received, 0 storage failures, 0 dropped",
             ok,
         ));
     }
@@ -369,8 +371,9 @@ pub(super) fn sample(
             if keep {
                 let st = &run.stats;
                 eprintln!(
-                    "bench:   the run's kernel figures: events lost {}, storage failures {}, incomplete flows {}",
-                    st.events_lost, st.storage_failures, st.incomplete_flows
+                    "bench:   the run's loss figures: events lost {}, storage failures {}, incomplete flows {}, \
+                     records the journal dropped {}",
+                    st.events_lost, st.storage_failures, st.incomplete_flows, st.journal_lost_records
                 );
             }
             s.client = Some(client);

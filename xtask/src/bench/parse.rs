@@ -65,6 +65,8 @@ pub struct FinalStats {
     pub storage_failures: u64,
     /// `tracker.incomplete_flows`.
     pub incomplete_flows: u64,
+    /// Records the journal dropped from a full buffer (its `losses` table).
+    pub journal_lost_records: u64,
     /// Whether the line was present (the monitor reached its end of run).
     pub present: bool,
 }
@@ -74,6 +76,7 @@ impl FinalStats {
     pub fn lossless(&self) -> bool {
         self.present
             && self.events_lost == 0
+            && self.journal_lost_records == 0
             && self.events_submitted == self.events_received
             && self.decode_errors == 0
     }
@@ -146,6 +149,7 @@ pub fn monitor(journal: &Path) -> anyhow::Result<MonitorRun> {
                         decode_errors: r.get(3)?,
                         storage_failures: r.get(4)?,
                         incomplete_flows: r.get(5)?,
+                        journal_lost_records: 0,
                         present: r.get::<_, i64>(6)? != 0,
                     },
                     r.get(7)?,
@@ -153,6 +157,10 @@ pub fn monitor(journal: &Path) -> anyhow::Result<MonitorRun> {
             },
         )
         .with_context(|| format!("statistics in {}", journal.display()))?;
+    let mut stats = stats;
+    stats.journal_lost_records = db
+        .query_row("SELECT COALESCE(SUM(records), 0) FROM losses", [], |r| r.get(0))
+        .with_context(|| format!("losses in {}", journal.display()))?;
     Ok(MonitorRun { flows, stats, peak_open_flows })
 }
 
