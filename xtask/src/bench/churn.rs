@@ -583,11 +583,26 @@ pub fn monitor_completeness(
     (client, server)
 }
 
-/// Prints (at most five) client exchanges without an `outbound` record of their port pair, with
-/// every record that has the exchange's local port, and the process's records by direction and
-/// without a local port: what a missed figure needs to be explained.
+/// Prints (at most five) client exchanges short of records: of a port pair and process with
+/// fewer `outbound` records (counted as [`covers`] does) than exchanges, with every record that
+/// has the exchange's local port, and the process's records by direction and without a local
+/// port: what a missed figure needs to be explained.
 fn explain_misses<'a>(flows: &[parse::Flow], client: &Index, truth: &[Truth], sent: impl Iterator<Item = &'a Truth>) {
-    for t in sent.filter(|t| !client.contains_key(&(t.local_port, t.remote_port))).take(5) {
+    let sent: Vec<&Truth> = sent.collect();
+    let mut wanted: HashMap<(u32, u16, u16), u64> = HashMap::new();
+    for t in &sent {
+        *wanted.entry((t.pid, t.local_port, t.remote_port)).or_default() += 1;
+    }
+    let short = |t: &&&Truth| {
+        let have: u64 = client
+            .get(&(t.local_port, t.remote_port))
+            .map_or(0, |recs| recs.iter().filter(|r| r.0 == t.pid).map(|r| covers(r.1, r.2)).sum());
+        have < wanted.get(&(t.pid, t.local_port, t.remote_port)).copied().unwrap_or(0)
+    };
+    let mut shown = std::collections::HashSet::new();
+    for t in sent.iter().filter(short).filter(|t| shown.insert((t.pid, t.local_port, t.remote_port))).take(5) {
+        let same_pair = wanted.get(&(t.pid, t.local_port, t.remote_port)).copied().unwrap_or(0);
+        eprintln!("bench:   exchanges of pid {} on this port pair: {same_pair}", t.pid);
         let exchanges = truth.iter().filter(|e| e.pid == t.pid).count();
         let sent_ok = truth.iter().filter(|e| e.pid == t.pid && e.tx > 0).count();
         eprintln!("bench:   exchanges of pid {}: {exchanges} ({sent_ok} sent their request)", t.pid);
