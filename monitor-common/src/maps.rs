@@ -72,8 +72,11 @@ pub const STAT_UNATTRIBUTED_BYTES: u32 = 6;
 pub const STAT_COPIES: u32 = 7;
 /// Payload copies and `getaddrinfo` results that did not fit in the ring buffer (lost).
 pub const STAT_COPIES_LOST: u32 = 8;
+/// Sockets other than TCP released without counters: created before the monitor and silent
+/// since, or (none expected) sockets whose storage the kernel did not give back at their release.
+pub const STAT_RELEASED_UNCOUNTED: u32 = 9;
 /// Number of `STAT_*` slots.
-pub const STAT_COUNT: u32 = 9;
+pub const STAT_COUNT: u32 = 10;
 
 /// Program names (the Rust function names in `monitor-ebpf`), in attach order.
 pub mod programs {

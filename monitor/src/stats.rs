@@ -27,6 +27,10 @@ pub struct KernelStats {
     pub copies_submitted: u64,
     /// Payload copies and `getaddrinfo` results lost because the ring buffer was full.
     pub copies_lost: u64,
+    /// Sockets other than TCP released without counters: created before the monitor and silent
+    /// since, or (none expected) sockets whose storage the kernel did not give back at their
+    /// release (log and JSON statistics only).
+    pub released_uncounted: u64,
 }
 
 /// Counts of the tracker itself.

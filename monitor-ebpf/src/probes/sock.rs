@@ -88,6 +88,8 @@ pub fn sock_release(ctx: SockContext) -> i32 {
         // Never seen: created before the monitor and silent since.
         if protocol == u32::from(IPPROTO_TCP) {
             silent_tcp_released(sk.cast());
+        } else {
+            stat(monitor_common::maps::STAT_RELEASED_UNCOUNTED, 1);
         }
         return ALLOW;
     };

@@ -162,7 +162,7 @@ fn log_line(output: &Output) {
         Output::Flow(f) => info!("{}", describe(f)),
         Output::Stats(s) => info!(
             "stats events={} received={} lost={} decode_errors={} open_flows={} closed_flows={} \
-             unattributed_packets={} storage_failures={}",
+             unattributed_packets={} storage_failures={} released_uncounted={}",
             s.kernel.events_submitted,
             s.events_received,
             s.kernel.events_lost,
@@ -171,6 +171,7 @@ fn log_line(output: &Output) {
             s.tracker.closed_flows,
             s.kernel.unattributed_packets,
             s.kernel.storage_failures,
+            s.kernel.released_uncounted,
         ),
     }
 }

@@ -159,6 +159,7 @@ impl Counters {
             unattributed_bytes,
             copies_submitted,
             copies_lost,
+            released_uncounted: _,
         } = kernel;
         let TrackerStats { open_flows, closed_flows, silent_sockets, incomplete_flows, split_peer_flows: _ } = tracker;
         let counters = Self {

@@ -40,6 +40,7 @@ impl StatsReader {
             unattributed_bytes: at(names::STAT_UNATTRIBUTED_BYTES),
             copies_submitted: at(names::STAT_COPIES),
             copies_lost: at(names::STAT_COPIES_LOST),
+            released_uncounted: at(names::STAT_RELEASED_UNCOUNTED),
         })
     }
 }

@@ -311,6 +311,17 @@ pub fn main(role: &str) {
             }
         }
         // udp-exit SERVER SIZE: one datagram, then exit.
+        // udp-hold-silent: binds a UDP socket and sends nothing; closes it at "close", exits at
+        // "exit".
+        "udp-hold-silent" => {
+            name("mon-udp-silent");
+            let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+            say(&json!({"local_port": s.local_addr().unwrap().port(), "pid": std::process::id()}));
+            wait_stdin("close");
+            drop(s);
+            say(&json!({"closed": true}));
+            wait_stdin("exit");
+        }
         "udp-exit" => {
             name("mon-udp-exit");
             let dest: SocketAddr = arg(0).parse().unwrap();

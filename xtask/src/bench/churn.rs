@@ -426,6 +426,14 @@ pub(super) fn sample(
         }
     }
     if keep {
+        // The kernel's count of sockets released without counters (in the final stats line).
+        let err_log = std::fs::read_to_string(out.with_extension("err")).unwrap_or_default();
+        let uncounted = err_log
+            .lines()
+            .rev()
+            .find_map(|l| l.split_once("released_uncounted=").map(|(_, v)| v.split_whitespace().next().unwrap_or("")))
+            .unwrap_or("not in the log");
+        eprintln!("bench:   sockets other than TCP released without counters: {uncounted}");
         eprintln!(
             "bench:   kept for the miss: the monitor's records {}, its log {}, the load's truth {}.*",
             out.display(),
