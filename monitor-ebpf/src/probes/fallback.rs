@@ -27,13 +27,16 @@ use aya_ebpf::{
 use monitor_common::{
     AF_INET6, IPPROTO_TCP, IPPROTO_UDP,
     event::{EventKind, TcpCounters, Tuple},
-    sock::{COUNTER_CONNECTED, COUNTER_OWNER_RECORDED, COUNTER_TCP_CLOSED, Counters, OwnerSource},
+    sock::{
+        COUNTER_CONNECTED, COUNTER_OWNER_RECORDED, COUNTER_RELEASED, COUNTER_STATE_CB, COUNTER_TCP_CLOSED, Counters,
+        OwnerSource,
+    },
 };
 
 use super::tracked;
 use crate::maps::{
-    COUNTERS, EventData, OWNER, current_task_watched, emit, owner_with, record_owner, sock_offsets, socket_flags, stat,
-    update_interval_ns,
+    COUNTERS, EventData, OWNER, current_task_watched, emit, owner_with, record_owner, set_bits, sock_offsets,
+    socket_flags, stat, update_interval_ns,
 };
 
 /// `skc_daddr`, `skc_rcv_saddr`, `skc_dport` (network order), `skc_num` (host order) and
@@ -193,9 +196,10 @@ pub(crate) fn emit_traced(kind: EventKind, sk: *mut c_void, c: &Counters, cookie
     emit(kind, &data);
 }
 
-/// Final payload counters when the process releases a socket, in place of `cgroup/sock_release`.
-/// Peers of a socket counted per peer are not flushed here (without the packet path there are
-/// none).
+/// Final payload counters when the process releases a socket, in place of `cgroup/sock_release`,
+/// with its rule for TCP: the socket is marked released, and the `TCP_CLOSE` event ends the flow
+/// when the state callback will send one. Peers of a socket counted per peer are not flushed here
+/// (without the packet path there are none).
 ///
 /// # Minimum kernel version
 /// 5.11 (`bpf_sk_storage_get` in tracing programs); BPF trampolines (x86_64 5.5, arm64 6.0).
@@ -211,9 +215,18 @@ pub fn fentry_inet_release(ctx: FEntryContext) -> i32 {
         return 0;
     }
     // SAFETY: null-checked map value.
-    let Some(c) = (unsafe { COUNTERS.get(sk, false).as_ref() }) else {
+    let Some(c) = (unsafe { COUNTERS.get(sk, false).as_mut() }) else {
         return 0; // not watched, or never seen
     };
+    // As `sock_release` does: a TCP socket whose `TCP_CLOSE` `sock_ops` will report (it stays
+    // attached on these hosts) ends with that event, which then carries `FLAG_RELEASED`; if
+    // `TCP_CLOSE` came first, its event expects this `Release`. Atomic, paired with `sock_ops`.
+    if protocol_of(sk) == IPPROTO_TCP {
+        let before = set_bits(&raw mut c.flags, COUNTER_RELEASED);
+        if before & (COUNTER_STATE_CB | COUNTER_TCP_CLOSED) == COUNTER_STATE_CB {
+            return 0;
+        }
+    }
     let mut tuple = sock_tuple(sk);
     if tuple.local_port == 0 {
         tuple.local_addr = c.local_addr;
