@@ -75,8 +75,14 @@ pub const STAT_COPIES_LOST: u32 = 8;
 /// Sockets other than TCP released without counters: created before the monitor and silent
 /// since, or (none expected) sockets whose storage the kernel did not give back at their release.
 pub const STAT_RELEASED_UNCOUNTED: u32 = 9;
+/// Sockets `cgroup/sock_create` gave counters (IPv4 and IPv6 sockets created under the monitor).
+pub const STAT_SOCKETS_CREATED: u32 = 10;
+/// Sockets `cgroup/sock_release` found counters in. Once every socket of a workload is closed,
+/// this minus [`STAT_SOCKETS_CREATED`] is the number of its sockets older than the monitor that
+/// got counters; fewer would be creations whose release the kernel did not report (none expected).
+pub const STAT_SOCKETS_RELEASED: u32 = 11;
 /// Number of `STAT_*` slots.
-pub const STAT_COUNT: u32 = 10;
+pub const STAT_COUNT: u32 = 12;
 
 /// Program names (the Rust function names in `monitor-ebpf`), in attach order.
 pub mod programs {

@@ -31,6 +31,13 @@ pub struct KernelStats {
     /// since, or (none expected) sockets whose storage the kernel did not give back at their
     /// release (log and JSON statistics only).
     pub released_uncounted: u64,
+    /// Sockets `cgroup/sock_create` gave counters (0 with the fallback hooks; log and JSON
+    /// statistics only).
+    pub sockets_created: u64,
+    /// Sockets `cgroup/sock_release` found counters in: with no socket of the workload open any
+    /// more, at least `sockets_created` (more by the older sockets that got counters); fewer
+    /// would be releases the kernel did not report (log and JSON statistics only).
+    pub sockets_released: u64,
 }
 
 /// Counts of the tracker itself.

@@ -36,6 +36,7 @@ pub fn sock_create(ctx: SockContext) -> i32 {
     // SAFETY: map value returned non-null by the kernel; a helper without arguments.
     match unsafe { COUNTERS.get_or_create(sk.cast()).as_mut() } {
         Some(c) => {
+            stat(monitor_common::maps::STAT_SOCKETS_CREATED, 1);
             record_owner(&mut c.owner, OwnerSource::SockCreate);
             // SAFETY: ctx field read.
             if unsafe { (*sk).type_ } == SOCK_RAW {
@@ -93,6 +94,7 @@ pub fn sock_release(ctx: SockContext) -> i32 {
         }
         return ALLOW;
     };
+    stat(monitor_common::maps::STAT_SOCKETS_RELEASED, 1);
     // Without `bpf_skc_to_mptcp_sock` (before 5.19) an MPTCP socket's subflows are counted as TCP
     // sockets of their own (`mptcp`): its own record would count its bytes twice, unless the
     // packet path is missing (`FALLBACK_DISCOVER`) and its payload is all that is seen.

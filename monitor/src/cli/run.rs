@@ -162,7 +162,8 @@ fn log_line(output: &Output) {
         Output::Flow(f) => info!("{}", describe(f)),
         Output::Stats(s) => info!(
             "stats events={} received={} lost={} decode_errors={} open_flows={} closed_flows={} \
-             unattributed_packets={} storage_failures={} released_uncounted={}",
+             unattributed_packets={} storage_failures={} released_uncounted={} sockets_created={} \
+             sockets_released={}",
             s.kernel.events_submitted,
             s.events_received,
             s.kernel.events_lost,
@@ -172,6 +173,8 @@ fn log_line(output: &Output) {
             s.kernel.unattributed_packets,
             s.kernel.storage_failures,
             s.kernel.released_uncounted,
+            s.kernel.sockets_created,
+            s.kernel.sockets_released,
         ),
     }
 }

@@ -160,6 +160,8 @@ impl Counters {
             copies_submitted,
             copies_lost,
             released_uncounted: _,
+            sockets_created: _,
+            sockets_released: _,
         } = kernel;
         let TrackerStats { open_flows, closed_flows, silent_sockets, incomplete_flows, split_peer_flows: _ } = tracker;
         let counters = Self {

@@ -41,6 +41,8 @@ impl StatsReader {
             copies_submitted: at(names::STAT_COPIES),
             copies_lost: at(names::STAT_COPIES_LOST),
             released_uncounted: at(names::STAT_RELEASED_UNCOUNTED),
+            sockets_created: at(names::STAT_SOCKETS_CREATED),
+            sockets_released: at(names::STAT_SOCKETS_RELEASED),
         })
     }
 }

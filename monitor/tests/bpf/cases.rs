@@ -617,7 +617,8 @@ fn preexisting_socket_silent_then_closed() {
 /// `released_uncounted` (the kernel's count of sockets other than TCP released without counters)
 /// counts a UDP socket older than the monitor that stayed silent, and no socket created under the
 /// monitor: a connected UDP client's socket has counters at its release (a lost storage would be
-/// counted there; the churn benchmark prints the figure on a miss).
+/// counted there; the churn benchmark prints the figure on a miss). `sockets_created` and
+/// `sockets_released` count that client's socket once each, the older one in neither.
 fn released_uncounted() {
     let pair = Pair::private();
     let cg = TestCgroup::new();
@@ -637,6 +638,8 @@ fn released_uncounted() {
     let r = record_for_local(&out, addr(&lines[0]["local"]));
     assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), (2_000, 2_000));
     assert_eq!(out.stats["kernel"]["released_uncounted"], 1, "{}", out.stats);
+    assert_eq!(out.stats["kernel"]["sockets_created"], 1, "{}", out.stats);
+    assert_eq!(out.stats["kernel"]["sockets_released"], 1, "{}", out.stats);
     out.assert_nothing_lost();
 }
 

@@ -381,6 +381,19 @@ pub(super) fn sample(
             s.stats = Some(run.stats);
             let log = std::fs::read_to_string(out.with_extension("err")).unwrap_or_default();
             s.account = budget::Account::from_log(&log);
+            // Every socket of the run is closed before the monitor stops: the kernel must have
+            // reported as many releases as creations.
+            if let (Some(created), Some(released)) =
+                (final_stat(&log, "sockets_created"), final_stat(&log, "sockets_released"))
+                && released < created
+            {
+                eprintln!(
+                    "bench:   the kernel reported {} fewer socket releases than creations ({created} created, \
+                     {released} released)",
+                    created - released
+                );
+                keep = true;
+            }
         }
         Observer::Nethogs => {
             let run = parse::nethogs(&out)?;
@@ -426,14 +439,16 @@ pub(super) fn sample(
         }
     }
     if keep {
-        // The kernel's count of sockets released without counters (in the final stats line).
+        // The kernel's socket counts (in the final stats line).
         let err_log = std::fs::read_to_string(out.with_extension("err")).unwrap_or_default();
-        let uncounted = err_log
-            .lines()
-            .rev()
-            .find_map(|l| l.split_once("released_uncounted=").map(|(_, v)| v.split_whitespace().next().unwrap_or("")))
-            .unwrap_or("not in the log");
-        eprintln!("bench:   sockets other than TCP released without counters: {uncounted}");
+        let figure =
+            |key: &str| final_stat(&err_log, key).map_or_else(|| "not in the log".to_owned(), |v| v.to_string());
+        eprintln!(
+            "bench:   sockets other than TCP released without counters: {}; sockets created {}, released {}",
+            figure("released_uncounted"),
+            figure("sockets_created"),
+            figure("sockets_released")
+        );
         eprintln!(
             "bench:   kept for the miss: the monitor's records {}, its log {}, the load's truth {}.*",
             out.display(),
@@ -649,6 +664,14 @@ fn explain_misses<'a>(flows: &[parse::Flow], client: &Index, truth: &[Truth], se
     }
 }
 
+/// `key=VALUE` of the monitor's last stats line in its log `log`.
+fn final_stat(log: &str, key: &str) -> Option<u64> {
+    let pattern = format!("{key}=");
+    log.lines().rev().find_map(|l| {
+        l.split_whitespace().find_map(|field| field.strip_prefix(pattern.as_str()).and_then(|v| v.parse().ok()))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -659,6 +682,18 @@ mod tests {
             i.entry(k).or_default().push((pid, tx, rx));
         }
         i
+    }
+
+    #[test]
+    fn final_stat_reads_the_last_stats_line() {
+        let log = "[.. INFO ] stats events=3 sockets_created=7 sockets_released=7\n\
+                   [.. INFO ] stats events=9 released_uncounted=0 sockets_created=12 sockets_released=11\n\
+                   [.. INFO ] detached\n";
+        assert_eq!(final_stat(log, "sockets_created"), Some(12));
+        assert_eq!(final_stat(log, "sockets_released"), Some(11));
+        assert_eq!(final_stat(log, "released_uncounted"), Some(0));
+        assert_eq!(final_stat(log, "events"), Some(9));
+        assert_eq!(final_stat(log, "lost"), None);
     }
 
     #[test]
