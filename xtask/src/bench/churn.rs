@@ -394,6 +394,16 @@ pub(super) fn sample(
                 );
                 keep = true;
             }
+            if keep {
+                let figure =
+                    |key: &str| final_stat(&log, key).map_or_else(|| "not in the log".to_owned(), |v| v.to_string());
+                eprintln!(
+                    "bench:   sockets other than TCP released without counters: {}; sockets created {}, released {}",
+                    figure("released_uncounted"),
+                    figure("sockets_created"),
+                    figure("sockets_released")
+                );
+            }
         }
         Observer::Nethogs => {
             let run = parse::nethogs(&out)?;
@@ -439,16 +449,6 @@ pub(super) fn sample(
         }
     }
     if keep {
-        // The kernel's socket counts (in the final stats line).
-        let err_log = std::fs::read_to_string(out.with_extension("err")).unwrap_or_default();
-        let figure =
-            |key: &str| final_stat(&err_log, key).map_or_else(|| "not in the log".to_owned(), |v| v.to_string());
-        eprintln!(
-            "bench:   sockets other than TCP released without counters: {}; sockets created {}, released {}",
-            figure("released_uncounted"),
-            figure("sockets_created"),
-            figure("sockets_released")
-        );
         eprintln!(
             "bench:   kept for the miss: the monitor's records {}, its log {}, the load's truth {}.*",
             out.display(),

@@ -132,6 +132,9 @@ pub fn monitor(journal: &Path) -> anyhow::Result<MonitorRun> {
             }
         }
     }
+    let journal_lost_records: u64 = db
+        .query_row("SELECT COALESCE(SUM(records), 0) FROM losses", [], |r| r.get(0))
+        .with_context(|| format!("losses in {}", journal.display()))?;
     let (stats, peak_open_flows) = db
         .query_row(
             "SELECT COALESCE(SUM(events_submitted), 0), COALESCE(SUM(events_lost), 0),
@@ -149,7 +152,7 @@ pub fn monitor(journal: &Path) -> anyhow::Result<MonitorRun> {
                         decode_errors: r.get(3)?,
                         storage_failures: r.get(4)?,
                         incomplete_flows: r.get(5)?,
-                        journal_lost_records: 0,
+                        journal_lost_records,
                         present: r.get::<_, i64>(6)? != 0,
                     },
                     r.get(7)?,
@@ -157,10 +160,6 @@ pub fn monitor(journal: &Path) -> anyhow::Result<MonitorRun> {
             },
         )
         .with_context(|| format!("statistics in {}", journal.display()))?;
-    let mut stats = stats;
-    stats.journal_lost_records = db
-        .query_row("SELECT COALESCE(SUM(records), 0) FROM losses", [], |r| r.get(0))
-        .with_context(|| format!("losses in {}", journal.display()))?;
     Ok(MonitorRun { flows, stats, peak_open_flows })
 }
 
