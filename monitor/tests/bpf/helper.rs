@@ -88,6 +88,7 @@ pub fn main(role: &str) {
         "gai-client" => crate::getaddrinfo::helper(role, &args),
         "gate-client" => crate::copy_gate::helper(role, &args),
         "inetd-serve" => crate::activation::serve(&args),
+        "io-uring-tcp-client" | "io-uring-udp-client" => crate::uring::helper(role, &args),
         "tcp-attempt" => crate::attempts::helper(&args),
         // tcp-server BIND REPLY CONNS: reads each connection to EOF, replies REPLY bytes, closes.
         "tcp-server" => {

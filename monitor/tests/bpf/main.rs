@@ -39,6 +39,7 @@ mod service;
 mod sessions;
 mod shutdown;
 mod systemd;
+mod uring;
 mod wal;
 
 use std::process::ExitCode;
