@@ -89,6 +89,12 @@ pub fn main(role: &str) {
         "gate-client" => crate::copy_gate::helper(role, &args),
         "inetd-serve" => crate::activation::serve(&args),
         "io-uring-tcp-client" | "io-uring-udp-client" => crate::uring::helper(role, &args),
+        "udp-mmsg-client"
+        | "udp-gso-client"
+        | "udp-peek-client"
+        | "tcp-peek-client"
+        | "tcp-fastopen-client"
+        | "tcp-fastopen-server" => crate::syscalls::helper(role, &args),
         "tcp-attempt" => crate::attempts::helper(&args),
         // tcp-server BIND REPLY CONNS: reads each connection to EOF, replies REPLY bytes, closes.
         "tcp-server" => {

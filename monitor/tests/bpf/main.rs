@@ -38,6 +38,7 @@ mod residency;
 mod service;
 mod sessions;
 mod shutdown;
+mod syscalls;
 mod systemd;
 mod uring;
 mod wal;

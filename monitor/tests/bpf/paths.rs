@@ -44,15 +44,15 @@ fn v4(pair: &Pair, i: usize, port: u16) -> SocketAddr {
 
 /// One TCP client run: the monitor's record of the client's connection, the client's and the
 /// server's reports.
-struct Run {
-    record: FlowRecord,
-    client: Value,
-    server: Value,
+pub(crate) struct Run {
+    pub(crate) record: FlowRecord,
+    pub(crate) client: Value,
+    pub(crate) server: Value,
 }
 
 /// Starts `tcp-server` (replies `reply` bytes after reading to the end) outside the watched
 /// cgroup, then `role SERVER args...` in it, and returns the client's closed flow.
-fn client_run(port: u16, reply: usize, role: &str, args: &[String]) -> Run {
+pub(crate) fn client_run(port: u16, reply: usize, role: &str, args: &[String]) -> Run {
     let pair = Pair::private();
     let cg = TestCgroup::new();
     let server = v4(&pair, 0, port);

@@ -1,0 +1,352 @@
+//! Payload through the less common forms of the send and receive calls, each against the bytes
+//! the helpers moved: UDP batches (`sendmmsg`/`recvmmsg`), UDP segmentation offload
+//! (`UDP_SEGMENT`: one send, many datagrams), peeking (`MSG_PEEK`: the process reads the same
+//! bytes twice, they count once) over UDP and TCP, and TCP Fast Open (payload in the SYN, on both
+//! ends of the connection).
+
+use std::{
+    io::Write as _,
+    net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    os::fd::{AsRawFd as _, FromRawFd as _},
+    process::Command,
+    time::Duration,
+};
+
+use monitor::tracker::record::{Direction, PayloadSource, Protocol};
+use serde_json::{Value, json};
+
+use crate::{
+    cases::{CLIENT_UID, SERVER_UID, addr, assert_owner, record_for_local, s, server_addr},
+    daemon::Monitor,
+    env::{Netns, Pair, Place, TestCgroup, spawn},
+    helper::{name, pattern, read_to_end, say},
+    paths::client_run,
+};
+
+/// `net.ipv4.tcp_fastopen`: client and server on (1, 2), data in the SYN without a cookie from
+/// an earlier connection (4, 0x200).
+const FASTOPEN_NO_COOKIES: &str = "519";
+/// `TCPI_OPT_SYN_DATA` in `tcp_info.tcpi_options`: the SYN carried data the peer acknowledged.
+const TCPI_OPT_SYN_DATA: u8 = 32;
+
+fn check(ret: isize, what: &str) -> usize {
+    assert!(ret >= 0, "{what}: {}", std::io::Error::last_os_error());
+    usize::try_from(ret).unwrap()
+}
+
+fn connected_udp(server: SocketAddr) -> UdpSocket {
+    let socket = UdpSocket::bind(if server.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }).unwrap();
+    socket.connect(server).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    socket
+}
+
+/// One `sendmmsg` of `count` datagrams of `data` (looping on a partial batch); bytes sent.
+fn send_batch(fd: i32, data: &[u8], count: usize) -> usize {
+    let mut iovs: Vec<libc::iovec> =
+        (0..count).map(|_| libc::iovec { iov_base: data.as_ptr().cast_mut().cast(), iov_len: data.len() }).collect();
+    let mut msgs: Vec<libc::mmsghdr> = iovs
+        .iter_mut()
+        .map(|iov| {
+            // SAFETY: all-zero is a valid mmsghdr.
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_iov = iov;
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect();
+    let mut done = 0;
+    while done < count {
+        let left = u32::try_from(count - done).unwrap();
+        // SAFETY: `msgs[done..]` holds `left` headers whose buffers outlive the call.
+        let n = unsafe { libc::sendmmsg(fd, msgs[done..].as_mut_ptr(), left, 0) };
+        done += check(n as isize, "sendmmsg");
+    }
+    msgs.iter().map(|m| m.msg_len as usize).sum()
+}
+
+/// `recvmmsg` until `count` datagrams came; bytes received.
+fn receive_batch(fd: i32, count: usize) -> usize {
+    let mut bufs = vec![[0u8; 2048]; count];
+    let mut iovs: Vec<libc::iovec> =
+        bufs.iter_mut().map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() }).collect();
+    let mut msgs: Vec<libc::mmsghdr> = iovs
+        .iter_mut()
+        .map(|iov| {
+            // SAFETY: all-zero is a valid mmsghdr.
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_iov = iov;
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect();
+    let (mut got, mut bytes) = (0, 0);
+    while got < count {
+        let left = u32::try_from(count - got).unwrap();
+        // SAFETY: `msgs[got..]` holds `left` headers whose buffers outlive the call.
+        let n =
+            unsafe { libc::recvmmsg(fd, msgs[got..].as_mut_ptr(), left, libc::MSG_WAITFORONE, std::ptr::null_mut()) };
+        let n = check(n as isize, "recvmmsg");
+        bytes += msgs[got..got + n].iter().map(|m| m.msg_len as usize).sum::<usize>();
+        got += n;
+    }
+    bytes
+}
+
+/// `recv(2)` with `flags` into `buf`; bytes returned.
+fn recv(fd: i32, buf: &mut [u8], flags: libc::c_int) -> usize {
+    // SAFETY: `buf` is writable for its length.
+    check(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), flags) }, "recv")
+}
+
+fn set_int(fd: i32, level: libc::c_int, option: libc::c_int, value: libc::c_int, what: &str) {
+    // SAFETY: setsockopt with an int.
+    let r = unsafe { libc::setsockopt(fd, level, option, (&raw const value).cast(), 4) };
+    assert_eq!(r, 0, "{what}: {}", std::io::Error::last_os_error());
+}
+
+fn report(local: SocketAddr, tx: usize, rx: usize, extra: &Value) {
+    say(&json!({"local": local.to_string(), "tx": tx, "rx": rx, "pid": std::process::id(), "extra": extra}));
+}
+
+/// The helper roles (each prints one JSON line: the bytes it moved).
+///
+/// - `udp-mmsg-client SERVER SIZE COUNT`: a connected UDP socket; COUNT datagrams of SIZE in
+///   one `sendmmsg`, the echoes with `recvmmsg`.
+/// - `udp-gso-client SERVER SIZE COUNT`: `UDP_SEGMENT` SIZE, one send of SIZE × COUNT bytes (COUNT
+///   datagrams), the echoes with recv(2).
+/// - `udp-peek-client SERVER SIZE COUNT`: each datagram sent, its echo peeked, then read.
+/// - `tcp-peek-client SERVER SIZE`: sends SIZE, half-closes, peeks at the reply before each read.
+/// - `tcp-fastopen-client SERVER SIZE`: SIZE bytes with `sendto(MSG_FASTOPEN)` (the SYN carries
+///   the first of them), half-closes, reads the reply.
+/// - `tcp-fastopen-server BIND REPLY`: a `TCP_FASTOPEN` listener; one connection read to the end,
+///   answered with REPLY bytes.
+pub fn helper(role: &str, args: &[String]) {
+    let arg = |i: usize| args.get(i).map_or_else(|| panic!("{role}: missing argument {i}"), String::as_str);
+    let size: usize = arg(1).parse().unwrap();
+    let count = || -> usize { arg(2).parse().unwrap() };
+    let mut buf = vec![0u8; 1 << 16];
+    match role {
+        "udp-mmsg-client" => {
+            name("mon-udp-mmsg");
+            let socket = connected_udp(arg(0).parse().unwrap());
+            let fd = socket.as_raw_fd();
+            let tx = send_batch(fd, &pattern(size), count());
+            let rx = receive_batch(fd, count());
+            report(socket.local_addr().unwrap(), tx, rx, &json!({}));
+        }
+        "udp-gso-client" => {
+            name("mon-udp-gso");
+            let socket = connected_udp(arg(0).parse().unwrap());
+            let fd = socket.as_raw_fd();
+            set_int(fd, libc::SOL_UDP, libc::UDP_SEGMENT, i32::try_from(size).unwrap(), "UDP_SEGMENT");
+            let tx = socket.send(&pattern(size * count())).unwrap();
+            let rx: usize = (0..count()).map(|_| socket.recv(&mut buf).unwrap()).sum();
+            report(socket.local_addr().unwrap(), tx, rx, &json!({}));
+        }
+        "udp-peek-client" => {
+            name("mon-udp-peek");
+            let socket = connected_udp(arg(0).parse().unwrap());
+            let fd = socket.as_raw_fd();
+            let (mut tx, mut rx, mut peeked) = (0, 0, 0);
+            for _ in 0..count() {
+                tx += socket.send(&pattern(size)).unwrap();
+                peeked += recv(fd, &mut buf, libc::MSG_PEEK);
+                rx += recv(fd, &mut buf, 0);
+            }
+            report(socket.local_addr().unwrap(), tx, rx, &json!({"peeked": peeked}));
+        }
+        "tcp-peek-client" => {
+            name("mon-tcp-peek");
+            let mut stream = TcpStream::connect(arg(0)).unwrap();
+            stream.write_all(&pattern(size)).unwrap();
+            stream.shutdown(Shutdown::Write).unwrap();
+            let fd = stream.as_raw_fd();
+            let (mut rx, mut peeked) = (0, 0);
+            loop {
+                let n = recv(fd, &mut buf, libc::MSG_PEEK);
+                if n == 0 {
+                    break;
+                }
+                peeked += n;
+                rx += recv(fd, &mut buf[..n], 0);
+            }
+            report(stream.local_addr().unwrap(), size, rx, &json!({"peeked": peeked}));
+        }
+        "tcp-fastopen-client" => {
+            name("mon-tcp-tfo");
+            let server: SocketAddr = arg(0).parse().unwrap();
+            let SocketAddr::V4(v4) = server else { panic!("IPv4 only: {server}") };
+            // SAFETY: a new socket, owned by the stream below.
+            let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+            check(fd as isize, "socket");
+            // SAFETY: `fd` is a new descriptor nothing else owns.
+            let mut stream = unsafe { TcpStream::from_raw_fd(fd) };
+            // SAFETY: all-zero is a valid sockaddr_in.
+            let mut to: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+            to.sin_family = libc::AF_INET as libc::sa_family_t;
+            to.sin_port = v4.port().to_be();
+            to.sin_addr.s_addr = u32::from(*v4.ip()).to_be();
+            let data = pattern(size);
+            let len = libc::socklen_t::try_from(size_of::<libc::sockaddr_in>()).unwrap();
+            // SAFETY: `data` and `to` outlive the call.
+            let first = unsafe {
+                libc::sendto(fd, data.as_ptr().cast(), size, libc::MSG_FASTOPEN, (&raw const to).cast(), len)
+            };
+            let first = check(first, "sendto(MSG_FASTOPEN)");
+            stream.write_all(&data[first..]).unwrap();
+            stream.shutdown(Shutdown::Write).unwrap();
+            let rx = read_to_end(&mut stream);
+            report(stream.local_addr().unwrap(), size, rx, &json!({"syn_data": syn_data(fd), "first": first}));
+        }
+        "tcp-fastopen-server" => {
+            name("mon-tcp-tfo-srv");
+            let listener = TcpListener::bind(arg(0)).unwrap();
+            set_int(listener.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_FASTOPEN, 16, "TCP_FASTOPEN");
+            say(&json!({"ready": true, "pid": std::process::id()}));
+            let (mut stream, _) = listener.accept().unwrap();
+            let rx = read_to_end(&mut stream);
+            stream.write_all(&pattern(size)).unwrap();
+            stream.shutdown(Shutdown::Write).unwrap();
+            report(stream.local_addr().unwrap(), size, rx, &json!({}));
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// Whether the connection's SYN carried data the peer acknowledged (`tcp_info`).
+fn syn_data(fd: i32) -> bool {
+    // SAFETY: all-zero is a valid tcp_info; getsockopt writes at most `len` bytes into it.
+    unsafe {
+        let mut info: libc::tcp_info = std::mem::zeroed();
+        let mut len = libc::socklen_t::try_from(size_of::<libc::tcp_info>()).unwrap();
+        let r = libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, (&raw mut info).cast(), &raw mut len);
+        assert_eq!(r, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+        info.tcpi_options & TCPI_OPT_SYN_DATA != 0
+    }
+}
+
+fn n(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+/// A connected UDP client (`role`, `COUNT` datagrams of `SIZE`) against an echo server: one
+/// record of the client's process, payload exact both ways. Returns the record's wire packets
+/// (tx, rx) and the helper's line.
+fn udp(role: &str, comm: &str, v6: bool) -> ((u64, u64), Value) {
+    const SIZE: usize = 1_200;
+    const COUNT: usize = 40;
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let server = server_addr(&pair, v6, 0, 5431);
+    let mut echo = spawn("udp-echo", &[s(server), s(COUNT)], Place { netns: Some(&pair.b), ..Place::default() });
+    echo.line();
+    let mon = Monitor::start(&cg.path, "");
+    let client = spawn(
+        role,
+        &[s(server), s(SIZE), s(COUNT)],
+        Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) },
+    );
+    let pid = client.pid();
+    let line = client.finish().remove(0);
+    echo.finish();
+    let out = mon.stop();
+    out.assert_nothing_lost();
+    let total = (SIZE * COUNT) as u64;
+    assert_eq!((n(&line["tx"]), n(&line["rx"])), (total, total), "the helper moved the bytes");
+    let r = record_for_local(&out, addr(&line["local"]));
+    assert_owner(r, pid, comm, CLIENT_UID);
+    assert_eq!((r.protocol, r.direction, r.remote), (Protocol::Udp, Direction::Outbound, Some(server)));
+    assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), (total, total), "{r:#?}");
+    assert_eq!(r.payload_source, PayloadSource::Syscall, "{r:#?}");
+    assert_eq!(r.wire.rx_packets, COUNT as u64, "one echo per datagram: {r:#?}");
+    eprintln!(
+        "    {role}{}: payload {total} B each way, exact; wire tx {} B in {} packets",
+        if v6 { " (IPv6)" } else { "" },
+        r.wire.tx_bytes,
+        r.wire.tx_packets
+    );
+    ((r.wire.tx_packets, r.wire.rx_packets), line)
+}
+
+/// 40 datagrams in one `sendmmsg`, the echoes by `recvmmsg`: each datagram counts.
+pub fn udp_batches(v6: bool) {
+    let ((tx_packets, _), _) = udp("udp-mmsg-client", "mon-udp-mmsg", v6);
+    assert_eq!(tx_packets, 40, "one packet per datagram of the batch");
+}
+
+/// One send of 40 segments (`UDP_SEGMENT`): the payload is the whole send, and the segmentation
+/// offload's super-packet counts once in `wire`, as on the interface counters (README, `wire`).
+pub fn udp_segmentation_offload(v6: bool) {
+    let ((tx_packets, _), _) = udp("udp-gso-client", "mon-udp-gso", v6);
+    assert_eq!(tx_packets, 1, "the sender's super-packet counts once");
+}
+
+/// Each echo peeked (`MSG_PEEK`), then read: received once, not twice.
+pub fn udp_peek(v6: bool) {
+    let (_, line) = udp("udp-peek-client", "mon-udp-peek", v6);
+    assert_eq!(n(&line["extra"]["peeked"]), 40 * 1_200, "the helper peeked at every echo: {line}");
+}
+
+/// A TCP reply peeked at before every read: counted once, from the reads.
+pub fn tcp_peek() {
+    const SIZE: usize = 50_000;
+    const REPLY: usize = 1_000_003;
+    let run = client_run(5432, REPLY, "tcp-peek-client", &[s(SIZE)]);
+    let r = &run.record;
+    assert_eq!((n(&run.client["rx"]), n(&run.server["rx"])), (REPLY as u64, SIZE as u64), "helpers moved the bytes");
+    assert_eq!(n(&run.client["extra"]["peeked"]), REPLY as u64, "the helper peeked at all of it");
+    assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), (SIZE as u64, REPLY as u64), "{r:#?}");
+    assert_eq!(r.payload_source, PayloadSource::Syscall, "{r:#?}");
+}
+
+fn fast_open(ns: &Netns) {
+    let status = Command::new("ip")
+        .args(["netns", "exec", &ns.name, "sysctl", "-qw", &format!("net.ipv4.tcp_fastopen={FASTOPEN_NO_COOKIES}")])
+        .status()
+        .unwrap();
+    assert!(status.success(), "sysctl net.ipv4.tcp_fastopen");
+}
+
+/// TCP Fast Open: the client's first bytes travel in its SYN. Both ends of the connection
+/// (client, and the connection the listener accepted) in the watched cgroup, payload exact each
+/// way, the SYN's data included.
+pub fn tcp_fast_open() {
+    const SIZE: usize = 100_003;
+    const REPLY: usize = 20_011;
+    let pair = Pair::private();
+    fast_open(&pair.a);
+    fast_open(&pair.b);
+    let cg = TestCgroup::new();
+    let server = server_addr(&pair, false, 0, 5433);
+    let mon = Monitor::start(&cg.path, "");
+    let mut srv = spawn(
+        "tcp-fastopen-server",
+        &[s(server), s(REPLY)],
+        Place { netns: Some(&pair.b), cgroup: Some(&cg), uid: Some(SERVER_UID) },
+    );
+    srv.line();
+    let client = spawn(
+        "tcp-fastopen-client",
+        &[s(server), s(SIZE)],
+        Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) },
+    );
+    let (client_pid, server_pid) = (client.pid(), srv.pid());
+    let c = client.finish().remove(0);
+    let sv = srv.finish().remove(0);
+    let out = mon.stop();
+    out.assert_nothing_lost();
+    assert_eq!(c["extra"]["syn_data"], json!(true), "the SYN carried data: {c}");
+    assert_eq!((n(&c["rx"]), n(&sv["rx"])), (REPLY as u64, SIZE as u64), "the helpers moved the bytes");
+    for (who, line, pid, comm, uid, tx, rx) in [
+        ("client", &c, client_pid, "mon-tcp-tfo", CLIENT_UID, SIZE, REPLY),
+        ("server", &sv, server_pid, "mon-tcp-tfo-srv", SERVER_UID, REPLY, SIZE),
+    ] {
+        let r = record_for_local(&out, addr(&line["local"]));
+        assert_owner(r, pid, comm, uid);
+        assert!(r.complete, "{who}: {r:#?}");
+        assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), (tx as u64, rx as u64), "{who}: {r:#?}");
+        eprintln!("    {who}: tx {tx} rx {rx} exact ({:?})", r.direction);
+    }
+    eprintln!("    {} bytes sent by sendto(MSG_FASTOPEN), the SYN's share included", c["extra"]["first"]);
+}
