@@ -94,7 +94,9 @@ pub fn main(role: &str) {
         | "udp-peek-client"
         | "tcp-peek-client"
         | "tcp-fastopen-client"
-        | "tcp-fastopen-server" => crate::syscalls::helper(role, &args),
+        | "tcp-fastopen-server"
+        | "tcp-urgent-client"
+        | "tcp-urgent-server" => crate::syscalls::helper(role, &args),
         "tcp-attempt" => crate::attempts::helper(&args),
         // tcp-server BIND REPLY CONNS: reads each connection to EOF, replies REPLY bytes, closes.
         "tcp-server" => {

@@ -1,8 +1,9 @@
 //! Payload through the less common forms of the send and receive calls, each against the bytes
 //! the helpers moved: UDP batches (`sendmmsg`/`recvmmsg`), UDP segmentation offload
 //! (`UDP_SEGMENT`: one send, many datagrams), peeking (`MSG_PEEK`: the process reads the same
-//! bytes twice, they count once) over UDP and TCP, and TCP Fast Open (payload in the SYN, on both
-//! ends of the connection).
+//! bytes twice, they count once) over UDP and TCP, TCP Fast Open (payload in the SYN, on both
+//! ends of the connection), and TCP urgent data (`MSG_OOB`) read out of band, inline, or not at
+//! all (README: the one case that counts more than the process read).
 
 use std::{
     io::Write as _,
@@ -121,6 +122,10 @@ fn report(local: SocketAddr, tx: usize, rx: usize, extra: &Value) {
 ///   the first of them), half-closes, reads the reply.
 /// - `tcp-fastopen-server BIND REPLY`: a `TCP_FASTOPEN` listener; one connection read to the end,
 ///   answered with REPLY bytes.
+/// - `tcp-urgent-client SERVER SIZE COUNT`: COUNT times SIZE bytes, then one urgent byte
+///   (`MSG_OOB`), a pause after each; half-closes and reads to the end.
+/// - `tcp-urgent-server BIND SIZE MODE`: one connection read to the end; its urgent bytes read
+///   with `recv(MSG_OOB)` (`oob`), inline (`inline`, `SO_OOBINLINE`) or not at all (`ignore`).
 pub fn helper(role: &str, args: &[String]) {
     let arg = |i: usize| args.get(i).map_or_else(|| panic!("{role}: missing argument {i}"), String::as_str);
     let size: usize = arg(1).parse().unwrap();
@@ -210,7 +215,80 @@ pub fn helper(role: &str, args: &[String]) {
             stream.shutdown(Shutdown::Write).unwrap();
             report(stream.local_addr().unwrap(), size, rx, &json!({}));
         }
+        "tcp-urgent-client" => {
+            name("mon-tcp-urg");
+            let mut stream = TcpStream::connect(arg(0)).unwrap();
+            let (fd, mut tx) = (stream.as_raw_fd(), 0);
+            for _ in 0..count() {
+                stream.write_all(&pattern(size)).unwrap();
+                std::thread::sleep(URGENT_PAUSE);
+                // SAFETY: one byte of a static buffer.
+                tx += size + check(unsafe { libc::send(fd, b"U".as_ptr().cast(), 1, libc::MSG_OOB) }, "send(MSG_OOB)");
+                std::thread::sleep(URGENT_PAUSE);
+            }
+            stream.shutdown(Shutdown::Write).unwrap();
+            let rx = read_to_end(&mut stream);
+            report(stream.local_addr().unwrap(), tx, rx, &json!({}));
+        }
+        "tcp-urgent-server" => {
+            name("mon-tcp-urg-srv");
+            let listener = TcpListener::bind(arg(0)).unwrap();
+            say(&json!({"ready": true, "pid": std::process::id()}));
+            let (mut stream, _) = listener.accept().unwrap();
+            let fd = stream.as_raw_fd();
+            let (rx, urgent) = match arg(2) {
+                "inline" => {
+                    set_int(fd, libc::SOL_SOCKET, libc::SO_OOBINLINE, 1, "SO_OOBINLINE");
+                    (read_to_end(&mut stream), 0)
+                }
+                "ignore" => (read_to_end(&mut stream), 0),
+                "oob" => read_out_of_band(fd, &mut buf),
+                other => panic!("unknown urgent mode {other}"),
+            };
+            report(stream.local_addr().unwrap(), 0, rx, &json!({"urgent": urgent}));
+        }
         other => panic!("unknown role {other}"),
+    }
+}
+
+/// Pause after each part the urgent client sends, so that each urgent byte has a mark of its
+/// own (a second one before the first is read would replace it).
+const URGENT_PAUSE: Duration = Duration::from_millis(50);
+
+/// Reads `fd` to the end, each urgent byte with `recv(MSG_OOB)` when `poll` reports it
+/// (`POLLPRI`). Returns (all bytes read, urgent bytes among them).
+fn read_out_of_band(fd: i32, buf: &mut [u8]) -> (usize, usize) {
+    let (mut rx, mut urgent) = (0, 0);
+    let started = std::time::Instant::now();
+    loop {
+        assert!(started.elapsed() < Duration::from_secs(10), "out-of-band reader stuck at {rx} B");
+        let mut p = libc::pollfd { fd, events: libc::POLLIN | libc::POLLPRI, revents: 0 };
+        // SAFETY: one pollfd.
+        let ready = unsafe { libc::poll(&raw mut p, 1, 5_000) };
+        assert!(ready > 0, "poll: {}", std::io::Error::last_os_error());
+        if p.revents & libc::POLLPRI != 0 {
+            // SAFETY: `buf` is writable for one byte.
+            let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), 1, libc::MSG_OOB) };
+            if n > 0 {
+                urgent += 1;
+                rx += 1;
+                continue;
+            }
+        }
+        // A read stops at the urgent mark, so each urgent byte is taken before what follows it.
+        // SAFETY: `buf` is writable for its length.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        if n < 0 {
+            // Only the urgent pointer has come so far (`POLLPRI` before its byte): wait for more.
+            let e = std::io::Error::last_os_error();
+            assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "recv: {e}");
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
+        }
+        if n == 0 && p.revents & libc::POLLPRI == 0 {
+            return (rx, urgent);
+        }
+        rx += usize::try_from(n).unwrap();
     }
 }
 
@@ -349,4 +427,47 @@ pub fn tcp_fast_open() {
         eprintln!("    {who}: tx {tx} rx {rx} exact ({:?})", r.direction);
     }
     eprintln!("    {} bytes sent by sendto(MSG_FASTOPEN), the SYN's share included", c["extra"]["first"]);
+}
+
+/// TCP urgent data: 5 times 10,000 bytes and one urgent byte, both ends in the watched cgroup.
+/// Read out of band (`oob`) or inline (`inline`), the receiver's payload is exact; never read
+/// (`ignore`), the kernel drops each urgent byte before the stream the process reads, and the
+/// receiver's record counts one byte more per urgent byte (README, "TCP payload on every path").
+pub fn tcp_urgent(mode: &str) {
+    const SIZE: usize = 10_000;
+    const COUNT: usize = 5;
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let server = server_addr(&pair, false, 0, 5434);
+    let mon = Monitor::start(&cg.path, "");
+    let mut srv = spawn(
+        "tcp-urgent-server",
+        &[s(server), s(SIZE), s(mode)],
+        Place { netns: Some(&pair.b), cgroup: Some(&cg), uid: Some(SERVER_UID) },
+    );
+    srv.line();
+    let client = spawn(
+        "tcp-urgent-client",
+        &[s(server), s(SIZE), s(COUNT)],
+        Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) },
+    );
+    let c = client.finish().remove(0);
+    let sv = srv.finish().remove(0);
+    let out = mon.stop();
+    out.assert_nothing_lost();
+    let sent = ((SIZE + 1) * COUNT) as u64;
+    let read = if mode == "ignore" { (SIZE * COUNT) as u64 } else { sent };
+    assert_eq!((n(&c["tx"]), n(&sv["rx"])), (sent, read), "the helpers moved the bytes: {c} {sv}");
+    if mode == "oob" {
+        assert_eq!(n(&sv["extra"]["urgent"]), COUNT as u64, "every urgent byte read out of band: {sv}");
+    }
+    let client_record = record_for_local(&out, addr(&c["local"]));
+    assert_eq!(client_record.payload.tx_bytes, sent, "{client_record:#?}");
+    let r = record_for_local(&out, addr(&sv["local"]));
+    let recorded = if mode == "ignore" { sent } else { read };
+    assert_eq!(r.payload.rx_bytes, recorded, "{r:#?}");
+    eprintln!(
+        "    {mode}: the server read {read} B, its record says {} ({:?})",
+        r.payload.rx_bytes, r.payload_sources.rx
+    );
 }
