@@ -71,13 +71,40 @@ impl Budget {
              {daemon_us:.1} µs ({records_per_exchange:.0} records of {:.1} µs), the monitor's BPF programs and the kernel \
              work they add {kernel_us:.1} µs. With that kernel share and the daemon at its goal of {goal_us} µs per record \
              the ratio could reach {ratio_at_daemon_goal:.2}; {ratio_goal} leaves {allowed_us:.1} µs per exchange for the \
-             whole monitor{}",
+             whole monitor{}. {}",
             daemon_us / records_per_exchange,
             if none_busy_cores < 0.9 * cores() {
                 " (the load did not keep every core busy: this bound assumes it does)"
             } else {
                 ""
-            }
+            },
+            self.closing(ratio_goal)
+        )
+    }
+
+    /// What would let the ratio reach `ratio_goal`: the whole monitor's cost per exchange cut to
+    /// what the goal allows (and whether the kernel share alone is already above it), or a load
+    /// whose exchange costs enough CPU that the monitor's cost as measured is small beside it.
+    fn closing(&self, ratio_goal: f64) -> String {
+        let Self { none_us, monitor_us, kernel_us, allowed_us, .. } = *self;
+        let cost = (monitor_us - none_us).max(0.0);
+        if cost <= allowed_us {
+            return format!("The monitor's {cost:.1} µs per exchange are within that.");
+        }
+        // none ÷ (none + cost) ≥ goal  ⇔  none ≥ cost × goal ÷ (1 − goal).
+        let load_us = cost * ratio_goal / (1.0 - ratio_goal);
+        let kernel = if kernel_us > allowed_us {
+            format!(
+                "; the kernel share alone is above it: a daemon costing nothing would read {:.2}",
+                none_us / (none_us + kernel_us)
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "What would close it: the whole monitor at {allowed_us:.1} µs per exchange instead of {cost:.1}{kernel}; \
+             or a machine where one exchange costs the load itself {load_us:.0} µs of CPU or more (here {none_us:.1}), \
+             beside which the monitor's cost as measured would be small enough"
         )
     }
 }
@@ -177,6 +204,24 @@ mod tests {
         let note = b.note("tcp", 2.0, 3.0, 0.85);
         assert!(note.contains("the daemon 20.0 µs (2 records of 10.0 µs)"), "{note}");
         assert!(note.contains("could reach 0.76"), "{note}");
+        // The monitor costs 26.7 µs per exchange, 7.06 allowed; the kernel share (6.67) is
+        // below that. 26.7 × 0.85 ÷ 0.15 = 151 µs per exchange of load would read 0.85.
+        assert!(note.contains("at 7.1 µs per exchange instead of 26.7;"), "{note}");
+        assert!(note.contains("costs the load itself 151 µs of CPU or more (here 40.0)"), "{note}");
+        assert!(!note.contains("kernel share alone"), "{note}");
+        // A kernel share above what the goal allows: said, with the ratio of a free daemon.
+        let heavy = [run(25_000.0, 2.0, Some(20.0))];
+        let note = of(&none, &heavy, 2.0, 3.0, 0.85).expect("figures").note("tcp", 2.0, 3.0, 0.85);
+        // 80 µs with the monitor: kernel 20 µs, a free daemon reads 40 ÷ 60 = 0.67.
+        assert!(
+            note.contains("the kernel share alone is above it: a daemon costing nothing would read 0.67"),
+            "{note}"
+        );
+        // A cheap monitor: within the goal, nothing to close.
+        let cheap = [run(48_000.0, 2.0, Some(1.0))];
+        let note = of(&none, &cheap, 2.0, 3.0, 0.85).expect("figures").note("tcp", 2.0, 3.0, 0.85);
+        assert!(note.contains("are within that"), "{note}");
+        assert!(!note.contains("What would close it"), "{note}");
     }
 
     #[test]

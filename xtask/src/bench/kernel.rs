@@ -156,8 +156,9 @@ pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<Section> {
         ));
     }
     socket_rows(&mut section, &phases);
-    packet_rows(&mut section, &per_round);
+    let whole = packet_rows(&mut section, &per_round);
     phase_packet_rows(&mut section, &phases);
+    section.notes.extend(packet_notes(&whole, &phases));
     let mut programs = serde_json::Map::new();
     let names: Vec<String> = per_round[0].keys().cloned().collect();
     for name in names {
@@ -225,9 +226,10 @@ fn at_most(metric: String, value: Option<Summary>, digits: usize, unit: &str, go
 }
 
 /// ns per run of the per-packet programs, as measured and net of the empty program on the same
-/// hook (per round, then summarised).
-fn packet_rows(section: &mut Section, rounds: &[Deltas]) {
-    for hook in PACKET_HOOKS {
+/// hook (per round, then summarised). Returns the net medians, in [`PACKET_HOOKS`] order.
+fn packet_rows(section: &mut Section, rounds: &[Deltas]) -> [Option<f64>; 2] {
+    let mut medians = [None; 2];
+    for (h, hook) in PACKET_HOOKS.into_iter().enumerate() {
         let mut raw = Vec::new();
         let mut net = Vec::new();
         let mut floor = Vec::new();
@@ -239,6 +241,7 @@ fn packet_rows(section: &mut Section, rounds: &[Deltas]) {
             }
         }
         let (raw, net, floor) = (Summary::of(&raw), Summary::of(&net), Summary::of(&floor));
+        medians[h] = net.map(|s| s.median);
         let metric = format!("per-packet program [{hook}], as measured");
         section.rows.push(at_most(metric, raw, 1, "ns/run", PACKET_GOAL_NS));
         section.rows.push(Row::info(
@@ -249,13 +252,39 @@ fn packet_rows(section: &mut Section, rounds: &[Deltas]) {
         let metric = format!("per-packet program [{hook}], net of the floor");
         section.rows.push(at_most(metric, net, 1, "ns/run", PACKET_GOAL_NS));
     }
+    medians
+}
+
+/// The workload phases, in [`Phase`] order.
+const PHASE_NAMES: [&str; 3] = ["iperf3 bulk transfer", "TCP churn", "UDP churn"];
+
+/// For each per-packet hook whose figure over the whole workload (`whole`, net medians) misses
+/// its goal: what bounds it, from the phases' own figures ([`super::packets::note`]).
+fn packet_notes(whole: &[Option<f64>; 2], phases: &[[Phase; 3]]) -> Vec<String> {
+    let median = |v: Vec<f64>| Summary::of(&v).map(|s| s.median);
+    PACKET_HOOKS
+        .into_iter()
+        .enumerate()
+        .filter_map(|(h, hook)| {
+            let figures: Vec<super::packets::PhaseFigure<'_>> = PHASE_NAMES
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, name)| {
+                    let net_ns = median(phases.iter().filter_map(|p| p[i].packets[h].map(|(r, f)| r - f)).collect())?;
+                    let runs = median(phases.iter().map(|p| p[i].runs[h] as f64).collect())?;
+                    Some(super::packets::PhaseFigure { name, net_ns, runs })
+                })
+                .collect();
+            super::packets::note(hook, whole[h]?, PACKET_GOAL_NS, &figures)
+        })
+        .collect()
 }
 
 /// The per-packet figures split by workload phase (information: the goal rows above cover the
 /// whole workload). Bulk transfer packets take the short path; the first packets of short
 /// connections also pass the names gate, and unconnected UDP the per-peer table.
 fn phase_packet_rows(section: &mut Section, phases: &[[Phase; 3]]) {
-    for (i, label) in ["iperf3 bulk transfer", "TCP churn", "UDP churn"].into_iter().enumerate() {
+    for (i, label) in PHASE_NAMES.into_iter().enumerate() {
         for (h, hook) in PACKET_HOOKS.into_iter().enumerate() {
             let values: Vec<(f64, f64)> = phases.iter().filter_map(|p| p[i].packets[h]).collect();
             let raw = Summary::of(&values.iter().map(|v| v.0).collect::<Vec<_>>());
@@ -326,6 +355,8 @@ struct Phase {
     /// The per-packet programs in this phase alone, [egress, ingress]: ns per run as measured and
     /// the empty program's ns per run on the same hook (`None` without runs).
     packets: [Option<(f64, f64)>; 2],
+    /// Runs of the per-packet programs in this phase, [egress, ingress].
+    runs: [u64; 2],
 }
 
 /// The per-packet hooks, in [`Phase::packets`] order.
@@ -342,6 +373,11 @@ fn per_run_on(d: &Deltas, hook: &str) -> Option<(f64, f64)> {
     Some((per_run(false)?, per_run(true)?))
 }
 
+/// Runs of the monitor's program on `hook` (0 without one).
+fn runs_on(d: &Deltas, hook: &str) -> u64 {
+    d.values().filter(|p| p.0.hook == hook && !is_calibration(&p.0)).map(|p| p.2).max().unwrap_or(0)
+}
+
 /// One round: per-program deltas over the whole workload, and the phases (iperf3, TCP, UDP).
 struct Round {
     programs: Deltas,
@@ -356,7 +392,7 @@ fn measure(ctx: &Ctx<'_>, seconds: u32, exchanges: usize, round: usize) -> anyho
     let stats_fd = aya::sys::enable_stats(aya::sys::Stats::RunTime).context("BPF_ENABLE_STATS failed")?;
     let first = snapshot(pid)?;
     let mut last = first.clone();
-    let mut phases = [Phase { bpf_ns: 0, floor_ns: 0.0, work: 0.0, seconds: 0.0, packets: [None; 2] }; 3];
+    let mut phases = [Phase { bpf_ns: 0, floor_ns: 0.0, work: 0.0, seconds: 0.0, packets: [None; 2], runs: [0; 2] }; 3];
     for (i, phase) in phases.iter_mut().enumerate() {
         let t = std::time::Instant::now();
         phase.work = match i {
@@ -372,6 +408,7 @@ fn measure(ctx: &Ctx<'_>, seconds: u32, exchanges: usize, round: usize) -> anyho
         phase.bpf_ns = monitor.clone().map(|p| p.1).sum();
         phase.floor_ns = monitor.map(|p| p.2 as f64 * floors.for_hook(&p.0.hook)).sum();
         phase.packets = PACKET_HOOKS.map(|hook| per_run_on(&d, hook));
+        phase.runs = PACKET_HOOKS.map(|hook| runs_on(&d, hook));
         last = now;
     }
     drop(stats_fd);
@@ -480,7 +517,8 @@ mod tests {
 
     #[test]
     fn socket_rows_count_two_sockets_per_tcp_exchange() {
-        let phase = |bpf_ns, floor_ns| Phase { bpf_ns, floor_ns, work: 1000.0, seconds: 1.0, packets: [None; 2] };
+        let phase =
+            |bpf_ns, floor_ns| Phase { bpf_ns, floor_ns, work: 1000.0, seconds: 1.0, packets: [None; 2], runs: [0; 2] };
         let phases = [[phase(0, 0.0), phase(8_000_000, 3_000_000.0), phase(4_000_000, 1_000_000.0)]];
         let mut s = Section::new("kernel");
         socket_rows(&mut s, &phases);
@@ -492,7 +530,7 @@ mod tests {
 
     #[test]
     fn phase_rows_show_each_phase_net_of_its_floor() {
-        let phase = |packets| Phase { bpf_ns: 0, floor_ns: 0.0, work: 1.0, seconds: 1.0, packets };
+        let phase = |packets| Phase { bpf_ns: 0, floor_ns: 0.0, work: 1.0, seconds: 1.0, packets, runs: [10; 2] };
         let phases = [[
             phase([Some((150.0, 55.0)), Some((120.0, 56.0))]),
             phase([Some((200.0, 50.0)), None]),
@@ -514,5 +552,23 @@ mod tests {
             "200.0 ns/run as measured, 150.0 net of the floor"
         );
         assert!(value("per-packet program [cgroup_skb/ingress], UDP churn phase alone").starts_with("n/a"));
+    }
+
+    #[test]
+    fn a_missed_per_packet_goal_gets_a_note_from_the_phases() {
+        let phase = |net: f64, runs| Phase {
+            bpf_ns: 0,
+            floor_ns: 0.0,
+            work: 1.0,
+            seconds: 1.0,
+            packets: [Some((net + 50.0, 50.0)), Some((net + 50.0, 50.0))],
+            runs: [runs, runs],
+        };
+        let phases = [[phase(90.0, 800), phase(70.0, 100), phase(350.0, 100)]];
+        let notes = packet_notes(&[Some(99.0), Some(114.0)], &phases);
+        assert_eq!(notes.len(), 1, "egress meets the goal: {notes:?}");
+        assert!(notes[0].starts_with("per-packet program [cgroup_skb/ingress]: 114.0 ns net"), "{notes:?}");
+        assert!(notes[0].contains("UDP churn 350.0 ns × 10 % of the runs"), "{notes:?}");
+        assert!(packet_notes(&[None, None], &phases).is_empty());
     }
 }

@@ -26,6 +26,7 @@ pub mod load;
 mod machine;
 mod observer;
 mod output;
+mod packets;
 mod parse;
 mod plugin;
 mod procstat;
