@@ -100,6 +100,21 @@ pub fn csv_cell(s: &str) -> String {
     if t.starts_with(FORMULA_PREFIXES) { format!("'{t}") } else { t }
 }
 
+/// A `#` comment line of a CSV file (`line` escaped already: one line). Readers that know
+/// comments skip it; a spreadsheet reads it as a row, split at its commas (or semicolons, in
+/// locales that separate with them). As it is when every such piece is harmless text; as one
+/// quoted cell when a piece would start a formula ([`FORMULA_PREFIXES`], also after spaces) or
+/// the line holds a quote (which would open a quoted cell and swallow the lines after it): then
+/// foreign text in it (an app name, a host label) cannot make cells of its own.
+#[must_use]
+pub fn csv_comment(line: &str) -> String {
+    let formula = line
+        .split([',', ';'])
+        .skip(1)
+        .any(|piece| piece.starts_with(FORMULA_PREFIXES) || piece.trim_start().starts_with(FORMULA_PREFIXES));
+    if formula || line.contains('"') { format!("\"{}\"", line.replace('"', "\"\"")) } else { line.to_owned() }
+}
+
 /// `b` as UTF-8 text, each byte that is not part of valid UTF-8 written as `\xNN` (Python's
 /// `backslashreplace`); borrowed when `b` is valid UTF-8. For paths such as `/proc/<pid>/exe`.
 #[must_use]

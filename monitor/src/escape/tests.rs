@@ -300,6 +300,27 @@ proptest! {
     }
 
     #[test]
+    fn csv_comments_read_by_a_spreadsheet_make_no_formula_cell(s in hostile()) {
+        let line = csv_comment(&format!("# app_filter: {}", terminal(&s)));
+        assert_terminal_safe(&line);
+        // A reader that knows no comments, for either separator a spreadsheet may use.
+        let text = format!("{line}\nsection,app\n");
+        for separator in [b',', b';'] {
+            let mut reader = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .flexible(true)
+                .delimiter(separator)
+                .from_reader(text.as_bytes());
+            let records: Vec<csv::StringRecord> = reader.records().collect::<Result<_, _>>().expect("parses");
+            prop_assert_eq!(records.len(), 2, "the comment stays one row: {:?}", line);
+            for cell in &records[0] {
+                prop_assert!(!cell.trim_start().starts_with(FORMULA_PREFIXES), "formula cell {:?} in {:?}", cell, line);
+            }
+            prop_assert!(records[0][0].starts_with("# app_filter: "), "{:?}", line);
+        }
+    }
+
+    #[test]
     fn html_has_no_markup_and_reads_back_as_the_terminal_form(s in hostile()) {
         let h = html(&s);
         assert_terminal_safe(&h);
@@ -428,4 +449,16 @@ fn json_escaping_cost() {
         per(plain),
         per(lookups)
     );
+}
+
+#[test]
+fn csv_comments_stay_plain_unless_a_piece_could_start_a_formula() {
+    // Commas of numbers and plain names: as they are, so that comment-aware readers skip them.
+    let plain = "# completeness: 4,000 B (4.0 kB) of IP-layer traffic; host lab-1";
+    assert_eq!(csv_comment(plain), plain);
+    // The audit's case: an app name that would make a HYPERLINK cell and swallow lines.
+    let evil = r##"# app_filter: x,=HYPERLINK("http://evil","c"),"y"##;
+    assert_eq!(csv_comment(evil), r##""# app_filter: x,=HYPERLINK(""http://evil"",""c""),""y""##);
+    assert_eq!(csv_comment("# app_filter: a, -1"), "\"# app_filter: a, -1\"", "after spaces too");
+    assert_eq!(csv_comment("# session: a;@SUM(1)"), "\"# session: a;@SUM(1)\"", "semicolon locales");
 }

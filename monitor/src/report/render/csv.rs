@@ -1,7 +1,8 @@
 //! CSV rendering: `#` comment lines (period, completeness, databases, attribution), then one
 //! header and one row per figure. Columns are described in `SCHEMA.md`. Text cells go through
 //! [`escape::csv_cell`] (visible control characters, no formula prefix); foreign text in comment
-//! lines through [`escape::terminal`], so each comment stays one line.
+//! lines through [`escape::terminal`], so each comment stays one line, and the line through
+//! [`escape::csv_comment`] (one quoted cell when it could otherwise start a formula cell).
 
 use std::io::Write;
 
@@ -149,37 +150,44 @@ fn traffic_row(section: &'static str, app: &str, host: &str, t: &Traffic, flows:
     }
 }
 
+/// One `#` comment line, `# ` and `text` ([`escape::csv_comment`]: quoted as one cell when
+/// foreign text in it would otherwise make a spreadsheet read cells of its own).
+fn comment(out: &mut impl Write, text: &str) -> Result<(), Error> {
+    writeln!(out, "{}", escape::csv_comment(&format!("# {text}")))
+        .map_err(|source| Error::Write { format: "csv", source })
+}
+
 /// Writes `r` as CSV.
 pub(super) fn write(r: &Report, out: &mut impl Write) -> Result<(), Error> {
-    let io = |source| Error::Write { format: "csv", source };
     let p = &r.period;
-    writeln!(out, "# schema: {}", r.schema).map_err(io)?;
-    writeln!(out, "# period: {} ({} to {}, {})", p.label, p.since_local, p.until_local, p.time_zone).map_err(io)?;
-    writeln!(out, "# compared_with: {}", r.previous_period.label).map_err(io)?;
+    comment(out, &format!("schema: {}", r.schema))?;
+    comment(out, &format!("period: {} ({} to {}, {})", p.label, p.since_local, p.until_local, p.time_zone))?;
+    comment(out, &format!("compared_with: {}", r.previous_period.label))?;
     if let Some(app) = &r.app_filter {
-        writeln!(out, "# app_filter: {}", Terminal(app)).map_err(io)?;
+        comment(out, &format!("app_filter: {}", Terminal(app)))?;
     }
     if let Some(session) = &r.session {
         let cgroup = session.cgroup_id.map_or_else(String::new, |id| format!(" cgroup {id}"));
-        writeln!(out, "# session: {}{cgroup}", Terminal(&session.name)).map_err(io)?;
+        comment(out, &format!("session: {}{cgroup}", Terminal(&session.name)))?;
     }
     for note in &r.completeness.notes {
-        // Fleet reports prefix notes with host labels (foreign text): one line each.
-        writeln!(out, "# completeness: {}", Terminal(note)).map_err(io)?;
+        // Fleet reports prefix notes with host labels (foreign text).
+        comment(out, &format!("completeness: {}", Terminal(note)))?;
     }
     for db in &r.databases {
-        writeln!(
+        comment(
             out,
-            "# database: {} {} built {} ({} days old), {} payload bytes answered",
-            Terminal(&db.role),
-            Terminal(&db.database_type),
-            Terminal(&db.build_date),
-            db.age_days,
-            db.payload_bytes
-        )
-        .map_err(io)?;
+            &format!(
+                "database: {} {} built {} ({} days old), {} payload bytes answered",
+                Terminal(&db.role),
+                Terminal(&db.database_type),
+                Terminal(&db.build_date),
+                db.age_days,
+                db.payload_bytes
+            ),
+        )?;
     }
-    writeln!(out, "# attribution: {} (applies: {})", r.attribution.text, r.attribution.applies).map_err(io)?;
+    comment(out, &format!("attribution: {} (applies: {})", r.attribution.text, r.attribution.applies))?;
 
     let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(out);
     w.write_record(HEADER).map_err(Error::Csv)?;
@@ -287,7 +295,7 @@ pub(super) fn write(r: &Report, out: &mut impl Write) -> Result<(), Error> {
         };
         w.serialize(row.escaped()).map_err(Error::Csv)?;
     }
-    w.flush().map_err(io)
+    w.flush().map_err(|source| Error::Write { format: "csv", source })
 }
 
 /// "By service" rows: `service_domain` and `service_host` (key = the name, kind = the name

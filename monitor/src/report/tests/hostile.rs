@@ -158,6 +158,29 @@ fn csv_report_neutralises_formulas_and_keeps_comments_one_line() {
     assert!(!filtered.lines().any(|l| l.starts_with("## injected")), "{filtered}");
     let header = filtered.lines().position(|l| l.starts_with("section,")).expect("header");
     assert_eq!(header, comments.len(), "every line before the header is a comment");
+
+    // The audit's filter: commas and quotes that, in a comment line a spreadsheet reads as a row,
+    // made a HYPERLINK cell and swallowed the lines after it. Read without comment support, for
+    // both separators: no cell starts a formula, and every comment line stays one row.
+    let audit = r##"x,=HYPERLINK("http://evil","c"),"y"##;
+    let csv_text = render(&reader, Some(audit), Format::Csv);
+    let comment_lines = csv_text.lines().take_while(|l| l.starts_with(['#', '"'])).count();
+    assert!(csv_text.lines().any(|l| l.starts_with("\"# app_filter: x,=HYPERLINK(")), "{csv_text}");
+    for separator in [b',', b';'] {
+        let mut r = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .delimiter(separator)
+            .from_reader(csv_text.as_bytes());
+        let records: Vec<csv::StringRecord> = r.records().collect::<Result<_, _>>().expect("parses");
+        assert_eq!(records.len(), csv_text.lines().count(), "one row per line: {csv_text}");
+        for record in records.iter().take(comment_lines) {
+            assert!(record[0].starts_with("# "), "{record:?}");
+            for cell in record {
+                assert!(!cell.trim_start().starts_with(['=', '+', '-', '@']), "formula cell {cell:?} in {record:?}");
+            }
+        }
+    }
 }
 
 #[test]
