@@ -69,6 +69,9 @@ pub enum Error {
         #[source]
         source: UnknownZone,
     },
+    /// A database named in `[geo]` cannot serve its role (the source names the file and why).
+    #[error("invalid value in `[geo]`")]
+    Geo(#[source] crate::enrich::Error),
 }
 
 /// The file as written.
@@ -385,6 +388,7 @@ impl Settings {
         metrics.validate().map_err(|e| Error::Invalid { key: "metrics", reason: e.to_string() })?;
         names.validate().map_err(|e| Error::Invalid { key: "names", reason: e.to_string() })?;
         geo.check_labels().map_err(|e| Error::Invalid { key: "geo.extra_country", reason: e.to_string() })?;
+        geo.check_files().map_err(Error::Geo)?;
         if let Some(location) = &device.location {
             location.validate().map_err(|reason| Error::Invalid { key: "device.location", reason })?;
         }

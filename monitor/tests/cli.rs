@@ -41,7 +41,8 @@ fn unknown_config_key_is_a_usage_error_naming_key_and_file() {
 
 /// `[[geo.extra_country]]` labels are validated with the rest of the config, for every command
 /// (not only when a command opens the databases); a configured database that is missing is a
-/// configuration error for `lookup` too, its cause said once.
+/// configuration error for every command too (`config dump`, `report`, `status` and `check`
+/// accepted it before; found by an adversarial pass), its cause said once.
 #[test]
 fn geo_labels_and_configured_databases_are_config_errors_for_every_command() {
     for (label, why) in [("BAD LABEL!", "only a-z"), ("primary", "built-in"), ("dup", "used twice")] {
@@ -56,9 +57,34 @@ fn geo_labels_and_configured_databases_are_config_errors_for_every_command() {
         }
     }
     let f = config("[geo]\ncountry_db = \"/nonexistent/country.mmdb\"\n");
-    let out = monitor(&["--config", f.path().to_str().unwrap(), "lookup", "192.0.2.1"]);
-    assert_clean_failure(&out, 2, "/nonexistent/country.mmdb");
-    assert_eq!(stderr(&out).matches("No such file or directory").count(), 1, "{}", stderr(&out));
+    let journal = tempfile::tempdir().unwrap();
+    let journal = journal.path().join("journal.db");
+    let journal = journal.to_str().unwrap();
+    for args in [
+        &["lookup", "192.0.2.1"][..],
+        &["config", "dump"],
+        &["report", "--journal", journal],
+        &["status", "--journal", journal],
+        &["check"],
+    ] {
+        let mut all = vec!["--config", f.path().to_str().unwrap()];
+        all.extend_from_slice(args);
+        let out = monitor(&all);
+        assert_clean_failure(&out, 2, "/nonexistent/country.mmdb");
+        assert_eq!(stderr(&out).matches("No such file or directory").count(), 1, "{args:?}: {}", stderr(&out));
+    }
+}
+
+/// `check` validates the config like every other command (it ignored it before).
+#[test]
+fn check_refuses_an_invalid_config() {
+    for (text, key) in [
+        ("[report]\ntime_zone = \"Mars/Olympus\"\n", "report.time_zone"),
+        ("[probe]\nupdate_interval_secs = 0\n", "probe.update_interval_secs"),
+    ] {
+        let f = config(text);
+        assert_clean_failure(&monitor(&["--config", f.path().to_str().unwrap(), "check", "--json"]), 2, key);
+    }
 }
 
 #[test]
@@ -236,6 +262,8 @@ fn report_and_status_without_a_journal_say_so() {
     let journal = dir.path().join("none.db");
     let out = monitor(&["report", "--week", "2026-W47", "--journal", journal.to_str().unwrap()]);
     assert_clean_failure(&out, 5, "none.db");
+    assert_eq!(stderr(&out).matches("does not exist").count(), 1, "one reason, one hint: {}", stderr(&out));
+    assert!(!stderr(&out).contains("written one?"), "no second hint before the reason: {}", stderr(&out));
     assert!(!journal.exists(), "a reader never creates a journal");
     assert_clean_failure(&monitor(&["status", "--journal", journal.to_str().unwrap()]), 5, "none.db");
 }
@@ -585,4 +613,19 @@ fn exec_with_a_cgroup_that_does_not_exist_is_a_usage_error() {
         "true",
     ]);
     assert_clean_failure(&out, 2, "monitor-test-no-such-cgroup");
+}
+
+/// A private address is never looked up: `lookup` says so instead of "country unknown (no
+/// database)", whatever databases are installed.
+#[test]
+fn lookup_of_a_private_address_says_it_is_not_looked_up() {
+    let journal = tempfile::tempdir().unwrap();
+    let journal = journal.path().join("none.db");
+    let out = monitor(&["lookup", "--journal", journal.to_str().unwrap(), "10.0.0.1", "fd00::1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for ip in ["10.0.0.1", "fd00::1"] {
+        let line = text.lines().find(|l| l.starts_with(&format!("{ip}:"))).unwrap_or_else(|| panic!("{text}"));
+        assert!(line.contains("not looked up") && !line.contains("unknown"), "{line}");
+    }
 }

@@ -162,9 +162,10 @@ pub struct CheckArgs {
     /// JSON output. Example: --json
     #[arg(long)]
     pub json: bool,
-    /// cgroup to check for exclusive programs (e.g. Android's netd) that block hooks. Example: --cgroup /
-    #[arg(long, value_name = "PATH", default_value = "/")]
-    pub cgroup: PathBuf,
+    /// cgroup to check for exclusive programs (e.g. Android's netd) that block hooks (default: the
+    /// configured `cgroup`, `/` unless the config says otherwise). Example: --cgroup /
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<PathBuf>,
 }
 
 /// `monitor config`.

@@ -4,20 +4,23 @@ use std::{io::Write as _, process::ExitCode};
 
 use std::path::Path;
 
-use monitor::probe::{
-    self,
-    exclusive::{self, Blocked},
-    features::{self, Check},
+use monitor::{
+    probe::{
+        self,
+        exclusive::{self, Blocked},
+        features::{self, Check},
+    },
+    settings::Settings,
 };
 
 use super::{args::CheckArgs, exit};
 
 /// Prints one line per feature; exit 4 if a required one is missing, 3 if some could not be
-/// determined for lack of privileges.
-pub fn execute(args: &CheckArgs) -> ExitCode {
+/// determined for lack of privileges. The cgroup is `--cgroup`, else the configured one.
+pub fn execute(args: &CheckArgs, settings: &Settings) -> ExitCode {
     let mut checks = features::check_all();
     let mut degradations = features::host_degradations();
-    let (check, refused) = exclusive_check(&args.cgroup);
+    let (check, refused) = exclusive_check(args.cgroup.as_deref().unwrap_or(&settings.cgroup));
     checks.push(check);
     degradations.extend(features::refused_degradations(&refused, true));
     let mut out = std::io::stdout().lock();

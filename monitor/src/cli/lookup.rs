@@ -7,7 +7,7 @@ use std::{fmt::Write as _, net::IpAddr, path::PathBuf, process::ExitCode};
 use anyhow::Context as _;
 use clap::Args;
 use monitor::{
-    enrich::{Consensus, DbInfo, Destination, Enricher},
+    enrich::{Consensus, DbInfo, Destination, Enricher, Scope},
     escape::Terminal,
     journal::{HostAddressRow, JournalReader, TimeRange},
     names::Hostname,
@@ -134,6 +134,10 @@ fn destination(d: &Destination) -> String {
         )
     };
     let scope = serde_json::to_value(d.scope).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    if d.scope != Scope::Public {
+        // Never looked up (README: private scopes are neither a country nor unknown).
+        return format!("scope {scope}, not looked up (only public addresses have a country and a network owner)");
+    }
     format!(
         "scope {scope}, country {} ({}), AS{} {} ({})",
         d.country.as_deref().map_or_else(|| "unknown".to_owned(), |c| Terminal(c).to_string()),

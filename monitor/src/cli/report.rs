@@ -89,13 +89,12 @@ fn render(
 #[error("{0}")]
 pub struct UsageError(pub String);
 
-/// Opens the journal read-only, with a hint when it does not exist yet. A file that has the
-/// journal's schema version but not its tables (another application's database) is refused
-/// here, with the same message and exit code (5) for `report` and `status`.
+/// Opens the journal read-only (the journal's own errors say what is wrong: missing, with a hint,
+/// not a journal, damaged). A file that has the journal's schema version but not its tables
+/// (another application's database) is refused here, with the same message and exit code (5) for
+/// `report` and `status`.
 pub fn open_journal(path: &std::path::Path) -> anyhow::Result<JournalReader> {
-    let reader = JournalReader::open(path).with_context(|| {
-        format!("cannot read the journal `{}` (has `monitor run` written one? is the path right?)", path.display())
-    })?;
+    let reader = JournalReader::open(path).with_context(|| format!("cannot read the journal `{}`", path.display()))?;
     reader
         .state()
         .and_then(|_| reader.counts())

@@ -5,7 +5,7 @@ use std::{fmt::Write as _, os::unix::ffi::OsStrExt as _, process::ExitCode};
 use anyhow::Context as _;
 use jiff::{SignedDuration, Timestamp};
 use monitor::{
-    enrich::Enricher,
+    enrich::{DbInfo, Enricher},
     escape::{Terminal, terminal_bytes},
     journal::TimeRange,
     settings::Settings,
@@ -28,7 +28,7 @@ pub fn execute(args: &StatusArgs, settings: &Settings) -> anyhow::Result<ExitCod
         .is_some_and(|s| std::fs::read_to_string(format!("/proc/{}/comm", s.pid)).is_ok_and(|c| c.trim() == "monitor"));
     let (configured, geo_error) = match Enricher::open(&settings.geo) {
         Ok(e) => (e.databases(), e.warnings().to_vec()),
-        Err(e) => (Vec::new(), vec![format!("{:#}", anyhow::Error::new(e))]),
+        Err(e) => (Vec::new(), vec![monitor::errors::chain(&e)]),
     };
     let mut out = String::new();
     if args.json {
@@ -104,14 +104,26 @@ pub fn execute(args: &StatusArgs, settings: &Settings) -> anyhow::Result<ExitCod
             stats.names_learned, stats.copies_submitted, stats.copies_lost, stats.names_malformed
         )?;
     }
-    for db in &configured {
+    // The configured files as they are now: those the daemon uses are listed above already.
+    let in_use = |db: &DbInfo| {
+        state.as_ref().is_some_and(|s| {
+            s.databases.iter().any(|u| {
+                u.role == db.role
+                    && u.path.as_deref() == Some(db.path.as_path())
+                    && u.database_type == *db.db.database_type
+                    && u.build_epoch == db.db.build_epoch
+            })
+        })
+    };
+    for db in configured.iter().filter(|db| !in_use(db)) {
         writeln!(
             out,
-            "geo       {} {} ({}, {} days old)",
+            "geo       {} {} ({}, {} days old){}",
             db.role,
-            db.path.display(),
-            db.db.database_type,
-            db.age_days
+            terminal_bytes(db.path.as_os_str().as_bytes()),
+            Terminal(&db.db.database_type),
+            db.age_days,
+            if state.is_some() { ": not what the daemon uses (SIGHUP reloads the databases)" } else { "" }
         )?;
     }
     for w in &geo_error {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     Error,
     consensus::{PRIMARY_LABEL, REGISTRY_LABEL},
+    db::{Database, Role},
 };
 
 /// Directory of the default databases, written by `cargo xtask setup` (as root) and
@@ -109,6 +110,24 @@ impl GeoConfig {
     pub fn check_labels(&self) -> Result<(), Error> {
         let mut seen = HashSet::new();
         self.extra_country.iter().try_for_each(|extra| check_label(&extra.label, &mut seen))
+    }
+
+    /// Opens every database the config names (`country_db`, `asn_db`, `registry_db`,
+    /// `[[geo.extra_country]]`) as [`super::Enricher`] would, and closes it again: the config's
+    /// validation, the same for every command, so that a missing or unusable file named in the
+    /// config is an error of `config dump`, `report` and `status` too, not only of `run`. The
+    /// default files (none named) are not checked: a missing one is a warning where it is used.
+    ///
+    /// # Errors
+    /// As [`super::Enricher::open`], for the first named file that cannot serve its role.
+    pub fn check_files(&self) -> Result<(), Error> {
+        let named = [(Role::Country, &self.country_db), (Role::Asn, &self.asn_db), (Role::Country, &self.registry_db)];
+        for (role, path) in named {
+            if let Some(path) = path {
+                Database::open(role, path)?;
+            }
+        }
+        self.extra_country.iter().try_for_each(|extra| Database::open(Role::Country, &extra.path).map(drop))
     }
 }
 

@@ -103,7 +103,7 @@ pub fn csv_cell(s: &str) -> String {
 /// A `#` comment line of a CSV file (`line` escaped already: one line). Readers that know
 /// comments skip it; a spreadsheet reads it as a row, split at its commas (or semicolons, in
 /// locales that separate with them). As it is when every such piece is harmless text; as one
-/// quoted cell when a piece would start a formula ([`FORMULA_PREFIXES`], also after spaces) or
+/// quoted cell when a piece would start a formula (`=`, `+`, `-`, `@`, tab, CR or their full-width forms, also after spaces) or
 /// the line holds a quote (which would open a quoted cell and swallow the lines after it): then
 /// foreign text in it (an app name, a host label) cannot make cells of its own.
 #[must_use]
