@@ -13,7 +13,10 @@ use std::{
     time::Duration,
 };
 
-use monitor::tracker::record::{Direction, PayloadSource, Protocol};
+use monitor::tracker::{
+    FlowRecord,
+    record::{Direction, PayloadSource, Protocol},
+};
 use serde_json::{Value, json};
 
 use crate::{
@@ -42,12 +45,9 @@ fn connected_udp(server: SocketAddr) -> UdpSocket {
     socket
 }
 
-/// One `sendmmsg` of `count` datagrams of `data` (looping on a partial batch); bytes sent.
-fn send_batch(fd: i32, data: &[u8], count: usize) -> usize {
-    let mut iovs: Vec<libc::iovec> =
-        (0..count).map(|_| libc::iovec { iov_base: data.as_ptr().cast_mut().cast(), iov_len: data.len() }).collect();
-    let mut msgs: Vec<libc::mmsghdr> = iovs
-        .iter_mut()
+/// One `mmsghdr` per buffer of `iovs` (which must outlive the headers' use).
+fn headers(iovs: &mut [libc::iovec]) -> Vec<libc::mmsghdr> {
+    iovs.iter_mut()
         .map(|iov| {
             // SAFETY: all-zero is a valid mmsghdr.
             let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
@@ -55,7 +55,14 @@ fn send_batch(fd: i32, data: &[u8], count: usize) -> usize {
             m.msg_hdr.msg_iovlen = 1;
             m
         })
-        .collect();
+        .collect()
+}
+
+/// One `sendmmsg` of `count` datagrams of `data` (looping on a partial batch); bytes sent.
+fn send_batch(fd: i32, data: &[u8], count: usize) -> usize {
+    let mut iovs: Vec<libc::iovec> =
+        (0..count).map(|_| libc::iovec { iov_base: data.as_ptr().cast_mut().cast(), iov_len: data.len() }).collect();
+    let mut msgs = headers(&mut iovs);
     let mut done = 0;
     while done < count {
         let left = u32::try_from(count - done).unwrap();
@@ -71,16 +78,7 @@ fn receive_batch(fd: i32, count: usize) -> usize {
     let mut bufs = vec![[0u8; 2048]; count];
     let mut iovs: Vec<libc::iovec> =
         bufs.iter_mut().map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() }).collect();
-    let mut msgs: Vec<libc::mmsghdr> = iovs
-        .iter_mut()
-        .map(|iov| {
-            // SAFETY: all-zero is a valid mmsghdr.
-            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            m.msg_hdr.msg_iov = iov;
-            m.msg_hdr.msg_iovlen = 1;
-            m
-        })
-        .collect();
+    let mut msgs = headers(&mut iovs);
     let (mut got, mut bytes) = (0, 0);
     while got < count {
         let left = u32::try_from(count - got).unwrap();
@@ -308,35 +306,47 @@ fn n(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
 
-/// A connected UDP client (`role`, `COUNT` datagrams of `SIZE`) against an echo server: one
-/// record of the client's process, payload exact both ways. Returns the record's wire packets
-/// (tx, rx) and the helper's line.
-fn udp(role: &str, comm: &str, v6: bool) -> ((u64, u64), Value) {
-    const SIZE: usize = 1_200;
-    const COUNT: usize = 40;
+/// A connected UDP client (`role SERVER args...` in the watched cgroup, comm `comm`) against an
+/// echo server of `count` datagrams on `port`: one record of the client's process, outbound to
+/// the server, payload `total` both ways exactly, from the payload tracepoints. Returns the
+/// record and the helper's line.
+pub(crate) fn udp_echo_exchange(
+    (role, comm): (&str, &str),
+    (v6, port): (bool, u16),
+    args: &[String],
+    count: usize,
+    total: u64,
+) -> (FlowRecord, Value) {
     let pair = Pair::private();
     let cg = TestCgroup::new();
-    let server = server_addr(&pair, v6, 0, 5431);
-    let mut echo = spawn("udp-echo", &[s(server), s(COUNT)], Place { netns: Some(&pair.b), ..Place::default() });
+    let server = server_addr(&pair, v6, 0, port);
+    let mut echo = spawn("udp-echo", &[s(server), s(count)], Place { netns: Some(&pair.b), ..Place::default() });
     echo.line();
     let mon = Monitor::start(&cg.path, "");
-    let client = spawn(
-        role,
-        &[s(server), s(SIZE), s(COUNT)],
-        Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) },
-    );
+    let mut all = vec![s(server)];
+    all.extend_from_slice(args);
+    let client = spawn(role, &all, Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) });
     let pid = client.pid();
     let line = client.finish().remove(0);
     echo.finish();
     let out = mon.stop();
     out.assert_nothing_lost();
-    let total = (SIZE * COUNT) as u64;
     assert_eq!((n(&line["tx"]), n(&line["rx"])), (total, total), "the helper moved the bytes");
     let r = record_for_local(&out, addr(&line["local"]));
     assert_owner(r, pid, comm, CLIENT_UID);
     assert_eq!((r.protocol, r.direction, r.remote), (Protocol::Udp, Direction::Outbound, Some(server)));
     assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), (total, total), "{r:#?}");
     assert_eq!(r.payload_source, PayloadSource::Syscall, "{r:#?}");
+    (r.clone(), line)
+}
+
+/// `role` with 40 datagrams of 1,200 bytes ([`udp_echo_exchange`]); one echo received per
+/// datagram. Returns the record's wire packets (tx, rx) and the helper's line.
+fn udp(role: &str, comm: &str, v6: bool) -> ((u64, u64), Value) {
+    const SIZE: usize = 1_200;
+    const COUNT: usize = 40;
+    let total = (SIZE * COUNT) as u64;
+    let (r, line) = udp_echo_exchange((role, comm), (v6, 5431), &[s(SIZE), s(COUNT)], COUNT, total);
     assert_eq!(r.wire.rx_packets, COUNT as u64, "one echo per datagram: {r:#?}");
     eprintln!(
         "    {role}{}: payload {total} B each way, exact; wire tx {} B in {} packets",

@@ -242,29 +242,14 @@ pub fn tcp(mode: &str, sqpoll: bool) {
 pub fn udp(mode: &str, v6: bool) {
     const SIZE: usize = 1_200;
     const COUNT: usize = 100;
-    let pair = Pair::private();
-    let cg = TestCgroup::new();
-    let server = server_addr(&pair, v6, 0, 5422);
-    let mut echo = spawn("udp-echo", &[s(server), s(COUNT)], Place { netns: Some(&pair.b), ..Place::default() });
-    echo.line();
-    let mon = Monitor::start(&cg.path, "");
-    let client = spawn(
-        "io-uring-udp-client",
-        &[s(server), s(SIZE), s(COUNT), s(mode)],
-        Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) },
-    );
-    let pid = client.pid();
-    let line = client.finish().remove(0);
-    echo.finish();
-    let out = mon.stop();
-    out.assert_nothing_lost();
     let total = (SIZE * COUNT) as u64;
-    assert_eq!((n(&line["tx"]), n(&line["rx"])), (total, total), "the helper moved the bytes");
-    let r = record_for_local(&out, addr(&line["local"]));
-    assert_owner(r, pid, "mon-uring-udp", CLIENT_UID);
-    assert_eq!((r.protocol, r.direction, r.remote), (Protocol::Udp, Direction::Outbound, Some(server)));
-    assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), (total, total), "{r:#?}");
-    assert_eq!(r.payload_source, PayloadSource::Syscall, "{r:#?}");
+    let (r, _) = crate::syscalls::udp_echo_exchange(
+        ("io-uring-udp-client", "mon-uring-udp"),
+        (v6, 5422),
+        &[s(SIZE), s(COUNT), s(mode)],
+        COUNT,
+        total,
+    );
     assert_eq!((r.wire.tx_packets, r.wire.rx_packets), (COUNT as u64, COUNT as u64), "{r:#?}");
     eprintln!("    {mode} over UDP{}: payload {total} B each way, exact", if v6 { "/IPv6" } else { "" });
 }
