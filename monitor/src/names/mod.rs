@@ -140,6 +140,12 @@ impl MalformedCounts {
         *slot = slot.saturating_add(1);
     }
 
+    /// Counts `n` malformed inputs of one kind (e.g. the rejected names of one DNS message).
+    pub fn add_n(&mut self, kind: MalformedKind, n: u32) {
+        let slot = &mut self.counts[kind as usize];
+        *slot = slot.saturating_add(u64::from(n));
+    }
+
     /// The count of one kind.
     #[must_use]
     pub fn get(&self, kind: MalformedKind) -> u64 {

@@ -136,7 +136,15 @@ impl Naming {
 
     fn dns(&mut self, app: &str, data: &[u8], tcp: bool, at_ns: u64) {
         let transport = if tcp { Transport::Tcp } else { Transport::Udp };
-        match dns::parse(data, transport) {
+        let parsed = dns::parse(data, transport);
+        if let Ok(msg) = &parsed
+            && msg.bad_names > 0
+        {
+            // Names that fail validation (control bytes, bad labels) name nothing: counted.
+            debug!("dns message with {} rejected names", msg.bad_names);
+            self.stats.malformed.add_n(MalformedKind::Hostname, msg.bad_names);
+        }
+        match parsed {
             Ok(msg) if msg.is_response => {
                 self.stats.dns_responses += 1;
                 let app = app.to_owned();

@@ -17,7 +17,7 @@ use simple_dns::{CLASS, Name, Packet, PacketFlag, ResourceRecord, rdata::RData};
 
 use super::Naming;
 use crate::{
-    names::{NameSource, table::NameTableConfig},
+    names::{MalformedKind, NameSource, table::NameTableConfig},
     probe::Copied,
     tracker::{
         FlowRecord,
@@ -145,6 +145,25 @@ fn garbage_payloads_are_counted_not_fatal() {
     let names = n.name("a", &record(2, RecordKind::Close), 1);
     assert_eq!(names.source, NameSource::None);
     assert!(n.stats().malformed_total >= 1, "{:?}", n.stats());
+}
+
+#[test]
+fn dns_names_that_fail_validation_are_counted_and_name_nothing() {
+    let mut n = Naming::new(NameTableConfig::default()).unwrap();
+    let resolver = (Ipv4Addr::new(127, 0, 0, 53), 53);
+    // The question and the answer's owner carry a control byte: two rejected names.
+    n.copy("a", &copy(1, resolver, 0, 1_000, &dns_answer("bad\u{1}name.test", SERVER)));
+    let stats = n.stats();
+    assert_eq!(stats.malformed.get(MalformedKind::Hostname), 2, "{stats:?}");
+    assert_eq!((stats.dns_responses, stats.malformed_total), (1, 2), "{stats:?}");
+    let names = n.name("a", &record(2, RecordKind::Close), 2_000);
+    assert_eq!(names.source, NameSource::None);
+
+    // A valid answer afterwards still names the flow.
+    n.copy("a", &copy(3, resolver, 0, 3_000, &dns_answer("good.test", SERVER)));
+    let names = n.name("a", &record(4, RecordKind::Close), 4_000);
+    assert_eq!(names.hostname.as_ref().map(|h| h.as_str()), Some("good.test"));
+    assert_eq!(n.stats().malformed_total, 2);
 }
 
 /// A `getaddrinfo` record as the kernel sends it (`monitor_common::gai`).
