@@ -97,7 +97,7 @@ pub fn open_journal(path: &std::path::Path) -> anyhow::Result<JournalReader> {
     let reader = JournalReader::open(path).with_context(|| format!("cannot read the journal `{}`", path.display()))?;
     reader
         .state()
-        .and_then(|_| reader.counts())
+        .and_then(|_| reader.check_tables())
         .with_context(|| format!("`{}` is not a monitor journal, or it is damaged", path.display()))?;
     Ok(reader)
 }

@@ -91,6 +91,7 @@ pub use evidence::{DatabaseRef, EvidenceRow};
 pub use exports::{ExportRow, record_export};
 pub use figures::FiguresChecked;
 pub use flows::{FlowApps, FlowRow};
+pub use narrow::EndpointKey;
 pub use reader::JournalReader;
 pub use rollup::{AppEndpoints, DestinationRow, NAMES_ROLLUP_SCHEMA, QUARTER, RollupState};
 pub use rows::{DaemonState, DatabaseRow, EndpointRow, LossTotals, ResidencyRow, RowCounts, StatsTotals, TimeRange};

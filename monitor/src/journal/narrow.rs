@@ -1,7 +1,8 @@
 //! Narrow reads of a period: per app payload (the timeline's buckets) and the public
 //! destinations met (a previous period's, for new destinations), from the `residency` table or
 //! from the connection records, each the keys or sums of the corresponding full read
-//! ([`JournalReader::residency`], [`JournalReader::residency_of_records`]) without the rest.
+//! ([`JournalReader::residency`], [`JournalReader::residency_of_records`],
+//! [`JournalReader::endpoints`]) without the rest.
 
 use rusqlite::params;
 
@@ -121,4 +122,51 @@ impl JournalReader {
             .and_then(Iterator::collect);
         rows.map_err(|e| Error::read(self.path(), e))
     }
+
+    /// The distinct endpoint keys (app, remote address, port, protocol) of the connection records
+    /// whose time is in `range` (of sockets created in cgroup `cgroup` when given): the keys of
+    /// [`JournalReader::endpoints`] without their sums and flow counts (a report's previous
+    /// period, for which endpoints are new). Unsorted.
+    ///
+    /// # Errors
+    /// When the query fails.
+    pub fn endpoint_keys(
+        &self,
+        range: TimeRange,
+        app: Option<&str>,
+        cgroup: Option<u64>,
+    ) -> Result<Vec<EndpointKey>, Error> {
+        let mut stmt = self
+            .conn()
+            .prepare_cached(concat!(
+                "SELECT DISTINCT a.name, c.remote_ip,
+                     CASE WHEN c.direction = 'inbound' THEN NULL ELSE c.remote_port END, c.protocol
+                 FROM connections c JOIN apps a ON a.id = c.app_id
+                 WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND",
+                super::spans::id_window!("c.id", "?1", "?2"),
+                " AND c.remote_ip IS NOT NULL AND (?3 IS NULL OR c.owner_cgroup_id = ?3)
+                     AND (?4 IS NULL OR a.name = ?4)"
+            ))
+            .map_err(|e| Error::read(self.path(), e))?;
+        let rows = stmt
+            .query_map(params![ms(range.since), ms(range.until), cgroup.map(u64::cast_signed), app], |row| {
+                Ok(EndpointKey { app: row.get(0)?, ip: row.get(1)?, port: row.get(2)?, protocol: row.get(3)? })
+            })
+            .map_err(|e| Error::read(self.path(), e))?
+            .collect::<rusqlite::Result<Vec<_>>>();
+        rows.map_err(|e| Error::read(self.path(), e))
+    }
+}
+
+/// The key of an [`super::EndpointRow`]: an app's remote endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EndpointKey {
+    /// App name.
+    pub app: String,
+    /// Remote address.
+    pub ip: String,
+    /// Remote port (`None`: inbound).
+    pub port: Option<u16>,
+    /// Transport protocol name.
+    pub protocol: String,
 }

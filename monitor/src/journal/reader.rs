@@ -249,6 +249,27 @@ impl JournalReader {
         Ok(Some(state))
     }
 
+    /// Checks that the journal's main tables exist with the columns they have since version 1,
+    /// without counting their rows (a `COUNT(*)` of millions of records takes seconds): an
+    /// `SQLite` file of another application with the journal's schema version fails here.
+    ///
+    /// # Errors
+    /// When a table or column is missing or cannot be read.
+    pub fn check_tables(&self) -> Result<(), Error> {
+        for sql in [
+            "SELECT id, time_ms, app_id, cookie FROM connections LIMIT 1",
+            "SELECT interval_start, app, payload_tx FROM residency LIMIT 1",
+            "SELECT time_ms FROM stats LIMIT 1",
+            "SELECT id, name FROM apps LIMIT 1",
+            "SELECT * FROM exports LIMIT 1",
+        ] {
+            let mut stmt = self.conn.prepare(sql).map_err(|e| self.err(e))?;
+            let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+            rows.next().map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
     /// Rows per table.
     ///
     /// # Errors

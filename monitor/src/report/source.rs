@@ -27,8 +27,8 @@ use jiff::Timestamp;
 
 use super::{Error, Period, ReportQuery};
 use crate::journal::{
-    AppEndpoints, DestinationRow, EndpointRow, JournalReader, NAMES_ROLLUP_SCHEMA, ResidencyRow, ServiceRow, TimeRange,
-    TruthRow,
+    AppEndpoints, DestinationRow, EndpointKey, EndpointRow, JournalReader, NAMES_ROLLUP_SCHEMA, ResidencyRow,
+    ServiceRow, TimeRange, TruthRow,
 };
 
 /// Where a report's residency figures (and everything summed from them: totals, shares,
@@ -223,7 +223,7 @@ pub(super) fn read(
         };
         let previous_seen = seen_of(figures.destinations(reader, previous.time_range(), app)?);
         let current = reader.endpoints(period.time_range(), app, cgroup)?;
-        let before = reader.endpoints(previous.time_range(), app, cgroup)?;
+        let before = reader.endpoint_keys(previous.time_range(), app, cgroup)?;
         let endpoints = summarise(current, &before, query.top_endpoints);
         // Never the rollups: they hold every cgroup (and whole intervals only).
         let (services, endpoint_names, truth) = named(reader, query, &endpoints, Names::Records { cgroup })?;
@@ -250,7 +250,7 @@ pub(super) fn read(
         reader.endpoints_week(period.since, app, query.top_endpoints)?.into_iter().map(|e| (e.app.clone(), e)).collect()
     } else {
         let current = reader.endpoints(period.time_range(), app, None)?;
-        let before = reader.endpoints(previous.time_range(), app, None)?;
+        let before = reader.endpoint_keys(previous.time_range(), app, None)?;
         summarise(current, &before, query.top_endpoints)
     };
     let names = if plan.names { Names::Rollups } else { Names::Records { cgroup: None } };
@@ -318,7 +318,7 @@ fn seen_of(destinations: Vec<DestinationRow>) -> BTreeMap<String, Seen> {
 
 /// Per app: the endpoints of `current` with whether `before` lacks them, sorted by payload
 /// (up + down) descending, then address, port, protocol; counted, then cut to `top`.
-fn summarise(current: Vec<EndpointRow>, before: &[EndpointRow], top: usize) -> BTreeMap<String, AppEndpoints> {
+fn summarise(current: Vec<EndpointRow>, before: &[EndpointKey], top: usize) -> BTreeMap<String, AppEndpoints> {
     let known: HashSet<(&str, &str, Option<u16>, &str)> =
         before.iter().map(|e| (e.app.as_str(), e.ip.as_str(), e.port, e.protocol.as_str())).collect();
     let mut by_app: BTreeMap<String, Vec<(EndpointRow, bool)>> = BTreeMap::new();

@@ -37,7 +37,7 @@ fn literals() -> [(&'static str, &'static str, &'static [&'static str]); 9] {
         (
             "'inbound'",
             names::name(Direction::Inbound),
-            &["figures.rs", "reader.rs", "rollup/backfill.rs", "rollup/fold.rs"],
+            &["figures.rs", "narrow.rs", "reader.rs", "rollup/backfill.rs", "rollup/fold.rs"],
         ),
         ("'outbound'", names::name(Direction::Outbound), &["flows.rs"]),
         (
