@@ -113,6 +113,8 @@ pub(super) struct Refresh {
 /// sockets whose counters could not be read (their `shutdown` records are then incomplete) and
 /// whether the pass was slow.
 pub(super) fn refresh_from_kernel<S: EventSource>(st: &mut Stages<S>, all: bool) -> Refresh {
+    // Listed before the counters' snapshot, whose events make every socket it reads fresh.
+    let idle_peers = if all { Vec::new() } else { idle_peer_sockets(st) };
     let Stages { source, tracker, snapshots_by_socket, .. } = st;
     let open = if *snapshots_by_socket {
         let interval = u64::try_from(tracker.update_interval().as_nanos()).unwrap_or(u64::MAX);
@@ -147,7 +149,32 @@ pub(super) fn refresh_from_kernel<S: EventSource>(st: &mut Stages<S>, all: bool)
             tracker.open_sockets(None).iter().map(|s| s.cookie).collect()
         }
     };
-    Refresh { missed, slow }
+    if !idle_peers.is_empty() {
+        read_idle_peers(st, &idle_peers);
+    }
+    Refresh { missed, slow: slow || started.elapsed() >= SLOW_REFRESH }
+}
+
+/// The sockets counted per peer without an event of their own for an update interval.
+fn idle_peer_sockets<S: EventSource>(st: &Stages<S>) -> Vec<probe::OpenSocket> {
+    let interval = u64::try_from(st.tracker.update_interval().as_nanos()).unwrap_or(u64::MAX);
+    st.tracker.idle_peer_sockets(st.source.now_ns().saturating_sub(interval))
+}
+
+/// Periodically: the peer slots of sockets counted per peer that were quiet for an update interval. The kernel
+/// reports a slot at a packet once its interval is due, so the last bytes of a peer that went
+/// quiet would otherwise wait in the slot for the socket's release or the shutdown, and be lost
+/// with a daemon that is killed (the next tick writes them as the peer's `update`).
+fn read_idle_peers<S: EventSource>(st: &mut Stages<S>, sockets: &[probe::OpenSocket]) {
+    let Stages { source, tracker, records, .. } = st;
+    let mut found = 0usize;
+    match source.peer_snapshot(sockets, false, &mut |kind, ev| {
+        found += 1;
+        tracker.handle(kind, ev, records);
+    }) {
+        None | Some(Ok(())) => debug!("idle peer slots sockets={} slots={found}", sockets.len()),
+        Some(Err(e)) => debug!("idle peer slot read failed: {}", chain(&e)),
+    }
 }
 
 /// At shutdown, after an iterator snapshot: the kernel's TCP counters of every open TCP socket
@@ -174,7 +201,7 @@ fn read_peers<S: EventSource>(st: &mut Stages<S>) {
     let Stages { source, tracker, records, .. } = st;
     let sockets = tracker.peer_sockets();
     let mut found = 0usize;
-    match source.peer_snapshot(&sockets, &mut |kind, ev| {
+    match source.peer_snapshot(&sockets, true, &mut |kind, ev| {
         found += 1;
         tracker.handle(kind, ev, records);
     }) {

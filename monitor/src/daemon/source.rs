@@ -88,14 +88,16 @@ pub trait EventSource: Send + 'static {
     }
 
     /// Reads every open peer slot of the sockets counted per peer (`PeerUpdate` events with
-    /// `FLAG_SNAPSHOT`), at shutdown; `sockets` are those the tracker counts per peer (a read by
+    /// `FLAG_SNAPSHOT`): periodically those with an idle peer, at shutdown (`at_shutdown`: also
+    /// looked for in every process) all; `sockets` are those the tracker names (a read by
     /// descriptor looks for them only). `None` when the host cannot (the default).
     fn peer_snapshot(
         &mut self,
         sockets: &[probe::OpenSocket],
+        at_shutdown: bool,
         each: &mut dyn FnMut(EventKind, &Event),
     ) -> Option<std::io::Result<()>> {
-        let _ = (sockets, each);
+        let _ = (sockets, at_shutdown, each);
         None
     }
 }
@@ -216,9 +218,10 @@ impl EventSource for ProbeSource {
     fn peer_snapshot(
         &mut self,
         sockets: &[probe::OpenSocket],
+        at_shutdown: bool,
         each: &mut dyn FnMut(EventKind, &Event),
     ) -> Option<std::io::Result<()>> {
-        tokio::task::block_in_place(|| self.probe.peer_snapshot(sockets, each))
+        tokio::task::block_in_place(|| self.probe.peer_snapshot(sockets, at_shutdown, each))
     }
 
     fn tcp_snapshot(

@@ -110,8 +110,13 @@ impl FdSnapshots {
     /// `PeerUpdate` event (flag `FLAG_SNAPSHOT`, with owner and both addresses) per slot, as
     /// the kernel's iterator over `PEERS` sends them. Returns the cookies of the sockets not
     /// found (looked for in every process's descriptors when their owners' do not hold them).
-    pub fn read_peers(&self, sockets: &[OpenSocket], each: &mut dyn FnMut(EventKind, &Event)) -> Vec<u64> {
-        each_socket(sockets, Search::Everywhere, &mut |socket, wanted| {
+    pub fn read_peers(
+        &self,
+        sockets: &[OpenSocket],
+        search: Search,
+        each: &mut dyn FnMut(EventKind, &Event),
+    ) -> Vec<u64> {
+        each_socket(sockets, search, &mut |socket, wanted| {
             let Ok(cookie) = socket_cookie(socket.as_fd()) else { return };
             if !wanted.contains(&cookie) {
                 return;

@@ -416,6 +416,20 @@ impl Tracker {
         })
     }
 
+    /// The sockets of [`Tracker::peer_sockets`] without an event of their own since
+    /// `idle_since_ns`, with their owners: whose peer slots a periodic refresh reads. A slot is
+    /// reported at a packet once its interval is due, so the last bytes of a peer that went quiet
+    /// (or of one claimed and never reported) wait there until the socket's release otherwise.
+    /// The packet path reports peers, not their socket: a socket counted per peer is listed from
+    /// an interval after its last own event on.
+    #[must_use]
+    pub fn idle_peer_sockets(&self, idle_since_ns: u64) -> Vec<crate::probe::OpenSocket> {
+        self.open_where(|cookie, flow| {
+            flow.last_ns < idle_since_ns
+                && (self.per_peer_socket(flow) || self.peers.contains_key(&cookie) || self.changed.contains(&cookie))
+        })
+    }
+
     /// [`Tracker::shutdown`], with the records of sockets in `stale` (whose counters the last
     /// snapshot could not read) marked incomplete.
     pub fn shutdown_with_stale(

@@ -110,6 +110,7 @@ pub fn all() -> Vec<Case> {
             crate::durability::full_disk_keeps_records_until_space_returns,
         ),
         ("run_with_bad_inputs_gives_clear_errors", crate::durability::bad_inputs_to_run_are_clear_errors),
+        ("quiet_udp_peers_are_journaled_before_a_kill", crate::durability::quiet_udp_peers_are_journaled_before_a_kill),
         (
             "journal_wal_survives_second_daemon_sqlite3_and_readers_then_kill9",
             crate::wal::wal_survives_second_daemon_sqlite3_and_readers_then_kill9,

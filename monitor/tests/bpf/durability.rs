@@ -1,6 +1,7 @@
 //! The journal under the real daemon: SIGKILL during heavy writing, a full disk, bad inputs.
 
 use std::{
+    net::SocketAddr,
     path::Path,
     process::Command,
     sync::{
@@ -90,6 +91,50 @@ pub fn kill9_during_heavy_writing_loses_nothing_flushed() {
     let after = rows(&out.dir.path().join("journal.db"));
     assert_eq!(&after[..before.len()], &before[..], "rows flushed before the kill are intact");
     assert!(after.len() >= before.len() + 5, "the restarted daemon keeps writing");
+}
+
+/// Peers of an unconnected UDP socket that went quiet: their last bytes wait in the kernel's
+/// peer slots (a slot is reported at a packet once its interval is due). The daemon reads the
+/// slots of peers idle for an update interval, so a SIGKILL a few intervals later loses none of
+/// their bytes; before, nothing of such a peer reached the journal until its socket was
+/// released or the daemon stopped cleanly.
+pub fn quiet_udp_peers_are_journaled_before_a_kill() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let dests: Vec<SocketAddr> = (0..3).map(|i| crate::cases::server_addr(&pair, false, i, 5311)).collect();
+    let mut echo_args: Vec<String> = dests.iter().map(s).collect();
+    echo_args.push(s(20));
+    let mut echo = spawn("udp-echo", &echo_args, Place { netns: Some(&pair.b), ..Place::default() });
+    echo.line();
+    let mon = Monitor::start(&cg.path, "[probe]\nupdate_interval_secs = 1\n");
+    let mut args = vec![s(1000), s(20)];
+    args.extend(dests.iter().map(s));
+    let mut client = spawn("udp-unconnected-hold", &args, Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None });
+    let line = client.line();
+    // Quiet for a few update intervals: the read of idle peers, the next tick, a flush (1 s each).
+    thread::sleep(Duration::from_secs(5));
+    let dir = mon.kill9();
+    client.send("exit");
+    client.finish();
+    echo.finish();
+    let port = line["local_port"].as_u64().unwrap();
+    let db = Connection::open_with_flags(dir.path().join("journal.db"), OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    for d in &dests {
+        let (tx, rx): (i64, i64) = db
+            .query_row(
+                "SELECT COALESCE(SUM(delta_payload_tx), 0), COALESCE(SUM(delta_payload_rx), 0) FROM connections
+                 WHERE local_port = ?1 AND remote_ip = ?2 AND remote_port = ?3",
+                rusqlite::params![port, d.ip().to_string(), d.port()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        let truth = &line["peers"][d.to_string()];
+        assert_eq!(
+            (tx, rx),
+            (truth["tx"].as_i64().unwrap(), truth["rx"].as_i64().unwrap()),
+            "journaled bytes of the quiet peer {d} before the kill"
+        );
+    }
 }
 
 /// A journal on a 320 KiB tmpfs fills up while traffic goes on: the daemon reports the failure,

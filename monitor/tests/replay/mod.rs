@@ -148,6 +148,7 @@ impl EventSource for Replay {
     fn peer_snapshot(
         &mut self,
         _sockets: &[probe::OpenSocket],
+        _at_shutdown: bool,
         each: &mut dyn FnMut(EventKind, &Event),
     ) -> Option<std::io::Result<()>> {
         let slots = self.kernel.lock().unwrap().peer_slots.clone();

@@ -235,3 +235,32 @@ fn an_unannounced_socket_found_at_shutdown_gets_its_record() {
     );
     assert_eq!((r.owner.tgid, r.payload.tx_bytes, r.remote.is_some()), (42, 6, true), "{r:#?}");
 }
+
+/// A socket counted per peer is listed for a periodic read of its slots an update interval after
+/// its own last event (its peers' events do not count: a peer claimed and never reported is
+/// unknown here); the bytes the read finds leave in the next due `update` (they waited in the
+/// kernel's slot, and a killed daemon lost them). A connected socket is never listed.
+#[test]
+fn idle_peers_are_listed_for_a_periodic_read_and_its_bytes_reported() {
+    use monitor_common::event::FLAG_SNAPSHOT;
+    let mut t = tracker();
+    // Announced at 1 s; its peer reported at 2 s with 300 bytes, its slot counts on to 500.
+    let (kind, reported) = peer_event(EventKind::PeerUpdate, 1, [10, 0, 0, 9], 300);
+    feed(&mut t, &[(EventKind::Update, unconnected_socket(7)), (kind, reported)]);
+    let mut connected = ev(EventKind::Connect, SEC, counters(0, 0, 100, 100));
+    connected.cookie = 8;
+    connected.tuple.protocol = IPPROTO_UDP;
+    feed(&mut t, &[(EventKind::Connect, connected)]);
+    let mut out = Vec::new();
+    t.tick(2 * SEC, &mut out);
+    assert!(t.idle_peer_sockets(SEC).is_empty(), "not idle yet");
+    assert_eq!(t.idle_peer_sockets(3 * SEC), [crate::probe::OpenSocket { cookie: 7, tgid: 42 }]);
+    let (kind, mut read) = peer_event(EventKind::PeerUpdate, 1, [10, 0, 0, 9], 500);
+    read.flags |= FLAG_SNAPSHOT;
+    read.ts_ns = 13 * SEC;
+    feed(&mut t, &[(kind, read)]);
+    let mut out = Vec::new();
+    t.tick(13 * SEC, &mut out);
+    let updates: Vec<(RecordKind, u64)> = out.iter().map(|r| (r.event, r.payload.tx_bytes)).collect();
+    assert!(updates.contains(&(RecordKind::Update, 500)), "the slot's last bytes are reported: {out:#?}");
+}
