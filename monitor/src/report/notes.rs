@@ -94,7 +94,10 @@ pub(super) fn completeness(
     }
     let degradations = reader.state()?.and_then(|s| s.degradations);
     if let Some(d) = degradations.as_ref().filter(|d| !d.is_empty()) {
-        notes.push(format!("the latest daemon run was degraded: {} (see README \"Degraded operation\")", d.join(", ")));
+        notes.push(format!(
+            "the latest daemon run was degraded: {} (see the README, section Degraded operation)",
+            d.join(", ")
+        ));
     }
     if let Some(p) = endpoints_purged_before {
         notes.push(format!(

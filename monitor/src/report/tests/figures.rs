@@ -273,3 +273,24 @@ fn csv_keys_bracket_ipv6_endpoints() {
         text.lines().filter(|l| l.starts_with("endpoint,")).filter_map(|l| l.split(',').nth(2)).collect();
     assert_eq!(keys, ["[2001:db8::1]:443", "192.0.2.1:443"], "{text}");
 }
+
+/// The monitor's own completeness notes hold no quote, so the CSV writes them as plain `#` lines
+/// (a quote makes a comment one quoted cell, which a reader skipping `#` lines would not skip):
+/// here a degraded daemon run's note.
+#[test]
+fn csv_own_notes_are_plain_comment_lines() {
+    let dir = tempdir();
+    let mut w = writer_in(dir.path());
+    w.record_degradations(&["no_counter_iterator".into(), "hybrid_cgroups".into()]).expect("degradations");
+    let app = fixtures::app("browser");
+    let mut f = Flow::new(1, "192.0.2.1:443", at(super::W + 60));
+    w.append(&f.record(Close, at(super::W + 60), 100, 0), &app, None);
+    w.flush().expect("flush");
+    let reader = JournalReader::open(w.path()).expect("reader");
+    let mut out = Vec::new();
+    report(&reader, "2026-W47", None).render(Format::Csv, &mut out).expect("render");
+    let text = String::from_utf8(out).expect("utf-8");
+    let degraded: Vec<&str> = text.lines().filter(|l| l.contains("was degraded")).collect();
+    assert_eq!(degraded.len(), 1, "{text}");
+    assert!(degraded[0].starts_with("# ") && !degraded[0].contains('"'), "{text}");
+}
