@@ -72,6 +72,9 @@ pub enum Error {
     /// A database named in `[geo]` cannot serve its role (the source names the file and why).
     #[error("invalid value in `[geo]`")]
     Geo(#[source] crate::enrich::Error),
+    /// The claims file `[claims] file` names is missing or invalid (the source says why).
+    #[error("invalid value for `claims.file`")]
+    Claims(#[source] crate::claims::Error),
 }
 
 /// The file as written.
@@ -385,6 +388,10 @@ impl Settings {
             evidence,
         } = raw;
         claims.validate().map_err(|reason| Error::Invalid { key: "claims", reason })?;
+        // Read here, as for every command: `report` and `verify` judge it, the daemon alerts.
+        if let Some(file) = claims.file() {
+            crate::claims::ClaimSet::load(file).map_err(Error::Claims)?;
+        }
         metrics.validate().map_err(|e| Error::Invalid { key: "metrics", reason: e.to_string() })?;
         names.validate().map_err(|e| Error::Invalid { key: "names", reason: e.to_string() })?;
         geo.check_labels().map_err(|e| Error::Invalid { key: "geo.extra_country", reason: e.to_string() })?;

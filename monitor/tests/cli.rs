@@ -75,6 +75,49 @@ fn geo_labels_and_configured_databases_are_config_errors_for_every_command() {
     }
 }
 
+/// A claims file that `[claims] file` names and that is missing or not a valid claims file is
+/// a configuration error for every command (only `report` and `verify` refused it; `config dump`
+/// called such a config validated; found by an adversarial pass).
+#[test]
+fn a_missing_or_invalid_claims_file_is_a_config_error_for_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "this is = not [valid toml").unwrap();
+    let journal = dir.path().join("journal.db");
+    let journal = journal.to_str().unwrap();
+    for (file, why) in [(dir.path().join("missing.toml"), "missing.toml"), (bad.clone(), "bad.toml")] {
+        let f = config(&format!("[claims]\nfile = \"{}\"\n", file.display()));
+        for args in [
+            &["config", "dump"][..],
+            &["status", "--journal", journal],
+            &["lookup", "192.0.2.1"],
+            &["report", "--journal", journal],
+            &["check"],
+        ] {
+            let mut all = vec!["--config", f.path().to_str().unwrap()];
+            all.extend_from_slice(args);
+            let out = monitor(&all);
+            assert_clean_failure(&out, 2, why);
+            assert!(stderr(&out).contains("claims.file"), "{args:?}: {}", stderr(&out));
+        }
+    }
+}
+
+/// `check` refuses a cgroup that `run` would refuse (it said the exclusive-programs check was
+/// unknown and passed; found by an adversarial pass): exit 2 naming the path.
+#[test]
+fn check_refuses_a_cgroup_that_is_not_one() {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    if !mounts.lines().any(|l| l.split_whitespace().nth(2) == Some("cgroup2")) {
+        eprintln!("SKIP: no cgroup v2 hierarchy mounted here");
+        return;
+    }
+    for cgroup in ["/nonexistent-qa", "../.."] {
+        let out = monitor(&["check", "--cgroup", cgroup]);
+        assert_clean_failure(&out, 2, "is not a directory of the cgroup v2 hierarchy");
+    }
+}
+
 /// `check` validates the config like every other command (it ignored it before).
 #[test]
 fn check_refuses_an_invalid_config() {

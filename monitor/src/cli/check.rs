@@ -17,10 +17,18 @@ use super::{args::CheckArgs, exit};
 
 /// Prints one line per feature; exit 4 if a required one is missing, 3 if some could not be
 /// determined for lack of privileges. The cgroup is `--cgroup`, else the configured one.
-pub fn execute(args: &CheckArgs, settings: &Settings) -> ExitCode {
+///
+/// # Errors
+/// [`probe::Error::NotACgroup`] (exit 2) when the cgroup is not a directory of the cgroup v2
+/// hierarchy: `run` would refuse it.
+pub fn execute(args: &CheckArgs, settings: &Settings) -> Result<ExitCode, probe::Error> {
+    let cgroup = args.cgroup.as_deref().unwrap_or(&settings.cgroup);
+    if let Err(e @ probe::Error::NotACgroup { .. }) = probe::resolve_cgroup(cgroup) {
+        return Err(e);
+    }
     let mut checks = features::check_all();
     let mut degradations = features::host_degradations();
-    let (check, refused) = exclusive_check(args.cgroup.as_deref().unwrap_or(&settings.cgroup));
+    let (check, refused) = exclusive_check(cgroup);
     checks.push(check);
     degradations.extend(features::refused_degradations(&refused, true));
     let mut out = std::io::stdout().lock();
@@ -42,14 +50,14 @@ pub fn execute(args: &CheckArgs, settings: &Settings) -> ExitCode {
             let _ = writeln!(out, "note     {}", d.describe());
         }
     }
-    if checks.iter().any(|c| c.required && c.ok == Some(false)) {
+    Ok(if checks.iter().any(|c| c.required && c.ok == Some(false)) {
         ExitCode::from(exit::KERNEL)
     } else if checks.iter().any(|c| c.required && c.ok.is_none()) {
         let _ = writeln!(out, "some checks need privileges: run as root for a full report");
         ExitCode::from(exit::PRIVILEGES)
     } else {
         ExitCode::from(exit::OK)
-    }
+    })
 }
 
 /// Hooks that exclusive programs (Android's netd) block for `cgroup`: the monitor falls back
