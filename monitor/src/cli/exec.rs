@@ -100,7 +100,7 @@ fn run_in(dir: &Path, session: &str, journal: &Path, command: &[OsString]) -> an
         warn!("cannot ignore SIGINT while the command runs: {e}");
     }
     let (program, rest) = command.split_first().context("no command given")?;
-    let status = Command::new(program).args(rest).status();
+    let status = run_forwarding(Command::new(program).args(rest));
     let moved_back = move_to(&home);
     let code = match &status {
         Ok(s) => s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)),
@@ -115,6 +115,43 @@ fn run_in(dir: &Path, session: &str, journal: &Path, command: &[OsString]) -> an
     }
     info!("session stopped name={session} exit_code={code}");
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// Runs `command` and waits for it, passing on SIGTERM and SIGHUP sent to this process (a
+/// service manager stopping it, `timeout`, a closed terminal): the command ends as it would
+/// have without `monitor exec` in between, and the session still records its end and exit
+/// code (the signals ended this process at once and left the session open, the command
+/// running). SIGINT from a terminal reaches the command directly (its process group) and is
+/// not passed on twice.
+fn run_forwarding(command: &mut Command) -> std::io::Result<std::process::ExitStatus> {
+    use signal_hook::{
+        consts::{SIGHUP, SIGTERM},
+        iterator::Signals,
+    };
+    // Registered before the command starts: a signal that comes meanwhile waits for it.
+    let signals = Signals::new([SIGTERM, SIGHUP])
+        .map_err(|e| warn!("cannot pass SIGTERM and SIGHUP on to the command: {e}"))
+        .ok();
+    let mut child = command.spawn()?;
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+    let forwarder = signals.map(|mut signals| {
+        let handle = signals.handle();
+        let thread = std::thread::spawn(move || {
+            for signal in signals.forever() {
+                if let Ok(signal) = nix::sys::signal::Signal::try_from(signal) {
+                    info!("passing {signal} on to the command");
+                    let _ = nix::sys::signal::kill(pid, signal);
+                }
+            }
+        });
+        (handle, thread)
+    });
+    let status = child.wait();
+    if let Some((handle, thread)) = forwarder {
+        handle.close();
+        let _ = thread.join();
+    }
+    status
 }
 
 /// The cgroup v2 directory this process is in (`0::<path>` of /proc/self/cgroup).

@@ -130,3 +130,55 @@ pub fn exec_session_isolates_the_commands_flows() {
         .collect();
     assert!(left.is_empty(), "session cgroup left behind");
 }
+
+/// `monitor exec` stopped with SIGTERM or SIGHUP (a service manager, `timeout`, a closed
+/// terminal) passes the signal on to its command, records the session's end with the command's
+/// exit code and removes its cgroup (it died at once, leaving the session open for good, the
+/// command running and the cgroup behind; found by an adversarial pass).
+pub fn exec_stopped_by_a_signal_ends_its_session() {
+    use nix::sys::signal::{Signal, kill};
+    let cg = TestCgroup::new();
+    let mon = Monitor::start(&cg.path, "");
+    let journal = mon.dir().join("journal.db");
+    for (name, signal) in [("term-1", Signal::SIGTERM), ("hup-1", Signal::SIGHUP)] {
+        let exec = Command::new(env!("CARGO_BIN_EXE_monitor"))
+            .arg("--config")
+            .arg(mon.dir().join("monitor.toml"))
+            .args(["exec", "--session", name, "--cgroup"])
+            .arg(&cg.path)
+            .args(["--", "sleep", "30"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Until the command runs in the session's cgroup (beside `monitor exec` itself).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let session_procs = || -> usize {
+            std::fs::read_dir(&cg.path)
+                .unwrap()
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("monitor-session."))
+                .map(|e| std::fs::read_to_string(e.path().join("cgroup.procs")).unwrap_or_default().lines().count())
+                .sum()
+        };
+        while session_procs() < 2 {
+            assert!(std::time::Instant::now() < deadline, "the command did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        kill(nix::unistd::Pid::from_raw(i32::try_from(exec.id()).unwrap()), signal).unwrap();
+        let out = exec.wait_with_output().unwrap();
+        let code = 128 + signal as i32;
+        assert_eq!(out.status.code(), Some(code), "{}", String::from_utf8_lossy(&out.stderr));
+        let sessions = monitor_json(mon.dir(), &["session", "list", "--json", "--journal", journal.to_str().unwrap()]);
+        let session = sessions.as_array().unwrap().iter().find(|s| s["name"] == name).expect("session listed");
+        assert_eq!(session["exit_code"], code, "{session}");
+        assert!(session["stopped"].is_string(), "the session ended: {session}");
+        assert_eq!(session_procs(), 0, "nothing left running in the session's cgroup");
+        let left = std::fs::read_dir(&cg.path)
+            .unwrap()
+            .filter_map(Result::ok)
+            .any(|e| e.file_name().to_string_lossy().starts_with("monitor-session."));
+        assert!(!left, "session cgroup left behind");
+    }
+    mon.stop();
+}
