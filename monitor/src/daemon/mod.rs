@@ -19,6 +19,7 @@ mod output;
 mod owners;
 mod pipeline;
 mod queue;
+mod resume;
 mod running;
 mod shutdown;
 mod sink;

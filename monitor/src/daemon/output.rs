@@ -56,6 +56,7 @@ impl FlowOutput {
             complete,
             rtt,
             final_of_socket: _,
+            resumed,
         } = &self.record;
         s.serialize_field("event", event)?;
         s.serialize_field("cookie", cookie)?;
@@ -79,6 +80,11 @@ impl FlowOutput {
             Some(rtt) => s.serialize_field("rtt", rtt)?,
             None => s.skip_field("rtt")?,
         }
+        if *resumed {
+            s.serialize_field("resumed", resumed)?;
+        } else {
+            s.skip_field("resumed")?;
+        }
         s.serialize_field("app", app)?;
         s.serialize_field("destination", &self.destination)?;
         s.serialize_field("names", &self.names)
@@ -86,7 +92,7 @@ impl FlowOutput {
 
     /// Number of fields [`Self::fields`] writes.
     fn len(&self) -> usize {
-        21 + usize::from(self.record.rtt.is_some())
+        21 + usize::from(self.record.rtt.is_some()) + usize::from(self.record.resumed)
     }
 }
 

@@ -252,6 +252,7 @@ impl Pipeline {
             metrics: self.metrics.clone(),
             records: 0,
             print_flows: self.print_flows,
+            resume: super::resume::Resume::default(),
         };
         let settings = LoopSettings {
             update_interval: self.tracker.update_interval,

@@ -113,6 +113,8 @@ pub struct Sink {
     pub print_flows: bool,
     /// The metric registry (`[metrics]` on): fed from the same records as the journal.
     pub metrics: Option<Arc<Metrics>>,
+    /// Flows continued from an earlier run (see [`super::resume`]).
+    pub resume: super::resume::Resume,
 }
 
 struct Timers {
@@ -223,8 +225,9 @@ impl Sink {
         }
     }
 
-    fn record(&mut self, record: FlowRecord, command: Option<&AlertCommand>) {
+    fn record(&mut self, mut record: FlowRecord, command: Option<&AlertCommand>) {
         self.records += 1;
+        self.resume.apply(&mut record, &self.journal);
         let app = self.identities.app_for(&record.owner, record.first_seen);
         let names = self.naming.name(naming::app_key(&app), &record, self.clock.boot_ns_of(record.first_seen));
         let destination = record.remote.map(|r| self.enricher.lookup(r.ip()));

@@ -66,6 +66,7 @@ mod names;
 mod narrow;
 mod open;
 mod reader;
+mod resume;
 mod rollup;
 mod rows;
 mod schema;

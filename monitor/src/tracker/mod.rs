@@ -607,6 +607,7 @@ impl Tracker {
             complete,
             rtt: flow.rtt(),
             final_of_socket: false,
+            resumed: false,
         })
     }
 }

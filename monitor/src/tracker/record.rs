@@ -233,6 +233,11 @@ pub struct FlowRecord {
     /// will look for it. Not part of the record's output.
     #[serde(skip)]
     pub final_of_socket: bool,
+    /// An earlier run of the daemon journaled this socket's flow: a socket older than this run,
+    /// whose direction the kernel could not give, continued (the sink takes its direction from
+    /// the journal). Its first record in this run is not a new flow. In the output when set.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resumed: bool,
 }
 
 impl FlowRecord {
@@ -254,6 +259,9 @@ impl FlowRecord {
     /// is also the last. The journal's residency rows and the metrics count new flows by it.
     #[must_use]
     pub fn is_first(&self) -> bool {
+        if self.resumed {
+            return false;
+        }
         let totals_are_deltas = self.payload == self.delta_payload && self.wire == self.delta_wire;
         let empty = self.payload == Payload::default() && self.wire == Wire::default();
         totals_are_deltas && (!empty || self.event != RecordKind::Update)

@@ -757,6 +757,25 @@ fn tcp_open_across_a_restart() {
     assert_eq!(client_ends.len(), 1, "one end of the client's flow: {client_ends:#?}");
     assert_eq!(client_ends[0].payload.tx_bytes, done["tx_after_go"].as_u64().unwrap(), "bytes sent after the restart");
     assert_eq!(client_ends[0].payload.rx_bytes, 20_000);
+    // Both sides continue the first run's flows: their directions, one flow each (with the
+    // listener: 3 in the report of both runs), and the server's flow listed under its client's
+    // address without a port in both (a restart made them new flows of direction `unknown`, the
+    // server's listed under the client's port too; found by an adversarial pass). The apps may
+    // differ between the runs (the helpers rename themselves after /proc was read).
+    assert_eq!((r.direction, r.resumed), (Direction::Inbound, true), "{r:#?}");
+    assert_eq!(
+        (client_ends[0].direction, client_ends[0].resumed),
+        (Direction::Outbound, true),
+        "{:#?}",
+        client_ends[0]
+    );
+    let report = out.report_json();
+    let apps = report["apps"].as_array().unwrap();
+    let flows: u64 = apps.iter().map(|a| a["flows"].as_u64().unwrap()).sum();
+    assert_eq!(flows, 3, "the listener and one flow per side: {}", report["apps"]);
+    let endpoints: Vec<&Value> = apps.iter().flat_map(|a| a["top_endpoints"].as_array().unwrap()).collect();
+    let at_client: Vec<&&Value> = endpoints.iter().filter(|e| e["ip"] == local.ip().to_string()).collect();
+    assert!(!at_client.is_empty() && at_client.iter().all(|e| e["port"].is_null()), "{at_client:#?}");
     out.assert_nothing_lost();
 }
 

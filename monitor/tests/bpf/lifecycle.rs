@@ -58,6 +58,7 @@ fn past_record(t: Timestamp) -> (FlowRecord, App, Destination) {
         complete: true,
         rtt: None,
         final_of_socket: false,
+        resumed: false,
     };
     let app = App {
         name: "past-app".into(),

@@ -47,6 +47,7 @@ pub fn close_record(
         payload_sources: Default::default(),
         rtt: None,
         final_of_socket: false,
+        resumed: false,
         wire,
         delta_payload: payload,
         delta_wire: wire,

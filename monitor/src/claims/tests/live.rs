@@ -74,6 +74,7 @@ fn record(remote: &str, tx: u64, rx: u64, at: &str) -> FlowRecord {
         payload_sources: Default::default(),
         rtt: None,
         final_of_socket: false,
+        resumed: false,
         wire,
         delta_payload: payload,
         delta_wire: wire,

@@ -47,6 +47,7 @@ fn flow() -> FlowOutput {
         complete: true,
         rtt: None,
         final_of_socket: false,
+        resumed: false,
     };
     let app = App {
         name: EVIL.into(),

@@ -57,6 +57,7 @@ fn full() -> FlowOutput {
         complete: false,
         rtt: Some(Rtt { min_us: 110, smoothed_us: 250 }),
         final_of_socket: false,
+        resumed: false,
     };
     let app = App {
         name: "\x1b]0;pwned\x07evil|app\n## injected\u{202e}\u{85}".into(),

@@ -217,6 +217,7 @@ impl Binder<'_, '_> {
             complete,
             rtt,
             final_of_socket: _,
+            resumed: _,
         } = record;
         let (scope, country, asn, as_org) = match (remote, dest) {
             (None, _) => (None, None, None, None),

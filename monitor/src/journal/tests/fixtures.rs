@@ -162,6 +162,7 @@ impl Flow {
             complete: true,
             rtt: None,
             final_of_socket: false,
+            resumed: false,
         }
     }
 }
