@@ -545,6 +545,10 @@ fn report_merge_sums_exports_and_refuses_a_host_twice() {
     fs::write(&two, doc(32).replace(r#""completeness":{"notes":[]}"#, r#""completeness":5"#)).unwrap();
     let out = monitor(&["report", "merge", &first, two.to_str().unwrap()]);
     assert_clean_failure(&out, 2, "`lab-02` does not follow the report schema: invalid type: integer `5`");
+    // An input that cannot be read is a bad argument too (it was exit 1).
+    let missing = dir.path().join("lab-03/2026-W47.json");
+    let out = monitor(&["report", "merge", &first, &format!("lab-03={}", missing.display())]);
+    assert_clean_failure(&out, 2, "cannot read the export");
 }
 
 #[test]

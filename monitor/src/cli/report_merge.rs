@@ -62,8 +62,10 @@ pub fn execute(command: ReportCommand) -> anyhow::Result<ExitCode> {
     let mut inputs = Vec::with_capacity(files.len());
     for arg in &files {
         let (host, path) = host_and_path(arg)?;
-        let text = monitor::files::read_regular_to_string(&path, EXPORT_MAX_BYTES)
-            .with_context(|| format!("cannot read the export `{}`", path.display()))?;
+        // A file that cannot be read is a bad argument, as one that is not a report (exit 2).
+        let text = monitor::files::read_regular_to_string(&path, EXPORT_MAX_BYTES).map_err(|e| {
+            UsageError(format!("cannot read the export `{}`: {}", path.display(), monitor::errors::chain(&e)))
+        })?;
         let report: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| UsageError(format!("`{}` is not a JSON report: {e}", path.display())))?;
         inputs.push((host, report));

@@ -161,10 +161,11 @@ fn idle_peer_sockets<S: EventSource>(st: &Stages<S>) -> Vec<probe::OpenSocket> {
     st.tracker.idle_peer_sockets(st.source.now_ns().saturating_sub(interval))
 }
 
-/// Periodically: the peer slots of sockets counted per peer that were quiet for an update interval. The kernel
-/// reports a slot at a packet once its interval is due, so the last bytes of a peer that went
-/// quiet would otherwise wait in the slot for the socket's release or the shutdown, and be lost
-/// with a daemon that is killed (the next tick writes them as the peer's `update`).
+/// Periodically: the peer slots of sockets counted per peer that were quiet for an update
+/// interval. The kernel reports a slot at a packet once its interval is due, so the last bytes
+/// of a peer that went quiet would otherwise wait in the slot for the socket's release or the
+/// shutdown, and be lost with a daemon that is killed (the next tick writes them as the peer's
+/// `update`).
 fn read_idle_peers<S: EventSource>(st: &mut Stages<S>, sockets: &[probe::OpenSocket]) {
     let Stages { source, tracker, records, .. } = st;
     let mut found = 0usize;
