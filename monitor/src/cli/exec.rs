@@ -68,6 +68,7 @@ pub fn execute(args: ExecArgs, settings: &Settings) -> anyhow::Result<ExitCode> 
     let ExecArgs { session, cgroup, journal, command } = args;
     check_session_name(&session)?;
     let journal = journal.unwrap_or_else(|| settings.journal.path.clone());
+    warn_without_daemon(&journal);
     let watched = resolve_cgroup(cgroup.as_deref().unwrap_or(&settings.cgroup))?;
     let dir = watched.join(format!("monitor-session.{session}.{}", std::process::id()));
     std::fs::create_dir(&dir).map_err(|source| CgroupError { action: "create cgroup", path: dir.clone(), source })?;
@@ -152,6 +153,19 @@ fn run_forwarding(command: &mut Command) -> std::io::Result<std::process::ExitSt
         let _ = thread.join();
     }
     status
+}
+
+/// Warns when no daemon writes `journal`: the session is recorded, its flows are not (its report
+/// would be empty without saying why).
+fn warn_without_daemon(journal: &Path) {
+    let state = monitor::journal::JournalReader::open(journal).and_then(|r| r.state()).ok().flatten();
+    if !super::status::daemon_running(state.as_ref()) {
+        warn!(
+            "no monitor daemon is running on the journal `{}`: the session is recorded, but only flows a running \
+             daemon sees are (start `monitor run` first, watching this cgroup or one above it)",
+            journal.display()
+        );
+    }
 }
 
 /// The cgroup v2 directory this process is in (`0::<path>` of /proc/self/cgroup).

@@ -23,9 +23,7 @@ pub fn execute(args: &StatusArgs, settings: &Settings) -> anyhow::Result<ExitCod
     let now = Timestamp::now();
     let day = TimeRange { since: now - SignedDuration::from_hours(24), until: now };
     let stats = reader.stats(day)?;
-    let running = state
-        .as_ref()
-        .is_some_and(|s| std::fs::read_to_string(format!("/proc/{}/comm", s.pid)).is_ok_and(|c| c.trim() == "monitor"));
+    let running = daemon_running(state.as_ref());
     let (configured, geo_error) = match Enricher::open(&settings.geo) {
         Ok(e) => (e.databases(), e.warnings().to_vec()),
         Err(e) => (Vec::new(), vec![monitor::errors::chain(&e)]),
@@ -131,4 +129,9 @@ pub fn execute(args: &StatusArgs, settings: &Settings) -> anyhow::Result<ExitCod
     }
     super::write_stdout(out.as_bytes()).context("cannot write the status")?;
     Ok(ExitCode::from(exit::OK))
+}
+
+/// Whether the daemon `state` describes still runs (its pid is a process named `monitor`).
+pub(super) fn daemon_running(state: Option<&monitor::journal::DaemonState>) -> bool {
+    state.is_some_and(|s| std::fs::read_to_string(format!("/proc/{}/comm", s.pid)).is_ok_and(|c| c.trim() == "monitor"))
 }

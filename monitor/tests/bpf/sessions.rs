@@ -168,7 +168,9 @@ pub fn exec_stopped_by_a_signal_ends_its_session() {
         kill(nix::unistd::Pid::from_raw(i32::try_from(exec.id()).unwrap()), signal).unwrap();
         let out = exec.wait_with_output().unwrap();
         let code = 128 + signal as i32;
-        assert_eq!(out.status.code(), Some(code), "{}", String::from_utf8_lossy(&out.stderr));
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{log}");
+        assert!(!log.contains("no monitor daemon is running"), "a daemon runs: {log}");
         let sessions = monitor_json(mon.dir(), &["session", "list", "--json", "--journal", journal.to_str().unwrap()]);
         let session = sessions.as_array().unwrap().iter().find(|s| s["name"] == name).expect("session listed");
         assert_eq!(session["exit_code"], code, "{session}");
@@ -180,5 +182,16 @@ pub fn exec_stopped_by_a_signal_ends_its_session() {
             .any(|e| e.file_name().to_string_lossy().starts_with("monitor-session."));
         assert!(!left, "session cgroup left behind");
     }
-    mon.stop();
+    // Without a daemon the session is recorded, its flows are not: `exec` says so.
+    let out = mon.stop();
+    let done = Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .arg("--config")
+        .arg(out.dir.path().join("monitor.toml"))
+        .args(["exec", "--session", "alone-1", "--cgroup"])
+        .arg(&cg.path)
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&done.stderr);
+    assert!(done.status.success() && log.contains("no monitor daemon is running on the journal"), "{log}");
 }
