@@ -171,8 +171,8 @@ pub enum Error {
     #[error("invalid ISO week `{week}` (expected e.g. 2026-W47): {reason}")]
     Week { week: String, reason: String },
     /// Not a date or date-time.
-    #[error("invalid time `{text}` (expected e.g. 2026-11-16, 2026-11-16T08:00 or 2026-11-16T08:00:00Z)")]
-    Time { text: String },
+    #[error("invalid time `{text}`: {reason} (expected e.g. 2026-11-16, 2026-11-16T08:00 or 2026-11-16T08:00:00Z)")]
+    Time { text: String, reason: String },
     /// A period that ends before it starts, or that cannot be represented.
     #[error("invalid report period: {reason}")]
     Period { reason: String },

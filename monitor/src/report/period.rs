@@ -24,33 +24,34 @@ impl Zone {
     /// # Errors
     /// [`Error::Time`] for anything else.
     pub fn parse_time(&self, text: &str) -> Result<Timestamp, Error> {
-        let bad = || Error::Time { text: text.to_string() };
+        let bad = |reason: String| Error::Time { text: text.to_string(), reason };
         // jiff reads a leap second (`12:00:60`, `120060`) as the second before it; a bound a
         // second off what was asked for is refused instead.
         if let Some(time) = text.find(['T', 't', ' ']).and_then(|i| text.get(i + 1..)) {
             let digits: String =
                 time.chars().take_while(|c| c.is_ascii_digit() || *c == ':').filter(char::is_ascii_digit).collect();
             if digits.get(4..6) == Some("60") {
-                return Err(bad());
+                return Err(bad("a leap second is not a bound of its own".into()));
             }
         }
         // jiff's parsers take a `[zone]` annotation and offsets up to ±25:59; a time given with
         // one is read in that zone (an offset given as well must agree), offsets beyond the
         // world's (-12:00 to +14:00) are refused.
+        let beyond = || bad("its offset is beyond the world's, -12:00 to +14:00".into());
         if let Ok(pieces) = Pieces::parse(text) {
             let real = |o: Offset| (-12 * 3600..=14 * 3600).contains(&o.seconds());
             if let Some(PiecesOffset::Numeric(o)) = pieces.offset()
                 && !real(o.offset())
             {
-                return Err(bad());
+                return Err(beyond());
             }
             if let Some(annotation) = pieces.time_zone_annotation() {
                 if let TimeZoneAnnotationKind::Offset(o) = annotation.kind()
                     && !real(*o)
                 {
-                    return Err(bad());
+                    return Err(beyond());
                 }
-                return text.parse::<Zoned>().map(|z| z.timestamp()).map_err(|_| bad());
+                return text.parse::<Zoned>().map(|z| z.timestamp()).map_err(|e| bad(e.to_string()));
             }
         }
         if let Ok(ts) = text.parse::<Timestamp>() {
@@ -58,8 +59,8 @@ impl Zone {
         }
         // `DateTime` accepts a bare date (midnight); parsing a `Date` would accept a date-time
         // and silently drop its time of day.
-        let civil = text.parse::<DateTime>().map_err(|_| bad())?;
-        Ok(civil.to_zoned(self.tz.clone()).map_err(|_| bad())?.timestamp())
+        let civil = text.parse::<DateTime>().map_err(|e| bad(e.to_string()))?;
+        Ok(civil.to_zoned(self.tz.clone()).map_err(|e| bad(e.to_string()))?.timestamp())
     }
 }
 
@@ -344,6 +345,16 @@ mod tests {
             "20261119T120060Z",
         ] {
             assert!(matches!(berlin.parse_time(bad), Err(Error::Time { .. })), "{bad}");
+        }
+        // The error says why (it only gave examples: found by an adversarial pass).
+        for (bad, why) in [
+            ("2026-02-29", "'day' for `2026-02` is invalid"),
+            ("2026-11-19T12:00+05:00[Europe/Berlin]", "unambiguously has offset `+01`"),
+            ("2026-11-19T12:00:60", "a leap second"),
+            ("2026-11-19T12:00+25:00", "beyond the world's"),
+        ] {
+            let message = berlin.parse_time(bad).expect_err(bad).to_string();
+            assert!(message.contains(why) && message.contains("expected e.g."), "{bad}: {message}");
         }
         // A zone annotation is honoured, whatever the report's zone.
         let utc = z("UTC");
