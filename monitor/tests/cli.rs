@@ -118,6 +118,13 @@ fn check_refuses_a_cgroup_that_is_not_one() {
     }
 }
 
+/// An empty `--app` filter names no app: a usage error (it was accepted and matched nothing).
+#[test]
+fn an_empty_app_filter_is_a_usage_error() {
+    let out = monitor(&["report", "--app", "", "--week", "2026-W47"]);
+    assert_clean_failure(&out, 2, "--app");
+}
+
 /// `check` validates the config like every other command (it ignored it before).
 #[test]
 fn check_refuses_an_invalid_config() {

@@ -115,7 +115,7 @@ pub struct ReportArgs {
     #[arg(long, requires = "since")]
     pub until: Option<String>,
     /// Only this app. Example: --app firefox
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub app: Option<String>,
     /// Output format; json follows schema monitor.report/1; html is one self-contained page with
     /// maps and charts (`> week.html`). Example: --format html
