@@ -113,15 +113,13 @@ pub(super) struct Refresh {
 /// sockets whose counters could not be read (their `shutdown` records are then incomplete) and
 /// whether the pass was slow.
 pub(super) fn refresh_from_kernel<S: EventSource>(st: &mut Stages<S>, all: bool) -> Refresh {
-    // Listed before the counters' snapshot, whose events make every socket it reads fresh.
-    let idle_peers = if all { Vec::new() } else { idle_peer_sockets(st) };
     let Stages { source, tracker, snapshots_by_socket, .. } = st;
-    let open = if *snapshots_by_socket {
-        let interval = u64::try_from(tracker.update_interval().as_nanos()).unwrap_or(u64::MAX);
-        tracker.open_sockets((!all).then(|| source.now_ns().saturating_sub(interval)))
-    } else {
-        Vec::new()
-    };
+    // Periodically, what had no event for an update interval; at shutdown everything.
+    let interval = u64::try_from(tracker.update_interval().as_nanos()).unwrap_or(u64::MAX);
+    let idle_since = (!all).then(|| source.now_ns().saturating_sub(interval));
+    // Listed before the counters' snapshot, whose events make every socket it reads fresh.
+    let idle_peers = idle_since.map(|t| tracker.idle_peer_sockets(t)).unwrap_or_default();
+    let open = if *snapshots_by_socket { tracker.open_sockets(idle_since) } else { Vec::new() };
     let mut ignored = Vec::new();
     let mut found = 0usize;
     let started = std::time::Instant::now();
@@ -153,12 +151,6 @@ pub(super) fn refresh_from_kernel<S: EventSource>(st: &mut Stages<S>, all: bool)
         read_idle_peers(st, &idle_peers);
     }
     Refresh { missed, slow: slow || started.elapsed() >= SLOW_REFRESH }
-}
-
-/// The sockets counted per peer without an event of their own for an update interval.
-fn idle_peer_sockets<S: EventSource>(st: &Stages<S>) -> Vec<probe::OpenSocket> {
-    let interval = u64::try_from(st.tracker.update_interval().as_nanos()).unwrap_or(u64::MAX);
-    st.tracker.idle_peer_sockets(st.source.now_ns().saturating_sub(interval))
 }
 
 /// Periodically: the peer slots of sockets counted per peer that were quiet for an update
