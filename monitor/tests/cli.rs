@@ -414,6 +414,18 @@ fn a_range_with_times_of_day_keeps_them_in_the_report_time_zone() {
     assert_eq!(period("2026-11-19", "2026-11-19T12:00:00+03:00"), utc("2026-11-18T23:00:00Z", "2026-11-19T09:00:00Z"));
     let out = monitor(&["report", "--since", "2026-11-19T12:00", "--until", "2026-11-19T12:00", "--journal", j]);
     assert_clean_failure(&out, 2, "is not after");
+    // A local time a daylight-saving change skips is moved forward, and the user is told.
+    let zone = ["--time-zone", "Europe/Berlin", "--format", "json", "--journal", j];
+    let out = monitor(&[&["report", "--since", "2026-03-29T02:30", "--until", "2026-03-30"][..], &zone[..]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["period"]["since"], "2026-03-29T01:30:00Z");
+    assert!(
+        stderr(&out).contains("2026-03-29T02:30 does not exist in Europe/Berlin")
+            && stderr(&out).contains("2026-03-29T03:30:00+02:00"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

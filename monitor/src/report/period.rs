@@ -4,7 +4,7 @@ use jiff::{
     SignedDuration, Timestamp, Zoned,
     civil::{Date, DateTime, ISOWeekDate, Weekday},
     fmt::temporal::{Pieces, PiecesOffset, TimeZoneAnnotationKind},
-    tz::{Offset, TimeZone},
+    tz::{AmbiguousOffset, Offset, TimeZone},
 };
 use serde::{Deserialize, Serialize};
 
@@ -60,7 +60,30 @@ impl Zone {
         // `DateTime` accepts a bare date (midnight); parsing a `Date` would accept a date-time
         // and silently drop its time of day.
         let civil = text.parse::<DateTime>().map_err(|e| bad(e.to_string()))?;
-        Ok(civil.to_zoned(self.tz.clone()).map_err(|e| bad(e.to_string()))?.timestamp())
+        let ambiguous = self.tz.to_ambiguous_timestamp(civil);
+        let kind = ambiguous.offset();
+        let ts = ambiguous.compatible().map_err(|e| bad(e.to_string()))?;
+        if let Some(note) = self.ambiguity_note(text, kind, ts) {
+            log::warn!("{note}");
+        }
+        Ok(ts)
+    }
+
+    /// What a user is told when a local time they gave is skipped or repeated by a
+    /// daylight-saving change in this zone (`None` when it is not): which instant was taken.
+    fn ambiguity_note(&self, text: &str, kind: AmbiguousOffset, taken: Timestamp) -> Option<String> {
+        let shown = taken.to_zoned(self.tz.clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string();
+        let zone = &self.name;
+        match kind {
+            AmbiguousOffset::Unambiguous { .. } => None,
+            AmbiguousOffset::Gap { .. } => {
+                Some(format!("{text} does not exist in {zone} (a daylight-saving change skips it); read as {shown}"))
+            }
+            AmbiguousOffset::Fold { .. } => Some(format!(
+                "{text} comes twice in {zone} (a daylight-saving change repeats it); read as the earlier, {shown}; \
+                 give an offset to choose the later"
+            )),
+        }
     }
 }
 
@@ -366,6 +389,20 @@ mod tests {
         ] {
             assert_eq!(utc.parse_time(text).expect(text), ts(expected), "{text}");
         }
+        // A skipped or repeated local time is said, with the instant taken (it was silent: found
+        // by an adversarial pass).
+        let note = |text: &str| {
+            let civil: DateTime = text.parse().expect(text);
+            let amb = berlin.tz.to_ambiguous_timestamp(civil);
+            let kind = amb.offset();
+            berlin.ambiguity_note(text, kind, berlin.parse_time(text).expect(text))
+        };
+        let gap = note("2026-03-29T02:30").expect("a skipped time is said");
+        assert!(gap.contains("does not exist in Europe/Berlin") && gap.contains("2026-03-29T03:30:00+02:00"), "{gap}");
+        let fold = note("2026-10-25T02:30").expect("a repeated time is said");
+        assert!(fold.contains("comes twice") && fold.contains("2026-10-25T02:30:00+02:00"), "{fold}");
+        assert_eq!(berlin.parse_time("2026-10-25T02:30").expect("fold"), ts("2026-10-25T00:30:00Z"));
+        assert_eq!(note("2026-11-19T12:00"), None);
         let (since, until) =
             (berlin.parse_time("2026-11-19T12:00").unwrap(), berlin.parse_time("2026-11-19T13:00").unwrap());
         let hour = Period::range(since, until, &berlin).expect("a one-hour range is a range");
