@@ -24,6 +24,9 @@ use super::{args::RunArgs, exit};
 /// clean shutdown); signals closer together are one request delivered twice.
 const SECOND_SIGNAL_AFTER: Duration = Duration::from_millis(500);
 
+/// How often a clean shutdown that has not finished says so.
+const STILL_STOPPING_EVERY: Duration = Duration::from_secs(10);
+
 /// Runs the daemon.
 pub fn execute(args: RunArgs, mut raw: RawConfig, source: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let RunArgs { json, output, cgroup, journal } = args;
@@ -103,7 +106,24 @@ fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
     });
     Ok(async move {
         let _ = rx.wait_for(|stop| *stop).await;
+        tokio::spawn(still_stopping());
     })
+}
+
+/// While a clean shutdown takes longer than [`STILL_STOPPING_EVERY`]: says so, and what a
+/// second signal would cost. A journal on a frozen (`fsfreeze`) or stalled file system blocks the
+/// last writes until it thaws; without this the daemon looked hung.
+async fn still_stopping() {
+    let mut waited = Duration::ZERO;
+    loop {
+        tokio::time::sleep(STILL_STOPPING_EVERY).await;
+        waited += STILL_STOPPING_EVERY;
+        warn!(
+            "still stopping after {} s: the last records are not yet in the journal (its file system may be \
+             frozen, full or slow; the daemon waits for it); a second stop signal exits at once and loses them",
+            waited.as_secs()
+        );
+    }
 }
 
 async fn print(mut rx: mpsc::Receiver<Vec<Output>>, format: OutputFormat) {

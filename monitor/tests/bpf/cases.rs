@@ -109,6 +109,10 @@ pub fn all() -> Vec<Case> {
             "journal_full_disk_keeps_records_until_space_returns",
             crate::durability::full_disk_keeps_records_until_space_returns,
         ),
+        (
+            "journal_frozen_delays_the_stop_and_loses_nothing",
+            crate::durability::a_frozen_journal_delays_the_stop_and_loses_nothing,
+        ),
         ("run_with_bad_inputs_gives_clear_errors", crate::durability::bad_inputs_to_run_are_clear_errors),
         ("quiet_udp_peers_are_journaled_before_a_kill", crate::durability::quiet_udp_peers_are_journaled_before_a_kill),
         (

@@ -226,16 +226,27 @@ impl Monitor {
     }
 
     /// `signal`, wait for a clean exit, and return what it printed.
-    pub fn stop_with(mut self, signal: Signal) -> Output {
+    pub fn stop_with(self, signal: Signal) -> Output {
         // Let close events of the last flows arrive (FIN exchanges on veth take microseconds).
         thread::sleep(Duration::from_millis(300));
         kill(self.pid(), signal).unwrap();
+        self.stopped()
+    }
+
+    /// Whether the daemon still runs (a stop signal sent with [`Monitor::pid`] has not ended it).
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Waits (up to 20 s) for the daemon to exit after a stop signal sent with [`Monitor::pid`]
+    /// and collects what it printed (as [`Monitor::stop_with`], which sends the signal too).
+    pub fn stopped(mut self) -> Output {
         let deadline = Instant::now() + Duration::from_secs(20);
         let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 break status;
             }
-            assert!(Instant::now() < deadline, "monitor did not stop within 20 s of SIGINT");
+            assert!(Instant::now() < deadline, "monitor did not stop within 20 s of its stop signal");
             thread::sleep(Duration::from_millis(20));
         };
         while let Ok(v) = self.lines.recv_timeout(Duration::from_secs(2)) {

@@ -12,6 +12,7 @@ use std::{
     time::Duration,
 };
 
+use nix::sys::signal::{Signal, kill};
 use rusqlite::{Connection, OpenFlags, types::Value};
 
 use crate::{
@@ -177,6 +178,61 @@ pub fn full_disk_keeps_records_until_space_returns() {
     let journaled = rows(&mnt.join("journal.db")).iter().filter(|r| r[1] == Value::Text("close".into())).count();
     eprintln!("    {made} connections, {closed} close records printed, {journaled} journaled after space returned");
     assert_eq!(journaled, closed, "every record reached the journal once space returned");
+}
+
+/// The journal's file system is frozen (`fsfreeze`, as snapshot tools do) when SIGTERM comes:
+/// the daemon cannot write its last records, says every 10 s that it is still stopping (it
+/// looked hung), waits for the thaw, then writes every record and exits cleanly.
+pub fn a_frozen_journal_delays_the_stop_and_loses_nothing() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (image, mnt) = (dir.path().join("fs.img"), dir.path().join("fs"));
+    std::fs::create_dir(&mnt).unwrap();
+    std::fs::File::create(&image).unwrap().set_len(64 << 20).unwrap();
+    let run = |cmd: &str, args: &[&std::ffi::OsStr]| {
+        let st = Command::new(cmd).args(args).status().unwrap_or_else(|e| panic!("{cmd}: {e}"));
+        assert!(st.success(), "{cmd} {args:?}: {st}");
+    };
+    run("mkfs.ext4", &["-q".as_ref(), "-F".as_ref(), image.as_os_str()]);
+    run("mount", &["-o".as_ref(), "loop".as_ref(), image.as_os_str(), mnt.as_os_str()]);
+    struct Thaw<'a>(&'a Path);
+    impl Drop for Thaw<'_> {
+        fn drop(&mut self) {
+            // Thawed already unless the test failed before: "unfreeze failed" is expected then.
+            let _ = Command::new("fsfreeze").arg("-u").arg(self.0).stderr(std::process::Stdio::null()).status();
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let guard = Thaw(&mnt);
+    let config = format!("[journal]\npath = \"{}\"\nflush_interval_secs = 1\n", mnt.join("journal.db").display());
+    let mut mon = Monitor::start_raw(&cg.path, tempfile::tempdir().unwrap(), &config);
+    let server = format!("{}:5209", pair.b_v4[0]);
+    let exchange = |n: usize| {
+        let mut srv =
+            spawn("tcp-server", &[server.clone(), s(512), s(n)], Place { netns: Some(&pair.b), ..Place::default() });
+        srv.line();
+        let place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None };
+        spawn("tcp-client", &[server.clone(), s(2048), s(n)], place).finish();
+        srv.finish();
+    };
+    exchange(5);
+    thread::sleep(Duration::from_secs(2));
+    run("fsfreeze", &["-f".as_ref(), mnt.as_os_str()]);
+    // Records of these wait in memory: the journal cannot take them.
+    exchange(5);
+    thread::sleep(Duration::from_millis(500));
+    kill(mon.pid(), Signal::SIGTERM).unwrap();
+    thread::sleep(Duration::from_secs(12));
+    assert!(mon.running(), "the daemon waits for its frozen journal");
+    run("fsfreeze", &["-u".as_ref(), mnt.as_os_str()]);
+    let out = mon.stopped();
+    assert!(out.log.contains("still stopping after 10 s"), "the wait was said:\n{}", out.log);
+    let closed = out.closed().len();
+    assert_eq!(closed, 10, "the client side of each of 10 connections was printed");
+    let journaled = rows(&mnt.join("journal.db")).iter().filter(|r| r[1] == Value::Text("close".into())).count();
+    assert_eq!(journaled, closed, "every record reached the journal after the thaw");
+    drop(guard);
 }
 
 fn mount_remount(mnt: &Path, opts: &str) {
