@@ -39,6 +39,22 @@ pub enum Error {
     /// JSON serialisation failed.
     #[error("cannot write the json diff")]
     Json(#[source] serde_json::Error),
+    /// A side's report lacks a figure or a name the diff needs (or has one of the wrong type).
+    #[error("{side} is not a valid monitor report: {what} is missing or not {expected}")]
+    Malformed { side: String, what: String, expected: &'static str },
+}
+
+/// Whether an app is in one report only or in both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::IntoStaticStr)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum AppStatus {
+    /// Only in B.
+    New,
+    /// Only in A.
+    Gone,
+    /// In both.
+    Changed,
 }
 
 /// One side of a diff: its label (the argument) and the report's period.
@@ -107,8 +123,8 @@ impl<T: Ord + Clone> Changes<T> {
 pub struct AppDiff {
     /// App name.
     pub app: String,
-    /// `new` (only in B), `gone` (only in A) or `changed`.
-    pub status: &'static str,
+    /// In B only, in A only, or in both.
+    pub status: AppStatus,
     /// Countries (public addresses).
     pub countries: Changes<String>,
     /// ASNs.
@@ -149,8 +165,37 @@ struct Facts {
     endpoints: BTreeSet<EndpointKey>,
 }
 
-fn payload(v: &Value) -> u64 {
-    v["payload_tx"].as_u64().unwrap_or(0) + v["payload_rx"].as_u64().unwrap_or(0)
+/// Reads the figures and names of one side's report, refusing what lacks them: a value the
+/// diff would otherwise take as 0 or skip (a hand-edited or truncated file) is an error.
+struct Reader<'a> {
+    side: &'a str,
+}
+
+impl Reader<'_> {
+    fn malformed(&self, what: &str, expected: &'static str) -> Error {
+        Error::Malformed { side: self.side.to_string(), what: what.to_string(), expected }
+    }
+
+    /// Payload up + down of a `traffic` object at `at`.
+    fn payload(&self, v: &Value, at: &str) -> Result<u64, Error> {
+        let field = |name: &str| {
+            v[name].as_u64().ok_or_else(|| self.malformed(&format!("{at}.traffic.{name}"), "a byte count"))
+        };
+        Ok(field("payload_tx")?.saturating_add(field("payload_rx")?))
+    }
+
+    fn text<'v>(&self, v: &'v Value, what: &str) -> Result<&'v str, Error> {
+        v.as_str().ok_or_else(|| self.malformed(what, "a string"))
+    }
+
+    fn list<'v>(&self, v: &'v Value, what: &str) -> Result<&'v [Value], Error> {
+        match v {
+            // Sections a report of an older build lacks count as empty.
+            Value::Null => Ok(&[]),
+            Value::Array(a) => Ok(a),
+            _ => Err(self.malformed(what, "a list")),
+        }
+    }
 }
 
 fn hostname(v: &Value) -> Option<String> {
@@ -166,26 +211,31 @@ fn facts(report: &Value, side: &str) -> Result<BTreeMap<String, Facts>, Error> {
     if report["schema"] != "monitor.report/1" {
         return Err(Error::NotReport { side: side.to_string(), found: report["schema"].to_string() });
     }
+    let r = Reader { side };
     let mut apps = BTreeMap::new();
-    for app in report["apps"].as_array().into_iter().flatten() {
-        let Some(name) = app["app"].as_str() else { continue };
-        let mut f = Facts { payload: payload(&app["traffic"]), ..Facts::default() };
-        for s in app["by_country"].as_array().into_iter().flatten() {
+    let Some(list) = report["apps"].as_array() else { return Err(r.malformed("apps", "a list")) };
+    for (i, app) in list.iter().enumerate() {
+        let at = format!("apps[{i}]");
+        let name = r.text(&app["app"], &format!("{at}.app"))?;
+        let mut f = Facts { payload: r.payload(&app["traffic"], &at)?, ..Facts::default() };
+        for (j, s) in r.list(&app["by_country"], &format!("{at}.by_country"))?.iter().enumerate() {
             if let (Some("country"), Some(key)) = (s["kind"].as_str(), s["key"].as_str()) {
-                *f.countries.entry(key.to_string()).or_default() += payload(&s["traffic"]);
+                *f.countries.entry(key.to_string()).or_default() +=
+                    r.payload(&s["traffic"], &format!("{at}.by_country[{j}]"))?;
             }
         }
-        for s in app["by_asn"].as_array().into_iter().flatten() {
+        for (j, s) in r.list(&app["by_asn"], &format!("{at}.by_asn"))?.iter().enumerate() {
             if let (Some("asn"), Some(asn)) = (s["kind"].as_str(), s["asn"].as_u64()) {
+                let bytes = r.payload(&s["traffic"], &format!("{at}.by_asn[{j}]"))?;
                 let e = f.asns.entry(asn).or_insert((None, 0));
                 e.0 = e.0.take().or_else(|| s["as_org"].as_str().map(str::to_string));
-                e.1 += payload(&s["traffic"]);
+                e.1 += bytes;
             }
         }
-        for h in app["hostnames"].as_array().into_iter().flatten() {
+        for h in r.list(&app["hostnames"], &format!("{at}.hostnames"))? {
             f.hostnames.extend(hostname(h));
         }
-        for e in app["top_endpoints"].as_array().into_iter().flatten() {
+        for e in r.list(&app["top_endpoints"], &format!("{at}.top_endpoints"))? {
             for key in ["hostname", "hostnames"] {
                 match &e[key] {
                     Value::Array(list) => f.hostnames.extend(list.iter().filter_map(hostname)),
@@ -200,7 +250,9 @@ fn facts(report: &Value, side: &str) -> Result<BTreeMap<String, Facts>, Error> {
                 });
             }
         }
-        apps.insert(name.to_string(), f);
+        if apps.insert(name.to_string(), f).is_some() {
+            return Err(r.malformed(&format!("{at}.app (`{name}` twice)"), "a name listed once"));
+        }
     }
     Ok(apps)
 }
@@ -231,9 +283,9 @@ impl Diff {
         for name in names {
             let (x, y) = (fa.get(name), fb.get(name));
             let status = match (x, y) {
-                (None, _) => "new",
-                (_, None) => "gone",
-                _ => "changed",
+                (None, _) => AppStatus::New,
+                (_, None) => AppStatus::Gone,
+                _ => AppStatus::Changed,
             };
             let (x, y) = (x.unwrap_or(&empty), y.unwrap_or(&empty));
             let keys = |m: &BTreeMap<String, u64>| m.keys().cloned().collect::<BTreeSet<_>>();
@@ -246,7 +298,7 @@ impl Diff {
                 gone: ax.iter().filter(|(n, _)| !ay.contains_key(n)).map(|(_, a)| a.clone()).collect(),
             };
             let mut bytes: Vec<ByteChange> = Vec::new();
-            if status == "changed" {
+            if status == AppStatus::Changed {
                 bytes.extend(change("total".into(), x.payload, y.payload, threshold_pct));
                 for (c, bx) in &x.countries {
                     if let Some(by) = y.countries.get(c) {
@@ -268,7 +320,7 @@ impl Diff {
                 endpoints: Changes::of(&x.endpoints, &y.endpoints),
                 bytes,
             };
-            let changed = status != "changed"
+            let changed = status != AppStatus::Changed
                 || !(d.countries.is_empty()
                     && d.asns.is_empty()
                     && d.hostnames.is_empty()
@@ -279,7 +331,7 @@ impl Diff {
             }
         }
         let anything_new = apps.iter().any(|d| {
-            d.status == "new"
+            d.status == AppStatus::New
                 || !d.countries.new.is_empty()
                 || !d.asns.new.is_empty()
                 || !d.hostnames.new.is_empty()

@@ -6,7 +6,7 @@ use std::io::Write;
 
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 
-use super::{AppDiff, Diff, Error};
+use super::{AppDiff, AppStatus, Diff, Error};
 use crate::escape;
 
 /// Output format of `monitor diff`. Named by its `clap::ValueEnum` derive (`--format`), also in
@@ -37,8 +37,8 @@ fn rows(d: &AppDiff, esc: fn(&str) -> String) -> Vec<[String; 5]> {
     let mut row = |change: &str, what: String, a: String, b: String| {
         out.push([app.clone(), change.to_string(), what, a, b]);
     };
-    if d.status != "changed" {
-        row(&format!("app {}", d.status), String::new(), String::new(), String::new());
+    if d.status != AppStatus::Changed {
+        row(&format!("app {}", <&str>::from(d.status)), String::new(), String::new(), String::new());
     }
     for (kind, c) in [("country", &d.countries), ("hostname", &d.hostnames)] {
         for x in &c.new {

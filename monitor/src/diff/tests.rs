@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::{DEFAULT_THRESHOLD_PCT, Diff, DiffFormat};
+use super::{AppStatus, DEFAULT_THRESHOLD_PCT, Diff, DiffFormat, Error};
 use crate::{
     enrich::Destination,
     journal::{
@@ -112,7 +112,7 @@ fn diff_of_two_sessions_lists_exactly_the_difference() {
     // Gone destinations alone are not "new".
     let back = Diff::of(("b", &b), ("a", &a), DEFAULT_THRESHOLD_PCT).unwrap();
     assert!(back.anything_new, "CN is new when going back");
-    assert_eq!(back.apps[1].status, "gone");
+    assert_eq!(back.apps[1].status, AppStatus::Gone);
 }
 
 #[test]
@@ -148,4 +148,44 @@ fn format_names_are_the_ones_in_use() {
         assert_eq!(DiffFormat::from_str(name, false), Ok(format));
     }
     assert_eq!(DiffFormat::value_variants().len(), 3, "every format is listed above");
+}
+
+/// A figure or name the diff needs that is missing or of the wrong type is an error naming it;
+/// it was read as 0 (or the app skipped), so a hand-edited or truncated file gave a wrong diff.
+#[test]
+fn a_report_missing_a_figure_is_refused_naming_it() {
+    let (a, b) = two_sessions();
+    let broken = |path: &[&str], value: Value| {
+        let mut v = b.clone();
+        let mut at = &mut v;
+        for key in &path[..path.len() - 1] {
+            at = match key.parse::<usize>() {
+                Ok(i) => &mut at[i],
+                Err(_) => &mut at[*key],
+            };
+        }
+        at.as_object_mut().unwrap().insert(path[path.len() - 1].to_string(), value);
+        v
+    };
+    for (v, what) in [
+        (broken(&["apps", "0", "traffic", "payload_tx"], json!("12")), "apps[0].traffic.payload_tx"),
+        (broken(&["apps", "1", "app"], json!(7)), "apps[1].app"),
+        (broken(&["apps", "0", "by_country"], json!({})), "apps[0].by_country"),
+        (broken(&["apps"], json!(null)), "apps"),
+    ] {
+        let err = Diff::of(("a", &a), ("b.json", &v), DEFAULT_THRESHOLD_PCT).unwrap_err();
+        assert!(matches!(err, Error::Malformed { .. }), "{what}: {err}");
+        let text = err.to_string();
+        assert!(text.contains("b.json") && text.contains(what), "{text}");
+    }
+    let mut country = b.clone();
+    country["apps"][0]["by_country"][0]["traffic"].as_object_mut().unwrap().remove("payload_rx");
+    let err = Diff::of(("a", &a), ("b", &country), DEFAULT_THRESHOLD_PCT).unwrap_err().to_string();
+    assert!(err.contains("apps[0].by_country[0].traffic.payload_rx"), "{err}");
+    // An app listed twice would have its second entry replace the first.
+    let mut twice = b.clone();
+    let first = twice["apps"][0].clone();
+    twice["apps"].as_array_mut().unwrap().push(first);
+    let err = Diff::of(("a", &a), ("b", &twice), DEFAULT_THRESHOLD_PCT).unwrap_err().to_string();
+    assert!(err.contains("twice"), "{err}");
 }
