@@ -114,6 +114,13 @@ pub const FLAG_RAW: u32 = 512;
 /// grace), and the event is dropped rather than write the connection twice.
 pub const FLAG_CLOSE_SENT: u32 = 1024;
 
+/// [`Event::flags`] of a `TcpClose` (without [`FLAG_RELEASED`]): the socket has no `struct
+/// socket` at its close, so no process holds it. It was never accepted (reset in the listener's
+/// queue, or forgotten when the listener closed) or its release went unseen: no process read or
+/// wrote it, and none will release it unless it is still accepted from the queue. Userspace ends
+/// its flow after the close grace, with the payload the processes' own calls moved.
+pub const FLAG_NO_FILE: u32 = 2048;
+
 /// Addresses and ports of a flow.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -51,6 +51,9 @@ pub const GLOBAL_SK_V6_DADDR_OFFSET: &str = "SK_V6_DADDR_OFFSET";
 pub const GLOBAL_SK_V6_RCV_SADDR_OFFSET: &str = "SK_V6_RCV_SADDR_OFFSET";
 /// Load-time global: offset of the 16-bit `sk_protocol` in `struct sock` (`u32`; 0 unknown).
 pub const GLOBAL_SK_PROTOCOL_OFFSET: &str = "SK_PROTOCOL_OFFSET";
+/// Load-time global: offset of the `sk_socket` pointer in `struct sock` (`u32`; 0 unknown: no
+/// `TcpClose` is marked `FLAG_NO_FILE`).
+pub const GLOBAL_SK_SOCKET_OFFSET: &str = "SK_SOCKET_OFFSET";
 
 /// Events that could not be reserved in the ring buffer (lost).
 pub const STAT_RINGBUF_FULL: u32 = 0;

@@ -130,6 +130,19 @@ static SK_V6_RCV_SADDR_OFFSET: u32 = 0;
 #[unsafe(no_mangle)]
 static SK_PROTOCOL_OFFSET: u32 = 0;
 
+/// Offset of the `sk_socket` pointer in `struct sock` (set by userspace from kernel BTF; 0 when
+/// unknown: `sock_ops` then never marks a close `FLAG_NO_FILE`).
+#[unsafe(no_mangle)]
+static SK_SOCKET_OFFSET: u32 = 0;
+
+/// [`SK_SOCKET_OFFSET`], volatile so the compiler does not fold the default. The verifier knows
+/// the value (read-only global data), so with 0 the branch that uses it is dropped at load.
+#[inline(always)]
+pub(crate) fn sk_socket_offset() -> u32 {
+    // SAFETY: a plain global.
+    unsafe { ptr::read_volatile(&raw const SK_SOCKET_OFFSET) }
+}
+
 /// The three offsets above, volatile so the compiler does not fold the defaults.
 #[inline(always)]
 pub(crate) fn sock_offsets() -> (u32, u32, u32) {

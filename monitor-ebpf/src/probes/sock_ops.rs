@@ -20,12 +20,18 @@ use aya_ebpf::{
         BPF_SOCK_OPS_TCP_LISTEN_CB, BPF_TCP_CLOSE, BPF_TCP_CLOSE_WAIT, BPF_TCP_CLOSING, BPF_TCP_ESTABLISHED,
         BPF_TCP_FIN_WAIT1, BPF_TCP_FIN_WAIT2, BPF_TCP_SYN_RECV, bpf_sock,
     },
-    helpers::generated::{bpf_get_socket_cookie, bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns},
+    helpers::{
+        bpf_probe_read_kernel,
+        generated::{bpf_get_socket_cookie, bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns, bpf_skc_to_tcp_sock},
+    },
     macros::sock_ops,
     programs::SockOpsContext,
 };
 use monitor_common::{
-    event::{EventKind, FLAG_PASSIVE, FLAG_RELEASED, FLAG_TCP_COUNTERS, TCP_ALL_ACKED, TCP_FIN_RECEIVED, TcpCounters},
+    event::{
+        EventKind, FLAG_NO_FILE, FLAG_PASSIVE, FLAG_RELEASED, FLAG_TCP_COUNTERS, TCP_ALL_ACKED, TCP_FIN_RECEIVED,
+        TcpCounters,
+    },
     sock::{
         COPY_STATE_DONE, COUNTER_DISCOVERED, COUNTER_INHERITED, COUNTER_RELEASED, COUNTER_STATE_CB, COUNTER_TCP_CLOSED,
         OwnerSource,
@@ -33,7 +39,7 @@ use monitor_common::{
 };
 
 use super::{field, tuple_of};
-use crate::maps::{COUNTERS, EventData, OWNER, emit, owner_with, set_bits, stat};
+use crate::maps::{COUNTERS, EventData, OWNER, emit, owner_with, set_bits, sk_socket_offset, stat};
 
 /// `sock_ops` programs return 1; the value is ignored for these callbacks.
 const SOCK_OPS_OK: u32 = 1;
@@ -112,6 +118,28 @@ fn fin_received(ctx: &SockOpsContext) {
     if let Some(c) = unsafe { COUNTERS.get(sk.cast(), false).as_mut() } {
         c.tcp_flags |= TCP_FIN_RECEIVED as u8;
     }
+}
+
+/// Whether no `struct socket` holds `sk` (its `sk_socket` is null): a connection never accepted
+/// (reset in the listener's queue, or forgotten when the listener closed: the kernel's
+/// `inet_child_forget` closes it before orphaning it), or one whose release this program did not
+/// see. Read only at a `TCP_CLOSE` not preceded by a release; false when the offset is unknown or
+/// the read fails.
+#[inline(always)]
+fn without_file(sk: *mut bpf_sock) -> bool {
+    let offset = sk_socket_offset();
+    if offset == 0 {
+        return false;
+    }
+    // SAFETY: a helper taking any socket pointer the verifier accepts; null for non-TCP sockets.
+    let tp = unsafe { bpf_skc_to_tcp_sock(sk.cast()) };
+    if tp.is_null() {
+        return false;
+    }
+    // `struct tcp_sock` starts with `struct sock` (through `inet_connection_sock`, `inet_sock`).
+    // SAFETY: bpf_probe_read_kernel checks the address; a fault returns an error.
+    let socket = unsafe { bpf_probe_read_kernel(tp.cast::<u8>().wrapping_add(offset as usize).cast::<u64>()) };
+    socket == Ok(0)
 }
 
 #[inline(always)]
@@ -227,7 +255,13 @@ fn closed(ctx: &SockOpsContext) {
         // be a second flow with the same bytes.
         return;
     }
-    let released = if before & COUNTER_RELEASED != 0 { FLAG_RELEASED } else { 0 };
+    let released = if before & COUNTER_RELEASED != 0 {
+        FLAG_RELEASED
+    } else if without_file(sk) {
+        FLAG_NO_FILE
+    } else {
+        0
+    };
     let tuple = tuple_of(sk);
     let all_acked = field!(ctx.ops, snd_una) == field!(ctx.ops, snd_nxt);
     let tcp = TcpCounters {

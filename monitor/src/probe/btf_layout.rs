@@ -17,6 +17,8 @@ pub struct SockLayout {
     pub v6_rcv_saddr: u32,
     /// The 16-bit `sk_protocol` in `struct sock` (a bitfield before Linux 5.6: unsupported).
     pub protocol: u32,
+    /// The `sk_socket` pointer in `struct sock` (null while no `struct socket` holds the sock).
+    pub sk_socket: u32,
     /// The kernel has `struct mptcp_sock` (built with `CONFIG_MPTCP`): the return type of
     /// `bpf_skc_to_mptcp_sock`, without which the verifier refuses any program calling it.
     pub mptcp_sock: bool,
@@ -50,6 +52,7 @@ const FIXED: [(&str, &str, u32); 6] = [
 ];
 
 const KIND_INT: u32 = 1;
+const KIND_PTR: u32 = 2;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
 const KIND_TYPEDEF: u32 = 8;
@@ -200,6 +203,11 @@ impl Types {
         id
     }
 
+    /// Whether `id` is a pointer type (after typedefs and qualifiers).
+    fn is_pointer(&self, id: u32) -> bool {
+        self.types.get(self.resolve(id) as usize).is_some_and(|t| t.kind == KIND_PTR)
+    }
+
     /// Size in bytes of an integer type (after typedefs), if it is one.
     fn int_size(&self, id: u32) -> Option<u32> {
         let t = self.types.get(self.resolve(id) as usize)?;
@@ -226,11 +234,15 @@ pub fn sock_layout(data: &[u8]) -> Result<SockLayout, LayoutError> {
     if member.bitfield != 0 || member.bits % 8 != 0 || types.int_size(member.type_id) != Some(2) {
         return Err(LayoutError::Shape("sk_protocol"));
     }
+    let (sk_socket, member) = types.find("sock", "sk_socket")?;
+    if member.bitfield != 0 || member.bits % 64 != 0 || !types.is_pointer(member.type_id) {
+        return Err(LayoutError::Shape("sk_socket"));
+    }
     if common != 0 {
         return Err(LayoutError::Moved { field: "__sk_common", found: common, expected: 0 });
     }
     let mptcp_sock = types.structs.contains_key("mptcp_sock");
-    Ok(SockLayout { v6_daddr, v6_rcv_saddr, protocol, mptcp_sock })
+    Ok(SockLayout { v6_daddr, v6_rcv_saddr, protocol, sk_socket, mptcp_sock })
 }
 
 /// The layout of this kernel (`/sys/kernel/btf/vmlinux`).

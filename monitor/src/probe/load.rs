@@ -153,6 +153,8 @@ impl Probe {
         // Only the fallback hook set reads these; a kernel without usable BTF fails there.
         let layout = btf_layout::kernel_sock_layout();
         let offsets = layout.as_ref().map_or((0, 0, 0), |l| (l.v6_daddr, l.v6_rcv_saddr, l.protocol));
+        // `sock_ops` reads it at `TCP_CLOSE` (see `FLAG_NO_FILE`); 0 leaves that check out.
+        let sk_socket = layout.as_ref().map_or(0, |l| l.sk_socket);
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(maps::EVENTS, config.ring_buffer_bytes)
             .override_global(maps::GLOBAL_UPDATE_INTERVAL_NS, &interval_ns, true)
@@ -162,6 +164,7 @@ impl Probe {
             .override_global(maps::GLOBAL_SK_V6_DADDR_OFFSET, &offsets.0, true)
             .override_global(maps::GLOBAL_SK_V6_RCV_SADDR_OFFSET, &offsets.1, true)
             .override_global(maps::GLOBAL_SK_PROTOCOL_OFFSET, &offsets.2, true)
+            .override_global(maps::GLOBAL_SK_SOCKET_OFFSET, &sk_socket, true)
             .override_global(maps::GLOBAL_MPTCP_SUBFLOWS, &mptcp_subflows(layout.as_ref().ok()), true)
             .load(object::object_bytes())
             .map_err(Error::Load)?;

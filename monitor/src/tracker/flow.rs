@@ -105,14 +105,30 @@ pub(super) struct TcpState {
     /// `TCP_*` flags of the latest counters.
     last_state: u8,
     last_flags: u8,
+    /// `base` holds the counters at `ESTABLISHED`. A `bool`: its spare values are the niche that
+    /// keeps [`Extra`]'s tag out of the flow's size.
     has_base: bool,
-    has_last: bool,
+    /// [`tcp_mark`] bits.
+    marks: u8,
     /// When the flow was released (with the flow's `RELEASED` bit) and waits for `TCP_CLOSE`.
     /// Only TCP flows wait: others end at their release.
     released: Stamp,
 }
 
+/// `TcpState::marks` bits.
+mod tcp_mark {
+    /// `last` holds counters.
+    pub(super) const HAS_LAST: u8 = 1 << 1;
+    /// Closed while no `struct socket` held it (`FLAG_NO_FILE`), and not released since: no
+    /// process ever read or wrote it.
+    pub(super) const NO_FILE: u8 = 1 << 2;
+}
+
 impl TcpState {
+    fn has(&self, mark: u8) -> bool {
+        self.marks & mark != 0
+    }
+
     fn base(&self) -> Option<[u64; 2]> {
         self.has_base.then(|| self.base.map(u64::from))
     }
@@ -127,7 +143,7 @@ impl TcpState {
 
     /// The latest counters, without their RTT fields (payload needs none).
     fn last(&self) -> Option<TcpCounters> {
-        self.has_last.then_some(TcpCounters {
+        self.has(tcp_mark::HAS_LAST).then_some(TcpCounters {
             bytes_acked: self.last[0],
             bytes_received: self.last[1],
             old_state: u32::from(self.last_state),
@@ -141,7 +157,7 @@ impl TcpState {
         self.last_state = u8::try_from(tcp.old_state).unwrap_or(u8::MAX);
         // Only the low bits are defined (`TCP_FIN_RECEIVED`, `TCP_ALL_ACKED`).
         self.last_flags = u8::try_from(tcp.flags & 0xff).unwrap_or_default();
-        self.has_last = true;
+        self.marks |= tcp_mark::HAS_LAST;
     }
 }
 
@@ -273,6 +289,23 @@ impl Flow {
     /// `TCP_CLOSE` was seen.
     pub(super) fn tcp_closed(&self) -> bool {
         self.has(bit::TCP_CLOSED)
+    }
+
+    /// Whether the flow closed while no `struct socket` held it, and no release followed.
+    pub(super) fn without_file(&self) -> bool {
+        matches!(&self.extra, Extra::Tcp(state) if state.has(tcp_mark::NO_FILE))
+    }
+
+    /// Marks a TCP flow closed without a `struct socket` (`without`), or held by one after all
+    /// (a release came: a connection reset in the listener's queue can still be accepted).
+    pub(super) fn set_without_file(&mut self, without: bool) {
+        if let Extra::Tcp(state) = &mut self.extra {
+            if without {
+                state.marks |= tcp_mark::NO_FILE;
+            } else {
+                state.marks &= !tcp_mark::NO_FILE;
+            }
+        }
     }
 
     /// Marks the flow released at `ts_ns`.
@@ -526,6 +559,11 @@ impl Flow {
             return (app, PayloadSources::both(PayloadSource::IpLayer));
         }
         match (&self.extra, syscall_counters) {
+            // No process held it: what the kernel received was read by none, and nothing was
+            // written (the processes' calls count nothing for it).
+            (Extra::Tcp(state), true) if state.has(tcp_mark::NO_FILE) => {
+                (app, PayloadSources::both(PayloadSource::Syscall))
+            }
             (Extra::Tcp(state), true) => {
                 let base = state.base();
                 let Some(kernel) = state.last().filter(|_| base.is_some()).map(|tcp| tcp_payload(base, tcp)) else {

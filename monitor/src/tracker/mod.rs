@@ -207,7 +207,13 @@ impl Tracker {
             self.changed.insert(key.cookie);
         }
         match kind {
-            EventKind::Release => self.released(key, out),
+            EventKind::Release => {
+                // Held by a process after all (accepted from the queue after a reset).
+                if let Some(flow) = self.flows.get_mut(&key) {
+                    flow.set_without_file(false);
+                }
+                self.released(key, out);
+            }
             // A UDP socket's peer changed: its connected flow ends here (the kernel counts the
             // socket per peer from now on, from zero); the owner resolved for it stays known.
             // Its socket-level counters say nothing from then on (see `counted_per_peer`); peers
@@ -245,6 +251,16 @@ impl Tracker {
                 self.finish_gone(key, out);
             }
             EventKind::TcpClose if self.flows.get(&key).is_some_and(Flow::released) => self.finish_gone(key, out),
+            // Closed while no process holds it (never accepted: reset in the listener's queue,
+            // or forgotten when the listener closed): no release will come unless it is still
+            // accepted from the queue, so it ends after the grace, complete (its counters are
+            // the kernel's final ones), with no payload: no process read or wrote it.
+            EventKind::TcpClose if ev.flags & monitor_common::event::FLAG_NO_FILE != 0 => {
+                if let Some(flow) = self.flows.get_mut(&key) {
+                    flow.set_released(ev.ts_ns);
+                    flow.set_without_file(true);
+                }
+            }
             EventKind::TcpClose if !self.config.release_events => {
                 // No release will come: the flow ends after the grace (reads after TCP_CLOSE
                 // arrive as updates meanwhile).
@@ -350,7 +366,10 @@ impl Tracker {
             peers.contains_key(cookie) || flows.contains_key(&FlowKey { cookie: *cookie, peer: None })
         });
         for key in expired {
-            let complete = !self.config.release_events && self.flows.get(&key).is_some_and(Flow::tcp_closed);
+            let complete = self
+                .flows
+                .get(&key)
+                .is_some_and(|f| f.tcp_closed() && (!self.config.release_events || f.without_file()));
             self.finish(key, RecordKind::Close, complete, out);
         }
         for key in due {

@@ -380,3 +380,48 @@ mod payload;
 mod peers;
 mod shutdown;
 mod timers;
+
+/// A connection closed while no process held it (`FLAG_NO_FILE`: never accepted) ends at the
+/// grace, complete, with no payload although the kernel received bytes (nobody read them); one
+/// accepted after all (a `Release` within the grace) ends at that release, once, with the
+/// kernel's counters for what the process read without recvmsg.
+#[test]
+fn a_connection_closed_without_a_file_ends_at_the_grace_with_no_payload() {
+    use monitor_common::event::FLAG_NO_FILE;
+    let config = TrackerConfig { tcp_close_grace: Duration::from_secs(2), ..config() };
+    let passive = |kind, ts, bytes| Event { flags: FLAG_PASSIVE | FLAG_TCP_COUNTERS, ..ev(kind, ts, bytes) };
+    let base = TcpCounters { bytes_acked: 1, bytes_received: 1, ..TcpCounters::default() };
+    let reset = TcpCounters { bytes_acked: 1, bytes_received: 30_001, old_state: 1, ..TcpCounters::default() };
+    let est = Event { tcp: base, ..passive(EventKind::Established, 2 * SEC, ByteCounters::default()) };
+    let close = Event {
+        flags: FLAG_PASSIVE | FLAG_TCP_COUNTERS | FLAG_NO_FILE,
+        tcp: reset,
+        ..passive(EventKind::TcpClose, 3 * SEC, counters(0, 31_000, 0, 0))
+    };
+
+    let mut t = Tracker::new(config, Clock::with_offset(0));
+    assert!(feed(&mut t, &[(EventKind::Established, est), (EventKind::TcpClose, close)]).is_empty());
+    let mut out = Vec::new();
+    t.tick(4 * SEC, &mut out);
+    assert!(out.iter().all(|r| r.event == RecordKind::Update), "not before the grace: {out:?}");
+    out.clear();
+    t.tick(5 * SEC + 1, &mut out);
+    let ends: Vec<_> = out.iter().filter(|r| r.event == RecordKind::Close).collect();
+    assert_eq!(ends.len(), 1, "{out:?}");
+    let r = ends[0];
+    assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes, r.payload_source), (0, 0, PayloadSource::Syscall));
+    assert_eq!(r.wire.rx_bytes, 31_000);
+    assert!(r.complete, "{r:?}");
+    assert_eq!(t.stats().open_flows, 0);
+
+    // Accepted after the reset (it was still in the queue), read by splice, then released.
+    let mut t = Tracker::new(config, Clock::with_offset(0));
+    let release = passive(EventKind::Release, 4 * SEC, counters(0, 31_000, 0, 0));
+    let out =
+        feed(&mut t, &[(EventKind::Established, est), (EventKind::TcpClose, close), (EventKind::Release, release)]);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!((out[0].event, out[0].payload.rx_bytes), (RecordKind::Close, 30_000), "{out:?}");
+    let mut later = Vec::new();
+    t.tick(10 * SEC, &mut later);
+    assert!(later.is_empty(), "ended once: {later:?}");
+}

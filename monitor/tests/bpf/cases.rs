@@ -77,6 +77,10 @@ pub fn all() -> Vec<Case> {
             crate::activation::socket_activated_service_is_charged(true);
         }),
         ("inbound_churn_to_a_listener_older_than_the_monitor", crate::listeners::old_listener_inbound_churn),
+        (
+            "unaccepted_connections_end_after_the_grace_with_no_payload",
+            crate::listeners::unaccepted_connections_end_after_the_grace_with_no_payload,
+        ),
         ("lost_events_are_counted_with_a_tiny_ring_buffer", lost_events_counted),
         ("names_per_app_from_dns_sni_and_quic_sni", crate::names::flows_are_named_per_app_from_dns_sni_and_quic),
         ("names_tls_gate_copies_client_hellos_only", crate::copy_gate::only_tls_client_hellos_are_copied),

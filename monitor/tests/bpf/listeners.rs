@@ -38,6 +38,36 @@ const SERVER_UID: u32 = 4244;
 pub fn helper(role: &str, args: &[String]) {
     let arg = |i: usize| -> &str { args.get(i).map_or_else(|| panic!("{role}: missing argument {i}"), String::as_str) };
     match role {
+        // backlog-server BIND: listens and never accepts; at "close" closes the listener (the
+        // kernel resets the connections in its queue), then waits for "exit".
+        "backlog-server" => {
+            name("mon-backlog-srv");
+            let listener = TcpListener::bind(arg(0)).unwrap();
+            say(&json!({"ready": true, "pid": std::process::id()}));
+            crate::helper::wait_stdin("close");
+            drop(listener);
+            say(&json!({"closed": true}));
+            crate::helper::wait_stdin("exit");
+        }
+        // backlog-client SERVER SEND CONNS: CONNS connections each write SEND bytes (into the
+        // queued connection's receive buffer: nobody accepts them), then read until the reset.
+        "backlog-client" => {
+            name("mon-backlog-cli");
+            let server: SocketAddr = arg(0).parse().unwrap();
+            let send: usize = arg(1).parse().unwrap();
+            let conns: usize = arg(2).parse().unwrap();
+            let mut streams: Vec<TcpStream> = (0..conns).map(|_| TcpStream::connect(server).unwrap()).collect();
+            for s in &mut streams {
+                s.write_all(&pattern(send)).unwrap();
+            }
+            let locals: Vec<String> = streams.iter().map(|s| s.local_addr().unwrap().to_string()).collect();
+            say(&json!({"locals": locals, "sent": send}));
+            for mut s in streams {
+                let mut buf = [0u8; 64];
+                let end = std::io::Read::read(&mut s, &mut buf);
+                assert!(matches!(&end, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset), "{end:?}");
+            }
+        }
         "churn-server" => {
             name("mon-churn-srv");
             let listener = Arc::new(TcpListener::bind(arg(0)).unwrap());
@@ -227,4 +257,53 @@ pub fn old_listener_inbound_churn() {
         new.total
     );
     assert!(old.cpu < bound(new.cpu), "monitor CPU {:?} for the old listener, {:?} for a new one", old.cpu, new.cpu);
+}
+
+/// Connections a listener never accepted, reset when it closes: no process ever held them, so
+/// no release comes. They end `tcp_close_grace` after their close, complete, charged to the
+/// listener's process with no payload (nobody read the bytes the clients sent; the wire counts
+/// them). They stayed open until the monitor stopped, with the unread bytes counted as read.
+pub fn unaccepted_connections_end_after_the_grace_with_no_payload() {
+    const SEND: usize = 30_000;
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let mut mon = Monitor::start(&cg.path, "[tracker]\ntcp_close_grace_secs = 2\n");
+    let server = SocketAddr::new(pair.b_v4[0].parse().unwrap(), 5212);
+    let mut srv =
+        spawn("backlog-server", &[server.to_string()], Place { netns: Some(&pair.b), cgroup: Some(&cg), uid: None });
+    srv.line();
+    let mut client = spawn(
+        "backlog-client",
+        &[server.to_string(), SEND.to_string(), "3".into()],
+        Place { netns: Some(&pair.a), ..Place::default() },
+    );
+    let sent = client.line();
+    thread::sleep(Duration::from_millis(300));
+    srv.send("close");
+    srv.line();
+    client.finish();
+    let peers: Vec<SocketAddr> =
+        sent["locals"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().parse().unwrap()).collect();
+    // The grace (2 s) and a tick: well before the 20 s this waits at most.
+    for peer in &peers {
+        let peer = peer.to_string();
+        mon.wait_for_flow(|v| v["event"] == "close" && v["remote"] == peer.as_str());
+    }
+    srv.send("exit");
+    let pid = srv.pid();
+    srv.finish();
+    let out = mon.stop();
+    for peer in &peers {
+        let records: Vec<_> = out.records.iter().filter(|r| r.remote == Some(*peer)).collect();
+        let ends: Vec<_> = records.iter().filter(|r| r.event != monitor::tracker::record::RecordKind::Update).collect();
+        assert_eq!(ends.len(), 1, "one end of the connection from {peer}: {records:?}");
+        let r = ends[0];
+        assert_eq!(r.event, monitor::tracker::record::RecordKind::Close, "{r:?}");
+        assert_eq!((r.direction, r.owner.tgid, r.local), (Direction::Inbound, pid, Some(server)), "{r:?}");
+        assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), (0, 0), "nobody read or wrote it: {r:?}");
+        assert!(r.complete, "the kernel's close counters are final: {r:?}");
+        // Wire: the SYN, the data (30,000 B in segments) and the ACKs; the reset comes after
+        // the close callback and is left out.
+        assert!(r.wire.rx_bytes > SEND as u64 && r.wire.rx_bytes < SEND as u64 + 4_000, "{r:?}");
+    }
 }

@@ -89,7 +89,13 @@ fn blob(family_bits: u32, protocol_bitfield: bool) -> Vec<u8> {
     );
     let protocol =
         if protocol_bitfield { ("sk_protocol", u32_, 516 * 8, 8) } else { ("sk_protocol", u16_, 516 * 8, 0) };
-    let sock = b.composite(KIND_STRUCT, "sock", 800, &[("__sk_common", common, 0, 0), protocol]);
+    let void_ptr = b.record("", KIND_PTR, 0, false, 0);
+    let sock = b.composite(
+        KIND_STRUCT,
+        "sock",
+        800,
+        &[("__sk_common", common, 0, 0), protocol, ("sk_socket", void_ptr, 600 * 8, 0)],
+    );
     let ptr = b.record("", 2, 0, false, sock);
     b.composite(KIND_STRUCT, "socket", 128, &[("state", u32_, 0, 0), ("sk", ptr, 24 * 8, 0)]);
     b.finish()
@@ -98,7 +104,7 @@ fn blob(family_bits: u32, protocol_bitfield: bool) -> Vec<u8> {
 #[test]
 fn offsets_are_read_through_anonymous_members() {
     let layout = sock_layout(&blob(128, false)).unwrap();
-    assert_eq!(layout, SockLayout { v6_daddr: 56, v6_rcv_saddr: 72, protocol: 516, mptcp_sock: false });
+    assert_eq!(layout, SockLayout { v6_daddr: 56, v6_rcv_saddr: 72, protocol: 516, sk_socket: 600, mptcp_sock: false });
 }
 
 #[test]
@@ -130,4 +136,6 @@ fn this_kernel_has_the_layout_the_fallback_programs_read() {
     assert_eq!(layout.v6_rcv_saddr, layout.v6_daddr + 16, "{layout:?}");
     assert!(layout.v6_daddr >= 40, "{layout:?}");
     assert!(layout.protocol > layout.v6_rcv_saddr, "{layout:?}");
+    // A pointer, past `sock_common`.
+    assert!(layout.sk_socket > layout.v6_rcv_saddr && layout.sk_socket.is_multiple_of(8), "{layout:?}");
 }
