@@ -57,7 +57,10 @@ pub fn code_for(err: &anyhow::Error) -> ExitCode {
     if let Some(e) = err.downcast_ref::<monitor::probe::Error>() {
         return probe_code(e);
     }
-    if err.downcast_ref::<monitor::diff::Error>().is_some_and(|e| matches!(e, monitor::diff::Error::NotReport { .. })) {
+    if err
+        .downcast_ref::<monitor::diff::Error>()
+        .is_some_and(|e| matches!(e, monitor::diff::Error::NotReport { .. } | monitor::diff::Error::Malformed { .. }))
+    {
         return ExitCode::from(CONFIG);
     }
     // `report::Error::Journal` is transparent: the journal error is not a separate link.
@@ -77,7 +80,9 @@ pub fn code_for(err: &anyhow::Error) -> ExitCode {
         ) => {
             return ExitCode::from(CONFIG);
         }
-        Some(monitor::daemon::Error::Journal(_)) => return ExitCode::from(JOURNAL),
+        Some(monitor::daemon::Error::Journal(_) | monitor::daemon::Error::Unwritten { .. }) => {
+            return ExitCode::from(JOURNAL);
+        }
         _ => {}
     }
     ExitCode::from(FAILURE)

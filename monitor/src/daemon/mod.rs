@@ -115,6 +115,15 @@ pub enum Error {
     /// The owner lookup thread could not be started.
     #[error("failed to start the owner lookup thread")]
     OwnerThread(#[source] std::io::Error),
+    /// The journal could not take every record before exit (a full or failing disk).
+    #[error(
+        "{records} flow records could not be written to the journal before exit and are lost (the journal write \
+         errors above say why)"
+    )]
+    Unwritten {
+        /// Records lost.
+        records: u64,
+    },
 }
 
 /// What the daemon reports.

@@ -205,7 +205,11 @@ impl Pipeline {
         }
         let (st, lookups) = run.finish(&mut copies_rx).await;
         let drain = Drain { drainer, events_rx, cut: stop.cut, lookups };
-        Ok(shutdown_drain(st, drain, &mut owners_rx, sink_thread).await)
+        let (stats, unwritten) = shutdown_drain(st, drain, &mut owners_rx, sink_thread).await;
+        if unwritten > 0 {
+            return Err(Error::Unwritten { records: unwritten });
+        }
+        Ok(stats)
     }
 
     /// Logs the source's degradations, records them in the journal and sends the start line.

@@ -10,12 +10,11 @@ use tokio::sync::mpsc;
 use super::{
     SHUTDOWN_DRAIN, owners,
     pipeline::Stages,
-    sink::SinkMsg,
+    sink::{SinkEnd, SinkMsg},
     source::{Batch, EventSource},
 };
 use crate::{
     errors::chain,
-    identity::Identities,
     probe,
     stats::{KernelStats, Stats, TrackerStats},
     tracker::record::Owner,
@@ -33,13 +32,14 @@ pub(super) struct Drain {
 
 /// After the loop: waits for the event task's last drain, applies owners found meanwhile, ends
 /// every open flow as `shutdown` with fresh counters, sends the final statistics, waits for the
-/// sink, and drops the source (detaching the programs).
+/// sink, and drops the source (detaching the programs). Returns the final statistics and the
+/// records the journal could not take before exit.
 pub(super) async fn shutdown_drain<S: EventSource>(
     mut st: Stages<S>,
     drain: Drain,
     owners_rx: &mut mpsc::Receiver<(u64, Owner)>,
-    sink_thread: std::thread::JoinHandle<Identities>,
-) -> Stats {
+    sink_thread: std::thread::JoinHandle<SinkEnd>,
+) -> (Stats, u64) {
     let Drain { drainer, mut events_rx, cut, lookups } = drain;
     let mut undrained = 0;
     if cut {
@@ -84,17 +84,21 @@ pub(super) async fn shutdown_drain<S: EventSource>(
     }
     st.sink_tx.send(SinkMsg::Stats(Box::new(stats))).await;
     drop(st.sink_tx);
+    let mut unwritten = 0;
     match tokio::task::spawn_blocking(move || sink_thread.join()).await {
-        Ok(Ok(identities)) => info!(
-            "apps resolved from /proc={} from kernel data only={}",
-            identities.stats.from_proc, identities.stats.from_kernel
-        ),
+        Ok(Ok(end)) => {
+            info!(
+                "apps resolved from /proc={} from kernel data only={}",
+                end.identities.stats.from_proc, end.identities.stats.from_kernel
+            );
+            unwritten = end.unwritten;
+        }
         Ok(Err(panic)) => warn!("sink thread panicked: {}", panic_message(&*panic)),
         Err(e) => warn!("sink thread not joined: {e}"),
     }
     drop(st.source);
     info!("detached");
-    stats
+    (stats, unwritten)
 }
 
 /// A refresh pass this long is logged at `info` (events wait in the queues meanwhile).

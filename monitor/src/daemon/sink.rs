@@ -125,9 +125,18 @@ struct Timers {
     error_logged: Option<Instant>,
 }
 
+/// What the sink hands back when it stops.
+pub struct SinkEnd {
+    /// The identity stage (its statistics are logged).
+    pub identities: Identities,
+    /// Records the journal could not take before exit (a full or failing disk): lost, and the
+    /// run ends with an error.
+    pub unwritten: u64,
+}
+
 impl Sink {
     /// Runs until the sender side is dropped, then flushes the journal a last time.
-    pub fn run(mut self, mut rx: SinkRx) -> Identities {
+    pub fn run(mut self, mut rx: SinkRx) -> SinkEnd {
         let now = Instant::now();
         let mut timers = Timers { failing: false, flush: now, purge: now, error_logged: None };
         let exporter = Exporter::spawn(self.journal.path().to_path_buf(), self.report.clone(), self.claims.clone());
@@ -191,13 +200,11 @@ impl Sink {
         if let Some(command) = command {
             command.stop();
         }
-        if self.journal.buffered_records() > 0 {
-            error!(
-                "journal: {} records could not be written before exit and are lost",
-                self.journal.buffered_records()
-            );
+        let unwritten = self.journal.buffered_records() as u64;
+        if unwritten > 0 {
+            error!("journal: {unwritten} records could not be written before exit and are lost");
         }
-        self.identities
+        SinkEnd { identities: self.identities, unwritten }
     }
 
     /// Remembers the alerts of the current week already in the journal (not raised again after a

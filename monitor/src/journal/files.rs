@@ -82,6 +82,60 @@ pub(super) fn check_database(path: &Path) -> Result<Checked, Error> {
     Ok(checked)
 }
 
+impl Checked {
+    /// The file's device and inode.
+    pub(super) fn id(&self) -> FileId {
+        FileId { dev: self.dev, ino: self.ino }
+    }
+}
+
+/// Device and inode of the journal file a writer opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+/// What is at a writer's journal path now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AtPath {
+    /// The file the writer opened (or nothing could be told: the write will say).
+    Same,
+    /// Nothing: the journal was removed (or renamed away).
+    Removed,
+    /// Another file.
+    Replaced,
+}
+
+/// What is at `path` now, against the file `id` a writer opened (one `lstat`).
+pub(super) fn at_path(path: &Path, id: FileId) -> AtPath {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.dev() == id.dev && meta.ino() == id.ino => AtPath::Same,
+        Ok(_) => AtPath::Replaced,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => AtPath::Removed,
+        Err(_) => AtPath::Same,
+    }
+}
+
+/// The `-wal` and `-shm` files of `path` that this process holds open (a writer's own, before it
+/// closes its connection).
+pub(super) fn own_sidecars(path: &Path) -> Vec<PathBuf> {
+    let held: Vec<(u64, u64)> = fs::read_dir("/proc/self/fd")
+        .map(|dir| dir.flatten().filter_map(|e| fs::metadata(e.path()).ok()).map(|m| (m.dev(), m.ino())).collect())
+        .unwrap_or_default();
+    ["-wal", "-shm"]
+        .into_iter()
+        .map(|suffix| sidecar(path, suffix))
+        .filter(|p| fs::symlink_metadata(p).is_ok_and(|m| held.contains(&(m.dev(), m.ino()))))
+        .collect()
+}
+
+/// The `-wal` file of `path`, if one exists (a `-shm` left behind is rebuilt by SQLite; a
+/// write-ahead log would be replayed into a new database there).
+pub(super) fn wal_left(path: &Path) -> Option<PathBuf> {
+    Some(sidecar(path, "-wal")).filter(|p| fs::symlink_metadata(p).is_ok())
+}
+
 /// After SQLite opened `path`: it is still the file [`check_database`] checked (no symlink, not
 /// replaced in between).
 pub(super) fn verify_same(path: &Path, checked: &Checked) -> Result<(), Error> {

@@ -184,6 +184,23 @@ pub enum Error {
         #[source]
         source: rusqlite_migration::Error,
     },
+    /// The journal's path names another file than the one the writer opened. Buffered rows are
+    /// kept; nothing is written to that file.
+    #[error(
+        "journal `{}` was replaced by another file while the daemon ran: nothing is written to it and the records \
+         are kept in memory (move that file away and the daemon creates a new journal there)",
+        path.display()
+    )]
+    Replaced { path: PathBuf },
+    /// The journal was removed but a `-wal` file is still there: a new journal would take that
+    /// log for its own. Buffered rows are kept.
+    #[error(
+        "journal `{}` was removed while the daemon ran but `{}` was left: no new journal is created beside it (SQLite \
+         would replay that log into it) and the records are kept in memory; remove it too",
+        path.display(),
+        left.display()
+    )]
+    RemovedLeaving { path: PathBuf, left: PathBuf },
     /// `SQLITE_FULL`: the disk (or the configured size limit) is full. Buffered rows are kept.
     #[error("journal `{}` is full (no space left on device); buffered rows are kept for the next flush", path.display())]
     Full { path: PathBuf },

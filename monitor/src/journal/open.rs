@@ -28,8 +28,9 @@ const DIR_MODE: u32 = 0o700;
 /// refused before it touches the database); the file, checked without following symlinks
 /// (`files`); SQLite; the schema, which must be empty or the monitor's (another application's
 /// database is refused unchanged); only then modes, WAL, `quick_check` and migrations. Returns
-/// the connection and the lock file (keep it open as long as the connection).
-pub(super) fn open_rw(path: &Path) -> Result<(Connection, File), Error> {
+/// the connection, the lock file (keep it open as long as the connection) and the file's
+/// identity (a writer notices its removal or replacement).
+pub(super) fn open_rw(path: &Path) -> Result<(Connection, File, files::FileId), Error> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         DirBuilder::new()
             .recursive(true)
@@ -72,7 +73,7 @@ pub(super) fn open_rw(path: &Path) -> Result<(Connection, File), Error> {
     }
     debug!("journal quick_check ok in {:?} path={}", started.elapsed(), path.display());
     migrations().to_latest(&mut conn).map_err(|source| Error::Migrate { path: path.to_path_buf(), source })?;
-    Ok((conn, lock))
+    Ok((conn, lock, checked.id()))
 }
 
 /// Opens an existing journal read-only.
@@ -294,7 +295,7 @@ mod tests {
     #[test]
     fn the_writer_connection_is_configured() {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let (conn, _lock) = open_rw(&dir.path().join("journal.db")).expect("journal opens");
+        let (conn, _lock, _) = open_rw(&dir.path().join("journal.db")).expect("journal opens");
         let pragma = |name: &str| -> String {
             conn.query_row(&format!("PRAGMA {name}"), [], |row| row.get::<_, rusqlite::types::Value>(0))
                 .map(|v| format!("{v:?}"))
@@ -319,7 +320,7 @@ mod tests {
     #[test]
     fn bound_texts_of_a_batch_fit_the_lookaside_slots() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (conn, _lock) = open_rw(&dir.path().join("journal.db")).expect("journal");
+        let (conn, _lock, _) = open_rw(&dir.path().join("journal.db")).expect("journal");
         // 32 rows of ~15 texts each, as one multi-row insert binds.
         let texts: Vec<String> = (0..480).map(|i| format!("text value {i}")).collect();
         let sql = format!("SELECT {}", (1..=texts.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", "));

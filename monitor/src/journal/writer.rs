@@ -8,12 +8,13 @@ use std::{
 };
 
 use jiff::Timestamp;
-use log::{debug, warn};
+use log::{debug, error, warn};
 use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::{
     Error, JournalConfig,
     buffer::{Buffer, Loss},
+    files::{self, AtPath, FileId},
     flush,
     intern::Interned,
     names::{int, ms},
@@ -109,11 +110,24 @@ pub struct JournalWriter {
     rollup: Rollup,
     /// Ids of the shared parts of connection records (schema 14) this writer knows.
     interned: Interned,
-    /// `<journal>.lock`, locked (`flock`) while this writer lives: one daemon per journal.
-    _lock: File,
+    /// `<journal>.lock`, locked (`flock`) while this writer lives: one daemon per journal. `None`
+    /// only while [`JournalWriter::reopen`] replaces the journal.
+    _lock: Option<File>,
     pub(super) buffer: Buffer,
     /// What the flushes did so far.
     totals: FlushTotals,
+    /// The file opened: each flush checks the path still names it.
+    file: FileId,
+    /// What a journal created again at the path (the first was removed) is opened with.
+    reopen: Reopen,
+}
+
+/// What [`JournalWriter::reopen`] needs to create the journal again as this run left it.
+struct Reopen {
+    config: JournalConfig,
+    zone: Zone,
+    degradations: Vec<String>,
+    databases: Option<Vec<DbInfo>>,
 }
 
 const _: fn() = || {
@@ -127,6 +141,7 @@ impl JournalWriter {
     /// # Errors
     /// When the journal cannot be written.
     pub fn record_degradations(&mut self, names: &[String]) -> Result<(), Error> {
+        self.reopen.degradations = names.to_vec();
         self.conn
             .execute("UPDATE daemon_state SET degradations = ?1 WHERE id = 1", params![names.join(" ")])
             .map(drop)
@@ -154,7 +169,7 @@ impl JournalWriter {
     pub fn open(config: &JournalConfig, run: RunInfo, rollup_zone: &Zone) -> Result<Self, Error> {
         config.validate()?;
         let path = config.path.clone();
-        let (mut conn, lock) = open::open_rw(&path)?;
+        let (mut conn, lock, file) = open::open_rw(&path)?;
         let rollup = Rollup::open(&mut conn, rollup_zone).map_err(|source| Error::write(&path, source))?;
         let RunInfo { pid, started_at, config_path } = &run;
         conn.execute(
@@ -180,10 +195,84 @@ impl JournalWriter {
             run,
             rollup,
             interned: Interned::default(),
-            _lock: lock,
+            _lock: Some(lock),
             buffer: Buffer::default(),
             totals: FlushTotals::default(),
+            file,
+            reopen: Reopen {
+                config: config.clone(),
+                zone: rollup_zone.clone(),
+                degradations: Vec::new(),
+                databases: None,
+            },
         })
+    }
+
+    /// Before a flush: the path must still name the file this writer opened. Removed (deleted or
+    /// renamed away): the removed journal's connection is closed and its own `-wal` and `-shm`
+    /// deleted (SQLite leaves them for a database that was unlinked), then a new journal is
+    /// created there, holding this run's degradations and
+    /// databases, and the flush goes on into it. Replaced by another file, or removed with a
+    /// `-wal` left behind that is not this writer's (SQLite would replay it into a new journal):
+    /// nothing is written, and the records stay buffered.
+    fn check_file(&mut self) -> Result<(), Error> {
+        match files::at_path(&self.path, self.file) {
+            AtPath::Same => Ok(()),
+            AtPath::Replaced => Err(Error::Replaced { path: self.path.clone() }),
+            AtPath::Removed => {
+                // SQLite leaves a removed database's `-wal` and `-shm` when its connection closes;
+                // only this writer's own are deleted here.
+                let own = if self._lock.is_some() { files::own_sidecars(&self.path) } else { Vec::new() };
+                self.release()?;
+                for side in own {
+                    if let Err(e) = std::fs::remove_file(&side)
+                        && e.kind() != std::io::ErrorKind::NotFound
+                    {
+                        warn!("cannot remove the removed journal's {}: {e}", side.display());
+                    }
+                }
+                if let Some(left) = files::wal_left(&self.path) {
+                    return Err(Error::RemovedLeaving { path: self.path.clone(), left });
+                }
+                self.recreate()?;
+                error!(
+                    "journal {} was removed while the daemon ran: a new journal was created there (what the removed \
+                     one held is gone with it; this run's records go on in the new one)",
+                    self.path.display()
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Closes the connection and the lock of a removed journal (once): before a new journal is
+    /// created at its path, since SQLite deletes the write-ahead log by name when its last
+    /// connection closes, which would then be the new journal's. An in-memory connection stands
+    /// in, never written: every flush first finds the path removed (or another file) again.
+    fn release(&mut self) -> Result<(), Error> {
+        if self._lock.is_some() {
+            let placeholder = Connection::open_in_memory().map_err(|source| Error::write(&self.path, source))?;
+            drop(std::mem::replace(&mut self.conn, placeholder));
+            self._lock = None;
+        }
+        Ok(())
+    }
+
+    /// Creates the journal again at its path (after [`Self::release`]), with this run's state
+    /// and buffered records.
+    fn recreate(&mut self) -> Result<(), Error> {
+        let mut fresh = Self::open(&self.reopen.config, self.run.clone(), &self.reopen.zone)?;
+        fresh.record_degradations(&std::mem::take(&mut self.reopen.degradations))?;
+        if let Some(databases) = self.reopen.databases.take() {
+            fresh.register_databases(&databases);
+        }
+        fresh.buffer = std::mem::take(&mut self.buffer);
+        if let Some(databases) = &fresh.reopen.databases {
+            fresh.buffer.databases.get_or_insert_with(|| databases.clone());
+        }
+        fresh.totals = self.totals;
+        *self = fresh;
+        Ok(())
     }
 
     /// What the flushes did since the journal was opened.
@@ -223,6 +312,7 @@ impl JournalWriter {
 
     /// Records the databases in use (written by the next flush; replaces the previous list).
     pub fn register_databases(&mut self, databases: &[DbInfo]) {
+        self.reopen.databases = Some(databases.to_vec());
         self.buffer.databases = Some(databases.to_vec());
     }
 
@@ -245,6 +335,7 @@ impl JournalWriter {
     /// [`Error::Full`] when the disk is full, [`Error::Write`] for other failures. In both cases
     /// nothing of this flush is written and the buffer is kept for the next attempt.
     pub fn flush(&mut self) -> Result<FlushReport, Error> {
+        self.check_file()?;
         let started = Instant::now();
         let cpu_start = thread_cpu();
         let now = Timestamp::now();

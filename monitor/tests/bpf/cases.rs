@@ -113,6 +113,8 @@ pub fn all() -> Vec<Case> {
             "journal_full_disk_keeps_records_until_space_returns",
             crate::durability::full_disk_keeps_records_until_space_returns,
         ),
+        ("journal_full_at_stop_fails_the_run", crate::durability::a_stop_with_unwritten_records_fails),
+        ("journal_removed_while_running_is_created_again", crate::durability::a_removed_journal_is_created_again),
         (
             "journal_frozen_delays_the_stop_and_loses_nothing",
             crate::durability::a_frozen_journal_delays_the_stop_and_loses_nothing,

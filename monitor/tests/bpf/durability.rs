@@ -235,6 +235,86 @@ pub fn a_frozen_journal_delays_the_stop_and_loses_nothing() {
     drop(guard);
 }
 
+/// Stopped while its journal's disk is still full: the records it could not write are lost, and
+/// the run says so and fails (exit 5, a journal error); it exited 0 with only a log line.
+pub fn a_stop_with_unwritten_records_fails() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let st = Command::new("mount").args(["-t", "tmpfs", "-o", "size=320k", "tmpfs"]).arg(&mnt).status().unwrap();
+    assert!(st.success(), "mount tmpfs");
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _guard = Unmount(&mnt);
+    let config = format!("[journal]\npath = \"{}\"\nflush_interval_secs = 1\n", mnt.join("journal.db").display());
+    let mon = Monitor::start_raw(&cg.path, tempfile::tempdir().unwrap(), &config);
+    let stop = AtomicBool::new(false);
+    thread::scope(|scope| {
+        let worker = scope.spawn(|| churn(&pair, &cg, &stop));
+        thread::sleep(Duration::from_secs(4));
+        stop.store(true, Ordering::Relaxed);
+        worker.join().unwrap()
+    });
+    thread::sleep(Duration::from_secs(2));
+    kill(mon.pid(), Signal::SIGINT).unwrap();
+    let (status, out) = mon.exited();
+    assert!(out.log.contains("journal write failed"), "the full disk was reported:\n{}", out.log);
+    assert_eq!(status.code(), Some(5), "a stop that lost records is a journal error:\n{}", out.log);
+    assert!(
+        out.log.contains("could not be written to the journal before exit and are lost"),
+        "the loss is the run's error:\n{}",
+        out.log
+    );
+}
+
+/// The journal removed while the daemon runs (`rm journal.db*`): the next flush creates a new
+/// one there and says so; every record after the removal is in it. Before, the daemon wrote on
+/// into the deleted file, silently, and everything after the removal was lost.
+pub fn a_removed_journal_is_created_again() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let mon = Monitor::start(&cg.path, "");
+    let journal = mon.dir().join("journal.db");
+    let server = format!("{}:5213", pair.b_v4[0]);
+    let exchange = |n: usize| {
+        let mut srv =
+            spawn("tcp-server", &[server.clone(), s(512), s(n)], Place { netns: Some(&pair.b), ..Place::default() });
+        srv.line();
+        let place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None };
+        let out = spawn("tcp-client", &[server.clone(), s(2048), s(n)], place).finish();
+        srv.finish();
+        out
+    };
+    exchange(3);
+    thread::sleep(Duration::from_secs(2));
+    for suffix in ["", "-wal", "-shm"] {
+        std::fs::remove_file(format!("{}{suffix}", journal.display())).unwrap();
+    }
+    let after = exchange(4);
+    let out = mon.stop();
+    assert!(out.log.contains("was removed while the daemon ran: a new journal was created"), "{}", out.log);
+    let ports: Vec<i64> =
+        after.iter().map(|c| i64::from(c["local"].as_str().unwrap().parse::<SocketAddr>().unwrap().port())).collect();
+    let db = Connection::open_with_flags(out.dir.path().join("journal.db"), OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    for port in ports {
+        let (n, tx): (i64, i64) = db
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(delta_payload_tx), 0) FROM connections WHERE local_port = ?1 AND event = 'close'",
+                [port],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(n, 1, "the connection from port {port} is in the new journal");
+        assert!(tx >= 2048, "with its bytes: {tx}");
+    }
+}
+
 fn mount_remount(mnt: &Path, opts: &str) {
     let st = Command::new("mount").args(["-o", &format!("remount,{opts}")]).arg(mnt).status().unwrap();
     assert!(st.success(), "remount {opts}");

@@ -58,7 +58,7 @@ fn print_cost(label: &str, runs: &[f64]) {
 /// CPU time of the inserting thread per row, in µs.
 fn cost_per_row(shape: &Shape) -> f64 {
     let dir = tempdir();
-    let (conn, _lock) = open::open_rw(&dir.path().join("journal.db")).expect("open journal");
+    let (conn, _lock, _) = open::open_rw(&dir.path().join("journal.db")).expect("open journal");
     let mut ddl = String::from("CREATE TABLE row_cost (c0 INTEGER PRIMARY KEY");
     for c in 1..shape.columns {
         let kind = if c % 4 == 1 { "TEXT" } else { "INTEGER" };

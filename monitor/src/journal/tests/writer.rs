@@ -567,3 +567,80 @@ fn country_answers_read_back_from_either_storage_form() {
         .expect("the pre-13 form");
     assert_eq!(read(), expected, "from the row's own text (written before schema 13)");
 }
+
+/// The journal removed while its writer runs (`rm journal.db*`): the next flush creates a new
+/// journal there with the run's databases and degradations and writes into it; nothing was said
+/// and every later record went to the deleted file. Replaced by another file: nothing is written,
+/// the records stay buffered, and the flush says why.
+#[test]
+fn a_removed_journal_is_created_again_and_a_replaced_one_left_alone() {
+    let dir = tempdir();
+    let config = JournalConfig { path: dir.path().join("journal.db"), ..JournalConfig::default() };
+    let app = fixtures::app("browser");
+    let dest = fixtures::public(Some("JP"), Some(2497), Some("Internet Initiative Japan Inc."));
+    let mut w = JournalWriter::open(&config, run(), &super::utc()).expect("open");
+    w.record_degradations(&["no_kprobes".to_string()]).expect("degradations");
+    w.register_databases(&[DbInfo {
+        role: "country".into(),
+        path: "/var/lib/monitor/geo/dbip-country.mmdb".into(),
+        db: DbRef { database_type: "country ipvAll".into(), build_epoch: fixtures::COUNTRY_BUILD },
+        age_days: 168,
+    }]);
+    let mut f = Flow::new(1, "192.0.2.3:443", at(T0));
+    w.append(&f.record(Close, at(T0 + 5), 100, 1), &app, Some(&dest));
+    w.flush().expect("flush");
+    let remove_all = || {
+        for suffix in ["", "-wal", "-shm", ".lock"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", config.path.display()));
+        }
+    };
+    remove_all();
+    let mut f = Flow::new(2, "192.0.2.3:443", at(T0 + 10));
+    w.append(&f.record(Close, at(T0 + 20), 200, 2), &app, Some(&dest));
+    w.flush().expect("a new journal is created and written");
+    let conn = raw(&config.path);
+    assert_eq!(int(&conn, "SELECT COUNT(*) FROM connections"), 1, "the record after the removal");
+    assert_eq!(int(&conn, "SELECT SUM(payload_rx) FROM residency"), 2);
+    let reader = JournalReader::open(&config.path).expect("reader");
+    let state = reader.state().expect("state").expect("row");
+    assert_eq!(state.databases.len(), 1, "the databases in use are recorded again");
+    assert_eq!(state.degradations, Some(vec!["no_kprobes".to_string()]));
+    drop((conn, reader));
+
+    // Replaced by another file: left alone, the record kept.
+    let other = dir.path().join("other.db");
+    std::fs::write(&other, b"not a journal").expect("write");
+    std::fs::rename(&other, &config.path).expect("rename");
+    let mut f = Flow::new(3, "192.0.2.3:443", at(T0 + 30));
+    w.append(&f.record(Close, at(T0 + 40), 300, 3), &app, Some(&dest));
+    let err = w.flush().expect_err("another file is not written");
+    assert!(matches!(err, crate::journal::Error::Replaced { .. }), "{err}");
+    assert_eq!(std::fs::read(&config.path).expect("read"), b"not a journal");
+    assert_eq!(w.buffered_records(), 1);
+
+    // The other file removed: a new journal, with the kept record (the replaced journal's
+    // `-wal` and `-shm`, this writer's, are deleted as it closes).
+    std::fs::remove_file(&config.path).expect("remove");
+    w.flush().expect("created again");
+    assert_eq!(int(&raw(&config.path), "SELECT COUNT(*) FROM connections"), 1, "the kept record");
+    // Only the database file removed (`rm journal.db`): its `-wal` is this writer's.
+    std::fs::remove_file(&config.path).expect("remove");
+    assert!(dir.path().join("journal.db-wal").exists());
+    let mut f = Flow::new(4, "192.0.2.3:443", at(T0 + 50));
+    w.append(&f.record(Close, at(T0 + 60), 400, 4), &app, Some(&dest));
+    w.flush().expect("created again beside no stale log");
+    assert_eq!(int(&raw(&config.path), "SELECT SUM(payload_rx) FROM residency"), 4);
+    // Removed, and a write-ahead log that is not this writer's put there: refused (SQLite would
+    // replay it into a new journal), the record kept until it is gone.
+    remove_all();
+    let wal = dir.path().join("journal.db-wal");
+    std::fs::write(&wal, b"someone else's log").expect("write");
+    let mut f = Flow::new(5, "192.0.2.3:443", at(T0 + 70));
+    w.append(&f.record(Close, at(T0 + 80), 500, 5), &app, Some(&dest));
+    let err = w.flush().expect_err("not beside another log");
+    assert!(matches!(err, crate::journal::Error::RemovedLeaving { .. }), "{err}");
+    assert!(!config.path.exists() && w.buffered_records() == 1);
+    std::fs::remove_file(&wal).expect("remove");
+    w.flush().expect("created once that log is gone");
+    assert_eq!(int(&raw(&config.path), "SELECT SUM(payload_rx) FROM residency"), 5);
+}
