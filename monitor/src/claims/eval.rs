@@ -233,14 +233,25 @@ fn evaluate_claim(claim: &Claim, report: &Report, lost: u64) -> ClaimVerdict {
     let dir = claim.direction;
     let mut entries = Vec::new();
     let mut apps = BTreeSet::new();
+    // A claim that selects by executable or unit cannot tell whether a process whose executable
+    // is unknown (gone before /proc was read) is one of its own: such traffic to a destination
+    // that breaks a rule keeps the claim from passing.
+    let by_identity = !claim.exe.is_empty() || !claim.units.is_empty();
+    let mut unidentified_violating = 0;
     for app in &report.apps {
         for d in &app.destinations {
-            let procs: Vec<ProcessUse> = d
+            let (procs, others): (Vec<ProcessUse>, Vec<ProcessUse>) = d
                 .processes
                 .iter()
-                .filter(|p| claim.selects(&app.app, p.exe.as_deref(), p.unit.as_deref(), p.package.as_deref()))
                 .cloned()
-                .collect();
+                .partition(|p| claim.selects(&app.app, p.exe.as_deref(), p.unit.as_deref(), p.package.as_deref()));
+            let unidentified: Vec<ProcessUse> = others.into_iter().filter(|p| by_identity && p.exe.is_none()).collect();
+            if !unidentified.is_empty() {
+                let detail = restrict(d, unidentified);
+                if claim.judge(&facts(&detail)).violation.is_some() {
+                    unidentified_violating += dir.bytes(detail.payload_tx, detail.payload_rx);
+                }
+            }
             if procs.is_empty() {
                 continue;
             }
@@ -254,6 +265,7 @@ fn evaluate_claim(claim: &Claim, report: &Report, lost: u64) -> ClaimVerdict {
     let mut b = ClaimBytes {
         total: entries.iter().map(|e| e.bytes).sum(),
         exempt: entries.iter().filter(|e| e.judgement.exempt).map(|e| e.bytes).sum(),
+        unidentified_violating,
         ..ClaimBytes::default()
     };
     let judged = b.total - b.exempt;
@@ -330,6 +342,13 @@ fn evaluate_claim(claim: &Claim, report: &Report, lost: u64) -> ClaimVerdict {
         }
         if lost > t.lost_events {
             reasons.push(format!("{lost} events were lost in the period (at most {} tolerated)", t.lost_events));
+        }
+        if b.unidentified_violating > 0 {
+            reasons.push(format!(
+                "{} {dir} bytes of processes whose executable is unknown (they ended before it was read) go to \
+                 destinations this claim forbids; they may be the selected apps'",
+                b.unidentified_violating
+            ));
         }
         if reasons.is_empty() { Verdict::Pass } else { Verdict::Inconclusive }
     };

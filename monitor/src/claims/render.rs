@@ -125,6 +125,12 @@ fn claim(d: &mut Vec<Block>, c: &ClaimVerdict, esc: Escape) {
     if let Some(p) = c.min_share_pct {
         facts.push(format!("share to the min_share destinations: {p} %"));
     }
+    if b.unidentified_violating > 0 {
+        facts.push(format!(
+            "violating bytes of processes whose executable is unknown: {}",
+            grouped(b.unidentified_violating)
+        ));
+    }
     facts.extend(c.reasons.iter().map(|r| esc(r)));
     d.push(Block::List(facts));
     if c.violations.is_empty() {

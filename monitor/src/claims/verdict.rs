@@ -78,6 +78,11 @@ pub struct ClaimBytes {
     pub unnamed: u64,
     /// Bytes to non-public addresses (loopback, private, link-local...): not judged.
     pub exempt: u64,
+    /// Bytes, to destinations that break a rule, of processes whose executable is unknown (they
+    /// ended before /proc was read: named by the kernel's 15-character name only) where the claim
+    /// selects by executable or unit: they may be the claim's, so the claim cannot pass. Not in
+    /// `total`.
+    pub unidentified_violating: u64,
 }
 
 /// The verdict of one claim.

@@ -444,3 +444,38 @@ fn renderings_carry_the_verdicts_and_escape_foreign_text() {
 }
 
 mod live;
+
+/// A process whose executable is unknown (it ended before /proc was read: named by the kernel's
+/// 15-character name) may be the one a claim selects by executable: its traffic to a forbidden
+/// destination makes the claim inconclusive, not a pass (it passed: found by an adversarial
+/// pass). Its traffic to allowed destinations changes nothing, and a claim by app name is not
+/// affected (the name is known).
+#[test]
+fn unidentified_processes_that_break_an_exe_claim_make_it_inconclusive() {
+    let mut r = sample(0);
+    let mut gone = process("", 11, 508, 0);
+    gone.exe = None;
+    r.apps.push(app(
+        "appdelta",
+        vec![dest("114.114.114.114", Some("CN"), Some((21_859, "Zenlayer Inc")), vec![gone.clone()])],
+    ));
+    let by_exe = "[[claims]]\nname = \"x\"\nexe = [\"/usr/bin/*\"]\ndenied_countries = [\"CN\"]\n";
+    let c = &verdicts(by_exe, &r).claims[0];
+    assert_eq!(c.verdict, Verdict::Inconclusive, "{c:#?}");
+    assert_eq!((c.bytes.unidentified_violating, c.bytes.violating, c.bytes.total), (508, 0, 475_000));
+    assert!(
+        c.reasons.iter().any(|x| x.contains("508 both bytes of processes whose executable is unknown")),
+        "{:?}",
+        c.reasons
+    );
+    // By unit too (a gone process's unit is unknown as well).
+    let by_unit = "[[claims]]\nname = \"u\"\nunits = [\"a.service\"]\ndenied_countries = [\"CN\"]\n";
+    assert_eq!(verdicts(by_unit, &r).claims[0].verdict, Verdict::Inconclusive);
+    // By app name: known, not affected.
+    let by_name = "[[claims]]\nname = \"n\"\napps = [\"app-a\"]\ndenied_countries = [\"CN\"]\n";
+    assert_eq!(verdicts(by_name, &r).claims[0].verdict, Verdict::Pass);
+    // To an allowed destination: still a pass.
+    r.apps.last_mut().unwrap().destinations[0].country = Some("SE".into());
+    let c = &verdicts(by_exe, &r).claims[0];
+    assert_eq!((c.verdict, c.bytes.unidentified_violating), (Verdict::Pass, 0));
+}
