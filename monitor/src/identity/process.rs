@@ -262,11 +262,11 @@ impl Identities {
         if reread && stat.comm != comm {
             return Err(Miss::Other);
         }
-        self.read_process(&p, &stat, tgid, created_ns, comm).ok_or(Miss::Other)
+        self.read_process(&p, &stat, tgid, created_ns, comm)
     }
 
-    /// The app of process `p` (`tgid`, whose `stat` was read); `None` if it started after the
-    /// socket was created.
+    /// The app of process `p` (`tgid`, whose `stat` was read); [`Miss::Other`] if it started
+    /// after the socket was created, [`Miss::Gone`] if it exited while it was read.
     fn read_process(
         &mut self,
         p: &Process,
@@ -274,15 +274,20 @@ impl Identities {
         tgid: u32,
         created_ns: u64,
         comm: &str,
-    ) -> Option<Arc<App>> {
+    ) -> Result<Arc<App>, Miss> {
         let start_ns = stat.starttime.saturating_mul(self.tick_ns);
         if created_ns != 0 && start_ns > created_ns.saturating_add(self.tick_ns) {
-            return None; // a newer process reusing the pid
+            return Err(Miss::Other); // a newer process reusing the pid
         }
         let exe_file = exe_id(tgid);
         let exe = p.exe().ok().map(|e| escape::utf8_or_hex(without_deleted(&e).as_bytes()).into_owned());
         let (cmdline, emulator) = cmdline(p);
-        let uid = real_uid(p)?;
+        // It may have exited since its `stat` was read: a zombie's executable and command line
+        // are gone, and what the kernel recorded says more (as for one found a zombie above).
+        if exe.is_none() && !p.is_alive() {
+            return Err(Miss::Gone);
+        }
+        let uid = real_uid(p).ok_or(Miss::Other)?;
         let cgroups = p.cgroups().ok();
         let cgroup = cgroups.as_ref().and_then(|list| {
             let all = &list.0;
@@ -333,7 +338,7 @@ impl Identities {
             comms: [comm.into()].into_iter().collect(),
         };
         self.insert(tgid, entry);
-        Some(app)
+        Ok(app)
     }
 
     fn insert(&mut self, tgid: u32, entry: Cached) {
