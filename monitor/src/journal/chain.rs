@@ -9,8 +9,9 @@
 //!
 //! Covered: every column of `connections` and `stats` as of the sessions migration (schema 8) ([`CONNECTION_COLUMNS`],
 //! [`STATS_COLUMNS`]); rows written before the journal reached it are outside the chain
-//! (counted). Not covered: tables rewritten in place (residency sums, rollups, apps' last-seen
-//! times). Without a key the chain proves consistency, not origin: whoever can rewrite the file can
+//! (counted). Apps: batches of format 3 cover each record's app identity (`apps.identity`), and
+//! [`verify`] checks every `apps` row's columns against its identity. Not covered: tables
+//! rewritten in place (residency sums, rollups, apps' last-seen times, sessions). Without a key the chain proves consistency, not origin: whoever can rewrite the file can
 //! recompute it; signed evidence bundles record the chain's head to anchor it.
 
 use std::path::Path;
@@ -34,10 +35,16 @@ pub const DIGEST_LEN: usize = 16;
 /// - 1: [`row_digest`] over the row's 52 values;
 /// - 2 (written since schema 16): [`row_digest_v2`], over the row's own values and one digest
 ///   per shared combination of values (shape, owner, destination, names), so a flush hashes a
-///   combination once, not once per row.
-const DOMAINS: [&[u8]; 2] = [b"monitor.journal.batch/1", b"monitor.journal.batch/2"];
+///   combination once, not once per row;
+/// - 3 (written since the adversarial-pass round, same schema): format 2 and the digest of the
+///   row's app identity ([`app_digest`] of `apps.identity`, the JSON of every identity column:
+///   name, executable, command line, user, unit, cgroup, container, source, Android package), so
+///   an app renamed or given another executable after the fact shows in every row of it.
+const DOMAINS: [&[u8]; 3] = [b"monitor.journal.batch/1", b"monitor.journal.batch/2", b"monitor.journal.batch/3"];
 /// The format of the batches a flush writes.
-const ROW_FORMAT: i64 = 2;
+const ROW_FORMAT: i64 = 3;
+/// Index of `app_id` in [`CONNECTION_SELECT`].
+const APP_ID_COLUMN: usize = 6;
 
 /// [`CONNECTION_COLUMNS`] but the last, with a trailing comma (one list for both uses).
 macro_rules! hashed_connection_columns {
@@ -112,6 +119,27 @@ pub fn row_digest(table: &str, row: &Row<'_>, columns: usize) -> rusqlite::Resul
 /// `country_answers` text in place of `answers_id`. The flush computes the same bytes from the
 /// values it binds (`flush::rows::Binder::row`).
 pub fn row_digest_v2(row: &Row<'_>) -> rusqlite::Result<[u8; DIGEST_LEN]> {
+    Ok(digest_of(&row_bytes_v2(row)?))
+}
+
+/// Digest of a `connections` row of format 3: the bytes of [`row_digest_v2`], then the
+/// [`app_digest`] of the identity of the app the row names (`None`: no such `apps` row).
+pub fn row_digest_v3(row: &Row<'_>, app_identity: Option<&str>) -> rusqlite::Result<[u8; DIGEST_LEN]> {
+    let mut bytes = row_bytes_v2(row)?;
+    bytes.extend_from_slice(&app_digest(app_identity));
+    Ok(digest_of(&bytes))
+}
+
+/// Digest of an app's identity (`apps.identity`) as a format-3 row digest covers it.
+pub fn app_digest(identity: Option<&str>) -> [u8; DIGEST_LEN] {
+    let mut bytes = Vec::with_capacity(identity.map_or(0, str::len) + 16);
+    start_row(&mut bytes, "apps");
+    encode(&mut bytes, identity.map_or(ValueRef::Null, |t| ValueRef::Text(t.as_bytes())));
+    digest_of(&bytes)
+}
+
+/// The hashed bytes of a format-2 row: its own values, then its group digests.
+fn row_bytes_v2(row: &Row<'_>) -> rusqlite::Result<Vec<u8>> {
     let mut own = Vec::with_capacity(512);
     start_row(&mut own, "connections");
     let mut groups = Group::ALL.map(|g| {
@@ -130,7 +158,7 @@ pub fn row_digest_v2(row: &Row<'_>) -> rusqlite::Result<[u8; DIGEST_LEN]> {
     for g in &groups {
         own.extend_from_slice(&digest_of(g));
     }
-    Ok(digest_of(&own))
+    Ok(own)
 }
 
 /// Appends a column's value as a row digest hashes it: a tag byte, then integers and reals as 8
@@ -224,9 +252,26 @@ fn digests(
 ) -> rusqlite::Result<Vec<(i64, [u8; DIGEST_LEN])>> {
     let mut stmt =
         conn.prepare_cached(&format!("SELECT {columns} FROM {table} WHERE id >= ?1 AND id <= ?2 ORDER BY id"))?;
-    let v2 = format == 2 && table == TABLES[0].0;
+    let connections = table == TABLES[0].0;
+    let mut identities: std::collections::HashMap<i64, Option<String>> = std::collections::HashMap::new();
+    let mut identity_of = |id: i64| -> rusqlite::Result<Option<String>> {
+        if let Some(known) = identities.get(&id) {
+            return Ok(known.clone());
+        }
+        let found = conn
+            .prepare_cached("SELECT identity FROM apps WHERE id = ?1")?
+            .query_row([id], |r| r.get::<_, String>(0))
+            .map(Some)
+            .or_else(|e| if matches!(e, rusqlite::Error::QueryReturnedNoRows) { Ok(None) } else { Err(e) })?;
+        identities.insert(id, found.clone());
+        Ok(found)
+    };
     let rows = stmt.query_map(params![first, last], |row| {
-        let digest = if v2 { row_digest_v2(row)? } else { row_digest(table, row, n)? };
+        let digest = match format {
+            2 if connections => row_digest_v2(row)?,
+            3 if connections => row_digest_v3(row, identity_of(row.get(APP_ID_COLUMN)?)?.as_deref())?,
+            _ => row_digest(table, row, n)?,
+        };
         Ok((row.get::<_, i64>(0)?, digest))
     })?;
     rows.collect()
@@ -332,6 +377,9 @@ pub enum Problem {
     /// A `connection_spans` row (schema 17) that does not bound the records it covers: reports
     /// of a time range could leave records out although every record is intact.
     SpanWrong { span: i64 },
+    /// An `apps` row whose columns (name, executable, command line, user, unit...) are not the
+    /// identity it was written with: changed after the fact.
+    AppChanged { id: i64 },
 }
 
 impl std::fmt::Display for Problem {
@@ -350,6 +398,11 @@ impl std::fmt::Display for Problem {
                     "{table} has a row at {time} s (Unix time), outside the calendar: no week or day to check it in"
                 )
             }
+            Self::AppChanged { id } => write!(
+                f,
+                "apps row {id} changed: its name, executable or another identity column is not the identity it was \
+                 written with"
+            ),
             Self::SpanWrong { span } => write!(
                 f,
                 "connection_spans row {span} does not bound the records it covers: time ranges may leave records out"
@@ -553,12 +606,95 @@ fn verify_conn(conn: &Connection) -> rusqlite::Result<Integrity> {
         chain_start_ms: (out.rows_before_chain > 0).then(|| batches.iter().find_map(|b| b.3.0).unwrap_or(i64::MAX / 2)),
     };
     out.problems.extend(super::spans::check(conn)?.into_iter().map(|span| Problem::SpanWrong { span }));
+    out.problems.extend(apps_changed(conn)?.into_iter().map(|id| Problem::AppChanged { id }));
     // A damaged page of a summed table must not hide what the chain check found.
     let mut found = Vec::new();
     out.figures = figures::check(conn, horizons, &mut found)
         .unwrap_or_else(|e| FiguresChecked { failed: Some(e.to_string()), ..FiguresChecked::default() });
     out.problems.extend(found);
     Ok(out)
+}
+
+/// Ids of the `apps` rows whose identity columns are not their `identity` (the JSON the flush
+/// wrote them under and found them by, [`super::flush`]): a column changed after the fact. Format-3
+/// batches cover the identity itself.
+fn apps_changed(conn: &Connection) -> rusqlite::Result<Vec<i64>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, identity, name, exe, cmdline, uid, user, unit, cgroup, container, source, android_package,
+             android_packages, android_user_id, android_app_id, android_kind FROM apps ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let id: i64 = r.get(0)?;
+        let identity: String = r.get(1)?;
+        let text = |i: usize| r.get::<_, Option<String>>(i);
+        let mut key = serde_json::json!([
+            r.get::<_, String>(2)?,
+            text(3)?,
+            text(4)?,
+            r.get::<_, i64>(5)?,
+            text(6)?,
+            text(7)?,
+            text(8)?,
+            text(9)?,
+            r.get::<_, String>(10)?
+        ]);
+        if let Some(kind) = text(15)? {
+            let packages: Vec<String> =
+                text(12)?.unwrap_or_default().split(' ').filter(|p| !p.is_empty()).map(str::to_owned).collect();
+            if let Some(list) = key.as_array_mut() {
+                list.push(serde_json::json!([
+                    text(11)?,
+                    packages,
+                    r.get::<_, Option<i64>>(13)?,
+                    r.get::<_, Option<i64>>(14)?,
+                    kind
+                ]));
+            }
+        }
+        // The text, not `Value == String` (which compares a JSON string value).
+        let written = key.to_string();
+        Ok((id, written != identity))
+    })?;
+    rows.filter_map(|r| r.map(|(id, changed)| changed.then_some(id)).transpose()).collect()
+}
+
+/// Reseals the batches from `from` on as format `format` (no other change): for tests of the
+/// formats older writers sealed.
+#[cfg(test)]
+pub(super) fn reseal_as(conn: &Connection, from: i64, format: i64) -> rusqlite::Result<()> {
+    type Batch = (i64, i64, [(i64, i64); 2], (Option<i64>, Option<i64>), Vec<u8>);
+    let batches: Vec<Batch> = conn
+        .prepare(
+            "SELECT id, time_ms, first_connection, last_connection, first_stats, last_stats, min_time_ms,
+                 max_time_ms, prev_hash FROM batches WHERE id >= ?1 ORDER BY id",
+        )?
+        .query_map([from], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                [(r.get(2)?, r.get(3)?), (r.get(4)?, r.get(5)?)],
+                (r.get(6)?, r.get(7)?),
+                r.get(8)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut prev: Option<Vec<u8>> = None;
+    for (id, time_ms, ranges, times, stored_prev) in batches {
+        let prev_hash = prev.take().unwrap_or(stored_prev);
+        let mut blob = Vec::new();
+        for (i, (table, columns, n)) in TABLES.iter().enumerate() {
+            for (_, d) in digests(conn, table, (columns, *n), ranges[i], format)? {
+                blob.extend_from_slice(&d);
+            }
+        }
+        let hash = batch_hash(&prev_hash, &Sealed { time_ms, ranges, times, digests: &blob }, format);
+        conn.execute(
+            "UPDATE batches SET digests = ?1, prev_hash = ?2, hash = ?3, row_format = ?4 WHERE id = ?5",
+            params![blob, prev_hash, hash.as_slice(), format, id],
+        )?;
+        prev = Some(hash.to_vec());
+    }
+    Ok(())
 }
 
 /// Reseals every batch as a journal before schema 16 did (format 1, no `row_format` column),

@@ -250,10 +250,11 @@ fn journal_of_both_formats(dir: &Path, then: impl FnOnce(&Path)) -> PathBuf {
 }
 
 /// A journal sealed before schema 16 verifies, read-only as it is and after a writer migrated it;
-/// the writer's batches are format 2 (the row's own values and one digest per shared
-/// combination), and the whole chain verifies.
+/// the writer's batches are format 3 (the row's own values, one digest per shared combination
+/// and the app's identity), and the whole chain verifies, also with that batch sealed as format
+/// 2 (as writers before the app identity was covered sealed it).
 #[test]
-fn batches_sealed_before_schema_16_verify_beside_format_2_batches() {
+fn batches_sealed_before_schema_16_verify_beside_format_2_and_3_batches() {
     let dir = tempdir();
     let path = journal_of_both_formats(dir.path(), |path| {
         let v = verify(path).unwrap();
@@ -267,10 +268,50 @@ fn batches_sealed_before_schema_16_verify_beside_format_2_batches() {
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    assert_eq!(formats, [1, 1, 2]);
+    assert_eq!(formats, [1, 1, 3]);
     let v = verify(&path).unwrap();
     assert_eq!((v.batches, v.rows_intact), (3, 8));
     assert!(v.problems.is_empty(), "{:?}", v.problems);
+    super::reseal_as(&raw(&path), 3, 2).unwrap();
+    let v = verify(&path).unwrap();
+    assert_eq!((v.batches, v.rows_intact), (3, 8));
+    assert!(v.problems.is_empty(), "format 2: {:?}", v.problems);
+}
+
+/// An app's identity changed after the fact: its executable alone (the apps row no longer is
+/// the identity it was written under), or renamed with its identity (every row of a format-3
+/// batch that names it). Both verified intact before: found by an adversarial pass.
+#[test]
+fn an_app_changed_after_the_fact_is_found() {
+    let dir = tempdir();
+    let path = journal(dir.path());
+    let conn = raw(&path);
+    assert!(chain_problems(&verify(&path).unwrap().problems).is_empty());
+    let exe: Option<String> = conn.query_row("SELECT exe FROM apps WHERE id = 1", [], |r| r.get(0)).unwrap();
+    conn.execute("UPDATE apps SET exe = '/usr/bin/innocent' WHERE id = 1", []).unwrap();
+    assert_eq!(chain_problems(&verify(&path).unwrap().problems), [Problem::AppChanged { id: 1 }]);
+    let (identity, name): (String, String) =
+        conn.query_row("SELECT identity, name FROM apps WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    conn.execute("UPDATE apps SET exe = ?1 WHERE id = 1", [&exe]).unwrap();
+    let renamed = identity.replacen(&format!("\"{name}\""), "\"innocent\"", 1);
+    assert_ne!(renamed, identity);
+    conn.execute("UPDATE apps SET name = 'innocent', identity = ?1 WHERE id = 1", [&renamed]).unwrap();
+    let problems = chain_problems(&verify(&path).unwrap().problems);
+    let rows: Vec<i64> = conn
+        .prepare("SELECT id FROM connections WHERE app_id = 1 ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(!rows.is_empty());
+    assert!(!problems.iter().any(|p| matches!(p, Problem::AppChanged { .. })), "consistent: {problems:?}");
+    for id in rows {
+        assert!(
+            problems.iter().any(|p| matches!(p, Problem::RowChanged { table: "connections", id: i, .. } if *i == id)),
+            "row {id} of the renamed app: {problems:?}"
+        );
+    }
 }
 
 /// In both formats a value changed in a shared table shows in every row that reads it, and so

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::journal::{
     buffer::{Buffer, Pending},
+    chain,
     names::{self, int, ms},
 };
 use crate::{enrich::DbRef, identity::App};
@@ -82,7 +83,8 @@ impl DbIds {
 /// with the latest time any of its records was seen. Looked up per record by the address of
 /// its `Arc` (the buffer holds every one during the flush): one address hashed per record, the
 /// fields of an app once per `Arc` (apps read from the kernel alone come in an `Arc` each).
-pub(super) fn app_ids(tx: &Transaction<'_>, buf: &Buffer) -> rusqlite::Result<HashMap<*const App, i64>> {
+/// With each id, the [`chain::app_digest`] of the app's identity (format-3 row digests cover it).
+pub(super) fn app_ids(tx: &Transaction<'_>, buf: &Buffer) -> rusqlite::Result<HashMap<*const App, AppRef>> {
     let mut by_arc: HashMap<*const App, (&App, Timestamp)> = HashMap::default();
     for Pending { record, app, .. } in &buf.records {
         by_arc
@@ -97,11 +99,18 @@ pub(super) fn app_ids(tx: &Transaction<'_>, buf: &Buffer) -> rusqlite::Result<Ha
     let ids = latest
         .into_iter()
         .map(|(app, seen)| Ok((app, app_id(tx, app, seen)?)))
-        .collect::<rusqlite::Result<HashMap<&App, i64>>>()?;
+        .collect::<rusqlite::Result<HashMap<&App, AppRef>>>()?;
     Ok(by_arc.into_iter().map(|(arc, (app, _))| (arc, ids.get(app).copied().unwrap_or_default())).collect())
 }
 
-fn app_id(tx: &Transaction<'_>, app: &App, seen: Timestamp) -> rusqlite::Result<i64> {
+/// An app's `apps.id` and the digest of its identity.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct AppRef {
+    pub id: i64,
+    pub digest: [u8; chain::DIGEST_LEN],
+}
+
+fn app_id(tx: &Transaction<'_>, app: &App, seen: Timestamp) -> rusqlite::Result<AppRef> {
     let App { name, exe, cmdline, pid: _, start_time: _, uid, user, unit, cgroup, container, source, android } = app;
     let source = names::name(*source);
     let mut key = json!([name, exe, cmdline, uid, user, unit, cgroup, container, source]);
@@ -110,6 +119,8 @@ fn app_id(tx: &Transaction<'_>, app: &App, seen: Timestamp) -> rusqlite::Result<
         list.push(json!([a.package, a.packages, a.user_id, a.app_id, names::name(a.kind)]));
     }
     let identity = key.to_string();
+    // The stored identity is this text (the unique key an existing row was found by).
+    let digest = chain::app_digest(Some(&identity));
     let (package, packages, user_id, app_id, kind) = match android {
         Some(a) => (
             a.package.as_deref(),
@@ -149,4 +160,5 @@ fn app_id(tx: &Transaction<'_>, app: &App, seen: Timestamp) -> rusqlite::Result<
         ],
         |row| row.get(0),
     )
+    .map(|id| AppRef { id, digest })
 }

@@ -68,7 +68,7 @@ pub(super) fn write(
         connections.unwritten.add(&probed);
         // A socket's final record is never looked for: no record of its cookie follows.
         let lookup = probed.first() && !pending.record.final_of_socket;
-        let app_id = app_ids.get(&Arc::as_ptr(&pending.app)).copied().unwrap_or_default();
+        let app = app_ids.get(&Arc::as_ptr(&pending.app)).copied().unwrap_or_default();
         let (country_db, asn_db) = match (&pending.record.remote, &pending.dest) {
             (Some(_), Some(d)) => {
                 (dbs.id_of_ref(tx, "country", d.country_db.as_ref())?, dbs.id_of_ref(tx, "asn", d.asn_db.as_ref())?)
@@ -80,7 +80,12 @@ pub(super) fn write(
             _ => None,
         };
         fold.add_record(rollup, probed, pending, answers.as_ref().map(|(text, _)| &**text));
-        connections.push(tx, interned, ConnectionRow { pending, app_id, country_db, asn_db, answers, lookup })?;
+        let (app_id, app_digest) = (app.id, app.digest);
+        connections.push(
+            tx,
+            interned,
+            ConnectionRow { pending, app_id, app_digest, country_db, asn_db, answers, lookup },
+        )?;
     }
     connections.write_out(tx, interned)?;
     for (key, bucket) in &buf.buckets {

@@ -57,6 +57,8 @@ static LAYOUT: std::sync::LazyLock<Layout> = std::sync::LazyLock::new(|| {
 pub(super) struct ConnectionRow<'a> {
     pub pending: &'a Pending,
     pub app_id: i64,
+    /// [`chain::app_digest`] of the app's identity: the end of the row's digest (format 3).
+    pub app_digest: [u8; chain::DIGEST_LEN],
     pub country_db: Option<i64>,
     pub asn_db: Option<i64>,
     /// `country_answers` text ([`super::truth::AnswerTexts`]) and its `answer_sets` id.
@@ -89,7 +91,8 @@ pub(super) struct Connections<'a, 'tx> {
 struct Scratch {
     /// Address text of the value being bound (SQLite copies bound text: one buffer serves all).
     text: String,
-    /// The hashed bytes of the row: its own values, then the group digests ([`chain::row_digest_v2`]).
+    /// The hashed bytes of the row: its own values, the group digests, then the app's
+    /// ([`chain::row_digest_v3`]).
     hashed: Vec<u8>,
     /// The encoded values of each group ([`Group::ALL`] order): its key in [`Interned`].
     keys: [Vec<u8>; 4],
@@ -149,7 +152,7 @@ impl<'a, 'tx> Connections<'a, 'tx> {
 
 /// Binds one record's values, in [`chain::CONNECTION_COLUMNS`] order: each goes either to the
 /// row's next parameter and the row's hashed bytes, or into its group's key ([`Layout`]), whose
-/// group digest the row's digest covers (format 2, [`chain::row_digest_v2`]).
+/// group digest the row's digest covers, then the app's (format 3, [`chain::row_digest_v3`]).
 struct Binder<'s, 'st> {
     stmt: &'s mut rusqlite::Statement<'st>,
     routes: &'s [Option<Group>],
@@ -191,6 +194,7 @@ impl Binder<'_, '_> {
         let ConnectionRow {
             pending: Pending { record, app, dest, names: flow_names },
             app_id,
+            app_digest,
             country_db,
             asn_db,
             answers,
@@ -323,6 +327,7 @@ impl Binder<'_, '_> {
         }
         self.param += 1;
         self.stmt.raw_bind_parameter(self.param, lookup.then_some(1))?;
+        s.hashed.extend_from_slice(app_digest);
         Ok(chain::digest_of(&s.hashed))
     }
 }
