@@ -420,8 +420,9 @@ fn scribble(path: &Path, page: i64) {
 }
 
 /// `journal verify` (and `verify --journal-integrity`) run SQLite's structural check: a page of
-/// a table the hash chain does not cover (`residency`, `apps`) or of an index overwritten with
-/// random bytes is reported, exit 5, though every chained row is intact.
+/// a table the hash chain does not cover (`residency`), of `apps` (whose identities format-3
+/// batches cover: the records of an app that cannot be read show as changed) or of an index
+/// overwritten with random bytes is reported, exit 5, though every chained row is intact.
 #[test]
 fn journal_verify_reports_pages_damaged_outside_the_chain() {
     let dir = tempfile::tempdir().unwrap();
@@ -456,8 +457,12 @@ fn journal_verify_reports_pages_damaged_outside_the_chain() {
         let out = monitor_with(&config(&copy), dir.path(), &["journal", "verify"]);
         let text = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(5), "{what} (page {page}): {text}{}", String::from_utf8_lossy(&out.stderr));
-        assert!(text.contains("CORRUPT   ") && text.ends_with("\nCORRUPT\n"), "{what}: {text}");
-        assert!(!text.contains("PROBLEM"), "{what}: the chain itself is intact: {text}");
+        // The records of an app that cannot be read cannot be verified either.
+        let ending = if what == "apps" { "\nCORRUPT, TAMPERED\n" } else { "\nCORRUPT\n" };
+        assert!(text.contains("CORRUPT   ") && text.ends_with(ending), "{what}: {text}");
+        if what != "apps" {
+            assert!(!text.contains("PROBLEM"), "{what}: the chain itself is intact: {text}");
+        }
         let out = monitor_with(
             "",
             dir.path(),
@@ -466,7 +471,9 @@ fn journal_verify_reports_pages_damaged_outside_the_chain() {
         assert_eq!(out.status.code(), Some(5), "{what}: {}", String::from_utf8_lossy(&out.stderr));
         let doc = json(&out);
         assert!(!doc["structure"].as_array().unwrap().is_empty(), "{what}: {doc}");
-        assert_eq!(doc["problems"], serde_json::json!([]), "{what}: the chain itself is intact");
+        if what != "apps" {
+            assert_eq!(doc["problems"], serde_json::json!([]), "{what}: the chain itself is intact");
+        }
     }
 }
 

@@ -258,11 +258,12 @@ fn digests(
         if let Some(known) = identities.get(&id) {
             return Ok(known.clone());
         }
+        // An identity that cannot be read (no such row, a damaged page: the structural check says
+        // so) digests as none: the rows naming it show as changed, not the whole check failing.
         let found = conn
-            .prepare_cached("SELECT identity FROM apps WHERE id = ?1")?
-            .query_row([id], |r| r.get::<_, String>(0))
-            .map(Some)
-            .or_else(|e| if matches!(e, rusqlite::Error::QueryReturnedNoRows) { Ok(None) } else { Err(e) })?;
+            .prepare_cached("SELECT identity FROM apps WHERE id = ?1")
+            .and_then(|mut stmt| stmt.query_row([id], |r| r.get::<_, String>(0)))
+            .ok();
         identities.insert(id, found.clone());
         Ok(found)
     };
@@ -606,7 +607,9 @@ fn verify_conn(conn: &Connection) -> rusqlite::Result<Integrity> {
         chain_start_ms: (out.rows_before_chain > 0).then(|| batches.iter().find_map(|b| b.3.0).unwrap_or(i64::MAX / 2)),
     };
     out.problems.extend(super::spans::check(conn)?.into_iter().map(|span| Problem::SpanWrong { span }));
-    out.problems.extend(apps_changed(conn)?.into_iter().map(|id| Problem::AppChanged { id }));
+    // A damaged page of `apps` must not hide what the chain check found (the structural check
+    // reports the damage).
+    out.problems.extend(apps_changed(conn).unwrap_or_default().into_iter().map(|id| Problem::AppChanged { id }));
     // A damaged page of a summed table must not hide what the chain check found.
     let mut found = Vec::new();
     out.figures = figures::check(conn, horizons, &mut found)
