@@ -116,16 +116,20 @@ pub fn csv_comment(line: &str) -> String {
 }
 
 /// `b` as UTF-8 text, each byte that is not part of valid UTF-8 written as `\xNN` (Python's
-/// `backslashreplace`); borrowed when `b` is valid UTF-8. For paths such as `/proc/<pid>/exe`.
+/// `backslashreplace`) and a backslash as `\\`, so two different byte strings never give the
+/// same text (a file named `a<0xFF>` and one named `a\xff` were one app); borrowed when `b` is
+/// valid UTF-8 without a backslash. For paths such as `/proc/<pid>/exe`.
 #[must_use]
 pub fn utf8_or_hex(b: &[u8]) -> std::borrow::Cow<'_, str> {
     use std::fmt::Write as _;
-    if let Ok(s) = std::str::from_utf8(b) {
+    if let Ok(s) = std::str::from_utf8(b)
+        && !s.contains('\\')
+    {
         return s.into();
     }
     let mut out = String::with_capacity(b.len() + 8);
     for chunk in b.utf8_chunks() {
-        out.push_str(chunk.valid());
+        out.push_str(&chunk.valid().replace('\\', "\\\\"));
         for byte in chunk.invalid() {
             let _ = write!(out, "\\x{byte:02x}");
         }

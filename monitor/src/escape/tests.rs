@@ -161,6 +161,10 @@ fn json_layout_is_serde_json_s() {
 fn utf8_or_hex_keeps_valid_text_and_escapes_bad_bytes() {
     assert!(matches!(utf8_or_hex(b"/usr/bin/curl"), std::borrow::Cow::Borrowed("/usr/bin/curl")));
     assert_eq!(utf8_or_hex(b"/tmp/\xffx\xe2\x82"), "/tmp/\\xffx\\xe2\\x82");
+    // A backslash of the name is doubled: the byte 0xFF and the four characters `\xff` differ.
+    assert_eq!(utf8_or_hex(b"/tmp/dup\\xffname"), "/tmp/dup\\\\xffname");
+    assert_ne!(utf8_or_hex(b"/tmp/dup\\xffname"), utf8_or_hex(b"/tmp/dup\xffname"));
+    assert_eq!(utf8_or_hex(b"a\\\xff"), "a\\\\\\xff");
 }
 
 #[test]
