@@ -695,3 +695,38 @@ fn lookup_of_a_private_address_says_it_is_not_looked_up() {
         assert!(line.contains("not looked up") && !line.contains("unknown"), "{line}");
     }
 }
+
+/// A running daemon that has written nothing for many flush intervals (its journal's disk is
+/// full, frozen or its file removed): `status` says so, and that it has not recorded its
+/// databases yet, instead of calling the configured ones "not what the daemon uses" (found by an
+/// adversarial pass).
+#[test]
+fn status_says_when_a_running_daemon_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = empty_journal(dir.path());
+    // A process named `monitor` stands in for the daemon.
+    let fake = dir.path().join("monitor");
+    std::fs::copy("/bin/sleep", &fake).unwrap();
+    let mut daemon = Command::new(&fake).arg("60").spawn().unwrap();
+    let started = jiff::Timestamp::now().as_millisecond() - 600_000;
+    let conn = rusqlite::Connection::open(&journal).unwrap();
+    let n = conn
+        .execute(
+            "UPDATE daemon_state SET pid = ?1, started_ms = ?2, last_flush_ms = NULL, flushes = 0,
+                 flush_interval_secs = 5",
+            rusqlite::params![daemon.id(), started],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    drop(conn);
+    let out = monitor(&["status", "--journal", journal.to_str().unwrap()]);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("(running)"), "{text}");
+    assert!(text.contains("warning   the daemon has written nothing to this journal for 6"), "{text}");
+    for line in text.lines().filter(|l| l.starts_with("geo ")) {
+        assert!(line.ends_with("the daemon has not recorded the databases it uses yet"), "{line}");
+    }
+}

@@ -60,6 +60,15 @@ pub fn execute(args: &StatusArgs, settings: &Settings) -> anyhow::Result<ExitCod
                 "flushes   {} (last {last}), {} rows written, every {} s",
                 s.flushes, s.rows_written, s.flush_interval_secs
             )?;
+            if running && let Some(quiet) = flush_overdue(s, now) {
+                writeln!(
+                    out,
+                    "warning   the daemon has written nothing to this journal for {quiet} s (a flush is due every {} s): \
+                     its writes are failing or stalled (a full or frozen disk, a removed journal); its log says why, \
+                     and the records wait in its memory",
+                    s.flush_interval_secs
+                )?;
+            }
             for db in &s.databases {
                 let age = (now.as_second() - i64::try_from(db.build_epoch).unwrap_or(0)) / 86_400;
                 writeln!(
@@ -121,7 +130,12 @@ pub fn execute(args: &StatusArgs, settings: &Settings) -> anyhow::Result<ExitCod
             terminal_bytes(db.path.as_os_str().as_bytes()),
             Terminal(&db.db.database_type),
             db.age_days,
-            if state.is_some() { ": not what the daemon uses (SIGHUP reloads the databases)" } else { "" }
+            match &state {
+                // Recorded with the first flush: none yet, nothing to compare with.
+                Some(s) if s.databases.is_empty() => ": the daemon has not recorded the databases it uses yet",
+                Some(_) => ": not what the daemon uses (SIGHUP reloads the databases)",
+                None => "",
+            }
         )?;
     }
     for w in &geo_error {
@@ -129,6 +143,15 @@ pub fn execute(args: &StatusArgs, settings: &Settings) -> anyhow::Result<ExitCod
     }
     super::write_stdout(out.as_bytes()).context("cannot write the status")?;
     Ok(ExitCode::from(exit::OK))
+}
+
+/// Seconds since the daemon last wrote (or, before its first flush, since it started) when that
+/// is more than three flush intervals and ten seconds: its writes are failing or stalled.
+fn flush_overdue(s: &monitor::journal::DaemonState, now: jiff::Timestamp) -> Option<i64> {
+    let since = s.last_flush.unwrap_or(s.started_at);
+    let quiet = now.as_second() - since.as_second();
+    let bound = i64::try_from(s.flush_interval_secs.saturating_mul(3)).unwrap_or(i64::MAX).saturating_add(10);
+    (quiet > bound).then_some(quiet)
 }
 
 /// Whether the daemon `state` describes still runs (its pid is a process named `monitor`).
