@@ -33,8 +33,8 @@ use monitor_common::{
         TcpCounters,
     },
     sock::{
-        COPY_STATE_DONE, COUNTER_DISCOVERED, COUNTER_INHERITED, COUNTER_RELEASED, COUNTER_STATE_CB, COUNTER_TCP_CLOSED,
-        OwnerSource,
+        COPY_STATE_DONE, COUNTER_CONNECTED, COUNTER_DISCOVERED, COUNTER_INHERITED, COUNTER_RELEASED, COUNTER_STATE_CB,
+        COUNTER_TCP_CLOSED, OwnerSource,
     },
 };
 
@@ -182,6 +182,10 @@ fn established(ctx: &SockOpsContext, passive: bool, state_cb: bool) {
             c.last_report_ns = bpf_ktime_get_coarse_ns();
         }
     }
+    // A simultaneous open (both ends connect: a socket connected to its own address, TCP hole
+    // punching) completes through the kernel's passive path: a socket that called `connect` is
+    // the active side all the same (an accepted socket's counters are new here, without it).
+    let passive = passive && c.flags & COUNTER_CONNECTED == 0;
     if passive {
         // The server side of a connection sends no ClientHello: nothing to copy for names
         // (`monitor_common::copy`), so its packets skip the copy checks from the first one.

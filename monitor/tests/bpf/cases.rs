@@ -77,6 +77,7 @@ pub fn all() -> Vec<Case> {
             crate::activation::socket_activated_service_is_charged(true);
         }),
         ("inbound_churn_to_a_listener_older_than_the_monitor", crate::listeners::old_listener_inbound_churn),
+        ("tcp_simultaneous_open_is_outbound", crate::listeners::a_simultaneous_open_is_outbound),
         (
             "unaccepted_connections_end_after_the_grace_with_no_payload",
             crate::listeners::unaccepted_connections_end_after_the_grace_with_no_payload,

@@ -82,7 +82,9 @@ pub fn main(role: &str) {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| -> &str { args.get(i).map_or_else(|| panic!("{role}: missing argument {i}"), String::as_str) };
     match role {
-        "churn-server" | "churn-client" | "backlog-server" | "backlog-client" => crate::listeners::helper(role, &args),
+        "churn-server" | "churn-client" | "backlog-server" | "backlog-client" | "tcp-self-connect" => {
+            crate::listeners::helper(role, &args)
+        }
         "names-client" | "names-udp-sink" => crate::names::helper(role, &args),
         "emulator-relay" => crate::emulator::relay(&args),
         "gai-client" => crate::getaddrinfo::helper(role, &args),

@@ -38,6 +38,25 @@ const SERVER_UID: u32 = 4244;
 pub fn helper(role: &str, args: &[String]) {
     let arg = |i: usize| -> &str { args.get(i).map_or_else(|| panic!("{role}: missing argument {i}"), String::as_str) };
     match role {
+        // tcp-self-connect ADDR BYTES: a socket bound to ADDR connects to ADDR (a TCP simultaneous
+        // open with itself), writes BYTES and reads them back.
+        "tcp-self-connect" => {
+            name("mon-self-conn");
+            let addr: SocketAddr = arg(0).parse().unwrap();
+            let bytes: usize = arg(1).parse().unwrap();
+            use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrStorage, bind, connect, socket};
+            use std::os::fd::AsRawFd as _;
+            let family = if addr.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+            let fd = socket(family, SockType::Stream, SockFlag::empty(), None).unwrap();
+            let sa = SockaddrStorage::from(addr);
+            bind(fd.as_raw_fd(), &sa).unwrap();
+            connect(fd.as_raw_fd(), &sa).unwrap();
+            let mut s = TcpStream::from(fd);
+            s.write_all(&pattern(bytes)).unwrap();
+            let mut back = vec![0u8; bytes];
+            std::io::Read::read_exact(&mut s, &mut back).unwrap();
+            say(&json!({"local": s.local_addr().unwrap().to_string(), "peer": s.peer_addr().unwrap().to_string()}));
+        }
         // backlog-server BIND: listens and never accepts; at "close" closes the listener (the
         // kernel resets the connections in its queue), then waits for "exit".
         "backlog-server" => {
@@ -306,4 +325,24 @@ pub fn unaccepted_connections_end_after_the_grace_with_no_payload() {
         // the close callback and is left out.
         assert!(r.wire.rx_bytes > SEND as u64 && r.wire.rx_bytes < SEND as u64 + 4_000, "{r:?}");
     }
+}
+
+/// A socket connected to its own address (a TCP simultaneous open, as in hole punching) is the
+/// active side: the kernel completes such an open through its passive path, and the monitor
+/// recorded it `inbound`. Payload exact: the socket reads back what it wrote.
+pub fn a_simultaneous_open_is_outbound() {
+    const BYTES: u64 = 300_000;
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let mon = Monitor::start(&cg.path, "");
+    let addr = SocketAddr::new(pair.b_v4[0].parse().unwrap(), 5214);
+    let place = Place { netns: Some(&pair.b), cgroup: Some(&cg), uid: None };
+    let line = spawn("tcp-self-connect", &[addr.to_string(), BYTES.to_string()], place).finish().remove(0);
+    assert_eq!(line["peer"], addr.to_string(), "connected to itself");
+    let out = mon.stop();
+    let ends: Vec<_> = out.closed().into_iter().filter(|r| r.local == Some(addr)).collect();
+    assert_eq!(ends.len(), 1, "{ends:?}");
+    let r = ends[0];
+    assert_eq!((r.direction, r.remote), (Direction::Outbound, Some(addr)), "{r:?}");
+    assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), (BYTES, BYTES), "{r:?}");
 }
