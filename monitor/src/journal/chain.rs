@@ -705,31 +705,7 @@ pub(super) fn reseal_as(conn: &Connection, from: i64, format: i64) -> rusqlite::
 #[cfg(test)]
 pub(super) fn as_schema_15_batches(conn: &Connection) -> rusqlite::Result<()> {
     super::spans::as_schema_16(conn)?;
-    type Batch = (i64, i64, [(i64, i64); 2], (Option<i64>, Option<i64>));
-    let batches: Vec<Batch> = conn
-        .prepare(
-            "SELECT id, time_ms, first_connection, last_connection, first_stats, last_stats, min_time_ms,
-                 max_time_ms FROM batches ORDER BY id",
-        )?
-        .query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, [(r.get(2)?, r.get(3)?), (r.get(4)?, r.get(5)?)], (r.get(6)?, r.get(7)?)))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut prev = vec![0u8; 32];
-    for (id, time_ms, ranges, times) in batches {
-        let mut blob = Vec::new();
-        for (i, (table, columns, n)) in TABLES.iter().enumerate() {
-            for (_, d) in digests(conn, table, (columns, *n), ranges[i], 1)? {
-                blob.extend_from_slice(&d);
-            }
-        }
-        let hash = batch_hash(&prev, &Sealed { time_ms, ranges, times, digests: &blob }, 1);
-        conn.execute(
-            "UPDATE batches SET digests = ?1, prev_hash = ?2, hash = ?3 WHERE id = ?4",
-            params![blob, prev, hash.as_slice(), id],
-        )?;
-        prev = hash.to_vec();
-    }
+    reseal_as(conn, i64::MIN, 1)?;
     conn.execute_batch("ALTER TABLE batches DROP COLUMN row_format")
 }
 

@@ -138,29 +138,42 @@ pub fn quiet_udp_peers_are_journaled_before_a_kill() {
     }
 }
 
+/// A 320 KiB tmpfs mounted in a new directory, unmounted when dropped, and the config of a
+/// journal on it flushed every second.
+struct SmallDisk {
+    _dir: tempfile::TempDir,
+    mnt: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mnt = dir.path().join("small");
+        std::fs::create_dir(&mnt).unwrap();
+        let st = Command::new("mount").args(["-t", "tmpfs", "-o", "size=320k", "tmpfs"]).arg(&mnt).status().unwrap();
+        assert!(st.success(), "mount tmpfs");
+        Self { _dir: dir, mnt }
+    }
+
+    fn config(&self) -> String {
+        format!("[journal]\npath = \"{}\"\nflush_interval_secs = 1\n", self.mnt.join("journal.db").display())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.mnt).status();
+    }
+}
+
 /// A journal on a 320 KiB tmpfs fills up while traffic goes on: the daemon reports the failure,
 /// keeps the rows in memory, keeps running, and writes them all once space is freed.
 pub fn full_disk_keeps_records_until_space_returns() {
     let pair = Pair::private();
     let cg = TestCgroup::new();
-    let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().join("small");
-    std::fs::create_dir(&mnt).unwrap();
-    let mount = |opts: &str| {
-        let st = Command::new("mount").args(["-t", "tmpfs", "-o", opts, "tmpfs"]).arg(&mnt).status().unwrap();
-        assert!(st.success(), "mount tmpfs {opts}");
-    };
-    mount("size=320k");
-    struct Unmount<'a>(&'a Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(self.0).status();
-        }
-    }
-    let _guard = Unmount(&mnt);
-    let config = format!("[journal]\npath = \"{}\"\nflush_interval_secs = 1\n", mnt.join("journal.db").display());
-    let config_dir = tempfile::tempdir().unwrap();
-    let mon = Monitor::start_raw(&cg.path, config_dir, &config);
+    let disk = SmallDisk::new();
+    let mnt = &disk.mnt;
+    let mon = Monitor::start_raw(&cg.path, tempfile::tempdir().unwrap(), &disk.config());
     let stop = AtomicBool::new(false);
     let made = thread::scope(|scope| {
         let worker = scope.spawn(|| churn(&pair, &cg, &stop));
@@ -170,7 +183,7 @@ pub fn full_disk_keeps_records_until_space_returns() {
     });
     thread::sleep(Duration::from_secs(2));
     // Free space: grow the file system.
-    mount_remount(&mnt, "size=64m");
+    mount_remount(mnt, "size=64m");
     thread::sleep(Duration::from_secs(3));
     let out = mon.stop();
     assert!(out.log.contains("journal write failed"), "the full disk was reported:\n{}", out.log);
@@ -240,20 +253,8 @@ pub fn a_frozen_journal_delays_the_stop_and_loses_nothing() {
 pub fn a_stop_with_unwritten_records_fails() {
     let pair = Pair::private();
     let cg = TestCgroup::new();
-    let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().join("small");
-    std::fs::create_dir(&mnt).unwrap();
-    let st = Command::new("mount").args(["-t", "tmpfs", "-o", "size=320k", "tmpfs"]).arg(&mnt).status().unwrap();
-    assert!(st.success(), "mount tmpfs");
-    struct Unmount<'a>(&'a Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(self.0).status();
-        }
-    }
-    let _guard = Unmount(&mnt);
-    let config = format!("[journal]\npath = \"{}\"\nflush_interval_secs = 1\n", mnt.join("journal.db").display());
-    let mon = Monitor::start_raw(&cg.path, tempfile::tempdir().unwrap(), &config);
+    let disk = SmallDisk::new();
+    let mon = Monitor::start_raw(&cg.path, tempfile::tempdir().unwrap(), &disk.config());
     let stop = AtomicBool::new(false);
     thread::scope(|scope| {
         let worker = scope.spawn(|| churn(&pair, &cg, &stop));
