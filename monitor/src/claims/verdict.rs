@@ -37,9 +37,11 @@ pub struct Summary {
     pub inconclusive: u64,
 }
 
-/// A verdict. Named by its serde derive (`pass`, `inconclusive`, `fail`: JSON, report summaries).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+/// A verdict. Named by its serde derive (`pass`, `inconclusive`, `fail`: JSON, report summaries)
+/// and, in capitals, by its strum derive ([`Verdict::label`]: tables and alerts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum Verdict {
     /// The claim holds.
     Pass,
@@ -53,11 +55,7 @@ impl Verdict {
     /// `PASS`, `FAIL`, `INCONCLUSIVE`.
     #[must_use]
     pub fn label(self) -> &'static str {
-        match self {
-            Self::Pass => "PASS",
-            Self::Fail => "FAIL",
-            Self::Inconclusive => "INCONCLUSIVE",
-        }
+        self.into()
     }
 }
 

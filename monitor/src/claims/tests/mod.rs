@@ -35,6 +35,8 @@ fn direction_and_verdict_names_are_the_ones_in_use() {
         (Verdict::Inconclusive, "inconclusive"),
         (Verdict::Fail, "fail"),
     ]);
+    let labels = [Verdict::Pass, Verdict::Inconclusive, Verdict::Fail].map(Verdict::label);
+    assert_eq!(labels, ["PASS", "INCONCLUSIVE", "FAIL"], "tables and alerts");
 }
 
 #[test]
