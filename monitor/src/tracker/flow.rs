@@ -122,6 +122,9 @@ mod tcp_mark {
     /// Closed while no `struct socket` held it (`FLAG_NO_FILE`), and not released since: no
     /// process ever read or wrote it.
     pub(super) const NO_FILE: u8 = 1 << 2;
+    /// Continues a flow ended at the grace after such a close (accepted after all): its records
+    /// are not a new flow.
+    pub(super) const CONTINUED: u8 = 1 << 3;
 }
 
 impl TcpState {
@@ -306,6 +309,21 @@ impl Flow {
                 state.marks &= !tcp_mark::NO_FILE;
             }
         }
+    }
+
+    /// Continues a flow whose record carried `reported` (ended at the grace after a close with no
+    /// socket file): the next record counts from there, in `direction`, and is not a new flow.
+    pub(super) fn continue_from(&mut self, reported: (Payload, Wire), direction: Direction) {
+        if let Extra::Tcp(state) = &mut self.extra {
+            state.marks |= tcp_mark::CONTINUED;
+            self.reported = reported;
+            self.direction = direction;
+        }
+    }
+
+    /// Whether the flow continues one ended earlier ([`Flow::continue_from`]).
+    pub(super) fn continued(&self) -> bool {
+        matches!(&self.extra, Extra::Tcp(state) if state.has(tcp_mark::CONTINUED))
     }
 
     /// Marks the flow released at `ts_ns`.

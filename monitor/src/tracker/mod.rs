@@ -114,7 +114,15 @@ pub struct Tracker {
     changed: foldhash::HashSet<u64>,
     /// The socket whose own record [`Self::finish_whole`] is writing.
     finishing_whole: Option<u64>,
+    /// TCP flows ended at the grace after a close with no `struct socket` (`FLAG_NO_FILE`), by
+    /// cookie: what their record carried, and their direction. Such a connection, reset in the
+    /// listener's queue, can still be accepted later: its later events continue that flow
+    /// ([`FlowRecord::resumed`]) from those totals, instead of counting its bytes twice.
+    ended_without_file: lru::LruCache<u64, ((Payload, Wire), record::Direction)>,
 }
+
+/// Flows of [`Tracker::ended_without_file`] remembered at most (a few MB of nothing else).
+const ENDED_WITHOUT_FILE: usize = 4_096;
 
 impl Tracker {
     /// An empty table.
@@ -139,6 +147,9 @@ impl Tracker {
             resolved: foldhash::HashMap::default(),
             changed: foldhash::HashSet::default(),
             finishing_whole: None,
+            ended_without_file: lru::LruCache::new(
+                std::num::NonZeroUsize::new(ENDED_WITHOUT_FILE).unwrap_or(std::num::NonZeroUsize::MIN),
+            ),
         }
     }
 
@@ -192,6 +203,12 @@ impl Tracker {
                     && socket.owner.source >= flow.owner.source
                 {
                     flow.owner = socket.owner.clone();
+                }
+                // A connection ended at the grace with no socket file, accepted after all.
+                if key.peer.is_none()
+                    && let Some((reported, direction)) = self.ended_without_file.pop(&key.cookie)
+                {
+                    flow.continue_from(reported, direction);
                 }
                 if flow.owner.source == OwnerSource::Unknown && !self.resolved.contains_key(&key.cookie) {
                     self.owner_queries.push(OwnerQuery { cookie: ev.cookie, event: *ev });
@@ -366,11 +383,16 @@ impl Tracker {
             peers.contains_key(cookie) || flows.contains_key(&FlowKey { cookie: *cookie, peer: None })
         });
         for key in expired {
-            let complete = self
-                .flows
-                .get(&key)
-                .is_some_and(|f| f.tcp_closed() && (!self.config.release_events || f.without_file()));
+            let flow = self.flows.get(&key);
+            let without_file = flow.is_some_and(Flow::without_file);
+            let complete = flow.is_some_and(|f| f.tcp_closed() && (!self.config.release_events || without_file));
+            let direction = flow.map(|f| f.direction);
             self.finish(key, RecordKind::Close, complete, out);
+            if let (true, Some(direction), Some(r)) = (without_file, direction, out.last())
+                && r.cookie == key.cookie
+            {
+                self.ended_without_file.put(key.cookie, ((r.payload, r.wire), direction));
+            }
         }
         for key in due {
             if let Some(record) = self.record(key, RecordKind::Update, true, now_ns) {
@@ -626,7 +648,7 @@ impl Tracker {
             complete,
             rtt: flow.rtt(),
             final_of_socket: false,
-            resumed: false,
+            resumed: flow.continued(),
         })
     }
 }

@@ -413,6 +413,16 @@ fn a_connection_closed_without_a_file_ends_at_the_grace_with_no_payload() {
     assert_eq!(r.wire.rx_bytes, 31_000);
     assert!(r.complete, "{r:?}");
     assert_eq!(t.stats().open_flows, 0);
+    // Accepted after the grace after all (it was still in the queue), read by recv, released:
+    // the flow goes on from its record (not a new flow, its wire bytes not counted again; it
+    // ended twice with the same wire bytes: found by an adversarial pass).
+    let read = Event { flags: FLAG_PASSIVE, ..ev(EventKind::Release, 9 * SEC, counters(0, 31_000, 0, 30_000)) };
+    let out = feed(&mut t, &[(EventKind::Release, read)]);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let later = &out[0];
+    assert!(later.resumed && !later.is_first(), "{later:?}");
+    assert_eq!(later.direction, Direction::Inbound, "{later:?}");
+    assert_eq!((later.delta_payload.rx_bytes, later.delta_wire.rx_bytes), (30_000, 0), "{later:?}");
 
     // Accepted after the reset (it was still in the queue), read by splice, then released.
     let mut t = Tracker::new(config, Clock::with_offset(0));
