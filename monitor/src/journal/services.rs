@@ -45,7 +45,9 @@ pub struct HostAddressRow {
     pub app: String,
     /// Remote address.
     pub ip: String,
-    /// Where the name came from.
+    /// How the flows had the name: the source of their `hostname` when it is the name (`sni`,
+    /// `dns`...), `dns_name` when the name was the app's DNS answer kept beside another server
+    /// name.
     pub name_source: Option<String>,
     /// First flow to it under that name (flow start).
     pub first_seen: jiff::Timestamp,
@@ -132,8 +134,8 @@ impl JournalReader {
         rows.map_err(|e| self.err(e))
     }
 
-    /// The addresses flows named `hostname` (as server name or DNS name) went to, per app, with
-    /// first and last seen, sorted by app and address.
+    /// The addresses flows named `hostname` (as server name or DNS name) went to, per app and how
+    /// they had the name, with first and last seen, sorted by app and address.
     ///
     /// # Errors
     /// When the query fails.
@@ -141,12 +143,13 @@ impl JournalReader {
         let mut stmt = self
             .connection()
             .prepare_cached(
-                "SELECT a.name, c.remote_ip, c.name_source, MIN(c.first_seen_ms), MAX(c.time_ms),
-                     COUNT(DISTINCT c.cookie), SUM(c.delta_payload_tx + c.delta_payload_rx)
+                "SELECT a.name, c.remote_ip, CASE WHEN c.hostname = ?1 THEN c.name_source ELSE 'dns_name' END AS how,
+                     MIN(c.first_seen_ms), MAX(c.time_ms), COUNT(DISTINCT c.cookie),
+                     SUM(c.delta_payload_tx + c.delta_payload_rx)
                  FROM connections c JOIN apps a ON a.id = c.app_id
                  WHERE (c.hostname = ?1 OR c.dns_name = ?1) AND c.remote_ip IS NOT NULL
-                 GROUP BY a.name, c.remote_ip, c.name_source
-                 ORDER BY a.name, c.remote_ip, c.name_source",
+                 GROUP BY a.name, c.remote_ip, how
+                 ORDER BY a.name, c.remote_ip, how",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
@@ -222,5 +225,26 @@ mod tests {
         assert_eq!(seen.len(), 1);
         assert_eq!((seen[0].app.as_str(), seen[0].ip.as_str(), seen[0].flows), ("beta", "203.0.113.7", 1));
         assert_eq!((seen[0].first_seen, seen[0].last_seen), (at(T0 + 2), at(T0 + 30)));
+    }
+
+    /// `lookup HOST` says how the flows had the name: their server name's source when it is the
+    /// server name, `dns_name` when it was the app's DNS answer beside another server name (it
+    /// showed the server name's source, `sni`, for a name the app only resolved).
+    #[test]
+    fn lookup_says_whether_the_name_was_the_server_name_or_the_dns_name_beside_it() {
+        let dir = tempdir();
+        let mut w = writer_in(dir.path());
+        let app = fixtures::app("curlb");
+        let us = fixtures::public(Some("US"), Some(64_500), Some("Example"));
+        let mut names = named("other.qa.test", NameSource::Sni);
+        names.dns_name = Hostname::parse("gamma.qa.test").ok();
+        let mut f = Flow::new(1, "203.0.113.9:443", at(T0 + 1));
+        w.append_named(&f.record(Close, at(T0 + 5), 10, 20), &app, Some(&us), &names);
+        w.flush().unwrap();
+        let r = JournalReader::open(&dir.path().join("state/journal.db")).unwrap();
+        let how =
+            |host: &str| r.host_addresses(host).unwrap().into_iter().map(|row| row.name_source).collect::<Vec<_>>();
+        assert_eq!(how("other.qa.test"), [Some("sni".to_string())]);
+        assert_eq!(how("gamma.qa.test"), [Some("dns_name".to_string())]);
     }
 }

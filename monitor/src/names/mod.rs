@@ -204,7 +204,8 @@ pub struct Names {
     pub registrable_domain: Option<String>,
     /// Where `hostname` came from.
     pub source: NameSource,
-    /// The DNS name of the flow's address when it differs from the SNI.
+    /// The app's own DNS (or getaddrinfo) name of the flow's address when it differs from the
+    /// SNI (another app's answer is not kept here: nothing would tell whose it was).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns_name: Option<Hostname>,
     /// `hostname` is the outer SNI of an encrypted ClientHello (ECH): the inner name is unknown.
@@ -215,12 +216,17 @@ pub struct Names {
 impl Names {
     /// Combines a flow's ClientHello name (`tls`, with `quic` telling TLS over TCP from QUIC) and
     /// the table's answer for its address (`dns`). The SNI wins: it is what the app told the
-    /// server; the DNS name is kept beside it when it differs.
+    /// server; the DNS name is kept beside it when it differs and is the app's own answer (one
+    /// from the host-wide map, another app's, is left out: `dns_name` has no source of its own).
     #[must_use]
     pub fn combine(tls: Option<&Sni>, quic: bool, dns: Option<&table::NameMatch>) -> Self {
         match (tls, dns) {
             (Some(sni), dns) => {
-                let dns_name = dns.map(|m| &m.name).filter(|n| **n != sni.hostname).cloned();
+                let dns_name = dns
+                    .filter(|m| m.source != NameSource::DnsHost)
+                    .map(|m| &m.name)
+                    .filter(|n| **n != sni.hostname)
+                    .cloned();
                 Self {
                     registrable_domain: domain::registrable(sni.hostname.as_str()),
                     hostname: Some(sni.hostname.clone()),

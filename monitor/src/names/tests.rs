@@ -31,6 +31,11 @@ fn sni_wins_and_a_different_dns_name_is_kept_beside_it() {
     );
     let same = Names::combine(Some(&sni("www.example.com", false)), true, Some(&dns));
     assert_eq!((same.source, same.dns_name), (NameSource::QuicSni, None));
+    // Another app's answer (the host-wide map) is not kept beside the SNI: nothing would tell
+    // whose it was (it was: found by an adversarial pass).
+    let other = answer("www.example.com", NameSource::DnsHost);
+    let names = Names::combine(Some(&sni("edge.example.net", false)), false, Some(&other));
+    assert_eq!((names.source, names.dns_name), (NameSource::Sni, None));
     let ech = Names::combine(Some(&sni("public.example.org", true)), false, None);
     assert!(ech.ech_outer);
     assert_eq!(ech.registrable_domain.as_deref(), Some("example.org"));
