@@ -220,9 +220,15 @@ impl JournalWriter {
             AtPath::Same => Ok(()),
             AtPath::Replaced => Err(Error::Replaced { path: self.path.clone() }),
             AtPath::Removed => {
-                // SQLite leaves a removed database's `-wal` and `-shm` when its connection closes;
-                // only this writer's own are deleted here.
-                let own = if self._lock.is_some() { files::own_sidecars(&self.path) } else { Vec::new() };
+                // What the write-ahead log still holds goes into the database first (the removed
+                // file, wherever it was moved: `mv journal.db` keeps every row). SQLite leaves a
+                // removed database's `-wal` and `-shm` when its connection closes; only this
+                // writer's own are deleted here, and the log only once it is checkpointed.
+                let own = if self._lock.is_some() && self.checkpoint_all() {
+                    files::own_sidecars(&self.path)
+                } else {
+                    Vec::new()
+                };
                 self.release()?;
                 for side in own {
                     if let Err(e) = std::fs::remove_file(&side)
@@ -243,6 +249,12 @@ impl JournalWriter {
                 Ok(())
             }
         }
+    }
+
+    /// Copies the whole write-ahead log into the database and empties it; false when it could not
+    /// (the log then stays where it is).
+    fn checkpoint_all(&self) -> bool {
+        self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0)).is_ok_and(|busy| busy == 0)
     }
 
     /// Closes the connection and the lock of a removed journal (once): before a new journal is

@@ -630,6 +630,14 @@ fn a_removed_journal_is_created_again_and_a_replaced_one_left_alone() {
     w.append(&f.record(Close, at(T0 + 60), 400, 4), &app, Some(&dest));
     w.flush().expect("created again beside no stale log");
     assert_eq!(int(&raw(&config.path), "SELECT SUM(payload_rx) FROM residency"), 4);
+    // Moved away alone (`mv journal.db`), its newest rows still only in the log: they go into
+    // the moved file before the log is deleted (the moved file held no tables: found by an
+    // adversarial pass), and a new journal starts at the path.
+    let moved = dir.path().join("moved.db");
+    std::fs::rename(&config.path, &moved).expect("move");
+    w.flush().expect("a new journal");
+    assert_eq!(int(&raw(&moved), "SELECT SUM(payload_rx) FROM residency"), 4, "the moved journal keeps its rows");
+    assert_eq!(int(&raw(&config.path), "SELECT COUNT(*) FROM connections"), 0);
     // Removed, and a write-ahead log that is not this writer's put there: refused (SQLite would
     // replay it into a new journal), the record kept until it is gone.
     remove_all();
