@@ -78,3 +78,72 @@ fn rules_and_dashboard_query_only_served_series() {
         serde_json::from_str(&std::fs::read_to_string(config_file("grafana-dashboard.json")).unwrap()).unwrap();
     assert!(dashboard["panels"].as_array().unwrap().iter().all(|p| p["targets"][0]["expr"].is_string()));
 }
+
+/// The growth query of `monitor report --prometheus`, evaluated by promtool on known series: a
+/// series that exists throughout (its whole growth), one that appears inside the period and lives
+/// across several 5-minute steps (Prometheus refused the query: "vector cannot contain metrics
+/// with the same labelset"), and a host whose daemon restarted with its new counter above the old
+/// one's value at the step before (its growth was taken as the difference). Found by an
+/// adversarial pass.
+#[test]
+fn the_fleet_growth_query_counts_new_series_and_restarts() {
+    let x = "monitor_app_payload_bytes_total";
+    let query = monitor::report::promql::growth_query(
+        x,
+        "monitor_process_start_time_seconds",
+        "instance",
+        ", country, direction",
+        1800,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let tests = dir.path().join("growth.test.yml");
+    let series = |instance: &str, app: &str| {
+        format!("{x}{{instance=\"{instance}\", app=\"{app}\", country=\"SE\", direction=\"tx\"}}")
+    };
+    let yaml = format!(
+        "evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: '{whole}'
+        values: '0+10x30'
+      - series: '{new}'
+        values: '_x12 100+10x18'
+      - series: '{restarted}'
+        values: '0+10x11 0+50x18'
+      - series: 'monitor_process_start_time_seconds{{instance=\"lab-01\"}}'
+        values: '100x30'
+      - series: 'monitor_process_start_time_seconds{{instance=\"lab-02\"}}'
+        values: '100x11 200x18'
+    promql_expr_test:
+      - expr: '{query}'
+        eval_time: 30m
+        exp_samples:
+          - labels: '{{instance=\"lab-01\", app=\"whole\", country=\"SE\", direction=\"tx\"}}'
+            value: 300
+          - labels: '{{instance=\"lab-01\", app=\"new\", country=\"SE\", direction=\"tx\"}}'
+            value: 280
+          - labels: '{{instance=\"lab-02\", app=\"restarted\", country=\"SE\", direction=\"tx\"}}'
+            value: 1000
+",
+        whole = series("lab-01", "whole"),
+        new = series("lab-01", "new"),
+        restarted = series("lab-02", "restarted"),
+    );
+    // 300: 0 to 300. 280: first seen at 100 (12 min), 280 at 30 min. 1000: 100 by the step at
+    // 10 min, 110 when the daemon restarted after 11 min (the 10 of its last step are lost, as
+    // documented), then 0 to 900.
+    std::fs::write(&tests, yaml).unwrap();
+    match Command::new("promtool").arg("test").arg("rules").arg(&tests).output() {
+        Ok(out) => {
+            let said = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success() && said.contains("SUCCESS"), "promtool test rules:\n{said}\n{query}");
+        }
+        Err(e) => {
+            assert!(std::env::var_os("MONITOR_REQUIRE_ROOT_TESTS").is_none(), "promtool: {e}");
+            eprintln!(
+                "skipping the_fleet_growth_query_counts_new_series_and_restarts: promtool: {e} (run `cargo xtask setup`)"
+            );
+        }
+    }
+}

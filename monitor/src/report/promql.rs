@@ -5,15 +5,20 @@
 //! query each, evaluated at the period's end:
 //!
 //! ```text
-//! sum by (<host>, app, country, direction) (sum_over_time(
-//!   ((x - x offset 5m) >= 0 or x)[<period>s:5m]))        x = monitor_app_payload_bytes_total{…}
+//! sum by (<host>, app, country, direction) (sum_over_time((
+//!   (((x - x offset 5m) >= 0) unless on(<host>) (changes(s[5m]) > 0)) or (x * 1)
+//! )[<period>s:5m]))     x = monitor_app_payload_bytes_total{…}, s = monitor_process_start_time_seconds{…}
 //! ```
 //!
 //! i.e. the counter's growth summed over 5-minute steps: it telescopes to exact totals, counts a
-//! series' first value when it appears (a new app or country) and restarts from the value after a
-//! daemon restart (counter reset). Unlike `increase()` it does not extrapolate. What it can miss:
-//! the traffic of the last step (≤ 5 min) before a restart, and it attributes traffic to the step
-//! (5-minute resolution at the period's edges). Wire bytes (`monitor_app_wire_bytes_total`) and
+//! series' first value when it appears (a new app or country), and in a step where the host's
+//! daemon restarted (its start time changed) takes the new process's counter, from 0, whatever
+//! the old one had reached (a restarted counter above the old value is no difference to take).
+//! `x * 1` drops the metric name as the difference does: a series new inside the period is one
+//! series in every step (with the name in its first step only, Prometheus refused the query).
+//! Unlike `increase()` it does not extrapolate. What it can miss: the traffic of the last step
+//! (≤ 5 min) before a restart, and it attributes traffic to the step (5-minute resolution at the
+//! period's edges). `config/`'s promtool test of [`growth_query`] checks both on known series. Wire bytes (`monitor_app_wire_bytes_total`) and
 //! flows started (`monitor_app_flows_total`) per host and app come from the same growth sum.
 //! Each host becomes a report of the journal's schema with those figures (no packets or
 //! endpoints: the metrics never label addresses), then the hosts are combined by
@@ -91,13 +96,24 @@ impl Source {
     /// An instant query at `time` (Unix seconds); the result vector.
     fn query(&self, promql: &str, time: i64) -> Result<Vec<Value>, Error> {
         let url = format!("{}/api/v1/query", self.url.trim_end_matches('/'));
-        let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(TIMEOUT)).build().into();
+        // A refused query is an HTTP error status with Prometheus's reason in its JSON body: read
+        // it, so the user sees the reason and not only "http status: 422".
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().timeout_global(Some(TIMEOUT)).http_status_as_error(false).build().into();
         let http = |source| Error::Http { url: url.clone(), source: Box::new(source) };
         let mut response =
             agent.get(&url).query("query", promql).query("time", time.to_string()).call().map_err(http)?;
+        let status = response.status();
         let body = response.body_mut().read_to_string().map_err(http)?;
         let answer = |reason: String| Error::Answer { url: url.clone(), reason };
-        let v: Value = serde_json::from_str(&body).map_err(|e| answer(e.to_string()))?;
+        let v: Value = serde_json::from_str(&body).map_err(|e| {
+            let start: String = body.chars().take(200).collect();
+            answer(if status.is_success() {
+                e.to_string()
+            } else {
+                format!("HTTP {status}: {}", crate::escape::terminal(&start))
+            })
+        })?;
         if v["status"] != "success" {
             return Err(answer(format!("{}: {}", v["errorType"], v["error"])));
         }
@@ -120,12 +136,19 @@ fn regex_escape(s: &str) -> String {
 /// Growth of `metric` per (host, app, `by`…) over the period.
 fn growth(src: &Source, period: &Period, metric: &str, by: &str) -> Result<Vec<Value>, Error> {
     let x = src.selector(metric)?;
+    let start = src.selector("monitor_process_start_time_seconds")?;
     let seconds = period.until.duration_since(period.since).as_secs();
-    let promql = format!(
-        "sum by ({h}, app{by}) (sum_over_time((({x} - {x} offset {STEP}) >= 0 or {x})[{seconds}s:{STEP}]))",
-        h = src.host_label,
-    );
-    src.query(&promql, period.until.as_second())
+    src.query(&growth_query(&x, &start, &src.host_label, by, seconds), period.until.as_second())
+}
+
+/// The PromQL of the growth of the series `x` per (`host`, app, `by`…) over the `seconds` before
+/// the query's time, with `start` the daemons' start-time gauges (see the module doc).
+#[must_use]
+pub fn growth_query(x: &str, start: &str, host: &str, by: &str, seconds: i64) -> String {
+    format!(
+        "sum by ({host}, app{by}) (sum_over_time(((({x} - {x} offset {STEP}) >= 0) unless on({host}) \
+         (changes({start}[{STEP}]) > 0) or ({x} * 1))[{seconds}s:{STEP}]))"
+    )
 }
 
 /// A sample's value as a whole number (counters of bytes and flows).
@@ -343,5 +366,34 @@ mod tests {
         assert_eq!(kind("by_country", "unknown"), ShareKind::Unknown);
         assert_eq!(kind("by_asn", "AS29518"), ShareKind::Asn);
         assert_eq!(kind("by_asn", "loopback"), ShareKind::Scope);
+    }
+
+    /// A query Prometheus refuses comes back as an HTTP error status with its reason in a JSON
+    /// body: the error carries that reason (it said only "http status: 422"; found by an
+    /// adversarial pass). A local one-shot server stands in for Prometheus.
+    #[test]
+    fn a_refused_query_says_prometheus_s_reason() {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut request = [0u8; 4096];
+            let _ = s.read(&mut request).unwrap();
+            let body = r#"{"status":"error","errorType":"execution","error":"vector cannot contain metrics with the same labelset"}"#;
+            let head = format!(
+                "HTTP/1.1 422 Unprocessable Entity\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            s.write_all(head.as_bytes()).unwrap();
+            s.write_all(body.as_bytes()).unwrap();
+        });
+        let src = Source { url, host_label: "instance".into(), hosts: Vec::new() };
+        let err = src.query("up", 0).unwrap_err().to_string();
+        server.join().unwrap();
+        assert!(
+            err.contains("execution") && err.contains("vector cannot contain metrics with the same labelset"),
+            "{err}"
+        );
     }
 }
