@@ -426,6 +426,11 @@ fn a_range_with_times_of_day_keeps_them_in_the_report_time_zone() {
         "{}",
         stderr(&out)
     );
+    // The zone in brackets: the same note.
+    let out =
+        monitor(&["report", "--since", "2026-10-25T02:30[Europe/Berlin]", "--until", "2026-10-26", "--journal", j]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("comes twice in Europe/Berlin"), "{}", stderr(&out));
 }
 
 #[test]

@@ -43,6 +43,14 @@ pub enum Error {
         /// The first input's.
         expected: String,
     },
+    /// The same export given twice (under two labels, or a copy of one file).
+    #[error("`{host}` is the same export as `{first}`: its figures would count twice")]
+    Copy {
+        /// Host label of the later input.
+        host: String,
+        /// The earlier one's.
+        first: String,
+    },
     /// A host appears twice.
     #[error("host `{host}` appears in more than one input")]
     Overlap {
@@ -156,6 +164,33 @@ fn same_schema_and_period(inputs: &[(String, Value)]) -> Result<(), Error> {
         if period != expected_period {
             return Err(Error::Period { host: label.clone(), found: period.to_owned(), expected: expected_period });
         }
+        // One ISO week cut in two time zones has one label and two windows (up to a day apart):
+        // the bounds must agree too.
+        let bounds = |r: &Value| (r["period"]["since"].clone(), r["period"]["until"].clone());
+        if bounds(r) != bounds(first) {
+            let window = |r: &Value| {
+                let (since, until) = bounds(r);
+                format!(
+                    "{period} as {}/{} ({})",
+                    since.as_str().unwrap_or("?"),
+                    until.as_str().unwrap_or("?"),
+                    r["period"]["time_zone"].as_str().unwrap_or("?")
+                )
+            };
+            return Err(Error::Period { host: label.clone(), found: window(r), expected: window(first) });
+        }
+    }
+    Ok(())
+}
+
+/// Two inputs that are the same document (one export given twice, or copied under another
+/// name): its figures would count twice. Exports carry no machine identity, so an identical
+/// document is the one sign.
+fn no_copies(inputs: &[(String, Value)]) -> Result<(), Error> {
+    for (i, (label, r)) in inputs.iter().enumerate() {
+        if let Some((first, _)) = inputs[..i].iter().find(|(_, other)| other == r) {
+            return Err(Error::Copy { host: label.clone(), first: first.clone() });
+        }
     }
     Ok(())
 }
@@ -169,6 +204,7 @@ fn same_schema_and_period(inputs: &[(String, Value)]) -> Result<(), Error> {
 /// As [`merge`]; an input that does not follow the report schema.
 pub fn merge_exports(inputs: &[(String, Value)]) -> Result<Value, Error> {
     same_schema_and_period(inputs)?;
+    no_copies(inputs)?;
     let mut typed = Vec::with_capacity(inputs.len());
     for (label, r) in inputs {
         let invalid = |e: serde_json::Error| Error::Invalid { host: label.clone(), reason: e.to_string() };

@@ -120,6 +120,18 @@ fn overlapping_hosts_other_schemas_and_other_weeks_are_refused() {
     let mut other_week = inputs();
     other_week[2].1["period"]["label"] = "2026-W48".into();
     assert!(matches!(merge(&other_week), Err(Error::Period { .. })));
+    // The same week cut in another time zone: same label, another window (it was summed and
+    // labelled with the first input's window: found by an adversarial pass).
+    let mut other_zone = inputs();
+    other_zone[1].1["period"]["since"] = "2026-11-15T15:00:00Z".into();
+    other_zone[1].1["period"]["until"] = "2026-11-22T15:00:00Z".into();
+    let err = merge_exports(&other_zone).unwrap_err();
+    assert!(matches!(err, Error::Period { .. }) && err.to_string().contains("2026-11-15T15:00:00Z"), "{err}");
+    // One export given twice under two labels (or copied): its figures would count twice.
+    let mut copied = inputs();
+    copied[2].1 = copied[0].1.clone();
+    let err = merge_exports(&copied).unwrap_err();
+    assert!(matches!(&err, Error::Copy { host, first } if host == "lab-03" && first == "lab-01"), "{err}");
     assert!(matches!(merge(&[("x".into(), serde_json::json!({"a": 1}))]), Err(Error::NotAReport { .. })));
     assert!(matches!(merge(&[]), Err(Error::Empty)));
 }
