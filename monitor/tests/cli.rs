@@ -735,3 +735,12 @@ fn status_says_when_a_running_daemon_writes_nothing() {
         assert!(line.ends_with("the daemon has not recorded the databases it uses yet"), "{line}");
     }
 }
+
+/// `--prometheus` is a fleet report of a week or range: with `--session` (one machine's journal)
+/// it is a usage error; the session's local report was printed as if it were the fleet's (found
+/// by an adversarial pass).
+#[test]
+fn a_fleet_report_of_a_session_is_a_usage_error() {
+    let out = monitor(&["report", "--prometheus", "http://127.0.0.1:1/", "--session", "build-42"]);
+    assert_clean_failure(&out, 2, "--session");
+}

@@ -131,8 +131,9 @@ pub struct ReportArgs {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub top: Option<u32>,
     /// Fleet report from the monitors' metrics in Prometheus instead of the journal (any --format;
-    /// per-host sections, `hosts` and per-app `by_host` in JSON). Example: --prometheus http://prometheus:9090
-    #[arg(long, value_name = "URL", conflicts_with_all = ["journal", "app", "top"])]
+    /// per-host sections, `hosts` and per-app `by_host` in JSON); a week or a range, not a session
+    /// (sessions are in each machine's journal). Example: --prometheus http://prometheus:9090
+    #[arg(long, value_name = "URL", conflicts_with_all = ["journal", "app", "top", "session"])]
     pub prometheus: Option<String>,
     /// With --prometheus: only this machine (a value of --host-label; repeatable). Example: --host lab-01:9464
     #[arg(long = "host", value_name = "LABEL", requires = "prometheus")]

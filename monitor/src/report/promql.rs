@@ -267,6 +267,37 @@ fn host_report(period: &Value, previous: &Value, figures: &HostApps) -> Value {
     })
 }
 
+/// Figures without the host label cannot be given to a host: none with it (a mistyped
+/// `--host-label`) is an error, some without it a warning with their bytes. They were left out
+/// silently (found by an adversarial pass).
+fn unlabelled<'a>(src: &Source, rows: impl Iterator<Item = &'a Value>) -> Result<(), Error> {
+    let (mut with, mut without, mut bytes) = (0_usize, 0_usize, 0_u64);
+    for r in rows {
+        if r["metric"][&src.host_label].is_string() {
+            with += 1;
+        } else {
+            without += 1;
+            bytes += whole(r);
+        }
+    }
+    if without > 0 && with == 0 {
+        return Err(Error::Answer {
+            url: src.url.clone(),
+            reason: format!(
+                "none of the {without} series carries the label `{}` that names a machine (see --host-label)",
+                crate::escape::terminal(&src.host_label)
+            ),
+        });
+    }
+    if without > 0 {
+        log::warn!(
+            "{without} series without the label `{}` are left out of the fleet figures ({bytes} bytes and flows)",
+            crate::escape::terminal(&src.host_label)
+        );
+    }
+    Ok(())
+}
+
 /// The fleet report of `period` from Prometheus at `src`.
 ///
 /// # Errors
@@ -279,6 +310,7 @@ pub fn fleet_report(src: &Source, period: &Period) -> Result<Value, Error> {
     add(&mut hosts, src, "by_asn", "asn", &by_asn);
     let wire = growth(src, period, "monitor_app_wire_bytes_total", ", direction")?;
     let flows = growth(src, period, "monitor_app_flows_total", "")?;
+    unlabelled(src, [&by_country, &by_asn, &wire, &flows].into_iter().flatten())?;
     add_wire_and_flows(&mut hosts, src, &wire, &flows);
     let encode = |p: &Period| {
         serde_json::to_value(period_info(p)).map_err(|e| Error::Answer { url: src.url.clone(), reason: e.to_string() })
@@ -395,5 +427,17 @@ mod tests {
             err.contains("execution") && err.contains("vector cannot contain metrics with the same labelset"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn series_without_the_host_label_are_said_not_dropped() {
+        let src = Source { url: "http://prometheus:9090".into(), host_label: "hostname".into(), hosts: Vec::new() };
+        let sample = |labels: Value| json!({"metric": labels, "value": [0, "100"]});
+        let none = [sample(json!({"instance": "lab-01:9464", "app": "a"}))];
+        let err = unlabelled(&src, none.iter()).unwrap_err().to_string();
+        assert!(err.contains("none of the 1 series carries the label `hostname`"), "{err}");
+        let some = [sample(json!({"hostname": "lab-01", "app": "a"})), none[0].clone()];
+        assert!(unlabelled(&src, some.iter()).is_ok(), "a warning, not an error");
+        assert!(unlabelled(&src, [].iter()).is_ok(), "no series: an empty fleet");
     }
 }
