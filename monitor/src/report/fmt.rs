@@ -14,6 +14,25 @@ pub(super) fn grouped(n: u64) -> String {
     out
 }
 
+/// A period's length: `604800` → "168 h", `5400` → "1 h 30 min", `480` → "8 min", `45` → "45 s"
+/// (whole hours were all it said: 90 minutes read "1 h", 8 minutes "0 h").
+#[must_use]
+pub(super) fn span(seconds: i64) -> String {
+    let s = seconds.max(0);
+    let (h, m, sec) = (s / 3600, s % 3600 / 60, s % 60);
+    let mut parts = Vec::new();
+    if h > 0 {
+        parts.push(format!("{} h", grouped(h.unsigned_abs())));
+    }
+    if m > 0 {
+        parts.push(format!("{m} min"));
+    }
+    if sec > 0 || parts.is_empty() {
+        parts.push(format!("{sec} s"));
+    }
+    parts.join(" ")
+}
+
 /// `41203118` → "41,203,118 B (41.2 MB)"; SI units, exact count first.
 #[must_use]
 pub(super) fn bytes(n: u64) -> String {
@@ -55,6 +74,9 @@ mod tests {
         assert_eq!(grouped(999), "999");
         assert_eq!(grouped(1000), "1,000");
         assert_eq!(grouped(41_203_118), "41,203,118");
+        // A period's length says its minutes and seconds (found by an adversarial pass).
+        let spans = [604_800, 5_400, 480, 45, 0, 3_661, 604_800 + 1_800].map(span);
+        assert_eq!(spans, ["168 h", "1 h 30 min", "8 min", "45 s", "0 s", "1 h 1 min 1 s", "168 h 30 min"]);
         assert_eq!(bytes(999), "999 B");
         assert_eq!(bytes(41_203_118), "41,203,118 B (41.2 MB)");
         assert_eq!(bytes(999_999), "999,999 B (1.0 MB)");

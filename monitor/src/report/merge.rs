@@ -166,8 +166,10 @@ fn same_schema_and_period(inputs: &[(String, Value)]) -> Result<(), Error> {
         }
         // One ISO week cut in two time zones has one label and two windows (up to a day apart):
         // the bounds must agree too.
+        // (An input without them is refused by the schema check that follows.)
         let bounds = |r: &Value| (r["period"]["since"].clone(), r["period"]["until"].clone());
-        if bounds(r) != bounds(first) {
+        let known = |r: &Value| bounds(r).0.is_string() && bounds(r).1.is_string();
+        if known(r) && known(first) && bounds(r) != bounds(first) {
             let window = |r: &Value| {
                 let (since, until) = bounds(r);
                 format!(

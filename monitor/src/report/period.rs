@@ -260,10 +260,11 @@ impl Period {
         TimeRange { since: self.since, until: self.until }
     }
 
-    /// `t` as local time in the period's zone, RFC 3339 with offset (e.g. 2026-11-16T00:00:00-05:00).
+    /// `t` as local time in the period's zone, RFC 3339 with offset (e.g. 2026-11-16T00:00:00-05:00),
+    /// with its fraction of a second when it has one (a session's bounds).
     #[must_use]
     pub fn local(&self, t: Timestamp) -> String {
-        t.to_zoned(self.time_zone.clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
+        t.to_zoned(self.time_zone.clone()).strftime("%Y-%m-%dT%H:%M:%S%.f%:z").to_string()
     }
 }
 
@@ -421,6 +422,9 @@ mod tests {
         let (since, until) =
             (berlin.parse_time("2026-11-19T12:00").unwrap(), berlin.parse_time("2026-11-19T13:00").unwrap());
         let hour = Period::range(since, until, &berlin).expect("a one-hour range is a range");
+        // Local times keep a fraction of a second (a session's bounds), and only then.
+        assert_eq!(hour.local(since), "2026-11-19T12:00:00+01:00");
+        assert_eq!(hour.local(ts("2026-11-19T11:00:00.25Z")), "2026-11-19T12:00:00.25+01:00");
         assert_eq!(hour.until.duration_since(hour.since), SignedDuration::from_hours(1));
     }
 }

@@ -72,11 +72,11 @@ pub(super) fn document(r: &Report, esc: Escape) -> Vec<Block> {
     let p = &r.period;
     let mut d = vec![Block::Heading(1, format!("Residency report {}", p.label))];
     let mut intro = format!(
-        "Period: {} to {} ({}, {} h). New destinations are compared with {}.",
+        "Period: {} to {} ({}, {}). New destinations are compared with {}.",
         p.since_local,
         p.until_local,
         p.time_zone,
-        p.seconds / 3600,
+        super::super::fmt::span(p.seconds),
         r.previous_period.label
     );
     if let Some(app) = &r.app_filter {

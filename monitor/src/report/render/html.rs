@@ -490,7 +490,7 @@ pub(super) fn write(r: &Report, out: &mut impl Write) -> Result<(), Error> {
         since_local: t(&p.since_local),
         until_local: t(&p.until_local),
         time_zone: t(&p.time_zone),
-        hours: grouped(u64::try_from(p.seconds / 3600).unwrap_or(0)),
+        hours: crate::report::fmt::span(p.seconds),
         seconds: grouped(u64::try_from(p.seconds).unwrap_or(0)),
         previous: t(&r.previous_period.label),
         app_filter: r.app_filter.as_deref().map(t),
