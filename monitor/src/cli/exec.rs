@@ -70,6 +70,7 @@ pub fn execute(args: ExecArgs, settings: &Settings) -> anyhow::Result<ExitCode> 
     let journal = journal.unwrap_or_else(|| settings.journal.path.clone());
     warn_without_daemon(&journal);
     let watched = resolve_cgroup(cgroup.as_deref().unwrap_or(&settings.cgroup))?;
+    warn_outside(&watched, settings);
     let dir = watched.join(format!("monitor-session.{session}.{}", std::process::id()));
     std::fs::create_dir(&dir).map_err(|source| CgroupError { action: "create cgroup", path: dir.clone(), source })?;
     let result = run_in(&dir, &session, &journal, &command);
@@ -153,6 +154,22 @@ fn run_forwarding(command: &mut Command) -> std::io::Result<std::process::ExitSt
         let _ = thread.join();
     }
     status
+}
+
+/// Warns when `--cgroup` is outside the cgroup the config watches: a daemon started with this
+/// config does not see it, and the session's report would be empty without saying why (found by
+/// an adversarial pass).
+fn warn_outside(cgroup: &Path, settings: &Settings) {
+    if let Ok(configured) = resolve_cgroup(&settings.cgroup)
+        && !cgroup.starts_with(&configured)
+    {
+        warn!(
+            "`{}` is outside the cgroup the config watches (`{}`): a daemon started with this config does not see \
+             the command's flows (give a cgroup under the one the daemon watches)",
+            escape::terminal(&cgroup.display().to_string()),
+            escape::terminal(&configured.display().to_string())
+        );
+    }
 }
 
 /// Warns when no daemon writes `journal`: the session is recorded, its flows are not (its report

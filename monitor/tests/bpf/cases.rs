@@ -137,6 +137,7 @@ pub fn all() -> Vec<Case> {
         ("sigterm_stops_cleanly", crate::lifecycle::sigterm_stops_cleanly),
         ("exec_session_isolates_the_commands_flows", crate::sessions::exec_session_isolates_the_commands_flows),
         ("exec_stopped_by_a_signal_ends_its_session", crate::sessions::exec_stopped_by_a_signal_ends_its_session),
+        ("exec_outside_the_watched_cgroup_warns", crate::sessions::exec_outside_the_watched_cgroup_warns),
         (
             "long_lived_flow_gets_periodic_updates_that_add_up",
             crate::lifecycle::long_lived_flow_gets_periodic_updates_that_add_up,

@@ -195,3 +195,40 @@ pub fn exec_stopped_by_a_signal_ends_its_session() {
     let log = String::from_utf8_lossy(&done.stderr);
     assert!(done.status.success() && log.contains("no monitor daemon is running on the journal"), "{log}");
 }
+
+/// `monitor exec --cgroup` outside the cgroup the config watches: a daemon started with this
+/// config never sees the command, and its session's report would be empty without a word; it
+/// says so (found by an adversarial pass). Under the watched cgroup: no such warning.
+pub fn exec_outside_the_watched_cgroup_warns() {
+    let (watched, other) = (TestCgroup::new(), TestCgroup::new());
+    let dir = tempfile::tempdir().unwrap();
+    let journal = monitor::journal::JournalConfig { path: dir.path().join("j.db"), ..Default::default() };
+    let run = monitor::journal::RunInfo::current(None);
+    drop(monitor::journal::JournalWriter::open(&journal, run, &monitor::zone::Zone::get("UTC").unwrap()).unwrap());
+    let config = dir.path().join("monitor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "cgroup = \"{}\"\n[journal]\npath = \"{}\"\n",
+            watched.path.display(),
+            dir.path().join("j.db").display()
+        ),
+    )
+    .unwrap();
+    let exec = |cgroup: &std::path::Path, session: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_monitor"))
+            .arg("--config")
+            .arg(&config)
+            .args(["exec", "--session", session, "--cgroup"])
+            .arg(cgroup)
+            .args(["--", "true"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "monitor exec: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let said = exec(&other.path, "outside");
+    assert!(said.contains("is outside the cgroup the config watches"), "{said}");
+    let said = exec(&watched.path, "inside");
+    assert!(!said.contains("is outside"), "{said}");
+}
