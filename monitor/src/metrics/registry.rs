@@ -39,6 +39,8 @@ use crate::{
 
 /// Label value of apps and ASNs beyond the top N.
 pub const OTHER: &str = "other";
+/// The label of a real name that is [`OTHER`] (an app called `other`), kept apart from the bucket.
+pub const OTHER_NAMED: &str = "other (named)";
 /// Largest `top_apps`/`top_asns` (indices are `u16`; 10,000 apps is far beyond any dashboard).
 pub const MAX_TOP: usize = 10_000;
 
@@ -68,8 +70,11 @@ struct Names {
 }
 
 impl Names {
-    /// The index of `name`, or of [`OTHER`] once `max` names are known; `true` when folded.
+    /// The index of `name`, or of [`OTHER`] once `max` names are known; `true` when folded. A
+    /// name that is [`OTHER`] itself (an app called `other`) is [`OTHER_NAMED`]: the folded
+    /// bucket and a real app were one series (found by an adversarial pass).
     fn get(&mut self, name: &str, max: usize) -> (u16, bool) {
+        let name = if name == OTHER { OTHER_NAMED } else { name };
         if let Some(&i) = self.index.get(name) {
             return (i, false);
         }

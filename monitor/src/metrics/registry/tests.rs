@@ -78,6 +78,22 @@ fn apps_and_asns_beyond_the_top_n_fold_into_other_and_are_counted() {
     assert_eq!(v(r#"monitor_metrics_folded_total{kind="asn"}"#), 2.0);
 }
 
+/// An app called `other` is not the bucket of the apps beyond the top N: its series is
+/// `other (named)` (they were one series; found by an adversarial pass).
+#[test]
+fn an_app_called_other_is_not_the_folded_bucket() {
+    let m = Metrics::new(&config(2, 1), 0.0);
+    let se = public(Some("SE"), Some(29518), Some("Bredband2 AB"));
+    for (i, name) in ["other", "a2", "a3"].into_iter().enumerate() {
+        let mut f = Flow::new(i as u64, "89.160.20.112:443", at(1_780_000_000));
+        m.observe(&f.record(RecordKind::Close, at(1_780_000_001), 100 + i as u64, 0), &app(name), Some(&se));
+    }
+    let text = m.encode().unwrap();
+    let v = |s: &str| value(&text, s).unwrap_or_else(|| panic!("{s} missing in\n{text}"));
+    assert_eq!(v(r#"monitor_app_payload_bytes_total{app="other (named)",direction="tx",country="SE"}"#), 100.0);
+    assert_eq!(v(r#"monitor_app_payload_bytes_total{app="other",direction="tx",country="SE"}"#), 102.0, "a3 alone");
+}
+
 #[test]
 fn health_series_follow_cumulative_statistics_and_flushes() {
     let m = Metrics::new(&config(10, 10), 0.0);
