@@ -142,12 +142,15 @@ fn growth(src: &Source, period: &Period, metric: &str, by: &str) -> Result<Vec<V
 }
 
 /// The PromQL of the growth of the series `x` per (`host`, app, `by`…) over the `seconds` before
-/// the query's time, with `start` the daemons' start-time gauges (see the module doc).
+/// the query's time, with `start` the daemons' start-time gauges (see the module doc). The
+/// subquery's range is a second short of the period: Prometheus 2 includes a step at the range's
+/// start (3 does not), whose growth is of the 5 minutes before the period.
 #[must_use]
 pub fn growth_query(x: &str, start: &str, host: &str, by: &str, seconds: i64) -> String {
+    let range = (seconds - 1).max(1);
     format!(
         "sum by ({host}, app{by}) (sum_over_time(((({x} - {x} offset {STEP}) >= 0) unless on({host}) \
-         (changes({start}[{STEP}]) > 0) or ({x} * 1))[{seconds}s:{STEP}]))"
+         (changes({start}[{STEP}]) > 0) or ({x} * 1))[{range}s:{STEP}]))"
     )
 }
 
