@@ -58,6 +58,8 @@ impl JournalWriter {
     /// # Errors
     /// When the write fails (nothing is written then).
     pub fn save_alerts(&mut self, alerts: &[AlertRow]) -> Result<(), Error> {
+        // Not into a journal that was removed or replaced (they would be lost with it).
+        self.check_file()?;
         let path = self.path().to_path_buf();
         let map = |source| Error::write(&path, source);
         let tx = self.conn.transaction().map_err(map)?;

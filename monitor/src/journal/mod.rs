@@ -192,6 +192,14 @@ pub enum Error {
         path.display()
     )]
     Replaced { path: PathBuf },
+    /// The journal is no longer at its path, and its write-ahead log could not be copied into it
+    /// yet (a reader holds it). Buffered rows are kept; the next flush tries again.
+    #[error(
+        "journal `{}` was removed or replaced while the daemon ran, and its write-ahead log cannot be copied into \
+         it yet (a reader holds it): retried at the next flush, the records are kept in memory",
+        path.display()
+    )]
+    Checkpoint { path: PathBuf },
     /// The journal was removed but a `-wal` file is still there: a new journal would take that
     /// log for its own. Buffered rows are kept.
     #[error(

@@ -208,42 +208,39 @@ impl JournalWriter {
         })
     }
 
-    /// Before a flush: the path must still name the file this writer opened. Removed (deleted or
-    /// renamed away): the removed journal's connection is closed and its own `-wal` and `-shm`
-    /// deleted (SQLite leaves them for a database that was unlinked), then a new journal is
-    /// created there, holding this run's degradations and
-    /// databases, and the flush goes on into it. Replaced by another file, or removed with a
-    /// `-wal` left behind that is not this writer's (SQLite would replay it into a new journal):
-    /// nothing is written, and the records stay buffered.
-    fn check_file(&mut self) -> Result<(), Error> {
+    /// Before a flush (and before alerts are saved): the path must still name the file this
+    /// writer opened.
+    /// - Removed (deleted, or renamed away): the writer lets go of it ([`Self::release`]: its
+    ///   write-ahead log copied into it, so a moved journal keeps every row), then creates a new
+    ///   journal at the path, holding this run's degradations and databases, and the flush goes on
+    ///   into it; unless a `-wal` that is not this writer's lies there (SQLite would replay it into
+    ///   the new journal).
+    /// - Replaced by another file: the writer lets go of its own (its `-wal` beside another file
+    ///   would be replayed into it by the next reader), and nothing is written; the records stay
+    ///   buffered until that file is moved away.
+    /// - The journal back at the path after the writer let go of it: written again.
+    pub(super) fn check_file(&mut self) -> Result<(), Error> {
+        let released = self._lock.is_none();
         match files::at_path(&self.path, self.file) {
-            AtPath::Same => Ok(()),
-            AtPath::Replaced => Err(Error::Replaced { path: self.path.clone() }),
-            AtPath::Removed => {
-                // What the write-ahead log still holds goes into the database first (the removed
-                // file, wherever it was moved: `mv journal.db` keeps every row). SQLite leaves a
-                // removed database's `-wal` and `-shm` when its connection closes; only this
-                // writer's own are deleted here, and the log only once it is checkpointed.
-                let own = if self._lock.is_some() && self.checkpoint_all() {
-                    files::own_sidecars(&self.path)
-                } else {
-                    Vec::new()
-                };
+            AtPath::Same if !released => Ok(()),
+            AtPath::Same => {
+                self.recreate()?;
+                warn!("journal {} is back at its path: written again", self.path.display());
+                Ok(())
+            }
+            AtPath::Replaced => {
                 self.release()?;
-                for side in own {
-                    if let Err(e) = std::fs::remove_file(&side)
-                        && e.kind() != std::io::ErrorKind::NotFound
-                    {
-                        warn!("cannot remove the removed journal's {}: {e}", side.display());
-                    }
-                }
+                Err(Error::Replaced { path: self.path.clone() })
+            }
+            AtPath::Removed => {
+                self.release()?;
                 if let Some(left) = files::wal_left(&self.path) {
                     return Err(Error::RemovedLeaving { path: self.path.clone(), left });
                 }
                 self.recreate()?;
                 error!(
                     "journal {} was removed while the daemon ran: a new journal was created there (what the removed \
-                     one held is gone with it; this run's records go on in the new one)",
+                     one held is gone with it, or kept where it was moved; this run's records go on in the new one)",
                     self.path.display()
                 );
                 Ok(())
@@ -251,22 +248,38 @@ impl JournalWriter {
         }
     }
 
-    /// Copies the whole write-ahead log into the database and empties it; false when it could not
-    /// (the log then stays where it is).
-    fn checkpoint_all(&self) -> bool {
-        self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0)).is_ok_and(|busy| busy == 0)
-    }
-
-    /// Closes the connection and the lock of a removed journal (once): before a new journal is
-    /// created at its path, since SQLite deletes the write-ahead log by name when its last
-    /// connection closes, which would then be the new journal's. An in-memory connection stands
-    /// in, never written: every flush first finds the path removed (or another file) again.
+    /// Lets go of a journal that is no longer at its path (once): copies its write-ahead log into
+    /// it (wherever it now is), closes the connection, deletes its own `-wal` and `-shm` (SQLite
+    /// leaves them for a database that was moved or unlinked; they would be replayed into
+    /// whatever file takes the path), and only then drops the lock (a daemon starting meanwhile
+    /// must not create a journal whose log this deletes). An in-memory connection stands in,
+    /// never written: every flush first finds the path removed, another file, or the journal back.
+    ///
+    /// # Errors
+    /// [`Error::Checkpoint`] when the log cannot be copied now (a reader holds it): nothing is
+    /// let go, and the next flush tries again.
     fn release(&mut self) -> Result<(), Error> {
-        if self._lock.is_some() {
-            let placeholder = Connection::open_in_memory().map_err(|source| Error::write(&self.path, source))?;
-            drop(std::mem::replace(&mut self.conn, placeholder));
-            self._lock = None;
+        if self._lock.is_none() {
+            return Ok(());
         }
+        let copied = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0))
+            .is_ok_and(|busy| busy == 0);
+        if !copied {
+            return Err(Error::Checkpoint { path: self.path.clone() });
+        }
+        let own = files::own_sidecars(&self.path);
+        let placeholder = Connection::open_in_memory().map_err(|source| Error::write(&self.path, source))?;
+        drop(std::mem::replace(&mut self.conn, placeholder));
+        for side in own {
+            if let Err(e) = std::fs::remove_file(&side)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                warn!("cannot remove the journal's {}: {e}", side.display());
+            }
+        }
+        self._lock = None;
         Ok(())
     }
 
@@ -274,9 +287,9 @@ impl JournalWriter {
     /// and buffered records.
     fn recreate(&mut self) -> Result<(), Error> {
         let mut fresh = Self::open(&self.reopen.config, self.run.clone(), &self.reopen.zone)?;
-        fresh.record_degradations(&std::mem::take(&mut self.reopen.degradations))?;
-        if let Some(databases) = self.reopen.databases.take() {
-            fresh.register_databases(&databases);
+        fresh.record_degradations(&self.reopen.degradations)?;
+        if let Some(databases) = &self.reopen.databases {
+            fresh.register_databases(databases);
         }
         fresh.buffer = std::mem::take(&mut self.buffer);
         if let Some(databases) = &fresh.reopen.databases {

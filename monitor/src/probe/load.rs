@@ -153,8 +153,15 @@ impl Probe {
         // Only the fallback hook set reads these; a kernel without usable BTF fails there.
         let layout = btf_layout::kernel_sock_layout();
         let offsets = layout.as_ref().map_or((0, 0, 0), |l| (l.v6_daddr, l.v6_rcv_saddr, l.protocol));
-        // `sock_ops` reads it at `TCP_CLOSE` (see `FLAG_NO_FILE`); 0 leaves that check out.
-        let sk_socket = layout.as_ref().map_or(0, |l| l.sk_socket);
+        // `sock_ops` reads it at `TCP_CLOSE` (see `FLAG_NO_FILE`); 0 leaves that check out, and the
+        // verifier drops its kernel read: a kernel locked down for confidentiality refuses
+        // `bpf_probe_read_kernel`, and `sock_ops` would not load at all.
+        let sk_socket = if confidentiality_lockdown() {
+            info!("kernel lockdown (confidentiality): connections no process accepted end at the monitor's stop");
+            0
+        } else {
+            layout.as_ref().map_or(0, |l| l.sk_socket)
+        };
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(maps::EVENTS, config.ring_buffer_bytes)
             .override_global(maps::GLOBAL_UPDATE_INTERVAL_NS, &interval_ns, true)
@@ -444,4 +451,10 @@ fn spawn_kernel_logger<T: log::Log + Send + 'static>(logger: aya_log::EbpfLogger
             guard.clear_ready();
         }
     });
+}
+
+/// Whether the kernel is locked down for confidentiality (`/sys/kernel/security/lockdown` reads
+/// `none integrity [confidentiality]`): it then refuses programs that read kernel memory.
+fn confidentiality_lockdown() -> bool {
+    std::fs::read_to_string("/sys/kernel/security/lockdown").is_ok_and(|s| s.contains("[confidentiality]"))
 }

@@ -272,7 +272,11 @@ impl Tracker {
             // or forgotten when the listener closed): no release will come unless it is still
             // accepted from the queue, so it ends after the grace, complete (its counters are
             // the kernel's final ones), with no payload: no process read or wrote it.
-            EventKind::TcpClose if ev.flags & monitor_common::event::FLAG_NO_FILE != 0 => {
+            // (Only with release events: without them a socket its process closed has no
+            // `struct socket` at its close either, and never had its release marked.)
+            EventKind::TcpClose
+                if ev.flags & monitor_common::event::FLAG_NO_FILE != 0 && self.config.release_events =>
+            {
                 if let Some(flow) = self.flows.get_mut(&key) {
                     flow.set_released(ev.ts_ns);
                     flow.set_without_file(true);

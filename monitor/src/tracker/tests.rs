@@ -434,4 +434,14 @@ fn a_connection_closed_without_a_file_ends_at_the_grace_with_no_payload() {
     let mut later = Vec::new();
     t.tick(10 * SEC, &mut later);
     assert!(later.is_empty(), "ended once: {later:?}");
+
+    // Without release events every closed socket has no file at its close: the mark means
+    // nothing then, and the payload keeps the kernel's counters (found by a review).
+    let config = TrackerConfig { release_events: false, ..config };
+    let mut t = Tracker::new(config, Clock::with_offset(0));
+    assert!(feed(&mut t, &[(EventKind::Established, est), (EventKind::TcpClose, close)]).is_empty());
+    let mut out = Vec::new();
+    t.tick(5 * SEC + 1, &mut out);
+    let r = out.iter().find(|r| r.event == RecordKind::Close).expect("ends at the grace");
+    assert_eq!(r.payload.rx_bytes, 30_000, "{r:?}");
 }

@@ -617,6 +617,9 @@ fn a_removed_journal_is_created_again_and_a_replaced_one_left_alone() {
     assert!(matches!(err, crate::journal::Error::Replaced { .. }), "{err}");
     assert_eq!(std::fs::read(&config.path).expect("read"), b"not a journal");
     assert_eq!(w.buffered_records(), 1);
+    // Its own log is not left beside the other file (the next reader would replay it into that
+    // file: found by a review).
+    assert!(!dir.path().join("journal.db-wal").exists() && !dir.path().join("journal.db-shm").exists());
 
     // The other file removed: a new journal, with the kept record (the replaced journal's
     // `-wal` and `-shm`, this writer's, are deleted as it closes).
@@ -651,4 +654,21 @@ fn a_removed_journal_is_created_again_and_a_replaced_one_left_alone() {
     std::fs::remove_file(&wal).expect("remove");
     w.flush().expect("created once that log is gone");
     assert_eq!(int(&raw(&config.path), "SELECT SUM(payload_rx) FROM residency"), 5);
+    // Moved away and another database put there: that one stays readable; the journal moved
+    // back is written again.
+    let away = dir.path().join("away.db");
+    std::fs::rename(&config.path, &away).expect("move");
+    let other = dir.path().join("other.db");
+    let foreign = rusqlite::Connection::open(&other).expect("another database");
+    foreign.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x); INSERT INTO t VALUES (1);").expect("fill");
+    drop(foreign);
+    std::fs::rename(&other, &config.path).expect("put in place");
+    let mut f = Flow::new(6, "192.0.2.3:443", at(T0 + 90));
+    w.append(&f.record(Close, at(T0 + 95), 600, 6), &app, Some(&dest));
+    assert!(matches!(w.flush(), Err(crate::journal::Error::Replaced { .. })));
+    assert_eq!(int(&raw(&config.path), "SELECT COUNT(*) FROM t"), 1, "the other database is intact");
+    remove_all();
+    std::fs::rename(&away, &config.path).expect("move back");
+    w.flush().expect("the journal is back");
+    assert_eq!(int(&raw(&config.path), "SELECT SUM(payload_rx) FROM residency"), 11, "its rows and the kept record");
 }
