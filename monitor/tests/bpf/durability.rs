@@ -221,14 +221,7 @@ pub fn a_frozen_journal_delays_the_stop_and_loses_nothing() {
     let config = format!("[journal]\npath = \"{}\"\nflush_interval_secs = 1\n", mnt.join("journal.db").display());
     let mut mon = Monitor::start_raw(&cg.path, tempfile::tempdir().unwrap(), &config);
     let server = format!("{}:5209", pair.b_v4[0]);
-    let exchange = |n: usize| {
-        let mut srv =
-            spawn("tcp-server", &[server.clone(), s(512), s(n)], Place { netns: Some(&pair.b), ..Place::default() });
-        srv.line();
-        let place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None };
-        spawn("tcp-client", &[server.clone(), s(2048), s(n)], place).finish();
-        srv.finish();
-    };
+    let exchange = |n: usize| drop(exchanges(&pair, &cg, &server, n));
     exchange(5);
     thread::sleep(Duration::from_secs(2));
     run("fsfreeze", &["-f".as_ref(), mnt.as_os_str()]);
@@ -283,15 +276,7 @@ pub fn a_removed_journal_is_created_again() {
     let mon = Monitor::start(&cg.path, "");
     let journal = mon.dir().join("journal.db");
     let server = format!("{}:5213", pair.b_v4[0]);
-    let exchange = |n: usize| {
-        let mut srv =
-            spawn("tcp-server", &[server.clone(), s(512), s(n)], Place { netns: Some(&pair.b), ..Place::default() });
-        srv.line();
-        let place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None };
-        let out = spawn("tcp-client", &[server.clone(), s(2048), s(n)], place).finish();
-        srv.finish();
-        out
-    };
+    let exchange = |n: usize| exchanges(&pair, &cg, &server, n);
     exchange(3);
     thread::sleep(Duration::from_secs(2));
     for suffix in ["", "-wal", "-shm"] {
@@ -314,6 +299,18 @@ pub fn a_removed_journal_is_created_again() {
         assert_eq!(n, 1, "the connection from port {port} is in the new journal");
         assert!(tx >= 2048, "with its bytes: {tx}");
     }
+}
+
+/// `n` TCP connections from the cgroup to a server at `server` in `pair.b`, 2,048 bytes up and
+/// 512 down each: the client's lines.
+fn exchanges(pair: &Pair, cg: &TestCgroup, server: &str, n: usize) -> Vec<serde_json::Value> {
+    let mut srv =
+        spawn("tcp-server", &[server.to_owned(), s(512), s(n)], Place { netns: Some(&pair.b), ..Place::default() });
+    srv.line();
+    let place = Place { netns: Some(&pair.a), cgroup: Some(cg), uid: None };
+    let out = spawn("tcp-client", &[server.to_owned(), s(2048), s(n)], place).finish();
+    srv.finish();
+    out
 }
 
 fn mount_remount(mnt: &Path, opts: &str) {
