@@ -205,7 +205,9 @@ impl Tracker {
                     flow.owner = socket.owner.clone();
                 }
                 // A connection ended at the grace with no socket file, accepted after all.
+                // (Almost always empty: no lookup per new flow then.)
                 if key.peer.is_none()
+                    && !self.ended_without_file.is_empty()
                     && let Some((reported, direction)) = self.ended_without_file.pop(&key.cookie)
                 {
                     flow.continue_from(reported, direction);
