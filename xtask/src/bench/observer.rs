@@ -29,7 +29,7 @@ pub enum Observer {
     Monitor,
     /// `nethogs -t` (Debian), pointed at the device carrying the load.
     Nethogs,
-    /// `bandwhich --raw` (crates.io), pointed at the device carrying the load.
+    /// `bandwhich --raw` (installed with `cargo install`), pointed at the device carrying the load.
     Bandwhich,
 }
 
