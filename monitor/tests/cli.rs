@@ -668,6 +668,30 @@ fn lookup_names_a_mistyped_address_as_such() {
     assert_clean_failure(&out, 2, "neither an IP address nor a valid host name");
 }
 
+/// An internationalised host name is looked for in its ASCII form, which the answer shows
+/// beside the name as given; one UTS 46 refuses is a usage error that says why.
+#[test]
+fn lookup_takes_an_internationalised_host_name_in_its_ascii_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = empty_journal(dir.path());
+    let journal = journal.to_str().unwrap();
+    let out = monitor(&["lookup", "--journal", journal, "Bücher.example"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().last(),
+        Some("Bücher.example (xn--bcher-kva.example): not seen in the journal")
+    );
+    let out = monitor(&["lookup", "--json", "--journal", journal, "Bücher.example", "xn--bcher-kva.example"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["answers"][0]["query"], "xn--bcher-kva.example", "{v}");
+    assert_eq!(v["answers"][0]["unicode"], "Bücher.example", "{v}");
+    assert_eq!(v["answers"][1]["query"], "xn--bcher-kva.example", "{v}");
+    assert!(v["answers"][1].get("unicode").is_none(), "{v}");
+    let out = monitor(&["lookup", "--journal", journal, "a\u{202e}b.example"]);
+    assert_clean_failure(&out, 2, "not a valid internationalised host name");
+}
+
 /// `exec --cgroup` naming no cgroup is a usage error (exit 2), as for the daemon's `cgroup`.
 #[test]
 fn exec_with_a_cgroup_that_does_not_exist_is_a_usage_error() {

@@ -48,7 +48,14 @@ enum Answer {
         plausibility: Option<Plausibility>,
     },
     /// A host name: where it was seen, each address with the databases' answer.
-    Hostname { query: String, seen: Vec<Seen> },
+    /// `query` is the name looked for (lower case, ASCII form); `unicode`, the name as given
+    /// when it was an internationalised one.
+    Hostname {
+        query: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        unicode: Option<String>,
+        seen: Vec<Seen>,
+    },
 }
 
 #[derive(Debug, Serialize)]
@@ -95,11 +102,15 @@ pub fn execute(args: LookupArgs, settings: &Settings) -> anyhow::Result<ExitCode
         {
             anyhow::bail!(UsageError(format!("`{}` is not a valid IP address", Terminal(&target))));
         }
-        let Ok(host) = Hostname::parse(&target) else {
-            anyhow::bail!(UsageError(format!(
-                "`{}` is neither an IP address nor a valid host name",
+        // An internationalised name is looked for in its ASCII form, the form DNS answers and
+        // server names carry (`bücher.example` is `xn--bcher-kva.example`).
+        let unicode = !target.is_ascii();
+        let host = match Hostname::from_user(&target) {
+            Ok(host) => host,
+            Err(e) => anyhow::bail!(UsageError(format!(
+                "`{}` is neither an IP address nor a valid host name ({e})",
                 Terminal(&target)
-            )));
+            ))),
         };
         if reader.is_none() {
             let path = journal.clone().unwrap_or_else(|| settings.journal.path.clone());
@@ -114,7 +125,7 @@ pub fn execute(args: LookupArgs, settings: &Settings) -> anyhow::Result<ExitCode
                 Seen { row, destination }
             })
             .collect();
-        answers.push(Answer::Hostname { query: host.as_str().to_owned(), seen });
+        answers.push(Answer::Hostname { query: host.as_str().to_owned(), unicode: unicode.then_some(target), seen });
     }
     let mut out = String::new();
     if json {
@@ -190,7 +201,12 @@ fn text(out: &mut String, answers: &[Answer], databases: &[DbInfo]) -> std::fmt:
                     )?;
                 }
             }
-            Answer::Hostname { query, seen } => {
+            Answer::Hostname { query, unicode, seen } => {
+                // The name as given first, with the ASCII form that was looked for.
+                let query = match unicode {
+                    Some(given) => format!("{} ({query})", Terminal(given)),
+                    None => query.clone(),
+                };
                 if seen.is_empty() {
                     writeln!(out, "{query}: not seen in the journal")?;
                 }

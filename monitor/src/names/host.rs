@@ -33,6 +33,9 @@ pub enum HostnameError {
         /// Length of the label in bytes.
         len: usize,
     },
+    /// A name given in Unicode that UTS 46 cannot map to an ASCII form.
+    #[error("not a valid internationalised host name (UTS 46)")]
+    NotIdna,
     /// A byte other than a letter, digit, `-`, `_` or a separating dot.
     #[error("host name byte 0x{byte:02x} not allowed")]
     BadByte {
@@ -77,6 +80,20 @@ impl Hostname {
         Self::from_bytes(raw.as_bytes())
     }
 
+    /// A name a person typed: an internationalised one (`Bücher.example`) is taken in the
+    /// ASCII form DNS answers and server names carry (`xn--bcher-kva.example`, UTS 46 with
+    /// its mapping: case, full-width letters); an ASCII one as [`Hostname::parse`] takes it.
+    ///
+    /// # Errors
+    /// [`HostnameError::NotIdna`] when UTS 46 refuses the name, else as [`Hostname::parse`].
+    pub fn from_user(raw: &str) -> Result<Self, HostnameError> {
+        if raw.is_ascii() {
+            return Self::parse(raw);
+        }
+        let ascii = idna::domain_to_ascii(raw).map_err(|_| HostnameError::NotIdna)?;
+        Self::parse(&ascii)
+    }
+
     /// The name.
     #[must_use]
     pub fn as_str(&self) -> &str {
@@ -117,6 +134,21 @@ mod tests {
     fn hostnames_are_lowercased_and_lose_the_trailing_dot() {
         assert_eq!(Hostname::parse("API16-Normal.TikTokv.com.").unwrap().as_str(), "api16-normal.tiktokv.com");
         assert_eq!(Hostname::parse("_dns.resolver.arpa").unwrap().as_str(), "_dns.resolver.arpa");
+    }
+
+    #[test]
+    fn internationalised_names_typed_by_a_person_take_their_ascii_form() {
+        let ascii = |s: &str| Hostname::from_user(s).map(|h| h.as_str().to_owned());
+        assert_eq!(ascii("bücher.example").as_deref(), Ok("xn--bcher-kva.example"));
+        assert_eq!(ascii("BÜCHER.Example.").as_deref(), Ok("xn--bcher-kva.example"));
+        // Full-width letters and the ideographic full stop map to their ASCII forms.
+        assert_eq!(ascii("ｅｘａｍｐｌｅ。com").as_deref(), Ok("example.com"));
+        assert_eq!(ascii("例え.テスト").as_deref(), Ok("xn--r8jz45g.xn--zckzah"));
+        assert_eq!(ascii("xn--bcher-kva.example").as_deref(), Ok("xn--bcher-kva.example"));
+        // Refused by UTS 46 (a bidi rule, a forbidden code point), or after it as any name.
+        assert_eq!(ascii("a\u{202e}b.example"), Err(HostnameError::NotIdna));
+        assert_eq!(ascii("bücher..example"), Err(HostnameError::BadLabel { len: 0 }));
+        assert_eq!(ascii("bad name.é"), Err(HostnameError::BadByte { byte: b' ' }));
     }
 
     #[test]

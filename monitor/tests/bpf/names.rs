@@ -202,6 +202,8 @@ pub fn flows_are_named_per_app_from_dns_sni_and_quic() {
             format!("--address=/beta.svc.test/{SE}"),
             format!("--address=/quic.svc.test/{GB}"),
             format!("--address=/split.svc.test/{SE}"),
+            // `bücher.svc.test`: apps put the ASCII form on the wire.
+            format!("--address=/xn--bcher-kva.svc.test/{SE}"),
         ],
     );
     let _stub = Dnsmasq::start(&pair.a, &["--listen-address=127.0.0.1".into(), format!("--server={DNS_SERVER}")]);
@@ -218,7 +220,7 @@ pub fn flows_are_named_per_app_from_dns_sni_and_quic() {
 
     let cg = TestCgroup::new();
     let b = Place { netns: Some(&pair.b), ..Place::default() };
-    let mut tcp = spawn("tcp-server", &[format!("{SE}:443"), "3000".into(), "4".into()], b);
+    let mut tcp = spawn("tcp-server", &[format!("{SE}:443"), "3000".into(), "5".into()], b);
     tcp.line();
     let mut udp = spawn("names-udp-sink", &[format!("{GB}:443"), "1".into()], b);
     udp.line();
@@ -239,6 +241,7 @@ pub fn flows_are_named_per_app_from_dns_sni_and_quic() {
     let beta_plain = client("beta.svc.test", "plain", 443, 30_000, 4252);
     let beta_split = client("split.svc.test", "tls-split", 443, 40_000, 4252);
     let alpha_quic = client("quic.svc.test", "quic", 443, 0, 4251);
+    let alpha_idn = client("xn--bcher-kva.svc.test", "plain", 443, 5_000, 4251);
     tcp.finish();
     // quinn-proto sends its Initial in one datagram or more; the sink reads the first.
     let _ = udp.child.kill();
@@ -318,4 +321,18 @@ pub fn flows_are_named_per_app_from_dns_sni_and_quic() {
         [("app-alpha", SE, "dns", tx(&alpha_plain) + rx), ("app-alpha", SE, "sni", tx(&alpha_tls) + rx)],
         "{v:#}"
     );
+    // An internationalised name, typed as a person writes it, finds the ASCII form the app used.
+    let lookup = Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .args(["lookup", "--journal"])
+        .arg(out.dir.path().join("journal.db"))
+        .arg("Bücher.svc.test")
+        .output()
+        .unwrap();
+    assert!(lookup.status.success(), "{}", String::from_utf8_lossy(&lookup.stderr));
+    let said = String::from_utf8(lookup.stdout).unwrap();
+    let line = format!(
+        "Bücher.svc.test (xn--bcher-kva.svc.test): app app-alpha reached {SE} (dns), 1 flows, {} payload bytes,",
+        tx(&alpha_idn) + rx
+    );
+    assert!(said.lines().any(|l| l.starts_with(&line)), "{line}\n{said}");
 }
