@@ -280,13 +280,14 @@ impl Identities {
             return Err(Miss::Other); // a newer process reusing the pid
         }
         let exe_file = exe_id(tgid);
-        let exe = p.exe().ok().map(|e| escape::utf8_or_hex(without_deleted(&e).as_bytes()).into_owned());
-        let (cmdline, emulator) = cmdline(p);
-        // It may have exited since its `stat` was read: a zombie's executable and command line
-        // are gone, and what the kernel recorded says more (as for one found a zombie above).
-        if exe.is_none() && !p.is_alive() {
+        let exe_read = p.exe();
+        // It may have exited since its `stat` was read: its executable and command line are gone,
+        // and what the kernel recorded says more (as for one found a zombie above).
+        if exited_while_read(&exe_read, stat.flags, || p.is_alive()) {
             return Err(Miss::Gone);
         }
+        let exe = exe_read.ok().map(|e| escape::utf8_or_hex(without_deleted(&e).as_bytes()).into_owned());
+        let (cmdline, emulator) = cmdline(p);
         let uid = real_uid(p).ok_or(Miss::Other)?;
         let cgroups = p.cgroups().ok();
         let cgroup = cgroups.as_ref().and_then(|list| {
@@ -443,6 +444,21 @@ fn cmdline(p: &Process) -> (Option<String>, Option<String>) {
         line.push_str(" # truncated");
     }
     (Some(line), emulator)
+}
+
+/// `PF_KTHREAD` in `/proc/<pid>/stat`'s flags: a kernel thread, which has no executable.
+const PF_KTHREAD: u32 = 0x0020_0000;
+
+/// Whether a process whose `stat` was read had exited by the time its executable was: a zombie,
+/// or one still exiting whose memory (and with it its executable) is gone before it becomes a
+/// zombie: `/proc/<pid>/exe` is then "not found", which for a process that is not a kernel thread
+/// means exactly that (a permission error says nothing of the kind).
+fn exited_while_read(exe: &procfs::ProcResult<std::path::PathBuf>, flags: u32, alive: impl FnOnce() -> bool) -> bool {
+    match exe {
+        Ok(_) => false,
+        Err(procfs::ProcError::NotFound(_)) if flags & PF_KTHREAD == 0 => true,
+        Err(_) => !alive(),
+    }
 }
 
 #[cfg(test)]
