@@ -733,10 +733,8 @@ fn lookup_of_a_private_address_says_it_is_not_looked_up() {
 fn status_says_when_a_running_daemon_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let journal = empty_journal(dir.path());
-    // A process named `monitor` stands in for the daemon.
-    let fake = dir.path().join("monitor");
-    std::fs::copy("/bin/sleep", &fake).unwrap();
-    let mut daemon = Command::new(&fake).arg("60").spawn().unwrap();
+    // A process holding the journal's lock stands in for the daemon (whatever its name).
+    let mut daemon = hold_lock(&journal);
     let started = jiff::Timestamp::now().as_millisecond() - 600_000;
     let conn = rusqlite::Connection::open(&journal).unwrap();
     let n = conn
@@ -757,6 +755,45 @@ fn status_says_when_a_running_daemon_writes_nothing() {
     assert!(text.contains("warning   the daemon has written nothing to this journal for 6"), "{text}");
     for line in text.lines().filter(|l| l.starts_with("geo ")) {
         assert!(line.ends_with("the daemon has not recorded the databases it uses yet"), "{line}");
+    }
+}
+
+/// `flock` holding `journal`'s single-writer lock (as a daemon does), once it holds it.
+fn hold_lock(journal: &Path) -> std::process::Child {
+    let lock = format!("{}.lock", journal.display());
+    let child = Command::new("flock").args(["-x", "-o", &lock, "sleep", "60"]).spawn().unwrap();
+    let started = Instant::now();
+    while Command::new("flock").args(["-n", &lock, "true"]).status().unwrap().success() {
+        assert!(started.elapsed() < Duration::from_secs(10), "flock did not take {lock}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
+}
+
+/// `status` says a daemon runs when a process holds the journal's lock, not when its recorded
+/// pid is a process named `monitor`: a daemon run from a renamed binary was "not running", and
+/// any process named `monitor` reusing a dead daemon's pid "running" (found by an adversarial pass).
+#[test]
+fn status_says_running_when_the_lock_is_held_whatever_the_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = empty_journal(dir.path());
+    let fake = dir.path().join("monitor");
+    std::fs::copy("/bin/sleep", &fake).unwrap();
+    let mut impostor = Command::new(&fake).arg("60").spawn().unwrap();
+    let conn = rusqlite::Connection::open(&journal).unwrap();
+    assert_eq!(conn.execute("UPDATE daemon_state SET pid = ?1", [impostor.id()]).unwrap(), 1);
+    drop(conn);
+    let status = || {
+        let out = monitor(&["status", "--json", "--journal", journal.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["running"].clone()
+    };
+    assert_eq!(status(), false, "a process named monitor without the lock");
+    let mut holder = hold_lock(&journal);
+    assert_eq!(status(), true, "the lock held by a process named flock");
+    for p in [&mut impostor, &mut holder] {
+        let _ = p.kill();
+        let _ = p.wait();
     }
 }
 

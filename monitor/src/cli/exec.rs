@@ -175,8 +175,7 @@ fn warn_outside(cgroup: &Path, settings: &Settings) {
 /// Warns when no daemon writes `journal`: the session is recorded, its flows are not (its report
 /// would be empty without saying why).
 fn warn_without_daemon(journal: &Path) {
-    let state = monitor::journal::JournalReader::open(journal).and_then(|r| r.state()).ok().flatten();
-    if !super::status::daemon_running(state.as_ref()) {
+    if !super::status::daemon_running(journal) {
         warn!(
             "no monitor daemon is running on the journal `{}`: the session is recorded, but only flows a running \
              daemon sees are (start `monitor run` first, watching this cgroup or one above it)",

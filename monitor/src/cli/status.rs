@@ -23,7 +23,7 @@ pub fn execute(args: &StatusArgs, settings: &Settings) -> anyhow::Result<ExitCod
     let now = Timestamp::now();
     let day = TimeRange { since: now - SignedDuration::from_hours(24), until: now };
     let stats = reader.stats(day)?;
-    let running = daemon_running(state.as_ref());
+    let running = daemon_running(&journal);
     let (configured, geo_error) = match Enricher::open(&settings.geo) {
         Ok(e) => (e.databases(), e.warnings().to_vec()),
         Err(e) => (Vec::new(), vec![monitor::errors::chain(&e)]),
@@ -154,7 +154,7 @@ fn flush_overdue(s: &monitor::journal::DaemonState, now: jiff::Timestamp) -> Opt
     (quiet > bound).then_some(quiet)
 }
 
-/// Whether the daemon `state` describes still runs (its pid is a process named `monitor`).
-pub(super) fn daemon_running(state: Option<&monitor::journal::DaemonState>) -> bool {
-    state.is_some_and(|s| std::fs::read_to_string(format!("/proc/{}/comm", s.pid)).is_ok_and(|c| c.trim() == "monitor"))
+/// Whether a daemon writes `journal`: a process holds its single-writer lock.
+pub(super) fn daemon_running(journal: &std::path::Path) -> bool {
+    monitor::journal::writer_pid(journal).is_some()
 }

@@ -44,18 +44,73 @@ pub(super) fn lock_path(path: &Path) -> PathBuf {
 
 /// Takes the single-writer lock: `flock` on `<journal>.lock` (created with mode 0600), held while
 /// the returned file is open and released by the kernel when the process dies.
+///
+/// A lock file this call creates may replace one that was removed while a daemon held it (a
+/// "stale lock" deleted by hand): a process holding `<lock> (deleted)` open is that daemon, and
+/// the journal stays its ([`Error::LockRemoved`]; it creates its lock file again at its next
+/// flush, [`lock_at_path`]).
 pub(super) fn lock(journal: &Path) -> Result<File, Error> {
     let path = lock_path(journal);
+    let existed = fs::symlink_metadata(&path).is_ok();
     let (file, meta) = open_checked(&path)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => return Err(Error::Locked { path: journal.to_path_buf(), lock: path }),
         Err(TryLockError::Error(source)) => return Err(Error::Open { path, source }),
     }
+    if !existed && let Some(pid) = holder_of_removed(&path) {
+        // Ours, just created: the path is free again for that daemon to take back.
+        drop(file);
+        let _ = fs::remove_file(&path);
+        return Err(Error::LockRemoved { path: journal.to_path_buf(), lock: path, pid });
+    }
     if meta.mode() & 0o777 != FILE_MODE {
         file.set_permissions(fs::Permissions::from_mode(FILE_MODE)).map_err(|source| Error::Open { path, source })?;
     }
     Ok(file)
+}
+
+/// Another process holding the removed file that was at `lock` open (its descriptor's link reads
+/// `<lock> (deleted)`), if any. Read from /proc once, when a lock file had to be created.
+fn holder_of_removed(lock: &Path) -> Option<i32> {
+    let dir = lock.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut removed = fs::canonicalize(dir).ok()?.join(lock.file_name()?).into_os_string();
+    removed.push(" (deleted)");
+    let me = std::process::id();
+    procfs::process::all_processes()
+        .ok()?
+        .flatten()
+        .filter(|p| u32::try_from(p.pid).is_ok_and(|pid| pid != me))
+        .find_map(|p| {
+            let fds = fs::read_dir(format!("/proc/{}/fd", p.pid)).ok()?;
+            fds.flatten().any(|fd| fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == removed)).then_some(p.pid)
+        })
+}
+
+/// The process holding the single-writer lock of `journal` (the daemon writing it), from
+/// /proc/locks: `None` when none holds it (or it cannot be told). Whatever the daemon's binary is
+/// named, and never a process that merely reuses a dead daemon's pid.
+pub fn writer_pid(journal: &Path) -> Option<i32> {
+    let meta = fs::metadata(lock_path(journal)).ok()?;
+    let (major, minor) = (nix::sys::stat::major(meta.dev()), nix::sys::stat::minor(meta.dev()));
+    procfs::locks().ok()?.into_iter().find_map(|l| {
+        (l.lock_type == procfs::LockType::FLock
+            && l.inode == meta.ino()
+            && u64::from(l.devmaj) == major
+            && u64::from(l.devmin) == minor)
+            .then_some(l.pid)
+            .flatten()
+    })
+}
+
+/// Whether `file`, a lock this process holds, is still the file at `lock` (one `lstat`); `true`
+/// when that cannot be told.
+pub(super) fn lock_at_path(lock: &Path, file: &File) -> bool {
+    let Ok(held) = file.metadata() else { return true };
+    match fs::symlink_metadata(lock) {
+        Ok(meta) => meta.dev() == held.dev() && meta.ino() == held.ino(),
+        Err(e) => e.kind() != io::ErrorKind::NotFound,
+    }
 }
 
 /// Refuses an existing `path` that is not a regular file of ours, without opening it (so that

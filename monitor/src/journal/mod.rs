@@ -91,6 +91,7 @@ pub use config::{CONFIG_DOC, JournalConfig};
 pub use evidence::{DatabaseRef, EvidenceRow};
 pub use exports::{ExportRow, record_export};
 pub use figures::FiguresChecked;
+pub use files::writer_pid;
 pub use flows::{FlowApps, FlowRow};
 pub use narrow::EndpointKey;
 pub use reader::JournalReader;
@@ -131,6 +132,15 @@ pub enum Error {
         lock.display()
     )]
     Locked { path: PathBuf, lock: PathBuf },
+    /// The journal's lock file was removed while a daemon held it (a "stale lock" deleted by
+    /// hand): that daemon still writes the journal, and a second one would record every flow twice.
+    #[error(
+        "another monitor daemon (pid {pid}) is writing the journal `{}`: its lock file `{}` was removed \
+         while it ran (it is not stale); stop that daemon, or give this one another journal (--journal)",
+        path.display(),
+        lock.display()
+    )]
+    LockRemoved { path: PathBuf, lock: PathBuf, pid: i32 },
     /// A journal in a place its reader cannot write, with a writer's files beside it (`-wal`,
     /// `-shm`, `-journal`): a writer may be using it, or its write-ahead log holds data that a
     /// read of the database file alone would miss.

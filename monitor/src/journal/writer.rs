@@ -220,6 +220,7 @@ impl JournalWriter {
     ///   buffered until that file is moved away.
     /// - The journal back at the path after the writer let go of it: written again.
     pub(super) fn check_file(&mut self) -> Result<(), Error> {
+        self.check_lock();
         let released = self._lock.is_none();
         match files::at_path(&self.path, self.file) {
             AtPath::Same if !released => Ok(()),
@@ -245,6 +246,28 @@ impl JournalWriter {
                 );
                 Ok(())
             }
+        }
+    }
+
+    /// Takes the lock file back when it was removed (or replaced) under this writer: a second
+    /// daemon started meanwhile is refused as long as this one holds the removed file
+    /// ([`Error::LockRemoved`]), and after this by the lock itself.
+    fn check_lock(&mut self) {
+        let path = files::lock_path(&self.path);
+        let Some(held) = self._lock.as_ref() else { return };
+        if files::lock_at_path(&path, held) {
+            return;
+        }
+        match files::lock(&self.path) {
+            Ok(lock) => {
+                self._lock = Some(lock);
+                warn!(
+                    "the journal's lock file {} was removed while the daemon ran: created again (a daemon's lock is \
+                     never stale while it runs; it goes with the process)",
+                    path.display()
+                );
+            }
+            Err(e) => error!("the journal's lock file {} was removed and cannot be taken again: {e}", path.display()),
         }
     }
 

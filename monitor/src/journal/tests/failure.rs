@@ -7,7 +7,7 @@ use super::{
     int, raw, run, tempdir, writer_in,
 };
 use crate::{
-    journal::{Error, JournalConfig, JournalReader, JournalWriter, TimeRange},
+    journal::{Error, JournalConfig, JournalReader, JournalWriter, TimeRange, files},
     tracker::record::RecordKind::Close,
 };
 
@@ -167,6 +167,44 @@ fn reader_sees_new_rows_while_the_writer_writes() {
     w.append(&g.record(Close, at(T0 + 2), 5, 0), &app, Some(&dest));
     w.flush().expect("flush while a reader is open");
     assert_eq!(reader.residency(range, None).expect("rows")[0].payload_tx, 15);
+}
+
+/// A lock file removed by hand while a daemon holds it (a "stale lock"): a second writer is
+/// still refused, naming the daemon, and leaves no lock file; the first writer takes its lock
+/// file back at its next flush. Two daemons wrote one journal, every flow counted twice (found by
+/// an adversarial pass).
+#[test]
+fn a_removed_lock_file_does_not_let_a_second_writer_in() {
+    use std::process::Command;
+    let dir = tempdir();
+    let config = JournalConfig { path: dir.path().join("journal.db"), ..JournalConfig::default() };
+    drop(JournalWriter::open(&config, run(), &super::utc()).expect("journal"));
+    let lock = files::lock_path(&config.path);
+    // Another process holds the lock (this process cannot stand for the other daemon).
+    // `-o`: only `flock` holds the lock, not the `sleep` it runs.
+    let mut daemon = Command::new("flock").args(["-x", "-o"]).arg(&lock).args(["sleep", "60"]).spawn().expect("flock");
+    while files::writer_pid(&config.path).is_none() {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(files::writer_pid(&config.path), i32::try_from(daemon.id()).ok());
+    fs::remove_file(&lock).expect("rm lock");
+    let err = JournalWriter::open(&config, run(), &super::utc()).err().expect("a second writer must be refused");
+    assert!(matches!(&err, Error::LockRemoved { pid, .. } if u32::try_from(*pid).ok() == Some(daemon.id())), "{err:?}");
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(err.to_string().contains("was removed while it ran"), "{err}");
+    assert!(!lock.exists(), "the refused writer leaves no lock file");
+
+    // A writer whose lock file is removed takes it back at its next flush.
+    let mut w = JournalWriter::open(&config, run(), &super::utc()).expect("writer");
+    fs::remove_file(&lock).expect("rm lock");
+    assert_eq!(files::writer_pid(&config.path), None);
+    let mut flow = Flow::new(1, "192.0.2.1:443", at(T0));
+    w.append(&flow.record(Close, at(T0), 10, 20), &fixtures::app("a"), None);
+    w.flush().expect("flush");
+    assert_eq!(files::writer_pid(&config.path), i32::try_from(std::process::id()).ok());
+    let err = JournalWriter::open(&config, run(), &super::utc()).err().expect("refused again");
+    assert!(matches!(&err, Error::Locked { .. }), "{err:?}");
 }
 
 #[test]
