@@ -758,6 +758,33 @@ fn status_says_when_a_running_daemon_writes_nothing() {
     }
 }
 
+/// Output that cannot be written (a full disk: /dev/full) is an error, for every command that
+/// prints: `config dump > monitor.toml` on a full disk exited 0 with nothing written (found by an
+/// adversarial pass). A closed pipe stays a quiet success (`| head`).
+#[test]
+fn output_to_a_full_disk_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = empty_journal(dir.path());
+    let journal = journal.to_str().unwrap();
+    let commands: [&[&str]; 4] = [
+        &["config", "dump"],
+        &["check", "--json"],
+        &["status", "--journal", journal],
+        &["lookup", "--journal", journal, "192.0.2.1"],
+    ];
+    for args in commands {
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_monitor"))
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdout(full)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert_clean_failure(&out, 1, "No space left on device");
+    }
+}
+
 /// `flock` holding `journal`'s single-writer lock (as a daemon does), once it holds it.
 fn hold_lock(journal: &Path) -> std::process::Child {
     let lock = format!("{}.lock", journal.display());

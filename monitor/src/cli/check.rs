@@ -1,6 +1,8 @@
 //! `monitor check`: what this kernel offers, without attaching anything.
 
-use std::{io::Write as _, process::ExitCode};
+use std::{fmt::Write as _, process::ExitCode};
+
+use anyhow::Context as _;
 
 use std::path::Path;
 
@@ -21,20 +23,20 @@ use super::{args::CheckArgs, exit};
 /// # Errors
 /// [`probe::Error::NotACgroup`] (exit 2) when the cgroup is not a directory of the cgroup v2
 /// hierarchy: `run` would refuse it.
-pub fn execute(args: &CheckArgs, settings: &Settings) -> Result<ExitCode, probe::Error> {
+pub fn execute(args: &CheckArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
     let cgroup = args.cgroup.as_deref().unwrap_or(&settings.cgroup);
     if let Err(e @ probe::Error::NotACgroup { .. }) = probe::resolve_cgroup(cgroup) {
-        return Err(e);
+        return Err(e.into());
     }
     let mut checks = features::check_all();
     let mut degradations = features::host_degradations();
     let (check, refused) = exclusive_check(cgroup);
     checks.push(check);
     degradations.extend(features::refused_degradations(&refused, true));
-    let mut out = std::io::stdout().lock();
+    let mut out = String::new();
     if args.json {
         let doc = serde_json::json!({ "checks": checks, "degradations": degradations });
-        let _ = writeln!(out, "{doc}");
+        writeln!(out, "{doc}")?;
     } else {
         for Check { name, ok, required, detail } in &checks {
             let mark = match ok {
@@ -44,20 +46,23 @@ pub fn execute(args: &CheckArgs, settings: &Settings) -> Result<ExitCode, probe:
                 None => "unknown",
             };
             let need = if *required { "required" } else { "optional" };
-            let _ = writeln!(out, "{mark}  {name:<48} {need:<9} {detail}");
+            writeln!(out, "{mark}  {name:<48} {need:<9} {detail}")?;
         }
         for d in &degradations {
-            let _ = writeln!(out, "note     {}", d.describe());
+            writeln!(out, "note     {}", d.describe())?;
         }
     }
-    Ok(if checks.iter().any(|c| c.required && c.ok == Some(false)) {
-        ExitCode::from(exit::KERNEL)
+    let code = if checks.iter().any(|c| c.required && c.ok == Some(false)) {
+        exit::KERNEL
     } else if checks.iter().any(|c| c.required && c.ok.is_none()) {
-        let _ = writeln!(out, "some checks need privileges: run as root for a full report");
-        ExitCode::from(exit::PRIVILEGES)
+        writeln!(out, "some checks need privileges: run as root for a full report")?;
+        exit::PRIVILEGES
     } else {
-        ExitCode::from(exit::OK)
-    })
+        exit::OK
+    };
+    // A failed write (a full disk) is an error, not a silent success.
+    super::write_stdout(out.as_bytes()).context("cannot write the checks")?;
+    Ok(ExitCode::from(code))
 }
 
 /// Hooks that exclusive programs (Android's netd) block for `cgroup`: the monitor falls back

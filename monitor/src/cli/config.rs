@@ -6,7 +6,7 @@
 //! converted units that could not be written back as a config file, and the keys are what the
 //! user edits. Command-line flags of other commands are not part of it; the header says so.
 
-use std::{io::Write as _, process::ExitCode};
+use std::process::ExitCode;
 
 use anyhow::Context as _;
 use monitor::settings::{RawConfig, Settings};
@@ -24,11 +24,11 @@ pub fn execute(args: &ConfigArgs, raw: &RawConfig, settings: &Settings) -> anyho
         || "built-in defaults (no config file)".to_owned(),
         |p| format!("{}, with built-in defaults for the keys it does not set", p.display()),
     );
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(
-        out,
+    let out = format!(
         "# configuration in effect: {origin}; validated.\n\
-         # Command-line flags such as `run --journal` or `--time-zone` are not applied here.\n{text}"
+         # Command-line flags such as `run --journal` or `--time-zone` are not applied here.\n{text}\n"
     );
+    // A failed write (`config dump > file` on a full disk) is an error, not a silent success.
+    super::write_stdout(out.as_bytes()).context("cannot write the configuration")?;
     Ok(ExitCode::from(exit::OK))
 }

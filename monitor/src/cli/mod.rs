@@ -38,7 +38,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     let (raw, source) = RawConfig::load(config.as_deref())?;
     match command {
         Command::Run(args) => run::execute(args, raw, source),
-        Command::Check(args) => Ok(check::execute(&args, &Settings::resolve(raw, source)?)?),
+        Command::Check(args) => check::execute(&args, &Settings::resolve(raw, source)?),
         Command::Report(args) => report::execute(args, &Settings::resolve(raw, source)?),
         Command::Session(args) => session::execute(args, &Settings::resolve(raw, source)?),
         Command::Diff(args) => diff::execute(args, &Settings::resolve(raw, source)?),
