@@ -328,6 +328,24 @@ pub struct Settings {
     pub evidence: EvidenceConfig,
 }
 
+impl Settings {
+    /// Reads what `run` reads at start beyond the config file and the databases: the metrics
+    /// token file, when `[metrics]` is on. `check` and `config dump` call it, so that neither
+    /// passes a config that `run` refuses (other commands never serve metrics, and need not be
+    /// able to read the token).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] (`metrics.token_file`) for an unreadable or short token file.
+    pub fn check_run_files(&self) -> Result<(), Error> {
+        if self.metrics.enabled {
+            self.metrics
+                .token()
+                .map_err(|e| Error::Invalid { key: "metrics.token_file", reason: crate::errors::chain(&e) })?;
+        }
+        Ok(())
+    }
+}
+
 fn positive_secs(key: &'static str, secs: u64) -> Result<Duration, Error> {
     if secs == 0 {
         return Err(Error::Invalid { key, reason: "must be at least 1 second".into() });

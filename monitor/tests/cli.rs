@@ -785,6 +785,36 @@ fn output_to_a_full_disk_is_an_error() {
     }
 }
 
+/// A metrics token file `run` refuses (missing, too short) is refused by `config dump` and
+/// `check` too, and `run` refuses it before it creates or opens its journal: they passed it, and
+/// a refused `run` left a `daemon_state` of a run that never was (found by an adversarial pass).
+#[test]
+fn a_metrics_token_file_run_refuses_is_refused_by_check_and_config_dump_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = dir.path().join("short.token");
+    fs::write(&short, "0123456789\n").unwrap();
+    let journal = dir.path().join("journal.db");
+    for token in [dir.path().join("missing.token"), short] {
+        let f = config(&format!(
+            "[journal]\npath = \"{}\"\n[metrics]\nenabled = true\nlisten = \"127.0.0.1:0\"\ntoken_file = \"{}\"\n",
+            journal.display(),
+            token.display()
+        ));
+        let cfg = f.path().to_str().unwrap();
+        for args in [&["config", "dump"][..], &["check"]] {
+            let out = monitor(&[&["--config", cfg][..], args].concat());
+            assert_clean_failure(&out, 2, "metrics.token_file");
+        }
+        if nix::unistd::geteuid().is_root() {
+            let out = monitor_bounded(&["--config", cfg, "run", "--output", "none"]);
+            assert_clean_failure(&out, 2, "token");
+            assert!(!journal.exists(), "a refused run created its journal");
+        } else {
+            eprintln!("SKIP (not root): `run` with a bad token file");
+        }
+    }
+}
+
 /// `flock` holding `journal`'s single-writer lock (as a daemon does), once it holds it.
 fn hold_lock(journal: &Path) -> std::process::Child {
     let lock = format!("{}.lock", journal.display());

@@ -24,6 +24,7 @@ use super::{args::CheckArgs, exit};
 /// [`probe::Error::NotACgroup`] (exit 2) when the cgroup is not a directory of the cgroup v2
 /// hierarchy: `run` would refuse it.
 pub fn execute(args: &CheckArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
+    settings.check_run_files()?;
     let cgroup = args.cgroup.as_deref().unwrap_or(&settings.cgroup);
     if let Err(e @ probe::Error::NotACgroup { .. }) = probe::resolve_cgroup(cgroup) {
         return Err(e.into());

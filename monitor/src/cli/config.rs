@@ -19,6 +19,7 @@ use super::{
 /// Prints `raw`, which `settings` were resolved from, as TOML with a header saying what it is.
 pub fn execute(args: &ConfigArgs, raw: &RawConfig, settings: &Settings) -> anyhow::Result<ExitCode> {
     let ConfigArgs { command: ConfigCommand::Dump } = args;
+    settings.check_run_files()?;
     let text = toml::to_string(raw).context("cannot encode the configuration")?;
     let origin = settings.source.as_ref().map_or_else(
         || "built-in defaults (no config file)".to_owned(),

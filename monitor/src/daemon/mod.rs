@@ -156,11 +156,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<Stats, Error> {
     let cgroup = probe::resolve_cgroup(&settings.cgroup)?;
+    // Bound before the journal is opened: a bad token file or a port in use stops the daemon
+    // before it writes anything (its `daemon_state` would describe a run that never was).
+    let bound = settings.metrics.enabled.then(|| crate::metrics::Server::bind(&settings.metrics)).transpose()?;
     let pipeline = Pipeline::open(settings)?;
     // Its own thread, outside the pipeline; stopped after the pipeline's last records.
-    let server = match pipeline.metrics() {
-        Some(m) => Some(crate::metrics::Server::start(&settings.metrics, m)?),
-        None => None,
+    let server = match (pipeline.metrics(), bound) {
+        (Some(m), Some(bound)) => Some(bound.serve(m)?),
+        _ => None,
     };
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(Error::Signal)?;
     let mut source = ProbeSource::load(&ProbeConfig {

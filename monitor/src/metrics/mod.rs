@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use label::{Label, OwnedLabel};
 pub use registry::{MAX_TOP, Metrics, OTHER};
-pub use server::Server;
+pub use server::{Bound, Server};
 
 /// The documented `[metrics]` section: every key with its default. Parses to
 /// [`MetricsConfig::default`] (checked by a test); pasted into `config/monitor.toml`.

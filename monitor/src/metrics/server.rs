@@ -23,21 +23,49 @@ pub struct Server {
     addr: SocketAddr,
 }
 
+/// An endpoint bound, not serving yet: the daemon binds it before it opens its journal, so a
+/// bad token file or a port in use stops it before it writes anything.
+pub struct Bound {
+    http: Arc<tiny_http::Server>,
+    token: Option<String>,
+    addr: SocketAddr,
+    listen: SocketAddr,
+}
+
 impl Server {
+    /// [`Server::bind`], then [`Bound::serve`].
+    ///
+    /// # Errors
+    /// As [`Server::bind`] and [`Bound::serve`].
+    pub fn start(config: &MetricsConfig, metrics: Arc<Metrics>) -> Result<Self, Error> {
+        Self::bind(config)?.serve(metrics)
+    }
+
     /// Checks `config` (as the settings do: a config built in code cannot open a non-loopback
-    /// endpoint without `allow_remote` either), reads the token, binds `config.listen` and starts
-    /// serving `metrics`.
+    /// endpoint without `allow_remote` either), reads the token and binds `config.listen`.
     ///
     /// # Errors
     /// What [`MetricsConfig::validate`] refuses, an unreadable or short token file, an address
     /// that cannot be bound.
-    pub fn start(config: &MetricsConfig, metrics: Arc<Metrics>) -> Result<Self, Error> {
+    pub fn bind(config: &MetricsConfig) -> Result<Bound, Error> {
         config.validate()?;
         let token = config.token()?;
         let listen = config.listen;
         let http = tiny_http::Server::http(listen).map_err(|source| Error::Bind { listen, source })?;
         let http = Arc::new(http);
         let addr = http.server_addr().to_ip().unwrap_or(listen);
+        Ok(Bound { http, token, addr, listen })
+    }
+}
+
+impl Bound {
+    /// Starts serving `metrics` on its own thread.
+    ///
+    /// # Errors
+    /// [`Error::Bind`] when the thread cannot be started.
+    pub fn serve(self, metrics: Arc<Metrics>) -> Result<Server, Error> {
+        let Self { http, token, addr, listen } = self;
+        let authenticated = token.is_some();
         let serving = Arc::clone(&http);
         let thread = thread::Builder::new()
             .name("metrics".into())
@@ -47,10 +75,12 @@ impl Server {
                 }
             })
             .map_err(|e| Error::Bind { listen, source: Box::new(e) })?;
-        info!("metrics served at http://{addr}/metrics authentication={}", config.token_file.is_some());
-        Ok(Self { http, thread: Some(thread), addr })
+        info!("metrics served at http://{addr}/metrics authentication={authenticated}");
+        Ok(Server { http, thread: Some(thread), addr })
     }
+}
 
+impl Server {
     /// The address it listens on (the port chosen by the system for port 0).
     #[must_use]
     pub fn local_addr(&self) -> SocketAddr {
@@ -71,10 +101,11 @@ impl Server {
 fn authorized(request: &Request, token: Option<&str>) -> bool {
     let Some(token) = token else { return true };
     request.headers().iter().filter(|h| h.field.equiv("Authorization")).any(|h| {
-        h.value
-            .as_str()
-            .strip_prefix("Bearer ")
-            .is_some_and(|given| constant_time_eq::constant_time_eq(given.trim().as_bytes(), token.as_bytes()))
+        // The scheme's name is case-insensitive (RFC 9110 §11.1).
+        h.value.as_str().trim_start().split_once(' ').is_some_and(|(scheme, given)| {
+            scheme.eq_ignore_ascii_case("bearer")
+                && constant_time_eq::constant_time_eq(given.trim().as_bytes(), token.as_bytes())
+        })
     })
 }
 
@@ -150,6 +181,11 @@ mod tests {
         assert_eq!(code, 200);
         assert!(body.contains("monitor_events_submitted_total 0") && body.ends_with("# EOF\n"), "{body}");
         assert_eq!(get(addr, "/other", Some("Bearer s3cret-token-0123456789")).0, 404);
+        // The scheme's name in any case (RFC 9110); the token itself exactly.
+        assert_eq!(get(addr, "/metrics", Some("bearer s3cret-token-0123456789")).0, 200);
+        assert_eq!(get(addr, "/metrics", Some("BEARER  s3cret-token-0123456789")).0, 200);
+        assert_eq!(get(addr, "/metrics", Some("Bearer S3CRET-token-0123456789")).0, 401);
+        assert_eq!(get(addr, "/metrics", Some("Bearers3cret-token-0123456789")).0, 401);
         server.stop();
     }
 
