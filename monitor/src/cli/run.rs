@@ -30,6 +30,8 @@ const STILL_STOPPING_EVERY: Duration = Duration::from_secs(10);
 /// Runs the daemon.
 pub fn execute(args: RunArgs, mut raw: RawConfig, source: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let RunArgs { json, output, cgroup, journal } = args;
+    // The file as read, before the flags below: what a SIGHUP compares the file with.
+    let file = source.clone().map(|path| (path, raw.clone()));
     if let Some(output) = output {
         raw.output.format = output;
     }
@@ -64,6 +66,9 @@ pub fn execute(args: RunArgs, mut raw: RawConfig, source: Option<PathBuf>) -> an
         .build()
         .context("failed to start the async runtime")?;
     runtime.block_on(async {
+        if let Some((path, started)) = file {
+            reload::watch(path, started).context("failed to install the SIGHUP handler")?;
+        }
         let (tx, rx) = daemon::output_channel();
         let printer = tokio::spawn(print(rx, settings.output));
         let result = daemon::run(&settings, tx, shutdown_signal()?).await;
@@ -225,5 +230,6 @@ fn describe(f: &FlowOutput) -> String {
     )
 }
 
+mod reload;
 #[cfg(test)]
 mod tests;

@@ -159,12 +159,21 @@ pub fn sighup_reloads_databases_and_keeps_old_ones_on_failure() {
     // A valid replacement of the other schema (DB-IP `country_code`).
     fs::copy(fixtures.join("dbip-country-subset.mmdb"), &tmp).unwrap();
     fs::rename(&tmp, &country).unwrap();
+    // The config file edited meanwhile: SIGHUP says that it does not apply it (the databases are
+    // reloaded at the paths the daemon started with).
+    let config = mon.dir().join("monitor.toml");
+    let text = fs::read_to_string(&config).unwrap();
+    let edited = text.replace(&format!("country_db = \"{}\"", country.display()), "country_db = \"/elsewhere.mmdb\"");
+    assert_ne!(edited, text);
+    fs::write(&config, edited).unwrap();
     kill(mon.pid(), Signal::SIGHUP).unwrap();
     std::thread::sleep(Duration::from_millis(500));
     flow(6003);
     let out = mon.stop();
     assert!(out.log.contains("reload failed, keeping the previous databases"), "{}", out.log);
     assert!(out.log.contains("reloaded country database"), "{}", out.log);
+    assert!(out.log.contains("is unchanged"), "the first SIGHUP, config as started: {}", out.log);
+    assert!(out.log.contains("changed since the daemon started (geo.country_db): SIGHUP reloads only"), "{}", out.log);
     let db_of = |port: u16| -> Value {
         let f = out.flows.iter().find(|f| f["remote"] == format!("89.160.20.112:{port}")).expect("flow");
         f["destination"]["country_db"]["database_type"].clone()
