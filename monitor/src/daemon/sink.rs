@@ -316,7 +316,18 @@ impl Sink {
             m.flush(t.flush.elapsed(), result.is_ok());
         }
         match result {
-            Ok(_) => t.failing = false,
+            Ok(report) => {
+                if t.failing {
+                    // The end of a failing episode is said, and the next one is logged at once.
+                    info!(
+                        "journal writes succeed again: {} records written, {} still kept for the next flushes",
+                        report.connections,
+                        self.journal.buffered_records()
+                    );
+                    t.error_logged = None;
+                }
+                t.failing = false;
+            }
             Err(e) => {
                 t.failing = true;
                 if t.error_logged.is_none_or(|last| last.elapsed() >= ERROR_LOG_EVERY) {

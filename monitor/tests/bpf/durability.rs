@@ -187,6 +187,8 @@ pub fn full_disk_keeps_records_until_space_returns() {
     thread::sleep(Duration::from_secs(3));
     let out = mon.stop();
     assert!(out.log.contains("journal write failed"), "the full disk was reported:\n{}", out.log);
+    // The end of the episode too (the next one is then logged at once, not a minute later).
+    assert!(out.log.contains("journal writes succeed again"), "the recovery was reported:\n{}", out.log);
     let closed = out.closed().len();
     let journaled = rows(&mnt.join("journal.db")).iter().filter(|r| r[1] == Value::Text("close".into())).count();
     eprintln!("    {made} connections, {closed} close records printed, {journaled} journaled after space returned");
