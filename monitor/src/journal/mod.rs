@@ -166,6 +166,14 @@ pub enum Error {
         path = path.display()
     )]
     Corrupt { path: PathBuf, reason: String },
+    /// An empty database at the journal's path (a daemon that stopped before it created its
+    /// tables, e.g. on a full disk): nothing to read yet; `monitor run` makes it a journal.
+    #[error(
+        "journal `{}` holds nothing yet (an empty database: a daemon that stopped before it created its \
+         tables, e.g. on a full disk); `monitor run` makes it a journal",
+        path.display()
+    )]
+    Empty { path: PathBuf },
     /// The file is not a journal: not SQLite, or another application's database. Left untouched.
     #[error(
         "`{}` is not a monitor journal ({reason}); it was left untouched: give the journal another path \

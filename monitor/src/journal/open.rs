@@ -145,7 +145,7 @@ fn open_existing(path: &Path, mode: OpenFlags) -> Result<Connection, Error> {
 fn checked(conn: Connection, path: &Path) -> Result<Connection, Error> {
     configure(&conn, path)?;
     if check_ours(&conn, path)? == 0 {
-        return Err(Error::NotJournal { path: path.to_path_buf(), reason: "an empty database".into() });
+        return Err(Error::Empty { path: path.to_path_buf() });
     }
     super::legacy::shadow_missing_columns(&conn).map_err(|source| open_error(path, source))?;
     Ok(conn)

@@ -40,6 +40,22 @@ fn unwritable_directory_is_a_clear_error_naming_the_path() {
     assert!(err.to_string().contains("journal.db"), "{err}");
 }
 
+/// An empty file at the journal's path (a daemon that stopped on a full disk before it created
+/// its tables) is said to be one, not "not a monitor journal: give another path" (the next `run`
+/// takes it: found by an adversarial pass).
+#[test]
+fn an_empty_journal_file_is_said_to_hold_nothing_yet_and_becomes_a_journal() {
+    let dir = tempdir();
+    let path = dir.path().join("journal.db");
+    fs::write(&path, b"").expect("write");
+    let err = JournalReader::open(&path).err().expect("nothing to read");
+    assert!(matches!(&err, Error::Empty { .. }), "{err:?}");
+    assert!(err.to_string().contains("holds nothing yet") && !err.to_string().contains("another path"), "{err}");
+    let config = JournalConfig { path: path.clone(), ..JournalConfig::default() };
+    drop(JournalWriter::open(&config, run(), &super::utc()).expect("a writer makes it a journal"));
+    assert!(JournalReader::open(&path).is_ok());
+}
+
 #[test]
 fn corrupt_or_truncated_file_is_a_clear_error_and_left_in_place() {
     let dir = tempdir();
