@@ -66,6 +66,9 @@ pub enum Error {
 /// Most `[[apps]]` rules accepted: far more than any grouping needs.
 pub const MAX_RULES: usize = 10_000;
 /// Most glob patterns (exe, unit, cgroup and package patterns with `*?[]{}\\`, over all rules) accepted.
+/// Longest process name (`comm`) the kernel keeps: `TASK_COMM_LEN` (16) less its NUL.
+const MAX_COMM_LEN: usize = 15;
+
 /// Literal patterns, `comm` names and uids go to hash maps and cost little; globs are compiled
 /// into automata: 10,000 of them take ~0.15 s and ~40 MiB (release build).
 pub const MAX_GLOBS: usize = 10_000;
@@ -195,6 +198,16 @@ impl AppRules {
                 return Err(Error::Invalid { index, reason });
             }
             for c in &r.comm {
+                // The kernel keeps 15 bytes of a process name: a longer one never matches.
+                if c.len() > MAX_COMM_LEN {
+                    let reason = format!(
+                        "`{}`: comm `{}` is longer than the kernel's {MAX_COMM_LEN}-byte process name and can never \
+                         match (give its first {MAX_COMM_LEN} bytes, or match the executable with `exe`)",
+                        r.name,
+                        crate::escape::terminal(c)
+                    );
+                    return Err(Error::Invalid { index, reason });
+                }
                 comm.entry(c.clone()).or_insert(index);
             }
             for u in &r.uid {
@@ -380,5 +393,10 @@ mod tests {
         assert!(AppRules::compile(&[AppRule { comm: vec!["a".into()], ..rule(" ") }]).is_err());
         let err = AppRules::compile(&[AppRule { exe: vec!["[".into()], ..rule("bad") }]).unwrap_err();
         assert!(err.to_string().contains("invalid pattern"), "{err}");
+        // A process name the kernel would cut: it never matches (found by an adversarial pass).
+        let long = AppRule { comm: vec!["long-program-name-xyz".into()], ..rule("long") };
+        let err = AppRules::compile(&[long]).unwrap_err();
+        assert!(err.to_string().contains("longer than the kernel's 15-byte process name"), "{err}");
+        assert!(AppRules::compile(&[AppRule { comm: vec!["long-program-na".into()], ..rule("15") }]).is_ok());
     }
 }
