@@ -156,8 +156,8 @@ async fn print(mut rx: mpsc::Receiver<Vec<Output>>, format: OutputFormat) {
                         continue;
                     }
                     line.push(b'\n');
-                    if out.write_all(&line).is_err() {
-                        warn!("stdout closed; records are no longer printed");
+                    if let Err(e) = out.write_all(&line) {
+                        warn!("cannot write to stdout ({e}); records are no longer printed (the journal keeps them)");
                         stdout_ok = false;
                     }
                 }
@@ -169,13 +169,17 @@ async fn print(mut rx: mpsc::Receiver<Vec<Output>>, format: OutputFormat) {
                 }
             }
         }
-        if matches!(format, OutputFormat::Json) && stdout_ok && rx.is_empty() && out.flush().is_err() {
-            warn!("stdout closed; records are no longer printed");
+        if matches!(format, OutputFormat::Json)
+            && stdout_ok
+            && rx.is_empty()
+            && let Err(e) = out.flush()
+        {
+            warn!("cannot write to stdout ({e}); records are no longer printed (the journal keeps them)");
             stdout_ok = false;
         }
     }
-    if stdout_ok && out.flush().is_err() {
-        warn!("stdout closed; records are no longer printed");
+    if stdout_ok && let Err(e) = out.flush() {
+        warn!("cannot write to stdout ({e}); records are no longer printed (the journal keeps them)");
     }
 }
 
