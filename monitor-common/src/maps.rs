@@ -55,6 +55,12 @@ pub const GLOBAL_SK_PROTOCOL_OFFSET: &str = "SK_PROTOCOL_OFFSET";
 /// `TcpClose` is marked `FLAG_NO_FILE`).
 pub const GLOBAL_SK_SOCKET_OFFSET: &str = "SK_SOCKET_OFFSET";
 
+/// Load-time global: offset of the `group_leader` pointer in `struct task_struct` (`u32`; 0
+/// unknown: an owner recorded at a read or write keeps the name of the thread that made it).
+pub const GLOBAL_TASK_GROUP_LEADER_OFFSET: &str = "TASK_GROUP_LEADER_OFFSET";
+/// Load-time global: offset of `comm` in `struct task_struct` (`u32`; 0 unknown, as above).
+pub const GLOBAL_TASK_COMM_OFFSET: &str = "TASK_COMM_OFFSET";
+
 /// Events that could not be reserved in the ring buffer (lost).
 pub const STAT_RINGBUF_FULL: u32 = 0;
 /// Events submitted (received + lost must equal this).

@@ -8,9 +8,13 @@ use core::{
 
 use aya_ebpf::{
     bindings::BPF_SK_STORAGE_GET_F_CREATE,
-    helpers::generated::{
-        bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_pid_tgid,
-        bpf_get_current_uid_gid, bpf_jiffies64, bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns, bpf_sk_storage_get,
+    helpers::{
+        bpf_probe_read_kernel,
+        generated::{
+            bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_pid_tgid,
+            bpf_get_current_task, bpf_get_current_uid_gid, bpf_jiffies64, bpf_ktime_get_boot_ns,
+            bpf_ktime_get_coarse_ns, bpf_sk_storage_get,
+        },
     },
     macros::{btf_map, map},
     maps::{Array, PerCpuArray, RingBuf},
@@ -142,6 +146,13 @@ pub(crate) fn sk_socket_offset() -> u32 {
     // SAFETY: a plain global.
     unsafe { ptr::read_volatile(&raw const SK_SOCKET_OFFSET) }
 }
+
+/// Offsets of `group_leader` and `comm` in `struct task_struct` (set by userspace from kernel
+/// BTF; 0 when unknown: [`record_owner_traced`] keeps the current thread's name).
+#[unsafe(no_mangle)]
+static TASK_GROUP_LEADER_OFFSET: u32 = 0;
+#[unsafe(no_mangle)]
+static TASK_COMM_OFFSET: u32 = 0;
 
 /// The three offsets above, volatile so the compiler does not fold the defaults.
 #[inline(always)]
@@ -297,6 +308,34 @@ pub(crate) fn record_owner(owner: &mut Owner, source: OwnerSource) {
     owner.created_ns = now;
     owner.comm = aya_ebpf::helpers::bpf_get_current_comm().unwrap_or_default();
     owner.source = source as u32;
+}
+
+/// [`record_owner`] from a tracing program (the payload tracepoints): with the name of the
+/// process (its thread group leader's `comm`) instead of the current thread's, which may be a
+/// thread of the kernel's making (an io_uring worker, `iou-wrk-<pid>`) or one the program named.
+/// Once per socket, at its first read or write; the thread's name when the offsets are unknown
+/// or a read fails.
+#[inline(always)]
+pub(crate) fn record_owner_traced(owner: &mut Owner, source: OwnerSource) {
+    record_owner(owner, source);
+    // SAFETY: plain globals.
+    let (leader_offset, comm_offset) = unsafe {
+        (ptr::read_volatile(&raw const TASK_GROUP_LEADER_OFFSET), ptr::read_volatile(&raw const TASK_COMM_OFFSET))
+    };
+    if leader_offset == 0 || comm_offset == 0 {
+        return;
+    }
+    // SAFETY: a helper without arguments (tracing programs); the current task, never null.
+    let task = unsafe { bpf_get_current_task() } as usize;
+    // SAFETY: bpf_probe_read_kernel checks the addresses; a fault returns an error.
+    let leader = unsafe { bpf_probe_read_kernel((task + leader_offset as usize) as *const usize) };
+    if let Ok(leader) = leader
+        && leader != 0
+        // SAFETY: as above.
+        && let Ok(comm) = unsafe { bpf_probe_read_kernel((leader + comm_offset as usize) as *const [u8; 16]) }
+    {
+        owner.comm = comm;
+    }
 }
 
 /// Everything an [`Event`] carries besides its kind.

@@ -19,6 +19,10 @@ pub struct SockLayout {
     pub protocol: u32,
     /// The `sk_socket` pointer in `struct sock` (null while no `struct socket` holds the sock).
     pub sk_socket: u32,
+    /// The `group_leader` pointer and the 16-byte `comm` in `struct task_struct` (0, 0 when
+    /// either is missing or has another shape): the process's name, read at a socket's first read
+    /// or write instead of the name of the thread making it (an io_uring worker's).
+    pub task_leader_comm: (u32, u32),
     /// The kernel has `struct mptcp_sock` (built with `CONFIG_MPTCP`): the return type of
     /// `bpf_skc_to_mptcp_sock`, without which the verifier refuses any program calling it.
     pub mptcp_sock: bool,
@@ -53,6 +57,7 @@ const FIXED: [(&str, &str, u32); 6] = [
 
 const KIND_INT: u32 = 1;
 const KIND_PTR: u32 = 2;
+const KIND_ARRAY: u32 = 3;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
 const KIND_TYPEDEF: u32 = 8;
@@ -78,6 +83,8 @@ struct Type {
     /// `size` or `type`, depending on the kind.
     size_or_type: u32,
     members: Vec<Member>,
+    /// Number of elements of an array (0 for other kinds).
+    nelems: u32,
 }
 
 /// The types of a BTF blob that this module needs (others are kept as placeholders).
@@ -129,7 +136,7 @@ impl Types {
         };
         let type_data = section(type_off, type_len)?;
         let strings = section(str_off, str_len)?;
-        let mut types = vec![Type { kind: 0, size_or_type: 0, members: Vec::new() }];
+        let mut types = vec![Type { kind: 0, size_or_type: 0, members: Vec::new(), nelems: 0 }];
         let mut structs = HashMap::new();
         let mut at = 0;
         while at < type_data.len() {
@@ -150,13 +157,15 @@ impl Types {
                     members.push(Member { name: string_at(strings, m_name), type_id: m_type, bits, bitfield });
                 }
             }
+            // `struct btf_array { type, index_type, nelems }`.
+            let nelems = if kind == KIND_ARRAY { u32_at(type_data, at + 8)? } else { 0 };
             if kind == KIND_STRUCT {
                 let name = string_at(strings, name_off);
                 if !name.is_empty() {
                     structs.entry(name).or_insert(u32::try_from(types.len()).unwrap_or(u32::MAX));
                 }
             }
-            types.push(Type { kind, size_or_type, members });
+            types.push(Type { kind, size_or_type, members, nelems });
             at += extra;
         }
         Ok(Self { types, structs })
@@ -208,6 +217,12 @@ impl Types {
         self.types.get(self.resolve(id) as usize).is_some_and(|t| t.kind == KIND_PTR)
     }
 
+    /// Number of elements of an array type (after typedefs), if it is one.
+    fn array_len(&self, id: u32) -> Option<u32> {
+        let t = self.types.get(self.resolve(id) as usize)?;
+        (t.kind == KIND_ARRAY).then_some(t.nelems)
+    }
+
     /// Size in bytes of an integer type (after typedefs), if it is one.
     fn int_size(&self, id: u32) -> Option<u32> {
         let t = self.types.get(self.resolve(id) as usize)?;
@@ -242,7 +257,21 @@ pub fn sock_layout(data: &[u8]) -> Result<SockLayout, LayoutError> {
         return Err(LayoutError::Moved { field: "__sk_common", found: common, expected: 0 });
     }
     let mptcp_sock = types.structs.contains_key("mptcp_sock");
-    Ok(SockLayout { v6_daddr, v6_rcv_saddr, protocol, sk_socket, mptcp_sock })
+    let task_leader_comm = task_leader_comm(&types).unwrap_or((0, 0));
+    Ok(SockLayout { v6_daddr, v6_rcv_saddr, protocol, sk_socket, task_leader_comm, mptcp_sock })
+}
+
+/// `task_struct.group_leader` (a pointer) and `task_struct.comm` (16 bytes), if both are so.
+fn task_leader_comm(types: &Types) -> Option<(u32, u32)> {
+    let (leader, member) = types.find("task_struct", "group_leader").ok()?;
+    if member.bitfield != 0 || member.bits % 64 != 0 || !types.is_pointer(member.type_id) {
+        return None;
+    }
+    let (comm, member) = types.find("task_struct", "comm").ok()?;
+    if member.bitfield != 0 || member.bits % 8 != 0 || types.array_len(member.type_id) != Some(16) {
+        return None;
+    }
+    Some((leader, comm))
 }
 
 /// The layout of this kernel (`/sys/kernel/btf/vmlinux`).

@@ -156,12 +156,16 @@ impl Probe {
         // `sock_ops` reads it at `TCP_CLOSE` (see `FLAG_NO_FILE`); 0 leaves that check out, and the
         // verifier drops its kernel read: a kernel locked down for confidentiality refuses
         // `bpf_probe_read_kernel`, and `sock_ops` would not load at all.
-        let sk_socket = if confidentiality_lockdown() {
+        let lockdown = confidentiality_lockdown();
+        let sk_socket = if lockdown {
             info!("kernel lockdown (confidentiality): connections no process accepted end at the monitor's stop");
             0
         } else {
             layout.as_ref().map_or(0, |l| l.sk_socket)
         };
+        // The payload tracepoints read the process's name there (kernel reads: none under lockdown).
+        let (task_leader, task_comm) =
+            if lockdown { (0, 0) } else { layout.as_ref().map_or((0, 0), |l| l.task_leader_comm) };
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(maps::EVENTS, config.ring_buffer_bytes)
             .override_global(maps::GLOBAL_UPDATE_INTERVAL_NS, &interval_ns, true)
@@ -172,6 +176,8 @@ impl Probe {
             .override_global(maps::GLOBAL_SK_V6_RCV_SADDR_OFFSET, &offsets.1, true)
             .override_global(maps::GLOBAL_SK_PROTOCOL_OFFSET, &offsets.2, true)
             .override_global(maps::GLOBAL_SK_SOCKET_OFFSET, &sk_socket, true)
+            .override_global(maps::GLOBAL_TASK_GROUP_LEADER_OFFSET, &task_leader, true)
+            .override_global(maps::GLOBAL_TASK_COMM_OFFSET, &task_comm, true)
             .override_global(maps::GLOBAL_MPTCP_SUBFLOWS, &mptcp_subflows(layout.as_ref().ok()), true)
             .load(object::object_bytes())
             .map_err(Error::Load)?;

@@ -39,13 +39,15 @@ const SEND: u64 = 300_000;
 struct Activator(Child);
 
 impl Activator {
-    fn start(addr: std::net::SocketAddr, netns: &Netns, cg: &TestCgroup, dir: &Path) -> Self {
+    /// `uring`: the service's first read goes through an io_uring worker thread (see [`serve`]).
+    fn start(addr: std::net::SocketAddr, netns: &Netns, cg: &TestCgroup, dir: &Path, uring: bool) -> Self {
         let exe = std::env::current_exe().unwrap();
         let mut cmd = Command::new("systemd-socket-activate");
         cmd.args(["--listen", &addr.to_string(), "--accept", "--inetd"])
             .args(["-E", "MONITOR_TEST_HELPER=inetd-serve", "-E", &format!("MONITOR_TEST_HELPER_UID={SERVER_UID}")])
             .arg(&exe)
             .args([s(REPLY), dir.display().to_string()])
+            .args(uring.then_some("uring"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -80,6 +82,19 @@ impl Drop for Activator {
 /// service process that served it (its pid, uid and name), with exact payload both ways; none
 /// to the activator; wire bytes match the interface.
 pub fn socket_activated_service_is_charged(v6: bool) {
+    charged(v6, false);
+}
+
+/// As [`socket_activated_service_is_charged`], the service's first read made through io_uring by
+/// one of the kernel's worker threads (`IOSQE_ASYNC`): the owner recorded then is the service
+/// process with its name, not the worker thread's (`iou-wrk-<pid>`), which made every such
+/// process an app of its own when it exited before the monitor read it (found by an adversarial
+/// pass).
+pub fn socket_activated_service_reading_through_io_uring() {
+    charged(false, true);
+}
+
+fn charged(v6: bool, uring: bool) {
     let pair = Pair::private();
     let cg = TestCgroup::new();
     let server = server_addr(&pair, v6, 0, if v6 { 5216 } else { 5215 });
@@ -87,7 +102,7 @@ pub fn socket_activated_service_is_charged(v6: bool) {
     fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let mon = Monitor::start(&cg.path, "");
     let before = pair.b.counters("vb");
-    let activator = Activator::start(server, &pair.b, &cg, dir.path());
+    let activator = Activator::start(server, &pair.b, &cg, dir.path(), uring);
     let client = spawn("tcp-client", &[s(server), s(SEND), s(2)], Place { netns: Some(&pair.a), ..Place::default() });
     let client_lines = client.finish();
     let served = wait_for_services(dir.path(), 2);
@@ -153,7 +168,8 @@ fn wait_for_services(dir: &Path, n: usize) -> Vec<Value> {
     }
 }
 
-/// Role `inetd-serve REPLY DIR`: stdin and stdout are an accepted connection. Reads it to EOF,
+/// Role `inetd-serve REPLY DIR [uring]`: stdin and stdout are an accepted connection. Reads it to
+/// EOF (with `uring`, the first read through io_uring, forced onto one of its worker threads),
 /// writes REPLY bytes, leaves `{pid, rx}` in `DIR/<pid>.json`, and exits (closing it) after
 /// [`SERVICE_LINGER`].
 pub fn serve(args: &[String]) {
@@ -161,6 +177,9 @@ pub fn serve(args: &[String]) {
     let reply: usize = args[0].parse().unwrap();
     let mut rx = 0u64;
     let mut buf = vec![0u8; 65_536];
+    if args.get(2).is_some_and(|a| a == "uring") {
+        rx += first_read_by_an_io_uring_worker(&mut buf);
+    }
     let mut input = std::io::stdin().lock();
     loop {
         let n = input.read(&mut buf).unwrap();
@@ -178,6 +197,21 @@ pub fn serve(args: &[String]) {
     fs::write(&tmp, json!({"pid": pid, "rx": rx}).to_string()).unwrap();
     fs::rename(tmp, note).unwrap();
     std::thread::sleep(SERVICE_LINGER);
+}
+
+/// One read of stdin through io_uring with `IOSQE_ASYNC`: the kernel runs it in an io-wq worker
+/// thread of this process (named `iou-wrk-<pid>`), not in the process's own thread.
+fn first_read_by_an_io_uring_worker(buf: &mut [u8]) -> u64 {
+    use io_uring::{IoUring, opcode, squeue, types::Fd};
+    let mut ring = IoUring::new(4).expect("io_uring");
+    let read = opcode::Read::new(Fd(0), buf.as_mut_ptr(), u32::try_from(buf.len()).unwrap())
+        .build()
+        .flags(squeue::Flags::ASYNC);
+    // SAFETY: `buf` outlives the operation: this function waits for its completion.
+    unsafe { ring.submission().push(&read).expect("submission queue full") };
+    ring.submit_and_wait(1).expect("io_uring_enter");
+    let result = ring.completion().next().expect("a completion").result();
+    u64::try_from(result).unwrap_or_else(|_| panic!("io_uring read: {}", std::io::Error::from_raw_os_error(-result)))
 }
 
 /// How long a service process lives on after its reply. The daemon reads a process's /proc

@@ -76,6 +76,10 @@ pub fn all() -> Vec<Case> {
         ("tcp_socket_activated_service_ipv6_is_charged_not_the_activator", || {
             crate::activation::socket_activated_service_is_charged(true);
         }),
+        (
+            "tcp_socket_activated_service_reading_through_an_io_uring_worker_is_named_by_its_process",
+            crate::activation::socket_activated_service_reading_through_io_uring,
+        ),
         ("inbound_churn_to_a_listener_older_than_the_monitor", crate::listeners::old_listener_inbound_churn),
         ("tcp_simultaneous_open_is_outbound", crate::listeners::a_simultaneous_open_is_outbound),
         (

@@ -37,6 +37,13 @@ impl Builder {
         self.types.extend_from_slice(&(size * 8).to_ne_bytes());
         id
     }
+    fn array(&mut self, elem: u32, index: u32, nelems: u32) -> u32 {
+        let id = self.record("", KIND_ARRAY, 0, false, 0);
+        for v in [elem, index, nelems] {
+            self.types.extend_from_slice(&v.to_ne_bytes());
+        }
+        id
+    }
     /// `members`: (name, type, bit offset, bitfield size).
     fn composite(&mut self, kind: u32, name: &str, size: u32, members: &[(&str, u32, u32, u32)]) -> u32 {
         let bitfields = members.iter().any(|m| m.3 != 0);
@@ -67,7 +74,21 @@ impl Builder {
 /// A kernel-like layout: `family_bits` is where `skc_family` sits, `protocol_bitfield` makes
 /// `sk_protocol` an 8-bit bitfield (pre-5.6 kernels).
 fn blob(family_bits: u32, protocol_bitfield: bool) -> Vec<u8> {
+    blob_with_comm(family_bits, protocol_bitfield, 16)
+}
+
+/// As [`blob`], with a `task_struct` whose `comm` has `comm_len` bytes.
+fn blob_with_comm(family_bits: u32, protocol_bitfield: bool, comm_len: u32) -> Vec<u8> {
     let mut b = Builder::new();
+    let char_ = b.int("char", 1);
+    let comm = b.array(char_, char_, comm_len);
+    let task_ptr = b.record("", KIND_PTR, 0, false, 0);
+    b.composite(
+        KIND_STRUCT,
+        "task_struct",
+        4000,
+        &[("group_leader", task_ptr, 1480 * 8, 0), ("comm", comm, 2944 * 8, 0)],
+    );
     let u16_ = b.int("unsigned short", 2);
     let be16 = b.record("__be16", KIND_TYPEDEF, 0, false, u16_);
     let u32_ = b.int("unsigned int", 4);
@@ -104,7 +125,20 @@ fn blob(family_bits: u32, protocol_bitfield: bool) -> Vec<u8> {
 #[test]
 fn offsets_are_read_through_anonymous_members() {
     let layout = sock_layout(&blob(128, false)).unwrap();
-    assert_eq!(layout, SockLayout { v6_daddr: 56, v6_rcv_saddr: 72, protocol: 516, sk_socket: 600, mptcp_sock: false });
+    assert_eq!(
+        layout,
+        SockLayout {
+            v6_daddr: 56,
+            v6_rcv_saddr: 72,
+            protocol: 516,
+            sk_socket: 600,
+            task_leader_comm: (1480, 2944),
+            mptcp_sock: false
+        }
+    );
+    // A `comm` of another size is not read (the programs copy 16 bytes); the rest stands.
+    let layout = sock_layout(&blob_with_comm(128, false, 32)).unwrap();
+    assert_eq!((layout.task_leader_comm, layout.sk_socket), ((0, 0), 600));
 }
 
 #[test]
@@ -138,4 +172,7 @@ fn this_kernel_has_the_layout_the_fallback_programs_read() {
     assert!(layout.protocol > layout.v6_rcv_saddr, "{layout:?}");
     // A pointer, past `sock_common`.
     assert!(layout.sk_socket > layout.v6_rcv_saddr && layout.sk_socket.is_multiple_of(8), "{layout:?}");
+    // Both in `task_struct`, the pointer aligned, `comm` after it (as in the kernel source).
+    let (leader, comm) = layout.task_leader_comm;
+    assert!(leader > 0 && leader.is_multiple_of(8) && comm > leader, "{layout:?}");
 }
