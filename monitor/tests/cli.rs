@@ -848,6 +848,11 @@ fn status_says_running_when_the_lock_is_held_whatever_the_names() {
     assert_eq!(status(), false, "a process named monitor without the lock");
     let mut holder = hold_lock(&journal);
     assert_eq!(status(), true, "the lock held by a process named flock");
+    // Not the recorded daemon's pid: the text says who holds the lock.
+    let out = monitor(&["status", "--journal", journal.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let said = format!("pid {} (not running; process {} holds the journal's lock)", impostor.id(), holder.id());
+    assert!(text.contains(&said), "{said} in {text}");
     for p in [&mut impostor, &mut holder] {
         let _ = p.kill();
         let _ = p.wait();

@@ -27,7 +27,7 @@ pub struct LookupArgs {
     /// Addresses (IPv4 or IPv6) and host names to explain. Example: monitor lookup 203.0.113.7 api.example.com
     #[arg(required = true, value_name = "ADDRESS|HOSTNAME")]
     pub targets: Vec<String>,
-    /// JSON output (one array). Example: --json
+    /// JSON output: one object, the databases and an answer per target. Example: --json
     #[arg(long)]
     pub json: bool,
     /// Journal file for host names (overrides `journal.path`). Example: --journal /var/lib/monitor/journal.db

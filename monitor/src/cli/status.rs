@@ -23,7 +23,8 @@ pub fn execute(args: &StatusArgs, settings: &Settings) -> anyhow::Result<ExitCod
     let now = Timestamp::now();
     let day = TimeRange { since: now - SignedDuration::from_hours(24), until: now };
     let stats = reader.stats(day)?;
-    let running = daemon_running(&journal);
+    let writer = monitor::journal::writer_pid(&journal);
+    let running = writer.is_some();
     let (configured, geo_error) = match Enricher::open(&settings.geo) {
         Ok(e) => (e.databases(), e.warnings().to_vec()),
         Err(e) => (Vec::new(), vec![monitor::errors::chain(&e)]),
@@ -31,7 +32,7 @@ pub fn execute(args: &StatusArgs, settings: &Settings) -> anyhow::Result<ExitCod
     let mut out = String::new();
     if args.json {
         let doc = json!({
-            "journal": journal, "running": running, "daemon": state, "rows": counts,
+            "journal": journal, "running": running, "writer_pid": writer, "daemon": state, "rows": counts,
             "last_24h": stats, "databases_configured": configured, "geo_warnings": geo_error,
         });
         writeln!(out, "{doc}")?;
@@ -41,11 +42,17 @@ pub fn execute(args: &StatusArgs, settings: &Settings) -> anyhow::Result<ExitCod
     writeln!(out, "journal   {}", journal.display())?;
     match &state {
         Some(s) => {
+            // The lock's holder is the daemon writing the journal now; the recorded one may
+            // have stopped and another process hold the lock (a daemon starting, a `flock`).
+            let how = match writer {
+                Some(w) if i64::from(w) == i64::from(s.pid) => "running".to_owned(),
+                Some(w) => format!("not running; process {w} holds the journal's lock"),
+                None => "not running".to_owned(),
+            };
             writeln!(
                 out,
-                "daemon    pid {} ({}), started {}, version {}",
+                "daemon    pid {} ({how}), started {}, version {}",
                 s.pid,
-                if running { "running" } else { "not running" },
                 s.started_at,
                 Terminal(&s.version)
             )?;

@@ -45,10 +45,11 @@ pub(super) fn lock_path(path: &Path) -> PathBuf {
 /// Takes the single-writer lock: `flock` on `<journal>.lock` (created with mode 0600), held while
 /// the returned file is open and released by the kernel when the process dies.
 ///
-/// A lock file this call creates may replace one that was removed while a daemon held it (a
-/// "stale lock" deleted by hand): a process holding `<lock> (deleted)` open is that daemon, and
-/// the journal stays its ([`Error::LockRemoved`]; it creates its lock file again at its next
-/// flush, [`lock_at_path`]).
+/// The lock file at the path may not be the one a running daemon holds: removed while it held it
+/// (a "stale lock" deleted by hand, then created again by this call or by hand) or replaced by
+/// another file: a process holding `<lock> (deleted)` open is that daemon, and the journal stays
+/// its ([`Error::LockRemoved`]; it takes the lock file at the path at its next flush,
+/// [`lock_at_path`]). Read from /proc at each start.
 pub(super) fn lock(journal: &Path) -> Result<File, Error> {
     let path = lock_path(journal);
     let existed = fs::symlink_metadata(&path).is_ok();
@@ -58,10 +59,14 @@ pub(super) fn lock(journal: &Path) -> Result<File, Error> {
         Err(TryLockError::WouldBlock) => return Err(Error::Locked { path: journal.to_path_buf(), lock: path }),
         Err(TryLockError::Error(source)) => return Err(Error::Open { path, source }),
     }
-    if !existed && let Some(pid) = holder_of_removed(&path) {
-        // Ours, just created: the path is free again for that daemon to take back.
+    // Also when a file was there: the daemon's own may have been replaced (moved over, or
+    // removed and created again by hand).
+    if let Some(pid) = holder_of_removed(&path) {
         drop(file);
-        let _ = fs::remove_file(&path);
+        if !existed {
+            // Ours, just created: the path is free again for that daemon to take back.
+            let _ = fs::remove_file(&path);
+        }
         return Err(Error::LockRemoved { path: journal.to_path_buf(), lock: path, pid });
     }
     if meta.mode() & 0o777 != FILE_MODE {
@@ -71,7 +76,7 @@ pub(super) fn lock(journal: &Path) -> Result<File, Error> {
 }
 
 /// Another process holding the removed file that was at `lock` open (its descriptor's link reads
-/// `<lock> (deleted)`), if any. Read from /proc once, when a lock file had to be created.
+/// `<lock> (deleted)`), if any.
 fn holder_of_removed(lock: &Path) -> Option<i32> {
     let dir = lock.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut removed = fs::canonicalize(dir).ok()?.join(lock.file_name()?).into_os_string();

@@ -43,8 +43,21 @@ pub(super) fn open_rw(path: &Path) -> Result<(Connection, File, files::FileId), 
     let lock = files::lock(path)?;
     let checked = files::check_database(path)?;
     // NOFOLLOW: SQLite refuses a symlink too. The descriptor `check_database` used is closed.
+    // SQLite's check covers every component of the path: it is given the directory's real path
+    // (a directory reached through a link, `/var/lib/monitor` → `/data/monitor`, is an
+    // administrator's choice; the journal file itself was checked not to be a link above).
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_NOFOLLOW;
-    let mut conn = Connection::open_with_flags(path, flags).map_err(|source| open_error(path, source))?;
+    let real = real_directory(path);
+    let mut conn = match Connection::open_with_flags(&real, flags) {
+        Ok(conn) => conn,
+        Err(source) => {
+            // An empty file this call created is not left behind to look like a journal.
+            if !checked.existed {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(open_error(path, source));
+        }
+    };
     // The writer's connection only: readers bind few values.
     lookaside(&conn);
     files::verify_same(path, &checked)?;
@@ -74,6 +87,16 @@ pub(super) fn open_rw(path: &Path) -> Result<(Connection, File, files::FileId), 
     debug!("journal quick_check ok in {:?} path={}", started.elapsed(), path.display());
     migrations().to_latest(&mut conn).map_err(|source| Error::Migrate { path: path.to_path_buf(), source })?;
     Ok((conn, lock, checked.id()))
+}
+
+/// `path` with its directory's symbolic links resolved (the file name kept); `path` itself when
+/// the directory cannot be resolved.
+fn real_directory(path: &Path) -> std::path::PathBuf {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    match (std::fs::canonicalize(parent), path.file_name()) {
+        (Ok(dir), Some(name)) => dir.join(name),
+        _ => path.to_path_buf(),
+    }
 }
 
 /// Opens an existing journal read-only.

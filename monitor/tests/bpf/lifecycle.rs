@@ -163,17 +163,35 @@ pub fn sighup_reloads_databases_and_keeps_old_ones_on_failure() {
     // reloaded at the paths the daemon started with).
     let config = mon.dir().join("monitor.toml");
     let text = fs::read_to_string(&config).unwrap();
-    let edited = text.replace(&format!("country_db = \"{}\"", country.display()), "country_db = \"/elsewhere.mmdb\"");
+    let edited = text.replace("flush_interval_secs = 1\n", "flush_interval_secs = 2\n");
     assert_ne!(edited, text);
-    fs::write(&config, edited).unwrap();
+    fs::write(&config, &edited).unwrap();
     kill(mon.pid(), Signal::SIGHUP).unwrap();
     std::thread::sleep(Duration::from_millis(500));
     flow(6003);
+    // Edited again, into a config a restart would refuse (its database does not exist): said so.
+    let invalid =
+        edited.replace(&format!("country_db = \"{}\"", country.display()), "country_db = \"/elsewhere.mmdb\"");
+    assert_ne!(invalid, edited);
+    fs::write(&config, invalid).unwrap();
+    kill(mon.pid(), Signal::SIGHUP).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
     let out = mon.stop();
     assert!(out.log.contains("reload failed, keeping the previous databases"), "{}", out.log);
     assert!(out.log.contains("reloaded country database"), "{}", out.log);
     assert!(out.log.contains("is unchanged"), "the first SIGHUP, config as started: {}", out.log);
-    assert!(out.log.contains("changed since the daemon started (geo.country_db): SIGHUP reloads only"), "{}", out.log);
+    assert!(
+        out.log.contains("changed since the daemon started (journal.flush_interval_secs): SIGHUP reloads only"),
+        "{}",
+        out.log
+    );
+    assert!(
+        out.log.contains(
+            "changed since the daemon started (geo.country_db, journal.flush_interval_secs) and is not valid now"
+        ) && out.log.contains("a restart would refuse it (exit 2)"),
+        "{}",
+        out.log
+    );
     let db_of = |port: u16| -> Value {
         let f = out.flows.iter().find(|f| f["remote"] == format!("89.160.20.112:{port}")).expect("flow");
         f["destination"]["country_db"]["database_type"].clone()

@@ -5,7 +5,11 @@
 use std::path::{Path, PathBuf};
 
 use log::{info, warn};
-use monitor::{errors::chain, escape::Terminal, settings::RawConfig};
+use monitor::{
+    errors::chain,
+    escape::Terminal,
+    settings::{RawConfig, Settings},
+};
 
 /// Watches SIGHUP beside the daemon's own handler; each one rereads `path` and compares it with
 /// `started` (the file as the daemon started with it, before command-line flags).
@@ -13,7 +17,9 @@ pub(super) fn watch(path: PathBuf, started: RawConfig) -> std::io::Result<()> {
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {
-            compare(&path, &started);
+            let (path, started) = (path.clone(), started.clone());
+            // It reads files (the config, the databases and claims file it names): off the runtime.
+            let _ = tokio::task::spawn_blocking(move || compare(&path, &started)).await;
         }
     });
     Ok(())
@@ -28,8 +34,16 @@ fn compare(path: &Path, started: &RawConfig) {
         ),
         Ok((now, _)) => {
             let keys = changed_keys(started, &now);
+            let valid = Settings::resolve(now, Some(path.to_path_buf())).and_then(|s| s.check_run_files().map(|()| s));
             if keys.is_empty() {
                 info!("SIGHUP: the config file {shown} is unchanged");
+            } else if let Err(e) = valid {
+                warn!(
+                    "SIGHUP: the config file {shown} changed since the daemon started ({}) and is not valid now: {}; a \
+                     restart would refuse it (exit 2); the daemon keeps the config it started with",
+                    Terminal(&keys.join(", ")),
+                    chain(&e)
+                );
             } else {
                 warn!(
                     "SIGHUP: the config file {shown} changed since the daemon started ({}): SIGHUP reloads only the \

@@ -210,6 +210,19 @@ fn a_removed_lock_file_does_not_let_a_second_writer_in() {
     let _ = daemon.wait();
     assert!(err.to_string().contains("was removed while it ran"), "{err}");
     assert!(!lock.exists(), "the refused writer leaves no lock file");
+    // Replaced rather than removed (another file moved over it, or `rm` then `touch`): the same.
+    fs::write(dir.path().join("other"), b"").expect("other");
+    let mut daemon = Command::new("flock").args(["-x", "-o"]).arg(&lock).args(["sleep", "60"]).spawn().expect("flock");
+    while files::writer_pid(&config.path).is_none() {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    fs::rename(dir.path().join("other"), &lock).expect("mv over the lock");
+    let err = JournalWriter::open(&config, run(), &super::utc()).err().expect("refused while the lock is replaced");
+    assert!(matches!(&err, Error::LockRemoved { pid, .. } if u32::try_from(*pid).ok() == Some(daemon.id())), "{err:?}");
+    assert!(lock.exists(), "a file the writer did not create is left in place");
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    fs::remove_file(&lock).expect("rm");
 
     // A writer whose lock file is removed takes it back at its next flush.
     let mut w = JournalWriter::open(&config, run(), &super::utc()).expect("writer");

@@ -7,8 +7,11 @@ use std::{
     path::Path,
 };
 
-use super::{run, tempdir};
-use crate::journal::{Error, JournalConfig, JournalWriter};
+use super::{fixtures, run, tempdir};
+use crate::{
+    journal::{Error, JournalConfig, JournalReader, JournalWriter},
+    tracker::record::RecordKind,
+};
 
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
@@ -48,6 +51,25 @@ fn a_symlinked_journal_is_refused_and_its_target_unchanged() {
     assert_eq!(snapshot(&target), (0o100_644, b"root:x:0:0\n".to_vec()), "target untouched");
     assert!(!dir.path().join("journal.db.lock").exists(), "nothing created beside a refused path");
     assert!(!dir.path().join("journal.db-wal").exists());
+}
+
+/// A journal in a directory reached through a symbolic link (`/var/lib/monitor` → `/data/…`)
+/// opens: only the journal file itself must not be a link. SQLite's own check refused every link
+/// in the path, leaving an empty journal file behind (found by an adversarial pass).
+#[test]
+fn a_journal_in_a_symlinked_directory_opens() {
+    let dir = tempdir();
+    let real = dir.path().join("real");
+    fs::create_dir(&real).expect("dir");
+    symlink(&real, dir.path().join("link")).expect("symlink");
+    let path = dir.path().join("link").join("journal.db");
+    let mut w = open(&path).expect("a journal in a linked directory");
+    let mut flow = fixtures::Flow::new(1, "192.0.2.1:443", fixtures::at(1_794_787_200));
+    w.append(&flow.record(RecordKind::Close, fixtures::at(1_794_787_200), 10, 20), &fixtures::app("a"), None);
+    w.flush().expect("flush");
+    drop(w);
+    assert!(real.join("journal.db").exists());
+    assert!(JournalReader::open(&path).is_ok() && JournalReader::open(&real.join("journal.db")).is_ok());
 }
 
 #[test]
