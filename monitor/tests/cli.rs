@@ -818,7 +818,8 @@ fn a_metrics_token_file_run_refuses_is_refused_by_check_and_config_dump_too() {
 /// `flock` holding `journal`'s single-writer lock (as a daemon does), once it holds it.
 fn hold_lock(journal: &Path) -> std::process::Child {
     let lock = format!("{}.lock", journal.display());
-    let child = Command::new("flock").args(["-x", "-o", &lock, "sleep", "60"]).spawn().unwrap();
+    // `-o`: its child `cat` does not hold the lock, and ends with its stdin when the test drops it.
+    let child = Command::new("flock").args(["-x", "-o", &lock, "cat"]).stdin(Stdio::piped()).spawn().unwrap();
     let started = Instant::now();
     while Command::new("flock").args(["-n", &lock, "true"]).status().unwrap().success() {
         assert!(started.elapsed() < Duration::from_secs(10), "flock did not take {lock}");

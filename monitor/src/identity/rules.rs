@@ -65,10 +65,9 @@ pub enum Error {
 
 /// Most `[[apps]]` rules accepted: far more than any grouping needs.
 pub const MAX_RULES: usize = 10_000;
-/// Most glob patterns (exe, unit, cgroup and package patterns with `*?[]{}\\`, over all rules) accepted.
 /// Longest process name (`comm`) the kernel keeps: `TASK_COMM_LEN` (16) less its NUL.
 const MAX_COMM_LEN: usize = 15;
-
+/// Most glob patterns (exe, unit, cgroup and package patterns with `*?[]{}\\`, over all rules) accepted.
 /// Literal patterns, `comm` names and uids go to hash maps and cost little; globs are compiled
 /// into automata: 10,000 of them take ~0.15 s and ~40 MiB (release build).
 pub const MAX_GLOBS: usize = 10_000;

@@ -62,11 +62,16 @@ pub(super) fn lock(journal: &Path) -> Result<File, Error> {
     // Also when a file was there: the daemon's own may have been replaced (moved over, or
     // removed and created again by hand).
     if let Some(pid) = holder_of_removed(&path) {
-        drop(file);
-        if !existed {
-            // Ours, just created: the path is free again for that daemon to take back.
-            let _ = fs::remove_file(&path);
+        // Ours, just created: the path is left free for that daemon to take back. Unlinked while
+        // still locked, and only if it is still the file at the path (that daemon cannot have
+        // taken it meanwhile).
+        if !existed
+            && lock_at_path(&path, &file)
+            && let Err(e) = fs::remove_file(&path)
+        {
+            warn!("cannot remove the lock file {} this start created: {e}", path.display());
         }
+        drop(file);
         return Err(Error::LockRemoved { path: journal.to_path_buf(), lock: path, pid });
     }
     if meta.mode() & 0o777 != FILE_MODE {
@@ -79,33 +84,50 @@ pub(super) fn lock(journal: &Path) -> Result<File, Error> {
 /// `<lock> (deleted)`), if any.
 fn holder_of_removed(lock: &Path) -> Option<i32> {
     let dir = lock.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut removed = fs::canonicalize(dir).ok()?.join(lock.file_name()?).into_os_string();
+    let real = match fs::canonicalize(dir) {
+        Ok(real) => real,
+        Err(e) => {
+            warn!("cannot tell whether a daemon holds a removed lock file of {}: {e}", lock.display());
+            return None;
+        }
+    };
+    let mut removed = real.join(lock.file_name()?).into_os_string();
     removed.push(" (deleted)");
     let me = std::process::id();
-    procfs::process::all_processes()
-        .ok()?
-        .flatten()
-        .filter(|p| u32::try_from(p.pid).is_ok_and(|pid| pid != me))
-        .find_map(|p| {
-            let fds = fs::read_dir(format!("/proc/{}/fd", p.pid)).ok()?;
-            fds.flatten().any(|fd| fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == removed)).then_some(p.pid)
-        })
+    let all = match procfs::process::all_processes() {
+        Ok(all) => all,
+        Err(e) => {
+            warn!("cannot tell whether a daemon holds a removed lock file of {}: {e}", lock.display());
+            return None;
+        }
+    };
+    all.flatten().filter(|p| u32::try_from(p.pid).is_ok_and(|pid| pid != me)).find_map(|p| {
+        let fds = fs::read_dir(format!("/proc/{}/fd", p.pid)).ok()?;
+        fds.flatten().any(|fd| fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == removed)).then_some(p.pid)
+    })
 }
 
 /// The process holding the single-writer lock of `journal` (the daemon writing it), from
 /// /proc/locks: `None` when none holds it (or it cannot be told). Whatever the daemon's binary is
 /// named, and never a process that merely reuses a dead daemon's pid.
+///
+/// Locks are matched by inode, then confirmed by a descriptor of the holder open on the lock file
+/// (same device and inode): `/proc/locks` names the file system's own device, which is not the
+/// `st_dev` of files on a btrfs subvolume.
 pub fn writer_pid(journal: &Path) -> Option<i32> {
     let meta = fs::metadata(lock_path(journal)).ok()?;
-    let (major, minor) = (nix::sys::stat::major(meta.dev()), nix::sys::stat::minor(meta.dev()));
-    procfs::locks().ok()?.into_iter().find_map(|l| {
-        (l.lock_type == procfs::LockType::FLock
-            && l.inode == meta.ino()
-            && u64::from(l.devmaj) == major
-            && u64::from(l.devmin) == minor)
-            .then_some(l.pid)
-            .flatten()
-    })
+    let holds = |pid: i32| {
+        fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+            fds.flatten()
+                .any(|fd| fs::metadata(fd.path()).is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino()))
+        })
+    };
+    procfs::locks()
+        .ok()?
+        .into_iter()
+        .filter(|l| l.lock_type == procfs::LockType::FLock && l.inode == meta.ino())
+        .filter_map(|l| l.pid)
+        .find(|pid| holds(*pid))
 }
 
 /// Whether `file`, a lock this process holds, is still the file at `lock` (one `lstat`); `true`

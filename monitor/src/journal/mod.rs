@@ -141,6 +141,16 @@ pub enum Error {
         lock.display()
     )]
     LockRemoved { path: PathBuf, lock: PathBuf, pid: i32 },
+    /// This daemon's lock file was removed, replaced or renamed and the one at the path is
+    /// another process's now: it writes nothing (two daemons would record every flow twice) and
+    /// keeps its records until it holds the lock again.
+    #[error(
+        "this daemon no longer holds the journal's lock `{}` ({reason}): nothing is written to `{}`, the \
+         records are kept in memory and written once it holds the lock again (stop the other daemon)",
+        lock.display(),
+        path.display()
+    )]
+    LockLost { path: PathBuf, lock: PathBuf, reason: String },
     /// A journal in a place its reader cannot write, with a writer's files beside it (`-wal`,
     /// `-shm`, `-journal`): a writer may be using it, or its write-ahead log holds data that a
     /// read of the database file alone would miss.

@@ -38,32 +38,36 @@ pub(super) fn open_rw(path: &Path) -> Result<(Connection, File, files::FileId), 
             .create(parent)
             .map_err(|source| Error::CreateDir { path: parent.to_path_buf(), source })?;
     }
-    // A device node, symlink or foreign file is refused before even its lock file is created.
-    files::precheck(path)?;
-    let lock = files::lock(path)?;
-    let checked = files::check_database(path)?;
-    // NOFOLLOW: SQLite refuses a symlink too. The descriptor `check_database` used is closed.
-    // SQLite's check covers every component of the path: it is given the directory's real path
-    // (a directory reached through a link, `/var/lib/monitor` → `/data/monitor`, is an
-    // administrator's choice; the journal file itself was checked not to be a link above).
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_NOFOLLOW;
+    // The directory's links resolved once, first: every check below and SQLite see the same
+    // file. SQLite's NOFOLLOW refuses a link anywhere in the path, and a directory reached
+    // through one (`/var/lib/monitor` → `/data/monitor`) is an administrator's choice; the
+    // journal file itself must not be a link (checked below, on its real path).
     let real = real_directory(path);
-    let mut conn = match Connection::open_with_flags(&real, flags) {
+    let real = real.as_path();
+    // A device node, symlink or foreign file is refused before even its lock file is created.
+    files::precheck(real)?;
+    let lock = files::lock(real)?;
+    let created = std::fs::symlink_metadata(real).is_err();
+    let checked = files::check_database(real)?;
+    // NOFOLLOW: SQLite refuses a symlink too. The descriptor `check_database` used is closed.
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_NOFOLLOW;
+    let mut conn = match Connection::open_with_flags(real, flags) {
         Ok(conn) => conn,
         Err(source) => {
-            // An empty file this call created is not left behind to look like a journal.
-            if !checked.existed {
-                let _ = std::fs::remove_file(path);
+            // The empty file this call created is not left behind to look like a journal (if it
+            // is still that file).
+            if created && files::at_path(real, checked.id()) == files::AtPath::Same {
+                let _ = std::fs::remove_file(real);
             }
             return Err(open_error(path, source));
         }
     };
     // The writer's connection only: readers bind few values.
     lookaside(&conn);
-    files::verify_same(path, &checked)?;
+    files::verify_same(real, &checked)?;
     configure(&conn, path)?;
     check_ours(&conn, path)?;
-    files::fix_modes(path, &checked)?;
+    files::fix_modes(real, &checked)?;
     if !checked.existed {
         // Only effective before the first table exists; lets `purge_expired` return space.
         conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").map_err(|source| open_error(path, source))?;

@@ -220,7 +220,7 @@ impl JournalWriter {
     ///   buffered until that file is moved away.
     /// - The journal back at the path after the writer let go of it: written again.
     pub(super) fn check_file(&mut self) -> Result<(), Error> {
-        self.check_lock();
+        self.check_lock()?;
         let released = self._lock.is_none();
         match files::at_path(&self.path, self.file) {
             AtPath::Same if !released => Ok(()),
@@ -252,22 +252,28 @@ impl JournalWriter {
     /// Takes the lock file back when it was removed (or replaced) under this writer: a second
     /// daemon started meanwhile is refused as long as this one holds the removed file
     /// ([`Error::LockRemoved`]), and after this by the lock itself.
-    fn check_lock(&mut self) {
+    ///
+    /// # Errors
+    /// [`Error::LockLost`] when another process holds the lock at the path now (a daemon that
+    /// started meanwhile, the lock file renamed away): nothing is written, the records stay
+    /// buffered, and every flush tries again (two daemons never write one journal).
+    fn check_lock(&mut self) -> Result<(), Error> {
         let path = files::lock_path(&self.path);
-        let Some(held) = self._lock.as_ref() else { return };
+        let Some(held) = self._lock.as_ref() else { return Ok(()) };
         if files::lock_at_path(&path, held) {
-            return;
+            return Ok(());
         }
         match files::lock(&self.path) {
             Ok(lock) => {
                 self._lock = Some(lock);
                 warn!(
-                    "the journal's lock file {} was removed while the daemon ran: created again (a daemon's lock is \
-                     never stale while it runs; it goes with the process)",
+                    "the journal's lock file {} was removed or replaced while the daemon ran: taken again (a \
+                     daemon's lock is never stale while it runs; it goes with the process)",
                     path.display()
                 );
+                Ok(())
             }
-            Err(e) => error!("the journal's lock file {} was removed and cannot be taken again: {e}", path.display()),
+            Err(e) => Err(Error::LockLost { path: self.path.clone(), lock: path, reason: e.to_string() }),
         }
     }
 

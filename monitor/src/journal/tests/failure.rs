@@ -189,39 +189,59 @@ fn reader_sees_new_rows_while_the_writer_writes() {
 /// still refused, naming the daemon, and leaves no lock file; the first writer takes its lock
 /// file back at its next flush. Two daemons wrote one journal, every flow counted twice (found by
 /// an adversarial pass).
+/// Another process holding `lock` as a daemon does (`flock`, its child `cat` without the lock:
+/// `-o`), once it holds it; killed on drop (`cat` ends at the end of its stdin).
+struct OtherDaemon(std::process::Child);
+
+impl OtherDaemon {
+    fn hold(journal: &std::path::Path) -> Self {
+        use std::process::{Command, Stdio};
+        let lock = files::lock_path(journal);
+        let child = Command::new("flock").args(["-x", "-o"]).arg(&lock).arg("cat").stdin(Stdio::piped()).spawn();
+        let other = Self(child.expect("flock"));
+        let started = std::time::Instant::now();
+        while files::writer_pid(journal).is_none() {
+            assert!(started.elapsed() < std::time::Duration::from_secs(10), "flock did not take {}", lock.display());
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        other
+    }
+
+    fn pid(&self) -> i32 {
+        i32::try_from(self.0.id()).expect("pid")
+    }
+}
+
+impl Drop for OtherDaemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn a_removed_lock_file_does_not_let_a_second_writer_in() {
-    use std::process::Command;
     let dir = tempdir();
     let config = JournalConfig { path: dir.path().join("journal.db"), ..JournalConfig::default() };
     drop(JournalWriter::open(&config, run(), &super::utc()).expect("journal"));
     let lock = files::lock_path(&config.path);
     // Another process holds the lock (this process cannot stand for the other daemon).
-    // `-o`: only `flock` holds the lock, not the `sleep` it runs.
-    let mut daemon = Command::new("flock").args(["-x", "-o"]).arg(&lock).args(["sleep", "60"]).spawn().expect("flock");
-    while files::writer_pid(&config.path).is_none() {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    assert_eq!(files::writer_pid(&config.path), i32::try_from(daemon.id()).ok());
+    let daemon = OtherDaemon::hold(&config.path);
+    assert_eq!(files::writer_pid(&config.path), Some(daemon.pid()));
     fs::remove_file(&lock).expect("rm lock");
     let err = JournalWriter::open(&config, run(), &super::utc()).err().expect("a second writer must be refused");
-    assert!(matches!(&err, Error::LockRemoved { pid, .. } if u32::try_from(*pid).ok() == Some(daemon.id())), "{err:?}");
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+    assert!(matches!(&err, Error::LockRemoved { pid, .. } if *pid == daemon.pid()), "{err:?}");
+    drop(daemon);
     assert!(err.to_string().contains("was removed while it ran"), "{err}");
     assert!(!lock.exists(), "the refused writer leaves no lock file");
     // Replaced rather than removed (another file moved over it, or `rm` then `touch`): the same.
     fs::write(dir.path().join("other"), b"").expect("other");
-    let mut daemon = Command::new("flock").args(["-x", "-o"]).arg(&lock).args(["sleep", "60"]).spawn().expect("flock");
-    while files::writer_pid(&config.path).is_none() {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let daemon = OtherDaemon::hold(&config.path);
     fs::rename(dir.path().join("other"), &lock).expect("mv over the lock");
     let err = JournalWriter::open(&config, run(), &super::utc()).err().expect("refused while the lock is replaced");
-    assert!(matches!(&err, Error::LockRemoved { pid, .. } if u32::try_from(*pid).ok() == Some(daemon.id())), "{err:?}");
+    assert!(matches!(&err, Error::LockRemoved { pid, .. } if *pid == daemon.pid()), "{err:?}");
     assert!(lock.exists(), "a file the writer did not create is left in place");
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+    drop(daemon);
     fs::remove_file(&lock).expect("rm");
 
     // A writer whose lock file is removed takes it back at its next flush.
@@ -234,6 +254,19 @@ fn a_removed_lock_file_does_not_let_a_second_writer_in() {
     assert_eq!(files::writer_pid(&config.path), i32::try_from(std::process::id()).ok());
     let err = JournalWriter::open(&config, run(), &super::utc()).err().expect("refused again");
     assert!(matches!(&err, Error::Locked { .. }), "{err:?}");
+
+    // Its lock file renamed away and another process holding the one at the path (a daemon that
+    // started meanwhile): it writes nothing and keeps its records until it holds the lock again.
+    fs::rename(&lock, dir.path().join("renamed.lock")).expect("mv lock away");
+    let other = OtherDaemon::hold(&config.path);
+    let mut g = Flow::new(2, "192.0.2.1:443", at(T0));
+    w.append(&g.record(Close, at(T0 + 1), 5, 6), &fixtures::app("a"), None);
+    let err = w.flush().expect_err("no write while another process holds the lock");
+    assert!(matches!(&err, Error::LockLost { .. }), "{err:?}");
+    assert_eq!(int(&raw(&config.path), "SELECT COUNT(*) FROM connections"), 1, "nothing written");
+    drop(other);
+    w.flush().expect("the lock taken again");
+    assert_eq!(int(&raw(&config.path), "SELECT COUNT(*) FROM connections"), 2, "the kept record written");
 }
 
 #[test]
