@@ -42,6 +42,8 @@ const PURGE_EVERY: Duration = Duration::from_secs(3600);
 const EXPORT_CHECK_EVERY: Duration = Duration::from_secs(60);
 /// Repeated journal failures are logged at most this often.
 const ERROR_LOG_EVERY: Duration = Duration::from_secs(60);
+/// Least time between the logged errors of two failing episodes of the journal's writes.
+const NEW_EPISODE_LOG_GAP: Duration = Duration::from_secs(10);
 
 /// Messages from the tracker loop, in event order (so a process is observed before its records).
 #[derive(Debug)]
@@ -123,6 +125,8 @@ struct Timers {
     flush: Instant,
     purge: Instant,
     error_logged: Option<Instant>,
+    /// An error of the current failing episode was logged (its end is then logged too).
+    episode_logged: bool,
 }
 
 /// What the sink hands back when it stops.
@@ -138,7 +142,7 @@ impl Sink {
     /// Runs until the sender side is dropped, then flushes the journal a last time.
     pub fn run(mut self, mut rx: SinkRx) -> SinkEnd {
         let now = Instant::now();
-        let mut timers = Timers { failing: false, flush: now, purge: now, error_logged: None };
+        let mut timers = Timers { failing: false, flush: now, purge: now, error_logged: None, episode_logged: false };
         let exporter = Exporter::spawn(self.journal.path().to_path_buf(), self.report.clone(), self.claims.clone());
         let command = self.start_alerts();
         let mut dropped = 0_u64;
@@ -317,21 +321,26 @@ impl Sink {
         }
         match result {
             Ok(report) => {
-                if t.failing {
-                    // The end of a failing episode is said, and the next one is logged at once.
+                if t.failing && t.episode_logged {
+                    // The end of a failing episode whose error was logged is said too.
                     info!(
                         "journal writes succeed again: {} records written, {} still kept for the next flushes",
                         report.connections,
                         self.journal.buffered_records()
                     );
-                    t.error_logged = None;
                 }
                 t.failing = false;
+                t.episode_logged = false;
             }
             Err(e) => {
+                // Within an episode an error is logged once a minute; a new episode's first error
+                // soon (not up to a minute after the last episode's), but not at every flush when
+                // failures alternate with successes.
+                let every = if t.failing { ERROR_LOG_EVERY } else { NEW_EPISODE_LOG_GAP };
                 t.failing = true;
-                if t.error_logged.is_none_or(|last| last.elapsed() >= ERROR_LOG_EVERY) {
+                if t.error_logged.is_none_or(|last| last.elapsed() >= every) {
                     t.error_logged = Some(Instant::now());
+                    t.episode_logged = true;
                     error!(
                         "journal write failed, {} records kept in memory for the next attempt: {}",
                         self.journal.buffered_records(),

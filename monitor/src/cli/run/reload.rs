@@ -59,6 +59,9 @@ fn compare(path: &Path, started: &RawConfig) {
 /// The dotted keys whose values differ between `a` and `b` (tables compared key by key; a
 /// whole array as one value).
 pub(super) fn changed_keys(a: &RawConfig, b: &RawConfig) -> Vec<String> {
+    if a == b {
+        return Vec::new();
+    }
     let (Ok(a), Ok(b)) = (toml::Value::try_from(a), toml::Value::try_from(b)) else {
         return vec!["(the configuration)".into()];
     };
