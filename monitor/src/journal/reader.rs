@@ -186,6 +186,27 @@ impl JournalReader {
             .map_err(|e| self.err(e))
     }
 
+    /// Names of the apps seen in `range` that were named from the kernel's record only (`source`
+    /// `kernel`: processes gone before the monitor read them, their executable unknown), sorted.
+    ///
+    /// # Errors
+    /// When the query fails.
+    pub fn kernel_named_apps(&self, range: TimeRange) -> Result<Vec<String>, Error> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT DISTINCT name FROM apps WHERE source = ?1 AND last_seen_ms >= ?2 AND first_seen_ms < ?3
+                 ORDER BY name",
+            )
+            .map_err(|e| self.err(e))?;
+        let kernel = super::names::name(crate::identity::AppSource::Kernel);
+        let rows = stmt
+            .query_map(params![kernel, ms(range.since), ms(range.until)], |row| row.get::<_, String>(0))
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>();
+        rows.map_err(|e| self.err(e))
+    }
+
     /// Every geo database the journal knows, by id.
     ///
     /// # Errors

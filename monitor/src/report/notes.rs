@@ -9,6 +9,9 @@ use super::{
 };
 use crate::journal::{JournalReader, ResidencyRow};
 
+/// Apps named in the note on apps named from the kernel's record (the rest are counted).
+const KERNEL_NAMED_SHOWN: usize = 10;
+
 /// Builds the completeness section of a report whose residency figures came from `figures`.
 /// `previous`: the period new destinations are compared with, and the time before which
 /// connection records were purged, if they were.
@@ -82,6 +85,21 @@ pub(super) fn completeness(
         notes.push(format!(
             "payload of some flows was not measured at the syscall layer but by: {} (see payload_sources)",
             sources.join(", ")
+        ));
+    }
+    let kernel_named: Vec<String> = reader
+        .kernel_named_apps(range)?
+        .into_iter()
+        .filter(|name| query.app.as_deref().is_none_or(|app| app == name))
+        .collect();
+    if !kernel_named.is_empty() {
+        let shown: Vec<&str> = kernel_named.iter().take(KERNEL_NAMED_SHOWN).map(String::as_str).collect();
+        let more = kernel_named.len().saturating_sub(KERNEL_NAMED_SHOWN);
+        notes.push(format!(
+            "some traffic of {} is charged to processes that exited before the monitor read them: named from the \
+             kernel's 15-character process name, their executable unknown (`source: kernel` in the records){}",
+            shown.join(", "),
+            if more > 0 { format!(" (and {more} more apps)") } else { String::new() }
         ));
     }
     if losses.records > 0 || losses.buckets > 0 {

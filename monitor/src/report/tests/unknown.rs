@@ -32,3 +32,38 @@ fn an_app_with_an_empty_name_is_reported_as_unknown() {
     assert!(md.contains("unknown"), "{md}");
     assert!(!md.lines().any(|l| l.trim_end() == "##" || l.trim_end() == "###"), "empty heading:\n{md}");
 }
+
+/// Traffic of processes gone before the monitor read them (named from the kernel's 15-character
+/// name, executable unknown) is said in the completeness notes, naming those apps only; an
+/// `--app` report names only its app (two programs showed as two apps with nothing to say why:
+/// found by an adversarial pass).
+#[test]
+fn apps_named_from_the_kernel_record_are_said_in_the_notes() {
+    use std::sync::Arc;
+    let dir = tempdir();
+    let mut w = writer_in(dir.path());
+    let us = fixtures::public(Some("US"), Some(15169), Some("Google LLC"));
+    let gone = |name: &str| {
+        let mut app = (*fixtures::app(name)).clone();
+        (app.exe, app.cmdline, app.source) = (None, None, crate::identity::AppSource::Kernel);
+        Arc::new(app)
+    };
+    for (cookie, app) in [(1, fixtures::app("curl")), (2, gone("long-program-na")), (3, gone("python3"))] {
+        let mut f = Flow::new(cookie, "192.0.2.1:443", at(W + 3600));
+        w.append(&f.record(Close, at(W + 3600), 100, 200), &app, Some(&us));
+    }
+    w.flush().expect("flush");
+    let reader = JournalReader::open(w.path()).expect("reader");
+    let week = || ReportQuery::new(Period::iso_week("2026-W47", &super::ny()).expect("week"));
+    let notes = |query: &ReportQuery| Report::build(&reader, query).expect("build").completeness.notes;
+    let all = notes(&week());
+    let note =
+        all.iter().find(|n| n.contains("exited before the monitor read them")).unwrap_or_else(|| panic!("{all:#?}"));
+    assert!(note.starts_with("some traffic of long-program-na, python3 is charged"), "{note}");
+    let mut curl = week();
+    curl.app = Some("curl".into());
+    assert!(!notes(&curl).iter().any(|n| n.contains("exited before")), "curl was read from /proc");
+    let mut python = week();
+    python.app = Some("python3".into());
+    assert!(notes(&python).iter().any(|n| n.starts_with("some traffic of python3 is charged")));
+}
