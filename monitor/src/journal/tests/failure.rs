@@ -200,7 +200,15 @@ impl OtherDaemon {
         let child = Command::new("flock").args(["-x", "-o"]).arg(&lock).arg("cat").stdin(Stdio::piped()).spawn();
         let other = Self(child.expect("flock"));
         let started = std::time::Instant::now();
-        while files::writer_pid(journal).is_none() {
+        // Held, and its child is `cat` already (it closed its copy of the descriptor before exec).
+        let pid = other.0.id();
+        let cat_runs = || {
+            let children = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+            children
+                .split_whitespace()
+                .any(|c| fs::read_to_string(format!("/proc/{c}/comm")).is_ok_and(|n| n == "cat\n"))
+        };
+        while files::writer_pid(journal).is_none() || !cat_runs() {
             assert!(started.elapsed() < std::time::Duration::from_secs(10), "flock did not take {}", lock.display());
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
