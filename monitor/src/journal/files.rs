@@ -130,6 +130,30 @@ pub fn writer_pid(journal: &Path) -> Option<i32> {
         .find(|pid| holds(*pid))
 }
 
+/// Whether the daemon a journal recorded (`pid`, started at `started_ms`) still runs and holds a
+/// `flock` lock: another process than this one, started within a minute of that time (not a
+/// process that reuses its pid), holding an `flock` (the monitor takes no other; SQLite's are
+/// POSIX locks).
+pub(super) fn recorded_writer_runs(pid: i32, started_ms: i64) -> bool {
+    if u32::try_from(pid).is_ok_and(|p| p == std::process::id()) || pid <= 0 {
+        return false;
+    }
+    let Ok(stat) = procfs::process::Process::new(pid).and_then(|p| p.stat()) else { return false };
+    let Ok(boot) = procfs::boot_time_secs() else { return false };
+    let ticks = procfs::ticks_per_second().max(1);
+    let start_ms = i64::try_from(boot.saturating_mul(1000).saturating_add(stat.starttime.saturating_mul(1000) / ticks))
+        .unwrap_or(i64::MAX);
+    if (start_ms - started_ms).abs() > RECORDED_START_SLACK_MS {
+        return false;
+    }
+    procfs::locks()
+        .is_ok_and(|locks| locks.iter().any(|l| l.lock_type == procfs::LockType::FLock && l.pid == Some(pid)))
+}
+
+/// How far a process's start may be from the start a journal recorded for its daemon (the
+/// daemon records it once its config is read and its databases opened).
+const RECORDED_START_SLACK_MS: i64 = 60_000;
+
 /// Whether `file`, a lock this process holds, is still the file at `lock` (one `lstat`); `true`
 /// when that cannot be told.
 pub(super) fn lock_at_path(lock: &Path, file: &File) -> bool {

@@ -10,7 +10,7 @@ use std::{
 };
 
 use log::{debug, warn};
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension as _};
 
 use super::{
     Error, files,
@@ -66,7 +66,9 @@ pub(super) fn open_rw(path: &Path) -> Result<(Connection, File, files::FileId), 
     lookaside(&conn);
     files::verify_same(real, &checked)?;
     configure(&conn, path)?;
-    check_ours(&conn, path)?;
+    if check_ours(&conn, path)? > 0 {
+        refuse_running_writer(&conn, path)?;
+    }
     files::fix_modes(real, &checked)?;
     if !checked.existed {
         // Only effective before the first table exists; lets `purge_expired` return space.
@@ -288,6 +290,23 @@ fn check_ours(conn: &Connection, path: &Path) -> Result<u32, Error> {
         )));
     }
     check_version(conn, path)
+}
+
+/// The lock at the path was taken, but the daemon this journal last recorded may still write it
+/// through a lock file renamed away, or reached through another path (a bind mount, another mount
+/// namespace): that daemon still running and holding a lock ([`files::recorded_writer_runs`])
+/// refuses this one ([`Error::LockRemoved`]).
+fn refuse_running_writer(conn: &Connection, path: &Path) -> Result<(), Error> {
+    let recorded: Option<(i64, i64)> = conn
+        .query_row("SELECT pid, started_ms FROM daemon_state WHERE id = 1", [], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()
+        .map_err(|source| open_error(path, source))?;
+    let Some((pid, started_ms)) = recorded else { return Ok(()) };
+    let Ok(pid) = i32::try_from(pid) else { return Ok(()) };
+    if files::recorded_writer_runs(pid, started_ms) {
+        return Err(Error::LockRemoved { path: path.to_path_buf(), lock: files::lock_path(path), pid });
+    }
+    Ok(())
 }
 
 fn open_error(path: &Path, source: rusqlite::Error) -> Error {

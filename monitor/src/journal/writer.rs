@@ -113,6 +113,8 @@ pub struct JournalWriter {
     /// `<journal>.lock`, locked (`flock`) while this writer lives: one daemon per journal. `None`
     /// only while [`JournalWriter::reopen`] replaces the journal.
     _lock: Option<File>,
+    /// What is at the lock path cannot be a lock file (a symlink, a directory): said once.
+    lock_unusable_said: bool,
     pub(super) buffer: Buffer,
     /// What the flushes did so far.
     totals: FlushTotals,
@@ -196,6 +198,7 @@ impl JournalWriter {
             rollup,
             interned: Interned::default(),
             _lock: Some(lock),
+            lock_unusable_said: false,
             buffer: Buffer::default(),
             totals: FlushTotals::default(),
             file,
@@ -271,6 +274,17 @@ impl JournalWriter {
                      daemon's lock is never stale while it runs; it goes with the process)",
                     path.display()
                 );
+                Ok(())
+            }
+            // Nobody can hold a lock there (a daemon starting is refused the same way): this
+            // one keeps writing under the lock it holds.
+            Err(e @ Error::Unsafe { .. }) => {
+                if !self.lock_unusable_said {
+                    self.lock_unusable_said = true;
+                    warn!(
+                        "the journal's lock file was replaced by something that cannot be one ({e}): the daemon keeps writing under the lock it holds; put the lock file back or restart it"
+                    );
+                }
                 Ok(())
             }
             Err(e) => Err(Error::LockLost { path: self.path.clone(), lock: path, reason: e.to_string() }),

@@ -252,6 +252,22 @@ fn a_removed_lock_file_does_not_let_a_second_writer_in() {
     drop(daemon);
     fs::remove_file(&lock).expect("rm");
 
+    // Renamed away (its holder's descriptor does not read "(deleted)"), or reached through
+    // another path: the daemon the journal recorded, still running and holding a lock, refuses
+    // the start all the same.
+    let daemon = OtherDaemon::hold(&config.path);
+    fs::rename(&lock, dir.path().join("renamed.lock")).expect("mv lock away");
+    let conn = rusqlite::Connection::open(&config.path).expect("raw");
+    let now = jiff::Timestamp::now().as_millisecond();
+    conn.execute("UPDATE daemon_state SET pid = ?1, started_ms = ?2", rusqlite::params![daemon.pid(), now])
+        .expect("daemon_state");
+    drop(conn);
+    let err = JournalWriter::open(&config, run(), &super::utc()).err().expect("refused: the recorded daemon runs");
+    assert!(matches!(&err, Error::LockRemoved { pid, .. } if *pid == daemon.pid()), "{err:?}");
+    drop(daemon);
+    fs::remove_file(dir.path().join("renamed.lock")).expect("rm");
+    let _ = fs::remove_file(&lock);
+
     // A writer whose lock file is removed takes it back at its next flush.
     let mut w = JournalWriter::open(&config, run(), &super::utc()).expect("writer");
     fs::remove_file(&lock).expect("rm lock");
