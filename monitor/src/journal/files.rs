@@ -80,6 +80,12 @@ pub(super) fn lock(journal: &Path) -> Result<File, Error> {
     Ok(file)
 }
 
+/// The descriptors `/proc/<pid>/fd/N` of process `pid` (`self` for this one); none when they
+/// cannot be read (the process gone, or no permission).
+fn descriptors(pid: &str) -> impl Iterator<Item = PathBuf> {
+    fs::read_dir(format!("/proc/{pid}/fd")).into_iter().flatten().flatten().map(|fd| fd.path())
+}
+
 /// Another process holding the removed file that was at `lock` open (its descriptor's link reads
 /// `<lock> (deleted)`), if any.
 fn holder_of_removed(lock: &Path) -> Option<i32> {
@@ -102,8 +108,9 @@ fn holder_of_removed(lock: &Path) -> Option<i32> {
         }
     };
     all.flatten().filter(|p| u32::try_from(p.pid).is_ok_and(|pid| pid != me)).find_map(|p| {
-        let fds = fs::read_dir(format!("/proc/{}/fd", p.pid)).ok()?;
-        fds.flatten().any(|fd| fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == removed)).then_some(p.pid)
+        descriptors(&p.pid.to_string())
+            .any(|fd| fs::read_link(fd).is_ok_and(|l| l.as_os_str() == removed))
+            .then_some(p.pid)
     })
 }
 
@@ -117,10 +124,8 @@ fn holder_of_removed(lock: &Path) -> Option<i32> {
 pub fn writer_pid(journal: &Path) -> Option<i32> {
     let meta = fs::metadata(lock_path(journal)).ok()?;
     let holds = |pid: i32| {
-        fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
-            fds.flatten()
-                .any(|fd| fs::metadata(fd.path()).is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino()))
-        })
+        descriptors(&pid.to_string())
+            .any(|fd| fs::metadata(fd).is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino()))
     };
     procfs::locks()
         .ok()?
@@ -139,10 +144,9 @@ pub(super) fn recorded_writer_runs(pid: i32, started_ms: i64) -> bool {
         return false;
     }
     let Ok(stat) = procfs::process::Process::new(pid).and_then(|p| p.stat()) else { return false };
-    let Ok(boot) = procfs::boot_time_secs() else { return false };
-    let ticks = procfs::ticks_per_second().max(1);
-    let start_ms = i64::try_from(boot.saturating_mul(1000).saturating_add(stat.starttime.saturating_mul(1000) / ticks))
-        .unwrap_or(i64::MAX);
+    // Its start in boot-time ticks, as a wall time (the clock the identity stage uses too).
+    let tick_ns = 1_000_000_000 / procfs::ticks_per_second().max(1);
+    let start_ms = crate::clock::Clock::now().wall(stat.starttime.saturating_mul(tick_ns)).as_millisecond();
     if (start_ms - started_ms).abs() > RECORDED_START_SLACK_MS {
         return false;
     }
@@ -226,9 +230,8 @@ pub(super) fn at_path(path: &Path, id: FileId) -> AtPath {
 /// The `-wal` and `-shm` files of `path` that this process holds open (a writer's own, before it
 /// closes its connection).
 pub(super) fn own_sidecars(path: &Path) -> Vec<PathBuf> {
-    let held: Vec<(u64, u64)> = fs::read_dir("/proc/self/fd")
-        .map(|dir| dir.flatten().filter_map(|e| fs::metadata(e.path()).ok()).map(|m| (m.dev(), m.ino())).collect())
-        .unwrap_or_default();
+    let held: Vec<(u64, u64)> =
+        descriptors("self").filter_map(|fd| fs::metadata(fd).ok()).map(|m| (m.dev(), m.ino())).collect();
     ["-wal", "-shm"]
         .into_iter()
         .map(|suffix| sidecar(path, suffix))
