@@ -60,6 +60,9 @@ pub const GLOBAL_SK_SOCKET_OFFSET: &str = "SK_SOCKET_OFFSET";
 pub const GLOBAL_TASK_GROUP_LEADER_OFFSET: &str = "TASK_GROUP_LEADER_OFFSET";
 /// Load-time global: offset of `comm` in `struct task_struct` (`u32`; 0 unknown, as above).
 pub const GLOBAL_TASK_COMM_OFFSET: &str = "TASK_COMM_OFFSET";
+/// Load-time global: offset of the 64-bit `start_boottime` in `struct task_struct` (`u32`; 0
+/// unknown: owners carry no process start, `crate::sock::Owner::start_cs` is 0).
+pub const GLOBAL_TASK_START_BOOTTIME_OFFSET: &str = "TASK_START_BOOTTIME_OFFSET";
 
 /// Events that could not be reserved in the ring buffer (lost).
 pub const STAT_RINGBUF_FULL: u32 = 0;

@@ -66,10 +66,24 @@ pub struct Owner {
     pub comm: [u8; 16],
     /// [`OwnerSource`] as `u32`.
     pub source: u32,
-    /// Explicit padding (Pod types must have none implicit).
-    pub _pad: u32,
+    /// Start of the owning process (its thread group leader's `start_boottime`) in
+    /// [`START_UNIT_NS`] units since boot, wrapped to 32 bits (497 days); 0 when not read (task
+    /// offsets unknown, a read failed, a kernel locked down for confidentiality). A pid is
+    /// reused: this tells which process that held it owns the socket.
+    pub start_cs: u32,
 }
 const _: () = assert!(core::mem::size_of::<Owner>() == 56);
+
+/// Unit of [`Owner::start_cs`]: a hundredth of a second, the clock tick of `/proc/<pid>/stat`'s
+/// start time on Linux (`USER_HZ` = 100).
+pub const START_UNIT_NS: u64 = 10_000_000;
+
+/// A boot-time instant in nanoseconds as [`Owner::start_cs`] keeps it.
+#[must_use]
+pub const fn start_units(boot_ns: u64) -> u32 {
+    // Wrapped to 32 bits on purpose.
+    (boot_ns / START_UNIT_NS) as u32
+}
 
 /// Byte and packet counters of one flow.
 ///

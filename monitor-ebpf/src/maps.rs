@@ -22,7 +22,7 @@ use aya_ebpf::{
 use monitor_common::{
     event::{Event, EventKind, FLAG_NO_OWNER, TcpCounters, Tuple},
     maps::{EVENTS_DEFAULT_BYTES, STAT_COUNT, STAT_EVENTS, STAT_RINGBUF_FULL},
-    sock::{ByteCounters, Counters, Owner, OwnerSource, PeerTable},
+    sock::{ByteCounters, Counters, Owner, OwnerSource, PeerTable, start_units},
 };
 
 /// `BPF_F_NO_PREALLOC`.
@@ -147,12 +147,15 @@ pub(crate) fn sk_socket_offset() -> u32 {
     unsafe { ptr::read_volatile(&raw const SK_SOCKET_OFFSET) }
 }
 
-/// Offsets of `group_leader` and `comm` in `struct task_struct` (set by userspace from kernel
-/// BTF; 0 when unknown: [`record_owner_traced`] keeps the current thread's name).
+/// Offsets of `group_leader`, `comm` and `start_boottime` in `struct task_struct` (set by
+/// userspace from kernel BTF; 0 when unknown: [`record_owner_traced`] keeps the current thread's
+/// name, and owners carry no process start).
 #[unsafe(no_mangle)]
 static TASK_GROUP_LEADER_OFFSET: u32 = 0;
 #[unsafe(no_mangle)]
 static TASK_COMM_OFFSET: u32 = 0;
+#[unsafe(no_mangle)]
+static TASK_START_BOOTTIME_OFFSET: u32 = 0;
 
 /// The three offsets above, volatile so the compiler does not fold the defaults.
 #[inline(always)]
@@ -293,9 +296,18 @@ pub(crate) fn stat(index: u32, value: u64) {
     }
 }
 
-/// Fills `owner` from the current task.
+/// Fills `owner` from the current task, with its process's start (see [`Owner::start_cs`]).
 #[inline(always)]
 pub(crate) fn record_owner(owner: &mut Owner, source: OwnerSource) {
+    owner_fields(owner, source);
+    if let Some(leader) = group_leader() {
+        owner.start_cs = process_start(leader);
+    }
+}
+
+/// The fields of [`record_owner`] that helpers give (no kernel reads).
+#[inline(always)]
+fn owner_fields(owner: &mut Owner, source: OwnerSource) {
     // SAFETY: helpers without pointer arguments.
     let (pid_tgid, uid_gid, cgroup_id, now) = unsafe {
         (bpf_get_current_pid_tgid(), bpf_get_current_uid_gid(), bpf_get_current_cgroup_id(), bpf_ktime_get_boot_ns())
@@ -308,6 +320,38 @@ pub(crate) fn record_owner(owner: &mut Owner, source: OwnerSource) {
     owner.created_ns = now;
     owner.comm = aya_ebpf::helpers::bpf_get_current_comm().unwrap_or_default();
     owner.source = source as u32;
+    owner.start_cs = 0;
+}
+
+/// The current task's thread group leader (the process), or `None` when the offset is unknown
+/// or the read fails. Once per socket, where an owner is recorded.
+#[inline(always)]
+fn group_leader() -> Option<usize> {
+    // SAFETY: a plain global.
+    let offset = unsafe { ptr::read_volatile(&raw const TASK_GROUP_LEADER_OFFSET) };
+    if offset == 0 {
+        return None;
+    }
+    // SAFETY: a helper without arguments; the current task, never null.
+    let task = unsafe { bpf_get_current_task() } as usize;
+    // SAFETY: bpf_probe_read_kernel checks the address; a fault returns an error.
+    let leader = unsafe { bpf_probe_read_kernel((task + offset as usize) as *const usize) }.ok()?;
+    (leader != 0).then_some(leader)
+}
+
+/// The process's start in `START_UNIT_NS` units, wrapped to 32 bits (0 when unknown).
+#[inline(always)]
+fn process_start(leader: usize) -> u32 {
+    // SAFETY: a plain global.
+    let offset = unsafe { ptr::read_volatile(&raw const TASK_START_BOOTTIME_OFFSET) };
+    if offset == 0 {
+        return 0;
+    }
+    // SAFETY: bpf_probe_read_kernel checks the address; a fault returns an error.
+    match unsafe { bpf_probe_read_kernel((leader + offset as usize) as *const u64) } {
+        Ok(ns) => start_units(ns),
+        Err(_) => 0,
+    }
 }
 
 /// [`record_owner`] from a tracing program (the payload tracepoints): with the name of the
@@ -317,23 +361,16 @@ pub(crate) fn record_owner(owner: &mut Owner, source: OwnerSource) {
 /// or a read fails.
 #[inline(always)]
 pub(crate) fn record_owner_traced(owner: &mut Owner, source: OwnerSource) {
-    record_owner(owner, source);
-    // SAFETY: plain globals.
-    let (leader_offset, comm_offset) = unsafe {
-        (ptr::read_volatile(&raw const TASK_GROUP_LEADER_OFFSET), ptr::read_volatile(&raw const TASK_COMM_OFFSET))
-    };
-    if leader_offset == 0 || comm_offset == 0 {
+    owner_fields(owner, source);
+    let Some(leader) = group_leader() else { return };
+    owner.start_cs = process_start(leader);
+    // SAFETY: a plain global.
+    let comm_offset = unsafe { ptr::read_volatile(&raw const TASK_COMM_OFFSET) };
+    if comm_offset == 0 {
         return;
     }
-    // SAFETY: a helper without arguments (tracing programs); the current task, never null.
-    let task = unsafe { bpf_get_current_task() } as usize;
-    // SAFETY: bpf_probe_read_kernel checks the addresses; a fault returns an error.
-    let leader = unsafe { bpf_probe_read_kernel((task + leader_offset as usize) as *const usize) };
-    if let Ok(leader) = leader
-        && leader != 0
-        // SAFETY: as above.
-        && let Ok(comm) = unsafe { bpf_probe_read_kernel((leader + comm_offset as usize) as *const [u8; 16]) }
-    {
+    // SAFETY: bpf_probe_read_kernel checks the address; a fault returns an error.
+    if let Ok(comm) = unsafe { bpf_probe_read_kernel((leader + comm_offset as usize) as *const [u8; 16]) } {
         owner.comm = comm;
     }
 }

@@ -107,7 +107,7 @@ pub fn prefill(storage: &mut SkStorage<&mut MapData, sock::Owner>, cgroup: &Path
             created_ns: now,
             comm: comm_bytes(&info.comm),
             source: sock::OwnerSource::Procfs as u32,
-            _pad: 0,
+            start_cs: info.start_cs,
         };
         let pidfd = pidfds
             .entry(holder.pid)
@@ -304,6 +304,7 @@ mod tests {
             comm: "init".into(),
             cgroup_id: 0,
             source: crate::tracker::record::OwnerSource::Procfs,
+            start_cs: 0,
         }
     }
 

@@ -77,6 +77,8 @@ pub struct Observed {
     /// Name of the thread that created it, as the kernel recorded it (another one than the
     /// cached entry's may be an `execve`: see `identity::process`).
     pub comm: [u8; 16],
+    /// The process's start as the kernel recorded it (`Owner::start_cs`, 0 unknown).
+    pub start_cs: u32,
 }
 
 /// State of the sink thread.
@@ -156,7 +158,7 @@ impl Sink {
                     }
                 }
                 SinkMsg::Observe(o) => {
-                    self.identities.observe(o.tgid, o.created_ns, &crate::tracker::comm_str(&o.comm))
+                    self.identities.observe(o.tgid, o.created_ns, &crate::tracker::comm_str(&o.comm), o.start_cs)
                 }
                 SinkMsg::Copies(copies) => self.copies(&copies),
                 SinkMsg::Records(records) => {

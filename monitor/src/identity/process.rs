@@ -10,6 +10,13 @@
 //! another one means an exec, and the process is read again as a new entry. Sockets of the
 //! program before the exec keep finding the old entry by their `comm`. An entry that has
 //! remembered [`MAX_COMMS`] names looks at the executable at most once a second.
+//!
+//! A pid is reused once the process holding it exits. Owners recorded by the kernel carry their
+//! process's start ([`Owner::start_cs`]): an entry answers only sockets of the process it was read
+//! from, and a socket whose process is gone while another holds its pid is named from the
+//! kernel's record, not after the stranger. Owners without it (0: kernels without the task
+//! offsets) fall back to the start time check alone, which cannot tell a later process with the
+//! same name or executable from the one that created the socket.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -55,8 +62,28 @@ enum Miss {
     Other,
 }
 
-/// A gone process as the kernel recorded it: (pid, uid, comm), all its kernel-data app depends on.
-type GoneKey = (u32, u32, Arc<str>);
+/// A gone process as the kernel recorded it: (pid, uid, comm), all its kernel-data app depends on,
+/// and its start (0 unknown), which tells it from a later process with the same three.
+type GoneKey = (u32, u32, Arc<str>, u32);
+
+/// `/proc/<pid>/stat`'s start time (clock ticks since boot) as an owner carries it
+/// ([`Owner::start_cs`]).
+#[must_use]
+pub fn start_cs_of_ticks(ticks: u64) -> u32 {
+    monitor_common::sock::start_units(ticks.saturating_mul(tick_ns()))
+}
+
+/// Nanoseconds per clock tick of `/proc/<pid>/stat` (`USER_HZ`).
+fn tick_ns() -> u64 {
+    1_000_000_000 / procfs::ticks_per_second().max(1)
+}
+
+/// Whether a process that started at `start_ns` (boot time, from /proc) is the one an owner
+/// recorded with `start_cs` (0: unknown, any is). One unit of slack: /proc rounds down to its
+/// tick, which need not be the unit's.
+fn same_process(start_ns: u64, start_cs: u32) -> bool {
+    start_cs == 0 || matches!(monitor_common::sock::start_units(start_ns).wrapping_sub(start_cs), 0 | 1 | u32::MAX)
+}
 
 #[derive(Debug, Clone)]
 struct Cached {
@@ -88,7 +115,8 @@ pub struct Identities {
     /// app without asking /proc again, so short-lived processes (a `curl` per request) cost one
     /// failed lookup, not one per record. (A fresh lookup allows a process one clock tick of
     /// start-time slack; the memo does not, which only keeps such a later process's pid
-    /// reuse from taking an earlier socket.)
+    /// reuse from taking an earlier socket.) With the process's start in the key (owners that
+    /// carry it), the entry is that process's, whenever its sockets were made.
     gone: HashMap<GoneKey, (u64, Arc<App>)>,
     /// Android packages by app ID (a packages.list was found): an app UID's default name is its
     /// package.
@@ -112,11 +140,12 @@ pub fn unit_of(cgroup: &str) -> Option<String> {
     cgroup.rsplit('/').find(|c| c.ends_with(".service") || c.ends_with(".scope")).map(str::to_owned)
 }
 
-/// Container id (64 hex digits) named by a cgroup path: docker, podman, containerd, CRI-O.
+/// Container id (64 hex digits) named by a cgroup path: docker, podman, containerd, CRI-O; the
+/// innermost one of nested containers (the process's own).
 #[must_use]
 pub fn container_of(cgroup: &str) -> Option<String> {
     cgroup
-        .split(['/', '-', '.', ':'])
+        .rsplit(['/', '-', '.', ':'])
         .find(|part| part.len() == 64 && part.bytes().all(|b| b.is_ascii_hexdigit()))
         .map(str::to_owned)
 }
@@ -125,7 +154,7 @@ impl Identities {
     /// An empty cache.
     #[must_use]
     pub fn new(rules: AppRules, clock: Clock) -> Self {
-        let tick_ns = 1_000_000_000 / procfs::ticks_per_second().max(1);
+        let tick_ns = tick_ns();
         Self {
             rules,
             clock,
@@ -157,30 +186,32 @@ impl Identities {
     /// Reads a process from /proc into the cache if it is not there yet (call as soon as a
     /// process is seen, so short-lived ones are caught). `created_ns` is the boot-time creation of
     /// the socket that revealed it.
-    /// `comm` is the creating thread's, as the kernel recorded it.
-    pub fn observe(&mut self, tgid: u32, created_ns: u64, comm: &str) {
-        if self.cached(tgid, created_ns, comm).is_none() {
-            let _ = self.read(tgid, created_ns, comm);
+    /// `comm` is the creating thread's, as the kernel recorded it; `start_cs` the process's start
+    /// ([`Owner::start_cs`], 0 unknown).
+    pub fn observe(&mut self, tgid: u32, created_ns: u64, comm: &str, start_cs: u32) {
+        if self.cached(tgid, created_ns, comm, start_cs).is_none() {
+            let _ = self.read(tgid, created_ns, comm, start_cs);
         }
     }
 
     /// The app of a flow's owner. `first_seen` is when the flow's socket was created (or found).
     pub fn app_for(&mut self, owner: &Owner, first_seen: Timestamp) -> Arc<App> {
         let created_ns = self.clock.boot_ns_of(first_seen);
-        if let Some(app) = self.cached(owner.tgid, created_ns, &owner.comm) {
+        if let Some(app) = self.cached(owner.tgid, created_ns, &owner.comm, owner.start_cs) {
             self.stats.from_proc += 1;
             return app;
         }
-        let key = (owner.tgid, owner.uid, Arc::clone(&owner.comm));
+        let key = (owner.tgid, owner.uid, Arc::clone(&owner.comm), owner.start_cs);
+        // A process known by its start is that process whenever its socket was made.
         if let Some((gone_ns, app)) = self.gone.get(&key)
-            && created_ns <= *gone_ns
+            && (created_ns <= *gone_ns || owner.start_cs != 0)
         {
             self.stats.from_kernel += 1;
             return Arc::clone(app);
         }
         // Boot time, as `created_ns`: a wall-clock step after start must not stretch the memo.
         let checked_ns = self.clock.boot_now();
-        let miss = match self.read(owner.tgid, created_ns, &owner.comm) {
+        let miss = match self.read(owner.tgid, created_ns, &owner.comm, owner.start_cs) {
             Ok(app) => {
                 self.stats.from_proc += 1;
                 return app;
@@ -198,13 +229,14 @@ impl Identities {
         app
     }
 
-    /// The cached app of a socket of `tgid` created at `created_ns` by a thread named `comm`; `None`
-    /// when no entry of a process started before it exists, or when the process has exec'd
-    /// since its newest entry was read (see the module's documentation).
-    fn cached(&mut self, tgid: u32, created_ns: u64, comm: &str) -> Option<Arc<App>> {
+    /// The cached app of a socket of `tgid` created at `created_ns` by a thread named `comm` of
+    /// the process that started at `start_cs` (0 unknown); `None` when no entry of that process
+    /// (or, start unknown, of one started before the socket) exists, or when the process has
+    /// exec'd since its newest entry was read (see the module's documentation).
+    fn cached(&mut self, tgid: u32, created_ns: u64, comm: &str, start_cs: u32) -> Option<Arc<App>> {
         let slack = created_ns.saturating_add(self.tick_ns);
         let entries = self.cache.get_mut(&tgid)?;
-        let at = entries.iter().rposition(|c| c.start_ns <= slack)?;
+        let at = entries.iter().rposition(|c| c.start_ns <= slack && same_process(c.start_ns, start_cs))?;
         let (older, rest) = entries.split_at_mut(at);
         let newest = rest.first_mut()?;
         // Entries of the same process (successive programs after execs), newest first.
@@ -222,11 +254,15 @@ impl Identities {
             return Some(Arc::clone(&newest.app));
         }
         newest.exe_checked_ns = now_ns;
-        match exe_id(tgid) {
-            // Gone, or unreadable now: nothing tells of an exec.
-            None => {}
-            Some(now) if newest.exe == Some(now) => {}
-            Some(_) => return None,
+        match exe_lookup(tgid) {
+            // Unreadable now (permissions): nothing tells of an exec.
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {}
+            // Gone (or exiting): a name it never answered may be another program it exec'd before
+            // it exited, whose executable can no longer be read: what the kernel recorded says
+            // more than the cached program (the caller finds the process gone).
+            Err(_) => return None,
+            Ok(now) if newest.exe == Some(now) => {}
+            Ok(_) => return None,
         }
         if !full {
             newest.comms.insert(comm.into());
@@ -242,9 +278,9 @@ impl Identities {
     }
 
     /// Reads /proc/<tgid>: [`Miss::Gone`] when no such process exists now (none can have a pid
-    /// beyond `i32`), [`Miss::Other`] when it started after the socket was created or cannot be
-    /// read.
-    fn read(&mut self, tgid: u32, created_ns: u64, comm: &str) -> Result<Arc<App>, Miss> {
+    /// beyond `i32`) or another one than the owner's (`start_cs`, when known) holds the pid,
+    /// [`Miss::Other`] when it started after the socket was created or cannot be read.
+    fn read(&mut self, tgid: u32, created_ns: u64, comm: &str, start_cs: u32) -> Result<Arc<App>, Miss> {
         let gone =
             |e: procfs::ProcError| if matches!(e, procfs::ProcError::NotFound(_)) { Miss::Gone } else { Miss::Other };
         let p = Process::new(i32::try_from(tgid).map_err(|_| Miss::Gone)?).map_err(gone)?;
@@ -258,6 +294,10 @@ impl Identities {
         // must be the socket's, i.e. have its name; one more exec since would otherwise take the
         // socket (what the kernel recorded is the truth then).
         let start_ns = stat.starttime.saturating_mul(self.tick_ns);
+        // Another process holds the pid: the owner's has exited.
+        if !same_process(start_ns, start_cs) {
+            return Err(Miss::Gone);
+        }
         let reread = self.cache.get(&tgid).is_some_and(|e| e.iter().any(|c| c.start_ns == start_ns));
         if reread && stat.comm != comm {
             return Err(Miss::Other);
@@ -363,6 +403,17 @@ impl Identities {
         }
     }
 
+    /// `/proc`'s start time (clock ticks since boot) of a process the kernel recorded as started at
+    /// `start_cs`; 0 when unknown, or when the machine has been up for longer than the 32-bit
+    /// value spans (497 days: it may have wrapped).
+    fn kernel_start_ticks(&self, start_cs: u32) -> u64 {
+        let units = monitor_common::sock::START_UNIT_NS;
+        if start_cs == 0 || self.clock.boot_now() / units > u64::from(u32::MAX) {
+            return 0;
+        }
+        u64::from(start_cs).saturating_mul(units) / self.tick_ns.max(1)
+    }
+
     /// Identity from what the kernel recorded, for a process that is gone.
     fn kernel_only(&mut self, owner: &Owner) -> App {
         let android = self.android_of(owner.uid);
@@ -381,7 +432,7 @@ impl Identities {
             exe: None,
             cmdline: None,
             pid: owner.tgid,
-            start_time: 0,
+            start_time: self.kernel_start_ticks(owner.start_cs),
             uid: owner.uid,
             user: self.user(owner.uid),
             unit: None,
@@ -407,9 +458,15 @@ fn without_deleted(exe: &std::path::Path) -> &std::ffi::OsStr {
 /// Device and inode of the executable of process `tgid` (the file itself, also when it was
 /// deleted or replaced on disk since it started); `None` when it cannot be read.
 fn exe_id(tgid: u32) -> Option<(u64, u64)> {
+    exe_lookup(tgid).ok()
+}
+
+/// As [`exe_id`], with the reason it could not be read (`NotFound`: the process is gone, a
+/// zombie or exiting).
+fn exe_lookup(tgid: u32) -> std::io::Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt as _;
-    let meta = std::fs::metadata(format!("/proc/{tgid}/exe")).ok()?;
-    Some((meta.dev(), meta.ino()))
+    let meta = std::fs::metadata(format!("/proc/{tgid}/exe"))?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 /// The real uid of `p`, from the `Uid:` line of `/proc/<pid>/status` read as bytes: procfs'

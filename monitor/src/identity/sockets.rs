@@ -57,6 +57,8 @@ pub struct ProcessInfo {
     pub gid: u32,
     /// Start time in clock ticks since boot.
     pub start_time: u64,
+    /// The same start as an owner carries it ([`monitor_common::sock::Owner::start_cs`]).
+    pub start_cs: u32,
     /// cgroup v2 path (`0::` line of `/proc/<pid>/cgroup`), relative to the hierarchy's root.
     pub cgroup: Option<String>,
 }
@@ -105,7 +107,15 @@ fn process_info(p: &Process) -> Option<ProcessInfo> {
     let stat = p.stat().ok()?;
     let status = p.status().ok()?;
     let cgroup = p.cgroups().ok().and_then(|list| list.0.into_iter().find(|g| g.hierarchy == 0).map(|g| g.pathname));
-    Some(ProcessInfo { comm: stat.comm, uid: status.ruid, gid: status.rgid, start_time: stat.starttime, cgroup })
+    let start_cs = super::process::start_cs_of_ticks(stat.starttime);
+    Some(ProcessInfo {
+        comm: stat.comm,
+        uid: status.ruid,
+        gid: status.rgid,
+        start_time: stat.starttime,
+        start_cs,
+        cgroup,
+    })
 }
 
 fn canonical(addr: SocketAddr) -> SocketAddr {
@@ -186,6 +196,7 @@ impl SocketScan {
             comm: p.comm.as_str().into(),
             cgroup_id: 0,
             source: OwnerSource::Procfs,
+            start_cs: p.start_cs,
         })
     }
 

@@ -83,6 +83,7 @@ fn record(cookie: u64, event: RecordKind) -> FlowRecord {
             comm: "x".into(),
             cgroup_id: 1,
             source: OwnerSource::SockCreate,
+            start_cs: 0,
         },
         protocol: Protocol::Tcp,
         ip_protocol: 6,

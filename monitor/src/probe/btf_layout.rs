@@ -23,6 +23,10 @@ pub struct SockLayout {
     /// either is missing or has another shape): the process's name, read at a socket's first read
     /// or write instead of the name of the thread making it (an io_uring worker's).
     pub task_leader_comm: (u32, u32),
+    /// The 64-bit `start_boottime` in `struct task_struct` (0 when missing or of another shape):
+    /// the process's start, which an owner carries so a reused pid is not taken for the process
+    /// that held it before.
+    pub task_start_boottime: u32,
     /// The kernel has `struct mptcp_sock` (built with `CONFIG_MPTCP`): the return type of
     /// `bpf_skc_to_mptcp_sock`, without which the verifier refuses any program calling it.
     pub mptcp_sock: bool,
@@ -258,7 +262,14 @@ pub fn sock_layout(data: &[u8]) -> Result<SockLayout, LayoutError> {
     }
     let mptcp_sock = types.structs.contains_key("mptcp_sock");
     let task_leader_comm = task_leader_comm(&types).unwrap_or((0, 0));
-    Ok(SockLayout { v6_daddr, v6_rcv_saddr, protocol, sk_socket, task_leader_comm, mptcp_sock })
+    let task_start_boottime = task_start_boottime(&types).unwrap_or(0);
+    Ok(SockLayout { v6_daddr, v6_rcv_saddr, protocol, sk_socket, task_leader_comm, task_start_boottime, mptcp_sock })
+}
+
+/// `task_struct.start_boottime`, if it is a 64-bit integer (Linux 5.5 and later).
+fn task_start_boottime(types: &Types) -> Option<u32> {
+    let (start, member) = types.find("task_struct", "start_boottime").ok()?;
+    (member.bitfield == 0 && member.bits % 64 == 0 && types.int_size(member.type_id) == Some(8)).then_some(start)
 }
 
 /// `task_struct.group_leader` (a pointer) and `task_struct.comm` (16 bytes), if both are so.

@@ -92,7 +92,7 @@ const MAPS: [(&str, bpf_map_type); 7] = [
 
 /// Every load-time global the loader writes (`override_global` in `load.rs`), with the size of
 /// the value it writes: `u64` nanoseconds and cgroup id, `u32` flags, level and offsets.
-const GLOBALS: [(&str, usize); 11] = [
+const GLOBALS: [(&str, usize); 12] = [
     (maps::GLOBAL_UPDATE_INTERVAL_NS, size_of::<u64>()),
     (maps::GLOBAL_COPY_PAYLOADS, size_of::<u32>()),
     (maps::GLOBAL_MPTCP_SUBFLOWS, size_of::<u32>()),
@@ -104,6 +104,7 @@ const GLOBALS: [(&str, usize); 11] = [
     (maps::GLOBAL_SK_SOCKET_OFFSET, size_of::<u32>()),
     (maps::GLOBAL_TASK_GROUP_LEADER_OFFSET, size_of::<u32>()),
     (maps::GLOBAL_TASK_COMM_OFFSET, size_of::<u32>()),
+    (maps::GLOBAL_TASK_START_BOOTTIME_OFFSET, size_of::<u32>()),
 ];
 
 /// Parses the embedded object and checks it against [`PROGRAMS`], [`MAPS`] and [`GLOBALS`].

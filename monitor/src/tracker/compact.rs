@@ -22,6 +22,8 @@ pub(super) struct FlowOwner {
     cgroup_id: u64,
     comm: [u8; 16],
     pub(super) source: OwnerSource,
+    /// [`Owner::start_cs`] (in the padding: the size stays 48 bytes).
+    start_cs: u32,
 }
 
 /// `comm` as the kernel has it: NUL-terminated unless 16 bytes long.
@@ -41,7 +43,9 @@ impl FlowOwner {
         let bytes = o.comm.as_bytes();
         let n = bytes.len().min(15);
         comm[..n].copy_from_slice(&bytes[..n]);
-        Self { tgid: o.tgid, pid: o.pid, uid: o.uid, gid: o.gid, cgroup_id: o.cgroup_id, comm, source: o.source }
+        let (tgid, pid, uid, gid, cgroup_id, source, start_cs) =
+            (o.tgid, o.pid, o.uid, o.gid, o.cgroup_id, o.source, o.start_cs);
+        Self { tgid, pid, uid, gid, cgroup_id, comm, source, start_cs }
     }
 
     /// From the kernel's record, without building a `String`: `comm` up to its first NUL (at
@@ -51,12 +55,13 @@ impl FlowOwner {
         let end = o.comm.iter().position(|&b| b == 0).unwrap_or(o.comm.len()).min(15);
         let mut comm = [0u8; 16];
         comm[..end].copy_from_slice(&o.comm[..end]);
-        Self { tgid: o.tgid, pid: o.pid, uid: o.uid, gid: o.gid, cgroup_id: o.cgroup_id, comm, source }
+        let (tgid, pid, uid, gid, cgroup_id, start_cs) = (o.tgid, o.pid, o.uid, o.gid, o.cgroup_id, o.start_cs);
+        Self { tgid, pid, uid, gid, cgroup_id, comm, source, start_cs }
     }
 
     /// Only the socket's uid known.
     pub(super) fn unknown(uid: u32) -> Self {
-        Self { tgid: 0, pid: 0, uid, gid: 0, cgroup_id: 0, comm: [0; 16], source: OwnerSource::Unknown }
+        Self { tgid: 0, pid: 0, uid, gid: 0, cgroup_id: 0, comm: [0; 16], source: OwnerSource::Unknown, start_cs: 0 }
     }
 
     /// The owner with its own copy of `comm` (tests; the tracker shares one per name through
@@ -75,6 +80,7 @@ impl FlowOwner {
             comm,
             cgroup_id: self.cgroup_id,
             source: self.source,
+            start_cs: self.start_cs,
         }
     }
 }

@@ -113,6 +113,12 @@ pub struct Owner {
     pub cgroup_id: u64,
     /// How this was learnt.
     pub source: OwnerSource,
+    /// The process's start as the kernel recorded it ([`monitor_common::sock::Owner::start_cs`]:
+    /// hundredths of a second since boot, wrapped to 32 bits; 0 unknown). Tells the process
+    /// that holds the pid now from one that held it before. Not in the record's JSON: the app's
+    /// `start_time` says the same.
+    #[serde(skip)]
+    pub start_cs: u32,
 }
 
 /// Where the payload figures come from.

@@ -51,7 +51,7 @@ fn owner(tgid: u32) -> KOwner {
         created_ns: SEC,
         comm,
         source: KSource::SockCreate as u32,
-        _pad: 0,
+        start_cs: 0,
     }
 }
 
@@ -317,6 +317,7 @@ fn owner_from_proc_fills_sockets_the_kernel_could_not_attribute() {
         comm: "old".into(),
         cgroup_id: 0,
         source: OwnerSource::Procfs,
+        start_cs: 0,
     };
     t.set_owner(7, &procfs_owner);
     let mut rel = ev(EventKind::Release, 3 * SEC, counters(10, 10, 5, 5));

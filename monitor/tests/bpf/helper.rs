@@ -170,8 +170,12 @@ pub fn main(role: &str) {
             wait_stdin("exit");
         }
         // tcp-hold-client SERVER N M: sends N bytes, reads M, then holds the idle connection.
-        "tcp-hold-client" => {
+        // tcp-hold-client-on-go: the same once told "go" (the test sees the process first).
+        "tcp-hold-client" | "tcp-hold-client-on-go" => {
             name("mon-hold-client");
+            if role == "tcp-hold-client-on-go" {
+                wait_stdin("go");
+            }
             let mut s = TcpStream::connect(arg(0)).unwrap();
             let (n, m): (usize, usize) = (arg(1).parse().unwrap(), arg(2).parse().unwrap());
             s.write_all(&pattern(n)).unwrap();

@@ -40,6 +40,7 @@ fn past_record(t: Timestamp) -> (FlowRecord, App, Destination) {
             comm: "past".into(),
             cgroup_id: 1,
             source: OwnerSource::SockCreate,
+            start_cs: 0,
         },
         protocol: Protocol::Tcp,
         ip_protocol: 6,

@@ -380,7 +380,7 @@ pub fn tcp(kind: EventKind, cookie: u64, ts_ns: u64, bytes: ByteCounters) -> (Ev
         created_ns: ts_ns,
         comm,
         source: KSource::SockCreate as u32,
-        _pad: 0,
+        start_cs: 0,
     };
     let tuple = Tuple {
         local_addr: ip([10, 0, 0, 1]),

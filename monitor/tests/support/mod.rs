@@ -36,6 +36,7 @@ pub fn close_record(
             comm: proc.comm.into(),
             cgroup_id: 1,
             source: OwnerSource::SockCreate,
+            start_cs: 0,
         },
         protocol: Protocol::Tcp,
         ip_protocol: 6,

@@ -63,6 +63,7 @@ fn record(remote: &str, tx: u64, rx: u64, at: &str) -> FlowRecord {
             comm: "x".into(),
             cgroup_id: 1,
             source: OwnerSource::SockCreate,
+            start_cs: 0,
         },
         protocol: Protocol::Tcp,
         ip_protocol: 6,

@@ -29,6 +29,7 @@ fn flow() -> FlowOutput {
             comm: COMM.into(),
             cgroup_id: 9,
             source: OwnerSource::SockCreate,
+            start_cs: 0,
         },
         protocol: Protocol::Tcp,
         ip_protocol: 6,

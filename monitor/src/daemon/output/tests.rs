@@ -39,6 +39,7 @@ fn full() -> FlowOutput {
             comm: "=HYPERLINK(\"x\")\x1b[2J\u{202e}".into(),
             cgroup_id: 9,
             source: OwnerSource::SockCreate,
+            start_cs: 0,
         },
         protocol: Protocol::Tcp,
         ip_protocol: 6,

@@ -144,6 +144,7 @@ impl Flow {
                 comm: "fixture".into(),
                 cgroup_id: 9,
                 source: OwnerSource::SockCreate,
+                start_cs: 0,
             },
             protocol: Protocol::Tcp,
             ip_protocol: 6,

@@ -83,11 +83,13 @@ fn blob_with_comm(family_bits: u32, protocol_bitfield: bool, comm_len: u32) -> V
     let char_ = b.int("char", 1);
     let comm = b.array(char_, char_, comm_len);
     let task_ptr = b.record("", KIND_PTR, 0, false, 0);
+    let u64_ = b.int("long long unsigned int", 8);
+    let start = b.record("u64", KIND_TYPEDEF, 0, false, u64_);
     b.composite(
         KIND_STRUCT,
         "task_struct",
         4000,
-        &[("group_leader", task_ptr, 1480 * 8, 0), ("comm", comm, 2944 * 8, 0)],
+        &[("group_leader", task_ptr, 1480 * 8, 0), ("start_boottime", start, 1904 * 8, 0), ("comm", comm, 2944 * 8, 0)],
     );
     let u16_ = b.int("unsigned short", 2);
     let be16 = b.record("__be16", KIND_TYPEDEF, 0, false, u16_);
@@ -133,6 +135,7 @@ fn offsets_are_read_through_anonymous_members() {
             protocol: 516,
             sk_socket: 600,
             task_leader_comm: (1480, 2944),
+            task_start_boottime: 1904,
             mptcp_sock: false
         }
     );
@@ -175,4 +178,7 @@ fn this_kernel_has_the_layout_the_fallback_programs_read() {
     // Both in `task_struct`, the pointer aligned, `comm` after it (as in the kernel source).
     let (leader, comm) = layout.task_leader_comm;
     assert!(leader > 0 && leader.is_multiple_of(8) && comm > leader, "{layout:?}");
+    // Aligned, between them (as in the kernel source).
+    let start = layout.task_start_boottime;
+    assert!(start > leader && start < comm && start.is_multiple_of(8), "{layout:?}");
 }

@@ -259,8 +259,16 @@ fn owner_from_proc_reaches_peer_flows() {
         e.flags |= FLAG_NO_OWNER;
         t.handle(k, &e, &mut out);
     }
-    let found =
-        Owner { tgid: 77, pid: 78, uid: 0, gid: 0, comm: "resolver".into(), cgroup_id: 1, source: OwnerSource::Procfs };
+    let found = Owner {
+        tgid: 77,
+        pid: 78,
+        uid: 0,
+        gid: 0,
+        comm: "resolver".into(),
+        cgroup_id: 1,
+        source: OwnerSource::Procfs,
+        start_cs: 0,
+    };
     t.set_owner(7, &found);
     let (k, e) = udp_release(7);
     t.handle(k, &e, &mut out);
