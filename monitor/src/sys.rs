@@ -16,6 +16,18 @@ use nix::{
     sys::socket::{SockaddrStorage, getpeername},
 };
 
+/// The inode of the initial PID namespace's `/proc/<pid>/ns/pid` (`PROC_PID_INIT_INO`, fixed by
+/// the kernel).
+const PROC_PID_INIT_INO: u64 = 0xEFFF_FFFC;
+
+/// Whether this process runs in the host's (initial) PID namespace, where the pids the kernel
+/// programs record are those of `/proc`. Unknown (no `/proc/self/ns/pid`): assumed so.
+#[must_use]
+pub fn initial_pid_namespace() -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata("/proc/self/ns/pid").map_or(true, |m| m.ino() == PROC_PID_INIT_INO)
+}
+
 /// A descriptor returned by a system call, or the call's error.
 fn owned(ret: libc::c_long) -> io::Result<OwnedFd> {
     let fd = RawFd::try_from(ret).map_err(|_| io::Error::other(format!("descriptor {ret} out of range")))?;

@@ -184,6 +184,12 @@ pub async fn run(
 }
 /// Records the owners of sockets older than the monitor in the kernel (see [`owners`]).
 fn prefill_owners(probe: &mut Probe, cgroup: &std::path::Path) {
+    if !crate::sys::initial_pid_namespace() {
+        return warn!(
+            "owners of older sockets not recorded: the daemon runs in a PID namespace of its own (its /proc does \
+             not show the kernel's pids)"
+        );
+    }
     let mount = match probe::cgroup2_mount() {
         Ok(m) => m,
         Err(e) => return warn!("owners of older sockets not recorded: {e}"),

@@ -171,7 +171,11 @@ impl Lookups {
     /// When the thread cannot be started.
     pub fn start(results: mpsc::Sender<(u64, Owner)>) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(LOOKUP_QUEUE);
-        let pass = |batch: &[OwnerQuery]| SocketScan::run().owners(batch.iter().map(|q| (q.cookie, &q.event)));
+        // In a PID namespace of its own the daemon's /proc pids are not the kernel's: no answers.
+        let proc = crate::sys::initial_pid_namespace();
+        let pass = move |batch: &[OwnerQuery]| {
+            if proc { SocketScan::run().owners(batch.iter().map(|q| (q.cookie, &q.event))) } else { Vec::new() }
+        };
         thread::Builder::new().name("monitor-owners".into()).spawn(move || worker(rx, &results, pass))?;
         Ok(Self { tx, dropped: 0 })
     }

@@ -121,6 +121,9 @@ pub struct Identities {
     /// Android packages by app ID (a packages.list was found): an app UID's default name is its
     /// package.
     android: Option<Packages>,
+    /// Whether `/proc` shows the processes by the pids the kernel records (the daemon runs in the
+    /// host's PID namespace); without it every app comes from the kernel's data.
+    proc: bool,
     /// Lookups answered from /proc (now or earlier) vs. from the kernel's data only.
     pub stats: IdentityStats,
 }
@@ -164,8 +167,16 @@ impl Identities {
             users: HashMap::new(),
             gone: HashMap::new(),
             android: None,
+            proc: crate::sys::initial_pid_namespace(),
             stats: IdentityStats::default(),
         }
+    }
+
+    /// The same, reading nothing from `/proc` (as in a PID namespace other than the host's).
+    #[must_use]
+    pub fn without_proc(mut self) -> Self {
+        self.proc = false;
+        self
     }
 
     /// Names app UIDs (10000 and above within each Android user) by their package from `packages`,
@@ -189,7 +200,7 @@ impl Identities {
     /// `comm` is the creating thread's, as the kernel recorded it; `start_cs` the process's start
     /// ([`Owner::start_cs`], 0 unknown).
     pub fn observe(&mut self, tgid: u32, created_ns: u64, comm: &str, start_cs: u32) {
-        if self.cached(tgid, created_ns, comm, start_cs).is_none() {
+        if self.proc && self.cached(tgid, created_ns, comm, start_cs).is_none() {
             let _ = self.read(tgid, created_ns, comm, start_cs);
         }
     }
@@ -197,6 +208,9 @@ impl Identities {
     /// The app of a flow's owner. `first_seen` is when the flow's socket was created (or found).
     pub fn app_for(&mut self, owner: &Owner, first_seen: Timestamp) -> Arc<App> {
         let created_ns = self.clock.boot_ns_of(first_seen);
+        if !self.proc {
+            return self.kernel_app(owner);
+        }
         if let Some(app) = self.cached(owner.tgid, created_ns, &owner.comm, owner.start_cs) {
             self.stats.from_proc += 1;
             return app;
@@ -226,6 +240,22 @@ impl Identities {
             }
             self.gone.insert(key, (checked_ns, Arc::clone(&app)));
         }
+        app
+    }
+
+    /// The kernel-data app of `owner`, made once per (pid, uid, comm, start) while they fit in
+    /// the memo of gone processes.
+    fn kernel_app(&mut self, owner: &Owner) -> Arc<App> {
+        self.stats.from_kernel += 1;
+        let key = (owner.tgid, owner.uid, Arc::clone(&owner.comm), owner.start_cs);
+        if let Some((_, app)) = self.gone.get(&key) {
+            return Arc::clone(app);
+        }
+        let app = Arc::new(self.kernel_only(owner));
+        if self.gone.len() >= MAX_GONE {
+            self.gone.clear();
+        }
+        self.gone.insert(key, (u64::MAX, Arc::clone(&app)));
         app
     }
 

@@ -63,6 +63,11 @@ pub enum Degradation {
     /// systemd-resolved over its varlink socket, /etc/hosts, DoH, DoT) get names only from TLS
     /// and QUIC server names; their other flows are unnamed.
     NoGetaddrinfoNames,
+    /// The daemon runs in a PID namespace other than the host's (a container without the host's
+    /// PID namespace): the pids the kernel records are not those of its `/proc`, so apps are
+    /// named from the kernel's records only (`source: kernel`: name, uid, start time) and sockets
+    /// older than the monitor get their owner at their first read or write.
+    ForeignPidNamespace,
 }
 
 impl Degradation {
@@ -99,6 +104,10 @@ impl Degradation {
                  TLS/QUIC server names (resolvers without DNS packets, e.g. systemd-resolved over varlink, leave \
                  flows unnamed)"
             }
+            Self::ForeignPidNamespace => {
+                "the daemon runs in a PID namespace of its own: apps named from the kernel's records only (no \
+                 executable or command line); run it in the host's PID namespace (e.g. docker run --pid=host)"
+            }
         }
     }
 }
@@ -134,7 +143,14 @@ pub fn refused_degradations(refused: &[&str], release_fallback: bool) -> Vec<Deg
 #[must_use]
 pub fn host_degradations() -> Vec<Degradation> {
     let hybrid = cgroup2_mount().is_ok_and(|m| m != Path::new("/sys/fs/cgroup"));
-    if hybrid { vec![Degradation::HybridCgroups] } else { Vec::new() }
+    let mut out = Vec::new();
+    if hybrid {
+        out.push(Degradation::HybridCgroups);
+    }
+    if !crate::sys::initial_pid_namespace() {
+        out.push(Degradation::ForeignPidNamespace);
+    }
+    out
 }
 
 #[cfg(test)]

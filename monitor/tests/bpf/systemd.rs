@@ -290,4 +290,7 @@ pub fn the_unit_runs_under_real_systemd_and_records_exactly() {
         "{app:#}"
     );
     assert!(container.log().contains("attached programs="), "{}", container.log());
+    // The container's PID namespace is not the host's: the daemon says so, and names apps from the
+    // kernel's records only (a /proc lookup by the kernel's pid would find another process).
+    assert!(container.log().contains("PID namespace of its own"), "{}", container.log());
 }

@@ -377,6 +377,27 @@ fn a_reused_pid_with_the_same_name_is_not_the_process_that_held_it() {
     assert_eq!(fresh.app_for(&mine, now()).source, AppSource::Proc);
 }
 
+/// In a PID namespace of its own the daemon's /proc shows other pids than the kernel records (an
+/// adversarial pass: a host process was charged to a `sleep` of the daemon's namespace with the
+/// same pid): every app comes from the kernel's record, once per process.
+#[test]
+fn without_proc_every_app_is_the_kernels_record() {
+    let clock = Clock::now();
+    let mut ids = Identities::new(AppRules::default(), clock).without_proc();
+    let stat = procfs::process::Process::myself().unwrap().stat().unwrap();
+    let me = Owner {
+        comm: stat.comm.as_str().into(),
+        start_cs: start_cs_of_ticks(stat.starttime),
+        ..owner(std::process::id())
+    };
+    let now = clock.wall(Clock::boot_ns());
+    ids.observe(me.tgid, Clock::boot_ns(), &me.comm, me.start_cs);
+    let app = ids.app_for(&me, now);
+    assert_eq!((app.source, app.exe.as_deref(), app.name.as_str()), (AppSource::Kernel, None, stat.comm.as_str()));
+    assert!(Arc::ptr_eq(&app, &ids.app_for(&me, now)), "made once per process");
+    assert_eq!((ids.stats.from_proc, ids.stats.from_kernel), (0, 2));
+}
+
 #[test]
 fn socket_older_than_the_process_holding_its_pid_falls_back_to_kernel_data() {
     let clock = Clock::now();
