@@ -25,7 +25,15 @@ mod shutdown;
 mod sink;
 pub mod source;
 
-use std::{future::Future, path::PathBuf, time::Duration};
+use std::{
+    future::Future,
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use log::warn;
 use serde::Serialize;
@@ -115,6 +123,18 @@ pub enum Error {
     /// The owner lookup thread could not be started.
     #[error("failed to start the owner lookup thread")]
     OwnerThread(#[source] std::io::Error),
+    /// The watched cgroup was removed and created again while the daemon ran (a restart of the
+    /// service it is): the programs stay attached to the removed one.
+    #[error(
+        "the watched cgroup {} was removed and created again (a restart of its service?): the programs attached to \
+         the removed one see nothing in the new one; stopped so that a restart attaches to it (the systemd unit \
+         restarts by itself)",
+        path.display()
+    )]
+    CgroupReplaced {
+        /// The cgroup's directory.
+        path: PathBuf,
+    },
     /// The journal could not take every record before exit (a full or failing disk).
     #[error(
         "{records} flow records could not be written to the journal before exit and are lost (the journal write \
@@ -176,11 +196,54 @@ pub async fn run(
     })?;
     // Before `Started`: listeners older than the monitor carry their owner before its first accept.
     prefill_owners(source.probe_mut(), &cgroup);
+    let (cgroup_id, _) = probe::cgroup_id_and_level(&cgroup)?;
+    let replaced = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&replaced);
+    let watched = cgroup.clone();
+    let shutdown = async move {
+        tokio::select! {
+            () = shutdown => {}
+            () = cgroup_replaced(&watched, cgroup_id) => flag.store(true, Ordering::Relaxed),
+        }
+    };
     let stats = pipeline.run(source, hangup, out, shutdown).await;
     if let Some(server) = server {
         tokio::task::block_in_place(|| server.stop());
     }
-    stats
+    let stats = stats?;
+    if replaced.load(Ordering::Relaxed) {
+        return Err(Error::CgroupReplaced { path: cgroup });
+    }
+    Ok(stats)
+}
+
+/// How often the daemon looks whether its cgroup is still the one its programs are attached to.
+const CGROUP_CHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// Completes once the cgroup at `path` is another one than the cgroup `id` the programs are
+/// attached to: removed and created again (a systemd unit's restart does that to its cgroup).
+/// The programs would see nothing in the new one, so the daemon stops (with everything recorded)
+/// for a restart to attach to it. A cgroup removed and not created again is said once: nothing
+/// can run in it.
+async fn cgroup_replaced(path: &std::path::Path, id: u64) {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut said_gone = false;
+    loop {
+        tokio::time::sleep(CGROUP_CHECK_EVERY).await;
+        match std::fs::metadata(path) {
+            Ok(m) if m.ino() == id => said_gone = false,
+            Ok(_) => return,
+            Err(e) if !said_gone => {
+                said_gone = true;
+                warn!(
+                    "the watched cgroup {} is gone ({e}): nothing can run in it; if it is created again the monitor \
+                     stops, for a restart to attach to the new one",
+                    path.display()
+                );
+            }
+            Err(_) => {}
+        }
+    }
 }
 /// Records the owners of sockets older than the monitor in the kernel (see [`owners`]).
 fn prefill_owners(probe: &mut Probe, cgroup: &std::path::Path) {

@@ -19,7 +19,7 @@ mod stats;
 
 use std::{path::PathBuf, time::Duration};
 
-pub use cgroup::{cgroup2_mount, resolve_cgroup};
+pub use cgroup::{cgroup_id_and_level, cgroup2_mount, resolve_cgroup};
 pub use error::Error;
 pub use fdsnap::OpenSocket;
 pub use features::Degradation;

@@ -140,6 +140,10 @@ pub fn all() -> Vec<Case> {
             crate::lifecycle::sighup_reloads_databases_and_keeps_old_ones_on_failure,
         ),
         ("sigterm_stops_cleanly", crate::lifecycle::sigterm_stops_cleanly),
+        (
+            "watched_cgroup_created_again_stops_the_daemon",
+            crate::lifecycle::watched_cgroup_created_again_stops_the_daemon,
+        ),
         ("exec_session_isolates_the_commands_flows", crate::sessions::exec_session_isolates_the_commands_flows),
         ("exec_stopped_by_a_signal_ends_its_session", crate::sessions::exec_stopped_by_a_signal_ends_its_session),
         ("exec_outside_the_watched_cgroup_warns", crate::sessions::exec_outside_the_watched_cgroup_warns),

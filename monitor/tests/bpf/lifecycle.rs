@@ -234,6 +234,32 @@ pub fn sigterm_stops_cleanly() {
     assert!(out.log.contains("detached"), "{}", out.log);
 }
 
+/// The watched cgroup removed and created again while the daemon runs (a systemd unit's restart
+/// does that to its cgroup): the programs stay attached to the removed one and would see nothing
+/// in the new one, so the daemon stops with what it recorded, exit 1 and the reason, for a
+/// restart to attach to the new cgroup (an adversarial pass: it went blind, silently, and
+/// `status` said running).
+pub fn watched_cgroup_created_again_stops_the_daemon() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let server = format!("{}:6011", pair.b_v4[0]);
+    let mut srv =
+        spawn("tcp-server", &[server.clone(), s(100), s(1)], Place { netns: Some(&pair.b), ..Place::default() });
+    srv.line();
+    let mon = Monitor::start(&cg.path, "");
+    spawn("tcp-client", &[server, s(4000), s(1)], Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None })
+        .finish();
+    srv.finish();
+    std::thread::sleep(Duration::from_millis(300));
+    fs::remove_dir(&cg.path).unwrap();
+    fs::create_dir(&cg.path).unwrap();
+    let (status, out) = mon.exited();
+    assert_eq!(status.code(), Some(1), "{}", out.log);
+    assert!(out.log.contains("removed and created again"), "{}", out.log);
+    assert_eq!(out.closed().len(), 1, "what it saw before is recorded");
+    assert_eq!(out.closed()[0].payload.tx_bytes, 4000);
+}
+
 /// A long-lived flow gets periodic `update` records whose deltas add up to the final totals.
 pub fn long_lived_flow_gets_periodic_updates_that_add_up() {
     let pair = Pair::private();
