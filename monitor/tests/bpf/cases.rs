@@ -717,13 +717,7 @@ fn execve_then_new_socket() {
     let out = mon.stop();
     let bash = std::process::Command::new("bash").args(["-c", "readlink -f \"$(command -v bash)\""]).output().unwrap();
     let bash = String::from_utf8(bash.stdout).unwrap().trim().to_owned();
-    let to = |server: SocketAddr| {
-        out.flows
-            .iter()
-            .find(|f| f["event"] == "close" && f["remote"] == server.to_string())
-            .unwrap_or_else(|| panic!("no closed flow to {server}: {:#?}", out.flows))
-    };
-    let (before, after) = (to(first), to(second));
+    let (before, after) = (closed_flow_to(&out, first), closed_flow_to(&out, second));
     for f in [before, after] {
         assert_eq!(f["app"]["pid"], pid, "{f:#}");
         assert_eq!(f["payload"]["tx_bytes"], send, "{f:#}");
@@ -734,6 +728,14 @@ fn execve_then_new_socket() {
     assert_ne!(before["app"]["exe"], after["app"]["exe"], "{before:#}");
     assert_eq!(before["app"]["exe"], std::env::current_exe().unwrap().display().to_string(), "{before:#}");
     out.assert_nothing_lost();
+}
+
+/// The `close` line of the flow to `server`.
+fn closed_flow_to(out: &Output, server: SocketAddr) -> &Value {
+    out.flows
+        .iter()
+        .find(|f| f["event"] == "close" && f["remote"] == server.to_string())
+        .unwrap_or_else(|| panic!("no closed flow to {server}: {:#?}", out.flows))
 }
 
 /// A pid reused by another run of the same program (same name, same executable) after the
@@ -786,13 +788,7 @@ fn pid_reused_by_the_same_program() {
     srv1.finish();
     srv2.finish();
     let out = mon.stop();
-    let to = |server: SocketAddr| {
-        out.flows
-            .iter()
-            .find(|f| f["event"] == "close" && f["remote"] == server.to_string())
-            .unwrap_or_else(|| panic!("no closed flow to {server}: {:#?}", out.flows))
-    };
-    let (before, after) = (to(first), to(second));
+    let (before, after) = (closed_flow_to(&out, first), closed_flow_to(&out, second));
     for (f, send) in [(before, 1_111), (after, 2_222)] {
         assert_eq!((&f["app"]["pid"], &f["app"]["source"]), (&pid.into(), &"proc".into()), "{f:#}");
         assert_eq!(f["payload"]["tx_bytes"], send, "{f:#}");

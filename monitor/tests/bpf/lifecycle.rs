@@ -214,19 +214,25 @@ pub fn sighup_reloads_databases_and_keeps_old_ones_on_failure() {
     assert!(v["daemon"]["flushes"].as_u64().unwrap() >= 1, "{v}");
 }
 
+/// A monitor on `cg` that has seen one TCP exchange of its cgroup (4,000 bytes sent, 100
+/// answered) to a server on `port` of `pair`'s far side.
+fn monitor_after_one_exchange(pair: &Pair, cg: &TestCgroup, port: u16) -> Monitor {
+    let server = format!("{}:{port}", pair.b_v4[0]);
+    let mut srv =
+        spawn("tcp-server", &[server.clone(), s(100), s(1)], Place { netns: Some(&pair.b), ..Place::default() });
+    srv.line();
+    let mon = Monitor::start(&cg.path, "");
+    spawn("tcp-client", &[server, s(4000), s(1)], Place { netns: Some(&pair.a), cgroup: Some(cg), uid: None }).finish();
+    srv.finish();
+    mon
+}
+
 /// SIGTERM (as systemd sends it) stops the daemon cleanly: open flows reported, statistics
 /// final, exit 0.
 pub fn sigterm_stops_cleanly() {
     let pair = Pair::private();
     let cg = TestCgroup::new();
-    let server = format!("{}:6010", pair.b_v4[0]);
-    let mut srv =
-        spawn("tcp-server", &[server.clone(), s(100), s(1)], Place { netns: Some(&pair.b), ..Place::default() });
-    srv.line();
-    let mon = Monitor::start(&cg.path, "");
-    spawn("tcp-client", &[server, s(4000), s(1)], Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None })
-        .finish();
-    srv.finish();
+    let mon = monitor_after_one_exchange(&pair, &cg, 6010);
     let out = mon.stop_with(Signal::SIGTERM);
     assert_eq!(out.closed().len(), 1);
     assert_eq!(out.closed()[0].payload.tx_bytes, 4000);
@@ -242,14 +248,7 @@ pub fn sigterm_stops_cleanly() {
 pub fn watched_cgroup_created_again_stops_the_daemon() {
     let pair = Pair::private();
     let cg = TestCgroup::new();
-    let server = format!("{}:6011", pair.b_v4[0]);
-    let mut srv =
-        spawn("tcp-server", &[server.clone(), s(100), s(1)], Place { netns: Some(&pair.b), ..Place::default() });
-    srv.line();
-    let mon = Monitor::start(&cg.path, "");
-    spawn("tcp-client", &[server, s(4000), s(1)], Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None })
-        .finish();
-    srv.finish();
+    let mon = monitor_after_one_exchange(&pair, &cg, 6011);
     std::thread::sleep(Duration::from_millis(300));
     fs::remove_dir(&cg.path).unwrap();
     fs::create_dir(&cg.path).unwrap();
