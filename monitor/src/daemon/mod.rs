@@ -186,6 +186,8 @@ pub async fn run(
         _ => None,
     };
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(Error::Signal)?;
+    // Read before the programs attach: a cgroup replaced in between is then seen as replaced.
+    let (cgroup_id, _) = probe::cgroup_id_and_level(&cgroup)?;
     let mut source = ProbeSource::load(&ProbeConfig {
         cgroup: cgroup.clone(),
         ring_buffer_bytes: settings.ring_buffer_bytes,
@@ -196,7 +198,6 @@ pub async fn run(
     })?;
     // Before `Started`: listeners older than the monitor carry their owner before its first accept.
     prefill_owners(source.probe_mut(), &cgroup);
-    let (cgroup_id, _) = probe::cgroup_id_and_level(&cgroup)?;
     let replaced = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&replaced);
     let watched = cgroup.clone();

@@ -238,9 +238,13 @@ impl Pipeline {
         let alerts = Alerts::new(self.claims, self.report.time_zone.tz.clone());
         let sink = Sink {
             stop_by: Arc::new(std::sync::OnceLock::new()),
-            identities: match self.android {
-                Some(packages) => Identities::new(self.rules, clock).with_android(packages),
-                None => Identities::new(self.rules, clock),
+            identities: {
+                let ids = match self.android {
+                    Some(packages) => Identities::new(self.rules, clock).with_android(packages),
+                    None => Identities::new(self.rules, clock),
+                };
+                // In a PID namespace of its own /proc does not show the kernel's pids.
+                if crate::sys::initial_pid_namespace() { ids } else { ids.without_proc() }
             },
             naming: self.naming,
             clock,

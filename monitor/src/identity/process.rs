@@ -122,7 +122,8 @@ pub struct Identities {
     /// package.
     android: Option<Packages>,
     /// Whether `/proc` shows the processes by the pids the kernel records (the daemon runs in the
-    /// host's PID namespace); without it every app comes from the kernel's data.
+    /// host's PID namespace: the daemon's pipeline sets [`Identities::without_proc`] otherwise);
+    /// without it every app comes from the kernel's data.
     proc: bool,
     /// Lookups answered from /proc (now or earlier) vs. from the kernel's data only.
     pub stats: IdentityStats,
@@ -167,7 +168,7 @@ impl Identities {
             users: HashMap::new(),
             gone: HashMap::new(),
             android: None,
-            proc: crate::sys::initial_pid_namespace(),
+            proc: true,
             stats: IdentityStats::default(),
         }
     }
