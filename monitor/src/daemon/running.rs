@@ -57,6 +57,9 @@ pub(super) struct Running<S> {
     pub(super) records_due: Option<tokio::time::Instant>,
     /// Copies waiting for the event batches before them in the ring, and the batches handled.
     copies: Copies,
+    /// Events the kernel had lost when the tracker was last told
+    /// ([`crate::tracker::Tracker::events_lost`]).
+    lost_told: u64,
 }
 
 impl<S: EventSource> Running<S> {
@@ -69,6 +72,7 @@ impl<S: EventSource> Running<S> {
             trim: heap::Trim::default(),
             records_due: None,
             copies: Copies::default(),
+            lost_told: 0,
         }
     }
 
@@ -87,6 +91,13 @@ impl<S: EventSource> Running<S> {
     /// One batch of events, in ring order: copies that came before it go first (see
     /// `probe::drain`), after the records of the events before them.
     pub(super) async fn batch(&mut self, batch: &Batch, copies_rx: &mut mpsc::Receiver<probe::OrderedCopies>) {
+        // Read after the batch was drained: a loss before any of its events is counted by now,
+        // so the records it ends know of it.
+        let lost = self.st.source.events_lost();
+        if lost > self.lost_told {
+            self.lost_told = lost;
+            self.st.tracker.events_lost(self.st.source.now_ns());
+        }
         self.copies.queue(copies_rx);
         self.release_copies().await;
         for (kind, ev) in batch {

@@ -58,6 +58,12 @@ pub trait EventSource: Send + 'static {
     /// When they cannot be read.
     fn kernel_stats(&self) -> Result<KernelStats, probe::Error>;
 
+    /// Events the kernel could not hand over so far (`KernelStats::events_lost`; 0 unreadable).
+    /// Read at every event batch: sources make it cheap.
+    fn events_lost(&self) -> u64 {
+        self.kernel_stats().map_or(0, |s| s.events_lost)
+    }
+
     /// Events the event task read and could not decode so far: `(received, decode_errors)`.
     fn drained(&self) -> (u64, u64);
 
@@ -198,6 +204,10 @@ impl EventSource for ProbeSource {
 
     fn kernel_stats(&self) -> Result<KernelStats, probe::Error> {
         self.stats.read()
+    }
+
+    fn events_lost(&self) -> u64 {
+        self.stats.events_lost().unwrap_or(0)
     }
 
     fn drained(&self) -> (u64, u64) {

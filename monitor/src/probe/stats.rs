@@ -19,7 +19,18 @@ impl StatsReader {
         Ok(Self { array })
     }
 
-    /// Current totals.
+    /// Events lost so far (ring buffer full), summed over the CPUs: one read, not [`Self::read`]'s
+    /// one per counter.
+    ///
+    /// # Errors
+    /// When the map cannot be read.
+    pub fn events_lost(&self) -> Result<u64, Error> {
+        let values =
+            self.array.get(&names::STAT_RINGBUF_FULL, 0).map_err(|source| Error::Map { name: names::STATS, source })?;
+        Ok(values.iter().copied().fold(0u64, u64::wrapping_add))
+    }
+
+    /// Every counter, summed over the CPUs.
     ///
     /// # Errors
     /// When the map cannot be read.

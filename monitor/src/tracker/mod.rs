@@ -114,6 +114,8 @@ pub struct Tracker {
     changed: foldhash::HashSet<u64>,
     /// The socket whose own record [`Self::finish_whole`] is writing.
     finishing_whole: Option<u64>,
+    /// When the daemon last saw the kernel count lost events (boot-time ns; [`Self::events_lost`]).
+    lost_at: Option<u64>,
     /// TCP flows ended at the grace after a close with no `struct socket` (`FLAG_NO_FILE`), by
     /// cookie: what their record carried, and their direction. Such a connection, reset in the
     /// listener's queue, can still be accepted later: its later events continue that flow
@@ -147,10 +149,33 @@ impl Tracker {
             resolved: foldhash::HashMap::default(),
             changed: foldhash::HashSet::default(),
             finishing_whole: None,
+            lost_at: None,
             ended_without_file: lru::LruCache::new(
                 std::num::NonZeroUsize::new(ENDED_WITHOUT_FILE).unwrap_or(std::num::NonZeroUsize::MIN),
             ),
         }
+    }
+
+    /// The kernel counted events it could not hand over (ring buffer full) by `now_ns` (boot
+    /// time). A peer of an unconnected socket then may have lost bytes for good: its slots' ends
+    /// (`PeerEvicted`, `PeerFlush`) carry what each generation counted, and no later event
+    /// repeats it (a socket's own counters, and a TCP connection's, are cumulative: their next
+    /// event makes up for a lost one). So every record of a peer whose socket was open at the
+    /// loss (created by `now_ns`) says it is incomplete. Call before handling the events that
+    /// came after the loss (the daemon does at each event batch, when the count grew).
+    pub fn events_lost(&mut self, now_ns: u64) {
+        self.lost_at = Some(now_ns);
+    }
+
+    /// Whether a record of peer flow `key` (whose own first event came at `peer_first_ns`) may
+    /// lack bytes of lost events ([`Self::events_lost`]).
+    fn peer_lost_bytes(&self, key: FlowKey, peer_first_ns: u64) -> bool {
+        let Some(lost_at) = self.lost_at else { return false };
+        if key.peer.is_none() {
+            return false;
+        }
+        let socket = self.flows.get(&FlowKey { cookie: key.cookie, peer: None });
+        socket.map_or(peer_first_ns, |f| f.first_ns.min(peer_first_ns)) <= lost_at
     }
 
     /// Applies one kernel event; ended flows are appended to `out`.
@@ -553,7 +578,7 @@ impl Tracker {
         match record {
             Some(r) => {
                 self.stats.closed_flows += 1;
-                if !complete {
+                if !r.complete {
                     self.stats.incomplete_flows += 1;
                 }
                 out.push(r);
@@ -606,6 +631,8 @@ impl Tracker {
         let clock = self.clock;
         let interval = u64::try_from(self.config.update_interval.as_nanos()).unwrap_or(u64::MAX);
         let silent = key.peer.is_none() && self.counted_per_peer(key);
+        let lost = self.flows.get(&key).is_some_and(|f| self.peer_lost_bytes(key, f.first_ns));
+        let complete = complete && !lost;
         let flow = self.flows.get_mut(&key)?;
         if silent {
             flow.keep_due(now_ns, interval);
