@@ -29,6 +29,13 @@ pub const FALLBACK_DISCOVER: u32 = 1;
 /// counters: the payload tracepoints send an `Update` after every read or write of a non-TCP
 /// socket, and of a TCP socket once it reached `TCP_CLOSE`.
 pub const FALLBACK_EVERY_CALL: u32 = 2;
+/// `FALLBACK` bit: snapshots are read by descriptor (no counter iterator), which finds only the
+/// sockets userspace knows, so the packet path announces a UDP socket that no event announced
+/// yet at its first packets (one `Update`, `crate::sock::COUNTER_ANNOUNCED`): a connected UDP
+/// socket busy only within its first update interval would otherwise reach userspace at its
+/// release only (TCP sockets are announced by `Established`, unconnected ones by their first
+/// peer).
+pub const FALLBACK_ANNOUNCE: u32 = 4;
 
 /// Default ring buffer size in bytes (power of two, multiple of the page size).
 pub const EVENTS_DEFAULT_BYTES: u32 = 4 << 20;

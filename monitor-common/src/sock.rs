@@ -292,7 +292,8 @@ pub const COUNTER_PEERS: u64 = 64;
 /// payload as the process wrote and read it, wire bytes of every subflow.
 pub const COUNTER_MPTCP: u64 = 128;
 /// `Counters::flags`: the flow of an MPTCP socket was announced to userspace (at its first read
-/// or write: the packet path, which counts its subflows, cannot name it).
+/// or write: the packet path, which counts its subflows, cannot name it); for a UDP socket, by
+/// its first packets (`crate::maps::FALLBACK_ANNOUNCE`).
 pub const COUNTER_ANNOUNCED: u64 = 256;
 /// `Counters::flags`: the flow of an MPTCP socket ended (its `Release` event was sent, by its
 /// release or by its last subflow's `TCP_CLOSE`, whichever came last: the one that sets this bit

@@ -23,22 +23,22 @@ use aya_ebpf::{
     programs::SkBuffContext,
 };
 use monitor_common::{
-    AF_INET, AF_INET6, IPPROTO_RAW, IPPROTO_SCTP, IPPROTO_UDP, IPPROTO_UDPLITE, SOCK_RAW,
+    AF_INET, AF_INET6, IPPROTO_RAW, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, SOCK_RAW,
     event::{EventKind, FLAG_TCP_COUNTERS, TCP_ALL_ACKED, TCP_FIN_RECEIVED, TcpCounters, Tuple},
     maps::{
-        STAT_PEER_EVICTIONS, STAT_PEER_PARSE_FAIL, STAT_STORAGE_FAIL, STAT_UNATTRIBUTED_BYTES,
+        FALLBACK_ANNOUNCE, STAT_PEER_EVICTIONS, STAT_PEER_PARSE_FAIL, STAT_STORAGE_FAIL, STAT_UNATTRIBUTED_BYTES,
         STAT_UNATTRIBUTED_PACKETS,
     },
     sock::{
-        COPY_STATE_DONE, COUNTER_CONNECTED, COUNTER_DISCOVERED, COUNTER_RAW, Counters, Owner, OwnerSource, PEER_SLOTS,
-        PeerSlot, PeerTable, SLOT_ACTIVE, SLOT_FIRST_IN,
+        COPY_STATE_DONE, COUNTER_ANNOUNCED, COUNTER_CONNECTED, COUNTER_DISCOVERED, COUNTER_RAW, Counters, Owner,
+        OwnerSource, PEER_SLOTS, PeerSlot, PeerTable, SLOT_ACTIVE, SLOT_FIRST_IN,
     },
 };
 
 use super::{ALLOW, field, per_peer, remember_local, tracked, tuple_of};
 use crate::maps::{
-    COUNTERS, EventData, PEERS, add, coarse_ns, elapsed_ns, emit, owner_of, owner_with, socket_flags, stat,
-    update_interval_ns,
+    COUNTERS, EventData, PEERS, add, coarse_ns, elapsed_ns, emit, fallback, owner_of, owner_with, set_bits,
+    socket_flags, stat, update_interval_ns,
 };
 
 /// # Minimum kernel version
@@ -170,8 +170,22 @@ fn first_packets(
         if c.copy_state & COPY_STATE_DONE == 0 {
             super::copy::connected(ctx, sk, c, egress);
         }
-        interval_due(c)
+        if announce_due(c, protocol) { counters } else { interval_due(c) }
     }
+}
+
+/// Whether this packet announces a UDP socket no event announced yet, where snapshots are read by
+/// descriptor (`FALLBACK_ANNOUNCE`: they find only sockets userspace knows). Without it a
+/// connected UDP socket busy only within its first update interval, then idle, reached userspace
+/// at its release only, and a daemon killed before that lost all its bytes. First packets only
+/// (the socket is not `steady` until its protocol, local port and copy state are known).
+#[inline(always)]
+fn announce_due(c: &mut Counters, protocol: u32) -> bool {
+    if protocol == u32::from(IPPROTO_TCP) || c.flags & COUNTER_ANNOUNCED != 0 || !fallback(FALLBACK_ANNOUNCE) {
+        return false;
+    }
+    // Atomic: `sock_release` sets its bit in the same word from the process's context.
+    set_bits(&raw mut c.flags, COUNTER_ANNOUNCED) & COUNTER_ANNOUNCED == 0
 }
 
 /// Adds one packet of `len` bytes to a socket's wire counters.
@@ -270,9 +284,12 @@ fn discover(ctx: &SkBuffContext, sk: *mut bpf_sock) -> *mut Counters {
     // SAFETY: full-socket field reads.
     let (connected, raw) =
         unsafe { ((*sk).protocol == u32::from(IPPROTO_UDP) && (*sk).dst_port != 0, (*sk).type_ == SOCK_RAW) };
-    // A raw socket is counted per peer whatever its protocol, as when `sock_create` saw it.
-    c.flags |=
-        COUNTER_DISCOVERED | if connected && !raw { COUNTER_CONNECTED } else { 0 } | if raw { COUNTER_RAW } else { 0 };
+    // A raw socket is counted per peer whatever its protocol, as when `sock_create` saw it. The
+    // `Discovered` event below announces the socket (`announce_due`).
+    c.flags |= COUNTER_DISCOVERED
+        | COUNTER_ANNOUNCED
+        | if connected && !raw { COUNTER_CONNECTED } else { 0 }
+        | if raw { COUNTER_RAW } else { 0 };
     let mut owner = owner_of(sk.cast());
     let partial;
     if owner.is_null() {

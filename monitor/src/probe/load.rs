@@ -31,7 +31,8 @@ use super::{
 mod optional;
 
 use self::optional::{
-    Optional, attach_payload_tracepoints, by_descriptor, fall_back, outcome, peer_snapshotter, snapshotter,
+    Optional, attach_payload_tracepoints, by_descriptor, fall_back, outcome, peer_snapshotter, set_fallback_bits,
+    snapshotter,
 };
 
 /// How counter snapshots (over `COUNTERS`), and at shutdown the peer slots (over `PEERS`), are
@@ -246,6 +247,8 @@ impl Probe {
             Err(Optional::Kernel(reason)) => match by_descriptor(&ebpf) {
                 Ok(s) => {
                     warn!("counter iterator unavailable ({reason}); snapshots read socket by socket instead");
+                    // They find the sockets the daemon knows: every UDP socket is announced.
+                    set_fallback_bits(&mut ebpf, maps::FALLBACK_ANNOUNCE)?;
                     degradations.push(Degradation::SnapshotsByDescriptor);
                     Snapshots::ByDescriptor(Box::new(s))
                 }

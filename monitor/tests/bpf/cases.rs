@@ -128,6 +128,10 @@ pub fn all() -> Vec<Case> {
         ("run_with_bad_inputs_gives_clear_errors", crate::durability::bad_inputs_to_run_are_clear_errors),
         ("quiet_udp_peers_are_journaled_before_a_kill", crate::durability::quiet_udp_peers_are_journaled_before_a_kill),
         (
+            "quiet_connected_udp_is_journaled_before_a_kill",
+            crate::durability::quiet_connected_udp_is_journaled_before_a_kill,
+        ),
+        (
             "journal_wal_survives_second_daemon_sqlite3_and_readers_then_kill9",
             crate::wal::wal_survives_second_daemon_sqlite3_and_readers_then_kill9,
         ),

@@ -138,6 +138,41 @@ pub fn quiet_udp_peers_are_journaled_before_a_kill() {
     }
 }
 
+/// A connected UDP socket busy only within its first update interval, then idle: none of its
+/// packets comes once an update is due, and where snapshots are read by descriptor (the kernel
+/// refuses the counter iterator, as on the CI kernel) they find only the sockets the daemon
+/// knows. The packet path announces such a socket at its first packets, so a SIGKILL a few
+/// intervals later loses none of its bytes (an adversarial pass: nothing of it reached the
+/// journal before its close, and a daemon killed before that lost it all).
+pub fn quiet_connected_udp_is_journaled_before_a_kill() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let dest = crate::cases::server_addr(&pair, false, 0, 5315);
+    let mut echo = spawn("udp-echo", &[s(dest), s(20)], Place { netns: Some(&pair.b), ..Place::default() });
+    echo.line();
+    let mon = Monitor::start(&cg.path, "[probe]\nupdate_interval_secs = 1\n");
+    let place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None };
+    let mut client = spawn("udp-connected-hold", &[s(dest), s(1000), s(20)], place);
+    let line = client.line();
+    // Quiet for a few update intervals: a refresh, the next tick, a flush (1 s each).
+    thread::sleep(Duration::from_secs(5));
+    let dir = mon.kill9();
+    client.send("exit");
+    client.finish();
+    echo.finish();
+    let local: SocketAddr = line["local"].as_str().unwrap().parse().unwrap();
+    let db = Connection::open_with_flags(dir.path().join("journal.db"), OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let (tx, rx): (i64, i64) = db
+        .query_row(
+            "SELECT COALESCE(SUM(delta_payload_tx), 0), COALESCE(SUM(delta_payload_rx), 0) FROM connections
+             WHERE local_port = ?1 AND remote_port = ?2",
+            rusqlite::params![local.port(), dest.port()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((tx, rx), (20_000, 20_000), "journaled bytes of the quiet connected socket before the kill");
+}
+
 /// A 320 KiB tmpfs mounted in a new directory, unmounted when dropped, and the config of a
 /// journal on it flushed every second.
 struct SmallDisk {

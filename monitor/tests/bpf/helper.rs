@@ -277,7 +277,8 @@ pub fn main(role: &str) {
             }
         }
         // udp-connected SERVER SIZE COUNT: connect(), then COUNT request/response pairs.
-        "udp-connected" => {
+        // udp-connected-hold: the same, then keeps the socket open until "exit".
+        "udp-connected" | "udp-connected-hold" => {
             name("mon-udp-conn");
             let s = UdpSocket::bind(if arg(0).starts_with('[') { "[::]:0" } else { "0.0.0.0:0" }).unwrap();
             s.connect(arg(0)).unwrap();
@@ -293,6 +294,9 @@ pub fn main(role: &str) {
             say(
                 &json!({"local": s.local_addr().unwrap().to_string(), "tx": size * count, "rx": rx, "pid": std::process::id()}),
             );
+            if role == "udp-connected-hold" {
+                wait_stdin("exit");
+            }
         }
         // udp-unconnected SIZE COUNT DEST...: one socket, sendto() each destination COUNT times.
         // udp-unconnected-dstopts: the same, each datagram carrying an IPv6 destination options

@@ -118,12 +118,13 @@ pub(super) fn fall_back(
     Ok(attached)
 }
 
-/// Sets the `FALLBACK` bits the kernel programs read.
-fn set_fallback_bits(ebpf: &mut Ebpf, value: u32) -> Result<(), Error> {
+/// Sets `value`'s `FALLBACK` bits (beside those set already) for the kernel programs to read.
+pub(super) fn set_fallback_bits(ebpf: &mut Ebpf, value: u32) -> Result<(), Error> {
     let map = ebpf.map_mut(maps::FALLBACK).ok_or(Error::MapNotFound { name: maps::FALLBACK })?;
     let mut bits: Array<&mut MapData, u32> =
         Array::try_from(map).map_err(|source| Error::Map { name: maps::FALLBACK, source })?;
-    bits.set(0, value, 0).map_err(|source| Error::Map { name: maps::FALLBACK, source })
+    let set = bits.get(&0, 0).map_err(|source| Error::Map { name: maps::FALLBACK, source })?;
+    bits.set(0, set | value, 0).map_err(|source| Error::Map { name: maps::FALLBACK, source })
 }
 
 /// `fentry/inet_release` in place of `cgroup/sock_release` (needs BTF and BPF trampolines).
