@@ -109,6 +109,16 @@ pub(super) fn completeness(
             grouped(losses.buckets),
             bytes(losses.payload_bytes)
         ));
+        // The residency rows' payload is what the interval figures lack; these figures are the
+        // records' own, and lack whatever the dropped records carried.
+        if losses.records > 0 && !matches!(figures, Figures::Intervals) {
+            notes.push(
+                "this report's figures are summed from connection records (its bounds are not on whole minutes, \
+                 or it is a session's): they lack the bytes of the dropped records, an amount the journal does not \
+                 know (a report over whole minutes reads the residency rows instead)"
+                    .into(),
+            );
+        }
     }
     let degradations = reader.state()?.and_then(|s| s.degradations);
     if let Some(d) = degradations.as_ref().filter(|d| !d.is_empty()) {
