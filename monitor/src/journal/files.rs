@@ -122,7 +122,9 @@ fn holder_of_removed(lock: &Path) -> Option<i32> {
 /// (same device and inode): `/proc/locks` names the file system's own device, which is not the
 /// `st_dev` of files on a btrfs subvolume.
 pub fn writer_pid(journal: &Path) -> Option<i32> {
-    let meta = fs::metadata(lock_path(journal)).ok()?;
+    // A reader may name the journal through a symbolic link: the lock lies beside the real file.
+    let real = fs::canonicalize(journal).ok();
+    let meta = fs::metadata(lock_path(real.as_deref().unwrap_or(journal))).ok()?;
     let holds = |pid: i32| {
         descriptors(&pid.to_string())
             .any(|fd| fs::metadata(fd).is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino()))

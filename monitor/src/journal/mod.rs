@@ -184,6 +184,16 @@ pub enum Error {
         path.display()
     )]
     Empty { path: PathBuf },
+    /// A database in write-ahead-log mode with no tables and no `-wal` file beside it: a copy
+    /// made without the log, where a running (or killed) daemon keeps what it wrote last.
+    #[error(
+        "journal `{}` holds no tables, and its write-ahead log `{}-wal` is not beside it: a journal's latest writes \
+         are in that file until the daemon checkpoints them (at its stop, or as the log grows); copy the journal \
+         with its `-wal` file, or read it in place",
+        path.display(),
+        path.display()
+    )]
+    WalMissing { path: PathBuf },
     /// The file is not a journal: not SQLite, or another application's database. Left untouched.
     #[error(
         "`{}` is not a monitor journal ({reason}); it was left untouched: give the journal another path \

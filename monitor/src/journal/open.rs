@@ -174,10 +174,27 @@ fn open_existing(path: &Path, mode: OpenFlags) -> Result<Connection, Error> {
 fn checked(conn: Connection, path: &Path) -> Result<Connection, Error> {
     configure(&conn, path)?;
     if check_ours(&conn, path)? == 0 {
-        return Err(Error::Empty { path: path.to_path_buf() });
+        return Err(if wal_left_behind(path) {
+            Error::WalMissing { path: path.to_path_buf() }
+        } else {
+            Error::Empty { path: path.to_path_buf() }
+        });
     }
     super::legacy::shadow_missing_columns(&conn).map_err(|source| open_error(path, source))?;
     Ok(conn)
+}
+
+/// Whether the database at `path` is in write-ahead-log mode (its header's read and write
+/// versions are 2) and has no log beside it: no `-wal` file, or an empty one (which this very
+/// open may have created).
+fn wal_left_behind(path: &Path) -> bool {
+    use std::io::Read as _;
+    let mut header = [0u8; 20];
+    let wal_mode = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut header)).is_ok()
+        && header.get(18..20) == Some(&[2, 2][..]);
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    wal_mode && std::fs::metadata(Path::new(&wal)).map_or(true, |m| m.len() == 0)
 }
 
 /// `path` for a `file:` URI (the characters a URI gives a meaning to escaped); `None` when it

@@ -40,6 +40,24 @@ fn unwritable_directory_is_a_clear_error_naming_the_path() {
     assert!(err.to_string().contains("journal.db"), "{err}");
 }
 
+/// A copy of a journal made without its `-wal` file, where a running daemon keeps its latest
+/// writes (its tables too, until a checkpoint): said so, not "holds nothing yet: a daemon that
+/// stopped before it created its tables" (an adversarial pass).
+#[test]
+fn a_copy_without_its_write_ahead_log_is_said_to_lack_it() {
+    let dir = tempdir();
+    let path = dir.path().join("copy.db");
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).expect("wal");
+    assert_eq!(mode, "wal");
+    // A header on disk (a journal's first page: its tables are in the log not copied along).
+    conn.execute_batch("CREATE TABLE t (x); DROP TABLE t;").expect("write");
+    drop(conn);
+    let err = JournalReader::open(&path).err().expect("nothing to read");
+    assert!(matches!(&err, Error::WalMissing { .. }), "{err:?}");
+    assert!(err.to_string().contains("copy.db-wal"), "{err}");
+}
+
 /// An empty file at the journal's path (a daemon that stopped on a full disk before it created
 /// its tables) is said to be one, not "not a monitor journal: give another path" (the next `run`
 /// takes it: found by an adversarial pass).
@@ -236,6 +254,10 @@ fn a_removed_lock_file_does_not_let_a_second_writer_in() {
     // Another process holds the lock (this process cannot stand for the other daemon).
     let daemon = OtherDaemon::hold(&config.path);
     assert_eq!(files::writer_pid(&config.path), Some(daemon.pid()));
+    // Named through a symbolic link (`status --journal link.db`: it said "not running").
+    let link = dir.path().join("link.db");
+    std::os::unix::fs::symlink(&config.path, &link).expect("symlink");
+    assert_eq!(files::writer_pid(&link), Some(daemon.pid()), "through a link to the journal");
     fs::remove_file(&lock).expect("rm lock");
     let err = JournalWriter::open(&config, run(), &super::utc()).err().expect("a second writer must be refused");
     assert!(matches!(&err, Error::LockRemoved { pid, .. } if *pid == daemon.pid()), "{err:?}");
