@@ -15,8 +15,7 @@ pub fn kernel_owner(h: &CopyHeader) -> Option<Owner> {
     }
     let o = &h.owner;
     let source = OwnerSource::from(KernelSource::from_raw(o.source));
-    let end = o.comm.iter().position(|&b| b == 0).unwrap_or(o.comm.len());
-    let comm: std::sync::Arc<str> = String::from_utf8_lossy(o.comm.get(..end).unwrap_or_default()).into();
+    let comm = crate::tracker::comm_str(&o.comm);
     let (tgid, pid, uid, gid, cgroup_id, start_cs) = (o.tgid, o.pid, o.uid, o.gid, o.cgroup_id, o.start_cs);
     Some(Owner { tgid, pid, uid, gid, comm, cgroup_id, source, start_cs })
 }

@@ -26,10 +26,12 @@ pub(super) struct FlowOwner {
     start_cs: u32,
 }
 
-/// `comm` as the kernel has it: NUL-terminated unless 16 bytes long.
+/// `comm` as the kernel has it (NUL-terminated unless 16 bytes long), as text: bytes that are not
+/// UTF-8 as `\xNN` and a backslash as `\\` ([`crate::escape::utf8_or_hex`], as executable
+/// paths), so two names never give the same text (`U+FFFD` for any such byte merged them).
 pub(crate) fn comm_str(raw: &[u8; 16]) -> Arc<str> {
     let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
-    String::from_utf8_lossy(raw.get(..end).unwrap_or_default()).into()
+    crate::escape::utf8_or_hex(raw.get(..end).unwrap_or_default()).into()
 }
 
 impl FlowOwner {

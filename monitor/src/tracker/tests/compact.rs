@@ -212,15 +212,24 @@ fn interned_owners_are_pruned_when_the_table_doubles() {
     assert_eq!(kept.to_owner().tgid, 1);
 }
 
-/// `comm` from the kernel: cut at its NUL, at most 15 bytes, invalid UTF-8 shown replaced.
+/// `comm` from the kernel: cut at its NUL, at most 15 bytes, bytes that are not UTF-8 as `\xNN`
+/// and a backslash doubled, so that two names never give one text (an adversarial pass: a name
+/// with the byte 0xFF and one with a real U+FFFD were one app).
 #[test]
 fn kernel_comm_is_kept_as_the_kernel_has_it() {
     let mut o = owner(1);
     o.comm = *b"sixteen-bytes-xy";
     assert_eq!(FlowOwner::of_kernel(&o).to_owner().comm.as_ref(), "sixteen-bytes-x");
-    o.comm = [0; 16];
-    o.comm[..4].copy_from_slice(&[b'a', 0xff, b'b', 0]);
-    assert_eq!(FlowOwner::of_kernel(&o).to_owner().comm.as_ref(), "a\u{fffd}b");
+    let text = |bytes: &[u8]| {
+        let mut o = owner(1);
+        o.comm = [0; 16];
+        o.comm[..bytes.len()].copy_from_slice(bytes);
+        FlowOwner::of_kernel(&o).to_owner().comm.to_string()
+    };
+    assert_eq!(text(&[b'a', 0xff, b'b']), "a\\xffb");
+    assert_eq!(text("a\u{fffd}b".as_bytes()), "a\u{fffd}b");
+    assert_eq!(text(br"a\xffb"), r"a\\xffb");
+    assert_eq!(text(b"ev\n"), "ev\n", "a newline stays");
 }
 
 /// Records of one name share its text (no allocation per record); other names get their own,
