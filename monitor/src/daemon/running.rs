@@ -130,7 +130,9 @@ impl<S: EventSource> Running<S> {
     pub(super) async fn tick(&mut self, event_batches_queued: usize) {
         let st = &mut self.st;
         st.tracker.tick(st.source.now_ns(), &mut st.records);
-        warn_if_lost(&st.source, &mut st.lost_seen);
+        // New losses go to the journal with a statistics snapshot now, not at the next interval:
+        // a daemon killed before it would leave its losses unknown to reports.
+        let lost = warn_if_lost(&st.source, &mut st.lost_seen);
         let queued = st.sink_tx.len();
         if let Some(m) = &self.metrics {
             m.queue_depth(queued);
@@ -140,6 +142,9 @@ impl<S: EventSource> Running<S> {
             warn!("{queued} of {SINK_QUEUE} records wait for the journal: it is behind the traffic");
         }
         st.sink_tx.send(SinkMsg::Tick).await;
+        if lost {
+            self.stats().await;
+        }
     }
 
     /// Idle flows' counters from the kernel (they send no events).

@@ -70,7 +70,7 @@ pub(super) async fn shutdown_drain<S: EventSource>(
     if !st.records.is_empty() {
         st.sink_tx.send(SinkMsg::Records(std::mem::take(&mut st.records))).await;
     }
-    warn_if_lost(&st.source, &mut st.lost_seen);
+    let _ = warn_if_lost(&st.source, &mut st.lost_seen);
     let stats = stats_snapshot(&st.source, st.tracker.stats(), true);
     if cut {
         // Submitted counts lost events too; what was neither lost nor read is still in the ring.
@@ -213,17 +213,15 @@ fn read_peers<S: EventSource>(st: &mut Stages<S>) {
     }
 }
 
-/// Warns once per increase of the kernel's lost-event counter.
-pub(super) fn warn_if_lost(source: &impl EventSource, seen: &mut u64) {
-    if let Ok(stats) = source.kernel_stats()
-        && stats.events_lost > *seen
-    {
-        warn!(
-            "events lost: {} since start (ring buffer full; raise probe.ring_buffer_kib); flows may be incomplete",
-            stats.events_lost
-        );
-        *seen = stats.events_lost;
+/// Warns once per increase of the kernel's lost-event counter; whether it grew.
+pub(super) fn warn_if_lost(source: &impl EventSource, seen: &mut u64) -> bool {
+    let lost = source.events_lost();
+    if lost <= *seen {
+        return false;
     }
+    warn!("events lost: {lost} since start (ring buffer full; raise probe.ring_buffer_kib); flows may be incomplete");
+    *seen = lost;
+    true
 }
 
 /// The statistics as they are now: the kernel's counters, the drain's and the tracker's.

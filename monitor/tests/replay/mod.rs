@@ -55,6 +55,8 @@ pub struct Kernel {
     tcp_counters: HashMap<u64, TcpCounters>,
     /// The sockets the shutdown asked for TCP counters.
     tcp_asked: Vec<u64>,
+    /// Events the replayed kernel could not hand over (ring buffer full).
+    events_lost: u64,
 }
 
 /// The source the pipeline reads: batches the test sends, snapshots of [`Kernel`].
@@ -119,7 +121,12 @@ impl EventSource for Replay {
     }
 
     fn kernel_stats(&self) -> Result<KernelStats, probe::Error> {
-        Ok(KernelStats { events_submitted: self.received.load(Ordering::Relaxed), ..KernelStats::default() })
+        let events_lost = self.kernel.lock().unwrap().events_lost;
+        Ok(KernelStats {
+            events_submitted: self.received.load(Ordering::Relaxed) + events_lost,
+            events_lost,
+            ..KernelStats::default()
+        })
     }
 
     fn drained(&self) -> (u64, u64) {
@@ -259,6 +266,11 @@ impl Run {
         let mut kernel = self.kernel.lock().unwrap();
         kernel.sockets.insert(ev.cookie, ev);
         kernel.changed.insert(ev.cookie);
+    }
+
+    /// Counts `n` more events the replayed kernel lost.
+    pub fn lose_events(&self, n: u64) {
+        self.kernel.lock().unwrap().events_lost += n;
     }
 
     /// Sets the open peer slots the shutdown reads.
