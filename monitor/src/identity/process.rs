@@ -317,10 +317,10 @@ impl Identities {
         let p = Process::new(i32::try_from(tgid).map_err(|_| Miss::Gone)?).map_err(gone)?;
         let stat = p.stat().map_err(gone)?;
         // A zombie has no executable and no command line left: what the kernel recorded says
-        // more than its /proc entry.
-        if stat.state == 'Z' {
-            return Err(Miss::Gone);
-        }
+        // more than its /proc entry. Unless only its main thread exited (`pthread_exit`) while
+        // others run: the process lives, and is read through one of them (its start stays the
+        // main thread's, as the kernel records it).
+        let p = if stat.state == 'Z' { live_thread(&p, tgid).ok_or(Miss::Gone)? } else { p };
         // Read again after an exec (an entry of this process exists): the program now running
         // must be the socket's, i.e. have its name; one more exec since would otherwise take the
         // socket (what the kernel recorded is the truth then).
@@ -473,6 +473,15 @@ impl Identities {
             android,
         }
     }
+}
+
+/// A running thread of process `p` (`tgid`) whose main thread has exited (a zombie leader), as a
+/// process rooted at that thread's task directory: its executable, command line, status and
+/// cgroup are the process's. `None` when no other thread runs (the process has exited).
+fn live_thread(p: &Process, tgid: u32) -> Option<Process> {
+    let running = |t: &procfs::process::Task| t.stat().is_ok_and(|s| !matches!(s.state, 'Z' | 'X' | 'x'));
+    let thread = p.tasks().ok()?.flatten().find(|t| u32::try_from(t.tid).ok() != Some(tgid) && running(t))?;
+    Process::new_with_root(std::path::PathBuf::from(format!("/proc/{tgid}/task/{}", thread.tid))).ok()
 }
 
 /// The path of a running executable without the ` (deleted)` the kernel appends once the file

@@ -204,6 +204,43 @@ fn a_zombie_is_a_gone_process() {
 /// of 53 short-lived processes was `source: proc` without exe or command line: found by an
 /// adversarial pass). A kernel thread has no executable and is not gone; a permission error
 /// says nothing of the kind.
+/// A process whose main thread exited (`pthread_exit`) while another runs is alive: read through
+/// that thread (its executable and command line), not taken for a gone process named from the
+/// kernel's record (an adversarial pass: such a program could name itself anything).
+#[test]
+fn a_process_whose_main_thread_exited_is_read_through_a_running_thread() {
+    use std::{
+        io::BufRead as _,
+        process::{Command, Stdio},
+    };
+    let script = "import threading, time, ctypes\nprint('ready', flush=True)\n\
+                  t = threading.Thread(target=time.sleep, args=(30,)); t.start()\n\
+                  ctypes.CDLL(None).pthread_exit(None)\n";
+    let Ok(mut child) = Command::new("python3").args(["-c", script]).stdout(Stdio::piped()).spawn() else {
+        eprintln!("SKIP: no python3 to make a process whose main thread exits");
+        return;
+    };
+    let pid = child.id();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let zombie_leader = || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "));
+    for _ in 0..200 {
+        if zombie_leader() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(zombie_leader(), "the main thread exited, the process runs on");
+    let clock = Clock::now();
+    let mut ids = Identities::new(AppRules::default(), clock);
+    let app = ids.app_for(&Owner { comm: "python3".into(), ..owner(pid) }, clock.wall(Clock::boot_ns()));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(app.source, AppSource::Proc, "{app:?}");
+    assert!(app.exe.as_deref().is_some_and(|e| e.contains("python3")), "{app:?}");
+    assert!(app.cmdline.as_deref().is_some_and(|c| c.contains("pthread_exit")), "{app:?}");
+}
+
 #[test]
 fn an_executable_not_found_outside_a_kernel_thread_means_the_process_exited() {
     let not_found = || Err(procfs::ProcError::NotFound(None));
