@@ -170,6 +170,24 @@ pub(super) fn write(r: &Report, out: &mut impl Write) -> Result<(), Error> {
         let cgroup = session.cgroup_id.map_or_else(String::new, |id| format!(" cgroup {id}"));
         comment(out, &format!("session: {}{cgroup}", Terminal(&session.name)))?;
     }
+    for c in &r.claims {
+        // Claim and app names are foreign text (the claims file, the journal).
+        let apps: Vec<String> = c.apps.iter().map(|a| Terminal(a).to_string()).collect();
+        comment(
+            out,
+            &format!(
+                "claim: {} {} apps={} judged={} satisfying={} violating={} unknown={}{}",
+                Terminal(&c.claim),
+                c.verdict.to_uppercase(),
+                apps.join(","),
+                c.total,
+                c.satisfying,
+                c.violating,
+                c.unknown,
+                c.reasons.iter().map(|why| format!("; {}", Terminal(why))).collect::<String>()
+            ),
+        )?;
+    }
     for note in &r.completeness.notes {
         // Fleet reports prefix notes with host labels (foreign text).
         comment(out, &format!("completeness: {}", Terminal(note)))?;

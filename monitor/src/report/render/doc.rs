@@ -132,6 +132,7 @@ pub(super) fn document(r: &Report, esc: Escape) -> Vec<Block> {
         grouped(flows),
     ]);
     d.push(table(&cols, rows));
+    claims(&mut d, r, esc);
     d.extend(super::fleet::hosts(r, esc));
     for a in &r.apps {
         app(&mut d, a, esc);
@@ -180,6 +181,45 @@ pub(super) fn document(r: &Report, esc: Escape) -> Vec<Block> {
     d.push(Block::Para(format!("{} {applies}", r.attribution.text)));
     d.extend(super::join::blocks(r.emulator_join.as_ref(), esc));
     d
+}
+
+/// The claim verdicts (a claims file configured): one row per claim, then each claim's reasons.
+fn claims(d: &mut Vec<Block>, r: &Report, esc: Escape) {
+    if r.claims.is_empty() {
+        return;
+    }
+    d.push(Block::Heading(2, "Claims".into()));
+    let cols = [
+        ("Claim", false),
+        ("Verdict", false),
+        ("Apps", false),
+        ("Judged", true),
+        ("Satisfying", true),
+        ("Violating", true),
+        ("Unknown", true),
+    ];
+    let rows = r
+        .claims
+        .iter()
+        .map(|c| {
+            let apps: Vec<String> = c.apps.iter().map(|a| esc(a)).collect();
+            vec![
+                esc(&c.claim),
+                c.verdict.to_uppercase(),
+                if apps.is_empty() { "-".into() } else { apps.join(", ") },
+                bytes(c.total),
+                bytes(c.satisfying),
+                bytes(c.violating),
+                bytes(c.unknown),
+            ]
+        })
+        .collect();
+    d.push(table(&cols, rows));
+    let reasons: Vec<String> =
+        r.claims.iter().flat_map(|c| c.reasons.iter().map(|why| format!("{}: {}", esc(&c.claim), esc(why)))).collect();
+    if !reasons.is_empty() {
+        d.push(Block::List(reasons));
+    }
 }
 
 fn app(d: &mut Vec<Block>, a: &AppReport, esc: Escape) {

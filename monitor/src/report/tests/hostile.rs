@@ -282,3 +282,33 @@ pub(super) fn markdown_cells(md: &str) -> Vec<String> {
     }
     cells
 }
+
+/// Claim verdicts are in every format, as README says (an adversarial pass: table, Markdown and
+/// CSV left them out), with the claim's and the apps' names escaped as every foreign text.
+#[test]
+fn claim_verdicts_are_in_table_markdown_and_csv() {
+    let dir = tempdir();
+    let reader = JournalReader::open(&hostile_journal(dir.path())).expect("reader");
+    let q = ReportQuery::new(Period::iso_week("2026-W47", &super::ny()).expect("week"));
+    let mut report = Report::build(&reader, &q).expect("build");
+    report.claims = vec![crate::report::model::ClaimSummary {
+        claim: format!("us-only {EVIL}"),
+        apps: vec![EVIL.into(), FORMULA.into()],
+        verdict: "fail".into(),
+        reasons: vec![format!("1,000 B to CN by {EVIL}")],
+        total: 3_500,
+        satisfying: 2_500,
+        violating: 1_000,
+        unknown: 0,
+    }];
+    for format in [Format::Table, Format::Markdown, Format::Csv] {
+        let mut out = Vec::new();
+        report.render(format, &mut out).expect("render");
+        let out = String::from_utf8(out).expect("utf-8");
+        assert_no_raw_controls(&out);
+        assert!(out.contains("FAIL"), "{format:?}: {out}");
+        assert!(out.contains("us-only"), "{format:?}: {out}");
+        assert!(out.contains("1,000 B to CN by"), "{format:?}: {out}");
+        assert!(!out.lines().any(|l| l.starts_with("## injected")), "{format:?}: {out}");
+    }
+}
