@@ -13,10 +13,7 @@ use lru::LruCache;
 use crate::{
     errors::chain,
     journal::JournalWriter,
-    tracker::{
-        FlowRecord,
-        record::{Direction, OwnerSource, PayloadSource},
-    },
+    tracker::{FlowRecord, record::Direction},
 };
 
 /// Sockets whose answer is kept: the records of an older socket all ask (their direction stays
@@ -36,15 +33,9 @@ impl Default for Resume {
 
 impl Resume {
     /// Gives `record` the direction an earlier run journaled for its socket, and marks it
-    /// resumed, when the kernel gave it none; a record of a socket older than this run whose
-    /// direction the kernel knows (a connected UDP socket: connected means outbound) is marked
-    /// resumed too when an earlier run journaled it. A journal that cannot answer leaves it as it
-    /// is. Peers of unconnected sockets are left out: the journal's earlier records of their
-    /// socket may be of other peers.
+    /// resumed, when the kernel gave it none. A journal that cannot answer leaves it as it is.
     pub fn apply(&mut self, record: &mut FlowRecord, journal: &JournalWriter) {
-        let older = matches!(record.owner.source, OwnerSource::Procfs | OwnerSource::Syscall | OwnerSource::Unknown)
-            && record.payload_source != PayloadSource::IpLayer;
-        if record.direction != Direction::Unknown && !older {
+        if record.direction != Direction::Unknown {
             return;
         }
         let cookie = record.cookie;
@@ -60,9 +51,7 @@ impl Resume {
             }
         };
         if let Some(direction) = earlier {
-            if record.direction == Direction::Unknown {
-                record.direction = direction;
-            }
+            record.direction = direction;
             record.resumed = true;
         }
         if record.final_of_socket {
@@ -114,15 +103,5 @@ mod tests {
         let mut r = fresh.record(RecordKind::Update, at(1_794_787_310), 10, 20);
         resume.apply(&mut r, &w);
         assert!(!r.resumed && r.is_first(), "a flow with a direction is its own");
-
-        // A connected UDP socket open across the restart: older than the run (its owner from
-        // /proc), its direction known: resumed, not a second flow (an adversarial pass: 9 flows
-        // for 5 after two restarts).
-        let mut udp = Flow::new(7, "192.0.2.1:50000", at(1_794_787_300));
-        udp.direction = Direction::Outbound;
-        let mut r = udp.record(RecordKind::Update, at(1_794_787_310), 10, 20);
-        r.owner.source = crate::tracker::record::OwnerSource::Procfs;
-        resume.apply(&mut r, &w);
-        assert_eq!((r.direction, r.resumed, r.is_first()), (Direction::Outbound, true, false));
     }
 }
