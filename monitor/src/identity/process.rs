@@ -330,7 +330,7 @@ impl Identities {
             return Err(Miss::Gone);
         }
         let reread = self.cache.get(&tgid).is_some_and(|e| e.iter().any(|c| c.start_ns == start_ns));
-        if reread && stat.comm != comm {
+        if reread && process_comm(tgid, &stat) != comm {
             return Err(Miss::Other);
         }
         self.read_process(&p, &stat, tgid, created_ns, comm)
@@ -371,9 +371,10 @@ impl Identities {
         let unit = cgroup.as_deref().and_then(unit_of);
         let container = cgroup.as_deref().and_then(container_of);
         let android = self.android_of(uid);
+        let proc_comm = process_comm(tgid, stat);
         let subject = Subject {
             exe: exe.as_deref(),
-            comm: &stat.comm,
+            comm: &proc_comm,
             unit: unit.as_deref(),
             uid,
             cgroup: cgroup.as_deref(),
@@ -386,7 +387,7 @@ impl Identities {
             .or_else(|| android.as_ref().and_then(|a| a.package.clone()))
             .or(emulator)
             .or_else(|| exe.as_deref().and_then(|e| e.rsplit('/').next()).map(str::to_owned))
-            .unwrap_or_else(|| stat.comm.clone());
+            .unwrap_or_else(|| proc_comm.clone());
         let name = if name.is_empty() { UNKNOWN_APP.to_owned() } else { name };
         let app = Arc::new(App {
             name,
@@ -472,6 +473,22 @@ impl Identities {
             source: AppSource::Kernel,
             android,
         }
+    }
+}
+
+/// The name (`comm`) of process `tgid` as the monitor writes names: its bytes from
+/// `/proc/<tgid>/comm` (the kernel's own, whatever they are) through `escape::utf8_or_hex`, as the
+/// kernel's record of an owner is written, so both compare and `[[apps]] comm` rules match either
+/// the same way; `stat`'s (lossy: procfs decodes with replacement) when the file cannot be read.
+fn process_comm(tgid: u32, stat: &procfs::process::Stat) -> String {
+    match std::fs::read(format!("/proc/{tgid}/comm")) {
+        Ok(mut raw) => {
+            if raw.last() == Some(&b'\n') {
+                raw.pop();
+            }
+            escape::utf8_or_hex(&raw).into_owned()
+        }
+        Err(_) => escape::utf8_or_hex(stat.comm.as_bytes()).into_owned(),
     }
 }
 

@@ -207,7 +207,9 @@ impl AppRules {
                     );
                     return Err(Error::Invalid { index, reason });
                 }
-                comm.entry(c.clone()).or_insert(index);
+                // Names are matched as the monitor writes them (`escape::utf8_or_hex`: a backslash
+                // doubled), the way every process's `comm` is read.
+                comm.entry(crate::escape::utf8_or_hex(c.as_bytes()).into_owned()).or_insert(index);
             }
             for u in &r.uid {
                 uid.entry(*u).or_insert(index);

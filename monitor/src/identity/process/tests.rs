@@ -199,6 +199,41 @@ fn a_zombie_is_a_gone_process() {
     assert_eq!((app.source, app.name.as_str()), (AppSource::Kernel, "true"));
 }
 
+/// A process name with a backslash: `/proc`'s name and the kernel's record read alike (a
+/// backslash doubled, as the monitor writes names), and an `[[apps]] comm` rule names the
+/// process alive and gone alike (a review: the live process was matched on procfs' raw text,
+/// the gone one on the written text, so the rule named only one of them).
+#[test]
+fn a_name_with_a_backslash_is_named_by_its_rule_alive_and_gone() {
+    use std::{
+        io::BufRead as _,
+        process::{Command, Stdio},
+    };
+    let script = "import ctypes, sys, time\nctypes.CDLL(None).prctl(15, b'q\\\\z', 0, 0, 0)\n\
+                  print('ready', flush=True)\ntime.sleep(30)\n";
+    let Ok(mut child) = Command::new("python3").args(["-c", script]).stdout(Stdio::piped()).spawn() else {
+        eprintln!("SKIP: no python3 to name a process");
+        return;
+    };
+    let pid = child.id();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(std::fs::read(format!("/proc/{pid}/comm")).unwrap(), b"q\\z\n");
+    let rules = AppRules::compile(&[AppRule { name: "named".into(), comm: vec!["q\\z".into()], ..AppRule::default() }])
+        .unwrap();
+    let clock = Clock::now();
+    // The kernel's record of the name, as the tracker writes it.
+    let written: std::sync::Arc<str> = crate::escape::utf8_or_hex(b"q\\z").into();
+    let mut ids = Identities::new(rules.clone(), clock);
+    let alive = ids.app_for(&Owner { comm: written.clone(), ..owner(pid) }, clock.wall(Clock::boot_ns()));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!((alive.source, alive.name.as_str()), (AppSource::Proc, "named"), "{alive:?}");
+    let mut later = Identities::new(rules, clock);
+    let gone = later.app_for(&Owner { comm: written, ..owner(pid) }, clock.wall(Clock::boot_ns()));
+    assert_eq!((gone.source, gone.name.as_str()), (AppSource::Kernel, "named"), "{gone:?}");
+}
+
 /// A process whose executable is "not found" although it is no zombie yet has exited (its memory
 /// is freed before it becomes one): gone, also while `stat` still says it runs (1 flow in a run
 /// of 53 short-lived processes was `source: proc` without exe or command line: found by an
