@@ -61,6 +61,9 @@ pub(super) struct Stages<S> {
     pub(super) sink_tx: SinkTx,
     pub(super) records: Vec<FlowRecord>,
     pub(super) lost_seen: u64,
+    /// Events the kernel had lost when the tracker was last told
+    /// ([`crate::tracker::Tracker::events_lost`]).
+    pub(super) lost_told: u64,
     /// Snapshots read socket by socket ([`Degradation::SnapshotsByDescriptor`]): they need the
     /// list of sockets to read; the iterator walks them all by itself.
     pub(super) snapshots_by_socket: bool,
@@ -165,6 +168,7 @@ impl Pipeline {
             sink_tx,
             records: Vec::with_capacity(RECORDS_KEPT_ROOM),
             lost_seen: 0,
+            lost_told: 0,
             snapshots_by_socket,
         };
         let lookups = owners::Lookups::start(owners_tx).map_err(Error::OwnerThread)?;

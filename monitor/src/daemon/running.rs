@@ -57,10 +57,13 @@ pub(super) struct Running<S> {
     pub(super) records_due: Option<tokio::time::Instant>,
     /// Copies waiting for the event batches before them in the ring, and the batches handled.
     copies: Copies,
-    /// Events the kernel had lost when the tracker was last told
-    /// ([`crate::tracker::Tracker::events_lost`]).
-    lost_told: u64,
+    /// When a loss of kernel events last sent a statistics snapshot ([`LOSS_SNAPSHOT_GAP`]).
+    loss_snapshot_at: Option<tokio::time::Instant>,
 }
+
+/// Least time between two statistics snapshots sent because the kernel lost events (a ring
+/// buffer full for hours must not write a statistics row a second).
+const LOSS_SNAPSHOT_GAP: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl<S: EventSource> Running<S> {
     pub(super) fn new(st: Stages<S>, lookups: owners::Lookups, metrics: Option<Arc<Metrics>>) -> Self {
@@ -72,7 +75,7 @@ impl<S: EventSource> Running<S> {
             trim: heap::Trim::default(),
             records_due: None,
             copies: Copies::default(),
-            lost_told: 0,
+            loss_snapshot_at: None,
         }
     }
 
@@ -94,8 +97,8 @@ impl<S: EventSource> Running<S> {
         // Read after the batch was drained: a loss before any of its events is counted by now,
         // so the records it ends know of it.
         let lost = self.st.source.events_lost();
-        if lost > self.lost_told {
-            self.lost_told = lost;
+        if lost > self.st.lost_told {
+            self.st.lost_told = lost;
             self.st.tracker.events_lost(self.st.source.now_ns());
         }
         self.copies.queue(copies_rx);
@@ -142,7 +145,8 @@ impl<S: EventSource> Running<S> {
             warn!("{queued} of {SINK_QUEUE} records wait for the journal: it is behind the traffic");
         }
         st.sink_tx.send(SinkMsg::Tick).await;
-        if lost {
+        if lost && self.loss_snapshot_at.is_none_or(|at| at.elapsed() >= LOSS_SNAPSHOT_GAP) {
+            self.loss_snapshot_at = Some(tokio::time::Instant::now());
             self.stats().await;
         }
     }

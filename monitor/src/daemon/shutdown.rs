@@ -66,6 +66,13 @@ pub(super) async fn shutdown_drain<S: EventSource>(
     read_peers(&mut st);
     // What follows is written even past the shutdown limit: open flows and the final statistics.
     st.sink_tx.send(SinkMsg::Final).await;
+    // Losses since the last batch handled, or batches read and not handled (a cut drain): the
+    // open peers may lack what their slots' ends carried.
+    let lost = st.source.events_lost();
+    if lost > st.lost_told || (cut && undrained > 0) {
+        st.lost_told = lost;
+        st.tracker.events_lost(st.source.now_ns());
+    }
     st.tracker.shutdown_with_stale(st.source.now_ns(), &stale, &mut st.records);
     if !st.records.is_empty() {
         st.sink_tx.send(SinkMsg::Records(std::mem::take(&mut st.records))).await;
