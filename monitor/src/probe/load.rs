@@ -196,6 +196,30 @@ impl Probe {
         let mode = attach_mode()?;
         let mut degradations = Vec::new();
 
+        // How snapshots are read is decided first: by descriptor, the packet programs must know it
+        // from their first packet (`FALLBACK_ANNOUNCE`).
+        let snapshots = match snapshotter(&mut ebpf) {
+            Ok(s) => Snapshots::Iterator(s),
+            Err(Optional::Kernel(reason)) => match by_descriptor(&ebpf) {
+                Ok(s) => {
+                    warn!("counter iterator unavailable ({reason}); snapshots read socket by socket instead");
+                    // They find the sockets the daemon knows: every UDP socket is announced (set
+                    // before the packet programs attach, so that none is missed in between).
+                    set_fallback_bits(&mut ebpf, maps::FALLBACK_ANNOUNCE)?;
+                    degradations.push(Degradation::SnapshotsByDescriptor);
+                    Snapshots::ByDescriptor(Box::new(s))
+                }
+                Err(e) => {
+                    warn!(
+                        "counter snapshots unavailable ({reason}; by descriptor: {e}); idle flows are updated at \
+                         their next packet or close"
+                    );
+                    degradations.push(Degradation::NoSnapshots);
+                    Snapshots::None
+                }
+            },
+            Err(Optional::Object(e)) => return Err(e),
+        };
         // A hook the kernel refuses with EPERM sits below an exclusive program (Android's netd):
         // it is left out and the fallback hook set stands in (see `fallback` in monitor-ebpf).
         let mut refused: Vec<&'static str> = Vec::new();
@@ -242,27 +266,6 @@ impl Probe {
         if !refused.is_empty() {
             attached += fall_back(&mut ebpf, &refused, payload_tracepoints, layout.as_ref(), &mut degradations)?;
         }
-        let snapshots = match snapshotter(&mut ebpf) {
-            Ok(s) => Snapshots::Iterator(s),
-            Err(Optional::Kernel(reason)) => match by_descriptor(&ebpf) {
-                Ok(s) => {
-                    warn!("counter iterator unavailable ({reason}); snapshots read socket by socket instead");
-                    // They find the sockets the daemon knows: every UDP socket is announced.
-                    set_fallback_bits(&mut ebpf, maps::FALLBACK_ANNOUNCE)?;
-                    degradations.push(Degradation::SnapshotsByDescriptor);
-                    Snapshots::ByDescriptor(Box::new(s))
-                }
-                Err(e) => {
-                    warn!(
-                        "counter snapshots unavailable ({reason}; by descriptor: {e}); idle flows are updated at \
-                         their next packet or close"
-                    );
-                    degradations.push(Degradation::NoSnapshots);
-                    Snapshots::None
-                }
-            },
-            Err(Optional::Object(e)) => return Err(e),
-        };
         let peer_snapshots = peer_snapshotter(&mut ebpf, matches!(snapshots, Snapshots::Iterator(_)))?;
         let tcp_by_descriptor = match snapshots {
             Snapshots::Iterator(_) => by_descriptor(&ebpf)
