@@ -79,10 +79,13 @@ fn tick_ns() -> u64 {
 }
 
 /// Whether a process that started at `start_ns` (boot time, from /proc) is the one an owner
-/// recorded with `start_cs` (0: unknown, any is). One unit of slack: /proc rounds down to its
-/// tick, which need not be the unit's.
+/// recorded with `start_cs` (0: unknown, any is). Where `/proc`'s tick is the unit (`USER_HZ` =
+/// 100, as on every mainstream architecture) both round the same start down alike: equal, or it
+/// is another process (one that took the pid in the same hundredth of a second cannot be told
+/// apart); with another tick, one unit of slack.
 fn same_process(start_ns: u64, start_cs: u32) -> bool {
-    start_cs == 0 || matches!(monitor_common::sock::start_units(start_ns).wrapping_sub(start_cs), 0 | 1 | u32::MAX)
+    let diff = monitor_common::sock::start_units(start_ns).wrapping_sub(start_cs);
+    start_cs == 0 || diff == 0 || (tick_ns() != monitor_common::sock::START_UNIT_NS && matches!(diff, 1 | u32::MAX))
 }
 
 #[derive(Debug, Clone)]
@@ -333,6 +336,13 @@ impl Identities {
         if reread && process_comm(tgid, &stat) != comm {
             return Err(Miss::Other);
         }
+        // A first read: the socket's thread name must be the process's or one of its threads'.
+        // Else the program running now is not the one that made the socket: it exec'd since (a
+        // shell's `exec` right after its last write), or another process took the pid within
+        // the same hundredth of a second (the start cannot tell them apart).
+        if !reread && !comm.is_empty() && !names_a_thread(tgid, &stat, comm) {
+            return Err(Miss::Other);
+        }
         self.read_process(&p, &stat, tgid, created_ns, comm)
     }
 
@@ -490,6 +500,20 @@ fn process_comm(tgid: u32, stat: &procfs::process::Stat) -> String {
         }
         Err(_) => escape::utf8_or_hex(stat.comm.as_bytes()).into_owned(),
     }
+}
+
+/// Whether `comm` (as the kernel's record is written) is the name of process `tgid` or of one of
+/// its threads now; procfs' lossy text is taken too (owners found in /proc carry it).
+fn names_a_thread(tgid: u32, stat: &procfs::process::Stat, comm: &str) -> bool {
+    let written = |raw: &[u8]| {
+        let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+        escape::utf8_or_hex(raw) == comm
+    };
+    if stat.comm == comm || written(stat.comm.as_bytes()) || process_comm(tgid, stat) == comm {
+        return true;
+    }
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{tgid}/task")) else { return false };
+    tasks.flatten().any(|t| std::fs::read(t.path().join("comm")).is_ok_and(|raw| written(&raw)))
 }
 
 /// A running thread of process `p` (`tgid`) whose main thread has exited (a zombie leader), as a
