@@ -17,7 +17,7 @@ use rusqlite::{Connection, OpenFlags, types::Value};
 
 use crate::{
     daemon::Monitor,
-    env::{Pair, Place, TestCgroup, spawn},
+    env::{Helper, Pair, Place, TestCgroup, spawn},
 };
 
 fn s(v: impl ToString) -> String {
@@ -110,25 +110,11 @@ pub fn quiet_udp_peers_are_journaled_before_a_kill() {
     let mon = Monitor::start(&cg.path, "[probe]\nupdate_interval_secs = 1\n");
     let mut args = vec![s(1000), s(20)];
     args.extend(dests.iter().map(s));
-    let mut client = spawn("udp-unconnected-hold", &args, Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None });
-    let line = client.line();
-    // Quiet for a few update intervals: the read of idle peers, the next tick, a flush (1 s each).
-    thread::sleep(Duration::from_secs(5));
-    let dir = mon.kill9();
-    client.send("exit");
-    client.finish();
-    echo.finish();
+    let client = spawn("udp-unconnected-hold", &args, Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None });
+    let (line, _dir, db) = quiet_then_killed(mon, client, echo);
     let port = line["local_port"].as_u64().unwrap();
-    let db = Connection::open_with_flags(dir.path().join("journal.db"), OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     for d in &dests {
-        let (tx, rx): (i64, i64) = db
-            .query_row(
-                "SELECT COALESCE(SUM(delta_payload_tx), 0), COALESCE(SUM(delta_payload_rx), 0) FROM connections
-                 WHERE local_port = ?1 AND remote_ip = ?2 AND remote_port = ?3",
-                rusqlite::params![port, d.ip().to_string(), d.port()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap();
+        let (tx, rx) = journaled_payload(&db, port, *d);
         let truth = &line["peers"][d.to_string()];
         assert_eq!(
             (tx, rx),
@@ -152,25 +138,40 @@ pub fn quiet_connected_udp_is_journaled_before_a_kill() {
     echo.line();
     let mon = Monitor::start(&cg.path, "[probe]\nupdate_interval_secs = 1\n");
     let place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None };
-    let mut client = spawn("udp-connected-hold", &[s(dest), s(1000), s(20)], place);
+    let client = spawn("udp-connected-hold", &[s(dest), s(1000), s(20)], place);
+    let (line, _dir, db) = quiet_then_killed(mon, client, echo);
+    let local: SocketAddr = line["local"].as_str().unwrap().parse().unwrap();
+    let (tx, rx) = journaled_payload(&db, u64::from(local.port()), dest);
+    assert_eq!((tx, rx), (20_000, 20_000), "journaled bytes of the quiet connected socket before the kill");
+}
+
+/// The client's first line; then quiet for a few update intervals (a refresh or a read of idle
+/// peers, the next tick, a flush: 1 s each), the daemon killed with SIGKILL, the helpers ended;
+/// the journal the daemon left (open), and its directory.
+fn quiet_then_killed(
+    mon: Monitor,
+    mut client: Helper,
+    echo: Helper,
+) -> (serde_json::Value, tempfile::TempDir, Connection) {
     let line = client.line();
-    // Quiet for a few update intervals: a refresh, the next tick, a flush (1 s each).
     thread::sleep(Duration::from_secs(5));
     let dir = mon.kill9();
     client.send("exit");
     client.finish();
     echo.finish();
-    let local: SocketAddr = line["local"].as_str().unwrap().parse().unwrap();
     let db = Connection::open_with_flags(dir.path().join("journal.db"), OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    let (tx, rx): (i64, i64) = db
-        .query_row(
-            "SELECT COALESCE(SUM(delta_payload_tx), 0), COALESCE(SUM(delta_payload_rx), 0) FROM connections
-             WHERE local_port = ?1 AND remote_port = ?2",
-            rusqlite::params![local.port(), dest.port()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    assert_eq!((tx, rx), (20_000, 20_000), "journaled bytes of the quiet connected socket before the kill");
+    (line, dir, db)
+}
+
+/// Payload sent and received that the journal holds for local port `port` and remote `to`.
+fn journaled_payload(db: &Connection, port: u64, to: SocketAddr) -> (i64, i64) {
+    db.query_row(
+        "SELECT COALESCE(SUM(delta_payload_tx), 0), COALESCE(SUM(delta_payload_rx), 0) FROM connections
+         WHERE local_port = ?1 AND remote_ip = ?2 AND remote_port = ?3",
+        rusqlite::params![port, to.ip().to_string(), to.port()],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .unwrap()
 }
 
 /// A 320 KiB tmpfs mounted in a new directory, unmounted when dropped, and the config of a

@@ -207,25 +207,32 @@ fn a_zombie_is_a_gone_process() {
     assert_eq!((app.source, app.name.as_str()), (AppSource::Kernel, "true"));
 }
 
+/// A Python process running `script`, once it printed its first line (`None`, said as a skip,
+/// without python3).
+fn python_child(script: &str) -> Option<(std::process::Child, u32)> {
+    use std::{
+        io::BufRead as _,
+        process::{Command, Stdio},
+    };
+    let Ok(mut child) = Command::new("python3").args(["-c", script]).stdout(Stdio::piped()).spawn() else {
+        eprintln!("SKIP: no python3 for this process");
+        return None;
+    };
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take()?).read_line(&mut line).ok()?;
+    let pid = child.id();
+    Some((child, pid))
+}
+
 /// A process name with a backslash: `/proc`'s name and the kernel's record read alike (a
 /// backslash doubled, as the monitor writes names), and an `[[apps]] comm` rule names the
 /// process alive and gone alike (a review: the live process was matched on procfs' raw text,
 /// the gone one on the written text, so the rule named only one of them).
 #[test]
 fn a_name_with_a_backslash_is_named_by_its_rule_alive_and_gone() {
-    use std::{
-        io::BufRead as _,
-        process::{Command, Stdio},
-    };
     let script = "import ctypes, sys, time\nctypes.CDLL(None).prctl(15, b'q\\\\z', 0, 0, 0)\n\
                   print('ready', flush=True)\ntime.sleep(30)\n";
-    let Ok(mut child) = Command::new("python3").args(["-c", script]).stdout(Stdio::piped()).spawn() else {
-        eprintln!("SKIP: no python3 to name a process");
-        return;
-    };
-    let pid = child.id();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let Some((mut child, pid)) = python_child(script) else { return };
     assert_eq!(std::fs::read(format!("/proc/{pid}/comm")).unwrap(), b"q\\z\n");
     let rules = AppRules::compile(&[AppRule { name: "named".into(), comm: vec!["q\\z".into()], ..AppRule::default() }])
         .unwrap();
@@ -242,30 +249,15 @@ fn a_name_with_a_backslash_is_named_by_its_rule_alive_and_gone() {
     assert_eq!((gone.source, gone.name.as_str()), (AppSource::Kernel, "named"), "{gone:?}");
 }
 
-/// A process whose executable is "not found" although it is no zombie yet has exited (its memory
-/// is freed before it becomes one): gone, also while `stat` still says it runs (1 flow in a run
-/// of 53 short-lived processes was `source: proc` without exe or command line: found by an
-/// adversarial pass). A kernel thread has no executable and is not gone; a permission error
-/// says nothing of the kind.
 /// A process whose main thread exited (`pthread_exit`) while another runs is alive: read through
 /// that thread (its executable and command line), not taken for a gone process named from the
 /// kernel's record (an adversarial pass: such a program could name itself anything).
 #[test]
 fn a_process_whose_main_thread_exited_is_read_through_a_running_thread() {
-    use std::{
-        io::BufRead as _,
-        process::{Command, Stdio},
-    };
     let script = "import threading, time, ctypes\nprint('ready', flush=True)\n\
                   t = threading.Thread(target=time.sleep, args=(30,)); t.start()\n\
                   ctypes.CDLL(None).pthread_exit(None)\n";
-    let Ok(mut child) = Command::new("python3").args(["-c", script]).stdout(Stdio::piped()).spawn() else {
-        eprintln!("SKIP: no python3 to make a process whose main thread exits");
-        return;
-    };
-    let pid = child.id();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let Some((mut child, pid)) = python_child(script) else { return };
     let zombie_leader = || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "));
     for _ in 0..200 {
         if zombie_leader() {
@@ -284,6 +276,11 @@ fn a_process_whose_main_thread_exited_is_read_through_a_running_thread() {
     assert!(app.cmdline.as_deref().is_some_and(|c| c.contains("pthread_exit")), "{app:?}");
 }
 
+/// A process whose executable is "not found" although it is no zombie yet has exited (its memory
+/// is freed before it becomes one): gone, also while `stat` still says it runs (1 flow in a run
+/// of 53 short-lived processes was `source: proc` without exe or command line: found by an
+/// adversarial pass). A kernel thread has no executable and is not gone; a permission error
+/// says nothing of the kind.
 #[test]
 fn an_executable_not_found_outside_a_kernel_thread_means_the_process_exited() {
     let not_found = || Err(procfs::ProcError::NotFound(None));
