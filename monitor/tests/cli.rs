@@ -863,6 +863,16 @@ fn status_says_running_when_the_lock_is_held_whatever_the_names() {
 /// `--prometheus` is a fleet report of a week or range: with `--session` (one machine's journal)
 /// it is a usage error; the session's local report was printed as if it were the fleet's (found
 /// by an adversarial pass).
+/// A `--prometheus` URL that is not `http://` (https, no scheme) is a usage error that says what
+/// to give, before anything is fetched (it was a failed fetch, exit 1, "http: invalid format").
+#[test]
+fn a_prometheus_url_other_than_http_is_a_usage_error() {
+    for url in ["https://127.0.0.1:1", "127.0.0.1:9090", "ftp://x"] {
+        let out = monitor(&["report", "--prometheus", url, "--week", "2026-W49"]);
+        assert_clean_failure(&out, 2, "http://");
+    }
+}
+
 #[test]
 fn a_fleet_report_of_a_session_is_a_usage_error() {
     let out = monitor(&["report", "--prometheus", "http://127.0.0.1:1/", "--session", "build-42"]);

@@ -49,6 +49,14 @@ pub fn execute(args: ReportArgs, settings: &Settings) -> anyhow::Result<ExitCode
         _ => anyhow::bail!(UsageError("give either --week, or both --since and --until".into())),
     };
     if let Some(url) = prometheus {
+        // Only plain HTTP is spoken (README): anything else is a usage error, not a failed fetch.
+        if !url.get(..7).is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://")) {
+            anyhow::bail!(UsageError(format!(
+                "--prometheus {}: give the base URL of the Prometheus HTTP API starting with http:// (https is not \
+                 spoken: query a local listener or a proxy)",
+                monitor::escape::terminal(&url)
+            )));
+        }
         let source = promql::Source { url, host_label: host_label.unwrap_or_else(|| "instance".into()), hosts };
         let fleet = promql::fleet_report(&source, &period)?;
         let report = Report::from_json(fleet).context("the fleet report from Prometheus does not follow the schema")?;
