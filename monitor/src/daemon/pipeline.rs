@@ -69,6 +69,20 @@ pub(super) struct Stages<S> {
     pub(super) snapshots_by_socket: bool,
 }
 
+impl<S: EventSource> Stages<S> {
+    /// Tells the tracker of losses the kernel counted since it was last told (`also`: of losses
+    /// the kernel cannot count, e.g. batches read and never handled). Read after a batch was
+    /// drained, a loss before any of its events is counted by then, so the records it ends know
+    /// of it.
+    pub(super) fn tell_losses(&mut self, also: bool) {
+        let lost = self.source.events_lost();
+        if lost > self.lost_told || also {
+            self.lost_told = lost;
+            self.tracker.events_lost(self.source.now_ns());
+        }
+    }
+}
+
 impl Pipeline {
     /// Compiles the app rules, reads the claims file, opens the geolocation databases and the journal (no kernel, no
     /// root: a bad config fails here, before anything is attached).

@@ -94,13 +94,7 @@ impl<S: EventSource> Running<S> {
     /// One batch of events, in ring order: copies that came before it go first (see
     /// `probe::drain`), after the records of the events before them.
     pub(super) async fn batch(&mut self, batch: &Batch, copies_rx: &mut mpsc::Receiver<probe::OrderedCopies>) {
-        // Read after the batch was drained: a loss before any of its events is counted by now,
-        // so the records it ends know of it.
-        let lost = self.st.source.events_lost();
-        if lost > self.st.lost_told {
-            self.st.lost_told = lost;
-            self.st.tracker.events_lost(self.st.source.now_ns());
-        }
+        self.st.tell_losses(false);
         self.copies.queue(copies_rx);
         self.release_copies().await;
         for (kind, ev) in batch {

@@ -68,11 +68,7 @@ pub(super) async fn shutdown_drain<S: EventSource>(
     st.sink_tx.send(SinkMsg::Final).await;
     // Losses since the last batch handled, or batches read and not handled (a cut drain): the
     // open peers may lack what their slots' ends carried.
-    let lost = st.source.events_lost();
-    if lost > st.lost_told || (cut && undrained > 0) {
-        st.lost_told = lost;
-        st.tracker.events_lost(st.source.now_ns());
-    }
+    st.tell_losses(cut && undrained > 0);
     st.tracker.shutdown_with_stale(st.source.now_ns(), &stale, &mut st.records);
     if !st.records.is_empty() {
         st.sink_tx.send(SinkMsg::Records(std::mem::take(&mut st.records))).await;

@@ -333,28 +333,30 @@ impl Identities {
             return Err(Miss::Gone);
         }
         let reread = self.cache.get(&tgid).is_some_and(|e| e.iter().any(|c| c.start_ns == start_ns));
-        if reread && process_comm(tgid, &stat) != comm {
+        let proc_comm = process_comm(tgid, &stat);
+        if reread && proc_comm != comm {
             return Err(Miss::Other);
         }
         // A first read: the socket's thread name must be the process's or one of its threads'.
         // Else the program running now is not the one that made the socket: it exec'd since (a
         // shell's `exec` right after its last write), or another process took the pid within
         // the same hundredth of a second (the start cannot tell them apart).
-        if !reread && !comm.is_empty() && !names_a_thread(tgid, &stat, comm) {
+        if !reread && !comm.is_empty() && !names_a_thread(tgid, &stat, &proc_comm, comm) {
             return Err(Miss::Other);
         }
-        self.read_process(&p, &stat, tgid, created_ns, comm)
+        self.read_process(&p, &stat, tgid, created_ns, (comm, &proc_comm))
     }
 
-    /// The app of process `p` (`tgid`, whose `stat` was read); [`Miss::Other`] if it started
-    /// after the socket was created, [`Miss::Gone`] if it exited while it was read.
+    /// The app of process `p` (`tgid`, whose `stat` was read), for a socket of thread name `comm`
+    /// (the process's own is `proc_comm`, [`process_comm`]); [`Miss::Other`] if it started after
+    /// the socket was created, [`Miss::Gone`] if it exited while it was read.
     fn read_process(
         &mut self,
         p: &Process,
         stat: &procfs::process::Stat,
         tgid: u32,
         created_ns: u64,
-        comm: &str,
+        (comm, proc_comm): (&str, &str),
     ) -> Result<Arc<App>, Miss> {
         let start_ns = stat.starttime.saturating_mul(self.tick_ns);
         if created_ns != 0 && start_ns > created_ns.saturating_add(self.tick_ns) {
@@ -381,10 +383,9 @@ impl Identities {
         let unit = cgroup.as_deref().and_then(unit_of);
         let container = cgroup.as_deref().and_then(container_of);
         let android = self.android_of(uid);
-        let proc_comm = process_comm(tgid, stat);
         let subject = Subject {
             exe: exe.as_deref(),
-            comm: &proc_comm,
+            comm: proc_comm,
             unit: unit.as_deref(),
             uid,
             cgroup: cgroup.as_deref(),
@@ -397,7 +398,7 @@ impl Identities {
             .or_else(|| android.as_ref().and_then(|a| a.package.clone()))
             .or(emulator)
             .or_else(|| exe.as_deref().and_then(|e| e.rsplit('/').next()).map(str::to_owned))
-            .unwrap_or_else(|| proc_comm.clone());
+            .unwrap_or_else(|| proc_comm.to_owned());
         let name = if name.is_empty() { UNKNOWN_APP.to_owned() } else { name };
         let app = Arc::new(App {
             name,
@@ -502,14 +503,15 @@ fn process_comm(tgid: u32, stat: &procfs::process::Stat) -> String {
     }
 }
 
-/// Whether `comm` (as the kernel's record is written) is the name of process `tgid` or of one of
-/// its threads now; procfs' lossy text is taken too (owners found in /proc carry it).
-fn names_a_thread(tgid: u32, stat: &procfs::process::Stat, comm: &str) -> bool {
+/// Whether `comm` (as the kernel's record is written) is the name of process `tgid` (written as
+/// `proc_comm`) or of one of its threads now; procfs' lossy text is taken too (owners found in
+/// /proc carry it).
+fn names_a_thread(tgid: u32, stat: &procfs::process::Stat, proc_comm: &str, comm: &str) -> bool {
     let written = |raw: &[u8]| {
         let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
         escape::utf8_or_hex(raw) == comm
     };
-    if stat.comm == comm || written(stat.comm.as_bytes()) || process_comm(tgid, stat) == comm {
+    if proc_comm == comm || written(stat.comm.as_bytes()) {
         return true;
     }
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{tgid}/task")) else { return false };

@@ -316,7 +316,7 @@ fn a_process_that_exits_while_it_is_read_is_a_gone_process() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let mut ids = Identities::new(AppRules::default(), Clock::now());
-    let read = ids.read_process(&p, &alive, pid, 0, "sleep").map(|a| a.name.clone());
+    let read = ids.read_process(&p, &alive, pid, 0, ("sleep", "sleep")).map(|a| a.name.clone());
     let _ = child.wait();
     assert!(matches!(read, Err(Miss::Gone)), "{read:?}");
 }
