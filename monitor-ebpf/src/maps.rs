@@ -2,7 +2,7 @@
 
 use core::{
     ffi::c_void,
-    intrinsics::{AtomicOrdering, atomic_or, atomic_xadd},
+    intrinsics::{AtomicOrdering, atomic_and, atomic_or, atomic_xadd},
     ptr,
 };
 
@@ -279,6 +279,13 @@ pub(crate) fn set_bits(dst: *mut u64, bits: u64) -> u64 {
     unsafe { atomic_or::<u64, u64, { AtomicOrdering::Relaxed }>(dst, bits) }
 }
 
+/// Clears `bits` in `*dst` atomically.
+#[inline(always)]
+pub(crate) fn clear_bits(dst: *mut u64, bits: u64) {
+    // SAFETY: callers pass pointers into map values returned by the kernel.
+    unsafe { atomic_and::<u64, u64, { AtomicOrdering::Relaxed }>(dst, !bits) };
+}
+
 /// [`set_bits`], sequentially consistent: neither the compiler nor the CPU moves a store before
 /// it past it, and the instruction always fetches (fully ordered). For the few places where
 /// another CPU must see an earlier store once it sees these bits (`mptcp`).
@@ -387,13 +394,13 @@ pub(crate) struct EventData<'a> {
     pub(crate) tcp: TcpCounters,
 }
 
-/// Writes one event into the ring buffer; counts it, or counts its loss.
+/// Writes one event into the ring buffer; counts it, or counts its loss. False when lost.
 #[inline(always)]
-pub(crate) fn emit(kind: EventKind, data: &EventData<'_>) {
+pub(crate) fn emit(kind: EventKind, data: &EventData<'_>) -> bool {
     stat(STAT_EVENTS, 1);
     let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
         stat(STAT_RINGBUF_FULL, 1);
-        return;
+        return false;
     };
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` points at a reservation of size_of::<Event>(); every field is written. The
@@ -416,6 +423,7 @@ pub(crate) fn emit(kind: EventKind, data: &EventData<'_>) {
         (*ev).tcp = data.tcp;
     }
     entry.submit(0);
+    true
 }
 
 /// The flags every event about the socket carries ([`Counters::event_flags`]): connected by its

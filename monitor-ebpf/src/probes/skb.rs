@@ -37,7 +37,7 @@ use monitor_common::{
 
 use super::{ALLOW, field, per_peer, remember_local, tracked, tuple_of};
 use crate::maps::{
-    COUNTERS, EventData, PEERS, add, coarse_ns, elapsed_ns, emit, fallback, owner_of, owner_with, set_bits,
+    COUNTERS, EventData, PEERS, add, clear_bits, coarse_ns, elapsed_ns, emit, fallback, owner_of, owner_with, set_bits,
     socket_flags, stat, update_interval_ns,
 };
 
@@ -88,12 +88,12 @@ fn count(ctx: &SkBuffContext, egress: bool) {
     };
     // One call site: the program's stack is nearly full.
     // SAFETY: null-checked map value.
-    if let Some(c) = unsafe { due.as_ref() } {
+    if let Some(c) = unsafe { due.as_mut() } {
         // SAFETY: a socket pointer of the context; counters exist on full sockets only, so the
         // helper never returns null here.
         let full = unsafe { bpf_sk_fullsock(sk) };
-        if !full.is_null() {
-            report(ctx, full, EventKind::Update, c);
+        if !full.is_null() && !report(ctx, full, EventKind::Update, c) {
+            announce_again(c);
         }
     }
 }
@@ -165,7 +165,12 @@ fn first_packets(
         // The socket's first peer: one socket-level `Update`, so that userspace knows the socket
         // (and its owner) before any peer is reported, and reads its peer slots at shutdown. Its
         // own record is never written while it is counted per peer.
-        if count_peer(ctx, sk, c, egress, len, protocol) { counters } else { core::ptr::null_mut() }
+        // Both calls, always (`|`): the announce claims its bit at the first peer too.
+        if count_peer(ctx, sk, c, egress, len, protocol) | announce_due(c, protocol) {
+            counters
+        } else {
+            core::ptr::null_mut()
+        }
     } else {
         if c.copy_state & COPY_STATE_DONE == 0 {
             super::copy::connected(ctx, sk, c, egress);
@@ -188,6 +193,21 @@ fn announce_due(c: &mut Counters, protocol: u32) -> bool {
     set_bits(&raw mut c.flags, COUNTER_ANNOUNCED) & COUNTER_ANNOUNCED == 0
 }
 
+/// A socket-level event the ring buffer had no room for (the daemon was slow or stopped). Where
+/// the packet path announces sockets ([`announce_due`]), the socket's next packet tries again,
+/// whatever its interval: if the lost event was its announce, nothing else would tell userspace
+/// about the socket (a socket counted per peer sends no event for a new peer, and snapshots by
+/// descriptor find only the sockets userspace knows), and a daemon killed before the socket's
+/// release lost all its bytes. Each failed try counts as a lost event.
+#[inline(never)]
+fn announce_again(c: &mut Counters) {
+    if u32::from(c.protocol) == u32::from(IPPROTO_TCP) || !fallback(FALLBACK_ANNOUNCE) {
+        return;
+    }
+    clear_bits(&raw mut c.flags, COUNTER_ANNOUNCED);
+    c.last_report_ns = 0;
+}
+
 /// Adds one packet of `len` bytes to a socket's wire counters.
 #[inline(always)]
 pub(crate) fn add_packet(c: &mut Counters, egress: bool, len: u64) {
@@ -207,7 +227,7 @@ fn unattributed(len: u64) {
 }
 
 #[inline(always)]
-fn report(ctx: &SkBuffContext, sk: *mut bpf_sock, kind: EventKind, c: &Counters) {
+fn report(ctx: &SkBuffContext, sk: *mut bpf_sock, kind: EventKind, c: &Counters) -> bool {
     let tuple = tuple_of(sk);
     let (flags, tcp) = tcp_counters(sk, c);
     let bytes = c.bytes();
@@ -224,7 +244,7 @@ fn report(ctx: &SkBuffContext, sk: *mut bpf_sock, kind: EventKind, c: &Counters)
             bytes: &raw const bytes,
             tcp,
         },
-    );
+    )
 }
 
 /// The kernel's running TCP byte counters and RTT estimates of a TCP socket (once per `Update`,
@@ -303,7 +323,7 @@ fn discover(ctx: &SkBuffContext, sk: *mut bpf_sock) -> *mut Counters {
         owner = &raw const partial;
     }
     let tuple = tuple_of(sk);
-    emit(
+    let sent = emit(
         EventKind::Discovered,
         &EventData {
             // SAFETY: the context is an skb with a socket.
@@ -317,6 +337,10 @@ fn discover(ctx: &SkBuffContext, sk: *mut bpf_sock) -> *mut Counters {
             tcp: TcpCounters::default(),
         },
     );
+    if !sent {
+        // Announced again at a later packet (`announce_due`), where the packet path announces.
+        clear_bits(&raw mut c.flags, COUNTER_ANNOUNCED);
+    }
     counters
 }
 

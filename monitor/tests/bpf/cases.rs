@@ -132,6 +132,10 @@ pub fn all() -> Vec<Case> {
             crate::durability::quiet_connected_udp_is_journaled_before_a_kill,
         ),
         (
+            "udp_socket_whose_announce_was_lost_is_announced_again",
+            crate::durability::udp_socket_whose_announce_was_lost_is_announced_again,
+        ),
+        (
             "journal_wal_survives_second_daemon_sqlite3_and_readers_then_kill9",
             crate::wal::wal_survives_second_daemon_sqlite3_and_readers_then_kill9,
         ),

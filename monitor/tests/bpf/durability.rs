@@ -145,6 +145,57 @@ pub fn quiet_connected_udp_is_journaled_before_a_kill() {
     assert_eq!((tx, rx), (20_000, 20_000), "journaled bytes of the quiet connected socket before the kill");
 }
 
+/// An unconnected UDP socket whose first packets come while the ring buffer is full (the daemon
+/// stopped, other sockets' events filling its 4 KiB): its announce is lost. Its next packet, to a
+/// new peer (a new peer sends no event of its own), announces it again, so the daemon reads its
+/// peer slots and a SIGKILL loses none of its bytes. An adversarial pass: the socket stayed
+/// unknown until a clean stop, and a kill lost all of it. (Where the counter iterator takes the
+/// snapshots it finds every socket, so this holds there without the announce.)
+pub fn udp_socket_whose_announce_was_lost_is_announced_again() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let dests: Vec<SocketAddr> = (0..2).map(|i| crate::cases::server_addr(&pair, false, i, 5318)).collect();
+    let mut echo_args: Vec<String> = dests.iter().map(s).collect();
+    echo_args.push(s(10));
+    let mut echo = spawn("udp-echo", &echo_args, Place { netns: Some(&pair.b), ..Place::default() });
+    echo.line();
+    let mon = Monitor::start(&cg.path, "[probe]\nring_buffer_kib = 4\nupdate_interval_secs = 1\n");
+    kill(mon.pid(), Signal::SIGSTOP).unwrap();
+    // One datagram each from 40 short-lived sockets (to a port nobody serves): far more events
+    // than 4 KiB hold.
+    let place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None };
+    let nobody = crate::cases::server_addr(&pair, false, 0, 5319);
+    for _ in 0..40 {
+        spawn("udp-exit", &[s(nobody), s(100)], place).finish();
+    }
+    let mut args = vec![s(1000), s(10)];
+    args.extend(dests.iter().map(s));
+    let mut client = spawn("udp-unconnected-later", &args, place);
+    let port = client.line()["local_port"].as_u64().unwrap();
+    kill(mon.pid(), Signal::SIGCONT).unwrap();
+    thread::sleep(Duration::from_millis(1500));
+    client.send("again");
+    let line = client.line();
+    thread::sleep(Duration::from_secs(5));
+    let dir = mon.kill9();
+    client.send("exit");
+    client.finish();
+    echo.finish();
+    let db = Connection::open_with_flags(dir.path().join("journal.db"), OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let lost: i64 = db
+        .query_row("SELECT COALESCE(SUM(events_lost), 0) FROM stats", [], |r| r.get(0))
+        .unwrap_or_else(|e| panic!("the journal's loss count: {e}"));
+    assert!(lost > 0, "the ring buffer must overflow while the daemon is stopped");
+    for d in &dests {
+        let truth = &line["peers"][d.to_string()];
+        assert_eq!(
+            journaled_payload(&db, port, *d),
+            (truth["tx"].as_i64().unwrap(), truth["rx"].as_i64().unwrap()),
+            "journaled bytes of peer {d} of the socket whose announce was lost, before the kill"
+        );
+    }
+}
+
 /// The client's first line; then quiet for a few update intervals (a refresh or a read of idle
 /// peers, the next tick, a flush: 1 s each), the daemon killed with SIGKILL, the helpers ended;
 /// the journal the daemon left (open), and its directory.

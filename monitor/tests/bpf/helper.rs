@@ -302,7 +302,9 @@ pub fn main(role: &str) {
         // udp-unconnected-dstopts: the same, each datagram carrying an IPv6 destination options
         // header (the IP header is then not followed by the UDP header).
         // udp-unconnected-hold: the same, then keeps the socket open until "exit".
-        "udp-unconnected" | "udp-unconnected-dstopts" | "udp-unconnected-hold" => {
+        // udp-unconnected-later: as -hold, but the last destination only after "again" (a line
+        // with the local port before it).
+        "udp-unconnected" | "udp-unconnected-dstopts" | "udp-unconnected-hold" | "udp-unconnected-later" => {
             name("mon-udp-multi");
             let size: usize = arg(0).parse().unwrap();
             let count: usize = arg(1).parse().unwrap();
@@ -314,7 +316,12 @@ pub fn main(role: &str) {
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             let mut buf = vec![0u8; 65536];
             let mut per_peer = serde_json::Map::new();
-            for d in &dests {
+            let later = if role == "udp-unconnected-later" { dests.len() - 1 } else { dests.len() };
+            for (i, d) in dests.iter().enumerate() {
+                if i == later {
+                    say(&json!({"local_port": s.local_addr().unwrap().port()}));
+                    wait_stdin("again");
+                }
                 let mut rx = 0;
                 for _ in 0..count {
                     s.send_to(&pattern(size), d).unwrap();
@@ -325,7 +332,7 @@ pub fn main(role: &str) {
                 per_peer.insert(d.to_string(), json!({"tx": size * count, "rx": rx}));
             }
             say(&json!({"local_port": s.local_addr().unwrap().port(), "peers": per_peer, "pid": std::process::id()}));
-            if role == "udp-unconnected-hold" {
+            if role == "udp-unconnected-hold" || role == "udp-unconnected-later" {
                 wait_stdin("exit");
             }
         }
