@@ -370,6 +370,42 @@ fn claims_that_check_nothing_are_usage_errors() {
     }
 }
 
+/// A claim's `groups` must name `[[apps]]` entries of the config: a group nothing defines selects
+/// no traffic, and with `no_traffic = false` its claim passed on 0 bytes (an adversarial pass).
+/// Refused by `verify` and by every command that reads the configured claims file; a defined
+/// group selects the traffic its entry names.
+#[test]
+fn a_claim_naming_a_group_no_apps_entry_defines_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(dir.path());
+    let claims = dir.path().join("grouped.toml");
+    fs::write(
+        &claims,
+        "[[claims]]\nname = \"store-us\"\ngroups = [\"store\"]\nallowed_countries = [\"US\"]\n\
+         [claims.inconclusive]\nno_traffic = false\n",
+    )
+    .unwrap();
+    let claims = claims.to_str().unwrap();
+    let verify_args = ["verify", "--claims", claims, "--journal", j.to_str().unwrap(), "--week", "2026-W47"];
+    for config in ["", "[[apps]]\nname = \"stor\"\nexe = [\"/opt/shop/*\"]\n"] {
+        let out = monitor_with(config, dir.path(), &verify_args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{config:?}: {err}");
+        assert!(
+            err.contains("invalid claim `store-us`: `groups`: `store` is not the name of an `[[apps]]` entry"),
+            "{err}"
+        );
+        assert!(out.stdout.is_empty(), "no verdicts: {}", String::from_utf8_lossy(&out.stdout));
+        let configured = format!("{config}[claims]\nfile = \"{claims}\"\n");
+        let out = monitor_with(&configured, dir.path(), &["config", "dump"]);
+        assert_eq!(out.status.code(), Some(2), "config dump: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    // Defined: the group is the app name its entry gives; the journal's apps were named before
+    // any rule, so the group selects nothing here and the claim is judged on no traffic.
+    let out = monitor_with("[[apps]]\nname = \"store\"\nexe = [\"/opt/shop/*\"]\n", dir.path(), &verify_args);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// `verify --format` offers exactly the formats verdicts are written in; clap refuses the others
 /// (exit 2), with --journal-integrity too.
 #[test]

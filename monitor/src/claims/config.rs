@@ -1,8 +1,13 @@
 //! `[claims]` configuration section.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use serde::{Deserialize, Serialize};
+
+use super::{ClaimSet, Error};
 
 /// The documented `[claims]` section: every key with its default. Parses to
 /// [`ClaimsConfig::default`] (checked by a test); pasted into `config/monitor.toml`.
@@ -30,12 +35,16 @@ pub struct ClaimsConfig {
     pub alert_command: Vec<String>,
     /// Timeout of the alert command, seconds.
     pub alert_timeout_secs: u64,
+    /// The `[[apps]]` names of the config, which claims' `groups` must name (not a key of the
+    /// section: set where the config is validated).
+    #[serde(skip)]
+    pub groups: Vec<String>,
 }
 
 impl Default for ClaimsConfig {
     fn default() -> Self {
         // No claims unless configured; 10 s is ample for a notifier and bounds a hung one.
-        Self { file: PathBuf::new(), alert_command: Vec::new(), alert_timeout_secs: 10 }
+        Self { file: PathBuf::new(), alert_command: Vec::new(), alert_timeout_secs: 10, groups: Vec::new() }
     }
 }
 
@@ -48,6 +57,36 @@ impl ClaimsConfig {
     #[must_use]
     pub fn file(&self) -> Option<&std::path::Path> {
         (!self.file.as_os_str().is_empty()).then_some(self.file.as_path())
+    }
+
+    /// Reads and validates claims file `path`, whose claims' `groups` must be `[[apps]]` names of
+    /// the config (a group no entry defines selects nothing, and its claim would pass on no bytes).
+    ///
+    /// # Errors
+    /// As [`ClaimSet::load`]; [`Error::Invalid`] (key `groups`) naming a group no `[[apps]]`
+    /// entry defines.
+    pub fn load(&self, path: &Path) -> Result<ClaimSet, Error> {
+        let set = ClaimSet::load(path)?;
+        for claim in &set.claims {
+            if let Some(group) = claim.groups.iter().find(|g| !self.groups.contains(g)) {
+                let defined = if self.groups.is_empty() {
+                    "the config defines none".to_string()
+                } else {
+                    format!(
+                        "the config defines {}",
+                        self.groups.iter().map(|g| format!("`{g}`")).collect::<Vec<_>>().join(", ")
+                    )
+                };
+                return Err(Error::Invalid {
+                    claim: claim.name.clone(),
+                    key: "groups",
+                    reason: format!(
+                        "`{group}` is not the name of an `[[apps]]` entry of the config ({defined}); name apps as reports show them in `apps`"
+                    ),
+                });
+            }
+        }
+        Ok(set)
     }
 
     /// Timeout of the alert command.

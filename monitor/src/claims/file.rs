@@ -215,6 +215,9 @@ pub struct Claim {
     pub description: Option<String>,
     /// App and group names.
     pub apps: Vec<String>,
+    /// Group names as written (also in `apps`): `[[apps]]` names, checked against the config
+    /// ([`super::ClaimsConfig::load`]).
+    pub groups: Vec<String>,
     /// Executable globs.
     pub exe: Globs,
     /// Unit globs.
@@ -403,7 +406,7 @@ fn compile_claim(c: RawClaim) -> Result<Claim, Error> {
         }
     };
     let mut app_names = apps;
-    app_names.extend(groups);
+    app_names.extend(groups.iter().cloned());
     Ok(Claim {
         exe: Globs::compile(&name, "exe", &exe, false)?,
         units: Globs::compile(&name, "units", &units, false)?,
@@ -414,6 +417,7 @@ fn compile_claim(c: RawClaim) -> Result<Claim, Error> {
         name,
         description,
         apps: app_names,
+        groups,
         android_packages,
         direction,
         allowed_countries,

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::{ClaimSet, Error, Verdicts, evaluate};
+use super::{ClaimsConfig, Error, Verdicts, evaluate};
 use crate::{
     journal::JournalReader,
     report::{ClaimSummary, Report, ReportQuery},
@@ -29,12 +29,18 @@ pub fn summaries(verdicts: &Verdicts) -> Vec<ClaimSummary> {
         .collect()
 }
 
-/// Judges the claims of `file` over `query`'s period (and session) and sets `report.claims`.
+/// Judges the claims of `file` (read as `config` says: [`ClaimsConfig::load`]) over `query`'s
+/// period (and session) and sets `report.claims`.
 ///
 /// # Errors
 /// When the claims file cannot be loaded or the journal read.
-pub fn annotate(reader: &JournalReader, query: &ReportQuery, file: &Path, report: &mut Report) -> Result<(), Error> {
-    let set = ClaimSet::load(file)?;
+pub fn annotate(
+    reader: &JournalReader,
+    query: &ReportQuery,
+    (config, file): (&ClaimsConfig, &Path),
+    report: &mut Report,
+) -> Result<(), Error> {
+    let set = config.load(file)?;
     let mut evidence = query.clone();
     evidence.evidence = true;
     let judged = Report::build(reader, &evidence)?;

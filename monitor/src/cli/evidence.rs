@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use jiff::Timestamp;
 use monitor::{
-    claims::{ClaimSet, evaluate},
+    claims::evaluate,
     escape,
     evidence::{BundleInput, SigningKey, keygen, verify_bundle, write_bundle},
     journal::{JournalReader, verify_chain},
@@ -181,7 +181,7 @@ pub fn execute(args: EvidenceArgs, raw: &RawConfig, settings: &Settings) -> anyh
 /// and session; `None` without a claims file (no `verdicts.json` is written then).
 fn verdicts(settings: &Settings, reader: &JournalReader, query: &ReportQuery) -> anyhow::Result<Option<Value>> {
     let Some(file) = settings.claims.file() else { return Ok(None) };
-    let claims = ClaimSet::load(file)?;
+    let claims = settings.claims.load(file)?;
     let mut query = query.clone();
     query.evidence = true;
     let report = Report::build(reader, &query)?;

@@ -83,7 +83,7 @@ fn render(
     }
     let mut report = Report::build(reader, &query)?;
     if let Some(file) = settings.claims.file() {
-        monitor::claims::annotate(reader, &query, file, &mut report)?;
+        monitor::claims::annotate(reader, &query, (&settings.claims, file), &mut report)?;
     }
     report.emulator_join = super::report_join::join(join, reader, &query)?;
     let mut text = Vec::new();

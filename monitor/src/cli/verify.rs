@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use clap::Args;
 use jiff::Timestamp;
 use monitor::{
-    claims::{self, ClaimSet, Verdict},
+    claims::{self, Verdict},
     report::{Format, Period, Report, ReportQuery},
     settings::Settings,
 };
@@ -90,7 +90,7 @@ pub fn execute(args: VerifyArgs, settings: &Settings) -> anyhow::Result<ExitCode
     let file = claims
         .or_else(|| settings.claims.file().map(std::path::Path::to_path_buf))
         .ok_or_else(|| UsageError("no claims file: give --claims FILE or set `file` in the [claims] section".into()))?;
-    let set = ClaimSet::load(&file)?;
+    let set = settings.claims.load(&file)?;
     let zone = super::zone(time_zone.as_deref(), settings)?;
     let reader = open_journal(&journal.unwrap_or_else(|| settings.journal.path.clone()))?;
     let mut query = match (session, week, since, until) {

@@ -101,7 +101,7 @@ impl Pipeline {
             info!("{role} database {path} ({kind}, built {} days ago)", db.age_days);
         }
         let claims = match settings.claims.file() {
-            Some(path) => ClaimSet::load(path)?,
+            Some(path) => settings.claims.load(path)?,
             None => ClaimSet::default(),
         };
         let run = RunInfo::current(settings.source.clone());

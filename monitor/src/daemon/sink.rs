@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use super::{FlowOutput, Output, notify, queue::SinkRx};
 use crate::stats::Stats;
 use crate::{
-    claims::{ClaimSet, ClaimsConfig, command::AlertCommand, live::Alerts},
+    claims::{ClaimsConfig, command::AlertCommand, live::Alerts},
     clock::Clock,
     enrich::Enricher,
     errors::chain,
@@ -355,7 +355,7 @@ impl Sink {
 
     fn reload(&mut self) {
         if let Some(path) = self.claims.file() {
-            match ClaimSet::load(path) {
+            match self.claims.load(path) {
                 Ok(set) => {
                     info!("reloaded claims file={} claims={}", path.display(), set.claims.len());
                     self.alerts.replace(set);
@@ -487,7 +487,7 @@ fn export_weeks(
     // The claim verdicts go into the exported reports (the HTML page shows them).
     let annotate = |r: &JournalReader, query: &report::ReportQuery, rep: &mut report::Report| {
         if let Some(file) = claims.file()
-            && let Err(e) = crate::claims::annotate(r, query, file, rep)
+            && let Err(e) = crate::claims::annotate(r, query, (claims, file), rep)
         {
             warn!("weekly report {} without claim verdicts: {}", query.period.label, chain(&e));
         }
@@ -526,7 +526,7 @@ fn export_weeks(
 /// key is configured. Failures are logged: the report itself is written.
 fn export_verdicts(r: &JournalReader, week: &str, config: &ReportSettings, claims: &ClaimsConfig) {
     let Some(file) = claims.file() else { return };
-    let result = ClaimSet::load(file).and_then(|set| {
+    let result = claims.load(file).and_then(|set| {
         crate::claims::export_verdicts(
             r,
             week,
