@@ -33,6 +33,11 @@ pub fn execute(args: &CheckArgs, settings: &Settings) -> anyhow::Result<ExitCode
     let mut degradations = features::host_degradations();
     let (check, refused) = exclusive_check(cgroup);
     checks.push(check);
+    let (check, by_descriptor) = iterator_check();
+    checks.push(check);
+    if by_descriptor {
+        degradations.push(probe::Degradation::SnapshotsByDescriptor);
+    }
     degradations.extend(features::refused_degradations(&refused, true));
     let mut out = String::new();
     if args.json {
@@ -64,6 +69,26 @@ pub fn execute(args: &CheckArgs, settings: &Settings) -> anyhow::Result<ExitCode
     // A failed write (a full disk) is an error, not a silent success.
     super::write_stdout(out.as_bytes()).context("cannot write the checks")?;
     Ok(ExitCode::from(code))
+}
+
+/// Whether the kernel runs the counter iterator, which refreshes idle flows in one pass: `run`
+/// tries it the same way. True when it does not (`run` reads the counters socket by socket).
+fn iterator_check() -> (Check, bool) {
+    let name = "socket storage iterator";
+    let detail = "idle flows refreshed in one pass (else socket by socket: snapshots_by_descriptor)";
+    match probe::counter_iterator() {
+        Ok(Ok(())) => (Check { name, ok: Some(true), required: false, detail: detail.into() }, false),
+        Ok(Err(reason)) => {
+            // The reason's first sentence: the verifier's log follows it.
+            let reason = reason.lines().next().unwrap_or_default();
+            let reason = reason.split(". Verifier output").next().unwrap_or(reason);
+            (Check { name, ok: Some(false), required: false, detail: format!("{detail}: {reason}") }, true)
+        }
+        Err(e) => {
+            let detail = format!("cannot load the programs: {}", monitor::errors::chain(&e));
+            (Check { name, ok: None, required: false, detail }, false)
+        }
+    }
 }
 
 /// Hooks that exclusive programs (Android's netd) block for `cgroup`: the monitor falls back

@@ -125,6 +125,23 @@ where
     load_attach(prog).map_err(|e| e.to_string())
 }
 
+/// Whether this kernel runs the counter iterator (`monitor check`): the embedded object is loaded
+/// (its maps created, nothing attached) and the iterator tried once, as `run` does. `Ok(Err)`
+/// says why the kernel refused it: `run` then reads snapshots socket by socket
+/// ([`Degradation::SnapshotsByDescriptor`]).
+///
+/// # Errors
+/// When the object cannot be loaded at all (e.g. without the privileges for `bpf()`).
+pub fn counter_iterator() -> Result<Result<(), String>, Error> {
+    object::verify_embedded()?;
+    let mut ebpf = EbpfLoader::new().load(object::object_bytes()).map_err(Error::Load)?;
+    match snapshotter(&mut ebpf) {
+        Ok(_) => Ok(Ok(())),
+        Err(Optional::Kernel(reason)) => Ok(Err(reason)),
+        Err(Optional::Object(e)) => Err(e),
+    }
+}
+
 impl Probe {
     /// Loads the programs and attaches them to `config.cgroup`.
     ///

@@ -148,6 +148,7 @@ pub fn all() -> Vec<Case> {
             crate::lifecycle::sighup_reloads_databases_and_keeps_old_ones_on_failure,
         ),
         ("sigterm_stops_cleanly", crate::lifecycle::sigterm_stops_cleanly),
+        ("check_tells_the_snapshot_mode_run_takes", crate::lifecycle::check_tells_the_snapshot_mode_run_takes),
         (
             "watched_cgroup_created_again_stops_the_daemon",
             crate::lifecycle::watched_cgroup_created_again_stops_the_daemon,

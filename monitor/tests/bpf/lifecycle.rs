@@ -240,6 +240,29 @@ pub fn sigterm_stops_cleanly() {
     assert!(out.log.contains("detached"), "{}", out.log);
 }
 
+/// `monitor check` tells how `run` will read idle flows' counters (the iterator, or socket by
+/// socket: degradation `snapshots_by_descriptor`), trying the iterator as `run` does (a docs
+/// pass: `check` did not say, and the degradation showed only once the daemon ran).
+pub fn check_tells_the_snapshot_mode_run_takes() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let check = Command::new(crate::daemon::monitor_bin())
+        .args(["check", "--json", "--cgroup"])
+        .arg(&cg.path)
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(0), "{}", String::from_utf8_lossy(&check.stderr));
+    let v: Value = serde_json::from_slice(&check.stdout).unwrap();
+    let iterator = v["checks"].as_array().unwrap().iter().find(|c| c["name"] == "socket storage iterator");
+    let iterator = iterator.unwrap_or_else(|| panic!("no iterator check: {v}"))["ok"].as_bool().unwrap();
+    let predicted = v["degradations"].as_array().unwrap().iter().any(|d| d == "snapshots_by_descriptor");
+    assert_eq!(predicted, !iterator, "{v}");
+    let out = monitor_after_one_exchange(&pair, &cg, 6012).stop();
+    let taken = out.degradations.iter().any(|d| d == "snapshots_by_descriptor");
+    assert_eq!(predicted, taken, "check said {v}; run took {:?}", out.degradations);
+    eprintln!("    snapshots by descriptor: {taken} (check and run agree)");
+}
+
 /// The watched cgroup removed and created again while the daemon runs (a systemd unit's restart
 /// does that to its cgroup): the programs stay attached to the removed one and would see nothing
 /// in the new one, so the daemon stops with what it recorded, exit 1 and the reason, for a
