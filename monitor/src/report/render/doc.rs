@@ -5,7 +5,7 @@ use std::{fmt::Write, net::IpAddr};
 use crate::report::{
     AppReport, Endpoint, Report, Share, ShareKind,
     fmt::{bytes, grouped, pct},
-    model::AsnRef,
+    model::{AsnRef, TimelineInfo, TimelineUnit},
     services::{AppServices, Service},
 };
 
@@ -136,6 +136,7 @@ pub(super) fn document(r: &Report, esc: Escape) -> Vec<Block> {
     d.extend(super::fleet::hosts(r, esc));
     for a in &r.apps {
         app(&mut d, a, esc);
+        timeline(&mut d, a, r.timeline);
         if let Some(s) = r.services.iter().find(|s| s.app == a.app) {
             services(&mut d, s, esc);
         }
@@ -219,6 +220,33 @@ fn claims(d: &mut Vec<Block>, r: &Report, esc: Escape) {
         r.claims.iter().flat_map(|c| c.reasons.iter().map(|why| format!("{}: {}", esc(&c.claim), esc(why)))).collect();
     if !reasons.is_empty() {
         d.push(Block::List(reasons));
+    }
+}
+
+/// When the app's payload moved: one row per day (or hour, for periods of two days or less) that
+/// moved any, as the JSON's `timeline` and the HTML page's chart.
+fn timeline(d: &mut Vec<Block>, a: &AppReport, info: TimelineInfo) {
+    let rows: Vec<Vec<String>> = a
+        .timeline
+        .iter()
+        .filter(|b| b.payload_tx + b.payload_rx > 0)
+        .map(|b| vec![b.label.clone(), bytes(b.payload_tx), bytes(b.payload_rx)])
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let unit = match info.unit {
+        TimelineUnit::Day => "Day",
+        TimelineUnit::Hour => "Hour",
+    };
+    d.push(Block::Heading(3, "Timeline".into()));
+    d.push(table(&[(unit, false), ("Payload up", true), ("Payload down", true)], rows));
+    if !info.complete {
+        d.push(Block::Para(
+            "Part of the period is known only from weekly totals (its detailed rows were purged): the rows above do \
+             not add up to the app's payload."
+                .into(),
+        ));
     }
 }
 
