@@ -233,10 +233,12 @@ fn evaluate_claim(claim: &Claim, report: &Report, lost: u64) -> ClaimVerdict {
     let dir = claim.direction;
     let mut entries = Vec::new();
     let mut apps = BTreeSet::new();
-    // A claim that selects by executable or unit cannot tell whether a process whose executable
-    // is unknown (gone before /proc was read) is one of its own: such traffic to a destination
-    // that breaks a rule keeps the claim from passing.
-    let by_identity = !claim.exe.is_empty() || !claim.units.is_empty();
+    // A claim that selects by executable, unit or `[[apps]]` group cannot tell whether a process
+    // whose executable is unknown (gone before /proc was read) is one of its own: such traffic
+    // to a destination that breaks a rule keeps the claim from passing. (A group's rules may
+    // name executables, units or cgroups: such a process is named by the kernel's name, not the
+    // group's.)
+    let by_identity = !claim.exe.is_empty() || !claim.units.is_empty() || !claim.groups.is_empty();
     let mut unidentified_violating = 0;
     for app in &report.apps {
         for d in &app.destinations {

@@ -453,7 +453,7 @@ mod live;
 /// pass). Its traffic to allowed destinations changes nothing, and a claim by app name is not
 /// affected (the name is known).
 #[test]
-fn unidentified_processes_that_break_an_exe_claim_make_it_inconclusive() {
+fn unidentified_processes_that_break_an_exe_unit_or_group_claim_make_it_inconclusive() {
     let mut r = sample(0);
     let mut gone = process("", 11, 508, 0);
     gone.exe = None;
@@ -473,6 +473,10 @@ fn unidentified_processes_that_break_an_exe_claim_make_it_inconclusive() {
     // By unit too (a gone process's unit is unknown as well).
     let by_unit = "[[claims]]\nname = \"u\"\nunits = [\"a.service\"]\ndenied_countries = [\"CN\"]\n";
     assert_eq!(verdicts(by_unit, &r).claims[0].verdict, Verdict::Inconclusive);
+    // By `[[apps]]` group: the group's rules may name the executable (an adversarial pass: a
+    // group claim passed).
+    let by_group = "[[claims]]\nname = \"g\"\ngroups = [\"app-a\"]\ndenied_countries = [\"CN\"]\n";
+    assert_eq!(verdicts(by_group, &r).claims[0].verdict, Verdict::Inconclusive);
     // By app name: known, not affected.
     let by_name = "[[claims]]\nname = \"n\"\napps = [\"app-a\"]\ndenied_countries = [\"CN\"]\n";
     assert_eq!(verdicts(by_name, &r).claims[0].verdict, Verdict::Pass);
