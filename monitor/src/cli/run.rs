@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use log::{error, info, warn};
 use monitor::{
     daemon::{self, AppJson, FlowOutput, Output},
-    escape::Terminal,
+    escape::log_value,
     privileges,
     settings::{OutputFormat, RawConfig, Settings},
 };
@@ -208,8 +208,8 @@ fn log_line(output: &Output) {
     }
 }
 
-/// One log line per flow record; names from the process are escaped ([`Terminal`]): one line,
-/// no terminal control sequences.
+/// One log line per flow record; names from the process are escaped ([`log_value`]): one line,
+/// no terminal control sequences, and no value that ends its `key=value` pair early.
 fn describe(f: &FlowOutput) -> String {
     let r = &f.record;
     let addr = |a: Option<std::net::SocketAddr>| a.map_or_else(|| "?".to_owned(), |a| a.to_string());
@@ -221,9 +221,9 @@ fn describe(f: &FlowOutput) -> String {
         name(&r.direction),
         addr(r.local),
         addr(r.remote),
-        Terminal(&f.app.name),
+        log_value(&f.app.name),
         r.owner.tgid,
-        Terminal(&r.owner.comm),
+        log_value(&r.owner.comm),
         r.owner.uid,
         r.payload.tx_bytes,
         r.payload.rx_bytes,

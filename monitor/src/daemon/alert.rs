@@ -4,19 +4,25 @@
 
 use log::warn;
 
-use crate::{escape::terminal, journal::AlertRow};
+use crate::{
+    escape::{log_value, terminal},
+    journal::AlertRow,
+};
 
 /// Logs a new alert.
 pub(super) fn log(a: &AlertRow) {
+    // Fields as the text is (escaped); in the message, values that cannot end their pair.
     let (claim, app) = (terminal(&a.claim), terminal(&a.app));
     let country = a.country.as_deref().map_or_else(|| "unknown".to_string(), terminal);
+    let (claim_v, app_v, country_v) =
+        (log_value(&a.claim), log_value(&a.app), log_value(a.country.as_deref().unwrap_or("unknown")));
     let asn = a.asn.map_or_else(|| "unknown".to_string(), |n| n.to_string());
     let org = a.as_org.as_deref().map_or_else(|| "unknown".to_string(), terminal);
     let exe = a.exe.as_deref().map_or_else(|| "unknown".to_string(), terminal);
     warn!(
         claim = claim.as_str(), app = app.as_str(), destination = a.destination.as_str(), country = country.as_str(),
         asn = asn.as_str(), rule = a.rule.as_str(), period = a.period.as_str();
-        "claim violated claim={claim} app={app} destination={} country={country} asn={asn} org={org:?} rule={} \
+        "claim violated claim={claim_v} app={app_v} destination={} country={country_v} asn={asn} org={org:?} rule={} \
          period={} exe={exe:?} pid={}",
         a.destination, a.rule, a.period, a.pid
     );

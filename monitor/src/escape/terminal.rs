@@ -23,6 +23,18 @@ pub fn terminal(s: &str) -> String {
     out
 }
 
+/// `s` as the value of a `key=value` pair in a log line: escaped for a terminal ([`terminal`]),
+/// and in double quotes (a quote inside escaped) when it is empty or holds a space, `=` or `"`,
+/// so that foreign text (an app or thread name) cannot end its pair and forge the next ones.
+#[must_use]
+pub fn log_value(s: &str) -> String {
+    let text = terminal(s);
+    if !text.is_empty() && !text.contains([' ', '=', '"']) {
+        return text;
+    }
+    format!("\"{}\"", text.replace('"', "\\\""))
+}
+
 /// Bytes escaped for a terminal: UTF-8 sequences as in [`terminal`], every other byte as `\xNN`.
 #[must_use]
 pub fn terminal_bytes(b: &[u8]) -> String {

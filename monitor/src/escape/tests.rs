@@ -466,3 +466,31 @@ fn csv_comments_stay_plain_unless_a_piece_could_start_a_formula() {
     assert_eq!(csv_comment("# app_filter: a, -1"), "\"# app_filter: a, -1\"", "after spaces too");
     assert_eq!(csv_comment("# session: a;@SUM(1)"), "\"# session: a;@SUM(1)\"", "semicolon locales");
 }
+
+/// A log line's value (`key=value`) cannot end its pair: a name with spaces, `=` or quotes is
+/// quoted (an adversarial pass: an executable named `x pid=1 comm=sshd` forged the fields after
+/// `app=`); plain names stay as they are.
+#[test]
+fn log_values_cannot_forge_the_next_pair() {
+    assert_eq!(super::log_value("curl"), "curl");
+    assert_eq!(super::log_value("x pid=1 comm=sshd"), "\"x pid=1 comm=sshd\"");
+    assert_eq!(super::log_value("a\"b c"), "\"a\\\"b c\"");
+    assert_eq!(super::log_value(""), "\"\"");
+    assert_eq!(super::log_value("a\nb=c"), "\"a\\nb=c\"");
+}
+
+proptest::proptest! {
+    /// Whatever the name: either one plain token, or one quoted string whose inner quotes are
+    /// all escaped.
+    #[test]
+    fn a_log_value_is_one_token(s in hostile()) {
+        let v = super::log_value(&s);
+        assert_terminal_safe(&v);
+        if let Some(inner) = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+            let unescaped_quote = inner.replace("\\\\", "").replace("\\\"", "").contains('"');
+            proptest::prop_assert!(!unescaped_quote, "{v}");
+        } else {
+            proptest::prop_assert!(!v.is_empty() && !v.contains([' ', '=', '"']), "{v}");
+        }
+    }
+}
