@@ -217,6 +217,11 @@ fn restrict(d: &DestinationDetail, procs: Vec<ProcessUse>) -> DestinationDetail 
     r
 }
 
+/// Whether `d`'s host name is another process's DNS answer for the address (`dns_host`).
+fn other_process_name(d: &DestinationDetail) -> bool {
+    d.name_source.as_deref() == Some("dns_host")
+}
+
 fn facts(d: &DestinationDetail) -> Facts<'_> {
     Facts {
         public: d.scope == "public" || d.scope == "unenriched",
@@ -224,8 +229,9 @@ fn facts(d: &DestinationDetail) -> Facts<'_> {
         country_disputed: d.country_disputed,
         asn: d.asn,
         as_org: d.as_org.as_deref(),
-        hostname: d.hostname.as_deref(),
-        registrable_domain: d.registrable_domain.as_deref(),
+        // Another process's DNS answer for the address says nothing of the name this app used.
+        hostname: d.hostname.as_deref().filter(|_| !other_process_name(d)),
+        registrable_domain: d.registrable_domain.as_deref().filter(|_| !other_process_name(d)),
     }
 }
 

@@ -88,6 +88,8 @@ impl Alerts {
         names: Option<&crate::names::Names>,
     ) -> Vec<AlertRow> {
         let (Some(remote), Some(dest)) = (record.remote, dest) else { return Vec::new() };
+        // Another process's DNS answer for the address says nothing of the name this app used.
+        let names = names.filter(|n| n.source != crate::names::NameSource::DnsHost);
         if self.claims.claims.is_empty() {
             return Vec::new();
         }

@@ -67,6 +67,8 @@ pub struct EvidenceRow {
     pub registrable_domain: Option<String>,
     /// The country databases disagreed on the address in at least one of these records.
     pub disputed: bool,
+    /// Where `hostname` came from (`sni`, `quic_sni`, `dns`, `dns_host`, `getaddrinfo`, `none`).
+    pub name_source: Option<String>,
 }
 
 impl JournalReader {
@@ -89,7 +91,7 @@ impl JournalReader {
                      a.exe, c.app_pid, a.uid, a.user, a.unit,
                      SUM(c.delta_payload_tx), SUM(c.delta_payload_rx), SUM(c.delta_wire_tx), SUM(c.delta_wire_rx),
                      COUNT(DISTINCT c.cookie), MIN(c.first_seen_ms), MAX(c.time_ms),
-                     c.hostname, c.registrable_domain, COALESCE(MAX(c.consensus = 'disagree'), 0)
+                     c.hostname, c.registrable_domain, COALESCE(MAX(c.consensus = 'disagree'), 0), c.name_source
                  FROM connections c JOIN apps a ON a.id = c.app_id
                      LEFT JOIN databases cd ON cd.id = c.country_db
                      LEFT JOIN databases ad ON ad.id = c.asn_db
@@ -97,9 +99,9 @@ impl JournalReader {
                 super::spans::id_window!("c.id", "?1", "?2"),
                 " AND c.remote_ip IS NOT NULL AND (?3 IS NULL OR a.name = ?3)
                      AND (?4 IS NULL OR c.owner_cgroup_id = ?4)
-                 GROUP BY a.name, c.remote_ip, c.hostname, c.registrable_domain, c.scope, c.country, c.asn,
-                     c.as_org, c.country_db, c.asn_db, a.exe, c.app_pid, a.uid, a.user, a.unit
-                 ORDER BY a.name, c.remote_ip, c.hostname, c.registrable_domain, c.scope, c.country, c.asn,
+                 GROUP BY a.name, c.remote_ip, c.hostname, c.registrable_domain, c.name_source, c.scope, c.country,
+                     c.asn, c.as_org, c.country_db, c.asn_db, a.exe, c.app_pid, a.uid, a.user, a.unit
+                 ORDER BY a.name, c.remote_ip, c.hostname, c.registrable_domain, c.name_source, c.scope, c.country, c.asn,
                      c.as_org, c.country_db, c.asn_db, a.exe, c.app_pid, a.uid"
             ))
             .map_err(|e| Error::read(self.path(), e))?;
@@ -144,5 +146,6 @@ fn evidence_row(row: &Row<'_>) -> rusqlite::Result<EvidenceRow> {
         hostname: row.get(22)?,
         registrable_domain: row.get(23)?,
         disputed: row.get::<_, i64>(24)? != 0,
+        name_source: row.get(25)?,
     })
 }

@@ -28,6 +28,11 @@ pub struct DestinationDetail {
     pub hostname: Option<String>,
     /// Registrable domain of `hostname` ("example.co.uk"), when known.
     pub registrable_domain: Option<String>,
+    /// Where `hostname` came from: `sni`, `quic_sni`, `dns`, `getaddrinfo` (the app's own), or
+    /// `dns_host` (another process's DNS answer for the address: not a fact about this app's
+    /// destination, so claims' host rules take the name as unknown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name_source: Option<String>,
     /// ISO country code.
     pub country: Option<String>,
     /// The configured country databases disagreed on the address in at least one record
@@ -133,7 +138,7 @@ fn answer(db: Option<&DatabaseRef>) -> Option<DatabaseAnswer> {
 
 type Key = (
     String,
-    Option<String>,
+    (Option<String>, Option<String>),
     String,
     Option<String>,
     Option<u32>,
@@ -175,6 +180,7 @@ fn group(
             hostname,
             registrable_domain,
             disputed,
+            name_source,
         } = r;
         let (country_db, asn_db) = (answer(country_db.as_ref()), answer(asn_db.as_ref()));
         let package = android
@@ -186,7 +192,7 @@ fn group(
             .and_then(|a| a.package.clone());
         let key = (
             ip.clone(),
-            hostname.clone(),
+            (hostname.clone(), name_source.clone()),
             scope.clone(),
             country.clone(),
             asn,
@@ -199,6 +205,7 @@ fn group(
             scope,
             hostname,
             registrable_domain,
+            name_source,
             country,
             country_disputed: false,
             asn,

@@ -206,6 +206,7 @@ fn dest(ip: &str, country: Option<&str>, asn: Option<(u32, &str)>, procs: Vec<Pr
         scope: if ip.starts_with("10.") { "private".into() } else { "public".into() },
         hostname: None,
         registrable_domain: None,
+        name_source: None,
         country: country.map(Into::into),
         country_disputed: false,
         asn: asn.map(|a| a.0),
@@ -413,6 +414,30 @@ fn unknowns_and_losses_past_the_thresholds_are_inconclusive() {
     let c =
         &verdicts("[[claims]]\nname = \"z\"\napps = [\"nobody\"]\ndenied_countries = [\"CN\"]\n", &sample(0)).claims[0];
     assert_eq!((c.verdict, c.bytes.total), (Verdict::Inconclusive, 0));
+}
+
+/// A host name another process's DNS answer gave the address (`dns_host`) is no fact about the
+/// name this app used: host rules take it as unknown (an adversarial pass: any process could make
+/// another app's traffic pass `allowed_hosts` by resolving a matching name to its address).
+#[test]
+fn another_process_dns_answer_does_not_satisfy_a_host_rule() {
+    let named = |source: &str| {
+        let mut r = sample(0);
+        for d in r.apps.iter_mut().flat_map(|a| a.destinations.iter_mut()) {
+            d.hostname = Some("evil.trusted.com".into());
+            d.registrable_domain = Some("trusted.com".into());
+            d.name_source = Some(source.into());
+        }
+        r
+    };
+    let claim = "[[claims]]\nname = \"h\"\napps = [\"app-a\"]\nallowed_hosts = [\"*.trusted.com\"]\n";
+    let own = &verdicts(claim, &named("dns")).claims[0];
+    assert_eq!((own.verdict, own.bytes.unnamed), (Verdict::Pass, 0), "{own:#?}");
+    let other = &verdicts(claim, &named("dns_host")).claims[0];
+    assert_eq!((other.verdict, other.bytes.unnamed), (Verdict::Inconclusive, 470_000), "{other:#?}");
+    let denied = "[[claims]]\nname = \"d\"\napps = [\"app-a\"]\ndenied_hosts = [\"*.trusted.com\"]\n";
+    assert_eq!(verdicts(denied, &named("dns")).claims[0].verdict, Verdict::Fail);
+    assert_ne!(verdicts(denied, &named("dns_host")).claims[0].verdict, Verdict::Fail);
 }
 
 #[test]
