@@ -361,6 +361,13 @@ fn claims_that_check_nothing_are_usage_errors() {
             "[[claims]]\nname = \"a\"\napps = [\"shop\"]\ndirection = \"upload\"\n[claims.inconclusive]\nno_traffic = false\n",
             "claim `a` has no rule to check",
         ),
+        // Rules no destination can meet check nothing either (an adversarial pass).
+        ("[[claims]]\nname = \"a\"\napps = [\"shop\"]\ndenied_asns = [0]\n", "`denied_asns`: AS0 is reserved"),
+        ("[[claims]]\nname = \"a\"\napps = [\"shop\"]\ndenied_orgs = [\"\"]\n", "`denied_orgs`: an empty pattern"),
+        (
+            "[[claims]]\nname = \"a\"\napps = [\"shop\"]\ndenied_hosts = [\"bad host\"]\n",
+            "`denied_hosts`: `bad host` can match no host name",
+        ),
     ] {
         let out = verify(dir.path(), &j, claims, "json");
         let err = String::from_utf8_lossy(&out.stderr);

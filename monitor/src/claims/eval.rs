@@ -308,9 +308,19 @@ fn evaluate_claim(claim: &Claim, report: &Report, lost: u64) -> ClaimVerdict {
     }
 
     let mut violations = Vec::new();
+    // Connections to destinations the claim forbids that moved no payload the claim judges
+    // (e.g. a handshake only): no data went there, so no violation, but said.
+    let (mut contacts, mut contacted) = (0, BTreeSet::new());
     for e in entries {
         let j = e.judgement;
-        if j.exempt || e.bytes == 0 {
+        if j.exempt {
+            continue;
+        }
+        if e.bytes == 0 {
+            if j.violation.is_some() {
+                contacts += e.detail.flows;
+                contacted.insert(e.detail.ip);
+            }
             continue;
         }
         let rule = j.violation.or((share_fail && j.share == Some(ShareStatus::Out)).then_some("min_share"));
@@ -360,6 +370,13 @@ fn evaluate_claim(claim: &Claim, report: &Report, lost: u64) -> ClaimVerdict {
         }
         if reasons.is_empty() { Verdict::Pass } else { Verdict::Inconclusive }
     };
+    if contacts > 0 {
+        reasons.push(format!(
+            "{contacts} connection(s) to {} destination(s) this claim forbids moved no {dir} payload (not a violation: \
+             claims judge payload; the report's endpoints list them)",
+            contacted.len()
+        ));
+    }
     ClaimVerdict {
         claim: claim.name.clone(),
         description: claim.description.clone(),

@@ -354,6 +354,27 @@ fn compile_claim(c: RawClaim) -> Result<Claim, Error> {
     if let Some(both) = allowed_countries.iter().find(|c| denied_countries.contains(c)) {
         return Err(invalid("denied_countries", format!("`{both}` is also in allowed_countries")));
     }
+    // Values no destination can have: the rule would silently check nothing.
+    for (key, asns) in [("allowed_asns", &allowed_asns), ("denied_asns", &denied_asns)] {
+        if asns.contains(&0) {
+            return Err(invalid(key, "AS0 is reserved (RFC 7607): no address belongs to it".into()));
+        }
+    }
+    for (key, patterns, host) in [
+        ("exe", &exe, false),
+        ("units", &units, false),
+        ("allowed_orgs", &allowed_orgs, false),
+        ("denied_orgs", &denied_orgs, false),
+        ("allowed_hosts", &allowed_hosts, true),
+        ("denied_hosts", &denied_hosts, true),
+    ] {
+        if patterns.iter().any(|p| p.trim().is_empty()) {
+            return Err(invalid(key, "an empty pattern matches nothing".into()));
+        }
+        if host && let Some(p) = patterns.iter().find(|p| p.contains(char::is_whitespace)) {
+            return Err(invalid(key, format!("`{p}` can match no host name (host names have no spaces)")));
+        }
+    }
     if let Some(both) = allowed_asns.iter().find(|a| denied_asns.contains(a)) {
         return Err(invalid("denied_asns", format!("AS{both} is also in allowed_asns")));
     }

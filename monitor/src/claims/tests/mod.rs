@@ -440,6 +440,24 @@ fn another_process_dns_answer_does_not_satisfy_a_host_rule() {
     assert_ne!(verdicts(denied, &named("dns_host")).claims[0].verdict, Verdict::Fail);
 }
 
+/// A connection to a forbidden destination that moved no payload (a handshake only) is not a
+/// violation (claims judge payload) but is said (an adversarial pass: nothing in the verdict
+/// showed it).
+#[test]
+fn a_connection_without_payload_to_a_forbidden_destination_is_said_not_failed() {
+    let mut r = sample(0);
+    let mut handshake = process("/usr/bin/a", 11, 0, 0);
+    handshake.wire_tx = 216;
+    r.apps[0].destinations.push(dest("175.16.199.1", Some("CN"), Some((4837, "China Unicom")), vec![handshake]));
+    let c = &verdicts("[[claims]]\nname = \"x\"\napps = [\"app-a\"]\ndenied_countries = [\"CN\"]\n", &r).claims[0];
+    assert_eq!((c.verdict, c.bytes.violating), (Verdict::Pass, 0), "{c:#?}");
+    assert!(
+        c.reasons.iter().any(|x| x.starts_with("1 connection(s) to 1 destination(s) this claim forbids moved no")),
+        "{:?}",
+        c.reasons
+    );
+}
+
 #[test]
 fn disputed_countries_count_as_unknown_when_configured() {
     let mut r = sample(0);
