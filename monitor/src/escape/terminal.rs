@@ -35,6 +35,18 @@ pub fn log_value(s: &str) -> String {
     format!("\"{}\"", text.replace('"', "\\\""))
 }
 
+/// `s` as one item of a comma-separated list of names (before the output format's own escaping):
+/// in double quotes, a backslash or quote inside escaped with a backslash, when it is empty, holds
+/// a comma or a quote, or starts or ends with white space; as it is otherwise. An app named
+/// `a,b` then cannot read as two apps.
+#[must_use]
+pub fn list_item(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.is_empty() && !s.contains([',', '"']) && s.trim() == s {
+        return s.into();
+    }
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")).into()
+}
+
 /// Bytes escaped for a terminal: UTF-8 sequences as in [`terminal`], every other byte as `\xNN`.
 #[must_use]
 pub fn terminal_bytes(b: &[u8]) -> String {

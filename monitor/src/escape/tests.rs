@@ -494,3 +494,15 @@ proptest::proptest! {
         }
     }
 }
+
+/// A name in a comma-separated list cannot read as two names (an adversarial pass: an app
+/// named `a,b"c;d` in a claim's apps).
+#[test]
+fn list_items_keep_their_commas_inside_quotes() {
+    assert_eq!(super::list_item("grp-a"), "grp-a");
+    assert_eq!(super::list_item("grp-a,evil"), "\"grp-a,evil\"");
+    assert_eq!(super::list_item("a,b\"c;d"), "\"a,b\\\"c;d\"");
+    assert_eq!(super::list_item(" x"), "\" x\"");
+    assert_eq!(super::list_item(""), "\"\"");
+    assert_eq!(super::list_item("a\\\"b"), "\"a\\\\\\\"b\"");
+}

@@ -172,7 +172,7 @@ pub(super) fn write(r: &Report, out: &mut impl Write) -> Result<(), Error> {
     }
     for c in &r.claims {
         // Claim and app names are foreign text (the claims file, the journal).
-        let apps: Vec<String> = c.apps.iter().map(|a| Terminal(a).to_string()).collect();
+        let apps: Vec<String> = c.apps.iter().map(|a| Terminal(&crate::escape::list_item(a)).to_string()).collect();
         comment(
             out,
             &format!(

@@ -203,7 +203,7 @@ fn claims(d: &mut Vec<Block>, r: &Report, esc: Escape) {
         .claims
         .iter()
         .map(|c| {
-            let apps: Vec<String> = c.apps.iter().map(|a| esc(a)).collect();
+            let apps: Vec<String> = c.apps.iter().map(|a| esc(&crate::escape::list_item(a))).collect();
             vec![
                 esc(&c.claim),
                 c.verdict.to_uppercase(),

@@ -293,7 +293,7 @@ fn claim_verdicts_are_in_table_markdown_and_csv() {
     let mut report = Report::build(&reader, &q).expect("build");
     report.claims = vec![crate::report::model::ClaimSummary {
         claim: format!("us-only {EVIL}"),
-        apps: vec![EVIL.into(), FORMULA.into()],
+        apps: vec![EVIL.into(), FORMULA.into(), "grp-a,evil".into()],
         verdict: "fail".into(),
         reasons: vec![format!("1,000 B to CN by {EVIL}")],
         total: 3_500,
@@ -310,5 +310,7 @@ fn claim_verdicts_are_in_table_markdown_and_csv() {
         assert!(out.contains("us-only"), "{format:?}: {out}");
         assert!(out.contains("1,000 B to CN by"), "{format:?}: {out}");
         assert!(!out.lines().any(|l| l.starts_with("## injected")), "{format:?}: {out}");
+        // An app name with a comma stays one name of the list.
+        assert!(out.contains("\"grp-a,evil\""), "{format:?}: {out}");
     }
 }
