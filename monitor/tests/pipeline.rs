@@ -725,3 +725,22 @@ async fn lost_events_make_open_peers_incomplete_and_are_reported_at_once() {
     );
     assert_eq!(stats.tracker.incomplete_flows, 1);
 }
+
+/// A burst's last write is counted after its own packet's `Update` (the payload tracepoint fires
+/// once the packet is out), so the daemon learns it from the next refresh of the flow's counters;
+/// it writes the record then, not at the flow's next due tick an update interval later (an
+/// adversarial pass: a `kill -9` lost a write older than README's bound).
+#[tokio::test(start_paused = true)]
+async fn counters_a_refresh_reads_are_recorded_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = Run::start(&settings(dir.path())); // updates (and refreshes) every 10 s
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let t = run.now_ns();
+    run.send(vec![tcp(EventKind::Update, 5, t, bytes(1000, 0))]).await;
+    run.set_counters(tcp(EventKind::Update, 5, t, bytes(2000, 0)).1);
+    // The refresh at 10 s reads 2000; the flow's next due tick would be at 13 s.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let (outputs, _) = run.stop().await;
+    let records: Vec<_> = flows(&outputs).iter().map(|f| (f.record.event, f.record.payload.tx_bytes)).collect();
+    assert_eq!(records.first(), Some(&(RecordKind::Update, 2000)), "{records:?}");
+}

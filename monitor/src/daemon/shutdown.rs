@@ -120,7 +120,7 @@ pub(super) struct Refresh {
 /// sockets whose counters could not be read (their `shutdown` records are then incomplete) and
 /// whether the pass was slow.
 pub(super) fn refresh_from_kernel<S: EventSource>(st: &mut Stages<S>, all: bool) -> Refresh {
-    let Stages { source, tracker, snapshots_by_socket, .. } = st;
+    let Stages { source, tracker, snapshots_by_socket, records, .. } = st;
     // Periodically, what had no event for an update interval; at shutdown everything.
     let interval = u64::try_from(tracker.update_interval().as_nanos()).unwrap_or(u64::MAX);
     let idle_since = (!all).then(|| source.now_ns().saturating_sub(interval));
@@ -129,11 +129,17 @@ pub(super) fn refresh_from_kernel<S: EventSource>(st: &mut Stages<S>, all: bool)
     let open = if *snapshots_by_socket { tracker.open_sockets(idle_since) } else { Vec::new() };
     let mut ignored = Vec::new();
     let mut found = 0usize;
+    let mut refreshed = Vec::new();
     let started = std::time::Instant::now();
     let missed = source.snapshot(&open, all, &mut |kind, ev| {
         found += 1;
+        if !all {
+            refreshed.push(ev.cookie);
+        }
         tracker.handle(kind, ev, &mut ignored);
     });
+    // What moved since the flows' last records goes out now (the shutdown writes every flow).
+    tracker.record_refreshed(&refreshed, source.now_ns(), records);
     let took = started.elapsed();
     let slow = took >= SLOW_REFRESH;
     let missed = match missed {

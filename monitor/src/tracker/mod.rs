@@ -432,6 +432,22 @@ impl Tracker {
         }
     }
 
+    /// `update` records, now, of the socket flows of `cookies` whose counters a periodic refresh
+    /// just read and that moved since their last record (not at their next due tick: a burst's
+    /// last write is counted after its own packet's `Update`, and reaches the daemon only with the
+    /// refresh of the idle flow; waiting another interval for the record would leave it to die
+    /// with a killed daemon for longer than README says).
+    pub fn record_refreshed(&mut self, cookies: &[u64], now_ns: u64, out: &mut Vec<FlowRecord>) {
+        for &cookie in cookies {
+            let key = FlowKey { cookie, peer: None };
+            if self.flows.contains_key(&key)
+                && let Some(record) = self.record(key, RecordKind::Update, true, now_ns)
+            {
+                out.push(record);
+            }
+        }
+    }
+
     /// Ends every open flow with a `shutdown` record.
     pub fn shutdown(&mut self, now_ns: u64, out: &mut Vec<FlowRecord>) {
         self.shutdown_with_stale(now_ns, &std::collections::HashSet::new(), out);
