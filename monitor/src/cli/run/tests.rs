@@ -71,8 +71,8 @@ fn flow() -> FlowOutput {
 fn flow_log_line_shows_hostile_app_and_comm_escaped_on_one_line() {
     assert_eq!(
         describe(&flow()),
-        "close tcp outbound 10.0.0.2:50000 -> 203.0.113.10:443 app=\\x1b]0;pwned\\x07evil|app\\n## injected\\u{202e}\\u{85} \
-         pid=4242 comm==HYPERLINK(\"x\")\\x1b[2J uid=1000 payload tx=1 rx=2 wire tx=41B/1p rx=42B/1p"
+        "close tcp outbound 10.0.0.2:50000 -> 203.0.113.10:443 app=\"\\x1b]0;pwned\\x07evil|app\\n## injected\\u{202e}\\u{85}\" \
+         pid=4242 comm=\"=HYPERLINK(\\\"x\\\")\\x1b[2J\" uid=1000 payload tx=1 rx=2 wire tx=41B/1p rx=42B/1p"
     );
 }
 
