@@ -92,7 +92,9 @@ fn count(ctx: &SkBuffContext, egress: bool) {
         // SAFETY: a socket pointer of the context; counters exist on full sockets only, so the
         // helper never returns null here.
         let full = unsafe { bpf_sk_fullsock(sk) };
-        if !full.is_null() && !report(ctx, full, EventKind::Update, c) {
+        // A steady socket's `Update` is a periodic one (its next interval sends the next); a
+        // socket at its first packets may have lost its announce.
+        if !full.is_null() && !report(ctx, full, EventKind::Update, c) && !steady {
             announce_again(c);
         }
     }
@@ -193,19 +195,20 @@ fn announce_due(c: &mut Counters, protocol: u32) -> bool {
     set_bits(&raw mut c.flags, COUNTER_ANNOUNCED) & COUNTER_ANNOUNCED == 0
 }
 
-/// A socket-level event the ring buffer had no room for (the daemon was slow or stopped). Where
-/// the packet path announces sockets ([`announce_due`]), the socket's next packet tries again,
-/// whatever its interval: if the lost event was its announce, nothing else would tell userspace
-/// about the socket (a socket counted per peer sends no event for a new peer, and snapshots by
-/// descriptor find only the sockets userspace knows), and a daemon killed before the socket's
-/// release lost all its bytes. Each failed try counts as a lost event.
+/// A socket-level event of a socket at its first packets that the ring buffer had no room for
+/// (the daemon was slow or stopped). Where the packet path announces sockets ([`announce_due`]),
+/// the announce is claimed again: the socket's next packet at its first packets tries again (one
+/// counted per peer always is), a socket steady by then at its next update interval. If the lost
+/// event was the announce, nothing else would tell userspace about the socket (a socket counted
+/// per peer sends no event for a new peer, and snapshots by descriptor find only the sockets
+/// userspace knows), and a daemon killed before the socket's release lost all its bytes. Each
+/// failed try counts as a lost event.
 #[inline(never)]
 fn announce_again(c: &mut Counters) {
     if u32::from(c.protocol) == u32::from(IPPROTO_TCP) || !fallback(FALLBACK_ANNOUNCE) {
         return;
     }
     clear_bits(&raw mut c.flags, COUNTER_ANNOUNCED);
-    c.last_report_ns = 0;
 }
 
 /// Adds one packet of `len` bytes to a socket's wire counters.
