@@ -133,7 +133,10 @@ pub(super) fn refresh_from_kernel<S: EventSource>(st: &mut Stages<S>, all: bool)
     let started = std::time::Instant::now();
     let missed = source.snapshot(&open, all, &mut |kind, ev| {
         found += 1;
-        if !all {
+        // Flows idle until now (the iterator also reports busy ones, recorded at their ticks).
+        if let Some(t) = idle_since
+            && tracker.idle_since(ev.cookie, t)
+        {
             refreshed.push(ev.cookie);
         }
         tracker.handle(kind, ev, &mut ignored);

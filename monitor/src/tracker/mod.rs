@@ -438,14 +438,25 @@ impl Tracker {
     /// refresh of the idle flow; waiting another interval for the record would leave it to die
     /// with a killed daemon for longer than README says).
     pub fn record_refreshed(&mut self, cookies: &[u64], now_ns: u64, out: &mut Vec<FlowRecord>) {
+        let syscall = self.config.syscall_payload;
         for &cookie in cookies {
             let key = FlowKey { cookie, peer: None };
-            if self.flows.contains_key(&key)
-                && let Some(record) = self.record(key, RecordKind::Update, true, now_ns)
-            {
+            // Only what moved: an unchanged flow keeps its due time.
+            let moved = self.flows.get(&key).is_some_and(|flow| {
+                let (last_payload, last_wire) = flow.reported;
+                flow.payload(false, syscall).0 != last_payload || flow.wire() != last_wire
+            });
+            if moved && let Some(record) = self.record(key, RecordKind::Update, true, now_ns) {
                 out.push(record);
             }
         }
+    }
+
+    /// Whether socket `cookie`'s own flow had no event since `since_ns` (a periodic refresh reads
+    /// such flows' counters: [`Self::open_sockets`]).
+    #[must_use]
+    pub fn idle_since(&self, cookie: u64, since_ns: u64) -> bool {
+        self.flows.get(&FlowKey { cookie, peer: None }).is_some_and(|f| f.last_ns < since_ns)
     }
 
     /// Ends every open flow with a `shutdown` record.
