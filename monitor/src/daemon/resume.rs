@@ -1,19 +1,25 @@
 //! The sink's first step for a record: a flow of a socket older than this run, whose direction
-//! the kernel could not give, that an earlier run journaled (the daemon was restarted while the
-//! connection stayed open) continues that flow: it takes the direction the journal knows and is
-//! not a new flow ([`FlowRecord::resumed`]). Without this a restart made every open connection a
-//! new flow of direction `unknown` (a server's connection then listed under its client's port, a
-//! second endpoint, "new").
+//! the kernel could not give, that an earlier run journaled since the boot (the daemon was
+//! restarted while the connection stayed open) continues that flow: it takes the direction the
+//! journal knows, is not a new flow ([`FlowRecord::resumed`]), and stays charged to the owner
+//! and app the journal recorded when another process (or none) holds the socket now. Without
+//! this a restart made every open connection a new flow of direction `unknown` (a server's
+//! connection then listed under its client's port, a second endpoint, "new"), and a socket handed
+//! on to another process was charged to it from the restart on.
 
-use std::num::NonZeroUsize;
+use std::{num::NonZeroUsize, sync::Arc};
 
 use log::debug;
 use lru::LruCache;
 
 use crate::{
     errors::chain,
-    journal::JournalWriter,
-    tracker::{FlowRecord, record::Direction},
+    identity::App,
+    journal::{Earlier, JournalWriter},
+    tracker::{
+        FlowRecord,
+        record::{Direction, OwnerSource},
+    },
 };
 
 /// Sockets whose answer is kept: the records of an older socket all ask (their direction stays
@@ -22,7 +28,7 @@ const CACHED: NonZeroUsize = NonZeroUsize::new(4096).expect("non-zero");
 
 /// The journal's answers per socket cookie.
 pub struct Resume {
-    known: LruCache<u64, Option<Direction>>,
+    known: LruCache<u64, Option<Earlier>>,
 }
 
 impl Default for Resume {
@@ -32,31 +38,40 @@ impl Default for Resume {
 }
 
 impl Resume {
-    /// Gives `record` the direction an earlier run journaled for its socket, and marks it
-    /// resumed, when the kernel gave it none. A journal that cannot answer leaves it as it is.
-    pub fn apply(&mut self, record: &mut FlowRecord, journal: &JournalWriter) {
+    /// A record of a socket older than this run (the kernel gave it no direction) that an earlier
+    /// run journaled since the boot (`boot_ms`) continues that run's flow: it is marked resumed,
+    /// takes the direction the journal knows, and stays charged to the owner and app the journal
+    /// recorded when the socket is now held by another process or by none (a socket handed on
+    /// stays its creator's, as within a run; without this a restart charged it to the process
+    /// that read or wrote it next, or to `unknown` for a closed socket still sending). Returns that
+    /// app, which the record is charged to instead of the one its owner would give. A journal
+    /// that cannot answer leaves the record as it is.
+    pub fn apply(&mut self, record: &mut FlowRecord, journal: &JournalWriter, boot_ms: i64) -> Option<Arc<App>> {
         if record.direction != Direction::Unknown {
-            return;
+            return None;
         }
         let cookie = record.cookie;
-        let earlier = match self.known.get(&cookie) {
-            Some(known) => *known,
-            None => {
-                let found = journal.earlier_direction(cookie).unwrap_or_else(|e| {
-                    debug!("earlier direction of cookie {cookie}: {}", chain(&e));
-                    None
-                });
-                self.known.put(cookie, found);
-                found
-            }
-        };
-        if let Some(direction) = earlier {
-            record.direction = direction;
-            record.resumed = true;
+        if !self.known.contains(&cookie) {
+            let found = journal.earlier(cookie, boot_ms).unwrap_or_else(|e| {
+                debug!("earlier record of cookie {cookie}: {}", chain(&e));
+                None
+            });
+            self.known.put(cookie, found);
         }
+        let earlier = self.known.get(&cookie).cloned().flatten();
         if record.final_of_socket {
             self.known.pop(&cookie);
         }
+        let earlier = earlier?;
+        record.direction = earlier.direction;
+        record.resumed = true;
+        let (owner, app) = earlier.owner?;
+        let handed_on = record.owner.source == OwnerSource::Unknown || record.owner.tgid != owner.tgid;
+        if !handed_on || owner.source == OwnerSource::Unknown {
+            return None;
+        }
+        record.owner = owner;
+        Some(app)
     }
 }
 
@@ -66,7 +81,7 @@ mod tests {
     use crate::{
         journal::tests::{
             fixtures::{self, Flow, at},
-            tempdir, writer_in,
+            tempdir, writer_in, writer_restarted,
         },
         tracker::record::{Direction, RecordKind},
     };
@@ -83,25 +98,66 @@ mod tests {
         before.direction = Direction::Inbound;
         w.append(&before.record(RecordKind::Shutdown, at(1_794_787_260), 100, 200), &app, None);
         w.flush().expect("flush");
+        drop(w);
+        let w = writer_restarted(dir.path(), 1_794_787_280);
 
         let mut resume = Resume::default();
         let mut after = Flow::new(7, "192.0.2.1:50000", at(1_794_787_300));
         after.direction = Direction::Unknown;
         let mut r = after.record(RecordKind::Update, at(1_794_787_310), 10, 20);
         assert!(r.is_first());
-        resume.apply(&mut r, &w);
+        resume.apply(&mut r, &w, 0);
         assert_eq!((r.direction, r.resumed, r.is_first()), (Direction::Inbound, true, false));
 
         let mut other = Flow::new(9, "192.0.2.9:443", at(1_794_787_300));
         other.direction = Direction::Unknown;
         let mut r = other.record(RecordKind::Update, at(1_794_787_310), 10, 20);
-        resume.apply(&mut r, &w);
+        resume.apply(&mut r, &w, 0);
         assert_eq!((r.direction, r.resumed, r.is_first()), (Direction::Unknown, false, true));
 
         let mut fresh = Flow::new(7, "192.0.2.1:50000", at(1_794_787_300));
         fresh.direction = Direction::Outbound;
         let mut r = fresh.record(RecordKind::Update, at(1_794_787_310), 10, 20);
-        resume.apply(&mut r, &w);
+        resume.apply(&mut r, &w, 0);
         assert!(!r.resumed && r.is_first(), "a flow with a direction is its own");
+    }
+
+    /// A socket handed on to another process (or held by none: closed, still sending) across a
+    /// restart stays charged to the owner and app the earlier run journaled, as within a run (an
+    /// adversarial pass: the new run charged it to the process that used it next, or to
+    /// `unknown`); a socket its journaled owner still holds is left to the identity stage.
+    #[test]
+    fn a_socket_handed_on_stays_its_journaled_owners_across_a_restart() {
+        use crate::tracker::record::OwnerSource;
+        let dir = tempdir();
+        let mut w = writer_in(dir.path());
+        let app = fixtures::app("creator");
+        let mut before = Flow::new(7, "192.0.2.1:443", at(1_794_787_200));
+        let journaled = before.record(RecordKind::Shutdown, at(1_794_787_260), 100, 200);
+        w.append(&journaled, &app, None);
+        w.flush().expect("flush");
+        drop(w);
+        let w = writer_restarted(dir.path(), 1_794_787_280);
+        let after = |tgid: u32, source: OwnerSource| {
+            let mut flow = Flow::new(7, "192.0.2.1:443", at(1_794_787_300));
+            flow.direction = Direction::Unknown;
+            let mut r = flow.record(RecordKind::Update, at(1_794_787_310), 10, 20);
+            (r.owner.tgid, r.owner.source) = (tgid, source);
+            r
+        };
+        for (tgid, source) in [(5151, OwnerSource::Syscall), (0, OwnerSource::Unknown)] {
+            let mut r = after(tgid, source);
+            let earlier = Resume::default().apply(&mut r, &w, 0).expect("charged to the journaled app");
+            assert_eq!(earlier.name, "creator");
+            assert_eq!((r.owner.tgid, r.owner.source), (journaled.owner.tgid, OwnerSource::SockCreate));
+            assert_eq!((r.direction, r.resumed), (Direction::Outbound, true));
+        }
+        let mut r = after(journaled.owner.tgid, OwnerSource::Syscall);
+        assert!(Resume::default().apply(&mut r, &w, 0).is_none(), "still its owner's: named as usual");
+        assert!(r.resumed);
+        // A journal from before the boot knows another socket of the same cookie.
+        let mut r = after(5151, OwnerSource::Syscall);
+        assert!(Resume::default().apply(&mut r, &w, 1_794_787_290_000).is_none());
+        assert!(!r.resumed && r.owner.tgid == 5151);
     }
 }

@@ -240,8 +240,11 @@ impl Sink {
 
     fn record(&mut self, mut record: FlowRecord, command: Option<&AlertCommand>) {
         self.records += 1;
-        self.resume.apply(&mut record, &self.journal);
-        let app = self.identities.app_for(&record.owner, record.first_seen);
+        let boot_ms = self.clock.wall(0).as_millisecond();
+        let app = match self.resume.apply(&mut record, &self.journal, boot_ms) {
+            Some(earlier) => earlier,
+            None => self.identities.app_for(&record.owner, record.first_seen),
+        };
         let names = self.naming.name(naming::app_key(&app), &record, self.clock.boot_ns_of(record.first_seen));
         let destination = record.remote.map(|r| self.enricher.lookup(r.ip()));
         self.journal.append_named(&record, &app, destination.as_ref(), &names);

@@ -95,6 +95,7 @@ pub use files::writer_pid;
 pub use flows::{FlowApps, FlowRow};
 pub use narrow::EndpointKey;
 pub use reader::JournalReader;
+pub use resume::Earlier;
 pub use rollup::{AppEndpoints, DestinationRow, NAMES_ROLLUP_SCHEMA, QUARTER, RollupState};
 pub use rows::{DaemonState, DatabaseRow, EndpointRow, LossTotals, ResidencyRow, RowCounts, StatsTotals, TimeRange};
 pub use schema::SCHEMA_VERSION;

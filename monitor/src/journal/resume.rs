@@ -3,47 +3,114 @@
 //! records take the direction that run knew, and its first record here is not a new flow, so a
 //! connection open across a restart stays one flow to one endpoint in reports.
 
+use std::sync::Arc;
+
 use rusqlite::{OptionalExtension as _, params};
 
 use super::{Error, JournalWriter, names};
-use crate::tracker::record::Direction;
+use crate::{
+    identity::App,
+    tracker::record::{Direction, Owner},
+};
+
+/// What an earlier run journaled of a socket: the flow continues it.
+#[derive(Debug, Clone)]
+pub struct Earlier {
+    /// The latest direction the journal knows for the socket (`Unknown` when no record of it
+    /// said one: a socket older than every run, whose flow still continues).
+    pub direction: Direction,
+    /// The owner and app of its latest record.
+    pub owner: Option<(Owner, Arc<App>)>,
+}
 
 impl JournalWriter {
-    /// The direction the journal knows for socket `cookie` (its latest record with a direction,
-    /// found through the rollups' probe index `connections_cookie`: every socket's first record
-    /// of each week is in it), or `None` when no earlier record of the socket says one.
+    /// What earlier runs journaled of socket `cookie` in records since `since_ms` (the boot: socket
+    /// cookies start again at each boot) and before this run's start, found through the rollups' probe index
+    /// `connections_cookie` (every socket's first record of each week is in it); `None` when no
+    /// record of it is there.
     ///
     /// # Errors
-    /// When the query fails, or the stored direction is not one this build knows.
-    pub fn earlier_direction(&self, cookie: u64) -> Result<Option<Direction>, Error> {
+    /// When a query fails, or a stored value is not one this build knows.
+    pub fn earlier(&self, cookie: u64, since_ms: i64) -> Result<Option<Earlier>, Error> {
         let read = |source| Error::read(self.path(), source);
+        // This run's own records are not an earlier run's (a discovered socket's first record).
+        let run_ms = self.run.started_at.as_millisecond();
+        let owner = self
+            .conn
+            .prepare_cached(
+                "SELECT o.owner_tgid, o.owner_pid, o.owner_uid, o.owner_gid, o.owner_comm, o.owner_cgroup_id,
+                     o.owner_source, o.app_pid, o.app_start_time, a.name, a.exe, a.cmdline, a.uid, a.user, a.unit,
+                     a.cgroup, a.container, a.source
+                 FROM connection_rows r JOIN connection_owners o ON o.id = r.owner_id JOIN apps a ON a.id = o.app_id
+                 WHERE r.cookie = ?1 AND r.lookup IS NOT NULL AND r.time_ms >= ?2 AND r.time_ms < ?3
+                 ORDER BY r.time_ms DESC LIMIT 1",
+            )
+            .map_err(read)?
+            .query_row(params![cookie.cast_signed(), since_ms, run_ms], owner_and_app)
+            .optional()
+            .map_err(read)?;
+        let Some(owner) = owner else { return Ok(None) };
         let text: Option<String> = self
             .conn
             .prepare_cached(
                 "SELECT s.direction FROM connection_rows r JOIN connection_shapes s ON s.id = r.shape_id
-                 WHERE r.cookie = ?1 AND r.lookup IS NOT NULL AND s.direction != ?2
+                 WHERE r.cookie = ?1 AND r.lookup IS NOT NULL AND r.time_ms >= ?2 AND r.time_ms < ?3
+                     AND s.direction != ?4
                  ORDER BY r.time_ms DESC LIMIT 1",
             )
             .map_err(read)?
-            .query_row(params![cookie.cast_signed(), names::name(Direction::Unknown)], |row| row.get(0))
+            .query_row(params![cookie.cast_signed(), since_ms, run_ms, names::name(Direction::Unknown)], |row| {
+                row.get(0)
+            })
             .optional()
             .map_err(read)?;
-        text.map(|t| names::parse(0, &t)).transpose().map_err(read)
+        let direction = text.map(|t| names::parse(0, &t)).transpose().map_err(read)?.unwrap_or(Direction::Unknown);
+        Ok(Some(Earlier { direction, owner: Some(owner) }))
     }
+}
+
+/// The owner and app columns of [`JournalWriter::earlier`]'s first query.
+fn owner_and_app(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Owner, Arc<App>)> {
+    let comm: String = row.get(4)?;
+    let owner = Owner {
+        tgid: row.get(0)?,
+        pid: row.get(1)?,
+        uid: row.get(2)?,
+        gid: row.get(3)?,
+        comm: comm.into(),
+        cgroup_id: row.get::<_, i64>(5)?.cast_unsigned(),
+        source: names::parse(6, &row.get::<_, String>(6)?)?,
+        start_cs: 0,
+    };
+    let app = App {
+        pid: row.get(7)?,
+        start_time: row.get::<_, i64>(8)?.cast_unsigned(),
+        name: row.get(9)?,
+        exe: row.get(10)?,
+        cmdline: row.get(11)?,
+        uid: row.get(12)?,
+        user: row.get(13)?,
+        unit: row.get(14)?,
+        cgroup: row.get(15)?,
+        container: row.get(16)?,
+        source: names::parse(17, &row.get::<_, String>(17)?)?,
+        android: None,
+    };
+    Ok((owner, Arc::new(app)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::tests::{
         fixtures::{self, Flow, at},
-        tempdir, writer_in,
+        tempdir, writer_in, writer_restarted,
     };
     use crate::tracker::record::{Direction, RecordKind};
 
     const T0: i64 = 1_794_787_200;
 
     #[test]
-    fn the_direction_of_an_earlier_run_is_found_by_cookie() {
+    fn what_an_earlier_run_knew_is_found_by_cookie_since_the_boot() {
         let dir = tempdir();
         let mut w = writer_in(dir.path());
         let app = fixtures::app("server");
@@ -59,9 +126,21 @@ mod tests {
         unknown.direction = Direction::Unknown;
         w.append(&unknown.record(RecordKind::Update, at(T0 + 10), 1, 1), &app, None);
         w.flush().expect("flush");
-        assert_eq!(w.earlier_direction(7).expect("query"), Some(Direction::Inbound));
-        assert_eq!(w.earlier_direction(8).expect("query"), None, "never had a direction");
-        assert_eq!(w.earlier_direction(9).expect("query"), None, "never journaled");
-        assert_eq!(w.earlier_direction(u64::MAX).expect("query"), None);
+        drop(w);
+        // The next run, a restart after them.
+        let w = writer_restarted(dir.path(), T0 + 10 * 86_400);
+        let direction = |cookie| w.earlier(cookie, 0).expect("query").map(|e| e.direction);
+        assert_eq!(direction(7), Some(Direction::Inbound));
+        assert_eq!(direction(8), Some(Direction::Unknown), "never had a direction: continues all the same");
+        assert_eq!(direction(9), None, "never journaled");
+        assert_eq!(direction(u64::MAX), None);
+        // Records from before the boot are another socket's (cookies start again at each boot).
+        assert!(w.earlier(7, (T0 + 9 * 86_400) * 1000).expect("query").is_none());
+        // The owner and app of its latest record.
+        let (owner, app) = w.earlier(7, 0).expect("query").and_then(|e| e.owner).expect("owner");
+        assert_eq!(
+            (app.name.as_str(), owner.tgid),
+            ("server", inbound.record(RecordKind::Update, at(T0), 0, 0).owner.tgid)
+        );
     }
 }

@@ -105,7 +105,7 @@ pub struct JournalWriter {
     interval_secs: i64,
     connections_retention_days: u32,
     residency_retention_days: u32,
-    run: RunInfo,
+    pub(super) run: RunInfo,
     /// Weekly rollups maintained by every flush.
     rollup: Rollup,
     /// Ids of the shared parts of connection records (schema 14) this writer knows.

@@ -70,6 +70,7 @@ pub fn all() -> Vec<Case> {
         ),
         ("tcp_socket_refused_then_connected_ipv6_is_two_flows", || crate::reconnect::refused_then_connect(true)),
         ("tcp_connection_open_across_a_restart_ends_once_on_each_side", tcp_open_across_a_restart),
+        ("tcp_socket_handed_on_stays_its_creators_across_a_restart", tcp_handed_on_across_a_restart),
         ("tcp_accepted_by_a_worker_process_open_at_shutdown_exact", accepted_by_a_worker_open_at_shutdown),
         ("tcp_socket_activated_service_ipv4_is_charged_not_the_activator", || {
             crate::activation::socket_activated_service_is_charged(false);
@@ -870,6 +871,55 @@ fn tcp_open_across_a_restart() {
     let endpoints: Vec<&Value> = apps.iter().flat_map(|a| a["top_endpoints"].as_array().unwrap()).collect();
     let at_client: Vec<&&Value> = endpoints.iter().filter(|e| e["ip"] == local.ip().to_string()).collect();
     assert!(!at_client.is_empty() && at_client.iter().all(|e| e["port"].is_null()), "{at_client:#?}");
+    out.assert_nothing_lost();
+}
+
+/// A socket handed on to a child that outlives its creator stays the creator's (README, `owner`),
+/// across a restart of the daemon too: the new run charges the records that continue the flow
+/// to the owner the earlier run journaled, not to the child whose write it sees first (an
+/// adversarial pass: the new run charged it to the child, which then had bytes and no flow).
+fn tcp_handed_on_across_a_restart() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let server = server_addr(&pair, false, 0, 5209);
+    let first = Monitor::start(&cg.path, "");
+    let server_place = Place { netns: Some(&pair.b), ..Place::default() };
+    let mut srv = spawn("tcp-hold-server", &[s(server), s(40_000), s(20_000)], server_place);
+    srv.line();
+    let client_place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) };
+    let mut client = spawn("tcp-handed-on", &[s(server), s(10_000), s(30_000)], client_place);
+    let handed = client.line();
+    let (local, creator) = (addr(&handed["local"]), handed["pid"].as_u64().unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let before = first.stop();
+    let mine = |r: &&FlowRecord| r.local == Some(local);
+    let earlier: Vec<&FlowRecord> = before.records.iter().filter(mine).collect();
+    assert!(!earlier.is_empty(), "the first monitor saw it: {:#?}", before.records);
+    assert!(earlier.iter().all(|r| u64::from(r.owner.tgid) == creator), "{earlier:#?}");
+    let second = Monitor::start_in(&cg.path, before.dir, "");
+    client.send("go");
+    srv.line();
+    srv.send("exit");
+    srv.finish();
+    let done = client.line();
+    client.send("exit");
+    client.finish();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = second.stop();
+    let later: Vec<&FlowRecord> = out.records.iter().filter(mine).collect();
+    assert!(!later.is_empty(), "the second monitor saw it: {:#?}", out.records);
+    for r in &later {
+        assert_eq!(u64::from(r.owner.tgid), creator, "charged to its creator, not the child: {r:#?}");
+        assert_eq!((r.owner.source, r.resumed), (OwnerSource::SockCreate, true), "{r:#?}");
+    }
+    let end = later.iter().find(|r| matches!(r.event, RecordKind::Close | RecordKind::Shutdown)).unwrap();
+    assert_eq!(end.payload.tx_bytes, done["tx_after_go"].as_u64().unwrap(), "bytes sent after the restart");
+    let handed_child = handed["child"].as_u64().unwrap();
+    let report = out.report_json();
+    for a in report["apps"].as_array().unwrap() {
+        // No app of the child with bytes and no flow.
+        assert!(a["flows"].as_u64().unwrap() > 0, "an app with bytes and no flow (child {handed_child}): {a}");
+    }
     out.assert_nothing_lost();
 }
 

@@ -232,6 +232,32 @@ pub fn main(role: &str) {
             say(&json!({"local": s.local_addr().unwrap().to_string(), "tx_after_go": second, "rx": rx}));
             wait_stdin("exit");
         }
+        // tcp-handed-on SERVER FIRST SECOND: as tcp-preexisting, but the socket is handed on to a
+        // child (fork) and the process exits: the child waits for "go", sends SECOND, reads the
+        // reply, reports and waits for "exit" (a socket outliving its creator in another process).
+        "tcp-handed-on" => {
+            name("mon-tcp-creator");
+            let mut s = TcpStream::connect(arg(0)).unwrap();
+            let (first, second): (usize, usize) = (arg(1).parse().unwrap(), arg(2).parse().unwrap());
+            s.write_all(&pattern(first)).unwrap();
+            let local = s.local_addr().unwrap().to_string();
+            // SAFETY: the helper is single-threaded here; the child only uses its own copies.
+            match unsafe { nix::unistd::fork() }.unwrap() {
+                nix::unistd::ForkResult::Parent { child } => {
+                    say(&json!({"local": local, "pid": std::process::id(), "child": child.as_raw()}));
+                    std::process::exit(0);
+                }
+                nix::unistd::ForkResult::Child => {
+                    name("mon-tcp-heir");
+                    wait_stdin("go");
+                    s.write_all(&pattern(second)).unwrap();
+                    s.shutdown(Shutdown::Write).unwrap();
+                    let rx = read_to_end(&mut s);
+                    say(&json!({"local": local, "tx_after_go": second, "rx": rx}));
+                    wait_stdin("exit");
+                }
+            }
+        }
         // tcp-preexisting-hold SERVER FIRST SECOND REPLY: as tcp-preexisting, but reads REPLY
         // bytes without shutting its side down, and closes only at "exit" (its FIN leaves after
         // the process released the socket).

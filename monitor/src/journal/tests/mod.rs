@@ -36,6 +36,14 @@ pub(crate) fn run() -> RunInfo {
     RunInfo { pid: 1, started_at: Timestamp::from_second(1_794_787_200).expect("valid"), config_path: None }
 }
 
+/// The writer of a later run on the journal in `dir` (as [`writer_in`]'s), started at `second`
+/// (Unix seconds): a restart of the daemon.
+pub(crate) fn writer_restarted(dir: &Path, second: i64) -> JournalWriter {
+    let config = JournalConfig { path: dir.join("state/journal.db"), ..JournalConfig::default() };
+    let run = RunInfo { pid: 2, started_at: Timestamp::from_second(second).expect("valid"), config_path: None };
+    JournalWriter::open(&config, run, &utc()).expect("open journal")
+}
+
 pub(crate) fn tempdir() -> TempDir {
     tempfile::tempdir().expect("tempdir")
 }
