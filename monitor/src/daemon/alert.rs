@@ -17,13 +17,14 @@ pub(super) fn log(a: &AlertRow) {
     let (claim_v, app_v, country_v) =
         (log_value(&a.claim), log_value(&a.app), log_value(a.country.as_deref().unwrap_or("unknown")));
     let asn = a.asn.map_or_else(|| "unknown".to_string(), |n| n.to_string());
-    let org = a.as_org.as_deref().map_or_else(|| "unknown".to_string(), terminal);
-    let exe = a.exe.as_deref().map_or_else(|| "unknown".to_string(), terminal);
+    // Quoted always, as before (escaped once: `log_value` would leave a plain name bare).
+    let quoted = |v: Option<&str>| format!("\"{}\"", terminal(v.unwrap_or("unknown")).replace('"', "\\\""));
+    let (org, exe) = (quoted(a.as_org.as_deref()), quoted(a.exe.as_deref()));
     warn!(
         claim = claim.as_str(), app = app.as_str(), destination = a.destination.as_str(), country = country.as_str(),
         asn = asn.as_str(), rule = a.rule.as_str(), period = a.period.as_str();
-        "claim violated claim={claim_v} app={app_v} destination={} country={country_v} asn={asn} org={org:?} rule={} \
-         period={} exe={exe:?} pid={}",
+        "claim violated claim={claim_v} app={app_v} destination={} country={country_v} asn={asn} org={org} rule={} \
+         period={} exe={exe} pid={}",
         a.destination, a.rule, a.period, a.pid
     );
 }

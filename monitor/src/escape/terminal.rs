@@ -23,28 +23,34 @@ pub fn terminal(s: &str) -> String {
     out
 }
 
+/// Whether `s` needs quotes as one value among others: empty, or holding white space (any
+/// Unicode space), a quote, `=` or its full-width look-alike, or one of `extra`.
+fn needs_quotes(s: &str, extra: &[char]) -> bool {
+    s.is_empty() || s.chars().any(|c| c.is_whitespace() || matches!(c, '"' | '=' | '\u{ff1d}') || extra.contains(&c))
+}
+
 /// `s` as the value of a `key=value` pair in a log line: escaped for a terminal ([`terminal`]),
-/// and in double quotes (a quote inside escaped) when it is empty or holds a space, `=` or `"`,
-/// so that foreign text (an app or thread name) cannot end its pair and forge the next ones.
+/// and in double quotes (a quote inside escaped) when [`needs_quotes`], so that foreign text (an
+/// app or thread name) cannot end its pair and forge the next ones.
 #[must_use]
 pub fn log_value(s: &str) -> String {
     let text = terminal(s);
-    if !text.is_empty() && !text.contains([' ', '=', '"']) {
+    if !needs_quotes(&text, &[]) {
         return text;
     }
     format!("\"{}\"", text.replace('"', "\\\""))
 }
 
-/// `s` as one item of a comma-separated list of names (before the output format's own escaping):
-/// in double quotes, a backslash or quote inside escaped with a backslash, when it is empty, holds
-/// a comma or a quote, or starts or ends with white space; as it is otherwise. An app named
-/// `a,b` then cannot read as two apps.
+/// `s` as one item of a list of names in a `key=value` line or a table cell (before the output
+/// format's own escaping, which it leaves alone: no backslash is added): in double quotes, a
+/// quote inside doubled, when it holds a comma or [`needs_quotes`]; as it is otherwise. An app
+/// named `a,b` or `x judged=0` then cannot read as two apps or forge a field.
 #[must_use]
 pub fn list_item(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.is_empty() && !s.contains([',', '"']) && s.trim() == s {
+    if !needs_quotes(s, &[',']) {
         return s.into();
     }
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")).into()
+    format!("\"{}\"", s.replace('"', "\"\"")).into()
 }
 
 /// Bytes escaped for a terminal: UTF-8 sequences as in [`terminal`], every other byte as `\xNN`.

@@ -477,6 +477,8 @@ fn log_values_cannot_forge_the_next_pair() {
     assert_eq!(super::log_value("a\"b c"), "\"a\\\"b c\"");
     assert_eq!(super::log_value(""), "\"\"");
     assert_eq!(super::log_value("a\nb=c"), "\"a\\nb=c\"");
+    // Any Unicode space, and the full-width equals sign, which reads as `=`.
+    assert_eq!(super::log_value("x\u{a0}pid\u{ff1d}1"), "\"x\u{a0}pid\u{ff1d}1\"");
 }
 
 proptest::proptest! {
@@ -501,8 +503,10 @@ proptest::proptest! {
 fn list_items_keep_their_commas_inside_quotes() {
     assert_eq!(super::list_item("grp-a"), "grp-a");
     assert_eq!(super::list_item("grp-a,evil"), "\"grp-a,evil\"");
-    assert_eq!(super::list_item("a,b\"c;d"), "\"a,b\\\"c;d\"");
+    assert_eq!(super::list_item("a,b\"c;d"), "\"a,b\"\"c;d\"");
     assert_eq!(super::list_item(" x"), "\" x\"");
     assert_eq!(super::list_item(""), "\"\"");
-    assert_eq!(super::list_item("a\\\"b"), "\"a\\\\\\\"b\"");
+    assert_eq!(super::list_item("x judged=0"), "\"x judged=0\"");
+    // No backslash added: the output format's own escaping is the only one.
+    assert_eq!(super::list_item("a\\b,c"), "\"a\\b,c\"");
 }

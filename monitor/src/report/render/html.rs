@@ -534,7 +534,7 @@ pub(super) fn write(r: &Report, out: &mut impl Write) -> Result<(), Error> {
             .claims
             .iter()
             .map(|c| Claim {
-                app: t(&c.apps.join(", ")),
+                app: t(&c.apps.iter().map(|a| crate::escape::list_item(a)).collect::<Vec<_>>().join(", ")),
                 claim: t(&c.claim),
                 verdict: c.verdict.to_uppercase(),
                 evidence: t(&format!(
