@@ -407,10 +407,21 @@ fn a_claim_naming_a_group_no_apps_entry_defines_is_refused() {
         let out = monitor_with(&configured, dir.path(), &["config", "dump"]);
         assert_eq!(out.status.code(), Some(2), "config dump: {}", String::from_utf8_lossy(&out.stderr));
     }
-    // Defined: the group is the app name its entry gives; the journal's apps were named before
-    // any rule, so the group selects nothing here and the claim is judged on no traffic.
-    let out = monitor_with("[[apps]]\nname = \"store\"\nexe = [\"/opt/shop/*\"]\n", dir.path(), &verify_args);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    // Defined: the group is the app name its entry gives (here that of the journal's app `shop`),
+    // and selects its traffic: 1,000 B up and 200 down to CN break "US only".
+    let grouped = dir.path().join("shop-group.toml");
+    fs::write(&grouped, "[[claims]]\nname = \"shop-us\"\ngroups = [\"shop\"]\nallowed_countries = [\"US\"]\n").unwrap();
+    let mut args = verify_args.to_vec();
+    args[2] = grouped.to_str().unwrap();
+    args.extend(["--format", "json"]);
+    let out = monitor_with("[[apps]]\nname = \"shop\"\nexe = [\"/opt/shop/*\"]\n", dir.path(), &args);
+    assert_eq!(out.status.code(), Some(10), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json(&out);
+    let claim = &v["claims"][0];
+    assert_eq!((claim["verdict"].as_str(), claim["bytes"]["violating"].as_u64()), (Some("fail"), Some(1_200)), "{v}");
+    // An unnamed destination has no name source (not "none").
+    let destination = &claim["violations"][0]["destination"];
+    assert!(destination.get("name_source").is_none(), "{destination}");
 }
 
 /// `verify --format` offers exactly the formats verdicts are written in; clap refuses the others

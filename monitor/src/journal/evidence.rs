@@ -67,7 +67,8 @@ pub struct EvidenceRow {
     pub registrable_domain: Option<String>,
     /// The country databases disagreed on the address in at least one of these records.
     pub disputed: bool,
-    /// Where `hostname` came from (`sni`, `quic_sni`, `dns`, `dns_host`, `getaddrinfo`, `none`).
+    /// Where `hostname` came from (`sni`, `quic_sni`, `dns`, `dns_host`, `getaddrinfo`); `None`
+    /// without a name.
     pub name_source: Option<String>,
 }
 
@@ -146,6 +147,7 @@ fn evidence_row(row: &Row<'_>) -> rusqlite::Result<EvidenceRow> {
         hostname: row.get(22)?,
         registrable_domain: row.get(23)?,
         disputed: row.get::<_, i64>(24)? != 0,
-        name_source: row.get(25)?,
+        // `none` (no name): absent, as `hostname` is.
+        name_source: row.get::<_, Option<String>>(25)?.filter(|s| s != "none"),
     })
 }
