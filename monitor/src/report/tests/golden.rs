@@ -40,10 +40,15 @@ fn reports_of_whole_intervals_keep_their_bytes() {
     ];
     for (name, period, format) in cases {
         if std::env::var_os("MONITOR_UPDATE_GOLDEN").is_some() {
-            // After a deliberate change of a format: rewrite, then read the diff before committing.
+            // After a deliberate change of a format: rewrite, then read the diff before committing
+            // (the run fails below, so that a rewrite never passes for a check).
             std::fs::write(golden(name), rendered(&reader, period.clone(), format)).expect("write golden");
         }
         let expected = std::fs::read_to_string(golden(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(rendered(&reader, period, format), expected, "{name} changed");
     }
+    assert!(
+        std::env::var_os("MONITOR_UPDATE_GOLDEN").is_none(),
+        "golden files rewritten: read their diff, then run again without MONITOR_UPDATE_GOLDEN"
+    );
 }
