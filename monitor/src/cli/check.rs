@@ -33,11 +33,9 @@ pub fn execute(args: &CheckArgs, settings: &Settings) -> anyhow::Result<ExitCode
     let mut degradations = features::host_degradations();
     let (check, refused) = exclusive_check(cgroup);
     checks.push(check);
-    let (check, by_descriptor) = iterator_check();
+    let (check, degradation) = iterator_check();
     checks.push(check);
-    if by_descriptor {
-        degradations.push(probe::Degradation::SnapshotsByDescriptor);
-    }
+    degradations.extend(degradation);
     degradations.extend(features::refused_degradations(&refused, true));
     let mut out = String::new();
     if args.json {
@@ -71,22 +69,30 @@ pub fn execute(args: &CheckArgs, settings: &Settings) -> anyhow::Result<ExitCode
     Ok(ExitCode::from(code))
 }
 
-/// Whether the kernel runs the counter iterator, which refreshes idle flows in one pass: `run`
-/// tries it the same way. True when it does not (`run` reads the counters socket by socket).
-fn iterator_check() -> (Check, bool) {
+/// Whether the kernel runs the counter iterator, which refreshes idle flows in one pass, tried as
+/// `run` tries it; and the degradation `run` takes without it (socket by socket, or none).
+fn iterator_check() -> (Check, Option<probe::Degradation>) {
+    use probe::{Degradation, SnapshotMode};
     let name = "socket storage iterator";
     let detail = "idle flows refreshed in one pass (else socket by socket: snapshots_by_descriptor)";
-    match probe::counter_iterator() {
-        Ok(Ok(())) => (Check { name, ok: Some(true), required: false, detail: detail.into() }, false),
-        Ok(Err(reason)) => {
-            // The reason's first sentence: the verifier's log follows it.
-            let reason = reason.lines().next().unwrap_or_default();
-            let reason = reason.split(". Verifier output").next().unwrap_or(reason);
-            (Check { name, ok: Some(false), required: false, detail: format!("{detail}: {reason}") }, true)
+    // The reason's first sentence: the verifier's log follows it.
+    let first = |reason: &str| {
+        let line = reason.lines().next().unwrap_or_default().to_string();
+        line.split(". Verifier output").next().map_or(line.clone(), str::to_string)
+    };
+    let absent = |detail: String| Check { name, ok: Some(false), required: false, detail };
+    match probe::snapshot_mode() {
+        Ok(SnapshotMode::Iterator) => (Check { name, ok: Some(true), required: false, detail: detail.into() }, None),
+        Ok(SnapshotMode::ByDescriptor(reason)) => {
+            (absent(format!("{detail}: {}", first(&reason))), Some(Degradation::SnapshotsByDescriptor))
         }
+        Ok(SnapshotMode::None(reason, by_descriptor)) => (
+            absent(format!("{detail}: {}; by descriptor: {by_descriptor}", first(&reason))),
+            Some(Degradation::NoSnapshots),
+        ),
         Err(e) => {
             let detail = format!("cannot load the programs: {}", monitor::errors::chain(&e));
-            (Check { name, ok: None, required: false, detail }, false)
+            (Check { name, ok: None, required: false, detail }, None)
         }
     }
 }

@@ -125,19 +125,33 @@ where
     load_attach(prog).map_err(|e| e.to_string())
 }
 
-/// Whether this kernel runs the counter iterator (`monitor check`): the embedded object is loaded
-/// (its maps created, nothing attached) and the iterator tried once, as `run` does. `Ok(Err)`
-/// says why the kernel refused it: `run` then reads snapshots socket by socket
-/// ([`Degradation::SnapshotsByDescriptor`]).
+/// How `run` would read idle flows' counters on this kernel ([`snapshot_mode`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotMode {
+    /// The counter iterator: one pass over every socket.
+    Iterator,
+    /// Socket by socket through the owners' descriptors ([`Degradation::SnapshotsByDescriptor`]);
+    /// why the iterator was refused.
+    ByDescriptor(String),
+    /// Neither ([`Degradation::NoSnapshots`]): why each was refused.
+    None(String, String),
+}
+
+/// How `run` would read idle flows' counters on this kernel (`monitor check`): the embedded
+/// object is loaded (its maps created, nothing attached), the iterator tried once and, refused,
+/// the reads by descriptor set up, as `run` does.
 ///
 /// # Errors
 /// When the object cannot be loaded at all (e.g. without the privileges for `bpf()`).
-pub fn counter_iterator() -> Result<Result<(), String>, Error> {
+pub fn snapshot_mode() -> Result<SnapshotMode, Error> {
     object::verify_embedded()?;
     let mut ebpf = EbpfLoader::new().load(object::object_bytes()).map_err(Error::Load)?;
     match snapshotter(&mut ebpf) {
-        Ok(_) => Ok(Ok(())),
-        Err(Optional::Kernel(reason)) => Ok(Err(reason)),
+        Ok(_) => Ok(SnapshotMode::Iterator),
+        Err(Optional::Kernel(reason)) => Ok(match by_descriptor(&ebpf) {
+            Ok(_) => SnapshotMode::ByDescriptor(reason),
+            Err(e) => SnapshotMode::None(reason, e),
+        }),
         Err(Optional::Object(e)) => Err(e),
     }
 }

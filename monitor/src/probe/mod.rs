@@ -24,7 +24,7 @@ pub use error::Error;
 pub use fdsnap::OpenSocket;
 pub use features::Degradation;
 pub use getaddrinfo::{Resolution, decode_gai};
-pub use load::{Probe, counter_iterator};
+pub use load::{Probe, SnapshotMode, snapshot_mode};
 pub use object::object_bytes;
 pub use ring::{Copied, CopyBatch, EVENT_BATCH, OrderedCopies, decode_copy, drain};
 pub use stats::{DrainCounters, StatsReader};
