@@ -256,13 +256,8 @@ pub fn check_tells_the_snapshot_mode_run_takes() {
     let iterator = v["checks"].as_array().unwrap().iter().find(|c| c["name"] == "socket storage iterator");
     let iterator = iterator.unwrap_or_else(|| panic!("no iterator check: {v}"))["ok"].as_bool().unwrap();
     let modes = ["snapshots_by_descriptor", "no_snapshots"];
-    let predicted: Vec<&str> = v["degradations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .filter(|d| modes.contains(d))
-        .collect();
+    let predicted: Vec<&str> =
+        v["degradations"].as_array().unwrap().iter().filter_map(Value::as_str).filter(|d| modes.contains(d)).collect();
     assert_eq!(predicted.is_empty(), iterator, "{v}");
     let out = monitor_after_one_exchange(&pair, &cg, 6012).stop();
     let taken: Vec<&str> = out.degradations.iter().map(String::as_str).filter(|d| modes.contains(d)).collect();
