@@ -30,7 +30,8 @@ fn needs_quotes(s: &str, extra: &[char]) -> bool {
 }
 
 /// `s` as the value of a `key=value` pair in a log line: escaped for a terminal ([`terminal`]),
-/// and in double quotes (a quote inside escaped) when [`needs_quotes`], so that foreign text (an
+/// and in double quotes (a quote inside escaped) when it is empty or holds white space (any
+/// Unicode space), a quote, `=` or its full-width look-alike, so that foreign text (an
 /// app or thread name) cannot end its pair and forge the next ones.
 #[must_use]
 pub fn log_value(s: &str) -> String {
@@ -43,7 +44,8 @@ pub fn log_value(s: &str) -> String {
 
 /// `s` as one item of a list of names in a `key=value` line or a table cell (before the output
 /// format's own escaping, which it leaves alone: no backslash is added): in double quotes, a
-/// quote inside doubled, when it holds a comma or [`needs_quotes`]; as it is otherwise. An app
+/// quote inside doubled, when it holds a comma or needs them as a log value does ([`log_value`]);
+/// as it is otherwise. An app
 /// named `a,b` or `x judged=0` then cannot read as two apps or forge a field.
 #[must_use]
 pub fn list_item(s: &str) -> std::borrow::Cow<'_, str> {
