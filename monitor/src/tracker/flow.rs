@@ -445,7 +445,16 @@ impl Flow {
                 }
                 match kind {
                     EventKind::Established if tcp_valid && !state.has_base => state.set_base(&ev.tcp),
-                    EventKind::Update if tcp_valid && self.flags & bit::TCP_CLOSED == 0 => state.set_last(&ev.tcp),
+                    EventKind::Update if tcp_valid && self.flags & bit::TCP_CLOSED == 0 => {
+                        // A connection seen after its handshake (older than this run): its first
+                        // counters are the base, so bytes moved without the syscalls since then
+                        // (a splice reader's) count, not none (an adversarial pass: a splice
+                        // download open across a restart recorded 0 B from it on).
+                        if !state.has_base && self.flags & bit::ESTABLISHED == 0 {
+                            state.set_base(&ev.tcp);
+                        }
+                        state.set_last(&ev.tcp);
+                    }
                     EventKind::TcpClose => state.set_last(&ev.tcp),
                     _ => {}
                 }
@@ -565,8 +574,9 @@ impl Flow {
     /// TCP: the syscall counts miss bytes moved without `sendmsg`/`recvmsg` (splice and
     /// `tcp_read_sock`, `TCP_ZEROCOPY_RECEIVE`, io_uring zero-copy receive) and count kTLS
     /// plaintext, not the records on the stream. The kernel's TCP counters count the stream
-    /// itself, so per direction the larger of the two wins. They are only used for flows seen
-    /// from their handshake (their baseline is known), and `bytes_acked` lags the bytes written
+    /// itself, so per direction the larger of the two wins. They count from the handshake for
+    /// flows seen from it, else from the flow's first TCP counters (a connection older than this
+    /// run: what it moved before is not this run's), and `bytes_acked` lags the bytes written
     /// by what is in flight, so on a plain socket the syscall count stays (equal at close).
     /// `bytes_received` runs ahead of the reads by what is queued (discarded at a reset), so a
     /// process that reads with recvmsg keeps that count received until an orderly end.

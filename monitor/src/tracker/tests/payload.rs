@@ -125,6 +125,31 @@ fn syscall_counts_stay_when_the_tcp_counters_lag_or_the_flow_was_seen_late() {
     assert_eq!(out[0].payload_source, PayloadSource::Syscall);
 }
 
+/// A splice download older than this run (the daemon restarted, or started after it): no
+/// handshake seen, so its first TCP counters are the base, and what it received since counts from
+/// the kernel's counters, not as 0 (an adversarial pass: a restart left it at 0 B, complete).
+#[test]
+fn a_splice_reader_older_than_the_run_counts_from_its_first_tcp_counters() {
+    let update = |at: u64, received: u64| {
+        let mut up = ev(EventKind::Update, at, counters(10, 10, 0, 0));
+        up.flags = FLAG_TCP_COUNTERS;
+        up.tcp = TcpCounters { bytes_acked: 1 + 100, bytes_received: received, old_state: 1, ..TcpCounters::default() };
+        (EventKind::Update, up)
+    };
+    let mut t = tracker();
+    feed(&mut t, &[update(3 * SEC, 5_000_000_u64 & 0xffff_ffff), update(5 * SEC, 5_000_000 + 1_200_000)]);
+    let mut out = Vec::new();
+    t.tick(20 * SEC, &mut out);
+    assert_eq!((out[0].payload.rx_bytes, out[0].payload_sources.rx), (1_200_000, PayloadSource::TcpCounters));
+    assert_eq!(out[0].payload.tx_bytes, 0, "nothing acked since the first counters");
+    // Its release ends it (a connection older than the run gets no close callback of its own),
+    // with the latest counters.
+    let release = ev(EventKind::Release, 7 * SEC, counters(10, 10, 0, 0));
+    let out = feed(&mut t, &[update(6 * SEC, 5_000_000 + 1_500_000), (EventKind::Release, release)]);
+    let last = out.last().expect("the flow ends at its release");
+    assert_eq!((last.payload.rx_bytes, last.payload_sources.rx), (1_500_000, PayloadSource::TcpCounters), "{out:#?}");
+}
+
 /// kTLS: the process wrote 32,768 bytes of plaintext, the stream carried two TLS 1.2 records.
 #[test]
 fn ktls_records_are_counted_as_the_stream_carried_them() {
