@@ -832,16 +832,8 @@ fn tcp_open_across_a_restart() {
     let before = first.stop();
     let local = addr(&connected["local"]);
     assert!(before.records.iter().any(|r| r.local == Some(local)), "the first monitor saw it: {:#?}", before.records);
-    let second = Monitor::start_in(&cg.path, before.dir, "");
-    client.send("go");
-    srv.line(); // read 40,000 bytes, answered 20,000: the connection stays open
-    srv.send("exit");
-    srv.finish();
-    let done = client.line();
-    client.send("exit");
-    client.finish();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let out = second.stop();
+    // The server reads 40,000 bytes and answers 20,000: the connection stays open.
+    let (done, out) = restarted_then_finished(&cg, before, client, srv);
     let ends = |r: &&FlowRecord| matches!(r.event, RecordKind::Close | RecordKind::Shutdown);
     let server_ends: Vec<&FlowRecord> = out.records.iter().filter(|r| r.remote == Some(local)).filter(ends).collect();
     assert_eq!(server_ends.len(), 1, "one end of the server's flow: {server_ends:#?}");
@@ -874,6 +866,26 @@ fn tcp_open_across_a_restart() {
     out.assert_nothing_lost();
 }
 
+/// A second monitor on the journal of `before` (a restart); then the client is told "go", the
+/// server's line read and both helpers ended. The client's last line and the second run's output.
+fn restarted_then_finished(
+    cg: &TestCgroup,
+    before: crate::daemon::Output,
+    mut client: crate::env::Helper,
+    mut srv: crate::env::Helper,
+) -> (Value, crate::daemon::Output) {
+    let second = Monitor::start_in(&cg.path, before.dir, "");
+    client.send("go");
+    srv.line();
+    srv.send("exit");
+    srv.finish();
+    let done = client.line();
+    client.send("exit");
+    client.finish();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    (done, second.stop())
+}
+
 /// A socket handed on to a child that outlives its creator stays the creator's (README, `owner`),
 /// across a restart of the daemon too: the new run charges the records that continue the flow
 /// to the owner the earlier run journaled, not to the child whose write it sees first (an
@@ -896,16 +908,7 @@ fn tcp_handed_on_across_a_restart() {
     let earlier: Vec<&FlowRecord> = before.records.iter().filter(mine).collect();
     assert!(!earlier.is_empty(), "the first monitor saw it: {:#?}", before.records);
     assert!(earlier.iter().all(|r| u64::from(r.owner.tgid) == creator), "{earlier:#?}");
-    let second = Monitor::start_in(&cg.path, before.dir, "");
-    client.send("go");
-    srv.line();
-    srv.send("exit");
-    srv.finish();
-    let done = client.line();
-    client.send("exit");
-    client.finish();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let out = second.stop();
+    let (done, out) = restarted_then_finished(&cg, before, client, srv);
     let later: Vec<&FlowRecord> = out.records.iter().filter(mine).collect();
     assert!(!later.is_empty(), "the second monitor saw it: {:#?}", out.records);
     for r in &later {

@@ -102,11 +102,7 @@ pub fn kill9_during_heavy_writing_loses_nothing_flushed() {
 pub fn quiet_udp_peers_are_journaled_before_a_kill() {
     let pair = Pair::private();
     let cg = TestCgroup::new();
-    let dests: Vec<SocketAddr> = (0..3).map(|i| crate::cases::server_addr(&pair, false, i, 5311)).collect();
-    let mut echo_args: Vec<String> = dests.iter().map(s).collect();
-    echo_args.push(s(20));
-    let mut echo = spawn("udp-echo", &echo_args, Place { netns: Some(&pair.b), ..Place::default() });
-    echo.line();
+    let (dests, echo) = udp_echoes(&pair, 3, 5311, 20);
     let mon = Monitor::start(&cg.path, "[probe]\nupdate_interval_secs = 1\n");
     let mut args = vec![s(1000), s(20)];
     args.extend(dests.iter().map(s));
@@ -154,11 +150,7 @@ pub fn quiet_connected_udp_is_journaled_before_a_kill() {
 pub fn udp_socket_whose_announce_was_lost_is_announced_again() {
     let pair = Pair::private();
     let cg = TestCgroup::new();
-    let dests: Vec<SocketAddr> = (0..2).map(|i| crate::cases::server_addr(&pair, false, i, 5318)).collect();
-    let mut echo_args: Vec<String> = dests.iter().map(s).collect();
-    echo_args.push(s(10));
-    let mut echo = spawn("udp-echo", &echo_args, Place { netns: Some(&pair.b), ..Place::default() });
-    echo.line();
+    let (dests, echo) = udp_echoes(&pair, 2, 5318, 10);
     let mon = Monitor::start(&cg.path, "[probe]\nring_buffer_kib = 4\nupdate_interval_secs = 1\n");
     kill(mon.pid(), Signal::SIGSTOP).unwrap();
     // One datagram each from 40 short-lived sockets (to a port nobody serves): far more events
@@ -194,6 +186,17 @@ pub fn udp_socket_whose_announce_was_lost_is_announced_again() {
             "journaled bytes of peer {d} of the socket whose announce was lost, before the kill"
         );
     }
+}
+
+/// `n` UDP echo addresses on `port` in the pair's second namespace (echoing `count` datagrams
+/// each), served by one ready helper.
+fn udp_echoes(pair: &Pair, n: usize, port: u16, count: usize) -> (Vec<SocketAddr>, Helper) {
+    let dests: Vec<SocketAddr> = (0..n).map(|i| crate::cases::server_addr(pair, false, i, port)).collect();
+    let mut args: Vec<String> = dests.iter().map(s).collect();
+    args.push(s(count));
+    let mut echo = spawn("udp-echo", &args, Place { netns: Some(&pair.b), ..Place::default() });
+    echo.line();
+    (dests, echo)
 }
 
 /// The client's first line; then quiet for a few update intervals (a refresh or a read of idle
