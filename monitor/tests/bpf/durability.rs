@@ -167,13 +167,7 @@ pub fn udp_socket_whose_announce_was_lost_is_announced_again() {
     kill(mon.pid(), Signal::SIGCONT).unwrap();
     thread::sleep(Duration::from_millis(1500));
     client.send("again");
-    let line = client.line();
-    thread::sleep(Duration::from_secs(5));
-    let dir = mon.kill9();
-    client.send("exit");
-    client.finish();
-    echo.finish();
-    let db = Connection::open_with_flags(dir.path().join("journal.db"), OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let (line, _dir, db) = quiet_then_killed(mon, client, echo);
     let lost: i64 = db
         .query_row("SELECT COALESCE(SUM(events_lost), 0) FROM stats", [], |r| r.get(0))
         .unwrap_or_else(|e| panic!("the journal's loss count: {e}"));
