@@ -125,6 +125,11 @@ mod tcp_mark {
     /// Continues a flow ended at the grace after such a close (accepted after all): its records
     /// are not a new flow.
     pub(super) const CONTINUED: u8 = 1 << 3;
+    /// `base` is the connection's first counters in this run, not its handshake's (it is older
+    /// than the run): only the received side is taken from them. Sent bytes the kernel acknowledges
+    /// now may have been written before the run (a closed socket still draining its queue: the
+    /// earlier run counted them at the writes), and every way of sending is counted at its call.
+    pub(super) const RX_BASE_ONLY: u8 = 1 << 4;
 }
 
 impl TcpState {
@@ -452,6 +457,7 @@ impl Flow {
                         // download open across a restart recorded 0 B from it on).
                         if !state.has_base && self.flags & bit::ESTABLISHED == 0 {
                             state.set_base(&ev.tcp);
+                            state.marks |= tcp_mark::RX_BASE_ONLY;
                         }
                         state.set_last(&ev.tcp);
                     }
@@ -600,7 +606,11 @@ impl Flow {
                 let pick = |syscall: u64, tcp: u64| {
                     if tcp > syscall { (tcp, PayloadSource::TcpCounters) } else { (syscall, PayloadSource::Syscall) }
                 };
-                let (tx_bytes, tx) = pick(app.tx_bytes, kernel.tx_bytes);
+                let (tx_bytes, tx) = if state.has(tcp_mark::RX_BASE_ONLY) {
+                    (app.tx_bytes, PayloadSource::Syscall)
+                } else {
+                    pick(app.tx_bytes, kernel.tx_bytes)
+                };
                 // `bytes_received` counts bytes the process has not read yet, and at a reset
                 // bytes it never will (the reset discards them); they cannot be told from bytes
                 // read by splice or zero-copy receive. So a process that reads with recvmsg keeps
