@@ -364,6 +364,11 @@ fn claims_that_check_nothing_are_usage_errors() {
         // Rules no destination can meet check nothing either (an adversarial pass).
         ("[[claims]]\nname = \"a\"\napps = [\"shop\"]\ndenied_asns = [0]\n", "`denied_asns`: AS0 is reserved"),
         ("[[claims]]\nname = \"a\"\napps = [\"shop\"]\ndenied_orgs = [\"\"]\n", "`denied_orgs`: an empty pattern"),
+        ("[[claims]]\nname = \"a\"\napps = [\"\"]\ndenied_asns = [1]\n", "`apps`: an empty app"),
+        (
+            "[[claims]]\nname = \"a\"\napps = [\"shop\"]\nmin_share = { percent = 50, asns = [0] }\n",
+            "`min_share`: AS0 is reserved",
+        ),
         (
             "[[claims]]\nname = \"a\"\napps = [\"shop\"]\ndenied_hosts = [\"bad host\"]\n",
             "`denied_hosts`: `bad host` can match no host name",

@@ -354,6 +354,9 @@ fn compile_claim(c: RawClaim) -> Result<Claim, Error> {
     if let Some(both) = allowed_countries.iter().find(|c| denied_countries.contains(c)) {
         return Err(invalid("denied_countries", format!("`{both}` is also in allowed_countries")));
     }
+    if apps.iter().chain(&groups).chain(&android_packages).any(|a| a.trim().is_empty()) {
+        return Err(invalid("apps", "an empty app, group or package name selects nothing".into()));
+    }
     // Values no destination can have: the rule would silently check nothing.
     for (key, asns) in [("allowed_asns", &allowed_asns), ("denied_asns", &denied_asns)] {
         if asns.contains(&0) {
@@ -410,6 +413,12 @@ fn compile_claim(c: RawClaim) -> Result<Claim, Error> {
             }
             if cs.is_empty() && asns.is_empty() && orgs.is_empty() {
                 return Err(invalid("min_share", "names no destination (give countries, asns or orgs)".into()));
+            }
+            if asns.contains(&0) {
+                return Err(invalid("min_share", "AS0 is reserved (RFC 7607): no address belongs to it".into()));
+            }
+            if orgs.iter().any(|o| o.trim().is_empty()) {
+                return Err(invalid("min_share", "an empty organisation pattern matches nothing".into()));
             }
             let cs = countries(&name, "min_share.countries", &cs)?;
             if let Some(c) = cs.iter().find(|c| denied_countries.contains(c)) {

@@ -100,7 +100,7 @@ fn claim(d: &mut Vec<Block>, c: &ClaimVerdict, esc: Escape) {
     if let Some(text) = &c.description {
         d.push(Block::Para(esc(text)));
     }
-    let apps: Vec<String> = c.apps.iter().map(|a| esc(a)).collect();
+    let apps: Vec<String> = c.apps.iter().map(|a| esc(&crate::escape::list_item(a))).collect();
     let b = &c.bytes;
     let mut facts = vec![
         format!("apps: {}", if apps.is_empty() { "none with traffic".into() } else { apps.join(", ") }),

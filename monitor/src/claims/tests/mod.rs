@@ -486,6 +486,15 @@ fn renderings_carry_the_verdicts_and_escape_foreign_text() {
     let mut table = Vec::new();
     v.render(crate::report::Format::Table, &mut table).unwrap();
     assert!(String::from_utf8(table).unwrap().contains("FAIL"));
+    // An app name with a comma stays one name of the claim's list (an adversarial re-check).
+    let mut v = v;
+    v.claims[0].apps = vec!["q\"x,y".into(), "app-a".into()];
+    for format in [crate::report::Format::Table, crate::report::Format::Markdown] {
+        let mut out = Vec::new();
+        v.render(format, &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.contains("\"q\"\"x,y\""), "{format:?}: {out}");
+    }
 }
 
 mod live;
