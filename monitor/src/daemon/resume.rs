@@ -7,7 +7,7 @@
 //! connection then listed under its client's port, a second endpoint, "new"), and a socket handed
 //! on to another process was charged to it from the restart on.
 
-use std::{num::NonZeroUsize, sync::Arc};
+use std::{net::SocketAddr, num::NonZeroUsize, sync::Arc};
 
 use log::debug;
 use lru::LruCache;
@@ -26,9 +26,9 @@ use crate::{
 /// unknown in the tracker), and such sockets are few.
 const CACHED: NonZeroUsize = NonZeroUsize::new(4096).expect("non-zero");
 
-/// The journal's answers per socket cookie.
+/// The journal's answers per flow: socket cookie and remote end.
 pub struct Resume {
-    known: LruCache<u64, Option<Earlier>>,
+    known: LruCache<(u64, Option<SocketAddr>), Option<Earlier>>,
 }
 
 impl Default for Resume {
@@ -38,32 +38,37 @@ impl Default for Resume {
 }
 
 impl Resume {
-    /// A record of a socket older than this run (the kernel gave it no direction) that an earlier
-    /// run journaled since the boot (`boot_ms`) continues that run's flow: it is marked resumed,
-    /// takes the direction the journal knows, and stays charged to the owner and app the journal
-    /// recorded when the socket is now held by another process or by none (a socket handed on
-    /// stays its creator's, as within a run; without this a restart charged it to the process
-    /// that read or wrote it next, or to `unknown` for a closed socket still sending). Returns that
-    /// app, which the record is charged to instead of the one its owner would give. A journal
-    /// that cannot answer leaves the record as it is.
+    /// A record of a socket older than this run (the kernel gave it no direction, or its owner was
+    /// learnt after its creation: `syscall`, `procfs`, none) whose flow (socket and remote end) an
+    /// earlier run journaled since the boot (`boot_ms`) continues that run's flow: it is marked
+    /// resumed, takes the direction the journal knows when it has none, and stays charged to the
+    /// owner and app the journal recorded when the socket is now held by another process or by
+    /// none (a socket handed on stays its creator's, as within a run; without this a restart
+    /// charged it to the process that read or wrote it next, or to `unknown` for a closed socket
+    /// still sending). Returns that app, which the record is charged to instead of the one its
+    /// owner would give. A journal that cannot answer leaves the record as it is.
     pub fn apply(&mut self, record: &mut FlowRecord, journal: &JournalWriter, boot_ms: i64) -> Option<Arc<App>> {
-        if record.direction != Direction::Unknown {
+        let older = record.direction == Direction::Unknown
+            || matches!(record.owner.source, OwnerSource::Syscall | OwnerSource::Procfs | OwnerSource::Unknown);
+        if !older {
             return None;
         }
-        let cookie = record.cookie;
-        if !self.known.contains(&cookie) {
-            let found = journal.earlier(cookie, boot_ms).unwrap_or_else(|e| {
-                debug!("earlier record of cookie {cookie}: {}", chain(&e));
+        let key = (record.cookie, record.remote);
+        if !self.known.contains(&key) {
+            let found = journal.earlier(key.0, key.1, boot_ms).unwrap_or_else(|e| {
+                debug!("earlier record of cookie {}: {}", key.0, chain(&e));
                 None
             });
-            self.known.put(cookie, found);
+            self.known.put(key, found);
         }
-        let earlier = self.known.get(&cookie).cloned().flatten();
+        let earlier = self.known.get(&key).cloned().flatten();
         if record.final_of_socket {
-            self.known.pop(&cookie);
+            self.known.pop(&key);
         }
         let earlier = earlier?;
-        record.direction = earlier.direction;
+        if record.direction == Direction::Unknown {
+            record.direction = earlier.direction;
+        }
         record.resumed = true;
         let (owner, app) = earlier.owner?;
         let handed_on = record.owner.source == OwnerSource::Unknown || record.owner.tgid != owner.tgid;
@@ -159,5 +164,22 @@ mod tests {
         let mut r = after(5151, OwnerSource::Syscall);
         assert!(Resume::default().apply(&mut r, &w, 1_794_787_290_000).is_none());
         assert!(!r.resumed && r.owner.tgid == 5151);
+        // A flow the kernel gave a direction (a connected UDP socket) whose owner was learnt after
+        // its creation is older than the run too: handed on, it stays its creator's (an
+        // adversarial re-check: a UDP socket handed on was charged to the new holder).
+        let mut r = after(5151, OwnerSource::Syscall);
+        r.direction = Direction::Outbound;
+        assert!(Resume::default().apply(&mut r, &w, 0).is_some());
+        assert_eq!((r.owner.tgid, r.resumed), (journaled.owner.tgid, true));
+        // Another remote end of the same socket (re-connected, or another peer) is a flow of its own.
+        let mut r = after(5151, OwnerSource::Syscall);
+        r.remote = Some("192.0.2.2:443".parse().expect("address"));
+        assert!(Resume::default().apply(&mut r, &w, 0).is_none());
+        assert!(!r.resumed && r.owner.tgid == 5151);
+        // A socket created under this run (its owner recorded at creation) is its own.
+        let mut r = after(5151, OwnerSource::SockCreate);
+        r.direction = Direction::Outbound;
+        assert!(Resume::default().apply(&mut r, &w, 0).is_none());
+        assert!(!r.resumed);
     }
 }

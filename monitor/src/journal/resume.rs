@@ -3,7 +3,7 @@
 //! records take the direction that run knew, and its first record here is not a new flow, so a
 //! connection open across a restart stays one flow to one endpoint in reports.
 
-use std::sync::Arc;
+use std::{net::SocketAddr, sync::Arc};
 
 use rusqlite::{OptionalExtension as _, params};
 
@@ -24,17 +24,22 @@ pub struct Earlier {
 }
 
 impl JournalWriter {
-    /// What earlier runs journaled of socket `cookie` in records since `since_ms` (the boot: socket
-    /// cookies start again at each boot) and before this run's start, found through the rollups' probe index
-    /// `connections_cookie` (every socket's first record of each week is in it); `None` when no
-    /// record of it is there.
+    /// What earlier runs journaled of socket `cookie` (with remote end `remote`, when given) in
+    /// records since `since_ms` (the boot: socket cookies start again at each boot) and before this
+    /// run's start, found through the rollups' probe index `connections_cookie` (every flow's first
+    /// record of each week is in it); `None` when no record of it is there.
     ///
     /// # Errors
     /// When a query fails, or a stored value is not one this build knows.
-    pub fn earlier(&self, cookie: u64, since_ms: i64) -> Result<Option<Earlier>, Error> {
+    pub fn earlier(&self, cookie: u64, remote: Option<SocketAddr>, since_ms: i64) -> Result<Option<Earlier>, Error> {
         let read = |source| Error::read(self.path(), source);
         // This run's own records are not an earlier run's (a discovered socket's first record).
         let run_ms = self.run.started_at.as_millisecond();
+        let (mut ip, port) = (String::new(), remote.map(|r| r.port()));
+        if let Some(r) = remote {
+            names::ip_text(r.ip(), &mut ip);
+        }
+        let ip = remote.map(|_| ip);
         let owner = self
             .conn
             .prepare_cached(
@@ -43,10 +48,11 @@ impl JournalWriter {
                      a.cgroup, a.container, a.source
                  FROM connection_rows r JOIN connection_owners o ON o.id = r.owner_id JOIN apps a ON a.id = o.app_id
                  WHERE r.cookie = ?1 AND r.lookup IS NOT NULL AND r.time_ms >= ?2 AND r.time_ms < ?3
+                     AND (?4 IS NULL OR (r.remote_ip = ?4 AND r.remote_port = ?5))
                  ORDER BY r.time_ms DESC LIMIT 1",
             )
             .map_err(read)?
-            .query_row(params![cookie.cast_signed(), since_ms, run_ms], owner_and_app)
+            .query_row(params![cookie.cast_signed(), since_ms, run_ms, ip, port], owner_and_app)
             .optional()
             .map_err(read)?;
         let Some(owner) = owner else { return Ok(None) };
@@ -55,13 +61,14 @@ impl JournalWriter {
             .prepare_cached(
                 "SELECT s.direction FROM connection_rows r JOIN connection_shapes s ON s.id = r.shape_id
                  WHERE r.cookie = ?1 AND r.lookup IS NOT NULL AND r.time_ms >= ?2 AND r.time_ms < ?3
-                     AND s.direction != ?4
+                     AND (?4 IS NULL OR (r.remote_ip = ?4 AND r.remote_port = ?5)) AND s.direction != ?6
                  ORDER BY r.time_ms DESC LIMIT 1",
             )
             .map_err(read)?
-            .query_row(params![cookie.cast_signed(), since_ms, run_ms, names::name(Direction::Unknown)], |row| {
-                row.get(0)
-            })
+            .query_row(
+                params![cookie.cast_signed(), since_ms, run_ms, ip, port, names::name(Direction::Unknown)],
+                |row| row.get(0),
+            )
             .optional()
             .map_err(read)?;
         let direction = text.map(|t| names::parse(0, &t)).transpose().map_err(read)?.unwrap_or(Direction::Unknown);
@@ -129,15 +136,15 @@ mod tests {
         drop(w);
         // The next run, a restart after them.
         let w = writer_restarted(dir.path(), T0 + 10 * 86_400);
-        let direction = |cookie| w.earlier(cookie, 0).expect("query").map(|e| e.direction);
+        let direction = |cookie| w.earlier(cookie, None, 0).expect("query").map(|e| e.direction);
         assert_eq!(direction(7), Some(Direction::Inbound));
         assert_eq!(direction(8), Some(Direction::Unknown), "never had a direction: continues all the same");
         assert_eq!(direction(9), None, "never journaled");
         assert_eq!(direction(u64::MAX), None);
         // Records from before the boot are another socket's (cookies start again at each boot).
-        assert!(w.earlier(7, (T0 + 9 * 86_400) * 1000).expect("query").is_none());
+        assert!(w.earlier(7, None, (T0 + 9 * 86_400) * 1000).expect("query").is_none());
         // The owner and app of its latest record.
-        let (owner, app) = w.earlier(7, 0).expect("query").and_then(|e| e.owner).expect("owner");
+        let (owner, app) = w.earlier(7, None, 0).expect("query").and_then(|e| e.owner).expect("owner");
         assert_eq!(
             (app.name.as_str(), owner.tgid),
             ("server", inbound.record(RecordKind::Update, at(T0), 0, 0).owner.tgid)

@@ -71,6 +71,7 @@ pub fn all() -> Vec<Case> {
         ("tcp_socket_refused_then_connected_ipv6_is_two_flows", || crate::reconnect::refused_then_connect(true)),
         ("tcp_connection_open_across_a_restart_ends_once_on_each_side", tcp_open_across_a_restart),
         ("tcp_socket_handed_on_stays_its_creators_across_a_restart", tcp_handed_on_across_a_restart),
+        ("udp_socket_handed_on_stays_its_creators_across_a_restart", udp_handed_on_across_a_restart),
         ("tcp_accepted_by_a_worker_process_open_at_shutdown_exact", accepted_by_a_worker_open_at_shutdown),
         ("tcp_socket_activated_service_ipv4_is_charged_not_the_activator", || {
             crate::activation::socket_activated_service_is_charged(false);
@@ -924,6 +925,41 @@ fn tcp_handed_on_across_a_restart() {
         assert!(a["flows"].as_u64().unwrap() > 0, "an app with bytes and no flow (child {handed_child}): {a}");
     }
     out.assert_nothing_lost();
+}
+
+/// As [`tcp_handed_on_across_a_restart`] for a connected UDP socket, to which the kernel gives a
+/// direction in the new run too (an adversarial re-check: it was charged to the child there).
+fn udp_handed_on_across_a_restart() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let server = server_addr(&pair, false, 0, 5316);
+    let mut echo = spawn("udp-echo", &[s(server), s(30)], Place { netns: Some(&pair.b), ..Place::default() });
+    echo.line();
+    let first = Monitor::start(&cg.path, "[probe]\nupdate_interval_secs = 1\n");
+    let client_place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) };
+    let mut client = spawn("udp-handed-on", &[s(server), s(500), s(10), s(20)], client_place);
+    let handed = client.line();
+    let (local, creator) = (addr(&handed["local"]), handed["pid"].as_u64().unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let before = first.stop();
+    let mine = |r: &&FlowRecord| r.local.is_some_and(|l| l.port() == local.port());
+    assert!(before.records.iter().filter(mine).all(|r| u64::from(r.owner.tgid) == creator), "{:#?}", before.records);
+    let second = Monitor::start_in(&cg.path, before.dir, "[probe]\nupdate_interval_secs = 1\n");
+    client.send("go");
+    let done = client.line();
+    client.send("exit");
+    client.finish();
+    echo.finish();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = second.stop();
+    let later: Vec<&FlowRecord> = out.records.iter().filter(mine).collect();
+    assert!(!later.is_empty(), "the second monitor saw it: {:#?}", out.records);
+    for r in &later {
+        assert_eq!(u64::from(r.owner.tgid), creator, "charged to its creator, not the child: {r:#?}");
+        assert!(r.resumed, "{r:#?}");
+    }
+    let sent: u64 = later.iter().map(|r| r.delta_payload.tx_bytes).sum();
+    assert_eq!(sent, done["tx_after_go"].as_u64().unwrap(), "bytes sent after the restart: {later:#?}");
 }
 
 /// The prefork layout (a master process holds the listener, a worker it started accepts): the

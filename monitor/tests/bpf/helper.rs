@@ -258,6 +258,40 @@ pub fn main(role: &str) {
                 }
             }
         }
+        // udp-handed-on SERVER SIZE FIRST SECOND: a connected UDP socket; FIRST request/response
+        // pairs of SIZE bytes, then handed on to a child (fork) and the process exits: the child
+        // waits for "go", makes SECOND more pairs, reports and waits for "exit".
+        "udp-handed-on" => {
+            name("mon-udp-creator");
+            let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+            s.connect(arg(0)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let (size, first, second): (usize, usize, usize) =
+                (arg(1).parse().unwrap(), arg(2).parse().unwrap(), arg(3).parse().unwrap());
+            let exchange = |n: usize| {
+                let mut buf = vec![0u8; 65536];
+                for _ in 0..n {
+                    s.send(&pattern(size)).unwrap();
+                    s.recv(&mut buf).unwrap();
+                }
+            };
+            exchange(first);
+            let local = s.local_addr().unwrap().to_string();
+            // SAFETY: the helper is single-threaded here; the child only uses its own copies.
+            match unsafe { nix::unistd::fork() }.unwrap() {
+                nix::unistd::ForkResult::Parent { child } => {
+                    say(&json!({"local": local, "pid": std::process::id(), "child": child.as_raw()}));
+                    std::process::exit(0);
+                }
+                nix::unistd::ForkResult::Child => {
+                    name("mon-udp-heir");
+                    wait_stdin("go");
+                    exchange(second);
+                    say(&json!({"local": local, "tx_after_go": size * second}));
+                    wait_stdin("exit");
+                }
+            }
+        }
         // tcp-preexisting-hold SERVER FIRST SECOND REPLY: as tcp-preexisting, but reads REPLY
         // bytes without shutting its side down, and closes only at "exit" (its FIN leaves after
         // the process released the socket).
