@@ -45,6 +45,25 @@ pub(crate) fn wait_stdin(word: &str) {
     assert_eq!(line.trim(), word, "unexpected control line");
 }
 
+/// Hands this process's sockets on to a child (fork): the parent reports `local`, its pid and the
+/// child's, and exits; the child, named `heir`, waits for "go", runs `then`, reports what it
+/// returns and waits for "exit".
+fn hand_on(local: &str, heir: &str, then: impl FnOnce() -> serde_json::Value) {
+    // SAFETY: the helper is single-threaded here; the child only uses its own copies.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Parent { child } => {
+            say(&json!({"local": local, "pid": std::process::id(), "child": child.as_raw()}));
+            std::process::exit(0);
+        }
+        nix::unistd::ForkResult::Child => {
+            name(heir);
+            wait_stdin("go");
+            say(&then());
+            wait_stdin("exit");
+        }
+    }
+}
+
 /// Makes every datagram of IPv6 socket `s` carry a destination options header of 8 bytes (a
 /// PadN option), as `setsockopt(IPV6_DSTOPTS)` does for applications that send options.
 fn ipv6_destination_options(s: &UdpSocket) {
@@ -241,22 +260,12 @@ pub fn main(role: &str) {
             let (first, second): (usize, usize) = (arg(1).parse().unwrap(), arg(2).parse().unwrap());
             s.write_all(&pattern(first)).unwrap();
             let local = s.local_addr().unwrap().to_string();
-            // SAFETY: the helper is single-threaded here; the child only uses its own copies.
-            match unsafe { nix::unistd::fork() }.unwrap() {
-                nix::unistd::ForkResult::Parent { child } => {
-                    say(&json!({"local": local, "pid": std::process::id(), "child": child.as_raw()}));
-                    std::process::exit(0);
-                }
-                nix::unistd::ForkResult::Child => {
-                    name("mon-tcp-heir");
-                    wait_stdin("go");
-                    s.write_all(&pattern(second)).unwrap();
-                    s.shutdown(Shutdown::Write).unwrap();
-                    let rx = read_to_end(&mut s);
-                    say(&json!({"local": local, "tx_after_go": second, "rx": rx}));
-                    wait_stdin("exit");
-                }
-            }
+            hand_on(&local, "mon-tcp-heir", || {
+                s.write_all(&pattern(second)).unwrap();
+                s.shutdown(Shutdown::Write).unwrap();
+                let rx = read_to_end(&mut s);
+                json!({"local": local, "tx_after_go": second, "rx": rx})
+            });
         }
         // udp-handed-on SERVER SIZE FIRST SECOND: a connected UDP socket; FIRST request/response
         // pairs of SIZE bytes, then handed on to a child (fork) and the process exits: the child
@@ -277,20 +286,10 @@ pub fn main(role: &str) {
             };
             exchange(first);
             let local = s.local_addr().unwrap().to_string();
-            // SAFETY: the helper is single-threaded here; the child only uses its own copies.
-            match unsafe { nix::unistd::fork() }.unwrap() {
-                nix::unistd::ForkResult::Parent { child } => {
-                    say(&json!({"local": local, "pid": std::process::id(), "child": child.as_raw()}));
-                    std::process::exit(0);
-                }
-                nix::unistd::ForkResult::Child => {
-                    name("mon-udp-heir");
-                    wait_stdin("go");
-                    exchange(second);
-                    say(&json!({"local": local, "tx_after_go": size * second}));
-                    wait_stdin("exit");
-                }
-            }
+            hand_on(&local, "mon-udp-heir", || {
+                exchange(second);
+                json!({"local": local, "tx_after_go": size * second})
+            });
         }
         // tcp-preexisting-hold SERVER FIRST SECOND REPLY: as tcp-preexisting, but reads REPLY
         // bytes without shutting its side down, and closes only at "exit" (its FIN leaves after
