@@ -5,7 +5,7 @@
 use log::warn;
 
 use crate::{
-    escape::{log_value, terminal},
+    escape::{log_quoted, log_value, terminal},
     journal::AlertRow,
 };
 
@@ -17,9 +17,9 @@ pub(super) fn log(a: &AlertRow) {
     let (claim_v, app_v, country_v) =
         (log_value(&a.claim), log_value(&a.app), log_value(a.country.as_deref().unwrap_or("unknown")));
     let asn = a.asn.map_or_else(|| "unknown".to_string(), |n| n.to_string());
-    // Quoted always, as before (escaped once: `log_value` would leave a plain name bare).
-    let quoted = |v: Option<&str>| format!("\"{}\"", terminal(v.unwrap_or("unknown")).replace('"', "\\\""));
-    let (org, exe) = (quoted(a.as_org.as_deref()), quoted(a.exe.as_deref()));
+    // Quoted always, as before.
+    let (org, exe) =
+        (log_quoted(a.as_org.as_deref().unwrap_or("unknown")), log_quoted(a.exe.as_deref().unwrap_or("unknown")));
     warn!(
         claim = claim.as_str(), app = app.as_str(), destination = a.destination.as_str(), country = country.as_str(),
         asn = asn.as_str(), rule = a.rule.as_str(), period = a.period.as_str();

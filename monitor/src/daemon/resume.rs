@@ -13,6 +13,7 @@ use log::debug;
 use lru::LruCache;
 
 use crate::{
+    clock::Clock,
     errors::chain,
     identity::App,
     journal::{Earlier, JournalWriter},
@@ -40,14 +41,14 @@ impl Default for Resume {
 impl Resume {
     /// A record of a socket older than this run (the kernel gave it no direction, or its owner was
     /// learnt after its creation: `syscall`, `procfs`, none) whose flow (socket and remote end) an
-    /// earlier run journaled since the boot (`boot_ms`) continues that run's flow: it is marked
+    /// earlier run journaled since the boot (`clock`'s) continues that run's flow: it is marked
     /// resumed, takes the direction the journal knows when it has none, and stays charged to the
     /// owner and app the journal recorded when the socket is now held by another process or by
     /// none (a socket handed on stays its creator's, as within a run; without this a restart
     /// charged it to the process that read or wrote it next, or to `unknown` for a closed socket
     /// still sending). Returns that app, which the record is charged to instead of the one its
     /// owner would give. A journal that cannot answer leaves the record as it is.
-    pub fn apply(&mut self, record: &mut FlowRecord, journal: &JournalWriter, boot_ms: i64) -> Option<Arc<App>> {
+    pub fn apply(&mut self, record: &mut FlowRecord, journal: &JournalWriter, clock: Clock) -> Option<Arc<App>> {
         let older = record.direction == Direction::Unknown
             || matches!(record.owner.source, OwnerSource::Syscall | OwnerSource::Procfs | OwnerSource::Unknown);
         if !older {
@@ -55,6 +56,7 @@ impl Resume {
         }
         let key = (record.cookie, record.remote);
         if !self.known.contains(&key) {
+            let boot_ms = clock.wall(0).as_millisecond();
             let found = journal.earlier(key.0, key.1, boot_ms).unwrap_or_else(|e| {
                 debug!("earlier record of cookie {}: {}", key.0, chain(&e));
                 None
@@ -83,6 +85,11 @@ impl Resume {
 #[cfg(test)]
 mod tests {
     use super::Resume;
+
+    /// A clock whose boot was at `ms` (Unix milliseconds).
+    fn booted_at(ms: i64) -> crate::clock::Clock {
+        crate::clock::Clock::with_offset(i128::from(ms) * 1_000_000)
+    }
     use crate::{
         journal::tests::{
             fixtures::{self, Flow, at},
@@ -111,19 +118,19 @@ mod tests {
         after.direction = Direction::Unknown;
         let mut r = after.record(RecordKind::Update, at(1_794_787_310), 10, 20);
         assert!(r.is_first());
-        resume.apply(&mut r, &w, 0);
+        resume.apply(&mut r, &w, booted_at(0));
         assert_eq!((r.direction, r.resumed, r.is_first()), (Direction::Inbound, true, false));
 
         let mut other = Flow::new(9, "192.0.2.9:443", at(1_794_787_300));
         other.direction = Direction::Unknown;
         let mut r = other.record(RecordKind::Update, at(1_794_787_310), 10, 20);
-        resume.apply(&mut r, &w, 0);
+        resume.apply(&mut r, &w, booted_at(0));
         assert_eq!((r.direction, r.resumed, r.is_first()), (Direction::Unknown, false, true));
 
         let mut fresh = Flow::new(7, "192.0.2.1:50000", at(1_794_787_300));
         fresh.direction = Direction::Outbound;
         let mut r = fresh.record(RecordKind::Update, at(1_794_787_310), 10, 20);
-        resume.apply(&mut r, &w, 0);
+        resume.apply(&mut r, &w, booted_at(0));
         assert!(!r.resumed && r.is_first(), "a flow with a direction is its own");
     }
 
@@ -152,34 +159,34 @@ mod tests {
         };
         for (tgid, source) in [(5151, OwnerSource::Syscall), (0, OwnerSource::Unknown)] {
             let mut r = after(tgid, source);
-            let earlier = Resume::default().apply(&mut r, &w, 0).expect("charged to the journaled app");
+            let earlier = Resume::default().apply(&mut r, &w, booted_at(0)).expect("charged to the journaled app");
             assert_eq!(earlier.name, "creator");
             assert_eq!((r.owner.tgid, r.owner.source), (journaled.owner.tgid, OwnerSource::SockCreate));
             assert_eq!((r.direction, r.resumed), (Direction::Outbound, true));
         }
         let mut r = after(journaled.owner.tgid, OwnerSource::Syscall);
-        assert!(Resume::default().apply(&mut r, &w, 0).is_none(), "still its owner's: named as usual");
+        assert!(Resume::default().apply(&mut r, &w, booted_at(0)).is_none(), "still its owner's: named as usual");
         assert!(r.resumed);
         // A journal from before the boot knows another socket of the same cookie.
         let mut r = after(5151, OwnerSource::Syscall);
-        assert!(Resume::default().apply(&mut r, &w, 1_794_787_290_000).is_none());
+        assert!(Resume::default().apply(&mut r, &w, booted_at(1_794_787_290_000)).is_none());
         assert!(!r.resumed && r.owner.tgid == 5151);
         // A flow the kernel gave a direction (a connected UDP socket) whose owner was learnt after
         // its creation is older than the run too: handed on, it stays its creator's (an
         // adversarial re-check: a UDP socket handed on was charged to the new holder).
         let mut r = after(5151, OwnerSource::Syscall);
         r.direction = Direction::Outbound;
-        assert!(Resume::default().apply(&mut r, &w, 0).is_some());
+        assert!(Resume::default().apply(&mut r, &w, booted_at(0)).is_some());
         assert_eq!((r.owner.tgid, r.resumed), (journaled.owner.tgid, true));
         // Another remote end of the same socket (re-connected, or another peer) is a flow of its own.
         let mut r = after(5151, OwnerSource::Syscall);
         r.remote = Some("192.0.2.2:443".parse().expect("address"));
-        assert!(Resume::default().apply(&mut r, &w, 0).is_none());
+        assert!(Resume::default().apply(&mut r, &w, booted_at(0)).is_none());
         assert!(!r.resumed && r.owner.tgid == 5151);
         // A socket created under this run (its owner recorded at creation) is its own.
         let mut r = after(5151, OwnerSource::SockCreate);
         r.direction = Direction::Outbound;
-        assert!(Resume::default().apply(&mut r, &w, 0).is_none());
+        assert!(Resume::default().apply(&mut r, &w, booted_at(0)).is_none());
         assert!(!r.resumed);
     }
 }

@@ -240,8 +240,7 @@ impl Sink {
 
     fn record(&mut self, mut record: FlowRecord, command: Option<&AlertCommand>) {
         self.records += 1;
-        let boot_ms = self.clock.wall(0).as_millisecond();
-        let app = match self.resume.apply(&mut record, &self.journal, boot_ms) {
+        let app = match self.resume.apply(&mut record, &self.journal, self.clock) {
             Some(earlier) => earlier,
             None => self.identities.app_for(&record.owner, record.first_seen),
         };

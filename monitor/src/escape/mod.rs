@@ -42,7 +42,7 @@ use icu_properties::{
     props::{DefaultIgnorableCodePoint, GeneralCategory},
 };
 pub use markdown::markdown;
-pub use terminal::{Terminal, list_item, log_value, terminal, terminal_bytes};
+pub use terminal::{Terminal, list_item, log_quoted, log_value, terminal, terminal_bytes};
 
 /// Whether `c` is a control or invisible character that must not reach an output raw: C0
 /// controls, DEL and C1 controls (Cc), format characters such as the bidi controls, zero-width

@@ -39,6 +39,17 @@ pub fn log_value(s: &str) -> String {
     if !needs_quotes(&text, &[]) {
         return text;
     }
+    in_quotes(&text)
+}
+
+/// `s` escaped for a terminal ([`terminal`]) in double quotes, a quote inside escaped: a log
+/// line's value that is quoted whatever it holds ([`log_value`] quotes only where needed).
+#[must_use]
+pub fn log_quoted(s: &str) -> String {
+    in_quotes(&terminal(s))
+}
+
+fn in_quotes(text: &str) -> String {
     format!("\"{}\"", text.replace('"', "\\\""))
 }
 

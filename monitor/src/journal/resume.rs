@@ -35,11 +35,14 @@ impl JournalWriter {
         let read = |source| Error::read(self.path(), source);
         // This run's own records are not an earlier run's (a discovered socket's first record).
         let run_ms = self.run.started_at.as_millisecond();
-        let (mut ip, port) = (String::new(), remote.map(|r| r.port()));
-        if let Some(r) = remote {
-            names::ip_text(r.ip(), &mut ip);
-        }
-        let ip = remote.map(|_| ip);
+        let (ip, port) = (
+            remote.map(|r| {
+                let mut text = String::new();
+                names::ip_text(r.ip(), &mut text);
+                text
+            }),
+            remote.map(|r| r.port()),
+        );
         let owner = self
             .conn
             .prepare_cached(
