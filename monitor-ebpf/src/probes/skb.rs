@@ -666,6 +666,29 @@ pub(crate) fn slot_copy(table: &mut PeerTable, i: usize) -> PeerSlot {
     slot
 }
 
+/// Emits one `kind` event for every open peer slot of a socket (at its release, or when its local
+/// side changed), with `local` as the local side of each.
+#[inline(always)]
+pub(crate) fn emit_slots(
+    sk: *mut c_void,
+    kind: EventKind,
+    cookie: u64,
+    owner: *const Owner,
+    local: &Tuple,
+    flags: u32,
+) {
+    // SAFETY: non-null map value.
+    let Some(table) = (unsafe { PEERS.get(sk, false).as_mut() }) else {
+        return;
+    };
+    for i in 0..PEER_SLOTS {
+        let slot = slot_copy(table, i);
+        if slot.active != 0 {
+            emit_peer(kind, cookie, owner, local, &slot, flags);
+        }
+    }
+}
+
 /// Index of the peer's slot, or `PEER_SLOTS`. Call with the lock held.
 #[inline(always)]
 fn find(table: &PeerTable, peer: &Peer) -> usize {

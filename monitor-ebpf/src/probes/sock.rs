@@ -11,13 +11,13 @@ use monitor_common::{
     maps::FALLBACK_DISCOVER,
     sock::{
         COPY_STATE_DONE, COUNTER_MPTCP, COUNTER_RAW, COUNTER_RELEASED, COUNTER_STATE_CB, COUNTER_TCP_CLOSED,
-        OwnerSource, PEER_SLOTS,
+        OwnerSource,
     },
 };
 
 use super::{ALLOW, per_peer, release_tuple, tracked};
 use crate::maps::{
-    COUNTERS, EventData, PEERS, emit, fallback, mptcp_subflows, owner_with, record_owner, set_bits, socket_flags, stat,
+    COUNTERS, EventData, emit, fallback, mptcp_subflows, owner_with, record_owner, set_bits, socket_flags, stat,
 };
 
 /// Records the owner of every new IPv4/IPv6 socket in its (new, zeroed) counters.
@@ -123,7 +123,7 @@ pub fn sock_release(ctx: SockContext) -> i32 {
     let owner = owner_with(c, sk.cast());
     // Peers first: when userspace sees `Release`, every peer of the socket has been reported.
     if per_peer(u32::from(tuple.protocol), u32::from(tuple.remote_port), c.flags) {
-        release_peers(sk.cast(), cookie, owner, &tuple, c.raw_flag());
+        super::skb::emit_slots(sk.cast(), EventKind::PeerClosed, cookie, owner, &tuple, c.raw_flag());
     }
     let bytes = c.bytes();
     emit(
@@ -157,25 +157,5 @@ fn silent_tcp_released(sk: *mut core::ffi::c_void) {
         // Its next `Update` falls due an interval from now, not at its FIN.
         // SAFETY: helper without arguments.
         c.last_report_ns = unsafe { bpf_ktime_get_coarse_ns() };
-    }
-}
-
-#[inline(always)]
-fn release_peers(
-    sk: *mut core::ffi::c_void,
-    cookie: u64,
-    owner: *const monitor_common::sock::Owner,
-    local: &monitor_common::event::Tuple,
-    flags: u32,
-) {
-    // SAFETY: non-null map value.
-    let Some(table) = (unsafe { PEERS.get(sk, false).as_mut() }) else {
-        return;
-    };
-    for i in 0..PEER_SLOTS {
-        let slot = super::skb::slot_copy(table, i);
-        if slot.active != 0 {
-            super::skb::emit_peer(EventKind::PeerClosed, cookie, owner, local, &slot, flags);
-        }
     }
 }

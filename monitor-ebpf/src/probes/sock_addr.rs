@@ -13,13 +13,13 @@ use aya_ebpf::{
 };
 use monitor_common::{
     AF_INET6, IPPROTO_TCP, IPPROTO_UDP,
-    event::{EventKind, TcpCounters},
+    event::{EventKind, TcpCounters, Tuple},
     maps::FALLBACK_DISCOVER,
-    sock::{COUNTER_CONNECTED, COUNTER_OWNER_RECORDED, COUNTER_PEERS, Owner, OwnerSource},
+    sock::{COUNTER_CONNECTED, COUNTER_OWNER_RECORDED, COUNTER_PEERS, Counters, Owner, OwnerSource},
 };
 
-use super::{ALLOW, field, rebind, tuple_of};
-use crate::maps::{COUNTERS, EventData, OWNER, emit, fallback, owner_of, record_owner, set_bits, stat};
+use super::{ALLOW, field, rebind, skb::emit_slots, tuple_of};
+use crate::maps::{COUNTERS, EventData, OWNER, emit, fallback, owner_of, owner_with, record_owner, set_bits, stat};
 
 #[inline(always)]
 fn sock_of(ctx: &SockAddrContext) -> *mut bpf_sock {
@@ -91,6 +91,7 @@ fn on_connect(ctx: &SockAddrContext, v6: bool) -> i32 {
         // older than the monitor is still recorded, for the peers' events.
         if c.flags & COUNTER_PEERS != 0 {
             let _: *const c_void = lazy_owner(sk).cast();
+            local_moved(ctx, sk, c);
             return ALLOW;
         }
         // A socket with counters from its creation has its owner (one lookup, nothing to
@@ -159,9 +160,15 @@ fn on_sendmsg(ctx: &SockAddrContext, v6: bool) -> i32 {
         return ALLOW;
     }
     let _: *const c_void = lazy_owner(sk).cast();
-    // Unconnected (every send names an address): nothing more, no further lookup.
+    // Unconnected (every send names an address): only whether its local side moved.
     let dst_port = field!(sk, dst_port);
     if dst_port == 0 {
+        // SAFETY: null-checked map value.
+        if let Some(c) = unsafe { COUNTERS.get(sk.cast(), false).as_ref() }
+            && c.flags & COUNTER_PEERS != 0
+        {
+            local_moved(ctx, sk, c);
+        }
         return ALLOW;
     }
     let sa = ctx.sock_addr;
@@ -188,6 +195,24 @@ fn on_sendmsg(ctx: &SockAddrContext, v6: bool) -> i32 {
         rebind::change(cookie, sk, c, traffic);
     }
     ALLOW
+}
+
+/// A socket counted per peer whose local side is no longer the one its packets showed: after
+/// `connect(AF_UNSPEC)` gave up an automatic port (a send binds a new one before this hook runs; a
+/// `connect` finds port 0) or reset the source address. Its open peer slots are reported now, with
+/// the local side they were claimed with, so that a peer flow keeps the address it was first seen
+/// with although none of its events left before the change (its first one would otherwise carry
+/// the new port). Off the common path: a compare per named send of an unconnected socket.
+#[inline(always)]
+fn local_moved(ctx: &SockAddrContext, sk: *mut bpf_sock, c: &Counters) {
+    let now = tuple_of(sk);
+    if c.local_port == 0 || (now.local_port == c.local_port && now.local_addr == c.local_addr) {
+        return;
+    }
+    let old = Tuple { local_addr: c.local_addr, local_port: c.local_port, ..now };
+    // SAFETY: the context carries a socket.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
+    emit_slots(sk.cast(), EventKind::PeerUpdate, cookie, owner_with(c, sk.cast()), &old, c.raw_flag());
 }
 
 #[inline(always)]

@@ -49,7 +49,8 @@ pub fn run(role: &str, args: &[String]) -> bool {
             bound.set_port(port);
             // `disconnect-auto`: an automatic port, which `connect(AF_UNSPEC)` gives up: the
             // next send binds a new one.
-            let s = UdpSocket::bind(if arg(0) == "disconnect-auto" { any.parse().unwrap() } else { bound }).unwrap();
+            let auto = matches!(arg(0), "disconnect-auto" | "sendto-then-disconnect");
+            let s = UdpSocket::bind(if auto { any.parse().unwrap() } else { bound }).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             let which = match arg(0).strip_prefix("old-") {
                 Some(which) => {
@@ -116,7 +117,11 @@ impl Moved {
 ///   carries A); `connect(AF_UNSPEC)`; COUNT exchanges with B through `sendto()` (IPv6: COUNT
 ///   datagrams, unanswered);
 /// - `disconnect-auto`: `disconnect` on a socket whose port the kernel chose;
-/// - `connect-after`: COUNT exchanges with A through `sendto()`; connected to B, COUNT exchanges.
+/// - `connect-after`: COUNT exchanges with A through `sendto()`; connected to B, COUNT exchanges;
+/// - `sendto-then-disconnect`: a socket whose port the kernel chose, connected to A, COUNT
+///   exchanges with A, COUNT datagrams sent to B with `sendto()` (unanswered), at once (no event
+///   of B's peer flow is due) `connect(AF_UNSPEC)`, COUNT exchanges with A through `sendto()`
+///   from the new port.
 ///
 /// Returns the socket's local address just before a disconnect.
 fn scenario(
@@ -140,6 +145,14 @@ fn scenario(
             s.connect(b).unwrap();
             m.exchange(s, (b, true), size, count, true);
         }
+        "sendto-then-disconnect" => {
+            s.connect(a).unwrap();
+            m.exchange(s, (a, true), size, count, true);
+            m.exchange(s, (b, false), size, count, false);
+            before = Some(s.local_addr().unwrap());
+            disconnect(s);
+            m.exchange(s, (a, false), size, count, true);
+        }
         "disconnect" | "disconnect-auto" => {
             if s.peer_addr().ok() != Some(a) {
                 s.connect(a).unwrap();
@@ -148,11 +161,7 @@ fn scenario(
             std::thread::sleep(Duration::from_millis(1300));
             m.exchange(s, (a, true), size, 1, true);
             before = Some(s.local_addr().unwrap());
-            let unspec = libc::sockaddr { sa_family: libc::AF_UNSPEC as libc::sa_family_t, sa_data: [0; 14] };
-            let len = libc::socklen_t::try_from(std::mem::size_of_val(&unspec)).unwrap();
-            // SAFETY: a valid sockaddr of the given length.
-            let rc = unsafe { libc::connect(s.as_raw_fd(), &raw const unspec, len) };
-            assert_eq!(rc, 0, "connect(AF_UNSPEC): {}", std::io::Error::last_os_error());
+            disconnect(s);
             // An IPv6 socket still takes datagrams from its old peer only (the kernel keeps the
             // address after the disconnect): B's answers would never come.
             m.exchange(s, (b, false), size, count, b.is_ipv4());
@@ -165,6 +174,15 @@ fn scenario(
         other => panic!("unknown scenario {other}"),
     }
     before
+}
+
+/// `connect(AF_UNSPEC)`.
+fn disconnect(s: &UdpSocket) {
+    let unspec = libc::sockaddr { sa_family: libc::AF_UNSPEC as libc::sa_family_t, sa_data: [0; 14] };
+    let len = libc::socklen_t::try_from(std::mem::size_of_val(&unspec)).unwrap();
+    // SAFETY: a valid sockaddr of the given length.
+    let rc = unsafe { libc::connect(s.as_raw_fd(), &raw const unspec, len) };
+    assert_eq!(rc, 0, "connect(AF_UNSPEC): {}", std::io::Error::last_os_error());
 }
 
 /// Each scenario on its own socket, under one monitor (update interval 1 s): per address, the
@@ -209,14 +227,17 @@ pub fn udp_peer_changes_are_charged_to_the_right_addresses(v6: bool) {
         truths.push((which, pid, lines[0].clone(), b));
     }
     for (i, which) in
-        ["sendto-other", "reconnect", "disconnect", "connect-after", "disconnect-auto"].into_iter().enumerate()
+        ["sendto-other", "reconnect", "disconnect", "connect-after", "disconnect-auto", "sendto-then-disconnect"]
+            .into_iter()
+            .enumerate()
     {
         let port = 5400 + u16::try_from(i).unwrap() * 2;
         let (a, b) = (server_addr(&pair, v6, 0, port), server_addr(&pair, v6, 1, port + 1));
-        let a_count = if which == "sendto-other" { 2 * count } else { count };
+        let sendto = which.starts_with("sendto");
+        let a_count = if sendto { 2 * count } else { count };
         let mut echo_a = spawn("udp-echo", &[s(a), s(a_count)], server);
         echo_a.line();
-        let mut other = if which == "sendto-other" || (which.starts_with("disconnect") && v6) {
+        let mut other = if sendto || (which.starts_with("disconnect") && v6) {
             spawn("udp-drain", &[s(b), s(count)], server)
         } else {
             spawn("udp-echo", &[s(b), s(count)], server)
@@ -255,6 +276,16 @@ pub fn udp_peer_changes_are_charged_to_the_right_addresses(v6: bool) {
             let local = truth["local"].as_str().unwrap();
             for r in flows.iter().filter(|r| r.remote == Some(*b)) {
                 assert_eq!(r.local.map(|l| l.to_string()).as_deref(), Some(local), "{which}: {r:#?}");
+            }
+        }
+        if let Some(before) = truth["local_before"].as_str().filter(|_| *which == "sendto-then-disconnect") {
+            // B was sent to only before the disconnect, and no event of its peer flow left
+            // before it: its records keep the port it was sent from, not the one the kernel
+            // gave the socket at its next send.
+            let port = |a: &str| a.parse::<SocketAddr>().unwrap().port();
+            assert_ne!(u64::from(port(before)), truth["local_port"].as_u64().unwrap(), "a new port");
+            for r in flows.iter().filter(|r| r.remote == Some(*b)) {
+                assert_eq!(r.local.map(|l| l.port()), Some(port(before)), "{which}: {r:#?}");
             }
         }
         if let Some(before) = truth["local_before"].as_str().filter(|_| *which == "disconnect-auto") {
