@@ -5,7 +5,7 @@
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn mapped_blocks() -> usize {
     // SAFETY: returns a plain struct of counters.
-    unsafe { libc::mallinfo2() }.hblks
+    unsafe { nix::libc::mallinfo2() }.hblks
 }
 
 /// After `tune_heap`, a large passing buffer is still mapped (and so given back when freed)

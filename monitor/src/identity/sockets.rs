@@ -324,7 +324,13 @@ mod tests {
     fn udplite_socket() -> Option<(std::os::fd::OwnedFd, SocketAddr)> {
         use std::os::fd::FromRawFd as _;
         // SAFETY: plain syscall; the descriptor is owned below.
-        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, libc::IPPROTO_UDPLITE) };
+        let fd = unsafe {
+            nix::libc::socket(
+                nix::libc::AF_INET,
+                nix::libc::SOCK_DGRAM | nix::libc::SOCK_CLOEXEC,
+                nix::libc::IPPROTO_UDPLITE,
+            )
+        };
         if fd < 0 {
             return None;
         }

@@ -54,9 +54,9 @@ fn query(dir: &File, attach_type: bpf_attach_type) -> std::io::Result<(u32, u32)
     attr.query.attach_type = attach_type as u32;
     // SAFETY: `attr` is a bpf_attr of the size passed; the kernel writes into it.
     let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            bpf_cmd::BPF_PROG_QUERY as libc::c_long,
+        nix::libc::syscall(
+            nix::libc::SYS_bpf,
+            bpf_cmd::BPF_PROG_QUERY as nix::libc::c_long,
             std::ptr::from_mut(&mut attr),
             size_of::<bpf_attr>(),
         )

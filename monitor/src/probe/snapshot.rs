@@ -31,8 +31,14 @@ fn zeroed_attr() -> bpf_attr {
 
 fn bpf(cmd: bpf_cmd, attr: &bpf_attr) -> std::io::Result<OwnedFd> {
     // SAFETY: `attr` is a fully initialised bpf_attr of the size passed.
-    let fd =
-        unsafe { libc::syscall(libc::SYS_bpf, cmd as libc::c_long, std::ptr::from_ref(attr), size_of::<bpf_attr>()) };
+    let fd = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_bpf,
+            cmd as nix::libc::c_long,
+            std::ptr::from_ref(attr),
+            size_of::<bpf_attr>(),
+        )
+    };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }

@@ -21,7 +21,7 @@ use nix::sched::{CloneFlags, setns};
 use crate::env::Netns;
 
 /// `TUNSETIFF` (`_IOW('T', 202, int)`).
-const TUNSETIFF: libc::Ioctl = 0x4004_54ca;
+const TUNSETIFF: nix::libc::Ioctl = 0x4004_54ca;
 
 /// The running delay line.
 pub struct DelayLine {
@@ -36,10 +36,10 @@ fn tun_in(ns: &Netns, name: &str, home: &File) -> File {
     let tun = OpenOptions::new().read(true).write(true).open("/dev/net/tun").unwrap();
     let mut req = [0_u8; 40]; // struct ifreq: name[16], then flags (short)
     req[..name.len()].copy_from_slice(name.as_bytes());
-    let flags = i16::try_from(libc::IFF_TUN | libc::IFF_NO_PI).unwrap();
+    let flags = i16::try_from(nix::libc::IFF_TUN | nix::libc::IFF_NO_PI).unwrap();
     req[16..18].copy_from_slice(&flags.to_ne_bytes());
     // SAFETY: TUNSETIFF reads and writes a `struct ifreq` (40 bytes) at the pointer, which is valid.
-    let rc = unsafe { libc::ioctl(tun.as_raw_fd(), TUNSETIFF, req.as_mut_ptr()) };
+    let rc = unsafe { nix::libc::ioctl(tun.as_raw_fd(), TUNSETIFF, req.as_mut_ptr()) };
     assert_eq!(rc, 0, "TUNSETIFF {name}: {}", std::io::Error::last_os_error());
     setns(home, CloneFlags::CLONE_NEWNET).unwrap();
     tun
@@ -47,9 +47,9 @@ fn tun_in(ns: &Netns, name: &str, home: &File) -> File {
 
 /// Waits up to 100 ms for `fd` to be readable.
 fn readable(fd: BorrowedFd<'_>) -> bool {
-    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    let mut p = nix::libc::pollfd { fd: fd.as_raw_fd(), events: nix::libc::POLLIN, revents: 0 };
     // SAFETY: one valid pollfd.
-    unsafe { libc::poll(&raw mut p, 1, 100) > 0 }
+    unsafe { nix::libc::poll(&raw mut p, 1, 100) > 0 }
 }
 
 fn forward(mut from: File, mut to: File, delay: Duration, stop: Arc<AtomicBool>) -> [JoinHandle<()>; 2] {

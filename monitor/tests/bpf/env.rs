@@ -312,7 +312,7 @@ pub fn enter(cmd: &mut Command, place: Place<'_>) {
     unsafe {
         cmd.pre_exec(move || {
             if let Some(f) = &procs
-                && libc::write(f.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1
+                && nix::libc::write(f.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1
             {
                 return Err(std::io::Error::last_os_error());
             }

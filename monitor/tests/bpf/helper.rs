@@ -72,12 +72,12 @@ fn ipv6_destination_options(s: &UdpSocket) {
     let header: [u8; 8] = [0, 0, 1, 4, 0, 0, 0, 0];
     // SAFETY: a valid socket and an 8-byte buffer of the length given.
     let rc = unsafe {
-        libc::setsockopt(
+        nix::libc::setsockopt(
             s.as_raw_fd(),
-            libc::IPPROTO_IPV6,
-            libc::IPV6_DSTOPTS,
+            nix::libc::IPPROTO_IPV6,
+            nix::libc::IPV6_DSTOPTS,
             header.as_ptr().cast(),
-            libc::socklen_t::try_from(header.len()).unwrap(),
+            nix::libc::socklen_t::try_from(header.len()).unwrap(),
         )
     };
     assert_eq!(rc, 0, "IPV6_DSTOPTS: {}", std::io::Error::last_os_error());

@@ -147,7 +147,7 @@ fn cpu_time(pid: u32) -> Duration {
     let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
     let fields: Vec<u64> = after_comm.split(' ').skip(11).take(2).map(|f| f.parse().unwrap()).collect();
     // SAFETY: sysconf has no preconditions.
-    let ticks = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap();
+    let ticks = u64::try_from(unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) }).unwrap();
     Duration::from_millis((fields[0] + fields[1]) * 1000 / ticks)
 }
 

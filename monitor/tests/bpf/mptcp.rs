@@ -27,9 +27,9 @@ const IPPROTO_MPTCP: i32 = 262;
 
 /// An MPTCP stream socket of `addr`'s family.
 fn mptcp_socket(addr: SocketAddr) -> i32 {
-    let family = if addr.is_ipv6() { libc::AF_INET6 } else { libc::AF_INET };
+    let family = if addr.is_ipv6() { nix::libc::AF_INET6 } else { nix::libc::AF_INET };
     // SAFETY: plain socket(2) call.
-    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM, IPPROTO_MPTCP) };
+    let fd = unsafe { nix::libc::socket(family, nix::libc::SOCK_STREAM, IPPROTO_MPTCP) };
     assert!(fd >= 0, "socket(IPPROTO_MPTCP): {}", std::io::Error::last_os_error());
     fd
 }
@@ -49,18 +49,23 @@ pub fn run(role: &str, args: &[String]) -> bool {
             let addr: SocketAddr = arg(0).parse().unwrap();
             let fd = mptcp_socket(addr);
             let sa = sockaddr(addr);
-            let one: libc::c_int = 1;
+            let one: nix::libc::c_int = 1;
             // SAFETY: valid descriptors, addresses and lengths.
             unsafe {
-                libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, (&raw const one).cast(), 4);
-                assert_eq!(libc::bind(fd, sa.as_ptr(), sa.len()), 0, "bind");
-                assert_eq!(libc::listen(fd, 8), 0, "listen");
+                nix::libc::setsockopt(fd, nix::libc::SOL_SOCKET, nix::libc::SO_REUSEADDR, (&raw const one).cast(), 4);
+                assert_eq!(nix::libc::bind(fd, sa.as_ptr(), sa.len()), 0, "bind");
+                assert_eq!(nix::libc::listen(fd, 8), 0, "listen");
                 // Its cookie read before any connection, as `ss -e` or a counter snapshot may:
                 // the kernel copies it into the connections it accepts from then on.
                 let mut cookie = 0u64;
-                let mut len = libc::socklen_t::try_from(std::mem::size_of::<u64>()).unwrap();
-                let rc =
-                    libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_COOKIE, (&raw mut cookie).cast(), &raw mut len);
+                let mut len = nix::libc::socklen_t::try_from(std::mem::size_of::<u64>()).unwrap();
+                let rc = nix::libc::getsockopt(
+                    fd,
+                    nix::libc::SOL_SOCKET,
+                    nix::libc::SO_COOKIE,
+                    (&raw mut cookie).cast(),
+                    &raw mut len,
+                );
                 assert_eq!(rc, 0, "SO_COOKIE");
             }
             // SAFETY: a listening stream socket we own.
@@ -84,7 +89,7 @@ pub fn run(role: &str, args: &[String]) -> bool {
             let fd = mptcp_socket(server);
             let sa = sockaddr(server);
             // SAFETY: a valid descriptor and address.
-            assert_eq!(unsafe { libc::connect(fd, sa.as_ptr(), sa.len()) }, 0, "connect");
+            assert_eq!(unsafe { nix::libc::connect(fd, sa.as_ptr(), sa.len()) }, 0, "connect");
             // SAFETY: a connected stream socket we own.
             let mut s = unsafe { TcpStream::from_raw_fd(fd) };
             let send: usize = arg(1).parse().unwrap();

@@ -36,8 +36,14 @@ const ALLOW_ALL: [u64; 2] = [
 
 fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> std::io::Result<i64> {
     // SAFETY: `attr` is a zero-initialised bpf_attr of the size passed.
-    let ret =
-        unsafe { libc::syscall(libc::SYS_bpf, cmd as libc::c_long, std::ptr::from_mut(attr), size_of::<bpf_attr>()) };
+    let ret = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_bpf,
+            cmd as nix::libc::c_long,
+            std::ptr::from_mut(attr),
+            size_of::<bpf_attr>(),
+        )
+    };
     if ret < 0 { Err(std::io::Error::last_os_error()) } else { Ok(ret) }
 }
 

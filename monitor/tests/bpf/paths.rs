@@ -343,19 +343,19 @@ fn ktls_probe() -> Result<(), String> {
     let probe = || -> Option<i32> {
         // SAFETY: a fresh socket, closed below.
         unsafe {
-            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            let fd = nix::libc::socket(nix::libc::AF_INET, nix::libc::SOCK_STREAM, 0);
             assert!(fd >= 0);
-            let r = libc::setsockopt(fd, libc::SOL_TCP, libc::TCP_ULP, b"tls".as_ptr().cast(), 3);
+            let r = nix::libc::setsockopt(fd, nix::libc::SOL_TCP, nix::libc::TCP_ULP, b"tls".as_ptr().cast(), 3);
             let errno = std::io::Error::last_os_error().raw_os_error();
-            libc::close(fd);
+            nix::libc::close(fd);
             if r == 0 { None } else { errno }
         }
     };
-    if probe() != Some(libc::ENOENT) {
+    if probe() != Some(nix::libc::ENOENT) {
         return Ok(());
     }
     let modprobe = Command::new("modprobe").arg("tls").output();
-    if probe() != Some(libc::ENOENT) {
+    if probe() != Some(nix::libc::ENOENT) {
         return Ok(());
     }
     let config = Command::new("zcat").arg("/proc/config.gz").output().ok().and_then(|o| {

@@ -25,7 +25,7 @@ fn check(ret: isize, what: &str) -> usize {
 fn pipe() -> (i32, i32) {
     let mut fds = [0i32; 2];
     // SAFETY: `fds` has room for two descriptors.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe: {}", std::io::Error::last_os_error());
+    assert_eq!(unsafe { nix::libc::pipe(fds.as_mut_ptr()) }, 0, "pipe: {}", std::io::Error::last_os_error());
     (fds[0], fds[1])
 }
 
@@ -44,9 +44,9 @@ fn report(s: &TcpStream, tx: usize, rx: usize, extra: serde_json::Value) {
 }
 
 /// Sets an int socket option.
-fn set_int(s: &impl AsRawFd, level: libc::c_int, option: libc::c_int, value: libc::c_int, what: &str) {
+fn set_int(s: &impl AsRawFd, level: nix::libc::c_int, option: nix::libc::c_int, value: nix::libc::c_int, what: &str) {
     // SAFETY: setsockopt with an int.
-    let r = unsafe { libc::setsockopt(s.as_raw_fd(), level, option, (&raw const value).cast(), 4) };
+    let r = unsafe { nix::libc::setsockopt(s.as_raw_fd(), level, option, (&raw const value).cast(), 4) };
     assert_eq!(r, 0, "{what}: {}", std::io::Error::last_os_error());
 }
 
@@ -59,13 +59,13 @@ fn drain_error_queue(fd: i32) -> usize {
     loop {
         // SAFETY: a msghdr whose buffers live across the call.
         let n = unsafe {
-            let mut iov = libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: data.len() };
-            let mut msg: libc::msghdr = std::mem::zeroed();
+            let mut iov = nix::libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: data.len() };
+            let mut msg: nix::libc::msghdr = std::mem::zeroed();
             msg.msg_iov = &raw mut iov;
             msg.msg_iovlen = 1;
             msg.msg_control = control.as_mut_ptr().cast();
             msg.msg_controllen = control.len();
-            libc::recvmsg(fd, &raw mut msg, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT)
+            nix::libc::recvmsg(fd, &raw mut msg, nix::libc::MSG_ERRQUEUE | nix::libc::MSG_DONTWAIT)
         };
         if n < 0 {
             return total;
@@ -87,21 +87,21 @@ fn serve_one_and_hold(listener: &TcpListener, read: usize, reply: usize) {
 }
 
 /// Fixed kTLS test key (TLS 1.2, AES-128-GCM), the same for both ends.
-fn ktls(s: &TcpStream, direction: libc::c_int) -> Result<(), std::io::Error> {
+fn ktls(s: &TcpStream, direction: nix::libc::c_int) -> Result<(), std::io::Error> {
     let fd = s.as_raw_fd();
     // SAFETY: plain setsockopt calls with correctly sized arguments.
     unsafe {
-        if libc::setsockopt(fd, libc::SOL_TCP, libc::TCP_ULP, b"tls".as_ptr().cast(), 3) != 0 {
+        if nix::libc::setsockopt(fd, nix::libc::SOL_TCP, nix::libc::TCP_ULP, b"tls".as_ptr().cast(), 3) != 0 {
             return Err(std::io::Error::last_os_error());
         }
-        let mut info: libc::tls12_crypto_info_aes_gcm_128 = std::mem::zeroed();
-        info.info.version = libc::TLS_1_2_VERSION;
-        info.info.cipher_type = libc::TLS_CIPHER_AES_GCM_128;
+        let mut info: nix::libc::tls12_crypto_info_aes_gcm_128 = std::mem::zeroed();
+        info.info.version = nix::libc::TLS_1_2_VERSION;
+        info.info.cipher_type = nix::libc::TLS_CIPHER_AES_GCM_128;
         info.key = [7; 16];
         info.iv = [1, 2, 3, 4, 5, 6, 7, 8];
         info.salt = [9, 10, 11, 12];
         let size = u32::try_from(std::mem::size_of_val(&info)).unwrap();
-        if libc::setsockopt(fd, libc::SOL_TLS, direction, (&raw const info).cast(), size) != 0 {
+        if nix::libc::setsockopt(fd, nix::libc::SOL_TLS, direction, (&raw const info).cast(), size) != 0 {
             return Err(std::io::Error::last_os_error());
         }
     }
@@ -133,15 +133,16 @@ fn zerocopy_receive(s: &TcpStream) -> (usize, usize) {
     let fd = s.as_raw_fd();
     let map_len = 1usize << 20;
     // SAFETY: a fresh shared read-only mapping of the socket (what TCP_ZEROCOPY_RECEIVE needs).
-    let map = unsafe { libc::mmap(std::ptr::null_mut(), map_len, libc::PROT_READ, libc::MAP_SHARED, fd, 0) };
-    assert_ne!(map, libc::MAP_FAILED, "mmap of a TCP socket: {}", std::io::Error::last_os_error());
+    let map =
+        unsafe { nix::libc::mmap(std::ptr::null_mut(), map_len, nix::libc::PROT_READ, nix::libc::MAP_SHARED, fd, 0) };
+    assert_ne!(map, nix::libc::MAP_FAILED, "mmap of a TCP socket: {}", std::io::Error::last_os_error());
     let mut copybuf = vec![0u8; 16 * 1024];
     let mut buf = vec![0u8; CHUNK * 4];
     let (mut bypassed, mut received) = (0usize, 0usize);
     loop {
-        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        let mut pfd = nix::libc::pollfd { fd, events: nix::libc::POLLIN, revents: 0 };
         // SAFETY: one valid pollfd.
-        check(unsafe { libc::poll(&raw mut pfd, 1, 10_000) } as isize, "poll");
+        check(unsafe { nix::libc::poll(&raw mut pfd, 1, 10_000) } as isize, "poll");
         let mut zc = ZerocopyReceive {
             address: map as u64,
             length: u32::try_from(map_len).unwrap(),
@@ -149,15 +150,21 @@ fn zerocopy_receive(s: &TcpStream) -> (usize, usize) {
             copybuf_len: i32::try_from(copybuf.len()).unwrap(),
             ..ZerocopyReceive::default()
         };
-        let mut len = libc::socklen_t::try_from(std::mem::size_of::<ZerocopyReceive>()).unwrap();
+        let mut len = nix::libc::socklen_t::try_from(std::mem::size_of::<ZerocopyReceive>()).unwrap();
         // SAFETY: `zc` is a tcp_zerocopy_receive of the size passed.
         let r = unsafe {
-            libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_ZEROCOPY_RECEIVE, (&raw mut zc).cast(), &raw mut len)
+            nix::libc::getsockopt(
+                fd,
+                nix::libc::IPPROTO_TCP,
+                nix::libc::TCP_ZEROCOPY_RECEIVE,
+                (&raw mut zc).cast(),
+                &raw mut len,
+            )
         };
         if r != 0 {
             match std::io::Error::last_os_error().raw_os_error() {
-                Some(libc::EIO) => break, // end of stream
-                Some(libc::EINTR) => continue,
+                Some(nix::libc::EIO) => break, // end of stream
+                Some(nix::libc::EINTR) => continue,
                 _ => panic!("TCP_ZEROCOPY_RECEIVE: {}", std::io::Error::last_os_error()),
             }
         }
@@ -166,7 +173,7 @@ fn zerocopy_receive(s: &TcpStream) -> (usize, usize) {
         if zc.recv_skip_hint > 0 {
             let want = (zc.recv_skip_hint as usize).min(buf.len());
             // SAFETY: `buf` has room for `want` bytes.
-            let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), want, libc::MSG_DONTWAIT) };
+            let n = unsafe { nix::libc::recv(fd, buf.as_mut_ptr().cast(), want, nix::libc::MSG_DONTWAIT) };
             if n == 0 {
                 break;
             }
@@ -176,7 +183,7 @@ fn zerocopy_receive(s: &TcpStream) -> (usize, usize) {
         }
     }
     // SAFETY: the mapping made above.
-    unsafe { libc::munmap(map, map_len) };
+    unsafe { nix::libc::munmap(map, map_len) };
     (bypassed, received)
 }
 
@@ -197,7 +204,14 @@ fn splice_up_to(s: &TcpStream, limit: usize) -> usize {
         let want = CHUNK.min(limit - rx);
         // SAFETY: valid descriptors, null offsets (socket and pipe have none).
         let n = unsafe {
-            libc::splice(s.as_raw_fd(), std::ptr::null_mut(), w, std::ptr::null_mut(), want, libc::SPLICE_F_MOVE)
+            nix::libc::splice(
+                s.as_raw_fd(),
+                std::ptr::null_mut(),
+                w,
+                std::ptr::null_mut(),
+                want,
+                nix::libc::SPLICE_F_MOVE,
+            )
         };
         let n = check(n, "splice socket -> pipe");
         if n == 0 {
@@ -206,7 +220,7 @@ fn splice_up_to(s: &TcpStream, limit: usize) -> usize {
         let mut left = n;
         while left > 0 {
             // SAFETY: `buf` has room for `left` bytes (left <= CHUNK).
-            let got = check(unsafe { libc::read(r, buf.as_mut_ptr().cast(), left) }, "read pipe");
+            let got = check(unsafe { nix::libc::read(r, buf.as_mut_ptr().cast(), left) }, "read pipe");
             let at = rx % 251;
             assert_eq!(&buf[..got], &expected[at..at + got], "spliced bytes differ from what the peer sent");
             rx += got;
@@ -262,7 +276,7 @@ pub fn run(role: &str, args: &[String]) -> bool {
             // the flag is cleared instead.
             unsafe {
                 cmd.pre_exec(move || {
-                    let ret = if fd == 3 { libc::fcntl(3, libc::F_SETFD, 0) } else { libc::dup2(fd, 3) };
+                    let ret = if fd == 3 { nix::libc::fcntl(3, nix::libc::F_SETFD, 0) } else { nix::libc::dup2(fd, 3) };
                     if ret < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
                 });
             }
@@ -298,9 +312,9 @@ pub fn run(role: &str, args: &[String]) -> bool {
             let mut got = vec![0u8; read];
             s.read_exact(&mut got).unwrap();
             thread::sleep(Duration::from_millis(300));
-            let mut unread: libc::c_int = 0;
+            let mut unread: nix::libc::c_int = 0;
             // SAFETY: FIONREAD writes one int.
-            let ret = unsafe { libc::ioctl(s.as_raw_fd(), libc::FIONREAD, &raw mut unread) };
+            let ret = unsafe { nix::libc::ioctl(s.as_raw_fd(), nix::libc::FIONREAD, &raw mut unread) };
             assert_eq!(ret, 0, "FIONREAD: {}", std::io::Error::last_os_error());
             report(&s, send, read, json!({"unread": unread}));
             drop(s);
@@ -350,11 +364,11 @@ pub fn run(role: &str, args: &[String]) -> bool {
             file.write_all(&pattern(size)).unwrap();
             file.rewind().unwrap();
             let mut s = TcpStream::connect(arg(0)).unwrap();
-            let mut offset: libc::off_t = 0;
+            let mut offset: nix::libc::off_t = 0;
             let mut sent = 0usize;
             while sent < size {
                 // SAFETY: valid descriptors; `offset` is updated by the kernel.
-                let n = unsafe { libc::sendfile(s.as_raw_fd(), file.as_raw_fd(), &raw mut offset, size - sent) };
+                let n = unsafe { nix::libc::sendfile(s.as_raw_fd(), file.as_raw_fd(), &raw mut offset, size - sent) };
                 sent += check(n, "sendfile");
             }
             s.shutdown(Shutdown::Write).unwrap();
@@ -371,22 +385,22 @@ pub fn run(role: &str, args: &[String]) -> bool {
             let (r, w) = pipe();
             let mut sent = 0usize;
             while sent < size {
-                let iov = libc::iovec {
+                let iov = nix::libc::iovec {
                     iov_base: data[sent..].as_ptr().cast_mut().cast(),
                     iov_len: (size - sent).min(CHUNK),
                 };
                 // SAFETY: `iov` points into `data`, alive until the end.
-                let mut in_pipe = check(unsafe { libc::vmsplice(w, &raw const iov, 1, 0) }, "vmsplice");
+                let mut in_pipe = check(unsafe { nix::libc::vmsplice(w, &raw const iov, 1, 0) }, "vmsplice");
                 while in_pipe > 0 {
                     // SAFETY: valid descriptors, null offsets.
                     let n = unsafe {
-                        libc::splice(
+                        nix::libc::splice(
                             r,
                             std::ptr::null_mut(),
                             s.as_raw_fd(),
                             std::ptr::null_mut(),
                             in_pipe,
-                            libc::SPLICE_F_MOVE,
+                            nix::libc::SPLICE_F_MOVE,
                         )
                     };
                     let n = check(n, "splice pipe -> socket");
@@ -406,15 +420,17 @@ pub fn run(role: &str, args: &[String]) -> bool {
             let data = pattern(size);
             let mut s = TcpStream::connect(arg(0)).unwrap();
             let fd = s.as_raw_fd();
-            let one: libc::c_int = 1;
+            let one: nix::libc::c_int = 1;
             // SAFETY: setsockopt with an int.
-            let r = unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_ZEROCOPY, (&raw const one).cast(), 4) };
+            let r = unsafe {
+                nix::libc::setsockopt(fd, nix::libc::SOL_SOCKET, nix::libc::SO_ZEROCOPY, (&raw const one).cast(), 4)
+            };
             assert_eq!(r, 0, "SO_ZEROCOPY: {}", std::io::Error::last_os_error());
             let mut sent = 0usize;
             while sent < size {
                 let len = (size - sent).min(CHUNK);
                 // SAFETY: `data` outlives the notifications (it lives until exit).
-                let n = unsafe { libc::send(fd, data[sent..].as_ptr().cast(), len, libc::MSG_ZEROCOPY) };
+                let n = unsafe { nix::libc::send(fd, data[sent..].as_ptr().cast(), len, nix::libc::MSG_ZEROCOPY) };
                 sent += check(n, "send(MSG_ZEROCOPY)");
             }
             s.shutdown(Shutdown::Write).unwrap();
@@ -424,10 +440,10 @@ pub fn run(role: &str, args: &[String]) -> bool {
             loop {
                 // SAFETY: a msghdr with only a control buffer, as the error queue needs.
                 let n = unsafe {
-                    let mut msg: libc::msghdr = std::mem::zeroed();
+                    let mut msg: nix::libc::msghdr = std::mem::zeroed();
                     msg.msg_control = control.as_mut_ptr().cast();
                     msg.msg_controllen = control.len();
-                    libc::recvmsg(fd, &raw mut msg, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT)
+                    nix::libc::recvmsg(fd, &raw mut msg, nix::libc::MSG_ERRQUEUE | nix::libc::MSG_DONTWAIT)
                 };
                 if n < 0 {
                     break;
@@ -443,10 +459,10 @@ pub fn run(role: &str, args: &[String]) -> bool {
             name("mon-tcp-tstamp");
             let size: usize = arg(1).parse().unwrap();
             let mut s = TcpStream::connect(arg(0)).unwrap();
-            let flags: libc::c_int = libc::SOF_TIMESTAMPING_TX_SOFTWARE as libc::c_int
-                | libc::SOF_TIMESTAMPING_SOFTWARE as libc::c_int
-                | libc::SOF_TIMESTAMPING_OPT_ID as libc::c_int;
-            set_int(&s, libc::SOL_SOCKET, libc::SO_TIMESTAMPING, flags, "SO_TIMESTAMPING");
+            let flags: nix::libc::c_int = nix::libc::SOF_TIMESTAMPING_TX_SOFTWARE as nix::libc::c_int
+                | nix::libc::SOF_TIMESTAMPING_SOFTWARE as nix::libc::c_int
+                | nix::libc::SOF_TIMESTAMPING_OPT_ID as nix::libc::c_int;
+            set_int(&s, nix::libc::SOL_SOCKET, nix::libc::SO_TIMESTAMPING, flags, "SO_TIMESTAMPING");
             for chunk in pattern(size).chunks(10_000) {
                 s.write_all(chunk).unwrap();
                 thread::sleep(Duration::from_millis(2));
@@ -465,8 +481,11 @@ pub fn run(role: &str, args: &[String]) -> bool {
             let (count, size): (usize, usize) = (arg(1).parse().unwrap(), arg(2).parse().unwrap());
             let s = UdpSocket::bind(if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }).unwrap();
             s.connect(server).unwrap();
-            let (level, name) =
-                if server.is_ipv4() { (libc::SOL_IP, libc::IP_RECVERR) } else { (libc::SOL_IPV6, libc::IPV6_RECVERR) };
+            let (level, name) = if server.is_ipv4() {
+                (nix::libc::SOL_IP, nix::libc::IP_RECVERR)
+            } else {
+                (nix::libc::SOL_IPV6, nix::libc::IPV6_RECVERR)
+            };
             set_int(&s, level, name, 1, "RECVERR");
             let mut errqueue = 0;
             for _ in 0..count {
@@ -492,7 +511,7 @@ pub fn run(role: &str, args: &[String]) -> bool {
             name("mon-ktls-client");
             let size: usize = arg(1).parse().unwrap();
             let mut s = TcpStream::connect(arg(0)).unwrap();
-            ktls(&s, libc::TLS_TX).unwrap_or_else(|e| panic!("kTLS TLS_TX: {e}"));
+            ktls(&s, nix::libc::TLS_TX).unwrap_or_else(|e| panic!("kTLS TLS_TX: {e}"));
             for chunk in pattern(size).chunks(16 * 1024) {
                 s.write_all(chunk).unwrap();
             }
@@ -507,7 +526,7 @@ pub fn run(role: &str, args: &[String]) -> bool {
             let listener = TcpListener::bind(arg(0)).unwrap();
             say(&json!({"ready": true, "pid": std::process::id()}));
             let (mut s, _) = listener.accept().unwrap();
-            ktls(&s, libc::TLS_RX).unwrap_or_else(|e| panic!("kTLS TLS_RX: {e}"));
+            ktls(&s, nix::libc::TLS_RX).unwrap_or_else(|e| panic!("kTLS TLS_RX: {e}"));
             let mut plain = Vec::new();
             s.read_to_end(&mut plain).unwrap();
             assert_eq!(plain, pattern(plain.len()), "kTLS plaintext differs from what the client sent");

@@ -12,9 +12,9 @@ use std::{
 use serde_json::{Map, json};
 
 /// `ICMP_FILTER` (level `SOL_RAW`): bit n set = drop ICMP type n on a raw ICMP socket.
-const ICMP_FILTER: libc::c_int = 1;
+const ICMP_FILTER: nix::libc::c_int = 1;
 /// `ICMP6_FILTER` (level `IPPROTO_ICMPV6`): bit n set = drop ICMPv6 type n.
-const ICMP6_FILTER: libc::c_int = 1;
+const ICMP6_FILTER: nix::libc::c_int = 1;
 /// Ethertype of the frames `packet-send` writes (IEEE local experimental).
 const ETHERTYPE_EXPERIMENTAL: u16 = 0x88b5;
 /// MAC addresses of the test veth pair (env.rs).
@@ -27,73 +27,75 @@ pub fn needs_net_raw(role: &str) -> bool {
     matches!(role, "ping" | "raw-send" | "raw-echo" | "packet-send" | "udp-unconnected-dstopts")
 }
 
-fn socket(domain: libc::c_int, ty: libc::c_int, protocol: libc::c_int) -> OwnedFd {
+fn socket(domain: nix::libc::c_int, ty: nix::libc::c_int, protocol: nix::libc::c_int) -> OwnedFd {
     // SAFETY: plain syscall; the descriptor is owned from here on.
-    let fd = unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, protocol) };
+    let fd = unsafe { nix::libc::socket(domain, ty | nix::libc::SOCK_CLOEXEC, protocol) };
     assert!(fd >= 0, "socket({domain}, {ty}, {protocol}): {}", io::Error::last_os_error());
     // SAFETY: a fresh descriptor.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let timeout = libc::timeval { tv_sec: 5, tv_usec: 0 };
-    setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &timeout);
+    let timeout = nix::libc::timeval { tv_sec: 5, tv_usec: 0 };
+    setsockopt(&fd, nix::libc::SOL_SOCKET, nix::libc::SO_RCVTIMEO, &timeout);
     fd
 }
 
-fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &T) {
+fn setsockopt<T>(fd: &OwnedFd, level: nix::libc::c_int, name: nix::libc::c_int, value: &T) {
     // SAFETY: `value` is a live T of the given size.
     let ret = unsafe {
-        libc::setsockopt(fd.as_raw_fd(), level, name, std::ptr::from_ref(value).cast(), mem::size_of::<T>() as u32)
+        nix::libc::setsockopt(fd.as_raw_fd(), level, name, std::ptr::from_ref(value).cast(), mem::size_of::<T>() as u32)
     };
     assert_eq!(ret, 0, "setsockopt({level}, {name}): {}", io::Error::last_os_error());
 }
 
-fn sockaddr(ip: IpAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+fn sockaddr(ip: IpAddr) -> (nix::libc::sockaddr_storage, nix::libc::socklen_t) {
     // SAFETY: all-zero is a valid sockaddr_storage.
-    let mut ss: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let mut ss: nix::libc::sockaddr_storage = unsafe { mem::zeroed() };
     let len = match ip {
         IpAddr::V4(v4) => {
             // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
-            let sin = unsafe { &mut *std::ptr::from_mut(&mut ss).cast::<libc::sockaddr_in>() };
-            sin.sin_family = libc::AF_INET as u16;
+            let sin = unsafe { &mut *std::ptr::from_mut(&mut ss).cast::<nix::libc::sockaddr_in>() };
+            sin.sin_family = nix::libc::AF_INET as u16;
             sin.sin_addr.s_addr = u32::from_ne_bytes(v4.octets());
-            mem::size_of::<libc::sockaddr_in>()
+            mem::size_of::<nix::libc::sockaddr_in>()
         }
         IpAddr::V6(v6) => {
             // SAFETY: as above, for sockaddr_in6.
-            let sin6 = unsafe { &mut *std::ptr::from_mut(&mut ss).cast::<libc::sockaddr_in6>() };
-            sin6.sin6_family = libc::AF_INET6 as u16;
+            let sin6 = unsafe { &mut *std::ptr::from_mut(&mut ss).cast::<nix::libc::sockaddr_in6>() };
+            sin6.sin6_family = nix::libc::AF_INET6 as u16;
             sin6.sin6_addr.s6_addr = v6.octets();
-            mem::size_of::<libc::sockaddr_in6>()
+            mem::size_of::<nix::libc::sockaddr_in6>()
         }
     };
-    (ss, len as libc::socklen_t)
+    (ss, len as nix::libc::socklen_t)
 }
 
 /// A UDP-Lite socket (`SOCK_DGRAM`, protocol 136) of `at`'s family, bound to `at` (port 0: an
 /// ephemeral one), as a std socket: its `send_to`/`recv_from` serve any datagram socket.
 fn udplite(at: SocketAddr) -> UdpSocket {
     // SAFETY: plain syscall; the descriptor is closed at once.
-    let probe = unsafe { libc::socket(family(at.ip()), libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, libc::IPPROTO_UDPLITE) };
+    let probe = unsafe {
+        nix::libc::socket(family(at.ip()), nix::libc::SOCK_DGRAM | nix::libc::SOCK_CLOEXEC, nix::libc::IPPROTO_UDPLITE)
+    };
     if probe < 0 {
         // A kernel without UDP-Lite (removed upstream, or not built): the test says so.
         super::helper::say(&json!({"udplite": false, "error": io::Error::last_os_error().to_string()}));
         std::process::exit(0);
     }
     // SAFETY: a descriptor this function owns.
-    unsafe { libc::close(probe) };
-    let fd = socket(family(at.ip()), libc::SOCK_DGRAM, libc::IPPROTO_UDPLITE);
+    unsafe { nix::libc::close(probe) };
+    let fd = socket(family(at.ip()), nix::libc::SOCK_DGRAM, nix::libc::IPPROTO_UDPLITE);
     let (mut ss, len) = sockaddr(at.ip());
     match at {
         // SAFETY: `sockaddr` wrote a sockaddr_in (sockaddr_storage is larger and aligned for it).
         SocketAddr::V4(_) => unsafe {
-            (*std::ptr::from_mut(&mut ss).cast::<libc::sockaddr_in>()).sin_port = at.port().to_be()
+            (*std::ptr::from_mut(&mut ss).cast::<nix::libc::sockaddr_in>()).sin_port = at.port().to_be()
         },
         // SAFETY: as above, a sockaddr_in6.
         SocketAddr::V6(_) => unsafe {
-            (*std::ptr::from_mut(&mut ss).cast::<libc::sockaddr_in6>()).sin6_port = at.port().to_be();
+            (*std::ptr::from_mut(&mut ss).cast::<nix::libc::sockaddr_in6>()).sin6_port = at.port().to_be();
         },
     }
     // SAFETY: valid address.
-    let ret = unsafe { libc::bind(fd.as_raw_fd(), std::ptr::from_ref(&ss).cast(), len) };
+    let ret = unsafe { nix::libc::bind(fd.as_raw_fd(), std::ptr::from_ref(&ss).cast(), len) };
     assert_eq!(ret, 0, "bind {at}: {}", io::Error::last_os_error());
     UdpSocket::from(fd)
 }
@@ -101,8 +103,9 @@ fn udplite(at: SocketAddr) -> UdpSocket {
 fn send_to(fd: &OwnedFd, buf: &[u8], dest: IpAddr) -> usize {
     let (ss, len) = sockaddr(dest);
     // SAFETY: valid buffer and address.
-    let n =
-        unsafe { libc::sendto(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), 0, std::ptr::from_ref(&ss).cast(), len) };
+    let n = unsafe {
+        nix::libc::sendto(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), 0, std::ptr::from_ref(&ss).cast(), len)
+    };
     assert!(n >= 0, "sendto {dest}: {}", io::Error::last_os_error());
     n as usize
 }
@@ -110,11 +113,11 @@ fn send_to(fd: &OwnedFd, buf: &[u8], dest: IpAddr) -> usize {
 /// One datagram, and who sent it (IP only).
 fn recv_from(fd: &OwnedFd, buf: &mut [u8]) -> (usize, IpAddr) {
     // SAFETY: all-zero is a valid sockaddr_storage.
-    let mut ss: libc::sockaddr_storage = unsafe { mem::zeroed() };
-    let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    let mut ss: nix::libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let mut len = mem::size_of::<nix::libc::sockaddr_storage>() as nix::libc::socklen_t;
     // SAFETY: valid buffer and address storage.
     let n = unsafe {
-        libc::recvfrom(
+        nix::libc::recvfrom(
             fd.as_raw_fd(),
             buf.as_mut_ptr().cast(),
             buf.len(),
@@ -124,13 +127,13 @@ fn recv_from(fd: &OwnedFd, buf: &mut [u8]) -> (usize, IpAddr) {
         )
     };
     assert!(n >= 0, "recvfrom: {}", io::Error::last_os_error());
-    let from = if i32::from(ss.ss_family) == libc::AF_INET6 {
+    let from = if i32::from(ss.ss_family) == nix::libc::AF_INET6 {
         // SAFETY: the kernel wrote a sockaddr_in6.
-        let sin6 = unsafe { &*std::ptr::from_ref(&ss).cast::<libc::sockaddr_in6>() };
+        let sin6 = unsafe { &*std::ptr::from_ref(&ss).cast::<nix::libc::sockaddr_in6>() };
         IpAddr::from(sin6.sin6_addr.s6_addr)
     } else {
         // SAFETY: the kernel wrote a sockaddr_in.
-        let sin = unsafe { &*std::ptr::from_ref(&ss).cast::<libc::sockaddr_in>() };
+        let sin = unsafe { &*std::ptr::from_ref(&ss).cast::<nix::libc::sockaddr_in>() };
         IpAddr::from(sin.sin_addr.s_addr.to_ne_bytes())
     };
     (n as usize, from)
@@ -144,8 +147,8 @@ fn checksum(data: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-fn family(ip: IpAddr) -> libc::c_int {
-    if ip.is_ipv6() { libc::AF_INET6 } else { libc::AF_INET }
+fn family(ip: IpAddr) -> nix::libc::c_int {
+    if ip.is_ipv6() { nix::libc::AF_INET6 } else { nix::libc::AF_INET }
 }
 
 /// Entry point for the roles of this file.
@@ -162,15 +165,15 @@ pub fn main(role: &str, args: &[String]) {
             let count: u16 = arg(2).parse().unwrap();
             let dests: Vec<IpAddr> = args[3..].iter().map(|a| a.parse().unwrap()).collect();
             let v6 = dests[0].is_ipv6();
-            let protocol = if v6 { libc::IPPROTO_ICMPV6 } else { libc::IPPROTO_ICMP };
-            let fd = socket(family(dests[0]), if raw { libc::SOCK_RAW } else { libc::SOCK_DGRAM }, protocol);
+            let protocol = if v6 { nix::libc::IPPROTO_ICMPV6 } else { nix::libc::IPPROTO_ICMP };
+            let fd = socket(family(dests[0]), if raw { nix::libc::SOCK_RAW } else { nix::libc::SOCK_DGRAM }, protocol);
             if raw && v6 {
                 // Only echo replies (type 129) reach the socket.
                 let mut filter = [u32::MAX; 8];
                 filter[129 >> 5] &= !(1 << (129 & 31));
-                setsockopt(&fd, libc::IPPROTO_ICMPV6, ICMP6_FILTER, &filter);
+                setsockopt(&fd, nix::libc::IPPROTO_ICMPV6, ICMP6_FILTER, &filter);
             } else if raw {
-                setsockopt(&fd, libc::SOL_RAW, ICMP_FILTER, &!1u32); // only echo replies (type 0)
+                setsockopt(&fd, nix::libc::SOL_RAW, ICMP_FILTER, &!1u32); // only echo replies (type 0)
             }
             let id = (std::process::id() & 0xffff) as u16;
             let mut peers = Map::new();
@@ -205,18 +208,18 @@ pub fn main(role: &str, args: &[String]) {
         // leave from it); receives COUNT datagrams and, if REPLY is 1, sends each payload back.
         "raw-echo" => {
             super::helper::name("mon-raw-echo");
-            let protocol: libc::c_int = arg(0).parse().unwrap();
+            let protocol: nix::libc::c_int = arg(0).parse().unwrap();
             let count: usize = arg(1).parse().unwrap();
             let reply = arg(2) == "1";
             let addr: IpAddr = arg(3).parse().unwrap();
             let v6 = addr.is_ipv6();
-            let fd = socket(family(addr), libc::SOCK_RAW, protocol);
+            let fd = socket(family(addr), nix::libc::SOCK_RAW, protocol);
             let (ss, len) = sockaddr(addr);
             // SAFETY: valid address.
-            let ret = unsafe { libc::bind(fd.as_raw_fd(), std::ptr::from_ref(&ss).cast(), len) };
+            let ret = unsafe { nix::libc::bind(fd.as_raw_fd(), std::ptr::from_ref(&ss).cast(), len) };
             assert_eq!(ret, 0, "bind {addr}: {}", io::Error::last_os_error());
-            let timeout = libc::timeval { tv_sec: 20, tv_usec: 0 };
-            setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &timeout);
+            let timeout = nix::libc::timeval { tv_sec: 20, tv_usec: 0 };
+            setsockopt(&fd, nix::libc::SOL_SOCKET, nix::libc::SO_RCVTIMEO, &timeout);
             super::helper::say(&json!({"ready": true}));
             let mut buf = vec![0u8; 65536];
             for _ in 0..count {
@@ -240,8 +243,11 @@ pub fn main(role: &str, args: &[String]) {
             let count: usize = arg(2).parse().unwrap();
             let dest: IpAddr = arg(3).parse().unwrap();
             let hdrincl = arg(4) == "1";
-            let fd =
-                socket(family(dest), libc::SOCK_RAW, if hdrincl { libc::IPPROTO_RAW } else { i32::from(protocol) });
+            let fd = socket(
+                family(dest),
+                nix::libc::SOCK_RAW,
+                if hdrincl { nix::libc::IPPROTO_RAW } else { i32::from(protocol) },
+            );
             if args.get(5).is_some_and(|a| a == "wait") {
                 super::helper::say(&json!({"ready": true}));
                 super::helper::wait_stdin("go");
@@ -308,13 +314,13 @@ pub fn main(role: &str, args: &[String]) {
             let size: usize = arg(1).parse().unwrap();
             let count: usize = arg(2).parse().unwrap();
             // SAFETY: valid C string.
-            let ifindex = unsafe { libc::if_nametoindex(ifname.as_ptr()) };
+            let ifindex = unsafe { nix::libc::if_nametoindex(ifname.as_ptr()) };
             assert!(ifindex > 0, "no interface {ifname:?}");
             // Protocol 0: the socket sends only, it receives nothing.
-            let fd = socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+            let fd = socket(nix::libc::AF_PACKET, nix::libc::SOCK_RAW, 0);
             // SAFETY: all-zero is a valid sockaddr_ll.
-            let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
-            sll.sll_family = libc::AF_PACKET as u16;
+            let mut sll: nix::libc::sockaddr_ll = unsafe { mem::zeroed() };
+            sll.sll_family = nix::libc::AF_PACKET as u16;
             sll.sll_ifindex = ifindex as i32;
             sll.sll_halen = 6;
             sll.sll_addr[..6].copy_from_slice(&MAC_B);
@@ -326,13 +332,13 @@ pub fn main(role: &str, args: &[String]) {
             for _ in 0..count {
                 // SAFETY: valid buffer and address.
                 let n = unsafe {
-                    libc::sendto(
+                    nix::libc::sendto(
                         fd.as_raw_fd(),
                         frame.as_ptr().cast(),
                         frame.len(),
                         0,
                         std::ptr::from_ref(&sll).cast(),
-                        mem::size_of::<libc::sockaddr_ll>() as u32,
+                        mem::size_of::<nix::libc::sockaddr_ll>() as u32,
                     )
                 };
                 assert!(n >= 0, "sendto: {}", io::Error::last_os_error());

@@ -178,10 +178,10 @@ fn scenario(
 
 /// `connect(AF_UNSPEC)`.
 fn disconnect(s: &UdpSocket) {
-    let unspec = libc::sockaddr { sa_family: libc::AF_UNSPEC as libc::sa_family_t, sa_data: [0; 14] };
-    let len = libc::socklen_t::try_from(std::mem::size_of_val(&unspec)).unwrap();
+    let unspec = nix::libc::sockaddr { sa_family: nix::libc::AF_UNSPEC as nix::libc::sa_family_t, sa_data: [0; 14] };
+    let len = nix::libc::socklen_t::try_from(std::mem::size_of_val(&unspec)).unwrap();
     // SAFETY: a valid sockaddr of the given length.
-    let rc = unsafe { libc::connect(s.as_raw_fd(), &raw const unspec, len) };
+    let rc = unsafe { nix::libc::connect(s.as_raw_fd(), &raw const unspec, len) };
     assert_eq!(rc, 0, "connect(AF_UNSPEC): {}", std::io::Error::last_os_error());
 }
 

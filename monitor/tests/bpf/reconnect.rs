@@ -32,9 +32,9 @@ fn connect(fd: i32, addr: SocketAddr) -> Result<(), nix::errno::Errno> {
 fn disconnect(fd: i32) {
     // SAFETY: an all-zero sockaddr whose family is AF_UNSPEC, of its own size.
     let rc = unsafe {
-        let mut sa: libc::sockaddr = std::mem::zeroed();
-        sa.sa_family = libc::AF_UNSPEC as libc::sa_family_t;
-        libc::connect(fd, &raw const sa, libc::socklen_t::try_from(size_of::<libc::sockaddr>()).unwrap())
+        let mut sa: nix::libc::sockaddr = std::mem::zeroed();
+        sa.sa_family = nix::libc::AF_UNSPEC as nix::libc::sa_family_t;
+        nix::libc::connect(fd, &raw const sa, nix::libc::socklen_t::try_from(size_of::<nix::libc::sockaddr>()).unwrap())
     };
     assert_eq!(rc, 0, "connect(AF_UNSPEC): {}", std::io::Error::last_os_error());
 }
@@ -61,9 +61,9 @@ pub fn run(role: &str, args: &[String]) -> bool {
             name("mon-tcp-reuse");
             let (first, second): (SocketAddr, SocketAddr) = (arg(1).parse().unwrap(), arg(2).parse().unwrap());
             let (send, reply): (usize, usize) = (arg(3).parse().unwrap(), arg(4).parse().unwrap());
-            let family = if first.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+            let family = if first.is_ipv4() { nix::libc::AF_INET } else { nix::libc::AF_INET6 };
             // SAFETY: socket(2); the descriptor is owned below.
-            let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+            let fd = unsafe { nix::libc::socket(family, nix::libc::SOCK_STREAM | nix::libc::SOCK_CLOEXEC, 0) };
             assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
             // SAFETY: a new descriptor that nothing else owns.
             let mut s = TcpStream::from(unsafe { OwnedFd::from_raw_fd(fd) });

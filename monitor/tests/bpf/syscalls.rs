@@ -46,11 +46,11 @@ fn connected_udp(server: SocketAddr) -> UdpSocket {
 }
 
 /// One `mmsghdr` per buffer of `iovs` (which must outlive the headers' use).
-fn headers(iovs: &mut [libc::iovec]) -> Vec<libc::mmsghdr> {
+fn headers(iovs: &mut [nix::libc::iovec]) -> Vec<nix::libc::mmsghdr> {
     iovs.iter_mut()
         .map(|iov| {
             // SAFETY: all-zero is a valid mmsghdr.
-            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            let mut m: nix::libc::mmsghdr = unsafe { std::mem::zeroed() };
             m.msg_hdr.msg_iov = iov;
             m.msg_hdr.msg_iovlen = 1;
             m
@@ -60,14 +60,15 @@ fn headers(iovs: &mut [libc::iovec]) -> Vec<libc::mmsghdr> {
 
 /// One `sendmmsg` of `count` datagrams of `data` (looping on a partial batch); bytes sent.
 fn send_batch(fd: i32, data: &[u8], count: usize) -> usize {
-    let mut iovs: Vec<libc::iovec> =
-        (0..count).map(|_| libc::iovec { iov_base: data.as_ptr().cast_mut().cast(), iov_len: data.len() }).collect();
+    let mut iovs: Vec<nix::libc::iovec> = (0..count)
+        .map(|_| nix::libc::iovec { iov_base: data.as_ptr().cast_mut().cast(), iov_len: data.len() })
+        .collect();
     let mut msgs = headers(&mut iovs);
     let mut done = 0;
     while done < count {
         let left = u32::try_from(count - done).unwrap();
         // SAFETY: `msgs[done..]` holds `left` headers whose buffers outlive the call.
-        let n = unsafe { libc::sendmmsg(fd, msgs[done..].as_mut_ptr(), left, 0) };
+        let n = unsafe { nix::libc::sendmmsg(fd, msgs[done..].as_mut_ptr(), left, 0) };
         done += check(n as isize, "sendmmsg");
     }
     msgs.iter().map(|m| m.msg_len as usize).sum()
@@ -76,15 +77,16 @@ fn send_batch(fd: i32, data: &[u8], count: usize) -> usize {
 /// `recvmmsg` until `count` datagrams came; bytes received.
 fn receive_batch(fd: i32, count: usize) -> usize {
     let mut bufs = vec![[0u8; 2048]; count];
-    let mut iovs: Vec<libc::iovec> =
-        bufs.iter_mut().map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() }).collect();
+    let mut iovs: Vec<nix::libc::iovec> =
+        bufs.iter_mut().map(|b| nix::libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() }).collect();
     let mut msgs = headers(&mut iovs);
     let (mut got, mut bytes) = (0, 0);
     while got < count {
         let left = u32::try_from(count - got).unwrap();
         // SAFETY: `msgs[got..]` holds `left` headers whose buffers outlive the call.
-        let n =
-            unsafe { libc::recvmmsg(fd, msgs[got..].as_mut_ptr(), left, libc::MSG_WAITFORONE, std::ptr::null_mut()) };
+        let n = unsafe {
+            nix::libc::recvmmsg(fd, msgs[got..].as_mut_ptr(), left, nix::libc::MSG_WAITFORONE, std::ptr::null_mut())
+        };
         let n = check(n as isize, "recvmmsg");
         bytes += msgs[got..got + n].iter().map(|m| m.msg_len as usize).sum::<usize>();
         got += n;
@@ -93,14 +95,14 @@ fn receive_batch(fd: i32, count: usize) -> usize {
 }
 
 /// `recv(2)` with `flags` into `buf`; bytes returned.
-fn recv(fd: i32, buf: &mut [u8], flags: libc::c_int) -> usize {
+fn recv(fd: i32, buf: &mut [u8], flags: nix::libc::c_int) -> usize {
     // SAFETY: `buf` is writable for its length.
-    check(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), flags) }, "recv")
+    check(unsafe { nix::libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), flags) }, "recv")
 }
 
-fn set_int(fd: i32, level: libc::c_int, option: libc::c_int, value: libc::c_int, what: &str) {
+fn set_int(fd: i32, level: nix::libc::c_int, option: nix::libc::c_int, value: nix::libc::c_int, what: &str) {
     // SAFETY: setsockopt with an int.
-    let r = unsafe { libc::setsockopt(fd, level, option, (&raw const value).cast(), 4) };
+    let r = unsafe { nix::libc::setsockopt(fd, level, option, (&raw const value).cast(), 4) };
     assert_eq!(r, 0, "{what}: {}", std::io::Error::last_os_error());
 }
 
@@ -142,7 +144,7 @@ pub fn helper(role: &str, args: &[String]) {
             name("mon-udp-gso");
             let socket = connected_udp(arg(0).parse().unwrap());
             let fd = socket.as_raw_fd();
-            set_int(fd, libc::SOL_UDP, libc::UDP_SEGMENT, i32::try_from(size).unwrap(), "UDP_SEGMENT");
+            set_int(fd, nix::libc::SOL_UDP, nix::libc::UDP_SEGMENT, i32::try_from(size).unwrap(), "UDP_SEGMENT");
             let tx = socket.send(&pattern(size * count())).unwrap();
             let rx: usize = (0..count()).map(|_| socket.recv(&mut buf).unwrap()).sum();
             report(socket.local_addr().unwrap(), tx, rx, &json!({}));
@@ -154,7 +156,7 @@ pub fn helper(role: &str, args: &[String]) {
             let (mut tx, mut rx, mut peeked) = (0, 0, 0);
             for _ in 0..count() {
                 tx += socket.send(&pattern(size)).unwrap();
-                peeked += recv(fd, &mut buf, libc::MSG_PEEK);
+                peeked += recv(fd, &mut buf, nix::libc::MSG_PEEK);
                 rx += recv(fd, &mut buf, 0);
             }
             report(socket.local_addr().unwrap(), tx, rx, &json!({"peeked": peeked}));
@@ -167,7 +169,7 @@ pub fn helper(role: &str, args: &[String]) {
             let fd = stream.as_raw_fd();
             let (mut rx, mut peeked) = (0, 0);
             loop {
-                let n = recv(fd, &mut buf, libc::MSG_PEEK);
+                let n = recv(fd, &mut buf, nix::libc::MSG_PEEK);
                 if n == 0 {
                     break;
                 }
@@ -181,20 +183,21 @@ pub fn helper(role: &str, args: &[String]) {
             let server: SocketAddr = arg(0).parse().unwrap();
             let SocketAddr::V4(v4) = server else { panic!("IPv4 only: {server}") };
             // SAFETY: a new socket, owned by the stream below.
-            let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+            let fd =
+                unsafe { nix::libc::socket(nix::libc::AF_INET, nix::libc::SOCK_STREAM | nix::libc::SOCK_CLOEXEC, 0) };
             check(fd as isize, "socket");
             // SAFETY: `fd` is a new descriptor nothing else owns.
             let mut stream = unsafe { TcpStream::from_raw_fd(fd) };
             // SAFETY: all-zero is a valid sockaddr_in.
-            let mut to: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-            to.sin_family = libc::AF_INET as libc::sa_family_t;
+            let mut to: nix::libc::sockaddr_in = unsafe { std::mem::zeroed() };
+            to.sin_family = nix::libc::AF_INET as nix::libc::sa_family_t;
             to.sin_port = v4.port().to_be();
             to.sin_addr.s_addr = u32::from(*v4.ip()).to_be();
             let data = pattern(size);
-            let len = libc::socklen_t::try_from(size_of::<libc::sockaddr_in>()).unwrap();
+            let len = nix::libc::socklen_t::try_from(size_of::<nix::libc::sockaddr_in>()).unwrap();
             // SAFETY: `data` and `to` outlive the call.
             let first = unsafe {
-                libc::sendto(fd, data.as_ptr().cast(), size, libc::MSG_FASTOPEN, (&raw const to).cast(), len)
+                nix::libc::sendto(fd, data.as_ptr().cast(), size, nix::libc::MSG_FASTOPEN, (&raw const to).cast(), len)
             };
             let first = check(first, "sendto(MSG_FASTOPEN)");
             stream.write_all(&data[first..]).unwrap();
@@ -205,7 +208,7 @@ pub fn helper(role: &str, args: &[String]) {
         "tcp-fastopen-server" => {
             name("mon-tcp-tfo-srv");
             let listener = TcpListener::bind(arg(0)).unwrap();
-            set_int(listener.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_FASTOPEN, 16, "TCP_FASTOPEN");
+            set_int(listener.as_raw_fd(), nix::libc::IPPROTO_TCP, nix::libc::TCP_FASTOPEN, 16, "TCP_FASTOPEN");
             say(&json!({"ready": true, "pid": std::process::id()}));
             let (mut stream, _) = listener.accept().unwrap();
             let rx = read_to_end(&mut stream);
@@ -221,7 +224,11 @@ pub fn helper(role: &str, args: &[String]) {
                 stream.write_all(&pattern(size)).unwrap();
                 std::thread::sleep(URGENT_PAUSE);
                 // SAFETY: one byte of a static buffer.
-                tx += size + check(unsafe { libc::send(fd, b"U".as_ptr().cast(), 1, libc::MSG_OOB) }, "send(MSG_OOB)");
+                tx += size
+                    + check(
+                        unsafe { nix::libc::send(fd, b"U".as_ptr().cast(), 1, nix::libc::MSG_OOB) },
+                        "send(MSG_OOB)",
+                    );
                 std::thread::sleep(URGENT_PAUSE);
             }
             stream.shutdown(Shutdown::Write).unwrap();
@@ -236,7 +243,7 @@ pub fn helper(role: &str, args: &[String]) {
             let fd = stream.as_raw_fd();
             let (rx, urgent) = match arg(2) {
                 "inline" => {
-                    set_int(fd, libc::SOL_SOCKET, libc::SO_OOBINLINE, 1, "SO_OOBINLINE");
+                    set_int(fd, nix::libc::SOL_SOCKET, nix::libc::SO_OOBINLINE, 1, "SO_OOBINLINE");
                     (read_to_end(&mut stream), 0)
                 }
                 "ignore" => (read_to_end(&mut stream), 0),
@@ -260,13 +267,13 @@ fn read_out_of_band(fd: i32, buf: &mut [u8]) -> (usize, usize) {
     let started = std::time::Instant::now();
     loop {
         assert!(started.elapsed() < Duration::from_secs(10), "out-of-band reader stuck at {rx} B");
-        let mut p = libc::pollfd { fd, events: libc::POLLIN | libc::POLLPRI, revents: 0 };
+        let mut p = nix::libc::pollfd { fd, events: nix::libc::POLLIN | nix::libc::POLLPRI, revents: 0 };
         // SAFETY: one pollfd.
-        let ready = unsafe { libc::poll(&raw mut p, 1, 5_000) };
+        let ready = unsafe { nix::libc::poll(&raw mut p, 1, 5_000) };
         assert!(ready > 0, "poll: {}", std::io::Error::last_os_error());
-        if p.revents & libc::POLLPRI != 0 {
+        if p.revents & nix::libc::POLLPRI != 0 {
             // SAFETY: `buf` is writable for one byte.
-            let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), 1, libc::MSG_OOB) };
+            let n = unsafe { nix::libc::recv(fd, buf.as_mut_ptr().cast(), 1, nix::libc::MSG_OOB) };
             if n > 0 {
                 urgent += 1;
                 rx += 1;
@@ -275,7 +282,7 @@ fn read_out_of_band(fd: i32, buf: &mut [u8]) -> (usize, usize) {
         }
         // A read stops at the urgent mark, so each urgent byte is taken before what follows it.
         // SAFETY: `buf` is writable for its length.
-        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        let n = unsafe { nix::libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), nix::libc::MSG_DONTWAIT) };
         if n < 0 {
             // Only the urgent pointer has come so far (`POLLPRI` before its byte): wait for more.
             let e = std::io::Error::last_os_error();
@@ -283,7 +290,7 @@ fn read_out_of_band(fd: i32, buf: &mut [u8]) -> (usize, usize) {
             std::thread::sleep(Duration::from_millis(1));
             continue;
         }
-        if n == 0 && p.revents & libc::POLLPRI == 0 {
+        if n == 0 && p.revents & nix::libc::POLLPRI == 0 {
             return (rx, urgent);
         }
         rx += usize::try_from(n).unwrap();
@@ -294,9 +301,15 @@ fn read_out_of_band(fd: i32, buf: &mut [u8]) -> (usize, usize) {
 fn syn_data(fd: i32) -> bool {
     // SAFETY: all-zero is a valid tcp_info; getsockopt writes at most `len` bytes into it.
     unsafe {
-        let mut info: libc::tcp_info = std::mem::zeroed();
-        let mut len = libc::socklen_t::try_from(size_of::<libc::tcp_info>()).unwrap();
-        let r = libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, (&raw mut info).cast(), &raw mut len);
+        let mut info: nix::libc::tcp_info = std::mem::zeroed();
+        let mut len = nix::libc::socklen_t::try_from(size_of::<nix::libc::tcp_info>()).unwrap();
+        let r = nix::libc::getsockopt(
+            fd,
+            nix::libc::IPPROTO_TCP,
+            nix::libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &raw mut len,
+        );
         assert_eq!(r, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
         info.tcpi_options & TCPI_OPT_SYN_DATA != 0
     }

@@ -99,9 +99,9 @@ impl Ring {
             Mode::SendZc => self.run(&opcode::SendZc::new(Fd(fd), ptr, len).build()),
             Mode::ReadWrite => self.run(&opcode::Write::new(Fd(fd), ptr, len).build()),
             Mode::Msg => {
-                let mut iov = libc::iovec { iov_base: ptr.cast_mut().cast(), iov_len: data.len() };
+                let mut iov = nix::libc::iovec { iov_base: ptr.cast_mut().cast(), iov_len: data.len() };
                 // SAFETY: all-zero is a valid msghdr.
-                let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+                let mut msg: nix::libc::msghdr = unsafe { std::mem::zeroed() };
                 msg.msg_iov = &raw mut iov;
                 msg.msg_iovlen = 1;
                 self.run(&opcode::SendMsg::new(Fd(fd), &raw const msg).build())
@@ -116,9 +116,9 @@ impl Ring {
             Mode::Send | Mode::SendZc => self.run(&opcode::Recv::new(Fd(fd), ptr, len).build()),
             Mode::ReadWrite => self.run(&opcode::Read::new(Fd(fd), ptr, len).build()),
             Mode::Msg => {
-                let mut iov = libc::iovec { iov_base: ptr.cast(), iov_len: buf.len() };
+                let mut iov = nix::libc::iovec { iov_base: ptr.cast(), iov_len: buf.len() };
                 // SAFETY: all-zero is a valid msghdr.
-                let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+                let mut msg: nix::libc::msghdr = unsafe { std::mem::zeroed() };
                 msg.msg_iov = &raw mut iov;
                 msg.msg_iovlen = 1;
                 self.run(&opcode::RecvMsg::new(Fd(fd), &raw mut msg).build())

@@ -92,9 +92,9 @@ fn measured(cmd: &mut Command) -> anyhow::Result<(String, f64, f64, u64)> {
     // wait4 through libc: nix wraps no wait call that returns the child's rusage.
     let mut status = 0;
     // SAFETY: zeroed rusage is a valid value; wait4 fills it for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let mut usage: nix::libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: waits for our child; `status` and `usage` are valid for writes.
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let r = unsafe { nix::libc::wait4(pid, &mut status, 0, &mut usage) };
     let wall = start.elapsed().as_secs_f64();
     if r != pid {
         bail!("wait4 failed for {cmd:?}");
@@ -105,7 +105,7 @@ fn measured(cmd: &mut Command) -> anyhow::Result<(String, f64, f64, u64)> {
     if !status.success() {
         bail!("{cmd:?} failed: {status}");
     }
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let secs = |t: nix::libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Ok((stdout, wall, secs(usage.ru_utime) + secs(usage.ru_stime), peak_kib))
 }
 
