@@ -104,13 +104,15 @@ impl Drop for SinkRx {
     }
 }
 
-/// Permits a message takes: one per record it carries, at least one; a batch larger than the
-/// whole queue takes every permit (it waits for an empty queue).
+/// Permits a message takes: one per record or payload copy it carries, at least one; a batch
+/// larger than the whole queue takes every permit (it waits for an empty queue).
 fn weight(msg: &SinkMsg, max: u32) -> u32 {
-    match msg {
-        SinkMsg::Records(records) => u32::try_from(records.len()).unwrap_or(u32::MAX).clamp(1, max),
+    let items = match msg {
+        SinkMsg::Records(records) => records.len(),
+        SinkMsg::Copies(copies) => copies.len(),
         _ => 1,
-    }
+    };
+    u32::try_from(items).unwrap_or(u32::MAX).clamp(1, max)
 }
 
 #[cfg(test)]
@@ -174,6 +176,20 @@ mod tests {
         tx.send(SinkMsg::Records(records(5))).await;
         drop(tx);
         assert_eq!(consumer.join().expect("consumer"), (Some(true), 3));
+    }
+
+    /// A batch of payload copies weighs its copies, as a batch of records its records: the
+    /// queue's bound holds whatever the messages carry (review finding: a batch of copies took
+    /// one permit however many copies it held).
+    #[test]
+    fn a_batch_of_copies_weighs_its_copies() {
+        let copy =
+            || crate::probe::Copied { header: monitor_common::copy::CopyHeader::default(), data: Box::new([0; 8]) };
+        let copies = |n: usize| SinkMsg::Copies(Box::new((0..n).map(|_| copy()).collect()));
+        assert_eq!(weight(&copies(5), 100), 5);
+        assert_eq!(weight(&copies(0), 100), 1, "at least one");
+        assert_eq!(weight(&copies(500), 100), 100, "at most the whole queue");
+        assert_eq!(weight(&SinkMsg::Tick, 100), 1);
     }
 
     /// The sink thread dying (a panic) while the queue is full: the loop's waiting `send`
