@@ -33,6 +33,12 @@ pub(super) fn span(seconds: i64) -> String {
     parts.join(" ")
 }
 
+/// A duration in milliseconds as [`span`] says it, rounded up to whole seconds (`1` → "1 s").
+#[must_use]
+pub(super) fn span_ms(ms: u64) -> String {
+    span(i64::try_from(ms.div_ceil(1000)).unwrap_or(i64::MAX))
+}
+
 /// `41203118` → "41,203,118 B (41.2 MB)"; SI units, exact count first.
 #[must_use]
 pub(super) fn bytes(n: u64) -> String {

@@ -280,6 +280,8 @@ pub fn merge(inputs: &[(String, Value)]) -> Result<Value, Error> {
             &[
                 "stats_rows",
                 "runs",
+                "restarts",
+                "unwatched_ms",
                 "events_submitted",
                 "events_lost",
                 "decode_errors",

@@ -395,6 +395,11 @@ pub struct Completeness {
     pub stats_rows: u64,
     /// Daemon runs with statistics in the period.
     pub runs: u64,
+    /// Runs that started in the period after an earlier run (restarts).
+    pub restarts: u64,
+    /// Milliseconds of the period between a run's last statistics snapshot and the next run's
+    /// start: at most the time nothing was watched (exact after a clean stop).
+    pub unwatched_ms: u64,
     /// Kernel events produced.
     pub events_submitted: u64,
     /// Kernel events lost (ring buffer full).

@@ -4,7 +4,7 @@ use jiff::Timestamp;
 
 use super::{
     AppReport, Completeness, Error, Period, ReportQuery,
-    fmt::{bytes, grouped, pct, share},
+    fmt::{bytes, grouped, pct, share, span_ms},
     source::Figures,
 };
 use crate::journal::{JournalReader, ResidencyRow};
@@ -27,6 +27,7 @@ pub(super) fn completeness(
     let range = query.period.time_range();
     let stats = reader.stats(range)?;
     let losses = reader.losses(range)?;
+    let gaps = reader.run_gaps(range)?;
     let incomplete_flows: u64 = apps.iter().map(|a| a.incomplete_flows).sum();
     let unattributed_share_pct =
         (stats.rows > 0).then(|| share(stats.unattributed_bytes, attributed_wire_bytes + stats.unattributed_bytes));
@@ -47,6 +48,13 @@ pub(super) fn completeness(
         ));
         if stats.events_lost > 0 {
             notes.push("flows whose events were lost may be missing or undercounted".into());
+        }
+        if gaps.restarts > 0 {
+            notes.push(format!(
+                "the daemon started again {} time(s) in this period: traffic from a run's end to the next run's start                  is not counted, at most {} in all (from each run's last statistics snapshot; exact for a run                  stopped cleanly), and a run counts only from when its programs attach, shortly after its start",
+                grouped(gaps.restarts),
+                span_ms(gaps.unwatched_ms)
+            ));
         }
         if stats.decode_errors > 0 {
             notes.push(format!("{} events could not be decoded", grouped(stats.decode_errors)));
@@ -146,6 +154,8 @@ pub(super) fn completeness(
         degradations,
         stats_rows: stats.rows,
         runs: stats.runs,
+        restarts: gaps.restarts,
+        unwatched_ms: gaps.unwatched_ms,
         events_submitted: stats.events_submitted,
         events_lost: stats.events_lost,
         decode_errors: stats.decode_errors,

@@ -274,6 +274,8 @@ fn report(apps: Vec<AppReport>, events_lost: u64) -> Report {
         completeness: Completeness {
             stats_rows: 1,
             runs: 1,
+            restarts: 0,
+            unwatched_ms: 0,
             events_submitted: 100,
             events_lost,
             decode_errors: 0,

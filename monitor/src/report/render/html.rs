@@ -464,6 +464,8 @@ fn completeness(r: &Report) -> Vec<(&'static str, String)> {
     vec![
         ("Statistics rows", grouped(c.stats_rows)),
         ("Daemon runs", grouped(c.runs)),
+        ("Restarts", grouped(c.restarts)),
+        ("Time between runs (not watched, at most)", crate::report::fmt::span_ms(c.unwatched_ms)),
         ("Kernel events produced", grouped(c.events_submitted)),
         ("Kernel events lost", grouped(c.events_lost)),
         ("Events not decoded", grouped(c.decode_errors)),

@@ -5,6 +5,7 @@ mod figures;
 mod golden;
 mod hostile;
 mod join;
+mod restarts;
 mod rollup;
 mod session;
 mod truth;

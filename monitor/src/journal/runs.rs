@@ -1,0 +1,95 @@
+//! The time between daemon runs, from the `stats` table: nothing is watched from a run's end to
+//! the next run's start, so a report over that time says how long its figures could not see.
+
+use rusqlite::params;
+
+use super::{Error, JournalReader, TimeRange, names::ms};
+
+/// One daemon run as its statistics rows show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RunSpan {
+    /// `run_started_ms`: the daemon's start (its programs attach shortly after).
+    started_ms: i64,
+    /// Time of its latest statistics row: its stop when `stopped` (the final snapshot), else the
+    /// latest the run is known to have been alive (a run killed or crashed stopped later, by at
+    /// most a statistics interval).
+    last_ms: i64,
+}
+
+/// Restarts in a range and the time nothing was watched between runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunGaps {
+    /// Runs that started in the range after an earlier run.
+    pub restarts: u64,
+    /// Milliseconds of the range between a run's latest statistics row and the next run's start:
+    /// an upper bound of the time nothing was watched (exact where the earlier run stopped
+    /// cleanly, up to a statistics interval more where it was killed), not counting the next
+    /// run's own start-up before its programs attach.
+    pub unwatched_ms: u64,
+}
+
+impl JournalReader {
+    /// Restarts in `range` and the time between runs that falls in it.
+    ///
+    /// # Errors
+    /// When the query fails.
+    pub fn run_gaps(&self, range: TimeRange) -> Result<RunGaps, Error> {
+        let mut stmt = self
+            .conn()
+            .prepare_cached(
+                "SELECT run_started_ms, MAX(time_ms) FROM stats WHERE run_started_ms < ?1
+                 GROUP BY run_started_ms ORDER BY run_started_ms",
+            )
+            .map_err(|e| self.err(e))?;
+        let runs: rusqlite::Result<Vec<RunSpan>> = stmt
+            .query_map(params![ms(range.until)], |row| Ok(RunSpan { started_ms: row.get(0)?, last_ms: row.get(1)? }))
+            .and_then(Iterator::collect);
+        let runs = runs.map_err(|e| self.err(e))?;
+        Ok(gaps(&runs, ms(range.since), ms(range.until)))
+    }
+}
+
+/// Folds consecutive runs (by start) into the gaps between them, clipped to `[since, until)`.
+fn gaps(runs: &[RunSpan], since: i64, until: i64) -> RunGaps {
+    let mut out = RunGaps::default();
+    for pair in runs.windows(2) {
+        let [earlier, later] = pair else { continue };
+        if later.started_ms < since || later.started_ms >= until {
+            continue;
+        }
+        out.restarts += 1;
+        let from = earlier.last_ms.max(since);
+        let to = later.started_ms.min(until);
+        out.unwatched_ms += u64::try_from(to - from).unwrap_or(0);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(started_ms: i64, last_ms: i64) -> RunSpan {
+        RunSpan { started_ms, last_ms }
+    }
+
+    #[test]
+    fn the_gaps_between_runs_are_summed_within_the_range() {
+        let runs = [run(0, 100), run(130, 500), run(520, 900)];
+        assert_eq!(gaps(&runs, 0, 1000), RunGaps { restarts: 2, unwatched_ms: 30 + 20 });
+        // A range starting inside the first gap counts only its part of it.
+        assert_eq!(gaps(&runs, 110, 1000), RunGaps { restarts: 2, unwatched_ms: 20 + 20 });
+        // A restart before the range is not one of its restarts.
+        assert_eq!(gaps(&runs, 200, 1000), RunGaps { restarts: 1, unwatched_ms: 20 });
+        // One run, or none: nothing between runs.
+        assert_eq!(gaps(&runs[..1], 0, 1000), RunGaps::default());
+        assert_eq!(gaps(&[], 0, 1000), RunGaps::default());
+    }
+
+    #[test]
+    fn a_run_that_overlaps_the_next_adds_no_time() {
+        // A run whose last row is after the next one's start (two runs on one journal cannot
+        // overlap, but the rows' clocks may step back): a restart, no negative time.
+        assert_eq!(gaps(&[run(0, 200), run(150, 300)], 0, 1000), RunGaps { restarts: 1, unwatched_ms: 0 });
+    }
+}
