@@ -39,9 +39,7 @@ fn a_report_says_how_long_nothing_was_watched_between_runs() {
     // Run 2 starts at 10:01:42 and stops cleanly at 10:05 (its final snapshot).
     let mut w = writer_restarted(dir.path(), t("10:01:42").as_second());
     w.record_stats(t("10:02:42"), &Stats::default());
-    let mut last = Stats::default();
-    last.last = true;
-    w.record_stats(t("10:05:00"), &last);
+    w.record_stats(t("10:05:00"), &Stats { last: true, ..Stats::default() });
     w.flush().expect("flush");
     drop(w);
     // Run 3 starts at 10:05:07.
