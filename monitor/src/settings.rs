@@ -417,10 +417,8 @@ impl Settings {
         let mut claims = claims;
         claims.groups = apps.iter().map(|a| a.name.clone()).collect();
         claims.validate().map_err(|reason| Error::Invalid { key: "claims", reason })?;
-        // Read here, as for every command: `report` and `verify` judge it, the daemon alerts.
-        if let Some(file) = claims.file() {
-            claims.load(file).map_err(Error::Claims)?;
-        }
+        // Read here, once, for every command: `report` and `verify` judge it, the daemon alerts.
+        claims.keep_loaded().map_err(Error::Claims)?;
         metrics.validate().map_err(|e| Error::Invalid { key: "metrics", reason: e.to_string() })?;
         names.validate().map_err(|e| Error::Invalid { key: "names", reason: e.to_string() })?;
         geo.check_labels().map_err(|e| Error::Invalid { key: "geo.extra_country", reason: e.to_string() })?;

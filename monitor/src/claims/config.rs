@@ -2,6 +2,7 @@
 
 use std::{
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
@@ -26,7 +27,7 @@ alert_timeout_secs = 10
 "#;
 
 /// `[claims]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClaimsConfig {
     /// Claims file; empty for none.
@@ -39,12 +40,36 @@ pub struct ClaimsConfig {
     /// section: set where the config is validated).
     #[serde(skip)]
     pub groups: Vec<String>,
+    /// The configured file as read when the config was validated ([`Self::keep_loaded`]): every
+    /// command judges the claims it validated, not a second read of the file.
+    #[serde(skip)]
+    loaded: Loaded,
+}
+
+/// Claims read from the configured file: state derived from the config, equal only to itself.
+#[derive(Debug, Clone, Default)]
+struct Loaded(Option<Arc<ClaimSet>>);
+
+impl PartialEq for Loaded {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
 }
 
 impl Default for ClaimsConfig {
     fn default() -> Self {
         // No claims unless configured; 10 s is ample for a notifier and bounds a hung one.
-        Self { file: PathBuf::new(), alert_command: Vec::new(), alert_timeout_secs: 10, groups: Vec::new() }
+        Self {
+            file: PathBuf::new(),
+            alert_command: Vec::new(),
+            alert_timeout_secs: 10,
+            groups: Vec::new(),
+            loaded: Loaded(None),
+        }
     }
 }
 
@@ -59,13 +84,39 @@ impl ClaimsConfig {
         (!self.file.as_os_str().is_empty()).then_some(self.file.as_path())
     }
 
-    /// Reads and validates claims file `path`, whose claims' `groups` must be `[[apps]]` names of
-    /// the config (a group no entry defines selects nothing, and its claim would pass on no bytes).
+    /// Reads and validates the configured file once (where the config is validated), for
+    /// [`Self::load`] to hand out.
+    ///
+    /// # Errors
+    /// As [`Self::read`].
+    pub fn keep_loaded(&mut self) -> Result<(), Error> {
+        self.loaded = Loaded(match self.file() {
+            Some(file) => Some(Arc::new(self.read(file)?)),
+            None => None,
+        });
+        Ok(())
+    }
+
+    /// The claims of file `path`: those [`Self::keep_loaded`] read when `path` is the configured
+    /// file, else read now ([`Self::read`]).
+    ///
+    /// # Errors
+    /// As [`Self::read`].
+    pub fn load(&self, path: &Path) -> Result<Arc<ClaimSet>, Error> {
+        match &self.loaded.0 {
+            Some(set) if self.file() == Some(path) => Ok(Arc::clone(set)),
+            _ => self.read(path).map(Arc::new),
+        }
+    }
+
+    /// Reads and validates claims file `path` (again: the daemon's reload on SIGHUP), whose
+    /// claims' `groups` must be `[[apps]]` names of the config (a group no entry defines selects
+    /// nothing, and its claim would pass on no bytes).
     ///
     /// # Errors
     /// As [`ClaimSet::load`]; [`Error::Invalid`] (key `groups`) naming a group no `[[apps]]`
     /// entry defines.
-    pub fn load(&self, path: &Path) -> Result<ClaimSet, Error> {
+    pub fn read(&self, path: &Path) -> Result<ClaimSet, Error> {
         let set = ClaimSet::load(path)?;
         for claim in &set.claims {
             if let Some(group) = claim.groups.iter().find(|g| !self.groups.contains(g)) {

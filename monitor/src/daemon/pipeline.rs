@@ -101,7 +101,7 @@ impl Pipeline {
             info!("{role} database {path} ({kind}, built {} days ago)", db.age_days);
         }
         let claims = match settings.claims.file() {
-            Some(path) => settings.claims.load(path)?,
+            Some(path) => std::sync::Arc::unwrap_or_clone(settings.claims.load(path)?),
             None => ClaimSet::default(),
         };
         let run = RunInfo::current(settings.source.clone());

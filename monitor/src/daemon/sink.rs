@@ -357,7 +357,7 @@ impl Sink {
 
     fn reload(&mut self) {
         if let Some(path) = self.claims.file() {
-            match self.claims.load(path) {
+            match self.claims.read(path) {
                 Ok(set) => {
                     info!("reloaded claims file={} claims={}", path.display(), set.claims.len());
                     self.alerts.replace(set);

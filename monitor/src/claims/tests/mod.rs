@@ -539,3 +539,25 @@ fn unidentified_processes_that_break_an_exe_unit_or_group_claim_make_it_inconclu
     let c = &verdicts(by_exe, &r).claims[0];
     assert_eq!((c.verdict, c.bytes.unidentified_violating), (Verdict::Pass, 0));
 }
+
+/// The configured claims file is read once, where the config is validated: every later use of
+/// that file gets the claims validated then (a file changed in between is not judged unvalidated),
+/// another file is read when asked for, and the daemon's reload reads the file again.
+#[test]
+fn the_configured_claims_file_is_read_once() {
+    let dir = crate::journal::tests::tempdir();
+    let file = dir.path().join("claims.toml");
+    let first = "[[claims]]\nname = \"first\"\napps = [\"curl\"]\nallowed_countries = [\"US\"]\n";
+    std::fs::write(&file, first).expect("write");
+    let mut config = ClaimsConfig::default();
+    config.file.clone_from(&file);
+    config.keep_loaded().expect("valid");
+    std::fs::write(&file, "not toml [").expect("rewrite");
+    let kept = config.load(&file).expect("the claims read at validation");
+    assert_eq!(kept.claims.first().map(|c| c.name.as_str()), Some("first"));
+    assert!(config.read(&file).is_err(), "a reload reads the file as it is now");
+    let other = dir.path().join("other.toml");
+    std::fs::write(&other, first.replace("first", "other")).expect("write");
+    let set = config.load(&other).expect("another file is read");
+    assert_eq!(set.claims.first().map(|c| c.name.as_str()), Some("other"));
+}
