@@ -94,6 +94,7 @@ pub use exports::{ExportRow, record_export};
 pub use figures::FiguresChecked;
 pub use files::writer_pid;
 pub use flows::{FlowApps, FlowRow};
+pub use names::SCOPE_UNENRICHED;
 pub use narrow::EndpointKey;
 pub use reader::JournalReader;
 pub use resume::Earlier;

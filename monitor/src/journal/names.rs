@@ -17,7 +17,7 @@ use crate::{
 /// `scope` of a record without a remote address.
 pub(super) const SCOPE_NONE: &str = "none";
 /// `scope` of a record with a remote address but no [`Destination`](crate::enrich::Destination).
-pub(super) const SCOPE_UNENRICHED: &str = "unenriched";
+pub const SCOPE_UNENRICHED: &str = "unenriched";
 
 /// Enums stored as text: unit variants only, named by serde (`rename_all = "snake_case"`).
 pub(crate) trait Stored: Serialize + DeserializeOwned + Copy {}

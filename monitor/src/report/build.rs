@@ -13,6 +13,7 @@ use super::{
     source::{self, Figures, Inputs, Seen, Source},
 };
 use crate::{
+    enrich::Scope,
     journal::{AppEndpoints, DatabaseRow, EndpointRow, JournalReader, ResidencyRow},
     residency::DeviceLocation,
 };
@@ -200,19 +201,24 @@ struct Acc {
     orgs: BTreeMap<String, u64>,
 }
 
+/// Whether a stored scope is [`Scope::Public`] (rows carry the stored name).
+fn public(scope: &str) -> bool {
+    scope == crate::variant::name(Scope::Public)
+}
+
 fn country_key(r: &ResidencyRow) -> (ShareKind, String) {
-    match (r.scope.as_str(), &r.country) {
-        ("public", Some(c)) => (ShareKind::Country, c.clone()),
-        ("public", None) => (ShareKind::Unknown, "unknown".into()),
-        (scope, _) => (ShareKind::Scope, scope.to_string()),
+    match (public(&r.scope), &r.country) {
+        (true, Some(c)) => (ShareKind::Country, c.clone()),
+        (true, None) => (ShareKind::Unknown, "unknown".into()),
+        (false, _) => (ShareKind::Scope, r.scope.clone()),
     }
 }
 
 fn asn_key(r: &ResidencyRow) -> (ShareKind, String) {
-    match (r.scope.as_str(), r.asn) {
-        ("public", Some(n)) => (ShareKind::Asn, format!("AS{n}")),
-        ("public", None) => (ShareKind::Unknown, "unknown".into()),
-        (scope, _) => (ShareKind::Scope, scope.to_string()),
+    match (public(&r.scope), r.asn) {
+        (true, Some(n)) => (ShareKind::Asn, format!("AS{n}")),
+        (true, None) => (ShareKind::Unknown, "unknown".into()),
+        (false, _) => (ShareKind::Scope, r.scope.clone()),
     }
 }
 
@@ -273,10 +279,10 @@ fn app_report(name: &str, rows: &[&ResidencyRow], prev: &Seen, eps: Option<&AppE
         flows += r.new_flows;
         incomplete += r.incomplete_flows;
         let bytes = r.payload_tx + r.payload_rx;
-        if r.scope == "public" && r.country.is_none() {
+        if public(&r.scope) && r.country.is_none() {
             unknown.country_bytes += bytes;
         }
-        if r.scope == "public" && r.asn.is_none() {
+        if public(&r.scope) && r.asn.is_none() {
             unknown.asn_bytes += bytes;
         }
         *sources.entry(r.payload_source.as_str()).or_default() += bytes;
@@ -295,10 +301,10 @@ fn app_report(name: &str, rows: &[&ResidencyRow], prev: &Seen, eps: Option<&AppE
         .sort_by(|a, b| b.payload_bytes.cmp(&a.payload_bytes).then_with(|| a.payload_source.cmp(&b.payload_source)));
 
     let countries = |rs: &[&ResidencyRow]| -> BTreeSet<String> {
-        rs.iter().filter(|r| r.scope == "public").filter_map(|r| r.country.clone()).collect()
+        rs.iter().filter(|r| public(&r.scope)).filter_map(|r| r.country.clone()).collect()
     };
     let asns = |rs: &[&ResidencyRow]| -> BTreeSet<u32> {
-        rs.iter().filter(|r| r.scope == "public").filter_map(|r| r.asn).collect()
+        rs.iter().filter(|r| public(&r.scope)).filter_map(|r| r.asn).collect()
     };
     let by_asn = breakdown(rows, &total, asn_key);
     let new_asns = asns(rows)

@@ -85,7 +85,7 @@ pub(super) fn completeness(
     let sources: Vec<String> = apps
         .iter()
         .flat_map(|a| a.payload_sources.iter().map(|s| s.payload_source.clone()))
-        .filter(|s| s != "syscall")
+        .filter(|s| s != crate::variant::name(crate::tracker::record::PayloadSource::Syscall))
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
