@@ -133,6 +133,9 @@ fn run(argv: &[String], input: &[u8], timeout: Duration) -> Result<(), String> {
         debug!("alert command: writing stdin failed: {e}");
     }
     let deadline = Instant::now() + timeout;
+    // The child's exit is awaited on its pidfd (readable once it exits), up to the deadline;
+    // without one (a kernel before 5.3) its status is looked at every `POLL`.
+    let pidfd = crate::sys::pidfd_open(child.id()).ok();
     loop {
         match child.try_wait() {
             Ok(Some(status)) if status.success() => return Ok(()),
@@ -142,8 +145,25 @@ fn run(argv: &[String], input: &[u8], timeout: Duration) -> Result<(), String> {
                 let _ = child.wait();
                 return Err(format!("it ran longer than {timeout:?} and was killed"));
             }
-            Ok(None) => thread::sleep(POLL),
+            Ok(None) => exit_or(pidfd.as_ref(), deadline),
             Err(e) => return Err(format!("cannot wait for it: {e}")),
         }
+    }
+}
+
+/// Waits until the process of `pidfd` exits or `deadline` passes (at most `POLL` without a
+/// pidfd, or when `poll` fails).
+fn exit_or(pidfd: Option<&std::os::fd::OwnedFd>, deadline: Instant) {
+    use std::os::fd::AsFd as _;
+
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let left = deadline.saturating_duration_since(Instant::now());
+    let Some(fd) = pidfd else {
+        thread::sleep(POLL.min(left));
+        return;
+    };
+    let timeout = PollTimeout::try_from(left.as_millis().saturating_add(1)).unwrap_or(PollTimeout::MAX);
+    if poll(&mut [PollFd::new(fd.as_fd(), PollFlags::POLLIN)], timeout).is_err() {
+        thread::sleep(POLL.min(left));
     }
 }
