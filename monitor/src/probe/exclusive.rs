@@ -9,13 +9,14 @@
 
 use std::{
     fs::File,
-    mem::size_of,
     os::fd::AsRawFd as _,
     path::{Path, PathBuf},
 };
 
-use aya_obj::generated::{bpf_attach_type, bpf_attr, bpf_cmd};
+use aya_obj::generated::{bpf_attach_type, bpf_cmd};
 use monitor_common::maps::programs;
+
+use super::bpf_call::{bpf, zeroed_attr};
 
 /// `BPF_F_ALLOW_OVERRIDE`, `BPF_F_ALLOW_MULTI`.
 const ALLOW_OVERRIDE: u32 = 1;
@@ -47,23 +48,11 @@ pub struct Blocked {
 
 /// Number of programs and attach flags of `attach_type` on the cgroup `dir`.
 fn query(dir: &File, attach_type: bpf_attach_type) -> std::io::Result<(u32, u32)> {
-    // SAFETY: all-zero is a valid bpf_attr.
-    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+    let mut attr = zeroed_attr();
     // The PROG_QUERY member, without an id buffer: the kernel only reports count and flags.
     attr.query.__bindgen_anon_1.target_fd = u32::try_from(dir.as_raw_fd()).unwrap_or(u32::MAX);
     attr.query.attach_type = attach_type as u32;
-    // SAFETY: `attr` is a bpf_attr of the size passed; the kernel writes into it.
-    let ret = unsafe {
-        nix::libc::syscall(
-            nix::libc::SYS_bpf,
-            bpf_cmd::BPF_PROG_QUERY as nix::libc::c_long,
-            std::ptr::from_mut(&mut attr),
-            size_of::<bpf_attr>(),
-        )
-    };
-    if ret < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    bpf(bpf_cmd::BPF_PROG_QUERY, &mut attr)?;
     // SAFETY: the kernel filled the PROG_QUERY member.
     Ok(unsafe { (attr.query.__bindgen_anon_2.prog_cnt, attr.query.attach_flags) })
 }

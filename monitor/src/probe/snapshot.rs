@@ -14,7 +14,10 @@ use std::{
 use aya_obj::generated::{bpf_attach_type, bpf_attr, bpf_cmd};
 use monitor_common::event::{Event, EventKind};
 
-use super::ring::decode;
+use super::{
+    bpf_call::{bpf, zeroed_attr},
+    ring::decode,
+};
 
 /// `struct bpf_iter_link_info` (include/uapi/linux/bpf.h): the map a map-element iterator walks.
 /// Not part of aya-obj's generated bindings.
@@ -23,27 +26,12 @@ struct IterLinkInfo {
     map_fd: u32,
 }
 
-/// An all-zero `bpf_attr` (unused bytes must be zero for the kernel).
-fn zeroed_attr() -> bpf_attr {
-    // SAFETY: `bpf_attr` is a plain-data C union of integers; all-zero is a valid value.
-    unsafe { std::mem::zeroed() }
-}
-
-fn bpf(cmd: bpf_cmd, attr: &bpf_attr) -> std::io::Result<OwnedFd> {
-    // SAFETY: `attr` is a fully initialised bpf_attr of the size passed.
-    let fd = unsafe {
-        nix::libc::syscall(
-            nix::libc::SYS_bpf,
-            cmd as nix::libc::c_long,
-            std::ptr::from_ref(attr),
-            size_of::<bpf_attr>(),
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+/// A new descriptor from a `bpf(2)` command that creates one.
+fn bpf_fd(cmd: bpf_cmd, attr: &mut bpf_attr) -> std::io::Result<OwnedFd> {
+    let fd = bpf(cmd, attr)?;
+    let fd = i32::try_from(fd).map_err(|_| std::io::Error::other("fd out of range"))?;
     // SAFETY: the kernel returned a new file descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(i32::try_from(fd).map_err(|_| std::io::Error::other("fd out of range"))?) })
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn fd_u32(fd: BorrowedFd<'_>) -> std::io::Result<u32> {
@@ -78,10 +66,10 @@ impl Snapshotter {
         attr.link_create.attach_type = bpf_attach_type::BPF_TRACE_ITER as u32;
         attr.link_create.__bindgen_anon_3.__bindgen_anon_1.iter_info = std::ptr::from_ref(&info) as u64;
         attr.link_create.__bindgen_anon_3.__bindgen_anon_1.iter_info_len = size_of::<IterLinkInfo>() as u32;
-        let link = bpf(bpf_cmd::BPF_LINK_CREATE, &attr)?;
+        let link = bpf_fd(bpf_cmd::BPF_LINK_CREATE, &mut attr)?;
         let mut attr = zeroed_attr();
         attr.iter_create.link_fd = fd_u32(link.as_fd())?;
-        let iter = bpf(bpf_cmd::BPF_ITER_CREATE, &attr)?;
+        let iter = bpf_fd(bpf_cmd::BPF_ITER_CREATE, &mut attr)?;
         let mut bytes = Vec::new();
         File::from(iter).read_to_end(&mut bytes)?;
         let chunks = bytes.chunks_exact(size_of::<Event>());
