@@ -61,11 +61,14 @@ fn on_connect(ctx: &SockAddrContext, v6: bool) -> i32 {
     // SAFETY: null-checked map value.
     if let Some(c) = unsafe { COUNTERS.get(sk.cast(), false).as_mut() } {
         // Connecting again after traffic: the flow so far ends with its old peer (the kernel has
-        // not changed the destination yet), and the socket is counted per peer from now on.
+        // not changed the destination yet), and the socket is counted per peer from now on. A
+        // socket its process connected and then disconnected (`connect(AF_UNSPEC)`: its
+        // destination port is 0 now, and no packet since told the packet path) has a connected
+        // flow to end all the same; only a socket used unconnected so far has none.
         if udp && rebind::connected_udp(c, u32::from(IPPROTO_UDP)) && rebind::had_traffic(c) {
             // SAFETY: the context carries a socket.
             let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
-            let connected = field!(sk, dst_port) != 0;
+            let connected = field!(sk, dst_port) != 0 || c.flags & COUNTER_CONNECTED != 0;
             rebind::change(cookie, sk, c, connected);
         }
         if udp {

@@ -118,6 +118,8 @@ impl Moved {
 ///   datagrams, unanswered);
 /// - `disconnect-auto`: `disconnect` on a socket whose port the kernel chose;
 /// - `connect-after`: COUNT exchanges with A through `sendto()`; connected to B, COUNT exchanges;
+/// - `disconnect-connect`: connected to A, COUNT exchanges, `connect(AF_UNSPEC)`, at once
+///   connected to B, COUNT exchanges;
 /// - `sendto-then-disconnect`: a socket whose port the kernel chose, connected to A, COUNT
 ///   exchanges with A, COUNT datagrams sent to B with `sendto()` (unanswered), at once (no event
 ///   of B's peer flow is due) `connect(AF_UNSPEC)`, COUNT exchanges with A through `sendto()`
@@ -152,6 +154,15 @@ fn scenario(
             before = Some(s.local_addr().unwrap());
             disconnect(s);
             m.exchange(s, (a, false), size, count, true);
+        }
+        "disconnect-connect" => {
+            // No packet between the disconnect and the next connect: the connect hook, not the
+            // packet path, finds the disconnect.
+            s.connect(a).unwrap();
+            m.exchange(s, (a, true), size, count, true);
+            disconnect(s);
+            s.connect(b).unwrap();
+            m.exchange(s, (b, true), size, count, true);
         }
         "disconnect" | "disconnect-auto" => {
             if s.peer_addr().ok() != Some(a) {
@@ -226,10 +237,17 @@ pub fn udp_peer_changes_are_charged_to_the_right_addresses(v6: bool) {
         echo_b.finish();
         truths.push((which, pid, lines[0].clone(), b));
     }
-    for (i, which) in
-        ["sendto-other", "reconnect", "disconnect", "connect-after", "disconnect-auto", "sendto-then-disconnect"]
-            .into_iter()
-            .enumerate()
+    for (i, which) in [
+        "sendto-other",
+        "reconnect",
+        "disconnect",
+        "connect-after",
+        "disconnect-auto",
+        "sendto-then-disconnect",
+        "disconnect-connect",
+    ]
+    .into_iter()
+    .enumerate()
     {
         let port = 5400 + u16::try_from(i).unwrap() * 2;
         let (a, b) = (server_addr(&pair, v6, 0, port), server_addr(&pair, v6, 1, port + 1));
@@ -237,7 +255,9 @@ pub fn udp_peer_changes_are_charged_to_the_right_addresses(v6: bool) {
         let a_count = if sendto { 2 * count } else { count };
         let mut echo_a = spawn("udp-echo", &[s(a), s(a_count)], server);
         echo_a.line();
-        let mut other = if sendto || (which.starts_with("disconnect") && v6) {
+        // After a disconnect an IPv6 socket takes datagrams from its old peer only, until connected again.
+        let unanswered = matches!(which, "disconnect" | "disconnect-auto") && v6;
+        let mut other = if sendto || unanswered {
             spawn("udp-drain", &[s(b), s(count)], server)
         } else {
             spawn("udp-echo", &[s(b), s(count)], server)
