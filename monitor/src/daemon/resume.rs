@@ -1,7 +1,7 @@
 //! The sink's first step for a record: a flow of a socket older than this run, whose direction
 //! the kernel could not give, that an earlier run journaled since the boot (the daemon was
 //! restarted while the connection stayed open) continues that flow: it takes the direction the
-//! journal knows, is not a new flow ([`FlowRecord::resumed`]), and stays charged to the owner
+//! journal knows (also over the kernel's guess for a peer of an older socket), is not a new flow ([`FlowRecord::resumed`]), and stays charged to the owner
 //! and app the journal recorded when another process (or none) holds the socket now. Without
 //! this a restart made every open connection a new flow of direction `unknown` (a server's
 //! connection then listed under its client's port, a second endpoint, "new"), and a socket handed
@@ -68,7 +68,11 @@ impl Resume {
             self.known.pop(&key);
         }
         let earlier = earlier?;
-        if record.direction == Direction::Unknown {
+        // No direction, or the guess the kernel makes for a peer of a socket older than the run
+        // (it did not see who sent first: `unconnected`) where the earlier run saw a peer that
+        // sent first (`inbound`, a UDP server's client): the journaled one.
+        let guessed = record.direction == Direction::Unconnected && earlier.direction == Direction::Inbound;
+        if record.direction == Direction::Unknown || guessed {
             record.direction = earlier.direction;
         }
         record.resumed = true;
@@ -132,6 +136,33 @@ mod tests {
         let mut r = fresh.record(RecordKind::Update, at(1_794_787_310), 10, 20);
         resume.apply(&mut r, &w, booted_at(0));
         assert!(!r.resumed && r.is_first(), "a flow with a direction is its own");
+    }
+
+    /// A UDP server's peer flow open across a restart: the new run cannot tell who sent first
+    /// (the socket is older than it) and says `unconnected`; the earlier run saw the client send
+    /// first, and the flow stays `inbound` (QA26: it flipped, and reports listed it under two
+    /// endpoints). A peer this host sent to first stays `unconnected`.
+    #[test]
+    fn a_peer_that_sent_first_stays_inbound_across_a_restart() {
+        let dir = tempdir();
+        let mut w = writer_in(dir.path());
+        let app = fixtures::app("server");
+        for (cookie, direction) in [(7, Direction::Inbound), (8, Direction::Unconnected)] {
+            let mut before = Flow::new(cookie, "192.0.2.1:50000", at(1_794_787_200));
+            before.direction = direction;
+            w.append(&before.record(RecordKind::Shutdown, at(1_794_787_260), 100, 200), &app, None);
+        }
+        w.flush().expect("flush");
+        drop(w);
+        let w = writer_restarted(dir.path(), 1_794_787_280);
+        for (cookie, want) in [(7, Direction::Inbound), (8, Direction::Unconnected)] {
+            let mut after = Flow::new(cookie, "192.0.2.1:50000", at(1_794_787_300));
+            after.direction = Direction::Unconnected;
+            let mut r = after.record(RecordKind::Update, at(1_794_787_310), 10, 20);
+            r.owner.source = crate::tracker::record::OwnerSource::Syscall;
+            Resume::default().apply(&mut r, &w, booted_at(0));
+            assert_eq!((r.direction, r.resumed), (want, true), "cookie {cookie}");
+        }
     }
 
     /// A socket handed on to another process (or held by none: closed, still sending) across a
