@@ -237,6 +237,17 @@ fn facts(d: &DestinationDetail) -> Facts<'_> {
     }
 }
 
+/// The name the kernel gives a process of app `name` whose executable was not read: its first
+/// 15 bytes (`TASK_COMM_LEN` less the NUL), when `name` is longer (a shorter name is the same).
+fn kernel_name_of(name: &str) -> Option<&str> {
+    const COMM: usize = 15;
+    if name.len() <= COMM {
+        return None;
+    }
+    // A cut inside a UTF-8 character is written escaped by the kernel-named app: not matched.
+    name.get(..COMM)
+}
+
 fn evaluate_claim(claim: &Claim, report: &Report, lost: u64) -> ClaimVerdict {
     let dir = claim.direction;
     let mut entries = Vec::new();
@@ -249,13 +260,18 @@ fn evaluate_claim(claim: &Claim, report: &Report, lost: u64) -> ClaimVerdict {
     let by_identity = !claim.exe.is_empty() || !claim.units.is_empty() || !claim.groups.is_empty();
     let mut unidentified_violating = 0;
     for app in &report.apps {
+        // An app named by the kernel's 15-byte name that is the start of an app name the claim
+        // selects may be that app's processes, gone before /proc was read (an adversarial pass:
+        // such traffic was another app's, and the claim passed).
+        let truncated = claim.apps.iter().any(|a| kernel_name_of(a) == Some(app.app.as_str()));
         for d in &app.destinations {
             let (procs, others): (Vec<ProcessUse>, Vec<ProcessUse>) = d
                 .processes
                 .iter()
                 .cloned()
                 .partition(|p| claim.selects(&app.app, p.exe.as_deref(), p.unit.as_deref(), p.package.as_deref()));
-            let unidentified: Vec<ProcessUse> = others.into_iter().filter(|p| by_identity && p.exe.is_none()).collect();
+            let unidentified: Vec<ProcessUse> =
+                others.into_iter().filter(|p| (by_identity || truncated) && p.exe.is_none()).collect();
             if !unidentified.is_empty() {
                 let detail = restrict(d, unidentified);
                 if claim.judge(&facts(&detail)).violation.is_some() {

@@ -534,6 +534,15 @@ fn unidentified_processes_that_break_an_exe_unit_or_group_claim_make_it_inconclu
     // By app name: known, not affected.
     let by_name = "[[claims]]\nname = \"n\"\napps = [\"app-a\"]\ndenied_countries = [\"CN\"]\n";
     assert_eq!(verdicts(by_name, &r).claims[0].verdict, Verdict::Pass);
+    // Unless the name is longer than the kernel's 15 bytes and the gone process's app is its first
+    // 15 (an adversarial pass: such a claim passed while the app's short-lived processes sent to
+    // a denied country).
+    let long = "[[claims]]\nname = \"l\"\napps = [\"app-a\", \"appdelta-with-a-long-name\"]\ndenied_countries = [\"CN\"]\n";
+    assert_eq!(verdicts(long, &r).claims[0].verdict, Verdict::Pass, "appdelta is not its first 15 bytes");
+    r.apps.last_mut().unwrap().app = "appdelta-with-a".into();
+    let c = &verdicts(long, &r).claims[0];
+    assert_eq!((c.verdict, c.bytes.unidentified_violating), (Verdict::Inconclusive, 508), "{c:#?}");
+    r.apps.last_mut().unwrap().app = "appdelta".into();
     // To an allowed destination: still a pass.
     r.apps.last_mut().unwrap().destinations[0].country = Some("SE".into());
     let c = &verdicts(by_exe, &r).claims[0];
