@@ -537,7 +537,8 @@ fn unidentified_processes_that_break_an_exe_unit_or_group_claim_make_it_inconclu
     // Unless the name is longer than the kernel's 15 bytes and the gone process's app is its first
     // 15 (an adversarial pass: such a claim passed while the app's short-lived processes sent to
     // a denied country).
-    let long = "[[claims]]\nname = \"l\"\napps = [\"app-a\", \"appdelta-with-a-long-name\"]\ndenied_countries = [\"CN\"]\n";
+    let long =
+        "[[claims]]\nname = \"l\"\napps = [\"app-a\", \"appdelta-with-a-long-name\"]\ndenied_countries = [\"CN\"]\n";
     assert_eq!(verdicts(long, &r).claims[0].verdict, Verdict::Pass, "appdelta is not its first 15 bytes");
     r.apps.last_mut().unwrap().app = "appdelta-with-a".into();
     let c = &verdicts(long, &r).claims[0];
@@ -569,4 +570,42 @@ fn the_configured_claims_file_is_read_once() {
     std::fs::write(&other, first.replace("first", "other")).expect("write");
     let set = config.load(&other).expect("another file is read");
     assert_eq!(set.claims.first().map(|c| c.name.as_str()), Some("other"));
+}
+
+/// Thresholds are compared with the unrounded share, and a sentence that compares a share with
+/// a limit never rounds it onto the other side (an adversarial pass: 9.93257 % of unknown bytes passed a
+/// 9.932 % threshold, compared as 9.93; a 49.996 % share failed a 50 % minimum as "only 50 %").
+#[test]
+fn shares_are_compared_and_said_unrounded() {
+    let mut r = sample(0);
+    r.apps.push(app(
+        "app-c",
+        vec![
+            dest("89.160.20.112", Some("SE"), None, vec![process("/usr/bin/c", 21, 45_412, 0)]),
+            dest("203.0.113.7", None, None, vec![process("/usr/bin/c", 21, 5_008, 0)]),
+        ],
+    ));
+    let claim = |limit: &str| {
+        format!(
+            "[[claims]]\nname = \"c\"\napps = [\"app-c\"]\ndirection = \"upload\"\nallowed_countries = [\"SE\"]\n\
+             [claims.inconclusive]\nunknown_country_pct = {limit}\n"
+        )
+    };
+    let c = &verdicts(&claim("9.932"), &r).claims[0];
+    assert_eq!(c.verdict, Verdict::Inconclusive, "{c:#?}");
+    assert!(c.reasons.iter().any(|x| x.contains("9.933 % of the judged bytes")), "{:?}", c.reasons);
+    assert_eq!(verdicts(&claim("9.933"), &r).claims[0].verdict, Verdict::Pass);
+
+    r.apps.push(app(
+        "app-d",
+        vec![
+            dest("81.2.69.142", Some("GB"), None, vec![process("/usr/bin/d", 22, 49_996, 0)]),
+            dest("89.160.20.112", Some("SE"), None, vec![process("/usr/bin/d", 22, 50_004, 0)]),
+        ],
+    ));
+    let share = "[[claims]]\nname = \"d\"\napps = [\"app-d\"]\ndirection = \"upload\"\n\
+                 min_share = { percent = 50, countries = [\"GB\"] }\n";
+    let c = &verdicts(share, &r).claims[0];
+    assert_eq!(c.verdict, Verdict::Fail);
+    assert!(c.reasons.iter().any(|x| x.contains("only 49.996 % of the upload bytes")), "{:?}", c.reasons);
 }
