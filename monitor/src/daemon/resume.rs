@@ -76,6 +76,9 @@ impl Resume {
             record.direction = earlier.direction;
         }
         record.resumed = true;
+        // The flow's own start, not this run's discovery of it: record-summed reports tell a
+        // continued flow from a new one by its earlier records since then.
+        record.first_seen = record.first_seen.min(earlier.first_seen);
         let (owner, app) = earlier.owner?;
         let handed_on = record.owner.source == OwnerSource::Unknown || record.owner.tgid != owner.tgid;
         if !handed_on || owner.source == OwnerSource::Unknown {
@@ -124,6 +127,7 @@ mod tests {
         assert!(r.is_first());
         resume.apply(&mut r, &w, booted_at(0));
         assert_eq!((r.direction, r.resumed, r.is_first()), (Direction::Inbound, true, false));
+        assert_eq!(r.first_seen, at(1_794_787_200), "the flow's first_seen, not this run's");
 
         let mut other = Flow::new(9, "192.0.2.9:443", at(1_794_787_300));
         other.direction = Direction::Unknown;

@@ -5,6 +5,7 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
+use jiff::Timestamp;
 use rusqlite::{OptionalExtension as _, params};
 
 use super::{Error, JournalWriter, names};
@@ -21,6 +22,8 @@ pub struct Earlier {
     pub direction: Direction,
     /// The owner and app of its latest record.
     pub owner: Option<(Owner, Arc<App>)>,
+    /// When the flow was first seen, as that record says (the flow's start, not this run's).
+    pub first_seen: Timestamp,
 }
 
 impl JournalWriter {
@@ -48,7 +51,7 @@ impl JournalWriter {
             .prepare_cached(
                 "SELECT o.owner_tgid, o.owner_pid, o.owner_uid, o.owner_gid, o.owner_comm, o.owner_cgroup_id,
                      o.owner_source, o.app_pid, o.app_start_time, a.name, a.exe, a.cmdline, a.uid, a.user, a.unit,
-                     a.cgroup, a.container, a.source
+                     a.cgroup, a.container, a.source, r.first_seen_ms
                  FROM connection_rows r JOIN connection_owners o ON o.id = r.owner_id JOIN apps a ON a.id = o.app_id
                  WHERE r.cookie = ?1 AND r.lookup IS NOT NULL AND r.time_ms >= ?2 AND r.time_ms < ?3
                      AND (?4 IS NULL OR (r.remote_ip = ?4 AND r.remote_port = ?5))
@@ -58,7 +61,7 @@ impl JournalWriter {
             .query_row(params![cookie.cast_signed(), since_ms, run_ms, ip, port], owner_and_app)
             .optional()
             .map_err(read)?;
-        let Some(owner) = owner else { return Ok(None) };
+        let Some((owner, first_seen)) = owner else { return Ok(None) };
         let text: Option<String> = self
             .conn
             .prepare_cached(
@@ -75,12 +78,13 @@ impl JournalWriter {
             .optional()
             .map_err(read)?;
         let direction = text.map(|t| names::parse(0, &t)).transpose().map_err(read)?.unwrap_or(Direction::Unknown);
-        Ok(Some(Earlier { direction, owner: Some(owner) }))
+        Ok(Some(Earlier { direction, owner: Some(owner), first_seen }))
     }
 }
 
-/// The owner and app columns of [`JournalWriter::earlier`]'s first query.
-fn owner_and_app(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Owner, Arc<App>)> {
+/// The owner and app columns of [`JournalWriter::earlier`]'s first query, and the record's
+/// `first_seen`.
+fn owner_and_app(row: &rusqlite::Row<'_>) -> rusqlite::Result<((Owner, Arc<App>), Timestamp)> {
     let comm: String = row.get(4)?;
     let owner = Owner {
         tgid: row.get(0)?,
@@ -106,7 +110,8 @@ fn owner_and_app(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Owner, Arc<App>)>
         source: names::parse(17, &row.get::<_, String>(17)?)?,
         android: None,
     };
-    Ok((owner, Arc::new(app)))
+    let first_seen = names::ts(18, row.get(18)?)?;
+    Ok(((owner, Arc::new(app)), first_seen))
 }
 
 #[cfg(test)]

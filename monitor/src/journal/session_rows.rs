@@ -17,8 +17,10 @@ impl JournalReader {
     /// is in `range` (of sockets created in cgroup `cgroup` when given), from their deltas.
     /// `new_flows` counts the flows' first records in the range, by the same rule as the
     /// residency table ([`crate::tracker::FlowRecord::is_first`]: totals equal deltas; an empty
-    /// `update` is not one), so a peer of an unconnected socket, which shares its socket's cookie,
-    /// is a flow of its own; `flow_intervals` counts distinct flows (cookie and peer),
+    /// `update` is not one; a flow continued across a restart, whose first record of the new run
+    /// counts from the restart, is not new: it has an earlier record with bytes of the same socket
+    /// and remote end since its `first_seen`, which a continued flow keeps), so a peer of an unconnected
+    /// socket, which shares its socket's cookie, is a flow of its own; `flow_intervals` counts distinct flows (cookie and peer),
     /// `first_interval`/`last_interval_end` the first and last record times.
     ///
     /// # Errors
@@ -35,11 +37,16 @@ impl JournalReader {
                 "SELECT a.name, COALESCE(c.scope, 'none') AS scope, c.country, c.asn, c.as_org, c.country_db,
                      c.asn_db, c.payload_source, SUM(c.delta_payload_tx), SUM(c.delta_payload_rx),
                      SUM(c.delta_wire_tx), SUM(c.delta_wire_rx), SUM(c.delta_packets_tx), SUM(c.delta_packets_rx),
-                     SUM(c.payload_tx = c.delta_payload_tx AND c.payload_rx = c.delta_payload_rx
+                     SUM(CASE WHEN c.payload_tx = c.delta_payload_tx AND c.payload_rx = c.delta_payload_rx
                          AND c.wire_tx = c.delta_wire_tx AND c.wire_rx = c.delta_wire_rx
                          AND c.packets_tx = c.delta_packets_tx AND c.packets_rx = c.delta_packets_rx
                          AND (c.event != 'update' OR c.payload_tx + c.payload_rx + c.wire_tx + c.wire_rx
-                             + c.packets_tx + c.packets_rx > 0)),
+                             + c.packets_tx + c.packets_rx > 0)
+                         THEN NOT EXISTS (SELECT 1 FROM connection_rows e WHERE e.cookie = c.cookie
+                             AND e.remote_ip IS c.remote_ip AND e.remote_port IS c.remote_port
+                             AND e.lookup IS NOT NULL AND e.time_ms >= c.first_seen_ms AND e.time_ms < c.time_ms
+                             AND e.payload_tx + e.payload_rx + e.wire_tx + e.wire_rx + e.packets_tx + e.packets_rx > 0)
+                         ELSE 0 END),
                      SUM(c.event != 'update' AND c.complete = 0),
                      COUNT(DISTINCT c.cookie || ' ' || COALESCE(c.remote_ip, '') || ' ' || COALESCE(c.remote_port, '')),
                      MIN(c.time_ms), MAX(c.time_ms)

@@ -70,3 +70,48 @@ fn a_report_says_how_long_nothing_was_watched_between_runs() {
     assert_eq!((c["restarts"].as_u64(), c["unwatched_ms"].as_u64()), (Some(0), Some(0)));
     assert!(!c["notes"].to_string().contains("started again"), "{c:#?}");
 }
+
+/// A flow open across a restart is one flow whether the report sums residency rows (whole
+/// minutes) or connection records (any other bounds: sessions, seconds): the new run's first
+/// record of it counts from the restart, like a new flow's, but keeps the flow's `first_seen`,
+/// and the earlier run's records since then make it a continuation (an adversarial pass: bounds
+/// off whole minutes counted it twice, in the app's flows and per country and ASN).
+#[test]
+fn a_flow_open_across_a_restart_is_one_flow_in_every_report() {
+    use crate::{
+        journal::tests::fixtures::{self, Flow},
+        tracker::record::RecordKind::{Shutdown, Update},
+    };
+    let dir = tempdir();
+    let us = fixtures::public(Some("US"), Some(396_986), Some("ByteDance Inc."));
+    let app = fixtures::app("uploader");
+    let mut w = writer_in(dir.path());
+    let mut before = Flow::new(7, "203.0.113.10:443", t("10:00:00"));
+    w.append(&before.record(Update, t("10:00:30"), 1000, 10), &app, Some(&us));
+    w.append(&before.record(Shutdown, t("10:01:00"), 500, 5), &app, Some(&us));
+    w.flush().expect("flush");
+    drop(w);
+    let mut w = writer_restarted(dir.path(), t("10:01:05").as_second());
+    // As the sink's resume step leaves it: counted from the restart, the flow's first_seen kept.
+    let mut after = Flow::new(7, "203.0.113.10:443", t("10:00:00"));
+    let mut r = after.record(Update, t("10:01:30"), 700, 7);
+    r.resumed = true;
+    w.append(&r, &app, Some(&us));
+    // A new flow of another socket in the same minutes: counted.
+    let mut other = Flow::new(8, "203.0.113.10:443", t("10:01:10"));
+    w.append(&other.record(Update, t("10:01:40"), 30, 3), &app, Some(&us));
+    w.flush().expect("flush");
+    let path = w.path().to_path_buf();
+    drop(w);
+    let reader = JournalReader::open(&path).expect("reader");
+    for (since, until) in [("10:00:00", "10:02:00"), ("10:00:00.001", "10:02:00.001")] {
+        let query = ReportQuery::new(Period::range(t(since), t(until), &utc()).expect("range"));
+        let mut out = Vec::new();
+        Report::build(&reader, &query).expect("build").render(Format::Json, &mut out).expect("render");
+        let v: Value = serde_json::from_slice(&out).expect("json");
+        let a = &v["apps"][0];
+        assert_eq!((a["app"].as_str(), a["flows"].as_u64()), (Some("uploader"), Some(2)), "{since}: {a:#}");
+        assert_eq!(a["by_country"][0]["flows"].as_u64(), Some(2), "{since}");
+        assert_eq!(a["traffic"]["payload_tx"].as_u64(), Some(1000 + 500 + 700 + 30), "{since}");
+    }
+}
