@@ -217,6 +217,8 @@ pub(super) struct StatsRow {
     pub last: bool,
     pub delta: Counters,
     pub open_flows: u64,
+    /// The run the row is of, when not the writer's own: an earlier run's last sign of life.
+    pub run: Option<Timestamp>,
 }
 
 /// Everything appended since the last successful flush, plus the state needed to count flows.
@@ -313,7 +315,14 @@ impl Buffer {
         let (now, open_flows) = Counters::of(stats);
         let delta = now.since(&self.prev_stats);
         self.prev_stats = now;
-        self.stats.push(StatsRow { time, last: stats.last, delta, open_flows });
+        self.stats.push(StatsRow { time, last: stats.last, delta, open_flows, run: None });
+    }
+
+    /// An empty statistics row of the earlier run started at `run`, at `time`: the last time
+    /// that run is known to have been alive (its last flush), where no statistics row of its
+    /// own says so (a run killed, or stopped before its first snapshot).
+    pub fn mark_earlier_run(&mut self, run: Timestamp, time: Timestamp) {
+        self.stats.push(StatsRow { time, last: false, delta: Counters::default(), open_flows: 0, run: Some(run) });
     }
 
     /// Drops the oldest records / buckets beyond the limits, counting the loss.

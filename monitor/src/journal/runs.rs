@@ -1,7 +1,8 @@
 //! The time between daemon runs, from the `stats` table: nothing is watched from a run's end to
 //! the next run's start, so a report over that time says how long its figures could not see.
 
-use rusqlite::params;
+use jiff::Timestamp;
+use rusqlite::{OptionalExtension as _, params};
 
 use super::{Error, JournalReader, TimeRange, names::ms};
 
@@ -47,6 +48,31 @@ impl JournalReader {
         let runs = runs.map_err(|e| self.err(e))?;
         Ok(gaps(&runs, ms(range.since), ms(range.until)))
     }
+}
+
+/// The start of the run `daemon_state` describes and its last flush, when that flush is later than
+/// every statistics row of the run and the run has no final one (killed, or stopped before its
+/// first snapshot); `None` otherwise, or on a new journal.
+pub(super) fn earlier_run_end(conn: &rusqlite::Connection) -> rusqlite::Result<Option<(Timestamp, Timestamp)>> {
+    let state: Option<(i64, Option<i64>)> = conn
+        .query_row("SELECT started_ms, last_flush_ms FROM daemon_state WHERE id = 1", [], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()?;
+    let Some((started, Some(flushed))) = state else { return Ok(None) };
+    let (latest, stopped): (Option<i64>, bool) = conn.query_row(
+        "SELECT MAX(time_ms), COALESCE(MAX(last), 0) FROM stats WHERE run_started_ms = ?1",
+        [started],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
+    if stopped || latest.is_some_and(|l| l >= flushed) {
+        return Ok(None);
+    }
+    let (Ok(started), Ok(flushed)) = (Timestamp::from_millisecond(started), Timestamp::from_millisecond(flushed))
+    else {
+        return Ok(None);
+    };
+    Ok(Some((started, flushed)))
 }
 
 /// Folds consecutive runs (by start) into the gaps between them, clipped to `[since, until)`.

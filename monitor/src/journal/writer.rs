@@ -174,6 +174,14 @@ impl JournalWriter {
         let (mut conn, lock, file) = open::open_rw(&path)?;
         let rollup = Rollup::open(&mut conn, rollup_zone).map_err(|source| Error::write(&path, source))?;
         let RunInfo { pid, started_at, config_path } = &run;
+        let mut buffer = Buffer::default();
+        // Every earlier run has a statistics row at its last sign of life, so reports see each
+        // run and the time between runs (`runs.rs`): its final snapshot, or else its last flush.
+        if let Some((earlier, alive)) =
+            super::runs::earlier_run_end(&conn).map_err(|source| Error::write(&path, source))?
+        {
+            buffer.mark_earlier_run(earlier, alive);
+        }
         conn.execute(
             "INSERT OR REPLACE INTO daemon_state (id, pid, started_ms, version, config_path, last_flush_ms, flushes,
                  rows_written, flush_interval_secs, residency_interval_secs)
@@ -199,7 +207,7 @@ impl JournalWriter {
             interned: Interned::default(),
             _lock: Some(lock),
             lock_unusable_said: false,
-            buffer: Buffer::default(),
+            buffer,
             totals: FlushTotals::default(),
             file,
             reopen: Reopen {

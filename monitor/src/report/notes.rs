@@ -51,7 +51,10 @@ pub(super) fn completeness(
         }
         if gaps.restarts > 0 {
             notes.push(format!(
-                "the daemon started again {} time(s) in this period: traffic from a run's end to the next run's start                  is not counted, at most {} in all (from each run's last statistics snapshot; exact for a run                  stopped cleanly), and a run counts only from when its programs attach, shortly after its start",
+                "the daemon started again {} time(s) in this period: traffic from a run's end to the next run's start \
+                 is not counted, at most {} in all (from each run's stop, or for a run killed its last journal \
+                 flush, to the next run's start), and a run counts only from when its programs attach, shortly \
+                 after its start",
                 grouped(gaps.restarts),
                 span_ms(gaps.unwatched_ms)
             ));

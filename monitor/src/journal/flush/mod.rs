@@ -106,7 +106,7 @@ pub(super) fn write(
         let d = &row.delta;
         stmt.execute(params![
             ms(row.time),
-            ms(run_started),
+            ms(row.run.unwrap_or(run_started)),
             row.last,
             int(d.events_submitted),
             int(d.events_lost),

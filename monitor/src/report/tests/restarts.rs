@@ -30,12 +30,17 @@ fn completeness(reader: &JournalReader, since: &str, until: &str) -> Value {
 #[test]
 fn a_report_says_how_long_nothing_was_watched_between_runs() {
     let dir = tempdir();
-    // Run 1: snapshots at 10:00 and 10:01, then killed (no final snapshot).
+    // Run 1: snapshots at 10:00 and 10:01, its last flush at 10:01:20, then killed (no final
+    // snapshot): the next run marks it alive until that flush.
     let mut w = writer_in(dir.path());
     w.record_stats(t("10:00:00"), &Stats::default());
     w.record_stats(t("10:01:00"), &Stats::default());
     w.flush().expect("flush");
+    let first = w.path().to_path_buf();
     drop(w);
+    crate::journal::tests::raw(&first)
+        .execute("UPDATE daemon_state SET last_flush_ms = ?1", [t("10:01:20").as_millisecond()])
+        .expect("the flush time, as a flush at that time sets it");
     // Run 2 starts at 10:01:42 and stops cleanly at 10:05 (its final snapshot).
     let mut w = writer_restarted(dir.path(), t("10:01:42").as_second());
     w.record_stats(t("10:02:42"), &Stats::default());
@@ -53,13 +58,13 @@ fn a_report_says_how_long_nothing_was_watched_between_runs() {
     let c = completeness(&reader, "09:00:00", "11:00:00");
     assert_eq!(
         (c["runs"].as_u64(), c["restarts"].as_u64(), c["unwatched_ms"].as_u64()),
-        (Some(3), Some(2), Some(49_000))
+        (Some(3), Some(2), Some(22_000 + 7_000))
     );
     let notes = c["notes"].as_array().expect("notes");
     assert!(
         notes
             .iter()
-            .any(|n| n.as_str().is_some_and(|n| n.contains("started again 2 time(s)") && n.contains("at most 49 s"))),
+            .any(|n| n.as_str().is_some_and(|n| n.contains("started again 2 time(s)") && n.contains("at most 29 s"))),
         "{notes:#?}"
     );
     // A period that holds only part of the first gap, and the second restart.
