@@ -558,6 +558,10 @@ fn payload_of(sk: *mut bpf_sock, egress: bool, protocol: u32, family: u16, ip_le
     }
 }
 
+/// How long after a socket older than the monitor was found a datagram from a new peer counts as
+/// the peer's first (an answer to what the socket sent before comes sooner).
+const FIRST_IN_AFTER_NS: u64 = 1_000_000_000;
+
 #[inline(always)]
 fn same(slot: &PeerSlot, peer: &Peer) -> bool {
     slot.active != 0
@@ -600,9 +604,11 @@ fn count_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, c: &mut Counters, egress: 
     // the claim). One copy on the stack, not two: the program's stack is tight.
     let mut report = PeerSlot::default();
     let mut kind = EventKind::PeerUpdate;
-    // Who sent first is known only for a socket seen from its creation: a socket older than the
-    // monitor (or than its restart) may have sent before, unseen.
-    let first_known = c.flags & COUNTER_DISCOVERED == 0;
+    // Who sent first is known for a socket seen from its creation. A socket older than the monitor
+    // (or than its restart) may have sent before, unseen: a datagram that comes in at its first
+    // packets here may answer it. One that comes in from a new peer later (a second after the
+    // socket was found) did not: a UDP server's new client sent first.
+    let first_known = c.flags & COUNTER_DISCOVERED == 0 || elapsed_ns(boot, c.created_ns) >= FIRST_IN_AFTER_NS;
     let mut first_peer = false;
     lock(table);
     let mut index = find(table, &peer);

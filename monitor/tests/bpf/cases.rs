@@ -35,6 +35,7 @@ pub fn all() -> Vec<Case> {
         ("udp_unconnected_ipv6_with_extension_headers_exact_per_peer", udp_unconnected_extension_headers),
         ("udp_unconnected_peers_open_at_shutdown_are_exact", udp_unconnected_open_at_shutdown),
         ("udp_server_with_40_concurrent_peers_exact_per_peer", udp_server_many_peers),
+        ("udp_server_older_than_the_monitor_sees_new_clients_inbound", udp_server_older_new_clients),
         ("mptcp_ipv4_one_flow_per_side_exact", || crate::mptcp::mptcp_exchange(false, false)),
         ("mptcp_ipv6_one_flow_per_side_exact", || crate::mptcp::mptcp_exchange(true, false)),
         ("mptcp_two_subflows_ipv4_one_flow_per_side_exact", || crate::mptcp::mptcp_exchange(false, true)),
@@ -1040,6 +1041,48 @@ fn lost_events_counted() {
 /// An unconnected UDP server answering 40 concurrent clients through one socket: far more peers
 /// than the 8 per-socket slots, so slots are flushed and reused while packets of other peers
 /// arrive on both CPUs. Every peer must still get exactly its bytes.
+/// A UDP server whose socket is older than the monitor: a client that sends a second or more after
+/// the socket was found is a peer that sent first (`inbound`), as a client of a server seen from
+/// its creation is (an adversarial pass: after a daemon restart every new client of a UDP server
+/// was `unconnected`, each port a destination of its own). The datagram the socket was found by
+/// may answer something it sent before the monitor: that peer is not said to have sent first.
+fn udp_server_older_new_clients() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let server = server_addr(&pair, false, 0, 5311);
+    let mut echo =
+        spawn("udp-echo", &[s(server), s(3)], Place { netns: Some(&pair.b), cgroup: Some(&cg), uid: Some(SERVER_UID) });
+    echo.line();
+    let pid = echo.pid();
+    let mon = Monitor::start(&cg.path, "");
+    let client = |size: usize| {
+        spawn("udp-connected", &[s(server), s(size), s(1)], Place { netns: Some(&pair.a), ..Place::default() })
+            .finish()
+            .remove(0)
+    };
+    let first = client(300);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let later = [client(400), client(500)];
+    echo.finish();
+    let out = mon.stop();
+    let records = |t: &Value| -> Vec<FlowRecord> {
+        out.closed().into_iter().filter(|r| r.remote == Some(addr(&t["local"]))).cloned().collect()
+    };
+    let found = records(&first);
+    assert!(!found.is_empty(), "the first client's peer flow");
+    for t in &later {
+        let flows = records(t);
+        assert!(!flows.is_empty(), "no flow for {}", t["local"]);
+        for r in &flows {
+            assert_owner(r, pid, "mon-udp-echo", SERVER_UID);
+            assert_eq!(r.direction, Direction::Inbound, "a new client of an older server sent first: {r:#?}");
+        }
+        let rx: u64 = flows.iter().map(|r| r.payload.rx_bytes).sum();
+        assert_eq!(rx, t["tx"].as_u64().unwrap(), "{flows:#?}");
+    }
+    out.assert_nothing_lost();
+}
+
 fn udp_server_many_peers() {
     let pair = Pair::private();
     let cg = TestCgroup::new();
