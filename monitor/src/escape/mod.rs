@@ -93,11 +93,13 @@ pub fn html(s: &str) -> String {
     out
 }
 
-/// `s` as one CSV cell: [`terminal`] escaping, then a `'` before a formula prefix.
+/// `s` as one CSV cell: [`terminal`] escaping, then a `'` before a formula prefix, and before a
+/// `'` too, so that no two texts read the same (`=x` is `'=x`, `'=x` is `''=x`): a reader drops
+/// one leading `'`.
 #[must_use]
 pub fn csv_cell(s: &str) -> String {
     let t = terminal(s);
-    if t.starts_with(FORMULA_PREFIXES) { format!("'{t}") } else { t }
+    if t.starts_with(FORMULA_PREFIXES) || t.starts_with('\'') { format!("'{t}") } else { t }
 }
 
 /// A `#` comment line of a CSV file (`line` escaped already: one line). Readers that know
