@@ -363,8 +363,13 @@ fn app_report(name: &str, rows: &[&ResidencyRow], prev: &Seen, eps: Option<&AppE
 fn databases(rows: &[ResidencyRow], known: &[DatabaseRow], until: Timestamp) -> Vec<super::DatabaseUse> {
     let mut bytes: BTreeMap<i64, u64> = BTreeMap::new();
     for r in rows {
-        for id in [r.country_db, r.asn_db].into_iter().flatten() {
-            *bytes.entry(id).or_default() += r.payload_tx + r.payload_rx;
+        // A database that was asked and had no answer is listed, with none of those bytes (an
+        // adversarial pass: "payload bytes answered" counted every byte looked up).
+        let answered = [(r.country_db, r.country.is_some()), (r.asn_db, r.asn.is_some())];
+        for (id, answer) in answered {
+            if let Some(id) = id {
+                *bytes.entry(id).or_default() += if answer { r.payload_tx + r.payload_rx } else { 0 };
+            }
         }
     }
     let mut used: Vec<super::DatabaseUse> = known

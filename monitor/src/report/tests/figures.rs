@@ -331,3 +331,27 @@ fn a_report_from_records_says_it_lacks_the_dropped_records() {
     assert!(minutes.iter().any(|n| n.contains("dropped 40,004 connection records")), "{minutes:#?}");
     assert!(!lacks(&minutes), "{minutes:#?}");
 }
+
+/// A database asked about an address it had no answer for is listed with none of those bytes:
+/// its figure is the payload whose country or ASN it gave (an adversarial pass: every public byte
+/// looked up was counted as answered).
+#[test]
+fn a_database_is_credited_only_with_the_bytes_it_answered() {
+    let dir = tempdir();
+    let mut w = writer_in(dir.path());
+    let answered = fixtures::public(Some("SE"), Some(29_518), Some("Bredband2 AB"));
+    // Asked, no answer: the enricher keeps the database it asked.
+    let mut unknown_asn = fixtures::public(Some("GB"), None, None);
+    unknown_asn.asn_db.clone_from(&answered.asn_db);
+    let app = fixtures::app("curl");
+    let mut a = Flow::new(1, "89.160.20.112:443", at(super::W + 3600));
+    w.append(&a.record(Close, at(super::W + 3600), 1000, 0), &app, Some(&answered));
+    let mut b = Flow::new(2, "81.2.69.142:443", at(super::W + 3700));
+    w.append(&b.record(Close, at(super::W + 3700), 300, 0), &app, Some(&unknown_asn));
+    w.flush().expect("flush");
+    let reader = JournalReader::open(w.path()).expect("reader");
+    let v = json_of(&report(&reader, "2026-W47", None));
+    let dbs = v["databases"].as_array().expect("databases");
+    let bytes = |role: &str| dbs.iter().find(|d| d["role"] == role).and_then(|d| d["payload_bytes"].as_u64());
+    assert_eq!((bytes("country"), bytes("asn")), (Some(1300), Some(1000)), "{dbs:#?}");
+}
