@@ -126,6 +126,21 @@ fn a_new_program_after_execve_is_a_new_app_and_the_old_ones_sockets_keep_theirs(
     assert!(Arc::ptr_eq(&ids.app_for(&socket_of("sleep"), now()), &after), "a name it answered keeps its entry");
 }
 
+/// Runs `command`, whose program the test has just copied: a test forking in another thread
+/// while the copy was open for writing holds a writable descriptor of it until its child execs,
+/// and the kernel refuses to run the file until then (`ETXTBSY`, a flaky failure under load).
+fn spawn_copy(command: &mut std::process::Command) -> std::process::Child {
+    (0..100)
+        .find_map(|_| match command.spawn() {
+            Err(e) if e.raw_os_error() == Some(nix::libc::ETXTBSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                None
+            }
+            spawned => Some(spawned.expect("spawn")),
+        })
+        .expect("the copy runs once no other process holds it open for writing")
+}
+
 /// A binary replaced on disk while it runs (a package upgrade renames the new file over it:
 /// `/proc/<pid>/exe` then reads `... (deleted)`) is no exec: a socket of another thread keeps
 /// the app read first (review finding: it was read again and named `mysleep (deleted)`).
@@ -138,7 +153,7 @@ fn a_binary_replaced_on_disk_while_it_runs_is_not_an_exec() {
     let sleep =
         String::from_utf8(Command::new("sh").args(["-c", "command -v sleep"]).output().unwrap().stdout).unwrap();
     std::fs::copy(sleep.trim(), &bin).unwrap();
-    let mut child = Command::new(&bin).arg("30").spawn().unwrap();
+    let mut child = spawn_copy(Command::new(&bin).arg("30"));
     let pid = child.id();
     for _ in 0..200 {
         if std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == bin) {
@@ -163,7 +178,7 @@ fn a_binary_replaced_on_disk_while_it_runs_is_not_an_exec() {
     let _ = child.wait();
     // A second process of the old file, first read after the replacement: named after the
     // file, not `mysleep (deleted)` (audit).
-    let mut later = Command::new(&bin).arg("30").spawn().unwrap();
+    let mut later = spawn_copy(Command::new(&bin).arg("30"));
     let later_exe = format!("/proc/{}/exe", later.id());
     for _ in 0..200 {
         if std::fs::read_link(&later_exe).is_ok_and(|e| e == bin) {
@@ -366,7 +381,7 @@ fn process_with_a_non_utf8_name_keeps_its_uid_exe_and_command_line() {
     if nix::unistd::geteuid().is_root() {
         command.uid(uid);
     }
-    let mut child = command.spawn().unwrap();
+    let mut child = spawn_copy(&mut command);
     let pid = child.id();
     assert!(Process::new(i32::try_from(pid).unwrap()).unwrap().status().is_err(), "procfs cannot read its status");
     let clock = Clock::now();
