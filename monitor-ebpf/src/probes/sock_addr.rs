@@ -162,23 +162,25 @@ fn on_sendmsg(ctx: &SockAddrContext, v6: bool) -> i32 {
     if sk.is_null() {
         return ALLOW;
     }
-    let _: *const c_void = lazy_owner(sk).cast();
+    // SAFETY: null-checked map value.
+    let counters = unsafe { COUNTERS.get(sk.cast(), false).as_mut() };
+    // The owner: in the counters of a socket created under the monitor (no second lookup), else
+    // recorded now.
+    if counters.as_ref().is_none_or(|c| c.owner.source == OwnerSource::Unknown as u32) {
+        let _: *const c_void = lazy_owner(sk).cast();
+    }
+    let Some(c) = counters else {
+        return ALLOW;
+    };
     // Unconnected (every send names an address): only whether its local side moved.
     let dst_port = field!(sk, dst_port);
     if dst_port == 0 {
-        // SAFETY: null-checked map value.
-        if let Some(c) = unsafe { COUNTERS.get(sk.cast(), false).as_ref() }
-            && c.flags & COUNTER_PEERS != 0
-        {
+        if c.flags & COUNTER_PEERS != 0 {
             local_moved(ctx, sk, c);
         }
         return ALLOW;
     }
     let sa = ctx.sock_addr;
-    // SAFETY: null-checked map value.
-    let Some(c) = (unsafe { COUNTERS.get(sk.cast(), false).as_mut() }) else {
-        return ALLOW;
-    };
     if !rebind::connected_udp(c, field!(sa, protocol)) {
         return ALLOW;
     }
