@@ -1,12 +1,13 @@
 //! The `bpf(2)` system call, for the commands aya 0.14 does not wrap (a map-element iterator's
-//! link, `BPF_PROG_QUERY` without attaching), with aya-obj's generated `bpf_attr`.
+//! link, `BPF_PROG_QUERY` without attaching; the root tests' exclusive attachments, as Android's
+//! netd makes them), with aya-obj's generated `bpf_attr`.
 
 use std::mem::size_of;
 
 use aya_obj::generated::{bpf_attr, bpf_cmd};
 
 /// An all-zero `bpf_attr` (unused bytes must be zero for the kernel).
-pub(super) fn zeroed_attr() -> bpf_attr {
+pub fn zeroed_attr() -> bpf_attr {
     // SAFETY: `bpf_attr` is a plain-data C union of integers; all-zero is a valid value.
     unsafe { std::mem::zeroed() }
 }
@@ -16,7 +17,7 @@ pub(super) fn zeroed_attr() -> bpf_attr {
 ///
 /// # Errors
 /// The kernel's error.
-pub(super) fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> std::io::Result<i64> {
+pub fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> std::io::Result<i64> {
     // SAFETY: `attr` is a fully initialised bpf_attr of the size passed; the kernel may write
     // into it.
     let ret = unsafe {

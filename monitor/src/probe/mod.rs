@@ -4,7 +4,7 @@
 //! Owns the [`aya::Ebpf`] object: dropping a [`Probe`] detaches every program. Does not interpret
 //! events (that is the tracker's job).
 
-mod bpf_call;
+pub mod bpf_call;
 mod btf_layout;
 mod cgroup;
 mod error;

@@ -9,12 +9,12 @@
 
 use std::{
     fs::File,
-    mem::size_of,
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     path::Path,
 };
 
-use aya_obj::generated::{bpf_attach_type, bpf_attr, bpf_cmd, bpf_prog_type};
+use aya_obj::generated::{bpf_attach_type, bpf_cmd, bpf_prog_type};
+use monitor::probe::bpf_call::{bpf, zeroed_attr};
 use monitor::tracker::{
     FlowRecord,
     record::{Direction, OwnerSource, Protocol, RecordKind},
@@ -34,19 +34,6 @@ const ALLOW_ALL: [u64; 2] = [
     0x95,
 ];
 
-fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> std::io::Result<i64> {
-    // SAFETY: `attr` is a zero-initialised bpf_attr of the size passed.
-    let ret = unsafe {
-        nix::libc::syscall(
-            nix::libc::SYS_bpf,
-            cmd as nix::libc::c_long,
-            std::ptr::from_mut(attr),
-            size_of::<bpf_attr>(),
-        )
-    };
-    if ret < 0 { Err(std::io::Error::last_os_error()) } else { Ok(ret) }
-}
-
 /// Do-nothing programs attached exclusively to a cgroup, as netd attaches its own; detached on drop.
 pub struct Exclusive {
     cgroup: File,
@@ -60,8 +47,7 @@ impl Exclusive {
         let mut attached = Vec::new();
         let license = c"GPL";
         for &(prog_type, attach_type) in hooks {
-            // SAFETY: all-zero is a valid bpf_attr.
-            let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+            let mut attr = zeroed_attr();
             // SAFETY: writing the PROG_LOAD member of the union.
             unsafe {
                 let u = &mut attr.__bindgen_anon_3;
@@ -74,8 +60,7 @@ impl Exclusive {
             let fd = bpf(bpf_cmd::BPF_PROG_LOAD, &mut attr).unwrap_or_else(|e| panic!("load {prog_type:?}: {e}"));
             // SAFETY: a new descriptor the kernel returned.
             let prog = unsafe { OwnedFd::from_raw_fd(i32::try_from(fd).unwrap()) };
-            // SAFETY: all-zero is a valid bpf_attr.
-            let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+            let mut attr = zeroed_attr();
             // SAFETY: a reference to the PROG_ATTACH member of a plain-data union.
             unsafe {
                 let u = &mut attr.__bindgen_anon_5;
@@ -94,8 +79,7 @@ impl Exclusive {
 impl Drop for Exclusive {
     fn drop(&mut self) {
         for (prog, attach_type) in &self.attached {
-            // SAFETY: all-zero is a valid bpf_attr.
-            let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+            let mut attr = zeroed_attr();
             // SAFETY: a reference to the PROG_DETACH member of a plain-data union.
             unsafe {
                 let u = &mut attr.__bindgen_anon_5;
