@@ -183,6 +183,7 @@ fn text(out: &mut String, answers: &[Answer], databases: &[DbInfo]) -> std::fmt:
                     let word = match c {
                         Consensus::Agree => "agree",
                         Consensus::Disagree => "DISAGREE",
+                        Consensus::Partial if d.answers.iter().all(|a| a.country.is_none()) => "have no answer",
                         Consensus::Partial => "partly answer",
                     };
                     writeln!(out, "{query}: the country databases {word}: {}", each.join(", "))?;

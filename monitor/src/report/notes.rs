@@ -146,6 +146,18 @@ pub(super) fn completeness(
     if let Figures::Records { cgroup } = figures {
         notes.extend(from_records(cgroup, previous, purged.filter(|p| *p > previous.since), query.period.since));
     }
+    let now = Timestamp::now();
+    if query.period.since > now {
+        notes.push(format!(
+            "the period has not begun (it starts at {}): nothing could be recorded in it yet",
+            query.period.since
+        ));
+    } else if query.period.until > now {
+        notes.push(format!(
+            "the period has not ended: the figures are those recorded until {}",
+            now.round(jiff::Unit::Second).unwrap_or(now)
+        ));
+    }
     if let Some(app) = query.app.as_deref()
         && apps.is_empty()
     {

@@ -355,3 +355,21 @@ fn a_database_is_credited_only_with_the_bytes_it_answered() {
     let bytes = |role: &str| dbs.iter().find(|d| d["role"] == role).and_then(|d| d["payload_bytes"].as_u64());
     assert_eq!((bytes("country"), bytes("asn")), (Some(1300), Some(1000)), "{dbs:#?}");
 }
+
+/// A report of a period that has not begun, or not ended, says so (an adversarial pass: a future
+/// period read as a quiet one).
+#[test]
+fn a_period_not_over_yet_says_so() {
+    let dir = tempdir();
+    let reader = JournalReader::open(&fixture_journal(dir.path())).expect("reader");
+    let now = jiff::Timestamp::now();
+    let notes = |since: jiff::Timestamp, until: jiff::Timestamp| {
+        let q = ReportQuery::new(Period::range(since, until, &crate::journal::tests::utc()).expect("range"));
+        json_of(&Report::build(&reader, &q).expect("build"))["completeness"]["notes"].to_string()
+    };
+    let day = jiff::SignedDuration::from_hours(24);
+    assert!(notes(now + day, now + day * 2).contains("the period has not begun"));
+    assert!(notes(now - day, now + day).contains("the period has not ended"));
+    let past = notes(now - day * 2, now - day);
+    assert!(!past.contains("has not begun") && !past.contains("has not ended"), "{past}");
+}
