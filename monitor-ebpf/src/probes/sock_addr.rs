@@ -207,9 +207,10 @@ fn on_sendmsg(ctx: &SockAddrContext, v6: bool) -> i32 {
 /// `connect` finds port 0) or reset the source address. Its open peer slots are reported now, with
 /// the local side they were claimed with, so that a peer flow keeps the address it was first seen
 /// with although none of its events left before the change (its first one would otherwise carry
-/// the new port). Off the common path: a compare per named send of an unconnected socket.
+/// the new port). Costs a compare per named send of a socket counted per peer (every reply of a UDP
+/// server); the slots are read only when the side changed.
 #[inline(always)]
-fn local_moved(ctx: &SockAddrContext, sk: *mut bpf_sock, c: &Counters) {
+fn local_moved(ctx: &SockAddrContext, sk: *mut bpf_sock, c: &mut Counters) {
     let now = tuple_of(sk);
     if c.local_port == 0 || (now.local_port == c.local_port && now.local_addr == c.local_addr) {
         return;
@@ -218,6 +219,9 @@ fn local_moved(ctx: &SockAddrContext, sk: *mut bpf_sock, c: &Counters) {
     // SAFETY: the context carries a socket.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
     emit_slots(sk.cast(), EventKind::PeerUpdate, cookie, owner_with(c, sk.cast()), &old, c.raw_flag());
+    // The new side from now on (a `connect` finds port 0: its first packet records it), so the
+    // next send does not report the slots again.
+    super::remember_local(sk, c);
 }
 
 #[inline(always)]

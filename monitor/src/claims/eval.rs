@@ -257,14 +257,12 @@ fn facts(d: &DestinationDetail) -> Facts<'_> {
 }
 
 /// The name the kernel gives a process of app `name` whose executable was not read: its first
-/// 15 bytes (`TASK_COMM_LEN` less the NUL), when `name` is longer (a shorter name is the same).
-fn kernel_name_of(name: &str) -> Option<&str> {
+/// 15 bytes (`TASK_COMM_LEN` less the NUL), written as the tracker writes the kernel's name (a
+/// cut inside a UTF-8 character as `\xNN`), when `name` is longer (a shorter name is the same).
+fn kernel_name_of(name: &str) -> Option<String> {
     const COMM: usize = 15;
-    if name.len() <= COMM {
-        return None;
-    }
-    // A cut inside a UTF-8 character is written escaped by the kernel-named app: not matched.
-    name.get(..COMM)
+    let bytes = name.as_bytes();
+    (bytes.len() > COMM).then(|| bytes.get(..COMM).map(|b| crate::escape::utf8_or_hex(b).into_owned())).flatten()
 }
 
 fn evaluate_claim(claim: &Claim, report: &Report, lost: u64) -> ClaimVerdict {
@@ -282,7 +280,7 @@ fn evaluate_claim(claim: &Claim, report: &Report, lost: u64) -> ClaimVerdict {
         // An app named by the kernel's 15-byte name that is the start of an app name the claim
         // selects may be that app's processes, gone before /proc was read (an adversarial pass:
         // such traffic was another app's, and the claim passed).
-        let truncated = claim.apps.iter().any(|a| kernel_name_of(a) == Some(app.app.as_str()));
+        let truncated = claim.apps.iter().any(|a| kernel_name_of(a).is_some_and(|k| k == app.app));
         for d in &app.destinations {
             let (procs, others): (Vec<ProcessUse>, Vec<ProcessUse>) = d
                 .processes
@@ -322,8 +320,7 @@ fn evaluate_claim(claim: &Claim, report: &Report, lost: u64) -> ClaimVerdict {
         let sum =
             |s: ShareStatus| entries.iter().filter(|e| e.judgement.share == Some(s)).map(|e| e.bytes).sum::<u64>();
         let (inside, unknown) = (sum(ShareStatus::In), sum(ShareStatus::Unknown));
-        let p = pct(inside, judged);
-        min_share_pct = Some(p);
+        min_share_pct = Some(pct_against(inside, judged, m.percent));
         #[expect(clippy::cast_precision_loss, reason = "comparison of percentages")]
         let reaches = |bytes: u64| bytes as f64 * 100.0 >= m.percent * judged as f64;
         if judged > 0 && !reaches(inside) {
@@ -379,7 +376,12 @@ fn evaluate_claim(claim: &Claim, report: &Report, lost: u64) -> ClaimVerdict {
     });
 
     let t = &claim.inconclusive;
-    let (uc, ua, un) = (pct(b.unknown_country, judged), pct(b.unknown_asn, judged), pct(b.unnamed, judged));
+    // As the sentences say them: never rounded onto the other side of their threshold.
+    let (uc, ua, un) = (
+        pct_against(b.unknown_country, judged, t.unknown_country_pct),
+        pct_against(b.unknown_asn, judged, t.unknown_asn_pct),
+        pct_against(b.unnamed, judged, t.unnamed_pct),
+    );
     let verdict = if b.violating > 0 {
         let n: BTreeSet<&str> = violations.iter().map(|v| v.destination.ip.as_str()).collect();
         reasons.insert(0, format!("{} {dir} bytes go to {} violating destination(s)", b.violating, n.len()));

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::{ClaimsConfig, Error, Verdicts, evaluate};
+use super::{ClaimSet, Error, Verdicts, evaluate};
 use crate::{
     journal::JournalReader,
     report::{ClaimSummary, Report, ReportQuery},
@@ -29,21 +29,21 @@ pub fn summaries(verdicts: &Verdicts) -> Vec<ClaimSummary> {
         .collect()
 }
 
-/// Judges the claims of `file` (read as `config` says: [`ClaimsConfig::load`]) over `query`'s
-/// period (and session) and sets `report.claims`.
+/// Judges the claims `set` of `file` (as the config validated them, [`super::ClaimsConfig::load`], or
+/// read again, [`super::ClaimsConfig::read`]) over `query`'s period (and session) and sets
+/// `report.claims`.
 ///
 /// # Errors
-/// When the claims file cannot be loaded or the journal read.
+/// When the journal cannot be read.
 pub fn annotate(
     reader: &JournalReader,
     query: &ReportQuery,
-    (config, file): (&ClaimsConfig, &Path),
+    (set, file): (&ClaimSet, &Path),
     report: &mut Report,
 ) -> Result<(), Error> {
-    let set = config.load(file)?;
     let mut evidence = query.clone();
     evidence.evidence = true;
     let judged = Report::build(reader, &evidence)?;
-    report.claims = summaries(&evaluate(&set, &judged, Some(file)));
+    report.claims = summaries(&evaluate(set, &judged, Some(file)));
     Ok(())
 }

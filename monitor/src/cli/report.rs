@@ -83,7 +83,8 @@ fn render(
     }
     let mut report = Report::build(reader, &query)?;
     if let Some(file) = settings.claims.file() {
-        monitor::claims::annotate(reader, &query, (&settings.claims, file), &mut report)?;
+        let set = settings.claims.load(file)?;
+        monitor::claims::annotate(reader, &query, (&set, file), &mut report)?;
     }
     report.emulator_join = super::report_join::join(join, reader, &query)?;
     let mut text = Vec::new();

@@ -69,9 +69,11 @@ impl Resume {
         }
         let earlier = earlier?;
         // No direction, or the guess the kernel makes for a peer of a socket older than the run
-        // (it did not see who sent first: `unconnected`) where the earlier run saw a peer that
-        // sent first (`inbound`, a UDP server's client): the journaled one.
-        let guessed = record.direction == Direction::Unconnected && earlier.direction == Direction::Inbound;
+        // (it did not see the peer's first datagram: `unconnected`, or `inbound` for one that came
+        // in a second after the socket was found) where the earlier run saw who sent first: the
+        // journaled one.
+        let peer = |d: Direction| matches!(d, Direction::Unconnected | Direction::Inbound);
+        let guessed = peer(record.direction) && peer(earlier.direction);
         if record.direction == Direction::Unknown || guessed {
             record.direction = earlier.direction;
         }
@@ -159,9 +161,15 @@ mod tests {
         w.flush().expect("flush");
         drop(w);
         let w = writer_restarted(dir.path(), 1_794_787_280);
-        for (cookie, want) in [(7, Direction::Inbound), (8, Direction::Unconnected)] {
+        // The new run's guess either way: `unconnected`, or `inbound` for a first datagram that
+        // came in a second after the socket was found.
+        for (cookie, guess, want) in [
+            (7, Direction::Unconnected, Direction::Inbound),
+            (8, Direction::Unconnected, Direction::Unconnected),
+            (8, Direction::Inbound, Direction::Unconnected),
+        ] {
             let mut after = Flow::new(cookie, "192.0.2.1:50000", at(1_794_787_300));
-            after.direction = Direction::Unconnected;
+            after.direction = guess;
             let mut r = after.record(RecordKind::Update, at(1_794_787_310), 10, 20);
             r.owner.source = crate::tracker::record::OwnerSource::Syscall;
             Resume::default().apply(&mut r, &w, booted_at(0));

@@ -488,8 +488,9 @@ fn export_weeks(
     let Some(r) = reader.as_ref() else { return };
     // The claim verdicts go into the exported reports (the HTML page shows them).
     let annotate = |r: &JournalReader, query: &report::ReportQuery, rep: &mut report::Report| {
+        // Read afresh, as the export's verdicts: the file as a SIGHUP last had the daemon take it.
         if let Some(file) = claims.file()
-            && let Err(e) = crate::claims::annotate(r, query, (claims, file), rep)
+            && let Err(e) = claims.read(file).and_then(|set| crate::claims::annotate(r, query, (&set, file), rep))
         {
             warn!("weekly report {} without claim verdicts: {}", query.period.label, chain(&e));
         }
@@ -528,7 +529,7 @@ fn export_weeks(
 /// key is configured. Failures are logged: the report itself is written.
 fn export_verdicts(r: &JournalReader, week: &str, config: &ReportSettings, claims: &ClaimsConfig) {
     let Some(file) = claims.file() else { return };
-    let result = claims.load(file).and_then(|set| {
+    let result = claims.read(file).and_then(|set| {
         crate::claims::export_verdicts(
             r,
             week,

@@ -11,9 +11,8 @@ use super::{Error, JournalReader, TimeRange, names::ms};
 struct RunSpan {
     /// `run_started_ms`: the daemon's start (its programs attach shortly after).
     started_ms: i64,
-    /// Time of its latest statistics row: its stop when `stopped` (the final snapshot), else the
-    /// latest the run is known to have been alive (a run killed or crashed stopped later, by at
-    /// most a statistics interval).
+    /// Time of its latest statistics row: its stop (the final snapshot), or for a run killed or
+    /// crashed its last flush (the row the next run added), else its last snapshot.
     last_ms: i64,
 }
 
@@ -24,8 +23,8 @@ pub struct RunGaps {
     pub restarts: u64,
     /// Milliseconds of the range between a run's latest statistics row and the next run's start:
     /// an upper bound of the time nothing was watched (exact where the earlier run stopped
-    /// cleanly, up to a statistics interval more where it was killed), not counting the next
-    /// run's own start-up before its programs attach.
+    /// cleanly, up to a flush interval more where it was killed), not counting the next run's own
+    /// start-up before its programs attach.
     pub unwatched_ms: u64,
 }
 

@@ -19,7 +19,8 @@ impl JournalReader {
     /// residency table ([`crate::tracker::FlowRecord::is_first`]: totals equal deltas; an empty
     /// `update` is not one; a flow continued across a restart, whose first record of the new run
     /// counts from the restart, is not new: it has an earlier record with bytes of the same socket
-    /// and remote end since its `first_seen`, which a continued flow keeps), so a peer of an unconnected
+    /// and remote end since its `first_seen`, which a continued flow keeps, and not a `close`: a
+    /// socket connected again to the same address after an ended connection is a new flow), so a peer of an unconnected
     /// socket, which shares its socket's cookie, is a flow of its own; `flow_intervals` counts distinct flows (cookie and peer),
     /// `first_interval`/`last_interval_end` the first and last record times.
     ///
@@ -45,7 +46,8 @@ impl JournalReader {
                          THEN NOT EXISTS (SELECT 1 FROM connection_rows e WHERE e.cookie = c.cookie
                              AND e.remote_ip IS c.remote_ip AND e.remote_port IS c.remote_port
                              AND e.lookup IS NOT NULL AND e.time_ms >= c.first_seen_ms AND e.time_ms < c.time_ms
-                             AND e.payload_tx + e.payload_rx + e.wire_tx + e.wire_rx + e.packets_tx + e.packets_rx > 0)
+                             AND e.payload_tx + e.payload_rx + e.wire_tx + e.wire_rx + e.packets_tx + e.packets_rx > 0
+                             AND (SELECT s.event FROM connection_shapes s WHERE s.id = e.shape_id) != 'close')
                          ELSE 0 END),
                      SUM(c.event != 'update' AND c.complete = 0),
                      COUNT(DISTINCT c.cookie || ' ' || COALESCE(c.remote_ip, '') || ' ' || COALESCE(c.remote_port, '')),

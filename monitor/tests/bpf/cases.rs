@@ -1038,9 +1038,6 @@ fn lost_events_counted() {
     eprintln!("    submitted {submitted}, received {received}, lost {lost}");
 }
 
-/// An unconnected UDP server answering 40 concurrent clients through one socket: far more peers
-/// than the 8 per-socket slots, so slots are flushed and reused while packets of other peers
-/// arrive on both CPUs. Every peer must still get exactly its bytes.
 /// A UDP server whose socket is older than the monitor: a client that sends a second or more after
 /// the socket was found is a peer that sent first (`inbound`), as a client of a server seen from
 /// its creation is (an adversarial pass: after a daemon restart every new client of a UDP server
@@ -1083,6 +1080,9 @@ fn udp_server_older_new_clients() {
     out.assert_nothing_lost();
 }
 
+/// An unconnected UDP server answering 40 concurrent clients through one socket: far more peers
+/// than the 8 per-socket slots, so slots are flushed and reused while packets of other peers
+/// arrive on both CPUs. Every peer must still get exactly its bytes.
 fn udp_server_many_peers() {
     let pair = Pair::private();
     let cg = TestCgroup::new();

@@ -543,6 +543,12 @@ fn unidentified_processes_that_break_an_exe_unit_or_group_claim_make_it_inconclu
     r.apps.last_mut().unwrap().app = "appdelta-with-a".into();
     let c = &verdicts(long, &r).claims[0];
     assert_eq!((c.verdict, c.bytes.unidentified_violating), (Verdict::Inconclusive, 508), "{c:#?}");
+    // A name cut inside a UTF-8 character: the kernel's 15 bytes, written as the tracker writes
+    // them.
+    let cut = "[[claims]]\nname = \"u\"\napps = [\"app-a\", \"appdelta-with-ö-x\"]\ndenied_countries = [\"CN\"]\n";
+    assert_eq!("appdelta-with-ö-x".as_bytes().get(14), Some(&0xc3), "ö starts at byte 14");
+    r.apps.last_mut().unwrap().app = "appdelta-with-\\xc3".into();
+    assert_eq!(verdicts(cut, &r).claims[0].verdict, Verdict::Inconclusive);
     r.apps.last_mut().unwrap().app = "appdelta".into();
     // To an allowed destination: still a pass.
     r.apps.last_mut().unwrap().destinations[0].country = Some("SE".into());
@@ -594,6 +600,7 @@ fn shares_are_compared_and_said_unrounded() {
     let c = &verdicts(&claim("9.932"), &r).claims[0];
     assert_eq!(c.verdict, Verdict::Inconclusive, "{c:#?}");
     assert!(c.reasons.iter().any(|x| x.contains("9.933 % of the judged bytes")), "{:?}", c.reasons);
+    assert_eq!(c.unknown_country_pct, 9.933, "the JSON figure as the sentence says it");
     assert_eq!(verdicts(&claim("9.933"), &r).claims[0].verdict, Verdict::Pass);
 
     r.apps.push(app(
@@ -608,4 +615,5 @@ fn shares_are_compared_and_said_unrounded() {
     let c = &verdicts(share, &r).claims[0];
     assert_eq!(c.verdict, Verdict::Fail);
     assert!(c.reasons.iter().any(|x| x.contains("only 49.996 % of the upload bytes")), "{:?}", c.reasons);
+    assert_eq!(c.min_share_pct, Some(49.996));
 }

@@ -85,7 +85,7 @@ fn a_report_says_how_long_nothing_was_watched_between_runs() {
 fn a_flow_open_across_a_restart_is_one_flow_in_every_report() {
     use crate::{
         journal::tests::fixtures::{self, Flow},
-        tracker::record::RecordKind::{Shutdown, Update},
+        tracker::record::RecordKind::{Close, Shutdown, Update},
     };
     let dir = tempdir();
     let us = fixtures::public(Some("US"), Some(396_986), Some("ByteDance Inc."));
@@ -105,6 +105,12 @@ fn a_flow_open_across_a_restart_is_one_flow_in_every_report() {
     // A new flow of another socket in the same minutes: counted.
     let mut other = Flow::new(8, "203.0.113.10:443", t("10:01:10"));
     w.append(&other.record(Update, t("10:01:40"), 30, 3), &app, Some(&us));
+    // A socket connected again to the same address after its first connection closed: two flows
+    // (the socket's creation is the first_seen of both).
+    let mut first = Flow::new(9, "203.0.113.10:443", t("10:01:10"));
+    w.append(&first.record(Close, t("10:01:20"), 40, 4), &app, Some(&us));
+    let mut again = Flow::new(9, "203.0.113.10:443", t("10:01:10"));
+    w.append(&again.record(Update, t("10:01:50"), 50, 5), &app, Some(&us));
     w.flush().expect("flush");
     let path = w.path().to_path_buf();
     drop(w);
@@ -115,8 +121,8 @@ fn a_flow_open_across_a_restart_is_one_flow_in_every_report() {
         Report::build(&reader, &query).expect("build").render(Format::Json, &mut out).expect("render");
         let v: Value = serde_json::from_slice(&out).expect("json");
         let a = &v["apps"][0];
-        assert_eq!((a["app"].as_str(), a["flows"].as_u64()), (Some("uploader"), Some(2)), "{since}: {a:#}");
-        assert_eq!(a["by_country"][0]["flows"].as_u64(), Some(2), "{since}");
-        assert_eq!(a["traffic"]["payload_tx"].as_u64(), Some(1000 + 500 + 700 + 30), "{since}");
+        assert_eq!((a["app"].as_str(), a["flows"].as_u64()), (Some("uploader"), Some(4)), "{since}: {a:#}");
+        assert_eq!(a["by_country"][0]["flows"].as_u64(), Some(4), "{since}");
+        assert_eq!(a["traffic"]["payload_tx"].as_u64(), Some(1000 + 500 + 700 + 30 + 40 + 50), "{since}");
     }
 }
