@@ -13,6 +13,7 @@ use std::{
 
 use nix::{
     errno::Errno,
+    libc,
     sys::socket::{SockaddrStorage, getpeername},
 };
 
@@ -29,7 +30,7 @@ pub fn initial_pid_namespace() -> bool {
 }
 
 /// A descriptor returned by a system call, or the call's error.
-fn owned(ret: nix::libc::c_long) -> io::Result<OwnedFd> {
+fn owned(ret: libc::c_long) -> io::Result<OwnedFd> {
     let fd = RawFd::try_from(ret).map_err(|_| io::Error::other(format!("descriptor {ret} out of range")))?;
     if fd < 0 {
         return Err(io::Error::last_os_error());
@@ -44,9 +45,9 @@ fn owned(ret: nix::libc::c_long) -> io::Result<OwnedFd> {
 /// # Errors
 /// `ESRCH` when no such process exists, `ENOSYS` before Linux 5.3, or what else the call says.
 pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
-    let pid = nix::libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(nix::libc::ESRCH))?;
+    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
     // SAFETY: pidfd_open takes a pid and flags (0) by value; no memory is passed.
-    owned(unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) })
+    owned(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })
 }
 
 /// A duplicate, in this process, of descriptor `fd` of the process `pidfd` refers to
@@ -58,22 +59,22 @@ pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
 pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_getfd takes two descriptors and flags (0) by value; `pidfd` is borrowed
     // open for the call.
-    owned(unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) })
+    owned(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) })
 }
 
 /// An integer socket option of `fd` at level `SOL_SOCKET` (`u64` or `c_int`), checked to be
 /// that size.
-fn socket_option<T: SocketInt>(fd: BorrowedFd<'_>, name: nix::libc::c_int, what: &str) -> io::Result<T> {
+fn socket_option<T: SocketInt>(fd: BorrowedFd<'_>, name: libc::c_int, what: &str) -> io::Result<T> {
     let mut value = T::default();
-    let mut len = nix::libc::socklen_t::try_from(size_of::<T>()).map_err(io::Error::other)?;
+    let mut len = libc::socklen_t::try_from(size_of::<T>()).map_err(io::Error::other)?;
     // SAFETY: `value` and `len` are valid for writes for the call, and `len` holds the size of
     // `value` (a plain integer); `fd` is borrowed open for the call.
     let rc = unsafe {
-        nix::libc::getsockopt(
+        libc::getsockopt(
             fd.as_raw_fd(),
-            nix::libc::SOL_SOCKET,
+            libc::SOL_SOCKET,
             name,
-            std::ptr::from_mut(&mut value).cast::<nix::libc::c_void>(),
+            std::ptr::from_mut(&mut value).cast::<libc::c_void>(),
             &raw mut len,
         )
     };
@@ -89,14 +90,14 @@ fn socket_option<T: SocketInt>(fd: BorrowedFd<'_>, name: nix::libc::c_int, what:
 /// The integer types [`socket_option`] reads (every bit pattern is a value).
 trait SocketInt: Default {}
 impl SocketInt for u64 {}
-impl SocketInt for nix::libc::c_int {}
+impl SocketInt for libc::c_int {}
 
 /// The cookie of socket `fd` (`getsockopt(SOL_SOCKET, SO_COOKIE)`).
 ///
 /// # Errors
 /// `ENOTSOCK` when `fd` is not a socket, or what else the call says.
 pub fn socket_cookie(fd: BorrowedFd<'_>) -> io::Result<u64> {
-    socket_option(fd, nix::libc::SO_COOKIE, "SO_COOKIE")
+    socket_option(fd, libc::SO_COOKIE, "SO_COOKIE")
 }
 
 /// The IP protocol of socket `fd` (`getsockopt(SOL_SOCKET, SO_PROTOCOL)`).
@@ -104,7 +105,7 @@ pub fn socket_cookie(fd: BorrowedFd<'_>) -> io::Result<u64> {
 /// # Errors
 /// `ENOTSOCK` when `fd` is not a socket, or what else the call says.
 pub fn socket_protocol(fd: BorrowedFd<'_>) -> io::Result<u16> {
-    let protocol: nix::libc::c_int = socket_option(fd, nix::libc::SO_PROTOCOL, "SO_PROTOCOL")?;
+    let protocol: libc::c_int = socket_option(fd, libc::SO_PROTOCOL, "SO_PROTOCOL")?;
     u16::try_from(protocol).map_err(|_| io::Error::other(format!("SO_PROTOCOL returned {protocol}")))
 }
 
@@ -113,7 +114,7 @@ pub fn socket_protocol(fd: BorrowedFd<'_>) -> io::Result<u16> {
 /// # Errors
 /// `ENOTSOCK` when `fd` is not a socket, or what else the call says.
 pub fn socket_family(fd: BorrowedFd<'_>) -> io::Result<u16> {
-    let family: nix::libc::c_int = socket_option(fd, nix::libc::SO_DOMAIN, "SO_DOMAIN")?;
+    let family: libc::c_int = socket_option(fd, libc::SO_DOMAIN, "SO_DOMAIN")?;
     u16::try_from(family).map_err(|_| io::Error::other(format!("SO_DOMAIN returned {family}")))
 }
 
@@ -160,23 +161,23 @@ pub struct TcpInfo {
 /// `struct tcp_info` stops before `tcpi_min_rtt` (Linux < 4.9).
 pub fn tcp_info(fd: BorrowedFd<'_>) -> io::Result<TcpInfo> {
     // SAFETY: `tcp_info` is plain integers: all zeroes is a value.
-    let mut info: nix::libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = nix::libc::socklen_t::try_from(size_of::<nix::libc::tcp_info>()).map_err(io::Error::other)?;
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = libc::socklen_t::try_from(size_of::<libc::tcp_info>()).map_err(io::Error::other)?;
     // SAFETY: `info` and `len` are valid for writes for the call, and `len` holds the size of
     // `info`; `fd` is borrowed open for the call.
     let rc = unsafe {
-        nix::libc::getsockopt(
+        libc::getsockopt(
             fd.as_raw_fd(),
-            nix::libc::IPPROTO_TCP,
-            nix::libc::TCP_INFO,
-            std::ptr::from_mut(&mut info).cast::<nix::libc::c_void>(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            std::ptr::from_mut(&mut info).cast::<libc::c_void>(),
             &raw mut len,
         )
     };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    let needed = std::mem::offset_of!(nix::libc::tcp_info, tcpi_min_rtt) + size_of::<u32>();
+    let needed = std::mem::offset_of!(libc::tcp_info, tcpi_min_rtt) + size_of::<u32>();
     if usize::try_from(len).unwrap_or(0) < needed {
         return Err(io::Error::other(format!("TCP_INFO returned {len} bytes, fewer than {needed}")));
     }
@@ -206,13 +207,10 @@ pub const MMAP_THRESHOLD: usize = 128 * 1024;
 pub fn tune_heap() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        let threshold = nix::libc::c_int::try_from(MMAP_THRESHOLD).unwrap_or(nix::libc::c_int::MAX);
+        let threshold = libc::c_int::try_from(MMAP_THRESHOLD).unwrap_or(libc::c_int::MAX);
         // SAFETY: mallopt takes two integers by value; glibc documents both parameters.
         let (threshold_set, arenas_set) = unsafe {
-            (
-                nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, threshold) == 1,
-                nix::libc::mallopt(nix::libc::M_ARENA_MAX, 1) == 1,
-            )
+            (libc::mallopt(libc::M_MMAP_THRESHOLD, threshold) == 1, libc::mallopt(libc::M_ARENA_MAX, 1) == 1)
         };
         threshold_set && arenas_set
     }
@@ -231,7 +229,7 @@ pub fn trim_heap() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: takes a size by value; glibc locks each arena while it trims it.
-        unsafe { nix::libc::malloc_trim(0) == 1 }
+        unsafe { libc::malloc_trim(0) == 1 }
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     {
