@@ -42,6 +42,10 @@ pub const EVENTS_DEFAULT_BYTES: u32 = 4 << 20;
 
 /// Load-time global: minimum nanoseconds between two `Update` events of one flow.
 pub const GLOBAL_UPDATE_INTERVAL_NS: &str = "UPDATE_INTERVAL_NS";
+/// Load-time global: `CLOCK_BOOTTIME` nanoseconds when the programs were loaded (`u64`): a
+/// datagram from a new peer of a socket older than the monitor that comes a second after it sent
+/// first (one sooner may answer what the socket sent before).
+pub const GLOBAL_LOADED_BOOT_NS: &str = "LOADED_BOOT_NS";
 /// Load-time global: 1 to copy payloads for the names stage (`crate::copy`), 0 not to (`u32`).
 pub const GLOBAL_COPY_PAYLOADS: &str = "COPY_PAYLOADS";
 /// Load-time global: 1 when the kernel has `bpf_skc_to_mptcp_sock` (Linux 5.19), so Multipath TCP

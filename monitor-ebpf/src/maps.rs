@@ -174,6 +174,10 @@ pub(crate) fn sock_offsets() -> (u32, u32, u32) {
 #[unsafe(no_mangle)]
 static UPDATE_INTERVAL_NS: u64 = 10_000_000_000;
 
+/// `bpf_ktime_get_boot_ns()` when the programs were loaded (set by userspace at load time).
+#[unsafe(no_mangle)]
+static LOADED_BOOT_NS: u64 = 0;
+
 /// 1 to copy payloads for the names stage, 0 not to (set by userspace at load time).
 #[unsafe(no_mangle)]
 static COPY_PAYLOADS: u32 = 1;
@@ -257,6 +261,12 @@ pub(crate) fn coarse_ns() -> u64 {
 #[inline(always)]
 pub(crate) fn elapsed_ns(now: u64, stamp: u64) -> u64 {
     now.saturating_sub(stamp)
+}
+
+#[inline(always)]
+pub(crate) fn loaded_boot_ns() -> u64 {
+    // SAFETY: a plain global; volatile so the compiler does not fold the default value.
+    unsafe { ptr::read_volatile(&raw const LOADED_BOOT_NS) }
 }
 
 #[inline(always)]

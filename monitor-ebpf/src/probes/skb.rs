@@ -37,8 +37,8 @@ use monitor_common::{
 
 use super::{ALLOW, field, per_peer, remember_local, tracked, tuple_of};
 use crate::maps::{
-    COUNTERS, EventData, PEERS, add, clear_bits, coarse_ns, elapsed_ns, emit, fallback, owner_of, owner_with, set_bits,
-    socket_flags, stat, update_interval_ns,
+    COUNTERS, EventData, PEERS, add, clear_bits, coarse_ns, elapsed_ns, emit, fallback, loaded_boot_ns, owner_of,
+    owner_with, set_bits, socket_flags, stat, update_interval_ns,
 };
 
 /// # Minimum kernel version
@@ -558,8 +558,8 @@ fn payload_of(sk: *mut bpf_sock, egress: bool, protocol: u32, family: u16, ip_le
     }
 }
 
-/// How long after a socket older than the monitor was found a datagram from a new peer counts as
-/// the peer's first (an answer to what the socket sent before comes sooner).
+/// How long after the programs' load a datagram from a new peer of a socket older than the monitor
+/// counts as the peer's first (an answer to what the socket sent before comes sooner).
 const FIRST_IN_AFTER_NS: u64 = 1_000_000_000;
 
 #[inline(always)]
@@ -605,10 +605,10 @@ fn count_peer(ctx: &SkBuffContext, sk: *mut bpf_sock, c: &mut Counters, egress: 
     let mut report = PeerSlot::default();
     let mut kind = EventKind::PeerUpdate;
     // Who sent first is known for a socket seen from its creation. A socket older than the monitor
-    // (or than its restart) may have sent before, unseen: a datagram that comes in at its first
-    // packets here may answer it. One that comes in from a new peer later (a second after the
-    // socket was found) did not: a UDP server's new client sent first.
-    let first_known = c.flags & COUNTER_DISCOVERED == 0 || elapsed_ns(boot, c.created_ns) >= FIRST_IN_AFTER_NS;
+    // (or than its restart) may have sent before, unseen: a datagram that comes in within a second
+    // of the programs' load may answer it. One that comes in from a new peer later did not: a UDP
+    // server's new client sent first.
+    let first_known = c.flags & COUNTER_DISCOVERED == 0 || elapsed_ns(boot, loaded_boot_ns()) >= FIRST_IN_AFTER_NS;
     let mut first_peer = false;
     lock(table);
     let mut index = find(table, &peer);

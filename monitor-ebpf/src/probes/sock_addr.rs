@@ -172,10 +172,13 @@ fn on_sendmsg(ctx: &SockAddrContext, v6: bool) -> i32 {
     let Some(c) = counters else {
         return ALLOW;
     };
-    // Unconnected (every send names an address): only whether its local side moved.
+    // Unconnected (every send names an address): only whether its local side moved, for a socket
+    // counted per peer (flagged, or never connected). One its process connected and then
+    // disconnected ends its connected flow at its next packet, with the local side its counters
+    // still hold (`rebind::disconnected`).
     let dst_port = field!(sk, dst_port);
     if dst_port == 0 {
-        if c.flags & COUNTER_PEERS != 0 {
+        if c.flags & (COUNTER_PEERS | COUNTER_CONNECTED) != COUNTER_CONNECTED {
             local_moved(ctx, sk, c);
         }
         return ALLOW;

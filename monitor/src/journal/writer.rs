@@ -176,11 +176,15 @@ impl JournalWriter {
         let RunInfo { pid, started_at, config_path } = &run;
         let mut buffer = Buffer::default();
         // Every earlier run has a statistics row at its last sign of life, so reports see each
-        // run and the time between runs (`runs.rs`): its final snapshot, or else its last flush.
-        if let Some((earlier, alive)) =
-            super::runs::earlier_run_end(&conn).map_err(|source| Error::write(&path, source))?
-        {
-            buffer.mark_earlier_run(earlier, alive);
+        // run and the time between runs (`runs.rs`): its final snapshot, or else its last flush
+        // (its start, when it never flushed). Written at once (below): `daemon_state` describes
+        // this run from now on, so a run killed before its own first flush would lose it.
+        let earlier = super::runs::earlier_run_end(&conn).map_err(|source| Error::write(&path, source))?;
+        if let Some((run, alive)) = earlier {
+            buffer.mark_earlier_run(run, alive);
+            // And this run's start, so that a run killed before its own first snapshot is seen
+            // too (a crash loop): the next run marks its last flush in turn.
+            buffer.add_stats(*started_at, &Stats::default());
         }
         conn.execute(
             "INSERT OR REPLACE INTO daemon_state (id, pid, started_ms, version, config_path, last_flush_ms, flushes,
@@ -196,7 +200,7 @@ impl JournalWriter {
             ],
         )
         .map_err(|source| Error::write(&path, source))?;
-        Ok(Self {
+        let mut writer = Self {
             conn,
             path,
             interval_secs: int(config.residency_interval_secs),
@@ -216,7 +220,14 @@ impl JournalWriter {
                 degradations: Vec::new(),
                 databases: None,
             },
-        })
+        };
+        if earlier.is_some()
+            && let Err(e) = writer.flush()
+        {
+            // Kept buffered: the next flush writes it.
+            warn!("journal {}: the earlier run's last sign of life not written yet: {e}", writer.path.display());
+        }
+        Ok(writer)
     }
 
     /// Before a flush (and before alerts are saved): the path must still name the file this

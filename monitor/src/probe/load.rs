@@ -203,6 +203,7 @@ impl Probe {
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(maps::EVENTS, config.ring_buffer_bytes)
             .override_global(maps::GLOBAL_UPDATE_INTERVAL_NS, &interval_ns, true)
+            .override_global(maps::GLOBAL_LOADED_BOOT_NS, &crate::clock::Clock::boot_ns(), true)
             .override_global(maps::GLOBAL_COPY_PAYLOADS, &u32::from(config.copy_payloads), true)
             .override_global(maps::GLOBAL_WATCHED_CGROUP_ID, &cgroup_id, true)
             .override_global(maps::GLOBAL_WATCHED_CGROUP_LEVEL, &cgroup_level, true)

@@ -91,9 +91,10 @@ const MAPS: [(&str, bpf_map_type); 7] = [
 ];
 
 /// Every load-time global the loader writes (`override_global` in `load.rs`), with the size of
-/// the value it writes: `u64` nanoseconds and cgroup id, `u32` flags, level and offsets.
-const GLOBALS: [(&str, usize); 12] = [
+/// the value it writes: `u64` nanoseconds, boot time and cgroup id, `u32` flags, level and offsets.
+const GLOBALS: [(&str, usize); 13] = [
     (maps::GLOBAL_UPDATE_INTERVAL_NS, size_of::<u64>()),
+    (maps::GLOBAL_LOADED_BOOT_NS, size_of::<u64>()),
     (maps::GLOBAL_COPY_PAYLOADS, size_of::<u32>()),
     (maps::GLOBAL_MPTCP_SUBFLOWS, size_of::<u32>()),
     (maps::GLOBAL_WATCHED_CGROUP_ID, size_of::<u64>()),

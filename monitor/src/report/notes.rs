@@ -28,6 +28,8 @@ pub(super) fn completeness(
     let stats = reader.stats(range)?;
     let losses = reader.losses(range)?;
     let gaps = reader.run_gaps(range)?;
+    // Runs in the period: those with statistics rows in it, and those that ran in it without one.
+    let runs = gaps.runs.max(stats.runs);
     let incomplete_flows: u64 = apps.iter().map(|a| a.incomplete_flows).sum();
     let unattributed_share_pct =
         (stats.rows > 0).then(|| share(stats.unattributed_bytes, attributed_wire_bytes + stats.unattributed_bytes));
@@ -42,22 +44,12 @@ pub(super) fn completeness(
         notes.push(format!(
             "{} statistics snapshots from {} daemon run(s): {} kernel events produced, {} lost (ring buffer full)",
             grouped(stats.rows),
-            grouped(stats.runs),
+            grouped(runs),
             grouped(stats.events_submitted),
             grouped(stats.events_lost)
         ));
         if stats.events_lost > 0 {
             notes.push("flows whose events were lost may be missing or undercounted".into());
-        }
-        if gaps.restarts > 0 {
-            notes.push(format!(
-                "the daemon started again {} time(s) in this period: traffic from a run's end to the next run's start \
-                 is not counted, at most {} in all (from each run's stop, or for a run killed its last journal \
-                 flush, to the next run's start), and a run counts only from when its programs attach, shortly \
-                 after its start",
-                grouped(gaps.restarts),
-                span_ms(gaps.unwatched_ms)
-            ));
         }
         if stats.decode_errors > 0 {
             notes.push(format!("{} events could not be decoded", grouped(stats.decode_errors)));
@@ -80,6 +72,20 @@ pub(super) fn completeness(
         if query.app.is_some() {
             notes.push("statistics are host-wide: they are not filtered by app".into());
         }
+    }
+    if gaps.restarts > 0 || gaps.unwatched_ms > 0 {
+        let started = if gaps.restarts > 0 {
+            format!("the daemon started again {} time(s) in this period and ", grouped(gaps.restarts))
+        } else {
+            "the daemon ".into()
+        };
+        notes.push(format!(
+            "{started}was not running for about {} of this period: traffic then is not counted (measured \
+             from each run's stop, or for a run killed from its last journal flush; a run killed also loses \
+             what it had not written yet, and a run counts only from when its programs attach, shortly \
+             after its start)",
+            span_ms(gaps.unwatched_ms)
+        ));
     }
     if incomplete_flows > 0 {
         notes
@@ -153,10 +159,7 @@ pub(super) fn completeness(
             query.period.since
         ));
     } else if query.period.until > now {
-        notes.push(format!(
-            "the period has not ended: the figures are those recorded until {}",
-            now.round(jiff::Unit::Second).unwrap_or(now)
-        ));
+        notes.push("the period has not ended: the figures are those recorded so far".into());
     }
     if let Some(app) = query.app.as_deref()
         && apps.is_empty()
@@ -168,7 +171,7 @@ pub(super) fn completeness(
     Ok(Completeness {
         degradations,
         stats_rows: stats.rows,
-        runs: stats.runs,
+        runs,
         restarts: gaps.restarts,
         unwatched_ms: gaps.unwatched_ms,
         events_submitted: stats.events_submitted,

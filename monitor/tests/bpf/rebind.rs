@@ -49,7 +49,8 @@ pub fn run(role: &str, args: &[String]) -> bool {
             bound.set_port(port);
             // `disconnect-auto`: an automatic port, which `connect(AF_UNSPEC)` gives up: the
             // next send binds a new one.
-            let auto = matches!(arg(0), "disconnect-auto" | "sendto-then-disconnect");
+            let auto =
+                matches!(arg(0), "disconnect-auto" | "sendto-then-disconnect" | "sendto-unconnected-then-disconnect");
             let s = UdpSocket::bind(if auto { any.parse().unwrap() } else { bound }).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             let which = match arg(0).strip_prefix("old-") {
@@ -118,6 +119,9 @@ impl Moved {
 ///   datagrams, unanswered);
 /// - `disconnect-auto`: `disconnect` on a socket whose port the kernel chose;
 /// - `connect-after`: COUNT exchanges with A through `sendto()`; connected to B, COUNT exchanges;
+/// - `sendto-unconnected-then-disconnect`: as `sendto-then-disconnect`, never connected: COUNT
+///   exchanges with A and COUNT datagrams to B through `sendto()`, `connect(AF_UNSPEC)`, COUNT
+///   exchanges with A;
 /// - `disconnect-connect`: connected to A, COUNT exchanges, `connect(AF_UNSPEC)`, at once
 ///   connected to B, COUNT exchanges;
 /// - `sendto-then-disconnect`: a socket whose port the kernel chose, connected to A, COUNT
@@ -146,6 +150,13 @@ fn scenario(
             m.exchange(s, (a, true), size, count, true);
             s.connect(b).unwrap();
             m.exchange(s, (b, true), size, count, true);
+        }
+        "sendto-unconnected-then-disconnect" => {
+            m.exchange(s, (a, false), size, count, true);
+            m.exchange(s, (b, false), size, count, false);
+            before = Some(s.local_addr().unwrap());
+            disconnect(s);
+            m.exchange(s, (a, false), size, count, true);
         }
         "sendto-then-disconnect" => {
             s.connect(a).unwrap();
@@ -245,6 +256,7 @@ pub fn udp_peer_changes_are_charged_to_the_right_addresses(v6: bool) {
         "disconnect-auto",
         "sendto-then-disconnect",
         "disconnect-connect",
+        "sendto-unconnected-then-disconnect",
     ]
     .into_iter()
     .enumerate()
@@ -298,7 +310,10 @@ pub fn udp_peer_changes_are_charged_to_the_right_addresses(v6: bool) {
                 assert_eq!(r.local.map(|l| l.to_string()).as_deref(), Some(local), "{which}: {r:#?}");
             }
         }
-        if let Some(before) = truth["local_before"].as_str().filter(|_| *which == "sendto-then-disconnect") {
+        if let Some(before) = truth["local_before"]
+            .as_str()
+            .filter(|_| matches!(*which, "sendto-then-disconnect" | "sendto-unconnected-then-disconnect"))
+        {
             // B was sent to only before the disconnect, and no event of its peer flow left
             // before it: its records keep the port it was sent from, not the one the kernel
             // gave the socket at its next send.

@@ -268,15 +268,15 @@ fn batches_sealed_before_schema_16_verify_beside_format_2_and_3_batches() {
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    assert_eq!(formats, [1, 1, 3]);
-    // The third batch: its record, and the first writer's last flush (a statistics row: that run
-    // has no final snapshot).
+    // The writer's first batch, at its open: the first writer's last flush and its own start
+    // (statistics rows: that run has no final snapshot); its second: its record.
+    assert_eq!(formats, [1, 1, 3, 3]);
     let v = verify(&path).unwrap();
-    assert_eq!((v.batches, v.rows_intact), (3, 9));
+    assert_eq!((v.batches, v.rows_intact), (4, 10));
     assert!(v.problems.is_empty(), "{:?}", v.problems);
-    super::reseal_as(&raw(&path), 3, 2).unwrap();
+    super::reseal_as(&raw(&path), 4, 2).unwrap();
     let v = verify(&path).unwrap();
-    assert_eq!((v.batches, v.rows_intact), (3, 9));
+    assert_eq!((v.batches, v.rows_intact), (4, 10));
     assert!(v.problems.is_empty(), "format 2: {:?}", v.problems);
 }
 
@@ -333,19 +333,19 @@ fn shared_values_and_the_row_format_are_covered() {
             .collect()
     };
     conn.execute("UPDATE connection_owners SET owner_comm = 'fixturf'", []).unwrap();
-    assert_eq!(changed(&path), [(1, 1), (2, 1), (3, 1), (4, 2), (5, 2), (6, 3)], "the owner of every row");
+    assert_eq!(changed(&path), [(1, 1), (2, 1), (3, 1), (4, 2), (5, 2), (6, 4)], "the owner of every row");
     conn.execute("UPDATE connection_owners SET owner_comm = 'fixture'", []).unwrap();
     assert_eq!(changed(&path), [], "as sealed again");
     conn.execute("UPDATE answer_sets SET text = replace(text, 'CN', 'RU')", []).unwrap();
-    assert_eq!(changed(&path), [(6, 3)], "the row whose country answers changed");
+    assert_eq!(changed(&path), [(6, 4)], "the row whose country answers changed");
     conn.execute("UPDATE answer_sets SET text = replace(text, 'RU', 'CN')", []).unwrap();
     conn.execute("UPDATE connection_destinations SET country = 'CN' WHERE country = 'US'", []).unwrap();
     assert_eq!(changed(&path).len(), 6, "every row's destination");
     conn.execute("UPDATE connection_destinations SET country = 'US' WHERE country = 'CN'", []).unwrap();
-    conn.execute("UPDATE batches SET row_format = 1 WHERE id = 3", []).unwrap();
+    conn.execute("UPDATE batches SET row_format = 1 WHERE id = 4", []).unwrap();
     let problems = chain_problems(&verify(&path).unwrap().problems);
     assert_eq!(
         problems,
-        [Problem::BatchChanged { batch: 3 }, Problem::RowChanged { table: "connections", id: 6, batch: 3 }]
+        [Problem::BatchChanged { batch: 4 }, Problem::RowChanged { table: "connections", id: 6, batch: 4 }]
     );
 }

@@ -207,7 +207,8 @@ fn reopen_after_drop_keeps_everything_and_records_schema_version() {
     assert_eq!(reader.schema_version().expect("version"), SCHEMA_VERSION);
     assert_eq!(reader.integrity_check().expect("check"), "ok");
     let state = reader.state().expect("state").expect("row");
-    assert_eq!((state.pid, state.started_at, state.flushes), (1, run().started_at, 1));
+    // Two flushes: at its open (the earlier run's last flush, a statistics row), and this one.
+    assert_eq!((state.pid, state.started_at, state.flushes), (1, run().started_at, 2));
     assert!(state.last_flush.is_some());
     assert_eq!(state.databases.len(), 1, "registered database still marked in use");
     assert_eq!(
@@ -242,9 +243,11 @@ fn statistics_are_stored_as_increments_per_run() {
     w.flush().expect("flush");
     let reader = JournalReader::open(w.path()).expect("reader");
     let all = reader.stats(TimeRange { since: at(T0), until: at(T0 + 3600) }).expect("stats");
-    assert_eq!((all.rows, all.events_lost, all.unattributed_bytes), (4, 15, 350));
+    // Five rows: the new run's start too (an empty row, written at its open after a run that
+    // ended without a final snapshot).
+    assert_eq!((all.rows, all.events_lost, all.unattributed_bytes), (5, 15, 350));
     let early = reader.stats(TimeRange { since: at(T0), until: at(T0 + 150) }).expect("stats");
-    assert_eq!((early.rows, early.events_lost, early.unattributed_bytes), (2, 5, 300));
+    assert_eq!((early.rows, early.events_lost, early.unattributed_bytes), (3, 5, 300), "the new run's start is at T0");
 }
 
 #[test]
