@@ -19,7 +19,7 @@ use crate::{
     journal::{Earlier, JournalWriter},
     tracker::{
         FlowRecord,
-        record::{Direction, OwnerSource},
+        record::{Direction, OwnerSource, RecordKind},
     },
 };
 
@@ -66,6 +66,11 @@ impl Resume {
         let earlier = self.known.get(&key).cloned().flatten();
         if record.final_of_socket {
             self.known.pop(&key);
+        } else if record.event == RecordKind::Close {
+            // The continued flow ended in this run (a disconnect): a later flow of the socket with
+            // the same remote end (connected again) is a new one (an adversarial re-check: it took
+            // the earlier flow's first_seen and reports counted one flow fewer).
+            self.known.put(key, None);
         }
         let earlier = earlier?;
         // No direction, or the guess the kernel makes for a peer of a socket older than the run
@@ -142,6 +147,36 @@ mod tests {
         let mut r = fresh.record(RecordKind::Update, at(1_794_787_310), 10, 20);
         resume.apply(&mut r, &w, booted_at(0));
         assert!(!r.resumed && r.is_first(), "a flow with a direction is its own");
+    }
+
+    /// A continued flow that ends in this run (its socket disconnected, not released) ends the
+    /// continuation: the socket's next flow to the same remote end is a new one, with its own
+    /// first_seen.
+    #[test]
+    fn a_flow_after_the_continued_one_ended_is_new() {
+        let dir = tempdir();
+        let mut w = writer_in(dir.path());
+        let app = fixtures::app("client");
+        let mut before = Flow::new(7, "192.0.2.1:53", at(1_794_787_200));
+        before.direction = Direction::Outbound;
+        w.append(&before.record(RecordKind::Shutdown, at(1_794_787_260), 100, 200), &app, None);
+        w.flush().expect("flush");
+        drop(w);
+        let w = writer_restarted(dir.path(), 1_794_787_280);
+        let mut resume = Resume::default();
+        let mut continued = Flow::new(7, "192.0.2.1:53", at(1_794_787_300));
+        continued.direction = Direction::Outbound;
+        let mut r = continued.record(RecordKind::Close, at(1_794_787_310), 10, 20);
+        r.owner.source = crate::tracker::record::OwnerSource::Syscall;
+        resume.apply(&mut r, &w, booted_at(0));
+        assert!(r.resumed, "the first flow continues the earlier run's");
+        let mut again = Flow::new(7, "192.0.2.1:53", at(1_794_787_320));
+        again.direction = Direction::Outbound;
+        let mut r = again.record(RecordKind::Update, at(1_794_787_330), 5, 5);
+        r.owner.source = crate::tracker::record::OwnerSource::Syscall;
+        resume.apply(&mut r, &w, booted_at(0));
+        assert!(!r.resumed && r.is_first(), "connected again after its close: a new flow");
+        assert_eq!(r.first_seen, at(1_794_787_320));
     }
 
     /// A UDP server's peer flow open across a restart: the new run cannot tell who sent first
