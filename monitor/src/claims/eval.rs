@@ -262,7 +262,7 @@ fn facts(d: &DestinationDetail) -> Facts<'_> {
 fn kernel_name_of(name: &str) -> Option<String> {
     const COMM: usize = 15;
     let bytes = name.as_bytes();
-    (bytes.len() > COMM).then(|| bytes.get(..COMM).map(|b| crate::escape::utf8_or_hex(b).into_owned())).flatten()
+    bytes.get(..COMM).filter(|_| bytes.len() > COMM).map(|b| crate::escape::utf8_or_hex(b).into_owned())
 }
 
 fn evaluate_claim(claim: &Claim, report: &Report, lost: u64) -> ClaimVerdict {

@@ -112,20 +112,48 @@ mod tests {
         tracker::record::{Direction, RecordKind},
     };
 
+    /// A journal in which an earlier run recorded each `(cookie, remote, direction)` flow as open
+    /// at its stop, and the writer of the run started after it.
+    fn restarted_after(
+        dir: &std::path::Path,
+        app: &str,
+        flows: &[(u64, &str, Direction)],
+    ) -> crate::journal::JournalWriter {
+        let mut w = writer_in(dir);
+        let app = fixtures::app(app);
+        for &(cookie, remote, direction) in flows {
+            let mut before = Flow::new(cookie, remote, at(1_794_787_200));
+            before.direction = direction;
+            w.append(&before.record(RecordKind::Shutdown, at(1_794_787_260), 100, 200), &app, None);
+        }
+        w.flush().expect("flush");
+        drop(w);
+        writer_restarted(dir, 1_794_787_280)
+    }
+
+    /// The new run's record of a socket older than it (its owner learnt by a syscall), first seen
+    /// at Unix second `first`.
+    fn later(
+        cookie: u64,
+        remote: &str,
+        direction: Direction,
+        kind: RecordKind,
+        first: i64,
+    ) -> crate::tracker::FlowRecord {
+        let mut flow = Flow::new(cookie, remote, at(first));
+        flow.direction = direction;
+        let mut r = flow.record(kind, at(first + 10), 10, 20);
+        r.owner.source = crate::tracker::record::OwnerSource::Syscall;
+        r
+    }
+
     /// A connection open across a restart: the new run's first record of it (direction unknown,
     /// its totals its deltas) takes the journaled direction and is no new flow; a socket the
     /// journal never saw, and one with a direction, are left as they are.
     #[test]
     fn a_flow_journaled_by_an_earlier_run_continues() {
         let dir = tempdir();
-        let mut w = writer_in(dir.path());
-        let app = fixtures::app("server");
-        let mut before = Flow::new(7, "192.0.2.1:50000", at(1_794_787_200));
-        before.direction = Direction::Inbound;
-        w.append(&before.record(RecordKind::Shutdown, at(1_794_787_260), 100, 200), &app, None);
-        w.flush().expect("flush");
-        drop(w);
-        let w = writer_restarted(dir.path(), 1_794_787_280);
+        let w = restarted_after(dir.path(), "server", &[(7, "192.0.2.1:50000", Direction::Inbound)]);
 
         let mut resume = Resume::default();
         let mut after = Flow::new(7, "192.0.2.1:50000", at(1_794_787_300));
@@ -155,25 +183,12 @@ mod tests {
     #[test]
     fn a_flow_after_the_continued_one_ended_is_new() {
         let dir = tempdir();
-        let mut w = writer_in(dir.path());
-        let app = fixtures::app("client");
-        let mut before = Flow::new(7, "192.0.2.1:53", at(1_794_787_200));
-        before.direction = Direction::Outbound;
-        w.append(&before.record(RecordKind::Shutdown, at(1_794_787_260), 100, 200), &app, None);
-        w.flush().expect("flush");
-        drop(w);
-        let w = writer_restarted(dir.path(), 1_794_787_280);
+        let w = restarted_after(dir.path(), "client", &[(7, "192.0.2.1:53", Direction::Outbound)]);
         let mut resume = Resume::default();
-        let mut continued = Flow::new(7, "192.0.2.1:53", at(1_794_787_300));
-        continued.direction = Direction::Outbound;
-        let mut r = continued.record(RecordKind::Close, at(1_794_787_310), 10, 20);
-        r.owner.source = crate::tracker::record::OwnerSource::Syscall;
+        let mut r = later(7, "192.0.2.1:53", Direction::Outbound, RecordKind::Close, 1_794_787_300);
         resume.apply(&mut r, &w, booted_at(0));
         assert!(r.resumed, "the first flow continues the earlier run's");
-        let mut again = Flow::new(7, "192.0.2.1:53", at(1_794_787_320));
-        again.direction = Direction::Outbound;
-        let mut r = again.record(RecordKind::Update, at(1_794_787_330), 5, 5);
-        r.owner.source = crate::tracker::record::OwnerSource::Syscall;
+        let mut r = later(7, "192.0.2.1:53", Direction::Outbound, RecordKind::Update, 1_794_787_320);
         resume.apply(&mut r, &w, booted_at(0));
         assert!(!r.resumed && r.is_first(), "connected again after its close: a new flow");
         assert_eq!(r.first_seen, at(1_794_787_320));
@@ -186,16 +201,8 @@ mod tests {
     #[test]
     fn a_peer_that_sent_first_stays_inbound_across_a_restart() {
         let dir = tempdir();
-        let mut w = writer_in(dir.path());
-        let app = fixtures::app("server");
-        for (cookie, direction) in [(7, Direction::Inbound), (8, Direction::Unconnected)] {
-            let mut before = Flow::new(cookie, "192.0.2.1:50000", at(1_794_787_200));
-            before.direction = direction;
-            w.append(&before.record(RecordKind::Shutdown, at(1_794_787_260), 100, 200), &app, None);
-        }
-        w.flush().expect("flush");
-        drop(w);
-        let w = writer_restarted(dir.path(), 1_794_787_280);
+        let journaled = [(7, "192.0.2.1:50000", Direction::Inbound), (8, "192.0.2.1:50000", Direction::Unconnected)];
+        let w = restarted_after(dir.path(), "server", &journaled);
         // The new run's guess either way: `unconnected`, or `inbound` for a first datagram that
         // came in a second after the socket was found.
         for (cookie, guess, want) in [
@@ -203,10 +210,7 @@ mod tests {
             (8, Direction::Unconnected, Direction::Unconnected),
             (8, Direction::Inbound, Direction::Unconnected),
         ] {
-            let mut after = Flow::new(cookie, "192.0.2.1:50000", at(1_794_787_300));
-            after.direction = guess;
-            let mut r = after.record(RecordKind::Update, at(1_794_787_310), 10, 20);
-            r.owner.source = crate::tracker::record::OwnerSource::Syscall;
+            let mut r = later(cookie, "192.0.2.1:50000", guess, RecordKind::Update, 1_794_787_300);
             Resume::default().apply(&mut r, &w, booted_at(0));
             assert_eq!((r.direction, r.resumed), (want, true), "cookie {cookie}");
         }
