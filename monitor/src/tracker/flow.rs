@@ -181,9 +181,14 @@ pub(super) struct PeerState {
 }
 
 /// Address from the kernel's network-order words; IPv4-mapped IPv6 becomes IPv4.
+///
+/// The kernel writes an IPv4 address in word 0 and zeroes the rest. The local side of an IPv4
+/// peer flow of an IPv6 socket (a peer reached at an IPv4-mapped address) carries the socket's
+/// own IPv6 words under the peer's family: words other than 0 set are read as IPv6, so a mapped
+/// local address is its IPv4 address, not `0.0.0.0`.
 pub(crate) fn ip_of(family: u16, words: [u32; 4]) -> IpAddr {
     let bytes = |w: u32| w.to_ne_bytes();
-    if family == AF_INET6 {
+    if family == AF_INET6 || words[1..] != [0; 3] {
         let mut b = [0u8; 16];
         for (chunk, w) in b.chunks_exact_mut(4).zip(words) {
             chunk.copy_from_slice(&bytes(w));

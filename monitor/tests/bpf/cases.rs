@@ -41,10 +41,13 @@ pub fn all() -> Vec<Case> {
         ("mptcp_two_subflows_ipv4_one_flow_per_side_exact", || crate::mptcp::mptcp_exchange(false, true)),
         ("mptcp_accepts_after_a_snapshot_are_flows_of_their_own", crate::mptcp::mptcp_accepts_after_a_snapshot),
         ("udp_peer_changes_ipv4_are_charged_to_the_right_addresses", || {
-            crate::rebind::udp_peer_changes_are_charged_to_the_right_addresses(false);
+            crate::rebind::udp_peer_changes_are_charged_to_the_right_addresses(crate::rebind::Family::V4);
         }),
         ("udp_peer_changes_ipv6_are_charged_to_the_right_addresses", || {
-            crate::rebind::udp_peer_changes_are_charged_to_the_right_addresses(true);
+            crate::rebind::udp_peer_changes_are_charged_to_the_right_addresses(crate::rebind::Family::V6);
+        }),
+        ("udp_peer_changes_ipv4_mapped_are_charged_to_the_right_addresses", || {
+            crate::rebind::udp_peer_changes_are_charged_to_the_right_addresses(crate::rebind::Family::Mapped);
         }),
         ("process_exiting_right_after_sending_is_attributed", exit_right_after_sending),
         ("two_hundred_concurrent_connections_from_twenty_processes", concurrent_200),

@@ -5,7 +5,7 @@
 
 use std::{
     collections::BTreeMap,
-    net::{SocketAddr, UdpSocket},
+    net::{IpAddr, SocketAddr, UdpSocket},
     os::fd::AsRawFd as _,
     time::Duration,
 };
@@ -185,8 +185,9 @@ fn scenario(
             before = Some(s.local_addr().unwrap());
             disconnect(s);
             // An IPv6 socket still takes datagrams from its old peer only (the kernel keeps the
-            // address after the disconnect): B's answers would never come.
-            m.exchange(s, (b, false), size, count, b.is_ipv4());
+            // address after the disconnect): B's answers would never come. One that reaches IPv4
+            // peers at mapped addresses does not (its IPv4 side forgets the peer).
+            m.exchange(s, (b, false), size, count, b.ip().to_canonical().is_ipv4());
         }
         "connect-after" => {
             m.exchange(s, (a, false), size, count, true);
@@ -207,10 +208,37 @@ fn disconnect(s: &UdpSocket) {
     assert_eq!(rc, 0, "connect(AF_UNSPEC): {}", std::io::Error::last_os_error());
 }
 
+/// The addresses a scenario's socket uses.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// An IPv4 socket, IPv4 peers.
+    V4,
+    /// An IPv6 socket, IPv6 peers.
+    V6,
+    /// An IPv6 socket that reaches IPv4 peers at their IPv4-mapped addresses (records show them,
+    /// and the socket's local side, as IPv4).
+    Mapped,
+}
+
+/// The `i`th server address of `family` with `port`.
+fn peer(pair: &Pair, family: Family, i: usize, port: u16) -> SocketAddr {
+    let a = server_addr(pair, family == Family::V6, i, port);
+    match (family, a.ip()) {
+        (Family::Mapped, IpAddr::V4(v4)) => SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), port),
+        _ => a,
+    }
+}
+
+/// An address as records show it (IPv4-mapped as IPv4).
+fn canonical(a: &str) -> SocketAddr {
+    let a: SocketAddr = a.parse().unwrap();
+    SocketAddr::new(a.ip().to_canonical(), a.port())
+}
+
 /// Each scenario on its own socket, under one monitor (update interval 1 s): per address, the
 /// flows' payload adds up to what the helper moved, no byte is charged to an address it did not
 /// go to or come from, and the wire bytes of all flows equal the interface's.
-pub fn udp_peer_changes_are_charged_to_the_right_addresses(v6: bool) {
+pub fn udp_peer_changes_are_charged_to_the_right_addresses(family: Family) {
     let pair = Pair::private();
     let cg = TestCgroup::new();
     let place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) };
@@ -223,7 +251,7 @@ pub fn udp_peer_changes_are_charged_to_the_right_addresses(v6: bool) {
         .enumerate()
         .map(|(i, which)| {
             let port = 5420 + u16::try_from(i).unwrap() * 2;
-            let (a, b) = (server_addr(&pair, v6, 0, port), server_addr(&pair, v6, 1, port + 1));
+            let (a, b) = (peer(&pair, family, 0, port), peer(&pair, family, 1, port + 1));
             let mut client = spawn("udp-rebind", &[s(which), s(size), s(count), s(a), s(b)], place);
             client.line();
             (which, client, a, b)
@@ -235,7 +263,7 @@ pub fn udp_peer_changes_are_charged_to_the_right_addresses(v6: bool) {
     for (which, mut client, a, b) in old {
         let mut echo_a = spawn("udp-echo", &[s(a), s(count)], server);
         echo_a.line();
-        let mut echo_b = if which == "old-connected-disconnect" && v6 {
+        let mut echo_b = if which == "old-connected-disconnect" && family == Family::V6 {
             spawn("udp-drain", &[s(b), s(count)], server)
         } else {
             spawn("udp-echo", &[s(b), s(count)], server)
@@ -262,13 +290,13 @@ pub fn udp_peer_changes_are_charged_to_the_right_addresses(v6: bool) {
     .enumerate()
     {
         let port = 5400 + u16::try_from(i).unwrap() * 2;
-        let (a, b) = (server_addr(&pair, v6, 0, port), server_addr(&pair, v6, 1, port + 1));
+        let (a, b) = (peer(&pair, family, 0, port), peer(&pair, family, 1, port + 1));
         let sendto = which.starts_with("sendto");
         let a_count = if sendto { 2 * count } else { count };
         let mut echo_a = spawn("udp-echo", &[s(a), s(a_count)], server);
         echo_a.line();
         // After a disconnect an IPv6 socket takes datagrams from its old peer only, until connected again.
-        let unanswered = matches!(which, "disconnect" | "disconnect-auto") && v6;
+        let unanswered = matches!(which, "disconnect" | "disconnect-auto") && family == Family::V6;
         let mut other = if sendto || unanswered {
             spawn("udp-drain", &[s(b), s(count)], server)
         } else {
@@ -286,15 +314,19 @@ pub fn udp_peer_changes_are_charged_to_the_right_addresses(v6: bool) {
     let iface = pair.a.counters("va").ip_layer_since(before);
     for (which, pid, truth, b) in &truths {
         let flows: Vec<&FlowRecord> = out.closed().into_iter().filter(|r| r.owner.tgid == *pid).collect();
-        let expected = truth["flows"].as_object().unwrap();
+        let expected: BTreeMap<SocketAddr, &Value> =
+            truth["flows"].as_object().unwrap().iter().map(|(a, moved)| (canonical(a), moved)).collect();
+        let b = canonical(&b.to_string());
         for r in &flows {
             assert_owner(r, *pid, "mon-udp-rebind", CLIENT_UID);
             let remote = r.remote.map(|a| a.to_string()).unwrap_or_default();
-            assert!(expected.contains_key(&remote), "{which}: a flow charged to {remote}: {flows:#?}");
+            assert!(
+                r.remote.is_some_and(|a| expected.contains_key(&a)),
+                "{which}: a flow charged to {remote}: {flows:#?}"
+            );
         }
-        for (addr, moved) in expected {
-            let mine: Vec<&&FlowRecord> =
-                flows.iter().filter(|r| r.remote.is_some_and(|a| a.to_string() == *addr)).collect();
+        for (addr, moved) in &expected {
+            let mine: Vec<&&FlowRecord> = flows.iter().filter(|r| r.remote == Some(*addr)).collect();
             let tx: u64 = mine.iter().map(|r| r.payload.tx_bytes).sum();
             let rx: u64 = mine.iter().map(|r| r.payload.rx_bytes).sum();
             let want = (moved["tx"].as_u64().unwrap(), moved["rx"].as_u64().unwrap());
@@ -305,9 +337,9 @@ pub fn udp_peer_changes_are_charged_to_the_right_addresses(v6: bool) {
         if which.ends_with("reconnect") || which.ends_with("connect-after") {
             // Connected to B at the end: B's records carry the source address connect() chose,
             // not the wildcard the socket was bound to.
-            let local = truth["local"].as_str().unwrap();
-            for r in flows.iter().filter(|r| r.remote == Some(*b)) {
-                assert_eq!(r.local.map(|l| l.to_string()).as_deref(), Some(local), "{which}: {r:#?}");
+            let local = canonical(truth["local"].as_str().unwrap());
+            for r in flows.iter().filter(|r| r.remote == Some(b)) {
+                assert_eq!(r.local, Some(local), "{which}: {r:#?}");
             }
         }
         if let Some(before) = truth["local_before"]
@@ -319,7 +351,7 @@ pub fn udp_peer_changes_are_charged_to_the_right_addresses(v6: bool) {
             // gave the socket at its next send.
             let port = |a: &str| a.parse::<SocketAddr>().unwrap().port();
             assert_ne!(u64::from(port(before)), truth["local_port"].as_u64().unwrap(), "a new port");
-            for r in flows.iter().filter(|r| r.remote == Some(*b)) {
+            for r in flows.iter().filter(|r| r.remote == Some(b)) {
                 assert_eq!(r.local.map(|l| l.port()), Some(port(before)), "{which}: {r:#?}");
             }
         }
@@ -329,7 +361,7 @@ pub fn udp_peer_changes_are_charged_to_the_right_addresses(v6: bool) {
             let after = truth["local_port"].as_u64().unwrap();
             assert_ne!(u64::from(port(before)), after, "the kernel gave the socket a new port");
             for r in &flows {
-                let want = if r.remote == Some(*b) { after } else { u64::from(port(before)) };
+                let want = if r.remote == Some(b) { after } else { u64::from(port(before)) };
                 assert_eq!(r.local.map(|l| u64::from(l.port())), Some(want), "{which}: {r:#?}");
             }
         }

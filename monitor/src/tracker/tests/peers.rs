@@ -133,6 +133,36 @@ fn a_peer_flow_keeps_the_local_address_it_was_first_seen_with() {
     assert_eq!(out[0].payload.tx_bytes, 1400);
 }
 
+/// An IPv6 socket that reaches an IPv4 peer at its IPv4-mapped address: the kernel gives the
+/// peer flow the peer's family and the socket's own (IPv6) local words. The record's local side
+/// is the mapped IPv4 address (it read `0.0.0.0`: only word 0 was taken), and the remote side
+/// stays the peer's.
+#[test]
+fn an_ipv6_socket_s_ipv4_peer_flow_keeps_its_mapped_local_address() {
+    let mut t = tracker();
+    let mut out = Vec::new();
+    let mapped = std::net::Ipv4Addr::new(10, 0, 0, 9).to_ipv6_mapped().octets();
+    let mut words = [0u32; 4];
+    for (w, chunk) in words.iter_mut().zip(mapped.chunks_exact(4)) {
+        *w = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+    }
+    let (k, mut e) = peer_event(EventKind::PeerClosed, 1, [10, 0, 1, 1], 700);
+    e.tuple.local_addr = words;
+    e.tuple.local_port = 5000;
+    t.handle(k, &e, &mut out);
+    let (k, e) = udp_release(7);
+    t.handle(k, &e, &mut out);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!(out[0].local, Some("10.0.0.9:5000".parse().expect("address")), "{:#?}", out[0]);
+    assert_eq!(out[0].remote, Some("10.0.1.1:53".parse().expect("address")), "{:#?}", out[0]);
+    // A wildcard-bound IPv6 socket's words are all zero: the unspecified IPv4 address.
+    assert_eq!(crate::tracker::ip_of(libc_af_inet(), [0; 4]), std::net::IpAddr::from([0, 0, 0, 0]));
+}
+
+fn libc_af_inet() -> u16 {
+    u16::try_from(nix::libc::AF_INET).expect("small")
+}
+
 /// Events lost while a socket counted per peer is open: a slot's end (eviction, flush) carries
 /// bytes that no later event repeats, so every record of that socket's peers says it is
 /// incomplete (an adversarial pass: 20 peers with 19–52 % of their bytes missing, all marked
