@@ -39,7 +39,7 @@ use monitor_common::{
 };
 
 use super::{field, tuple_of};
-use crate::maps::{COUNTERS, EventData, OWNER, emit, owner_with, set_bits, sk_socket_offset, stat};
+use crate::maps::{COUNTERS, EventData, OWNER, emit, owner_with, set_bits, sk_socket_offset, socket_flags, stat};
 
 /// `sock_ops` programs return 1; the value is ignored for these callbacks.
 const SOCK_OPS_OK: u32 = 1;
@@ -75,6 +75,11 @@ pub fn sock_ops_tcp(ctx: SockOpsContext) -> u32 {
 /// `listen(2)`: the owner `sock_create` recorded in the counters goes into the `OWNER` storage
 /// too, which accepted sockets inherit (`BPF_F_CLONE`; counters are not cloned). One extra
 /// storage per listening socket, none per connection.
+///
+/// The listener is announced (an `Update` with its counters): its packets (the handshakes it
+/// receives) send an event only once an update interval is due, so one whose handshakes all came
+/// within its first interval was known to the daemon only at its close, and its bytes were lost to
+/// a daemon killed before that. Known, it is refreshed with the other idle flows.
 #[inline(always)]
 fn listening(ctx: &SockOpsContext) {
     let sk = sock_of(ctx);
@@ -95,6 +100,30 @@ fn listening(ctx: &SockOpsContext) {
         Some(owner) => *owner = c.owner,
         None => stat(monitor_common::maps::STAT_STORAGE_FAIL, 1),
     }
+    announce_listener(ctx, sk, c);
+}
+
+/// The `Update` that makes a new listener known to the daemon (see [`listening`]). A lost one
+/// (full ring buffer, counted) leaves the listener known at its first due update or its close,
+/// as before. Off the common path.
+#[inline(never)]
+fn announce_listener(ctx: &SockOpsContext, sk: *mut bpf_sock, c: &monitor_common::sock::Counters) {
+    let tuple = tuple_of(sk);
+    let bytes = c.bytes();
+    emit(
+        EventKind::Update,
+        &EventData {
+            // SAFETY: the context is a sock_ops context.
+            cookie: unsafe { bpf_get_socket_cookie(ctx.ops.cast()) },
+            flags: socket_flags(c),
+            generation: 0,
+            first_ns: c.created_ns,
+            owner: &raw const c.owner,
+            tuple: &tuple,
+            bytes: &raw const bytes,
+            tcp: TcpCounters::default(),
+        },
+    );
 }
 
 /// FIN bit of the TCP header flags.

@@ -138,6 +138,10 @@ pub fn all() -> Vec<Case> {
             crate::durability::quiet_connected_udp_is_journaled_before_a_kill,
         ),
         (
+            "idle_tcp_listener_is_journaled_before_a_kill",
+            crate::durability::idle_tcp_listener_is_journaled_before_a_kill,
+        ),
+        (
             "udp_socket_whose_announce_was_lost_is_announced_again",
             crate::durability::udp_socket_whose_announce_was_lost_is_announced_again,
         ),

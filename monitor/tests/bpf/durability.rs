@@ -141,6 +141,54 @@ pub fn quiet_connected_udp_is_journaled_before_a_kill() {
     assert_eq!((tx, rx), (20_000, 20_000), "journaled bytes of the quiet connected socket before the kill");
 }
 
+/// A TCP listener whose handshakes all came within its first update interval, idle since: its
+/// packets send an event only once an update is due, so nothing announced it, and where
+/// snapshots are read by descriptor they find only the sockets the daemon knows. `listen(2)`
+/// announces it, so a SIGKILL a few intervals later loses none of its handshake bytes: the
+/// server's journaled wire bytes (the listener's and its connections') equal its interface's.
+/// An adversarial pass: the listener's record came only at its close or a clean stop.
+pub fn idle_tcp_listener_is_journaled_before_a_kill() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let server = crate::cases::server_addr(&pair, false, 0, 5316);
+    let mon = Monitor::start(&cg.path, "[probe]\nupdate_interval_secs = 1\n");
+    let before = pair.b.counters("vb");
+    let mut srv = spawn(
+        "tcp-server",
+        &[s(server), s(100), s(3), s("hold")],
+        Place { netns: Some(&pair.b), cgroup: Some(&cg), uid: None },
+    );
+    srv.line();
+    let pid = srv.pid();
+    spawn("tcp-client", &[s(server), s(1500), s(3)], Place { netns: Some(&pair.a), ..Place::default() }).finish();
+    for _ in 0..3 {
+        srv.line();
+    }
+    thread::sleep(Duration::from_secs(5));
+    let iface = pair.b.counters("vb").ip_layer_since(before);
+    let dir = mon.kill9();
+    srv.send("exit");
+    srv.finish();
+    let db = Connection::open_with_flags(dir.path().join("journal.db"), OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let sum = |what: &str| -> i64 {
+        db.query_row(&format!("SELECT COALESCE(SUM({what}), 0) FROM connections WHERE owner_tgid = ?1"), [pid], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    };
+    let listener: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM connections WHERE owner_tgid = ?1 AND direction = 'listen' AND delta_wire_rx > 0",
+            [pid],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(listener > 0, "the idle listener's handshakes are journaled before the kill");
+    let want = (i64::try_from(iface.tx_bytes).unwrap(), i64::try_from(iface.rx_bytes).unwrap());
+    assert_eq!((sum("delta_wire_tx"), sum("delta_wire_rx")), want, "the server's journaled wire bytes");
+    assert_eq!(sum("delta_payload_rx"), 3 * 1500 + 7 + 14, "the server's journaled payload received");
+}
+
 /// An unconnected UDP socket whose first packets come while the ring buffer is full (the daemon
 /// stopped, other sockets' events filling its 4 KiB): its announce is lost. Its next packet, to a
 /// new peer (a new peer sends no event of its own), announces it again, so the daemon reads its

@@ -119,7 +119,8 @@ pub fn main(role: &str) {
         | "tcp-urgent-client"
         | "tcp-urgent-server" => crate::syscalls::helper(role, &args),
         "tcp-attempt" => crate::attempts::helper(&args),
-        // tcp-server BIND REPLY CONNS: reads each connection to EOF, replies REPLY bytes, closes.
+        // tcp-server BIND REPLY CONNS [hold]: reads each connection to EOF, replies REPLY bytes,
+        // closes; with `hold`, keeps listening after the last one until "exit" on stdin.
         "tcp-server" => {
             name("mon-tcp-server");
             let listener = TcpListener::bind(arg(0)).unwrap();
@@ -139,6 +140,10 @@ pub fn main(role: &str) {
                 .collect();
             for h in handles {
                 say(&h.join().unwrap());
+            }
+            if args.get(3).is_some_and(|a| a == "hold") {
+                crate::helper::wait_stdin("exit");
+                drop(listener);
             }
         }
         // tcp-client SERVER SEND CONNS: CONNS concurrent connections, each sends SEND+i*7 bytes.
