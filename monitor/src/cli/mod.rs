@@ -36,27 +36,28 @@ use args::{Cli, Command};
 pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     let Cli { command, verbose: _, config } = cli;
     let (raw, source) = RawConfig::load(config.as_deref())?;
+    // `run` resolves the file's values after its flags changed them.
+    let command = match command {
+        Command::Run(args) => return run::execute(args, raw, source),
+        other => other,
+    };
+    let settings = Settings::resolve(raw.clone(), source)?;
+    let settings = &settings;
     match command {
-        Command::Run(args) => run::execute(args, raw, source),
-        Command::Check(args) => check::execute(&args, &Settings::resolve(raw, source)?),
-        Command::Report(args) => report::execute(args, &Settings::resolve(raw, source)?),
-        Command::Session(args) => session::execute(args, &Settings::resolve(raw, source)?),
-        Command::Diff(args) => diff::execute(args, &Settings::resolve(raw, source)?),
-        Command::Journal(args) => journal::execute(args, &Settings::resolve(raw, source)?),
-        Command::Evidence(args) => {
-            let settings = Settings::resolve(raw.clone(), source)?;
-            evidence::execute(args, &raw, &settings)
-        }
-        Command::Keygen(args) => evidence::keygen_execute(args, &Settings::resolve(raw, source)?),
-        Command::Exec(args) => exec::execute(args, &Settings::resolve(raw, source)?),
-        Command::Status(args) => status::execute(&args, &Settings::resolve(raw, source)?),
-        Command::Verify(args) => verify::execute(args, &Settings::resolve(raw, source)?),
-        Command::Alerts(args) => alerts::execute(args, &Settings::resolve(raw, source)?),
-        Command::Lookup(args) => lookup::execute(args, &Settings::resolve(raw, source)?),
-        Command::Config(args) => {
-            let settings = Settings::resolve(raw.clone(), source)?;
-            config::execute(&args, &raw, &settings)
-        }
+        Command::Run(_) => unreachable!("returned above"),
+        Command::Check(args) => check::execute(&args, settings),
+        Command::Report(args) => report::execute(args, settings),
+        Command::Session(args) => session::execute(args, settings),
+        Command::Diff(args) => diff::execute(args, settings),
+        Command::Journal(args) => journal::execute(args, settings),
+        Command::Evidence(args) => evidence::execute(args, &raw, settings),
+        Command::Keygen(args) => evidence::keygen_execute(args, settings),
+        Command::Exec(args) => exec::execute(args, settings),
+        Command::Status(args) => status::execute(&args, settings),
+        Command::Verify(args) => verify::execute(args, settings),
+        Command::Alerts(args) => alerts::execute(args, settings),
+        Command::Lookup(args) => lookup::execute(args, settings),
+        Command::Config(args) => config::execute(&args, &raw, settings),
     }
 }
 
