@@ -181,6 +181,19 @@ impl Tracker {
     /// Applies one kernel event; ended flows are appended to `out`.
     pub fn handle(&mut self, kind: EventKind, ev: &Event, out: &mut Vec<FlowRecord>) {
         let key = key_of(kind, ev);
+        if self.ignored(kind, ev, key) {
+            return;
+        }
+        match self.flows.get_mut(&key) {
+            Some(flow) => flow.absorb(kind, ev, &mut self.owners, &mut self.addrs),
+            None => self.start(kind, ev, key),
+        }
+        self.follow(kind, ev, key, out);
+    }
+
+    /// Whether event `ev` of flow `key` is one to drop: it would start a flow that has ended or
+    /// that nothing else announced.
+    fn ignored(&self, kind: EventKind, ev: &Event, key: FlowKey) -> bool {
         // A socket's snapshot refreshes known flows: it carries no owner or remote address
         // (except one of a socket no event announced, read at shutdown: `FLAG_UNANNOUNCED`). A
         // peer slot's (read at shutdown) carries both, and may be a peer not reported yet, of a
@@ -191,7 +204,7 @@ impl Tracker {
             && !self.flows.contains_key(&key)
             && (key.peer.is_none() || !self.socket_open(key.cookie))
         {
-            return;
+            return true;
         }
         // A TCP socket its process released whose flow has ended (one older than the monitor
         // ends at its release: no `TcpClose` comes for it): the packets sent after the release
@@ -202,7 +215,7 @@ impl Tracker {
             && matches!(kind, EventKind::Update | EventKind::Discovered)
             && !self.flows.contains_key(&key)
         {
-            return;
+            return true;
         }
         // The earlier connection of a socket that connects again, ended already (see
         // `FLAG_CLOSE_SENT`): its record is written.
@@ -210,43 +223,48 @@ impl Tracker {
             && ev.flags & monitor_common::event::FLAG_CLOSE_SENT != 0
             && !self.flows.contains_key(&key)
         {
-            return;
+            return true;
         }
-        match self.flows.get_mut(&key) {
-            Some(flow) => flow.absorb(kind, ev, &mut self.owners, &mut self.addrs),
-            None => {
-                let mut flow = Flow::new(kind, ev, &mut self.owners, &mut self.addrs);
-                if let Some(owner) = self.resolved.get(&key.cookie)
-                    && owner.source > flow.owner.source
-                {
-                    flow.owner = self.owners.intern(FlowOwner::of(owner));
-                }
-                // A peer read without its owner (a slot read by descriptor) takes its socket's
-                // (at equal sources too: the socket's may know the uid).
-                if key.peer.is_some()
-                    && let Some(socket) = self.flows.get(&FlowKey { cookie: key.cookie, peer: None })
-                    && socket.owner.source >= flow.owner.source
-                {
-                    flow.owner = socket.owner.clone();
-                }
-                // A connection ended at the grace with no socket file, accepted after all.
-                // (Almost always empty: no lookup per new flow then.)
-                if key.peer.is_none()
-                    && !self.ended_without_file.is_empty()
-                    && let Some((reported, direction)) = self.ended_without_file.pop(&key.cookie)
-                {
-                    flow.continue_from(reported, direction);
-                }
-                if flow.owner.source == OwnerSource::Unknown && !self.resolved.contains_key(&key.cookie) {
-                    self.owner_queries.push(OwnerQuery { cookie: ev.cookie, event: *ev });
-                }
-                self.flows.insert(key, flow);
-                if key.peer.is_some() {
-                    self.peers.entry(key.cookie).or_default().insert(key);
-                    self.peer_flows += 1;
-                }
-            }
+        false
+    }
+
+    /// Starts flow `key` at its first event `ev`, with the best owner known for its socket.
+    fn start(&mut self, kind: EventKind, ev: &Event, key: FlowKey) {
+        let mut flow = Flow::new(kind, ev, &mut self.owners, &mut self.addrs);
+        if let Some(owner) = self.resolved.get(&key.cookie)
+            && owner.source > flow.owner.source
+        {
+            flow.owner = self.owners.intern(FlowOwner::of(owner));
         }
+        // A peer read without its owner (a slot read by descriptor) takes its socket's
+        // (at equal sources too: the socket's may know the uid).
+        if key.peer.is_some()
+            && let Some(socket) = self.flows.get(&FlowKey { cookie: key.cookie, peer: None })
+            && socket.owner.source >= flow.owner.source
+        {
+            flow.owner = socket.owner.clone();
+        }
+        // A connection ended at the grace with no socket file, accepted after all.
+        // (Almost always empty: no lookup per new flow then.)
+        if key.peer.is_none()
+            && !self.ended_without_file.is_empty()
+            && let Some((reported, direction)) = self.ended_without_file.pop(&key.cookie)
+        {
+            flow.continue_from(reported, direction);
+        }
+        if flow.owner.source == OwnerSource::Unknown && !self.resolved.contains_key(&key.cookie) {
+            self.owner_queries.push(OwnerQuery { cookie: ev.cookie, event: *ev });
+        }
+        self.flows.insert(key, flow);
+        if key.peer.is_some() {
+            self.peers.entry(key.cookie).or_default().insert(key);
+            self.peer_flows += 1;
+        }
+    }
+
+    /// What event `ev` of flow `key` (applied already) means beyond its counters: ends of flows,
+    /// peer-counting changes.
+    fn follow(&mut self, kind: EventKind, ev: &Event, key: FlowKey, out: &mut Vec<FlowRecord>) {
         if ev.flags & monitor_common::event::FLAG_PEERS != 0 && key.peer.is_none() && self.config.peer_counting {
             self.changed.insert(key.cookie);
         }
