@@ -238,14 +238,13 @@ fn restrict(d: &DestinationDetail, procs: Vec<ProcessUse>) -> DestinationDetail 
 
 /// Whether `d`'s host name is another process's DNS answer for the address (`dns_host`).
 fn other_process_name(d: &DestinationDetail) -> bool {
-    d.name_source.as_deref() == Some(crate::variant::name(crate::names::NameSource::DnsHost))
+    d.name_source() == Some(crate::names::NameSource::DnsHost)
 }
 
 fn facts(d: &DestinationDetail) -> Facts<'_> {
     Facts {
         // Public, or not looked up (`unenriched`: an address no run enriched, judged as public).
-        public: d.scope == crate::variant::name(crate::enrich::Scope::Public)
-            || d.scope == crate::journal::SCOPE_UNENRICHED,
+        public: d.public_or_unenriched(),
         country: d.country.as_deref(),
         country_disputed: d.country_disputed,
         asn: d.asn,

@@ -6,8 +6,9 @@ use rusqlite::{Row, params};
 
 use super::{
     Error, JournalReader, TimeRange,
-    names::{count, ts},
+    names::{self, StoredScope, count, ts},
 };
+use crate::names::NameSource;
 
 /// A database as named in evidence.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +27,7 @@ pub struct EvidenceRow {
     /// Remote address.
     pub ip: String,
     /// Scope (`unenriched` when no lookup was made).
-    pub scope: String,
+    pub scope: StoredScope,
     /// Country.
     pub country: Option<String>,
     /// ASN.
@@ -69,7 +70,7 @@ pub struct EvidenceRow {
     pub disputed: bool,
     /// Where `hostname` came from (`sni`, `quic_sni`, `dns`, `dns_host`, `getaddrinfo`); `None`
     /// without a name.
-    pub name_source: Option<String>,
+    pub name_source: Option<NameSource>,
 }
 
 impl JournalReader {
@@ -87,12 +88,12 @@ impl JournalReader {
         let mut stmt = self
             .conn()
             .prepare_cached(concat!(
-                "SELECT a.name, c.remote_ip, COALESCE(c.scope, 'unenriched'), c.country, c.asn, c.as_org,
+                "SELECT a.name, c.remote_ip, COALESCE(c.scope, ", super::names::sql!(StoredScope::Unenriched), "), c.country, c.asn, c.as_org,
                      cd.database_type, cd.build_epoch, ad.database_type, ad.build_epoch,
                      a.exe, c.app_pid, a.uid, a.user, a.unit,
                      SUM(c.delta_payload_tx), SUM(c.delta_payload_rx), SUM(c.delta_wire_tx), SUM(c.delta_wire_rx),
                      COUNT(DISTINCT c.cookie), MIN(c.first_seen_ms), MAX(c.time_ms),
-                     c.hostname, c.registrable_domain, COALESCE(MAX(c.consensus = 'disagree'), 0), c.name_source
+                     c.hostname, c.registrable_domain, COALESCE(MAX(c.consensus = ", super::names::sql!(Consensus::Disagree), "), 0), c.name_source
                  FROM connections c JOIN apps a ON a.id = c.app_id
                      LEFT JOIN databases cd ON cd.id = c.country_db
                      LEFT JOIN databases ad ON ad.id = c.asn_db
@@ -148,6 +149,6 @@ fn evidence_row(row: &Row<'_>) -> rusqlite::Result<EvidenceRow> {
         registrable_domain: row.get(23)?,
         disputed: row.get::<_, i64>(24)? != 0,
         // `none` (no name): absent, as `hostname` is.
-        name_source: row.get::<_, Option<String>>(25)?.filter(|s| s != "none"),
+        name_source: names::get_opt(row, 25)?.filter(|s| *s != NameSource::None),
     })
 }

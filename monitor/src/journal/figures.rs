@@ -188,7 +188,9 @@ fn days(conn: &Connection, h: Horizons, found: &mut Found<'_>) -> rusqlite::Resu
             (&residency_by_key("residency", "interval_start"), &[&(start / 1000), &(end / 1000)]),
             (
                 concat!(
-                    "SELECT coalesce(a.name, ''), coalesce(c.scope, 'none'), coalesce(c.country, ''), coalesce(c.asn, 0),
+                    "SELECT coalesce(a.name, ''), coalesce(c.scope, ",
+                    super::names::sql!(StoredScope::None),
+                    "), coalesce(c.country, ''), coalesce(c.asn, 0),
                      coalesce(c.as_org, ''), coalesce(c.country_db, 0), coalesce(c.asn_db, 0), c.payload_source,
                      SUM(c.delta_payload_tx), SUM(c.delta_payload_rx), SUM(c.delta_wire_tx), SUM(c.delta_wire_rx),
                      SUM(c.delta_packets_tx), SUM(c.delta_packets_rx)
@@ -320,13 +322,13 @@ fn weeks(
                 ),
                 (
                     concat!(
-                        "SELECT coalesce(a.name, ''), c.remote_ip, iif(c.direction = 'inbound', -1, c.remote_port), c.protocol,
+                        "SELECT coalesce(a.name, ''), c.remote_ip, iif(c.direction = ", super::names::sql!(Direction::Inbound), ", -1, c.remote_port), c.protocol,
                          SUM(c.delta_payload_tx), SUM(c.delta_payload_rx), SUM(c.delta_wire_tx), SUM(c.delta_wire_rx),
                          COUNT(DISTINCT c.cookie)
                      FROM connections c LEFT JOIN apps a ON a.id = c.app_id
                      WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND",
                         super::spans::id_window!("c.id", "?1", "?2"),
-                        " AND c.direction != 'listen' AND c.remote_ip IS NOT NULL
+                        " AND c.direction != ", super::names::sql!(Direction::Listen), " AND c.remote_ip IS NOT NULL
                      GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
                     ),
                     &range_ms,
@@ -351,7 +353,7 @@ fn weeks(
                      FROM connections c LEFT JOIN apps a ON a.id = c.app_id
                      WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND",
                         super::spans::id_window!("c.id", "?1", "?2"),
-                        " AND c.direction != 'listen'
+                        " AND c.direction != ", super::names::sql!(Direction::Listen), "
                      GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7"
                     ),
                     &range_ms,

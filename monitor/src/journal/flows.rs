@@ -66,7 +66,7 @@ impl JournalReader {
              FROM connections c JOIN apps a ON a.id = c.app_id
              WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND",
                 super::spans::id_window!("c.id", "?1", "?2"),
-                " AND c.direction = 'outbound'
+                " AND c.direction = ", super::names::sql!(Direction::Outbound), "
                  AND c.remote_ip IS NOT NULL AND c.remote_port IS NOT NULL
                  AND (?3 IS NULL OR substr(a.name, 1, length(?3)) = ?3)
              GROUP BY c.app_id, c.cookie, c.protocol, c.remote_ip, c.remote_port

@@ -46,12 +46,14 @@ impl JournalReader {
     pub fn destinations(&self, range: TimeRange, app: Option<&str>) -> Result<Vec<DestinationRow>, Error> {
         let mut stmt = self
             .conn()
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "SELECT DISTINCT app, country, asn FROM residency
                  WHERE interval_start >= (?1 + 999) / 1000 AND interval_start < (?2 + 999) / 1000
-                     AND scope = 'public' AND (?3 IS NULL OR app = ?3)
-                 ORDER BY app, country, asn",
-            )
+                     AND scope = ",
+                super::names::sql!(Scope::Public),
+                " AND (?3 IS NULL OR app = ?3)
+                 ORDER BY app, country, asn"
+            ))
             .map_err(|e| Error::read(self.path(), e))?;
         let rows = stmt
             .query_map(params![ms(range.since), ms(range.until), app], super::rollup::destination_row)
@@ -111,7 +113,9 @@ impl JournalReader {
                  FROM connections c JOIN apps a ON a.id = c.app_id
                  WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND",
                 super::spans::id_window!("c.id", "?1", "?2"),
-                " AND c.scope = 'public' AND (?3 IS NULL OR c.owner_cgroup_id = ?3) AND (?4 IS NULL OR a.name = ?4)
+                " AND c.scope = ",
+                super::names::sql!(Scope::Public),
+                " AND (?3 IS NULL OR c.owner_cgroup_id = ?3) AND (?4 IS NULL OR a.name = ?4)
                  ORDER BY 1, 2, 3"
             ))
             .map_err(|e| Error::read(self.path(), e))?;
@@ -140,7 +144,9 @@ impl JournalReader {
             .conn()
             .prepare_cached(concat!(
                 "SELECT DISTINCT a.name, c.remote_ip,
-                     CASE WHEN c.direction = 'inbound' THEN NULL ELSE c.remote_port END, c.protocol
+                     CASE WHEN c.direction = ",
+                super::names::sql!(Direction::Inbound),
+                " THEN NULL ELSE c.remote_port END, c.protocol
                  FROM connections c JOIN apps a ON a.id = c.app_id
                  WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND",
                 super::spans::id_window!("c.id", "?1", "?2"),

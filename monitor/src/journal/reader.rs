@@ -108,7 +108,9 @@ impl JournalReader {
         let mut stmt = self
             .conn
             .prepare_cached(concat!(
-                "SELECT a.name, c.remote_ip, CASE WHEN c.direction = 'inbound' THEN NULL ELSE c.remote_port END AS port,
+                "SELECT a.name, c.remote_ip, CASE WHEN c.direction = ",
+                super::names::sql!(Direction::Inbound),
+                " THEN NULL ELSE c.remote_port END AS port,
                      c.protocol, SUM(c.delta_payload_tx), SUM(c.delta_payload_rx), SUM(c.delta_wire_tx),
                      SUM(c.delta_wire_rx), COUNT(DISTINCT c.cookie), MAX(c.time_ms),
                      c.scope, c.country, c.asn, c.as_org

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use jiff::Timestamp;
 use serde::Serialize;
 
+use super::names::StoredScope;
+
 /// Half-open time range `[since, until)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct TimeRange {
@@ -20,7 +22,7 @@ pub struct ResidencyRow {
     /// App name.
     pub app: String,
     /// `public`, `private`, `loopback`... or `none` (no remote address) / `unenriched`.
-    pub scope: String,
+    pub scope: StoredScope,
     /// ISO country code, `None` when unknown.
     pub country: Option<String>,
     /// ASN, `None` when unknown.
@@ -69,7 +71,7 @@ pub struct EndpointRow {
     /// `tcp` or `udp`.
     pub protocol: String,
     /// Scope (of the latest record).
-    pub scope: Option<String>,
+    pub scope: Option<StoredScope>,
     /// Country (of the latest record).
     pub country: Option<String>,
     /// ASN (of the latest record).

@@ -10,8 +10,9 @@ use serde::Serialize;
 
 use super::{
     Error, JournalReader, TimeRange,
-    names::{count, ms, ts},
+    names::{self, count, ms, ts},
 };
+use crate::names::NameSource;
 
 /// Traffic of one (app, host name, name source, country, ASN) over a range.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -23,7 +24,7 @@ pub struct ServiceRow {
     /// Registrable domain of the host name.
     pub registrable_domain: Option<String>,
     /// Where the name came from (`sni`, `dns`...; `None` in records older than names).
-    pub name_source: Option<String>,
+    pub name_source: Option<NameSource>,
     /// Country of the remote address.
     pub country: Option<String>,
     /// ASN of the remote address.
@@ -75,7 +76,9 @@ impl JournalReader {
                  FROM connections c JOIN apps a ON a.id = c.app_id
                  WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND",
                 super::spans::id_window!("c.id", "?1", "?2"),
-                " AND c.direction != 'listen' AND (?3 IS NULL OR a.name = ?3)
+                " AND c.direction != ",
+                super::names::sql!(Direction::Listen),
+                " AND (?3 IS NULL OR a.name = ?3)
                      AND (?4 IS NULL OR c.owner_cgroup_id = ?4)
                  GROUP BY a.name, c.hostname, c.registrable_domain, c.name_source, c.country, c.asn, c.as_org
                  ORDER BY a.name, c.hostname, c.registrable_domain, c.name_source, c.country, c.asn, c.as_org"
@@ -87,7 +90,7 @@ impl JournalReader {
                     app: row.get(0)?,
                     hostname: row.get(1)?,
                     registrable_domain: row.get(2)?,
-                    name_source: row.get(3)?,
+                    name_source: names::get_opt(row, 3)?,
                     country: row.get(4)?,
                     asn: row.get(5)?,
                     as_org: row.get(6)?,
@@ -219,7 +222,7 @@ mod tests {
             ]
         );
         assert_eq!(rows[0].registrable_domain.as_deref(), Some("svc.test"));
-        assert_eq!(rows[0].name_source.as_deref(), Some("sni"));
+        assert_eq!(rows[0].name_source, Some(NameSource::Sni));
 
         let seen = r.host_addresses("b.svc.test").unwrap();
         assert_eq!(seen.len(), 1);

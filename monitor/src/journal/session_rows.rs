@@ -35,21 +35,29 @@ impl JournalReader {
         let mut stmt = self
             .conn()
             .prepare_cached(concat!(
-                "SELECT a.name, COALESCE(c.scope, 'none') AS scope, c.country, c.asn, c.as_org, c.country_db,
+                "SELECT a.name, COALESCE(c.scope, ",
+                super::names::sql!(StoredScope::None),
+                ") AS scope, c.country, c.asn, c.as_org, c.country_db,
                      c.asn_db, c.payload_source, SUM(c.delta_payload_tx), SUM(c.delta_payload_rx),
                      SUM(c.delta_wire_tx), SUM(c.delta_wire_rx), SUM(c.delta_packets_tx), SUM(c.delta_packets_rx),
                      SUM(CASE WHEN c.payload_tx = c.delta_payload_tx AND c.payload_rx = c.delta_payload_rx
                          AND c.wire_tx = c.delta_wire_tx AND c.wire_rx = c.delta_wire_rx
                          AND c.packets_tx = c.delta_packets_tx AND c.packets_rx = c.delta_packets_rx
-                         AND (c.event != 'update' OR c.payload_tx + c.payload_rx + c.wire_tx + c.wire_rx
+                         AND (c.event != ",
+                super::names::sql!(RecordKind::Update),
+                " OR c.payload_tx + c.payload_rx + c.wire_tx + c.wire_rx
                              + c.packets_tx + c.packets_rx > 0)
                          THEN NOT EXISTS (SELECT 1 FROM connection_rows e WHERE e.cookie = c.cookie
                              AND e.remote_ip IS c.remote_ip AND e.remote_port IS c.remote_port
                              AND e.lookup IS NOT NULL AND e.time_ms >= c.first_seen_ms AND e.time_ms < c.time_ms
                              AND e.payload_tx + e.payload_rx + e.wire_tx + e.wire_rx + e.packets_tx + e.packets_rx > 0
-                             AND (SELECT s.event FROM connection_shapes s WHERE s.id = e.shape_id) != 'close')
+                             AND (SELECT s.event FROM connection_shapes s WHERE s.id = e.shape_id) != ",
+                super::names::sql!(RecordKind::Close),
+                ")
                          ELSE 0 END),
-                     SUM(c.event != 'update' AND c.complete = 0),
+                     SUM(c.event != ",
+                super::names::sql!(RecordKind::Update),
+                " AND c.complete = 0),
                      COUNT(DISTINCT c.cookie || ' ' || COALESCE(c.remote_ip, '') || ' ' || COALESCE(c.remote_port, '')),
                      MIN(c.time_ms), MAX(c.time_ms)
                  FROM connections c JOIN apps a ON a.id = c.app_id

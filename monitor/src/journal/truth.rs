@@ -167,7 +167,9 @@ impl JournalReader {
                 "SELECT remote_ip, MIN(rtt_min_us) FROM connections
                  WHERE time_ms >= ?1 AND time_ms < ?2 AND",
                 super::spans::id_window!("id", "?1", "?2"),
-                " AND scope = 'public' AND rtt_min_us > 0
+                " AND scope = ",
+                super::names::sql!(Scope::Public),
+                " AND rtt_min_us > 0
                  GROUP BY remote_ip"
             ))
             .map_err(err)?;
@@ -192,7 +194,9 @@ impl JournalReader {
                 " FROM connections c JOIN apps a ON a.id = c.app_id
                  WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND",
                 super::spans::id_window!("c.id", "?1", "?2"),
-                " AND c.scope = 'public' AND (?3 IS NULL OR a.name = ?3)
+                " AND c.scope = ",
+                super::names::sql!(Scope::Public),
+                " AND (?3 IS NULL OR a.name = ?3)
                      AND (?4 IS NULL OR c.owner_cgroup_id = ?4)
                  GROUP BY a.name, c.remote_ip
                  ORDER BY a.name, c.remote_ip",

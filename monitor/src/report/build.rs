@@ -13,7 +13,6 @@ use super::{
     source::{self, Figures, Inputs, Seen, Source},
 };
 use crate::{
-    enrich::Scope,
     journal::{AppEndpoints, DatabaseRow, EndpointRow, JournalReader, ResidencyRow},
     residency::DeviceLocation,
 };
@@ -201,24 +200,19 @@ struct Acc {
     orgs: BTreeMap<String, u64>,
 }
 
-/// Whether a stored scope is [`Scope::Public`] (rows carry the stored name).
-fn public(scope: &str) -> bool {
-    scope == crate::variant::name(Scope::Public)
-}
-
 fn country_key(r: &ResidencyRow) -> (ShareKind, String) {
-    match (public(&r.scope), &r.country) {
+    match (r.scope.is_public(), &r.country) {
         (true, Some(c)) => (ShareKind::Country, c.clone()),
         (true, None) => (ShareKind::Unknown, "unknown".into()),
-        (false, _) => (ShareKind::Scope, r.scope.clone()),
+        (false, _) => (ShareKind::Scope, r.scope.name().to_owned()),
     }
 }
 
 fn asn_key(r: &ResidencyRow) -> (ShareKind, String) {
-    match (public(&r.scope), r.asn) {
+    match (r.scope.is_public(), r.asn) {
         (true, Some(n)) => (ShareKind::Asn, format!("AS{n}")),
         (true, None) => (ShareKind::Unknown, "unknown".into()),
-        (false, _) => (ShareKind::Scope, r.scope.clone()),
+        (false, _) => (ShareKind::Scope, r.scope.name().to_owned()),
     }
 }
 
@@ -279,10 +273,10 @@ fn app_report(name: &str, rows: &[&ResidencyRow], prev: &Seen, eps: Option<&AppE
         flows += r.new_flows;
         incomplete += r.incomplete_flows;
         let bytes = r.payload_tx + r.payload_rx;
-        if public(&r.scope) && r.country.is_none() {
+        if r.scope.is_public() && r.country.is_none() {
             unknown.country_bytes += bytes;
         }
-        if public(&r.scope) && r.asn.is_none() {
+        if r.scope.is_public() && r.asn.is_none() {
             unknown.asn_bytes += bytes;
         }
         *sources.entry(r.payload_source.as_str()).or_default() += bytes;
@@ -301,10 +295,10 @@ fn app_report(name: &str, rows: &[&ResidencyRow], prev: &Seen, eps: Option<&AppE
         .sort_by(|a, b| b.payload_bytes.cmp(&a.payload_bytes).then_with(|| a.payload_source.cmp(&b.payload_source)));
 
     let countries = |rs: &[&ResidencyRow]| -> BTreeSet<String> {
-        rs.iter().filter(|r| public(&r.scope)).filter_map(|r| r.country.clone()).collect()
+        rs.iter().filter(|r| r.scope.is_public()).filter_map(|r| r.country.clone()).collect()
     };
     let asns = |rs: &[&ResidencyRow]| -> BTreeSet<u32> {
-        rs.iter().filter(|r| public(&r.scope)).filter_map(|r| r.asn).collect()
+        rs.iter().filter(|r| r.scope.is_public()).filter_map(|r| r.asn).collect()
     };
     let by_asn = breakdown(rows, &total, asn_key);
     let new_asns = asns(rows)
@@ -316,7 +310,7 @@ fn app_report(name: &str, rows: &[&ResidencyRow], prev: &Seen, eps: Option<&AppE
         ip: e.ip.clone(),
         port: e.port,
         protocol: e.protocol.clone(),
-        scope: e.scope.clone(),
+        scope: e.scope.map(|s| s.name().to_owned()),
         country: e.country.clone(),
         asn: e.asn,
         as_org: e.as_org.clone(),

@@ -13,6 +13,7 @@ use super::{Error, ReportQuery};
 use crate::{
     identity::android::{AndroidIdentity, USER_OFFSET},
     journal::{DatabaseRef, EvidenceRow, JournalReader},
+    names::NameSource,
 };
 
 /// One remote address of an app with one geolocation answer (an address answered differently
@@ -103,6 +104,22 @@ pub struct ProcessUse {
 }
 
 impl DestinationDetail {
+    /// Whether the address is public or was not looked up (`unenriched`: judged as public).
+    /// Text that names no scope (a report from a newer version) is neither.
+    #[must_use]
+    pub fn public_or_unenriched(&self) -> bool {
+        self.scope == crate::journal::SCOPE_UNENRICHED
+            || crate::variant::parse::<crate::enrich::Scope>(&self.scope)
+                .is_ok_and(|s| s == crate::enrich::Scope::Public)
+    }
+
+    /// Where [`hostname`](Self::hostname) came from, when the text names a source (`None` also
+    /// for text this build does not know).
+    #[must_use]
+    pub fn name_source(&self) -> Option<NameSource> {
+        self.name_source.as_deref().and_then(|s| crate::variant::parse(s).ok())
+    }
+
     /// Payload up + down.
     #[must_use]
     pub fn payload(&self) -> u64 {
@@ -136,10 +153,12 @@ fn answer(db: Option<&DatabaseRef>) -> Option<DatabaseAnswer> {
     })
 }
 
+/// Address, (host name, name source), scope, country, ASN, organisation, databases: the names
+/// as stored text, so destinations sort as before they were typed.
 type Key = (
     String,
-    (Option<String>, Option<String>),
-    String,
+    (Option<String>, Option<&'static str>),
+    &'static str,
     Option<String>,
     Option<u32>,
     Option<String>,
@@ -192,8 +211,8 @@ fn group(
             .and_then(|a| a.package.clone());
         let key = (
             ip.clone(),
-            (hostname.clone(), name_source.clone()),
-            scope.clone(),
+            (hostname.clone(), name_source.map(crate::variant::name)),
+            scope.name(),
             country.clone(),
             asn,
             as_org.clone(),
@@ -202,10 +221,10 @@ fn group(
         );
         let d = by_app.entry(app).or_default().entry(key).or_insert_with(|| DestinationDetail {
             ip,
-            scope,
+            scope: scope.name().to_owned(),
             hostname,
             registrable_domain,
-            name_source,
+            name_source: name_source.map(|s| crate::variant::name(s).to_owned()),
             country,
             country_disputed: false,
             asn,

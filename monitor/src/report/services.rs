@@ -82,8 +82,8 @@ struct Acc {
 impl Acc {
     fn add(&mut self, r: &ServiceRow) {
         self.traffic.add(r);
-        if let Some(s) = &r.name_source {
-            self.sources.insert(s.clone());
+        if let Some(s) = r.name_source {
+            self.sources.insert(crate::variant::name(s).to_owned());
         }
         if let Some(c) = &r.country {
             self.countries.insert(c.clone());
@@ -158,7 +158,7 @@ mod tests {
             app: app.into(),
             hostname: host.map(Into::into),
             registrable_domain: host.and_then(crate::names::domain::registrable),
-            name_source: host.map(|_| source.into()),
+            name_source: host.map(|_| crate::variant::parse(source).expect("a name source")),
             country: Some(country.into()),
             asn: Some(asn),
             as_org: Some(format!("org{asn}")),

@@ -12,9 +12,12 @@ use crate::journal::{
     chain,
     names::{self, int, ms},
 };
-use crate::{enrich::DbRef, identity::App};
+use crate::{
+    enrich::{DbRef, Role},
+    identity::App,
+};
 
-/// `databases.id` of each (role, type, build) seen in this flush. Per record, the first few
+/// `databases.id` of each (role, type, build) seen in this flush (the role by its stored name). Per record, the first few
 /// databases of the flush are recognised by the address of their shared type name first (every
 /// answer of one loaded database carries the same `Arc`), without hashing the name.
 #[derive(Default)]
@@ -30,12 +33,13 @@ impl DbIds {
     pub(super) fn id_of(
         &mut self,
         tx: &Transaction<'_>,
-        role: &'static str,
+        role: Role,
         db: Option<&(Arc<str>, u64)>,
     ) -> rusqlite::Result<Option<i64>> {
         let Some((database_type, build_epoch)) = db else {
             return Ok(None);
         };
+        let role = names::name(role);
         let key = (role, database_type.clone(), *build_epoch);
         if let Some(id) = self.ids.get(&key) {
             return Ok(Some(*id));
@@ -54,16 +58,15 @@ impl DbIds {
     pub(super) fn id_of_ref(
         &mut self,
         tx: &Transaction<'_>,
-        role: &'static str,
+        role: Role,
         db: Option<&DbRef>,
     ) -> rusqlite::Result<Option<i64>> {
         let Some(d) = db else {
             return Ok(None);
         };
-        let known = self
-            .recent
-            .iter()
-            .find(|(r, name, epoch, _)| *r == role && *epoch == d.build_epoch && Arc::ptr_eq(name, &d.database_type));
+        let known = self.recent.iter().find(|(r, name, epoch, _)| {
+            *r == names::name(role) && *epoch == d.build_epoch && Arc::ptr_eq(name, &d.database_type)
+        });
         if let Some((.., id)) = known {
             return Ok(Some(*id));
         }
@@ -72,7 +75,7 @@ impl DbIds {
         if let Some(id) = id
             && self.recent.len() < RECENT_DBS
         {
-            self.recent.push((role, d.database_type.clone(), d.build_epoch, id));
+            self.recent.push((names::name(role), d.database_type.clone(), d.build_epoch, id));
         }
         Ok(id)
     }

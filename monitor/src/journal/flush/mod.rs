@@ -21,6 +21,7 @@ use super::{
     names::{int, ms},
     rollup::{Fold, Rollup},
 };
+use crate::enrich::Role;
 
 /// Rows written by one flush.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -70,9 +71,10 @@ pub(super) fn write(
         let lookup = probed.first() && !pending.record.final_of_socket;
         let app = app_ids.get(&Arc::as_ptr(&pending.app)).copied().unwrap_or_default();
         let (country_db, asn_db) = match (&pending.record.remote, &pending.dest) {
-            (Some(_), Some(d)) => {
-                (dbs.id_of_ref(tx, "country", d.country_db.as_ref())?, dbs.id_of_ref(tx, "asn", d.asn_db.as_ref())?)
-            }
+            (Some(_), Some(d)) => (
+                dbs.id_of_ref(tx, Role::Country, d.country_db.as_ref())?,
+                dbs.id_of_ref(tx, Role::Asn, d.asn_db.as_ref())?,
+            ),
             _ => (None, None),
         };
         let answers = match (&pending.record.remote, &pending.dest) {
@@ -89,8 +91,8 @@ pub(super) fn write(
     }
     connections.write_out(tx, interned)?;
     for (key, bucket) in &buf.buckets {
-        let country_db = dbs.id_of(tx, "country", key.country_db.as_ref())?.unwrap_or(0);
-        let asn_db = dbs.id_of(tx, "asn", key.asn_db.as_ref())?.unwrap_or(0);
+        let country_db = dbs.id_of(tx, Role::Country, key.country_db.as_ref())?.unwrap_or(0);
+        let asn_db = dbs.id_of(tx, Role::Asn, key.asn_db.as_ref())?.unwrap_or(0);
         upsert_bucket(tx, key, bucket, (country_db, asn_db), interval_secs)?;
         fold.add_bucket(rollup, key, bucket, (country_db, asn_db), interval_secs);
     }

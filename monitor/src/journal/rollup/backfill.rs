@@ -284,11 +284,15 @@ fn endpoints(tx: &Transaction<'_>, weeks: &mut Weeks, from: i64) -> rusqlite::Re
     let mut week_sums = EndpointWeek::default();
     let mut read = 0;
     let mut stmt = tx.prepare(concat!(
-        "SELECT time_ms, cookie, app_id, remote_ip, CASE WHEN direction = 'inbound' THEN -1 ELSE remote_port END,
+        "SELECT time_ms, cookie, app_id, remote_ip, CASE WHEN direction = ",
+        crate::journal::names::sql!(Direction::Inbound),
+        " THEN -1 ELSE remote_port END,
              protocol, delta_payload_tx, delta_payload_rx, delta_wire_tx, delta_wire_rx, scope, country, asn, as_org,
              hostname, registrable_domain, name_source, consensus, ",
         crate::journal::truth::answers_text!("connections"),
-        ", rtt_min_us, direction = 'listen'
+        ", rtt_min_us, direction = ",
+        crate::journal::names::sql!(Direction::Listen),
+        "
          FROM connections WHERE time_ms >= ?1 AND id >= ",
         crate::journal::spans::from_id!("?1"),
         " ORDER BY time_ms, id",

@@ -187,12 +187,12 @@ impl Rollup {
                 self.lookups += 1;
                 let app = &app.name;
                 tx.prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM connections c JOIN apps a ON a.id = c.app_id
-                         WHERE c.cookie = ?1 AND c.lookup IS NOT NULL AND c.time_ms >= ?2 AND c.time_ms < ?3 AND c.direction != 'listen'
+                    concat!("SELECT EXISTS (SELECT 1 FROM connections c JOIN apps a ON a.id = c.app_id
+                         WHERE c.cookie = ?1 AND c.lookup IS NOT NULL AND c.time_ms >= ?2 AND c.time_ms < ?3 AND c.direction != ", crate::journal::names::sql!(Direction::Listen), "
                              AND a.name = ?4 AND coalesce(c.hostname, '') = ?5
                              AND coalesce(c.registrable_domain, '') = ?6 AND coalesce(c.name_source, '') = ?7
                              AND coalesce(c.country, '') = ?8 AND coalesce(c.asn, -1) = ?9
-                             AND coalesce(c.as_org, '') = ?10)",
+                             AND coalesce(c.as_org, '') = ?10)"),
                 )?
                 .query_row(
                     params![
@@ -232,15 +232,23 @@ impl Rollup {
             // `connections_cookie` (cookie, remote_ip, remote_port, time_ms) narrows this to the
             // socket's records at that endpoint in that week (inbound: at that address).
             let sql = if port == INBOUND_PORT {
-                "SELECT EXISTS (SELECT 1 FROM connections c JOIN apps a ON a.id = c.app_id
+                concat!(
+                    "SELECT EXISTS (SELECT 1 FROM connections c JOIN apps a ON a.id = c.app_id
                      WHERE c.cookie = ?1 AND c.lookup IS NOT NULL AND c.remote_ip = ?4 AND c.time_ms >= ?2
                          AND c.time_ms < ?3
-                         AND c.direction = 'inbound' AND ?5 = ?5 AND c.protocol = ?6 AND a.name = ?7)"
+                         AND c.direction = ",
+                    crate::journal::names::sql!(Direction::Inbound),
+                    " AND ?5 = ?5 AND c.protocol = ?6 AND a.name = ?7)"
+                )
             } else {
-                "SELECT EXISTS (SELECT 1 FROM connections c JOIN apps a ON a.id = c.app_id
+                concat!(
+                    "SELECT EXISTS (SELECT 1 FROM connections c JOIN apps a ON a.id = c.app_id
                      WHERE c.cookie = ?1 AND c.lookup IS NOT NULL AND c.remote_ip = ?4 AND c.remote_port = ?5
                          AND c.time_ms >= ?2
-                         AND c.time_ms < ?3 AND c.direction != 'inbound' AND c.protocol = ?6 AND a.name = ?7)"
+                         AND c.time_ms < ?3 AND c.direction != ",
+                    crate::journal::names::sql!(Direction::Inbound),
+                    " AND c.protocol = ?6 AND a.name = ?7)"
+                )
             };
             tx.prepare_cached(sql)?.query_row(
                 params![cookie.cast_signed(), week.start_ms(), week.end_ms(), ip, port, names::name(*protocol), app],

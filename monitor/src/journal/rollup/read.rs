@@ -132,10 +132,12 @@ impl JournalReader {
         let err = |e| Error::read(self.path(), e);
         let mut stmt = self
             .conn()
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "SELECT DISTINCT app, country, asn FROM residency_week
-                 WHERE week_start = ?1 AND scope = 'public' AND (?2 IS NULL OR app = ?2) ORDER BY app, country, asn",
-            )
+                 WHERE week_start = ?1 AND scope = ",
+                crate::journal::names::sql!(Scope::Public),
+                " AND (?2 IS NULL OR app = ?2) ORDER BY app, country, asn"
+            ))
             .map_err(err)?;
         let rows = stmt
             .query_map(params![since.as_second(), app], destination_row)

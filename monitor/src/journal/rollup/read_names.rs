@@ -76,7 +76,10 @@ impl JournalReader {
                     app: row.get(0)?,
                     hostname: text(row.get(1)?),
                     registrable_domain: text(row.get(2)?),
-                    name_source: text(row.get(3)?),
+                    name_source: match text_ref(row, 3)? {
+                        None | Some("") => None,
+                        Some(t) => Some(names::parse(3, t)?),
+                    },
                     country: text(row.get(4)?),
                     asn: u32::try_from(asn).ok(),
                     as_org: text(row.get(6)?),
@@ -122,10 +125,12 @@ impl JournalReader {
         let err = |e| Error::read(self.path(), e);
         let mut stmt = self
             .conn()
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "SELECT app, remote_ip, payload_tx, payload_rx, latest_ms, country, consensus, answers_id, rtt_min_us
-                 FROM endpoint_week WHERE week_start = ?1 AND scope = 'public' ORDER BY app, remote_ip",
-            )
+                 FROM endpoint_week WHERE week_start = ?1 AND scope = ",
+                crate::journal::names::sql!(Scope::Public),
+                " ORDER BY app, remote_ip"
+            ))
             .map_err(err)?;
         // Each distinct answer list, parsed once.
         let mut parsed = ParsedAnswers::default();

@@ -1,12 +1,9 @@
-//! Enum names the journal's SQL spells as literals (`c.direction = 'inbound'`): each is the stored
-//! name of its variant, so renaming a variant fails here instead of silently emptying a query.
+//! Enum names in the journal's SQL. Queries take them from `names::sql!` (one list, checked
+//! against the stored names there); only the migrations of `schema.rs` spell literals (frozen
+//! history), each the stored name of its variant, so renaming a variant fails here instead of
+//! silently emptying a query.
 
-use crate::{
-    enrich::{Consensus, Scope},
-    journal::names::{self, SCOPE_NONE, SCOPE_UNENRICHED},
-    names::NameSource,
-    tracker::record::{Direction, RecordKind},
-};
+use crate::{journal::names, names::NameSource};
 
 /// Every source of the journal but its tests, by path under `journal/`, read when the test
 /// runs: a new file's SQL is checked too.
@@ -32,27 +29,10 @@ fn sources() -> Vec<(String, String)> {
 }
 
 /// Each literal, the stored name it stands for, and the sources that spell it.
-fn literals() -> [(&'static str, &'static str, &'static [&'static str]); 9] {
+fn literals() -> [(&'static str, &'static str, &'static [&'static str]); 1] {
     [
-        (
-            "'inbound'",
-            names::name(Direction::Inbound),
-            &["figures.rs", "narrow.rs", "reader.rs", "rollup/backfill.rs", "rollup/fold.rs"],
-        ),
-        ("'outbound'", names::name(Direction::Outbound), &["flows.rs"]),
-        (
-            "'listen'",
-            names::name(Direction::Listen),
-            &["figures.rs", "rollup/backfill.rs", "rollup/fold.rs", "services.rs"],
-        ),
-        ("'public'", names::name(Scope::Public), &["narrow.rs", "rollup/read.rs", "rollup/read_names.rs", "truth.rs"]),
-        ("'update'", names::name(RecordKind::Update), &["session_rows.rs"]),
-        ("'disagree'", names::name(Consensus::Disagree), &["evidence.rs"]),
         // `schema.rs`: the connections view and its insert trigger (records without names).
         ("'none'", names::name(NameSource::None), &["schema.rs"]),
-        // Not enums: the `scope` text of records without a remote address or a lookup.
-        ("'none'", SCOPE_NONE, &["figures.rs", "session_rows.rs"]),
-        ("'unenriched'", SCOPE_UNENRICHED, &["evidence.rs"]),
     ]
 }
 
@@ -93,6 +73,21 @@ fn every_literal_compared_with_an_enum_column_is_listed() {
                     );
                 }
             }
+        }
+    }
+}
+
+/// No query spells a name [`names::sql!`] has (tests and the migrations of `schema.rs` aside):
+/// the macro is the one spelling.
+#[test]
+fn queries_spell_no_name_the_sql_macro_has() {
+    for (file, text) in sources() {
+        if file == "schema.rs" || file == "names.rs" || file.ends_with("tests.rs") {
+            continue;
+        }
+        let code = text.split("#[cfg(test)]\nmod tests {").next().unwrap_or_default();
+        for (literal, _) in names::sql_names() {
+            assert!(!code.contains(literal), "journal/{file} spells {literal}: take it from `names::sql!`");
         }
     }
 }

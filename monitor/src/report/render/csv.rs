@@ -7,6 +7,7 @@
 use std::io::Write;
 
 use crate::{
+    enrich::Scope,
     escape::{self, Terminal},
     report::{
         Error, Report, Share, ShareKind, Traffic,
@@ -117,7 +118,7 @@ fn share_row(section: &'static str, app: &str, s: &Share) -> Row {
         section,
         app: app.into(),
         key: s.key.clone(),
-        scope: if s.kind == ShareKind::Scope { s.key.clone() } else { "public".into() },
+        scope: if s.kind == ShareKind::Scope { s.key.clone() } else { crate::variant::name(Scope::Public).into() },
         kind,
         country: s.country.clone().unwrap_or_default(),
         asn: s.asn.map(|n| n.to_string()).unwrap_or_default(),

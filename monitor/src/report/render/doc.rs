@@ -2,6 +2,7 @@
 
 use std::{fmt::Write, net::IpAddr};
 
+use crate::enrich::Scope;
 use crate::report::{
     AppReport, Endpoint, Report, Share, ShareKind,
     fmt::{bytes, grouped, pct},
@@ -38,7 +39,7 @@ fn destination(s: &Share, esc: Escape) -> String {
         (ShareKind::Country | ShareKind::Asn, key) => esc(key),
         (ShareKind::Unknown, _) => "unknown (public address)".into(),
         (ShareKind::Scope, "none") => "no remote address".into(),
-        (ShareKind::Scope, "unenriched") => "not looked up".into(),
+        (ShareKind::Scope, scope) if scope == crate::journal::SCOPE_UNENRICHED => "not looked up".into(),
         (ShareKind::Scope, scope) => format!("{} (not public)", esc(scope)),
     }
 }
@@ -330,7 +331,7 @@ fn app(d: &mut Vec<Block>, a: &AppReport, esc: Escape) {
                     e.country
                         .as_deref()
                         .map(esc)
-                        .or_else(|| e.scope.as_deref().filter(|s| *s != "public").map(esc))
+                        .or_else(|| e.scope.as_deref().filter(|s| *s != crate::variant::name(Scope::Public)).map(esc))
                         .unwrap_or_else(|| "-".into()),
                     e.asn.map_or_else(
                         || "-".into(),

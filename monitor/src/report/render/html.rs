@@ -99,7 +99,7 @@ fn destination(s: &Share) -> String {
         (ShareKind::Asn, key) => t(key),
         (ShareKind::Unknown, _) => "unknown (public address)".into(),
         (ShareKind::Scope, "none") => "no remote address".into(),
-        (ShareKind::Scope, "unenriched") => "not looked up".into(),
+        (ShareKind::Scope, scope) if scope == crate::journal::SCOPE_UNENRICHED => "not looked up".into(),
         (ShareKind::Scope, scope) => format!("{} (not public)", t(scope)),
     }
 }
