@@ -62,6 +62,13 @@ pub enum Error {
     /// A value is out of range.
     #[error("invalid value for `{key}`: {reason}")]
     Invalid { key: &'static str, reason: String },
+    /// A section's or key's value is invalid (the source, its owner's error, says why).
+    #[error("invalid value for `{key}`")]
+    Value {
+        key: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
     /// A time zone name that is not in the time zone database (the source names it).
     #[error("invalid value for `{key}`")]
     TimeZone {
@@ -350,9 +357,14 @@ impl Settings {
             {
                 Ok(())
             }
-            Err(e) => Err(Error::Invalid { key: "metrics.token_file", reason: crate::errors::chain(&e) }),
+            Err(e) => Err(invalid("metrics.token_file")(e)),
         }
     }
+}
+
+/// [`Error::Value`] for `key`, its source the error of the component that judged it.
+fn invalid<E: std::error::Error + Send + Sync + 'static>(key: &'static str) -> impl FnOnce(E) -> Error {
+    move |e| Error::Value { key, source: Box::new(e) }
 }
 
 fn positive_secs(key: &'static str, secs: u64) -> Result<Duration, Error> {
@@ -380,7 +392,7 @@ fn resolve_report(
     evidence: &EvidenceConfig,
     device: &DeviceConfig,
 ) -> Result<ReportSettings, Error> {
-    report.validate().map_err(|e| Error::Invalid { key: "report", reason: e.to_string() })?;
+    report.validate().map_err(invalid("report"))?;
     let ReportConfig { time_zone, export_dir, export_formats } = report;
     let time_zone = Zone::get(&time_zone).map_err(|source| Error::TimeZone { key: "report.time_zone", source })?;
     Ok(ReportSettings {
@@ -416,19 +428,19 @@ impl Settings {
         } = raw;
         let mut claims = claims;
         claims.groups = apps.iter().map(|a| a.name.clone()).collect();
-        claims.validate().map_err(|reason| Error::Invalid { key: "claims", reason })?;
+        claims.validate().map_err(invalid("claims"))?;
         // Read here, once, for every command: `report` and `verify` judge it, the daemon alerts.
         claims.keep_loaded().map_err(Error::Claims)?;
-        metrics.validate().map_err(|e| Error::Invalid { key: "metrics", reason: e.to_string() })?;
-        names.validate().map_err(|e| Error::Invalid { key: "names", reason: e.to_string() })?;
-        geo.check_labels().map_err(|e| Error::Invalid { key: "geo.extra_country", reason: e.to_string() })?;
+        metrics.validate().map_err(invalid("metrics"))?;
+        names.validate().map_err(invalid("names"))?;
+        geo.check_labels().map_err(invalid("geo.extra_country"))?;
         geo.check_files().map_err(Error::Geo)?;
         if let Some(location) = &device.location {
-            location.validate().map_err(|reason| Error::Invalid { key: "device.location", reason })?;
+            location.validate().map_err(invalid("device.location"))?;
         }
-        journal.validate().map_err(|e| Error::Invalid { key: "journal", reason: e.to_string() })?;
+        journal.validate().map_err(invalid("journal"))?;
         let report = resolve_report(report, &evidence, &device)?;
-        let apps = AppRules::compile(&apps).map_err(|e| Error::Invalid { key: "apps", reason: e.to_string() })?;
+        let apps = AppRules::compile(&apps).map_err(invalid("apps"))?;
         let kib = probe.ring_buffer_kib;
         if kib < 4 || !kib.is_power_of_two() || kib > 1 << 20 {
             return Err(Error::Invalid {
@@ -498,7 +510,8 @@ mod tests {
         let raw =
             RawConfig::parse("[metrics]\nenabled = true\nlisten = \"0.0.0.0:9464\"\n", Path::new("x.toml")).unwrap();
         let err = Settings::resolve(raw, None).unwrap_err();
-        assert!(err.to_string().contains("metrics") && err.to_string().contains("allow_remote"), "{err}");
+        let text = crate::errors::chain(&err);
+        assert!(text.contains("metrics") && text.contains("allow_remote"), "{text}");
         let text = "[metrics]\nenabled = true\nlisten = \"0.0.0.0:9464\"\nallow_remote = true\n";
         assert!(Settings::resolve(RawConfig::parse(text, Path::new("x.toml")).unwrap(), None).is_ok());
     }
@@ -528,7 +541,7 @@ mod tests {
             let text = format!("[journal]\nflush_interval_secs = {secs}\n");
             Settings::resolve(RawConfig::parse(&text, Path::new("x.toml")).unwrap(), None)
         };
-        let err = flush(3601).unwrap_err().to_string();
+        let err = crate::errors::chain(&flush(3601).unwrap_err());
         assert!(err.contains("flush_interval_secs") && err.contains("3600"), "{err}");
         assert!(flush(3600).is_ok() && flush(u64::MAX).is_err() && flush(0).is_err());
         // An alert command's timeout: a huge one overflowed its deadline and panicked the alert
@@ -537,7 +550,7 @@ mod tests {
             let text = format!("[claims]\nalert_timeout_secs = {secs}\n");
             Settings::resolve(RawConfig::parse(&text, Path::new("x.toml")).unwrap(), None)
         };
-        let err = alert(u64::MAX).unwrap_err().to_string();
+        let err = crate::errors::chain(&alert(u64::MAX).unwrap_err());
         assert!(err.contains("alert_timeout_secs") && err.contains("3600"), "{err}");
         assert!(alert(3600).is_ok() && alert(3601).is_err() && alert(0).is_err());
     }

@@ -108,22 +108,47 @@ fn serve(
         }
         json.push(b'\n');
         let limit = stop_by.get().map_or(timeout, |t| t.saturating_duration_since(Instant::now()).min(timeout));
-        if let Err(reason) = run(argv, &json, limit) {
-            warn!("alert command {argv:?} failed claim={} destination={}: {reason}", alert.claim, alert.destination);
+        if let Err(e) = run(argv, &json, limit) {
+            warn!(
+                "alert command {argv:?} failed claim={} destination={}: {}",
+                alert.claim,
+                alert.destination,
+                crate::errors::chain(&e)
+            );
         }
     }
 }
 
+/// Why one run of the alert command failed (logged).
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    /// `alert_command` is empty.
+    #[error("no command configured")]
+    NoCommand,
+    /// The program could not be started.
+    #[error("cannot start it")]
+    Start(#[source] std::io::Error),
+    /// It ended unsuccessfully.
+    #[error("it exited with {0}")]
+    Exit(std::process::ExitStatus),
+    /// It outlived the timeout.
+    #[error("it ran longer than {0:?} and was killed")]
+    Timeout(Duration),
+    /// Its status could not be read.
+    #[error("cannot wait for it")]
+    Wait(#[source] std::io::Error),
+}
+
 /// Runs the command once with `input` on stdin; `Err` says why it failed.
-fn run(argv: &[String], input: &[u8], timeout: Duration) -> Result<(), String> {
-    let (program, args) = argv.split_first().ok_or("no command configured")?;
+fn run(argv: &[String], input: &[u8], timeout: Duration) -> Result<(), RunError> {
+    let (program, args) = argv.split_first().ok_or(RunError::NoCommand)?;
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("cannot start it: {e}"))?;
+        .map_err(RunError::Start)?;
     // An alert is far smaller than a pipe buffer: the write does not wait for the reader. A
     // command that ignores stdin closes the pipe: that is not an error.
     if let Some(mut stdin) = child.stdin.take()
@@ -139,14 +164,14 @@ fn run(argv: &[String], input: &[u8], timeout: Duration) -> Result<(), String> {
     loop {
         match child.try_wait() {
             Ok(Some(status)) if status.success() => return Ok(()),
-            Ok(Some(status)) => return Err(format!("it exited with {status}")),
+            Ok(Some(status)) => return Err(RunError::Exit(status)),
             Ok(None) if Instant::now() >= deadline => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("it ran longer than {timeout:?} and was killed"));
+                return Err(RunError::Timeout(timeout));
             }
             Ok(None) => exit_or(pidfd.as_ref(), deadline),
-            Err(e) => return Err(format!("cannot wait for it: {e}")),
+            Err(e) => return Err(RunError::Wait(e)),
         }
     }
 }

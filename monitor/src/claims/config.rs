@@ -46,6 +46,20 @@ pub struct ClaimsConfig {
     loaded: Loaded,
 }
 
+/// A `[claims]` value out of its range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    /// `alert_timeout_secs` outside 1 to [`MAX_ALERT_TIMEOUT_SECS`].
+    #[error("alert_timeout_secs must be from 1 to {MAX_ALERT_TIMEOUT_SECS} (an hour), not {secs}")]
+    AlertTimeout {
+        /// The configured value.
+        secs: u64,
+    },
+    /// `alert_command` starts with an empty program.
+    #[error("alert_command: the program (first element) is empty")]
+    EmptyProgram,
+}
+
 /// Claims read from the configured file: state derived from the config, equal only to itself.
 #[derive(Debug, Clone, Default)]
 struct Loaded(Option<Arc<ClaimSet>>);
@@ -149,13 +163,13 @@ impl ClaimsConfig {
     /// Checks the values.
     ///
     /// # Errors
-    /// A reason naming the key.
-    pub fn validate(&self) -> Result<(), String> {
+    /// [`ValueError`], naming the key.
+    pub fn validate(&self) -> Result<(), ValueError> {
         if !(1..=MAX_ALERT_TIMEOUT_SECS).contains(&self.alert_timeout_secs) {
-            return Err(format!("alert_timeout_secs must be from 1 to {MAX_ALERT_TIMEOUT_SECS} (an hour)"));
+            return Err(ValueError::AlertTimeout { secs: self.alert_timeout_secs });
         }
         if self.alert_command.first().is_some_and(String::is_empty) {
-            return Err("alert_command: the program (first element) is empty".into());
+            return Err(ValueError::EmptyProgram);
         }
         Ok(())
     }

@@ -119,7 +119,7 @@ pub fn prefill(storage: &mut SkStorage<&mut MapData, sock::Owner>, cgroup: &Path
             }
             Err(Skip::Exists) => done.already += 1,
             Err(Skip::Failed(why)) => {
-                debug!("socket inode {} of pid {tgid}: {why}", s.inode);
+                debug!("socket inode {} of pid {tgid}: {}", s.inode, crate::errors::chain(&why));
                 done.failed += 1;
             }
         }
@@ -130,7 +130,27 @@ pub fn prefill(storage: &mut SkStorage<&mut MapData, sock::Owner>, cgroup: &Path
 
 enum Skip {
     Exists,
-    Failed(String),
+    Failed(RecordError),
+}
+
+/// Why a scanned socket's owner was not recorded (logged at debug, counted as failed).
+#[derive(Debug, thiserror::Error)]
+enum RecordError {
+    /// No process descriptor of the holder (`pidfd_open` failed, logged when it did).
+    #[error("no pidfd")]
+    NoPidfd,
+    /// The descriptor could not be duplicated.
+    #[error("pidfd_getfd")]
+    GetFd(#[source] std::io::Error),
+    /// The duplicate could not be inspected.
+    #[error("fstat")]
+    Fstat(#[source] std::io::Error),
+    /// The holder closed the socket and reused the descriptor number since the scan.
+    #[error("descriptor reused for another file")]
+    Reused,
+    /// The kernel refused the owner write.
+    #[error("storage")]
+    Storage(#[source] MapError),
 }
 
 /// Duplicates the descriptor, checks it is still the scanned socket, writes the owner.
@@ -141,19 +161,19 @@ fn record(
     storage: &mut SkStorage<&mut MapData, sock::Owner>,
     owner: &sock::Owner,
 ) -> Result<(), Skip> {
-    let pidfd = pidfd.ok_or_else(|| Skip::Failed("no pidfd".into()))?;
-    let dup = crate::sys::pidfd_getfd(pidfd.as_fd(), fd).map_err(|e| Skip::Failed(format!("pidfd_getfd: {e}")))?;
+    let pidfd = pidfd.ok_or(Skip::Failed(RecordError::NoPidfd))?;
+    let dup = crate::sys::pidfd_getfd(pidfd.as_fd(), fd).map_err(|e| Skip::Failed(RecordError::GetFd(e)))?;
     let file = File::from(dup);
-    let inode = file.metadata().map_err(|e| Skip::Failed(format!("fstat: {e}")))?.ino();
+    let inode = file.metadata().map_err(|e| Skip::Failed(RecordError::Fstat(e)))?.ino();
     if inode != s.inode {
-        return Err(Skip::Failed("descriptor reused for another file".into()));
+        return Err(Skip::Failed(RecordError::Reused));
     }
     match storage.insert(&file, owner, BPF_NOEXIST) {
         Ok(()) => Ok(()),
         Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(nix::errno::Errno::EEXIST as i32) => {
             Err(Skip::Exists)
         }
-        Err(e) => Err(Skip::Failed(format!("storage: {e}"))),
+        Err(e) => Err(Skip::Failed(RecordError::Storage(e))),
     }
 }
 

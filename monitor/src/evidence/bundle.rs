@@ -15,6 +15,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::{Error, SigningKey, keys};
 use crate::{
+    errors::chain,
     escape,
     journal::{DatabaseRow, Integrity, RecordRow},
     report::{Format, Report},
@@ -62,16 +63,16 @@ fn file_sha256(path: &Path) -> Option<String> {
 
 /// Creates `dir` (mode 0750) or accepts it when it is an empty directory.
 fn prepare(dir: &Path) -> Result<(), Error> {
-    let bad = |reason: String| Error::BundleDir { path: dir.to_path_buf(), reason };
+    let io = |source| Error::BundleDir { path: dir.to_path_buf(), source };
     match std::fs::symlink_metadata(dir) {
-        Ok(meta) if !meta.is_dir() => return Err(bad("it exists and is not a directory".into())),
+        Ok(meta) if !meta.is_dir() => return Err(Error::BundleNotDir { path: dir.to_path_buf() }),
         Ok(_) => {
-            let mut entries = std::fs::read_dir(dir).map_err(|e| bad(e.to_string()))?;
+            let mut entries = std::fs::read_dir(dir).map_err(io)?;
             if entries.next().is_some() {
-                return Err(bad("the directory is not empty (bundles are written to a new directory)".into()));
+                return Err(Error::BundleNotEmpty { path: dir.to_path_buf() });
             }
         }
-        Err(_) => DirBuilder::new().recursive(true).mode(0o750).create(dir).map_err(|e| bad(e.to_string()))?,
+        Err(_) => DirBuilder::new().recursive(true).mode(0o750).create(dir).map_err(io)?,
     }
     Ok(())
 }
@@ -138,7 +139,8 @@ fn pretty(v: &impl Serialize) -> Result<Vec<u8>, Error> {
 /// files written, manifest and signature last.
 ///
 /// # Errors
-/// [`Error::BundleDir`], [`Error::Write`], [`Error::Sign`].
+/// [`Error::BundleDir`], [`Error::BundleNotDir`], [`Error::BundleNotEmpty`], [`Error::Write`],
+/// [`Error::Sign`].
 pub fn write_bundle(dir: &Path, input: &BundleInput<'_>, key: Option<&SigningKey>) -> Result<Vec<PathBuf>, Error> {
     prepare(dir)?;
     let mut files: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
@@ -206,8 +208,7 @@ pub struct BundleCheck {
 }
 
 fn read_small(path: &Path) -> Result<Vec<u8>, Error> {
-    crate::files::read_regular(path, SMALL_MAX_BYTES)
-        .map_err(|e| Error::Read { path: path.to_path_buf(), reason: format!("{:#}", anyhow::Error::new(e)) })
+    crate::files::read_regular(path, SMALL_MAX_BYTES).map_err(|source| Error::Read { path: path.to_path_buf(), source })
 }
 
 /// Checks every file of the bundle in `dir` against its manifest, and the manifest's signature
@@ -216,7 +217,8 @@ fn read_small(path: &Path) -> Result<Vec<u8>, Error> {
 ///
 /// # Errors
 /// [`Error::PublicKey`] when the trusted key cannot be read or is not a key (checked first);
-/// [`Error::Read`] when the manifest or the bundle's signature or own public key cannot be read.
+/// [`Error::Read`] when the manifest or the bundle's signature or own public key cannot be read,
+/// [`Error::ReadDir`] when the bundle directory cannot be listed.
 pub fn verify_bundle(dir: &Path, public_key: Option<&Path>) -> Result<BundleCheck, Error> {
     let trusted =
         public_key.map(|p| keys::load_public(p).map(|k| (k, p.to_string_lossy().into_owned()))).transpose()?;
@@ -250,7 +252,7 @@ pub fn verify_bundle(dir: &Path, public_key: Option<&Path>) -> Result<BundleChec
             Some(_) => check.files_ok.push(name.to_string()),
         }
     }
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::Read { path: dir.to_path_buf(), reason: e.to_string() })?;
+    let entries = std::fs::read_dir(dir).map_err(|source| Error::ReadDir { path: dir.to_path_buf(), source })?;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name != MANIFEST && name != SIGNATURE && !listed.contains(&name) {
@@ -274,9 +276,10 @@ pub fn verify_bundle(dir: &Path, public_key: Option<&Path>) -> Result<BundleChec
                 check.key_id = Some(id);
                 check.trusted_comment = Some(comment);
             }
-            Err(reason) => {
+            Err(e) => {
                 check.signature = "invalid";
-                check.problems.push(format!("signature: {reason}"));
+                // A finding of the check, shown as text in its output (not an error of the check).
+                check.problems.push(format!("signature: {}", chain(&e)));
             }
         }
         check.key_source = Some(source);

@@ -11,7 +11,7 @@ use std::{
 
 use minisign::{KeyPair, PublicKey, PublicKeyBox, SecretKey, SecretKeyBox, SignatureBox};
 
-use super::Error;
+use super::{Error, KeyFileError};
 use crate::files;
 
 /// Largest key file read.
@@ -31,24 +31,22 @@ impl std::fmt::Debug for SigningKey {
     }
 }
 
-fn key_err(path: &Path, reason: impl ToString) -> Error {
-    Error::Key { path: path.to_path_buf(), reason: reason.to_string() }
-}
-
 /// Writes a new password-less key pair: the secret key (mode 0600) and the public key (0644).
 /// Existing files are kept unless `force`. Nothing is written when both paths name one file, and
 /// the secret key is removed again when the public key cannot be written (no half-made pair).
 ///
 /// # Errors
-/// [`Error::SameKeyFile`], [`Error::KeyExists`], or [`Error::WriteKey`] when a file cannot be
-/// written.
+/// [`Error::SameKeyFile`], [`Error::KeyExists`], [`Error::KeyGen`] when minisign cannot make the
+/// pair, or [`Error::WriteKey`] when a file cannot be written.
 pub fn keygen(secret: &Path, public: &Path, force: bool) -> Result<SigningKey, Error> {
     if same_file(secret, public) {
         return Err(Error::SameKeyFile { path: public.to_path_buf() });
     }
-    let pair = KeyPair::generate_encrypted_keypair(Some(String::new())).map_err(|e| key_err(secret, e))?;
-    let sk_text = pair.sk.to_box(Some(SECRET_COMMENT)).map_err(|e| key_err(secret, e))?.into_string();
-    let pk_text = pair.pk.to_box().map_err(|e| key_err(public, e))?.into_string();
+    let secret_err = |source| Error::KeyGen { path: secret.to_path_buf(), source };
+    let pair = KeyPair::generate_encrypted_keypair(Some(String::new())).map_err(secret_err)?;
+    let sk_text = pair.sk.to_box(Some(SECRET_COMMENT)).map_err(secret_err)?.into_string();
+    let pk_text =
+        pair.pk.to_box().map_err(|source| Error::KeyGen { path: public.to_path_buf(), source })?.into_string();
     if force {
         // Both written beside their places first, then renamed: a failed write leaves the old
         // pair as it was (an existing key is replaced only by a complete new pair).
@@ -113,31 +111,27 @@ impl SigningKey {
     /// Loads the secret key file of `monitor keygen`.
     ///
     /// # Errors
-    /// [`Error::KeyMissing`]; [`Error::Key`] for a file others can read, a password-protected key
-    /// or anything that is not a minisign secret key.
+    /// [`Error::KeyMissing`]; [`Error::KeyReadable`] for a file others can read; [`Error::Key`]
+    /// for a file that cannot be read, a password-protected key or anything that is not a
+    /// minisign secret key.
     pub fn load(secret: &Path) -> Result<Self, Error> {
+        let bad = |source: KeyFileError| Error::Key { path: secret.to_path_buf(), source };
         let text = files::read_regular_to_string(secret, KEY_MAX_BYTES).map_err(|e| match e {
             files::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 Error::KeyMissing { path: secret.to_path_buf() }
             }
-            other => key_err(secret, format!("{:#}", anyhow::Error::new(other))),
+            other => bad(other.into()),
         })?;
-        let mode = std::fs::metadata(secret).map_err(|e| key_err(secret, e))?.mode();
+        let mode = std::fs::metadata(secret)
+            .map_err(|source| bad(files::Error::Io { path: secret.to_path_buf(), source }.into()))?
+            .mode();
         if mode & 0o077 != 0 {
-            return Err(key_err(
-                secret,
-                format!("it is readable by other users (mode {:o}): chmod 600 it", mode & 0o777),
-            ));
+            return Err(Error::KeyReadable { path: secret.to_path_buf(), mode: mode & 0o777 });
         }
-        let sk =
-            SecretKey::from_box(SecretKeyBox::from_string(&text).map_err(|e| key_err(secret, e))?, Some(String::new()))
-                .map_err(|e| {
-                    key_err(
-                        secret,
-                        format!("not a password-less minisign secret key ({e}); create one with `monitor keygen`"),
-                    )
-                })?;
-        let public = PublicKey::from_secret_key(&sk).map_err(|e| key_err(secret, e))?;
+        let not_secret = |e| bad(KeyFileError::NotSecretKey(e));
+        let sk = SecretKey::from_box(SecretKeyBox::from_string(&text).map_err(not_secret)?, Some(String::new()))
+            .map_err(not_secret)?;
+        let public = PublicKey::from_secret_key(&sk).map_err(not_secret)?;
         Ok(Self { secret: sk, public })
     }
 
@@ -150,9 +144,9 @@ impl SigningKey {
     /// The public key file's text (`minisign -V -p` reads it).
     ///
     /// # Errors
-    /// When the key cannot be encoded.
+    /// [`Error::Sign`] when the key cannot be encoded.
     pub fn public_text(&self) -> Result<String, Error> {
-        Ok(self.public.to_box().map_err(|e| Error::Sign(e.to_string()))?.into_string())
+        Ok(self.public.to_box().map_err(Error::Sign)?.into_string())
     }
 
     /// A minisign signature file of `data` with `trusted_comment`.
@@ -162,7 +156,7 @@ impl SigningKey {
     pub fn sign(&self, data: &[u8], trusted_comment: &str) -> Result<String, Error> {
         let sig =
             minisign::sign(Some(&self.public), &self.secret, data, Some(trusted_comment), Some("monitor signature"))
-                .map_err(|e| Error::Sign(e.to_string()))?;
+                .map_err(Error::Sign)?;
         Ok(sig.into_string())
     }
 }
@@ -203,35 +197,41 @@ fn key_id(keynum: &[u8]) -> String {
 /// # Errors
 /// [`Error::PublicKey`] when the file cannot be read or is not a minisign public key.
 pub(super) fn load_public(path: &Path) -> Result<PublicKey, Error> {
-    let bad = |reason: String| Error::PublicKey { path: path.to_path_buf(), reason };
-    let text = files::read_regular_to_string(path, KEY_MAX_BYTES).map_err(|e| match e {
-        files::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-            bad("it does not exist".into())
-        }
-        files::Error::Io { source, .. } => bad(source.to_string()),
-        other => bad(other.to_string()),
-    })?;
-    parse_public(&text).map_err(bad)
+    let bad = |source: KeyFileError| Error::PublicKey { path: path.to_path_buf(), source };
+    let text = files::read_regular_to_string(path, KEY_MAX_BYTES).map_err(|e| bad(e.into()))?;
+    parse_public(&text).map_err(|e| bad(KeyFileError::NotPublicKey(e)))
 }
 
-fn parse_public(text: &str) -> Result<PublicKey, String> {
-    PublicKeyBox::from_string(text)
-        .and_then(PublicKeyBox::into_public_key)
-        .map_err(|e| format!("not a minisign public key: {e}"))
+fn parse_public(text: &str) -> Result<PublicKey, minisign::PError> {
+    PublicKeyBox::from_string(text).and_then(PublicKeyBox::into_public_key)
+}
+
+/// Why a signature does not hold (a problem of the checked files, not a failure of the check).
+#[derive(Debug, thiserror::Error)]
+pub enum SignatureError {
+    /// The public key text is not a minisign public key.
+    #[error("not a minisign public key")]
+    PublicKey(#[source] minisign::PError),
+    /// The signature text is not a minisign signature.
+    #[error("not a minisign signature")]
+    Format(#[source] minisign::PError),
+    /// The signature does not match the data and key (minisign says how).
+    #[error(transparent)]
+    Mismatch(minisign::PError),
 }
 
 /// Checks signature file text `sig` over `data` with the public key file text `public`.
 /// Returns the key id and the trusted comment.
 ///
 /// # Errors
-/// A message saying why the signature does not hold.
-pub fn verify(public: &str, sig: &str, data: &[u8]) -> Result<(String, String), String> {
-    verify_with(&parse_public(public)?, sig, data)
+/// [`SignatureError`]: why the signature does not hold.
+pub fn verify(public: &str, sig: &str, data: &[u8]) -> Result<(String, String), SignatureError> {
+    verify_with(&parse_public(public).map_err(SignatureError::PublicKey)?, sig, data)
 }
 
 /// [`verify`] with a key already read.
-pub(super) fn verify_with(pk: &PublicKey, sig: &str, data: &[u8]) -> Result<(String, String), String> {
-    let sig = SignatureBox::from_string(sig).map_err(|e| format!("not a minisign signature: {e}"))?;
-    minisign::verify(pk, &sig, std::io::Cursor::new(data), true, false, false).map_err(|e| e.to_string())?;
+pub(super) fn verify_with(pk: &PublicKey, sig: &str, data: &[u8]) -> Result<(String, String), SignatureError> {
+    let sig = SignatureBox::from_string(sig).map_err(SignatureError::Format)?;
+    minisign::verify(pk, &sig, std::io::Cursor::new(data), true, false, false).map_err(SignatureError::Mismatch)?;
     Ok((key_id(pk.keynum()), sig.trusted_comment().unwrap_or_default()))
 }

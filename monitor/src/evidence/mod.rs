@@ -33,7 +33,7 @@ mod config_tests {
 }
 
 pub use bundle::{BundleCheck, BundleInput, MANIFEST, SIGNATURE, verify_bundle, write_bundle};
-pub use keys::{SigningKey, keygen, sign_file, verify as verify_signature};
+pub use keys::{SignatureError, SigningKey, keygen, sign_file, verify as verify_signature};
 use serde::{Deserialize, Serialize};
 
 /// The documented `[evidence]` section (every key is unset by default, shown commented out).
@@ -74,8 +74,22 @@ pub enum Error {
     #[error("signing key `{}` does not exist (create it with `monitor keygen`, or unset `evidence.secret_key`)", path.display())]
     KeyMissing { path: PathBuf },
     /// The key file is unusable.
-    #[error("cannot use signing key `{}`: {reason}", path.display())]
-    Key { path: PathBuf, reason: String },
+    #[error("cannot use signing key `{}`", path.display())]
+    Key {
+        path: PathBuf,
+        #[source]
+        source: KeyFileError,
+    },
+    /// Group or others can read the secret key file.
+    #[error("cannot use signing key `{}`: it is readable by other users (mode {mode:o}): chmod 600 it", path.display())]
+    KeyReadable { path: PathBuf, mode: u32 },
+    /// minisign cannot make or encode a new key pair.
+    #[error("cannot create key `{}`", path.display())]
+    KeyGen {
+        path: PathBuf,
+        #[source]
+        source: minisign::PError,
+    },
     /// `keygen` would overwrite a key.
     #[error("`{}` exists; keygen does not overwrite keys (use --force to replace it)", path.display())]
     KeyExists { path: PathBuf },
@@ -83,8 +97,12 @@ pub enum Error {
     #[error("the secret and the public key would be the same file `{}`: give two different paths", path.display())]
     SameKeyFile { path: PathBuf },
     /// The trusted public key file (`--public-key`, `evidence.public_key`) is unusable.
-    #[error("cannot use public key `{}`: {reason}", path.display())]
-    PublicKey { path: PathBuf, reason: String },
+    #[error("cannot use public key `{}`", path.display())]
+    PublicKey {
+        path: PathBuf,
+        #[source]
+        source: KeyFileError,
+    },
     /// A key file cannot be written.
     #[error("cannot write key file `{}`", path.display())]
     WriteKey {
@@ -92,12 +110,25 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// Signing failed.
-    #[error("cannot sign: {0}")]
-    Sign(String),
-    /// The bundle directory cannot be created or is not empty.
-    #[error("cannot write the evidence bundle to `{}`: {reason}", path.display())]
-    BundleDir { path: PathBuf, reason: String },
+    /// Signing (or encoding the public key beside the signature) failed.
+    #[error("cannot sign")]
+    Sign(#[source] minisign::PError),
+    /// The bundle directory cannot be inspected or created.
+    #[error("cannot write the evidence bundle to `{}`", path.display())]
+    BundleDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The bundle path exists and is not a directory.
+    #[error("cannot write the evidence bundle to `{}`: it exists and is not a directory", path.display())]
+    BundleNotDir { path: PathBuf },
+    /// The bundle directory is not empty.
+    #[error(
+        "cannot write the evidence bundle to `{}`: the directory is not empty (bundles are written to a new directory)",
+        path.display()
+    )]
+    BundleNotEmpty { path: PathBuf },
     /// A bundle file cannot be written.
     #[error("cannot write `{}`", path.display())]
     Write {
@@ -105,10 +136,35 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A bundle to verify cannot be read.
-    #[error("cannot read the evidence bundle `{}`: {reason}", path.display())]
-    Read { path: PathBuf, reason: String },
+    /// A file of a bundle to verify cannot be read.
+    #[error("cannot read the evidence bundle `{}`", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: crate::files::Error,
+    },
+    /// The directory of a bundle to verify cannot be listed.
+    #[error("cannot read the evidence bundle `{}`", path.display())]
+    ReadDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// Rendering the report failed.
     #[error(transparent)]
     Report(#[from] crate::report::Error),
+}
+
+/// What is wrong with a key file (the cause of [`Error::Key`] and [`Error::PublicKey`]).
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    /// The file cannot be read (missing, not a regular file, too large, no permission).
+    #[error(transparent)]
+    Read(#[from] crate::files::Error),
+    /// The file is not a password-less minisign secret key.
+    #[error("not a password-less minisign secret key (create one with `monitor keygen`)")]
+    NotSecretKey(#[source] minisign::PError),
+    /// The file is not a minisign public key.
+    #[error("not a minisign public key")]
+    NotPublicKey(#[source] minisign::PError),
 }

@@ -183,7 +183,7 @@ fn key_and_directory_errors_are_clear() {
     let file = dir.path().join("file");
     std::fs::write(&file, "x").unwrap();
     assert!(matches!(write_bundle(&file.join("sub"), &input, None), Err(Error::BundleDir { .. })));
-    assert!(matches!(write_bundle(dir.path(), &input, None), Err(Error::BundleDir { .. })));
+    assert!(matches!(write_bundle(dir.path(), &input, None), Err(Error::BundleNotEmpty { .. })));
 }
 
 #[test]

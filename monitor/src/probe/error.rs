@@ -71,9 +71,9 @@ pub enum Error {
         #[source]
         source: aya::maps::MapError,
     },
-    /// Reading the kernel version failed.
-    #[error("failed to read the kernel version: {0}")]
-    KernelVersion(String),
+    /// Reading the kernel version failed (aya's error type is opaque, hence the box).
+    #[error("failed to read the kernel version")]
+    KernelVersion(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Loading failed and the kernel lacks features the monitor requires (from `monitor check`).
     #[error("this kernel lacks what the monitor needs: {} (details: `monitor check`)", missing.join("; "))]
     KernelLacks {
@@ -87,6 +87,21 @@ pub enum Error {
          ancestor) and the fallback hook set cannot run: {reason}"
     )]
     NoFallback { refused: String, reason: String },
+    /// The socket storages cannot be read through socket descriptors (the fallback of the
+    /// counter iterator).
+    #[error("cannot read socket storage by descriptor")]
+    ByDescriptor(#[source] std::io::Error),
+    /// The configured libc for the `getaddrinfo` probe (`names.getaddrinfo_libc`) cannot be
+    /// inspected.
+    #[error("cannot read names.getaddrinfo_libc `{}`", path.display())]
+    Libc {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configured libc for the `getaddrinfo` probe is not a regular file.
+    #[error("names.getaddrinfo_libc `{}` is not a file", path.display())]
+    LibcNotAFile { path: PathBuf },
     /// The ring buffer could not be registered with the async runtime.
     #[error("failed to poll the event ring buffer")]
     Poll(#[source] std::io::Error),

@@ -205,10 +205,22 @@ pub struct Check {
     pub detail: String,
 }
 
-fn check(name: &'static str, required: bool, result: Result<bool, String>, detail: &str) -> Check {
+/// A line whose answer is known.
+fn known(name: &'static str, required: bool, ok: bool, detail: &str) -> Check {
+    Check { name, ok: Some(ok), required, detail: detail.to_owned() }
+}
+
+/// A line whose answer could not be determined: the error, causes included, is its detail (a
+/// `Check` is shown and serialised, so text is the right data here).
+fn unknown(name: &'static str, required: bool, e: &dyn std::error::Error) -> Check {
+    Check { name, ok: None, required, detail: crate::errors::chain(e) }
+}
+
+/// A line for a probe that answers `result`.
+fn check<E: std::error::Error>(name: &'static str, required: bool, result: Result<bool, E>, detail: &str) -> Check {
     match result {
-        Ok(ok) => Check { name, ok: Some(ok), required, detail: detail.to_owned() },
-        Err(e) => Check { name, ok: None, required, detail: e },
+        Ok(ok) => known(name, required, ok, detail),
+        Err(e) => unknown(name, required, &e),
     }
 }
 
@@ -218,49 +230,39 @@ pub fn check_all() -> Vec<Check> {
     let mut out = Vec::new();
     let version = KernelVersion::current();
     out.push(match &version {
-        Ok(v) => check(
+        Ok(v) => known(
             "kernel version",
             true,
-            Ok(*v >= KernelVersion::new(MIN_KERNEL.0, MIN_KERNEL.1, 0)),
+            *v >= KernelVersion::new(MIN_KERNEL.0, MIN_KERNEL.1, 0),
             &format!("{v} (need {}.{}+)", MIN_KERNEL.0, MIN_KERNEL.1),
         ),
-        Err(e) => check("kernel version", true, Err(e.to_string()), ""),
+        Err(e) => unknown("kernel version", true, e),
     });
-    out.push(check("bpf() syscall", true, is_map_supported(MapType::Array).map_err(|e| e.to_string()), ""));
+    out.push(check("bpf() syscall", true, is_map_supported(MapType::Array), ""));
     out.push(match cgroup2_mount() {
-        Ok(p) => check("cgroup v2 mount", true, Ok(true), &p.display().to_string()),
-        Err(e) => check("cgroup v2 mount", true, Ok(false), &e.to_string()),
+        Ok(p) => known("cgroup v2 mount", true, true, &p.display().to_string()),
+        Err(e) => known("cgroup v2 mount", true, false, &crate::errors::chain(&e)),
     });
     let btf = Btf::from_sys_fs();
-    out.push(check(
-        "kernel BTF",
-        false,
-        Ok(btf.is_ok()),
-        "/sys/kernel/btf/vmlinux (needed for the payload tracepoints)",
-    ));
-    out.push(check("ring buffer map", true, is_map_supported(MapType::RingBuf).map_err(|e| e.to_string()), "5.8+"));
-    out.push(check(
-        "socket storage map",
-        true,
-        is_map_supported(MapType::SkStorage).map_err(|e| e.to_string()),
-        "5.2+",
-    ));
+    out.push(known("kernel BTF", false, btf.is_ok(), "/sys/kernel/btf/vmlinux (needed for the payload tracepoints)"));
+    out.push(check("ring buffer map", true, is_map_supported(MapType::RingBuf), "5.8+"));
+    out.push(check("socket storage map", true, is_map_supported(MapType::SkStorage), "5.2+"));
     for (name, ty, detail) in [
         ("cgroup_sock programs", ProgramType::CgroupSock, "sock_create / sock_release"),
         ("cgroup_sock_addr programs", ProgramType::CgroupSockAddr, "connect / sendmsg / recvmsg"),
         ("sock_ops programs", ProgramType::SockOps, "TCP handshake and close"),
         ("cgroup_skb programs", ProgramType::CgroupSkb, "per-packet counters"),
     ] {
-        out.push(check(name, true, is_program_supported(ty).map_err(|e| e.to_string()), detail));
+        out.push(check(name, true, is_program_supported(ty), detail));
     }
     for (name, ty, helper, detail) in [
         ("sk_storage in cgroup_sock", ProgramType::CgroupSock, BpfHelper::BPF_FUNC_sk_storage_get, "5.9+"),
         ("pid/comm in cgroup_sock_addr", ProgramType::CgroupSockAddr, BpfHelper::BPF_FUNC_get_current_pid_tgid, "5.7+"),
         ("coarse clock in cgroup_skb", ProgramType::CgroupSkb, BpfHelper::BPF_FUNC_ktime_get_coarse_ns, "5.11+"),
     ] {
-        out.push(check(name, true, is_helper_supported(ty, helper).map_err(|e| e.to_string()), detail));
+        out.push(check(name, true, is_helper_supported(ty, helper), detail));
     }
-    let tracepoints = btf.map_err(|e| e.to_string()).map(|btf| {
+    let tracepoints = btf.map(|btf| {
         ["btf_trace_sock_send_length", "btf_trace_sock_recv_length"]
             .iter()
             .all(|name| btf.id_by_type_name_kind(name, BtfKind::Typedef).is_ok())
@@ -273,8 +275,7 @@ pub fn check_all() -> Vec<Check> {
     ));
     // aya attaches uprobes through the perf `uprobe` PMU, which the kernel lists here.
     let uprobes = is_program_supported(ProgramType::KProbe)
-        .map(|ok| ok && Path::new("/sys/bus/event_source/devices/uprobe/type").exists())
-        .map_err(|e| e.to_string());
+        .map(|ok| ok && Path::new("/sys/bus/event_source/devices/uprobe/type").exists());
     out.push(check(
         "uprobes (perf uprobe PMU)",
         false,

@@ -49,7 +49,7 @@ pub(super) enum Outcome {
 pub(super) fn attach(ebpf: &mut Ebpf, configured: Option<&Path>) -> Result<Outcome, Error> {
     let libc = match libc_path(configured) {
         Ok(path) => path,
-        Err(reason) => return Ok(Outcome::Unavailable(reason)),
+        Err(e) => return Ok(Outcome::Unavailable(chain(&e))),
     };
     for name in [programs::GAI_ENTRY, programs::GAI_RETURN] {
         let prog: &mut UProbe = program(ebpf, name)?;
@@ -72,13 +72,13 @@ pub(super) fn attach(ebpf: &mut Ebpf, configured: Option<&Path>) -> Result<Outco
 /// aya's `/etc/ld.so.cache` lookup.
 ///
 /// # Errors
-/// The reason, when `configured` is not a readable file.
-pub(super) fn libc_path(configured: Option<&Path>) -> Result<PathBuf, String> {
+/// [`Error::LibcNotAFile`] or [`Error::Libc`] when `configured` is not a readable file.
+pub(super) fn libc_path(configured: Option<&Path>) -> Result<PathBuf, Error> {
     if let Some(path) = configured {
         return match std::fs::metadata(path) {
             Ok(m) if m.is_file() => Ok(path.to_path_buf()),
-            Ok(_) => Err(format!("names.getaddrinfo_libc `{}` is not a file", path.display())),
-            Err(e) => Err(format!("names.getaddrinfo_libc `{}`: {e}", path.display())),
+            Ok(_) => Err(Error::LibcNotAFile { path: path.to_path_buf() }),
+            Err(source) => Err(Error::Libc { path: path.to_path_buf(), source }),
         };
     }
     Ok(mapped_libc().unwrap_or_else(|| PathBuf::from(LIBC_SONAME)))
@@ -195,9 +195,9 @@ mod tests {
         let found = libc_path(None).unwrap();
         assert!(found.is_absolute() && found.is_file(), "{}", found.display());
         assert!(found.file_name().unwrap().to_string_lossy().starts_with("libc.so"));
-        let reason = libc_path(Some(Path::new("/nonexistent/libc.so.6"))).unwrap_err();
+        let reason = chain(&libc_path(Some(Path::new("/nonexistent/libc.so.6"))).unwrap_err());
         assert!(reason.contains("/nonexistent/libc.so.6") && reason.contains("No such file"), "{reason}");
-        let reason = libc_path(Some(Path::new("/"))).unwrap_err();
+        let reason = chain(&libc_path(Some(Path::new("/"))).unwrap_err());
         assert!(reason.contains("is not a file"), "{reason}");
     }
 }

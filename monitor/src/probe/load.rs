@@ -62,7 +62,7 @@ pub struct Probe {
 /// and `AllowMultiple` fails with EINVAL there (aya issue #1078). Before 5.7 aya falls back to
 /// `BPF_PROG_ATTACH`, where `AllowMultiple` is what lets us coexist.
 fn attach_mode() -> Result<CgroupAttachMode, Error> {
-    let current = KernelVersion::current().map_err(|e| Error::KernelVersion(e.to_string()))?;
+    let current = KernelVersion::current().map_err(|e| Error::KernelVersion(Box::new(e)))?;
     Ok(if current >= KernelVersion::new(5, 7, 0) { CgroupAttachMode::Single } else { CgroupAttachMode::AllowMultiple })
 }
 
@@ -105,24 +105,25 @@ fn attach_calibration(ebpf: &mut Ebpf, cg: BorrowedFd<'_>, mode: CgroupAttachMod
     for (name, result) in results {
         match result {
             Ok(()) => attached += 1,
-            Err(e) => warn!("calibration program {name} not attached: {e}"),
+            Err(e) => warn!("calibration program {name} not attached: {}", crate::errors::chain(&e)),
         }
     }
     info!("calibration programs attached: {attached} of 4 ({}=1)", programs::CALIBRATION_ENV);
     attached
 }
 
-/// Finds calibration program `name` as a `T` and loads and attaches it with `load_attach`.
+/// Finds calibration program `name` as a `T` and loads and attaches it with `load_attach` (a
+/// refused attachment is an [`Error::ProgramLoad`] too: the kernel refused the program there).
 fn calibrate<'a, T: 'a>(
     ebpf: &'a mut Ebpf,
     name: &'static str,
     load_attach: impl FnOnce(&mut T) -> Result<(), ProgramError>,
-) -> Result<(), String>
+) -> Result<(), Error>
 where
     &'a mut T: TryFrom<&'a mut Program, Error = ProgramError>,
 {
-    let prog = program::<T>(ebpf, name).map_err(|e| e.to_string())?;
-    load_attach(prog).map_err(|e| e.to_string())
+    let prog = program::<T>(ebpf, name)?;
+    load_attach(prog).map_err(|source| Error::ProgramLoad { name, source })
 }
 
 /// How `run` would read idle flows' counters on this kernel ([`snapshot_mode`]).
@@ -150,7 +151,7 @@ pub fn snapshot_mode() -> Result<SnapshotMode, Error> {
         Ok(_) => Ok(SnapshotMode::Iterator),
         Err(Optional::Kernel(reason)) => Ok(match by_descriptor(&ebpf) {
             Ok(_) => SnapshotMode::ByDescriptor(reason),
-            Err(e) => SnapshotMode::None(reason, e),
+            Err(e) => SnapshotMode::None(reason, crate::errors::chain(&e)),
         }),
         Err(Optional::Object(e)) => Err(e),
     }
@@ -243,8 +244,9 @@ impl Probe {
                 }
                 Err(e) => {
                     warn!(
-                        "counter snapshots unavailable ({reason}; by descriptor: {e}); idle flows are updated at \
-                         their next packet or close"
+                        "counter snapshots unavailable ({reason}; by descriptor: {}); idle flows are updated at \
+                         their next packet or close",
+                        crate::errors::chain(&e)
                     );
                     degradations.push(Degradation::NoSnapshots);
                     Snapshots::None
@@ -302,7 +304,10 @@ impl Probe {
         let tcp_by_descriptor = match snapshots {
             Snapshots::Iterator(_) => by_descriptor(&ebpf)
                 .inspect_err(|e| {
-                    info!("TCP counters cannot be read by descriptor at shutdown ({e}): open TCP flows end with their last")
+                    info!(
+                        "TCP counters cannot be read by descriptor at shutdown ({}): open TCP flows end with their last",
+                        crate::errors::chain(e)
+                    );
                 })
                 .ok()
                 .map(Box::new),

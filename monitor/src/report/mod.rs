@@ -173,9 +173,12 @@ pub enum Error {
     /// Not a date or date-time.
     #[error("invalid time `{text}`: {reason} (expected e.g. 2026-11-16, 2026-11-16T08:00 or 2026-11-16T08:00:00Z)")]
     Time { text: String, reason: String },
-    /// A period that ends before it starts, or that cannot be represented.
-    #[error("invalid report period: {reason}")]
-    Period { reason: String },
+    /// A period whose end is not after its start.
+    #[error("invalid report period: until ({until}) is not after since ({since})")]
+    EmptyPeriod { since: jiff::Timestamp, until: jiff::Timestamp },
+    /// A period that reaches beyond the range of times jiff represents.
+    #[error("invalid report period: beyond the range of representable times")]
+    Period(#[source] jiff::Error),
     /// Unknown format name.
     #[error("unknown report format `{name}` (expected {expected})")]
     Format { name: String, expected: String },

@@ -162,17 +162,17 @@ impl Period {
     /// # Errors
     /// [`Error::Period`] at the ends of the representable range.
     pub fn week_containing(t: Timestamp, zone: &Zone) -> Result<Self, Error> {
-        let monday = crate::week::monday_of(t, &zone.tz).map_err(|e| Error::Period { reason: e.to_string() })?;
+        let monday = crate::week::monday_of(t, &zone.tz).map_err(Error::Period)?;
         Self::week_from_monday(monday, zone)
     }
 
     /// Explicit instants; shown in `zone`.
     ///
     /// # Errors
-    /// [`Error::Period`] when `until` is not after `since`.
+    /// [`Error::EmptyPeriod`] when `until` is not after `since`.
     pub fn range(since: Timestamp, until: Timestamp, zone: &Zone) -> Result<Self, Error> {
         if until <= since {
-            return Err(Error::Period { reason: format!("until ({until}) is not after since ({since})") });
+            return Err(Error::EmptyPeriod { since, until });
         }
         Ok(Self {
             label: format!("{since}/{until}"),
@@ -185,8 +185,7 @@ impl Period {
     }
 
     fn week_from_monday(monday: Date, zone: &Zone) -> Result<Self, Error> {
-        let (since, until) =
-            crate::week::bounds(monday, &zone.tz).map_err(|e| Error::Period { reason: e.to_string() })?;
+        let (since, until) = crate::week::bounds(monday, &zone.tz).map_err(Error::Period)?;
         Ok(Self {
             label: crate::week::label(monday),
             kind: PeriodKind::IsoWeek,
@@ -205,15 +204,12 @@ impl Period {
     pub fn previous(&self) -> Result<Self, Error> {
         match self.kind {
             PeriodKind::IsoWeek => {
-                let prev = self
-                    .since
-                    .checked_sub(SignedDuration::from_hours(24))
-                    .map_err(|e| Error::Period { reason: e.to_string() })?;
+                let prev = self.since.checked_sub(SignedDuration::from_hours(24)).map_err(Error::Period)?;
                 Self::week_containing(prev, &self.zone())
             }
             PeriodKind::Range => {
                 let len = self.until.duration_since(self.since);
-                let since = self.since.checked_sub(len).map_err(|e| Error::Period { reason: e.to_string() })?;
+                let since = self.since.checked_sub(len).map_err(Error::Period)?;
                 Self::range(since, self.since, &self.zone())
             }
         }
@@ -226,15 +222,12 @@ impl Period {
     pub fn next(&self) -> Result<Self, Error> {
         match self.kind {
             PeriodKind::IsoWeek => {
-                let next = self
-                    .until
-                    .checked_add(SignedDuration::from_hours(24))
-                    .map_err(|e| Error::Period { reason: e.to_string() })?;
+                let next = self.until.checked_add(SignedDuration::from_hours(24)).map_err(Error::Period)?;
                 Self::week_containing(next, &self.zone())
             }
             PeriodKind::Range => {
                 let len = self.until.duration_since(self.since);
-                let until = self.until.checked_add(len).map_err(|e| Error::Period { reason: e.to_string() })?;
+                let until = self.until.checked_add(len).map_err(Error::Period)?;
                 Self::range(self.until, until, &self.zone())
             }
         }
@@ -337,7 +330,7 @@ mod tests {
         assert!(short.contains("2025 has 52 ISO weeks"), "{short}");
         assert!(Period::iso_week("2026-W53", &z("UTC")).is_ok(), "2026 has 53 weeks");
         let t = ts("2026-11-16T00:00:00Z");
-        assert!(matches!(Period::range(t, t, &z("UTC")), Err(Error::Period { .. })));
+        assert!(matches!(Period::range(t, t, &z("UTC")), Err(Error::EmptyPeriod { .. })));
         let r = Period::range(t, ts("2026-11-17T00:00:00Z"), &z("UTC")).expect("range");
         assert_eq!(r.previous().expect("previous").since, ts("2026-11-15T00:00:00Z"));
     }

@@ -21,6 +21,34 @@ pub struct DeviceConfig {
     pub location: Option<DeviceLocation>,
 }
 
+/// What is wrong with `[device] location`.
+#[derive(Debug, thiserror::Error)]
+pub enum LocationError {
+    /// Not two upper-case letters, or no country the embedded world data knows.
+    #[error("`{code}` is not an ISO 3166-1 alpha-2 code with a known territory (e.g. \"US\")")]
+    UnknownCountry {
+        /// The configured code.
+        code: String,
+    },
+    /// The embedded world data cannot be read, so no code can be checked.
+    #[error("cannot check country code `{code}`")]
+    World {
+        /// The configured code.
+        code: String,
+        /// Why the world data is unusable.
+        #[source]
+        source: &'static crate::world::Error,
+    },
+    /// Coordinates outside −90..90 / −180..180.
+    #[error("lat {lat} / lon {lon} is outside −90..90 / −180..180")]
+    OutOfRange {
+        /// Latitude, degrees.
+        lat: f64,
+        /// Longitude, degrees.
+        lon: f64,
+    },
+}
+
 /// Where the device is.
 #[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
 #[serde(untagged)]
@@ -37,25 +65,26 @@ pub enum DeviceLocation {
 }
 
 impl DeviceLocation {
-    /// Checks the code or the coordinates (the settings call it at load).
+    /// Checks the code or the coordinates.
     ///
     /// # Errors
-    /// A message naming what is wrong.
-    pub fn validate(&self) -> Result<(), String> {
+    /// [`LocationError`], naming what is wrong.
+    pub fn validate(&self) -> Result<(), LocationError> {
         match self {
             Self::Country(code) => {
-                let known = crate::world::world().ok().and_then(|w| w.country(code)).is_some();
-                if code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase()) && known {
-                    Ok(())
-                } else {
-                    Err(format!("`{code}` is not an ISO 3166-1 alpha-2 code with a known territory (e.g. \"US\")"))
+                let unknown = || LocationError::UnknownCountry { code: code.clone() };
+                if code.len() != 2 || !code.bytes().all(|b| b.is_ascii_uppercase()) {
+                    return Err(unknown());
                 }
+                let world =
+                    crate::world::world().map_err(|source| LocationError::World { code: code.clone(), source })?;
+                world.country(code).map(drop).ok_or_else(unknown)
             }
             Self::Point { lat, lon } => {
                 if (-90.0..=90.0).contains(lat) && (-180.0..=180.0).contains(lon) {
                     Ok(())
                 } else {
-                    Err(format!("lat {lat} / lon {lon} is outside −90..90 / −180..180"))
+                    Err(LocationError::OutOfRange { lat: *lat, lon: *lon })
                 }
             }
         }

@@ -176,8 +176,9 @@ pub(super) fn peer_snapshotter(ebpf: &mut Ebpf, iterators: bool) -> Result<Snaps
             }
             Err(e) => {
                 warn!(
-                    "peer slots cannot be read at shutdown (iterator: {reason}; by descriptor: {e}): each unconnected \
-                     peer's bytes since its last report are missing from its record, which says it is incomplete"
+                    "peer slots cannot be read at shutdown (iterator: {reason}; by descriptor: {}): each unconnected \
+                     peer's bytes since its last report are missing from its record, which says it is incomplete",
+                    crate::errors::chain(&e)
                 );
                 Ok(Snapshots::None)
             }
@@ -208,11 +209,16 @@ fn iterator(ebpf: &mut Ebpf, name: &'static str, map_name: &'static str) -> Resu
 }
 
 /// The `COUNTERS` and `PEERS` storages read by socket descriptor, where the iterator is refused.
-pub(super) fn by_descriptor(ebpf: &Ebpf) -> Result<FdSnapshots, String> {
-    match (ebpf.map(maps::COUNTERS), ebpf.map(maps::PEERS)) {
-        (Some(Map::SkStorage(counters)), Some(Map::SkStorage(peers))) => {
-            FdSnapshots::new(counters.fd().as_fd(), peers.fd().as_fd()).map_err(|e| e.to_string())
-        }
-        _ => Err("no socket storage".to_owned()),
-    }
+///
+/// # Errors
+/// [`Error::MapNotFound`] or [`Error::MapKind`] when a storage is missing from our object or is
+/// not socket storage (a build bug); [`Error::ByDescriptor`] when the kernel refuses the reads.
+pub(super) fn by_descriptor(ebpf: &Ebpf) -> Result<FdSnapshots, Error> {
+    let storage = |name: &'static str| match ebpf.map(name) {
+        Some(Map::SkStorage(map)) => Ok(map),
+        Some(_) => Err(Error::MapKind { name, found: "not socket storage".to_owned() }),
+        None => Err(Error::MapNotFound { name }),
+    };
+    let (counters, peers) = (storage(maps::COUNTERS)?, storage(maps::PEERS)?);
+    FdSnapshots::new(counters.fd().as_fd(), peers.fd().as_fd()).map_err(Error::ByDescriptor)
 }
