@@ -285,13 +285,22 @@ impl Error {
         }
     }
 
-    /// Maps a read-side SQLite error, singling out corruption.
+    /// Maps a read-side SQLite error, singling out corruption: SQLite's own finding, or a value
+    /// the journal never writes (text that is not UTF-8, a column of the wrong type), which
+    /// damaged pages give when SQLite does not notice them.
     fn read(path: &std::path::Path, source: rusqlite::Error) -> Self {
-        match source.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
-                Self::Corrupt { path: path.to_path_buf(), reason: source.to_string() }
-            }
-            _ => Self::Read { path: path.to_path_buf(), source },
+        let damaged = match &source {
+            rusqlite::Error::FromSqlConversionFailure(_, _, e) => e.is::<std::str::Utf8Error>(),
+            rusqlite::Error::InvalidColumnType(..) => true,
+            e => matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+            ),
+        };
+        if damaged {
+            Self::Corrupt { path: path.to_path_buf(), reason: source.to_string() }
+        } else {
+            Self::Read { path: path.to_path_buf(), source }
         }
     }
 }

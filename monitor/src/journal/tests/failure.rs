@@ -117,6 +117,31 @@ fn corrupt_or_truncated_file_is_a_clear_error_and_left_in_place() {
     assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
 }
 
+/// Damage SQLite's page checks do not notice (bytes overwritten inside a page): a text that is
+/// not UTF-8 where the journal writes names. A read that meets it says the journal is corrupt
+/// (with the advice), not that a conversion failed (an adversarial pass: "Conversion error from
+/// type Text at index: 7, invalid utf-8 sequence").
+#[test]
+fn a_damaged_value_read_back_is_a_corrupt_journal() {
+    let dir = tempdir();
+    let path = dir.path().join("journal.db");
+    let config = JournalConfig { path: path.clone(), ..JournalConfig::default() };
+    {
+        let mut w = JournalWriter::open(&config, run(), &super::utc()).expect("create");
+        let mut f = Flow::new(1, "192.0.2.1:443", at(T0));
+        let dest = fixtures::public(Some("US"), Some(1), Some("org"));
+        w.append(&f.record(Close, at(T0 + 1), 10, 10), &fixtures::app("browser"), Some(&dest));
+        w.flush().expect("flush");
+    }
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    conn.execute("UPDATE apps SET name = CAST(x'61ff62' AS TEXT)", []).expect("damage a name");
+    drop(conn);
+    let reader = JournalReader::open(&path).expect("reader");
+    let err = reader.records(TimeRange { since: at(T0), until: at(T0 + 60) }, None).expect_err("damaged");
+    assert!(matches!(&err, Error::Corrupt { reason, .. } if reason.contains("utf-8")), "{err:?}");
+    assert!(err.to_string().contains("is corrupt") && err.to_string().contains("move it away"), "{err}");
+}
+
 #[test]
 fn full_disk_keeps_buffered_rows_and_retry_writes_them() {
     let dir = tempdir();
