@@ -291,7 +291,8 @@ impl Error {
     fn read(path: &std::path::Path, source: rusqlite::Error) -> Self {
         let damaged = match &source {
             rusqlite::Error::FromSqlConversionFailure(_, _, e) => e.is::<std::str::Utf8Error>(),
-            rusqlite::Error::InvalidColumnType(..) => true,
+            // Not a NULL: an empty aggregate is one, and a query that misses it is a bug, not damage.
+            rusqlite::Error::InvalidColumnType(_, _, kind) => *kind != rusqlite::types::Type::Null,
             e => matches!(
                 e.sqlite_error_code(),
                 Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
