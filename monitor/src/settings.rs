@@ -42,7 +42,7 @@ pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../config/monitor.toml");
 pub const CONFIG_MAX_BYTES: u64 = 1 << 20;
 
 /// Configuration errors (exit code 2).
-#[allow(missing_docs, reason = "variant fields are described by the error messages")]
+#[expect(missing_docs, reason = "variant fields are described by the error messages")]
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The file could not be read.

@@ -43,7 +43,7 @@ use crate::files;
 pub const VERDICTS_SCHEMA: &str = "monitor.verdicts/1";
 
 /// Claims errors (usage/config errors: exit code 2).
-#[allow(missing_docs, reason = "variant fields are described by the error messages")]
+#[expect(missing_docs, reason = "variant fields are described by the error messages")]
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The claims file could not be read.

@@ -23,7 +23,7 @@ pub const SCHEMA: &str = "monitor.diff/1";
 pub const DEFAULT_THRESHOLD_PCT: f64 = 20.0;
 
 /// Diff errors.
-#[allow(missing_docs, reason = "variant fields are described by the error messages")]
+#[expect(missing_docs, reason = "variant fields are described by the error messages")]
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A side is not a report of a schema this build understands.

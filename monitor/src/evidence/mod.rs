@@ -64,7 +64,7 @@ pub struct EvidenceConfig {
 }
 
 /// Evidence errors (exit code 2, except [`Error::Journal`]: 5).
-#[allow(missing_docs, reason = "variant fields are described by the error messages")]
+#[expect(missing_docs, reason = "variant fields are described by the error messages")]
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Reading the journal failed.

@@ -355,7 +355,7 @@ pub(super) fn seal(tx: &Transaction<'_>, mark: Mark, written: Written, now: jiff
 }
 
 /// One problem [`verify`] found: the table, the row id, and the batch that sealed it.
-#[allow(missing_docs, reason = "the fields are named by the variant docs")]
+#[expect(missing_docs, reason = "the fields are named by the variant docs")]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "problem", rename_all = "snake_case")]
 pub enum Problem {

@@ -111,7 +111,7 @@ pub use truth::{StoredAnswer, TruthRow};
 pub use writer::{FlushReport, JournalWriter, PurgeReport, RunInfo};
 
 /// Journal errors.
-#[allow(missing_docs, reason = "variant fields are described by the error messages")]
+#[expect(missing_docs, reason = "variant fields are described by the error messages")]
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The directory of the journal cannot be created.

@@ -17,7 +17,7 @@ pub const MAX_SESSION_NAME: usize = 64;
 
 /// Session errors. [`SessionError::Journal`] is a journal failure (exit code 5); the others are
 /// usage errors (exit code 2).
-#[allow(missing_docs, reason = "variant fields are described by the error messages")]
+#[expect(missing_docs, reason = "variant fields are described by the error messages")]
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     /// Reading or writing the journal failed.

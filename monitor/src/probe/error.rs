@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 /// Errors of the probe stage.
-#[allow(missing_docs, reason = "variant fields are described by the error messages")]
+#[expect(missing_docs, reason = "variant fields are described by the error messages")]
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No cgroup v2 hierarchy is mounted.

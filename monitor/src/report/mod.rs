@@ -161,7 +161,7 @@ impl clap::ValueEnum for Format {
 }
 
 /// Report errors.
-#[allow(missing_docs, reason = "variant fields are described by the error messages")]
+#[expect(missing_docs, reason = "variant fields are described by the error messages")]
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Reading the journal failed.
