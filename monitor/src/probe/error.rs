@@ -93,7 +93,7 @@ pub enum Error {
     ByDescriptor(#[source] std::io::Error),
     /// The configured libc for the `getaddrinfo` probe (`names.getaddrinfo_libc`) cannot be
     /// inspected.
-    #[error("cannot read names.getaddrinfo_libc `{}`", path.display())]
+    #[error("names.getaddrinfo_libc `{}`", path.display())]
     Libc {
         path: PathBuf,
         #[source]
