@@ -27,7 +27,7 @@ mod tests;
 
 use std::path::PathBuf;
 
-pub use config::{CONFIG_DOC, ClaimsConfig, MAX_ALERT_TIMEOUT_SECS};
+pub use config::{CONFIG_DOC, ClaimsConfig, MAX_ALERT_TIMEOUT_SECS, ValueError};
 pub use eval::{Facts, Judgement, ShareStatus, evaluate};
 pub use export::export_verdicts;
 pub use file::{

@@ -349,7 +349,10 @@ fn weeks(
                     concat!(
                         "SELECT coalesce(a.name, ''), coalesce(c.hostname, ''), coalesce(c.registrable_domain, ''),
                          coalesce(c.name_source, ''), coalesce(c.country, ''), coalesce(c.asn, -1), coalesce(c.as_org, ''),
-                         SUM(c.delta_payload_tx), SUM(c.delta_payload_rx), COUNT(DISTINCT c.cookie)
+                         SUM(c.delta_payload_tx), SUM(c.delta_payload_rx),
+                         COUNT(DISTINCT c.cookie || ' ' || COALESCE(c.remote_ip, '') || ' ' || CASE WHEN c.direction = ",
+                        super::names::sql!(Direction::Inbound),
+                " THEN '' ELSE COALESCE(c.remote_port, '') END)
                      FROM connections c LEFT JOIN apps a ON a.id = c.app_id
                      WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND",
                         super::spans::id_window!("c.id", "?1", "?2"),

@@ -8,7 +8,7 @@ use rusqlite::Transaction;
 use rusqlite_migration::{HookResult, M, Migrations};
 
 /// Schema version this build writes (number of migrations).
-pub const SCHEMA_VERSION: u32 = 17;
+pub const SCHEMA_VERSION: u32 = 18;
 
 /// Version 1: the initial schema (documented in the module docs of `journal`).
 const V1: &str = "
@@ -604,6 +604,15 @@ const V_ROW_FORMAT: &str = "
 ALTER TABLE batches ADD COLUMN row_format INTEGER NOT NULL DEFAULT 1;
 ";
 
+/// Version 18: a service's `flows` in `service_week` count (socket, remote end) pairs, as the
+/// report's record path does (an unconnected socket has a flow per peer; they counted sockets).
+/// Emptying `rollup_state` makes the next writer rebuild the rollups from the records (the
+/// latest two weeks; older weeks are reported from the records, which count the new way), so
+/// `journal verify` finds the two in agreement.
+const V_SERVICE_FLOWS: &str = "
+DELETE FROM rollup_state;
+";
+
 /// Version 15's hook: runs [`V_LOOKUP_REPAIR`] when `connection_rows` lacks `lookup`.
 fn repair_lookup(tx: &Transaction) -> HookResult {
     let has_lookup: bool = tx.query_row(
@@ -638,6 +647,7 @@ fn all_migrations() -> Vec<M<'static>> {
         M::up_with_hook("", repair_lookup),
         M::up(V_ROW_FORMAT),
         M::up(super::spans::MIGRATION),
+        M::up(V_SERVICE_FLOWS),
     ]
 }
 

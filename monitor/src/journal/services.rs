@@ -35,7 +35,8 @@ pub struct ServiceRow {
     pub payload_tx: u64,
     /// Payload bytes received.
     pub payload_rx: u64,
-    /// Distinct sockets.
+    /// Flows: distinct (socket, remote end), as the report counts them (an unconnected socket has
+    /// a flow per peer).
     pub flows: u64,
 }
 
@@ -72,7 +73,10 @@ impl JournalReader {
             .connection()
             .prepare_cached(concat!(
                 "SELECT a.name, c.hostname, c.registrable_domain, c.name_source, c.country, c.asn, c.as_org,
-                     SUM(c.delta_payload_tx), SUM(c.delta_payload_rx), COUNT(DISTINCT c.cookie)
+                     SUM(c.delta_payload_tx), SUM(c.delta_payload_rx),
+                     COUNT(DISTINCT c.cookie || ' ' || COALESCE(c.remote_ip, '') || ' ' || CASE WHEN c.direction = ",
+                super::names::sql!(Direction::Inbound),
+                " THEN '' ELSE COALESCE(c.remote_port, '') END)
                  FROM connections c JOIN apps a ON a.id = c.app_id
                  WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND",
                 super::spans::id_window!("c.id", "?1", "?2"),

@@ -19,7 +19,7 @@ mod tests;
 
 use serde::Serialize;
 
-pub use config::{CONFIG_DOC, DeviceConfig, DeviceLocation};
+pub use config::{CONFIG_DOC, DeviceConfig, DeviceLocation, LocationError};
 pub use distance::{distance_km, great_circle_km};
 
 /// Kilometres a round trip can reach per millisecond (light in fibre: ~200 km/ms one way).

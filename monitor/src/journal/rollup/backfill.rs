@@ -241,8 +241,9 @@ struct EndpointWeek {
     /// (cookie, endpoint) already counted, for sockets with several records.
     counted: FastSet<(i64, EndpointId)>,
     services: FastMap<ServiceId, ServiceSums>,
-    /// (cookie, service) already counted, for sockets with several records.
-    counted_services: FastSet<(i64, ServiceId)>,
+    /// (cookie, remote address, remote port (-1: inbound), service) already counted, for sockets
+    /// with several records: a service's flows are its (socket, endpoint) pairs.
+    counted_services: FastSet<(i64, u32, Option<i64>, ServiceId)>,
     /// (app, remote address, host name) of named records.
     names: FastSet<(u32, u32, u32)>,
 }
@@ -328,7 +329,7 @@ fn endpoints(tx: &Transaction<'_>, weeks: &mut Weeks, from: i64) -> rusqlite::Re
                 asn.unwrap_or(-1),
                 s.req(row, 13)?,
             );
-            let first = !multiple || week_sums.counted_services.insert((cookie, sid));
+            let first = !multiple || week_sums.counted_services.insert((cookie, s.req(row, 3)?, row.get(4)?, sid));
             week_sums.services.entry(sid).or_default().add_record(payload, first);
         }
         if text(row, 3)?.is_none() {

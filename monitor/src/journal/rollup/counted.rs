@@ -6,7 +6,7 @@ use std::hash::Hash;
 use fastbloom::BloomFilter;
 use foldhash::HashSet;
 
-use super::fold::{EndpointId, ServiceId};
+use super::fold::{EndpointId, ServiceFlow};
 
 /// Bound of [`Counted`]'s exact sets. Their tables then have 8,192 slots: about 0.4 MiB of
 /// endpoint keys (48 bytes each) and 0.5 MiB of service keys (64 bytes); with the filter, about
@@ -38,7 +38,7 @@ pub(crate) const FILTER_KEYS: usize = 30_000;
 #[derive(Debug, Default)]
 pub(crate) struct Counted {
     pub(super) endpoints: HashSet<(u64, EndpointId)>,
-    pub(super) services: HashSet<(u64, ServiceId)>,
+    pub(super) services: HashSet<ServiceFlow>,
     pub(super) whole: HashSet<u64>,
     /// Every key remembered since it was last emptied (with `whole`). No false negatives: a
     /// key it does not contain was never remembered. `None` until the first key (a daemon that

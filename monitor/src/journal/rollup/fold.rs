@@ -39,6 +39,10 @@ pub(super) type EndpointId = (i64, StrId, IpAddr, i64, Protocol);
 /// Service of a record in its week: (week start, app, host name, registrable domain, name
 /// source, country, ASN, organisation), NULL stored as '' (text) and -1 (ASN); strings interned.
 pub(super) type ServiceId = (i64, StrId, StrId, StrId, &'static str, StrId, i64, StrId);
+/// A flow at a service: (cookie, endpoint, service), the endpoint's port [`INBOUND_PORT`] for an
+/// inbound flow (grouped by address, as endpoints are). A service's `flows` count these: an
+/// unconnected socket has one per peer, as the app's flows do.
+pub(super) type ServiceFlow = (u64, Option<(IpAddr, i64)>, ServiceId);
 /// (week start, app, remote address, host name) of a named record.
 type EndpointNameId = (i64, String, String, String);
 /// Residency key in its week: (week start, app, scope, country, asn, as_org, country_db, asn_db,
@@ -49,6 +53,7 @@ type ResidencyId = (i64, String, &'static str, String, i64, String, i64, i64, &'
 /// socket there. [`Fold::add_record`] remembers both as counted (the keys are small copies).
 pub(crate) struct Probed {
     cookie: u64,
+    end: Option<(IpAddr, i64)>,
     endpoint: Option<(EndpointId, bool)>,
     service: Option<(ServiceId, bool)>,
 }
@@ -68,7 +73,7 @@ impl Probed {
 #[derive(Debug, Default)]
 pub(crate) struct Unwritten {
     endpoints: Vec<(u64, EndpointId)>,
-    services: Vec<(u64, ServiceId)>,
+    services: Vec<ServiceFlow>,
 }
 
 impl Unwritten {
@@ -78,7 +83,7 @@ impl Unwritten {
             self.endpoints.push((probed.cookie, id));
         }
         if let Some((id, _)) = probed.service {
-            self.services.push((probed.cookie, id));
+            self.services.push((probed.cookie, probed.end, id));
         }
     }
 
@@ -137,7 +142,8 @@ impl Rollup {
 
     /// Call **before** inserting `pending` into `connections`: its endpoint and service in its
     /// week, each with whether no record of the same socket is there in that week yet (the
-    /// report's `flows` is `COUNT(DISTINCT cookie)` per endpoint or service and week;
+    /// report's `flows` is `COUNT(DISTINCT cookie)` per endpoint and week, and distinct (cookie,
+    /// remote end) per service and week;
     /// `connections_cookie` makes this cheap). Neither before the covered weeks; no endpoint
     /// without a remote address, no service for a listening socket.
     /// `unwritten`: the keys of earlier records of this flush not inserted yet (batched
@@ -157,7 +163,9 @@ impl Rollup {
             self.counted.whole_from_now(*cookie);
         }
         let whole = fresh || self.counted.whole.contains(cookie);
-        let mut probed = Probed { cookie: *cookie, endpoint: None, service: None };
+        let end =
+            remote.map(|r| (r.ip(), if *direction == Direction::Inbound { INBOUND_PORT } else { i64::from(r.port()) }));
+        let mut probed = Probed { cookie: *cookie, end, endpoint: None, service: None };
         let Some(week) = self.weeks.containing_ms(ms(*last_seen)).filter(|w| w.start >= self.covered_from) else {
             return Ok(probed);
         };
@@ -174,7 +182,7 @@ impl Rollup {
                 (country.unwrap_or_default(), asn.map_or(-1, i64::from), as_org.unwrap_or_default());
             let s = &mut self.strings;
             let id: ServiceId = (week.start, app_id, s.id(host), s.id(domain), source, s.id(country), asn, s.id(org));
-            let key = (*cookie, id);
+            let key: ServiceFlow = (*cookie, end, id);
             let seen = if fresh {
                 false
             } else if self.counted.services.contains(&key) {
@@ -186,14 +194,26 @@ impl Rollup {
             } else {
                 self.lookups += 1;
                 let app = &app.name;
-                tx.prepare_cached(
-                    concat!("SELECT EXISTS (SELECT 1 FROM connections c JOIN apps a ON a.id = c.app_id
-                         WHERE c.cookie = ?1 AND c.lookup IS NOT NULL AND c.time_ms >= ?2 AND c.time_ms < ?3 AND c.direction != ", crate::journal::names::sql!(Direction::Listen), "
+                // `connections_cookie` (cookie, remote_ip, remote_port, time_ms) narrows this to the
+                // flow's records in that week (inbound: at that address).
+                let (ip, port) = (end.map(|(ip, _)| ip.to_string()), end.map(|(_, port)| port));
+                tx.prepare_cached(concat!(
+                    "SELECT EXISTS (SELECT 1 FROM connections c JOIN apps a ON a.id = c.app_id
+                         WHERE c.cookie = ?1 AND c.remote_ip IS ?11 AND c.lookup IS NOT NULL
+                             AND (c.remote_port IS ?12 AND c.direction != ",
+                    crate::journal::names::sql!(Direction::Inbound),
+                    "
+                                 OR ?12 = ?13 AND c.direction = ",
+                    crate::journal::names::sql!(Direction::Inbound),
+                    ")
+                             AND c.time_ms >= ?2 AND c.time_ms < ?3 AND c.direction != ",
+                    crate::journal::names::sql!(Direction::Listen),
+                    "
                              AND a.name = ?4 AND coalesce(c.hostname, '') = ?5
                              AND coalesce(c.registrable_domain, '') = ?6 AND coalesce(c.name_source, '') = ?7
                              AND coalesce(c.country, '') = ?8 AND coalesce(c.asn, -1) = ?9
-                             AND coalesce(c.as_org, '') = ?10)"),
-                )?
+                             AND coalesce(c.as_org, '') = ?10)"
+                ))?
                 .query_row(
                     params![
                         cookie.cast_signed(),
@@ -205,12 +225,15 @@ impl Rollup {
                         source,
                         country,
                         asn,
-                        org
+                        org,
+                        ip,
+                        port,
+                        INBOUND_PORT
                     ],
                     |row| row.get(0),
                 )?
             };
-            probed.service = Some((key.1, !seen));
+            probed.service = Some((key.2, !seen));
         }
         let Some(remote) = remote else {
             return Ok(probed);
@@ -274,7 +297,7 @@ impl<'a> Fold<'a> {
     /// `answers`: the record's `country_answers` text, as written to `connections`.
     pub fn add_record(&mut self, rollup: &mut Rollup, probed: Probed, pending: &'a Pending, answers: Option<&str>) {
         let counted = &mut rollup.counted;
-        let Probed { cookie, endpoint, service } = probed;
+        let Probed { cookie, end, endpoint, service } = probed;
         let record = &pending.record;
         // The socket's last record: its keys need no remembering. Taken out of `whole`, so that a
         // record that still came later (a late event) asks the table, which has this one.
@@ -286,7 +309,7 @@ impl<'a> Fold<'a> {
         if let Some((id, first)) = service {
             self.services.entry(id).or_default().add_record(payload, first);
             if !last {
-                remember(counted, |c| &mut c.services, cookie, (cookie, id));
+                remember(counted, |c| &mut c.services, cookie, (cookie, end, id));
             }
         }
         let Some((id, first)) = endpoint else {

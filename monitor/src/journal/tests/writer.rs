@@ -424,17 +424,18 @@ fn an_unconnected_socket_counts_once_per_peer_across_flushes() {
     assert_eq!(int(&conn, "SELECT MAX(flows) FROM endpoint_week"), 1);
     assert_eq!(int(&conn, "SELECT SUM(payload_tx) FROM endpoint_week"), 30 * peers);
     assert_eq!(int(&conn, "SELECT COUNT(*) FROM service_week"), 1);
-    assert_eq!(int(&conn, "SELECT SUM(flows) FROM service_week"), 1, "one socket for the service");
+    assert_eq!(int(&conn, "SELECT SUM(flows) FROM service_week"), peers, "a flow per peer at the service");
 }
 
 /// A UDP server socket: one unconnected socket, more peers than the exact sets of the counting
-/// cache hold (16,384), one record each, in flushes of 1,000. The filter still knows every key of
-/// the socket, so no record needs a lookup in the table (before the filter, every record after
+/// cache hold (4,096), one record each, in flushes of 1,000. The filter still knows every key of
+/// the socket (an endpoint and a service flow per peer: 28,000 keys, below the test build's
+/// refill mark), so no record needs a lookup in the table (before the filter, every record after
 /// the sets emptied did); a peer that comes back (a second record at a known peer) is not a new
 /// flow there.
 #[test]
 fn a_udp_server_socket_with_more_peers_than_the_cache_needs_no_table_lookup() {
-    const PEERS: u64 = 20_000;
+    const PEERS: u64 = 14_000;
     let dir = tempdir();
     let mut w = writer_in(dir.path());
     let app = fixtures::app("udp-server");
@@ -452,15 +453,15 @@ fn a_udp_server_socket_with_more_peers_than_the_cache_needs_no_table_lookup() {
         }
     }
     assert_eq!(w.rollup_lookups(), 0, "a key the filter never saw is a new peer");
-    // Peers 3 and 19,000 again: their first records went in before and after the exact set of
-    // endpoints emptied. The set knows peer 19,000; peer 3 is in the filter only (as a key never
-    // added could be), so the table answers for it.
-    for p in [3, 19_000] {
+    // Peers 3 and 13,500 again: their first records went in before and after the exact sets
+    // emptied last. The sets know peer 13,500; peer 3 is in the filter only (as a key never
+    // added could be), so the table answers for its endpoint and its service flow.
+    for p in [3, 13_500] {
         let f = &mut peers[usize::try_from(p).expect("small")];
         w.append(&f.record(Close, at(T0 + 2), 5, 0), &app, Some(&us));
     }
     w.flush().expect("flush");
-    assert_eq!(w.rollup_lookups(), 1);
+    assert_eq!(w.rollup_lookups(), 2);
     let conn = raw(w.path());
     let peers = i64::try_from(PEERS).expect("small");
     assert_eq!(int(&conn, "SELECT COUNT(*) FROM connections"), peers + 2);
@@ -468,11 +469,12 @@ fn a_udp_server_socket_with_more_peers_than_the_cache_needs_no_table_lookup() {
     assert_eq!(int(&conn, "SELECT SUM(flows) FROM endpoint_week"), peers, "one flow per peer");
     assert_eq!(int(&conn, "SELECT MAX(flows) FROM endpoint_week"), 1);
     assert_eq!(int(&conn, "SELECT SUM(payload_tx) FROM endpoint_week"), 10 * peers + 10);
-    assert_eq!(int(&conn, "SELECT SUM(flows) FROM service_week"), 1, "one socket for the service");
+    assert_eq!(int(&conn, "SELECT SUM(flows) FROM service_week"), peers, "a flow per peer at the service");
 }
 
-/// Past the filter's refill mark (30,000 distinct keys in tests), the socket leaves `whole`: its
-/// later peers are looked up in the table, and every count stays exact.
+/// Past the filter's refill mark (30,000 distinct keys in tests: an endpoint and a service flow
+/// per peer), the socket leaves `whole`: its later peers' two keys are looked up in the table,
+/// and every count stays exact.
 #[test]
 fn a_filter_refill_sends_the_socket_to_the_table_and_counts_stay_exact() {
     const PEERS: u64 = 40_000;
@@ -491,12 +493,13 @@ fn a_filter_refill_sends_the_socket_to_the_table_and_counts_stay_exact() {
     w.flush().expect("flush");
     let filled = crate::journal::rollup::FILTER_KEYS_IN_TESTS as u64;
     let lookups = w.rollup_lookups();
-    assert!((PEERS - filled..PEERS - filled + 3).contains(&lookups), "{lookups} lookups");
+    let after = 2 * (PEERS - filled / 2);
+    assert!((after - 4..=after + 2).contains(&lookups), "{lookups} lookups");
     let conn = raw(w.path());
     let peers = i64::try_from(PEERS).expect("small");
     assert_eq!(int(&conn, "SELECT COUNT(*) FROM endpoint_week"), peers);
     assert_eq!(int(&conn, "SELECT SUM(flows) FROM endpoint_week"), peers, "one flow per peer");
-    assert_eq!(int(&conn, "SELECT SUM(flows) FROM service_week"), 1, "one socket for the service");
+    assert_eq!(int(&conn, "SELECT SUM(flows) FROM service_week"), peers, "a flow per peer at the service");
 }
 
 /// Short connections: one `close` record per socket, kept out of the counting cache (it is each

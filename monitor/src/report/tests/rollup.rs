@@ -307,3 +307,52 @@ fn rollups_rebuilt_for_another_time_zone_give_the_fine_tables_report() {
     }
     assert!(from_rollups >= 6, "weeks after the rebuild are read from the rollups ({from_rollups})");
 }
+
+/// One unconnected socket with three peers (two ports at one address) in one country, the first
+/// peer with two records: "by service" counts three flows, one per peer as the app's flows do,
+/// from the records and from the rollups alike, and the figure check finds them equal. It counted
+/// the socket once (an adversarial pass: by-service flows 1 where the app had 3).
+#[test]
+fn the_peers_of_a_socket_are_flows_of_their_service() {
+    let dir = tempdir();
+    let mut w = writer(dir.path(), NY);
+    let us = fixtures::public(Some("US"), Some(7018), Some("AT&T"));
+    let t = W + DAY;
+    for (i, peer) in ["203.0.113.1:443", "203.0.113.2:443", "203.0.113.2:444"].into_iter().enumerate() {
+        let t = t + i64::try_from(i).expect("small");
+        let mut flow = Flow::new(77, peer, at(t));
+        flow.direction = Direction::Unconnected;
+        let kinds: &[RecordKind] = if i == 0 { &[RecordKind::Update, RecordKind::Close] } else { &[RecordKind::Close] };
+        for (n, kind) in kinds.iter().enumerate() {
+            let mut record = flow.record(*kind, at(t + i64::try_from(n).expect("small")), 100, 200);
+            record.protocol = Protocol::Udp;
+            w.append(&record, &fixtures::app("quic"), Some(&us));
+            w.flush().expect("flush");
+        }
+    }
+    drop(w);
+    let v = crate::journal::verify_chain(&dir.path().join("journal.db")).expect("verify");
+    assert!(v.problems.is_empty() && v.figures.weeks >= 1, "{:?} {:?}", v.problems, v.figures);
+    let reader = JournalReader::open(&dir.path().join("journal.db")).expect("reader");
+    let week = Period::iso_week("2026-W47", &ny()).expect("week");
+    let range = crate::journal::TimeRange { since: week.since, until: week.until };
+    let fine = reader.services(range, None, None).expect("services from the records");
+    let rolled = reader.services_week(week.since, None).expect("services from the rollup");
+    assert_eq!(fine.iter().map(|s| s.flows).collect::<Vec<_>>(), [3], "{fine:#?}");
+    assert_eq!(rolled.iter().map(|s| s.flows).collect::<Vec<_>>(), [3], "{rolled:#?}");
+    drop(reader);
+
+    // A journal of schema 17 counted the socket once: its writer's next open, migrating it,
+    // rebuilds the rollups, and the check finds them equal to the records again.
+    let path = dir.path().join("journal.db");
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    conn.execute("UPDATE service_week SET flows = 1", []).expect("the old count");
+    conn.pragma_update(None, "user_version", crate::journal::SCHEMA_VERSION - 1).expect("version");
+    drop(conn);
+    assert!(!crate::journal::verify_chain(&path).expect("verify").problems.is_empty(), "the old count differs");
+    drop(writer(dir.path(), NY));
+    let v = crate::journal::verify_chain(&path).expect("verify");
+    assert!(v.problems.is_empty(), "rebuilt at the migration: {:?}", v.problems);
+    let rolled = JournalReader::open(&path).expect("reader").services_week(week.since, None).expect("rollup");
+    assert_eq!(rolled.iter().map(|s| s.flows).collect::<Vec<_>>(), [3], "{rolled:#?}");
+}
