@@ -274,7 +274,7 @@ impl Tracker {
                 if let Some(flow) = self.flows.get_mut(&key) {
                     flow.set_without_file(false);
                 }
-                self.released(key, out);
+                self.released(key, ev.ts_ns, out);
             }
             // A UDP socket's peer changed: its connected flow ends here (the kernel counts the
             // socket per peer from now on, from zero); the owner resolved for it stays known.
@@ -353,7 +353,8 @@ impl Tracker {
         }
     }
 
-    fn released(&mut self, key: FlowKey, out: &mut Vec<FlowRecord>) {
+    /// Socket `key` was released at `at_ns`.
+    fn released(&mut self, key: FlowKey, at_ns: u64, out: &mut Vec<FlowRecord>) {
         let changed = self.changed.remove(&key.cookie);
         if !self.peers.contains_key(&key.cookie) {
             // Counted per peer but no peer flow (the kernel reports every peer before `Release`):
@@ -365,8 +366,19 @@ impl Tracker {
             }
         }
         if let Some(peers) = self.peers.remove(&key.cookie) {
+            let end = self.clock.wall(at_ns);
             for peer in peers {
+                let before = out.len();
                 self.finish(peer, RecordKind::Close, true, out);
+                // A peer whose slot was flushed earlier (its last datagram long before) ended with
+                // its socket: `closed` is the release, `last_seen` its last datagram (an
+                // adversarial pass: such peers read closed seconds before their socket closed).
+                if out.len() > before
+                    && let Some(r) = out.last_mut()
+                    && r.closed.is_some_and(|c| c < end)
+                {
+                    r.closed = Some(end);
+                }
             }
             // The socket itself only contains its peers: its own record would count them twice.
             self.flows.remove(&key);

@@ -55,6 +55,35 @@ fn round_robin_over_more_peers_than_slots_gives_one_record_per_peer() {
     assert_eq!((t.stats().open_flows, t.stats().closed_flows, t.stats().split_peer_flows), (0, 9, 0));
 }
 
+/// A peer whose slot was flushed (evicted at 2 s), parked until its socket's release (3 s): its
+/// `close` record says it ended with the socket, while `last_seen` stays its last datagram (an
+/// adversarial pass: `closed` read the flush time, seconds before the socket closed). A peer
+/// still in its slot at the release ends then too.
+#[test]
+fn a_flushed_peer_closes_with_its_socket() {
+    let mut t = tracker();
+    let mut out = Vec::new();
+    let (k, e) = peer_event(EventKind::PeerEvicted, 1, [10, 0, 1, 1], 700);
+    t.handle(k, &e, &mut out);
+    let (k, mut e) = peer_event(EventKind::PeerClosed, 2, [10, 0, 1, 2], 300);
+    e.ts_ns = 3 * SEC;
+    t.handle(k, &e, &mut out);
+    assert!(out.is_empty(), "{out:#?}");
+    let (k, e) = udp_release(7);
+    t.handle(k, &e, &mut out);
+    assert_eq!(out.len(), 2, "{out:#?}");
+    let release = out[1].closed.expect("closed");
+    for r in &out {
+        assert_eq!(r.closed, Some(release), "{r:#?}");
+    }
+    let flushed = out.iter().find(|r| r.payload.tx_bytes == 700).expect("the flushed peer");
+    assert_eq!(
+        release.duration_since(flushed.last_seen).as_secs(),
+        1,
+        "last_seen stays its last datagram: {flushed:#?}"
+    );
+}
+
 #[test]
 fn peer_flows_over_the_per_socket_cap_close_at_eviction_and_are_counted() {
     let mut t = tracker();
