@@ -82,8 +82,9 @@ pub(super) fn completeness(
         notes.push(format!(
             "{started}was not running for about {} of this period: traffic then is not counted (measured \
              from each run's stop, or for a run killed from its last journal flush; a run killed also loses \
-             what it had not written yet, and a run counts only from when its programs attach, shortly \
-             after its start)",
+             what it had not written yet: its records since that flush, and its statistics (lost events, \
+             unattributed bytes) since its last snapshot, up to `tracker.stats_interval_secs`; a run counts \
+             only from when its programs attach, shortly after its start)",
             span_ms(gaps.unwatched_ms)
         ));
     }
