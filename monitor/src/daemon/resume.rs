@@ -7,7 +7,13 @@
 //! connection then listed under its client's port, a second endpoint, "new"), and a socket handed
 //! on to another process was charged to it from the restart on.
 
-use std::{net::SocketAddr, num::NonZeroUsize, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    net::SocketAddr,
+    num::NonZeroUsize,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use log::debug;
 use lru::LruCache;
@@ -19,7 +25,7 @@ use crate::{
     journal::{Earlier, JournalWriter},
     tracker::{
         FlowRecord,
-        record::{Direction, OwnerSource, RecordKind},
+        record::{Direction, OwnerSource, Payload, PayloadSources, RecordKind, Wire},
     },
 };
 
@@ -27,14 +33,33 @@ use crate::{
 /// unknown in the tracker), and such sockets are few.
 const CACHED: NonZeroUsize = NonZeroUsize::new(4096).expect("non-zero");
 
+/// How long after the first peer `close` of a socket older than the run its other peers'
+/// closes are waited for (they come together, at its release, in one or two hand-offs).
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// Sockets older than the run being released at once that are followed ([`Resume::ending`]).
+const ENDING: usize = 4096;
+
 /// The journal's answers per flow: socket cookie and remote end.
 pub struct Resume {
     known: LruCache<(u64, Option<SocketAddr>), Option<Earlier>>,
+    /// Sockets older than this run counted per peer whose peers are closing (their release),
+    /// with the remote ends this run closed and the first close (a template for the others).
+    ending: HashMap<u64, Ending>,
+    /// Sockets whose earlier peers were closed already.
+    ended: LruCache<u64, ()>,
+}
+
+/// A socket older than the run whose peers are closing.
+struct Ending {
+    since: Instant,
+    first: FlowRecord,
+    closed: HashSet<Option<SocketAddr>>,
 }
 
 impl Default for Resume {
     fn default() -> Self {
-        Self { known: LruCache::new(CACHED) }
+        Self { known: LruCache::new(CACHED), ending: HashMap::new(), ended: LruCache::new(CACHED) }
     }
 }
 
@@ -55,6 +80,7 @@ impl Resume {
             return None;
         }
         let key = (record.cookie, record.remote);
+        self.note_ending(record);
         if !self.known.contains(&key) {
             let boot_ms = clock.wall(0).as_millisecond();
             let found = journal.earlier(key.0, key.1, boot_ms).unwrap_or_else(|e| {
@@ -93,6 +119,72 @@ impl Resume {
         }
         record.owner = owner;
         Some(app)
+    }
+
+    /// Follows a peer's `close` of a socket older than the run: its socket is being released.
+    fn note_ending(&mut self, record: &FlowRecord) {
+        if record.event != RecordKind::Close || !record.of_one_peer() || self.ended.contains(&record.cookie) {
+            return;
+        }
+        if !self.ending.contains_key(&record.cookie) && self.ending.len() >= ENDING {
+            return;
+        }
+        let ending = self.ending.entry(record.cookie).or_insert_with(|| Ending {
+            since: Instant::now(),
+            first: record.clone(),
+            closed: HashSet::new(),
+        });
+        ending.closed.insert(record.remote);
+    }
+
+    /// The `close` records of the peers an earlier run journaled of a socket older than this run
+    /// that this run saw released (its peers closed a second ago or more) and that this run did
+    /// not close itself: peers that did not talk again after the restart (an adversarial pass:
+    /// they never got a `close`, their flows ending on the earlier run's `shutdown`). Each closes
+    /// with the socket, without bytes (what it moved is in the earlier run's records); the sink
+    /// writes them as it writes the others, so they continue their flows ([`Self::apply`]).
+    /// At the sink's end (`all`), every socket followed is due.
+    pub fn closes_due(&mut self, journal: &JournalWriter, clock: Clock, all: bool) -> Vec<FlowRecord> {
+        if self.ending.is_empty() {
+            return Vec::new();
+        }
+        let due: Vec<u64> =
+            self.ending.iter().filter(|(_, e)| all || e.since.elapsed() >= SETTLE).map(|(c, _)| *c).collect();
+        let mut closes = Vec::new();
+        for cookie in due {
+            let Some(ending) = self.ending.remove(&cookie) else { continue };
+            self.ended.put(cookie, ());
+            let boot_ms = clock.wall(0).as_millisecond();
+            let flows = match journal.earlier_flows(cookie, boot_ms) {
+                Ok(flows) => flows,
+                Err(e) => {
+                    debug!("earlier flows of cookie {cookie}: {}", chain(&e));
+                    continue;
+                }
+            };
+            for flow in flows {
+                if ending.closed.contains(&Some(flow.remote)) {
+                    continue;
+                }
+                let mut close = ending.first.clone();
+                close.remote = Some(flow.remote);
+                close.protocol = flow.protocol;
+                close.direction = flow.direction;
+                if !close.of_one_peer() {
+                    continue; // a connected flow of the socket, ended by its peer change
+                }
+                close.payload = Payload::default();
+                close.delta_payload = Payload::default();
+                close.wire = Wire::default();
+                close.delta_wire = Wire::default();
+                close.payload_sources = PayloadSources::default();
+                close.rtt = None;
+                close.first_seen = close.closed.unwrap_or(close.last_seen);
+                close.complete = true;
+                closes.push(close);
+            }
+        }
+        closes
     }
 }
 
@@ -270,5 +362,53 @@ mod tests {
         r.direction = Direction::Outbound;
         assert!(Resume::default().apply(&mut r, &w, booted_at(0)).is_none());
         assert!(!r.resumed);
+    }
+
+    /// An unconnected socket open across a restart, released in the new run: its peers that did
+    /// not talk again (A2, A3) get their `close` with it, without bytes, continuing their flows;
+    /// the peer that talked again (A1) and the new one (B) have theirs from the tracker, and the
+    /// socket's connected flow before it turned to peers (C, `outbound`) is no peer. Once only.
+    #[test]
+    fn the_earlier_runs_peers_close_with_their_socket() {
+        let dir = tempdir();
+        let mut w = writer_in(dir.path());
+        let app = fixtures::app("quic");
+        for (remote, direction) in [
+            ("192.0.2.1:443", Direction::Unconnected),
+            ("192.0.2.2:443", Direction::Unconnected),
+            ("192.0.2.3:443", Direction::Inbound),
+            ("192.0.2.9:443", Direction::Outbound),
+        ] {
+            let mut before = Flow::new(7, remote, at(1_794_787_200));
+            before.direction = direction;
+            let mut r = before.record(RecordKind::Shutdown, at(1_794_787_260), 100, 200);
+            r.protocol = crate::tracker::record::Protocol::Udp;
+            w.append(&r, &app, None);
+        }
+        w.flush().expect("flush");
+        drop(w);
+        let w = writer_restarted(dir.path(), 1_794_787_280);
+        let mut resume = Resume::default();
+        for remote in ["192.0.2.1:443", "192.0.2.4:443"] {
+            let mut r = later(7, remote, Direction::Unconnected, RecordKind::Close, 1_794_787_300);
+            r.protocol = crate::tracker::record::Protocol::Udp;
+            resume.apply(&mut r, &w, booted_at(0));
+        }
+        assert!(resume.closes_due(&w, booted_at(0), false).is_empty(), "the release's other closes may follow");
+        let mut closes = resume.closes_due(&w, booted_at(0), true);
+        closes.sort_by_key(|r| r.remote);
+        let remotes: Vec<String> = closes.iter().filter_map(|r| r.remote).map(|a| a.to_string()).collect();
+        assert_eq!(remotes, ["192.0.2.2:443", "192.0.2.3:443"]);
+        for mut r in closes {
+            assert_eq!((r.event, r.delta_payload.tx_bytes, r.delta_wire.rx_bytes), (RecordKind::Close, 0, 0));
+            resume.apply(&mut r, &w, booted_at(0));
+            assert!(r.resumed && !r.is_first(), "it continues the earlier flow: {r:#?}");
+            assert_eq!(r.first_seen, at(1_794_787_200));
+            assert_eq!(r.closed, Some(at(1_794_787_310)), "closed with its socket");
+        }
+        assert!(resume.closes_due(&w, booted_at(0), true).is_empty(), "once");
+        let mut r = later(7, "192.0.2.5:443", Direction::Unconnected, RecordKind::Close, 1_794_787_300);
+        resume.apply(&mut r, &w, booted_at(0));
+        assert!(resume.closes_due(&w, booted_at(0), true).is_empty(), "its own closes start nothing again");
     }
 }

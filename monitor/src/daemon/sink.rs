@@ -185,12 +185,16 @@ impl Sink {
                     );
                     self.emit(Output::Stats(stats));
                 }
-                SinkMsg::Tick => self.tick(&mut timers),
+                SinkMsg::Tick => {
+                    self.close_earlier_peers(command.as_ref(), false);
+                    self.tick(&mut timers);
+                }
                 SinkMsg::Reload => self.reload(),
                 SinkMsg::Final => final_part = true,
             }
             self.send_outputs();
         }
+        self.close_earlier_peers(command.as_ref(), true);
         if dropped > 0 {
             warn!(
                 "shutdown: {dropped} flow records still queued at the shutdown limit ({} s) were not written to the \
@@ -258,6 +262,15 @@ impl Sink {
         }
         if self.print_flows {
             self.emit(Output::Flow(Box::new(FlowOutput { record, app, destination, names })));
+        }
+    }
+
+    /// Writes the `close` records of the peers an earlier run journaled of sockets older than
+    /// this run that were released a second ago or more (`all`: every one followed), which this
+    /// run did not close itself ([`super::resume::Resume::closes_due`]).
+    fn close_earlier_peers(&mut self, command: Option<&AlertCommand>, all: bool) {
+        for close in self.resume.closes_due(&self.journal, self.clock, all) {
+            self.record(close, command);
         }
     }
 

@@ -97,7 +97,7 @@ pub use flows::{FlowApps, FlowRow};
 pub use names::SCOPE_UNENRICHED;
 pub use narrow::EndpointKey;
 pub use reader::JournalReader;
-pub use resume::Earlier;
+pub use resume::{Earlier, EarlierFlow};
 pub use rollup::{AppEndpoints, DestinationRow, NAMES_ROLLUP_SCHEMA, QUARTER, RollupState};
 pub use rows::{DaemonState, DatabaseRow, EndpointRow, LossTotals, ResidencyRow, RowCounts, StatsTotals, TimeRange};
 pub use runs::RunGaps;

@@ -11,7 +11,7 @@ use rusqlite::{OptionalExtension as _, params};
 use super::{Error, JournalWriter, names};
 use crate::{
     identity::App,
-    tracker::record::{Direction, Owner},
+    tracker::record::{Direction, Owner, Protocol},
 };
 
 /// What an earlier run journaled of a socket: the flow continues it.
@@ -79,6 +79,69 @@ impl JournalWriter {
             .map_err(read)?;
         let direction = text.map(|t| names::parse(0, &t)).transpose().map_err(read)?.unwrap_or(Direction::Unknown);
         Ok(Some(Earlier { direction, owner: Some(owner), first_seen }))
+    }
+}
+
+/// One flow of a socket that earlier runs journaled: its remote end, direction and protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EarlierFlow {
+    /// The remote end.
+    pub remote: SocketAddr,
+    /// The direction its indexed record says.
+    pub direction: Direction,
+    /// Its protocol.
+    pub protocol: Protocol,
+}
+
+impl JournalWriter {
+    /// The flows of socket `cookie` (one per remote end) that earlier runs journaled since
+    /// `since_ms` (the boot) and before this run's start, found through `connections_cookie` as
+    /// [`Self::earlier`] finds them (every flow's first record of each week is there).
+    ///
+    /// # Errors
+    /// When the query fails, or a stored value is not one this build knows (an address that
+    /// does not parse is a corrupt journal).
+    pub fn earlier_flows(&self, cookie: u64, since_ms: i64) -> Result<Vec<EarlierFlow>, Error> {
+        let read = |source| Error::read(self.path(), source);
+        let run_ms = self.run.started_at.as_millisecond();
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT r.remote_ip, r.remote_port, s.direction, s.protocol
+                 FROM connection_rows r JOIN connection_shapes s ON s.id = r.shape_id
+                 WHERE r.cookie = ?1 AND r.lookup IS NOT NULL AND r.time_ms >= ?2 AND r.time_ms < ?3
+                     AND r.remote_ip IS NOT NULL
+                 ORDER BY r.time_ms",
+            )
+            .map_err(read)?;
+        let rows = stmt
+            .query_map(params![cookie.cast_signed(), since_ms, run_ms], |row| {
+                let ip: String = row.get(0)?;
+                let ip: std::net::IpAddr = ip.parse().map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+                })?;
+                Ok(EarlierFlow {
+                    remote: SocketAddr::new(ip, row.get(1)?),
+                    direction: names::parse(2, &row.get::<_, String>(2)?)?,
+                    protocol: names::parse(3, &row.get::<_, String>(3)?)?,
+                })
+            })
+            .map_err(read)?;
+        let mut flows: Vec<EarlierFlow> = Vec::new();
+        let mut at: std::collections::HashMap<SocketAddr, usize> = std::collections::HashMap::new();
+        for flow in rows {
+            let flow = flow.map_err(read)?;
+            // The latest record's direction of each remote end (a known direction over `unknown`).
+            match at.get(&flow.remote).and_then(|&i| flows.get_mut(i)) {
+                Some(f) if flow.direction != Direction::Unknown => *f = flow,
+                Some(_) => {}
+                None => {
+                    at.insert(flow.remote, flows.len());
+                    flows.push(flow);
+                }
+            }
+        }
+        Ok(flows)
     }
 }
 

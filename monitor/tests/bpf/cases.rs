@@ -142,6 +142,10 @@ pub fn all() -> Vec<Case> {
             crate::durability::idle_tcp_listener_is_journaled_before_a_kill,
         ),
         (
+            "earlier_peers_of_a_socket_released_after_a_restart_close_with_it",
+            crate::durability::earlier_peers_of_a_socket_released_after_a_restart_close_with_it,
+        ),
+        (
             "udp_socket_whose_announce_was_lost_is_announced_again",
             crate::durability::udp_socket_whose_announce_was_lost_is_announced_again,
         ),

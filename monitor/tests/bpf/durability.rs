@@ -230,6 +230,62 @@ pub fn udp_socket_whose_announce_was_lost_is_announced_again() {
     }
 }
 
+/// An unconnected UDP socket open across a restart: two peers before it (A), one after it (B),
+/// the socket closed under the new run. The A peers did not talk again, so the new run knew
+/// nothing of them, but it saw the socket's release: each gets its `close` with it (no bytes:
+/// what they moved is in the first run's records), so every peer of the socket has exactly one
+/// `close` record in the journal and its exact bytes. An adversarial pass: the A peers' flows
+/// ended on the first run's `shutdown` and never closed.
+pub fn earlier_peers_of_a_socket_released_after_a_restart_close_with_it() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let (dests, echo) = udp_echoes(&pair, 3, 5320, 5);
+    let config = "[probe]\nupdate_interval_secs = 1\n";
+    let first = Monitor::start(&cg.path, config);
+    let mut args = vec![s(700), s(5)];
+    args.extend(dests.iter().map(s));
+    let place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None };
+    let mut client = spawn("udp-unconnected-later", &args, place);
+    let port = client.line()["local_port"].as_u64().unwrap();
+    thread::sleep(Duration::from_millis(1500));
+    let before = first.stop();
+    let second = Monitor::start_in(&cg.path, before.dir, config);
+    client.send("again");
+    let line = client.line();
+    client.send("exit");
+    client.finish();
+    echo.finish();
+    thread::sleep(Duration::from_millis(300));
+    let out = second.stop();
+    let db = Connection::open_with_flags(out.dir.path().join("journal.db"), OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    for d in &dests {
+        let closes: i64 = db
+            .query_row(
+                "SELECT COUNT(*) FROM connections WHERE local_port = ?1 AND remote_ip = ?2 AND remote_port = ?3
+                     AND event = 'close'",
+                rusqlite::params![port, d.ip().to_string(), d.port()],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(closes, 1, "one close record of peer {d}");
+        let truth = &line["peers"][d.to_string()];
+        assert_eq!(
+            journaled_payload(&db, port, *d),
+            (truth["tx"].as_i64().unwrap(), truth["rx"].as_i64().unwrap()),
+            "journaled bytes of peer {d}"
+        );
+    }
+    let resumed: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM connections WHERE local_port = ?1 AND event = 'close' AND remote_ip IN (?2, ?3)
+                 AND delta_payload_tx = 0 AND first_seen_ms < time_ms",
+            rusqlite::params![port, dests[0].ip().to_string(), dests[1].ip().to_string()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(resumed, 2, "the earlier peers close with the socket, continuing their flows");
+}
+
 /// `n` UDP echo addresses on `port` in the pair's second namespace (echoing `count` datagrams
 /// each), served by one ready helper.
 fn udp_echoes(pair: &Pair, n: usize, port: u16, count: usize) -> (Vec<SocketAddr>, Helper) {
