@@ -200,6 +200,24 @@ mod tests {
     }
 
     #[test]
+    fn every_map_the_common_crate_names_is_checked() {
+        // A new map name (a top-level `&str` constant of `monitor_common::maps` that is no
+        // global) must be added to `MAPS` (and so be checked at start-up).
+        let source = include_str!("../../../monitor-common/src/maps.rs");
+        let top = source.split("pub mod programs").next().unwrap_or_default();
+        let mut named: Vec<&str> = top
+            .lines()
+            .filter_map(|l| l.strip_prefix("pub const "))
+            .filter(|l| !l.starts_with("GLOBAL_") && l.contains(": &str ="))
+            .filter_map(|l| l.split('"').nth(1))
+            .collect();
+        named.sort_unstable();
+        let mut checked: Vec<&str> = MAPS.iter().map(|(name, _)| *name).collect();
+        checked.sort_unstable();
+        assert_eq!(named, checked);
+    }
+
+    #[test]
     fn a_missing_program_is_a_hard_error_naming_it() {
         for (name, _) in PROGRAMS {
             let mut object = parsed();
