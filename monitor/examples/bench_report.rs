@@ -185,6 +185,7 @@ fn generate(path: PathBuf, records: u64) -> anyhow::Result<()> {
             complete: true,
             rtt: (r % 5 != 0).then(|| Rtt { min_us: 500 + (d % 200) as u32 * 1000, smoothed_us: 300_000 }),
             final_of_socket: false,
+            release: Default::default(),
             resumed: false,
         };
         writer.append_named(&record, app, Some(&dests[d as usize]), &names[d as usize]);

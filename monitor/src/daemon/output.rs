@@ -56,6 +56,7 @@ impl FlowOutput {
             complete,
             rtt,
             final_of_socket: _,
+            release: _,
             resumed,
         } = &self.record;
         s.serialize_field("event", event)?;

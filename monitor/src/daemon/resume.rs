@@ -12,10 +12,9 @@ use std::{
     net::SocketAddr,
     num::NonZeroUsize,
     sync::Arc,
-    time::{Duration, Instant},
 };
 
-use log::debug;
+use log::{debug, warn};
 use lru::LruCache;
 
 use crate::{
@@ -25,7 +24,7 @@ use crate::{
     journal::{Earlier, JournalWriter},
     tracker::{
         FlowRecord,
-        record::{Direction, OwnerSource, Payload, PayloadSources, RecordKind, Wire},
+        record::{Direction, OwnerSource, Payload, PayloadSources, RecordKind, Release, Wire},
     },
 };
 
@@ -33,33 +32,31 @@ use crate::{
 /// unknown in the tracker), and such sockets are few.
 const CACHED: NonZeroUsize = NonZeroUsize::new(4096).expect("non-zero");
 
-/// How long after the first peer `close` of a socket older than the run its other peers'
-/// closes are waited for (they come together, at its release, in one or two hand-offs).
-const SETTLE: Duration = Duration::from_secs(1);
-
-/// Sockets older than the run being released at once that are followed ([`Resume::ending`]).
-const ENDING: usize = 4096;
+/// Sockets older than the run whose release is being followed at once ([`Resume::ending`]):
+/// a release's peer closes come together, so this holds one or two.
+const ENDING: usize = 64;
 
 /// The journal's answers per flow: socket cookie and remote end.
 pub struct Resume {
     known: LruCache<(u64, Option<SocketAddr>), Option<Earlier>>,
-    /// Sockets older than this run counted per peer whose peers are closing (their release),
+    /// Sockets older than this run counted per peer whose peers are closing with their release,
     /// with the remote ends this run closed and the first close (a template for the others).
     ending: HashMap<u64, Ending>,
-    /// Sockets whose earlier peers were closed already.
-    ended: LruCache<u64, ()>,
+    /// Sockets whose release's last peer close came: their earlier peers are due.
+    due: Vec<u64>,
+    /// Sockets skipped because [`ENDING`] were followed (said once).
+    skipped: bool,
 }
 
-/// A socket older than the run whose peers are closing.
+/// A socket older than the run whose peers are closing with its release.
 struct Ending {
-    since: Instant,
     first: FlowRecord,
     closed: HashSet<Option<SocketAddr>>,
 }
 
 impl Default for Resume {
     fn default() -> Self {
-        Self { known: LruCache::new(CACHED), ending: HashMap::new(), ended: LruCache::new(CACHED) }
+        Self { known: LruCache::new(CACHED), ending: HashMap::new(), due: Vec::new(), skipped: false }
     }
 }
 
@@ -121,51 +118,63 @@ impl Resume {
         Some(app)
     }
 
-    /// Follows a peer's `close` of a socket older than the run: its socket is being released.
+    /// Follows a peer's `close` at the release of a socket older than the run
+    /// ([`FlowRecord::release`]); the last one makes the socket's earlier peers due.
     fn note_ending(&mut self, record: &FlowRecord) {
-        if record.event != RecordKind::Close || !record.of_one_peer() || self.ended.contains(&record.cookie) {
+        if record.release == Release::No {
             return;
         }
         if !self.ending.contains_key(&record.cookie) && self.ending.len() >= ENDING {
+            if !self.skipped {
+                self.skipped = true;
+                warn!(
+                    "more than {ENDING} sockets older than this run released at once: the peers an earlier run \
+                     journaled of the others keep their flows open in the journal"
+                );
+            }
             return;
         }
-        let ending = self.ending.entry(record.cookie).or_insert_with(|| Ending {
-            since: Instant::now(),
-            first: record.clone(),
-            closed: HashSet::new(),
-        });
+        let ending = self
+            .ending
+            .entry(record.cookie)
+            .or_insert_with(|| Ending { first: record.clone(), closed: HashSet::new() });
         ending.closed.insert(record.remote);
+        if record.release == Release::LastPeer {
+            self.due.push(record.cookie);
+        }
+    }
+
+    /// Whether a released socket's earlier peers are due ([`Self::closes_due`]).
+    #[must_use]
+    pub fn closes_are_due(&self) -> bool {
+        !self.due.is_empty()
     }
 
     /// The `close` records of the peers an earlier run journaled of a socket older than this run
-    /// that this run saw released (its peers closed a second ago or more) and that this run did
-    /// not close itself: peers that did not talk again after the restart (an adversarial pass:
-    /// they never got a `close`, their flows ending on the earlier run's `shutdown`). Each closes
-    /// with the socket, without bytes (what it moved is in the earlier run's records); the sink
-    /// writes them as it writes the others, so they continue their flows ([`Self::apply`]).
-    /// At the sink's end (`all`), every socket followed is due.
+    /// that this run saw released (all its peer closes came: [`FlowRecord::release`]) and that
+    /// this run did not close itself: peers that did not talk again after the restart (an
+    /// adversarial pass: they never got a `close`, their flows ending on the earlier run's
+    /// `shutdown`). Each closes with the socket (dated at its release), without bytes: what it
+    /// moved is in the earlier run's records, which it continues (`resumed`, their
+    /// `first_seen`). A flow an earlier run closed, or one the journal cannot answer for, gets
+    /// none. `all` (the sink's end): sockets whose last peer close was not seen too.
     pub fn closes_due(&mut self, journal: &JournalWriter, clock: Clock, all: bool) -> Vec<FlowRecord> {
-        if self.ending.is_empty() {
-            return Vec::new();
+        let mut due = std::mem::take(&mut self.due);
+        if all {
+            due.extend(self.ending.keys().copied());
         }
-        let due: Vec<u64> =
-            self.ending.iter().filter(|(_, e)| all || e.since.elapsed() >= SETTLE).map(|(c, _)| *c).collect();
+        let boot_ms = clock.wall(0).as_millisecond();
         let mut closes = Vec::new();
         for cookie in due {
             let Some(ending) = self.ending.remove(&cookie) else { continue };
-            self.ended.put(cookie, ());
-            let boot_ms = clock.wall(0).as_millisecond();
             let flows = match journal.earlier_flows(cookie, boot_ms) {
                 Ok(flows) => flows,
                 Err(e) => {
-                    debug!("earlier flows of cookie {cookie}: {}", chain(&e));
+                    warn!("cannot read the earlier flows of a released socket (cookie {cookie}): {}", chain(&e));
                     continue;
                 }
             };
-            for flow in flows {
-                if ending.closed.contains(&Some(flow.remote)) {
-                    continue;
-                }
+            for flow in flows.into_iter().filter(|f| !f.closed && !ending.closed.contains(&Some(f.remote))) {
                 let mut close = ending.first.clone();
                 close.remote = Some(flow.remote);
                 close.protocol = flow.protocol;
@@ -173,13 +182,25 @@ impl Resume {
                 if !close.of_one_peer() {
                     continue; // a connected flow of the socket, ended by its peer change
                 }
+                let key = (cookie, close.remote);
+                let earlier = match journal.earlier(cookie, close.remote, boot_ms) {
+                    Ok(Some(earlier)) => earlier,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        debug!("earlier record of cookie {cookie}: {}", chain(&e));
+                        continue;
+                    }
+                };
+                close.first_seen = earlier.first_seen;
+                self.known.put(key, Some(earlier));
+                close.release = Release::No;
                 close.payload = Payload::default();
                 close.delta_payload = Payload::default();
                 close.wire = Wire::default();
                 close.delta_wire = Wire::default();
                 close.payload_sources = PayloadSources::default();
                 close.rtt = None;
-                close.first_seen = close.closed.unwrap_or(close.last_seen);
+                close.last_seen = close.closed.unwrap_or(close.last_seen);
                 close.complete = true;
                 closes.push(close);
             }
@@ -366,49 +387,60 @@ mod tests {
 
     /// An unconnected socket open across a restart, released in the new run: its peers that did
     /// not talk again (A2, A3) get their `close` with it, without bytes, continuing their flows;
-    /// the peer that talked again (A1) and the new one (B) have theirs from the tracker, and the
-    /// socket's connected flow before it turned to peers (C, `outbound`) is no peer. Once only.
+    /// the peer that talked again (A1) and the new one (B) have theirs from the tracker, the
+    /// socket's connected flow before it turned to peers (C, `outbound`) is no peer, and a peer
+    /// the earlier run closed (D, past the caps) is not closed again. A peer's close while the
+    /// socket is open (past the caps) starts nothing; the release's last one does. Once only.
     #[test]
     fn the_earlier_runs_peers_close_with_their_socket() {
+        use crate::tracker::record::{Protocol, Release};
         let dir = tempdir();
         let mut w = writer_in(dir.path());
         let app = fixtures::app("quic");
-        for (remote, direction) in [
-            ("192.0.2.1:443", Direction::Unconnected),
-            ("192.0.2.2:443", Direction::Unconnected),
-            ("192.0.2.3:443", Direction::Inbound),
-            ("192.0.2.9:443", Direction::Outbound),
+        for (remote, direction, kind) in [
+            ("192.0.2.1:443", Direction::Unconnected, RecordKind::Shutdown),
+            ("192.0.2.2:443", Direction::Unconnected, RecordKind::Shutdown),
+            ("192.0.2.3:443", Direction::Inbound, RecordKind::Update),
+            ("192.0.2.9:443", Direction::Outbound, RecordKind::Shutdown),
+            ("192.0.2.6:443", Direction::Unconnected, RecordKind::Update),
         ] {
             let mut before = Flow::new(7, remote, at(1_794_787_200));
             before.direction = direction;
-            let mut r = before.record(RecordKind::Shutdown, at(1_794_787_260), 100, 200);
-            r.protocol = crate::tracker::record::Protocol::Udp;
+            let mut r = before.record(kind, at(1_794_787_260), 100, 200);
+            r.protocol = Protocol::Udp;
             w.append(&r, &app, None);
+            if remote == "192.0.2.6:443" {
+                let mut r = before.record(RecordKind::Close, at(1_794_787_261), 10, 0);
+                r.protocol = Protocol::Udp;
+                w.append(&r, &app, None);
+            }
         }
         w.flush().expect("flush");
         drop(w);
         let w = writer_restarted(dir.path(), 1_794_787_280);
         let mut resume = Resume::default();
-        for remote in ["192.0.2.1:443", "192.0.2.4:443"] {
+        let close = |remote: &str, release: Release| {
             let mut r = later(7, remote, Direction::Unconnected, RecordKind::Close, 1_794_787_300);
-            r.protocol = crate::tracker::record::Protocol::Udp;
-            resume.apply(&mut r, &w, booted_at(0));
-        }
-        assert!(resume.closes_due(&w, booted_at(0), false).is_empty(), "the release's other closes may follow");
-        let mut closes = resume.closes_due(&w, booted_at(0), true);
+            (r.protocol, r.release) = (Protocol::Udp, release);
+            r
+        };
+        resume.apply(&mut close("192.0.2.5:443", Release::No), &w, booted_at(0));
+        assert!(!resume.closes_are_due(), "a peer closed past the caps, the socket still open");
+        resume.apply(&mut close("192.0.2.1:443", Release::Peer), &w, booted_at(0));
+        assert!(!resume.closes_are_due(), "the release's other closes follow");
+        resume.apply(&mut close("192.0.2.4:443", Release::LastPeer), &w, booted_at(0));
+        assert!(resume.closes_are_due());
+        let mut closes = resume.closes_due(&w, booted_at(0), false);
         closes.sort_by_key(|r| r.remote);
         let remotes: Vec<String> = closes.iter().filter_map(|r| r.remote).map(|a| a.to_string()).collect();
         assert_eq!(remotes, ["192.0.2.2:443", "192.0.2.3:443"]);
         for mut r in closes {
             assert_eq!((r.event, r.delta_payload.tx_bytes, r.delta_wire.rx_bytes), (RecordKind::Close, 0, 0));
+            assert_eq!((r.last_seen, r.closed), (at(1_794_787_310), Some(at(1_794_787_310))), "at the release");
             resume.apply(&mut r, &w, booted_at(0));
             assert!(r.resumed && !r.is_first(), "it continues the earlier flow: {r:#?}");
             assert_eq!(r.first_seen, at(1_794_787_200));
-            assert_eq!(r.closed, Some(at(1_794_787_310)), "closed with its socket");
         }
-        assert!(resume.closes_due(&w, booted_at(0), true).is_empty(), "once");
-        let mut r = later(7, "192.0.2.5:443", Direction::Unconnected, RecordKind::Close, 1_794_787_300);
-        resume.apply(&mut r, &w, booted_at(0));
-        assert!(resume.closes_due(&w, booted_at(0), true).is_empty(), "its own closes start nothing again");
+        assert!(!resume.closes_are_due() && resume.closes_due(&w, booted_at(0), true).is_empty(), "once");
     }
 }

@@ -165,9 +165,9 @@ impl Sink {
                     self.outputs.reserve(records.len());
                     for record in records {
                         self.record(record, command.as_ref());
-                        // Early flush, unless the journal is failing (then only the regular retry).
-                        if self.journal.buffered_records() >= journal::FLUSH_RECORDS && !timers.failing {
-                            self.flush(&mut timers);
+                        self.flush_if_full(&mut timers);
+                        if self.resume.closes_are_due() {
+                            self.close_earlier_peers(command.as_ref(), &mut timers, false);
                         }
                     }
                 }
@@ -185,16 +185,13 @@ impl Sink {
                     );
                     self.emit(Output::Stats(stats));
                 }
-                SinkMsg::Tick => {
-                    self.close_earlier_peers(command.as_ref(), false);
-                    self.tick(&mut timers);
-                }
+                SinkMsg::Tick => self.tick(&mut timers),
                 SinkMsg::Reload => self.reload(),
                 SinkMsg::Final => final_part = true,
             }
             self.send_outputs();
         }
-        self.close_earlier_peers(command.as_ref(), true);
+        self.close_earlier_peers(command.as_ref(), &mut timers, true);
         if dropped > 0 {
             warn!(
                 "shutdown: {dropped} flow records still queued at the shutdown limit ({} s) were not written to the \
@@ -266,11 +263,19 @@ impl Sink {
     }
 
     /// Writes the `close` records of the peers an earlier run journaled of sockets older than
-    /// this run that were released a second ago or more (`all`: every one followed), which this
-    /// run did not close itself ([`super::resume::Resume::closes_due`]).
-    fn close_earlier_peers(&mut self, command: Option<&AlertCommand>, all: bool) {
+    /// this run whose release's peer closes all came (`all`: every one followed), which this run
+    /// did not close itself ([`super::resume::Resume::closes_due`]).
+    fn close_earlier_peers(&mut self, command: Option<&AlertCommand>, timers: &mut Timers, all: bool) {
         for close in self.resume.closes_due(&self.journal, self.clock, all) {
             self.record(close, command);
+            self.flush_if_full(timers);
+        }
+    }
+
+    /// Early flush of a full buffer, unless the journal is failing (then only the regular retry).
+    fn flush_if_full(&mut self, timers: &mut Timers) {
+        if self.journal.buffered_records() >= journal::FLUSH_RECORDS && !timers.failing {
+            self.flush(timers);
         }
     }
 

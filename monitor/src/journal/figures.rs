@@ -279,6 +279,10 @@ fn weeks(
     found: &mut Found<'_>,
 ) -> rusqlite::Result<u64> {
     let list = weeks_to_check(conn, weeks, covered_from, found)?;
+    // Before schema 18 `service_week` counted sockets, not (socket, endpoint) flows: a journal no
+    // writer has migrated yet is not compared there (its next writer rebuilds the rollups).
+    let schema: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let services = schema >= super::rollup::SERVICE_FLOWS_SCHEMA;
     let mut checked = 0;
     for week in list {
         let period =
@@ -336,41 +340,43 @@ fn weeks(
                 4,
                 &mut |key| found.differs(("endpoint_week", "connections"), &period, &["remote_ip", "port", "protocol"], key),
             )?;
-            merge(
-                conn,
-                (
-                    "SELECT app, hostname, registrable_domain, name_source, country, asn, as_org, SUM(payload_tx),
-                         SUM(payload_rx), SUM(flows)
-                     FROM service_week WHERE week_start >= ?1 AND week_start < ?2
-                     GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7",
-                    &range,
-                ),
-                (
-                    concat!(
-                        "SELECT coalesce(a.name, ''), coalesce(c.hostname, ''), coalesce(c.registrable_domain, ''),
-                         coalesce(c.name_source, ''), coalesce(c.country, ''), coalesce(c.asn, -1), coalesce(c.as_org, ''),
-                         SUM(c.delta_payload_tx), SUM(c.delta_payload_rx),
-                         COUNT(DISTINCT c.cookie || ' ' || COALESCE(c.remote_ip, '') || ' ' || CASE WHEN c.direction = ",
-                        super::names::sql!(Direction::Inbound),
-                " THEN '' ELSE COALESCE(c.remote_port, '') END)
-                     FROM connections c LEFT JOIN apps a ON a.id = c.app_id
-                     WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND",
-                        super::spans::id_window!("c.id", "?1", "?2"),
-                        " AND c.direction != ", super::names::sql!(Direction::Listen), "
-                     GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7"
+            if services {
+                merge(
+                    conn,
+                    (
+                        "SELECT app, hostname, registrable_domain, name_source, country, asn, as_org, SUM(payload_tx),
+                             SUM(payload_rx), SUM(flows)
+                         FROM service_week WHERE week_start >= ?1 AND week_start < ?2
+                         GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7",
+                        &range,
                     ),
-                    &range_ms,
-                ),
-                7,
-                &mut |key| {
-                    found.differs(
-                        ("service_week", "connections"),
-                        &period,
-                        &["hostname", "registrable_domain", "name_source", "country", "asn", "as_org"],
-                        key,
-                    );
-                },
-            )?;
+                    (
+                        concat!(
+                            "SELECT coalesce(a.name, ''), coalesce(c.hostname, ''), coalesce(c.registrable_domain, ''),
+                             coalesce(c.name_source, ''), coalesce(c.country, ''), coalesce(c.asn, -1), coalesce(c.as_org, ''),
+                             SUM(c.delta_payload_tx), SUM(c.delta_payload_rx),
+                             COUNT(DISTINCT c.cookie || ' ' || COALESCE(c.remote_ip, '') || ' ' || CASE WHEN c.direction = ",
+                            super::names::sql!(Direction::Inbound),
+                    " THEN '' ELSE COALESCE(c.remote_port, '') END)
+                         FROM connections c LEFT JOIN apps a ON a.id = c.app_id
+                         WHERE c.time_ms >= ?1 AND c.time_ms < ?2 AND",
+                            super::spans::id_window!("c.id", "?1", "?2"),
+                            " AND c.direction != ", super::names::sql!(Direction::Listen), "
+                         GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7"
+                        ),
+                        &range_ms,
+                    ),
+                    7,
+                    &mut |key| {
+                        found.differs(
+                            ("service_week", "connections"),
+                            &period,
+                            &["hostname", "registrable_domain", "name_source", "country", "asn", "as_org"],
+                            key,
+                        );
+                    },
+                )?;
+            }
         }
         checked += u64::from(counted);
     }

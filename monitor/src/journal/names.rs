@@ -76,7 +76,7 @@ impl From<Scope> for StoredScope {
 
 /// A text that is not a stored scope (a newer writer, an edited file).
 #[derive(Debug, thiserror::Error)]
-#[error("unknown scope `{text}`, expected `{SCOPE_NONE}`, `{SCOPE_UNENRICHED}` or a scope ({source})")]
+#[error("unknown scope `{text}`, expected `{SCOPE_NONE}`, `{SCOPE_UNENRICHED}` or a scope")]
 pub struct UnknownScope {
     text: String,
     #[source]

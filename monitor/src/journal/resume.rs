@@ -11,7 +11,7 @@ use rusqlite::{OptionalExtension as _, params};
 use super::{Error, JournalWriter, names};
 use crate::{
     identity::App,
-    tracker::record::{Direction, Owner, Protocol},
+    tracker::record::{Direction, Owner, Protocol, RecordKind},
 };
 
 /// What an earlier run journaled of a socket: the flow continues it.
@@ -91,6 +91,9 @@ pub struct EarlierFlow {
     pub direction: Direction,
     /// Its protocol.
     pub protocol: Protocol,
+    /// An earlier run closed it (a peer's `close` is in the index since schema 18's build; one
+    /// written before may be missed).
+    pub closed: bool,
 }
 
 impl JournalWriter {
@@ -107,7 +110,7 @@ impl JournalWriter {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT r.remote_ip, r.remote_port, s.direction, s.protocol
+                "SELECT r.remote_ip, r.remote_port, s.direction, s.protocol, s.event
                  FROM connection_rows r JOIN connection_shapes s ON s.id = r.shape_id
                  WHERE r.cookie = ?1 AND r.lookup IS NOT NULL AND r.time_ms >= ?2 AND r.time_ms < ?3
                      AND r.remote_ip IS NOT NULL
@@ -124,6 +127,7 @@ impl JournalWriter {
                     remote: SocketAddr::new(ip, row.get(1)?),
                     direction: names::parse(2, &row.get::<_, String>(2)?)?,
                     protocol: names::parse(3, &row.get::<_, String>(3)?)?,
+                    closed: names::parse::<RecordKind>(4, &row.get::<_, String>(4)?)? == RecordKind::Close,
                 })
             })
             .map_err(read)?;
@@ -133,8 +137,12 @@ impl JournalWriter {
             let flow = flow.map_err(read)?;
             // The latest record's direction of each remote end (a known direction over `unknown`).
             match at.get(&flow.remote).and_then(|&i| flows.get_mut(i)) {
-                Some(f) if flow.direction != Direction::Unknown => *f = flow,
-                Some(_) => {}
+                Some(f) => {
+                    f.closed |= flow.closed;
+                    if flow.direction != Direction::Unknown {
+                        (f.direction, f.protocol) = (flow.direction, flow.protocol);
+                    }
+                }
                 None => {
                     at.insert(flow.remote, flows.len());
                     flows.push(flow);

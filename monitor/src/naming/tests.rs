@@ -95,6 +95,7 @@ fn record(cookie: u64, event: RecordKind) -> FlowRecord {
         payload_sources: PayloadSources::default(),
         rtt: None,
         final_of_socket: false,
+        release: Default::default(),
         resumed: false,
         wire: Wire::default(),
         delta_payload: Payload::default(),

@@ -189,9 +189,10 @@ mod tests {
         // A new `GLOBAL_*` constant must be added to `GLOBALS` (and so be checked at start-up).
         let source = include_str!("../../../monitor-common/src/maps.rs");
         let mut named: Vec<&str> = source
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("pub const GLOBAL_"))
-            .filter_map(|l| l.split('"').nth(1))
+            .split("pub const GLOBAL_")
+            .skip(1)
+            .filter_map(|item| item.split(';').next())
+            .filter_map(|item| item.split('"').nth(1))
             .collect();
         named.sort_unstable();
         let mut checked: Vec<&str> = GLOBALS.iter().map(|(name, _)| *name).collect();
@@ -205,11 +206,13 @@ mod tests {
         // global) must be added to `MAPS` (and so be checked at start-up).
         let source = include_str!("../../../monitor-common/src/maps.rs");
         let top = source.split("pub mod programs").next().unwrap_or_default();
+        // Each item from `pub const` to its `;`, whatever lines rustfmt wraps it onto.
         let mut named: Vec<&str> = top
-            .lines()
-            .filter_map(|l| l.strip_prefix("pub const "))
-            .filter(|l| !l.starts_with("GLOBAL_") && l.contains(": &str ="))
-            .filter_map(|l| l.split('"').nth(1))
+            .split("\npub const ")
+            .skip(1)
+            .filter_map(|item| item.split(';').next())
+            .filter(|item| !item.starts_with("GLOBAL_") && item.contains(": &str"))
+            .filter_map(|item| item.split('"').nth(1))
             .collect();
         named.sort_unstable();
         let mut checked: Vec<&str> = MAPS.iter().map(|(name, _)| *name).collect();

@@ -28,7 +28,7 @@ use jiff::Timestamp;
 use super::{Error, Period, ReportQuery};
 use crate::journal::{
     AppEndpoints, DestinationRow, EndpointKey, EndpointRow, JournalReader, NAMES_ROLLUP_SCHEMA, ResidencyRow,
-    ServiceRow, TimeRange, TruthRow,
+    SERVICE_FLOWS_SCHEMA, ServiceRow, TimeRange, TruthRow,
 };
 
 /// Where a report's residency figures (and everything summed from them: totals, shares,
@@ -195,7 +195,9 @@ pub(crate) fn plan(
     }
     let intact = |horizon: Option<Timestamp>| horizon.is_none_or(|h| h <= previous.since);
     let endpoints = intact(connections_purged);
-    let names = endpoints && reader.schema_version()? >= NAMES_ROLLUP_SCHEMA;
+    // The names rollups exist from schema 11; `service_week` counts flows as the records do
+    // from 18 (an older journal, not migrated yet, reads them from the records).
+    let names = endpoints && reader.schema_version()? >= NAMES_ROLLUP_SCHEMA.max(SERVICE_FLOWS_SCHEMA);
     Ok(Plan { residency: intact(reader.residency_purged_before()?), endpoints, names })
 }
 

@@ -367,18 +367,26 @@ impl Tracker {
         }
         if let Some(peers) = self.peers.remove(&key.cookie) {
             let end = self.clock.wall(at_ns);
+            let first = out.len();
             for peer in peers {
                 let before = out.len();
                 self.finish(peer, RecordKind::Close, true, out);
-                // A peer whose slot was flushed earlier (its last datagram long before) ended with
-                // its socket: `closed` is the release, `last_seen` its last datagram (an
-                // adversarial pass: such peers read closed seconds before their socket closed).
                 if out.len() > before
                     && let Some(r) = out.last_mut()
-                    && r.closed.is_some_and(|c| c < end)
                 {
-                    r.closed = Some(end);
+                    r.release = record::Release::Peer;
+                    // A peer whose slot was flushed earlier (its last datagram long before) ended
+                    // with its socket: `closed` is the release, `last_seen` its last datagram (an
+                    // adversarial pass: such peers read closed seconds before their socket closed).
+                    if r.closed.is_some_and(|c| c < end) {
+                        r.closed = Some(end);
+                    }
                 }
+            }
+            if out.len() > first
+                && let Some(r) = out.last_mut()
+            {
+                r.release = record::Release::LastPeer;
             }
             // The socket itself only contains its peers: its own record would count them twice.
             self.flows.remove(&key);
@@ -738,6 +746,7 @@ impl Tracker {
             complete,
             rtt: flow.rtt(),
             final_of_socket: false,
+            release: Default::default(),
             resumed: flow.continued(),
         })
     }

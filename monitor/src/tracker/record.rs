@@ -239,11 +239,29 @@ pub struct FlowRecord {
     /// will look for it. Not part of the record's output.
     #[serde(skip)]
     pub final_of_socket: bool,
+    /// A peer's `close` that came with its socket's release (the tracker closes a socket's
+    /// peers together when the socket is released; other peer closes, past the caps, come while
+    /// it is open), the last of them marked: the sink then knows every peer this run closed.
+    /// Not part of the record's output.
+    #[serde(skip)]
+    pub release: Release,
     /// An earlier run of the daemon journaled this socket's flow: a socket older than this run,
     /// whose direction the kernel could not give, continued (the sink takes its direction from
     /// the journal). Its first record in this run is not a new flow. In the output when set.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub resumed: bool,
+}
+
+/// Whether a record is a peer's `close` at its socket's release ([`FlowRecord::release`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Release {
+    /// Not a close at a release.
+    #[default]
+    No,
+    /// One peer's close at its socket's release.
+    Peer,
+    /// The last peer's close at its socket's release.
+    LastPeer,
 }
 
 impl FlowRecord {

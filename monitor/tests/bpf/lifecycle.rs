@@ -59,6 +59,7 @@ fn past_record(t: Timestamp) -> (FlowRecord, App, Destination) {
         complete: true,
         rtt: None,
         final_of_socket: false,
+        release: Default::default(),
         resumed: false,
     };
     let app = App {

@@ -48,6 +48,7 @@ pub fn close_record(
         payload_sources: Default::default(),
         rtt: None,
         final_of_socket: false,
+        release: Default::default(),
         resumed: false,
         wire,
         delta_payload: payload,

@@ -75,6 +75,7 @@ fn record(remote: &str, tx: u64, rx: u64, at: &str) -> FlowRecord {
         payload_sources: Default::default(),
         rtt: None,
         final_of_socket: false,
+        release: Default::default(),
         resumed: false,
         wire,
         delta_payload: payload,

@@ -48,6 +48,7 @@ fn flow() -> FlowOutput {
         complete: true,
         rtt: None,
         final_of_socket: false,
+        release: Default::default(),
         resumed: false,
     };
     let app = App {

@@ -58,6 +58,7 @@ fn full() -> FlowOutput {
         complete: false,
         rtt: Some(Rtt { min_us: 110, smoothed_us: 250 }),
         final_of_socket: false,
+        release: Default::default(),
         resumed: false,
     };
     let app = App {

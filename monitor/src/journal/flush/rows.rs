@@ -221,6 +221,7 @@ impl Binder<'_, '_> {
             complete,
             rtt,
             final_of_socket: _,
+            release: _,
             resumed: _,
         } = record;
         let (scope, country, asn, as_org) = match (remote, dest) {

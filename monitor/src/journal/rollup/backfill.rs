@@ -329,7 +329,9 @@ fn endpoints(tx: &Transaction<'_>, weeks: &mut Weeks, from: i64) -> rusqlite::Re
                 asn.unwrap_or(-1),
                 s.req(row, 13)?,
             );
-            let first = !multiple || week_sums.counted_services.insert((cookie, s.req(row, 3)?, row.get(4)?, sid));
+            // The flow's endpoint: (address, port or -1 inbound); none without a remote end.
+            let port: Option<i64> = if text(row, 3)?.is_some() { row.get(4)? } else { None };
+            let first = !multiple || week_sums.counted_services.insert((cookie, s.req(row, 3)?, port, sid));
             week_sums.services.entry(sid).or_default().add_record(payload, first);
         }
         if text(row, 3)?.is_none() {

@@ -195,26 +195,36 @@ impl Rollup {
                 self.lookups += 1;
                 let app = &app.name;
                 // `connections_cookie` (cookie, remote_ip, remote_port, time_ms) narrows this to the
-                // flow's records in that week (inbound: at that address).
+                // flow's records in that week (inbound: at that address, no remote end: the
+                // socket's records without one). One statement per case, so the index is used
+                // whole.
+                macro_rules! service {
+                    ($($head:expr),*) => {
+                        concat!(
+                            "SELECT EXISTS (SELECT 1 FROM connections c JOIN apps a ON a.id = c.app_id WHERE c.cookie = ?1",
+                            $($head,)*
+                            " AND c.lookup IS NOT NULL AND c.time_ms >= ?2 AND c.time_ms < ?3 AND c.direction != ",
+                            crate::journal::names::sql!(Direction::Listen),
+                            " AND a.name = ?4 AND coalesce(c.hostname, '') = ?5
+                                 AND coalesce(c.registrable_domain, '') = ?6 AND coalesce(c.name_source, '') = ?7
+                                 AND coalesce(c.country, '') = ?8 AND coalesce(c.asn, -1) = ?9
+                                 AND coalesce(c.as_org, '') = ?10 AND ?11 IS ?11 AND ?12 IS ?12)"
+                        )
+                    };
+                }
+                let sql = match end {
+                    None => service!(" AND c.remote_ip IS NULL"),
+                    Some((_, INBOUND_PORT)) => service!(
+                        " AND c.remote_ip = ?11 AND c.direction = ",
+                        crate::journal::names::sql!(Direction::Inbound)
+                    ),
+                    Some(_) => service!(
+                        " AND c.remote_ip = ?11 AND c.remote_port = ?12 AND c.direction != ",
+                        crate::journal::names::sql!(Direction::Inbound)
+                    ),
+                };
                 let (ip, port) = (end.map(|(ip, _)| ip.to_string()), end.map(|(_, port)| port));
-                tx.prepare_cached(concat!(
-                    "SELECT EXISTS (SELECT 1 FROM connections c JOIN apps a ON a.id = c.app_id
-                         WHERE c.cookie = ?1 AND c.remote_ip IS ?11 AND c.lookup IS NOT NULL
-                             AND (c.remote_port IS ?12 AND c.direction != ",
-                    crate::journal::names::sql!(Direction::Inbound),
-                    "
-                                 OR ?12 = ?13 AND c.direction = ",
-                    crate::journal::names::sql!(Direction::Inbound),
-                    ")
-                             AND c.time_ms >= ?2 AND c.time_ms < ?3 AND c.direction != ",
-                    crate::journal::names::sql!(Direction::Listen),
-                    "
-                             AND a.name = ?4 AND coalesce(c.hostname, '') = ?5
-                             AND coalesce(c.registrable_domain, '') = ?6 AND coalesce(c.name_source, '') = ?7
-                             AND coalesce(c.country, '') = ?8 AND coalesce(c.asn, -1) = ?9
-                             AND coalesce(c.as_org, '') = ?10)"
-                ))?
-                .query_row(
+                tx.prepare_cached(sql)?.query_row(
                     params![
                         cookie.cast_signed(),
                         week.start_ms(),
@@ -227,8 +237,7 @@ impl Rollup {
                         asn,
                         org,
                         ip,
-                        port,
-                        INBOUND_PORT
+                        port
                     ],
                     |row| row.get(0),
                 )?

@@ -59,7 +59,7 @@ use log::info;
 pub(super) use read::destination_row;
 use read::state;
 pub use read::{AppEndpoints, DestinationRow, RollupState};
-pub use read_names::NAMES_ROLLUP_SCHEMA;
+pub use read_names::{NAMES_ROLLUP_SCHEMA, SERVICE_FLOWS_SCHEMA};
 pub use rows::QUARTER;
 use rusqlite::{Connection, TransactionBehavior, params};
 pub(crate) use weeks::{Week, Weeks};

@@ -17,6 +17,11 @@ use crate::journal::{
 
 /// First schema with `service_week`, `endpoint_name_week` and the truth columns of `endpoint_week`.
 pub const NAMES_ROLLUP_SCHEMA: u32 = 11;
+/// First schema whose `service_week` counts a service's flows as (socket, endpoint) pairs, as the
+/// connection records give them; a journal of an earlier schema counted sockets until a writer
+/// opens (migrates) it, which rebuilds the rollups. Reports and `journal verify` use its
+/// `service_week` from this schema on.
+pub const SERVICE_FLOWS_SCHEMA: u32 = 18;
 
 /// '' (the rollups' NULL) as `None`.
 fn text(s: String) -> Option<String> {

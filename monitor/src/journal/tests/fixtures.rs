@@ -163,6 +163,7 @@ impl Flow {
             complete: true,
             rtt: None,
             final_of_socket: false,
+            release: Default::default(),
             resumed: false,
         }
     }

@@ -76,6 +76,9 @@ fn a_flushed_peer_closes_with_its_socket() {
     for r in &out {
         assert_eq!(r.closed, Some(release), "{r:#?}");
     }
+    // Closes at the release, the last marked: the sink then knows every peer this run closed.
+    let marks: Vec<_> = out.iter().map(|r| r.release).collect();
+    assert_eq!(marks, [crate::tracker::record::Release::Peer, crate::tracker::record::Release::LastPeer]);
     let flushed = out.iter().find(|r| r.payload.tx_bytes == 700).expect("the flushed peer");
     assert_eq!(
         release.duration_since(flushed.last_seen).as_secs(),
@@ -99,6 +102,7 @@ fn peer_flows_over_the_per_socket_cap_close_at_eviction_and_are_counted() {
         t.handle(k, &e, &mut out);
     }
     assert_eq!(out.len(), 10, "peers past the cap are closed at their flush");
+    assert!(out.iter().all(|r| r.release == crate::tracker::record::Release::No), "not at a release");
     assert_eq!(t.stats().split_peer_flows, 10);
     assert_eq!(t.stats().open_flows, u64::try_from(cap).unwrap());
     let (k, e) = udp_release(7);
