@@ -62,6 +62,9 @@ pub enum Error {
     /// A value is out of range.
     #[error("invalid value for `{key}`: {reason}")]
     Invalid { key: &'static str, reason: String },
+    /// A section's value is invalid; its error names the key and says why.
+    #[error(transparent)]
+    Section(Box<dyn std::error::Error + Send + Sync + 'static>),
     /// A section's or key's value is invalid (the source, its owner's error, says why).
     #[error("invalid value for `{key}`")]
     Value {
@@ -438,7 +441,8 @@ impl Settings {
         if let Some(location) = &device.location {
             location.validate().map_err(invalid("device.location"))?;
         }
-        journal.validate().map_err(invalid("journal"))?;
+        // Its errors name their `journal.` key already.
+        journal.validate().map_err(|e| Error::Section(Box::new(e)))?;
         let report = resolve_report(report, &evidence, &device)?;
         let apps = AppRules::compile(&apps).map_err(invalid("apps"))?;
         let kib = probe.ring_buffer_kib;

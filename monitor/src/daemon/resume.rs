@@ -201,12 +201,27 @@ impl Resume {
                 close.payload_sources = PayloadSources::default();
                 close.rtt = None;
                 close.last_seen = close.closed.unwrap_or(close.last_seen);
+                close.local = close.local.map(|local| same_family(local, flow.remote));
                 close.complete = true;
                 closes.push(close);
             }
         }
         closes
     }
+}
+
+/// `local` as a flow to `remote` shows it: an IPv6 socket's IPv4 peer has an IPv4 local side
+/// (its mapped address, or `0.0.0.0`), an IPv6 peer an IPv6 one (the template close may be another
+/// family's peer's).
+fn same_family(local: SocketAddr, remote: SocketAddr) -> SocketAddr {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let ip = match (local.ip(), remote.ip()) {
+        (IpAddr::V6(v6), IpAddr::V4(_)) => IpAddr::V4(v6.to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED)),
+        (IpAddr::V4(v4), IpAddr::V6(_)) if v4.is_unspecified() => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        (IpAddr::V4(v4), IpAddr::V6(_)) => IpAddr::V6(v4.to_ipv6_mapped()),
+        (ip, _) => ip,
+    };
+    SocketAddr::new(ip, local.port())
 }
 
 #[cfg(test)]
@@ -442,5 +457,16 @@ mod tests {
             assert_eq!(r.first_seen, at(1_794_787_200));
         }
         assert!(!resume.closes_are_due() && resume.closes_due(&w, booted_at(0), true).is_empty(), "once");
+    }
+
+    /// A dual-stack socket's close for an IPv4 peer shows an IPv4 local side, whichever peer's
+    /// close it was made from (a re-check: `[::]:P` beside an IPv4 remote).
+    #[test]
+    fn a_synthetic_close_s_local_side_is_its_peer_s_family() {
+        let at = |s: &str| s.parse::<std::net::SocketAddr>().expect("address");
+        assert_eq!(super::same_family(at("[::]:5000"), at("192.0.2.1:53")), at("0.0.0.0:5000"));
+        assert_eq!(super::same_family(at("[::ffff:10.0.0.9]:5000"), at("192.0.2.1:53")), at("10.0.0.9:5000"));
+        assert_eq!(super::same_family(at("0.0.0.0:5000"), at("[2001:db8::1]:53")), at("[::]:5000"));
+        assert_eq!(super::same_family(at("[2001:db8::9]:5000"), at("[2001:db8::1]:53")), at("[2001:db8::9]:5000"));
     }
 }

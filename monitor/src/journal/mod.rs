@@ -285,13 +285,17 @@ impl Error {
         }
     }
 
-    /// Maps a read-side SQLite error, singling out corruption: SQLite's own finding, or text
-    /// that is not UTF-8 (the journal writes only UTF-8), which damaged pages give when SQLite
-    /// does not notice them. (A column of another type than a query expects may be the query's
+    /// Maps a read-side SQLite error, singling out corruption: SQLite's own finding, text that
+    /// is not UTF-8 (the journal writes only UTF-8) or a stored name this build does not know,
+    /// which damaged pages give when SQLite does not notice them. (A column of another type than a query expects may be the query's
     /// bug: no advice to move the journal away for it.)
     fn read(path: &std::path::Path, source: rusqlite::Error) -> Self {
         let damaged = match &source {
-            rusqlite::Error::FromSqlConversionFailure(_, _, e) => e.is::<std::str::Utf8Error>(),
+            // Text that is not UTF-8, or a stored name this build does not know in a journal of
+            // its own schema (a newer schema is refused at open).
+            rusqlite::Error::FromSqlConversionFailure(_, _, e) => {
+                e.is::<std::str::Utf8Error>() || e.is::<names::UnknownScope>() || e.is::<serde::de::value::Error>()
+            }
             e => matches!(
                 e.sqlite_error_code(),
                 Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)

@@ -140,6 +140,13 @@ fn a_damaged_value_read_back_is_a_corrupt_journal() {
     let err = reader.records(TimeRange { since: at(T0), until: at(T0 + 60) }, None).expect_err("damaged");
     assert!(matches!(&err, Error::Corrupt { reason, .. } if reason.contains("utf-8")), "{err:?}");
     assert!(err.to_string().contains("is corrupt") && err.to_string().contains("move it away"), "{err}");
+    // A stored name this build does not know, in a journal of its own schema, is damage too (a
+    // re-check: a bare conversion error); a NULL where a value was expected is not.
+    let unknown = "galactic".parse::<crate::journal::names::StoredScope>().expect_err("unknown");
+    let conversion = rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(unknown));
+    assert!(matches!(Error::read(&path, conversion), Error::Corrupt { .. }));
+    let null = rusqlite::Error::InvalidColumnType(0, "x".into(), rusqlite::types::Type::Null);
+    assert!(matches!(Error::read(&path, null), Error::Read { .. }));
 }
 
 #[test]
