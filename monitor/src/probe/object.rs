@@ -184,40 +184,35 @@ mod tests {
         assert!(copy.patch_map_data(HashMap::from([("NO_SUCH_GLOBAL", (&value[..], true))])).is_err());
     }
 
-    #[test]
-    fn every_global_the_common_crate_names_is_checked() {
-        // A new `GLOBAL_*` constant must be added to `GLOBALS` (and so be checked at start-up).
-        let source = include_str!("../../../monitor-common/src/maps.rs");
-        let mut named: Vec<&str> = source
-            .split("pub const GLOBAL_")
-            .skip(1)
-            .filter_map(|item| item.split(';').next())
-            .filter_map(|item| item.split('"').nth(1))
-            .collect();
-        named.sort_unstable();
-        let mut checked: Vec<&str> = GLOBALS.iter().map(|(name, _)| *name).collect();
-        checked.sort_unstable();
-        assert_eq!(named, checked);
-    }
-
-    #[test]
-    fn every_map_the_common_crate_names_is_checked() {
-        // A new map name (a top-level `&str` constant of `monitor_common::maps` that is no
-        // global) must be added to `MAPS` (and so be checked at start-up).
+    /// The names (string values) of `monitor_common::maps`' top-level `&str` constants whose
+    /// identifiers `keep` accepts, each item read from `pub const` to its `;` (whatever lines
+    /// rustfmt wraps it onto), sorted.
+    fn common_names(keep: impl Fn(&str) -> bool) -> Vec<&'static str> {
         let source = include_str!("../../../monitor-common/src/maps.rs");
         let top = source.split("pub mod programs").next().unwrap_or_default();
-        // Each item from `pub const` to its `;`, whatever lines rustfmt wraps it onto.
         let mut named: Vec<&str> = top
             .split("\npub const ")
             .skip(1)
             .filter_map(|item| item.split(';').next())
-            .filter(|item| !item.starts_with("GLOBAL_") && item.contains(": &str"))
+            .filter(|item| item.contains(": &str") && keep(item))
             .filter_map(|item| item.split('"').nth(1))
             .collect();
         named.sort_unstable();
-        let mut checked: Vec<&str> = MAPS.iter().map(|(name, _)| *name).collect();
-        checked.sort_unstable();
-        assert_eq!(named, checked);
+        named
+    }
+
+    fn sorted<T>(list: &[(&'static str, T)]) -> Vec<&'static str> {
+        let mut names: Vec<&str> = list.iter().map(|(name, _)| *name).collect();
+        names.sort_unstable();
+        names
+    }
+
+    #[test]
+    fn every_global_and_map_the_common_crate_names_is_checked() {
+        // A new `GLOBAL_*` constant must be added to `GLOBALS`, a new map name (any other
+        // top-level `&str` constant) to `MAPS`, and so be checked at start-up.
+        assert_eq!(common_names(|item| item.starts_with("GLOBAL_")), sorted(&GLOBALS));
+        assert_eq!(common_names(|item| !item.starts_with("GLOBAL_")), sorted(&MAPS));
     }
 
     #[test]
