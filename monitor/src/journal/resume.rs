@@ -91,8 +91,9 @@ pub struct EarlierFlow {
     pub direction: Direction,
     /// Its protocol.
     pub protocol: Protocol,
-    /// An earlier run closed it (a peer's `close` is in the index since schema 18's build; one
-    /// written before may be missed).
+    /// An earlier run closed it, as far as the index shows (a close that was its flow's first
+    /// record of a week; one past the caps usually is not, and such a peer may be closed again
+    /// with its socket).
     pub closed: bool,
 }
 

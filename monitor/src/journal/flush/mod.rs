@@ -67,11 +67,10 @@ pub(super) fn write(
         // (in the table, or among the rows collected for the next multi-row insert).
         let probed = rollup.probe(tx, pending, &connections.unwritten)?;
         connections.unwritten.add(&probed);
-        // A socket's final record is never looked for: no record of its cookie follows. A peer's
-        // `close` is (a restarted daemon asks which of a released socket's earlier peers ended).
-        let record = &pending.record;
-        let peer_close = record.event == crate::tracker::record::RecordKind::Close && record.of_one_peer();
-        let lookup = (probed.first() || peer_close) && !record.final_of_socket;
+        // A socket's final record is never looked for: no record of its cookie follows. (A peer's
+        // `close` is not indexed either unless it is a first: a UDP server's peers past the caps
+        // close one by one, and the index insert doubled the journal's cost per UDP record.)
+        let lookup = probed.first() && !pending.record.final_of_socket;
         let app = app_ids.get(&Arc::as_ptr(&pending.app)).copied().unwrap_or_default();
         let (country_db, asn_db) = match (&pending.record.remote, &pending.dest) {
             (Some(_), Some(d)) => (
