@@ -404,8 +404,9 @@ mod tests {
     /// not talk again (A2, A3) get their `close` with it, without bytes, continuing their flows;
     /// the peer that talked again (A1) and the new one (B) have theirs from the tracker, the
     /// socket's connected flow before it turned to peers (C, `outbound`) is no peer, and a peer
-    /// the earlier run closed (D, past the caps, its close in the index) is not closed again. A peer's close while the
-    /// socket is open (past the caps) starts nothing; the release's last one does. Once only.
+    /// the earlier run closed (D, past the caps, its close in the index) is not closed again. A
+    /// peer's close while the socket is open (past the caps) starts nothing; the release's last
+    /// one does. Once only.
     #[test]
     fn the_earlier_runs_peers_close_with_their_socket() {
         use crate::tracker::record::{Protocol, Release};
