@@ -9,7 +9,7 @@ use foldhash::HashSet;
 use super::fold::{EndpointId, ServiceFlow};
 
 /// Bound of [`Counted`]'s exact sets. Their tables then have 8,192 slots: about 0.4 MiB of
-/// endpoint keys (48 bytes each) and 0.5 MiB of service keys (64 bytes); with the filter, about
+/// endpoint keys (48 bytes each) and 0.8 MiB of service flow keys (96 bytes); with the filter, about
 /// 2 MiB in all. Records of one socket come close together (a short connection's first and last
 /// within milliseconds), so the most recent keys are what the sets are for.
 pub(super) const COUNTED_KEYS: usize = 4_096;

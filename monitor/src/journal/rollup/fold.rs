@@ -143,7 +143,7 @@ impl Rollup {
     /// Call **before** inserting `pending` into `connections`: its endpoint and service in its
     /// week, each with whether no record of the same socket is there in that week yet (the
     /// report's `flows` is `COUNT(DISTINCT cookie)` per endpoint and week, and distinct (cookie,
-    /// remote end) per service and week;
+    /// endpoint) per service and week;
     /// `connections_cookie` makes this cheap). Neither before the covered weeks; no endpoint
     /// without a remote address, no service for a listening socket.
     /// `unwritten`: the keys of earlier records of this flush not inserted yet (batched
