@@ -74,8 +74,8 @@ pub struct Observed {
     pub tgid: u32,
     /// Boot-time creation of the socket that revealed it.
     pub created_ns: u64,
-    /// Name of the thread that created it, as the kernel recorded it (another one than the
-    /// cached entry's may be an `execve`: see `identity::process`).
+    /// Name of the process that created it (its main thread's), as the kernel recorded it
+    /// (another one than the cached entry's may be an `execve`: see `identity::process`).
     pub comm: [u8; 16],
     /// The process's start as the kernel recorded it (`Owner::start_cs`, 0 unknown).
     pub start_cs: u32,
@@ -188,6 +188,10 @@ impl Sink {
                 SinkMsg::Tick => self.tick(&mut timers),
                 SinkMsg::Reload => self.reload(),
                 SinkMsg::Final => final_part = true,
+            }
+            if self.resume.closes_are_due() {
+                // What a released socket's earlier peers still owe, at every message (ticks too).
+                self.close_earlier_peers(command.as_ref(), &mut timers, false);
             }
             self.send_outputs();
         }

@@ -346,7 +346,13 @@ impl Tracker {
                         );
                     }
                     self.stats.split_peer_flows += 1;
+                    let before = out.len();
                     self.finish(key, RecordKind::Close, true, out);
+                    if out.len() > before
+                        && let Some(r) = out.last_mut()
+                    {
+                        r.release = record::Release::Split;
+                    }
                 }
             }
             _ => {}
@@ -717,6 +723,9 @@ impl Tracker {
         }
         flow.recorded(now_ns, (payload, wire));
         let ts = |ns: u64| -> Timestamp { clock.wall(ns) };
+        let remote = key.peer.or(flow.remote(&self.addrs));
+        let local = protocols::local(flow.protocol, flow.local(&self.addrs))
+            .map(|local| remote.map_or(local, |remote| record::local_beside(local, remote)));
         Some(FlowRecord {
             event: kind,
             cookie: key.cookie,
@@ -724,8 +733,8 @@ impl Tracker {
             protocol: flow.protocol,
             ip_protocol: flow.ip_protocol,
             direction: flow.direction(),
-            local: protocols::local(flow.protocol, flow.local(&self.addrs)),
-            remote: key.peer.or(flow.remote(&self.addrs)),
+            local,
+            remote,
             payload,
             payload_source: payload_sources.overall(),
             payload_sources,

@@ -2,7 +2,10 @@
 //! ones. The JSON form of this type is the `flow` line of `monitor run --json` (schema in
 //! README.md); change it only by adding fields.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    sync::Arc,
+};
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -106,7 +109,7 @@ pub struct Owner {
     pub uid: u32,
     /// Group id.
     pub gid: u32,
-    /// Command name (`comm`) of the creating thread (shared: the tracker keeps one copy per
+    /// Command name (`comm`) of the creating process, its main thread's (shared: the tracker keeps one copy per
     /// name, and a record's copy costs no allocation).
     pub comm: Arc<str>,
     /// cgroup v2 id of the creating task (1 = root, e.g. on hybrid hosts).
@@ -252,7 +255,8 @@ pub struct FlowRecord {
     pub resumed: bool,
 }
 
-/// Whether a record is a peer's `close` at its socket's release ([`FlowRecord::release`]).
+/// Whether a record is a peer's `close` at its socket's release, or past the caps while the
+/// socket stays open ([`FlowRecord::release`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Release {
     /// Not a close at a release.
@@ -262,6 +266,11 @@ pub enum Release {
     Peer,
     /// The last peer's close at its socket's release.
     LastPeer,
+    /// A peer's close at its slot's flush, the socket still open: past the tracker's caps of
+    /// peer flows ([`crate::tracker::MAX_PEER_FLOWS_PER_SOCKET`]). The journal keeps such a
+    /// close findable by its socket when it is not its flow's first record, so that a restart
+    /// does not close the flow a second time with its socket.
+    Split,
 }
 
 impl FlowRecord {
@@ -292,6 +301,22 @@ impl FlowRecord {
     }
 }
 
+/// `local` as a flow to `remote` can have it: of the remote's family (an IPv4-mapped address
+/// reads as IPv4). An IPv6 socket's peer events carry the socket's local address at the time
+/// of the event, which may be another peer's: the socket connected to an IPv4-mapped address
+/// since it sent to a native IPv6 peer, or the reverse. A local address of the other family
+/// never carried this flow, so its address is unknown (the unspecified address of the remote's
+/// family); the port stays.
+#[must_use]
+pub fn local_beside(local: SocketAddr, remote: SocketAddr) -> SocketAddr {
+    let ip = match (local.ip().to_canonical(), remote.ip().to_canonical()) {
+        (ip @ IpAddr::V4(_), IpAddr::V4(_)) | (ip @ IpAddr::V6(_), IpAddr::V6(_)) => ip,
+        (IpAddr::V6(_), IpAddr::V4(_)) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        (IpAddr::V4(_), IpAddr::V6(_)) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    SocketAddr::new(ip, local.port())
+}
+
 /// Round-trip time of a TCP flow as the kernel estimates it (`struct tcp_sock`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rtt {
@@ -313,5 +338,28 @@ impl Rtt {
             Some(old) => Self { min_us: old.min_us.min(sample_min), smoothed_us: smoothed },
             None => Self { min_us: sample_min, smoothed_us: smoothed },
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    fn at(s: &str) -> SocketAddr {
+        s.parse().expect("test address")
+    }
+
+    #[test]
+    fn a_local_side_of_the_other_family_is_unknown_but_keeps_its_port() {
+        let beside = super::local_beside;
+        assert_eq!(beside(at("[::ffff:10.0.0.9]:5000"), at("192.0.2.1:53")), at("10.0.0.9:5000"));
+        assert_eq!(beside(at("10.0.0.9:5000"), at("[::ffff:192.0.2.1]:53")), at("10.0.0.9:5000"));
+        assert_eq!(beside(at("[::]:5000"), at("192.0.2.1:53")), at("0.0.0.0:5000"));
+        assert_eq!(beside(at("[2001:db8::9]:5000"), at("192.0.2.1:53")), at("0.0.0.0:5000"));
+        // QA30 F5: a native IPv6 peer beside the IPv4-mapped local of a later connect.
+        assert_eq!(beside(at("10.0.0.9:5000"), at("[2001:db8::1]:53")), at("[::]:5000"));
+        assert_eq!(beside(at("[::ffff:10.0.0.9]:5000"), at("[2001:db8::1]:53")), at("[::]:5000"));
+        assert_eq!(beside(at("0.0.0.0:5000"), at("[2001:db8::1]:53")), at("[::]:5000"));
+        assert_eq!(beside(at("[2001:db8::9]:5000"), at("[2001:db8::1]:53")), at("[2001:db8::9]:5000"));
     }
 }

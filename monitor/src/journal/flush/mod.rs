@@ -21,7 +21,7 @@ use super::{
     names::{int, ms},
     rollup::{Fold, Rollup},
 };
-use crate::enrich::Role;
+use crate::{enrich::Role, tracker::record::Release};
 
 /// Rows written by one flush.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -70,7 +70,12 @@ pub(super) fn write(
         // A socket's final record is never looked for: no record of its cookie follows. (A peer's
         // `close` is not indexed either unless it is a first: a UDP server's peers past the caps
         // close one by one, and the index insert doubled the journal's cost per UDP record.)
-        let lookup = probed.first() && !pending.record.final_of_socket;
+        // But a close past the caps that ends a flow with earlier records is: a restart's closes
+        // for a released socket's earlier peers ask whether the flow was closed, and without it
+        // closed such a flow a second time (a review). A one-record flow (a UDP server's client
+        // that sent once) needs none: its only record is its close.
+        let split = pending.record.release == Release::Split && !pending.record.is_first();
+        let lookup = (probed.first() || split) && !pending.record.final_of_socket;
         let app = app_ids.get(&Arc::as_ptr(&pending.app)).copied().unwrap_or_default();
         let (country_db, asn_db) = match (&pending.record.remote, &pending.dest) {
             (Some(_), Some(d)) => (

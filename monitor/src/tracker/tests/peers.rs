@@ -102,7 +102,7 @@ fn peer_flows_over_the_per_socket_cap_close_at_eviction_and_are_counted() {
         t.handle(k, &e, &mut out);
     }
     assert_eq!(out.len(), 10, "peers past the cap are closed at their flush");
-    assert!(out.iter().all(|r| r.release == crate::tracker::record::Release::No), "not at a release");
+    assert!(out.iter().all(|r| r.release == crate::tracker::record::Release::Split), "not at a release");
     assert_eq!(t.stats().split_peer_flows, 10);
     assert_eq!(t.stats().open_flows, u64::try_from(cap).unwrap());
     let (k, e) = udp_release(7);
@@ -190,6 +190,35 @@ fn an_ipv6_socket_s_ipv4_peer_flow_keeps_its_mapped_local_address() {
     assert_eq!(out[0].remote, Some("10.0.1.1:53".parse().expect("address")), "{:#?}", out[0]);
     // A wildcard-bound IPv6 socket's words are all zero: the unspecified IPv4 address.
     assert_eq!(crate::tracker::ip_of(libc_af_inet(), [0; 4]), std::net::IpAddr::from([0, 0, 0, 0]));
+}
+
+/// QA30 F5: an IPv6 socket sent to a native IPv6 peer, then connected to an IPv4-mapped address
+/// and disconnected. The peer's slot events carry the socket's local words of their moment, the
+/// mapped IPv4 address, which never carried this peer's datagrams: the record shows `[::]:P`
+/// (address unknown, port kept), not `10.0.0.9:P` (an IPv4 local beside an IPv6 remote).
+#[test]
+fn a_native_ipv6_peer_never_shows_an_ipv4_local_side() {
+    let words = |b: [u8; 16]| {
+        let mut w = [0u32; 4];
+        for (w, c) in w.iter_mut().zip(b.chunks_exact(4)) {
+            *w = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]);
+        }
+        w
+    };
+    let mut t = tracker();
+    let mut out = Vec::new();
+    let (k, mut e) = peer_event(EventKind::PeerClosed, 1, [10, 0, 1, 1], 700);
+    e.tuple.family = u16::try_from(nix::libc::AF_INET6).expect("small");
+    e.tuple.remote_addr = words("2001:db8::1".parse::<std::net::Ipv6Addr>().expect("address").octets());
+    e.tuple.local_addr = words(std::net::Ipv4Addr::new(10, 0, 0, 9).to_ipv6_mapped().octets());
+    e.tuple.local_port = 5000;
+    t.handle(k, &e, &mut out);
+    let (k, e) = udp_release(7);
+    t.handle(k, &e, &mut out);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!(out[0].local, Some("[::]:5000".parse().expect("address")), "{:#?}", out[0]);
+    assert_eq!(out[0].remote, Some("[2001:db8::1]:53".parse().expect("address")), "{:#?}", out[0]);
+    assert_eq!(out[0].payload.tx_bytes, 700);
 }
 
 fn libc_af_inet() -> u16 {
