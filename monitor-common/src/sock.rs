@@ -62,7 +62,8 @@ pub struct Owner {
     pub cgroup_id: u64,
     /// `bpf_ktime_get_boot_ns()` when the owner was recorded.
     pub created_ns: u64,
-    /// `comm` of the creating thread, NUL padded.
+    /// `comm` of the creating process (its thread group leader's, when the kernel's task offsets
+    /// are known; else the creating thread's), NUL padded.
     pub comm: [u8; 16],
     /// [`OwnerSource`] as `u32`.
     pub source: u32,

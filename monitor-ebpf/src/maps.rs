@@ -148,7 +148,7 @@ pub(crate) fn sk_socket_offset() -> u32 {
 }
 
 /// Offsets of `group_leader`, `comm` and `start_boottime` in `struct task_struct` (set by
-/// userspace from kernel BTF; 0 when unknown: [`record_owner_traced`] keeps the current thread's
+/// userspace from kernel BTF; 0 when unknown: [`record_owner`] keeps the current thread's
 /// name, and owners carry no process start).
 #[unsafe(no_mangle)]
 static TASK_GROUP_LEADER_OFFSET: u32 = 0;
@@ -313,12 +313,29 @@ pub(crate) fn stat(index: u32, value: u64) {
     }
 }
 
-/// Fills `owner` from the current task, with its process's start (see [`Owner::start_cs`]).
+/// Fills `owner` from the current task, with its process's start (see [`Owner::start_cs`]) and
+/// its name: the thread group leader's `comm`, not the current thread's when another thread
+/// makes the socket. Such a thread may be of the kernel's making (an io_uring worker,
+/// `iou-wrk-<pid>`), or one the program named and ends soon after (an adversarial pass: a
+/// connection made by a short-lived thread `conn-thr-2` was charged to an app of that name, the
+/// process being read from /proc only when a thread of the socket's name still ran). Once per
+/// socket; the thread's name when the offsets are unknown or a read fails.
 #[inline(always)]
 pub(crate) fn record_owner(owner: &mut Owner, source: OwnerSource) {
     owner_fields(owner, source);
-    if let Some(leader) = group_leader() {
-        owner.start_cs = process_start(leader);
+    let Some(leader) = group_leader() else { return };
+    owner.start_cs = process_start(leader);
+    if owner.pid == owner.tgid {
+        return; // the leader itself: its name is the current one
+    }
+    // SAFETY: a plain global.
+    let comm_offset = unsafe { ptr::read_volatile(&raw const TASK_COMM_OFFSET) };
+    if comm_offset == 0 {
+        return;
+    }
+    // SAFETY: bpf_probe_read_kernel checks the address; a fault returns an error.
+    if let Ok(comm) = unsafe { bpf_probe_read_kernel((leader + comm_offset as usize) as *const [u8; 16]) } {
+        owner.comm = comm;
     }
 }
 
@@ -368,27 +385,6 @@ fn process_start(leader: usize) -> u32 {
     match unsafe { bpf_probe_read_kernel((leader + offset as usize) as *const u64) } {
         Ok(ns) => start_units(ns),
         Err(_) => 0,
-    }
-}
-
-/// [`record_owner`] from a tracing program (the payload tracepoints): with the name of the
-/// process (its thread group leader's `comm`) instead of the current thread's, which may be a
-/// thread of the kernel's making (an io_uring worker, `iou-wrk-<pid>`) or one the program named.
-/// Once per socket, at its first read or write; the thread's name when the offsets are unknown
-/// or a read fails.
-#[inline(always)]
-pub(crate) fn record_owner_traced(owner: &mut Owner, source: OwnerSource) {
-    owner_fields(owner, source);
-    let Some(leader) = group_leader() else { return };
-    owner.start_cs = process_start(leader);
-    // SAFETY: a plain global.
-    let comm_offset = unsafe { ptr::read_volatile(&raw const TASK_COMM_OFFSET) };
-    if comm_offset == 0 {
-        return;
-    }
-    // SAFETY: bpf_probe_read_kernel checks the address; a fault returns an error.
-    if let Ok(comm) = unsafe { bpf_probe_read_kernel((leader + comm_offset as usize) as *const [u8; 16]) } {
-        owner.comm = comm;
     }
 }
 

@@ -26,7 +26,7 @@ use monitor_common::{
     },
 };
 
-use crate::maps::{COUNTERS, OWNER, add, current_task_watched, fallback_bits, record_owner_traced, stat};
+use crate::maps::{COUNTERS, OWNER, add, current_task_watched, fallback_bits, record_owner, stat};
 
 /// `MSG_PEEK`: data looked at, not consumed.
 const MSG_PEEK: i32 = 2;
@@ -85,7 +85,7 @@ fn count(ctx: &BtfTracePointContext, tx: bool) {
             if let Some(owner) = unsafe { OWNER.get(sk, true).as_mut() }
                 && owner.source == OwnerSource::Unknown as u32
             {
-                record_owner_traced(owner, OwnerSource::Syscall);
+                record_owner(owner, OwnerSource::Syscall);
             }
             // Atomic: `sock_ops` and `sock_release` set their bits from other contexts.
             crate::maps::set_bits(&raw mut c.flags, COUNTER_OWNER_RECORDED);
@@ -97,7 +97,7 @@ fn count(ctx: &BtfTracePointContext, tx: bool) {
                 // SAFETY: helper without arguments.
                 && (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32 != owner.tgid
             {
-                record_owner_traced(owner, OwnerSource::FirstIo);
+                record_owner(owner, OwnerSource::FirstIo);
                 // At once, not at the next update or the close: the daemon reads the process
                 // from /proc while it lives (a service started per connection may not outlive it).
                 // SAFETY: a BTF socket pointer.

@@ -4,8 +4,10 @@
 //!
 //! A process that `execve`s keeps its pid and start time but becomes another program: each entry
 //! also keeps the executable it was read with (its device and inode: a binary replaced on disk
-//! while it runs is still the same file) and the `comm`s (thread names) of the sockets it
-//! answered. A socket whose `comm` the entry has not seen (another thread, a rename, or an exec)
+//! while it runs is still the same file) and the `comm`s of the sockets it answered (the
+//! process's name when the socket was made, its main thread's; without the kernel's task offsets
+//! the creating thread's). A socket whose `comm` the entry has not seen (a rename, an exec, or
+//! another thread)
 //! makes the cache look at `/proc/<pid>/exe` once: the same file adds the `comm` to the entry,
 //! another one means an exec, and the process is read again as a new entry. Sockets of the
 //! program before the exec keep finding the old entry by their `comm`. An entry that has
@@ -337,11 +339,16 @@ impl Identities {
         if reread && proc_comm != comm {
             return Err(Miss::Other);
         }
-        // A first read: the socket's thread name must be the process's or one of its threads'.
-        // Else the program running now is not the one that made the socket: it exec'd since (a
-        // shell's `exec` right after its last write), or another process took the pid within
-        // the same hundredth of a second (the start cannot tell them apart).
-        if !reread && !comm.is_empty() && !names_a_thread(tgid, &stat, &proc_comm, comm) {
+        // A first read: the socket's name must be the process's or one of its threads', or its
+        // executable's file name (the name an exec gives; the program renamed itself since, as
+        // `setproctitle` does). Else the program running now is not the one that made the socket:
+        // it exec'd since (a shell's `exec` right after its last write), or another process took
+        // the pid within the same hundredth of a second (the start cannot tell them apart).
+        if !reread
+            && !comm.is_empty()
+            && !names_a_thread(tgid, &stat, &proc_comm, comm)
+            && !names_the_executable(&p, comm)
+        {
             return Err(Miss::Other);
         }
         self.read_process(&p, &stat, tgid, created_ns, (comm, &proc_comm))
@@ -516,6 +523,18 @@ fn names_a_thread(tgid: u32, stat: &procfs::process::Stat, proc_comm: &str, comm
     }
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{tgid}/task")) else { return false };
     tasks.flatten().any(|t| std::fs::read(t.path().join("comm")).is_ok_and(|raw| written(&raw)))
+}
+
+/// Whether `comm` (as the kernel's record is written) is the name an exec of `p`'s executable
+/// gives a process: the file name's first 15 bytes (`TASK_COMM_LEN` less its NUL). A program
+/// started by a link has the link's name instead, and is not found this way.
+fn names_the_executable(p: &Process, comm: &str) -> bool {
+    let Ok(exe) = p.exe() else { return false };
+    let path = std::path::Path::new(without_deleted(&exe));
+    path.file_name().is_some_and(|name| {
+        let bytes = name.as_bytes();
+        escape::utf8_or_hex(&bytes[..bytes.len().min(15)]) == comm
+    })
 }
 
 /// A running thread of process `p` (`tgid`) whose main thread has exited (a zombie leader), as a

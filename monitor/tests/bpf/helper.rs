@@ -231,6 +231,34 @@ pub fn main(role: &str) {
                 std::os::unix::process::CommandExt::exec(std::process::Command::new("bash").args(["-c", &script]));
             panic!("exec bash: {err}");
         }
+        // tcp-from-thread SERVER SEND: a thread named `conn-thr` connects and ends at once; the
+        // main thread (`mon-threader`) sends SEND bytes on the connection, reads the reply, reports
+        // and waits for "exit" (the process lives on, its connecting thread gone).
+        // tcp-then-rename SERVER SEND: connects under the name an exec of its executable gives
+        // (the file name's first 15 bytes), renames itself `mon-renamed` at once, then the same.
+        "tcp-from-thread" | "tcp-then-rename" => {
+            let server: SocketAddr = arg(0).parse().unwrap();
+            let send: usize = arg(1).parse().unwrap();
+            let mut s = if role == "tcp-from-thread" {
+                name("mon-threader");
+                let connect = move || TcpStream::connect(server).unwrap();
+                thread::Builder::new().name("conn-thr".into()).spawn(connect).unwrap().join().unwrap()
+            } else {
+                let exe = std::env::current_exe().unwrap();
+                let file = exe.file_name().unwrap().as_encoded_bytes();
+                name(std::str::from_utf8(&file[..file.len().min(15)]).unwrap());
+                let s = TcpStream::connect(server).unwrap();
+                name("mon-renamed");
+                s
+            };
+            s.write_all(&pattern(send)).unwrap();
+            s.shutdown(Shutdown::Write).unwrap();
+            let rx = read_to_end(&mut s);
+            say(
+                &json!({"local": s.local_addr().unwrap().to_string(), "tx": send, "rx": rx, "pid": std::process::id()}),
+            );
+            wait_stdin("exit");
+        }
         // tcp-exit SERVER SEND: connects, writes, exits at once (close happens at exit).
         "tcp-exit" => {
             name("mon-tcp-exit");
