@@ -130,7 +130,7 @@ impl Enricher {
     /// Country and network owner of `ip`. Never fails: unknown fields are `None`, and a
     /// database error on one lookup is counted ([`EnrichStats::lookup_errors`]).
     pub fn lookup(&mut self, ip: IpAddr) -> Destination {
-        let ip = ip.to_canonical();
+        let ip = looked_up_as(ip);
         let scope = classify(ip);
         let answer = if scope != Scope::Public {
             not_looked_up(scope)
@@ -385,4 +385,19 @@ fn build_date(epoch: u64) -> String {
 
 fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The address a lookup answers for: an IPv4-mapped address's IPv4 address, and the IPv4 address
+/// that a NAT64 address of the well-known prefix `64:ff9b::/96` carries in its last 32 bits
+/// (RFC 6052: an IPv6-only network reaches IPv4 servers through it; the databases answer for the
+/// IPv4 server, which is where the bytes go). The local-use prefix `64:ff9b:1::/48` (RFC 8215)
+/// places the IPv4 address where its operator chose and stays `reserved`.
+fn looked_up_as(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) if v6.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0] => {
+            let [.., a, b, c, d] = v6.octets();
+            IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d))
+        }
+        ip => ip,
+    }
 }

@@ -102,6 +102,20 @@ fn ipv4_mapped_addresses_are_looked_up_as_ipv4() {
     assert_eq!(e.stats().cache_hits, 1);
 }
 
+/// QA31 F2: an IPv6-only network reaches IPv4 servers through NAT64 addresses: one of the
+/// well-known prefix is looked up as the IPv4 address it carries (81.2.69.142 is GB in the test
+/// database; it read `unknown`), one of the local-use prefix is not looked up.
+#[test]
+fn nat64_addresses_are_looked_up_as_the_ipv4_address_they_carry() {
+    let mut e = maxmind();
+    let nat64 = e.lookup(ip("64:ff9b::5102:458e"));
+    assert_eq!(nat64, e.lookup(ip("81.2.69.142")));
+    assert_eq!((nat64.scope, nat64.country.as_deref()), (Scope::Public, Some("GB")));
+    assert_eq!(e.lookup(ip("64:ff9b::a00:1")).scope, Scope::Private, "10.0.0.1 behind NAT64");
+    assert_eq!(e.lookup(ip("64:ff9b:1::5102:458e")).scope, Scope::Reserved);
+    assert_eq!(e.lookup(ip("64:ff9b:0:0:0:1:5102:458e")).country, None, "outside the /96: not an IPv4 address");
+}
+
 #[test]
 fn city_database_serves_as_country_database() {
     let path = fixture("GeoIP2-City-Test.mmdb");
