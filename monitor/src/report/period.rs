@@ -142,7 +142,9 @@ impl Period {
     pub fn iso_week(week: &str, zone: &Zone) -> Result<Self, Error> {
         let bad = |reason: &str| Error::Week { week: week.to_string(), reason: reason.to_string() };
         let (year, w) = week.split_once("-W").ok_or_else(|| bad("no `-W`"))?;
-        if year.len() != 4 || w.len() != 2 {
+        // Digits only: `parse` would take a sign (`2026-W+1`, `+202-W47`) as a number.
+        let digits = |t: &str, n: usize| t.len() == n && t.bytes().all(|b| b.is_ascii_digit());
+        if !digits(year, 4) || !digits(w, 2) {
             return Err(bad("expected YYYY-Www"));
         }
         let year: i16 = year.parse().map_err(|_| bad("year is not a number"))?;
@@ -323,7 +325,9 @@ mod tests {
 
     #[test]
     fn malformed_weeks_and_ranges_are_errors() {
-        for bad in ["2026-47", "2026-W4", "26-W47", "2026-W54", "2026-Wxx", "2025-W53"] {
+        for bad in
+            ["2026-47", "2026-W4", "26-W47", "2026-W54", "2026-Wxx", "2025-W53", "2026-W+1", "+202-W47", "2026-W-1"]
+        {
             assert!(matches!(Period::iso_week(bad, &z("UTC")), Err(Error::Week { .. })), "{bad}");
         }
         let short = Period::iso_week("2025-W53", &z("UTC")).expect_err("2025 has 52 weeks").to_string();
