@@ -46,7 +46,7 @@ pub const CONFIG_MAX_BYTES: u64 = 1 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The file could not be read.
-    #[error("cannot read config file `{}`", path.display())]
+    #[error("the config file")]
     Read {
         path: PathBuf,
         #[source]

@@ -47,7 +47,7 @@ pub const VERDICTS_SCHEMA: &str = "monitor.verdicts/1";
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The claims file could not be read.
-    #[error("cannot read claims file `{}`", path.display())]
+    #[error("the claims file")]
     Read {
         path: PathBuf,
         #[source]

@@ -103,7 +103,7 @@ pub struct UsageError(pub String);
 /// (another application's database) is refused here, with the same message and exit code (5) for
 /// `report` and `status`.
 pub fn open_journal(path: &std::path::Path) -> anyhow::Result<JournalReader> {
-    let reader = JournalReader::open(path).with_context(|| format!("cannot read the journal `{}`", path.display()))?;
+    let reader = JournalReader::open(path)?;
     reader
         .state()
         .and_then(|_| reader.check_tables())
