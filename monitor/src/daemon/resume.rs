@@ -37,9 +37,10 @@ const CACHED: NonZeroUsize = NonZeroUsize::new(4096).expect("non-zero");
 const ENDING: usize = 64;
 
 /// Earlier peers looked up per call of [`Resume::closes_due`] at most (two indexed queries
-/// each): a socket released with thousands of them has them closed over several calls, between
-/// the sink's other work (its ticks, its flushes), not in one burst.
-const CLOSES_PER_CALL: usize = 256;
+/// each, some 10–50 µs): a socket released with thousands of them has them closed over several
+/// calls, one per message the sink handles (its ticks too, every second when idle), not in one
+/// burst.
+pub const CLOSES_PER_CALL: usize = 1024;
 
 /// The journal's answers per flow: socket cookie and remote end.
 pub struct Resume {
@@ -164,21 +165,36 @@ impl Resume {
         }
     }
 
-    /// Whether a released socket's earlier peers are due ([`Self::closes_due`]).
+    /// Whether a socket's release completed since the last [`Self::closes_due`]: its earlier
+    /// peers are to be read (after a flush, so that the journal holds this run's closes too).
+    #[must_use]
+    pub fn releases_due(&self) -> bool {
+        !self.due.is_empty()
+    }
+
+    /// Whether released sockets' earlier peers are to be closed ([`Self::closes_due`]).
     #[must_use]
     pub fn closes_are_due(&self) -> bool {
         !self.due.is_empty() || !self.backlog.is_empty()
     }
 
+    /// Earlier peers of released sockets still to close.
+    #[must_use]
+    pub fn closes_left(&self) -> usize {
+        self.backlog.iter().map(|b| b.flows.len()).sum()
+    }
+
     /// The `close` records of the peers an earlier run journaled of a socket older than this run
     /// that this run saw released (all its peer closes came: [`FlowRecord::release`]) and that
-    /// this run did not close itself: peers that did not talk again after the restart (an
-    /// adversarial pass: they never got a `close`, their flows ending on the earlier run's
-    /// `shutdown`). Each closes with the socket (dated at its release), without bytes: what it
-    /// moved is in the earlier run's records, which it continues (`resumed`, their
-    /// `first_seen`). A flow an earlier run closed, or one the journal cannot answer for, gets
-    /// none. `all` (the sink's end): sockets whose last peer close was not seen too.
-    pub fn closes_due(&mut self, journal: &JournalWriter, clock: Clock, all: bool) -> Vec<FlowRecord> {
+    /// no run closed: peers that did not talk again after the restart (an adversarial pass:
+    /// they never got a `close`, their flows ending on the earlier run's `shutdown`). Each closes
+    /// with the socket (dated at its release), without bytes: what it moved is in the earlier
+    /// run's records, which it continues (`resumed`, their `first_seen`). A flow whose latest
+    /// indexed record is a `close` (an earlier run's, or this run's past the caps), or one the
+    /// journal cannot answer for, gets none. At most `limit` peers are looked up per call; the
+    /// rest wait for the next ([`Self::closes_are_due`]). `all` (the sink's end): sockets whose
+    /// last peer close was not seen too.
+    pub fn closes_due(&mut self, journal: &JournalWriter, clock: Clock, all: bool, limit: usize) -> Vec<FlowRecord> {
         let mut due = std::mem::take(&mut self.due);
         if all {
             due.extend(self.ending.keys().copied());
@@ -200,7 +216,6 @@ impl Resume {
                 self.backlog.push_back(Backlog { cookie, first: ending.first, flows });
             }
         }
-        let limit = if all { usize::MAX } else { CLOSES_PER_CALL };
         let mut closes = Vec::new();
         let mut looked_up = 0;
         while looked_up < limit {
@@ -213,6 +228,9 @@ impl Resume {
             if let Some(close) = close_of(&mut self.known, socket, &flow, journal, boot_ms) {
                 closes.push(close);
             }
+        }
+        if self.backlog.front().is_some_and(|b| b.flows.is_empty()) {
+            self.backlog.pop_front();
         }
         closes
     }
@@ -474,7 +492,7 @@ mod tests {
         assert!(!resume.closes_are_due(), "the release's other closes follow");
         resume.apply(&mut close("192.0.2.4:443", Release::LastPeer), &w, booted_at(0));
         assert!(resume.closes_are_due());
-        let mut closes = resume.closes_due(&w, booted_at(0), false);
+        let mut closes = resume.closes_due(&w, booted_at(0), false, super::CLOSES_PER_CALL);
         closes.sort_by_key(|r| r.remote);
         let remotes: Vec<String> = closes.iter().filter_map(|r| r.remote).map(|a| a.to_string()).collect();
         assert_eq!(remotes, ["192.0.2.2:443", "192.0.2.3:443"]);
@@ -485,7 +503,7 @@ mod tests {
             assert!(r.resumed && !r.is_first(), "it continues the earlier flow: {r:#?}");
             assert_eq!(r.first_seen, at(1_794_787_200));
         }
-        assert!(!resume.closes_are_due() && resume.closes_due(&w, booted_at(0), true).is_empty(), "once");
+        assert!(!resume.closes_are_due() && resume.closes_due(&w, booted_at(0), true, usize::MAX).is_empty(), "once");
     }
 
     /// A socket released with more earlier peers than one call looks up: they close over several
@@ -516,12 +534,12 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for call in 0..2 {
             assert!(resume.closes_are_due(), "call {call}");
-            let closes = resume.closes_due(&w, booted_at(0), false);
+            let closes = resume.closes_due(&w, booted_at(0), false, super::CLOSES_PER_CALL);
             assert_eq!(closes.len(), super::CLOSES_PER_CALL, "call {call}");
             seen.extend(closes.iter().filter_map(|r| r.remote));
         }
         assert!(resume.closes_are_due(), "10 left");
-        let rest = resume.closes_due(&w, booted_at(0), true);
+        let rest = resume.closes_due(&w, booted_at(0), true, usize::MAX);
         assert_eq!(rest.len(), 10);
         seen.extend(rest.iter().filter_map(|r| r.remote));
         assert_eq!(seen.len(), PEERS, "every earlier peer once");
@@ -560,8 +578,42 @@ mod tests {
         let mut last = later(7, "198.51.100.1:443", Direction::Unconnected, RecordKind::Close, 1_794_787_300);
         (last.protocol, last.release) = (Protocol::Udp, Release::LastPeer);
         resume.apply(&mut last, &w, booted_at(0));
-        let closes = resume.closes_due(&w, booted_at(0), false);
+        let closes = resume.closes_due(&w, booted_at(0), false, super::CLOSES_PER_CALL);
         let remotes: Vec<String> = closes.iter().filter_map(|r| r.remote).map(|a| a.to_string()).collect();
         assert_eq!(remotes, ["192.0.2.2:443"], "only the peer left open");
+    }
+
+    /// A peer an earlier run journaled, closed by this run past the caps (after the restart), is
+    /// not closed again at its socket's release: its close (resumed, so not a first) is indexed
+    /// and the release is read after a flush (a review found a second `close`).
+    #[test]
+    fn a_peer_this_run_closed_past_the_caps_is_not_closed_again() {
+        use crate::tracker::record::{Protocol, Release};
+        let dir = tempdir();
+        let mut w = writer_in(dir.path());
+        let app = fixtures::app("dns");
+        for remote in ["192.0.2.1:53", "192.0.2.2:53"] {
+            let mut flow = Flow::new(7, remote, at(1_794_787_200));
+            flow.direction = Direction::Inbound;
+            let mut r = flow.record(RecordKind::Update, at(1_794_787_210), 100, 200);
+            r.protocol = Protocol::Udp;
+            w.append(&r, &app, None);
+        }
+        w.flush().expect("flush");
+        drop(w);
+        let mut w = writer_restarted(dir.path(), 1_794_787_280);
+        let mut resume = Resume::default();
+        let mut split = later(7, "192.0.2.1:53", Direction::Inbound, RecordKind::Close, 1_794_787_300);
+        (split.protocol, split.release) = (Protocol::Udp, Release::Split);
+        resume.apply(&mut split, &w, booted_at(0));
+        assert!(split.resumed && !split.is_first());
+        w.append(&split, &app, None);
+        w.flush().expect("flush");
+        let mut last = later(7, "198.51.100.1:53", Direction::Inbound, RecordKind::Close, 1_794_787_300);
+        (last.protocol, last.release) = (Protocol::Udp, Release::LastPeer);
+        resume.apply(&mut last, &w, booted_at(0));
+        let closes = resume.closes_due(&w, booted_at(0), false, super::CLOSES_PER_CALL);
+        let remotes: Vec<String> = closes.iter().filter_map(|r| r.remote).map(|a| a.to_string()).collect();
+        assert_eq!(remotes, ["192.0.2.2:53"], "only the peer no run closed");
     }
 }

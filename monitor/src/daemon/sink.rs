@@ -166,7 +166,7 @@ impl Sink {
                     for record in records {
                         self.record(record, command.as_ref());
                         self.flush_if_full(&mut timers);
-                        if self.resume.closes_are_due() {
+                        if self.resume.releases_due() {
                             self.close_earlier_peers(command.as_ref(), &mut timers, false);
                         }
                     }
@@ -190,12 +190,12 @@ impl Sink {
                 SinkMsg::Final => final_part = true,
             }
             if self.resume.closes_are_due() {
-                // What a released socket's earlier peers still owe, at every message (ticks too).
+                // What released sockets' earlier peers still owe, a batch per message (ticks too).
                 self.close_earlier_peers(command.as_ref(), &mut timers, false);
             }
             self.send_outputs();
         }
-        self.close_earlier_peers(command.as_ref(), &mut timers, true);
+        self.close_earlier_peers_at_end(command.as_ref(), &mut timers);
         if dropped > 0 {
             warn!(
                 "shutdown: {dropped} flow records still queued at the shutdown limit ({} s) were not written to the \
@@ -267,12 +267,37 @@ impl Sink {
     }
 
     /// Writes the `close` records of the peers an earlier run journaled of sockets older than
-    /// this run whose release's peer closes all came (`all`: every one followed), which this run
-    /// did not close itself ([`super::resume::Resume::closes_due`]).
+    /// this run whose release's peer closes all came (`all`: every one followed), which no run
+    /// closed ([`super::resume::Resume::closes_due`]), a batch per call. A completed release is
+    /// read after a flush: this run's closes of the socket's peers past the caps are then in the
+    /// journal, and those peers are not closed again.
     fn close_earlier_peers(&mut self, command: Option<&AlertCommand>, timers: &mut Timers, all: bool) {
-        for close in self.resume.closes_due(&self.journal, self.clock, all) {
+        if self.resume.releases_due() && !timers.failing {
+            self.flush(timers);
+        }
+        let closes = self.resume.closes_due(&self.journal, self.clock, all, super::resume::CLOSES_PER_CALL);
+        for close in closes {
             self.record(close, command);
             self.flush_if_full(timers);
+        }
+    }
+
+    /// [`Self::close_earlier_peers`] at the sink's end, for every followed socket, for at most
+    /// [`super::SHUTDOWN_DRAIN`]; what is left then is said.
+    fn close_earlier_peers_at_end(&mut self, command: Option<&AlertCommand>, timers: &mut Timers) {
+        let until = Instant::now() + super::SHUTDOWN_DRAIN;
+        let mut all = true;
+        while (all || self.resume.closes_are_due()) && Instant::now() < until {
+            self.close_earlier_peers(command, timers, all);
+            all = false;
+        }
+        let left = self.resume.closes_left();
+        if left > 0 {
+            warn!(
+                "shutdown: {left} peers that earlier runs journaled of released sockets were not closed within {} s; \
+                 their flows end on the earlier runs' records",
+                super::SHUTDOWN_DRAIN.as_secs()
+            );
         }
     }
 

@@ -391,12 +391,16 @@ fn now_secs() -> u64 {
 /// that a NAT64 address of the well-known prefix `64:ff9b::/96` carries in its last 32 bits
 /// (RFC 6052: an IPv6-only network reaches IPv4 servers through it; the databases answer for the
 /// IPv4 server, which is where the bytes go). The local-use prefix `64:ff9b:1::/48` (RFC 8215)
-/// places the IPv4 address where its operator chose and stays `reserved`.
+/// places the IPv4 address where its operator chose and stays `reserved`. A well-known-prefix
+/// address carrying a non-global IPv4 address (which RFC 6052 forbids translators to reach) is
+/// not taken for that address: a private or loopback class would exempt its bytes from claims;
+/// it stays a public IPv6 address that no database covers (`unknown`).
 fn looked_up_as(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) if v6.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0] => {
             let [.., a, b, c, d] = v6.octets();
-            IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d))
+            let v4 = IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d));
+            if classify(v4) == Scope::Public { v4 } else { IpAddr::V6(v6) }
         }
         ip => ip,
     }

@@ -30,7 +30,9 @@ const V4: &[(Ipv4Addr, u8, Scope)] = &[
 /// only global unicast block IANA has allocated) and NAT64, hence [`Scope::Reserved`].
 const V6: &[(Ipv6Addr, u8, Scope)] = &[
     (Ipv6Addr::LOCALHOST, 128, Scope::Loopback),
-    (Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0), 96, Scope::Public), // NAT64 (RFC 6052)
+    // NAT64 (RFC 6052): the lookup takes the IPv4 address a well-known-prefix address carries
+    // when that is public; one carrying another is public too, and unknown to the databases.
+    (Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0), 96, Scope::Public),
     (Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0), 32, Scope::Documentation),
     (Ipv6Addr::new(0x3fff, 0, 0, 0, 0, 0, 0, 0), 20, Scope::Documentation), // RFC 9637
     (Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0), 7, Scope::Private),        // unique local

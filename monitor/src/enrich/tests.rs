@@ -102,7 +102,7 @@ fn ipv4_mapped_addresses_are_looked_up_as_ipv4() {
     assert_eq!(e.stats().cache_hits, 1);
 }
 
-/// QA31 F2: an IPv6-only network reaches IPv4 servers through NAT64 addresses: one of the
+/// An IPv6-only network reaches IPv4 servers through NAT64 addresses: one of the
 /// well-known prefix is looked up as the IPv4 address it carries (81.2.69.142 is GB in the test
 /// database; it read `unknown`), one of the local-use prefix is not looked up.
 #[test]
@@ -111,7 +111,12 @@ fn nat64_addresses_are_looked_up_as_the_ipv4_address_they_carry() {
     let nat64 = e.lookup(ip("64:ff9b::5102:458e"));
     assert_eq!(nat64, e.lookup(ip("81.2.69.142")));
     assert_eq!((nat64.scope, nat64.country.as_deref()), (Scope::Public, Some("GB")));
-    assert_eq!(e.lookup(ip("64:ff9b::a00:1")).scope, Scope::Private, "10.0.0.1 behind NAT64");
+    // 10.0.0.1 and 127.0.0.1 behind the well-known prefix (RFC 6052 forbids them): not exempt
+    // as private or loopback, a public address no database answers for.
+    for hidden in ["64:ff9b::a00:1", "64:ff9b::7f00:1"] {
+        let d = e.lookup(ip(hidden));
+        assert_eq!((d.scope, d.country), (Scope::Public, None), "{hidden}");
+    }
     assert_eq!(e.lookup(ip("64:ff9b:1::5102:458e")).scope, Scope::Reserved);
     assert_eq!(e.lookup(ip("64:ff9b:0:0:0:1:5102:458e")).country, None, "outside the /96: not an IPv4 address");
 }

@@ -91,35 +91,34 @@ pub struct EarlierFlow {
     pub direction: Direction,
     /// Its protocol.
     pub protocol: Protocol,
-    /// An earlier run closed it, as far as the index shows (a close that was its flow's first
-    /// record of a week; one past the caps usually is not, and such a peer may be closed again
-    /// with its socket).
+    /// Its latest indexed record is a `close`: a close that was its flow's first record of a
+    /// week, or one past the tracker's caps that ended a flow with earlier records (indexed for
+    /// this, `Release::Split`), of an earlier run or of this one.
     pub closed: bool,
 }
 
 impl JournalWriter {
-    /// The flows of socket `cookie` (one per remote end) that earlier runs journaled since
-    /// `since_ms` (the boot) and before this run's start, found through `connections_cookie` as
-    /// [`Self::earlier`] finds them (every flow's first record of each week is there).
+    /// The flows of socket `cookie` (one per remote end) that the journal holds since `since_ms`
+    /// (the boot), this run's flushed records included, found through `connections_cookie` as
+    /// [`Self::earlier`] finds them (every flow's first record of each week is there). A flow
+    /// only this run journaled is no earlier run's: [`Self::earlier`] does not find it.
     ///
     /// # Errors
     /// When the query fails, or a stored value is not one this build knows (an address that
     /// does not parse is a corrupt journal).
     pub fn earlier_flows(&self, cookie: u64, since_ms: i64) -> Result<Vec<EarlierFlow>, Error> {
         let read = |source| Error::read(self.path(), source);
-        let run_ms = self.run.started_at.as_millisecond();
         let mut stmt = self
             .conn
             .prepare_cached(
                 "SELECT r.remote_ip, r.remote_port, s.direction, s.protocol, s.event
                  FROM connection_rows r JOIN connection_shapes s ON s.id = r.shape_id
-                 WHERE r.cookie = ?1 AND r.lookup IS NOT NULL AND r.time_ms >= ?2 AND r.time_ms < ?3
-                     AND r.remote_ip IS NOT NULL
-                 ORDER BY r.time_ms",
+                 WHERE r.cookie = ?1 AND r.lookup IS NOT NULL AND r.time_ms >= ?2 AND r.remote_ip IS NOT NULL
+                 ORDER BY r.time_ms, r.id",
             )
             .map_err(read)?;
         let rows = stmt
-            .query_map(params![cookie.cast_signed(), since_ms, run_ms], |row| {
+            .query_map(params![cookie.cast_signed(), since_ms], |row| {
                 let ip: String = row.get(0)?;
                 let ip: std::net::IpAddr = ip.parse().map_err(|e| {
                     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
@@ -139,7 +138,7 @@ impl JournalWriter {
             // The latest record's direction of each remote end (a known direction over `unknown`).
             match at.get(&flow.remote).and_then(|&i| flows.get_mut(i)) {
                 Some(f) => {
-                    f.closed |= flow.closed;
+                    f.closed = flow.closed; // the latest indexed record's
                     if flow.direction != Direction::Unknown {
                         (f.direction, f.protocol) = (flow.direction, flow.protocol);
                     }

@@ -243,9 +243,9 @@ pub struct FlowRecord {
     #[serde(skip)]
     pub final_of_socket: bool,
     /// A peer's `close` that came with its socket's release (the tracker closes a socket's
-    /// peers together when the socket is released; other peer closes, past the caps, come while
-    /// it is open), the last of them marked: the sink then knows every peer this run closed.
-    /// Not part of the record's output.
+    /// peers together when the socket is released), the last of them marked: the sink then knows
+    /// every peer this run closed; or one past the caps, while the socket is open (`Split`: the
+    /// journal indexes it, see [`Release::Split`]). Not part of the record's output.
     #[serde(skip)]
     pub release: Release,
     /// An earlier run of the daemon journaled this socket's flow: a socket older than this run,
@@ -356,7 +356,7 @@ mod tests {
         assert_eq!(beside(at("10.0.0.9:5000"), at("[::ffff:192.0.2.1]:53")), at("10.0.0.9:5000"));
         assert_eq!(beside(at("[::]:5000"), at("192.0.2.1:53")), at("0.0.0.0:5000"));
         assert_eq!(beside(at("[2001:db8::9]:5000"), at("192.0.2.1:53")), at("0.0.0.0:5000"));
-        // QA30 F5: a native IPv6 peer beside the IPv4-mapped local of a later connect.
+        // A native IPv6 peer beside the IPv4-mapped local of a later connect.
         assert_eq!(beside(at("10.0.0.9:5000"), at("[2001:db8::1]:53")), at("[::]:5000"));
         assert_eq!(beside(at("[::ffff:10.0.0.9]:5000"), at("[2001:db8::1]:53")), at("[::]:5000"));
         assert_eq!(beside(at("0.0.0.0:5000"), at("[2001:db8::1]:53")), at("[::]:5000"));

@@ -56,8 +56,8 @@ pub fn all() -> Vec<Case> {
         ("socket_older_than_the_monitor_silent_then_closed_leaves_no_flow", preexisting_socket_silent_then_closed),
         ("released_uncounted_counts_a_silent_older_udp_socket_and_no_counted_one", released_uncounted),
         ("a_new_program_after_execve_gets_its_own_app", execve_then_new_socket),
-        ("a_connection_made_by_a_thread_that_ended_is_its_process_s", socket_of_an_ended_thread),
-        ("a_program_that_renamed_itself_after_connecting_is_read_from_proc", socket_then_rename),
+        ("a_connection_made_by_a_thread_that_ended_is_its_process_s", crate::comm::socket_of_an_ended_thread),
+        ("a_program_that_renamed_itself_after_connecting_is_read_from_proc", crate::comm::socket_then_rename),
         ("a_pid_reused_by_the_same_program_is_charged_to_the_new_process", pid_reused_by_the_same_program),
         ("tcp_socket_disconnected_and_connected_again_ipv4_is_two_flows", || {
             crate::reconnect::disconnect_then_connect_again(false)
@@ -755,54 +755,8 @@ fn execve_then_new_socket() {
     out.assert_nothing_lost();
 }
 
-/// A connection made by a named thread that ends right after `connect` (a pool's worker), used
-/// by the main thread while the process runs on: it is the process's, read from /proc (its
-/// executable), and its `comm` is the process's name (an adversarial pass: the app was named
-/// after the thread, `source: kernel`, because no thread of that name ran when the process was
-/// read; a claim by app name missed its bytes).
-fn socket_of_an_ended_thread() {
-    connection_of_a_renamed_creator("tcp-from-thread", 5217, "mon-threader");
-}
-
-/// A program that renames its main thread right after connecting (as `setproctitle` does): its
-/// connection, made under the name its exec gave it, is still read from /proc.
-fn socket_then_rename() {
-    let exe = std::env::current_exe().unwrap();
-    let file = exe.file_name().unwrap().as_encoded_bytes().to_vec();
-    let comm = String::from_utf8(file[..file.len().min(15)].to_vec()).unwrap();
-    connection_of_a_renamed_creator("tcp-then-rename", 5218, &comm);
-}
-
-/// Runs helper `role` (a connection whose creating thread's name no thread has by the time the
-/// monitor reads the process) and checks its flow: charged to the live process, read from
-/// /proc, with owner `comm`, exact bytes.
-fn connection_of_a_renamed_creator(role: &str, port: u16, comm: &str) {
-    let pair = Pair::private();
-    let cg = TestCgroup::new();
-    let server = server_addr(&pair, false, 0, port);
-    let send = 23_456usize;
-    let mut srv = spawn("tcp-server", &[s(server), s(4_321), s(1)], Place { netns: Some(&pair.b), ..Place::default() });
-    srv.line();
-    let mon = Monitor::start(&cg.path, "");
-    let mut client =
-        spawn(role, &[s(server), s(send)], Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) });
-    let line = client.line();
-    // The process lives on while the monitor reads it.
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    client.send("exit");
-    client.finish();
-    srv.finish();
-    let out = mon.stop();
-    let f = closed_flow_to(&out, server);
-    assert_eq!(f["app"]["pid"], line["pid"], "{f:#}");
-    assert_eq!((&f["app"]["source"], &f["owner"]["comm"]), (&"proc".into(), &comm.into()), "{f:#}");
-    assert_eq!(f["app"]["exe"], std::env::current_exe().unwrap().display().to_string(), "{f:#}");
-    assert_eq!((&f["payload"]["tx_bytes"], &f["payload"]["rx_bytes"]), (&send.into(), &4_321.into()), "{f:#}");
-    out.assert_nothing_lost();
-}
-
 /// The `close` line of the flow to `server`.
-fn closed_flow_to(out: &Output, server: SocketAddr) -> &Value {
+pub(crate) fn closed_flow_to(out: &Output, server: SocketAddr) -> &Value {
     out.flows
         .iter()
         .find(|f| f["event"] == "close" && f["remote"] == server.to_string())

@@ -13,6 +13,7 @@ mod android;
 mod attempts;
 mod cases;
 mod claims;
+mod comm;
 mod copy_gate;
 mod daemon;
 mod delay_line;

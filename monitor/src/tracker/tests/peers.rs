@@ -192,7 +192,7 @@ fn an_ipv6_socket_s_ipv4_peer_flow_keeps_its_mapped_local_address() {
     assert_eq!(crate::tracker::ip_of(libc_af_inet(), [0; 4]), std::net::IpAddr::from([0, 0, 0, 0]));
 }
 
-/// QA30 F5: an IPv6 socket sent to a native IPv6 peer, then connected to an IPv4-mapped address
+/// An IPv6 socket sent to a native IPv6 peer, then connected to an IPv4-mapped address
 /// and disconnected. The peer's slot events carry the socket's local words of their moment, the
 /// mapped IPv4 address, which never carried this peer's datagrams: the record shows `[::]:P`
 /// (address unknown, port kept), not `10.0.0.9:P` (an IPv4 local beside an IPv6 remote).
