@@ -616,4 +616,35 @@ mod tests {
         let remotes: Vec<String> = closes.iter().filter_map(|r| r.remote).map(|a| a.to_string()).collect();
         assert_eq!(remotes, ["192.0.2.2:53"], "only the peer no run closed");
     }
+
+    /// A peer this run closed past the caps (resumed, so its close is indexed) that talks again
+    /// after the sink's cache forgot it starts a new flow: not resumed, its own `first_seen` (a
+    /// re-check: it continued the closed flow and closed it a second time).
+    #[test]
+    fn a_peer_closed_past_the_caps_that_talks_again_is_a_new_flow() {
+        use crate::tracker::record::{Protocol, Release};
+        let dir = tempdir();
+        let mut w = writer_in(dir.path());
+        let app = fixtures::app("dns");
+        let mut flow = Flow::new(7, "192.0.2.1:53", at(1_794_787_200));
+        flow.direction = Direction::Inbound;
+        let mut r = flow.record(RecordKind::Update, at(1_794_787_210), 100, 200);
+        r.protocol = Protocol::Udp;
+        w.append(&r, &app, None);
+        w.flush().expect("flush");
+        drop(w);
+        let mut w = writer_restarted(dir.path(), 1_794_787_280);
+        let mut split = later(7, "192.0.2.1:53", Direction::Inbound, RecordKind::Close, 1_794_787_300);
+        (split.protocol, split.release) = (Protocol::Udp, Release::Split);
+        Resume::default().apply(&mut split, &w, booted_at(0));
+        assert!(split.resumed);
+        w.append(&split, &app, None);
+        w.flush().expect("flush");
+        // The cache no longer holds the peer: a fresh one asks the journal.
+        let mut again = later(7, "192.0.2.1:53", Direction::Inbound, RecordKind::Close, 1_794_787_400);
+        again.protocol = Protocol::Udp;
+        Resume::default().apply(&mut again, &w, booted_at(0));
+        assert!(!again.resumed, "a new flow: {again:#?}");
+        assert_eq!(again.first_seen, at(1_794_787_400));
+    }
 }

@@ -30,7 +30,9 @@ impl JournalWriter {
     /// What earlier runs journaled of socket `cookie` (with remote end `remote`, when given) in
     /// records since `since_ms` (the boot: socket cookies start again at each boot) and before this
     /// run's start, found through the rollups' probe index `connections_cookie` (every flow's first
-    /// record of each week is in it); `None` when no record of it is there.
+    /// record of each week is in it); `None` when no record of it is there, or when the latest
+    /// indexed record of that remote end (this run's flushed ones included) is a `close`: that
+    /// flow ended, and a record of the socket and remote end now is a new one.
     ///
     /// # Errors
     /// When a query fails, or a stored value is not one this build knows.
@@ -62,6 +64,28 @@ impl JournalWriter {
             .optional()
             .map_err(read)?;
         let Some((owner, first_seen)) = owner else { return Ok(None) };
+        // A peer flow whose latest indexed record, this run's included, is a `close` ended (closed
+        // past the caps, by this run or an earlier one): a later record of it is a new flow. The
+        // sink's cache of answers says so within a run, but holds 4,096 flows (a re-check: a
+        // peer that talked again after its close past the caps, beyond the cache, continued the
+        // closed flow and closed it a second time).
+        if remote.is_some() {
+            let event: Option<String> = self
+                .conn
+                .prepare_cached(
+                    "SELECT s.event FROM connection_rows r JOIN connection_shapes s ON s.id = r.shape_id
+                     WHERE r.cookie = ?1 AND r.lookup IS NOT NULL AND r.time_ms >= ?2
+                         AND r.remote_ip = ?3 AND r.remote_port = ?4
+                     ORDER BY r.time_ms DESC, r.id DESC LIMIT 1",
+                )
+                .map_err(read)?
+                .query_row(params![cookie.cast_signed(), since_ms, ip, port], |row| row.get(0))
+                .optional()
+                .map_err(read)?;
+            if event.map(|t| names::parse::<RecordKind>(0, &t)).transpose().map_err(read)? == Some(RecordKind::Close) {
+                return Ok(None);
+            }
+        }
         let text: Option<String> = self
             .conn
             .prepare_cached(
