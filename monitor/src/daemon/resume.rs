@@ -326,6 +326,42 @@ mod tests {
         r
     }
 
+    /// A journal in which an earlier run recorded one UDP `kind` record of each peer in
+    /// `remotes` of socket 7 (first seen at Unix second 1_794_787_200), and the writer of the run
+    /// started after it.
+    fn udp_peers_before_restart(
+        dir: &std::path::Path,
+        remotes: &[String],
+        direction: Direction,
+        kind: RecordKind,
+    ) -> crate::journal::JournalWriter {
+        let mut w = writer_in(dir);
+        let app = fixtures::app("udp");
+        for remote in remotes {
+            let mut flow = Flow::new(7, remote, at(1_794_787_200));
+            flow.direction = direction;
+            let mut r = flow.record(kind, at(1_794_787_210), 100, 200);
+            r.protocol = crate::tracker::record::Protocol::Udp;
+            w.append(&r, &app, None);
+        }
+        w.flush().expect("flush");
+        drop(w);
+        writer_restarted(dir, 1_794_787_280)
+    }
+
+    /// This run's UDP `close` of socket 7's peer `remote`, first seen at Unix second `first`,
+    /// marked `release`.
+    fn udp_close(
+        remote: &str,
+        direction: Direction,
+        release: crate::tracker::record::Release,
+        first: i64,
+    ) -> crate::tracker::FlowRecord {
+        let mut r = later(7, remote, direction, RecordKind::Close, first);
+        (r.protocol, r.release) = (crate::tracker::record::Protocol::Udp, release);
+        r
+    }
+
     /// A connection open across a restart: the new run's first record of it (direction unknown,
     /// its totals its deltas) takes the journaled direction and is no new flow; a socket the
     /// journal never saw, and one with a direction, are left as they are.
@@ -511,25 +547,13 @@ mod tests {
     /// once; the sink's end (`all`) takes what is left at once.
     #[test]
     fn many_earlier_peers_close_over_several_calls() {
-        use crate::tracker::record::{Protocol, Release};
+        use crate::tracker::record::Release;
         const PEERS: usize = super::CLOSES_PER_CALL * 2 + 10;
         let dir = tempdir();
-        let mut w = writer_in(dir.path());
-        let app = fixtures::app("quic");
-        let remote = |i: usize| format!("192.0.{}.{}:443", 2 + i / 250, 1 + i % 250);
-        for i in 0..PEERS {
-            let mut before = Flow::new(7, &remote(i), at(1_794_787_200));
-            before.direction = Direction::Unconnected;
-            let mut r = before.record(RecordKind::Shutdown, at(1_794_787_260), 100, 200);
-            r.protocol = Protocol::Udp;
-            w.append(&r, &app, None);
-        }
-        w.flush().expect("flush");
-        drop(w);
-        let w = writer_restarted(dir.path(), 1_794_787_280);
+        let remotes: Vec<String> = (0..PEERS).map(|i| format!("192.0.{}.{}:443", 2 + i / 250, 1 + i % 250)).collect();
+        let w = udp_peers_before_restart(dir.path(), &remotes, Direction::Unconnected, RecordKind::Shutdown);
         let mut resume = Resume::default();
-        let mut last = later(7, "198.51.100.1:443", Direction::Unconnected, RecordKind::Close, 1_794_787_300);
-        (last.protocol, last.release) = (Protocol::Udp, Release::LastPeer);
+        let mut last = udp_close("198.51.100.1:443", Direction::Unconnected, Release::LastPeer, 1_794_787_300);
         resume.apply(&mut last, &w, booted_at(0));
         let mut seen = std::collections::HashSet::new();
         for call in 0..2 {
@@ -588,29 +612,17 @@ mod tests {
     /// and the release is read after a flush (a review found a second `close`).
     #[test]
     fn a_peer_this_run_closed_past_the_caps_is_not_closed_again() {
-        use crate::tracker::record::{Protocol, Release};
+        use crate::tracker::record::Release;
         let dir = tempdir();
-        let mut w = writer_in(dir.path());
-        let app = fixtures::app("dns");
-        for remote in ["192.0.2.1:53", "192.0.2.2:53"] {
-            let mut flow = Flow::new(7, remote, at(1_794_787_200));
-            flow.direction = Direction::Inbound;
-            let mut r = flow.record(RecordKind::Update, at(1_794_787_210), 100, 200);
-            r.protocol = Protocol::Udp;
-            w.append(&r, &app, None);
-        }
-        w.flush().expect("flush");
-        drop(w);
-        let mut w = writer_restarted(dir.path(), 1_794_787_280);
+        let remotes = ["192.0.2.1:53".to_string(), "192.0.2.2:53".to_string()];
+        let mut w = udp_peers_before_restart(dir.path(), &remotes, Direction::Inbound, RecordKind::Update);
         let mut resume = Resume::default();
-        let mut split = later(7, "192.0.2.1:53", Direction::Inbound, RecordKind::Close, 1_794_787_300);
-        (split.protocol, split.release) = (Protocol::Udp, Release::Split);
+        let mut split = udp_close("192.0.2.1:53", Direction::Inbound, Release::Split, 1_794_787_300);
         resume.apply(&mut split, &w, booted_at(0));
         assert!(split.resumed && !split.is_first());
-        w.append(&split, &app, None);
+        w.append(&split, &fixtures::app("udp"), None);
         w.flush().expect("flush");
-        let mut last = later(7, "198.51.100.1:53", Direction::Inbound, RecordKind::Close, 1_794_787_300);
-        (last.protocol, last.release) = (Protocol::Udp, Release::LastPeer);
+        let mut last = udp_close("198.51.100.1:53", Direction::Inbound, Release::LastPeer, 1_794_787_300);
         resume.apply(&mut last, &w, booted_at(0));
         let closes = resume.closes_due(&w, booted_at(0), false, super::CLOSES_PER_CALL);
         let remotes: Vec<String> = closes.iter().filter_map(|r| r.remote).map(|a| a.to_string()).collect();
@@ -622,27 +634,17 @@ mod tests {
     /// re-check: it continued the closed flow and closed it a second time).
     #[test]
     fn a_peer_closed_past_the_caps_that_talks_again_is_a_new_flow() {
-        use crate::tracker::record::{Protocol, Release};
+        use crate::tracker::record::Release;
         let dir = tempdir();
-        let mut w = writer_in(dir.path());
-        let app = fixtures::app("dns");
-        let mut flow = Flow::new(7, "192.0.2.1:53", at(1_794_787_200));
-        flow.direction = Direction::Inbound;
-        let mut r = flow.record(RecordKind::Update, at(1_794_787_210), 100, 200);
-        r.protocol = Protocol::Udp;
-        w.append(&r, &app, None);
-        w.flush().expect("flush");
-        drop(w);
-        let mut w = writer_restarted(dir.path(), 1_794_787_280);
-        let mut split = later(7, "192.0.2.1:53", Direction::Inbound, RecordKind::Close, 1_794_787_300);
-        (split.protocol, split.release) = (Protocol::Udp, Release::Split);
+        let remotes = ["192.0.2.1:53".to_string()];
+        let mut w = udp_peers_before_restart(dir.path(), &remotes, Direction::Inbound, RecordKind::Update);
+        let mut split = udp_close("192.0.2.1:53", Direction::Inbound, Release::Split, 1_794_787_300);
         Resume::default().apply(&mut split, &w, booted_at(0));
         assert!(split.resumed);
-        w.append(&split, &app, None);
+        w.append(&split, &fixtures::app("udp"), None);
         w.flush().expect("flush");
         // The cache no longer holds the peer: a fresh one asks the journal.
-        let mut again = later(7, "192.0.2.1:53", Direction::Inbound, RecordKind::Close, 1_794_787_400);
-        again.protocol = Protocol::Udp;
+        let mut again = udp_close("192.0.2.1:53", Direction::Inbound, Release::No, 1_794_787_400);
         Resume::default().apply(&mut again, &w, booted_at(0));
         assert!(!again.resumed, "a new flow: {again:#?}");
         assert_eq!(again.first_seen, at(1_794_787_400));

@@ -175,12 +175,8 @@ fn an_ipv6_socket_s_ipv4_peer_flow_keeps_its_mapped_local_address() {
     let mut t = tracker();
     let mut out = Vec::new();
     let mapped = std::net::Ipv4Addr::new(10, 0, 0, 9).to_ipv6_mapped().octets();
-    let mut words = [0u32; 4];
-    for (w, chunk) in words.iter_mut().zip(mapped.chunks_exact(4)) {
-        *w = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-    }
     let (k, mut e) = peer_event(EventKind::PeerClosed, 1, [10, 0, 1, 1], 700);
-    e.tuple.local_addr = words;
+    e.tuple.local_addr = words(mapped);
     e.tuple.local_port = 5000;
     t.handle(k, &e, &mut out);
     let (k, e) = udp_release(7);
@@ -198,13 +194,6 @@ fn an_ipv6_socket_s_ipv4_peer_flow_keeps_its_mapped_local_address() {
 /// (address unknown, port kept), not `10.0.0.9:P` (an IPv4 local beside an IPv6 remote).
 #[test]
 fn a_native_ipv6_peer_never_shows_an_ipv4_local_side() {
-    let words = |b: [u8; 16]| {
-        let mut w = [0u32; 4];
-        for (w, c) in w.iter_mut().zip(b.chunks_exact(4)) {
-            *w = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]);
-        }
-        w
-    };
     let mut t = tracker();
     let mut out = Vec::new();
     let (k, mut e) = peer_event(EventKind::PeerClosed, 1, [10, 0, 1, 1], 700);
@@ -219,6 +208,15 @@ fn a_native_ipv6_peer_never_shows_an_ipv4_local_side() {
     assert_eq!(out[0].local, Some("[::]:5000".parse().expect("address")), "{:#?}", out[0]);
     assert_eq!(out[0].remote, Some("[2001:db8::1]:53".parse().expect("address")), "{:#?}", out[0]);
     assert_eq!(out[0].payload.tx_bytes, 700);
+}
+
+/// An IPv6 address as the kernel's four address words.
+fn words(octets: [u8; 16]) -> [u32; 4] {
+    let mut words = [0u32; 4];
+    for (w, c) in words.iter_mut().zip(octets.chunks_exact(4)) {
+        *w = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]);
+    }
+    words
 }
 
 fn libc_af_inet() -> u16 {
