@@ -177,7 +177,11 @@ pub async fn run(
 ) -> Result<Stats, Error> {
     let cgroup = probe::resolve_cgroup(&settings.cgroup)?;
     // Bound before the journal is opened: a bad token file or a port in use stops the daemon
-    // before it writes anything (its `daemon_state` would describe a run that never was).
+    // before it writes anything (its `daemon_state` would describe a run that never was). A
+    // second daemon on the journal is told so first, not that the first one's port is taken.
+    if settings.metrics.enabled {
+        crate::journal::JournalWriter::ensure_not_locked(&settings.journal.path)?;
+    }
     let bound = settings.metrics.enabled.then(|| crate::metrics::Server::bind(&settings.metrics)).transpose()?;
     let pipeline = Pipeline::open(settings)?;
     // Its own thread, outside the pipeline; stopped after the pipeline's last records.

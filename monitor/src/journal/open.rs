@@ -105,6 +105,16 @@ fn real_directory(path: &Path) -> std::path::PathBuf {
     }
 }
 
+/// [`Error::Locked`] when another daemon writes the journal at `path` now, as [`open_rw`] would
+/// find, but without creating or changing anything.
+pub(super) fn ensure_not_locked(path: &Path) -> Result<(), Error> {
+    let real = real_directory(path);
+    if files::held_by_another(&real) {
+        return Err(Error::Locked { lock: files::lock_path(&real), path: real });
+    }
+    Ok(())
+}
+
 /// Opens an existing journal read-only.
 pub(super) fn open_ro(path: &Path) -> Result<Connection, Error> {
     open_existing(path, OpenFlags::SQLITE_OPEN_READ_ONLY)

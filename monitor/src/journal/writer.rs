@@ -138,6 +138,16 @@ const _: fn() = || {
 };
 
 impl JournalWriter {
+    /// Refuses, as [`Self::open`] would, when another daemon writes the journal at `path` now,
+    /// without creating or changing anything: a start that binds a port before it opens the
+    /// journal (metrics) names the running daemon rather than the port it holds.
+    ///
+    /// # Errors
+    /// [`Error::Locked`].
+    pub fn ensure_not_locked(path: &std::path::Path) -> Result<(), Error> {
+        super::open::ensure_not_locked(path)
+    }
+
     /// Records the degradations of this run in `daemon_state` (for `monitor status` and reports).
     ///
     /// # Errors

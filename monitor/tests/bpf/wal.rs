@@ -100,6 +100,27 @@ pub fn wal_survives_second_daemon_sqlite3_and_readers_then_kill9() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(5), "second daemon: {err}");
     assert!(err.contains("another monitor daemon"), "{err}");
+    // … also with metrics on a port that is taken (here by the test, as the first daemon's would
+    // be): told the journal is taken, not the port (it was exit 2, "cannot listen for metrics").
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let with_metrics = dir.join("metrics.toml");
+    let base = std::fs::read_to_string(&config).unwrap();
+    let port = taken.local_addr().unwrap().port();
+    std::fs::write(&with_metrics, format!("{base}\n[metrics]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n"))
+        .unwrap();
+    let mut third = Command::new(env!("CARGO_BIN_EXE_monitor"));
+    third
+        .arg("--config")
+        .arg(&with_metrics)
+        .args(["run", "--json", "--cgroup"])
+        .arg(&cg.path)
+        .arg("--journal")
+        .arg(&journal);
+    let out = output_within(&mut third, Duration::from_secs(30));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "second daemon with metrics: {err}");
+    assert!(err.contains("another monitor daemon"), "{err}");
+    drop(taken);
 
     // (b) An external sqlite3 session opens and closes the journal.
     let out = Command::new("sqlite3").arg(&journal).arg("SELECT COUNT(*) FROM connections;").output().unwrap();

@@ -377,3 +377,21 @@ fn a_second_writer_on_the_same_journal_is_refused_and_readers_are_not() {
     drop(first);
     drop(JournalWriter::open(&config, run(), &super::utc()).expect("writer after the first is gone"));
 }
+
+/// A start that binds a port before it opens the journal (metrics) asks first whether another
+/// daemon writes it (a second daemon was refused on the first one's port, exit 2, instead of
+/// being told the journal is taken): no for a journal never written, creating nothing; yes
+/// while a writer lives; no again once it is gone.
+#[test]
+fn a_journal_another_writer_holds_is_told_before_it_is_opened() {
+    let dir = tempdir();
+    let path = dir.path().join("journal.db");
+    JournalWriter::ensure_not_locked(&path).expect("no journal yet");
+    assert!(!dir.path().join("journal.db.lock").exists(), "nothing created");
+    let config = JournalConfig { path: path.clone(), ..JournalConfig::default() };
+    let w = JournalWriter::open(&config, run(), &super::utc()).expect("writer");
+    let err = JournalWriter::ensure_not_locked(&path).expect_err("held");
+    assert!(matches!(&err, Error::Locked { .. }), "{err:?}");
+    drop(w);
+    JournalWriter::ensure_not_locked(&path).expect("released");
+}
