@@ -36,7 +36,7 @@ const CACHED: NonZeroUsize = NonZeroUsize::new(4096).expect("non-zero");
 /// a release's peer closes come together, so this holds one or two.
 const ENDING: usize = 64;
 
-/// Earlier peers looked up per call of [`Resume::closes_due`] at most (two indexed queries
+/// Earlier peers looked up per call of [`Resume::closes_due`] at most (up to three indexed queries
 /// each, some 10–50 µs): a socket released with thousands of them has them closed over several
 /// calls, one per message the sink handles (its ticks too, every second when idle), not in one
 /// burst.

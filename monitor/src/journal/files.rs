@@ -42,22 +42,6 @@ pub(super) fn lock_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Whether another process holds the single-writer lock of `journal` now: [`lock`] without its
-/// side effects (nothing is created or changed; a lock file that cannot be opened says no, and
-/// [`lock`] then gives the reason). The lock is held for the instant of the test only.
-pub(super) fn held_by_another(journal: &Path) -> bool {
-    let path = lock_path(journal);
-    // Only a regular file is opened (a FIFO would block, a device could act); `lock` refuses the rest.
-    if !fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file()) {
-        return false;
-    }
-    let flags = OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
-    let Ok(file) = OpenOptions::new().read(true).custom_flags(flags.bits()).open(&path) else {
-        return false;
-    };
-    matches!(file.try_lock(), Err(TryLockError::WouldBlock))
-}
-
 /// Takes the single-writer lock: `flock` on `<journal>.lock` (created with mode 0600), held while
 /// the returned file is open and released by the kernel when the process dies.
 ///

@@ -105,11 +105,12 @@ fn real_directory(path: &Path) -> std::path::PathBuf {
     }
 }
 
-/// [`Error::Locked`] when another daemon writes the journal at `path` now, as [`open_rw`] would
-/// find, but without creating or changing anything.
+/// [`Error::Locked`] when another process holds the journal's lock now, as [`open_rw`] would
+/// find, without opening, creating or locking anything (`/proc/locks`, [`files::writer_pid`]).
+/// A lock file removed or replaced while its daemon runs is not seen here; [`open_rw`] finds it.
 pub(super) fn ensure_not_locked(path: &Path) -> Result<(), Error> {
     let real = real_directory(path);
-    if files::held_by_another(&real) {
+    if files::writer_pid(&real).is_some() {
         return Err(Error::Locked { lock: files::lock_path(&real), path: real });
     }
     Ok(())
