@@ -15,7 +15,7 @@ use std::{
 use anyhow::{Context as _, bail};
 
 use crate::{
-    exec::{cargo, exec, output, target_dir, workspace_root},
+    exec::{cargo, exec, exec_download, output, target_dir, workspace_root},
     geo::DEFAULT_GEO_DIR,
     setup,
 };
@@ -119,7 +119,7 @@ fn rustup_target(triple: &str) -> anyhow::Result<()> {
         return Ok(());
     }
     say(&format!("installing the Rust standard library for {triple} (rustup target add)"));
-    exec(Command::new("rustup").args(["target", "add", triple]))
+    exec_download(Command::new("rustup").args(["target", "add", triple]))
 }
 
 /// A venv under the target directory with pinned `cargo-zigbuild` and `ziglang`; returns it.
@@ -141,9 +141,15 @@ fn zig_toolchain() -> anyhow::Result<PathBuf> {
     if !bin.join("python3").exists() {
         exec(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
     }
-    exec(Command::new(bin.join("pip")).args([
+    // pip's own retries cover connecting; a read that stalls or breaks mid-file (ziglang's wheel is
+    // tens of MB) fails the command, which `exec_download` runs again.
+    exec_download(Command::new(bin.join("pip")).args([
         "install",
         "-q",
+        "--retries",
+        "10",
+        "--timeout",
+        "60",
         &format!("cargo-zigbuild=={CARGO_ZIGBUILD_VERSION}"),
         &format!("ziglang=={ZIGLANG_VERSION}"),
     ]))?;

@@ -33,6 +33,30 @@ pub fn exec(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Waits before each retry of a download: a registry's or the network's hiccup (a read timeout,
+/// a reset mid-file) fails one attempt, not the whole set-up.
+const DOWNLOAD_BACKOFF_SECS: [u64; 3] = [5, 20, 60];
+
+/// Runs `cmd`, which downloads from a package registry, again after a failure (three more tries,
+/// 5, 20 and 60 s apart, each announced), then fails with the command line as [`exec`] does. Only
+/// for idempotent commands (installs of pinned versions, `npm pack`, `apt-get update`).
+pub fn exec_download(cmd: &mut Command) -> anyhow::Result<()> {
+    exec_retrying(cmd, &DOWNLOAD_BACKOFF_SECS)
+}
+
+fn exec_retrying(cmd: &mut Command, backoff_secs: &[u64]) -> anyhow::Result<()> {
+    for &wait in backoff_secs {
+        match exec(cmd) {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                eprintln!("xtask: {e:#}; a download may have failed: trying again in {wait} s");
+                std::thread::sleep(std::time::Duration::from_secs(wait));
+            }
+        }
+    }
+    exec(cmd)
+}
+
 /// Runs `cmd` and returns its stdout, or `None` when it cannot run or fails.
 pub fn output(cmd: &mut Command) -> Option<String> {
     let out = cmd.stderr(Stdio::null()).output().ok()?;
@@ -140,5 +164,44 @@ fn warn_if_disk_is_short() {
             gib(free),
             dir.display()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use super::exec_retrying;
+
+    /// A shell command that appends a line to `log` and succeeds from its `ok_from`-th run on.
+    fn counting(log: &std::path::Path, ok_from: usize) -> Command {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(r#"echo run >> "$1"; [ "$(wc -l < "$1")" -ge "$2" ]"#)
+            .arg("sh")
+            .arg(log)
+            .arg(ok_from.to_string());
+        cmd
+    }
+
+    fn runs(log: &std::path::Path) -> usize {
+        std::fs::read_to_string(log).map_or(0, |s| s.lines().count())
+    }
+
+    #[test]
+    fn a_download_that_fails_once_is_run_again_and_succeeds() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("runs");
+        exec_retrying(&mut counting(&log, 2), &[0, 0, 0]).expect("second run succeeds");
+        assert_eq!(runs(&log), 2);
+    }
+
+    #[test]
+    fn a_download_that_keeps_failing_fails_after_its_retries() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("runs");
+        let err = exec_retrying(&mut counting(&log, 99), &[0, 0, 0]).expect_err("never succeeds");
+        assert_eq!(runs(&log), 4, "one run and three retries");
+        assert!(format!("{err:#}").contains("failed"), "{err:#}");
     }
 }

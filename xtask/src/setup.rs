@@ -6,7 +6,7 @@ use std::process::Command;
 use anyhow::{Context as _, bail};
 
 use crate::{
-    exec::{exec, output},
+    exec::{exec_download, output},
     geo,
 };
 
@@ -71,7 +71,7 @@ fn bpf_toolchain_components() -> anyhow::Result<()> {
             continue;
         }
         say(&format!("installing {component} for the {toolchain} toolchain ({why})"));
-        exec(Command::new("rustup").args(["component", "add", component, "--toolchain", &toolchain]))?;
+        exec_download(Command::new("rustup").args(["component", "add", component, "--toolchain", &toolchain]))?;
     }
     Ok(())
 }
@@ -94,10 +94,10 @@ pub fn apt_install(packages: &[(&str, &str)]) -> anyhow::Result<()> {
         let names: Vec<&str> = missing.iter().map(|(p, _)| *p).collect();
         bail!("root is needed to install packages; run as root, or: sudo apt-get install {}", names.join(" "));
     }
-    exec(Command::new("apt-get").args(["update", "-q"]))?;
-    exec(
+    exec_download(Command::new("apt-get").args(["update", "-q", "-o", "Acquire::Retries=5"]))?;
+    exec_download(
         Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(["install", "-y", "-q", "--no-install-recommends", "-o", "Acquire::Retries=5"])
             .args(missing.iter().map(|(p, _)| *p))
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
@@ -117,7 +117,7 @@ fn cargo_install(name: &str, version: Option<&str>, extra: &[&str]) -> anyhow::R
     }
     cmd.args(extra);
     let path = format!("/usr/lib/llvm-{LLVM_MAJOR}/bin:{}", std::env::var("PATH").unwrap_or_default());
-    exec(cmd.env("PATH", path))
+    exec_download(cmd.env("PATH", path))
 }
 
 fn bpf_linker() -> anyhow::Result<()> {

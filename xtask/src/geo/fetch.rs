@@ -12,7 +12,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use sha2::{Digest as _, Sha256};
 
-use crate::exec::{exec, output};
+use crate::exec::{exec_download, output};
 
 /// A pinned npm package.
 pub struct Package {
@@ -34,7 +34,7 @@ pub fn npm_pack(package: &Package, dir: &Path) -> anyhow::Result<PathBuf> {
             package.spec
         );
     }
-    exec(Command::new("npm").args(["pack", "--loglevel=warn", package.spec]).current_dir(dir))?;
+    exec_download(Command::new("npm").args(["pack", "--loglevel=warn", package.spec]).current_dir(dir))?;
     let tarball = dir.join(package.tarball);
     check_sha256(&tarball, package.sha256)?;
     Ok(tarball)
