@@ -186,10 +186,19 @@ impl Monitor {
     }
 
     /// Kills the daemon with SIGKILL (no shutdown at all) and returns its directory.
-    pub fn kill9(mut self) -> tempfile::TempDir {
+    pub fn kill9(self) -> tempfile::TempDir {
+        self.kill9_with_output().0
+    }
+
+    /// Like [`Monitor::kill9`], also returning what the daemon logged and every line it printed
+    /// (for a failing test's message).
+    pub fn kill9_with_output(mut self) -> (tempfile::TempDir, String, Vec<Value>) {
         kill(self.pid(), Signal::SIGKILL).unwrap();
         let _ = self.child.wait();
-        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+        let mut printed = std::mem::take(&mut self.collected);
+        printed.extend(self.lines.try_iter());
+        let log = self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
+        (std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()), log, printed)
     }
 
     /// The directory with the journal (`journal.db`) and the config (`monitor.toml`).

@@ -107,7 +107,7 @@ pub fn quiet_udp_peers_are_journaled_before_a_kill() {
     let mut args = vec![s(1000), s(20)];
     args.extend(dests.iter().map(s));
     let client = spawn("udp-unconnected-hold", &args, Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None });
-    let (line, _dir, db) = quiet_then_killed(mon, client, echo);
+    let Killed { line, _dir, db, said } = quiet_then_killed(mon, client, echo);
     let port = line["local_port"].as_u64().unwrap();
     for d in &dests {
         let (tx, rx) = journaled_payload(&db, port, *d);
@@ -115,7 +115,7 @@ pub fn quiet_udp_peers_are_journaled_before_a_kill() {
         assert_eq!(
             (tx, rx),
             (truth["tx"].as_i64().unwrap(), truth["rx"].as_i64().unwrap()),
-            "journaled bytes of the quiet peer {d} before the kill"
+            "journaled bytes of the quiet peer {d} before the kill; {said}"
         );
     }
 }
@@ -135,10 +135,10 @@ pub fn quiet_connected_udp_is_journaled_before_a_kill() {
     let mon = Monitor::start(&cg.path, "[probe]\nupdate_interval_secs = 1\n");
     let place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None };
     let client = spawn("udp-connected-hold", &[s(dest), s(1000), s(20)], place);
-    let (line, _dir, db) = quiet_then_killed(mon, client, echo);
+    let Killed { line, _dir, db, said } = quiet_then_killed(mon, client, echo);
     let local: SocketAddr = line["local"].as_str().unwrap().parse().unwrap();
     let (tx, rx) = journaled_payload(&db, u64::from(local.port()), dest);
-    assert_eq!((tx, rx), (20_000, 20_000), "journaled bytes of the quiet connected socket before the kill");
+    assert_eq!((tx, rx), (20_000, 20_000), "journaled bytes of the quiet connected socket before the kill; {said}");
 }
 
 /// A TCP listener whose handshakes all came within its first update interval, idle since: its
@@ -215,17 +215,17 @@ pub fn udp_socket_whose_announce_was_lost_is_announced_again() {
     kill(mon.pid(), Signal::SIGCONT).unwrap();
     thread::sleep(Duration::from_millis(1500));
     client.send("again");
-    let (line, _dir, db) = quiet_then_killed(mon, client, echo);
+    let Killed { line, _dir, db, said } = quiet_then_killed(mon, client, echo);
     let lost: i64 = db
         .query_row("SELECT COALESCE(SUM(events_lost), 0) FROM stats", [], |r| r.get(0))
         .unwrap_or_else(|e| panic!("the journal's loss count: {e}"));
-    assert!(lost > 0, "the ring buffer must overflow while the daemon is stopped");
+    assert!(lost > 0, "the ring buffer must overflow while the daemon is stopped; {said}");
     for d in &dests {
         let truth = &line["peers"][d.to_string()];
         assert_eq!(
             journaled_payload(&db, port, *d),
             (truth["tx"].as_i64().unwrap(), truth["rx"].as_i64().unwrap()),
-            "journaled bytes of peer {d} of the socket whose announce was lost, before the kill"
+            "journaled bytes of peer {d} of the socket whose announce was lost, before the kill; {said}"
         );
     }
 }
@@ -300,19 +300,27 @@ fn udp_echoes(pair: &Pair, n: usize, port: u16, count: usize) -> (Vec<SocketAddr
 /// The client's first line; then quiet for a few update intervals (a refresh or a read of idle
 /// peers, the next tick, a flush: 1 s each), the daemon killed with SIGKILL, the helpers ended;
 /// the journal the daemon left (open), and its directory.
-fn quiet_then_killed(
-    mon: Monitor,
-    mut client: Helper,
-    echo: Helper,
-) -> (serde_json::Value, tempfile::TempDir, Connection) {
+fn quiet_then_killed(mon: Monitor, mut client: Helper, echo: Helper) -> Killed {
     let line = client.line();
     thread::sleep(Duration::from_secs(5));
-    let dir = mon.kill9();
+    let (dir, log, printed) = mon.kill9_with_output();
     client.send("exit");
     client.finish();
     echo.finish();
     let db = Connection::open_with_flags(dir.path().join("journal.db"), OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    (line, dir, db)
+    let printed: Vec<String> = printed.iter().map(ToString::to_string).collect();
+    let said = format!("the daemon's log:\n{log}\nwhat it printed:\n{}", printed.join("\n"));
+    Killed { line, _dir: dir, db, said }
+}
+
+/// What [`quiet_then_killed`] leaves: the client's first line, the journal (open) in its
+/// directory, and what the daemon logged and printed, for a failure's message (a rare failure
+/// in CI found nothing journaled and left no trace of why).
+struct Killed {
+    line: serde_json::Value,
+    _dir: tempfile::TempDir,
+    db: Connection,
+    said: String,
 }
 
 /// Payload sent and received that the journal holds for local port `port` and remote `to`.
