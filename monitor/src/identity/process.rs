@@ -23,7 +23,7 @@
 use std::{
     collections::{HashMap, VecDeque},
     io::Read as _,
-    os::unix::ffi::OsStrExt as _,
+    os::unix::{ffi::OsStrExt as _, fs::MetadataExt as _},
     sync::Arc,
 };
 
@@ -347,7 +347,7 @@ impl Identities {
         if !reread
             && !comm.is_empty()
             && !names_a_thread(tgid, &stat, &proc_comm, comm)
-            && !names_the_executable(&p, comm)
+            && !names_the_program(&p, tgid, comm)
         {
             return Err(Miss::Other);
         }
@@ -525,16 +525,38 @@ fn names_a_thread(tgid: u32, stat: &procfs::process::Stat, proc_comm: &str, comm
     tasks.flatten().any(|t| std::fs::read(t.path().join("comm")).is_ok_and(|raw| written(&raw)))
 }
 
-/// Whether `comm` (as the kernel's record is written) is the name an exec of `p`'s executable
-/// gives a process: the file name's first 15 bytes (`TASK_COMM_LEN` less its NUL). A program
-/// started by a link has the link's name instead, and is not found this way.
-fn names_the_executable(p: &Process, comm: &str) -> bool {
+/// Whether `comm` (as the kernel's record is written) is a name an exec of the program `p` (process
+/// `tgid`) runs now gives a process: its executable's file name, a link to it beside it (`python3`
+/// for `/usr/bin/python3.11`), or the name it was started under (its first argument's file
+/// name; the kernel names a process after the path it was started by). Each as its first 15
+/// bytes (`TASK_COMM_LEN` less its NUL). A program that renamed itself since (`prctl`,
+/// `setproctitle`) is found this way; one that exec'd another program is not, unless that one
+/// was given the old name as its first argument.
+fn names_the_program(p: &Process, tgid: u32, comm: &str) -> bool {
     let Ok(exe) = p.exe() else { return false };
     let path = std::path::Path::new(without_deleted(&exe));
-    path.file_name().is_some_and(|name| {
-        let bytes = name.as_bytes();
-        escape::utf8_or_hex(&bytes[..bytes.len().min(15)]) == comm
+    if path.file_name().is_some_and(|name| comm_of(name.as_bytes()) == comm) {
+        return true;
+    }
+    // A link beside the executable (a name the kernel truncated cannot be looked up).
+    let beside = path.parent().filter(|_| comm.len() < 15 && !comm.contains('/'));
+    if let Some(link) = beside.map(|dir| dir.join(comm))
+        && let Some(id) = exe_id(tgid)
+        && std::fs::metadata(&link).is_ok_and(|m| (m.dev(), m.ino()) == id)
+    {
+        return true;
+    }
+    std::fs::read(format!("/proc/{tgid}/cmdline")).is_ok_and(|raw| {
+        let first = raw.split(|&b| b == 0).next().unwrap_or_default();
+        let name = first.rsplit(|&b| b == b'/').next().unwrap_or_default();
+        !name.is_empty() && comm_of(name) == comm
     })
+}
+
+/// A file name as the kernel names a process started by it: its first 15 bytes, written as the
+/// monitor writes names.
+fn comm_of(name: &[u8]) -> std::borrow::Cow<'_, str> {
+    escape::utf8_or_hex(&name[..name.len().min(15)])
 }
 
 /// A running thread of process `p` (`tgid`) whose main thread has exited (a zombie leader), as a
@@ -566,7 +588,6 @@ fn exe_id(tgid: u32) -> Option<(u64, u64)> {
 /// As [`exe_id`], with the reason it could not be read (`NotFound`: the process is gone, a
 /// zombie or exiting).
 fn exe_lookup(tgid: u32) -> std::io::Result<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt as _;
     let meta = std::fs::metadata(format!("/proc/{tgid}/exe"))?;
     Ok((meta.dev(), meta.ino()))
 }
