@@ -234,8 +234,9 @@ pub fn main(role: &str) {
         // tcp-from-thread SERVER SEND: a thread named `conn-thr` connects and ends at once; the
         // main thread (`mon-threader`) sends SEND bytes on the connection, reads the reply, reports
         // and waits for "exit" (the process lives on, its connecting thread gone).
-        // tcp-then-rename SERVER SEND: connects under the name an exec of its executable gives
-        // (the file name's first 15 bytes), renames itself `mon-renamed` at once, then the same.
+        // tcp-then-rename SERVER SEND: connects under the name its exec gave it (the first 15
+        // bytes of the file name it was started by: its executable's or a link's), renames itself
+        // `mon-renamed` at once, then the same.
         "tcp-from-thread" | "tcp-then-rename" => {
             let server: SocketAddr = arg(0).parse().unwrap();
             let send: usize = arg(1).parse().unwrap();
@@ -244,8 +245,8 @@ pub fn main(role: &str) {
                 let connect = move || TcpStream::connect(server).unwrap();
                 thread::Builder::new().name("conn-thr".into()).spawn(connect).unwrap().join().unwrap()
             } else {
-                let exe = std::env::current_exe().unwrap();
-                let file = exe.file_name().unwrap().as_encoded_bytes();
+                let started = std::path::PathBuf::from(std::env::args_os().next().unwrap());
+                let file = started.file_name().unwrap().as_encoded_bytes();
                 name(std::str::from_utf8(&file[..file.len().min(15)]).unwrap());
                 let s = TcpStream::connect(server).unwrap();
                 name("mon-renamed");
