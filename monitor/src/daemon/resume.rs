@@ -629,6 +629,44 @@ mod tests {
         assert_eq!(remotes, ["192.0.2.2:53"], "only the peer no run closed");
     }
 
+    /// A UDP server's peers from one address: the second client port's flow, in the endpoint of
+    /// the first (the address), and a peer's new flow after its close past the caps continue
+    /// after a restart: resumed with their own `first_seen` (a re-check and a review: neither
+    /// was found, and their next records counted a new flow).
+    #[test]
+    fn later_flows_at_a_known_endpoint_continue_after_a_restart() {
+        use crate::tracker::record::{Protocol, Release};
+        let dir = tempdir();
+        let mut w = writer_in(dir.path());
+        let app = fixtures::app("dns");
+        let udp = |mut r: crate::tracker::FlowRecord| {
+            r.protocol = Protocol::Udp;
+            r
+        };
+        let mut first = Flow::new(7, "192.0.2.1:53", at(1_794_787_200));
+        first.direction = Direction::Inbound;
+        w.append(&udp(first.record(RecordKind::Update, at(1_794_787_210), 100, 200)), &app, None);
+        // The first flow of :53 ends past the caps, and the peer talks again.
+        let mut closed = first.record(RecordKind::Close, at(1_794_787_220), 10, 20);
+        closed.release = Release::Split;
+        w.append(&udp(closed), &app, None);
+        let mut again = Flow::new(7, "192.0.2.1:53", at(1_794_787_230));
+        again.direction = Direction::Inbound;
+        w.append(&udp(again.record(RecordKind::Update, at(1_794_787_240), 5, 6)), &app, None);
+        let mut second = Flow::new(7, "192.0.2.1:54", at(1_794_787_250));
+        second.direction = Direction::Inbound;
+        w.append(&udp(second.record(RecordKind::Update, at(1_794_787_260), 7, 8)), &app, None);
+        w.flush().expect("flush");
+        drop(w);
+        let w = writer_restarted(dir.path(), 1_794_787_280);
+        for (remote, first_seen) in [("192.0.2.1:53", 1_794_787_230), ("192.0.2.1:54", 1_794_787_250)] {
+            let mut r = udp(later(7, remote, Direction::Unknown, RecordKind::Update, 1_794_787_300));
+            Resume::default().apply(&mut r, &w, booted_at(0));
+            assert!(r.resumed, "{remote} continues: {r:#?}");
+            assert_eq!((r.direction, r.first_seen), (Direction::Inbound, at(first_seen)), "{remote}");
+        }
+    }
+
     /// A peer this run closed past the caps (resumed, so its close is indexed) that talks again
     /// after the sink's cache forgot it starts a new flow: not resumed, its own `first_seen` (a
     /// re-check: it continued the closed flow and closed it a second time).

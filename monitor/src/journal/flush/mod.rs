@@ -21,7 +21,10 @@ use super::{
     names::{int, ms},
     rollup::{Fold, Rollup},
 };
-use crate::{enrich::Role, tracker::record::Release};
+use crate::{
+    enrich::Role,
+    tracker::record::{RecordKind, Release},
+};
 
 /// Rows written by one flush.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -75,7 +78,13 @@ pub(super) fn write(
         // closed such a flow a second time (a review). A one-record flow (a UDP server's client
         // that sent once) needs none: its only record is its close.
         let split = pending.record.release == Release::Split && !pending.record.is_first();
-        let lookup = (probed.first() || split) && !pending.record.final_of_socket;
+        // A flow's first record that is not its close is looked for too where it is not its
+        // socket's first at its endpoint (a re-check and a review: a UDP server's second client
+        // port from one address, its endpoint's, and a peer's flow after its close past the caps
+        // were not found after a restart, and their next records counted a new flow). A
+        // one-record flow needs none, so the UDP server's clients past the caps add no index row.
+        let later_flow = pending.record.is_first() && pending.record.event != RecordKind::Close;
+        let lookup = (probed.first() || split || later_flow) && !pending.record.final_of_socket;
         let app = app_ids.get(&Arc::as_ptr(&pending.app)).copied().unwrap_or_default();
         let (country_db, asn_db) = match (&pending.record.remote, &pending.dest) {
             (Some(_), Some(d)) => (
