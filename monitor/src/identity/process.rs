@@ -546,7 +546,10 @@ fn names_the_program(p: &Process, tgid: u32, comm: &str) -> bool {
     {
         return true;
     }
-    std::fs::read(format!("/proc/{tgid}/cmdline")).is_ok_and(|raw| {
+    // Its first argument only (a command line can be megabytes long).
+    let mut raw = Vec::new();
+    let read = std::fs::File::open(format!("/proc/{tgid}/cmdline")).and_then(|f| f.take(4096).read_to_end(&mut raw));
+    read.is_ok_and(|_| {
         let first = raw.split(|&b| b == 0).next().unwrap_or_default();
         let name = first.rsplit(|&b| b == b'/').next().unwrap_or_default();
         !name.is_empty() && comm_of(name) == comm
