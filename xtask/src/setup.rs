@@ -12,6 +12,9 @@ use crate::{
 
 /// bpf-linker release and LLVM major that match nightly 1.97 (LLVM 22).
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// The benchmark peer bandwhich, pinned: an unpinned install takes whatever was published last,
+/// which may need a newer compiler than the pinned toolchain (and changes the peer's figures).
+const BANDWHICH_VERSION: &str = "0.23.1";
 const LLVM_MAJOR: &str = "22";
 
 /// `cargo xtask setup` options.
@@ -45,7 +48,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     if args.bench {
         apt_install(&[("iperf3", "throughput benchmark"), ("nethogs", "benchmark peer")])?;
-        cargo_install("bandwhich", None, &[])?;
+        cargo_install("bandwhich", Some(BANDWHICH_VERSION), &[])?;
     }
     Ok(())
 }
