@@ -119,7 +119,7 @@ fn rustup_target(triple: &str) -> anyhow::Result<()> {
         return Ok(());
     }
     say(&format!("installing the Rust standard library for {triple} (rustup target add)"));
-    exec_download(Command::new("rustup").args(["target", "add", triple]))
+    exec(setup::rustup_retrying().args(["target", "add", triple]))
 }
 
 /// A venv under the target directory with pinned `cargo-zigbuild` and `ziglang`; returns it.

@@ -39,7 +39,9 @@ const DOWNLOAD_BACKOFF_SECS: [u64; 3] = [5, 20, 60];
 
 /// Runs `cmd`, which downloads from a package registry, again after a failure (three more tries,
 /// 5, 20 and 60 s apart, each announced), then fails with the command line as [`exec`] does. Only
-/// for idempotent commands (installs of pinned versions, `npm pack`, `apt-get update`).
+/// for idempotent commands that only download (`pip install` of pinned versions, `npm pack`,
+/// `apt-get`); cargo and rustup retry their own downloads (`CARGO_NET_RETRY`,
+/// `RUSTUP_MAX_RETRIES`).
 pub fn exec_download(cmd: &mut Command) -> anyhow::Result<()> {
     exec_retrying(cmd, &DOWNLOAD_BACKOFF_SECS)
 }

@@ -6,7 +6,7 @@ use std::process::Command;
 use anyhow::{Context as _, bail};
 
 use crate::{
-    exec::{exec_download, output},
+    exec::{exec, exec_download, output},
     geo,
 };
 
@@ -74,7 +74,7 @@ fn bpf_toolchain_components() -> anyhow::Result<()> {
             continue;
         }
         say(&format!("installing {component} for the {toolchain} toolchain ({why})"));
-        exec_download(Command::new("rustup").args(["component", "add", component, "--toolchain", &toolchain]))?;
+        exec(rustup_retrying().args(["component", "add", component, "--toolchain", &toolchain]))?;
     }
     Ok(())
 }
@@ -120,7 +120,16 @@ fn cargo_install(name: &str, version: Option<&str>, extra: &[&str]) -> anyhow::R
     }
     cmd.args(extra);
     let path = format!("/usr/lib/llvm-{LLVM_MAJOR}/bin:{}", std::env::var("PATH").unwrap_or_default());
-    exec_download(cmd.env("PATH", path))
+    // cargo retries its own downloads; running the whole install again would build it again.
+    exec(cmd.env("PATH", path).env("CARGO_NET_RETRY", "10"))
+}
+
+/// `rustup`, retrying its own downloads more often than by default (a component or target is tens
+/// of MB).
+pub fn rustup_retrying() -> Command {
+    let mut cmd = Command::new("rustup");
+    cmd.env("RUSTUP_MAX_RETRIES", "10");
+    cmd
 }
 
 fn bpf_linker() -> anyhow::Result<()> {
