@@ -30,6 +30,7 @@ use std::{
 use jiff::Timestamp;
 use procfs::process::Process;
 
+use self::names::{names_a_thread, names_the_program, process_comm};
 use super::{
     android::{AndroidIdentity, Packages, UidKind},
     app::{App, AppSource, UNKNOWN_APP},
@@ -339,15 +340,12 @@ impl Identities {
         if reread && proc_comm != comm {
             return Err(Miss::Other);
         }
-        // A first read: the socket's name must be the process's or one of its threads', or its
-        // executable's file name (the name an exec gives; the program renamed itself since, as
-        // `setproctitle` does). Else the program running now is not the one that made the socket:
+        // A first read: the socket's name must be the process's or one of its threads', or a name
+        // the program running now was started under (`names::names_the_program`: the program
+        // renamed itself since, as `setproctitle` does). Else it is not the one that made the socket:
         // it exec'd since (a shell's `exec` right after its last write), or another process took
         // the pid within the same hundredth of a second (the start cannot tell them apart).
-        if !reread
-            && !comm.is_empty()
-            && !names_a_thread(tgid, &stat, &proc_comm, comm)
-            && !names_the_program(&p, tgid, comm)
+        if !reread && !comm.is_empty() && !names_a_thread(tgid, &stat, &proc_comm, comm) && !names_the_program(&p, comm)
         {
             return Err(Miss::Other);
         }
@@ -494,74 +492,6 @@ impl Identities {
     }
 }
 
-/// The name (`comm`) of process `tgid` as the monitor writes names: its bytes from
-/// `/proc/<tgid>/comm` (the kernel's own, whatever they are) through `escape::utf8_or_hex`, as the
-/// kernel's record of an owner is written, so both compare and `[[apps]] comm` rules match either
-/// the same way; `stat`'s (lossy: procfs decodes with replacement) when the file cannot be read.
-fn process_comm(tgid: u32, stat: &procfs::process::Stat) -> String {
-    match std::fs::read(format!("/proc/{tgid}/comm")) {
-        Ok(mut raw) => {
-            if raw.last() == Some(&b'\n') {
-                raw.pop();
-            }
-            escape::utf8_or_hex(&raw).into_owned()
-        }
-        Err(_) => escape::utf8_or_hex(stat.comm.as_bytes()).into_owned(),
-    }
-}
-
-/// Whether `comm` (as the kernel's record is written) is the name of process `tgid` (written as
-/// `proc_comm`) or of one of its threads now; procfs' lossy text is taken too (owners found in
-/// /proc carry it).
-fn names_a_thread(tgid: u32, stat: &procfs::process::Stat, proc_comm: &str, comm: &str) -> bool {
-    let written = |raw: &[u8]| {
-        let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
-        escape::utf8_or_hex(raw) == comm
-    };
-    if proc_comm == comm || written(stat.comm.as_bytes()) {
-        return true;
-    }
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{tgid}/task")) else { return false };
-    tasks.flatten().any(|t| std::fs::read(t.path().join("comm")).is_ok_and(|raw| written(&raw)))
-}
-
-/// Whether `comm` (as the kernel's record is written) is a name an exec of the program `p` (process
-/// `tgid`) runs now gives a process: its executable's file name, a link to it beside it (`python3`
-/// for `/usr/bin/python3.11`), or the name it was started under (its first argument's file
-/// name; the kernel names a process after the path it was started by). Each as its first 15
-/// bytes (`TASK_COMM_LEN` less its NUL). A program that renamed itself since (`prctl`,
-/// `setproctitle`) is found this way; one that exec'd another program is not, unless that one
-/// was given the old name as its first argument.
-fn names_the_program(p: &Process, tgid: u32, comm: &str) -> bool {
-    let Ok(exe) = p.exe() else { return false };
-    let path = std::path::Path::new(without_deleted(&exe));
-    if path.file_name().is_some_and(|name| comm_of(name.as_bytes()) == comm) {
-        return true;
-    }
-    // A link beside the executable (a name the kernel truncated cannot be looked up).
-    let beside = path.parent().filter(|_| comm.len() < 15 && !comm.contains('/'));
-    if let Some(link) = beside.map(|dir| dir.join(comm))
-        && let Some(id) = exe_id(tgid)
-        && std::fs::metadata(&link).is_ok_and(|m| (m.dev(), m.ino()) == id)
-    {
-        return true;
-    }
-    // Its first argument only (a command line can be megabytes long).
-    let mut raw = Vec::new();
-    let read = std::fs::File::open(format!("/proc/{tgid}/cmdline")).and_then(|f| f.take(4096).read_to_end(&mut raw));
-    read.is_ok_and(|_| {
-        let first = raw.split(|&b| b == 0).next().unwrap_or_default();
-        let name = first.rsplit(|&b| b == b'/').next().unwrap_or_default();
-        !name.is_empty() && comm_of(name) == comm
-    })
-}
-
-/// A file name as the kernel names a process started by it: its first 15 bytes, written as the
-/// monitor writes names.
-fn comm_of(name: &[u8]) -> std::borrow::Cow<'_, str> {
-    escape::utf8_or_hex(&name[..name.len().min(15)])
-}
-
 /// A running thread of process `p` (`tgid`) whose main thread has exited (a zombie leader), as a
 /// process rooted at that thread's task directory: its executable, command line, status and
 /// cgroup are the process's. `None` when no other thread runs (the process has exited).
@@ -644,5 +574,6 @@ fn exited_while_read(exe: &procfs::ProcResult<std::path::PathBuf>, flags: u32, a
     }
 }
 
+mod names;
 #[cfg(test)]
 mod tests;

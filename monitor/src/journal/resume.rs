@@ -30,12 +30,11 @@ impl JournalWriter {
     /// What earlier runs journaled of socket `cookie` (with remote end `remote`, when given) in
     /// records since `since_ms` (the boot: socket cookies start again at each boot) and before this
     /// run's start, found through the rollups' probe index `connections_cookie` (a socket's first
-    /// record per endpoint and week is in it, and closes past the caps that end a flow with
-    /// earlier records); `None` when no record of it is there, or when the latest indexed record
-    /// of that remote end (this run's flushed ones included) is a `close`: that flow ended, and a
-    /// record of the socket and remote end now is a new one. (A flow that began after such a close
-    /// in the same week has no indexed record of its own: after a restart its next record counts
-    /// as new too.)
+    /// record per endpoint and week is in it, every flow's first record with a remote end that is
+    /// not its close, and closes past the caps that end a flow with earlier records); `None` when
+    /// no record of it is there, or when the latest indexed record of that remote end (this run's
+    /// flushed ones included) is a `close`: that flow ended, and a record of the socket and remote
+    /// end now is a new one.
     ///
     /// # Errors
     /// When a query fails, or a stored value is not one this build knows.

@@ -196,7 +196,8 @@ impl Monitor {
         kill(self.pid(), Signal::SIGKILL).unwrap();
         let _ = self.child.wait();
         let mut printed = std::mem::take(&mut self.collected);
-        printed.extend(self.lines.try_iter());
+        // The reader ends at the end of the killed daemon's output, and with it this iterator.
+        printed.extend(self.lines.iter());
         let log = self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
         (std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()), log, printed)
     }

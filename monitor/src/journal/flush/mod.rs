@@ -82,8 +82,10 @@ pub(super) fn write(
         // socket's first at its endpoint (a re-check and a review: a UDP server's second client
         // port from one address, its endpoint's, and a peer's flow after its close past the caps
         // were not found after a restart, and their next records counted a new flow). A
-        // one-record flow needs none, so the UDP server's clients past the caps add no index row.
-        let later_flow = pending.record.is_first() && pending.record.event != RecordKind::Close;
+        // one-record flow needs none, so the UDP server's clients past the caps add no index row;
+        // records without a remote end (listeners) are found by their socket's first.
+        let record = &pending.record;
+        let later_flow = record.remote.is_some() && record.is_first() && record.event != RecordKind::Close;
         let lookup = (probed.first() || split || later_flow) && !pending.record.final_of_socket;
         let app = app_ids.get(&Arc::as_ptr(&pending.app)).copied().unwrap_or_default();
         let (country_db, asn_db) = match (&pending.record.remote, &pending.dest) {
