@@ -324,7 +324,7 @@ impl Sink {
 
     fn tick(&mut self, t: &mut Timers) {
         self.watchdog.tick(Instant::now());
-        if t.flush.elapsed() >= self.flush_every {
+        if flush_due(t.flush.elapsed(), self.flush_every) {
             self.flush(t);
         }
         if t.purge.elapsed() >= PURGE_EVERY {
@@ -603,6 +603,14 @@ fn export_verdicts(r: &JournalReader, week: &str, config: &ReportSettings, claim
     }
 }
 
+/// Whether a flush is due at a tick, `since` the last one began: ticks come every
+/// [`super::TICK`], a little late or early through the queue, so a flush interval of one tick
+/// must not wait for two when a tick comes a moment early (a re-check: flushes every 1 to 2 s
+/// with `flush_interval_secs = 1`, and a `kill -9` lost a second more).
+fn flush_due(since: Duration, every: Duration) -> bool {
+    since + super::TICK / 2 >= every
+}
+
 #[cfg(test)]
 mod tests {
     use jiff::ToSpan as _;
@@ -650,5 +658,15 @@ mod tests {
         assert_eq!(count(), 1, "one week written, then the stop");
         export_weeks(&journal, &config, &ClaimsConfig::default(), &mut None, &mut || false);
         assert_eq!(count(), 3, "the rest at the next start");
+    }
+
+    #[test]
+    fn a_flush_is_due_at_the_tick_nearest_its_interval() {
+        let ms = Duration::from_millis;
+        assert!(flush_due(ms(990), ms(1000)), "a tick a moment early");
+        assert!(flush_due(ms(1010), ms(1000)));
+        assert!(!flush_due(ms(400), ms(1000)), "a tick right after a full buffer's flush");
+        assert!(!flush_due(ms(3990), ms(5000)), "the fourth tick of five");
+        assert!(flush_due(ms(4990), ms(5000)), "the fifth");
     }
 }
