@@ -88,15 +88,18 @@ pub fn wal_survives_second_daemon_sqlite3_and_readers_then_kill9() {
     assert!(first >= 20, "the first 20 connections were flushed ({first} close records)");
 
     // (a) A second daemon on the same journal is refused before it touches the database.
-    let mut second = Command::new(env!("CARGO_BIN_EXE_monitor"));
-    second
-        .arg("--config")
-        .arg(&config)
-        .args(["run", "--json", "--cgroup"])
-        .arg(&cg.path)
-        .arg("--journal")
-        .arg(&journal);
-    let out = output_within(&mut second, Duration::from_secs(30));
+    // A daemon started with config `config` on the same cgroup and journal, run to its end.
+    let another = |config: &std::path::Path| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_monitor"));
+        cmd.arg("--config")
+            .arg(config)
+            .args(["run", "--json", "--cgroup"])
+            .arg(&cg.path)
+            .arg("--journal")
+            .arg(&journal);
+        output_within(&mut cmd, Duration::from_secs(30))
+    };
+    let out = another(&config);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(5), "second daemon: {err}");
     assert!(err.contains("another monitor daemon"), "{err}");
@@ -108,15 +111,7 @@ pub fn wal_survives_second_daemon_sqlite3_and_readers_then_kill9() {
     let port = taken.local_addr().unwrap().port();
     std::fs::write(&with_metrics, format!("{base}\n[metrics]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n"))
         .unwrap();
-    let mut third = Command::new(env!("CARGO_BIN_EXE_monitor"));
-    third
-        .arg("--config")
-        .arg(&with_metrics)
-        .args(["run", "--json", "--cgroup"])
-        .arg(&cg.path)
-        .arg("--journal")
-        .arg(&journal);
-    let out = output_within(&mut third, Duration::from_secs(30));
+    let out = another(&with_metrics);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(5), "second daemon with metrics: {err}");
     assert!(err.contains("another monitor daemon"), "{err}");
