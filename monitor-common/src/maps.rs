@@ -74,6 +74,12 @@ pub const GLOBAL_TASK_COMM_OFFSET: &str = "TASK_COMM_OFFSET";
 /// Load-time global: offset of the 64-bit `start_boottime` in `struct task_struct` (`u32`; 0
 /// unknown: owners carry no process start, `crate::sock::Owner::start_cs` is 0).
 pub const GLOBAL_TASK_START_BOOTTIME_OFFSET: &str = "TASK_START_BOOTTIME_OFFSET";
+/// Load-time global: offset of the `mm` pointer in `struct task_struct` (`u32`; 0 unknown:
+/// owners carry no program mark, `crate::sock::Owner::exec_mark` is 0).
+pub const GLOBAL_TASK_MM_OFFSET: &str = "TASK_MM_OFFSET";
+/// Load-time global: offset of the 64-bit `start_stack` in `struct mm_struct` (`u32`; 0 unknown,
+/// as above).
+pub const GLOBAL_MM_START_STACK_OFFSET: &str = "MM_START_STACK_OFFSET";
 
 /// Events that could not be reserved in the ring buffer (lost).
 pub const STAT_RINGBUF_FULL: u32 = 0;

@@ -11,7 +11,7 @@
 //!   sockets, which talk to several peers through one socket.
 
 /// How the owner of a socket was learnt.
-#[repr(u32)]
+#[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OwnerSource {
     /// No owner recorded (socket older than the monitor, seen first on the packet path).
@@ -35,7 +35,7 @@ pub enum OwnerSource {
 impl OwnerSource {
     /// Decodes the raw value stored by the kernel.
     #[must_use]
-    pub fn from_raw(raw: u32) -> Self {
+    pub fn from_raw(raw: u8) -> Self {
         match raw {
             1 => Self::SockCreate,
             2 => Self::Syscall,
@@ -65,8 +65,14 @@ pub struct Owner {
     /// `comm` of the creating process (its thread group leader's, when the kernel's task offsets
     /// are known; else the creating thread's), NUL padded.
     pub comm: [u8; 16],
-    /// [`OwnerSource`] as `u32`.
-    pub source: u32,
+    /// [`OwnerSource`] as `u8`.
+    pub source: u8,
+    /// Which program the process ran when the owner was recorded: [`exec_mark`] of its
+    /// `mm->start_stack`, little endian (all zero: unknown). Every `execve` places the new
+    /// program's stack afresh (at random, with address space layout randomization), and
+    /// `/proc/<pid>/stat` shows the same value (`startstack`), so a process that exec'd since the
+    /// socket was made is told from the program that made it, whatever either is called.
+    pub exec_mark: [u8; 3],
     /// Start of the owning process (its thread group leader's `start_boottime`) in
     /// [`START_UNIT_NS`] units since boot, wrapped to 32 bits (497 days); 0 when not read (task
     /// offsets unknown, a read failed, a kernel locked down for confidentiality). A pid is
@@ -74,6 +80,38 @@ pub struct Owner {
     pub start_cs: u32,
 }
 const _: () = assert!(core::mem::size_of::<Owner>() == 56);
+
+impl Owner {
+    /// [`Owner::exec_mark`] as a number (0: unknown).
+    #[must_use]
+    pub const fn exec_mark(&self) -> u32 {
+        let [a, b, c] = self.exec_mark;
+        u32::from_le_bytes([a, b, c, 0])
+    }
+}
+
+/// [`exec_mark`] as a number, as [`Owner::exec_mark`] reads it back (0: unknown).
+#[must_use]
+pub const fn exec_mark_number(start_stack: u64) -> u32 {
+    let [a, b, c] = exec_mark(start_stack);
+    u32::from_le_bytes([a, b, c, 0])
+}
+
+/// The mark of a program image with its stack at `start_stack` ([`Owner::exec_mark`]): the
+/// address's 44 bits above its 16-byte alignment folded to 24 (the kernel randomizes the stack's
+/// place in about 30 of them), never all zero unless `start_stack` is 0 (unknown: a kernel
+/// thread, or `/proc` withholding it).
+#[must_use]
+pub const fn exec_mark(start_stack: u64) -> [u8; 3] {
+    if start_stack == 0 {
+        return [0; 3];
+    }
+    let bits = start_stack >> 4;
+    let folded = (bits ^ (bits >> 24)) & 0xff_ffff;
+    let mark = if folded == 0 { 1 } else { folded as u32 };
+    let [a, b, c, _] = mark.to_le_bytes();
+    [a, b, c]
+}
 
 /// Unit of [`Owner::start_cs`]: a hundredth of a second, the clock tick of `/proc/<pid>/stat`'s
 /// start time on Linux (`USER_HZ` = 100).

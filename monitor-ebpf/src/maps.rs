@@ -22,7 +22,7 @@ use aya_ebpf::{
 use monitor_common::{
     event::{Event, EventKind, FLAG_NO_OWNER, TcpCounters, Tuple},
     maps::{EVENTS_DEFAULT_BYTES, STAT_COUNT, STAT_EVENTS, STAT_RINGBUF_FULL},
-    sock::{ByteCounters, Counters, Owner, OwnerSource, PeerTable, start_units},
+    sock::{ByteCounters, Counters, Owner, OwnerSource, PeerTable, exec_mark, start_units},
 };
 
 /// `BPF_F_NO_PREALLOC`.
@@ -156,6 +156,14 @@ static TASK_GROUP_LEADER_OFFSET: u32 = 0;
 static TASK_COMM_OFFSET: u32 = 0;
 #[unsafe(no_mangle)]
 static TASK_START_BOOTTIME_OFFSET: u32 = 0;
+
+/// Offsets of the `mm` pointer in `struct task_struct` and of `start_stack` in `struct
+/// mm_struct` (set by userspace from kernel BTF; 0 when unknown: owners carry no
+/// [`Owner::exec_mark`]).
+#[unsafe(no_mangle)]
+static TASK_MM_OFFSET: u32 = 0;
+#[unsafe(no_mangle)]
+static MM_START_STACK_OFFSET: u32 = 0;
 
 /// The three offsets above, volatile so the compiler does not fold the defaults.
 #[inline(always)]
@@ -323,7 +331,10 @@ pub(crate) fn stat(index: u32, value: u64) {
 #[inline(always)]
 pub(crate) fn record_owner(owner: &mut Owner, source: OwnerSource) {
     owner_fields(owner, source);
-    let Some(leader) = group_leader() else { return };
+    // SAFETY: a helper without arguments; the current task, never null.
+    let task = unsafe { bpf_get_current_task() } as usize;
+    owner.exec_mark = exec_mark(program_stack(task));
+    let Some(leader) = group_leader(task) else { return };
     owner.start_cs = process_start(leader);
     if owner.pid == owner.tgid {
         return; // the leader itself: its name is the current one
@@ -353,21 +364,41 @@ fn owner_fields(owner: &mut Owner, source: OwnerSource) {
     owner.cgroup_id = cgroup_id;
     owner.created_ns = now;
     owner.comm = aya_ebpf::helpers::bpf_get_current_comm().unwrap_or_default();
-    owner.source = source as u32;
+    owner.source = source as u8;
+    owner.exec_mark = [0; 3];
     owner.start_cs = 0;
 }
 
-/// The current task's thread group leader (the process), or `None` when the offset is unknown
-/// or the read fails. Once per socket, where an owner is recorded.
+/// Where the stack of the program `task` runs was placed at its exec (`task->mm->start_stack`),
+/// 0 when the offsets are unknown, a read fails or the task has no memory of its own (a kernel
+/// thread). The task's own `mm`: a process whose main thread has exited keeps it in the others.
 #[inline(always)]
-fn group_leader() -> Option<usize> {
+fn program_stack(task: usize) -> u64 {
+    // SAFETY: plain globals.
+    let (mm_offset, stack_offset) = unsafe {
+        (ptr::read_volatile(&raw const TASK_MM_OFFSET), ptr::read_volatile(&raw const MM_START_STACK_OFFSET))
+    };
+    if mm_offset == 0 || stack_offset == 0 {
+        return 0;
+    }
+    // SAFETY: bpf_probe_read_kernel checks the address; a fault returns an error.
+    let mm = unsafe { bpf_probe_read_kernel((task + mm_offset as usize) as *const usize) }.unwrap_or(0);
+    if mm == 0 {
+        return 0;
+    }
+    // SAFETY: as above.
+    unsafe { bpf_probe_read_kernel((mm + stack_offset as usize) as *const u64) }.unwrap_or(0)
+}
+
+/// The thread group leader (the process) of the current `task`, or `None` when the offset is
+/// unknown or the read fails. Once per socket, where an owner is recorded.
+#[inline(always)]
+fn group_leader(task: usize) -> Option<usize> {
     // SAFETY: a plain global.
     let offset = unsafe { ptr::read_volatile(&raw const TASK_GROUP_LEADER_OFFSET) };
     if offset == 0 {
         return None;
     }
-    // SAFETY: a helper without arguments; the current task, never null.
-    let task = unsafe { bpf_get_current_task() } as usize;
     // SAFETY: bpf_probe_read_kernel checks the address; a fault returns an error.
     let leader = unsafe { bpf_probe_read_kernel((task + offset as usize) as *const usize) }.ok()?;
     (leader != 0).then_some(leader)
@@ -443,7 +474,7 @@ pub(crate) fn socket_flags(c: &Counters) -> u32 {
 /// `sock_create` recorded there, else the `OWNER` storage.
 #[inline(always)]
 pub(crate) fn owner_with(c: &Counters, sk: *mut c_void) -> *const Owner {
-    if c.owner.source != OwnerSource::Unknown as u32 {
+    if c.owner.source != OwnerSource::Unknown as u8 {
         return &raw const c.owner;
     }
     OWNER.get(sk, false).cast_const()
@@ -455,7 +486,7 @@ pub(crate) fn owner_with(c: &Counters, sk: *mut c_void) -> *const Owner {
 pub(crate) fn owner_of(sk: *mut c_void) -> *const Owner {
     // SAFETY: null-checked map value.
     if let Some(c) = unsafe { COUNTERS.get(sk, false).as_ref() }
-        && c.owner.source != OwnerSource::Unknown as u32
+        && c.owner.source != OwnerSource::Unknown as u8
     {
         return &raw const c.owner;
     }

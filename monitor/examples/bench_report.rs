@@ -167,6 +167,7 @@ fn generate(path: PathBuf, records: u64) -> anyhow::Result<()> {
                 cgroup_id: 1,
                 source: OwnerSource::SockCreate,
                 start_cs: 0,
+                exec_mark: 0,
             },
             protocol: if r % 5 == 0 { Protocol::Udp } else { Protocol::Tcp },
             ip_protocol: if r % 5 == 0 { 17 } else { 6 },

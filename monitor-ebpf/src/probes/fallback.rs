@@ -116,7 +116,7 @@ pub(crate) fn discover(sk: *mut c_void) -> *mut Counters {
     // SAFETY: null-checked map value.
     let owner = match unsafe { OWNER.get_or_create(sk).as_mut() } {
         Some(owner) => {
-            if owner.source == OwnerSource::Unknown as u32 {
+            if owner.source == OwnerSource::Unknown as u8 {
                 record_owner(owner, OwnerSource::Syscall);
             }
             core::ptr::from_ref(owner)

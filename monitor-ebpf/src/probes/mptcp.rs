@@ -209,7 +209,7 @@ pub(crate) fn announce(sk: *mut c_void, c: &mut Counters) {
     let cookie = c.cookie;
     // A socket `sock_create` saw whose side is not known yet is connecting (an accepted one
     // comes from the kernel, with its subflow established).
-    let created = c.owner.source == OwnerSource::SockCreate as u32;
+    let created = c.owner.source == OwnerSource::SockCreate as u8;
     let (kind, passive) = if flags & COUNTER_MPTCP_PASSIVE != 0 {
         (EventKind::Established, FLAG_PASSIVE)
     } else if flags & COUNTER_MPTCP_ACTIVE != 0 || created {

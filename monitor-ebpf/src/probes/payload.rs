@@ -83,7 +83,7 @@ fn count(ctx: &BtfTracePointContext, tx: bool) {
         if owner_bits == COUNTER_DISCOVERED {
             // SAFETY: null-checked map value.
             if let Some(owner) = unsafe { OWNER.get(sk, true).as_mut() }
-                && owner.source == OwnerSource::Unknown as u32
+                && owner.source == OwnerSource::Unknown as u8
             {
                 record_owner(owner, OwnerSource::Syscall);
             }

@@ -320,7 +320,7 @@ fn discover(ctx: &SkBuffContext, sk: *mut bpf_sock) -> *mut Counters {
         partial = Owner {
             // SAFETY: the context is an skb.
             uid: unsafe { bpf_get_socket_uid(ctx.skb.skb) },
-            source: OwnerSource::Unknown as u32,
+            source: OwnerSource::Unknown as u8,
             ..Owner::default()
         };
         owner = &raw const partial;

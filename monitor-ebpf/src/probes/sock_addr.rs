@@ -32,13 +32,13 @@ fn sock_of(ctx: &SockAddrContext) -> *mut bpf_sock {
 fn lazy_owner(sk: *mut bpf_sock) -> *const Owner {
     let known = owner_of(sk.cast());
     // SAFETY: null-checked map value.
-    if unsafe { known.as_ref() }.is_some_and(|o| o.source != OwnerSource::Unknown as u32) {
+    if unsafe { known.as_ref() }.is_some_and(|o| o.source != OwnerSource::Unknown as u8) {
         return known;
     }
     // SAFETY: non-null map value.
     match unsafe { OWNER.get_or_create(sk.cast()).as_mut() } {
         Some(owner) => {
-            if owner.source == OwnerSource::Unknown as u32 {
+            if owner.source == OwnerSource::Unknown as u8 {
                 record_owner(owner, OwnerSource::Syscall);
             }
             owner
@@ -100,7 +100,7 @@ fn on_connect(ctx: &SockAddrContext, v6: bool) -> i32 {
         // A socket with counters from its creation has its owner (one lookup, nothing to
         // record). A UDP one notes the connection in its counters and its events say so
         // (`FLAG_CONNECTED`): the remote address is the socket's own from then on. No event.
-        if c.owner.source != OwnerSource::Unknown as u32 {
+        if c.owner.source != OwnerSource::Unknown as u8 {
             return ALLOW;
         }
     }
@@ -166,7 +166,7 @@ fn on_sendmsg(ctx: &SockAddrContext, v6: bool) -> i32 {
     let counters = unsafe { COUNTERS.get(sk.cast(), false).as_mut() };
     // The owner: in the counters of a socket created under the monitor (no second lookup), else
     // recorded now.
-    if counters.as_ref().is_none_or(|c| c.owner.source == OwnerSource::Unknown as u32) {
+    if counters.as_ref().is_none_or(|c| c.owner.source == OwnerSource::Unknown as u8) {
         let _: *const c_void = lazy_owner(sk).cast();
     }
     let Some(c) = counters else {

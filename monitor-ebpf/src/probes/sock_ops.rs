@@ -92,7 +92,7 @@ fn listening(ctx: &SockOpsContext) {
         super::mptcp::listening(sk.cast());
         return;
     };
-    if c.owner.source == OwnerSource::Unknown as u32 {
+    if c.owner.source == OwnerSource::Unknown as u8 {
         return; // created before the monitor: the daemon writes `OWNER` from /proc
     }
     // SAFETY: the context's socket; null-checked map value.
@@ -227,7 +227,7 @@ fn established(ctx: &SockOpsContext, passive: bool, state_cb: bool) {
     // whether another process serves the connection (socket activation, a worker).
     let discovered = if owner.is_null() {
         COUNTER_DISCOVERED
-    } else if passive && c.owner.source == OwnerSource::Unknown as u32 {
+    } else if passive && c.owner.source == OwnerSource::Unknown as u8 {
         COUNTER_INHERITED
     } else {
         0

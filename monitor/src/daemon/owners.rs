@@ -106,7 +106,8 @@ pub fn prefill(storage: &mut SkStorage<&mut MapData, sock::Owner>, cgroup: &Path
             cgroup_id,
             created_ns: now,
             comm: comm_bytes(&info.comm),
-            source: sock::OwnerSource::Procfs as u32,
+            source: sock::OwnerSource::Procfs as u8,
+            exec_mark: sock::exec_mark(info.start_stack),
             start_cs: info.start_cs,
         };
         let pidfd = pidfds
@@ -329,6 +330,7 @@ mod tests {
             cgroup_id: 0,
             source: crate::tracker::record::OwnerSource::Procfs,
             start_cs: 0,
+            exec_mark: 0,
         }
     }
 

@@ -51,7 +51,7 @@ pub(super) struct Running<S> {
     lookups: owners::Lookups,
     metrics: Option<Arc<Metrics>>,
     /// Processes asked for, with the creation time of the newest socket that revealed them.
-    observed: foldhash::HashMap<(u32, [u8; 16], u32), u64>,
+    observed: foldhash::HashMap<ObservedKey, u64>,
     trim: heap::Trim,
     /// When the records the pipeline holds are due at the sink (none held: `None`).
     pub(super) records_due: Option<tokio::time::Instant>,
@@ -222,16 +222,20 @@ impl Copies {
     }
 }
 
+/// A process as [`observe`] tells them apart: pid, name, start and program mark as the kernel
+/// recorded them.
+type ObservedKey = (u32, [u8; 16], u32, [u8; 3]);
+
 /// Asks the sink to read a process from /proc the first time it is seen with a thread name and
 /// start (or, its start unknown, when a socket newer than the last one seen reveals it, which may
-/// be a new process reusing the pid); a new thread name may be a new program after an `execve`,
-/// read while it runs, and a new start is another process that reused the pid.
-async fn observe(tx: &SinkTx, observed: &mut foldhash::HashMap<(u32, [u8; 16], u32), u64>, ev: &Event) {
+/// be a new process reusing the pid); a new thread name or program mark may be a new program
+/// after an `execve`, read while it runs, and a new start is another process that reused the pid.
+async fn observe(tx: &SinkTx, observed: &mut foldhash::HashMap<ObservedKey, u64>, ev: &Event) {
     if ev.flags & monitor_common::event::FLAG_NO_OWNER != 0 || ev.owner.tgid == 0 {
         return;
     }
     let created_ns = ev.owner.created_ns;
-    let last = observed.entry((ev.owner.tgid, ev.owner.comm, ev.owner.start_cs)).or_insert(0);
+    let last = observed.entry((ev.owner.tgid, ev.owner.comm, ev.owner.start_cs, ev.owner.exec_mark)).or_insert(0);
     if *last != 0 && created_ns <= last.saturating_add(1_000_000_000) {
         return;
     }
@@ -239,6 +243,7 @@ async fn observe(tx: &SinkTx, observed: &mut foldhash::HashMap<(u32, [u8; 16], u
     if observed.len() > OBSERVED_MAX {
         observed.clear();
     }
-    let observed = Observed { tgid: ev.owner.tgid, created_ns, comm: ev.owner.comm, start_cs: ev.owner.start_cs };
+    let (tgid, comm, start_cs, exec_mark) = (ev.owner.tgid, ev.owner.comm, ev.owner.start_cs, ev.owner.exec_mark());
+    let observed = Observed { tgid, created_ns, comm, start_cs, exec_mark };
     tx.send(SinkMsg::Observe(Box::new(observed))).await;
 }

@@ -79,6 +79,8 @@ pub struct Observed {
     pub comm: [u8; 16],
     /// The process's start as the kernel recorded it (`Owner::start_cs`, 0 unknown).
     pub start_cs: u32,
+    /// The program it ran then (`Owner::exec_mark`, 0 unknown).
+    pub exec_mark: u32,
 }
 
 /// State of the sink thread.
@@ -158,7 +160,8 @@ impl Sink {
                     }
                 }
                 SinkMsg::Observe(o) => {
-                    self.identities.observe(o.tgid, o.created_ns, &crate::tracker::comm_str(&o.comm), o.start_cs)
+                    let comm = crate::tracker::comm_str(&o.comm);
+                    self.identities.observe(o.tgid, o.created_ns, &comm, o.start_cs, o.exec_mark);
                 }
                 SinkMsg::Copies(copies) => self.copies(&copies),
                 SinkMsg::Records(records) => {

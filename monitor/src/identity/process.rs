@@ -2,7 +2,13 @@
 //! valid only for sockets created after that process started: the cache keeps the start time
 //! and a socket older than the cached process is never charged to it.
 //!
-//! A process that `execve`s keeps its pid and start time but becomes another program: each entry
+//! A process that `execve`s keeps its pid and start time but becomes another program. Owners
+//! recorded by the kernel carry a mark of the program the process ran when it made the socket
+//! ([`Owner::exec_mark`]: where that program's stack was placed, which every exec draws afresh,
+//! and which `/proc/<pid>/stat` shows as `startstack`): an entry answers only sockets of the
+//! program it was read from, and a socket whose program has been replaced by an exec is named
+//! from the kernel's record, whatever the two programs are called. Where either side has no mark
+//! (kernels without the offsets, `/proc` withholding it) the names decide: each entry
 //! also keeps the executable it was read with (its device and inode: a binary replaced on disk
 //! while it runs is still the same file) and the `comm`s of the sockets it answered (the
 //! process's name when the socket was made, its main thread's; without the kernel's task offsets
@@ -104,6 +110,9 @@ struct Cached {
     exe_checked_ns: u64,
     /// `comm`s of the sockets this entry answered (at most [`MAX_COMMS`]).
     comms: foldhash::HashSet<Arc<str>>,
+    /// The mark of the program read ([`Owner::exec_mark`] of `/proc/<pid>/stat`'s `startstack`; 0
+    /// withheld).
+    exec_mark: u32,
 }
 
 /// App identities of processes, read from /proc when first seen.
@@ -131,6 +140,9 @@ pub struct Identities {
     /// host's PID namespace: the daemon's pipeline sets [`Identities::without_proc`] otherwise);
     /// without it every app comes from the kernel's data.
     proc: bool,
+    /// Whether address space layout randomization is on (`kernel.randomize_va_space`), once read
+    /// ([`Identities::stacks_randomized`]).
+    aslr: Option<bool>,
     /// Lookups answered from /proc (now or earlier) vs. from the kernel's data only.
     pub stats: IdentityStats,
 }
@@ -175,6 +187,7 @@ impl Identities {
             gone: HashMap::new(),
             android: None,
             proc: true,
+            aslr: None,
             stats: IdentityStats::default(),
         }
     }
@@ -205,10 +218,11 @@ impl Identities {
     /// process is seen, so short-lived ones are caught). `created_ns` is the boot-time creation of
     /// the socket that revealed it.
     /// `comm` is the creating thread's, as the kernel recorded it; `start_cs` the process's start
-    /// ([`Owner::start_cs`], 0 unknown).
-    pub fn observe(&mut self, tgid: u32, created_ns: u64, comm: &str, start_cs: u32) {
-        if self.proc && self.cached(tgid, created_ns, comm, start_cs).is_none() {
-            let _ = self.read(tgid, created_ns, comm, start_cs);
+    /// ([`Owner::start_cs`], 0 unknown), `exec_mark` its program's ([`Owner::exec_mark`], 0
+    /// unknown).
+    pub fn observe(&mut self, tgid: u32, created_ns: u64, comm: &str, start_cs: u32, exec_mark: u32) {
+        if self.proc && self.cached(tgid, created_ns, comm, start_cs, exec_mark).is_none() {
+            let _ = self.read(tgid, created_ns, comm, start_cs, exec_mark);
         }
     }
 
@@ -218,7 +232,7 @@ impl Identities {
         if !self.proc {
             return self.kernel_app(owner);
         }
-        if let Some(app) = self.cached(owner.tgid, created_ns, &owner.comm, owner.start_cs) {
+        if let Some(app) = self.cached(owner.tgid, created_ns, &owner.comm, owner.start_cs, owner.exec_mark) {
             self.stats.from_proc += 1;
             return app;
         }
@@ -232,7 +246,7 @@ impl Identities {
         }
         // Boot time, as `created_ns`: a wall-clock step after start must not stretch the memo.
         let checked_ns = self.clock.boot_now();
-        let miss = match self.read(owner.tgid, created_ns, &owner.comm, owner.start_cs) {
+        let miss = match self.read(owner.tgid, created_ns, &owner.comm, owner.start_cs, owner.exec_mark) {
             Ok(app) => {
                 self.stats.from_proc += 1;
                 return app;
@@ -267,10 +281,11 @@ impl Identities {
     }
 
     /// The cached app of a socket of `tgid` created at `created_ns` by a thread named `comm` of
-    /// the process that started at `start_cs` (0 unknown); `None` when no entry of that process
-    /// (or, start unknown, of one started before the socket) exists, or when the process has
-    /// exec'd since its newest entry was read (see the module's documentation).
-    fn cached(&mut self, tgid: u32, created_ns: u64, comm: &str, start_cs: u32) -> Option<Arc<App>> {
+    /// the process that started at `start_cs` (0 unknown) while it ran the program `exec_mark`
+    /// (0 unknown); `None` when no entry of that process (or, start unknown, of one started before
+    /// the socket) and program exists, or when the process has exec'd since its newest entry was
+    /// read (see the module's documentation).
+    fn cached(&mut self, tgid: u32, created_ns: u64, comm: &str, start_cs: u32, exec_mark: u32) -> Option<Arc<App>> {
         let slack = created_ns.saturating_add(self.tick_ns);
         let entries = self.cache.get_mut(&tgid)?;
         let at = entries.iter().rposition(|c| c.start_ns <= slack && same_process(c.start_ns, start_cs))?;
@@ -279,10 +294,19 @@ impl Identities {
         // Entries of the same process (successive programs after execs), newest first.
         let start = newest.start_ns;
         let answered = |c: &Cached| c.comms.contains(comm);
-        if answered(newest) {
+        if answered(newest) && (exec_mark == 0 || newest.exec_mark == 0 || newest.exec_mark == exec_mark) {
             return Some(Arc::clone(&newest.app));
         }
-        if let Some(c) = older.iter().rev().take_while(|c| c.start_ns == start).find(|c| answered(c)) {
+        let mut earlier = older.iter().rev().take_while(|c| c.start_ns == start);
+        if exec_mark != 0 && newest.exec_mark != 0 {
+            // Another program than the newest entry's: an earlier one of the process (whatever its
+            // thread names), or one not read yet.
+            if newest.exec_mark != exec_mark {
+                return earlier.find(|c| c.exec_mark == exec_mark).map(|c| Arc::clone(&c.app));
+            }
+            // The newest entry's mark: its program, unless another one's stack fell at the same
+            // place (a fixed layout), which its executable tells below.
+        } else if let Some(c) = earlier.find(|c| answered(c)) {
             return Some(Arc::clone(&c.app));
         }
         let full = newest.comms.len() >= MAX_COMMS;
@@ -316,8 +340,16 @@ impl Identities {
 
     /// Reads /proc/<tgid>: [`Miss::Gone`] when no such process exists now (none can have a pid
     /// beyond `i32`) or another one than the owner's (`start_cs`, when known) holds the pid,
-    /// [`Miss::Other`] when it started after the socket was created or cannot be read.
-    fn read(&mut self, tgid: u32, created_ns: u64, comm: &str, start_cs: u32) -> Result<Arc<App>, Miss> {
+    /// [`Miss::Other`] when it started after the socket was created, runs another program than
+    /// the socket's (`exec_mark`, when known) or cannot be read.
+    fn read(
+        &mut self,
+        tgid: u32,
+        created_ns: u64,
+        comm: &str,
+        start_cs: u32,
+        exec_mark: u32,
+    ) -> Result<Arc<App>, Miss> {
         let gone =
             |e: procfs::ProcError| if matches!(e, procfs::ProcError::NotFound(_)) { Miss::Gone } else { Miss::Other };
         let p = Process::new(i32::try_from(tgid).map_err(|_| Miss::Gone)?).map_err(gone)?;
@@ -326,35 +358,59 @@ impl Identities {
         // more than its /proc entry. Unless only its main thread exited (`pthread_exit`) while
         // others run: the process lives, and is read through one of them (its start stays the
         // main thread's, as the kernel records it).
-        let p = if stat.state == 'Z' { live_thread(&p, tgid).ok_or(Miss::Gone)? } else { p };
-        // Read again after an exec (an entry of this process exists): the program now running
-        // must be the socket's, i.e. have its name; one more exec since would otherwise take the
-        // socket (what the kernel recorded is the truth then).
+        let zombie = stat.state == 'Z';
+        let p = if zombie { live_thread(&p, tgid).ok_or(Miss::Gone)? } else { p };
         let start_ns = stat.starttime.saturating_mul(self.tick_ns);
         // Another process holds the pid: the owner's has exited.
         if !same_process(start_ns, start_cs) {
             return Err(Miss::Gone);
         }
+        // The program running now (a zombie leader has no memory left: its live thread's).
+        let live = if zombie { p.stat().ok() } else { None };
+        let now = live.as_ref().unwrap_or(&stat);
+        let now_mark = monitor_common::sock::exec_mark_number(now.startstack);
+        // No mark although the kernel recorded one: the process is between two programs (an
+        // exec has replaced its memory and not yet placed the new stack) or exiting, unless
+        // `/proc` withholds its memory's layout (its code's start then reads 1) or it is a kernel
+        // thread. Nothing running now can be the socket's program.
+        if exec_mark != 0 && now_mark == 0 && now.startcode != 1 && now.flags & PF_KTHREAD == 0 {
+            return Err(Miss::Other);
+        }
+        let marked = exec_mark != 0 && now_mark != 0;
+        // Another program than the socket's: the process exec'd since it made the socket (or
+        // another process took the pid within the same hundredth of a second).
+        if marked && now_mark != exec_mark {
+            return Err(Miss::Other);
+        }
         let reread = self.cache.get(&tgid).is_some_and(|e| e.iter().any(|c| c.start_ns == start_ns));
         let proc_comm = process_comm(tgid, &stat);
-        if reread && proc_comm != comm {
+        // The names must agree, unless the marks tell the socket's program where the kernel places
+        // stacks at random (with a fixed layout two programs' stacks may fall at the same place):
+        // then it is that program, whatever it calls itself now.
+        let names_agree = || {
+            if reread {
+                // Read again after an exec (an entry of this process exists): the program now
+                // running must have the socket's name; one more exec since would otherwise take
+                // the socket (what the kernel recorded is the truth then).
+                return proc_comm == comm;
+            }
+            // A first read: the socket's name must be the process's or one of its threads', or a
+            // name the program running now was started under (`names::names_the_program`: the
+            // program renamed itself since, as `setproctitle` does). Else it is not the one that
+            // made the socket: it exec'd since (a shell's `exec` right after its last write), or
+            // another process took the pid within the same hundredth of a second.
+            comm.is_empty() || names_a_thread(tgid, &stat, &proc_comm, comm) || names_the_program(&p, comm)
+        };
+        if !(names_agree() || (marked && self.stacks_randomized(&p))) {
             return Err(Miss::Other);
         }
-        // A first read: the socket's name must be the process's or one of its threads', or a name
-        // the program running now was started under (`names::names_the_program`: the program
-        // renamed itself since, as `setproctitle` does). Else it is not the one that made the socket:
-        // it exec'd since (a shell's `exec` right after its last write), or another process took
-        // the pid within the same hundredth of a second (the start cannot tell them apart).
-        if !reread && !comm.is_empty() && !names_a_thread(tgid, &stat, &proc_comm, comm) && !names_the_program(&p, comm)
-        {
-            return Err(Miss::Other);
-        }
-        self.read_process(&p, &stat, tgid, created_ns, (comm, &proc_comm))
+        self.read_process(&p, &stat, tgid, created_ns, (comm, &proc_comm), now_mark)
     }
 
     /// The app of process `p` (`tgid`, whose `stat` was read), for a socket of thread name `comm`
     /// (the process's own is `proc_comm`, [`process_comm`]); [`Miss::Other`] if it started after
-    /// the socket was created, [`Miss::Gone`] if it exited while it was read.
+    /// the socket was created, [`Miss::Gone`] if it exited while it was read. `exec_mark` is the
+    /// program's as `/proc` shows it (0 withheld).
     fn read_process(
         &mut self,
         p: &Process,
@@ -362,6 +418,7 @@ impl Identities {
         tgid: u32,
         created_ns: u64,
         (comm, proc_comm): (&str, &str),
+        exec_mark: u32,
     ) -> Result<Arc<App>, Miss> {
         let start_ns = stat.starttime.saturating_mul(self.tick_ns);
         if created_ns != 0 && start_ns > created_ns.saturating_add(self.tick_ns) {
@@ -425,9 +482,25 @@ impl Identities {
             exe: exe_file,
             exe_checked_ns: 0,
             comms: [comm.into()].into_iter().collect(),
+            exec_mark,
         };
         self.insert(tgid, entry);
         Ok(app)
+    }
+
+    /// Whether the kernel placed process `p`'s stack at random: address space layout
+    /// randomization on (`kernel.randomize_va_space`, read once) and not turned off for the
+    /// process (`ADDR_NO_RANDOMIZE` in its personality, as `setarch -R` and debuggers set). Only
+    /// then do equal program marks prove the same program. Unreadable: no.
+    fn stacks_randomized(&mut self, p: &Process) -> bool {
+        let system = *self.aslr.get_or_insert_with(|| {
+            std::fs::read_to_string("/proc/sys/kernel/randomize_va_space").is_ok_and(|v| v.trim() != "0")
+        });
+        let mut text = String::new();
+        let read = p.open_relative("personality").and_then(|f| Ok(f.take(64).read_to_string(&mut text)?));
+        system
+            && read.is_ok()
+            && i32::from_str_radix(text.trim(), 16).is_ok_and(|persona| persona & nix::libc::ADDR_NO_RANDOMIZE == 0)
     }
 
     fn insert(&mut self, tgid: u32, entry: Cached) {

@@ -59,6 +59,9 @@ pub struct ProcessInfo {
     pub start_time: u64,
     /// The same start as an owner carries it ([`monitor_common::sock::Owner::start_cs`]).
     pub start_cs: u32,
+    /// Where the program it runs has its stack (`/proc/<pid>/stat`'s `startstack`, 0 when
+    /// withheld): the source of [`monitor_common::sock::Owner::exec_mark`].
+    pub start_stack: u64,
     /// cgroup v2 path (`0::` line of `/proc/<pid>/cgroup`), relative to the hierarchy's root.
     pub cgroup: Option<String>,
 }
@@ -114,6 +117,7 @@ fn process_info(p: &Process) -> Option<ProcessInfo> {
         gid: status.rgid,
         start_time: stat.starttime,
         start_cs,
+        start_stack: stat.startstack,
         cgroup,
     })
 }
@@ -197,6 +201,7 @@ impl SocketScan {
             cgroup_id: 0,
             source: OwnerSource::Procfs,
             start_cs: p.start_cs,
+            exec_mark: monitor_common::sock::exec_mark_number(p.start_stack),
         })
     }
 

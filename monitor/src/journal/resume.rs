@@ -192,6 +192,7 @@ fn owner_and_app(row: &rusqlite::Row<'_>) -> rusqlite::Result<((Owner, Arc<App>)
         cgroup_id: row.get::<_, i64>(5)?.cast_unsigned(),
         source: names::parse(6, &row.get::<_, String>(6)?)?,
         start_cs: 0,
+        exec_mark: 0,
     };
     let app = App {
         pid: row.get(7)?,

@@ -17,5 +17,5 @@ pub fn kernel_owner(h: &CopyHeader) -> Option<Owner> {
     let source = OwnerSource::from(KernelSource::from_raw(o.source));
     let comm = crate::tracker::comm_str(&o.comm);
     let (tgid, pid, uid, gid, cgroup_id, start_cs) = (o.tgid, o.pid, o.uid, o.gid, o.cgroup_id, o.start_cs);
-    Some(Owner { tgid, pid, uid, gid, comm, cgroup_id, source, start_cs })
+    Some(Owner { tgid, pid, uid, gid, comm, cgroup_id, source, start_cs, exec_mark: o.exec_mark() })
 }

@@ -84,6 +84,7 @@ fn record(cookie: u64, event: RecordKind) -> FlowRecord {
             cgroup_id: 1,
             source: OwnerSource::SockCreate,
             start_cs: 0,
+            exec_mark: 0,
         },
         protocol: Protocol::Tcp,
         ip_protocol: 6,

@@ -27,6 +27,10 @@ pub struct SockLayout {
     /// the process's start, which an owner carries so a reused pid is not taken for the process
     /// that held it before.
     pub task_start_boottime: u32,
+    /// The `mm` pointer in `struct task_struct` and the 64-bit `start_stack` in `struct
+    /// mm_struct` (0, 0 when either is missing or has another shape): where the program a process
+    /// runs has its stack, which every exec places afresh (`Owner::exec_mark`).
+    pub task_mm_start_stack: (u32, u32),
     /// The kernel has `struct mptcp_sock` (built with `CONFIG_MPTCP`): the return type of
     /// `bpf_skc_to_mptcp_sock`, without which the verifier refuses any program calling it.
     pub mptcp_sock: bool,
@@ -263,7 +267,27 @@ pub fn sock_layout(data: &[u8]) -> Result<SockLayout, LayoutError> {
     let mptcp_sock = types.structs.contains_key("mptcp_sock");
     let task_leader_comm = task_leader_comm(&types).unwrap_or((0, 0));
     let task_start_boottime = task_start_boottime(&types).unwrap_or(0);
-    Ok(SockLayout { v6_daddr, v6_rcv_saddr, protocol, sk_socket, task_leader_comm, task_start_boottime, mptcp_sock })
+    let task_mm_start_stack = task_mm_start_stack(&types).unwrap_or((0, 0));
+    Ok(SockLayout {
+        v6_daddr,
+        v6_rcv_saddr,
+        protocol,
+        sk_socket,
+        task_leader_comm,
+        task_start_boottime,
+        task_mm_start_stack,
+        mptcp_sock,
+    })
+}
+
+/// `task_struct.mm` (a pointer) and `mm_struct.start_stack` (64 bits), if both are so.
+fn task_mm_start_stack(types: &Types) -> Option<(u32, u32)> {
+    let (mm, member) = types.find("task_struct", "mm").ok()?;
+    if member.bitfield != 0 || member.bits % 64 != 0 || !types.is_pointer(member.type_id) {
+        return None;
+    }
+    let (stack, member) = types.find("mm_struct", "start_stack").ok()?;
+    (member.bitfield == 0 && member.bits % 64 == 0 && types.int_size(member.type_id) == Some(8)).then_some((mm, stack))
 }
 
 /// `task_struct.start_boottime`, if it is a 64-bit integer (Linux 5.5 and later).

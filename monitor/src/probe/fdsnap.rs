@@ -261,7 +261,7 @@ impl FdSnapshots {
 
 /// The owner the kernel recorded in the socket's counters `c`, or `FLAG_NO_OWNER`.
 fn set_owner(ev: &mut Event, c: &Counters) {
-    if c.owner.source == OwnerSource::Unknown as u32 {
+    if c.owner.source == OwnerSource::Unknown as u8 {
         ev.flags |= FLAG_NO_OWNER;
     } else {
         ev.owner = c.owner;

@@ -201,6 +201,9 @@ impl Probe {
             if lockdown { (0, 0) } else { layout.as_ref().map_or((0, 0), |l| l.task_leader_comm) };
         // Owners carry their process's start from the same reads (none under lockdown).
         let task_start = if lockdown { 0 } else { layout.as_ref().map_or(0, |l| l.task_start_boottime) };
+        // And the mark of the program they ran (`Owner::exec_mark`).
+        let (task_mm, mm_stack) =
+            if lockdown { (0, 0) } else { layout.as_ref().map_or((0, 0), |l| l.task_mm_start_stack) };
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(maps::EVENTS, config.ring_buffer_bytes)
             .override_global(maps::GLOBAL_UPDATE_INTERVAL_NS, &interval_ns, true)
@@ -215,6 +218,8 @@ impl Probe {
             .override_global(maps::GLOBAL_TASK_GROUP_LEADER_OFFSET, &task_leader, true)
             .override_global(maps::GLOBAL_TASK_COMM_OFFSET, &task_comm, true)
             .override_global(maps::GLOBAL_TASK_START_BOOTTIME_OFFSET, &task_start, true)
+            .override_global(maps::GLOBAL_TASK_MM_OFFSET, &task_mm, true)
+            .override_global(maps::GLOBAL_MM_START_STACK_OFFSET, &mm_stack, true)
             .override_global(maps::GLOBAL_MPTCP_SUBFLOWS, &mptcp_subflows(layout.as_ref().ok()), true)
             .load(object::object_bytes())
             .map_err(Error::Load)?;

@@ -22,7 +22,9 @@ pub(super) struct FlowOwner {
     cgroup_id: u64,
     comm: [u8; 16],
     pub(super) source: OwnerSource,
-    /// [`Owner::start_cs`] (in the padding: the size stays 48 bytes).
+    /// [`Owner::exec_mark`], 24 bits (`monitor_common::sock::Owner::exec_mark`), and
+    /// [`Owner::start_cs`], both in what was padding: the size stays 48 bytes.
+    exec_mark: [u8; 3],
     start_cs: u32,
 }
 
@@ -47,7 +49,8 @@ impl FlowOwner {
         comm[..n].copy_from_slice(&bytes[..n]);
         let (tgid, pid, uid, gid, cgroup_id, source, start_cs) =
             (o.tgid, o.pid, o.uid, o.gid, o.cgroup_id, o.source, o.start_cs);
-        Self { tgid, pid, uid, gid, cgroup_id, comm, source, start_cs }
+        let [a, b, c, _] = o.exec_mark.to_le_bytes();
+        Self { tgid, pid, uid, gid, cgroup_id, comm, source, exec_mark: [a, b, c], start_cs }
     }
 
     /// From the kernel's record, without building a `String`: `comm` up to its first NUL (at
@@ -58,12 +61,22 @@ impl FlowOwner {
         let mut comm = [0u8; 16];
         comm[..end].copy_from_slice(&o.comm[..end]);
         let (tgid, pid, uid, gid, cgroup_id, start_cs) = (o.tgid, o.pid, o.uid, o.gid, o.cgroup_id, o.start_cs);
-        Self { tgid, pid, uid, gid, cgroup_id, comm, source, start_cs }
+        Self { tgid, pid, uid, gid, cgroup_id, comm, source, exec_mark: o.exec_mark, start_cs }
     }
 
     /// Only the socket's uid known.
     pub(super) fn unknown(uid: u32) -> Self {
-        Self { tgid: 0, pid: 0, uid, gid: 0, cgroup_id: 0, comm: [0; 16], source: OwnerSource::Unknown, start_cs: 0 }
+        Self {
+            tgid: 0,
+            pid: 0,
+            uid,
+            gid: 0,
+            cgroup_id: 0,
+            comm: [0; 16],
+            source: OwnerSource::Unknown,
+            exec_mark: [0; 3],
+            start_cs: 0,
+        }
     }
 
     /// The owner with its own copy of `comm` (tests; the tracker shares one per name through
@@ -83,6 +96,10 @@ impl FlowOwner {
             cgroup_id: self.cgroup_id,
             source: self.source,
             start_cs: self.start_cs,
+            exec_mark: {
+                let [a, b, c] = self.exec_mark;
+                u32::from_le_bytes([a, b, c, 0])
+            },
         }
     }
 }

@@ -122,6 +122,12 @@ pub struct Owner {
     /// `start_time` says the same.
     #[serde(skip)]
     pub start_cs: u32,
+    /// The program the process ran when the socket was made
+    /// ([`monitor_common::sock::Owner::exec_mark`]: 24 bits of where its stack was placed at its
+    /// exec; 0 unknown). Tells the program that made the socket from one the process exec'd since.
+    /// Not in the record's JSON.
+    #[serde(skip)]
+    pub exec_mark: u32,
 }
 
 /// Where the payload figures come from.

@@ -50,8 +50,9 @@ fn owner(tgid: u32) -> KOwner {
         cgroup_id: 1,
         created_ns: SEC,
         comm,
-        source: KSource::SockCreate as u32,
+        source: KSource::SockCreate as u8,
         start_cs: 0,
+        exec_mark: [0; 3],
     }
 }
 
@@ -107,7 +108,7 @@ fn an_accepted_connection_is_charged_to_the_process_that_served_it() {
     let mut t = tracker();
     let passive = |kind, ts, bytes, owner: KOwner| Event { flags: FLAG_PASSIVE, owner, ..ev(kind, ts, bytes) };
     let mut service = owner(77);
-    service.source = KSource::FirstIo as u32;
+    service.source = KSource::FirstIo as u8;
     service.comm = *b"service\0\0\0\0\0\0\0\0\0";
     let events = [
         (EventKind::Established, passive(EventKind::Established, 2 * SEC, ByteCounters::default(), owner(1))),
@@ -318,6 +319,7 @@ fn owner_from_proc_fills_sockets_the_kernel_could_not_attribute() {
         cgroup_id: 0,
         source: OwnerSource::Procfs,
         start_cs: 0,
+        exec_mark: 0,
     };
     t.set_owner(7, &procfs_owner);
     let mut rel = ev(EventKind::Release, 3 * SEC, counters(10, 10, 5, 5));

@@ -36,6 +36,44 @@ pub(crate) fn linked_then_rename() {
     connection_of_a_renamed_creator("tcp-then-rename", 5219, "mon-linked", Some(&link));
 }
 
+/// A socket made by one program and connected by another of the same file name that the
+/// process exec'd in between (a wrapper starting the real program; an adversarial pass: such a
+/// socket was charged to the new program, read from /proc, its name being the socket's). The
+/// kernel's mark of the program that made the socket tells the two apart: the socket is the
+/// first program's as the kernel recorded it, not the second's. The monitor hears of the socket
+/// only at its connection, after the exec, so it cannot read the first program from /proc.
+pub(crate) fn exec_to_the_same_name() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let server = server_addr(&pair, false, 0, 5220);
+    let send = 12_345usize;
+    let mut srv = spawn("tcp-server", &[s(server), s(321), s(1)], Place { netns: Some(&pair.b), ..Place::default() });
+    srv.line();
+    let mon = Monitor::start(&cg.path, "");
+    // A link to this binary in another directory of its file system: another executable path
+    // with the same file name.
+    let exe = std::env::current_exe().unwrap();
+    let dir = tempfile::tempdir_in(exe.parent().unwrap()).unwrap();
+    let link = dir.path().join(exe.file_name().unwrap());
+    std::fs::hard_link(&exe, &link).unwrap();
+    let place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None };
+    let mut client = spawn("tcp-exec-same", &[s(server), s(send), link.display().to_string()], place);
+    let line = client.line();
+    // The second program lives on while the monitor reads the process.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    client.send("exit");
+    client.finish();
+    srv.finish();
+    let out = mon.stop();
+    let f = closed_flow_to(&out, server);
+    let file = exe.file_name().unwrap().as_encoded_bytes();
+    let comm = String::from_utf8(file[..file.len().min(15)].to_vec()).unwrap();
+    assert_eq!((&f["app"]["pid"], &f["owner"]["comm"]), (&line["pid"], &comm.into()), "{f:#}");
+    assert_eq!((&f["app"]["source"], &f["app"]["exe"]), (&"kernel".into(), &serde_json::Value::Null), "{f:#}");
+    assert_eq!((&f["payload"]["tx_bytes"], &f["payload"]["rx_bytes"]), (&send.into(), &321.into()), "{f:#}");
+    out.assert_nothing_lost();
+}
+
 /// Runs helper `role` (a connection whose creating thread's name no thread has by the time the
 /// monitor reads the process), through `program` if given, and checks its flow: charged to the
 /// live process, read from /proc, with owner `comm`, exact bytes.

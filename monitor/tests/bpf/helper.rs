@@ -231,6 +231,45 @@ pub fn main(role: &str) {
                 std::os::unix::process::CommandExt::exec(std::process::Command::new("bash").args(["-c", &script]));
             panic!("exec bash: {err}");
         }
+        // tcp-exec-same SERVER SEND PROGRAM: makes a TCP socket and execs PROGRAM (another
+        // executable of the same file name: a link to this binary elsewhere) as `tcp-on-fd`, which
+        // connects that socket: one process, the socket made by one program and used by another.
+        // tcp-on-fd FD SERVER SEND: connects socket FD to SERVER, writes SEND bytes, reads the
+        // reply, reports and waits for "exit".
+        "tcp-exec-same" => {
+            use std::os::{fd::IntoRawFd as _, unix::process::CommandExt as _};
+            let fd = nix::sys::socket::socket(
+                nix::sys::socket::AddressFamily::Inet,
+                nix::sys::socket::SockType::Stream,
+                nix::sys::socket::SockFlag::empty(),
+                None,
+            )
+            .unwrap()
+            .into_raw_fd();
+            let mut next = std::process::Command::new(arg(2));
+            let err = next.env("MONITOR_TEST_HELPER", "tcp-on-fd").args([&fd.to_string(), arg(0), arg(1)]).exec();
+            panic!("exec {}: {err}", arg(2));
+        }
+        "tcp-on-fd" => {
+            use std::os::fd::FromRawFd as _;
+            let fd: i32 = arg(0).parse().unwrap();
+            let server: SocketAddr = arg(1).parse().unwrap();
+            let send: usize = arg(2).parse().unwrap();
+            // SAFETY: the socket the program before the exec made and left open for this one.
+            let mut s = unsafe { TcpStream::from_raw_fd(fd) };
+            let addr = match server {
+                SocketAddr::V4(a) => nix::sys::socket::SockaddrIn::from(a),
+                SocketAddr::V6(_) => panic!("tcp-on-fd: IPv4 only"),
+            };
+            nix::sys::socket::connect(fd, &addr).unwrap();
+            s.write_all(&pattern(send)).unwrap();
+            s.shutdown(Shutdown::Write).unwrap();
+            let rx = read_to_end(&mut s);
+            say(
+                &json!({"local": s.local_addr().unwrap().to_string(), "tx": send, "rx": rx, "pid": std::process::id()}),
+            );
+            wait_stdin("exit");
+        }
         // tcp-from-thread SERVER SEND: a thread named `conn-thr` connects and ends at once; the
         // main thread (`mon-threader`) sends SEND bytes on the connection, reads the reply, reports
         // and waits for "exit" (the process lives on, its connecting thread gone).

@@ -41,6 +41,7 @@ fn past_record(t: Timestamp) -> (FlowRecord, App, Destination) {
             cgroup_id: 1,
             source: OwnerSource::SockCreate,
             start_cs: 0,
+            exec_mark: 0,
         },
         protocol: Protocol::Tcp,
         ip_protocol: 6,

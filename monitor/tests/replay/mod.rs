@@ -391,8 +391,9 @@ pub fn tcp(kind: EventKind, cookie: u64, ts_ns: u64, bytes: ByteCounters) -> (Ev
         cgroup_id: 1,
         created_ns: ts_ns,
         comm,
-        source: KSource::SockCreate as u32,
+        source: KSource::SockCreate as u8,
         start_cs: 0,
+        exec_mark: [0; 3],
     };
     let tuple = Tuple {
         local_addr: ip([10, 0, 0, 1]),

@@ -37,6 +37,7 @@ pub fn close_record(
             cgroup_id: 1,
             source: OwnerSource::SockCreate,
             start_cs: 0,
+            exec_mark: 0,
         },
         protocol: Protocol::Tcp,
         ip_protocol: 6,

@@ -64,6 +64,7 @@ fn record(remote: &str, tx: u64, rx: u64, at: &str) -> FlowRecord {
             cgroup_id: 1,
             source: OwnerSource::SockCreate,
             start_cs: 0,
+            exec_mark: 0,
         },
         protocol: Protocol::Tcp,
         ip_protocol: 6,

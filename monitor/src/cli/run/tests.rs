@@ -30,6 +30,7 @@ fn flow() -> FlowOutput {
             cgroup_id: 9,
             source: OwnerSource::SockCreate,
             start_cs: 0,
+            exec_mark: 0,
         },
         protocol: Protocol::Tcp,
         ip_protocol: 6,

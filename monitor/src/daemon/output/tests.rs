@@ -40,6 +40,7 @@ fn full() -> FlowOutput {
             cgroup_id: 9,
             source: OwnerSource::SockCreate,
             start_cs: 0,
+            exec_mark: 0,
         },
         protocol: Protocol::Tcp,
         ip_protocol: 6,

@@ -145,6 +145,7 @@ impl Flow {
                 cgroup_id: 9,
                 source: OwnerSource::SockCreate,
                 start_cs: 0,
+                exec_mark: 0,
             },
             protocol: Protocol::Tcp,
             ip_protocol: 6,

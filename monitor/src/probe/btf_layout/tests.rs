@@ -89,8 +89,18 @@ fn blob_with_comm(family_bits: u32, protocol_bitfield: bool, comm_len: u32) -> V
         KIND_STRUCT,
         "task_struct",
         4000,
-        &[("group_leader", task_ptr, 1480 * 8, 0), ("start_boottime", start, 1904 * 8, 0), ("comm", comm, 2944 * 8, 0)],
+        &[
+            ("mm", task_ptr, 1160 * 8, 0),
+            ("group_leader", task_ptr, 1480 * 8, 0),
+            ("start_boottime", start, 1904 * 8, 0),
+            ("comm", comm, 2944 * 8, 0),
+        ],
     );
+    // The kernel's `mm_struct` keeps its fields in an anonymous struct (`__randomize_layout`).
+    let ulong = b.int("long unsigned int", 8);
+    let inner =
+        b.composite(KIND_STRUCT, "", 1000, &[("mmap_base", ulong, 16 * 8, 0), ("start_stack", ulong, 368 * 8, 0)]);
+    b.composite(KIND_STRUCT, "mm_struct", 1100, &[("", inner, 0, 0)]);
     let u16_ = b.int("unsigned short", 2);
     let be16 = b.record("__be16", KIND_TYPEDEF, 0, false, u16_);
     let u32_ = b.int("unsigned int", 4);
@@ -136,6 +146,7 @@ fn offsets_are_read_through_anonymous_members() {
             sk_socket: 600,
             task_leader_comm: (1480, 2944),
             task_start_boottime: 1904,
+            task_mm_start_stack: (1160, 368),
             mptcp_sock: false
         }
     );
@@ -181,4 +192,7 @@ fn this_kernel_has_the_layout_the_fallback_programs_read() {
     // Aligned, between them (as in the kernel source).
     let start = layout.task_start_boottime;
     assert!(start > leader && start < comm && start.is_multiple_of(8), "{layout:?}");
+    // Both pointers' worth: aligned, found.
+    let (mm, stack) = layout.task_mm_start_stack;
+    assert!(mm > 0 && mm.is_multiple_of(8) && stack > 0 && stack.is_multiple_of(8), "{layout:?}");
 }

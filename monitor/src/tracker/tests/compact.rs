@@ -277,6 +277,7 @@ fn owner_from_proc_reaches_peer_flows() {
         cgroup_id: 1,
         source: OwnerSource::Procfs,
         start_cs: 0,
+        exec_mark: 0,
     };
     t.set_owner(7, &found);
     let (k, e) = udp_release(7);
