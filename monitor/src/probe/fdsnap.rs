@@ -7,10 +7,11 @@
 //! Costlier than the iterator (a few system calls per socket instead of one pass), so the daemon
 //! asks for the flows it cannot otherwise refresh: idle ones, and all at shutdown. A socket its
 //! owner does not hold (accepted by a forked worker from its master's listener, handed over
-//! with `SCM_RIGHTS`, its owner gone) is, at shutdown, looked for in every process's descriptors,
-//! one pass over /proc for all such sockets (the periodic refresh of idle flows does not: it
-//! would pass over every process each interval); one still not found (held by no process) is
-//! returned with the misses, and its `shutdown` record is marked incomplete. The duplicate is held only
+//! with `SCM_RIGHTS`, its owner gone) is looked for in every process's descriptors, one pass over
+//! /proc for all such sockets: at shutdown, and by the periodic refresh of idle flows at most
+//! once a minute, which remembers where it found them and reads them there after
+//! ([`super::holders`]); one still not found at shutdown (held by no process) is returned with
+//! the misses, and its `shutdown` record is marked incomplete. The duplicate is held only
 //! for the lookup; a close by the app in that moment takes effect when it is dropped.
 
 use std::{
@@ -30,6 +31,7 @@ use monitor_common::{
     sock::{Counters, OwnerSource, PeerTable},
 };
 
+use super::holders::Holders;
 use crate::{
     clock::Clock,
     sys::{peer_address, pidfd_getfd, pidfd_open, socket_cookie, socket_family, socket_protocol, tcp_info},
@@ -64,6 +66,8 @@ pub struct OpenSocket {
 pub struct FdSnapshots {
     storage: SkStorage<MapData, Counters>,
     peers: SkStorage<MapData, PeerTable>,
+    /// Where sockets their owners do not hold were found.
+    holders: std::sync::Mutex<Holders>,
 }
 
 /// Opens socket storage `map` from a duplicate of its descriptor.
@@ -82,7 +86,11 @@ impl FdSnapshots {
     /// [`PeerTable`], or the kernel lacks the pidfd calls.
     pub fn new(counters: BorrowedFd<'_>, peers: BorrowedFd<'_>) -> std::io::Result<Self> {
         let pidfd = pidfd_open(std::process::id())?;
-        Ok(Self { storage: storage(pidfd.as_fd(), counters)?, peers: storage(pidfd.as_fd(), peers)? })
+        Ok(Self {
+            storage: storage(pidfd.as_fd(), counters)?,
+            peers: storage(pidfd.as_fd(), peers)?,
+            holders: std::sync::Mutex::default(),
+        })
     }
 
     /// Current counters of `sockets` (see the module header), one `Update` event (flag
@@ -95,7 +103,7 @@ impl FdSnapshots {
         let asked: HashSet<u64> =
             if search == Search::Discover { sockets.iter().map(|s| s.cookie).collect() } else { HashSet::new() };
         let mut unannounced = HashSet::new();
-        each_socket(sockets, search, &mut |socket, wanted| {
+        each_socket(sockets, search, &self.holders, &mut |socket, wanted| {
             if let Some(event) = self.read_socket(socket, wanted) {
                 each(EventKind::Update, &event);
             } else if search == Search::Discover
@@ -116,7 +124,7 @@ impl FdSnapshots {
         search: Search,
         each: &mut dyn FnMut(EventKind, &Event),
     ) -> Vec<u64> {
-        each_socket(sockets, search, &mut |socket, wanted| {
+        each_socket(sockets, search, &self.holders, &mut |socket, wanted| {
             let Ok(cookie) = socket_cookie(socket.as_fd()) else { return };
             if !wanted.contains(&cookie) {
                 return;
@@ -170,11 +178,22 @@ impl FdSnapshots {
     }
 }
 
-/// Finds `sockets` among their owners' descriptors: `read` gets each socket descriptor of an
-/// owner with the cookies still wanted, and removes the cookie of a socket it read. Returns the
-/// cookies of the sockets not found.
-fn each_socket(sockets: &[OpenSocket], search: Search, read: &mut dyn FnMut(&OwnedFd, &mut HashSet<u64>)) -> Vec<u64> {
-    // Grouped by owner. The tracker lists them in that order already: a pass over 100,000 open
+/// Finds `sockets` among their owners' descriptors (or where `holders` last found them): `read`
+/// gets each socket descriptor of a process with the cookies still wanted, and removes the cookie
+/// of a socket it read. Those not found are looked for in every process as `search` says (the
+/// periodic [`Search::Owners`] too when [`Holders::pass_due`]), and `holders` learns where.
+/// Returns the cookies of the sockets not found.
+fn each_socket(
+    sockets: &[OpenSocket],
+    search: Search,
+    holders: &std::sync::Mutex<Holders>,
+    read: &mut dyn FnMut(&OwnedFd, &mut HashSet<u64>),
+) -> Vec<u64> {
+    // A poisoned lock (a panic while it was held) only holds where sockets were found.
+    let mut holders = holders.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let redirected = holders.redirect(sockets);
+    let sockets = redirected.as_deref().unwrap_or(sockets);
+    // Grouped by process. The tracker lists them by owner already: a pass over 100,000 open
     // sockets then copies no list.
     let by_owner = |s: &OpenSocket| (s.tgid, s.cookie);
     let sorted: std::borrow::Cow<'_, [OpenSocket]> = if sockets.is_sorted_by_key(by_owner) {
@@ -191,8 +210,17 @@ fn each_socket(sockets: &[OpenSocket], search: Search, read: &mut dyn FnMut(&Own
         read_process(tgid, &mut wanted, true, read);
         missed.extend(wanted);
     }
+    for cookie in &missed {
+        holders.lost(*cookie);
+    }
     let discover = search == Search::Discover;
-    if discover || (search == Search::Everywhere && !missed.is_empty()) {
+    let elsewhere = !missed.is_empty()
+        && match search {
+            Search::Everywhere => true,
+            Search::Owners => holders.pass_due(std::time::Instant::now()),
+            Search::Discover => false,
+        };
+    if discover || elsewhere {
         // Held by a process other than its owner (which may own other sockets asked for: a
         // prefork worker owns its own connections too), or not asked for: one pass over every
         // process, for all of them at once.
@@ -202,9 +230,18 @@ fn each_socket(sockets: &[OpenSocket], search: Search, read: &mut dyn FnMut(&Own
             if missed.is_empty() && !discover {
                 break;
             }
-            if pid != me {
-                read_process(pid, &mut missed, !discover, read);
+            if pid == me {
+                continue;
             }
+            read_process(pid, &mut missed, !discover, &mut |socket, wanted| {
+                let before = wanted.len();
+                read(socket, wanted);
+                if wanted.len() < before
+                    && let Ok(cookie) = socket_cookie(socket.as_fd())
+                {
+                    holders.found(cookie, pid);
+                }
+            });
         }
     }
     missed.into_iter().collect()

@@ -12,6 +12,7 @@ pub mod exclusive;
 mod fdsnap;
 pub mod features;
 mod getaddrinfo;
+mod holders;
 mod load;
 mod object;
 mod ring;

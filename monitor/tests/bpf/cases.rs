@@ -142,6 +142,10 @@ pub fn all() -> Vec<Case> {
             crate::durability::quiet_connected_udp_is_journaled_before_a_kill,
         ),
         (
+            "an_idle_socket_its_creator_handed_on_is_journaled_before_a_kill",
+            crate::durability::handed_on_idle_udp_is_journaled_before_a_kill,
+        ),
+        (
             "idle_tcp_listener_is_journaled_before_a_kill",
             crate::durability::idle_tcp_listener_is_journaled_before_a_kill,
         ),

@@ -141,6 +141,42 @@ pub fn quiet_connected_udp_is_journaled_before_a_kill() {
     assert_eq!((tx, rx), (20_000, 20_000), "journaled bytes of the quiet connected socket before the kill; {said}");
 }
 
+/// A connected UDP socket its creator handed on to a child (fork) before exiting, busy in the
+/// child within an update interval, then idle. Where snapshots are read by descriptor (the CI
+/// kernel), the periodic refresh looks for it among its creator's descriptors first, then once in
+/// every process's, and reads it where it found it, so a SIGKILL a few intervals later loses none
+/// of its bytes (an adversarial pass: nothing the child sent reached the journal, which a
+/// `kill -9` lost without a mark).
+pub fn handed_on_idle_udp_is_journaled_before_a_kill() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let dest = crate::cases::server_addr(&pair, false, 0, 5322);
+    let mut echo = spawn("udp-echo", &[s(dest), s(15)], Place { netns: Some(&pair.b), ..Place::default() });
+    echo.line();
+    let mon = Monitor::start(&cg.path, "[probe]\nupdate_interval_secs = 1\n");
+    let place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None };
+    let mut client = spawn("udp-handed-on", &[s(dest), s(700), s(5), s(10)], place);
+    let handed = client.line();
+    // The creator has exited: only the child holds the socket now.
+    client.send("go");
+    let done = client.line();
+    assert_eq!(done["tx_after_go"], 7_000, "{done}");
+    thread::sleep(Duration::from_secs(5));
+    let (dir, log, printed) = mon.kill9_with_output();
+    client.send("exit");
+    client.finish();
+    echo.finish();
+    let db = Connection::open_with_flags(dir.path().join("journal.db"), OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let local: SocketAddr = handed["local"].as_str().unwrap().parse().unwrap();
+    let printed: Vec<String> = printed.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        journaled_payload(&db, u64::from(local.port()), dest),
+        (10_500, 10_500),
+        "journaled bytes of the handed-on socket before the kill; the daemon's log:\n{log}\nwhat it printed:\n{}",
+        printed.join("\n")
+    );
+}
+
 /// A TCP listener whose handshakes all came within its first update interval, idle since: its
 /// packets send an event only once an update is due, so nothing announced it, and where
 /// snapshots are read by descriptor they find only the sockets the daemon knows. `listen(2)`

@@ -1,0 +1,89 @@
+//! Where the descriptor snapshots ([`super::fdsnap`]) find sockets their owners no longer hold:
+//! a socket handed over with `SCM_RIGHTS`, or kept by a child when its creator exited (a daemon
+//! that forks away from its parent). The periodic refresh looks for a socket among its owner's
+//! descriptors; one not there is looked for in every process's, at most once per
+//! [`PASS_EVERY`] (a pass reads every process's descriptor table), and where it was found is
+//! remembered, so later refreshes read it there (an adversarial pass: such an idle socket was
+//! never refreshed while the daemon ran, and a `kill -9` lost everything it had counted).
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use super::fdsnap::OpenSocket;
+
+/// Least time between two passes over every process for sockets not found with their owners.
+pub const PASS_EVERY: Duration = Duration::from_secs(60);
+/// Sockets whose holder is remembered; all are forgotten when more are found (then the next
+/// pass finds them again).
+const MAX_REMEMBERED: usize = 65_536;
+
+/// Remembered holders and the time of the last pass.
+#[derive(Debug, Default)]
+pub struct Holders {
+    found: HashMap<u64, u32>,
+    last_pass: Option<Instant>,
+}
+
+impl Holders {
+    /// `sockets` with each one's process replaced by where it was last found, if that is
+    /// remembered (`None`: nothing is, the owners stand).
+    pub fn redirect(&self, sockets: &[OpenSocket]) -> Option<Vec<OpenSocket>> {
+        if self.found.is_empty() {
+            return None;
+        }
+        let holder = |s: &OpenSocket| OpenSocket { tgid: self.found.get(&s.cookie).copied().unwrap_or(s.tgid), ..*s };
+        Some(sockets.iter().map(holder).collect())
+    }
+
+    /// Whether a pass over every process for sockets not found is due at `now` (none yet, or the
+    /// last one [`PASS_EVERY`] ago); if so, it counts as made.
+    pub fn pass_due(&mut self, now: Instant) -> bool {
+        let due = self.last_pass.is_none_or(|last| now.saturating_duration_since(last) >= PASS_EVERY);
+        if due {
+            self.last_pass = Some(now);
+        }
+        due
+    }
+
+    /// Socket `cookie` was found among the descriptors of process `tgid`.
+    pub fn found(&mut self, cookie: u64, tgid: u32) {
+        if self.found.len() >= MAX_REMEMBERED {
+            self.found.clear();
+        }
+        self.found.insert(cookie, tgid);
+    }
+
+    /// Socket `cookie` was not found where it was looked for (released, or handed on again).
+    pub fn lost(&mut self, cookie: u64) {
+        self.found.remove(&cookie);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_found_elsewhere_is_looked_for_there_until_it_is_not() {
+        let mut h = Holders::default();
+        let sockets = [OpenSocket { cookie: 1, tgid: 10 }, OpenSocket { cookie: 2, tgid: 10 }];
+        assert_eq!(h.redirect(&sockets), None, "nothing remembered: the owners");
+        h.found(2, 20);
+        let redirected = h.redirect(&sockets).expect("one remembered");
+        assert_eq!(redirected, [OpenSocket { cookie: 1, tgid: 10 }, OpenSocket { cookie: 2, tgid: 20 }]);
+        h.lost(2);
+        assert_eq!(h.redirect(&sockets), None);
+    }
+
+    #[test]
+    fn a_pass_over_every_process_is_due_at_most_once_a_minute() {
+        let mut h = Holders::default();
+        let t0 = Instant::now();
+        assert!(h.pass_due(t0), "the first");
+        assert!(!h.pass_due(t0 + Duration::from_secs(59)));
+        assert!(h.pass_due(t0 + PASS_EVERY));
+        assert!(!h.pass_due(t0 + PASS_EVERY + Duration::from_secs(1)));
+    }
+}
