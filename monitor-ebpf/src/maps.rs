@@ -165,7 +165,7 @@ static TASK_MM_OFFSET: u32 = 0;
 #[unsafe(no_mangle)]
 static MM_START_STACK_OFFSET: u32 = 0;
 
-/// The three offsets above, volatile so the compiler does not fold the defaults.
+/// The three `struct sock` offsets above, volatile so the compiler does not fold the defaults.
 #[inline(always)]
 pub(crate) fn sock_offsets() -> (u32, u32, u32) {
     // SAFETY: plain globals.
@@ -321,7 +321,8 @@ pub(crate) fn stat(index: u32, value: u64) {
     }
 }
 
-/// Fills `owner` from the current task, with its process's start (see [`Owner::start_cs`]) and
+/// Fills `owner` from the current task, with its process's start (see [`Owner::start_cs`]), the
+/// mark of the program it runs ([`Owner::exec_mark`]: two reads, `task->mm->start_stack`) and
 /// its name: the thread group leader's `comm`, not the current thread's when another thread
 /// makes the socket. Such a thread may be of the kernel's making (an io_uring worker,
 /// `iou-wrk-<pid>`), or one the program named and ends soon after (an adversarial pass: a

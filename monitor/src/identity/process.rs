@@ -22,7 +22,9 @@
 //! A pid is reused once the process holding it exits. Owners recorded by the kernel carry their
 //! process's start ([`Owner::start_cs`]): an entry answers only sockets of the process it was read
 //! from, and a socket whose process is gone while another holds its pid is named from the
-//! kernel's record, not after the stranger. Owners without it (0: kernels without the task
+//! kernel's record, not after the stranger. A process that took the pid within the same
+//! hundredth of a second has the same start but another program mark, which tells it apart
+//! (without marks only its name can). Owners without a start (0: kernels without the task
 //! offsets) fall back to the start time check alone, which cannot tell a later process with the
 //! same name or executable from the one that created the socket.
 
@@ -65,15 +67,21 @@ const MAX_CMDLINE: usize = 16 * 1024;
 /// Why /proc gave no app ([`Identities::read`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Miss {
-    /// No process with the pid exists.
+    /// No process with the pid exists (or it is exiting).
     Gone,
-    /// A later process holds the pid, or it could not be read.
+    /// The process runs another program than the socket's: one that replaced it by an exec, or
+    /// the program of another process that took the pid within the same hundredth of a second
+    /// (their marks differ, [`Owner::exec_mark`]). The socket's program will not run there again.
+    Replaced,
+    /// A later process holds the pid, it is between two programs (an exec under way), or it could
+    /// not be read.
     Other,
 }
 
-/// A gone process as the kernel recorded it: (pid, uid, comm), all its kernel-data app depends on,
-/// and its start (0 unknown), which tells it from a later process with the same three.
-type GoneKey = (u32, u32, Arc<str>, u32);
+/// A gone process or program as the kernel recorded it: (pid, uid, comm), all its kernel-data app
+/// depends on, its start (0 unknown), which tells it from a later process with the same three,
+/// and its program's mark (0 unknown), which tells it from another program of that process.
+type GoneKey = (u32, u32, Arc<str>, u32, u32);
 
 /// `/proc/<pid>/stat`'s start time (clock ticks since boot) as an owner carries it
 /// ([`Owner::start_cs`]).
@@ -110,8 +118,10 @@ struct Cached {
     exe_checked_ns: u64,
     /// `comm`s of the sockets this entry answered (at most [`MAX_COMMS`]).
     comms: foldhash::HashSet<Arc<str>>,
-    /// The mark of the program read ([`Owner::exec_mark`] of `/proc/<pid>/stat`'s `startstack`; 0
-    /// withheld).
+    /// The mark of the program read ([`Owner::exec_mark`] of `/proc/<pid>/stat`'s `startstack`),
+    /// where its stack was placed at random ([`Identities::stacks_randomized`]); else 0, as when
+    /// withheld: with a fixed layout two programs' stacks may fall at the same place, and the
+    /// names decide as without marks (a review).
     exec_mark: u32,
 }
 
@@ -236,10 +246,11 @@ impl Identities {
             self.stats.from_proc += 1;
             return app;
         }
-        let key = (owner.tgid, owner.uid, Arc::clone(&owner.comm), owner.start_cs);
-        // A process known by its start is that process whenever its socket was made.
+        let key = (owner.tgid, owner.uid, Arc::clone(&owner.comm), owner.start_cs, owner.exec_mark);
+        // A process known by its start, or a program by its mark, is that one whenever its socket
+        // was made.
         if let Some((gone_ns, app)) = self.gone.get(&key)
-            && (created_ns <= *gone_ns || owner.start_cs != 0)
+            && (created_ns <= *gone_ns || owner.start_cs != 0 || owner.exec_mark != 0)
         {
             self.stats.from_kernel += 1;
             return Arc::clone(app);
@@ -255,7 +266,8 @@ impl Identities {
         };
         self.stats.from_kernel += 1;
         let app = Arc::new(self.kernel_only(owner));
-        if miss == Miss::Gone {
+        // Remembered when for good: not while another process's or a program's read may follow.
+        if matches!(miss, Miss::Gone | Miss::Replaced) {
             if self.gone.len() >= MAX_GONE {
                 self.gone.clear();
             }
@@ -268,7 +280,7 @@ impl Identities {
     /// the memo of gone processes.
     fn kernel_app(&mut self, owner: &Owner) -> Arc<App> {
         self.stats.from_kernel += 1;
-        let key = (owner.tgid, owner.uid, Arc::clone(&owner.comm), owner.start_cs);
+        let key = (owner.tgid, owner.uid, Arc::clone(&owner.comm), owner.start_cs, owner.exec_mark);
         if let Some((_, app)) = self.gone.get(&key) {
             return Arc::clone(app);
         }
@@ -369,18 +381,18 @@ impl Identities {
         let live = if zombie { p.stat().ok() } else { None };
         let now = live.as_ref().unwrap_or(&stat);
         let now_mark = monitor_common::sock::exec_mark_number(now.startstack);
-        // No mark although the kernel recorded one: the process is between two programs (an
-        // exec has replaced its memory and not yet placed the new stack) or exiting, unless
+        // No mark although the kernel recorded one: the process is exiting, or between two
+        // programs (an exec has replaced its memory and not yet placed the new stack), unless
         // `/proc` withholds its memory's layout (its code's start then reads 1) or it is a kernel
         // thread. Nothing running now can be the socket's program.
         if exec_mark != 0 && now_mark == 0 && now.startcode != 1 && now.flags & PF_KTHREAD == 0 {
-            return Err(Miss::Other);
+            return Err(if now.flags & PF_EXITING != 0 { Miss::Gone } else { Miss::Other });
         }
         let marked = exec_mark != 0 && now_mark != 0;
         // Another program than the socket's: the process exec'd since it made the socket (or
         // another process took the pid within the same hundredth of a second).
         if marked && now_mark != exec_mark {
-            return Err(Miss::Other);
+            return Err(Miss::Replaced);
         }
         let reread = self.cache.get(&tgid).is_some_and(|e| e.iter().any(|c| c.start_ns == start_ns));
         let proc_comm = process_comm(tgid, &stat);
@@ -401,16 +413,18 @@ impl Identities {
             // another process took the pid within the same hundredth of a second.
             comm.is_empty() || names_a_thread(tgid, &stat, &proc_comm, comm) || names_the_program(&p, comm)
         };
-        if !(names_agree() || (marked && self.stacks_randomized(&p))) {
+        // The entry keeps the mark only where it proves the program (see `Cached::exec_mark`).
+        let proof = if now_mark != 0 && self.stacks_randomized(&p) { now_mark } else { 0 };
+        if !(names_agree() || (marked && proof != 0)) {
             return Err(Miss::Other);
         }
-        self.read_process(&p, &stat, tgid, created_ns, (comm, &proc_comm), now_mark)
+        self.read_process(&p, &stat, tgid, created_ns, (comm, &proc_comm), proof)
     }
 
     /// The app of process `p` (`tgid`, whose `stat` was read), for a socket of thread name `comm`
     /// (the process's own is `proc_comm`, [`process_comm`]); [`Miss::Other`] if it started after
     /// the socket was created, [`Miss::Gone`] if it exited while it was read. `exec_mark` is the
-    /// program's as `/proc` shows it (0 withheld).
+    /// program's as `/proc` shows it, 0 where that proves nothing ([`Cached::exec_mark`]).
     fn read_process(
         &mut self,
         p: &Process,
@@ -634,6 +648,8 @@ fn cmdline(p: &Process) -> (Option<String>, Option<String>) {
 
 /// `PF_KTHREAD` in `/proc/<pid>/stat`'s flags: a kernel thread, which has no executable.
 const PF_KTHREAD: u32 = 0x0020_0000;
+/// `PF_EXITING` in `/proc/<pid>/stat`'s flags: the process is exiting.
+const PF_EXITING: u32 = 0x0000_0004;
 
 /// Whether a process whose `stat` was read had exited by the time its executable was: a zombie,
 /// or one still exiting whose memory (and with it its executable) is gone before it becomes a

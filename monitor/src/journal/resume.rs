@@ -96,7 +96,7 @@ impl JournalWriter {
 }
 
 /// The condition on the remote end in [`JournalWriter::earlier`]'s queries: the given one (`?4`,
-/// `?5`), which the probe index `connections_cookie` takes after the cookie, or none (both NULL).
+/// `?5`), which the probe index `connections_cookie` takes after the cookie, or any (both NULL).
 /// One statement for each: a single `?4 IS NULL OR (...)` left SQLite only the index's cookie
 /// column, so every lookup read all of a socket's indexed rows (an adversarial pass: about 1.6 ms
 /// per record of a socket with 5,000 peers after a restart, the journal seconds behind).

@@ -194,7 +194,7 @@ fn each_socket(
     let redirected = holders.redirect(sockets);
     let sockets = redirected.as_deref().unwrap_or(sockets);
     // Grouped by process. The tracker lists them by owner already: a pass over 100,000 open
-    // sockets then copies no list.
+    // sockets then copies no list, unless some were found elsewhere before.
     let by_owner = |s: &OpenSocket| (s.tgid, s.cookie);
     let sorted: std::borrow::Cow<'_, [OpenSocket]> = if sockets.is_sorted_by_key(by_owner) {
         sockets.into()
@@ -217,7 +217,7 @@ fn each_socket(
     let elsewhere = !missed.is_empty()
         && match search {
             Search::Everywhere => true,
-            Search::Owners => holders.pass_due(std::time::Instant::now()),
+            Search::Owners => holders.pass_due(&missed, std::time::Instant::now()),
             Search::Discover => false,
         };
     if discover || elsewhere {
@@ -242,6 +242,9 @@ fn each_socket(
                     holders.found(cookie, pid);
                 }
             });
+        }
+        if !discover {
+            holders.unfound(&missed);
         }
     }
     missed.into_iter().collect()

@@ -5,9 +5,13 @@
 //! [`PASS_EVERY`] (a pass reads every process's descriptor table), and where it was found is
 //! remembered, so later refreshes read it there (an adversarial pass: such an idle socket was
 //! never refreshed while the daemon ran, and a `kill -9` lost everything it had counted).
+//! Sockets a pass did not find anywhere (the kernel's own, owned by pid 0; one held only by an
+//! io_uring's registered files or a message in flight) call for no further pass by themselves:
+//! only a socket missed that no pass has looked for yet does (a review: such a socket made every
+//! refresh read every process's descriptors once a minute, for as long as it lived).
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     time::{Duration, Instant},
 };
 
@@ -24,6 +28,8 @@ const MAX_REMEMBERED: usize = 65_536;
 pub struct Holders {
     found: HashMap<u64, u32>,
     last_pass: Option<Instant>,
+    /// Sockets the last pass looked for and did not find.
+    unfound: HashSet<u64>,
 }
 
 impl Holders {
@@ -37,14 +43,21 @@ impl Holders {
         Some(sockets.iter().map(holder).collect())
     }
 
-    /// Whether a pass over every process for sockets not found is due at `now` (none yet, or the
-    /// last one [`PASS_EVERY`] ago); if so, it counts as made.
-    pub fn pass_due(&mut self, now: Instant) -> bool {
-        let due = self.last_pass.is_none_or(|last| now.saturating_duration_since(last) >= PASS_EVERY);
+    /// Whether a pass over every process for `missed` (sockets not found with their owners) is
+    /// due at `now`: one of them no pass has looked for yet, and none was made in the last
+    /// [`PASS_EVERY`]; if so, it counts as made.
+    pub fn pass_due(&mut self, missed: &HashSet<u64>, now: Instant) -> bool {
+        let due = self.last_pass.is_none_or(|last| now.saturating_duration_since(last) >= PASS_EVERY)
+            && missed.iter().any(|cookie| !self.unfound.contains(cookie));
         if due {
             self.last_pass = Some(now);
         }
         due
+    }
+
+    /// What a pass left not found anywhere: sockets that call for no further pass.
+    pub fn unfound(&mut self, missed: &HashSet<u64>) {
+        self.unfound.clone_from(missed);
     }
 
     /// Socket `cookie` was found among the descriptors of process `tgid`.
@@ -78,12 +91,18 @@ mod tests {
     }
 
     #[test]
-    fn a_pass_over_every_process_is_due_at_most_once_a_minute() {
+    fn a_pass_over_every_process_is_due_at_most_once_a_minute_for_sockets_not_looked_for() {
         let mut h = Holders::default();
         let t0 = Instant::now();
-        assert!(h.pass_due(t0), "the first");
-        assert!(!h.pass_due(t0 + Duration::from_secs(59)));
-        assert!(h.pass_due(t0 + PASS_EVERY));
-        assert!(!h.pass_due(t0 + PASS_EVERY + Duration::from_secs(1)));
+        let missed: HashSet<u64> = [1, 2].into();
+        assert!(h.pass_due(&missed, t0), "the first");
+        assert!(!h.pass_due(&missed, t0 + Duration::from_secs(59)));
+        // The pass found neither: they alone call for no other pass.
+        h.unfound(&missed);
+        assert!(!h.pass_due(&missed, t0 + PASS_EVERY));
+        assert!(!h.pass_due(&[1].into(), t0 + 10 * PASS_EVERY));
+        // Another one missed: due once a minute has passed.
+        assert!(h.pass_due(&[1, 3].into(), t0 + PASS_EVERY));
+        assert!(!h.pass_due(&[1, 4].into(), t0 + PASS_EVERY + Duration::from_secs(1)));
     }
 }
