@@ -57,15 +57,9 @@ pub(crate) fn exec_to_the_same_name() {
     let link = dir.path().join(exe.file_name().unwrap());
     std::fs::hard_link(&exe, &link).unwrap();
     let place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None };
-    let mut client = spawn("tcp-exec-same", &[s(server), s(send), link.display().to_string()], place);
-    let line = client.line();
+    let client = spawn("tcp-exec-same", &[s(server), s(send), link.display().to_string()], place);
     // The second program lives on while the monitor reads the process.
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    client.send("exit");
-    client.finish();
-    srv.finish();
-    let out = mon.stop();
-    let f = closed_flow_to(&out, server);
+    let (line, out, f) = flow_of_a_lasting_client(client, srv, mon, server);
     let file = exe.file_name().unwrap().as_encoded_bytes();
     let comm = String::from_utf8(file[..file.len().min(15)].to_vec()).unwrap();
     assert_eq!((&f["app"]["pid"], &f["owner"]["comm"]), (&line["pid"], &comm.into()), "{f:#}");
@@ -87,18 +81,30 @@ fn connection_of_a_renamed_creator(role: &str, port: u16, comm: &str, program: O
     let mon = Monitor::start(&cg.path, "");
     let place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) };
     let exe = std::env::current_exe().unwrap();
-    let mut client = spawn_program(program.unwrap_or(&exe), role, &[s(server), s(send)], place);
-    let line = client.line();
+    let client = spawn_program(program.unwrap_or(&exe), role, &[s(server), s(send)], place);
     // The process lives on while the monitor reads it.
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    client.send("exit");
-    client.finish();
-    srv.finish();
-    let out = mon.stop();
-    let f = closed_flow_to(&out, server);
+    let (line, out, f) = flow_of_a_lasting_client(client, srv, mon, server);
     assert_eq!(f["app"]["pid"], line["pid"], "{f:#}");
     assert_eq!((&f["app"]["source"], &f["owner"]["comm"]), (&"proc".into(), &comm.into()), "{f:#}");
     assert_eq!(f["app"]["exe"], std::env::current_exe().unwrap().display().to_string(), "{f:#}");
     assert_eq!((&f["payload"]["tx_bytes"], &f["payload"]["rx_bytes"]), (&send.into(), &4_321.into()), "{f:#}");
     out.assert_nothing_lost();
+}
+
+/// The client's first line, what the monitor printed and the flow to `server`, the client (which
+/// lives on for 1.5 s after its line, while the monitor reads it) and the server finished.
+fn flow_of_a_lasting_client(
+    mut client: crate::env::Helper,
+    srv: crate::env::Helper,
+    mon: Monitor,
+    server: std::net::SocketAddr,
+) -> (serde_json::Value, crate::daemon::Output, serde_json::Value) {
+    let line = client.line();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    client.send("exit");
+    client.finish();
+    srv.finish();
+    let out = mon.stop();
+    let f = closed_flow_to(&out, server).clone();
+    (line, out, f)
 }

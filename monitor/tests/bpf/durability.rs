@@ -127,12 +127,7 @@ pub fn quiet_udp_peers_are_journaled_before_a_kill() {
 /// intervals later loses none of its bytes (an adversarial pass: nothing of it reached the
 /// journal before its close, and a daemon killed before that lost it all).
 pub fn quiet_connected_udp_is_journaled_before_a_kill() {
-    let pair = Pair::private();
-    let cg = TestCgroup::new();
-    let dest = crate::cases::server_addr(&pair, false, 0, 5315);
-    let mut echo = spawn("udp-echo", &[s(dest), s(20)], Place { netns: Some(&pair.b), ..Place::default() });
-    echo.line();
-    let mon = Monitor::start(&cg.path, "[probe]\nupdate_interval_secs = 1\n");
+    let (pair, cg, dest, echo, mon) = echo_and_monitor(5315, 20);
     let place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None };
     let client = spawn("udp-connected-hold", &[s(dest), s(1000), s(20)], place);
     let Killed { line, _dir, db, said } = quiet_then_killed(mon, client, echo);
@@ -148,32 +143,19 @@ pub fn quiet_connected_udp_is_journaled_before_a_kill() {
 /// of its bytes (an adversarial pass: nothing the child sent reached the journal, which a
 /// `kill -9` lost without a mark).
 pub fn handed_on_idle_udp_is_journaled_before_a_kill() {
-    let pair = Pair::private();
-    let cg = TestCgroup::new();
-    let dest = crate::cases::server_addr(&pair, false, 0, 5322);
-    let mut echo = spawn("udp-echo", &[s(dest), s(15)], Place { netns: Some(&pair.b), ..Place::default() });
-    echo.line();
-    let mon = Monitor::start(&cg.path, "[probe]\nupdate_interval_secs = 1\n");
+    let (pair, cg, dest, echo, mon) = echo_and_monitor(5322, 15);
     let place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None };
     let mut client = spawn("udp-handed-on", &[s(dest), s(700), s(5), s(10)], place);
     let handed = client.line();
     // The creator has exited: only the child holds the socket now.
     client.send("go");
-    let done = client.line();
+    let Killed { line: done, _dir, db, said } = quiet_then_killed(mon, client, echo);
     assert_eq!(done["tx_after_go"], 7_000, "{done}");
-    thread::sleep(Duration::from_secs(5));
-    let (dir, log, printed) = mon.kill9_with_output();
-    client.send("exit");
-    client.finish();
-    echo.finish();
-    let db = Connection::open_with_flags(dir.path().join("journal.db"), OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     let local: SocketAddr = handed["local"].as_str().unwrap().parse().unwrap();
-    let printed: Vec<String> = printed.iter().map(ToString::to_string).collect();
     assert_eq!(
         journaled_payload(&db, u64::from(local.port()), dest),
         (10_500, 10_500),
-        "journaled bytes of the handed-on socket before the kill; the daemon's log:\n{log}\nwhat it printed:\n{}",
-        printed.join("\n")
+        "journaled bytes of the handed-on socket before the kill; {said}"
     );
 }
 
@@ -331,6 +313,18 @@ fn udp_echoes(pair: &Pair, n: usize, port: u16, count: usize) -> (Vec<SocketAddr
     let mut echo = spawn("udp-echo", &args, Place { netns: Some(&pair.b), ..Place::default() });
     echo.line();
     (dests, echo)
+}
+
+/// A UDP echo server in the private pair's second namespace at `port` (answering `count`
+/// datagrams) and a monitor of a new cgroup with updates every second.
+fn echo_and_monitor(port: u16, count: usize) -> (Pair, TestCgroup, SocketAddr, Helper, Monitor) {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let dest = crate::cases::server_addr(&pair, false, 0, port);
+    let mut echo = spawn("udp-echo", &[s(dest), s(count)], Place { netns: Some(&pair.b), ..Place::default() });
+    echo.line();
+    let mon = Monitor::start(&cg.path, "[probe]\nupdate_interval_secs = 1\n");
+    (pair, cg, dest, echo, mon)
 }
 
 /// The client's first line; then quiet for a few update intervals (a refresh or a read of idle

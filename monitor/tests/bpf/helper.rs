@@ -26,6 +26,16 @@ pub(crate) fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i % 251) as u8).collect()
 }
 
+/// Writes SEND bytes on `s`, shuts its side down, reads the reply to its end, reports (local
+/// address, bytes each way, pid) and waits for "exit".
+fn send_then_read_to_end(s: &mut TcpStream, send: usize) {
+    s.write_all(&pattern(send)).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let rx = read_to_end(s);
+    say(&json!({"local": s.local_addr().unwrap().to_string(), "tx": send, "rx": rx, "pid": std::process::id()}));
+    wait_stdin("exit");
+}
+
 pub(crate) fn read_to_end(s: &mut TcpStream) -> usize {
     let mut buf = vec![0u8; 65536];
     let mut total = 0;
@@ -262,13 +272,7 @@ pub fn main(role: &str) {
                 SocketAddr::V6(_) => panic!("tcp-on-fd: IPv4 only"),
             };
             nix::sys::socket::connect(fd, &addr).unwrap();
-            s.write_all(&pattern(send)).unwrap();
-            s.shutdown(Shutdown::Write).unwrap();
-            let rx = read_to_end(&mut s);
-            say(
-                &json!({"local": s.local_addr().unwrap().to_string(), "tx": send, "rx": rx, "pid": std::process::id()}),
-            );
-            wait_stdin("exit");
+            send_then_read_to_end(&mut s, send);
         }
         // tcp-from-thread SERVER SEND: a thread named `conn-thr` connects and ends at once; the
         // main thread (`mon-threader`) sends SEND bytes on the connection, reads the reply, reports
@@ -291,13 +295,7 @@ pub fn main(role: &str) {
                 name("mon-renamed");
                 s
             };
-            s.write_all(&pattern(send)).unwrap();
-            s.shutdown(Shutdown::Write).unwrap();
-            let rx = read_to_end(&mut s);
-            say(
-                &json!({"local": s.local_addr().unwrap().to_string(), "tx": send, "rx": rx, "pid": std::process::id()}),
-            );
-            wait_stdin("exit");
+            send_then_read_to_end(&mut s, send);
         }
         // tcp-exit SERVER SEND: connects, writes, exits at once (close happens at exit).
         "tcp-exit" => {

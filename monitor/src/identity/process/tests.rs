@@ -322,6 +322,16 @@ fn a_program_started_by_a_link_that_renamed_itself_is_read_from_proc() {
     assert_eq!(others, [AppSource::Kernel; 3]);
 }
 
+/// Waits (3 s at most) until process `pid` is named `comm` (its exec done).
+fn named(pid: u32, comm: &str) {
+    for _ in 0..300 {
+        if std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == comm) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// The mark of the program `pid` runs now, as `/proc/<pid>/stat` shows it.
 fn mark_of(pid: u32) -> u32 {
     let stat = Process::new(i32::try_from(pid).unwrap()).unwrap().stat().unwrap();
@@ -417,12 +427,7 @@ fn equal_marks_without_stack_randomization_leave_it_to_the_names() {
     let child = setarch.args(["-R", "sh", "-c", "echo ready; exec sleep 30"]).stdout(Stdio::piped()).spawn().unwrap();
     let (child, pid) = once_ready(child);
     let children = Children(vec![child]);
-    for _ in 0..300 {
-        if std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == "sleep\n") {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    named(pid, "sleep");
     let mark = mark_of(pid);
     let socket = |comm: &str| Owner { comm: comm.into(), exec_mark: mark, ..owner(pid) };
     let stranger = Identities::new(AppRules::default(), clock).app_for(&socket("stranger"), now());
@@ -683,12 +688,7 @@ fn a_pid_taken_within_the_same_hundredth_of_a_second_is_told_apart_by_its_mark()
     };
     let (child, pid) = once_ready(child);
     let children = Children(vec![child]);
-    for _ in 0..300 {
-        if std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == "sleep\n") {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    named(pid, "sleep");
     let stat = Process::new(i32::try_from(pid).unwrap()).unwrap().stat().unwrap();
     let mark = mark_of(pid);
     let running =
