@@ -370,6 +370,13 @@ fn owner_fields(owner: &mut Owner, source: OwnerSource) {
     owner.start_cs = 0;
 }
 
+/// The mark of the program the current task runs ([`Owner::exec_mark`]; zero when unknown).
+#[inline(always)]
+pub(crate) fn current_exec_mark() -> [u8; 3] {
+    // SAFETY: a helper without arguments; the current task, never null.
+    exec_mark(program_stack(unsafe { bpf_get_current_task() } as usize))
+}
+
 /// Where the stack of the program `task` runs was placed at its exec (`task->mm->start_stack`),
 /// 0 when the offsets are unknown, a read fails or the task has no memory of its own (a kernel
 /// thread). The task's own `mm`: a process whose main thread has exited keeps it in the others.

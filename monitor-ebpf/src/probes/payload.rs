@@ -91,11 +91,15 @@ fn count(ctx: &BtfTracePointContext, tx: bool) {
             crate::maps::set_bits(&raw mut c.flags, COUNTER_OWNER_RECORDED);
         } else if owner_bits == COUNTER_INHERITED {
             // The first read or write of an accepted connection: charged to this process if it
-            // is not the listener's owner (the socket's own clone of it: the listener keeps its).
+            // is not the listener's owner (the socket's own clone of it: the listener keeps its),
+            // or runs another program than the one that made the listener (a launcher that
+            // listens and execs the server, a server that re-execs itself: an adversarial pass
+            // found such connections charged to the launcher).
             // SAFETY: null-checked map value.
             if let Some(owner) = unsafe { OWNER.get(sk, false).as_mut() }
                 // SAFETY: helper without arguments.
-                && (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32 != owner.tgid
+                && ((unsafe { bpf_get_current_pid_tgid() } >> 32) as u32 != owner.tgid
+                    || another_program(owner.exec_mark))
             {
                 record_owner(owner, OwnerSource::FirstIo);
                 // At once, not at the next update or the close: the daemon reads the process
@@ -129,4 +133,14 @@ pub fn tp_sock_send_length(ctx: BtfTracePointContext) -> i32 {
 pub fn tp_sock_recv_length(ctx: BtfTracePointContext) -> i32 {
     count(&ctx, false);
     0
+}
+
+/// Whether the current task runs another program than the one of mark `recorded` (both known).
+#[inline(always)]
+fn another_program(recorded: [u8; 3]) -> bool {
+    if recorded == [0; 3] {
+        return false;
+    }
+    let now = crate::maps::current_exec_mark();
+    now != [0; 3] && now != recorded
 }

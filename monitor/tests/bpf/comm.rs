@@ -68,6 +68,48 @@ pub(crate) fn exec_to_the_same_name() {
     out.assert_nothing_lost();
 }
 
+/// A launcher that listens and execs the server in its own process (`systemd-socket-activate`,
+/// a server that re-execs itself): the connections the server accepts on the inherited listener
+/// are the server's, read from /proc, not the launcher's (an adversarial pass: they were charged
+/// to the program that made the listener, whose clone of the owner they carry).
+pub(crate) fn accepted_after_an_exec() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let server = server_addr(&pair, false, 0, 5223);
+    let mon = Monitor::start(&cg.path, "");
+    let exe = std::env::current_exe().unwrap();
+    let dir = tempfile::tempdir_in(exe.parent().unwrap()).unwrap();
+    let served = dir.path().join("mon-served");
+    std::fs::hard_link(&exe, &served).unwrap();
+    let place = Place { netns: Some(&pair.b), cgroup: Some(&cg), uid: None };
+    let mut srv = spawn("tcp-listen-exec", &[s(server), s(3_000), s(700), served.display().to_string()], place);
+    srv.line();
+    let mut client =
+        spawn("tcp-hold-client", &[s(server), s(3_000), s(700)], Place { netns: Some(&pair.a), ..Place::default() });
+    client.line();
+    let served_line = srv.line();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    client.send("exit");
+    client.finish();
+    srv.send("exit");
+    srv.finish();
+    let out = mon.stop();
+    let local: std::net::SocketAddr = served_line["local"].as_str().unwrap().parse().unwrap();
+    let f = out
+        .flows
+        .iter()
+        .find(|f| f["event"] == "close" && f["local"] == local.to_string() && !f["remote"].is_null())
+        .unwrap_or_else(|| panic!("no closed accepted connection at {local}: {:#?}", out.flows));
+    assert_eq!((&f["app"]["pid"], &f["app"]["source"]), (&served_line["pid"], &"proc".into()), "{f:#}");
+    assert_eq!(
+        (&f["app"]["exe"], &f["owner"]["comm"]),
+        (&served.display().to_string().into(), &"mon-served".into()),
+        "{f:#}"
+    );
+    assert_eq!((&f["payload"]["rx_bytes"], &f["payload"]["tx_bytes"]), (&3_000.into(), &700.into()), "{f:#}");
+    out.assert_nothing_lost();
+}
+
 /// Runs helper `role` (a connection whose creating thread's name no thread has by the time the
 /// monitor reads the process), through `program` if given, and checks its flow: charged to the
 /// live process, read from /proc, with owner `comm`, exact bytes.

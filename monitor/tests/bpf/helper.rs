@@ -241,6 +241,33 @@ pub fn main(role: &str) {
                 std::os::unix::process::CommandExt::exec(std::process::Command::new("bash").args(["-c", &script]));
             panic!("exec bash: {err}");
         }
+        // tcp-listen-exec ADDR N M PROGRAM: listens on ADDR (the listener kept across exec) and
+        // execs PROGRAM (a link to this binary) as `tcp-serve-fd`, which accepts one connection,
+        // reads N bytes, writes M, reports and waits for "exit": a launcher that listens and
+        // starts the server in its own process (`systemd-socket-activate`, a server re-exec).
+        "tcp-listen-exec" => {
+            use std::os::{fd::IntoRawFd as _, unix::process::CommandExt as _};
+            let listener = TcpListener::bind(arg(0)).unwrap();
+            nix::fcntl::fcntl(&listener, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty())).unwrap();
+            let fd = listener.into_raw_fd();
+            say(&json!({"ready": true, "pid": std::process::id()}));
+            let mut next = std::process::Command::new(arg(3));
+            let err = next.env("MONITOR_TEST_HELPER", "tcp-serve-fd").args([&fd.to_string(), arg(1), arg(2)]).exec();
+            panic!("exec {}: {err}", arg(3));
+        }
+        "tcp-serve-fd" => {
+            use std::os::fd::FromRawFd as _;
+            let fd: i32 = arg(0).parse().unwrap();
+            // SAFETY: the listener the program before the exec left open for this one.
+            let listener = unsafe { TcpListener::from_raw_fd(fd) };
+            let (n, m): (usize, usize) = (arg(1).parse().unwrap(), arg(2).parse().unwrap());
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = vec![0u8; n];
+            s.read_exact(&mut buf).unwrap();
+            s.write_all(&pattern(m)).unwrap();
+            say(&json!({"local": s.local_addr().unwrap().to_string(), "rx": n, "tx": m, "pid": std::process::id()}));
+            wait_stdin("exit");
+        }
         // tcp-exec-same SERVER SEND PROGRAM: makes a TCP socket and execs PROGRAM (another
         // executable of the same file name: a link to this binary elsewhere) as `tcp-on-fd`, which
         // connects that socket: one process, the socket made by one program and used by another.
