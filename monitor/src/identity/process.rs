@@ -49,8 +49,10 @@ use crate::{clock::Clock, escape, tracker::record::Owner};
 
 /// Processes kept in the cache; the oldest are dropped beyond this.
 pub const MAX_PROCESSES: usize = 65_536;
-/// Entries kept per pid (successive processes that reused it).
-const PER_PID: usize = 4;
+/// Entries kept per pid (successive processes that reused it, successive programs of one): a
+/// long-lived socket of a program that more than this many followed under its pid would lose its
+/// entry and read the kernel's record from then on (a check: 4 flipped a chain of execs).
+const PER_PID: usize = 16;
 /// Gone processes remembered with their kernel-data app ([`Identities::gone`]); all are
 /// forgotten when there are more (then /proc is asked again, once each).
 const MAX_GONE: usize = 4096;
@@ -118,11 +120,13 @@ struct Cached {
     exe_checked_ns: u64,
     /// `comm`s of the sockets this entry answered (at most [`MAX_COMMS`]).
     comms: foldhash::HashSet<Arc<str>>,
-    /// The mark of the program read ([`Owner::exec_mark`] of `/proc/<pid>/stat`'s `startstack`),
-    /// where its stack was placed at random ([`Identities::stacks_randomized`]); else 0, as when
-    /// withheld: with a fixed layout two programs' stacks may fall at the same place, and the
-    /// names decide as without marks (a review).
+    /// The mark of the program read ([`Owner::exec_mark`] of `/proc/<pid>/stat`'s `startstack`; 0
+    /// withheld). Another mark is always another program; the same one is the same program only
+    /// where its stack was placed at random (`randomized`): with a fixed layout two programs'
+    /// stacks may fall at the same place, and the names decide as without marks.
     exec_mark: u32,
+    /// Whether its stack was placed at random ([`Identities::stacks_randomized`]).
+    randomized: bool,
 }
 
 /// App identities of processes, read from /proc when first seen.
@@ -306,15 +310,19 @@ impl Identities {
         // Entries of the same process (successive programs after execs), newest first.
         let start = newest.start_ns;
         let answered = |c: &Cached| c.comms.contains(comm);
-        if answered(newest) && (exec_mark == 0 || newest.exec_mark == 0 || newest.exec_mark == exec_mark) {
+        let marked = exec_mark != 0 && newest.exec_mark != 0;
+        if answered(newest) && (!marked || newest.exec_mark == exec_mark) {
             return Some(Arc::clone(&newest.app));
         }
         let mut earlier = older.iter().rev().take_while(|c| c.start_ns == start);
-        if exec_mark != 0 && newest.exec_mark != 0 {
-            // Another program than the newest entry's: an earlier one of the process (whatever its
-            // thread names), or one not read yet.
+        if marked {
+            // Another program than the newest entry's: an earlier one of the process with the
+            // socket's mark (whatever its thread names where its stack was placed at random, else
+            // one that answered the name too), or one not read yet (a check: under `setarch -R`
+            // the new program's socket went to the wrapper's entry by name).
             if newest.exec_mark != exec_mark {
-                return earlier.find(|c| c.exec_mark == exec_mark).map(|c| Arc::clone(&c.app));
+                let same = |c: &&Cached| c.exec_mark == exec_mark && (c.randomized || answered(c));
+                return earlier.find(same).map(|c| Arc::clone(&c.app));
             }
             // The newest entry's mark: its program, unless another one's stack fell at the same
             // place (a fixed layout), which its executable tells below.
@@ -413,18 +421,19 @@ impl Identities {
             // another process took the pid within the same hundredth of a second.
             comm.is_empty() || names_a_thread(tgid, &stat, &proc_comm, comm) || names_the_program(&p, comm)
         };
-        // The entry keeps the mark only where it proves the program (see `Cached::exec_mark`).
-        let proof = if now_mark != 0 && self.stacks_randomized(&p) { now_mark } else { 0 };
-        if !(names_agree() || (marked && proof != 0)) {
+        // Equal marks prove the program only where stacks are placed at random.
+        let randomized = now_mark != 0 && self.stacks_randomized(&p);
+        if !(names_agree() || (marked && randomized)) {
             return Err(Miss::Other);
         }
-        self.read_process(&p, &stat, tgid, created_ns, (comm, &proc_comm), proof)
+        self.read_process(&p, &stat, tgid, created_ns, (comm, &proc_comm), (now_mark, randomized))
     }
 
     /// The app of process `p` (`tgid`, whose `stat` was read), for a socket of thread name `comm`
     /// (the process's own is `proc_comm`, [`process_comm`]); [`Miss::Other`] if it started after
-    /// the socket was created, [`Miss::Gone`] if it exited while it was read. `exec_mark` is the
-    /// program's as `/proc` shows it, 0 where that proves nothing ([`Cached::exec_mark`]).
+    /// the socket was created, [`Miss::Gone`] if it exited while it was read. `mark` is the
+    /// program's as `/proc` shows it and whether its stack was placed at random
+    /// ([`Cached::exec_mark`]).
     fn read_process(
         &mut self,
         p: &Process,
@@ -432,7 +441,7 @@ impl Identities {
         tgid: u32,
         created_ns: u64,
         (comm, proc_comm): (&str, &str),
-        exec_mark: u32,
+        (exec_mark, randomized): (u32, bool),
     ) -> Result<Arc<App>, Miss> {
         let start_ns = stat.starttime.saturating_mul(self.tick_ns);
         if created_ns != 0 && start_ns > created_ns.saturating_add(self.tick_ns) {
@@ -497,6 +506,7 @@ impl Identities {
             exe_checked_ns: 0,
             comms: [comm.into()].into_iter().collect(),
             exec_mark,
+            randomized,
         };
         self.insert(tgid, entry);
         Ok(app)

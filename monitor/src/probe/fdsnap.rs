@@ -244,7 +244,7 @@ fn each_socket(
             });
         }
         if !discover {
-            holders.unfound(&missed);
+            holders.unfound(&missed, std::time::Instant::now());
         }
     }
     missed.into_iter().collect()

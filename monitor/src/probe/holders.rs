@@ -6,9 +6,10 @@
 //! remembered, so later refreshes read it there (an adversarial pass: such an idle socket was
 //! never refreshed while the daemon ran, and a `kill -9` lost everything it had counted).
 //! Sockets a pass did not find anywhere (the kernel's own, owned by pid 0; one held only by an
-//! io_uring's registered files or a message in flight) call for no further pass by themselves:
-//! only a socket missed that no pass has looked for yet does (a review: such a socket made every
-//! refresh read every process's descriptors once a minute, for as long as it lived).
+//! io_uring's registered files or a message in flight) call for another pass only after
+//! [`UNFOUND_RETRY`] (a review: such a socket made every refresh read every process's
+//! descriptors once a minute, for as long as it lived; a check after it: one in a message
+//! received later was never looked for again).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -19,6 +20,8 @@ use super::fdsnap::OpenSocket;
 
 /// Least time between two passes over every process for sockets not found with their owners.
 pub const PASS_EVERY: Duration = Duration::from_secs(60);
+/// How long a socket a pass did not find calls for no other pass by itself.
+pub const UNFOUND_RETRY: Duration = Duration::from_secs(300);
 /// Sockets whose holder is remembered; all are forgotten when more are found (then the next
 /// pass finds them again).
 const MAX_REMEMBERED: usize = 65_536;
@@ -28,8 +31,8 @@ const MAX_REMEMBERED: usize = 65_536;
 pub struct Holders {
     found: HashMap<u64, u32>,
     last_pass: Option<Instant>,
-    /// Sockets the last pass looked for and did not find.
-    unfound: HashSet<u64>,
+    /// Sockets a pass looked for and did not find, and when.
+    unfound: HashMap<u64, Instant>,
 }
 
 impl Holders {
@@ -44,20 +47,25 @@ impl Holders {
     }
 
     /// Whether a pass over every process for `missed` (sockets not found with their owners) is
-    /// due at `now`: one of them no pass has looked for yet, and none was made in the last
-    /// [`PASS_EVERY`]; if so, it counts as made.
+    /// due at `now`: one of them no pass has looked for in the last [`UNFOUND_RETRY`], and none
+    /// was made in the last [`PASS_EVERY`]; if so, it counts as made.
     pub fn pass_due(&mut self, missed: &HashSet<u64>, now: Instant) -> bool {
+        let looked_for =
+            |cookie| self.unfound.get(cookie).is_some_and(|at| now.saturating_duration_since(*at) < UNFOUND_RETRY);
         let due = self.last_pass.is_none_or(|last| now.saturating_duration_since(last) >= PASS_EVERY)
-            && missed.iter().any(|cookie| !self.unfound.contains(cookie));
+            && missed.iter().any(|cookie| !looked_for(cookie));
         if due {
             self.last_pass = Some(now);
         }
         due
     }
 
-    /// What a pass left not found anywhere: sockets that call for no further pass.
-    pub fn unfound(&mut self, missed: &HashSet<u64>) {
-        self.unfound.clone_from(missed);
+    /// What a pass at `now` left not found anywhere (the others are forgotten).
+    pub fn unfound(&mut self, missed: &HashSet<u64>, now: Instant) {
+        self.unfound.retain(|cookie, _| missed.contains(cookie));
+        for cookie in missed {
+            self.unfound.insert(*cookie, now);
+        }
     }
 
     /// Socket `cookie` was found among the descriptors of process `tgid`.
@@ -97,12 +105,17 @@ mod tests {
         let missed: HashSet<u64> = [1, 2].into();
         assert!(h.pass_due(&missed, t0), "the first");
         assert!(!h.pass_due(&missed, t0 + Duration::from_secs(59)));
-        // The pass found neither: they alone call for no other pass.
-        h.unfound(&missed);
+        // The pass found neither: they alone call for another pass only after a while (a
+        // socket in a message may be received later).
+        h.unfound(&missed, t0);
         assert!(!h.pass_due(&missed, t0 + PASS_EVERY));
-        assert!(!h.pass_due(&[1].into(), t0 + 10 * PASS_EVERY));
+        assert!(!h.pass_due(&[1].into(), t0 + UNFOUND_RETRY - Duration::from_secs(1)));
         // Another one missed: due once a minute has passed.
         assert!(h.pass_due(&[1, 3].into(), t0 + PASS_EVERY));
         assert!(!h.pass_due(&[1, 4].into(), t0 + PASS_EVERY + Duration::from_secs(1)));
+        // That pass found 3 and not 1: 1 is looked for again after the retry time.
+        h.unfound(&[1].into(), t0 + PASS_EVERY);
+        assert!(!h.pass_due(&[1].into(), t0 + UNFOUND_RETRY));
+        assert!(h.pass_due(&[1].into(), t0 + PASS_EVERY + UNFOUND_RETRY));
     }
 }

@@ -431,10 +431,16 @@ fn equal_marks_without_stack_randomization_leave_it_to_the_names() {
     let mark = mark_of(pid);
     let socket = |comm: &str| Owner { comm: comm.into(), exec_mark: mark, ..owner(pid) };
     let stranger = Identities::new(AppRules::default(), clock).app_for(&socket("stranger"), now());
-    let own = Identities::new(AppRules::default(), clock).app_for(&socket("sleep"), now());
+    let mut ids = Identities::new(AppRules::default(), clock);
+    let own = ids.app_for(&socket("sleep"), now());
+    // Another mark is another program all the same (a check: a wrapper's entry under `setarch -R`
+    // took the socket of the program it exec'd, of the same name, by that name).
+    let other_mark = if mark == 1 { 2 } else { 1 };
+    let other = ids.app_for(&Owner { exec_mark: other_mark, ..socket("sleep") }, now());
     drop(children);
     assert_eq!((stranger.source, stranger.exe.as_deref()), (AppSource::Kernel, None), "{stranger:?}");
     assert_eq!(own.source, AppSource::Proc, "{own:?}");
+    assert_eq!((other.source, other.exe.as_deref()), (AppSource::Kernel, None), "{other:?}");
 }
 
 /// A process name with a backslash: `/proc`'s name and the kernel's record read alike (a
@@ -529,7 +535,7 @@ fn a_process_that_exits_while_it_is_read_is_a_gone_process() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let mut ids = Identities::new(AppRules::default(), Clock::now());
-    let read = ids.read_process(&p, &alive, pid, 0, ("sleep", "sleep"), 0).map(|a| a.name.clone());
+    let read = ids.read_process(&p, &alive, pid, 0, ("sleep", "sleep"), (0, false)).map(|a| a.name.clone());
     let _ = child.wait();
     assert!(matches!(read, Err(Miss::Gone)), "{read:?}");
 }
