@@ -85,16 +85,21 @@ impl Owner {
     /// [`Owner::exec_mark`] as a number (0: unknown).
     #[must_use]
     pub const fn exec_mark(&self) -> u32 {
-        let [a, b, c] = self.exec_mark;
-        u32::from_le_bytes([a, b, c, 0])
+        mark_number(self.exec_mark)
     }
+}
+
+/// A mark as kept in an owner ([`Owner::exec_mark`], little endian) as a number (0: unknown).
+#[must_use]
+pub const fn mark_number(mark: [u8; 3]) -> u32 {
+    let [a, b, c] = mark;
+    u32::from_le_bytes([a, b, c, 0])
 }
 
 /// [`exec_mark`] as a number, as [`Owner::exec_mark`] reads it back (0: unknown).
 #[must_use]
 pub const fn exec_mark_number(start_stack: u64) -> u32 {
-    let [a, b, c] = exec_mark(start_stack);
-    u32::from_le_bytes([a, b, c, 0])
+    mark_number(exec_mark(start_stack))
 }
 
 /// The mark of a program image with its stack at `start_stack` ([`Owner::exec_mark`]): the

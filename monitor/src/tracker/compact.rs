@@ -96,10 +96,7 @@ impl FlowOwner {
             cgroup_id: self.cgroup_id,
             source: self.source,
             start_cs: self.start_cs,
-            exec_mark: {
-                let [a, b, c] = self.exec_mark;
-                u32::from_le_bytes([a, b, c, 0])
-            },
+            exec_mark: monitor_common::sock::mark_number(self.exec_mark),
         }
     }
 }
