@@ -80,6 +80,12 @@ pub const GLOBAL_TASK_MM_OFFSET: &str = "TASK_MM_OFFSET";
 /// Load-time global: offset of the 64-bit `start_stack` in `struct mm_struct` (`u32`; 0 unknown,
 /// as above).
 pub const GLOBAL_MM_START_STACK_OFFSET: &str = "MM_START_STACK_OFFSET";
+/// Load-time global: 1 when the task fields behind the offsets above are read through the
+/// kernel's BTF pointer to the current task (`bpf_get_current_task_btf` and plain loads the
+/// verifier checks against the kernel's types: no helper call per field), 0 for one
+/// `bpf_probe_read_kernel` per field (`u32`). The loader sets 1 where the offsets are known and
+/// falls back to 0 when the kernel refuses a program so built.
+pub const GLOBAL_TASK_BTF: &str = "TASK_BTF";
 
 /// Events that could not be reserved in the ring buffer (lost).
 pub const STAT_RINGBUF_FULL: u32 = 0;

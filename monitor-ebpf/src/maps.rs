@@ -12,8 +12,8 @@ use aya_ebpf::{
         bpf_probe_read_kernel,
         generated::{
             bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_pid_tgid,
-            bpf_get_current_task, bpf_get_current_uid_gid, bpf_jiffies64, bpf_ktime_get_boot_ns,
-            bpf_ktime_get_coarse_ns, bpf_sk_storage_get,
+            bpf_get_current_task, bpf_get_current_task_btf, bpf_get_current_uid_gid, bpf_jiffies64,
+            bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns, bpf_sk_storage_get,
         },
     },
     macros::{btf_map, map},
@@ -164,6 +164,60 @@ static TASK_START_BOOTTIME_OFFSET: u32 = 0;
 static TASK_MM_OFFSET: u32 = 0;
 #[unsafe(no_mangle)]
 static MM_START_STACK_OFFSET: u32 = 0;
+
+/// 1: the task fields above are read through the kernel's BTF pointer to the current task, with
+/// plain loads the verifier checks against the kernel's types (a fault reads 0); 0: one
+/// `bpf_probe_read_kernel` per field. Set by userspace (`monitor_common::maps::GLOBAL_TASK_BTF`);
+/// the verifier knows the value and leaves the other way out.
+#[unsafe(no_mangle)]
+static TASK_BTF: u32 = 0;
+
+/// [`TASK_BTF`] set: the current task is walked with plain loads.
+#[inline(always)]
+fn task_btf() -> bool {
+    // SAFETY: a plain global.
+    unsafe { ptr::read_volatile(&raw const TASK_BTF) != 0 }
+}
+
+/// The current task: the kernel's BTF pointer with [`TASK_BTF`], else its address. Never null.
+#[inline(always)]
+fn current_task() -> usize {
+    if task_btf() {
+        // SAFETY: a helper without arguments.
+        unsafe { bpf_get_current_task_btf() as usize }
+    } else {
+        // SAFETY: a helper without arguments.
+        unsafe { bpf_get_current_task() as usize }
+    }
+}
+
+/// The `u64` at `addr`, a field of a task or of its `mm` reached from [`current_task`] through
+/// offsets from the kernel's BTF: a plain load with [`TASK_BTF`] (the verifier checks it against
+/// the types; a fault reads 0), else `bpf_probe_read_kernel` (0 when it fails).
+#[inline(always)]
+fn task_read(addr: usize) -> u64 {
+    if task_btf() {
+        // SAFETY: a load the verifier checks against the kernel's BTF (see above).
+        unsafe { ptr::read_volatile(addr as *const u64) }
+    } else {
+        // SAFETY: bpf_probe_read_kernel checks the address; a fault returns an error.
+        unsafe { bpf_probe_read_kernel(addr as *const u64) }.unwrap_or(0)
+    }
+}
+
+/// The 16-byte `comm` at `addr` (a task's, as [`task_read`]), or `None` when a read fails.
+#[inline(always)]
+fn comm_at(addr: usize) -> Option<[u8; 16]> {
+    if task_btf() {
+        let mut comm = [0_u8; 16];
+        comm[..8].copy_from_slice(&task_read(addr).to_ne_bytes());
+        comm[8..].copy_from_slice(&task_read(addr + 8).to_ne_bytes());
+        Some(comm)
+    } else {
+        // SAFETY: bpf_probe_read_kernel checks the address; a fault returns an error.
+        unsafe { bpf_probe_read_kernel(addr as *const [u8; 16]) }.ok()
+    }
+}
 
 /// The three `struct sock` offsets above, volatile so the compiler does not fold the defaults.
 #[inline(always)]
@@ -331,9 +385,8 @@ pub(crate) fn stat(index: u32, value: u64) {
 /// socket; the thread's name when the offsets are unknown or a read fails.
 #[inline(always)]
 pub(crate) fn record_owner(owner: &mut Owner, source: OwnerSource) {
-    owner_fields(owner, source);
-    // SAFETY: a helper without arguments; the current task, never null.
-    let task = unsafe { bpf_get_current_task() } as usize;
+    let task = current_task();
+    owner_fields(owner, source, task);
     owner.exec_mark = exec_mark(program_stack(task));
     let Some(leader) = group_leader(task) else { return };
     owner.start_cs = process_start(leader);
@@ -345,15 +398,15 @@ pub(crate) fn record_owner(owner: &mut Owner, source: OwnerSource) {
     if comm_offset == 0 {
         return;
     }
-    // SAFETY: bpf_probe_read_kernel checks the address; a fault returns an error.
-    if let Ok(comm) = unsafe { bpf_probe_read_kernel((leader + comm_offset as usize) as *const [u8; 16]) } {
+    if let Some(comm) = comm_at(leader + comm_offset as usize) {
         owner.comm = comm;
     }
 }
 
-/// The fields of [`record_owner`] that helpers give (no kernel reads).
+/// The fields of [`record_owner`] that helpers give, and the current thread's name (`task`:
+/// [`current_task`]): read from the task with [`TASK_BTF`], else by the helper.
 #[inline(always)]
-fn owner_fields(owner: &mut Owner, source: OwnerSource) {
+fn owner_fields(owner: &mut Owner, source: OwnerSource, task: usize) {
     // SAFETY: helpers without pointer arguments.
     let (pid_tgid, uid_gid, cgroup_id, now) = unsafe {
         (bpf_get_current_pid_tgid(), bpf_get_current_uid_gid(), bpf_get_current_cgroup_id(), bpf_ktime_get_boot_ns())
@@ -364,7 +417,13 @@ fn owner_fields(owner: &mut Owner, source: OwnerSource) {
     owner.gid = (uid_gid >> 32) as u32;
     owner.cgroup_id = cgroup_id;
     owner.created_ns = now;
-    owner.comm = aya_ebpf::helpers::bpf_get_current_comm().unwrap_or_default();
+    // SAFETY: a plain global.
+    let comm_offset = unsafe { ptr::read_volatile(&raw const TASK_COMM_OFFSET) };
+    owner.comm = if task_btf() && comm_offset != 0 {
+        comm_at(task + comm_offset as usize).unwrap_or_default()
+    } else {
+        aya_ebpf::helpers::bpf_get_current_comm().unwrap_or_default()
+    };
     owner.source = source as u8;
     owner.exec_mark = [0; 3];
     owner.start_cs = 0;
@@ -373,8 +432,7 @@ fn owner_fields(owner: &mut Owner, source: OwnerSource) {
 /// The mark of the program the current task runs ([`Owner::exec_mark`]; zero when unknown).
 #[inline(always)]
 pub(crate) fn current_exec_mark() -> [u8; 3] {
-    // SAFETY: a helper without arguments; the current task, never null.
-    exec_mark(program_stack(unsafe { bpf_get_current_task() } as usize))
+    exec_mark(program_stack(current_task()))
 }
 
 /// Where the stack of the program `task` runs was placed at its exec (`task->mm->start_stack`),
@@ -389,13 +447,11 @@ fn program_stack(task: usize) -> u64 {
     if mm_offset == 0 || stack_offset == 0 {
         return 0;
     }
-    // SAFETY: bpf_probe_read_kernel checks the address; a fault returns an error.
-    let mm = unsafe { bpf_probe_read_kernel((task + mm_offset as usize) as *const usize) }.unwrap_or(0);
+    let mm = task_read(task + mm_offset as usize) as usize;
     if mm == 0 {
         return 0;
     }
-    // SAFETY: as above.
-    unsafe { bpf_probe_read_kernel((mm + stack_offset as usize) as *const u64) }.unwrap_or(0)
+    task_read(mm + stack_offset as usize)
 }
 
 /// The thread group leader (the process) of the current `task`, or `None` when the offset is
@@ -407,8 +463,7 @@ fn group_leader(task: usize) -> Option<usize> {
     if offset == 0 {
         return None;
     }
-    // SAFETY: bpf_probe_read_kernel checks the address; a fault returns an error.
-    let leader = unsafe { bpf_probe_read_kernel((task + offset as usize) as *const usize) }.ok()?;
+    let leader = task_read(task + offset as usize) as usize;
     (leader != 0).then_some(leader)
 }
 
@@ -420,11 +475,7 @@ fn process_start(leader: usize) -> u32 {
     if offset == 0 {
         return 0;
     }
-    // SAFETY: bpf_probe_read_kernel checks the address; a fault returns an error.
-    match unsafe { bpf_probe_read_kernel((leader + offset as usize) as *const u64) } {
-        Ok(ns) => start_units(ns),
-        Err(_) => 0,
-    }
+    start_units(task_read(leader + offset as usize))
 }
 
 /// Everything an [`Event`] carries besides its kind.

@@ -46,6 +46,20 @@ enum Snapshots {
     None,
 }
 
+/// Environment variable that, set to `probe`, makes the kernel programs read the current task with
+/// `bpf_probe_read_kernel` even where the kernel accepts plain loads through its BTF pointer (a
+/// diagnostic switch; the root tests run both ways).
+pub const TASK_READS_ENV: &str = "MONITOR_TASK_READS";
+
+/// How the kernel programs read the current task's fields (`monitor_common::maps::GLOBAL_TASK_BTF`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TaskReads {
+    /// Plain loads through the kernel's BTF pointer to the task (no helper call per field).
+    Btf,
+    /// `bpf_probe_read_kernel`, one call per field: where the kernel refuses the first.
+    Probe,
+}
+
 /// Loaded and attached kernel programs. Dropping it detaches them.
 pub struct Probe {
     ebpf: Ebpf,
@@ -166,7 +180,25 @@ impl Probe {
     /// tracepoints and the counter iterator, which degrade ([`Degradation::PayloadFromTcpCounters`],
     /// [`Degradation::NoSnapshots`]).
     pub fn load(config: &ProbeConfig) -> Result<Self, Error> {
-        Self::load_attach(config).map_err(|e| match e {
+        let reads = if std::env::var_os(TASK_READS_ENV).is_some_and(|v| v == "probe") {
+            info!("{TASK_READS_ENV}=probe: the current task is read with bpf_probe_read_kernel");
+            TaskReads::Probe
+        } else {
+            TaskReads::Btf
+        };
+        let loaded = match Self::load_attach(config, reads) {
+            // The first program that reads the task: refused, nothing is attached yet.
+            Err(Error::ProgramLoad { name, source }) if name == programs::SOCK_CREATE => {
+                warn!(
+                    "the kernel refused {name} reading the current task through BTF ({}); reading it with \
+                     bpf_probe_read_kernel instead",
+                    crate::errors::chain(&source)
+                );
+                Self::load_attach(config, TaskReads::Probe)
+            }
+            other => other,
+        };
+        loaded.map_err(|e| match e {
             Error::Load(_) | Error::ProgramLoad { .. } | Error::Attach { .. } => {
                 let missing: Vec<String> = features::check_all()
                     .into_iter()
@@ -179,7 +211,7 @@ impl Probe {
         })
     }
 
-    fn load_attach(config: &ProbeConfig) -> Result<Self, Error> {
+    fn load_attach(config: &ProbeConfig, reads: TaskReads) -> Result<Self, Error> {
         object::verify_embedded()?;
         let interval_ns = u64::try_from(config.update_interval.as_nanos()).unwrap_or(u64::MAX);
         let (cgroup_id, cgroup_level) = super::cgroup::cgroup_id_and_level(&config.cgroup)?;
@@ -204,6 +236,13 @@ impl Probe {
         // And the mark of the program they ran (`Owner::exec_mark`).
         let (task_mm, mm_stack) =
             if lockdown { (0, 0) } else { layout.as_ref().map_or((0, 0), |l| l.task_mm_start_stack) };
+        // Those reads through the kernel's BTF pointer to the task where its types are known.
+        let task_btf = u32::from(reads == TaskReads::Btf && !lockdown && layout.is_ok());
+        if task_btf == 1 {
+            info!(
+                "task fields (owner name, process start, program mark) read through the kernel's BTF pointer to the task"
+            );
+        }
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(maps::EVENTS, config.ring_buffer_bytes)
             .override_global(maps::GLOBAL_UPDATE_INTERVAL_NS, &interval_ns, true)
@@ -220,6 +259,7 @@ impl Probe {
             .override_global(maps::GLOBAL_TASK_START_BOOTTIME_OFFSET, &task_start, true)
             .override_global(maps::GLOBAL_TASK_MM_OFFSET, &task_mm, true)
             .override_global(maps::GLOBAL_MM_START_STACK_OFFSET, &mm_stack, true)
+            .override_global(maps::GLOBAL_TASK_BTF, &task_btf, true)
             .override_global(maps::GLOBAL_MPTCP_SUBFLOWS, &mptcp_subflows(layout.as_ref().ok()), true)
             .load(object::object_bytes())
             .map_err(Error::Load)?;

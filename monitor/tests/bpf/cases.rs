@@ -60,6 +60,14 @@ pub fn all() -> Vec<Case> {
         ("a_program_that_renamed_itself_after_connecting_is_read_from_proc", crate::comm::socket_then_rename),
         ("a_program_started_by_a_link_that_renamed_itself_is_read_from_proc", crate::comm::linked_then_rename),
         ("an_exec_to_a_program_of_the_same_name_keeps_the_connection", crate::comm::exec_to_the_same_name),
+        (
+            "an_exec_to_a_program_of_the_same_name_keeps_the_connection_with_probe_reads",
+            crate::comm::exec_to_the_same_name_probe_reads,
+        ),
+        (
+            "a_connection_made_by_a_thread_that_ended_is_its_process_s_with_probe_reads",
+            crate::comm::socket_of_an_ended_thread_probe_reads,
+        ),
         ("connections_accepted_after_an_exec_are_the_new_program_s", crate::comm::accepted_after_an_exec),
         ("a_pid_reused_by_the_same_program_is_charged_to_the_new_process", pid_reused_by_the_same_program),
         ("tcp_socket_disconnected_and_connected_again_ipv4_is_two_flows", || {

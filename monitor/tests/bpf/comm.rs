@@ -4,9 +4,46 @@
 
 use crate::{
     cases::{CLIENT_UID, closed_flow_to, s, server_addr},
-    daemon::Monitor,
+    daemon::{Monitor, Output, config_text},
     env::{Pair, Place, TestCgroup, spawn, spawn_program},
 };
+
+/// How the daemon under test has its kernel programs read the current task (the process's name,
+/// start and program mark): as it chooses (through the kernel's BTF pointer to the task where the
+/// kernel takes that), or with `bpf_probe_read_kernel` (`MONITOR_TASK_READS=probe`, the way it
+/// falls back to where the kernel refuses the first).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reads {
+    Chosen,
+    Probe,
+}
+
+/// The daemon's log line when the task is read through BTF (`probe::load`).
+const BTF_READS: &str = "read through the kernel's BTF pointer to the task";
+
+/// Starts the monitor on `cg` reading the task as `reads` says.
+fn start_reading(cg: &TestCgroup, reads: Reads) -> Monitor {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(dir.path(), "");
+    let env = match reads {
+        Reads::Chosen => vec![],
+        Reads::Probe => vec![("MONITOR_TASK_READS", "probe".to_owned())],
+    };
+    Monitor::start_under(&cg.path, dir, &text, &[], &env)
+}
+
+/// The daemon read the task as `reads` asked: through BTF when it chose (unless this kernel
+/// refused that, which it says), with probe reads when told.
+fn assert_read(out: &Output, reads: Reads) {
+    let btf = out.log.contains(BTF_READS);
+    match reads {
+        Reads::Probe => assert!(!btf && out.log.contains("MONITOR_TASK_READS=probe"), "{}", out.log),
+        Reads::Chosen if !btf && out.log.contains("reading the current task through BTF") => {
+            eprintln!("NOTE: this kernel refused the task reads through BTF; the probe reads were tested");
+        }
+        Reads::Chosen => assert!(btf, "{}", out.log),
+    }
+}
 
 /// A connection made by a named thread that ends right after `connect` (a pool's worker), used
 /// by the main thread while the process runs on: it is the process's, read from /proc (its
@@ -14,7 +51,13 @@ use crate::{
 /// after the thread, `source: kernel`, because no thread of that name ran when the process was
 /// read; a claim by app name missed its bytes).
 pub(crate) fn socket_of_an_ended_thread() {
-    connection_of_a_renamed_creator("tcp-from-thread", 5217, "mon-threader", None);
+    connection_of_a_renamed_creator("tcp-from-thread", 5217, "mon-threader", None, Reads::Chosen);
+}
+
+/// The same with the task read by `bpf_probe_read_kernel`, the way kernels that refuse the reads
+/// through BTF take: the process's name is its main thread's.
+pub(crate) fn socket_of_an_ended_thread_probe_reads() {
+    connection_of_a_renamed_creator("tcp-from-thread", 5233, "mon-threader", None, Reads::Probe);
 }
 
 /// A program that renames its main thread right after connecting (as `setproctitle` does): its
@@ -23,7 +66,7 @@ pub(crate) fn socket_then_rename() {
     let exe = std::env::current_exe().unwrap();
     let file = exe.file_name().unwrap().as_encoded_bytes().to_vec();
     let comm = String::from_utf8(file[..file.len().min(15)].to_vec()).unwrap();
-    connection_of_a_renamed_creator("tcp-then-rename", 5218, &comm, None);
+    connection_of_a_renamed_creator("tcp-then-rename", 5218, &comm, None, Reads::Chosen);
 }
 
 /// The same, started by a link of another name (`python3` for `python3.11`): its connection,
@@ -33,7 +76,7 @@ pub(crate) fn linked_then_rename() {
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("mon-linked");
     std::os::unix::fs::symlink(std::env::current_exe().unwrap(), &link).unwrap();
-    connection_of_a_renamed_creator("tcp-then-rename", 5219, "mon-linked", Some(&link));
+    connection_of_a_renamed_creator("tcp-then-rename", 5219, "mon-linked", Some(&link), Reads::Chosen);
 }
 
 /// A socket made by one program and connected by another of the same file name that the
@@ -43,13 +86,22 @@ pub(crate) fn linked_then_rename() {
 /// first program's as the kernel recorded it, not the second's. The monitor hears of the socket
 /// only at its connection, after the exec, so it cannot read the first program from /proc.
 pub(crate) fn exec_to_the_same_name() {
+    exec_to_the_same_name_read(Reads::Chosen, 5220);
+}
+
+/// The same with the program mark read by `bpf_probe_read_kernel` (see [`Reads`]).
+pub(crate) fn exec_to_the_same_name_probe_reads() {
+    exec_to_the_same_name_read(Reads::Probe, 5234);
+}
+
+fn exec_to_the_same_name_read(reads: Reads, port: u16) {
     let pair = Pair::private();
     let cg = TestCgroup::new();
-    let server = server_addr(&pair, false, 0, 5220);
+    let server = server_addr(&pair, false, 0, port);
     let send = 12_345usize;
     let mut srv = spawn("tcp-server", &[s(server), s(321), s(1)], Place { netns: Some(&pair.b), ..Place::default() });
     srv.line();
-    let mon = Monitor::start(&cg.path, "");
+    let mon = start_reading(&cg, reads);
     // A link to this binary in another directory of its file system: another executable path
     // with the same file name.
     let exe = std::env::current_exe().unwrap();
@@ -65,6 +117,7 @@ pub(crate) fn exec_to_the_same_name() {
     assert_eq!((&f["app"]["pid"], &f["owner"]["comm"]), (&line["pid"], &comm.into()), "{f:#}");
     assert_eq!((&f["app"]["source"], &f["app"]["exe"]), (&"kernel".into(), &serde_json::Value::Null), "{f:#}");
     assert_eq!((&f["payload"]["tx_bytes"], &f["payload"]["rx_bytes"]), (&send.into(), &321.into()), "{f:#}");
+    assert_read(&out, reads);
     out.assert_nothing_lost();
 }
 
@@ -113,14 +166,14 @@ pub(crate) fn accepted_after_an_exec() {
 /// Runs helper `role` (a connection whose creating thread's name no thread has by the time the
 /// monitor reads the process), through `program` if given, and checks its flow: charged to the
 /// live process, read from /proc, with owner `comm`, exact bytes.
-fn connection_of_a_renamed_creator(role: &str, port: u16, comm: &str, program: Option<&std::path::Path>) {
+fn connection_of_a_renamed_creator(role: &str, port: u16, comm: &str, program: Option<&std::path::Path>, reads: Reads) {
     let pair = Pair::private();
     let cg = TestCgroup::new();
     let server = server_addr(&pair, false, 0, port);
     let send = 23_456usize;
     let mut srv = spawn("tcp-server", &[s(server), s(4_321), s(1)], Place { netns: Some(&pair.b), ..Place::default() });
     srv.line();
-    let mon = Monitor::start(&cg.path, "");
+    let mon = start_reading(&cg, reads);
     let place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) };
     let exe = std::env::current_exe().unwrap();
     let client = spawn_program(program.unwrap_or(&exe), role, &[s(server), s(send)], place);
@@ -130,6 +183,7 @@ fn connection_of_a_renamed_creator(role: &str, port: u16, comm: &str, program: O
     assert_eq!((&f["app"]["source"], &f["owner"]["comm"]), (&"proc".into(), &comm.into()), "{f:#}");
     assert_eq!(f["app"]["exe"], std::env::current_exe().unwrap().display().to_string(), "{f:#}");
     assert_eq!((&f["payload"]["tx_bytes"], &f["payload"]["rx_bytes"]), (&send.into(), &4_321.into()), "{f:#}");
+    assert_read(&out, reads);
     out.assert_nothing_lost();
 }
 
