@@ -206,6 +206,11 @@ pub const TCP_FIN_RECEIVED: u32 = 1;
 /// [`TcpCounters::flags`]: everything sent was acknowledged (`snd_una == snd_nxt`): a FIN that
 /// was sent is counted in `bytes_acked`.
 pub const TCP_ALL_ACKED: u32 = 2;
+/// [`TcpCounters::flags`] of a `TcpClose` after the process released the socket:
+/// `bytes_received` leaves out what the process never consumed (`rcv_nxt − copied_seq`, the FIN
+/// aside: bytes a close with unread data discarded, by any read path), so it is what the process
+/// took from the stream, by recvmsg, splice or zero-copy receive alike.
+pub const TCP_CONSUMED: u32 = 4;
 const _: () = assert!(core::mem::size_of::<TcpCounters>() == 32);
 
 /// One ring-buffer record.

@@ -80,6 +80,9 @@ pub const GLOBAL_TASK_MM_OFFSET: &str = "TASK_MM_OFFSET";
 /// Load-time global: offset of the 64-bit `start_stack` in `struct mm_struct` (`u32`; 0 unknown,
 /// as above).
 pub const GLOBAL_MM_START_STACK_OFFSET: &str = "MM_START_STACK_OFFSET";
+/// Load-time global: offset of the 32-bit `copied_seq` in `struct tcp_sock` (`u32`; 0 unknown:
+/// a `TcpClose` never carries `crate::event::TCP_CONSUMED`).
+pub const GLOBAL_TCP_COPIED_SEQ_OFFSET: &str = "TCP_COPIED_SEQ_OFFSET";
 /// Load-time global: 1 when the task fields behind the offsets above are read through the
 /// kernel's BTF pointer to the current task (`bpf_get_current_task_btf` and plain loads the
 /// verifier checks against the kernel's types: no helper call per field), 0 for one

@@ -139,6 +139,20 @@ static SK_PROTOCOL_OFFSET: u32 = 0;
 #[unsafe(no_mangle)]
 static SK_SOCKET_OFFSET: u32 = 0;
 
+/// Offset of the 32-bit `copied_seq` in `struct tcp_sock` (set by userspace from kernel BTF; 0
+/// when unknown or under a confidentiality lockdown: a `TcpClose` then never carries
+/// `TCP_CONSUMED`).
+#[unsafe(no_mangle)]
+static TCP_COPIED_SEQ_OFFSET: u32 = 0;
+
+/// [`TCP_COPIED_SEQ_OFFSET`], volatile so the compiler does not fold the default; the verifier
+/// knows the value (read-only global data).
+#[inline(always)]
+pub(crate) fn tcp_copied_seq_offset() -> u32 {
+    // SAFETY: a plain global.
+    unsafe { ptr::read_volatile(&raw const TCP_COPIED_SEQ_OFFSET) }
+}
+
 /// [`SK_SOCKET_OFFSET`], volatile so the compiler does not fold the default. The verifier knows
 /// the value (read-only global data), so with 0 the branch that uses it is dropped at load.
 #[inline(always)]

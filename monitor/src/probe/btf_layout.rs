@@ -31,6 +31,10 @@ pub struct SockLayout {
     /// mm_struct` (0, 0 when either is missing or has another shape): where the program a process
     /// runs has its stack, which every exec places afresh (`Owner::exec_mark`).
     pub task_mm_start_stack: (u32, u32),
+    /// The 32-bit `copied_seq` in `struct tcp_sock` (0 when missing or of another shape): the
+    /// sequence number up to which the process has taken the stream, read at a released
+    /// socket's `TCP_CLOSE` (`TCP_CONSUMED`).
+    pub tcp_copied_seq: u32,
     /// The kernel has `struct mptcp_sock` (built with `CONFIG_MPTCP`): the return type of
     /// `bpf_skc_to_mptcp_sock`, without which the verifier refuses any program calling it.
     pub mptcp_sock: bool,
@@ -268,6 +272,7 @@ pub fn sock_layout(data: &[u8]) -> Result<SockLayout, LayoutError> {
     let task_leader_comm = task_leader_comm(&types).unwrap_or((0, 0));
     let task_start_boottime = task_start_boottime(&types).unwrap_or(0);
     let task_mm_start_stack = task_mm_start_stack(&types).unwrap_or((0, 0));
+    let tcp_copied_seq = tcp_copied_seq(&types).unwrap_or(0);
     Ok(SockLayout {
         v6_daddr,
         v6_rcv_saddr,
@@ -276,8 +281,15 @@ pub fn sock_layout(data: &[u8]) -> Result<SockLayout, LayoutError> {
         task_leader_comm,
         task_start_boottime,
         task_mm_start_stack,
+        tcp_copied_seq,
         mptcp_sock,
     })
+}
+
+/// `tcp_sock.copied_seq`, if it is a 32-bit integer.
+fn tcp_copied_seq(types: &Types) -> Option<u32> {
+    let (copied, member) = types.find("tcp_sock", "copied_seq").ok()?;
+    (member.bitfield == 0 && member.bits % 32 == 0 && types.int_size(member.type_id) == Some(4)).then_some(copied)
 }
 
 /// `task_struct.mm` (a pointer) and `mm_struct.start_stack` (64 bits), if both are so.

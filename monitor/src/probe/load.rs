@@ -236,6 +236,9 @@ impl Probe {
         // And the mark of the program they ran (`Owner::exec_mark`).
         let (task_mm, mm_stack) =
             if lockdown { (0, 0) } else { layout.as_ref().map_or((0, 0), |l| l.task_mm_start_stack) };
+        // A released socket's close leaves out what its process never read (`TCP_CONSUMED`; a
+        // load through the kernel's BTF pointer to the socket: none under lockdown).
+        let copied_seq = if lockdown { 0 } else { layout.as_ref().map_or(0, |l| l.tcp_copied_seq) };
         // Those reads through the kernel's BTF pointer to the task where its types are known.
         let task_btf = u32::from(reads == TaskReads::Btf && !lockdown && layout.is_ok());
         if task_btf == 1 {
@@ -260,6 +263,7 @@ impl Probe {
             .override_global(maps::GLOBAL_TASK_MM_OFFSET, &task_mm, true)
             .override_global(maps::GLOBAL_MM_START_STACK_OFFSET, &mm_stack, true)
             .override_global(maps::GLOBAL_TASK_BTF, &task_btf, true)
+            .override_global(maps::GLOBAL_TCP_COPIED_SEQ_OFFSET, &copied_seq, true)
             .override_global(maps::GLOBAL_MPTCP_SUBFLOWS, &mptcp_subflows(layout.as_ref().ok()), true)
             .load(object::object_bytes())
             .map_err(Error::Load)?;

@@ -9,7 +9,7 @@ use monitor_common::{
     AF_INET, AF_INET6,
     event::{
         Event, EventKind, FLAG_CONNECTED, FLAG_NO_OWNER, FLAG_PASSIVE, FLAG_PEER_FIRST_IN, FLAG_RAW, FLAG_SNAPSHOT,
-        FLAG_TCP_COUNTERS, TcpCounters, Tuple,
+        FLAG_TCP_COUNTERS, TCP_CONSUMED, TcpCounters, Tuple,
     },
     sock::ByteCounters,
 };
@@ -163,7 +163,7 @@ impl TcpState {
     fn set_last(&mut self, tcp: &TcpCounters) {
         self.last = [tcp.bytes_acked, tcp.bytes_received];
         self.last_state = u8::try_from(tcp.old_state).unwrap_or(u8::MAX);
-        // Only the low bits are defined (`TCP_FIN_RECEIVED`, `TCP_ALL_ACKED`).
+        // Only the low bits are defined (`TCP_FIN_RECEIVED`, `TCP_ALL_ACKED`, `TCP_CONSUMED`).
         self.last_flags = u8::try_from(tcp.flags & 0xff).unwrap_or_default();
         self.marks |= tcp_mark::HAS_LAST;
     }
@@ -621,9 +621,12 @@ impl Flow {
                 // read by splice or zero-copy receive. So a process that reads with recvmsg keeps
                 // its own count until an orderly end, where the larger one wins (equal unless it
                 // also read without recvmsg); one that read nothing that way (a splice reader)
-                // takes the kernel's throughout.
-                let orderly_end =
-                    self.has(bit::TCP_CLOSED) && state.last().is_some_and(|tcp| !super::tcp::ended_in_reset(&tcp));
+                // takes the kernel's throughout. At the close of a socket its process had
+                // released, the kernel's count leaves out what was never read (`TCP_CONSUMED`):
+                // the larger one wins there too, also after a reset.
+                let consumed = state.last().is_some_and(|tcp| tcp.flags & TCP_CONSUMED != 0);
+                let orderly_end = self.has(bit::TCP_CLOSED)
+                    && state.last().is_some_and(|tcp| consumed || !super::tcp::ended_in_reset(&tcp));
                 let (rx_bytes, rx) = if app.rx_bytes > 0 && !orderly_end {
                     (app.rx_bytes, PayloadSource::Syscall)
                 } else {

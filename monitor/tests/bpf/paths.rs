@@ -159,10 +159,23 @@ pub fn splice_receive_open_at_shutdown() {
 /// client's record counts what it read, not what its kernel received; the server's what it
 /// wrote, which the client's kernel acknowledged.
 pub fn reset_with_unread_data() {
+    reset_with_unread(20_000, 5412);
+}
+
+/// The same, the client reading nothing of the reply (an upload whose answer nobody reads, a
+/// process killed before its first read): its record counts nothing received (an adversarial
+/// pass: the kernel's `bytes_received`, 5,000 bytes nobody read, was taken for payload read
+/// another way, as a splice reader's is). The kernel leaves what was never read out of a
+/// released socket's final counters (`TCP_CONSUMED`).
+pub fn reset_with_nothing_read() {
+    reset_with_unread(0, 5413);
+}
+
+fn reset_with_unread(read: usize, port: u16) {
     let pair = Pair::private();
     let cg = TestCgroup::new();
-    let (send, reply, read) = (1_000usize, 60_000usize, 20_000usize);
-    let server = v4(&pair, 0, 5412);
+    let (send, reply) = (1_000usize, 60_000usize);
+    let server = v4(&pair, 0, port);
     let mon = Monitor::start(&cg.path, "");
     let mut srv = hold_server(&pair, &cg, server, send, reply);
     let client = spawn(

@@ -101,6 +101,13 @@ fn blob_with_comm(family_bits: u32, protocol_bitfield: bool, comm_len: u32) -> V
     let inner =
         b.composite(KIND_STRUCT, "", 1000, &[("mmap_base", ulong, 16 * 8, 0), ("start_stack", ulong, 368 * 8, 0)]);
     b.composite(KIND_STRUCT, "mm_struct", 1100, &[("", inner, 0, 0)]);
+    let u32_seq = b.int("u32", 4);
+    b.composite(
+        KIND_STRUCT,
+        "tcp_sock",
+        2400,
+        &[("rcv_nxt", u32_seq, 1540 * 8, 0), ("copied_seq", u32_seq, 1544 * 8, 0)],
+    );
     let u16_ = b.int("unsigned short", 2);
     let be16 = b.record("__be16", KIND_TYPEDEF, 0, false, u16_);
     let u32_ = b.int("unsigned int", 4);
@@ -147,6 +154,7 @@ fn offsets_are_read_through_anonymous_members() {
             task_leader_comm: (1480, 2944),
             task_start_boottime: 1904,
             task_mm_start_stack: (1160, 368),
+            tcp_copied_seq: 1544,
             mptcp_sock: false
         }
     );
@@ -195,4 +203,6 @@ fn this_kernel_has_the_layout_the_fallback_programs_read() {
     // Both pointers' worth: aligned, found.
     let (mm, stack) = layout.task_mm_start_stack;
     assert!(mm > 0 && mm.is_multiple_of(8) && stack > 0 && stack.is_multiple_of(8), "{layout:?}");
+    // Past the `struct sock` a `tcp_sock` starts with, aligned.
+    assert!(layout.tcp_copied_seq > layout.sk_socket && layout.tcp_copied_seq.is_multiple_of(4), "{layout:?}");
 }

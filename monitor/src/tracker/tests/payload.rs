@@ -65,6 +65,26 @@ fn a_reset_discards_unread_bytes_that_the_tcp_counters_count() {
     }
 }
 
+/// The close of a socket its process had released carries what the process consumed
+/// (`TCP_CONSUMED`: the kernel left the unread bytes out): after a reset too, the larger count
+/// wins, so a reader that took part of the stream by splice and part by recvmsg is exact, and one
+/// that read nothing (an upload) counts nothing (an adversarial pass: 5,000 unread bytes were
+/// counted as received).
+#[test]
+fn a_released_socket_s_close_counts_what_its_process_consumed() {
+    use monitor_common::event::{TCP_CONSUMED, tcp_state::ESTABLISHED};
+    let close = |received: u64, app_rx: u64| {
+        let mut t = tracker();
+        let mut events = vec![established_with_base(1, 0)];
+        events.extend(tcp_close(ESTABLISHED, 1 + 100, received, TCP_CONSUMED, 100, app_rx));
+        let out = feed(&mut t, &events);
+        (out[0].payload.rx_bytes, out[0].payload_sources.rx)
+    };
+    assert_eq!(close(0, 0), (0, PayloadSource::Syscall), "nothing read, nothing counted");
+    assert_eq!(close(250_000, 100_000), (250_000, PayloadSource::TcpCounters), "150,000 spliced, 100,000 read");
+    assert_eq!(close(100_000, 100_000), (100_000, PayloadSource::Syscall), "all read with recvmsg");
+}
+
 /// While a connection is open `bytes_received` runs ahead of the reads by what is queued, so a
 /// recvmsg reader's updates carry its own count; a reset after an update never takes back bytes
 /// an update reported: the records' deltas add up to the final total.
