@@ -1,7 +1,7 @@
 //! Thin, safe functions over the system calls nix (the monitor's syscall wrapper) does not wrap,
 //! made through `libc`: `pidfd_open(2)` and `pidfd_getfd(2)` (Linux 5.6), which the snapshot of
 //! open sockets and the owner scan use to take duplicates of other processes' socket
-//! descriptors; the socket options `SO_COOKIE`, `SO_PROTOCOL`, `SO_DOMAIN` and `TCP_INFO`; and
+//! descriptors, and `kcmp(2)` to tell which threads have a descriptor table of their own; the socket options `SO_COOKIE`, `SO_PROTOCOL`, `SO_DOMAIN` and `TCP_INFO`; and
 //! glibc's `mallopt`/`malloc_trim`. Beside them [`peer_address`], through nix. The other raw
 //! calls are the `bpf(2)` commands of `probe::snapshot` and `probe::exclusive`.
 //! A leaf module: it imports nothing of the crate.
@@ -48,6 +48,39 @@ pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
     // SAFETY: pidfd_open takes a pid and flags (0) by value; no memory is passed.
     owned(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })
+}
+
+/// A descriptor of thread `tid` (`pidfd_open(tid, PIDFD_THREAD)`, Linux 6.9): its
+/// [`pidfd_getfd`] takes descriptors from that thread's own table, which differs from its
+/// process's after `unshare(CLONE_FILES)`, and stays readable after the main thread has exited.
+///
+/// # Errors
+/// `EINVAL` before Linux 6.9, `ESRCH` when no such thread exists, or what else the call says.
+pub fn pidfd_open_thread(tid: u32) -> io::Result<OwnedFd> {
+    let tid = libc::pid_t::try_from(tid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
+    // SAFETY: pidfd_open takes a pid and flags by value; no memory is passed. `PIDFD_THREAD` is
+    // `O_EXCL` (include/uapi/linux/pidfd.h).
+    owned(unsafe { libc::syscall(libc::SYS_pidfd_open, tid, libc::O_EXCL) })
+}
+
+/// Whether tasks `a` and `b` share one descriptor table (`kcmp(a, b, KCMP_FILES)`).
+///
+/// # Errors
+/// `ENOSYS` on a kernel without `CONFIG_KCMP`, `EPERM` without the right to trace both, `ESRCH`
+/// when one is gone.
+pub fn same_descriptor_table(a: u32, b: u32) -> io::Result<bool> {
+    /// `KCMP_FILES` (include/uapi/linux/kcmp.h).
+    const KCMP_FILES: libc::c_int = 2;
+    let (a, b) = (
+        libc::pid_t::try_from(a).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?,
+        libc::pid_t::try_from(b).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?,
+    );
+    // SAFETY: kcmp takes two pids, a type and two unused arguments by value; no memory is passed.
+    match unsafe { libc::syscall(libc::SYS_kcmp, a, b, KCMP_FILES, 0, 0) } {
+        0 => Ok(true),
+        r if r > 0 => Ok(false),
+        _ => Err(io::Error::last_os_error()),
+    }
 }
 
 /// A duplicate, in this process, of descriptor `fd` of the process `pidfd` refers to

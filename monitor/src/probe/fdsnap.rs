@@ -34,7 +34,10 @@ use monitor_common::{
 use super::holders::Holders;
 use crate::{
     clock::Clock,
-    sys::{peer_address, pidfd_getfd, pidfd_open, socket_cookie, socket_family, socket_protocol, tcp_info},
+    sys::{
+        peer_address, pidfd_getfd, pidfd_open, pidfd_open_thread, same_descriptor_table, socket_cookie, socket_family,
+        socket_protocol, tcp_info,
+    },
 };
 
 /// `BPF_F_LOCK`: a lookup copies a value holding a `bpf_spin_lock` under that lock.
@@ -250,22 +253,57 @@ fn each_socket(
     missed.into_iter().collect()
 }
 
-/// Looks for `wanted` among the descriptors of `tgid` (every socket descriptor goes to `read`;
-/// `stop` ends the look once none is wanted).
+/// Looks for `wanted` among the descriptors of process `tgid` (every socket descriptor goes to
+/// `read`; `stop` ends the look once none is wanted): its main thread's table, then, while some
+/// are wanted, the tables of its other threads that have one of their own (`unshare(CLONE_FILES)`,
+/// a `clone` without `CLONE_FILES`), or of all of them once the main thread has exited
+/// (`pthread_exit`: its table is gone, the process's sockets live on in the others'). An
+/// adversarial pass: sockets in such tables were never refreshed, and a `kill -9` or a stop
+/// lost every byte they moved after their last event. Threads need `PIDFD_THREAD` (Linux 6.9).
 fn read_process(tgid: u32, wanted: &mut HashSet<u64>, stop: bool, read: &mut dyn FnMut(&OwnedFd, &mut HashSet<u64>)) {
-    let Some(pidfd) = pidfd_open(tgid).inspect_err(|e| debug!("snapshot: pidfd_open({tgid}): {e}")).ok() else {
+    let main_table = read_table(tgid, None, wanted, stop, read);
+    if stop && wanted.is_empty() {
         return;
-    };
-    let dir = match fs::read_dir(format!("/proc/{tgid}/fd")) {
-        Ok(dir) => dir,
-        Err(e) => {
-            debug!("snapshot: /proc/{tgid}/fd: {e}");
-            return;
-        }
-    };
-    for entry in dir.flatten() {
+    }
+    let Ok(tasks) = fs::read_dir(format!("/proc/{tgid}/task")) else { return };
+    for tid in tasks.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok())) {
         if stop && wanted.is_empty() {
             return;
+        }
+        // A thread on the main thread's table holds nothing more. Unknown (no `kcmp`): only
+        // where the main thread's table is gone are the others read.
+        let own = tid != tgid
+            && match same_descriptor_table(tgid, tid) {
+                Ok(same) => !same,
+                Err(_) => main_table != Some(true),
+            };
+        if own {
+            read_table(tgid, Some(tid), wanted, stop, read);
+        }
+    }
+}
+
+/// Reads the descriptor table of process `tgid`'s main thread, or of its thread `tid`, as
+/// [`read_process`]. `None` when it could not be opened; `Some(false)` when it holds no
+/// descriptor (a main thread that exited), `Some(true)` otherwise.
+fn read_table(
+    tgid: u32,
+    tid: Option<u32>,
+    wanted: &mut HashSet<u64>,
+    stop: bool,
+    read: &mut dyn FnMut(&OwnedFd, &mut HashSet<u64>),
+) -> Option<bool> {
+    let (pidfd, path) = match tid {
+        None => (pidfd_open(tgid), format!("/proc/{tgid}/fd")),
+        Some(tid) => (pidfd_open_thread(tid), format!("/proc/{tgid}/task/{tid}/fd")),
+    };
+    let pidfd = pidfd.inspect_err(|e| debug!("snapshot: pidfd of {path}: {e}")).ok()?;
+    let dir = fs::read_dir(&path).inspect_err(|e| debug!("snapshot: {path}: {e}")).ok()?;
+    let mut any = false;
+    for entry in dir.flatten() {
+        any = true;
+        if stop && wanted.is_empty() {
+            return Some(true);
         }
         let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
         let is_socket = fs::read_link(entry.path())
@@ -276,6 +314,7 @@ fn read_process(tgid: u32, wanted: &mut HashSet<u64>, stop: bool, read: &mut dyn
         let Ok(dup) = pidfd_getfd(pidfd.as_fd(), fd) else { continue };
         read(&dup, wanted);
     }
+    Some(any)
 }
 
 impl FdSnapshots {

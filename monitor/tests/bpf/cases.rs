@@ -155,6 +155,10 @@ pub fn all() -> Vec<Case> {
             crate::durability::handed_on_idle_udp_is_journaled_before_a_kill,
         ),
         (
+            "an_idle_socket_in_a_thread_s_own_descriptor_table_is_journaled_before_a_kill",
+            crate::durability::idle_udp_in_a_thread_s_own_table_is_journaled_before_a_kill,
+        ),
+        (
             "idle_tcp_listener_is_journaled_before_a_kill",
             crate::durability::idle_tcp_listener_is_journaled_before_a_kill,
         ),

@@ -159,6 +159,28 @@ pub fn handed_on_idle_udp_is_journaled_before_a_kill() {
     );
 }
 
+/// A connected UDP socket busy within its first update interval, then idle, that only a thread's
+/// own descriptor table holds: one that took a table of its own (`unshare(CLONE_FILES)`), or the
+/// last thread of a process whose main thread exited (`pthread_exit`). Where snapshots are read
+/// by descriptor, the refresh reads those tables too, so a SIGKILL a few intervals later loses
+/// none of its bytes (an adversarial pass: both journaled 0 bytes, a clean stop too).
+pub fn idle_udp_in_a_thread_s_own_table_is_journaled_before_a_kill() {
+    for (mode, port) in [("unshare", 5323), ("leader-exit", 5324)] {
+        let (pair, cg, dest, echo, mon) = echo_and_monitor(port, 10);
+        let place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None };
+        let client = spawn("udp-thread-table", &[s(mode), s(dest), s(700), s(10)], place);
+        let Killed { line, _dir, db, said } = quiet_then_killed(mon, client, echo);
+        assert_eq!(line["tx"], 7_000, "{line}");
+        let local: SocketAddr = line["local"].as_str().unwrap().parse().unwrap();
+        assert_eq!(
+            journaled_payload(&db, u64::from(local.port()), dest),
+            (7_000, 7_000),
+            "{mode}: journaled bytes of the thread's socket before the kill; {said}"
+        );
+        drop(pair);
+    }
+}
+
 /// A TCP listener whose handshakes all came within its first update interval, idle since: its
 /// packets send an event only once an update is due, so nothing announced it, and where
 /// snapshots are read by descriptor they find only the sockets the daemon knows. `listen(2)`

@@ -389,6 +389,43 @@ pub fn main(role: &str) {
                 json!({"local": local, "tx_after_go": size * second})
             });
         }
+        // udp-thread-table MODE DEST SIZE COUNT: a thread makes a connected UDP socket, exchanges
+        // COUNT datagrams of SIZE with DEST, reports and holds it until "exit". MODE `unshare`:
+        // the thread first takes a descriptor table of its own (`unshare(CLONE_FILES)`), so the
+        // socket is in no other; `leader-exit`: the main thread exits (as `pthread_exit` does) once the
+        // thread runs, so the process's descriptors live on in the thread's table only.
+        "udp-thread-table" => {
+            name("mon-udp-table");
+            let (mode, dest) = (arg(0).to_owned(), arg(1).to_owned());
+            let (size, count): (usize, usize) = (arg(2).parse().unwrap(), arg(3).parse().unwrap());
+            let unshare = mode == "unshare";
+            let worker = thread::spawn(move || {
+                if unshare {
+                    nix::sched::unshare(nix::sched::CloneFlags::CLONE_FILES).unwrap();
+                }
+                let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+                s.connect(&dest).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut buf = vec![0u8; 65536];
+                for _ in 0..count {
+                    s.send(&pattern(size)).unwrap();
+                    s.recv(&mut buf).unwrap();
+                }
+                say(
+                    &json!({"local": s.local_addr().unwrap().to_string(), "tx": size * count, "pid": std::process::id()}),
+                );
+                wait_stdin("exit");
+                std::process::exit(0);
+            });
+            if unshare {
+                worker.join().unwrap();
+            } else {
+                // The main thread alone ends (the raw `exit` of the calling thread: `pthread_exit`
+                // would unwind through Rust frames and abort), the worker owns all it uses.
+                // SAFETY: a system call without memory arguments; nothing runs after it here.
+                unsafe { nix::libc::syscall(nix::libc::SYS_exit, 0) };
+            }
+        }
         // tcp-preexisting-hold SERVER FIRST SECOND REPLY: as tcp-preexisting, but reads REPLY
         // bytes without shutting its side down, and closes only at "exit" (its FIN leaves after
         // the process released the socket).
