@@ -482,7 +482,7 @@ impl Identities {
             .map(str::to_owned)
             .or_else(|| android.as_ref().and_then(|a| a.package.clone()))
             .or(emulator)
-            .or_else(|| exe.as_deref().and_then(|e| e.rsplit('/').next()).map(str::to_owned))
+            .or_else(|| exe.as_deref().map(name_of_executable))
             .unwrap_or_else(|| proc_comm.to_owned());
         let name = if name.is_empty() { UNKNOWN_APP.to_owned() } else { name };
         let app = Arc::new(App {
@@ -596,6 +596,17 @@ fn live_thread(p: &Process, tgid: u32) -> Option<Process> {
     let running = |t: &procfs::process::Task| t.stat().is_ok_and(|s| !matches!(s.state, 'Z' | 'X' | 'x'));
     let thread = p.tasks().ok()?.flatten().find(|t| u32::try_from(t.tid).ok() != Some(tgid) && running(t))?;
     Process::new_with_root(std::path::PathBuf::from(format!("/proc/{tgid}/task/{}", thread.tid))).ok()
+}
+
+/// The app name an executable path gives: its file name; for a program run from memory
+/// (`memfd_create`, then `fexecve`: the kernel shows `/memfd:<the name the program chose>`) the
+/// whole `memfd:<name>`, so that one naming its memory file `usr/sbin/sshd` is not taken for
+/// `sshd` (an adversarial pass: it was reported, and grouped, as `sshd`).
+fn name_of_executable(exe: &str) -> String {
+    match exe.strip_prefix("/memfd:") {
+        Some(memory) => format!("memfd:{memory}"),
+        None => exe.rsplit('/').next().unwrap_or(exe).to_owned(),
+    }
 }
 
 /// The path of a running executable without the ` (deleted)` the kernel appends once the file

@@ -65,7 +65,7 @@ pub(super) fn completeness(
             ));
         }
         notes.push(format!(
-            "{} of IP-layer traffic ({} of all wire bytes) could not be charged to any socket (host-wide, e.g. handshakes, time-wait packets and frames of packet sockets)",
+            "{} of traffic ({} of all wire bytes) could not be charged to any socket (host-wide, e.g. handshakes, time-wait packets, and frames of packet sockets with their link-layer headers; traffic through AF_XDP sockets and TUN/TAP devices is in no figure)",
             bytes(stats.unattributed_bytes),
             pct(unattributed_share_pct.unwrap_or(0.0))
         ));

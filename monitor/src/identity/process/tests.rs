@@ -823,3 +823,32 @@ fn flow_without_any_owner_gets_a_clear_app_name_not_an_empty_one() {
     let app = ids.app_for(&nobody, clock.wall(Clock::boot_ns()));
     assert_eq!((app.name.as_str(), app.source), (UNKNOWN_APP, AppSource::Kernel));
 }
+
+/// A program run from memory (`memfd_create`, exec'd through `/proc/self/fd`): the kernel shows
+/// `/memfd:<name> (deleted)` as its executable, and its app is `memfd:<name>`, not the file name
+/// the program gave its memory (an adversarial pass: a memfd named `usr/sbin/sshd` was the app
+/// `sshd`, grouped with the real one).
+#[test]
+fn a_program_run_from_memory_is_named_after_its_memory_file() {
+    use std::io::Write as _;
+    assert_eq!(name_of_executable("/usr/sbin/sshd"), "sshd");
+    assert_eq!(name_of_executable("/memfd:usr/sbin/sshd"), "memfd:usr/sbin/sshd");
+    let memfd = nix::sys::memfd::memfd_create("usr/sbin/mon-memfd", nix::sys::memfd::MFdFlags::empty()).unwrap();
+    let mut file = std::fs::File::from(memfd);
+    file.write_all(&std::fs::read("/bin/sleep").unwrap()).unwrap();
+    use std::os::fd::AsRawFd as _;
+    let path = format!("/proc/self/fd/{}", file.as_raw_fd());
+    let mut child = spawn_copy(std::process::Command::new(&path).arg("30"));
+    let pid = child.id();
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    let clock = Clock::now();
+    let me = Owner { comm: comm.trim_end().into(), ..owner(pid) };
+    let app = Identities::new(AppRules::default(), clock).app_for(&me, clock.wall(Clock::boot_ns()));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(app.source, AppSource::Proc, "{app:?}");
+    assert_eq!(
+        (app.name.as_str(), app.exe.as_deref()),
+        ("memfd:usr/sbin/mon-memfd", Some("/memfd:usr/sbin/mon-memfd"))
+    );
+}
