@@ -17,7 +17,8 @@ use monitor_common::{
 
 use super::{ALLOW, per_peer, release_tuple, tracked};
 use crate::maps::{
-    COUNTERS, EventData, emit, fallback, mptcp_subflows, owner_with, record_owner, set_bits, socket_flags, stat,
+    COUNTERS, EventData, coarse_ns, emit, fallback, mptcp_subflows, owner_with, record_owner, set_bits, socket_flags,
+    stat,
 };
 
 /// Records the owner of every new IPv4/IPv6 socket in its (new, zeroed) counters.
@@ -53,8 +54,9 @@ pub fn sock_create(ctx: SockContext) -> i32 {
             }
             // One clock read for both: the owner was recorded a moment ago.
             c.created_ns = c.owner.created_ns;
-            // SAFETY: helper without arguments.
-            c.last_report_ns = unsafe { bpf_ktime_get_coarse_ns() };
+            // The update interval's start: the cached coarse clock (no helper call within a
+            // tick; at most a tick early, so the first update may come a tick sooner).
+            c.last_report_ns = coarse_ns();
         }
         None => storage_failed(&ctx),
     }
