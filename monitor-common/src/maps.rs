@@ -80,6 +80,15 @@ pub const GLOBAL_TASK_MM_OFFSET: &str = "TASK_MM_OFFSET";
 /// Load-time global: offset of the 64-bit `start_stack` in `struct mm_struct` (`u32`; 0 unknown,
 /// as above).
 pub const GLOBAL_MM_START_STACK_OFFSET: &str = "MM_START_STACK_OFFSET";
+/// Load-time global: offset of the 32-bit `pid` in `struct task_struct`, `tgid` right after it
+/// (`u32`; 0 unknown: `bpf_get_current_pid_tgid` gives them). Read through BTF only.
+pub const GLOBAL_TASK_PID_OFFSET: &str = "TASK_PID_OFFSET";
+/// Load-time global: offset of the `cred` pointer in `struct task_struct` (`u32`; 0 unknown:
+/// `bpf_get_current_uid_gid` gives the ids). Read through BTF only.
+pub const GLOBAL_TASK_CRED_OFFSET: &str = "TASK_CRED_OFFSET";
+/// Load-time global: offset of the 32-bit `uid` in `struct cred`, `gid` right after it (`u32`; 0
+/// unknown, as above).
+pub const GLOBAL_CRED_UID_OFFSET: &str = "CRED_UID_OFFSET";
 /// Load-time global: offset of the 32-bit `copied_seq` in `struct tcp_sock` (`u32`; 0 unknown:
 /// a `TcpClose` never carries `crate::event::TCP_CONSUMED`).
 pub const GLOBAL_TCP_COPIED_SEQ_OFFSET: &str = "TCP_COPIED_SEQ_OFFSET";

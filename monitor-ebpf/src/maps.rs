@@ -179,6 +179,16 @@ static TASK_MM_OFFSET: u32 = 0;
 #[unsafe(no_mangle)]
 static MM_START_STACK_OFFSET: u32 = 0;
 
+/// Offsets of `pid` (`tgid` right after it) and of the `cred` pointer in `struct task_struct`,
+/// and of `uid` (`gid` right after it) in `struct cred` (set by userspace from kernel BTF, only
+/// with [`TASK_BTF`]; 0 when unknown: the helpers give the ids).
+#[unsafe(no_mangle)]
+static TASK_PID_OFFSET: u32 = 0;
+#[unsafe(no_mangle)]
+static TASK_CRED_OFFSET: u32 = 0;
+#[unsafe(no_mangle)]
+static CRED_UID_OFFSET: u32 = 0;
+
 /// 1: the task fields above are read through the kernel's BTF pointer to the current task, with
 /// plain loads the verifier checks against the kernel's types (a fault reads 0); 0: one
 /// `bpf_probe_read_kernel` per field. Set by userspace (`monitor_common::maps::GLOBAL_TASK_BTF`);
@@ -421,10 +431,9 @@ pub(crate) fn record_owner(owner: &mut Owner, source: OwnerSource) {
 /// [`current_task`]): read from the task with [`TASK_BTF`], else by the helper.
 #[inline(always)]
 fn owner_fields(owner: &mut Owner, source: OwnerSource, task: usize) {
+    let (pid_tgid, uid_gid) = current_ids(task);
     // SAFETY: helpers without pointer arguments.
-    let (pid_tgid, uid_gid, cgroup_id, now) = unsafe {
-        (bpf_get_current_pid_tgid(), bpf_get_current_uid_gid(), bpf_get_current_cgroup_id(), bpf_ktime_get_boot_ns())
-    };
+    let (cgroup_id, now) = unsafe { (bpf_get_current_cgroup_id(), bpf_ktime_get_boot_ns()) };
     owner.tgid = (pid_tgid >> 32) as u32;
     owner.pid = pid_tgid as u32;
     owner.uid = uid_gid as u32;
@@ -441,6 +450,46 @@ fn owner_fields(owner: &mut Owner, source: OwnerSource, task: usize) {
     owner.source = source as u8;
     owner.exec_mark = [0; 3];
     owner.start_cs = 0;
+}
+
+/// The current task's ids as `bpf_get_current_pid_tgid` and `bpf_get_current_uid_gid` give them
+/// (`tgid << 32 | pid`, `gid << 32 | uid`: the real ids, which the initial user namespace maps to
+/// themselves): loaded through BTF where the offsets are known ([`TASK_BTF`]), else by the
+/// helpers. Four loads of 32 bits (one load of 64 would span two fields, which the verifier
+/// refuses on a trusted pointer).
+#[inline(always)]
+fn current_ids(task: usize) -> (u64, u64) {
+    // SAFETY: plain globals.
+    let (pid, cred, uid) = unsafe {
+        (
+            ptr::read_volatile(&raw const TASK_PID_OFFSET),
+            ptr::read_volatile(&raw const TASK_CRED_OFFSET),
+            ptr::read_volatile(&raw const CRED_UID_OFFSET),
+        )
+    };
+    let pid_tgid = if task_btf() && pid != 0 {
+        let at = task + pid as usize;
+        u64::from(task_read32(at + 4)) << 32 | u64::from(task_read32(at))
+    } else {
+        // SAFETY: a helper without arguments.
+        unsafe { bpf_get_current_pid_tgid() }
+    };
+    let creds = if task_btf() && cred != 0 && uid != 0 { task_read(task + cred as usize) as usize } else { 0 };
+    let uid_gid = if creds != 0 {
+        let at = creds + uid as usize;
+        u64::from(task_read32(at + 4)) << 32 | u64::from(task_read32(at))
+    } else {
+        // SAFETY: a helper without arguments.
+        unsafe { bpf_get_current_uid_gid() }
+    };
+    (pid_tgid, uid_gid)
+}
+
+/// The `u32` at `addr`, as [`task_read`] (only with [`TASK_BTF`]).
+#[inline(always)]
+fn task_read32(addr: usize) -> u32 {
+    // SAFETY: a load the verifier checks against the kernel's BTF (only with `TASK_BTF`).
+    unsafe { ptr::read_volatile(addr as *const u32) }
 }
 
 /// The mark of the program the current task runs ([`Owner::exec_mark`]; zero when unknown).

@@ -31,6 +31,14 @@ pub struct SockLayout {
     /// mm_struct` (0, 0 when either is missing or has another shape): where the program a process
     /// runs has its stack, which every exec places afresh (`Owner::exec_mark`).
     pub task_mm_start_stack: (u32, u32),
+    /// The 32-bit `pid` in `struct task_struct`, with the 32-bit `tgid` right after it (0 when
+    /// missing or of another shape): the ids `bpf_get_current_pid_tgid` gives, read through BTF.
+    pub task_pid: u32,
+    /// The `cred` pointer in `struct task_struct` and the 32-bit `uid` in `struct cred`, with
+    /// `gid` right after it (0, 0 when missing or of another shape): the ids
+    /// `bpf_get_current_uid_gid` gives (the real ones, in the initial user namespace), read
+    /// through BTF.
+    pub task_cred_uid: (u32, u32),
     /// The 32-bit `copied_seq` in `struct tcp_sock` (0 when missing or of another shape): the
     /// sequence number up to which the process has taken the stream, read at a released
     /// socket's `TCP_CLOSE` (`TCP_CONSUMED`).
@@ -235,6 +243,12 @@ impl Types {
         (t.kind == KIND_ARRAY).then_some(t.nelems)
     }
 
+    /// Size in bytes of an integer or a struct (after typedefs), if it is one.
+    fn size(&self, id: u32) -> Option<u32> {
+        let t = self.types.get(self.resolve(id) as usize)?;
+        matches!(t.kind, KIND_INT | KIND_STRUCT).then_some(t.size_or_type)
+    }
+
     /// Size in bytes of an integer type (after typedefs), if it is one.
     fn int_size(&self, id: u32) -> Option<u32> {
         let t = self.types.get(self.resolve(id) as usize)?;
@@ -273,6 +287,8 @@ pub fn sock_layout(data: &[u8]) -> Result<SockLayout, LayoutError> {
     let task_start_boottime = task_start_boottime(&types).unwrap_or(0);
     let task_mm_start_stack = task_mm_start_stack(&types).unwrap_or((0, 0));
     let tcp_copied_seq = tcp_copied_seq(&types).unwrap_or(0);
+    let task_pid = task_pid(&types).unwrap_or(0);
+    let task_cred_uid = task_cred_uid(&types).unwrap_or((0, 0));
     Ok(SockLayout {
         v6_daddr,
         v6_rcv_saddr,
@@ -281,15 +297,39 @@ pub fn sock_layout(data: &[u8]) -> Result<SockLayout, LayoutError> {
         task_leader_comm,
         task_start_boottime,
         task_mm_start_stack,
+        task_pid,
+        task_cred_uid,
         tcp_copied_seq,
         mptcp_sock,
     })
 }
 
+/// `task_struct.pid`, if it and `tgid` are 32-bit integers, `tgid` right after it.
+fn task_pid(types: &Types) -> Option<u32> {
+    let (pid, member) = types.find("task_struct", "pid").ok()?;
+    let int32 = |m: &Member| m.bitfield == 0 && m.bits.is_multiple_of(32) && types.int_size(m.type_id) == Some(4);
+    let (tgid, tgid_member) = types.find("task_struct", "tgid").ok()?;
+    (int32(&member) && int32(&tgid_member) && tgid == pid + 4).then_some(pid)
+}
+
+/// `task_struct.cred` (a pointer) and `cred.uid` (a 32-bit id: `kuid_t`, a struct of one `u32`),
+/// if so and `gid` (the same) follows it.
+fn task_cred_uid(types: &Types) -> Option<(u32, u32)> {
+    let (cred, member) = types.find("task_struct", "cred").ok()?;
+    if member.bitfield != 0 || member.bits % 64 != 0 || !types.is_pointer(member.type_id) {
+        return None;
+    }
+    let id32 = |m: &Member| m.bitfield == 0 && m.bits.is_multiple_of(32) && types.size(m.type_id) == Some(4);
+    let (uid, uid_member) = types.find("cred", "uid").ok()?;
+    let (gid, gid_member) = types.find("cred", "gid").ok()?;
+    (id32(&uid_member) && id32(&gid_member) && gid == uid + 4).then_some((cred, uid))
+}
+
 /// `tcp_sock.copied_seq`, if it is a 32-bit integer.
 fn tcp_copied_seq(types: &Types) -> Option<u32> {
     let (copied, member) = types.find("tcp_sock", "copied_seq").ok()?;
-    (member.bitfield == 0 && member.bits % 32 == 0 && types.int_size(member.type_id) == Some(4)).then_some(copied)
+    (member.bitfield == 0 && member.bits.is_multiple_of(32) && types.int_size(member.type_id) == Some(4))
+        .then_some(copied)
 }
 
 /// `task_struct.mm` (a pointer) and `mm_struct.start_stack` (64 bits), if both are so.

@@ -241,6 +241,11 @@ impl Probe {
         let copied_seq = if lockdown { 0 } else { layout.as_ref().map_or(0, |l| l.tcp_copied_seq) };
         // Those reads through the kernel's BTF pointer to the task where its types are known.
         let task_btf = u32::from(reads == TaskReads::Btf && !lockdown && layout.is_ok());
+        // And, that way only, the ids that two helpers give otherwise.
+        let (task_pid, (task_cred, cred_uid)) = match (&layout, task_btf) {
+            (Ok(l), 1) => (l.task_pid, l.task_cred_uid),
+            _ => (0, (0, 0)),
+        };
         if task_btf == 1 {
             info!(
                 "task fields (owner name, process start, program mark) read through the kernel's BTF pointer to the task"
@@ -263,6 +268,9 @@ impl Probe {
             .override_global(maps::GLOBAL_TASK_MM_OFFSET, &task_mm, true)
             .override_global(maps::GLOBAL_MM_START_STACK_OFFSET, &mm_stack, true)
             .override_global(maps::GLOBAL_TASK_BTF, &task_btf, true)
+            .override_global(maps::GLOBAL_TASK_PID_OFFSET, &task_pid, true)
+            .override_global(maps::GLOBAL_TASK_CRED_OFFSET, &task_cred, true)
+            .override_global(maps::GLOBAL_CRED_UID_OFFSET, &cred_uid, true)
             .override_global(maps::GLOBAL_TCP_COPIED_SEQ_OFFSET, &copied_seq, true)
             .override_global(maps::GLOBAL_MPTCP_SUBFLOWS, &mptcp_subflows(layout.as_ref().ok()), true)
             .load(object::object_bytes())

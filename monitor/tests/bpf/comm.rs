@@ -181,6 +181,11 @@ fn connection_of_a_renamed_creator(role: &str, port: u16, comm: &str, program: O
     let (line, out, f) = flow_of_a_lasting_client(client, srv, mon, server);
     assert_eq!(f["app"]["pid"], line["pid"], "{f:#}");
     assert_eq!((&f["app"]["source"], &f["owner"]["comm"]), (&"proc".into(), &comm.into()), "{f:#}");
+    // The ids the kernel recorded (read through BTF or by the helpers): the process, the thread
+    // that made the socket (another one than the main thread's for `tcp-from-thread`), its uid.
+    assert_eq!((&f["owner"]["tgid"], &f["owner"]["uid"]), (&line["pid"], &CLIENT_UID.into()), "{f:#}");
+    let by_thread = f["owner"]["pid"] != f["owner"]["tgid"];
+    assert_eq!(by_thread, role == "tcp-from-thread", "{f:#}");
     assert_eq!(f["app"]["exe"], std::env::current_exe().unwrap().display().to_string(), "{f:#}");
     assert_eq!((&f["payload"]["tx_bytes"], &f["payload"]["rx_bytes"]), (&send.into(), &4_321.into()), "{f:#}");
     assert_read(&out, reads);

@@ -840,6 +840,14 @@ fn a_program_run_from_memory_is_named_after_its_memory_file() {
     let path = format!("/proc/self/fd/{}", file.as_raw_fd());
     let mut child = spawn_copy(std::process::Command::new(&path).arg("30"));
     let pid = child.id();
+    // Until the child has exec'd, it is a copy of this test (its thread's name).
+    let exe = || std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+    for _ in 0..200 {
+        if exe().as_os_str().as_encoded_bytes().starts_with(b"/memfd:") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
     let clock = Clock::now();
     let me = Owner { comm: comm.trim_end().into(), ..owner(pid) };

@@ -85,16 +85,33 @@ fn blob_with_comm(family_bits: u32, protocol_bitfield: bool, comm_len: u32) -> V
     let task_ptr = b.record("", KIND_PTR, 0, false, 0);
     let u64_ = b.int("long long unsigned int", 8);
     let start = b.record("u64", KIND_TYPEDEF, 0, false, u64_);
+    let int_ = b.int("int", 4);
+    let pid_t = b.record("pid_t", KIND_TYPEDEF, 0, false, int_);
     b.composite(
         KIND_STRUCT,
         "task_struct",
         4000,
         &[
             ("mm", task_ptr, 1160 * 8, 0),
+            ("pid", pid_t, 1464 * 8, 0),
+            ("tgid", pid_t, 1468 * 8, 0),
             ("group_leader", task_ptr, 1480 * 8, 0),
             ("start_boottime", start, 1904 * 8, 0),
+            ("cred", task_ptr, 2920 * 8, 0),
             ("comm", comm, 2944 * 8, 0),
         ],
+    );
+    // `kuid_t` and `kgid_t` are structs of one `u32` (typedefs of anonymous structs).
+    let uint = b.int("unsigned int", 4);
+    let kuid = b.composite(KIND_STRUCT, "", 4, &[("val", uint, 0, 0)]);
+    let kuid_t = b.record("kuid_t", KIND_TYPEDEF, 0, false, kuid);
+    let kgid = b.composite(KIND_STRUCT, "", 4, &[("val", uint, 0, 0)]);
+    let kgid_t = b.record("kgid_t", KIND_TYPEDEF, 0, false, kgid);
+    b.composite(
+        KIND_STRUCT,
+        "cred",
+        184,
+        &[("usage", u64_, 0, 0), ("uid", kuid_t, 8 * 8, 0), ("gid", kgid_t, 12 * 8, 0)],
     );
     // The kernel's `mm_struct` keeps its fields in an anonymous struct (`__randomize_layout`).
     let ulong = b.int("long unsigned int", 8);
@@ -154,6 +171,8 @@ fn offsets_are_read_through_anonymous_members() {
             task_leader_comm: (1480, 2944),
             task_start_boottime: 1904,
             task_mm_start_stack: (1160, 368),
+            task_pid: 1464,
+            task_cred_uid: (2920, 8),
             tcp_copied_seq: 1544,
             mptcp_sock: false
         }
@@ -203,6 +222,10 @@ fn this_kernel_has_the_layout_the_fallback_programs_read() {
     // Both pointers' worth: aligned, found.
     let (mm, stack) = layout.task_mm_start_stack;
     assert!(mm > 0 && mm.is_multiple_of(8) && stack > 0 && stack.is_multiple_of(8), "{layout:?}");
+    // Ids: `tgid` right after `pid` (checked by the reader), `gid` right after `uid`.
+    assert!(layout.task_pid > 0 && layout.task_pid.is_multiple_of(4), "{layout:?}");
+    let (cred, uid) = layout.task_cred_uid;
+    assert!(cred > 0 && cred.is_multiple_of(8) && uid > 0 && uid.is_multiple_of(4), "{layout:?}");
     // Past the `struct sock` a `tcp_sock` starts with, aligned.
     assert!(layout.tcp_copied_seq > layout.sk_socket && layout.tcp_copied_seq.is_multiple_of(4), "{layout:?}");
 }
