@@ -266,19 +266,22 @@ fn read_process(tgid: u32, wanted: &mut HashSet<u64>, stop: bool, read: &mut dyn
         return;
     }
     let Ok(tasks) = fs::read_dir(format!("/proc/{tgid}/task")) else { return };
+    // The threads whose tables were read: a thread on one of them holds nothing more, so each
+    // table is read once however many threads share it (a re-check: once the main thread had
+    // exited, 500 threads on one table read it 500 times per refresh, 64 % of a core).
+    let mut read_from: Vec<u32> = if main_table == Some(true) { vec![tgid] } else { Vec::new() };
     for tid in tasks.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok())) {
         if stop && wanted.is_empty() {
             return;
         }
-        // A thread on the main thread's table holds nothing more. Unknown (no `kcmp`): only
-        // where the main thread's table is gone are the others read.
-        let own = tid != tgid
-            && match same_descriptor_table(tgid, tid) {
-                Ok(same) => !same,
-                Err(_) => main_table != Some(true),
-            };
-        if own {
-            read_table(tgid, Some(tid), wanted, stop, read);
+        if tid == tgid {
+            continue;
+        }
+        // Unknown (no `kcmp`): taken as shared, so that without the main thread's table the
+        // first other thread's is read, and no more.
+        let shared = read_from.iter().any(|&other| same_descriptor_table(other, tid).unwrap_or(true));
+        if !shared && read_table(tgid, Some(tid), wanted, stop, read).is_some() {
+            read_from.push(tid);
         }
     }
 }
