@@ -454,6 +454,7 @@ impl Identities {
         if exited_while_read(&exe_read, stat.flags, || p.is_alive()) {
             return Err(Miss::Gone);
         }
+        let from_memory = exe_read.as_deref().is_ok_and(run_from_memory);
         let exe = exe_read.ok().map(|e| escape::utf8_or_hex(without_deleted(&e).as_bytes()).into_owned());
         let (cmdline, emulator) = cmdline(p);
         let uid = real_uid(p).ok_or(Miss::Other)?;
@@ -482,7 +483,7 @@ impl Identities {
             .map(str::to_owned)
             .or_else(|| android.as_ref().and_then(|a| a.package.clone()))
             .or(emulator)
-            .or_else(|| exe.as_deref().map(name_of_executable))
+            .or_else(|| exe.as_deref().map(|e| name_of_executable(e, from_memory)))
             .unwrap_or_else(|| proc_comm.to_owned());
         let name = if name.is_empty() { UNKNOWN_APP.to_owned() } else { name };
         let app = Arc::new(App {
@@ -599,14 +600,23 @@ fn live_thread(p: &Process, tgid: u32) -> Option<Process> {
 }
 
 /// The app name an executable path gives: its file name; for a program run from memory
-/// (`memfd_create`, then `fexecve`: the kernel shows `/memfd:<the name the program chose>`) the
-/// whole `memfd:<name>`, so that one naming its memory file `usr/sbin/sshd` is not taken for
-/// `sshd` (an adversarial pass: it was reported, and grouped, as `sshd`).
-fn name_of_executable(exe: &str) -> String {
-    match exe.strip_prefix("/memfd:") {
+/// ([`run_from_memory`]: the kernel shows `/memfd:<the name the program chose>`) the whole
+/// `memfd:<name>`, so that one naming its memory file `usr/sbin/sshd` is not taken for `sshd`
+/// (an adversarial pass: it was reported, and grouped, as `sshd`).
+fn name_of_executable(exe: &str, from_memory: bool) -> String {
+    match exe.strip_prefix("/memfd:").filter(|_| from_memory) {
         Some(memory) => format!("memfd:{memory}"),
         None => exe.rsplit('/').next().unwrap_or(exe).to_owned(),
     }
+}
+
+/// Whether `/proc/<pid>/exe` reads as a memory file (`memfd_create`, then `fexecve`):
+/// `/memfd:<name> (deleted)`, no such file on disk. A real file under a directory named
+/// `/memfd:` (only root can make one) has no ` (deleted)` while it exists (a re-check: such a
+/// program took the name a memfd of the same name gets).
+fn run_from_memory(exe: &std::path::Path) -> bool {
+    let bytes = exe.as_os_str().as_bytes();
+    bytes.starts_with(b"/memfd:") && bytes.ends_with(b" (deleted)") && !exe.exists()
 }
 
 /// The path of a running executable without the ` (deleted)` the kernel appends once the file

@@ -831,8 +831,12 @@ fn flow_without_any_owner_gets_a_clear_app_name_not_an_empty_one() {
 #[test]
 fn a_program_run_from_memory_is_named_after_its_memory_file() {
     use std::io::Write as _;
-    assert_eq!(name_of_executable("/usr/sbin/sshd"), "sshd");
-    assert_eq!(name_of_executable("/memfd:usr/sbin/sshd"), "memfd:usr/sbin/sshd");
+    assert_eq!(name_of_executable("/usr/sbin/sshd", false), "sshd");
+    assert_eq!(name_of_executable("/memfd:usr/sbin/sshd", true), "memfd:usr/sbin/sshd");
+    // A file on disk under a directory named `/memfd:` is named as any other.
+    assert_eq!(name_of_executable("/memfd:usr/sbin/sshd", false), "sshd");
+    assert!(!run_from_memory(std::path::Path::new("/memfd:x")), "no ` (deleted)`: a file");
+    assert!(run_from_memory(std::path::Path::new("/memfd:x (deleted)")));
     let memfd = nix::sys::memfd::memfd_create("usr/sbin/mon-memfd", nix::sys::memfd::MFdFlags::empty()).unwrap();
     let mut file = std::fs::File::from(memfd);
     file.write_all(&std::fs::read("/bin/sleep").unwrap()).unwrap();
