@@ -187,6 +187,22 @@ pub struct TcpInfo {
     pub min_rtt_us: u32,
 }
 
+/// Bytes received on TCP socket `fd` that its process has not taken yet (`ioctl(SIOCINQ)`: the
+/// kernel's `tcp_inq`, `rcv_nxt − copied_seq` without a received FIN).
+///
+/// # Errors
+/// `EINVAL` for a listening socket, or what else the call says.
+pub fn unread_bytes(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    let mut unread: libc::c_int = 0;
+    // SAFETY: SIOCINQ writes one int into `unread`, valid for writes for the call; `fd` is
+    // borrowed open for the call.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &raw mut unread) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    u64::try_from(unread).map_err(|_| io::Error::other(format!("SIOCINQ returned {unread}")))
+}
+
 /// `getsockopt(IPPROTO_TCP, TCP_INFO)` of TCP socket `fd`.
 ///
 /// # Errors

@@ -14,8 +14,44 @@ pub(crate) mod sock;
 pub(crate) mod sock_addr;
 pub(crate) mod sock_ops;
 
-use aya_ebpf::bindings::bpf_sock;
-use monitor_common::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, event::Tuple, sock::Counters};
+use aya_ebpf::{bindings::bpf_sock, helpers::generated::bpf_skc_to_tcp_sock};
+use monitor_common::{
+    AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP,
+    event::{TCP_CONSUMED, TCP_FIN_RECEIVED, TcpCounters, Tuple},
+    sock::Counters,
+};
+
+/// Leaves what the kernel received and the process has not taken (`rcv_nxt − copied_seq`:
+/// queued, or discarded by a close with unread data; whatever path the process read the rest
+/// by) out of `tcp.bytes_received`, which then counts what the process consumed
+/// (`TCP_CONSUMED`). A received FIN (`tcp.flags`) stays counted: it is the last sequence number,
+/// so unread bytes leave it unread too. One helper call and one load through the BTF pointer to
+/// the `tcp_sock`, at a TCP socket's updates and the close of a released one; nothing when the
+/// offset is unknown (`TCP_COPIED_SEQ_OFFSET`).
+#[inline(always)]
+pub(crate) fn leave_out_unconsumed(sk: *mut bpf_sock, rcv_nxt: u32, tcp: &mut TcpCounters) {
+    let offset = crate::maps::tcp_copied_seq_offset();
+    if offset == 0 {
+        return;
+    }
+    // SAFETY: a helper taking any socket pointer the verifier accepts; null for non-TCP sockets.
+    let tp = unsafe { bpf_skc_to_tcp_sock(sk.cast()) };
+    if tp.is_null() {
+        return;
+    }
+    // SAFETY: a load at a BTF offset of `struct tcp_sock` from a BTF pointer to one: the verifier
+    // checks it against the kernel's types.
+    let copied = unsafe { core::ptr::read_volatile(tp.cast::<u8>().wrapping_add(offset as usize).cast::<u32>()) };
+    let mut unread = rcv_nxt.wrapping_sub(copied);
+    if tcp.flags & TCP_FIN_RECEIVED != 0 && unread > 0 {
+        unread -= 1; // the FIN: counted in `bytes_received`, never read as data
+    }
+    // A read position past what was received would be a broken read: keep the kernel's count.
+    if u64::from(unread) <= tcp.bytes_received {
+        tcp.bytes_received -= u64::from(unread);
+        tcp.flags |= TCP_CONSUMED;
+    }
+}
 
 /// Return value of cgroup programs that lets the operation (or packet) through. `0` would deny
 /// the socket or DROP the packet; no program of the monitor ever returns it.

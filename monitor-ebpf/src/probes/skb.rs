@@ -261,7 +261,7 @@ fn tcp_counters(sk: *mut bpf_sock, c: &Counters) -> (u32, TcpCounters) {
         return (0, TcpCounters::default());
     };
     let all_acked = field!(tp, snd_una) == field!(tp, snd_nxt);
-    let tcp = TcpCounters {
+    let mut tcp = TcpCounters {
         bytes_acked: field!(tp, bytes_acked),
         bytes_received: field!(tp, bytes_received),
         old_state: field!(sk, state),
@@ -269,6 +269,9 @@ fn tcp_counters(sk: *mut bpf_sock, c: &Counters) -> (u32, TcpCounters) {
         srtt_us_x8: field!(tp, srtt_us),
         rtt_min_us: field!(tp, rtt_min),
     };
+    // What waits unread is not payload the process took (an adversarial re-check: an update
+    // counted a reply nobody read, and the journal kept it after the close said otherwise).
+    super::leave_out_unconsumed(sk, field!(tp, rcv_nxt), &mut tcp);
     (FLAG_TCP_COUNTERS, tcp)
 }
 

@@ -29,8 +29,8 @@ use aya_ebpf::{
 };
 use monitor_common::{
     event::{
-        EventKind, FLAG_NO_FILE, FLAG_PASSIVE, FLAG_RELEASED, FLAG_TCP_COUNTERS, TCP_ALL_ACKED, TCP_CONSUMED,
-        TCP_FIN_RECEIVED, TcpCounters,
+        EventKind, FLAG_NO_FILE, FLAG_PASSIVE, FLAG_RELEASED, FLAG_TCP_COUNTERS, TCP_ALL_ACKED, TCP_FIN_RECEIVED,
+        TcpCounters,
     },
     sock::{
         COPY_STATE_DONE, COUNTER_CONNECTED, COUNTER_DISCOVERED, COUNTER_INHERITED, COUNTER_RELEASED, COUNTER_STATE_CB,
@@ -39,9 +39,7 @@ use monitor_common::{
 };
 
 use super::{field, tuple_of};
-use crate::maps::{
-    COUNTERS, EventData, OWNER, emit, owner_with, set_bits, sk_socket_offset, socket_flags, stat, tcp_copied_seq_offset,
-};
+use crate::maps::{COUNTERS, EventData, OWNER, emit, owner_with, set_bits, sk_socket_offset, socket_flags, stat};
 
 /// `sock_ops` programs return 1; the value is ignored for these callbacks.
 const SOCK_OPS_OK: u32 = 1;
@@ -148,37 +146,6 @@ fn fin_received(ctx: &SockOpsContext) {
     // SAFETY: null-checked map value.
     if let Some(c) = unsafe { COUNTERS.get(sk.cast(), false).as_mut() } {
         c.tcp_flags |= TCP_FIN_RECEIVED as u8;
-    }
-}
-
-/// A socket its process released before `TCP_CLOSE` reads nothing more: what the kernel received
-/// and the process never took (`rcv_nxt − copied_seq`: discarded by a close with unread data, by
-/// whatever path the process read the rest) is left out of `bytes_received`, which then counts
-/// what the process consumed (`TCP_CONSUMED`). A received FIN stays counted (it is the last
-/// sequence number: unread bytes leave it unread too). One helper call and one load, at the
-/// close of a released socket only; nothing when the offset is unknown.
-#[inline(always)]
-fn leave_out_unconsumed(ctx: &SockOpsContext, sk: *mut bpf_sock, fin: bool, tcp: &mut TcpCounters) {
-    let offset = tcp_copied_seq_offset();
-    if offset == 0 {
-        return;
-    }
-    // SAFETY: a helper taking any socket pointer the verifier accepts; null for non-TCP sockets.
-    let tp = unsafe { bpf_skc_to_tcp_sock(sk.cast()) };
-    if tp.is_null() {
-        return;
-    }
-    // SAFETY: a load at a BTF offset of `struct tcp_sock` from a BTF pointer to one: the verifier
-    // checks it against the kernel's types.
-    let copied = unsafe { core::ptr::read_volatile(tp.cast::<u8>().wrapping_add(offset as usize).cast::<u32>()) };
-    let mut unread = field!(ctx.ops, rcv_nxt).wrapping_sub(copied);
-    if fin && unread > 0 {
-        unread -= 1; // the FIN: counted in `bytes_received`, never read as data
-    }
-    // A sequence space past what was received would be a broken read: keep the kernel's count.
-    if u64::from(unread) <= tcp.bytes_received {
-        tcp.bytes_received -= u64::from(unread);
-        tcp.flags |= TCP_CONSUMED;
     }
 }
 
@@ -339,8 +306,9 @@ fn closed(ctx: &SockOpsContext) {
         srtt_us_x8: field!(ctx.ops, srtt_us),
         rtt_min_us: field!(ctx.ops, rtt_min),
     };
+    // A socket its process released reads nothing more: what it never took was discarded.
     if released == FLAG_RELEASED {
-        leave_out_unconsumed(ctx, sk, fin != 0, &mut tcp);
+        super::leave_out_unconsumed(sk, field!(ctx.ops, rcv_nxt), &mut tcp);
     }
     // SAFETY: a helper on the context.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.ops.cast()) };

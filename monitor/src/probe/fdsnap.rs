@@ -26,7 +26,7 @@ use monitor_common::{
     IPPROTO_TCP,
     event::{
         Event, EventKind, FLAG_NO_OWNER, FLAG_SNAPSHOT, FLAG_TCP_COUNTERS, FLAG_UNANNOUNCED, TCP_ALL_ACKED,
-        TCP_FIN_RECEIVED, TcpCounters, Tuple, tcp_state,
+        TCP_CONSUMED, TCP_FIN_RECEIVED, TcpCounters, Tuple, tcp_state,
     },
     sock::{Counters, OwnerSource, PeerTable},
 };
@@ -36,7 +36,7 @@ use crate::{
     clock::Clock,
     sys::{
         peer_address, pidfd_getfd, pidfd_open, pidfd_open_thread, same_descriptor_table, socket_cookie, socket_family,
-        socket_protocol, tcp_info,
+        socket_protocol, tcp_info, unread_bytes,
     },
 };
 
@@ -425,7 +425,7 @@ fn tcp_counters(socket: &OwnedFd, c: &Counters) -> Option<TcpCounters> {
     // storage was copied shows in it.
     let fin_in_state = matches!(state, tcp_state::CLOSE_WAIT | tcp_state::LAST_ACK | tcp_state::CLOSING);
     let fin = u32::from(c.tcp_flags) & TCP_FIN_RECEIVED | if fin_in_state { TCP_FIN_RECEIVED } else { 0 };
-    Some(TcpCounters {
+    let mut tcp = TcpCounters {
         bytes_acked: info.bytes_acked,
         bytes_received: info.bytes_received,
         old_state: state,
@@ -433,5 +433,15 @@ fn tcp_counters(socket: &OwnedFd, c: &Counters) -> Option<TcpCounters> {
         // The kernel keeps 8 × the smoothed RTT; `TCP_INFO` reports it in µs.
         srtt_us_x8: info.rtt_us.saturating_mul(8),
         rtt_min_us: info.min_rtt_us,
-    })
+    };
+    // What waits unread is not payload the process took (as the kernel programs' updates leave
+    // it out, `TCP_CONSUMED`). Read after the counters: bytes arriving in between make it larger,
+    // never the count too high.
+    if let Ok(unread) = unread_bytes(socket.as_fd())
+        && unread <= tcp.bytes_received
+    {
+        tcp.bytes_received -= unread;
+        tcp.flags |= TCP_CONSUMED;
+    }
+    Some(tcp)
 }

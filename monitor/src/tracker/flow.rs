@@ -621,13 +621,14 @@ impl Flow {
                 // read by splice or zero-copy receive. So a process that reads with recvmsg keeps
                 // its own count until an orderly end, where the larger one wins (equal unless it
                 // also read without recvmsg); one that read nothing that way (a splice reader)
-                // takes the kernel's throughout. At the close of a socket its process had
-                // released, the kernel's count leaves out what was never read (`TCP_CONSUMED`):
-                // the larger one wins there too, also after a reset.
+                // takes the kernel's throughout. Where the kernel's count leaves out what was not
+                // read (`TCP_CONSUMED`: the kernel programs' updates and a released socket's
+                // close, the descriptor snapshots), it is what the process took by any path:
+                // the larger one wins, while open and after a reset too.
                 let consumed = state.last().is_some_and(|tcp| tcp.flags & TCP_CONSUMED != 0);
-                let orderly_end = self.has(bit::TCP_CLOSED)
-                    && state.last().is_some_and(|tcp| consumed || !super::tcp::ended_in_reset(&tcp));
-                let (rx_bytes, rx) = if app.rx_bytes > 0 && !orderly_end {
+                let orderly_end =
+                    self.has(bit::TCP_CLOSED) && state.last().is_some_and(|tcp| !super::tcp::ended_in_reset(&tcp));
+                let (rx_bytes, rx) = if app.rx_bytes > 0 && !orderly_end && !consumed {
                     (app.rx_bytes, PayloadSource::Syscall)
                 } else {
                     pick(app.rx_bytes, kernel.rx_bytes)

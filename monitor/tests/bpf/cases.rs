@@ -205,6 +205,7 @@ pub fn all() -> Vec<Case> {
         ("path_splice_receive_open_at_shutdown_exact_ipv6", crate::paths::splice_receive_open_at_shutdown),
         ("path_reset_with_unread_data_counts_what_was_read", crate::paths::reset_with_unread_data),
         ("path_reset_with_nothing_read_counts_nothing_received", crate::paths::reset_with_nothing_read),
+        ("path_unread_reply_across_updates_counts_what_was_read", crate::paths::unread_reply_across_updates),
         ("path_sendfile_send_exact", crate::paths::sendfile_send),
         ("path_vmsplice_splice_send_exact", crate::paths::vmsplice_splice_send),
         ("path_msg_zerocopy_send_exact", crate::paths::msg_zerocopy_send),

@@ -159,7 +159,7 @@ pub fn splice_receive_open_at_shutdown() {
 /// client's record counts what it read, not what its kernel received; the server's what it
 /// wrote, which the client's kernel acknowledged.
 pub fn reset_with_unread_data() {
-    reset_with_unread(20_000, 5412);
+    reset_with_unread(20_000, 5412, 300);
 }
 
 /// The same, the client reading nothing of the reply (an upload whose answer nobody reads, a
@@ -168,19 +168,29 @@ pub fn reset_with_unread_data() {
 /// another way, as a splice reader's is). The kernel leaves what was never read out of a
 /// released socket's final counters (`TCP_CONSUMED`).
 pub fn reset_with_nothing_read() {
-    reset_with_unread(0, 5413);
+    reset_with_unread(0, 5413, 300);
 }
 
-fn reset_with_unread(read: usize, port: u16) {
+/// The same, the reply left unread for updates to come (a second and more) before the close:
+/// the updates count what the process took, not what waits (`TCP_CONSUMED` in the kernel
+/// programs' updates and the descriptor snapshots), so the deltas of the client's records add up
+/// to what it read (an adversarial re-check: an update counted the 100,000 bytes nobody read, and
+/// the journal's sum kept them after the close said 0).
+pub fn unread_reply_across_updates() {
+    reset_with_unread(0, 5414, 2_500);
+    reset_with_unread(20_000, 5415, 2_500);
+}
+
+fn reset_with_unread(read: usize, port: u16, wait_ms: u64) {
     let pair = Pair::private();
     let cg = TestCgroup::new();
     let (send, reply) = (1_000usize, 60_000usize);
     let server = v4(&pair, 0, port);
-    let mon = Monitor::start(&cg.path, "");
+    let mon = Monitor::start(&cg.path, "[probe]\nupdate_interval_secs = 1\n");
     let mut srv = hold_server(&pair, &cg, server, send, reply);
     let client = spawn(
         "tcp-unread-client",
-        &[s(server), s(send), s(read)],
+        &[s(server), s(send), s(read), s(wait_ms)],
         Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) },
     );
     let c = client.finish().remove(0);
@@ -200,6 +210,9 @@ fn reset_with_unread(read: usize, port: u16) {
         let r = found[0];
         assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), (tx as u64, rx as u64), "{who}: {r:#?}");
         assert_eq!(r.payload_source, PayloadSource::Syscall, "{who}: {r:#?}");
+        let all = out.records.iter().filter(|r| r.local == Some(local) && r.remote.is_some());
+        let deltas = all.fold((0, 0), |(t, x), r| (t + r.delta_payload.tx_bytes, x + r.delta_payload.rx_bytes));
+        assert_eq!(deltas, (tx as u64, rx as u64), "{who}: the records' deltas add up: {:#?}", out.records);
         eprintln!("    {who}: tx {tx}, rx {rx}, exact (the reset discarded {} unread bytes)", reply - read);
     }
 }

@@ -300,9 +300,10 @@ pub fn run(role: &str, args: &[String]) -> bool {
             serve_one_and_hold(&listener, arg(0).parse().unwrap(), arg(1).parse().unwrap());
             drop(own);
         }
-        // tcp-unread-client SERVER SEND READ: sends SEND bytes (write), reads READ bytes of the
-        // reply (read), waits for the rest to arrive unread, reports it (`unread`, FIONREAD) and
-        // closes: the kernel discards the unread bytes and resets the connection.
+        // tcp-unread-client SERVER SEND READ [WAIT_MS]: sends SEND bytes (write), reads READ bytes
+        // of the reply (read), waits WAIT_MS (300) for the rest to arrive unread, reports it
+        // (`unread`, FIONREAD) and closes: the kernel discards the unread bytes and resets the
+        // connection.
         "tcp-unread-client" => {
             name("mon-unread");
             let send: usize = arg(1).parse().unwrap();
@@ -311,7 +312,8 @@ pub fn run(role: &str, args: &[String]) -> bool {
             s.write_all(&pattern(send)).unwrap();
             let mut got = vec![0u8; read];
             s.read_exact(&mut got).unwrap();
-            thread::sleep(Duration::from_millis(300));
+            let wait = args.get(3).map_or(300, |w| w.parse().unwrap());
+            thread::sleep(Duration::from_millis(wait));
             let mut unread: nix::libc::c_int = 0;
             // SAFETY: FIONREAD writes one int.
             let ret = unsafe { nix::libc::ioctl(s.as_raw_fd(), nix::libc::FIONREAD, &raw mut unread) };

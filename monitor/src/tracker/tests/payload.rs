@@ -105,6 +105,33 @@ fn updates_of_a_recvmsg_reader_count_what_it_read() {
     assert_eq!(out.iter().map(|r| r.delta_payload.rx_bytes).sum::<u64>(), 4_500_000, "deltas add up");
 }
 
+/// Updates whose TCP counters leave out what waits unread (`TCP_CONSUMED`) count what the process
+/// took by any path, the larger count winning while open: nothing for a reply nobody read (an
+/// adversarial re-check: such an update counted it all), the spliced bytes of a reader that used
+/// both.
+#[test]
+fn updates_of_what_the_process_consumed_count_it() {
+    use monitor_common::event::TCP_CONSUMED;
+    let update = |received: u64, app_rx: u64| {
+        let mut t = tracker();
+        let mut up = ev(EventKind::Update, 3 * SEC, counters(10, 10, 100, app_rx));
+        up.flags = FLAG_TCP_COUNTERS;
+        up.tcp = TcpCounters {
+            bytes_acked: 1 + 100,
+            bytes_received: received,
+            old_state: 1,
+            flags: TCP_CONSUMED,
+            ..TcpCounters::default()
+        };
+        feed(&mut t, &[established_with_base(1, 0), (EventKind::Update, up)]);
+        let mut out = Vec::new();
+        t.tick(20 * SEC, &mut out);
+        (out[0].payload.rx_bytes, out[0].payload_sources.rx)
+    };
+    assert_eq!(update(0, 0), (0, PayloadSource::Syscall), "nothing taken, nothing counted");
+    assert_eq!(update(250_000, 100_000), (250_000, PayloadSource::TcpCounters), "150,000 spliced too");
+}
+
 #[test]
 fn fin_not_received_in_fin_wait2_is_not_subtracted() {
     let mut t = tracker();
