@@ -27,9 +27,9 @@ use monitor_common::{
 /// (`TCP_CONSUMED`). A received FIN (`tcp.flags`) stays counted: it is the last sequence number,
 /// so unread bytes leave it unread too. One helper call and one load through the BTF pointer to
 /// the `tcp_sock`, at a TCP socket's updates and the close of a released one; nothing when the
-/// offset is unknown (`TCP_COPIED_SEQ_OFFSET`).
+/// offset is unknown (`TCP_COPIED_SEQ_OFFSET`). `rcv_nxt` reads the socket's `rcv_nxt`.
 #[inline(always)]
-pub(crate) fn leave_out_unconsumed(sk: *mut bpf_sock, rcv_nxt: u32, tcp: &mut TcpCounters) {
+pub(crate) fn leave_out_unconsumed(sk: *mut bpf_sock, rcv_nxt: impl Fn() -> u32, tcp: &mut TcpCounters) {
     let offset = crate::maps::tcp_copied_seq_offset();
     if offset == 0 {
         return;
@@ -42,7 +42,14 @@ pub(crate) fn leave_out_unconsumed(sk: *mut bpf_sock, rcv_nxt: u32, tcp: &mut Tc
     // SAFETY: a load at a BTF offset of `struct tcp_sock` from a BTF pointer to one: the verifier
     // checks it against the kernel's types.
     let copied = unsafe { core::ptr::read_volatile(tp.cast::<u8>().wrapping_add(offset as usize).cast::<u32>()) };
-    let mut unread = rcv_nxt.wrapping_sub(copied);
+    // Read after `copied_seq`: both only grow and `copied_seq` never passes `rcv_nxt`, so an
+    // unlocked reading (the packet path runs before the socket's lock) is never negative; one
+    // that is anyway (wrapped) is no reading.
+    let unread = rcv_nxt().wrapping_sub(copied);
+    if unread > i32::MAX as u32 {
+        return;
+    }
+    let mut unread = unread;
     if tcp.flags & TCP_FIN_RECEIVED != 0 && unread > 0 {
         unread -= 1; // the FIN: counted in `bytes_received`, never read as data
     }

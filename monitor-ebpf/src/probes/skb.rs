@@ -271,7 +271,7 @@ fn tcp_counters(sk: *mut bpf_sock, c: &Counters) -> (u32, TcpCounters) {
     };
     // What waits unread is not payload the process took (an adversarial re-check: an update
     // counted a reply nobody read, and the journal kept it after the close said otherwise).
-    super::leave_out_unconsumed(sk, field!(tp, rcv_nxt), &mut tcp);
+    super::leave_out_unconsumed(sk, || field!(tp, rcv_nxt), &mut tcp);
     (FLAG_TCP_COUNTERS, tcp)
 }
 

@@ -308,7 +308,7 @@ fn closed(ctx: &SockOpsContext) {
     };
     // A socket its process released reads nothing more: what it never took was discarded.
     if released == FLAG_RELEASED {
-        super::leave_out_unconsumed(sk, field!(ctx.ops, rcv_nxt), &mut tcp);
+        super::leave_out_unconsumed(sk, || field!(ctx.ops, rcv_nxt), &mut tcp);
     }
     // SAFETY: a helper on the context.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.ops.cast()) };

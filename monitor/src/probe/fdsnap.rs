@@ -279,7 +279,11 @@ fn read_process(tgid: u32, wanted: &mut HashSet<u64>, stop: bool, read: &mut dyn
         }
         // Unknown (no `kcmp`): taken as shared, so that without the main thread's table the
         // first other thread's is read, and no more.
-        let shared = read_from.iter().any(|&other| same_descriptor_table(other, tid).unwrap_or(true));
+        // A thread gone since it was read (`ESRCH`) tells nothing: not shared with it.
+        let shared = read_from.iter().any(|&other| match same_descriptor_table(other, tid) {
+            Ok(same) => same,
+            Err(e) => e.raw_os_error() != Some(nix::libc::ESRCH),
+        });
         if !shared && read_table(tgid, Some(tid), wanted, stop, read).is_some() {
             read_from.push(tid);
         }

@@ -187,11 +187,12 @@ impl Probe {
             TaskReads::Btf
         };
         let loaded = match Self::load_attach(config, reads) {
-            // The first program that reads the task: refused, nothing is attached yet.
-            Err(Error::ProgramLoad { name, source }) if name == programs::SOCK_CREATE => {
+            // A program that reads the task refused (`sock_create`, the first, or one of the
+            // syscall hooks after it): loaded again the other way, from the start.
+            Err(Error::ProgramLoad { name, source }) if reads == TaskReads::Btf => {
                 warn!(
-                    "the kernel refused {name} reading the current task through BTF ({}); reading it with \
-                     bpf_probe_read_kernel instead",
+                    "the kernel refused {name} ({}); loading again with the current task read through \
+                     bpf_probe_read_kernel instead of its BTF pointer (reading the current task through BTF)",
                     crate::errors::chain(&source)
                 );
                 Self::load_attach(config, TaskReads::Probe)

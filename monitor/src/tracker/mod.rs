@@ -712,6 +712,13 @@ impl Tracker {
         let wire = flow.wire();
         let (payload, payload_sources) = flow.payload(key.peer.is_some(), syscall);
         let (last_payload, last_wire) = flow.reported;
+        // A total never goes back below what a record of the flow reported (two readings of the
+        // kernel's counters a moment apart, a close whose counters say less than an update's: a
+        // review), so the records' deltas add up to the last total.
+        let payload = Payload {
+            tx_bytes: payload.tx_bytes.max(last_payload.tx_bytes),
+            rx_bytes: payload.rx_bytes.max(last_payload.rx_bytes),
+        };
         let changed = payload != last_payload || wire != last_wire;
         let empty = payload == Payload::default() && wire == Wire::default();
         // An established connection whose counters the shutdown could not read still gets its

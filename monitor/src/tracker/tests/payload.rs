@@ -132,6 +132,37 @@ fn updates_of_what_the_process_consumed_count_it() {
     assert_eq!(update(250_000, 100_000), (250_000, PayloadSource::TcpCounters), "150,000 spliced too");
 }
 
+/// A close whose counters say less than an update reported (a reset from the peer while the
+/// process holds the socket: its close carries the kernel's count with what waits unread, and the
+/// syscall count is taken; an update before it counted spliced bytes too) keeps the update's
+/// total: the records' deltas add up to the last one (a review).
+#[test]
+fn a_total_never_goes_back_below_what_an_update_reported() {
+    use monitor_common::event::{TCP_CONSUMED, tcp_state::ESTABLISHED};
+    let mut t = tracker();
+    let mut up = ev(EventKind::Update, 3 * SEC, counters(10, 10, 100, 100_000));
+    up.flags = FLAG_TCP_COUNTERS;
+    up.tcp = TcpCounters {
+        bytes_acked: 1 + 100,
+        bytes_received: 250_000,
+        old_state: 1,
+        flags: TCP_CONSUMED,
+        ..TcpCounters::default()
+    };
+    feed(&mut t, &[established_with_base(1, 0), (EventKind::Update, up)]);
+    let mut out = Vec::new();
+    t.tick(20 * SEC, &mut out);
+    assert_eq!(out[0].payload.rx_bytes, 250_000);
+    let mut close = ev(EventKind::TcpClose, 21 * SEC, counters(10, 10, 100, 100_000));
+    close.tcp =
+        TcpCounters { bytes_acked: 1 + 100, bytes_received: 300_000, old_state: ESTABLISHED, ..TcpCounters::default() };
+    let rel = ev(EventKind::Release, 22 * SEC, counters(10, 10, 100, 100_000));
+    out.extend(feed(&mut t, &[(EventKind::TcpClose, close), (EventKind::Release, rel)]));
+    let last = out.last().expect("close record");
+    assert_eq!(last.payload.rx_bytes, 250_000, "{last:#?}");
+    assert_eq!(out.iter().map(|r| r.delta_payload.rx_bytes).sum::<u64>(), 250_000, "deltas add up");
+}
+
 #[test]
 fn fin_not_received_in_fin_wait2_is_not_subtracted() {
     let mut t = tracker();
