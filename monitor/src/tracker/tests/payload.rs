@@ -25,6 +25,20 @@ fn tcp_close(
     vec![(EventKind::Release, rel), (EventKind::TcpClose, close)]
 }
 
+/// A tracker that saw the handshake and a TCP `Update` (the kernel's `received` with `flags`, the
+/// syscalls' `app_rx`), and the records its tick at 20 s wrote.
+fn after_update(received: u64, flags: u32, app_rx: u64) -> (Tracker, Vec<FlowRecord>) {
+    let mut t = tracker();
+    let mut up = ev(EventKind::Update, 3 * SEC, counters(10, 10, 100, app_rx));
+    up.flags = FLAG_TCP_COUNTERS;
+    up.tcp =
+        TcpCounters { bytes_acked: 1 + 100, bytes_received: received, old_state: 1, flags, ..TcpCounters::default() };
+    feed(&mut t, &[established_with_base(1, 0), (EventKind::Update, up)]);
+    let mut out = Vec::new();
+    t.tick(20 * SEC, &mut out);
+    (t, out)
+}
+
 /// A download read with splice(2): the syscall tracepoints saw the request, not the 8 MiB.
 #[test]
 fn bytes_that_bypass_the_syscalls_come_from_the_tcp_counters_per_direction() {
@@ -91,13 +105,7 @@ fn a_released_socket_s_close_counts_what_its_process_consumed() {
 #[test]
 fn updates_of_a_recvmsg_reader_count_what_it_read() {
     use monitor_common::event::tcp_state::ESTABLISHED;
-    let mut t = tracker();
-    let mut up = ev(EventKind::Update, 3 * SEC, counters(10, 10, 100, 4_000_000));
-    up.flags = FLAG_TCP_COUNTERS;
-    up.tcp = TcpCounters { bytes_acked: 1 + 100, bytes_received: 6_000_000, old_state: 1, ..TcpCounters::default() };
-    feed(&mut t, &[established_with_base(1, 0), (EventKind::Update, up)]);
-    let mut out = Vec::new();
-    t.tick(20 * SEC, &mut out);
+    let (mut t, mut out) = after_update(6_000_000, 0, 4_000_000);
     assert_eq!((out[0].payload.rx_bytes, out[0].payload_sources.rx), (4_000_000, PayloadSource::Syscall));
     out.extend(feed(&mut t, &tcp_close(ESTABLISHED, 1 + 100, 8_000_000, 0, 100, 4_500_000)));
     let last = out.last().expect("close record");
@@ -113,19 +121,7 @@ fn updates_of_a_recvmsg_reader_count_what_it_read() {
 fn updates_of_what_the_process_consumed_count_it() {
     use monitor_common::event::TCP_CONSUMED;
     let update = |received: u64, app_rx: u64| {
-        let mut t = tracker();
-        let mut up = ev(EventKind::Update, 3 * SEC, counters(10, 10, 100, app_rx));
-        up.flags = FLAG_TCP_COUNTERS;
-        up.tcp = TcpCounters {
-            bytes_acked: 1 + 100,
-            bytes_received: received,
-            old_state: 1,
-            flags: TCP_CONSUMED,
-            ..TcpCounters::default()
-        };
-        feed(&mut t, &[established_with_base(1, 0), (EventKind::Update, up)]);
-        let mut out = Vec::new();
-        t.tick(20 * SEC, &mut out);
+        let (_, out) = after_update(received, TCP_CONSUMED, app_rx);
         (out[0].payload.rx_bytes, out[0].payload_sources.rx)
     };
     assert_eq!(update(0, 0), (0, PayloadSource::Syscall), "nothing taken, nothing counted");
@@ -139,19 +135,7 @@ fn updates_of_what_the_process_consumed_count_it() {
 #[test]
 fn a_total_never_goes_back_below_what_an_update_reported() {
     use monitor_common::event::{TCP_CONSUMED, tcp_state::ESTABLISHED};
-    let mut t = tracker();
-    let mut up = ev(EventKind::Update, 3 * SEC, counters(10, 10, 100, 100_000));
-    up.flags = FLAG_TCP_COUNTERS;
-    up.tcp = TcpCounters {
-        bytes_acked: 1 + 100,
-        bytes_received: 250_000,
-        old_state: 1,
-        flags: TCP_CONSUMED,
-        ..TcpCounters::default()
-    };
-    feed(&mut t, &[established_with_base(1, 0), (EventKind::Update, up)]);
-    let mut out = Vec::new();
-    t.tick(20 * SEC, &mut out);
+    let (mut t, mut out) = after_update(250_000, TCP_CONSUMED, 100_000);
     assert_eq!(out[0].payload.rx_bytes, 250_000);
     let mut close = ev(EventKind::TcpClose, 21 * SEC, counters(10, 10, 100, 100_000));
     close.tcp =
