@@ -60,6 +60,25 @@ enum TaskReads {
     Probe,
 }
 
+impl TaskReads {
+    /// The way [`TASK_READS_ENV`]'s value asks for: `probe` or `btf` (the default, also when
+    /// unset); any other value is named in a warning and the default kept.
+    fn from_env(value: Option<&std::ffi::OsStr>) -> Self {
+        match value.map(|v| v.to_str()) {
+            None | Some(Some("btf" | "")) => Self::Btf,
+            Some(Some("probe")) => Self::Probe,
+            Some(other) => {
+                warn!(
+                    "{TASK_READS_ENV}={:?} is neither \"probe\" nor \"btf\": ignored, the task is read through \
+                     its BTF pointer where the kernel allows it",
+                    other.unwrap_or("(not UTF-8)")
+                );
+                Self::Btf
+            }
+        }
+    }
+}
+
 /// Loaded and attached kernel programs. Dropping it detaches them.
 pub struct Probe {
     ebpf: Ebpf,
@@ -180,12 +199,10 @@ impl Probe {
     /// tracepoints and the counter iterator, which degrade ([`Degradation::PayloadFromTcpCounters`],
     /// [`Degradation::NoSnapshots`]).
     pub fn load(config: &ProbeConfig) -> Result<Self, Error> {
-        let reads = if std::env::var_os(TASK_READS_ENV).is_some_and(|v| v == "probe") {
+        let reads = TaskReads::from_env(std::env::var_os(TASK_READS_ENV).as_deref());
+        if reads == TaskReads::Probe {
             info!("{TASK_READS_ENV}=probe: the current task is read with bpf_probe_read_kernel");
-            TaskReads::Probe
-        } else {
-            TaskReads::Btf
-        };
+        }
         let loaded = match Self::load_attach(config, reads) {
             // A program that reads the task refused (`sock_create`, the first, or one of the
             // syscall hooks after it): loaded again the other way, from the start.
@@ -567,4 +584,24 @@ fn spawn_kernel_logger<T: log::Log + Send + 'static>(logger: aya_log::EbpfLogger
 /// `none integrity [confidentiality]`): it then refuses programs that read kernel memory.
 fn confidentiality_lockdown() -> bool {
     std::fs::read_to_string("/sys/kernel/security/lockdown").is_ok_and(|s| s.contains("[confidentiality]"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+
+    use super::TaskReads;
+
+    #[test]
+    fn the_task_reads_switch_takes_probe_and_btf_and_ignores_anything_else() {
+        assert_eq!(TaskReads::from_env(None), TaskReads::Btf);
+        assert_eq!(TaskReads::from_env(Some(OsStr::new("probe"))), TaskReads::Probe);
+        assert_eq!(TaskReads::from_env(Some(OsStr::new("btf"))), TaskReads::Btf);
+        // A misspelling keeps the default (and is named in a warning), as does a value that is not UTF-8.
+        assert_eq!(TaskReads::from_env(Some(OsStr::new("Probe"))), TaskReads::Btf);
+        assert_eq!(
+            TaskReads::from_env(Some(<OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"\xff"))),
+            TaskReads::Btf
+        );
+    }
 }
