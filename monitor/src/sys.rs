@@ -55,12 +55,26 @@ pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
 /// process's after `unshare(CLONE_FILES)`, and stays readable after the main thread has exited.
 ///
 /// # Errors
-/// `EINVAL` before Linux 6.9, `ESRCH` when no such thread exists, or what else the call says.
+/// `EINVAL` before Linux 6.9 (asked once: later calls answer it without the syscall), `ESRCH`
+/// when no such thread exists, or what else the call says.
 pub fn pidfd_open_thread(tid: u32) -> io::Result<OwnedFd> {
-    let tid = libc::pid_t::try_from(tid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    /// The kernel refused `PIDFD_THREAD` (before 6.9): a refresh need not ask once per thread.
+    static UNSUPPORTED: AtomicBool = AtomicBool::new(false);
+    if UNSUPPORTED.load(Ordering::Relaxed) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // Positive: `pidfd_open` answers `EINVAL` for 0 too, which must not read as "unsupported".
+    let tid =
+        libc::pid_t::try_from(tid).ok().filter(|&t| t > 0).ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
     // SAFETY: pidfd_open takes a pid and flags by value; no memory is passed. `PIDFD_THREAD` is
     // `O_EXCL` (include/uapi/linux/pidfd.h).
-    owned(unsafe { libc::syscall(libc::SYS_pidfd_open, tid, libc::O_EXCL) })
+    let result = owned(unsafe { libc::syscall(libc::SYS_pidfd_open, tid, libc::O_EXCL) });
+    // With a positive pid, `EINVAL` only means an unknown flag.
+    if result.as_ref().is_err_and(|e| e.raw_os_error() == Some(libc::EINVAL)) {
+        UNSUPPORTED.store(true, Ordering::Relaxed);
+    }
+    result
 }
 
 /// Whether tasks `a` and `b` share one descriptor table (`kcmp(a, b, KCMP_FILES)`).
@@ -307,6 +321,23 @@ mod tests {
         assert_ne!(dup.as_raw_fd(), file.as_raw_fd(), "a new descriptor");
         let (a, b) = (file.metadata().expect("stat"), dup.metadata().expect("stat"));
         assert_eq!((a.dev(), a.ino()), (b.dev(), b.ino()));
+    }
+
+    #[test]
+    fn a_thread_s_pidfd_is_opened_and_a_zero_tid_does_not_read_as_unsupported() {
+        // 0 is no thread: `ESRCH`, not the kernel's `EINVAL`, which would mark the flag unsupported.
+        assert_eq!(pidfd_open_thread(0).expect_err("no thread 0").raw_os_error(), Some(libc::ESRCH));
+        // SAFETY: gettid has no arguments.
+        let me = u32::try_from(unsafe { libc::gettid() }).expect("positive tid");
+        match pidfd_open_thread(me) {
+            Ok(_) => {}
+            // Before Linux 6.9; later calls answer without asking.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                eprintln!("SKIPPED: this kernel has no PIDFD_THREAD (Linux 6.9)");
+                assert_eq!(pidfd_open_thread(me).expect_err("still unsupported").raw_os_error(), Some(libc::EINVAL));
+            }
+            Err(e) => panic!("pidfd_open(PIDFD_THREAD) of this thread: {e}"),
+        }
     }
 
     #[test]
