@@ -4,7 +4,10 @@
 use std::{collections::BTreeSet, path::Path};
 
 use super::{Claim, ClaimBytes, ClaimSet, ClaimVerdict, Summary, VERDICTS_SCHEMA, Verdict, Verdicts, Violation};
-use crate::report::{DestinationDetail, ProcessUse, Report};
+use crate::{
+    identity::rules::MEMORY_EXE_PREFIX,
+    report::{DestinationDetail, ProcessUse, Report},
+};
 
 /// What the rules look at.
 #[derive(Debug, Clone, Copy, Default)]
@@ -65,7 +68,12 @@ impl Claim {
     #[must_use]
     pub fn selects(&self, app: &str, exe: Option<&str>, unit: Option<&str>, package: Option<&str>) -> bool {
         self.apps.iter().any(|a| a == app)
-            || exe.is_some_and(|e| self.exe.matches(e))
+            || exe.is_some_and(|e| {
+                // A program run from memory (`memfd:<name>`) only by patterns for memory files,
+                // as `[[apps]]` rules: `*/sbin/sshd` does not take a memfd named `usr/sbin/sshd`.
+                let memory = e.starts_with(MEMORY_EXE_PREFIX);
+                self.exe.matching(e).any(|p| p.starts_with(MEMORY_EXE_PREFIX) == memory)
+            })
             || unit.is_some_and(|u| self.units.matches(u))
             || package.is_some_and(|p| self.android_packages.iter().any(|x| x == p))
     }

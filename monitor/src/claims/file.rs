@@ -191,6 +191,11 @@ impl Globs {
     pub fn matches(&self, text: &str) -> bool {
         self.set.is_match(text)
     }
+
+    /// The patterns `text` matches, as written.
+    pub fn matching(&self, text: &str) -> impl Iterator<Item = &str> {
+        self.set.matches(text).into_iter().filter_map(|i| self.patterns.get(i).map(String::as_str))
+    }
 }
 
 /// A validated minimum share.

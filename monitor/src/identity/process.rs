@@ -455,7 +455,15 @@ impl Identities {
             return Err(Miss::Gone);
         }
         let from_memory = exe_read.as_deref().is_ok_and(run_from_memory);
-        let exe = exe_read.ok().map(|e| escape::utf8_or_hex(without_deleted(&e).as_bytes()).into_owned());
+        // Run from memory: `memfd:<name>`, no path, so that no rule's exe pattern for paths (a
+        // `*/sbin/sshd`) takes a memory file its program named `usr/sbin/sshd` (a review).
+        let exe = exe_read.ok().map(|e| {
+            let shown = escape::utf8_or_hex(without_deleted(&e).as_bytes()).into_owned();
+            match shown.strip_prefix('/').filter(|_| from_memory) {
+                Some(memory) => memory.to_owned(),
+                None => shown,
+            }
+        });
         let (cmdline, emulator) = cmdline(p);
         let uid = real_uid(p).ok_or(Miss::Other)?;
         let cgroups = p.cgroups().ok();
@@ -599,15 +607,12 @@ fn live_thread(p: &Process, tgid: u32) -> Option<Process> {
     Process::new_with_root(std::path::PathBuf::from(format!("/proc/{tgid}/task/{}", thread.tid))).ok()
 }
 
-/// The app name an executable path gives: its file name; for a program run from memory
-/// ([`run_from_memory`]: the kernel shows `/memfd:<the name the program chose>`) the whole
-/// `memfd:<name>`, so that one naming its memory file `usr/sbin/sshd` is not taken for `sshd`
-/// (an adversarial pass: it was reported, and grouped, as `sshd`).
+/// The app name an executable gives: its path's file name; for a program run from memory
+/// ([`run_from_memory`]: the kernel shows `/memfd:<the name the program chose>`, kept as
+/// `memfd:<name>`) the whole `memfd:<name>`, so that one naming its memory file `usr/sbin/sshd`
+/// is not taken for `sshd` (an adversarial pass: it was reported, and grouped, as `sshd`).
 fn name_of_executable(exe: &str, from_memory: bool) -> String {
-    match exe.strip_prefix("/memfd:").filter(|_| from_memory) {
-        Some(memory) => format!("memfd:{memory}"),
-        None => exe.rsplit('/').next().unwrap_or(exe).to_owned(),
-    }
+    if from_memory { exe.to_owned() } else { exe.rsplit('/').next().unwrap_or(exe).to_owned() }
 }
 
 /// Whether `/proc/<pid>/exe` reads as a memory file (`memfd_create`, then `fexecve`):

@@ -128,10 +128,29 @@ impl FieldIndex {
     }
 }
 
+/// How the executable of a program run from memory reads (`memfd:<name>`, see
+/// `identity::process`): only rule patterns that start so match it, and they match nothing else
+/// (a pattern for paths such as `*/sbin/sshd` would otherwise take a memory file its program
+/// named `usr/sbin/sshd`).
+pub const MEMORY_EXE_PREFIX: &str = "memfd:";
+
+/// The rules with only their exe patterns for programs run from memory (`memory`) or for
+/// paths (the rest), in place: indexes stay the rules'.
+fn exe_patterns(rules: &[AppRule], memory: bool) -> Vec<AppRule> {
+    rules
+        .iter()
+        .map(|r| AppRule {
+            name: r.name.clone(),
+            exe: r.exe.iter().filter(|p| p.starts_with(MEMORY_EXE_PREFIX) == memory).cloned().collect(),
+            ..AppRule::default()
+        })
+        .collect()
+}
+
 /// What a rule is matched against.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Subject<'a> {
-    /// Executable path.
+    /// Executable path, or [`MEMORY_EXE_PREFIX`] and its name for a program run from memory.
     pub exe: Option<&'a str>,
     /// `comm`.
     pub comm: &'a str,
@@ -150,6 +169,8 @@ pub struct Subject<'a> {
 pub struct AppRules {
     names: Vec<String>,
     exe: FieldIndex,
+    /// Exe patterns of programs run from memory ([`MEMORY_EXE_PREFIX`]).
+    memory: FieldIndex,
     comm: HashMap<String, usize>,
     unit: FieldIndex,
     uid: HashMap<u32, usize>,
@@ -217,7 +238,8 @@ impl AppRules {
         }
         Ok(Self {
             names: rules.iter().map(|r| r.name.clone()).collect(),
-            exe: FieldIndex::build("exe", rules, |r| &r.exe)?,
+            exe: FieldIndex::build("exe", &exe_patterns(rules, false), |r| &r.exe)?,
+            memory: FieldIndex::build("exe", &exe_patterns(rules, true), |r| &r.exe)?,
             comm,
             unit: FieldIndex::build("unit", rules, |r| &r.unit)?,
             uid,
@@ -233,7 +255,7 @@ impl AppRules {
             return None;
         }
         let first = [
-            s.exe.and_then(|e| self.exe.first(e)),
+            s.exe.and_then(|e| if e.starts_with(MEMORY_EXE_PREFIX) { self.memory.first(e) } else { self.exe.first(e) }),
             self.comm.get(s.comm).copied(),
             s.unit.and_then(|u| self.unit.first(u)),
             self.uid.get(&s.uid).copied(),

@@ -617,3 +617,20 @@ fn shares_are_compared_and_said_unrounded() {
     assert!(c.reasons.iter().any(|x| x.contains("only 49.996 % of the upload bytes")), "{:?}", c.reasons);
     assert_eq!(c.min_share_pct, Some(49.996));
 }
+
+/// A program run from memory has the exe `memfd:<name>`: a claim's pattern for paths does not
+/// select it, whatever name it gave its memory file, and one for memory files does (as
+/// `[[apps]]` rules; a review: `*/sbin/sshd` took a memfd named `usr/sbin/sshd`).
+#[test]
+fn a_claim_s_path_pattern_does_not_select_a_program_run_from_memory() {
+    let set = parse(
+        "[[claims]]\nname = \"paths\"\nexe = [\"*/sbin/sshd\"]\ndenied_countries = [\"CN\"]\n\
+         [[claims]]\nname = \"memory\"\nexe = [\"memfd:*\"]\ndenied_countries = [\"CN\"]\n",
+    )
+    .unwrap();
+    let [paths, memory] = [0, 1].map(|i| &set.claims[i]);
+    assert!(paths.selects("sshd", Some("/usr/sbin/sshd"), None, None));
+    assert!(!paths.selects("memfd:usr/sbin/sshd", Some("memfd:usr/sbin/sshd"), None, None));
+    assert!(memory.selects("memfd:usr/sbin/sshd", Some("memfd:usr/sbin/sshd"), None, None));
+    assert!(!memory.selects("sshd", Some("/usr/sbin/sshd"), None, None));
+}

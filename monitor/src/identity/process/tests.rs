@@ -832,7 +832,7 @@ fn flow_without_any_owner_gets_a_clear_app_name_not_an_empty_one() {
 fn a_program_run_from_memory_is_named_after_its_memory_file() {
     use std::io::Write as _;
     assert_eq!(name_of_executable("/usr/sbin/sshd", false), "sshd");
-    assert_eq!(name_of_executable("/memfd:usr/sbin/sshd", true), "memfd:usr/sbin/sshd");
+    assert_eq!(name_of_executable("memfd:usr/sbin/sshd", true), "memfd:usr/sbin/sshd");
     // A file on disk under a directory named `/memfd:` is named as any other.
     assert_eq!(name_of_executable("/memfd:usr/sbin/sshd", false), "sshd");
     assert!(!run_from_memory(std::path::Path::new("/memfd:x")), "no ` (deleted)`: a file");
@@ -856,11 +856,18 @@ fn a_program_run_from_memory_is_named_after_its_memory_file() {
     let clock = Clock::now();
     let me = Owner { comm: comm.trim_end().into(), ..owner(pid) };
     let app = Identities::new(AppRules::default(), clock).app_for(&me, clock.wall(Clock::boot_ns()));
+    // Rules see `memfd:<name>` too: a pattern for paths does not take the memory file (a
+    // review: `*/sbin/mon-memfd` did), one for memory files does.
+    let rule = |name: &str, exe: &str| AppRule { name: name.into(), exe: vec![exe.into()], ..AppRule::default() };
+    let ruled = |rules: &[AppRule]| {
+        let rules = AppRules::compile(rules).expect("rules");
+        Identities::new(rules, clock).app_for(&me, clock.wall(Clock::boot_ns())).name.clone()
+    };
+    let by_path = ruled(&[rule("on-disk", "*/sbin/mon-memfd")]);
+    let by_memory = ruled(&[rule("in-memory", "memfd:*")]);
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(app.source, AppSource::Proc, "{app:?}");
-    assert_eq!(
-        (app.name.as_str(), app.exe.as_deref()),
-        ("memfd:usr/sbin/mon-memfd", Some("/memfd:usr/sbin/mon-memfd"))
-    );
+    assert_eq!((app.name.as_str(), app.exe.as_deref()), ("memfd:usr/sbin/mon-memfd", Some("memfd:usr/sbin/mon-memfd")));
+    assert_eq!((by_path.as_str(), by_memory.as_str()), ("memfd:usr/sbin/mon-memfd", "in-memory"));
 }
