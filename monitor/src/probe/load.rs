@@ -48,7 +48,9 @@ enum Snapshots {
 
 /// Environment variable that, set to `probe`, makes the kernel programs read the current task with
 /// `bpf_probe_read_kernel` even where the kernel accepts plain loads through its BTF pointer (a
-/// diagnostic switch; the root tests run both ways).
+/// diagnostic switch; the root tests run both ways). `refuse-btf` builds the first load with a
+/// task offset past the end of `task_struct`, which the verifier refuses, so that the way a
+/// refusing kernel takes (everything loaded again with probe reads) is tested on any kernel.
 pub const TASK_READS_ENV: &str = "MONITOR_TASK_READS";
 
 /// How the kernel programs read the current task's fields (`monitor_common::maps::GLOBAL_TASK_BTF`).
@@ -58,6 +60,8 @@ enum TaskReads {
     Btf,
     /// `bpf_probe_read_kernel`, one call per field: where the kernel refuses the first.
     Probe,
+    /// [`Self::Btf`] with an offset the verifier refuses ([`TASK_READS_ENV`]`=refuse-btf`).
+    RefusedBtf,
 }
 
 impl TaskReads {
@@ -67,10 +71,11 @@ impl TaskReads {
         match value.map(|v| v.to_str()) {
             None | Some(Some("btf" | "")) => Self::Btf,
             Some(Some("probe")) => Self::Probe,
+            Some(Some("refuse-btf")) => Self::RefusedBtf,
             Some(other) => {
                 warn!(
-                    "{TASK_READS_ENV}={:?} is neither \"probe\" nor \"btf\": ignored, the task is read through \
-                     its BTF pointer where the kernel allows it",
+                    "{TASK_READS_ENV}={:?} is none of \"btf\", \"probe\", \"refuse-btf\": ignored, the task is \
+                     read through its BTF pointer where the kernel allows it",
                     other.unwrap_or("(not UTF-8)")
                 );
                 Self::Btf
@@ -200,13 +205,17 @@ impl Probe {
     /// [`Degradation::NoSnapshots`]).
     pub fn load(config: &ProbeConfig) -> Result<Self, Error> {
         let reads = TaskReads::from_env(std::env::var_os(TASK_READS_ENV).as_deref());
-        if reads == TaskReads::Probe {
-            info!("{TASK_READS_ENV}=probe: the current task is read with bpf_probe_read_kernel");
+        match reads {
+            TaskReads::Probe => info!("{TASK_READS_ENV}=probe: the current task is read with bpf_probe_read_kernel"),
+            TaskReads::RefusedBtf => {
+                info!("{TASK_READS_ENV}=refuse-btf: the first load reads the task at an offset the kernel refuses");
+            }
+            TaskReads::Btf => {}
         }
         let loaded = match Self::load_attach(config, reads) {
             // A program that reads the task refused (`sock_create`, the first, or one of the
             // syscall hooks after it): loaded again the other way, from the start.
-            Err(Error::ProgramLoad { name, source }) if reads == TaskReads::Btf => {
+            Err(Error::ProgramLoad { name, source }) if reads != TaskReads::Probe => {
                 warn!(
                     "the kernel refused {name} ({}); loading again with the current task read through \
                      bpf_probe_read_kernel instead of its BTF pointer (reading the current task through BTF)",
@@ -258,9 +267,11 @@ impl Probe {
         // load through the kernel's BTF pointer to the socket: none under lockdown).
         let copied_seq = if lockdown { 0 } else { layout.as_ref().map_or(0, |l| l.tcp_copied_seq) };
         // Those reads through the kernel's BTF pointer to the task where its types are known.
-        let task_btf = u32::from(reads == TaskReads::Btf && !lockdown && layout.is_ok());
+        let task_btf = u32::from(reads != TaskReads::Probe && !lockdown && layout.is_ok());
         // And, that way only, the ids that two helpers give otherwise.
         let (task_pid, (task_cred, cred_uid)) = match (&layout, task_btf) {
+            // Past any `task_struct` (a few KiB): the verifier refuses the load through BTF.
+            (Ok(l), 1) if reads == TaskReads::RefusedBtf => (1 << 20, l.task_cred_uid),
             (Ok(l), 1) => (l.task_pid, l.task_cred_uid),
             _ => (0, (0, 0)),
         };
@@ -597,6 +608,7 @@ mod tests {
         assert_eq!(TaskReads::from_env(None), TaskReads::Btf);
         assert_eq!(TaskReads::from_env(Some(OsStr::new("probe"))), TaskReads::Probe);
         assert_eq!(TaskReads::from_env(Some(OsStr::new("btf"))), TaskReads::Btf);
+        assert_eq!(TaskReads::from_env(Some(OsStr::new("refuse-btf"))), TaskReads::RefusedBtf);
         // A misspelling keeps the default (and is named in a warning), as does a value that is not UTF-8.
         assert_eq!(TaskReads::from_env(Some(OsStr::new("Probe"))), TaskReads::Btf);
         assert_eq!(

@@ -68,6 +68,10 @@ pub fn all() -> Vec<Case> {
             "a_connection_made_by_a_thread_that_ended_is_its_process_s_with_probe_reads",
             crate::comm::socket_of_an_ended_thread_probe_reads,
         ),
+        (
+            "a_kernel_refusing_the_task_reads_through_btf_gets_probe_reads",
+            crate::comm::socket_of_an_ended_thread_btf_refused,
+        ),
         ("connections_accepted_after_an_exec_are_the_new_program_s", crate::comm::accepted_after_an_exec),
         ("a_pid_reused_by_the_same_program_is_charged_to_the_new_process", pid_reused_by_the_same_program),
         ("tcp_socket_disconnected_and_connected_again_ipv4_is_two_flows", || {

@@ -16,6 +16,8 @@ use crate::{
 enum Reads {
     Chosen,
     Probe,
+    /// A first load through BTF that the verifier refuses (`MONITOR_TASK_READS=refuse-btf`).
+    Refused,
 }
 
 /// The daemon's log line when the task is read through BTF (`probe::load`).
@@ -28,6 +30,7 @@ fn start_reading(cg: &TestCgroup, reads: Reads) -> Monitor {
     let env = match reads {
         Reads::Chosen => vec![],
         Reads::Probe => vec![("MONITOR_TASK_READS", "probe".to_owned())],
+        Reads::Refused => vec![("MONITOR_TASK_READS", "refuse-btf".to_owned())],
     };
     Monitor::start_under(&cg.path, dir, &text, &[], &env)
 }
@@ -38,6 +41,14 @@ fn assert_read(out: &Output, reads: Reads) {
     let btf = out.log.contains(BTF_READS);
     match reads {
         Reads::Probe => assert!(!btf && out.log.contains("MONITOR_TASK_READS=probe"), "{}", out.log),
+        // The refused load said so, and everything was loaded again with probe reads.
+        Reads::Refused => assert!(
+            out.log.contains("the kernel refused")
+                && out.log.contains("loading again with the current task read through bpf_probe_read_kernel")
+                && out.log.matches(BTF_READS).count() == 1,
+            "{}",
+            out.log
+        ),
         Reads::Chosen if !btf && out.log.contains("reading the current task through BTF") => {
             eprintln!("NOTE: this kernel refused the task reads through BTF; the probe reads were tested");
         }
@@ -58,6 +69,13 @@ pub(crate) fn socket_of_an_ended_thread() {
 /// through BTF take: the process's name is its main thread's.
 pub(crate) fn socket_of_an_ended_thread_probe_reads() {
     connection_of_a_renamed_creator("tcp-from-thread", 5233, "mon-threader", None, Reads::Probe);
+}
+
+/// The same on a kernel that refuses the task reads through BTF (simulated: the first load reads
+/// at an offset past `task_struct`, which every verifier refuses): the daemon loads everything
+/// again with probe reads and attributes the connection as well (the fallback was untested).
+pub(crate) fn socket_of_an_ended_thread_btf_refused() {
+    connection_of_a_renamed_creator("tcp-from-thread", 5243, "mon-threader", None, Reads::Refused);
 }
 
 /// A program that renames its main thread right after connecting (as `setproctitle` does): its
