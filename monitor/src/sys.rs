@@ -55,24 +55,39 @@ pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
 /// process's after `unshare(CLONE_FILES)`, and stays readable after the main thread has exited.
 ///
 /// # Errors
-/// `EINVAL` before Linux 6.9 (asked once: later calls answer it without the syscall), `ESRCH`
-/// when no such thread exists, or what else the call says.
+/// `EINVAL` before Linux 6.9 (known after the first: later calls answer it without the
+/// syscall), `ESRCH` when no such thread exists, or what else the call says (6.9 to 6.14 answer
+/// `EINVAL` for a thread exiting meanwhile too).
 pub fn pidfd_open_thread(tid: u32) -> io::Result<OwnedFd> {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    /// The kernel refused `PIDFD_THREAD` (before 6.9): a refresh need not ask once per thread.
-    static UNSUPPORTED: AtomicBool = AtomicBool::new(false);
-    if UNSUPPORTED.load(Ordering::Relaxed) {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    /// Whether the kernel takes `PIDFD_THREAD`: not known yet, yes, or no (before 6.9: a
+    /// refresh then need not ask once per thread).
+    static SUPPORT: AtomicU8 = AtomicU8::new(UNKNOWN);
+    const UNKNOWN: u8 = 0;
+    const YES: u8 = 1;
+    const NO: u8 = 2;
+    let open = |tid: libc::pid_t| {
+        // SAFETY: pidfd_open takes a pid and flags by value; no memory is passed. `PIDFD_THREAD`
+        // is `O_EXCL` (include/uapi/linux/pidfd.h).
+        owned(unsafe { libc::syscall(libc::SYS_pidfd_open, tid, libc::O_EXCL) })
+    };
+    if SUPPORT.load(Ordering::Relaxed) == NO {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
-    // Positive: `pidfd_open` answers `EINVAL` for 0 too, which must not read as "unsupported".
+    // Positive: `pidfd_open` answers `EINVAL` for 0 too.
     let tid =
         libc::pid_t::try_from(tid).ok().filter(|&t| t > 0).ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
-    // SAFETY: pidfd_open takes a pid and flags by value; no memory is passed. `PIDFD_THREAD` is
-    // `O_EXCL` (include/uapi/linux/pidfd.h).
-    let result = owned(unsafe { libc::syscall(libc::SYS_pidfd_open, tid, libc::O_EXCL) });
-    // With a positive pid, `EINVAL` only means an unknown flag.
-    if result.as_ref().is_err_and(|e| e.raw_os_error() == Some(libc::EINVAL)) {
-        UNSUPPORTED.store(true, Ordering::Relaxed);
+    let result = open(tid);
+    match &result {
+        Ok(_) => SUPPORT.store(YES, Ordering::Relaxed),
+        // An unknown flag, or (6.9 to 6.14) a thread that exited between its lookup and the
+        // check of its task (a review): asked again for this thread, which is alive.
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) && SUPPORT.load(Ordering::Relaxed) == UNKNOWN => {
+            // SAFETY: gettid has no arguments.
+            let supported = open(unsafe { libc::gettid() }).is_ok();
+            SUPPORT.store(if supported { YES } else { NO }, Ordering::Relaxed);
+        }
+        Err(_) => {}
     }
     result
 }
@@ -324,9 +339,13 @@ mod tests {
     }
 
     #[test]
-    fn a_thread_s_pidfd_is_opened_and_a_zero_tid_does_not_read_as_unsupported() {
-        // 0 is no thread: `ESRCH`, not the kernel's `EINVAL`, which would mark the flag unsupported.
+    fn a_thread_s_pidfd_is_opened_after_failures_for_threads_that_are_not_there() {
+        // 0 is no thread: `ESRCH` (the kernel says `EINVAL`).
         assert_eq!(pidfd_open_thread(0).expect_err("no thread 0").raw_os_error(), Some(libc::ESRCH));
+        // A thread that has exited (6.9 to 6.14 may say `EINVAL` for one exiting meanwhile).
+        // SAFETY: gettid has no arguments.
+        let gone = std::thread::spawn(|| unsafe { libc::gettid() }).join().expect("thread");
+        assert!(pidfd_open_thread(u32::try_from(gone).expect("positive tid")).is_err(), "thread {gone} exited");
         // SAFETY: gettid has no arguments.
         let me = u32::try_from(unsafe { libc::gettid() }).expect("positive tid");
         match pidfd_open_thread(me) {

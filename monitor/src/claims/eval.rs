@@ -5,7 +5,7 @@ use std::{collections::BTreeSet, path::Path};
 
 use super::{Claim, ClaimBytes, ClaimSet, ClaimVerdict, Summary, VERDICTS_SCHEMA, Verdict, Verdicts, Violation};
 use crate::{
-    identity::rules::MEMORY_EXE_PREFIX,
+    identity::rules::{MEMORY_EXE_PREFIX, exe_as_matched},
     report::{DestinationDetail, ProcessUse, Report},
 };
 
@@ -71,6 +71,7 @@ impl Claim {
             || exe.is_some_and(|e| {
                 // A program run from memory (`memfd:<name>`) only by patterns for memory files,
                 // as `[[apps]]` rules: `*/sbin/sshd` does not take a memfd named `usr/sbin/sshd`.
+                let e = exe_as_matched(app, e);
                 let memory = e.starts_with(MEMORY_EXE_PREFIX);
                 self.exe.matching(e).any(|p| p.starts_with(MEMORY_EXE_PREFIX) == memory)
             })

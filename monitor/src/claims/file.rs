@@ -442,6 +442,11 @@ fn compile_claim(c: RawClaim) -> Result<Claim, Error> {
     };
     let mut app_names = apps;
     app_names.extend(groups.iter().cloned());
+    for p in &exe {
+        if let Some(problem) = crate::identity::rules::memory_pattern_problem(p) {
+            log::warn!("claim `{}`: exe `{}`: {problem}", crate::escape::terminal(&name), crate::escape::terminal(p));
+        }
+    }
     Ok(Claim {
         exe: Globs::compile(&name, "exe", &exe, false)?,
         units: Globs::compile(&name, "units", &units, false)?,

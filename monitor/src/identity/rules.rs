@@ -134,6 +134,33 @@ impl FieldIndex {
 /// named `usr/sbin/sshd`).
 pub const MEMORY_EXE_PREFIX: &str = "memfd:";
 
+/// The exe of a record as patterns are matched against it: a program run from memory as
+/// [`MEMORY_EXE_PREFIX`] and its name, also in journals written before it read so (its exe was
+/// `/memfd:<name>` and its app `memfd:<name>`; a review: old records were still taken by patterns
+/// for paths).
+#[must_use]
+pub fn exe_as_matched<'a>(app: &str, exe: &'a str) -> &'a str {
+    match exe.strip_prefix('/') {
+        Some(memory) if memory.starts_with(MEMORY_EXE_PREFIX) && memory == app => memory,
+        _ => exe,
+    }
+}
+
+/// Why an exe pattern cannot do what it seems to: one for the memory files' old form
+/// (`/memfd:…`), or one naming `memfd:` elsewhere than at its start (only patterns that start
+/// with it are matched against programs run from memory). `None` for any other pattern.
+#[must_use]
+pub fn memory_pattern_problem(pattern: &str) -> Option<&'static str> {
+    if pattern.starts_with(MEMORY_EXE_PREFIX) || !pattern.contains(MEMORY_EXE_PREFIX) {
+        None
+    } else {
+        Some(
+            "a program run from memory has the exe `memfd:<name>` and is matched only by patterns that start with \
+             `memfd:`; this one never matches one",
+        )
+    }
+}
+
 /// The rules with only their exe patterns for programs run from memory (`memory`) or for
 /// paths (the rest), in place: indexes stay the rules'.
 fn exe_patterns(rules: &[AppRule], memory: bool) -> Vec<AppRule> {
@@ -234,6 +261,11 @@ impl AppRules {
             }
             for u in &r.uid {
                 uid.entry(*u).or_insert(index);
+            }
+            for p in &r.exe {
+                if let Some(problem) = memory_pattern_problem(p) {
+                    log::warn!("[[apps]] `{}`: exe `{}`: {problem}", r.name, crate::escape::terminal(p));
+                }
             }
         }
         Ok(Self {

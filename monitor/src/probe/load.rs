@@ -68,15 +68,17 @@ impl TaskReads {
     /// The way [`TASK_READS_ENV`]'s value asks for: `probe` or `btf` (the default, also when
     /// unset); any other value is named in a warning and the default kept.
     fn from_env(value: Option<&std::ffi::OsStr>) -> Self {
-        match value.map(|v| v.to_str()) {
-            None | Some(Some("btf" | "")) => Self::Btf,
-            Some(Some("probe")) => Self::Probe,
-            Some(Some("refuse-btf")) => Self::RefusedBtf,
-            Some(other) => {
+        let Some(value) = value else { return Self::Btf };
+        match value.to_str() {
+            // Set but empty reads as unset.
+            Some("btf" | "") => Self::Btf,
+            Some("probe") => Self::Probe,
+            Some("refuse-btf") => Self::RefusedBtf,
+            _ => {
                 warn!(
                     "{TASK_READS_ENV}={:?} is none of \"btf\", \"probe\", \"refuse-btf\": ignored, the task is \
                      read through its BTF pointer where the kernel allows it",
-                    other.unwrap_or("(not UTF-8)")
+                    value.to_string_lossy()
                 );
                 Self::Btf
             }
@@ -205,12 +207,8 @@ impl Probe {
     /// [`Degradation::NoSnapshots`]).
     pub fn load(config: &ProbeConfig) -> Result<Self, Error> {
         let reads = TaskReads::from_env(std::env::var_os(TASK_READS_ENV).as_deref());
-        match reads {
-            TaskReads::Probe => info!("{TASK_READS_ENV}=probe: the current task is read with bpf_probe_read_kernel"),
-            TaskReads::RefusedBtf => {
-                info!("{TASK_READS_ENV}=refuse-btf: the first load reads the task at an offset the kernel refuses");
-            }
-            TaskReads::Btf => {}
+        if reads == TaskReads::Probe {
+            info!("{TASK_READS_ENV}=probe: the current task is read with bpf_probe_read_kernel");
         }
         let loaded = match Self::load_attach(config, reads) {
             // A program that reads the task refused (`sock_create`, the first, or one of the
@@ -275,6 +273,16 @@ impl Probe {
             (Ok(l), 1) => (l.task_pid, l.task_cred_uid),
             _ => (0, (0, 0)),
         };
+        match (reads, task_btf) {
+            (TaskReads::RefusedBtf, 1) => {
+                info!("{TASK_READS_ENV}=refuse-btf: this load reads the task at an offset the kernel refuses");
+            }
+            (TaskReads::RefusedBtf, _) => warn!(
+                "{TASK_READS_ENV}=refuse-btf has no effect here: the task is read with bpf_probe_read_kernel \
+                 already (no kernel BTF, or a lockdown)"
+            ),
+            _ => {}
+        }
         if task_btf == 1 {
             info!(
                 "task fields (owner name, process start, program mark) read through the kernel's BTF pointer to the task"

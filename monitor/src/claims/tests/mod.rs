@@ -633,4 +633,21 @@ fn a_claim_s_path_pattern_does_not_select_a_program_run_from_memory() {
     assert!(!paths.selects("memfd:usr/sbin/sshd", Some("memfd:usr/sbin/sshd"), None, None));
     assert!(memory.selects("memfd:usr/sbin/sshd", Some("memfd:usr/sbin/sshd"), None, None));
     assert!(!memory.selects("sshd", Some("/usr/sbin/sshd"), None, None));
+    // Journals written before: the exe read `/memfd:<name>`, the app `memfd:<name>`.
+    assert!(!paths.selects("memfd:usr/sbin/sshd", Some("/memfd:usr/sbin/sshd"), None, None));
+    assert!(memory.selects("memfd:usr/sbin/sshd", Some("/memfd:usr/sbin/sshd"), None, None));
+    // A file on disk under a directory named `/memfd:` (its app is its file name) is a path.
+    assert!(paths.selects("sshd", Some("/memfd:usr/sbin/sshd"), None, None));
+}
+
+/// Patterns that can never match a program run from memory, though they seem to, are named.
+#[test]
+fn memory_patterns_that_cannot_match_are_named() {
+    use crate::identity::rules::memory_pattern_problem;
+    for never in ["/memfd:*", "*memfd:*", "{memfd:*,/opt/x/*}"] {
+        assert!(memory_pattern_problem(never).is_some(), "{never}");
+    }
+    for fine in ["memfd:*", "memfd:usr/sbin/sshd", "/usr/sbin/*", "*"] {
+        assert!(memory_pattern_problem(fine).is_none(), "{fine}");
+    }
 }
