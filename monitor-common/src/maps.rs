@@ -92,6 +92,20 @@ pub const GLOBAL_CRED_UID_OFFSET: &str = "CRED_UID_OFFSET";
 /// Load-time global: offset of the 32-bit `copied_seq` in `struct tcp_sock` (`u32`; 0 unknown:
 /// a `TcpClose` never carries `crate::event::TCP_CONSUMED`).
 pub const GLOBAL_TCP_COPIED_SEQ_OFFSET: &str = "TCP_COPIED_SEQ_OFFSET";
+/// Load-time global: offset of the 64-bit `bytes_received` in `struct tcp_sock` (`u32`; 0
+/// unknown, or under a confidentiality lockdown). With the two below and
+/// [`GLOBAL_TCP_COPIED_SEQ_OFFSET`], read by `cgroup/sock_release` for a TCP socket whose end no
+/// `TCP_CLOSE` of this monitor reports (one older than it): its `Release` then carries the
+/// kernel's counters, so bytes read without `recvmsg` (splice) since its last update count.
+pub const GLOBAL_TCP_BYTES_RECEIVED_OFFSET: &str = "TCP_BYTES_RECEIVED_OFFSET";
+/// Load-time global: offset of the 64-bit `bytes_acked` in `struct tcp_sock` (`u32`; as above).
+pub const GLOBAL_TCP_BYTES_ACKED_OFFSET: &str = "TCP_BYTES_ACKED_OFFSET";
+/// Load-time global: offset of the 32-bit `rcv_nxt` in `struct tcp_sock` (`u32`; as above).
+pub const GLOBAL_TCP_RCV_NXT_OFFSET: &str = "TCP_RCV_NXT_OFFSET";
+/// Load-time global: offset of the `unsigned long sk_flags` in `struct sock` (`u32`; as above):
+/// its `SOCK_DONE` bit says the peer's FIN was received (not set by a reset), which
+/// `bytes_received` counts as one byte.
+pub const GLOBAL_SK_FLAGS_OFFSET: &str = "SK_FLAGS_OFFSET";
 /// Load-time global: 1 when the task fields behind the offsets above are read through the
 /// kernel's BTF pointer to the current task (`bpf_get_current_task_btf` and plain loads the
 /// verifier checks against the kernel's types: no helper call per field), 0 for one

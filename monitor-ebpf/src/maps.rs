@@ -153,6 +153,35 @@ pub(crate) fn tcp_copied_seq_offset() -> u32 {
     unsafe { ptr::read_volatile(&raw const TCP_COPIED_SEQ_OFFSET) }
 }
 
+/// Offsets of the 64-bit `bytes_received` and `bytes_acked` and the 32-bit `rcv_nxt` in `struct
+/// tcp_sock` (set by userspace from kernel BTF; 0 when unknown or under a confidentiality
+/// lockdown: the `Release` of a TCP socket older than the monitor then carries no TCP counters).
+#[unsafe(no_mangle)]
+static TCP_BYTES_RECEIVED_OFFSET: u32 = 0;
+#[unsafe(no_mangle)]
+static TCP_BYTES_ACKED_OFFSET: u32 = 0;
+#[unsafe(no_mangle)]
+static TCP_RCV_NXT_OFFSET: u32 = 0;
+/// Offset of `sk_flags` in `struct sock` (as above).
+#[unsafe(no_mangle)]
+static SK_FLAGS_OFFSET: u32 = 0;
+
+/// [`TCP_BYTES_RECEIVED_OFFSET`], [`TCP_BYTES_ACKED_OFFSET`], [`TCP_RCV_NXT_OFFSET`],
+/// [`TCP_COPIED_SEQ_OFFSET`] and [`SK_FLAGS_OFFSET`], volatile as above.
+#[inline(always)]
+pub(crate) fn tcp_release_offsets() -> [u32; 5] {
+    // SAFETY: plain globals.
+    unsafe {
+        [
+            ptr::read_volatile(&raw const TCP_BYTES_RECEIVED_OFFSET),
+            ptr::read_volatile(&raw const TCP_BYTES_ACKED_OFFSET),
+            ptr::read_volatile(&raw const TCP_RCV_NXT_OFFSET),
+            ptr::read_volatile(&raw const TCP_COPIED_SEQ_OFFSET),
+            ptr::read_volatile(&raw const SK_FLAGS_OFFSET),
+        ]
+    }
+}
+
 /// [`SK_SOCKET_OFFSET`], volatile so the compiler does not fold the default. The verifier knows
 /// the value (read-only global data), so with 0 the branch that uses it is dropped at load.
 #[inline(always)]

@@ -45,7 +45,13 @@ pub(crate) fn leave_out_unconsumed(sk: *mut bpf_sock, rcv_nxt: impl Fn() -> u32,
     // Read after `copied_seq`: both only grow and `copied_seq` never passes `rcv_nxt`, so an
     // unlocked reading (the packet path runs before the socket's lock) is never negative; one
     // that is anyway (wrapped) is no reading.
-    let unread = rcv_nxt().wrapping_sub(copied);
+    leave_out(rcv_nxt().wrapping_sub(copied), tcp);
+}
+
+/// Leaves `unread` (`rcv_nxt - copied_seq`, wrapping) out of `tcp.bytes_received` and marks the
+/// counters `TCP_CONSUMED` (see [`leave_out_unconsumed`]).
+#[inline(always)]
+pub(crate) fn leave_out(unread: u32, tcp: &mut TcpCounters) {
     if unread > i32::MAX as u32 {
         return;
     }

@@ -329,18 +329,23 @@ fn discover(ctx: &SkBuffContext, sk: *mut bpf_sock) -> *mut Counters {
         owner = &raw const partial;
     }
     let tuple = tuple_of(sk);
+    // A TCP socket's counters now: the base its later counters count from, so that bytes read
+    // without `recvmsg` (splice) from its first packet on count, also when it ends before its
+    // first update (an adversarial pass: a splice reader open across a daemon restart that ended
+    // within the update interval counted none).
+    let (tcp_flag, tcp) = tcp_counters(sk, c);
     let sent = emit(
         EventKind::Discovered,
         &EventData {
             // SAFETY: the context is an skb with a socket.
             cookie: unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) },
-            flags: socket_flags(c),
+            flags: socket_flags(c) | tcp_flag,
             generation: 0,
             first_ns: c.created_ns,
             owner,
             tuple: &tuple,
             bytes: core::ptr::null(),
-            tcp: TcpCounters::default(),
+            tcp,
         },
     );
     if !sent {

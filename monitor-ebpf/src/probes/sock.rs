@@ -1,16 +1,19 @@
 //! `cgroup/sock_create` and `cgroup/sock_release`: socket birth and the process letting go.
 
 use aya_ebpf::{
-    helpers::generated::{bpf_get_socket_cookie, bpf_ktime_get_coarse_ns},
+    helpers::{
+        bpf_probe_read_kernel,
+        generated::{bpf_get_socket_cookie, bpf_ktime_get_coarse_ns},
+    },
     macros::cgroup_sock,
     programs::SockContext,
 };
 use monitor_common::{
     IPPROTO_MPTCP, IPPROTO_TCP, SOCK_RAW,
-    event::{EventKind, TcpCounters},
+    event::{EventKind, FLAG_TCP_COUNTERS, TCP_FIN_RECEIVED, TcpCounters},
     maps::FALLBACK_DISCOVER,
     sock::{
-        COPY_STATE_DONE, COUNTER_MPTCP, COUNTER_RAW, COUNTER_RELEASED, COUNTER_STATE_CB, COUNTER_TCP_CLOSED,
+        COPY_STATE_DONE, COUNTER_MPTCP, COUNTER_RAW, COUNTER_RELEASED, COUNTER_STATE_CB, COUNTER_TCP_CLOSED, Counters,
         OwnerSource,
     },
 };
@@ -18,7 +21,7 @@ use monitor_common::{
 use super::{ALLOW, per_peer, release_tuple, tracked};
 use crate::maps::{
     COUNTERS, EventData, coarse_ns, emit, fallback, mptcp_subflows, owner_with, record_owner, set_bits, socket_flags,
-    stat,
+    stat, tcp_release_offsets,
 };
 
 /// Records the owner of every new IPv4/IPv6 socket in its (new, zeroed) counters.
@@ -128,20 +131,75 @@ pub fn sock_release(ctx: SockContext) -> i32 {
         super::skb::emit_slots(sk.cast(), EventKind::PeerClosed, cookie, owner, &tuple, c.raw_flag());
     }
     let bytes = c.bytes();
+    // A TCP socket whose end no `TCP_CLOSE` of this monitor reports (one older than it: its
+    // handshake, where the state callbacks are turned on, came before) ends here: with the
+    // kernel's counters, or bytes read without `recvmsg` (splice) since its last update were
+    // lost (an adversarial pass: splice readers open across a daemon restart).
+    let (tcp_flag, tcp) = if protocol == u32::from(IPPROTO_TCP) && c.flags & COUNTER_STATE_CB == 0 {
+        released_tcp_counters(sk, c)
+    } else {
+        (0, TcpCounters::default())
+    };
     emit(
         EventKind::Release,
         &EventData {
             cookie,
-            flags: socket_flags(c),
+            flags: socket_flags(c) | tcp_flag,
             generation: 0,
             first_ns: c.created_ns,
             owner,
             tuple: &tuple,
             bytes: &raw const bytes,
-            tcp: TcpCounters::default(),
+            tcp,
         },
     );
     ALLOW
+}
+
+/// The kernel's TCP counters of a socket its process releases, read at their BTF offsets
+/// (`cgroup/sock_release` has neither `bpf_tcp_sock` nor `bpf_skc_to_tcp_sock`; its context is
+/// the socket itself), what the process never read left out (`TCP_CONSUMED`: nothing more will
+/// be), with `FLAG_TCP_COUNTERS`; nothing when an offset is unknown or a read fails. Off the
+/// common path: only sockets older than the monitor get here.
+#[inline(never)]
+fn released_tcp_counters(sk: *mut aya_ebpf::bindings::bpf_sock, c: &Counters) -> (u32, TcpCounters) {
+    /// `SOCK_DONE` in `enum sock_flags` (include/net/sock.h): `tcp_fin` sets it.
+    const SOCK_DONE: u64 = 1 << 1;
+    let [received, acked, rcv_nxt, copied, sk_flags] = tcp_release_offsets();
+    if received == 0 || acked == 0 || rcv_nxt == 0 || copied == 0 || sk_flags == 0 {
+        return (0, TcpCounters::default());
+    }
+    let at = |offset: u32| (sk as usize).wrapping_add(offset as usize);
+    // SAFETY: kernel reads at BTF offsets of `struct tcp_sock` (a TCP socket is one); a failed
+    // read returns an error.
+    let read = unsafe {
+        (
+            bpf_probe_read_kernel(at(received) as *const u64),
+            bpf_probe_read_kernel(at(acked) as *const u64),
+            bpf_probe_read_kernel(at(rcv_nxt) as *const u32),
+            bpf_probe_read_kernel(at(copied) as *const u32),
+            bpf_probe_read_kernel(at(sk_flags) as *const u64),
+        )
+    };
+    let (Ok(bytes_received), Ok(bytes_acked), Ok(rcv_nxt), Ok(copied), Ok(flags)) = read else {
+        return (0, TcpCounters::default());
+    };
+    // SAFETY: ctx field read.
+    let state = unsafe { (*sk).state };
+    // The peer's FIN (counted as a byte in `bytes_received`): seen by this monitor's `sock_ops`,
+    // or `SOCK_DONE`, which a reset does not set (its state, `CLOSE`, is also that of a socket
+    // past both FINs: a re-check of the state alone counted that FIN as a byte).
+    let fin = u32::from(c.tcp_flags) & TCP_FIN_RECEIVED != 0 || flags & SOCK_DONE != 0;
+    let mut tcp = TcpCounters {
+        bytes_acked,
+        bytes_received,
+        old_state: state,
+        flags: if fin { TCP_FIN_RECEIVED } else { 0 },
+        srtt_us_x8: 0,
+        rtt_min_us: 0,
+    };
+    super::leave_out(rcv_nxt.wrapping_sub(copied), &mut tcp);
+    (FLAG_TCP_COUNTERS, tcp)
 }
 
 /// A TCP socket older than the monitor that moved nothing under it, released by its process:

@@ -43,6 +43,12 @@ pub struct SockLayout {
     /// sequence number up to which the process has taken the stream, read at a released
     /// socket's `TCP_CLOSE` (`TCP_CONSUMED`).
     pub tcp_copied_seq: u32,
+    /// The 64-bit `bytes_received` and `bytes_acked` and the 32-bit `rcv_nxt` in `struct
+    /// tcp_sock`, and the 64-bit `sk_flags` (`skc_flags` of `struct sock_common`, which `struct
+    /// sock` starts with) (all 0 when one is missing or of
+    /// another shape): read with `copied_seq` at the release of a TCP socket older than the
+    /// monitor, whose end no `TCP_CLOSE` reports.
+    pub tcp_release: [u32; 4],
     /// The kernel has `struct mptcp_sock` (built with `CONFIG_MPTCP`): the return type of
     /// `bpf_skc_to_mptcp_sock`, without which the verifier refuses any program calling it.
     pub mptcp_sock: bool,
@@ -287,6 +293,7 @@ pub fn sock_layout(data: &[u8]) -> Result<SockLayout, LayoutError> {
     let task_start_boottime = task_start_boottime(&types).unwrap_or(0);
     let task_mm_start_stack = task_mm_start_stack(&types).unwrap_or((0, 0));
     let tcp_copied_seq = tcp_copied_seq(&types).unwrap_or(0);
+    let tcp_release = tcp_release(&types).unwrap_or([0; 4]);
     let task_pid = task_pid(&types).unwrap_or(0);
     let task_cred_uid = task_cred_uid(&types).unwrap_or((0, 0));
     Ok(SockLayout {
@@ -300,8 +307,26 @@ pub fn sock_layout(data: &[u8]) -> Result<SockLayout, LayoutError> {
         task_pid,
         task_cred_uid,
         tcp_copied_seq,
+        tcp_release,
         mptcp_sock,
     })
+}
+
+/// `tcp_sock.bytes_received`, `bytes_acked` (64-bit integers), `rcv_nxt` (32-bit) and
+/// `sock_common.skc_flags` (`sk_flags`, 64-bit), if so.
+fn tcp_release(types: &Types) -> Option<[u32; 4]> {
+    let int = |ty: &str, field: &str, bytes: u32| {
+        let (at, member) = types.find(ty, field).ok()?;
+        (member.bitfield == 0 && member.bits.is_multiple_of(8 * bytes) && types.int_size(member.type_id) == Some(bytes))
+            .then_some(at)
+    };
+    Some([
+        int("tcp_sock", "bytes_received", 8)?,
+        int("tcp_sock", "bytes_acked", 8)?,
+        int("tcp_sock", "rcv_nxt", 4)?,
+        // `sk_flags` is `__sk_common.skc_flags` (at the start of `struct sock`), in a union.
+        int("sock_common", "skc_flags", 8)?,
+    ])
 }
 
 /// `task_struct.pid`, if it and `tgid` are 32-bit integers, `tgid` right after it.

@@ -264,6 +264,10 @@ impl Probe {
         // A released socket's close leaves out what its process never read (`TCP_CONSUMED`; a
         // load through the kernel's BTF pointer to the socket: none under lockdown).
         let copied_seq = if lockdown { 0 } else { layout.as_ref().map_or(0, |l| l.tcp_copied_seq) };
+        // The release of a TCP socket older than the monitor reads the kernel's counters (probe
+        // reads: none under lockdown).
+        let [received, acked, rcv_nxt, sk_flags] =
+            if lockdown { [0; 4] } else { layout.as_ref().map_or([0; 4], |l| l.tcp_release) };
         // Those reads through the kernel's BTF pointer to the task where its types are known.
         let task_btf = u32::from(reads != TaskReads::Probe && !lockdown && layout.is_ok());
         // And, that way only, the ids that two helpers give otherwise.
@@ -309,6 +313,10 @@ impl Probe {
             .override_global(maps::GLOBAL_TASK_CRED_OFFSET, &task_cred, true)
             .override_global(maps::GLOBAL_CRED_UID_OFFSET, &cred_uid, true)
             .override_global(maps::GLOBAL_TCP_COPIED_SEQ_OFFSET, &copied_seq, true)
+            .override_global(maps::GLOBAL_TCP_BYTES_RECEIVED_OFFSET, &received, true)
+            .override_global(maps::GLOBAL_TCP_BYTES_ACKED_OFFSET, &acked, true)
+            .override_global(maps::GLOBAL_TCP_RCV_NXT_OFFSET, &rcv_nxt, true)
+            .override_global(maps::GLOBAL_SK_FLAGS_OFFSET, &sk_flags, true)
             .override_global(maps::GLOBAL_MPTCP_SUBFLOWS, &mptcp_subflows(layout.as_ref().ok()), true)
             .load(object::object_bytes())
             .map_err(Error::Load)?;

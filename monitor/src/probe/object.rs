@@ -92,7 +92,7 @@ const MAPS: [(&str, bpf_map_type); 7] = [
 
 /// Every load-time global the loader writes (`override_global` in `load.rs`), with the size of
 /// the value it writes: `u64` nanoseconds, boot time and cgroup id, `u32` flags, level and offsets.
-const GLOBALS: [(&str, usize); 20] = [
+const GLOBALS: [(&str, usize); 24] = [
     (maps::GLOBAL_UPDATE_INTERVAL_NS, size_of::<u64>()),
     (maps::GLOBAL_LOADED_BOOT_NS, size_of::<u64>()),
     (maps::GLOBAL_COPY_PAYLOADS, size_of::<u32>()),
@@ -110,6 +110,10 @@ const GLOBALS: [(&str, usize); 20] = [
     (maps::GLOBAL_MM_START_STACK_OFFSET, size_of::<u32>()),
     (maps::GLOBAL_TASK_BTF, size_of::<u32>()),
     (maps::GLOBAL_TCP_COPIED_SEQ_OFFSET, size_of::<u32>()),
+    (maps::GLOBAL_TCP_BYTES_RECEIVED_OFFSET, size_of::<u32>()),
+    (maps::GLOBAL_TCP_BYTES_ACKED_OFFSET, size_of::<u32>()),
+    (maps::GLOBAL_TCP_RCV_NXT_OFFSET, size_of::<u32>()),
+    (maps::GLOBAL_SK_FLAGS_OFFSET, size_of::<u32>()),
     (maps::GLOBAL_TASK_PID_OFFSET, size_of::<u32>()),
     (maps::GLOBAL_TASK_CRED_OFFSET, size_of::<u32>()),
     (maps::GLOBAL_CRED_UID_OFFSET, size_of::<u32>()),

@@ -455,7 +455,8 @@ impl Flow {
                 }
                 match kind {
                     EventKind::Established if tcp_valid && !state.has_base => state.set_base(&ev.tcp),
-                    EventKind::Update if tcp_valid && self.flags & bit::TCP_CLOSED == 0 => {
+                    // Also its discovery, whose counters are the socket's at its first packet.
+                    EventKind::Update | EventKind::Discovered if tcp_valid && self.flags & bit::TCP_CLOSED == 0 => {
                         // A connection seen after its handshake (older than this run): its first
                         // counters are the base, so bytes moved without the syscalls since then
                         // (a splice reader's) count, not none (an adversarial pass: a splice
@@ -467,6 +468,9 @@ impl Flow {
                         state.set_last(&ev.tcp);
                     }
                     EventKind::TcpClose => state.set_last(&ev.tcp),
+                    // The release of a socket older than the monitor (no `TCP_CLOSE` of its own):
+                    // its final counters.
+                    EventKind::Release if tcp_valid && self.flags & bit::TCP_CLOSED == 0 => state.set_last(&ev.tcp),
                     _ => {}
                 }
             }

@@ -743,7 +743,7 @@ impl Tracker {
             local,
             remote,
             payload,
-            payload_source: payload_sources.overall(),
+            payload_source: payload_sources.overall(payload),
             payload_sources,
             wire,
             delta_payload: Payload {

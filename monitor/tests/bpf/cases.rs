@@ -207,6 +207,10 @@ pub fn all() -> Vec<Case> {
         ("path_splice_receive_accepted_socket_exact", crate::paths::splice_receive_server),
         ("path_splice_receive_updates_show_progress", crate::paths::splice_receive_updates),
         ("path_splice_receive_open_at_shutdown_exact_ipv6", crate::paths::splice_receive_open_at_shutdown),
+        (
+            "path_splice_receive_across_a_restart_counts_what_was_read_after_it",
+            crate::paths::splice_receive_across_a_restart,
+        ),
         ("path_reset_with_unread_data_counts_what_was_read", crate::paths::reset_with_unread_data),
         ("path_reset_with_nothing_read_counts_nothing_received", crate::paths::reset_with_nothing_read),
         ("path_unread_reply_across_updates_counts_what_was_read", crate::paths::unread_reply_across_updates),

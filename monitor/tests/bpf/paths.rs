@@ -105,6 +105,56 @@ pub fn splice_receive() {
     assert!(r.wire.rx_bytes > DOWNLOAD as u64, "wire counts headers too");
 }
 
+/// A splice(2) download open across a daemon restart that ends right after it (within the new
+/// run's first update interval): the new run's `close` holds exactly what was read after the
+/// restart, from the kernel's counters at the socket's first packet under the new run and at
+/// its release (an adversarial pass: 0 B; and one that ended later lost what it read after its
+/// last update).
+pub fn splice_receive_across_a_restart() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    // The first part a multiple of the helpers' 251-byte pattern (the reader checks the bytes).
+    let (first, second) = (251 * 400usize, 1_234_567usize);
+    let server = SocketAddr::new(pair.b_v6[0].parse().unwrap(), 5412);
+    let first_run = Monitor::start(&cg.path, "");
+    let mut srv = spawn(
+        "tcp-two-phase-server",
+        &[s(server), s(first), s(second)],
+        Place { netns: Some(&pair.b), cgroup: None, uid: Some(SERVER_UID) },
+    );
+    srv.line();
+    let mut client = spawn(
+        "tcp-splice-two-phase-client",
+        &[s(server), s(first)],
+        Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) },
+    );
+    let local: SocketAddr = client.line()["local"].as_str().unwrap().parse().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let before = first_run.stop();
+    let second_run = Monitor::start_in(&cg.path, before.dir, "");
+    srv.send("go");
+    client.send("go");
+    let done = client.line();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = second_run.stop();
+    client.send("exit");
+    srv.send("exit");
+    client.finish();
+    srv.finish();
+    out.assert_nothing_lost();
+    assert_eq!(n(&done["rx_after_go"]), second as u64, "the helper read the rest");
+    let ends: Vec<&FlowRecord> = out
+        .records
+        .iter()
+        .filter(|r| r.local == Some(local) && matches!(r.event, RecordKind::Close | RecordKind::Shutdown))
+        .collect();
+    assert_eq!(ends.len(), 1, "one end of the client's flow: {ends:#?}");
+    let r = ends[0];
+    assert_eq!(r.event, RecordKind::Close, "{r:#?}");
+    assert_eq!((r.payload.rx_bytes, r.payload_sources.rx), (second as u64, PayloadSource::TcpCounters), "{r:#?}");
+    assert_eq!(r.payload.tx_bytes, 0, "{r:#?}");
+}
+
 /// A download read with splice(2) over IPv6, both ends still open when the monitor stops (the
 /// validation's case): each side's `shutdown` record holds the bytes moved so far, the spliced
 /// ones from the kernel's TCP counters read at shutdown, and the socket's own IPv6 address.

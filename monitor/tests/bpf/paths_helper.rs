@@ -255,6 +255,38 @@ pub fn run(role: &str, args: &[String]) -> bool {
             report(&s, send, rx, json!({}));
             crate::helper::wait_stdin("exit");
         }
+        // tcp-splice-two-phase-client SERVER FIRST: reads FIRST bytes (a multiple of the pattern's
+        // 251) with splice(2), says where it is, waits for "go", reads the rest with splice(2) to
+        // the end, closes the socket, reports what it read after "go" and waits for "exit".
+        "tcp-splice-two-phase-client" => {
+            name("mon-splice-two");
+            let first: usize = arg(1).parse().unwrap();
+            let s = TcpStream::connect(arg(0)).unwrap();
+            assert_eq!(splice_up_to(&s, first), first);
+            let local = s.local_addr().unwrap().to_string();
+            say(&json!({"connected": true, "local": local, "pid": std::process::id()}));
+            crate::helper::wait_stdin("go");
+            let rx = splice_to_end(&s);
+            drop(s);
+            say(&json!({"local": local, "rx_after_go": rx}));
+            crate::helper::wait_stdin("exit");
+        }
+        // tcp-two-phase-server BIND FIRST SECOND: accepts one connection, writes FIRST bytes, waits
+        // for "go", writes SECOND bytes (the pattern continued: FIRST is a multiple of 251), ends
+        // its side and waits for "exit".
+        "tcp-two-phase-server" => {
+            name("mon-two-srv");
+            let listener = TcpListener::bind(arg(0)).unwrap();
+            let (first, second): (usize, usize) = (arg(1).parse().unwrap(), arg(2).parse().unwrap());
+            say(&json!({"ready": true, "pid": std::process::id()}));
+            let (mut s, _) = listener.accept().unwrap();
+            s.write_all(&pattern(first)).unwrap();
+            crate::helper::wait_stdin("go");
+            s.write_all(&pattern(second)).unwrap();
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+            say(&json!({"sent": first + second}));
+            crate::helper::wait_stdin("exit");
+        }
         // tcp-hold-server-child BIND READ REPLY: binds and listens, then starts a child process
         // (`tcp-hold-accept`, sharing stdin and stdout) that accepts from the listener it
         // inherits: the prefork layout (a master holds the listener, a worker the connections).

@@ -123,7 +123,12 @@ fn blob_with_comm(family_bits: u32, protocol_bitfield: bool, comm_len: u32) -> V
         KIND_STRUCT,
         "tcp_sock",
         2400,
-        &[("rcv_nxt", u32_seq, 1540 * 8, 0), ("copied_seq", u32_seq, 1544 * 8, 0)],
+        &[
+            ("rcv_nxt", u32_seq, 1540 * 8, 0),
+            ("copied_seq", u32_seq, 1544 * 8, 0),
+            ("bytes_received", start, 1560 * 8, 0),
+            ("bytes_acked", u64_, 1656 * 8, 0),
+        ],
     );
     let u16_ = b.int("unsigned short", 2);
     let be16 = b.record("__be16", KIND_TYPEDEF, 0, false, u16_);
@@ -132,6 +137,8 @@ fn blob_with_comm(family_bits: u32, protocol_bitfield: bool, comm_len: u32) -> V
     let pair = b.composite(KIND_STRUCT, "", 8, &[("skc_daddr", u32_, 0, 0), ("skc_rcv_saddr", u32_, 32, 0)]);
     let addr_union = b.composite(KIND_UNION, "", 8, &[("skc_addrpair", u32_, 0, 0), ("", pair, 0, 0)]);
     let ports = b.composite(KIND_STRUCT, "", 4, &[("skc_dport", be16, 0, 0), ("skc_num", u16_, 16, 0)]);
+    // `skc_flags` shares its place with the listener and time-wait pointers.
+    let flags_union = b.composite(KIND_UNION, "", 8, &[("skc_flags", ulong, 0, 0), ("skc_listener", ulong, 0, 0)]);
     let common = b.composite(
         KIND_STRUCT,
         "sock_common",
@@ -142,6 +149,7 @@ fn blob_with_comm(family_bits: u32, protocol_bitfield: bool, comm_len: u32) -> V
             ("skc_family", u16_, family_bits, 0),
             ("skc_v6_daddr", in6, 56 * 8, 0),
             ("skc_v6_rcv_saddr", in6, 72 * 8, 0),
+            ("", flags_union, 96 * 8, 0),
         ],
     );
     let protocol =
@@ -174,6 +182,7 @@ fn offsets_are_read_through_anonymous_members() {
             task_pid: 1464,
             task_cred_uid: (2920, 8),
             tcp_copied_seq: 1544,
+            tcp_release: [1560, 1656, 1540, 96],
             mptcp_sock: false
         }
     );
@@ -228,4 +237,11 @@ fn this_kernel_has_the_layout_the_fallback_programs_read() {
     assert!(cred > 0 && cred.is_multiple_of(8) && uid > 0 && uid.is_multiple_of(4), "{layout:?}");
     // Past the `struct sock` a `tcp_sock` starts with, aligned.
     assert!(layout.tcp_copied_seq > layout.sk_socket && layout.tcp_copied_seq.is_multiple_of(4), "{layout:?}");
+    // The counters a release reads: found, aligned, past `struct sock` too.
+    let [received, acked, rcv_nxt, sk_flags] = layout.tcp_release;
+    // In `struct sock_common`, past the addresses, aligned.
+    assert!(sk_flags > layout.v6_rcv_saddr && sk_flags < 136 && sk_flags.is_multiple_of(8), "{layout:?}");
+    assert!(received > layout.sk_socket && received.is_multiple_of(8), "{layout:?}");
+    assert!(acked > layout.sk_socket && acked.is_multiple_of(8), "{layout:?}");
+    assert!(rcv_nxt > layout.sk_socket && rcv_nxt.is_multiple_of(4), "{layout:?}");
 }

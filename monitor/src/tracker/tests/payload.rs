@@ -1,5 +1,7 @@
 //! TCP payload from the kernel's TCP counters: per direction, SYN and FINs removed exactly.
 
+use monitor_common::event::{TCP_CONSUMED, tcp_state};
+
 use super::*;
 
 fn established_with_base(acked: u64, received: u64) -> (EventKind, Event) {
@@ -219,6 +221,47 @@ fn a_splice_reader_older_than_the_run_counts_from_its_first_tcp_counters() {
     let out = feed(&mut t, &[update(6 * SEC, 5_000_000 + 1_500_000), (EventKind::Release, release)]);
     let last = out.last().expect("the flow ends at its release");
     assert_eq!((last.payload.rx_bytes, last.payload_sources.rx), (1_500_000, PayloadSource::TcpCounters), "{out:#?}");
+}
+
+/// The same reader, its release read the kernel's counters (`cgroup/sock_release` of a socket
+/// older than the monitor): the bytes it spliced since its last update count, and, its
+/// discovery carrying the counters at its first packet, also when it ended before any update
+/// (an adversarial pass: its close added 0 B after a restart, and one that ended within the
+/// update interval counted 0 B for the whole run).
+#[test]
+fn a_splice_reader_older_than_the_run_ends_with_the_counters_its_release_read() {
+    let tcp = |received: u64| TcpCounters { bytes_acked: 1 + 100, bytes_received: received, ..TcpCounters::default() };
+    let with_counters = |kind: EventKind, at: u64, received: u64| {
+        let mut e = ev(kind, at, counters(10, 10, 0, 0));
+        e.flags = FLAG_TCP_COUNTERS;
+        e.tcp = tcp(received);
+        (kind, e)
+    };
+    // Ended before its first update: discovered at 5,000,000, released at 5,860,000 (the peer's
+    // FIN read to the end: `consumed`, the FIN left out by the release's own reading).
+    let mut t = tracker();
+    let mut release = with_counters(EventKind::Release, 4 * SEC, 5_000_000 + 860_000 + 1);
+    release.1.tcp.flags = TCP_FIN_RECEIVED | TCP_CONSUMED;
+    release.1.tcp.old_state = tcp_state::CLOSE_WAIT;
+    let out = feed(&mut t, &[with_counters(EventKind::Discovered, 3 * SEC, 5_000_000), release]);
+    let last = out.last().expect("the flow ends at its release");
+    assert_eq!((last.payload.rx_bytes, last.payload_sources.rx), (860_000, PayloadSource::TcpCounters), "{out:#?}");
+    assert_eq!((last.event, last.payload.tx_bytes), (RecordKind::Close, 0), "nothing written in the run");
+    // With updates between: the release's counters, not the last update's.
+    let mut t = tracker();
+    feed(
+        &mut t,
+        &[
+            with_counters(EventKind::Discovered, 3 * SEC, 5_000_000),
+            with_counters(EventKind::Update, 5 * SEC, 6_000_000),
+        ],
+    );
+    let mut out = Vec::new();
+    t.tick(20 * SEC, &mut out);
+    assert_eq!(out[0].payload.rx_bytes, 1_000_000);
+    let out = feed(&mut t, &[with_counters(EventKind::Release, 21 * SEC, 6_704_032)]);
+    let last = out.last().expect("the flow ends at its release");
+    assert_eq!((last.payload.rx_bytes, last.delta_payload.rx_bytes), (1_704_032, 704_032), "{out:#?}");
 }
 
 /// kTLS: the process wrote 32,768 bytes of plaintext, the stream carried two TLS 1.2 records.
