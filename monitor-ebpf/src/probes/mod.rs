@@ -42,11 +42,27 @@ pub(crate) fn leave_out_unconsumed(sk: *mut bpf_sock, rcv_nxt: impl Fn() -> u32,
     // SAFETY: a load at a BTF offset of `struct tcp_sock` from a BTF pointer to one: the verifier
     // checks it against the kernel's types.
     let copied = unsafe { core::ptr::read_volatile(tp.cast::<u8>().wrapping_add(offset as usize).cast::<u32>()) };
+    // The peer's FIN, which `bytes_received` counts as a byte, also where no `sock_ops` of this
+    // monitor saw it (a socket older than every run: its state callbacks were never on; an
+    // adversarial re-check: a splice reader's update after its EOF read one byte high, and its
+    // total could not go back down). `SOCK_DONE` in `sk_flags` (`__sk_common`, which a
+    // `tcp_sock` starts with): set by the FIN only, not by a reset.
+    let flags_at = crate::maps::tcp_release_offsets()[4];
+    if flags_at != 0 {
+        // SAFETY: as above, a load at a BTF offset within the `tcp_sock`.
+        let flags = unsafe { core::ptr::read_volatile(tp.cast::<u8>().wrapping_add(flags_at as usize).cast::<u64>()) };
+        if flags & SOCK_DONE != 0 {
+            tcp.flags |= TCP_FIN_RECEIVED;
+        }
+    }
     // Read after `copied_seq`: both only grow and `copied_seq` never passes `rcv_nxt`, so an
     // unlocked reading (the packet path runs before the socket's lock) is never negative; one
     // that is anyway (wrapped) is no reading.
     leave_out(rcv_nxt().wrapping_sub(copied), tcp);
 }
+
+/// `SOCK_DONE` in `enum sock_flags` (include/net/sock.h), a bit of `sk_flags`: `tcp_fin` sets it.
+pub(crate) const SOCK_DONE: u64 = 1 << 1;
 
 /// Leaves `unread` (`rcv_nxt - copied_seq`, wrapping) out of `tcp.bytes_received` and marks the
 /// counters `TCP_CONSUMED` (see [`leave_out_unconsumed`]).

@@ -131,15 +131,15 @@ pub fn sock_release(ctx: SockContext) -> i32 {
         super::skb::emit_slots(sk.cast(), EventKind::PeerClosed, cookie, owner, &tuple, c.raw_flag());
     }
     let bytes = c.bytes();
-    // A TCP socket whose end no `TCP_CLOSE` of this monitor reports (one older than it: its
-    // handshake, where the state callbacks are turned on, came before) ends here: with the
-    // kernel's counters, or bytes read without `recvmsg` (splice) since its last update were
-    // lost (an adversarial pass: splice readers open across a daemon restart).
-    let (tcp_flag, tcp) = if protocol == u32::from(IPPROTO_TCP) && c.flags & COUNTER_STATE_CB == 0 {
-        released_tcp_counters(sk, c)
-    } else {
-        (0, TcpCounters::default())
-    };
+    // A TCP socket ends here with the kernel's counters as its process left them: one whose end
+    // no `TCP_CLOSE` of this monitor reports (one older than it: its handshake, where the state
+    // callbacks are turned on, came before), or bytes read without `recvmsg` (splice) since its
+    // last update were lost (an adversarial pass: splice readers open across a daemon restart);
+    // and one whose `TCP_CLOSE` came first (a reset, or both FINs while the process held it):
+    // that event counted what was still unread, which the process may have read since or never
+    // will (a re-check: a splice reader reset by its peer was charged bytes it never read).
+    let (tcp_flag, tcp) =
+        if protocol == u32::from(IPPROTO_TCP) { released_tcp_counters(sk, c) } else { (0, TcpCounters::default()) };
     emit(
         EventKind::Release,
         &EventData {
@@ -160,11 +160,9 @@ pub fn sock_release(ctx: SockContext) -> i32 {
 /// (`cgroup/sock_release` has neither `bpf_tcp_sock` nor `bpf_skc_to_tcp_sock`; its context is
 /// the socket itself), what the process never read left out (`TCP_CONSUMED`: nothing more will
 /// be), with `FLAG_TCP_COUNTERS`; nothing when an offset is unknown or a read fails. Off the
-/// common path: only sockets older than the monitor get here.
+/// common path: a TCP socket whose `TCP_CLOSE` will end its flow returns before it.
 #[inline(never)]
 fn released_tcp_counters(sk: *mut aya_ebpf::bindings::bpf_sock, c: &Counters) -> (u32, TcpCounters) {
-    /// `SOCK_DONE` in `enum sock_flags` (include/net/sock.h): `tcp_fin` sets it.
-    const SOCK_DONE: u64 = 1 << 1;
     let [received, acked, rcv_nxt, copied, sk_flags] = tcp_release_offsets();
     if received == 0 || acked == 0 || rcv_nxt == 0 || copied == 0 || sk_flags == 0 {
         return (0, TcpCounters::default());
@@ -189,7 +187,7 @@ fn released_tcp_counters(sk: *mut aya_ebpf::bindings::bpf_sock, c: &Counters) ->
     // The peer's FIN (counted as a byte in `bytes_received`): seen by this monitor's `sock_ops`,
     // or `SOCK_DONE`, which a reset does not set (its state, `CLOSE`, is also that of a socket
     // past both FINs: a re-check of the state alone counted that FIN as a byte).
-    let fin = u32::from(c.tcp_flags) & TCP_FIN_RECEIVED != 0 || flags & SOCK_DONE != 0;
+    let fin = u32::from(c.tcp_flags) & TCP_FIN_RECEIVED != 0 || flags & super::SOCK_DONE != 0;
     let mut tcp = TcpCounters {
         bytes_acked,
         bytes_received,

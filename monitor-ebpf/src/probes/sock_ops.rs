@@ -306,10 +306,12 @@ fn closed(ctx: &SockOpsContext) {
         srtt_us_x8: field!(ctx.ops, srtt_us),
         rtt_min_us: field!(ctx.ops, rtt_min),
     };
-    // A socket its process released reads nothing more: what it never took was discarded.
-    if released == FLAG_RELEASED {
-        super::leave_out_unconsumed(sk, || field!(ctx.ops, rcv_nxt), &mut tcp);
-    }
+    // What the process has taken so far: a socket its process released reads nothing more (what
+    // it never took was discarded); one it still holds (a reset, both FINs) may read what waits,
+    // which its release's reading then counts, or never will (a reset: the tracker's updates
+    // while it waited for the release counted the unread bytes, and a total never goes back
+    // down: an adversarial re-check).
+    super::leave_out_unconsumed(sk, || field!(ctx.ops, rcv_nxt), &mut tcp);
     // SAFETY: a helper on the context.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.ops.cast()) };
     let bytes = c.bytes();

@@ -9,7 +9,7 @@ use monitor_common::{
     AF_INET, AF_INET6,
     event::{
         Event, EventKind, FLAG_CONNECTED, FLAG_NO_OWNER, FLAG_PASSIVE, FLAG_PEER_FIRST_IN, FLAG_RAW, FLAG_SNAPSHOT,
-        FLAG_TCP_COUNTERS, TCP_CONSUMED, TcpCounters, Tuple,
+        FLAG_TCP_COUNTERS, TCP_CONSUMED, TCP_FIN_RECEIVED, TcpCounters, Tuple,
     },
     sock::ByteCounters,
 };
@@ -158,6 +158,17 @@ impl TcpState {
             flags: u32::from(self.last_flags),
             ..TcpCounters::default()
         })
+    }
+
+    /// The received side of `tcp` (a later reading than the last: the release's) over the last
+    /// counters: `bytes_received`, what the process consumed of it, and the peer's FIN.
+    fn set_received(&mut self, tcp: &TcpCounters) {
+        if !self.has(tcp_mark::HAS_LAST) {
+            return self.set_last(tcp);
+        }
+        self.last[1] = tcp.bytes_received;
+        let taken = u8::try_from(tcp.flags & (TCP_CONSUMED | TCP_FIN_RECEIVED)).unwrap_or_default();
+        self.last_flags = (self.last_flags & !u8::try_from(TCP_CONSUMED).unwrap_or_default()) | taken;
     }
 
     fn set_last(&mut self, tcp: &TcpCounters) {
@@ -471,6 +482,10 @@ impl Flow {
                     // The release of a socket older than the monitor (no `TCP_CLOSE` of its own):
                     // its final counters.
                     EventKind::Release if tcp_valid && self.flags & bit::TCP_CLOSED == 0 => state.set_last(&ev.tcp),
+                    // Released after its `TCP_CLOSE` (a reset, or both FINs while the process
+                    // held it), which counted what was still unread: what the process took by
+                    // its release. The close's sent side and state stay (its FIN accounting).
+                    EventKind::Release if tcp_valid => state.set_received(&ev.tcp),
                     _ => {}
                 }
             }

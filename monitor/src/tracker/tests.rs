@@ -429,7 +429,15 @@ fn a_connection_closed_without_a_file_ends_at_the_grace_with_no_payload() {
 
     // Accepted after the reset (it was still in the queue), read by splice, then released.
     let mut t = Tracker::new(config, Clock::with_offset(0));
-    let release = passive(EventKind::Release, 4 * SEC, counters(0, 31_000, 0, 0));
+    // Its release reads the kernel's counters: everything read, nothing unread.
+    let taken = TcpCounters {
+        bytes_acked: 1,
+        bytes_received: 30_001,
+        old_state: 7,
+        flags: monitor_common::event::TCP_CONSUMED,
+        ..TcpCounters::default()
+    };
+    let release = Event { tcp: taken, ..passive(EventKind::Release, 4 * SEC, counters(0, 31_000, 0, 0)) };
     let out =
         feed(&mut t, &[(EventKind::Established, est), (EventKind::TcpClose, close), (EventKind::Release, release)]);
     assert_eq!(out.len(), 1, "{out:?}");

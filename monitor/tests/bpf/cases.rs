@@ -212,6 +212,7 @@ pub fn all() -> Vec<Case> {
             crate::paths::splice_receive_across_a_restart,
         ),
         ("path_reset_with_unread_data_counts_what_was_read", crate::paths::reset_with_unread_data),
+        ("path_peer_reset_of_a_splice_reader_counts_what_it_read", crate::paths::peer_reset_of_a_splice_reader),
         ("path_reset_with_nothing_read_counts_nothing_received", crate::paths::reset_with_nothing_read),
         ("path_unread_reply_across_updates_counts_what_was_read", crate::paths::unread_reply_across_updates),
         ("path_sendfile_send_exact", crate::paths::sendfile_send),

@@ -231,6 +231,52 @@ pub fn unread_reply_across_updates() {
     reset_with_unread(20_000, 5415, 2_500);
 }
 
+/// A splice reader reset by its peer while it holds the connection, the rest of the reply
+/// unread: `TCP_CLOSE` comes before its release and counted every byte that arrived; its record
+/// counts what it read (an adversarial re-check: 60,000 B charged of 20,000 read).
+pub fn peer_reset_of_a_splice_reader() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let (send, reply, read) = (1_000usize, 60_000usize, 251 * 80usize);
+    let server = v4(&pair, 0, 5416);
+    let mon = Monitor::start(&cg.path, "[probe]\nupdate_interval_secs = 1\n");
+    let mut srv = spawn(
+        "tcp-reset-server",
+        &[s(server), s(send), s(reply)],
+        Place { netns: Some(&pair.b), cgroup: None, uid: None },
+    );
+    srv.line();
+    let mut client = spawn(
+        "tcp-splice-hold-client",
+        &[s(server), s(send), s(read)],
+        Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) },
+    );
+    let c = client.line();
+    srv.line();
+    srv.send("reset");
+    srv.line();
+    // The reset reaches the client, whose socket closes (`TCP_CLOSE`) while it holds it, for
+    // longer than an update interval: the updates while the flow waits for its release must not
+    // count what is still unread either (a re-check: one did, and the total kept it).
+    std::thread::sleep(std::time::Duration::from_millis(2_500));
+    client.send("exit");
+    client.finish();
+    srv.send("exit");
+    srv.finish();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = mon.stop();
+    out.assert_nothing_lost();
+    assert_eq!((n(&c["tx"]), n(&c["rx"])), (send as u64, read as u64), "{c}");
+    let local = addr(&c["local"]);
+    let ends: Vec<&FlowRecord> = out.records.iter().filter(|r| r.local == Some(local)).collect();
+    let r = ends.last().unwrap_or_else(|| panic!("a record of the client: {:#?}", out.records));
+    assert_eq!(r.event, RecordKind::Close, "{ends:#?}");
+    assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), (send as u64, read as u64), "{r:#?}");
+    assert!(ends.iter().any(|r| r.event == RecordKind::Update), "an update while it waited: {ends:#?}");
+    let received: u64 = ends.iter().map(|r| r.delta_payload.rx_bytes).sum();
+    assert_eq!(received, read as u64, "the records' deltas: {ends:#?}");
+}
+
 fn reset_with_unread(read: usize, port: u16, wait_ms: u64) {
     let pair = Pair::private();
     let cg = TestCgroup::new();

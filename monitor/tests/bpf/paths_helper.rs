@@ -353,6 +353,35 @@ pub fn run(role: &str, args: &[String]) -> bool {
             report(&s, send, read, json!({"unread": unread}));
             drop(s);
         }
+        // tcp-reset-server BIND READ REPLY: as tcp-hold-server, but on "reset" it closes the
+        // connection with `SO_LINGER` 0 (a reset to the peer), then waits for "exit".
+        "tcp-reset-server" => {
+            name("mon-reset-srv");
+            let listener = TcpListener::bind(arg(0)).unwrap();
+            let (read, reply): (usize, usize) = (arg(1).parse().unwrap(), arg(2).parse().unwrap());
+            say(&json!({"ready": true, "pid": std::process::id()}));
+            let (mut s, _) = listener.accept().unwrap();
+            let mut got = vec![0u8; read];
+            s.read_exact(&mut got).unwrap();
+            s.write_all(&pattern(reply)).unwrap();
+            report(&s, reply, read, json!({}));
+            crate::helper::wait_stdin("reset");
+            let linger = nix::libc::linger { l_onoff: 1, l_linger: 0 };
+            // SAFETY: SO_LINGER takes one `linger`.
+            let ret = unsafe {
+                nix::libc::setsockopt(
+                    s.as_raw_fd(),
+                    nix::libc::SOL_SOCKET,
+                    nix::libc::SO_LINGER,
+                    (&raw const linger).cast(),
+                    u32::try_from(std::mem::size_of::<nix::libc::linger>()).unwrap(),
+                )
+            };
+            assert_eq!(ret, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
+            drop(s);
+            say(&json!({"reset": true}));
+            crate::helper::wait_stdin("exit");
+        }
         // tcp-hold-server BIND READ REPLY: accepts one connection, reads READ bytes (read),
         // answers REPLY bytes (write), reports, and keeps the connection open until "exit".
         "tcp-hold-server" => {

@@ -264,6 +264,36 @@ fn a_splice_reader_older_than_the_run_ends_with_the_counters_its_release_read() 
     assert_eq!((last.payload.rx_bytes, last.delta_payload.rx_bytes), (1_704_032, 704_032), "{out:#?}");
 }
 
+/// A splice reader whose peer reset the connection while it held it: the reset's `TCP_CLOSE`
+/// counted what was still unread (and never will be read); its release's reading says what it
+/// took (a re-check: it was charged 400,000 B of which it read 200,000). The close's sent side
+/// and state stay.
+#[test]
+fn a_reset_reader_s_release_counts_what_it_took_after_the_close_counted_more() {
+    let mut t = tracker();
+    let mut close = ev(EventKind::TcpClose, 3 * SEC, counters(10, 10, 100, 0));
+    close.flags = FLAG_TCP_COUNTERS;
+    close.tcp = TcpCounters {
+        bytes_acked: 1 + 100,
+        bytes_received: 400_000,
+        old_state: tcp_state::ESTABLISHED,
+        ..TcpCounters::default()
+    };
+    let mut release = ev(EventKind::Release, 4 * SEC, counters(10, 10, 100, 0));
+    release.flags = FLAG_TCP_COUNTERS;
+    release.tcp = TcpCounters {
+        bytes_acked: 1 + 100,
+        bytes_received: 200_000,
+        old_state: tcp_state::CLOSE,
+        flags: TCP_CONSUMED,
+        ..TcpCounters::default()
+    };
+    let out = feed(&mut t, &[established_with_base(1, 0), (EventKind::TcpClose, close), (EventKind::Release, release)]);
+    let last = out.last().expect("the flow ends at its release");
+    assert_eq!((last.payload.tx_bytes, last.payload.rx_bytes), (100, 200_000), "{out:#?}");
+    assert_eq!(last.payload_sources.rx, PayloadSource::TcpCounters);
+}
+
 /// kTLS: the process wrote 32,768 bytes of plaintext, the stream carried two TLS 1.2 records.
 #[test]
 fn ktls_records_are_counted_as_the_stream_carried_them() {
