@@ -77,13 +77,20 @@ fn drain_error_queue(fd: i32) -> usize {
 /// Says it is ready, accepts one connection on `listener`, reads `read` bytes, answers `reply`,
 /// reports, and holds the connection until "exit".
 fn serve_one_and_hold(listener: &TcpListener, read: usize, reply: usize) {
+    let _held = serve_one(listener, read, reply);
+    crate::helper::wait_stdin("exit");
+}
+
+/// Says it is ready, accepts one connection on `listener`, reads `read` bytes, answers `reply`
+/// and reports; the connection.
+fn serve_one(listener: &TcpListener, read: usize, reply: usize) -> TcpStream {
     say(&json!({"ready": true, "pid": std::process::id()}));
     let (mut s, _) = listener.accept().unwrap();
     let mut got = vec![0u8; read];
     s.read_exact(&mut got).unwrap();
     s.write_all(&pattern(reply)).unwrap();
     report(&s, reply, read, json!({}));
-    crate::helper::wait_stdin("exit");
+    s
 }
 
 /// Fixed kTLS test key (TLS 1.2, AES-128-GCM), the same for both ends.
@@ -358,13 +365,7 @@ pub fn run(role: &str, args: &[String]) -> bool {
         "tcp-reset-server" => {
             name("mon-reset-srv");
             let listener = TcpListener::bind(arg(0)).unwrap();
-            let (read, reply): (usize, usize) = (arg(1).parse().unwrap(), arg(2).parse().unwrap());
-            say(&json!({"ready": true, "pid": std::process::id()}));
-            let (mut s, _) = listener.accept().unwrap();
-            let mut got = vec![0u8; read];
-            s.read_exact(&mut got).unwrap();
-            s.write_all(&pattern(reply)).unwrap();
-            report(&s, reply, read, json!({}));
+            let s = serve_one(&listener, arg(1).parse().unwrap(), arg(2).parse().unwrap());
             crate::helper::wait_stdin("reset");
             let linger = nix::libc::linger { l_onoff: 1, l_linger: 0 };
             // SAFETY: SO_LINGER takes one `linger`.
