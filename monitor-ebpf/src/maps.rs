@@ -176,10 +176,17 @@ pub(crate) fn tcp_release_offsets() -> [u32; 5] {
             ptr::read_volatile(&raw const TCP_BYTES_RECEIVED_OFFSET),
             ptr::read_volatile(&raw const TCP_BYTES_ACKED_OFFSET),
             ptr::read_volatile(&raw const TCP_RCV_NXT_OFFSET),
-            ptr::read_volatile(&raw const TCP_COPIED_SEQ_OFFSET),
-            ptr::read_volatile(&raw const SK_FLAGS_OFFSET),
+            tcp_copied_seq_offset(),
+            sk_flags_offset(),
         ]
     }
+}
+
+/// [`SK_FLAGS_OFFSET`] alone (the packet path's updates read only it), volatile as above.
+#[inline(always)]
+pub(crate) fn sk_flags_offset() -> u32 {
+    // SAFETY: a plain global.
+    unsafe { ptr::read_volatile(&raw const SK_FLAGS_OFFSET) }
 }
 
 /// [`SK_SOCKET_OFFSET`], volatile so the compiler does not fold the default. The verifier knows

@@ -47,7 +47,7 @@ pub(crate) fn leave_out_unconsumed(sk: *mut bpf_sock, rcv_nxt: impl Fn() -> u32,
     // adversarial re-check: a splice reader's update after its EOF read one byte high, and its
     // total could not go back down). `SOCK_DONE` in `sk_flags` (`__sk_common`, which a
     // `tcp_sock` starts with): set by the FIN only, not by a reset.
-    let flags_at = crate::maps::tcp_release_offsets()[4];
+    let flags_at = crate::maps::sk_flags_offset();
     if flags_at != 0 {
         // SAFETY: as above, a load at a BTF offset within the `tcp_sock`.
         let flags = unsafe { core::ptr::read_volatile(tp.cast::<u8>().wrapping_add(flags_at as usize).cast::<u64>()) };
