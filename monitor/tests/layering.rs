@@ -156,3 +156,36 @@ fn the_check_finds_imports_against_the_flow() {
     assert!(!against_the_flow("journal", "week"));
     assert!(!against_the_flow("journal", "journal"));
 }
+
+/// Rust files of the workspace longer than `limit` lines (`target` directories left out).
+fn longer_than(limit: usize) -> Vec<(PathBuf, usize)> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
+    let mut dirs: Vec<PathBuf> =
+        ["monitor", "monitor-common", "monitor-ebpf", "xtask"].iter().map(|c| workspace.join(c)).collect();
+    let mut long = Vec::new();
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        for entry in entries {
+            let path = entry.expect("directory entry").path();
+            if path.is_dir() {
+                if path.file_name().is_some_and(|n| n != "target") {
+                    dirs.push(path);
+                }
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let lines = fs::read_to_string(&path).expect("source file").lines().count();
+                if lines > limit {
+                    long.push((path, lines));
+                }
+            }
+        }
+    }
+    long
+}
+
+/// The house style's cap (R20: split a file past 800 lines), tests included.
+#[test]
+fn no_source_file_is_past_800_lines() {
+    let long = longer_than(800);
+    assert!(long.is_empty(), "split these files (house style R20): {long:#?}");
+    assert!(!longer_than(400).is_empty(), "the walk finds the workspace's sources");
+}

@@ -2,8 +2,12 @@
 //! whichever thread made the socket and whatever the process calls itself since: against the
 //! process the helper is, its executable and the bytes it moved.
 
+use std::net::SocketAddr;
+
+use serde_json::Value;
+
 use crate::{
-    cases::{CLIENT_UID, closed_flow_to, s, server_addr},
+    cases::{CLIENT_UID, s, server_addr},
     daemon::{Monitor, Output, config_text},
     env::{Pair, Place, TestCgroup, spawn, spawn_program},
 };
@@ -229,4 +233,118 @@ fn flow_of_a_lasting_client(
     let out = mon.stop();
     let f = closed_flow_to(&out, server).clone();
     (line, out, f)
+}
+
+/// A process that opens a connection, then `execve`s bash, which opens its own: one pid and one
+/// start time, two programs. Each connection is charged to the program that made it (the
+/// audit's case: the second was charged to the first program's name, executable and command
+/// line).
+pub(crate) fn execve_then_new_socket() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let (first, second) = (server_addr(&pair, false, 0, 5208), server_addr(&pair, false, 0, 5209));
+    let send = 12_345usize;
+    let b = Place { netns: Some(&pair.b), ..Place::default() };
+    let mut srv1 = spawn("tcp-hold-server", &[s(first), s(send), s(0)], b);
+    let mut srv2 = spawn("tcp-hold-server", &[s(second), s(send), s(0)], b);
+    srv1.line();
+    srv2.line();
+    let mon = Monitor::start(&cg.path, "");
+    let helper = spawn(
+        "tcp-then-exec",
+        &[s(first), s(second), s(send)],
+        Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) },
+    );
+    let line = helper.finish().remove(0);
+    let pid = line["pid"].as_u64().unwrap();
+    srv1.line();
+    srv2.line();
+    srv1.send("exit");
+    srv2.send("exit");
+    srv1.finish();
+    srv2.finish();
+    let out = mon.stop();
+    let bash = std::process::Command::new("bash").args(["-c", "readlink -f \"$(command -v bash)\""]).output().unwrap();
+    let bash = String::from_utf8(bash.stdout).unwrap().trim().to_owned();
+    let (before, after) = (closed_flow_to(&out, first), closed_flow_to(&out, second));
+    for f in [before, after] {
+        assert_eq!(f["app"]["pid"], pid, "{f:#}");
+        assert_eq!(f["payload"]["tx_bytes"], send, "{f:#}");
+    }
+    assert_eq!((&before["owner"]["comm"], &after["owner"]["comm"]), (&"mon-pre-exec".into(), &"bash".into()));
+    assert_eq!((&after["app"]["name"], &after["app"]["exe"]), (&"bash".into(), &bash.clone().into()), "{after:#}");
+    assert!(after["app"]["cmdline"].as_str().is_some_and(|c| c.starts_with("bash -c ")), "{after:#}");
+    assert_ne!(before["app"]["exe"], after["app"]["exe"], "{before:#}");
+    assert_eq!(before["app"]["exe"], std::env::current_exe().unwrap().display().to_string(), "{before:#}");
+    out.assert_nothing_lost();
+}
+
+/// The `close` line of the flow to `server`.
+fn closed_flow_to(out: &Output, server: SocketAddr) -> &Value {
+    out.flows
+        .iter()
+        .find(|f| f["event"] == "close" && f["remote"] == server.to_string())
+        .unwrap_or_else(|| panic!("no closed flow to {server}: {:#?}", out.flows))
+}
+
+/// A pid reused by another run of the same program (same name, same executable) after the
+/// monitor had read the first from /proc: the second's connection is charged to the second
+/// process (its start time and command line), not to the one that held the pid before. Fails
+/// when the kernel's owners carry no process start (`TASK_START_BOOTTIME_OFFSET` 0): both
+/// connections then show the first process's command line.
+pub(crate) fn pid_reused_by_the_same_program() {
+    use std::time::Duration;
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let (first, second) = (server_addr(&pair, false, 0, 5213), server_addr(&pair, false, 0, 5214));
+    let b = Place { netns: Some(&pair.b), ..Place::default() };
+    let mut srv1 = spawn("tcp-hold-server", &[s(first), s(1_111), s(0)], b);
+    let mut srv2 = spawn("tcp-hold-server", &[s(second), s(2_222), s(0)], b);
+    srv1.line();
+    srv2.line();
+    let mon = Monitor::start(&cg.path, "");
+    let client = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) };
+    let mut old = spawn("tcp-hold-client-on-go", &[s(first), s(1_111), s(0)], client);
+    let pid = old.pid();
+    old.send("go");
+    old.line();
+    // Long enough for the monitor to read the process from /proc while it runs.
+    std::thread::sleep(Duration::from_millis(500));
+    old.send("exit");
+    old.finish();
+    // The kernel hands out the pid after `ns_last_pid` next; another fork on the host may take it
+    // first: try again (a helper waits for "go" before it makes any socket).
+    let mut new = None;
+    for _ in 0..50 {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).unwrap();
+        let h = spawn("tcp-hold-client-on-go", &[s(second), s(2_222), s(0)], client);
+        if h.pid() == pid {
+            new = Some(h);
+            break;
+        }
+    }
+    let mut new = new.unwrap_or_else(|| panic!("pid {pid} was not handed out again in 50 tries"));
+    let start = procfs::process::Process::new(i32::try_from(pid).unwrap()).unwrap().stat().unwrap().starttime;
+    new.send("go");
+    new.line();
+    std::thread::sleep(Duration::from_millis(500));
+    new.send("exit");
+    new.finish();
+    for srv in [&mut srv1, &mut srv2] {
+        srv.line();
+        srv.send("exit");
+    }
+    srv1.finish();
+    srv2.finish();
+    let out = mon.stop();
+    let (before, after) = (closed_flow_to(&out, first), closed_flow_to(&out, second));
+    for (f, send) in [(before, 1_111), (after, 2_222)] {
+        assert_eq!((&f["app"]["pid"], &f["app"]["source"]), (&pid.into(), &"proc".into()), "{f:#}");
+        assert_eq!(f["payload"]["tx_bytes"], send, "{f:#}");
+        let cmdline = f["app"]["cmdline"].as_str().unwrap_or_default();
+        assert!(cmdline.ends_with(&format!(" {send} 0")), "its own command line: {f:#}");
+    }
+    assert_eq!(after["app"]["start_time"], start, "the new process's start: {after:#}");
+    assert_ne!(before["app"]["start_time"], start, "{before:#}");
+    out.assert_nothing_lost();
 }

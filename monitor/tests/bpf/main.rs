@@ -28,6 +28,7 @@ mod listeners;
 mod mptcp;
 mod names;
 mod netd;
+mod older;
 mod paths;
 mod paths_helper;
 mod plausibility;
