@@ -305,6 +305,12 @@ impl Flow {
         self.has(bit::ESTABLISHED)
     }
 
+    /// A TCP flow that takes its next TCP counters as its base: one older than the run, with no
+    /// counters yet.
+    pub(super) fn takes_first_counters_as_base(&self) -> bool {
+        matches!(&self.extra, Extra::Tcp(state) if !state.has_base) && !self.has(bit::ESTABLISHED) && !self.tcp_closed()
+    }
+
     /// The socket was released (or, without release events, closed).
     pub(super) fn released(&self) -> bool {
         self.has(bit::RELEASED)

@@ -121,6 +121,8 @@ pub struct Tracker {
     /// listener's queue, can still be accepted later: its later events continue that flow
     /// ([`FlowRecord::resumed`]) from those totals, instead of counting its bytes twice.
     ended_without_file: lru::LruCache<u64, ((Payload, Wire), record::Direction)>,
+    /// Bases of older connections too large for their flows' (see [`tcp::WideBases`]).
+    wide_bases: tcp::WideBases,
 }
 
 /// Flows of [`Tracker::ended_without_file`] remembered at most (a few MB of nothing else).
@@ -153,6 +155,7 @@ impl Tracker {
             ended_without_file: lru::LruCache::new(
                 std::num::NonZeroUsize::new(ENDED_WITHOUT_FILE).unwrap_or(std::num::NonZeroUsize::MIN),
             ),
+            wide_bases: tcp::WideBases::default(),
         }
     }
 
@@ -184,6 +187,8 @@ impl Tracker {
         if self.ignored(kind, ev, key) {
             return;
         }
+        let rebased = self.wide_bases.rebase(kind, ev, key, || self.flows.get(&key));
+        let ev = rebased.as_ref().unwrap_or(ev);
         match self.flows.get_mut(&key) {
             Some(flow) => flow.absorb(kind, ev, &mut self.owners, &mut self.addrs),
             None => self.start(kind, ev, key),
@@ -600,6 +605,7 @@ impl Tracker {
             }
         }
         self.flows.clear();
+        self.wide_bases.clear();
         self.peers.clear();
         self.changed.clear();
         self.peer_flows = 0;
@@ -640,6 +646,7 @@ impl Tracker {
         self.flows.remove(&key);
         if key.peer.is_none() {
             self.resolved.remove(&key.cookie);
+            self.wide_bases.forget(key.cookie);
         } else {
             self.peer_flows = self.peer_flows.saturating_sub(1);
             if let Some(list) = self.peers.get_mut(&key.cookie) {

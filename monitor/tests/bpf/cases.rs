@@ -217,6 +217,10 @@ pub fn all() -> Vec<Case> {
             "path_splice_receive_across_a_restart_counts_what_was_read_after_it",
             crate::paths::splice_receive_across_a_restart,
         ),
+        (
+            "path_splice_receive_across_a_restart_after_gibibytes_counts_what_was_read_after_it",
+            crate::paths::splice_receive_across_a_restart_after_gibibytes,
+        ),
         ("path_reset_with_unread_data_counts_what_was_read", crate::paths::reset_with_unread_data),
         ("path_peer_reset_of_a_splice_reader_counts_what_it_read", crate::paths::peer_reset_of_a_splice_reader),
         ("path_reset_with_nothing_read_counts_nothing_received", crate::paths::reset_with_nothing_read),

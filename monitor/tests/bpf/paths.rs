@@ -111,11 +111,23 @@ pub fn splice_receive() {
 /// its release (an adversarial pass: 0 B; and one that ended later lost what it read after its
 /// last update).
 pub fn splice_receive_across_a_restart() {
+    splice_receive_across_a_restart_after(251 * 400, 5412);
+}
+
+/// As [`splice_receive_across_a_restart`] after 4.3 GB read before the restart: the new run's
+/// first counters of the socket are past 32 bits (a re-check: they were taken as no base, and
+/// the splice reader was charged 0 B).
+pub fn splice_receive_across_a_restart_after_gibibytes() {
+    splice_receive_across_a_restart_after(251 * 17_200_000, 5417);
+}
+
+/// A splice reader that read `first` bytes (a multiple of the helpers' 251-byte pattern: the
+/// reader checks the bytes) under one run and the rest under the next, from a server on `port`.
+fn splice_receive_across_a_restart_after(first: usize, port: u16) {
     let pair = Pair::private();
     let cg = TestCgroup::new();
-    // The first part a multiple of the helpers' 251-byte pattern (the reader checks the bytes).
-    let (first, second) = (251 * 400usize, 1_234_567usize);
-    let server = SocketAddr::new(pair.b_v6[0].parse().unwrap(), 5412);
+    let second = 1_234_567usize;
+    let server = SocketAddr::new(pair.b_v6[0].parse().unwrap(), port);
     let first_run = Monitor::start(&cg.path, "");
     let mut srv = spawn(
         "tcp-two-phase-server",

@@ -287,7 +287,12 @@ pub fn run(role: &str, args: &[String]) -> bool {
             let (first, second): (usize, usize) = (arg(1).parse().unwrap(), arg(2).parse().unwrap());
             say(&json!({"ready": true, "pid": std::process::id()}));
             let (mut s, _) = listener.accept().unwrap();
-            s.write_all(&pattern(first)).unwrap();
+            // In pieces of whole patterns: FIRST may be gibibytes.
+            let piece = pattern(251 * 4096);
+            for _ in 0..first / piece.len() {
+                s.write_all(&piece).unwrap();
+            }
+            s.write_all(&pattern(first % piece.len())).unwrap();
             crate::helper::wait_stdin("go");
             s.write_all(&pattern(second)).unwrap();
             s.shutdown(std::net::Shutdown::Write).unwrap();

@@ -398,3 +398,49 @@ fn the_handshake_base_is_exact_and_a_base_out_of_range_is_none() {
     assert_eq!((out[0].payload.tx_bytes, out[0].payload.rx_bytes), (100, 0));
     assert_eq!(out[0].payload_source, PayloadSource::Syscall);
 }
+
+/// A connection older than the run that had moved more than 4 GiB each way before it (a
+/// long-lived splice proxy across a daemon restart): its first counters in this run are its
+/// base all the same, so what it moves from then on counts, by the kernel's counters alone too
+/// (a re-check: such a base did not fit the tracker's 32-bit handshake base, so a splice reader
+/// was charged 0 B and, without the payload tracepoints, the connection's whole life again).
+#[test]
+fn a_connection_older_than_the_run_with_gibibytes_behind_it_counts_from_its_first_counters() {
+    const BEFORE: u64 = 5 << 30;
+    let with_counters = |kind: EventKind, at: u64, acked: u64, received: u64, flags: u32| {
+        let mut e = ev(kind, at, counters(10, 10, 0, 0));
+        e.flags = FLAG_TCP_COUNTERS;
+        e.tcp = TcpCounters {
+            bytes_acked: BEFORE + acked,
+            bytes_received: BEFORE + received,
+            old_state: tcp_state::ESTABLISHED,
+            flags,
+            ..TcpCounters::default()
+        };
+        (kind, e)
+    };
+    for syscall_payload in [true, false] {
+        let mut t = Tracker::new(TrackerConfig { syscall_payload, ..config() }, Clock::with_offset(0));
+        feed(
+            &mut t,
+            &[
+                with_counters(EventKind::Discovered, 3 * SEC, 0, 0, 0),
+                with_counters(EventKind::Update, 5 * SEC, 300, 600_000, TCP_CONSUMED),
+            ],
+        );
+        let mut out = Vec::new();
+        t.tick(20 * SEC, &mut out);
+        assert_eq!(out[0].payload.rx_bytes, 600_000, "syscall payload {syscall_payload}: {out:#?}");
+        let mut release = with_counters(EventKind::Release, 21 * SEC, 300, 860_001, TCP_CONSUMED | TCP_FIN_RECEIVED);
+        release.1.tcp.old_state = tcp_state::CLOSE_WAIT;
+        let out = feed(&mut t, &[release]);
+        let last = out.last().expect("the flow ends at its release");
+        assert_eq!(
+            (last.event, last.payload.rx_bytes, last.delta_payload.rx_bytes, last.payload_sources.rx),
+            (RecordKind::Close, 860_000, 260_000, PayloadSource::TcpCounters),
+            "syscall payload {syscall_payload}: {out:#?}"
+        );
+        // Sent: the syscalls' count (none) where they count; else the kernel's, from the base.
+        assert_eq!(last.payload.tx_bytes, if syscall_payload { 0 } else { 300 }, "{out:#?}");
+    }
+}
