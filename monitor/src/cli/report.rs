@@ -76,7 +76,7 @@ fn render(
     settings: &Settings,
     join: &super::report_join::JoinArgs,
 ) -> anyhow::Result<ExitCode> {
-    query.app = app;
+    query.app = app.map(|shown| reader.app_name_shown_as(&shown)).transpose()?;
     query.device = settings.device.location.clone();
     if let Some(top) = top {
         query.top_endpoints = usize::try_from(top).unwrap_or(usize::MAX);

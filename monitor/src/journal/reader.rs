@@ -209,6 +209,34 @@ impl JournalReader {
         rows.map_err(|e| self.err(e))
     }
 
+    /// The journal's name of the app that reports show as `shown` (they escape names for the
+    /// terminal: a backslash doubled, control characters as `\n` or `\xNN`): `shown` when an app
+    /// has that name, else the name whose escaped form is `shown`, if any; `shown` itself
+    /// otherwise. So a name copied from a report selects its app with `report --app`.
+    ///
+    /// # Errors
+    /// When the query fails.
+    pub fn app_name_shown_as(&self, shown: &str) -> Result<String, Error> {
+        let exact = self
+            .conn
+            .prepare_cached("SELECT 1 FROM apps WHERE name = ?1 LIMIT 1")
+            .and_then(|mut stmt| stmt.exists(params![shown]))
+            .map_err(|e| self.err(e))?;
+        // Only an escaped form has a backslash.
+        if exact || !shown.contains('\\') {
+            return Ok(shown.to_owned());
+        }
+        let mut stmt = self.conn.prepare_cached("SELECT DISTINCT name FROM apps").map_err(|e| self.err(e))?;
+        let names = stmt.query_map([], |row| row.get::<_, String>(0)).map_err(|e| self.err(e))?;
+        for name in names {
+            let name = name.map_err(|e| self.err(e))?;
+            if crate::escape::terminal(&name) == shown {
+                return Ok(name);
+            }
+        }
+        Ok(shown.to_owned())
+    }
+
     /// Every geo database the journal knows, by id.
     ///
     /// # Errors

@@ -166,7 +166,7 @@ pub(super) fn completeness(
         && apps.is_empty()
     {
         notes.push(format!(
-            "no traffic of an app named \"{app}\" in this period (names are matched exactly; a report without --app lists every app)"
+            "no traffic of an app named \"{app}\" in this period (names are matched as JSON or the table writes them; a report without --app lists every app)"
         ));
     }
     Ok(Completeness {

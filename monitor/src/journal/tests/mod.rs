@@ -8,6 +8,7 @@ mod literals;
 mod paths;
 mod row_cost;
 mod session_rows;
+mod shown;
 mod timing;
 mod wal;
 mod writer;
