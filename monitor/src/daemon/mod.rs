@@ -201,7 +201,8 @@ pub async fn run(
         getaddrinfo_libc: settings.names.getaddrinfo_libc.clone(),
     })?;
     // Before `Started`: listeners older than the monitor carry their owner before its first accept.
-    prefill_owners(source.probe_mut(), &cgroup);
+    let counters = prefill_owners(source.probe_mut(), &cgroup);
+    source.keep_read_at_start(counters);
     let replaced = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&replaced);
     let watched = cgroup.clone();
@@ -251,22 +252,31 @@ async fn cgroup_replaced(path: &std::path::Path, id: u64) {
     }
 }
 /// Records the owners of sockets older than the monitor in the kernel (see [`owners`]).
-fn prefill_owners(probe: &mut Probe, cgroup: &std::path::Path) {
+/// Returns the TCP counters it read of older connections (`(cookie, counters)`).
+fn prefill_owners(probe: &mut Probe, cgroup: &std::path::Path) -> Vec<(u64, monitor_common::event::TcpCounters)> {
     if !crate::sys::initial_pid_namespace() {
-        return warn!(
+        warn!(
             "owners of older sockets not recorded: the daemon runs in a PID namespace of its own (its /proc does \
              not show the kernel's pids)"
         );
+        return Vec::new();
     }
     let mount = match probe::cgroup2_mount() {
         Ok(m) => m,
-        Err(e) => return warn!("owners of older sockets not recorded: {e}"),
+        Err(e) => {
+            warn!("owners of older sockets not recorded: {e}");
+            return Vec::new();
+        }
     };
     match probe.owner_storage() {
         Ok(mut storage) => {
-            let done = tokio::task::block_in_place(|| owners::prefill(&mut storage, cgroup, &mount));
+            let (done, counters) = tokio::task::block_in_place(|| owners::prefill(&mut storage, cgroup, &mount));
             owners::report(&done);
+            counters
         }
-        Err(e) => warn!("owners of older sockets not recorded: {e}"),
+        Err(e) => {
+            warn!("owners of older sockets not recorded: {e}");
+            Vec::new()
+        }
     }
 }

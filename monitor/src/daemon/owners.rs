@@ -4,7 +4,10 @@
 //! watched cgroup; the daemon takes a duplicate of each (pidfd_getfd(2)) and writes its holder
 //! into the kernel's `OWNER` storage, unless the kernel already recorded one. Connections
 //! accepted from such a listener then inherit the owner (`BPF_F_CLONE`) exactly as from a
-//! listener started after the monitor: no /proc work per connection.
+//! listener started after the monitor: no /proc work per connection. It also reads each TCP
+//! connection's counters through the duplicate (`TCP_INFO`, unread bytes left out): the tracker
+//! counts such a connection from them ([`crate::tracker::Tracker::read_at_start`]), so what a
+//! splice reader takes before its socket's first packet under the new programs counts too.
 //!
 //! Sockets still without owner later (created in the moment between attach and the pass, or
 //! held by a process that could not be duplicated from) are looked up by [`Lookups`]: one worker
@@ -25,7 +28,7 @@ use std::{
 
 use aya::maps::{MapData, MapError, SkStorage};
 use log::{debug, info, warn};
-use monitor_common::sock;
+use monitor_common::{event::TcpCounters, sock};
 use tokio::sync::mpsc::{self, error::TrySendError};
 
 use crate::{
@@ -55,6 +58,8 @@ pub struct Prefilled {
     pub already: usize,
     /// Sockets that could not be recorded (process gone, descriptor reused, permission).
     pub failed: usize,
+    /// TCP connections whose counters were read (their base: see [`prefill`]).
+    pub tcp_counters: usize,
     /// Length of the /proc pass and the writes.
     pub elapsed: Duration,
 }
@@ -81,11 +86,16 @@ fn comm_bytes(comm: &str) -> [u8; 16] {
 
 /// Records the holders of every socket older than the monitor in `storage` (see the module
 /// header). `cgroup` is the watched directory of the cgroup v2 hierarchy mounted at `mount`.
-pub fn prefill(storage: &mut SkStorage<&mut MapData, sock::Owner>, cgroup: &Path, mount: &Path) -> Prefilled {
+pub fn prefill(
+    storage: &mut SkStorage<&mut MapData, sock::Owner>,
+    cgroup: &Path,
+    mount: &Path,
+) -> (Prefilled, Vec<(u64, TcpCounters)>) {
     let started = Instant::now();
     let watched = relative(cgroup, mount);
     let scan = SocketScan::run();
     let mut done = Prefilled::default();
+    let mut tcp_counters = Vec::new();
     let mut pidfds: HashMap<i32, Option<OwnedFd>> = HashMap::new();
     let mut cgroup_ids: HashMap<String, u64> = HashMap::new();
     let now = Clock::boot_ns();
@@ -113,7 +123,22 @@ pub fn prefill(storage: &mut SkStorage<&mut MapData, sock::Owner>, cgroup: &Path
         let pidfd = pidfds
             .entry(holder.pid)
             .or_insert_with(|| crate::sys::pidfd_open(tgid).inspect_err(|e| debug!("pidfd_open({tgid}): {e}")).ok());
-        match record(pidfd.as_ref(), holder.fd, s, storage, &owner) {
+        let file = match duplicate(pidfd.as_ref(), holder.fd, s) {
+            Ok(file) => file,
+            Err(why) => {
+                debug!("socket inode {} of pid {tgid}: {}", s.inode, crate::errors::chain(&why));
+                done.failed += 1;
+                continue;
+            }
+        };
+        if s.protocol == monitor_common::IPPROTO_TCP
+            && !s.listening
+            && let Some(tcp) = crate::probe::tcp_counters(file.as_fd(), false)
+            && let Ok(cookie) = crate::sys::socket_cookie(file.as_fd())
+        {
+            tcp_counters.push((cookie, tcp));
+        }
+        match record(&file, storage, &owner) {
             Ok(()) => {
                 done.recorded += 1;
                 done.listeners += usize::from(s.listening);
@@ -126,7 +151,8 @@ pub fn prefill(storage: &mut SkStorage<&mut MapData, sock::Owner>, cgroup: &Path
         }
     }
     done.elapsed = started.elapsed();
-    done
+    done.tcp_counters = tcp_counters.len();
+    (done, tcp_counters)
 }
 
 enum Skip {
@@ -154,22 +180,20 @@ enum RecordError {
     Storage(#[source] MapError),
 }
 
-/// Duplicates the descriptor, checks it is still the scanned socket, writes the owner.
-fn record(
-    pidfd: Option<&OwnedFd>,
-    fd: i32,
-    s: &InetSocket,
-    storage: &mut SkStorage<&mut MapData, sock::Owner>,
-    owner: &sock::Owner,
-) -> Result<(), Skip> {
-    let pidfd = pidfd.ok_or(Skip::Failed(RecordError::NoPidfd))?;
-    let dup = crate::sys::pidfd_getfd(pidfd.as_fd(), fd).map_err(|e| Skip::Failed(RecordError::GetFd(e)))?;
-    let file = File::from(dup);
-    let inode = file.metadata().map_err(|e| Skip::Failed(RecordError::Fstat(e)))?.ino();
+/// Duplicates the descriptor and checks it is still the scanned socket.
+fn duplicate(pidfd: Option<&OwnedFd>, fd: i32, s: &InetSocket) -> Result<File, RecordError> {
+    let pidfd = pidfd.ok_or(RecordError::NoPidfd)?;
+    let file = File::from(crate::sys::pidfd_getfd(pidfd.as_fd(), fd).map_err(RecordError::GetFd)?);
+    let inode = file.metadata().map_err(RecordError::Fstat)?.ino();
     if inode != s.inode {
-        return Err(Skip::Failed(RecordError::Reused));
+        return Err(RecordError::Reused);
     }
-    match storage.insert(&file, owner, BPF_NOEXIST) {
+    Ok(file)
+}
+
+/// Writes the owner of the socket `file` is a duplicate of, unless the kernel has one.
+fn record(file: &File, storage: &mut SkStorage<&mut MapData, sock::Owner>, owner: &sock::Owner) -> Result<(), Skip> {
+    match storage.insert(file, owner, BPF_NOEXIST) {
         Ok(()) => Ok(()),
         Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(nix::errno::Errno::EEXIST as i32) => {
             Err(Skip::Exists)
@@ -258,12 +282,13 @@ fn worker(
 /// Logs what [`prefill`] did.
 pub fn report(p: &Prefilled) {
     info!(
-        "sockets older than the monitor: {} in the watched cgroup, owners recorded for {} ({} listeners), {} already known, {} failed, in {} ms",
+        "sockets older than the monitor: {} in the watched cgroup, owners recorded for {} ({} listeners), {} already known, {} failed, TCP counters read of {}, in {} ms",
         p.sockets,
         p.recorded,
         p.listeners,
         p.already,
         p.failed,
+        p.tcp_counters,
         p.elapsed.as_millis()
     );
     if p.failed > 0 {

@@ -176,9 +176,11 @@ impl Pipeline {
         source.copies_to(copies_tx);
         let drainer = tokio::spawn(source.events(events_tx, stop_rx));
         let (owners_tx, mut owners_rx) = mpsc::channel::<(u64, Owner)>(OUTPUT_QUEUE);
+        let mut tracker = Tracker::new(tracker_config, clock);
+        tracker.read_at_start(source.read_at_start());
         let st = Stages {
             source,
-            tracker: Tracker::new(tracker_config, clock),
+            tracker,
             sink_tx,
             records: Vec::with_capacity(RECORDS_KEPT_ROOM),
             lost_seen: 0,

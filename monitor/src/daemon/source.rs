@@ -9,7 +9,7 @@
 use std::{future::Future, path::PathBuf, sync::Arc};
 
 use aya::maps::{MapData, RingBuf};
-use monitor_common::event::{Event, EventKind};
+use monitor_common::event::{Event, EventKind, TcpCounters};
 use tokio::sync::{mpsc, watch};
 
 use crate::{
@@ -50,6 +50,13 @@ pub trait EventSource: Send + 'static {
     /// [`Self::events`]. Sources without copies ignore it.
     fn copies_to(&mut self, tx: mpsc::Sender<probe::OrderedCopies>) {
         let _ = tx;
+    }
+
+    /// The TCP counters of connections older than the run that the source read at start
+    /// (`(cookie, counters)`), handed to the tracker once, before the first event
+    /// ([`crate::tracker::Tracker::read_at_start`]). None by default.
+    fn read_at_start(&mut self) -> Vec<(u64, TcpCounters)> {
+        Vec::new()
     }
 
     /// Kernel-side counters, cumulative since start.
@@ -137,6 +144,8 @@ pub struct ProbeSource {
     copies: Option<mpsc::Sender<probe::OrderedCopies>>,
     /// The ring buffer's size (`probe.ring_buffer_kib`), for the drain's pacing.
     ring_bytes: usize,
+    /// Older connections' TCP counters read at start, until the pipeline takes them.
+    at_start: Vec<(u64, TcpCounters)>,
 }
 
 impl ProbeSource {
@@ -157,6 +166,7 @@ impl ProbeSource {
             clock,
             copies: None,
             ring_bytes: config.ring_buffer_bytes as usize,
+            at_start: Vec::new(),
         })
     }
 
@@ -164,9 +174,19 @@ impl ProbeSource {
     pub fn probe_mut(&mut self) -> &mut Probe {
         &mut self.probe
     }
+
+    /// Keeps older connections' TCP counters read at start for the pipeline
+    /// ([`EventSource::read_at_start`]).
+    pub fn keep_read_at_start(&mut self, counters: Vec<(u64, TcpCounters)>) {
+        self.at_start = counters;
+    }
 }
 
 impl EventSource for ProbeSource {
+    fn read_at_start(&mut self) -> Vec<(u64, TcpCounters)> {
+        std::mem::take(&mut self.at_start)
+    }
+
     fn cgroup(&self) -> PathBuf {
         self.probe.cgroup().to_path_buf()
     }

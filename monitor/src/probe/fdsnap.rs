@@ -369,7 +369,7 @@ fn counters_event(socket: &OwnedFd, cookie: u64, c: &Counters, flags: u32, famil
     ev.tuple.local_addr = c.local_addr;
     ev.tuple.local_port = c.local_port;
     ev.tuple.family = family;
-    if let Some(tcp) = tcp_counters(socket, c) {
+    if let Some(tcp) = tcp_counters(socket.as_fd(), u32::from(c.tcp_flags) & TCP_FIN_RECEIVED != 0) {
         ev.flags |= FLAG_TCP_COUNTERS;
         ev.tcp = tcp;
     }
@@ -414,12 +414,14 @@ fn words(ip: std::net::IpAddr) -> [u32; 4] {
 
 /// The kernel's TCP counters of a TCP socket, as the packet path sends them with an `Update`
 /// (`skb::tcp_counters`): bytes read or written without the syscall tracepoints (splice,
-/// zero-copy receive) are in them. `None` for other sockets, and where `TCP_INFO` is too old.
-fn tcp_counters(socket: &OwnedFd, c: &Counters) -> Option<TcpCounters> {
-    if socket_protocol(socket.as_fd()).ok()? != IPPROTO_TCP {
+/// zero-copy receive) are in them. `fin_seen`: the kernel programs saw the peer's FIN. `None`
+/// for other sockets, a closed one, and where `TCP_INFO` is too old. Also how the daemon reads
+/// older sockets' counters at start.
+pub fn tcp_counters(socket: BorrowedFd<'_>, fin_seen: bool) -> Option<TcpCounters> {
+    if socket_protocol(socket).ok()? != IPPROTO_TCP {
         return None;
     }
-    let info = tcp_info(socket.as_fd()).inspect_err(|e| debug!("snapshot: TCP_INFO: {e}")).ok()?;
+    let info = tcp_info(socket).inspect_err(|e| debug!("TCP_INFO: {e}")).ok()?;
     // Closed: its `TcpClose` carries the final counters (with the state before the close).
     let state = u32::from(info.state);
     if state == tcp_state::CLOSE {
@@ -428,7 +430,7 @@ fn tcp_counters(socket: &OwnedFd, c: &Counters) -> Option<TcpCounters> {
     // The state is read with the counters (under the socket's lock): a FIN that arrived after the
     // storage was copied shows in it.
     let fin_in_state = matches!(state, tcp_state::CLOSE_WAIT | tcp_state::LAST_ACK | tcp_state::CLOSING);
-    let fin = u32::from(c.tcp_flags) & TCP_FIN_RECEIVED | if fin_in_state { TCP_FIN_RECEIVED } else { 0 };
+    let fin = if fin_seen || fin_in_state { TCP_FIN_RECEIVED } else { 0 };
     let mut tcp = TcpCounters {
         bytes_acked: info.bytes_acked,
         bytes_received: info.bytes_received,
@@ -441,7 +443,7 @@ fn tcp_counters(socket: &OwnedFd, c: &Counters) -> Option<TcpCounters> {
     // What waits unread is not payload the process took (as the kernel programs' updates leave
     // it out, `TCP_CONSUMED`). Read after the counters: bytes arriving in between make it larger,
     // never the count too high.
-    if let Ok(unread) = unread_bytes(socket.as_fd())
+    if let Ok(unread) = unread_bytes(socket)
         && unread <= tcp.bytes_received
     {
         tcp.bytes_received -= unread;

@@ -311,6 +311,15 @@ impl Flow {
         matches!(&self.extra, Extra::Tcp(state) if !state.has_base) && !self.has(bit::ESTABLISHED) && !self.tcp_closed()
     }
 
+    /// A TCP flow counts from 0: its counters come less a base kept outside it
+    /// ([`super::bases`]), and it has just taken their first as its base.
+    pub(super) fn count_from_zero(&mut self) {
+        if let Extra::Tcp(state) = &mut self.extra {
+            state.base = [0, 0];
+            state.has_base = true;
+        }
+    }
+
     /// The socket was released (or, without release events, closed).
     pub(super) fn released(&self) -> bool {
         self.has(bit::RELEASED)

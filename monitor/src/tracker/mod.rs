@@ -20,6 +20,7 @@
 //!   flow alone. A socket that never reached ESTABLISHED ends at `Release`. If `TcpClose` has
 //!   not come `tcp_close_grace` after `Release`, the flow ends incomplete.
 
+mod bases;
 mod compact;
 pub(crate) use compact::comm_str;
 mod flow;
@@ -121,8 +122,8 @@ pub struct Tracker {
     /// listener's queue, can still be accepted later: its later events continue that flow
     /// ([`FlowRecord::resumed`]) from those totals, instead of counting its bytes twice.
     ended_without_file: lru::LruCache<u64, ((Payload, Wire), record::Direction)>,
-    /// Bases of older connections too large for their flows' (see [`tcp::WideBases`]).
-    wide_bases: tcp::WideBases,
+    /// Bases of connections older than the run kept outside their flows ([`bases`]).
+    older_bases: bases::OlderBases,
 }
 
 /// Flows of [`Tracker::ended_without_file`] remembered at most (a few MB of nothing else).
@@ -155,8 +156,17 @@ impl Tracker {
             ended_without_file: lru::LruCache::new(
                 std::num::NonZeroUsize::new(ENDED_WITHOUT_FILE).unwrap_or(std::num::NonZeroUsize::MIN),
             ),
-            wide_bases: tcp::WideBases::default(),
+            older_bases: bases::OlderBases::default(),
         }
+    }
+
+    /// The TCP counters of connections older than the run, read at start through a duplicate of
+    /// each socket (`(cookie, counters)`, unread bytes left out): such a connection counts from
+    /// them (or from its first counters in the run where those are lower), so what a splice reader
+    /// took between the start and its socket's first packet counts too. Call before the first
+    /// event.
+    pub fn read_at_start(&mut self, counters: impl IntoIterator<Item = (u64, monitor_common::event::TcpCounters)>) {
+        self.older_bases.read_at_start(counters);
     }
 
     /// The kernel counted events it could not hand over (ring buffer full) by `now_ns` (boot
@@ -187,11 +197,19 @@ impl Tracker {
         if self.ignored(kind, ev, key) {
             return;
         }
-        let rebased = self.wide_bases.rebase(kind, ev, key, || self.flows.get(&key));
-        let ev = rebased.as_ref().unwrap_or(ev);
+        let rebased = self.older_bases.rebase(kind, ev, key, || self.flows.get(&key));
+        let ev = match &rebased {
+            bases::Rebased::No => ev,
+            bases::Rebased::Less(ev) | bases::Rebased::First(ev) => ev,
+        };
         match self.flows.get_mut(&key) {
             Some(flow) => flow.absorb(kind, ev, &mut self.owners, &mut self.addrs),
             None => self.start(kind, ev, key),
+        }
+        if matches!(rebased, bases::Rebased::First(_))
+            && let Some(flow) = self.flows.get_mut(&key)
+        {
+            flow.count_from_zero();
         }
         self.follow(kind, ev, key, out);
     }
@@ -605,7 +623,7 @@ impl Tracker {
             }
         }
         self.flows.clear();
-        self.wide_bases.clear();
+        self.older_bases.clear();
         self.peers.clear();
         self.changed.clear();
         self.peer_flows = 0;
@@ -646,7 +664,7 @@ impl Tracker {
         self.flows.remove(&key);
         if key.peer.is_none() {
             self.resolved.remove(&key.cookie);
-            self.wide_bases.forget(key.cookie);
+            self.older_bases.forget(key.cookie);
         } else {
             self.peer_flows = self.peer_flows.saturating_sub(1);
             if let Some(list) = self.peers.get_mut(&key.cookie) {

@@ -218,6 +218,10 @@ pub fn all() -> Vec<Case> {
             crate::paths::splice_receive_across_a_restart,
         ),
         (
+            "path_splice_receive_of_bytes_queued_across_a_restart_counts_them",
+            crate::paths::splice_receive_of_bytes_queued_across_a_restart,
+        ),
+        (
             "path_splice_receive_across_a_restart_after_gibibytes_counts_what_was_read_after_it",
             crate::paths::splice_receive_across_a_restart_after_gibibytes,
         ),

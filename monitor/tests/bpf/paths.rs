@@ -111,19 +111,28 @@ pub fn splice_receive() {
 /// its release (an adversarial pass: 0 B; and one that ended later lost what it read after its
 /// last update).
 pub fn splice_receive_across_a_restart() {
-    splice_receive_across_a_restart_after(251 * 400, 5412);
+    splice_receive_across_a_restart_after(251 * 400, 0, 5412);
+}
+
+/// As [`splice_receive_across_a_restart`] where 200,800 bytes of the rest had arrived before the
+/// restart and are read after it, before the socket's first packet under the new run: counted
+/// from the counters the daemon read at start (they were missing from the record).
+pub fn splice_receive_of_bytes_queued_across_a_restart() {
+    splice_receive_across_a_restart_after(251 * 400, 251 * 800, 5418);
 }
 
 /// As [`splice_receive_across_a_restart`] after 4.3 GB read before the restart: the new run's
 /// first counters of the socket are past 32 bits (a re-check: they were taken as no base, and
 /// the splice reader was charged 0 B).
 pub fn splice_receive_across_a_restart_after_gibibytes() {
-    splice_receive_across_a_restart_after(251 * 17_200_000, 5417);
+    splice_receive_across_a_restart_after(251 * 17_200_000, 0, 5417);
 }
 
 /// A splice reader that read `first` bytes (a multiple of the helpers' 251-byte pattern: the
-/// reader checks the bytes) under one run and the rest under the next, from a server on `port`.
-fn splice_receive_across_a_restart_after(first: usize, port: u16) {
+/// reader checks the bytes) under one run and the rest under the next, from a server on `port`
+/// that sent `queued` bytes of the rest before the restart (read first under the next run; also
+/// a multiple of the pattern).
+fn splice_receive_across_a_restart_after(first: usize, queued: usize, port: u16) {
     let pair = Pair::private();
     let cg = TestCgroup::new();
     let second = 1_234_567usize;
@@ -131,7 +140,7 @@ fn splice_receive_across_a_restart_after(first: usize, port: u16) {
     let first_run = Monitor::start(&cg.path, "");
     let mut srv = spawn(
         "tcp-two-phase-server",
-        &[s(server), s(first), s(second)],
+        &[s(server), s(first + queued), s(second)],
         Place { netns: Some(&pair.b), cgroup: None, uid: Some(SERVER_UID) },
     );
     srv.line();
@@ -144,8 +153,15 @@ fn splice_receive_across_a_restart_after(first: usize, port: u16) {
     std::thread::sleep(std::time::Duration::from_millis(200));
     let before = first_run.stop();
     let second_run = Monitor::start_in(&cg.path, before.dir, "");
-    srv.send("go");
-    client.send("go");
+    if queued == 0 {
+        srv.send("go");
+        client.send("go");
+    } else {
+        // The queued bytes are read before the server sends more.
+        client.send("go");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        srv.send("go");
+    }
     let done = client.line();
     std::thread::sleep(std::time::Duration::from_millis(300));
     let out = second_run.stop();
@@ -154,7 +170,8 @@ fn splice_receive_across_a_restart_after(first: usize, port: u16) {
     client.finish();
     srv.finish();
     out.assert_nothing_lost();
-    assert_eq!(n(&done["rx_after_go"]), second as u64, "the helper read the rest");
+    let after = (queued + second) as u64;
+    assert_eq!(n(&done["rx_after_go"]), after, "the helper read the rest");
     let ends: Vec<&FlowRecord> = out
         .records
         .iter()
@@ -163,7 +180,7 @@ fn splice_receive_across_a_restart_after(first: usize, port: u16) {
     assert_eq!(ends.len(), 1, "one end of the client's flow: {ends:#?}");
     let r = ends[0];
     assert_eq!(r.event, RecordKind::Close, "{r:#?}");
-    assert_eq!((r.payload.rx_bytes, r.payload_sources.rx), (second as u64, PayloadSource::TcpCounters), "{r:#?}");
+    assert_eq!((r.payload.rx_bytes, r.payload_sources.rx), (after, PayloadSource::TcpCounters), "{r:#?}");
     assert_eq!(r.payload.tx_bytes, 0, "{r:#?}");
 }
 

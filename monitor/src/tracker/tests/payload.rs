@@ -444,3 +444,56 @@ fn a_connection_older_than_the_run_with_gibibytes_behind_it_counts_from_its_firs
         assert_eq!(last.payload.tx_bytes, if syscall_payload { 0 } else { 300 }, "{out:#?}");
     }
 }
+
+/// A splice reader older than the run that took bytes queued before a restart after it, before
+/// its socket's first packet under the new programs (a gap the last notes left open: up to one
+/// pacing gap, 60–90 KB in an adversarial pass): its counters read at start are its base, or
+/// its first counters in the run where those are lower (read before the start's).
+#[test]
+fn a_splice_reader_older_than_the_run_counts_from_its_counters_read_at_start() {
+    let tcp = |received: u64, flags: u32| TcpCounters {
+        bytes_acked: 1 + 100,
+        bytes_received: received,
+        old_state: tcp_state::ESTABLISHED,
+        flags: flags | TCP_CONSUMED,
+        ..TcpCounters::default()
+    };
+    let with_counters = |kind: EventKind, at: u64, received: u64, flags: u32| {
+        let mut e = ev(kind, at, counters(10, 10, 0, 0));
+        e.flags = FLAG_TCP_COUNTERS;
+        e.tcp = tcp(received, flags);
+        (kind, e)
+    };
+    let cookie = ev(EventKind::Update, 0, counters(0, 0, 0, 0)).cookie;
+    // Read at start: 5,000 taken; at its first packet 65,000; at its release 1,000,000 and the
+    // peer's FIN. 995,000 were read under the run.
+    let mut t = tracker();
+    t.read_at_start([(cookie, tcp(5_000, 0))]);
+    let mut release = with_counters(EventKind::Release, 21 * SEC, 1_000_001, TCP_FIN_RECEIVED);
+    release.1.tcp.old_state = tcp_state::CLOSE_WAIT;
+    let out = feed(&mut t, &[with_counters(EventKind::Discovered, 3 * SEC, 65_000, 0), release]);
+    let last = out.last().expect("the flow ends at its release");
+    assert_eq!((last.event, last.payload.rx_bytes, last.payload.tx_bytes), (RecordKind::Close, 995_000, 0), "{out:#?}");
+    // Its first packet came before the start's reading (counters 4,000): the lower one is the base.
+    let mut t = tracker();
+    t.read_at_start([(cookie, tcp(5_000, 0))]);
+    let out = feed(&mut t, &[with_counters(EventKind::Discovered, 3 * SEC, 4_000, 0), release]);
+    assert_eq!(out.last().expect("closed").payload.rx_bytes, 996_000, "{out:#?}");
+    // The peer's FIN came before the start (counted in `bytes_received` then): not a byte taken.
+    let mut t = tracker();
+    let mut start = tcp(5_001, TCP_FIN_RECEIVED);
+    start.old_state = tcp_state::CLOSE_WAIT;
+    t.read_at_start([(cookie, start)]);
+    let out = feed(&mut t, &[with_counters(EventKind::Discovered, 3 * SEC, 65_001, TCP_FIN_RECEIVED), release]);
+    assert_eq!(out.last().expect("closed").payload.rx_bytes, 995_000, "{out:#?}");
+    // A connection seen from its handshake (made after the start's reading) keeps its own base.
+    let mut t = tracker();
+    t.read_at_start([(cookie, tcp(5_000, 0))]);
+    let mut est = ev(EventKind::Established, 2 * SEC, ByteCounters::default());
+    est.flags = FLAG_TCP_COUNTERS;
+    est.tcp = TcpCounters { bytes_acked: 1, old_state: 1, ..TcpCounters::default() };
+    let mut events = vec![(EventKind::Established, est)];
+    events.extend(tcp_close(tcp_state::LAST_ACK, 1, 70_001, TCP_FIN_RECEIVED | TCP_CONSUMED, 0, 0));
+    let out = feed(&mut t, &events);
+    assert_eq!(out.last().expect("closed").payload.rx_bytes, 70_000, "{out:#?}");
+}

@@ -1,0 +1,105 @@
+//! Bases of TCP connections older than the run, kept outside their flows.
+//!
+//! A connection older than the run counts from its first TCP counters in the run (a flow keeps
+//! that base in 32 bits: a handshake's counters are a few KiB). Two bases do not fit there:
+//! counters past 4 GiB (a long-lived proxy's, across a daemon restart), and the counters the
+//! daemon read at start, through a duplicate of each older socket (`TCP_INFO` and `SIOCINQ`),
+//! which come before the socket's first packet under the new programs: a splice reader's bytes
+//! in between (data queued before the restart, read after it) count from them. Such a
+//! connection's counters are handed to its flow less its base here, and its flow counts from 0.
+//! Almost always empty: one flag test per event, one map test per TCP counter event while not.
+
+use monitor_common::event::{Event, EventKind, FLAG_TCP_COUNTERS, TcpCounters};
+
+use super::{
+    flow::{Flow, FlowKey},
+    tcp::stream_position,
+};
+
+/// See the module header.
+#[derive(Debug, Default)]
+pub(super) struct OlderBases {
+    /// Bases of flows that took one here, by socket cookie: their counters are handed on less it.
+    taken: foldhash::HashMap<u64, [u64; 2]>,
+    /// Stream positions read at start (older sockets then held by a process of the watched
+    /// cgroup), by socket cookie, until the socket's flow takes its first counters or ends.
+    read_at_start: foldhash::HashMap<u64, [u64; 2]>,
+}
+
+/// What [`OlderBases::rebase`] did to an event.
+pub(super) enum Rebased {
+    /// Nothing: the event as it came.
+    No,
+    /// Its counters less the flow's base taken here before.
+    Less(Event),
+    /// Its counters less a base this event gave the flow, the flow's first counters: the flow
+    /// counts from 0 ([`Flow::count_from_zero`]).
+    First(Event),
+}
+
+impl OlderBases {
+    /// Remembers the counters read at start of each older socket (`(cookie, counters)`; unread
+    /// bytes left out, `TCP_CONSUMED`).
+    pub(super) fn read_at_start(&mut self, counters: impl IntoIterator<Item = (u64, TcpCounters)>) {
+        self.read_at_start.extend(counters.into_iter().map(|(cookie, tcp)| (cookie, stream_position(&tcp))));
+    }
+
+    /// Event `ev` of flow `key` (`flow()`: the flow, when it is known already) with its TCP
+    /// counters less its socket's base kept here, or less a base it takes now: its first
+    /// counters in the run, when they do not fit 32 bits or counters were read at start (the
+    /// earlier of the two, each way).
+    pub(super) fn rebase<'a>(
+        &mut self,
+        kind: EventKind,
+        ev: &Event,
+        key: FlowKey,
+        flow: impl FnOnce() -> Option<&'a Flow>,
+    ) -> Rebased {
+        if ev.flags & FLAG_TCP_COUNTERS == 0 || key.peer.is_some() {
+            return Rebased::No;
+        }
+        if !self.taken.is_empty()
+            && let Some(base) = self.taken.get(&key.cookie)
+        {
+            return Rebased::Less(less(ev, *base));
+        }
+        let wide = |n: u64| u32::try_from(n).is_err();
+        let wide = wide(ev.tcp.bytes_acked) || wide(ev.tcp.bytes_received);
+        if !(wide || self.read_at_start.contains_key(&key.cookie))
+            || !matches!(kind, EventKind::Update | EventKind::Discovered)
+            || !flow().is_none_or(Flow::takes_first_counters_as_base)
+        {
+            return Rebased::No;
+        }
+        let now = stream_position(&ev.tcp);
+        let base = match self.read_at_start.remove(&key.cookie) {
+            Some(start) => [start[0].min(now[0]), start[1].min(now[1])],
+            None => now,
+        };
+        self.taken.insert(key.cookie, base);
+        Rebased::First(less(ev, base))
+    }
+
+    /// Socket `cookie`'s flow ended.
+    pub(super) fn forget(&mut self, cookie: u64) {
+        if !self.taken.is_empty() {
+            self.taken.remove(&cookie);
+        }
+        if !self.read_at_start.is_empty() {
+            self.read_at_start.remove(&cookie);
+        }
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.taken.clear();
+        self.read_at_start.clear();
+    }
+}
+
+/// `ev` with its TCP counters less `base`.
+fn less(ev: &Event, base: [u64; 2]) -> Event {
+    let mut rebased = *ev;
+    rebased.tcp.bytes_acked = ev.tcp.bytes_acked.saturating_sub(base[0]);
+    rebased.tcp.bytes_received = ev.tcp.bytes_received.saturating_sub(base[1]);
+    rebased
+}
