@@ -49,6 +49,12 @@ use crate::{clock::Clock, escape, tracker::record::Owner};
 
 /// Processes kept in the cache; the oldest are dropped beyond this.
 pub const MAX_PROCESSES: usize = 65_536;
+/// Bytes the cache's entries may take (as [`Cached::cost`] counts them); the oldest are dropped
+/// beyond this too: a process's command line may take up to [`MAX_CMDLINE`] (and more quoted),
+/// so a count alone let a host of long-lived JVMs take a gigabyte (a review).
+pub const MAX_CACHE_BYTES: usize = 32 << 20;
+/// What one remembered thread name costs an entry, roughly (a shared string and its set slot).
+const COMM_COST: usize = 64;
 /// Entries kept per pid (successive processes that reused it, successive programs of one): a
 /// long-lived socket of a program that more than this many followed under its pid would lose its
 /// entry and read the kernel's record from then on (a check: 4 flipped a chain of execs).
@@ -129,6 +135,24 @@ struct Cached {
     randomized: bool,
 }
 
+impl Cached {
+    /// Bytes the entry takes, roughly: its structs, the app's strings and its thread names.
+    fn cost(&self) -> usize {
+        let app = &self.app;
+        let text = |t: &Option<String>| t.as_ref().map_or(0, String::len);
+        size_of::<Self>()
+            + size_of::<App>()
+            + app.name.len()
+            + text(&app.exe)
+            + text(&app.cmdline)
+            + text(&app.user)
+            + text(&app.unit)
+            + text(&app.cgroup)
+            + text(&app.container)
+            + self.comms.len() * COMM_COST
+    }
+}
+
 /// App identities of processes, read from /proc when first seen.
 pub struct Identities {
     rules: AppRules,
@@ -136,6 +160,8 @@ pub struct Identities {
     tick_ns: u64,
     cache: HashMap<u32, Vec<Cached>>,
     order: VecDeque<u32>,
+    /// What the cache's entries take ([`Cached::cost`]), at most about [`MAX_CACHE_BYTES`].
+    bytes: usize,
     users: HashMap<u32, Option<String>>,
     /// Processes found gone from /proc, by (pid, uid, comm): when they were found gone
     /// (boot-time ns) and their app from kernel data. A socket that pid created before then was
@@ -197,6 +223,7 @@ impl Identities {
             tick_ns,
             cache: HashMap::new(),
             order: VecDeque::new(),
+            bytes: 0,
             users: HashMap::new(),
             gone: HashMap::new(),
             android: None,
@@ -345,8 +372,8 @@ impl Identities {
             Ok(now) if newest.exe == Some(now) => {}
             Ok(_) => return None,
         }
-        if !full {
-            newest.comms.insert(comm.into());
+        if !full && newest.comms.insert(comm.into()) {
+            self.bytes += COMM_COST;
         }
         Some(Arc::clone(&newest.app))
     }
@@ -537,18 +564,20 @@ impl Identities {
     }
 
     fn insert(&mut self, tgid: u32, entry: Cached) {
+        self.bytes += entry.cost();
         let entries = self.cache.entry(tgid).or_default();
         entries.push(entry);
         if entries.len() > PER_PID {
-            entries.remove(0);
+            let dropped = entries.remove(0);
+            self.bytes = self.bytes.saturating_sub(dropped.cost());
         }
         self.order.push_back(tgid);
-        while self.order.len() > MAX_PROCESSES {
-            if let Some(old) = self.order.pop_front()
-                && let Some(list) = self.cache.get_mut(&old)
-            {
+        while self.order.len() > MAX_PROCESSES || self.bytes > MAX_CACHE_BYTES {
+            let Some(old) = self.order.pop_front() else { break };
+            if let Some(list) = self.cache.get_mut(&old) {
                 if !list.is_empty() {
-                    list.remove(0);
+                    let dropped = list.remove(0);
+                    self.bytes = self.bytes.saturating_sub(dropped.cost());
                 }
                 if list.is_empty() {
                     self.cache.remove(&old);

@@ -668,3 +668,45 @@ fn a_program_run_from_memory_is_named_after_its_memory_file() {
     assert_eq!((app.name.as_str(), app.exe.as_deref()), ("memfd:usr/sbin/mon-memfd", Some("memfd:usr/sbin/mon-memfd")));
     assert_eq!((by_path.as_str(), by_memory.as_str()), ("memfd:usr/sbin/mon-memfd", "in-memory"));
 }
+
+/// The cache stays within its byte budget with long command lines (a review: 65,536 entries of
+/// JVM-sized command lines took about a gigabyte), dropping the oldest entries, and its count of
+/// bytes goes back to what the remaining entries take.
+#[test]
+fn long_command_lines_keep_the_cache_within_its_byte_budget() {
+    let mut ids = Identities::new(AppRules::default(), Clock::now());
+    let entry = |pid: u32| Cached {
+        start_ns: u64::from(pid),
+        app: Arc::new(App {
+            name: format!("java{pid}"),
+            exe: Some("/usr/lib/jvm/bin/java".into()),
+            cmdline: Some("x".repeat(MAX_CMDLINE)),
+            pid,
+            start_time: 0,
+            uid: 0,
+            user: None,
+            unit: None,
+            cgroup: None,
+            container: None,
+            source: AppSource::Proc,
+            android: None,
+        }),
+        exe: None,
+        exe_checked_ns: 0,
+        comms: foldhash::HashSet::default(),
+        exec_mark: 0,
+        randomized: false,
+    };
+    let per_entry = entry(1).cost();
+    assert!(per_entry > MAX_CMDLINE, "{per_entry}");
+    let inserted = 2 * MAX_CACHE_BYTES / per_entry;
+    for pid in 1..=u32::try_from(inserted).expect("pids") {
+        ids.insert(pid, entry(pid));
+    }
+    let kept: usize = ids.cache.values().map(Vec::len).sum();
+    assert!(ids.bytes <= MAX_CACHE_BYTES, "{} bytes", ids.bytes);
+    assert_eq!(ids.bytes, ids.cache.values().flatten().map(Cached::cost).sum::<usize>());
+    assert_eq!(kept, MAX_CACHE_BYTES / per_entry, "as many as fit, of {inserted}");
+    assert!(ids.cache.contains_key(&u32::try_from(inserted).expect("pid")), "the newest kept");
+    assert!(!ids.cache.contains_key(&1), "the oldest dropped");
+}
