@@ -4,7 +4,8 @@ use jiff::Timestamp;
 use nix::time::{ClockId, clock_gettime};
 
 /// Offset between the boot-time clock used by the kernel programs and the wall clock, taken
-/// once at start (the monitor does not follow later wall-clock steps).
+/// once at start (the monitor does not follow later wall-clock steps: the daemon's tick warns of
+/// one, [`Clock::wall_step_ns`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
     /// Wall-clock nanoseconds at boot-time zero.
@@ -63,6 +64,14 @@ impl Clock {
         u64::try_from(wall.as_nanosecond() - self.offset_ns).unwrap_or(0)
     }
 
+    /// How far the wall clock has been stepped since this clock was read (nanoseconds, later
+    /// positive): a step the monitor's times do not follow (NTP setting the clock after a boot
+    /// without a real-time clock, a restored VM, an operator's `date -s`).
+    #[must_use]
+    pub fn wall_step_ns(self) -> i128 {
+        ns(ClockId::CLOCK_REALTIME) - (ns(ClockId::CLOCK_BOOTTIME) + self.boot_shift_ns) - self.offset_ns
+    }
+
     /// Wall-clock time of a kernel timestamp.
     #[must_use]
     pub fn wall(self, boot_ns: u64) -> Timestamp {
@@ -73,6 +82,18 @@ impl Clock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With the wall clock left alone, neither a real nor a test clock sees a step.
+    #[test]
+    fn an_unstepped_wall_clock_shows_no_step() {
+        for clock in [Clock::now(), Clock::with_offset(1_000_000_000_000)] {
+            assert!(clock.wall_step_ns().abs() < 50_000_000, "{}", clock.wall_step_ns());
+        }
+        // A clock read as if the wall clock had been an hour behind at its start.
+        let mut behind = Clock::now();
+        behind.offset_ns -= 3_600_000_000_000;
+        assert!((behind.wall_step_ns() - 3_600_000_000_000).abs() < 50_000_000, "{}", behind.wall_step_ns());
+    }
 
     /// `boot_now` is `CLOCK_BOOTTIME` for the real clock, and a test clock's own boot time (the
     /// wall clock less its offset) for a test clock.

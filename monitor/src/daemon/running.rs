@@ -59,7 +59,13 @@ pub(super) struct Running<S> {
     copies: Copies,
     /// When a loss of kernel events last sent a statistics snapshot ([`LOSS_SNAPSHOT_GAP`]).
     loss_snapshot_at: Option<tokio::time::Instant>,
+    /// The wall-clock step since start last warned of (nanoseconds; [`WALL_STEP_WARNED`]).
+    wall_step_told: i128,
 }
+
+/// Wall-clock steps since the last one warned of that the tick warns of: the monitor's record
+/// times follow the wall clock as it was at start.
+const WALL_STEP_WARNED: i128 = 1_000_000_000;
 
 /// Least time between two statistics snapshots sent because the kernel lost events (a ring
 /// buffer full for hours must not write a statistics row a second).
@@ -76,6 +82,7 @@ impl<S: EventSource> Running<S> {
             records_due: None,
             copies: Copies::default(),
             loss_snapshot_at: None,
+            wall_step_told: 0,
         }
     }
 
@@ -139,6 +146,15 @@ impl<S: EventSource> Running<S> {
             warn!("{queued} of {SINK_QUEUE} records wait for the journal: it is behind the traffic");
         }
         st.sink_tx.send(SinkMsg::Tick).await;
+        let step = st.source.clock().wall_step_ns();
+        if (step - self.wall_step_told).abs() > WALL_STEP_WARNED {
+            self.wall_step_told = step;
+            warn!(
+                "the wall clock was set {:+.3} s since the monitor started: record times keep following the clock as \
+                 it was at start (restart the monitor to follow it; as a service, order it after time-sync.target)",
+                step as f64 / 1e9
+            );
+        }
         if lost && self.loss_snapshot_at.is_none_or(|at| at.elapsed() >= LOSS_SNAPSHOT_GAP) {
             self.loss_snapshot_at = Some(tokio::time::Instant::now());
             self.stats().await;
