@@ -22,6 +22,7 @@
 
 mod bases;
 mod compact;
+mod lookups;
 pub(crate) use compact::comm_str;
 mod flow;
 pub(crate) use flow::ip_of;
@@ -160,11 +161,9 @@ impl Tracker {
         }
     }
 
-    /// The TCP counters of connections older than the run, read at start through a duplicate of
-    /// each socket (`(cookie, counters)`, unread bytes left out): such a connection counts from
-    /// them (or from its first counters in the run where those are lower), so what a splice reader
-    /// took between the start and its socket's first packet counts too. Call before the first
-    /// event.
+    /// The TCP counters of connections older than the run, read at start (`(cookie, counters)`,
+    /// unread bytes left out): such a connection counts from them (module `bases`). Call before the
+    /// first event.
     pub fn read_at_start(&mut self, counters: impl IntoIterator<Item = (u64, monitor_common::event::TcpCounters)>) {
         self.older_bases.read_at_start(counters);
     }
@@ -629,26 +628,6 @@ impl Tracker {
         self.peer_flows = 0;
         self.owners.prune();
         self.addrs.clear();
-    }
-
-    /// Sockets waiting for an owner lookup in /proc (taken once).
-    pub fn take_owner_queries(&mut self) -> Vec<OwnerQuery> {
-        std::mem::take(&mut self.owner_queries)
-    }
-
-    /// Sets the owner found in /proc for every flow of `cookie`, unless the kernel knows better.
-    pub fn set_owner(&mut self, cookie: u64, owner: &Owner) {
-        self.resolved.insert(cookie, owner.clone());
-        let shared = self.owners.intern(FlowOwner::of(owner));
-        let socket = FlowKey { cookie, peer: None };
-        let peers = self.peers.get(&cookie).into_iter().flatten();
-        for key in std::iter::once(&socket).chain(peers) {
-            if let Some(flow) = self.flows.get_mut(key)
-                && owner.source > flow.owner.source
-            {
-                flow.owner = std::sync::Arc::clone(&shared);
-            }
-        }
     }
 
     /// Current counts.
