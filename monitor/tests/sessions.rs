@@ -40,11 +40,28 @@ fn err(out: &Output) -> String {
 }
 
 /// A journal as a daemon leaves it (schema, no records) and a config naming it and `extra`.
+/// Opens the journal's writer, waiting a moment while its lock is held: a child that another
+/// test of this binary forks between this test's last writer taking the lock and dropping it
+/// holds the lock until its exec (the descriptor is close-on-exec); under load that took longer
+/// than the next open (a flaky failure, `Locked`).
+fn open_writer(config: &JournalConfig, run: &RunInfo) -> JournalWriter {
+    let zone = monitor::zone::Zone::get("UTC").unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        match JournalWriter::open(config, run.clone(), &zone) {
+            Err(monitor::journal::Error::Locked { .. }) if started.elapsed() < std::time::Duration::from_secs(5) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            opened => return opened.unwrap(),
+        }
+    }
+}
+
 fn setup(dir: &Path, extra: &str) -> std::path::PathBuf {
     let journal = dir.join("journal.db");
     let config = JournalConfig { path: journal.clone(), ..JournalConfig::default() };
     let run = RunInfo { pid: 1, started_at: jiff::Timestamp::now(), config_path: None };
-    drop(JournalWriter::open(&config, run, &monitor::zone::Zone::get("UTC").unwrap()).unwrap());
+    drop(open_writer(&config, &run));
     let path = dir.join("monitor.toml");
     std::fs::write(&path, format!("[journal]\npath = \"{}\"\n\n{extra}", journal.display())).unwrap();
     path
@@ -270,7 +287,7 @@ fn sessions_of_seconds_count_exactly_their_records_in_reports_and_bundles() {
     let t = |s: &str| format!("2026-11-18T{s}Z").parse::<Timestamp>().unwrap();
     let config = JournalConfig { path: journal.clone(), ..JournalConfig::default() };
     let run = RunInfo { pid: 1, started_at: t("10:00:00"), config_path: None };
-    let mut w = JournalWriter::open(&config, run, &monitor::zone::Zone::get("UTC").unwrap()).unwrap();
+    let mut w = open_writer(&config, &run);
     let curl = std::sync::Arc::new(App {
         name: "curl".into(),
         exe: Some("/usr/bin/curl".into()),
