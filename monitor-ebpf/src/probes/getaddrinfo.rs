@@ -76,6 +76,12 @@ pub fn uretprobe_getaddrinfo(ctx: RetProbeContext) -> u32 {
     // SAFETY: the value is copied out before the entry is removed.
     let Some(call) = (unsafe { GAI_CALLS.get(id) }).copied() else { return 0 };
     let _ = GAI_CALLS.remove(id);
+    // Only watched threads' calls are remembered: an entry met by an unwatched one is a killed
+    // thread's, whose pid and thread id this one reuses (its pointers are not this process's; a
+    // review).
+    if !current_task_watched() {
+        return 0;
+    }
     let ret: i32 = ctx.ret();
     if ret == 0 {
         send(&call);
