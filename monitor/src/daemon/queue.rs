@@ -7,7 +7,8 @@
 //! burst of short connections is absorbed here and worked off when the burst ends. The loop
 //! hands on the records of one event batch as one message ([`SinkMsg::Records`]: one wake-up of
 //! the sink per batch, not per record), so the bound counts records, not messages: a message
-//! takes one permit per record it carries (at least one). When the permits are used up the
+//! takes one permit per record it carries, and a payload copy one per record's size of its bytes
+//! (at least one). When the permits are used up the
 //! loop's `send` waits (the task yields, no thread blocks), and behind it the tracker queue and
 //! then the ring buffer fill and the kernel counts lost events.
 //!
@@ -104,12 +105,21 @@ impl Drop for SinkRx {
     }
 }
 
-/// Permits a message takes: one per record or payload copy it carries, at least one; a batch
-/// larger than the whole queue takes every permit (it waits for an empty queue).
+/// Bytes a payload copy takes per permit: a record's size, so that the bound on memory holds
+/// for copies too (a copy holds up to 2 KiB of payload: one permit per copy let a burst of them
+/// hold about six times what the bound says; a review).
+const COPY_BYTES_PER_PERMIT: usize = 350;
+
+/// Permits a message takes: one per record it carries, one per [`COPY_BYTES_PER_PERMIT`] of a
+/// payload copy (its header included), at least one; a batch larger than the whole queue takes
+/// every permit (it waits for an empty queue).
 fn weight(msg: &SinkMsg, max: u32) -> u32 {
     let items = match msg {
         SinkMsg::Records(records) => records.len(),
-        SinkMsg::Copies(copies) => copies.len(),
+        SinkMsg::Copies(copies) => copies
+            .iter()
+            .map(|c| (size_of::<crate::probe::Copied>() + c.data.len()).div_ceil(COPY_BYTES_PER_PERMIT))
+            .sum(),
         _ => 1,
     };
     u32::try_from(items).unwrap_or(u32::MAX).clamp(1, max)
@@ -181,15 +191,22 @@ mod tests {
     /// A batch of payload copies weighs its copies, as a batch of records its records: the
     /// queue's bound holds whatever the messages carry (review finding: a batch of copies took
     /// one permit however many copies it held).
+    /// Copies weigh their bytes too: a full 2 KiB copy as several records (a later review: one
+    /// permit per copy let copies hold six times the bound's memory).
     #[test]
     fn a_batch_of_copies_weighs_its_copies() {
-        let copy =
-            || crate::probe::Copied { header: monitor_common::copy::CopyHeader::default(), data: Box::new([0; 8]) };
-        let copies = |n: usize| SinkMsg::Copies(Box::new((0..n).map(|_| copy()).collect()));
-        assert_eq!(weight(&copies(5), 100), 5);
-        assert_eq!(weight(&copies(0), 100), 1, "at least one");
-        assert_eq!(weight(&copies(500), 100), 100, "at most the whole queue");
+        let copy = |len: usize| crate::probe::Copied {
+            header: monitor_common::copy::CopyHeader::default(),
+            data: vec![0; len].into_boxed_slice(),
+        };
+        let copies = |n: usize, len: usize| SinkMsg::Copies(Box::new((0..n).map(|_| copy(len)).collect()));
+        assert_eq!(weight(&copies(5, 8), 100), 5);
+        assert_eq!(weight(&copies(0, 8), 100), 1, "at least one");
+        assert_eq!(weight(&copies(500, 8), 100), 100, "at most the whole queue");
         assert_eq!(weight(&SinkMsg::Tick, 100), 1);
+        let full = size_of::<crate::probe::Copied>() + 2048;
+        assert_eq!(weight(&copies(3, 2048), 1000), u32::try_from(3 * full.div_ceil(COPY_BYTES_PER_PERMIT)).unwrap());
+        assert!(weight(&copies(1, 2048), 1000) >= 6, "a full copy weighs what six records do");
     }
 
     /// The sink thread dying (a panic) while the queue is full: the loop's waiting `send`
