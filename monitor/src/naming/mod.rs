@@ -41,9 +41,13 @@ use crate::{
     tracker::{FlowRecord, ip_of, record::RecordKind},
 };
 
-/// Flows whose ClientHello state is kept at once (reassembling or named, until their record
-/// closes). Past it the least recently touched is forgotten (counted in `flow_evictions`).
+/// Flows whose ClientHello is being reassembled at once (or found to carry no name, until their
+/// record closes). Past it the least recently touched is forgotten (counted in `flow_evictions`).
 pub const MAX_NAMED_FLOWS: usize = 65_536;
+/// Open flows whose server name is kept at once (from their ClientHello to their closing
+/// record). Past it the oldest is forgotten (counted in `flow_evictions`): only with this many
+/// flows open that a ClientHello named.
+pub const MAX_OPEN_NAMED_FLOWS: usize = 262_144;
 /// Payload copies queued between the ring-buffer drainer and the tracker loop (batches of one
 /// drain pass each). Full ⇒ the drainer drops the pass's copies, counted in `copies_dropped`.
 pub const COPY_QUEUE: usize = 256;
@@ -57,15 +61,10 @@ const QUIC_PORT: u16 = 443;
 /// socket are separate flows).
 type FlowId = (u64, SocketAddr);
 
-/// ClientHello state of one flow.
+/// ClientHello state of one flow, until it names the flow.
 enum Hello {
     Tls(ClientHelloReassembler),
     Quic(InitialReassembler),
-    /// The ClientHello's server name (`quic`: from QUIC Initials).
-    Named {
-        sni: Sni,
-        quic: bool,
-    },
     /// Not a handshake, no name in it, or malformed: nothing more to learn.
     Over,
 }
@@ -74,6 +73,11 @@ enum Hello {
 pub struct Naming {
     table: NameTable<String>,
     hellos: LruCache<FlowId, Hello>,
+    /// Server names of open flows (`true`: from QUIC Initials), from their ClientHello to their
+    /// closing record: a long-lived flow keeps its name however many flows were reassembled
+    /// since (a review: in the reassembly LRU, which records do not touch, 65,536 later
+    /// handshakes took it, and its later records lost the name).
+    named: LruCache<FlowId, (Sni, bool)>,
     stats: NamingStats,
 }
 
@@ -83,8 +87,13 @@ impl Naming {
     /// # Errors
     /// When a size in `config` is zero.
     pub fn new(config: NameTableConfig) -> Result<Self, crate::names::table::ConfigError> {
-        let cap = std::num::NonZeroUsize::new(MAX_NAMED_FLOWS).unwrap_or(std::num::NonZeroUsize::MIN);
-        Ok(Self { table: NameTable::new(config)?, hellos: LruCache::new(cap), stats: NamingStats::default() })
+        let cap = |n: usize| std::num::NonZeroUsize::new(n).unwrap_or(std::num::NonZeroUsize::MIN);
+        Ok(Self {
+            table: NameTable::new(config)?,
+            hellos: LruCache::new(cap(MAX_NAMED_FLOWS)),
+            named: LruCache::new(cap(MAX_OPEN_NAMED_FLOWS)),
+            stats: NamingStats::default(),
+        })
     }
 
     /// Feeds one payload copy, from a socket of app `app` (or a `getaddrinfo` result of `app`).
@@ -161,6 +170,9 @@ impl Naming {
     }
 
     fn hello(&mut self, id: FlowId, data: &[u8], tcp: bool) {
+        if self.named.contains(&id) {
+            return;
+        }
         if !self.hellos.contains(&id) {
             let fresh =
                 if tcp { Hello::Tls(ClientHelloReassembler::new()) } else { Hello::Quic(InitialReassembler::new()) };
@@ -172,7 +184,7 @@ impl Naming {
         let (progress, quic) = match state {
             Hello::Tls(r) => (r.push(data), false),
             Hello::Quic(r) => (r.push(data), true),
-            Hello::Named { .. } | Hello::Over => return,
+            Hello::Over => return,
         };
         *state = match progress {
             Progress::NeedMore => return,
@@ -183,7 +195,11 @@ impl Naming {
                     self.stats.sni += 1;
                 }
                 self.stats.ech += u64::from(sni.ech);
-                Hello::Named { sni, quic }
+                self.hellos.pop(&id);
+                if self.named.push(id, (sni, quic)).is_some_and(|(old, _)| old != id) {
+                    self.stats.flow_evictions += 1;
+                }
+                return;
             }
             Progress::Done(None) | Progress::NotTls => Hello::Over,
             Progress::Malformed(kind) => {
@@ -202,13 +218,12 @@ impl Naming {
             return Names::default();
         };
         let id = (record.cookie, remote);
-        let hello = match self.hellos.peek(&id) {
-            Some(Hello::Named { sni, quic }) => Some((sni.clone(), *quic)),
-            _ => None,
-        };
-        if record.event != RecordKind::Update {
+        let hello = if record.event == RecordKind::Update {
+            self.named.peek(&id).cloned()
+        } else {
             self.hellos.pop(&id);
-        }
+            self.named.pop(&id)
+        };
         let dns = self.table.lookup(app, remote.ip(), first_seen_ns);
         let names =
             Names::combine(hello.as_ref().map(|(s, _)| s), hello.as_ref().is_some_and(|(_, q)| *q), dns.as_ref());

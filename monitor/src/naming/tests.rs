@@ -210,3 +210,22 @@ fn getaddrinfo_results_name_the_calling_app_and_hostile_names_are_counted() {
     assert_eq!((stats.getaddrinfo, stats.copies, stats.malformed_total), (1, 0, 1), "{stats:?}");
     assert_eq!(stats.table.hits_getaddrinfo, 1);
 }
+
+/// A long-lived flow keeps its server name on every record, however many handshakes other
+/// flows made since (a review: in the reassembly LRU, which records did not touch, 65,536 later
+/// handshakes took it and the flow's later records lost the name); its closing record lets go.
+#[test]
+fn a_long_lived_flow_keeps_its_server_name_past_many_later_handshakes() {
+    let mut n = Naming::new(NameTableConfig::default()).unwrap();
+    let hello = client_hello("long.svc.test");
+    n.copy("app", &copy(1, (SERVER, 443), COPY_EGRESS | COPY_TCP, 1_000, &hello));
+    // Later flows whose handshakes never end (half a ClientHello each), past the LRU's size.
+    let half = &hello[..hello.len() / 2];
+    for cookie in 2..(super::MAX_NAMED_FLOWS as u64 + 100) {
+        n.copy("app", &copy(cookie, (SERVER, 443), COPY_EGRESS | COPY_TCP, 2_000, half));
+    }
+    let host = |n: &mut Naming, event| n.name("app", &record(1, event), 1_000).hostname.map(|h| h.as_str().to_owned());
+    assert_eq!(host(&mut n, RecordKind::Update).as_deref(), Some("long.svc.test"));
+    assert_eq!(host(&mut n, RecordKind::Close).as_deref(), Some("long.svc.test"));
+    assert_eq!(host(&mut n, RecordKind::Update), None, "the close let go of it");
+}
