@@ -90,21 +90,25 @@ pub fn sock_release(ctx: SockContext) -> i32 {
     // SAFETY: ctx field read.
     let protocol = unsafe { (*sk).protocol };
     // SAFETY: non-null map value.
-    let Some(c) = (unsafe { counters.as_mut() }) else {
+    match unsafe { counters.as_mut() } {
+        Some(c) => released(sk, c, protocol),
         // Never seen: created before the monitor and silent since.
-        if protocol == u32::from(IPPROTO_TCP) {
-            silent_tcp_released(sk.cast());
-        } else {
-            stat(monitor_common::maps::STAT_RELEASED_UNCOUNTED, 1);
-        }
-        return ALLOW;
-    };
+        None if protocol == u32::from(IPPROTO_TCP) => silent_tcp_released(sk),
+        None => stat(monitor_common::maps::STAT_RELEASED_UNCOUNTED, 1),
+    }
+    ALLOW
+}
+
+/// [`sock_release`] of a socket with counters. A function of its own: its frame and that of
+/// [`silent_tcp_released`] are never on the stack together (the verifier bounds the sum).
+#[inline(never)]
+fn released(sk: *mut aya_ebpf::bindings::bpf_sock, c: &mut Counters, protocol: u32) {
     stat(monitor_common::maps::STAT_SOCKETS_RELEASED, 1);
     // Without `bpf_skc_to_mptcp_sock` (before 5.19) an MPTCP socket's subflows are counted as TCP
     // sockets of their own (`mptcp`): its own record would count its bytes twice, unless the
     // packet path is missing (`FALLBACK_DISCOVER`) and its payload is all that is seen.
     if protocol == u32::from(IPPROTO_MPTCP) && !mptcp_subflows() && !fallback(FALLBACK_DISCOVER) {
-        return ALLOW;
+        return;
     }
     // A TCP socket whose `TCP_CLOSE` `sock_ops` will report ends with that event instead (one
     // event per socket fewer; the process can no longer read or write, so the payload counters
@@ -113,14 +117,14 @@ pub fn sock_release(ctx: SockContext) -> i32 {
     if protocol == u32::from(IPPROTO_TCP) {
         let before = set_bits(&raw mut c.flags, COUNTER_RELEASED);
         if before & (COUNTER_STATE_CB | COUNTER_TCP_CLOSED) == COUNTER_STATE_CB {
-            return ALLOW;
+            return;
         }
     } else if protocol == u32::from(IPPROTO_MPTCP) && c.flags & COUNTER_MPTCP != 0 && mptcp_subflows() {
         // Its flow ends when its last subflow closes too (`mptcp`).
         // SAFETY: the context is a socket.
         let cookie = unsafe { bpf_get_socket_cookie(sk.cast()) };
         super::mptcp::released(sk, cookie, c);
-        return ALLOW;
+        return;
     }
     // SAFETY: the context is a socket.
     let cookie = unsafe { bpf_get_socket_cookie(sk.cast()) };
@@ -153,7 +157,6 @@ pub fn sock_release(ctx: SockContext) -> i32 {
             tcp,
         },
     );
-    ALLOW
 }
 
 /// The kernel's TCP counters of a socket its process releases, read at their BTF offsets
@@ -200,20 +203,51 @@ fn released_tcp_counters(sk: *mut aya_ebpf::bindings::bpf_sock, c: &Counters) ->
     (FLAG_TCP_COUNTERS, tcp)
 }
 
-/// A TCP socket older than the monitor that moved nothing under it, released by its process:
+/// A TCP socket older than the monitor that sent no packet under it, released by its process:
 /// its FIN and the packets after it (sent by the kernel, after the release) would otherwise be
 /// discovered as a flow without an owner that no event ends. Counters marked released make
 /// them part of no flow, as the closing packets of an older socket that did move bytes (the
 /// tracker drops a released socket's `Update` or `Discovered` when it knows no flow of it).
 /// Without storage (allocation failed) the packets are discovered as before.
-#[inline(always)]
-fn silent_tcp_released(sk: *mut core::ffi::c_void) {
+///
+/// One whose owner the daemon recorded at its start (held then by a process of the watched
+/// cgroup) may still have moved bytes without a packet under the monitor: read data queued
+/// before a restart (an adversarial pass: such readers had no record at all). Its release sends
+/// a `Release` with the kernel's TCP counters, which the daemon compares with those it read at
+/// start; a socket that moved nothing since has no record.
+#[inline(never)]
+fn silent_tcp_released(sk: *mut aya_ebpf::bindings::bpf_sock) {
     // SAFETY: null-checked map value.
-    if let Some(c) = unsafe { COUNTERS.get_or_create(sk).as_mut() } {
-        c.flags |= COUNTER_RELEASED;
-        c.copy_state |= COPY_STATE_DONE;
-        // Its next `Update` falls due an interval from now, not at its FIN.
-        // SAFETY: helper without arguments.
-        c.last_report_ns = unsafe { bpf_ktime_get_coarse_ns() };
+    let Some(c) = (unsafe { COUNTERS.get_or_create(sk.cast()).as_mut() }) else { return };
+    c.flags |= COUNTER_RELEASED;
+    c.copy_state |= COPY_STATE_DONE;
+    // Its next `Update` falls due an interval from now, not at its FIN.
+    // SAFETY: helper without arguments.
+    c.last_report_ns = unsafe { bpf_ktime_get_coarse_ns() };
+    let owner = crate::maps::OWNER.get(sk.cast(), false).cast_const();
+    // SAFETY: null-checked map value.
+    if !unsafe { owner.as_ref() }.is_some_and(|o| o.source != OwnerSource::Unknown as u8) {
+        return;
     }
+    let (tcp_flag, tcp) = released_tcp_counters(sk, c);
+    if tcp_flag == 0 {
+        return;
+    }
+    // SAFETY: the context is a socket.
+    let cookie = unsafe { bpf_get_socket_cookie(sk.cast()) };
+    let tuple = release_tuple(sk, c);
+    let bytes = c.bytes();
+    emit(
+        EventKind::Release,
+        &EventData {
+            cookie,
+            flags: socket_flags(c) | tcp_flag,
+            generation: 0,
+            first_ns: 0,
+            owner,
+            tuple: &tuple,
+            bytes: &raw const bytes,
+            tcp,
+        },
+    );
 }

@@ -7,6 +7,8 @@
 //! which come before the socket's first packet under the new programs: a splice reader's bytes
 //! in between (data queued before the restart, read after it) count from them. Such a
 //! connection's counters are handed to its flow less its base here, and its flow counts from 0.
+//! A connection that sent no packet under the programs ends with a `Release` carrying its
+//! counters (its first event): counted from those read at start, else without them.
 //! Almost always empty: one flag test per event, one map test per TCP counter event while not.
 
 use monitor_common::event::{Event, EventKind, FLAG_TCP_COUNTERS, TcpCounters};
@@ -35,6 +37,10 @@ pub(super) enum Rebased {
     /// Its counters less a base this event gave the flow, the flow's first counters: the flow
     /// counts from 0 ([`Flow::count_from_zero`]).
     First(Event),
+    /// Without its TCP counters: the release of a connection older than the run that is the
+    /// flow's first event, with no counters read at start: they count the connection's whole
+    /// life, not this run's.
+    Without(Event),
 }
 
 impl OlderBases {
@@ -63,18 +69,26 @@ impl OlderBases {
         {
             return Rebased::Less(less(ev, *base));
         }
-        let wide = |n: u64| u32::try_from(n).is_err();
-        let wide = wide(ev.tcp.bytes_acked) || wide(ev.tcp.bytes_received);
-        if !(wide || self.read_at_start.contains_key(&key.cookie))
-            || !matches!(kind, EventKind::Update | EventKind::Discovered)
-            || !flow().is_none_or(Flow::takes_first_counters_as_base)
-        {
+        // The flow's first counters in the run: its discovery or an update (a connection older than
+        // the run), or the release of one that sent no packet under the programs (its first event).
+        let first = match kind {
+            EventKind::Update | EventKind::Discovered => flow().is_none_or(Flow::takes_first_counters_as_base),
+            EventKind::Release => flow().is_none(),
+            _ => false,
+        };
+        if !first {
             return Rebased::No;
         }
         let now = stream_position(&ev.tcp);
         let base = match self.read_at_start.remove(&key.cookie) {
             Some(start) => [start[0].min(now[0]), start[1].min(now[1])],
-            None => now,
+            None if kind == EventKind::Release => {
+                let mut without = *ev;
+                without.flags &= !FLAG_TCP_COUNTERS;
+                return Rebased::Without(without);
+            }
+            None if u32::try_from(ev.tcp.bytes_acked).is_err() || u32::try_from(ev.tcp.bytes_received).is_err() => now,
+            None => return Rebased::No,
         };
         self.taken.insert(key.cookie, base);
         Rebased::First(less(ev, base))

@@ -317,6 +317,8 @@ impl Flow {
         if let Extra::Tcp(state) = &mut self.extra {
             state.base = [0, 0];
             state.has_base = true;
+            // Older than the run (its first event may be its release, which takes no base).
+            state.marks |= tcp_mark::RX_BASE_ONLY;
         }
     }
 

@@ -199,7 +199,7 @@ impl Tracker {
         let rebased = self.older_bases.rebase(kind, ev, key, || self.flows.get(&key));
         let ev = match &rebased {
             bases::Rebased::No => ev,
-            bases::Rebased::Less(ev) | bases::Rebased::First(ev) => ev,
+            bases::Rebased::Less(ev) | bases::Rebased::First(ev) | bases::Rebased::Without(ev) => ev,
         };
         match self.flows.get_mut(&key) {
             Some(flow) => flow.absorb(kind, ev, &mut self.owners, &mut self.addrs),

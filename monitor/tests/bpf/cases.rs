@@ -218,6 +218,10 @@ pub fn all() -> Vec<Case> {
             crate::paths::splice_receive_across_a_restart,
         ),
         (
+            "path_splice_reader_of_queued_bytes_closing_before_a_packet_has_its_record",
+            crate::paths::splice_reader_of_queued_bytes_closing_before_a_packet,
+        ),
+        (
             "path_splice_receive_of_bytes_queued_across_a_restart_counts_them",
             crate::paths::splice_receive_of_bytes_queued_across_a_restart,
         ),

@@ -106,7 +106,7 @@ pub(crate) fn preexisting_socket_idle_then_closed() {
 /// both processes, the client first: its socket is released before its FIN leaves, so its
 /// packets come after the only hook that knows its owner. It moved no payload while the monitor
 /// ran: no record of it, neither an ownerless flow of its closing packets nor an open flow left
-/// until the monitor stops.
+/// until the monitor stops (its release's counters equal those the daemon read at start).
 pub(crate) fn preexisting_socket_silent_then_closed() {
     let pair = Pair::private();
     let cg = TestCgroup::new();
@@ -129,8 +129,11 @@ pub(crate) fn preexisting_socket_silent_then_closed() {
         out.records.iter().filter(|r| r.local == Some(local) || r.remote == Some(local)).collect();
     assert!(of_it.is_empty(), "the silent old connection left records: {of_it:#?}");
     // Nor a flow without an owner, open until the monitor stops: its closing packets announce
-    // nothing (the only socket of the cgroup).
-    assert_eq!(out.stats["kernel"]["events_submitted"], 0, "{}", out.stats);
+    // nothing (the only socket of the cgroup). Its release sends its counters (its owner was
+    // recorded at start), equal to those read at start: a silent socket, no record.
+    assert_eq!(out.stats["kernel"]["events_submitted"], 1, "{}", out.stats);
+    let tracker = &out.stats["tracker"];
+    assert_eq!((&tracker["silent_sockets"], &tracker["open_flows"]), (&1.into(), &0.into()), "{}", out.stats);
     out.assert_nothing_lost();
 }
 

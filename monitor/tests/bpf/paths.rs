@@ -121,6 +121,56 @@ pub fn splice_receive_of_bytes_queued_across_a_restart() {
     splice_receive_across_a_restart_after(251 * 400, 251 * 800, 5418);
 }
 
+/// A splice reader older than the run that reads bytes queued before the restart and closes the
+/// socket (the peer sends nothing more; the FIN goes out after the release). Whether its reads
+/// send a window update before the release is up to the kernel's timing: without one its
+/// release is its only event under the new run, counted from the counters the daemon read at
+/// start (an adversarial pass: such readers had no record at all; the record then has no local
+/// address); with one it is discovered at that packet. Either way its `close` holds exactly
+/// what it read.
+pub fn splice_reader_of_queued_bytes_closing_before_a_packet() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    // A long transfer first: its receive window grows past what a read of the queued bytes can
+    // double, so that read sends no window update.
+    let (first, queued) = (251 * 400_000usize, 251 * 8_000usize);
+    let server = SocketAddr::new(pair.b_v4[0].parse().unwrap(), 5419);
+    let first_run = Monitor::start(&cg.path, "");
+    let mut srv = spawn(
+        "tcp-two-phase-server",
+        &[s(server), s(first + queued), s(0)],
+        Place { netns: Some(&pair.b), cgroup: None, uid: Some(SERVER_UID) },
+    );
+    srv.line();
+    let mut client = spawn(
+        "tcp-splice-two-phase-client",
+        &[s(server), s(first), s(queued)],
+        Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) },
+    );
+    let local: SocketAddr = client.line()["local"].as_str().unwrap().parse().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let before = first_run.stop();
+    let second_run = Monitor::start_in(&cg.path, before.dir, "");
+    client.send("go");
+    let done = client.line();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = second_run.stop();
+    srv.send("go");
+    client.send("exit");
+    srv.send("exit");
+    client.finish();
+    srv.finish();
+    out.assert_nothing_lost();
+    assert_eq!(n(&done["rx_after_go"]), queued as u64, "the helper read the queued bytes");
+    let ends: Vec<&FlowRecord> = out.records.iter().filter(|r| r.local.is_none_or(|l| l == local)).collect();
+    let ends: Vec<&FlowRecord> =
+        ends.into_iter().filter(|r| r.remote == Some(server) && r.event == RecordKind::Close).collect();
+    assert_eq!(ends.len(), 1, "one close of the client's flow: {:#?}", out.records);
+    let r = ends[0];
+    assert_eq!((r.payload.rx_bytes, r.payload_sources.rx), (queued as u64, PayloadSource::TcpCounters), "{r:#?}");
+    assert_eq!((r.payload.tx_bytes, r.owner.uid), (0, CLIENT_UID), "{r:#?}");
+}
+
 /// As [`splice_receive_across_a_restart`] after 4.3 GB read before the restart: the new run's
 /// first counters of the socket are past 32 bits (a re-check: they were taken as no base, and
 /// the splice reader was charged 0 B).

@@ -262,18 +262,20 @@ pub fn run(role: &str, args: &[String]) -> bool {
             report(&s, send, rx, json!({}));
             crate::helper::wait_stdin("exit");
         }
-        // tcp-splice-two-phase-client SERVER FIRST: reads FIRST bytes (a multiple of the pattern's
-        // 251) with splice(2), says where it is, waits for "go", reads the rest with splice(2) to
-        // the end, closes the socket, reports what it read after "go" and waits for "exit".
+        // tcp-splice-two-phase-client SERVER FIRST [THEN]: reads FIRST bytes (a multiple of the
+        // pattern's 251) with splice(2), says where it is, waits for "go", reads the rest with
+        // splice(2) to the end (or THEN bytes, without waiting for the end), closes the socket,
+        // reports what it read after "go" and waits for "exit".
         "tcp-splice-two-phase-client" => {
             name("mon-splice-two");
             let first: usize = arg(1).parse().unwrap();
+            let then: Option<usize> = args.get(2).map(|t| t.parse().unwrap());
             let s = TcpStream::connect(arg(0)).unwrap();
             assert_eq!(splice_up_to(&s, first), first);
             let local = s.local_addr().unwrap().to_string();
             say(&json!({"connected": true, "local": local, "pid": std::process::id()}));
             crate::helper::wait_stdin("go");
-            let rx = splice_to_end(&s);
+            let rx = then.map_or_else(|| splice_to_end(&s), |then| splice_up_to(&s, then));
             drop(s);
             say(&json!({"local": local, "rx_after_go": rx}));
             crate::helper::wait_stdin("exit");

@@ -497,3 +497,40 @@ fn a_splice_reader_older_than_the_run_counts_from_its_counters_read_at_start() {
     let out = feed(&mut t, &events);
     assert_eq!(out.last().expect("closed").payload.rx_bytes, 70_000, "{out:#?}");
 }
+
+/// A connection older than the run whose reader took queued bytes and closed before any packet
+/// passed under the new programs: its only event is its release, with the kernel's counters
+/// (an adversarial pass: no record at all). Counted from those read at start; one the daemon
+/// did not read at start has no record rather than its whole life's bytes.
+#[test]
+fn an_older_connection_whose_only_event_is_its_release_counts_from_its_counters_read_at_start() {
+    let tcp = |received: u64| TcpCounters {
+        bytes_acked: 1 + 100,
+        bytes_received: received,
+        old_state: tcp_state::ESTABLISHED,
+        flags: TCP_CONSUMED,
+        ..TcpCounters::default()
+    };
+    let release = || {
+        let mut e = ev(EventKind::Release, 4 * SEC, ByteCounters::default());
+        e.flags = FLAG_TCP_COUNTERS;
+        e.tcp = tcp(205_000);
+        e.first_ns = 0;
+        (EventKind::Release, e)
+    };
+    for syscall_payload in [true, false] {
+        let config = TrackerConfig { syscall_payload, ..config() };
+        let mut t = Tracker::new(config, Clock::with_offset(0));
+        t.read_at_start([(7, tcp(5_000))]);
+        let out = feed(&mut t, &[release()]);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        let r = &out[0];
+        assert_eq!((r.event, r.payload.rx_bytes, r.payload.tx_bytes), (RecordKind::Close, 200_000, 0), "{r:#?}");
+        assert_eq!(r.owner.tgid, 42, "the owner the release carries");
+        assert_eq!(t.stats().open_flows, 0);
+        // Not read at start: its counters are its whole life's, not this run's.
+        let mut t = Tracker::new(config, Clock::with_offset(0));
+        assert!(feed(&mut t, &[release()]).is_empty(), "syscall payload {syscall_payload}");
+        assert_eq!(t.stats().silent_sockets, 1);
+    }
+}
