@@ -134,7 +134,6 @@ fn released(sk: *mut aya_ebpf::bindings::bpf_sock, c: &mut Counters, protocol: u
     if per_peer(u32::from(tuple.protocol), u32::from(tuple.remote_port), c.flags) {
         super::skb::emit_slots(sk.cast(), EventKind::PeerClosed, cookie, owner, &tuple, c.raw_flag());
     }
-    let bytes = c.bytes();
     // A TCP socket ends here with the kernel's counters as its process left them: one whose end
     // no `TCP_CLOSE` of this monitor reports (one older than it: its handshake, where the state
     // callbacks are turned on, came before), or bytes read without `recvmsg` (splice) since its
@@ -144,15 +143,30 @@ fn released(sk: *mut aya_ebpf::bindings::bpf_sock, c: &mut Counters, protocol: u
     // will (a re-check: a splice reader reset by its peer was charged bytes it never read).
     let (tcp_flag, tcp) =
         if protocol == u32::from(IPPROTO_TCP) { released_tcp_counters(sk, c) } else { (0, TcpCounters::default()) };
+    emit_release(cookie, c, c.created_ns, owner, &tuple, (tcp_flag, tcp));
+}
+
+/// The `Release` of socket `cookie` (counters `c`, first seen at `first_ns`), with the TCP
+/// counters its release read (`(FLAG_TCP_COUNTERS, counters)`, or none).
+#[inline(always)]
+fn emit_release(
+    cookie: u64,
+    c: &Counters,
+    first_ns: u64,
+    owner: *const monitor_common::sock::Owner,
+    tuple: &monitor_common::event::Tuple,
+    (tcp_flag, tcp): (u32, TcpCounters),
+) {
+    let bytes = c.bytes();
     emit(
         EventKind::Release,
         &EventData {
             cookie,
             flags: socket_flags(c) | tcp_flag,
             generation: 0,
-            first_ns: c.created_ns,
+            first_ns,
             owner,
-            tuple: &tuple,
+            tuple,
             bytes: &raw const bytes,
             tcp,
         },
@@ -229,25 +243,11 @@ fn silent_tcp_released(sk: *mut aya_ebpf::bindings::bpf_sock) {
     if !unsafe { owner.as_ref() }.is_some_and(|o| o.source != OwnerSource::Unknown as u8) {
         return;
     }
-    let (tcp_flag, tcp) = released_tcp_counters(sk, c);
-    if tcp_flag == 0 {
+    let tcp = released_tcp_counters(sk, c);
+    if tcp.0 == 0 {
         return;
     }
     // SAFETY: the context is a socket.
     let cookie = unsafe { bpf_get_socket_cookie(sk.cast()) };
-    let tuple = release_tuple(sk, c);
-    let bytes = c.bytes();
-    emit(
-        EventKind::Release,
-        &EventData {
-            cookie,
-            flags: socket_flags(c) | tcp_flag,
-            generation: 0,
-            first_ns: 0,
-            owner,
-            tuple: &tuple,
-            bytes: &raw const bytes,
-            tcp,
-        },
-    );
+    emit_release(cookie, c, 0, owner, &release_tuple(sk, c), tcp);
 }
