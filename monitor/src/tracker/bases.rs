@@ -69,10 +69,15 @@ impl OlderBases {
         {
             return Rebased::Less(less(ev, *base));
         }
+        let wide = u32::try_from(ev.tcp.bytes_acked).is_err() || u32::try_from(ev.tcp.bytes_received).is_err();
+        let read = !self.read_at_start.is_empty() && self.read_at_start.contains_key(&key.cookie);
         // The flow's first counters in the run: its discovery or an update (a connection older than
         // the run), or the release of one that sent no packet under the programs (its first event).
+        // The flow is looked up only where a base could be taken (not per update of every flow).
         let first = match kind {
-            EventKind::Update | EventKind::Discovered => flow().is_none_or(Flow::takes_first_counters_as_base),
+            EventKind::Update | EventKind::Discovered if wide || read => {
+                flow().is_none_or(Flow::takes_first_counters_as_base)
+            }
             EventKind::Release => flow().is_none(),
             _ => false,
         };
@@ -87,7 +92,7 @@ impl OlderBases {
                 without.flags &= !FLAG_TCP_COUNTERS;
                 return Rebased::Without(without);
             }
-            None if u32::try_from(ev.tcp.bytes_acked).is_err() || u32::try_from(ev.tcp.bytes_received).is_err() => now,
+            None if wide => now,
             None => return Rebased::No,
         };
         self.taken.insert(key.cookie, base);
