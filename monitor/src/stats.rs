@@ -56,6 +56,10 @@ pub struct TrackerStats {
     /// a peer-flow cap was reached (`tracker::MAX_PEER_FLOWS_PER_SOCKET`, `tracker::MAX_PEER_FLOWS`):
     /// such a peer can have several records.
     pub split_peer_flows: u64,
+    /// Flows ended because their socket was found in no process and their end never came (its
+    /// release lost with a full ring buffer or not run by the kernel, or no release hook): their
+    /// `close` records are incomplete (counted in `incomplete_flows` too).
+    pub vanished_flows: u64,
 }
 
 /// Completeness counters: what the kernel produced, what arrived, what was lost.

@@ -24,6 +24,7 @@ mod running;
 mod shutdown;
 mod sink;
 pub mod source;
+mod vanish;
 
 use std::{
     future::Future,

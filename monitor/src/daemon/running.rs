@@ -15,6 +15,7 @@ use super::{
     shutdown::{refresh_from_kernel, stats_snapshot, warn_if_lost},
     sink::{Observed, SinkMsg},
     source::{Batch, EventSource},
+    vanish,
 };
 use crate::{metrics::Metrics, probe};
 
@@ -61,6 +62,8 @@ pub(super) struct Running<S> {
     loss_snapshot_at: Option<tokio::time::Instant>,
     /// The wall-clock step since start last warned of (nanoseconds; [`WALL_STEP_WARNED`]).
     wall_step_told: i128,
+    /// Flows whose sockets are gone without their end ([`vanish`]).
+    vanish: vanish::Vanish,
 }
 
 /// Wall-clock steps since the last one warned of that the tick warns of: the monitor's record
@@ -83,6 +86,7 @@ impl<S: EventSource> Running<S> {
             copies: Copies::default(),
             loss_snapshot_at: None,
             wall_step_told: 0,
+            vanish: vanish::Vanish::default(),
         }
     }
 
@@ -161,11 +165,13 @@ impl<S: EventSource> Running<S> {
         }
     }
 
-    /// Idle flows' counters from the kernel (they send no events).
+    /// Idle flows' counters from the kernel (they send no events); every few refreshes, the
+    /// flows whose sockets are gone without their end are ended ([`vanish`]).
     pub(super) fn refresh(&mut self) {
         if refresh_from_kernel(&mut self.st, false).slow {
             self.trim.backlog();
         }
+        self.vanish.refresh(&mut self.st);
     }
 
     /// Statistics for the sink (printed, journaled).

@@ -100,6 +100,14 @@ pub trait EventSource: Send + 'static {
         None
     }
 
+    /// Of the open `sockets`, those held by no process (looked for in every process's
+    /// descriptors): gone, unless an io_uring or a message in flight holds them. `None` when the
+    /// host cannot tell (the default).
+    fn held_by_none(&mut self, sockets: &[probe::OpenSocket]) -> Option<Vec<u64>> {
+        let _ = sockets;
+        None
+    }
+
     /// Reads every open peer slot of the sockets counted per peer (`PeerUpdate` events with
     /// `FLAG_SNAPSHOT`): periodically those with an idle peer, at shutdown (`at_shutdown`: also
     /// looked for in every process) all; `sockets` are those the tracker names (a read by
@@ -260,5 +268,9 @@ impl EventSource for ProbeSource {
         each: &mut dyn FnMut(EventKind, &Event),
     ) -> Option<Vec<u64>> {
         tokio::task::block_in_place(|| self.probe.tcp_snapshot(sockets, each))
+    }
+
+    fn held_by_none(&mut self, sockets: &[probe::OpenSocket]) -> Option<Vec<u64>> {
+        tokio::task::block_in_place(|| self.probe.held_by_none(sockets))
     }
 }

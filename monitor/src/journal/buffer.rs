@@ -163,7 +163,14 @@ impl Counters {
             sockets_created: _,
             sockets_released: _,
         } = kernel;
-        let TrackerStats { open_flows, closed_flows, silent_sockets, incomplete_flows, split_peer_flows: _ } = tracker;
+        let TrackerStats {
+            open_flows,
+            closed_flows,
+            silent_sockets,
+            incomplete_flows,
+            split_peer_flows: _,
+            vanished_flows: _,
+        } = tracker;
         let counters = Self {
             events_submitted,
             events_lost,

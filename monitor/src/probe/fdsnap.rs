@@ -117,6 +117,18 @@ impl FdSnapshots {
         })
     }
 
+    /// The sockets of `sockets` held by no process: looked for among their owners' descriptors,
+    /// then in every process's (one pass over /proc for all those not with their owners). A
+    /// socket held only by an io_uring's registered files, or in a message in flight, is among
+    /// them.
+    pub fn held_by_none(&self, sockets: &[OpenSocket]) -> Vec<u64> {
+        each_socket(sockets, Search::Everywhere, &self.holders, &mut |socket, wanted| {
+            if let Ok(cookie) = socket_cookie(socket.as_fd()) {
+                wanted.remove(&cookie);
+            }
+        })
+    }
+
     /// Every open peer slot of `sockets` (at shutdown: sockets counted per peer), one
     /// `PeerUpdate` event (flag `FLAG_SNAPSHOT`, with owner and both addresses) per slot, as
     /// the kernel's iterator over `PEERS` sends them. Returns the cookies of the sockets not

@@ -89,7 +89,7 @@ impl Degradation {
             }
             Self::NoReleaseHook => {
                 "no release hook (exclusive program, no fentry): TCP flows end after TCP close plus the grace, \
-                 others when the monitor stops"
+                 others once their socket is found in no process"
             }
             Self::NoSockAddrHooks => {
                 "no connect/sendmsg/recvmsg hooks (exclusive program): UDP destinations read at the first send"

@@ -501,6 +501,18 @@ impl Probe {
         }
     }
 
+    /// The sockets of `sockets` held by no process: looked for among their owners' descriptors,
+    /// then in every process's, through the reads by descriptor of either way of taking
+    /// snapshots; `None` where the kernel permits neither.
+    #[must_use]
+    pub fn held_by_none(&self, sockets: &[OpenSocket]) -> Option<Vec<u64>> {
+        let by_descriptor = match &self.snapshots {
+            Snapshots::ByDescriptor(s) => Some(s.as_ref()),
+            Snapshots::Iterator(_) | Snapshots::None => self.tcp_by_descriptor.as_deref(),
+        };
+        by_descriptor.map(|s| s.held_by_none(sockets))
+    }
+
     /// The kernel's TCP counters of `sockets` (`Update` events with `FLAG_TCP_COUNTERS`, read by
     /// descriptor) where the counter iterator takes the snapshots: it cannot read them; and the
     /// sockets with counters no event announced (`FLAG_UNANNOUNCED`: their flows start). Returns

@@ -350,13 +350,14 @@ impl Flow {
     }
 
     /// Continues a flow whose record carried `reported` (ended at the grace after a close with no
-    /// socket file): the next record counts from there, in `direction`, and is not a new flow.
+    /// socket file, or as gone while no process held it): the next record counts from there, in
+    /// `direction`, and is not a new flow (a TCP flow's records say so: `resumed`).
     pub(super) fn continue_from(&mut self, reported: (Payload, Wire), direction: Direction) {
         if let Extra::Tcp(state) = &mut self.extra {
             state.marks |= tcp_mark::CONTINUED;
-            self.reported = reported;
-            self.direction = direction;
         }
+        self.reported = reported;
+        self.direction = direction;
     }
 
     /// Whether the flow continues one ended earlier ([`Flow::continue_from`]).

@@ -30,6 +30,7 @@ mod protocols;
 pub mod record;
 mod table;
 mod tcp;
+mod vanish;
 
 use std::time::Duration;
 
@@ -118,10 +119,12 @@ pub struct Tracker {
     finishing_whole: Option<u64>,
     /// When the daemon last saw the kernel count lost events (boot-time ns; [`Self::events_lost`]).
     lost_at: Option<u64>,
-    /// TCP flows ended at the grace after a close with no `struct socket` (`FLAG_NO_FILE`), by
-    /// cookie: what their record carried, and their direction. Such a connection, reset in the
-    /// listener's queue, can still be accepted later: its later events continue that flow
-    /// ([`FlowRecord::resumed`]) from those totals, instead of counting its bytes twice.
+    /// TCP flows ended at the grace after a close with no `struct socket` (`FLAG_NO_FILE`), or
+    /// ended as gone while found in no process ([`Self::vanished`]), by cookie: what their
+    /// record carried, and their direction. Such a connection, reset in the listener's queue, can
+    /// still be accepted later (one held only by an io_uring can show up again): its later events
+    /// continue that flow ([`FlowRecord::resumed`]) from those totals, instead of counting its
+    /// bytes twice.
     ended_without_file: lru::LruCache<u64, ((Payload, Wire), record::Direction)>,
     /// Bases of connections older than the run kept outside their flows ([`bases`]).
     older_bases: bases::OlderBases,

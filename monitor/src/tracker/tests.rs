@@ -388,6 +388,7 @@ mod payload;
 mod peers;
 mod shutdown;
 mod timers;
+mod vanish;
 
 /// A connection closed while no process held it (`FLAG_NO_FILE`: never accepted) ends at the
 /// grace, complete, with no payload although the kernel received bytes (nobody read them); one

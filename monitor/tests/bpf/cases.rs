@@ -117,6 +117,7 @@ pub fn all() -> Vec<Case> {
             crate::listeners::unaccepted_connections_end_after_the_grace_with_no_payload,
         ),
         ("lost_events_are_counted_with_a_tiny_ring_buffer", lost_events_counted),
+        ("flows_whose_end_was_lost_close_while_the_daemon_runs", lost_ends_close_while_running),
         ("names_per_app_from_dns_sni_and_quic_sni", crate::names::flows_are_named_per_app_from_dns_sni_and_quic),
         ("names_tls_gate_copies_client_hellos_only", crate::copy_gate::only_tls_client_hellos_are_copied),
         (
@@ -303,6 +304,10 @@ pub fn all() -> Vec<Case> {
         ("netd_skb_sock_exclusive_ipv6_falls_back_exact", || crate::netd::tcp_and_connected_udp_exact(false, true)),
         ("netd_all_hooks_exclusive_ipv4_falls_back_exact", || crate::netd::tcp_and_connected_udp_exact(true, false)),
         ("netd_all_hooks_exclusive_ipv6_falls_back_exact", || crate::netd::tcp_and_connected_udp_exact(true, true)),
+        (
+            "netd_udp_without_a_release_hook_ends_while_running",
+            crate::netd::udp_without_a_release_hook_ends_while_running,
+        ),
     ]
 }
 
@@ -632,6 +637,40 @@ fn lost_events_counted() {
     assert_eq!(received + lost, submitted, "every event is either received or counted as lost");
     assert!(out.log.contains("events lost"), "the loss is reported in the log:\n{}", out.log);
     eprintln!("    submitted {submitted}, received {received}, lost {lost}");
+}
+
+/// Flows whose end the full ring buffer lost (the daemon frozen while 20 clients connect and
+/// close) end while the daemon runs, with incomplete `close` records, once their sockets are
+/// found in no process at two checks (three update intervals apart): no flow waits for the
+/// shutdown. A review: they stayed open until it, however long the daemon ran.
+fn lost_ends_close_while_running() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let server = server_addr(&pair, false, 0, 5207);
+    let mut srv = spawn("tcp-server", &[s(server), s(100), s(200)], Place { netns: Some(&pair.b), ..Place::default() });
+    srv.line();
+    let mon = Monitor::start(&cg.path, "[probe]\nring_buffer_kib = 4\nupdate_interval_secs = 1\n");
+    kill(mon.pid(), Signal::SIGSTOP).unwrap();
+    let place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None };
+    let clients: Vec<_> = (0..20).map(|_| spawn("tcp-client", &[s(server), s(100), s(10)], place)).collect();
+    for c in clients {
+        c.finish();
+    }
+    srv.finish();
+    kill(mon.pid(), Signal::SIGCONT).unwrap();
+    // Checks every 3 s: the first finds the gone sockets nowhere, the next ends their flows.
+    std::thread::sleep(std::time::Duration::from_secs(10));
+    let out = mon.stop();
+    let lost = out.stats["kernel"]["events_lost"].as_u64().unwrap();
+    assert!(lost > 0, "a 4 KiB ring buffer cannot hold ~600 events: {}", out.stats);
+    let vanished = out.stats["tracker"]["vanished_flows"].as_u64().unwrap();
+    assert!(vanished > 0, "some flow's end was lost, its start not: {}\n{}", out.stats, out.log);
+    let waited: Vec<&FlowRecord> = out.records.iter().filter(|r| r.event == RecordKind::Shutdown).collect();
+    assert!(waited.is_empty(), "every client had closed before the stop: {waited:#?}");
+    let ended: Vec<&FlowRecord> = out.closed().into_iter().filter(|r| !r.complete).collect();
+    assert!(ended.len() as u64 >= vanished, "the ended flows' records are incomplete: {ended:#?}");
+    assert!(out.log.contains("gone without their end"), "said in the log:\n{}", out.log);
+    eprintln!("    lost {lost} events; {vanished} flows ended as gone");
 }
 
 /// A UDP server whose socket is older than the monitor: a client that sends a second or more after

@@ -207,3 +207,43 @@ pub fn tcp_and_connected_udp_exact(sock_addr: bool, v6: bool) {
     );
     out.assert_nothing_lost();
 }
+
+/// Under netd's exclusive programs without a release hook (the CI kernel refuses
+/// `fentry/inet_release` too: degradation `no_release_hook`), a connected UDP client that closed
+/// ends while the daemon runs, once its socket is found in no process at two checks: a `close`
+/// with its exact bytes, complete (there every read and write is an event, and none was lost). A
+/// review: such flows lived until the daemon's shutdown. Where `fentry` stands in, the release
+/// ends it.
+pub fn udp_without_a_release_hook_ends_while_running() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let exclusive = Exclusive::attach(&cg.path, &NETD);
+    let udp_server = server_addr(&pair, false, 1, 5803);
+    let mut echo =
+        Reaped(Some(spawn("udp-echo", &[s(udp_server), s(20)], Place { netns: Some(&pair.b), ..Place::default() })));
+    echo.get().line();
+    let mon = Monitor::start(&cg.path, "[probe]\nupdate_interval_secs = 1\n");
+    let client = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) };
+    let udp = spawn("udp-connected", &[s(udp_server), s(1100), s(20)], client);
+    let udp_pid = udp.pid();
+    let udp_lines = udp.finish();
+    echo.finish();
+    // Checks every 3 s: the first finds the socket nowhere, the next ends its flow.
+    std::thread::sleep(std::time::Duration::from_secs(10));
+    let out = mon.stop();
+    drop(exclusive);
+    let release_hook = !out.degradations.iter().any(|x| x == "no_release_hook");
+    let udp_local = addr(&udp_lines[0]["local"]);
+    let mine: Vec<&FlowRecord> = out.records.iter().filter(|r| r.local == Some(udp_local)).collect();
+    let closes: Vec<&&FlowRecord> = mine.iter().filter(|r| r.event == RecordKind::Close).collect();
+    assert_eq!(closes.len(), 1, "one close for {udp_local} before the stop: {mine:#?}");
+    assert!(mine.iter().all(|r| r.event != RecordKind::Shutdown), "{mine:#?}");
+    let r = closes[0];
+    assert_owner(r, udp_pid, "mon-udp-conn", CLIENT_UID);
+    assert_eq!((r.protocol, r.remote), (Protocol::Udp, Some(udp_server)));
+    assert_eq!((r.payload.tx_bytes, r.payload.rx_bytes), (22_000, 22_000));
+    assert!(r.complete, "{r:#?}");
+    let vanished = out.stats["tracker"]["vanished_flows"].as_u64().unwrap();
+    assert_eq!(vanished, u64::from(!release_hook), "{}", out.stats);
+    eprintln!("    release hook: {}", if release_hook { "fentry/inet_release" } else { "none: ended as gone" });
+}

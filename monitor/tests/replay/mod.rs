@@ -41,6 +41,11 @@ impl Kernel {
     pub fn tcp_asked(&self) -> &[u64] {
         &self.tcp_asked
     }
+
+    /// How often the pipeline asked which sockets no process holds.
+    pub fn held_asked(&self) -> usize {
+        self.held_asked
+    }
 }
 
 /// What the replayed kernel holds: per-socket counters for snapshots.
@@ -57,6 +62,10 @@ pub struct Kernel {
     tcp_asked: Vec<u64>,
     /// Events the replayed kernel could not hand over (ring buffer full).
     events_lost: u64,
+    /// The sockets some process holds (`None`: the replay cannot tell, as a host without reads
+    /// by descriptor), and how often the pipeline asked.
+    held: Option<HashSet<u64>>,
+    held_asked: usize,
 }
 
 /// The source the pipeline reads: batches the test sends, snapshots of [`Kernel`].
@@ -163,6 +172,13 @@ impl EventSource for Replay {
             each(EventKind::PeerUpdate, &Event { flags: FLAG_SNAPSHOT, ..*ev });
         }
         Some(Ok(()))
+    }
+
+    fn held_by_none(&mut self, sockets: &[probe::OpenSocket]) -> Option<Vec<u64>> {
+        let mut kernel = self.kernel.lock().unwrap();
+        kernel.held_asked += 1;
+        let held = kernel.held.as_ref()?;
+        Some(sockets.iter().map(|s| s.cookie).filter(|c| !held.contains(c)).collect())
     }
 
     /// As the probe's read by descriptor after an iterator snapshot: an `Update` with the TCP
@@ -276,6 +292,11 @@ impl Run {
     /// Sets the open peer slots the shutdown reads.
     pub fn set_peer_slots(&self, slots: Vec<Event>) {
         self.kernel.lock().unwrap().peer_slots = slots;
+    }
+
+    /// Sets the sockets some process holds (the others are gone when the pipeline looks).
+    pub fn set_held(&self, cookies: &[u64]) {
+        self.kernel.lock().unwrap().held = Some(cookies.iter().copied().collect());
     }
 
     /// Sets the kernel's TCP counters of socket `cookie`, read at shutdown.

@@ -44,7 +44,7 @@ fn without_release_events_tcp_ends_at_tcp_close_plus_grace_with_later_reads() {
 }
 
 /// The socket-level `Update` announcing unconnected UDP socket `cookie` at its first peer.
-fn unconnected_socket(cookie: u64) -> Event {
+pub(super) fn unconnected_socket(cookie: u64) -> Event {
     let mut socket = ev(EventKind::Update, SEC, counters(0, 0, 0, 0));
     socket.cookie = cookie;
     socket.tuple = Tuple { protocol: IPPROTO_UDP, remote_port: 0, remote_addr: [0; 4], ..tcp_tuple() };
