@@ -141,6 +141,19 @@ pub struct Tuple {
 }
 const _: () = assert!(core::mem::size_of::<Tuple>() == 40);
 
+/// An address as [`Tuple`] carries it: IPv4 in word 0, IPv6 in all four, network byte order.
+#[must_use]
+pub fn addr_words(ip: core::net::IpAddr) -> [u32; 4] {
+    match ip {
+        core::net::IpAddr::V4(v4) => [u32::from_ne_bytes(v4.octets()), 0, 0, 0],
+        core::net::IpAddr::V6(v6) => {
+            let o = v6.octets();
+            let w = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+            [w(0), w(4), w(8), w(12)]
+        }
+    }
+}
+
 /// The kernel's own TCP byte counters and RTT estimates: final at `TcpClose` (from `struct bpf_sock_ops`), the
 /// baseline at `Established`, a running value in TCP `Update` events (`bpf_tcp_sock`); valid in
 /// the last two only with [`FLAG_TCP_COUNTERS`]. They count every byte of the stream, whichever

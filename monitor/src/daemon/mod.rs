@@ -253,8 +253,8 @@ async fn cgroup_replaced(path: &std::path::Path, id: u64) {
     }
 }
 /// Records the owners of sockets older than the monitor in the kernel (see [`owners`]).
-/// Returns the TCP counters it read of older connections (`(cookie, counters)`).
-fn prefill_owners(probe: &mut Probe, cgroup: &std::path::Path) -> Vec<(u64, monitor_common::event::TcpCounters)> {
+/// Returns the TCP counters and local addresses it read of older connections.
+fn prefill_owners(probe: &mut Probe, cgroup: &std::path::Path) -> Vec<crate::tracker::OlderConnection> {
     if !crate::sys::initial_pid_namespace() {
         warn!(
             "owners of older sockets not recorded: the daemon runs in a PID namespace of its own (its /proc does \

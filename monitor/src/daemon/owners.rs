@@ -28,13 +28,13 @@ use std::{
 
 use aya::maps::{MapData, MapError, SkStorage};
 use log::{debug, info, warn};
-use monitor_common::{event::TcpCounters, sock};
+use monitor_common::sock;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
 use crate::{
     clock::Clock,
     identity::{InetSocket, SocketScan},
-    tracker::{OwnerQuery, record::Owner},
+    tracker::{OlderConnection, OwnerQuery, record::Owner},
 };
 
 /// Owner lookups waiting for the worker. Full ⇒ further sockets stay unattributed until a
@@ -90,7 +90,7 @@ pub fn prefill(
     storage: &mut SkStorage<&mut MapData, sock::Owner>,
     cgroup: &Path,
     mount: &Path,
-) -> (Prefilled, Vec<(u64, TcpCounters)>) {
+) -> (Prefilled, Vec<OlderConnection>) {
     let started = Instant::now();
     let watched = relative(cgroup, mount);
     let scan = SocketScan::run();
@@ -136,7 +136,7 @@ pub fn prefill(
             && let Some(tcp) = crate::probe::tcp_counters(file.as_fd(), false)
             && let Ok(cookie) = crate::sys::socket_cookie(file.as_fd())
         {
-            tcp_counters.push((cookie, tcp));
+            tcp_counters.push(OlderConnection { cookie, tcp, local: Some(s.local) });
         }
         match record(&file, storage, &owner) {
             Ok(()) => {

@@ -9,13 +9,14 @@
 use std::{future::Future, path::PathBuf, sync::Arc};
 
 use aya::maps::{MapData, RingBuf};
-use monitor_common::event::{Event, EventKind, TcpCounters};
+use monitor_common::event::{Event, EventKind};
 use tokio::sync::{mpsc, watch};
 
 use crate::{
     clock::Clock,
     probe::{self, Degradation, DrainCounters, Probe, ProbeConfig, StatsReader},
     stats::KernelStats,
+    tracker::OlderConnection,
 };
 
 /// Decoded kernel events, in the order the kernel produced them.
@@ -52,10 +53,10 @@ pub trait EventSource: Send + 'static {
         let _ = tx;
     }
 
-    /// The TCP counters of connections older than the run that the source read at start
-    /// (`(cookie, counters)`), handed to the tracker once, before the first event
+    /// The TCP counters and local addresses of connections older than the run that the source
+    /// read at start, handed to the tracker once, before the first event
     /// ([`crate::tracker::Tracker::read_at_start`]). None by default.
-    fn read_at_start(&mut self) -> Vec<(u64, TcpCounters)> {
+    fn read_at_start(&mut self) -> Vec<OlderConnection> {
         Vec::new()
     }
 
@@ -152,8 +153,9 @@ pub struct ProbeSource {
     copies: Option<mpsc::Sender<probe::OrderedCopies>>,
     /// The ring buffer's size (`probe.ring_buffer_kib`), for the drain's pacing.
     ring_bytes: usize,
-    /// Older connections' TCP counters read at start, until the pipeline takes them.
-    at_start: Vec<(u64, TcpCounters)>,
+    /// Older connections' TCP counters and local addresses read at start, until the pipeline
+    /// takes them.
+    at_start: Vec<OlderConnection>,
 }
 
 impl ProbeSource {
@@ -185,13 +187,13 @@ impl ProbeSource {
 
     /// Keeps older connections' TCP counters read at start for the pipeline
     /// ([`EventSource::read_at_start`]).
-    pub fn keep_read_at_start(&mut self, counters: Vec<(u64, TcpCounters)>) {
-        self.at_start = counters;
+    pub fn keep_read_at_start(&mut self, connections: Vec<OlderConnection>) {
+        self.at_start = connections;
     }
 }
 
 impl EventSource for ProbeSource {
-    fn read_at_start(&mut self) -> Vec<(u64, TcpCounters)> {
+    fn read_at_start(&mut self) -> Vec<OlderConnection> {
         std::mem::take(&mut self.at_start)
     }
 

@@ -272,10 +272,7 @@ mod tests {
     use super::*;
 
     fn words(addr: SocketAddr) -> [u32; 4] {
-        match addr.ip() {
-            std::net::IpAddr::V4(v4) => [u32::from_ne_bytes(v4.octets()), 0, 0, 0],
-            std::net::IpAddr::V6(_) => unreachable!(),
-        }
+        monitor_common::event::addr_words(addr.ip())
     }
 
     fn event(protocol: u16, local: SocketAddr, remote: Option<SocketAddr>) -> Event {

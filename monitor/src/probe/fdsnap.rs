@@ -26,7 +26,7 @@ use monitor_common::{
     IPPROTO_TCP,
     event::{
         Event, EventKind, FLAG_NO_OWNER, FLAG_SNAPSHOT, FLAG_TCP_COUNTERS, FLAG_UNANNOUNCED, TCP_ALL_ACKED,
-        TCP_CONSUMED, TCP_FIN_RECEIVED, TcpCounters, Tuple, tcp_state,
+        TCP_CONSUMED, TCP_FIN_RECEIVED, TcpCounters, Tuple, addr_words, tcp_state,
     },
     sock::{Counters, OwnerSource, PeerTable},
 };
@@ -404,23 +404,11 @@ impl FdSnapshots {
         set_owner(&mut ev, &c);
         ev.tuple.protocol = protocol;
         if let Ok(Some(peer)) = peer_address(socket.as_fd()) {
-            ev.tuple.remote_addr = words(peer.ip());
+            ev.tuple.remote_addr = addr_words(peer.ip());
             ev.tuple.remote_port = peer.port();
         }
         debug!("snapshot: socket {cookie} found without an event (protocol {protocol})");
         Some(ev)
-    }
-}
-
-/// An address as events carry it: network byte order, IPv4 in word 0.
-fn words(ip: std::net::IpAddr) -> [u32; 4] {
-    match ip {
-        std::net::IpAddr::V4(v4) => [u32::from_ne_bytes(v4.octets()), 0, 0, 0],
-        std::net::IpAddr::V6(v6) => {
-            let o = v6.octets();
-            let w = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
-            [w(0), w(4), w(8), w(12)]
-        }
     }
 }
 

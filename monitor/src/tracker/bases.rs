@@ -11,21 +11,51 @@
 //! counters (its first event): counted from those read at start, else without them.
 //! Almost always empty: one flag test per event, one map test per TCP counter event while not.
 
-use monitor_common::event::{Event, EventKind, FLAG_TCP_COUNTERS, TcpCounters};
+use std::net::SocketAddr;
+
+use monitor_common::event::{Event, EventKind, FLAG_TCP_COUNTERS, TcpCounters, addr_words};
 
 use super::{
     flow::{Flow, FlowKey},
     tcp::stream_position,
 };
 
+/// A TCP connection older than the run, as the daemon read it at start through a duplicate of
+/// its socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OlderConnection {
+    /// Socket cookie.
+    pub cookie: u64,
+    /// Its TCP counters then (unread bytes left out, `TCP_CONSUMED`).
+    pub tcp: TcpCounters,
+    /// Its local address, where known: the kernel's release hook cannot read it, so a connection
+    /// whose release is its only event under the run takes it from here.
+    pub local: Option<SocketAddr>,
+}
+
+impl From<(u64, TcpCounters)> for OlderConnection {
+    fn from((cookie, tcp): (u64, TcpCounters)) -> Self {
+        Self { cookie, tcp, local: None }
+    }
+}
+
+/// What the daemon read at start of a connection older than the run.
+#[derive(Debug, Clone, Copy)]
+struct AtStart {
+    /// Its stream position ([`stream_position`]).
+    position: [u64; 2],
+    /// Its local address and port as events carry them (port 0: unknown).
+    local: ([u32; 4], u16),
+}
+
 /// See the module header.
 #[derive(Debug, Default)]
 pub(super) struct OlderBases {
     /// Bases of flows that took one here, by socket cookie: their counters are handed on less it.
     taken: foldhash::HashMap<u64, [u64; 2]>,
-    /// Stream positions read at start (older sockets then held by a process of the watched
-    /// cgroup), by socket cookie, until the socket's flow takes its first counters or ends.
-    read_at_start: foldhash::HashMap<u64, [u64; 2]>,
+    /// What was read at start of older sockets then held by a process of the watched cgroup, by
+    /// socket cookie, until the socket's flow takes its first counters or ends.
+    read_at_start: foldhash::HashMap<u64, AtStart>,
 }
 
 /// What [`OlderBases::rebase`] did to an event.
@@ -44,10 +74,12 @@ pub(super) enum Rebased {
 }
 
 impl OlderBases {
-    /// Remembers the counters read at start of each older socket (`(cookie, counters)`; unread
-    /// bytes left out, `TCP_CONSUMED`).
-    pub(super) fn read_at_start(&mut self, counters: impl IntoIterator<Item = (u64, TcpCounters)>) {
-        self.read_at_start.extend(counters.into_iter().map(|(cookie, tcp)| (cookie, stream_position(&tcp))));
+    /// Remembers what was read at start of each older socket.
+    pub(super) fn read_at_start(&mut self, connections: impl IntoIterator<Item = OlderConnection>) {
+        self.read_at_start.extend(connections.into_iter().map(|c| {
+            let local = c.local.map_or(([0; 4], 0), |a| (addr_words(a.ip()), a.port()));
+            (c.cookie, AtStart { position: stream_position(&c.tcp), local })
+        }));
     }
 
     /// Event `ev` of flow `key` (`flow()`: the flow, when it is known already) with its TCP
@@ -85,18 +117,23 @@ impl OlderBases {
             return Rebased::No;
         }
         let now = stream_position(&ev.tcp);
-        let base = match self.read_at_start.remove(&key.cookie) {
-            Some(start) => [start[0].min(now[0]), start[1].min(now[1])],
+        let (base, local) = match self.read_at_start.remove(&key.cookie) {
+            Some(AtStart { position, local }) => ([position[0].min(now[0]), position[1].min(now[1])], local),
             None if kind == EventKind::Release => {
                 let mut without = *ev;
                 without.flags &= !FLAG_TCP_COUNTERS;
                 return Rebased::Without(without);
             }
-            None if wide => now,
+            None if wide => (now, ([0; 4], 0)),
             None => return Rebased::No,
         };
         self.taken.insert(key.cookie, base);
-        Rebased::First(less(ev, base))
+        let mut first = less(ev, base);
+        // A release carries no local address (its hook cannot read it): the one read at start.
+        if first.tuple.local_port == 0 && local.1 != 0 {
+            (first.tuple.local_addr, first.tuple.local_port) = local;
+        }
+        Rebased::First(first)
     }
 
     /// Socket `cookie`'s flow ended.

@@ -21,6 +21,7 @@
 //!   not come `tcp_close_grace` after `Release`, the flow ends incomplete.
 
 mod bases;
+pub use bases::OlderConnection;
 mod compact;
 mod lookups;
 pub(crate) use compact::comm_str;
@@ -164,11 +165,11 @@ impl Tracker {
         }
     }
 
-    /// The TCP counters of connections older than the run, read at start (`(cookie, counters)`,
-    /// unread bytes left out): such a connection counts from them (module `bases`). Call before the
-    /// first event.
-    pub fn read_at_start(&mut self, counters: impl IntoIterator<Item = (u64, monitor_common::event::TcpCounters)>) {
-        self.older_bases.read_at_start(counters);
+    /// The TCP counters (unread bytes left out) and local addresses of connections older than
+    /// the run, read at start: such a connection counts from them (module `bases`). Call before
+    /// the first event.
+    pub fn read_at_start(&mut self, connections: impl IntoIterator<Item = impl Into<OlderConnection>>) {
+        self.older_bases.read_at_start(connections.into_iter().map(Into::into));
     }
 
     /// The kernel counted events it could not hand over (ring buffer full) by `now_ns` (boot

@@ -125,9 +125,9 @@ pub fn splice_receive_of_bytes_queued_across_a_restart() {
 /// socket (the peer sends nothing more; the FIN goes out after the release). Whether its reads
 /// send a window update before the release is up to the kernel's timing: without one its
 /// release is its only event under the new run, counted from the counters the daemon read at
-/// start (an adversarial pass: such readers had no record at all; the record then has no local
-/// address); with one it is discovered at that packet. Either way its `close` holds exactly
-/// what it read.
+/// start (an adversarial pass: such readers had no record at all), with the local address read
+/// then (the release hook cannot read it); with one it is discovered at that packet. Either way
+/// its `close` holds exactly what it read and its local address.
 pub fn splice_reader_of_queued_bytes_closing_before_a_packet() {
     let pair = Pair::private();
     let cg = TestCgroup::new();
@@ -162,10 +162,10 @@ pub fn splice_reader_of_queued_bytes_closing_before_a_packet() {
     srv.finish();
     out.assert_nothing_lost();
     assert_eq!(n(&done["rx_after_go"]), queued as u64, "the helper read the queued bytes");
-    let ends: Vec<&FlowRecord> = out.records.iter().filter(|r| r.local.is_none_or(|l| l == local)).collect();
     let ends: Vec<&FlowRecord> =
-        ends.into_iter().filter(|r| r.remote == Some(server) && r.event == RecordKind::Close).collect();
+        out.records.iter().filter(|r| r.remote == Some(server) && r.event == RecordKind::Close).collect();
     assert_eq!(ends.len(), 1, "one close of the client's flow: {:#?}", out.records);
+    assert_eq!(ends[0].local, Some(local), "{:#?}", ends[0]);
     let r = ends[0];
     assert_eq!((r.payload.rx_bytes, r.payload_sources.rx), (queued as u64, PayloadSource::TcpCounters), "{r:#?}");
     assert_eq!((r.payload.tx_bytes, r.owner.uid), (0, CLIENT_UID), "{r:#?}");

@@ -534,3 +534,32 @@ fn an_older_connection_whose_only_event_is_its_release_counts_from_its_counters_
         assert_eq!(t.stats().silent_sockets, 1);
     }
 }
+
+/// Such a connection's release carries no local address (the release hook cannot read one):
+/// its record takes the one the daemon read at start (an adversarial pass: the record had none).
+#[test]
+fn an_older_connection_ended_by_its_release_alone_has_the_local_address_read_at_start() {
+    let tcp = |received: u64| TcpCounters {
+        bytes_acked: 1,
+        bytes_received: received,
+        old_state: tcp_state::ESTABLISHED,
+        flags: TCP_CONSUMED,
+        ..TcpCounters::default()
+    };
+    let mut release = ev(EventKind::Release, 4 * SEC, ByteCounters::default());
+    release.flags = FLAG_TCP_COUNTERS;
+    release.tcp = tcp(9_000);
+    release.first_ns = 0;
+    (release.tuple.local_addr, release.tuple.local_port) = ([0; 4], 0);
+    let local: SocketAddr = "10.0.0.9:5555".parse().unwrap();
+    let mut t = tracker();
+    t.read_at_start([super::super::OlderConnection { cookie: release.cookie, tcp: tcp(1_000), local: Some(local) }]);
+    let out = feed(&mut t, &[(EventKind::Release, release)]);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!((out[0].local, out[0].payload.rx_bytes), (Some(local), 8_000), "{out:#?}");
+    // Without one read at start it has none (not a made-up one).
+    let mut t = tracker();
+    t.read_at_start([(release.cookie, tcp(1_000))]);
+    let out = feed(&mut t, &[(EventKind::Release, release)]);
+    assert_eq!(out[0].local, None, "{out:#?}");
+}
