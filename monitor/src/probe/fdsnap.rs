@@ -118,15 +118,27 @@ impl FdSnapshots {
     }
 
     /// The sockets of `sockets` held by no process: looked for among their owners' descriptors,
-    /// then in every process's (one pass over /proc for all those not with their owners). A
-    /// socket held only by an io_uring's registered files, or in a message in flight, is among
-    /// them.
+    /// then in every process's (one pass over /proc for all those not with their owners). One
+    /// whose owner has an io_uring is not among them: an io_uring holds sockets in no descriptor
+    /// table (registered files, direct descriptors), and an idle connection of an io_uring
+    /// server ended as gone would come back (an adversarial pass). A socket in a message in
+    /// flight is.
     pub fn held_by_none(&self, sockets: &[OpenSocket]) -> Vec<u64> {
-        each_socket(sockets, Search::Everywhere, &self.holders, &mut |socket, wanted| {
+        let mut missed = each_socket(sockets, Search::Everywhere, &self.holders, &mut |socket, wanted| {
             if let Ok(cookie) = socket_cookie(socket.as_fd()) {
                 wanted.remove(&cookie);
             }
-        })
+        });
+        if missed.is_empty() {
+            return missed;
+        }
+        let owners: std::collections::HashMap<u64, u32> = sockets.iter().map(|s| (s.cookie, s.tgid)).collect();
+        let mut with_uring: std::collections::HashMap<u32, bool> = std::collections::HashMap::new();
+        missed.retain(|cookie| {
+            let Some(&tgid) = owners.get(cookie) else { return true };
+            !*with_uring.entry(tgid).or_insert_with(|| has_io_uring(tgid))
+        });
+        missed
     }
 
     /// Every open peer slot of `sockets` (at shutdown: sockets counted per peer), one
@@ -191,6 +203,13 @@ impl FdSnapshots {
             }
         })
     }
+}
+
+/// Whether process `tgid` holds an io_uring instance (a descriptor linked to
+/// `anon_inode:[io_uring]`). A process gone, or whose descriptors cannot be listed, holds none.
+fn has_io_uring(tgid: u32) -> bool {
+    let Ok(entries) = fs::read_dir(format!("/proc/{tgid}/fd")) else { return false };
+    entries.flatten().any(|e| fs::read_link(e.path()).is_ok_and(|target| target.as_os_str() == "anon_inode:[io_uring]"))
 }
 
 /// Finds `sockets` among their owners' descriptors (or where `holders` last found them): `read`

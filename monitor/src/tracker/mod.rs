@@ -120,19 +120,22 @@ pub struct Tracker {
     finishing_whole: Option<u64>,
     /// When the daemon last saw the kernel count lost events (boot-time ns; [`Self::events_lost`]).
     lost_at: Option<u64>,
-    /// TCP flows ended at the grace after a close with no `struct socket` (`FLAG_NO_FILE`), or
-    /// ended as gone while found in no process ([`Self::vanished`]), by cookie: what their
-    /// record carried, and their direction. Such a connection, reset in the listener's queue, can
-    /// still be accepted later (one held only by an io_uring can show up again): its later events
-    /// continue that flow ([`FlowRecord::resumed`]) from those totals, instead of counting its
-    /// bytes twice.
-    ended_without_file: lru::LruCache<u64, ((Payload, Wire), record::Direction)>,
+    /// Flows that ended before their socket did, by cookie: what their record carried, and their
+    /// direction. TCP flows ended at the grace after a close with no `struct socket`
+    /// (`FLAG_NO_FILE`: such a connection, reset in the listener's queue, can still be accepted
+    /// later), and flows ended as gone while no process held their socket ([`Self::vanished`]:
+    /// one held only by an io_uring or in a message in flight shows up again). A later event of
+    /// such a socket continues that flow ([`FlowRecord::resumed`] for TCP) from those totals,
+    /// instead of counting its bytes twice. Grown as needed, at most [`ENDED_EARLY`] (the least
+    /// recently ended go first).
+    ended_early: lru::LruCache<u64, ((Payload, Wire), record::Direction)>,
     /// Bases of connections older than the run kept outside their flows ([`bases`]).
     older_bases: bases::OlderBases,
 }
 
-/// Flows of [`Tracker::ended_without_file`] remembered at most (a few MB of nothing else).
-const ENDED_WITHOUT_FILE: usize = 4_096;
+/// Flows of [`Tracker::ended_early`] remembered at most (about 100 bytes each: 6.5 MiB, only
+/// after that many early ends).
+const ENDED_EARLY: usize = 65_536;
 
 impl Tracker {
     /// An empty table.
@@ -158,9 +161,7 @@ impl Tracker {
             changed: foldhash::HashSet::default(),
             finishing_whole: None,
             lost_at: None,
-            ended_without_file: lru::LruCache::new(
-                std::num::NonZeroUsize::new(ENDED_WITHOUT_FILE).unwrap_or(std::num::NonZeroUsize::MIN),
-            ),
+            ended_early: lru::LruCache::unbounded(),
             older_bases: bases::OlderBases::default(),
         }
     }
@@ -270,11 +271,11 @@ impl Tracker {
         {
             flow.owner = socket.owner.clone();
         }
-        // A connection ended at the grace with no socket file, accepted after all.
-        // (Almost always empty: no lookup per new flow then.)
+        // A connection ended at the grace with no socket file, accepted after all, or a socket
+        // ended as gone that shows up again. (Almost always empty: no lookup per new flow then.)
         if key.peer.is_none()
-            && !self.ended_without_file.is_empty()
-            && let Some((reported, direction)) = self.ended_without_file.pop(&key.cookie)
+            && !self.ended_early.is_empty()
+            && let Some((reported, direction)) = self.ended_early.pop(&key.cookie)
         {
             flow.continue_from(reported, direction);
         }
@@ -492,7 +493,7 @@ impl Tracker {
             if let (true, Some(direction), Some(r)) = (without_file, direction, out.last())
                 && r.cookie == key.cookie
             {
-                self.ended_without_file.put(key.cookie, ((r.payload, r.wire), direction));
+                self.remember_ended_early(key.cookie, (r.payload, r.wire), direction);
             }
         }
         for key in due {
@@ -638,6 +639,15 @@ impl Tracker {
     #[must_use]
     pub fn stats(&self) -> TrackerStats {
         TrackerStats { open_flows: self.flows.len() as u64, ..self.stats }
+    }
+
+    /// Remembers that socket `cookie`'s flow ended early with totals `reported` (see
+    /// [`Self::ended_early`]).
+    fn remember_ended_early(&mut self, cookie: u64, reported: (Payload, Wire), direction: record::Direction) {
+        self.ended_early.put(cookie, (reported, direction));
+        if self.ended_early.len() > ENDED_EARLY {
+            self.ended_early.pop_lru();
+        }
     }
 
     fn finish(&mut self, key: FlowKey, kind: RecordKind, complete: bool, out: &mut Vec<FlowRecord>) {

@@ -43,9 +43,6 @@ impl Tracker {
             let socket = FlowKey { cookie, peer: None };
             let first_ns = self.flows.get(&socket).map_or(0, |f| f.first_ns);
             let exact = !self.config.release_events && self.lost_at.is_none_or(|at| first_ns > at);
-            // A TCP connection closed cannot show up again: nothing to remember (a lookup at
-            // every new flow while anything is).
-            let closed = self.flows.get(&socket).is_some_and(super::flow::Flow::tcp_closed);
             let before = out.len();
             let changed = self.changed.remove(&cookie);
             if let Some(peers) = self.peers.remove(&cookie) {
@@ -61,13 +58,15 @@ impl Tracker {
             } else {
                 self.finish(socket, RecordKind::Close, true, out);
             }
-            // A socket's own record (not its peers'): a socket that shows up again continues it.
-            if !closed
-                && out.len() == before + 1
+            // A socket's own record (not its peers'): a socket that shows up again continues it
+            // (a closed TCP connection too: it may sit in a message in flight, and its release
+            // or a read at shutdown would count it again: an adversarial pass).
+            if out.len() == before + 1
                 && let Some(r) = out.last()
                 && !r.of_one_peer()
             {
-                self.ended_without_file.put(cookie, ((r.payload, r.wire), r.direction));
+                let (reported, direction) = ((r.payload, r.wire), r.direction);
+                self.remember_ended_early(cookie, reported, direction);
             }
             for r in out.iter_mut().skip(before) {
                 if r.complete && !exact {

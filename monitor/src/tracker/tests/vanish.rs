@@ -33,6 +33,13 @@ fn a_flow_whose_end_never_came_ends_incomplete_and_once() {
     assert_eq!((stats.vanished_flows, stats.incomplete_flows, stats.open_flows), (1, 1, 1));
     assert_eq!(t.vanished(&[7], &mut out), 0, "ended already");
     assert_eq!(t.vanish_candidates(20 * SEC), sockets(&[9]));
+    // In a message in flight after all, released later: no byte counted twice (an adversarial
+    // pass: the release started a second flow with all of them).
+    let release = ev(EventKind::Release, 40 * SEC, counters(1500, 900, 1000, 600));
+    let again = feed(&mut t, &[(EventKind::Release, release)]);
+    let deltas: Vec<_> =
+        again.iter().map(|r| (r.delta_payload.tx_bytes, r.delta_payload.rx_bytes, r.resumed)).collect();
+    assert_eq!(deltas, [(0, 0, true)], "{again:#?}");
 
     // Open at the loss and found nowhere, but held by an io_uring after all: its next counters
     // continue the flow, not count it twice.
@@ -90,4 +97,18 @@ fn without_release_events_a_gone_socket_ends_its_peers() {
     assert_eq!(t.vanished(&[7], &mut out), 1);
     assert!(!out[0].complete, "{out:#?}");
     assert_eq!(t.stats().incomplete_flows, 1);
+}
+
+/// Flows that ended early are remembered up to a bound, the least recently ended going first.
+#[test]
+fn flows_ended_early_are_remembered_up_to_a_bound() {
+    use super::super::ENDED_EARLY;
+    let mut t = tracker();
+    let none = (super::super::record::Payload::default(), super::super::record::Wire::default());
+    for cookie in 0..=ENDED_EARLY as u64 {
+        t.remember_ended_early(cookie, none, Direction::Outbound);
+    }
+    assert_eq!(t.ended_early.len(), ENDED_EARLY);
+    assert!(!t.ended_early.contains(&0), "the first one went");
+    assert!(t.ended_early.contains(&(ENDED_EARLY as u64)));
 }
