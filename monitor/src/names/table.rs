@@ -119,7 +119,7 @@ impl NameTableConfig {
 /// An LRU map bounded at `cap` that grows as filled: `LruCache::new` reserves all `cap` slots up
 /// front, which for 256 apps × 4,096 addresses would be ~100 MiB for maps that mostly hold a
 /// few dozen names.
-fn lazy_lru<K: Hash + Eq, V>(cap: NonZeroUsize) -> LruCache<K, V> {
+pub(crate) fn lazy_lru<K: Hash + Eq, V>(cap: NonZeroUsize) -> LruCache<K, V> {
     let mut map = LruCache::unbounded();
     map.resize(cap);
     map

@@ -33,7 +33,7 @@ use crate::{
         Hostname, MalformedKind, Names, Progress, Sni,
         dns::{self, Transport},
         quic::InitialReassembler,
-        table::{NameTable, NameTableConfig},
+        table::{NameTable, NameTableConfig, lazy_lru},
         tls::ClientHelloReassembler,
     },
     probe::Copied,
@@ -88,10 +88,12 @@ impl Naming {
     /// When a size in `config` is zero.
     pub fn new(config: NameTableConfig) -> Result<Self, crate::names::table::ConfigError> {
         let cap = |n: usize| std::num::NonZeroUsize::new(n).unwrap_or(std::num::NonZeroUsize::MIN);
+        // Grown as filled: tables sized for their caps up front took 12 MiB of address space,
+        // and every record's lookups missed the cache in them.
         Ok(Self {
             table: NameTable::new(config)?,
-            hellos: LruCache::new(cap(MAX_NAMED_FLOWS)),
-            named: LruCache::new(cap(MAX_OPEN_NAMED_FLOWS)),
+            hellos: lazy_lru(cap(MAX_NAMED_FLOWS)),
+            named: lazy_lru(cap(MAX_OPEN_NAMED_FLOWS)),
             stats: NamingStats::default(),
         })
     }
@@ -218,7 +220,10 @@ impl Naming {
             return Names::default();
         };
         let id = (record.cookie, remote);
-        let hello = if record.event == RecordKind::Update {
+        // Empty tables (no TLS or QUIC flow named or being named) are not looked in.
+        let hello = if self.named.is_empty() && self.hellos.is_empty() {
+            None
+        } else if record.event == RecordKind::Update {
             self.named.peek(&id).cloned()
         } else {
             self.hellos.pop(&id);

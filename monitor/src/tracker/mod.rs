@@ -161,7 +161,9 @@ impl Tracker {
             changed: foldhash::HashSet::default(),
             finishing_whole: None,
             lost_at: None,
-            ended_early: lru::LruCache::unbounded(),
+            ended_early: crate::names::table::lazy_lru(
+                std::num::NonZeroUsize::new(ENDED_EARLY).unwrap_or(std::num::NonZeroUsize::MIN),
+            ),
             older_bases: bases::OlderBases::default(),
         }
     }
@@ -645,9 +647,6 @@ impl Tracker {
     /// [`Self::ended_early`]).
     fn remember_ended_early(&mut self, cookie: u64, reported: (Payload, Wire), direction: record::Direction) {
         self.ended_early.put(cookie, (reported, direction));
-        if self.ended_early.len() > ENDED_EARLY {
-            self.ended_early.pop_lru();
-        }
     }
 
     fn finish(&mut self, key: FlowKey, kind: RecordKind, complete: bool, out: &mut Vec<FlowRecord>) {
