@@ -205,11 +205,15 @@ impl FdSnapshots {
     }
 }
 
-/// Whether process `tgid` holds an io_uring instance (a descriptor linked to
-/// `anon_inode:[io_uring]`). A process gone, or whose descriptors cannot be listed, holds none.
+/// Whether process `tgid` holds an io_uring instance: a descriptor linked to
+/// `anon_inode:[io_uring]`, or, for a ring whose descriptor the process registered and closed
+/// (`io_uring_register_ring_fd`: an adversarial pass), the ring's memory mapped from it. A
+/// process gone, or whose descriptors and mappings cannot be read, holds none.
 fn has_io_uring(tgid: u32) -> bool {
-    let Ok(entries) = fs::read_dir(format!("/proc/{tgid}/fd")) else { return false };
-    entries.flatten().any(|e| fs::read_link(e.path()).is_ok_and(|target| target.as_os_str() == "anon_inode:[io_uring]"))
+    const URING: &str = "anon_inode:[io_uring]";
+    let by_fd = fs::read_dir(format!("/proc/{tgid}/fd"))
+        .is_ok_and(|entries| entries.flatten().any(|e| fs::read_link(e.path()).is_ok_and(|t| t.as_os_str() == URING)));
+    by_fd || fs::read_to_string(format!("/proc/{tgid}/maps")).is_ok_and(|maps| maps.contains(URING))
 }
 
 /// Finds `sockets` among their owners' descriptors (or where `holders` last found them): `read`
@@ -469,4 +473,33 @@ pub fn tcp_counters(socket: BorrowedFd<'_>, fin_seen: bool) -> Option<TcpCounter
         tcp.flags |= TCP_CONSUMED;
     }
     Some(tcp)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd as _;
+
+    use super::has_io_uring;
+
+    /// An io_uring is found by its descriptor, and by its mapped rings once the descriptor is
+    /// closed (a ring registered with `io_uring_register_ring_fd` and closed: an adversarial pass
+    /// found such a server's sockets taken for gone).
+    #[test]
+    fn a_process_with_an_io_uring_is_found_with_or_without_its_descriptor() {
+        let me = std::process::id();
+        let ring = io_uring::IoUring::new(4).expect("io_uring");
+        assert!(has_io_uring(me), "by its descriptor");
+        // Close the descriptor, keep the mappings (the ring's own drop would close it again).
+        let fd = ring.as_raw_fd();
+        std::mem::forget(ring);
+        nix::unistd::close(fd).expect("close");
+        let linked = std::fs::read_dir("/proc/self/fd")
+            .expect("fd list")
+            .flatten()
+            .any(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.as_os_str() == "anon_inode:[io_uring]"));
+        if !linked {
+            assert!(has_io_uring(me), "by its mapped rings");
+        }
+        assert!(!has_io_uring(u32::MAX), "a process that does not exist holds none");
+    }
 }
