@@ -613,14 +613,16 @@ fn concurrent_200() {
     out.assert_nothing_lost();
 }
 
-fn lost_events_counted() {
+/// A monitor (with `config` and a 4 KiB ring buffer) frozen while 20 clients in the watched
+/// cgroup connect to a server on `port`, send and close: the kernel keeps producing events into
+/// the full ring. Continued, and returned running.
+fn frozen_while_clients_close(port: u16, config: &str) -> Monitor {
     let pair = Pair::private();
     let cg = TestCgroup::new();
-    let server = server_addr(&pair, false, 0, 5206);
+    let server = server_addr(&pair, false, 0, port);
     let mut srv = spawn("tcp-server", &[s(server), s(100), s(200)], Place { netns: Some(&pair.b), ..Place::default() });
     srv.line();
-    let mon = Monitor::start(&cg.path, "[probe]\nring_buffer_kib = 4\n");
-    // Freeze the daemon: the kernel keeps producing events into a 4 KiB ring buffer.
+    let mon = Monitor::start(&cg.path, &format!("[probe]\nring_buffer_kib = 4\n{config}"));
     kill(mon.pid(), Signal::SIGSTOP).unwrap();
     let place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None };
     let clients: Vec<_> = (0..20).map(|_| spawn("tcp-client", &[s(server), s(100), s(10)], place)).collect();
@@ -629,7 +631,11 @@ fn lost_events_counted() {
     }
     srv.finish();
     kill(mon.pid(), Signal::SIGCONT).unwrap();
-    let out = mon.stop();
+    mon
+}
+
+fn lost_events_counted() {
+    let out = frozen_while_clients_close(5206, "").stop();
     let k = &out.stats["kernel"];
     let (submitted, lost) = (k["events_submitted"].as_u64().unwrap(), k["events_lost"].as_u64().unwrap());
     let received = out.stats["events_received"].as_u64().unwrap();
@@ -644,20 +650,7 @@ fn lost_events_counted() {
 /// found in no process at two checks (three update intervals apart): no flow waits for the
 /// shutdown. A review: they stayed open until it, however long the daemon ran.
 fn lost_ends_close_while_running() {
-    let pair = Pair::private();
-    let cg = TestCgroup::new();
-    let server = server_addr(&pair, false, 0, 5207);
-    let mut srv = spawn("tcp-server", &[s(server), s(100), s(200)], Place { netns: Some(&pair.b), ..Place::default() });
-    srv.line();
-    let mon = Monitor::start(&cg.path, "[probe]\nring_buffer_kib = 4\nupdate_interval_secs = 1\n");
-    kill(mon.pid(), Signal::SIGSTOP).unwrap();
-    let place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: None };
-    let clients: Vec<_> = (0..20).map(|_| spawn("tcp-client", &[s(server), s(100), s(10)], place)).collect();
-    for c in clients {
-        c.finish();
-    }
-    srv.finish();
-    kill(mon.pid(), Signal::SIGCONT).unwrap();
+    let mon = frozen_while_clients_close(5207, "update_interval_secs = 1\n");
     // Checks every 3 s: the first finds the gone sockets nowhere, the next ends their flows.
     std::thread::sleep(std::time::Duration::from_secs(10));
     let out = mon.stop();
