@@ -53,8 +53,9 @@ impl Vanish {
                 .collect(),
             None => Vec::new(),
         };
-        let written = if confirmed.is_empty() { 0 } else { st.tracker.vanished(&confirmed, &mut st.records) };
+        let mut written = 0;
         if !confirmed.is_empty() {
+            written = st.tracker.vanished(&confirmed, &mut st.records);
             warn!(
                 "{} sockets are gone without their end reaching the monitor (events lost, a release the kernel did not \
                  run, or no release hook): their flows end now with {written} incomplete close records",

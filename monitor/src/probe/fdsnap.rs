@@ -17,6 +17,7 @@
 use std::{
     collections::HashSet,
     fs,
+    io::BufRead as _,
     os::fd::{AsFd, AsRawFd as _, BorrowedFd, OwnedFd},
 };
 
@@ -213,7 +214,10 @@ fn has_io_uring(tgid: u32) -> bool {
     const URING: &str = "anon_inode:[io_uring]";
     let by_fd = fs::read_dir(format!("/proc/{tgid}/fd"))
         .is_ok_and(|entries| entries.flatten().any(|e| fs::read_link(e.path()).is_ok_and(|t| t.as_os_str() == URING)));
-    by_fd || fs::read_to_string(format!("/proc/{tgid}/maps")).is_ok_and(|maps| maps.contains(URING))
+    // Line by line: a large process's mappings run to megabytes.
+    by_fd
+        || fs::File::open(format!("/proc/{tgid}/maps"))
+            .is_ok_and(|maps| std::io::BufReader::new(maps).lines().map_while(Result::ok).any(|l| l.contains(URING)))
 }
 
 /// Finds `sockets` among their owners' descriptors (or where `holders` last found them): `read`
