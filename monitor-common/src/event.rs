@@ -224,7 +224,27 @@ pub const TCP_ALL_ACKED: u32 = 2;
 /// aside: bytes a close with unread data discarded, by any read path), so it is what the process
 /// took from the stream, by recvmsg, splice or zero-copy receive alike.
 pub const TCP_CONSUMED: u32 = 4;
+/// [`TcpCounters::flags`] of a `Release`: `bytes_acked` is the stream's write position
+/// ([`write_position`]): what was acknowledged and what the process wrote that still waits in the
+/// send queue, which the kernel sends after the release, our FIN left out already.
+pub const TCP_WRITE_POSITION: u32 = 8;
 const _: () = assert!(core::mem::size_of::<TcpCounters>() == 32);
+
+/// Where a TCP stream's writer is, in the measure of `bytes_acked` (the active side's SYN
+/// counted, as there): `bytes_acked` plus `queued` (`write_seq − snd_una`: written, not yet
+/// acknowledged), less our FIN where it was sent or queued (it takes a sequence number). `None`
+/// in a state whose send queue will not be sent (`SYN_SENT`, `CLOSE`: never connected, reset or
+/// done) or that has no stream.
+#[must_use]
+pub const fn write_position(bytes_acked: u64, queued: u32, state: u32) -> Option<u64> {
+    use tcp_state::{CLOSE_WAIT, CLOSING, ESTABLISHED, FIN_WAIT1, FIN_WAIT2, LAST_ACK, TIME_WAIT};
+    let fin = match state {
+        ESTABLISHED | CLOSE_WAIT => 0,
+        FIN_WAIT1 | FIN_WAIT2 | CLOSING | LAST_ACK | TIME_WAIT => 1,
+        _ => return None,
+    };
+    Some(bytes_acked.saturating_add(queued as u64).saturating_sub(fin))
+}
 
 /// One ring-buffer record.
 #[repr(C)]

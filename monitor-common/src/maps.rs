@@ -106,6 +106,13 @@ pub const GLOBAL_TCP_RCV_NXT_OFFSET: &str = "TCP_RCV_NXT_OFFSET";
 /// its `SOCK_DONE` bit says the peer's FIN was received (not set by a reset), which
 /// `bytes_received` counts as one byte.
 pub const GLOBAL_SK_FLAGS_OFFSET: &str = "SK_FLAGS_OFFSET";
+/// Load-time global: offset of the 32-bit `write_seq` in `struct tcp_sock` (`u32`; 0 unknown, or
+/// under a confidentiality lockdown). With [`GLOBAL_TCP_SND_UNA_OFFSET`], read with the counters
+/// above: what the process wrote that waits in the send queue at its release, which the kernel
+/// sends after it (`TCP_WRITE_POSITION`).
+pub const GLOBAL_TCP_WRITE_SEQ_OFFSET: &str = "TCP_WRITE_SEQ_OFFSET";
+/// Load-time global: offset of the 32-bit `snd_una` in `struct tcp_sock` (`u32`; as above).
+pub const GLOBAL_TCP_SND_UNA_OFFSET: &str = "TCP_SND_UNA_OFFSET";
 /// Load-time global: 1 when the task fields behind the offsets above are read through the
 /// kernel's BTF pointer to the current task (`bpf_get_current_task_btf` and plain loads the
 /// verifier checks against the kernel's types: no helper call per field), 0 for one

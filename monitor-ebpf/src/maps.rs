@@ -165,6 +165,19 @@ static TCP_RCV_NXT_OFFSET: u32 = 0;
 /// Offset of `sk_flags` in `struct sock` (as above).
 #[unsafe(no_mangle)]
 static SK_FLAGS_OFFSET: u32 = 0;
+/// Offsets of the 32-bit `write_seq` and `snd_una` in `struct tcp_sock` (as above; 0: a `Release`
+/// carries `bytes_acked` alone, without what waits in the send queue).
+#[unsafe(no_mangle)]
+static TCP_WRITE_SEQ_OFFSET: u32 = 0;
+#[unsafe(no_mangle)]
+static TCP_SND_UNA_OFFSET: u32 = 0;
+
+/// [`TCP_WRITE_SEQ_OFFSET`] and [`TCP_SND_UNA_OFFSET`], volatile as below.
+#[inline(always)]
+pub(crate) fn tcp_send_queue_offsets() -> [u32; 2] {
+    // SAFETY: plain globals.
+    unsafe { [ptr::read_volatile(&raw const TCP_WRITE_SEQ_OFFSET), ptr::read_volatile(&raw const TCP_SND_UNA_OFFSET)] }
+}
 
 /// [`TCP_BYTES_RECEIVED_OFFSET`], [`TCP_BYTES_ACKED_OFFSET`], [`TCP_RCV_NXT_OFFSET`],
 /// [`TCP_COPIED_SEQ_OFFSET`] and [`SK_FLAGS_OFFSET`], volatile as above.

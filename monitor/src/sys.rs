@@ -222,14 +222,29 @@ pub struct TcpInfo {
 /// # Errors
 /// `EINVAL` for a listening socket, or what else the call says.
 pub fn unread_bytes(fd: BorrowedFd<'_>) -> io::Result<u64> {
-    let mut unread: libc::c_int = 0;
-    // SAFETY: SIOCINQ writes one int into `unread`, valid for writes for the call; `fd` is
+    queue_ioctl(fd, libc::FIONREAD, "SIOCINQ")
+}
+
+/// Bytes TCP socket `fd`'s process wrote that are not acknowledged yet (`ioctl(SIOCOUTQ)`:
+/// `write_seq − snd_una`, a FIN of ours in it; 0 while connecting).
+///
+/// # Errors
+/// `EINVAL` for a listening socket, or what else the call says.
+pub fn unsent_bytes(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    let queued = queue_ioctl(fd, libc::TIOCOUTQ, "SIOCOUTQ")?;
+    u32::try_from(queued).map_err(|_| io::Error::other(format!("SIOCOUTQ returned {queued}")))
+}
+
+/// One of the socket queue ioctls that write an `int` (`name` for errors).
+fn queue_ioctl(fd: BorrowedFd<'_>, request: libc::Ioctl, name: &str) -> io::Result<u64> {
+    let mut value: libc::c_int = 0;
+    // SAFETY: the queue ioctls write one int into `value`, valid for writes for the call; `fd` is
     // borrowed open for the call.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &raw mut unread) };
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), request, &raw mut value) };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    u64::try_from(unread).map_err(|_| io::Error::other(format!("SIOCINQ returned {unread}")))
+    u64::try_from(value).map_err(|_| io::Error::other(format!("{name} returned {value}")))
 }
 
 /// `getsockopt(IPPROTO_TCP, TCP_INFO)` of TCP socket `fd`.

@@ -10,7 +10,7 @@ use aya_ebpf::{
 };
 use monitor_common::{
     IPPROTO_MPTCP, IPPROTO_TCP, SOCK_RAW,
-    event::{EventKind, FLAG_TCP_COUNTERS, TCP_FIN_RECEIVED, TcpCounters},
+    event::{EventKind, FLAG_TCP_COUNTERS, TCP_FIN_RECEIVED, TCP_WRITE_POSITION, TcpCounters, write_position},
     maps::FALLBACK_DISCOVER,
     sock::{
         COPY_STATE_DONE, COUNTER_MPTCP, COUNTER_RAW, COUNTER_RELEASED, COUNTER_STATE_CB, COUNTER_TCP_CLOSED, Counters,
@@ -21,7 +21,7 @@ use monitor_common::{
 use super::{ALLOW, per_peer, release_tuple, tracked};
 use crate::maps::{
     COUNTERS, EventData, coarse_ns, emit, fallback, mptcp_subflows, owner_with, record_owner, set_bits, socket_flags,
-    stat, tcp_release_offsets,
+    stat, tcp_release_offsets, tcp_send_queue_offsets,
 };
 
 /// Records the owner of every new IPv4/IPv6 socket in its (new, zeroed) counters.
@@ -141,8 +141,8 @@ fn released(sk: *mut aya_ebpf::bindings::bpf_sock, c: &mut Counters, protocol: u
     // and one whose `TCP_CLOSE` came first (a reset, or both FINs while the process held it):
     // that event counted what was still unread, which the process may have read since or never
     // will (a re-check: a splice reader reset by its peer was charged bytes it never read).
-    let (tcp_flag, tcp) =
-        if protocol == u32::from(IPPROTO_TCP) { released_tcp_counters(sk, c) } else { (0, TcpCounters::default()) };
+    let mut tcp = TcpCounters::default();
+    let tcp_flag = if protocol == u32::from(IPPROTO_TCP) { released_tcp_counters(sk, c, &mut tcp) } else { 0 };
     emit_release(cookie, c, c.created_ns, owner, &tuple, (tcp_flag, tcp));
 }
 
@@ -176,13 +176,15 @@ fn emit_release(
 /// The kernel's TCP counters of a socket its process releases, read at their BTF offsets
 /// (`cgroup/sock_release` has neither `bpf_tcp_sock` nor `bpf_skc_to_tcp_sock`; its context is
 /// the socket itself), what the process never read left out (`TCP_CONSUMED`: nothing more will
-/// be), with `FLAG_TCP_COUNTERS`; nothing when an offset is unknown or a read fails. Off the
-/// common path: a TCP socket whose `TCP_CLOSE` will end its flow returns before it.
+/// be), into `out`; `FLAG_TCP_COUNTERS`, or 0 (nothing) when an offset is unknown or a read
+/// fails. Off the common path: a TCP socket whose `TCP_CLOSE` will end its flow returns before
+/// it. (Written through `out`: a returned struct comes back through a pointer into the caller's
+/// frame, which the verifier refuses.)
 #[inline(never)]
-fn released_tcp_counters(sk: *mut aya_ebpf::bindings::bpf_sock, c: &Counters) -> (u32, TcpCounters) {
+fn released_tcp_counters(sk: *mut aya_ebpf::bindings::bpf_sock, c: &Counters, out: &mut TcpCounters) -> u32 {
     let [received, acked, rcv_nxt, copied, sk_flags] = tcp_release_offsets();
     if received == 0 || acked == 0 || rcv_nxt == 0 || copied == 0 || sk_flags == 0 {
-        return (0, TcpCounters::default());
+        return 0;
     }
     let at = |offset: u32| (sk as usize).wrapping_add(offset as usize);
     // SAFETY: kernel reads at BTF offsets of `struct tcp_sock` (a TCP socket is one); a failed
@@ -197,7 +199,7 @@ fn released_tcp_counters(sk: *mut aya_ebpf::bindings::bpf_sock, c: &Counters) ->
         )
     };
     let (Ok(bytes_received), Ok(bytes_acked), Ok(rcv_nxt), Ok(copied), Ok(flags)) = read else {
-        return (0, TcpCounters::default());
+        return 0;
     };
     // SAFETY: ctx field read.
     let state = unsafe { (*sk).state };
@@ -213,8 +215,38 @@ fn released_tcp_counters(sk: *mut aya_ebpf::bindings::bpf_sock, c: &Counters) ->
         srtt_us_x8: 0,
         rtt_min_us: 0,
     };
-    super::leave_out(rcv_nxt.wrapping_sub(copied), &mut tcp);
-    (FLAG_TCP_COUNTERS, tcp)
+    let unread = rcv_nxt.wrapping_sub(copied);
+    super::leave_out(unread, &mut tcp);
+    // What the process wrote that waits in the send queue: the kernel sends it after the release
+    // (an adversarial pass: a connection older than the run whose peer's window was closed wrote
+    // and closed, and had no record), unless data is left unread (the peer's FIN aside): then
+    // the close resets the connection and discards the queue.
+    if unread <= u32::from(fin)
+        && let Some(position) = send_queue(sk).and_then(|queued| write_position(bytes_acked, queued, state))
+    {
+        tcp.bytes_acked = position;
+        tcp.flags |= TCP_WRITE_POSITION;
+    }
+    *out = tcp;
+    FLAG_TCP_COUNTERS
+}
+
+/// `write_seq − snd_una` of TCP socket `sk` (read at BTF offsets): written and not yet
+/// acknowledged; `None` where an offset is unknown or a read fails.
+#[inline(always)]
+fn send_queue(sk: *mut aya_ebpf::bindings::bpf_sock) -> Option<u32> {
+    let [write_seq, snd_una] = tcp_send_queue_offsets();
+    if write_seq == 0 || snd_una == 0 {
+        return None;
+    }
+    let at = |offset: u32| (sk as usize).wrapping_add(offset as usize);
+    // SAFETY: kernel reads at BTF offsets of `struct tcp_sock`; a failed read returns an error.
+    let (Ok(written), Ok(unacked)) = (unsafe {
+        (bpf_probe_read_kernel(at(write_seq) as *const u32), bpf_probe_read_kernel(at(snd_una) as *const u32))
+    }) else {
+        return None;
+    };
+    Some(written.wrapping_sub(unacked))
 }
 
 /// A TCP socket older than the monitor that sent no packet under it, released by its process:
@@ -243,11 +275,12 @@ fn silent_tcp_released(sk: *mut aya_ebpf::bindings::bpf_sock) {
     if !unsafe { owner.as_ref() }.is_some_and(|o| o.source != OwnerSource::Unknown as u8) {
         return;
     }
-    let tcp = released_tcp_counters(sk, c);
-    if tcp.0 == 0 {
+    let mut tcp = TcpCounters::default();
+    let flag = released_tcp_counters(sk, c, &mut tcp);
+    if flag == 0 {
         return;
     }
     // SAFETY: the context is a socket.
     let cookie = unsafe { bpf_get_socket_cookie(sk.cast()) };
-    emit_release(cookie, c, 0, owner, &release_tuple(sk, c), tcp);
+    emit_release(cookie, c, 0, owner, &release_tuple(sk, c), (flag, tcp));
 }

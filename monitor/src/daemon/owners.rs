@@ -18,7 +18,7 @@ use std::{
     collections::{HashMap, HashSet},
     fs::File,
     os::{
-        fd::{AsFd as _, OwnedFd},
+        fd::{AsFd as _, BorrowedFd, OwnedFd},
         unix::fs::MetadataExt as _,
     },
     path::{Path, PathBuf},
@@ -84,6 +84,25 @@ fn comm_bytes(comm: &str) -> [u8; 16] {
     out
 }
 
+/// What the daemon reads at start of TCP connection `socket` (local address `local`): its
+/// counters (`TCP_INFO`, unread bytes left out) and its write position (`bytes_acked` with its
+/// send queue, `SIOCOUTQ`). The queue is read before and after the counters and the position
+/// taken only where both agree: an acknowledgement or a write between the reads would move the
+/// base (a lower one counts bytes written before the run). `None` for a socket that is not an
+/// open TCP connection.
+fn older_connection(socket: BorrowedFd<'_>, local: std::net::SocketAddr) -> Option<OlderConnection> {
+    let before = crate::sys::unsent_bytes(socket).ok();
+    let tcp = crate::probe::tcp_counters(socket, false)?;
+    let cookie = crate::sys::socket_cookie(socket).ok()?;
+    let written = match (before, crate::sys::unsent_bytes(socket).ok()) {
+        (Some(before), Some(after)) if before == after => {
+            monitor_common::event::write_position(tcp.bytes_acked, after, tcp.old_state)
+        }
+        _ => None,
+    };
+    Some(OlderConnection { cookie, tcp, local: Some(local), written })
+}
+
 /// Records the holders of every socket older than the monitor in `storage` (see the module
 /// header). `cgroup` is the watched directory of the cgroup v2 hierarchy mounted at `mount`.
 pub fn prefill(
@@ -133,10 +152,9 @@ pub fn prefill(
         };
         if s.protocol == monitor_common::IPPROTO_TCP
             && !s.listening
-            && let Some(tcp) = crate::probe::tcp_counters(file.as_fd(), false)
-            && let Ok(cookie) = crate::sys::socket_cookie(file.as_fd())
+            && let Some(older) = older_connection(file.as_fd(), s.local)
         {
-            tcp_counters.push(OlderConnection { cookie, tcp, local: Some(s.local) });
+            tcp_counters.push(older);
         }
         match record(&file, storage, &owner) {
             Ok(()) => {
@@ -302,6 +320,49 @@ pub fn report(p: &Prefilled) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The write position read at start is what was acknowledged and what waits in the send
+    /// queue, the SYN counted as in `bytes_acked`, our FIN left out (a loopback connection whose
+    /// reader reads nothing: its window holds what was written).
+    #[test]
+    fn an_older_connection_s_write_position_counts_its_queue() {
+        use std::io::Write as _;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut writer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (_reader, _) = listener.accept().unwrap();
+        writer.write_all(&[7; 30_000]).unwrap();
+        let local = writer.local_addr().unwrap();
+        let wait_acked = |w: &std::net::TcpStream, acked: u64| {
+            for _ in 0..200 {
+                let c = older_connection(w.as_fd(), local).unwrap();
+                if c.tcp.bytes_acked >= acked {
+                    return c;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            panic!("not acknowledged");
+        };
+        let c = wait_acked(&writer, 30_001);
+        assert_eq!((c.tcp.bytes_acked, c.written, c.local), (30_001, Some(30_001), Some(local)), "{c:?}");
+        // Our FIN, sent and acknowledged: in `bytes_acked`, not in the position.
+        writer.shutdown(std::net::Shutdown::Write).unwrap();
+        let c = wait_acked(&writer, 30_002);
+        assert_eq!(c.written, Some(30_001), "{c:?}");
+        // A reader with a small window: what it cannot take waits in the writer's queue.
+        let small = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        nix::sys::socket::setsockopt(&small, nix::sys::socket::sockopt::RcvBuf, &4096).unwrap();
+        let mut writer = std::net::TcpStream::connect(small.local_addr().unwrap()).unwrap();
+        let (_reader, _) = small.accept().unwrap();
+        writer.set_nonblocking(true).unwrap();
+        let mut written = 0;
+        while let Ok(n) = writer.write(&[7; 65_536]) {
+            written += n as u64;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let c = older_connection(writer.as_fd(), writer.local_addr().unwrap()).unwrap();
+        assert!(c.tcp.bytes_acked < written, "the window holds less than was written: {c:?}");
+        assert_eq!(c.written, Some(written + 1), "{c:?}");
+    }
 
     #[test]
     fn watched_subtree_is_the_cgroup_and_its_descendants_only() {

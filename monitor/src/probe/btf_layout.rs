@@ -49,6 +49,10 @@ pub struct SockLayout {
     /// another shape): read with `copied_seq` at the release of a TCP socket older than the
     /// monitor, whose end no `TCP_CLOSE` reports.
     pub tcp_release: [u32; 4],
+    /// The 32-bit `write_seq` and `snd_una` in `struct tcp_sock` (both 0 when one is missing or
+    /// of another shape): read with the counters above, what the process wrote that waits in the
+    /// send queue at its release (sent after it).
+    pub tcp_send_queue: [u32; 2],
     /// The kernel has `struct mptcp_sock` (built with `CONFIG_MPTCP`): the return type of
     /// `bpf_skc_to_mptcp_sock`, without which the verifier refuses any program calling it.
     pub mptcp_sock: bool,
@@ -294,6 +298,7 @@ pub fn sock_layout(data: &[u8]) -> Result<SockLayout, LayoutError> {
     let task_mm_start_stack = task_mm_start_stack(&types).unwrap_or((0, 0));
     let tcp_copied_seq = tcp_copied_seq(&types).unwrap_or(0);
     let tcp_release = tcp_release(&types).unwrap_or([0; 4]);
+    let tcp_send_queue = tcp_send_queue(&types).unwrap_or([0; 2]);
     let task_pid = task_pid(&types).unwrap_or(0);
     let task_cred_uid = task_cred_uid(&types).unwrap_or((0, 0));
     Ok(SockLayout {
@@ -308,6 +313,7 @@ pub fn sock_layout(data: &[u8]) -> Result<SockLayout, LayoutError> {
         task_cred_uid,
         tcp_copied_seq,
         tcp_release,
+        tcp_send_queue,
         mptcp_sock,
     })
 }
@@ -327,6 +333,16 @@ fn tcp_release(types: &Types) -> Option<[u32; 4]> {
         // `sk_flags` is `__sk_common.skc_flags` (at the start of `struct sock`), in a union.
         int("sock_common", "skc_flags", 8)?,
     ])
+}
+
+/// `tcp_sock.write_seq` and `snd_una`, if both are 32-bit integers.
+fn tcp_send_queue(types: &Types) -> Option<[u32; 2]> {
+    let int32 = |field: &str| {
+        let (at, member) = types.find("tcp_sock", field).ok()?;
+        (member.bitfield == 0 && member.bits.is_multiple_of(32) && types.int_size(member.type_id) == Some(4))
+            .then_some(at)
+    };
+    Some([int32("write_seq")?, int32("snd_una")?])
 }
 
 /// `task_struct.pid`, if it and `tgid` are 32-bit integers, `tgid` right after it.

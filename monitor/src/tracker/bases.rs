@@ -31,11 +31,15 @@ pub struct OlderConnection {
     /// Its local address, where known: the kernel's release hook cannot read it, so a connection
     /// whose release is its only event under the run takes it from here.
     pub local: Option<SocketAddr>,
+    /// Its write position then ([`monitor_common::event::write_position`]: `bytes_acked` with
+    /// what waited in its send queue, `SIOCOUTQ`), where known: what it had written before the
+    /// run, which its release's write position (`TCP_WRITE_POSITION`) counts too.
+    pub written: Option<u64>,
 }
 
 impl From<(u64, TcpCounters)> for OlderConnection {
     fn from((cookie, tcp): (u64, TcpCounters)) -> Self {
-        Self { cookie, tcp, local: None }
+        Self { cookie, tcp, local: None, written: None }
     }
 }
 
@@ -44,6 +48,9 @@ impl From<(u64, TcpCounters)> for OlderConnection {
 struct AtStart {
     /// Its stream position ([`stream_position`]).
     position: [u64; 2],
+    /// Its write position, where known: the base of what it sends from a first counters read
+    /// after it.
+    written: Option<u64>,
     /// Its local address and port as events carry them (port 0: unknown).
     local: ([u32; 4], u16),
 }
@@ -58,6 +65,17 @@ pub(super) struct OlderBases {
     read_at_start: foldhash::HashMap<u64, AtStart>,
 }
 
+/// Where a connection older than the run takes its sent bytes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SentFrom {
+    /// Its processes' calls: the kernel's acknowledged bytes may be ones written before the run.
+    Calls,
+    /// Also a write position (`TCP_WRITE_POSITION`, its release's) over the one read at start:
+    /// what was written in the run, sent or still queued (the calls miss writes made before its
+    /// first packet under the programs: it had no counters then).
+    Written,
+}
+
 /// What [`OlderBases::rebase`] did to an event.
 pub(super) enum Rebased {
     /// Nothing: the event as it came.
@@ -65,8 +83,8 @@ pub(super) enum Rebased {
     /// Its counters less the flow's base taken here before.
     Less(Event),
     /// Its counters less a base this event gave the flow, the flow's first counters: the flow
-    /// counts from 0 ([`Flow::count_from_zero`]).
-    First(Event),
+    /// counts from 0 ([`Flow::count_from_zero`]), its sent bytes as [`SentFrom`] says.
+    First(Event, SentFrom),
     /// Without its TCP counters: the release of a connection older than the run that is the
     /// flow's first event, with no counters read at start: they count the connection's whole
     /// life, not this run's.
@@ -78,7 +96,9 @@ impl OlderBases {
     pub(super) fn read_at_start(&mut self, connections: impl IntoIterator<Item = OlderConnection>) {
         self.read_at_start.extend(connections.into_iter().map(|c| {
             let local = c.local.map_or(([0; 4], 0), |a| (addr_words(a.ip()), a.port()));
-            (c.cookie, AtStart { position: stream_position(&c.tcp), local })
+            let position = stream_position(&c.tcp);
+            let written = c.written.map(|w| w.max(position[0]));
+            (c.cookie, AtStart { position, written, local })
         }));
     }
 
@@ -117,8 +137,21 @@ impl OlderBases {
             return Rebased::No;
         }
         let now = stream_position(&ev.tcp);
+        let mut sent_from = SentFrom::Calls;
         let (base, local) = match self.read_at_start.remove(&key.cookie) {
-            Some(AtStart { position, local }) => ([position[0].min(now[0]), position[1].min(now[1])], local),
+            // The earlier of the two each way (a first event may have been read before the start's
+            // pass); sent bytes from the write position then: what the process had written before
+            // the run is not this run's, also where it was sent or acknowledged later.
+            Some(AtStart { position, written, local }) => {
+                let sent = match written {
+                    Some(written) if now[0] >= position[0] => {
+                        sent_from = SentFrom::Written;
+                        written
+                    }
+                    _ => position[0].min(now[0]),
+                };
+                ([sent, position[1].min(now[1])], local)
+            }
             None if kind == EventKind::Release => {
                 let mut without = *ev;
                 without.flags &= !FLAG_TCP_COUNTERS;
@@ -133,7 +166,7 @@ impl OlderBases {
         if first.tuple.local_port == 0 && local.1 != 0 {
             (first.tuple.local_addr, first.tuple.local_port) = local;
         }
-        Rebased::First(first)
+        Rebased::First(first, sent_from)
     }
 
     /// Socket `cookie`'s flow ended.

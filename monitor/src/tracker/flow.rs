@@ -9,7 +9,7 @@ use monitor_common::{
     AF_INET, AF_INET6,
     event::{
         Event, EventKind, FLAG_CONNECTED, FLAG_NO_OWNER, FLAG_PASSIVE, FLAG_PEER_FIRST_IN, FLAG_RAW, FLAG_SNAPSHOT,
-        FLAG_TCP_COUNTERS, TCP_CONSUMED, TCP_FIN_RECEIVED, TcpCounters, Tuple,
+        FLAG_TCP_COUNTERS, TCP_CONSUMED, TCP_FIN_RECEIVED, TCP_WRITE_POSITION, TcpCounters, Tuple,
     },
     sock::ByteCounters,
 };
@@ -130,6 +130,10 @@ mod tcp_mark {
     /// now may have been written before the run (a closed socket still draining its queue: the
     /// earlier run counted them at the writes), and every way of sending is counted at its call.
     pub(super) const RX_BASE_ONLY: u8 = 1 << 4;
+    /// With `RX_BASE_ONLY`: the sent side's base is the write position read at start
+    /// (`bases::SentFrom::Written`), so a write position (`TCP_WRITE_POSITION`, a release's) less
+    /// it is what the process wrote in the run.
+    pub(super) const TX_WRITTEN_BASE: u8 = 1 << 5;
 }
 
 impl TcpState {
@@ -313,12 +317,15 @@ impl Flow {
 
     /// A TCP flow counts from 0: its counters come less a base kept outside it
     /// ([`super::bases`]), and it has just taken their first as its base.
-    pub(super) fn count_from_zero(&mut self) {
+    pub(super) fn count_from_zero(&mut self, written_base: bool) {
         if let Extra::Tcp(state) = &mut self.extra {
             state.base = [0, 0];
             state.has_base = true;
             // Older than the run (its first event may be its release, which takes no base).
             state.marks |= tcp_mark::RX_BASE_ONLY;
+            if written_base {
+                state.marks |= tcp_mark::TX_WRITTEN_BASE;
+            }
         }
     }
 
@@ -648,7 +655,9 @@ impl Flow {
                 let pick = |syscall: u64, tcp: u64| {
                     if tcp > syscall { (tcp, PayloadSource::TcpCounters) } else { (syscall, PayloadSource::Syscall) }
                 };
-                let (tx_bytes, tx) = if state.has(tcp_mark::RX_BASE_ONLY) {
+                let written =
+                    state.has(tcp_mark::TX_WRITTEN_BASE) && u32::from(state.last_flags) & TCP_WRITE_POSITION != 0;
+                let (tx_bytes, tx) = if state.has(tcp_mark::RX_BASE_ONLY) && !written {
                     (app.tx_bytes, PayloadSource::Syscall)
                 } else {
                     pick(app.tx_bytes, kernel.tx_bytes)

@@ -206,16 +206,16 @@ impl Tracker {
         let rebased = self.older_bases.rebase(kind, ev, key, || self.flows.get(&key));
         let ev = match &rebased {
             bases::Rebased::No => ev,
-            bases::Rebased::Less(ev) | bases::Rebased::First(ev) | bases::Rebased::Without(ev) => ev,
+            bases::Rebased::Less(ev) | bases::Rebased::First(ev, _) | bases::Rebased::Without(ev) => ev,
         };
         match self.flows.get_mut(&key) {
             Some(flow) => flow.absorb(kind, ev, &mut self.owners, &mut self.addrs),
             None => self.start(kind, ev, key),
         }
-        if matches!(rebased, bases::Rebased::First(_))
+        if let bases::Rebased::First(_, sent_from) = rebased
             && let Some(flow) = self.flows.get_mut(&key)
         {
-            flow.count_from_zero();
+            flow.count_from_zero(sent_from == bases::SentFrom::Written);
         }
         self.follow(kind, ev, key, out);
     }

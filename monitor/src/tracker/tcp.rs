@@ -1,6 +1,6 @@
 //! Payload from the kernel's TCP byte counters (`bytes_acked`, `bytes_received`).
 
-use monitor_common::event::{TCP_ALL_ACKED, TCP_FIN_RECEIVED, TcpCounters, tcp_state};
+use monitor_common::event::{TCP_ALL_ACKED, TCP_FIN_RECEIVED, TCP_WRITE_POSITION, TcpCounters, tcp_state};
 
 use super::record::Payload;
 
@@ -18,9 +18,11 @@ pub(super) fn tcp_payload(base: Option<[u64; 2]>, tcp: TcpCounters) -> Payload {
 
 /// `bytes_acked` and `bytes_received` less the FINs they count (see [`tcp_payload`]): where the
 /// stream is each way, the SYN included.
+/// A write position (`TCP_WRITE_POSITION`) has our FIN left out already.
 pub(super) fn stream_position(tcp: &TcpCounters) -> [u64; 2] {
     use tcp_state::{CLOSING, FIN_WAIT2, LAST_ACK, TIME_WAIT};
-    let fin_sent = matches!(tcp.old_state, FIN_WAIT2 | TIME_WAIT | LAST_ACK | CLOSING);
+    let fin_sent =
+        tcp.flags & TCP_WRITE_POSITION == 0 && matches!(tcp.old_state, FIN_WAIT2 | TIME_WAIT | LAST_ACK | CLOSING);
     let fin_acked = u64::from(fin_sent && tcp.flags & TCP_ALL_ACKED != 0);
     let fin_received = u64::from(tcp.flags & TCP_FIN_RECEIVED != 0);
     [tcp.bytes_acked.saturating_sub(fin_acked), tcp.bytes_received.saturating_sub(fin_received)]

@@ -595,6 +595,7 @@ pub fn main(role: &str) {
                 && !crate::rebind::run(other, &args)
                 && !crate::mptcp::run(other, &args)
                 && !crate::reconnect::run(other, &args)
+                && !crate::older::helper(other, &args)
             {
                 crate::raw_helpers::main(other, &args);
             }

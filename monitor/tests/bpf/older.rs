@@ -365,3 +365,114 @@ pub(crate) fn accepted_by_a_worker_open_at_shutdown() {
     assert_eq!((own[0].event, own[0].payload.tx_bytes, own[0].complete), (RecordKind::Shutdown, 6, true));
     out.assert_nothing_lost();
 }
+
+/// A connection older than the run whose peer stopped reading (its window closed) writes after
+/// the monitor started and closes with those bytes still queued; the peer reads them later, when
+/// the kernel sends them on its own (an adversarial pass: such a writer had no record at all; its
+/// writes came before any packet under the programs, and its release read only what the peer
+/// had acknowledged). Its `close` holds exactly what it wrote after the start (its release's
+/// write position less the one the daemon read at start: not what it had queued before), owner
+/// and local address included, whether its release is its only event or a zero-window probe
+/// found it first.
+pub(crate) fn writer_closing_with_queued_bytes() {
+    let pair = Pair::private();
+    let cg = TestCgroup::new();
+    let server = server_addr(&pair, false, 0, 5209);
+    let mut reader = spawn("tcp-stalled-reader", &[s(server)], Place { netns: Some(&pair.b), ..Place::default() });
+    reader.line();
+    let (first, then) = (65_536usize, 100_000usize);
+    let place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) };
+    let mut writer = spawn("tcp-stalled-writer", &[s(server), s(first), s(then)], place);
+    let connected = writer.line();
+    let pid = writer.pid();
+    // The window closes at once; its probes back off (0.2, 0.6, 1.4, 3.0, 6.2, 12.6 s): past the
+    // fifth, the writes below come long before the next probe.
+    std::thread::sleep(std::time::Duration::from_millis(6_500));
+    let mon = Monitor::start(&cg.path, "");
+    writer.send("go");
+    let wrote = writer.line();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    reader.send("go");
+    let read = reader.line();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let out = mon.stop();
+    writer.send("exit");
+    writer.finish();
+    reader.finish();
+    let after = wrote["tx_after_go"].as_u64().unwrap();
+    assert!(after > 0, "{wrote}");
+    assert_eq!(read["rx"].as_u64().unwrap(), first as u64 + after, "the reader got every byte");
+    let r = record_for_local(&out, addr(&connected["local"]));
+    assert_owner(r, pid, "mon-tcp-stalled", CLIENT_UID);
+    assert_eq!((r.event, r.payload.tx_bytes, r.payload.rx_bytes), (RecordKind::Close, after, 0), "{r:#?}");
+    out.assert_nothing_lost();
+}
+
+/// Roles of this file's cases; false for another role.
+pub(crate) fn helper(role: &str, args: &[String]) -> bool {
+    use std::{
+        io::{Read as _, Write as _},
+        net::{TcpListener, TcpStream},
+        os::fd::AsRawFd as _,
+    };
+
+    use crate::helper::{name, pattern, say, wait_stdin};
+    let arg = |i: usize| -> &str { args.get(i).map_or_else(|| panic!("{role}: missing argument {i}"), String::as_str) };
+    let set_buffer = |fd: i32, option: nix::libc::c_int, bytes: nix::libc::c_int| {
+        // SAFETY: setsockopt with an int that outlives the call.
+        let r = unsafe { nix::libc::setsockopt(fd, nix::libc::SOL_SOCKET, option, (&raw const bytes).cast(), 4) };
+        assert_eq!(r, 0, "setsockopt: {}", std::io::Error::last_os_error());
+    };
+    match role {
+        // tcp-stalled-reader BIND: accepts one connection with a 4 KiB receive buffer, reads
+        // nothing until "go", then reads to the end, reports and exits.
+        "tcp-stalled-reader" => {
+            name("mon-tcp-stalled-rd");
+            let listener = TcpListener::bind(arg(0)).unwrap();
+            set_buffer(listener.as_raw_fd(), nix::libc::SO_RCVBUF, 4096);
+            say(&serde_json::json!({"ready": true}));
+            let (mut s, _) = listener.accept().unwrap();
+            wait_stdin("go");
+            let mut total = 0;
+            let mut buf = vec![0u8; 65_536];
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => total += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => panic!("read: {e}"),
+                }
+            }
+            say(&serde_json::json!({"rx": total}));
+        }
+        // tcp-stalled-writer SERVER FIRST THEN: connects with a 200,000-byte send buffer, writes
+        // FIRST bytes (they fill the peer's window and wait), reports, waits for "go", writes up
+        // to THEN more without blocking (into the send queue), reports how many, closes the socket
+        // with them queued and waits for "exit".
+        "tcp-stalled-writer" => {
+            name("mon-tcp-stalled");
+            let mut s = TcpStream::connect(arg(0)).unwrap();
+            let (first, then): (usize, usize) = (arg(1).parse().unwrap(), arg(2).parse().unwrap());
+            set_buffer(s.as_raw_fd(), nix::libc::SO_SNDBUF, 200_000);
+            s.write_all(&pattern(first)).unwrap();
+            say(&serde_json::json!({"connected": true, "local": s.local_addr().unwrap().to_string()}));
+            wait_stdin("go");
+            s.set_nonblocking(true).unwrap();
+            let data = pattern(then);
+            let mut sent = 0;
+            while sent < then {
+                match s.write(&data[sent..]) {
+                    Ok(n) => sent += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("write: {e}"),
+                }
+            }
+            drop(s);
+            say(&serde_json::json!({"tx_after_go": sent}));
+            wait_stdin("exit");
+        }
+        _ => return false,
+    }
+    true
+}

@@ -128,6 +128,8 @@ fn blob_with_comm(family_bits: u32, protocol_bitfield: bool, comm_len: u32) -> V
             ("copied_seq", u32_seq, 1544 * 8, 0),
             ("bytes_received", start, 1560 * 8, 0),
             ("bytes_acked", u64_, 1656 * 8, 0),
+            ("snd_una", u32_seq, 1664 * 8, 0),
+            ("write_seq", u32_seq, 1700 * 8, 0),
         ],
     );
     let u16_ = b.int("unsigned short", 2);
@@ -183,6 +185,7 @@ fn offsets_are_read_through_anonymous_members() {
             task_cred_uid: (2920, 8),
             tcp_copied_seq: 1544,
             tcp_release: [1560, 1656, 1540, 96],
+            tcp_send_queue: [1700, 1664],
             mptcp_sock: false
         }
     );
@@ -244,4 +247,8 @@ fn this_kernel_has_the_layout_the_fallback_programs_read() {
     assert!(received > layout.sk_socket && received.is_multiple_of(8), "{layout:?}");
     assert!(acked > layout.sk_socket && acked.is_multiple_of(8), "{layout:?}");
     assert!(rcv_nxt > layout.sk_socket && rcv_nxt.is_multiple_of(4), "{layout:?}");
+    // With the send queue's two ends, distinct.
+    let [write_seq, snd_una] = layout.tcp_send_queue;
+    assert!(write_seq > layout.sk_socket && write_seq.is_multiple_of(4), "{layout:?}");
+    assert!(snd_una > layout.sk_socket && snd_una.is_multiple_of(4) && snd_una != write_seq, "{layout:?}");
 }
