@@ -246,6 +246,15 @@ pub const fn write_position(bytes_acked: u64, queued: u32, state: u32) -> Option
     Some(bytes_acked.saturating_add(queued as u64).saturating_sub(fin))
 }
 
+/// The write position of a connection whose send queue will never be sent (reset, or ended:
+/// `CLOSE`; or closed with data left unread, which resets it): what was acknowledged, our FIN
+/// left out where it was sent (`fin_sent`: `SEND_SHUTDOWN`, or a state past our FIN) and
+/// acknowledged (nothing left unacknowledged).
+#[must_use]
+pub const fn acknowledged_position(bytes_acked: u64, queued: u32, fin_sent: bool) -> u64 {
+    bytes_acked.saturating_sub(if fin_sent && queued == 0 { 1 } else { 0 })
+}
+
 /// One ring-buffer record.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -10,7 +10,10 @@ use aya_ebpf::{
 };
 use monitor_common::{
     IPPROTO_MPTCP, IPPROTO_TCP, SOCK_RAW,
-    event::{EventKind, FLAG_TCP_COUNTERS, TCP_FIN_RECEIVED, TCP_WRITE_POSITION, TcpCounters, write_position},
+    event::{
+        EventKind, FLAG_TCP_COUNTERS, TCP_FIN_RECEIVED, TCP_WRITE_POSITION, TcpCounters, acknowledged_position,
+        tcp_state, write_position,
+    },
     maps::FALLBACK_DISCOVER,
     sock::{
         COPY_STATE_DONE, COUNTER_MPTCP, COUNTER_RAW, COUNTER_RELEASED, COUNTER_STATE_CB, COUNTER_TCP_CLOSED, Counters,
@@ -217,13 +220,13 @@ fn released_tcp_counters(sk: *mut aya_ebpf::bindings::bpf_sock, c: &Counters, ou
     };
     let unread = rcv_nxt.wrapping_sub(copied);
     super::leave_out(unread, &mut tcp);
-    // What the process wrote that waits in the send queue: the kernel sends it after the release
-    // (an adversarial pass: a connection older than the run whose peer's window was closed wrote
-    // and closed, and had no record), unless data is left unread (the peer's FIN aside): then
-    // the close resets the connection and discards the queue.
-    if unread <= u32::from(fin)
-        && let Some(position) = send_queue(sk).and_then(|queued| write_position(bytes_acked, queued, state))
-    {
+    // What the process wrote (an adversarial pass: a connection older than the run whose peer's
+    // window was closed wrote and closed, and had no record; a re-check: one that ended in
+    // `CLOSE`, or reset, after writing before its first packet was charged 0): its write
+    // position. What waits in the send queue the kernel sends after the release, unless the
+    // connection is over (`CLOSE`) or data is left unread (the peer's FIN aside): then the close
+    // resets it and discards the queue, and what was acknowledged is all that left.
+    if let Some(position) = release_position(sk, bytes_acked, state, unread <= u32::from(fin)) {
         tcp.bytes_acked = position;
         tcp.flags |= TCP_WRITE_POSITION;
     }
@@ -231,11 +234,12 @@ fn released_tcp_counters(sk: *mut aya_ebpf::bindings::bpf_sock, c: &Counters, ou
     FLAG_TCP_COUNTERS
 }
 
-/// `write_seq − snd_una` of TCP socket `sk` (read at BTF offsets): written and not yet
-/// acknowledged; `None` where an offset is unknown or a read fails.
+/// The write position of TCP socket `sk` at its release (`acked`: its `bytes_acked`; `keep`:
+/// its send queue will be sent), from `write_seq`, `snd_una` and `sk_shutdown` read at BTF
+/// offsets; `None` where an offset is unknown, a read fails, or in a state with no stream.
 #[inline(always)]
-fn send_queue(sk: *mut aya_ebpf::bindings::bpf_sock) -> Option<u32> {
-    let [write_seq, snd_una] = tcp_send_queue_offsets();
+fn release_position(sk: *mut aya_ebpf::bindings::bpf_sock, acked: u64, state: u32, keep: bool) -> Option<u64> {
+    let [write_seq, snd_una, shutdown] = tcp_send_queue_offsets();
     if write_seq == 0 || snd_una == 0 {
         return None;
     }
@@ -246,8 +250,27 @@ fn send_queue(sk: *mut aya_ebpf::bindings::bpf_sock) -> Option<u32> {
     }) else {
         return None;
     };
-    Some(written.wrapping_sub(unacked))
+    let queued = written.wrapping_sub(unacked);
+    if keep && state != tcp_state::CLOSE {
+        return write_position(acked, queued, state);
+    }
+    // Our FIN was sent where the state is past it, else where `SEND_SHUTDOWN` says so.
+    let fin_sent =
+        if matches!(state, tcp_state::FIN_WAIT1 | tcp_state::FIN_WAIT2 | tcp_state::CLOSING | tcp_state::LAST_ACK) {
+            true
+        } else {
+            if shutdown == 0 {
+                return None;
+            }
+            // SAFETY: a kernel read at a BTF offset of `struct sock`; a failed read returns an error.
+            let Ok(how) = (unsafe { bpf_probe_read_kernel(at(shutdown) as *const u8) }) else { return None };
+            how & SEND_SHUTDOWN != 0
+        };
+    Some(acknowledged_position(acked, queued, fin_sent))
 }
+
+/// `SEND_SHUTDOWN` in `sk_shutdown` (include/net/sock.h).
+const SEND_SHUTDOWN: u8 = 2;
 
 /// A TCP socket older than the monitor that sent no packet under it, released by its process:
 /// its FIN and the packets after it (sent by the kernel, after the release) would otherwise be

@@ -86,20 +86,12 @@ fn comm_bytes(comm: &str) -> [u8; 16] {
 
 /// What the daemon reads at start of TCP connection `socket` (local address `local`): its
 /// counters (`TCP_INFO`, unread bytes left out) and its write position (`bytes_acked` with its
-/// send queue, `SIOCOUTQ`). The queue is read before and after the counters and the position
-/// taken only where both agree: an acknowledgement or a write between the reads would move the
-/// base (a lower one counts bytes written before the run). `None` for a socket that is not an
-/// open TCP connection.
+/// send queue, where two reads of the queue agree: [`crate::probe::tcp_reading`]; a lower base
+/// would count bytes written before the run). `None` for a socket that is not an open TCP
+/// connection.
 fn older_connection(socket: BorrowedFd<'_>, local: std::net::SocketAddr) -> Option<OlderConnection> {
-    let before = crate::sys::unsent_bytes(socket).ok();
-    let tcp = crate::probe::tcp_counters(socket, false)?;
+    let (tcp, written) = crate::probe::tcp_reading(socket, false)?;
     let cookie = crate::sys::socket_cookie(socket).ok()?;
-    let written = match (before, crate::sys::unsent_bytes(socket).ok()) {
-        (Some(before), Some(after)) if before == after => {
-            monitor_common::event::write_position(tcp.bytes_acked, after, tcp.old_state)
-        }
-        _ => None,
-    };
     Some(OlderConnection { cookie, tcp, local: Some(local), written })
 }
 

@@ -408,11 +408,34 @@ fn counters_event(socket: &OwnedFd, cookie: u64, c: &Counters, flags: u32, famil
     ev.tuple.local_addr = c.local_addr;
     ev.tuple.local_port = c.local_port;
     ev.tuple.family = family;
-    if let Some(tcp) = tcp_counters(socket.as_fd(), u32::from(c.tcp_flags) & TCP_FIN_RECEIVED != 0) {
+    if let Some((mut tcp, written)) = tcp_reading(socket.as_fd(), u32::from(c.tcp_flags) & TCP_FIN_RECEIVED != 0) {
+        // What its process wrote, sent or queued (a connection older than the run counts its
+        // sent bytes from it: writes before its first packet under the programs had no counters;
+        // an adversarial pass: a writer open at a restart was charged 0 in both runs).
+        if let Some(written) = written {
+            tcp.bytes_acked = written;
+            tcp.flags |= monitor_common::event::TCP_WRITE_POSITION;
+        }
         ev.flags |= FLAG_TCP_COUNTERS;
         ev.tcp = tcp;
     }
     ev
+}
+
+/// [`tcp_counters`] and the socket's write position
+/// ([`monitor_common::event::write_position`]: `bytes_acked` with what waits in its send queue,
+/// `SIOCOUTQ`). The queue is read before and after the counters and the position given only
+/// where both agree: an acknowledgement or a write between the reads would move it.
+pub fn tcp_reading(socket: BorrowedFd<'_>, fin_seen: bool) -> Option<(TcpCounters, Option<u64>)> {
+    let before = crate::sys::unsent_bytes(socket).ok();
+    let tcp = tcp_counters(socket, fin_seen)?;
+    let written = match (before, crate::sys::unsent_bytes(socket).ok()) {
+        (Some(before), Some(after)) if before == after => {
+            monitor_common::event::write_position(tcp.bytes_acked, after, tcp.old_state)
+        }
+        _ => None,
+    };
+    Some((tcp, written))
 }
 
 impl FdSnapshots {

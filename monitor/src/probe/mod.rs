@@ -23,7 +23,7 @@ use std::{path::PathBuf, time::Duration};
 
 pub use cgroup::{cgroup_id_and_level, cgroup2_mount, resolve_cgroup};
 pub use error::Error;
-pub use fdsnap::{OpenSocket, tcp_counters};
+pub use fdsnap::{OpenSocket, tcp_counters, tcp_reading};
 pub use features::Degradation;
 pub use getaddrinfo::{Resolution, decode_gai};
 pub use load::{Probe, SnapshotMode, snapshot_mode};

@@ -17,6 +17,7 @@ use crate::{
         accepted_by_a_worker_open_at_shutdown, preexisting_socket, preexisting_socket_idle_then_closed,
         preexisting_socket_silent_then_closed, released_uncounted, tcp_handed_on_across_a_restart,
         tcp_open_across_a_restart, udp_handed_on_across_a_restart, writer_closing_with_queued_bytes,
+        writer_lingering_after_queued_bytes,
     },
 };
 
@@ -61,6 +62,10 @@ pub fn all() -> Vec<Case> {
         ("socket_older_than_the_monitor_idle_then_closed_ends_once", preexisting_socket_idle_then_closed),
         ("socket_older_than_the_monitor_silent_then_closed_leaves_no_flow", preexisting_socket_silent_then_closed),
         ("socket_older_than_the_monitor_closing_with_queued_writes_counts_them", writer_closing_with_queued_bytes),
+        (
+            "socket_older_than_the_monitor_lingering_after_queued_writes_counts_them",
+            writer_lingering_after_queued_bytes,
+        ),
         ("released_uncounted_counts_a_silent_older_udp_socket_and_no_counted_one", released_uncounted),
         ("a_new_program_after_execve_gets_its_own_app", execve_then_new_socket),
         ("a_connection_made_by_a_thread_that_ended_is_its_process_s", crate::comm::socket_of_an_ended_thread),

@@ -375,14 +375,27 @@ pub(crate) fn accepted_by_a_worker_open_at_shutdown() {
 /// and local address included, whether its release is its only event or a zero-window probe
 /// found it first.
 pub(crate) fn writer_closing_with_queued_bytes() {
+    stalled_writer(false, 5209);
+}
+
+/// As [`writer_closing_with_queued_bytes`], but the writer ends its side and reads to the end
+/// before it closes (a lingering close): its release comes in `CLOSE`, everything acknowledged
+/// (a re-check: charged 0, the write position was taken only while the queue would be sent).
+pub(crate) fn writer_lingering_after_queued_bytes() {
+    stalled_writer(true, 5210);
+}
+
+/// The two cases above (`linger`: the second), the reader on `port`.
+fn stalled_writer(linger: bool, port: u16) {
     let pair = Pair::private();
     let cg = TestCgroup::new();
-    let server = server_addr(&pair, false, 0, 5209);
+    let server = server_addr(&pair, false, 0, port);
     let mut reader = spawn("tcp-stalled-reader", &[s(server)], Place { netns: Some(&pair.b), ..Place::default() });
     reader.line();
     let (first, then) = (65_536usize, 100_000usize);
     let place = Place { netns: Some(&pair.a), cgroup: Some(&cg), uid: Some(CLIENT_UID) };
-    let mut writer = spawn("tcp-stalled-writer", &[s(server), s(first), s(then)], place);
+    let mode = if linger { "linger" } else { "close" };
+    let mut writer = spawn("tcp-stalled-writer", &[s(server), s(first), s(then), mode.into()], place);
     let connected = writer.line();
     let pid = writer.pid();
     // The window closes at once; its probes back off (0.2, 0.6, 1.4, 3.0, 6.2, 12.6 s): past the
@@ -394,6 +407,7 @@ pub(crate) fn writer_closing_with_queued_bytes() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     reader.send("go");
     let read = reader.line();
+    assert_eq!(writer.line()["closed"], true);
     std::thread::sleep(std::time::Duration::from_millis(500));
     let out = mon.stop();
     writer.send("exit");
@@ -445,10 +459,12 @@ pub(crate) fn helper(role: &str, args: &[String]) -> bool {
             }
             say(&serde_json::json!({"rx": total}));
         }
-        // tcp-stalled-writer SERVER FIRST THEN: connects with a 200,000-byte send buffer, writes
-        // FIRST bytes (they fill the peer's window and wait), reports, waits for "go", writes up
-        // to THEN more without blocking (into the send queue), reports how many, closes the socket
-        // with them queued and waits for "exit".
+        // tcp-stalled-writer SERVER FIRST THEN close|linger: connects with a 200,000-byte send
+        // buffer, writes FIRST bytes (they fill the peer's window and wait), reports, waits for
+        // "go", writes up to THEN more without blocking (into the send queue), and then: `close`
+        // closes the socket with them queued and reports how many; `linger` reports how many,
+        // ends its side, reads to the end (the peer's close) and closes. Says it closed and waits
+        // for "exit".
         "tcp-stalled-writer" => {
             name("mon-tcp-stalled");
             let mut s = TcpStream::connect(arg(0)).unwrap();
@@ -468,8 +484,17 @@ pub(crate) fn helper(role: &str, args: &[String]) -> bool {
                     Err(e) => panic!("write: {e}"),
                 }
             }
-            drop(s);
-            say(&serde_json::json!({"tx_after_go": sent}));
+            if arg(3) == "linger" {
+                say(&serde_json::json!({"tx_after_go": sent}));
+                s.set_nonblocking(false).unwrap();
+                s.shutdown(std::net::Shutdown::Write).unwrap();
+                assert_eq!(crate::helper::read_to_end(&mut s), 0, "the peer sends nothing");
+                drop(s);
+            } else {
+                drop(s);
+                say(&serde_json::json!({"tx_after_go": sent}));
+            }
+            say(&serde_json::json!({"closed": true}));
             wait_stdin("exit");
         }
         _ => return false,

@@ -610,6 +610,11 @@ fn an_older_connection_closing_with_queued_writes_counts_what_it_wrote_in_the_ru
     assert_eq!(monitor_common::event::write_position(100_002, 0, tcp_state::FIN_WAIT2), Some(100_001));
     assert_eq!(monitor_common::event::write_position(100_001, 1, tcp_state::FIN_WAIT1), Some(100_001));
     assert_eq!(monitor_common::event::write_position(100_001, 9, tcp_state::CLOSE), None, "a reset sends nothing");
+    // Over, or reset at the close: what was acknowledged, our FIN left out once acknowledged.
+    use monitor_common::event::acknowledged_position;
+    assert_eq!(acknowledged_position(100_002, 0, true), 100_001, "both FINs: ours acknowledged");
+    assert_eq!(acknowledged_position(100_001, 7, true), 100_001, "reset before our FIN was acknowledged");
+    assert_eq!(acknowledged_position(100_001, 0, false), 100_001, "reset without a FIN of ours");
     let mut fin = release;
     fin.tcp.old_state = tcp_state::FIN_WAIT2;
     let mut t = tracker();
