@@ -232,27 +232,22 @@ const _: () = assert!(core::mem::size_of::<TcpCounters>() == 32);
 
 /// Where a TCP stream's writer is, in the measure of `bytes_acked` (the active side's SYN
 /// counted, as there): `bytes_acked` plus `queued` (`write_seq − snd_una`: written, not yet
-/// acknowledged), less our FIN where it was sent or queued (it takes a sequence number). `None`
-/// in a state whose send queue will not be sent (`SYN_SENT`, `CLOSE`: never connected, reset or
-/// done) or that has no stream.
+/// acknowledged; a reset leaves both as they were, so it still counts what the process wrote
+/// before the kernel discarded it), less our FIN where it took a sequence number: in a state
+/// past it, and in `CLOSE` where the peer's FIN came too (`peer_fin`: an orderly end, both FINs
+/// exchanged; a reset is taken as coming before ours). `None` in a state with no stream
+/// (`SYN_SENT`, `SYN_RECV`, `LISTEN`).
 #[must_use]
-pub const fn write_position(bytes_acked: u64, queued: u32, state: u32) -> Option<u64> {
-    use tcp_state::{CLOSE_WAIT, CLOSING, ESTABLISHED, FIN_WAIT1, FIN_WAIT2, LAST_ACK, TIME_WAIT};
+pub const fn write_position(bytes_acked: u64, queued: u32, state: u32, peer_fin: bool) -> Option<u64> {
+    use tcp_state::{CLOSE, CLOSE_WAIT, CLOSING, ESTABLISHED, FIN_WAIT1, FIN_WAIT2, LAST_ACK, TIME_WAIT};
     let fin = match state {
         ESTABLISHED | CLOSE_WAIT => 0,
         FIN_WAIT1 | FIN_WAIT2 | CLOSING | LAST_ACK | TIME_WAIT => 1,
+        CLOSE if peer_fin => 1,
+        CLOSE => 0,
         _ => return None,
     };
     Some(bytes_acked.saturating_add(queued as u64).saturating_sub(fin))
-}
-
-/// The write position of a connection whose send queue will never be sent (reset, or ended:
-/// `CLOSE`; or closed with data left unread, which resets it): what was acknowledged, our FIN
-/// left out where it was sent (`fin_sent`: `SEND_SHUTDOWN`, or a state past our FIN) and
-/// acknowledged (nothing left unacknowledged).
-#[must_use]
-pub const fn acknowledged_position(bytes_acked: u64, queued: u32, fin_sent: bool) -> u64 {
-    bytes_acked.saturating_sub(if fin_sent && queued == 0 { 1 } else { 0 })
 }
 
 /// One ring-buffer record.

@@ -113,10 +113,6 @@ pub const GLOBAL_SK_FLAGS_OFFSET: &str = "SK_FLAGS_OFFSET";
 pub const GLOBAL_TCP_WRITE_SEQ_OFFSET: &str = "TCP_WRITE_SEQ_OFFSET";
 /// Load-time global: offset of the 32-bit `snd_una` in `struct tcp_sock` (`u32`; as above).
 pub const GLOBAL_TCP_SND_UNA_OFFSET: &str = "TCP_SND_UNA_OFFSET";
-/// Load-time global: offset of the 8-bit `sk_shutdown` in `struct sock` (`u32`; as above): its
-/// `SEND_SHUTDOWN` bit says our FIN was sent, which `bytes_acked` counts once acknowledged (read
-/// at the release of a connection in `CLOSE` or one closed with data unread).
-pub const GLOBAL_SK_SHUTDOWN_OFFSET: &str = "SK_SHUTDOWN_OFFSET";
 /// Load-time global: 1 when the task fields behind the offsets above are read through the
 /// kernel's BTF pointer to the current task (`bpf_get_current_task_btf` and plain loads the
 /// verifier checks against the kernel's types: no helper call per field), 0 for one

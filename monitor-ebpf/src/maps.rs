@@ -171,22 +171,11 @@ static SK_FLAGS_OFFSET: u32 = 0;
 static TCP_WRITE_SEQ_OFFSET: u32 = 0;
 #[unsafe(no_mangle)]
 static TCP_SND_UNA_OFFSET: u32 = 0;
-/// Offset of the 8-bit `sk_shutdown` in `struct sock` (as above; 0: a connection in `CLOSE` or
-/// closed with data unread gets no write position).
-#[unsafe(no_mangle)]
-static SK_SHUTDOWN_OFFSET: u32 = 0;
-
-/// [`TCP_WRITE_SEQ_OFFSET`], [`TCP_SND_UNA_OFFSET`] and [`SK_SHUTDOWN_OFFSET`], volatile as below.
+/// [`TCP_WRITE_SEQ_OFFSET`] and [`TCP_SND_UNA_OFFSET`], volatile as below.
 #[inline(always)]
-pub(crate) fn tcp_send_queue_offsets() -> [u32; 3] {
+pub(crate) fn tcp_send_queue_offsets() -> [u32; 2] {
     // SAFETY: plain globals.
-    unsafe {
-        [
-            ptr::read_volatile(&raw const TCP_WRITE_SEQ_OFFSET),
-            ptr::read_volatile(&raw const TCP_SND_UNA_OFFSET),
-            ptr::read_volatile(&raw const SK_SHUTDOWN_OFFSET),
-        ]
-    }
+    unsafe { [ptr::read_volatile(&raw const TCP_WRITE_SEQ_OFFSET), ptr::read_volatile(&raw const TCP_SND_UNA_OFFSET)] }
 }
 
 /// [`TCP_BYTES_RECEIVED_OFFSET`], [`TCP_BYTES_ACKED_OFFSET`], [`TCP_RCV_NXT_OFFSET`],

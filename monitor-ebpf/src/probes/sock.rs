@@ -10,10 +10,7 @@ use aya_ebpf::{
 };
 use monitor_common::{
     IPPROTO_MPTCP, IPPROTO_TCP, SOCK_RAW,
-    event::{
-        EventKind, FLAG_TCP_COUNTERS, TCP_FIN_RECEIVED, TCP_WRITE_POSITION, TcpCounters, acknowledged_position,
-        tcp_state, write_position,
-    },
+    event::{EventKind, FLAG_TCP_COUNTERS, TCP_FIN_RECEIVED, TCP_WRITE_POSITION, TcpCounters, write_position},
     maps::FALLBACK_DISCOVER,
     sock::{
         COPY_STATE_DONE, COUNTER_MPTCP, COUNTER_RAW, COUNTER_RELEASED, COUNTER_STATE_CB, COUNTER_TCP_CLOSED, Counters,
@@ -222,11 +219,10 @@ fn released_tcp_counters(sk: *mut aya_ebpf::bindings::bpf_sock, c: &Counters, ou
     super::leave_out(unread, &mut tcp);
     // What the process wrote (an adversarial pass: a connection older than the run whose peer's
     // window was closed wrote and closed, and had no record; a re-check: one that ended in
-    // `CLOSE`, or reset, after writing before its first packet was charged 0): its write
-    // position. What waits in the send queue the kernel sends after the release, unless the
-    // connection is over (`CLOSE`) or data is left unread (the peer's FIN aside): then the close
-    // resets it and discards the queue, and what was acknowledged is all that left.
-    if let Some(position) = release_position(sk, bytes_acked, state, unread <= u32::from(fin)) {
+    // `CLOSE` was charged 0): its write position, sent or still queued (the kernel sends the
+    // queue after the release; a reset discards it, as it discards a young socket's writes,
+    // which their calls counted all the same).
+    if let Some(position) = release_position(sk, bytes_acked, state, fin) {
         tcp.bytes_acked = position;
         tcp.flags |= TCP_WRITE_POSITION;
     }
@@ -234,12 +230,12 @@ fn released_tcp_counters(sk: *mut aya_ebpf::bindings::bpf_sock, c: &Counters, ou
     FLAG_TCP_COUNTERS
 }
 
-/// The write position of TCP socket `sk` at its release (`acked`: its `bytes_acked`; `keep`:
-/// its send queue will be sent), from `write_seq`, `snd_una` and `sk_shutdown` read at BTF
-/// offsets; `None` where an offset is unknown, a read fails, or in a state with no stream.
+/// The write position of TCP socket `sk` at its release (`acked`: its `bytes_acked`;
+/// `peer_fin`: the peer's FIN came), from `write_seq` and `snd_una` read at BTF offsets; `None`
+/// where an offset is unknown, a read fails, or in a state with no stream.
 #[inline(always)]
-fn release_position(sk: *mut aya_ebpf::bindings::bpf_sock, acked: u64, state: u32, keep: bool) -> Option<u64> {
-    let [write_seq, snd_una, shutdown] = tcp_send_queue_offsets();
+fn release_position(sk: *mut aya_ebpf::bindings::bpf_sock, acked: u64, state: u32, peer_fin: bool) -> Option<u64> {
+    let [write_seq, snd_una] = tcp_send_queue_offsets();
     if write_seq == 0 || snd_una == 0 {
         return None;
     }
@@ -250,27 +246,8 @@ fn release_position(sk: *mut aya_ebpf::bindings::bpf_sock, acked: u64, state: u3
     }) else {
         return None;
     };
-    let queued = written.wrapping_sub(unacked);
-    if keep && state != tcp_state::CLOSE {
-        return write_position(acked, queued, state);
-    }
-    // Our FIN was sent where the state is past it, else where `SEND_SHUTDOWN` says so.
-    let fin_sent =
-        if matches!(state, tcp_state::FIN_WAIT1 | tcp_state::FIN_WAIT2 | tcp_state::CLOSING | tcp_state::LAST_ACK) {
-            true
-        } else {
-            if shutdown == 0 {
-                return None;
-            }
-            // SAFETY: a kernel read at a BTF offset of `struct sock`; a failed read returns an error.
-            let Ok(how) = (unsafe { bpf_probe_read_kernel(at(shutdown) as *const u8) }) else { return None };
-            how & SEND_SHUTDOWN != 0
-        };
-    Some(acknowledged_position(acked, queued, fin_sent))
+    write_position(acked, written.wrapping_sub(unacked), state, peer_fin)
 }
-
-/// `SEND_SHUTDOWN` in `sk_shutdown` (include/net/sock.h).
-const SEND_SHUTDOWN: u8 = 2;
 
 /// A TCP socket older than the monitor that sent no packet under it, released by its process:
 /// its FIN and the packets after it (sent by the kernel, after the release) would otherwise be

@@ -51,9 +51,8 @@ pub struct SockLayout {
     pub tcp_release: [u32; 4],
     /// The 32-bit `write_seq` and `snd_una` in `struct tcp_sock` (both 0 when one is missing or
     /// of another shape): read with the counters above, what the process wrote that waits in the
-    /// send queue at its release (sent after it); and the 8-bit `sk_shutdown` in `struct sock`
-    /// (0 when missing or a bitfield, as before Linux 6.1): whether our FIN was sent.
-    pub tcp_send_queue: [u32; 3],
+    /// send queue at its release (sent after it).
+    pub tcp_send_queue: [u32; 2],
     /// The kernel has `struct mptcp_sock` (built with `CONFIG_MPTCP`): the return type of
     /// `bpf_skc_to_mptcp_sock`, without which the verifier refuses any program calling it.
     pub mptcp_sock: bool,
@@ -299,7 +298,7 @@ pub fn sock_layout(data: &[u8]) -> Result<SockLayout, LayoutError> {
     let task_mm_start_stack = task_mm_start_stack(&types).unwrap_or((0, 0));
     let tcp_copied_seq = tcp_copied_seq(&types).unwrap_or(0);
     let tcp_release = tcp_release(&types).unwrap_or([0; 4]);
-    let tcp_send_queue = tcp_send_queue(&types).unwrap_or([0; 3]);
+    let tcp_send_queue = tcp_send_queue(&types).unwrap_or([0; 2]);
     let task_pid = task_pid(&types).unwrap_or(0);
     let task_cred_uid = task_cred_uid(&types).unwrap_or((0, 0));
     Ok(SockLayout {
@@ -336,15 +335,14 @@ fn tcp_release(types: &Types) -> Option<[u32; 4]> {
     ])
 }
 
-/// `tcp_sock.write_seq` and `snd_una`, if both are 32-bit integers, and `sock.sk_shutdown` if
-/// it is an 8-bit integer (else 0).
-fn tcp_send_queue(types: &Types) -> Option<[u32; 3]> {
-    let int = |ty: &str, field: &str, bytes: u32| {
-        let (at, member) = types.find(ty, field).ok()?;
-        (member.bitfield == 0 && member.bits.is_multiple_of(8 * bytes) && types.int_size(member.type_id) == Some(bytes))
+/// `tcp_sock.write_seq` and `snd_una`, if both are 32-bit integers.
+fn tcp_send_queue(types: &Types) -> Option<[u32; 2]> {
+    let int32 = |field: &str| {
+        let (at, member) = types.find("tcp_sock", field).ok()?;
+        (member.bitfield == 0 && member.bits.is_multiple_of(32) && types.int_size(member.type_id) == Some(4))
             .then_some(at)
     };
-    Some([int("tcp_sock", "write_seq", 4)?, int("tcp_sock", "snd_una", 4)?, int("sock", "sk_shutdown", 1).unwrap_or(0)])
+    Some([int32("write_seq")?, int32("snd_una")?])
 }
 
 /// `task_struct.pid`, if it and `tgid` are 32-bit integers, `tgid` right after it.

@@ -408,10 +408,17 @@ fn counters_event(socket: &OwnedFd, cookie: u64, c: &Counters, flags: u32, famil
     ev.tuple.local_addr = c.local_addr;
     ev.tuple.local_port = c.local_port;
     ev.tuple.family = family;
-    if let Some((mut tcp, written)) = tcp_reading(socket.as_fd(), u32::from(c.tcp_flags) & TCP_FIN_RECEIVED != 0) {
-        // What its process wrote, sent or queued (a connection older than the run counts its
-        // sent bytes from it: writes before its first packet under the programs had no counters;
-        // an adversarial pass: a writer open at a restart was charged 0 in both runs).
+    let fin_seen = u32::from(c.tcp_flags) & TCP_FIN_RECEIVED != 0;
+    // A connection older than the run (no state callback of this run: its handshake came before)
+    // counts its sent bytes from what its process wrote, sent or queued: writes before its first
+    // packet under the programs had no counters (an adversarial pass: a writer open at a restart
+    // was charged 0 in both runs). Others' sends are their calls': no queue read for them.
+    let reading = if c.flags & monitor_common::sock::COUNTER_STATE_CB == 0 {
+        tcp_reading(socket.as_fd(), fin_seen)
+    } else {
+        tcp_counters(socket.as_fd(), fin_seen).map(|tcp| (tcp, None))
+    };
+    if let Some((mut tcp, written)) = reading {
         if let Some(written) = written {
             tcp.bytes_acked = written;
             tcp.flags |= monitor_common::event::TCP_WRITE_POSITION;
@@ -431,7 +438,7 @@ pub fn tcp_reading(socket: BorrowedFd<'_>, fin_seen: bool) -> Option<(TcpCounter
     let tcp = tcp_counters(socket, fin_seen)?;
     let written = match (before, crate::sys::unsent_bytes(socket).ok()) {
         (Some(before), Some(after)) if before == after => {
-            monitor_common::event::write_position(tcp.bytes_acked, after, tcp.old_state)
+            monitor_common::event::write_position(tcp.bytes_acked, after, tcp.old_state, false)
         }
         _ => None,
     };

@@ -269,8 +269,7 @@ impl Probe {
         let [received, acked, rcv_nxt, sk_flags] =
             if lockdown { [0; 4] } else { layout.as_ref().map_or([0; 4], |l| l.tcp_release) };
         // With what waits in its send queue (sent after the release).
-        let [write_seq, snd_una, sk_shutdown] =
-            if lockdown { [0; 3] } else { layout.as_ref().map_or([0; 3], |l| l.tcp_send_queue) };
+        let [write_seq, snd_una] = if lockdown { [0; 2] } else { layout.as_ref().map_or([0; 2], |l| l.tcp_send_queue) };
         // Those reads through the kernel's BTF pointer to the task where its types are known.
         let task_btf = u32::from(reads != TaskReads::Probe && !lockdown && layout.is_ok());
         // And, that way only, the ids that two helpers give otherwise.
@@ -322,7 +321,6 @@ impl Probe {
             .override_global(maps::GLOBAL_SK_FLAGS_OFFSET, &sk_flags, true)
             .override_global(maps::GLOBAL_TCP_WRITE_SEQ_OFFSET, &write_seq, true)
             .override_global(maps::GLOBAL_TCP_SND_UNA_OFFSET, &snd_una, true)
-            .override_global(maps::GLOBAL_SK_SHUTDOWN_OFFSET, &sk_shutdown, true)
             .override_global(maps::GLOBAL_MPTCP_SUBFLOWS, &mptcp_subflows(layout.as_ref().ok()), true)
             .load(object::object_bytes())
             .map_err(Error::Load)?;

@@ -92,7 +92,7 @@ const MAPS: [(&str, bpf_map_type); 7] = [
 
 /// Every load-time global the loader writes (`override_global` in `load.rs`), with the size of
 /// the value it writes: `u64` nanoseconds, boot time and cgroup id, `u32` flags, level and offsets.
-const GLOBALS: [(&str, usize); 27] = [
+const GLOBALS: [(&str, usize); 26] = [
     (maps::GLOBAL_UPDATE_INTERVAL_NS, size_of::<u64>()),
     (maps::GLOBAL_LOADED_BOOT_NS, size_of::<u64>()),
     (maps::GLOBAL_COPY_PAYLOADS, size_of::<u32>()),
@@ -116,7 +116,6 @@ const GLOBALS: [(&str, usize); 27] = [
     (maps::GLOBAL_SK_FLAGS_OFFSET, size_of::<u32>()),
     (maps::GLOBAL_TCP_WRITE_SEQ_OFFSET, size_of::<u32>()),
     (maps::GLOBAL_TCP_SND_UNA_OFFSET, size_of::<u32>()),
-    (maps::GLOBAL_SK_SHUTDOWN_OFFSET, size_of::<u32>()),
     (maps::GLOBAL_TASK_PID_OFFSET, size_of::<u32>()),
     (maps::GLOBAL_TASK_CRED_OFFSET, size_of::<u32>()),
     (maps::GLOBAL_CRED_UID_OFFSET, size_of::<u32>()),
