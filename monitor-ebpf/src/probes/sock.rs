@@ -221,8 +221,12 @@ fn released_tcp_counters(sk: *mut aya_ebpf::bindings::bpf_sock, c: &Counters, ou
     // window was closed wrote and closed, and had no record; a re-check: one that ended in
     // `CLOSE` was charged 0): its write position, sent or still queued (the kernel sends the
     // queue after the release; a reset discards it, as it discards a young socket's writes,
-    // which their calls counted all the same).
-    if let Some(position) = release_position(sk, bytes_acked, state, fin) {
+    // which their calls counted all the same). Not for one disconnected (`connect(AF_UNSPEC)`:
+    // no destination port): the kernel zeroed its `bytes_acked` and moved `write_seq` past the
+    // peer's window (a re-check: charged about that window).
+    // SAFETY: ctx field read.
+    let connected = unsafe { (*sk).dst_port } != 0;
+    if connected && let Some(position) = release_position(sk, bytes_acked, state, fin) {
         tcp.bytes_acked = position;
         tcp.flags |= TCP_WRITE_POSITION;
     }
